@@ -1,0 +1,47 @@
+"""avfs: git-compatible workspaces for AI agents.
+
+The Python API (everything the CLI does, in process)::
+
+    import avfs_git
+    home = avfs_git.open_home()            # $AVFS_HOME or ~/.avfs
+    vault = home.create_vault("proj", from_dir="./proj")
+    ws = vault.workspace("main")
+    ws.write("notes.txt", b"hello")
+    avfs_git.checkpoint.save(vault, "main", name="first")
+
+Heavy modules (pygit2) load on first use, so ``import avfs_git`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .core import checkpoint, history
+    from .core.errors import AvfsError
+    from .core.home import Home, open_home
+    from .core.vault import Vault
+    from .core.workspace import Workspace
+
+_LAZY = {
+    "AvfsError": ("avfs_git.core.errors", "AvfsError"),
+    "Home": ("avfs_git.core.home", "Home"),
+    "open_home": ("avfs_git.core.home", "open_home"),
+    "Vault": ("avfs_git.core.vault", "Vault"),
+    "Workspace": ("avfs_git.core.workspace", "Workspace"),
+    "checkpoint": ("avfs_git.core.checkpoint", None),
+    "history": ("avfs_git.core.history", None),
+}
+
+__all__ = ["AvfsError", "Home", "Vault", "Workspace", "checkpoint", "history", "open_home", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    spec = _LAZY.get(name)
+    if spec is None:
+        raise AttributeError(f"module 'avfs_git' has no attribute {name!r}")
+    mod = importlib.import_module(spec[0])
+    return mod if spec[1] is None else getattr(mod, spec[1])

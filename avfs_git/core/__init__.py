@@ -1,0 +1,1 @@
+"""Core: vaults, workspaces, checkpoints. No click, rich or fuse here."""

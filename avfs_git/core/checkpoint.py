@@ -1,0 +1,383 @@
+"""Checkpoints, restore, revert, checkout of a path, and undo.
+
+Every function here that moves a ref or discards a view of a workspace:
+
+1. takes the fork lock(s);
+2. keeps what it would discard (uncheckpointed overlay) as a commit under a recovery ref
+   (``refs/avfs/recovery/<fork>/-/<id>``, parent = the workspace's base);
+3. moves refs by compare-and-swap only (:func:`.refs.cas_update`);
+4. records an operation (:mod:`.oplog`) with refs and workspace states before and after,
+   so :func:`undo` can put them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import pygit2
+
+from . import names, refs
+from .errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DirtyWorkspaceError,
+    NothingToUndoError,
+    RefMovedError,
+    RevisionNotFoundError,
+    UsageError,
+)
+from .gitstore import rfc3339
+from .history import checkpoint_names, resolve
+from .types import CheckpointInfo, CommitId, Operation
+
+if TYPE_CHECKING:
+    from .vault import Vault
+    from .workspace import Workspace
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointResult:
+    checkpoint: CheckpointInfo
+    created: bool  # False: nothing had changed, no new commit (a name may still be set)
+    op_id: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestoreResult:
+    vault: str
+    fork: str
+    commit: CommitId
+    previous: CommitId | None
+    recovery_ref: str | None
+    op_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UndoResult:
+    undone: Operation
+    op_id: int
+    recovery_ref: str | None
+
+
+def ws_state(ws: Workspace) -> dict[str, str | None]:
+    """The workspace's state for the op log: its base and, when dirty, its tree."""
+    tree = ws.capture()[0] if ws.is_dirty() else None
+    return {"base": ws.base, "tree": tree}
+
+
+def keep_recovery(ws: Workspace, reason: str) -> tuple[str, str] | None:
+    """Keep the uncheckpointed overlay as a commit under a recovery ref; (ref, commit)."""
+    if not ws.is_dirty():
+        return None
+    tree, _ = ws.capture()
+    msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
+    commit = ws.store.create_commit(tree, [ws.base], msg, ws.vault.author())
+    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    ref = refs.recovery_ref(ws.fork, tag)
+    refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
+    return ref, commit
+
+
+def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:
+    c = vault.store.commit(commit)
+    return CheckpointInfo(
+        vault=vault.name,
+        fork=fork,
+        name=name,
+        commit=CommitId(commit),
+        parent=str(c.parent_ids[0]) if c.parent_ids else None,
+        time=rfc3339(c.commit_time),
+        message=c.message,
+        changes=0,
+    )
+
+
+def save(
+    vault: Vault, fork: str | None = None, name: str | None = None, message: str | None = None
+) -> CheckpointResult:
+    """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
+
+    Raises:
+        RefMovedError: the fork moved since the workspace's base (nothing changed).
+        AlreadyExistsError: a checkpoint of that name exists on the fork.
+    """
+    fork = fork or vault.default_fork
+    if name is not None:
+        names.check_fork_name(name, "checkpoint")
+        if "/" in name:
+            raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
+    ws = vault.workspace(fork)
+    with vault.lock(fork):
+        ws._sync_base()
+        name_ref = refs.checkpoint_ref(fork, name) if name else None
+        repo = vault.store.repo
+        if name_ref and refs.read_ref(repo, name_ref) is not None:
+            raise AlreadyExistsError(
+                f"fork {fork} already has a checkpoint named {name!r}",
+                hint="pick another name or delete it with `avfs checkpoint delete`",
+                details={"name": name},
+            )
+        base = ws.base
+        msg = message or (f"checkpoint {name}" if name else "checkpoint")
+        if not msg.endswith("\n"):
+            msg += "\n"
+        commit, captured = ws._commit_overlay(msg)
+        changed: list[dict[str, str | None]] = []
+        if commit is not None:
+            changed.append({"ref": ws.ref, "old": base, "new": commit})
+        target = commit or base
+        if name_ref:
+            refs.cas_update(repo, name_ref, target, None, f"avfs: checkpoint {name}")
+            changed.append({"ref": name_ref, "old": None, "new": target})
+        op_id = None
+        if changed:
+            tree = vault.store.commit_tree(target)
+            op_id = vault.oplog.record(
+                "checkpoint",
+                f"checkpoint {name or target[:12]} on {fork}",
+                fork=fork,
+                refs=changed,
+                workspaces=[
+                    {
+                        "fork": fork,
+                        "before": {"base": base, "tree": tree if commit else None},
+                        "after": {"base": target, "tree": None},
+                        "view_changed": False,
+                    }
+                ],
+                details={"name": name, "captured": len(captured)},
+            )
+    info = _info(vault, fork, target, name)
+    info = dataclasses.replace(info, changes=len(captured) if commit else 0)
+    return CheckpointResult(info, commit is not None, op_id)
+
+
+def list_checkpoints(vault: Vault, fork: str | None = None, *, all_commits: bool = False, limit: int = 100) -> list[CheckpointInfo]:
+    """Named checkpoints of ``fork`` (newest first); with ``all_commits`` every commit of
+    the fork's first-parent history, named or not."""
+    fork = fork or vault.default_fork
+    vault._require_fork(fork)
+    repo = vault.store.repo
+    if all_commits:
+        from .history import log
+
+        cps = checkpoint_names(vault, fork)
+        out = []
+        for c in log(vault, fork, limit=limit):
+            label = (cps.get(c.id) or [None])[0]
+            out.append(_info(vault, fork, c.id, label))
+        return out
+    prefix = refs.checkpoint_prefix(fork)
+    found = []
+    for r in repo.references:
+        if r.startswith(prefix):
+            target = refs.read_ref(repo, r)
+            if target:
+                found.append(_info(vault, fork, target, r[len(prefix) :]))
+    found.sort(key=lambda i: (i.time, i.name or ""), reverse=True)
+    return found[:limit]
+
+
+def delete_checkpoint(vault: Vault, fork: str | None, name: str) -> Operation:
+    fork = fork or vault.default_fork
+    vault._require_fork(fork)
+    ref = refs.checkpoint_ref(fork, name)
+    with vault.lock(fork):
+        old = refs.read_ref(vault.store.repo, ref)
+        if old is None:
+            raise RevisionNotFoundError(
+                f"fork {fork} has no checkpoint named {name!r}", details={"name": name}
+            )
+        refs.cas_update(vault.store.repo, ref, None, old, f"avfs: delete checkpoint {name}")
+        op_id = vault.oplog.record(
+            "checkpoint_delete",
+            f"delete checkpoint {name} on {fork}",
+            fork=fork,
+            refs=[{"ref": ref, "old": old, "new": None}],
+        )
+    op = vault.oplog.get(op_id)
+    assert op is not None
+    return op
+
+
+def restore(vault: Vault, fork: str | None, rev: str) -> RestoreResult:
+    """Move the fork back to ``rev``; the discarded state is kept and the move is undoable."""
+    fork = fork or vault.default_fork
+    ws = vault.workspace(fork)
+    with vault.lock(fork):
+        ws._sync_base()
+        target = resolve(vault, rev, fork)
+        tip = ws.tip()
+        before = {"base": ws.base, "tree": None}
+        rec = keep_recovery(ws, f"restore to {rev}")
+        changed: list[dict[str, str | None]] = []
+        if rec is not None:
+            before["tree"] = vault.store.commit_tree(rec[1])
+            changed.append({"ref": rec[0], "old": None, "new": rec[1]})
+        if tip != target:
+            refs.cas_update(vault.store.repo, ws.ref, target, tip, f"avfs: restore {rev}")
+            changed.append({"ref": ws.ref, "old": tip, "new": target})
+        ws.set_base(target, keep_view=False)
+        op_id = vault.oplog.record(
+            "restore",
+            f"restore {fork} to {rev} ({target[:12]})",
+            fork=fork,
+            refs=changed,
+            workspaces=[
+                {"fork": fork, "before": before, "after": {"base": target, "tree": None}, "view_changed": True}
+            ],
+            details={"revision": rev},
+        )
+    return RestoreResult(
+        vault.name, fork, CommitId(target), CommitId(tip) if tip else None, rec[0] if rec else None, op_id
+    )
+
+
+def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None) -> CheckpointResult:
+    """A new checkpoint on the fork that undoes the changes ``rev`` made."""
+    fork = fork or vault.default_fork
+    ws = vault.workspace(fork)
+    with vault.lock(fork):
+        ws._sync_base()
+        if ws.is_dirty():
+            raise DirtyWorkspaceError(
+                f"fork {fork} has uncheckpointed changes",
+                hint="checkpoint them first (`avfs checkpoint save`), then revert",
+            )
+        repo = vault.store.repo
+        target = vault.store.commit(resolve(vault, rev, fork))
+        tip = ws.tip()
+        assert tip is not None
+        ours = vault.store.commit(tip)
+        mainline = 1 if len(target.parent_ids) > 1 else 0
+        try:
+            index = repo.revert_commit(target, ours, mainline)
+        except pygit2.GitError as exc:
+            raise UsageError(f"cannot revert {rev}: {exc}") from exc
+        if index.conflicts is not None:
+            paths = sorted({(c[1] or c[2] or c[0]).path for c in index.conflicts if any(c)})  # type: ignore[union-attr]
+            raise ConflictError(
+                f"reverting {rev} conflicts with later changes in {len(paths)} path(s)",
+                hint="restore or edit the paths by hand, then checkpoint",
+                details={"paths": paths},
+            )
+        tree = str(index.write_tree(repo))
+        summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
+        msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
+        commit = vault.store.create_commit(tree, [tip], msg, vault.author())
+        refs.cas_update(repo, ws.ref, commit, tip, f"avfs: revert {rev}")
+        ws.set_base(commit, keep_view=False)
+        op_id = vault.oplog.record(
+            "revert",
+            f"revert {str(target.id)[:12]} on {fork}",
+            fork=fork,
+            refs=[{"ref": ws.ref, "old": tip, "new": commit}],
+            workspaces=[
+                {"fork": fork, "before": {"base": tip, "tree": None}, "after": {"base": commit, "tree": None}, "view_changed": True}
+            ],
+        )
+    return CheckpointResult(_info(vault, fork, commit, None), True, op_id)
+
+
+def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
+    """Bring ``path`` (a file or a directory) back from ``rev`` into the workspace."""
+    fork = fork or vault.default_fork
+    ws = vault.workspace(fork)
+    p = names.norm_path(path)
+    with vault.lock(fork):
+        commit = resolve(vault, rev, fork)
+        before = ws_state(ws)
+        ws.checkout_path(p, vault.store.commit_tree(commit))
+        op_id = vault.oplog.record(
+            "checkout",
+            f"checkout {p or '/'} from {rev} on {fork}",
+            fork=fork,
+            workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
+            details={"path": p, "revision": rev, "commit": commit},
+        )
+    op = vault.oplog.get(op_id)
+    assert op is not None
+    return op
+
+
+def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
+    """Revert operation ``op_id`` (the newest undoable one when None).
+
+    Refuses with :class:`RefMovedError` when a ref the operation moved has moved again
+    since; keeps any uncheckpointed changes it would hide under a recovery ref.
+    """
+    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable()
+    if op is None:
+        raise NothingToUndoError(
+            "nothing to undo" if op_id is None else f"no operation {op_id} in vault {vault.name}",
+            hint="`avfs op log` lists the operations",
+        )
+    if op.undone_by is not None:
+        raise UsageError(
+            f"operation {op.id} was already undone by operation {op.undone_by}",
+            hint=f"undo operation {op.undone_by} to redo it",
+        )
+    if op.kind == "vault_create":
+        raise UsageError("undoing a vault's creation is `avfs vault delete`")
+    wss = vault.oplog.workspaces(op.id)
+    forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
+    repo = vault.store.repo
+    with vault.lock(*forks):
+        moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
+        for r in moves:
+            cur = refs.read_ref(repo, str(r["ref"]))
+            if cur != r["new"]:
+                raise RefMovedError(
+                    f"cannot undo operation {op.id}: {r['ref']} is at {cur}, not {r['new']}",
+                    hint="something changed it since; restore a checkpoint instead",
+                    details={"ref": r["ref"], "expected": r["new"], "current": cur},
+                )
+        new_wss: list[dict[str, Any]] = []
+        recovered: str | None = None
+        rec_refs: list[dict[str, str | None]] = []
+        for w in wss:
+            fork = w["fork"]
+            if vault.has_fork(fork):
+                ws = vault.workspace(fork)
+                cur_state: dict[str, str | None] | None = ws_state(ws)
+                if w["view_changed"] or w["before"] is None:
+                    rec = keep_recovery(ws, f"undo of operation {op.id}")
+                    if rec is not None:
+                        recovered = rec[0]
+                        rec_refs.append({"ref": rec[0], "old": None, "new": rec[1]})
+            else:
+                cur_state = None
+            new_wss.append({"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]})
+        # refs: creations are undone last so a recreated fork's ref exists before its workspace
+        for r in moves:
+            refs.cas_update(repo, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}")
+        for w in wss:
+            fork = w["fork"]
+            before = w["before"]
+            if before is None:
+                import shutil
+
+                ws_obj = vault._ws.pop(fork, None)
+                if ws_obj is not None:
+                    ws_obj.overlay.close()
+                shutil.rmtree(vault.ws_dir(fork), ignore_errors=True)
+                continue
+            ws = vault.workspace(fork)
+            if w["view_changed"]:
+                ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
+            else:
+                ws.set_base(before["base"], keep_view=True)
+        new_id = vault.oplog.record(
+            "undo",
+            f"undo operation {op.id} ({op.summary})",
+            fork=op.fork,
+            refs=[{"ref": r["ref"], "old": r["new"], "new": r["old"]} for r in moves] + rec_refs,
+            workspaces=new_wss,
+            undoes=op.id,
+        )
+    undone = vault.oplog.get(op.id)
+    assert undone is not None
+    return UndoResult(undone, new_id, recovered)

@@ -1,0 +1,146 @@
+"""The vault's object store through pygit2: one Repository per thread.
+
+libgit2 only promises that the object database is safe to share between threads, so each
+thread that touches a vault opens its own ``Repository`` (0.1 ms) and keeps it: a warm one
+has its object caches filled (a first diff costs 44 ms cold, 9 ms warm). Ref updates are
+serialized by :mod:`.refs` (ref lock files) and the fork locks of :mod:`.locks`.
+
+pygit2 exceptions are translated here and in :mod:`.refs`; nothing above catches them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pygit2
+
+from .errors import CorruptStateError, InternalError, RevisionNotFoundError
+from .types import MODE_TREE
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+# Object creation is checked by avfs itself (names and modes are validated before they
+# reach a tree); libgit2's extra verification costs ~3 ms a checkpoint (MEASURED.md).
+pygit2.settings.enable_strict_object_creation(False)
+
+
+class GitStore:
+    """Thread-local access to one bare repository."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    @property
+    def repo(self) -> pygit2.Repository:
+        repo: pygit2.Repository | None = getattr(self._local, "repo", None)
+        if repo is None:
+            try:
+                repo = pygit2.Repository(self.path)
+            except pygit2.GitError as exc:
+                raise CorruptStateError(f"cannot open vault repository {self.path}: {exc}") from exc
+            self._local.repo = repo
+        return repo
+
+    def close(self) -> None:
+        repo = getattr(self._local, "repo", None)
+        if repo is not None:
+            repo.free()
+            self._local.repo = None
+
+    # -- objects ------------------------------------------------------------------------
+    def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]:
+        """name -> (oid, mode) of a tree's entries (empty for None)."""
+        if not tree_oid or tree_oid == EMPTY_TREE:
+            return {}
+        tree = self._tree(tree_oid)
+        return {e.name: (str(e.id), int(e.filemode)) for e in tree}  # type: ignore[misc]
+
+    def _tree(self, oid: str) -> pygit2.Tree:
+        try:
+            obj = self.repo[oid]
+        except (KeyError, ValueError) as exc:
+            raise CorruptStateError(f"tree {oid} is missing from the vault") from exc
+        if not isinstance(obj, pygit2.Tree):
+            raise CorruptStateError(f"object {oid} is not a tree")
+        return obj
+
+    def tree_lookup(self, tree_oid: str, path: str) -> tuple[str, int] | None:
+        """(oid, mode) of ``path`` inside tree ``tree_oid``, or None."""
+        if not path:
+            return tree_oid, MODE_TREE
+        if tree_oid == EMPTY_TREE:
+            return None
+        try:
+            obj = self._tree(tree_oid)[path]
+        except KeyError:
+            return None
+        return str(obj.id), int(obj.filemode)  # type: ignore[arg-type]
+
+    def blob_size(self, oid: str) -> int:
+        try:
+            return int(self.repo.odb.read_header(pygit2.Oid(hex=oid))[1])
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise CorruptStateError(f"object {oid} is missing from the vault") from exc
+
+    def blob_data(self, oid: str) -> bytes:
+        try:
+            obj = self.repo[oid]
+        except (KeyError, ValueError) as exc:
+            raise CorruptStateError(f"blob {oid} is missing from the vault") from exc
+        if not isinstance(obj, pygit2.Blob):
+            raise CorruptStateError(f"object {oid} is not a blob")
+        return bytes(obj.data)
+
+    def blob_from_file(self, path: str) -> str:
+        try:
+            return str(self.repo.create_blob_fromdisk(path))
+        except (OSError, pygit2.GitError) as exc:
+            raise CorruptStateError(f"cannot read overlay file {path}: {exc}") from exc
+
+    def blob_from_bytes(self, data: bytes) -> str:
+        return str(self.repo.create_blob(data))
+
+    def commit_tree(self, commit_oid: str) -> str:
+        return str(self.commit(commit_oid).tree_id)
+
+    def commit(self, oid: str) -> pygit2.Commit:
+        try:
+            obj = self.repo[oid]
+        except (KeyError, ValueError) as exc:
+            raise RevisionNotFoundError(f"commit {oid} not found in the vault") from exc
+        if not isinstance(obj, pygit2.Commit):
+            raise RevisionNotFoundError(f"{oid} is not a commit")
+        return obj
+
+    def signature(self, name: str | None = None, email: str | None = None) -> pygit2.Signature:
+        if name and email:
+            return pygit2.Signature(name, email)
+        try:
+            return self.repo.default_signature
+        except (KeyError, pygit2.GitError):
+            return pygit2.Signature(name or "avfs", email or "avfs@localhost")
+
+    def create_commit(
+        self,
+        tree: str,
+        parents: list[str],
+        message: str,
+        author: pygit2.Signature | None = None,
+    ) -> str:
+        """Write a commit object without moving any ref (refs move by CAS in :mod:`.refs`)."""
+        sig = author or self.signature()
+        now = pygit2.Signature(sig.name, sig.email, int(time.time()), 0)
+        try:
+            oid = self.repo.create_commit(None, now, now, message, pygit2.Oid(hex=tree), parents)
+        except pygit2.GitError as exc:
+            raise InternalError(f"cannot write commit: {exc}") from exc
+        return str(oid)
+
+
+def rfc3339(ts: int, offset_min: int = 0) -> str:
+    """A git timestamp as RFC 3339 in UTC."""
+    del offset_min
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,207 @@
+"""Revisions, log and diff of a vault's forks.
+
+A revision is resolved in this order: a checkpoint name of the fork, a fork name, then
+anything ``git rev-parse`` accepts (a full or abbreviated id, ``main~2``, a tag...), where
+``HEAD`` and ``@`` mean the fork's tip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING
+
+import pygit2
+
+from . import names, refs
+from .errors import RevisionNotFoundError
+from .gitstore import rfc3339
+from .treediff import diff_trees, pair_renames
+from .types import MODE_LINK, Change, ChangeStatus, CommitId, CommitInfo
+
+if TYPE_CHECKING:
+    from .vault import Vault
+    from .workspace import Workspace
+
+_HEAD_RE = re.compile(r"^(HEAD|@)(?=$|[~^])")
+
+
+def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
+    """The commit id ``rev`` names, in the context of ``fork``."""
+    fork = fork or vault.default_fork
+    repo = vault.store.repo
+    if not rev or "\x00" in rev:
+        raise RevisionNotFoundError(f"invalid revision {rev!r}")
+    base, suffix = rev, ""
+    m = re.match(r"^([^~^]+)([~^].*)?$", rev)
+    if m:
+        base, suffix = m.group(1), m.group(2) or ""
+    candidates: list[str] = []
+    if _HEAD_RE.match(rev):
+        candidates.append(refs.fork_ref(fork) + _HEAD_RE.sub("", rev))
+    else:
+        for ref in (refs.checkpoint_ref(fork, base), refs.fork_ref(base)):
+            try:
+                if repo.references.get(ref) is not None:
+                    candidates.append(ref + suffix)
+            except (ValueError, pygit2.GitError):
+                pass
+        candidates.append(rev)
+    for cand in candidates:
+        try:
+            obj = repo.revparse_single(cand)
+            commit = obj.peel(pygit2.Commit)
+            return str(commit.id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            continue
+    raise RevisionNotFoundError(
+        f"unknown revision {rev!r} in vault {vault.name}",
+        hint="use a checkpoint name, a fork name or a commit id (`avfs log` lists them)",
+        details={"revision": rev, "fork": fork},
+    )
+
+
+def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[str]]:
+    """commit id -> names of the checkpoints (of ``fork``, or of every fork) there."""
+    out: dict[str, list[str]] = {}
+    prefix = refs.checkpoint_prefix(fork) if fork else refs.CHECKPOINTS
+    repo = vault.store.repo
+    for r in repo.references:
+        if r.startswith(prefix):
+            target = refs.read_ref(repo, r)
+            if target:
+                label = r[len(prefix) :] if fork else r[len(refs.CHECKPOINTS) :].replace(refs.SEP, ":")
+                out.setdefault(target, []).append(label)
+    return out
+
+
+def commit_info(c: pygit2.Commit, cps: dict[str, list[str]] | None = None) -> CommitInfo:
+    return CommitInfo(
+        id=CommitId(str(c.id)),
+        parents=[str(p) for p in c.parent_ids],
+        tree=str(c.tree_id),  # type: ignore[arg-type]
+        author=c.author.name,
+        author_email=c.author.email,
+        time=rfc3339(c.commit_time),
+        message=c.message,
+        checkpoints=sorted((cps or {}).get(str(c.id), [])),
+    )
+
+
+def log(
+    vault: Vault,
+    fork: str | None = None,
+    *,
+    all_forks: bool = False,
+    limit: int | None = None,
+    rev: str | None = None,
+) -> list[CommitInfo]:
+    """Commits of ``fork`` newest first (first-parent), or of every fork with ``all_forks``."""
+    fork = fork or vault.default_fork
+    repo = vault.store.repo
+    walker = repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+    if all_forks:
+        for f in vault.fork_names():
+            tip = refs.read_ref(repo, refs.fork_ref(f))
+            if tip:
+                walker.push(pygit2.Oid(hex=tip))
+    else:
+        walker.push(pygit2.Oid(hex=resolve(vault, rev or "HEAD", fork)))
+        walker.simplify_first_parent()
+    cps = checkpoint_names(vault, None if all_forks else fork)
+    out: list[CommitInfo] = []
+    for c in walker:
+        out.append(commit_info(c, cps))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiffResult:
+    old: str  # a commit id, or "workspace"
+    new: str
+    changes: list[Change]
+
+
+def diff(
+    vault: Vault,
+    fork: str | None = None,
+    old: str | None = None,
+    new: str | None = None,
+    paths: list[str] | None = None,
+) -> DiffResult:
+    """Changes between two revisions, a revision and the workspace, or base and workspace."""
+    fork = fork or vault.default_fork
+    store = vault.store
+    wanted = [names.norm_path(p) for p in paths or []]
+    if old is None and new is None:
+        ws = vault.workspace(fork)
+        changes = ws.status()
+        result = DiffResult(ws.base, "workspace", changes)
+    elif new is None:
+        assert old is not None
+        ws = vault.workspace(fork)
+        a = resolve(vault, old, fork)
+        tree, _ = ws.capture() if ws.is_dirty() else (ws.base_tree, [])
+        out: list[Change] = []
+        diff_trees(store, store.commit_tree(a), tree, "", out)
+        result = DiffResult(a, "workspace", pair_renames(out))
+    else:
+        a = resolve(vault, old or "HEAD", fork)
+        b = resolve(vault, new, fork)
+        out = []
+        diff_trees(store, store.commit_tree(a), store.commit_tree(b), "", out)
+        result = DiffResult(a, b, pair_renames(out))
+    if wanted:
+        keep = [
+            c
+            for c in result.changes
+            if any(names.is_within(c.path, w) or (c.old_path and names.is_within(c.old_path, w)) for w in wanted)
+        ]
+        result = DiffResult(result.old, result.new, keep)
+    return result
+
+
+def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
+    if mode is None:
+        return None
+    if oid is not None and vault.store.repo.odb.exists(pygit2.Oid(hex=oid)):
+        return vault.store.blob_data(oid)
+    assert ws is not None
+    if mode == MODE_LINK:
+        return ws.read_link(path).encode("utf-8", "surrogateescape")
+    return ws.read(path)
+
+
+def patch_text(vault: Vault, result: DiffResult, fork: str | None = None, context: int = 3) -> str:
+    """A unified diff (git's format) of ``result``; binary files are named, not shown."""
+    ws = vault.workspace(fork) if result.new == "workspace" else None
+    parts: list[str] = []
+    for c in result.changes:
+        old_path = c.old_path or c.path
+        a = _side(vault, None, old_path, c.old_oid, c.old_mode)
+        b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
+        patch = pygit2.Patch.create_from(a, b, old_path, c.path, context_lines=context)
+        text = patch.text or ""
+        if c.status is ChangeStatus.RENAMED and not text:
+            text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
+        if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
+            text = text or f"diff --git a/{old_path} b/{c.path}\n"
+            text += f"old mode {c.old_mode:o}\nnew mode {c.new_mode:o}\n"
+        parts.append(text)
+    return "".join(parts)
+
+
+def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list[tuple[str, int, int, bool]]:
+    """(path, insertions, deletions, binary) per change."""
+    ws = vault.workspace(fork) if result.new == "workspace" else None
+    out = []
+    for c in result.changes:
+        old_path = c.old_path or c.path
+        a = _side(vault, None, old_path, c.old_oid, c.old_mode)
+        b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
+        patch = pygit2.Patch.create_from(a, b, old_path, c.path)
+        _, ins, dels = patch.line_stats
+        out.append((c.path, ins, dels, bool(patch.delta.is_binary)))
+    return out

@@ -1,0 +1,314 @@
+"""The avfs home: config, vaults, and the trash of deleted vaults.
+
+Layout::
+
+    <home>/config.json              default vault, identity
+    <home>/vaults/<name>.git        the vaults (bare git repositories)
+    <home>/trash/<name>.<ts>.git    deleted vaults, until ``gc`` (``vault restore`` brings one back)
+
+Environment variables and ``~`` are read only by :func:`default_home_path` (the edge).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import names, refs
+from .errors import (
+    AlreadyExistsError,
+    InternalError,
+    UsageError,
+    VaultNotFoundError,
+    from_oserror,
+)
+from .gitstore import EMPTY_TREE
+from .types import VaultInfo
+from .vault import Vault
+
+Progress = Callable[[int, int | None, str], None]
+
+
+def default_home_path(explicit: str | None = None) -> str:
+    """``explicit``, else ``$AVFS_HOME``, else ``~/.avfs``."""
+    return os.path.abspath(explicit or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
+
+
+def open_home(path: str | None = None) -> Home:
+    """Open (and create on first write) the avfs home at ``path`` (see default_home_path)."""
+    return Home(default_home_path(path))
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git subprocesses: no GIT_* from the caller leaks into vault work."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
+        )
+    except FileNotFoundError as exc:
+        raise InternalError("the git command is not installed", hint="install git") from exc
+    if proc.returncode != 0:
+        raise InternalError(
+            f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}",
+            details={"args": args},
+        )
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+class Home:
+    """An avfs home directory. Cheap to create; vault handles are cached per home."""
+
+    def __init__(self, path: str, *, author: tuple[str, str] | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.vaults_dir = os.path.join(self.path, "vaults")
+        self.trash_dir = os.path.join(self.path, "trash")
+        self._vaults: dict[str, Vault] = {}
+        self._lock = threading.Lock()
+        self._author = author
+
+    def __repr__(self) -> str:
+        return f"Home({self.path!r})"
+
+    # -- config ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.path, "config.json")
+
+    def config(self) -> dict[str, Any]:
+        try:
+            with open(self.config_path, encoding="utf-8") as fh:
+                return dict(json.load(fh))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {self.config_path}: {exc}") from exc
+
+    def set_config(self, **values: Any) -> None:
+        cfg = self.config()
+        cfg.update(values)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(cfg, fh, indent=2, sort_keys=True)
+            os.replace(tmp, self.config_path)
+        except OSError as exc:
+            raise from_oserror(exc, self.config_path) from exc
+
+    @property
+    def default_vault(self) -> str | None:
+        v = self.config().get("default_vault")
+        return str(v) if v else None
+
+    def use(self, spec: str) -> tuple[str, str | None]:
+        """Make ``VAULT[:FORK]`` the default for commands without ``--vault``."""
+        vault_name, fork = names.parse_address(spec)
+        vault = self.vault(vault_name)
+        if fork is not None:
+            vault.set_default_fork(fork)
+        self.set_config(default_vault=vault_name)
+        return vault_name, fork
+
+    def author(self) -> tuple[str, str] | None:
+        if self._author is not None:
+            return self._author
+        ident = self.config().get("identity")
+        if isinstance(ident, dict) and ident.get("name") and ident.get("email"):
+            return str(ident["name"]), str(ident["email"])
+        return None
+
+    # -- vaults ---------------------------------------------------------------------------
+    def vault_path(self, name: str) -> str:
+        return os.path.join(self.vaults_dir, names.check_vault_name(name) + ".git")
+
+    def exists(self, name: str) -> bool:
+        return os.path.isdir(os.path.join(self.vault_path(name), "objects"))
+
+    def vault(self, name: str) -> Vault:
+        """An open handle on vault ``name`` (cached)."""
+        path = self.vault_path(name)
+        with self._lock:
+            v = self._vaults.get(name)
+            if v is not None and os.path.isdir(path):
+                return v
+            if not os.path.isdir(os.path.join(path, "objects")):
+                raise VaultNotFoundError(
+                    f"no vault named {name!r} in {self.path}",
+                    hint="`avfs vault list` shows the vaults; `avfs vault create NAME` makes one",
+                    details={"vault": name, "home": self.path},
+                )
+            v = Vault(name, path, author=self.author())
+            self._vaults[name] = v
+            return v
+
+    def resolve(self, spec: str | None) -> tuple[Vault, str]:
+        """``VAULT[:FORK]`` (or the default vault) -> (vault, fork)."""
+        if not spec:
+            spec = self.default_vault
+            if not spec:
+                raise UsageError(
+                    "no vault selected",
+                    hint="pass --vault VAULT[:FORK], set AVFS_VAULT, or run `avfs vault use VAULT`",
+                )
+        vault_name, fork = names.parse_address(spec)
+        vault = self.vault(vault_name)
+        fork = fork or vault.default_fork
+        vault._require_fork(fork)
+        return vault, fork
+
+    def list_vaults(self) -> list[VaultInfo]:
+        out = []
+        try:
+            entries = sorted(os.listdir(self.vaults_dir))
+        except FileNotFoundError:
+            return []
+        default = self.default_vault
+        for fn in entries:
+            if not fn.endswith(".git") or fn.startswith("."):
+                continue
+            name = fn[:-4]
+            try:
+                out.append(self.info(name, default))
+            except VaultNotFoundError:
+                continue
+        return out
+
+    def info(self, name: str, default: str | None = None) -> VaultInfo:
+        v = self.vault(name)
+        forks = v.fork_names()
+        head = refs.read_ref(v.store.repo, refs.fork_ref(v.default_fork))
+        return VaultInfo(
+            name=name,
+            path=v.path,
+            forks=forks,
+            default_fork=v.default_fork,
+            head=head,  # type: ignore[arg-type]
+            quota_bytes=v.quota_bytes,
+            is_default=name == (default if default is not None else self.default_vault),
+        )
+
+    def _new_vault_dir(self, name: str) -> tuple[str, str]:
+        final = self.vault_path(name)
+        if os.path.exists(final):
+            raise AlreadyExistsError(
+                f"vault {name!r} already exists at {final}", details={"vault": name}
+            )
+        try:
+            os.makedirs(self.vaults_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, self.vaults_dir) from exc
+        tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
+        return tmp, final
+
+    def create_vault(
+        self,
+        name: str,
+        *,
+        from_dir: str | None = None,
+        progress: Progress | None = None,
+        use_gitignore: bool = True,
+    ) -> Vault:
+        """Create vault ``name``: empty (fork ``main`` with an initial commit), or imported
+        from a directory (a git checkout brings its history and uncommitted changes)."""
+        names.check_vault_name(name)
+        tmp, final = self._new_vault_dir(name)
+        from . import importer
+
+        try:
+            os.makedirs(tmp)
+            importer.init_vault(tmp)
+            author = self.author()
+            if from_dir is None:
+                importer.initial_commit(tmp, name, author)
+                pending = None
+            else:
+                pending = importer.import_dir(tmp, from_dir, author, progress=progress, use_gitignore=use_gitignore)
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if os.path.exists(final):
+                    raise AlreadyExistsError(f"vault {name!r} already exists") from exc
+                raise
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise from_oserror(exc, tmp) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        vault = self.vault(name)
+        if pending is not None:
+            importer.apply_worktree_changes(vault, from_dir or "", pending)
+        vault.oplog.record(
+            "vault_create",
+            f"create vault {name}" + (f" from {from_dir}" if from_dir else ""),
+            fork="main",
+            refs=[{"ref": refs.fork_ref("main"), "old": None, "new": refs.read_ref(vault.store.repo, refs.fork_ref("main"))}],
+        )
+        if self.default_vault is None:
+            self.set_config(default_vault=name)
+        return vault
+
+    def delete_vault(self, name: str, *, force: bool = False) -> str:
+        """Move a vault to the trash (recoverable with :meth:`restore_vault` until gc)."""
+        path = self.vault_path(name)
+        if not self.exists(name):
+            raise VaultNotFoundError(f"no vault named {name!r}", details={"vault": name})
+        if not force:
+            raise UsageError(
+                f"refusing to delete vault {name!r} without --force",
+                hint=f"`avfs vault delete {name} --force` (it stays restorable until `avfs gc`)",
+            )
+        v = self._vaults.pop(name, None)
+        if v is not None:
+            v.close()
+        try:
+            os.makedirs(self.trash_dir, exist_ok=True)
+            dest = os.path.join(self.trash_dir, f"{name}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.{time.monotonic_ns() % 10**6:06d}.git")
+            os.rename(path, dest)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+        if self.default_vault == name:
+            self.set_config(default_vault=None)
+        return dest
+
+    def deleted_vaults(self) -> list[tuple[str, str]]:
+        """(name, trash path) of deleted vaults, newest first."""
+        try:
+            entries = os.listdir(self.trash_dir)
+        except FileNotFoundError:
+            return []
+        out = []
+        for fn in entries:
+            if fn.endswith(".git") and fn.count(".") >= 3:
+                out.append((fn.split(".", 1)[0], os.path.join(self.trash_dir, fn)))
+        out.sort(key=lambda x: x[1], reverse=True)
+        return out
+
+    def restore_vault(self, name: str) -> Vault:
+        names.check_vault_name(name)
+        if self.exists(name):
+            raise AlreadyExistsError(f"vault {name!r} exists; delete or rename it first")
+        for n, path in self.deleted_vaults():
+            if n == name:
+                try:
+                    os.makedirs(self.vaults_dir, exist_ok=True)
+                    os.rename(path, self.vault_path(name))
+                except OSError as exc:
+                    raise from_oserror(exc, path) from exc
+                return self.vault(name)
+        raise VaultNotFoundError(f"no deleted vault named {name!r} in the trash", details={"vault": name})
+
+
+__all__ = ["EMPTY_TREE", "Home", "default_home_path", "open_home", "run_git"]

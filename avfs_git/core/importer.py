@@ -1,0 +1,278 @@
+"""Making vaults: empty ones, and imports of a directory or a git checkout.
+
+An import streams the files into ``git fast-import``, which writes one pack (no loose
+objects: 100k loose objects alone cost ~20 s here) and deflates in its own process while
+this one reads files, so both cores work. ``.gitignore`` rules are honoured (git's own
+``ls-files --exclude-standard`` decides which files count), unless asked not to.
+
+A git checkout brings its history (a local fetch of its branches and tags); what is not
+committed there (modified, deleted and untracked-not-ignored files) becomes uncheckpointed
+changes of the fork that matches its checked-out branch.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
+
+import pygit2
+
+from . import names, refs
+from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
+from .gitstore import GitStore
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+Progress = Callable[[int, int | None, str], None]
+_BIG = 64 << 20
+
+
+def init_vault(path: str) -> None:
+    """Initialise a bare repository with avfs' settings (reflogs on for every ref)."""
+    try:
+        repo = pygit2.init_repository(path, bare=True, initial_head="main")
+    except pygit2.GitError as exc:
+        raise InternalError(f"cannot create a repository at {path}: {exc}") from exc
+    repo.config["core.logAllRefUpdates"] = "always"
+    # avfs keeps its own state beside git's; make sure git never packs or prunes it away
+    os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
+    with open(os.path.join(path, "description"), "w", encoding="utf-8") as fh:
+        fh.write("avfs vault\n")
+    repo.TreeBuilder().write()  # the empty tree, used for new directories
+    repo.free()
+
+
+def _sig(author: tuple[str, str] | None) -> pygit2.Signature:
+    name, email = author or ("avfs", "avfs@localhost")
+    return pygit2.Signature(name, email, int(time.time()), 0)
+
+
+def initial_commit(path: str, vault_name: str, author: tuple[str, str] | None) -> str:
+    store = GitStore(path)
+    repo = store.repo
+    tree = repo.TreeBuilder().write()
+    sig = _sig(author) if author else store.signature()
+    commit = str(repo.create_commit(None, sig, sig, f"avfs: create vault {vault_name}\n", tree, []))
+    refs.cas_update(repo, refs.fork_ref("main"), commit, None, "avfs: create vault")
+    store.close()
+    return commit
+
+
+def _quote(path: str) -> bytes:
+    raw = path.encode("utf-8", "surrogateescape")
+    out = bytearray(b'"')
+    for b in raw:
+        if b in (0x22, 0x5C):
+            out += b"\\" + bytes([b])
+        elif b < 0x20 or b == 0x7F:
+            out += b"\\%03o" % b
+        else:
+            out.append(b)
+    out += b'"'
+    return bytes(out)
+
+
+def _list_files(src: str, use_gitignore: bool, git_dir: str) -> list[str]:
+    if use_gitignore:
+        from .home import run_git
+
+        out = run_git(
+            ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "-c", "--exclude-standard", "-z"],
+            cwd=src,
+        )
+        paths = [p for p in out.split("\0") if p and not p.endswith("/")]
+    else:
+        paths = []
+        for root, dirs, files in os.walk(src):
+            dirs[:] = [d for d in dirs if d != ".git"]
+            rel = os.path.relpath(root, src)
+            for fn in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                paths.append(fn if rel == "." else f"{rel}/{fn}")
+    return sorted(set(paths))
+
+
+def _stream_file(w: IO[bytes], full: str, st: os.stat_result) -> None:
+    with open(full, "rb") as fh:
+        if st.st_size <= _BIG:
+            data = fh.read()
+            w.write(b"data %d\n" % len(data))
+            w.write(data)
+        else:
+            size = os.fstat(fh.fileno()).st_size
+            w.write(b"data %d\n" % size)
+            left = size
+            while left:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:  # the file shrank while read: pad so the stream stays valid
+                    chunk = b"\0" * left
+                w.write(chunk)
+                left -= len(chunk)
+    w.write(b"\n")
+
+
+def fast_import_dir(
+    git_dir: str,
+    src: str,
+    paths: list[str],
+    ref: str,
+    message: str,
+    author: tuple[str, str] | None,
+    parent: str | None = None,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Commit the files ``paths`` of ``src`` as one commit on ``ref``; returns skipped paths."""
+    from .home import git_env
+
+    sig = author or ("avfs", "avfs@localhost")
+    proc = subprocess.Popen(
+        ["git", "--git-dir", git_dir, "fast-import", "--quiet", "--done"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=git_env(),
+        bufsize=1 << 20,
+    )
+    assert proc.stdin is not None
+    w = proc.stdin
+    skipped: list[str] = []
+    try:
+        msg = message.encode()
+        ident = f"{sig[0]} <{sig[1]}> {int(time.time())} +0000".encode()
+        w.write(b"feature done\ncommit " + ref.encode() + b"\n")
+        w.write(b"author " + ident + b"\ncommitter " + ident + b"\n")
+        w.write(b"data %d\n" % len(msg) + msg + b"\n")
+        if parent:
+            w.write(b"from " + parent.encode() + b"\n")
+        total = len(paths)
+        for i, rel in enumerate(paths):
+            try:
+                names.norm_path(rel)
+            except (InvalidNameError, UsageError, Exception):  # noqa: BLE001 - skip, report
+                skipped.append(rel)
+                continue
+            full = os.path.join(src, rel)
+            try:
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.fsencode(os.readlink(full))
+                    w.write(b"M 120000 inline " + _quote(rel) + b"\n")
+                    w.write(b"data %d\n" % len(target) + target + b"\n")
+                elif stat.S_ISREG(st.st_mode):
+                    mode = b"100755" if st.st_mode & 0o111 else b"100644"
+                    w.write(b"M " + mode + b" inline " + _quote(rel) + b"\n")
+                    _stream_file(w, full, st)
+                else:
+                    skipped.append(rel)
+            except (FileNotFoundError, PermissionError):
+                skipped.append(rel)
+            if progress and (i % 500 == 0 or i + 1 == total):
+                progress(i + 1, total, rel)
+        w.write(b"done\n")
+        w.close()
+    except BrokenPipeError:
+        pass
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        raise InternalError(f"git fast-import failed: {err.strip()}")
+    return skipped
+
+
+def _git_toplevel(src: str) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", src, "rev-parse", "--show-toplevel"], capture_output=True, check=False
+        )
+    except FileNotFoundError:
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip()
+
+
+def import_dir(
+    git_dir: str,
+    src: str,
+    author: tuple[str, str] | None,
+    *,
+    progress: Progress | None = None,
+    use_gitignore: bool = True,
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """Fill the new vault at ``git_dir`` from ``src``.
+
+    Returns (fork, worktree changes) to apply once the vault is in place when ``src`` is a
+    git checkout with uncommitted changes, else None.
+    """
+    from .home import run_git
+
+    src = os.path.abspath(src)
+    if not os.path.isdir(src):
+        raise PathNotFoundError(f"{src}: not a directory", details={"path": src})
+    top = _git_toplevel(src)
+    if top is not None and os.path.realpath(top) == os.path.realpath(src) and _has_commits(src):
+        return _import_checkout(git_dir, src, run_git)
+    paths = _list_files(src, use_gitignore, git_dir)
+    skipped = fast_import_dir(
+        git_dir, src, paths, refs.fork_ref("main"), f"avfs: import {os.path.basename(src)}\n", author, progress=progress
+    )
+    del skipped  # special files (sockets, fifos) and unreadable ones are not imported
+    return None
+
+
+def _has_commits(src: str) -> bool:
+    proc = subprocess.run(["git", "-C", src, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, check=False)
+    return proc.returncode == 0
+
+
+def _import_checkout(git_dir: str, src: str, run_git: Callable[..., str]) -> tuple[str, list[tuple[str, str]]] | None:
+    run_git(["--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", src, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
+    head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
+    branch = run_git(["-C", src, "rev-parse", "--abbrev-ref", "HEAD"]).strip()
+    store = GitStore(git_dir)
+    repo = store.repo
+    has_main = refs.read_ref(repo, refs.fork_ref("main")) is not None
+    target = "main"
+    if not has_main:
+        refs.cas_update(repo, refs.fork_ref("main"), head, None, "avfs: import")
+    elif branch not in ("HEAD", "main"):
+        try:
+            names.check_fork_name(branch)
+            target = branch
+        except InvalidNameError:
+            target = "main"
+    if refs.read_ref(repo, refs.fork_ref(target)) != head:
+        target = "imported-worktree"
+        refs.cas_update(repo, refs.fork_ref(target), head, None, "avfs: import worktree")
+    # branches whose names avfs refuses stay in the vault as plain git branches
+    store.close()
+    out = run_git(["-C", src, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--ignore-submodules=all"])
+    items: list[tuple[str, str]] = []
+    for rec in out.split("\0"):
+        if len(rec) > 3:
+            items.append((rec[:2], rec[3:]))
+    if target != "main":
+        import json
+
+        with open(os.path.join(git_dir, "avfs", "config.json"), "w", encoding="utf-8") as fh:
+            json.dump({"default_fork": target}, fh)
+    return (target, items) if items else None
+
+
+def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tuple[str, str]]]) -> None:
+    fork, items = pending
+    ws = vault.workspace(fork)
+    for _xy, rel in items:
+        full = os.path.join(src, rel)
+        if os.path.islink(full):
+            if ws.exists(rel):
+                ws.remove(rel, recursive=True)
+            ws.symlink(os.readlink(full), rel)
+        elif os.path.isfile(full):
+            mode = 0o100755 if os.stat(full).st_mode & 0o111 else 0o100644
+            ws.write_from_file(rel, full, mode=mode)
+        elif not os.path.lexists(full) and ws.exists(rel):
+            ws.remove(rel, recursive=True)

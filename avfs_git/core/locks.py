@@ -1,0 +1,77 @@
+"""Inter-process locks with a bounded wait.
+
+A lock is ``flock`` on a file under the vault's state dir: the kernel drops it when the
+holder dies, so a killed process never leaves a stale lock behind. Waiting is bounded;
+past the bound the caller gets :class:`BusyError` (exit 75) naming the lock.
+
+Within one process, a lock is re-entrant per thread (a checkpoint taken inside a restore
+does not deadlock on its own fork lock).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import BusyError, from_oserror
+
+DEFAULT_WAIT_S = 10.0
+
+_held = threading.local()
+
+
+@contextmanager
+def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the duration of the ``with`` block.
+
+    Args:
+        path: the lock file (created if missing).
+        what: how to name the locked thing in the busy error ("fork main of vault x").
+        wait_s: how long to wait before giving up; ``AVFS_LOCK_WAIT`` overrides the default.
+    """
+    held: dict[str, int] = getattr(_held, "locks", None) or {}
+    _held.locks = held
+    if path in held:
+        held[path] += 1
+        try:
+            yield
+        finally:
+            held[path] -= 1
+        return
+    if wait_s is None:
+        wait_s = float(os.environ.get("AVFS_LOCK_WAIT", DEFAULT_WAIT_S))
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise from_oserror(exc, path) from exc
+    try:
+        deadline = time.monotonic() + wait_s
+        delay = 0.002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise from_oserror(exc, path) from exc
+                if time.monotonic() >= deadline:
+                    raise BusyError(
+                        f"{what} is busy: another avfs process holds its lock",
+                        hint="retry when the other command has finished",
+                        details={"lock": path, "waited_s": wait_s},
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        held[path] = 1
+        try:
+            yield
+        finally:
+            del held[path]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,145 @@
+"""The operation log of a vault: every mutating avfs action, so it can be listed and undone.
+
+Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo needs:
+
+- ``refs``: each ref the operation moved, as ``{ref, old, new}`` (None = absent);
+- ``workspaces``: each workspace it touched, as ``{fork, before, after, view_changed}``
+  where ``before``/``after`` are ``{base, tree}`` (``tree`` is the workspace's tree when
+  it had uncheckpointed changes, else None). ``view_changed`` says whether what the
+  workspace *shows* changed (a restore) or only its base moved (a checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from .errors import CorruptStateError
+from .gitstore import rfc3339
+from .types import Operation
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ops(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    fork TEXT,
+    summary TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    workspaces TEXT NOT NULL,
+    details TEXT NOT NULL,
+    undone_by INTEGER,
+    undoes INTEGER
+);
+"""
+
+
+class OpLog:
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, "oplog.db")
+        self._local = threading.local()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                raise CorruptStateError(f"cannot open operation log {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def record(
+        self,
+        kind: str,
+        summary: str,
+        *,
+        fork: str | None = None,
+        refs: list[dict[str, str | None]] | None = None,
+        workspaces: list[dict[str, Any]] | None = None,
+        details: dict[str, Any] | None = None,
+        undoes: int | None = None,
+    ) -> int:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute(
+                "INSERT INTO ops(ts, kind, fork, summary, refs, workspaces, details, undoes)"
+                " VALUES(?,?,?,?,?,?,?,?)",
+                (
+                    int(time.time()),
+                    kind,
+                    fork,
+                    summary,
+                    json.dumps(refs or []),
+                    json.dumps(workspaces or []),
+                    json.dumps(details or {}),
+                    undoes,
+                ),
+            )
+            op_id = int(cur.lastrowid or 0)
+            if undoes is not None:
+                db.execute("UPDATE ops SET undone_by=? WHERE id=?", (op_id, undoes))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return op_id
+
+    def next_id(self) -> int:
+        r = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='ops'").fetchone()
+        return (int(r[0]) if r else 0) + 1
+
+    def _op(self, r: tuple[Any, ...]) -> Operation:
+        return Operation(
+            id=int(r[0]),
+            time=rfc3339(int(r[1])),
+            kind=str(r[2]),
+            fork=r[3],
+            summary=str(r[4]),
+            refs=json.loads(r[5]),
+            undone_by=r[6],
+            undoes=r[7],
+        )
+
+    _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes"
+
+    def list(self, limit: int = 50) -> list[Operation]:
+        rows = self.db.execute(
+            f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [self._op(r) for r in rows]
+
+    def get(self, op_id: int) -> Operation | None:
+        r = self.db.execute(f"SELECT {self._COLS} FROM ops WHERE id=?", (op_id,)).fetchone()
+        return None if r is None else self._op(r)
+
+    def workspaces(self, op_id: int) -> list[dict[str, Any]]:
+        r = self.db.execute("SELECT workspaces FROM ops WHERE id=?", (op_id,)).fetchone()
+        return [] if r is None else list(json.loads(r[0]))
+
+    def details(self, op_id: int) -> dict[str, Any]:
+        r = self.db.execute("SELECT details FROM ops WHERE id=?", (op_id,)).fetchone()
+        return {} if r is None else dict(json.loads(r[0]))
+
+    def last_undoable(self) -> Operation | None:
+        """The newest operation that is not undone and is not itself an undo of one."""
+        r = self.db.execute(
+            f"SELECT {self._COLS} FROM ops WHERE undone_by IS NULL AND kind != 'undo'"
+            " AND kind != 'vault_create' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if r is None else self._op(r)

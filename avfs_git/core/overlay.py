@@ -1,0 +1,325 @@
+"""The overlay of one workspace: what changed since the base commit, on disk.
+
+Layout of a workspace state dir (``<vault>/avfs/ws/<fork>/``)::
+
+    overlay.db   SQLite (WAL): entries, journal, meta (base commit, pending checkpoint)
+    files/       contents of materialized files, one file per entry, named by a token
+
+An entry describes the *absolute* state of one path, never a delta:
+
+    DELETED  the path is gone (a whiteout over what the base or an ancestor entry has)
+    FILE     a materialized file (or symlink, mode 120000) whose bytes are ``files/<fileid>``
+    OBJECT   a git object by id: a blob (unchanged content moved or restored) or a tree
+             (a renamed directory, an empty new directory, a restored subtree). Nothing is
+             copied; deeper entries apply on top of the tree.
+
+Because entries are absolute, an entry written while a checkpoint runs stays valid whatever
+the checkpoint does: the checkpoint retires only the entries whose ``seq`` it captured.
+
+Durability: SQLite in WAL mode with ``synchronous=NORMAL`` survives the death of any process
+(``kill -9``) with nothing lost; a power cut may lose the last transactions. File contents
+are written before their entry is committed, so an entry never names a missing file unless
+the disk lost it (then reads fail with ``corrupt_state``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from .errors import CorruptStateError, from_oserror
+from .names import parent_of
+
+DELETED = 0
+FILE = 1
+OBJECT = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS entries(
+    path TEXT PRIMARY KEY,
+    parent TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    oid TEXT,
+    fileid TEXT,
+    origin TEXT,
+    size INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent);
+CREATE TABLE IF NOT EXISTS journal(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    op TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    path: str
+    kind: int
+    mode: int
+    oid: str | None = None
+    fileid: str | None = None
+    origin: str | None = None
+    size: int = 0
+    seq: int = 0
+
+
+def _row(r: tuple[object, ...]) -> Entry:
+    return Entry(
+        path=str(r[0]),
+        kind=int(r[1]),  # type: ignore[call-overload]
+        mode=int(r[2]),  # type: ignore[call-overload]
+        oid=r[3],  # type: ignore[arg-type]
+        fileid=r[4],  # type: ignore[arg-type]
+        origin=r[5],  # type: ignore[arg-type]
+        size=int(r[6]),  # type: ignore[call-overload]
+        seq=int(r[7]),  # type: ignore[call-overload]
+    )
+
+
+_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
+
+
+class Overlay:
+    """SQLite-backed overlay store of one workspace; one connection per thread."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.dir = state_dir
+        self.files_dir = os.path.join(state_dir, "files")
+        self.db_path = os.path.join(state_dir, "overlay.db")
+        self._local = threading.local()
+        try:
+            os.makedirs(self.files_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, self.files_dir) from exc
+
+    # -- connection ---------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                raise CorruptStateError(
+                    f"cannot open overlay database {self.db_path}: {exc}",
+                    hint="check that the avfs home is writable",
+                ) from exc
+            self._local.conn = conn
+            self._local.depth = 0
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def txn(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nests by joining the outer one."""
+        db = self.db
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield db
+            finally:
+                self._local.depth -= 1
+            return
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc):
+                raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+            raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
+        self._local.depth = 1
+        self._local.garbage = []
+        try:
+            yield db
+        except BaseException:
+            self._local.depth = 0
+            self._local.garbage = []
+            db.execute("ROLLBACK")
+            raise
+        self._local.depth = 0
+        try:
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._local.garbage = []
+            if "readonly" in str(exc):
+                raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+            raise
+        self.collect_garbage()
+
+    # -- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.txn() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # -- reads --------------------------------------------------------------------------
+    def get(self, path: str) -> Entry | None:
+        r = self.db.execute(f"SELECT {_COLS} FROM entries WHERE path=?", (path,)).fetchone()
+        return None if r is None else _row(r)
+
+    def get_many(self, paths: list[str]) -> dict[str, Entry]:
+        if not paths:
+            return {}
+        q = f"SELECT {_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
+        return {e.path: e for e in map(_row, self.db.execute(q, paths))}
+
+    def children(self, parent: str) -> list[Entry]:
+        q = f"SELECT {_COLS} FROM entries WHERE parent=? AND path != ''"
+        return [_row(r) for r in self.db.execute(q, (parent,))]
+
+    def under(self, prefix: str) -> list[Entry]:
+        """Entries strictly below directory ``prefix`` ('' means every entry but the root)."""
+        if not prefix:
+            q = f"SELECT {_COLS} FROM entries WHERE path != '' ORDER BY path"
+            return [_row(r) for r in self.db.execute(q)]
+        # '0' sorts right after '/', so this range is exactly 'prefix/...'.
+        q = f"SELECT {_COLS} FROM entries WHERE path >= ? AND path < ? ORDER BY path"
+        return [_row(r) for r in self.db.execute(q, (prefix + "/", prefix + "0"))]
+
+    def all(self) -> list[Entry]:
+        return [_row(r) for r in self.db.execute(f"SELECT {_COLS} FROM entries ORDER BY path")]
+
+    def has_under(self, prefix: str) -> bool:
+        if not prefix:
+            return self.db.execute("SELECT 1 FROM entries WHERE path != '' LIMIT 1").fetchone() is not None
+        r = self.db.execute(
+            "SELECT 1 FROM entries WHERE path >= ? AND path < ? LIMIT 1",
+            (prefix + "/", prefix + "0"),
+        ).fetchone()
+        return r is not None
+
+    def is_empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def file_bytes(self) -> int:
+        r = self.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM entries WHERE kind={FILE}")
+        return int(r.fetchone()[0])
+
+    def last_seq(self) -> int:
+        r = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
+        return int(r[0])
+
+    def changes_since(self, seq: int) -> tuple[int, list[str]]:
+        """Paths changed after journal position ``seq``, and the newest position."""
+        rows = self.db.execute(
+            "SELECT seq, path FROM journal WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
+        last = int(rows[-1][0]) if rows else seq
+        seen: dict[str, None] = {}
+        for _, p in rows:
+            seen.setdefault(str(p), None)
+        return last, list(seen)
+
+    # -- writes (call inside txn()) -----------------------------------------------------
+    def _journal(self, db: sqlite3.Connection, path: str, op: str) -> int:
+        cur = db.execute(
+            "INSERT INTO journal(path, op, ts) VALUES(?, ?, ?)", (path, op, time.time())
+        )
+        return int(cur.lastrowid or 0)
+
+    def put(self, db: sqlite3.Connection, e: Entry, op: str) -> Entry:
+        """Insert or replace the entry at ``e.path``; returns it with its new ``seq``."""
+        seq = self._journal(db, e.path, op)
+        old = db.execute("SELECT fileid FROM entries WHERE path=?", (e.path,)).fetchone()
+        db.execute(
+            f"INSERT OR REPLACE INTO entries({_COLS}, parent) VALUES(?,?,?,?,?,?,?,?,?)",
+            (e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq, parent_of(e.path)),
+        )
+        if old is not None and old[0] and old[0] != e.fileid:
+            self._garbage(db, str(old[0]))
+        return dataclasses.replace(e, seq=seq)
+
+    def remove(self, db: sqlite3.Connection, path: str, op: str, *, journal: bool = True) -> None:
+        old = db.execute("SELECT fileid FROM entries WHERE path=?", (path,)).fetchone()
+        if old is None:
+            return
+        db.execute("DELETE FROM entries WHERE path=?", (path,))
+        if journal:
+            self._journal(db, path, op)
+        if old[0]:
+            self._garbage(db, str(old[0]))
+
+    def remove_under(self, db: sqlite3.Connection, prefix: str, op: str) -> list[Entry]:
+        gone = self.under(prefix)
+        for e in gone:
+            self.remove(db, e.path, op)
+        return gone
+
+    def retire(self, db: sqlite3.Connection, captured: Iterable[Entry]) -> int:
+        """Drop the entries a checkpoint captured, unless they changed since (seq differs)."""
+        n = 0
+        for e in captured:
+            cur = db.execute("DELETE FROM entries WHERE path=? AND seq=?", (e.path, e.seq))
+            if cur.rowcount:
+                n += 1
+                if e.fileid:
+                    self._garbage(db, e.fileid)
+        return n
+
+    def clear(self, db: sqlite3.Connection, op: str) -> None:
+        for e in self.all():
+            self.remove(db, e.path, op)
+
+    def _garbage(self, db: sqlite3.Connection, fileid: str) -> None:
+        # Unlinking happens now: the entry is already gone in this transaction, and a
+        # rollback would only leave an entry whose file is missing if the unlink ran first,
+        # so unlink after commit via the pending list.
+        pending: list[str] = getattr(self._local, "garbage", None) or []
+        pending.append(fileid)
+        self._local.garbage = pending
+
+    def collect_garbage(self) -> None:
+        """Unlink the overlay files of entries removed by committed transactions."""
+        pending: list[str] = getattr(self._local, "garbage", None) or []
+        self._local.garbage = []
+        for fid in pending:
+            r = self.db.execute("SELECT 1 FROM entries WHERE fileid=? LIMIT 1", (fid,)).fetchone()
+            if r is None:
+                try:
+                    os.unlink(self.file_path(fid))
+                except FileNotFoundError:
+                    pass
+
+    # -- files --------------------------------------------------------------------------
+    def file_path(self, fileid: str) -> str:
+        return os.path.join(self.files_dir, fileid)
+
+    def new_fileid(self) -> str:
+        return secrets.token_hex(12)
+
+    def open_file(self, fileid: str) -> int:
+        try:
+            return os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise CorruptStateError(
+                f"overlay file {fileid} is missing from {self.files_dir}",
+                hint="run `avfs doctor`; restore the path with `avfs checkout PATH --from REV`",
+            ) from exc

@@ -1,0 +1,95 @@
+"""Ref namespaces (the only place they are spelled) and compare-and-swap ref updates.
+
+Refs are moved only by :func:`cas_update`: lock the ref (libgit2 writes ``<ref>.lock``, which
+git itself honours), read it, compare with the value the caller expected, then set or delete.
+A ref someone else moved is never overwritten: the caller gets :class:`RefMovedError` naming
+both commits.
+
+Fork names may hold '/', like branch names. A segment '-' can never be part of a fork name
+(segments may not start with '-'), so it separates the fork from what follows in avfs' own
+namespaces without ambiguity.
+"""
+
+from __future__ import annotations
+
+import pygit2
+
+from .errors import AlreadyExistsError, InternalError, RefMovedError
+
+HEADS = "refs/heads/"
+CHECKPOINTS = "refs/avfs/checkpoints/"
+RECOVERY = "refs/avfs/recovery/"
+SEP = "/-/"
+
+
+def fork_ref(fork: str) -> str:
+    return HEADS + fork
+
+
+def checkpoint_ref(fork: str, name: str) -> str:
+    return f"{CHECKPOINTS}{fork}{SEP}{name}"
+
+
+def checkpoint_prefix(fork: str) -> str:
+    return f"{CHECKPOINTS}{fork}{SEP}"
+
+
+def recovery_ref(fork: str, tag: str) -> str:
+    return f"{RECOVERY}{fork}{SEP}{tag}"
+
+
+def read_ref(repo: pygit2.Repository, name: str) -> str | None:
+    """Return the commit id a direct ref points at, or None when it does not exist."""
+    try:
+        ref = repo.references.get(name)
+    except (pygit2.GitError, ValueError) as exc:  # pragma: no cover - corrupt ref file
+        raise InternalError(f"cannot read ref {name}: {exc}") from exc
+    if ref is None:
+        return None
+    target = ref.resolve().target
+    return str(target)
+
+
+def cas_update(
+    repo: pygit2.Repository,
+    name: str,
+    new: str | None,
+    expected: str | None,
+    message: str,
+) -> None:
+    """Move ref ``name`` from ``expected`` to ``new`` atomically.
+
+    ``expected=None`` means the ref must not exist (create); ``new=None`` deletes it.
+
+    Raises:
+        RefMovedError: the ref does not hold ``expected``.
+        AlreadyExistsError: creating a ref that exists (expected None).
+    """
+    try:
+        with repo.transaction() as tx:
+            tx.lock_ref(name)
+            current = read_ref(repo, name)
+            if current != expected:
+                if expected is None:
+                    raise AlreadyExistsError(
+                        f"{name} already exists (at {current})",
+                        details={"ref": name, "current": current},
+                    )
+                raise RefMovedError(
+                    f"{name} moved: expected {expected}, found {current}",
+                    hint="someone else changed this fork; look at `avfs log` and retry",
+                    details={"ref": name, "expected": expected, "current": current},
+                )
+            if new is None:
+                tx.remove(name)
+            else:
+                tx.set_target(name, new, message=message)
+    except pygit2.GitError as exc:
+        text = str(exc)
+        if "lock" in text.lower() or "locked" in text.lower():
+            raise RefMovedError(
+                f"{name} is being updated by another process: {text}",
+                hint="retry in a moment",
+                details={"ref": name},
+            ) from exc
+        raise InternalError(f"cannot update {name}: {text}") from exc

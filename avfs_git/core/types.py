@@ -1,0 +1,147 @@
+"""Public result types: frozen dataclasses, typed ids, string enums."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, NewType
+
+CommitId = NewType("CommitId", str)
+TreeId = NewType("TreeId", str)
+BlobId = NewType("BlobId", str)
+
+# git file modes as ints (pygit2.enums.FileMode values), kept here so that modules which
+# only need the numbers do not import pygit2.
+MODE_TREE = 0o040000
+MODE_BLOB = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_COMMIT = 0o160000  # a submodule (gitlink): shown, never followed
+
+
+class NodeKind(enum.StrEnum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    SUBMODULE = "submodule"
+
+
+def kind_of_mode(mode: int) -> NodeKind:
+    if mode == MODE_TREE:
+        return NodeKind.DIR
+    if mode == MODE_LINK:
+        return NodeKind.SYMLINK
+    if mode == MODE_COMMIT:
+        return NodeKind.SUBMODULE
+    return NodeKind.FILE
+
+
+class ChangeStatus(enum.StrEnum):
+    ADDED = "added"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+    RENAMED = "renamed"
+    TYPE_CHANGED = "type_changed"
+
+
+def to_json(value: Any) -> Any:
+    """Turn result dataclasses (and lists/dicts of them) into JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stat:
+    """What the workspace knows about one path."""
+
+    path: str
+    kind: NodeKind
+    mode: int
+    size: int
+    oid: str | None  # git object id when the path is unchanged (not materialized)
+    materialized: bool  # content lives in the overlay
+    target: str | None = None  # symlink target
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DirEntry:
+    name: str
+    path: str
+    kind: NodeKind
+    mode: int
+    size: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    status: ChangeStatus
+    old_path: str | None = None
+    old_mode: int | None = None
+    new_mode: int | None = None
+    old_oid: str | None = None
+    new_oid: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommitInfo:
+    id: CommitId
+    parents: list[str]
+    tree: TreeId
+    author: str
+    author_email: str
+    time: str  # RFC 3339 UTC
+    message: str
+    checkpoints: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointInfo:
+    vault: str
+    fork: str
+    name: str | None
+    commit: CommitId
+    parent: str | None
+    time: str
+    message: str
+    changes: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForkInfo:
+    vault: str
+    name: str
+    head: CommitId
+    base: CommitId
+    dirty: bool
+    is_default: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VaultInfo:
+    name: str
+    path: str
+    forks: list[str]
+    default_fork: str
+    head: CommitId | None
+    quota_bytes: int
+    is_default: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Operation:
+    id: int
+    time: str
+    kind: str
+    fork: str | None
+    summary: str
+    refs: list[dict[str, str | None]]
+    undone_by: int | None
+    undoes: int | None

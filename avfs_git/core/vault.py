@@ -1,0 +1,255 @@
+"""A vault: a bare git repository plus avfs' own state under ``<vault>/avfs/``.
+
+``<vault>/avfs/`` holds (git ignores it; clones don't carry it)::
+
+    config.json         default fork, quota
+    oplog.db            the operation log (:mod:`.oplog`)
+    ws/<fork>/          one workspace state dir per fork (:mod:`.overlay`)
+    locks/<fork>.lock   fork locks (:mod:`.locks`)
+
+Threads: a ``Vault`` may be shared by threads; git and SQLite handles are per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from . import names, refs
+from .errors import (
+    AlreadyExistsError,
+    ForkNotFoundError,
+    UsageError,
+    from_oserror,
+)
+from .gitstore import GitStore
+from .locks import file_lock
+from .oplog import OpLog
+from .overlay import OBJECT, Entry
+from .types import MODE_TREE, ForkInfo, Operation
+from .workspace import Workspace
+
+DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB of uncheckpointed changes per fork
+
+
+class Vault:
+    """One vault. Get it from :meth:`avfs_git.Home.vault`."""
+
+    def __init__(self, name: str, path: str, *, author: tuple[str, str] | None = None) -> None:
+        self.name = name
+        self.path = path
+        self.store = GitStore(path)
+        self.state_dir = os.path.join(path, "avfs")
+        self.oplog = OpLog(self.state_dir)
+        self._author = author
+        self._ws: dict[str, Workspace] = {}
+        self._ws_lock = threading.Lock()
+        self._config_cache: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Vault({self.name!r}, {self.path!r})"
+
+    def close(self) -> None:
+        """Release this thread's git and SQLite handles."""
+        for ws in self._ws.values():
+            ws.overlay.close()
+        self.oplog.close()
+        self.store.close()
+
+    # -- config ---------------------------------------------------------------------------
+    @property
+    def _config_path(self) -> str:
+        return os.path.join(self.state_dir, "config.json")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        if self._config_cache is None:
+            try:
+                with open(self._config_path, encoding="utf-8") as fh:
+                    self._config_cache = dict(json.load(fh))
+            except FileNotFoundError:
+                self._config_cache = {}
+        return self._config_cache
+
+    def set_config(self, **values: Any) -> None:
+        cfg = dict(self.config)
+        cfg.update(values)
+        tmp = self._config_path + ".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(cfg, fh, indent=2, sort_keys=True)
+            os.replace(tmp, self._config_path)
+        except OSError as exc:
+            raise from_oserror(exc, self._config_path) from exc
+        self._config_cache = cfg
+
+    @property
+    def quota_bytes(self) -> int:
+        return int(self.config.get("quota_bytes", DEFAULT_QUOTA))
+
+    @property
+    def default_fork(self) -> str:
+        return str(self.config.get("default_fork", "main"))
+
+    def author(self) -> Any:
+        if self._author is not None:
+            return self.store.signature(*self._author)
+        return self.store.signature()
+
+    # -- locks ----------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, *forks: str) -> Iterator[None]:
+        """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
+        lock_dir = os.path.join(self.state_dir, "locks")
+        try:
+            os.makedirs(lock_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, lock_dir) from exc
+        with ExitStack() as stack:
+            for f in sorted(set(forks)):
+                path = os.path.join(lock_dir, _fs_name(f) + ".lock")
+                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}"))
+            yield
+
+    # -- forks ----------------------------------------------------------------------------
+    def fork_names(self) -> list[str]:
+        repo = self.store.repo
+        return sorted(r[len(refs.HEADS) :] for r in repo.references if r.startswith(refs.HEADS))
+
+    def has_fork(self, fork: str) -> bool:
+        return refs.read_ref(self.store.repo, refs.fork_ref(fork)) is not None
+
+    def _require_fork(self, fork: str) -> None:
+        names.check_fork_name(fork)
+        if not self.has_fork(fork):
+            raise ForkNotFoundError(
+                f"vault {self.name} has no fork {fork!r}",
+                hint=f"see `avfs --vault {self.name} vault info` for its forks",
+                details={"vault": self.name, "fork": fork},
+            )
+
+    def ws_dir(self, fork: str) -> str:
+        return os.path.join(self.state_dir, "ws", _fs_name(fork))
+
+    def workspace(self, fork: str | None = None) -> Workspace:
+        """The workspace of ``fork`` (the vault's default fork when None)."""
+        fork = fork or self.default_fork
+        self._require_fork(fork)
+        with self._ws_lock:
+            ws = self._ws.get(fork)
+            if ws is None:
+                ws = Workspace(self, fork, self.ws_dir(fork))
+                self._ws[fork] = ws
+                return ws
+        ws._sync_base()
+        return ws
+
+    def fork_info(self, fork: str) -> ForkInfo:
+        ws = self.workspace(fork)
+        head = ws.tip() or ws.base
+        return ForkInfo(
+            vault=self.name,
+            name=fork,
+            head=head,  # type: ignore[arg-type]
+            base=ws.base,  # type: ignore[arg-type]
+            dirty=ws.is_dirty(),
+            is_default=fork == self.default_fork,
+        )
+
+    def forks(self) -> list[ForkInfo]:
+        return [self.fork_info(f) for f in self.fork_names()]
+
+    def create_fork(self, source: str | None, new: str) -> ForkInfo:
+        """Fork ``source`` (default fork when None) as ``new``: O(1) in tree size.
+
+        The new fork starts from the source's *current* state: its ref is the source's base
+        commit and its workspace shows the source's uncheckpointed changes too (captured as
+        one tree; the source is not disturbed).
+        """
+        source = source or self.default_fork
+        names.check_fork_name(new)
+        self._require_fork(source)
+        if self.has_fork(new):
+            raise AlreadyExistsError(
+                f"vault {self.name} already has a fork {new!r}", details={"fork": new}
+            )
+        with self.lock(source, new):
+            src = self.workspace(source)
+            base = src.base
+            tree: str | None = None
+            if src.is_dirty():
+                tree, _ = src.capture()
+            refs.cas_update(self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
+            # a leftover state dir (from a fork deleted before) must not leak in
+            shutil.rmtree(self.ws_dir(new), ignore_errors=True)
+            self._ws.pop(new, None)
+            ws = self.workspace(new)
+            if tree is not None:
+                with ws.overlay.txn() as db:
+                    ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, tree), "fork")
+            self.oplog.record(
+                "fork",
+                f"fork {source} -> {new}",
+                fork=new,
+                refs=[{"ref": refs.fork_ref(new), "old": None, "new": base}],
+                workspaces=[
+                    {"fork": new, "before": None, "after": {"base": base, "tree": tree}, "view_changed": True}
+                ],
+                details={"source": source},
+            )
+        return self.fork_info(new)
+
+    def delete_fork(self, fork: str) -> Operation:
+        """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
+        with ``avfs undo`` (kept under a recovery ref until ``gc``)."""
+        self._require_fork(fork)
+        if fork == self.default_fork:
+            raise UsageError(
+                f"fork {fork!r} is the vault's default fork",
+                hint="make another fork the default first (`avfs vault use VAULT:FORK`)",
+            )
+        from .checkpoint import keep_recovery, ws_state
+
+        with self.lock(fork):
+            ws = self.workspace(fork)
+            tip = ws.tip()
+            before = ws_state(ws)
+            changed: list[dict[str, str | None]] = []
+            rec = keep_recovery(ws, "delete fork")
+            if rec is not None:
+                changed.append({"ref": rec[0], "old": None, "new": rec[1]})
+            repo = self.store.repo
+            for r in [x for x in repo.references if x.startswith(refs.checkpoint_prefix(fork))]:
+                old = refs.read_ref(repo, r)
+                refs.cas_update(repo, r, None, old, f"avfs: delete fork {fork}")
+                changed.append({"ref": r, "old": old, "new": None})
+            refs.cas_update(repo, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
+            changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
+            ws.overlay.close()
+            self._ws.pop(fork, None)
+            shutil.rmtree(self.ws_dir(fork), ignore_errors=True)
+            op_id = self.oplog.record(
+                "fork_delete",
+                f"delete fork {fork}",
+                fork=fork,
+                refs=changed,
+                workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
+            )
+        op = self.oplog.get(op_id)
+        assert op is not None
+        return op
+
+    def set_default_fork(self, fork: str) -> None:
+        self._require_fork(fork)
+        self.set_config(default_fork=fork)
+
+
+def _fs_name(fork: str) -> str:
+    """A fork name as one directory name ('/' is legal in forks)."""
+    return urllib.parse.quote(fork, safe="")

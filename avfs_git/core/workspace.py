@@ -1,0 +1,916 @@
+"""A workspace: the live state of one fork, as base commit + overlay + journal.
+
+Reads of paths the overlay does not hold come lazily from the base tree's git objects;
+writes go to the overlay (:mod:`.overlay`). Nothing is copied to fork, mount, or rename a
+directory that was not modified: a renamed directory becomes one OBJECT entry naming its tree.
+
+Path rules: every path is normalised by :func:`.names.norm_path`. Symlinks inside the
+workspace are followed by file commands when their target stays inside it; a symlink that
+points outside (absolute, or ``..`` past the root) is never followed: reading or writing
+through it raises :class:`SymlinkEscapeError` (``stat``/``ls`` show the link itself).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+from . import names, refs
+from .errors import (
+    AlreadyExistsError,
+    CorruptStateError,
+    DirectoryNotEmptyError,
+    InvalidPathError,
+    IsADirectoryError_,
+    NotADirectoryError_,
+    PathNotFoundError,
+    QuotaExceededError,
+    RefMovedError,
+    SymlinkEscapeError,
+    SymlinkLoopError,
+    from_oserror,
+)
+from .gitstore import EMPTY_TREE, GitStore
+from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
+from .treediff import diff_entry, diff_trees, pair_renames
+from .types import (
+    MODE_BLOB,
+    MODE_EXEC,
+    MODE_LINK,
+    MODE_TREE,
+    Change,
+    ChangeStatus,
+    DirEntry,
+    NodeKind,
+    Stat,
+    kind_of_mode,
+)
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+MAX_SYMLINK_HOPS = 40
+_CHUNK = 1 << 20
+
+
+class Node:
+    """One path as the workspace shows it (internal)."""
+
+    __slots__ = ("path", "mode", "oid", "entry")
+
+    def __init__(self, path: str, mode: int, oid: str | None, entry: Entry | None) -> None:
+        self.path = path
+        self.mode = mode
+        self.oid = oid  # git object id: the blob, or the underlying tree of a directory
+        self.entry = entry  # the overlay entry at this very path, if any
+
+    @property
+    def is_dir(self) -> bool:
+        return self.mode == MODE_TREE
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == MODE_LINK
+
+    @property
+    def materialized(self) -> bool:
+        return self.entry is not None and self.entry.kind == FILE
+
+
+class Workspace:
+    """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
+
+    def __init__(self, vault: Vault, fork: str, state_dir: str) -> None:
+        self.vault = vault
+        self.fork = fork
+        self.store: GitStore = vault.store
+        self.overlay = Overlay(state_dir)
+        self.state_dir = state_dir
+        self._base_tree_cache: tuple[str, str] | None = None
+        self._sync_base()
+
+    # -- base -----------------------------------------------------------------------------
+    @property
+    def ref(self) -> str:
+        return refs.fork_ref(self.fork)
+
+    @property
+    def base(self) -> str:
+        base = self.overlay.get_meta("base")
+        if base is None:  # pragma: no cover - set by _sync_base
+            raise CorruptStateError(f"workspace of {self.fork} has no base commit")
+        return base
+
+    @property
+    def base_tree(self) -> str:
+        base = self.base
+        cached = self._base_tree_cache
+        if cached is not None and cached[0] == base:
+            return cached[1]
+        tree = self.store.commit_tree(base)
+        self._base_tree_cache = (base, tree)
+        return tree
+
+    def tip(self) -> str | None:
+        return refs.read_ref(self.store.repo, self.ref)
+
+    def _sync_base(self) -> None:
+        """Settle the base against the fork's ref (first use, crash recovery, moved refs).
+
+        - a checkpoint interrupted after its ref moved is finished (its entries retired);
+        - with an empty overlay the base simply follows the ref (a push or `git commit`
+          into the vault is picked up: there is nothing to lose);
+        - with a non-empty overlay and a moved ref the base stays, and the next checkpoint
+          stops with :class:`RefMovedError`.
+        """
+        tip = self.tip()
+        ov = self.overlay
+        pending = ov.get_meta("pending")
+        if pending is not None:
+            old, new = pending.split(" ", 1)
+            with ov.txn():
+                if tip == new:
+                    # the ref moved: the captured entries are in the commit; entries written
+                    # meanwhile have a newer seq than recorded and stay.
+                    upto = int(ov.get_meta("pending_seq") or "0")
+                    ov.retire(ov.db, [e for e in ov.all() if e.seq <= upto])
+                    ov.set_meta("base", new)
+                ov.set_meta("pending", None)
+                ov.set_meta("pending_seq", None)
+        base = ov.get_meta("base")
+        if tip is None:
+            if base is None:
+                raise CorruptStateError(f"fork {self.fork} has no commit")
+            return
+        if base is None or (base != tip and ov.is_empty()):
+            ov.set_meta("base", tip)
+
+    @property
+    def stale(self) -> bool:
+        """True when the fork's ref moved away from the base under a non-empty overlay."""
+        tip = self.tip()
+        return tip is not None and tip != self.base
+
+    # -- lookup ---------------------------------------------------------------------------
+    def _node_from_entry(self, e: Entry) -> Node | None:
+        if e.kind == DELETED:
+            return None
+        if e.kind == FILE:
+            return Node(e.path, e.mode, None, e)
+        return Node(e.path, e.mode, e.oid, e)
+
+    def _lookup(self, path: str, *, skip_self: bool = False) -> Node | None:
+        """The node at normalised ``path`` without following symlinks (None if absent).
+
+        With ``skip_self`` the entry at ``path`` itself is ignored: the result is what the
+        path would be without it (its *underlying* state).
+        """
+        chain = names.ancestors(path)
+        if path or not skip_self:
+            chain.append(path)
+        entries = self.overlay.get_many(chain) if chain else {}
+        deepest: Entry | None = None
+        for p in reversed(chain):
+            e = entries.get(p)
+            if e is not None and not (skip_self and p == path):
+                deepest = e
+                break
+        if deepest is not None and deepest.path == path:
+            return self._node_from_entry(deepest)
+        if deepest is not None:
+            if deepest.kind != OBJECT or deepest.mode != MODE_TREE or deepest.oid is None:
+                return None
+            rest = path[len(deepest.path) + 1 :] if deepest.path else path
+            hit = self.store.tree_lookup(deepest.oid, rest)
+        else:
+            if not path:
+                return Node("", MODE_TREE, self.base_tree, None)
+            hit = self.store.tree_lookup(self.base_tree, path)
+        if hit is None:
+            return None
+        return Node(path, hit[1], hit[0], None)
+
+    def _link_target(self, node: Node) -> str:
+        return self._read_node(node).decode("utf-8", "surrogateescape")
+
+    def _follow(self, link_path: str, target: str) -> str:
+        """Resolve a symlink target relative to its directory, refusing escapes."""
+        if target.startswith("/"):
+            raise SymlinkEscapeError(
+                f"{link_path} is a symlink to an absolute path ({target}); avfs does not follow"
+                " links out of the workspace",
+                hint="use `avfs ls -l` or `stat` to see the link itself",
+                details={"path": link_path, "target": target},
+            )
+        joined = posixpath.normpath(posixpath.join(names.parent_of(link_path), target))
+        if joined == ".":
+            return ""
+        if joined == ".." or joined.startswith("../"):
+            raise SymlinkEscapeError(
+                f"{link_path} is a symlink that points outside the workspace ({target})",
+                hint="use `avfs ls -l` or `stat` to see the link itself",
+                details={"path": link_path, "target": target},
+            )
+        return names.norm_path(joined)
+
+    def resolve(self, path: str, *, follow: bool = True) -> Node:
+        """The node at ``path``, following in-workspace symlinks (the last one if ``follow``).
+
+        Raises:
+            PathNotFoundError, NotADirectoryError_, SymlinkEscapeError, SymlinkLoopError.
+        """
+        p = names.norm_path(path)
+        node = self._resolve(p, follow)
+        if node is None:
+            raise PathNotFoundError(f"{p or '/'}: no such file or directory", details={"path": p})
+        return node
+
+    def _resolve(self, p: str, follow: bool, hops: int = 0) -> Node | None:
+        if hops > MAX_SYMLINK_HOPS:
+            raise SymlinkLoopError(f"{p}: too many levels of symbolic links")
+        node = self._lookup(p)
+        if node is None and p:
+            # the direct lookup failed: an ancestor may be a symlink or a file
+            parent = names.parent_of(p)
+            pnode = self._resolve(parent, True, hops + 1)
+            if pnode is None:
+                return None
+            if not pnode.is_dir:
+                raise NotADirectoryError_(f"{parent}: not a directory", details={"path": parent})
+            if pnode.path != parent:
+                return self._resolve(names.join(pnode.path, names.basename(p)), follow, hops + 1)
+            return None
+        if node is not None and follow and node.is_link:
+            target = self._follow(p, self._link_target(node))
+            return self._resolve(target, True, hops + 1)
+        return node
+
+    def _dir_node(self, p: str) -> Node:
+        node = self._resolve(p, True)
+        if node is None:
+            raise PathNotFoundError(f"{p or '/'}: no such directory", details={"path": p})
+        if not node.is_dir:
+            raise NotADirectoryError_(f"{p}: not a directory", details={"path": p})
+        return node
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self._resolve(names.norm_path(path), False) is not None
+        except (NotADirectoryError_, SymlinkEscapeError, SymlinkLoopError):
+            return False
+
+    # -- reading --------------------------------------------------------------------------
+    def _read_node(self, node: Node) -> bytes:
+        if node.entry is not None and node.entry.kind == FILE:
+            assert node.entry.fileid is not None
+            fd = self.overlay.open_file(node.entry.fileid)
+            with os.fdopen(fd, "rb") as fh:
+                return fh.read()
+        assert node.oid is not None
+        return self.store.blob_data(node.oid)
+
+    def read(self, path: str) -> bytes:
+        """Return the bytes of a file (following in-workspace symlinks)."""
+        node = self.resolve(path)
+        if node.is_dir:
+            raise IsADirectoryError_(f"{node.path or '/'}: is a directory", details={"path": node.path})
+        return self._read_node(node)
+
+    def read_link(self, path: str) -> str:
+        node = self.resolve(path, follow=False)
+        if not node.is_link:
+            raise InvalidPathError(f"{node.path}: not a symlink", details={"path": node.path})
+        return self._link_target(node)
+
+    def _size(self, node: Node) -> int:
+        if node.is_dir:
+            return 0
+        if node.entry is not None and node.entry.kind == FILE:
+            assert node.entry.fileid is not None
+            try:
+                return os.stat(self.overlay.file_path(node.entry.fileid)).st_size
+            except FileNotFoundError as exc:
+                raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
+        assert node.oid is not None
+        return self.store.blob_size(node.oid)
+
+    def stat(self, path: str, *, follow: bool = False) -> Stat:
+        node = self.resolve(path, follow=follow)
+        target = self._link_target(node) if node.is_link else None
+        return Stat(
+            path=node.path,
+            kind=kind_of_mode(node.mode),
+            mode=node.mode,
+            size=self._size(node),
+            oid=None if node.materialized else node.oid,
+            materialized=node.materialized,
+            target=target,
+        )
+
+    def _children(self, d: Node) -> dict[str, Node]:
+        """name -> node of a directory (underlying tree overlaid with overlay entries)."""
+        out: dict[str, Node] = {}
+        for name, (oid, mode) in self.store.tree_items(d.oid).items():
+            out[name] = Node(names.join(d.path, name), mode, oid, None)
+        for e in self.overlay.children(d.path):
+            name = names.basename(e.path)
+            n = self._node_from_entry(e)
+            if n is None:
+                out.pop(name, None)
+            else:
+                out[name] = n
+        return out
+
+    def listdir(self, path: str = "", *, sizes: bool = False) -> list[DirEntry]:
+        """The entries of a directory, sorted by name."""
+        d = self._dir_node(names.norm_path(path))
+        out = []
+        for name, n in sorted(self._children(d).items()):
+            out.append(
+                DirEntry(
+                    name=name,
+                    path=n.path,
+                    kind=kind_of_mode(n.mode),
+                    mode=n.mode,
+                    size=(self._size(n) if sizes and not n.is_dir else None),
+                )
+            )
+        return out
+
+    def walk(self, path: str = "", *, max_depth: int | None = None) -> Iterator[DirEntry]:
+        """Every entry below ``path``, depth first, directories before their contents."""
+        d = self._dir_node(names.norm_path(path))
+
+        def rec(node: Node, depth: int) -> Iterator[DirEntry]:
+            for name, n in sorted(self._children(node).items()):
+                yield DirEntry(name, n.path, kind_of_mode(n.mode), n.mode, None)
+                if n.is_dir and (max_depth is None or depth < max_depth):
+                    yield from rec(n, depth + 1)
+
+        yield from rec(d, 1)
+
+    # -- writing helpers ------------------------------------------------------------------
+    def _check_quota(self, adding: int) -> None:
+        quota = self.vault.quota_bytes
+        if adding > quota:
+            raise QuotaExceededError(
+                f"file of {adding} bytes is over the vault's quota of {quota} bytes",
+                hint="raise it with `avfs quota set`",
+                details={"size": adding, "quota": quota},
+            )
+        used = self.overlay.file_bytes()
+        if used + adding > quota:
+            raise QuotaExceededError(
+                f"the fork's uncheckpointed changes would reach {used + adding} bytes, over the"
+                f" vault's quota of {quota} bytes",
+                hint="checkpoint or discard changes, or raise the quota with `avfs quota set`",
+                details={"used": used, "adding": adding, "quota": quota},
+            )
+
+    def _parent_for_write(self, p: str, parents: bool) -> str:
+        """Resolve the directory that will hold ``p``; returns the real path of the target.
+
+        Follows in-workspace symlinks in the parent chain and at the last component, creates
+        missing parents when ``parents``.
+        """
+        if not p:
+            raise IsADirectoryError_("the workspace root is a directory")
+        parent = names.parent_of(p)
+        node = self._resolve(parent, True)
+        if node is None:
+            if not parents:
+                raise PathNotFoundError(f"{parent}: no such directory", details={"path": parent})
+            self.mkdir(parent, parents=True, exist_ok=True)
+            node = self._dir_node(parent)
+        if not node.is_dir:
+            raise NotADirectoryError_(f"{node.path}: not a directory", details={"path": node.path})
+        real = names.join(node.path, names.basename(p))
+        last = self._lookup(real)
+        hops = 0
+        while last is not None and last.is_link:
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise SymlinkLoopError(f"{p}: too many levels of symbolic links")
+            real = self._follow(real, self._link_target(last))
+            if not real:
+                raise IsADirectoryError_(f"{p}: is a directory")
+            pnode = self._resolve(names.parent_of(real), True)
+            if pnode is None or not pnode.is_dir:
+                raise PathNotFoundError(f"{p}: symlink target's directory is missing")
+            real = names.join(pnode.path, names.basename(real))
+            last = self._lookup(real)
+        return real
+
+    def _origin(self, p: str) -> str | None:
+        """The base path whose content ``p`` shows (None for new content)."""
+        chain = names.ancestors(p) + [p]
+        entries = self.overlay.get_many(chain)
+        for q in reversed(chain):
+            e = entries.get(q)
+            if e is None:
+                continue
+            if e.origin is None:
+                return None
+            rest = p[len(q) :].lstrip("/")
+            return names.join(e.origin, rest) if rest else e.origin
+        return p
+
+    def _store_bytes(self, src: bytes | IO[bytes] | str) -> tuple[str, int]:
+        """Write content into a new overlay file; returns (fileid, size)."""
+        fid = self.overlay.new_fileid()
+        dest = self.overlay.file_path(fid)
+        try:
+            if isinstance(src, bytes):
+                self._check_quota(len(src))
+                with open(dest, "wb") as fh:
+                    fh.write(src)
+                return fid, len(src)
+            if isinstance(src, str):
+                self._check_quota(os.stat(src).st_size)
+                shutil.copyfile(src, dest)
+                return fid, os.stat(dest).st_size
+            size = 0
+            quota_left = self.vault.quota_bytes - self.overlay.file_bytes()
+            with open(dest, "wb") as fh:
+                while chunk := src.read(_CHUNK):
+                    size += len(chunk)
+                    if size > quota_left:
+                        raise QuotaExceededError(
+                            f"content is over the vault's quota of {self.vault.quota_bytes} bytes",
+                            hint="raise it with `avfs quota set`",
+                        )
+                    fh.write(chunk)
+            return fid, size
+        except BaseException as exc:
+            try:
+                os.unlink(dest)
+            except FileNotFoundError:
+                pass
+            if isinstance(exc, OSError):
+                raise from_oserror(exc, dest) from exc
+            raise
+
+    # -- writing --------------------------------------------------------------------------
+    def write(
+        self,
+        path: str,
+        data: bytes | IO[bytes],
+        *,
+        mode: int | None = None,
+        parents: bool = True,
+    ) -> Stat:
+        """Create or replace a file with ``data`` (bytes or a binary stream).
+
+        Args:
+            mode: 0o100644 or 0o100755 (or 0o644/0o755); by default a replaced file keeps
+                its executable bit.
+            parents: create missing parent directories.
+        """
+        p = names.norm_path(path)
+        real = self._parent_for_write(p, parents)
+        old = self._lookup(real)
+        if old is not None and old.is_dir:
+            raise IsADirectoryError_(f"{real}: is a directory", details={"path": real})
+        fmode = _file_mode(mode, old.mode if old is not None else None)
+        fid, size = self._store_bytes(data)
+        try:
+            with self.overlay.txn() as db:
+                origin = self._origin(real) if old is not None else None
+                e = Entry(real, FILE, fmode, None, fid, origin, size)
+                self.overlay.put(db, e, "write")
+        except BaseException:
+            _unlink_quiet(self.overlay.file_path(fid))
+            raise
+        return self.stat(real)
+
+    def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat:
+        """Like :meth:`write`, copying the bytes of local file ``src``."""
+        with open(src, "rb") as fh:
+            return self.write(path, fh, mode=mode)
+
+    def symlink(self, target: str, path: str) -> Stat:
+        """Create symlink ``path`` pointing at ``target`` (``ln -s TARGET PATH``)."""
+        if not target or "\x00" in target:
+            raise InvalidPathError(f"invalid symlink target {target!r}")
+        p = names.norm_path(path)
+        parent = self._dir_node(names.parent_of(p)) if p else None
+        if parent is None:
+            raise IsADirectoryError_("the workspace root is a directory")
+        real = names.join(parent.path, names.basename(p))
+        if self._lookup(real) is not None:
+            raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
+        fid, size = self._store_bytes(target.encode("utf-8", "surrogateescape"))
+        with self.overlay.txn() as db:
+            self.overlay.put(db, Entry(real, FILE, MODE_LINK, None, fid, None, size), "symlink")
+        return self.stat(real)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        p = names.norm_path(path)
+        if not p:
+            if exist_ok or parents:
+                return
+            raise AlreadyExistsError("the workspace root exists")
+        existing = self._resolve(p, True) if parents or exist_ok else self._lookup(p)
+        if existing is not None:
+            if existing.is_dir and (exist_ok or parents):
+                return
+            raise AlreadyExistsError(f"{p}: already exists", details={"path": p})
+        parent = names.parent_of(p)
+        pnode = self._resolve(parent, True)
+        if pnode is None:
+            if not parents:
+                raise PathNotFoundError(f"{parent}: no such directory", details={"path": parent})
+            self.mkdir(parent, parents=True, exist_ok=True)
+            pnode = self._dir_node(parent)
+        if not pnode.is_dir:
+            raise NotADirectoryError_(f"{pnode.path}: not a directory", details={"path": pnode.path})
+        real = names.join(pnode.path, names.basename(p))
+        with self.overlay.txn() as db:
+            self.overlay.put(db, Entry(real, OBJECT, MODE_TREE, EMPTY_TREE), "mkdir")
+
+    def _discard(self, db: Any, p: str, op: str) -> None:
+        """Make ``p`` absent: drop entries at and under it, whiteout what lies beneath."""
+        self.overlay.remove_under(db, p, op)
+        self.overlay.remove(db, p, op)
+        if self._lookup(p, skip_self=True) is not None:
+            self.overlay.put(db, Entry(p, DELETED, 0), op)
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Delete a file, symlink or (with ``recursive`` or when empty) a directory."""
+        p = names.norm_path(path)
+        if not p:
+            raise InvalidPathError("refusing to remove the workspace root")
+        node = self.resolve(p, follow=False)
+        p = node.path
+        if node.is_dir and not recursive and self._children(node):
+            raise DirectoryNotEmptyError(f"{p}: directory not empty", details={"path": p})
+        with self.overlay.txn() as db:
+            self._discard(db, p, "remove")
+
+    def rmdir(self, path: str) -> None:
+        node = self.resolve(path, follow=False)
+        if not node.is_dir:
+            raise NotADirectoryError_(f"{node.path}: not a directory")
+        self.remove(node.path)
+
+    def chmod(self, path: str, executable: bool) -> Stat:
+        """Set or clear the executable bit (the only mode bit git keeps)."""
+        node = self.resolve(path)
+        if node.is_dir or node.is_link:
+            raise InvalidPathError(f"{node.path}: only files have an executable bit")
+        mode = MODE_EXEC if executable else MODE_BLOB
+        if mode == node.mode:
+            return self.stat(node.path)
+        with self.overlay.txn() as db:
+            e = node.entry
+            if e is not None:
+                self.overlay.put(db, Entry(e.path, e.kind, mode, e.oid, e.fileid, e.origin, e.size), "chmod")
+            else:
+                origin = self._origin(node.path)
+                self.overlay.put(db, Entry(node.path, OBJECT, mode, node.oid, None, origin), "chmod")
+        return self.stat(node.path)
+
+    def _move_or_copy(self, src: str, dst: str, *, copy: bool) -> str:
+        s = names.norm_path(src)
+        d = names.norm_path(dst)
+        if not s:
+            raise InvalidPathError("cannot move or copy the workspace root")
+        node = self.resolve(s, follow=False)
+        s = node.path
+        if not d:
+            raise InvalidPathError("the destination is the workspace root")
+        dparent = self._dir_node(names.parent_of(d))
+        d = names.join(dparent.path, names.basename(d))
+        if d == s:
+            return d
+        if node.is_dir and names.is_within(d, s):
+            raise InvalidPathError(f"cannot move {s} into itself ({d})")
+        target = self._lookup(d)
+        if target is not None:
+            if target.is_dir:
+                if not node.is_dir:
+                    raise IsADirectoryError_(f"{d}: is a directory", details={"path": d})
+                if self._children(target):
+                    raise DirectoryNotEmptyError(f"{d}: directory not empty", details={"path": d})
+            elif node.is_dir:
+                raise NotADirectoryError_(f"{d}: not a directory", details={"path": d})
+        op = "copy" if copy else "rename"
+        new_files: list[str] = []
+        try:
+            with self.overlay.txn() as db:
+                origin = None if copy else self._origin(s)
+                under = self.overlay.under(s) if node.is_dir else []
+                e = node.entry
+                if e is not None and e.kind == FILE:
+                    fid = e.fileid
+                    if copy:
+                        assert e.fileid is not None
+                        fid, _ = self._store_bytes(self.overlay.file_path(e.fileid))
+                        new_files.append(fid)
+                    top = Entry(d, FILE, e.mode, None, fid, origin, e.size)
+                else:
+                    top = Entry(d, OBJECT, node.mode, node.oid, None, origin)
+                self.overlay.remove_under(db, d, op)
+                self.overlay.remove(db, d, op)
+                self.overlay.put(db, top, op)
+                for sub in under:
+                    rel = sub.path[len(s) + 1 :]
+                    fid = sub.fileid
+                    if copy and sub.kind == FILE:
+                        assert sub.fileid is not None
+                        fid, _ = self._store_bytes(self.overlay.file_path(sub.fileid))
+                        new_files.append(fid)
+                    sub_origin = None if copy else sub.origin
+                    moved = Entry(names.join(d, rel), sub.kind, sub.mode, sub.oid, fid, sub_origin, sub.size)
+                    if not copy:
+                        # keep the file: the old entry goes without unlinking it
+                        db.execute("DELETE FROM entries WHERE path=?", (sub.path,))
+                        self.overlay._journal(db, sub.path, op)
+                    self.overlay.put(db, moved, op)
+                if not copy:
+                    if e is not None:
+                        db.execute("DELETE FROM entries WHERE path=?", (s,))
+                        self.overlay._journal(db, s, op)
+                    if self._lookup(s, skip_self=True) is not None:
+                        self.overlay.put(db, Entry(s, DELETED, 0), op)
+        except BaseException:
+            for fid in new_files:
+                _unlink_quiet(self.overlay.file_path(fid))
+            raise
+        return d
+
+    def rename(self, src: str, dst: str) -> str:
+        """POSIX ``rename``: replaces a file or an empty directory at ``dst``."""
+        return self._move_or_copy(src, dst, copy=False)
+
+    def copy(self, src: str, dst: str, *, recursive: bool = False) -> str:
+        node = self.resolve(src, follow=False)
+        if node.is_dir and not recursive:
+            raise IsADirectoryError_(f"{node.path}: is a directory (use recursive copy)")
+        return self._move_or_copy(src, dst, copy=True)
+
+    # -- status ---------------------------------------------------------------------------
+    def is_dirty(self) -> bool:
+        return not self.overlay.is_empty()
+
+    def _dirty_dirs(self, entries: list[Entry]) -> set[str]:
+        out: set[str] = set()
+        for e in entries:
+            for a in names.ancestors(e.path):
+                out.add(a)
+        return out
+
+    def _ws_entry_oid(self, n: Node, hash_files: bool) -> str | None:
+        if n.entry is not None and n.entry.kind == FILE:
+            if not hash_files:
+                return None
+            assert n.entry.fileid is not None
+            import pygit2  # local: status of clean trees need not load it twice
+
+            try:
+                return str(pygit2.hashfile(self.overlay.file_path(n.entry.fileid)))
+            except (OSError, pygit2.GitError) as exc:
+                raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
+        return n.oid
+
+    def status(self) -> list[Change]:
+        """What changed in the workspace since its base commit (O(changes))."""
+        entries = self.overlay.all()
+        if not entries:
+            return []
+        dirty = self._dirty_dirs(entries)
+        out: list[Change] = []
+        root = self._lookup("")
+        assert root is not None
+        self._status_dir("", self.base_tree, root, dirty, out)
+        hints: dict[str, str] = {}
+        for c in out:
+            if c.status is ChangeStatus.ADDED:
+                o = self._origin(c.path)
+                if o is not None and o != c.path:
+                    hints[c.path] = o
+        return pair_renames(out, hints)
+
+    def _status_dir(self, p: str, base_oid: str | None, w: Node, dirty: set[str], out: list[Change]) -> None:
+        if p not in dirty:
+            diff_trees(self.store, base_oid, w.oid, p, out)
+            return
+        b = self.store.tree_items(base_oid)
+        ws = self._children(w)
+        for name in sorted(b.keys() | ws.keys()):
+            child = names.join(p, name)
+            bo = b.get(name)
+            n = ws.get(name)
+            if n is None:
+                diff_entry(self.store, child, bo, None, out)
+            elif n.is_dir:
+                if bo is not None and bo[1] == MODE_TREE:
+                    self._status_dir(child, bo[0], n, dirty, out)
+                else:
+                    if bo is not None:
+                        diff_entry(self.store, child, bo, None, out)
+                    self._status_dir(child, None, n, dirty, out)
+            elif n.materialized:
+                self._status_file(child, bo, n, out)
+            else:
+                assert n.oid is not None
+                diff_entry(self.store, child, bo, (n.oid, n.mode), out)
+
+    def _status_file(self, child: str, bo: tuple[str, int] | None, n: Node, out: list[Change]) -> None:
+        oid = self._ws_entry_oid(n, True)
+        assert oid is not None
+        diff_entry(self.store, child, bo, (oid, n.mode), out)
+
+    # -- capture (build trees from the overlay) -------------------------------------------
+    def capture(self) -> tuple[str, list[Entry]]:
+        """Write blobs and trees for the workspace; returns (root tree id, captured entries).
+
+        Cost: one blob per materialized file plus the trees on changed paths
+        (O(changed paths x depth)), never O(tree).
+        """
+        entries = self.overlay.all()
+        if not entries:
+            return self.base_tree, []
+        dirty = self._dirty_dirs(entries)
+        by_parent: dict[str, list[Entry]] = {}
+        for e in entries:
+            if e.path:
+                by_parent.setdefault(names.parent_of(e.path), []).append(e)
+        root_entry = next((e for e in entries if e.path == ""), None)
+        root_oid = root_entry.oid if root_entry is not None else self.base_tree
+        tree = self._build("", root_oid, by_parent, dirty)
+        return tree or EMPTY_TREE_WRITE(self.store), entries
+
+    def _build(
+        self, p: str, under: str | None, by_parent: dict[str, list[Entry]], dirty: set[str]
+    ) -> str | None:
+        repo = self.store.repo
+        import pygit2
+
+        base = repo[under] if under and under != EMPTY_TREE else None
+        tb = repo.TreeBuilder(base) if isinstance(base, pygit2.Tree) else repo.TreeBuilder()
+        subdirs: dict[str, str | None] = {}
+        for e in by_parent.get(p, []):
+            name = names.basename(e.path)
+            if e.kind == DELETED:
+                if tb.get(name) is not None:
+                    tb.remove(name)
+            elif e.kind == FILE:
+                assert e.fileid is not None
+                oid = self.store.blob_from_file(self.overlay.file_path(e.fileid))
+                tb.insert(name, pygit2.Oid(hex=oid), e.mode)
+            elif e.mode == MODE_TREE:
+                subdirs[name] = e.oid
+                if tb.get(name) is not None:
+                    tb.remove(name)
+            else:
+                assert e.oid is not None
+                tb.insert(name, pygit2.Oid(hex=e.oid), e.mode)
+        # directories with changes below them but no entry of their own
+        prefix_len = len(p) + 1 if p else 0
+        for d in dirty:
+            if d and names.parent_of(d) == p:
+                name = d[prefix_len:]
+                if name not in subdirs:
+                    existing = tb.get(name)
+                    subdirs[name] = str(existing.id) if existing is not None else None
+        for name, oid in sorted(subdirs.items()):
+            child = names.join(p, name)
+            if child in dirty:
+                new = self._build(child, oid, by_parent, dirty)
+            else:
+                new = oid if oid and oid != EMPTY_TREE and len(self.store.tree_items(oid)) else None
+            if tb.get(name) is not None:
+                tb.remove(name)
+            if new is not None:
+                tb.insert(name, pygit2.Oid(hex=new), MODE_TREE)
+        if len(tb) == 0:  # type: ignore[arg-type]
+            return None if p else str(tb.write())
+        return str(tb.write())
+
+    # -- checkpoint -----------------------------------------------------------------------
+    def _commit_overlay(
+        self, message: str, *, allow_empty: bool = False
+    ) -> tuple[str | None, list[Entry]]:
+        """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
+
+        The commit is None when the tree equals the base tree (nothing to record).
+        """
+        base = self.base
+        tip = self.tip()
+        if tip != base and not self.overlay.is_empty():
+            raise RefMovedError(
+                f"fork {self.fork} moved to {tip} since this workspace was based on {base};"
+                " your uncheckpointed changes are kept",
+                hint="see `avfs log`; merge or rebase the changes (`avfs checkpoint save --rebase`"
+                " when available) or restore",
+                details={"fork": self.fork, "expected": base, "current": tip},
+            )
+        tree, captured = self.capture()
+        if tree == self.base_tree and not allow_empty:
+            if captured:
+                with self.overlay.txn() as db:
+                    self.overlay.retire(db, captured)
+            return None, captured
+        commit = self.store.create_commit(tree, [base], message, self.vault.author())
+        upto = max((e.seq for e in captured), default=0)
+        with self.overlay.txn():
+            self.overlay.set_meta("pending", f"{base} {commit}")
+            self.overlay.set_meta("pending_seq", str(upto))
+        try:
+            refs.cas_update(self.store.repo, self.ref, commit, base, f"avfs: {message.splitlines()[0]}")
+        except BaseException:
+            with self.overlay.txn():
+                self.overlay.set_meta("pending", None)
+                self.overlay.set_meta("pending_seq", None)
+            raise
+        with self.overlay.txn() as db:
+            self.overlay.retire(db, captured)
+            self.overlay.set_meta("base", commit)
+            self.overlay.set_meta("pending", None)
+            self.overlay.set_meta("pending_seq", None)
+        return commit, captured
+
+    def set_base(self, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
+        """Point the workspace at a new base (call with the fork lock held).
+
+        Args:
+            keep_view: keep what the workspace shows now (overlay kept, a root entry added
+                when the base's tree differs); else the overlay is cleared and the workspace
+                shows ``view_tree`` (or the new base's tree when None).
+        """
+        with self.overlay.txn() as db:
+            if keep_view:
+                cur_root = self.overlay.get("")
+                if cur_root is None:
+                    old_tree = self.base_tree
+                    new_tree = self.store.commit_tree(base)
+                    if old_tree != new_tree:
+                        self.overlay.put(db, Entry("", OBJECT, MODE_TREE, old_tree), "rebase")
+            else:
+                self.overlay.clear(db, "reset")
+                if view_tree is not None and view_tree != self.store.commit_tree(base):
+                    self.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
+            self.overlay.set_meta("base", base)
+        self._base_tree_cache = None
+
+    def checkout_path(self, path: str, tree: str) -> None:
+        """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""
+        p = names.norm_path(path)
+        hit = self.store.tree_lookup(tree, p)
+        if p and self._resolve(names.parent_of(p), True) is None and hit is not None:
+            self.mkdir(names.parent_of(p), parents=True)
+        with self.overlay.txn() as db:
+            if hit is None:
+                if self._lookup(p) is None:
+                    raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
+                self._discard(db, p, "checkout")
+                return
+            self.overlay.remove_under(db, p, "checkout")
+            origin = self._origin(p) if self._lookup(p, skip_self=True) is not None else None
+            self.overlay.put(db, Entry(p, OBJECT, hit[1], hit[0], None, origin), "checkout")
+
+    def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
+        """Write the workspace's files into local directory ``dest``; returns the file count."""
+        count = 0
+        for de in self.walk(""):
+            target = os.path.join(dest, de.path)
+            if de.kind is NodeKind.DIR:
+                os.makedirs(target, exist_ok=True)
+            elif de.kind is NodeKind.SYMLINK:
+                os.symlink(self.read_link(de.path), target)
+            elif de.kind is NodeKind.FILE:
+                n = self.resolve(de.path, follow=False)
+                with open(target, "wb") as fh:
+                    fh.write(self._read_node(n))
+                if n.mode == MODE_EXEC:
+                    os.chmod(target, 0o755)
+                count += 1
+                if progress:
+                    progress(count)
+        return count
+
+
+def EMPTY_TREE_WRITE(store: GitStore) -> str:  # noqa: N802 - reads like the constant
+    """Make sure the empty tree exists as an object and return its id."""
+    return str(store.repo.TreeBuilder().write())
+
+
+def _file_mode(mode: int | None, old: int | None) -> int:
+    if mode is None:
+        return old if old in (MODE_BLOB, MODE_EXEC) else MODE_BLOB
+    if mode in (0o644, MODE_BLOB):
+        return MODE_BLOB
+    if mode in (0o755, MODE_EXEC):
+        return MODE_EXEC
+    raise InvalidPathError(f"invalid file mode {oct(mode)}: use 644 or 755")
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
