@@ -1,0 +1,49 @@
+# avfs: every target installs what it needs (venv, package, Debian packages) on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-install
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBS := git
+PYTEST_ARGS ?=
+
+.PHONY: install sysdeps test lint typecheck check bench demo clean
+
+sysdeps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | sysdeps
+	@$(PY) -c 'import venv' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: sysdeps $(STAMP)
+
+# pytest exit code 5 means "no tests ran": that is a failure here, never a pass.
+test: install
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check avfs_git tests bench
+	$(BIN)/ruff format --check avfs_git tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+demo: install
+	AVFS_BIN=$(abspath $(BIN))/avfs bash docs/demo.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/.work

@@ -1,0 +1,1 @@
+"""The click CLI: parses arguments, calls the API, renders results."""

@@ -1,0 +1,115 @@
+"""`avfs checkpoint save|list|restore|delete`, `avfs op log`, `avfs undo`."""
+
+from __future__ import annotations
+
+import click
+
+from ..core import checkpoint as cp
+from .main import App, pass_app
+
+
+@click.group()
+def checkpoint() -> None:
+    """Save, list, restore and delete checkpoints (commits of the fork)."""
+
+
+@checkpoint.command("save")
+@click.argument("name", required=False)
+@click.option("-m", "--message", help="Commit message.")
+@pass_app
+def save_cmd(app: App, name: str | None, message: str | None) -> None:
+    """Commit the uncheckpointed changes (optionally under NAME)."""
+    vault, fork = app.target()
+    res = cp.save(vault, fork, name, message)
+    c = res.checkpoint
+
+    def human() -> None:
+        if res.created:
+            app.output.out.print(f"checkpoint {c.commit[:12]}" + (f" ({c.name})" if c.name else "") + f" on {vault.name}:{fork}")
+        else:
+            app.output.out.print("nothing changed since the last checkpoint" + (f"; named it {c.name}" if c.name else ""))
+
+    app.output.result("checkpoint", {"checkpoint": c, "created": res.created, "op_id": res.op_id}, human)
+
+
+@checkpoint.command("list")
+@click.option("--all", "all_commits", is_flag=True, help="Every commit of the fork, named or not.")
+@click.option("-n", "limit", type=int, default=100, help="At most N.")
+@pass_app
+def list_cmd(app: App, all_commits: bool, limit: int) -> None:
+    """List the fork's named checkpoints (newest first)."""
+    vault, fork = app.target()
+    items = cp.list_checkpoints(vault, fork, all_commits=all_commits, limit=limit)
+
+    def human() -> None:
+        if not items:
+            app.output.info("no named checkpoints; `avfs checkpoint save NAME` makes one")
+        for i in items:
+            first = i.message.splitlines()[0] if i.message else ""
+            app.output.out.print(f"[yellow]{i.commit[:12]}[/] {i.time} [green]{i.name or ''}[/] {first}", markup=True)
+
+    app.output.result("checkpoint_list", {"vault": vault.name, "fork": fork, "checkpoints": items}, human)
+
+
+@checkpoint.command("restore")
+@click.argument("rev")
+@pass_app
+def restore_cmd(app: App, rev: str) -> None:
+    """Move the fork back to REV. Nothing is lost: `avfs undo` brings the state back."""
+    vault, fork = app.target()
+    res = cp.restore(vault, fork, rev)
+
+    def human() -> None:
+        app.output.out.print(f"{vault.name}:{fork} is at {res.commit[:12]} ({rev})")
+        if res.recovery_ref:
+            app.output.info(f"uncheckpointed changes kept at {res.recovery_ref}")
+        app.output.info(f"undo with `avfs undo` (operation {res.op_id})")
+
+    app.output.result("restore", {"restore": res}, human)
+
+
+@checkpoint.command("delete")
+@click.argument("name")
+@pass_app
+def delete_cmd(app: App, name: str) -> None:
+    """Delete a checkpoint's name (the commit stays in the fork's history)."""
+    vault, fork = app.target()
+    op = cp.delete_checkpoint(vault, fork, name)
+    app.output.result("operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary))
+
+
+@click.group()
+def op() -> None:
+    """The operation log (every mutating action, undoable)."""
+
+
+@op.command("log")
+@click.option("-n", "limit", type=int, default=50, help="At most N operations.")
+@pass_app
+def op_log(app: App, limit: int) -> None:
+    """List the vault's operations, newest first."""
+    vault, _ = app.target()
+    ops = vault.oplog.list(limit)
+
+    def human() -> None:
+        for o in ops:
+            mark = f" [dim](undone by {o.undone_by})[/]" if o.undone_by else ""
+            app.output.out.print(f"[yellow]{o.id:>5}[/] {o.time} {o.kind:<18} {o.summary}{mark}", markup=True)
+
+    app.output.result("op_log", {"vault": vault.name, "operations": ops}, human)
+
+
+@click.command("undo")
+@click.option("--op", "op_id", type=int, default=None, help="Undo this operation (default: the last one).")
+@pass_app
+def undo_cmd(app: App, op_id: int | None) -> None:
+    """Undo the last operation (or --op ID); undo is an operation too."""
+    vault, _ = app.target()
+    res = cp.undo(vault, op_id)
+
+    def human() -> None:
+        app.output.out.print(f"undid operation {res.undone.id}: {res.undone.summary}")
+        if res.recovery_ref:
+            app.output.info(f"uncheckpointed changes kept at {res.recovery_ref}")
+
+    app.output.result("undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human)

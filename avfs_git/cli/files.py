@@ -1,0 +1,258 @@
+"""File commands on a fork's workspace: ls cat write cp mv rm mkdir ln chmod stat tree."""
+
+from __future__ import annotations
+
+import base64
+import sys
+
+import click
+
+from ..core import names
+from ..core.errors import AlreadyExistsError, PathNotFoundError, UsageError
+from ..core.types import NodeKind
+from .main import App, pass_app
+from .output import human_size
+
+
+def _ws_ref(app: App) -> dict[str, str]:
+    v, fork = app.target()
+    return {"vault": v.name, "fork": fork}
+
+
+@click.command("ls")
+@click.argument("path", default="")
+@click.option("-l", "long", is_flag=True, help="Long listing: kind, mode, size.")
+@pass_app
+def ls_cmd(app: App, path: str, long: bool) -> None:
+    """List a directory of the workspace."""
+    ws = app.workspace()
+    st = ws.stat(path, follow=True)
+    if st.kind is not NodeKind.DIR:
+        entries = [ws.stat(path, follow=False)]
+        data = {**_ws_ref(app), "path": st.path, "entries": [
+            {"name": names.basename(e.path), "path": e.path, "kind": e.kind, "mode": e.mode, "size": e.size} for e in entries
+        ]}
+    else:
+        listing = ws.listdir(path, sizes=True)
+        data = {**_ws_ref(app), "path": st.path, "entries": listing}
+
+    def human() -> None:
+        for e in data["entries"]:  # type: ignore[attr-defined]
+            d = e if isinstance(e, dict) else {"name": e.name, "kind": e.kind, "mode": e.mode, "size": e.size, "path": e.path}
+            name = d["name"] + ("/" if d["kind"] == NodeKind.DIR else "")
+            if long:
+                extra = ""
+                if d["kind"] == NodeKind.SYMLINK:
+                    extra = " -> " + ws.read_link(d["path"])
+                click.echo(f"{d['mode']:06o} {d['kind']:<8} {human_size(d['size']) if d['size'] is not None else '-':>7} {name}{extra}")
+            else:
+                click.echo(name)
+
+    app.output.result("dir_listing", data, human)
+
+
+@click.command("cat")
+@click.argument("paths", nargs=-1, required=True)
+@pass_app
+def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
+    """Print files (bytes as they are; JSON: utf-8 text or base64)."""
+    ws = app.workspace()
+    contents = [(p, ws.read(p)) for p in paths]
+    if app.json:
+        files = []
+        for p, data in contents:
+            try:
+                files.append({"path": names.norm_path(p), "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)})
+            except UnicodeDecodeError:
+                files.append({"path": names.norm_path(p), "encoding": "base64", "content": base64.b64encode(data).decode(), "size": len(data)})
+        app.output.document("file_content", {**_ws_ref(app), "files": files})
+        return
+    for _, data in contents:
+        sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _mode_opt(mode: str | None) -> int | None:
+    if mode is None:
+        return None
+    table = {"644": 0o100644, "755": 0o100755, "100644": 0o100644, "100755": 0o100755, "+x": 0o100755, "-x": 0o100644}
+    if mode not in table:
+        raise UsageError(f"invalid --mode {mode!r}: use 644 or 755")
+    return table[mode]
+
+
+@click.command("write")
+@click.argument("path")
+@click.argument("content", required=False)
+@click.option("--file", "src_file", type=click.Path(dir_okay=False, exists=True), help="Take the bytes from this local file.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Take the bytes from standard input (also when CONTENT is '-').")
+@click.option("--mode", help="644 or 755 (default: keep, or 644 for new files).")
+@click.option("--no-parents", is_flag=True, help="Fail when the parent directory is missing.")
+@pass_app
+def write_cmd(app: App, path: str, content: str | None, src_file: str | None, from_stdin: bool, mode: str | None, no_parents: bool) -> None:
+    """Write a file: from CONTENT, --file F, or --stdin (binary safe)."""
+    sources = sum(x for x in (content is not None and content != "-", src_file is not None, from_stdin or content == "-"))
+    if sources != 1:
+        raise UsageError("give exactly one of CONTENT, --file F or --stdin")
+    ws = app.workspace()
+    fmode = _mode_opt(mode)
+    if src_file is not None:
+        with open(src_file, "rb") as fh:
+            st = ws.write(path, fh, mode=fmode, parents=not no_parents)
+    elif from_stdin or content == "-":
+        st = ws.write(path, sys.stdin.buffer, mode=fmode, parents=not no_parents)
+    else:
+        assert content is not None
+        st = ws.write(path, content.encode("utf-8", "surrogateescape"), mode=fmode, parents=not no_parents)
+    app.output.result("file_write", {**_ws_ref(app), "stat": st}, lambda: app.output.info(f"wrote {st.path} ({st.size} bytes)"))
+
+
+def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
+    data = {**_ws_ref(app), "op": op, "paths": paths, **(extra or {})}
+    app.output.result("file_op", data, lambda: app.output.info(f"{op}: {' '.join(paths)}"))
+
+
+def _into_dir(ws: object, src: str, dst: str) -> str:
+    """coreutils semantics: an existing directory as destination receives the source."""
+    from ..core.workspace import Workspace
+
+    assert isinstance(ws, Workspace)
+    d = names.norm_path(dst)
+    if ws.exists(d):
+        try:
+            st = ws.stat(d, follow=True)
+        except PathNotFoundError:
+            return d
+        if st.kind is NodeKind.DIR:
+            return names.join(st.path, names.basename(names.norm_path(src)))
+    return d
+
+
+@click.command("cp")
+@click.argument("src")
+@click.argument("dst")
+@click.option("-r", "-R", "--recursive", is_flag=True, help="Copy directories.")
+@pass_app
+def cp_cmd(app: App, src: str, dst: str, recursive: bool) -> None:
+    """Copy SRC to DST inside the workspace (unchanged content is shared, not copied)."""
+    ws = app.workspace()
+    out = ws.copy(src, _into_dir(ws, src, dst), recursive=recursive)
+    _file_op(app, "copy", [names.norm_path(src), out])
+
+
+@click.command("mv")
+@click.argument("src")
+@click.argument("dst")
+@pass_app
+def mv_cmd(app: App, src: str, dst: str) -> None:
+    """Move or rename SRC to DST (an unchanged directory moves without copying)."""
+    ws = app.workspace()
+    out = ws.rename(src, _into_dir(ws, src, dst))
+    _file_op(app, "rename", [names.norm_path(src), out])
+
+
+@click.command("rm")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-r", "-R", "--recursive", is_flag=True, help="Remove directories and their contents.")
+@click.option("-f", "--force", is_flag=True, help="Ignore missing paths.")
+@pass_app
+def rm_cmd(app: App, paths: tuple[str, ...], recursive: bool, force: bool) -> None:
+    """Remove files (and directories with -r)."""
+    ws = app.workspace()
+    for p in paths:
+        names.norm_path(p)
+    done = []
+    for p in paths:
+        try:
+            ws.remove(p, recursive=recursive)
+            done.append(names.norm_path(p))
+        except PathNotFoundError:
+            if not force:
+                raise
+    _file_op(app, "remove", done)
+
+
+@click.command("mkdir")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-p", "--parents", is_flag=True, help="Make parents as needed; no error if it exists.")
+@pass_app
+def mkdir_cmd(app: App, paths: tuple[str, ...], parents: bool) -> None:
+    """Make directories (git keeps only non-empty ones in checkpoints)."""
+    ws = app.workspace()
+    for p in paths:
+        ws.mkdir(p, parents=parents, exist_ok=parents)
+    _file_op(app, "mkdir", [names.norm_path(p) for p in paths])
+
+
+@click.command("ln")
+@click.option("-s", "--symbolic", is_flag=True, required=True, help="Make a symbolic link (the only kind git keeps).")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing LINK_PATH.")
+@click.argument("target")
+@click.argument("link_path")
+@pass_app
+def ln_cmd(app: App, symbolic: bool, force: bool, target: str, link_path: str) -> None:
+    """Make LINK_PATH a symlink to TARGET (`ln -s` semantics; TARGET is stored as given)."""
+    del symbolic
+    ws = app.workspace()
+    dst = _into_dir(ws, target, link_path) if not force else names.norm_path(link_path)
+    if force and ws.exists(dst):
+        ws.remove(dst)
+    elif ws.exists(dst):
+        raise AlreadyExistsError(f"{dst}: already exists", hint="use -f to replace it")
+    st = ws.symlink(target, dst)
+    _file_op(app, "symlink", [st.path], {"target": target})
+
+
+@click.command("chmod")
+@click.argument("mode", metavar="+x|-x")
+@click.argument("paths", nargs=-1, required=True)
+@pass_app
+def chmod_cmd(app: App, mode: str, paths: tuple[str, ...]) -> None:
+    """Set (+x, 755) or clear (-x, 644) the executable bit."""
+    if mode not in ("+x", "-x", "755", "644"):
+        raise UsageError(f"invalid mode {mode!r}: git keeps only the executable bit (+x or -x)")
+    ws = app.workspace()
+    for p in paths:
+        ws.chmod(p, mode in ("+x", "755"))
+    _file_op(app, "chmod", [names.norm_path(p) for p in paths], {"executable": mode in ("+x", "755")})
+
+
+@click.command("stat")
+@click.argument("path")
+@click.option("-L", "--dereference", is_flag=True, help="Follow a symlink.")
+@pass_app
+def stat_cmd(app: App, path: str, dereference: bool) -> None:
+    """Show what the workspace knows about PATH."""
+    ws = app.workspace()
+    st = ws.stat(path, follow=dereference)
+
+    def human() -> None:
+        click.echo(f"path: {st.path}\nkind: {st.kind}\nmode: {st.mode:06o}\nsize: {st.size}")
+        click.echo(f"changed: {'yes' if st.materialized else 'no'}" + (f"\noid: {st.oid}" if st.oid else ""))
+        if st.target is not None:
+            click.echo(f"target: {st.target}")
+
+    app.output.result("stat", {**_ws_ref(app), "stat": st}, human)
+
+
+@click.command("tree")
+@click.argument("path", default="")
+@click.option("-L", "--level", "level", type=int, default=None, help="Descend at most this deep.")
+@pass_app
+def tree_cmd(app: App, path: str, level: int | None) -> None:
+    """Show the directory tree below PATH."""
+    ws = app.workspace()
+    entries = list(ws.walk(path, max_depth=level))
+    root = names.norm_path(path)
+
+    def human() -> None:
+        click.echo(root or ".")
+        base_depth = root.count("/") + 1 if root else 0
+        for e in entries:
+            depth = e.path.count("/") - base_depth
+            suffix = "/" if e.kind is NodeKind.DIR else ""
+            click.echo("    " * depth + "├── " + e.name + suffix)
+        files = sum(1 for e in entries if e.kind is not NodeKind.DIR)
+        click.echo(f"\n{len(entries) - files} directories, {files} files")
+
+    app.output.result("tree", {**_ws_ref(app), "path": root, "entries": entries}, human)

@@ -1,0 +1,190 @@
+"""The ``avfs`` command: a thin shell over the Python API.
+
+Command modules load lazily (an agent calls ``avfs`` once per step, so start-up time
+matters): ``avfs --json status`` imports click, the core and pygit2, nothing else.
+Errors are caught once, in :func:`main`, rendered as one JSON error document (``--json``)
+or one line on stderr, and turned into the error's exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..core.errors import EXIT_INTERNAL, EXIT_USAGE, AvfsError
+from .output import Output
+
+if TYPE_CHECKING:
+    from ..core.home import Home
+    from ..core.vault import Vault
+    from ..core.workspace import Workspace
+
+# command name -> "module:attribute" (relative to avfs_git.cli)
+COMMANDS: dict[str, str] = {
+    "vault": "vaults:vault",
+    "ls": "files:ls_cmd",
+    "cat": "files:cat_cmd",
+    "write": "files:write_cmd",
+    "cp": "files:cp_cmd",
+    "mv": "files:mv_cmd",
+    "rm": "files:rm_cmd",
+    "mkdir": "files:mkdir_cmd",
+    "ln": "files:ln_cmd",
+    "chmod": "files:chmod_cmd",
+    "stat": "files:stat_cmd",
+    "tree": "files:tree_cmd",
+    "status": "versioning:status_cmd",
+    "log": "versioning:log_cmd",
+    "diff": "versioning:diff_cmd",
+    "checkout": "versioning:checkout_cmd",
+    "revert": "versioning:revert_cmd",
+    "checkpoint": "checkpoints:checkpoint",
+    "op": "checkpoints:op",
+    "undo": "checkpoints:undo_cmd",
+    "quota": "vaults:quota",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when run (or when help lists them)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            mod, attr = self.lazy[cmd_name].split(":")
+            module = importlib.import_module(f"avfs_git.cli.{mod}")
+            cmd: click.Command = getattr(module, attr)
+            return cmd
+        return super().get_command(ctx, cmd_name)
+
+
+class App:
+    """What every command needs: the home, the selected vault/fork, the output."""
+
+    def __init__(self, home: str | None, vault: str | None, json_mode: bool) -> None:
+        self.home_path = home
+        self.vault_spec = vault
+        self.output = Output(json_mode)
+        self._home: Home | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.output.json
+
+    @property
+    def home(self) -> Home:
+        if self._home is None:
+            from ..core.home import open_home
+
+            self._home = open_home(self.home_path)
+        return self._home
+
+    def target(self) -> tuple[Vault, str]:
+        """The selected vault and fork (--vault, AVFS_VAULT, or `vault use`)."""
+        return self.home.resolve(self.vault_spec)
+
+    def workspace(self) -> Workspace:
+        vault, fork = self.target()
+        return vault.workspace(fork)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", "home", envvar="AVFS_HOME", metavar="DIR", help="avfs home (default ~/.avfs; env AVFS_HOME).")
+@click.option(
+    "--vault",
+    "vault",
+    envvar="AVFS_VAULT",
+    metavar="VAULT[:FORK]",
+    help="Vault and fork to act on (env AVFS_VAULT; default: `vault use`).",
+)
+@click.option("--json", "json_mode", is_flag=True, help="Print exactly one JSON document on stdout.")
+@click.version_option(package_name="avfs-git", prog_name="avfs")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, vault: str | None, json_mode: bool) -> None:
+    """avfs: git-compatible workspaces for AI agents.
+
+    A vault is a bare git repository, a fork is a branch, a checkpoint is a commit.
+    """
+    ctx.obj = App(home, vault, json_mode)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    for a in argv:
+        if a == "--":
+            return False
+        if a == "--json":
+            return True
+    return False
+
+
+def _render_error(out: Output, err: AvfsError) -> None:
+    if out.json:
+        if not out.emitted:
+            out.document("error", {"error": err.to_dict()})
+        return
+    msg = f"avfs: error: {err.message}"
+    if err.hint:
+        msg += f"\n  hint: {err.hint}"
+    sys.stderr.write(msg + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and with ``sys.exit`` semantics, exits with) the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    json_mode = _wants_json(args)
+    out = Output(json_mode)
+    ctx_obj: list[App] = []
+    try:
+        with cli.make_context("avfs", args) as ctx:
+            ctx_obj.append(ctx.obj) if isinstance(ctx.obj, App) else None
+            cli.invoke(ctx)
+        code = 0
+    except AvfsError as err:
+        _render_error(ctx_obj[0].output if ctx_obj else out, err)
+        code = err.exit_code
+    except click.exceptions.Exit as ex:
+        code = ex.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        code = 1
+    except click.ClickException as ex:
+        from ..core.errors import UsageError
+
+        if json_mode:
+            _render_error(out, UsageError(ex.format_message()))
+        else:
+            ex.show()
+        code = EXIT_USAGE if isinstance(ex, click.UsageError) else ex.exit_code
+    except BrokenPipeError:
+        # the reader went away (`avfs cat big | head`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 70
+        from ..core.errors import InternalError
+
+        err = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")
+        _render_error(ctx_obj[0].output if ctx_obj else out, err)
+        if os.environ.get("AVFS_DEBUG"):
+            raise
+        code = EXIT_INTERNAL
+    return code
+
+
+def run() -> None:
+    sys.exit(main())

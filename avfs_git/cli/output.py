@@ -1,0 +1,101 @@
+"""Rendering: one JSON document on stdout with ``--json``; rich for people otherwise.
+
+rich is imported only when something is rendered for a person (it costs ~40 ms to import),
+and everything that is not the command's result (progress, warnings, errors) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..core.types import to_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SCHEMA_VERSION = 1
+
+
+class Output:
+    def __init__(self, json_mode: bool) -> None:
+        self.json = json_mode
+        self._out: Console | None = None
+        self._err: Console | None = None
+        self.emitted = False
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False, soft_wrap=True)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._err
+
+    def document(self, kind: str, data: dict[str, Any]) -> None:
+        """Print the one JSON document of this command."""
+        doc = {"schema_version": SCHEMA_VERSION, "kind": kind}
+        doc.update(to_json(data))
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n")
+        sys.stdout.flush()
+        self.emitted = True
+
+    def result(self, kind: str, data: dict[str, Any], human: Callable[[], None] | None = None) -> None:
+        """The command's result: JSON in JSON mode, else whatever ``human`` prints."""
+        if self.json:
+            self.document(kind, data)
+        elif human is not None:
+            human()
+
+    def info(self, message: str) -> None:
+        """A note for a person (stderr); silent in JSON mode."""
+        if not self.json:
+            self.err.print(message)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}", markup=True)
+
+    @contextmanager
+    def progress(self, label: str) -> Iterator[Callable[[int, int | None, str], None]]:
+        """A progress bar on stderr (only when stderr is a terminal)."""
+        if not sys.stderr.isatty():
+            yield lambda done, total, what: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(label, total=None)
+
+            def update(done: int, total: int | None, what: str) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(n)

@@ -1,0 +1,152 @@
+"""`avfs status | log | diff | checkout | revert`."""
+
+from __future__ import annotations
+
+import click
+
+from ..core import checkpoint as cp
+from ..core import history
+from ..core.types import ChangeStatus
+from .main import App, pass_app
+
+_LETTER = {
+    ChangeStatus.ADDED: "A",
+    ChangeStatus.MODIFIED: "M",
+    ChangeStatus.DELETED: "D",
+    ChangeStatus.RENAMED: "R",
+    ChangeStatus.TYPE_CHANGED: "T",
+}
+_COLOUR = {"A": "green", "M": "yellow", "D": "red", "R": "cyan", "T": "magenta"}
+
+
+@click.command("status")
+@pass_app
+def status_cmd(app: App) -> None:
+    """Uncheckpointed changes of the fork (its overlay against its base commit)."""
+    vault, fork = app.target()
+    ws = vault.workspace(fork)
+    changes = ws.status()
+    tip = ws.tip()
+    data = {
+        "vault": vault.name,
+        "fork": fork,
+        "base": ws.base,
+        "head": tip,
+        "stale": tip != ws.base,
+        "clean": not changes,
+        "changes": [
+            {k: v for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path)) if v is not None}
+            for c in changes
+        ],
+    }
+
+    def human() -> None:
+        o = app.output.out
+        o.print(f"on [bold]{vault.name}:{fork}[/] at {ws.base[:12]}")
+        if tip != ws.base:
+            o.print(f"[yellow]the fork moved to {str(tip)[:12]} since; checkpoint will stop until you restore or merge[/]")
+        if not changes:
+            o.print("nothing changed since the last checkpoint")
+        for c in changes:
+            letter = _LETTER[c.status]
+            name = f"{c.old_path} -> {c.path}" if c.old_path else c.path
+            o.print(f"[{_COLOUR[letter]}]{letter}[/] {name}", markup=True)
+
+    app.output.result("status", data, human)
+
+
+@click.command("log")
+@click.option("--all", "all_forks", is_flag=True, help="Every fork's commits, not only this fork's first-parent line.")
+@click.option("-n", "--max-count", "limit", type=int, default=None, help="Show at most N commits.")
+@click.option("--oneline", is_flag=True, help="One line per commit.")
+@click.argument("rev", required=False)
+@pass_app
+def log_cmd(app: App, all_forks: bool, limit: int | None, oneline: bool, rev: str | None) -> None:
+    """Checkpoints (commits) of the fork, newest first."""
+    vault, fork = app.target()
+    commits = history.log(vault, fork, all_forks=all_forks, limit=limit, rev=rev)
+
+    def human() -> None:
+        o = app.output.out
+        for c in commits:
+            names_ = f" [green]({', '.join(c.checkpoints)})[/]" if c.checkpoints else ""
+            first = c.message.splitlines()[0] if c.message else ""
+            if oneline:
+                o.print(f"[yellow]{c.id[:12]}[/]{names_} {first}", markup=True)
+            else:
+                o.print(f"[yellow]commit {c.id}[/]{names_}", markup=True)
+                o.print(f"Author: {c.author} <{c.author_email}>\nDate:   {c.time}\n", markup=False)
+                for line in c.message.rstrip().splitlines():
+                    o.print("    " + line, markup=False)
+                o.print()
+
+    app.output.result("log", {"vault": vault.name, "fork": fork, "all": all_forks, "commits": commits}, human)
+
+
+@click.command("diff")
+@click.argument("revs", nargs=-1)
+@click.option("--stat", "stat", is_flag=True, help="Per-file line counts.")
+@click.option("--name-status", is_flag=True, help="Status letter and path per change.")
+@click.option("--path", "paths", multiple=True, help="Only changes at or below this path (repeatable).")
+@click.option("-U", "--unified", "context", type=int, default=3, help="Lines of context.")
+@pass_app
+def diff_cmd(app: App, revs: tuple[str, ...], stat: bool, name_status: bool, paths: tuple[str, ...], context: int) -> None:
+    """Show changes: workspace vs base (no REV), REV vs workspace, or REV1 vs REV2."""
+    from ..core.errors import UsageError
+
+    if len(revs) > 2:
+        raise UsageError("give at most two revisions")
+    vault, fork = app.target()
+    old = revs[0] if revs else None
+    new = revs[1] if len(revs) > 1 else None
+    result = history.diff(vault, fork, old, new, list(paths))
+    if app.json:
+        data: dict[str, object] = {"vault": vault.name, "fork": fork, "old": result.old, "new": result.new, "changes": result.changes}
+        if stat:
+            data["stat"] = [{"path": p, "insertions": i, "deletions": d, "binary": b} for p, i, d, b in history.diff_stat(vault, result, fork)]
+        elif not name_status:
+            data["patch"] = history.patch_text(vault, result, fork, context)
+        app.output.document("diff", data)
+        return
+    if name_status:
+        for c in result.changes:
+            letter = _LETTER[c.status]
+            click.echo(f"{letter}\t{c.old_path}\t{c.path}" if c.old_path else f"{letter}\t{c.path}")
+    elif stat:
+        rows = history.diff_stat(vault, result, fork)
+        width = max((len(p) for p, *_ in rows), default=0)
+        ti = td = 0
+        for p, i, d, b in rows:
+            ti += i
+            td += d
+            click.echo(f" {p:<{width}} | " + ("Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)))
+        click.echo(f" {len(rows)} files changed, {ti} insertions(+), {td} deletions(-)")
+    else:
+        import sys
+
+        sys.stdout.write(history.patch_text(vault, result, fork, context))
+
+
+@click.command("checkout")
+@click.argument("path")
+@click.option("--from", "rev", required=True, help="Revision to take PATH from (checkpoint, fork, commit).")
+@pass_app
+def checkout_cmd(app: App, path: str, rev: str) -> None:
+    """Bring PATH back from a revision into the workspace (undoable)."""
+    vault, fork = app.target()
+    op = cp.checkout(vault, fork, path, rev)
+    app.output.result("operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary))
+
+
+@click.command("revert")
+@click.argument("rev")
+@click.option("-m", "--message", help="Commit message.")
+@pass_app
+def revert_cmd(app: App, rev: str, message: str | None) -> None:
+    """Make a new checkpoint that undoes the changes REV made."""
+    vault, fork = app.target()
+    res = cp.revert(vault, fork, rev, message)
+    app.output.result(
+        "checkpoint", {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id},
+        lambda: app.output.out.print(f"reverted {rev}: new checkpoint {res.checkpoint.commit[:12]}"),
+    )

@@ -1,0 +1,147 @@
+"""Hermetic test set-up: a temp HOME and AVFS_HOME, no GIT_* from outside, pygit2's config
+search path pointed at the temp HOME, a fixed author and committer."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+
+import avfs_git
+from avfs_git.core.home import Home
+from avfs_git.core.vault import Vault
+from avfs_git.core.workspace import Workspace
+
+AUTHOR = ("Test Author", "test@example.invalid")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home_dir = tmp_path / "userhome"
+    home_dir.mkdir()
+    for key in list(os.environ):
+        if key.startswith("GIT_") or key.startswith("AVFS_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(home_dir))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home_dir / ".config"))
+    monkeypatch.setenv("AVFS_HOME", str(tmp_path / "avfs-home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", AUTHOR[0])
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", AUTHOR[1])
+    monkeypatch.setenv("GIT_COMMITTER_NAME", AUTHOR[0])
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", AUTHOR[1])
+    monkeypatch.setenv("AVFS_LOCK_WAIT", "5")
+    (home_dir / ".gitconfig").write_text(
+        f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
+        "[protocol \"file\"]\n\tallow = always\n"
+    )
+    sp = pygit2.settings.search_path
+    saved = {lvl: sp[lvl] for lvl in (pygit2.enums.ConfigLevel.GLOBAL, pygit2.enums.ConfigLevel.XDG, pygit2.enums.ConfigLevel.SYSTEM)}
+    sp[pygit2.enums.ConfigLevel.GLOBAL] = str(home_dir)
+    sp[pygit2.enums.ConfigLevel.XDG] = str(home_dir / ".config")
+    sp[pygit2.enums.ConfigLevel.SYSTEM] = str(tmp_path / "nosystem")
+    yield tmp_path
+    for lvl, value in saved.items():
+        sp[lvl] = value
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home(str(tmp_path / "avfs-home"), author=AUTHOR)
+
+
+@pytest.fixture
+def vault(home: Home) -> Vault:
+    return home.create_vault("v")
+
+
+@pytest.fixture
+def ws(vault: Vault) -> Workspace:
+    return vault.workspace("main")
+
+
+@dataclasses.dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+    out_bytes: bytes
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        docs = [line for line in self.out.splitlines() if line.strip()]
+        assert len(docs) == 1, f"expected exactly one JSON document on stdout, got {self.out!r}"
+        doc = json.loads(docs[0])
+        assert isinstance(doc, dict)
+        return doc
+
+
+def _run_in_process(args: list[str], stdin: bytes) -> CliResult:
+    from avfs_git.cli.main import main
+
+    out_b, err_b = io.BytesIO(), io.BytesIO()
+    out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)
+    err = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
+    inp = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = inp, out, err
+    try:
+        code = main(args)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+    ob = out_b.getvalue()
+    return CliResult(code, ob.decode("utf-8", "replace"), err_b.getvalue().decode("utf-8", "replace"), ob)
+
+
+@pytest.fixture
+def cli() -> object:
+    """Run `avfs ARGS...` in process; returns a CliResult (code, out, err)."""
+
+    def run(*args: str, stdin: bytes = b"") -> CliResult:
+        return _run_in_process(list(args), stdin)
+
+    return run
+
+
+@pytest.fixture
+def cli_proc() -> object:
+    """Run `python -m avfs_git ARGS...` as a real process."""
+
+    def run(*args: str, stdin: bytes = b"", cwd: str | None = None) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "avfs_git", *args], input=stdin, capture_output=True, cwd=cwd, timeout=120
+        )
+        return CliResult(
+            proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"), proc.stdout
+        )
+
+    return run
+
+
+def git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def snapshot(vault: Vault) -> dict[str, object]:
+    """Everything a bad-input test checks is unchanged: refs, op log size, overlays."""
+    repo = vault.store.repo
+    refs = {r: str(repo.references[r].resolve().target) for r in repo.references}
+    overlays = {}
+    for f in vault.fork_names():
+        w = vault.workspace(f)
+        overlays[f] = [(e.path, e.kind, e.mode, e.oid, e.size) for e in w.overlay.all()]
+    return {"refs": refs, "ops": len(vault.oplog.list(10_000)), "overlays": overlays}
+
+
+__all__ = ["AUTHOR", "IN_CI", "CliResult", "avfs_git", "git", "snapshot"]
