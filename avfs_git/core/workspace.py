@@ -136,7 +136,8 @@ class Workspace:
                     # the ref moved: the captured entries are in the commit; entries written
                     # meanwhile have a newer seq than recorded and stay.
                     upto = int(ov.get_meta("pending_seq") or "0")
-                    ov.retire(ov.db, [e for e in ov.all() if e.seq <= upto])
+                    tree = self.store.commit_tree(new)
+                    ov.retire(ov.db, self._retirable([e for e in ov.all() if e.seq <= upto], tree))
                     ov.set_meta("base", new)
                 ov.set_meta("pending", None)
                 ov.set_meta("pending_seq", None)
@@ -445,10 +446,7 @@ class Workspace:
                     fh.write(chunk)
             return fid, size
         except BaseException as exc:
-            try:
-                os.unlink(dest)
-            except FileNotFoundError:
-                pass
+            _unlink_quiet(dest)
             if isinstance(exc, OSError):
                 raise from_oserror(exc, dest) from exc
             raise
@@ -810,6 +808,9 @@ class Workspace:
                 details={"fork": self.fork, "expected": base, "current": tip},
             )
         tree, captured = self.capture()
+        # directories that end up empty are not in git's tree: keep their entries so the
+        # workspace still shows them (git semantics: an untracked empty directory)
+        captured = self._retirable(captured, tree)
         if tree == self.base_tree and not allow_empty:
             if captured:
                 with self.overlay.txn() as db:
@@ -833,6 +834,13 @@ class Workspace:
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
         return commit, captured
+
+    def _retirable(self, captured: list[Entry], tree: str) -> list[Entry]:
+        return [
+            e
+            for e in captured
+            if not (e.kind == OBJECT and e.mode == MODE_TREE and self.store.tree_lookup(tree, e.path) is None)
+        ]
 
     def set_base(self, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
         """Point the workspace at a new base (call with the fork lock held).
@@ -912,5 +920,5 @@ def _file_mode(mode: int | None, old: int | None) -> int:
 def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass

@@ -1,0 +1,220 @@
+"""Bad input gets a clear error and changes nothing (each case checks a snapshot)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from avfs_git.core import checkpoint
+
+from .conftest import snapshot
+
+
+@pytest.fixture
+def populated(vault, ws):
+    ws.write("src/a.txt", b"a")
+    ws.symlink("/etc/passwd", "abs-link")
+    ws.symlink("../../outside", "up-link")
+    ws.symlink("src", "ok-link")
+    checkpoint.save(vault, name="c1")
+    ws.write("dirty.txt", b"uncheckpointed")
+    return vault
+
+
+BAD_PATHS = [
+    ("../x", "invalid_path"),
+    ("a/../../x", "invalid_path"),
+    ("/etc/passwd", "invalid_path"),
+    ("a\x00b", "invalid_path"),
+    (".git/config", "invalid_path"),
+    ("src/.GIT/x", "invalid_path"),
+    ("x" * 300, "name_too_long"),
+    ("a/" + "b" * 256, "name_too_long"),
+    ("ctl\x01char", "invalid_path"),
+]
+
+
+@pytest.mark.parametrize(("path", "code"), BAD_PATHS)
+@pytest.mark.parametrize("command", ["write", "cat", "rm", "mkdir", "ls"])
+def test_bad_paths(cli, populated, path, code, command):
+    before = snapshot(populated)
+    args = {"write": ["write", path, "data"], "cat": ["cat", path], "rm": ["rm", path], "mkdir": ["mkdir", path], "ls": ["ls", path]}[command]
+    r = cli("--json", "--vault", "v", *args)
+    assert r.code == 1, r.out + r.err
+    doc = r.json()
+    assert doc["kind"] == "error" and doc["error"]["code"] == code
+    assert snapshot(populated) == before
+
+
+@pytest.mark.parametrize("link", ["abs-link", "up-link"])
+def test_symlinks_out_of_the_workspace_are_never_followed(cli, populated, link):
+    before = snapshot(populated)
+    r = cli("--json", "--vault", "v", "cat", link)
+    assert r.code == 1 and r.json()["error"]["code"] == "symlink_escape"
+    r = cli("--json", "--vault", "v", "write", link, "pwned")
+    assert r.code == 1 and r.json()["error"]["code"] == "symlink_escape"
+    r = cli("--json", "--vault", "v", "write", f"{link}/child", "pwned")
+    assert r.code == 1
+    assert snapshot(populated) == before
+    # the link itself is visible
+    r = cli("--json", "--vault", "v", "stat", link)
+    assert r.code == 0 and r.json()["stat"]["kind"] == "symlink"
+    with open("/etc/passwd", "rb") as fh:
+        assert fh.read(1)  # untouched, of course
+
+
+def test_in_workspace_symlink_is_followed(cli, populated):
+    r = cli("--vault", "v", "cat", "ok-link/a.txt")
+    assert r.code == 0 and r.out == "a"
+
+
+BAD_NAMES = ["", "..", "a:b", "-lead", "has space", "ctl\x07", "HEAD", "a..b", "x.lock", ".hidden", "a/b", "x" * 101, "v.git"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_invalid_vault_names(cli, home, name):
+    r = cli("--json", "vault", "create", name)
+    assert r.code in (1, 2), r.out
+    doc = r.json()
+    assert doc["kind"] == "error"
+    assert not os.path.exists(home.vaults_dir) or os.listdir(home.vaults_dir) == []
+
+
+@pytest.mark.parametrize("name", ["", "..", "a:b", "-lead", "has space", "ctl\x07", "HEAD", "a..b", "x.lock", ".hidden", "a//b", "x" * 101])
+def test_invalid_fork_names(cli, populated, name):
+    before = snapshot(populated)
+    r = cli("--json", "vault", "fork", "v", name)
+    assert r.code in (1, 2)
+    assert r.json()["error"]["code"] in ("invalid_name", "usage")
+    assert snapshot(populated) == before
+
+
+def test_missing_vault_fork_checkpoint(cli, populated):
+    before = snapshot(populated)
+    cases = [
+        (["--vault", "nope", "status"], "vault_not_found"),
+        (["--vault", "v:nope", "status"], "fork_not_found"),
+        (["--vault", "v", "checkpoint", "restore", "no-such-checkpoint"], "revision_not_found"),
+        (["--vault", "v", "checkpoint", "delete", "no-such"], "revision_not_found"),
+        (["--vault", "v", "diff", "nope1", "nope2"], "revision_not_found"),
+        (["--vault", "v", "checkout", "src", "--from", "nope"], "revision_not_found"),
+        (["vault", "fork", "v:nope", "new"], "fork_not_found"),
+        (["vault", "delete", "nope", "--force"], "vault_not_found"),
+        (["vault", "restore", "nope"], "vault_not_found"),
+        (["--vault", "v", "cat", "missing.txt"], "path_not_found"),
+    ]
+    for args, code in cases:
+        r = cli("--json", *args)
+        assert r.code == 1, (args, r.out)
+        assert r.json()["error"]["code"] == code, args
+    assert snapshot(populated) == before
+
+
+def test_directory_over_file_and_file_over_directory(cli, populated):
+    before = snapshot(populated)
+    r = cli("--json", "--vault", "v", "write", "src", "x")
+    assert r.json()["error"]["code"] == "is_a_directory"
+    r = cli("--json", "--vault", "v", "mkdir", "src/a.txt")
+    assert r.json()["error"]["code"] == "already_exists"
+    r = cli("--json", "--vault", "v", "write", "src/a.txt/child", "x")
+    assert r.json()["error"]["code"] == "not_a_directory"
+    r = cli("--json", "--vault", "v", "mv", "src", "src/inner")
+    assert r.json()["error"]["code"] == "invalid_path"
+    assert snapshot(populated) == before
+
+
+def test_quota(cli, populated, tmp_path):
+    r = cli("--json", "--vault", "v", "quota", "set", "1K")
+    assert r.code == 0 and r.json()["quota_bytes"] == 1024
+    before = snapshot(populated)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 5000)
+    r = cli("--json", "--vault", "v", "write", "big.bin", "--file", str(big))
+    assert r.code == 1 and r.json()["error"]["code"] == "quota_exceeded"
+    r = cli("--json", "--vault", "v", "write", "big.bin", "--stdin", stdin=b"y" * 5000)
+    assert r.code == 1 and r.json()["error"]["code"] == "quota_exceeded"
+    assert snapshot(populated) == before
+    ws = populated.workspace("main")
+    assert os.listdir(ws.overlay.files_dir) == [ws.overlay.get("dirty.txt").fileid]
+    r = cli("--json", "--vault", "v", "quota", "set", "nonsense")
+    assert r.code == 2
+
+
+def test_delete_vault_needs_force_and_is_restorable(cli, populated):
+    r = cli("--json", "vault", "delete", "v")
+    assert r.code == 2 and r.json()["error"]["code"] == "usage"
+    assert os.path.isdir(populated.path)
+    r = cli("--json", "vault", "delete", "v", "--force")
+    assert r.code == 0 and not os.path.exists(populated.path)
+    r = cli("--json", "vault", "restore", "v")
+    assert r.code == 0
+    r = cli("--vault", "v", "cat", "dirty.txt")
+    assert r.out == "uncheckpointed"
+
+
+def test_corrupt_overlay_file(cli, populated):
+    ws = populated.workspace("main")
+    e = ws.overlay.get("dirty.txt")
+    os.unlink(ws.overlay.file_path(e.fileid))
+    r = cli("--json", "--vault", "v", "cat", "dirty.txt")
+    assert r.code == 70 and r.json()["error"]["code"] == "corrupt_state"
+    assert "doctor" in r.json()["error"]["hint"] or "checkout" in r.json()["error"]["hint"]
+
+
+def test_ref_moved_by_someone_else_cli(cli, populated):
+    vault = populated
+    repo = vault.store.repo
+    other = vault.store.create_commit(vault.store.commit_tree(vault.workspace().base), [vault.workspace().base], "elsewhere\n")
+    repo.references.get("refs/heads/main").set_target(other)
+    before = snapshot(vault)
+    r = cli("--json", "--vault", "v", "checkpoint", "save")
+    assert r.code == 75
+    err = r.json()["error"]
+    assert err["code"] == "ref_moved" and other in err["message"]
+    assert snapshot(vault) == before
+    assert vault.workspace().read("dirty.txt") == b"uncheckpointed"
+
+
+def test_usage_errors_are_json_and_exit_2(cli):
+    for args in (["--json", "write"], ["--json", "nonsense"], ["--json", "checkpoint", "save", "--bogus"]):
+        r = cli(*args)
+        assert r.code == 2, args
+        assert r.json()["error"]["code"] == "usage"
+
+
+def test_no_vault_selected(cli):
+    r = cli("--json", "status")
+    assert r.code == 2 and "no vault selected" in r.json()["error"]["message"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="requires root to mount a read-only tmpfs")
+def test_read_only_home(cli, home, tmp_path):
+    ro = tmp_path / "ro-home"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        r = cli("--json", "--home", str(ro), "vault", "create", "x")
+        assert r.code == 1
+        assert r.json()["error"]["code"] in ("read_only", "permission_denied")
+        assert os.listdir(ro) == []
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_read_only_home_with_existing_vault(cli, populated, tmp_path):
+    """A vault whose files can't be written: reads work, writes fail clearly."""
+    if os.geteuid() != 0:
+        pytest.skip("requires root for a read-only bind mount")
+    home_dir = os.path.dirname(os.path.dirname(populated.path))
+    subprocess.run(["mount", "--bind", home_dir, home_dir], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", home_dir], check=True)
+    try:
+        r = cli("--vault", "v", "cat", "src/a.txt")
+        assert r.code == 0 and r.out == "a"
+        r = cli("--json", "--vault", "v", "write", "new.txt", "x")
+        assert r.code == 1, r.out + r.err
+        assert r.json()["error"]["code"] in ("read_only", "permission_denied", "corrupt_state")
+    finally:
+        subprocess.run(["umount", "-l", home_dir], check=True)

@@ -1,0 +1,323 @@
+"""Checkpoints, forks, restore, revert, checkout, undo, moved refs, crash recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from avfs_git.core import checkpoint, history, refs
+from avfs_git.core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DirtyWorkspaceError,
+    ForkNotFoundError,
+    NothingToUndoError,
+    RefMovedError,
+    RevisionNotFoundError,
+    UsageError,
+)
+
+from .conftest import git
+
+
+def files(ws, root=""):
+    return {e.path: ws.read(e.path) for e in ws.walk(root) if e.kind.value == "file"}
+
+
+def test_checkpoint_commits_only_the_overlay(vault, ws):
+    ws.write("a.txt", b"a")
+    ws.write("d/b.txt", b"b")
+    res = checkpoint.save(vault, name="one", message="first one")
+    assert res.created and res.checkpoint.name == "one"
+    assert ws.overlay.is_empty()
+    assert ws.base == res.checkpoint.commit == ws.tip()
+    c = vault.store.commit(ws.base)
+    assert c.message == "first one\n"
+    assert sorted(e.name for e in c.tree) == ["a.txt", "d"]
+    # nothing changed: no new commit
+    again = checkpoint.save(vault)
+    assert not again.created and again.checkpoint.commit == res.checkpoint.commit
+
+
+def test_named_checkpoint_twice_is_refused(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault, name="n")
+    ws.write("a", b"2")
+    with pytest.raises(AlreadyExistsError):
+        checkpoint.save(vault, name="n")
+    assert ws.read("a") == b"2" and ws.is_dirty()
+
+
+def test_list_and_delete_checkpoints(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault, name="n1")
+    ws.write("a", b"2")
+    checkpoint.save(vault, name="n2")
+    names = [c.name for c in checkpoint.list_checkpoints(vault)]
+    assert set(names) == {"n1", "n2"}
+    assert len(checkpoint.list_checkpoints(vault, all_commits=True)) == 3
+    checkpoint.delete_checkpoint(vault, None, "n1")
+    assert [c.name for c in checkpoint.list_checkpoints(vault)] == ["n2"]
+    with pytest.raises(RevisionNotFoundError):
+        checkpoint.delete_checkpoint(vault, None, "n1")
+    checkpoint.undo(vault)
+    assert {c.name for c in checkpoint.list_checkpoints(vault)} == {"n1", "n2"}
+
+
+def test_restore_keeps_discarded_state_and_undo_brings_it_back(vault, ws):
+    ws.write("f", b"v1")
+    checkpoint.save(vault, name="v1")
+    ws.write("f", b"v2")
+    checkpoint.save(vault, name="v2")
+    ws.write("f", b"v3-uncheckpointed")
+    ws.write("new", b"n")
+    tip_before = ws.tip()
+    res = checkpoint.restore(vault, None, "v1")
+    assert ws.read("f") == b"v1" and not ws.exists("new") and not ws.is_dirty()
+    assert res.recovery_ref and res.recovery_ref.startswith(refs.RECOVERY)
+    kept = vault.store.commit(refs.read_ref(vault.store.repo, res.recovery_ref))
+    assert kept.tree["f"].data == b"v3-uncheckpointed"
+    # the ref move is in the reflog
+    log = git("--git-dir", vault.path, "reflog", "show", "refs/heads/main")
+    assert "restore" in log
+    undo = checkpoint.undo(vault)
+    assert undo.undone.kind == "restore"
+    assert ws.tip() == tip_before
+    assert ws.read("f") == b"v3-uncheckpointed" and ws.read("new") == b"n"
+    assert {c.path for c in ws.status()} == {"f", "new"}
+
+
+def test_undo_checkpoint_returns_changes_to_the_overlay(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault)
+    base = ws.base
+    ws.write("a", b"2")
+    ws.write("b", b"b")
+    checkpoint.save(vault, name="two")
+    ws.write("c", b"after")  # made after the checkpoint: must survive the undo
+    checkpoint.undo(vault)
+    assert ws.tip() == base
+    assert files(ws) == {"a": b"2", "b": b"b", "c": b"after"}
+    assert {c.path for c in ws.status()} == {"a", "b", "c"}
+    assert checkpoint.list_checkpoints(vault) == []
+
+
+def test_undo_twice_walks_back_and_undo_of_undo_redoes(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault, name="c1")
+    ws.write("a", b"2")
+    checkpoint.save(vault, name="c2")
+    u1 = checkpoint.undo(vault)
+    assert u1.undone.summary.startswith("checkpoint c2")
+    u2 = checkpoint.undo(vault)
+    assert u2.undone.summary.startswith("checkpoint c1")
+    with pytest.raises(UsageError):
+        checkpoint.undo(vault, u2.undone.id)  # already undone
+    checkpoint.undo(vault, u2.op_id)  # undo the undo = redo c1
+    assert {c.name for c in checkpoint.list_checkpoints(vault)} == {"c1"}
+
+
+def test_nothing_to_undo(home):
+    v = home.create_vault("fresh")
+    with pytest.raises(NothingToUndoError):
+        checkpoint.undo(v)
+
+
+def test_fork_is_o1_and_carries_uncheckpointed_changes(vault, ws):
+    ws.write("a", b"base")
+    checkpoint.save(vault)
+    ws.write("a", b"dirty")
+    ws.write("b", b"new")
+    info = vault.create_fork("main", "agent")
+    assert info.base == ws.base
+    agent = vault.workspace("agent")
+    assert agent.read("a") == b"dirty" and agent.read("b") == b"new"
+    assert {c.path for c in agent.status()} == {"a", "b"}
+    # the source is untouched
+    assert ws.read("a") == b"dirty" and ws.is_dirty()
+    # they are isolated
+    agent.write("a", b"agent")
+    assert ws.read("a") == b"dirty"
+    checkpoint.save(vault, "agent")
+    assert ws.read("a") == b"dirty"
+    assert vault.workspace("agent").read("a") == b"agent"
+
+
+def test_fork_errors(vault):
+    with pytest.raises(AlreadyExistsError):
+        vault.create_fork("main", "main")
+    with pytest.raises(ForkNotFoundError):
+        vault.create_fork("nope", "x")
+
+
+def test_delete_fork_and_undo(vault, ws):
+    vault.create_fork("main", "f")
+    f = vault.workspace("f")
+    f.write("x", b"1")
+    checkpoint.save(vault, "f", name="cp")
+    f.write("y", b"uncheckpointed")
+    op = vault.delete_fork("f")
+    assert not vault.has_fork("f")
+    with pytest.raises(ForkNotFoundError):
+        vault.workspace("f")
+    checkpoint.undo(vault, op.id)
+    f = vault.workspace("f")
+    assert f.read("x") == b"1" and f.read("y") == b"uncheckpointed"
+    assert [c.name for c in checkpoint.list_checkpoints(vault, "f")] == ["cp"]
+
+
+def test_default_fork_cannot_be_deleted(vault):
+    with pytest.raises(UsageError):
+        vault.delete_fork("main")
+
+
+def test_undo_fork_creation(vault):
+    vault.create_fork("main", "tmp")
+    checkpoint.undo(vault)
+    assert not vault.has_fork("tmp")
+
+
+def test_revert(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault)
+    ws.write("b", b"2")
+    checkpoint.save(vault, name="addb")
+    ws.write("a", b"3")
+    checkpoint.save(vault)
+    res = checkpoint.revert(vault, None, "addb")
+    assert res.created
+    assert not ws.exists("b") and ws.read("a") == b"3"
+    ws.write("z", b"dirty")
+    with pytest.raises(DirtyWorkspaceError):
+        checkpoint.revert(vault, None, "HEAD")
+
+
+def test_revert_conflict_changes_nothing(vault, ws):
+    ws.write("a", b"1\n")
+    checkpoint.save(vault)
+    ws.write("a", b"2\n")
+    checkpoint.save(vault, name="two")
+    ws.write("a", b"3\n")
+    checkpoint.save(vault)
+    tip = ws.tip()
+    with pytest.raises(ConflictError) as info:
+        checkpoint.revert(vault, None, "two")
+    assert info.value.details["paths"] == ["a"]
+    assert ws.tip() == tip
+
+
+def test_checkout_path_from_revision(vault, ws):
+    ws.write("d/a", b"old")
+    ws.write("d/b", b"b")
+    checkpoint.save(vault, name="old")
+    ws.write("d/a", b"new")
+    ws.remove("d/b")
+    checkpoint.save(vault)
+    checkpoint.checkout(vault, None, "d", "old")
+    assert ws.read("d/a") == b"old" and ws.read("d/b") == b"b"
+    checkpoint.undo(vault)
+    assert ws.read("d/a") == b"new" and not ws.exists("d/b")
+
+
+def test_moved_ref_stops_checkpoint_and_keeps_overlay(vault, ws, tmp_path):
+    ws.write("a", b"1")
+    checkpoint.save(vault)
+    # someone pushes into the vault from a clone
+    clone = tmp_path / "clone"
+    git("clone", "-q", vault.path, str(clone))
+    (clone / "pushed.txt").write_text("from git")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "pushed", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    ws.write("mine", b"uncheckpointed")
+    before = ws.base
+    with pytest.raises(RefMovedError) as info:
+        checkpoint.save(vault)
+    assert info.value.exit_code == 75
+    assert before in info.value.message and str(ws.tip()) in info.value.message
+    assert ws.read("mine") == b"uncheckpointed" and ws.base == before
+
+
+def test_clean_workspace_follows_pushed_commits(vault, ws, tmp_path):
+    ws.write("a", b"1")
+    checkpoint.save(vault)
+    clone = tmp_path / "clone"
+    git("clone", "-q", vault.path, str(clone))
+    (clone / "b").write_text("from git")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "pushed", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    w = vault.workspace("main")
+    assert w.read("b") == b"from git"
+    assert history.log(vault)[0].message == "pushed\n"
+
+
+def test_interrupted_checkpoint_is_finished_on_next_open(vault, ws, monkeypatch):
+    """A crash after the ref moved but before the overlay was retired."""
+    ws.write("a", b"1")
+    checkpoint.save(vault)
+    ws.write("a", b"2")
+    real_retire = ws.overlay.retire
+    calls = {"n": 0}
+
+    def crash(db, captured):
+        calls["n"] += 1
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(ws.overlay, "retire", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(vault)
+    monkeypatch.setattr(ws.overlay, "retire", real_retire)
+    assert ws.overlay.get_meta("pending") is not None
+    ws._sync_base()
+    assert ws.base == ws.tip()
+    assert ws.overlay.is_empty() and ws.read("a") == b"2"
+    assert ws.overlay.get_meta("pending") is None
+
+
+def test_interrupted_before_ref_move_leaves_old_state(vault, ws, monkeypatch):
+    ws.write("a", b"1")
+    checkpoint.save(vault)
+    tip = ws.tip()
+    ws.write("a", b"2")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("crash before ref move")
+
+    monkeypatch.setattr(refs, "cas_update", boom)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(vault)
+    monkeypatch.undo()
+    ws._sync_base()
+    assert ws.tip() == tip and ws.base == tip and ws.read("a") == b"2" and ws.is_dirty()
+
+
+def test_log_first_parent_and_all(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault, name="c1")
+    vault.create_fork("main", "side")
+    side = vault.workspace("side")
+    side.write("s", b"s")
+    checkpoint.save(vault, "side")
+    main_log = history.log(vault, "main")
+    assert [c.checkpoints for c in main_log][0] == ["c1"]
+    assert len(history.log(vault, all_forks=True)) == len(main_log) + 1
+    assert len(history.log(vault, "main", limit=1)) == 1
+
+
+def test_diff_between_checkpoints_and_workspace(vault, ws):
+    ws.write("a", b"1\n")
+    ws.write("keep", b"k\n")
+    checkpoint.save(vault, name="one")
+    ws.write("a", b"2\n")
+    ws.rename("keep", "kept")
+    checkpoint.save(vault, name="two")
+    d = history.diff(vault, None, "one", "two")
+    got = {(c.path, c.status.value, c.old_path) for c in d.changes}
+    assert got == {("a", "modified", None), ("kept", "renamed", "keep")}
+    text = history.patch_text(vault, d)
+    assert "-1\n+2\n" in text
+    ws.write("a", b"3\n")
+    d2 = history.diff(vault, None, "one")
+    assert {c.path for c in d2.changes} == {"a", "kept"}
+    assert "+3" in history.patch_text(vault, d2)
+    assert [c.path for c in history.diff(vault, None, paths=["a"]).changes] == ["a"]
