@@ -43,7 +43,6 @@ def init_vault(path: str) -> None:
     os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
     with open(os.path.join(path, "description"), "w", encoding="utf-8") as fh:
         fh.write("avfs vault\n")
-    repo.TreeBuilder().write()  # the empty tree, used for new directories
     repo.free()
 
 
@@ -176,7 +175,10 @@ def fast_import_dir(
         w.close()
     except BrokenPipeError:
         pass
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    err = ""
+    if proc.stderr is not None:
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
     if proc.wait() != 0:
         raise InternalError(f"git fast-import failed: {err.strip()}")
     return skipped

@@ -213,6 +213,14 @@ class Overlay:
         ).fetchone()
         return r is not None
 
+    def has_changes(self) -> bool:
+        """True when an entry other than an empty new directory exists (git can't see those)."""
+        r = self.db.execute(
+            "SELECT 1 FROM entries WHERE NOT (kind=? AND mode=? AND oid=?) LIMIT 1",
+            (OBJECT, 0o040000, "4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
+        ).fetchone()
+        return r is not None
+
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
 

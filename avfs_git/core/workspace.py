@@ -146,8 +146,17 @@ class Workspace:
             if base is None:
                 raise CorruptStateError(f"fork {self.fork} has no commit")
             return
-        if base is None or (base != tip and ov.is_empty()):
+        if base is None:
             ov.set_meta("base", tip)
+        elif base != tip and not ov.has_changes():
+            # nothing but empty directories: follow the ref; where the new base has
+            # something at such a path, the base's version wins
+            with ov.txn() as db:
+                tree = self.store.commit_tree(tip)
+                for e in ov.all():
+                    if self.store.tree_lookup(tree, e.path) is not None:
+                        ov.remove(db, e.path, "follow")
+                ov.set_meta("base", tip)
 
     @property
     def stale(self) -> bool:
@@ -652,7 +661,8 @@ class Workspace:
 
     # -- status ---------------------------------------------------------------------------
     def is_dirty(self) -> bool:
-        return not self.overlay.is_empty()
+        """True when there are uncheckpointed changes (empty new directories don't count)."""
+        return self.overlay.has_changes()
 
     def _dirty_dirs(self, entries: list[Entry]) -> set[str]:
         out: set[str] = set()
@@ -799,7 +809,7 @@ class Workspace:
         """
         base = self.base
         tip = self.tip()
-        if tip != base and not self.overlay.is_empty():
+        if tip != base and self.overlay.has_changes():
             raise RefMovedError(
                 f"fork {self.fork} moved to {tip} since this workspace was based on {base};"
                 " your uncheckpointed changes are kept",
