@@ -1,0 +1,153 @@
+"""Laws, checked by hypothesis: a workspace behaves like a dict[path, bytes] through
+write / rename / unlink / checkpoint / restore / fork, and git agrees with it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from avfs_git.core import checkpoint, names
+from avfs_git.core.errors import AvfsError
+from avfs_git.core.home import Home
+
+PATHS = ["a", "b", "d/a", "d/b", "d/e/f", "x/y"]
+DATA = st.binary(max_size=40)
+FORKS = ["main", "f1", "f2"]
+
+
+def model_tree_ok(model: dict[str, bytes], path: str) -> bool:
+    """Can a file be written at path without a file/dir clash?"""
+    for p in model:
+        if p != path and (p.startswith(path + "/") or path.startswith(p + "/")):
+            return False
+    return True
+
+
+def real_files(ws) -> dict[str, bytes]:
+    return {e.path: ws.read(e.path) for e in ws.walk("") if e.kind.value == "file"}
+
+
+def git_files(vault, commit: str) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+
+    def rec(tree, prefix):
+        for e in tree:
+            p = names.join(prefix, e.name)
+            if e.type_str == "tree":
+                rec(vault.store.repo[e.id], p)
+            else:
+                out[p] = vault.store.repo[e.id].data
+
+    rec(vault.store.commit(commit).tree, "")
+    return out
+
+
+class WorkspaceMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="avfs-prop-")
+        self.home = Home(self.dir, author=("p", "p@x"))
+        self.vault = self.home.create_vault("v")
+        self.models: dict[str, dict[str, bytes]] = {"main": {}}
+        self.saved: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.counter = 0
+
+    def teardown(self) -> None:
+        if hasattr(self, "vault"):
+            self.vault.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def ws(self, fork: str):
+        return self.vault.workspace(fork)
+
+    @rule(fork=st.sampled_from(FORKS), path=st.sampled_from(PATHS), data=DATA)
+    def write(self, fork: str, path: str, data: bytes) -> None:
+        if fork not in self.models:
+            return
+        model = self.models[fork]
+        if model_tree_ok(model, path):
+            try:
+                self.ws(fork).write(path, data)
+            except AvfsError as exc:
+                # a lingering empty directory where the model has nothing is allowed
+                assert exc.code == "is_a_directory", exc
+                return
+            model[path] = data
+        else:
+            before = real_files(self.ws(fork))
+            try:
+                self.ws(fork).write(path, data)
+            except AvfsError:
+                assert real_files(self.ws(fork)) == before
+            else:
+                raise AssertionError(f"write {path} should have clashed")
+
+    @rule(fork=st.sampled_from(FORKS), path=st.sampled_from(PATHS))
+    def unlink(self, fork: str, path: str) -> None:
+        if fork not in self.models or path not in self.models[fork]:
+            return
+        self.ws(fork).remove(path)
+        del self.models[fork][path]
+
+    @rule(fork=st.sampled_from(FORKS), path=st.sampled_from(PATHS), new_name=st.sampled_from(["r1", "r2", "a"]))
+    def rename(self, fork: str, path: str, new_name: str) -> None:
+        model = self.models.get(fork)
+        if model is None or path not in model:
+            return
+        dst = names.join(names.parent_of(path), new_name)
+        if dst == path:
+            return
+        if not model_tree_ok({k: v for k, v in model.items() if k != path}, dst):
+            return
+        try:
+            self.ws(fork).rename(path, dst)
+        except AvfsError as exc:
+            assert exc.code in ("is_a_directory", "directory_not_empty"), exc
+            return
+        model[dst] = model.pop(path)
+
+    @rule(fork=st.sampled_from(FORKS))
+    def save(self, fork: str) -> None:
+        if fork not in self.models:
+            return
+        self.counter += 1
+        name = f"c{self.counter}"
+        res = checkpoint.save(self.vault, fork, name=name)
+        self.saved[(fork, name)] = dict(self.models[fork])
+        assert git_files(self.vault, res.checkpoint.commit) == self.models[fork]
+        assert not self.ws(fork).is_dirty()
+
+    @precondition(lambda self: bool(self.saved))
+    @rule(data=st.data())
+    def restore(self, data) -> None:
+        fork, name = data.draw(st.sampled_from(sorted(self.saved)))
+        if fork not in self.models:
+            return
+        checkpoint.restore(self.vault, fork, name)
+        self.models[fork] = dict(self.saved[(fork, name)])
+
+    @rule(src=st.sampled_from(FORKS), new=st.sampled_from(FORKS))
+    def fork(self, src: str, new: str) -> None:
+        if src not in self.models or new in self.models:
+            return
+        self.vault.create_fork(src, new)
+        self.models[new] = dict(self.models[src])
+
+    @invariant()
+    def agrees(self) -> None:
+        if not hasattr(self, "vault"):
+            return
+        for fork, model in self.models.items():
+            assert real_files(self.ws(fork)) == model, fork
+
+
+TestWorkspaceMachine = WorkspaceMachine.TestCase
+TestWorkspaceMachine.settings = settings(
+    max_examples=int(os.environ.get("AVFS_PROP_EXAMPLES", "25")), stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
