@@ -36,7 +36,7 @@ _LAZY = {
     "history": ("avfs_git.core.history", None),
 }
 
-__all__ = ["AvfsError", "Home", "Vault", "Workspace", "checkpoint", "history", "open_home", "__version__"]
+__all__ = ["AvfsError", "Home", "Vault", "Workspace", "__version__", "checkpoint", "history", "open_home"]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,10 +42,17 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("AVFS_LOCK_WAIT", "5")
     (home_dir / ".gitconfig").write_text(
         f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
-        "[protocol \"file\"]\n\tallow = always\n"
+        '[protocol "file"]\n\tallow = always\n'
     )
     sp = pygit2.settings.search_path
-    saved = {lvl: sp[lvl] for lvl in (pygit2.enums.ConfigLevel.GLOBAL, pygit2.enums.ConfigLevel.XDG, pygit2.enums.ConfigLevel.SYSTEM)}
+    saved = {
+        lvl: sp[lvl]
+        for lvl in (
+            pygit2.enums.ConfigLevel.GLOBAL,
+            pygit2.enums.ConfigLevel.XDG,
+            pygit2.enums.ConfigLevel.SYSTEM,
+        )
+    }
     sp[pygit2.enums.ConfigLevel.GLOBAL] = str(home_dir)
     sp[pygit2.enums.ConfigLevel.XDG] = str(home_dir / ".config")
     sp[pygit2.enums.ConfigLevel.SYSTEM] = str(tmp_path / "nosystem")
@@ -120,7 +127,10 @@ def cli_proc() -> object:
             [sys.executable, "-m", "avfs_git", *args], input=stdin, capture_output=True, cwd=cwd, timeout=120
         )
         return CliResult(
-            proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"), proc.stdout
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"),
+            proc.stdout,
         )
 
     return run
@@ -141,7 +151,7 @@ def snapshot(vault: Vault) -> dict[str, object]:
     for f in vault.fork_names():
         w = vault.workspace(f)
         overlays[f] = [(e.path, e.kind, e.mode, e.oid, e.size) for e in w.overlay.all()]
-    return {"refs": refs, "ops": len(vault.oplog.list(10_000)), "overlays": overlays}
+    return {"refs": refs, "ops": len(vault.oplog.recent(10_000)), "overlays": overlays}
 
 
 __all__ = ["AUTHOR", "IN_CI", "CliResult", "avfs_git", "git", "snapshot"]

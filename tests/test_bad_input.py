@@ -40,7 +40,13 @@ BAD_PATHS = [
 @pytest.mark.parametrize("command", ["write", "cat", "rm", "mkdir", "ls"])
 def test_bad_paths(cli, populated, path, code, command):
     before = snapshot(populated)
-    args = {"write": ["write", path, "data"], "cat": ["cat", path], "rm": ["rm", path], "mkdir": ["mkdir", path], "ls": ["ls", path]}[command]
+    args = {
+        "write": ["write", path, "data"],
+        "cat": ["cat", path],
+        "rm": ["rm", path],
+        "mkdir": ["mkdir", path],
+        "ls": ["ls", path],
+    }[command]
     r = cli("--json", "--vault", "v", *args)
     assert r.code == 1, r.out + r.err
     doc = r.json()
@@ -70,7 +76,21 @@ def test_in_workspace_symlink_is_followed(cli, populated):
     assert r.code == 0 and r.out == "a"
 
 
-BAD_NAMES = ["", "..", "a:b", "-lead", "has space", "ctl\x07", "HEAD", "a..b", "x.lock", ".hidden", "a/b", "x" * 101, "v.git"]
+BAD_NAMES = [
+    "",
+    "..",
+    "a:b",
+    "-lead",
+    "has space",
+    "ctl\x07",
+    "HEAD",
+    "a..b",
+    "x.lock",
+    ".hidden",
+    "a/b",
+    "x" * 101,
+    "v.git",
+]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -82,7 +102,23 @@ def test_invalid_vault_names(cli, home, name):
     assert not os.path.exists(home.vaults_dir) or os.listdir(home.vaults_dir) == []
 
 
-@pytest.mark.parametrize("name", ["", "..", "a:b", "-lead", "has space", "ctl\x07", "HEAD", "a..b", "x.lock", ".hidden", "a//b", "x" * 101])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "..",
+        "a:b",
+        "-lead",
+        "has space",
+        "ctl\x07",
+        "HEAD",
+        "a..b",
+        "x.lock",
+        ".hidden",
+        "a//b",
+        "x" * 101,
+    ],
+)
 def test_invalid_fork_names(cli, populated, name):
     before = snapshot(populated)
     r = cli("--json", "vault", "fork", "v", name)
@@ -166,7 +202,9 @@ def test_corrupt_overlay_file(cli, populated):
 def test_ref_moved_by_someone_else_cli(cli, populated):
     vault = populated
     repo = vault.store.repo
-    other = vault.store.create_commit(vault.store.commit_tree(vault.workspace().base), [vault.workspace().base], "elsewhere\n")
+    other = vault.store.create_commit(
+        vault.store.commit_tree(vault.workspace().base), [vault.workspace().base], "elsewhere\n"
+    )
     repo.references.get("refs/heads/main").set_target(other)
     before = snapshot(vault)
     r = cli("--json", "--vault", "v", "checkpoint", "save")

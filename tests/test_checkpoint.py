@@ -299,7 +299,7 @@ def test_log_first_parent_and_all(vault, ws):
     side.write("s", b"s")
     checkpoint.save(vault, "side")
     main_log = history.log(vault, "main")
-    assert [c.checkpoints for c in main_log][0] == ["c1"]
+    assert next(c.checkpoints for c in main_log) == ["c1"]
     assert len(history.log(vault, all_forks=True)) == len(main_log) + 1
     assert len(history.log(vault, "main", limit=1)) == 1
 

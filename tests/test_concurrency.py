@@ -51,7 +51,7 @@ def test_many_processes_two_forks_nothing_lost(home, vault):
     vault.create_fork("main", "b")
     procs = [_spawn(home, f, f"{f}{k}") for f in ("a", "b") for k in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     for f in ("a", "b"):
         ws = vault.workspace(f)

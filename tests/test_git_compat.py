@@ -16,7 +16,7 @@ TRICKY = {
     "plain.txt": b"hello\n",
     "empty": b"",
     "binary.bin": bytes(range(256)) * 40,
-    "ünïcødé/名前.txt": "non-ascii\n".encode(),
+    "ünïcødé/名前.txt": b"non-ascii\n",
     "with space/and'quote\".txt": b"q\n",
     "deep/a/b/c/d/e.txt": b"deep\n",
     "nl\\back.txt": b"backslash\n",

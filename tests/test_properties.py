@@ -22,10 +22,7 @@ FORKS = ["main", "f1", "f2"]
 
 def model_tree_ok(model: dict[str, bytes], path: str) -> bool:
     """Can a file be written at path without a file/dir clash?"""
-    for p in model:
-        if p != path and (p.startswith(path + "/") or path.startswith(p + "/")):
-            return False
-    return True
+    return all(not (p != path and (p.startswith(path + "/") or path.startswith(p + "/"))) for p in model)
 
 
 def real_files(ws) -> dict[str, bytes]:
@@ -94,7 +91,9 @@ class WorkspaceMachine(RuleBasedStateMachine):
         self.ws(fork).remove(path)
         del self.models[fork][path]
 
-    @rule(fork=st.sampled_from(FORKS), path=st.sampled_from(PATHS), new_name=st.sampled_from(["r1", "r2", "a"]))
+    @rule(
+        fork=st.sampled_from(FORKS), path=st.sampled_from(PATHS), new_name=st.sampled_from(["r1", "r2", "a"])
+    )
     def rename(self, fork: str, path: str, new_name: str) -> None:
         model = self.models.get(fork)
         if model is None or path not in model:
@@ -148,6 +147,8 @@ class WorkspaceMachine(RuleBasedStateMachine):
 
 TestWorkspaceMachine = WorkspaceMachine.TestCase
 TestWorkspaceMachine.settings = settings(
-    max_examples=int(os.environ.get("AVFS_PROP_EXAMPLES", "25")), stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("AVFS_PROP_EXAMPLES", "25")),
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
-

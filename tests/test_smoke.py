@@ -5,7 +5,7 @@ def test_write_checkpoint_log(vault, ws):
     ws.write("a.txt", b"a\n")
     res = checkpoint.save(vault, "main", name="one")
     assert res.created
-    assert [c.checkpoints for c in history.log(vault, "main")][0] == ["one"]
+    assert next(c.checkpoints for c in history.log(vault, "main")) == ["one"]
 
 
 def test_cli_json_status(cli, vault):

@@ -11,8 +11,8 @@ from avfs_git.core.errors import (
     AlreadyExistsError,
     DirectoryNotEmptyError,
     InvalidPathError,
-    IsADirectoryError_,
-    NotADirectoryError_,
+    IsDirectoryError,
+    NotDirectoryError,
     PathNotFoundError,
     SymlinkEscapeError,
 )
@@ -35,7 +35,7 @@ def test_write_read_roundtrip_binary(ws):
 
 
 def test_unicode_names(ws, vault):
-    ws.write("dé/ünï cødé ✓.txt", "ok".encode())
+    ws.write("dé/ünï cødé ✓.txt", b"ok")
     checkpoint.save(vault)
     assert [e.name for e in ws.listdir("dé")] == ["ünï cødé ✓.txt"]
     assert ws.read("dé/ünï cødé ✓.txt") == b"ok"
@@ -77,11 +77,11 @@ def test_mkdir_rmdir_and_errors(ws):
 
 def test_file_over_directory_and_back(ws):
     ws.write("d/f", b"1")
-    with pytest.raises(IsADirectoryError_):
+    with pytest.raises(IsDirectoryError):
         ws.write("d", b"x")
-    with pytest.raises(NotADirectoryError_):
+    with pytest.raises(NotDirectoryError):
         ws.write("d/f/g", b"x")
-    with pytest.raises(IsADirectoryError_):
+    with pytest.raises(IsDirectoryError):
         ws.read("d")
 
 

@@ -25,9 +25,15 @@ def save_cmd(app: App, name: str | None, message: str | None) -> None:
 
     def human() -> None:
         if res.created:
-            app.output.out.print(f"checkpoint {c.commit[:12]}" + (f" ({c.name})" if c.name else "") + f" on {vault.name}:{fork}")
+            app.output.out.print(
+                f"checkpoint {c.commit[:12]}"
+                + (f" ({c.name})" if c.name else "")
+                + f" on {vault.name}:{fork}"
+            )
         else:
-            app.output.out.print("nothing changed since the last checkpoint" + (f"; named it {c.name}" if c.name else ""))
+            app.output.out.print(
+                "nothing changed since the last checkpoint" + (f"; named it {c.name}" if c.name else "")
+            )
 
     app.output.result("checkpoint", {"checkpoint": c, "created": res.created, "op_id": res.op_id}, human)
 
@@ -46,7 +52,9 @@ def list_cmd(app: App, all_commits: bool, limit: int) -> None:
             app.output.info("no named checkpoints; `avfs checkpoint save NAME` makes one")
         for i in items:
             first = i.message.splitlines()[0] if i.message else ""
-            app.output.out.print(f"[yellow]{i.commit[:12]}[/] {i.time} [green]{i.name or ''}[/] {first}", markup=True)
+            app.output.out.print(
+                f"[yellow]{i.commit[:12]}[/] {i.time} [green]{i.name or ''}[/] {first}", markup=True
+            )
 
     app.output.result("checkpoint_list", {"vault": vault.name, "fork": fork, "checkpoints": items}, human)
 
@@ -75,7 +83,9 @@ def delete_cmd(app: App, name: str) -> None:
     """Delete a checkpoint's name (the commit stays in the fork's history)."""
     vault, fork = app.target()
     op = cp.delete_checkpoint(vault, fork, name)
-    app.output.result("operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary))
+    app.output.result(
+        "operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary)
+    )
 
 
 @click.group()
@@ -89,7 +99,7 @@ def op() -> None:
 def op_log(app: App, limit: int) -> None:
     """List the vault's operations, newest first."""
     vault, _ = app.target()
-    ops = vault.oplog.list(limit)
+    ops = vault.oplog.recent(limit)
 
     def human() -> None:
         for o in ops:
@@ -112,4 +122,6 @@ def undo_cmd(app: App, op_id: int | None) -> None:
         if res.recovery_ref:
             app.output.info(f"uncheckpointed changes kept at {res.recovery_ref}")
 
-    app.output.result("undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human)
+    app.output.result(
+        "undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human
+    )

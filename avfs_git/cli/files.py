@@ -9,7 +9,7 @@ import click
 
 from ..core import names
 from ..core.errors import AlreadyExistsError, PathNotFoundError, UsageError
-from ..core.types import NodeKind
+from ..core.types import DirEntry, NodeKind
 from .main import App, pass_app
 from .output import human_size
 
@@ -28,23 +28,19 @@ def ls_cmd(app: App, path: str, long: bool) -> None:
     ws = app.workspace()
     st = ws.stat(path, follow=True)
     if st.kind is not NodeKind.DIR:
-        entries = [ws.stat(path, follow=False)]
-        data = {**_ws_ref(app), "path": st.path, "entries": [
-            {"name": names.basename(e.path), "path": e.path, "kind": e.kind, "mode": e.mode, "size": e.size} for e in entries
-        ]}
+        one = ws.stat(path, follow=False)
+        entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
     else:
-        listing = ws.listdir(path, sizes=True)
-        data = {**_ws_ref(app), "path": st.path, "entries": listing}
+        entries = ws.listdir(path, sizes=True)
+    data = {**_ws_ref(app), "path": st.path, "entries": entries}
 
     def human() -> None:
-        for e in data["entries"]:  # type: ignore[attr-defined]
-            d = e if isinstance(e, dict) else {"name": e.name, "kind": e.kind, "mode": e.mode, "size": e.size, "path": e.path}
-            name = d["name"] + ("/" if d["kind"] == NodeKind.DIR else "")
+        for e in entries:
+            name = e.name + ("/" if e.kind is NodeKind.DIR else "")
             if long:
-                extra = ""
-                if d["kind"] == NodeKind.SYMLINK:
-                    extra = " -> " + ws.read_link(d["path"])
-                click.echo(f"{d['mode']:06o} {d['kind']:<8} {human_size(d['size']) if d['size'] is not None else '-':>7} {name}{extra}")
+                extra = " -> " + ws.read_link(e.path) if e.kind is NodeKind.SYMLINK else ""
+                size = human_size(e.size) if e.size is not None else "-"
+                click.echo(f"{e.mode:06o} {e.kind.value:<8} {size:>7} {name}{extra}")
             else:
                 click.echo(name)
 
@@ -62,9 +58,23 @@ def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
         files = []
         for p, data in contents:
             try:
-                files.append({"path": names.norm_path(p), "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)})
+                files.append(
+                    {
+                        "path": names.norm_path(p),
+                        "encoding": "utf-8",
+                        "content": data.decode("utf-8"),
+                        "size": len(data),
+                    }
+                )
             except UnicodeDecodeError:
-                files.append({"path": names.norm_path(p), "encoding": "base64", "content": base64.b64encode(data).decode(), "size": len(data)})
+                files.append(
+                    {
+                        "path": names.norm_path(p),
+                        "encoding": "base64",
+                        "content": base64.b64encode(data).decode(),
+                        "size": len(data),
+                    }
+                )
         app.output.document("file_content", {**_ws_ref(app), "files": files})
         return
     for _, data in contents:
@@ -75,7 +85,14 @@ def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
 def _mode_opt(mode: str | None) -> int | None:
     if mode is None:
         return None
-    table = {"644": 0o100644, "755": 0o100755, "100644": 0o100644, "100755": 0o100755, "+x": 0o100755, "-x": 0o100644}
+    table = {
+        "644": 0o100644,
+        "755": 0o100755,
+        "100644": 0o100644,
+        "100755": 0o100755,
+        "+x": 0o100755,
+        "-x": 0o100644,
+    }
     if mode not in table:
         raise UsageError(f"invalid --mode {mode!r}: use 644 or 755")
     return table[mode]
@@ -84,14 +101,35 @@ def _mode_opt(mode: str | None) -> int | None:
 @click.command("write")
 @click.argument("path")
 @click.argument("content", required=False)
-@click.option("--file", "src_file", type=click.Path(dir_okay=False, exists=True), help="Take the bytes from this local file.")
-@click.option("--stdin", "from_stdin", is_flag=True, help="Take the bytes from standard input (also when CONTENT is '-').")
+@click.option(
+    "--file",
+    "src_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Take the bytes from this local file.",
+)
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Take the bytes from standard input (also when CONTENT is '-').",
+)
 @click.option("--mode", help="644 or 755 (default: keep, or 644 for new files).")
 @click.option("--no-parents", is_flag=True, help="Fail when the parent directory is missing.")
 @pass_app
-def write_cmd(app: App, path: str, content: str | None, src_file: str | None, from_stdin: bool, mode: str | None, no_parents: bool) -> None:
+def write_cmd(
+    app: App,
+    path: str,
+    content: str | None,
+    src_file: str | None,
+    from_stdin: bool,
+    mode: str | None,
+    no_parents: bool,
+) -> None:
     """Write a file: from CONTENT, --file F, or --stdin (binary safe)."""
-    sources = sum(x for x in (content is not None and content != "-", src_file is not None, from_stdin or content == "-"))
+    sources = sum(
+        x
+        for x in (content is not None and content != "-", src_file is not None, from_stdin or content == "-")
+    )
     if sources != 1:
         raise UsageError("give exactly one of CONTENT, --file F or --stdin")
     ws = app.workspace()
@@ -104,7 +142,11 @@ def write_cmd(app: App, path: str, content: str | None, src_file: str | None, fr
     else:
         assert content is not None
         st = ws.write(path, content.encode("utf-8", "surrogateescape"), mode=fmode, parents=not no_parents)
-    app.output.result("file_write", {**_ws_ref(app), "stat": st}, lambda: app.output.info(f"wrote {st.path} ({st.size} bytes)"))
+    app.output.result(
+        "file_write",
+        {**_ws_ref(app), "stat": st},
+        lambda: app.output.info(f"wrote {st.path} ({st.size} bytes)"),
+    )
 
 
 def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
@@ -185,7 +227,9 @@ def mkdir_cmd(app: App, paths: tuple[str, ...], parents: bool) -> None:
 
 
 @click.command("ln")
-@click.option("-s", "--symbolic", is_flag=True, required=True, help="Make a symbolic link (the only kind git keeps).")
+@click.option(
+    "-s", "--symbolic", is_flag=True, required=True, help="Make a symbolic link (the only kind git keeps)."
+)
 @click.option("-f", "--force", is_flag=True, help="Replace an existing LINK_PATH.")
 @click.argument("target")
 @click.argument("link_path")

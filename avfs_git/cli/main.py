@@ -102,7 +102,9 @@ pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", "home", envvar="AVFS_HOME", metavar="DIR", help="avfs home (default ~/.avfs; env AVFS_HOME).")
+@click.option(
+    "--home", "home", envvar="AVFS_HOME", metavar="DIR", help="avfs home (default ~/.avfs; env AVFS_HOME)."
+)
 @click.option(
     "--vault",
     "vault",
@@ -175,11 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
     except KeyboardInterrupt:
         code = 130
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 70
+    except Exception as exc:
         from ..core.errors import InternalError
 
-        err = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")
-        _render_error(ctx_obj[0].output if ctx_obj else out, err)
+        internal = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")
+        _render_error(ctx_obj[0].output if ctx_obj else out, internal)
         if os.environ.get("AVFS_DEBUG"):
             raise
         code = EXIT_INTERNAL

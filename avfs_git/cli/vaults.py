@@ -17,7 +17,12 @@ def vault() -> None:
 
 @vault.command("create")
 @click.argument("name")
-@click.option("--from", "from_dir", type=click.Path(file_okay=False), help="Import this directory (a git checkout brings its history).")
+@click.option(
+    "--from",
+    "from_dir",
+    type=click.Path(file_okay=False),
+    help="Import this directory (a git checkout brings its history).",
+)
 @click.option("--no-ignore", is_flag=True, help="Import files .gitignore would leave out too.")
 @click.option("--use/--no-use", "make_default", default=False, help="Make it the default vault.")
 @pass_app
@@ -34,7 +39,9 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
     app.output.result(
         "vault_create",
         data,
-        lambda: app.output.out.print(f"created vault [bold]{name}[/] at {v.path} (fork {info.default_fork}, {(info.head or '')[:12]})"),
+        lambda: app.output.out.print(
+            f"created vault [bold]{name}[/] at {v.path} (fork {info.default_fork}, {(info.head or '')[:12]})"
+        ),
     )
 
 
@@ -101,7 +108,9 @@ def use_cmd(app: App, spec: str) -> None:
 def path_cmd(app: App, spec: str | None) -> None:
     """Print the vault's git directory (for `git --git-dir`, `git clone`)."""
     v, fork = app.home.resolve(spec or app.vault_spec)
-    app.output.result("vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: click.echo(v.path))
+    app.output.result(
+        "vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: click.echo(v.path)
+    )
 
 
 @vault.command("fork")
@@ -194,12 +203,14 @@ def _parse_size(text: str) -> int:
 @pass_app
 def quota_show(app: App) -> None:
     v, fork = app.target()
-    ws = v.workspace(fork)
-    data = {"vault": v.name, "fork": fork, "quota_bytes": v.quota_bytes, "used_bytes": ws.overlay.file_bytes()}
+    used = v.workspace(fork).overlay.file_bytes()
+    data = {"vault": v.name, "fork": fork, "quota_bytes": v.quota_bytes, "used_bytes": used}
     app.output.result(
         "quota",
         data,
-        lambda: app.output.out.print(f"{v.name}:{fork}: {human_size(data['used_bytes'])} used of {human_size(v.quota_bytes)}"),
+        lambda: app.output.out.print(
+            f"{v.name}:{fork}: {human_size(used)} used of {human_size(v.quota_bytes)}"
+        ),
     )
 
 
@@ -211,5 +222,12 @@ def quota_set(app: App, size: str) -> None:
     v, fork = app.target()
     v.set_config(quota_bytes=_parse_size(size))
     ws = v.workspace(fork)
-    data = {"vault": v.name, "fork": fork, "quota_bytes": v.quota_bytes, "used_bytes": ws.overlay.file_bytes()}
-    app.output.result("quota", data, lambda: app.output.info(f"quota of {v.name} is now {human_size(v.quota_bytes)}"))
+    data = {
+        "vault": v.name,
+        "fork": fork,
+        "quota_bytes": v.quota_bytes,
+        "used_bytes": ws.overlay.file_bytes(),
+    }
+    app.output.result(
+        "quota", data, lambda: app.output.info(f"quota of {v.name} is now {human_size(v.quota_bytes)}")
+    )

@@ -35,7 +35,11 @@ def status_cmd(app: App) -> None:
         "stale": tip != ws.base,
         "clean": not changes,
         "changes": [
-            {k: v for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path)) if v is not None}
+            {
+                k: v
+                for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path))
+                if v is not None
+            }
             for c in changes
         ],
     }
@@ -44,7 +48,9 @@ def status_cmd(app: App) -> None:
         o = app.output.out
         o.print(f"on [bold]{vault.name}:{fork}[/] at {ws.base[:12]}")
         if tip != ws.base:
-            o.print(f"[yellow]the fork moved to {str(tip)[:12]} since; checkpoint will stop until you restore or merge[/]")
+            o.print(
+                f"[yellow]the fork moved to {str(tip)[:12]} since; checkpoint will stop until you restore or merge[/]"
+            )
         if not changes:
             o.print("nothing changed since the last checkpoint")
         for c in changes:
@@ -56,7 +62,9 @@ def status_cmd(app: App) -> None:
 
 
 @click.command("log")
-@click.option("--all", "all_forks", is_flag=True, help="Every fork's commits, not only this fork's first-parent line.")
+@click.option(
+    "--all", "all_forks", is_flag=True, help="Every fork's commits, not only this fork's first-parent line."
+)
 @click.option("-n", "--max-count", "limit", type=int, default=None, help="Show at most N commits.")
 @click.option("--oneline", is_flag=True, help="One line per commit.")
 @click.argument("rev", required=False)
@@ -90,7 +98,9 @@ def log_cmd(app: App, all_forks: bool, limit: int | None, oneline: bool, rev: st
 @click.option("--path", "paths", multiple=True, help="Only changes at or below this path (repeatable).")
 @click.option("-U", "--unified", "context", type=int, default=3, help="Lines of context.")
 @pass_app
-def diff_cmd(app: App, revs: tuple[str, ...], stat: bool, name_status: bool, paths: tuple[str, ...], context: int) -> None:
+def diff_cmd(
+    app: App, revs: tuple[str, ...], stat: bool, name_status: bool, paths: tuple[str, ...], context: int
+) -> None:
     """Show changes: workspace vs base (no REV), REV vs workspace, or REV1 vs REV2."""
     from ..core.errors import UsageError
 
@@ -101,9 +111,18 @@ def diff_cmd(app: App, revs: tuple[str, ...], stat: bool, name_status: bool, pat
     new = revs[1] if len(revs) > 1 else None
     result = history.diff(vault, fork, old, new, list(paths))
     if app.json:
-        data: dict[str, object] = {"vault": vault.name, "fork": fork, "old": result.old, "new": result.new, "changes": result.changes}
+        data: dict[str, object] = {
+            "vault": vault.name,
+            "fork": fork,
+            "old": result.old,
+            "new": result.new,
+            "changes": result.changes,
+        }
         if stat:
-            data["stat"] = [{"path": p, "insertions": i, "deletions": d, "binary": b} for p, i, d, b in history.diff_stat(vault, result, fork)]
+            data["stat"] = [
+                {"path": p, "insertions": i, "deletions": d, "binary": b}
+                for p, i, d, b in history.diff_stat(vault, result, fork)
+            ]
         elif not name_status:
             data["patch"] = history.patch_text(vault, result, fork, context)
         app.output.document("diff", data)
@@ -119,7 +138,9 @@ def diff_cmd(app: App, revs: tuple[str, ...], stat: bool, name_status: bool, pat
         for p, i, d, b in rows:
             ti += i
             td += d
-            click.echo(f" {p:<{width}} | " + ("Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)))
+            click.echo(
+                f" {p:<{width}} | " + ("Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40))
+            )
         click.echo(f" {len(rows)} files changed, {ti} insertions(+), {td} deletions(-)")
     else:
         import sys
@@ -135,7 +156,9 @@ def checkout_cmd(app: App, path: str, rev: str) -> None:
     """Bring PATH back from a revision into the workspace (undoable)."""
     vault, fork = app.target()
     op = cp.checkout(vault, fork, path, rev)
-    app.output.result("operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary))
+    app.output.result(
+        "operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary)
+    )
 
 
 @click.command("revert")
@@ -147,6 +170,7 @@ def revert_cmd(app: App, rev: str, message: str | None) -> None:
     vault, fork = app.target()
     res = cp.revert(vault, fork, rev, message)
     app.output.result(
-        "checkpoint", {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id},
+        "checkpoint",
+        {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id},
         lambda: app.output.out.print(f"reverted {rev}: new checkpoint {res.checkpoint.commit[:12]}"),
     )

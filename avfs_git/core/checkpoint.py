@@ -155,7 +155,9 @@ def save(
     return CheckpointResult(info, commit is not None, op_id)
 
 
-def list_checkpoints(vault: Vault, fork: str | None = None, *, all_commits: bool = False, limit: int = 100) -> list[CheckpointInfo]:
+def list_checkpoints(
+    vault: Vault, fork: str | None = None, *, all_commits: bool = False, limit: int = 100
+) -> list[CheckpointInfo]:
     """Named checkpoints of ``fork`` (newest first); with ``all_commits`` every commit of
     the fork's first-parent history, named or not."""
     fork = fork or vault.default_fork
@@ -167,7 +169,8 @@ def list_checkpoints(vault: Vault, fork: str | None = None, *, all_commits: bool
         cps = checkpoint_names(vault, fork)
         out = []
         for c in log(vault, fork, limit=limit):
-            label = (cps.get(c.id) or [None])[0]
+            labels = cps.get(c.id)
+            label = labels[0] if labels else None
             out.append(_info(vault, fork, c.id, label))
         return out
     prefix = refs.checkpoint_prefix(fork)
@@ -227,7 +230,12 @@ def restore(vault: Vault, fork: str | None, rev: str) -> RestoreResult:
             fork=fork,
             refs=changed,
             workspaces=[
-                {"fork": fork, "before": before, "after": {"base": target, "tree": None}, "view_changed": True}
+                {
+                    "fork": fork,
+                    "before": before,
+                    "after": {"base": target, "tree": None},
+                    "view_changed": True,
+                }
             ],
             details={"revision": rev},
         )
@@ -276,7 +284,12 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
             fork=fork,
             refs=[{"ref": ws.ref, "old": tip, "new": commit}],
             workspaces=[
-                {"fork": fork, "before": {"base": tip, "tree": None}, "after": {"base": commit, "tree": None}, "view_changed": True}
+                {
+                    "fork": fork,
+                    "before": {"base": tip, "tree": None},
+                    "after": {"base": commit, "tree": None},
+                    "view_changed": True,
+                }
             ],
         )
     return CheckpointResult(_info(vault, fork, commit, None), True, op_id)
@@ -350,7 +363,9 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
                         rec_refs.append({"ref": rec[0], "old": None, "new": rec[1]})
             else:
                 cur_state = None
-            new_wss.append({"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]})
+            new_wss.append(
+                {"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]}
+            )
         # refs: creations are undone last so a recreated fork's ref exists before its workspace
         for r in moves:
             refs.cas_update(repo, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}")

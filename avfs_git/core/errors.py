@@ -101,12 +101,12 @@ class AlreadyExistsError(AvfsError):
     errno = _errno.EEXIST
 
 
-class NotADirectoryError_(AvfsError):
+class NotDirectoryError(AvfsError):
     code = "not_a_directory"
     errno = _errno.ENOTDIR
 
 
-class IsADirectoryError_(AvfsError):
+class IsDirectoryError(AvfsError):
     code = "is_a_directory"
     errno = _errno.EISDIR
 

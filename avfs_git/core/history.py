@@ -157,7 +157,9 @@ def diff(
         keep = [
             c
             for c in result.changes
-            if any(names.is_within(c.path, w) or (c.old_path and names.is_within(c.old_path, w)) for w in wanted)
+            if any(
+                names.is_within(c.path, w) or (c.old_path and names.is_within(c.old_path, w)) for w in wanted
+            )
         ]
         result = DiffResult(result.old, result.new, keep)
     return result

@@ -202,9 +202,7 @@ class Home:
     def _new_vault_dir(self, name: str) -> tuple[str, str]:
         final = self.vault_path(name)
         if os.path.exists(final):
-            raise AlreadyExistsError(
-                f"vault {name!r} already exists at {final}", details={"vault": name}
-            )
+            raise AlreadyExistsError(f"vault {name!r} already exists at {final}", details={"vault": name})
         try:
             os.makedirs(self.vaults_dir, exist_ok=True)
         except OSError as exc:
@@ -234,7 +232,9 @@ class Home:
                 importer.initial_commit(tmp, name, author)
                 pending = None
             else:
-                pending = importer.import_dir(tmp, from_dir, author, progress=progress, use_gitignore=use_gitignore)
+                pending = importer.import_dir(
+                    tmp, from_dir, author, progress=progress, use_gitignore=use_gitignore
+                )
             try:
                 os.rename(tmp, final)
             except OSError as exc:
@@ -254,7 +254,13 @@ class Home:
             "vault_create",
             f"create vault {name}" + (f" from {from_dir}" if from_dir else ""),
             fork="main",
-            refs=[{"ref": refs.fork_ref("main"), "old": None, "new": refs.read_ref(vault.store.repo, refs.fork_ref("main"))}],
+            refs=[
+                {
+                    "ref": refs.fork_ref("main"),
+                    "old": None,
+                    "new": refs.read_ref(vault.store.repo, refs.fork_ref("main")),
+                }
+            ],
         )
         if self.default_vault is None:
             self.set_config(default_vault=name)
@@ -275,7 +281,10 @@ class Home:
             v.close()
         try:
             os.makedirs(self.trash_dir, exist_ok=True)
-            dest = os.path.join(self.trash_dir, f"{name}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.{time.monotonic_ns() % 10**6:06d}.git")
+            dest = os.path.join(
+                self.trash_dir,
+                f"{name}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.{time.monotonic_ns() % 10**6:06d}.git",
+            )
             os.rename(path, dest)
         except OSError as exc:
             raise from_oserror(exc, path) from exc

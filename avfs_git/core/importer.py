@@ -151,7 +151,7 @@ def fast_import_dir(
         for i, rel in enumerate(paths):
             try:
                 names.norm_path(rel)
-            except (InvalidNameError, UsageError, Exception):  # noqa: BLE001 - skip, report
+            except (InvalidNameError, UsageError, Exception):
                 skipped.append(rel)
                 continue
             full = os.path.join(src, rel)
@@ -219,19 +219,40 @@ def import_dir(
         return _import_checkout(git_dir, src, run_git)
     paths = _list_files(src, use_gitignore, git_dir)
     skipped = fast_import_dir(
-        git_dir, src, paths, refs.fork_ref("main"), f"avfs: import {os.path.basename(src)}\n", author, progress=progress
+        git_dir,
+        src,
+        paths,
+        refs.fork_ref("main"),
+        f"avfs: import {os.path.basename(src)}\n",
+        author,
+        progress=progress,
     )
     del skipped  # special files (sockets, fifos) and unreadable ones are not imported
     return None
 
 
 def _has_commits(src: str) -> bool:
-    proc = subprocess.run(["git", "-C", src, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, check=False)
+    proc = subprocess.run(
+        ["git", "-C", src, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, check=False
+    )
     return proc.returncode == 0
 
 
-def _import_checkout(git_dir: str, src: str, run_git: Callable[..., str]) -> tuple[str, list[tuple[str, str]]] | None:
-    run_git(["--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", src, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
+def _import_checkout(
+    git_dir: str, src: str, run_git: Callable[..., str]
+) -> tuple[str, list[tuple[str, str]]] | None:
+    run_git(
+        [
+            "--git-dir",
+            git_dir,
+            "fetch",
+            "-q",
+            "--no-auto-gc",
+            src,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ]
+    )
     head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
     branch = run_git(["-C", src, "rev-parse", "--abbrev-ref", "HEAD"]).strip()
     store = GitStore(git_dir)
@@ -251,7 +272,18 @@ def _import_checkout(git_dir: str, src: str, run_git: Callable[..., str]) -> tup
         refs.cas_update(repo, refs.fork_ref(target), head, None, "avfs: import worktree")
     # branches whose names avfs refuses stay in the vault as plain git branches
     store.close()
-    out = run_git(["-C", src, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--ignore-submodules=all"])
+    out = run_git(
+        [
+            "-C",
+            src,
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--ignore-submodules=all",
+        ]
+    )
     items: list[tuple[str, str]] = []
     for rec in out.split("\0"):
         if len(rec) > 3:

@@ -43,9 +43,7 @@ def check_vault_name(name: str) -> str:
     if len(name) > MAX_NAME:
         raise InvalidNameError(f"invalid vault name: longer than {MAX_NAME} characters")
     if ":" in name:
-        raise InvalidNameError(
-            f"invalid vault name {name!r}: ':' separates vault and fork (VAULT:FORK)"
-        )
+        raise InvalidNameError(f"invalid vault name {name!r}: ':' separates vault and fork (VAULT:FORK)")
     if "/" in name:
         raise InvalidNameError(f"invalid vault name {name!r}: '/' is not allowed")
     if name.endswith(".git"):

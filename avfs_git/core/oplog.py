@@ -118,10 +118,8 @@ class OpLog:
 
     _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes"
 
-    def list(self, limit: int = 50) -> list[Operation]:
-        rows = self.db.execute(
-            f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
+    def recent(self, limit: int = 50) -> list[Operation]:
+        rows = self.db.execute(f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [self._op(r) for r in rows]
 
     def get(self, op_id: int) -> Operation | None:

@@ -237,9 +237,7 @@ class Overlay:
 
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
         """Paths changed after journal position ``seq``, and the newest position."""
-        rows = self.db.execute(
-            "SELECT seq, path FROM journal WHERE seq > ? ORDER BY seq", (seq,)
-        ).fetchall()
+        rows = self.db.execute("SELECT seq, path FROM journal WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
         last = int(rows[-1][0]) if rows else seq
         seen: dict[str, None] = {}
         for _, p in rows:
@@ -248,9 +246,7 @@ class Overlay:
 
     # -- writes (call inside txn()) -----------------------------------------------------
     def _journal(self, db: sqlite3.Connection, path: str, op: str) -> int:
-        cur = db.execute(
-            "INSERT INTO journal(path, op, ts) VALUES(?, ?, ?)", (path, op, time.time())
-        )
+        cur = db.execute("INSERT INTO journal(path, op, ts) VALUES(?, ?, ?)", (path, op, time.time()))
         return int(cur.lastrowid or 0)
 
     def put(self, db: sqlite3.Connection, e: Entry, op: str) -> Entry:

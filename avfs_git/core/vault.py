@@ -104,7 +104,7 @@ class Vault:
 
     # -- locks ----------------------------------------------------------------------------
     @contextmanager
-    def lock(self, *forks: str) -> Iterator[None]:
+    def lock(self, *forks: str, wait_s: float | None = None) -> Iterator[None]:
         """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
         lock_dir = os.path.join(self.state_dir, "locks")
         try:
@@ -114,7 +114,7 @@ class Vault:
         with ExitStack() as stack:
             for f in sorted(set(forks)):
                 path = os.path.join(lock_dir, _fs_name(f) + ".lock")
-                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}"))
+                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}", wait_s=wait_s))
             yield
 
     # -- forks ----------------------------------------------------------------------------
@@ -176,9 +176,7 @@ class Vault:
         names.check_fork_name(new)
         self._require_fork(source)
         if self.has_fork(new):
-            raise AlreadyExistsError(
-                f"vault {self.name} already has a fork {new!r}", details={"fork": new}
-            )
+            raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
         with self.lock(source, new):
             src = self.workspace(source)
             base = src.base

@@ -24,8 +24,8 @@ from .errors import (
     CorruptStateError,
     DirectoryNotEmptyError,
     InvalidPathError,
-    IsADirectoryError_,
-    NotADirectoryError_,
+    IsDirectoryError,
+    NotDirectoryError,
     PathNotFoundError,
     QuotaExceededError,
     RefMovedError,
@@ -59,7 +59,7 @@ _CHUNK = 1 << 20
 class Node:
     """One path as the workspace shows it (internal)."""
 
-    __slots__ = ("path", "mode", "oid", "entry")
+    __slots__ = ("entry", "mode", "oid", "path")
 
     def __init__(self, path: str, mode: int, oid: str | None, entry: Entry | None) -> None:
         self.path = path
@@ -126,13 +126,50 @@ class Workspace:
         - with a non-empty overlay and a moved ref the base stays, and the next checkpoint
           stops with :class:`RefMovedError`.
         """
-        tip = self.tip()
         ov = self.overlay
+        base = ov.get_meta("base")
         pending = ov.get_meta("pending")
+        tip = self.tip()  # read after base: a tip older than the base is never adopted
+        if pending is None and base is not None and base == tip:
+            return  # the common case: nothing to settle, no write transaction
+        if tip is None:
+            if base is None:
+                raise CorruptStateError(f"fork {self.fork} has no commit")
+            return
         if pending is not None:
-            old, new = pending.split(" ", 1)
-            with ov.txn():
-                if tip == new:
+            self._recover_pending()
+        with ov.txn() as db:
+            base = ov.get_meta("base")
+            tip = self.tip()
+            if tip is None or base == tip:
+                return
+            if base is None:
+                ov.set_meta("base", tip)
+            elif not ov.has_changes():
+                # nothing but empty directories: follow the ref; where the new base has
+                # something at such a path, the base's version wins
+                tree = self.store.commit_tree(tip)
+                for e in ov.all():
+                    if self.store.tree_lookup(tree, e.path) is not None:
+                        ov.remove(db, e.path, "follow")
+                ov.set_meta("base", tip)
+
+    def _recover_pending(self) -> None:
+        """Finish or drop a checkpoint whose process died between its steps.
+
+        Only when the fork lock is free: a live checkpoint holds it, and its pending
+        record is not ours to settle.
+        """
+        from .errors import BusyError
+
+        ov = self.overlay
+        try:
+            with self.vault.lock(self.fork, wait_s=0), ov.txn():
+                pending = ov.get_meta("pending")
+                if pending is None:
+                    return
+                _old, new = pending.split(" ", 1)
+                if self.tip() == new:
                     # the ref moved: the captured entries are in the commit; entries written
                     # meanwhile have a newer seq than recorded and stay.
                     upto = int(ov.get_meta("pending_seq") or "0")
@@ -141,22 +178,8 @@ class Workspace:
                     ov.set_meta("base", new)
                 ov.set_meta("pending", None)
                 ov.set_meta("pending_seq", None)
-        base = ov.get_meta("base")
-        if tip is None:
-            if base is None:
-                raise CorruptStateError(f"fork {self.fork} has no commit")
+        except BusyError:
             return
-        if base is None:
-            ov.set_meta("base", tip)
-        elif base != tip and not ov.has_changes():
-            # nothing but empty directories: follow the ref; where the new base has
-            # something at such a path, the base's version wins
-            with ov.txn() as db:
-                tree = self.store.commit_tree(tip)
-                for e in ov.all():
-                    if self.store.tree_lookup(tree, e.path) is not None:
-                        ov.remove(db, e.path, "follow")
-                ov.set_meta("base", tip)
 
     @property
     def stale(self) -> bool:
@@ -230,7 +253,7 @@ class Workspace:
         """The node at ``path``, following in-workspace symlinks (the last one if ``follow``).
 
         Raises:
-            PathNotFoundError, NotADirectoryError_, SymlinkEscapeError, SymlinkLoopError.
+            PathNotFoundError, NotDirectoryError, SymlinkEscapeError, SymlinkLoopError.
         """
         p = names.norm_path(path)
         node = self._resolve(p, follow)
@@ -249,7 +272,7 @@ class Workspace:
             if pnode is None:
                 return None
             if not pnode.is_dir:
-                raise NotADirectoryError_(f"{parent}: not a directory", details={"path": parent})
+                raise NotDirectoryError(f"{parent}: not a directory", details={"path": parent})
             if pnode.path != parent:
                 return self._resolve(names.join(pnode.path, names.basename(p)), follow, hops + 1)
             return None
@@ -263,13 +286,13 @@ class Workspace:
         if node is None:
             raise PathNotFoundError(f"{p or '/'}: no such directory", details={"path": p})
         if not node.is_dir:
-            raise NotADirectoryError_(f"{p}: not a directory", details={"path": p})
+            raise NotDirectoryError(f"{p}: not a directory", details={"path": p})
         return node
 
     def exists(self, path: str) -> bool:
         try:
             return self._resolve(names.norm_path(path), False) is not None
-        except (NotADirectoryError_, SymlinkEscapeError, SymlinkLoopError):
+        except (NotDirectoryError, SymlinkEscapeError, SymlinkLoopError):
             return False
 
     # -- reading --------------------------------------------------------------------------
@@ -286,7 +309,7 @@ class Workspace:
         """Return the bytes of a file (following in-workspace symlinks)."""
         node = self.resolve(path)
         if node.is_dir:
-            raise IsADirectoryError_(f"{node.path or '/'}: is a directory", details={"path": node.path})
+            raise IsDirectoryError(f"{node.path or '/'}: is a directory", details={"path": node.path})
         return self._read_node(node)
 
     def read_link(self, path: str) -> str:
@@ -387,7 +410,7 @@ class Workspace:
         missing parents when ``parents``.
         """
         if not p:
-            raise IsADirectoryError_("the workspace root is a directory")
+            raise IsDirectoryError("the workspace root is a directory")
         parent = names.parent_of(p)
         node = self._resolve(parent, True)
         if node is None:
@@ -396,7 +419,7 @@ class Workspace:
             self.mkdir(parent, parents=True, exist_ok=True)
             node = self._dir_node(parent)
         if not node.is_dir:
-            raise NotADirectoryError_(f"{node.path}: not a directory", details={"path": node.path})
+            raise NotDirectoryError(f"{node.path}: not a directory", details={"path": node.path})
         real = names.join(node.path, names.basename(p))
         last = self._lookup(real)
         hops = 0
@@ -406,7 +429,7 @@ class Workspace:
                 raise SymlinkLoopError(f"{p}: too many levels of symbolic links")
             real = self._follow(real, self._link_target(last))
             if not real:
-                raise IsADirectoryError_(f"{p}: is a directory")
+                raise IsDirectoryError(f"{p}: is a directory")
             pnode = self._resolve(names.parent_of(real), True)
             if pnode is None or not pnode.is_dir:
                 raise PathNotFoundError(f"{p}: symlink target's directory is missing")
@@ -416,7 +439,7 @@ class Workspace:
 
     def _origin(self, p: str) -> str | None:
         """The base path whose content ``p`` shows (None for new content)."""
-        chain = names.ancestors(p) + [p]
+        chain = [*names.ancestors(p), p]
         entries = self.overlay.get_many(chain)
         for q in reversed(chain):
             e = entries.get(q)
@@ -480,7 +503,7 @@ class Workspace:
         real = self._parent_for_write(p, parents)
         old = self._lookup(real)
         if old is not None and old.is_dir:
-            raise IsADirectoryError_(f"{real}: is a directory", details={"path": real})
+            raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
         fmode = _file_mode(mode, old.mode if old is not None else None)
         fid, size = self._store_bytes(data)
         try:
@@ -505,7 +528,7 @@ class Workspace:
         p = names.norm_path(path)
         parent = self._dir_node(names.parent_of(p)) if p else None
         if parent is None:
-            raise IsADirectoryError_("the workspace root is a directory")
+            raise IsDirectoryError("the workspace root is a directory")
         real = names.join(parent.path, names.basename(p))
         if self._lookup(real) is not None:
             raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
@@ -533,7 +556,7 @@ class Workspace:
             self.mkdir(parent, parents=True, exist_ok=True)
             pnode = self._dir_node(parent)
         if not pnode.is_dir:
-            raise NotADirectoryError_(f"{pnode.path}: not a directory", details={"path": pnode.path})
+            raise NotDirectoryError(f"{pnode.path}: not a directory", details={"path": pnode.path})
         real = names.join(pnode.path, names.basename(p))
         with self.overlay.txn() as db:
             self.overlay.put(db, Entry(real, OBJECT, MODE_TREE, EMPTY_TREE), "mkdir")
@@ -560,7 +583,7 @@ class Workspace:
     def rmdir(self, path: str) -> None:
         node = self.resolve(path, follow=False)
         if not node.is_dir:
-            raise NotADirectoryError_(f"{node.path}: not a directory")
+            raise NotDirectoryError(f"{node.path}: not a directory")
         self.remove(node.path)
 
     def chmod(self, path: str, executable: bool) -> Stat:
@@ -599,11 +622,11 @@ class Workspace:
         if target is not None:
             if target.is_dir:
                 if not node.is_dir:
-                    raise IsADirectoryError_(f"{d}: is a directory", details={"path": d})
+                    raise IsDirectoryError(f"{d}: is a directory", details={"path": d})
                 if self._children(target):
                     raise DirectoryNotEmptyError(f"{d}: directory not empty", details={"path": d})
             elif node.is_dir:
-                raise NotADirectoryError_(f"{d}: not a directory", details={"path": d})
+                raise NotDirectoryError(f"{d}: not a directory", details={"path": d})
         op = "copy" if copy else "rename"
         new_files: list[str] = []
         try:
@@ -656,7 +679,7 @@ class Workspace:
     def copy(self, src: str, dst: str, *, recursive: bool = False) -> str:
         node = self.resolve(src, follow=False)
         if node.is_dir and not recursive:
-            raise IsADirectoryError_(f"{node.path}: is a directory (use recursive copy)")
+            raise IsDirectoryError(f"{node.path}: is a directory (use recursive copy)")
         return self._move_or_copy(src, dst, copy=True)
 
     # -- status ---------------------------------------------------------------------------
@@ -785,12 +808,17 @@ class Workspace:
                 if name not in subdirs:
                     existing = tb.get(name)
                     subdirs[name] = str(existing.id) if existing is not None else None
-        for name, oid in sorted(subdirs.items()):
+        for name, sub_oid in sorted(subdirs.items()):
             child = names.join(p, name)
+            new: str | None
             if child in dirty:
-                new = self._build(child, oid, by_parent, dirty)
+                new = self._build(child, sub_oid, by_parent, dirty)
             else:
-                new = oid if oid and oid != EMPTY_TREE and len(self.store.tree_items(oid)) else None
+                new = (
+                    sub_oid
+                    if sub_oid and sub_oid != EMPTY_TREE and len(self.store.tree_items(sub_oid))
+                    else None
+                )
             if tb.get(name) is not None:
                 tb.remove(name)
             if new is not None:
@@ -800,9 +828,7 @@ class Workspace:
         return str(tb.write())
 
     # -- checkpoint -----------------------------------------------------------------------
-    def _commit_overlay(
-        self, message: str, *, allow_empty: bool = False
-    ) -> tuple[str | None, list[Entry]]:
+    def _commit_overlay(self, message: str, *, allow_empty: bool = False) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
 
         The commit is None when the tree equals the base tree (nothing to record).
