@@ -321,3 +321,17 @@ def test_diff_between_checkpoints_and_workspace(vault, ws):
     assert {c.path for c in d2.changes} == {"a", "kept"}
     assert "+3" in history.patch_text(vault, d2)
     assert [c.path for c in history.diff(vault, None, paths=["a"]).changes] == ["a"]
+
+
+def test_resolve_checkpoint_of_another_fork(vault, ws):
+    ws.write("a", b"1")
+    r1 = checkpoint.save(vault, name="base-point")
+    vault.create_fork("main", "other")
+    o = vault.workspace("other")
+    o.write("b", b"2")
+    checkpoint.save(vault, "other", name="mine")
+    assert history.resolve(vault, "base-point", "other") == r1.checkpoint.commit
+    assert history.resolve(vault, "main:base-point", "other") == r1.checkpoint.commit
+    assert history.resolve(vault, "other:mine~1", "main") == r1.checkpoint.commit
+    with pytest.raises(RevisionNotFoundError):
+        history.resolve(vault, "main:nope", "other")

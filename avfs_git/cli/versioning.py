@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..core import checkpoint as cp
-from ..core import history
 from ..core.types import ChangeStatus
 from .main import App, pass_app
 
@@ -71,6 +69,8 @@ def status_cmd(app: App) -> None:
 @pass_app
 def log_cmd(app: App, all_forks: bool, limit: int | None, oneline: bool, rev: str | None) -> None:
     """Checkpoints (commits) of the fork, newest first."""
+    from ..core import history
+
     vault, fork = app.target()
     commits = history.log(vault, fork, all_forks=all_forks, limit=limit, rev=rev)
 
@@ -102,6 +102,7 @@ def diff_cmd(
     app: App, revs: tuple[str, ...], stat: bool, name_status: bool, paths: tuple[str, ...], context: int
 ) -> None:
     """Show changes: workspace vs base (no REV), REV vs workspace, or REV1 vs REV2."""
+    from ..core import history
     from ..core.errors import UsageError
 
     if len(revs) > 2:
@@ -154,6 +155,8 @@ def diff_cmd(
 @pass_app
 def checkout_cmd(app: App, path: str, rev: str) -> None:
     """Bring PATH back from a revision into the workspace (undoable)."""
+    from ..core import checkpoint as cp
+
     vault, fork = app.target()
     op = cp.checkout(vault, fork, path, rev)
     app.output.result(
@@ -167,6 +170,8 @@ def checkout_cmd(app: App, path: str, rev: str) -> None:
 @pass_app
 def revert_cmd(app: App, rev: str, message: str | None) -> None:
     """Make a new checkpoint that undoes the changes REV made."""
+    from ..core import checkpoint as cp
+
     vault, fork = app.target()
     res = cp.revert(vault, fork, rev, message)
     app.output.result(

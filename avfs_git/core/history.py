@@ -39,14 +39,23 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
     candidates: list[str] = []
     if _HEAD_RE.match(rev):
         candidates.append(refs.fork_ref(fork) + _HEAD_RE.sub("", rev))
+    elif ":" in base:
+        # FORK:NAME names a checkpoint of another fork (':' cannot occur in ref names)
+        other, _, name = base.partition(":")
+        candidates.append(refs.checkpoint_ref(other, name) + suffix)
     else:
         for ref in (refs.checkpoint_ref(fork, base), refs.fork_ref(base)):
-            try:
-                if repo.references.get(ref) is not None:
-                    candidates.append(ref + suffix)
-            except (ValueError, pygit2.GitError):
-                pass
+            if refs.read_ref_file(vault.path, ref) is not None:
+                candidates.append(ref + suffix)
         candidates.append(rev)
+        # a checkpoint name of another fork, when exactly one fork has it
+        others = [
+            r
+            for r in refs.list_refs_file(vault.path, refs.CHECKPOINTS)
+            if r.endswith(refs.SEP + base) and r != refs.checkpoint_ref(fork, base)
+        ]
+        if len(others) == 1:
+            candidates.append(others[0] + suffix)
     for cand in candidates:
         try:
             obj = repo.revparse_single(cand)
@@ -56,7 +65,8 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
             continue
     raise RevisionNotFoundError(
         f"unknown revision {rev!r} in vault {vault.name}",
-        hint="use a checkpoint name, a fork name or a commit id (`avfs log` lists them)",
+        hint="use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
+        " (`avfs log --all` lists them)",
         details={"revision": rev, "fork": fork},
     )
 

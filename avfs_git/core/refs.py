@@ -12,9 +12,13 @@ namespaces without ambiguity.
 
 from __future__ import annotations
 
-import pygit2
+import os
+from typing import TYPE_CHECKING
 
 from .errors import AlreadyExistsError, InternalError, RefMovedError
+
+if TYPE_CHECKING:
+    import pygit2
 
 HEADS = "refs/heads/"
 CHECKPOINTS = "refs/avfs/checkpoints/"
@@ -38,8 +42,60 @@ def recovery_ref(fork: str, tag: str) -> str:
     return f"{RECOVERY}{fork}{SEP}{tag}"
 
 
+def read_ref_file(git_dir: str, name: str) -> str | None:
+    """Read a direct ref from the files git keeps (loose, then packed-refs), without libgit2.
+
+    The hot read paths (a workspace checking its fork's tip) use this so that a command
+    that never touches objects never imports pygit2 (~85 ms). Writers replace loose refs
+    by rename, so a read sees the old or the new value, never a torn one.
+    """
+    try:
+        with open(os.path.join(git_dir, name), "rb") as fh:
+            value = fh.read().strip().decode("ascii", "replace")
+        if value.startswith("ref: "):
+            return read_ref_file(git_dir, value[5:])
+        return value or None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            target = b" " + name.encode()
+            for line in fh:
+                line = line.rstrip(b"\n")
+                if line.endswith(target) and not line.startswith((b"#", b"^")):
+                    return line[:40].decode("ascii")
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def list_refs_file(git_dir: str, prefix: str) -> list[str]:
+    """Names of the refs under ``prefix`` (loose and packed), without libgit2."""
+    found: set[str] = set()
+    root = os.path.join(git_dir, prefix)
+    for dirpath, _dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, git_dir).replace(os.sep, "/")
+        for fn in files:
+            if not fn.endswith(".lock"):
+                found.add(f"{rel}/{fn}")
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            for line in fh:
+                if line.startswith((b"#", b"^")):
+                    continue
+                parts = line.rstrip(b"\n").split(b" ", 1)
+                if len(parts) == 2 and parts[1].startswith(prefix.encode()):
+                    name = parts[1].decode("utf-8", "replace")
+                    found.add(name)
+    except FileNotFoundError:
+        pass
+    return sorted(n for n in found if read_ref_file(git_dir, n) is not None)
+
+
 def read_ref(repo: pygit2.Repository, name: str) -> str | None:
     """Return the commit id a direct ref points at, or None when it does not exist."""
+    import pygit2
+
     try:
         ref = repo.references.get(name)
     except (pygit2.GitError, ValueError) as exc:  # pragma: no cover - corrupt ref file
@@ -65,6 +121,8 @@ def cas_update(
         RefMovedError: the ref does not hold ``expected``.
         AlreadyExistsError: creating a ref that exists (expected None).
     """
+    import pygit2
+
     try:
         with repo.transaction() as tx:
             tx.lock_ref(name)

@@ -119,11 +119,10 @@ class Vault:
 
     # -- forks ----------------------------------------------------------------------------
     def fork_names(self) -> list[str]:
-        repo = self.store.repo
-        return sorted(r[len(refs.HEADS) :] for r in repo.references if r.startswith(refs.HEADS))
+        return [r[len(refs.HEADS) :] for r in refs.list_refs_file(self.path, refs.HEADS)]
 
     def has_fork(self, fork: str) -> bool:
-        return refs.read_ref(self.store.repo, refs.fork_ref(fork)) is not None
+        return refs.read_ref_file(self.path, refs.fork_ref(fork)) is not None
 
     def _require_fork(self, fork: str) -> None:
         names.check_fork_name(fork)

@@ -115,7 +115,7 @@ class Workspace:
         return tree
 
     def tip(self) -> str | None:
-        return refs.read_ref(self.store.repo, self.ref)
+        return refs.read_ref_file(self.store.path, self.ref)
 
     def _sync_base(self) -> None:
         """Settle the base against the fork's ref (first use, crash recovery, moved refs).

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The avfs demo (`make demo`): a short story of what avfs does, on a real vault that git reads.
+# Each later feature (mount, proxy exec, merge, push) adds a chapter here.
+set -euo pipefail
+
+AVFS="${AVFS_BIN:-avfs}"
+WORK="$(mktemp -d -t avfs-demo.XXXXXX)"
+export AVFS_HOME="$WORK/home"
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+
+say "A sample project (a git checkout with one uncommitted change)"
+mkdir -p "$WORK/proj/src"
+cat > "$WORK/proj/src/app.py" <<'PY'
+def greet(name):
+    return "hello " + name
+PY
+printf '# proj\n' > "$WORK/proj/README.md"
+printf '*.log\n' > "$WORK/proj/.gitignore"
+printf 'noise\n' > "$WORK/proj/debug.log"
+git -C "$WORK/proj" init -q -b main
+git -C "$WORK/proj" add -A
+git -C "$WORK/proj" -c user.name=demo -c user.email=demo@localhost commit -qm "initial"
+printf 'TODO: tests\n' >> "$WORK/proj/README.md"
+
+say "Import it: its history comes along; the uncommitted change is uncheckpointed work"
+run "$AVFS" vault create proj --from "$WORK/proj"
+run "$AVFS" --vault proj status
+run "$AVFS" --vault proj checkpoint save imported -m "take the working tree as it was"
+
+say "Fork it for an agent: O(1), nothing copied, main untouched"
+run "$AVFS" vault fork proj agent1
+export AVFS_VAULT=proj:agent1
+
+say "The agent works: edits, adds, renames"
+run "$AVFS" write src/app.py 'def greet(name):
+    return f"hello, {name}!"
+'
+run "$AVFS" write tests/test_app.py 'from src.app import greet
+
+def test_greet():
+    assert greet("x") == "hello, x!"
+'
+run "$AVFS" mv README.md README.txt
+run "$AVFS" status
+run "$AVFS" diff --stat
+
+say "Checkpoint before a risky step"
+run "$AVFS" checkpoint save before-risky -m "greet with punctuation, add a test"
+
+say "The risky step goes wrong..."
+run "$AVFS" rm -r src
+run "$AVFS" write oops.txt "everything is gone"
+run "$AVFS" ls
+
+say "...so roll back. Nothing is lost: even the discarded state is kept"
+run "$AVFS" checkpoint restore before-risky
+run "$AVFS" ls
+run "$AVFS" op log -n 3
+
+say "Changed our mind? undo the restore, then undo again to go back"
+run "$AVFS" undo
+run "$AVFS" cat oops.txt
+echo
+run "$AVFS" undo --op "$("$AVFS" --json op log -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["operations"][0]["id"])')"
+run "$AVFS" ls
+
+say "History, and what an agent sees with --json (one document on stdout)"
+run "$AVFS" log --oneline
+run "$AVFS" --json status
+run "$AVFS" diff imported before-risky --name-status
+
+say "It is just git: clone the vault, check it, read the agent's branch"
+run git clone -q "$("$AVFS" vault path proj)" "$WORK/clone"
+run git -C "$WORK/clone" log --oneline --all
+run git --git-dir "$("$AVFS" vault path proj)" fsck --strict --no-dangling
+run git -C "$WORK/clone" show origin/agent1:src/app.py
+
+say "Done. Everything above ran on $AVFS_HOME (removed on exit)."
