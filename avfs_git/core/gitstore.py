@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import CorruptStateError, InternalError, RevisionNotFoundError
@@ -27,17 +26,16 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _configured = False
 
 
-def _pygit2() -> ModuleType:
-    """Import pygit2 on first use (it costs ~85 ms) and apply avfs' settings once."""
+def _configure() -> None:
+    """Apply avfs' pygit2 settings once, on first use (importing pygit2 costs ~85 ms)."""
     global _configured
-    import pygit2
-
     if not _configured:
+        import pygit2
+
         # Object creation is checked by avfs itself (names and modes are validated before
         # they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint.
         pygit2.settings.enable_strict_object_creation(False)
         _configured = True
-    return pygit2
 
 
 class GitStore:
@@ -51,7 +49,9 @@ class GitStore:
     def repo(self) -> pygit2.Repository:
         repo: pygit2.Repository | None = getattr(self._local, "repo", None)
         if repo is None:
-            pygit2 = _pygit2()
+            import pygit2
+
+            _configure()
             try:
                 repo = pygit2.Repository(self.path)
             except pygit2.GitError as exc:
@@ -74,7 +74,8 @@ class GitStore:
         return {e.name: (str(e.id), int(e.filemode)) for e in tree}  # type: ignore[misc]
 
     def _tree(self, oid: str) -> pygit2.Tree:
-        pygit2 = _pygit2()
+        import pygit2
+
         try:
             obj = self.repo[oid]
         except (KeyError, ValueError) as exc:
@@ -96,14 +97,16 @@ class GitStore:
         return str(obj.id), int(obj.filemode)  # type: ignore[arg-type]
 
     def blob_size(self, oid: str) -> int:
-        pygit2 = _pygit2()
+        import pygit2
+
         try:
             return int(self.repo.odb.read_header(pygit2.Oid(hex=oid))[1])
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise CorruptStateError(f"object {oid} is missing from the vault") from exc
 
     def blob_data(self, oid: str) -> bytes:
-        pygit2 = _pygit2()
+        import pygit2
+
         try:
             obj = self.repo[oid]
         except (KeyError, ValueError) as exc:
@@ -113,7 +116,8 @@ class GitStore:
         return bytes(obj.data)
 
     def blob_from_file(self, path: str) -> str:
-        pygit2 = _pygit2()
+        import pygit2
+
         try:
             return str(self.repo.create_blob_fromdisk(path))
         except (OSError, pygit2.GitError) as exc:
@@ -126,7 +130,8 @@ class GitStore:
         return str(self.commit(commit_oid).tree_id)
 
     def commit(self, oid: str) -> pygit2.Commit:
-        pygit2 = _pygit2()
+        import pygit2
+
         try:
             obj = self.repo[oid]
         except (KeyError, ValueError) as exc:
@@ -136,7 +141,8 @@ class GitStore:
         return obj
 
     def signature(self, name: str | None = None, email: str | None = None) -> pygit2.Signature:
-        pygit2 = _pygit2()
+        import pygit2
+
         if name and email:
             return pygit2.Signature(name, email)
         try:
@@ -152,7 +158,8 @@ class GitStore:
         author: pygit2.Signature | None = None,
     ) -> str:
         """Write a commit object without moving any ref (refs move by CAS in :mod:`.refs`)."""
-        pygit2 = _pygit2()
+        import pygit2
+
         sig = author or self.signature()
         now = pygit2.Signature(sig.name, sig.email, int(time.time()), 0)
         try:
