@@ -202,6 +202,7 @@ def _parse_size(text: str) -> int:
 @quota.command("show")
 @pass_app
 def quota_show(app: App) -> None:
+    """Show the quota and what the fork's uncheckpointed changes use of it."""
     v, fork = app.target()
     used = v.workspace(fork).overlay.file_bytes()
     data = {"vault": v.name, "fork": fork, "quota_bytes": v.quota_bytes, "used_bytes": used}

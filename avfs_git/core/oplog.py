@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Any
 
-from .errors import CorruptStateError
 from .gitstore import rfc3339
+from .sqlite import open_db
 from .types import Operation
 
 _SCHEMA = """
@@ -47,13 +47,7 @@ class OpLog:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
-            except sqlite3.OperationalError as exc:
-                raise CorruptStateError(f"cannot open operation log {self.path}: {exc}") from exc
+            conn = open_db(self.path, _SCHEMA)
             self._local.conn = conn
         return conn
 

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 
 from .errors import CorruptStateError, from_oserror
 from .names import parent_of
+from .sqlite import open_db
 
 DELETED = 0
 FILE = 1
@@ -109,16 +110,8 @@ class Overlay:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
-            except sqlite3.OperationalError as exc:
-                raise CorruptStateError(
-                    f"cannot open overlay database {self.db_path}: {exc}",
-                    hint="check that the avfs home is writable",
-                ) from exc
+            template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
+            conn = open_db(self.db_path, _SCHEMA, template=template)
             self._local.conn = conn
             self._local.depth = 0
         return conn

@@ -31,8 +31,7 @@ from .errors import (
 from .gitstore import GitStore
 from .locks import file_lock
 from .oplog import OpLog
-from .overlay import OBJECT, Entry
-from .types import MODE_TREE, ForkInfo, Operation
+from .types import ForkInfo, Operation
 from .workspace import Workspace
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB of uncheckpointed changes per fork
@@ -183,13 +182,14 @@ class Vault:
             if src.is_dirty():
                 tree, _ = src.capture()
             refs.cas_update(self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
-            # a leftover state dir (from a fork deleted before) must not leak in
-            shutil.rmtree(self.ws_dir(new), ignore_errors=True)
+            # The new workspace's state is made on first use; all a fork writes now is its
+            # ref, and the captured tree (a "seed") when the source had changes.
+            ws_dir = self.ws_dir(new)
+            if os.path.lexists(ws_dir):  # left by a fork of that name deleted before
+                shutil.rmtree(ws_dir, ignore_errors=True)
             self._ws.pop(new, None)
-            ws = self.workspace(new)
             if tree is not None:
-                with ws.overlay.txn() as db:
-                    ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, tree), "fork")
+                write_seed(ws_dir, base, tree)
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",
@@ -200,7 +200,14 @@ class Vault:
                 ],
                 details={"source": source},
             )
-        return self.fork_info(new)
+        return ForkInfo(
+            vault=self.name,
+            name=new,
+            head=base,  # type: ignore[arg-type]
+            base=base,  # type: ignore[arg-type]
+            dirty=tree is not None,
+            is_default=new == self.default_fork,
+        )
 
     def delete_fork(self, fork: str) -> Operation:
         """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
@@ -245,6 +252,18 @@ class Vault:
     def set_default_fork(self, fork: str) -> None:
         self._require_fork(fork)
         self.set_config(default_fork=fork)
+
+
+def write_seed(ws_dir: str, base: str, tree: str) -> None:
+    """Record the state a new workspace starts from (applied by Workspace on first use)."""
+    try:
+        os.makedirs(ws_dir, exist_ok=True)
+        tmp = os.path.join(ws_dir, "seed.tmp")
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{base} {tree}\n")
+        os.replace(tmp, os.path.join(ws_dir, "seed"))
+    except OSError as exc:
+        raise from_oserror(exc, ws_dir) from exc
 
 
 def _fs_name(fork: str) -> str:

@@ -144,7 +144,13 @@ class Workspace:
             if tip is None or base == tip:
                 return
             if base is None:
-                ov.set_meta("base", tip)
+                seed = self._read_seed()
+                if seed is not None:
+                    # a fork of a workspace with changes starts with them (vault.create_fork)
+                    ov.set_meta("base", seed[0])
+                    ov.put(db, Entry("", OBJECT, MODE_TREE, seed[1]), "fork")
+                else:
+                    ov.set_meta("base", tip)
             elif not ov.has_changes():
                 # nothing but empty directories: follow the ref; where the new base has
                 # something at such a path, the base's version wins
@@ -153,6 +159,17 @@ class Workspace:
                     if self.store.tree_lookup(tree, e.path) is not None:
                         ov.remove(db, e.path, "follow")
                 ov.set_meta("base", tip)
+
+    def _read_seed(self) -> tuple[str, str] | None:
+        path = os.path.join(self.state_dir, "seed")
+        try:
+            with open(path, encoding="ascii") as fh:
+                base, tree = fh.read().split()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CorruptStateError(f"unreadable fork seed {path}: {exc}") from exc
+        return base, tree
 
     def _recover_pending(self) -> None:
         """Finish or drop a checkpoint whose process died between its steps.

@@ -1,0 +1,74 @@
+"""Opening avfs' SQLite databases: WAL mode, schema versioning, cheap creation.
+
+Every database avfs keeps (overlays, op log) is opened here. WAL with
+``synchronous=NORMAL`` survives the death of any process; the journal mode is stored in
+the file, and the schema is applied only when ``user_version`` says it is missing.
+New databases are copied from a per-directory template: creating a WAL database from
+scratch costs ~10 ms of fsyncs, a copy ~2 ms, which is what keeps a fork's first use cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+from .errors import CorruptStateError, from_oserror
+
+SCHEMA_VERSION = 1
+
+
+def _create(path: str, schema: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(schema)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    finally:
+        conn.close()
+
+
+def _place(src_maker: str, path: str) -> None:
+    """Link a finished file into place; a concurrent creator's file wins, same content."""
+    try:
+        os.link(src_maker, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(src_maker)
+
+
+def open_db(path: str, schema: str, *, template: str | None = None) -> sqlite3.Connection:
+    """Open (creating when missing) the database at ``path`` with ``schema``.
+
+    Args:
+        template: a path where a ready-made empty database with this schema is kept (and
+            made on first need), copied for new databases.
+    """
+    try:
+        if not os.path.exists(path):
+            tmp = f"{path}.new-{os.getpid()}-{id(schema)}"
+            if template is not None:
+                if not os.path.exists(template):
+                    ttmp = f"{template}.new-{os.getpid()}"
+                    _create(ttmp, schema)
+                    _place(ttmp, template)
+                shutil.copyfile(template, tmp)
+            else:
+                _create(tmp, schema)
+            _place(tmp, path)
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(schema)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return conn
+    except OSError as exc:
+        raise from_oserror(exc, path) from exc
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc):
+            raise from_oserror(OSError(30, str(exc)), path) from exc
+        raise CorruptStateError(
+            f"cannot open database {path}: {exc}", hint="check that the avfs home is writable"
+        ) from exc

@@ -1,0 +1,765 @@
+"""The ``--json`` contract: every document the CLI prints is one JSON document on stdout,
+has ``schema_version`` and ``kind``, and validates against ``docs/schemas/<kind>.schema.json``.
+
+Documents come from real CLI runs (in process through the ``cli`` fixture, and a few as a
+real process through ``cli_proc``). Every schema file is exercised: ``test_kind`` is
+parametrized over the schema files themselves, and fails unless its scenario produced a
+document of that kind.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from avfs_git.core.errors import AvfsError
+
+from .conftest import CliResult
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = ROOT / "docs" / "schemas"
+CLI_DIR = ROOT / "avfs_git" / "cli"
+COMMON = "common"
+
+Json = dict[str, Any]
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+def _schema_files() -> dict[str, Path]:
+    return {p.name.removesuffix(".schema.json"): p for p in sorted(SCHEMA_DIR.glob("*.schema.json"))}
+
+
+SCHEMA_KINDS = sorted(k for k in _schema_files() if k != COMMON)
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    """Every schema file under its file:// URI, so relative $refs resolve locally (no network)."""
+    resources = []
+    for path in _schema_files().values():
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((path.as_uri(), Resource.from_contents(contents, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+@functools.cache
+def _validator(kind: str) -> Draft202012Validator:
+    uri = (SCHEMA_DIR / f"{kind}.schema.json").as_uri()
+    return Draft202012Validator(
+        {"$ref": uri}, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _exit_codes() -> dict[str, int]:
+    """error code -> exit status, from the AvfsError hierarchy itself."""
+    out: dict[str, int] = {}
+    todo: list[type[AvfsError]] = [AvfsError]
+    while todo:
+        cls = todo.pop()
+        out[cls.code] = cls.exit_code
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+# -- running the CLI -------------------------------------------------------------------------
+
+
+def single_document(res: CliResult) -> Json:
+    """stdout holds exactly one JSON document, on one line, and nothing else."""
+    try:
+        text = res.out_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:  # pragma: no cover - failure message only
+        raise AssertionError(f"stdout is not UTF-8: {res.out_bytes!r}") from exc
+    assert text, f"nothing on stdout (exit {res.code}); stderr: {res.err!r}"
+    assert text.endswith("\n") and text.count("\n") == 1, f"expected one line on stdout, got {text!r}"
+    try:
+        doc, end = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"stdout is not a JSON document: {text!r}") from exc
+    assert text[end:] == "\n", f"trailing output after the JSON document: {text[end:]!r}"
+    assert isinstance(doc, dict), f"the document is not an object: {doc!r}"
+    return doc
+
+
+def validate(doc: Json) -> str:
+    assert doc.get("schema_version") == 1, doc
+    kind = doc.get("kind")
+    assert isinstance(kind, str), doc
+    assert kind in SCHEMA_KINDS, f"kind {kind!r} has no schema in docs/schemas/"
+    errors = sorted(_validator(kind).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    assert not errors, (
+        f"{kind} document does not match its schema:\n"
+        + "\n".join(f"  at {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors)
+        + f"\ndocument: {json.dumps(doc)[:2000]}"
+    )
+    return kind
+
+
+def check(res: CliResult) -> Json:
+    """One document on stdout, valid against its kind's schema, exit status agreeing with it."""
+    doc = single_document(res)
+    kind = validate(doc)
+    if kind == "error":
+        code = doc["error"]["code"]
+        assert res.code == _exit_codes()[code], f"{code} exits {res.code}: {doc}"
+    else:
+        assert res.code == 0, f"{kind} with exit {res.code}: {doc}; stderr: {res.err!r}"
+    return doc
+
+
+class Session:
+    """Runs ``avfs --json ...`` in process and validates every document it gets back."""
+
+    def __init__(self, cli: Callable[..., CliResult], tmp: Path) -> None:
+        self._cli = cli
+        self.tmp = tmp
+        self.kinds: list[str] = []
+
+    def __call__(self, *args: str, stdin: bytes = b"", kind: str | None = None) -> Json:
+        doc = check(self._cli("--json", *args, stdin=stdin))
+        self.kinds.append(doc["kind"])
+        if kind is not None:
+            assert doc["kind"] == kind, doc
+        return doc
+
+    def raw(self, *args: str) -> CliResult:
+        return self._cli("--json", *args)
+
+    def error(self, *args: str, code: str) -> Json:
+        doc = self(*args, kind="error")
+        assert doc["error"]["code"] == code, doc
+        return doc
+
+
+_TEMPLATE: list[Path] = []  # the fixture's avfs home, built once (in the first test's hermetic env)
+
+
+@pytest.fixture
+def s(cli: Callable[..., CliResult], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """A vault `v` (the default) whose fork main has a checkpoint `base` holding
+    a.txt, sub/b.txt, link -> a.txt.
+
+    The home is built through the CLI once, then copied for each test (a copy costs a few
+    ms, building it ~150 ms); the home holds no absolute paths.
+    """
+    sess = Session(cli, tmp_path)
+    home = Path(os.environ["AVFS_HOME"])
+    if _TEMPLATE:
+        shutil.copytree(_TEMPLATE[0], home)
+    else:
+        sess("vault", "create", "v", "--use", kind="vault_create")
+        sess("write", "a.txt", "hello\n", kind="file_write")
+        sess("write", "sub/b.txt", "b\n", kind="file_write")
+        sess("ln", "-s", "a.txt", "link", kind="file_op")
+        sess("checkpoint", "save", "base", kind="checkpoint")
+        needle = str(home).encode()
+        assert not [f for f in home.rglob("*") if f.is_file() and needle in f.read_bytes()], (
+            "the avfs home names its own path: it cannot be copied"
+        )
+        template = tmp_path_factory.mktemp("json-schemas") / "avfs-home"
+        shutil.copytree(home, template)
+        _TEMPLATE.append(template)
+        sess.kinds.clear()
+    return sess
+
+
+# -- one scenario per kind -------------------------------------------------------------------
+
+
+def _vault_create(s: Session) -> None:
+    src = s.tmp / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "x.txt").write_text("x\n")
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    (src / "run.sh").chmod(0o755)
+    doc = s("vault", "create", "imported", "--from", str(src), kind="vault_create")
+    assert doc["vault"]["name"] == "imported" and doc["dirty"] is False
+    s("vault", "create", "empty", kind="vault_create")
+
+
+def _vault_list(s: Session) -> None:
+    s("vault", "create", "other", kind="vault_create")
+    doc = s("vault", "list", kind="vault_list")
+    assert [v["name"] for v in doc["vaults"]] == ["other", "v"]
+    s("--home", str(s.tmp / "fresh-home"), "vault", "list", kind="vault_list")
+
+
+def _vault_info(s: Session) -> None:
+    s("write", "dirty.txt", "x", kind="file_write")
+    s("vault", "fork", "v:main", "f1", kind="fork_create")
+    doc = s("vault", "info", kind="vault_info")
+    assert {f["name"]: f["dirty"] for f in doc["forks"]} == {"main": True, "f1": True}
+    s("vault", "info", "v", kind="vault_info")
+
+
+def _vault_use(s: Session) -> None:
+    s("vault", "fork", "v:main", "f1", kind="fork_create")
+    assert s("vault", "use", "v:f1", kind="vault_use")["fork"] == "f1"
+    s("vault", "fork", "v:f1", "f2", kind="fork_create")
+    assert s("vault", "use", "v", kind="vault_use")["fork"] == "f1"  # `use v:f1` made f1 v's default
+
+
+def _vault_path(s: Session) -> None:
+    assert s("vault", "path", kind="vault_path")["path"].startswith(os.environ["AVFS_HOME"] + os.sep)
+    s("vault", "path", "v", kind="vault_path")
+
+
+def _vault_delete(s: Session) -> None:
+    s("vault", "fork", "v:main", "gone", kind="fork_create")
+    doc = s("vault", "delete", "v:gone", "--force", kind="vault_delete")
+    assert doc["fork"] == "gone" and isinstance(doc["op_id"], int)
+    doc = s("vault", "delete", "v", "--force", kind="vault_delete")
+    assert doc["fork"] is None and doc["trash"]
+
+
+def _vault_restore(s: Session) -> None:
+    s("vault", "delete", "v", "--force", kind="vault_delete")
+    assert s("vault", "restore", "v", kind="vault_restore")["vault"]["name"] == "v"
+
+
+def _fork_create(s: Session) -> None:
+    s("vault", "fork", "v:main", "feature/one", kind="fork_create")
+    s("write", "a.txt", "changed", kind="file_write")
+    doc = s("--vault", "v:main", "vault", "fork", "two", kind="fork_create")
+    assert doc["fork"]["dirty"] is True and doc["source"] == "main"
+
+
+def _quota(s: Session) -> None:
+    s("quota", "show", kind="quota")
+    assert s("quota", "set", "5M", kind="quota")["quota_bytes"] == 5 * 1024 * 1024
+
+
+def _dir_listing(s: Session) -> None:
+    s("mkdir", "empty", kind="file_op")
+    assert [e["name"] for e in s("ls", kind="dir_listing")["entries"]] == ["a.txt", "empty", "link", "sub"]
+    s("ls", "-l", "sub", kind="dir_listing")
+    s("ls", "a.txt", kind="dir_listing")
+    s("ls", "link", kind="dir_listing")
+    assert s("ls", "empty", kind="dir_listing")["entries"] == []
+
+
+def _tree(s: Session) -> None:
+    s("tree", kind="tree")
+    s("tree", "sub", kind="tree")
+    s("tree", "-L", "1", kind="tree")
+
+
+def _stat(s: Session) -> None:
+    s("write", "new.txt", "n", kind="file_write")
+    for args in (["a.txt"], ["sub"], ["link"], ["-L", "link"], ["new.txt"]):
+        s("stat", *args, kind="stat")
+
+
+def _file_write(s: Session) -> None:
+    local = s.tmp / "local.bin"
+    local.write_bytes(b"\x00\x01")
+    s("write", "t.txt", "text", kind="file_write")
+    s("write", "bin.dat", "--stdin", stdin=b"\xff\xfe\x00", kind="file_write")
+    s("write", "run.sh", "#!/bin/sh\n", "--mode", "755", kind="file_write")
+    s("write", "deep/er/f.bin", "--file", str(local), kind="file_write")
+    s("write", "empty.txt", "", kind="file_write")
+
+
+def _file_content(s: Session) -> None:
+    s("write", "bin.dat", "--stdin", stdin=b"\xff\x00", kind="file_write")
+    s("write", "empty.txt", "", kind="file_write")
+    doc = s("cat", "a.txt", "bin.dat", "empty.txt", "link", kind="file_content")
+    assert [f["encoding"] for f in doc["files"]] == ["utf-8", "base64", "utf-8", "utf-8"]
+
+
+def _file_op(s: Session) -> None:
+    s("cp", "a.txt", "copy.txt", kind="file_op")
+    s("cp", "-r", "sub", "sub2", kind="file_op")
+    s("mv", "copy.txt", "sub", kind="file_op")
+    s("mkdir", "-p", "x/y", kind="file_op")
+    s("ln", "-s", "sub", "dirlink", kind="file_op")
+    s("chmod", "+x", "a.txt", kind="file_op")
+    s("chmod", "--", "-x", "a.txt", kind="file_op")
+    s("chmod", "644", "a.txt", kind="file_op")
+    s("rm", "-r", "sub2", kind="file_op")
+    assert s("rm", "-f", "missing.txt", kind="file_op")["paths"] == []
+
+
+def _status(s: Session) -> None:
+    assert s("status", kind="status")["clean"] is True
+    s("write", "a.txt", "modified\n", kind="file_write")
+    s("mv", "sub/b.txt", "moved.txt", kind="file_op")
+    s("rm", "link", kind="file_op")
+    s("write", "link", "now a file", kind="file_write")
+    s("write", "new.txt", "new\n", kind="file_write")
+    doc = s("status", kind="status")
+    assert {c["status"] for c in doc["changes"]} == {"modified", "renamed", "type_changed", "added"}
+    s("checkpoint", "save", kind="checkpoint")
+    s("rm", "new.txt", kind="file_op")
+    assert s("status", kind="status")["changes"] == [{"path": "new.txt", "status": "deleted"}]
+
+
+def _log(s: Session) -> None:
+    s("write", "c.txt", "c", kind="file_write")
+    s("checkpoint", "save", "second", kind="checkpoint")
+    s("vault", "fork", "v:main", "f1", kind="fork_create")
+    s("--vault", "v:f1", "checkpoint", "save", "on-f1", kind="checkpoint")
+    doc = s("log", kind="log")
+    assert doc["commits"][0]["checkpoints"] == ["second"]
+    labels = {c for commit in s("log", "--all", kind="log")["commits"] for c in commit["checkpoints"]}
+    assert labels == {"main:base", "main:second", "f1:on-f1"}
+    s("log", "-n", "1", "--oneline", kind="log")
+    s("log", "base", kind="log")
+
+
+def _diff(s: Session) -> None:
+    s("write", "a.txt", "changed\n", kind="file_write")
+    s("write", "bin.dat", "--stdin", stdin=b"\x00\xff", kind="file_write")
+    s("mv", "sub/b.txt", "moved.txt", kind="file_op")
+    s("rm", "link", kind="file_op")
+    s("write", "link", "file", kind="file_write")
+    s("chmod", "+x", "a.txt", kind="file_op")
+    assert "patch" in s("diff", kind="diff")
+    assert "stat" in s("diff", "--stat", kind="diff")
+    doc = s("diff", "--name-status", kind="diff")
+    assert "patch" not in doc and "stat" not in doc
+    s("checkpoint", "save", "two", kind="checkpoint")
+    s("rm", "bin.dat", kind="file_op")
+    s("diff", "base", "two", kind="diff")
+    s("diff", "base", kind="diff")
+    s("diff", "HEAD~1", "HEAD", "--path", "sub", "-U", "0", kind="diff")
+
+
+def _operation(s: Session) -> None:
+    s("write", "a.txt", "changed\n", kind="file_write")
+    doc = s("checkout", "a.txt", "--from", "base", kind="operation")
+    assert doc["operation"]["kind"] == "checkout"
+    doc = s("checkpoint", "delete", "base", kind="operation")
+    assert doc["operation"]["kind"] == "checkpoint_delete"
+
+
+def _checkpoint(s: Session) -> None:
+    doc = s("checkpoint", "save", kind="checkpoint")
+    assert doc["created"] is False and doc["op_id"] is None
+    s("write", "a.txt", "changed\n", kind="file_write")
+    doc = s("checkpoint", "save", "named", "-m", "a message", kind="checkpoint")
+    assert doc["created"] is True and doc["checkpoint"]["name"] == "named"
+    s("revert", "HEAD", kind="checkpoint")
+    s("checkpoint", "save", "alias", kind="checkpoint")  # nothing changed, a name only
+
+
+def _checkpoint_list(s: Session) -> None:
+    s("checkpoint", "list", kind="checkpoint_list")
+    s("checkpoint", "list", "--all", "-n", "5", kind="checkpoint_list")
+    s("vault", "fork", "v:main", "f1", kind="fork_create")
+    assert s("--vault", "v:f1", "checkpoint", "list", kind="checkpoint_list")["checkpoints"] == []
+
+
+def _restore(s: Session) -> None:
+    s("write", "c.txt", "c", kind="file_write")
+    s("checkpoint", "save", "second", kind="checkpoint")
+    assert s("checkpoint", "restore", "base", kind="restore")["restore"]["recovery_ref"] is None
+    s("write", "uncheckpointed.txt", "u", kind="file_write")
+    assert s("checkpoint", "restore", "second", kind="restore")["restore"]["recovery_ref"]
+
+
+def _op_log(s: Session) -> None:
+    s("checkpoint", "delete", "base", kind="operation")
+    s("undo", kind="undo")
+    doc = s("op", "log", kind="op_log")
+    assert [o["kind"] for o in doc["operations"]][:2] == ["undo", "checkpoint_delete"]
+    s("op", "log", "-n", "1", kind="op_log")
+
+
+def _undo(s: Session) -> None:
+    s("write", "u.txt", "u", kind="file_write")
+    s("checkpoint", "restore", "base", kind="restore")
+    assert s("undo", kind="undo")["undone"]["kind"] == "restore"
+    s("write", "c.txt", "c", kind="file_write")
+    op = s("checkpoint", "save", "named", kind="checkpoint")["op_id"]
+    s("write", "later.txt", "l", kind="file_write")
+    assert s("undo", "--op", str(op), kind="undo")["undone"]["id"] == op
+    s("undo", kind="undo")  # each undo walks one operation further back
+
+
+def _error(s: Session) -> None:
+    s.error("--vault", "nope", "status", code="vault_not_found")
+    s.error("cat", "../x", code="invalid_path")
+    s.error("cat", code="usage")
+    s.error("nonsense-command", code="usage")
+
+
+KIND_CASES: dict[str, Callable[[Session], None]] = {
+    "checkpoint": _checkpoint,
+    "checkpoint_list": _checkpoint_list,
+    "diff": _diff,
+    "dir_listing": _dir_listing,
+    "error": _error,
+    "file_content": _file_content,
+    "file_op": _file_op,
+    "file_write": _file_write,
+    "fork_create": _fork_create,
+    "log": _log,
+    "op_log": _op_log,
+    "operation": _operation,
+    "quota": _quota,
+    "restore": _restore,
+    "stat": _stat,
+    "status": _status,
+    "tree": _tree,
+    "undo": _undo,
+    "vault_create": _vault_create,
+    "vault_delete": _vault_delete,
+    "vault_info": _vault_info,
+    "vault_list": _vault_list,
+    "vault_path": _vault_path,
+    "vault_restore": _vault_restore,
+    "vault_use": _vault_use,
+}
+
+
+@pytest.mark.parametrize("kind", SCHEMA_KINDS)
+def test_kind(kind: str, s: Session) -> None:
+    """A real document of every kind that has a schema validates against it."""
+    assert kind in KIND_CASES, f"docs/schemas/{kind}.schema.json has no scenario in KIND_CASES"
+    KIND_CASES[kind](s)
+    assert kind in s.kinds, f"the scenario for {kind!r} produced only {sorted(set(s.kinds))}"
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+ERROR_CASES: list[tuple[str, list[str], str]] = [
+    # missing vault, fork, path, revision
+    ("missing-vault", ["--vault", "nope", "status"], "vault_not_found"),
+    ("missing-vault-info", ["vault", "info", "nope"], "vault_not_found"),
+    ("missing-fork", ["--vault", "v:nofork", "status"], "fork_not_found"),
+    ("missing-file", ["cat", "missing.txt"], "path_not_found"),
+    ("missing-dir", ["ls", "nope"], "path_not_found"),
+    ("missing-revision", ["diff", "nosuch"], "revision_not_found"),
+    ("missing-restore-target", ["checkpoint", "restore", "nosuch"], "revision_not_found"),
+    ("nothing-to-undo", ["undo", "--op", "9999"], "nothing_to_undo"),
+    # bad paths and names
+    ("path-dotdot", ["cat", "../x"], "invalid_path"),
+    ("path-dotdot-write", ["write", "a/../../x", "y"], "invalid_path"),
+    ("path-absolute", ["write", "/etc/x", "y"], "invalid_path"),
+    ("path-dotgit", ["write", ".git/config", "y"], "invalid_path"),
+    ("fork-name-dotdot", ["vault", "fork", "v:main", "bad..name"], "invalid_name"),
+    ("fork-name-lock", ["vault", "fork", "v:main", "x.lock"], "invalid_name"),
+    ("fork-name-in-spec", ["--vault", "v:-x", "status"], "invalid_name"),
+    ("fork-name-empty", ["--vault", "v:", "status"], "invalid_name"),
+    ("vault-name-slash", ["vault", "create", "bad/name"], "invalid_name"),
+    ("checkpoint-name-slash", ["checkpoint", "save", "a/b"], "usage"),
+    # file system semantics
+    ("cat-directory", ["cat", "sub"], "is_a_directory"),
+    ("ls-through-file", ["ls", "a.txt/x"], "not_a_directory"),
+    ("rm-nonempty-dir", ["rm", "sub"], "directory_not_empty"),
+    ("mkdir-exists", ["mkdir", "a.txt"], "already_exists"),
+    ("vault-exists", ["vault", "create", "v"], "already_exists"),
+    ("checkpoint-exists", ["checkpoint", "save", "base"], "already_exists"),
+    # usage errors from click
+    ("no-command", [], "usage"),
+    ("unknown-command", ["nonsense-command"], "usage"),
+    ("unknown-subcommand", ["vault", "nonsense"], "usage"),
+    ("group-without-subcommand", ["checkpoint"], "usage"),
+    ("missing-argument-cat", ["cat"], "usage"),
+    ("missing-argument-vault-use", ["vault", "use"], "usage"),
+    ("missing-option-value", ["checkpoint", "save", "-m"], "usage"),
+    ("missing-required-option", ["ln", "a.txt", "b"], "usage"),
+    ("unknown-option", ["status", "--bogus"], "usage"),
+    ("json-after-command", ["status", "--json"], "usage"),
+    ("bad-integer", ["log", "-n", "abc"], "usage"),
+    ("missing-local-file", ["write", "x", "--file", "/nonexistent/file"], "usage"),
+    # usage errors from avfs
+    ("write-no-content", ["write", "x"], "usage"),
+    ("write-bad-mode", ["write", "x", "y", "--mode", "777"], "usage"),
+    ("diff-three-revs", ["diff", "a", "b", "c"], "usage"),
+    ("delete-without-force", ["vault", "delete", "v"], "usage"),
+    ("fork-too-many-args", ["vault", "fork", "a", "b", "c"], "usage"),
+    ("quota-bad-size", ["quota", "set", "abc"], "usage"),
+    ("chmod-bad-mode", ["chmod", "777", "a.txt"], "usage"),
+]
+
+
+@pytest.mark.parametrize(("args", "code"), [pytest.param(a, c, id=i) for i, a, c in ERROR_CASES])
+def test_error(s: Session, args: list[str], code: str) -> None:
+    doc = s.error(*args, code=code)
+    assert doc["error"]["message"]
+
+
+def test_error_no_vault_selected(s: Session) -> None:
+    s.error("--home", str(s.tmp / "no-vaults"), "status", code="usage")
+
+
+def test_error_dirty_workspace(s: Session) -> None:
+    s("write", "a.txt", "dirty", kind="file_write")
+    s.error("revert", "HEAD", code="dirty_workspace")
+
+
+def test_error_symlink_escape(s: Session) -> None:
+    s("ln", "-s", "../../etc/passwd", "esc", kind="file_op")
+    s("ln", "-s", "/etc/passwd", "abs", kind="file_op")
+    s.error("cat", "esc", code="symlink_escape")
+    s.error("cat", "abs", code="symlink_escape")
+
+
+def test_error_codes_in_schema_match_the_error_hierarchy() -> None:
+    common = json.loads((SCHEMA_DIR / "common.schema.json").read_text())
+    assert set(common["$defs"]["error_code"]["enum"]) == set(_exit_codes())
+
+
+# -- real processes --------------------------------------------------------------------------
+
+
+REAL_PROCESS_CASES: list[tuple[str, list[str], bytes, str, str | None]] = [
+    ("cat-missing-file", ["cat", "missing.txt"], b"", "error", "path_not_found"),
+    ("unknown-command", ["nonsense-command"], b"", "error", "usage"),
+    ("no-command", [], b"", "error", "usage"),
+    ("bad-path", ["cat", "../x"], b"", "error", "invalid_path"),
+    ("missing-vault", ["--vault", "nope", "ls"], b"", "error", "vault_not_found"),
+    ("write-binary-stdin", ["write", "bin.dat", "--stdin"], b"\xff\x00\n", "file_write", None),
+    ("cat", ["cat", "a.txt", "sub/b.txt"], b"", "file_content", None),
+    ("status", ["status"], b"", "status", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "kind", "code"), [pytest.param(*c[1:], id=c[0]) for c in REAL_PROCESS_CASES]
+)
+def test_real_process(
+    cli_proc: Callable[..., CliResult], s: Session, args: list[str], stdin: bytes, kind: str, code: str | None
+) -> None:
+    """`python -m avfs_git --json ...` as a real process: its stdout holds one document."""
+    res = cli_proc("--json", *args, stdin=stdin)
+    assert "Traceback" not in res.err, res.err
+    doc = check(res)
+    assert doc["kind"] == kind, doc
+    if code is not None:
+        assert doc["error"]["code"] == code, doc
+
+
+# -- known bugs (strict xfail: each turns into a failure once fixed, so remove the marker) --
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="`--help` prints click's help text on stdout, not a JSON document",
+)
+def test_bug_json_help_prints_text(cli: Callable[..., CliResult]) -> None:
+    doc = single_document(cli("--json", "--help"))
+    assert doc["schema_version"] == 1 and isinstance(doc["kind"], str)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="`--version` prints 'avfs, version X' on stdout, not a JSON document",
+)
+def test_bug_json_version_prints_text(cli: Callable[..., CliResult]) -> None:
+    doc = single_document(cli("--json", "--version"))
+    assert doc["schema_version"] == 1 and isinstance(doc["kind"], str)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="KeyboardInterrupt exits 130 with nothing on stdout"
+)
+def test_bug_interrupt_prints_nothing(s: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avfs_git.core import history
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(history, "log", interrupted)
+    res = s.raw("log")
+    assert res.code == 130
+    assert single_document(res)["kind"] == "error"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="`chmod -x PATH` is parsed as an unknown option -x (usage error)",
+)
+def test_bug_chmod_minus_x_is_an_unknown_option(s: Session) -> None:
+    s("chmod", "+x", "a.txt", kind="file_op")
+    assert s("chmod", "-x", "a.txt", kind="file_op")["executable"] is False
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="a non-UTF-8 path argument is an internal error (exit 70)"
+)
+def test_bug_non_utf8_path_is_internal_error(s: Session) -> None:
+    # how Python hands `avfs write $'\xff.txt' x` to the CLI (argv is decoded with surrogateescape)
+    doc = s("write", "\udcff.txt", "x")
+    assert doc["kind"] != "error" or doc["error"]["code"] != "internal", doc
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a --home that is not a directory is an internal error (exit 70)",
+)
+@pytest.mark.parametrize("args", [["vault", "list"], ["vault", "create", "x"]], ids=["list", "create"])
+def test_bug_home_not_a_directory_is_internal_error(s: Session, args: list[str]) -> None:
+    doc = s("--home", "/dev/null", *args, kind="error")
+    assert doc["error"]["code"] != "internal", doc
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="`log -n 0` returns one commit")
+def test_bug_log_n_zero(s: Session) -> None:
+    assert s("log", "-n", "0", kind="log")["commits"] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="diff patches say `new file mode 100644` for executables and symlinks",
+)
+def test_bug_patch_loses_file_mode(s: Session) -> None:
+    s("write", "run.sh", "#!/bin/sh\n", "--mode", "755", kind="file_write")
+    s("ln", "-s", "run.sh", "l2", kind="file_op")
+    patch = s("diff", kind="diff")["patch"]
+    assert "new file mode 100755" in patch
+    assert "new file mode 120000" in patch
+
+
+# -- the schemas themselves ------------------------------------------------------------------
+
+
+def _emitted_kinds() -> set[str]:
+    """Kinds named in Output.result(...) / Output.document(...) calls of the CLI's source."""
+    pattern = re.compile(r"\.(?:result|document)\(\s*\"([a-z_]+)\"")
+    kinds: set[str] = set()
+    for path in CLI_DIR.glob("*.py"):
+        kinds |= set(pattern.findall(path.read_text(encoding="utf-8")))
+    return kinds
+
+
+def test_every_emitted_kind_has_a_schema() -> None:
+    emitted = _emitted_kinds()
+    assert "error" in emitted and "status" in emitted  # the scan itself works
+    assert emitted == set(SCHEMA_KINDS), (
+        f"kinds without a schema: {sorted(emitted - set(SCHEMA_KINDS))}; "
+        f"schemas for no kind: {sorted(set(SCHEMA_KINDS) - emitted)}"
+    )
+
+
+def test_every_schema_has_a_scenario() -> None:
+    assert set(KIND_CASES) == set(SCHEMA_KINDS)
+
+
+@pytest.mark.parametrize("name", sorted(_schema_files()))
+def test_schema_is_valid_and_refs_resolve(name: str) -> None:
+    path = _schema_files()[name]
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    if name != COMMON:
+        assert schema["additionalProperties"] is False
+        assert schema["properties"]["kind"] == {"const": name}
+        assert {"schema_version", "kind"} <= set(schema["required"])
+    resolver = _registry().resolver(base_uri=path.as_uri())
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            target = node.get("$ref")
+            if isinstance(target, str):
+                resolver.lookup(target)  # raises Unresolvable
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+
+
+def _status_doc() -> Json:
+    c = "0" * 40
+    return {
+        "schema_version": 1,
+        "kind": "status",
+        "vault": "v",
+        "fork": "main",
+        "base": c,
+        "head": c,
+        "stale": False,
+        "clean": False,
+        "changes": [{"path": "b", "status": "renamed", "old_path": "a"}],
+    }
+
+
+MUTATIONS: list[tuple[str, Callable[[Json], None]]] = [
+    ("extra-top-level-key", lambda d: d.update(extra=1)),
+    ("missing-key", lambda d: d.pop("stale")),
+    ("wrong-schema-version", lambda d: d.update(schema_version=2)),
+    ("short-commit-id", lambda d: d.update(base="abc123")),
+    ("uppercase-commit-id", lambda d: d.update(base="A" * 40)),
+    ("unknown-status", lambda d: d["changes"][0].update(status="copied")),
+    ("rename-without-old-path", lambda d: d["changes"][0].pop("old_path")),
+    ("old-path-on-add", lambda d: d["changes"][0].update(status="added")),
+    ("absolute-path", lambda d: d["changes"][0].update(path="/b")),
+    ("dotdot-path", lambda d: d["changes"][0].update(path="x/../b")),
+    ("clean-with-changes", lambda d: d.update(clean=True)),
+    ("extra-key-in-change", lambda d: d["changes"][0].update(oid=None)),
+]
+
+
+def test_schemas_accept_a_known_good_document() -> None:
+    validate(_status_doc())
+
+
+@pytest.mark.parametrize("mutate", [pytest.param(m, id=i) for i, m in MUTATIONS])
+def test_schemas_reject_wrong_documents(mutate: Callable[[Json], None]) -> None:
+    doc = _status_doc()
+    mutate(doc)
+    with pytest.raises(ValidationError):
+        _validator("status").validate(doc)
+
+
+def test_schemas_reject_wrong_node_kind_and_error_shape() -> None:
+    stat = {
+        "schema_version": 1,
+        "kind": "stat",
+        "vault": "v",
+        "fork": "main",
+        "stat": {
+            "path": "a",
+            "kind": "file",
+            "mode": 33188,
+            "size": 1,
+            "oid": None,
+            "materialized": True,
+            "target": None,
+        },
+    }
+    validate(stat)
+    for bad in ({"kind": "fifo"}, {"kind": "dir"}, {"kind": "symlink"}, {"oid": "0" * 40}, {"mode": 0o644}):
+        doc = json.loads(json.dumps(stat))
+        doc["stat"].update(bad)
+        with pytest.raises(ValidationError):
+            _validator("stat").validate(doc)
+    err = {
+        "schema_version": 1,
+        "kind": "error",
+        "error": {"code": "usage", "message": "m", "hint": None, "details": {}},
+    }
+    validate(err)
+    for bad in ({"code": "nope"}, {"hint": 1}, {"details": []}, {"message": ""}):
+        doc = json.loads(json.dumps(err))
+        doc["error"].update(bad)
+        with pytest.raises(ValidationError):
+            _validator("error").validate(doc)
+    doc = json.loads(json.dumps(err))
+    del doc["error"]["hint"]
+    with pytest.raises(ValidationError):
+        _validator("error").validate(doc)
