@@ -256,3 +256,31 @@ def test_read_only_home_with_existing_vault(cli, populated, tmp_path):
         assert r.json()["error"]["code"] in ("read_only", "permission_denied", "corrupt_state")
     finally:
         subprocess.run(["umount", "-l", home_dir], check=True)
+
+
+def test_fork_names_that_clash_as_ref_paths(cli, populated):
+    assert cli("--json", "vault", "fork", "v", "a").code == 0
+    before = snapshot(populated)
+    r = cli("--json", "vault", "fork", "v", "a/b")
+    assert r.code == 1 and r.json()["error"]["code"] == "invalid_name"
+    assert cli("--json", "vault", "fork", "v", "x/y").code == 0
+    r = cli("--json", "vault", "fork", "v", "x")
+    assert r.code == 1 and r.json()["error"]["code"] == "invalid_name"
+    after = snapshot(populated)
+    assert set(after["refs"]) - set(before["refs"]) == {"refs/heads/x/y"}
+
+
+def test_bad_lock_wait_setting(cli, populated, monkeypatch):
+    monkeypatch.setenv("AVFS_LOCK_WAIT", "abc")
+    r = cli("--json", "--vault", "v", "checkpoint", "save")
+    assert r.code == 2 and "AVFS_LOCK_WAIT" in r.json()["error"]["message"]
+
+
+def test_replacing_a_big_file_near_the_quota(cli, populated):
+    ws = populated.workspace("main")
+    used = ws.overlay.file_bytes()
+    assert cli("--json", "--vault", "v", "quota", "set", str(used + 6000)).code == 0
+    assert cli("--json", "--vault", "v", "write", "big", "--stdin", stdin=b"a" * 5000).code == 0
+    r = cli("--json", "--vault", "v", "write", "big", "--stdin", stdin=b"b" * 5500)
+    assert r.code == 0, r.out
+    assert ws.read("big") == b"b" * 5500

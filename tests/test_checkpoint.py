@@ -335,3 +335,35 @@ def test_resolve_checkpoint_of_another_fork(vault, ws):
     assert history.resolve(vault, "other:mine~1", "main") == r1.checkpoint.commit
     with pytest.raises(RevisionNotFoundError):
         history.resolve(vault, "main:nope", "other")
+
+
+def test_undo_refuses_when_the_fork_moved_on_since(vault, ws):
+    ws.write("a.txt", b"one")
+    checkpoint.save(vault, name="c1")
+    ws.write("a.txt", b"two")
+    checkpoint.save(vault, name="c2")
+    op = checkpoint.checkout(vault, None, "a.txt", "c1")
+    checkpoint.save(vault, name="c3")  # the checkout's effect is now a checkpoint
+    with pytest.raises(RefMovedError):
+        checkpoint.undo(vault, op.id)
+    assert ws.read("a.txt") == b"one"
+    assert vault.oplog.get(op.id).undone_by is None
+
+
+def test_undo_after_redo_undoes_the_redone_operation(vault, ws):
+    ws.write("a", b"1")
+    checkpoint.save(vault, name="c4")
+    u = checkpoint.undo(vault)
+    redo = checkpoint.undo(vault, u.op_id)
+    assert {c.name for c in checkpoint.list_checkpoints(vault)} == {"c4"}
+    again = checkpoint.undo(vault)
+    assert again.undone.id == u.undone.id
+    assert checkpoint.list_checkpoints(vault) == []
+    assert redo.op_id != again.op_id
+
+
+def test_checkpoint_counts_changed_files(vault, ws):
+    ws.write("src/app.py", b"x")
+    ws.write("README.md", b"y")
+    res = checkpoint.save(vault)
+    assert res.checkpoint.changes == 2

@@ -398,7 +398,18 @@ def _error(s: Session) -> None:
     s.error("nonsense-command", code="usage")
 
 
+def _help(s: Session) -> None:
+    s("--help", kind="help")
+    s("vault", "create", "--help", kind="help")
+
+
+def _version(s: Session) -> None:
+    s("--version", kind="version")
+
+
 KIND_CASES: dict[str, Callable[[Session], None]] = {
+    "help": _help,
+    "version": _version,
     "checkpoint": _checkpoint,
     "checkpoint_list": _checkpoint_list,
     "diff": _diff,
@@ -546,33 +557,22 @@ def test_real_process(
         assert doc["error"]["code"] == code, doc
 
 
-# -- known bugs (strict xfail: each turns into a failure once fixed, so remove the marker) --
+# -- regressions (each was a bug found by this file) ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="`--help` prints click's help text on stdout, not a JSON document",
-)
-def test_bug_json_help_prints_text(cli: Callable[..., CliResult]) -> None:
-    doc = single_document(cli("--json", "--help"))
-    assert doc["schema_version"] == 1 and isinstance(doc["kind"], str)
+def test_json_help_is_one_document(cli: Callable[..., CliResult]) -> None:
+    doc = check(cli("--json", "--help"))
+    assert doc["kind"] == "help" and "Usage:" in doc["text"]
+    doc = check(cli("--json", "checkpoint", "save", "--help"))
+    assert doc["kind"] == "help" and "checkpoint save" in doc["text"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="`--version` prints 'avfs, version X' on stdout, not a JSON document",
-)
-def test_bug_json_version_prints_text(cli: Callable[..., CliResult]) -> None:
-    doc = single_document(cli("--json", "--version"))
-    assert doc["schema_version"] == 1 and isinstance(doc["kind"], str)
+def test_json_version_is_one_document(cli: Callable[..., CliResult]) -> None:
+    doc = check(cli("--json", "--version"))
+    assert doc["kind"] == "version" and doc["version"]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="KeyboardInterrupt exits 130 with nothing on stdout"
-)
-def test_bug_interrupt_prints_nothing(s: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupt_prints_an_error_document(s: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     from avfs_git.core import history
 
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -581,50 +581,31 @@ def test_bug_interrupt_prints_nothing(s: Session, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(history, "log", interrupted)
     res = s.raw("log")
     assert res.code == 130
-    assert single_document(res)["kind"] == "error"
+    doc = check(res)
+    assert doc["error"]["code"] == "interrupted"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="`chmod -x PATH` is parsed as an unknown option -x (usage error)",
-)
-def test_bug_chmod_minus_x_is_an_unknown_option(s: Session) -> None:
+def test_chmod_minus_x(s: Session) -> None:
     s("chmod", "+x", "a.txt", kind="file_op")
     assert s("chmod", "-x", "a.txt", kind="file_op")["executable"] is False
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="a non-UTF-8 path argument is an internal error (exit 70)"
-)
-def test_bug_non_utf8_path_is_internal_error(s: Session) -> None:
+def test_non_utf8_path_is_invalid_path(s: Session) -> None:
     # how Python hands `avfs write $'\xff.txt' x` to the CLI (argv is decoded with surrogateescape)
-    doc = s("write", "\udcff.txt", "x")
-    assert doc["kind"] != "error" or doc["error"]["code"] != "internal", doc
+    doc = s.error("write", "\udcff.txt", "x", code="invalid_path")
+    assert "UTF-8" in doc["error"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a --home that is not a directory is an internal error (exit 70)",
-)
 @pytest.mark.parametrize("args", [["vault", "list"], ["vault", "create", "x"]], ids=["list", "create"])
-def test_bug_home_not_a_directory_is_internal_error(s: Session, args: list[str]) -> None:
-    doc = s("--home", "/dev/null", *args, kind="error")
-    assert doc["error"]["code"] != "internal", doc
+def test_home_not_a_directory_is_a_user_error(s: Session, args: list[str]) -> None:
+    s.error("--home", "/dev/null", *args, code="unusable_path")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="`log -n 0` returns one commit")
-def test_bug_log_n_zero(s: Session) -> None:
+def test_log_n_zero(s: Session) -> None:
     assert s("log", "-n", "0", kind="log")["commits"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="diff patches say `new file mode 100644` for executables and symlinks",
-)
-def test_bug_patch_loses_file_mode(s: Session) -> None:
+def test_patch_keeps_file_modes(s: Session) -> None:
     s("write", "run.sh", "#!/bin/sh\n", "--mode", "755", kind="file_write")
     s("ln", "-s", "run.sh", "l2", kind="file_op")
     patch = s("diff", kind="diff")["patch"]

@@ -32,7 +32,8 @@ def ls_cmd(app: App, path: str, long: bool) -> None:
         entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
     else:
         entries = ws.listdir(path, sizes=True)
-    data = {**_ws_ref(app), "path": st.path, "entries": entries}
+    shown = st.path if st.kind is NodeKind.DIR else names.norm_path(path)
+    data = {**_ws_ref(app), "path": shown, "entries": entries}
 
     def human() -> None:
         for e in entries:
@@ -151,7 +152,7 @@ def write_cmd(
 
 def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
     data = {**_ws_ref(app), "op": op, "paths": paths, **(extra or {})}
-    app.output.result("file_op", data, lambda: app.output.info(f"{op}: {' '.join(paths)}"))
+    app.output.result("file_op", data, lambda: app.output.info(f"{op}: {' '.join(paths)}") if paths else None)
 
 
 def _into_dir(ws: object, src: str, dst: str) -> str:
@@ -247,7 +248,7 @@ def ln_cmd(app: App, symbolic: bool, force: bool, target: str, link_path: str) -
     _file_op(app, "symlink", [st.path], {"target": target})
 
 
-@click.command("chmod")
+@click.command("chmod", context_settings={"ignore_unknown_options": True})
 @click.argument("mode", metavar="+x|-x")
 @click.argument("paths", nargs=-1, required=True)
 @pass_app
@@ -272,7 +273,8 @@ def stat_cmd(app: App, path: str, dereference: bool) -> None:
 
     def human() -> None:
         click.echo(f"path: {st.path}\nkind: {st.kind}\nmode: {st.mode:06o}\nsize: {st.size}")
-        click.echo(f"changed: {'yes' if st.materialized else 'no'}" + (f"\noid: {st.oid}" if st.oid else ""))
+        where = "overlay (written since the base)" if st.materialized else "git object " + str(st.oid)
+        click.echo(f"content: {where}")
         if st.target is not None:
             click.echo(f"target: {st.target}")
 

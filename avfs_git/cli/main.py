@@ -9,6 +9,7 @@ or one line on stderr, and turned into the error's exit code.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -71,10 +72,10 @@ class LazyGroup(click.Group):
 class App:
     """What every command needs: the home, the selected vault/fork, the output."""
 
-    def __init__(self, home: str | None, vault: str | None, json_mode: bool) -> None:
+    def __init__(self, home: str | None, vault: str | None, output: Output) -> None:
         self.home_path = home
         self.vault_spec = vault
-        self.output = Output(json_mode)
+        self.output = output
         self._home: Home | None = None
 
     @property
@@ -120,7 +121,9 @@ def cli(ctx: click.Context, home: str | None, vault: str | None, json_mode: bool
 
     A vault is a bare git repository, a fork is a branch, a checkpoint is a commit.
     """
-    ctx.obj = App(home, vault, json_mode)
+    out = ctx.obj if isinstance(ctx.obj, Output) else Output(json_mode)
+    out.json = json_mode
+    ctx.obj = App(home, vault, out)
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -144,48 +147,77 @@ def _render_error(out: Output, err: AvfsError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns (and with ``sys.exit`` semantics, exits with) the exit code."""
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    With ``--json`` stdout is exactly one JSON document on every path: while the command
+    runs, anything else that would reach stdout (click's own ``--help`` and ``--version``
+    text) is captured and wrapped into a ``help``/``version`` document.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _wants_json(args)
-    out = Output(json_mode)
-    ctx_obj: list[App] = []
+    out = Output(json_mode, stream=sys.stdout)
+    captured = io.StringIO()
+    if json_mode:
+        sys.stdout = captured
     try:
-        with cli.make_context("avfs", args) as ctx:
-            ctx_obj.append(ctx.obj) if isinstance(ctx.obj, App) else None
-            cli.invoke(ctx)
-        code = 0
-    except AvfsError as err:
-        _render_error(ctx_obj[0].output if ctx_obj else out, err)
-        code = err.exit_code
-    except click.exceptions.Exit as ex:
-        code = ex.exit_code
-    except click.exceptions.Abort:
-        sys.stderr.write("aborted\n")
-        code = 1
-    except click.ClickException as ex:
-        from ..core.errors import UsageError
-
+        code = _run(list(args), out)  # click consumes the list it is given
+    finally:
         if json_mode:
+            sys.stdout = out.stream
+    if json_mode and not out.emitted:
+        text = captured.getvalue()
+        if code == 0 and "--version" in args:
+            out.document("version", {"version": _version()})
+        elif code == 0:
+            out.document("help", {"text": text})
+        else:
+            from ..core.errors import InternalError
+
+            _render_error(
+                out, InternalError(f"exited {code} without a result", details={"output": text[-2000:]})
+            )
+    return code
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _run(args: list[str], out: Output) -> int:
+    from ..core.errors import InternalError, Interrupted, UsageError
+
+    try:
+        with cli.make_context("avfs", args, obj=out) as ctx:
+            cli.invoke(ctx)
+        return 0
+    except AvfsError as err:
+        _render_error(out, err)
+        return err.exit_code
+    except click.exceptions.Exit as ex:
+        return ex.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
+        _render_error(out, stop)
+        return stop.exit_code
+    except click.ClickException as ex:
+        if out.json:
             _render_error(out, UsageError(ex.format_message()))
         else:
             ex.show()
-        code = EXIT_USAGE if isinstance(ex, click.UsageError) else ex.exit_code
+        return EXIT_USAGE if isinstance(ex, click.UsageError) else ex.exit_code
     except BrokenPipeError:
         # the reader went away (`avfs cat big | head`): not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        code = 0
-    except KeyboardInterrupt:
-        code = 130
+        return 0
     except Exception as exc:
-        from ..core.errors import InternalError
-
         internal = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")
-        _render_error(ctx_obj[0].output if ctx_obj else out, internal)
+        _render_error(out, internal)
         if os.environ.get("AVFS_DEBUG"):
             raise
-        code = EXIT_INTERNAL
-    return code
+        return EXIT_INTERNAL
 
 
 def run() -> None:

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core.types import to_json
 
@@ -21,8 +21,9 @@ SCHEMA_VERSION = 1
 
 
 class Output:
-    def __init__(self, json_mode: bool) -> None:
+    def __init__(self, json_mode: bool, stream: TextIO | None = None) -> None:
         self.json = json_mode
+        self.stream: TextIO = stream if stream is not None else sys.stdout
         self._out: Console | None = None
         self._err: Console | None = None
         self.emitted = False
@@ -47,8 +48,8 @@ class Output:
         """Print the one JSON document of this command."""
         doc = {"schema_version": SCHEMA_VERSION, "kind": kind}
         doc.update(to_json(data))
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n")
-        sys.stdout.flush()
+        self.stream.write(json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n")
+        self.stream.flush()
         self.emitted = True
 
     def result(self, kind: str, data: dict[str, Any], human: Callable[[], None] | None = None) -> None:

@@ -139,17 +139,19 @@ def fork_cmd(app: App, args: tuple[str, ...]) -> None:
 
 @vault.command("delete")
 @click.argument("spec", metavar="VAULT[:FORK]")
-@click.option("--force", is_flag=True, help="Really delete (it stays restorable until `avfs gc`).")
+@click.option(
+    "--force", is_flag=True, help="Really delete (a vault goes to the home's trash, a fork stays undoable)."
+)
 @pass_app
 def delete_cmd(app: App, spec: str, force: bool) -> None:
-    """Delete a vault (or one fork with VAULT:FORK). Recoverable until `avfs gc`."""
+    """Delete a vault (or one fork with VAULT:FORK); `vault restore` / `undo` bring it back."""
     vname, fork = names.parse_address(spec)
     if fork is not None:
         v = app.home.vault(vname)
         if not force:
             raise UsageError(
                 f"refusing to delete fork {spec} without --force",
-                hint="it stays recoverable with `avfs undo` until `avfs gc`",
+                hint="it stays recoverable with `avfs undo`",
             )
         op = v.delete_fork(fork)
         app.output.result(

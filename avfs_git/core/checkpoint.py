@@ -31,7 +31,8 @@ from .errors import (
 )
 from .gitstore import rfc3339
 from .history import checkpoint_names, resolve
-from .types import CheckpointInfo, CommitId, Operation
+from .treediff import diff_trees
+from .types import Change, CheckpointInfo, CommitId, Operation
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -91,7 +92,7 @@ def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointI
         parent=str(c.parent_ids[0]) if c.parent_ids else None,
         time=rfc3339(c.commit_time),
         message=c.message,
-        changes=0,
+        changes=None,
     )
 
 
@@ -151,7 +152,12 @@ def save(
                 details={"name": name, "captured": len(captured)},
             )
     info = _info(vault, fork, target, name)
-    info = dataclasses.replace(info, changes=len(captured) if commit else 0)
+    count = 0
+    if commit is not None:
+        out: list[Change] = []
+        diff_trees(vault.store, vault.store.commit_tree(base), vault.store.commit_tree(commit), "", out)
+        count = len(out)
+    info = dataclasses.replace(info, changes=count)
     return CheckpointResult(info, commit is not None, op_id)
 
 
@@ -308,7 +314,14 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
             "checkout",
             f"checkout {p or '/'} from {rev} on {fork}",
             fork=fork,
-            workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
+            workspaces=[
+                {
+                    "fork": fork,
+                    "before": before,
+                    "after": {"base": ws.base, "tree": None},
+                    "view_changed": True,
+                }
+            ],
             details={"path": p, "revision": rev, "commit": commit},
         )
     op = vault.oplog.get(op_id)
@@ -340,6 +353,17 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
     repo = vault.store.repo
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
+        for w in wss:
+            after = w.get("after")
+            if after is not None and vault.has_fork(w["fork"]):
+                cur_base = vault.workspace(w["fork"]).base
+                if cur_base != after["base"]:
+                    raise RefMovedError(
+                        f"cannot undo operation {op.id}: fork {w['fork']} moved on since"
+                        f" (its base is {cur_base}, not {after['base']})",
+                        hint="restore a checkpoint instead (`avfs checkpoint list`, `avfs log`)",
+                        details={"fork": w["fork"], "expected": after["base"], "current": cur_base},
+                    )
         for r in moves:
             cur = refs.read_ref(repo, str(r["ref"]))
             if cur != r["new"]:

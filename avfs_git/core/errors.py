@@ -188,6 +188,21 @@ class NothingToUndoError(AvfsError):
     code = "nothing_to_undo"
 
 
+class UnusablePathError(AvfsError):
+    """A path avfs must use for its own state is not a usable directory."""
+
+    code = "unusable_path"
+    errno = _errno.ENOTDIR
+
+
+class Interrupted(AvfsError):
+    """The user (or a signal) interrupted the command."""
+
+    code = "interrupted"
+    exit_code = 130
+    errno = _errno.EINTR
+
+
 class InternalError(AvfsError):
     code = "internal"
     exit_code = EXIT_INTERNAL
@@ -204,4 +219,9 @@ def from_oserror(exc: OSError, what: str) -> AvfsError:
         return ReadOnlyError(f"read-only file system: {what}", hint="use a writable --home")
     if exc.errno in (_errno.ENOSPC, _errno.EDQUOT):
         return QuotaExceededError(f"no space left: {what}")
+    if exc.errno in (_errno.ENOTDIR, _errno.ENOENT, _errno.EISDIR, _errno.ENAMETOOLONG, _errno.ELOOP):
+        return UnusablePathError(
+            f"cannot use {what}: {exc.strerror or exc}",
+            hint="check --home / AVFS_HOME: it must be a directory avfs may write",
+        )
     return InternalError(f"{exc.strerror or exc}: {what}")

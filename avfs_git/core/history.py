@@ -120,6 +120,8 @@ def log(
         walker.simplify_first_parent()
     cps = checkpoint_names(vault, None if all_forks else fork)
     out: list[CommitInfo] = []
+    if limit is not None and limit <= 0:
+        return out
     for c in walker:
         out.append(commit_info(c, cps))
         if limit is not None and len(out) >= limit:
@@ -186,6 +188,33 @@ def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: 
     return ws.read(path)
 
 
+def _fix_modes(text: str, c: Change) -> str:
+    """Put the real file modes into a patch header (libgit2 assumes 100644 for buffers)."""
+    if not text:
+        return text
+    lines = text.split("\n")
+    out: list[str] = []
+    in_header = True
+    for i, line in enumerate(lines):
+        if in_header and (line.startswith(("--- ", "@@", "Binary files", "GIT binary patch"))):
+            in_header = False
+        if in_header and i > 0:
+            if line.startswith("new file mode ") and c.new_mode:
+                line = f"new file mode {c.new_mode:06o}"
+            elif line.startswith("deleted file mode ") and c.old_mode:
+                line = f"deleted file mode {c.old_mode:06o}"
+            elif line.startswith("index ") and c.old_mode and c.new_mode:
+                ids = line.split(" ")[1]
+                if c.old_mode == c.new_mode:
+                    line = f"index {ids} {c.new_mode:06o}"
+                else:
+                    out.append(f"old mode {c.old_mode:06o}")
+                    out.append(f"new mode {c.new_mode:06o}")
+                    line = f"index {ids}"
+        out.append(line)
+    return "\n".join(out)
+
+
 def patch_text(vault: Vault, result: DiffResult, fork: str | None = None, context: int = 3) -> str:
     """A unified diff (git's format) of ``result``; binary files are named, not shown."""
     ws = vault.workspace(fork) if result.new == "workspace" else None
@@ -195,12 +224,12 @@ def patch_text(vault: Vault, result: DiffResult, fork: str | None = None, contex
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
         patch = pygit2.Patch.create_from(a, b, old_path, c.path, context_lines=context)
-        text = patch.text or ""
+        text = _fix_modes(patch.text or "", c)
         if c.status is ChangeStatus.RENAMED and not text:
             text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
         if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
             text = text or f"diff --git a/{old_path} b/{c.path}\n"
-            text += f"old mode {c.old_mode:o}\nnew mode {c.new_mode:o}\n"
+            text += f"old mode {c.old_mode:06o}\nnew mode {c.new_mode:06o}\n"
         parts.append(text)
     return "".join(parts)
 

@@ -92,7 +92,9 @@ class Home:
                 return dict(json.load(fh))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise from_oserror(exc, self.config_path) from exc
+        except ValueError as exc:
             raise UsageError(f"cannot read {self.config_path}: {exc}") from exc
 
     def set_config(self, **values: Any) -> None:
@@ -174,6 +176,8 @@ class Home:
             entries = sorted(os.listdir(self.vaults_dir))
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise from_oserror(exc, self.vaults_dir) from exc
         default = self.default_vault
         for fn in entries:
             if not fn.endswith(".git") or fn.startswith("."):
@@ -267,14 +271,14 @@ class Home:
         return vault
 
     def delete_vault(self, name: str, *, force: bool = False) -> str:
-        """Move a vault to the trash (recoverable with :meth:`restore_vault` until gc)."""
+        """Move a vault to the home's trash (:meth:`restore_vault` brings it back)."""
         path = self.vault_path(name)
         if not self.exists(name):
             raise VaultNotFoundError(f"no vault named {name!r}", details={"vault": name})
         if not force:
             raise UsageError(
                 f"refusing to delete vault {name!r} without --force",
-                hint=f"`avfs vault delete {name} --force` (it stays restorable until `avfs gc`)",
+                hint=f"`avfs vault delete {name} --force` (`avfs vault restore {name}` brings it back)",
             )
         v = self._vaults.pop(name, None)
         if v is not None:

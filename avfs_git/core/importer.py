@@ -218,6 +218,12 @@ def import_dir(
     if top is not None and os.path.realpath(top) == os.path.realpath(src) and _has_commits(src):
         return _import_checkout(git_dir, src, run_git)
     paths = _list_files(src, use_gitignore, git_dir)
+    if author is None:
+        # the same identity checkpoints get: git's user.name / user.email, else avfs
+        store = GitStore(git_dir)
+        sig = store.signature()
+        author = (sig.name, sig.email)
+        store.close()
     skipped = fast_import_dir(
         git_dir,
         src,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import BusyError, from_oserror
+from .errors import BusyError, UsageError, from_oserror
 
 DEFAULT_WAIT_S = 10.0
 
@@ -44,7 +44,13 @@ def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[
             held[path] -= 1
         return
     if wait_s is None:
-        wait_s = float(os.environ.get("AVFS_LOCK_WAIT", DEFAULT_WAIT_S))
+        raw = os.environ.get("AVFS_LOCK_WAIT", "")
+        try:
+            wait_s = float(raw) if raw else DEFAULT_WAIT_S
+        except ValueError:
+            raise UsageError(
+                f"AVFS_LOCK_WAIT={raw!r} is not a number of seconds", hint="e.g. AVFS_LOCK_WAIT=10"
+            ) from None
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:

@@ -88,6 +88,12 @@ def norm_path(path: str) -> str:
         raise InvalidPathError(f"invalid path {path!r}: not a string")
     if "\x00" in path:
         raise InvalidPathError(f"invalid path {path!r}: contains a NUL byte")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(
+            f"invalid path {path!r}: not valid UTF-8", hint="avfs paths are UTF-8 text"
+        ) from None
     if path.startswith("/"):
         raise InvalidPathError(
             f"invalid path {path!r}: absolute paths are not allowed",

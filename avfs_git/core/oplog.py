@@ -88,6 +88,11 @@ class OpLog:
             op_id = int(cur.lastrowid or 0)
             if undoes is not None:
                 db.execute("UPDATE ops SET undone_by=? WHERE id=?", (op_id, undoes))
+                # undoing an undo (a redo) makes the operation it had undone current again
+                db.execute(
+                    "UPDATE ops SET undone_by=NULL WHERE id=(SELECT undoes FROM ops WHERE id=? AND kind='undo')",
+                    (undoes,),
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

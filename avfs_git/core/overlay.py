@@ -318,5 +318,5 @@ class Overlay:
         except FileNotFoundError as exc:
             raise CorruptStateError(
                 f"overlay file {fileid} is missing from {self.files_dir}",
-                hint="run `avfs doctor`; restore the path with `avfs checkout PATH --from REV`",
+                hint="bring the path back with `avfs checkout PATH --from HEAD` (or rm it)",
             ) from exc

@@ -111,7 +111,7 @@ class CheckpointInfo:
     parent: str | None
     time: str
     message: str
-    changes: int
+    changes: int | None  # files changed from the parent (None: not counted, e.g. in lists)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from . import names, refs
 from .errors import (
     AlreadyExistsError,
     ForkNotFoundError,
+    InvalidNameError,
     UsageError,
     from_oserror,
 )
@@ -175,6 +176,14 @@ class Vault:
         self._require_fork(source)
         if self.has_fork(new):
             raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
+        for other in self.fork_names():
+            if other.startswith(new + "/") or new.startswith(other + "/"):
+                raise InvalidNameError(
+                    f"fork name {new!r} clashes with fork {other!r}: git cannot keep a branch"
+                    " that is also a directory of branches",
+                    hint="pick a name that is not a path prefix of another fork's",
+                    details={"fork": new, "clashes_with": other},
+                )
         with self.lock(source, new):
             src = self.workspace(source)
             base = src.base

@@ -403,7 +403,7 @@ class Workspace:
         yield from rec(d, 1)
 
     # -- writing helpers ------------------------------------------------------------------
-    def _check_quota(self, adding: int) -> None:
+    def _check_quota(self, adding: int, replacing: int = 0) -> None:
         quota = self.vault.quota_bytes
         if adding > quota:
             raise QuotaExceededError(
@@ -411,7 +411,7 @@ class Workspace:
                 hint="raise it with `avfs quota set`",
                 details={"size": adding, "quota": quota},
             )
-        used = self.overlay.file_bytes()
+        used = self.overlay.file_bytes() - replacing
         if used + adding > quota:
             raise QuotaExceededError(
                 f"the fork's uncheckpointed changes would reach {used + adding} bytes, over the"
@@ -468,22 +468,26 @@ class Workspace:
             return names.join(e.origin, rest) if rest else e.origin
         return p
 
-    def _store_bytes(self, src: bytes | IO[bytes] | str) -> tuple[str, int]:
-        """Write content into a new overlay file; returns (fileid, size)."""
+    def _store_bytes(self, src: bytes | IO[bytes] | str, replacing: int = 0) -> tuple[str, int]:
+        """Write content into a new overlay file; returns (fileid, size).
+
+        ``replacing`` is the size of overlay content this write replaces (not counted twice
+        against the quota).
+        """
         fid = self.overlay.new_fileid()
         dest = self.overlay.file_path(fid)
         try:
             if isinstance(src, bytes):
-                self._check_quota(len(src))
+                self._check_quota(len(src), replacing)
                 with open(dest, "wb") as fh:
                     fh.write(src)
                 return fid, len(src)
             if isinstance(src, str):
-                self._check_quota(os.stat(src).st_size)
+                self._check_quota(os.stat(src).st_size, replacing)
                 shutil.copyfile(src, dest)
                 return fid, os.stat(dest).st_size
             size = 0
-            quota_left = self.vault.quota_bytes - self.overlay.file_bytes()
+            quota_left = self.vault.quota_bytes - self.overlay.file_bytes() + replacing
             with open(dest, "wb") as fh:
                 while chunk := src.read(_CHUNK):
                     size += len(chunk)
@@ -522,7 +526,10 @@ class Workspace:
         if old is not None and old.is_dir:
             raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
         fmode = _file_mode(mode, old.mode if old is not None else None)
-        fid, size = self._store_bytes(data)
+        replacing = (
+            old.entry.size if old is not None and old.entry is not None and old.entry.kind == FILE else 0
+        )
+        fid, size = self._store_bytes(data, replacing)
         try:
             with self.overlay.txn() as db:
                 origin = self._origin(real) if old is not None else None
@@ -856,8 +863,8 @@ class Workspace:
             raise RefMovedError(
                 f"fork {self.fork} moved to {tip} since this workspace was based on {base};"
                 " your uncheckpointed changes are kept",
-                hint="see `avfs log`; merge or rebase the changes (`avfs checkpoint save --rebase`"
-                " when available) or restore",
+                hint="`avfs log` shows the new commits; `avfs checkpoint restore HEAD` adopts them"
+                " (your changes are kept under a recovery ref, `avfs undo` brings them back)",
                 details={"fork": self.fork, "expected": base, "current": tip},
             )
         tree, captured = self.capture()
