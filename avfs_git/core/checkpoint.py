@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pygit2
 
-from . import names, refs
+from . import names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -31,8 +31,7 @@ from .errors import (
 )
 from .gitstore import rfc3339
 from .history import checkpoint_names, resolve
-from .treediff import diff_trees
-from .types import Change, CheckpointInfo, CommitId, Operation
+from .types import MODE_TREE, CheckpointInfo, CommitId, Operation
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -73,9 +72,15 @@ def keep_recovery(ws: Workspace, reason: str) -> tuple[str, str] | None:
     """Keep the uncheckpointed overlay as a commit under a recovery ref; (ref, commit)."""
     if not ws.is_dirty():
         return None
-    tree, _ = ws.capture()
-    msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
-    commit = ws.store.create_commit(tree, [ws.base], msg, ws.vault.author())
+    pack = ws.store.pack_writer()
+    try:
+        tree, _ = ws.capture(pack)
+        msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
+        commit = ws.store.create_commit(tree, [ws.base], msg, ws.vault.author(), pack=pack)
+        pack.finish()
+    except BaseException:
+        pack.abort()
+        raise
     tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     ref = refs.recovery_ref(ws.fork, tag)
     refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
@@ -151,12 +156,12 @@ def save(
                 ],
                 details={"name": name, "captured": len(captured)},
             )
-    info = _info(vault, fork, target, name)
-    count = 0
     if commit is not None:
-        out: list[Change] = []
-        diff_trees(vault.store, vault.store.commit_tree(base), vault.store.commit_tree(commit), "", out)
-        count = len(out)
+        packwriter.maybe_consolidate(vault.path)
+    info = _info(vault, fork, target, name)
+    # entries committed, directories aside: a file written, deleted or moved counts one; a
+    # moved or deleted directory counts once (counting its files would cost a tree diff)
+    count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
     return CheckpointResult(info, commit is not None, op_id)
 

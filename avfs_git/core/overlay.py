@@ -297,9 +297,15 @@ class Overlay:
         """Unlink the overlay files of entries removed by committed transactions."""
         pending: list[str] = getattr(self._local, "garbage", None) or []
         self._local.garbage = []
+        if not pending:
+            return
+        live: set[str] = set()
+        for i in range(0, len(pending), 500):
+            chunk = pending[i : i + 500]
+            q = f"SELECT fileid FROM entries WHERE fileid IN ({','.join('?' * len(chunk))})"
+            live.update(str(r[0]) for r in self.db.execute(q, chunk))
         for fid in pending:
-            r = self.db.execute("SELECT 1 FROM entries WHERE fileid=? LIMIT 1", (fid,)).fetchone()
-            if r is None:
+            if fid not in live:
                 try:
                     os.unlink(self.file_path(fid))
                 except FileNotFoundError:

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .gitstore import EMPTY_TREE, GitStore
 from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
+from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import (
     MODE_BLOB,
@@ -718,17 +719,15 @@ class Workspace:
                 out.add(a)
         return out
 
-    def _ws_entry_oid(self, n: Node, hash_files: bool) -> str | None:
+    def _ws_entry_oid(self, n: Node) -> str:
+        """The git id of what a node shows (materialized files are hashed, not stored)."""
         if n.entry is not None and n.entry.kind == FILE:
-            if not hash_files:
-                return None
             assert n.entry.fileid is not None
-            import pygit2  # local: status of clean trees need not load it twice
-
             try:
-                return str(pygit2.hashfile(self.overlay.file_path(n.entry.fileid)))
-            except (OSError, pygit2.GitError) as exc:
+                return file_blob_id(self.overlay.file_path(n.entry.fileid))
+            except OSError as exc:
                 raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
+        assert n.oid is not None
         return n.oid
 
     def status(self) -> list[Change]:
@@ -775,81 +774,96 @@ class Workspace:
                 diff_entry(self.store, child, bo, (n.oid, n.mode), out)
 
     def _status_file(self, child: str, bo: tuple[str, int] | None, n: Node, out: list[Change]) -> None:
-        oid = self._ws_entry_oid(n, True)
-        assert oid is not None
+        oid = self._ws_entry_oid(n)
         diff_entry(self.store, child, bo, (oid, n.mode), out)
 
     # -- capture (build trees from the overlay) -------------------------------------------
-    def capture(self) -> tuple[str, list[Entry]]:
+    def capture(self, pack: PackWriter | None = None) -> tuple[str, list[Entry]]:
         """Write blobs and trees for the workspace; returns (root tree id, captured entries).
 
         Cost: one blob per materialized file plus the trees on changed paths
-        (O(changed paths x depth)), never O(tree).
+        (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
+        caller finishes), or into a pack of their own.
         """
         entries = self.overlay.all()
         if not entries:
             return self.base_tree, []
-        dirty = self._dirty_dirs(entries)
-        by_parent: dict[str, list[Entry]] = {}
-        for e in entries:
-            if e.path:
-                by_parent.setdefault(names.parent_of(e.path), []).append(e)
-        root_entry = next((e for e in entries if e.path == ""), None)
-        root_oid = root_entry.oid if root_entry is not None else self.base_tree
-        tree = self._build("", root_oid, by_parent, dirty)
-        return tree or EMPTY_TREE_WRITE(self.store), entries
+        own = pack is None
+        pw = pack if pack is not None else self.store.pack_writer()
+        try:
+            dirty = self._dirty_dirs(entries)
+            by_parent: dict[str, list[Entry]] = {}
+            for e in entries:
+                if e.path:
+                    by_parent.setdefault(names.parent_of(e.path), []).append(e)
+            sub_dirty: dict[str, list[str]] = {}
+            for d in dirty:
+                if d:
+                    sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
+            root_entry = next((e for e in entries if e.path == ""), None)
+            root_oid = root_entry.oid if root_entry is not None else self.base_tree
+            tree = self._build("", root_oid, by_parent, dirty, sub_dirty, pw)
+            assert tree is not None
+            if own:
+                pw.finish()
+        except BaseException:
+            if own:
+                pw.abort()
+            raise
+        return tree, entries
 
     def _build(
-        self, p: str, under: str | None, by_parent: dict[str, list[Entry]], dirty: set[str]
+        self,
+        p: str,
+        under: str | None,
+        by_parent: dict[str, list[Entry]],
+        dirty: set[str],
+        sub_dirty: dict[str, list[str]],
+        pw: PackWriter,
     ) -> str | None:
-        repo = self.store.repo
-        import pygit2
-
-        base = repo[under] if under and under != EMPTY_TREE else None
-        tb = repo.TreeBuilder(base) if isinstance(base, pygit2.Tree) else repo.TreeBuilder()
+        """The new tree of directory ``p`` (None when it ends up empty; the root never is)."""
+        items = dict(self.store.tree_items(under))
         subdirs: dict[str, str | None] = {}
         for e in by_parent.get(p, []):
             name = names.basename(e.path)
             if e.kind == DELETED:
-                if tb.get(name) is not None:
-                    tb.remove(name)
+                items.pop(name, None)
             elif e.kind == FILE:
                 assert e.fileid is not None
-                oid = self.store.blob_from_file(self.overlay.file_path(e.fileid))
-                tb.insert(name, pygit2.Oid(hex=oid), e.mode)
+                try:
+                    oid = pw.add_file(self.overlay.file_path(e.fileid))
+                except FileNotFoundError as exc:
+                    raise CorruptStateError(
+                        f"overlay file of {e.path} is missing",
+                        hint=f"bring it back with `avfs checkout {e.path} --from HEAD` or remove it",
+                    ) from exc
+                items[name] = (oid, e.mode)
             elif e.mode == MODE_TREE:
                 subdirs[name] = e.oid
-                if tb.get(name) is not None:
-                    tb.remove(name)
+                items.pop(name, None)
             else:
                 assert e.oid is not None
-                tb.insert(name, pygit2.Oid(hex=e.oid), e.mode)
+                items[name] = (e.oid, e.mode)
         # directories with changes below them but no entry of their own
-        prefix_len = len(p) + 1 if p else 0
-        for d in dirty:
-            if d and names.parent_of(d) == p:
-                name = d[prefix_len:]
-                if name not in subdirs:
-                    existing = tb.get(name)
-                    subdirs[name] = str(existing.id) if existing is not None else None
-        for name, sub_oid in sorted(subdirs.items()):
+        for name in sub_dirty.get(p, []):
+            if name not in subdirs:
+                existing = items.get(name)
+                subdirs[name] = existing[0] if existing is not None and existing[1] == MODE_TREE else None
+        for name, sub_oid in subdirs.items():
             child = names.join(p, name)
             new: str | None
             if child in dirty:
-                new = self._build(child, sub_oid, by_parent, dirty)
+                new = self._build(child, sub_oid, by_parent, dirty, sub_dirty, pw)
             else:
                 new = (
-                    sub_oid
-                    if sub_oid and sub_oid != EMPTY_TREE and len(self.store.tree_items(sub_oid))
-                    else None
+                    sub_oid if sub_oid and sub_oid != EMPTY_TREE and self.store.tree_items(sub_oid) else None
                 )
-            if tb.get(name) is not None:
-                tb.remove(name)
+            items.pop(name, None)
             if new is not None:
-                tb.insert(name, pygit2.Oid(hex=new), MODE_TREE)
-        if len(tb) == 0:  # type: ignore[arg-type]
-            return None if p else str(tb.write())
-        return str(tb.write())
+                items[name] = (new, MODE_TREE)
+        if not items and p:
+            return None
+        return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
 
     # -- checkpoint -----------------------------------------------------------------------
     def _commit_overlay(self, message: str, *, allow_empty: bool = False) -> tuple[str | None, list[Entry]]:
@@ -867,16 +881,25 @@ class Workspace:
                 " (your changes are kept under a recovery ref, `avfs undo` brings them back)",
                 details={"fork": self.fork, "expected": base, "current": tip},
             )
-        tree, captured = self.capture()
+        # blobs, trees and the commit go into one pack (two files, whatever the count)
+        pack = self.store.pack_writer()
+        try:
+            tree, captured = self.capture(pack)
+            if tree == self.base_tree and not allow_empty:
+                pack.abort()
+                captured = self._retirable(captured, tree)
+                if captured:
+                    with self.overlay.txn() as db:
+                        self.overlay.retire(db, captured)
+                return None, captured
+            commit = self.store.create_commit(tree, [base], message, self.vault.author(), pack=pack)
+            pack.finish()
+        except BaseException:
+            pack.abort()
+            raise
         # directories that end up empty are not in git's tree: keep their entries so the
         # workspace still shows them (git semantics: an untracked empty directory)
         captured = self._retirable(captured, tree)
-        if tree == self.base_tree and not allow_empty:
-            if captured:
-                with self.overlay.txn() as db:
-                    self.overlay.retire(db, captured)
-            return None, captured
-        commit = self.store.create_commit(tree, [base], message, self.vault.author())
         upto = max((e.seq for e in captured), default=0)
         with self.overlay.txn():
             self.overlay.set_meta("pending", f"{base} {commit}")
@@ -960,11 +983,6 @@ class Workspace:
                 if progress:
                     progress(count)
         return count
-
-
-def EMPTY_TREE_WRITE(store: GitStore) -> str:  # noqa: N802 - reads like the constant
-    """Make sure the empty tree exists as an object and return its id."""
-    return str(store.repo.TreeBuilder().write())
 
 
 def _file_mode(mode: int | None, old: int | None) -> int:

@@ -1,0 +1,63 @@
+"""Checkpoints write one pack each (git's format); packs are consolidated as they pile up."""
+
+from __future__ import annotations
+
+import os
+
+from avfs_git.core import checkpoint, packwriter
+
+from .conftest import git
+
+
+def _loose(vault):
+    objects = os.path.join(vault.path, "objects")
+    return sum(len(os.listdir(os.path.join(objects, d))) for d in os.listdir(objects) if len(d) == 2)
+
+
+def test_checkpoint_objects_are_one_valid_pack(vault, ws):
+    before = packwriter.pack_count(vault.path)
+    loose_before = _loose(vault)
+    for i in range(20):
+        ws.write(f"d{i % 3}/f{i}.txt", f"content {i}\n".encode())
+    ws.write("exec.sh", b"#!/bin/sh\n", mode=0o755)
+    ws.symlink("exec.sh", "link")
+    checkpoint.save(vault)
+    assert packwriter.pack_count(vault.path) == before + 1
+    assert _loose(vault) == loose_before
+    for idx in os.listdir(os.path.join(vault.path, "objects", "pack")):
+        if idx.endswith(".idx"):
+            git("--git-dir", vault.path, "verify-pack", os.path.join(vault.path, "objects", "pack", idx))
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
+    assert git("--git-dir", vault.path, "show", "main:d1/f1.txt") == "content 1\n"
+
+
+def test_big_file_is_streamed_into_the_pack(vault, ws, tmp_path):
+    big = tmp_path / "big.bin"
+    chunk = os.urandom(1 << 16)
+    with open(big, "wb") as fh:
+        for _ in range(80):  # 5 MiB, incompressible
+            fh.write(chunk)
+    ws.write_from_file("big.bin", str(big))
+    checkpoint.save(vault)
+    assert ws.read("big.bin") == big.read_bytes()
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
+    assert git("--git-dir", vault.path, "cat-file", "-s", "main:big.bin").strip() == str(80 << 16)
+
+
+def test_small_packs_are_consolidated(vault, ws, monkeypatch):
+    monkeypatch.setattr(packwriter, "PACK_LIMIT", 5)
+    monkeypatch.setattr(packwriter.maybe_consolidate, "__defaults__", (5,))
+    for i in range(12):
+        ws.write("counter.txt", str(i).encode())
+        checkpoint.save(vault)
+    assert packwriter.pack_count(vault.path) <= 6
+    assert ws.read("counter.txt") == b"11"
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
+    assert len(git("--git-dir", vault.path, "rev-list", "main").split()) == 13
+
+
+def test_blob_ids_match_git(tmp_path):
+    f = tmp_path / "x"
+    f.write_bytes(b"hello\n")
+    assert packwriter.file_blob_id(str(f)) == git("hash-object", str(f)).strip()
+    assert packwriter.object_id(packwriter.OBJ_BLOB, b"hello\n") == git("hash-object", str(f)).strip()
