@@ -59,6 +59,21 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     for lvl, value in saved.items():
         sp[lvl] = value
+    _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
+
+
+def _fsck_every_vault(vaults: Path) -> None:
+    """Every vault a test leaves behind must pass `git fsck --strict` (plain git, always)."""
+    if not vaults.is_dir():
+        return
+    for v in sorted(vaults.glob("*.git")):
+        proc = subprocess.run(
+            ["git", "--git-dir", str(v), "fsck", "--strict", "--no-dangling", "--no-progress"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0 and not proc.stdout.strip(), f"git fsck {v}: {proc.stdout}{proc.stderr}"
 
 
 @pytest.fixture
