@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pygit2
 
 from . import names, refs
-from .errors import RevisionNotFoundError
+from .errors import AvfsError, RevisionNotFoundError
 from .gitstore import rfc3339
 from .treediff import diff_trees, pair_renames
 from .types import MODE_LINK, Change, ChangeStatus, CommitId, CommitInfo
@@ -26,43 +26,66 @@ if TYPE_CHECKING:
 _HEAD_RE = re.compile(r"^(HEAD|@)(?=$|[~^])")
 
 
-def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
-    """The commit id ``rev`` names, in the context of ``fork``."""
-    fork = fork or vault.default_fork
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _parse(vault: Vault, ref_or_id: str, suffix: str) -> str | None:
+    """Resolve ``ref_or_id`` + ``~N``/``^`` suffix; plain refs and full ids skip libgit2."""
+    if not suffix:
+        if ref_or_id.startswith("refs/"):
+            return refs.read_ref_file(vault.path, ref_or_id)
+        if _HEX40.match(ref_or_id):
+            try:
+                vault.store.commit_tree(ref_or_id)
+            except AvfsError:
+                return None
+            return ref_or_id
     repo = vault.store.repo
+    try:
+        obj = repo.revparse_single(ref_or_id + suffix)
+        return str(obj.peel(pygit2.Commit).id)
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+        return None
+
+
+def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
+    """The commit id ``rev`` names, in the context of ``fork``.
+
+    In order: ``HEAD``/``@`` (the fork's tip), ``FORK:NAME`` (another fork's checkpoint),
+    a checkpoint of this fork, a fork, a commit id or anything ``git rev-parse`` accepts,
+    and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply.
+    """
+    fork = fork or vault.default_fork
     if not rev or "\x00" in rev:
         raise RevisionNotFoundError(f"invalid revision {rev!r}")
     base, suffix = rev, ""
     m = re.match(r"^([^~^]+)([~^].*)?$", rev)
     if m:
         base, suffix = m.group(1), m.group(2) or ""
-    candidates: list[str] = []
+    found: str | None = None
     if _HEAD_RE.match(rev):
-        candidates.append(refs.fork_ref(fork) + _HEAD_RE.sub("", rev))
+        found = _parse(vault, refs.fork_ref(fork), _HEAD_RE.sub("", rev))
     elif ":" in base:
         # FORK:NAME names a checkpoint of another fork (':' cannot occur in ref names)
         other, _, name = base.partition(":")
-        candidates.append(refs.checkpoint_ref(other, name) + suffix)
+        found = _parse(vault, refs.checkpoint_ref(other, name), suffix)
     else:
         for ref in (refs.checkpoint_ref(fork, base), refs.fork_ref(base)):
-            if refs.read_ref_file(vault.path, ref) is not None:
-                candidates.append(ref + suffix)
-        candidates.append(rev)
-        # a checkpoint name of another fork, when exactly one fork has it
-        others = [
-            r
-            for r in refs.list_refs_file(vault.path, refs.CHECKPOINTS)
-            if r.endswith(refs.SEP + base) and r != refs.checkpoint_ref(fork, base)
-        ]
-        if len(others) == 1:
-            candidates.append(others[0] + suffix)
-    for cand in candidates:
-        try:
-            obj = repo.revparse_single(cand)
-            commit = obj.peel(pygit2.Commit)
-            return str(commit.id)
-        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
-            continue
+            if found is None and refs.read_ref_file(vault.path, ref) is not None:
+                found = _parse(vault, ref, suffix)
+        if found is None:
+            found = _parse(vault, base, suffix)
+        if found is None:
+            # a checkpoint name of another fork, when exactly one fork has it
+            others = [
+                r
+                for r in refs.list_refs_file(vault.path, refs.CHECKPOINTS)
+                if r.endswith(refs.SEP + base) and r != refs.checkpoint_ref(fork, base)
+            ]
+            if len(others) == 1:
+                found = _parse(vault, others[0], suffix)
+    if found is not None:
+        return found
     raise RevisionNotFoundError(
         f"unknown revision {rev!r} in vault {vault.name}",
         hint="use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
