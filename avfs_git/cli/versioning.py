@@ -125,7 +125,8 @@ def diff_cmd(
                 for p, i, d, b in history.diff_stat(vault, result, fork)
             ]
         elif not name_status:
-            data["patch"] = history.patch_text(vault, result, fork, context)
+            with app.output.progress("diff") as progress:
+                data["patch"] = history.patch_text(vault, result, fork, context, progress)
         app.output.document("diff", data)
         return
     if name_status:
@@ -146,7 +147,9 @@ def diff_cmd(
     else:
         import sys
 
-        sys.stdout.write(history.patch_text(vault, result, fork, context))
+        with app.output.progress("diff") as progress:
+            text = history.patch_text(vault, result, fork, context, progress)
+        sys.stdout.write(text)
 
 
 @click.command("checkout")

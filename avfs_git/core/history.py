@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pygit2
@@ -238,11 +239,20 @@ def _fix_modes(text: str, c: Change) -> str:
     return "\n".join(out)
 
 
-def patch_text(vault: Vault, result: DiffResult, fork: str | None = None, context: int = 3) -> str:
+def patch_text(
+    vault: Vault,
+    result: DiffResult,
+    fork: str | None = None,
+    context: int = 3,
+    progress: Callable[[int, int | None, str], None] | None = None,
+) -> str:
     """A unified diff (git's format) of ``result``; binary files are named, not shown."""
     ws = vault.workspace(fork) if result.new == "workspace" else None
     parts: list[str] = []
-    for c in result.changes:
+    total = len(result.changes)
+    for i, c in enumerate(result.changes):
+        if progress is not None and (i % 50 == 0 or i + 1 == total):
+            progress(i + 1, total, c.path)
         old_path = c.old_path or c.path
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
