@@ -89,7 +89,22 @@ def list_refs_file(git_dir: str, prefix: str) -> list[str]:
                     found.add(name)
     except FileNotFoundError:
         pass
-    return sorted(n for n in found if read_ref_file(git_dir, n) is not None)
+    return sorted(found)
+
+
+def has_refs_under(git_dir: str, prefix: str) -> bool:
+    """True when some ref's name starts with ``prefix`` + '/' (loose or packed)."""
+    path = os.path.join(git_dir, prefix)
+    if os.path.isdir(path):
+        for _root, _dirs, files in os.walk(path):
+            if any(not f.endswith(".lock") for f in files):
+                return True
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            needle = b" " + prefix.encode() + b"/"
+            return any(needle in line for line in fh if not line.startswith((b"#", b"^")))
+    except FileNotFoundError:
+        return False
 
 
 def read_ref(repo: pygit2.Repository, name: str) -> str | None:
@@ -123,6 +138,19 @@ def cas_update(
     """
     import pygit2
 
+    if expected is None and new is not None:
+        # creation: libgit2 refuses an existing ref atomically (its lock file), and this
+        # path costs a third of a transaction
+        try:
+            repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
+            return
+        except pygit2.AlreadyExistsError:
+            current = read_ref(repo, name)
+            raise AlreadyExistsError(
+                f"{name} already exists (at {current})", details={"ref": name, "current": current}
+            ) from None
+        except pygit2.GitError as exc:
+            raise _translate(exc, name) from exc
     try:
         with repo.transaction() as tx:
             tx.lock_ref(name)
@@ -143,11 +171,15 @@ def cas_update(
             else:
                 tx.set_target(name, new, message=message)
     except pygit2.GitError as exc:
-        text = str(exc)
-        if "lock" in text.lower() or "locked" in text.lower():
-            raise RefMovedError(
-                f"{name} is being updated by another process: {text}",
-                hint="retry in a moment",
-                details={"ref": name},
-            ) from exc
-        raise InternalError(f"cannot update {name}: {text}") from exc
+        raise _translate(exc, name) from exc
+
+
+def _translate(exc: Exception, name: str) -> Exception:
+    text = str(exc)
+    if "lock" in text.lower():
+        return RefMovedError(
+            f"{name} is being updated by another process: {text}",
+            hint="retry in a moment",
+            details={"ref": name},
+        )
+    return InternalError(f"cannot update {name}: {text}")

@@ -176,14 +176,20 @@ class Vault:
         self._require_fork(source)
         if self.has_fork(new):
             raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
-        for other in self.fork_names():
-            if other.startswith(new + "/") or new.startswith(other + "/"):
-                raise InvalidNameError(
-                    f"fork name {new!r} clashes with fork {other!r}: git cannot keep a branch"
-                    " that is also a directory of branches",
-                    hint="pick a name that is not a path prefix of another fork's",
-                    details={"fork": new, "clashes_with": other},
-                )
+        # git cannot keep refs/heads/a and refs/heads/a/b at once: check the prefixes of the
+        # new name and the names below it (O(depth), not O(forks))
+        parts = new.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        clash = next((p for p in prefixes if self.has_fork(p)), None)
+        if clash is None and refs.has_refs_under(self.path, refs.fork_ref(new)):
+            clash = next(f for f in self.fork_names() if f.startswith(new + "/"))
+        if clash is not None:
+            raise InvalidNameError(
+                f"fork name {new!r} clashes with fork {clash!r}: git cannot keep a branch"
+                " that is also a directory of branches",
+                hint="pick a name that is not a path prefix of another fork's",
+                details={"fork": new, "clashes_with": clash},
+            )
         with self.lock(source, new):
             src = self.workspace(source)
             base = src.base
