@@ -44,12 +44,12 @@ def test_big_file_is_streamed_into_the_pack(vault, ws, tmp_path):
     assert git("--git-dir", vault.path, "cat-file", "-s", "main:big.bin").strip() == str(80 << 16)
 
 
-def test_small_packs_are_consolidated(vault, ws, monkeypatch):
-    monkeypatch.setattr(packwriter, "PACK_LIMIT", 5)
-    monkeypatch.setattr(packwriter.maybe_consolidate, "__defaults__", (5,))
+def test_small_packs_are_consolidated(vault, ws):
     for i in range(12):
         ws.write("counter.txt", str(i).encode())
         checkpoint.save(vault)
+    assert packwriter.pack_count(vault.path) >= 12
+    assert packwriter.maybe_consolidate(vault.path, 5, wait=True)
     assert packwriter.pack_count(vault.path) <= 6
     assert ws.read("counter.txt") == b"11"
     assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""

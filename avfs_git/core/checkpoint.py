@@ -13,7 +13,7 @@ Every function here that moves a ref or discards a view of a workspace:
 from __future__ import annotations
 
 import dataclasses
-import secrets
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ def keep_recovery(ws: Workspace, reason: str) -> tuple[str, str] | None:
     except BaseException:
         pack.abort()
         raise
-    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
     ref = refs.recovery_ref(ws.fork, tag)
     refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
     return ref, commit

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import zlib
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .errors import CorruptStateError, InternalError, RevisionNotFoundError
@@ -244,4 +243,4 @@ class GitStore:
 def rfc3339(ts: int, offset_min: int = 0) -> str:
     """A git timestamp as RFC 3339 in UTC."""
     del offset_min
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +51,8 @@ def git_env() -> dict[str, str]:
 
 
 def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:
+    import subprocess
+
     try:
         proc = subprocess.run(
             ["git", *args], cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
@@ -246,9 +246,13 @@ class Home:
                     raise AlreadyExistsError(f"vault {name!r} already exists") from exc
                 raise
         except OSError as exc:
+            import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
             raise from_oserror(exc, tmp) from exc
         except BaseException:
+            import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         vault = self.vault(name)

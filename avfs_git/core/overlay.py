@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import sqlite3
 import threading
 import time
@@ -316,7 +315,7 @@ class Overlay:
         return os.path.join(self.files_dir, fileid)
 
     def new_fileid(self) -> str:
-        return secrets.token_hex(12)
+        return os.urandom(12).hex()
 
     def open_file(self, fileid: str) -> int:
         try:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import subprocess
-import tempfile
 import zlib
 from collections.abc import Iterable
 
@@ -62,17 +60,14 @@ def _header(kind: int, size: int) -> bytes:
 
 
 def tree_bytes(entries: Iterable[tuple[str, str, int]]) -> bytes:
-    """Serialise a tree from (name, hex id, mode) in git's entry order."""
-
-    def key(e: tuple[str, str, int]) -> bytes:
-        name = e[0].encode("utf-8", "surrogateescape")
-        return name + b"/" if e[2] == 0o040000 else name
-
-    out = bytearray()
-    for name, oid, mode in sorted(entries, key=key):
-        out += b"%o %s\0" % (mode, name.encode("utf-8", "surrogateescape"))
-        out += bytes.fromhex(oid)
-    return bytes(out)
+    """Serialise a tree from (name, hex id, mode) in git's entry order (a directory sorts
+    as if its name ended in '/')."""
+    items = []
+    for name, oid, mode in entries:
+        raw = name.encode("utf-8", "surrogateescape")
+        items.append((raw + b"/" if mode == 0o040000 else raw, b"%o %s\0" % (mode, raw) + bytes.fromhex(oid)))
+    items.sort()
+    return b"".join(e for _, e in items)
 
 
 class PackWriter:
@@ -86,6 +81,8 @@ class PackWriter:
         self.pack_dir = os.path.join(git_dir, "objects", "pack")
         self._exists = exists
         self._entries: dict[str, tuple[int, int]] = {}  # oid -> (offset, crc32)
+        import tempfile
+
         try:
             fd, self._tmp = tempfile.mkstemp(prefix="tmp_avfs_", dir=self.pack_dir)
         except OSError as exc:
@@ -114,7 +111,8 @@ class PackWriter:
         oid = object_id(kind, data)
         if self._known(oid):
             return oid
-        raw = _header(kind, len(data)) + zlib.compress(data, 1)
+        # trees are mostly 20-byte ids, which do not compress: store them (level 0)
+        raw = _header(kind, len(data)) + zlib.compress(data, 0 if kind == OBJ_TREE else 1)
         self._entries[oid] = (self._offset, zlib.crc32(raw))
         self._write(raw)
         return oid
@@ -230,20 +228,57 @@ def pack_count(git_dir: str) -> int:
         return 0
 
 
-def maybe_consolidate(git_dir: str, limit: int = PACK_LIMIT) -> bool:
-    """Merge small packs (``git repack --geometric=2``) when more than ``limit`` pile up.
+def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = False) -> bool:
+    """Merge small packs (``git repack --geometric=2``) once more than ``limit`` pile up.
 
     Geometric repacking rewrites only the small packs, so its cost follows what the recent
-    checkpoints wrote, not the vault's size. Returns True when it ran.
+    checkpoints wrote, not the vault's size; still, it runs in a detached process (unless
+    ``wait``) so no checkpoint waits for it (it made 1 in 48 checkpoints take ~400 ms).
+    One repack runs at a time per vault (a lock file). Returns True when one was started.
     """
-    if pack_count(git_dir) <= limit:
+    if pack_count(git_dir) <= (PACK_LIMIT if limit is None else limit):
         return False
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "avfs_git.core.packwriter", git_dir] + (["--wait"] if wait else [])
+    if wait:
+        subprocess.run(cmd, check=False, capture_output=True)
+    else:
+        subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return True
+
+
+def _consolidate(git_dir: str, wait: bool) -> int:
+    import fcntl
+    import subprocess
+
     from .home import git_env
 
-    proc = subprocess.run(
-        ["git", "--git-dir", git_dir, "repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"],
-        capture_output=True,
-        env=git_env(),
-        check=False,
-    )
-    return proc.returncode == 0
+    lock_dir = os.path.join(git_dir, "avfs", "locks")
+    os.makedirs(lock_dir, exist_ok=True)
+    with open(os.path.join(lock_dir, "repack.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return 0  # another repack of this vault is running
+        proc = subprocess.run(
+            ["git", "--git-dir", git_dir, "repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"],
+            capture_output=True,
+            env=git_env(),
+            check=False,
+        )
+        return proc.returncode
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_consolidate(sys.argv[1], "--wait" in sys.argv[2:]))

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -283,4 +282,5 @@ def write_seed(ws_dir: str, base: str, tree: str) -> None:
 
 def _fs_name(fork: str) -> str:
     """A fork name as one directory name ('/' is legal in forks)."""
-    return urllib.parse.quote(fork, safe="")
+    # fork names are [A-Za-z0-9._+-] and '/', so escaping '/' (and '%') is enough
+    return fork.replace("%", "%25").replace("/", "%2F")
