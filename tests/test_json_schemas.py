@@ -407,9 +407,30 @@ def _version(s: Session) -> None:
     s("--version", kind="version")
 
 
+def _mounting(s: Session) -> None:
+    from avfs_git.fuse.mounts import fuse_available
+
+    from .conftest import IN_CI
+
+    if fuse_available() is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {fuse_available()}")
+        pytest.skip(f"requires FUSE: {fuse_available()}")
+    s("mount", kind="mount")
+    try:
+        s("mount", kind="mount")  # reused
+        s("mount", "--list", kind="mount_list")
+    finally:
+        s("unmount", kind="unmount")
+    s("unmount", kind="unmount")  # nothing mounted: mount is null
+
+
 KIND_CASES: dict[str, Callable[[Session], None]] = {
     "help": _help,
     "version": _version,
+    "mount": _mounting,
+    "mount_list": _mounting,
+    "unmount": _mounting,
     "checkpoint": _checkpoint,
     "checkpoint_list": _checkpoint_list,
     "diff": _diff,

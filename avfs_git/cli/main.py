@@ -47,6 +47,8 @@ COMMANDS: dict[str, str] = {
     "op": "checkpoints:op",
     "undo": "checkpoints:undo_cmd",
     "quota": "vaults:quota",
+    "mount": "mounting:mount_cmd",
+    "unmount": "mounting:unmount_cmd",
 }
 
 

@@ -166,6 +166,16 @@ class GitStore:
     def blob_from_bytes(self, data: bytes) -> str:
         return str(self.repo.create_blob(data))
 
+    def commit_time(self, commit_oid: str) -> int:
+        """The committer time of a commit (seconds since the epoch)."""
+        data = self._raw(commit_oid, "commit")
+        for line in data.split(b"\n"):
+            if line.startswith(b"committer "):
+                return int(line.rsplit(b" ", 2)[1])
+            if not line:
+                break
+        return 0
+
     def commit_tree(self, commit_oid: str) -> str:
         try:
             data = self._raw(commit_oid, "commit")

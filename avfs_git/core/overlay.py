@@ -270,9 +270,16 @@ class Overlay:
         return gone
 
     def retire(self, db: sqlite3.Connection, captured: Iterable[Entry]) -> int:
-        """Drop the entries a checkpoint captured, unless they changed since (seq differs)."""
+        """Drop the entries a checkpoint captured, unless they changed since (seq differs).
+
+        A file a mount holds open for writing (:meth:`in_use`) keeps its entry: its bytes
+        are in the checkpoint, and later writes through the open descriptor must land in a
+        file the workspace still shows.
+        """
         n = 0
         for e in captured:
+            if e.kind == FILE and e.fileid and self.in_use(e.fileid):
+                continue
             cur = db.execute("DELETE FROM entries WHERE path=? AND seq=?", (e.path, e.seq))
             if cur.rowcount:
                 n += 1
@@ -313,6 +320,22 @@ class Overlay:
     # -- files --------------------------------------------------------------------------
     def file_path(self, fileid: str) -> str:
         return os.path.join(self.files_dir, fileid)
+
+    def in_use(self, fileid: str) -> bool:
+        """True when a mount has the file open for writing (it holds a shared flock on it)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's lock
+        return False
 
     def new_fileid(self) -> str:
         return os.urandom(12).hex()

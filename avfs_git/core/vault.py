@@ -148,6 +148,13 @@ class Vault:
         ws._sync_base()
         return ws
 
+    def revision_view(self, fork: str, commit: str, state_dir: str) -> Workspace:
+        """A read-only workspace showing ``commit`` (for mounting history); costs nothing
+        to set up: an empty overlay in ``state_dir``."""
+        self._require_fork(fork)
+        self.store.commit_tree(commit)  # exists?
+        return Workspace(self, fork, state_dir, pinned=commit)
+
     def fork_info(self, fork: str) -> ForkInfo:
         ws = self.workspace(fork)
         head = ws.tip() or ws.base

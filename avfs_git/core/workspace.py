@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
@@ -84,14 +85,20 @@ class Node:
 class Workspace:
     """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
 
-    def __init__(self, vault: Vault, fork: str, state_dir: str) -> None:
+    def __init__(self, vault: Vault, fork: str, state_dir: str, *, pinned: str | None = None) -> None:
+        """``pinned``: a read-only view of that commit (``state_dir`` then only holds an
+        empty overlay); see :meth:`Vault.revision_view`."""
         self.vault = vault
         self.fork = fork
         self.store: GitStore = vault.store
         self.overlay = Overlay(state_dir)
         self.state_dir = state_dir
+        self.pinned = pinned
         self._base_tree_cache: tuple[str, str] | None = None
-        self._sync_base()
+        if pinned is not None:
+            self.overlay.set_meta("base", pinned)
+        else:
+            self._sync_base()
 
     # -- base -----------------------------------------------------------------------------
     @property
@@ -127,6 +134,8 @@ class Workspace:
         - with a non-empty overlay and a moved ref the base stays, and the next checkpoint
           stops with :class:`RefMovedError`.
         """
+        if self.pinned is not None:
+            return
         ov = self.overlay
         base = ov.get_meta("base")
         pending = ov.get_meta("pending")
@@ -160,6 +169,7 @@ class Workspace:
                     if self.store.tree_lookup(tree, e.path) is not None:
                         ov.remove(db, e.path, "follow")
                 ov.set_meta("base", tip)
+                ov.set_meta("view_time", repr(time.time()))
 
     def _read_seed(self) -> tuple[str, str] | None:
         path = os.path.join(self.state_dir, "seed")
@@ -707,6 +717,73 @@ class Workspace:
             raise IsDirectoryError(f"{node.path}: is a directory (use recursive copy)")
         return self._move_or_copy(src, dst, copy=True)
 
+    # -- for a mount (the FUSE layer calls these; the kernel resolves symlinks itself) --------
+    def node(self, path: str) -> Node | None:
+        """The node at normalised ``path``, symlinks not followed (None when absent)."""
+        return self._lookup(path)
+
+    def node_size(self, node: Node) -> int:
+        return self._size(node)
+
+    def node_children(self, node: Node) -> dict[str, Node]:
+        return self._children(node)
+
+    def file_path(self, node: Node) -> str | None:
+        """Where a materialized file's bytes are (None for content still in git)."""
+        if node.entry is not None and node.entry.kind == FILE and node.entry.fileid:
+            return self.overlay.file_path(node.entry.fileid)
+        return None
+
+    def materialize(self, path: str) -> Node:
+        """Make a file's bytes a real overlay file (copying them out of git once), so
+        writes can go straight to disk; returns the (now materialized) node."""
+        p = names.norm_path(path)
+        node = self._lookup(p)
+        if node is None:
+            raise PathNotFoundError(f"{p}: no such file", details={"path": p})
+        if node.is_dir:
+            raise IsDirectoryError(f"{p}: is a directory", details={"path": p})
+        if node.materialized:
+            return node
+        assert node.oid is not None
+        fid, size = self._store_bytes(self.store.blob_data(node.oid))
+        with self.overlay.txn() as db:
+            e = Entry(p, FILE, node.mode, None, fid, self._origin(p), size)
+            self.overlay.put(db, e, "materialize")
+        got = self._lookup(p)
+        assert got is not None
+        return got
+
+    def note_written(self, path: str) -> None:
+        """Record that a materialized file changed through an open descriptor: its size in
+        the overlay and a journal entry (what status, quota and `changes since` read)."""
+        p = names.norm_path(path)
+        with self.overlay.txn() as db:
+            e = self.overlay.get(p)
+            if e is None or e.kind != FILE or not e.fileid:
+                return
+            try:
+                size = os.stat(self.overlay.file_path(e.fileid)).st_size
+            except FileNotFoundError:
+                return
+            self.overlay.put(db, Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, size), "write")
+
+    def quota_left(self) -> int:
+        return self.vault.quota_bytes - self.overlay.file_bytes()
+
+    @property
+    def view_time(self) -> float:
+        """The time unchanged files show as their mtime: when the workspace last changed
+        what it shows wholesale (a restore, an undo, a pull of pushed commits). A checkpoint
+        leaves it alone, so files it commits keep their times; a restore moves it forward,
+        so tools like make see restored files as new."""
+        raw = self.overlay.get_meta("view_time")
+        if raw is None:
+            t = self.store.commit_time(self.base)
+            self.overlay.set_meta("view_time", repr(float(t)))
+            return float(t)
+        return float(raw)
+
     # -- status ---------------------------------------------------------------------------
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes (empty new directories don't count)."""
@@ -945,6 +1022,7 @@ class Workspace:
                 self.overlay.clear(db, "reset")
                 if view_tree is not None and view_tree != self.store.commit_tree(base):
                     self.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
+                self.overlay.set_meta("view_time", repr(time.time()))
             self.overlay.set_meta("base", base)
         self._base_tree_cache = None
 

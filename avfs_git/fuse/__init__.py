@@ -1,0 +1,1 @@
+"""The FUSE adapter and mount lifecycle (imports mfusepy; nothing in core imports this)."""

@@ -1,0 +1,118 @@
+"""The mount daemon: ``python -m avfs_git.fuse.daemon --home H --vault V --fork F
+--mountpoint DIR [--revision COMMIT] [--ready-fd N] [--foreground]``.
+
+Started by :func:`avfs_git.fuse.mounts.mount`, which waits on ``--ready-fd`` for the byte
+``R`` written from the FUSE ``init`` callback (after the kernel handshake). Runs libfuse 3
+through mfusepy, multi-threaded (one slow handler must not stall every caller), with
+``auto_unmount`` so that even ``kill -9`` leaves no dead mount point behind.
+
+Kernel caching: attributes and entries are cached for a short time (1 s) and negative
+lookups not at all, so what the CLI changes in the workspace shows in the mount within a
+second; explicit invalidation (for long timeouts) is future work, see docs/fuse.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+
+ATTR_TIMEOUT = 1.0
+ENTRY_TIMEOUT = 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="avfs-mount-daemon")
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--vault", required=True)
+    ap.add_argument("--fork", required=True)
+    ap.add_argument("--mountpoint", required=True)
+    ap.add_argument("--revision")
+    ap.add_argument("--ready-fd", type=int)
+    ap.add_argument("--foreground", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+    import mfusepy
+
+    from ..core.home import Home
+    from .mounts import mount_key, registry_path, write_registry
+    from .ops import WorkspaceFS
+
+    home = Home(args.home)
+    vault = home.vault(args.vault)
+    read_only = args.revision is not None
+    tmp_state: str | None = None
+    if read_only:
+        tmp_state = tempfile.mkdtemp(prefix="avfs-rev-")
+        ws = vault.revision_view(args.fork, args.revision, tmp_state)
+    else:
+        ws = vault.workspace(args.fork)
+    key = mount_key(args.fork, args.revision)
+    reg = registry_path(vault, key)
+    record = {
+        "vault": vault.name,
+        "fork": args.fork,
+        "mountpoint": args.mountpoint,
+        "pid": os.getpid(),
+        "state": "mounting",
+        "read_only": read_only,
+        "revision": args.revision,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_registry(reg, record)
+
+    def ready() -> None:
+        record["state"] = "mounted"
+        write_registry(reg, record)
+        if args.ready_fd is not None:
+            try:
+                os.write(args.ready_fd, b"R")
+                os.close(args.ready_fd)
+            except OSError:
+                pass
+
+    # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ops = WorkspaceFS(ws, read_only=read_only, on_ready=ready)
+    code = 0
+    try:
+        mfusepy.FUSE(
+            ops,
+            args.mountpoint,
+            foreground=True,
+            nothreads=False,
+            auto_unmount=True,
+            fsname=f"avfs:{vault.name}:{key}",
+            subtype="avfs",
+            ro=read_only,
+            use_ino=True,
+            attr_timeout=ATTR_TIMEOUT,
+            entry_timeout=ENTRY_TIMEOUT,
+            negative_timeout=0,
+            auto_cache=True,
+        )
+    except RuntimeError as exc:
+        # a SIGTERM-ed loop ends this way too; anything before readiness is a failure
+        if record["state"] != "mounted":
+            print(f"avfs mount daemon: {exc}", file=sys.stderr)
+            code = 1
+    finally:
+        try:
+            os.unlink(reg)
+        except FileNotFoundError:
+            pass
+        if tmp_state is not None:
+            import shutil
+
+            shutil.rmtree(tmp_state, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

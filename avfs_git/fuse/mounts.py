@@ -1,0 +1,390 @@
+"""Mount lifecycle: spawn a daemon per mounted fork, wait for readiness, list, unmount.
+
+A mount is a daemon process (``python -m avfs_git.fuse.daemon``) that outlives the
+command. ``mount()`` returns only when the daemon's ``init`` callback ran, i.e. after the
+kernel handshake: the daemon writes one byte to a pipe the parent reads (a readiness gate,
+not a sleep or a log line). The registry is one JSON file per mounted fork,
+``<vault>/avfs/mounts/<fork>.json``, written by the daemon; its states are
+``mounting -> mounted -> unmounting`` and the file is gone when the mount is.
+
+A daemon killed with -9 leaves nothing mounted (``auto_unmount``: fusermount3 unmounts when
+the daemon's /dev/fuse descriptor closes); a mountpoint left dead anyway (ENOTCONN) is
+detected and lazily unmounted by the next ``mount``, ``unmount`` or ``mount --list``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..core import names
+from ..core.errors import AlreadyExistsError, AvfsError, BusyError, InternalError, UsageError
+
+if TYPE_CHECKING:
+    from ..core.home import Home
+    from ..core.vault import Vault
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+class MountError(AvfsError):
+    code = "mount_failed"
+    errno = errno.EIO
+
+
+class FuseUnavailableError(MountError):
+    code = "fuse_unavailable"
+    errno = errno.ENODEV
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MountInfo:
+    vault: str
+    fork: str
+    mountpoint: str
+    pid: int
+    state: str  # mounting | mounted | unmounting | dead
+    read_only: bool
+    revision: str | None
+    started: str
+    reused: bool = False
+
+
+def fuse_available() -> str | None:
+    """Why FUSE cannot be used here (None when it can)."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing (FUSE is not available in this kernel or container)"
+    if not any(
+        os.path.exists(os.path.join(d, "fusermount3")) for d in os.environ.get("PATH", "").split(":") if d
+    ):
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    return None
+
+
+def _registry_dir(vault: Vault) -> str:
+    return os.path.join(vault.state_dir, "mounts")
+
+
+def registry_path(vault: Vault, key: str) -> str:
+    return os.path.join(_registry_dir(vault), key.replace("%", "%25").replace("/", "%2F") + ".json")
+
+
+def mount_key(fork: str, revision: str | None) -> str:
+    return fork if revision is None else f"{fork}@{revision[:12]}"
+
+
+def write_registry(path: str, data: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def _read_registry(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return dict(json.load(fh))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _mounted_at(mountpoint: str) -> bool:
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 2 and parts[1].replace("\\040", " ") == target:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _force_unmount(mountpoint: str) -> None:
+    for cmd in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
+        try:
+            if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
+                return
+        except FileNotFoundError:
+            continue
+
+
+def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) -> MountInfo:
+    return MountInfo(
+        vault=str(data["vault"]),
+        fork=str(data["fork"]),
+        mountpoint=str(data["mountpoint"]),
+        pid=int(data["pid"]),
+        state=state or str(data.get("state", "mounted")),
+        read_only=bool(data.get("read_only", False)),
+        revision=data.get("revision"),
+        started=str(data.get("started", "")),
+        reused=reused,
+    )
+
+
+def check(vault: Vault, key: str) -> MountInfo | None:
+    """The live mount registered under ``key``, after cleaning up a dead one."""
+    path = registry_path(vault, key)
+    data = _read_registry(path)
+    if data is None:
+        return None
+    pid = int(data.get("pid", 0))
+    mp = str(data.get("mountpoint", ""))
+    if pid and _alive(pid) and _mounted_at(mp):
+        return _info(data)
+    if pid and _alive(pid) and data.get("state") == "mounting":
+        return _info(data)
+    # the daemon died (kill -9) or the mount vanished: clean up both
+    if mp and _mounted_at(mp):
+        _force_unmount(mp)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def list_mounts(home: Home) -> list[MountInfo]:
+    out: list[MountInfo] = []
+    for v in home.list_vaults():
+        vault = home.vault(v.name)
+        try:
+            files = sorted(os.listdir(_registry_dir(vault)))
+        except FileNotFoundError:
+            continue
+        for fn in files:
+            if fn.endswith(".json"):
+                key = fn[: -len(".json")].replace("%2F", "/").replace("%25", "%")
+                info = check(vault, key)
+                if info is not None:
+                    out.append(info)
+    return out
+
+
+def default_mountpoint(home: Home, vault: str, key: str) -> str:
+    return os.path.join(home.path, "mnt", vault, key.replace("/", "%2F"))
+
+
+def _check_mountpoint(mp: str, *, created: bool) -> None:
+    if _mounted_at(mp):
+        try:
+            os.stat(mp)
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                _force_unmount(mp)
+                return
+        raise AlreadyExistsError(
+            f"{mp} is already a mount point", hint="unmount it or choose another directory"
+        )
+    if not os.path.exists(mp):
+        raise UsageError(f"mount point {mp} does not exist", hint="create the directory first, or omit it")
+    if not os.path.isdir(mp):
+        raise UsageError(f"mount point {mp} is not a directory")
+    if not created and os.listdir(mp):
+        raise UsageError(f"mount point {mp} is not empty", hint="mount on an empty directory")
+    if not os.access(mp, os.W_OK | os.X_OK):
+        raise UsageError(f"mount point {mp} is not writable by you")
+
+
+def mount(
+    home: Home,
+    vault: Vault,
+    fork: str,
+    mountpoint: str | None = None,
+    *,
+    revision: str | None = None,
+    foreground: bool = False,
+) -> MountInfo:
+    """Mount ``fork`` (or, read-only, a ``revision`` of it) and return once it is ready."""
+    why = fuse_available()
+    if why is not None:
+        raise FuseUnavailableError(f"cannot mount: {why}")
+    vault._require_fork(fork)
+    commit: str | None = None
+    if revision is not None:
+        from ..core.history import resolve
+
+        commit = resolve(vault, revision, fork)
+    key = mount_key(fork, commit)
+    existing = check(vault, key)
+    if existing is not None:
+        if mountpoint is None or os.path.realpath(mountpoint) == os.path.realpath(existing.mountpoint):
+            return dataclasses.replace(existing, reused=True)
+        raise AlreadyExistsError(
+            f"{vault.name}:{key} is already mounted at {existing.mountpoint}",
+            hint="one mount per fork: use that one, or unmount it first",
+            details={"mountpoint": existing.mountpoint},
+        )
+    created = False
+    if mountpoint is None:
+        mountpoint = default_mountpoint(home, vault.name, key)
+        if _mounted_at(mountpoint):
+            _force_unmount(mountpoint)
+        os.makedirs(mountpoint, exist_ok=True)
+        created = True
+    mountpoint = os.path.abspath(mountpoint)
+    _check_mountpoint(mountpoint, created=created)
+    log_dir = os.path.join(vault.state_dir, "mounts")
+    os.makedirs(log_dir, exist_ok=True)
+    log_path = os.path.join(log_dir, key.replace("/", "%2F") + ".log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "avfs_git.fuse.daemon",
+        "--home",
+        home.path,
+        "--vault",
+        vault.name,
+        "--fork",
+        fork,
+        "--mountpoint",
+        mountpoint,
+    ]
+    if commit is not None:
+        cmd += ["--revision", commit]
+    env = dict(os.environ)
+    env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
+    if foreground:
+        os.execvpe(cmd[0], [*cmd, "--foreground"], env)
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    cmd += ["--ready-fd", str(w)]
+    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        # a detached daemon in its own session: posix_spawn leaves no Popen object behind
+        # (its finaliser would warn about a child still running) and does not fork a
+        # possibly multi-threaded caller
+        pid = os.posix_spawn(
+            cmd[0],
+            cmd,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, logfd, 1),
+                (os.POSIX_SPAWN_DUP2, logfd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(logfd)
+        os.close(w)
+    try:
+        ready = _wait_ready(r, pid)
+    finally:
+        os.close(r)
+    if not ready:
+        tail = _tail(log_path)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid, block=True)
+        _force_unmount(mountpoint)
+        raise MountError(
+            f"the mount daemon for {vault.name}:{key} did not come up",
+            hint="see the log: " + log_path,
+            details={"log": log_path, "log_tail": tail},
+        )
+    info = check(vault, key)
+    if info is None:
+        raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
+    return info
+
+
+def _reap(pid: int, *, block: bool = False) -> bool:
+    """Collect a daemon we spawned once it exited; True when it has."""
+    try:
+        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return not _alive(pid)  # not our child (another process mounted it)
+    return done == pid
+
+
+def _wait_ready(fd: int, pid: int) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            data = os.read(fd, 1)
+            return data == b"R"  # EOF: the daemon exited before it was ready
+        if _reap(pid):
+            return False
+    return False
+
+
+def _tail(path: str, n: int = 2000) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - n))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def unmount(
+    home: Home, vault: Vault, fork: str, *, revision: str | None = None, lazy: bool = False
+) -> MountInfo | None:
+    """Unmount a fork's mount; harmless when it is not mounted (returns None)."""
+    del home
+    names.check_fork_name(fork)
+    key = mount_key(fork, None if revision is None else revision)
+    info = check(vault, key)
+    if info is None:
+        return None
+    path = registry_path(vault, key)
+    data = _read_registry(path) or {}
+    data["state"] = "unmounting"
+    write_registry(path, data)
+    cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and _mounted_at(info.mountpoint):
+        data["state"] = "mounted"
+        write_registry(path, data)
+        msg = proc.stderr.strip()
+        if "busy" in msg.lower():
+            raise BusyError(
+                f"{info.mountpoint} is busy: a process has a file open or its working directory there",
+                hint="leave the directory / close the files, or use --lazy",
+                details={"mountpoint": info.mountpoint},
+            )
+        raise MountError(f"cannot unmount {info.mountpoint}: {msg}")
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while not _reap(info.pid) and _alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _alive(info.pid):
+        try:
+            os.kill(info.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(info.pid)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return dataclasses.replace(info, state="gone")

@@ -1,0 +1,409 @@
+"""The FUSE adapter: FUSE calls in, workspace calls out, ``AvfsError.errno`` back.
+
+It holds no git logic. Paths arrive as "/a/b" with every symlink already resolved by the
+kernel, so lookups never follow links. File contents:
+
+- a file still in git is served from its blob (read-only opens) until something opens it
+  for writing; then :meth:`Workspace.materialize` copies it into the overlay once and the
+  open file descriptor of that overlay file takes reads and writes at disk speed;
+- a descriptor open for writing holds a shared ``flock`` on its overlay file, which tells a
+  concurrent checkpoint (any process) to keep the entry: nothing written before or after a
+  checkpoint is lost;
+- writes are journaled when a handle first becomes dirty and when it is flushed, fsynced or
+  released, so status, quota and "what changed since" stay true.
+
+Not supported, with a clear errno: hard links (EPERM), extended attributes (ENOTSUP),
+owners (chown is accepted and ignored: git keeps no owners), device files (EPERM).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import hashlib
+import itertools
+import os
+import stat
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import mfusepy as fuse
+
+from ..core import names
+from ..core.errors import AvfsError
+from ..core.types import MODE_EXEC
+from ..core.workspace import Node, Workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def translated(func: F) -> F:
+    """Turn AvfsError (and bad paths) into the errno FUSE expects."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AvfsError as exc:
+            raise fuse.FuseOSError(exc.errno) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def inode_of(path: str) -> int:
+    """A stable inode number for a path (the same in every mount of every process)."""
+    if not path:
+        return 1
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF) | 2
+
+
+class Handle:
+    __slots__ = ("data", "dirty", "fd", "fileid", "limit", "path", "writable")
+
+    def __init__(self, path: str, fd: int | None, data: bytes | None, writable: bool) -> None:
+        self.path = path
+        self.fd = fd
+        self.data = data
+        self.writable = writable
+        self.dirty = False
+        self.fileid: str | None = None
+        self.limit = 0
+
+
+class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
+    """Operations for one mounted workspace (``read_only`` for a mounted revision)."""
+
+    use_ns = True
+
+    def __init__(
+        self, ws: Workspace, *, read_only: bool = False, on_ready: Callable[[], None] | None = None
+    ) -> None:
+        self.ws = ws
+        self.read_only = read_only
+        self.on_ready = on_ready
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self._handles: dict[int, Handle] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- helpers -----------------------------------------------------------------------------
+    @staticmethod
+    def _p(path: str) -> str:
+        return names.norm_path(path.lstrip("/"))
+
+    def _node(self, p: str) -> Node:
+        node = self.ws.node(p)
+        if node is None:
+            raise fuse.FuseOSError(errno.ENOENT)
+        return node
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise fuse.FuseOSError(errno.EROFS)
+
+    def _attrs(self, p: str, node: Node) -> dict[str, Any]:
+        t = int(self.ws.view_time * 1e9)
+        st: dict[str, Any] = {
+            "st_ino": inode_of(p),
+            "st_uid": self.uid,
+            "st_gid": self.gid,
+            "st_atime": t,
+            "st_mtime": t,
+            "st_ctime": t,
+        }
+        if node.is_dir:
+            st.update(st_mode=stat.S_IFDIR | 0o755, st_nlink=2, st_size=4096, st_blocks=8)
+            return st
+        real = self.ws.file_path(node)
+        if node.is_link:
+            st["st_mode"] = stat.S_IFLNK | 0o777
+        else:
+            st["st_mode"] = stat.S_IFREG | (0o755 if node.mode == MODE_EXEC else 0o644)
+        st["st_nlink"] = 1
+        if real is not None:
+            try:
+                s = os.stat(real)
+            except FileNotFoundError:
+                raise fuse.FuseOSError(errno.EIO) from None
+            st.update(
+                st_size=s.st_size,
+                st_blocks=s.st_blocks,
+                st_atime=s.st_atime_ns,
+                st_mtime=s.st_mtime_ns,
+                st_ctime=s.st_ctime_ns,
+            )
+        else:
+            size = self.ws.node_size(node)
+            st.update(st_size=size, st_blocks=(size + 511) // 512)
+        return st
+
+    def _new_handle(self, h: Handle) -> int:
+        with self._lock:
+            fh = next(self._ids)
+            self._handles[fh] = h
+        return fh
+
+    def _handle(self, fh: int) -> Handle:
+        h = self._handles.get(fh)
+        if h is None:
+            raise fuse.FuseOSError(errno.EBADF)
+        return h
+
+    def _open_rw(self, p: str, node: Node, flags: int) -> int:
+        real = self.ws.file_path(node)
+        assert real is not None
+        fd = os.open(real, os.O_RDWR | os.O_CLOEXEC | (flags & os.O_APPEND))
+        fcntl.flock(fd, fcntl.LOCK_SH)  # "in use": a checkpoint keeps this entry
+        h = Handle(p, fd, None, True)
+        assert node.entry is not None
+        h.fileid = node.entry.fileid
+        h.limit = os.fstat(fd).st_size + max(0, self.ws.quota_left())
+        return self._new_handle(h)
+
+    def _note(self, h: Handle) -> None:
+        if h.dirty:
+            self.ws.note_written(h.path)
+            h.dirty = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def init(self, path: str) -> None:
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def destroy(self, path: str) -> None:
+        for fh in list(self._handles):
+            self.release("", fh)
+
+    # -- metadata ----------------------------------------------------------------------------
+    @translated
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        p = self._p(path)
+        return self._attrs(p, self._node(p))
+
+    @translated
+    def readdir(self, path: str, fh: int) -> list[Any]:
+        p = self._p(path)
+        node = self._node(p)
+        if not node.is_dir:
+            raise fuse.FuseOSError(errno.ENOTDIR)
+        out: list[Any] = [".", ".."]
+        for name, child in sorted(self.ws.node_children(node).items()):
+            cp = names.join(p, name)
+            if child.is_dir:
+                mode = stat.S_IFDIR
+            elif child.is_link:
+                mode = stat.S_IFLNK
+            else:
+                mode = stat.S_IFREG
+            # with use_ino, an entry without st_ino reaches the kernel as inode 0 and glibc
+            # drops it: directories would look empty
+            out.append((name, {"st_ino": inode_of(cp), "st_mode": mode}, 0))
+        return out
+
+    @translated
+    def readlink(self, path: str) -> str:
+        return self.ws.read_link(self._p(path))
+
+    @translated
+    def statfs(self, path: str) -> dict[str, int]:
+        sv = os.statvfs(self.ws.state_dir)
+        return {
+            "f_bsize": sv.f_bsize,
+            "f_frsize": sv.f_frsize,
+            "f_blocks": sv.f_blocks,
+            "f_bfree": sv.f_bfree,
+            "f_bavail": sv.f_bavail,
+            "f_files": sv.f_files,
+            "f_ffree": sv.f_ffree,
+            "f_favail": sv.f_favail,
+            "f_namemax": 255,
+        }
+
+    @translated
+    def chmod(self, path: str, mode: int) -> int:
+        self._writable()
+        p = self._p(path)
+        node = self._node(p)
+        if node.is_dir or node.is_link:
+            return 0  # git keeps no directory or symlink modes
+        self.ws.chmod(p, bool(mode & 0o111))
+        return 0
+
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        return 0  # git keeps no owners: accepted and ignored
+
+    @translated
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+        self._writable()
+        p = self._p(path)
+        node = self._node(p)
+        if node.is_dir or node.is_link:
+            return 0
+        real = self.ws.file_path(self.ws.materialize(p))
+        assert real is not None
+        if times is None:
+            os.utime(real)
+        else:
+            os.utime(real, ns=(int(times[0]), int(times[1])))
+        return 0
+
+    # -- namespace ---------------------------------------------------------------------------
+    @translated
+    def mkdir(self, path: str, mode: int) -> int:
+        self._writable()
+        self.ws.mkdir(self._p(path))
+        return 0
+
+    @translated
+    def rmdir(self, path: str) -> int:
+        self._writable()
+        self.ws.rmdir(self._p(path))
+        return 0
+
+    @translated
+    def unlink(self, path: str) -> int:
+        self._writable()
+        p = self._p(path)
+        if self._node(p).is_dir:
+            raise fuse.FuseOSError(errno.EISDIR)
+        self.ws.remove(p)
+        return 0
+
+    @translated
+    def rename(self, old: str, new: str) -> int:
+        self._writable()
+        self.ws.rename(self._p(old), self._p(new))
+        return 0
+
+    @translated
+    def symlink(self, target: str, source: str) -> int:
+        # fusepy's names: `target` is the new link's path, `source` what it points to
+        self._writable()
+        self.ws.symlink(source, self._p(target))
+        return 0
+
+    def link(self, target: str, source: str) -> int:
+        raise fuse.FuseOSError(errno.EPERM)  # git has no hard links
+
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        raise fuse.FuseOSError(errno.EPERM)  # git keeps regular files, dirs and symlinks only
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        raise fuse.FuseOSError(errno.ENOTSUP)
+
+    def listxattr(self, path: str) -> list[str]:
+        return []
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        raise fuse.FuseOSError(errno.ENOTSUP)
+
+    def removexattr(self, path: str, name: str) -> int:
+        raise fuse.FuseOSError(errno.ENOTSUP)
+
+    # -- files -------------------------------------------------------------------------------
+    @translated
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        self._writable()
+        p = self._p(path)
+        self.ws.write(p, b"", mode=MODE_EXEC if mode & 0o111 else None, parents=False)
+        node = self._node(p)
+        return self._open_rw(p, node, 0)
+
+    @translated
+    def open(self, path: str, flags: int) -> int:
+        p = self._p(path)
+        node = self._node(p)
+        if node.is_dir:
+            raise fuse.FuseOSError(errno.EISDIR)
+        wants_write = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
+        if wants_write:
+            self._writable()
+            node = self.ws.materialize(p)
+            fh = self._open_rw(p, node, flags)
+            if flags & os.O_TRUNC:
+                h = self._handles[fh]
+                assert h.fd is not None
+                os.ftruncate(h.fd, 0)
+                h.dirty = True
+                self._note(h)
+            return fh
+        real = self.ws.file_path(node)
+        if real is not None:
+            return self._new_handle(Handle(p, os.open(real, os.O_RDONLY | os.O_CLOEXEC), None, False))
+        assert node.oid is not None
+        return self._new_handle(Handle(p, None, self.ws.store.blob_data(node.oid), False))
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        h = self._handle(fh)
+        if h.fd is not None:
+            return os.pread(h.fd, size, offset)
+        assert h.data is not None
+        return h.data[offset : offset + size]
+
+    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+        h = self._handle(fh)
+        if not h.writable or h.fd is None:
+            raise fuse.FuseOSError(errno.EBADF)
+        end = offset + len(data)
+        if end > h.limit:
+            # cheap bound per handle; recheck against the overlay before refusing
+            h.limit = os.fstat(h.fd).st_size + max(0, self.ws.quota_left())
+            if end > h.limit:
+                raise fuse.FuseOSError(errno.EDQUOT)
+        n = os.pwrite(h.fd, data, offset)
+        if not h.dirty:
+            h.dirty = True
+            self.ws.note_written(h.path)
+            h.dirty = True  # stays dirty until flushed: later writes are journaled then
+        return n
+
+    @translated
+    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+        self._writable()
+        h = self._handles.get(fh) if fh is not None else None
+        if h is not None and h.fd is not None and h.writable:
+            os.ftruncate(h.fd, length)
+            h.dirty = True
+            self._note(h)
+            return 0
+        p = self._p(path)
+        real = self.ws.file_path(self.ws.materialize(p))
+        assert real is not None
+        os.truncate(real, length)
+        self.ws.note_written(p)
+        return 0
+
+    @translated
+    def flush(self, path: str, fh: int) -> int:
+        h = self._handles.get(fh)
+        if h is not None:
+            self._note(h)
+        return 0
+
+    @translated
+    def fsync(self, path: str, datasync: int, fh: int) -> int:
+        h = self._handle(fh)
+        if h.fd is not None:
+            if datasync:
+                os.fdatasync(h.fd)
+            else:
+                os.fsync(h.fd)
+        self._note(h)
+        return 0
+
+    @translated
+    def release(self, path: str, fh: int) -> int:
+        with self._lock:
+            h = self._handles.pop(fh, None)
+        if h is None:
+            return 0
+        try:
+            self._note(h)
+        finally:
+            if h.fd is not None:
+                os.close(h.fd)  # also drops the "in use" flock
+        return 0

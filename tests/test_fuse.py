@@ -1,0 +1,467 @@
+"""A fork mounted with FUSE: real mounts, real tools. Each mount is unmounted in `finally`.
+
+The contract tests run twice: against the in-process workspace API and through a real
+mount, so both behave alike. FUSE tests may skip only where FUSE is truly missing, and
+under CI=true that is a failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.core.errors import AvfsError
+from avfs_git.fuse import mounts
+
+from .conftest import IN_CI, git
+
+WHY = mounts.fuse_available()
+
+
+def _rb(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _rt(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+def require_fuse() -> None:
+    if WHY is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {WHY}")
+        pytest.skip(f"requires FUSE: {WHY}")
+
+
+@pytest.fixture
+def mounted(home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
+    require_fuse()
+    ws = vault.workspace("main")
+    ws.write("README.md", b"# hello\n")
+    ws.write("src/app.py", b"print('hi')\n")
+    ws.write("bin/run.sh", b"#!/bin/sh\necho run\n", mode=0o755)
+    ws.symlink("README.md", "readme-link")
+    checkpoint.save(vault, name="base")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp))
+    try:
+        yield vault, str(mp)
+    finally:
+        try:
+            mounts.unmount(home, vault, "main", lazy=True)
+        finally:
+            if mounts._mounted_at(str(mp)):
+                subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
+    del info
+
+
+# -- the contract: the same tests through the API and through the mount ----------------------
+
+
+class ApiFS:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    def write(self, p: str, data: bytes) -> None:
+        self.ws.write(p, data, parents=False)
+
+    def read(self, p: str) -> bytes:
+        return bytes(self.ws.read(p))
+
+    def append(self, p: str, data: bytes) -> None:
+        self.ws.write(p, self.ws.read(p) + data, parents=False)
+
+    def rename(self, a: str, b: str) -> None:
+        self.ws.rename(a, b)
+
+    def unlink(self, p: str) -> None:
+        self.ws.remove(p)
+
+    def mkdir(self, p: str) -> None:
+        self.ws.mkdir(p)
+
+    def rmdir(self, p: str) -> None:
+        self.ws.rmdir(p)
+
+    def symlink(self, target: str, p: str) -> None:
+        self.ws.symlink(target, p)
+
+    def readlink(self, p: str) -> str:
+        return str(self.ws.read_link(p))
+
+    def set_exec(self, p: str, on: bool) -> None:
+        self.ws.chmod(p, on)
+
+    def is_exec(self, p: str) -> bool:
+        return bool(self.ws.stat(p).mode == 0o100755)
+
+    def exists(self, p: str) -> bool:
+        return bool(self.ws.exists(p))
+
+    def listdir(self, p: str) -> list[str]:
+        return [e.name for e in self.ws.listdir(p)]
+
+    def errno_of(self, fn: Any, *args: Any) -> int:
+        try:
+            fn(*args)
+        except AvfsError as exc:
+            return int(exc.errno)
+        return 0
+
+
+class MountFS:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def _p(self, p: str) -> str:
+        return os.path.join(self.root, p)
+
+    def write(self, p: str, data: bytes) -> None:
+        with open(self._p(p), "wb") as fh:
+            fh.write(data)
+
+    def read(self, p: str) -> bytes:
+        with open(self._p(p), "rb") as fh:
+            return fh.read()
+
+    def append(self, p: str, data: bytes) -> None:
+        with open(self._p(p), "ab") as fh:
+            fh.write(data)
+
+    def rename(self, a: str, b: str) -> None:
+        os.rename(self._p(a), self._p(b))
+
+    def unlink(self, p: str) -> None:
+        os.unlink(self._p(p))
+
+    def mkdir(self, p: str) -> None:
+        os.mkdir(self._p(p))
+
+    def rmdir(self, p: str) -> None:
+        os.rmdir(self._p(p))
+
+    def symlink(self, target: str, p: str) -> None:
+        os.symlink(target, self._p(p))
+
+    def readlink(self, p: str) -> str:
+        return os.readlink(self._p(p))
+
+    def set_exec(self, p: str, on: bool) -> None:
+        os.chmod(self._p(p), 0o755 if on else 0o644)
+
+    def is_exec(self, p: str) -> bool:
+        return bool(os.stat(self._p(p)).st_mode & 0o100)
+
+    def exists(self, p: str) -> bool:
+        return os.path.lexists(self._p(p))
+
+    def listdir(self, p: str) -> list[str]:
+        return sorted(os.listdir(self._p(p)))
+
+    def errno_of(self, fn: Any, *args: Any) -> int:
+        try:
+            fn(*args)
+        except OSError as exc:
+            return int(exc.errno or 0)
+        return 0
+
+
+@pytest.fixture(params=["api", "mount"])
+def fs(request, home, vault, tmp_path) -> Iterator[Any]:
+    if request.param == "api":
+        ws = vault.workspace("main")
+        ws.write("README.md", b"# hello\n")
+        ws.write("src/app.py", b"print('hi')\n")
+        checkpoint.save(vault)
+        yield ApiFS(ws)
+        return
+    m = request.getfixturevalue("mounted")
+    yield MountFS(m[1])
+
+
+def test_contract_write_read_append(fs):
+    fs.write("a.txt", b"one\n")
+    assert fs.read("a.txt") == b"one\n"
+    fs.append("a.txt", b"two\n")
+    assert fs.read("a.txt") == b"one\ntwo\n"
+    fs.write("a.txt", b"x")
+    assert fs.read("a.txt") == b"x"
+    fs.write("empty", b"")
+    assert fs.read("empty") == b""
+    data = bytes(range(256)) * 64
+    fs.write("bin.dat", data)
+    assert fs.read("bin.dat") == data
+
+
+def test_contract_rename_files_and_directories(fs):
+    fs.write("f1", b"1")
+    fs.write("f2", b"2")
+    fs.rename("f1", "f2")  # over an existing file
+    assert fs.read("f2") == b"1" and not fs.exists("f1")
+    fs.mkdir("d")
+    fs.write("d/x", b"x")
+    fs.rename("src", "d/src")  # an unchanged directory, across directories
+    assert fs.read("d/src/app.py") == b"print('hi')\n" and not fs.exists("src")
+    fs.rename("d", "e")
+    assert fs.listdir("e") == ["src", "x"]
+
+
+def test_contract_unlink_mkdir_rmdir(fs):
+    fs.mkdir("d")
+    fs.write("d/f", b"f")
+    assert fs.errno_of(fs.rmdir, "d") == errno.ENOTEMPTY
+    assert fs.errno_of(fs.mkdir, "d") == errno.EEXIST
+    fs.unlink("d/f")
+    fs.rmdir("d")
+    assert not fs.exists("d")
+    assert fs.errno_of(fs.unlink, "nope") == errno.ENOENT
+    assert fs.errno_of(fs.read, "nope") == errno.ENOENT
+
+
+def test_contract_symlinks_and_exec_bit(fs):
+    fs.symlink("README.md", "link")
+    assert fs.readlink("link") == "README.md"
+    assert fs.read("link") == b"# hello\n"
+    fs.write("tool.sh", b"#!/bin/sh\n")
+    fs.set_exec("tool.sh", True)
+    assert fs.is_exec("tool.sh")
+    fs.set_exec("tool.sh", False)
+    assert not fs.is_exec("tool.sh")
+
+
+# -- mount-only behaviour ---------------------------------------------------------------------
+
+
+def test_mount_shows_the_fork_and_changes_go_to_the_overlay(mounted):
+    vault, mp = mounted
+    assert sorted(os.listdir(mp)) == ["README.md", "bin", "readme-link", "src"]
+    assert _rt(os.path.join(mp, "src/app.py")) == "print('hi')\n"
+    assert os.access(os.path.join(mp, "bin/run.sh"), os.X_OK)
+    assert os.readlink(os.path.join(mp, "readme-link")) == "README.md"
+    with open(os.path.join(mp, "new.txt"), "w") as fh:
+        fh.write("new\n")
+    os.remove(os.path.join(mp, "README.md"))
+    ws = vault.workspace("main")
+    assert {(c.path, c.status.value) for c in ws.status()} == {("new.txt", "added"), ("README.md", "deleted")}
+    res = checkpoint.save(vault, "main")
+    assert res.created
+    assert git("--git-dir", vault.path, "show", "main:new.txt") == "new\n"
+
+
+def test_posix_details(mounted):
+    _vault, mp = mounted
+    p = os.path.join(mp, "f.bin")
+    # seek beyond EOF: a sparse hole reads as zeros
+    with open(p, "wb") as fh:
+        fh.write(b"a")
+        fh.seek(1000)
+        fh.write(b"z")
+    data = _rb(p)
+    assert len(data) == 1001 and data[1:1000] == b"\0" * 999
+    os.truncate(p, 10)
+    assert os.path.getsize(p) == 10
+    # O_EXCL
+    with pytest.raises(FileExistsError):
+        os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    # stable inode numbers
+    assert os.stat(p).st_ino == os.stat(p).st_ino
+    assert os.stat(os.path.join(mp, "src")).st_ino == os.lstat(os.path.join(mp, "src")).st_ino
+    # unlink while open: the open handle keeps working
+    fd = os.open(os.path.join(mp, "src/app.py"), os.O_RDWR)
+    os.unlink(os.path.join(mp, "src/app.py"))
+    os.pwrite(fd, b"still ", 0)
+    assert os.pread(fd, 6, 0) == b"still "
+    os.close(fd)
+    assert not os.path.exists(os.path.join(mp, "src/app.py"))
+    # mtimes tools can trust
+    os.utime(p, ns=(1_000_000_000, 2_000_000_000))
+    assert os.stat(p).st_mtime_ns == 2_000_000_000
+    # statfs, fsync
+    assert os.statvfs(mp).f_bsize > 0
+    fd = os.open(p, os.O_WRONLY)
+    os.fsync(fd)
+    os.close(fd)
+    # mmap read and write
+    with open(p, "r+b") as fh:
+        mm = mmap.mmap(fh.fileno(), 0)
+        mm[0:1] = b"M"
+        mm.flush()
+        mm.close()
+    assert _rb(p)[:1] == b"M"
+    # hard links and xattrs: clear errnos
+    with pytest.raises(PermissionError):
+        os.link(p, os.path.join(mp, "hard"))
+    with pytest.raises(OSError) as info:
+        os.setxattr(p, "user.x", b"1")
+    assert info.value.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
+
+
+def test_checkpoint_while_a_file_is_open_loses_nothing(mounted):
+    vault, mp = mounted
+    p = os.path.join(mp, "log.txt")
+    with open(p, "w") as fh:
+        fh.write("before\n")
+        fh.flush()
+        checkpoint.save(vault, "main")
+        fh.write("after\n")
+        fh.flush()
+    assert _rt(p) == "before\nafter\n"
+    assert git("--git-dir", vault.path, "show", "main:log.txt") == "before\n"
+    ws = vault.workspace("main")
+    assert [(c.path, c.status.value) for c in ws.status()] == [("log.txt", "modified")]
+    checkpoint.save(vault, "main")
+    assert git("--git-dir", vault.path, "show", "main:log.txt") == "before\nafter\n"
+
+
+def test_cli_changes_show_in_the_mount(mounted, cli):
+    _vault, mp = mounted
+    assert cli("--vault", "v", "write", "from-cli.txt", "cli\n").code == 0
+    assert _rt(os.path.join(mp, "from-cli.txt")) == "cli\n"
+    assert "from-cli.txt" in os.listdir(mp)
+
+
+def test_read_only_revision_mount(home, vault, tmp_path):
+    require_fuse()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"old\n")
+    checkpoint.save(vault, name="old")
+    ws.write("a.txt", b"new\n")
+    checkpoint.save(vault)
+    mp = tmp_path / "rev"
+    mp.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp), revision="old")
+    try:
+        assert info.read_only
+        assert _rt(os.path.join(mp, "a.txt")) == "old\n"
+        with pytest.raises(OSError) as exc, open(os.path.join(mp, "a.txt"), "w"):
+            pass
+        assert exc.value.errno == errno.EROFS
+        with pytest.raises(OSError):
+            os.mkdir(os.path.join(mp, "d"))
+    finally:
+        mounts.unmount(home, vault, "main", revision=info.revision)
+    assert not mounts._mounted_at(str(mp))
+    assert ws.read("a.txt") == b"new\n"
+
+
+def test_kill_9_keeps_what_was_written_and_is_cleaned_up(home, vault, tmp_path):
+    require_fuse()
+    mp = tmp_path / "k"
+    mp.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp))
+    try:
+        with open(mp / "survivor.txt", "w") as fh:
+            fh.write("written before the kill\n")
+        os.kill(info.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while mounts._alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mounts.list_mounts(home) == []  # detected and cleaned up
+        assert not mounts._mounted_at(str(mp))
+        assert vault.workspace("main").read("survivor.txt") == b"written before the kill\n"
+        again = mounts.mount(home, vault, "main", str(mp))  # no stale lock or mount in the way
+        assert (mp / "survivor.txt").read_text() == "written before the kill\n"
+        assert again.pid != info.pid
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_mount_errors_change_nothing(home, vault, tmp_path):
+    require_fuse()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    afile = tmp_path / "afile"
+    afile.write_text("f")
+    from avfs_git.core.errors import ForkNotFoundError, UsageError
+
+    with pytest.raises(UsageError, match="not empty"):
+        mounts.mount(home, vault, "main", str(full))
+    with pytest.raises(UsageError, match="does not exist"):
+        mounts.mount(home, vault, "main", str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="not a directory"):
+        mounts.mount(home, vault, "main", str(afile))
+    with pytest.raises(ForkNotFoundError):
+        mounts.mount(home, vault, "nope", str(tmp_path))
+    assert mounts.list_mounts(home) == []
+    assert (full / "x").read_text() == "x"
+
+
+def test_mount_twice_reuses_and_double_unmount_is_harmless(home, vault, tmp_path, cli):
+    require_fuse()
+    mp = tmp_path / "m"
+    mp.mkdir()
+    first = mounts.mount(home, vault, "main", str(mp))
+    try:
+        again = mounts.mount(home, vault, "main", str(mp))
+        assert again.reused and again.pid == first.pid
+        other = tmp_path / "other"
+        other.mkdir()
+        from avfs_git.core.errors import AlreadyExistsError
+
+        with pytest.raises(AlreadyExistsError):
+            mounts.mount(home, vault, "main", str(other))
+        doc = cli("--json", "mount", "--list").json()
+        assert [m["mountpoint"] for m in doc["mounts"]] == [str(mp)]
+    finally:
+        assert mounts.unmount(home, vault, "main") is not None
+    assert mounts.unmount(home, vault, "main") is None
+    r = cli("--json", "--vault", "v", "unmount")
+    assert r.code == 0 and r.json()["mount"] is None
+
+
+def test_cli_mount_default_mountpoint(cli, vault):
+    require_fuse()
+    r = cli("--json", "--vault", "v", "mount")
+    assert r.code == 0, r.out + r.err
+    mp = r.json()["mount"]["mountpoint"]
+    try:
+        assert os.path.isdir(mp) and stat.S_ISDIR(os.stat(mp).st_mode)
+        assert mounts._mounted_at(mp)
+    finally:
+        assert cli("--json", "--vault", "v", "unmount").code == 0
+    assert not mounts._mounted_at(mp)
+
+
+def test_quota_through_the_mount(mounted, cli):
+    vault, mp = mounted
+    assert cli("--vault", "v", "quota", "set", "64K").code == 0
+    with pytest.raises(OSError) as info, open(os.path.join(mp, "big.bin"), "wb") as fh:
+        fh.write(b"x" * (1 << 20))
+        fh.flush()
+    assert info.value.errno in (errno.EDQUOT, errno.ENOSPC)
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_two_forks_mounted_at_once_are_isolated(home, vault, tmp_path):
+    require_fuse()
+    vault.create_fork("main", "a")
+    vault.create_fork("main", "b")
+    ma, mb = tmp_path / "a", tmp_path / "b"
+    ma.mkdir()
+    mb.mkdir()
+    mounts.mount(home, vault, "a", str(ma))
+    try:
+        mounts.mount(home, vault, "b", str(mb))
+        try:
+            (ma / "only-a.txt").write_text("a")
+            assert not (mb / "only-a.txt").exists()
+            assert vault.workspace("a").read("only-a.txt") == b"a"
+            assert not vault.workspace("b").exists("only-a.txt")
+        finally:
+            mounts.unmount(home, vault, "b")
+    finally:
+        mounts.unmount(home, vault, "a")
