@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS := git fuse3
+DEBS := git fuse3 rsync
 PYTEST_ARGS ?=
 
 .PHONY: install sysdeps compile test lint typecheck check bench demo clean

@@ -241,8 +241,9 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._writable()
         p = self._p(path)
         node = self._node(p)
-        if node.is_dir or node.is_link:
-            return 0
+        if node.is_dir:
+            return 0  # directory times are not kept (git has none); see docs/fuse.md
+        # files and symlinks keep their times on their overlay file (materialized once)
         real = self.ws.file_path(self.ws.materialize(p))
         assert real is not None
         if times is None:
