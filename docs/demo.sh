@@ -72,6 +72,17 @@ run "$AVFS" log --oneline
 run "$AVFS" --json status
 run "$AVFS" diff imported before-risky --name-status
 
+say "Mount the fork: ordinary tools work in it, and what they write is the fork's"
+MNT="$("$AVFS" mount proj:agent1)"
+echo "mounted at $MNT"
+run ls -la "$MNT"
+run sh -c "cd '$MNT' && python3 -c 'from src.app import greet; print(greet(\"mount\"))'"
+run sh -c "cd '$MNT' && printf 'built by a tool in the mount\n' > BUILD.txt && mkdir -p out && cp src/app.py out/"
+run "$AVFS" status
+run "$AVFS" checkpoint save from-the-mount -m "files written by tools in the mount"
+run "$AVFS" mount --list
+run "$AVFS" unmount proj:agent1
+
 say "It is just git: clone the vault, check it, read the agent's branch"
 run git clone -q "$("$AVFS" vault path proj)" "$WORK/clone"
 run git -C "$WORK/clone" log --oneline --all
