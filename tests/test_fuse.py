@@ -326,11 +326,38 @@ def test_checkpoint_while_a_file_is_open_loses_nothing(mounted):
     assert git("--git-dir", vault.path, "show", "main:log.txt") == "before\nafter\n"
 
 
+def eventually(check: Any, timeout: float = 3.0) -> None:
+    """Poll ``check`` until it holds: the mount's watcher applies other processes' changes
+    within its poll interval (20 ms); the bound only keeps a broken watcher from hanging."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            assert check()
+        time.sleep(0.01)
+
+
 def test_cli_changes_show_in_the_mount(mounted, cli):
-    _vault, mp = mounted
+    vault, mp = mounted
+    readme = os.path.join(mp, "README.md")
+    assert _rt(readme) == "# hello\n"  # now cached by the kernel (60 s attributes)
+    os.listdir(mp)
     assert cli("--vault", "v", "write", "from-cli.txt", "cli\n").code == 0
     assert _rt(os.path.join(mp, "from-cli.txt")) == "cli\n"
     assert "from-cli.txt" in os.listdir(mp)
+    assert cli("--vault", "v", "write", "README.md", "# changed by the CLI, longer\n").code == 0
+    eventually(lambda: _rt(readme) == "# changed by the CLI, longer\n")
+    assert cli("--vault", "v", "rm", "src/app.py").code == 0
+    eventually(lambda: not os.path.exists(os.path.join(mp, "src/app.py")))
+    # a restore by another process changes everything the mount shows
+    assert cli("--vault", "v", "checkpoint", "restore", "base").code == 0
+    eventually(lambda: _rt(readme) == "# hello\n" and os.path.exists(os.path.join(mp, "src/app.py")))
+    assert not os.path.exists(os.path.join(mp, "from-cli.txt"))
+    del vault
 
 
 def test_read_only_revision_mount(home, vault, tmp_path):

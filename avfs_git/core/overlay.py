@@ -58,9 +58,12 @@ CREATE TABLE IF NOT EXISTS journal(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     path TEXT NOT NULL,
     op TEXT NOT NULL,
-    ts REAL NOT NULL
+    ts REAL NOT NULL,
+    pid INTEGER
 );
 """
+_VERSION = 2
+_MIGRATIONS = {2: "ALTER TABLE journal ADD COLUMN pid INTEGER"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ class Overlay:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
-            conn = open_db(self.db_path, _SCHEMA, template=template)
+            conn = open_db(self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template)
             self._local.conn = conn
             self._local.depth = 0
         return conn
@@ -227,6 +230,20 @@ class Overlay:
         r = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
         return int(r[0])
 
+    def changes_by_others(self, seq: int) -> tuple[int, list[str]]:
+        """Like :meth:`changes_since`, leaving out this process' own changes (a mount uses
+        it to invalidate the kernel's caches for what the CLI and others changed)."""
+        rows = self.db.execute(
+            "SELECT seq, path, pid FROM journal WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
+        last = int(rows[-1][0]) if rows else seq
+        me = os.getpid()
+        seen: dict[str, None] = {}
+        for _, p, pid in rows:
+            if pid != me:
+                seen.setdefault(str(p), None)
+        return last, list(seen)
+
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
         """Paths changed after journal position ``seq``, and the newest position."""
         rows = self.db.execute("SELECT seq, path FROM journal WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
@@ -238,7 +255,9 @@ class Overlay:
 
     # -- writes (call inside txn()) -----------------------------------------------------
     def _journal(self, db: sqlite3.Connection, path: str, op: str) -> int:
-        cur = db.execute("INSERT INTO journal(path, op, ts) VALUES(?, ?, ?)", (path, op, time.time()))
+        cur = db.execute(
+            "INSERT INTO journal(path, op, ts, pid) VALUES(?, ?, ?, ?)", (path, op, time.time(), os.getpid())
+        )
         return int(cur.lastrowid or 0)
 
     def put(self, db: sqlite3.Connection, e: Entry, op: str) -> Entry:

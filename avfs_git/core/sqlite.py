@@ -15,15 +15,13 @@ import sqlite3
 
 from .errors import CorruptStateError, from_oserror
 
-SCHEMA_VERSION = 1
 
-
-def _create(path: str, schema: str) -> None:
+def _create(path: str, schema: str, version: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(schema)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute(f"PRAGMA user_version={version}")
     finally:
         conn.close()
 
@@ -38,10 +36,19 @@ def _place(src_maker: str, path: str) -> None:
         os.unlink(src_maker)
 
 
-def open_db(path: str, schema: str, *, template: str | None = None) -> sqlite3.Connection:
+def open_db(
+    path: str,
+    schema: str,
+    *,
+    version: int = 1,
+    migrations: dict[int, str] | None = None,
+    template: str | None = None,
+) -> sqlite3.Connection:
     """Open (creating when missing) the database at ``path`` with ``schema``.
 
     Args:
+        version: the schema version ``schema`` creates (kept in ``user_version``).
+        migrations: version -> SQL that brings a database from version-1 to version.
         template: a path where a ready-made empty database with this schema is kept (and
             made on first need), copied for new databases.
     """
@@ -51,18 +58,32 @@ def open_db(path: str, schema: str, *, template: str | None = None) -> sqlite3.C
             if template is not None:
                 if not os.path.exists(template):
                     ttmp = f"{template}.new-{os.getpid()}"
-                    _create(ttmp, schema)
+                    _create(ttmp, schema, version)
                     _place(ttmp, template)
                 shutil.copyfile(template, tmp)
             else:
-                _create(tmp, schema)
+                _create(tmp, schema, version)
             _place(tmp, path)
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         conn.execute("PRAGMA synchronous=NORMAL")
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        have = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if have == 0:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(schema)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version={version}")
+        elif have < version:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                have = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                for v in range(have + 1, version + 1):
+                    for stmt in (migrations or {})[v].split(";"):
+                        if stmt.strip():
+                            conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={version}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return conn
     except OSError as exc:
         raise from_oserror(exc, path) from exc

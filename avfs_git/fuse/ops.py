@@ -18,11 +18,13 @@ owners (chown is accepted and ignored: git keeps no owners), device files (EPERM
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import functools
 import hashlib
 import itertools
+import logging
 import os
 import stat
 import threading
@@ -37,6 +39,7 @@ from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("avfs.fuse")
 
 
 def translated(func: F) -> F:
@@ -78,6 +81,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     use_ns = True
 
+    poll_s = 0.02  # how often the journal is checked for changes made by other processes
+
     def __init__(
         self, ws: Workspace, *, read_only: bool = False, on_ready: Callable[[], None] | None = None
     ) -> None:
@@ -89,6 +94,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._handles: dict[int, Handle] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._known: set[str] = set()  # paths the kernel may hold attributes for
+        self._stop = threading.Event()
+        self._fuse_ptr: Any = None
+        self._inval: Any = None
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -171,18 +180,65 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def init(self, path: str) -> None:
+        self._setup_invalidation()
         if self.on_ready is not None:
             self.on_ready()
 
     def destroy(self, path: str) -> None:
+        self._stop.set()
         for fh in list(self._handles):
             self.release("", fh)
+
+    # -- keeping the kernel's caches true ----------------------------------------------------
+    def _setup_invalidation(self) -> None:
+        """The kernel caches attributes and entries for a long time (the daemon sets 60 s);
+        when another process (the CLI, a checkpoint, a restore) changes the workspace, a
+        watcher thread reads the journal and tells the kernel to forget those paths
+        (libfuse 3's ``fuse_invalidate_path``). A read-only revision never changes."""
+        if self.read_only:
+            return
+        try:
+            lib = fuse._libfuse
+            self._fuse_ptr = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+            inval = lib.fuse_invalidate_path
+            inval.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            inval.restype = ctypes.c_int
+            self._inval = inval
+        except (AttributeError, ValueError):
+            log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
+            return
+        threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True).start()
+
+    def invalidate(self, path: str) -> None:
+        if self._inval is not None:
+            self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
+
+    def _watch(self) -> None:
+        ov = self.ws.overlay
+        seq = ov.last_seq()
+        view = (ov.get_meta("base"), ov.get_meta("view_time"))
+        while not self._stop.wait(self.poll_s):
+            try:
+                seq, paths = ov.changes_by_others(seq)
+                now = (ov.get_meta("base"), ov.get_meta("view_time"))
+                if now != view:
+                    # the base moved (checkpoint, restore, undo, a push): anything may differ
+                    view = now
+                    paths = sorted(self._known)
+                for p in paths:
+                    self.invalidate(p)
+                    if p:
+                        self.invalidate(names.parent_of(p))
+            except Exception:
+                log.exception("invalidation watcher")
 
     # -- metadata ----------------------------------------------------------------------------
     @translated
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         p = self._p(path)
-        return self._attrs(p, self._node(p))
+        attrs = self._attrs(p, self._node(p))
+        self._known.add(p)
+        return attrs
 
     @translated
     def readdir(self, path: str, fh: int) -> list[Any]:
