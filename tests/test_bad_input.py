@@ -202,9 +202,11 @@ def test_corrupt_overlay_file(cli, populated):
 def test_ref_moved_by_someone_else_cli(cli, populated):
     vault = populated
     repo = vault.store.repo
-    other = vault.store.create_commit(
-        vault.store.commit_tree(vault.workspace().base), [vault.workspace().base], "elsewhere\n"
-    )
+    # a commit that changes something this workspace does not show (it is not adopted)
+    base = vault.workspace().base
+    tb = repo.TreeBuilder(repo[vault.store.commit_tree(base)])
+    tb.insert("theirs.txt", repo.create_blob(b"a change this workspace does not show\n"), 0o100644)
+    other = vault.store.create_commit(str(tb.write()), [base], "elsewhere\n")
     repo.references.get("refs/heads/main").set_target(other)
     before = snapshot(vault)
     r = cli("--json", "--vault", "v", "checkpoint", "save")

@@ -367,3 +367,41 @@ def test_checkpoint_counts_changed_files(vault, ws):
     ws.write("README.md", b"y")
     res = checkpoint.save(vault)
     assert res.checkpoint.changes == 2
+
+
+def test_commit_of_the_view_made_elsewhere_is_adopted(vault, ws, tmp_path):
+    """`git commit` of exactly what the workspace shows (as inside a mount) moves the ref;
+    the workspace adopts the new tip and keeps whatever was not committed."""
+    ws.write("a.txt", b"1\n")
+    ws.write("b.txt", b"1\n")
+    checkpoint.save(vault)
+    ws.write("a.txt", b"2\n")
+    ws.write("b.txt", b"2\n")
+    clone = tmp_path / "c"
+    git("clone", "-q", vault.path, str(clone))
+    (clone / "a.txt").write_text("2\n")  # commit only a.txt, as the view shows it
+    git("commit", "-qam", "a from git", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    w = vault.workspace("main")
+    assert w.base == w.tip()
+    assert [(c.path, c.status.value) for c in w.status()] == [("b.txt", "modified")]
+    assert w.read("a.txt") == b"2\n" and w.read("b.txt") == b"2\n"
+    res = checkpoint.save(vault)
+    assert res.created
+    assert git("--git-dir", vault.path, "show", "main:b.txt") == "2\n"
+
+
+def test_a_commit_that_disagrees_with_the_view_is_not_adopted(vault, ws, tmp_path):
+    ws.write("a.txt", b"1\n")
+    checkpoint.save(vault)
+    ws.write("mine.txt", b"uncheckpointed\n")
+    clone = tmp_path / "c"
+    git("clone", "-q", vault.path, str(clone))
+    (clone / "a.txt").write_text("theirs\n")
+    git("commit", "-qam", "theirs", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    w = vault.workspace("main")
+    assert w.base != w.tip()
+    assert w.read("a.txt") == b"1\n"  # their change is not silently shown or reverted
+    with pytest.raises(RefMovedError):
+        checkpoint.save(vault)

@@ -247,7 +247,7 @@ def test_contract_symlinks_and_exec_bit(fs):
 
 def test_mount_shows_the_fork_and_changes_go_to_the_overlay(mounted):
     vault, mp = mounted
-    assert sorted(os.listdir(mp)) == ["README.md", "bin", "readme-link", "src"]
+    assert sorted(os.listdir(mp)) == [".git", "README.md", "bin", "readme-link", "src"]
     assert _rt(os.path.join(mp, "src/app.py")) == "print('hi')\n"
     assert os.access(os.path.join(mp, "bin/run.sh"), os.X_OK)
     assert os.readlink(os.path.join(mp, "readme-link")) == "README.md"
@@ -492,3 +492,62 @@ def test_two_forks_mounted_at_once_are_isolated(home, vault, tmp_path):
             mounts.unmount(home, vault, "b")
     finally:
         mounts.unmount(home, vault, "a")
+
+
+def _git_in(mp: str, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "user.name=In Mount", "-c", "user.email=in@mount.invalid", *args],
+        cwd=mp,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_git_inside_the_mount_agrees_and_its_commits_are_adopted(mounted):
+    vault, mp = mounted
+    assert _rt(os.path.join(mp, ".git")).startswith("gitdir: ")
+    assert _git_in(mp, "status", "--porcelain") == ""
+    with open(os.path.join(mp, "README.md"), "a") as fh:
+        fh.write("more\n")
+    os.remove(os.path.join(mp, "src/app.py"))
+    with open(os.path.join(mp, "new.txt"), "w") as fh:
+        fh.write("new\n")
+    porcelain = sorted(_git_in(mp, "status", "--porcelain").splitlines())
+    assert porcelain == [" D src/app.py", " M README.md", "?? new.txt"]
+    ws = vault.workspace("main")
+    assert sorted((c.path, c.status.value) for c in ws.status()) == [
+        ("README.md", "modified"),
+        ("new.txt", "added"),
+        ("src/app.py", "deleted"),
+    ]
+    assert "+more" in _git_in(mp, "diff")
+    # a commit made by git in the mount is the fork's: avfs adopts it, nothing is lost
+    _git_in(mp, "add", "README.md")
+    _git_in(mp, "commit", "-qm", "made inside the mount")
+    ws = vault.workspace("main")
+    assert ws.base == ws.tip()
+    assert ws.store.commit(ws.tip()).message == "made inside the mount\n"
+    assert sorted((c.path, c.status.value) for c in ws.status()) == [
+        ("new.txt", "added"),
+        ("src/app.py", "deleted"),
+    ]
+    assert [c.id for c in __import__("avfs_git").history.log(vault, "main")][:1] == [
+        _git_in(mp, "rev-parse", "HEAD").strip()
+    ]
+    with pytest.raises(PermissionError):
+        os.remove(os.path.join(mp, ".git"))
+
+
+def test_worktree_is_removed_on_unmount(home, vault, tmp_path):
+    require_fuse()
+    mp = tmp_path / "w"
+    mp.mkdir()
+    mounts.mount(home, vault, "main", str(mp))
+    wt_root = os.path.join(vault.path, "worktrees")
+    assert os.listdir(wt_root)
+    mounts.unmount(home, vault, "main")
+    assert os.listdir(wt_root) == []
+    assert git("--git-dir", vault.path, "worktree", "list").count("\n") == 1

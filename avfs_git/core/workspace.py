@@ -131,8 +131,10 @@ class Workspace:
         - a checkpoint interrupted after its ref moved is finished (its entries retired);
         - with an empty overlay the base simply follows the ref (a push or `git commit`
           into the vault is picked up: there is nothing to lose);
-        - with a non-empty overlay and a moved ref the base stays, and the next checkpoint
-          stops with :class:`RefMovedError`.
+        - with a non-empty overlay and a moved ref: when the new commits only recorded
+          what the workspace already shows (``git commit`` inside the mount), the new tip
+          becomes the base and the view is kept; otherwise the base stays, and the next
+          checkpoint stops with :class:`RefMovedError`.
         """
         if self.pinned is not None:
             return
@@ -170,6 +172,43 @@ class Workspace:
                         ov.remove(db, e.path, "follow")
                 ov.set_meta("base", tip)
                 ov.set_meta("view_time", repr(time.time()))
+            else:
+                self._adopt(db, base, tip)
+
+    def _adopt(self, db: Any, base: str, tip: str) -> None:
+        """Take ``tip`` as the base, keeping the view, when its commits (descending from the
+        base) changed nothing the workspace does not already show."""
+        import pygit2
+
+        repo = self.store.repo
+        try:
+            if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
+                return
+        except (KeyError, ValueError, pygit2.GitError):
+            return
+        base_tree = self.store.commit_tree(base)
+        tip_tree = self.store.commit_tree(tip)
+        changed: list[Change] = []
+        diff_trees(self.store, base_tree, tip_tree, "", changed)
+        for c in changed:
+            node = self._lookup(c.path)
+            if c.new_oid is None:
+                if node is not None and not node.is_dir:
+                    return
+            elif (
+                node is None
+                or node.is_dir
+                or node.mode != c.new_mode
+                or self._ws_entry_oid(node) != c.new_oid
+            ):
+                return
+        if self.overlay.get("") is None and base_tree != tip_tree:
+            self.overlay.put(db, Entry("", OBJECT, MODE_TREE, base_tree), "adopt")
+        self.overlay.set_meta("base", tip)
+        self._base_tree_cache = None
+        if not self.status():
+            # everything uncheckpointed is now in the tip: the overlay has nothing left
+            self.overlay.retire(db, self.overlay.all())
 
     def _read_seed(self) -> tuple[str, str] | None:
         path = os.path.join(self.state_dir, "seed")

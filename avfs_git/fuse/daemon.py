@@ -78,9 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 pass
 
+    # the mount is a linked worktree of the vault: git works inside it
+    from ..core import refs, worktree
+
+    head = args.revision if read_only else refs.fork_ref(args.fork)
+    wt = worktree.register(vault, key, args.mountpoint, head, ws.base)
+    gitfile = f"gitdir: {wt}\n".encode()
+
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    ops = WorkspaceFS(ws, read_only=read_only, on_ready=ready)
+    ops = WorkspaceFS(ws, read_only=read_only, on_ready=ready, gitfile=gitfile)
     code = 0
     try:
         mfusepy.FUSE(
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"avfs mount daemon: {exc}", file=sys.stderr)
             code = 1
     finally:
+        worktree.unregister(wt)
         try:
             os.unlink(reg)
         except FileNotFoundError:

@@ -39,6 +39,7 @@ from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
+GITFILE = "/.git"
 log = logging.getLogger("avfs.fuse")
 
 
@@ -84,9 +85,17 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     poll_s = 0.02  # how often the journal is checked for changes made by other processes
 
     def __init__(
-        self, ws: Workspace, *, read_only: bool = False, on_ready: Callable[[], None] | None = None
+        self,
+        ws: Workspace,
+        *,
+        read_only: bool = False,
+        on_ready: Callable[[], None] | None = None,
+        gitfile: bytes | None = None,
     ) -> None:
+        """``gitfile``: the contents of the ``.git`` file the mount shows at its root (it
+        makes the mount a linked worktree of the vault); None shows no ``.git``."""
         self.ws = ws
+        self.gitfile = gitfile
         self.read_only = read_only
         self.on_ready = on_ready
         self.uid = os.getuid()
@@ -102,7 +111,24 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
     def _p(path: str) -> str:
+        if path == GITFILE:
+            raise fuse.FuseOSError(errno.EPERM)  # the worktree link avfs shows; not a file of the fork
         return names.norm_path(path.lstrip("/"))
+
+    def _gitfile_attrs(self) -> dict[str, Any]:
+        assert self.gitfile is not None
+        t = int(self.ws.view_time * 1e9)
+        return {
+            "st_ino": inode_of(".git"),
+            "st_mode": stat.S_IFREG | 0o444,
+            "st_nlink": 1,
+            "st_size": len(self.gitfile),
+            "st_uid": self.uid,
+            "st_gid": self.gid,
+            "st_atime": t,
+            "st_mtime": t,
+            "st_ctime": t,
+        }
 
     def _node(self, p: str) -> Node:
         node = self.ws.node(p)
@@ -235,6 +261,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     # -- metadata ----------------------------------------------------------------------------
     @translated
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        if path == GITFILE and self.gitfile is not None:
+            return self._gitfile_attrs()
         p = self._p(path)
         attrs = self._attrs(p, self._node(p))
         self._known.add(p)
@@ -247,6 +275,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         if not node.is_dir:
             raise fuse.FuseOSError(errno.ENOTDIR)
         out: list[Any] = [".", ".."]
+        if not p and self.gitfile is not None:
+            out.append((".git", {"st_ino": inode_of(".git"), "st_mode": stat.S_IFREG}, 0))
         for name, child in sorted(self.ws.node_children(node).items()):
             cp = names.join(p, name)
             if child.is_dir:
@@ -372,6 +402,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     @translated
     def open(self, path: str, flags: int) -> int:
+        if path == GITFILE and self.gitfile is not None:
+            if (flags & os.O_ACCMODE) != os.O_RDONLY:
+                raise fuse.FuseOSError(errno.EPERM)
+            return self._new_handle(Handle(".git", None, self.gitfile, False))
         p = self._p(path)
         node = self._node(p)
         if node.is_dir:
