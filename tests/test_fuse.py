@@ -355,8 +355,11 @@ def test_cli_changes_show_in_the_mount(mounted, cli):
     eventually(lambda: not os.path.exists(os.path.join(mp, "src/app.py")))
     # a restore by another process changes everything the mount shows
     assert cli("--vault", "v", "checkpoint", "restore", "base").code == 0
-    eventually(lambda: _rt(readme) == "# hello\n" and os.path.exists(os.path.join(mp, "src/app.py")))
-    assert not os.path.exists(os.path.join(mp, "from-cli.txt"))
+    eventually(
+        lambda: _rt(readme) == "# hello\n"
+        and os.path.exists(os.path.join(mp, "src/app.py"))
+        and not os.path.exists(os.path.join(mp, "from-cli.txt"))
+    )
     del vault
 
 
@@ -551,3 +554,26 @@ def test_worktree_is_removed_on_unmount(home, vault, tmp_path):
     mounts.unmount(home, vault, "main")
     assert os.listdir(wt_root) == []
     assert git("--git-dir", vault.path, "worktree", "list").count("\n") == 1
+
+
+def test_git_status_in_the_mount_uses_the_journal(mounted, cli):
+    """git trusts the fsmonitor hook completely: every kind of change must reach it."""
+    vault, mp = mounted
+    hook = _git_in(mp, "config", "core.fsmonitor").strip()
+    assert hook.endswith("fsmonitor-hook") and os.access(hook, os.X_OK)
+    assert _git_in(mp, "status", "--porcelain") == ""
+    assert _git_in(mp, "status", "--porcelain") == ""  # second run: answered from the token
+    with open(os.path.join(mp, "src/app.py"), "a") as fh:  # through the mount
+        fh.write("# edited\n")
+    assert _git_in(mp, "status", "--porcelain").splitlines() == [" M src/app.py"]
+    assert cli("--vault", "v", "write", "bin/run.sh", "#!/bin/sh\necho changed\n").code == 0  # from the CLI
+    assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == [" M bin/run.sh", " M src/app.py"]
+    os.makedirs(os.path.join(mp, "newdir/deeper"))
+    with open(os.path.join(mp, "newdir/deeper/f.txt"), "w") as fh:
+        fh.write("f\n")
+    assert "?? newdir/" in _git_in(mp, "status", "--porcelain").splitlines()
+    checkpoint.save(vault, "main")  # the base moves: the mount rewrites the index, the hook says "/"
+    eventually(lambda: _git_in(mp, "status", "--porcelain") == "")
+    with open(os.path.join(mp, "README.md"), "w") as fh:
+        fh.write("after the checkpoint\n")
+    assert _git_in(mp, "status", "--porcelain").splitlines() == [" M README.md"]

@@ -150,6 +150,26 @@ class Workspace:
             return
         if pending is not None:
             self._recover_pending()
+        if base is not None and ov.has_changes():
+            # the ref moved under uncheckpointed changes: adopt it when that is safe, and
+            # never while a checkpoint of this fork runs (it holds the fork lock, and its
+            # ref move is not finished until it retired what it captured)
+            from .errors import BusyError
+
+            try:
+                with self.vault.lock(self.fork, wait_s=0), ov.txn() as db:
+                    base = ov.get_meta("base")
+                    tip = self.tip()
+                    if (
+                        ov.get_meta("pending") is None
+                        and base is not None
+                        and tip is not None
+                        and base != tip
+                    ):
+                        self._adopt(db, base, tip)
+            except BusyError:
+                pass
+            return
         with ov.txn() as db:
             base = ov.get_meta("base")
             tip = self.tip()
@@ -172,8 +192,6 @@ class Workspace:
                         ov.remove(db, e.path, "follow")
                 ov.set_meta("base", tip)
                 ov.set_meta("view_time", repr(time.time()))
-            else:
-                self._adopt(db, base, tip)
 
     def _adopt(self, db: Any, base: str, tip: str) -> None:
         """Take ``tip`` as the base, keeping the view, when its commits (descending from the

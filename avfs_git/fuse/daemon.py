@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 
 ATTR_TIMEOUT = 60.0
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
     import mfusepy
+    import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
 
     from ..core.home import Home
     from .mounts import mount_key, registry_path, write_registry
@@ -82,12 +84,37 @@ def main(argv: list[str] | None = None) -> int:
     from ..core import refs, worktree
 
     head = args.revision if read_only else refs.fork_ref(args.fork)
-    wt = worktree.register(vault, key, args.mountpoint, head, ws.base)
+    wt = worktree.register(
+        vault, key, args.mountpoint, head, ws.base, journal_db=None if read_only else ws.overlay.db_path
+    )
     gitfile = f"gitdir: {wt}\n".encode()
+
+    def refresh_index() -> None:
+        # the index git starts from: the base tree with the stat data the mount reports,
+        # so a first `git status` reads no file (written in the background; read-tree's
+        # plain index serves until then)
+        def run() -> None:
+            try:
+                # git may hold index.lock for a moment: retry, bounded
+                for _ in range(100):
+                    if worktree.write_index(vault, wt, ws.base, ops.index_stat):
+                        return
+                    time.sleep(0.05)
+                logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("writing the worktree index")
+
+        threading.Thread(target=run, name="avfs-index", daemon=True).start()
+
+    def ready_and_index() -> None:
+        ready()
+        refresh_index()
 
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    ops = WorkspaceFS(ws, read_only=read_only, on_ready=ready, gitfile=gitfile)
+    ops = WorkspaceFS(
+        ws, read_only=read_only, on_ready=ready_and_index, gitfile=gitfile, on_base_change=refresh_index
+    )
     code = 0
     try:
         mfusepy.FUSE(

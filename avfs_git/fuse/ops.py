@@ -91,11 +91,13 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         read_only: bool = False,
         on_ready: Callable[[], None] | None = None,
         gitfile: bytes | None = None,
+        on_base_change: Callable[[], None] | None = None,
     ) -> None:
         """``gitfile``: the contents of the ``.git`` file the mount shows at its root (it
         makes the mount a linked worktree of the vault); None shows no ``.git``."""
         self.ws = ws
         self.gitfile = gitfile
+        self.on_base_change = on_base_change
         self.read_only = read_only
         self.on_ready = on_ready
         self.uid = os.getuid()
@@ -176,6 +178,12 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             st.update(st_size=size, st_blocks=(size + 511) // 512)
         return st
 
+    def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        """(ctime_ns, mtime_ns, ino, uid, gid, size) the mount reports for an unchanged
+        file: what the worktree's index must hold for git to trust it without reading it."""
+        t = int(self.ws.view_time * 1e9)
+        return t, t, inode_of(path), self.uid, self.gid, self.ws.store.blob_size(oid)
+
     def _new_handle(self, h: Handle) -> int:
         with self._lock:
             fh = next(self._ids)
@@ -251,6 +259,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                     # the base moved (checkpoint, restore, undo, a push): anything may differ
                     view = now
                     paths = sorted(self._known)
+                    if self.on_base_change is not None:
+                        self.on_base_change()
                 for p in paths:
                     self.invalidate(p)
                     if p:
