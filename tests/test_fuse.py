@@ -356,9 +356,11 @@ def test_cli_changes_show_in_the_mount(mounted, cli):
     # a restore by another process changes everything the mount shows
     assert cli("--vault", "v", "checkpoint", "restore", "base").code == 0
     eventually(
-        lambda: _rt(readme) == "# hello\n"
-        and os.path.exists(os.path.join(mp, "src/app.py"))
-        and not os.path.exists(os.path.join(mp, "from-cli.txt"))
+        lambda: (
+            _rt(readme) == "# hello\n"
+            and os.path.exists(os.path.join(mp, "src/app.py"))
+            and not os.path.exists(os.path.join(mp, "from-cli.txt"))
+        )
     )
     del vault
 

@@ -191,7 +191,7 @@ class Workspace:
                     if self.store.tree_lookup(tree, e.path) is not None:
                         ov.remove(db, e.path, "follow")
                 ov.set_meta("base", tip)
-                ov.set_meta("view_time", repr(time.time()))
+                ov.set_meta("view_time", repr(float(_settled_now())))
 
     def _adopt(self, db: Any, base: str, tip: str) -> None:
         """Take ``tip`` as the base, keeping the view, when its commits (descending from the
@@ -836,7 +836,7 @@ class Workspace:
         so tools like make see restored files as new."""
         raw = self.overlay.get_meta("view_time")
         if raw is None:
-            t = self.store.commit_time(self.base)
+            t = min(self.store.commit_time(self.base), _settled_now())
             self.overlay.set_meta("view_time", repr(float(t)))
             return float(t)
         return float(raw)
@@ -1079,7 +1079,7 @@ class Workspace:
                 self.overlay.clear(db, "reset")
                 if view_tree is not None and view_tree != self.store.commit_tree(base):
                     self.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
-                self.overlay.set_meta("view_time", repr(time.time()))
+                self.overlay.set_meta("view_time", repr(float(_settled_now())))
             self.overlay.set_meta("base", base)
         self._base_tree_cache = None
 
@@ -1118,6 +1118,12 @@ class Workspace:
                 if progress:
                     progress(count)
         return count
+
+
+def _settled_now() -> int:
+    """Now, in whole seconds, one second back: a file time git's index can trust at once
+    (an entry as new as the index file itself is "racily clean" and gets re-read)."""
+    return int(time.time()) - 1
 
 
 def _file_mode(mode: int | None, old: int | None) -> int:

@@ -108,13 +108,18 @@ def main(argv: list[str] | None = None) -> int:
 
     def ready_and_index() -> None:
         ready()
-        refresh_index()
 
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     ops = WorkspaceFS(
         ws, read_only=read_only, on_ready=ready_and_index, gitfile=gitfile, on_base_change=refresh_index
     )
+    # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
+    # data) would read every file through FUSE once (minutes at 100k files)
+    try:
+        worktree.write_index(vault, wt, ws.base, ops.index_stat)
+    except Exception:
+        logging.getLogger("avfs.fuse").exception("writing the worktree index")
     code = 0
     try:
         mfusepy.FUSE(

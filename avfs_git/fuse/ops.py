@@ -109,6 +109,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._stop = threading.Event()
         self._fuse_ptr: Any = None
         self._inval: Any = None
+        self._view_time_ns: int | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -119,7 +120,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     def _gitfile_attrs(self) -> dict[str, Any]:
         assert self.gitfile is not None
-        t = int(self.ws.view_time * 1e9)
+        t = self._view_ns()
         return {
             "st_ino": inode_of(".git"),
             "st_mode": stat.S_IFREG | 0o444,
@@ -142,8 +143,14 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         if self.read_only:
             raise fuse.FuseOSError(errno.EROFS)
 
+    def _view_ns(self) -> int:
+        # read once, then kept current by the watcher (a SQL query per getattr otherwise)
+        if self._view_time_ns is None:
+            self._view_time_ns = int(self.ws.view_time * 1e9)
+        return self._view_time_ns
+
     def _attrs(self, p: str, node: Node) -> dict[str, Any]:
-        t = int(self.ws.view_time * 1e9)
+        t = self._view_ns()
         st: dict[str, Any] = {
             "st_ino": inode_of(p),
             "st_uid": self.uid,
@@ -181,7 +188,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         """(ctime_ns, mtime_ns, ino, uid, gid, size) the mount reports for an unchanged
         file: what the worktree's index must hold for git to trust it without reading it."""
-        t = int(self.ws.view_time * 1e9)
+        t = self._view_ns()
         return t, t, inode_of(path), self.uid, self.gid, self.ws.store.blob_size(oid)
 
     def _new_handle(self, h: Handle) -> int:
@@ -258,6 +265,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 if now != view:
                     # the base moved (checkpoint, restore, undo, a push): anything may differ
                     view = now
+                    self._view_time_ns = None
                     paths = sorted(self._known)
                     if self.on_base_change is not None:
                         self.on_base_change()
