@@ -11,13 +11,13 @@ pygit2 exceptions are translated here and in :mod:`.refs`; nothing above catches
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import zlib
 from typing import TYPE_CHECKING
 
 from .errors import CorruptStateError, InternalError, RevisionNotFoundError
 from .objects import ObjectReader
+from .threads import ThreadSlots
 from .types import MODE_TREE
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class GitStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
+        self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self._reader = ObjectReader(path)
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from typing import Any
 
 from .gitstore import rfc3339
 from .sqlite import open_db
+from .threads import ThreadSlots
 from .types import Operation
 
 _SCHEMA = """
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS ops(
 class OpLog:
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, "oplog.db")
-        self._local = threading.local()
+        self._local = ThreadSlots()
 
     @property
     def db(self) -> sqlite3.Connection:

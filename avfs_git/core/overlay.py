@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from contextlib import contextmanager
 from .errors import CorruptStateError, from_oserror
 from .names import parent_of
 from .sqlite import open_db
+from .threads import ThreadSlots
 
 DELETED = 0
 FILE = 1
@@ -101,7 +101,7 @@ class Overlay:
         self.dir = state_dir
         self.files_dir = os.path.join(state_dir, "files")
         self.db_path = os.path.join(state_dir, "overlay.db")
-        self._local = threading.local()
+        self._local = ThreadSlots()
         try:
             os.makedirs(self.files_dir, exist_ok=True)
         except OSError as exc:
