@@ -45,8 +45,22 @@ def main():
     state = "%s:%s" % (meta.get("base"), meta.get("view_time"))
     out = ["avfs:%s:%d" % (state, seq)]
     old = token.split(":")
-    if len(old) != 4 or old[0] != "avfs" or ":".join(old[1:3]) != state:
-        out.append("/")  # first call, or the base moved: everything may have changed
+    if len(old) != 4 or old[0] != "avfs":
+        # git's first call (its index has no token of ours): the index avfs wrote holds the
+        # base with the mount's stat data, so what may differ is exactly the overlay
+        paths = [row[0] for row in con.execute("SELECT path FROM entries")]
+        if "" in paths:
+            out.append("/")  # the whole tree is replaced (after an undo): rescan
+        else:
+            seen = set()
+            for path in paths:
+                parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+                for p in (path, path + "/", parent):
+                    if p and p not in seen:
+                        seen.add(p)
+                        out.append(p)
+    elif ":".join(old[1:3]) != state:
+        out.append("/")  # the base moved: everything may have changed
     else:
         seen = set()
         for (path,) in con.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (int(old[3]),)):
