@@ -182,11 +182,16 @@ def test_python_venv_pip_pytest(mnt, tmp_path):
     )
     assert pip.returncode == 0, pip.stderr
     assert (venv / "lib").is_dir()
+    # pytest itself comes from the project's environment (the base interpreter may lack it)
+    import sysconfig
+
+    env = dict(os.environ, PYTHONPATH=sysconfig.get_paths()["purelib"])
     res = subprocess.run(
         [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
         cwd=proj,
         capture_output=True,
         text=True,
+        env=env,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
