@@ -579,3 +579,19 @@ def test_git_status_in_the_mount_uses_the_journal(mounted, cli):
     with open(os.path.join(mp, "README.md"), "w") as fh:
         fh.write("after the checkpoint\n")
     assert _git_in(mp, "status", "--porcelain").splitlines() == [" M README.md"]
+
+
+def test_a_directory_already_mounted_is_refused(home, vault, tmp_path):
+    require_fuse()
+    from avfs_git.core.errors import AlreadyExistsError
+
+    vault.create_fork("main", "other")
+    mp = tmp_path / "shared"
+    mp.mkdir()
+    mounts.mount(home, vault, "main", str(mp))
+    try:
+        with pytest.raises(AlreadyExistsError, match="already a mount point"):
+            mounts.mount(home, vault, "other", str(mp))
+        assert [m.fork for m in mounts.list_mounts(home)] == ["main"]
+    finally:
+        mounts.unmount(home, vault, "main")
