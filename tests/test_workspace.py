@@ -244,3 +244,22 @@ def test_root_and_dir_nodes(ws):
     assert ws.stat("").mode == MODE_TREE
     with pytest.raises(InvalidPathError):
         ws.remove("")
+
+
+def test_overlay_byte_total_follows_every_change(vault, ws):
+    def summed():
+        r = ws.overlay.db.execute("SELECT COALESCE(SUM(size), 0) FROM entries WHERE kind=1").fetchone()
+        return int(r[0])
+
+    ws.write("a", b"12345")
+    ws.write("b/c", b"123")
+    ws.write("a", b"1")  # replace
+    ws.copy("a", "a2")
+    ws.rename("b", "b2")
+    ws.remove("a2")
+    assert ws.overlay.file_bytes() == summed() == 4
+    checkpoint.save(vault)
+    assert ws.overlay.file_bytes() == summed() == 0
+    ws.write("x", b"xx")
+    checkpoint.restore(vault, None, "HEAD")
+    assert ws.overlay.file_bytes() == summed() == 0

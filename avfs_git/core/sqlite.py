@@ -72,18 +72,15 @@ def open_db(
             conn.executescript(schema)
             conn.execute(f"PRAGMA user_version={version}")
         elif have < version:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                have = int(conn.execute("PRAGMA user_version").fetchone()[0])
-                for v in range(have + 1, version + 1):
-                    for stmt in (migrations or {})[v].split(";"):
-                        if stmt.strip():
-                            conn.execute(stmt)
-                conn.execute(f"PRAGMA user_version={version}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            # migrations are idempotent scripts (IF NOT EXISTS / OR IGNORE), so two processes
+            # migrating at once both end at the same schema
+            for v in range(have + 1, version + 1):
+                try:
+                    conn.executescript((migrations or {})[v])
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
+            conn.execute(f"PRAGMA user_version={version}")
         return conn
     except OSError as exc:
         raise from_oserror(exc, path) from exc

@@ -65,7 +65,7 @@ def inode_of(path: str) -> int:
 
 
 class Handle:
-    __slots__ = ("data", "dirty", "fd", "fileid", "limit", "path", "writable")
+    __slots__ = ("created", "data", "dirty", "fd", "fileid", "limit", "path", "writable")
 
     def __init__(self, path: str, fd: int | None, data: bytes | None, writable: bool) -> None:
         self.path = path
@@ -73,6 +73,7 @@ class Handle:
         self.data = data
         self.writable = writable
         self.dirty = False
+        self.created = False
         self.fileid: str | None = None
         self.limit = 0
 
@@ -416,7 +417,9 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         p = self._p(path)
         self.ws.write(p, b"", mode=MODE_EXEC if mode & 0o111 else None, parents=False)
         node = self._node(p)
-        return self._open_rw(p, node, 0)
+        fh = self._open_rw(p, node, 0)
+        self._handles[fh].created = True
+        return fh
 
     @translated
     def open(self, path: str, flags: int) -> int:
@@ -465,9 +468,12 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 raise fuse.FuseOSError(errno.EDQUOT)
         n = os.pwrite(h.fd, data, offset)
         if not h.dirty:
+            # journal the first write now (git's fsmonitor and other processes must see the
+            # path change), the rest at flush/release; a file this handle created is in the
+            # journal already
+            if not h.created:
+                self.ws.note_written(h.path)
             h.dirty = True
-            self.ws.note_written(h.path)
-            h.dirty = True  # stays dirty until flushed: later writes are journaled then
         return n
 
     @translated
