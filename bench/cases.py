@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
+from .fusecases import FUSE_BENCHMARKS
 from .timing import Profiler, Repeats, Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, Fixtures, pick_paths
 
@@ -38,6 +39,7 @@ class Context:
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
     avfs_bin: str = dataclasses.field(default_factory=lambda: venv_bin("avfs"))
     python: str = sys.executable
+    quick: bool = False  # --quick: the FUSE benchmarks scale their sizes down
 
 
 def _tag(i: int) -> str:
@@ -633,4 +635,6 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "restore": bench_restore,
     "status": bench_status,
     "startup": bench_startup,
+    # a mounted fork vs the native disk (bench/fusecases.py)
+    **FUSE_BENCHMARKS,
 }

@@ -17,8 +17,9 @@ from typing import Any
 from .env import DOCS_PAGE, PROJECT_DIR, WORK_DIR, git, log, make_hermetic, utc_stamp
 from .report import (
     SCHEMA,
+    Section,
+    docs_sources,
     load,
-    newest_results,
     print_header,
     print_row,
     summary,
@@ -126,14 +127,26 @@ PRELOAD = (
 
 
 def render_docs(spec: str) -> int:
-    path = Path(spec) if spec else newest_results()
-    if path is None or not path.exists():
+    """Regenerate the docs' results: the main table from ``spec`` (default: the newest
+    full run), the FUSE section from ``spec`` when it has FUSE figures, else from the newest
+    results file that has (of a run at full size when there is one)."""
+    given: Section | None = None
+    if spec:
+        path = Path(spec)
+        if not path.exists():
+            print(f"bench: no such results file: {path}", file=sys.stderr)
+            return 2
+        given = (load(path), path)
+    main, fuse = docs_sources(given)
+    if main is None and fuse is None:
         print("bench: no results file to render (run `python -m bench` first)", file=sys.stderr)
         return 2
-    doc = load(path)
-    update_docs(doc, path)
-    latest = write_latest(doc, path)
-    print(f"bench: {DOCS_PAGE} and {latest} updated from {path}", file=sys.stderr)
+    update_docs(main, fuse)
+    first = main or fuse
+    assert first is not None
+    latest = write_latest(first[0], first[1], fuse=fuse if main is not None else None)
+    used = ", ".join(sorted({str(s[1]) for s in (main, fuse) if s is not None}))
+    print(f"bench: {DOCS_PAGE} and {latest} updated from {used}", file=sys.stderr)
     return 0
 
 
@@ -175,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         profiler=Profiler(WORK_DIR / "profiles" if args.profile else None),
         emit=emit,
         results=results,
+        quick=args.quick,
     )
     # trees and checkouts first (cached across runs), so their cost shows up apart
     for label in args.sizes:
@@ -225,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(doc, stamp)
     partial = args.quick or bool(args.only)
     if not args.no_docs and (args.docs or not partial):
-        update_docs(doc, path)
+        update_docs(*docs_sources((doc, path)))
         log(f"updated {DOCS_PAGE}")
     s = doc["summary"]
     print(f"\ntargets met: {s['met']}, missed: {s['missed']}, without a target: {s['informational']}")

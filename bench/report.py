@@ -85,23 +85,55 @@ def print_row(result: Result) -> None:
         print(f"{'':16}note: {note}", flush=True)
 
 
-def markdown_table(doc: dict[str, Any]) -> str:
+def is_fuse(row: dict[str, Any]) -> bool:
+    """A figure of the FUSE benchmarks (bench/fusecases.py): shown in its own section."""
+    return str(row.get("name", "")).startswith("fuse_")
+
+
+def rows_of(doc: dict[str, Any], *, fuse: bool) -> list[dict[str, Any]]:
+    return [r for r in doc.get("results", []) if is_fuse(r) == fuse]
+
+
+def markdown_table(doc: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> str:
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---" for _ in COLUMNS) + " |",
     ]
-    for r in doc["results"]:
+    for r in doc["results"] if rows is None else rows:
         cells = row_cells(r)
         cells[-1] = {"yes": "yes", "NO": "**no**"}.get(cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
-def markdown_report(doc: dict[str, Any], heading: str = "##") -> str:
+def _count(rows: list[dict[str, Any]]) -> dict[str, int]:
+    met = sum(1 for r in rows if r.get("met") is True)
+    missed = sum(1 for r in rows if r.get("met") is False)
+    return {"met": met, "missed": missed, "informational": len(rows) - met - missed}
+
+
+def markdown_report(doc: dict[str, Any], heading: str = "##", *, fuse: bool | None = None) -> str:
+    """The report of one run: every figure (``fuse=None``), only the FUSE figures
+    (``True``) or all but them (``False``)."""
+    rows = doc["results"] if fuse is None else rows_of(doc, fuse=fuse)
     m = doc["machine"]
-    s = doc["summary"]
+    s = _count(rows)
+    if fuse:
+        title = f"{heading} FUSE: results of {doc['started']}"
+        counts = sorted({int(r.get("repeats") or 0) for r in rows}) or [0]
+        runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+        repeats = (
+            f"Medians of {runs} runs per figure, mount and native interleaved (the order flips each "
+            "round) after a warm-up round; a figure cut short by its time budget says so in its notes."
+        )
+    else:
+        title = f"{heading} Results of {doc['started']}"
+        repeats = (
+            f"Medians of {doc['repeats']['fast']} runs for fast operations, {doc['repeats']['medium']} for "
+            f"subprocess ones, {doc['repeats']['slow']} for imports."
+        )
     out = [
-        f"{heading} Results of {doc['started']}",
+        title,
         "",
         f"Command: `{' '.join(['python -m bench', *doc['argv']])}`",
         "",
@@ -109,20 +141,18 @@ def markdown_report(doc: dict[str, Any], heading: str = "##") -> str:
         f"{m['loadavg_end']} at the end (shared: treat figures as ±30 %); Python {m['python']}, "
         f"pygit2 {m['pygit2']} / libgit2 {m['libgit2']}, {m['git']}. "
         f"avfs at {doc['avfs']['commit'][:12]}{' (with uncommitted changes)' if doc['avfs']['dirty'] else ''}"
-        f" (sources {doc['avfs'].get('sources_sha1', '?')[:12]}). "
-        f"Medians of {doc['repeats']['fast']} runs for fast operations, {doc['repeats']['medium']} for "
-        f"subprocess ones, {doc['repeats']['slow']} for imports.",
+        f" (sources {doc['avfs'].get('sources_sha1', '?')[:12]}). " + repeats,
         "",
         f"Targets met: **{s['met']}**, missed: **{s['missed']}**, figures without a target: {s['informational']}.",
         "",
-        markdown_table(doc),
+        markdown_table(doc, rows),
     ]
-    notes = [(r["name"], r["size"], n) for r in doc["results"] for n in r.get("notes", [])]
+    notes = [(r["name"], r["size"], n) for r in rows for n in r.get("notes", [])]
     if notes:
         out += ["", "Notes:", ""]
         out += [f"- {name} ({size}): {note}" for name, size, note in notes]
     it = doc.get("importtime")
-    if it:
+    if it and not fuse:
         out += [
             "",
             f"Imports of `{it['command'].split(' --home')[0]} --json status`: {it['total_import_ms']} ms in "
@@ -137,7 +167,11 @@ def markdown_report(doc: dict[str, Any], heading: str = "##") -> str:
     if warnings:
         out += ["", "Warnings:", ""]
         out += [f"- {w}" for w in warnings]
-    errors = doc.get("errors") or []
+    errors = [
+        e
+        for e in doc.get("errors") or []
+        if fuse is None or str(e.get("benchmark", "")).startswith("fuse_") == fuse
+    ]
     if errors:
         out += ["", "Benchmarks that failed to run:", ""]
         out += [f"- {e['benchmark']}: `{e['error']}`" for e in errors]
@@ -158,14 +192,22 @@ def write_results(doc: dict[str, Any], stamp: str, results_dir: Path = RESULTS_D
     return path
 
 
-def write_latest(doc: dict[str, Any], source: Path, results_dir: Path = RESULTS_DIR) -> Path:
+Section = tuple[dict[str, Any], Path]  # a results document and its file
+
+
+def write_latest(
+    doc: dict[str, Any], source: Path, results_dir: Path = RESULTS_DIR, fuse: Section | None = None
+) -> Path:
+    """``latest.md``: ``doc``'s report; with ``fuse``, ``doc``'s figures but the FUSE ones,
+    then the FUSE figures of ``fuse``."""
     latest = results_dir / "latest.md"
-    latest.write_text(
-        "# Latest benchmark results\n\n"
-        f"From `{source.name}`; see `docs/benchmarks.md` for what each figure means.\n\n"
-        + markdown_report(doc, "##"),
-        encoding="utf-8",
-    )
+    body = f"From `{source.name}`; see `docs/benchmarks.md` for what each figure means.\n\n"
+    if fuse is None:
+        body += markdown_report(doc, "##")
+    else:
+        body += markdown_report(doc, "##", fuse=False)
+        body += f"\nFUSE figures from `{fuse[1].name}`.\n\n" + markdown_report(fuse[0], "##", fuse=True)
+    latest.write_text("# Latest benchmark results\n\n" + body, encoding="utf-8")
     return latest
 
 
@@ -179,25 +221,86 @@ def is_full(doc: dict[str, Any]) -> bool:
     )
 
 
+def _result_files(results_dir: Path) -> list[Path]:
+    return sorted(p for p in results_dir.glob("*.json") if re.match(r"^\d{8}T\d{6}Z\.json$", p.name))
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+
+
 def newest_results(results_dir: Path = RESULTS_DIR, *, full: bool = True) -> Path | None:
     """The newest results file (of a full run when ``full`` and there is one)."""
-    files = sorted(p for p in results_dir.glob("*.json") if re.match(r"^\d{8}T\d{6}Z\.json$", p.name))
+    files = _result_files(results_dir)
     if full:
         for path in reversed(files):
-            try:
-                if is_full(json.loads(path.read_text(encoding="utf-8"))):
-                    return path
-            except (OSError, ValueError):
-                continue
+            doc = _read(path)
+            if doc is not None and is_full(doc) and rows_of(doc, fuse=False):
+                return path
     return files[-1] if files else None
 
 
-def update_docs(doc: dict[str, Any], source: Path, page: Path = DOCS_PAGE) -> None:
-    """Replace the generated section of ``docs/benchmarks.md`` with ``doc``'s results."""
-    section = (
-        f"{BEGIN}\n\n"
-        f"Generated from `bench/results/{source.name}`.\n\n" + markdown_report(doc, "###") + f"\n{END}"
-    )
+def newest_fuse_results(results_dir: Path = RESULTS_DIR) -> Path | None:
+    """The newest results file holding FUSE figures: of a run at full size if there is one,
+    else of a ``--quick`` one."""
+    found: Path | None = None
+    for path in reversed(_result_files(results_dir)):
+        doc = _read(path)
+        if doc is None or not rows_of(doc, fuse=True):
+            continue
+        if not doc.get("quick"):
+            return path
+        found = found or path
+    return found
+
+
+def docs_sources(
+    given: Section | None = None, results_dir: Path = RESULTS_DIR
+) -> tuple[Section | None, Section | None]:
+    """What the docs show: the main table from ``given`` when it has figures other than
+    FUSE ones, else from the newest full run; the FUSE section from ``given`` when it has
+    FUSE figures, else from the newest results file that has."""
+    main: Section | None = None
+    fuse: Section | None = None
+    if given is not None:
+        if rows_of(given[0], fuse=False):
+            main = given
+        if rows_of(given[0], fuse=True):
+            fuse = given
+    if main is None:
+        path = newest_results(results_dir)
+        doc = _read(path) if path is not None else None
+        if path is not None and doc is not None and rows_of(doc, fuse=False):
+            main = (doc, path)
+    if fuse is None:
+        path = newest_fuse_results(results_dir)
+        doc = _read(path) if path is not None else None
+        if path is not None and doc is not None:
+            fuse = (doc, path)
+    return main, fuse
+
+
+def update_docs(main: Section | None, fuse: Section | None, page: Path = DOCS_PAGE) -> None:
+    """Replace the generated section of ``docs/benchmarks.md``: the figures of ``main``
+    but its FUSE ones, then the FUSE figures of ``fuse``."""
+    parts = [BEGIN, ""]
+    if main is not None:
+        parts += [
+            f"Generated from `bench/results/{main[1].name}`.",
+            "",
+            markdown_report(main[0], "###", fuse=False),
+        ]
+    if fuse is not None:
+        parts += [
+            f"FUSE figures generated from `bench/results/{fuse[1].name}`.",
+            "",
+            markdown_report(fuse[0], "###", fuse=True),
+        ]
+    section = "\n".join(parts) + f"\n{END}"
     text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n\n## Latest results\n\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)

@@ -44,8 +44,11 @@ class Target:
     min_speedup: float | None = None  # baseline median / avfs median at least this
     max_ratio: float | None = None  # avfs median / baseline median at most this
     strict: bool = False  # "<" rather than "<=" for max_ms
+    label: str | None = None  # how the report words it (default: from the conditions)
 
     def text(self) -> str:
+        if self.label:
+            return self.label
         parts = []
         if self.max_ms is not None:
             parts.append(f"{'<' if self.strict else '≤'} {self.max_ms:g} ms")
