@@ -91,12 +91,9 @@ def _fuse_mounts() -> list[str]:
 
 
 def _lazy_unmount(mountpoint: str) -> None:
-    for cmd in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
-        try:
-            if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
-                return
-        except FileNotFoundError:
-            continue
+    from avfs_git.fuse.mounts import force_unmount
+
+    force_unmount(mountpoint)
 
 
 def sweep_stale_mounts() -> list[str]:

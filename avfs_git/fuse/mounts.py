@@ -125,7 +125,8 @@ def _mounted_at(mountpoint: str) -> bool:
     return False
 
 
-def _force_unmount(mountpoint: str) -> None:
+def force_unmount(mountpoint: str) -> None:
+    """Detach a mount point now (lazily): for dead mounts and cleanup paths."""
     for cmd in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
         try:
             if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
@@ -162,7 +163,7 @@ def check(vault: Vault, key: str) -> MountInfo | None:
         return _info(data)
     # the daemon died (kill -9) or the mount vanished: clean up both
     if mp and _mounted_at(mp):
-        _force_unmount(mp)
+        force_unmount(mp)
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -197,7 +198,7 @@ def _check_mountpoint(mp: str, *, created: bool) -> None:
             os.stat(mp)
         except OSError as exc:
             if exc.errno == errno.ENOTCONN:
-                _force_unmount(mp)
+                force_unmount(mp)
                 return
         raise AlreadyExistsError(
             f"{mp} is already a mount point", hint="unmount it or choose another directory"
@@ -245,7 +246,7 @@ def mount(
     if mountpoint is None:
         mountpoint = default_mountpoint(home, vault.name, key)
         if _mounted_at(mountpoint):
-            _force_unmount(mountpoint)
+            force_unmount(mountpoint)
         os.makedirs(mountpoint, exist_ok=True)
         created = True
     mountpoint = os.path.abspath(mountpoint)
@@ -303,7 +304,7 @@ def mount(
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
             _reap(pid, block=True)
-        _force_unmount(mountpoint)
+        force_unmount(mountpoint)
         raise MountError(
             f"the mount daemon for {vault.name}:{key} did not come up",
             hint="see the log: " + log_path,
