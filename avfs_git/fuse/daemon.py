@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             attr_timeout=ATTR_TIMEOUT,
             entry_timeout=ENTRY_TIMEOUT,
             negative_timeout=0,
-            auto_cache=True,
+            # page cache kept across opens: the watcher invalidates what others change
+            kernel_cache=True,
         )
     except RuntimeError as exc:
         # a SIGTERM-ed loop ends this way too; anything before readiness is a failure
