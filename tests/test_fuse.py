@@ -595,3 +595,24 @@ def test_a_directory_already_mounted_is_refused(home, vault, tmp_path):
         assert [m.fork for m in mounts.list_mounts(home)] == ["main"]
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_first_git_status_after_mounting_sees_earlier_changes(home, vault, tmp_path):
+    """The index avfs writes tells git to trust every entry (its fsmonitor token): the
+    changes made before mounting must still reach git through the hook."""
+    require_fuse()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    ws.write("d/b.txt", b"b\n")
+    checkpoint.save(vault)
+    ws.write("a.txt", b"changed before mounting\n")
+    ws.remove("d/b.txt")
+    ws.write("new.txt", b"n\n")
+    mp = tmp_path / "m"
+    mp.mkdir()
+    mounts.mount(home, vault, "main", str(mp))
+    try:
+        got = sorted(_git_in(str(mp), "status", "--porcelain").splitlines())
+        assert got == [" D d/b.txt", " M a.txt", "?? new.txt"]
+    finally:
+        mounts.unmount(home, vault, "main")

@@ -128,7 +128,9 @@ def register(
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
 
 
-def write_index(vault: Vault, git_dir: str, commit: str, stat_of: StatFn) -> bool:
+def write_index(
+    vault: Vault, git_dir: str, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None
+) -> bool:
     """Write the worktree's index for ``commit`` with the stat data the mount reports.
 
     git trusts an index entry whose stat data equals what ``lstat`` returns, and otherwise
@@ -136,7 +138,10 @@ def write_index(vault: Vault, git_dir: str, commit: str, stat_of: StatFn) -> boo
     ``git status`` read every file through FUSE. ``stat_of(path, mode, oid)`` gives
     (ctime_ns, mtime_ns, ino, uid, gid, size) as the mount shows them. The index is written
     under git's own ``index.lock``; when git holds it, nothing is written (returns False).
-    Format: git's index version 2 (Documentation/gitformat-index.txt), no extensions.
+    Format: git's index version 2 (Documentation/gitformat-index.txt). With
+    ``fsmonitor_token`` it carries git's ``FSMN`` extension (version 2, that token, an empty
+    dirty bitmap): git then trusts every entry and asks the hook only what changed since
+    the token, instead of lstat-ing every file on its first status (47 s at 100k files).
     """
     import hashlib
     import struct
@@ -171,6 +176,11 @@ def write_index(vault: Vault, git_dir: str, commit: str, stat_of: StatFn) -> boo
     walk(vault.store.commit_tree(commit), "")
     entries.sort(key=lambda e: e[0])
     data = b"DIRC" + struct.pack(">II", 2, len(entries)) + b"".join(b for _, b in entries)
+    if fsmonitor_token is not None:
+        # an EWAH bitmap with no bit set: bit count 0, one (empty) running-length word
+        ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
+        ext = struct.pack(">I", 2) + fsmonitor_token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
+        data += b"FSMN" + struct.pack(">I", len(ext)) + ext
     data += hashlib.sha1(data).digest()
     index = os.path.join(git_dir, "index")
     lock = index + ".lock"

@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     gitfile = f"gitdir: {wt}\n".encode()
 
+    def token() -> str | None:
+        return None if read_only else ops.fsmonitor_token()
+
     def refresh_index() -> None:
         # the index git starts from: the base tree with the stat data the mount reports,
         # so a first `git status` reads no file (written in the background; read-tree's
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 # git may hold index.lock for a moment: retry, bounded
                 for _ in range(100):
-                    if worktree.write_index(vault, wt, ws.base, ops.index_stat):
+                    if worktree.write_index(vault, wt, ws.base, ops.index_stat, token()):
                         return
                     time.sleep(0.05)
                 logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
     # data) would read every file through FUSE once (minutes at 100k files)
     try:
-        worktree.write_index(vault, wt, ws.base, ops.index_stat)
+        worktree.write_index(vault, wt, ws.base, ops.index_stat, token())
     except Exception:
         logging.getLogger("avfs.fuse").exception("writing the worktree index")
     code = 0

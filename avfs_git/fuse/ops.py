@@ -186,6 +186,16 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             st.update(st_size=size, st_blocks=(size + 511) // 512)
         return st
 
+    def fsmonitor_token(self) -> str:
+        """A token for the fsmonitor hook (see core/worktree.py) under which every path that
+        may differ from the base is reported: the overlay's paths are all in the journal
+        after the oldest overlay entry's sequence number."""
+        ov = self.ws.overlay
+        self.ws.view_time  # noqa: B018 - make sure the hook sees the same view time
+        row = ov.db.execute("SELECT MIN(seq) FROM entries").fetchone()
+        seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
+        return f"avfs:{ov.get_meta('base')}:{ov.get_meta('view_time')}:{seq}"
+
     def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         """(ctime_ns, mtime_ns, ino, uid, gid, size) the mount reports for an unchanged
         file: what the worktree's index must hold for git to trust it without reading it."""
