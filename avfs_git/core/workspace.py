@@ -606,7 +606,8 @@ class Workspace:
         except BaseException:
             _unlink_quiet(self.overlay.file_path(fid))
             raise
-        return self.stat(real)
+        # what stat() would find, without looking it up again (this is a mount's create path)
+        return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
 
     def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat:
         """Like :meth:`write`, copying the bytes of local file ``src``."""
