@@ -236,8 +236,24 @@ def mounted(home: Home, vault: Vault, fork: str, mountpoint: Path) -> Iterator[M
     ready_ms = (time.perf_counter() - t0) * 1000.0
     try:
         yield Mount(Path(info.mountpoint), info.pid, ready_ms)
+    except BaseException:
+        _log_daemon(vault, fork, info.pid)
+        raise
     finally:
         _release(mp)
+
+
+def _log_daemon(vault: Vault, fork: str, pid: int) -> None:
+    """After a failure in a mount: is its daemon alive, and the end of its log."""
+    path = Path(vault.state_dir, "mounts", f"{fork}.log")
+    try:
+        tail = path.read_bytes()[-3000:].decode("utf-8", "replace").strip()
+    except OSError as exc:
+        tail = f"(cannot read {path}: {exc})"
+    alive = Path(f"/proc/{pid}").exists()
+    log(
+        f"the mount daemon (pid {pid}) is {'alive' if alive else 'gone'}; end of {path}:\n{tail or '(empty)'}"
+    )
 
 
 def _empty_home(path: Path) -> tuple[Home, Vault]:
@@ -561,7 +577,11 @@ def _walk_lstat(top: Path) -> int:
     """os.walk + lstat of every entry, .git left out; returns the number of files."""
     n = 0
     root_s = str(top)
-    for d, dirs, files in os.walk(root_s):
+
+    def fail(exc: OSError) -> None:
+        raise exc  # os.walk skips what it cannot list: a dead mount would "walk" 0 files
+
+    for d, dirs, files in os.walk(root_s, onerror=fail):
         if d == root_s:
             dirs[:] = [x for x in dirs if x != ".git"]
             files = [x for x in files if x != ".git"]
@@ -602,8 +622,9 @@ def _fuse_git_status(ctx: Context, label: str) -> None:
         with mounted(home, vault, "main", mp) as m, daemon_profile(ctx, m.pid, f"fuse_git_status-{label}"):
             for p in changed:
                 (m.path / p).write_bytes(ctx.fx.content.changed_bytes(p, "fuse-status"))
-            base_notes = [f"mount ready in {m.ready_ms:.0f} ms"]
-            base_notes += _status_rows(ctx, label, m.path, co.path, changed, reps, budget, base_notes)
+            ready = [f"mount ready in {m.ready_ms:.0f} ms"]
+            # notes for the walks: why there is no git status figure, when there is none
+            base_notes = _status_rows(ctx, label, m.path, co.path, changed, reps, budget, ready)
             counts: dict[str, set[str]] = {"mount": set(), "native": set()}
 
             def find(root: Path, who: str) -> RoundFn:
@@ -680,7 +701,7 @@ def _status_rows(
         msg = probe.stderr.strip().splitlines()[-1:] or ["?"]
         log(f"fuse_git_status {label}: git status fails in the mount: {msg[0]}")
         return [f"git status in the mount: not supported yet (it failed: {msg[0][:200]})"]
-    notes = list(base_notes)
+    notes: list[str] = []
     results: dict[str, list[list[str]]] = {"mount": [], "native": []}
     failures: list[str] = []
 
