@@ -80,9 +80,12 @@ CREATE TRIGGER IF NOT EXISTS totals_upd AFTER UPDATE ON entries BEGIN
         + (CASE WHEN NEW.kind = 1 THEN NEW.size ELSE 0 END) WHERE id = 1;
 END;
 """
-_SCHEMA += _TOTALS
-_VERSION = 3
-_MIGRATIONS = {2: "ALTER TABLE journal ADD COLUMN pid INTEGER", 3: _TOTALS}
+# collect_garbage asks whether a file id is still used: without an index every removal
+# scanned the table (n removals cost n^2; 55% of the daemon's CPU in a 10k unlink run)
+_FILEID_INDEX = "CREATE INDEX IF NOT EXISTS entries_fileid ON entries(fileid);"
+_SCHEMA += _TOTALS + _FILEID_INDEX
+_VERSION = 4
+_MIGRATIONS = {2: "ALTER TABLE journal ADD COLUMN pid INTEGER", 3: _TOTALS, 4: _FILEID_INDEX}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

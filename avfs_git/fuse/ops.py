@@ -408,17 +408,19 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def mknod(self, path: str, mode: int, dev: int) -> int:
         raise fuse.FuseOSError(errno.EPERM)  # git keeps regular files, dirs and symlinks only
 
+    # ENOSYS, not ENOTSUP: the kernel then stops asking (callers get EOPNOTSUPP); with
+    # ENOTSUP every write() cost an extra getxattr("security.capability") request
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        raise fuse.FuseOSError(errno.ENOTSUP)
+        raise fuse.FuseOSError(errno.ENOSYS)
 
     def listxattr(self, path: str) -> list[str]:
-        return []
+        raise fuse.FuseOSError(errno.ENOSYS)
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
-        raise fuse.FuseOSError(errno.ENOTSUP)
+        raise fuse.FuseOSError(errno.ENOSYS)
 
     def removexattr(self, path: str, name: str) -> int:
-        raise fuse.FuseOSError(errno.ENOTSUP)
+        raise fuse.FuseOSError(errno.ENOSYS)
 
     # -- files -------------------------------------------------------------------------------
     @translated
