@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := git fuse3 rsync
+# tools the tests drive, installed from Debian only when the command is missing (a node
+# installed another way must not be replaced): command:package
+TOOLS := gcc:gcc make:make npm:npm tar:tar
 PYTEST_ARGS ?=
 
 .PHONY: install sysdeps compile test lint typecheck check bench demo clean
 
 sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for t in $(TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -12,7 +12,7 @@ kernel, so lookups never follow links. File contents:
 - writes are journaled when a handle first becomes dirty and when it is flushed, fsynced or
   released, so status, quota and "what changed since" stay true.
 
-Not supported, with a clear errno: hard links (EPERM), extended attributes (ENOTSUP),
+Not supported, with a clear errno: hard links (EPERM), extended attributes (ENOSYS: callers see EOPNOTSUPP),
 owners (chown is accepted and ignored: git keeps no owners), device files (EPERM).
 """
 
