@@ -230,3 +230,62 @@ def test_npm_install_local_tarball(mnt, tmp_path):
     got = {k: v for k, v in digest_tree(mp / "app" / "node_modules").items() if k != ".package-lock.json"}
     want = {k: v for k, v in digest_tree(native / "node_modules").items() if k != ".package-lock.json"}
     assert got == want and got
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def test_git_init_and_clone_into_the_mount(mnt, tmp_path):
+    """A nested repository: `git init` and `git clone` in a directory of the mount work like
+    on disk; its `.git` is kept beside the fork, never checkpointed; its files are."""
+    require_tool("git")
+    vault, mp = mnt
+    # a source repository on the native disk, cloned once natively and once into the mount
+    src = tmp_path / "src"
+    src.mkdir()
+    _git(src, "init", "-q", "-b", "main")
+    for i in range(30):
+        (src / f"m{i}.py").write_text(f"x = {i}\n")
+    (src / "tool.sh").write_text("#!/bin/sh\n")
+    (src / "tool.sh").chmod(0o755)
+    (src / "ln").symlink_to("tool.sh")
+    _git(src, "add", "-A")
+    _git(src, "commit", "-q", "-m", "one")
+    native = tmp_path / "native"
+    _git(tmp_path, "clone", "-q", str(src), str(native))
+    _git(mp, "clone", "-q", str(src), "cloned")
+    clone = mp / "cloned"
+    assert digest_tree(clone, skip=(".git",)) == digest_tree(native, skip=(".git",))
+    assert _git(clone, "status", "--porcelain") == ""
+    (clone / "m1.py").write_text("x = 'changed'\n")
+    assert _git(clone, "status", "--porcelain") == " M m1.py\n"
+    _git(clone, "commit", "-q", "-am", "two")
+    assert _git(clone, "log", "--format=%s") == "two\none\n"
+    _git(clone, "fsck", "--strict")
+
+    # git init in a new directory, add and commit
+    (mp / "fresh").mkdir()
+    _git(mp / "fresh", "init", "-q", "-b", "main")
+    (mp / "fresh" / "a.txt").write_text("a\n")
+    _git(mp / "fresh", "add", "a.txt")
+    _git(mp / "fresh", "commit", "-q", "-m", "first")
+    assert _git(mp / "fresh", "rev-parse", "--show-toplevel").strip() == str(mp / "fresh")
+    assert ".git" in os.listdir(mp / "fresh")
+
+    # the fork holds the files of both, not their .git
+    c = checkpoint.save(vault, name="with-repos")
+    tree = _git(Path(vault.path), "ls-tree", "-r", "--name-only", c.checkpoint.commit)
+    assert "cloned/m1.py" in tree and "fresh/a.txt" in tree
+    assert ".git/" not in tree
+
+    # a directory holding a repository moves with it, and is not empty until it is gone
+    os.rename(mp / "fresh", mp / "moved")
+    assert _git(mp / "moved", "log", "--format=%s") == "first\n"
+    with pytest.raises(OSError):
+        os.rmdir(mp / "moved")
+    shutil.rmtree(mp / "moved")
+    assert not (mp / "moved").exists()
+    # moving a file out of a nested repository is a copy (EXDEV), which mv does itself
+    subprocess.run(["mv", str(clone / ".git" / "description"), str(mp / "desc")], check=True)
+    assert (mp / "desc").read_text().startswith("Unnamed repository")

@@ -12,6 +12,12 @@ kernel, so lookups never follow links. File contents:
 - writes are journaled when a handle first becomes dirty and when it is flushed, fsynced or
   released, so status, quota and "what changed since" stay true.
 
+Nested repositories: a ``.git`` below the root (``git init sub``, ``git clone URL sub``) is
+not part of the fork (git trees cannot hold one). Its files live as plain files in the
+workspace's ``nested/`` directory and every call under it passes straight through to that
+directory: git's own object and index I/O there runs at disk speed, nothing of it is
+journaled, checkpointed or restored, and it goes when the fork is deleted.
+
 Not supported, with a clear errno: hard links (EPERM), extended attributes (ENOSYS: callers see EOPNOTSUPP),
 owners (chown is accepted and ignored: git keeps no owners), device files (EPERM).
 """
@@ -26,6 +32,7 @@ import hashlib
 import itertools
 import logging
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Callable
@@ -65,9 +72,12 @@ def inode_of(path: str) -> int:
 
 
 class Handle:
-    __slots__ = ("created", "data", "dirty", "fd", "fileid", "limit", "path", "writable")
+    __slots__ = ("created", "data", "dirty", "fd", "fileid", "limit", "nested", "path", "writable")
 
-    def __init__(self, path: str, fd: int | None, data: bytes | None, writable: bool) -> None:
+    def __init__(
+        self, path: str, fd: int | None, data: bytes | None, writable: bool, nested: bool = False
+    ) -> None:
+        self.nested = nested  # a file of a nested repository: no journal, no quota
         self.path = path
         self.fd = fd
         self.data = data
@@ -111,6 +121,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._fuse_ptr: Any = None
         self._inval: Any = None
         self._view_time_ns: int | None = None
+        self._nested_root = os.path.join(ws.state_dir, "nested")
+        self._has_nested = os.path.isdir(self._nested_root)
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -230,6 +242,65 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             self.ws.note_written(h.path)
             h.dirty = False
 
+    # -- nested repositories (see the module docstring) ---------------------------------------
+    def _nested(self, path: str) -> str | None:
+        """The real path of ``path`` when it lies in a nested repository's ``.git``."""
+        if "/.git" not in path:
+            return None
+        comps = path.split("/")
+        try:
+            i = comps.index(".git", 2)
+        except ValueError:
+            return None
+        if self.read_only:
+            raise fuse.FuseOSError(errno.ENOENT)  # a revision holds no nested repository
+        if i == len(comps) - 1:
+            # the .git itself: only inside a directory of the workspace
+            parent = names.norm_path("/".join(comps[1:i]))
+            node = self.ws.node(parent)
+            if node is None or not node.is_dir:
+                raise fuse.FuseOSError(errno.ENOENT)
+        return os.path.join(self._nested_root, path[1:])
+
+    def _nested_attrs(self, path: str, real: str) -> dict[str, Any]:
+        s = os.lstat(real)
+        return {
+            "st_ino": inode_of(path[1:]),
+            "st_mode": s.st_mode,
+            "st_nlink": s.st_nlink,
+            "st_size": s.st_size,
+            "st_blocks": s.st_blocks,
+            "st_uid": s.st_uid,
+            "st_gid": s.st_gid,
+            "st_atime": s.st_atime_ns,
+            "st_mtime": s.st_mtime_ns,
+            "st_ctime": s.st_ctime_ns,
+        }
+
+    def _nested_parent(self, real: str) -> None:
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        self._has_nested = True
+
+    def _nested_prune(self, real: str) -> None:
+        """After a nested ``.git`` itself went, remove the directories of ``nested/`` that
+        only led to it (never anything inside a repository)."""
+        if os.path.basename(real) != ".git":
+            return
+        d = os.path.dirname(real)
+        while d != self._nested_root and d.startswith(self._nested_root):
+            try:
+                os.rmdir(d)
+            except OSError:
+                return
+            d = os.path.dirname(d)
+
+    def _nested_under(self, p: str) -> str | None:
+        """``nested/<p>`` when something of a nested repository is kept at or below ``p``."""
+        if not self._has_nested:
+            return None
+        real = os.path.join(self._nested_root, p) if p else self._nested_root
+        return real if os.path.isdir(real) else None
+
     # -- lifecycle ---------------------------------------------------------------------------
     def init(self, path: str) -> None:
         self._setup_invalidation()
@@ -292,6 +363,9 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         if path == GITFILE and self.gitfile is not None:
             return self._gitfile_attrs()
+        real = self._nested(path)
+        if real is not None:
+            return self._nested_attrs(path, real)
         p = self._p(path)
         attrs = self._attrs(p, self._node(p))
         self._known.add(p)
@@ -299,6 +373,17 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     @translated
     def readdir(self, path: str, fh: int) -> list[Any]:
+        real = self._nested(path)
+        if real is not None:
+            out_n: list[Any] = [".", ".."]
+            with os.scandir(real) as it:
+                for de in it:
+                    st = {
+                        "st_ino": inode_of(path[1:] + "/" + de.name),
+                        "st_mode": de.stat(follow_symlinks=False).st_mode,
+                    }
+                    out_n.append((de.name, st, 0))
+            return out_n
         p = self._p(path)
         node = self._node(p)
         if not node.is_dir:
@@ -317,10 +402,17 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             # with use_ino, an entry without st_ino reaches the kernel as inode 0 and glibc
             # drops it: directories would look empty
             out.append((name, {"st_ino": inode_of(cp), "st_mode": mode}, 0))
+        nested = self._nested_under(p)
+        if nested is not None and os.path.lexists(os.path.join(nested, ".git")):
+            mode = os.lstat(os.path.join(nested, ".git")).st_mode
+            out.append((".git", {"st_ino": inode_of(names.join(p, ".git")), "st_mode": mode}, 0))
         return out
 
     @translated
     def readlink(self, path: str) -> str:
+        real = self._nested(path)
+        if real is not None:
+            return os.readlink(real)
         return self.ws.read_link(self._p(path))
 
     @translated
@@ -341,6 +433,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     @translated
     def chmod(self, path: str, mode: int) -> int:
         self._writable()
+        real = self._nested(path)
+        if real is not None:
+            os.chmod(real, mode & 0o7777, follow_symlinks=False)
+            return 0
         p = self._p(path)
         node = self._node(p)
         if node.is_dir or node.is_link:
@@ -354,6 +450,13 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     @translated
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         self._writable()
+        real = self._nested(path)
+        if real is not None:
+            if times is None:
+                os.utime(real, follow_symlinks=False)
+            else:
+                os.utime(real, ns=(int(times[0]), int(times[1])), follow_symlinks=False)
+            return 0
         p = self._p(path)
         node = self._node(p)
         if node.is_dir:
@@ -371,18 +474,37 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     @translated
     def mkdir(self, path: str, mode: int) -> int:
         self._writable()
+        real = self._nested(path)
+        if real is not None:
+            self._nested_parent(real)
+            os.mkdir(real, mode & 0o7777)
+            return 0
         self.ws.mkdir(self._p(path))
         return 0
 
     @translated
     def rmdir(self, path: str) -> int:
         self._writable()
-        self.ws.rmdir(self._p(path))
+        real = self._nested(path)
+        if real is not None:
+            os.rmdir(real)
+            self._nested_prune(real)
+            return 0
+        p = self._p(path)
+        nested = self._nested_under(p)
+        if nested is not None and os.listdir(nested):
+            raise fuse.FuseOSError(errno.ENOTEMPTY)  # it holds a nested repository
+        self.ws.rmdir(p)
         return 0
 
     @translated
     def unlink(self, path: str) -> int:
         self._writable()
+        real = self._nested(path)
+        if real is not None:
+            os.unlink(real)
+            self._nested_prune(real)
+            return 0
         p = self._p(path)
         if self._node(p).is_dir:
             raise fuse.FuseOSError(errno.EISDIR)
@@ -392,13 +514,40 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     @translated
     def rename(self, old: str, new: str) -> int:
         self._writable()
-        self.ws.rename(self._p(old), self._p(new))
+        real_old, real_new = self._nested(old), self._nested(new)
+        if real_old is not None and real_new is not None:
+            self._nested_parent(real_new)
+            os.rename(real_old, real_new)
+            self._nested_prune(real_old)
+            return 0
+        if real_old is not None or real_new is not None:
+            raise fuse.FuseOSError(errno.EXDEV)  # in or out of a nested repository: copy
+        po, pn = self._p(old), self._p(new)
+        moving = self._nested_under(po)
+        if moving is not None:
+            target = self.ws.node(pn)
+            if target is not None and self._nested_under(pn) is not None:
+                raise fuse.FuseOSError(errno.ENOTEMPTY)
+        self.ws.rename(po, pn)
+        if moving is not None:
+            # a directory holding nested repositories: they move with it
+            dest = os.path.join(self._nested_root, pn)
+            if os.path.isdir(dest):
+                shutil.rmtree(dest)  # left over from a directory removed outside the mount
+            self._nested_parent(dest)
+            os.rename(moving, dest)
+            self._nested_prune(moving)
         return 0
 
     @translated
     def symlink(self, target: str, source: str) -> int:
         # fusepy's names: `target` is the new link's path, `source` what it points to
         self._writable()
+        real = self._nested(target)
+        if real is not None:
+            self._nested_parent(real)
+            os.symlink(source, real)
+            return 0
         self.ws.symlink(source, self._p(target))
         return 0
 
@@ -426,6 +575,11 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     @translated
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         self._writable()
+        real = self._nested(path)
+        if real is not None:
+            self._nested_parent(real)
+            fd = os.open(real, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, mode & 0o7777)
+            return self._new_handle(Handle(path, fd, None, True, nested=True))
         p = self._p(path)
         self.ws.write(p, b"", mode=MODE_EXEC if mode & 0o111 else None, parents=False)
         node = self._node(p)
@@ -439,6 +593,13 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             if (flags & os.O_ACCMODE) != os.O_RDONLY:
                 raise fuse.FuseOSError(errno.EPERM)
             return self._new_handle(Handle(".git", None, self.gitfile, False))
+        real = self._nested(path)
+        if real is not None:
+            if (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
+                self._writable()
+            keep = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_NOFOLLOW
+            fd = os.open(real, (flags & keep) | os.O_CLOEXEC)
+            return self._new_handle(Handle(path, fd, None, True, nested=True))
         p = self._p(path)
         node = self._node(p)
         if node.is_dir:
@@ -472,6 +633,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         h = self._handle(fh)
         if not h.writable or h.fd is None:
             raise fuse.FuseOSError(errno.EBADF)
+        if h.nested:
+            return os.pwrite(h.fd, data, offset)
         end = offset + len(data)
         if end > h.limit:
             # cheap bound per handle; recheck against the overlay before refusing
@@ -492,6 +655,13 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         self._writable()
         h = self._handles.get(fh) if fh is not None else None
+        if h is not None and h.nested and h.fd is not None:
+            os.ftruncate(h.fd, length)
+            return 0
+        real = self._nested(path) if h is None else None
+        if real is not None:
+            os.truncate(real, length)
+            return 0
         if h is not None and h.fd is not None and h.writable:
             os.ftruncate(h.fd, length)
             h.dirty = True
