@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -616,3 +617,60 @@ def test_first_git_status_after_mounting_sees_earlier_changes(home, vault, tmp_p
         assert got == [" D d/b.txt", " M a.txt", "?? new.txt"]
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def _peak_rss(pid: int) -> int:
+    """Peak resident memory of a process, in bytes (VmHWM)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_file_over_2_gib_is_never_held_in_memory(home, vault, tmp_path):
+    """Write past 2 GiB through the mount, checkpoint, read it back from git through a
+    revision mount and rewrite it: no process holds the file in memory."""
+    require_fuse()
+    size = (2 << 30) + (3 << 20)
+    marks = {0: b"start", (2 << 30) - 4: b"across-2GiB", size - 3: b"end"}
+    mp = tmp_path / "big"
+    mp.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp))
+    try:
+        p = mp / "big.bin"
+        with open(p, "wb") as fh:
+            fh.truncate(size)  # sparse on both sides
+            for off, m in marks.items():
+                fh.seek(off)
+                fh.write(m)
+        assert os.stat(p).st_size == size
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        cp = checkpoint.save(vault, name="big")
+        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+        assert grew < 256 << 20, f"checkpoint of a 2 GiB file grew this process by {grew}"
+        assert cp.checkpoint.commit
+        # read back from git (a revision mount: nothing cached by the kernel yet)
+        rp = tmp_path / "rev"
+        rp.mkdir()
+        rinfo = mounts.mount(home, vault, "main", str(rp), revision="big")
+        try:
+            assert os.stat(rp / "big.bin").st_size == size
+            with open(rp / "big.bin", "rb") as fh:
+                for off, m in marks.items():  # forward seeks: one pass over the blob
+                    fh.seek(off)
+                    assert fh.read(len(m)) == m
+                fh.seek(1 << 20)  # and back: starts over
+                assert fh.read(4096) == bytes(4096)
+            assert _peak_rss(rinfo.pid) < 512 << 20
+        finally:
+            mounts.unmount(home, vault, "main", revision=rinfo.revision)
+        # append through the live mount: the blob is copied out of git, streamed
+        with open(p, "ab") as fh:
+            fh.write(b"+more")
+        with open(p, "rb") as fh:
+            fh.seek(size - 3)
+            assert fh.read() == b"end+more"
+        assert _peak_rss(info.pid) < 512 << 20
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

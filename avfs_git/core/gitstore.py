@@ -16,7 +16,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from .errors import CorruptStateError, InternalError, RevisionNotFoundError
-from .objects import ObjectReader
+from .objects import BlobStream, ObjectReader
 from .threads import ThreadSlots
 from .types import MODE_TREE
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .packwriter import PackWriter
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 _configured = False
 
@@ -143,8 +144,12 @@ class GitStore:
         return cur
 
     def blob_size(self, oid: str) -> int:
-        if "pygit2" not in sys.modules:
-            return len(self._raw(oid, "blob"))
+        try:
+            got = self._reader.header(oid)  # reads headers only: a 2 GiB blob costs nothing
+        except (OSError, ValueError, zlib.error):
+            got = None
+        if got is not None:
+            return got[1]
         import pygit2
 
         try:
@@ -154,6 +159,17 @@ class GitStore:
 
     def blob_data(self, oid: str) -> bytes:
         return self._raw(oid, "blob")
+
+    def blob_stream(self, oid: str) -> BlobStream | None:
+        """A stream of a big blob (at least ``STREAM_MIN`` bytes, stored whole), so it is
+        never held in memory; None for the rest: read those with :meth:`blob_data`."""
+        try:
+            got = self._reader.header(oid)
+            if got is None or got[1] < STREAM_MIN:
+                return None
+            return self._reader.stream(oid)
+        except (OSError, ValueError, zlib.error):
+            return None
 
     def blob_from_file(self, path: str) -> str:
         import pygit2

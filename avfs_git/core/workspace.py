@@ -17,7 +17,7 @@ import posixpath
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import names, refs
 from .errors import (
@@ -56,6 +56,12 @@ if TYPE_CHECKING:
 
 MAX_SYMLINK_HOPS = 40
 _CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """What content streams offer: a file object, or a blob streamed out of git."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class Node:
@@ -536,7 +542,7 @@ class Workspace:
             return names.join(e.origin, rest) if rest else e.origin
         return p
 
-    def _store_bytes(self, src: bytes | IO[bytes] | str, replacing: int = 0) -> tuple[str, int]:
+    def _store_bytes(self, src: bytes | Readable | str, replacing: int = 0) -> tuple[str, int]:
         """Write content into a new overlay file; returns (fileid, size).
 
         ``replacing`` is the size of overlay content this write replaces (not counted twice
@@ -804,7 +810,14 @@ class Workspace:
         if node.materialized:
             return node
         assert node.oid is not None
-        fid, size = self._store_bytes(self.store.blob_data(node.oid))
+        stream = self.store.blob_stream(node.oid)
+        if stream is None:
+            fid, size = self._store_bytes(self.store.blob_data(node.oid))
+        else:
+            try:
+                fid, size = self._store_bytes(stream)
+            finally:
+                stream.close()
         with self.overlay.txn() as db:
             e = Entry(p, FILE, node.mode, None, fid, self._origin(p), size)
             self.overlay.put(db, e, "materialize")

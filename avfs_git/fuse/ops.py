@@ -35,6 +35,7 @@ import os
 import shutil
 import stat
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ import mfusepy as fuse
 
 from ..core import names
 from ..core.errors import AvfsError
+from ..core.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
 
@@ -72,7 +74,18 @@ def inode_of(path: str) -> int:
 
 
 class Handle:
-    __slots__ = ("created", "data", "dirty", "fd", "fileid", "limit", "nested", "path", "writable")
+    __slots__ = (
+        "created",
+        "data",
+        "dirty",
+        "fd",
+        "fileid",
+        "limit",
+        "nested",
+        "path",
+        "stream",
+        "writable",
+    )
 
     def __init__(
         self, path: str, fd: int | None, data: bytes | None, writable: bool, nested: bool = False
@@ -86,6 +99,7 @@ class Handle:
         self.created = False
         self.fileid: str | None = None
         self.limit = 0
+        self.stream: BlobStream | None = None  # a big unchanged file, read from git as it goes
 
 
 class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
@@ -620,12 +634,23 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         if real is not None:
             return self._new_handle(Handle(p, os.open(real, os.O_RDONLY | os.O_CLOEXEC), None, False))
         assert node.oid is not None
+        stream = self.ws.store.blob_stream(node.oid)
+        if stream is not None:
+            h = Handle(p, None, None, False)
+            h.stream = stream
+            return self._new_handle(h)
         return self._new_handle(Handle(p, None, self.ws.store.blob_data(node.oid), False))
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         h = self._handle(fh)
         if h.fd is not None:
             return os.pread(h.fd, size, offset)
+        if h.stream is not None:
+            try:
+                return h.stream.pread(size, offset)
+            except (OSError, ValueError, zlib.error) as exc:
+                log.error("reading %s from git: %s", path, exc)
+                raise fuse.FuseOSError(errno.EIO) from exc
         assert h.data is not None
         return h.data[offset : offset + size]
 
@@ -703,4 +728,6 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         finally:
             if h.fd is not None:
                 os.close(h.fd)  # also drops the "in use" flock
+            if h.stream is not None:
+                h.stream.close()
         return 0
