@@ -825,19 +825,21 @@ class Workspace:
         assert got is not None
         return got
 
-    def note_written(self, path: str) -> None:
-        """Record that a materialized file changed through an open descriptor: its size in
-        the overlay and a journal entry (what status, quota and `changes since` read)."""
-        p = names.norm_path(path)
+    def note_written(self, *paths: str) -> None:
+        """Record that materialized files changed through open descriptors: their sizes in
+        the overlay and journal entries (what status, quota and `changes since` read), all
+        in one transaction."""
         with self.overlay.txn() as db:
-            e = self.overlay.get(p)
-            if e is None or e.kind != FILE or not e.fileid:
-                return
-            try:
-                size = os.stat(self.overlay.file_path(e.fileid)).st_size
-            except FileNotFoundError:
-                return
-            self.overlay.put(db, Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, size), "write")
+            for path in paths:
+                p = names.norm_path(path)
+                e = self.overlay.get(p)
+                if e is None or e.kind != FILE or not e.fileid:
+                    continue
+                try:
+                    size = os.stat(self.overlay.file_path(e.fileid)).st_size
+                except FileNotFoundError:
+                    continue
+                self.overlay.put(db, Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, size), "write")
 
     def quota_left(self) -> int:
         return self.vault.quota_bytes - self.overlay.file_bytes()

@@ -40,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-    import mfusepy
     import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
 
     from ..core.home import Home
     from .mounts import mount_key, registry_path, write_registry
-    from .ops import WorkspaceFS
+    from .ops import FastFUSE, WorkspaceFS
 
     home = Home(args.home)
     vault = home.vault(args.vault)
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("avfs.fuse").exception("writing the worktree index")
     code = 0
     try:
-        mfusepy.FUSE(
+        FastFUSE(
             ops,
             args.mountpoint,
             foreground=True,

@@ -135,6 +135,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._fuse_ptr: Any = None
         self._inval: Any = None
         self._view_time_ns: int | None = None
+        self._unsized: set[str] = set()  # written and closed: sizes not recorded yet
         self._nested_root = os.path.join(ws.state_dir, "nested")
         self._has_nested = os.path.isdir(self._nested_root)
 
@@ -251,10 +252,25 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         h.limit = os.fstat(fd).st_size + max(0, self.ws.quota_left())
         return self._new_handle(h)
 
-    def _note(self, h: Handle) -> None:
-        if h.dirty:
-            self.ws.note_written(h.path)
-            h.dirty = False
+    def _note(self, h: Handle, *, defer: bool = False) -> None:
+        """Record what a handle wrote. ``defer``: at flush and release, the path is already
+        in the journal (its first write or its creation put it there); only its size is
+        left to record, so those are batched into one transaction by the watcher thread
+        (within ``poll_s``) instead of one per close()."""
+        if not h.dirty:
+            return
+        h.dirty = False
+        if defer and self._inval is not None:
+            with self._lock:
+                self._unsized.add(h.path)
+            return
+        self.ws.note_written(h.path)
+
+    def _record_sizes(self) -> None:
+        with self._lock:
+            paths, self._unsized = self._unsized, set()
+        if paths:
+            self.ws.note_written(*sorted(paths))
 
     # -- nested repositories (see the module docstring) ---------------------------------------
     def _nested(self, path: str) -> str | None:
@@ -325,6 +341,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._stop.set()
         for fh in list(self._handles):
             self.release("", fh)
+        self._record_sizes()
 
     # -- keeping the kernel's caches true ----------------------------------------------------
     def _setup_invalidation(self) -> None:
@@ -356,6 +373,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         view = (ov.get_meta("base"), ov.get_meta("view_time"))
         while not self._stop.wait(self.poll_s):
             try:
+                self._record_sizes()
                 seq, paths = ov.changes_by_others(seq)
                 now = (ov.get_meta("base"), ov.get_meta("view_time"))
                 if now != view:
@@ -654,7 +672,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         assert h.data is not None
         return h.data[offset : offset + size]
 
-    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+    def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: int) -> int:
         h = self._handle(fh)
         if not h.writable or h.fd is None:
             raise fuse.FuseOSError(errno.EBADF)
@@ -703,7 +721,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def flush(self, path: str, fh: int) -> int:
         h = self._handles.get(fh)
         if h is not None:
-            self._note(h)
+            self._note(h, defer=True)
         return 0
 
     @translated
@@ -715,6 +733,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             else:
                 os.fsync(h.fd)
         self._note(h)
+        self._record_sizes()
         return 0
 
     @translated
@@ -724,10 +743,47 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         if h is None:
             return 0
         try:
-            self._note(h)
+            self._note(h, defer=True)
         finally:
             if h.fd is not None:
                 os.close(h.fd)  # also drops the "in use" flock
             if h.stream is not None:
                 h.stream.close()
         return 0
+
+    def read_into(self, fh: int, addr: int, size: int, offset: int) -> int:
+        """``read`` straight into libfuse's buffer at ``addr`` (see :class:`FastFUSE`)."""
+        h = self._handle(fh)
+        if h.fd is not None:
+            return os.preadv(h.fd, [(ctypes.c_char * size).from_address(addr)], offset)
+        data = self.read("", size, offset, fh)
+        ctypes.memmove(addr, data, len(data))
+        return len(data)
+
+
+def _address(ptr: Any) -> int:
+    return ctypes.cast(ptr, ctypes.c_void_p).value or 0
+
+
+class FastFUSE(fuse.FUSE):  # type: ignore[misc]
+    """mfusepy's ``FUSE`` with its three hottest callbacks made cheaper; the operations keep
+    fusepy's programming model. Measured on this machine: ``create`` called
+    ``inspect.signature`` on every call (12% of a create), ``write`` copied each request
+    into a new ``bytes`` (~17% of a 1 GiB write) and ``read`` copied each reply twice. Here
+    ``write`` hands the operations a memoryview of libfuse's buffer (valid during the call)
+    and ``read`` fills libfuse's buffer with ``preadv``. Guarded by the mount tests, which
+    run every call through it."""
+
+    def create(self, path: bytes, mode: int, fip: Any) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.create(path.decode(self.encoding, self.errors), mode, fi.flags)
+        return 0
+
+    def write(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
+        data = memoryview((ctypes.c_char * size).from_address(_address(buf))).cast("B")
+        n: int = self.operations.write(None, data, offset, fip.contents.fh)
+        return n
+
+    def read(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
+        n: int = self.operations.read_into(fip.contents.fh, _address(buf), size, offset)
+        return n
