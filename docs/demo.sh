@@ -81,6 +81,13 @@ run sh -c "cd '$MNT' && printf 'built by a tool in the mount\n' > BUILD.txt && m
 run "$AVFS" status
 run "$AVFS" checkpoint save from-the-mount -m "files written by tools in the mount"
 run "$AVFS" mount --list
+
+say "proxy exec: an agent's command under the policy, in the mount, committed as one commit"
+run "$AVFS" proxy exec -- python3 -c "from src.app import greet; open('GREETING.txt', 'w').write(greet('proxy'))"
+run "$AVFS" log --oneline -n 2
+run "$AVFS" policy check -- rm -rf /
+"$AVFS" --json proxy exec -- rm -rf / | python3 -c 'import json,sys; d=json.load(sys.stdin); print("denied:", d["decision"]["reason"], "| exit", d["exit_code"])' || true
+run "$AVFS" audit --limit 2
 run "$AVFS" unmount proj:agent1
 
 say "It is just git: clone the vault, check it, read the agent's branch"

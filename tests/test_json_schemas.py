@@ -116,6 +116,8 @@ def check(res: CliResult) -> Json:
     if kind == "error":
         code = doc["error"]["code"]
         assert res.code == _exit_codes()[code], f"{code} exits {res.code}: {doc}"
+    elif kind == "proxy_exec_result":
+        assert res.code == doc["exit_code"], f"proxy exec exits {res.code}: {doc}"
     else:
         assert res.code == 0, f"{kind} with exit {res.code}: {doc}; stderr: {res.err!r}"
     return doc
@@ -425,7 +427,70 @@ def _mounting(s: Session) -> None:
     s("unmount", kind="unmount")  # nothing mounted: mount is null
 
 
+def _proxy(s: Session) -> None:
+    ran = s(
+        "proxy",
+        "exec",
+        "--mode",
+        "materialized",
+        "--",
+        "sh",
+        "-c",
+        "echo hi > new.txt",
+        kind="proxy_exec_result",
+    )
+    assert ran["success"] and ran["changes"] == [{"path": "new.txt", "status": "added"}] and ran["commit"]
+    denied = s("proxy", "exec", "--", "rm", "-rf", "/", kind="proxy_exec_result")
+    assert denied["exit_code"] == 4 and denied["result"] is None
+    asked = s("proxy", "exec", "--", "curl", "https://example.com", kind="proxy_exec_result")
+    assert asked["exit_code"] == 6 and asked["approval"]["token"].startswith("apv_")
+    failed = s("proxy", "exec", "--mode", "materialized", "--", "false", kind="proxy_exec_result")
+    assert failed["exit_code"] == 1 and not failed["success"]
+    missing = s(
+        "proxy", "exec", "--mode", "materialized", "--", "no-such-program-x", kind="proxy_exec_result"
+    )
+    assert missing["exit_code"] == 127 and missing["result"]["spawn_error"]
+    slow = s(
+        "proxy",
+        "exec",
+        "--mode",
+        "materialized",
+        "--timeout-ms",
+        "200",
+        "--",
+        "sleep",
+        "5",
+        kind="proxy_exec_result",
+    )
+    assert slow["exit_code"] == 124 and slow["result"]["timed_out"]
+    bad = s("proxy", "exec", "--cwd", "../x", "--", "true", kind="proxy_exec_result")
+    assert bad["exit_code"] == 125 and bad["error"]["code"] == "invalid_path"
+
+
+def _policy(s: Session) -> None:
+    doc = s("policy", "check", "--", "git", "push", "--force", kind="policy_check")
+    assert doc["decision"]["action"] == "require_approval"
+    s("policy", "check", "--shell", "ls | wc -l", kind="policy_check")
+    s("policy", "show", kind="policy")
+    s("policy", "validate", kind="policy_validate")
+    bad = s.tmp / "bad.toml"
+    bad.write_text("version = 1\n[[rules]]\nname = 'x'\nprogram = 'y'\nclasses = ['nonsense']\n")
+    err = s.error("policy", "validate", str(bad), code="policy_invalid")
+    assert str(bad) in err["error"]["message"]
+
+
+def _audit(s: Session) -> None:
+    s("proxy", "exec", "--mode", "materialized", "--", "true", kind="proxy_exec_result")
+    doc = s("audit", kind="audit")
+    assert doc["records"] and doc["records"][-1]["request"]["argv"] == ["true"]
+
+
 KIND_CASES: dict[str, Callable[[Session], None]] = {
+    "proxy_exec_result": _proxy,
+    "policy_check": _policy,
+    "policy": _policy,
+    "policy_validate": _policy,
+    "audit": _audit,
     "help": _help,
     "version": _version,
     "mount": _mounting,
@@ -544,6 +609,10 @@ def test_error_symlink_escape(s: Session) -> None:
 
 
 def test_error_codes_in_schema_match_the_error_hierarchy() -> None:
+    import avfs_git.core.policy
+    import avfs_git.fuse.mounts
+    import avfs_git.proxy.approval  # noqa: F401
+
     common = json.loads((SCHEMA_DIR / "common.schema.json").read_text())
     assert set(common["$defs"]["error_code"]["enum"]) == set(_exit_codes())
 

@@ -49,6 +49,9 @@ COMMANDS: dict[str, str] = {
     "quota": "vaults:quota",
     "mount": "mounting:mount_cmd",
     "unmount": "mounting:unmount_cmd",
+    "proxy": "proxy:proxy",
+    "policy": "proxy:policy",
+    "audit": "proxy:audit_cmd",
 }
 
 
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _wants_json(args)
     out = Output(json_mode, stream=sys.stdout)
+    out.argv = list(args)  # the raw arguments (proxy exec insists on `--` before a command)
     captured = io.StringIO()
     if json_mode:
         sys.stdout = captured

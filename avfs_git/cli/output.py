@@ -27,6 +27,7 @@ class Output:
         self._out: Console | None = None
         self._err: Console | None = None
         self.emitted = False
+        self.argv: list[str] = []
 
     @property
     def out(self) -> Console:

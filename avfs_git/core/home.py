@@ -151,7 +151,7 @@ class Home:
                     hint="`avfs vault list` shows the vaults; `avfs vault create NAME` makes one",
                     details={"vault": name, "home": self.path},
                 )
-            v = Vault(name, path, author=self.author())
+            v = Vault(name, path, author=self.author(), home=self)
             self._vaults[name] = v
             return v
 

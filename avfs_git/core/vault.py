@@ -18,7 +18,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import names, refs
 from .errors import (
@@ -34,15 +34,21 @@ from .oplog import OpLog
 from .types import ForkInfo, Operation
 from .workspace import Workspace
 
+if TYPE_CHECKING:
+    from .home import Home
+
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB of uncheckpointed changes per fork
 
 
 class Vault:
     """One vault. Get it from :meth:`avfs_git.Home.vault`."""
 
-    def __init__(self, name: str, path: str, *, author: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, path: str, *, author: tuple[str, str] | None = None, home: Home | None = None
+    ) -> None:
         self.name = name
         self.path = path
+        self.home = home  # the home it was opened from (proxy exec needs its policy and mounts)
         self.store = GitStore(path)
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)

@@ -1,0 +1,293 @@
+"""`avfs proxy exec`, `avfs policy ...` and `avfs audit`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from ..core.errors import UsageError
+from .main import App, pass_app
+
+
+def _need_dashdash(app: App, argv: tuple[str, ...]) -> None:
+    if argv and "--" not in app.output.argv:
+        raise UsageError(
+            "put `--` before the command",
+            hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')",
+        )
+
+
+def _env_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for v in values:
+        if "=" not in v:
+            raise UsageError(f"--env {v!r}: use NAME=VALUE")
+        k, val = v.split("=", 1)
+        out.append((k, val))
+    return tuple(out)
+
+
+@click.group("proxy")
+def proxy() -> None:
+    """Run agents' commands through the execution boundary (policy, checkpoint, commit)."""
+
+
+@proxy.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS...]")
+@click.option("--shell", "shell", metavar="STRING", help="Run a shell command line (sh -c) instead of argv.")
+@click.option("--cwd", default="", metavar="DIR", help="Working directory, relative to the workspace root.")
+@click.option("--timeout-ms", type=int, help="Stop the command after this long (default: the policy's).")
+@click.option("--max-output-bytes", type=int, help="Keep at most this much of stdout and of stderr each.")
+@click.option(
+    "--checkpoint",
+    type=click.Choice(["auto", "always"]),
+    default="auto",
+    show_default=True,
+    help="Checkpoint before running: when the policy says so, or always.",
+)
+@click.option("--no-commit", is_flag=True, help="Leave the command's changes in the overlay.")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "fuse", "materialized"]),
+    default="auto",
+    show_default=True,
+    help="Run in a FUSE mount, or in a temporary copy of the tree (auto: FUSE when available).",
+)
+@click.option(
+    "--keep-mount", is_flag=True, help="Leave a mount made for this call mounted (faster next time)."
+)
+@click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Set a variable for the command.")
+@click.option("--inherit-env", is_flag=True, help="Pass this process' whole environment to the command.")
+@click.option(
+    "--stdin", "stdin", is_flag=True, help="Pass this process' stdin to the command (default: empty)."
+)
+@click.option("--approve", metavar="TOKEN", help="Run a command that needed approval, with its token.")
+@click.option("--kill-grace-ms", type=int, default=2000, show_default=True, help="SIGTERM to SIGKILL delay.")
+@pass_app
+def exec_cmd(
+    app: App,
+    argv: tuple[str, ...],
+    shell: str | None,
+    cwd: str,
+    timeout_ms: int | None,
+    max_output_bytes: int | None,
+    checkpoint: str,
+    no_commit: bool,
+    mode: str,
+    keep_mount: bool,
+    env: tuple[str, ...],
+    inherit_env: bool,
+    stdin: bool,
+    approve: str | None,
+    kill_grace_ms: int,
+) -> None:
+    """Run one command in the fork's mount under the policy, and commit what it changed.
+
+    Prints one envelope (`--json`: kind proxy_exec_result). Exit code: the command's own,
+    124 on timeout, 4 denied, 6 approval required, 125 when avfs itself failed.
+    """
+    import subprocess
+
+    from ..proxy.execute import ExecRequest, ExecResult, execute
+
+    vault, fork = app.target()
+    _need_dashdash(app, argv)
+    if argv and shell is not None:
+        raise UsageError("give either a command after `--` or --shell, not both")
+    if not argv and shell is None:
+        raise UsageError(
+            "no command", hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
+        )
+    req = ExecRequest(
+        argv=tuple(argv) if argv else None,
+        shell=shell,
+        cwd=cwd,
+        timeout_ms=timeout_ms,
+        max_output_bytes=max_output_bytes,
+        checkpoint=checkpoint,
+        commit=not no_commit,
+        mode=mode,
+        keep_mount=keep_mount,
+        env=_env_pairs(env),
+        inherit_env=inherit_env,
+        approve=approve,
+        kill_grace_ms=kill_grace_ms,
+        stdin=None if stdin else subprocess.DEVNULL,
+    )
+    res: ExecResult = execute(app.home, vault, fork, req)
+    if app.json:
+        app.output.document("proxy_exec_result", res.to_dict())
+    else:
+        _human(app, res)
+    if res.exit_code:
+        raise click.exceptions.Exit(res.exit_code)
+
+
+def _human(app: App, res: Any) -> None:
+    if res.result is not None:
+        sys.stdout.write(res.result["stdout"])
+        sys.stdout.flush()
+        sys.stderr.write(res.result["stderr"])
+    d = res.decision or {}
+    bits = []
+    if d:
+        bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {d['rule']})")
+    if res.result is not None:
+        r = res.result
+        bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
+        if r["stdout_truncated"] or r["stderr_truncated"]:
+            bits.append("output truncated")
+    if res.changes:
+        bits.append(f"{len(res.changes)} changed path(s)")
+    if res.commit:
+        bits.append(f"commit {res.commit['commit'][:12]}")
+    sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
+    if res.approval and res.approval.get("token") and not res.approval.get("used"):
+        sys.stderr.write(
+            f"avfs: approval required; token {res.approval['token']} (expires {res.approval['expires_at']})\n"
+        )
+    if res.error is not None and res.error["code"] not in ("approval_required",):
+        sys.stderr.write(f"avfs: error: {res.error['message']}\n")
+        if res.error.get("hint"):
+            sys.stderr.write(f"  hint: {res.error['hint']}\n")
+
+
+# -- policy -------------------------------------------------------------------------------
+def _policy_target(app: App) -> tuple[Any, Any, str | None]:
+    """(policy, vault or None, fork or None) for the selected vault, or the home alone."""
+    from ..core.policy import Policy
+
+    vault = fork = None
+    try:
+        vault, fork = app.target()
+    except UsageError:
+        pass  # no vault selected: the home's policy
+    return Policy.load(app.home.path, vault.path if vault is not None else None), vault, fork
+
+
+@click.group("policy")
+def policy() -> None:
+    """Show, check and validate the policy proxy exec applies."""
+
+
+@policy.command("check", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS...]")
+@click.option("--shell", "shell", metavar="STRING", help="Check a shell command line instead of argv.")
+@click.option("--cwd", default="", metavar="DIR", help="Working directory, relative to the workspace root.")
+@pass_app
+def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> None:
+    """Explain what the policy decides for a command, without running anything."""
+    _need_dashdash(app, argv)
+    if bool(argv) == (shell is not None):
+        raise UsageError("give a command after `--`, or --shell 'STRING'")
+    pol, vault, fork = _policy_target(app)
+    root = "/nonexistent-workspace"
+    if vault is not None and fork is not None:
+        from ..fuse import mounts
+
+        live = mounts.check(vault, fork)
+        root = live.mountpoint if live is not None else mounts.default_mountpoint(app.home, vault.name, fork)
+    abs_cwd = os.path.join(root, cwd.strip("/")) if cwd else root
+    if shell is not None:
+        d = pol.classify_shell(shell, workspace_root=root, cwd=abs_cwd)
+    else:
+        d = pol.classify_argv(list(argv), workspace_root=root, cwd=abs_cwd)
+    data = {
+        "decision": {
+            "action": str(d.action),
+            "categories": [str(c) for c in d.categories],
+            "reason": d.reason,
+            "rule": d.rule,
+        },
+        "commands": [c.to_dict() for c in d.commands],
+        "policy": {"hash": pol.hash, "sources": list(pol.sources)},
+    }
+
+    def human() -> None:
+        click.echo(f"{d.action}: {d.reason}")
+        click.echo(f"  rule: {d.rule}; classes: {', '.join(str(c) for c in d.categories) or '-'}")
+        for c in d.commands:
+            cd = c.to_dict()
+            click.echo(
+                f"  - {' '.join(cd.get('argv') or [])}: {', '.join(cd.get('categories') or []) or '-'} ({cd.get('rule')})"
+            )
+
+    app.output.result("policy_check", data, human)
+
+
+@policy.command("show")
+@pass_app
+def show_cmd(app: App) -> None:
+    """Print the effective policy (shipped default + home + vault files)."""
+    pol, _, _ = _policy_target(app)
+    data = pol.to_dict()
+
+    def human() -> None:
+        import json
+
+        click.echo(json.dumps(data, indent=2))
+
+    app.output.result("policy", {"policy": data}, human)
+
+
+@policy.command("validate")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@pass_app
+def validate_cmd(app: App, file: str | None) -> None:
+    """Check a policy file (default: the effective policy's files); errors name the line."""
+    from ..core.policy import Policy
+
+    if file is not None:
+        try:
+            with open(file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
+        pol = Policy.from_text(text, file)
+    else:
+        pol, _, _ = _policy_target(app)
+    data = {"valid": True, "sources": list(pol.sources), "hash": pol.hash, "rules": len(pol.rules)}
+    app.output.result("policy_validate", data, lambda: click.echo(f"valid: {', '.join(pol.sources)}"))
+
+
+# -- audit --------------------------------------------------------------------------------
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"--since {value!r}: use an ISO time or a duration like 30m, 2h, 7d") from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@click.command("audit")
+@click.option(
+    "--since", metavar="TIME|DURATION", help="Only records from then on (ISO time, or 30m, 2h, 7d)."
+)
+@click.option("--limit", type=int, help="Only the newest N records.")
+@pass_app
+def audit_cmd(app: App, since: str | None, limit: int | None) -> None:
+    """Show the vault's audit log of proxy execs (oldest first)."""
+    from ..core import audit
+
+    vault, _ = app.target()
+    records = audit.read(vault.state_dir, since=_since(since), limit=limit)
+
+    def human() -> None:
+        if not records:
+            app.output.info("no audit records")
+        for r in records:
+            req = r.get("request") or {}
+            cmd = req.get("shell") or " ".join(req.get("argv") or [])
+            dec = (r.get("decision") or {}).get("action", "-")
+            click.echo(f"{r.get('time')}\t{req.get('fork')}\t{dec}\texit {r.get('exit_code')}\t{cmd}")
+
+    app.output.result("audit", {"vault": vault.name, "records": records}, human)

@@ -1,0 +1,1 @@
+"""The execution boundary: classify -> decide -> checkpoint -> run in the mount -> commit."""

@@ -1,0 +1,500 @@
+"""``proxy exec``: the one execution boundary for agents.
+
+resolve the workspace -> classify the command (policy) -> decide -> checkpoint first when
+the policy says so (or when earlier changes are not checkpointed, so the commit holds the
+command's changes only) -> ensure a mount (reuse a live one, or mount for this call) ->
+run it there with a timeout -> read what changed -> commit it as one commit -> one result.
+
+Every path ends in one :class:`ExecResult` (denied, awaiting approval, timed out, failed,
+not found, avfs itself failing): :func:`execute` does not raise for any of them. Where FUSE
+is missing (or ``mode="materialized"``), the tree is copied into a temporary directory, the
+command runs there, and what differs afterwards is written back (``mode: materialized``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+from ..core import audit, names
+from ..core.errors import EXIT_APPROVAL, EXIT_DENIED, AvfsError, InternalError, UsageError
+from ..core.types import MODE_EXEC, Change
+from . import approval, runner
+
+if TYPE_CHECKING:
+    from ..core.home import Home
+    from ..core.policy import Decision, Policy
+    from ..core.vault import Vault
+    from ..core.workspace import Workspace
+
+EXIT_AVFS_FAILED = 125
+# what a command sees of the caller's environment unless --inherit-env (plus AVFS_* below)
+PASSED_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+)
+MODES = ("auto", "fuse", "materialized")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExecRequest:
+    argv: tuple[str, ...] | None = None  # exactly one of argv / shell
+    shell: str | None = None
+    cwd: str = ""  # relative to the workspace root
+    timeout_ms: int | None = None  # None: the policy's default
+    max_output_bytes: int | None = None  # per stream; None: the policy's default
+    checkpoint: str = "auto"  # auto: when the policy says so | always
+    commit: bool = True
+    mode: str = "auto"  # auto | fuse | materialized
+    keep_mount: bool = False  # leave a mount made for this call mounted
+    env: tuple[tuple[str, str], ...] = ()
+    inherit_env: bool = False
+    approve: str | None = None
+    kill_grace_ms: int = 2000
+    stdin: int | IO[bytes] | None = subprocess.DEVNULL
+
+    def command_text(self) -> str:
+        return self.shell if self.shell is not None else shlex.join(self.argv or ())
+
+
+@dataclasses.dataclass(slots=True)
+class ExecResult:
+    """The envelope (``kind: proxy_exec_result``) as data; :meth:`to_dict` is its JSON."""
+
+    request: dict[str, Any]
+    decision: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+    mount: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    commit: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    exit_code: int = 0
+    duration_ms: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.error is None and self.result is not None and self.result["exit_code"] == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"success": self.success}
+        for f in dataclasses.fields(self):
+            out[f.name] = getattr(self, f.name)
+        return out
+
+
+def _request_dict(vault: str, fork: str, req: ExecRequest, timeout_ms: int) -> dict[str, Any]:
+    return {
+        "vault": vault,
+        "fork": fork,
+        "argv": list(req.argv) if req.argv is not None else None,
+        "shell": req.shell,
+        "cwd": req.cwd,
+        "timeout_ms": timeout_ms,
+        "checkpoint": req.checkpoint,
+        "commit": req.commit,
+        "mode": req.mode,
+    }
+
+
+def _validate(req: ExecRequest) -> None:
+    if (req.argv is None) == (req.shell is None):
+        raise UsageError("give a command after `--`, or --shell 'STRING' (not both)")
+    if req.argv is not None and (not req.argv or not req.argv[0]):
+        raise UsageError("empty command", hint="usage: avfs proxy exec [OPTIONS] -- CMD [ARGS...]")
+    if req.shell is not None and not req.shell.strip():
+        raise UsageError("empty --shell command")
+    if req.checkpoint not in ("auto", "always"):
+        raise UsageError(f"--checkpoint must be auto or always, not {req.checkpoint!r}")
+    if req.mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}")
+    if req.timeout_ms is not None and req.timeout_ms <= 0:
+        raise UsageError("--timeout-ms must be positive")
+    if req.max_output_bytes is not None and req.max_output_bytes < 0:
+        raise UsageError("--max-output-bytes must be 0 or more")
+    for k, _ in req.env:
+        if not k or "=" in k or "\0" in k:
+            raise UsageError(f"invalid environment variable name {k!r}")
+
+
+def _check_cwd(ws: Workspace, cwd: str) -> str:
+    if cwd.startswith("/"):
+        raise UsageError(
+            f"--cwd {cwd!r} is absolute: give a directory relative to the workspace root",
+            details={"cwd": cwd},
+        )
+    p = names.norm_path(cwd)  # refuses '..', NUL bytes and '.git'
+    node = ws.node(p)
+    if node is None or not node.is_dir:
+        raise UsageError(f"--cwd {cwd!r} is not a directory of the workspace", details={"cwd": cwd})
+    return p
+
+
+def _env(req: ExecRequest, vault: str, fork: str, root: str) -> dict[str, str]:
+    if req.inherit_env:
+        env = dict(os.environ)
+    else:
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.setdefault("PATH", os.defpath)
+    for k in [k for k in env if k.startswith("AVFS_")]:
+        del env[k]
+    env.update({"AVFS_VAULT": f"{vault}:{fork}", "AVFS_WORKSPACE": root, "PWD": root})
+    env.update(dict(req.env))
+    return env
+
+
+def _change_dict(c: Change) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": c.path, "status": str(c.status)}
+    if c.old_path is not None:
+        d["old_path"] = c.old_path
+    return d
+
+
+def _under_any(path: str, roots: set[str]) -> bool:
+    if "" in roots:
+        return True
+    return any(path == r or path.startswith(r + "/") for r in roots)
+
+
+def _state(ws: Workspace) -> dict[str, Any]:
+    return {"base": ws.base, "uncheckpointed_changes": len(ws.status())}
+
+
+def execute(
+    home: Home, vault: Vault, fork: str, req: ExecRequest, *, policy: Policy | None = None
+) -> ExecResult:
+    """Run one request through the whole lifecycle; never raises (errors are in the result)."""
+    t0 = time.monotonic()
+    res = ExecResult(request=_request_dict(vault.name, fork, req, req.timeout_ms or 0))
+    cleanup: list[Any] = []
+    try:
+        _execute(home, vault, fork, req, res, policy, cleanup)
+    except AvfsError as exc:
+        res.error = exc.to_dict()
+        if res.result is None:
+            # the command did not run: a refused approval token is a denial (4); anything
+            # else is avfs failing (125), so no code is mistaken for the command's own
+            res.exit_code = EXIT_DENIED if exc.exit_code == EXIT_DENIED else EXIT_AVFS_FAILED
+    except Exception as exc:  # an avfs bug: still one envelope
+        res.error = InternalError(f"internal error: {type(exc).__name__}: {exc}").to_dict()
+        res.exit_code = EXIT_AVFS_FAILED
+    finally:
+        for fn in reversed(cleanup):
+            try:
+                fn()
+            except Exception as exc:
+                if res.error is None:
+                    res.error = InternalError(f"cleanup failed: {exc}").to_dict()
+        res.duration_ms = round((time.monotonic() - t0) * 1000, 3)
+        _audit(vault, res)
+    return res
+
+
+def _execute(
+    home: Home,
+    vault: Vault,
+    fork: str,
+    req: ExecRequest,
+    res: ExecResult,
+    policy: Policy | None,
+    cleanup: list[Any],
+) -> None:
+    from ..core.policy import Outcome
+    from ..core.policy import Policy as PolicyCls
+
+    _validate(req)
+    ws = vault.workspace(fork)
+    cwd = _check_cwd(ws, req.cwd)
+    pol = policy if policy is not None else PolicyCls.load(home.path, vault.path)
+    timeout_ms = req.timeout_ms or pol.timeout_ms
+    max_output = req.max_output_bytes if req.max_output_bytes is not None else pol.max_output_bytes
+    res.request = _request_dict(vault.name, fork, req, timeout_ms)
+    res.request["cwd"] = cwd
+
+    mode, live = _choose_mode(vault, fork, req.mode)
+    root = live.mountpoint if live is not None else _planned_root(home, vault, fork, mode)
+    abs_cwd = os.path.join(root, cwd) if cwd else root
+
+    decision = _classify(pol, req, root, abs_cwd)
+    res.decision = _decision_dict(decision)
+    action = Outcome(decision.action)
+    if action is Outcome.DENY:
+        res.exit_code = EXIT_DENIED
+        res.error = {
+            "code": "policy_denied",
+            "message": f"denied by policy: {decision.reason}",
+            "hint": "see `avfs policy check -- CMD` for why",
+            "details": {"rule": decision.rule},
+        }
+        res.state = _state(ws)
+        return
+    if action is Outcome.REQUIRE_APPROVAL:
+        if req.approve is None:
+            res.approval = approval.issue(home.path, res.request, pol.hash)
+            res.exit_code = EXIT_APPROVAL
+            res.error = {
+                "code": "approval_required",
+                "message": f"this command needs approval: {decision.reason}",
+                "hint": "rerun it with --approve TOKEN once a person approves",
+                "details": {"rule": decision.rule, "token": res.approval["token"]},
+            }
+            res.state = _state(ws)
+            return
+        approval.consume(home.path, req.approve, res.request, pol.hash)
+        res.approval = {"token": req.approve, "used": True}
+    elif req.approve is not None:
+        raise UsageError("--approve given for a command that needs no approval")
+
+    # checkpoint first: policy, request, or earlier uncheckpointed changes (so the commit
+    # made afterwards holds exactly what the command changed)
+    reason = None
+    if action is Outcome.ALLOW_WITH_CHECKPOINT:
+        reason = "policy"
+    elif req.checkpoint == "always":
+        reason = "requested"
+    elif req.commit and ws.is_dirty():
+        reason = "uncheckpointed_changes"
+    if reason is not None:
+        from ..core import checkpoint  # imports pygit2 (~85 ms): only when committing
+
+        cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: before `{_short(req.command_text())}`")
+        res.checkpoint = {
+            "commit": cp.checkpoint.commit,
+            "created": cp.created,
+            "reason": reason,
+        }
+    dirty_before = ws.is_dirty()
+    seq0 = ws.overlay.last_seq()
+
+    if mode == "fuse":
+        root, reused = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
+        res.mount = {"mountpoint": root, "mode": "fuse", "reused": reused}
+    else:
+        root = _materialize(home, ws, cleanup)
+        res.mount = {"mountpoint": root, "mode": "materialized", "reused": False}
+    abs_cwd = os.path.join(root, cwd) if cwd else root
+
+    argv = list(req.argv) if req.argv is not None else ["/bin/sh", "-c", req.shell or ""]
+    run = runner.run(
+        argv,
+        cwd=abs_cwd,
+        env=_env(req, vault.name, fork, root),
+        timeout_ms=timeout_ms,
+        max_output=max_output,
+        stdin=req.stdin,
+        kill_grace_ms=req.kill_grace_ms,
+    )
+    res.result = _result_dict(run)
+    res.exit_code = run.exit_code
+
+    if mode == "fuse":
+        from ..fuse import mounts
+
+        alive = mounts.check(vault, fork) is not None
+        res.mount["alive_after"] = alive
+        if not alive:
+            res.error = {
+                "code": "mount_died",
+                "message": "the mount daemon died while the command ran",
+                "hint": "what was written before is in the overlay; see `avfs status`",
+                "details": {"mountpoint": root},
+            }
+    else:
+        _write_back(ws, root)
+
+    changes = ws.status()
+    if dirty_before:
+        _, touched = ws.overlay.changes_since(seq0)
+        roots = set(touched)
+        changes = [
+            c for c in changes if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
+        ]
+    res.changes = [_change_dict(c) for c in changes]
+    if req.commit and changes:
+        from ..core import checkpoint
+
+        cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
+        if cp.created:
+            res.commit = {
+                "commit": cp.checkpoint.commit,
+                "parent": cp.checkpoint.parent,
+                "message": cp.checkpoint.message,
+            }
+    res.state = _state(ws)
+
+
+def _short(text: str, n: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _classify(pol: Policy, req: ExecRequest, root: str, cwd: str) -> Decision:
+    if req.shell is not None:
+        return pol.classify_shell(req.shell, workspace_root=root, cwd=cwd)
+    return pol.classify_argv(list(req.argv or ()), workspace_root=root, cwd=cwd)
+
+
+def _decision_dict(d: Decision) -> dict[str, Any]:
+    return {
+        "action": str(d.action),
+        "categories": [str(c) for c in d.categories],
+        "reason": d.reason,
+        "rule": d.rule,
+    }
+
+
+def _result_dict(r: runner.RunResult) -> dict[str, Any]:
+    return {
+        "exit_code": r.exit_code,
+        "signal": r.signal,
+        "timed_out": r.timed_out,
+        "duration_ms": r.duration_ms,
+        "stdout": r.stdout.decode("utf-8", "replace"),
+        "stderr": r.stderr.decode("utf-8", "replace"),
+        "stdout_bytes": r.stdout_bytes,
+        "stderr_bytes": r.stderr_bytes,
+        "stdout_truncated": r.stdout_truncated,
+        "stderr_truncated": r.stderr_truncated,
+        "spawn_error": r.spawn_error,
+        "stray_processes_killed": r.stray_processes_killed,
+    }
+
+
+# -- where the command runs ---------------------------------------------------------------
+def _choose_mode(vault: Vault, fork: str, wanted: str) -> tuple[str, Any]:
+    """("fuse" | "materialized", the live mount to reuse or None)."""
+    from ..fuse import mounts
+
+    if wanted == "materialized":
+        return "materialized", None
+    live = mounts.check(vault, fork)
+    if live is not None and live.state == "mounted" and not live.read_only:
+        return "fuse", live
+    why = mounts.fuse_available()
+    if why is None:
+        return "fuse", None
+    if wanted == "fuse":
+        raise mounts.FuseUnavailableError(f"cannot mount: {why}", hint="use --mode materialized")
+    return "materialized", None
+
+
+def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
+    if mode == "fuse":
+        from ..fuse import mounts
+
+        return mounts.default_mountpoint(home, vault.name, mounts.mount_key(fork, None))
+    return os.path.join(home.path, "tmp", "exec")
+
+
+def _ensure_mount(
+    home: Home, vault: Vault, fork: str, live: Any, keep: bool, cleanup: list[Any]
+) -> tuple[str, bool]:
+    from ..fuse import mounts
+
+    if live is not None:
+        return str(live.mountpoint), True
+    info = mounts.mount(home, vault, fork, None)
+    if not keep and not info.reused:
+        cleanup.append(lambda: mounts.unmount(home, vault, fork, lazy=True))
+    return info.mountpoint, info.reused
+
+
+def _materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> str:
+    base = os.path.join(home.path, "tmp")
+    os.makedirs(base, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="exec-", dir=base)
+    cleanup.append(lambda: shutil.rmtree(root, ignore_errors=True))
+    ws.materialize_to(root)
+    return root
+
+
+def _write_back(ws: Workspace, root: str) -> None:
+    """Make the workspace equal to directory ``root`` (after a materialized run)."""
+    seen: set[str] = set()
+    for dirpath, dirs, files in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir
+        keep_dirs = []
+        for d in dirs:
+            rel = f"{rel_dir}/{d}" if rel_dir else d
+            full = os.path.join(dirpath, d)
+            if d == ".git" and rel_dir:
+                continue  # a nested repository is not part of the fork
+            if os.path.islink(full):
+                files.append(d)
+                continue
+            seen.add(rel)
+            node = ws.node(rel)
+            if node is None or not node.is_dir:
+                if node is not None:
+                    ws.remove(rel, recursive=True)
+                ws.mkdir(rel)
+            keep_dirs.append(d)
+        dirs[:] = keep_dirs
+        for f in files:
+            rel = f"{rel_dir}/{f}" if rel_dir else f
+            full = os.path.join(dirpath, f)
+            seen.add(rel)
+            st = os.lstat(full)
+            node = ws.node(rel)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(full)
+                if node is not None and node.is_link and ws.read_link(rel) == target:
+                    continue
+                if node is not None:
+                    ws.remove(rel, recursive=True)
+                ws.symlink(target, rel)
+            elif stat.S_ISREG(st.st_mode):
+                execbit = bool(st.st_mode & 0o100)
+                if node is not None and not node.is_dir and not node.is_link:
+                    with open(full, "rb") as fh:
+                        data = fh.read()
+                    same_mode = (node.mode == MODE_EXEC) == execbit
+                    if same_mode and ws.read(rel) == data:
+                        continue
+                elif node is not None:
+                    ws.remove(rel, recursive=True)
+                with open(full, "rb") as fh:
+                    ws.write(rel, fh, mode=0o755 if execbit else 0o644)
+    for de in list(ws.walk("")):
+        if de.path not in seen and ws.node(de.path) is not None:
+            ws.remove(de.path, recursive=True)
+
+
+def _audit(vault: Vault, res: ExecResult) -> None:
+    rec = {
+        "kind": "proxy_exec",
+        "request": res.request,
+        "decision": res.decision,
+        "approval_token": (res.approval or {}).get("token"),
+        "checkpoint": (res.checkpoint or {}).get("commit"),
+        "commit": (res.commit or {}).get("commit"),
+        "exit_code": res.exit_code,
+        "timed_out": bool(res.result and res.result["timed_out"]),
+        "duration_ms": res.duration_ms,
+        "changed_paths": len(res.changes),
+        "error": (res.error or {}).get("code"),
+    }
+    try:
+        audit.append(vault.state_dir, rec)
+    except OSError as exc:
+        print(f"avfs: warning: cannot write the audit log: {exc}", file=sys.stderr)

@@ -1,0 +1,200 @@
+"""Run one command: its own process group, a timeout, bounded output capture.
+
+- The child starts a new session (so a process group of its own): on timeout the whole
+  group gets SIGTERM, then SIGKILL after a grace period; when the child exits, whatever it
+  left running in its group (``cmd &``, a daemon that did not ``setsid``) is stopped the
+  same way, so nothing a command starts outlives its exec.
+- stdout and stderr are drained by two threads into buffers of at most ``max_output``
+  bytes each; the rest is counted and dropped (the child never blocks on a full pipe, and
+  a command that prints 1 GiB costs no memory).
+- A program that cannot be started (not found, not executable) is a result, not an
+  exception: exit code 127 / 126 like a shell, with the reason in ``spawn_error``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import IO
+
+EXIT_TIMEOUT = 124
+_READ = 65536
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunResult:
+    exit_code: int  # the child's, 128+N when killed by signal N, 124 on timeout, 126/127 spawn
+    signal: str | None  # "SIGKILL" when a signal ended it
+    timed_out: bool
+    duration_ms: float
+    stdout: bytes
+    stderr: bytes
+    stdout_bytes: int  # how much the command wrote in all (captured or not)
+    stderr_bytes: int
+    stdout_truncated: bool
+    stderr_truncated: bool
+    spawn_error: str | None = None
+    stray_processes_killed: bool = False  # processes left in the group after it exited
+
+
+class _Drain(threading.Thread):
+    def __init__(self, pipe: IO[bytes], limit: int) -> None:
+        super().__init__(daemon=True, name="avfs-drain")
+        self.pipe = pipe
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.total = 0
+
+    def run(self) -> None:
+        fd = self.pipe.fileno()
+        try:
+            while True:
+                try:
+                    data = os.read(fd, _READ)
+                except OSError:
+                    return
+                if not data:
+                    return
+                self.total += len(data)
+                room = self.limit - self.kept
+                if room > 0:
+                    part = data[:room]
+                    self.chunks.append(part)
+                    self.kept += len(part)
+        finally:
+            self.pipe.close()
+
+    def output(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies do not count: they are dead,
+    and orphans of the group wait for an init to reap them (which may be slow or, in some
+    containers, never)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields after the command name: state, ppid, pgrp, ...
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop_group(pgid: int, grace_s: float, proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the group, SIGKILL what is left after ``grace_s``. The leader is reaped as
+    it goes (a zombie still counts as a member of its group)."""
+    proc.poll()
+    if not _group_alive(pgid):
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    delay = 0.001
+    while time.monotonic() < deadline:
+        proc.poll()
+        if not _group_alive(pgid):
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def run(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: dict[str, str],
+    timeout_ms: int,
+    max_output: int,
+    stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+    kill_grace_ms: int = 2000,
+) -> RunResult:
+    """Run ``argv`` in ``cwd``; never raises for the command's own failures."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+        msg = f"{argv[0]}: {exc.strerror or exc}"
+        return RunResult(
+            code, None, False, (time.monotonic() - start) * 1000, b"", msg.encode() + b"\n",
+            0, len(msg) + 1, False, False, spawn_error=msg,
+        )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    drains = [_Drain(proc.stdout, max_output), _Drain(proc.stderr, max_output)]
+    for d in drains:
+        d.start()
+    pgid = proc.pid  # a new session: the child leads its own group
+    timed_out = False
+    try:
+        proc.wait(timeout=max(timeout_ms, 1) / 1000)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _stop_group(pgid, kill_grace_ms / 1000, proc)
+        proc.wait()
+    duration_ms = (time.monotonic() - start) * 1000
+    strays = not timed_out and _group_alive(pgid)
+    if strays:
+        _stop_group(pgid, min(kill_grace_ms, 500) / 1000, proc)
+    for d in drains:
+        # a process that left the group (setsid) may hold a pipe open: do not wait for it
+        d.join(timeout=1.0)
+    rc = proc.returncode
+    sig_name: str | None = None
+    if rc < 0:
+        try:
+            sig_name = signal.Signals(-rc).name
+        except ValueError:
+            sig_name = f"SIG{-rc}"
+        rc = 128 - rc
+    if timed_out:
+        rc = EXIT_TIMEOUT
+    out, err = drains
+    return RunResult(
+        exit_code=rc,
+        signal=sig_name,
+        timed_out=timed_out,
+        duration_ms=round(duration_ms, 3),
+        stdout=out.output(),
+        stderr=err.output(),
+        stdout_bytes=out.total,
+        stderr_bytes=err.total,
+        stdout_truncated=out.total > out.kept,
+        stderr_truncated=err.total > err.kept,
+        stray_processes_killed=strays,
+    )

@@ -1,0 +1,123 @@
+"""``proxy exec`` benchmarks: its overhead over running the command directly, with a warm
+mount (a live mount reused), in process and from the CLI, with a cold one (mounted for the
+call), and a 10-command agent session (exec + changes + commit each), all in one run.
+
+The overhead target (DESIGN.md: < 100 ms with a warm mount, aim < 50 ms) is the CLI median
+minus the median of running ``true`` directly, both timed as subprocesses here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .env import log, run
+from .fusecases import _empty_home, mounted
+from .timing import Result, Side, Target, interleave, median
+from .trees import VAULT
+
+if TYPE_CHECKING:
+    from .cases import Context
+
+VAULT_FORK = "main"
+
+
+def _seed(ctx: Context, home_dir: Path) -> tuple[Any, Any]:
+    from avfs_git.core import checkpoint
+
+    home, vault = _empty_home(home_dir)
+    ws = vault.workspace(VAULT_FORK)
+    for i in range(50):
+        ws.write(f"src/m{i}.py", f"x = {i}\n".encode())
+    checkpoint.save(vault, name="base")
+    return home, vault
+
+
+def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
+    del labels  # the workload does not depend on the tree size
+    top = ctx.fx.new_dir("proxy")
+    hdir = top / "home"
+    home, vault = _seed(ctx, hdir)
+    (top / "mnt").mkdir()
+    base = [ctx.avfs_bin, "--home", str(hdir), "--vault", f"{VAULT}:{VAULT_FORK}", "--json", "proxy", "exec"]
+    ws = vault.workspace(VAULT_FORK)
+    with mounted(home, vault, VAULT_FORK, top / "mnt"):
+        doc = json.loads(run([*base, "--", "true"]))
+        notes = [] if doc["mount"]["reused"] and doc["success"] else [f"unexpected envelope: {doc}"]
+        s = interleave(
+            {
+                "true": Side(op=lambda i: run(["true"])),
+                "cli": Side(op=lambda i: run([*base, "--", "true"])),
+                "api": Side(op=lambda i: ws.exec(["true"]), in_process=True),
+            },
+            ctx.repeats.fast,
+            ctx.repeats.warmup,
+            ctx.profiler,
+            "proxy_exec",
+        )
+        true_ms = median(s["true"])
+        overhead = [x - true_ms for x in s["cli"]]
+        ctx.emit(
+            Result(
+                "proxy_exec_warm",
+                "-",
+                median(overhead),
+                overhead,
+                what="`avfs --json proxy exec -- true` minus `true`, a live mount reused (subprocess)",
+                target=Target(max_ms=100.0, strict=True),
+                notes=notes,
+            )
+        )
+        ctx.emit(
+            Result(
+                "proxy_exec_api",
+                "-",
+                median(s["api"]),
+                s["api"],
+                what="Workspace.exec(['true']) in process, a live mount reused",
+                baseline="true (subprocess)",
+                baseline_ms=true_ms,
+                baseline_samples_ms=s["true"],
+            )
+        )
+        # an agent session: 10 commands, each writes a file -> changes -> one commit each
+        session: list[float] = []
+
+        def agent_session(i: int) -> None:
+            for k in range(10):
+                out = json.loads(run([*base, "--", "sh", "-c", f"echo {i}-{k} > out-{k}.txt"]))
+                if out["commit"] is None and i >= 0:
+                    session_notes.append(f"command {k} of session {i} made no commit")
+
+        session_notes: list[str] = []
+        session = interleave({"s": Side(op=agent_session)}, max(3, ctx.repeats.slow), 1)["s"]
+        ctx.emit(
+            Result(
+                "proxy_agent_session",
+                "-",
+                median(session),
+                session,
+                what="10 x `proxy exec -- sh -c 'echo … > file'` (exec + changes + commit each), warm mount",
+                notes=sorted(set(session_notes))[:3],
+            )
+        )
+    # cold: no live mount, so each call mounts for itself and unmounts after
+    log("proxy exec with a cold mount")
+    cold = interleave({"cold": Side(op=lambda i: run([*base, "--", "true"]))}, max(3, ctx.repeats.slow), 1)
+    ctx.emit(
+        Result(
+            "proxy_exec_cold",
+            "-",
+            median(cold["cold"]),
+            cold["cold"],
+            what="`avfs --json proxy exec -- true` that mounts for the call and unmounts after",
+            baseline="true (subprocess)",
+            baseline_ms=true_ms,
+        )
+    )
+    vault.close()
+    ctx.fx.done_with(top)
+
+
+PROXY_BENCHMARKS = {"proxy_exec": bench_proxy_exec}

@@ -1,0 +1,288 @@
+"""`proxy exec`: policy, approval, checkpoint, a real mount (or a materialized copy),
+timeouts that stop the whole process group, bounded output, one commit, one envelope.
+
+Mounting tests really mount (FUSE is in CI); the materialized mode runs the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import audit, checkpoint
+from avfs_git.fuse import mounts
+from avfs_git.proxy import approval
+
+from .conftest import git
+from .test_fuse import require_fuse
+
+MODES = ["fuse", "materialized"]
+
+
+def _mode(mode: str) -> str:
+    if mode == "fuse":
+        require_fuse()
+    return mode
+
+
+@pytest.fixture
+def ws(home, vault):
+    w = vault.workspace("main")
+    w.write("README.md", b"# proj\n")
+    w.write("src/app.py", b"print('hi')\n")
+    w.write("old.txt", b"old\n")
+    checkpoint.save(vault, name="base")
+    yield w
+    mounts.unmount(home, vault, "main", lazy=True)
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_changes_become_one_commit(ws, vault, mode):
+    head = ws.base
+    res = ws.exec(
+        shell="echo new > added.txt && echo changed >> README.md && rm old.txt && mv src/app.py src/main.py",
+        mode=_mode(mode),
+    )
+    assert res.success, res.to_dict()
+    assert res.exit_code == 0 and res.mount is not None and res.mount["mode"] == mode
+    got = {(c["path"], c["status"], c.get("old_path")) for c in res.changes}
+    assert got == {
+        ("added.txt", "added", None),
+        ("README.md", "modified", None),
+        ("old.txt", "deleted", None),
+        ("src/main.py", "renamed", "src/app.py"),
+    }
+    assert res.commit is not None and res.commit["parent"] == head
+    # `rm` makes the policy checkpoint first; nothing was pending, so no new commit
+    assert res.checkpoint == {"commit": head, "created": False, "reason": "policy"}
+    assert ws.base == res.commit["commit"] and not ws.is_dirty()
+    assert res.state == {"base": res.commit["commit"], "uncheckpointed_changes": 0}
+    log = git("--git-dir", vault.path, "log", "--format=%s", "-1", "main")
+    assert log.startswith("avfs proxy exec: ") and "added.txt" in log
+    assert ws.read("README.md") == b"# proj\nchanged\n"
+    # nothing changed: no commit
+    again = ws.exec(["cat", "README.md"], mode=mode)
+    assert again.success and again.changes == [] and again.commit is None
+    assert again.result is not None and again.result["stdout"] == "# proj\nchanged\n"
+
+
+def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
+    require_fuse()
+    res = ws.exec(["true"], mode="fuse")
+    assert res.mount == {
+        "mountpoint": res.mount["mountpoint"],
+        "mode": "fuse",
+        "reused": False,
+        "alive_after": True,
+    }
+    assert mounts.check(vault, "main") is None  # unmounted after the call
+    kept = ws.exec(["true"], mode="fuse", keep_mount=True)
+    assert kept.mount is not None and not kept.mount["reused"]
+    assert mounts.check(vault, "main") is not None
+    reused = ws.exec(["pwd"], mode="fuse")
+    assert reused.mount is not None and reused.mount["reused"]
+    assert reused.result is not None and reused.result["stdout"].strip() == reused.mount["mountpoint"]
+    assert mounts.check(vault, "main") is not None  # a mount it did not make stays
+
+
+def test_uncheckpointed_changes_are_checkpointed_first(ws, vault):
+    ws.write("agent-note.txt", b"written before the command\n")
+    res = ws.exec(shell="echo x > made.txt", mode="materialized")
+    assert res.checkpoint is not None and res.checkpoint["reason"] == "uncheckpointed_changes"
+    assert res.changes == [{"path": "made.txt", "status": "added"}]
+    assert res.commit is not None and res.commit["parent"] == res.checkpoint["commit"]
+    diff = git("--git-dir", vault.path, "diff", "--name-only", res.checkpoint["commit"], res.commit["commit"])
+    assert diff.split() == ["made.txt"]
+
+
+def test_no_commit_leaves_the_changes_in_the_overlay(ws):
+    ws.write("pending.txt", b"p\n")
+    res = ws.exec(shell="echo y > y.txt", mode="materialized", commit=False)
+    assert res.commit is None and res.checkpoint is None
+    assert res.changes == [{"path": "y.txt", "status": "added"}]  # only the command's
+    assert {c.path for c in ws.status()} == {"pending.txt", "y.txt"}
+
+
+def test_policy_checkpoint_first_and_deny_runs_nothing(ws, tmp_path):
+    res = ws.exec(["rm", "old.txt"], mode="materialized")
+    assert res.decision is not None and res.decision["action"] == "allow_with_checkpoint"
+    assert res.checkpoint is not None and res.checkpoint["reason"] == "policy"
+    assert res.changes == [{"path": "old.txt", "status": "deleted"}]
+    marker = tmp_path / "ran"
+    denied = ws.exec(shell=f"touch {marker}; rm -rf /", mode="materialized")
+    assert denied.exit_code == 4 and denied.result is None and denied.error is not None
+    assert denied.error["code"] == "policy_denied" and denied.decision is not None
+    assert denied.decision["rule"] != "default"
+    assert not marker.exists()
+
+
+def test_approval_token_is_bound_to_the_request_and_used_once(home, ws):
+    asked = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
+    assert asked.exit_code == 6 and asked.result is None and asked.approval is not None
+    token = asked.approval["token"]
+    other = ws.exec(["curl", "-s", "http://127.0.0.1:9/other"], mode="materialized", approve=token)
+    assert other.exit_code == 4 and other.error is not None and other.error["code"] == "approval_refused"
+    assert "different request" in other.error["message"] and other.result is None
+    ran = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
+    assert ran.result is not None and ran.error is None and ran.approval == {"token": token, "used": True}
+    reused = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
+    assert reused.exit_code == 4 and reused.error is not None and "used already" in reused.error["message"]
+    # expired
+    asked2 = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
+    assert asked2.approval is not None
+    rec_path = Path(home.path) / "approvals" / (asked2.approval["token"] + ".json")
+    rec = json.loads(rec_path.read_text())
+    rec["expires"] = time.time() - 1
+    rec_path.write_text(json.dumps(rec))
+    late = ws.exec(
+        ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=asked2.approval["token"]
+    )
+    assert late.exit_code == 4 and late.error is not None and "expired" in late.error["message"]
+    forged = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve="apv_" + "0" * 32)
+    assert forged.exit_code == 4 and forged.error is not None and "unknown" in forged.error["message"]
+    with pytest.raises(approval.ApprovalError):
+        approval.consume(home.path, "not-a-token", {"vault": "v", "fork": "main"}, "h")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_timeout_stops_the_whole_process_group(ws, mode):
+    res = ws.exec(
+        shell="sleep 100 & echo $! > bg.pid; sleep 100",
+        mode=_mode(mode),
+        timeout_ms=500,
+        commit=False,
+    )
+    assert res.exit_code == 124 and res.result is not None and res.result["timed_out"]
+    assert res.result["duration_ms"] < 10_000
+    pid = int(ws.read("bg.pid"))
+    deadline = time.monotonic() + 5
+    while not _pid_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pid_gone(pid), "a background child outlived the timeout"
+
+
+def test_processes_left_behind_are_stopped_when_the_command_exits(ws):
+    res = ws.exec(
+        shell="(sleep 100 &); sleep 100 & echo $! > bg.pid; echo done", mode="materialized", commit=False
+    )
+    assert res.success and res.result is not None and res.result["stray_processes_killed"]
+    assert res.result["stdout"] == "done\n"
+    assert _pid_gone(int(ws.read("bg.pid")))
+
+
+def test_gigabyte_of_output_is_bounded(ws):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    res = ws.exec(["head", "-c", str(1 << 30), "/dev/zero"], mode="materialized", max_output_bytes=1 << 20)
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert res.success and res.result is not None
+    assert res.result["stdout_bytes"] == 1 << 30 and res.result["stdout_truncated"]
+    assert len(res.result["stdout"]) == 1 << 20 and not res.result["stderr_truncated"]
+    assert grew < 128 << 20, f"capturing 1 GiB of output grew this process by {grew} bytes"
+
+
+def test_program_not_found_and_bad_cwd(ws):
+    res = ws.exec(["definitely-not-a-program-xyz"], mode="materialized")
+    assert res.exit_code == 127 and res.result is not None and res.result["spawn_error"]
+    assert not res.success and res.error is None
+    for cwd in ("../outside", "/etc", "missing-dir", "README.md", "a\0b"):
+        bad = ws.exec(["true"], cwd=cwd, mode="materialized")
+        assert bad.exit_code == 125 and bad.result is None and bad.error is not None, cwd
+    ok = ws.exec(["pwd"], cwd="src", mode="materialized")
+    assert ok.result is not None and ok.result["stdout"].strip().endswith("/src")
+    empty = ws.exec([], mode="materialized")
+    assert empty.exit_code == 125 and empty.error is not None and empty.error["code"] == "usage"
+
+
+def test_environment_is_controlled_and_stdin_passes(ws, monkeypatch):
+    monkeypatch.setenv("TEST_PROXY_SECRET", "s3cret")
+    res = ws.exec(["env"], mode="materialized", env={"EXTRA": "1"})
+    assert res.result is not None
+    env = dict(line.split("=", 1) for line in res.result["stdout"].splitlines() if "=" in line)
+    assert "TEST_PROXY_SECRET" not in env and env["EXTRA"] == "1"
+    assert env["AVFS_VAULT"] == "v:main" and env["AVFS_WORKSPACE"] == env["PWD"]
+    inherited = ws.exec(["env"], mode="materialized", inherit_env=True)
+    assert inherited.result is not None and "TEST_PROXY_SECRET=s3cret" in inherited.result["stdout"]
+    fed = ws.exec(shell="cat > in.txt", mode="materialized", stdin=b"from stdin\n")
+    assert fed.success and ws.read("in.txt") == b"from stdin\n"
+
+
+def test_materialized_mode_keeps_modes_links_and_directories(ws):
+    res = ws.exec(
+        shell="mkdir -p a/b && echo x > a/b/x.sh && chmod +x a/b/x.sh && ln -s a/b/x.sh run && rm -r src",
+        mode="materialized",
+    )
+    assert res.success, res.to_dict()
+    assert ws.stat("a/b/x.sh").mode == 0o100755
+    assert ws.read_link("run") == "a/b/x.sh"
+    assert not ws.exists("src")
+
+
+def test_mount_that_dies_during_the_command_is_reported(home, ws, vault):
+    require_fuse()
+    info = mounts.mount(home, vault, "main", None)
+    res = ws.exec(
+        shell=(
+            f"echo before > before.txt; python3 -c 'import os; os.kill({info.pid}, 9)';"
+            " sleep 0.3; echo after > after.txt"
+        ),
+        mode="fuse",
+        commit=False,
+    )
+    assert res.mount is not None and res.mount["alive_after"] is False
+    assert res.error is not None and res.error["code"] == "mount_died"
+    assert res.result is not None and res.result["exit_code"] != 0  # the second write failed
+    assert ws.read("before.txt") == b"before\n"  # what was written before is kept
+    assert mounts.check(vault, "main") is None
+
+
+def test_every_exec_is_audited_without_its_output(ws, vault):
+    ran = ws.exec(shell="echo TOP-$((40+2))-SECRET", mode="materialized")
+    assert ran.result is not None and ran.result["stdout"] == "TOP-42-SECRET\n"
+    ws.exec(["rm", "-rf", "/"], mode="materialized")
+    assert "TOP-42-SECRET" not in Path(audit.path(vault.state_dir)).read_text()
+    recs = audit.read(vault.state_dir)
+    assert [r["exit_code"] for r in recs[-2:]] == [0, 4]
+    assert recs[-1]["decision"]["action"] == "deny"
+    with open(audit.path(vault.state_dir), "ab") as fh:
+        fh.write(b'{"torn')  # a crash mid-write
+    assert len(audit.read(vault.state_dir)) == len(recs)
+
+
+def test_cli_envelope_exit_codes_and_human_output(cli, vault):
+    ws = vault.workspace("main")
+    ws.write("f.txt", b"f\n")
+    checkpoint.save(vault)
+    r = cli("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized", "--", "sh", "-c", "exit 7")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 7 and doc["exit_code"] == 7 and doc["kind"] == "proxy_exec_result"
+    r = cli("--json", "--vault", "v", "proxy", "exec", "ls")
+    assert r.code == 2 and json.loads(r.out_bytes)["error"]["message"].startswith("put `--`")
+    r = cli("--vault", "v", "proxy", "exec", "--mode", "materialized", "--", "cat", "f.txt")
+    assert r.code == 0 and r.out_bytes == b"f\n" and "allow" in r.err
+
+
+def _signal_name(res: Any) -> str | None:
+    return res.result["signal"] if res.result else None
+
+
+def test_killed_by_a_signal(ws):
+    res = ws.exec(
+        ["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],
+        mode="materialized",
+        commit=False,
+    )
+    assert res.exit_code == 128 + signal.SIGTERM and _signal_name(res) == "SIGTERM"
