@@ -1,6 +1,8 @@
 """`python -m avfs_git` runs the CLI."""
 
-from avfs_git.cli.main import run
+import sys
+
+from avfs_git.cli.execopts import main
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

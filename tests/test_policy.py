@@ -736,3 +736,20 @@ def test_wrappers_never_make_it_laxer(command: str, wrapper: str) -> None:
     before = p.classify_shell(command, workspace_root=WS).action
     after = p.classify_shell(wrapper + command, workspace_root=WS).action
     assert after.rank >= before.rank, (wrapper + command, before, after)
+
+
+def test_shipped_regexes_compile_and_the_parse_cache_is_only_a_cache(tmp_path, monkeypatch):
+    """The shipped file's args_regex are not compiled at load (speed): they must compile
+    here. Its parsed form is cached per user; a broken cache file is ignored."""
+    from avfs_git.core import policy as pmod
+
+    for rule in Policy.default().rules:
+        if rule.args_regex is not None:
+            re.compile(rule.args_regex)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = Path(pmod.DEFAULT_POLICY_PATH).read_text()
+    fresh = pmod._shipped_data(text)
+    cached = list((tmp_path / "avfs").glob("default-policy-*.marshal"))
+    assert len(cached) == 1 and pmod._shipped_data(text) == fresh
+    cached[0].write_bytes(b"\x00garbage")
+    assert pmod._shipped_data(text) == fresh

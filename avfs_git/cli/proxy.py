@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
 from ..core.errors import UsageError
+from .execopts import EXEC_OPTIONS, render, request_from
 from .main import App, pass_app
 
 
@@ -21,139 +21,50 @@ def _need_dashdash(app: App, argv: tuple[str, ...]) -> None:
         )
 
 
-def _env_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for v in values:
-        if "=" not in v:
-            raise UsageError(f"--env {v!r}: use NAME=VALUE")
-        k, val = v.split("=", 1)
-        out.append((k, val))
-    return tuple(out)
-
-
 @click.group("proxy")
 def proxy() -> None:
     """Run agents' commands through the execution boundary (policy, checkpoint, commit)."""
 
 
+def _exec_options(func: Any) -> Any:
+    """The click options of `proxy exec`, from the table the fast path parses with."""
+    for o in reversed(EXEC_OPTIONS):
+        kw: dict[str, Any] = {"help": o.help, "default": o.default}
+        if o.kind is None:
+            kw["is_flag"] = True
+        elif o.choices is not None:
+            kw["type"] = click.Choice(list(o.choices))
+            kw["show_default"] = True
+        else:
+            kw["type"] = o.kind
+            if o.metavar:
+                kw["metavar"] = o.metavar
+            if o.multiple:
+                kw["multiple"] = True
+            if o.default not in (None, "", ()):
+                kw["show_default"] = True
+        func = click.option(o.name, o.dest, **kw)(func)
+    return func
+
+
 @proxy.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS...]")
-@click.option("--shell", "shell", metavar="STRING", help="Run a shell command line (sh -c) instead of argv.")
-@click.option("--cwd", default="", metavar="DIR", help="Working directory, relative to the workspace root.")
-@click.option("--timeout-ms", type=int, help="Stop the command after this long (default: the policy's).")
-@click.option("--max-output-bytes", type=int, help="Keep at most this much of stdout and of stderr each.")
-@click.option(
-    "--checkpoint",
-    type=click.Choice(["auto", "always"]),
-    default="auto",
-    show_default=True,
-    help="Checkpoint before running: when the policy says so, or always.",
-)
-@click.option("--no-commit", is_flag=True, help="Leave the command's changes in the overlay.")
-@click.option(
-    "--mode",
-    type=click.Choice(["auto", "fuse", "materialized"]),
-    default="auto",
-    show_default=True,
-    help="Run in a FUSE mount, or in a temporary copy of the tree (auto: FUSE when available).",
-)
-@click.option(
-    "--keep-mount", is_flag=True, help="Leave a mount made for this call mounted (faster next time)."
-)
-@click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Set a variable for the command.")
-@click.option("--inherit-env", is_flag=True, help="Pass this process' whole environment to the command.")
-@click.option(
-    "--stdin", "stdin", is_flag=True, help="Pass this process' stdin to the command (default: empty)."
-)
-@click.option("--approve", metavar="TOKEN", help="Run a command that needed approval, with its token.")
-@click.option("--kill-grace-ms", type=int, default=2000, show_default=True, help="SIGTERM to SIGKILL delay.")
+@_exec_options
 @pass_app
-def exec_cmd(
-    app: App,
-    argv: tuple[str, ...],
-    shell: str | None,
-    cwd: str,
-    timeout_ms: int | None,
-    max_output_bytes: int | None,
-    checkpoint: str,
-    no_commit: bool,
-    mode: str,
-    keep_mount: bool,
-    env: tuple[str, ...],
-    inherit_env: bool,
-    stdin: bool,
-    approve: str | None,
-    kill_grace_ms: int,
-) -> None:
+def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
     """Run one command in the fork's mount under the policy, and commit what it changed.
 
     Prints one envelope (`--json`: kind proxy_exec_result). Exit code: the command's own,
     124 on timeout, 4 denied, 6 approval required, 125 when avfs itself failed.
     """
-    import subprocess
-
-    from ..proxy.execute import ExecRequest, ExecResult, execute
+    from ..proxy.execute import execute
 
     vault, fork = app.target()
     _need_dashdash(app, argv)
-    if argv and shell is not None:
-        raise UsageError("give either a command after `--` or --shell, not both")
-    if not argv and shell is None:
-        raise UsageError(
-            "no command", hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
-        )
-    req = ExecRequest(
-        argv=tuple(argv) if argv else None,
-        shell=shell,
-        cwd=cwd,
-        timeout_ms=timeout_ms,
-        max_output_bytes=max_output_bytes,
-        checkpoint=checkpoint,
-        commit=not no_commit,
-        mode=mode,
-        keep_mount=keep_mount,
-        env=_env_pairs(env),
-        inherit_env=inherit_env,
-        approve=approve,
-        kill_grace_ms=kill_grace_ms,
-        stdin=None if stdin else subprocess.DEVNULL,
-    )
-    res: ExecResult = execute(app.home, vault, fork, req)
-    if app.json:
-        app.output.document("proxy_exec_result", res.to_dict())
-    else:
-        _human(app, res)
+    res = execute(app.home, vault, fork, request_from(values, argv))
+    render(app.output, res)
     if res.exit_code:
         raise click.exceptions.Exit(res.exit_code)
-
-
-def _human(app: App, res: Any) -> None:
-    if res.result is not None:
-        sys.stdout.write(res.result["stdout"])
-        sys.stdout.flush()
-        sys.stderr.write(res.result["stderr"])
-    d = res.decision or {}
-    bits = []
-    if d:
-        bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {d['rule']})")
-    if res.result is not None:
-        r = res.result
-        bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
-        if r["stdout_truncated"] or r["stderr_truncated"]:
-            bits.append("output truncated")
-    if res.changes:
-        bits.append(f"{len(res.changes)} changed path(s)")
-    if res.commit:
-        bits.append(f"commit {res.commit['commit'][:12]}")
-    sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
-    if res.approval and res.approval.get("token") and not res.approval.get("used"):
-        sys.stderr.write(
-            f"avfs: approval required; token {res.approval['token']} (expires {res.approval['expires_at']})\n"
-        )
-    if res.error is not None and res.error["code"] not in ("approval_required",):
-        sys.stderr.write(f"avfs: error: {res.error['message']}\n")
-        if res.error.get("hint"):
-            sys.stderr.write(f"  hint: {res.error['hint']}\n")
 
 
 # -- policy -------------------------------------------------------------------------------
