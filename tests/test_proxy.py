@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import resource
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -286,3 +288,89 @@ def test_killed_by_a_signal(ws):
         commit=False,
     )
     assert res.exit_code == 128 + signal.SIGTERM and _signal_name(res) == "SIGTERM"
+
+
+# -- the warm path: a live mount's daemon serves the CLI's requests ---------------------------
+
+
+def _avfs(*args: str, stdin: bytes | None = None, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args], input=stdin, capture_output=True, timeout=120, **kw
+    )
+
+
+@pytest.fixture
+def live(home, ws, vault):
+    require_fuse()
+    info = mounts.mount(home, vault, "main", None)
+    yield info
+    mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_a_live_mounts_daemon_runs_the_cli_request(live, ws, monkeypatch):
+    monkeypatch.setenv("TEST_PROXY_CLIENT_VAR", "from-the-client")
+    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--inherit-env", "--", "sh", "-c",
+              'echo "$PPID $TEST_PROXY_CLIENT_VAR"; echo w > served.txt')  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["success"] and doc["mount"]["reused"], doc
+    ppid, var = doc["result"]["stdout"].split()
+    assert int(ppid) == live.pid  # the daemon ran it
+    assert var == "from-the-client"  # with the client's environment, not the daemon's
+    assert doc["changes"] == [{"path": "served.txt", "status": "added"}] and doc["commit"]
+    assert ws.read("served.txt") == b"w\n"
+    # stdin is the client's, passed as a descriptor
+    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--stdin", "--", "cat", stdin=b"fed through\n")
+    assert json.loads(r.stdout)["result"]["stdout"] == "fed through\n"
+    # human output: the command's own stdout, a summary on stderr, its exit code
+    r = _avfs("--vault", "v:main", "proxy", "exec", "--", "sh", "-c", "echo out; exit 3")
+    assert r.returncode == 3 and r.stdout == b"out\n" and b"exit 3" in r.stderr
+    # request errors come back as error documents
+    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--env", "NOEQUALS", "--", "true")
+    assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "usage"
+
+
+def test_a_client_that_goes_away_stops_its_command(live, ws):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--no-commit",
+         "--", "sh", "-c", "sleep 100 & echo $! > bg.pid; sleep 100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not ws.exists("bg.pid") or not ws.read("bg.pid").strip():
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    pid = int(ws.read("bg.pid"))
+    deadline = time.monotonic() + 10
+    while not _pid_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pid_gone(pid), "the command outlived its client"
+
+
+def test_the_daemon_dying_mid_command_still_gives_one_envelope(live, ws):
+    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--no-commit", "--",
+              "python3", "-c", f"import os; open('early.txt', 'w').write('x'); os.kill({live.pid}, 9)")  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert r.returncode == 125 and doc["kind"] == "proxy_exec_result" and doc["error"]["code"] == "mount_died"
+    assert ws.read("early.txt") == b"x"
+
+
+def test_another_user_cannot_use_the_exec_socket(live, vault, tmp_path):
+    marker = tmp_path / "ran"
+    name = Path(vault.state_dir, "mounts", "main.exec").read_text()
+    code = (
+        "import marshal, os, socket\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect('\\0' + " + repr(name) + ")\n"
+        "values = {'shell': 'touch " + str(marker) + "', 'stdin': False}\n"
+        "body = marshal.dumps({'v': 1, 'values': values, 'argv': [], 'env': {}})\n"
+        "try:\n"
+        "    s.sendall(b'%08d' % len(body) + body)\n"
+        "    print('refused' if s.recv(100) == b'' else 'answered')\n"
+        "except ConnectionResetError:\n"
+        "    print('refused')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert r.stdout.strip() == b"refused", r
+    assert not marker.exists()

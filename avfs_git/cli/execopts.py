@@ -10,77 +10,15 @@ typo, other commands) goes to the full click CLI, which then reports it.
 
 from __future__ import annotations
 
-import dataclasses
+import marshal
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+from ..proxy.options import EXEC_OPTIONS, request_from
+
+TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
-    from ..proxy.execute import ExecRequest, ExecResult
-    from .output import Output
-
-
-@dataclasses.dataclass(frozen=True)
-class Opt:
-    name: str  # "--timeout-ms"
-    dest: str
-    help: str
-    kind: Callable[[str], Any] | None = str  # None: a flag
-    metavar: str | None = None
-    default: Any = None
-    choices: tuple[str, ...] | None = None
-    multiple: bool = False
-
-
-EXEC_OPTIONS: tuple[Opt, ...] = (
-    Opt("--shell", "shell", "Run a shell command line (sh -c) instead of argv.", metavar="STRING"),
-    Opt("--cwd", "cwd", "Working directory, relative to the workspace root.", metavar="DIR", default=""),
-    Opt("--timeout-ms", "timeout_ms", "Stop the command after this long (default: the policy's).", int),
-    Opt(
-        "--max-output-bytes", "max_output_bytes", "Keep at most this much of stdout and of stderr each.", int
-    ),
-    Opt(
-        "--checkpoint",
-        "checkpoint",
-        "Checkpoint before running: when the policy says so, or always.",
-        default="auto",
-        choices=("auto", "always"),
-    ),
-    Opt("--no-commit", "no_commit", "Leave the command's changes in the overlay.", None, default=False),
-    Opt(
-        "--mode",
-        "mode",
-        "Run in a FUSE mount, or in a temporary copy of the tree (auto: FUSE when available).",
-        default="auto",
-        choices=("auto", "fuse", "materialized"),
-    ),
-    Opt(
-        "--keep-mount",
-        "keep_mount",
-        "Leave a mount made for this call mounted (faster next time).",
-        None,
-        default=False,
-    ),
-    Opt(
-        "--env",
-        "env",
-        "Set a variable for the command (repeatable).",
-        metavar="NAME=VALUE",
-        multiple=True,
-        default=(),
-    ),
-    Opt(
-        "--inherit-env",
-        "inherit_env",
-        "Pass this process' whole environment to the command.",
-        None,
-        default=False,
-    ),
-    Opt("--stdin", "stdin", "Pass this process' stdin to the command (default: empty).", None, default=False),
-    Opt("--approve", "approve", "Run a command that needed approval, with its token.", metavar="TOKEN"),
-    Opt("--kill-grace-ms", "kill_grace_ms", "SIGTERM to SIGKILL delay.", int, default=2000),
-)
+    from typing import Any
 
 
 class _NotFast(Exception):
@@ -155,73 +93,152 @@ def _parse_global(args: list[str]) -> tuple[dict[str, Any], list[str]] | None:
     return out, args[i + 2 :]
 
 
-def request_from(values: dict[str, Any], argv: list[str] | tuple[str, ...]) -> ExecRequest:
-    """An :class:`ExecRequest` from parsed option values (both parsers use this)."""
-    import subprocess
-
-    from ..core.errors import UsageError
-    from ..proxy.execute import ExecRequest
-
-    if argv and values["shell"] is not None:
-        raise UsageError("give either a command after `--` or --shell, not both")
-    if not argv and values["shell"] is None:
-        raise UsageError(
-            "no command", hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
-        )
-    env = []
-    for v in values["env"]:
-        if "=" not in v:
-            raise UsageError(f"--env {v!r}: use NAME=VALUE")
-        k, val = v.split("=", 1)
-        env.append((k, val))
-    return ExecRequest(
-        argv=tuple(argv) if argv else None,
-        shell=values["shell"],
-        cwd=values["cwd"],
-        timeout_ms=values["timeout_ms"],
-        max_output_bytes=values["max_output_bytes"],
-        checkpoint=values["checkpoint"],
-        commit=not values["no_commit"],
-        mode=values["mode"],
-        keep_mount=values["keep_mount"],
-        env=tuple(env),
-        inherit_env=values["inherit_env"],
-        approve=values["approve"],
-        kill_grace_ms=values["kill_grace_ms"],
-        stdin=None if values["stdin"] else subprocess.DEVNULL,
-    )
-
-
-def render(out: Output, res: ExecResult) -> None:
-    """The envelope (JSON mode), or the command's output and a summary line on stderr."""
-    if out.json:
-        out.document("proxy_exec_result", res.to_dict())
-        return
-    if res.result is not None:
-        sys.stdout.write(res.result["stdout"])
+def render(json_mode: bool, document: str) -> None:
+    """Print a proxy exec result: the JSON document as it is (``--json``), or for a person
+    the command's output, then a summary line on stderr."""
+    if json_mode:
+        sys.stdout.write(document)
         sys.stdout.flush()
-        sys.stderr.write(res.result["stderr"])
-    d = res.decision or {}
+        return
+    import json
+
+    doc = json.loads(document)
+    if doc.get("kind") == "error":
+        err = doc["error"]
+        sys.stderr.write(
+            f"avfs: error: {err['message']}\n" + (f"  hint: {err['hint']}\n" if err.get("hint") else "")
+        )
+        return
+    r = doc.get("result")
+    if r is not None:
+        sys.stdout.write(r["stdout"])
+        sys.stdout.flush()
+        sys.stderr.write(r["stderr"])
+    d = doc.get("decision") or {}
     bits = []
     if d:
         bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {d['rule']})")
-    if res.result is not None:
-        r = res.result
+    if r is not None:
         bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
         if r["stdout_truncated"] or r["stderr_truncated"]:
             bits.append("output truncated")
-    if res.changes:
-        bits.append(f"{len(res.changes)} changed path(s)")
-    if res.commit:
-        bits.append(f"commit {res.commit['commit'][:12]}")
+    if doc.get("changes"):
+        bits.append(f"{len(doc['changes'])} changed path(s)")
+    if doc.get("commit"):
+        bits.append(f"commit {doc['commit']['commit'][:12]}")
     sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
-    ap = res.approval or {}
+    ap = doc.get("approval") or {}
     if ap.get("token") and not ap.get("used"):
         sys.stderr.write(f"avfs: approval required; token {ap['token']} (expires {ap['expires_at']})\n")
-    if res.error is not None and res.error["code"] != "approval_required":
-        sys.stderr.write(f"avfs: error: {res.error['message']}\n")
-        if res.error.get("hint"):
-            sys.stderr.write(f"  hint: {res.error['hint']}\n")
+    err = doc.get("error")
+    if err is not None and err["code"] != "approval_required":
+        sys.stderr.write(f"avfs: error: {err['message']}\n")
+        if err.get("hint"):
+            sys.stderr.write(f"  hint: {err['hint']}\n")
+
+
+def _exec_socket(glob: dict[str, Any]) -> str | None:
+    """The exec socket of a live read-write mount of the VAULT:FORK asked for (the daemon
+    writes its name beside its registry file, ``<fork>.exec``; plain text, so reading it
+    needs no json)."""
+    spec = glob["vault"] or ""
+    vault, _, fork = spec.partition(":")
+    if not vault or not fork or "@" in fork or "/" in vault or vault.startswith("."):
+        return None  # no explicit fork (its default lives in the vault's config): in process
+    home = os.path.abspath(glob["home"] or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
+    key = fork.replace("%", "%25").replace("/", "%2F")
+    try:
+        with open(os.path.join(home, "vaults", vault + ".git", "avfs", "mounts", key + ".exec")) as fh:
+            name = fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name or None
+
+
+def _remote(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> int | None:
+    """Hand the request to the live mount's daemon (see :mod:`avfs_git.proxy.server`);
+    None when there is none to ask (then it runs in this process)."""
+    if values["mode"] == "materialized":
+        return None
+    name = _exec_socket(glob)
+    if name is None:
+        return None
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect("\0" + name)
+    except OSError:
+        sock.close()
+        return None  # the daemon is gone or going: in process
+    with sock:
+        # marshal, not json: built in, so this process imports nothing to send it
+        body = marshal.dumps({"v": 1, "values": values, "argv": argv, "env": dict(os.environ)})
+        msg = b"%08d" % len(body) + body
+        if values["stdin"]:
+            import array
+
+            sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]))])
+        else:
+            sock.sendall(msg)
+        buf = bytearray()
+        while buf.count(b"\n") < 2:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+    if buf.count(b"\n") < 2:
+        return _daemon_died(glob, values, argv)
+    code, _, document = bytes(buf).partition(b"\n")
+    render(glob["json"], document.decode())
+    return int(code)
+
+
+def _daemon_died(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> int:
+    """The daemon that ran the command died before answering (killed with its mount)."""
+    from ..core.types import json_document
+
+    spec = glob["vault"]
+    vault, _, fork = spec.partition(":")
+    env = {
+        "success": False,
+        "request": {
+            "vault": vault,
+            "fork": fork,
+            "argv": argv or None,
+            "shell": values["shell"],
+            "cwd": values["cwd"],
+            "timeout_ms": values["timeout_ms"] or 0,
+            "checkpoint": values["checkpoint"],
+            "commit": not values["no_commit"],
+            "mode": values["mode"],
+        },
+        "decision": None,
+        "approval": None,
+        "checkpoint": None,
+        "mount": None,
+        "result": None,
+        "changes": [],
+        "commit": None,
+        "state": None,
+        "error": {
+            "code": "mount_died",
+            "message": "the mount daemon died while it ran the command; its result is unknown",
+            "hint": "what was written before is in the overlay: see `avfs status`",
+            "details": {},
+        },
+        "exit_code": 125,
+        "duration_ms": 0.0,
+    }
+    render(glob["json"], json_document("proxy_exec_result", env))
+    return 125
+
+
+def _print_error(json_mode: bool, err: Any) -> int:
+    from ..core.types import json_document
+
+    render(json_mode, json_document("error", {"error": err.to_dict()}))
+    return int(err.exit_code)
 
 
 def fast_main(args: list[str]) -> int | None:
@@ -234,32 +251,32 @@ def fast_main(args: list[str]) -> int | None:
         values, argv = _parse_exec(rest)
     except _NotFast:
         return None
-    from ..core.errors import AvfsError
-    from .output import Output
-
-    out = Output(glob["json"])
     try:
+        code = _remote(glob, values, argv)
+        if code is not None:
+            return code
         from ..core.home import open_home
+        from ..core.types import json_document
         from ..proxy.execute import execute
 
         req = request_from(values, argv)
         home = open_home(glob["home"])
         vault, fork = home.resolve(glob["vault"])
         res = execute(home, vault, fork, req)
+    except KeyboardInterrupt:
+        from ..core.errors import Interrupted
+
+        return _print_error(glob["json"], Interrupted("interrupted"))
     except Exception as exc:  # one error document, as the click CLI would print
-        from ..core.errors import InternalError
+        from ..core.errors import AvfsError, InternalError
 
         err = (
             exc
             if isinstance(exc, AvfsError)
             else InternalError(f"internal error: {type(exc).__name__}: {exc}")
         )
-        if out.json:
-            out.document("error", {"error": err.to_dict()})
-        else:
-            sys.stderr.write(f"avfs: error: {err.message}\n" + (f"  hint: {err.hint}\n" if err.hint else ""))
-        return err.exit_code
-    render(out, res)
+        return _print_error(glob["json"], err)
+    render(glob["json"], json_document("proxy_exec_result", res.to_dict()))
     return res.exit_code
 
 
@@ -270,4 +287,4 @@ def main() -> int:
         return code
     from .main import main as full
 
-    return full()
+    return full(fast=False)

@@ -151,7 +151,7 @@ def _render_error(out: Output, err: AvfsError) -> None:
     sys.stderr.write(msg + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, fast: bool = True) -> int:
     """Run the CLI; returns the exit code (the console script exits with it).
 
     With ``--json`` stdout is exactly one JSON document on every path: while the command
@@ -159,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     text) is captured and wrapped into a ``help``/``version`` document.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if fast:
+        from .execopts import fast_main
+
+        fast_code = fast_main(args)  # `proxy exec` without click (see execopts)
+        if fast_code is not None:
+            return fast_code
     json_mode = _wants_json(args)
     out = Output(json_mode, stream=sys.stdout)
     out.argv = list(args)  # the raw arguments (proxy exec insists on `--` before a command)

@@ -6,18 +6,17 @@ and everything that is not the command's result (progress, warnings, errors) goe
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..core.types import to_json
+from ..core.types import SCHEMA_VERSION, json_document
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "Output", "human_size"]
 
 
 class Output:
@@ -47,9 +46,7 @@ class Output:
 
     def document(self, kind: str, data: dict[str, Any]) -> None:
         """Print the one JSON document of this command."""
-        doc = {"schema_version": SCHEMA_VERSION, "kind": kind}
-        doc.update(to_json(data))
-        self.stream.write(json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n")
+        self.stream.write(json_document(kind, data))
         self.stream.flush()
         self.emitted = True
 

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from ..core.errors import UsageError
-from .execopts import EXEC_OPTIONS, render, request_from
+from ..proxy.options import EXEC_OPTIONS, request_from
+from .execopts import render
 from .main import App, pass_app
 
 
@@ -57,12 +58,16 @@ def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
     Prints one envelope (`--json`: kind proxy_exec_result). Exit code: the command's own,
     124 on timeout, 4 denied, 6 approval required, 125 when avfs itself failed.
     """
+    from ..core.types import json_document
     from ..proxy.execute import execute
 
     vault, fork = app.target()
     _need_dashdash(app, argv)
     res = execute(app.home, vault, fork, request_from(values, argv))
-    render(app.output, res)
+    if app.json:
+        app.output.document("proxy_exec_result", res.to_dict())
+    else:
+        render(False, json_document("proxy_exec_result", res.to_dict()))
     if res.exit_code:
         raise click.exceptions.Exit(res.exit_code)
 

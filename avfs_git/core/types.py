@@ -44,6 +44,18 @@ class ChangeStatus(enum.StrEnum):
     TYPE_CHANGED = "type_changed"
 
 
+SCHEMA_VERSION = 1  # of every --json document
+
+
+def json_document(kind: str, data: dict[str, Any]) -> str:
+    """The text of one ``--json`` document (one line, newline-terminated)."""
+    import json
+
+    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": kind}
+    doc.update(to_json(data))
+    return json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n"
+
+
 def to_json(value: Any) -> Any:
     """Turn result dataclasses (and lists/dicts of them) into JSON-ready values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

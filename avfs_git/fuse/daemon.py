@@ -69,9 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_registry(reg, record)
 
+    server = None
+    if not read_only:
+        # proxy exec requests from the CLI's fast path run here, warm (avfs_git/proxy/server.py)
+        from ..proxy.server import ExecServer
+
+        server = ExecServer(home, vault, args.fork)
+        record["exec_socket"] = server.name
+        exec_file = reg[: -len(".json")] + ".exec"
+
     def ready() -> None:
         record["state"] = "mounted"
         write_registry(reg, record)
+        if server is not None:
+            server.start()
+            with open(exec_file + ".tmp", "w") as fh:
+                fh.write(server.name)
+            os.replace(exec_file + ".tmp", exec_file)
         if args.ready_fd is not None:
             try:
                 os.write(args.ready_fd, b"R")
@@ -146,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"avfs mount daemon: {exc}", file=sys.stderr)
             code = 1
     finally:
+        if server is not None:
+            server.close()
+            try:
+                os.unlink(exec_file)
+            except FileNotFoundError:
+                pass
         worktree.unregister(wt)
         try:
             os.unlink(reg)

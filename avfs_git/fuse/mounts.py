@@ -164,10 +164,11 @@ def check(vault: Vault, key: str) -> MountInfo | None:
     # the daemon died (kill -9) or the mount vanished: clean up both
     if mp and _mounted_at(mp):
         force_unmount(mp)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    for p in (path, path[: -len(".json")] + ".exec"):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
     return None
 
 

@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
@@ -69,6 +70,7 @@ class ExecRequest:
     approve: str | None = None
     kill_grace_ms: int = 2000
     stdin: int | IO[bytes] | None = subprocess.DEVNULL
+    base_env: tuple[tuple[str, str], ...] | None = None  # the caller's environment (default: ours)
 
     def command_text(self) -> str:
         return self.shell if self.shell is not None else shlex.join(self.argv or ())
@@ -150,10 +152,11 @@ def _check_cwd(ws: Workspace, cwd: str) -> str:
 
 
 def _env(req: ExecRequest, vault: str, fork: str, root: str) -> dict[str, str]:
+    caller = dict(req.base_env) if req.base_env is not None else dict(os.environ)
     if req.inherit_env:
-        env = dict(os.environ)
+        env = caller
     else:
-        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env = {k: caller[k] for k in PASSED_ENV if k in caller}
         env.setdefault("PATH", os.defpath)
     for k in [k for k in env if k.startswith("AVFS_")]:
         del env[k]
@@ -180,14 +183,21 @@ def _state(ws: Workspace) -> dict[str, Any]:
 
 
 def execute(
-    home: Home, vault: Vault, fork: str, req: ExecRequest, *, policy: Policy | None = None
+    home: Home,
+    vault: Vault,
+    fork: str,
+    req: ExecRequest,
+    *,
+    policy: Policy | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExecResult:
-    """Run one request through the whole lifecycle; never raises (errors are in the result)."""
+    """Run one request through the whole lifecycle; never raises (errors are in the result).
+    ``cancel``: stop the command when it is set (a client of the exec server went away)."""
     t0 = time.monotonic()
     res = ExecResult(request=_request_dict(vault.name, fork, req, req.timeout_ms or 0))
     cleanup: list[Any] = []
     try:
-        _execute(home, vault, fork, req, res, policy, cleanup)
+        _execute(home, vault, fork, req, res, policy, cleanup, cancel)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
@@ -217,6 +227,7 @@ def _execute(
     res: ExecResult,
     policy: Policy | None,
     cleanup: list[Any],
+    cancel: threading.Event | None = None,
 ) -> None:
     from ..core.policy import Outcome
     from ..core.policy import Policy as PolicyCls
@@ -302,6 +313,7 @@ def _execute(
         max_output=max_output,
         stdin=req.stdin,
         kill_grace_ms=req.kill_grace_ms,
+        cancel=cancel,
     )
     res.result = _result_dict(run)
     res.exit_code = run.exit_code
@@ -309,6 +321,7 @@ def _execute(
     if mode == "fuse":
         from ..fuse import mounts
 
+        _settle(ws, seq0)
         alive = mounts.check(vault, fork) is not None
         res.mount["alive_after"] = alive
         if not alive:
@@ -340,6 +353,25 @@ def _execute(
                 "message": cp.checkpoint.message,
             }
     res.state = _state(ws)
+
+
+def _settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
+    """Wait (bounded) until the mount has released the files the command wrote.
+
+    The kernel sends FUSE's RELEASE after close() has returned, so right after the command
+    exits the mount may still hold a file it wrote "in use"; a checkpoint then keeps its
+    entry in the overlay (to lose nothing written later) and the fork would look changed
+    after the commit."""
+    from ..core.overlay import FILE
+
+    fids = [e.fileid for e in ws.overlay.all() if e.kind == FILE and e.fileid and e.seq > seq0]
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while fids and time.monotonic() < deadline:
+        fids = [f for f in fids if ws.overlay.in_use(f)]
+        if fids:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _short(text: str, n: int = 200) -> str:

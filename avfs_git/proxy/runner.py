@@ -134,8 +134,10 @@ def run(
     max_output: int,
     stdin: int | IO[bytes] | None = subprocess.DEVNULL,
     kill_grace_ms: int = 2000,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
-    """Run ``argv`` in ``cwd``; never raises for the command's own failures."""
+    """Run ``argv`` in ``cwd``; never raises for the command's own failures. ``cancel``:
+    stop the command's group when it is set (its caller went away)."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -161,12 +163,21 @@ def run(
         d.start()
     pgid = proc.pid  # a new session: the child leads its own group
     timed_out = False
-    try:
-        proc.wait(timeout=max(timeout_ms, 1) / 1000)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _stop_group(pgid, kill_grace_ms / 1000, proc)
-        proc.wait()
+    deadline = start + max(timeout_ms, 1) / 1000
+    while True:
+        # in slices, so that ``cancel`` (the caller went away) is seen within 50 ms
+        left = deadline - time.monotonic()
+        try:
+            proc.wait(timeout=max(0.0, min(left, 0.05) if cancel is not None else left))
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                timed_out = True
+            elif cancel is None or not cancel.is_set():
+                continue
+            _stop_group(pgid, kill_grace_ms / 1000, proc)
+            proc.wait()
+            break
     duration_ms = (time.monotonic() - start) * 1000
     strays = not timed_out and _group_alive(pgid)
     if strays:

@@ -1,0 +1,136 @@
+"""The options of ``proxy exec`` as data: one table the click command, the CLI's fast path
+(:mod:`avfs_git.cli.execopts`) and the exec server (:mod:`.server`) all use, and the
+:class:`~.execute.ExecRequest` built from their values. Cheap to import (the fast path
+runs before the rest of avfs is loaded)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .execute import ExecRequest
+
+
+class Opt:
+    """One option: its flag, where its value goes, its help, and how to parse it (a plain
+    class: this module must import fast, and dataclasses alone costs ~10 ms)."""
+
+    __slots__ = ("choices", "default", "dest", "help", "kind", "metavar", "multiple", "name")
+
+    def __init__(
+        self,
+        name: str,
+        dest: str,
+        help: str,
+        kind: Callable[[str], Any] | None = str,  # None: a flag
+        metavar: str | None = None,
+        default: Any = None,
+        choices: tuple[str, ...] | None = None,
+        multiple: bool = False,
+    ) -> None:
+        self.name = name  # "--timeout-ms"
+        self.dest = dest
+        self.help = help
+        self.kind = kind
+        self.metavar = metavar
+        self.default = default
+        self.choices = choices
+        self.multiple = multiple
+
+
+EXEC_OPTIONS: tuple[Opt, ...] = (
+    Opt("--shell", "shell", "Run a shell command line (sh -c) instead of argv.", metavar="STRING"),
+    Opt("--cwd", "cwd", "Working directory, relative to the workspace root.", metavar="DIR", default=""),
+    Opt("--timeout-ms", "timeout_ms", "Stop the command after this long (default: the policy's).", int),
+    Opt(
+        "--max-output-bytes", "max_output_bytes", "Keep at most this much of stdout and of stderr each.", int
+    ),
+    Opt(
+        "--checkpoint",
+        "checkpoint",
+        "Checkpoint before running: when the policy says so, or always.",
+        default="auto",
+        choices=("auto", "always"),
+    ),
+    Opt("--no-commit", "no_commit", "Leave the command's changes in the overlay.", None, default=False),
+    Opt(
+        "--mode",
+        "mode",
+        "Run in a FUSE mount, or in a temporary copy of the tree (auto: FUSE when available).",
+        default="auto",
+        choices=("auto", "fuse", "materialized"),
+    ),
+    Opt(
+        "--keep-mount",
+        "keep_mount",
+        "Leave a mount made for this call mounted (faster next time).",
+        None,
+        default=False,
+    ),
+    Opt(
+        "--env",
+        "env",
+        "Set a variable for the command (repeatable).",
+        metavar="NAME=VALUE",
+        multiple=True,
+        default=(),
+    ),
+    Opt(
+        "--inherit-env",
+        "inherit_env",
+        "Pass this process' whole environment to the command.",
+        None,
+        default=False,
+    ),
+    Opt("--stdin", "stdin", "Pass this process' stdin to the command (default: empty).", None, default=False),
+    Opt("--approve", "approve", "Run a command that needed approval, with its token.", metavar="TOKEN"),
+    Opt("--kill-grace-ms", "kill_grace_ms", "SIGTERM to SIGKILL delay.", int, default=2000),
+)
+
+
+def request_from(
+    values: dict[str, Any],
+    argv: list[str] | tuple[str, ...],
+    *,
+    stdin: int | None = None,
+    env: dict[str, str] | None = None,
+) -> ExecRequest:
+    """An :class:`ExecRequest` from parsed option values (the click command, the fast
+    path and the exec server use this). ``stdin``: the descriptor ``--stdin`` passes
+    (default: this process' own); ``env``: the caller's environment (default: ours)."""
+    import subprocess
+
+    from ..core.errors import UsageError
+    from .execute import ExecRequest
+
+    if argv and values["shell"] is not None:
+        raise UsageError("give either a command after `--` or --shell, not both")
+    if not argv and values["shell"] is None:
+        raise UsageError(
+            "no command", hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
+        )
+    pairs: list[tuple[str, str]] = []
+    for v in values["env"]:
+        if "=" not in v:
+            raise UsageError(f"--env {v!r}: use NAME=VALUE")
+        k, val = v.split("=", 1)
+        pairs.append((k, val))
+    return ExecRequest(
+        argv=tuple(argv) if argv else None,
+        shell=values["shell"],
+        cwd=values["cwd"],
+        timeout_ms=values["timeout_ms"],
+        max_output_bytes=values["max_output_bytes"],
+        checkpoint=values["checkpoint"],
+        commit=not values["no_commit"],
+        mode=values["mode"],
+        keep_mount=values["keep_mount"],
+        env=tuple(pairs),
+        inherit_env=values["inherit_env"],
+        approve=values["approve"],
+        kill_grace_ms=values["kill_grace_ms"],
+        stdin=stdin if values["stdin"] else subprocess.DEVNULL,
+        base_env=None if env is None else tuple(env.items()),
+    )

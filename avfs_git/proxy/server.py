@@ -1,0 +1,163 @@
+"""``proxy exec`` served by a live mount's daemon: the CLI's warm path.
+
+An agent runs ``avfs proxy exec`` once per command. Most of such a call is Python starting
+and importing avfs (~100 ms here); the mount daemon has all of that loaded already. So a
+read-write mount's daemon listens on a Unix socket (an abstract name, recorded in the
+mount's registry file as ``exec_socket``), and the CLI's fast path
+(:mod:`avfs_git.cli.execopts`) sends it the parsed request instead of importing avfs.
+
+The protocol: the request is one ``marshal``-encoded dict (``{"v": 1, "values": <option
+values>, "argv": [...], "env": {<the client's environment>}}``: marshal is built in, so the
+client imports nothing to write it), preceded by its length as 8 ASCII digits, with the
+client's stdin passed as a file descriptor (``SCM_RIGHTS``) when ``--stdin`` is given. The
+reply is two lines: the exit code, then the JSON document to print (a ``proxy_exec_result``
+or an ``error``), so in ``--json`` mode the client prints it without parsing it.
+
+Only the daemon's own user may connect (``SO_PEERCRED``): an abstract socket has no file
+permissions. If the client goes away while its command runs, the command's process group
+is stopped (as on a timeout). The commands run as children of the daemon, in sessions of
+their own, with the client's environment (as filtered by ``proxy exec``).
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import marshal
+import os
+import socket
+import struct
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.home import Home
+    from ..core.vault import Vault
+
+log = logging.getLogger("avfs.proxy")
+PROTOCOL = 1
+MAX_REQUEST = 8 << 20
+
+
+def socket_name() -> str:
+    return f"avfs-exec-{os.getpid()}-{os.urandom(8).hex()}"
+
+
+def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One length-prefixed marshal message and any file descriptors sent with it."""
+    buf = bytearray()
+    fds: list[int] = []
+    want = 8
+    while len(buf) < want:
+        data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                arr = array.array("i")
+                arr.frombytes(payload[: len(payload) - len(payload) % 4])
+                fds.extend(arr)
+        if not data:
+            raise ValueError("the request ended early")
+        buf += data
+        if want == 8 and len(buf) >= 8:
+            if not bytes(buf[:8]).isdigit():
+                raise ValueError("not a proxy exec request")
+            want = 8 + int(buf[:8])
+            if want > MAX_REQUEST:
+                raise ValueError("request too large")
+    req = marshal.loads(bytes(buf[8:want]))
+    if not isinstance(req, dict):
+        raise ValueError("not a proxy exec request")
+    return req, fds
+
+
+class ExecServer:
+    """Serves ``proxy exec`` requests for one mounted fork, one thread per request."""
+
+    def __init__(self, home: Home, vault: Vault, fork: str) -> None:
+        self.home = home
+        self.vault = vault
+        self.fork = fork
+        self.name = socket_name()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind("\0" + self.name)
+        self.sock.listen(16)
+
+    def start(self) -> None:
+        threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
+
+    def _serve(self) -> None:
+        # warm what a request needs, so the first one is as fast as the rest
+        from ..core import policy
+        from . import execute  # noqa: F401
+
+        policy.Policy.default()
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), name="avfs-exec", daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        with conn:
+            try:
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                _pid, uid, _gid = struct.unpack("3i", creds)
+                if uid != os.getuid():
+                    log.warning("refused a proxy exec request from uid %d", uid)
+                    return
+                req, fds = recv_request(conn)
+                code, document = self._run(conn, req, fds)
+            except Exception as exc:  # reported to the client, never fatal to the mount
+                log.exception("proxy exec request")
+                from ..core.errors import InternalError
+                from ..core.types import json_document
+
+                err = InternalError(f"the mount daemon failed: {type(exc).__name__}: {exc}")
+                code, document = 125, json_document("error", {"error": err.to_dict()})
+            finally:
+                for fd in fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            try:
+                conn.sendall(f"{code}\n{document}".encode())
+            except OSError:
+                pass  # the client is gone
+
+    def _run(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> tuple[int, str]:
+        from ..core.errors import AvfsError
+        from ..core.types import json_document
+        from .execute import execute
+        from .options import request_from
+
+        if req.get("v") != PROTOCOL:
+            raise ValueError(f"protocol {req.get('v')!r} is not {PROTOCOL}")
+        values = dict(req["values"])
+        stdin_fd = fds[0] if values.get("stdin") and fds else None
+        try:
+            request = request_from(values, req["argv"], stdin=stdin_fd, env=dict(req.get("env") or {}))
+        except AvfsError as err:
+            return err.exit_code, json_document("error", {"error": err.to_dict()})
+        cancel = threading.Event()
+        threading.Thread(target=_watch_client, args=(conn, cancel), daemon=True).start()
+        res = execute(self.home, self.vault, self.fork, request, cancel=cancel)
+        return res.exit_code, json_document("proxy_exec_result", res.to_dict())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _watch_client(conn: socket.socket, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client hangs up (it was interrupted or killed)."""
+    try:
+        while conn.recv(1, socket.MSG_PEEK):
+            conn.recv(1)
+    except OSError:
+        pass
+    cancel.set()
