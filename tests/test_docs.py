@@ -134,3 +134,28 @@ def test_docs_relative_links_exist() -> None:
             elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
                 broken.append(f"{page.name}: {link}#{anchor}")
     assert not broken, f"broken relative links in docs/: {broken}"
+
+
+def test_readme_python_agent_loop_runs(tmp_path, monkeypatch):
+    """The README's Python block is the agent loop users copy: it must run as written."""
+    import contextlib
+    import io
+
+    from avfs_git.fuse import mounts
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "README.md").write_text("# proj\n")
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("0 allow") and "out.txt" in lines[0], lines
+    assert lines[1] == "b'done'"
+    import avfs_git
+
+    vault = avfs_git.open_home().vault("proj")
+    assert mounts.check(vault, "agent1") is None  # the mount made for the call is gone

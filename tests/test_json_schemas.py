@@ -116,6 +116,8 @@ def check(res: CliResult) -> Json:
     if kind == "error":
         code = doc["error"]["code"]
         assert res.code == _exit_codes()[code], f"{code} exits {res.code}: {doc}"
+    elif kind == "merge" and doc["conflicted"]:
+        assert res.code == 3, f"a merge with conflicts exits {res.code}: {doc}"
     elif kind == "proxy_exec_result":
         assert res.code == doc["exit_code"], f"proxy exec exits {res.code}: {doc}"
     else:
@@ -485,7 +487,20 @@ def _audit(s: Session) -> None:
     assert doc["records"] and doc["records"][-1]["request"]["argv"] == ["true"]
 
 
+def _merge(s: Session) -> None:
+    s("vault", "fork", "v", "other", kind="fork_create")
+    s("--vault", "v:other", "write", "a.txt", "changed on other\n", kind="file_write")
+    s("--vault", "v:other", "checkpoint", "save", kind="checkpoint")
+    s("write", "a.txt", "changed on main\n", kind="file_write")
+    doc = s("merge", "other", "--dry-run", kind="merge")
+    assert doc["results"][0]["status"] == "would_conflict" and doc["conflicted"]
+    assert doc["results"][0]["conflicts"][0]["kind"] == "content"
+    s("merge", "other", "--theirs", kind="merge")
+    s("merge", "other", kind="merge")  # up to date
+
+
 KIND_CASES: dict[str, Callable[[Session], None]] = {
+    "merge": _merge,
     "proxy_exec_result": _proxy,
     "policy_check": _policy,
     "policy": _policy,

@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "quota": "vaults:quota",
     "mount": "mounting:mount_cmd",
     "unmount": "mounting:unmount_cmd",
+    "merge": "merging:merge_cmd",
     "proxy": "proxy:proxy",
     "policy": "proxy:policy",
     "audit": "proxy:audit_cmd",

@@ -1,0 +1,502 @@
+"""Merging forks: a libgit2 three-way merge of commits, conflicts returned as data.
+
+``merge(vault, source, target)``:
+
+1. both sides' uncheckpointed changes are checkpointed first (so nothing is merged from a
+   stale state; ``capture=False`` refuses instead);
+2. under the target's fork lock: up to date (nothing to do), a fast-forward (unless
+   ``no_ff``), or ``Repository.merge_trees`` of the merge base's, the target's and the
+   source's trees (libgit2, renames found; never a checkout);
+3. clean: one merge commit with two parents, the target's ref moved by compare-and-swap
+   and its workspace pointed at it; with conflicts nothing moves, and the conflicts come
+   back as data (path, kind, and the ancestor/ours/theirs ids and modes), unless
+   ``write_conflicts``: then the target's workspace shows the merge with diff3-style
+   markers in conflicted text files (binary conflicts: both versions kept under
+   ``PATH~ours`` and ``PATH~theirs``), a merge state is recorded, and
+   :func:`merge_continue` makes the merge commit once no markers remain, or
+   :func:`merge_abort` restores the exact pre-merge state.
+
+Every merge, continue and abort that changes something is an operation in the op log
+(``avfs undo`` reverses it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import names, refs
+from .errors import AvfsError, BusyError, ConflictError, UsageError
+from .gitstore import EMPTY_TREE, GitStore
+from .treediff import diff_trees
+from .types import MODE_LINK, MODE_TREE, Change, CommitId
+
+if TYPE_CHECKING:
+    import pygit2
+
+    from .vault import Vault
+    from .workspace import Workspace
+
+STATE_FILE = "merge.json"
+MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
+
+
+class MergeInProgressError(BusyError):
+    code = "merge_in_progress"
+
+
+class UnrelatedHistoriesError(UsageError):
+    code = "unrelated_histories"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConflictSide:
+    path: str
+    oid: str
+    mode: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Conflict:
+    """One conflicted path. ``kind``: content, add_add, modify_delete, rename_rename,
+    rename_delete, file_directory, mode, binary."""
+
+    path: str
+    kind: str
+    ancestor: ConflictSide | None
+    ours: ConflictSide | None
+    theirs: ConflictSide | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MergeResult:
+    """``status``: up_to_date, fast_forward, merged, conflicts (nothing moved),
+    conflicts_written (the target's workspace holds them), aborted; ``would_*`` for a
+    dry run (fast_forward, merge, conflict)."""
+
+    vault: str
+    source: str
+    target: str
+    status: str
+    ours: CommitId
+    theirs: CommitId
+    base: CommitId | None
+    commit: CommitId | None  # the target's tip afterwards (the merge commit when one was made)
+    conflicts: tuple[Conflict, ...]
+    changed: tuple[str, ...]  # paths the merge changes in the target
+    captured: tuple[dict[str, str], ...]  # checkpoints taken of uncheckpointed changes first
+    op_id: int | None
+    dry_run: bool = False
+
+
+def _state_path(ws: Workspace) -> str:
+    return os.path.join(ws.state_dir, STATE_FILE)
+
+
+def merge_state(ws: Workspace) -> dict[str, Any] | None:
+    """The merge in progress in this workspace (conflicts written), or None. A state left
+    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
+    try:
+        with open(_state_path(ws), encoding="utf-8") as fh:
+            data = dict(json.load(fh))
+    except FileNotFoundError:
+        return None
+    if ws.base != data.get("ours") or not ws.is_dirty():
+        _write_state(ws, None)
+        return None
+    return data
+
+
+def _write_state(ws: Workspace, data: dict[str, Any] | None) -> None:
+    path = _state_path(ws)
+    if data is None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def _side(e: Any) -> ConflictSide | None:
+    return None if e is None else ConflictSide(e.path, str(e.id), int(e.mode))
+
+
+def _is_binary(repo: pygit2.Repository, side: ConflictSide | None) -> bool:
+    if side is None or side.mode == MODE_LINK:
+        return False
+    return b"\0" in bytes(repo[side.oid].read_raw()[:8000])
+
+
+def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
+    hit = store.tree_lookup(tree, path)
+    return hit is not None and hit[1] == MODE_TREE
+
+
+def _classify(
+    store: GitStore, repo: pygit2.Repository, index: pygit2.Index, ours_tree: str, theirs_tree: str
+) -> list[Conflict]:
+    out: dict[str, Conflict] = {}
+    if index.conflicts is None:
+        return []
+    for anc_e, ours_e, theirs_e in index.conflicts:
+        anc, ours, theirs = _side(anc_e), _side(ours_e), _side(theirs_e)
+        path = (ours or theirs or anc).path  # type: ignore[union-attr]
+        paths = {s.path for s in (anc, ours, theirs) if s is not None}
+        if ours is not None and theirs is not None and ours.path != theirs.path:
+            kind = "rename_rename"
+        elif anc is not None and (ours is None or theirs is None) and len(paths) > 1:
+            kind = "rename_delete"
+        elif (ours is None and _tree_has_dir(store, ours_tree, path)) or (
+            theirs is None and _tree_has_dir(store, theirs_tree, path)
+        ):
+            kind = "file_directory"
+        elif anc is None and ours is not None and theirs is not None:
+            kind = "binary" if _is_binary(repo, ours) or _is_binary(repo, theirs) else "add_add"
+        elif ours is None or theirs is None:
+            kind = "modify_delete"
+        elif ours.oid == theirs.oid and ours.mode != theirs.mode:
+            kind = "mode"
+        elif _is_binary(repo, ours) or _is_binary(repo, theirs) or _is_binary(repo, anc):
+            kind = "binary"
+        else:
+            kind = "content"
+        out.setdefault(path, Conflict(path, kind, anc, ours, theirs))
+    return [out[p] for p in sorted(out)]
+
+
+def _changed(store: GitStore, old_tree: str, new_tree: str) -> tuple[str, ...]:
+    out: list[Change] = []
+    diff_trees(store, old_tree, new_tree, "", out)
+    return tuple(sorted(c.path for c in out))
+
+
+def merge(
+    vault: Vault,
+    source: str,
+    target: str | None = None,
+    *,
+    no_ff: bool = False,
+    dry_run: bool = False,
+    favor: str | None = None,
+    write_conflicts: bool = False,
+    allow_unrelated: bool = False,
+    capture: bool = True,
+    message: str | None = None,
+) -> MergeResult:
+    """Merge fork ``source`` into ``target`` (default: the vault's default fork)."""
+    import pygit2
+
+    from . import checkpoint
+
+    target = target or vault.default_fork
+    names.check_fork_name(source)
+    if source == target:
+        raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
+    vault._require_fork(target)
+    vault._require_fork(source)
+    if favor not in (None, "ours", "theirs"):
+        raise UsageError(f"favor must be ours or theirs, not {favor!r}")
+    ws = vault.workspace(target)
+    src_ws = vault.workspace(source)
+    if merge_state(ws) is not None:
+        raise MergeInProgressError(
+            f"a merge into {target} is in progress",
+            hint="resolve the conflicts and run `avfs merge --continue`, or `avfs merge --abort`",
+            details={"target": target},
+        )
+    captured: list[dict[str, str]] = []
+    if not dry_run:
+        for f, w in ((target, ws), (source, src_ws)):
+            if w.is_dirty():
+                if not capture:
+                    raise UsageError(
+                        f"fork {f} has uncheckpointed changes",
+                        hint="checkpoint them first, or let merge do it (drop --no-capture)",
+                        details={"fork": f},
+                    )
+                cp = checkpoint.save(
+                    vault, f, message=f"avfs merge: {f}'s changes before merging {source} into {target}"
+                )
+                captured.append({"fork": f, "commit": cp.checkpoint.commit})
+    repo = vault.store.repo
+    with vault.lock(target):
+        ws._sync_base()
+        ours = ws.tip()
+        theirs = refs.read_ref(repo, refs.fork_ref(source))
+        assert ours is not None and theirs is not None
+        base_oid = repo.merge_base(ours, theirs)
+        base = str(base_oid) if base_oid is not None else None
+        if base is None and not allow_unrelated:
+            raise UnrelatedHistoriesError(
+                f"forks {source} and {target} share no history",
+                hint="pass --allow-unrelated to merge them anyway",
+                details={"ours": ours, "theirs": theirs},
+            )
+
+        def result(
+            status: str,
+            commit: str | None,
+            conflicts: tuple[Conflict, ...] | list[Conflict] = (),
+            changed: tuple[str, ...] = (),
+            op: int | None = None,
+        ) -> MergeResult:
+            return MergeResult(
+                vault.name, source, target, status, CommitId(ours), CommitId(theirs),
+                CommitId(base) if base else None, CommitId(commit) if commit else None,
+                tuple(conflicts), changed, tuple(captured), op, dry_run,
+            )  # fmt: skip
+
+        # a dry run sees the workspaces as a real merge would after capturing them: their
+        # trees with uncheckpointed changes (objects written, unreferenced; no ref moves)
+        ours_dirty = dry_run and ws.is_dirty()
+        theirs_dirty = dry_run and src_ws.is_dirty()
+        ours_tree = _current_tree(ws) if ours_dirty else vault.store.commit_tree(ours)
+        theirs_tree = _current_tree(src_ws) if theirs_dirty else vault.store.commit_tree(theirs)
+        if (theirs == ours or base == theirs) and not theirs_dirty:
+            return result("up_to_date", ours)
+        if base == ours and not no_ff and not ours_dirty:
+            changed = _changed(vault.store, ours_tree, theirs_tree)
+            if dry_run:
+                return result("would_fast_forward", theirs, changed=changed)
+            refs.cas_update(repo, ws.ref, theirs, ours, f"avfs: merge {source} (fast-forward)")
+            ws.set_base(theirs, keep_view=False)
+            op = _record(
+                vault, "merge", f"merge {source} into {target} (fast-forward)", target, ours, theirs, ws.ref
+            )
+            return result("fast_forward", theirs, changed=changed, op=op)
+        anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
+        fv = {None: pygit2.enums.MergeFavor.NORMAL, "ours": pygit2.enums.MergeFavor.OURS,
+              "theirs": pygit2.enums.MergeFavor.THEIRS}[favor]  # fmt: skip
+        index = repo.merge_trees(anc_tree, ours_tree, theirs_tree, favor=fv)
+        conflicts = _classify(vault.store, repo, index, ours_tree, theirs_tree)
+        msg = message or f"avfs: merge {source} into {target}\n"
+        if not conflicts:
+            tree = str(index.write_tree(repo))
+            changed = _changed(vault.store, ours_tree, tree)
+            if dry_run:
+                return result("would_merge", None, changed=changed)
+            commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
+            refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {source}")
+            ws.set_base(commit, keep_view=False)
+            op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
+            return result("merged", commit, changed=changed, op=op)
+        if dry_run:
+            return result("would_conflict", None, conflicts)
+        if not write_conflicts:
+            return result("conflicts", ours, conflicts)
+        view_tree, written = _conflict_tree(repo, index, conflicts, source)
+        ws.set_base(ours, keep_view=False, view_tree=view_tree)
+        _write_state(
+            ws,
+            {
+                "source": source,
+                "ours": ours,
+                "theirs": theirs,
+                "base": base,
+                "message": msg,
+                "conflicts": [c.path for c in conflicts],
+                "written": written,
+                "started": time.time(),
+            },
+        )
+        op = vault.oplog.record(
+            "merge",
+            f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
+            fork=target,
+            refs=[],
+            workspaces=[
+                {
+                    "fork": target,
+                    "before": {"base": ours, "tree": None},
+                    "after": {"base": ours, "tree": view_tree},
+                    "view_changed": True,
+                }
+            ],
+            details={"source": source, "conflicts": [c.path for c in conflicts]},
+        )
+        return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
+
+
+def _conflict_tree(
+    repo: pygit2.Repository, index: pygit2.Index, conflicts: list[Conflict], source: str
+) -> tuple[str, list[str]]:
+    """The merged tree with conflicts resolved into markers (or both versions)."""
+    import pygit2
+
+    written: list[str] = []
+    entries = list(index.conflicts) if index.conflicts is not None else []
+    for anc_e, ours_e, theirs_e in entries:
+        path = (ours_e or theirs_e or anc_e).path
+        del index.conflicts[path]
+    for c in conflicts:
+        for p in {s.path for s in (c.ancestor, c.ours, c.theirs) if s is not None}:
+            try:
+                index.remove(p)
+            except (KeyError, OSError, pygit2.GitError):
+                pass
+        if c.kind in ("content", "add_add") and c.ours is not None and c.theirs is not None:
+            res = repo.merge_file_from_index(_entry(c.ancestor), _entry(c.ours), _entry(c.theirs))
+            data = res.contents
+            blob = repo.create_blob(
+                data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+            )
+            index.add(pygit2.IndexEntry(c.path, blob, _fm(c.ours.mode)))
+            written.append(c.path)
+        elif c.kind in ("binary", "mode", "rename_rename") and c.ours is not None and c.theirs is not None:
+            index.add(pygit2.IndexEntry(c.ours.path, pygit2.Oid(hex=c.ours.oid), _fm(c.ours.mode)))
+            index.add(pygit2.IndexEntry(c.path + "~ours", pygit2.Oid(hex=c.ours.oid), _fm(c.ours.mode)))
+            index.add(pygit2.IndexEntry(c.path + "~theirs", pygit2.Oid(hex=c.theirs.oid), _fm(c.theirs.mode)))
+            written += [c.path + "~ours", c.path + "~theirs"]
+        else:
+            # one side deleted (or a file met a directory): keep the side that has content
+            keep = c.ours or c.theirs
+            if keep is not None:
+                index.add(pygit2.IndexEntry(keep.path, pygit2.Oid(hex=keep.oid), _fm(keep.mode)))
+    return str(index.write_tree(repo)), written
+
+
+def _current_tree(ws: Workspace) -> str:
+    pack = ws.store.pack_writer()
+    try:
+        tree, _ = ws.capture(pack)
+        pack.finish()
+    except BaseException:
+        pack.abort()
+        raise
+    return tree
+
+
+def _fm(mode: int) -> Any:
+    import pygit2
+
+    return pygit2.enums.FileMode(mode)
+
+
+def _entry(side: ConflictSide | None) -> Any:
+    import pygit2
+
+    return None if side is None else pygit2.IndexEntry(side.path, pygit2.Oid(hex=side.oid), _fm(side.mode))
+
+
+def _record(vault: Vault, kind: str, summary: str, fork: str, old: str, new: str, ref: str) -> int:
+    return vault.oplog.record(
+        kind,
+        summary,
+        fork=fork,
+        refs=[{"ref": ref, "old": old, "new": new}],
+        workspaces=[
+            {
+                "fork": fork,
+                "before": {"base": old, "tree": None},
+                "after": {"base": new, "tree": None},
+                "view_changed": True,
+            }
+        ],
+    )
+
+
+def _has_markers(data: bytes) -> bool:
+    return data.startswith(b"<<<<<<< ") or b"\n<<<<<<< " in data or b"\n>>>>>>> " in data
+
+
+def merge_continue(vault: Vault, target: str | None = None, *, message: str | None = None) -> MergeResult:
+    """Make the merge commit of a merge whose conflicts were written and resolved."""
+    target = target or vault.default_fork
+    ws = vault.workspace(target)
+    st = merge_state(ws)
+    if st is None:
+        raise UsageError(f"no merge into {target} is in progress")
+    left = []
+    for p in st["conflicts"]:
+        if ws.exists(p) and ws.stat(p).kind.value != "dir":
+            try:
+                if _has_markers(ws.read(p)):
+                    left.append(p)
+            except AvfsError:
+                pass
+    left += [p for p in st["written"] if ("~ours" in p or "~theirs" in p) and ws.exists(p)]
+    if left:
+        raise ConflictError(
+            f"{len(left)} path(s) still hold conflict markers or both versions",
+            hint="edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue",
+            details={"paths": sorted(left)},
+        )
+    repo = vault.store.repo
+    with vault.lock(target):
+        ours, theirs = st["ours"], st["theirs"]
+        tip = ws.tip()
+        if tip != ours:
+            from .errors import RefMovedError
+
+            raise RefMovedError(
+                f"fork {target} moved since the merge started", details={"expected": ours, "current": tip}
+            )
+        pack = ws.store.pack_writer()
+        try:
+            tree, _ = ws.capture(pack)
+            commit = ws.store.create_commit(
+                tree, [ours, theirs], message or st["message"], vault.author(), pack=pack
+            )
+            pack.finish()
+        except BaseException:
+            pack.abort()
+            raise
+        refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {st['source']}")
+        ws.set_base(commit, keep_view=False)
+        _write_state(ws, None)
+        op = _record(
+            vault,
+            "merge",
+            f"merge {st['source']} into {target} (conflicts resolved)",
+            target,
+            ours,
+            commit,
+            ws.ref,
+        )
+    return MergeResult(
+        vault.name, st["source"], target, "merged", CommitId(ours), CommitId(theirs),
+        CommitId(st["base"]) if st["base"] else None, CommitId(commit), (),
+        _changed(vault.store, vault.store.commit_tree(ours), tree), (), op,
+    )  # fmt: skip
+
+
+def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
+    """Give up a merge whose conflicts were written: the exact pre-merge state comes back."""
+    target = target or vault.default_fork
+    ws = vault.workspace(target)
+    st = merge_state(ws)
+    if st is None:
+        raise UsageError(f"no merge into {target} is in progress")
+    from .checkpoint import keep_recovery
+
+    with vault.lock(target):
+        # what the merge wrote and any resolution work so far: kept, undoable
+        rec = keep_recovery(ws, f"abort of the merge of {st['source']}")
+        before_tree = vault.store.commit_tree(rec[1]) if rec else None
+        ws.set_base(st["ours"], keep_view=False)
+        _write_state(ws, None)
+        op = vault.oplog.record(
+            "merge_abort",
+            f"abort the merge of {st['source']} into {target}",
+            fork=target,
+            refs=[{"ref": rec[0], "old": None, "new": rec[1]}] if rec else [],
+            workspaces=[
+                {
+                    "fork": target,
+                    "before": {"base": st["ours"], "tree": before_tree},
+                    "after": {"base": st["ours"], "tree": None},
+                    "view_changed": True,
+                }
+            ],
+        )
+    return MergeResult(
+        vault.name, st["source"], target, "aborted", CommitId(st["ours"]), CommitId(st["theirs"]),
+        CommitId(st["base"]) if st["base"] else None, CommitId(st["ours"]), (), (), (), op,
+    )  # fmt: skip
