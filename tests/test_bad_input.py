@@ -180,7 +180,7 @@ def test_ref_moved_by_someone_else_cli(cli, populated):
     other = vault.store.create_commit(str(tb.write()), [base], "elsewhere\n")
     repo.references.get("refs/heads/main").set_target(other)
     before = snapshot(vault)
-    r = cli("--json", "--vault", "v", "checkpoint", "save")
+    r = cli("--json", "--vault", "v", "checkpoint", "save", "--no-rebase")
     assert r.code == 75
     err = r.json()["error"]
     assert err["code"] == "ref_moved" and other in err["message"]
@@ -257,3 +257,17 @@ def test_replacing_a_big_file_near_the_quota(cli, populated):
     r = cli("--json", "--vault", "v", "write", "big", "--stdin", stdin=b"b" * 5500)
     assert r.code == 0, r.out
     assert ws.read("big") == b"b" * 5500
+
+
+def test_ref_moved_by_someone_else_is_rebased_onto_by_default(cli, populated):
+    vault = populated
+    repo = vault.store.repo
+    base = vault.workspace().base
+    tb = repo.TreeBuilder(repo[vault.store.commit_tree(base)])
+    tb.insert("theirs.txt", repo.create_blob(b"theirs\n"), 0o100644)
+    other = vault.store.create_commit(str(tb.write()), [base], "elsewhere\n")
+    repo.references.get("refs/heads/main").set_target(other)
+    r = cli("--json", "--vault", "v", "checkpoint", "save")
+    assert r.code == 0 and r.json()["checkpoint"]["parent"] == other
+    ws = vault.workspace()
+    assert ws.read("theirs.txt") == b"theirs\n" and ws.read("dirty.txt") == b"uncheckpointed"

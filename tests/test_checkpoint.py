@@ -218,23 +218,58 @@ def test_checkout_path_from_revision(vault, ws):
     assert ws.read("d/a") == b"new" and not ws.exists("d/b")
 
 
-def test_moved_ref_stops_checkpoint_and_keeps_overlay(vault, ws, tmp_path):
+def _push_from_clone(vault, tmp_path, name: str, content: str) -> str:
+    clone = tmp_path / f"clone-{name}"
+    git("clone", "-q", vault.path, str(clone))
+    (clone / name).write_text(content)
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", f"pushed {name}", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    return git("rev-parse", "HEAD", cwd=clone).strip()
+
+
+def test_moved_ref_without_rebase_stops_checkpoint_and_keeps_overlay(vault, ws, tmp_path):
     ws.write("a", b"1")
     checkpoint.save(vault)
-    # someone pushes into the vault from a clone
-    clone = tmp_path / "clone"
-    git("clone", "-q", vault.path, str(clone))
-    (clone / "pushed.txt").write_text("from git")
-    git("add", "-A", cwd=clone)
-    git("commit", "-qm", "pushed", cwd=clone)
-    git("push", "-q", "origin", "main", cwd=clone)
+    _push_from_clone(vault, tmp_path, "pushed.txt", "from git")  # someone pushes into the vault
     ws.write("mine", b"uncheckpointed")
     before = ws.base
     with pytest.raises(RefMovedError) as info:
-        checkpoint.save(vault)
+        checkpoint.save(vault, rebase=False)
     assert info.value.exit_code == 75
     assert before in info.value.message and str(ws.tip()) in info.value.message
     assert ws.read("mine") == b"uncheckpointed" and ws.base == before
+
+
+def test_moved_ref_is_rebased_onto_when_conflict_free(vault, ws, tmp_path):
+    ws.write("a", b"1\n")
+    checkpoint.save(vault)
+    pushed = _push_from_clone(vault, tmp_path, "pushed.txt", "from git\n")
+    ws.write("mine", b"uncheckpointed\n")
+    ws.write("a", b"1\n2\n")
+    res = checkpoint.save(vault, message="mine")
+    assert res.created and res.checkpoint.parent == pushed  # on top of the pushed commit
+    assert ws.base == res.checkpoint.commit == ws.tip() and not ws.is_dirty()
+    assert ws.read("pushed.txt") == b"from git\n" and ws.read("mine") == b"uncheckpointed\n"
+    assert git("--git-dir", vault.path, "log", "--format=%s", "main").split("\n")[:2] == [
+        "mine",
+        "pushed pushed.txt",
+    ]
+    # undo: the ref goes back to the pushed commit, the changes stay (now on top of it)
+    checkpoint.undo(vault)
+    assert ws.tip() == pushed and ws.read("mine") == b"uncheckpointed\n" and ws.is_dirty()
+
+
+def test_moved_ref_conflicting_changes_are_refused_and_kept(vault, ws, tmp_path):
+    ws.write("a.txt", b"base\n")
+    checkpoint.save(vault)
+    _push_from_clone(vault, tmp_path, "a.txt", "theirs\n")
+    ws.write("a.txt", b"mine\n")
+    before = ws.base
+    with pytest.raises(ConflictError) as info:
+        checkpoint.save(vault)
+    assert info.value.exit_code == 3 and info.value.details["paths"] == ["a.txt"]
+    assert ws.read("a.txt") == b"mine\n" and ws.base == before and ws.is_dirty()
 
 
 def test_clean_workspace_follows_pushed_commits(vault, ws, tmp_path):
@@ -404,4 +439,21 @@ def test_a_commit_that_disagrees_with_the_view_is_not_adopted(vault, ws, tmp_pat
     assert w.base != w.tip()
     assert w.read("a.txt") == b"1\n"  # their change is not silently shown or reverted
     with pytest.raises(RefMovedError):
-        checkpoint.save(vault)
+        checkpoint.save(vault, rebase=False)
+    # by default the checkpoint rebases onto their commit: both sides survive
+    checkpoint.save(vault)
+    assert w.read("a.txt") == b"theirs\n" and w.read("mine.txt") == b"uncheckpointed\n"
+
+
+def test_undo_of_a_checkpoint_keeps_what_the_workspace_showed(vault, ws):
+    """The checkpoint is undone (the ref goes back), its changes stay as uncheckpointed
+    changes: undo never loses what the workspace showed."""
+    ws.write("a", b"1\n")
+    first = checkpoint.save(vault).checkpoint.commit
+    ws.write("mine", b"uncheckpointed\n")
+    ws.remove("a")
+    checkpoint.save(vault, message="mine")
+    checkpoint.undo(vault)
+    assert ws.tip() == first and ws.base == first
+    assert ws.read("mine") == b"uncheckpointed\n" and not ws.exists("a")
+    assert {(c.path, str(c.status)) for c in ws.status()} == {("mine", "added"), ("a", "deleted")}

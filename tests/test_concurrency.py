@@ -131,3 +131,50 @@ def test_killed_holder_leaves_no_stale_lock(home, vault):
     p.stdout.close()
     vault.workspace().write("z", b"z")
     assert checkpoint.save(vault).created
+
+
+def test_a_git_pusher_and_avfs_race_on_one_fork_and_both_survive(vault, tmp_path):
+    """One writer pushes commits into the vault from a clone (retrying with `pull
+    --rebase` when avfs moved the fork first); the other writes through avfs and
+    checkpoints (rebasing onto the pushed commits). Every change of both survives."""
+    import threading
+
+    from avfs_git.core import checkpoint
+
+    from .conftest import git
+
+    ws = vault.workspace("main")
+    ws.write("seed.txt", b"seed\n")
+    checkpoint.save(vault)
+    clone = tmp_path / "clone"
+    git("clone", "-q", vault.path, str(clone))
+    errors: list[BaseException] = []
+
+    def pusher() -> None:
+        try:
+            for i in range(6):
+                (clone / f"git-{i}.txt").write_text(f"git {i}\n")
+                git("add", "-A", cwd=clone)
+                git("commit", "-qm", f"git {i}", cwd=clone)
+                for _ in range(50):
+                    if git("push", "-q", "origin", "main", cwd=clone, check=False) == "" and (
+                        git("rev-parse", "HEAD", cwd=clone).strip()
+                        == git("--git-dir", vault.path, "rev-parse", "main").strip()
+                    ):
+                        break
+                    git("pull", "-q", "--rebase", "origin", "main", cwd=clone)
+                else:
+                    raise AssertionError("the pusher never got its commit in")
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=pusher)
+    t.start()
+    for i in range(6):
+        ws.write(f"avfs-{i}.txt", f"avfs {i}\n".encode())
+        checkpoint.save(vault, message=f"avfs {i}")
+    t.join(120)
+    assert not errors, errors
+    tree = git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
+    assert {f"git-{i}.txt" for i in range(6)} | {f"avfs-{i}.txt" for i in range(6)} <= set(tree)
+    assert not ws.is_dirty()  # nothing of avfs's was left uncommitted

@@ -16,11 +16,21 @@ def checkpoint() -> None:
 @checkpoint.command("save")
 @click.argument("name", required=False)
 @click.option("-m", "--message", help="Commit message.")
+@click.option(
+    "--no-rebase",
+    is_flag=True,
+    help="When the fork moved under the changes, stop (exit 75) instead of rebasing onto it.",
+)
 @pass_app
-def save_cmd(app: App, name: str | None, message: str | None) -> None:
-    """Commit the uncheckpointed changes (optionally under NAME)."""
+def save_cmd(app: App, name: str | None, message: str | None, no_rebase: bool) -> None:
+    """Commit the uncheckpointed changes (optionally under NAME).
+
+    When the fork moved since the workspace's base (a push, a merge, a commit made
+    elsewhere), the changes are rebased onto it when that is conflict-free; conflicts stop
+    it (exit 3) with the paths, and nothing is lost.
+    """
     vault, fork = app.target()
-    res = cp.save(vault, fork, name, message)
+    res = cp.save(vault, fork, name, message, rebase=not no_rebase)
     c = res.checkpoint
 
     def human() -> None:

@@ -102,12 +102,22 @@ def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointI
 
 
 def save(
-    vault: Vault, fork: str | None = None, name: str | None = None, message: str | None = None
+    vault: Vault,
+    fork: str | None = None,
+    name: str | None = None,
+    message: str | None = None,
+    *,
+    rebase: bool = True,
 ) -> CheckpointResult:
     """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
 
+    When the fork moved since the workspace's base (a push into the vault, a commit made
+    elsewhere, a merge), the changes are rebased onto the new tip with a three-way merge
+    (``rebase``, the default, when that is conflict-free).
+
     Raises:
-        RefMovedError: the fork moved since the workspace's base (nothing changed).
+        ConflictError: the fork moved and the changes conflict with it (nothing changed).
+        RefMovedError: the fork moved and ``rebase`` is False (nothing changed).
         AlreadyExistsError: a checkpoint of that name exists on the fork.
     """
     fork = fork or vault.default_fork
@@ -127,13 +137,14 @@ def save(
                 details={"name": name},
             )
         base = ws.base
+        tip = ws.tip()  # differs from base when the fork moved: then the changes are rebased
         msg = message or (f"checkpoint {name}" if name else "checkpoint")
         if not msg.endswith("\n"):
             msg += "\n"
-        commit, captured = ws._commit_overlay(msg)
+        commit, captured = ws._commit_overlay(msg, rebase=rebase)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
-            changed.append({"ref": ws.ref, "old": base, "new": commit})
+            changed.append({"ref": ws.ref, "old": tip, "new": commit})
         target = commit or base
         if name_ref:
             refs.cas_update(repo, name_ref, target, None, f"avfs: checkpoint {name}")
@@ -149,7 +160,8 @@ def save(
                 workspaces=[
                     {
                         "fork": fork,
-                        "before": {"base": base, "tree": tree if commit else None},
+                        # undoing a rebased checkpoint leaves its changes on the new tip
+                        "before": {"base": tip or base, "tree": tree if commit else None},
                         "after": {"base": target, "tree": None},
                         "view_changed": False,
                     }
@@ -380,10 +392,12 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
         new_wss: list[dict[str, Any]] = []
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
+        held: dict[str, Workspace] = {}
         for w in wss:
             fork = w["fork"]
             if vault.has_fork(fork):
                 ws = vault.workspace(fork)
+                held[fork] = ws
                 cur_state: dict[str, str | None] | None = ws_state(ws)
                 if w["view_changed"] or w["before"] is None:
                     rec = keep_recovery(ws, f"undo of operation {op.id}")
@@ -409,7 +423,9 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
                     ws_obj.overlay.close()
                 shutil.rmtree(vault.ws_dir(fork), ignore_errors=True)
                 continue
-            ws = vault.workspace(fork)
+            # the handle taken before the refs moved: vault.workspace() would first let the
+            # workspace follow its moved ref (dropping the view this undo is to keep)
+            ws = held.get(fork) or vault.workspace(fork)
             if w["view_changed"]:
                 ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
             else:

@@ -1075,13 +1075,21 @@ class Workspace:
         return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
 
     # -- checkpoint -----------------------------------------------------------------------
-    def _commit_overlay(self, message: str, *, allow_empty: bool = False) -> tuple[str | None, list[Entry]]:
+    def _commit_overlay(
+        self, message: str, *, allow_empty: bool = False, rebase: bool = True
+    ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
 
-        The commit is None when the tree equals the base tree (nothing to record).
+        The commit is None when the tree equals the base tree (nothing to record). When the
+        fork moved since the base (a push, a merge, a commit elsewhere), the changes are
+        rebased onto the new tip with a three-way merge (``rebase``, when conflict-free);
+        otherwise nothing changes and :class:`RefMovedError` (or, for conflicts,
+        :class:`ConflictError` with the paths) says why.
         """
         base = self.base
         tip = self.tip()
+        if tip is not None and tip != base and self.overlay.has_changes() and rebase:
+            return self._rebase_commit(message, base, tip)
         if tip != base and self.overlay.has_changes():
             raise RefMovedError(
                 f"fork {self.fork} moved to {tip} since this workspace was based on {base};"
@@ -1125,6 +1133,71 @@ class Workspace:
             self.overlay.set_meta("base", commit)
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
+        return commit, captured
+
+    def _rebase_commit(self, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:
+        """Commit the overlay's changes on top of ``tip`` (the fork moved under them):
+        libgit2 merges base -> overlay into base -> tip; the commit's one parent is ``tip``
+        (a rebase: history stays linear). Conflicts change nothing and are raised."""
+        from .errors import BusyError, ConflictError
+
+        pack = self.store.pack_writer()
+        try:
+            tree, captured = self.capture(pack)
+            pack.finish()  # libgit2 reads these objects; unreferenced if we stop here
+        except BaseException:
+            pack.abort()
+            raise
+        repo = self.store.repo
+        tip_tree = self.store.commit_tree(tip)
+        index = repo.merge_trees(self.base_tree, tip_tree, tree)
+        if index.conflicts is not None:
+            paths = sorted({(a or o or t).path for a, o, t in index.conflicts})
+            raise ConflictError(
+                f"fork {self.fork} moved to {tip} since this workspace was based on {base}, and"
+                f" your uncheckpointed changes conflict with it in {len(paths)} path(s); they are kept",
+                hint="`avfs checkpoint restore HEAD` adopts the new commits (your changes are kept"
+                " under a recovery ref), or edit the paths so they no longer conflict",
+                details={"fork": self.fork, "expected": base, "current": tip, "paths": paths},
+            )
+        merged = str(index.write_tree(repo))
+        captured = self._retirable(captured, tree)
+        for e in captured:
+            # a file a mount holds open keeps its entry after the commit (see retire): that is
+            # only right when the merge left its content as the workspace shows it
+            if (
+                e.kind == FILE
+                and e.fileid
+                and self.overlay.in_use(e.fileid)
+                and self.store.tree_lookup(merged, e.path) != self.store.tree_lookup(tree, e.path)
+            ):
+                raise BusyError(
+                    f"{e.path} is open for writing and the moved fork changed it too",
+                    hint="close it and checkpoint again",
+                    details={"path": e.path, "expected": base, "current": tip},
+                )
+        if merged == tip_tree and not captured:
+            return None, captured
+        commit = self.store.create_commit(merged, [tip], message, self.vault.author())
+        upto = max((e.seq for e in captured), default=0)
+        with self.overlay.txn():
+            self.overlay.set_meta("pending", f"{tip} {commit}")
+            self.overlay.set_meta("pending_seq", str(upto))
+        try:
+            refs.cas_update(repo, self.ref, commit, tip, f"avfs: {message.splitlines()[0]} (rebased)")
+        except BaseException:
+            with self.overlay.txn():
+                self.overlay.set_meta("pending", None)
+                self.overlay.set_meta("pending_seq", None)
+            raise
+        with self.overlay.txn() as db:
+            self.overlay.retire(db, captured)
+            # entries the commit did not retire (in use) now sit on the new base; the view
+            # is the merged tree plus them
+            self.overlay.set_meta("base", commit)
+            self.overlay.set_meta("pending", None)
+            self.overlay.set_meta("pending_seq", None)
+        self._base_tree_cache = None
         return commit, captured
 
     def _retirable(self, captured: list[Entry], tree: str) -> list[Entry]:
