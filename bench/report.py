@@ -85,9 +85,13 @@ def print_row(result: Result) -> None:
         print(f"{'':16}note: {note}", flush=True)
 
 
+MOUNTED = ("fuse_", "proxy_")  # figures that need a mount: their own section
+
+
 def is_fuse(row: dict[str, Any]) -> bool:
-    """A figure of the FUSE benchmarks (bench/fusecases.py): shown in its own section."""
-    return str(row.get("name", "")).startswith("fuse_")
+    """A figure of the benchmarks that mount a fork (bench/fusecases.py, proxycases.py):
+    shown in their own section."""
+    return str(row.get("name", "")).startswith(MOUNTED)
 
 
 def rows_of(doc: dict[str, Any], *, fuse: bool) -> list[dict[str, Any]]:
@@ -119,7 +123,7 @@ def markdown_report(doc: dict[str, Any], heading: str = "##", *, fuse: bool | No
     m = doc["machine"]
     s = _count(rows)
     if fuse:
-        title = f"{heading} FUSE: results of {doc['started']}"
+        title = f"{heading} FUSE and proxy exec: results of {doc['started']}"
         counts = sorted({int(r.get("repeats") or 0) for r in rows}) or [0]
         runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
         repeats = (
@@ -170,7 +174,7 @@ def markdown_report(doc: dict[str, Any], heading: str = "##", *, fuse: bool | No
     errors = [
         e
         for e in doc.get("errors") or []
-        if fuse is None or str(e.get("benchmark", "")).startswith("fuse_") == fuse
+        if fuse is None or str(e.get("benchmark", "")).startswith(MOUNTED) == fuse
     ]
     if errors:
         out += ["", "Benchmarks that failed to run:", ""]
