@@ -296,6 +296,14 @@ class Overlay:
             self._garbage(db, str(old[0]))
         return dataclasses.replace(e, seq=seq)
 
+    def set_size(self, db: sqlite3.Connection, path: str, fileid: str, size: int) -> bool:
+        """Record a materialized file's new size in place: no journal entry and no new
+        ``seq`` (a checkpoint retiring the entry by its ``seq`` still finds it)."""
+        cur = db.execute(
+            "UPDATE entries SET size=? WHERE path=? AND fileid=? AND size != ?", (size, path, fileid, size)
+        )
+        return bool(cur.rowcount)
+
     def remove(self, db: sqlite3.Connection, path: str, op: str, *, journal: bool = True) -> None:
         old = db.execute("SELECT fileid FROM entries WHERE path=?", (path,)).fetchone()
         if old is None:

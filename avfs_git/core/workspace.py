@@ -16,7 +16,7 @@ import os
 import posixpath
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import names, refs
@@ -842,6 +842,21 @@ class Workspace:
                 except FileNotFoundError:
                     continue
                 self.overlay.put(db, Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, size), "write")
+
+    def record_sizes(self, paths: Iterable[str]) -> None:
+        """Record the sizes of materialized files written through descriptors whose paths
+        are journaled already (what quota reads), in one transaction, without journaling
+        them again (a mount batches these after close())."""
+        with self.overlay.txn() as db:
+            for path in paths:
+                e = self.overlay.get(path)
+                if e is None or e.kind != FILE or not e.fileid:
+                    continue
+                try:
+                    size = os.stat(self.overlay.file_path(e.fileid)).st_size
+                except FileNotFoundError:
+                    continue
+                self.overlay.set_size(db, e.path, e.fileid, size)
 
     def quota_left(self) -> int:
         return self.vault.quota_bytes - self.overlay.file_bytes()
