@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
 from .fusecases import FUSE_BENCHMARKS
+from .mergecases import MERGE_BENCHMARKS
 from .proxycases import PROXY_BENCHMARKS
 from .timing import Profiler, Repeats, Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, Fixtures, pick_paths
@@ -636,6 +637,7 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "restore": bench_restore,
     "status": bench_status,
     "startup": bench_startup,
+    **MERGE_BENCHMARKS,
     # a mounted fork vs the native disk (bench/fusecases.py)
     **FUSE_BENCHMARKS,
     # proxy exec's overhead (bench/proxycases.py)

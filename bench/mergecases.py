@@ -1,0 +1,103 @@
+"""Merge benchmarks: two forks of the synthetic tree, each changing 500 different files,
+merged with avfs (lock, merge, merge commit, ref moved, workspace pointed at it) vs
+`git merge-tree --write-tree` on the same vault and the same two commits (it writes the
+merged tree, no commit, no ref); and the same with 50 more files changed on both sides
+(conflicts: avfs reports them as data and moves nothing; git merge-tree lists them).
+
+Each repeat merges a fresh pair of forks (made, written and checkpointed untimed).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+from .env import log
+from .timing import Result, Side, Target, interleave, median
+from .trees import SIZES, pick_paths
+
+if TYPE_CHECKING:
+    from .cases import Context
+
+CHANGED = 500
+CONFLICTS = 50
+
+
+def bench_merge(ctx: Context, labels: list[str]) -> None:
+    for label in labels:
+        _merge(ctx, label, conflicts=0)
+        _merge(ctx, label, conflicts=CONFLICTS)
+
+
+def _merge(ctx: Context, label: str, conflicts: int) -> None:
+    from avfs_git.core import checkpoint, merge
+
+    from .cases import _close, _open, _write_ws
+
+    vault, hdir = _open(ctx, f"merge{conflicts}", label)
+    paths = pick_paths(SIZES[label], 2 * CHANGED + conflicts, "merge")
+    a_paths, b_paths, both = paths[:CHANGED], paths[CHANGED : 2 * CHANGED], paths[2 * CHANGED :]
+    pairs: dict[int, tuple[str, str]] = {}
+
+    def setup(i: int) -> None:
+        if i in pairs:
+            return
+        a, b = f"ma{i + 10}", f"mb{i + 10}"
+        vault.create_fork("main", a)
+        vault.create_fork("main", b)
+        _write_ws(ctx, vault.workspace(a), a_paths + both, f"a{i}")
+        _write_ws(ctx, vault.workspace(b), b_paths + both, f"b{i}")
+        pairs[i] = (checkpoint.save(vault, a).checkpoint.commit, checkpoint.save(vault, b).checkpoint.commit)
+
+    results: list[merge.MergeResult] = []
+
+    def run_avfs(i: int) -> None:
+        results.append(merge.merge(vault, f"mb{i + 10}", f"ma{i + 10}"))
+
+    def run_git(i: int) -> None:
+        a, b = pairs[i]
+        proc = subprocess.run(
+            ["git", "--git-dir", vault.path, "merge-tree", "--write-tree", a, b], capture_output=True
+        )
+        if proc.returncode not in (0, 1):  # 1: conflicts
+            raise RuntimeError(proc.stderr.decode())
+
+    log(f"merge {label}: {CHANGED} + {CHANGED} files" + (f", {conflicts} conflicting" if conflicts else ""))
+    s = interleave(
+        {
+            "avfs": Side(op=run_avfs, setup=setup, in_process=True),
+            "git": Side(op=run_git, setup=setup),
+        },
+        ctx.repeats.medium,
+        ctx.repeats.warmup,
+        ctx.profiler,
+        f"merge{conflicts}-{label}",
+    )
+    notes = []
+    want = "conflicts" if conflicts else "merged"
+    bad = [r.status for r in results if r.status != want or len(r.conflicts) != conflicts]
+    if bad:
+        notes.append(f"unexpected results: {bad[:3]}")
+    ctx.emit(
+        Result(
+            "merge" if not conflicts else "merge_conflicts",
+            label,
+            median(s["avfs"]),
+            s["avfs"],
+            what=f"merge of two forks changing {CHANGED} files each"
+            + (
+                f" and {conflicts} files both (conflicts reported, nothing moved)"
+                if conflicts
+                else ", with the commit"
+            ),
+            baseline="git merge-tree --write-tree A B",
+            baseline_ms=median(s["git"]),
+            baseline_samples_ms=s["git"],
+            target=Target(max_ms=100.0) if not conflicts else None,
+            notes=notes,
+        )
+    )
+    _close(ctx, vault, hdir)
+
+
+MERGE_BENCHMARKS = {"merge": bench_merge}

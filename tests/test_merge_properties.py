@@ -1,0 +1,168 @@
+"""Laws of merging, checked by hypothesis on real vaults: disjoint edits never conflict and
+the result holds both; the same edit on both sides merges to itself; merging is
+deterministic (same trees from the same histories); abort gives back byte-identical state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+
+from avfs_git.core import checkpoint, merge
+from avfs_git.core.home import Home
+
+FILES = ["a", "b", "c", "d/x", "d/y", "e/f/g"]  # no path is a prefix directory of another
+DATA = st.binary(max_size=60)
+SETTINGS = settings(
+    max_examples=int(os.environ.get("AVFS_PROP_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@contextmanager
+def fresh_vault() -> Iterator[object]:
+    d = tempfile.mkdtemp(prefix="avfs-mprop-")
+    home = Home(d, author=("p", "p@x"))
+    v = home.create_vault("v")
+    try:
+        yield v
+    finally:
+        v.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def files(ws) -> dict[str, bytes]:
+    return {e.path: ws.read(e.path) for e in ws.walk("") if e.kind.value == "file"}
+
+
+def apply(ws, edits: dict[str, bytes | None]) -> None:
+    for p, data in edits.items():
+        if data is None:
+            if ws.exists(p):
+                ws.remove(p)
+        else:
+            ws.write(p, data)
+
+
+def expected(base: dict[str, bytes], *edits: dict[str, bytes | None]) -> dict[str, bytes]:
+    out = dict(base)
+    for e in edits:
+        for p, data in e.items():
+            if data is None:
+                out.pop(p, None)
+            else:
+                out[p] = data
+    return out
+
+
+@st.composite
+def disjoint_scenario(
+    draw: st.DrawFn,
+) -> tuple[dict[str, bytes], dict[str, bytes | None], dict[str, bytes | None]]:
+    base = draw(st.dictionaries(st.sampled_from(FILES), DATA, max_size=len(FILES)))
+    side = draw(st.lists(st.booleans(), min_size=len(FILES), max_size=len(FILES)))
+    a_paths = [p for p, s in zip(FILES, side, strict=True) if s]
+    b_paths = [p for p, s in zip(FILES, side, strict=True) if not s]
+    edit = st.one_of(st.none(), DATA)
+    ea = draw(st.dictionaries(st.sampled_from(a_paths), edit) if a_paths else st.just({}))
+    eb = draw(st.dictionaries(st.sampled_from(b_paths), edit) if b_paths else st.just({}))
+    return base, ea, eb
+
+
+def _setup(v, base: dict[str, bytes], ea: dict[str, bytes | None], eb: dict[str, bytes | None]) -> None:
+    main = v.workspace("main")
+    apply(main, base)
+    checkpoint.save(v)
+    v.create_fork("main", "a")
+    v.create_fork("main", "b")
+    apply(v.workspace("a"), ea)
+    apply(v.workspace("b"), eb)
+
+
+@SETTINGS
+@given(disjoint_scenario())
+def test_disjoint_edits_never_conflict_and_both_survive(scenario) -> None:
+    base, ea, eb = scenario
+    with fresh_vault() as v:
+        _setup(v, base, ea, eb)
+        r1 = merge.merge(v, "a", "main")
+        r2 = merge.merge(v, "b", "main")
+        assert not r1.conflicts and not r2.conflicts
+        assert r2.status in ("merged", "fast_forward", "up_to_date")
+        assert files(v.workspace("main")) == expected(base, ea, eb)
+
+
+@SETTINGS
+@given(disjoint_scenario())
+def test_the_same_edit_on_both_sides_merges_to_itself(scenario) -> None:
+    base, ea, _ = scenario
+    with fresh_vault() as v:
+        _setup(v, base, ea, ea)
+        merge.merge(v, "a", "main")
+        res = merge.merge(v, "b", "main")
+        assert not res.conflicts
+        assert files(v.workspace("main")) == expected(base, ea)
+        assert merge.merge(v, "b", "main").status == "up_to_date"  # merge(b, b) == b
+
+
+@SETTINGS
+@given(disjoint_scenario())
+def test_merging_is_deterministic(scenario) -> None:
+    base, ea, eb = scenario
+    trees = []
+    for _ in range(2):
+        with fresh_vault() as v:
+            _setup(v, base, ea, eb)
+            merge.merge(v, "a", "main", no_ff=True)
+            merge.merge(v, "b", "main", no_ff=True)
+            trees.append(v.store.commit_tree(v.workspace("main").tip()))
+    assert trees[0] == trees[1]
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(FILES), DATA, min_size=1), DATA, DATA)
+def test_abort_gives_back_byte_identical_state(base, ours, theirs) -> None:
+    path = sorted(base)[0]
+    if ours == theirs or base[path] in (ours, theirs):
+        return  # not a conflict
+    with fresh_vault() as v:
+        _setup(v, base, {path: theirs}, {})
+        main = v.workspace("main")
+        main.write(path, ours)
+        checkpoint.save(v)
+        before = (files(main), main.tip(), main.is_dirty())
+        res = merge.merge(v, "a", "main", write_conflicts=True)
+        assert res.status == "conflicts_written"
+        main.write("scratch-while-resolving", b"x")
+        merge.merge_abort(v, "main")
+        assert (files(main), main.tip(), main.is_dirty()) == before
+
+
+@SETTINGS
+@given(disjoint_scenario())
+def test_the_fast_disjoint_merge_agrees_with_libgit2(scenario) -> None:
+    """avfs merges disjoint changes itself (O(changes)); libgit2's merge_trees must give
+    the very same tree."""
+    base, ea, eb = scenario
+    with fresh_vault() as v:
+        _setup(v, base, ea, eb)
+        checkpoint.save(v, "a")
+        checkpoint.save(v, "b")
+        store, repo = v.store, v.store.repo
+        t_base = store.commit_tree(v.workspace("main").tip())
+        t_a = store.commit_tree(v.workspace("a").tip())
+        t_b = store.commit_tree(v.workspace("b").tip())
+        fast = merge._disjoint_merge(store, t_base, t_a, t_b)
+        index = repo.merge_trees(t_base, t_a, t_b)
+        assert index.conflicts is None
+        want = str(index.write_tree(repo))
+        if fast is None:
+            assert t_b == t_base  # only when theirs changed nothing
+        else:
+            assert fast[0] == want
