@@ -224,3 +224,54 @@ def test_cli_merge_json_and_exit_codes(cli, forks):
     assert r.code != 0 and json.loads(r.out_bytes)["kind"] == "error"
     r = cli("--json", "--vault", "v:main", "merge")
     assert r.code == 2
+
+
+def test_a_dry_run_previews_the_merge_commit(forks):
+    from avfs_git.core import history
+
+    v = forks
+    v.workspace("a").write("a-file.txt", b"a\n")
+    v.workspace("main").write("main-file.txt", b"m\n")
+    checkpoint.save(v, "a")
+    checkpoint.save(v, "main")
+    tip = v.workspace("main").tip()
+    dry = merge.merge(v, "a", "main", dry_run=True)
+    assert dry.status == "would_merge" and dry.commit is not None and dry.changed == ("a-file.txt",)
+    assert v.workspace("main").tip() == tip  # nothing moved
+    changes = history.diff(v, "main", tip, dry.commit).changes
+    assert [(c.path, str(c.status)) for c in changes] == [("a-file.txt", "added")]
+
+
+def test_merging_into_a_mounted_fork_with_a_file_open_is_refused(home, forks, tmp_path):
+    from avfs_git.fuse import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    v = forks
+    v.workspace("a").write("from-a.txt", b"a\n")
+    checkpoint.save(v, "a")
+    v.workspace("main").write("main-side.txt", b"m\n")
+    checkpoint.save(v, "main")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp))
+    try:
+        tip = v.workspace("main").tip()
+        with open(mp / "being-written.txt", "w") as fh:
+            fh.write("half")
+            fh.flush()
+            with pytest.raises(AvfsError) as exc:
+                merge.merge(v, "a", "main")
+            assert exc.value.code == "busy" and "being-written.txt" in exc.value.details["paths"]
+            assert v.workspace("main").tip() == tip
+            fh.write(" and the rest\n")
+        res = merge.merge(v, "a", "main")  # closed: the merge goes through
+        assert res.status == "merged"
+        deadline = __import__("time").monotonic() + 5
+        while not (mp / "from-a.txt").exists() and __import__("time").monotonic() < deadline:
+            __import__("time").sleep(0.02)
+        assert (mp / "from-a.txt").read_text() == "a\n"  # the mount follows the merge
+        assert (mp / "being-written.txt").read_text() == "half and the rest\n"
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)

@@ -17,12 +17,13 @@ def checkpoint() -> None:
 @click.argument("name", required=False)
 @click.option("-m", "--message", help="Commit message.")
 @click.option(
-    "--no-rebase",
-    is_flag=True,
-    help="When the fork moved under the changes, stop (exit 75) instead of rebasing onto it.",
+    "--rebase/--no-rebase",
+    default=True,
+    show_default=True,
+    help="When the fork moved under the changes: rebase them onto it (when conflict-free), or stop (exit 75).",
 )
 @pass_app
-def save_cmd(app: App, name: str | None, message: str | None, no_rebase: bool) -> None:
+def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> None:
     """Commit the uncheckpointed changes (optionally under NAME).
 
     When the fork moved since the workspace's base (a push, a merge, a commit made
@@ -30,7 +31,7 @@ def save_cmd(app: App, name: str | None, message: str | None, no_rebase: bool) -
     it (exit 3) with the paths, and nothing is lost.
     """
     vault, fork = app.target()
-    res = cp.save(vault, fork, name, message, rebase=not no_rebase)
+    res = cp.save(vault, fork, name, message, rebase=rebase)
     c = res.checkpoint
 
     def human() -> None:

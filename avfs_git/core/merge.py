@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import names, refs
 from .errors import AvfsError, BusyError, ConflictError, InternalError, UsageError
 from .gitstore import EMPTY_TREE, GitStore
+from .overlay import FILE
 from .treediff import diff_trees
 from .types import MODE_LINK, MODE_TREE, Change, CommitId
 
@@ -76,7 +77,9 @@ class Conflict:
 class MergeResult:
     """``status``: up_to_date, fast_forward, merged, conflicts (nothing moved),
     conflicts_written (the target's workspace holds them), aborted; ``would_*`` for a
-    dry run (fast_forward, merge, conflict)."""
+    dry run (fast_forward, merge, conflict). ``commit`` of a dry run that would merge is
+    a preview: the merge commit it would make, referenced by nothing (`avfs diff TARGET
+    PREVIEW` shows what the merge brings; gc removes it)."""
 
     vault: str
     source: str
@@ -214,6 +217,7 @@ def merge(
         )
     captured: list[dict[str, str]] = []
     if not dry_run:
+        _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
         for f, w in ((target, ws), (source, src_ws)):
             if w.is_dirty():
                 if not capture:
@@ -229,6 +233,8 @@ def merge(
     repo = vault.store.repo
     with vault.lock(target):
         ws._sync_base()
+        if not dry_run:
+            _refuse_open_files(ws, target)
         ours = ws.tip()
         theirs = refs.read_ref(repo, refs.fork_ref(source))
         assert ours is not None and theirs is not None
@@ -273,14 +279,14 @@ def merge(
             )
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
-        fast = (
-            _disjoint_merge(vault.store, anc_tree, ours_tree, theirs_tree) if base and not dry_run else None
-        )
+        fast = _disjoint_merge(vault.store, anc_tree, ours_tree, theirs_tree) if base else None
         if fast is not None:
             # the sides changed different paths: theirs applied to ours, O(changes)
             tree, changed = fast
             msg = message or f"avfs: merge {source} into {target}\n"
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
+            if dry_run:
+                return result("would_merge", commit, changed=changed)  # a preview: see MergeResult
             refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {source}")
             ws.set_base(commit, keep_view=False)
             op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
@@ -293,9 +299,9 @@ def merge(
         if not conflicts:
             tree = str(index.write_tree(repo))
             changed = _changed(vault.store, ours_tree, tree)
-            if dry_run:
-                return result("would_merge", None, changed=changed)
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
+            if dry_run:
+                return result("would_merge", commit, changed=changed)
             refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {source}")
             ws.set_base(commit, keep_view=False)
             op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
@@ -439,6 +445,24 @@ def _disjoint_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple
         pw.abort()
         raise
     return root, tuple(sorted(changes))
+
+
+def _refuse_open_files(ws: Workspace, target: str) -> None:
+    """A merge points the target's workspace at a new commit; a file a mount holds open for
+    writing would then keep writing into a file the workspace no longer shows."""
+    open_ = [e for e in ws.overlay.all() if e.kind == FILE and e.fileid and ws.overlay.in_use(e.fileid)]
+    # a file closed a moment ago: the kernel tells the mount after close() returned
+    deadline = time.monotonic() + 1.0
+    while open_ and time.monotonic() < deadline:
+        time.sleep(0.01)
+        open_ = [e for e in open_ if e.fileid and ws.overlay.in_use(e.fileid)]
+    busy = [e.path for e in open_]
+    if busy:
+        raise BusyError(
+            f"{len(busy)} file(s) of {target} are open for writing in its mount",
+            hint="close them (or let the command writing them finish), then merge",
+            details={"fork": target, "paths": sorted(busy)[:20]},
+        )
 
 
 def _current_tree(ws: Workspace) -> str:
