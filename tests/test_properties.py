@@ -1,5 +1,5 @@
 """Laws, checked by hypothesis: a workspace behaves like a dict[path, bytes] through
-write / rename / unlink / checkpoint / restore / fork, and git agrees with it."""
+write / rename / unlink / checkpoint / restore / fork / merge, and git agrees with it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from avfs_git.core import checkpoint, names
+from avfs_git.core import merge as merge_mod
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.home import Home
 
@@ -30,6 +31,10 @@ def real_files(ws) -> dict[str, bytes]:
 
 
 def git_files(vault, commit: str) -> dict[str, bytes]:
+    return tree_files(vault, str(vault.store.commit(commit).tree.id))
+
+
+def tree_files(vault, tree_id: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
 
     def rec(tree, prefix):
@@ -40,7 +45,7 @@ def git_files(vault, commit: str) -> dict[str, bytes]:
             else:
                 out[p] = vault.store.repo[e.id].data
 
-    rec(vault.store.commit(commit).tree, "")
+    rec(vault.store.repo[tree_id], "")
     return out
 
 
@@ -136,6 +141,40 @@ class WorkspaceMachine(RuleBasedStateMachine):
             return
         self.vault.create_fork(src, new)
         self.models[new] = dict(self.models[src])
+
+    @rule(src=st.sampled_from(FORKS), dst=st.sampled_from(FORKS))
+    def merge(self, src: str, dst: str) -> None:
+        """avfs merge agrees with the model, whose merge of two forks is libgit2's
+        merge_trees of their commits (after the checkpoints a merge takes first)."""
+        if src == dst or src not in self.models or dst not in self.models:
+            return
+        for f in (dst, src):
+            if self.ws(f).is_dirty():
+                checkpoint.save(self.vault, f)
+                assert git_files(self.vault, self.ws(f).tip()) == self.models[f]
+        repo = self.vault.store.repo
+        store = self.vault.store
+        ours, theirs = self.ws(dst).tip(), self.ws(src).tip()
+        base = str(repo.merge_base(ours, theirs))
+        expected: dict[str, bytes] | None
+        if theirs == ours or base == theirs:
+            expected = dict(self.models[dst])
+        elif base == ours:
+            expected = dict(self.models[src])
+        else:
+            index = repo.merge_trees(
+                store.commit_tree(base), store.commit_tree(ours), store.commit_tree(theirs)
+            )
+            expected = (
+                None if index.conflicts is not None else tree_files(self.vault, str(index.write_tree(repo)))
+            )
+        res = merge_mod.merge(self.vault, src, dst)
+        if expected is None:
+            assert res.status == "conflicts" and res.conflicts, res
+            assert self.ws(dst).tip() == ours
+            return
+        assert res.status in ("up_to_date", "fast_forward", "merged"), res
+        self.models[dst] = expected
 
     @invariant()
     def agrees(self) -> None:
