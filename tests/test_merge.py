@@ -275,3 +275,18 @@ def test_merging_into_a_mounted_fork_with_a_file_open_is_refused(home, forks, tm
         assert (mp / "being-written.txt").read_text() == "half and the rest\n"
     finally:
         mounts.unmount(home, v, "main", lazy=True)
+
+
+@pytest.mark.parametrize(
+    ("ours_path", "theirs_path"),
+    [("clash", "clash/inner.txt"), ("clash/inner.txt", "clash"), ("same.txt", "same.txt")],
+)
+def test_a_file_meeting_a_directory_is_a_conflict_not_a_silent_overwrite(forks, ours_path, theirs_path):
+    v = forks
+    v.workspace("main").write(ours_path, b"ours\n")
+    v.workspace("a").write(theirs_path, b"theirs\n")
+    checkpoint.save(v, "main")
+    checkpoint.save(v, "a")
+    res = merge.merge(v, "a", "main")
+    assert res.status == "conflicts" and res.conflicts, res
+    assert v.workspace("main").read(ours_path) == b"ours\n"  # nothing moved

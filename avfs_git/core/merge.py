@@ -387,27 +387,26 @@ def _disjoint_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple
     from .packwriter import OBJ_TREE, tree_bytes
 
     repo = store.repo
-    # libgit2 diffs the trees (C; the pure-Python diff parsed every tree on changed paths)
-    mine = [d.new_file.path if d.status != _DELETED else d.old_file.path
-            for d in repo[base].diff_to_tree(repo[ours]).deltas]  # type: ignore[attr-defined]  # fmt: skip
+    # what theirs changed: libgit2 diffs base and theirs (C; cost by changed directories)
     other_deltas = list(repo[base].diff_to_tree(repo[theirs]).deltas)  # type: ignore[attr-defined]
     if not other_deltas:
         return None
-    touched = set(mine)
-    dirs = {names.parent_of(p) for p in touched}
-    for d in list(dirs):
-        while d:
-            d = names.parent_of(d)
-            dirs.add(d)
     changes: dict[str, tuple[str, int] | None] = {}
     for d in other_deltas:
         if d.status == _DELETED:
             changes[d.old_file.path] = None
         else:
             changes[d.new_file.path] = (str(d.new_file.id), int(d.new_file.mode))
+    # did ours touch any of those paths? It did if ours shows something else there than the
+    # base (a change at or below the path shows as a different id there), or a file where
+    # the path needs a directory. The trees walked are the ones the build below reads anyway.
     for path in changes:
-        if path in touched or path in dirs or any(a in touched for a in names.ancestors(path)):
+        if store.tree_lookup(ours, path) != store.tree_lookup(base, path):
             return None
+        for a in names.ancestors(path):
+            hit = store.tree_lookup(ours, a) if a else None
+            if hit is not None and hit[1] != MODE_TREE:
+                return None
 
     pw = store.pack_writer()
 
