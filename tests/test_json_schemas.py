@@ -499,7 +499,25 @@ def _merge(s: Session) -> None:
     s("merge", "other", kind="merge")  # up to date
 
 
+def _remotes(s: Session) -> None:
+    import subprocess
+
+    bare = s.tmp / "server.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    s("remote", "add", "origin", str(bare), kind="remote")
+    s("remote", "list", kind="remote_list")
+    doc = s("push", kind="transfer")
+    assert doc["result"]["updates"][0]["ref"] == "refs/heads/main"
+    s("fetch", kind="transfer")
+    s("remote", "set-url", "origin", str(bare), kind="remote")
+    s.error("push", "nope", code="remote_not_found")
+    s("remote", "remove", "origin", kind="remote")
+
+
 KIND_CASES: dict[str, Callable[[Session], None]] = {
+    "remote": _remotes,
+    "remote_list": _remotes,
+    "transfer": _remotes,
     "merge": _merge,
     "proxy_exec_result": _proxy,
     "policy_check": _policy,

@@ -1,0 +1,151 @@
+"""`avfs remote ...`, `avfs push`, `avfs fetch`."""
+
+from __future__ import annotations
+
+import click
+
+from .main import App, pass_app
+
+
+@click.group("remote")
+def remote() -> None:
+    """A vault's git remotes (stored in the vault's git config, without credentials)."""
+
+
+def _warn(app: App, warnings: list[str]) -> None:
+    for w in warnings:
+        app.output.warn(w)
+
+
+@remote.command("list")
+@pass_app
+def list_cmd(app: App) -> None:
+    """List the vault's remotes."""
+    from ..core import remote as r
+
+    vault, _ = app.target()
+    found = r.list_remotes(vault)
+
+    def human() -> None:
+        for x in found:
+            click.echo(f"{x.name}\t{x.url}")
+
+    app.output.result("remote_list", {"vault": vault.name, "remotes": found}, human)
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@pass_app
+def add_cmd(app: App, name: str, url: str) -> None:
+    """Add a remote (a URL's user:password@ is not stored: use a credential helper)."""
+    from ..core import remote as r
+
+    vault, _ = app.target()
+    info, warnings = r.add(vault, name, url)
+    _warn(app, warnings)
+    app.output.result(
+        "remote", {"vault": vault.name, "remote": info, "action": "added", "warnings": warnings},
+        lambda: app.output.info(f"added remote {info.name}: {info.url}"),
+    )  # fmt: skip
+
+
+@remote.command("set-url")
+@click.argument("name")
+@click.argument("url")
+@pass_app
+def set_url_cmd(app: App, name: str, url: str) -> None:
+    """Change a remote's URL."""
+    from ..core import remote as r
+
+    vault, _ = app.target()
+    info, warnings = r.set_url(vault, name, url)
+    _warn(app, warnings)
+    app.output.result(
+        "remote", {"vault": vault.name, "remote": info, "action": "set_url", "warnings": warnings},
+        lambda: app.output.info(f"{info.name}: {info.url}"),
+    )  # fmt: skip
+
+
+@remote.command("remove")
+@click.argument("name")
+@pass_app
+def remove_cmd(app: App, name: str) -> None:
+    """Remove a remote (and its remote-tracking refs)."""
+    from ..core import remote as r
+
+    vault, _ = app.target()
+    r.remove(vault, name)
+    app.output.result(
+        "remote", {"vault": vault.name, "remote": {"name": name, "url": None}, "action": "removed", "warnings": []},
+        lambda: app.output.info(f"removed remote {name}"),
+    )  # fmt: skip
+
+
+def _transfer_human(app: App, res: object, verb: str) -> None:
+    from ..core.remote import TransferResult
+
+    assert isinstance(res, TransferResult)
+    if not res.updates:
+        app.output.info("everything up to date")
+    for u in res.updates:
+        old = u.old[:12] if u.old else "(new)"
+        new = u.new[:12] if u.new else "(deleted)"
+        click.echo(f"{u.ref}\t{old} -> {new}")
+    for lb in res.left_behind:
+        app.output.warn(
+            f"{lb['fork']}: {lb['uncheckpointed_changes']} uncheckpointed change(s) not {verb}"
+            " (checkpoint them, or push --checkpoint)"
+        )
+
+
+@click.command("push")
+@click.argument("remote_name", required=False, default="origin", metavar="[REMOTE]")
+@click.argument("forks", nargs=-1, metavar="[FORK...]")
+@click.option("--all", "all_forks", is_flag=True, help="Push every fork.")
+@click.option(
+    "--checkpoints", is_flag=True, help="Also push the forks' named checkpoints (refs/avfs/checkpoints/...)."
+)
+@click.option(
+    "--checkpoint", "checkpoint_first", is_flag=True, help="Checkpoint uncheckpointed changes first."
+)
+@pass_app
+def push_cmd(
+    app: App,
+    remote_name: str,
+    forks: tuple[str, ...],
+    all_forks: bool,
+    checkpoints: bool,
+    checkpoint_first: bool,
+) -> None:
+    """Push forks as branches (default: the selected fork). Never forces; a rejected push
+    (the remote has commits this fork lacks) exits 5 and changes nothing here."""
+    from ..core import remote as r
+
+    vault, fork = app.target()
+    chosen = list(forks) or ([] if all_forks else [fork])
+    res = r.push(
+        vault,
+        remote_name,
+        chosen,
+        all_forks=all_forks,
+        checkpoints=checkpoints,
+        checkpoint_first=checkpoint_first,
+    )
+    app.output.result(
+        "transfer", {"direction": "push", "result": res}, lambda: _transfer_human(app, res, "pushed")
+    )
+
+
+@click.command("fetch")
+@click.argument("remote_name", required=False, default="origin", metavar="[REMOTE]")
+@pass_app
+def fetch_cmd(app: App, remote_name: str) -> None:
+    """Fetch the remote's branches into refs/remotes/REMOTE/ (forks do not move)."""
+    from ..core import remote as r
+
+    vault, _ = app.target()
+    res = r.fetch(vault, remote_name)
+    app.output.result(
+        "transfer", {"direction": "fetch", "result": res}, lambda: _transfer_human(app, res, "fetched")
+    )

@@ -1,0 +1,257 @@
+"""Remotes: a vault's git remotes, and pushing and fetching forks through the git CLI.
+
+Which refs go where (docs/remotes.md):
+
+- a fork pushes as the branch of the same name (``refs/heads/<fork>``); named checkpoints
+  optionally (``checkpoints=True``) under ``refs/avfs/checkpoints/<fork>/-/<name>``;
+- a push never forces: a rejected (non-fast-forward) push is :class:`RemoteRejectedError`
+  (exit 5) naming both commits, and nothing changes locally;
+- a fetch updates ``refs/remotes/<remote>/<branch>`` (the usual remote-tracking refs);
+  forks are never moved by a fetch.
+
+Transport is the ``git`` CLI: it reads the user's credential helpers, ``~/.ssh`` and
+``GIT_SSH_COMMAND`` like any git command, and speaks every protocol git does (libgit2's
+transports need credentials wired through callbacks and have no credential helpers).
+Credentials never land in the vault's config, an error message or a JSON document: a URL
+given with ``user:password@`` is stored without them (the caller gets a warning), and every
+message that quotes a URL or git's output goes through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from typing import TYPE_CHECKING
+
+from . import names, refs
+from .errors import AvfsError, NotFoundError, UsageError
+from .home import git_env
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+EXIT_REMOTE = 5
+_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/@\s]+)@")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class RemoteError(AvfsError):
+    code = "remote_failed"
+    exit_code = EXIT_REMOTE
+
+
+class RemoteRejectedError(RemoteError):
+    code = "remote_rejected"
+
+
+class RemoteNotFoundError(NotFoundError):
+    code = "remote_not_found"
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``."""
+    return _CREDS.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+def strip_credentials(url: str) -> tuple[str, bool]:
+    """(url without ``user:password@``, whether something was removed). A bare user name
+    (``ssh://git@host``) is not a secret and is kept."""
+    m = _CREDS.match(url)
+    if m is None or ":" not in m.group("cred"):
+        return url, False
+    return url[: m.start("cred")] + url[m.end() :], True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoteInfo:
+    name: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefUpdate:
+    ref: str
+    old: str | None
+    new: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransferResult:
+    vault: str
+    remote: str
+    updates: tuple[RefUpdate, ...]  # what moved (remote refs for a push, tracking refs for a fetch)
+    left_behind: tuple[dict[str, int], ...] = ()  # forks whose uncheckpointed changes were not pushed
+    warnings: tuple[str, ...] = ()
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name) or name.endswith(".lock"):
+        raise UsageError(f"invalid remote name {name!r}: letters, digits, '.', '_', '-'")
+    return name
+
+
+def _git(vault: Vault, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["git", "--git-dir", vault.path, *args],
+        capture_output=True,
+        text=True,
+        env={**git_env(), "GIT_TERMINAL_PROMPT": "0"},
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise RemoteError(
+            f"git {args[0]} failed: {redact(proc.stderr.strip() or proc.stdout.strip())}",
+            details={"exit": proc.returncode},
+        )
+    return proc
+
+
+def list_remotes(vault: Vault) -> list[RemoteInfo]:
+    return [
+        RemoteInfo(str(r.name), redact(r.url or ""))
+        for r in sorted(vault.store.repo.remotes, key=lambda r: str(r.name))
+    ]
+
+
+def _require(vault: Vault, name: str) -> str:
+    _check_name(name)
+    for r in vault.store.repo.remotes:
+        if r.name == name:
+            return str(r.url or "")
+    raise RemoteNotFoundError(
+        f"vault {vault.name} has no remote {name!r}",
+        hint="`avfs remote list` shows them; `avfs remote add NAME URL` adds one",
+        details={"remote": name},
+    )
+
+
+def add(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
+    """Add a remote; returns it and warnings (credentials stripped from the URL)."""
+    _check_name(name)
+    if not url or any(c in url for c in "\0\n"):
+        raise UsageError("invalid remote URL")
+    if any(r.name == name for r in vault.store.repo.remotes):
+        from .errors import AlreadyExistsError
+
+        raise AlreadyExistsError(
+            f"vault {vault.name} already has a remote {name!r}", details={"remote": name}
+        )
+    clean, stripped = strip_credentials(url)
+    _git(vault, "remote", "add", name, clean)
+    warnings = (
+        ["the URL held credentials: they were not stored (use a git credential helper or AVFS_GIT_TOKEN)"]
+        if stripped
+        else []
+    )
+    return RemoteInfo(name, clean), warnings
+
+
+def remove(vault: Vault, name: str) -> None:
+    _require(vault, name)
+    _git(vault, "remote", "remove", name)
+
+
+def set_url(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
+    _require(vault, name)
+    clean, stripped = strip_credentials(url)
+    _git(vault, "remote", "set-url", name, clean)
+    return RemoteInfo(name, clean), (["the URL held credentials: they were not stored"] if stripped else [])
+
+
+def _ls_remote(vault: Vault, remote: str) -> dict[str, str]:
+    proc = _git(vault, "ls-remote", remote)
+    out: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        oid, _, ref = line.partition("\t")
+        if ref and not ref.endswith("^{}"):
+            out[ref] = oid
+    return out
+
+
+def push(
+    vault: Vault,
+    remote: str,
+    forks: list[str] | None = None,
+    *,
+    all_forks: bool = False,
+    checkpoints: bool = False,
+    checkpoint_first: bool = False,
+) -> TransferResult:
+    """Push forks (as branches) and, with ``checkpoints``, their named checkpoints.
+
+    Uncheckpointed changes are not pushed: the result says which forks left some behind,
+    or ``checkpoint_first`` checkpoints them first. Never forces: a non-fast-forward is
+    :class:`RemoteRejectedError` naming both commits."""
+    from . import checkpoint
+
+    _require(vault, remote)
+    names_ = vault.fork_names() if all_forks or not forks else list(forks)
+    if forks and all_forks:
+        raise UsageError("give forks or --all, not both")
+    for f in names_:
+        names.check_fork_name(f)
+        vault._require_fork(f)
+    left: list[dict[str, int]] = []
+    for f in names_:
+        ws = vault.workspace(f)
+        if ws.is_dirty():
+            if checkpoint_first:
+                checkpoint.save(vault, f, message="checkpoint before push")
+            else:
+                left.append({"fork": f, "uncheckpointed_changes": len(ws.status())})  # type: ignore[dict-item]
+    repo = vault.store.repo
+    specs: list[str] = []
+    local: dict[str, str] = {}
+    for f in names_:
+        ref = refs.fork_ref(f)
+        tip = refs.read_ref(repo, ref)
+        if tip is None:
+            continue
+        local[ref] = tip
+        specs.append(f"{ref}:{ref}")
+        if checkpoints:
+            for r in repo.references:
+                if r.startswith(refs.checkpoint_prefix(f)):
+                    local[r] = str(repo.references[r].resolve().target)
+                    specs.append(f"{r}:{r}")
+    before = _ls_remote(vault, remote)
+    proc = _git(vault, "push", "--porcelain", remote, *specs, check=False)
+    rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
+    if rejected or proc.returncode != 0:
+        detail = redact(proc.stderr.strip())
+        first = rejected[0].split("\t") if rejected else []
+        rejected_ref = first[1].split(":")[-1] if len(first) > 1 else None
+        if rejected_ref is not None and rejected_ref in local:
+            ref = rejected_ref
+            raise RemoteRejectedError(
+                f"{remote} refused {ref}: it is at {before.get(ref, '?')}, which {local[ref]} does not"
+                " contain (non-fast-forward); nothing changed here",
+                hint="fetch and merge (`avfs pull`), then push again",
+                details={"ref": ref, "remote_commit": before.get(ref), "local_commit": local[ref]},
+            )
+        raise RemoteError(f"push to {remote} failed: {detail}", details={"exit": proc.returncode})
+    updates = tuple(
+        RefUpdate(ref, before.get(ref), new) for ref, new in sorted(local.items()) if before.get(ref) != new
+    )
+    return TransferResult(vault.name, remote, updates, tuple(left))
+
+
+def fetch(vault: Vault, remote: str) -> TransferResult:
+    """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
+    _require(vault, remote)
+    repo = vault.store.repo
+    prefix = f"refs/remotes/{remote}/"
+
+    def tracking() -> dict[str, str]:
+        return {r: str(repo.references[r].resolve().target) for r in repo.references if r.startswith(prefix)}
+
+    before = tracking()
+    _git(vault, "fetch", "--prune", remote, f"+refs/heads/*:{prefix}*")
+    after = tracking()
+    updates = tuple(
+        RefUpdate(r, before.get(r), after.get(r))
+        for r in sorted(set(before) | set(after))
+        if before.get(r) != after.get(r)
+    )
+    return TransferResult(vault.name, remote, updates)

@@ -1,0 +1,187 @@
+"""Remotes: add/list/set-url/remove, push and fetch against a bare repository on disk and a
+real `git daemon` on 127.0.0.1 (started and stopped by the fixture)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core import checkpoint, remote
+from avfs_git.core.errors import AvfsError
+
+from .conftest import git
+
+
+@pytest.fixture
+def bare(tmp_path) -> Path:
+    path = tmp_path / "server" / "proj.git"
+    path.parent.mkdir()
+    git("init", "-q", "--bare", str(path))
+    return path
+
+
+@pytest.fixture
+def populated(vault):
+    ws = vault.workspace("main")
+    ws.write("README.md", b"# proj\n")
+    ws.write("bin/run.sh", b"#!/bin/sh\necho hi\n", mode=0o755)
+    ws.symlink("README.md", "link")
+    checkpoint.save(vault, name="first")
+    return vault
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
+    """A `git daemon` serving tmp_path/daemon on 127.0.0.1 (push enabled)."""
+    base = tmp_path / "daemon"
+    base.mkdir()
+    git("init", "-q", "--bare", str(base / "proj.git"))
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["git", "daemon", "--listen=127.0.0.1", f"--port={port}", "--reuseaddr", "--export-all",
+         "--enable=receive-pack", f"--base-path={base}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("git daemon did not start") from None
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}/proj.git", base / "proj.git"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_remote_add_list_set_url_remove(vault, bare):
+    info, warnings = remote.add(vault, "origin", str(bare))
+    assert info.url == str(bare) and warnings == []
+    assert [r.name for r in remote.list_remotes(vault)] == ["origin"]
+    with pytest.raises(AvfsError) as exc:
+        remote.add(vault, "origin", str(bare))
+    assert exc.value.code == "already_exists"
+    remote.set_url(vault, "origin", str(bare) + "/")
+    assert remote.list_remotes(vault)[0].url == str(bare) + "/"
+    remote.remove(vault, "origin")
+    assert remote.list_remotes(vault) == []
+    for bad in ("", "-x", "a b", "../x", "a/b"):
+        with pytest.raises(AvfsError):
+            remote.add(vault, bad, str(bare))
+    with pytest.raises(AvfsError) as exc:
+        remote.remove(vault, "nope")
+    assert exc.value.code == "remote_not_found"
+
+
+def test_credentials_in_a_url_are_never_stored(vault, cli):
+    info, warnings = remote.add(vault, "origin", "https://alice:s3cr3t-token@127.0.0.1:9/proj.git")
+    assert info.url == "https://127.0.0.1:9/proj.git" and warnings
+    config = (Path(vault.path) / "config").read_text()
+    assert "s3cr3t-token" not in config
+    r = cli(
+        "--json", "--vault", "v", "remote", "add", "other", "https://bob:hunter2-secret@127.0.0.1:9/x.git"
+    )
+    assert r.code == 0 and "hunter2-secret" not in r.out and "hunter2-secret" not in r.err
+    assert "hunter2-secret" not in (Path(vault.path) / "config").read_text()
+    assert remote.redact("fatal: https://u:p@host/x failed") == "fatal: https://***@host/x failed"
+    assert remote.strip_credentials("ssh://git@host/x") == ("ssh://git@host/x", False)
+
+
+def test_push_forks_and_checkpoints_then_git_clone_reads_them(populated, bare, tmp_path):
+    v = populated
+    remote.add(v, "origin", str(bare))
+    res = remote.push(v, "origin", ["main"], checkpoints=True)
+    refs_moved = {u.ref for u in res.updates}
+    assert "refs/heads/main" in refs_moved and "refs/avfs/checkpoints/main/-/first" in refs_moved
+    assert remote.push(v, "origin", ["main"]).updates == ()  # nothing new
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(bare), str(clone))
+    assert (clone / "README.md").read_text() == "# proj\n"
+    assert (clone / "bin" / "run.sh").stat().st_mode & 0o111
+    assert (clone / "link").is_symlink()
+    git("--git-dir", str(bare), "fsck", "--strict")
+
+
+def test_uncheckpointed_changes_are_reported_not_pushed(populated, bare):
+    v = populated
+    remote.add(v, "origin", str(bare))
+    v.workspace("main").write("draft.txt", b"not yet\n")
+    res = remote.push(v, "origin", ["main"])
+    assert res.left_behind == ({"fork": "main", "uncheckpointed_changes": 1},)
+    assert "draft.txt" not in git("--git-dir", str(bare), "ls-tree", "--name-only", "main")
+    res = remote.push(v, "origin", ["main"], checkpoint_first=True)
+    assert res.left_behind == () and "draft.txt" in git(
+        "--git-dir", str(bare), "ls-tree", "--name-only", "main"
+    )
+
+
+def test_a_rejected_push_names_both_commits_and_changes_nothing(populated, bare, tmp_path, cli):
+    v = populated
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    clone = tmp_path / "other"
+    git("clone", "-q", str(bare), str(clone))
+    (clone / "theirs.txt").write_text("theirs\n")
+    git("add", "-A", cwd=clone)
+    git("-c", "user.name=o", "-c", "user.email=o@x", "commit", "-qm", "theirs", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    theirs = git("rev-parse", "HEAD", cwd=clone).strip()
+    v.workspace("main").write("mine.txt", b"mine\n")
+    mine = checkpoint.save(v).checkpoint.commit
+    with pytest.raises(remote.RemoteRejectedError) as exc:
+        remote.push(v, "origin", ["main"])
+    assert exc.value.exit_code == 5 and theirs in exc.value.message and mine in exc.value.message
+    assert v.workspace("main").tip() == mine
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == theirs
+    r = cli("--json", "--vault", "v", "push", "origin", "main")
+    assert r.code == 5 and json.loads(r.out_bytes)["error"]["code"] == "remote_rejected"
+    # fetch brings their commit in as a remote-tracking ref; the fork does not move
+    res = remote.fetch(v, "origin")
+    assert ("refs/remotes/origin/main", theirs) in {(u.ref, u.new) for u in res.updates}
+    assert v.workspace("main").tip() == mine
+
+
+def test_push_and_fetch_through_git_daemon(populated, git_daemon, tmp_path):
+    url, served = git_daemon
+    v = populated
+    remote.add(v, "origin", url)
+    remote.push(v, "origin", ["main"])
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
+    remote.fetch(v, "origin")  # (git's push already moved the remote-tracking ref)
+    tip = v.workspace("main").tip()
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == tip
+
+
+def test_bad_remotes_fail_clearly(populated, tmp_path):
+    v = populated
+    remote.add(v, "down", f"git://127.0.0.1:{_free_port()}/x.git")  # nothing listens there
+    with pytest.raises(remote.RemoteError) as exc:
+        remote.push(v, "down", ["main"])
+    assert exc.value.exit_code == 5
+    not_git = tmp_path / "not-a-repo"
+    not_git.mkdir()
+    remote.add(v, "plain", str(not_git))
+    with pytest.raises(remote.RemoteError):
+        remote.fetch(v, "plain")
+    with pytest.raises(AvfsError) as exc2:
+        remote.push(v, "plain", ["no-such-fork"])
+    assert exc2.value.code == "fork_not_found"
+    with pytest.raises(AvfsError) as exc3:
+        remote.push(v, "nope", ["main"])
+    assert exc3.value.code == "remote_not_found"
