@@ -116,7 +116,7 @@ def check(res: CliResult) -> Json:
     if kind == "error":
         code = doc["error"]["code"]
         assert res.code == _exit_codes()[code], f"{code} exits {res.code}: {doc}"
-    elif kind == "merge" and doc["conflicted"]:
+    elif kind in ("merge", "pull") and doc["conflicted"]:
         assert res.code == 3, f"a merge with conflicts exits {res.code}: {doc}"
     elif kind == "proxy_exec_result":
         assert res.code == doc["exit_code"], f"proxy exec exits {res.code}: {doc}"
@@ -511,6 +511,8 @@ def _remotes(s: Session) -> None:
     s("fetch", kind="transfer")
     s("remote", "set-url", "origin", str(bare), kind="remote")
     s.error("push", "nope", code="remote_not_found")
+    doc = s("pull", kind="pull")
+    assert doc["merge"]["status"] == "up_to_date" and not doc["conflicted"]
     s("remote", "remove", "origin", kind="remote")
 
 
@@ -518,6 +520,7 @@ KIND_CASES: dict[str, Callable[[Session], None]] = {
     "remote": _remotes,
     "remote_list": _remotes,
     "transfer": _remotes,
+    "pull": _remotes,
     "merge": _merge,
     "proxy_exec_result": _proxy,
     "policy_check": _policy,

@@ -185,3 +185,44 @@ def test_bad_remotes_fail_clearly(populated, tmp_path):
     with pytest.raises(AvfsError) as exc3:
         remote.push(v, "nope", ["main"])
     assert exc3.value.code == "remote_not_found"
+
+
+def _push_from_clone(bare: Path, clone: Path, name: str, content: str) -> str:
+    if not clone.exists():
+        git("clone", "-q", str(bare), str(clone))
+    else:
+        git("pull", "-q", "--rebase", cwd=clone)
+    (clone / name).write_text(content)
+    git("add", "-A", cwd=clone)
+    git("-c", "user.name=o", "-c", "user.email=o@x", "commit", "-qm", f"clone: {name}", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    return git("rev-parse", "HEAD", cwd=clone).strip()
+
+
+def test_pull_fast_forwards_merges_and_reports_conflicts(populated, bare, tmp_path, cli):
+    v = populated
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    clone = tmp_path / "clone"
+    # someone else pushed: a fast-forward, byte, mode and symlink exact
+    theirs = _push_from_clone(bare, clone, "theirs.txt", "theirs\n")
+    _, res = remote.pull(v, "origin", "main")
+    assert res.status == "fast_forward" and v.workspace("main").tip() == theirs
+    assert v.workspace("main").read("theirs.txt") == b"theirs\n"
+    # both sides moved, different files: a merge commit
+    _push_from_clone(bare, clone, "theirs2.txt", "t2\n")
+    v.workspace("main").write("mine.txt", b"mine\n")
+    _, res = remote.pull(v, "origin", "main")
+    assert res.status == "merged" and v.workspace("main").read("theirs2.txt") == b"t2\n"
+    assert v.workspace("main").read("mine.txt") == b"mine\n"  # captured first, then merged
+    remote.push(v, "origin", ["main"])  # now a fast-forward for the server
+    # both changed the same file: conflicts as data, nothing moves
+    _push_from_clone(bare, clone, "README.md", "# theirs\n")
+    v.workspace("main").write("README.md", b"# mine\n")
+    checkpoint.save(v)
+    tip = v.workspace("main").tip()
+    r = cli("--json", "--vault", "v:main", "pull", "origin")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 3 and doc["kind"] == "pull" and doc["merge"]["conflicts"][0]["path"] == "README.md"
+    assert v.workspace("main").tip() == tip
+    git("--git-dir", str(bare), "fsck", "--strict")

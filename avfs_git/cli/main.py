@@ -53,6 +53,7 @@ COMMANDS: dict[str, str] = {
     "remote": "remotes:remote",
     "push": "remotes:push_cmd",
     "fetch": "remotes:fetch_cmd",
+    "pull": "remotes:pull_cmd",
     "proxy": "proxy:proxy",
     "policy": "proxy:policy",
     "audit": "proxy:audit_cmd",

@@ -149,3 +149,35 @@ def fetch_cmd(app: App, remote_name: str) -> None:
     app.output.result(
         "transfer", {"direction": "fetch", "result": res}, lambda: _transfer_human(app, res, "fetched")
     )
+
+
+@click.command("pull")
+@click.argument("remote_name", required=False, default="origin", metavar="[REMOTE]")
+@click.option("--no-ff", is_flag=True, help="Make a merge commit even when a fast-forward would do.")
+@click.option("--ours", "favor", flag_value="ours", help="Resolve text conflicts in favour of the fork.")
+@click.option(
+    "--theirs", "favor", flag_value="theirs", help="Resolve text conflicts in favour of the remote."
+)
+@click.option(
+    "--write-conflicts", is_flag=True, help="Write conflict markers into the workspace to resolve by hand."
+)
+@pass_app
+def pull_cmd(app: App, remote_name: str, no_ff: bool, favor: str | None, write_conflicts: bool) -> None:
+    """Fetch, then merge REMOTE's branch of the selected fork into it (fast-forward or a
+    merge commit; conflicts are data and exit 3, as for `avfs merge`)."""
+    from ..core import remote as r
+    from ..core.errors import EXIT_CONFLICT
+
+    vault, fork = app.target()
+    fetched, res = r.pull(vault, remote_name, fork, no_ff=no_ff, favor=favor, write_conflicts=write_conflicts)
+    conflicted = res.status in ("conflicts", "conflicts_written")  # type: ignore[attr-defined]
+
+    def human() -> None:
+        _transfer_human(app, fetched, "fetched")
+        click.echo(f"{res.source} -> {res.target}: {res.status.replace('_', ' ')}")  # type: ignore[attr-defined]
+        for c in res.conflicts:  # type: ignore[attr-defined]
+            click.echo(f"  {c.kind:14} {c.path}")
+
+    app.output.result("pull", {"fetch": fetched, "merge": res, "conflicted": conflicted}, human)
+    if conflicted:
+        raise click.exceptions.Exit(EXIT_CONFLICT)

@@ -193,22 +193,27 @@ def merge(
     allow_unrelated: bool = False,
     capture: bool = True,
     message: str | None = None,
+    source_ref: str | None = None,
 ) -> MergeResult:
-    """Merge fork ``source`` into ``target`` (default: the vault's default fork)."""
+    """Merge fork ``source`` into ``target`` (default: the vault's default fork).
+
+    ``source_ref``: merge that ref instead (a remote-tracking branch: ``avfs pull``);
+    ``source`` is then only its name in messages and results."""
     import pygit2
 
     from . import checkpoint
 
     target = target or vault.default_fork
-    names.check_fork_name(source)
-    if source == target:
-        raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
+    if source_ref is None:
+        names.check_fork_name(source)
+        if source == target:
+            raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
+        vault._require_fork(source)
     vault._require_fork(target)
-    vault._require_fork(source)
     if favor not in (None, "ours", "theirs"):
         raise UsageError(f"favor must be ours or theirs, not {favor!r}")
     ws = vault.workspace(target)
-    src_ws = vault.workspace(source)
+    src_ws = vault.workspace(source) if source_ref is None else None
     if merge_state(ws) is not None:
         raise MergeInProgressError(
             f"a merge into {target} is in progress",
@@ -218,7 +223,8 @@ def merge(
     captured: list[dict[str, str]] = []
     if not dry_run:
         _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
-        for f, w in ((target, ws), (source, src_ws)):
+        sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
+        for f, w in sides:
             if w.is_dirty():
                 if not capture:
                     raise UsageError(
@@ -236,8 +242,12 @@ def merge(
         if not dry_run:
             _refuse_open_files(ws, target)
         ours = ws.tip()
-        theirs = refs.read_ref(repo, refs.fork_ref(source))
-        assert ours is not None and theirs is not None
+        theirs = refs.read_ref(repo, source_ref or refs.fork_ref(source))
+        if theirs is None:
+            from .errors import RevisionNotFoundError
+
+            raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
+        assert ours is not None
         base_oid = repo.merge_base(ours, theirs)
         base = str(base_oid) if base_oid is not None else None
         if base is None and not allow_unrelated:
@@ -263,9 +273,11 @@ def merge(
         # a dry run sees the workspaces as a real merge would after capturing them: their
         # trees with uncheckpointed changes (objects written, unreferenced; no ref moves)
         ours_dirty = dry_run and ws.is_dirty()
-        theirs_dirty = dry_run and src_ws.is_dirty()
+        theirs_dirty = dry_run and src_ws is not None and src_ws.is_dirty()
         ours_tree = _current_tree(ws) if ours_dirty else vault.store.commit_tree(ours)
-        theirs_tree = _current_tree(src_ws) if theirs_dirty else vault.store.commit_tree(theirs)
+        theirs_tree = (
+            _current_tree(src_ws) if theirs_dirty and src_ws is not None else vault.store.commit_tree(theirs)
+        )
         if (theirs == ours or base == theirs) and not theirs_dirty:
             return result("up_to_date", ours)
         if base == ours and not no_ff and not ours_dirty:

@@ -255,3 +255,24 @@ def fetch(vault: Vault, remote: str) -> TransferResult:
         if before.get(r) != after.get(r)
     )
     return TransferResult(vault.name, remote, updates)
+
+
+def pull(
+    vault: Vault, remote: str, fork: str | None = None, **merge_options: object
+) -> tuple[TransferResult, object]:
+    """Fetch, then merge ``<remote>/<fork>`` into ``fork`` (fast-forward or a merge commit;
+    conflicts come back as data, as for ``avfs merge``). Returns (fetch result, MergeResult)."""
+    from . import merge
+
+    fork = fork or vault.default_fork
+    vault._require_fork(fork)
+    fetched = fetch(vault, remote)
+    ref = f"refs/remotes/{remote}/{fork}"
+    if refs.read_ref(vault.store.repo, ref) is None:
+        raise RemoteError(
+            f"{remote} has no branch {fork}",
+            hint=f"push it first (`avfs push {remote} {fork}`)",
+            details={"remote": remote, "branch": fork},
+        )
+    result = merge.merge(vault, f"{remote}/{fork}", fork, source_ref=ref, **merge_options)  # type: ignore[arg-type]
+    return fetched, result
