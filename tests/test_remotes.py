@@ -226,3 +226,38 @@ def test_pull_fast_forwards_merges_and_reports_conflicts(populated, bare, tmp_pa
     assert r.code == 3 and doc["kind"] == "pull" and doc["merge"]["conflicts"][0]["path"] == "README.md"
     assert v.workspace("main").tip() == tip
     git("--git-dir", str(bare), "fsck", "--strict")
+
+
+def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git_daemon, tmp_path, cli):
+    """The multi-machine workflow: one vault pushed to a server; a second home clones it,
+    an agent works in a fork and pushes it; the first home fetches and merges it."""
+    from avfs_git.core.home import Home
+
+    url, served = git_daemon
+    v = populated
+    remote.add(v, "origin", url)
+    remote.push(v, "origin", ["main"], checkpoints=True)
+    other = Home(str(tmp_path / "home2"), author=("b", "b@x"))
+    w = other.clone_vault(url, "proj")
+    assert w.fork_names() == ["main"] and w.workspace("main").read("README.md") == b"# proj\n"
+    assert w.workspace("main").stat("bin/run.sh").mode == 0o100755
+    assert w.workspace("main").read_link("link") == "README.md"
+    assert any(r.startswith("refs/avfs/checkpoints/main/") for r in w.store.repo.references)
+    w.create_fork("main", "agent2")
+    w.workspace("agent2").write("from-agent2.txt", b"hello from machine 2\n")
+    checkpoint.save(w, "agent2")
+    remote.push(w, "origin", ["agent2"])
+    # back on the first machine
+    remote.fetch(v, "origin")
+    r = cli("--json", "--home", v.home.path, "--vault", "v:main", "merge", "origin/agent2")
+    assert r.code == 0 and json.loads(r.out_bytes)["results"][0]["status"] == "fast_forward"
+    assert v.workspace("main").read("from-agent2.txt") == b"hello from machine 2\n"
+    git("--git-dir", str(served), "fsck", "--strict")
+    # bad input: a URL that is not a repository, a name taken, credentials never stored
+    with pytest.raises(AvfsError) as exc:
+        other.clone_vault(f"git://127.0.0.1:{_free_port()}/none.git", "gone")
+    assert exc.value.exit_code == 5 and not (tmp_path / "home2" / "vaults" / "gone.git").exists()
+    with pytest.raises(AvfsError):
+        other.clone_vault(url, "proj")
+    r = cli("--json", "--home", str(tmp_path / "home3"), "vault", "clone", str(served), "viacli")
+    assert r.code == 0 and json.loads(r.out_bytes)["vault"]["name"] == "viacli"

@@ -13,7 +13,7 @@ CONFLICTED = ("conflicts", "conflicts_written", "would_conflict")
 
 
 @click.command("merge")
-@click.argument("sources", nargs=-1, metavar="SOURCE_FORK...")
+@click.argument("sources", nargs=-1, metavar="SOURCE...")
 @click.option("--into", "target", metavar="FORK", help="The fork to merge into (default: the selected fork).")
 @click.option("--no-ff", is_flag=True, help="Make a merge commit even when a fast-forward would do.")
 @click.option(
@@ -59,7 +59,8 @@ def merge_cmd(
     Conflicts are data: nothing moves and the command exits 3, listing each conflict's path,
     kind and the ancestor/ours/theirs ids (or, with --write-conflicts, the target's workspace
     gets conflict markers to resolve, then `merge --continue`). Several sources merge one
-    after the other, stopping at the first conflict. Undo with `avfs undo`.
+    after the other, stopping at the first conflict. A SOURCE is a fork, or a fetched
+    remote branch (`origin/agent2`). Undo with `avfs undo`.
     """
     from ..core import merge as m
 
@@ -77,6 +78,14 @@ def merge_cmd(
             raise UsageError("--write-conflicts takes one source at a time")
         results = []
         for src in sources:
+            # not a fork but a remote-tracking branch (`avfs fetch` made it): merge that ref
+            source_ref = None
+            if not vault.has_fork(src) and "/" in src:
+                from ..core import refs
+
+                candidate = "refs/remotes/" + src
+                if refs.read_ref(vault.store.repo, candidate) is not None:
+                    source_ref = candidate
             res = m.merge(
                 vault,
                 src,
@@ -88,6 +97,7 @@ def merge_cmd(
                 allow_unrelated=allow_unrelated,
                 capture=not no_capture,
                 message=message,
+                source_ref=source_ref,
             )
             results.append(res)
             if res.status in CONFLICTED:

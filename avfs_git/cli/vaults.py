@@ -45,6 +45,27 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
     )
 
 
+@vault.command("clone")
+@click.argument("url")
+@click.argument("name")
+@click.option("--use/--no-use", "make_default", default=False, help="Make it the default vault.")
+@pass_app
+def clone(app: App, url: str, name: str, make_default: bool) -> None:
+    """Create vault NAME from the git repository at URL: its branches become forks, its
+    tags and named checkpoints come along, and `origin` is set (without credentials)."""
+    v = app.home.clone_vault(url, name)
+    if make_default:
+        app.home.use(name)
+    info = app.home.info(name)
+    app.output.result(
+        "vault_create",
+        {"vault": info, "dirty": False},
+        lambda: app.output.out.print(
+            f"cloned vault [bold]{name}[/] at {v.path} (forks: {', '.join(v.fork_names())})"
+        ),
+    )
+
+
 @vault.command("list")
 @pass_app
 def list_cmd(app: App) -> None:

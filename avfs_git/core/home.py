@@ -21,6 +21,7 @@ from typing import Any
 from . import names, refs
 from .errors import (
     AlreadyExistsError,
+    AvfsError,
     InternalError,
     UsageError,
     VaultNotFoundError,
@@ -213,6 +214,47 @@ class Home:
             raise from_oserror(exc, self.vaults_dir) from exc
         tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
         return tmp, final
+
+    def clone_vault(self, url: str, name: str) -> Vault:
+        """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
+        its branches become forks, its tags and named checkpoints come along, and it gets
+        ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
+        from .remote import RemoteError, redact
+
+        names.check_vault_name(name)
+        tmp, final = self._new_vault_dir(name)
+        from . import importer
+
+        try:
+            os.makedirs(tmp)
+            importer.init_vault(tmp)
+            try:
+                default = importer.clone_into(tmp, url, run_git)
+            except AvfsError as exc:
+                if isinstance(exc, UsageError):
+                    raise
+                raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
+            if default is not None:
+                import json
+
+                with open(os.path.join(tmp, "avfs", "config.json"), "w", encoding="utf-8") as fh:
+                    json.dump({"default_fork": default}, fh)
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if os.path.exists(final):
+                    raise AlreadyExistsError(f"vault {name!r} already exists") from exc
+                raise
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        vault = self.vault(name)
+        vault.oplog.record("vault_create", f"clone vault {name} from {redact(url)}", fork=vault.default_fork)
+        if self.default_vault is None:
+            self.set_config(default_vault=name)
+        return vault
 
     def create_vault(
         self,

@@ -316,3 +316,39 @@ def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tupl
             ws.write_from_file(rel, full, mode=mode)
         elif not os.path.lexists(full) and ws.exists(rel):
             ws.remove(rel, recursive=True)
+
+
+def clone_into(git_dir: str, url: str, run_git: Callable[..., str]) -> str | None:
+    """Fill a new vault from the remote at ``url``: its branches become forks, its tags
+    and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
+    (without credentials). Returns the default fork when it is not ``main``."""
+    from .remote import redact, strip_credentials
+
+    clean, _ = strip_credentials(url)
+    run_git(
+        [
+            "--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", url,
+            "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+            "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
+        ]
+    )  # fmt: skip
+    run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+    run_git(["--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", "origin"])
+    store = GitStore(git_dir)
+    try:
+        repo = store.repo
+        heads = [r[len(refs.HEADS) :] for r in repo.references if r.startswith(refs.HEADS)]
+        if not heads:
+            raise UsageError(f"{redact(url)} has no branches to clone")
+        if "main" in heads:
+            return None
+        # the remote's HEAD branch (or its first branch) becomes the default fork
+        out = run_git(["--git-dir", git_dir, "ls-remote", "--symref", url, "HEAD"])
+        head = next(
+            (ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None
+        )
+        default = head if head in heads else sorted(heads)[0]
+        names.check_fork_name(default)
+        return default
+    finally:
+        store.close()
