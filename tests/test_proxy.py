@@ -7,6 +7,7 @@ Mounting tests really mount (FUSE is in CI); the materialized mode runs the same
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -358,7 +359,7 @@ def test_the_daemon_dying_mid_command_still_gives_one_envelope(live, ws):
 
 def test_another_user_cannot_use_the_exec_socket(live, vault, tmp_path):
     marker = tmp_path / "ran"
-    name = Path(vault.state_dir, "mounts", "main.exec").read_text()
+    name = Path(vault.state_dir, "mounts", "main.exec").read_text().split()[0]
     code = (
         "import marshal, os, socket\n"
         "os.setgid(65534); os.setuid(65534)\n"
@@ -374,3 +375,90 @@ def test_another_user_cannot_use_the_exec_socket(live, vault, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
     assert r.stdout.strip() == b"refused", r
     assert not marker.exists()
+
+
+def test_an_impostor_on_a_dead_daemons_socket_gets_nothing(home, ws, vault, tmp_path, monkeypatch):
+    """After a mount daemon died, another user binds its (abstract, permissionless) socket
+    name: the CLI must not send it the request or the environment."""
+    require_fuse()
+    info = mounts.mount(home, vault, "main", None)
+    name = Path(vault.state_dir, "mounts", "main.exec").read_text().split()[0]
+    os.kill(info.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _pid_gone(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log = tmp_path / "impostor.log"
+    log.touch()
+    os.chmod(log, 0o666)
+    fake = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, socket, sys\n"
+         "out = open(sys.argv[2], 'ab')\n"
+         "os.setgid(65534); os.setuid(65534)\n"
+         "s = socket.socket(socket.AF_UNIX); s.bind('\\0' + sys.argv[1]); s.listen(1)\n"
+         "print('ready', flush=True)\n"
+         "c, _ = s.accept(); out.write(b'connected:' + c.recv(1 << 20)); out.flush()\n",
+         name, str(log)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert fake.stdout is not None and fake.stdout.readline().strip() == b"ready"
+        monkeypatch.setenv("TEST_PROXY_SECRET", "sk-do-not-leak")
+        r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--", "true")
+        assert r.returncode == 0 and json.loads(r.stdout)["success"]
+        assert b"sk-do-not-leak" not in log.read_bytes()
+    finally:
+        fake.kill()
+        fake.wait()
+        assert fake.stdout is not None
+        fake.stdout.close()
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_materialized_write_back_keeps_concurrent_changes_and_skips_nested_git(ws, vault):
+    """Only what the command changed is written back: a file written to the fork while it
+    ran survives; a nested repository's .git (file or directory) is not part of the fork."""
+    import threading
+
+    def meanwhile() -> None:
+        time.sleep(0.4)
+        vault.workspace("main").write("written-meanwhile.txt", b"by someone else\n")
+
+    t = threading.Thread(target=meanwhile)
+    t.start()
+    res = ws.exec(
+        shell="sleep 1; echo built > out.txt; mkdir -p sub/.git; echo x > sub/.git/HEAD;"
+        " mkdir sub2; echo 'gitdir: elsewhere' > sub2/.git; echo y > sub2/y.txt",
+        mode="materialized",
+    )
+    t.join()
+    assert res.success, res.to_dict()
+    assert ws.read("written-meanwhile.txt") == b"by someone else\n"
+    assert ws.read("out.txt") == b"built\n" and ws.read("sub2/y.txt") == b"y\n"
+    assert {e.path for e in ws.walk("")} >= {"out.txt", "sub2", "sub2/y.txt"}
+    assert not any(".git" in e.path.split("/") for e in ws.walk(""))
+
+
+def test_concurrent_execs_on_one_fork_commit_their_own_changes(home, ws, vault):
+    import threading
+
+    results: dict[str, object] = {}
+
+    def run(tag: str, delay: float) -> None:
+        time.sleep(delay)
+        results[tag] = vault.workspace("main").exec(
+            shell=f"echo {tag} > {tag}.txt; sleep 0.5", mode="materialized"
+        )
+
+    threads = [
+        threading.Thread(target=run, args=("first", 0.0)),
+        threading.Thread(target=run, args=("second", 0.2)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for tag in ("first", "second"):
+        r = results[tag]
+        assert r.changes == [{"path": f"{tag}.txt", "status": "added"}], (tag, r.to_dict())  # type: ignore[attr-defined]
+        assert r.commit is not None  # type: ignore[attr-defined]

@@ -137,7 +137,7 @@ def render(json_mode: bool, document: str) -> None:
             sys.stderr.write(f"  hint: {err['hint']}\n")
 
 
-def _exec_socket(glob: dict[str, Any]) -> str | None:
+def _exec_socket(glob: dict[str, Any]) -> tuple[str, int] | None:
     """The exec socket of a live read-write mount of the VAULT:FORK asked for (the daemon
     writes its name beside its registry file, ``<fork>.exec``; plain text, so reading it
     needs no json)."""
@@ -149,10 +149,10 @@ def _exec_socket(glob: dict[str, Any]) -> str | None:
     key = fork.replace("%", "%25").replace("/", "%2F")
     try:
         with open(os.path.join(home, "vaults", vault + ".git", "avfs", "mounts", key + ".exec")) as fh:
-            name = fh.read().strip()
+            name, _, pid = fh.read().strip().partition("\n")
     except (OSError, UnicodeDecodeError):
         return None
-    return name or None
+    return (name, int(pid)) if name and pid.isdigit() else None
 
 
 def _remote(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> int | None:
@@ -160,17 +160,24 @@ def _remote(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> in
     None when there is none to ask (then it runs in this process)."""
     if values["mode"] == "materialized":
         return None
-    name = _exec_socket(glob)
-    if name is None:
+    found = _exec_socket(glob)
+    if found is None:
         return None
+    name, daemon_pid = found
     import socket
+    import struct
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect("\0" + name)
+        # an abstract name has no permissions: after a daemon died, anyone could bind it.
+        # Talk only to the daemon the registry names, running as us.
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if uid != os.getuid() or pid != daemon_pid:
+            raise OSError("not our mount daemon")
     except OSError:
         sock.close()
-        return None  # the daemon is gone or going: in process
+        return None  # the daemon is gone, going, or an impostor: in process
     with sock:
         # marshal, not json: built in, so this process imports nothing to send it
         body = marshal.dumps({"v": 1, "values": values, "argv": argv, "env": dict(os.environ)})

@@ -27,7 +27,8 @@ def path(state_dir: str) -> str:
 def append(state_dir: str, record: dict[str, Any]) -> None:
     rec = {"time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
     rec.update(to_json(record))
-    line = (json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    # ASCII escapes: an argument that is not UTF-8 (a surrogate escape) still makes a line
+    line = (json.dumps(rec, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
     fd = os.open(path(state_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, line)

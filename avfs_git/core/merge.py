@@ -284,8 +284,7 @@ def merge(
             changed = _changed(vault.store, ours_tree, theirs_tree)
             if dry_run:
                 return result("would_fast_forward", theirs, changed=changed)
-            refs.cas_update(repo, ws.ref, theirs, ours, f"avfs: merge {source} (fast-forward)")
-            ws.set_base(theirs, keep_view=False)
+            _move_target(ws, theirs, ours, f"avfs: merge {source} (fast-forward)")
             op = _record(
                 vault, "merge", f"merge {source} into {target} (fast-forward)", target, ours, theirs, ws.ref
             )
@@ -299,8 +298,7 @@ def merge(
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
             if dry_run:
                 return result("would_merge", commit, changed=changed)  # a preview: see MergeResult
-            refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {source}")
-            ws.set_base(commit, keep_view=False)
+            _move_target(ws, commit, ours, f"avfs: merge {source}")
             op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
             return result("merged", commit, changed=changed, op=op)
         fv = {None: pygit2.enums.MergeFavor.NORMAL, "ours": pygit2.enums.MergeFavor.OURS,
@@ -314,8 +312,7 @@ def merge(
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
             if dry_run:
                 return result("would_merge", commit, changed=changed)
-            refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {source}")
-            ws.set_base(commit, keep_view=False)
+            _move_target(ws, commit, ours, f"avfs: merge {source}")
             op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
             return result("merged", commit, changed=changed, op=op)
         if dry_run:
@@ -323,6 +320,7 @@ def merge(
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
         view_tree, written = _conflict_tree(repo, index, conflicts, source)
+        _refuse_changed(ws)
         ws.set_base(ours, keep_view=False, view_tree=view_tree)
         _write_state(
             ws,
@@ -458,6 +456,29 @@ def _disjoint_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple
     return root, tuple(sorted(changes))
 
 
+def _refuse_changed(ws: Workspace) -> None:
+    """The target was captured clean; a change since (a write that does not take the fork
+    lock, from the CLI or a mount) must not be swept away by pointing it elsewhere."""
+    if ws.is_dirty():
+        raise BusyError(
+            f"fork {ws.fork} changed while it was being merged into; nothing moved",
+            hint="merge again (its new changes will be checkpointed first)",
+            details={"fork": ws.fork},
+        )
+
+
+def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
+    """Move the target's ref (CAS) and point its (clean) workspace at ``new``; whatever was
+    written in the moment between the last check and the move is kept under a recovery
+    ref rather than lost."""
+    from .checkpoint import keep_recovery
+
+    _refuse_changed(ws)
+    refs.cas_update(ws.store.repo, ws.ref, new, old, reason)
+    keep_recovery(ws, "written during a merge")
+    ws.set_base(new, keep_view=False)
+
+
 def _refuse_open_files(ws: Workspace, target: str) -> None:
     """A merge points the target's workspace at a new commit; a file a mount holds open for
     writing would then keep writing into a file the workspace no longer shows."""
@@ -572,7 +593,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             )
         pack = ws.store.pack_writer()
         try:
-            tree, _ = ws.capture(pack)
+            tree, captured = ws.capture(pack)
             commit = ws.store.create_commit(
                 tree, [ours, theirs], message or st["message"], vault.author(), pack=pack
             )
@@ -581,7 +602,12 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             pack.abort()
             raise
         refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {st['source']}")
-        ws.set_base(commit, keep_view=False)
+        # retire what the commit holds; an entry written since (its seq moved) stays, on
+        # top of the merge commit: nothing written meanwhile is lost
+        with ws.overlay.txn() as db:
+            ws.overlay.retire(db, ws._retirable(captured, tree))
+            ws.overlay.set_meta("base", commit)
+        ws._base_tree_cache = None
         _write_state(ws, None)
         op = _record(
             vault,

@@ -259,7 +259,8 @@ class ObjectReader:
 
     def __init__(self, git_dir: str) -> None:
         self.objects = os.path.join(git_dir, "objects")
-        self._packs: dict[str, _Pack] = {}
+        self._packs: dict[str, _Pack] = {}  # replaced whole, never mutated: threads share it
+        self._scan_lock = threading.Lock()
 
     def _scan(self) -> bool:
         """Open packs not seen yet; True when there were new ones."""
@@ -268,11 +269,15 @@ class ObjectReader:
             names = [n for n in os.listdir(pack_dir) if n.endswith(".idx")]
         except FileNotFoundError:
             return False
-        new = False
-        for n in names:
-            if n not in self._packs and os.path.exists(os.path.join(pack_dir, n[:-4] + ".pack")):
-                self._packs[n] = _Pack(os.path.join(pack_dir, n))
-                new = True
+        with self._scan_lock:
+            packs = dict(self._packs)
+            new = False
+            for n in names:
+                if n not in packs and os.path.exists(os.path.join(pack_dir, n[:-4] + ".pack")):
+                    packs[n] = _Pack(os.path.join(pack_dir, n))
+                    new = True
+            if new:
+                self._packs = packs  # readers iterate the dict they got: copy on write
         return new
 
     def read(self, oid: str) -> tuple[str, bytes] | None:
@@ -293,7 +298,7 @@ class ObjectReader:
         if not self._packs:
             self._scan()
         for rescanned in (False, True):
-            for pack in self._packs.values():
+            for pack in list(self._packs.values()):
                 off = pack.find(key)
                 if off is not None:
                     return pack, off

@@ -53,7 +53,12 @@ def json_document(kind: str, data: dict[str, Any]) -> str:
 
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": kind}
     doc.update(to_json(data))
-    return json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n"
+    text = json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name or argument that is not UTF-8: escape, stay valid JSON
+        text = json.dumps(doc, ensure_ascii=True, sort_keys=False) + "\n"
+    return text
 
 
 def to_json(value: Any) -> Any:

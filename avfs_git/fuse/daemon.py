@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.start()
             with open(exec_file + ".tmp", "w") as fh:
-                fh.write(server.name)
+                fh.write(f"{server.name}\n{os.getpid()}\n")  # the client checks the peer is us
             os.replace(exec_file + ".tmp", exec_file)
         if args.ready_fd is not None:
             try:
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         ready()
 
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
     ops = WorkspaceFS(
         ws, read_only=read_only, on_ready=ready_and_index, gitfile=gitfile, on_base_change=refresh_index
     )

@@ -41,9 +41,12 @@ def request_hash(request: dict[str, Any], policy_hash: str) -> str:
         "argv": request.get("argv"),
         "shell": request.get("shell"),
         "cwd": request.get("cwd", ""),
+        "env": request.get("env", []),
+        "inherit_env": request.get("inherit_env", False),
+        "stdin": request.get("stdin", False),
         "policy": policy_hash,
     }
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
 def _dir(home_path: str) -> str:
@@ -67,7 +70,7 @@ def issue(
     }
     tmp = os.path.join(_dir(home_path), f".{token}.tmp")
     with open(tmp, "w") as fh:
-        json.dump(rec, fh)
+        json.dump(rec, fh, ensure_ascii=True)
     os.replace(tmp, os.path.join(_dir(home_path), token + ".json"))
     return {"token": token, "expires_at": _iso(now + ttl_s), "request_hash": rec["request_hash"]}
 

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..core import audit, names
 from ..core.errors import EXIT_APPROVAL, EXIT_DENIED, AvfsError, InternalError, UsageError
-from ..core.types import MODE_EXEC, Change
+from ..core.types import Change
 from . import approval, runner
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _check_cwd(ws: Workspace, cwd: str) -> str:
     return p
 
 
-def _env(req: ExecRequest, vault: str, fork: str, root: str) -> dict[str, str]:
+def _env(req: ExecRequest, vault: str, fork: str, root: str, cwd: str | None = None) -> dict[str, str]:
     caller = dict(req.base_env) if req.base_env is not None else dict(os.environ)
     if req.inherit_env:
         env = caller
@@ -160,7 +160,7 @@ def _env(req: ExecRequest, vault: str, fork: str, root: str) -> dict[str, str]:
         env.setdefault("PATH", os.defpath)
     for k in [k for k in env if k.startswith("AVFS_")]:
         del env[k]
-    env.update({"AVFS_VAULT": f"{vault}:{fork}", "AVFS_WORKSPACE": root, "PWD": root})
+    env.update({"AVFS_VAULT": f"{vault}:{fork}", "AVFS_WORKSPACE": root, "PWD": cwd or root})
     env.update(dict(req.env))
     return env
 
@@ -260,7 +260,7 @@ def _execute(
         return
     if action is Outcome.REQUIRE_APPROVAL:
         if req.approve is None:
-            res.approval = approval.issue(home.path, res.request, pol.hash)
+            res.approval = approval.issue(home.path, _approved(res.request, req), pol.hash)
             res.exit_code = EXIT_APPROVAL
             res.error = {
                 "code": "approval_required",
@@ -270,11 +270,14 @@ def _execute(
             }
             res.state = _state(ws)
             return
-        approval.consume(home.path, req.approve, res.request, pol.hash)
+        approval.consume(home.path, req.approve, _approved(res.request, req), pol.hash)
         res.approval = {"token": req.approve, "used": True}
     elif req.approve is not None:
         raise UsageError("--approve given for a command that needs no approval")
 
+    # one command at a time per fork, from its checkpoint to its commit: a second one would
+    # commit the first one's files as its own (see docs/proxy.md)
+    cleanup.append(_exec_lock(vault, fork))
     # checkpoint first: policy, request, or earlier uncheckpointed changes (so the commit
     # made afterwards holds exactly what the command changed)
     reason = None
@@ -300,7 +303,8 @@ def _execute(
         root, reused = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
         res.mount = {"mountpoint": root, "mode": "fuse", "reused": reused}
     else:
-        root = _materialize(home, ws, cleanup)
+        copy = _materialize(home, ws, cleanup)
+        root = copy.root
         res.mount = {"mountpoint": root, "mode": "materialized", "reused": False}
     abs_cwd = os.path.join(root, cwd) if cwd else root
 
@@ -308,7 +312,7 @@ def _execute(
     run = runner.run(
         argv,
         cwd=abs_cwd,
-        env=_env(req, vault.name, fork, root),
+        env=_env(req, vault.name, fork, root, abs_cwd),
         timeout_ms=timeout_ms,
         max_output=max_output,
         stdin=req.stdin,
@@ -332,7 +336,16 @@ def _execute(
                 "details": {"mountpoint": root},
             }
     else:
-        _write_back(ws, root)
+        failed = _write_back(ws, copy)
+        if failed:
+            copy.keep = True
+            res.exit_code = EXIT_AVFS_FAILED
+            res.error = {
+                "code": "write_back_incomplete",
+                "message": f"{len(failed)} path(s) the command wrote could not be written back to the fork",
+                "hint": f"they are still in {root}; the rest was written back",
+                "details": {"paths": failed[:50], "copy": root},
+            }
 
     changes = ws.status()
     if dirty_before:
@@ -374,8 +387,34 @@ def _settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
             delay = min(delay * 2, 0.05)
 
 
+def _exec_lock(vault: Vault, fork: str) -> Any:
+    """Take the fork's exec lock (waiting for a running command); returns its release."""
+    import contextlib
+
+    from ..core.locks import file_lock
+
+    lock_dir = os.path.join(vault.state_dir, "locks")
+    os.makedirs(lock_dir, exist_ok=True)
+    stack = contextlib.ExitStack()
+    path = os.path.join(lock_dir, "exec-" + fork.replace("/", "%2F") + ".lock")
+    stack.enter_context(file_lock(path, what=f"proxy exec on {vault.name}:{fork}", wait_s=24 * 3600))
+    return stack.close
+
+
+def _approved(request: dict[str, Any], req: ExecRequest) -> dict[str, Any]:
+    """What an approval token is bound to: the request, plus what changes what it runs
+    (the environment asked for, and whether stdin is passed)."""
+    return {
+        **request,
+        "env": sorted(req.env),
+        "inherit_env": req.inherit_env,
+        "stdin": req.stdin is not subprocess.DEVNULL,
+    }
+
+
 def _short(text: str, n: int = 200) -> str:
-    text = " ".join(text.split())
+    # arguments that are not UTF-8 (surrogate escapes) cannot go into a commit message as is
+    text = " ".join(text.encode("utf-8", "replace").decode("utf-8").split())
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -450,66 +489,92 @@ def _ensure_mount(
     return info.mountpoint, info.reused
 
 
-def _materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> str:
-    base = os.path.join(home.path, "tmp")
-    os.makedirs(base, exist_ok=True)
-    root = tempfile.mkdtemp(prefix="exec-", dir=base)
-    cleanup.append(lambda: shutil.rmtree(root, ignore_errors=True))
-    ws.materialize_to(root)
-    return root
+Manifest = dict[str, tuple[int, int, int, int, str | None]]
 
 
-def _write_back(ws: Workspace, root: str) -> None:
-    """Make the workspace equal to directory ``root`` (after a materialized run)."""
-    seen: set[str] = set()
+def _scan(root: str) -> Manifest:
+    """rel path -> (mode, size, mtime_ns, inode, link target) of everything under root,
+    nested repositories' ``.git`` (directories or files) left out."""
+    out: Manifest = {}
     for dirpath, dirs, files in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir
-        keep_dirs = []
-        for d in dirs:
-            rel = f"{rel_dir}/{d}" if rel_dir else d
-            full = os.path.join(dirpath, d)
-            if d == ".git" and rel_dir:
-                continue  # a nested repository is not part of the fork
-            if os.path.islink(full):
-                files.append(d)
-                continue
-            seen.add(rel)
-            node = ws.node(rel)
-            if node is None or not node.is_dir:
-                if node is not None:
-                    ws.remove(rel, recursive=True)
-                ws.mkdir(rel)
-            keep_dirs.append(d)
-        dirs[:] = keep_dirs
-        for f in files:
-            rel = f"{rel_dir}/{f}" if rel_dir else f
-            full = os.path.join(dirpath, f)
-            seen.add(rel)
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in dirs + [f for f in files if f != ".git"]:
+            full = os.path.join(dirpath, name)
+            rel = f"{rel_dir}/{name}" if rel_dir else name
             st = os.lstat(full)
-            node = ws.node(rel)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(full)
-                if node is not None and node.is_link and ws.read_link(rel) == target:
-                    continue
-                if node is not None:
+            target = os.readlink(full) if stat.S_ISLNK(st.st_mode) else None
+            out[rel] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, target)
+    return out
+
+
+class _Copy:
+    """A materialized copy of the workspace: where it is, and what it held before the
+    command ran (so that only what the command changed is written back)."""
+
+    def __init__(self, root: str, before: Manifest) -> None:
+        self.root = root
+        self.before = before
+        self.keep = False  # kept for the user when writing back failed
+
+
+def _materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> _Copy:
+    base = os.path.join(home.path, "tmp")
+    os.makedirs(base, exist_ok=True)
+    copy = _Copy(tempfile.mkdtemp(prefix="exec-", dir=base), {})
+    cleanup.append(lambda: None if copy.keep else shutil.rmtree(copy.root, ignore_errors=True))
+    ws.materialize_to(copy.root)
+    copy.before = _scan(copy.root)
+    return copy
+
+
+def _write_back(ws: Workspace, copy: _Copy) -> list[dict[str, str]]:
+    """Apply to the workspace what the command changed in the copy (compared with the copy
+    before it ran): other changes made to the workspace meanwhile are left alone. Returns
+    the paths that could not be written back (with why)."""
+    after = _scan(copy.root)
+    failed: list[dict[str, str]] = []
+    changed = sorted(p for p in after if after[p] != copy.before.get(p))
+    gone = sorted((p for p in copy.before if p not in after), key=lambda p: -p.count("/"))
+
+    def attempt(path: str, fn: Any) -> None:
+        try:
+            fn()
+        except (AvfsError, OSError, UnicodeError) as exc:
+            failed.append({"path": path, "why": str(getattr(exc, "message", exc))})
+
+    for rel in changed:  # parents sort before their children
+        mode, _, _, _, target = after[rel]
+        full = os.path.join(copy.root, rel)
+
+        def apply(rel: str = rel, mode: int = mode, target: str | None = target, full: str = full) -> None:
+            node = ws.node(names.norm_path(rel))
+            if stat.S_ISDIR(mode):
+                if node is not None and not node.is_dir:
                     ws.remove(rel, recursive=True)
+                if node is None or not node.is_dir:
+                    ws.mkdir(rel, parents=True)
+                return
+            if node is not None and (node.is_dir or node.is_link != (target is not None)):
+                ws.remove(rel, recursive=True)
+            if target is not None:
+                if node is not None and node.is_link:
+                    ws.remove(rel)
                 ws.symlink(target, rel)
-            elif stat.S_ISREG(st.st_mode):
-                execbit = bool(st.st_mode & 0o100)
-                if node is not None and not node.is_dir and not node.is_link:
-                    with open(full, "rb") as fh:
-                        data = fh.read()
-                    same_mode = (node.mode == MODE_EXEC) == execbit
-                    if same_mode and ws.read(rel) == data:
-                        continue
-                elif node is not None:
-                    ws.remove(rel, recursive=True)
+            elif stat.S_ISREG(mode):
                 with open(full, "rb") as fh:
-                    ws.write(rel, fh, mode=0o755 if execbit else 0o644)
-    for de in list(ws.walk("")):
-        if de.path not in seen and ws.node(de.path) is not None:
-            ws.remove(de.path, recursive=True)
+                    ws.write(rel, fh, mode=0o755 if mode & 0o100 else 0o644)
+
+        attempt(rel, apply)
+    for rel in gone:
+
+        def drop(rel: str = rel) -> None:
+            if ws.node(names.norm_path(rel)) is not None:
+                ws.remove(rel, recursive=True)
+
+        attempt(rel, drop)
+    return failed
 
 
 def _audit(vault: Vault, res: ExecResult) -> None:
@@ -528,5 +593,5 @@ def _audit(vault: Vault, res: ExecResult) -> None:
     }
     try:
         audit.append(vault.state_dir, rec)
-    except OSError as exc:
+    except Exception as exc:  # the envelope must still be printed
         print(f"avfs: warning: cannot write the audit log: {exc}", file=sys.stderr)

@@ -125,6 +125,29 @@ def _stop_group(pgid: int, grace_s: float, proc: subprocess.Popen[bytes]) -> Non
     _signal_group(pgid, signal.SIGKILL)
 
 
+def _wait(
+    proc: subprocess.Popen[bytes],
+    pgid: int,
+    deadline: float,
+    cancel: threading.Event | None,
+    kill_grace_ms: int,
+) -> bool:
+    """Wait for the command; on the deadline (True is returned) or ``cancel``, stop its
+    group. Waits in slices, so that ``cancel`` is seen within 50 ms."""
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            proc.wait(timeout=max(0.0, min(left, 0.05) if cancel is not None else left))
+            return False
+        except subprocess.TimeoutExpired:
+            timed_out = time.monotonic() >= deadline
+            if not timed_out and (cancel is None or not cancel.is_set()):
+                continue
+            _stop_group(pgid, kill_grace_ms / 1000, proc)
+            proc.wait()
+            return timed_out
+
+
 def run(
     argv: list[str],
     *,
@@ -162,22 +185,14 @@ def run(
     for d in drains:
         d.start()
     pgid = proc.pid  # a new session: the child leads its own group
-    timed_out = False
     deadline = start + max(timeout_ms, 1) / 1000
-    while True:
-        # in slices, so that ``cancel`` (the caller went away) is seen within 50 ms
-        left = deadline - time.monotonic()
-        try:
-            proc.wait(timeout=max(0.0, min(left, 0.05) if cancel is not None else left))
-            break
-        except subprocess.TimeoutExpired:
-            if time.monotonic() >= deadline:
-                timed_out = True
-            elif cancel is None or not cancel.is_set():
-                continue
-            _stop_group(pgid, kill_grace_ms / 1000, proc)
-            proc.wait()
-            break
+    try:
+        timed_out = _wait(proc, pgid, deadline, cancel, kill_grace_ms)
+    except BaseException:
+        # interrupted (Ctrl-C, a signal turned into an exception): the command goes too
+        _stop_group(pgid, min(kill_grace_ms, 500) / 1000, proc)
+        _signal_group(pgid, signal.SIGKILL)
+        raise
     duration_ms = (time.monotonic() - start) * 1000
     strays = not timed_out and _group_alive(pgid)
     if strays:

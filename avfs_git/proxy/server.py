@@ -25,6 +25,7 @@ import array
 import logging
 import marshal
 import os
+import signal
 import socket
 import struct
 import threading
@@ -86,6 +87,10 @@ class ExecServer:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
 
     def _serve(self) -> None:
+        # this thread is started from libfuse's init, in a worker thread that blocks
+        # SIGINT/SIGTERM/SIGHUP/SIGQUIT: commands inherit the mask of the thread that starts
+        # them, and `timeout`, `kill` or Ctrl-C-style cleanup must work in them
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         # warm what a request needs, so the first one is as fast as the rest
         from ..core import policy
         from . import execute  # noqa: F401
