@@ -116,6 +116,8 @@ def check(res: CliResult) -> Json:
     if kind == "error":
         code = doc["error"]["code"]
         assert res.code == _exit_codes()[code], f"{code} exits {res.code}: {doc}"
+    elif kind == "merge" and doc.get("error"):
+        assert res.code == _exit_codes()[doc["error"]["code"]], f"merge stopped by an error exits {res.code}"
     elif kind in ("merge", "pull") and doc["conflicted"]:
         assert res.code == 3, f"a merge with conflicts exits {res.code}: {doc}"
     elif kind == "proxy_exec_result":

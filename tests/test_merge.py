@@ -290,3 +290,14 @@ def test_a_file_meeting_a_directory_is_a_conflict_not_a_silent_overwrite(forks, 
     res = merge.merge(v, "a", "main")
     assert res.status == "conflicts" and res.conflicts, res
     assert v.workspace("main").read(ours_path) == b"ours\n"  # nothing moved
+
+
+def test_several_sources_an_error_after_a_merge_reports_both(cli, forks):
+    v = forks
+    v.workspace("a").write("a.txt", b"a\n")
+    checkpoint.save(v, "a")
+    r = cli("--json", "--vault", "v:main", "merge", "a", "no-such-fork")
+    doc = json.loads(r.out_bytes)
+    assert doc["kind"] == "merge" and doc["results"][0]["status"] == "fast_forward"
+    assert doc["error"]["code"] == "fork_not_found" and r.code == 1
+    assert v.workspace("main").read("a.txt") == b"a\n"  # the first merge stays

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..core.errors import EXIT_CONFLICT, UsageError
+from ..core.errors import EXIT_CONFLICT, AvfsError, UsageError
 from .main import App, pass_app
 
 CONFLICTED = ("conflicts", "conflicts_written", "would_conflict")
@@ -66,6 +66,7 @@ def merge_cmd(
 
     vault, fork = app.target()
     fork = target or fork
+    stopped: AvfsError | None = None
     if cont or abort:
         if sources or (cont and abort):
             raise UsageError("--continue and --abort take no sources (and not both)")
@@ -86,19 +87,25 @@ def merge_cmd(
                 candidate = "refs/remotes/" + src
                 if refs.read_ref(vault.store.repo, candidate) is not None:
                     source_ref = candidate
-            res = m.merge(
-                vault,
-                src,
-                fork,
-                no_ff=no_ff,
-                dry_run=dry_run,
-                favor=favor,
-                write_conflicts=write_conflicts,
-                allow_unrelated=allow_unrelated,
-                capture=not no_capture,
-                message=message,
-                source_ref=source_ref,
-            )
+            try:
+                res = m.merge(
+                    vault,
+                    src,
+                    fork,
+                    no_ff=no_ff,
+                    dry_run=dry_run,
+                    favor=favor,
+                    write_conflicts=write_conflicts,
+                    allow_unrelated=allow_unrelated,
+                    capture=not no_capture,
+                    message=message,
+                    source_ref=source_ref,
+                )
+            except AvfsError as err:
+                if not results:
+                    raise
+                stopped = err  # what merged before it stays merged: say so, with the error
+                break
             results.append(res)
             if res.status in CONFLICTED:
                 break  # stop at the first conflict; what merged before it stays merged
@@ -118,7 +125,16 @@ def merge_cmd(
         if any(r.status == "conflicts" for r in results):
             app.output.info("nothing moved; --write-conflicts to resolve by hand, or --ours/--theirs")
 
-    data: dict[str, Any] = {"vault": vault.name, "target": fork, "results": results, "conflicted": conflicted}
+    data: dict[str, Any] = {
+        "vault": vault.name,
+        "target": fork,
+        "results": results,
+        "conflicted": conflicted,
+        "error": stopped.to_dict() if stopped is not None else None,
+    }
     app.output.result("merge", data, human)
+    if stopped is not None:
+        app.output.warn(f"stopped: {stopped.message}")
+        raise click.exceptions.Exit(stopped.exit_code)
     if conflicted:
         raise click.exceptions.Exit(EXIT_CONFLICT)

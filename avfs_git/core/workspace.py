@@ -178,6 +178,21 @@ class Workspace:
             except BusyError:
                 pass
             return
+        from .errors import BusyError as _Busy
+
+        if base is None:
+            self._follow_ref()  # first use: nothing to lose, nothing to race with
+            return
+        try:
+            # under the fork lock, never waiting: an operation that holds it (an undo moving
+            # the ref back before it puts the view back) finishes the job itself
+            with self.vault.lock(self.fork, wait_s=0):
+                self._follow_ref()
+        except _Busy:
+            pass
+
+    def _follow_ref(self) -> None:
+        ov = self.overlay
         with ov.txn() as db:
             base = ov.get_meta("base")
             tip = self.tip()
