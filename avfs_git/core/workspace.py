@@ -1147,12 +1147,20 @@ class Workspace:
         # directories that end up empty are not in git's tree: keep their entries so the
         # workspace still shows them (git semantics: an untracked empty directory)
         captured = self._retirable(captured, tree)
+        self._publish(commit, base, captured, f"avfs: {message.splitlines()[0]}")
+        return commit, captured
+
+    def _publish(self, commit: str, expected: str, captured: list[Entry], reason: str) -> None:
+        """Move the fork's ref from ``expected`` to ``commit`` (CAS) and retire what the
+        commit holds, with a pending record so that a crash between the two is finished by
+        the next :meth:`_sync_base`. Entries the commit did not retire (in use, or written
+        since) stay, on top of the new base."""
         upto = max((e.seq for e in captured), default=0)
         with self.overlay.txn():
-            self.overlay.set_meta("pending", f"{base} {commit}")
+            self.overlay.set_meta("pending", f"{expected} {commit}")
             self.overlay.set_meta("pending_seq", str(upto))
         try:
-            refs.cas_update(self.store.repo, self.ref, commit, base, f"avfs: {message.splitlines()[0]}")
+            refs.cas_update(self.store.repo, self.ref, commit, expected, reason)
         except BaseException:
             with self.overlay.txn():
                 self.overlay.set_meta("pending", None)
@@ -1163,7 +1171,7 @@ class Workspace:
             self.overlay.set_meta("base", commit)
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
-        return commit, captured
+        self._base_tree_cache = None
 
     def _rebase_commit(self, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:
         """Commit the overlay's changes on top of ``tip`` (the fork moved under them):
@@ -1209,25 +1217,7 @@ class Workspace:
         if merged == tip_tree and not captured:
             return None, captured
         commit = self.store.create_commit(merged, [tip], message, self.vault.author())
-        upto = max((e.seq for e in captured), default=0)
-        with self.overlay.txn():
-            self.overlay.set_meta("pending", f"{tip} {commit}")
-            self.overlay.set_meta("pending_seq", str(upto))
-        try:
-            refs.cas_update(repo, self.ref, commit, tip, f"avfs: {message.splitlines()[0]} (rebased)")
-        except BaseException:
-            with self.overlay.txn():
-                self.overlay.set_meta("pending", None)
-                self.overlay.set_meta("pending_seq", None)
-            raise
-        with self.overlay.txn() as db:
-            self.overlay.retire(db, captured)
-            # entries the commit did not retire (in use) now sit on the new base; the view
-            # is the merged tree plus them
-            self.overlay.set_meta("base", commit)
-            self.overlay.set_meta("pending", None)
-            self.overlay.set_meta("pending_seq", None)
-        self._base_tree_cache = None
+        self._publish(commit, tip, captured, f"avfs: {message.splitlines()[0]} (rebased)")
         return commit, captured
 
     def _retirable(self, captured: list[Entry], tree: str) -> list[Entry]:
