@@ -170,7 +170,6 @@ def test_timeout_stops_the_whole_process_group(ws, mode):
         commit=False,
     )
     assert res.exit_code == 124 and res.result is not None and res.result["timed_out"]
-    assert res.result["duration_ms"] < 10_000
     pid = int(ws.read("bg.pid"))
     deadline = time.monotonic() + 5
     while not _pid_gone(pid) and time.monotonic() < deadline:

@@ -842,20 +842,23 @@ class Workspace:
         assert got is not None
         return got
 
+    def _written_sizes(self, paths: Iterable[str]) -> Iterator[tuple[Entry, int]]:
+        """(entry, current size) of each path that is a materialized file of the overlay."""
+        for path in paths:
+            e = self.overlay.get(names.norm_path(path))
+            if e is None or e.kind != FILE or not e.fileid:
+                continue
+            try:
+                yield e, os.stat(self.overlay.file_path(e.fileid)).st_size
+            except FileNotFoundError:
+                continue
+
     def note_written(self, *paths: str) -> None:
         """Record that materialized files changed through open descriptors: their sizes in
         the overlay and journal entries (what status, quota and `changes since` read), all
         in one transaction."""
         with self.overlay.txn() as db:
-            for path in paths:
-                p = names.norm_path(path)
-                e = self.overlay.get(p)
-                if e is None or e.kind != FILE or not e.fileid:
-                    continue
-                try:
-                    size = os.stat(self.overlay.file_path(e.fileid)).st_size
-                except FileNotFoundError:
-                    continue
+            for e, size in self._written_sizes(paths):
                 self.overlay.put(db, Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, size), "write")
 
     def record_sizes(self, paths: Iterable[str]) -> None:
@@ -863,14 +866,8 @@ class Workspace:
         are journaled already (what quota reads), in one transaction, without journaling
         them again (a mount batches these after close())."""
         with self.overlay.txn() as db:
-            for path in paths:
-                e = self.overlay.get(path)
-                if e is None or e.kind != FILE or not e.fileid:
-                    continue
-                try:
-                    size = os.stat(self.overlay.file_path(e.fileid)).st_size
-                except FileNotFoundError:
-                    continue
+            for e, size in self._written_sizes(paths):
+                assert e.fileid is not None
                 self.overlay.set_size(db, e.path, e.fileid, size)
 
     def quota_left(self) -> int:
