@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The avfs demo (`make demo`): a short story of what avfs does, on a real vault that git reads.
-# Each later feature (mount, proxy exec, merge, push) adds a chapter here.
+# Each feature adds a chapter here (mount, proxy exec, merge; remotes next).
 set -euo pipefail
 
 AVFS="${AVFS_BIN:-avfs}"
@@ -89,6 +89,14 @@ run "$AVFS" policy check -- rm -rf /
 "$AVFS" --json proxy exec -- rm -rf / | python3 -c 'import json,sys; d=json.load(sys.stdin); print("denied:", d["decision"]["reason"], "| exit", d["exit_code"])' || true
 run "$AVFS" audit --limit 2
 run "$AVFS" unmount proj:agent1
+
+say "Merge the agent's work back: main moved on meanwhile, so it is a three-way merge"
+run "$AVFS" --vault proj:main write CHANGELOG.md "main moved on while agent1 worked"
+run "$AVFS" --vault proj:main checkpoint save -m "changelog on main"
+run "$AVFS" merge agent1 --into main --dry-run
+run "$AVFS" merge agent1 --into main
+run "$AVFS" --vault proj:main log --oneline -n 3
+run git --git-dir "$("$AVFS" vault path proj)" log --graph --oneline -n 4 main
 
 say "It is just git: clone the vault, check it, read the agent's branch"
 run git clone -q "$("$AVFS" vault path proj)" "$WORK/clone"
