@@ -261,3 +261,101 @@ def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git
         other.clone_vault(url, "proj")
     r = cli("--json", "--home", str(tmp_path / "home3"), "vault", "clone", str(served), "viacli")
     assert r.code == 0 and json.loads(r.out_bytes)["vault"]["name"] == "viacli"
+
+
+@pytest.fixture
+def http_git(tmp_path) -> Iterator[tuple[str, Path, str]]:
+    """`git http-backend` (smart HTTP) behind a small HTTP server with Basic auth, on
+    127.0.0.1; yields (url, served bare repo, the password of user 'agent')."""
+    import base64
+    import http.server
+    import threading
+
+    root = tmp_path / "http"
+    root.mkdir()
+    git("init", "-q", "--bare", str(root / "proj.git"))
+    git("--git-dir", str(root / "proj.git"), "config", "http.receivepack", "true")
+    password = "pa55-" + "x" * 12
+    expected = "Basic " + base64.b64encode(f"agent:{password}".encode()).decode()
+    backend = subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _cgi(self) -> None:
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path, _, query = self.path.partition("?")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            env = {
+                "GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
+                "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": "agent",
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+                "PATH": "/usr/bin:/bin",
+            }  # fmt: skip
+            if self.headers.get("Content-Encoding"):
+                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+            out = subprocess.run(
+                [f"{backend}/git-http-backend"], input=body, env=env, capture_output=True
+            ).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            status = 200
+            headers = []
+            for line in head.split(b"\r\n"):
+                k, _, v = line.decode().partition(":")
+                if k.lower() == "status":
+                    status = int(v.strip().split()[0])
+                elif k:
+                    headers.append((k, v.strip()))
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = _cgi  # noqa: N815 - http.server dispatches on this name
+        do_POST = _cgi  # noqa: N815
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/proj.git", root / "proj.git", password
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_with_basic_auth_from_the_environment_and_the_secret_never_shows(
+    populated, http_git, monkeypatch, cli
+):
+    url, served, password = http_git
+    v = populated
+    remote.add(v, "origin", url)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    # no credentials: a clear error, never a prompt
+    monkeypatch.delenv("AVFS_GIT_TOKEN", raising=False)
+    with pytest.raises(remote.RemoteError) as exc:
+        remote.push(v, "origin", ["main"])
+    assert exc.value.exit_code == 5
+    # a wrong one: refused, and the wrong secret is not repeated
+    monkeypatch.setenv("AVFS_GIT_TOKEN", "wrong-secret-123")
+    with pytest.raises(remote.RemoteError) as exc:
+        remote.push(v, "origin", ["main"])
+    assert "wrong-secret-123" not in exc.value.message + json.dumps(exc.value.details)
+    # the right one, from the environment
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    remote.push(v, "origin", ["main"])
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
+    r = cli("--json", "--vault", "v:main", "fetch")
+    assert r.code == 0
+    r = cli("--json", "--vault", "v:main", "proxy", "exec", "--mode", "materialized", "--", "true")
+    everything = r.out + r.err + (Path(v.path) / "config").read_text()
+    everything += (Path(v.state_dir) / "audit.ndjson").read_text()
+    assert password not in everything

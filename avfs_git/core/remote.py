@@ -91,9 +91,24 @@ def _check_name(name: str) -> str:
     return name
 
 
+TOKEN_ENV = "AVFS_GIT_TOKEN"  # an HTTP(S) password or token for every remote
+USER_ENV = "AVFS_GIT_USERNAME"  # its user name (default: avfs; GitHub ignores it)
+# a credential helper that answers from the environment: the secret itself is never on a
+# command line, in a config file or in git's output
+_ENV_HELPER = (
+    f'!f() {{ test "$1" = get || exit 0; test -n "${TOKEN_ENV}" || exit 0;'
+    f" echo username=${{{USER_ENV}:-avfs}}; echo password=${TOKEN_ENV}; }}; f"
+)
+
+
 def _git(vault: Vault, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    import os
+
+    extra: list[str] = []
+    if os.environ.get(TOKEN_ENV):
+        extra = ["-c", f"credential.helper={_ENV_HELPER}"]
     proc = subprocess.run(
-        ["git", "--git-dir", vault.path, *args],
+        ["git", *extra, "--git-dir", vault.path, *args],
         capture_output=True,
         text=True,
         env={**git_env(), "GIT_TERMINAL_PROMPT": "0"},
@@ -101,10 +116,19 @@ def _git(vault: Vault, *args: str, check: bool = True) -> subprocess.CompletedPr
     )
     if check and proc.returncode != 0:
         raise RemoteError(
-            f"git {args[0]} failed: {redact(proc.stderr.strip() or proc.stdout.strip())}",
+            f"git {args[0]} failed: {_scrub(proc.stderr.strip() or proc.stdout.strip())}",
             details={"exit": proc.returncode},
         )
     return proc
+
+
+def _scrub(text: str) -> str:
+    """``text`` without credentials: URLs' user:password@, and the token itself."""
+    import os
+
+    token = os.environ.get(TOKEN_ENV)
+    text = redact(text)
+    return text.replace(token, "***") if token else text
 
 
 def list_remotes(vault: Vault) -> list[RemoteInfo]:
@@ -219,7 +243,7 @@ def push(
     proc = _git(vault, "push", "--porcelain", remote, *specs, check=False)
     rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
     if rejected or proc.returncode != 0:
-        detail = redact(proc.stderr.strip())
+        detail = _scrub(proc.stderr.strip())
         first = rejected[0].split("\t") if rejected else []
         rejected_ref = first[1].split(":")[-1] if len(first) > 1 else None
         if rejected_ref is not None and rejected_ref in local:
