@@ -359,3 +359,72 @@ def test_http_with_basic_auth_from_the_environment_and_the_secret_never_shows(
     everything = r.out + r.err + (Path(v.path) / "config").read_text()
     everything += (Path(v.state_dir) / "audit.ndjson").read_text()
     assert password not in everything
+
+
+@pytest.fixture
+def sshd(tmp_path) -> Iterator[tuple[str, Path, Path]]:
+    """sshd on a high port of 127.0.0.1 with a generated host key and user key (installed
+    by `make test`: openssh-server); yields (ssh URL of a bare repo, the repo, the key)."""
+    import os
+    import shutil
+
+    from .conftest import IN_CI
+
+    if not os.path.exists("/usr/sbin/sshd") or shutil.which("ssh") is None or os.getuid() != 0:
+        if IN_CI:
+            pytest.fail("sshd (openssh-server) and root are needed in CI (make test installs it)")
+        pytest.skip("requires sshd and root")
+    d = tmp_path / "ssh"
+    d.mkdir()
+    for name in ("host", "user"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    (d / "authorized_keys").write_text((d / "user.pub").read_text())
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+    )
+    os.makedirs("/run/sshd", exist_ok=True)
+    repo = tmp_path / "ssh-served" / "proj.git"
+    repo.parent.mkdir()
+    git("init", "-q", "--bare", str(repo))
+    proc = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("sshd did not start") from None
+                time.sleep(0.05)
+        yield f"ssh://root@127.0.0.1:{port}{repo}", repo, d / "user"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_push_and_fetch_over_ssh_with_a_key(populated, sshd, monkeypatch, tmp_path):
+    url, served, key = sshd
+    v = populated
+    remote.add(v, "origin", url)
+    opts = (
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
+    )
+    # a key that the server does not know: refused clearly
+    other = tmp_path / "other-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {other} {opts}")
+    with pytest.raises(remote.RemoteError) as exc:
+        remote.push(v, "origin", ["main"])
+    assert exc.value.exit_code == 5
+    # the user's key (ssh settings come from the user's environment, as for git)
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts}")
+    remote.push(v, "origin", ["main"], checkpoints=True)
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
+    assert remote.fetch(v, "origin").remote == "origin"

@@ -107,11 +107,17 @@ def _git(vault: Vault, *args: str, check: bool = True) -> subprocess.CompletedPr
     extra: list[str] = []
     if os.environ.get(TOKEN_ENV):
         extra = ["-c", f"credential.helper={_ENV_HELPER}"]
+    env = {**git_env(), "GIT_TERMINAL_PROMPT": "0"}
+    # git_env() drops the caller's GIT_* variables (vault work must not see them), but how
+    # to reach a server is the user's to say: keep their ssh settings
+    for k in ("GIT_SSH_COMMAND", "GIT_SSH", "GIT_SSH_VARIANT"):
+        if k in os.environ:
+            env[k] = os.environ[k]
     proc = subprocess.run(
         ["git", *extra, "--git-dir", vault.path, *args],
         capture_output=True,
         text=True,
-        env={**git_env(), "GIT_TERMINAL_PROMPT": "0"},
+        env=env,
         check=False,
     )
     if check and proc.returncode != 0:
