@@ -428,3 +428,29 @@ def test_push_and_fetch_over_ssh_with_a_key(populated, sshd, monkeypatch, tmp_pa
     remote.push(v, "origin", ["main"], checkpoints=True)
     assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
     assert remote.fetch(v, "origin").remote == "origin"
+
+
+def test_a_remote_that_rewrote_history(populated, bare, tmp_path):
+    """Someone force-pushed a rewritten main: avfs's push is refused (never forced over
+    it), and pull merges the rewritten history with the fork's, keeping both sides."""
+    v = populated
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    clone = tmp_path / "rewriter"
+    git("clone", "-q", str(bare), str(clone))
+    (clone / "README.md").write_text("# proj\n")  # same content, new history
+    (clone / "rewritten.txt").write_text("history was rewritten\n")
+    git("add", "-A", cwd=clone)
+    git("-c", "user.name=o", "-c", "user.email=o@x", "commit", "-q", "--amend", "-m", "rewritten", cwd=clone)
+    git("push", "-q", "--force", "origin", "main", cwd=clone)
+    v.workspace("main").write("mine.txt", b"mine\n")
+    checkpoint.save(v)
+    mine = v.workspace("main").tip()
+    with pytest.raises(remote.RemoteRejectedError):
+        remote.push(v, "origin", ["main"])
+    assert v.workspace("main").tip() == mine
+    _, res = remote.pull(v, "origin", "main")
+    assert res.status == "merged", res
+    ws = v.workspace("main")
+    assert ws.read("mine.txt") == b"mine\n" and ws.read("rewritten.txt") == b"history was rewritten\n"
+    remote.push(v, "origin", ["main"])  # now a fast-forward of the rewritten history
