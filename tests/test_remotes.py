@@ -42,6 +42,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Return once something accepts connections on 127.0.0.1:port (a readiness gate)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
     """A `git daemon` serving tmp_path/daemon on 127.0.0.1 (push enabled)."""
@@ -55,15 +68,7 @@ def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("git daemon did not start") from None
-                time.sleep(0.05)
+        _wait_for_port(port, proc, "git daemon")
         yield f"git://127.0.0.1:{port}/proj.git", base / "proj.git"
     finally:
         proc.terminate()
@@ -394,15 +399,7 @@ def sshd(tmp_path) -> Iterator[tuple[str, Path, Path]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("sshd did not start") from None
-                time.sleep(0.05)
+        _wait_for_port(port, proc, "sshd")
         yield f"ssh://root@127.0.0.1:{port}{repo}", repo, d / "user"
     finally:
         proc.terminate()
