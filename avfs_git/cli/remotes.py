@@ -33,6 +33,13 @@ def list_cmd(app: App) -> None:
     app.output.result("remote_list", {"vault": vault.name, "remotes": found}, human)
 
 
+def _changed(app: App, info: object, warnings: list[str], action: str, human: str) -> None:
+    vault, _ = app.target()
+    _warn(app, warnings)
+    data = {"vault": vault.name, "remote": info, "action": action, "warnings": warnings}
+    app.output.result("remote", data, lambda: app.output.info(human))
+
+
 @remote.command("add")
 @click.argument("name")
 @click.argument("url")
@@ -41,13 +48,8 @@ def add_cmd(app: App, name: str, url: str) -> None:
     """Add a remote (a URL's user:password@ is not stored: use a credential helper)."""
     from ..core import remote as r
 
-    vault, _ = app.target()
-    info, warnings = r.add(vault, name, url)
-    _warn(app, warnings)
-    app.output.result(
-        "remote", {"vault": vault.name, "remote": info, "action": "added", "warnings": warnings},
-        lambda: app.output.info(f"added remote {info.name}: {info.url}"),
-    )  # fmt: skip
+    info, warnings = r.add(app.target()[0], name, url)
+    _changed(app, info, warnings, "added", f"added remote {info.name}: {info.url}")
 
 
 @remote.command("set-url")
@@ -58,13 +60,8 @@ def set_url_cmd(app: App, name: str, url: str) -> None:
     """Change a remote's URL."""
     from ..core import remote as r
 
-    vault, _ = app.target()
-    info, warnings = r.set_url(vault, name, url)
-    _warn(app, warnings)
-    app.output.result(
-        "remote", {"vault": vault.name, "remote": info, "action": "set_url", "warnings": warnings},
-        lambda: app.output.info(f"{info.name}: {info.url}"),
-    )  # fmt: skip
+    info, warnings = r.set_url(app.target()[0], name, url)
+    _changed(app, info, warnings, "set_url", f"{info.name}: {info.url}")
 
 
 @remote.command("remove")

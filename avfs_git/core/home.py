@@ -39,6 +39,16 @@ def default_home_path(explicit: str | None = None) -> str:
     return os.path.abspath(explicit or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
 
 
+def _move_into_place(tmp: str, final: str, name: str) -> None:
+    """Publish a vault built in ``tmp`` (one rename: a vault exists whole or not at all)."""
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        if os.path.exists(final):
+            raise AlreadyExistsError(f"vault {name!r} already exists") from exc
+        raise
+
+
 def open_home(path: str | None = None) -> Home:
     """Open (and create on first write) the avfs home at ``path`` (see default_home_path)."""
     return Home(default_home_path(path))
@@ -235,16 +245,8 @@ class Home:
                     raise
                 raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
             if default is not None:
-                import json
-
-                with open(os.path.join(tmp, "avfs", "config.json"), "w", encoding="utf-8") as fh:
-                    json.dump({"default_fork": default}, fh)
-            try:
-                os.rename(tmp, final)
-            except OSError as exc:
-                if os.path.exists(final):
-                    raise AlreadyExistsError(f"vault {name!r} already exists") from exc
-                raise
+                importer.set_default_fork(tmp, default)
+            _move_into_place(tmp, final, name)
         except BaseException:
             import shutil
 
@@ -281,12 +283,7 @@ class Home:
                 pending = importer.import_dir(
                     tmp, from_dir, author, progress=progress, use_gitignore=use_gitignore
                 )
-            try:
-                os.rename(tmp, final)
-            except OSError as exc:
-                if os.path.exists(final):
-                    raise AlreadyExistsError(f"vault {name!r} already exists") from exc
-                raise
+            _move_into_place(tmp, final, name)
         except OSError as exc:
             import shutil
 

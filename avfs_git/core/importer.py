@@ -295,11 +295,16 @@ def _import_checkout(
         if len(rec) > 3:
             items.append((rec[:2], rec[3:]))
     if target != "main":
-        import json
-
-        with open(os.path.join(git_dir, "avfs", "config.json"), "w", encoding="utf-8") as fh:
-            json.dump({"default_fork": target}, fh)
+        set_default_fork(git_dir, target)
     return (target, items) if items else None
+
+
+def set_default_fork(git_dir: str, fork: str) -> None:
+    """Record a new vault's default fork (when it is not ``main``) in its config."""
+    import json
+
+    with open(os.path.join(git_dir, "avfs", "config.json"), "w", encoding="utf-8") as fh:
+        json.dump({"default_fork": fork}, fh)
 
 
 def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tuple[str, str]]]) -> None:
