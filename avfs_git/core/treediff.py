@@ -74,7 +74,8 @@ def diff_trees(store: GitStore, old: str | None, new: str | None, prefix: str, o
         return
     a = store.tree_items(old)
     b = store.tree_items(new)
-    for name in sorted(a.keys() | b.keys()):
+    # names whose (id, mode) differ: a set operation in C over the entries of both trees
+    for name in sorted({name for name, _ in a.items() ^ b.items()}):
         diff_entry(store, join(prefix, name), a.get(name), b.get(name), out)
 
 
