@@ -3,7 +3,10 @@ real `git daemon` on 127.0.0.1 (started and stopped by the fixture)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -55,6 +58,28 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
             time.sleep(0.05)
 
 
+def _start_daemon(base: Path, port: int) -> subprocess.Popen[bytes]:
+    """`git daemon` serving ``base`` on 127.0.0.1:port (push enabled), in its own process
+    group: the connections it forks (receive-pack) die with it when the group is killed."""
+    proc = subprocess.Popen(
+        ["git", "daemon", "--listen=127.0.0.1", f"--port={port}", "--reuseaddr", "--export-all",
+         "--enable=receive-pack", f"--base-path={base}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, proc, "git daemon")
+    except BaseException:
+        _stop_daemon(proc)
+        raise
+    return proc
+
+
+def _stop_daemon(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    proc.wait(10)
+
+
 @pytest.fixture
 def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
     """A `git daemon` serving tmp_path/daemon on 127.0.0.1 (push enabled)."""
@@ -62,17 +87,11 @@ def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
     base.mkdir()
     git("init", "-q", "--bare", str(base / "proj.git"))
     port = _free_port()
-    proc = subprocess.Popen(
-        ["git", "daemon", "--listen=127.0.0.1", f"--port={port}", "--reuseaddr", "--export-all",
-         "--enable=receive-pack", f"--base-path={base}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = _start_daemon(base, port)
     try:
-        _wait_for_port(port, proc, "git daemon")
         yield f"git://127.0.0.1:{port}/proj.git", base / "proj.git"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        _stop_daemon(proc)
 
 
 def test_remote_add_list_set_url_remove(vault, bare):
@@ -451,3 +470,117 @@ def test_a_remote_that_rewrote_history(populated, bare, tmp_path):
     ws = v.workspace("main")
     assert ws.read("mine.txt") == b"mine\n" and ws.read("rewritten.txt") == b"history was rewritten\n"
     remote.push(v, "origin", ["main"])  # now a fast-forward of the rewritten history
+
+
+def _clone_commit_push(bare: Path, clone: Path, name: str) -> str:
+    if not clone.exists():
+        git("clone", "-q", str(bare), str(clone))
+    (clone / name).write_text(name + "\n")
+    git("add", "-A", cwd=clone)
+    git("-c", "user.name=o", "-c", "user.email=o@x", "commit", "-qm", name, cwd=clone)
+    git("push", "-q", "origin", "HEAD", cwd=clone)
+    return git("rev-parse", "HEAD", cwd=clone).strip()
+
+
+def test_force_with_lease_overwrites_only_what_this_vault_last_saw(populated, bare, tmp_path, cli):
+    v = populated
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    theirs = _clone_commit_push(bare, tmp_path / "other", "theirs.txt")
+    v.workspace("main").write("mine.txt", b"mine\n")
+    mine = checkpoint.save(v).checkpoint.commit
+    # the remote moved since this vault last saw it: the lease is stale, nothing is lost
+    with pytest.raises(remote.RemoteRejectedError) as exc:
+        remote.push(v, "origin", ["main"], force_with_lease=True)
+    assert exc.value.details["reason"] == "stale_lease" and theirs in exc.value.message
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == theirs
+    r = cli("--json", "--vault", "v", "push", "--force-with-lease", "origin", "main")
+    assert r.code == 5 and json.loads(r.out_bytes)["error"]["details"]["reason"] == "stale_lease"
+    # once fetched (seen), the lease holds: the remote branch is overwritten with ours
+    remote.fetch(v, "origin")
+    res = remote.push(v, "origin", ["main"], force_with_lease=True)
+    assert [(u.ref, u.old, u.new) for u in res.updates] == [("refs/heads/main", theirs, mine)]
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == mine
+    # a plain push still never forces
+    _clone_commit_push(bare, tmp_path / "other2", "again.txt")
+    v.workspace("main").write("mine2.txt", b"x\n")
+    checkpoint.save(v)
+    with pytest.raises(remote.RemoteRejectedError) as exc:
+        remote.push(v, "origin", ["main"])
+    assert exc.value.details["reason"] == "non_fast_forward"
+
+
+def test_checkpoints_push_as_tags_when_asked(populated, bare, tmp_path, cli):
+    v = populated
+    remote.add(v, "origin", str(bare))
+    r = cli("--json", "--vault", "v", "push", "origin", "main", "--checkpoints", "--tags")
+    assert r.code == 0, r.err
+    moved = {u["ref"] for u in json.loads(r.out_bytes)["result"]["updates"]}
+    assert moved == {"refs/heads/main", "refs/tags/avfs/main/first"}
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(bare), str(clone))
+    assert git("tag", cwd=clone).split() == ["avfs/main/first"]
+    assert git("rev-parse", "avfs/main/first^{commit}", cwd=clone).strip() == v.workspace("main").tip()
+    with pytest.raises(AvfsError):
+        remote.push(v, "origin", ["main"], tags=True)  # --tags without --checkpoints
+
+
+def _big_vault(v, mib: int) -> None:
+    ws = v.workspace("main")
+    for i in range(mib):
+        ws.write(f"blob{i}.bin", os.urandom(1 << 20))
+    checkpoint.save(v, name="big")
+
+
+def test_progress_reaches_the_callback_and_json_stays_one_document(populated, git_daemon, cli, monkeypatch):
+    url, _ = git_daemon
+    v = populated
+    _big_vault(v, 4)
+    remote.add(v, "origin", url)
+    seen: list[tuple[str, int, int]] = []
+    remote.push(v, "origin", ["main"], progress=lambda *a: seen.append(a))
+    phases = {p for p, _, _ in seen}
+    assert "Writing objects" in phases, phases
+    assert all(0 <= done <= total for _, done, total in seen)
+    # the CLI draws bars on stderr (forced here, stderr is not a terminal); stdout is JSON
+    monkeypatch.setenv("AVFS_PROGRESS", "always")
+    r = cli("--json", "--vault", "v", "fetch", "origin")
+    assert r.code == 0 and json.loads(r.out_bytes)["kind"] == "transfer"
+    r = cli("--json", "vault", "clone", url, "copy")
+    assert r.code == 0, r.err
+    assert json.loads(r.out_bytes)["kind"] == "vault_create"
+    assert "objects" in r.err  # a bar of one of git's phases
+
+
+def test_a_server_killed_mid_push_changes_nothing_and_a_retry_works(populated, tmp_path):
+    v = populated
+    _big_vault(v, 24)
+    base = tmp_path / "daemon"
+    base.mkdir()
+    served = base / "proj.git"
+    git("init", "-q", "--bare", str(served))
+    port = _free_port()
+    daemon = _start_daemon(base, port)
+    remote.add(v, "origin", f"git://127.0.0.1:{port}/proj.git")
+    repo = v.store.repo
+    before = {r: str(repo.references[r].resolve().target) for r in repo.references}
+
+    def kill_on_first_write(phase: str, done: int, total: int) -> None:
+        if phase == "Writing objects" and daemon.poll() is None:
+            _stop_daemon(daemon, signal.SIGKILL)
+
+    try:
+        with pytest.raises(remote.RemoteError):
+            remote.push(v, "origin", ["main"], checkpoints=True, progress=kill_on_first_write)
+        after = {r: str(repo.references[r].resolve().target) for r in repo.references}
+        assert after == before  # no ref moved here, not even a remote-tracking one
+        assert git("--git-dir", str(served), "for-each-ref") == ""  # nor there
+        git("--git-dir", v.path, "fsck", "--strict")
+        daemon = _start_daemon(base, port)
+        res = remote.push(v, "origin", ["main"], checkpoints=True)
+        assert {u.ref for u in res.updates} == {"refs/heads/main", "refs/avfs/checkpoints/main/-/first",
+                                                 "refs/avfs/checkpoints/main/-/big"}  # fmt: skip
+        assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
+        git("--git-dir", str(served), "fsck", "--strict")
+    finally:
+        _stop_daemon(daemon)

@@ -6,6 +6,7 @@ and everything that is not the command's result (progress, warnings, errors) goe
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,6 +85,37 @@ class Output:
             task = bar.add_task(label, total=None)
 
             def update(done: int, total: int | None, what: str) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+
+    @contextmanager
+    def git_progress(self) -> Iterator[Callable[[str, int, int], None] | None]:
+        """Bars on stderr for git's transfer phases (counting, compressing, writing,
+        receiving, resolving): a callback for :mod:`avfs_git.core.remote`, or None (git then
+        reports nothing) when stderr is not a terminal. ``AVFS_PROGRESS=always`` forces the
+        bars (e.g. under a tool that captures stderr), ``never`` turns them off."""
+        mode = os.environ.get("AVFS_PROGRESS", "auto")
+        if mode == "never" or (mode != "always" and not sys.stderr.isatty()):
+            yield None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(stderr=True, force_terminal=True) if mode == "always" else self.err
+        with Progress(
+            TextColumn("{task.description:<20}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def update(phase: str, done: int, total: int) -> None:
+                task = tasks.get(phase)
+                if task is None:
+                    task = tasks[phase] = bar.add_task(phase, total=total)
                 bar.update(task, completed=done, total=total)
 
             yield update

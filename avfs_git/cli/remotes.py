@@ -103,8 +103,14 @@ def _transfer_human(app: App, res: object, verb: str) -> None:
 @click.option(
     "--checkpoints", is_flag=True, help="Also push the forks' named checkpoints (refs/avfs/checkpoints/...)."
 )
+@click.option("--tags", is_flag=True, help="With --checkpoints: push them as tags avfs/FORK/NAME instead.")
 @click.option(
     "--checkpoint", "checkpoint_first", is_flag=True, help="Checkpoint uncheckpointed changes first."
+)
+@click.option(
+    "--force-with-lease",
+    is_flag=True,
+    help="Overwrite the remote branch, but only if it is still what this vault last fetched or pushed.",
 )
 @pass_app
 def push_cmd(
@@ -113,22 +119,29 @@ def push_cmd(
     forks: tuple[str, ...],
     all_forks: bool,
     checkpoints: bool,
+    tags: bool,
     checkpoint_first: bool,
+    force_with_lease: bool,
 ) -> None:
-    """Push forks as branches (default: the selected fork). Never forces; a rejected push
-    (the remote has commits this fork lacks) exits 5 and changes nothing here."""
+    """Push forks as branches (default: the selected fork). Never forces unless
+    --force-with-lease; a rejected push (the remote has commits this fork lacks, or a
+    stale lease) exits 5 and changes nothing here."""
     from ..core import remote as r
 
     vault, fork = app.target()
     chosen = list(forks) or ([] if all_forks else [fork])
-    res = r.push(
-        vault,
-        remote_name,
-        chosen,
-        all_forks=all_forks,
-        checkpoints=checkpoints,
-        checkpoint_first=checkpoint_first,
-    )
+    with app.output.git_progress() as progress:
+        res = r.push(
+            vault,
+            remote_name,
+            chosen,
+            all_forks=all_forks,
+            checkpoints=checkpoints,
+            tags=tags,
+            checkpoint_first=checkpoint_first,
+            force_with_lease=force_with_lease,
+            progress=progress,
+        )
     app.output.result(
         "transfer", {"direction": "push", "result": res}, lambda: _transfer_human(app, res, "pushed")
     )
@@ -142,7 +155,8 @@ def fetch_cmd(app: App, remote_name: str) -> None:
     from ..core import remote as r
 
     vault, _ = app.target()
-    res = r.fetch(vault, remote_name)
+    with app.output.git_progress() as progress:
+        res = r.fetch(vault, remote_name, progress=progress)
     app.output.result(
         "transfer", {"direction": "fetch", "result": res}, lambda: _transfer_human(app, res, "fetched")
     )
@@ -166,7 +180,16 @@ def pull_cmd(app: App, remote_name: str, no_ff: bool, favor: str | None, write_c
     from ..core.errors import EXIT_CONFLICT
 
     vault, fork = app.target()
-    fetched, res = r.pull(vault, remote_name, fork, no_ff=no_ff, favor=favor, write_conflicts=write_conflicts)
+    with app.output.git_progress() as progress:
+        fetched, res = r.pull(
+            vault,
+            remote_name,
+            fork,
+            progress=progress,
+            no_ff=no_ff,
+            favor=favor,
+            write_conflicts=write_conflicts,
+        )
     conflicted = res.status in ("conflicts", "conflicts_written")  # type: ignore[attr-defined]
 
     def human() -> None:

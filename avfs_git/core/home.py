@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import names, refs
 from .errors import (
@@ -30,6 +30,9 @@ from .errors import (
 from .gitstore import EMPTY_TREE
 from .types import VaultInfo
 from .vault import Vault
+
+if TYPE_CHECKING:
+    from .remote import ProgressFn
 
 Progress = Callable[[int, int | None, str], None]
 
@@ -225,7 +228,7 @@ class Home:
         tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
         return tmp, final
 
-    def clone_vault(self, url: str, name: str) -> Vault:
+    def clone_vault(self, url: str, name: str, *, progress: ProgressFn | None = None) -> Vault:
         """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
         its branches become forks, its tags and named checkpoints come along, and it gets
         ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
@@ -239,7 +242,7 @@ class Home:
             os.makedirs(tmp)
             importer.init_vault(tmp)
             try:
-                default = importer.clone_into(tmp, url, run_git)
+                default = importer.clone_into(tmp, url, run_git, progress)
             except AvfsError as exc:
                 if isinstance(exc, UsageError):
                     raise

@@ -26,6 +26,7 @@ from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageErr
 from .gitstore import GitStore
 
 if TYPE_CHECKING:
+    from .remote import ProgressFn
     from .vault import Vault
 
 Progress = Callable[[int, int | None, str], None]
@@ -323,22 +324,26 @@ def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tupl
             ws.remove(rel, recursive=True)
 
 
-def clone_into(git_dir: str, url: str, run_git: Callable[..., str]) -> str | None:
+def clone_into(
+    git_dir: str, url: str, run_git: Callable[..., str], progress: ProgressFn | None = None
+) -> str | None:
     """Fill a new vault from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
-    (without credentials). Returns the default fork when it is not ``main``."""
-    from .remote import redact, strip_credentials
+    (without credentials). Returns the default fork when it is not ``main``. The server is
+    reached as for every remote (:func:`.remote.transport`: ssh settings, credential
+    helpers, ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
+    from .remote import redact, strip_credentials, transport
 
     clean, _ = strip_credentials(url)
-    run_git(
-        [
-            "--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", url,
-            "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
-            "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
-        ]
+    transport(
+        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", url,
+        "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+        "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
+        progress=progress,
     )  # fmt: skip
     run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
-    run_git(["--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", "origin"])
+    # the remote-tracking refs, from the objects just fetched (a later lease checks them)
+    transport(git_dir, "fetch", "-q", "--no-auto-gc", "origin")
     store = GitStore(git_dir)
     try:
         repo = store.repo
@@ -348,7 +353,7 @@ def clone_into(git_dir: str, url: str, run_git: Callable[..., str]) -> str | Non
         if "main" in heads:
             return None
         # the remote's HEAD branch (or its first branch) becomes the default fork
-        out = run_git(["--git-dir", git_dir, "ls-remote", "--symref", url, "HEAD"])
+        out = transport(git_dir, "ls-remote", "--symref", url, "HEAD").stdout
         head = next(
             (ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None
         )

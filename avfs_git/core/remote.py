@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import names, refs
@@ -101,7 +102,17 @@ _ENV_HELPER = (
 )
 
 
-def _git(vault: Vault, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total), e.g. ("Writing objects", 3, 10)
+_PROGRESS = re.compile(r"^(?:remote: )?(?P<phase>[A-Z][A-Za-z ]+):\s+\d+% \((?P<done>\d+)/(?P<total>\d+)\)")
+
+
+def transport(
+    git_dir: str, *args: str, check: bool = True, progress: ProgressFn | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a git command that may reach a server, with the user's ways of reaching it (ssh
+    settings, credential helpers, ``AVFS_GIT_TOKEN``) and never a prompt. With ``progress``,
+    git reports progress (``--progress`` must be among ``args``) and each line of it goes to
+    the callback instead of into the error text."""
     import os
 
     extra: list[str] = []
@@ -113,19 +124,61 @@ def _git(vault: Vault, *args: str, check: bool = True) -> subprocess.CompletedPr
     for k in ("GIT_SSH_COMMAND", "GIT_SSH", "GIT_SSH_VARIANT"):
         if k in os.environ:
             env[k] = os.environ[k]
-    proc = subprocess.run(
-        ["git", *extra, "--git-dir", vault.path, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    argv = ["git", *extra, "--git-dir", git_dir, *args]
+    if progress is None:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    else:
+        proc = _run_with_progress(argv, env, progress)
     if check and proc.returncode != 0:
         raise RemoteError(
             f"git {args[0]} failed: {_scrub(proc.stderr.strip() or proc.stdout.strip())}",
             details={"exit": proc.returncode},
         )
     return proc
+
+
+def _run_with_progress(
+    argv: list[str], env: dict[str, str], progress: ProgressFn
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``, handing git's progress lines (split on CR and LF) to ``progress`` as
+    they come; the other stderr lines are kept for the error text."""
+    import os
+    import threading
+
+    kept: list[str] = []
+    out: list[bytes] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout
+        reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
+        reader.start()
+        pending = b""
+        try:
+            while chunk := os.read(proc.stderr.fileno(), 65536):
+                pending += chunk
+                *lines, pending = re.split(rb"[\r\n]", pending)
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    m = _PROGRESS.match(line)
+                    if m:
+                        progress(m["phase"], int(m["done"]), int(m["total"]))
+                    elif line.strip():
+                        kept.append(line)
+            if pending.strip():
+                kept.append(pending.decode("utf-8", "replace"))
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            code = proc.wait()
+            reader.join()
+    return subprocess.CompletedProcess(argv, code, b"".join(out).decode("utf-8", "replace"), "\n".join(kept))
+
+
+def _git(
+    vault: Vault, *args: str, check: bool = True, progress: ProgressFn | None = None
+) -> subprocess.CompletedProcess[str]:
+    return transport(vault.path, *args, check=check, progress=progress)
 
 
 def _scrub(text: str) -> str:
@@ -199,6 +252,11 @@ def _ls_remote(vault: Vault, remote: str) -> dict[str, str]:
     return out
 
 
+def tag_ref(fork: str, name: str) -> str:
+    """The tag a named checkpoint pushes as with ``tags=True``."""
+    return f"refs/tags/avfs/{fork}/{name}"
+
+
 def push(
     vault: Vault,
     remote: str,
@@ -206,19 +264,28 @@ def push(
     *,
     all_forks: bool = False,
     checkpoints: bool = False,
+    tags: bool = False,
     checkpoint_first: bool = False,
+    force_with_lease: bool = False,
+    progress: ProgressFn | None = None,
 ) -> TransferResult:
-    """Push forks (as branches) and, with ``checkpoints``, their named checkpoints.
+    """Push forks (as branches) and, with ``checkpoints``, their named checkpoints (under
+    ``refs/avfs/checkpoints/``, or as tags ``avfs/<fork>/<name>`` with ``tags``).
 
     Uncheckpointed changes are not pushed: the result says which forks left some behind,
     or ``checkpoint_first`` checkpoints them first. Never forces: a non-fast-forward is
-    :class:`RemoteRejectedError` naming both commits."""
+    :class:`RemoteRejectedError` naming both commits. ``force_with_lease`` overwrites a
+    branch only where the remote still has what this vault last saw of it (its
+    remote-tracking ref, from the last fetch or push; no such ref: the branch must not
+    exist there), like ``git push --force-with-lease``."""
     from . import checkpoint
 
     _require(vault, remote)
     names_ = vault.fork_names() if all_forks or not forks else list(forks)
     if forks and all_forks:
         raise UsageError("give forks or --all, not both")
+    if tags and not checkpoints:
+        raise UsageError("--tags says how checkpoints are pushed: give --checkpoints too")
     for f in names_:
         names.check_fork_name(f)
         vault._require_fork(f)
@@ -232,7 +299,8 @@ def push(
                 left.append({"fork": f, "uncheckpointed_changes": len(ws.status())})  # type: ignore[dict-item]
     repo = vault.store.repo
     specs: list[str] = []
-    local: dict[str, str] = {}
+    leases: list[str] = []
+    local: dict[str, str] = {}  # remote ref -> the commit pushed there
     for f in names_:
         ref = refs.fork_ref(f)
         tip = refs.read_ref(repo, ref)
@@ -240,13 +308,18 @@ def push(
             continue
         local[ref] = tip
         specs.append(f"{ref}:{ref}")
+        if force_with_lease:
+            leases.append(f"--force-with-lease={ref}:{refs.read_ref(repo, _tracking(remote, f)) or ''}")
         if checkpoints:
+            prefix = refs.checkpoint_prefix(f)
             for r in repo.references:
-                if r.startswith(refs.checkpoint_prefix(f)):
-                    local[r] = str(repo.references[r].resolve().target)
-                    specs.append(f"{r}:{r}")
+                if r.startswith(prefix):
+                    dest = tag_ref(f, r[len(prefix) :]) if tags else r
+                    local[dest] = str(repo.references[r].resolve().target)
+                    specs.append(f"{r}:{dest}")
     before = _ls_remote(vault, remote)
-    proc = _git(vault, "push", "--porcelain", remote, *specs, check=False)
+    args = ["push", "--porcelain", *(["--progress"] if progress else []), *leases, remote, *specs]
+    proc = _git(vault, *args, check=False, progress=progress)
     rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
     if rejected or proc.returncode != 0:
         detail = _scrub(proc.stderr.strip())
@@ -254,20 +327,36 @@ def push(
         rejected_ref = first[1].split(":")[-1] if len(first) > 1 else None
         if rejected_ref is not None and rejected_ref in local:
             ref = rejected_ref
+            stale = "stale info" in rejected[0]
+            why = (
+                "not what this vault last fetched (the lease is stale)"
+                if stale
+                else f"which {local[ref]} does not contain (non-fast-forward)"
+            )
             raise RemoteRejectedError(
-                f"{remote} refused {ref}: it is at {before.get(ref, '?')}, which {local[ref]} does not"
-                " contain (non-fast-forward); nothing changed here",
+                f"{remote} refused {ref}: it is at {before.get(ref, '?')}, {why}; nothing changed here",
                 hint="fetch and merge (`avfs pull`), then push again",
-                details={"ref": ref, "remote_commit": before.get(ref), "local_commit": local[ref]},
+                details={
+                    "ref": ref,
+                    "remote_commit": before.get(ref),
+                    "local_commit": local[ref],
+                    "reason": "stale_lease" if stale else "non_fast_forward",
+                },
             )
         raise RemoteError(f"push to {remote} failed: {detail}", details={"exit": proc.returncode})
+    # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch refspec):
+    # the next lease is checked against it
     updates = tuple(
         RefUpdate(ref, before.get(ref), new) for ref, new in sorted(local.items()) if before.get(ref) != new
     )
     return TransferResult(vault.name, remote, updates, tuple(left))
 
 
-def fetch(vault: Vault, remote: str) -> TransferResult:
+def _tracking(remote: str, branch: str) -> str:
+    return f"refs/remotes/{remote}/{branch}"
+
+
+def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> TransferResult:
     """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
     _require(vault, remote)
     repo = vault.store.repo
@@ -277,7 +366,8 @@ def fetch(vault: Vault, remote: str) -> TransferResult:
         return {r: str(repo.references[r].resolve().target) for r in repo.references if r.startswith(prefix)}
 
     before = tracking()
-    _git(vault, "fetch", "--prune", remote, f"+refs/heads/*:{prefix}*")
+    extra = ["--progress"] if progress else []
+    _git(vault, "fetch", "--prune", *extra, remote, f"+refs/heads/*:{prefix}*", progress=progress)
     after = tracking()
     updates = tuple(
         RefUpdate(r, before.get(r), after.get(r))
@@ -288,7 +378,12 @@ def fetch(vault: Vault, remote: str) -> TransferResult:
 
 
 def pull(
-    vault: Vault, remote: str, fork: str | None = None, **merge_options: object
+    vault: Vault,
+    remote: str,
+    fork: str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    **merge_options: object,
 ) -> tuple[TransferResult, object]:
     """Fetch, then merge ``<remote>/<fork>`` into ``fork`` (fast-forward or a merge commit;
     conflicts come back as data, as for ``avfs merge``). Returns (fetch result, MergeResult)."""
@@ -296,7 +391,7 @@ def pull(
 
     fork = fork or vault.default_fork
     vault._require_fork(fork)
-    fetched = fetch(vault, remote)
+    fetched = fetch(vault, remote, progress=progress)
     ref = f"refs/remotes/{remote}/{fork}"
     if refs.read_ref(vault.store.repo, ref) is None:
         raise RemoteError(
