@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
 from .fusecases import FUSE_BENCHMARKS
+from .gccases import GC_BENCHMARKS
 from .mergecases import MERGE_BENCHMARKS
 from .proxycases import PROXY_BENCHMARKS
+from .searchcases import SEARCH_BENCHMARKS
 from .timing import Profiler, Repeats, Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, Fixtures, pick_paths
 
@@ -642,4 +644,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **FUSE_BENCHMARKS,
     # proxy exec's overhead (bench/proxycases.py)
     **PROXY_BENCHMARKS,
+    # avfs gc vs git gc (bench/gccases.py)
+    **GC_BENCHMARKS,
+    # grep vs git grep / grep -r, full-text search (bench/searchcases.py)
+    **SEARCH_BENCHMARKS,
 }

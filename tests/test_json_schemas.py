@@ -518,7 +518,80 @@ def _remotes(s: Session) -> None:
     s("remote", "remove", "origin", kind="remote")
 
 
+def _maintenance(s: Session) -> None:
+    s("stats", kind="stats")
+    s("gc", "--dry-run", kind="gc")
+    s("gc", "--grace", "0", kind="gc")
+    s("prune", "--dry-run", kind="prune")
+    s("vault", "fork", "v", "other", kind="fork_create")
+    s("prune", kind="prune")
+    assert s("doctor", kind="doctor")["ok"]
+
+
+def _grep(s: Session) -> None:
+    assert s("grep", "hello", kind="grep")["files"][0]["path"] == "a.txt"
+    s("grep", "-l", "-i", "HELLO", "--rev", "base", kind="grep")
+    s("grep", "-c", "b", "sub", kind="grep")
+
+
+def _find(s: Session) -> None:
+    s("find", kind="find")
+    s("find", "sub", "--type", "f", "--size", "-1k", kind="find")
+    s("write", "new.txt", "n", kind="file_write")
+    assert [e["path"] for e in s("find", "--newer", "base", kind="find")["entries"]] == ["new.txt"]
+
+
+def _search(s: Session) -> None:
+    assert s("search", "hello", kind="search")["hits"][0]["path"] == "a.txt"
+    s("search", "--rebuild", kind="search")
+
+
+def _hooks_install(s: Session) -> None:
+    proj = s.tmp / "proj"
+    proj.mkdir()
+    s(
+        "hooks",
+        "install",
+        "--for",
+        "claude",
+        "--project",
+        str(proj),
+        "--command",
+        "avfs",
+        kind="hooks_install",
+    )
+    s("hooks", "uninstall", "--for", "claude", "--project", str(proj), kind="hooks_install")
+    s("hooks", "install", "--for", "git", "--vault", "v", kind="hooks_install")
+
+
+def _quickstart(s: Session) -> None:
+    from avfs_git.fuse.mounts import fuse_available
+
+    from .conftest import IN_CI
+
+    if fuse_available() is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {fuse_available()}")
+        pytest.skip(f"requires FUSE: {fuse_available()}")
+    src = s.tmp / "proj"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    up = s("up", str(src), "--agent", "a1", kind="up")
+    try:
+        (Path(up["mountpoint"]) / "new.txt").write_text("new\n")
+        s("export", "proj:a1", str(s.tmp / "out"), kind="export")
+    finally:
+        down = s("down", "--fork", "proj:a1", "--keep", kind="down")
+    assert down["merge"]["status"] == "fast_forward" and down["fork_deleted"]
+    doc = s("apply", "proj:main", kind="apply")
+    assert (src / "new.txt").read_text() == "new\n" and doc["changes"][0]["applied"]
+
+
 KIND_CASES: dict[str, Callable[[Session], None]] = {
+    "stats": _maintenance,
+    "gc": _maintenance,
+    "prune": _maintenance,
+    "doctor": _maintenance,
     "remote": _remotes,
     "remote_list": _remotes,
     "transfer": _remotes,
@@ -559,6 +632,14 @@ KIND_CASES: dict[str, Callable[[Session], None]] = {
     "vault_path": _vault_path,
     "vault_restore": _vault_restore,
     "vault_use": _vault_use,
+    "grep": _grep,
+    "find": _find,
+    "search": _search,
+    "hooks_install": _hooks_install,
+    "up": _quickstart,
+    "down": _quickstart,
+    "export": _quickstart,
+    "apply": _quickstart,
 }
 
 

@@ -38,6 +38,9 @@ COMMANDS: dict[str, str] = {
     "chmod": "files:chmod_cmd",
     "stat": "files:stat_cmd",
     "tree": "files:tree_cmd",
+    "grep": "searching:grep_cmd",
+    "find": "searching:find_cmd",
+    "search": "searching:search_cmd",
     "status": "versioning:status_cmd",
     "log": "versioning:log_cmd",
     "diff": "versioning:diff_cmd",
@@ -57,6 +60,17 @@ COMMANDS: dict[str, str] = {
     "proxy": "proxy:proxy",
     "policy": "proxy:policy",
     "audit": "proxy:audit_cmd",
+    "stats": "maintenance:stats_cmd",
+    "gc": "maintenance:gc_cmd",
+    "prune": "maintenance:prune_cmd",
+    "doctor": "maintenance:doctor_cmd",
+    "hook": "hooks_cmd:hook",
+    "hooks": "hooks_cmd:hooks",
+    "mcp": "agent:mcp_cmd",
+    "up": "quickstart:up_cmd",
+    "down": "quickstart:down_cmd",
+    "export": "quickstart:export_cmd",
+    "apply": "quickstart:apply_cmd",
 }
 
 

@@ -53,7 +53,8 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
 def clone(app: App, url: str, name: str, make_default: bool) -> None:
     """Create vault NAME from the git repository at URL: its branches become forks, its
     tags and named checkpoints come along, and `origin` is set (without credentials)."""
-    v = app.home.clone_vault(url, name)
+    with app.output.git_progress() as progress:
+        v = app.home.clone_vault(url, name, progress=progress)
     if make_default:
         app.home.use(name)
     info = app.home.info(name)
@@ -246,12 +247,18 @@ def quota_set(app: App, size: str) -> None:
     v, fork = app.target()
     v.set_config(quota_bytes=_parse_size(size))
     ws = v.workspace(fork)
+    used = ws.overlay.file_bytes()
     data = {
         "vault": v.name,
         "fork": fork,
         "quota_bytes": v.quota_bytes,
-        "used_bytes": ws.overlay.file_bytes(),
+        "used_bytes": used,
     }
+    if used > v.quota_bytes:  # accepted: nothing is lost, new writes are refused
+        app.output.warn(
+            f"{v.name}:{fork} already uses {human_size(used)}, over the new quota:"
+            " writes that add bytes are refused until a checkpoint or rm brings it under"
+        )
     app.output.result(
         "quota", data, lambda: app.output.info(f"quota of {v.name} is now {human_size(v.quota_bytes)}")
     )

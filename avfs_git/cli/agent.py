@@ -1,0 +1,47 @@
+"""`avfs mcp`: serve the avfs tools to an agent over the Model Context Protocol (stdio)."""
+
+from __future__ import annotations
+
+import click
+
+from .main import App, pass_app
+
+
+@click.command("mcp")
+@click.option(
+    "--home",
+    "home",
+    metavar="DIR",
+    help="avfs home to serve (default: the global --home, AVFS_HOME, or ~/.avfs).",
+)
+@click.option(
+    "--vault",
+    "vault",
+    metavar="VAULT[:FORK]",
+    help="Default vault and fork of the tools (default: the global --vault, AVFS_VAULT, `vault use`).",
+)
+@pass_app
+def mcp_cmd(app: App, home: str | None, vault: str | None) -> None:
+    """Serve the avfs tools over MCP on stdin/stdout (for Claude Code and other MCP clients).
+
+    Tools: vault_list, fork_list, fork, status, read_file, write_file, list_files,
+    checkpoint_save, checkpoint_list, checkpoint_restore, log, diff, merge, exec. Each
+    returns the document `avfs --json` prints for that operation. `exec` applies the
+    policy and never approves a command itself: a `require_approval` decision returns its
+    token to the client (see docs/mcp.md). stdout carries only the protocol; logs go to stderr.
+    """
+    import logging
+    import os
+
+    from ..core.names import parse_address
+    from ..mcp_server import serve
+
+    level = getattr(logging, os.environ.get("AVFS_MCP_LOG", "").upper(), None)
+    logging.basicConfig(  # to stderr: stdout is the protocol's
+        level=level if isinstance(level, int) else logging.WARNING,
+        format="avfs mcp: %(levelname)s %(name)s: %(message)s",
+    )
+    spec = vault if vault is not None else app.vault_spec
+    if spec:
+        parse_address(spec)  # a malformed --vault is a usage error now, not on every call
+    serve(home if home is not None else app.home_path, spec)

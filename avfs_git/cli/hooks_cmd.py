@@ -1,0 +1,240 @@
+"""`avfs hook AGENT EVENT` (what an agent runs) and `avfs hooks install|uninstall`.
+
+`avfs hook` speaks the agent's hook protocol, not avfs's: the event comes on stdin, the
+answer (the agent's JSON) goes to stdout, and the exit status is the agent's (2 blocks).
+`--json` does not change that. See docs/hooks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+
+import click
+
+from ..core.errors import UsageError
+from .main import App, pass_app
+
+_EVENT_NAMES = ("pre-tool-use", "post-tool-use", "stop")
+
+
+def _emit(app: App, text: str, err: str, code: int) -> None:
+    stream = app.output.stream  # the real stdout, even under --json (the agent reads it)
+    if text:
+        stream.write(text)
+        stream.flush()
+    app.output.emitted = True
+    if err:
+        sys.stderr.write(err)
+        sys.stderr.flush()
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _home_path(app: App) -> str:
+    # core.home.default_home_path's rule, without importing core.home (vault, workspace:
+    # ~12 ms of a hook that runs on every tool call)
+    return os.path.abspath(app.home_path or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
+
+
+def _read_stdin() -> bytes:
+    try:
+        return sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        return b""
+
+
+@click.group("hook")
+def hook() -> None:
+    """Answer one agent hook event (the agents run these; see `avfs hooks install`)."""
+
+
+@hook.command("claude")
+@click.argument("event", type=click.Choice(_EVENT_NAMES))
+@pass_app
+def claude_cmd(app: App, event: str) -> None:
+    """Answer a Claude Code hook event read on stdin (pre-tool-use, post-tool-use, stop)."""
+    from ..hooks import answer
+
+    ans = answer(
+        "claude", event, _read_stdin(), _home_path(app), project_dir=os.environ.get("CLAUDE_PROJECT_DIR")
+    )
+    _emit(app, ans.stdout_text(), ans.stderr, ans.exit_code)
+
+
+@hook.command("codex")
+@click.argument("event", type=click.Choice((*_EVENT_NAMES, "notify")))
+@click.argument("payload", required=False)
+@pass_app
+def codex_cmd(app: App, event: str, payload: str | None) -> None:
+    """Answer a Codex hook event read on stdin, or (notify) Codex's notification argument."""
+    from ..hooks import answer, codex_notify
+
+    if event == "notify":
+        if payload is None:
+            raise UsageError("notify takes the notification JSON as its argument (Codex passes it)")
+        ans = codex_notify(payload, _home_path(app))
+        _emit(
+            app, ans.stderr if ans.exit_code == 0 else "", ans.stderr if ans.exit_code else "", ans.exit_code
+        )
+        return
+    if payload is not None:
+        raise UsageError(f"`avfs hook codex {event}` reads the event on stdin and takes no argument")
+    ans = answer("codex", event, _read_stdin(), _home_path(app))
+    _emit(app, ans.stdout_text(), ans.stderr, ans.exit_code)
+
+
+# -- install / uninstall --------------------------------------------------------------------
+
+
+def _avfs_prefix(app: App, command: str | None) -> str:
+    """The shell words that run this avfs: its absolute path (hooks run with the agent's
+    PATH, which may not hold a virtualenv's bin), plus `--home` when one was chosen."""
+    if command:
+        return command
+    exe = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "avfs" else shutil.which("avfs")
+    if exe and os.path.isfile(exe):
+        prefix = shlex.quote(os.path.abspath(exe))
+    else:
+        prefix = f"{shlex.quote(sys.executable)} -m avfs_git"
+    if app.home_path:
+        prefix += f" --home {shlex.quote(os.path.abspath(app.home_path))}"
+    return prefix
+
+
+def _claude_path(project: str | None, user: bool) -> str:
+    if user:
+        return os.path.join(os.path.expanduser("~"), ".claude", "settings.json")
+    return os.path.join(os.path.abspath(project or "."), ".claude", "settings.json")
+
+
+def _codex_path(project: str | None) -> str:
+    if project is not None:
+        return os.path.join(os.path.abspath(project), ".codex", "config.toml")
+    codex_home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    return os.path.join(os.path.abspath(codex_home), "config.toml")
+
+
+def _vault(app: App, name: str | None) -> tuple[str, str]:
+    if name is not None:
+        vault = app.home.vault(name.partition(":")[0])
+    else:
+        try:
+            vault, _ = app.target()
+        except UsageError as exc:
+            raise UsageError("which vault? give --vault NAME", hint=exc.hint) from None
+    return vault.name, vault.path
+
+
+def _options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option(
+        "--vault", "vault_name", metavar="NAME", help="git: the vault (default: the selected vault)."
+    )(func)
+    func = click.option(
+        "--user",
+        is_flag=True,
+        help="claude: ~/.claude/settings.json; codex: $CODEX_HOME/config.toml (codex's default).",
+    )(func)
+    func = click.option(
+        "--project",
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help="claude: DIR/.claude/settings.json (default: the current directory); codex: DIR/.codex/config.toml.",
+    )(func)
+    func = click.option(
+        "--for",
+        "agent",
+        required=True,
+        type=click.Choice(("claude", "codex", "git")),
+        help="Which settings: Claude Code, Codex, or a vault's git hooks.",
+    )(func)
+    return func
+
+
+def _check(agent: str, project: str | None, user: bool, vault_name: str | None) -> None:
+    if project is not None and user:
+        raise UsageError("give --project DIR or --user, not both")
+    if agent == "git" and (project is not None or user):
+        raise UsageError("--for git installs into a vault: use --vault NAME, not --project/--user")
+    if agent != "git" and vault_name is not None:
+        raise UsageError("--vault is for --for git")
+
+
+def _render(app: App, res: object) -> None:
+    from ..hooks import InstallResult
+
+    assert isinstance(res, InstallResult)
+    data = res.to_dict()
+
+    def human() -> None:
+        verb = {"install": "installed", "uninstall": "removed"}[res.action]
+        if res.changed:
+            click.echo(f"{verb} avfs {res.agent} hooks: {res.path}")
+        else:
+            click.echo(f"unchanged: {res.path}")
+        for e in res.entries:
+            click.echo(
+                f"  {e['event']}{' [' + e['matcher'] + ']' if e.get('matcher') else ''}: {e['command']}"
+            )
+        for note in res.notes:
+            app.output.info(f"note: {note}")
+
+    app.output.result("hooks_install", data, human)
+
+
+@click.group("hooks")
+def hooks() -> None:
+    """Install avfs's hooks into Claude Code, Codex, or a vault's git hooks."""
+
+
+@hooks.command("install")
+@_options
+@click.option("--notify", is_flag=True, help="codex: also set Codex's `notify` program (when unset).")
+@click.option(
+    "--command",
+    "command",
+    metavar="TEXT",
+    help="The shell words that run avfs (default: this avfs, by path).",
+)
+@pass_app
+def install_cmd(
+    app: App,
+    agent: str,
+    project: str | None,
+    user: bool,
+    vault_name: str | None,
+    notify: bool,
+    command: str | None,
+) -> None:
+    """Add avfs's hooks to the agent's settings, merged with what is there (idempotent)."""
+    from .. import hooks as lib
+
+    _check(agent, project, user, vault_name)
+    if notify and agent != "codex":
+        raise UsageError("--notify is for --for codex")
+    if agent == "claude":
+        res = lib.install_claude(_claude_path(project, user), _avfs_prefix(app, command))
+    elif agent == "codex":
+        res = lib.install_codex(_codex_path(project), _avfs_prefix(app, command), notify=notify)
+    else:
+        res = lib.install_git(*_vault(app, vault_name))
+    _render(app, res)
+
+
+@hooks.command("uninstall")
+@_options
+@pass_app
+def uninstall_cmd(app: App, agent: str, project: str | None, user: bool, vault_name: str | None) -> None:
+    """Remove avfs's hooks (and nothing else) from the agent's settings."""
+    from .. import hooks as lib
+
+    _check(agent, project, user, vault_name)
+    if agent == "claude":
+        res = lib.uninstall_claude(_claude_path(project, user))
+    elif agent == "codex":
+        res = lib.uninstall_codex(_codex_path(project))
+    else:
+        res = lib.uninstall_git(*_vault(app, vault_name))
+    _render(app, res)

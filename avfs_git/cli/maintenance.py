@@ -1,0 +1,147 @@
+"""`avfs stats`, `avfs gc`, `avfs prune`, `avfs doctor` (see docs/maintenance.md)."""
+
+from __future__ import annotations
+
+import click
+
+from ..core import maintenance as mnt
+from ..core.types import to_json
+from .main import App, pass_app
+from .output import human_size
+
+
+@click.command("stats")
+@click.option(
+    "-n",
+    "operations",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many recent operations to show.",
+)
+@pass_app
+def stats_cmd(app: App, operations: int) -> None:
+    """What the vault holds: forks, checkpoints, objects, overlays, mounts, recent operations."""
+    vault, _fork = app.target()
+    res = mnt.stats(vault, operations=operations)
+
+    def human() -> None:
+        p = app.output.out.print
+        p(f"vault {res.vault} ({res.path})")
+        p(
+            f"  objects: {res.objects} ({res.loose_objects} loose, {human_size(res.loose_bytes)};"
+            f" {res.packed_objects} in {res.packs} packs, {human_size(res.packed_bytes)})"
+        )
+        p(
+            f"  commits: {res.commits}, named checkpoints: {res.checkpoints}, recovery refs: {res.recovery_refs}"
+        )
+        p(f"  uncheckpointed: {human_size(res.overlay_bytes)} (quota {human_size(res.quota_bytes)} per fork)")
+        for f in res.forks:
+            flags = [x for x, on in (("default", f.is_default), ("mounted", f.mounted)) if on]
+            p(
+                f"  fork {f.name}{' (' + ', '.join(flags) + ')' if flags else ''}: {(f.head or '-')[:12]},"
+                f" {f.checkpoints} checkpoints, overlay {f.overlay_entries} entries"
+                f" {human_size(f.overlay_bytes)}, last change {f.last_change or '-'}"
+            )
+        for m in res.mounts:
+            p(f"  mount {m.key} at {m.mountpoint} (pid {m.pid}, {'alive' if m.alive else 'dead'})")
+        for op in res.operations:
+            p(f"  op {op.id} {op.time} {op.kind}: {op.summary}")
+
+    app.output.result("stats", res.to_json(), human)
+
+
+@click.command("gc")
+@click.option(
+    "--grace",
+    "grace",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="Keep unreachable objects younger than this (default 14, or the configured grace_days).",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would go; change nothing.")
+@click.option("--all", "all_vaults", is_flag=True, help="Every vault of the home, not only the selected one.")
+@pass_app
+def gc_cmd(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
+    """Expire old recovery refs, op-log entries and deleted vaults, then compact with git.
+
+    Refuses (exit 75, nothing changed) while an operation holds the vault or one of its
+    forks is mounted.
+    """
+    home = app.home
+    vaults = [home.vault(v.name) for v in home.list_vaults()] if all_vaults else [app.target()[0]]
+    results = [mnt.gc(v, grace_days=grace, dry_run=dry_run) for v in vaults]
+    expired = mnt.expire_deleted_vaults(home, dry_run=dry_run)
+    data = {
+        "dry_run": dry_run,
+        "vaults": [r.to_json() for r in results],
+        "deleted_vaults_expired": [to_json(e) for e in expired],
+    }
+
+    def human() -> None:
+        p = app.output.out.print
+        verb = "would " if dry_run else ""
+        for r in results:
+            p(
+                f"{r.vault}: {verb}expire {len(r.expired_recovery_refs)} recovery refs and"
+                f" {len(r.expired_operations)} operations; {verb}drop {r.unreachable_loose} unreachable"
+                f" loose objects; {r.objects_before} objects ({human_size(r.bytes_before)})"
+                + (
+                    ""
+                    if r.objects_after is None
+                    else f" -> {r.objects_after} ({human_size(r.bytes_after)}) in {r.duration_ms} ms"
+                )
+            )
+        for e in expired:
+            p(f"{verb}remove deleted vault {e.name} (deleted {e.deleted})")
+
+    app.output.result("gc", data, human)
+
+
+@click.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="A fork with no change for this long is abandoned (default 30, or abandoned_days).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would go; change nothing.")
+@pass_app
+def prune_cmd(app: App, older_than: float | None, dry_run: bool) -> None:
+    """Remove merged or abandoned forks (undoable), dead mounts' entries, stale locks and
+    expired approval tokens. Never the default fork, a mounted one, or one changed in the
+    last hour."""
+    vault, _fork = app.target()
+    res = mnt.prune(vault, older_than_days=older_than, dry_run=dry_run)
+
+    def human() -> None:
+        if not res.items:
+            app.output.info("nothing to prune")
+        for it in res.items:
+            extra = f" (undo: `avfs undo {it.op_id}`)" if it.op_id is not None else ""
+            app.output.out.print(f"{it.action}: {it.kind} {it.name}: {it.reason}{extra}")
+
+    app.output.result("prune", res.to_json(), human)
+
+
+@click.command("doctor")
+@click.option("--repair", is_flag=True, help="Fix what is safe to fix (nothing with changes is deleted).")
+@pass_app
+def doctor_cmd(app: App, repair: bool) -> None:
+    """Check every vault of the home: git fsck, overlays vs journals, dead mounts, orphan
+    state dirs, stale locks. Exit 1 when a problem is left."""
+    res = mnt.doctor(app.home, repair=repair)
+
+    def human() -> None:
+        if not res.findings:
+            app.output.out.print(f"{len(res.vaults)} vaults checked: no problems")
+        for f in res.findings:
+            state = "repaired" if f.repaired else ("repairable" if f.repairable else "problem")
+            app.output.out.print(f"{state}: {f.vault or '(home)'}: {f.check}: {f.problem}")
+            if f.hint and not f.repaired:
+                app.output.out.print(f"  hint: {f.hint}")
+
+    app.output.result("doctor", res.to_json(), human)
+    if not res.ok:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,239 @@
+"""`avfs up`, `avfs down`, `avfs export`, `avfs apply`: a project directory to an agent's
+mounted fork and back (over :mod:`avfs_git.core.quickstart`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from ..core.errors import EXIT_CONFLICT, UsageError
+from .main import App, pass_app
+
+if TYPE_CHECKING:
+    from ..core.vault import Vault
+
+
+def _vault_here(app: App) -> Vault | None:
+    """The vault `avfs up` made from the current directory, when no vault was selected."""
+    if app.vault_spec:
+        return None
+    from ..core.quickstart import find_vault_for
+
+    try:
+        name = find_vault_for(app.home, os.path.realpath(os.getcwd()))
+    except OSError:
+        return None
+    return app.home.vault(name) if name else None
+
+
+def _fork_target(app: App, spec: str | None) -> tuple[Vault, str]:
+    """``[VAULT:]FORK`` (a bare FORK is in the selected vault, or the vault made from the
+    current directory) to a vault and fork; None: the selected fork."""
+    if spec is not None and ":" in spec:
+        return app.home.resolve(spec)
+    here = _vault_here(app)
+    if here is not None:
+        fork = spec or here.default_fork
+        here._require_fork(fork)
+        return here, fork
+    vault, fork = app.target()
+    if spec is not None:
+        vault._require_fork(spec)
+        fork = spec
+    return vault, fork
+
+
+@click.command("up")
+@click.argument("directory", metavar="DIR")
+@click.option("--agent", metavar="NAME", help="The agent's fork (reused if it exists; default agent-<n>).")
+@click.option(
+    "--vault",
+    "vault_name",
+    metavar="NAME",
+    help="The vault's name (default: the vault made from DIR before, else DIR's name).",
+)
+@click.option("--mountpoint", metavar="PATH", help="Where to mount (default: under the avfs home).")
+@click.option(
+    "--no-refresh",
+    is_flag=True,
+    help="When DIR changed since the vault last saw it, do not bring the changes into main.",
+)
+@pass_app
+def up_cmd(
+    app: App,
+    directory: str,
+    agent: str | None,
+    vault_name: str | None,
+    mountpoint: str | None,
+    no_refresh: bool,
+) -> None:
+    """Import DIR into a vault, fork it for an agent, and mount the fork.
+
+    A second `up` of the same DIR reuses its vault; when DIR changed since, the changes are
+    checkpointed into the vault's default fork (only when that fork has no changes of its
+    own; otherwise a warning says so). Prints the mount point, and on stderr how to start
+    an agent there. Take it down with `avfs down MOUNT --keep` (merge into main) or
+    `--discard`.
+    """
+    from ..core.quickstart import up
+
+    with app.output.progress("importing") as progress:
+        res = up(
+            app.home,
+            directory,
+            agent=agent,
+            vault_name=vault_name,
+            mountpoint=mountpoint,
+            refresh=not no_refresh,
+            progress=progress,
+        )
+    for w in res.warnings:
+        app.output.warn(w)
+
+    def human() -> None:
+        what = "imported into new vault" if res.vault_created else "vault"
+        app.output.info(f"{res.origin}: {what} {res.vault}, fork {res.fork}")
+        if res.refreshed and res.refresh_commit:
+            app.output.info(f"brought the directory's changes into main: {res.refresh_commit[:12]}")
+        click.echo(res.mountpoint)
+        if res.hint:
+            app.output.info(f"next: {res.hint}")
+
+    app.output.result("up", res.to_json(), human)
+
+
+@click.command("down")
+@click.argument("mount", required=False, metavar="[MOUNT]")
+@click.option("--fork", "fork_spec", metavar="[VAULT:]FORK", help="The fork to take down (instead of MOUNT).")
+@click.option("--keep", "action", flag_value="keep", help="Merge the fork into main, then delete it.")
+@click.option("--discard", "action", flag_value="discard", help="Delete the fork (undo with `avfs undo`).")
+@click.option("-y", "--yes", is_flag=True, help="Ask nothing (without --keep/--discard: leave the fork).")
+@pass_app
+def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | None, yes: bool) -> None:
+    """Unmount an agent's fork, checkpoint it, then keep or discard its work.
+
+    --keep merges the fork into the vault's default fork (main) and deletes it; conflicts
+    are data: the fork stays and the command exits 3. --discard deletes the fork (undoable
+    with `avfs undo`). With neither, a terminal asks; otherwise the fork stays as it is.
+    A mount still in use (a shell's working directory, an open file) stops it before
+    anything changes.
+    """
+    from ..core import quickstart as q
+    from ..fuse import mounts
+
+    if mount is not None and fork_spec is not None:
+        raise UsageError("give MOUNT or --fork, not both")
+    if mount is not None:
+        info = q.find_mount(app.home, mount)
+        vault, fork = app.home.vault(info.vault), info.fork
+    elif fork_spec is not None:
+        vault, fork = _fork_target(app, fork_spec)
+    elif app.vault_spec and ":" in app.vault_spec:
+        vault, fork = app.target()
+    else:
+        live = [m for m in mounts.list_mounts(app.home) if m.revision is None]
+        here = _vault_here(app)
+        if here is not None:
+            live = [m for m in live if m.vault == here.name]
+        if len(live) != 1:
+            listing = ", ".join(m.mountpoint for m in live) or "nothing is mounted"
+            raise UsageError(
+                f"name the mount to take down ({listing})",
+                hint="avfs down MOUNT, or avfs down --fork VAULT:FORK",
+            )
+        vault, fork = app.home.vault(live[0].vault), live[0].fork
+    interactive = not app.json and not yes and sys.stdin.isatty() and sys.stderr.isatty()
+    if action is None and interactive:
+        action = click.prompt(
+            f"{vault.name}:{fork}: keep (merge into {vault.default_fork}), discard, or leave it as it is?",
+            type=click.Choice(["keep", "discard", "leave"]),
+            default="leave",
+            err=True,
+        )
+    elif action == "discard" and interactive:
+        click.confirm(f"discard fork {fork} (`avfs undo` brings it back)?", abort=True, err=True)
+    res = q.down(app.home, vault, fork, action="leave" if action is None else action)  # type: ignore[arg-type]
+
+    def human() -> None:
+        if res.unmounted:
+            app.output.info(f"unmounted {res.mountpoint}")
+        if res.checkpoint:
+            app.output.info(f"checkpoint {res.checkpoint[:12]}")
+        if res.merge is not None:
+            click.echo(f"{res.fork} -> {res.target}: {res.merge.status.replace('_', ' ')}")
+            for c in res.merge.conflicts:
+                click.echo(f"  {c.kind:14} {c.path}")
+            if res.conflicted:
+                app.output.info(
+                    f"fork {res.fork} kept; resolve with `avfs --vault {res.vault}:{res.target}"
+                    f" merge {res.fork} --write-conflicts`"
+                )
+        if res.fork_deleted:
+            click.echo(f"fork {res.fork} deleted (undo: avfs --vault {res.vault} undo --op {res.op_id})")
+        elif not res.conflicted:
+            click.echo(f"fork {res.vault}:{res.fork} kept at {res.head[:12]}")
+
+    app.output.result("down", res.to_json(), human)
+    if res.conflicted:
+        raise click.exceptions.Exit(EXIT_CONFLICT)
+
+
+@click.command("export")
+@click.argument("fork_spec", metavar="[VAULT:]FORK")
+@click.argument("directory", metavar="DIR")
+@click.option("--force", is_flag=True, help="Write into a non-empty DIR (the fork's paths replace DIR's).")
+@pass_app
+def export_cmd(app: App, fork_spec: str, directory: str, force: bool) -> None:
+    """Write a fork's current state (with its uncheckpointed changes) into a plain directory.
+
+    Modes and symlinks are kept. DIR must be missing or empty unless --force.
+    """
+    from ..core.quickstart import export
+
+    vault, fork = _fork_target(app, fork_spec)
+    res = export(vault, fork, directory, force=force)
+    app.output.result(
+        "export",
+        res.to_json(),
+        lambda: app.output.info(
+            f"{res.vault}:{res.fork} -> {res.dir}: {res.files} files, {res.symlinks} symlinks, {res.dirs} dirs"
+        ),
+    )
+
+
+@click.command("apply")
+@click.argument("fork_spec", required=False, metavar="[[VAULT:]FORK]")
+@click.option(
+    "--to", "to", metavar="DIR", help="The directory to change (default: the one the vault came from)."
+)
+@click.option("--patch", "patch", metavar="FILE", help="Write a git-format patch to FILE instead.")
+@click.option("--force", is_flag=True, help="Overwrite changes made in DIR to the paths the fork changed.")
+@pass_app
+def apply_cmd(app: App, fork_spec: str | None, to: str | None, patch: str | None, force: bool) -> None:
+    """Bring a fork's changes back into the project directory `avfs up` imported.
+
+    Copies changed and added files, deletes removed ones (or, with --patch, writes them as
+    a patch for `git apply`). Refuses (exit 3, listing the paths) when DIR changed a path
+    the fork changed too since the import or the last apply, unless --force; other
+    changes in DIR are left alone. The fork is checkpointed first.
+    """
+    from ..core.quickstart import apply
+
+    vault, fork = _fork_target(app, fork_spec)
+    res = apply(vault, fork, to=to, patch=patch, force=force)
+
+    def human() -> None:
+        applied = [c for c in res.changes if c.applied]
+        if res.patch:
+            app.output.info(f"{len(res.changes)} change(s) of {res.vault}:{res.fork} written to {res.patch}")
+        else:
+            for c in applied:
+                click.echo(f"{c.status[0].upper()} {c.path}")
+            app.output.info(f"{len(applied)} path(s) of {res.vault}:{res.fork} applied to {res.dir}")
+        for k in res.conflicts:
+            app.output.warn(f"overwrote {k.path} ({k.reason})")
+
+    app.output.result("apply", res.to_json(), human)

@@ -1,0 +1,199 @@
+"""`avfs grep | find | search`: search a fork's files without materializing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .main import App, pass_app
+
+
+def _exit_nothing_found(found: bool) -> None:
+    """grep's convention: exit 1 when nothing matched (the result was still printed)."""
+    if not found:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("grep")
+@click.argument("pattern")
+@click.argument("paths", nargs=-1)
+@click.option("-i", "--ignore-case", is_flag=True, help="Ignore case.")
+@click.option("-n", "--line-number", "line_number", is_flag=True, help="Prefix lines with their number.")
+@click.option(
+    "-l", "--files-with-matches", "files_only", is_flag=True, help="Print only the paths of files that match."
+)
+@click.option("-c", "--count", "count_only", is_flag=True, help="Print the count of matching lines per file.")
+@click.option("-w", "--word-regexp", "word", is_flag=True, help="Match whole words only.")
+@click.option("-F", "--fixed-strings", "fixed", is_flag=True, help="PATTERN is a fixed string, not a regex.")
+@click.option(
+    "--glob",
+    "globs",
+    multiple=True,
+    metavar="GLOB",
+    help="Only files matching GLOB (name, or path if it has a '/'); '!GLOB' excludes. Repeatable.",
+)
+@click.option("--rev", default=None, metavar="REV", help="Search a revision (checkpoint, fork or commit).")
+@pass_app
+def grep_cmd(
+    app: App,
+    pattern: str,
+    paths: tuple[str, ...],
+    ignore_case: bool,
+    line_number: bool,
+    files_only: bool,
+    count_only: bool,
+    word: bool,
+    fixed: bool,
+    globs: tuple[str, ...],
+    rev: str | None,
+) -> None:
+    """Print lines matching PATTERN (Python `re` syntax) in the fork's files, or at --rev.
+
+    Binary files (a NUL byte in the first 8000) are skipped, symlinks are not followed.
+    Exits 0 when something matched, 1 when nothing did, 2 on a usage error.
+    """
+    from ..core import search
+
+    vault, fork = app.target()
+    ws = vault.workspace(fork)
+    res = search.grep(
+        ws,
+        pattern,
+        paths,
+        rev=rev,
+        ignore_case=ignore_case,
+        fixed=fixed,
+        word=word,
+        globs=globs,
+        files_only=files_only,
+        count_only=count_only,
+    )
+    mode = "files" if files_only else "count" if count_only else "lines"
+    data: dict[str, Any] = {
+        "vault": vault.name,
+        "fork": fork,
+        "rev": res.rev,
+        "pattern": pattern,
+        "mode": mode,
+        "files": res.files,
+        "matches": sum(f.count or 0 for f in res.files),
+        "files_matched": len(res.files),
+        "files_searched": res.files_searched,
+        "binary_skipped": res.binary_skipped,
+    }
+
+    def human() -> None:
+        for f in res.files:
+            if files_only:
+                click.echo(f.path)
+            elif count_only:
+                click.echo(f"{f.path}:{f.count}")
+            else:
+                for ln in f.lines:
+                    click.echo(f"{f.path}:{ln.line}:{ln.text}" if line_number else f"{f.path}:{ln.text}")
+
+    app.output.result("grep", data, human)
+    _exit_nothing_found(res.matched)
+
+
+@click.command("find")
+@click.argument("path", default="")
+@click.option("--name", "name", metavar="GLOB", help="Last path segment matches GLOB.")
+@click.option(
+    "--type", "kind", type=click.Choice(["f", "d", "l"]), help="f: files, d: directories, l: symlinks."
+)
+@click.option(
+    "--size", "size", metavar="[+|-]N[k|M|G]", help="Larger (+) / smaller (-) than / exactly N bytes."
+)
+@click.option("--newer", "newer", metavar="REV", help="Only entries that differ from revision REV.")
+@click.option("--rev", default=None, metavar="REV", help="List a revision instead of the workspace.")
+@pass_app
+def find_cmd(
+    app: App,
+    path: str,
+    name: str | None,
+    kind: str | None,
+    size: str | None,
+    newer: str | None,
+    rev: str | None,
+) -> None:
+    """List entries at and below PATH that pass every filter (symlinks are not followed)."""
+    from ..core import search
+
+    vault, fork = app.target()
+    res = search.find(vault.workspace(fork), path, rev=rev, name=name, kind=kind, size=size, newer=newer)
+
+    def human() -> None:
+        for e in res.entries:
+            click.echo(e.path + ("/" if e.kind.value == "dir" else ""))
+
+    from ..core import names
+
+    app.output.result(
+        "find",
+        {
+            "vault": vault.name,
+            "fork": fork,
+            "rev": res.rev,
+            "path": names.norm_path(path),
+            "entries": res.entries,
+        },
+        human,
+    )
+
+
+@click.command("search")
+@click.argument("query", required=False)
+@click.option("--limit", "limit", type=int, default=20, show_default=True, help="At most N results.")
+@click.option("--rebuild", is_flag=True, help="Rebuild the fork's index from git first.")
+@pass_app
+def search_cmd(app: App, query: str | None, limit: int, rebuild: bool) -> None:
+    """Ranked full-text search (SQLite FTS5) over the fork's current files.
+
+    QUERY uses FTS5 syntax: words (all must occur), "a phrase", prefix*, OR, NOT,
+    NEAR(a b), path:word. The index is per fork and catches up incrementally on each query.
+    """
+    from ..core import fts
+    from ..core.errors import UsageError
+
+    vault, fork = app.target()
+    if query is None:
+        if not rebuild:
+            raise UsageError("give a QUERY (or --rebuild alone to rebuild the index)")
+        upd = fts.rebuild(vault, fork)
+        data: dict[str, Any] = {
+            "vault": vault.name,
+            "fork": fork,
+            "query": None,
+            "limit": limit,
+            "hits": [],
+            "index": upd,
+        }
+        app.output.result("search", data, lambda: app.output.info(f"index rebuilt: {upd.docs} documents"))
+        return
+    res = fts.search(vault, fork, query, limit=limit, rebuild=rebuild)
+    data = {
+        "vault": vault.name,
+        "fork": fork,
+        "query": res.query,
+        "limit": limit,
+        "hits": res.hits,
+        "index": res.index,
+    }
+
+    def human() -> None:
+        o = app.output.out
+        for h in res.hits:
+            o.print(f"[bold]{h.path}[/]  [dim]{h.score:.3f}[/]", markup=True)
+            o.print("    " + _highlight(" ".join(h.snippet.split())), markup=True)
+
+    app.output.result("search", data, human)
+
+
+def _highlight(snippet: str) -> str:
+    """rich markup for a snippet: the text between ** markers in bold, the rest escaped."""
+    from rich.markup import escape
+
+    parts = snippet.split("**")
+    return "".join(f"[bold yellow]{escape(p)}[/]" if i % 2 else escape(p) for i, p in enumerate(parts))

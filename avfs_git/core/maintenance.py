@@ -1,0 +1,1146 @@
+"""Maintenance of vaults and homes: stats, gc, prune and doctor.
+
+- :func:`stats` reads a vault: forks, checkpoints, objects, overlay sizes, mounts, recent
+  operations. It changes nothing.
+- :func:`gc` first expires what avfs keeps for undo past its retention (recovery refs, op
+  log entries, reflog entries), then compacts the object store with the git CLI
+  (libgit2 has no gc): ``git pack-refs``, ``git repack -d -A``, ``git prune --expire``.
+  Objects an undo within the retention still needs are held by temporary refs
+  (``refs/avfs/keep/<oid>``) while git runs.
+- :func:`prune` removes forks that are merged or abandoned (through
+  :meth:`.Vault.delete_fork`, so ``avfs undo`` brings them back), registry entries of dead
+  mount daemons, lock files of forks that are gone, git lock files left by a killed
+  process, and expired approval tokens.
+- :func:`doctor` checks a home (``git fsck``, overlays against their journals, dead mounts,
+  orphan workspace state dirs, stale locks) and, asked to, repairs what is safe to repair.
+  It never discards an overlay: an orphan one with changes is moved to
+  ``<vault>/avfs/lost+found/``.
+
+The mount registry is read through :mod:`avfs_git.fuse.mounts` (imported lazily: that
+module is the mount lifecycle, it does not load FUSE itself), as ``Workspace.exec`` reaches
+the proxy.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from . import refs
+from .errors import BusyError, InternalError, UsageError, from_oserror
+from .gitstore import rfc3339
+from .locks import file_lock
+from .types import Operation, to_json
+
+if TYPE_CHECKING:
+    from .home import Home
+    from .vault import Vault
+
+DAY_S = 86400.0
+MAINTENANCE_LOCK = ".maintenance"  # one gc at a time per vault (a name no fork can have)
+REPACK_LOCK = "repack"  # packwriter's consolidation lock (locks/repack.lock)
+KEEP = "refs/avfs/keep"  # one temporary root while gc runs (an interrupted gc leaves it: doctor)
+STALE_GIT_LOCK_S = 600.0  # git holds a ref lock for milliseconds; one this old was left by a kill
+RECENT_FORK_S = 3600.0  # prune never touches a fork changed this recently (it may be in use)
+ORPHAN_FILE_S = 3600.0  # an overlay file is written before its entry: only old orphans are garbage
+USED_APPROVAL_S = DAY_S  # used approval records are kept this long (for people reading them)
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retention:
+    """How long avfs keeps what undo needs, and the grace of unreachable objects.
+
+    Defaults; the home's ``config.json`` key ``"maintenance"`` overrides them for every
+    vault, and the vault's ``avfs/config.json`` key ``"maintenance"`` for one vault.
+    """
+
+    recovery_days: float = 30.0  # recovery refs (uncheckpointed changes kept by restore/undo/...)
+    oplog_days: float = 90.0  # op log entries, and reflog entries of refs
+    trash_days: float = 30.0  # deleted vaults in <home>/trash
+    grace_days: float = 14.0  # unreachable objects younger than this survive gc (git's default)
+    abandoned_days: float = 30.0  # prune: a fork with no change for this long is abandoned
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(to_json(self))
+
+
+_RETENTION_KEYS = {f.name for f in dataclasses.fields(Retention)}
+
+
+def retention_for(vault: Vault | None = None, home: Home | None = None) -> Retention:
+    """The retention in force for ``vault`` (defaults < home config < vault config)."""
+    values: dict[str, float] = {}
+    home = home if home is not None else (vault.home if vault is not None else None)
+    layers: list[dict[str, Any]] = []
+    if home is not None:
+        layers.append(dict(home.config().get("maintenance") or {}))
+    if vault is not None:
+        layers.append(dict(vault.config.get("maintenance") or {}))
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in _RETENTION_KEYS:
+                raise UsageError(
+                    f"unknown maintenance setting {key!r}",
+                    hint=f"known settings: {', '.join(sorted(_RETENTION_KEYS))}",
+                )
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"maintenance setting {key!r} must be a number of days >= 0")
+            values[key] = float(value)
+    return Retention(**values)
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def _git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    from .home import git_env
+
+    try:
+        proc = subprocess.run(
+            ["git", "--git-dir", vault_path, *args],
+            capture_output=True,
+            text=True,
+            env=git_env(),
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise InternalError("the git command is not installed", hint="install git") from exc
+    if check and proc.returncode != 0:
+        raise InternalError(
+            f"git {args[0]} failed: {proc.stderr.strip()}", details={"args": list(args), "vault": vault_path}
+        )
+    return proc
+
+
+def _git_time(t: float) -> str:
+    """A date git's --expire options read exactly (seconds since the epoch)."""
+    return f"@{int(t)}"
+
+
+def _tag_time(ref: str) -> float | None:
+    """The time in a recovery ref's tag (``.../-/20240101T120000-abcdef``)."""
+    tag = ref.rsplit("/", 1)[-1]
+    try:
+        return float(calendar.timegm(time.strptime(tag[:15], "%Y%m%dT%H%M%S")))
+    except ValueError:
+        return None
+
+
+def _ws_dirs(vault: Vault) -> dict[str, str]:
+    """fork name -> state dir, for every state dir on disk (orphans included)."""
+    root = os.path.join(vault.state_dir, "ws")
+    try:
+        entries = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return {}
+    return {
+        n.replace("%2F", "/").replace("%25", "%"): os.path.join(root, n)
+        for n in entries
+        if os.path.isdir(os.path.join(root, n))
+    }
+
+
+def _open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
+    """A read connection on a state dir's overlay database (None when there is none)."""
+    path = os.path.join(ws_dir, "overlay.db")
+    if not os.path.isfile(path):
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    return conn
+
+
+def _overlay_usage(ws_dir: str) -> tuple[int, int, int | None]:
+    """(entries, bytes of materialized files, newest journal time) of a state dir."""
+    conn = _open_overlay_db(ws_dir)
+    if conn is None:
+        return 0, 0, None
+    try:
+        n = int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        row = conn.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
+        size = int(row[0]) if row is not None else 0
+        ts = conn.execute("SELECT MAX(ts) FROM journal").fetchone()[0]
+        return n, size, None if ts is None else int(ts)
+    except sqlite3.Error:
+        return 0, 0, None
+    finally:
+        conn.close()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Mount:
+    key: str
+    fork: str
+    mountpoint: str
+    pid: int
+    state: str
+    alive: bool
+    registry: str
+
+
+def _mounts(vault: Vault) -> list[_Mount]:
+    """The vault's mount registry with each daemon's liveness (changes nothing)."""
+    from ..fuse import mounts
+
+    root = os.path.join(vault.state_dir, "mounts")
+    try:
+        files = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in files:
+        if not fn.endswith(".json"):
+            continue
+        path = os.path.join(root, fn)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = dict(json.load(fh))
+        except (OSError, ValueError):
+            continue
+        key = fn[: -len(".json")].replace("%2F", "/").replace("%25", "%")
+        pid = int(data.get("pid", 0) or 0)
+        mp = str(data.get("mountpoint", ""))
+        state = str(data.get("state", "mounted"))
+        alive = bool(pid) and mounts._alive(pid) and (mounts._mounted_at(mp) or state == "mounting")
+        out.append(_Mount(key, str(data.get("fork", key)), mp, pid, state, alive, path))
+    return out
+
+
+def live_mounts(vault: Vault) -> list[_Mount]:
+    return [m for m in _mounts(vault) if m.alive]
+
+
+def _last_change(vault: Vault, fork: str) -> float:
+    """When fork ``fork`` last changed: its ref's newest reflog entry, its tip's commit
+    time, its overlay journal, whichever is newest."""
+    repo = vault.store.repo
+    newest = 0.0
+    name = refs.fork_ref(fork)
+    try:
+        ref = repo.references[name]
+        tip = repo.get(ref.resolve().target)
+        if tip is not None:
+            newest = max(newest, float(tip.commit_time))  # type: ignore[attr-defined]
+        for entry in ref.log():
+            newest = max(newest, float(entry.committer.time))
+            break  # newest first
+    except (KeyError, ValueError):
+        pass
+    _n, _b, ts = _overlay_usage(vault.ws_dir(fork))
+    if ts is not None:
+        newest = max(newest, float(ts))
+    return newest
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObjectCounts:
+    """``git count-objects -v``, in bytes."""
+
+    loose_objects: int
+    loose_bytes: int
+    packed_objects: int
+    packs: int
+    packed_bytes: int
+    garbage_files: int
+
+    @property
+    def objects(self) -> int:
+        return self.loose_objects + self.packed_objects
+
+
+def count_objects(vault_path: str) -> ObjectCounts:
+    out = _git(vault_path, "count-objects", "-v").stdout
+    kv: dict[str, int] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        try:
+            kv[key.strip()] = int(value.strip())
+        except ValueError:
+            continue
+    return ObjectCounts(
+        loose_objects=kv.get("count", 0),
+        loose_bytes=kv.get("size", 0) * 1024,
+        packed_objects=kv.get("in-pack", 0),
+        packs=kv.get("packs", 0),
+        packed_bytes=kv.get("size-pack", 0) * 1024,
+        garbage_files=kv.get("garbage", 0),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForkStats:
+    name: str
+    head: str | None
+    is_default: bool
+    checkpoints: int  # named checkpoints of the fork
+    overlay_entries: int
+    overlay_bytes: int  # bytes of uncheckpointed file contents (what the quota counts)
+    mounted: bool
+    last_change: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MountStats:
+    fork: str
+    key: str
+    mountpoint: str
+    pid: int
+    state: str
+    alive: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatsResult:
+    vault: str
+    path: str
+    default_fork: str
+    quota_bytes: int
+    forks: list[ForkStats]
+    checkpoints: int
+    commits: int  # commits reachable from the forks
+    recovery_refs: int
+    objects: int
+    loose_objects: int
+    loose_bytes: int
+    packed_objects: int
+    packs: int
+    packed_bytes: int
+    overlay_bytes: int
+    mounts: list[MountStats]
+    operations: list[Operation]  # newest first
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(to_json(self))
+
+
+def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
+    """What a vault holds and uses. Reads only."""
+    forks = vault.fork_names()
+    cps = refs.list_refs_file(vault.path, refs.CHECKPOINTS)
+    recovery = refs.list_refs_file(vault.path, refs.RECOVERY)
+    mounts = _mounts(vault)
+    mounted = {m.fork for m in mounts if m.alive and "@" not in m.key}
+    fstats = []
+    total_overlay = 0
+    for f in forks:
+        n, size, _ts = _overlay_usage(vault.ws_dir(f))
+        total_overlay += size
+        last = _last_change(vault, f)
+        fstats.append(
+            ForkStats(
+                name=f,
+                head=refs.read_ref_file(vault.path, refs.fork_ref(f)),
+                is_default=f == vault.default_fork,
+                checkpoints=sum(1 for c in cps if c.startswith(refs.checkpoint_prefix(f))),
+                overlay_entries=n,
+                overlay_bytes=size,
+                mounted=f in mounted,
+                last_change=rfc3339(int(last)) if last else None,
+            )
+        )
+    commits = 0
+    if forks:
+        out = _git(vault.path, "rev-list", "--count", "--branches", check=False).stdout.strip()
+        commits = int(out) if out.isdigit() else 0
+    counts = count_objects(vault.path)
+    return StatsResult(
+        vault=vault.name,
+        path=vault.path,
+        default_fork=vault.default_fork,
+        quota_bytes=vault.quota_bytes,
+        forks=fstats,
+        checkpoints=len(cps),
+        commits=commits,
+        recovery_refs=len(recovery),
+        objects=counts.objects,
+        loose_objects=counts.loose_objects,
+        loose_bytes=counts.loose_bytes,
+        packed_objects=counts.packed_objects,
+        packs=counts.packs,
+        packed_bytes=counts.packed_bytes,
+        overlay_bytes=total_overlay,
+        mounts=[MountStats(m.fork, m.key, m.mountpoint, m.pid, m.state, m.alive) for m in mounts],
+        operations=vault.oplog.recent(operations) if operations > 0 else [],
+    )
+
+
+# -- gc ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExpiredVault:
+    name: str
+    path: str
+    deleted: str  # when it went to the trash
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GcResult:
+    vault: str
+    dry_run: bool
+    retention: Retention
+    expired_recovery_refs: list[str]
+    expired_operations: list[int]
+    kept_roots: int  # objects held for undo within the retention (besides the refs)
+    unreachable_loose: int  # loose unreachable objects older than the grace (dropped, or would be)
+    objects_before: int
+    objects_after: int | None
+    bytes_before: int
+    bytes_after: int | None
+    commands: list[str]  # the git commands run (or that would run)
+    duration_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(to_json(self))
+
+
+def _oplog_expired(vault: Vault, cutoff: float) -> list[int]:
+    rows = vault.oplog.db.execute("SELECT id FROM ops WHERE ts < ? ORDER BY id", (int(cutoff),)).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _keep_roots(vault: Vault, cutoff: float) -> set[str]:
+    """Objects that undo (op log entries kept) and workspaces (overlays, seeds) still name."""
+    oids: set[str] = set()
+    db = vault.oplog.db
+    for refs_json, wss_json in db.execute("SELECT refs, workspaces FROM ops WHERE ts >= ?", (int(cutoff),)):
+        for r in json.loads(refs_json):
+            oids.update(v for v in (r.get("old"), r.get("new")) if v)
+        for w in json.loads(wss_json):
+            for state in (w.get("before"), w.get("after")):
+                if isinstance(state, dict):
+                    oids.update(v for v in (state.get("base"), state.get("tree")) if v)
+    for ws_dir in _ws_dirs(vault).values():
+        try:
+            with open(os.path.join(ws_dir, "seed"), encoding="ascii") as fh:
+                oids.update(fh.read().split())
+        except OSError:
+            pass
+        conn = _open_overlay_db(ws_dir)
+        if conn is None:
+            continue
+        try:
+            oids.update(str(r[0]) for r in conn.execute("SELECT oid FROM entries WHERE oid IS NOT NULL"))
+            oids.update(
+                str(v)
+                for (v,) in conn.execute("SELECT value FROM meta")
+                if isinstance(v, str) and len(v) == 40 and all(c in "0123456789abcdef" for c in v)
+            )
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
+    return {o for o in oids if isinstance(o, str) and len(o) == 40}
+
+
+def _refuse_if_mounted(vault: Vault, what: str) -> None:
+    live = live_mounts(vault)
+    if live:
+        where = ", ".join(f"{m.key} at {m.mountpoint}" for m in live)
+        raise BusyError(
+            f"cannot {what} vault {vault.name} while it is mounted ({where})",
+            hint="unmount it first (`avfs unmount`), then run this again",
+            details={
+                "vault": vault.name,
+                "mounts": [{"fork": m.fork, "mountpoint": m.mountpoint} for m in live],
+            },
+        )
+
+
+def gc(
+    vault: Vault,
+    *,
+    retention: Retention | None = None,
+    grace_days: float | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> GcResult:
+    """Expire what the retention no longer keeps, then compact the vault with git.
+
+    Refuses (:class:`BusyError`, nothing changed) while another operation holds a fork of
+    the vault or while a fork is mounted by a live daemon.
+
+    Args:
+        retention: defaults to :func:`retention_for` the vault.
+        grace_days: overrides ``retention.grace_days``: unreachable objects younger than this
+            are kept (a concurrent writer's new objects are unreachable for a moment).
+        dry_run: report what would go; change nothing.
+        now: the current time (tests).
+    """
+    started = time.monotonic()
+    ret = retention or retention_for(vault)
+    if grace_days is not None:
+        if grace_days < 0:
+            raise UsageError("--grace must be >= 0 days")
+        ret = dataclasses.replace(ret, grace_days=float(grace_days))
+    now = time.time() if now is None else now
+    _refuse_if_mounted(vault, "gc")
+    with ExitStack() as stack:
+        # a pack consolidation started by a checkpoint (packwriter) is short: wait for it
+        os.makedirs(os.path.join(vault.state_dir, "locks"), exist_ok=True)
+        stack.enter_context(
+            file_lock(
+                os.path.join(vault.state_dir, "locks", REPACK_LOCK + ".lock"),
+                what=f"pack consolidation of vault {vault.name}",
+                wait_s=60,
+            )
+        )
+        try:
+            # every fork lock, without waiting: an operation in flight keeps its vault
+            stack.enter_context(vault.lock(*vault.fork_names(), MAINTENANCE_LOCK, wait_s=0))
+        except BusyError as exc:
+            raise BusyError(
+                f"vault {vault.name} is busy: another avfs operation holds it; gc changed nothing",
+                hint="retry when the other command has finished",
+                details={"vault": vault.name, **exc.details},
+            ) from None
+        return _gc_locked(vault, ret, dry_run, now, started)
+
+
+def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started: float) -> GcResult:
+    _refuse_if_mounted(vault, "gc")  # again, under the locks
+    repo = vault.store.repo
+    rec_cutoff = now - ret.recovery_days * DAY_S
+    expired_refs = []
+    for name in refs.list_refs_file(vault.path, refs.RECOVERY):
+        t = _tag_time(name)
+        if t is None:
+            target = refs.read_ref(repo, name)
+            obj = repo.get(target) if target else None
+            t = float(getattr(obj, "commit_time", now))
+        if t < rec_cutoff:
+            expired_refs.append(name)
+    op_cutoff = now - ret.oplog_days * DAY_S
+    expired_ops = _oplog_expired(vault, op_cutoff)
+    grace = _git_time(now - ret.grace_days * DAY_S)
+    reflog_cut = _git_time(op_cutoff)
+    commands = [
+        f"git reflog expire --all --expire={reflog_cut} --expire-unreachable={reflog_cut}",
+        "git pack-refs --all --prune",
+        f"git repack -d -A -q --unpack-unreachable={grace}",
+        f"git prune --expire={grace}",
+    ]
+    before = count_objects(vault.path)
+    if dry_run:
+        dry_roots = _keep_roots(vault, op_cutoff)
+        pending = _git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
+        return GcResult(
+            vault=vault.name,
+            dry_run=True,
+            retention=ret,
+            expired_recovery_refs=expired_refs,
+            expired_operations=expired_ops,
+            kept_roots=len(dry_roots),
+            unreachable_loose=len(pending) // 2,
+            objects_before=before.objects,
+            objects_after=None,
+            bytes_before=before.loose_bytes + before.packed_bytes,
+            bytes_after=None,
+            commands=commands,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    for name in expired_refs:
+        refs.cas_update(repo, name, None, refs.read_ref(repo, name), "avfs: gc (recovery ref expired)")
+    if expired_ops:
+        db = vault.oplog.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM ops WHERE ts < ?", (int(op_cutoff),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    _git(
+        vault.path,
+        "reflog",
+        "expire",
+        "--all",
+        f"--expire={reflog_cut}",
+        f"--expire-unreachable={reflog_cut}",
+    )
+    _git(vault.path, "pack-refs", "--all", "--prune")
+    # roots for undo: created after pack-refs so they stay loose and go cheaply
+    tips = {refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, "refs/")}
+    roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in tips)
+    _clear_keep_refs(vault)
+    try:
+        roots = _hold_roots(vault, roots)
+        _git(vault.path, "repack", "-d", "-A", "-q", f"--unpack-unreachable={grace}")
+        pruned = _git(vault.path, "prune", "-v", f"--expire={grace}").stdout.split()
+    finally:
+        _clear_keep_refs(vault)
+    vault.store.close()  # packs were replaced: this thread's libgit2 handle reopens them
+    after = count_objects(vault.path)
+    return GcResult(
+        vault=vault.name,
+        dry_run=False,
+        retention=ret,
+        expired_recovery_refs=expired_refs,
+        expired_operations=expired_ops,
+        kept_roots=len(roots),
+        unreachable_loose=len(pruned) // 2,
+        objects_before=before.objects,
+        objects_after=after.objects,
+        bytes_before=before.loose_bytes + before.packed_bytes,
+        bytes_after=after.loose_bytes + after.packed_bytes,
+        commands=commands,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
+    from .home import git_env
+
+    proc = subprocess.run(
+        ["git", "--git-dir", vault_path, *args],
+        input=data,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise InternalError(f"git {args[0]} failed: {proc.stderr.strip()}", details={"args": args})
+
+
+def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
+    """Make ``roots`` reachable from one ref, :data:`KEEP`, for the length of a gc: a commit
+    whose parents are the commits and whose tree names the trees and blobs (one ref, where a
+    ref per object cost ~1 ms each). Returns the roots that exist."""
+    import pygit2
+
+    repo = vault.store.repo
+    parents: list[pygit2.Oid] = []
+    tb = repo.TreeBuilder()
+    held = []
+    for oid in roots:
+        obj = repo.get(oid)
+        if obj is None:
+            continue
+        if obj.type == pygit2.enums.ObjectType.COMMIT:
+            parents.append(obj.id)
+        elif obj.type == pygit2.enums.ObjectType.TREE:
+            tb.insert(oid, obj.id, pygit2.enums.FileMode.TREE)
+        elif obj.type == pygit2.enums.ObjectType.BLOB:
+            tb.insert(oid, obj.id, pygit2.enums.FileMode.BLOB)
+        else:
+            continue
+        held.append(oid)
+    if not held:
+        return []
+    sig = pygit2.Signature("avfs gc", "gc@avfs.invalid", 0, 0)
+    commit = repo.create_commit(None, sig, sig, "avfs gc: objects undo still needs\n", tb.write(), parents)
+    refs.cas_update(repo, KEEP, str(commit), None, "avfs: gc keeps what undo needs")
+    return held
+
+
+def _clear_keep_refs(vault: Vault) -> int:
+    """Remove :data:`KEEP` (and the per-object refs an older avfs used); how many went."""
+    names = refs.list_refs_file(vault.path, KEEP + "/")
+    if refs.read_ref_file(vault.path, KEEP) is not None:
+        names.append(KEEP)
+    if names:
+        _git_stdin(vault.path, ["update-ref", "--stdin"], "".join(f"delete {n}\n" for n in names))
+    return len(names)
+
+
+def trash_time(path: str) -> float | None:
+    """When a vault went to the trash (its name: ``<name>.<YYYYmmddTHHMMSS>.<n>.git``)."""
+    parts = os.path.basename(path).split(".")
+    if len(parts) < 4:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(parts[-3], "%Y%m%dT%H%M%S")))
+    except ValueError:
+        return None
+
+
+def expire_deleted_vaults(
+    home: Home, *, retention: Retention | None = None, dry_run: bool = False, now: float | None = None
+) -> list[ExpiredVault]:
+    """Remove deleted vaults that have been in the trash longer than ``trash_days``."""
+    ret = retention or retention_for(home=home)
+    now = time.time() if now is None else now
+    cutoff = now - ret.trash_days * DAY_S
+    out = []
+    for name, path in home.deleted_vaults():
+        t = trash_time(path)
+        if t is None or t >= cutoff:
+            continue
+        out.append(ExpiredVault(name=name, path=path, deleted=rfc3339(int(t))))
+        if not dry_run:
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
+    return out
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PruneItem:
+    kind: str  # fork | mount | lock | approval
+    name: str
+    reason: str
+    action: str  # removed | would_remove | skipped
+    op_id: int | None = None  # the fork_delete operation (`avfs undo` brings the fork back)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PruneResult:
+    vault: str
+    dry_run: bool
+    older_than_days: float
+    items: list[PruneItem]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(to_json(self))
+
+
+def _is_merged(vault: Vault, fork: str, default_tip: str | None) -> bool:
+    tip = refs.read_ref_file(vault.path, refs.fork_ref(fork))
+    if tip is None or default_tip is None:
+        return False
+    if tip == default_tip:
+        return True
+    import pygit2
+
+    return bool(vault.store.repo.descendant_of(pygit2.Oid(hex=default_tip), pygit2.Oid(hex=tip)))
+
+
+def prune(
+    vault: Vault,
+    *,
+    older_than_days: float | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> PruneResult:
+    """Remove what nothing needs any more; see the module docstring. Never the default
+    fork, never a mounted fork, never a fork changed in the last hour."""
+    ret = retention_for(vault)
+    days = ret.abandoned_days if older_than_days is None else float(older_than_days)
+    if days < 0:
+        raise UsageError("--older-than must be >= 0 days")
+    now = time.time() if now is None else now
+    items: list[PruneItem] = []
+    act = "would_remove" if dry_run else "removed"
+    mounts = _mounts(vault)
+    mounted = {m.fork: m for m in mounts if m.alive}
+    default = vault.default_fork
+    default_tip = refs.read_ref_file(vault.path, refs.fork_ref(default))
+    for fork in vault.fork_names():
+        if fork == default:
+            continue
+        last = _last_change(vault, fork)
+        merged = _is_merged(vault, fork, default_tip) and _overlay_usage(vault.ws_dir(fork))[0] == 0
+        abandoned = last < now - days * DAY_S
+        if not (merged or abandoned):
+            continue
+        reason = f"merged into {default}" if merged else f"no change for {days:g} days"
+        if fork in mounted:
+            m = mounted[fork]
+            items.append(PruneItem("fork", fork, f"{reason}, but mounted at {m.mountpoint}", "skipped"))
+            continue
+        if last > now - RECENT_FORK_S:
+            items.append(PruneItem("fork", fork, f"{reason}, but changed in the last hour", "skipped"))
+            continue
+        op_id: int | None = None
+        if not dry_run:
+            try:
+                op_id = vault.delete_fork(fork).id
+            except BusyError:
+                items.append(PruneItem("fork", fork, f"{reason}, but an operation holds it", "skipped"))
+                continue
+        items.append(PruneItem("fork", fork, reason, act, op_id))
+    for m in mounts:
+        if not m.alive:
+            items.append(PruneItem("mount", m.key, f"daemon {m.pid} is dead ({m.mountpoint})", act))
+            if not dry_run:
+                _clean_dead_mount(vault, m)
+    for path, reason in stale_locks(vault, now=now):
+        items.append(PruneItem("lock", os.path.relpath(path, vault.path), reason, act))
+        if not dry_run:
+            _remove_lock(path)
+    if vault.home is not None:
+        for path, reason in expired_approvals(vault.home.path, now=now):
+            items.append(PruneItem("approval", os.path.basename(path), reason, act))
+            if not dry_run:
+                _unlink_quiet(path)
+    return PruneResult(vault=vault.name, dry_run=dry_run, older_than_days=days, items=items)
+
+
+def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
+    from ..fuse import mounts
+
+    mounts.check(vault, m.key)  # unlinks the registry entry and detaches a dead mount point
+
+
+def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, str]]:
+    """(path, reason) of lock files nothing will release: git's ``*.lock`` files older than
+    ten minutes (a killed process left them; git and libgit2 refuse to move that ref while
+    one exists), and avfs lock files of forks that no longer exist."""
+    now = time.time() if now is None else now
+    out: list[tuple[str, str]] = []
+    candidates = [os.path.join(vault.path, n) for n in ("packed-refs.lock", "config.lock", "HEAD.lock")]
+    for dirpath, _dirs, files in os.walk(os.path.join(vault.path, "refs")):
+        candidates.extend(os.path.join(dirpath, f) for f in files if f.endswith(".lock"))
+    for path in candidates:
+        try:
+            age = now - os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue
+        if age > STALE_GIT_LOCK_S:
+            out.append((path, f"git lock file left for {int(age)} s"))
+    lock_dir = os.path.join(vault.state_dir, "locks")
+    forks = {f.replace("%", "%25").replace("/", "%2F") for f in vault.fork_names()}
+    forks.update((MAINTENANCE_LOCK, REPACK_LOCK))
+    try:
+        names = sorted(os.listdir(lock_dir))
+    except FileNotFoundError:
+        names = []
+    for fn in names:
+        if fn.endswith(".lock") and fn[: -len(".lock")] not in forks:
+            out.append((os.path.join(lock_dir, fn), "lock file of a fork that no longer exists"))
+    return out
+
+
+def _remove_lock(path: str) -> None:
+    """Unlink a lock file; an avfs (flock) lock only while nobody holds it."""
+    if os.sep + os.path.join("avfs", "locks") + os.sep not in path:
+        _unlink_quiet(path)
+        return
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # held: not stale after all
+    try:
+        _unlink_quiet(path)
+    finally:
+        os.close(fd)
+
+
+def expired_approvals(home_path: str, *, now: float | None = None) -> list[tuple[str, str]]:
+    """(path, reason) of approval records past use: expired tokens, used ones older than a
+    day, temporary files left by a killed writer."""
+    now = time.time() if now is None else now
+    root = os.path.join(home_path, "approvals")
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in names:
+        path = os.path.join(root, fn)
+        try:
+            mtime = os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue
+        if fn.endswith(".json"):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    expires = float(json.load(fh).get("expires", 0))
+            except (OSError, ValueError, AttributeError):
+                expires = 0.0
+            if expires < now:
+                out.append((path, "approval token expired"))
+        elif fn.endswith(".used") and now - mtime > USED_APPROVAL_S:
+            out.append((path, "approval token used more than a day ago"))
+        elif fn.endswith(".tmp") and now - mtime > ORPHAN_FILE_S:
+            out.append((path, "temporary file left by an interrupted writer"))
+    return out
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+CHECKS = ("fsck", "overlays", "mounts", "state_dirs", "locks")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    vault: str | None
+    check: str  # one of CHECKS
+    problem: str
+    path: str | None
+    repairable: bool
+    repaired: bool
+    hint: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DoctorResult:
+    home: str
+    repair: bool
+    vaults: list[str]
+    checks: list[str]
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is left to fix."""
+        return all(f.repaired for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(to_json(self))
+        data["ok"] = self.ok
+        return data
+
+
+def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> DoctorResult:
+    """Check every vault of ``home``; with ``repair``, fix what is safe to fix."""
+    now = time.time() if now is None else now
+    findings: list[Finding] = []
+    names = []
+    for info in home.list_vaults():
+        vault = home.vault(info.name)
+        names.append(vault.name)
+        findings.extend(_doctor_vault(vault, repair, now))
+    findings.extend(_dead_mountpoints(repair))
+    return DoctorResult(home=home.path, repair=repair, vaults=names, checks=list(CHECKS), findings=findings)
+
+
+def _finding(
+    vault: Vault | None,
+    check: str,
+    problem: str,
+    path: str | None,
+    *,
+    fix: Any = None,
+    repair: bool = False,
+    hint: str | None = None,
+) -> Finding:
+    repaired = False
+    if fix is not None and repair:
+        fix()
+        repaired = True
+    return Finding(
+        vault=None if vault is None else vault.name,
+        check=check,
+        problem=problem,
+        path=path,
+        repairable=fix is not None,
+        repaired=repaired,
+        hint=hint,
+    )
+
+
+def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    proc = _git(vault.path, "fsck", "--strict", "--no-dangling", "--no-progress", check=False)
+    if proc.returncode != 0 or proc.stdout.strip():
+        text = (proc.stdout + proc.stderr).strip()
+        yield _finding(
+            vault,
+            "fsck",
+            f"git fsck --strict: {text[:2000]}",
+            vault.path,
+            hint="restore the named objects from a clone or remote (`avfs pull`), or ask for help",
+        )
+    forks = set(vault.fork_names())
+    for fork, ws_dir in _ws_dirs(vault).items():
+        if fork not in forks:
+            yield _orphan_state_dir(vault, fork, ws_dir, repair, now)
+            continue
+        yield from _check_overlay(vault, fork, ws_dir, repair, now)
+    for m in _mounts(vault):
+        if not m.alive:
+            yield _finding(
+                vault,
+                "mounts",
+                f"mount {m.key} is registered but its daemon {m.pid} is dead",
+                m.registry,
+                fix=lambda m=m: _clean_dead_mount(vault, m),  # type: ignore[misc]
+                repair=repair,
+            )
+    for path, reason in stale_locks(vault, now=now):
+        yield _finding(vault, "locks", reason, path, fix=lambda p=path: _remove_lock(p), repair=repair)  # type: ignore[misc]
+    keep = refs.list_refs_file(vault.path, KEEP + "/")
+    if refs.read_ref_file(vault.path, KEEP) is not None:
+        keep.append(KEEP)
+    if keep:
+        yield _finding(
+            vault,
+            "locks",
+            f"the temporary ref {KEEP} left by an interrupted gc",
+            os.path.join(vault.path, KEEP),
+            fix=lambda: _clear_keep_refs(vault),
+            repair=repair,
+        )
+
+
+def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Finding:
+    n, _size, _ts = _overlay_usage(ws_dir)
+    if n == 0:
+        return _finding(
+            vault,
+            "state_dirs",
+            f"workspace state dir of fork {fork!r}, which does not exist (no changes in it)",
+            ws_dir,
+            fix=lambda: shutil.rmtree(ws_dir, ignore_errors=True),
+            repair=repair,
+        )
+    dest = os.path.join(
+        vault.state_dir,
+        "lost+found",
+        f"{os.path.basename(ws_dir)}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}",
+    )
+
+    def keep() -> None:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(ws_dir, dest)
+
+    return _finding(
+        vault,
+        "state_dirs",
+        f"workspace state dir of fork {fork!r}, which does not exist, holds {n} uncheckpointed changes",
+        ws_dir,
+        fix=keep,
+        repair=repair,
+        hint=f"--repair moves it to {os.path.dirname(dest)}/ (nothing is deleted)",
+    )
+
+
+def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Iterable[Finding]:
+    conn = _open_overlay_db(ws_dir)
+    if conn is None:
+        return
+    try:
+        try:
+            rows = conn.execute("SELECT path, fileid, size FROM entries WHERE kind = 1").fetchall()
+            max_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
+            ahead = conn.execute("SELECT COUNT(*) FROM entries WHERE seq > ?", (max_seq,)).fetchone()[0]
+            total = conn.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            yield _finding(vault, "overlays", f"overlay of fork {fork!r} is unreadable: {exc}", ws_dir)
+            return
+    finally:
+        conn.close()
+    files_dir = os.path.join(ws_dir, "files")
+    used = set()
+    total_size = 0
+    for path, fileid, size in rows:
+        used.add(str(fileid))
+        total_size += int(size)
+        if not os.path.exists(os.path.join(files_dir, str(fileid))):
+            yield _finding(
+                vault,
+                "overlays",
+                f"{fork}: {path}: its overlay file {fileid} is missing",
+                os.path.join(files_dir, str(fileid)),
+                hint=f"`avfs --vault {vault.name}:{fork} checkout {path} --from HEAD` (or rm it)",
+            )
+    if ahead:
+        yield _finding(
+            vault,
+            "overlays",
+            f"{fork}: {ahead} overlay entries have a journal position past the journal's end",
+            os.path.join(ws_dir, "overlay.db"),
+            hint="checkpoint the fork: a new checkpoint retires those entries",
+        )
+    if total is not None and int(total[0]) != total_size:
+
+        def fix_totals() -> None:
+            db = sqlite3.connect(os.path.join(ws_dir, "overlay.db"), timeout=5.0)
+            try:
+                with db:
+                    db.execute(
+                        "UPDATE totals SET file_bytes = (SELECT COALESCE(SUM(size), 0) FROM entries"
+                        " WHERE kind = 1) WHERE id = 1"
+                    )
+            finally:
+                db.close()
+
+        yield _finding(
+            vault,
+            "overlays",
+            f"{fork}: the overlay's byte total ({total[0]}) differs from its files ({total_size})",
+            os.path.join(ws_dir, "overlay.db"),
+            fix=fix_totals,
+            repair=repair,
+        )
+    try:
+        present = os.listdir(files_dir)
+    except FileNotFoundError:
+        present = []
+    orphans = []
+    for fn in present:
+        p = os.path.join(files_dir, fn)
+        if fn not in used:
+            try:
+                if now - os.stat(p).st_mtime > ORPHAN_FILE_S:
+                    orphans.append(p)
+            except FileNotFoundError:
+                continue
+    if orphans:
+
+        def drop_orphans() -> None:
+            for p in orphans:
+                _unlink_quiet(p)
+
+        yield _finding(
+            vault,
+            "overlays",
+            f"{fork}: {len(orphans)} overlay files no entry names (left by a killed writer)",
+            files_dir,
+            fix=drop_orphans,
+            repair=repair,
+        )
+
+
+def _dead_mountpoints(repair: bool) -> Iterable[Finding]:
+    """avfs mount points the kernel still lists whose daemon is gone (ENOTCONN)."""
+    from ..fuse import mounts
+
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].startswith("avfs:"):
+            continue
+        mp = parts[1].replace("\\040", " ")
+        try:
+            os.stat(mp)
+            continue
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                continue
+        yield _finding(
+            None,
+            "mounts",
+            f"{mp} is a dead mount point ({parts[0]}): Transport endpoint is not connected",
+            mp,
+            fix=lambda mp=mp: mounts.force_unmount(mp),  # type: ignore[misc]
+            repair=repair,
+        )

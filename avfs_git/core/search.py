@@ -1,0 +1,697 @@
+"""grep and find over what a fork shows (base tree + overlay) or over any revision, read in
+place: nothing is materialized.
+
+Files the overlay does not hold are read straight out of git (one object read per file,
+found by walking the trees); only overlay entries come from the overlay. The walk applies
+overlay entries only in directories that have some, so a clean subtree costs one parsed tree
+per directory (:meth:`.gitstore.GitStore.tree_items`, cached).
+
+Patterns are Python :mod:`re` syntax, matched against bytes (UTF-8), line by line in the way
+grep reports them. Catastrophic backtracking is bounded twice:
+
+- up front, a pattern that nests variable-length repeats inside an unbounded repeat
+  (``(a+)+``, ``(a*)*``, ``(\\w+\\s?)+``, ``(a{1,3})+``) is refused with a
+  :class:`UsageError` (possessive ``++``/``*+`` and atomic ``(?>...)`` groups are accepted:
+  they do not backtrack);
+- while matching, each file gets a CPU time budget (``match_timeout_s``, default 5 s); a
+  search over budget stops with a :class:`UsageError` naming the file. The budget is
+  enforced by a ``SIGVTALRM`` interval timer (CPU time, so a busy machine does not trip it;
+  ``SIGALRM`` is left to others, such as pytest-timeout), and so only in the main thread and
+  while nobody else handles ``SIGVTALRM``; elsewhere the up-front check is the bound.
+  Python's regex engine checks for signals while it backtracks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import importlib
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import names
+from .errors import CorruptStateError, PathNotFoundError, UsageError
+from .gitstore import EMPTY_TREE, GitStore
+from .overlay import DELETED, FILE, Entry, Overlay
+from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, NodeKind, kind_of_mode
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+BINARY_PROBE = 8000  # like git grep: a NUL in the first 8000 bytes makes a file binary
+DEFAULT_MATCH_TIMEOUT_S = 5.0
+
+__all__ = [
+    "DEFAULT_MATCH_TIMEOUT_S",
+    "FindEntry",
+    "FindResult",
+    "GrepFile",
+    "GrepLine",
+    "GrepResult",
+    "View",
+    "compile_pattern",
+    "find",
+    "grep",
+    "parse_size",
+]
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class GrepLine:
+    line: int  # 1-based
+    text: str  # the line without its newline (bytes that are not UTF-8 shown as U+FFFD)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GrepFile:
+    path: str
+    count: int | None  # matching lines (None with files_only: the search stopped at the first)
+    lines: list[GrepLine]  # empty with files_only or count_only
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GrepResult:
+    rev: str | None  # the commit searched, or None for the workspace
+    files: list[GrepFile]
+    files_searched: int
+    binary_skipped: int
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.files)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FindEntry:
+    path: str
+    kind: NodeKind
+    mode: int
+    size: int | None  # bytes; computed only when a size filter asked for it (else None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FindResult:
+    rev: str | None
+    entries: list[FindEntry]
+
+
+# -- the view --------------------------------------------------------------------------------
+Leaf = tuple[str, int, str | None, Entry | None]  # (path, mode, blob id or None, overlay entry)
+
+
+class View:
+    """What a fork shows (base tree + overlay entries), or one commit's tree, for reading.
+
+    A snapshot of the overlay's entries is taken when the view is made; reads of overlay
+    files go to the overlay's files. One view per thread (it holds a pygit2 handle).
+    """
+
+    def __init__(
+        self,
+        store: GitStore,
+        root_tree: str,
+        entries: Sequence[Entry] = (),
+        overlay: Overlay | None = None,
+        commit: str | None = None,
+    ) -> None:
+        self.store = store
+        self.root_tree = root_tree
+        self.overlay = overlay
+        self.commit = commit
+        self.by_parent: dict[str, dict[str, Entry]] = {}
+        self.dirty: set[str] = set()  # directories with an entry at or below them
+        self._odb: Any = None
+        for e in entries:
+            if not e.path:
+                continue
+            self.by_parent.setdefault(names.parent_of(e.path), {})[names.basename(e.path)] = e
+            self.dirty.update(names.ancestors(e.path))
+            self.dirty.add(e.path)
+
+    @classmethod
+    def of_workspace(
+        cls, ws: Workspace, entries: Sequence[Entry] | None = None, base_tree: str | None = None
+    ) -> View:
+        """The view of ``ws`` now, or as given by a snapshot of its overlay ``entries`` and
+        base tree (a caller that records what it saw passes the snapshot it recorded)."""
+        if entries is None:
+            entries = ws.overlay.all()
+        root = base_tree if base_tree is not None else ws.base_tree
+        for e in entries:
+            if not e.path and e.mode == MODE_TREE and e.oid:
+                root = e.oid  # the whole view was replaced by another tree (restore, adopt)
+        return cls(ws.store, root, entries, ws.overlay, None)
+
+    @classmethod
+    def of_commit(cls, store: GitStore, commit: str) -> View:
+        return cls(store, store.commit_tree(commit), (), None, commit)
+
+    # -- structure ---------------------------------------------------------------------------
+    def children(self, d: str, tree: str | None) -> dict[str, tuple[str | None, int]]:
+        """name -> (object id, mode) of directory ``d`` whose underlying tree is ``tree``;
+        the id is None for an overlay file (its entry is ``self.by_parent[d][name]``).
+        Do not mutate the result."""
+        items = self.store.tree_items(tree)
+        ov = self.by_parent.get(d)
+        if not ov:
+            return items  # type: ignore[return-value]
+        out: dict[str, tuple[str | None, int]] = dict(items)
+        for name, e in ov.items():
+            if e.kind == DELETED:
+                out.pop(name, None)
+            elif e.kind == FILE:
+                out[name] = (None, e.mode)
+            else:
+                out[name] = (e.oid or EMPTY_TREE, e.mode)
+        return out
+
+    def lookup(self, path: str) -> Leaf | None:
+        """(path, mode, id, entry) at normalised ``path`` (symlinks not followed), or None."""
+        if not path:
+            return ("", MODE_TREE, self.root_tree, None)
+        cur: tuple[str | None, int] = (self.root_tree, MODE_TREE)
+        d = ""
+        for comp in path.split("/"):
+            if cur[1] != MODE_TREE:
+                return None
+            hit = self.children(d, cur[0]).get(comp)
+            if hit is None:
+                return None
+            cur = hit
+            d = names.join(d, comp)
+        return (path, cur[1], cur[0], self.entry(path) if cur[0] is None else None)
+
+    def entry(self, path: str) -> Entry | None:
+        ov = self.by_parent.get(names.parent_of(path))
+        return ov.get(names.basename(path)) if ov else None
+
+    def walk(self, start: Leaf, *, prune: Callable[[str, str | None], bool] | None = None) -> Iterator[Leaf]:
+        """Every entry below directory ``start`` (not itself), depth first, sorted by name,
+        each directory before its contents. ``prune(dir_path, tree)`` True skips a subtree."""
+        stack: list[tuple[str, str | None]] = [(start[0], start[2])]
+        by_parent = self.by_parent
+        while stack:
+            d, tree = stack.pop()
+            kids = self.children(d, tree)
+            ov = by_parent.get(d)
+            subdirs: list[tuple[str, str | None]] = []
+            for name in sorted(kids):
+                oid, mode = kids[name]
+                p = f"{d}/{name}" if d else name
+                yield (p, mode, oid, ov.get(name) if oid is None and ov else None)
+                if mode == MODE_TREE and not (prune is not None and prune(p, oid)):
+                    subdirs.append((p, oid))
+            stack.extend(reversed(subdirs))
+
+    def files(self, starts: Sequence[Leaf]) -> Iterator[Leaf]:
+        """Regular files (no symlinks, submodules) at or below the start points."""
+        for st in starts:
+            if st[1] == MODE_TREE:
+                for leaf in self.walk(st):
+                    if leaf[1] != MODE_TREE and leaf[1] != MODE_LINK and leaf[1] != MODE_COMMIT:
+                        yield leaf
+            elif st[1] != MODE_LINK and st[1] != MODE_COMMIT:
+                yield st
+
+    # -- content -----------------------------------------------------------------------------
+    def read(self, leaf: Leaf) -> bytes:
+        oid, entry = leaf[2], leaf[3]
+        if oid is None:
+            assert entry is not None and entry.fileid is not None and self.overlay is not None
+            try:
+                with open(self.overlay.file_path(entry.fileid), "rb") as fh:
+                    return fh.read()
+            except OSError as exc:
+                raise CorruptStateError(f"overlay file of {leaf[0]} is unreadable: {exc}") from exc
+        return self.blob(oid)
+
+    def blob(self, oid: str) -> bytes:
+        """A blob's bytes straight from libgit2's object database (no object wrapper)."""
+        odb = self._odb
+        if odb is None:
+            odb = self._odb = self.store.repo.odb
+        try:
+            return bytes(odb.read(oid)[1])
+        except (KeyError, ValueError) as exc:
+            raise CorruptStateError(f"blob {oid} of the view is missing from the vault") from exc
+
+    def size(self, leaf: Leaf) -> int:
+        if leaf[1] == MODE_TREE:
+            return 0
+        if leaf[2] is None:
+            assert leaf[3] is not None and leaf[3].fileid is not None and self.overlay is not None
+            try:
+                return os.stat(self.overlay.file_path(leaf[3].fileid)).st_size
+            except OSError as exc:
+                raise CorruptStateError(f"overlay file of {leaf[0]} is unreadable: {exc}") from exc
+        return self.store.blob_size(leaf[2])
+
+
+def _view(ws: Workspace, rev: str | None) -> View:
+    if rev is None:
+        return View.of_workspace(ws)
+    from .history import resolve
+
+    return View.of_commit(ws.store, resolve(ws.vault, rev, ws.fork))
+
+
+def _starts(view: View, paths: Sequence[str]) -> list[Leaf]:
+    out: list[Leaf] = []
+    for raw in paths or [""]:
+        p = names.norm_path(raw)
+        leaf = view.lookup(p)
+        if leaf is None:
+            where = f"revision {view.commit[:12]}" if view.commit else "the workspace"
+            raise PathNotFoundError(f"{p}: no such file or directory in {where}", details={"path": p})
+        out.append(leaf)
+    return out
+
+
+# -- patterns --------------------------------------------------------------------------------
+_parser: Any = importlib.import_module("re._parser")
+_c: Any = importlib.import_module("re._constants")
+
+
+def _variable(p: Any) -> bool:
+    """True when parsed pattern ``p`` holds a backtracking repeat that can match a varying
+    count (possessive repeats and atomic groups never give back: they do not count)."""
+    for op, av in p:
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            if av[0] != av[1] or _variable(av[2]):
+                return True
+        elif op is _c.SUBPATTERN:
+            if _variable(av[3]):
+                return True
+        elif op is _c.BRANCH and any(_variable(b) for b in av[1]):
+            return True
+    return False
+
+
+def _nested(p: Any) -> bool:
+    """True when an unbounded backtracking repeat holds a variable-length repeat: the shape
+    whose matching time can grow exponentially (``(a+)+``). Possessive repeats and atomic
+    groups never give back what they matched, so they are not counted."""
+    for op, av in p:
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            lo, hi, sub = av
+            if hi == _c.MAXREPEAT and hi != lo and _variable(sub):
+                return True
+            if _nested(sub):
+                return True
+        elif op is _c.POSSESSIVE_REPEAT:
+            if _nested(av[2]):
+                return True
+        elif op is _c.SUBPATTERN:
+            if _nested(av[3]):
+                return True
+        elif op is _c.BRANCH:
+            if any(_nested(b) for b in av[1]):
+                return True
+        elif op is _c.ATOMIC_GROUP:
+            if _nested(av):
+                return True
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            if _nested(av[1]):
+                return True
+        elif op is _c.GROUPREF_EXISTS and (_nested(av[1]) or (av[2] is not None and _nested(av[2]))):
+            return True
+    return False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pattern:
+    rx: re.Pattern[bytes] | re.Pattern[str]
+    text: bool  # match decoded text (a non-ASCII pattern with ignore_case), else bytes
+    literal: bytes | None  # a plain substring (fixed, case-sensitive, not a word match)
+
+
+def compile_pattern(
+    pattern: str, *, ignore_case: bool = False, fixed: bool = False, word: bool = False
+) -> _Pattern:
+    """Compile a grep pattern (Python ``re`` syntax) or refuse it with a :class:`UsageError`."""
+    if not pattern:
+        raise UsageError("the pattern is empty", hint="give a pattern, e.g. `avfs grep TODO`")
+    if "\x00" in pattern:
+        raise UsageError("the pattern holds a NUL byte")
+    src = re.escape(pattern) if fixed else pattern
+    if not fixed:
+        try:
+            parsed = _parser.parse(src, 0)
+        except re.error as exc:
+            raise UsageError(
+                f"invalid regular expression {pattern!r}: {exc}",
+                hint="patterns use Python `re` syntax; use -F to search for a fixed string",
+                details={"pattern": pattern},
+            ) from exc
+        if _nested(parsed):
+            raise UsageError(
+                f"refusing pattern {pattern!r}: it nests repeats inside an unbounded repeat"
+                " (like `(a+)+`), which can take exponential time",
+                hint="rewrite it without the nesting (`(a+)+` is `a+`), or make the inner repeat"
+                " possessive (`a++`) or atomic (`(?>...)`)",
+                details={"pattern": pattern},
+            )
+    if word:
+        src = rf"(?<!\w)(?:{src})(?!\w)"
+    flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
+    text = ignore_case and not pattern.isascii()
+    try:
+        rx: re.Pattern[bytes] | re.Pattern[str] = (
+            re.compile(src, flags) if text else re.compile(src.encode("utf-8", "surrogateescape"), flags)
+        )
+    except re.error as exc:  # pragma: no cover - parse() above accepted it
+        raise UsageError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    literal = pattern.encode("utf-8", "surrogateescape") if fixed and not ignore_case and not word else None
+    return _Pattern(rx, text, literal)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Budget:
+    """Per-file time budget for regex matching (see the module docstring)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.started = 0.0
+        self.active = False
+
+    def _tick(self, signum: int, frame: Any) -> None:
+        if self.active and self.seconds is not None and time.process_time() - self.started > self.seconds:
+            self.active = False
+            raise _Timeout()
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        usable = (
+            self.seconds is not None
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGVTALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+        )
+        if not usable:
+            yield
+            return
+        assert self.seconds is not None
+        tick = max(0.01, min(0.1, self.seconds / 4))
+        old = signal.signal(signal.SIGVTALRM, self._tick)
+        signal.siginterrupt(signal.SIGVTALRM, False)  # restart system calls (libgit2 reads)
+        signal.setitimer(signal.ITIMER_VIRTUAL, tick, tick)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0, 0)
+            signal.signal(signal.SIGVTALRM, old)
+            self.active = False
+
+
+def _match_lines(
+    pat: _Pattern, data: Any, want_lines: bool, first: bool = False
+) -> tuple[int, list[tuple[int, Any]]]:
+    """(matching line count, [(line number, line)] when ``want_lines``) of ``data``; with
+    ``first``, stop at the first matching line.
+
+    The whole buffer is searched at once (fast for files without a match); a match is then
+    checked against its own line, since a match may span lines (``\\s``, ``[^x]``) while
+    grep reports lines that hold a match of their own.
+    """
+    rx: Any = pat.rx
+    nl = "\n" if isinstance(data, str) else b"\n"
+    n = len(data)
+    count = 0
+    out: list[tuple[int, Any]] = []
+    pos = 0  # always the start of a line
+    lineno = 1
+    counted_to = 0
+    while pos < n:
+        m = rx.search(data, pos)
+        if m is None:
+            break
+        s = m.start()
+        r = data.rfind(nl, pos, s)
+        ls = r + 1 if r >= 0 else pos
+        le = data.find(nl, s)
+        if le < 0:
+            le = n
+        if m.end() > le or (s == le and m.end() > s):
+            m = rx.search(data, ls, le)
+        if m is not None:
+            count += 1
+            if want_lines:
+                lineno += data.count(nl, counted_to, ls)
+                counted_to = ls
+                out.append((lineno, data[ls:le]))
+            if first:
+                break
+        pos = le + 1
+    return count, out
+
+
+def _decode(line: Any) -> str:
+    if isinstance(line, str):
+        return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return bytes(line).decode("utf-8", "replace")
+
+
+class _Globs:
+    """--glob filters: a glob without '/' matches the file name, one with '/' the whole path
+    (``*`` crosses '/'); a leading '!' excludes. A file passes when it matches one of the
+    including globs (or there are none) and none of the excluding ones."""
+
+    def __init__(self, globs: Sequence[str]) -> None:
+        groups: dict[tuple[bool, bool], list[str]] = {
+            (n, p): [] for n in (False, True) for p in (False, True)
+        }
+        for g in globs:
+            neg = g.startswith("!")
+            body = g[1:] if neg else g
+            if not body:
+                raise UsageError(f"empty glob {g!r}", hint="e.g. --glob '*.py' or --glob '!tests/*'")
+            whole = "/" in body
+            groups[(neg, whole)].append(fnmatch.translate(body.lstrip("/") if whole else body))
+        inc_name, inc_path = groups[(False, False)], groups[(False, True)]
+        exc_name, exc_path = groups[(True, False)], groups[(True, True)]
+        self.any_include = bool(inc_name or inc_path)
+
+        def one(parts: list[str]) -> re.Pattern[str] | None:
+            return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+
+        self.inc_name, self.inc_path = one(inc_name), one(inc_path)
+        self.exc_name, self.exc_path = one(exc_name), one(exc_path)
+
+    def match(self, path: str) -> bool:
+        base = path[path.rfind("/") + 1 :]
+        if self.any_include and not (
+            (self.inc_name is not None and self.inc_name.match(base))
+            or (self.inc_path is not None and self.inc_path.match(path))
+        ):
+            return False
+        if self.exc_name is not None and self.exc_name.match(base):
+            return False
+        return not (self.exc_path is not None and self.exc_path.match(path))
+
+
+# -- grep ------------------------------------------------------------------------------------
+def grep(
+    ws: Workspace,
+    pattern: str,
+    paths: Sequence[str] = (),
+    *,
+    rev: str | None = None,
+    ignore_case: bool = False,
+    fixed: bool = False,
+    word: bool = False,
+    globs: Sequence[str] = (),
+    files_only: bool = False,
+    count_only: bool = False,
+    match_timeout_s: float | None = DEFAULT_MATCH_TIMEOUT_S,
+) -> GrepResult:
+    """Search the files of ``ws`` (or of revision ``rev``: a checkpoint, fork or commit)
+    for lines matching ``pattern``.
+
+    Args:
+        paths: files or directories to search (default: everything).
+        fixed: ``pattern`` is a plain string, not a regular expression.
+        word: match whole words only (no word character on either side).
+        globs: file filters (see :class:`_Globs`): ``*.py``, ``src/*``, ``!*.min.js``.
+        files_only: stop at each file's first match (``grep -l``).
+        count_only: count matching lines, do not collect them (``grep -c``).
+        match_timeout_s: time budget of one file's match (None: unbounded).
+
+    Binary files (a NUL in the first 8000 bytes) are skipped, as are symlinks and submodules.
+
+    Raises:
+        UsageError: an invalid or refused pattern, or a file over the time budget.
+        PathNotFoundError, RevisionNotFoundError.
+    """
+    pat = compile_pattern(pattern, ignore_case=ignore_case, fixed=fixed, word=word)
+    view = _view(ws, rev)
+    starts = _starts(view, paths)
+    flt = _Globs(globs) if globs else None
+    want_lines = not (files_only or count_only)
+    budget = _Budget(None if pat.literal is not None else match_timeout_s)
+    found: list[GrepFile] = []
+    searched = binary = 0
+    literal = pat.literal
+    path = ""
+    try:
+        with budget.armed():
+            for leaf in view.files(starts):
+                path = leaf[0]
+                if flt is not None and not flt.match(path):
+                    continue
+                data: Any = view.read(leaf)
+                searched += 1
+                if data.find(b"\0", 0, BINARY_PROBE) >= 0:
+                    binary += 1
+                    continue
+                if literal is not None:
+                    if literal not in data:
+                        continue
+                    if files_only:
+                        found.append(GrepFile(path, None, []))
+                        continue
+                if pat.text:
+                    data = data.decode("utf-8", "surrogateescape")
+                budget.started = time.process_time()
+                budget.active = True
+                n, lines = _match_lines(pat, data, want_lines, files_only)
+                budget.active = False
+                if files_only:
+                    if n:
+                        found.append(GrepFile(path, None, []))
+                    continue
+                if n:
+                    found.append(GrepFile(path, n, [GrepLine(no, _decode(t)) for no, t in lines]))
+    except _Timeout:
+        raise UsageError(
+            f"pattern {pattern!r} took more than {match_timeout_s:g} s of CPU time on {path}; stopped",
+            hint="the pattern backtracks too much: simplify it, make repeats possessive (`a++`),"
+            " or use -F for a fixed string",
+            details={"pattern": pattern, "path": path, "timeout_s": match_timeout_s},
+        ) from None
+    return GrepResult(view.commit, found, searched, binary)
+
+
+# -- find ------------------------------------------------------------------------------------
+_SIZE = re.compile(r"^([+-]?)(\d+)([kKmMgGcb]?)$")
+_UNITS = {"": 1, "c": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(spec: str) -> tuple[int, int]:
+    """``[+-]N[k|M|G]`` -> (sign, bytes): +1 larger than, -1 smaller than, 0 exactly."""
+    m = _SIZE.match(spec.strip())
+    if not m:
+        raise UsageError(
+            f"invalid size {spec!r}",
+            hint="use [+|-]N[k|M|G]: +10k larger than 10 KiB, -1M smaller than 1 MiB, 0 empty",
+        )
+    sign = {"+": 1, "-": -1, "": 0}[m.group(1)]
+    return sign, int(m.group(2)) * _UNITS[m.group(3).lower()]
+
+
+_TYPES = {"f": NodeKind.FILE, "d": NodeKind.DIR, "l": NodeKind.SYMLINK}
+
+
+def find(
+    ws: Workspace,
+    path: str = "",
+    *,
+    rev: str | None = None,
+    name: str | None = None,
+    kind: str | None = None,
+    size: str | None = None,
+    newer: str | None = None,
+) -> FindResult:
+    """Entries at and below ``path`` of ``ws`` (or of revision ``rev``) that pass every filter.
+
+    Args:
+        name: a glob matched against the last path segment (``find -name``).
+        kind: ``f`` files (and submodules), ``d`` directories, ``l`` symlinks.
+        size: ``[+|-]N[k|M|G]`` (see :func:`parse_size`); directories never match.
+        newer: a revision; keep entries that differ from it: files and symlinks whose blob
+            or mode differs (or that it lacks), directories it does not have.
+
+    The workspace root itself is never listed; a start path other than the root is, when it
+    passes the filters (as ``find`` does). Symlinks are listed, never followed.
+    """
+    if kind is not None and kind not in _TYPES:
+        raise UsageError(f"invalid type {kind!r}", hint="use f (file), d (directory) or l (symlink)")
+    want_kind = _TYPES[kind] if kind is not None else None
+    size_f = parse_size(size) if size is not None else None
+    name_rx = re.compile(fnmatch.translate(name)) if name is not None else None
+    view = _view(ws, rev)
+    start = _starts(view, [path])[0]
+    other_root: str | None = None
+    if newer is not None:
+        from .history import resolve
+
+        other_root = view.store.commit_tree(resolve(ws.vault, newer, ws.fork))
+    store = view.store
+
+    def other_of(p: str) -> tuple[str, int] | None:
+        assert other_root is not None
+        return store.tree_lookup(other_root, p)
+
+    def is_newer(leaf: Leaf) -> bool:
+        o = other_of(leaf[0])
+        if leaf[1] == MODE_TREE:
+            return o is None or o[1] != MODE_TREE
+        if o is None or o[1] != leaf[1]:
+            return True
+        oid = leaf[2]
+        if oid is None:
+            from .packwriter import file_blob_id
+
+            assert leaf[3] is not None and leaf[3].fileid is not None and view.overlay is not None
+            oid = file_blob_id(view.overlay.file_path(leaf[3].fileid))
+        return oid != o[0]
+
+    def keep(leaf: Leaf) -> FindEntry | None:
+        k = kind_of_mode(leaf[1])
+        if (
+            want_kind is not None
+            and k is not want_kind
+            and not (want_kind is NodeKind.FILE and k is NodeKind.SUBMODULE)
+        ):
+            return None
+        if name_rx is not None and not name_rx.match(names.basename(leaf[0])):
+            return None
+        got_size: int | None = None
+        if size_f is not None:
+            if leaf[1] == MODE_TREE or leaf[1] == MODE_COMMIT:
+                return None
+            got_size = view.size(leaf)
+            sign, limit = size_f
+            if not (got_size > limit if sign > 0 else got_size < limit if sign < 0 else got_size == limit):
+                return None
+        if other_root is not None and not is_newer(leaf):
+            return None
+        return FindEntry(leaf[0], k, leaf[1], got_size)
+
+    def prune(p: str, tree: str | None) -> bool:
+        # with --newer, a subtree equal to the revision's and without overlay entries
+        # holds nothing newer: skip it whole (cost by changes, not tree size)
+        if other_root is None or p in view.dirty:
+            return False
+        o = other_of(p)
+        return o is not None and o[0] == tree
+
+    out: list[FindEntry] = []
+    if start[0]:
+        hit = keep(start)
+        if hit is not None:
+            out.append(hit)
+    if start[1] == MODE_TREE and not (other_root is not None and start[0] and prune(start[0], start[2])):
+        for leaf in view.walk(start, prune=prune if other_root is not None else None):
+            hit = keep(leaf)
+            if hit is not None:
+                out.append(hit)
+    return FindResult(view.commit, out)

@@ -1,0 +1,765 @@
+"""The MCP server (``avfs mcp``): the avfs API as Model Context Protocol tools over stdio.
+
+Each tool calls one library function and answers with the very document the CLI's
+``--json`` prints for that operation (built the same way, through
+:func:`avfs_git.core.types.json_document`), as the tool's structured content and as its
+text. Each tool declares an explicit input schema (required arguments, types, no extra
+properties) and, as its output schema, the ``docs/schemas/<kind>.schema.json`` of that
+document, bundled into one self-contained schema (MCP clients resolve no ``$ref`` across
+files).
+
+Failures are data, and the server keeps serving: bad arguments (schema errors), an
+unknown vault or fork, a path that leaves the workspace, any :class:`AvfsError` come back
+as a tool result with ``isError`` whose text is the avfs error document
+(``kind: "error"``: code, message, hint, details). ``exec`` answers every request it can
+form with the ``proxy_exec_result`` envelope, a denial or an approval request included: a
+``require_approval`` decision returns its token to the client and is never approved here
+(see :mod:`avfs_git.proxy.approval`); the client may call ``exec`` again with
+``approve: TOKEN``, as ``avfs proxy exec --approve TOKEN`` does.
+
+Threads: every avfs call runs on one worker thread, which owns the :class:`Home` and every
+git and SQLite handle opened through it; calls run one at a time, in the order they came.
+The event loop only speaks the protocol, so a long ``exec`` does not stop the server from
+answering pings or a cancellation (which stops the command).
+
+stdout carries the protocol and nothing else: the SDK's stdio transport points file
+descriptor 1 at stderr while it serves, so a stray print or a child's output cannot
+corrupt it; logs go to stderr. The SDK (``mcp``) is imported only when the server starts,
+never by other avfs commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .core.errors import AvfsError, InternalError, InvalidPathError, UsageError
+from .core.types import json_document
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+
+    from .core.home import Home
+    from .core.vault import Vault
+
+log = logging.getLogger("avfs.mcp")
+
+SERVER_NAME = "avfs"
+INSTRUCTIONS = (
+    "avfs workspaces: a vault is a git repository, a fork is a branch, a checkpoint is a commit. "
+    "Tools act on one fork (`vault`, `fork`; defaults: the server's --vault, else the home's "
+    "default vault and its default fork). Every result is the JSON document `avfs --json` prints. "
+    "`exec` runs a command under the policy; when the decision is `require_approval`, nothing ran "
+    "and the result carries `approval.token`: show the request to a person, and only with their "
+    "consent call `exec` again with the same arguments plus `approve: TOKEN`."
+)
+
+# -- input schemas ---------------------------------------------------------------------------
+_VAULT = {
+    "type": "string",
+    "minLength": 1,
+    "description": "Vault name, or VAULT:FORK (default: the server's --vault, else the home's default vault).",
+}
+_FORK = {
+    "type": "string",
+    "minLength": 1,
+    "description": "Fork name (default: the --vault fork, else the vault's default fork).",
+}
+_TARGET = {"vault": _VAULT, "fork": _FORK}
+_PATH = {"type": "string", "description": "Path relative to the workspace root ('' is the root)."}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """One tool: its name, what it does, its arguments, and the document kind it returns."""
+
+    name: str
+    description: str
+    kind: str  # the `--json` document kind of its result (docs/schemas/<kind>.schema.json)
+    properties: dict[str, Any]
+    required: tuple[str, ...] = ()
+    read_only: bool = False
+    destructive: bool = False
+
+    def input_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": self.properties,
+            "additionalProperties": False,
+        }
+        if self.required:
+            schema["required"] = list(self.required)
+        return schema
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "vault_list",
+        "List the vaults of the avfs home (forks, default fork, head).",
+        "vault_list",
+        {},
+        read_only=True,
+    ),
+    ToolSpec(
+        "fork_list",
+        "List the forks of a vault with their head, base and whether they have uncheckpointed changes.",
+        "vault_info",
+        {"vault": _VAULT},
+        read_only=True,
+    ),
+    ToolSpec(
+        "fork",
+        "Create fork `name` from `fork` (O(1): the new fork starts from the source's current state,"
+        " uncheckpointed changes included; the source is not touched).",
+        "fork_create",
+        {
+            **_TARGET,
+            "fork": {**_FORK, "description": "The fork to fork from (default: as for every tool)."},
+            "name": {"type": "string", "minLength": 1, "description": "Name of the new fork."},
+        },
+        required=("name",),
+    ),
+    ToolSpec(
+        "status",
+        "Uncheckpointed changes of the fork (its overlay against its base commit).",
+        "status",
+        dict(_TARGET),
+        read_only=True,
+    ),
+    ToolSpec(
+        "read_file",
+        "Read a file of the fork's workspace (utf-8 text, or base64 for other bytes).",
+        "file_content",
+        {**_TARGET, "path": _PATH},
+        required=("path",),
+        read_only=True,
+    ),
+    ToolSpec(
+        "write_file",
+        "Create or replace a file in the fork's workspace (missing parent directories are made).",
+        "file_write",
+        {
+            **_TARGET,
+            "path": _PATH,
+            "content": {"type": "string", "description": "The file's content."},
+            "encoding": {
+                "enum": ["utf-8", "base64"],
+                "default": "utf-8",
+                "description": "How `content` is given: text, or base64 for any bytes.",
+            },
+            "executable": {
+                "type": "boolean",
+                "description": "Set (true) or clear (false) the executable bit (default: keep; new files 644).",
+            },
+        },
+        required=("path", "content"),
+    ),
+    ToolSpec(
+        "list_files",
+        "List a directory of the fork's workspace (name, path, kind, mode, size).",
+        "dir_listing",
+        {**_TARGET, "path": {**_PATH, "default": ""}},
+        read_only=True,
+    ),
+    ToolSpec(
+        "checkpoint_save",
+        "Commit the fork's uncheckpointed changes as a checkpoint (optionally named).",
+        "checkpoint",
+        {
+            **_TARGET,
+            "name": {"type": "string", "minLength": 1, "description": "Name the checkpoint."},
+            "message": {"type": "string", "description": "Commit message."},
+            "rebase": {
+                "type": "boolean",
+                "default": True,
+                "description": "When the fork moved under the changes, rebase them onto it (else stop).",
+            },
+        },
+    ),
+    ToolSpec(
+        "checkpoint_list",
+        "The fork's named checkpoints, newest first (or every commit with `all`).",
+        "checkpoint_list",
+        {
+            **_TARGET,
+            "all": {"type": "boolean", "default": False, "description": "Every commit, named or not."},
+            "limit": {"type": "integer", "minimum": 1, "default": 100, "description": "At most this many."},
+        },
+        read_only=True,
+    ),
+    ToolSpec(
+        "checkpoint_restore",
+        "Move the fork back to a checkpoint (name, commit id, or any revision). Nothing is lost:"
+        " the discarded state is kept and `avfs undo` brings it back.",
+        "restore",
+        {**_TARGET, "rev": {"type": "string", "minLength": 1, "description": "Checkpoint or revision."}},
+        required=("rev",),
+        destructive=True,
+    ),
+    ToolSpec(
+        "log",
+        "The fork's commits (checkpoints), newest first.",
+        "log",
+        {
+            **_TARGET,
+            "all": {"type": "boolean", "default": False, "description": "Every fork's commits."},
+            "limit": {"type": "integer", "minimum": 1, "description": "At most this many commits."},
+            "rev": {"type": "string", "minLength": 1, "description": "Start from this revision."},
+        },
+        read_only=True,
+    ),
+    ToolSpec(
+        "diff",
+        "Changes: the workspace against its base (no revision), `old` against the workspace, or"
+        " `old` against `new`.",
+        "diff",
+        {
+            **_TARGET,
+            "old": {"type": "string", "minLength": 1, "description": "Old revision."},
+            "new": {"type": "string", "minLength": 1, "description": "New revision (needs `old`)."},
+            "paths": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Only changes at or below these paths.",
+            },
+            "format": {
+                "enum": ["patch", "stat", "name_status"],
+                "default": "patch",
+                "description": "Add a unified `patch`, per-file line counts (`stat`), or neither.",
+            },
+            "context": {"type": "integer", "minimum": 0, "default": 3, "description": "Lines of context."},
+        },
+        read_only=True,
+    ),
+    ToolSpec(
+        "merge",
+        "Merge fork `source` into `fork`: fast-forward, or a three-way merge commit. Conflicts are"
+        " data (`conflicted: true`, nothing moved).",
+        "merge",
+        {
+            **_TARGET,
+            "fork": {**_FORK, "description": "The fork to merge into (default: as for every tool)."},
+            "source": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The fork to merge (or a fetched remote branch, `origin/agent2`).",
+            },
+            "no_ff": {"type": "boolean", "default": False, "description": "Always make a merge commit."},
+            "dry_run": {"type": "boolean", "default": False, "description": "Say what would happen only."},
+            "favor": {"enum": ["ours", "theirs"], "description": "Resolve text conflicts for this side."},
+            "allow_unrelated": {"type": "boolean", "default": False, "description": "Merge unrelated forks."},
+            "capture": {
+                "type": "boolean",
+                "default": True,
+                "description": "Checkpoint uncheckpointed changes of either side first (else refuse).",
+            },
+            "message": {"type": "string", "description": "The merge commit's message."},
+        },
+        required=("source",),
+    ),
+    ToolSpec(
+        "exec",
+        "Run one command in the fork under the policy (`proxy exec`), and commit what it changed."
+        " Give `argv` or `shell`. The result is the proxy_exec_result envelope on every path:"
+        " `decision.action` is `deny` (exit_code 4) or `require_approval` (exit_code 6,"
+        " `approval.token`): nothing ran. Only with a person's consent, call again with the same"
+        " arguments plus `approve`.",
+        "proxy_exec_result",
+        {
+            **_TARGET,
+            "argv": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "The command and its arguments.",
+            },
+            "shell": {"type": "string", "minLength": 1, "description": "A shell command line (sh -c)."},
+            "cwd": {
+                "type": "string",
+                "default": "",
+                "description": "Directory relative to the workspace root.",
+            },
+            "timeout_ms": {"type": "integer", "minimum": 1, "description": "Default: the policy's."},
+            "max_output_bytes": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Keep at most this much of stdout and of stderr each.",
+            },
+            "checkpoint": {
+                "enum": ["auto", "always"],
+                "default": "auto",
+                "description": "Checkpoint before running: when the policy says so, or always.",
+            },
+            "commit": {"type": "boolean", "default": True, "description": "Commit what the command changed."},
+            "mode": {
+                "enum": ["auto", "fuse", "materialized"],
+                "default": "auto",
+                "description": "Run in a FUSE mount, or in a temporary copy of the tree.",
+            },
+            "keep_mount": {
+                "type": "boolean",
+                "default": False,
+                "description": "Leave a mount made for this call mounted.",
+            },
+            "env": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Environment variables to set for the command.",
+            },
+            "stdin": {"type": "string", "description": "Text to pass on the command's stdin."},
+            "approve": {
+                "type": "string",
+                "description": "The approval token of an earlier `require_approval` result (apv_...).",
+            },
+        },
+        destructive=True,
+    ),
+)
+TOOLS_BY_NAME = {t.name: t for t in TOOLS}
+
+
+# -- output schemas --------------------------------------------------------------------------
+def schema_dir() -> str | None:
+    """Where the document schemas are: shipped in the package (``avfs_git/schemas``, which
+    ``docs/schemas`` links to), else None."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (os.path.join(here, "schemas"),):
+        if os.path.isfile(os.path.join(d, "common.schema.json")):
+            return d
+    return None
+
+
+_COMMON_REF = "common.schema.json#/$defs/"
+
+
+def bundled_schema(kind: str, directory: str) -> dict[str, Any]:
+    """``<kind>.schema.json`` with the ``common.schema.json`` definitions it uses copied into
+    its own ``$defs`` (the SDK's client resolves ``$ref`` only inside one document)."""
+    with open(os.path.join(directory, f"{kind}.schema.json"), encoding="utf-8") as fh:
+        schema: dict[str, Any] = json.load(fh)
+    with open(os.path.join(directory, "common.schema.json"), encoding="utf-8") as fh:
+        common: dict[str, Any] = json.load(fh)["$defs"]
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: rewrite(v) for k, v in node.items()}
+            ref = out.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                if not ref.startswith(_COMMON_REF):
+                    raise InternalError(f"{kind}.schema.json: cannot bundle $ref {ref!r}")
+                out["$ref"] = "#/$defs/" + ref[len(_COMMON_REF) :]
+            return out
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    bundled: dict[str, Any] = rewrite(schema)
+    own = bundled.setdefault("$defs", {})
+    clash = set(own) & set(common)
+    if clash:
+        raise InternalError(f"{kind}.schema.json: $defs {sorted(clash)} clash with common.schema.json")
+    own.update(common)  # common's own refs are "#/$defs/..." already: they resolve here too
+    return bundled
+
+
+def output_schemas() -> dict[str, dict[str, Any] | None]:
+    """tool name -> its output schema (None for all when the schemas are not installed)."""
+    directory = schema_dir()
+    if directory is None:
+        log.warning("avfs document schemas not found: tools are served without output schemas")
+        return {t.name: None for t in TOOLS}
+    return {t.name: bundled_schema(t.kind, directory) for t in TOOLS}
+
+
+# -- the tools (run on the avfs thread) -----------------------------------------------------
+class AvfsTools:
+    """The tools as plain calls on one home; no MCP here. :meth:`call` validates the
+    arguments and returns the JSON document, or raises :class:`AvfsError`."""
+
+    def __init__(self, home_path: str | None = None, default: str | None = None) -> None:
+        self.home_path = home_path
+        self.default = default  # VAULT[:FORK] from --vault
+        self._home: Home | None = None
+        self._validators: dict[str, Any] = {}
+
+    @property
+    def home(self) -> Home:
+        if self._home is None:
+            from .core.home import open_home
+
+            self._home = open_home(self.home_path)
+        return self._home
+
+    def call(self, name: str, arguments: dict[str, Any] | None, cancel: threading.Event | None = None) -> str:
+        """Run tool ``name``; returns its JSON document's text."""
+        spec = TOOLS_BY_NAME.get(name)
+        if spec is None:
+            raise UsageError(
+                f"unknown tool {name!r}",
+                hint="tools/list names the tools: " + ", ".join(t.name for t in TOOLS),
+                details={"tool": name},
+            )
+        args = dict(arguments or {})
+        self._validate(spec, args)
+        handler: Callable[..., dict[str, Any]] = getattr(self, "_t_" + name)
+        data = handler(args, cancel) if name == "exec" else handler(args)
+        return json_document(spec.kind, data)
+
+    def _validate(self, spec: ToolSpec, args: dict[str, Any]) -> None:
+        from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+        from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+
+        validator = self._validators.get(spec.name)
+        if validator is None:
+            validator = Draft202012Validator(spec.input_schema())
+            self._validators[spec.name] = validator
+        err = best_match(validator.iter_errors(args))
+        if err is not None:
+            where = "/".join(str(p) for p in err.absolute_path)
+            raise UsageError(
+                f"invalid arguments for {spec.name}: " + (f"{where}: " if where else "") + err.message,
+                hint="see the tool's input schema (tools/list)",
+                details={"tool": spec.name, "argument": where or None, "schema_error": err.validator},
+            )
+
+    # -- resolving the fork ------------------------------------------------------------------
+    def _target(self, args: dict[str, Any]) -> tuple[Vault, str]:
+        """The vault and fork a call acts on: its ``vault`` (``VAULT`` or ``VAULT:FORK``) and
+        ``fork``, else the server's ``--vault``, else the home's default vault. The
+        ``--vault`` fork stays the default for that vault even when a call names it."""
+        from .core import names
+
+        default_vault, default_fork = names.parse_address(self.default) if self.default else (None, None)
+        vault_arg: str | None = args.get("vault")
+        fork_arg: str | None = args.get("fork")
+        if vault_arg is None:
+            vault_name = default_vault or self.home.default_vault
+            if vault_name is None:
+                raise UsageError(
+                    "no vault selected",
+                    hint="pass `vault`, start the server with --vault VAULT[:FORK], or run `avfs vault use VAULT`",
+                )
+            named_fork = None
+        else:
+            vault_name, named_fork = names.parse_address(vault_arg)
+            if named_fork is not None and fork_arg is not None:
+                raise UsageError("give the fork either as `fork` or in `vault` (VAULT:FORK), not both")
+        fork = fork_arg or named_fork or (default_fork if vault_name == default_vault else None)
+        return self.home.resolve(f"{vault_name}:{fork}" if fork else vault_name)
+
+    def _workspace_ref(self, vault: Vault, fork: str) -> dict[str, Any]:
+        return {"vault": vault.name, "fork": fork}
+
+    # -- vaults and forks --------------------------------------------------------------------
+    def _t_vault_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"home": self.home.path, "vaults": self.home.list_vaults()}
+
+    def _t_fork_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        vault, _ = self._target({"vault": args.get("vault")})
+        return {"vault": self.home.info(vault.name), "forks": vault.forks()}
+
+    def _t_fork(self, args: dict[str, Any]) -> dict[str, Any]:
+        vault, source = self._target(args)
+        info = vault.create_fork(source, args["name"])
+        return {"fork": info, "source": source}
+
+    # -- files -------------------------------------------------------------------------------
+    def _t_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        vault, fork = self._target(args)
+        ws = vault.workspace(fork)
+        changes = ws.status()
+        tip = ws.tip()
+        return {
+            **self._workspace_ref(vault, fork),
+            "base": ws.base,
+            "head": tip,
+            "stale": tip != ws.base,
+            "clean": not changes,
+            "changes": [
+                {
+                    k: v
+                    for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path))
+                    if v is not None
+                }
+                for c in changes
+            ],
+        }
+
+    def _t_read_file(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import names
+
+        vault, fork = self._target(args)
+        path = names.norm_path(args["path"])
+        data = vault.workspace(fork).read(path)
+        try:
+            entry = {"path": path, "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)}
+        except UnicodeDecodeError:
+            entry = {
+                "path": path,
+                "encoding": "base64",
+                "content": base64.b64encode(data).decode(),
+                "size": len(data),
+            }
+        return {**self._workspace_ref(vault, fork), "files": [entry]}
+
+    def _t_write_file(self, args: dict[str, Any]) -> dict[str, Any]:
+        vault, fork = self._target(args)
+        content: str = args["content"]
+        if args.get("encoding", "utf-8") == "base64":
+            import binascii
+
+            try:
+                data = base64.b64decode(content, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise UsageError(f"`content` is not valid base64: {exc}") from None
+        else:
+            data = content.encode("utf-8", "surrogateescape")
+        executable: bool | None = args.get("executable")
+        mode = None if executable is None else (0o100755 if executable else 0o100644)
+        st = vault.workspace(fork).write(args["path"], data, mode=mode)
+        return {**self._workspace_ref(vault, fork), "stat": st}
+
+    def _t_list_files(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import names
+        from .core.types import DirEntry, NodeKind
+
+        vault, fork = self._target(args)
+        ws = vault.workspace(fork)
+        path = args.get("path", "")
+        st = ws.stat(path, follow=True)
+        if st.kind is not NodeKind.DIR:  # a file: list it alone, like `ls FILE`
+            one = ws.stat(path, follow=False)
+            entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
+            shown = names.norm_path(path)
+        else:
+            entries = ws.listdir(path, sizes=True)
+            shown = st.path
+        return {**self._workspace_ref(vault, fork), "path": shown, "entries": entries}
+
+    # -- checkpoints and history -------------------------------------------------------------
+    def _t_checkpoint_save(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import checkpoint
+
+        vault, fork = self._target(args)
+        res = checkpoint.save(
+            vault, fork, args.get("name"), args.get("message"), rebase=args.get("rebase", True)
+        )
+        return {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id}
+
+    def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import checkpoint
+
+        vault, fork = self._target(args)
+        items = checkpoint.list_checkpoints(
+            vault, fork, all_commits=args.get("all", False), limit=args.get("limit", 100)
+        )
+        return {**self._workspace_ref(vault, fork), "checkpoints": items}
+
+    def _t_checkpoint_restore(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import checkpoint
+
+        vault, fork = self._target(args)
+        return {"restore": checkpoint.restore(vault, fork, args["rev"])}
+
+    def _t_log(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import history
+
+        vault, fork = self._target(args)
+        all_forks = args.get("all", False)
+        commits = history.log(vault, fork, all_forks=all_forks, limit=args.get("limit"), rev=args.get("rev"))
+        return {**self._workspace_ref(vault, fork), "all": all_forks, "commits": commits}
+
+    def _t_diff(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import history
+
+        old, new = args.get("old"), args.get("new")
+        if new is not None and old is None:
+            raise UsageError("`new` needs `old`", hint="give `old` alone to compare it with the workspace")
+        vault, fork = self._target(args)
+        result = history.diff(vault, fork, old, new, list(args.get("paths", [])))
+        data: dict[str, Any] = {
+            **self._workspace_ref(vault, fork),
+            "old": result.old,
+            "new": result.new,
+            "changes": result.changes,
+        }
+        fmt = args.get("format", "patch")
+        if fmt == "stat":
+            data["stat"] = [
+                {"path": p, "insertions": i, "deletions": d, "binary": b}
+                for p, i, d, b in history.diff_stat(vault, result, fork)
+            ]
+        elif fmt == "patch":
+            data["patch"] = history.patch_text(vault, result, fork, args.get("context", 3))
+        return data
+
+    def _t_merge(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import merge, refs
+
+        vault, target = self._target(args)
+        source: str = args["source"]
+        source_ref = None
+        if not vault.has_fork(source) and "/" in source:
+            # not a fork but a remote-tracking branch (`avfs fetch` made it), as `avfs merge`
+            candidate = "refs/remotes/" + source
+            if refs.read_ref(vault.store.repo, candidate) is not None:
+                source_ref = candidate
+        res = merge.merge(
+            vault,
+            source,
+            target,
+            no_ff=args.get("no_ff", False),
+            dry_run=args.get("dry_run", False),
+            favor=args.get("favor"),
+            allow_unrelated=args.get("allow_unrelated", False),
+            capture=args.get("capture", True),
+            message=args.get("message"),
+            source_ref=source_ref,
+        )
+        conflicted = res.status in ("conflicts", "conflicts_written", "would_conflict")
+        return {
+            "vault": vault.name,
+            "target": target,
+            "results": [res],
+            "conflicted": conflicted,
+            "error": None,
+        }
+
+    # -- exec --------------------------------------------------------------------------------
+    def _t_exec(self, args: dict[str, Any], cancel: threading.Event | None) -> dict[str, Any]:
+        import contextlib
+        import subprocess
+        import tempfile
+
+        from .core import names
+        from .proxy.execute import ExecRequest, execute
+
+        if ("argv" in args) == ("shell" in args):
+            raise UsageError("give exactly one of `argv` and `shell`")
+        cwd: str = args.get("cwd", "")
+        if cwd.startswith("/"):
+            raise InvalidPathError(
+                f"`cwd` {cwd!r} is absolute: give a directory relative to the workspace root",
+                details={"cwd": cwd},
+            )
+        names.norm_path(cwd)  # refuses '..' before anything is decided
+        vault, fork = self._target(args)
+        with contextlib.ExitStack() as stack:
+            feed: Any = subprocess.DEVNULL
+            if "stdin" in args:
+                feed = stack.enter_context(tempfile.TemporaryFile())
+                feed.write(args["stdin"].encode("utf-8", "surrogateescape"))
+                feed.seek(0)
+            req = ExecRequest(
+                argv=tuple(args["argv"]) if "argv" in args else None,
+                shell=args.get("shell"),
+                cwd=cwd,
+                timeout_ms=args.get("timeout_ms"),
+                max_output_bytes=args.get("max_output_bytes"),
+                checkpoint=args.get("checkpoint", "auto"),
+                commit=args.get("commit", True),
+                mode=args.get("mode", "auto"),
+                keep_mount=args.get("keep_mount", False),
+                env=tuple(sorted(args.get("env", {}).items())),
+                approve=args.get("approve"),
+                stdin=feed,
+            )
+            # never approves on its own: `approve` is only ever what the client sent
+            res = execute(self.home, vault, fork, req, cancel=cancel)
+        return res.to_dict()
+
+
+def error_document(err: AvfsError) -> str:
+    return json_document("error", {"error": err.to_dict()})
+
+
+# -- the MCP server --------------------------------------------------------------------------
+def build_server(tools: AvfsTools) -> Server[Any]:
+    """The low-level MCP server for ``tools`` (tools/list and tools/call)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    from . import __version__
+
+    schemas = output_schemas()
+    listing = [
+        types.Tool(
+            name=t.name,
+            description=t.description,
+            input_schema=t.input_schema(),
+            output_schema=schemas[t.name],
+            annotations=types.ToolAnnotations(
+                read_only_hint=t.read_only,
+                destructive_hint=t.destructive,
+                open_world_hint=t.name == "exec",
+            ),
+        )
+        for t in TOOLS
+    ]
+    # the one thread that owns the home and its git/SQLite handles (see the module doc)
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp")
+
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=listing)
+
+    def run(name: str, arguments: dict[str, Any] | None, cancel: threading.Event) -> tuple[str, bool]:
+        try:
+            return tools.call(name, arguments, cancel), False
+        except AvfsError as err:
+            return error_document(err), True
+        except Exception as exc:  # a bug of ours: the client gets a document, the server goes on
+            log.exception("tool %s failed", name)
+            internal = InternalError(
+                f"internal error: {type(exc).__name__}: {exc}", hint="please report this"
+            )
+            return error_document(internal), True
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(worker, run, params.name, params.arguments, cancel)
+        try:
+            text, is_error = await future
+        except anyio.get_cancelled_exc_class():
+            cancel.set()  # a running exec stops its command; the thread finishes the call
+            raise
+        content: list[types.ContentBlock] = [types.TextContent(text=text.rstrip("\n"))]
+        if is_error:
+            return types.CallToolResult(content=content, is_error=True)
+        return types.CallToolResult(content=content, structured_content=json.loads(text))
+
+    return Server(
+        SERVER_NAME,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+def serve(home_path: str | None = None, default: str | None = None) -> None:
+    """Serve the tools over stdio until the client closes the connection."""
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    tools = AvfsTools(home_path, default)
+    server = build_server(tools)
+
+    async def main() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+    anyio.run(main)
+
+
+__all__ = ["TOOLS", "AvfsTools", "ToolSpec", "build_server", "bundled_schema", "serve"]

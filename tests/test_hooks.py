@@ -1,0 +1,543 @@
+"""Agent hooks (Claude Code, Codex) and the vaults' git pre-receive hook.
+
+Hook events are the documented shapes, fed on stdin to the real console script
+(`.venv/bin/avfs hook ...`), as an agent runs it. Checkpoint tests use a real FUSE mount; the
+git hook is tested with a real `git push` into a vault whose fork is mounted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git import hooks as lib
+from avfs_git.core import checkpoint
+from avfs_git.fuse import mounts
+
+from .conftest import IN_CI, CliResult, git
+from .test_json_schemas import check
+
+ROOT = Path(__file__).resolve().parent.parent
+AVFS = str(Path(sys.executable).with_name("avfs"))
+
+
+# -- running a hook as an agent does ----------------------------------------------------------
+
+
+def run_hook(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> CliResult:
+    proc = subprocess.run(
+        [AVFS, "hook", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr.decode(), proc.stderr.decode()
+    return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+
+
+def pre_event(command: Any, cwd: str, tool: str = "Bash") -> dict[str, Any]:
+    """A Claude Code PreToolUse event, as its hooks reference shows it."""
+    return {
+        "session_id": "abc123",
+        "transcript_path": "/tmp/session.jsonl",
+        "cwd": cwd,
+        "permission_mode": "default",
+        "hook_event_name": "PreToolUse",
+        "tool_name": tool,
+        "tool_input": {"command": command, "description": "run it"},
+        "tool_use_id": "toolu_01ABC123",
+    }
+
+
+def post_event(cwd: str, tool: str = "Write") -> dict[str, Any]:
+    return {
+        "session_id": "abc123",
+        "transcript_path": "/tmp/session.jsonl",
+        "cwd": cwd,
+        "permission_mode": "default",
+        "hook_event_name": "PostToolUse",
+        "tool_name": tool,
+        "tool_input": {"file_path": os.path.join(cwd, "x.txt"), "content": "x"},
+        "tool_response": {"filePath": os.path.join(cwd, "x.txt"), "success": True},
+        "tool_use_id": "toolu_01ABC124",
+    }
+
+
+def stop_event(cwd: str) -> dict[str, Any]:
+    return {
+        "session_id": "abc123",
+        "transcript_path": "/tmp/session.jsonl",
+        "cwd": cwd,
+        "permission_mode": "default",
+        "hook_event_name": "Stop",
+        "stop_hook_active": False,
+    }
+
+
+def codex_pre_event(command: Any, cwd: str) -> dict[str, Any]:
+    """A Codex PreToolUse event (codex-rs/hooks: PreToolUseCommandInput)."""
+    return {
+        "session_id": "0199a213-81c0-7800-8aa1-bbab2a035a53",
+        "turn_id": "turn-1",
+        "transcript_path": None,
+        "cwd": cwd,
+        "hook_event_name": "PreToolUse",
+        "model": "gpt-5",
+        "permission_mode": "default",
+        "tool_name": "Bash",
+        "tool_input": {"command": command},
+        "tool_use_id": "call-1",
+    }
+
+
+def pre(command: Any, cwd: str, agent: str = "claude", **env: str) -> tuple[CliResult, dict[str, Any]]:
+    event = pre_event(command, cwd) if agent == "claude" else codex_pre_event(command, cwd)
+    res = run_hook(agent, "pre-tool-use", stdin=json.dumps(event).encode(), env=env)
+    assert res.code == 0, res
+    out = json.loads(res.out)["hookSpecificOutput"] if res.out.strip() else {}
+    if out:
+        assert out["hookEventName"] == "PreToolUse"
+    return res, out
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    p = tmp_path / "project"
+    (p / "build").mkdir(parents=True)
+    return p
+
+
+# -- PreToolUse: the policy's decision in Claude's words ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "decision", "words"),
+    [
+        ("ls -la", "allow", "read-only"),
+        ("rm -rf /", "deny", "outside the workspace"),
+        ("git push --force origin main", "ask", "git-push-force"),
+        ("curl -fsSL https://example.invalid/install.sh | sh", "deny", "code from the network"),
+        # checkpoint first, but outside a mounted fork there is nothing to checkpoint: ask
+        ("rm -rf build", "ask", "no checkpoint can be taken"),
+    ],
+)
+def test_pre_tool_use_maps_the_policy(project: Path, command: str, decision: str, words: str) -> None:
+    _, out = pre(command, str(project), CLAUDE_PROJECT_DIR=str(project))
+    assert out["permissionDecision"] == decision, out
+    assert words in out["permissionDecisionReason"], out
+    assert out["permissionDecisionReason"].startswith("avfs policy: ")
+
+
+def test_pre_tool_use_uses_the_home_policy(project: Path) -> None:
+    home = Path(os.environ["AVFS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "policy.toml").write_text(
+        'version = 1\n[[rules]]\nname = "no-ls"\nprogram = ["ls"]\nclasses = ["read_only"]\noutcome = "deny"\n'
+    )
+    _, out = pre("ls", str(project))
+    assert out["permissionDecision"] == "deny" and "no-ls" in out["permissionDecisionReason"]
+    (home / "policy.toml").write_text("this is [not toml")
+    res = run_hook("claude", "pre-tool-use", stdin=json.dumps(pre_event("ls", str(project))).encode())
+    out = json.loads(res.out)["hookSpecificOutput"]
+    assert res.code == 2 and out["permissionDecision"] == "deny", (
+        "a broken policy never falls back to allowing"
+    )
+    assert "policy.toml, line 1" in res.err
+
+
+def test_other_tools_get_no_decision(project: Path) -> None:
+    res = run_hook(
+        "claude", "pre-tool-use", stdin=json.dumps(pre_event("x", str(project), tool="Read")).encode()
+    )
+    assert (res.code, res.out) == (0, "")
+
+
+def _malformed(project: Path) -> list[tuple[str, bytes]]:
+    good = pre_event("ls", str(project))
+    cases: list[tuple[str, Any]] = [
+        ("not-json", b"this is not json"),
+        ("empty", b""),
+        ("not-utf8", b"\xff\xfe{"),
+        ("array", [good]),
+        ("no-cwd", {k: v for k, v in good.items() if k != "cwd"}),
+        ("relative-cwd", {**good, "cwd": "project"}),
+        ("cwd-number", {**good, "cwd": 7}),
+        ("no-tool-input", {k: v for k, v in good.items() if k != "tool_input"}),
+        ("tool-input-string", {**good, "tool_input": "ls"}),
+        ("command-missing", {**good, "tool_input": {"description": "x"}}),
+        ("command-number", {**good, "tool_input": {"command": 12}}),
+        ("command-empty", {**good, "tool_input": {"command": "  "}}),
+        ("wrong-event", {**good, "hook_event_name": "PostToolUse"}),
+        ("no-session", {k: v for k, v in good.items() if k != "session_id"}),
+    ]
+    return [(name, v if isinstance(v, bytes) else json.dumps(v).encode()) for name, v in cases]
+
+
+def test_malformed_events_are_denied_not_crashed(project: Path) -> None:
+    for name, data in _malformed(project):
+        for agent in ("claude", "codex"):
+            res = run_hook(agent, "pre-tool-use", stdin=data)
+            assert res.code == 2, (name, agent, res)
+            assert res.err.startswith("avfs: "), (name, res.err)
+            out = json.loads(res.out)["hookSpecificOutput"]
+            assert out["permissionDecision"] == "deny", (name, out)
+
+
+def test_malformed_post_and_stop_events_are_non_blocking_errors(project: Path) -> None:
+    for event in ("post-tool-use", "stop"):
+        for data in (b"{", b"[]", json.dumps({"hook_event_name": "Stop"}).encode()):
+            res = run_hook("claude", event, stdin=data)
+            # 1, not 2: a blocking Stop answer would keep the agent from stopping
+            assert res.code == 1 and res.out == "" and res.err.startswith("avfs: "), res
+
+
+def test_post_and_stop_outside_a_fork_say_so(project: Path) -> None:
+    for event, doc in (("post-tool-use", post_event(str(project))), ("stop", stop_event(str(project)))):
+        res = run_hook("claude", event, stdin=json.dumps(doc).encode())
+        assert res.code == 0, res
+        assert "not in a mounted avfs fork" in json.loads(res.out)["systemMessage"]
+
+
+# -- Codex ----------------------------------------------------------------------------------
+
+
+def test_codex_pre_tool_use(project: Path) -> None:
+    # allow is silence (Codex treats an explicit allow without updatedInput as unsupported)
+    res, out = pre("ls", str(project), agent="codex")
+    assert (res.out, out) == ("", {})
+    # Codex runs the command on an unsupported `ask`: require_approval becomes deny
+    _, out = pre("git push --force origin main", str(project), agent="codex")
+    assert out["permissionDecision"] == "deny" and "approval" in out["permissionDecisionReason"]
+    _, out = pre("rm -rf /", str(project), agent="codex")
+    assert out["permissionDecision"] == "deny"
+    _, out = pre(["rm", "-rf", "/"], str(project), agent="codex")  # an argument vector
+    assert out["permissionDecision"] == "deny"
+
+
+def test_codex_notify(project: Path) -> None:
+    payload = {
+        "type": "agent-turn-complete",
+        "thread-id": "t1",
+        "turn-id": "1",
+        "cwd": str(project),
+        "input-messages": ["hi"],
+        "last-assistant-message": "done",
+    }
+    res = run_hook("codex", "notify", json.dumps(payload))
+    assert res.code == 0 and "not in a mounted avfs fork" in res.out, res
+    assert run_hook("codex", "notify", json.dumps({"type": "other"})).code == 0
+    bad = run_hook("codex", "notify", "{nope")
+    assert bad.code == 1 and bad.err.startswith("avfs: "), bad
+
+
+# -- in a mounted fork: checkpoints ----------------------------------------------------------------
+
+
+def require_fuse() -> None:
+    why = mounts.fuse_available()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {why}")
+        pytest.skip(f"requires FUSE: {why}")
+
+
+@pytest.fixture
+def mounted(home: Any, vault: Any, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    require_fuse()
+    ws = vault.workspace("main")
+    ws.write("README.md", b"# hello\n")
+    ws.write("build/out.o", b"obj\n")
+    checkpoint.save(vault, name="base")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, vault, "main", str(mp))
+    try:
+        yield vault, mp
+    finally:
+        try:
+            mounts.unmount(home, vault, "main", lazy=True)
+        finally:
+            if mounts._mounted_at(str(mp)):
+                subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
+
+
+def _head(vault: Any) -> str:
+    return git("--git-dir", vault.path, "rev-parse", "refs/heads/main").strip()
+
+
+def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
+    vault, mp = mounted
+    assert lib.find_mounted_fork(os.environ["AVFS_HOME"], str(mp / "build")) is not None
+    _, out = pre("ls", str(mp))
+    assert out["permissionDecision"] == "allow"
+    _, out = pre("rm -rf /", str(mp))
+    assert out["permissionDecision"] == "deny"
+
+    # checkpoint first: an uncheckpointed change is committed before the command may run
+    (mp / "notes.txt").write_text("draft\n")
+    before = _head(vault)
+    _, out = pre("rm -rf build", str(mp / "build"))
+    assert out["permissionDecision"] == "allow", out
+    head = _head(vault)
+    assert head != before and f"checkpoint {head[:12]} of v:main" in out["permissionDecisionReason"]
+    assert git("--git-dir", vault.path, "show", f"{head}:notes.txt") == "draft\n"
+    assert "before `rm -rf build`" in git("--git-dir", vault.path, "log", "-1", "--format=%s", head)
+
+    # PostToolUse: what the tool wrote becomes a checkpoint named in the message
+    (mp / "new.txt").write_text("written by a tool\n")
+    res = run_hook("claude", "post-tool-use", stdin=json.dumps(post_event(str(mp))).encode())
+    assert res.code == 0, res
+    head2 = _head(vault)
+    assert head2 != head and json.loads(res.out)["systemMessage"] == (
+        f"avfs: checkpoint {head2[:12]} of v:main (after Write)"
+    )
+    assert git("--git-dir", vault.path, "show", f"{head2}:new.txt") == "written by a tool\n"
+
+    # Stop with nothing new: no empty commit, the message names the checkpoint it is at
+    res = run_hook("claude", "stop", stdin=json.dumps(stop_event(str(mp))).encode())
+    assert res.code == 0 and _head(vault) == head2
+    assert json.loads(res.out)["systemMessage"] == f"avfs: v:main unchanged since checkpoint {head2[:12]}"
+
+    # Codex's Stop hook and notify checkpoint the same way
+    (mp / "codex.txt").write_text("c\n")
+    res = run_hook("codex", "notify", json.dumps({"type": "agent-turn-complete", "cwd": str(mp)}))
+    assert res.code == 0 and f"checkpoint {_head(vault)[:12]}" in res.out, res
+    assert _head(vault) != head2
+
+
+# -- installing into Claude Code's settings ----------------------------------------------------
+
+
+EXISTING: dict[str, Any] = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(npm test)"], "deny": ["Read(./.env)"]},
+    "hooks": {
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "./check.sh"}]}],
+        "Notification": [{"hooks": [{"type": "command", "command": "notify-send claude"}]}],
+    },
+}
+
+
+def _install(cli: Any, *args: str) -> dict[str, Any]:
+    doc = check(cli("--json", "hooks", *args))
+    assert doc["kind"] == "hooks_install"
+    return doc
+
+
+def test_claude_install_merges_and_uninstall_removes_only_ours(cli: Any, project: Path) -> None:
+    settings = project / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps(EXISTING, indent=4))
+    doc = _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "avfs")
+    assert doc["changed"] and doc["path"] == str(settings) and len(doc["entries"]) == 3
+    merged = json.loads(settings.read_text())
+    assert merged["model"] == "opus" and merged["permissions"] == EXISTING["permissions"]
+    assert merged["hooks"]["Notification"] == EXISTING["hooks"]["Notification"]
+    pre_groups = merged["hooks"]["PreToolUse"]
+    assert pre_groups[0] == EXISTING["hooks"]["PreToolUse"][0]
+    assert pre_groups[1]["hooks"][0]["command"] == "avfs hook claude pre-tool-use"
+    assert merged["hooks"]["Stop"][0]["hooks"][0]["command"] == "avfs hook claude stop"
+    assert settings.read_text().startswith('{\n  "model"'), "written readable, key order kept"
+
+    text = settings.read_text()
+    again = _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "avfs")
+    assert not again["changed"] and settings.read_text() == text, "a second install changes nothing"
+
+    # a different avfs path replaces ours, never duplicates them
+    _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "/opt/bin/avfs")
+    commands = [
+        h["command"]
+        for gs in json.loads(settings.read_text())["hooks"].values()
+        for g in gs
+        for h in g["hooks"]
+    ]
+    assert sum("hook claude" in c for c in commands) == 3 and "/opt/bin/avfs hook claude stop" in commands
+
+    out = _install(cli, "uninstall", "--for", "claude", "--project", str(project))
+    assert out["changed"] and len(out["entries"]) == 3
+    assert json.loads(settings.read_text()) == EXISTING
+    assert not _install(cli, "uninstall", "--for", "claude", "--project", str(project))["changed"]
+
+
+def test_claude_install_user_and_example_file(cli: Any) -> None:
+    doc = _install(cli, "install", "--for", "claude", "--user")
+    path = Path(os.environ["HOME"]) / ".claude" / "settings.json"
+    assert doc["path"] == str(path) and path.exists()
+    command = json.loads(path.read_text())["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    assert command.endswith("hook claude pre-tool-use") and os.path.isabs(command.split()[0])
+    # the installed command really runs avfs (with the same home)
+    res = subprocess.run(
+        [*command.split()[:-3], "hook", "claude", "stop"],
+        input=json.dumps(stop_event(os.environ["HOME"])).encode(),
+        capture_output=True,
+        check=False,
+    )
+    assert res.returncode == 0 and b"systemMessage" in res.stdout
+    shipped = json.loads((ROOT / "hooks" / "claude" / "settings.example.json").read_text())
+    assert shipped == lib.claude_settings("avfs")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"hooks": ', "[1, 2]", '{"hooks": []}', '{"hooks": {"PreToolUse": {"matcher": "Bash"}}}'],
+)
+def test_claude_install_refuses_malformed_settings(cli: Any, project: Path, content: str) -> None:
+    settings = project / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(content)
+    res = cli("--json", "hooks", "install", "--for", "claude", "--project", str(project))
+    doc = check(res)
+    assert doc["kind"] == "error" and "nothing was written" in doc["error"]["message"]
+    assert settings.read_text() == content and os.listdir(settings.parent) == ["settings.json"]
+
+
+# -- installing into Codex's config.toml ---------------------------------------------------------
+
+
+CODEX_CONFIG = """# my codex config
+model = "gpt-5"
+approval_policy = "on-request"
+
+
+
+[mcp_servers.docs]
+command = "docs-mcp"
+args = ["--port", "1"]
+"""
+
+
+def test_codex_install_merges_and_uninstall_restores(cli: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    config = codex_home / "config.toml"
+    config.write_text(CODEX_CONFIG)
+    doc = _install(cli, "install", "--for", "codex", "--command", "avfs", "--notify")
+    assert doc["changed"] and doc["path"] == str(config)
+    text = config.read_text()
+    assert CODEX_CONFIG in text, "the existing config is kept byte for byte"
+    parsed = tomllib.loads(text)
+    assert parsed["model"] == "gpt-5" and parsed["mcp_servers"]["docs"]["command"] == "docs-mcp"
+    assert parsed["notify"] == ["avfs", "hook", "codex", "notify"]
+    assert parsed["hooks"]["PreToolUse"][0]["hooks"][0]["command"] == "avfs hook codex pre-tool-use"
+    assert parsed["hooks"]["Stop"][0]["hooks"][0]["command"] == "avfs hook codex stop"
+    assert {e["event"] for e in doc["entries"]} == {"PreToolUse", "PostToolUse", "Stop", "notify"}
+
+    again = _install(cli, "install", "--for", "codex", "--command", "avfs", "--notify")
+    assert not again["changed"] and config.read_text() == text
+
+    out = _install(cli, "uninstall", "--for", "codex")
+    assert out["changed"] and config.read_text() == CODEX_CONFIG
+    assert not _install(cli, "uninstall", "--for", "codex")["changed"]
+
+    # notify set by someone else is left alone (and said so)
+    config.write_text('notify = ["my-notifier"]\n' + CODEX_CONFIG)
+    doc = _install(cli, "install", "--for", "codex", "--notify")
+    assert any("notify" in n for n in doc["notes"])
+    assert tomllib.loads(config.read_text())["notify"] == ["my-notifier"]
+    _install(cli, "uninstall", "--for", "codex")
+    assert config.read_text() == 'notify = ["my-notifier"]\n' + CODEX_CONFIG
+
+    shipped = (ROOT / "hooks" / "codex" / "config.example.toml").read_text()
+    assert shipped == lib._codex_block("avfs")
+
+
+@pytest.mark.parametrize("content", ["model = ", 'hooks = { PreToolUse = "x" }\n'])
+def test_codex_install_refuses_what_it_cannot_merge(
+    cli: Any, tmp_path: Path, monkeypatch: Any, content: str
+) -> None:
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path))
+    config = tmp_path / "config.toml"
+    config.write_text(content)
+    doc = check(cli("--json", "hooks", "install", "--for", "codex"))
+    assert doc["kind"] == "error" and "nothing was written" in doc["error"]["message"]
+    assert config.read_text() == content
+
+
+def test_codex_project_config(cli: Any, project: Path) -> None:
+    doc = _install(cli, "install", "--for", "codex", "--project", str(project))
+    assert doc["path"] == str(project / ".codex" / "config.toml")
+    assert "hooks" in tomllib.loads(Path(doc["path"]).read_text())
+
+
+# -- the vault's git pre-receive hook -------------------------------------------------------------
+
+
+def test_git_hook_install(cli: Any, vault: Any) -> None:
+    doc = _install(cli, "install", "--for", "git", "--vault", "v")
+    hook = Path(vault.path) / "hooks" / "pre-receive"
+    assert doc["changed"] and doc["vault"] == "v" and doc["path"] == str(hook)
+    assert hook.read_text() == lib.PRE_RECEIVE and os.access(hook, os.X_OK)
+    assert not _install(cli, "install", "--for", "git", "--vault", "v")["changed"]
+    shipped = ROOT / "hooks" / "git" / "pre-receive"
+    assert shipped.read_text() == lib.PRE_RECEIVE and os.access(shipped, os.X_OK)
+    assert _install(cli, "uninstall", "--for", "git", "--vault", "v")["changed"] and not hook.exists()
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    doc = check(cli("--json", "hooks", "install", "--for", "git", "--vault", "v"))
+    assert doc["kind"] == "error" and hook.read_text() == "#!/bin/sh\nexit 0\n"
+    assert not _install(cli, "uninstall", "--for", "git", "--vault", "v")["changed"] and hook.exists()
+
+
+def test_pre_receive_refuses_rewriting_a_mounted_fork(
+    cli: Any, mounted: tuple[Any, Path], tmp_path: Path
+) -> None:
+    vault, _mp = mounted
+    _install(cli, "install", "--for", "git", "--vault", "v")
+    clone = tmp_path / "clone"
+    git("clone", "-q", vault.path, str(clone))
+    git("checkout", "-q", "main", cwd=clone)
+    (clone / "ff.txt").write_text("fast forward\n")
+    git("add", "ff.txt", cwd=clone)
+    git("commit", "-q", "-m", "ff", cwd=clone)
+    push = subprocess.run(
+        ["git", "push", "origin", "main"], cwd=clone, capture_output=True, text=True, check=False
+    )
+    # our hook lets a fast-forward through; git itself then refuses it, because the mount
+    # registers a linked worktree that has `main` checked out (receive.denyCurrentBranch)
+    assert push.returncode != 0 and "avfs: refusing" not in push.stderr, push.stderr
+    assert "checked out" in push.stderr
+    # a vault that accepts pushes into mounted forks (the workspace is rebased onto the new
+    # tip at its next checkpoint) says so in its config; the hook still guards rewrites
+    git("--git-dir", vault.path, "config", "receive.denyCurrentBranch", "ignore")
+    push = subprocess.run(
+        ["git", "push", "origin", "main"], cwd=clone, capture_output=True, text=True, check=False
+    )
+    assert push.returncode == 0, push.stderr
+    assert _head(vault) == git("rev-parse", "HEAD", cwd=clone).strip()
+
+    git("reset", "-q", "--hard", "HEAD~2", cwd=clone)
+    (clone / "rewrite.txt").write_text("rewritten\n")
+    git("add", "rewrite.txt", cwd=clone)
+    git("commit", "-q", "-m", "rewrite", cwd=clone)
+    head = _head(vault)
+    push = subprocess.run(
+        ["git", "push", "--force", "origin", "main"], cwd=clone, capture_output=True, text=True, check=False
+    )
+    assert push.returncode != 0 and "avfs: refusing a non-fast-forward push to fork 'main'" in push.stderr
+    assert _head(vault) == head
+    delete = subprocess.run(
+        ["git", "push", "origin", ":main"], cwd=clone, capture_output=True, text=True, check=False
+    )
+    assert delete.returncode != 0 and _head(vault) == head
+
+    # another fork, not mounted, may be rewritten
+    git("push", "-q", "origin", "main:other", cwd=clone)
+    git("commit", "-q", "--amend", "-m", "rewrite again", cwd=clone)
+    push = subprocess.run(
+        ["git", "push", "--force", "origin", "main:other"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert push.returncode == 0, push.stderr

@@ -1,0 +1,346 @@
+"""stats, quota, gc, prune and doctor on real vaults with real git (and real mounts where
+the point is a live daemon). Every mount is unmounted in `finally`."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint, maintenance, refs
+from avfs_git.core.errors import BusyError, QuotaExceededError
+from avfs_git.core.home import Home
+from avfs_git.core.vault import Vault
+from avfs_git.fuse import mounts
+
+from .conftest import IN_CI, git
+from .test_json_schemas import single_document, validate
+
+DAY = 86400.0
+
+
+def _doc(res: Any, kind: str, code: int = 0) -> dict[str, Any]:
+    doc = single_document(res)
+    assert validate(doc) == kind, doc
+    assert res.code == code, (res.code, doc, res.err)
+    return doc
+
+
+def _fsck(vault: Vault) -> None:
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling", "--no-progress") == ""
+
+
+def _require_fuse() -> None:
+    why = mounts.fuse_available()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {why}")
+        pytest.skip(f"requires FUSE: {why}")
+
+
+@contextmanager
+def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[mounts.MountInfo]:
+    _require_fuse()
+    mp.mkdir(exist_ok=True)
+    info = mounts.mount(home, vault, fork, str(mp))
+    try:
+        yield info
+    finally:
+        try:
+            mounts.unmount(home, vault, fork, lazy=True)
+        finally:
+            if mounts._mounted_at(str(mp)):
+                subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
+
+
+@contextmanager
+def _held_elsewhere(vault: Vault, fork: str) -> Iterator[None]:
+    """Hold a fork lock from another thread (locks are re-entrant within one thread)."""
+    got, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with vault.lock(fork):
+            got.set()
+            done.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert got.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
+
+
+def _hash(vault: Vault, data: bytes) -> str:
+    """Write an unreachable loose blob with plain git."""
+    cmd = ["git", "--git-dir", vault.path, "hash-object", "-w", "--stdin"]
+    return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout.decode().strip()
+
+
+def _loose(vault: Vault, oid: str) -> str:
+    return os.path.join(vault.path, "objects", oid[:2], oid[2:])
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+def test_stats(vault: Vault, cli: Any) -> None:
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    checkpoint.save(vault, "main", "first")
+    vault.create_fork("main", "f")
+    vault.workspace("f").write("b.txt", b"12345")
+    res = maintenance.stats(vault, operations=2)
+    assert [f.name for f in res.forks] == ["f", "main"]
+    f, main = res.forks
+    assert main.is_default and main.checkpoints == 1 and main.overlay_bytes == 0
+    assert f.overlay_entries == 1 and f.overlay_bytes == 5 and not f.mounted
+    assert res.checkpoints == 1 and res.commits == 2 and res.overlay_bytes == 5
+    assert res.objects >= 4 and res.mounts == []
+    assert [op.kind for op in res.operations] == ["fork", "checkpoint"]
+    doc = _doc(cli("--json", "--vault", "v", "stats"), "stats")
+    assert doc["forks"][0]["overlay_bytes"] == 5 and doc["objects"] == res.objects
+    human = cli("--vault", "v", "stats")
+    assert human.code == 0 and "fork f:" in human.out
+
+
+# -- quota ------------------------------------------------------------------------------------
+
+
+def test_quota_set_below_use_is_accepted_with_a_warning_and_writes_are_refused(
+    vault: Vault, cli: Any
+) -> None:
+    assert vault.home is not None
+    ws = vault.workspace("main")
+    ws.write("big.bin", b"x" * 4000)
+    res = cli("--json", "--vault", "v", "quota", "set", "1K")
+    doc = _doc(res, "quota")
+    assert doc["quota_bytes"] == 1024 and doc["used_bytes"] == 4000
+    assert "over the new quota" in res.err
+    ws = Home(vault.home.path).vault("v").workspace("main")  # config is cached per handle
+    with pytest.raises(QuotaExceededError):
+        ws.write("more.txt", b"y")  # through the API
+    err = _doc(cli("--json", "--vault", "v", "write", "more.txt", "y"), "error", 1)
+    assert err["error"]["code"] == "quota_exceeded"
+    ws.remove("big.bin")  # what brings it under is allowed
+    ws.write("more.txt", b"y")
+
+
+def test_write_over_quota_through_a_mount_is_edquot(home: Home, vault: Vault, tmp_path: Path) -> None:
+    vault.set_config(quota_bytes=64 * 1024)
+    with _mounted(home, vault, "main", tmp_path / "mnt") as info:
+        with pytest.raises(OSError) as exc, open(os.path.join(info.mountpoint, "big.bin"), "wb") as fh:
+            fh.write(b"x" * (1 << 20))
+            fh.flush()
+        assert exc.value.errno == errno.EDQUOT
+    _fsck(vault)
+
+
+# -- gc ---------------------------------------------------------------------------------------
+
+
+def test_gc_keeps_what_is_reachable_or_undoable_and_drops_old_unreachable(vault: Vault, cli: Any) -> None:
+    ws = vault.workspace("main")
+    for i in range(3):
+        ws.write(f"f{i}.txt", f"{i}\n".encode())
+        checkpoint.save(vault, "main", f"c{i}")
+    # a fork with a commit of its own, then deleted: undo needs its tip, which no ref holds
+    vault.create_fork("main", "gone")
+    vault.workspace("gone").write("only-here.txt", b"unique\n")
+    tip = checkpoint.save(vault, "gone").checkpoint.commit
+    vault.delete_fork("gone")
+    old, new = _hash(vault, b"old garbage\n"), _hash(vault, b"new garbage\n")
+    week_ago = time.time() - 7 * DAY
+    os.utime(_loose(vault, old), (week_ago, week_ago))
+
+    dry = maintenance.gc(vault, grace_days=1, dry_run=True)
+    assert dry.dry_run and dry.unreachable_loose >= 1 and dry.objects_after is None
+    assert os.path.exists(_loose(vault, old))
+
+    res = maintenance.gc(vault, grace_days=1)
+    assert not os.path.exists(_loose(vault, old))  # unreachable and older than the grace
+    assert git("--git-dir", vault.path, "cat-file", "-t", new).strip() == "blob"  # within the grace
+    assert git("--git-dir", vault.path, "cat-file", "-t", tip).strip() == "commit"  # undo needs it
+    assert res.objects_after is not None and res.kept_roots >= 1
+    assert maintenance.stats(vault).packs == 1 and refs.read_ref_file(vault.path, maintenance.KEEP) is None
+    _fsck(vault)
+    for i in range(3):  # every checkpoint still readable
+        c = vault.store.commit(
+            git("--git-dir", vault.path, "rev-parse", f"refs/avfs/checkpoints/main/-/c{i}").strip()
+        )
+        assert c.tree[f"f{i}.txt"].data == f"{i}\n".encode()  # type: ignore[union-attr]
+    checkpoint.undo(vault)  # the fork delete
+    assert vault.workspace("gone").read("only-here.txt") == b"unique\n"
+    doc = _doc(cli("--json", "--vault", "v", "gc", "--grace", "0"), "gc")
+    assert doc["vaults"][0]["vault"] == "v" and doc["deleted_vaults_expired"] == []
+    _fsck(vault)
+
+
+def test_gc_expires_recovery_refs_operations_and_deleted_vaults_past_retention(
+    home: Home, vault: Vault
+) -> None:
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    checkpoint.save(vault, "main", "base")
+    ws.write("a.txt", b"uncheckpointed\n")
+    rec = checkpoint.restore(vault, "main", "base").recovery_ref
+    assert rec is not None
+    home.create_vault("old")
+    home.delete_vault("old", force=True)
+    ops = len(vault.oplog.recent(100))
+    soon = maintenance.gc(vault, now=time.time() + DAY)  # within every retention: nothing expires
+    assert soon.expired_recovery_refs == [] and soon.expired_operations == []
+    later = time.time() + 100 * DAY
+    res = maintenance.gc(vault, now=later)
+    assert res.expired_recovery_refs == [rec] and len(res.expired_operations) == ops
+    assert vault.oplog.recent(100) == [] and maintenance.stats(vault).recovery_refs == 0
+    assert [e.name for e in maintenance.expire_deleted_vaults(home, dry_run=True, now=later)] == ["old"]
+    assert home.deleted_vaults()
+    maintenance.expire_deleted_vaults(home, now=later)
+    assert home.deleted_vaults() == []
+    assert vault.workspace("main").read("a.txt") == b"a\n"
+    _fsck(vault)
+
+
+def test_retention_is_configurable(home: Home, vault: Vault) -> None:
+    assert maintenance.retention_for(vault) == maintenance.Retention()
+    home.set_config(maintenance={"oplog_days": 7, "grace_days": 1})
+    vault.set_config(maintenance={"grace_days": 0})
+    r = maintenance.retention_for(vault)
+    assert (r.oplog_days, r.grace_days, r.recovery_days) == (7, 0, 30)
+
+
+def test_gc_refuses_while_an_operation_holds_the_vault(vault: Vault, cli: Any) -> None:
+    before = maintenance.count_objects(vault.path)
+    with _held_elsewhere(vault, "main"):
+        with pytest.raises(BusyError, match="busy"):
+            maintenance.gc(vault)
+        doc = _doc(cli("--json", "--vault", "v", "gc"), "error", 75)
+        assert doc["error"]["code"] == "busy" and "gc changed nothing" in doc["error"]["message"]
+    assert maintenance.count_objects(vault.path) == before
+    maintenance.gc(vault)  # released: runs
+
+
+def test_gc_refuses_while_a_fork_is_mounted(home: Home, vault: Vault, tmp_path: Path, cli: Any) -> None:
+    with _mounted(home, vault, "main", tmp_path / "mnt") as info:
+        with pytest.raises(BusyError, match="mounted"):
+            maintenance.gc(vault)
+        doc = _doc(cli("--json", "--vault", "v", "gc", "--dry-run"), "error", 75)
+        assert doc["error"]["details"]["mounts"][0]["mountpoint"] == info.mountpoint
+        st = maintenance.stats(vault)
+        assert st.forks[0].mounted and st.mounts[0].alive
+    maintenance.gc(vault)
+    _fsck(vault)
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def test_prune_dry_run_then_real(home: Home, vault: Vault, cli: Any) -> None:
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault, "main")
+    vault.create_fork("main", "merged")
+    vault.create_fork("main", "busy")
+    vault.workspace("busy").write("b.txt", b"mine\n")  # uncheckpointed: not merged
+    vault.create_fork("main", "ahead")
+    vault.workspace("ahead").write("c.txt", b"c\n")
+    checkpoint.save(vault, "ahead")  # not merged, and fresh
+    (Path(vault.state_dir) / "locks").mkdir(exist_ok=True)
+    (Path(vault.state_dir) / "locks" / "ghost.lock").write_text("")
+    apv = Path(home.path) / "approvals"
+    apv.mkdir()
+    (apv / f"apv_{'0' * 32}.json").write_text('{"expires": 1}')
+    later = time.time() + 2 * 3600  # past the "changed in the last hour" guard
+
+    dry = maintenance.prune(vault, dry_run=True, now=later)
+    got = {(i.kind, i.name): i for i in dry.items}
+    assert got[("fork", "merged")].action == "would_remove"
+    assert ("fork", "busy") not in got and ("fork", "ahead") not in got and ("fork", "main") not in got
+    assert got[("lock", "avfs/locks/ghost.lock")].action == "would_remove"
+    assert got[("approval", f"apv_{'0' * 32}.json")].action == "would_remove"
+    assert vault.has_fork("merged") and (apv / f"apv_{'0' * 32}.json").exists()
+    doc = _doc(cli("--json", "--vault", "v", "prune", "--dry-run"), "prune")
+    assert doc["dry_run"] and any(i["kind"] == "lock" for i in doc["items"])
+
+    res = maintenance.prune(vault, older_than_days=30, now=later)
+    removed = {(i.kind, i.name) for i in res.items if i.action == "removed"}
+    assert ("fork", "merged") in removed and not vault.has_fork("merged")
+    assert not (apv / f"apv_{'0' * 32}.json").exists()
+    assert not (Path(vault.state_dir) / "locks" / "ghost.lock").exists()
+
+    # abandoned: no change for longer than --older-than; its changes stay undoable
+    res = maintenance.prune(vault, older_than_days=0.01, now=later + DAY)
+    forks = {i.name: i for i in res.items if i.kind == "fork"}
+    assert forks["busy"].action == "removed" and forks["ahead"].action == "removed"
+    assert vault.fork_names() == ["main"]
+    checkpoint.undo(vault, forks["busy"].op_id)
+    assert vault.workspace("busy").read("b.txt") == b"mine\n"
+    _fsck(vault)
+
+
+def test_prune_never_removes_a_mounted_fork(home: Home, vault: Vault, tmp_path: Path, cli: Any) -> None:
+    vault.create_fork("main", "m")
+    with _mounted(home, vault, "m", tmp_path / "mnt") as info:
+        res = maintenance.prune(vault, older_than_days=0, now=time.time() + 2 * DAY)
+        (item,) = [i for i in res.items if i.kind == "fork"]
+        assert item.name == "m" and item.action == "skipped" and info.mountpoint in item.reason
+        assert vault.has_fork("m")
+        doc = _doc(cli("--json", "--vault", "v", "prune", "--older-than", "0"), "prune")
+        assert not [i for i in doc["items"] if i["action"] == "removed"]
+    assert vault.has_fork("m")
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli: Any) -> None:
+    assert maintenance.doctor(home).ok
+    _doc(cli("--json", "doctor"), "doctor")
+    # a mount daemon killed: its registry entry stays behind
+    with _mounted(home, vault, "main", tmp_path / "mnt") as info:
+        os.kill(info.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while mounts._alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        registry = mounts.registry_path(vault, "main")
+        assert os.path.exists(registry)
+        # an orphan state dir with changes (its fork deleted behind avfs' back), one without
+        vault.create_fork("main", "lost")
+        vault.workspace("lost").write("keep-me.txt", b"precious\n")
+        vault.create_fork("main", "empty")
+        vault.workspace("empty")
+        vault.close()
+        git("--git-dir", vault.path, "update-ref", "-d", "refs/heads/lost")
+        git("--git-dir", vault.path, "update-ref", "-d", "refs/heads/empty")
+        # a ref lock left by a killed process
+        stale = Path(vault.path) / "refs" / "heads" / "main.lock"
+        stale.write_text("")
+        old = time.time() - 3600
+        os.utime(stale, (old, old))
+
+        res = cli("--json", "doctor")
+        doc = _doc(res, "doctor", 1)
+        assert not doc["ok"]
+        checks = sorted(f["check"] for f in doc["findings"])
+        assert checks == ["locks", "locks", "locks", "mounts", "state_dirs", "state_dirs"], doc["findings"]
+        assert os.path.exists(registry) and stale.exists()  # nothing repaired without --repair
+
+        doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+        assert doc["ok"] and all(f["repaired"] for f in doc["findings"])
+        assert not os.path.exists(registry) and not stale.exists()
+        lost = list((Path(vault.state_dir) / "lost+found").iterdir())
+        assert len(lost) == 1 and lost[0].name.startswith("lost.")
+        assert not (Path(vault.state_dir) / "ws" / "empty").exists()
+        assert maintenance.doctor(home).findings == []
+    _fsck(vault)

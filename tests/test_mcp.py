@@ -1,0 +1,393 @@
+"""`avfs mcp`: the real server, spawned as `python -m avfs_git mcp --home HOME`, driven over
+stdio by the MCP SDK's own client (which also checks every structured result against the
+tool's output schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from mcp.types import REQUEST_TIMEOUT, CallToolResult, TextContent
+
+from avfs_git.core.home import Home
+from avfs_git.core.vault import Vault
+from avfs_git.mcp_server import TOOLS
+
+TOOL_NAMES = {
+    "vault_list",
+    "fork",
+    "fork_list",
+    "checkpoint_save",
+    "checkpoint_restore",
+    "checkpoint_list",
+    "status",
+    "diff",
+    "log",
+    "merge",
+    "exec",
+    "read_file",
+    "write_file",
+    "list_files",
+}
+
+
+def _server_env() -> dict[str, str]:
+    """The hermetic test environment (conftest), passed on to the server process."""
+    keep = ("HOME", "XDG_CONFIG_HOME", "PATH", "LANG", "TMPDIR")
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith(("GIT_", "AVFS_"))}
+
+
+@asynccontextmanager
+async def _session(home: Home, *extra: str) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "avfs_git", "mcp", "--home", home.path, *extra],
+        env=_server_env(),
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def serve(home: Home, body: Callable[[ClientSession], Awaitable[None]], *extra: str) -> None:
+    """Run ``body`` against a fresh server on ``home`` (bounded: a hang fails the test)."""
+
+    async def main() -> None:
+        async with _session(home, *extra) as session:
+            await asyncio.wait_for(body(session), timeout=120)
+
+    asyncio.run(main())
+
+
+def _doc(result: CallToolResult) -> dict[str, Any]:
+    assert len(result.content) == 1 and isinstance(result.content[0], TextContent)
+    doc = json.loads(result.content[0].text)
+    assert isinstance(doc, dict) and doc["schema_version"] == 1
+    return doc
+
+
+async def ok(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; returns its document (the client has validated it
+    against the tool's output schema)."""
+    result = await session.call_tool(tool, args)
+    assert isinstance(result, CallToolResult)
+    doc = _doc(result)
+    assert not result.is_error, doc
+    assert result.structured_content == doc
+    return doc
+
+
+async def fails(session: ClientSession, tool: str, args: dict[str, Any], code: str) -> dict[str, Any]:
+    """Call a tool that must fail with the avfs error ``code``; returns the error object."""
+    result = await session.call_tool(tool, args)
+    assert isinstance(result, CallToolResult)
+    doc = _doc(result)
+    assert result.is_error, doc
+    assert doc["kind"] == "error" and set(doc["error"]) == {"code", "message", "hint", "details"}
+    assert doc["error"]["code"] == code, doc
+    return dict(doc["error"])
+
+
+def test_lists_every_tool_with_input_and_output_schemas(vault: Vault, home: Home) -> None:
+    async def body(s: ClientSession) -> None:
+        listed = {t.name: t for t in (await s.list_tools()).tools}
+        assert set(listed) == TOOL_NAMES == {t.name for t in TOOLS}
+        for spec in TOOLS:
+            tool = listed[spec.name]
+            assert tool.description
+            schema = tool.input_schema
+            assert schema["type"] == "object" and schema["additionalProperties"] is False
+            assert set(schema.get("required", [])) == set(spec.required)
+            assert all("type" in p or "enum" in p for p in schema["properties"].values())
+            out = tool.output_schema
+            assert out is not None and out["type"] == "object"
+            assert out["properties"]["kind"] == {"const": spec.kind}
+            refs = [r for r in _refs(out) if not r.startswith("#/$defs/")]
+            assert refs == [], f"{spec.name}: output schema points outside itself: {refs}"
+        assert listed["exec"].annotations is not None and listed["exec"].annotations.destructive_hint
+        assert listed["status"].annotations is not None and listed["status"].annotations.read_only_hint
+
+    serve(home, body)
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_write_status_checkpoint_list_restore(vault: Vault, home: Home) -> None:
+    async def body(s: ClientSession) -> None:
+        vaults = await ok(s, "vault_list")
+        assert vaults["kind"] == "vault_list" and [v["name"] for v in vaults["vaults"]] == ["v"]
+
+        wrote = await ok(s, "write_file", path="src/a.txt", content="one\n")
+        assert wrote["kind"] == "file_write" and wrote["stat"]["path"] == "src/a.txt"
+        assert wrote["vault"] == "v" and wrote["fork"] == "main"
+        status = await ok(s, "status")
+        assert status["changes"] == [{"path": "src/a.txt", "status": "added"}] and not status["clean"]
+
+        first = await ok(s, "checkpoint_save", name="one", message="first")
+        assert first["kind"] == "checkpoint" and first["created"] and first["checkpoint"]["name"] == "one"
+        assert (await ok(s, "status"))["clean"]
+
+        await ok(s, "write_file", path="src/a.txt", content="two\n", executable=True)
+        diff = await ok(s, "diff")
+        assert [c["path"] for c in diff["changes"]] == ["src/a.txt"] and "+two" in diff["patch"]
+        await ok(s, "checkpoint_save", name="two")
+        listed = await ok(s, "checkpoint_list")
+        assert [c["name"] for c in listed["checkpoints"]] == ["two", "one"]
+        stat = await ok(s, "diff", old="one", new="two", format="stat")
+        assert stat["stat"][0]["path"] == "src/a.txt" and "patch" not in stat
+        log = await ok(s, "log", limit=2)
+        assert [c["checkpoints"] for c in log["commits"]] == [["two"], ["one"]]
+
+        restored = await ok(s, "checkpoint_restore", rev="one")
+        assert restored["kind"] == "restore"
+        assert restored["restore"]["commit"] == first["checkpoint"]["commit"]
+        content = await ok(s, "read_file", path="src/a.txt")
+        assert content["files"] == [{"path": "src/a.txt", "encoding": "utf-8", "content": "one\n", "size": 4}]
+
+        blob = bytes(range(256))
+        await ok(s, "write_file", path="bin/x", content=base64.b64encode(blob).decode(), encoding="base64")
+        got = (await ok(s, "read_file", path="bin/x"))["files"][0]
+        assert got["encoding"] == "base64" and base64.b64decode(got["content"]) == blob
+        listing = await ok(s, "list_files", path="src")
+        assert listing["kind"] == "dir_listing" and [e["name"] for e in listing["entries"]] == ["a.txt"]
+        root = await ok(s, "list_files")
+        assert [e["name"] for e in root["entries"]] == ["bin", "src"]
+
+    serve(home, body)
+    assert vault.workspace("main").read("src/a.txt") == b"one\n"  # the API sees what the tools did
+
+
+def test_fork_merge_and_the_default_vault_option(vault: Vault, home: Home) -> None:
+    async def body(s: ClientSession) -> None:
+        made = await ok(s, "fork", name="agent1")
+        assert made["kind"] == "fork_create" and made["source"] == "main"
+        assert made["fork"]["name"] == "agent1"
+        await ok(s, "write_file", fork="agent1", path="feature.txt", content="new\n")
+        await ok(s, "checkpoint_save", fork="agent1", message="feature")
+        assert "feature.txt" not in [e["name"] for e in (await ok(s, "list_files"))["entries"]]
+
+        merged = await ok(s, "merge", source="agent1")
+        assert merged["kind"] == "merge" and not merged["conflicted"]
+        assert merged["results"][0]["status"] == "fast_forward"
+        assert (await ok(s, "read_file", path="feature.txt"))["files"][0]["content"] == "new\n"
+
+        # both sides change one file: a conflict is data, nothing moves
+        await ok(s, "fork", name="agent2")
+        await ok(s, "write_file", path="feature.txt", content="ours\n")
+        await ok(s, "checkpoint_save")
+        await ok(s, "write_file", fork="agent2", path="feature.txt", content="theirs\n")
+        await ok(s, "checkpoint_save", fork="agent2")
+        clash = await ok(s, "merge", source="agent2")
+        assert clash["conflicted"] and clash["results"][0]["conflicts"][0]["path"] == "feature.txt"
+        assert (await ok(s, "read_file", path="feature.txt"))["files"][0]["content"] == "ours\n"
+
+        forks = await ok(s, "fork_list")
+        assert forks["kind"] == "vault_info" and [f["name"] for f in forks["forks"]] == [
+            "agent1",
+            "agent2",
+            "main",
+        ]
+
+    serve(home, body)
+
+    async def on_agent2(s: ClientSession) -> None:
+        status = await ok(s, "status")
+        assert (status["vault"], status["fork"]) == ("v", "agent2")
+        assert (await ok(s, "read_file", path="feature.txt"))["files"][0]["content"] == "theirs\n"
+        assert (await ok(s, "status", vault="v"))["fork"] == "agent2"  # naming the vault keeps its fork
+        assert (await ok(s, "status", fork="main"))["fork"] == "main"
+        assert (await ok(s, "status", vault="v:agent1"))["fork"] == "agent1"
+        await fails(s, "status", {"vault": "v:agent1", "fork": "main"}, "usage")
+
+    serve(home, on_agent2, "--vault", "v:agent2")
+
+
+POLICY = """\
+version = 1
+
+[[rules]]
+name = "ask-before-touch"
+description = "test: touch needs a person's approval"
+program = "touch"
+classes = ["mutating"]
+outcome = "require_approval"
+"""
+
+
+def test_exec_runs_allowed_commands_and_returns_approval_tokens(vault: Vault, home: Home) -> None:
+    Path(home.path, "policy.toml").write_text(POLICY)
+
+    async def body(s: ClientSession) -> None:
+        ran = await ok(s, "exec", shell="echo hi > out.txt && echo done", mode="materialized")
+        assert ran["kind"] == "proxy_exec_result" and ran["success"] and ran["exit_code"] == 0
+        assert ran["decision"]["action"] == "allow" and ran["result"]["stdout"] == "done\n"
+        assert ran["changes"] == [{"path": "out.txt", "status": "added"}] and ran["commit"] is not None
+        assert (await ok(s, "read_file", path="out.txt"))["files"][0]["content"] == "hi\n"
+
+        asked = await ok(s, "exec", argv=["touch", "approved.txt"], mode="materialized")
+        assert asked["decision"]["action"] == "require_approval" and asked["exit_code"] == 6
+        assert asked["result"] is None and not asked["success"]
+        assert asked["error"]["code"] == "approval_required"
+        token = asked["approval"]["token"]
+        assert token.startswith("apv_") and asked["error"]["details"]["token"] == token
+        await fails(s, "read_file", {"path": "approved.txt"}, "path_not_found")  # it did not run
+
+        approved = await ok(s, "exec", argv=["touch", "approved.txt"], mode="materialized", approve=token)
+        assert approved["success"] and approved["approval"] == {"token": token, "used": True}
+        assert approved["changes"] == [{"path": "approved.txt", "status": "added"}]
+        await ok(s, "read_file", path="approved.txt")
+
+        again = await ok(s, "exec", argv=["touch", "approved.txt"], mode="materialized", approve=token)
+        assert again["exit_code"] == 4 and again["error"]["code"] == "approval_refused"
+        assert again["result"] is None
+
+        denied = await ok(s, "exec", argv=["sudo", "true"], mode="materialized")
+        assert (
+            denied["decision"]["action"] == "deny" and denied["exit_code"] == 4 and denied["result"] is None
+        )
+
+    serve(home, body)
+
+
+def test_a_cancelled_exec_stops_its_command(vault: Vault, home: Home) -> None:
+    """The client gives up on a call (its timeout sends notifications/cancelled): the
+    command is stopped, and the next call is served (were it not, this hangs on the
+    10-minute sleep and the test's own timeout fails it)."""
+
+    async def body(s: ClientSession) -> None:
+        with pytest.raises(MCPError) as stopped:
+            await s.call_tool(
+                "exec", {"argv": ["sleep", "600"], "mode": "materialized"}, read_timeout_seconds=1
+            )
+        assert stopped.value.code == REQUEST_TIMEOUT
+        assert (await ok(s, "status"))["clean"]
+
+    serve(home, body)
+
+
+def test_bad_requests_are_tool_errors_and_the_server_keeps_serving(vault: Vault, home: Home) -> None:
+    bad: list[tuple[str, dict[str, Any], str]] = [
+        ("write_file", {"path": 3, "content": "x"}, "usage"),  # wrong type
+        ("read_file", {}, "usage"),  # missing required argument
+        ("status", {"bogus": 1}, "usage"),  # extra property
+        ("checkpoint_list", {"limit": 0}, "usage"),  # out of range
+        ("exec", {"argv": "ls"}, "usage"),  # argv must be an array
+        ("exec", {"argv": ["true"], "shell": "true"}, "usage"),  # not both
+        ("exec", {}, "usage"),  # neither
+        ("diff", {"new": "main"}, "usage"),  # new needs old
+        ("no_such_tool", {}, "usage"),
+        ("status", {"vault": "nope"}, "vault_not_found"),
+        ("status", {"fork": "ghost"}, "fork_not_found"),
+        ("fork", {"fork": "ghost", "name": "x"}, "fork_not_found"),
+        ("read_file", {"path": "../etc/passwd"}, "invalid_path"),
+        ("write_file", {"path": "../x", "content": "x"}, "invalid_path"),
+        ("write_file", {"path": "/abs", "content": "x"}, "invalid_path"),
+        ("list_files", {"path": "a/../../b"}, "invalid_path"),
+        ("exec", {"argv": ["true"], "cwd": "../"}, "invalid_path"),
+        ("write_file", {"path": "x", "content": "%%%", "encoding": "base64"}, "usage"),
+        ("checkpoint_restore", {"rev": "no-such-checkpoint"}, "revision_not_found"),
+    ]
+
+    async def body(s: ClientSession) -> None:
+        for tool, args, code in bad:
+            err = await fails(s, tool, args, code)
+            assert err["message"], (tool, args)
+            assert (await ok(s, "vault_list"))["vaults"][0]["name"] == "v"  # still serving
+        err = await fails(s, "write_file", {"path": "x", "content": "y", "extra": True}, "usage")
+        assert "extra" in err["message"] and err["details"]["tool"] == "write_file"
+        err = await fails(s, "read_file", {"path": 3}, "usage")
+        assert err["details"]["argument"] == "path"
+        assert (await ok(s, "status"))["clean"]  # nothing a refused call touched
+
+    serve(home, body)
+
+
+def test_malformed_protocol_messages_do_not_stop_the_server(vault: Vault, home: Home) -> None:
+    """Below the tools: a line that is not JSON, and tools/call params the protocol refuses
+    (no tool name, arguments not an object), get no result, and the next call is served."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "mcp", "--home", home.path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_server_env(),
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def send(message: object) -> None:
+        stdin.write((message if isinstance(message, str) else json.dumps(message)) + "\n")
+        stdin.flush()
+
+    def reply() -> dict[str, Any]:
+        line = stdout.readline()
+        assert line, "the server closed stdout"
+        msg = json.loads(line)  # stdout holds nothing but protocol messages
+        assert isinstance(msg, dict)
+        return msg
+
+    try:
+        client = {"name": "raw", "version": "0"}
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+        assert reply()["id"] == 1
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send("this is not JSON")
+        send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"arguments": {}}})
+        assert reply()["error"]["code"] == -32602
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "status", "arguments": [1]},
+            }
+        )
+        assert reply()["error"]["code"] == -32602
+        send(
+            {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "status", "arguments": {}}}
+        )
+        served = reply()
+        assert served["id"] == 4 and served["result"]["structuredContent"]["kind"] == "status"
+    finally:
+        stdin.close()
+        assert proc.wait(timeout=60) == 0
+        stdout.close()
+
+
+def test_other_commands_do_not_import_the_sdk() -> None:
+    code = "import sys, avfs_git.cli.main, avfs_git.cli.agent; sys.exit('mcp' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("tool", [t.name for t in TOOLS])
+def test_every_output_schema_is_the_documents_schema(tool: str) -> None:
+    """The output schema is docs/schemas/<kind>.schema.json, bundled: same top level."""
+    from avfs_git.mcp_server import bundled_schema, schema_dir
+
+    directory = schema_dir()
+    assert directory is not None
+    spec = next(t for t in TOOLS if t.name == tool)
+    original = json.loads(Path(directory, f"{spec.kind}.schema.json").read_text())
+    bundled = bundled_schema(spec.kind, directory)
+    assert set(bundled["properties"]) == set(original["properties"])
+    assert bundled["required"] == original["required"]

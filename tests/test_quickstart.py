@@ -1,0 +1,388 @@
+"""`avfs up / down / export / apply`: a project directory to an agent's mounted fork and back.
+
+Real mounts (each test unmounts whatever it mounted in ``finally``, through the fixture),
+real processes holding a mount busy, and `git apply` of the patches `apply --patch` writes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.core import quickstart as q
+from avfs_git.core.errors import (
+    BusyError,
+    ConflictError,
+    PathNotFoundError,
+    PermissionDeniedError,
+    UsageError,
+)
+from avfs_git.core.home import Home
+from avfs_git.fuse import mounts
+
+from .conftest import AUTHOR, IN_CI, CliResult
+from .test_json_schemas import check, single_document, validate
+
+WHY = mounts.fuse_available()
+
+
+@pytest.fixture
+def qhome(tmp_path: Path) -> Iterator[Home]:
+    """The home the CLI uses too ($AVFS_HOME); every mount left in it is taken down after."""
+    if WHY is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {WHY}")
+        pytest.skip(f"requires FUSE: {WHY}")
+    home = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    try:
+        yield home
+    finally:
+        for m in mounts.list_mounts(home):
+            try:
+                mounts.unmount(home, home.vault(m.vault), m.fork, lazy=True)
+            finally:
+                if mounts._mounted_at(m.mountpoint):
+                    mounts.force_unmount(m.mountpoint)
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    """A project directory: a.txt, src/util.py, run.sh (executable), link -> a.txt."""
+    d = tmp_path / "proj"
+    (d / "src").mkdir(parents=True)
+    (d / "a.txt").write_text("one\ntwo\n")
+    (d / "src" / "util.py").write_text("x = 1\n")
+    (d / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (d / "run.sh").chmod(0o755)
+    (d / "link").symlink_to("a.txt")
+    return d
+
+
+def _fresh(home: Home) -> Home:
+    """A new handle on the home (the CLI changed it in this process: no cached vaults)."""
+    return Home(home.path, author=AUTHOR)
+
+
+# -- up / down -------------------------------------------------------------------------------
+
+
+def test_up_write_through_the_mount_down_keep(qhome: Home, proj: Path, cli: Callable[..., CliResult]) -> None:
+    up = check(cli("--json", "up", str(proj)))
+    assert up["kind"] == "up" and up["vault"] == "proj" and up["fork"] == "agent-1"
+    assert up["vault_created"] and up["fork_created"] and up["origin"] == str(proj)
+    mp = Path(up["mountpoint"])
+    assert up["hint"] == f"cd {mp} && claude"
+    assert (mp / "a.txt").read_text() == "one\ntwo\n" and os.access(mp / "run.sh", os.X_OK)
+    (mp / "notes.md").write_text("plan\n")
+    (mp / "a.txt").write_text("one\ntwo\nthree\n")
+
+    down = check(cli("--json", "down", str(mp), "--keep"))
+    assert down["kind"] == "down" and down["action"] == "keep" and down["unmounted"]
+    assert down["checkpoint"] and down["merge"]["status"] == "fast_forward" and down["fork_deleted"]
+    assert not mounts._mounted_at(str(mp))
+    main = _fresh(qhome).vault("proj").workspace("main")
+    assert main.read("notes.md") == b"plan\n" and main.read("a.txt") == b"one\ntwo\nthree\n"
+    assert not _fresh(qhome).vault("proj").has_fork("agent-1")
+
+
+def test_up_human_output_prints_the_mountpoint_and_the_hint(
+    qhome: Home, proj: Path, cli: Callable[..., CliResult]
+) -> None:
+    res = cli("up", str(proj), "--agent", "claude")
+    assert res.code == 0, res.err
+    mp = res.out.strip()
+    assert mounts._mounted_at(mp) and f"cd {mp} && claude" in res.err
+    # no MOUNT, no --fork: the only mount there is; not a terminal: the fork stays
+    doc = check(cli("--json", "down"))
+    assert doc["fork"] == "claude" and doc["unmounted"] and doc["mountpoint"] == mp
+    assert doc["action"] == "leave" and not doc["fork_deleted"] and doc["merge"] is None
+    assert check(cli("--json", "down"))["error"]["code"] == "usage"  # nothing mounted now
+    assert _fresh(qhome).vault("proj").has_fork("claude")
+
+
+def test_down_discard_is_undoable(qhome: Home, proj: Path) -> None:
+    up = q.up(qhome, str(proj), agent="a1")
+    assert up.mountpoint is not None
+    Path(up.mountpoint, "scratch.txt").write_text("work\n")
+    vault = qhome.vault("proj")
+    res = q.down(qhome, vault, "a1", action="discard")
+    assert res.fork_deleted and res.op_id is not None and res.checkpoint is not None
+    assert not vault.has_fork("a1") and not vault.workspace("main").exists("scratch.txt")
+    checkpoint.undo(vault, res.op_id)
+    assert vault.has_fork("a1") and vault.workspace("a1").read("scratch.txt") == b"work\n"
+
+
+def test_up_twice_reuses_the_vault_and_refreshes_main(qhome: Home, proj: Path) -> None:
+    first = q.up(qhome, str(proj), mount=False)
+    second = q.up(qhome, str(proj), mount=False)
+    assert second.vault == first.vault == "proj" and not second.vault_created
+    assert (first.fork, second.fork) == ("agent-1", "agent-2")
+    assert (
+        not second.origin_changed
+        and q.up(qhome, str(proj), agent="agent-1", mount=False).fork_created is False
+    )
+    assert len(qhome.list_vaults()) == 1
+
+    (proj / "a.txt").write_text("edited by a person\n")
+    (proj / "src" / "util.py").unlink()
+    (proj / "added.txt").write_text("new\n")
+    third = q.up(qhome, str(proj), mount=False)
+    assert third.origin_changed and third.refreshed and third.refresh_commit and not third.warnings
+    main = qhome.vault("proj").workspace("main")
+    assert main.read("a.txt") == b"edited by a person\n" and main.read("added.txt") == b"new\n"
+    assert not main.exists("src/util.py") and main.base == third.refresh_commit
+    assert q.up(qhome, str(proj), mount=False).origin_changed is False  # in sync again
+
+    # main has work of its own: the directory's change is reported, not merged in
+    main.write("from-agent.txt", b"kept\n")
+    (proj / "a.txt").write_text("edited again\n")
+    fourth = q.up(qhome, str(proj), mount=False)
+    assert fourth.origin_changed and not fourth.refreshed and "not refreshed" in fourth.warnings[0]
+    assert main.read("a.txt") == b"edited by a person\n"
+
+
+def test_up_of_a_different_directory_under_a_taken_name(qhome: Home, proj: Path, tmp_path: Path) -> None:
+    q.up(qhome, str(proj), mount=False)
+    other = tmp_path / "other" / "proj"
+    other.mkdir(parents=True)
+    (other / "f").write_text("f\n")
+    res = q.up(qhome, str(other), mount=False)
+    assert res.vault == "proj-2"
+    with pytest.raises(UsageError, match="was not made from"):
+        q.up(qhome, str(other), vault_name="proj", mount=False)
+
+
+def test_up_refuses_unusable_directories(qhome: Home, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    with pytest.raises(PathNotFoundError):
+        q.up(qhome, str(tmp_path / "missing"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="not a directory"):
+        q.up(qhome, str(tmp_path / "file"))
+    doc = check(cli("--json", "up", str(tmp_path / "missing")))
+    assert doc["error"]["code"] == "path_not_found"
+    assert not qhome.list_vaults()
+
+
+def test_up_refuses_a_directory_it_may_not_read(
+    qhome: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., CliResult]
+) -> None:
+    """What reading a mode-000 directory does to a user who is not root (as root, where
+    permissions are bypassed, the EACCES is simulated; the real case runs when not root)."""
+    d = tmp_path / "locked"
+    d.mkdir()
+    real = os.listdir
+
+    def denied(path: Any = ".") -> list[str]:
+        if os.fspath(path) == str(d):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", denied)
+    doc = check(cli("--json", "up", str(d)))
+    assert doc["error"]["code"] == "permission_denied" and str(d) in doc["error"]["message"]
+    assert not qhome.list_vaults()
+
+
+def test_up_refuses_an_unreadable_directory(qhome: Home, tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads any directory whatever its mode (simulated in the test above)")
+    d = tmp_path / "locked"
+    d.mkdir()
+    d.chmod(0)
+    try:
+        with pytest.raises(PermissionDeniedError):
+            q.up(qhome, str(d))
+    finally:
+        d.chmod(0o755)
+
+
+def test_down_refuses_a_busy_mount_and_loses_nothing(
+    qhome: Home, proj: Path, cli: Callable[..., CliResult]
+) -> None:
+    up = q.up(qhome, str(proj), agent="busy")
+    assert up.mountpoint is not None
+    mp = up.mountpoint
+    Path(mp, "work.txt").write_text("unsaved\n")
+    holder = subprocess.Popen(["sleep", "60"], cwd=mp)
+    try:
+        res = cli("--json", "down", mp, "--discard")
+        doc = check(res)
+        assert res.code == 75 and doc["error"]["code"] == "busy"
+        assert "nothing was changed" in doc["error"]["message"]
+        assert holder.pid in [h["pid"] for h in doc["error"]["details"]["holders"]]
+        with pytest.raises(BusyError):
+            q.down(qhome, qhome.vault("proj"), "busy", action="keep")
+        assert mounts._mounted_at(mp) and Path(mp, "work.txt").read_text() == "unsaved\n"
+        vault = _fresh(qhome).vault("proj")
+        assert vault.has_fork("busy") and vault.workspace("busy").is_dirty()
+    finally:
+        holder.kill()
+        holder.wait()
+    res2 = q.down(_fresh(qhome), _fresh(qhome).vault("proj"), "busy", action="keep")
+    assert res2.unmounted and res2.fork_deleted
+    assert _fresh(qhome).vault("proj").workspace("main").read("work.txt") == b"unsaved\n"
+
+
+def test_down_keep_with_conflicts_keeps_the_fork(
+    qhome: Home, proj: Path, cli: Callable[..., CliResult]
+) -> None:
+    up = q.up(qhome, str(proj), agent="a1")
+    assert up.mountpoint is not None
+    Path(up.mountpoint, "a.txt").write_text("agent's version\n")
+    main = qhome.vault("proj").workspace("main")
+    main.write("a.txt", b"main's version\n")
+    checkpoint.save(qhome.vault("proj"), "main")
+    res = cli("--json", "down", up.mountpoint, "--keep")
+    doc = single_document(res)
+    validate(doc)
+    assert res.code == 3 and doc["conflicted"] and doc["merge"]["status"] == "conflicts"
+    assert doc["merge"]["conflicts"][0]["path"] == "a.txt" and not doc["fork_deleted"]
+    vault = _fresh(qhome).vault("proj")
+    assert vault.workspace("a1").read("a.txt") == b"agent's version\n"
+    assert vault.workspace("main").read("a.txt") == b"main's version\n"
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def test_export_keeps_modes_symlinks_and_uncheckpointed_changes(
+    qhome: Home, proj: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    q.up(qhome, str(proj), agent="a1", mount=False)
+    ws = qhome.vault("proj").workspace("a1")
+    ws.write("new/deep.txt", b"uncheckpointed\n")
+    out = tmp_path / "out"
+    doc = check(cli("--json", "export", "proj:a1", str(out)))
+    assert doc["kind"] == "export" and doc["dirty"] and doc["files"] == 4 and doc["symlinks"] == 1
+    assert (out / "new" / "deep.txt").read_text() == "uncheckpointed\n"
+    assert os.readlink(out / "link") == "a.txt"
+    assert os.stat(out / "run.sh").st_mode & 0o111 and not os.stat(out / "a.txt").st_mode & 0o111
+
+    doc = check(cli("--json", "export", "proj:a1", str(out)))
+    assert doc["error"]["code"] == "usage" and "not empty" in doc["error"]["message"]
+    (out / "a.txt").write_text("local edit\n")
+    (out / "link").unlink()
+    (out / "link").mkdir()  # a directory where the fork has a symlink
+    (out / "extra").write_text("stays\n")
+    check(cli("--json", "export", "proj:a1", str(out), "--force"))
+    assert (out / "a.txt").read_text() == "one\ntwo\n" and os.readlink(out / "link") == "a.txt"
+    assert (out / "extra").read_text() == "stays\n"
+
+
+# -- apply -----------------------------------------------------------------------------------
+
+
+def _agent_work(home: Home, fork: str) -> None:
+    ws = home.vault("proj").workspace(fork)
+    ws.write("a.txt", b"one\ntwo\nthree\n")
+    ws.write("src/new.py", b"y = 2\n")
+    ws.write("tool.sh", b"#!/bin/sh\n", mode=0o755)
+    ws.remove("src/util.py")
+    ws.remove("link")
+    ws.symlink("src/new.py", "link")
+    ws.write("bin.dat", bytes(range(256)))
+
+
+def _tree(d: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in sorted(d.rglob("*")):
+        rel = p.relative_to(d).as_posix()
+        if p.is_symlink():
+            out[rel] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[rel] = ("file", p.read_bytes(), bool(p.stat().st_mode & stat.S_IXUSR))
+    return out
+
+
+def test_apply_copies_the_fork_into_the_origin(
+    qhome: Home, proj: Path, cli: Callable[..., CliResult]
+) -> None:
+    q.up(qhome, str(proj), agent="a1", mount=False)
+    _agent_work(qhome, "a1")
+    (proj / "unrelated.txt").write_text("a person's file\n")  # changes elsewhere are fine
+    doc = check(cli("--json", "apply", "proj:a1"))
+    assert doc["kind"] == "apply" and doc["mode"] == "copy" and doc["dir"] == str(proj)
+    assert {c["path"]: c["status"] for c in doc["changes"]} == {
+        "a.txt": "modified",
+        "bin.dat": "added",
+        "link": "modified",
+        "src/new.py": "added",
+        "src/util.py": "deleted",
+        "tool.sh": "added",
+    }
+    exported = proj.parent / "exported"
+    q.export(_fresh(qhome).vault("proj"), "a1", str(exported))
+    got = _tree(proj)
+    assert got.pop("unrelated.txt") == ("file", b"a person's file\n", False)
+    assert got == _tree(exported)
+
+    # more work on the fork: only the new change is applied, nothing counts as a conflict
+    vault = _fresh(qhome).vault("proj")
+    vault.workspace("a1").write("a.txt", b"four\n")
+    res = q.apply(vault, "a1")
+    assert [(c.path, c.applied) for c in res.changes] == [("a.txt", True)]
+    assert (proj / "a.txt").read_text() == "four\n"
+    # a later `up` brings the directory's state (the applied work and the person's file)
+    # into main, which had none of it and no changes of its own
+    again = q.up(_fresh(qhome), str(proj), mount=False)
+    assert again.refreshed and not again.warnings
+    main = _fresh(qhome).vault("proj").workspace("main")
+    assert main.read("unrelated.txt") == b"a person's file\n" and main.read("a.txt") == b"four\n"
+    assert not q.up(_fresh(qhome), str(proj), mount=False).origin_changed
+
+
+def test_apply_refuses_when_the_directory_changed_the_same_paths(
+    qhome: Home, proj: Path, cli: Callable[..., CliResult]
+) -> None:
+    q.up(qhome, str(proj), agent="a1", mount=False)
+    _agent_work(qhome, "a1")
+    (proj / "a.txt").write_text("a person's edit\n")
+    (proj / "src" / "new.py").write_text("z = 3\n")
+    before = _tree(proj)
+    res = cli("--json", "apply", "proj:a1")
+    doc = check(res)
+    assert res.code == 3 and doc["error"]["code"] == "conflict"
+    assert {c["path"]: c["reason"] for c in doc["error"]["details"]["conflicts"]} == {
+        "a.txt": "changed in the target",
+        "src/new.py": "added in the target",
+    }
+    assert _tree(proj) == before  # nothing written
+    with pytest.raises(ConflictError):
+        q.apply(_fresh(qhome).vault("proj"), "a1", patch=str(proj.parent / "x.patch"))
+
+    doc = check(cli("--json", "apply", "proj:a1", "--force"))
+    assert doc["forced"] and {c["path"] for c in doc["conflicts"]} == {"a.txt", "src/new.py"}
+    assert (proj / "a.txt").read_text() == "one\ntwo\nthree\n"
+
+
+def test_apply_patch_is_a_git_apply_patch(
+    qhome: Home, proj: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    q.up(qhome, str(proj), agent="a1", mount=False)
+    _agent_work(qhome, "a1")
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(proj), str(copy)], check=True)
+    patch = tmp_path / "a1.patch"
+    doc = check(cli("--json", "apply", "proj:a1", "--patch", str(patch)))
+    assert doc["mode"] == "patch" and doc["patch"] == str(patch)
+    assert not any(c["applied"] for c in doc["changes"])
+    assert _tree(proj) == _tree(copy)  # the directory is untouched
+    text = patch.read_text()
+    assert "diff --git a/a.txt b/a.txt" in text and "GIT binary patch" in text
+    subprocess.run(["git", "apply", str(patch)], cwd=copy, check=True)
+    exported = tmp_path / "exported"
+    q.export(_fresh(qhome).vault("proj"), "a1", str(exported))
+    assert _tree(copy) == _tree(exported)
+
+
+def test_apply_needs_a_vault_made_by_up(qhome: Home, proj: Path) -> None:
+    vault = qhome.create_vault("plain", from_dir=str(proj))
+    with pytest.raises(UsageError, match="does not know the directory"):
+        q.apply(vault, "main")
