@@ -71,6 +71,8 @@ class ExecRequest:
     kill_grace_ms: int = 2000
     stdin: int | IO[bytes] | None = subprocess.DEVNULL
     base_env: tuple[tuple[str, str], ...] | None = None  # the caller's environment (default: ours)
+    isolate: str | None = None  # None, or what the command sees of the host: writable | readonly | hidden
+    isolate_at: str | None = None  # where the fork appears (None: the vault's origin_dir)
 
     def command_text(self) -> str:
         return self.shell if self.shell is not None else shlex.join(self.argv or ())
@@ -85,6 +87,7 @@ class ExecResult:
     approval: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
     mount: dict[str, Any] | None = None
+    isolation: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     commit: dict[str, Any] | None = None
@@ -244,6 +247,11 @@ def _execute(
     mode, live = _choose_mode(vault, fork, req.mode)
     root = live.mountpoint if live is not None else _planned_root(home, vault, fork, mode)
     abs_cwd = os.path.join(root, cwd) if cwd else root
+    res.isolation = _isolation(vault, req)
+    if res.isolation is not None and res.isolation["reason"] is None:
+        # the command will see the fork at the project's path: judge its paths from there
+        root = res.isolation["path"]
+        abs_cwd = os.path.join(root, cwd) if cwd else root
 
     decision = _classify(pol, req, root, abs_cwd)
     res.decision = _decision_dict(decision)
@@ -309,16 +317,43 @@ def _execute(
     abs_cwd = os.path.join(root, cwd) if cwd else root
 
     argv = list(req.argv) if req.argv is not None else ["/bin/sh", "-c", req.shell or ""]
-    run = runner.run(
-        argv,
-        cwd=abs_cwd,
-        env=_env(req, vault.name, fork, root, abs_cwd),
-        timeout_ms=timeout_ms,
-        max_output=max_output,
-        stdin=req.stdin,
-        kill_grace_ms=req.kill_grace_ms,
-        cancel=cancel,
-    )
+    view = None
+    iso = res.isolation
+    if iso is not None and iso["reason"] is None:  # the command sees the fork at iso["path"]
+        from . import isolate
+
+        env = _env(req, vault.name, fork, iso["path"], os.path.join(iso["path"], cwd) if cwd else iso["path"])
+        keep = (vault.path,) if iso["host"] != "writable" else ()  # so git works in the fork
+        view = isolate.plan(root, iso["path"], iso["host"], cwd, keep, env.get("HOME"))
+        abs_cwd = view.cwd
+    else:
+        env = _env(req, vault.name, fork, root, abs_cwd)
+    try:
+        run = runner.run(
+            argv,
+            cwd=abs_cwd,
+            env=env,
+            timeout_ms=timeout_ms,
+            max_output=max_output,
+            stdin=req.stdin,
+            kill_grace_ms=req.kill_grace_ms,
+            cancel=cancel,
+            view=view,
+        )
+    except Exception as exc:
+        from .isolate import IsolationFailed
+
+        if not isinstance(exc, IsolationFailed) or iso is None:
+            raise
+        # not a fallback: the policy judged the command's paths as seen from the view
+        iso["reason"] = f"setting up the view failed: {exc.reason}"
+        raise IsolationError(
+            f"the isolated view could not be set up: {exc.reason}; the command did not run",
+            hint="run without --isolate, or see docs/proxy.md (Isolated views)",
+            details={"path": iso["path"], "host": iso["host"]},
+        ) from None
+    if iso is not None and view is not None:
+        iso["active"] = True
     res.result = _result_dict(run)
     res.exit_code = run.exit_code
 
@@ -368,6 +403,44 @@ def _execute(
     res.state = _state(ws)
 
 
+class IsolationError(AvfsError):
+    """An isolated view was possible here but could not be set up for this command."""
+
+    code = "isolation_failed"
+
+
+def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
+    """The envelope's ``isolation`` before the run: where the fork will appear and what of
+    the host the command sees, ``reason`` saying why it will run without a view (namespaces
+    unavailable here: the plain mount is used). None when not asked for."""
+    if req.isolate is None:
+        return None
+    from . import isolate
+
+    if req.isolate not in isolate.HOSTS:
+        raise UsageError(f"isolate must be one of {', '.join(isolate.HOSTS)}, not {req.isolate!r}")
+    from ..core.quickstart import origin_dir
+
+    at = req.isolate_at if req.isolate_at is not None else origin_dir(vault)  # where `avfs up` came from
+    if not at:
+        raise UsageError(
+            f"vault {vault.name} has no recorded origin directory: say where the fork appears",
+            hint="avfs proxy exec --isolate --at /path/to/project -- CMD",
+        )
+    bad = isolate.check_path(str(at), req.isolate)
+    if bad is not None:
+        raise UsageError(bad, details={"at": at})
+    why = isolate.unavailable()
+    return {
+        "requested": True,
+        "active": False,
+        "path": os.path.normpath(str(at)),
+        "host": req.isolate,
+        "method": isolate.method() if why is None else None,
+        "reason": why,
+    }
+
+
 def _settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
     """Wait (bounded) until the mount has released the files the command wrote.
 
@@ -404,12 +477,15 @@ def _exec_lock(vault: Vault, fork: str) -> Any:
 def _approved(request: dict[str, Any], req: ExecRequest) -> dict[str, Any]:
     """What an approval token is bound to: the request, plus what changes what it runs
     (the environment asked for, and whether stdin is passed)."""
-    return {
+    bound = {
         **request,
         "env": sorted(req.env),
         "inherit_env": req.inherit_env,
         "stdin": req.stdin is not subprocess.DEVNULL,
     }
+    if req.isolate is not None:  # what the command sees changes what it does
+        bound["isolate"] = [req.isolate, req.isolate_at]
+    return bound
 
 
 def _short(text: str, n: int = 200) -> str:

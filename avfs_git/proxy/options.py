@@ -87,6 +87,33 @@ EXEC_OPTIONS: tuple[Opt, ...] = (
     Opt("--stdin", "stdin", "Pass this process' stdin to the command (default: empty).", None, default=False),
     Opt("--approve", "approve", "Run a command that needed approval, with its token.", metavar="TOKEN"),
     Opt("--kill-grace-ms", "kill_grace_ms", "SIGTERM to SIGKILL delay.", int, default=2000),
+    Opt(
+        "--isolate",
+        "isolate",
+        "Run in a private mount namespace where the fork is mounted at the project's own path.",
+        None,
+        default=False,
+    ),
+    Opt(
+        "--readonly-host",
+        "readonly_host",
+        "With --isolate: the rest of the host is read-only (a private /tmp).",
+        None,
+        default=False,
+    ),
+    Opt(
+        "--hide-host",
+        "hide_host",
+        "With --isolate: hide the host except /usr, /etc, /bin, /lib*, /dev, /proc (a private /tmp, $HOME).",
+        None,
+        default=False,
+    ),
+    Opt(
+        "--at",
+        "isolate_at",
+        "With --isolate: where the fork appears (default: the vault's recorded origin directory).",
+        metavar="PATH",
+    ),
 )
 
 
@@ -117,6 +144,14 @@ def request_from(
             raise UsageError(f"--env {v!r}: use NAME=VALUE")
         k, val = v.split("=", 1)
         pairs.append((k, val))
+    # .get: a client of an older avfs may not send these; any of them implies --isolate
+    readonly_host, hide_host = values.get("readonly_host", False), values.get("hide_host", False)
+    if readonly_host and hide_host:
+        raise UsageError("give --readonly-host or --hide-host, not both")
+    at = values.get("isolate_at")
+    isolate = None
+    if values.get("isolate") or readonly_host or hide_host or at is not None:
+        isolate = "hidden" if hide_host else "readonly" if readonly_host else "writable"
     return ExecRequest(
         argv=tuple(argv) if argv else None,
         shell=values["shell"],
@@ -131,6 +166,8 @@ def request_from(
         inherit_env=values["inherit_env"],
         approve=values["approve"],
         kill_grace_ms=values["kill_grace_ms"],
+        isolate=isolate,
+        isolate_at=at,
         stdin=stdin if values["stdin"] else subprocess.DEVNULL,
         base_env=None if env is None else tuple(env.items()),
     )

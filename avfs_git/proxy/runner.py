@@ -9,6 +9,9 @@
   a command that prints 1 GiB costs no memory).
 - A program that cannot be started (not found, not executable) is a result, not an
   exception: exit code 127 / 126 like a shell, with the reason in ``spawn_error``.
+- With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
+  (:mod:`.isolate`) after starting its session and before exec: the command is still the
+  leader of its own group, so all of the above holds inside the namespace too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import signal
 import subprocess
 import threading
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .isolate import View
 
 EXIT_TIMEOUT = 124
 _READ = 65536
@@ -148,6 +154,52 @@ def _wait(
             return timed_out
 
 
+def _spawn(
+    argv: list[str], cwd: str, env: dict[str, str], stdin: int | IO[bytes] | None, view: View | None
+) -> subprocess.Popen[bytes]:
+    if view is None:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+    import functools
+
+    from . import isolate
+
+    # the child reports why the view failed here (the pipe closes on exec)
+    report_r, report_w = os.pipe()
+    try:
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=None,  # the child changes into view.cwd once the fork is mounted there
+                env=env,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=functools.partial(isolate.preexec, view, report_w),
+            )
+        except subprocess.SubprocessError:
+            os.close(report_w)
+            report_w = -1
+            chunks = []
+            while chunk := os.read(report_r, 4096):
+                chunks.append(chunk)
+            raise isolate.failure(b"".join(chunks)) from None
+    finally:
+        os.close(report_r)
+        if report_w >= 0:
+            os.close(report_w)
+
+
 def run(
     argv: list[str],
     *,
@@ -158,21 +210,16 @@ def run(
     stdin: int | IO[bytes] | None = subprocess.DEVNULL,
     kill_grace_ms: int = 2000,
     cancel: threading.Event | None = None,
+    view: View | None = None,
 ) -> RunResult:
     """Run ``argv`` in ``cwd``; never raises for the command's own failures. ``cancel``:
-    stop the command's group when it is set (its caller went away)."""
+    stop the command's group when it is set (its caller went away). ``view``: run it in
+    that isolated view (``cwd`` is then the view's); raises
+    :class:`~.isolate.IsolationFailed` when the view could not be set up (the command
+    did not start)."""
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )
+        proc = _spawn(argv, cwd, env, stdin, view)
     except OSError as exc:
         code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
         msg = f"{argv[0]}: {exc.strerror or exc}"

@@ -1,0 +1,410 @@
+"""`proxy exec --isolate`: the fork mounted at the project's own path in a private mount
+namespace (real namespaces, real FUSE mounts), the host writable, read-only or hidden.
+
+Only the fallback (namespaces unavailable) and a failing set-up are simulated, by
+monkeypatching :mod:`avfs_git.proxy.isolate` (its probe, its in-child set-up step); every
+other test makes real namespaces and mounts.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.fuse import mounts
+from avfs_git.proxy import isolate, runner
+from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+from avfs_git.proxy.options import request_from
+
+from .conftest import git
+from .test_fuse import require_fuse
+from .test_json_schemas import validate
+
+
+def _need_namespaces() -> None:
+    why = isolate.unavailable()
+    if why is not None:
+        pytest.fail(f"mount namespaces must be available for these tests: {why}")
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    """The project's directory on the host, where every fork appears in its view."""
+    p = tmp_path / "proj"
+    p.mkdir()
+    (p / "host.txt").write_text("the host's own file\n")
+    return p
+
+
+@pytest.fixture
+def forks(home, vault) -> Iterator[Any]:
+    require_fuse()
+    _need_namespaces()
+    main = vault.workspace("main")
+    main.write("shared.txt", b"in every fork\n")
+    checkpoint.save(vault, name="base")
+    for name in ("a", "b"):
+        vault.create_fork("main", name)
+        vault.workspace(name).write("who.txt", f"fork {name}\n".encode())
+        checkpoint.save(vault, name)
+    yield vault
+    for name in ("main", "a", "b"):
+        mounts.unmount(home, vault, name, lazy=True)
+
+
+def _run(home: Any, vault: Any, fork: str, shell: str, **kw: Any) -> ExecResult:
+    return execute(home, vault, fork, ExecRequest(shell=shell, **kw))
+
+
+def _host_files(p: Path) -> set[str]:
+    return {str(f.relative_to(p)) for f in p.rglob("*")}
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A host directory outside /tmp (the views give /tmp a private tmpfs)."""
+    d = Path(tempfile.mkdtemp(prefix="avfs-isolate-", dir="/var/tmp"))
+    d.chmod(0o755)
+    (d / "keep.txt").write_text("host\n")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_two_forks_at_one_path_each_see_and_change_their_own(home, forks, proj):
+    vault = forks
+    heads = {f: vault.workspace(f).base for f in ("a", "b")}
+    results: dict[str, ExecResult] = {}
+    # overlapping in time: each sees its own fork at the same absolute path
+    script = (
+        f"cat {proj}/who.txt > {proj}/seen.txt; sleep 0.5; echo $AVFS_VAULT > {proj}/mine.txt;"
+        f" ls {proj} > {proj}/listing.txt; pwd"
+    )
+
+    def go(fork: str) -> None:
+        results[fork] = _run(home, vault, fork, script, isolate="writable", isolate_at=str(proj))
+
+    threads = [threading.Thread(target=go, args=(f,)) for f in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for fork in ("a", "b"):
+        res = results[fork]
+        assert res.success, res.to_dict()
+        assert res.isolation == {
+            "requested": True,
+            "active": True,
+            "path": str(proj),
+            "host": "writable",
+            "method": "mount_namespace",
+            "reason": None,
+        }
+        assert res.result is not None and res.result["stdout"] == f"{proj}\n"
+        assert res.mount is not None and res.mount["mountpoint"] != str(proj)
+        assert {c["path"] for c in res.changes} == {"seen.txt", "mine.txt", "listing.txt"}
+        assert res.commit is not None and res.commit["parent"] == heads[fork]
+        ws = vault.workspace(fork)
+        assert ws.read("seen.txt") == f"fork {fork}\n".encode()
+        assert ws.read("mine.txt") == f"v:{fork}\n".encode()
+        # the other fork's files, and the host's, were not there
+        assert ws.read("listing.txt").decode().split() == [
+            "listing.txt",
+            "mine.txt",
+            "seen.txt",
+            "shared.txt",
+            "who.txt",
+        ]
+        assert git("--git-dir", vault.path, "rev-parse", fork).strip() == res.commit["commit"]
+    assert _host_files(proj) == {"host.txt"}  # the host's directory is untouched
+    assert not vault.workspace("main").exists("mine.txt")
+
+
+def test_materialized_copy_is_shown_at_the_path_too(home, vault, proj):
+    _need_namespaces()
+    res = _run(
+        home, vault, "main", f"echo made > {proj}/made.txt", mode="materialized", isolate="writable",
+        isolate_at=str(proj),
+    )  # fmt: skip
+    assert res.success and res.isolation is not None and res.isolation["active"], res.to_dict()
+    assert res.changes == [{"path": "made.txt", "status": "added"}]
+    assert vault.workspace("main").read("made.txt") == b"made\n"
+    assert _host_files(proj) == {"host.txt"}
+
+
+def test_readonly_host_refuses_writes_outside_with_erofs(home, forks, proj, outside):
+    vault = forks
+    probe = (
+        "import errno, sys\n"
+        "try:\n"
+        f"    open({str(outside / 'new.txt')!r}, 'w')\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno])\n"
+        "else:\n"
+        "    print('written')\n"
+    )
+    res = execute(
+        home, vault, "a",
+        ExecRequest(argv=("python3", "-c", probe), isolate="readonly", isolate_at=str(proj)),
+    )  # fmt: skip
+    assert res.result is not None and res.result["stdout"] == "EROFS\n", res.to_dict()
+    assert res.isolation is not None and res.isolation["active"] and res.isolation["host"] == "readonly"
+    assert sorted(os.listdir(outside)) == ["keep.txt"]
+    # the fork is writable; /tmp is a private tmpfs; the vault stays writable (git works)
+    marker = f"/tmp/avfs-isolate-{os.getpid()}"
+    writes = (
+        f"open({marker!r}, 'w').write('t'); print(open({marker!r}).read())\n"
+        "try:\n"
+        f"    open({str(outside / 'x.txt')!r}, 'w')\n"
+        "except OSError as e:\n"
+        "    print(e.strerror)\n"
+    )
+    res = _run(
+        home, vault, "a", f"echo w > {proj}/w.txt && git status --porcelain && python3 -c \"{writes}\"",
+        isolate="readonly", isolate_at=str(proj),
+    )  # fmt: skip
+    assert res.result is not None, res.to_dict()
+    assert res.result["stdout"] == "?? w.txt\nt\nRead-only file system\n", res.to_dict()
+    assert res.changes == [{"path": "w.txt", "status": "added"}] and res.commit is not None
+    assert not os.path.exists(marker) and sorted(os.listdir(outside)) == ["keep.txt"]
+    assert _host_files(proj) == {"host.txt"}
+    # a root command cannot remount its way out
+    escape = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "rc = libc.mount(None, b'/', None, ctypes.c_ulong(32 | 4096), None)  # MS_REMOUNT | MS_BIND, rw\n"
+        "print(rc, os.strerror(ctypes.get_errno()))\n"
+    )
+    res = execute(home, vault, "a", ExecRequest(argv=("python3", "-c", escape), isolate="readonly",
+                  isolate_at=str(proj), commit=False))  # fmt: skip
+    assert res.result is not None and res.result["stdout"] == "-1 Operation not permitted\n", res.to_dict()
+    assert sorted(os.listdir(outside)) == ["keep.txt"]
+
+
+def test_hide_host_shows_only_the_system_and_the_fork(home, forks, proj, outside, tmp_path):
+    vault = forks
+    (tmp_path / "secret.txt").write_text("s\n")
+    # the policy refuses a visible write to $HOME (outside the workspace): a script hides it
+    vault.workspace("b").write("home.sh", b'echo h > "$HOME/h.txt" && ls -A "$HOME"\n')
+    vault.workspace("b").write("root.sh", b"touch /newfile 2>&1; test -d /proc/1 && echo PROC\n")
+    res = _run(
+        home, vault, "b",
+        f"ls /; test -e {outside}/keep.txt && echo OUTSIDE; test -e {tmp_path}/secret.txt && echo SECRET;"
+        f" test -e /work && echo WORK; ls -A /tmp | grep -v '^{tmp_path.parts[2]}$';"
+        " sh home.sh;"
+        f" head -c 4 /dev/zero | wc -c; echo home=$HOME; cat /etc/passwd > /dev/null && echo ETC;"
+        f" echo made > {proj}/made.txt; cat {proj}/who.txt",
+        isolate="hidden", isolate_at=str(proj), env=(("HOME", "/home/agent"),),
+    )  # fmt: skip
+    assert res.success, res.to_dict()
+    assert res.isolation is not None and res.isolation["active"] and res.isolation["host"] == "hidden"
+    out = res.result["stdout"].splitlines() if res.result else []
+    top = set(out[: out.index("h.txt")])
+    assert {"usr", "etc", "dev", "proc", "tmp", "home"} <= top
+    assert not {"var", "work", "root", "srv", "opt", "sys"} & top, top
+    assert "OUTSIDE" not in out and "SECRET" not in out and "WORK" not in out
+    assert out[out.index("h.txt") + 1 :] == ["4", "home=/home/agent", "ETC", "fork b"]
+    assert res.changes == [{"path": "made.txt", "status": "added"}]
+    assert vault.workspace("b").read("made.txt") == b"made\n"
+    assert _host_files(proj) == {"host.txt"} and not os.path.exists("/home/agent/h.txt")
+    # the root of the view is read-only; the host's /proc is there (no PID namespace)
+    res = _run(home, vault, "b", "sh root.sh",
+               isolate="hidden", isolate_at=str(proj), commit=False)  # fmt: skip
+    assert res.result is not None and "Read-only file system" in res.result["stdout"]
+    assert "PROC" in res.result["stdout"]
+
+
+def test_timeout_inside_an_isolated_command_stops_its_group(home, forks, proj):
+    vault = forks
+    res = _run(
+        home, vault, "a", f"sleep 100 & echo $! > {proj}/bg.pid; sleep 100",
+        isolate="readonly", isolate_at=str(proj), timeout_ms=700, commit=False,
+    )  # fmt: skip
+    assert res.exit_code == 124 and res.result is not None and res.result["timed_out"], res.to_dict()
+    assert res.isolation is not None and res.isolation["active"]
+    pid = int(vault.workspace("a").read("bg.pid"))
+    deadline = time.monotonic() + 5
+    while not _pid_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pid_gone(pid), "a background child outlived the timeout in the namespace"
+
+
+def test_origin_dir_is_the_default_path_and_bad_paths_are_refused(home, vault, proj, tmp_path):
+    _need_namespaces()
+    res = _run(home, vault, "main", "pwd", isolate="writable", mode="materialized")
+    assert res.exit_code == 125 and res.result is None and res.error is not None
+    assert res.error["code"] == "usage" and "--at" in (res.error["hint"] or "")
+    vault.set_config(origin={"dir": str(proj)})  # what `avfs up DIR` records
+    res = _run(home, vault, "main", "pwd", isolate="readonly", mode="materialized")
+    assert res.success and res.result is not None and res.result["stdout"] == f"{proj}\n", res.to_dict()
+    for at, host in (("relative/dir", "writable"), ("/", "hidden"), (str(tmp_path / "missing"), "writable"),
+                     ("/usr/lib", "hidden")):  # fmt: skip
+        bad = _run(home, vault, "main", "true", isolate=host, isolate_at=at, mode="materialized")
+        assert bad.exit_code == 125 and bad.error is not None and bad.error["code"] == "usage", (at, host)
+    # a path missing on the host is fine where the view makes it
+    res = _run(
+        home, vault, "main", "pwd", isolate="hidden", isolate_at="/srv/nowhere/proj", mode="materialized"
+    )
+    assert res.success and res.result is not None and res.result["stdout"] == "/srv/nowhere/proj\n"
+    assert not os.path.exists("/srv/nowhere")
+
+
+def test_unavailable_namespaces_fall_back_to_the_plain_mount(home, vault, proj, monkeypatch):
+    """Simulated: the probe (the decision `isolate.unavailable()` rests on) is replaced."""
+    monkeypatch.setattr(isolate, "_probe", lambda: "not root, and user namespaces are not available here")
+    res = _run(home, vault, "main", "pwd; echo x > x.txt", isolate="hidden", isolate_at=str(proj),
+               mode="materialized")  # fmt: skip
+    assert res.success, res.to_dict()
+    assert res.isolation == {
+        "requested": True,
+        "active": False,
+        "path": str(proj),
+        "host": "hidden",
+        "method": None,
+        "reason": "not root, and user namespaces are not available here",
+    }
+    assert res.result is not None and res.mount is not None
+    assert res.result["stdout"].strip() == res.mount["mountpoint"]  # the plain copy
+    assert res.changes == [{"path": "x.txt", "status": "added"}] and res.commit is not None
+    # the policy judged the command from where it really runs: the project's path is the host
+    denied = _run(home, vault, "main", f"rm -rf {proj}/host.txt", isolate="hidden", isolate_at=str(proj),
+                  mode="materialized")  # fmt: skip
+    assert denied.exit_code == 4 and denied.result is None
+    assert (proj / "host.txt").exists()
+
+
+def test_a_view_that_fails_to_set_up_runs_nothing(home, vault, proj, tmp_path, monkeypatch):
+    """Simulated: the set-up step in the child fails (as a broken mount would)."""
+    _need_namespaces()
+
+    def broken(s: Any, v: Any) -> None:
+        raise OSError(errno.ENOENT, "mount --bind: No such file or directory")
+
+    monkeypatch.setattr(isolate, "_enter", broken)
+    marker = tmp_path / "ran"
+    res = execute(home, vault, "main", ExecRequest(argv=("python3", "-c", f"open({str(marker)!r}, 'w')"),
+                  isolate="writable", isolate_at=str(proj), mode="materialized"))  # fmt: skip
+    assert res.exit_code == 125 and res.result is None and not marker.exists()
+    assert res.error is not None and res.error["code"] == "isolation_failed", res.to_dict()
+    assert res.isolation is not None and not res.isolation["active"]
+    assert "No such file or directory" in res.isolation["reason"]
+
+
+def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
+    """The real probe passes here as root; as `nobody` the same views are made in a user
+    namespace (its own ids mapped, no capabilities left for the command)."""
+    assert isolate._probe.__wrapped__() is None  # type: ignore[attr-defined]
+    assert isolate.method() == "mount_namespace"
+    base = Path(tempfile.mkdtemp(prefix="avfs-userns-", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        src = base / "fork"
+        src.mkdir()
+        (src / "f.txt").write_text("fork\n")
+        at = base / "proj"
+        at.mkdir()
+        (at / "host.txt").write_text("host\n")
+        os.chown(src, 65534, 65534)
+        code = (
+            "import json, os, sys\n"
+            "from avfs_git.proxy import isolate, runner\n"
+            "isolate._sys()\n"
+            "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            "out = {'why': isolate._probe(), 'method': isolate.method()}\n"
+            "for host in isolate.HOSTS:\n"
+            f"    v = isolate.plan({str(src)!r}, {str(at)!r}, host, '', (), '/home/nobody')\n"
+            "    r = runner.run(['/bin/sh', '-c', 'cat f.txt; id -u; echo n > new.txt; touch /etc/x 2>&1; ls /'],\n"
+            "                   cwd=v.cwd, env={'PATH': '/usr/bin:/bin'}, timeout_ms=20000, max_output=1 << 16, view=v)\n"
+            "    out[host] = r.stdout.decode()\n"
+            "print(json.dumps(out))\n"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd="/")
+        assert r.returncode == 0, r.stderr.decode()
+        out = json.loads(r.stdout)
+        assert out["why"] is None and out["method"] == "user_namespace"
+        for host in isolate.HOSTS:
+            lines = out[host].splitlines()
+            assert lines[:2] == ["fork", "65534"], (host, out[host])
+            assert "Permission denied" in lines[2] or "Read-only" in lines[2], (host, out[host])
+        assert "work" in out["readonly"].split() and "work" not in out["hidden"].split()
+        assert (src / "new.txt").read_text() == "n\n"
+        assert sorted(os.listdir(at)) == ["host.txt"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_option_table_reaches_the_click_command_the_fast_path_and_the_daemon(home, cli, vault, proj):
+    require_fuse()
+    _need_namespaces()
+    from avfs_git.cli.execopts import _parse_exec
+
+    values, argv = _parse_exec(["--readonly-host", "--at", str(proj), "--", "true"])
+    req = request_from(values, argv)
+    assert (req.isolate, req.isolate_at) == ("readonly", str(proj))  # implies --isolate
+    values, argv = _parse_exec(["--isolate", "--", "true"])
+    assert (request_from(values, argv).isolate, request_from(values, argv).isolate_at) == ("writable", None)
+    from avfs_git.core.errors import UsageError
+
+    with pytest.raises(UsageError):
+        request_from(_parse_exec(["--hide-host", "--readonly-host", "--", "true"])[0], ["true"])
+    ws = vault.workspace("main")
+    ws.write("f.txt", b"from the fork\n")
+    checkpoint.save(vault)
+    r = cli("--json", "--vault", "v", "proxy", "exec", "--hide-host", "--at", str(proj), "--mode", "materialized",
+            "--", "cat", f"{proj}/f.txt")  # fmt: skip
+    doc = json.loads(r.out_bytes)
+    assert r.code == 0 and doc["result"]["stdout"] == "from the fork\n" and doc["isolation"]["active"], doc
+    validate(doc)
+    r = cli("--json", "--vault", "v", "proxy", "exec", "--isolate", "--mode", "materialized", "--", "true")
+    assert r.code == 125 and validate(json.loads(r.out_bytes)) == "proxy_exec_result"  # no origin, no --at
+    # a live mount's daemon (threads, FUSE) runs the view's set-up in its children too
+    info = mounts.mount(home, vault, "main", None)
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--isolate",
+             "--readonly-host", "--at", str(proj), "--", "sh", "-c", f'echo "$PPID" > {proj}/ppid.txt'],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        doc = json.loads(p.stdout)
+        assert p.returncode == 0 and doc["mount"]["reused"] and doc["isolation"]["active"], doc
+        validate(doc)
+        assert int(ws.read("ppid.txt")) == info.pid
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+    assert _host_files(proj) == {"host.txt"}
+
+
+def test_runner_reports_a_view_failure_without_starting_the_command(tmp_path, monkeypatch):
+    _need_namespaces()
+
+    def broken(s: Any, v: Any) -> None:
+        raise OSError(errno.EPERM, "unshare: Operation not permitted")
+
+    monkeypatch.setattr(isolate, "_enter", broken)
+    view = isolate.plan(str(tmp_path), str(tmp_path), "writable", "", (), None)
+    with pytest.raises(isolate.IsolationFailed) as got:
+        runner.run(["true"], cwd=str(tmp_path), env={}, timeout_ms=5000, max_output=100, view=view)
+    assert got.value.errno == errno.EPERM and "Operation not permitted" in got.value.reason
+    assert isolate.errno_unavailable(got.value.errno)
