@@ -24,6 +24,7 @@ from .fusecases import FUSE_BENCHMARKS
 from .gccases import GC_BENCHMARKS
 from .mergecases import MERGE_BENCHMARKS
 from .proxycases import PROXY_BENCHMARKS
+from .remotecases import REMOTE_BENCHMARKS
 from .searchcases import SEARCH_BENCHMARKS
 from .timing import Profiler, Repeats, Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, Fixtures, pick_paths
@@ -644,6 +645,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **FUSE_BENCHMARKS,
     # proxy exec's overhead (bench/proxycases.py)
     **PROXY_BENCHMARKS,
+    # push / clone through a git daemon vs git's (bench/remotecases.py)
+    **REMOTE_BENCHMARKS,
     # avfs gc vs git gc (bench/gccases.py)
     **GC_BENCHMARKS,
     # grep vs git grep / grep -r, full-text search (bench/searchcases.py)

@@ -134,6 +134,11 @@ def test_push_forks_and_checkpoints_then_git_clone_reads_them(populated, bare, t
     refs_moved = {u.ref for u in res.updates}
     assert "refs/heads/main" in refs_moved and "refs/avfs/checkpoints/main/-/first" in refs_moved
     assert remote.push(v, "origin", ["main"]).updates == ()  # nothing new
+    first = v.workspace("main").tip()
+    v.workspace("main").write("more.txt", b"more\n")
+    second = checkpoint.save(v).checkpoint.commit
+    res = remote.push(v, "origin", ["main"])  # a fast-forward: git names the old tip abbreviated
+    assert [(u.ref, u.old, u.new) for u in res.updates] == [("refs/heads/main", first, second)]
     clone = tmp_path / "clone"
     git("clone", "-q", str(bare), str(clone))
     assert (clone / "README.md").read_text() == "# proj\n"

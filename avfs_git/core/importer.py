@@ -339,11 +339,10 @@ def clone_into(
         git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", url,
         "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
         "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
+        "+refs/heads/*:refs/remotes/origin/*",  # origin's tracking refs (a later lease checks them)
         progress=progress,
     )  # fmt: skip
     run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
-    # the remote-tracking refs, from the objects just fetched (a later lease checks them)
-    transport(git_dir, "fetch", "-q", "--no-auto-gc", "origin")
     store = GitStore(git_dir)
     try:
         repo = store.repo

@@ -198,10 +198,12 @@ def list_remotes(vault: Vault) -> list[RemoteInfo]:
 
 
 def _require(vault: Vault, name: str) -> str:
+    """The remote's URL. Read with `git config` rather than libgit2: push and fetch need no
+    pygit2 (its import costs ~85 ms of every `avfs push`)."""
     _check_name(name)
-    for r in vault.store.repo.remotes:
-        if r.name == name:
-            return str(r.url or "")
+    proc = _git(vault, "config", "--get", f"remote.{name}.url", check=False)
+    if proc.returncode == 0:
+        return proc.stdout.strip()
     raise RemoteNotFoundError(
         f"vault {vault.name} has no remote {name!r}",
         hint="`avfs remote list` shows them; `avfs remote add NAME URL` adds one",
@@ -278,8 +280,6 @@ def push(
     branch only where the remote still has what this vault last saw of it (its
     remote-tracking ref, from the last fetch or push; no such ref: the branch must not
     exist there), like ``git push --force-with-lease``."""
-    from . import checkpoint
-
     _require(vault, remote)
     names_ = vault.fork_names() if all_forks or not forks else list(forks)
     if forks and all_forks:
@@ -294,30 +294,32 @@ def push(
         ws = vault.workspace(f)
         if ws.is_dirty():
             if checkpoint_first:
+                from . import checkpoint
+
                 checkpoint.save(vault, f, message="checkpoint before push")
             else:
                 left.append({"fork": f, "uncheckpointed_changes": len(ws.status())})  # type: ignore[dict-item]
-    repo = vault.store.repo
     specs: list[str] = []
     leases: list[str] = []
+    expected: dict[str, str] = {}  # ref -> the lease's expected value ("": must not exist)
     local: dict[str, str] = {}  # remote ref -> the commit pushed there
     for f in names_:
         ref = refs.fork_ref(f)
-        tip = refs.read_ref(repo, ref)
+        tip = refs.read_ref_file(vault.path, ref)
         if tip is None:
             continue
         local[ref] = tip
         specs.append(f"{ref}:{ref}")
         if force_with_lease:
-            leases.append(f"--force-with-lease={ref}:{refs.read_ref(repo, _tracking(remote, f)) or ''}")
+            expected[ref] = refs.read_ref_file(vault.path, _tracking(remote, f)) or ""
+            leases.append(f"--force-with-lease={ref}:{expected[ref]}")
         if checkpoints:
             prefix = refs.checkpoint_prefix(f)
-            for r in repo.references:
-                if r.startswith(prefix):
+            for r in refs.list_refs_file(vault.path, prefix.rstrip("/")):
+                if r.startswith(prefix) and (target := refs.read_ref_file(vault.path, r)) is not None:
                     dest = tag_ref(f, r[len(prefix) :]) if tags else r
-                    local[dest] = str(repo.references[r].resolve().target)
+                    local[dest] = target
                     specs.append(f"{r}:{dest}")
-    before = _ls_remote(vault, remote)
     args = ["push", "--porcelain", *(["--progress"] if progress else []), *leases, remote, *specs]
     proc = _git(vault, *args, check=False, progress=progress)
     rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
@@ -327,6 +329,7 @@ def push(
         rejected_ref = first[1].split(":")[-1] if len(first) > 1 else None
         if rejected_ref is not None and rejected_ref in local:
             ref = rejected_ref
+            there = _ls_remote(vault, remote).get(ref)  # (only on this path: one more round trip)
             stale = "stale info" in rejected[0]
             why = (
                 "not what this vault last fetched (the lease is stale)"
@@ -334,11 +337,11 @@ def push(
                 else f"which {local[ref]} does not contain (non-fast-forward)"
             )
             raise RemoteRejectedError(
-                f"{remote} refused {ref}: it is at {before.get(ref, '?')}, {why}; nothing changed here",
+                f"{remote} refused {ref}: it is at {there or '?'}, {why}; nothing changed here",
                 hint="fetch and merge (`avfs pull`), then push again",
                 details={
                     "ref": ref,
-                    "remote_commit": before.get(ref),
+                    "remote_commit": there,
                     "local_commit": local[ref],
                     "reason": "stale_lease" if stale else "non_fast_forward",
                 },
@@ -347,9 +350,43 @@ def push(
     # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch refspec):
     # the next lease is checked against it
     updates = tuple(
-        RefUpdate(ref, before.get(ref), new) for ref, new in sorted(local.items()) if before.get(ref) != new
+        RefUpdate(ref, old, local[ref])
+        for ref, old in sorted(_pushed(vault, proc.stdout, expected).items())
+        if ref in local
     )
     return TransferResult(vault.name, remote, updates, tuple(left))
+
+
+def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:
+    """remote ref -> what it was before, for each ref ``git push --porcelain`` moved (no
+    ls-remote round trip before every push). git abbreviates the old id: a fast-forward's
+    old commit is an ancestor of the new one, so it is here to expand (one `git rev-parse`
+    for all); a forced update's is the lease's expected value."""
+    out: dict[str, str | None] = {}
+    short: dict[str, str] = {}
+    for line in porcelain.splitlines():
+        flag, _, rest = line.partition("\t")
+        if flag not in ("*", " ", "+") or "\t" not in rest:
+            continue
+        spec, _, summary = rest.partition("\t")
+        ref = spec.split(":")[-1]
+        old = summary.split(".")[0]
+        lease = expected.get(ref)
+        if flag == "*":
+            out[ref] = None
+        elif lease and lease.startswith(old):
+            out[ref] = lease
+        elif re.fullmatch(r"[0-9a-f]{4,40}", old):  # (hex: never taken for an option)
+            short[ref] = old
+        else:
+            raise RemoteError(f"cannot read git's report of the push: {line!r}")
+    if short:
+        proc = _git(vault, "rev-parse", *short.values(), check=False)
+        full = proc.stdout.split()
+        if proc.returncode != 0 or len(full) != len(short):
+            raise RemoteError(f"the remote's old commits {sorted(short.values())} are not all in this vault")
+        out.update(zip(short, full, strict=True))
+    return out
 
 
 def _tracking(remote: str, branch: str) -> str:
@@ -359,11 +396,13 @@ def _tracking(remote: str, branch: str) -> str:
 def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> TransferResult:
     """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
     _require(vault, remote)
-    repo = vault.store.repo
     prefix = f"refs/remotes/{remote}/"
 
-    def tracking() -> dict[str, str]:
-        return {r: str(repo.references[r].resolve().target) for r in repo.references if r.startswith(prefix)}
+    def tracking() -> dict[str, str]:  # (read from git's files: a fetch needs no pygit2)
+        found = {
+            r: refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, prefix.rstrip("/"))
+        }
+        return {r: oid for r, oid in found.items() if oid is not None}
 
     before = tracking()
     extra = ["--progress"] if progress else []

@@ -1,0 +1,160 @@
+"""Remote benchmarks: `avfs push` of the tree's vault to a `git daemon` on 127.0.0.1 vs
+`git push` of the very same repository to the same daemon, and `avfs vault clone` from it
+vs `git clone --bare` (a vault is a bare repository: a clone with a checkout would charge
+git for writing 100k files avfs never writes).
+
+Both sides run as commands (the way a user or an agent runs them). Each repeat pushes into
+a fresh empty repository and clones into a fresh directory (made and removed untimed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .env import log, run, venv_bin
+from .timing import Result, Side, Target, interleave, median
+from .trees import VAULT
+
+if TYPE_CHECKING:
+    from .cases import Context
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["git", "daemon", "--listen=127.0.0.1", f"--port={port}", "--reuseaddr", "--export-all",
+         "--enable=receive-pack", f"--base-path={base}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("git daemon did not start") from None
+            time.sleep(0.05)
+    return proc, f"git://127.0.0.1:{port}"
+
+
+def bench_remote(ctx: Context, labels: list[str]) -> None:
+    for label in labels:
+        _remote(ctx, label)
+
+
+def _remote(ctx: Context, label: str) -> None:
+    from .cases import _close, _open
+
+    vault, hdir = _open(ctx, "remote", label)
+    served = ctx.fx.new_dir(f"served-{label}")
+    clones = ctx.fx.new_dir(f"clones-{label}")
+    daemon, url = _daemon(served)
+    avfs = venv_bin("avfs")
+    env = {**os.environ, "AVFS_HOME": str(hdir), "AVFS_PROGRESS": "never"}
+    try:
+        run([avfs, "--vault", VAULT, "remote", "add", "bench", f"{url}/avfs.git"], env=env)
+
+        def fresh(name: str) -> None:
+            path = served / name
+            if path.exists():
+                shutil.rmtree(path)
+            run(["git", "init", "-q", "--bare", str(path)])
+
+        def push_setup(i: int) -> None:
+            fresh("avfs.git")
+            fresh("git.git")
+
+        def push_avfs(i: int) -> None:
+            run([avfs, "--vault", VAULT, "push", "bench", "main"], env=env)
+
+        def push_git(i: int) -> None:
+            run(
+                [
+                    "git",
+                    "--git-dir",
+                    vault.path,
+                    "push",
+                    "-q",
+                    f"{url}/git.git",
+                    "refs/heads/main:refs/heads/main",
+                ]
+            )
+
+        log(f"remote {label}: push to git daemon")
+        s = interleave(
+            {"avfs": Side(op=push_avfs, setup=push_setup), "git": Side(op=push_git)},
+            ctx.repeats.slow,
+            ctx.repeats.warmup,
+        )
+        ctx.emit(
+            Result(
+                "remote_push",
+                label,
+                median(s["avfs"]),
+                s["avfs"],
+                what="`avfs push` of the vault's main fork into an empty repository on a git daemon",
+                baseline="git push of the same repository, same daemon",
+                baseline_ms=median(s["git"]),
+                baseline_samples_ms=s["git"],
+                target=Target(max_ratio=1.2),
+            )
+        )
+
+        def clone_setup(i: int) -> None:
+            for d in clones.iterdir():
+                shutil.rmtree(d)
+            vaults = hdir / "vaults" / "copy.git"
+            if vaults.exists():
+                run([avfs, "vault", "delete", "copy", "--force"], env=env)
+            trash = hdir / "trash"
+            if trash.exists():
+                shutil.rmtree(trash)
+
+        def clone_avfs(i: int) -> None:
+            run([avfs, "vault", "clone", f"{url}/avfs.git", "copy"], env=env)
+
+        def clone_git(i: int) -> None:
+            run(["git", "clone", "-q", "--bare", f"{url}/git.git", str(clones / "git.git")])
+
+        log(f"remote {label}: clone from git daemon")
+        s = interleave(
+            {"avfs": Side(op=clone_avfs, setup=clone_setup), "git": Side(op=clone_git)},
+            ctx.repeats.slow,
+            ctx.repeats.warmup,
+        )
+        ctx.emit(
+            Result(
+                "remote_clone",
+                label,
+                median(s["avfs"]),
+                s["avfs"],
+                what="`avfs vault clone` of that repository from the git daemon (a bare vault, forks, origin)",
+                baseline="git clone --bare of the same repository, same daemon",
+                baseline_ms=median(s["git"]),
+                baseline_samples_ms=s["git"],
+                target=Target(max_ratio=1.2),
+            )
+        )
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(10)
+        _close(ctx, vault, hdir)
+        ctx.fx.done_with(served)
+        ctx.fx.done_with(clones)
+
+
+REMOTE_BENCHMARKS = {"remote": bench_remote}
