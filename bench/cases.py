@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .agentcases import AGENT_BENCHMARKS
 from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
 from .fusecases import FUSE_BENCHMARKS
 from .gccases import GC_BENCHMARKS
@@ -645,6 +646,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **FUSE_BENCHMARKS,
     # proxy exec's overhead (bench/proxycases.py)
     **PROXY_BENCHMARKS,
+    # hook latency and MCP round trips (bench/agentcases.py)
+    **AGENT_BENCHMARKS,
     # push / clone through a git daemon vs git's (bench/remotecases.py)
     **REMOTE_BENCHMARKS,
     # avfs gc vs git gc (bench/gccases.py)

@@ -67,7 +67,7 @@ def _parse_exec(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     return values, []
 
 
-def _parse_global(args: list[str]) -> tuple[dict[str, Any], list[str]] | None:
+def _global_options(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {
         "home": os.environ.get("AVFS_HOME"),
         "vault": os.environ.get("AVFS_VAULT"),
@@ -88,9 +88,47 @@ def _parse_global(args: list[str]) -> tuple[dict[str, Any], list[str]] | None:
             i += 1
         else:
             break
-    if args[i : i + 2] != ["proxy", "exec"]:
+    return out, args[i:]
+
+
+def _parse_global(args: list[str]) -> tuple[dict[str, Any], list[str]] | None:
+    out, rest = _global_options(args)
+    if rest[:2] != ["proxy", "exec"]:
         return None
-    return out, args[i + 2 :]
+    return out, rest[2:]
+
+
+_HOOK_EVENTS = ("pre-tool-use", "post-tool-use", "stop")
+
+
+def _fast_hook(args: list[str]) -> int | None:
+    """`avfs hook claude|codex EVENT` without click: an agent runs it before and after every
+    tool call (the click CLI's start-up alone is ~50 ms). The same answer as the click
+    command (cli/hooks_cmd.py), which handles everything else (--help, Codex's notify)."""
+    glob, rest = _global_options(args)
+    if (
+        len(rest) != 3
+        or rest[0] != "hook"
+        or rest[1] not in ("claude", "codex")
+        or rest[2] not in _HOOK_EVENTS
+    ):
+        return None
+    from ..hooks import answer
+
+    try:
+        data = sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        data = b""
+    home = os.path.abspath(glob["home"] or os.path.expanduser("~/.avfs"))
+    project = os.environ.get("CLAUDE_PROJECT_DIR") if rest[1] == "claude" else None
+    ans = answer(rest[1], rest[2], data, home, project_dir=project)
+    if text := ans.stdout_text():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if ans.stderr:
+        sys.stderr.write(ans.stderr)
+        sys.stderr.flush()
+    return ans.exit_code
 
 
 def render(json_mode: bool, document: str) -> None:
@@ -249,7 +287,11 @@ def _print_error(json_mode: bool, err: Any) -> int:
 
 
 def fast_main(args: list[str]) -> int | None:
-    """Run `proxy exec` without click; None when these arguments are not for the fast path."""
+    """Run `proxy exec` (or an agent hook) without click; None when these arguments are not
+    for a fast path."""
+    hook_code = _fast_hook(args)
+    if hook_code is not None:
+        return hook_code
     parsed = _parse_global(args)
     if parsed is None:
         return None
