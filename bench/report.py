@@ -116,13 +116,24 @@ def _count(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {"met": met, "missed": missed, "informational": len(rows) - met - missed}
 
 
-def markdown_report(doc: dict[str, Any], heading: str = "##", *, fuse: bool | None = None) -> str:
+def markdown_report(
+    doc: dict[str, Any],
+    heading: str = "##",
+    *,
+    fuse: bool | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    title: str | None = None,
+) -> str:
     """The report of one run: every figure (``fuse=None``), only the FUSE figures
-    (``True``) or all but them (``False``)."""
-    rows = doc["results"] if fuse is None else rows_of(doc, fuse=fuse)
+    (``True``) or all but them (``False``); or the given ``rows`` of it, under ``title``."""
+    if rows is None:
+        rows = doc["results"] if fuse is None else rows_of(doc, fuse=fuse)
     m = doc["machine"]
     s = _count(rows)
-    if fuse:
+    if title is not None:
+        title = f"{heading} {title}"
+        repeats = "Medians (the repeats of each figure are in its results file)."
+    elif fuse:
         title = f"{heading} FUSE and proxy exec: results of {doc['started']}"
         counts = sorted({int(r.get("repeats") or 0) for r in rows}) or [0]
         runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
@@ -211,6 +222,9 @@ def write_latest(
     else:
         body += markdown_report(doc, "##", fuse=False)
         body += f"\nFUSE figures from `{fuse[1].name}`.\n\n" + markdown_report(fuse[0], "##", fuse=True)
+    extras = newer_sections((doc, source), fuse, results_dir)
+    if extras:
+        body += "\n" + "\n".join(_newer_markdown(extras, "##"))
     latest.write_text("# Latest benchmark results\n\n" + body, encoding="utf-8")
     return latest
 
@@ -288,7 +302,46 @@ def docs_sources(
     return main, fuse
 
 
-def update_docs(main: Section | None, fuse: Section | None, page: Path = DOCS_PAGE) -> None:
+Extra = tuple[dict[str, Any], Path, list[dict[str, Any]]]  # a results file and its rows shown
+
+
+def newer_sections(
+    main: Section | None, fuse: Section | None, results_dir: Path = RESULTS_DIR
+) -> list[Extra]:
+    """Figures measured after the run the main (or FUSE) section comes from, by partial runs
+    (``--only``; not ``--quick``): for each figure (name, size), the newest such run that
+    has it, newest run first. The older figure then shows in its own section still, so a
+    reader sees both; the newer one is the one that counts."""
+    floor = max((sec[1].name for sec in (main, fuse) if sec is not None), default="")
+    taken: set[tuple[str, str]] = set()
+    out: list[Extra] = []
+    for path in reversed(_result_files(results_dir)):
+        if path.name <= floor:
+            break
+        doc = _read(path)
+        if doc is None or doc.get("quick"):
+            continue
+        rows = [r for r in doc.get("results", []) if (r.get("name"), r.get("size")) not in taken]
+        if rows:
+            taken |= {(r.get("name"), r.get("size")) for r in rows}
+            out.append((doc, path, rows))
+    return out
+
+
+def _newer_markdown(extras: list[Extra], heading: str) -> list[str]:
+    parts: list[str] = []
+    for doc, path, rows in extras:
+        parts += [
+            markdown_report(
+                doc, heading, rows=rows, title=f"Newer figures: `{path.name}` ({doc['started']})"
+            ),
+        ]
+    return parts
+
+
+def update_docs(
+    main: Section | None, fuse: Section | None, page: Path = DOCS_PAGE, results_dir: Path = RESULTS_DIR
+) -> None:
     """Replace the generated section of ``docs/benchmarks.md``: the figures of ``main``
     but its FUSE ones, then the FUSE figures of ``fuse``."""
     parts = [BEGIN, ""]
@@ -303,6 +356,14 @@ def update_docs(main: Section | None, fuse: Section | None, page: Path = DOCS_PA
             f"FUSE figures generated from `bench/results/{fuse[1].name}`.",
             "",
             markdown_report(fuse[0], "###", fuse=True),
+        ]
+    extras = newer_sections(main, fuse, results_dir)
+    if extras:
+        parts += [
+            "Figures measured since, by runs of some benchmarks only (`--only`); where a figure shows"
+            " twice, the newer one counts.",
+            "",
+            *_newer_markdown(extras, "###"),
         ]
     section = "\n".join(parts) + f"\n{END}"
     text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n\n## Latest results\n\n"
