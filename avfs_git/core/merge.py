@@ -466,7 +466,7 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
                 if gone:
                     raise _NeedsMerge
         merged = dict(eo)
-        added = False
+        moved = False
         for name in differ:
             vo, vt, vb = eo.get(name), et.get(name), eb.get(name)
             new: _RawEntry | None
@@ -476,6 +476,8 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
             elif vb == vt:  # only ours changed it
                 continue
             elif vo is not None and vt is not None and vo[0] == _TREE and vt[0] == _TREE:
+                if vb is not None and vb[0] != _TREE:
+                    raise _NeedsMerge  # a file both replaced by a directory: maybe renamed into both
                 sub = walk(
                     vb[1] if vb is not None and vb[0] == _TREE else None, vo[1], vt[1], prefix + name + b"/"
                 )
@@ -485,14 +487,15 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
             if new is None:
                 merged.pop(name, None)
             else:
-                added = added or vo is None
+                # a new name, or a file become a directory (or back), moves in git's order
+                moved = moved or vo is None or (vo[0] == _TREE) != (new[0] == _TREE)
                 merged[name] = new
         if merged == eo:
             return o
         if not merged:
             return None
         entries = merged.items()
-        if added:  # git's order: a directory sorts as if its name ended in "/"
+        if moved:  # git's order: a directory sorts as if its name ended in "/"
             entries = sorted(entries, key=lambda e: e[0] + b"/" if e[1][0] == _TREE else e[0])  # type: ignore[assignment]
         raw = b"".join([b"%s %s\0%s" % (mode, name, id_) for name, (mode, id_) in entries])
         return bytes.fromhex(pw.add(OBJ_TREE, raw))
