@@ -589,3 +589,31 @@ def test_a_server_killed_mid_push_changes_nothing_and_a_retry_works(populated, t
         git("--git-dir", str(served), "fsck", "--strict")
     finally:
         _stop_daemon(daemon)
+
+
+def test_a_push_the_server_declines_says_so_and_moves_nothing_anywhere(populated, bare, tmp_path):
+    """A pre-receive hook refusing is not a non-fast-forward (pulling would not help); and
+    with several forks, one refused ref leaves the others unpushed (git push --atomic)."""
+    v = populated
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    v.create_fork("main", "agent")
+    v.workspace("agent").write("agent.txt", b"a\n")
+    checkpoint.save(v, "agent")
+    v.workspace("main").write("main.txt", b"m\n")
+    checkpoint.save(v, "main")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(
+        '#!/bin/sh\nwhile read old new ref; do [ "$ref" = refs/heads/main ] && { echo "main is frozen" >&2; exit 1; }; done\nexit 0\n'
+    )
+    hook.chmod(0o755)
+    before = git("--git-dir", str(bare), "for-each-ref")
+    with pytest.raises(remote.RemoteRejectedError) as exc:
+        remote.push(v, "origin", all_forks=True)
+    d = exc.value.details
+    assert d["reason"] == "declined" and d["pushed"] == [] and "avfs pull" not in (exc.value.hint or "")
+    assert git("--git-dir", str(bare), "for-each-ref") == before  # agent was not pushed either
+    assert "refs/remotes/origin/agent" not in git("--git-dir", v.path, "for-each-ref")
+    hook.unlink()
+    res = remote.push(v, "origin", all_forks=True)
+    assert {u.ref for u in res.updates} == {"refs/heads/main", "refs/heads/agent"}

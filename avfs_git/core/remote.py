@@ -23,7 +23,7 @@ import dataclasses
 import re
 import subprocess
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from . import names, refs
 from .errors import AvfsError, NotFoundError, UsageError
@@ -320,41 +320,81 @@ def push(
                     dest = tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
-    args = ["push", "--porcelain", *(["--progress"] if progress else []), *leases, remote, *specs]
-    proc = _git(vault, *args, check=False, progress=progress)
-    rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
-    if rejected or proc.returncode != 0:
-        detail = _scrub(proc.stderr.strip())
-        first = rejected[0].split("\t") if rejected else []
-        rejected_ref = first[1].split(":")[-1] if len(first) > 1 else None
-        if rejected_ref is not None and rejected_ref in local:
-            ref = rejected_ref
-            there = _ls_remote(vault, remote).get(ref)  # (only on this path: one more round trip)
-            stale = "stale info" in rejected[0]
-            why = (
-                "not what this vault last fetched (the lease is stale)"
-                if stale
-                else f"which {local[ref]} does not contain (non-fast-forward)"
-            )
-            raise RemoteRejectedError(
-                f"{remote} refused {ref}: it is at {there or '?'}, {why}; nothing changed here",
-                hint="fetch and merge (`avfs pull`), then push again",
-                details={
-                    "ref": ref,
-                    "remote_commit": there,
-                    "local_commit": local[ref],
-                    "reason": "stale_lease" if stale else "non_fast_forward",
-                },
-            )
-        raise RemoteError(f"push to {remote} failed: {detail}", details={"exit": proc.returncode})
-    # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch refspec):
-    # the next lease is checked against it
-    updates = tuple(
-        RefUpdate(ref, old, local[ref])
-        for ref, old in sorted(_pushed(vault, proc.stdout, expected).items())
-        if ref in local
+    head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
+    # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
+    atomic = True
+    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress)
+    if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
+        atomic = False  # an old server: each ref on its own
+        proc = _git(vault, *head, remote, *specs, check=False, progress=progress)
+    if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
+        # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
+        # refspec): the next lease is checked against it
+        updates = tuple(
+            RefUpdate(ref, old, local[ref])
+            for ref, old in sorted(_pushed(vault, proc.stdout, expected).items())
+            if ref in local
+        )
+        return TransferResult(vault.name, remote, updates, tuple(left))
+    _push_failed(vault, remote, proc, local, expected, atomic)
+
+
+# what git's porcelain says of a refused ref -> (reason, why in words, hint)
+_REFUSALS = (
+    ("stale info", "stale_lease", "not what this vault last fetched (the lease is stale)",
+     "fetch (`avfs fetch`), look at what moved, then push again"),
+    ("non-fast-forward", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
+     "fetch and merge (`avfs pull`), then push again"),
+    ("fetch first", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
+     "fetch and merge (`avfs pull`), then push again"),
+    ("already exists", "already_exists", "and a tag is never moved",
+     "the checkpoint's tag exists there with another commit: rename the checkpoint or delete the tag"),
+    ("[remote rejected]", "declined", "and the server declined the update",
+     "the server refused it (a hook or branch protection): see its message; pulling will not help"),
+)  # fmt: skip
+
+
+def _push_failed(
+    vault: Vault,
+    remote: str,
+    proc: subprocess.CompletedProcess[str],
+    local: dict[str, str],
+    expected: dict[str, str],
+    atomic: bool,
+) -> NoReturn:
+    """Raise the error for a push git did not complete: the first ref the server refused
+    (not the ones --atomic refused along with it), why, and what to do."""
+    detail = _scrub(proc.stderr.strip())
+    refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
+    refused = [f for f in refused if len(f) >= 3 and f[1].split(":")[-1] in local]
+    pushed = [] if atomic else sorted(_pushed(vault, proc.stdout, expected))
+    cause = next((f for f in refused if "atomic push failed" not in f[2]), refused[0] if refused else None)
+    if cause is None:
+        raise RemoteError(
+            f"push to {remote} failed: {detail}", details={"exit": proc.returncode, "pushed": pushed}
+        )
+    ref, summary = cause[1].split(":")[-1], cause[2]
+    there = _ls_remote(vault, remote).get(ref)  # (only on this path: one more round trip)
+    reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
+    for needle, r, w, h in _REFUSALS:
+        if needle in summary:
+            reason, why, hint = r, w.format(local=local[ref]), h
+            break
+    if reason == "declined":
+        why += f" ({_scrub(summary)}{'; ' + detail if detail else ''})"
+    moved = f"; {len(pushed)} other ref(s) were pushed" if pushed else "; nothing changed here or there"
+    raise RemoteRejectedError(
+        f"{remote} refused {ref}: it is at {there or '(nothing)'}, {why}{moved}",
+        hint=hint,
+        details={
+            "ref": ref,
+            "remote_commit": there,
+            "local_commit": local[ref],
+            "reason": reason,
+            "git": _scrub(summary),
+            "pushed": pushed,
+        },
     )
-    return TransferResult(vault.name, remote, updates, tuple(left))
 
 
 def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:
@@ -385,6 +425,8 @@ def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str,
         full = proc.stdout.split()
         if proc.returncode != 0 or len(full) != len(short):
             raise RemoteError(f"the remote's old commits {sorted(short.values())} are not all in this vault")
+        if any(not f.startswith(a) for a, f in zip(short.values(), full, strict=True)):
+            raise RemoteError("a ref of this vault is named like one of the remote's old commits")
         out.update(zip(short, full, strict=True))
     return out
 
