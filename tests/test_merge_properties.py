@@ -146,22 +146,27 @@ def test_abort_gives_back_byte_identical_state(base, ours, theirs) -> None:
         assert (files(main), main.tip(), main.is_dirty()) == before
 
 
+def _both_merges(v):
+    """Checkpoint forks a and b, then merge them into main's tree both ways: avfs's trivial
+    merge (None: it leaves the merge to libgit2) and libgit2's merge_trees."""
+    checkpoint.save(v, "a")
+    checkpoint.save(v, "b")
+    store, repo = v.store, v.store.repo
+    t_base, t_a, t_b = (store.commit_tree(v.workspace(f).tip()) for f in ("main", "a", "b"))
+    return merge._trivial_merge(store, t_base, t_a, t_b), repo.merge_trees(t_base, t_a, t_b), repo
+
+
 @SETTINGS
 @given(disjoint_scenario())
+# one side adds to a directory the other side empties (deletes): merged entry by entry
+@example(({"a": b"", "d/y": b""}, {"d/x": b""}, {"a": None, "d/y": None}))
 def test_the_fast_disjoint_merge_agrees_with_libgit2(scenario) -> None:
     """avfs merges disjoint changes itself (O(directories both touched)); libgit2's merge_trees must give
     the very same tree."""
     base, ea, eb = scenario
     with fresh_vault() as v:
         _setup(v, base, ea, eb)
-        checkpoint.save(v, "a")
-        checkpoint.save(v, "b")
-        store, repo = v.store, v.store.repo
-        t_base = store.commit_tree(v.workspace("main").tip())
-        t_a = store.commit_tree(v.workspace("a").tip())
-        t_b = store.commit_tree(v.workspace("b").tip())
-        fast = merge._trivial_merge(store, t_base, t_a, t_b)
-        index = repo.merge_trees(t_base, t_a, t_b)
+        fast, index, repo = _both_merges(v)
         assert index.conflicts is None
         want = str(index.write_tree(repo))
         assert fast is not None and fast[0] == want
@@ -204,14 +209,8 @@ def test_the_trivial_merge_never_disagrees_with_libgit2(base, ea, eb) -> None:
         v.create_fork("main", "b")
         apply_some(v.workspace("a"), ea)
         apply_some(v.workspace("b"), eb)
-        checkpoint.save(v, "a")
-        checkpoint.save(v, "b")
-        store, repo = v.store, v.store.repo
-        t_base = store.commit_tree(v.workspace("main").tip())
-        t_a = store.commit_tree(v.workspace("a").tip())
-        t_b = store.commit_tree(v.workspace("b").tip())
-        fast = merge._trivial_merge(store, t_base, t_a, t_b)
-        index = repo.merge_trees(t_base, t_a, t_b)
+        fast, index, repo = _both_merges(v)
+        store, t_a = v.store, v.store.commit_tree(v.workspace("a").tip())
         if fast is None:
             return
         assert fast[1] == merge._changed(store, t_a, fast[0])

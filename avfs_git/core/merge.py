@@ -452,7 +452,7 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
             else:
                 out.add(path)
 
-    def walk(b: bytes | None, o: bytes, t: bytes, prefix: bytes) -> bytes | None:
+    def walk(b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
         eb, eo, et = items(b), items(o), items(t)
         if eb.keys() - eo.keys() - et.keys():
             raise _NeedsMerge  # deleted on both sides: maybe renamed on one
@@ -475,12 +475,12 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
                 new = vt
             elif vb == vt:  # only ours changed it
                 continue
-            elif vo is not None and vt is not None and vo[0] == _TREE and vt[0] == _TREE:
-                if vb is not None and vb[0] != _TREE:
-                    raise _NeedsMerge  # a file both replaced by a directory: maybe renamed into both
-                sub = walk(
-                    vb[1] if vb is not None and vb[0] == _TREE else None, vo[1], vt[1], prefix + name + b"/"
-                )
+            elif all(v is None or v[0] == _TREE for v in (vb, vo, vt)):
+                # directories both changed (one may have deleted it, or both added it): merge
+                # them entry by entry. (A file both replaced by a directory is not here: it
+                # may be a rename into both, libgit2 decides.)
+                below = [v[1] if v is not None else None for v in (vb, vo, vt)]
+                sub = walk(below[0], below[1], below[2], prefix + name + b"/")
                 new = (_TREE, sub) if sub is not None else None
             else:
                 raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
