@@ -344,3 +344,74 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
         assert not (Path(vault.state_dir) / "ws" / "empty").exists()
         assert maintenance.doctor(home).findings == []
     _fsck(vault)
+
+
+# -- lock files -------------------------------------------------------------------------------
+
+
+def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli: Any) -> None:
+    from avfs_git.proxy.execute import _exec_lock
+
+    vault.workspace("main").write("a", b"1")
+    checkpoint.save(vault, "main")
+    vault.create_fork("main", "team/x")
+    for fork in ("main", "team/x"):
+        _exec_lock(vault, fork)()  # what `avfs proxy exec` leaves: locks/exec-<fork>.lock
+    locks = Path(vault.state_dir) / "locks"
+    assert {"exec-main.lock", "exec-team%2Fx.lock"} <= {p.name for p in locks.iterdir()}
+    assert maintenance.stale_locks(vault) == []
+    assert maintenance.doctor(home).ok
+    assert [i for i in maintenance.prune(vault).items if i.kind == "lock"] == []
+    assert (locks / "exec-main.lock").exists() and (locks / "exec-team%2Fx.lock").exists()
+    # a fork lock asked to be removed directly: re-checked, kept while its fork exists
+    maintenance._remove_lock(str(locks / "exec-main.lock"))
+    assert (locks / "exec-main.lock").exists()
+
+    # the fork deleted: its exec lock is stale only while nobody holds it
+    vault.delete_fork("team/x")
+    release = _exec_lock(vault, "team/x")
+    try:
+        assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == ["team%2Fx.lock"]
+        maintenance._remove_lock(str(locks / "exec-team%2Fx.lock"))
+        assert (locks / "exec-team%2Fx.lock").exists()
+    finally:
+        release()
+    stale = ["exec-team%2Fx.lock", "team%2Fx.lock"]
+    assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == stale
+    assert [i.name for i in maintenance.prune(vault).items if i.kind == "lock"] == [
+        f"avfs/locks/{n}" for n in stale
+    ]
+    assert not (locks / "exec-team%2Fx.lock").exists() and (locks / "exec-main.lock").exists()
+
+
+def test_a_lock_file_unlinked_while_waited_for_is_not_held_twice(vault: Vault) -> None:
+    """B waits on the lock file (opened); the file is unlinked (prune of a stale lock) and
+    A lets go; C locks the new file of that name. B must not hold the old file's lock at
+    the same time as C: it notices the path now names another file and waits for C."""
+    import fcntl
+
+    from avfs_git.core.locks import file_lock
+
+    lock_dir = Path(vault.state_dir) / "locks"
+    lock_dir.mkdir(exist_ok=True)
+    path = str(lock_dir / "gone.lock")
+    fd_a = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd_a, fcntl.LOCK_EX)  # A
+    b_in = threading.Event()
+
+    def waiter() -> None:
+        with file_lock(path, what="B", wait_s=20):
+            b_in.set()
+
+    b = threading.Thread(target=waiter)
+    b.start()
+    try:
+        time.sleep(0.3)  # B has opened the file and polls its flock
+        os.unlink(path)
+        os.close(fd_a)  # A lets go
+        with file_lock(path, what="C", wait_s=5):  # C: a new file of that name
+            time.sleep(0.5)  # B polls at least every 50 ms
+            assert not b_in.is_set(), "B and C held the lock at the same time"
+    finally:
+        b.join(30)
+    assert b_in.is_set()

@@ -7,6 +7,7 @@ real processes holding a mount busy, and `git apply` of the patches `apply --pat
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from avfs_git.core import quickstart as q
 from avfs_git.core.errors import (
     BusyError,
     ConflictError,
+    InvalidPathError,
     PathNotFoundError,
     PermissionDeniedError,
     UsageError,
@@ -386,3 +388,118 @@ def test_apply_needs_a_vault_made_by_up(qhome: Home, proj: Path) -> None:
     vault = qhome.create_vault("plain", from_dir=str(proj))
     with pytest.raises(UsageError, match="does not know the directory"):
         q.apply(vault, "main")
+
+
+# -- apply never writes outside the target, into its .git, or through its symlinks ------------
+
+
+def _plumbing_commit(home: Home, fork: str, entries: dict[bytes, Any]) -> None:
+    """Put a commit on ``fork`` whose root tree is ``entries`` (name -> blob bytes or a
+    nested dict), written with raw objects as git plumbing (a push, a clone) can: no check
+    of the names ('..', '.git')."""
+    import pygit2
+
+    vault = home.vault("proj")
+    repo = pygit2.Repository(vault.path)
+
+    def tree(ents: dict[bytes, Any]) -> bytes:
+        rows = []
+        for name, val in sorted(ents.items()):
+            if isinstance(val, dict):
+                rows.append(b"40000 " + name + b"\0" + tree(val))
+            else:
+                rows.append(b"100644 " + name + b"\0" + repo.create_blob(val).raw)
+        return repo.odb.write(pygit2.enums.ObjectType.TREE, b"".join(rows)).raw
+
+    tip = vault.workspace(fork).tip()
+    assert tip is not None
+    sig = pygit2.Signature("agent", "agent@example.invalid")
+    oid = repo.create_commit(None, sig, sig, "plumbing", pygit2.Oid(raw=tree(entries)), [pygit2.Oid(hex=tip)])
+    repo.references.create(f"refs/heads/{fork}", oid, force=True)
+
+
+def test_apply_refuses_paths_that_leave_the_target_or_reach_into_its_git(
+    qhome: Home, proj: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    q.up(qhome, str(proj), agent="a1", mount=False)
+    (proj / ".git").mkdir()  # the project is a checkout: a hook there runs on `git checkout`
+    hook = b"#!/bin/sh\necho pwned\n"
+    _plumbing_commit(
+        _fresh(qhome),
+        "a1",
+        {
+            b"a.txt": b"changed by the agent\n",  # a good change: not written either
+            b"src": {b"util.py": b"x = 1\n"},
+            b"run.sh": b"#!/bin/sh\necho run\n",
+            b"..": {b"..": {b"ESCAPED.txt": b"outside\n"}},
+            b".git": {b"hooks": {b"post-checkout": hook}},
+            b".GIT": {b"config": b"[core]\n"},
+            b"bad\x1bname": b"x\n",
+        },
+    )
+    try:
+        _refused_unsafe_paths(qhome, proj, tmp_path, cli)
+    finally:  # git fsck (the suite's check of every vault) rightly refuses those trees
+        shutil.rmtree(_fresh(qhome).vault("proj").path)
+
+
+def _refused_unsafe_paths(qhome: Home, proj: Path, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    before = _tree(proj)
+    with pytest.raises(InvalidPathError, match="nothing was applied") as err:
+        q.apply(_fresh(qhome).vault("proj"), "a1")
+    assert {p["path"] for p in err.value.details["paths"]} == {
+        "../../ESCAPED.txt",
+        ".git/hooks/post-checkout",
+        ".GIT/config",
+        "bad\x1bname",
+    }
+    assert _tree(proj) == before and not (proj / ".git" / "hooks").exists()
+    assert not (tmp_path / "ESCAPED.txt").exists() and not (tmp_path.parent / "ESCAPED.txt").exists()
+    # the CLI and patch mode refuse the same way (a patch would carry the paths to `git apply`)
+    res = cli("--json", "apply", "proj:a1")
+    assert res.code != 0 and check(res)["error"]["code"] == "invalid_path"
+    patch = tmp_path / "a1.patch"
+    with pytest.raises(InvalidPathError):
+        q.apply(_fresh(qhome).vault("proj"), "a1", patch=str(patch))
+    assert not patch.exists() and _tree(proj) == before
+
+
+def test_apply_never_writes_or_deletes_through_a_symlink_in_the_target(
+    qhome: Home, proj: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (proj / ".gitignore").write_text("cache\n")
+    (proj / "data").mkdir()
+    (proj / "data" / "x").write_text("tracked\n")
+    q.up(qhome, str(proj), agent="a1", mount=False)
+    (proj / "cache").symlink_to(elsewhere)  # ignored: never imported
+    ws = _fresh(qhome).vault("proj").workspace("a1")
+    ws.write("cache/x", b"from the agent\n")
+    ws.write("a.txt", b"agent\n")
+    with pytest.raises(ConflictError) as err:
+        q.apply(_fresh(qhome).vault("proj"), "a1")
+    assert err.value.details["conflicts"] == [
+        {"path": "cache/x", "reason": "beyond the symbolic link cache in the target"}
+    ]
+    assert list(elsewhere.iterdir()) == [] and (proj / "a.txt").read_text() == "one\ntwo\n"
+
+    # a deletion beneath a symlink deletes nothing it points at (even a file equal to the
+    # fork's base version), and is a conflict too
+    shutil.move(str(proj / "data" / "x"), str(elsewhere / "x"))
+    (proj / "data").rmdir()
+    (proj / "data").symlink_to(elsewhere)
+    ws = _fresh(qhome).vault("proj").workspace("a1")
+    ws.remove("cache/x")
+    ws.remove("data/x")
+    with pytest.raises(ConflictError) as err:
+        q.apply(_fresh(qhome).vault("proj"), "a1")
+    assert [c["path"] for c in err.value.details["conflicts"]] == ["data/x"]
+    # --force overrides: the symlink is replaced (a write) or left (a deletion), never followed
+    ws.write("cache/x", b"from the agent\n")
+    res = q.apply(_fresh(qhome).vault("proj"), "a1", force=True)
+    assert res.forced and {c.path for c in res.conflicts} == {"cache/x", "data/x"}
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["x"]
+    assert (elsewhere / "x").read_text() == "tracked\n"
+    assert not (proj / "cache").is_symlink() and (proj / "cache" / "x").read_text() == "from the agent\n"
+    assert (proj / "data").is_symlink()

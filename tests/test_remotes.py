@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -388,6 +389,62 @@ def test_http_with_basic_auth_from_the_environment_and_the_secret_never_shows(
     everything = r.out + r.err + (Path(v.path) / "config").read_text()
     everything += (Path(v.state_dir) / "audit.ndjson").read_text()
     assert password not in everything
+
+
+def test_vault_clone_with_credentials_in_the_url_never_puts_them_on_a_command_line(
+    populated: Any, http_git: tuple[str, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`vault clone http://user:pass@host/repo`: git gets the URL without the pair, and the
+    pair through the environment (a credential helper): no git argv (world-readable in
+    /proc/*/cmdline) holds the secret. A shim `git` first on PATH logs every argv."""
+    import shutil
+    from urllib.parse import quote
+
+    from avfs_git.core.home import Home
+
+    url, _served, password = http_git
+    remote.add(populated, "origin", url)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    remote.push(populated, "origin", ["main"])
+    monkeypatch.delenv("AVFS_GIT_TOKEN")  # from here on, only the URL's credentials
+    monkeypatch.delenv("AVFS_GIT_USERNAME")
+    shim, log = tmp_path / "shim", tmp_path / "argv.log"
+    shim.mkdir()
+    real = shutil.which("git")
+    assert real is not None
+    (shim / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "git $*" >> "{log}"\nexec "{real}" "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+
+    with_creds = url.replace("http://", f"http://agent:{quote(password)}@")
+    home = Home(str(tmp_path / "home2"), author=("b", "b@x"))
+    w = home.clone_vault(with_creds, "proj")
+    assert w.fork_names() == ["main"] and w.workspace("main").read("README.md") == b"# proj\n"
+    argv = log.read_text()
+    assert "fetch" in argv and url in argv  # the shim saw the clone's git commands
+    assert password not in argv
+    assert git("--git-dir", w.path, "config", "--get", "remote.origin.url").strip() == url
+    # a wrong password: refused, and neither on a command line nor in the message
+    bad = url.replace("http://", "http://agent:wrong-pa55word@")
+    with pytest.raises(AvfsError) as exc:
+        home.clone_vault(bad, "other")
+    assert exc.value.exit_code == 5 and "wrong-pa55word" not in exc.value.message + log.read_text()
+    assert not (tmp_path / "home2" / "vaults" / "other.git").exists()
+
+
+def test_the_environment_credential_helper_passes_a_password_verbatim(tmp_path: Path) -> None:
+    """The helper answers with printf: a backslash, a space, '*' or '%' in a password reach
+    git as they are (sh's echo would expand backslashes, an unquoted word would glob)."""
+    secret = "a\\nb c*%s\\t'\"$x"
+    env = {**os.environ, "AVFS_GIT_CALL_USERNAME": "u s", "AVFS_GIT_CALL_PASSWORD": secret}
+    env.pop("AVFS_GIT_TOKEN", None)
+    proc = subprocess.run(
+        ["git", "-c", "credential.helper=", "-c", f"credential.helper={remote._ENV_HELPER}", "credential", "fill"],
+        input="protocol=https\nhost=example.invalid\n\n", capture_output=True, text=True, env=env,
+        cwd=tmp_path, check=True,
+    )  # fmt: skip
+    assert f"username=u s\npassword={secret}\n" in proc.stdout
 
 
 @pytest.fixture

@@ -332,15 +332,24 @@ def clone_into(
     (without credentials). Returns the default fork when it is not ``main``. The server is
     reached as for every remote (:func:`.remote.transport`: ssh settings, credential
     helpers, ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
-    from .remote import redact, strip_credentials, transport
+    from urllib.parse import unquote
 
-    clean, _ = strip_credentials(url)
+    from .remote import _CREDS, redact, strip_credentials, transport
+
+    clean, stripped = strip_credentials(url)
+    # a URL's user:password@ never goes on git's command line (world-readable in
+    # /proc/*/cmdline): git gets the URL without it and the pair through the environment
+    creds: tuple[str, str] | None = None
+    m = _CREDS.match(url) if stripped else None
+    if m is not None:
+        user, _, password = m.group("cred").partition(":")
+        creds = (unquote(user), unquote(password))
     transport(
-        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", url,
+        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", clean,
         "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
         "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
         "+refs/heads/*:refs/remotes/origin/*",  # origin's tracking refs (a later lease checks them)
-        progress=progress,
+        progress=progress, credentials=creds,
     )  # fmt: skip
     run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
     store = GitStore(git_dir)
@@ -352,7 +361,7 @@ def clone_into(
         if "main" in heads:
             return None
         # the remote's HEAD branch (or its first branch) becomes the default fork
-        out = transport(git_dir, "ls-remote", "--symref", url, "HEAD").stdout
+        out = transport(git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds).stdout
         head = next(
             (ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None
         )

@@ -51,28 +51,9 @@ def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[
             raise UsageError(
                 f"AVFS_LOCK_WAIT={raw!r} is not a number of seconds", hint="e.g. AVFS_LOCK_WAIT=10"
             ) from None
+    deadline = time.monotonic() + wait_s
+    fd = _lock_fd(path, what, wait_s, deadline)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise from_oserror(exc, path) from exc
-    try:
-        deadline = time.monotonic() + wait_s
-        delay = 0.002
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise from_oserror(exc, path) from exc
-                if time.monotonic() >= deadline:
-                    raise BusyError(
-                        f"{what} is busy: another avfs process holds its lock",
-                        hint="retry when the other command has finished",
-                        details={"lock": path, "waited_s": wait_s},
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
         held[path] = 1
         try:
             yield
@@ -81,3 +62,46 @@ def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
+    """Open ``path`` and flock it (waiting until ``deadline``); the fd holding the lock.
+
+    The lock counts only when ``path`` still names the file locked: a lock file unlinked
+    (``avfs prune`` of a stale one) between our open and our flock would otherwise let a
+    second process lock a new file of that name at the same time. So after the flock the
+    fd and the path are compared, and on a mismatch the file is opened again.
+    """
+    delay = 0.002
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise from_oserror(exc, path) from exc
+                    if time.monotonic() >= deadline:
+                        raise BusyError(
+                            f"{what} is busy: another avfs process holds its lock",
+                            hint="retry when the other command has finished",
+                            details={"lock": path, "waited_s": wait_s},
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)  # unlinked (or replaced) while we waited: lock the file there now

@@ -37,9 +37,10 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from . import refs
-from .errors import BusyError, InternalError, UsageError, from_oserror
+from .errors import BusyError, InternalError, InvalidNameError, UsageError, from_oserror
 from .gitstore import rfc3339
 from .locks import file_lock
+from .names import check_fork_name
 from .types import Operation, to_json
 
 if TYPE_CHECKING:
@@ -795,7 +796,8 @@ def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
 def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, str]]:
     """(path, reason) of lock files nothing will release: git's ``*.lock`` files older than
     ten minutes (a killed process left them; git and libgit2 refuse to move that ref while
-    one exists), and avfs lock files of forks that no longer exist."""
+    one exists), and avfs lock files of forks that no longer exist (a fork's lock or proxy
+    exec's ``exec-<fork>``) that nobody holds."""
     now = time.time() if now is None else now
     out: list[tuple[str, str]] = []
     candidates = [os.path.join(vault.path, n) for n in ("packed-refs.lock", "config.lock", "HEAD.lock")]
@@ -809,36 +811,98 @@ def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, st
         if age > STALE_GIT_LOCK_S:
             out.append((path, f"git lock file left for {int(age)} s"))
     lock_dir = os.path.join(vault.state_dir, "locks")
-    forks = {f.replace("%", "%25").replace("/", "%2F") for f in vault.fork_names()}
-    forks.update((MAINTENANCE_LOCK, REPACK_LOCK))
     try:
-        names = sorted(os.listdir(lock_dir))
+        entries = sorted(os.listdir(lock_dir))
     except FileNotFoundError:
-        names = []
-    for fn in names:
-        if fn.endswith(".lock") and fn[: -len(".lock")] not in forks:
-            out.append((os.path.join(lock_dir, fn), "lock file of a fork that no longer exists"))
+        entries = []
+    for fn in entries:
+        path = os.path.join(lock_dir, fn)
+        if fn.endswith(".lock") and _lock_owner_gone(path) and not _lock_held(path):
+            out.append((path, "lock file of a fork that no longer exists"))
     return out
 
 
+def _lock_forks(name: str) -> set[str]:
+    """The forks whose lock file can be ``<name>.lock``: the fork lock (``Vault.lock``: '/'
+    and '%' escaped) and proxy exec's ``exec-<fork>`` ('/' escaped)."""
+    out = {name.replace("%2F", "/").replace("%25", "%")}
+    if name.startswith("exec-"):
+        out.add(name[len("exec-") :].replace("%2F", "/"))
+    return out
+
+
+def _lock_owner_gone(path: str) -> bool:
+    """True when the avfs lock file ``path`` (``<vault>/avfs/locks/<name>.lock``) belongs to
+    no existing fork and is no vault-wide lock (read from the ref files, not a cache)."""
+    fn = os.path.basename(path)
+    if not fn.endswith(".lock"):
+        return False
+    name = fn[: -len(".lock")]
+    if name in (MAINTENANCE_LOCK, REPACK_LOCK):
+        return False
+    git_dir = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+    for fork in _lock_forks(name):
+        try:
+            check_fork_name(fork)
+        except InvalidNameError:
+            continue  # no fork can have this name
+        try:
+            if refs.read_ref_file(git_dir, refs.fork_ref(fork)) is not None:
+                return False
+        except OSError:
+            return False  # cannot tell: leave it alone
+    return True
+
+
+def _lock_held(path: str) -> bool:
+    """True when someone holds the flock of ``path`` (or it cannot be tested)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our flock
+    return False
+
+
 def _remove_lock(path: str) -> None:
-    """Unlink a lock file; an avfs (flock) lock only while nobody holds it."""
+    """Unlink a lock file; an avfs (flock) lock only when it is stale for certain.
+
+    A flock file is unlinked only while we hold its flock ourselves (nobody else does),
+    only when, re-checked under that flock, no fork it could belong to exists, and only when
+    the path still names the file we locked. A waiter that opened it before the unlink
+    notices (``locks.file_lock`` compares its fd with the path after locking) and retries.
+    """
     if os.sep + os.path.join("avfs", "locks") + os.sep not in path:
         _unlink_quiet(path)
         return
     import fcntl
 
+    if not _lock_owner_gone(path):
+        return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return  # held: not stale after all
-    try:
-        _unlink_quiet(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # held: not stale after all
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            return
+        if same and _lock_owner_gone(path):  # the fork may have been made (again) meanwhile
+            _unlink_quiet(path)
     finally:
         os.close(fd)
 

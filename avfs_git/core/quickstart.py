@@ -25,7 +25,7 @@ import os
 import shlex
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import pygit2
@@ -36,6 +36,7 @@ from .errors import (
     BusyError,
     ConflictError,
     InternalError,
+    InvalidPathError,
     PathNotFoundError,
     PermissionDeniedError,
     UsageError,
@@ -741,6 +742,58 @@ def _status(old: Entry | None, new: Entry | None) -> str:
     return "modified"
 
 
+def _refuse_unsafe_paths(vault: Vault, fork: str, base: str, paths: Iterable[str]) -> None:
+    """Refuse (before anything is written) a change whose path could leave the target or
+    reach into its ``.git``: '..', '.git' in any case, control characters, an absolute or
+    not normalised path. A fork's tree can hold such entries when they were made with git
+    plumbing (a push into the vault, a clone or pull of an untrusted remote)."""
+    bad: list[dict[str, str]] = []
+    for path in sorted(paths):
+        try:
+            why = None if names.norm_path(path) == path else "not a normalised path"
+        except AvfsError as exc:
+            why = exc.message
+        if why is not None:
+            bad.append({"path": path, "reason": why})
+    if bad:
+        listing = "; ".join(repr(b["path"]) for b in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise InvalidPathError(
+            f"fork {fork} of vault {vault.name} changes paths that cannot be written into a"
+            f" directory: {listing}{more}; nothing was applied",
+            hint="such entries ('..', '.git', control characters) come from git plumbing (a push,"
+            " a clone of an untrusted remote): rewrite the fork's commits without them",
+            details={"fork": fork, "base": base, "paths": bad},
+        )
+
+
+def _parent_problem(target: str, path: str, deleted: set[str]) -> tuple[str | None, bool]:
+    """Check the directories above ``path`` in ``target`` without following a symlink.
+
+    Returns (why writing ``path`` would go through something that is not a plain directory
+    of the target, or None; whether ``path`` is absent because a parent is missing or is a
+    file or symlink the fork deletes anyway). A symlink is never followed: like git ("beyond
+    a symbolic link"), a parent that is a symlink (``cache -> /elsewhere``) is a conflict.
+    """
+    full = target
+    rel = ""
+    for comp in path.split("/")[:-1]:
+        rel = f"{rel}/{comp}" if rel else comp
+        full = os.path.join(full, comp)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, True
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if rel in deleted:
+            return None, True  # the fork removes it (its own check covers a change there)
+        if stat.S_ISLNK(st.st_mode):
+            return f"beyond the symbolic link {rel} in the target", False
+        return f"{rel} is not a directory in the target", False
+    return None, False
+
+
 def _conflict_reason(
     target: str, path: str, cur: Entry | str | None, old: Entry | None, deleted: set[str]
 ) -> str | None:
@@ -808,13 +861,20 @@ def apply(
     mb = repo.merge_base(pygit2.Oid(hex=commit), pygit2.Oid(hex=origin))
     base = str(mb) if mb is not None else origin
     changes = _fork_changes(repo, _commit_tree(vault, base), _commit_tree(vault, commit))
+    _refuse_unsafe_paths(vault, fork, base, changes)
     deleted = {p for p, (_o, n) in changes.items() if n is None}
     conflicts: list[ApplyConflict] = []
     todo: list[tuple[str, Entry | None, Entry | None]] = []
     done: list[ApplyChange] = []
+    has_dir = os.path.isdir(target)
     for path in sorted(changes):
         old, new = changes[path]
-        cur = _host_entry(os.path.join(target, path)) if os.path.isdir(target) else old
+        why, absent = _parent_problem(target, path, deleted) if has_dir else (None, False)
+        if why is not None:
+            conflicts.append(ApplyConflict(path, why))
+            todo.append((path, old, new))
+            continue
+        cur = None if absent else _host_entry(os.path.join(target, path)) if has_dir else old
         if cur == new:
             done.append(ApplyChange(path, _status(old, new), False))
             continue
@@ -874,9 +934,44 @@ def apply(
     )
 
 
+def _is_plain_dir(target: str, rel: str) -> bool:
+    """True when ``rel`` and every directory above it in ``target`` is a plain directory
+    (lstat: no symlink is followed); False when one is missing, a file or a symlink."""
+    full = target
+    for comp in rel.split("/") if rel else ():
+        full = os.path.join(full, comp)
+        try:
+            if not stat.S_ISDIR(os.lstat(full).st_mode):
+                return False
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+    return True
+
+
+def _make_parents(target: str, path: str) -> None:
+    """Make the directories above ``path`` in ``target``, never through a symlink: a file
+    or symlink in the way (checked as a conflict before, or overridden by ``force``) is
+    replaced by a directory."""
+    full = target
+    for comp in path.split("/")[:-1]:
+        full = os.path.join(full, comp)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            os.mkdir(full)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        os.unlink(full)  # the symlink itself, never what it points at
+        os.mkdir(full)
+
+
 def _copy_changes(
     repo: pygit2.Repository, target: str, todo: list[tuple[str, Entry | None, Entry | None]]
 ) -> list[ApplyChange]:
+    """Write ``todo`` into ``target``. Paths were checked by :func:`_refuse_unsafe_paths`;
+    no symlink in the target is followed (a deletion beneath one deletes nothing, a write
+    beneath one replaces it by a directory: only reached with ``force``)."""
     import shutil
 
     out: list[ApplyChange] = []
@@ -885,34 +980,23 @@ def _copy_changes(
         if new is not None:
             continue
         full = os.path.join(target, path)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full)
-        elif os.path.lexists(full):
-            os.unlink(full)
+        if _is_plain_dir(target, os.path.dirname(path)):
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            elif os.path.lexists(full):
+                os.unlink(full)
         out.append(ApplyChange(path, _status(old, new), True))
         parent = os.path.dirname(path)
-        while parent:
-            pfull = os.path.join(target, parent)
-            if not os.path.isdir(pfull) or os.path.islink(pfull) or not _is_empty_dir(pfull):
-                break
-            os.rmdir(pfull)
+        while parent and _is_plain_dir(target, parent) and _is_empty_dir(os.path.join(target, parent)):
+            os.rmdir(os.path.join(target, parent))
             parent = os.path.dirname(parent)
     for path, old, new in sorted(todo, key=lambda t: t[0]):
         if new is None:
             continue
-        full = os.path.join(target, path)
-        parent = os.path.dirname(full)
-        # a file in the way of a directory the fork needs (forced): replace it
-        p = parent
-        while p != target and not os.path.isdir(p):
-            if os.path.lexists(p):
-                os.unlink(p)
-                break
-            p = os.path.dirname(p)
-        os.makedirs(parent, exist_ok=True)
+        _make_parents(target, path)
         blob = repo[new[0]]
         assert isinstance(blob, pygit2.Blob)
-        _replace_with_file(full, blob.data, new[1], keep_perms=True)
+        _replace_with_file(os.path.join(target, path), blob.data, new[1], keep_perms=True)
         out.append(ApplyChange(path, _status(old, new), True))
     return out
 

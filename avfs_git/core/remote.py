@@ -95,30 +95,52 @@ def _check_name(name: str) -> str:
 TOKEN_ENV = "AVFS_GIT_TOKEN"  # an HTTP(S) password or token for every remote
 USER_ENV = "AVFS_GIT_USERNAME"  # its user name (default: avfs; GitHub ignores it)
 # a credential helper that answers from the environment: the secret itself is never on a
-# command line, in a config file or in git's output
+# command line, in a config file or in git's output. The per-call pair (``transport``'s
+# ``credentials``: a URL's user:password@) comes first, then AVFS_GIT_TOKEN. printf, not
+# echo: sh's echo may expand backslashes in a password.
+_CALL_USER_ENV = "AVFS_GIT_CALL_USERNAME"  # set by transport() for one git process only
+_CALL_PASS_ENV = "AVFS_GIT_CALL_PASSWORD"
 _ENV_HELPER = (
-    f'!f() {{ test "$1" = get || exit 0; test -n "${TOKEN_ENV}" || exit 0;'
-    f" echo username=${{{USER_ENV}:-avfs}}; echo password=${TOKEN_ENV}; }}; f"
+    f'!f() {{ test "$1" = get || exit 0; if test -n "${_CALL_PASS_ENV}"; then'
+    f' printf "username=%s\\npassword=%s\\n" "${_CALL_USER_ENV}" "${_CALL_PASS_ENV}";'
+    f' elif test -n "${TOKEN_ENV}"; then'
+    f' printf "username=%s\\npassword=%s\\n" "${{{USER_ENV}:-avfs}}" "${TOKEN_ENV}"; fi; }}; f'
 )
-
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total), e.g. ("Writing objects", 3, 10)
 _PROGRESS = re.compile(r"^(?:remote: )?(?P<phase>[A-Z][A-Za-z ]+):\s+\d+% \((?P<done>\d+)/(?P<total>\d+)\)")
 
 
 def transport(
-    git_dir: str, *args: str, check: bool = True, progress: ProgressFn | None = None
+    git_dir: str,
+    *args: str,
+    check: bool = True,
+    progress: ProgressFn | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a git command that may reach a server, with the user's ways of reaching it (ssh
     settings, credential helpers, ``AVFS_GIT_TOKEN``) and never a prompt. With ``progress``,
     git reports progress (``--progress`` must be among ``args``) and each line of it goes to
-    the callback instead of into the error text."""
+    the callback instead of into the error text.
+
+    ``credentials``: a (username, password) for this command only (a URL's ``user:pass@``,
+    taken out of the URL by the caller). They reach git through the environment of this
+    one process and the credential helper :data:`_ENV_HELPER`, the only helper asked then:
+    never on a command line (``/proc/*/cmdline`` is world-readable) or in a file."""
     import os
 
-    extra: list[str] = []
-    if os.environ.get(TOKEN_ENV):
-        extra = ["-c", f"credential.helper={_ENV_HELPER}"]
     env = {**git_env(), "GIT_TERMINAL_PROMPT": "0"}
+    for k in (_CALL_USER_ENV, _CALL_PASS_ENV):
+        env.pop(k, None)  # only ever this call's
+    extra: list[str] = []
+    if credentials is not None:
+        user, password = credentials
+        if not password or any(c in user + password for c in "\0\n\r"):
+            raise UsageError("invalid credentials in the URL: an empty password, or a line break")
+        env[_CALL_USER_ENV], env[_CALL_PASS_ENV] = user, password
+        extra = ["-c", "credential.helper=", "-c", f"credential.helper={_ENV_HELPER}"]
+    elif os.environ.get(TOKEN_ENV):
+        extra = ["-c", f"credential.helper={_ENV_HELPER}"]
     # git_env() drops the caller's GIT_* variables (vault work must not see them), but how
     # to reach a server is the user's to say: keep their ssh settings
     for k in ("GIT_SSH_COMMAND", "GIT_SSH", "GIT_SSH_VARIANT"):
@@ -130,10 +152,10 @@ def transport(
     else:
         proc = _run_with_progress(argv, env, progress)
     if check and proc.returncode != 0:
-        raise RemoteError(
-            f"git {args[0]} failed: {_scrub(proc.stderr.strip() or proc.stdout.strip())}",
-            details={"exit": proc.returncode},
-        )
+        text = _scrub(proc.stderr.strip() or proc.stdout.strip())
+        if credentials is not None:
+            text = text.replace(credentials[1], "***")
+        raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
     return proc
 
 
