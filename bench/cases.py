@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agentcases import AGENT_BENCHMARKS
+from .apicases import API_BENCHMARKS
 from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
 from .fusecases import FUSE_BENCHMARKS
 from .gccases import GC_BENCHMARKS
@@ -654,4 +655,6 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **GC_BENCHMARKS,
     # grep vs git grep / grep -r, full-text search (bench/searchcases.py)
     **SEARCH_BENCHMARKS,
+    # the Python API: mixed file ops over 100 vaults, 1 and 2 processes (bench/apicases.py)
+    **API_BENCHMARKS,
 }

@@ -78,10 +78,11 @@ class GitStore:
         return repo
 
     def close(self) -> None:
-        repo = getattr(self._local, "repo", None)
-        if repo is not None:
-            repo.free()
-            self._local.repo = None
+        """Release every thread's repository and the pure reader's open packs (all are
+        reopened on next use)."""
+        # other threads' repositories are dropped, not freed: one may be in use right now
+        self._local.release("repo", lambda repo: repo.free(), others=False)
+        self._reader = ObjectReader(self.path)  # readers busy with the old one finish with it
 
     # -- objects ------------------------------------------------------------------------
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]:

@@ -15,6 +15,8 @@ import json
 import os
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -81,16 +83,46 @@ def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = No
     return proc.stdout.decode("utf-8", "surrogateescape")
 
 
-class Home:
-    """An avfs home directory. Cheap to create; vault handles are cached per home."""
+KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
 
-    def __init__(self, path: str, *, author: tuple[str, str] | None = None) -> None:
+
+class Home:
+    """An avfs home directory. Cheap to create; one shared handle per vault.
+
+    Handles: :meth:`vault` returns the same :class:`Vault` for a name for as long as
+    anything holds it (a weak map), and keeps the ``keep_open`` most recently used ones
+    alive itself, so that ``home.vault(name)`` in a loop does not reopen a vault each
+    time. A handle neither held nor recent is freed with its git and SQLite handles by the
+    garbage collector; :meth:`close` (or leaving a ``with`` block) releases every vault's
+    handles at once. Thread-safe.
+    """
+
+    def __init__(
+        self, path: str, *, author: tuple[str, str] | None = None, keep_open: int = KEEP_OPEN
+    ) -> None:
         self.path = os.path.abspath(path)
         self.vaults_dir = os.path.join(self.path, "vaults")
         self.trash_dir = os.path.join(self.path, "trash")
-        self._vaults: dict[str, Vault] = {}
+        self._vaults: weakref.WeakValueDictionary[str, Vault] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[str, Vault] = OrderedDict()
+        self._keep_open = keep_open
         self._lock = threading.Lock()
         self._author = author
+
+    def __enter__(self) -> Home:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the git and SQLite handles of every open vault (see :meth:`Vault.close`;
+        a vault still held stays usable and reopens what it needs on next use)."""
+        with self._lock:
+            vaults = list(self._vaults.values())
+            self._recent.clear()
+        for v in vaults:
+            v.close()
 
     def __repr__(self) -> str:
         return f"Home({self.path!r})"
@@ -153,20 +185,25 @@ class Home:
         return os.path.isdir(os.path.join(self.vault_path(name), "objects"))
 
     def vault(self, name: str) -> Vault:
-        """An open handle on vault ``name`` (cached)."""
+        """The handle on vault ``name``: the same object while anything holds it (see
+        :class:`Home` for how long handles stay open)."""
         path = self.vault_path(name)
         with self._lock:
             v = self._vaults.get(name)
-            if v is not None and os.path.isdir(path):
-                return v
-            if not os.path.isdir(os.path.join(path, "objects")):
-                raise VaultNotFoundError(
-                    f"no vault named {name!r} in {self.path}",
-                    hint="`avfs vault list` shows the vaults; `avfs vault create NAME` makes one",
-                    details={"vault": name, "home": self.path},
-                )
-            v = Vault(name, path, author=self.author(), home=self)
-            self._vaults[name] = v
+            if v is None or not os.path.isdir(path):
+                if not os.path.isdir(os.path.join(path, "objects")):
+                    raise VaultNotFoundError(
+                        f"no vault named {name!r} in {self.path}",
+                        hint="`avfs vault list` shows the vaults; `avfs vault create NAME` makes one",
+                        details={"vault": name, "home": self.path},
+                    )
+                v = Vault(name, path, author=self.author(), home=self)
+                self._vaults[name] = v
+            recent = self._recent
+            recent[name] = v
+            recent.move_to_end(name)
+            while len(recent) > self._keep_open:
+                recent.popitem(last=False)
             return v
 
     def resolve(self, spec: str | None) -> tuple[Vault, str]:
@@ -326,7 +363,9 @@ class Home:
                 f"refusing to delete vault {name!r} without --force",
                 hint=f"`avfs vault delete {name} --force` (`avfs vault restore {name}` brings it back)",
             )
-        v = self._vaults.pop(name, None)
+        with self._lock:
+            v = self._vaults.pop(name, None)
+            self._recent.pop(name, None)
         if v is not None:
             v.close()
         try:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from .gitstore import rfc3339
-from .sqlite import open_db
+from .sqlite import close_conn, open_db
 from .threads import ThreadSlots
 from .types import Operation
 
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS ops(
 class OpLog:
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, "oplog.db")
-        self._local = ThreadSlots()
+        self._local = ThreadSlots(on_drop=close_conn)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -52,10 +52,8 @@ class OpLog:
         return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Release every thread's connection (each reopens on next use)."""
+        self._local.release("conn", sqlite3.Connection.close)
 
     def record(
         self,

@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from .errors import CorruptStateError, from_oserror
 from .names import parent_of
-from .sqlite import open_db
+from .sqlite import close_conn, open_db
 from .threads import ThreadSlots
 
 DELETED = 0
@@ -101,19 +102,12 @@ class Entry:
 
 
 def _row(r: tuple[object, ...]) -> Entry:
-    return Entry(
-        path=str(r[0]),
-        kind=int(r[1]),  # type: ignore[call-overload]
-        mode=int(r[2]),  # type: ignore[call-overload]
-        oid=r[3],  # type: ignore[arg-type]
-        fileid=r[4],  # type: ignore[arg-type]
-        origin=r[5],  # type: ignore[arg-type]
-        size=int(r[6]),  # type: ignore[call-overload]
-        seq=int(r[7]),  # type: ignore[call-overload]
-    )
+    # the columns are _COLS in Entry's order, typed by the schema (TEXT, INTEGER)
+    return Entry(*r)  # type: ignore[arg-type]
 
 
 _COLS = "path, kind, mode, oid, fileid, origin, size, seq"
+_LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
 
 
 class Overlay:
@@ -123,7 +117,8 @@ class Overlay:
         self.dir = state_dir
         self.files_dir = os.path.join(state_dir, "files")
         self.db_path = os.path.join(state_dir, "overlay.db")
-        self._local = ThreadSlots()
+        self._local = ThreadSlots(on_drop=close_conn)
+        self._write_lock = threading.Lock()
         try:
             os.makedirs(self.files_dir, exist_ok=True)
         except OSError as exc:
@@ -132,62 +127,80 @@ class Overlay:
     # -- connection ---------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        ns = self._local.ns()
+        conn: sqlite3.Connection | None = ns.get("conn")
         if conn is None:
             template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
             conn = open_db(self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template)
             # INSERT OR REPLACE deletes the old row: its delete trigger must fire (totals)
             conn.execute("PRAGMA recursive_triggers=ON")
-            self._local.conn = conn
-            self._local.depth = 0
+            ns["conn"] = conn
+            ns["depth"] = 0
         return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Release the SQLite connections of every thread (each thread reopens its own on
+        next use). Not while another thread is inside a transaction of this overlay."""
+        self._local.release("conn", sqlite3.Connection.close)
 
     @contextmanager
     def txn(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``); nests by joining the outer one."""
+        """A write transaction (``BEGIN IMMEDIATE``); nests by joining the outer one.
+
+        Threads of this process take turns on an in-process lock first: SQLite's own wait
+        for the write lock sleeps in steps of milliseconds, a thread lock hands over at
+        once. Files of entries the transaction removed are unlinked after it committed.
+        """
         db = self.db
-        if self._local.depth:
-            self._local.depth += 1
+        ns = self._local.ns()
+        if ns["depth"]:
+            ns["depth"] += 1
             try:
                 yield db
             finally:
-                self._local.depth -= 1
+                ns["depth"] -= 1
             return
+        # never wait forever: past the timeout SQLite's busy wait decides (and reports)
+        held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "readonly" in str(exc):
-                raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
-            raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
-        self._local.depth = 1
-        self._local.garbage = []
-        try:
-            yield db
-        except BaseException:
-            self._local.depth = 0
-            self._local.garbage = []
-            db.execute("ROLLBACK")
-            raise
-        self._local.depth = 0
-        try:
-            db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            self._local.garbage = []
-            if "readonly" in str(exc):
-                raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
-            raise
-        self.collect_garbage()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc):
+                    raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+                raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
+            ns["depth"] = 1
+            ns["garbage"] = []
+            try:
+                yield db
+                dead = self._dead_files(db, ns["garbage"])
+            except BaseException:
+                ns["depth"] = 0
+                ns["garbage"] = []
+                db.execute("ROLLBACK")
+                raise
+            ns["depth"] = 0
+            ns["garbage"] = []
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc):
+                    raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+                raise
+        finally:
+            if held:
+                self._write_lock.release()
+        self._unlink_files(dead)
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def get_metas(self, *keys: str) -> dict[str, str]:
+        """The meta values of ``keys`` that are set, in one query."""
+        q = f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(keys))})"
+        return {str(k): str(v) for k, v in self.db.execute(q, keys)}
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self.txn() as db:
@@ -206,6 +219,31 @@ class Overlay:
             return {}
         q = f"SELECT {_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
         return {e.path: e for e in map(_row, self.db.execute(q, paths))}
+
+    def lookup(
+        self, chain: list[str], children_of: str | None = None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]:
+        """What a workspace lookup reads, in one query (one read transaction: each costs a
+        round of file locking, more than the query): the entries at the paths of
+        ``chain`` (like :meth:`get_many`), the children of ``children_of`` when given (like
+        :meth:`children`), and the base commit (meta ``base``)."""
+        q = f"SELECT 0, {_COLS} FROM entries WHERE path IN ({','.join('?' * len(chain))})"
+        args: list[str] = list(chain)
+        if children_of is not None:
+            q += f" UNION ALL SELECT 1, {_COLS} FROM entries WHERE parent=? AND path != ''"
+            args.append(children_of)
+        q += " UNION ALL SELECT 2, value, 0, 0, NULL, NULL, NULL, 0, 0 FROM meta WHERE key='base'"
+        got: dict[str, Entry] = {}
+        kids: list[Entry] = []
+        base: str | None = None
+        for r in self.db.execute(q, args):
+            if r[0] == 0:
+                got[r[1]] = _row(r[1:])
+            elif r[0] == 1:
+                kids.append(_row(r[1:]))
+            else:
+                base = r[1]
+        return got, kids, base
 
     def children(self, parent: str) -> list[Entry]:
         q = f"SELECT {_COLS} FROM entries WHERE parent=? AND path != ''"
@@ -284,17 +322,33 @@ class Overlay:
         )
         return int(cur.lastrowid or 0)
 
-    def put(self, db: sqlite3.Connection, e: Entry, op: str) -> Entry:
-        """Insert or replace the entry at ``e.path``; returns it with its new ``seq``."""
+    def put(self, db: sqlite3.Connection, e: Entry, op: str, *, old: Entry | bool | None = True) -> Entry:
+        """Insert or replace the entry at ``e.path``; returns it with its new ``seq``.
+
+        ``old``: the entry at ``e.path`` when the caller read it in this transaction
+        (``None``: there is none); by default it is looked up here.
+        """
         seq = self._journal(db, e.path, op)
-        old = db.execute("SELECT fileid FROM entries WHERE path=?", (e.path,)).fetchone()
-        db.execute(
-            f"INSERT OR REPLACE INTO entries({_COLS}, parent) VALUES(?,?,?,?,?,?,?,?,?)",
-            (e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq, parent_of(e.path)),
-        )
-        if old is not None and old[0] and old[0] != e.fileid:
-            self._garbage(db, str(old[0]))
-        return dataclasses.replace(e, seq=seq)
+        if old is True:
+            row = db.execute("SELECT fileid FROM entries WHERE path=?", (e.path,)).fetchone()
+            exists, old_fileid = row is not None, None if row is None else row[0]
+        else:
+            exists, old_fileid = isinstance(old, Entry), old.fileid if isinstance(old, Entry) else None
+        if exists:
+            # in place: the row keeps its id, so the path and parent indexes are not touched
+            # (INSERT OR REPLACE writes 7 pages to the WAL here, this 5)
+            db.execute(
+                "UPDATE entries SET kind=?, mode=?, oid=?, fileid=?, origin=?, size=?, seq=? WHERE path=?",
+                (e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq, e.path),
+            )
+        else:
+            db.execute(
+                f"INSERT OR REPLACE INTO entries({_COLS}, parent) VALUES(?,?,?,?,?,?,?,?,?)",
+                (e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq, parent_of(e.path)),
+            )
+        if old_fileid and old_fileid != e.fileid:
+            self._garbage(db, str(old_fileid))
+        return Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq)
 
     def set_size(self, db: sqlite3.Connection, path: str, fileid: str, size: int) -> bool:
         """Record a materialized file's new size in place: no journal entry and no new
@@ -343,30 +397,39 @@ class Overlay:
             self.remove(db, e.path, op)
 
     def _garbage(self, db: sqlite3.Connection, fileid: str) -> None:
-        # Unlinking happens now: the entry is already gone in this transaction, and a
-        # rollback would only leave an entry whose file is missing if the unlink ran first,
-        # so unlink after commit via the pending list.
-        pending: list[str] = getattr(self._local, "garbage", None) or []
+        # The file is unlinked once the transaction committed (a rollback would leave an
+        # entry whose file is missing if the unlink ran first): see txn().
+        pending: list[str] | None = self._local.ns().get("garbage")
+        if pending is None:
+            pending = self._local.ns()["garbage"] = []
         pending.append(fileid)
-        self._local.garbage = pending
 
-    def collect_garbage(self) -> None:
-        """Unlink the overlay files of entries removed by committed transactions."""
-        pending: list[str] = getattr(self._local, "garbage", None) or []
-        self._local.garbage = []
+    def _dead_files(self, db: sqlite3.Connection, pending: list[str]) -> list[str]:
+        """Of the file ids whose entries went in this transaction, those no entry uses
+        (asked before COMMIT, with the write lock held: the answer is the committed one)."""
         if not pending:
-            return
+            return []
         live: set[str] = set()
         for i in range(0, len(pending), 500):
             chunk = pending[i : i + 500]
             q = f"SELECT fileid FROM entries WHERE fileid IN ({','.join('?' * len(chunk))})"
-            live.update(str(r[0]) for r in self.db.execute(q, chunk))
-        for fid in pending:
-            if fid not in live:
-                try:
-                    os.unlink(self.file_path(fid))
-                except FileNotFoundError:
-                    pass
+            live.update(str(r[0]) for r in db.execute(q, chunk))
+        return [f for f in dict.fromkeys(pending) if f not in live]
+
+    def _unlink_files(self, fileids: list[str]) -> None:
+        for fid in fileids:
+            try:
+                os.unlink(self.file_path(fid))
+            except FileNotFoundError:
+                pass
+
+    def collect_garbage(self) -> None:
+        """Unlink the overlay files of entries removed by committed transactions (txn()
+        does it on commit; this is for a pending list left outside one)."""
+        ns = self._local.ns()
+        pending: list[str] = ns.get("garbage") or []
+        ns["garbage"] = []
+        self._unlink_files(self._dead_files(self.db, pending))
 
     # -- files --------------------------------------------------------------------------
     def file_path(self, fileid: str) -> str:

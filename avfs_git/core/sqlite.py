@@ -12,8 +12,16 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from typing import Any
 
 from .errors import CorruptStateError, from_oserror
+
+
+def close_conn(namespace: dict[str, Any]) -> None:
+    """Close the connection a thread kept in ``namespace["conn"]`` (for ThreadSlots)."""
+    conn = namespace.pop("conn", None)
+    if conn is not None:
+        conn.close()
 
 
 def _create(path: str, schema: str, version: int) -> None:
@@ -64,7 +72,10 @@ def open_db(
             else:
                 _create(tmp, schema, version)
             _place(tmp, path)
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        # one connection per thread (threads.ThreadSlots), used by that thread alone; not
+        # checked by sqlite3 so that closing a vault (or the end of its thread) can close
+        # it from another thread
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         have = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if have == 0:

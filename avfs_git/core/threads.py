@@ -6,33 +6,69 @@ FUSE request opened a new SQLite connection and git repository (~1 ms: an uncach
 ``stat`` cost 1.3 ms instead of ~0.1). :class:`ThreadSlots` keys the state on the OS
 thread id instead, which stays the same for the life of the thread. An id reused by a
 later thread inherits the state of a thread that has ended: never used concurrently.
+
+State does not outlive its threads for long: when a thread makes its first slot, the
+slots of threads that have ended are dropped (so a program that starts and ends threads
+does not pile up SQLite connections and git repositories, nor their file descriptors).
+Threads Python did not start (libfuse's) register with :mod:`threading` on their first
+slot and are never taken for ended (Python cannot see them end).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
+
+_get_ident = threading.get_ident
 
 
 class ThreadSlots:
     """Attribute access like ``threading.local``, one namespace per OS thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_drop: Callable[[dict[str, Any]], object] | None = None) -> None:
+        """``on_drop(namespace)`` is called (from another thread) for the namespace of each
+        thread that ended, to close what it holds at once rather than at the next garbage
+        collection (an SQLite connection sits in a reference cycle with its statement cache)."""
         object.__setattr__(self, "_slots", {})
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_on_drop", on_drop)
 
-    def _mine(self) -> dict[str, Any]:
-        slots: dict[int, dict[str, Any]] = object.__getattribute__(self, "_slots")
-        ident = threading.get_ident()
-        mine = slots.get(ident)
-        if mine is None:
-            mine = slots[ident] = {}
+    def ns(self) -> dict[str, Any]:
+        """The calling thread's namespace, as a dict (the fast way in hot paths)."""
+        mine: dict[str, Any] | None = self._slots.get(_get_ident())
+        return mine if mine is not None else self._new()
+
+    def _new(self) -> dict[str, Any]:
+        threading.current_thread()  # registers a thread Python did not start (see above)
+        slots: dict[int, dict[str, Any]] = self._slots
+        with self._lock:
+            alive = {t.ident for t in threading.enumerate()}
+            ended = [slots.pop(i) for i in [i for i in slots if i not in alive]]
+            mine = slots[_get_ident()] = {}
+        if self._on_drop is not None:
+            for ns in ended:
+                self._on_drop(ns)
         return mine
+
+    def release(self, name: str, close: Callable[[Any], object], *, others: bool = True) -> None:
+        """Drop ``name`` from every thread's namespace, closing the calling thread's value
+        with ``close``, and other threads' values too when ``others`` (else they are only
+        dropped, and freed when their last reference goes: for handles that must not be
+        closed under a thread still using them)."""
+        with self._lock:
+            spaces = list(self._slots.items())
+        me = _get_ident()
+        for ident, ns in spaces:
+            value = ns.pop(name, None)
+            if value is not None and (others or ident == me):
+                close(value)
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self._mine()[name]
+            return self.ns()[name]
         except KeyError:
             raise AttributeError(name) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._mine()[name] = value
+        self.ns()[name] = value

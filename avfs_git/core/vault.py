@@ -7,7 +7,9 @@
     ws/<fork>/          one workspace state dir per fork (:mod:`.overlay`)
     locks/<fork>.lock   fork locks (:mod:`.locks`)
 
-Threads: a ``Vault`` may be shared by threads; git and SQLite handles are per thread.
+Threads: a ``Vault`` may be shared by threads; git and SQLite handles are per thread
+(:class:`.threads.ThreadSlots`), opened on a thread's first use and released by
+:meth:`Vault.close` (all threads) or when their thread has ended.
 """
 
 from __future__ import annotations
@@ -61,8 +63,14 @@ class Vault:
         return f"Vault({self.name!r}, {self.path!r})"
 
     def close(self) -> None:
-        """Release this thread's git and SQLite handles."""
-        for ws in self._ws.values():
+        """Release the git and SQLite handles (and their file descriptors) of every thread.
+
+        The vault and its workspaces stay usable: each thread reopens what it needs on its
+        next call. Call it when no other thread is in the middle of an operation on it.
+        """
+        with self._ws_lock:
+            wss = list(self._ws.values())
+        for ws in wss:
             ws.overlay.close()
         self.oplog.close()
         self.store.close()
@@ -144,6 +152,11 @@ class Vault:
     def workspace(self, fork: str | None = None) -> Workspace:
         """The workspace of ``fork`` (the vault's default fork when None)."""
         fork = fork or self.default_fork
+        ws = self._ws.get(fork)
+        # an open workspace: settling its base reads the fork's ref once, which also says
+        # whether the fork still exists
+        if ws is not None and ws._sync_base():
+            return ws
         self._require_fork(fork)
         with self._ws_lock:
             ws = self._ws.get(fork)

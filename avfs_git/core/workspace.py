@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -58,6 +59,17 @@ if TYPE_CHECKING:
 
 MAX_SYMLINK_HOPS = 40
 _CHUNK = 1 << 20
+# A path already in normal form whose names are plain ASCII not starting with '.' (so no
+# '.', '..' or '.git'), too short for any name to be too long: what norm_path would return
+# it as, without its checks of every character (a fifth of a stat's time).
+_PLAIN_PATH = re.compile(r"[\w+,=@~-][\w+,=@~.-]*(?:/[\w+,=@~-][\w+,=@~.-]*)*", re.ASCII)
+
+
+def _norm(path: str) -> str:
+    """:func:`.names.norm_path`, with a fast way for paths already plain and normal."""
+    if type(path) is str and len(path) <= names.MAX_COMPONENT_BYTES and _PLAIN_PATH.fullmatch(path):
+        return path
+    return names.norm_path(path)
 
 
 class Readable(Protocol):
@@ -133,7 +145,7 @@ class Workspace:
     def tip(self) -> str | None:
         return refs.read_ref_file(self.store.path, self.ref)
 
-    def _sync_base(self) -> None:
+    def _sync_base(self) -> bool:
         """Settle the base against the fork's ref (first use, crash recovery, moved refs).
 
         - a checkpoint interrupted after its ref moved is finished (its entries retired);
@@ -143,19 +155,21 @@ class Workspace:
           what the workspace already shows (``git commit`` inside the mount), the new tip
           becomes the base and the view is kept; otherwise the base stays, and the next
           checkpoint stops with :class:`RefMovedError`.
+
+        Returns False when the fork's ref is gone (the fork was deleted), else True.
         """
         if self.pinned is not None:
-            return
+            return True
         ov = self.overlay
-        base = ov.get_meta("base")
-        pending = ov.get_meta("pending")
+        meta = ov.get_metas("base", "pending")  # one read: every vault.workspace() comes here
+        base, pending = meta.get("base"), meta.get("pending")
         tip = self.tip()  # read after base: a tip older than the base is never adopted
         if pending is None and base is not None and base == tip:
-            return  # the common case: nothing to settle, no write transaction
+            return True  # the common case: nothing to settle, no write transaction
         if tip is None:
             if base is None:
                 raise CorruptStateError(f"fork {self.fork} has no commit")
-            return
+            return False
         if pending is not None:
             self._recover_pending()
         if base is not None and ov.has_changes():
@@ -177,12 +191,12 @@ class Workspace:
                         self._adopt(db, base, tip)
             except BusyError:
                 pass
-            return
+            return True
         from .errors import BusyError as _Busy
 
         if base is None:
             self._follow_ref()  # first use: nothing to lose, nothing to race with
-            return
+            return True
         try:
             # under the fork lock, never waiting: an operation that holds it (an undo moving
             # the ref back before it puts the view back) finishes the job itself
@@ -190,6 +204,7 @@ class Workspace:
                 self._follow_ref()
         except _Busy:
             pass
+        return True
 
     def _follow_ref(self) -> None:
         ov = self.overlay
@@ -312,7 +327,23 @@ class Workspace:
         chain = names.ancestors(path)
         if path or not skip_self:
             chain.append(path)
-        entries = self.overlay.get_many(chain) if chain else {}
+        if not chain:
+            return self._lookup_in(path, chain, {}, skip_self=skip_self)
+        entries, _, base = self.overlay.lookup(chain)
+        return self._lookup_in(path, chain, entries, skip_self=skip_self, base=base)
+
+    def _lookup_in(
+        self,
+        path: str,
+        chain: list[str],
+        entries: Mapping[str, Entry],
+        *,
+        skip_self: bool = False,
+        base: str | None = None,
+    ) -> Node | None:
+        """:meth:`_lookup` from the overlay entries of ``chain`` (``path``'s ancestors and,
+        unless skipped, ``path``) read by the caller (``entries`` may hold more), and the
+        base commit read with them (None: read it when needed)."""
         deepest: Entry | None = None
         for p in reversed(chain):
             e = entries.get(p)
@@ -327,12 +358,25 @@ class Workspace:
             rest = path[len(deepest.path) + 1 :] if deepest.path else path
             hit = self.store.tree_lookup(deepest.oid, rest)
         else:
+            base_tree = self._tree_of_base(base)
             if not path:
-                return Node("", MODE_TREE, self.base_tree, None)
-            hit = self.store.tree_lookup(self.base_tree, path)
+                return Node("", MODE_TREE, base_tree, None)
+            hit = self.store.tree_lookup(base_tree, path)
         if hit is None:
             return None
         return Node(path, hit[1], hit[0], None)
+
+    def _tree_of_base(self, base: str | None) -> str:
+        """The tree of base commit ``base`` (read with the caller's entries), or of the
+        current base when None."""
+        if base is None:
+            return self.base_tree
+        cached = self._base_tree_cache
+        if cached is not None and cached[0] == base:
+            return cached[1]
+        tree = self.store.commit_tree(base)
+        self._base_tree_cache = (base, tree)
+        return tree
 
     def _link_target(self, node: Node) -> str:
         return self._read_node(node).decode("utf-8", "surrogateescape")
@@ -363,7 +407,7 @@ class Workspace:
         Raises:
             PathNotFoundError, NotDirectoryError, SymlinkEscapeError, SymlinkLoopError.
         """
-        p = names.norm_path(path)
+        p = _norm(path)
         node = self._resolve(p, follow)
         if node is None:
             raise PathNotFoundError(f"{p or '/'}: no such file or directory", details={"path": p})
@@ -399,26 +443,53 @@ class Workspace:
 
     def exists(self, path: str) -> bool:
         try:
-            return self._resolve(names.norm_path(path), False) is not None
+            return self._resolve(_norm(path), False) is not None
         except (NotDirectoryError, SymlinkEscapeError, SymlinkLoopError):
             return False
 
     # -- reading --------------------------------------------------------------------------
+    def _raise_if_replaced(self, node: Node) -> None:
+        """Raise :class:`_Raced` when the entry ``node`` was looked up from has been
+        replaced since (a write unlinks the file it replaced): the caller looks again."""
+        assert node.entry is not None
+        now = self.overlay.get(node.path)
+        if now is None or now.seq != node.entry.seq or now.fileid != node.entry.fileid:
+            raise _Raced(f"{node.path} was replaced while being read", details={"path": node.path})
+
     def _read_node(self, node: Node) -> bytes:
         if node.entry is not None and node.entry.kind == FILE:
             assert node.entry.fileid is not None
-            fd = self.overlay.open_file(node.entry.fileid)
-            with os.fdopen(fd, "rb") as fh:
-                return fh.read()
+            try:
+                fd = self.overlay.open_file(node.entry.fileid)
+            except CorruptStateError:
+                self._raise_if_replaced(node)
+                raise
+            try:
+                # sized by the entry (a mount's writes may have changed the file since: read
+                # on to the end), without a file object's fstat and seek calls
+                chunks = []
+                want = max(node.entry.size, 4096) + 1
+                while chunk := os.read(fd, want):
+                    chunks.append(chunk)
+                    want = _CHUNK
+            finally:
+                os.close(fd)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         assert node.oid is not None
         return self.store.blob_data(node.oid)
 
     def read(self, path: str) -> bytes:
         """Return the bytes of a file (following in-workspace symlinks)."""
-        node = self.resolve(path)
-        if node.is_dir:
-            raise IsDirectoryError(f"{node.path or '/'}: is a directory", details={"path": node.path})
-        return self._read_node(node)
+        for tries_left in range(_RACE_TRIES - 1, -1, -1):
+            node = self.resolve(path)
+            if node.is_dir:
+                raise IsDirectoryError(f"{node.path or '/'}: is a directory", details={"path": node.path})
+            try:
+                return self._read_node(node)
+            except _Raced:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
 
     def read_link(self, path: str) -> str:
         node = self.resolve(path, follow=False)
@@ -434,29 +505,43 @@ class Workspace:
             try:
                 return os.stat(self.overlay.file_path(node.entry.fileid)).st_size
             except FileNotFoundError as exc:
+                self._raise_if_replaced(node)
                 raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
         assert node.oid is not None
         return self.store.blob_size(node.oid)
 
     def stat(self, path: str, *, follow: bool = False) -> Stat:
-        node = self.resolve(path, follow=follow)
-        target = self._link_target(node) if node.is_link else None
-        return Stat(
-            path=node.path,
-            kind=kind_of_mode(node.mode),
-            mode=node.mode,
-            size=self._size(node),
-            oid=None if node.materialized else node.oid,
-            materialized=node.materialized,
-            target=target,
-        )
+        for tries_left in range(_RACE_TRIES - 1, -1, -1):
+            node = self.resolve(path, follow=follow)
+            try:
+                target = self._link_target(node) if node.is_link else None
+                size = self._size(node)
+            except _Raced:
+                if not tries_left:
+                    raise
+                continue
+            return Stat(
+                path=node.path,
+                kind=kind_of_mode(node.mode),
+                mode=node.mode,
+                size=size,
+                oid=None if node.materialized else node.oid,
+                materialized=node.materialized,
+                target=target,
+            )
+        raise AssertionError("unreachable")
 
     def _children(self, d: Node) -> dict[str, Node]:
         """name -> node of a directory (underlying tree overlaid with overlay entries)."""
+        return self._children_of(d, self.overlay.children(d.path))
+
+    def _children_of(self, d: Node, entries: Iterable[Entry]) -> dict[str, Node]:
+        """:meth:`_children` from the overlay entries whose parent is ``d`` (read already)."""
         out: dict[str, Node] = {}
+        prefix = d.path + "/" if d.path else ""
         for name, (oid, mode) in self.store.tree_items(d.oid).items():
-            out[name] = Node(names.join(d.path, name), mode, oid, None)
-        for e in self.overlay.children(d.path):
+            out[name] = Node(prefix + name, mode, oid, None)
+        for e in entries:
             name = names.basename(e.path)
             n = self._node_from_entry(e)
             if n is None:
@@ -467,9 +552,20 @@ class Workspace:
 
     def listdir(self, path: str = "", *, sizes: bool = False) -> list[DirEntry]:
         """The entries of a directory, sorted by name."""
-        d = self._dir_node(names.norm_path(path))
+        p = _norm(path)
+        # one query for the directory's chain and its children; a directory reached
+        # through a symlink (or not there) takes the general way
+        chain = names.ancestors(p)
+        chain.append(p)
+        entries, kids, base = self.overlay.lookup(chain, p)
+        d = self._lookup_in(p, chain, entries, base=base)
+        if d is not None and d.is_dir:
+            children = self._children_of(d, kids)
+        else:
+            d = self._dir_node(p)
+            children = self._children(d)
         out = []
-        for name, n in sorted(self._children(d).items()):
+        for name, n in sorted(children.items()):
             out.append(
                 DirEntry(
                     name=name,
@@ -483,7 +579,7 @@ class Workspace:
 
     def walk(self, path: str = "", *, max_depth: int | None = None) -> Iterator[DirEntry]:
         """Every entry below ``path``, depth first, directories before their contents."""
-        d = self._dir_node(names.norm_path(path))
+        d = self._dir_node(_norm(path))
 
         def rec(node: Node, depth: int) -> Iterator[DirEntry]:
             for name, n in sorted(self._children(node).items()):
@@ -494,7 +590,7 @@ class Workspace:
         yield from rec(d, 1)
 
     # -- writing helpers ------------------------------------------------------------------
-    def _check_quota(self, adding: int, replacing: int = 0) -> None:
+    def _check_quota_size(self, adding: int) -> int:
         quota = self.vault.quota_bytes
         if adding > quota:
             raise QuotaExceededError(
@@ -502,6 +598,10 @@ class Workspace:
                 hint="raise it with `avfs quota set`",
                 details={"size": adding, "quota": quota},
             )
+        return quota
+
+    def _check_quota(self, adding: int, replacing: int = 0) -> None:
+        quota = self._check_quota_size(adding)
         used = self.overlay.file_bytes() - replacing
         if used + adding > quota:
             raise QuotaExceededError(
@@ -548,7 +648,10 @@ class Workspace:
     def _origin(self, p: str) -> str | None:
         """The base path whose content ``p`` shows (None for new content)."""
         chain = [*names.ancestors(p), p]
-        entries = self.overlay.get_many(chain)
+        return self._origin_in(p, chain, self.overlay.get_many(chain))
+
+    def _origin_in(self, p: str, chain: list[str], entries: Mapping[str, Entry]) -> str | None:
+        """:meth:`_origin` from the overlay entries of ``chain`` (``p`` and its ancestors)."""
         for q in reversed(chain):
             e = entries.get(q)
             if e is None:
@@ -559,19 +662,30 @@ class Workspace:
             return names.join(e.origin, rest) if rest else e.origin
         return p
 
-    def _store_bytes(self, src: bytes | Readable | str, replacing: int = 0) -> tuple[str, int]:
+    def _store_bytes(
+        self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False
+    ) -> tuple[str, int]:
         """Write content into a new overlay file; returns (fileid, size).
 
         ``replacing`` is the size of overlay content this write replaces (not counted twice
-        against the quota).
+        against the quota). ``used_later``: for bytes, check here only that they fit the
+        quota at all; the caller checks the fork's total in its transaction.
         """
         fid = self.overlay.new_fileid()
         dest = self.overlay.file_path(fid)
         try:
             if isinstance(src, bytes):
-                self._check_quota(len(src), replacing)
-                with open(dest, "wb") as fh:
-                    fh.write(src)
+                if used_later:
+                    self._check_quota_size(len(src))
+                else:
+                    self._check_quota(len(src), replacing)
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    view = memoryview(src)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
                 return fid, len(src)
             if isinstance(src, str):
                 self._check_quota(os.stat(src).st_size, replacing)
@@ -611,26 +725,54 @@ class Workspace:
                 its executable bit.
             parents: create missing parent directories.
         """
-        p = names.norm_path(path)
-        real = self._parent_for_write(p, parents)
-        old = self._lookup(real)
+        p = _norm(path)
+        target = self._plain_write_target(p)
+        if target is not None:
+            real, old = p, target[0]
+        else:
+            real = self._parent_for_write(p, parents)
+            old = self._lookup(real)
         if old is not None and old.is_dir:
             raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
         fmode = _file_mode(mode, old.mode if old is not None else None)
         replacing = (
             old.entry.size if old is not None and old.entry is not None and old.entry.kind == FILE else 0
         )
-        fid, size = self._store_bytes(data, replacing)
+        in_txn = isinstance(data, bytes)  # the quota's total is checked with the entry's write
+        fid, size = self._store_bytes(data, replacing, used_later=in_txn)
         try:
             with self.overlay.txn() as db:
-                origin = self._origin(real) if old is not None else None
+                chain = names.ancestors(real)
+                chain.append(real)
+                entries = self.overlay.get_many(chain)
+                prior = entries.get(real)
+                if in_txn:
+                    self._check_quota(size, prior.size if prior is not None and prior.kind == FILE else 0)
+                origin = self._origin_in(real, chain, entries) if old is not None else None
                 e = Entry(real, FILE, fmode, None, fid, origin, size)
-                self.overlay.put(db, e, "write")
+                self.overlay.put(db, e, "write", old=prior)
         except BaseException:
             _unlink_quiet(self.overlay.file_path(fid))
             raise
         # what stat() would find, without looking it up again (this is a mount's create path)
         return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
+
+    def _plain_write_target(self, p: str) -> tuple[Node | None] | None:
+        """``(node at p,)`` when ``p``'s parent is a directory at that very path and ``p``
+        is not a symlink, from one read of the overlay (the common case of a write); None
+        when :meth:`_parent_for_write` must resolve symlinks or create parents."""
+        if not p:
+            return None
+        chain = names.ancestors(p)
+        chain.append(p)
+        entries, _, base = self.overlay.lookup(chain)
+        pnode = self._lookup_in(chain[-2], chain[:-1], entries, base=base)
+        if pnode is None or not pnode.is_dir:
+            return None
+        node = self._lookup_in(p, chain, entries, base=base)
+        if node is not None and node.is_link:
+            return None
+        return (node,)
 
     def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat:
         """Like :meth:`write`, copying the bytes of local file ``src``."""
@@ -641,7 +783,7 @@ class Workspace:
         """Create symlink ``path`` pointing at ``target`` (``ln -s TARGET PATH``)."""
         if not target or "\x00" in target:
             raise InvalidPathError(f"invalid symlink target {target!r}")
-        p = names.norm_path(path)
+        p = _norm(path)
         parent = self._dir_node(names.parent_of(p)) if p else None
         if parent is None:
             raise IsDirectoryError("the workspace root is a directory")
@@ -654,7 +796,7 @@ class Workspace:
         return self.stat(real)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        p = names.norm_path(path)
+        p = _norm(path)
         if not p:
             if exist_ok or parents:
                 return
@@ -686,7 +828,7 @@ class Workspace:
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
         """Delete a file, symlink or (with ``recursive`` or when empty) a directory."""
-        p = names.norm_path(path)
+        p = _norm(path)
         if not p:
             raise InvalidPathError("refusing to remove the workspace root")
         node = self.resolve(p, follow=False)
@@ -720,8 +862,8 @@ class Workspace:
         return self.stat(node.path)
 
     def _move_or_copy(self, src: str, dst: str, *, copy: bool) -> str:
-        s = names.norm_path(src)
-        d = names.norm_path(dst)
+        s = _norm(src)
+        d = _norm(dst)
         if not s:
             raise InvalidPathError("cannot move or copy the workspace root")
         node = self.resolve(s, follow=False)
@@ -818,7 +960,7 @@ class Workspace:
     def materialize(self, path: str) -> Node:
         """Make a file's bytes a real overlay file (copying them out of git once), so
         writes can go straight to disk; returns the (now materialized) node."""
-        p = names.norm_path(path)
+        p = _norm(path)
         node = self._lookup(p)
         if node is None:
             raise PathNotFoundError(f"{p}: no such file", details={"path": p})
@@ -845,7 +987,7 @@ class Workspace:
     def _written_sizes(self, paths: Iterable[str]) -> Iterator[tuple[Entry, int]]:
         """(entry, current size) of each path that is a materialized file of the overlay."""
         for path in paths:
-            e = self.overlay.get(names.norm_path(path))
+            e = self.overlay.get(_norm(path))
             if e is None or e.kind != FILE or not e.fileid:
                 continue
             try:
@@ -1027,19 +1169,23 @@ class Workspace:
         own = pack is None
         pw = pack if pack is not None else self.store.pack_writer()
         try:
-            dirty = self._dirty_dirs(entries)
-            by_parent: dict[str, list[Entry]] = {}
-            for e in entries:
-                if e.path:
-                    by_parent.setdefault(names.parent_of(e.path), []).append(e)
-            sub_dirty: dict[str, list[str]] = {}
-            for d in dirty:
-                if d:
-                    sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
-            root_entry = next((e for e in entries if e.path == ""), None)
-            root_oid = root_entry.oid if root_entry is not None else self.base_tree
-            tree = self._build("", root_oid, by_parent, dirty, sub_dirty, pw)
-            assert tree is not None
+            for tries_left in range(_RACE_TRIES - 1, -1, -1):
+                try:
+                    tree = self._capture_entries(entries, pw)
+                    break
+                except _Raced:
+                    # a file was replaced (and its old bytes unlinked) by a write that came
+                    # after the entries were read: read them again (objects already in the
+                    # pack are harmless duplicates)
+                    if not tries_left:
+                        from .errors import BusyError
+
+                        raise BusyError(
+                            f"the workspace of fork {self.fork} kept changing during the checkpoint",
+                            hint="try again",
+                            details={"fork": self.fork},
+                        ) from None
+                    entries = self.overlay.all()
             if own:
                 pw.finish()
         except BaseException:
@@ -1047,6 +1193,23 @@ class Workspace:
                 pw.abort()
             raise
         return tree, entries
+
+    def _capture_entries(self, entries: list[Entry], pw: PackWriter) -> str:
+        """The root tree of the workspace made of ``entries`` (see :meth:`capture`)."""
+        dirty = self._dirty_dirs(entries)
+        by_parent: dict[str, list[Entry]] = {}
+        for e in entries:
+            if e.path:
+                by_parent.setdefault(names.parent_of(e.path), []).append(e)
+        sub_dirty: dict[str, list[str]] = {}
+        for d in dirty:
+            if d:
+                sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
+        root_entry = next((e for e in entries if e.path == ""), None)
+        root_oid = root_entry.oid if root_entry is not None else self.base_tree
+        tree = self._build("", root_oid, by_parent, dirty, sub_dirty, pw)
+        assert tree is not None
+        return tree
 
     def _build(
         self,
@@ -1069,6 +1232,9 @@ class Workspace:
                 try:
                     oid = pw.add_file(self.overlay.file_path(e.fileid))
                 except FileNotFoundError as exc:
+                    now = self.overlay.get(e.path)
+                    if now is None or now.seq != e.seq:  # replaced since the entries were read
+                        raise _Raced(f"{e.path} was replaced while being captured") from exc
                     raise CorruptStateError(
                         f"overlay file of {e.path} is missing",
                         hint=f"bring it back with `avfs checkout {e.path} --from HEAD` or remove it",
@@ -1250,7 +1416,7 @@ class Workspace:
 
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""
-        p = names.norm_path(path)
+        p = _norm(path)
         hit = self.store.tree_lookup(tree, p)
         if p and self._resolve(names.parent_of(p), True) is None and hit is not None:
             self.mkdir(names.parent_of(p), parents=True)
@@ -1283,6 +1449,14 @@ class Workspace:
                 if progress:
                     progress(count)
         return count
+
+
+_RACE_TRIES = 5
+
+
+class _Raced(CorruptStateError):
+    """An entry read a moment ago was replaced, and the file it named unlinked, by a write
+    of another thread or process: read, stat and capture look again (a few times)."""
 
 
 def _settled_now() -> int:

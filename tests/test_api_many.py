@@ -1,0 +1,164 @@
+"""Many vaults, many agents: the in-process API holds one handle per vault (a cache that
+does not leak), is safe from several threads, and gives file descriptors back."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import threading
+import weakref
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.core.errors import VaultNotFoundError
+from avfs_git.core.home import Home
+
+from .conftest import AUTHOR
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _copies(home: Home, n: int, prefix: str = "v") -> list[str]:
+    """``n`` vaults with a checkpointed file each (copies of one: creating 200 costs seconds)."""
+    first = home.create_vault(f"{prefix}0")
+    ws = first.workspace("main")
+    ws.write("base/kept.txt", b"in git\n")
+    checkpoint.save(first, "main", name="seed")
+    first.close()
+    for i in range(1, n):
+        shutil.copytree(first.path, home.vault_path(f"{prefix}{i}"), symlinks=True)
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def test_one_shared_handle_per_vault(home: Home) -> None:
+    created = home.create_vault("a")
+    assert home.vault("a") is created
+    assert home.vault("a") is home.vault("a")
+    assert home.resolve("a:main")[0] is created
+    assert home.vault("a").workspace("main") is created.workspace("main")
+    other = Home(home.path, author=AUTHOR)  # handles are per home
+    assert other.vault("a") is not created
+    with pytest.raises(VaultNotFoundError):
+        home.vault("nope")
+
+
+def test_unreferenced_handles_are_freed_and_the_cache_is_bounded(home: Home, tmp_path: Path) -> None:
+    names = _copies(home, 12)
+    small = Home(home.path, author=AUTHOR, keep_open=4)
+    held = small.vault(names[0])
+    dropped = weakref.ref(small.vault(names[1]))
+    small.vault(names[1]).workspace("main").read("base/kept.txt")
+    for name in names[2:]:
+        small.vault(name).workspace("main").stat("base/kept.txt")
+    assert len(small._recent) == 4
+    gc.collect()
+    assert dropped() is None  # neither held nor recent: gone, with its handles
+    assert small.vault(names[0]) is held  # held elsewhere: still the one handle
+    assert held.workspace("main").read("base/kept.txt") == b"in git\n"
+
+
+def test_file_descriptors_do_not_grow_over_200_vaults(home: Home) -> None:
+    names = _copies(home, 200)
+
+    def use(name: str) -> None:
+        ws = home.vault(name).workspace("main")
+        ws.write("new.txt", b"x" * 1024)
+        assert ws.read("new.txt") == b"x" * 1024
+        assert ws.read("base/kept.txt") == b"in git\n"
+        assert ws.stat("base/kept.txt").size == 7
+        assert [e.name for e in ws.listdir()] == ["base", "new.txt"]
+
+    use(names[0])
+    home.vault(names[0]).close()
+    before = _fds()
+    for name in names:  # opened and closed one by one
+        use(name)
+        home.vault(name).close()
+    assert _fds() <= before + 2
+    held = [home.vault(name) for name in names]  # all open at once (held: none is freed)
+    for name in names:
+        use(name)
+    assert _fds() > before + 200
+    home.close()  # closes them all, held or not
+    assert _fds() <= before + 2
+    del held
+    use(names[5])  # a closed handle reopens on use
+    home.close()
+    # handles nobody holds go with the garbage (a home keeps the recent few open)
+    small = Home(home.path, author=AUTHOR, keep_open=2)
+    for name in names:
+        small.vault(name).workspace("main").read("base/kept.txt")
+    gc.collect()
+    assert _fds() <= before + 2 + 2 * 10  # the two recent vaults' handles at most
+    small.close()
+    assert _fds() <= before + 2
+
+
+def test_thread_state_goes_with_its_thread(home: Home) -> None:
+    v = home.create_vault("t")
+    ws = v.workspace("main")
+    ws.write("f.txt", b"hello")
+    before = _fds()
+    for _ in range(20):  # short-lived threads, each opening its own SQLite connection
+        t = threading.Thread(target=lambda: ws.read("f.txt"))
+        t.start()
+        t.join()
+    assert _fds() <= before + 2 * 3  # the newest thread's, until another thread comes
+    ws.read("f.txt")
+
+
+def test_many_threads_mixed_ops_on_four_vaults(home: Home) -> None:
+    names = [home.create_vault(f"m{i}").name for i in range(4)]
+    threads, rounds = 8, 60
+    errors: list[BaseException] = []
+    last: dict[tuple[str, str], bytes] = {}
+    start = threading.Barrier(threads)
+
+    def agent(t: int) -> None:
+        try:
+            start.wait()
+            for k in range(rounds):
+                name = names[(t + k) % 4]
+                vault = home.vault(name)
+                ws = vault.workspace("main")
+                own = f"t{t}/f{k % 5}.txt"
+                data = f"{name} {t} {k}\n".encode() * 16
+                ws.write(own, data)
+                last[(name, own)] = data
+                assert ws.read(own) == data  # read-after-write, whatever the others do
+                assert ws.stat(own).size == len(data)
+                ws.write("shared.txt", data)  # every thread writes, reads and stats this one
+                assert ws.read("shared.txt").startswith(name.encode())
+                assert ws.stat("shared.txt").size > 0
+                listed = {e.name for e in ws.listdir()}
+                assert f"t{t}" in listed and "shared.txt" in listed
+                ws.listdir(f"t{t}")
+                if t == 0 and k % 15 == 14:
+                    checkpoint.save(vault, "main")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=agent, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert not errors, errors[:3]
+    assert not any(w.is_alive() for w in workers)
+    for (name, path), data in last.items():  # no write lost
+        assert home.vault(name).workspace("main").read(path) == data
+    for name in names:
+        ws = home.vault(name).workspace("main")
+        assert ws.read("shared.txt").startswith(name.encode())
+        assert {"shared.txt", *(f"t{t}" for t in range(threads))} <= {e.name for e in ws.listdir()}
+        checkpoint.save(home.vault(name), "main")
+        assert not ws.is_dirty()
+        for (n, path), data in last.items():  # the checkpoint holds the last writes
+            if n == name:
+                assert ws.read(path) == data
+    home.close()
