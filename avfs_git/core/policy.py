@@ -12,8 +12,11 @@ Classification parses the command line the way a POSIX shell would (quotes, ``&&
 ``;``, ``|``, ``( … )``, ``$( … )``, backticks, redirections, here-documents) and sees through
 the programs that only run another one (``sh -c``, ``env``, ``sudo``, ``nice``, ``timeout``,
 ``xargs``...). It is pure: no process is started, no file but the policy files is read.
-It is a guard rail for an honest agent, not a sandbox: a program can still do anything its
-arguments do not show (``python -c``, a script file, a variable holding a program name).
+Code it cannot read (a program name known only at run time, a shell reading piped code, a
+script the same line writes, awk's ``system``, sed's ``e``) is judged like text that cannot
+be parsed (``builtin:opaque``). It is a guard rail against accidents and obvious attacks,
+not a sandbox: a program can still do anything its arguments do not show (``python -c``, a
+script file that exists).
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ BUILTIN_REDIRECT: Final = "builtin:redirect"
 BUILTIN_REDIRECT_OUTSIDE: Final = "builtin:redirect-outside"
 BUILTIN_CWD_OUTSIDE: Final = "builtin:cwd-outside"
 BUILTIN_REMOTE_CODE: Final = "builtin:remote-code"
+BUILTIN_OPAQUE: Final = "builtin:opaque"
+BUILTIN_UNKNOWN_PATHS: Final = "builtin:unknown-paths"
 
 POLICY_FILE: Final = "policy.toml"
 _VERSION: Final = 1
@@ -333,6 +338,7 @@ class Policy:
         clf = _Classifier(self, workspace_root, cwd)
         try:
             parts = clf.command_words(words, {}, [], clf.start_cwd, 0)[0]
+            clf.late(parts, shlex.join(argv))
         except (_TooComplex, RecursionError) as exc:
             return self._unparsable(shlex.join(argv), str(exc))
         return self._decide(parts)
@@ -347,9 +353,12 @@ class Policy:
         reason that says why. ``workspace_root`` and ``cwd`` are as for
         :meth:`classify_argv`.
         """
+        if len(command) > _MAX_TEXT:
+            return self._unparsable(command, f"it is longer than {_MAX_TEXT} characters")
         clf = _Classifier(self, workspace_root, cwd)
         try:
             parts = clf.script_text(command, clf.start_cwd, 0)
+            clf.late(parts, command)
         except (_TooComplex, RecursionError) as exc:
             return self._unparsable(command, str(exc) or "the command is nested too deeply")
         return self._decide(parts)
@@ -361,7 +370,7 @@ class Policy:
     def _decide(self, parts: list[_Part]) -> Decision:
         if not parts:
             return Decision(Outcome.ALLOW, (Category.READ_ONLY,), "nothing to run", DEFAULT_RULE, ())
-        infos = tuple(p.finish(self) for p in parts)
+        infos = tuple(p.finish(self) for p in {id(p): p for p in parts}.values())
         # the strictest command decides; among equals, the first that does more than read
         deciding = max(infos, key=lambda i: (i.action.rank, i.categories != (Category.READ_ONLY,)))
         cats: set[Category] = set()
@@ -833,7 +842,8 @@ class _TooComplex(Exception):
 
 
 _MAX_DEPTH: Final = 24  # nested $( ), sh -c, ( ) levels
-_MAX_PARTS: Final = 4000
+_MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is judged once)
+_MAX_TEXT: Final = 1_000_000  # characters of a command line
 _MAX_BRACES: Final = 12
 _META: Final = frozenset(" \t\n;&|()<>")
 _OPS: Final = (";;&", "&>>", "&&", "||", ";;", ";&", "|&", "&>", "(", ")", ";", "&", "|")
@@ -861,7 +871,7 @@ _Sub = tuple[str, list["_Tok"]]  # the source of a command substitution and its 
 class _Word:
     """One shell word after quote removal."""
 
-    __slots__ = ("dynamic", "glob", "lead", "lead_len", "mask", "quoted", "subs", "tilde", "value")
+    __slots__ = ("dynamic", "glob", "lead", "lead_len", "mask", "quoted", "subs", "tilde", "unknown", "value")
 
     def __init__(self, value: str, mask: list[bool] | None = None, quoted: bool = False) -> None:
         self.value = value  # quotes removed; expansions kept as their source text ("$HOME")
@@ -872,6 +882,7 @@ class _Word:
         self.lead_len = 0  # length in value of that leading expansion
         self.tilde = False
         self.glob = False
+        self.unknown = False  # stands for words read from the input (xargs): paths unknown
         self.subs: list[_Sub] = []
 
     def variant(self, value: str, mask: list[bool]) -> _Word:
@@ -1690,7 +1701,16 @@ def _parse_dropping(toks: list[_Tok], end: int) -> list[_Pipeline] | None:
 class _Wrap:
     """How to find the command a wrapper (env, sudo, nice...) runs."""
 
-    __slots__ = ("assignments", "chdir", "no_command", "operands", "split", "value_long", "value_short")
+    __slots__ = (
+        "assignments",
+        "chdir",
+        "no_command",
+        "operands",
+        "shell",
+        "split",
+        "value_long",
+        "value_short",
+    )
 
     def __init__(
         self,
@@ -1702,6 +1722,7 @@ class _Wrap:
         chdir: tuple[str, ...] = (),
         no_command: str = "",
         split: tuple[str, ...] = (),
+        shell: bool = False,
     ) -> None:
         self.value_short = value_short  # short options that take a value
         self.value_long = value_long  # long options that take a value (unless --x=v)
@@ -1710,6 +1731,7 @@ class _Wrap:
         self.chdir = chdir  # options whose value is the command's directory
         self.no_command = no_command  # short flags meaning "no command follows" (command -v)
         self.split = split  # options whose value is itself a command line (env -S)
+        self.shell = shell  # the command's words are joined and run by a shell (watch)
 
 
 _WRAPPERS: Final = {
@@ -1750,7 +1772,37 @@ _WRAPPERS: Final = {
             {"--arg-file", "--delimiter", "--max-args", "--max-procs", "--max-chars", "--process-slot-var"}
         ),
     ),
+    # `watch CMD ARGS` runs `sh -c "CMD ARGS"` (`-x` runs it directly: parsed the same way)
+    "watch": _Wrap("nq", frozenset({"--interval", "--equexit"}), shell=True),
+    # GNU parallel runs its command through a shell, once per input (`:::` lists, stdin)
+    "parallel": _Wrap(
+        "jSadEINnLPs",
+        frozenset(
+            {"--jobs", "--sshlogin", "--arg-file", "--delimiter", "--eof", "--max-args", "--max-lines"}
+            | {"--max-replace-args", "--max-procs", "--max-chars", "--results", "--joblog", "--tmpdir"}
+            | {"--workdir", "--wd", "--timeout", "--retries", "--delay", "--colsep", "--env", "--profile"}
+            | {"--tag-string", "--basefile", "--return", "--transferfile", "--rpl", "--memfree"}
+        ),
+        shell=True,
+    ),
+    "unbuffer": _Wrap(),
+    "chronic": _Wrap(),
 }
+# Options of a program that is otherwise read-only whose value is a file it writes:
+# (those options, the short options that take a value; None: options are whole words)
+_WRITE_OPTS: Final[dict[str, tuple[tuple[str, ...], str | None]]] = {
+    "sort": (("-o", "--output"), "ktoST"),
+    "shuf": (("-o", "--output"), "ino"),
+    "less": (("-o", "-O", "--log-file", "--LOG-FILE"), "bhjkoOpPtTxyz#"),
+    "find": (("-fprint", "-fprint0", "-fprintf", "-fls"), None),
+    "tree": (("-o",), "LPIoHT"),
+    "info": (("-o", "--output"), "odfn"),
+}
+_AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})
+_SEDS: Final = frozenset({"sed", "gsed"})
+# programs that change a file's metadata, not its content: running the file after them
+# runs what was there before
+_METADATA_ONLY: Final = frozenset({"chmod", "chown", "chgrp", "touch", "chattr", "setfacl", "stat", "ls"})
 _SHELLS: Final = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "rbash", "yash", "posh"}
 )
@@ -1766,6 +1818,7 @@ _INTERPRETERS: Final = {
     "lua": ("e", "l"),
 }
 _SOURCE: Final = frozenset({"source", "."})
+_STDIN_FILES: Final = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 _EVAL_LIKE: Final = frozenset({"eval"})
 _HOME_VARS: Final = frozenset(
     {
@@ -1827,12 +1880,15 @@ _VIRTUAL_ROOT: Final = "/\x00workspace"
 class _Finding:
     """Something the command line shows beside the program: a redirection, a directory."""
 
-    __slots__ = ("classes", "name", "text")
+    __slots__ = ("classes", "name", "outcome", "text")
 
-    def __init__(self, name: str, classes: tuple[Category, ...], text: str) -> None:
+    def __init__(
+        self, name: str, classes: tuple[Category, ...], text: str, outcome: Outcome | None = None
+    ) -> None:
         self.name = name
         self.classes = classes
         self.text = text
+        self.outcome = outcome  # overrides [outcomes] (opaque code, unknown paths)
 
 
 class _Part:
@@ -1874,7 +1930,7 @@ class _Part:
             action = policy.outcome_for(self.classes) if self.classes else Outcome.ALLOW
         rule, text = self.name, self.text
         for f in self.findings:
-            o = policy.outcome_for(f.classes)
+            o = f.outcome if f.outcome is not None else policy.outcome_for(f.classes)
             if o.rank > action.rank or (not self.classes and rule == ""):
                 action, rule, text = o, f.name, f.text
         cats = self.all_classes()
@@ -1920,6 +1976,15 @@ class _Classifier:
         self.root = root or cwd or _VIRTUAL_ROOT
         self.start_cwd: str | None = cwd or self.root
         self.count = 0
+        # files whose content this command line writes (redirections, tee, sort -o...), and
+        # the operands of every command that may change files
+        self.written: set[str] = set()
+        self.touched: set[str] = set()
+        # (part, file, also_touched): scripts and programs run from a file
+        self.runs: list[tuple[_Part, str, bool]] = []
+        # plain commands already judged, by directory and words: their parts and stdin reader
+        self.seen: dict[tuple[str | None, tuple[str, ...]], tuple[list[_Part], _Part | None]] = {}
+        self.total = 0  # simple commands, repeats included
 
     # -- scripts
 
@@ -1946,7 +2011,9 @@ class _Classifier:
         part = self.unparsable_part(self.p, text, f"{exc} (at character {exc.pos + 1})")
         best: list[_Part] = []
         best_rank = -1
+        seen = self.seen
         for body in _salvage(text, toks, depth):
+            self.seen = dict(seen)  # each reading judges its own commands
             parts = self.run_list(body, cwd, depth)[0]
             rank = max((p.finish(self.p).action.rank for p in parts), default=-1)
             if rank > best_rank:
@@ -1982,7 +2049,15 @@ class _Classifier:
                     if alone and not stage.subshell:
                         cwd = inner_cwd
                 else:
-                    got, eater, new_cwd = self.simple(stage, cwd, depth)
+                    key = _repeat_key(stage, cwd) if alone else None
+                    cached = self.seen.get(key) if key is not None else None
+                    if cached is not None:  # `ls; ls; ...`: the same command, judged once
+                        self.total += 1
+                        got, eater, new_cwd = cached[0], cached[1], _SAME
+                    else:
+                        got, eater, new_cwd = self.simple(stage, cwd, depth)
+                        if key is not None:
+                            self.seen[key] = (got, eater)
                     eaters = [eater] if eater is not None else []
                     if alone and new_cwd is not _SAME:
                         cwd = new_cwd
@@ -1992,6 +2067,10 @@ class _Classifier:
                 if consumers[i] and any(p.networked() for ps in stage_parts[:i] for p in ps):
                     for eater in consumers[i]:
                         self.remote_code(eater, "runs what a network download sends it")
+                if any(p.program in _SHELLS or p.program in _SOURCE for p in consumers[i]):
+                    fed = _literal_output(pipeline.stages[i - 1])  # `echo 'rm -rf /' | sh`
+                    if fed:
+                        stage_parts[i].extend(self.script_text(fed, cwd, depth + 1))
             for ps in stage_parts:
                 parts.extend(ps)
         return parts, cwd
@@ -2030,7 +2109,9 @@ class _Classifier:
                     parts.extend(self.script_tokens(sub, cwd, depth + 1))
         if not stage.words:
             return parts + self.redirect_parts(stage.redirs, cwd), None, _SAME
-        got, eater, new_cwd = self.command_words(stage.words, by_word, stage.redirs, cwd, depth)
+        got, eater, new_cwd = self.command_words(
+            stage.words, by_word, stage.redirs, cwd, depth, assigns=stage.assigns
+        )
         return parts + got, eater, new_cwd
 
     def redirect_findings(self, redirs: list[_Redir], cwd: str | None) -> list[_Finding]:
@@ -2041,6 +2122,7 @@ class _Classifier:
             value = r.target.value
             if r.op in (">&", "<&") and (value == "-" or value.isdigit()):
                 continue  # 2>&1: a file descriptor, not a file
+            self.written.add(self.path_key(r.target, cwd))
             if self.outside(r.target, cwd):
                 out.append(
                     _Finding(
@@ -2061,6 +2143,7 @@ class _Classifier:
         return [_Part((), "", (), None, "", "", findings)]
 
     def tick(self) -> None:
+        self.total += 1
         self.count += 1
         if self.count > _MAX_PARTS:
             raise _TooComplex("the command holds too many commands to classify")
@@ -2072,6 +2155,7 @@ class _Classifier:
         redirs: list[_Redir],
         cwd: str | None,
         depth: int,
+        assigns: Sequence[_Word] = (),
     ) -> tuple[list[_Part], _Part | None, Any]:
         """Classify one command (its wrappers, then the program). Returns the parts, the
         part that reads the standard input as code (if any), and the new working
@@ -2079,14 +2163,16 @@ class _Classifier:
         self.tick()
         parts: list[_Part] = []
         via_xargs = False
+        env = list(assigns)  # NAME=VALUE the program gets (before it, or through env/sudo)
         stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
         while True:
             w0 = words[0]
             args = words[1:]
-            if w0.dynamic:
+            if w0.dynamic or w0.unknown or _is_pattern(w0):
                 part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
                 if any(p.networked() for p in by_word.get(id(w0), ())):
                     self.remote_code(part, "is a program name computed from a download")
+                self.opaque(part, f"the program `{_show((w0.value,), 40)}` is only known at run time")
                 return self.finish(parts, part, redirs, cwd)
             name = _program_name(w0.value)
             wrap = _WRAPPERS.get(name)
@@ -2095,15 +2181,22 @@ class _Classifier:
                 if unwrapped is not None:
                     rest, wrapped_cwd, k = unwrapped
                     wrapper_argv = words[: k + 1]
-                    rule = self.match(name, wrapper_argv[1:], cwd)
+                    rule = self.match(name, wrapper_argv[1:], cwd)[0]
                     if rule is not None and rule.classes != (Category.READ_ONLY,):
                         parts.append(self.part_for(name, wrapper_argv, cwd, rule=rule))
-                    via_xargs = via_xargs or name == "xargs"
+                    env.extend(w for w in wrapper_argv[1:] if _ASSIGN.match(w.value))
+                    if name == "xargs":
+                        via_xargs = True
+                        rest = _with_input(rest, _xargs_replace(wrapper_argv[1:]))
+                    if wrap.shell:
+                        return self.shell_wrapper(name, wrapper_argv, rest, parts, redirs, wrapped_cwd, depth)
+                    while len(rest) > 1 and _is_assignment(rest[0]):
+                        env.append(rest.pop(0))  # `nice X=1 cmd` fails; read as the environment
                     words, cwd = rest, wrapped_cwd
                     continue
-            if name in _SHELLS and not via_xargs:
+            if name in _SHELLS:
                 kind, script = _shell_mode(args)
-                if kind == "c" and script is not None:
+                if kind == "c" and script is not None and not script.unknown:
                     parts.extend(self.script_text(script.value, cwd, depth + 1))
                     return parts + self.redirect_parts(redirs, cwd), None, _SAME
             if name in _EVAL_LIKE and args:
@@ -2113,23 +2206,292 @@ class _Classifier:
                 operands = [a for a in args if not a.value.startswith("-")]
                 if len(operands) >= 2:
                     parts.extend(self.script_text(operands[0].value, cwd, depth + 1))
+            if name == "alias":  # the value runs wherever the alias is used
+                for a in args:
+                    if "=" in a.value:
+                        parts.extend(self.script_text(a.value.split("=", 1)[1], cwd, depth + 1))
             if name == "find":
                 for cmd in _find_execs(args):
                     parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
             eff_cwd = self.program_cwd(name, args, cwd)
-            rule = self.match(name, args, eff_cwd)
+            rule, skipped = self.match(name, args, eff_cwd)
             part = self.part_for(name, words, eff_cwd, rule=rule)
-            executes = name in _SHELLS or name in _SOURCE or _interpreter(name) is not None
+            if skipped is not None:
+                self.unknown_paths(part, skipped)
+            runs_before = len(self.runs)
+            parts.extend(self.effects(name, args, part, eff_cwd, env, depth))
+            shell = name in _SHELLS or name in _SOURCE
+            executes = shell or _interpreter(name) is not None
             if executes:
                 if any(p.networked() for a in args for p in by_word.get(id(a), ())):
                     self.remote_code(part, "runs a script produced by a download")
                 part.stdin_code = via_xargs or (not stdin_redirected and _reads_stdin_code(name, args))
                 parts.extend(self.stdin_script(name, redirs, cwd, depth))
+            if shell:
+                self.shell_input(name, args, part, redirs, eff_cwd, via_xargs)
+            elif "/" in w0.value:
+                self.runs.append((part, self.path_key(w0, cwd), False))
+            if name == "parallel":  # no command: it runs the lines of its input
+                self.opaque(part, "runs the commands its input holds")
+            if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
+                own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
+                for a in args:
+                    self.note_touched(a, eff_cwd, own)
             new_cwd: Any = _SAME
             if name in ("cd", "pushd", "popd") and not via_xargs:
                 new_cwd = self.cd_target(name, args, cwd)
             got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
             return got, eater, new_cwd
+
+    # -- what the command line does not show
+
+    def opaque(self, part: _Part, why: str) -> None:
+        """``part`` runs code (or a program) the command line does not show: it is judged
+        like text that cannot be parsed (``[defaults] unparsable``, at least approval)."""
+        outcome = strictest([self.p.unparsable, self.p.outcome_for(self.p.unknown)])
+        part.findings.append(
+            _Finding(BUILTIN_OPAQUE, self.p.unknown, why + ": what it runs cannot be read", outcome)
+        )
+
+    def unknown_paths(self, part: _Part, rule: Rule) -> None:
+        """A rule that needs a path outside could not decide: some paths come from the
+        input (xargs). Approval, unless that rule itself is laxer."""
+        outside = rule.outcome if rule.outcome is not None else self.p.outcome_for(rule.classes)
+        outcome = outside if outside.rank < Outcome.REQUIRE_APPROVAL.rank else Outcome.REQUIRE_APPROVAL
+        classes = tuple(c for c in rule.classes if c is not Category.HOST_ESCAPE_RISK) or self.p.unknown
+        text = f"its paths come from its input and may lie outside the workspace (rule {rule.name!r})"
+        part.findings.append(_Finding(BUILTIN_UNKNOWN_PATHS, classes, text, outcome))
+
+    def shell_input(
+        self,
+        name: str,
+        args: list[_Word],
+        part: _Part,
+        redirs: list[_Redir],
+        cwd: str | None,
+        via_xargs: bool,
+    ) -> None:
+        """A shell (or ``source``) running a script: from a file, or from its input."""
+        if via_xargs:
+            self.opaque(part, f"`{name}` runs shell code or a script that its input (xargs) names")
+            return
+        if part.stdin_code:
+            self.opaque(part, f"`{name}` runs the shell code on its standard input")
+            return
+        script: _Word | None = None
+        if name in _SOURCE:
+            script = args[0] if args else None
+        else:
+            kind, script = _shell_mode(args)
+            if kind != "script":
+                script = None
+        if script is None:
+            for r in redirs:
+                if r.op == "<" and r.target is not None:
+                    script = r.target
+        if script is None:
+            return
+        if script.unknown or (script.dynamic and script.value.startswith(("<(", ">("))):
+            self.opaque(part, f"`{name}` runs a script that another command produces")
+            return
+        self.runs.append((part, self.path_key(script, cwd), True))
+
+    def shell_wrapper(
+        self,
+        name: str,
+        wrapper_argv: list[_Word],
+        rest: list[_Word],
+        parts: list[_Part],
+        redirs: list[_Redir],
+        cwd: str | None,
+        depth: int,
+    ) -> tuple[list[_Part], _Part | None, Any]:
+        """``watch`` and ``parallel`` join their command's words and run them with ``sh -c``."""
+        values = [w.value for w in rest]
+        text = " ".join(values)
+        if name == "parallel":
+            text = _parallel_text(values)
+            part = self.part_for(name, [*wrapper_argv, *rest], cwd, rule=None)
+            self.opaque(
+                part,
+                "`parallel` runs its command once per input, with arguments that may come from its input",
+            )
+            parts.append(part)
+        if text:
+            parts.extend(self.script_text(text, cwd, depth + 1))
+        return parts + self.redirect_parts(redirs, cwd), None, _SAME
+
+    def path_key(self, w: _Word, cwd: str | None) -> str:
+        """How a file is named in ``written``, ``touched`` and ``runs``."""
+        v = w.value
+        if w.tilde or w.lead is not None or w.unknown:
+            return v
+        if not v.startswith("/"):
+            if cwd is None:
+                return v
+            v = cwd + "/" + v
+        return posixpath.normpath(v)
+
+    def note_touched(self, a: _Word, cwd: str | None, own: set[str]) -> None:
+        v = a.value
+        keys = []
+        if "=" in v:  # of=FILE, --output=FILE
+            keys.append(self.path_key(_literal_path(v.split("=", 1)[1]), cwd))
+        if not v.startswith("-"):
+            keys.append(self.path_key(a, cwd))
+        self.touched.update(k for k in keys if k not in own)
+
+    def late(self, parts: list[_Part], text: str) -> None:
+        """Findings that need the whole command line: a script run from a file that the
+        same command line writes; more commands than a person would read."""
+        if self.total > _MAX_PARTS:
+            why = f"it holds {self.total} commands (more than {_MAX_PARTS})"
+            parts.insert(0, self.unparsable_part(self.p, text, why))
+        for part, key, any_change in self.runs:
+            if key in self.written or (any_change and key in self.touched):
+                shown = part.argv[1] if part.program in _SOURCE and len(part.argv) > 1 else key
+                self.opaque(part, f"`{part.program}` runs {shown}, which this command line writes")
+
+    # -- programs whose arguments hide writes or commands
+
+    def effects(
+        self, name: str, args: list[_Word], part: _Part, cwd: str | None, env: list[_Word], depth: int
+    ) -> list[_Part]:
+        """Writes and commands hidden in the arguments of programs otherwise read-only
+        (``sort -o``, ``find -fprint``, ``less -o``, awk and sed programs), and git's
+        ``--work-tree`` / ``--git-dir``. Returns the parts of the commands they run."""
+        extra: list[_Part] = []
+        targets: list[_Word] = []
+        spec = _WRITE_OPTS.get(name)
+        if spec is not None:
+            targets.extend(_option_values(args, *spec))
+        if name == "uniq":
+            operands = [a for a in args if not a.value.startswith("-") or a.value == "-"]
+            if len(operands) >= 2:
+                targets.append(operands[1])
+        elif name == "tee":
+            for a in args:
+                if not a.value.startswith("-"):
+                    self.written.add(self.path_key(a, cwd))
+        elif name == "dd":
+            for a in args:
+                if a.value.startswith("of="):
+                    self.written.add(self.path_key(_literal_path(a.value[3:]), cwd))
+        elif name == "sort" and any(a.value.startswith("--compress-program") for a in args):
+            self.opaque(part, "`sort --compress-program` runs a program")
+        elif name in _AWKS:
+            extra.extend(self.awk(args, part, cwd, depth, targets))
+        elif name in _SEDS:
+            extra.extend(self.sed(args, part, cwd, depth, targets))
+        elif name == "git":
+            self.git_targets(args, env, part, cwd)
+        if targets:
+            part.findings.extend(self.redirect_findings([_Redir(">", "", t, None) for t in targets], cwd))
+        return extra
+
+    def as_unknown(self, part: _Part, why: str) -> None:
+        """A program that runs code from a file (``awk -f``, ``sed -f``): ``[defaults] unknown``."""
+        part.classes, part.outcome, part.name = self.p.unknown, None, DEFAULT_RULE
+        part.text = f"`{_show(part.argv)}` {why}; treated as unknown ({', '.join(self.p.unknown)})"
+
+    def script_file(self, part: _Part, w: _Word, cwd: str | None, what: str) -> None:
+        if w.value in ("-", "/dev/stdin", "/dev/fd/0") or w.unknown or w.dynamic:
+            self.opaque(part, f"{what} comes from its input or from a command")
+        else:
+            self.as_unknown(part, f"runs {what} {w.value}")
+            self.runs.append((part, self.path_key(w, cwd), True))
+
+    def awk(
+        self, args: list[_Word], part: _Part, cwd: str | None, depth: int, targets: list[_Word]
+    ) -> list[_Part]:
+        programs, files, loads = _awk_programs(args)
+        for f in files:
+            self.script_file(part, f, cwd, "an awk program from")
+        if loads:
+            self.opaque(part, "awk loads an extension (compiled code)")
+        extra: list[_Part] = []
+        for prog in programs:
+            if prog.dynamic:
+                self.opaque(part, "the awk program is only known at run time")
+                continue
+            risk = _awk_risk(prog.value)
+            if risk is None:
+                continue
+            self.opaque(part, f"the awk program {risk}")
+            for kind, text in _awk_literals(prog.value):
+                if kind == "run":
+                    extra.extend(self.script_text(text, cwd, depth + 1))
+                else:
+                    targets.append(_literal_path(text))
+        return extra
+
+    def sed(
+        self, args: list[_Word], part: _Part, cwd: str | None, depth: int, targets: list[_Word]
+    ) -> list[_Part]:
+        scripts, files, sandbox, maybe = _sed_scripts(args)
+        if sandbox:
+            return []
+        for f in files:
+            self.script_file(part, f, cwd, "a sed script from")
+        extra: list[_Part] = []
+        for script in [*scripts, *maybe]:
+            if script.dynamic and script not in maybe:
+                self.opaque(part, "the sed script is only known at run time")
+                continue
+            if not any(ch in script.value for ch in "weW"):
+                continue  # fast path: no command that writes or runs
+            try:
+                writes, commands, runs_text = _sed_scan(script.value)
+            except ValueError:
+                if script not in maybe:
+                    self.opaque(part, "the sed script cannot be read")
+                continue
+            targets.extend(_literal_path(w) for w in writes)
+            for cmd in commands:
+                extra.extend(self.script_text(cmd, cwd, depth + 1))
+            if runs_text:
+                self.opaque(part, "the sed script runs text of its input as a command (`e`)")
+        return extra
+
+    def git_targets(self, args: list[_Word], env: list[_Word], part: _Part, cwd: str | None) -> None:
+        """``git --work-tree=/``, ``--git-dir``, ``GIT_WORK_TREE=/``: git working on a tree
+        or a repository outside the workspace is like running there."""
+        if not ({Category.MUTATING, Category.DESTRUCTIVE} & set(part.classes)):
+            return
+        found: list[_Word] = []
+        values = [a.value for a in args]
+        k = 0
+        while k < len(values) and values[k].startswith("-"):
+            v = values[k]
+            key, eq, value = v.partition("=")
+            if key in ("--work-tree", "--git-dir"):
+                if not eq and k + 1 < len(args):
+                    found.append(args[k + 1])
+                    k += 1
+                elif eq:
+                    found.append(_literal_path(value))
+            elif v == "-c" and k + 1 < len(values):
+                setting, _, value = values[k + 1].partition("=")
+                if setting.lower() == "core.worktree":
+                    found.append(_literal_path(value))
+                k += 1
+            elif v in _GLOBAL_VALUE_OPTS["git"]:
+                k += 1
+            k += 1
+        for w in env:
+            key, _, value = w.value.partition("=")
+            if key in ("GIT_WORK_TREE", "GIT_DIR", "GIT_INDEX_FILE", "GIT_COMMON_DIR"):
+                found.append(_literal_path(value))
+        for w in found:
+            if self.outside(w, cwd):
+                part.findings.append(
+                    _Finding(
+                        BUILTIN_CWD_OUTSIDE,
+                        (Category.HOST_ESCAPE_RISK,),
+                        f"works on {w.value}, outside the workspace",
+                    )
+                )
+                return
 
     def finish(
         self,
@@ -2191,8 +2553,11 @@ class _Classifier:
 
     # -- rules
 
-    def match(self, name: str, args: list[_Word], cwd: str | None) -> Rule | None:
+    def match(self, name: str, args: list[_Word], cwd: str | None) -> tuple[Rule | None, Rule | None]:
+        """The first rule that matches, and the first rule skipped only because some path
+        comes from the input (xargs) and may or may not lie outside."""
         values = [a.value for a in args]
+        skipped: Rule | None = None
         sub: str | bool | None = False  # not computed yet
         joined: str | None = None
         for rule in self.p.rules:
@@ -2218,12 +2583,27 @@ class _Classifier:
                     joined = " ".join(values)
                 if not _regex(rule.args_regex).search(joined):
                     continue
-            if rule.outside_paths is not None and not self.paths_outside(args, cwd, rule.outside_paths):
-                continue
-            return rule
-        return None
+            if rule.outside_paths is not None:
+                outside = self.paths_outside(args, cwd, rule.outside_paths)
+                if outside is None:
+                    skipped = skipped or rule
+                    continue
+                if not outside:
+                    continue
+            return rule, skipped
+        return None, skipped
 
-    def paths_outside(self, args: list[_Word], cwd: str | None, mode: str) -> bool:
+    def paths_outside(self, args: list[_Word], cwd: str | None, mode: str) -> bool | None:
+        """Whether a path argument lies outside; None when only paths from the input might."""
+        if any(a.unknown for a in args):
+            # what is known decides as if the input were empty; else the input might
+            known = [a for a in args if not a.unknown]
+            if self.scan_paths(known, cwd, mode):
+                return True
+            return None if self.scan_paths(args, cwd, mode) is not False else False
+        return self.scan_paths(args, cwd, mode)
+
+    def scan_paths(self, args: list[_Word], cwd: str | None, mode: str) -> bool | None:
         operands: list[_Word] = []
         target: _Word | None = None
         options_done = False
@@ -2246,8 +2626,16 @@ class _Classifier:
         if mode == "last":
             if target is None and len(operands) >= 2:
                 target = operands[-1]
-            return target is not None and self.outside(target, cwd)
-        return any(self.outside(a, cwd) for a in [*operands, *([target] if target else [])])
+            candidates = [target] if target is not None else []
+        else:
+            candidates = [*operands, *([target] if target else [])]
+        unknown = False
+        for a in candidates:
+            if a.unknown:
+                unknown = True
+            elif self.outside(a, cwd):
+                return True
+        return None if unknown else False
 
     def outside(self, w: _Word, cwd: str | None) -> bool:
         """Whether the path ``w`` may be outside the workspace (unknown counts as outside)."""
@@ -2397,6 +2785,417 @@ class _Classifier:
 _SAME: Final[Any] = object()
 
 
+def _repeat_key(stage: _Simple, cwd: str | None) -> tuple[str | None, tuple[str, ...]] | None:
+    """A plain command (literal words, no redirection, no assignment) that, run again in the
+    same directory, is judged the same: its key. ``cd`` is not plain (it moves)."""
+    if stage.redirs or stage.assigns or stage.data or not stage.words:
+        return None
+    for w in stage.words:
+        if w.dynamic or w.subs or w.glob:
+            return None
+    values = tuple(w.value for w in stage.words)
+    if values[0] in ("cd", "pushd", "popd"):
+        return None
+    return cwd, values
+
+
+def _literal_output(stage: _Simple | _Group) -> str | None:
+    """What ``echo``/``printf`` with literal arguments writes (roughly), else None."""
+    if not isinstance(stage, _Simple) or not stage.words or stage.words[0].value not in ("echo", "printf"):
+        return None
+    if any(w.dynamic for w in stage.words):
+        return None
+    values = [w.value for w in stage.words[1:]]
+    if stage.words[0].value == "echo":
+        while values and re.fullmatch(r"-[neE]+", values[0]):
+            values.pop(0)
+        return " ".join(values).replace("\\n", "\n")  # dash's echo reads escapes
+    return "\n".join(v.replace("\\n", "\n") for v in values)
+
+
+def _is_pattern(w: _Word) -> bool:
+    """A word with an unquoted glob that may match files (``/bin/r?``); a lone ``[`` is not."""
+    if not w.glob or w.mask is None:
+        return False
+    opened = False
+    for ch, unquoted in zip(w.value, w.mask, strict=True):
+        if not unquoted:
+            continue
+        if ch in "*?" or (ch == "]" and opened):
+            return True
+        if ch == "[":
+            opened = True
+    return False
+
+
+_INPUT: Final = "<input>"
+
+
+def _input_word() -> _Word:
+    w = _Word.literal(_INPUT)
+    w.unknown = True
+    return w
+
+
+def _xargs_replace(options: list[_Word]) -> str | None:
+    """The replace string of ``xargs -I R`` / ``-i[R]`` / ``--replace[=R]``."""
+    for k, w in enumerate(options):
+        v = w.value
+        if v == "-I" and k + 1 < len(options):
+            return options[k + 1].value or None
+        if v.startswith("-I") and len(v) > 2:
+            return v[2:]
+        if v.startswith("-i") and not v.startswith("--"):
+            return v[2:] or "{}"
+        if v == "--replace" or v.startswith("--replace="):
+            return v.partition("=")[2] or "{}"
+    return None
+
+
+def _with_input(rest: list[_Word], replace: str | None) -> list[_Word]:
+    """xargs' command with the words it reads from its input: unknown paths."""
+    if replace is None:
+        return [*rest, _input_word()]
+    out: list[_Word] = []
+    for w in rest:
+        if replace in w.value:
+            u = _Word.literal(w.value)
+            u.unknown = True
+            out.append(u)
+        else:
+            out.append(w)
+    return out
+
+
+_PARALLEL_SEPS: Final = frozenset({":::", "::::", ":::+", "::::+"})
+_PARALLEL_REPL = re.compile(r"\{[^{}\s]*\}")
+
+
+def _parallel_text(values: list[str]) -> str:
+    """What ``parallel CMD ::: A B`` runs, as one shell text (all inputs at once)."""
+    k = next((i for i, v in enumerate(values) if v in _PARALLEL_SEPS), len(values))
+    inputs: list[str] = []
+    literal = False
+    for v in values[k:]:
+        if v in _PARALLEL_SEPS:
+            literal = v in (":::", ":::+")
+        elif literal:
+            inputs.append(v)
+    cmd = " ".join(values[:k])
+    if not cmd:
+        return "\n".join(inputs)  # the inputs are the commands
+    if not inputs:
+        return cmd
+    joined = " ".join(shlex.quote(i) for i in inputs)
+    if _PARALLEL_REPL.search(cmd):
+        return _PARALLEL_REPL.sub(lambda _m: joined, cmd)
+    return cmd + " " + joined
+
+
+def _option_values(args: list[_Word], opts: tuple[str, ...], value_short: str | None) -> list[_Word]:
+    """The values of ``opts`` in ``args`` (``-o F``, ``-oF``, ``-ro F``, ``--output=F``)."""
+    out: list[_Word] = []
+    k = 0
+    while k < len(args):
+        v = args[k].value
+        nxt = args[k + 1] if k + 1 < len(args) else None
+        if v == "--" and value_short is not None:
+            break
+        if v in opts:
+            if nxt is not None:
+                out.append(nxt)
+            k += 2
+            continue
+        if v.startswith("--"):
+            key, eq, value = v.partition("=")
+            if eq and key in opts:
+                out.append(_literal_path(value))
+        elif value_short is not None and v.startswith("-") and len(v) > 1:
+            for j in range(1, len(v)):
+                ch = v[j]
+                if ch in value_short:
+                    value_word = _literal_path(v[j + 1 :]) if j + 1 < len(v) else nxt
+                    if "-" + ch in opts and value_word is not None:
+                        out.append(value_word)
+                    if j + 1 >= len(v):
+                        k += 1
+                    break
+        k += 1
+    return out
+
+
+def _awk_programs(args: list[_Word]) -> tuple[list[_Word], list[_Word], bool]:
+    """An awk command's program texts, program files (``-f``) and whether it loads an
+    extension (gawk ``-l``, ``@load``)."""
+    programs: list[_Word] = []
+    files: list[_Word] = []
+    loads = False
+    k = 0
+    while k < len(args):
+        v = args[k].value
+        nxt = args[k + 1] if k + 1 < len(args) else None
+        if v == "--":
+            k += 1
+            break
+        if v.startswith("--") and len(v) > 2:
+            key, eq, value = v.partition("=")
+            word = _literal_path(value) if eq else nxt
+            if key in (
+                "--file",
+                "--exec",
+                "--include",
+                "--source",
+                "--load",
+                "--field-separator",
+                "--assign",
+            ):
+                if key == "--source" and word is not None:
+                    programs.append(word)
+                elif key == "--load":
+                    loads = True
+                elif key != "--field-separator" and key != "--assign" and word is not None:
+                    files.append(word)
+                k += 1 if eq else 2
+                continue
+            k += 1
+            continue
+        if v.startswith("-") and len(v) > 1:
+            ch = v[1]
+            word = _literal_path(v[2:]) if len(v) > 2 else nxt
+            step = 1 if len(v) > 2 else 2
+            if ch in "fEi" and word is not None:
+                files.append(word)
+            elif ch == "e" and word is not None:
+                programs.append(word)
+            elif ch == "l":
+                loads = True
+            elif ch not in "FvW":
+                step = 1  # a flag (-b, -c, -P, -n...)
+            k += step
+            continue
+        break
+    if not programs and not files and k < len(args):
+        programs.append(args[k])
+    return programs, files, loads
+
+
+_AWK_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
+_AWK_REGEX = re.compile(r"(?:\A|(?<=[(,~!{};&|\n]))\s*/(?:\\.|\[[^\]\n]*\]|[^/\\\n])*/")
+_AWK_RISKS: Final = (
+    (re.compile(r"\bsystem\s*\("), "runs a command (`system`)"),
+    (re.compile(r"(?<!\|)\|(?!\|)"), "runs a command through a pipe (`| getline`, `print |`)"),
+    (re.compile(r"\bprintf?\b[^;{}\n]*>"), "writes to a file (`print >`)"),
+    (re.compile(r"@load\b"), "loads an extension (compiled code)"),
+)
+
+
+def _awk_risk(program: str) -> str | None:
+    """What an awk program does beyond reading and printing, or None."""
+    if not any(ch in program for ch in "|>(@"):
+        return None
+    bare = _AWK_REGEX.sub(" ", _AWK_STRING.sub('""', program))
+    for pattern, what in _AWK_RISKS:
+        if pattern.search(bare):
+            return what
+    return None
+
+
+_AWK_LIT = r'"((?:\\.|[^"\\])*)"'
+_AWK_RUN = re.compile(
+    r"\bsystem\s*\(\s*" + _AWK_LIT + r"|" + _AWK_LIT + r"\s*\|&?\s*getline|\|&?\s*" + _AWK_LIT
+)
+_AWK_WRITE = re.compile(r"\bprintf?\b[^;{}\n]*?>>?\s*" + _AWK_LIT)
+
+
+def _awk_unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), text)
+
+
+def _awk_literals(program: str) -> list[tuple[str, str]]:
+    """("run", command) and ("write", file) for the literal strings an awk program runs
+    or writes to."""
+    out: list[tuple[str, str]] = []
+    for m in _AWK_RUN.finditer(program):
+        text = next(g for g in m.groups() if g is not None)
+        out.append(("run", _awk_unescape(text)))
+    for m in _AWK_WRITE.finditer(program):
+        out.append(("write", _awk_unescape(m.group(1))))
+    return out
+
+
+def _sed_scripts(args: list[_Word]) -> tuple[list[_Word], list[_Word], bool, list[_Word]]:
+    """A sed command's scripts (``-e``, or the first operand), script files (``-f``),
+    whether ``--sandbox`` forbids ``e``, ``w`` and ``r``, and an operand that may be a
+    script (the first, after ``-f``)."""
+    scripts: list[_Word] = []
+    files: list[_Word] = []
+    sandbox = False
+    operands: list[_Word] = []
+    k = 0
+    done = False
+    while k < len(args):
+        w = args[k]
+        v = w.value
+        nxt = args[k + 1] if k + 1 < len(args) else None
+        if done or not v.startswith("-") or v == "-":
+            operands.append(w)
+        elif v == "--":
+            done = True
+        elif v.startswith("--"):
+            key, eq, value = v.partition("=")
+            word = _literal_path(value) if eq else nxt
+            if key in ("--expression", "--file", "--line-length"):
+                if word is not None and key == "--expression":
+                    scripts.append(word)
+                elif word is not None and key == "--file":
+                    files.append(word)
+                if not eq:
+                    k += 1
+            elif key == "--sandbox":
+                sandbox = True
+        else:
+            for j in range(1, len(v)):
+                ch = v[j]
+                if ch in "efl":
+                    word = _Word.literal(v[j + 1 :]) if j + 1 < len(v) else nxt
+                    if word is not None and ch == "e":
+                        scripts.append(word)
+                    elif word is not None and ch == "f":
+                        files.append(_literal_path(word.value) if j + 1 < len(v) else word)
+                    if j + 1 >= len(v):
+                        k += 1
+                    break
+                if ch == "i":
+                    break  # the rest is the backup suffix
+        k += 1
+    maybe: list[_Word] = []
+    if not scripts and operands:
+        # the first operand is the script; with -f it is a file, but read it as a script
+        # too (ignored unless it reads as one): `sed -rf` is `-r -f`
+        (maybe if files else scripts).append(operands[0])
+    return scripts, files, sandbox, maybe
+
+
+def _sed_delim(t: str, i: int, d: str) -> int:
+    """The index after the delimiter ``d`` that closes what starts at ``i``."""
+    n = len(t)
+    while i < n:
+        c = t[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == d:
+            return i + 1
+        if c == "\n" and d != "\n":
+            break
+        i += 1
+    raise ValueError("unterminated")
+
+
+def _sed_line(t: str, i: int) -> tuple[str, int]:
+    j = t.find("\n", i)
+    j = len(t) if j < 0 else j
+    return t[i:j], j
+
+
+def _sed_address(t: str, i: int) -> int:
+    n = len(t)
+    while True:
+        while i < n and t[i] in " \t":
+            i += 1
+        if i < n and t[i].isdigit():
+            while i < n and (t[i].isdigit() or t[i] == "~"):
+                i += 1
+        elif i < n and t[i] == "$":
+            i += 1
+        elif i < n and t[i] in "/\\":
+            if t[i] == "\\":
+                i += 1
+            if i >= n:
+                raise ValueError("address")
+            i = _sed_delim(t, i + 1, t[i])
+            while i < n and t[i] in "IM":
+                i += 1
+        while i < n and t[i] in " \t":
+            i += 1
+        if i < n and t[i] == ",":
+            i += 1
+            while i < n and t[i] in " \t":
+                i += 1
+            if i < n and t[i] in "+~":
+                i += 1
+                while i < n and t[i].isdigit():
+                    i += 1
+                return i
+            continue
+        return i
+
+
+def _sed_scan(t: str) -> tuple[list[str], list[str], bool]:
+    """The files a sed script writes (``w``, ``W``, ``s///w``), the commands it runs
+    (``e CMD``), and whether it runs text of its input (``e``, ``s///e``). Raises
+    ValueError for a script it cannot read."""
+    writes: list[str] = []
+    commands: list[str] = []
+    runs_input = False
+    n = len(t)
+    i = 0
+    while i < n:
+        c = t[i]
+        if c in " \t\n;{}!":
+            i += 1
+            continue
+        if c == "#":
+            i = _sed_line(t, i)[1]
+            continue
+        i = _sed_address(t, i)
+        if i >= n:
+            break
+        c = t[i]
+        if c in "{!":
+            i += 1
+            continue
+        i += 1
+        if c == "s" or c == "y":
+            if i >= n or t[i] in "\n\\":
+                raise ValueError("s")
+            d = t[i]
+            i = _sed_delim(t, _sed_delim(t, i + 1, d), d)
+            while c == "s" and i < n and t[i] not in ";\n}":
+                if t[i] == "w":
+                    line, i = _sed_line(t, i + 1)
+                    writes.append(line.strip())
+                    break
+                if t[i] == "e":
+                    runs_input = True
+                i += 1
+        elif c in "wW":
+            line, i = _sed_line(t, i)
+            writes.append(line.strip())
+        elif c == "e":
+            line, i = _sed_line(t, i)
+            cmd = line.strip()
+            if cmd:
+                commands.append(cmd)
+            else:
+                runs_input = True
+        elif c in "aic":
+            line, i = _sed_line(t, i)
+            while line.endswith("\\") and i < n:
+                line, i = _sed_line(t, i + 1)
+        elif c in "rR":
+            i = _sed_line(t, i)[1]
+        elif c in "btT:v":
+            while i < n and t[i] not in ";\n":
+                i += 1
+        elif c in "qQlL":
+            while i < n and (t[i].isdigit() or t[i] in " \t"):
+                i += 1
+        elif c not in "=dDgGhHnNpPxzF":
+            raise ValueError(f"unknown sed command {c!r}")
+    return writes, commands, runs_input
+
+
 def _literal_path(value: str) -> _Word:
     w = _Word.literal(value)
     w.tilde = value.startswith("~")
@@ -2440,7 +3239,7 @@ def _shell_mode(args: list[_Word]) -> tuple[str, _Word | None]:
     rest = args[i:]
     if has_c:
         return "c", (rest[0] if rest else None)
-    if stdin or not rest:
+    if stdin or not rest or rest[0].value in _STDIN_FILES:
         return "stdin", None
     return "script", rest[0]
 
@@ -2454,7 +3253,7 @@ def _reads_stdin_code(name: str, args: list[_Word]) -> bool:
     if name in _SHELLS:
         return _shell_mode(args)[0] == "stdin"
     if name in _SOURCE:
-        return bool(args) and args[0].value in ("/dev/stdin", "-")
+        return bool(args) and (args[0].value in _STDIN_FILES or args[0].value == "-")
     spec = _interpreter(name)
     if spec is None:
         return False
