@@ -229,26 +229,185 @@ def test_hide_host_shows_only_the_system_and_the_fork(home, forks, proj, outside
     assert res.changes == [{"path": "made.txt", "status": "added"}]
     assert vault.workspace("b").read("made.txt") == b"made\n"
     assert _host_files(proj) == {"host.txt"} and not os.path.exists("/home/agent/h.txt")
-    # the root of the view is read-only; the host's /proc is there (no PID namespace)
+    # the root of the view is read-only; /proc is there (a fresh one, of the view's PID namespace)
     res = _run(home, vault, "b", "sh root.sh",
                isolate="hidden", isolate_at=str(proj), commit=False)  # fmt: skip
     assert res.result is not None and "Read-only file system" in res.result["stdout"]
     assert "PROC" in res.result["stdout"]
 
 
+_ESCAPES = (
+    # each line: a way to the host's files through /proc, tried from inside the view
+    "import os, sys\n"
+    "target = sys.argv[1]\n"
+    "for pid in [str(os.getppid()), '1', *sorted(p for p in os.listdir('/proc') if p.isdigit())]:\n"
+    "    for way in ('root', 'cwd'):\n"
+    "        try:\n"
+    "            open(f'/proc/{pid}/{way}{target}-{way}', 'w').write('escaped')\n"
+    "            print('ESCAPED', pid, way)\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "print('pids', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'ppid', os.getppid())\n"
+)
+
+
+@pytest.mark.parametrize("host", ["readonly", "hidden"])
+def test_the_host_is_not_reachable_through_proc(home, forks, proj, outside, host):
+    """Regression: with the host's /proc, /proc/$PPID/root was the host's writable root
+    (the review's isolate_escape.py). Now the command has a PID namespace and a fresh /proc:
+    the processes there are the view's init and the command's own."""
+    vault = forks
+    target = str(outside / "host-written")
+    vault.workspace("a").write("esc.py", _ESCAPES.encode())
+    res = _run(home, vault, "a", f"python3 esc.py {target}; echo $$",
+               isolate=host, isolate_at=str(proj), commit=False)  # fmt: skip
+    assert res.success and res.result is not None, res.to_dict()
+    out = res.result["stdout"].splitlines()
+    assert not [line for line in out if line.startswith("ESCAPED")], out
+    assert out[-1] == "2" and out[-2] == "pids [1, 2, 3] ppid 2", out  # init, sh, python3
+    assert sorted(os.listdir(outside)) == ["keep.txt"]
+    assert _host_files(proj) == {"host.txt"}
+
+
+def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs(home, forks, proj):
+    """Regression: a root command kept every capability but CAP_SYS_ADMIN (mknod worked),
+    and the whole vault was writable (a hook written there runs on the host later)."""
+    vault = forks
+    vp = vault.path
+    probe = (
+        "import os\n"
+        "caps = {l.split(':')[0]: int(l.split()[1], 16) for l in open('/proc/self/status') if l.startswith('Cap')}\n"
+        "print('bnd', sorted(c for c in range(64) if caps['CapBnd'] >> c & 1))\n"
+        "print('inh', caps['CapInh'], 'amb', caps['CapAmb'])\n"
+        f"for p in ('hooks/post-update', 'config.new', 'avfs/x', 'description', 'objects/node'):\n"
+        "    try:\n"
+        f"        os.mknod(os.path.join({vp!r}, p), 0o20666, os.makedev(1, 3)) if p == 'objects/node' "
+        f"else open(os.path.join({vp!r}, p), 'w').write('x')\n"
+        "        print(p, 'written')\n"
+        "    except OSError as e:\n"
+        "        print(p, e.strerror)\n"
+        "print(sorted(os.listdir('/dev')))\n"
+    )
+    vault.workspace("a").write("probe.py", probe.encode())
+    checkpoint.save(vault, "a")
+    for host in ("readonly", "hidden"):
+        res = _run(home, vault, "a", "python3 probe.py", isolate=host, isolate_at=str(proj), commit=False)
+        assert res.success and res.result is not None, res.to_dict()
+        out = res.result["stdout"].splitlines()
+        assert out[0] == f"bnd {sorted(isolate.KEPT_CAPS)}" and out[1] == "inh 0 amb 0", (host, out)
+        assert not {21, 27, 19, 2, 17, 16} & isolate.KEPT_CAPS  # SYS_ADMIN MKNOD PTRACE ...
+        assert out[2:7] == [
+            "hooks/post-update Read-only file system",
+            "config.new Read-only file system",
+            "avfs/x Read-only file system",
+            "description Read-only file system",
+            "objects/node Operation not permitted",  # writable for git, but no CAP_MKNOD
+        ], (host, out)
+        devs = eval(out[7])  # no disks, no /dev/mem: the minimal /dev
+        assert set(devs) <= {*isolate.DEV_NODES, "fd", "stdin", "stdout", "stderr", "ptmx", "shm", "pts"}
+    assert not os.path.exists(os.path.join(vp, "hooks", "post-update"))
+    assert not os.path.exists(os.path.join(vp, "objects", "node"))
+    # git works in the fork: status, add, commit (objects, refs, logs, the worktree's index)
+    mounts.mount(home, vault, "a", None)  # a live mount: its worktree stays registered
+    # the policy judges paths it sees: a script hides the write to the worktree's hook
+    vault.workspace("a").write(
+        "pin.sh",
+        b'for f in fsmonitor-hook config.worktree commondir HEAD; do echo evil > "$(git rev-parse --git-dir)/$f"'
+        b' 2>/dev/null && echo "WRITTEN $f"; done; echo PINNED\n',
+    )
+    checkpoint.save(vault, "a")
+    wt = Path(vp) / "worktrees" / "avfs-a"
+    hook_before = (wt / "fsmonitor-hook").read_bytes()
+    res = _run(
+        home, vault, "a",
+        f"cd {proj} && echo g > g.txt && git add g.txt && git commit -q -m 'by git in the view'"
+        " && git log -1 --format=%s && git status --porcelain && sh pin.sh",
+        isolate="readonly", isolate_at=str(proj), env=tuple((f"GIT_{w}_{k}", v) for w in ("AUTHOR", "COMMITTER")
+                                                     for k, v in (("NAME", "A"), ("EMAIL", "a@b.invalid"))),
+    )  # fmt: skip
+    assert res.result is not None and res.result["exit_code"] == 0, res.result["stderr"]
+    assert res.result["stdout"].splitlines() == ["by git in the view", "PINNED"], res.to_dict()
+    assert "by git in the view" in git("--git-dir", vp, "log", "--format=%s", "a")
+    assert (wt / "fsmonitor-hook").read_bytes() == hook_before
+
+
+def test_exit_status_signals_and_strays_pass_through_the_views_init(home, forks, proj):
+    vault = forks
+    secs = f"100.{os.getpid()}1"
+    res = _run(home, vault, "a", f"sleep {secs} & exit 3", isolate="readonly", isolate_at=str(proj),
+               commit=False, kill_grace_ms=300)  # fmt: skip
+    assert res.result is not None and res.result["exit_code"] == 3, res.to_dict()
+    assert res.result["stray_processes_killed"] and not _running(b"sleep\0" + secs.encode())
+    # one that left the process group (setsid) is stopped with the namespace too
+    res = _run(home, vault, "a", f"setsid sleep {secs} & sleep 0.2; echo out", isolate="hidden",
+               isolate_at=str(proj), commit=False, kill_grace_ms=300)  # fmt: skip
+    assert res.result is not None and res.result["exit_code"] == 0 and res.result["stdout"] == "out\n"
+    assert res.result["stray_processes_killed"] and not _running(b"sleep\0" + secs.encode())
+    res = execute(home, vault, "a", ExecRequest(argv=("python3", "-c", "import os; os.kill(os.getpid(), 9)"),
+                  isolate="hidden", isolate_at=str(proj), commit=False))  # fmt: skip
+    assert res.result is not None and (res.result["exit_code"], res.result["signal"]) == (137, "SIGKILL")
+    res = _run(home, vault, "a", "echo fine", isolate="readonly", isolate_at=str(proj), commit=False)
+    assert res.success and not res.result["stray_processes_killed"], res.to_dict()  # type: ignore[index]
+    res = _run(home, vault, "a", "x", isolate="readonly", isolate_at=str(proj), commit=False)
+    assert res.result is not None and res.result["exit_code"] == 127, res.to_dict()
+    res = execute(home, vault, "a", ExecRequest(argv=("no-such-program-x",), isolate="hidden",
+                  isolate_at=str(proj), commit=False))  # fmt: skip
+    assert res.result is not None and res.result["exit_code"] == 127 and res.result["spawn_error"], (
+        res.to_dict()
+    )
+
+
+def test_a_pid_namespace_view_that_fails_to_set_up_runs_nothing(home, vault, proj, tmp_path, monkeypatch):
+    """Simulated, as above, but the set-up fails in the namespace's init (not the child)."""
+    _need_namespaces()
+
+    def broken(s: Any, v: Any) -> None:
+        raise OSError(errno.ENOENT, "mount proc: No such file or directory")
+
+    monkeypatch.setattr(isolate, "_enter", broken)
+    marker = tmp_path / "ran"
+    for host in ("readonly", "hidden"):
+        res = execute(home, vault, "main", ExecRequest(argv=("python3", "-c", f"open({str(marker)!r}, 'w')"),
+                      isolate=host, isolate_at=str(proj), mode="materialized"))  # fmt: skip
+        assert res.exit_code == 125 and res.result is None and not marker.exists(), res.to_dict()
+        assert res.error is not None and res.error["code"] == "isolation_failed", res.to_dict()
+        assert res.isolation is not None and "mount proc: No such file" in res.isolation["reason"]
+
+
+def _running(cmdline: bytes) -> list[int]:
+    """Host pids of live (not zombie) processes whose command line is ``cmdline`` (NUL-joined):
+    a PID namespace's own numbers mean nothing out here."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if fh.read().rstrip(b"\0") != cmdline:
+                    continue
+            if not _pid_gone(int(name)):
+                found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
 def test_timeout_inside_an_isolated_command_stops_its_group(home, forks, proj):
     vault = forks
+    secs = f"100.{os.getpid()}"  # a command line no other process has
     res = _run(
-        home, vault, "a", f"sleep 100 & echo $! > {proj}/bg.pid; sleep 100",
+        home, vault, "a", f"sleep {secs} & sleep {secs}",
         isolate="readonly", isolate_at=str(proj), timeout_ms=700, commit=False,
     )  # fmt: skip
     assert res.exit_code == 124 and res.result is not None and res.result["timed_out"], res.to_dict()
     assert res.isolation is not None and res.isolation["active"]
-    pid = int(vault.workspace("a").read("bg.pid"))
+    assert res.result["duration_ms"] < 1500, res.result  # SIGTERM reached the command: no grace wait
     deadline = time.monotonic() + 5
-    while not _pid_gone(pid) and time.monotonic() < deadline:
+    while _running(b"sleep\0" + secs.encode()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _pid_gone(pid), "a background child outlived the timeout in the namespace"
+    assert not _running(b"sleep\0" + secs.encode()), (
+        "a background child outlived the timeout in the namespace"
+    )
 
 
 def test_origin_dir_is_the_default_path_and_bad_paths_are_refused(home, vault, proj, tmp_path):
@@ -384,13 +543,17 @@ def test_the_option_table_reaches_the_click_command_the_fast_path_and_the_daemon
     try:
         p = subprocess.run(
             [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--isolate",
-             "--readonly-host", "--at", str(proj), "--", "sh", "-c", f'echo "$PPID" > {proj}/ppid.txt'],
+             "--readonly-host", "--at", str(proj), "--", "sh", "-c",
+             f'echo "$PPID" > {proj}/ppid.txt; cat /proc/1/cmdline > {proj}/init.txt'],
             capture_output=True, timeout=120,
         )  # fmt: skip
         doc = json.loads(p.stdout)
         assert p.returncode == 0 and doc["mount"]["reused"] and doc["isolation"]["active"], doc
         validate(doc)
-        assert int(ws.read("ppid.txt")) == info.pid
+        # the command's parent is the PID namespace's init (PID 1 there), a fork of the daemon
+        assert int(ws.read("ppid.txt")) == 1
+        with open(f"/proc/{info.pid}/cmdline", "rb") as fh:
+            assert ws.read("init.txt") == fh.read()
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
     assert _host_files(proj) == {"host.txt"}

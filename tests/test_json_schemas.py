@@ -247,6 +247,10 @@ def _fork_create(s: Session) -> None:
 def _quota(s: Session) -> None:
     s("quota", "show", kind="quota")
     assert s("quota", "set", "5M", kind="quota")["quota_bytes"] == 5 * 1024 * 1024
+    doc = s("quota", "set", "--bytes", "none", "--files", "100", kind="quota")
+    assert doc["quota_bytes"] is None and doc["quota_files"] == 100 and doc["forks"]
+    assert s("quota", "set", "--bytes", "1K", kind="quota")["over"] == ["bytes"]  # below use
+    s("quota", "set", "--bytes", "1G", "--files", "none", kind="quota")
 
 
 def _dir_listing(s: Session) -> None:
@@ -641,6 +645,18 @@ KIND_CASES: dict[str, Callable[[Session], None]] = {
     "export": _quickstart,
     "apply": _quickstart,
 }
+
+
+def _proxy_approval(s: Session) -> None:
+    asked = s("proxy", "exec", "--", "curl", "https://example.com", kind="proxy_exec_result")
+    token = asked["approval"]["token"]
+    doc = s("proxy", "approve", token, "--yes", kind="proxy_approval")
+    assert doc["approved"] and doc["request"]["argv"] == ["curl", "https://example.com"]
+    assert doc["request_hash"] == asked["approval"]["request_hash"] and doc["request"]["stdin"] is None
+    s.error("proxy", "approve", "apv_" + "0" * 32, "--yes", code="approval_refused")
+
+
+KIND_CASES["proxy_approval"] = _proxy_approval
 
 
 @pytest.mark.parametrize("kind", SCHEMA_KINDS)

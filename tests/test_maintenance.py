@@ -126,9 +126,13 @@ def test_quota_set_below_use_is_accepted_with_a_warning_and_writes_are_refused(
     ws.write("big.bin", b"x" * 4000)
     res = cli("--json", "--vault", "v", "quota", "set", "1K")
     doc = _doc(res, "quota")
-    assert doc["quota_bytes"] == 1024 and doc["used_bytes"] == 4000
+    # the quota is the vault's: git objects + every fork's uncheckpointed bytes
+    assert doc["quota_bytes"] == 1024 and doc["overlay_bytes"] == 4000
+    assert doc["used_bytes"] == doc["objects_bytes"] + 4000 and doc["over"] == ["bytes"]
     assert "over the new quota" in res.err
-    ws = Home(vault.home.path).vault("v").workspace("main")  # config is cached per handle
+    with pytest.raises(QuotaExceededError):
+        ws.write("more.txt", b"y")  # the handle from before sees the new limit
+    ws = Home(vault.home.path).vault("v").workspace("main")
     with pytest.raises(QuotaExceededError):
         ws.write("more.txt", b"y")  # through the API
     err = _doc(cli("--json", "--vault", "v", "write", "more.txt", "y"), "error", 1)
@@ -356,32 +360,32 @@ def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli
     checkpoint.save(vault, "main")
     vault.create_fork("main", "team/x")
     for fork in ("main", "team/x"):
-        _exec_lock(vault, fork)()  # what `avfs proxy exec` leaves: locks/exec-<fork>.lock
+        _exec_lock(vault, fork)()  # what `avfs proxy exec` leaves: locks/.exec-<fork>.lock
     locks = Path(vault.state_dir) / "locks"
-    assert {"exec-main.lock", "exec-team%2Fx.lock"} <= {p.name for p in locks.iterdir()}
+    assert {".exec-main.lock", ".exec-team%2Fx.lock"} <= {p.name for p in locks.iterdir()}
     assert maintenance.stale_locks(vault) == []
     assert maintenance.doctor(home).ok
     assert [i for i in maintenance.prune(vault).items if i.kind == "lock"] == []
-    assert (locks / "exec-main.lock").exists() and (locks / "exec-team%2Fx.lock").exists()
+    assert (locks / ".exec-main.lock").exists() and (locks / ".exec-team%2Fx.lock").exists()
     # a fork lock asked to be removed directly: re-checked, kept while its fork exists
-    maintenance._remove_lock(str(locks / "exec-main.lock"))
-    assert (locks / "exec-main.lock").exists()
+    maintenance._remove_lock(str(locks / ".exec-main.lock"))
+    assert (locks / ".exec-main.lock").exists()
 
     # the fork deleted: its exec lock is stale only while nobody holds it
     vault.delete_fork("team/x")
     release = _exec_lock(vault, "team/x")
     try:
         assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == ["team%2Fx.lock"]
-        maintenance._remove_lock(str(locks / "exec-team%2Fx.lock"))
-        assert (locks / "exec-team%2Fx.lock").exists()
+        maintenance._remove_lock(str(locks / ".exec-team%2Fx.lock"))
+        assert (locks / ".exec-team%2Fx.lock").exists()
     finally:
         release()
-    stale = ["exec-team%2Fx.lock", "team%2Fx.lock"]
+    stale = [".exec-team%2Fx.lock", "team%2Fx.lock"]
     assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == stale
     assert [i.name for i in maintenance.prune(vault).items if i.kind == "lock"] == [
         f"avfs/locks/{n}" for n in stale
     ]
-    assert not (locks / "exec-team%2Fx.lock").exists() and (locks / "exec-main.lock").exists()
+    assert not (locks / ".exec-team%2Fx.lock").exists() and (locks / ".exec-main.lock").exists()
 
 
 def test_a_lock_file_unlinked_while_waited_for_is_not_held_twice(vault: Vault) -> None:

@@ -161,6 +161,117 @@ def test_approval_token_is_bound_to_the_request_and_used_once(home, ws):
         approval.consume(home.path, "not-a-token", {"vault": "v", "fork": "main"}, "h")
 
 
+_NEEDS_APPROVAL = "cat > got.txt; kill -0 $$"  # `kill`: process-control, require_approval
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_approval_token_is_bound_to_the_bytes_on_stdin(ws):
+    """Regression: only `stdin: true` was bound, so a token approved for harmless input ran
+    the command on whatever other input came with it (the review's mcp_approval.py)."""
+    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n")
+    assert asked.exit_code == 6 and asked.approval is not None
+    assert asked.approval["stdin_sha256"] == _sha(b"harmless\n")
+    token = asked.approval["token"]
+    for other in (b"EVIL\n", b"harmless\n\n", b"", None):
+        evil = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=other, approve=token)
+        assert evil.exit_code == 4 and evil.result is None and evil.error is not None, other
+        assert "different request" in evil.error["message"]
+        assert evil.error["details"]["approved_request"]["stdin"] == _sha(b"harmless\n")
+    assert not ws.exists("got.txt")
+    ran = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n", approve=token)
+    assert ran.success and ws.read("got.txt") == b"harmless\n", ran.to_dict()
+    # without stdin, the token is bound to "no stdin" (null)
+    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized")
+    assert asked.approval is not None and asked.approval["stdin_sha256"] is None
+    empty = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"", approve=asked.approval["token"])
+    assert empty.exit_code == 4 and empty.result is None
+
+
+def test_a_streamed_stdin_is_read_first_and_bound_too(ws, cli_proc):
+    """`proxy exec --stdin` streams avfs' own stdin: with an approval involved it is read to
+    its end first, hashed, and the command reads those very bytes."""
+    base = ("--json", "--vault", "v", "proxy", "exec", "--stdin", "--mode", "materialized")
+    asked = json.loads(cli_proc(*base, "--shell", _NEEDS_APPROVAL, stdin=b"abc\n").out_bytes)
+    assert asked["exit_code"] == 6 and asked["approval"]["stdin_sha256"] == _sha(b"abc\n")
+    token = asked["approval"]["token"]
+    other = cli_proc(*base, "--approve", token, "--shell", _NEEDS_APPROVAL, stdin=b"abd\n")
+    assert other.code == 4 and "different request" in json.loads(other.out_bytes)["error"]["message"]
+    ran = cli_proc(*base, "--approve", token, "--shell", _NEEDS_APPROVAL, stdin=b"abc\n")
+    assert ran.code == 0, ran.out
+    assert ws.read("got.txt") == b"abc\n"
+
+
+def test_proxy_approve_shows_the_request_and_asks_a_person(home, ws, cli_proc):
+    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"})
+    assert asked.approval is not None
+    token = asked.approval["token"]
+    no_tty = cli_proc("--json", "proxy", "approve", token)  # nobody to ask: refused
+    assert no_tty.code == 2 and "terminal" in json.loads(no_tty.out_bytes)["error"]["message"]
+
+    def on_a_terminal(answer: bytes) -> tuple[int, str]:
+        master, slave = os.openpty()
+        try:
+            p = subprocess.Popen([sys.executable, "-m", "avfs_git", "proxy", "approve", token], stdin=slave,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+            os.write(master, answer)
+            _, err = p.communicate(timeout=60)
+        finally:
+            os.close(slave)
+            os.close(master)
+        return p.returncode, err.decode()
+
+    code, shown = on_a_terminal(b"n\n")
+    assert code == 4 and approval.load(home.path, token)["approved"] is None
+    assert _NEEDS_APPROVAL in shown and "K=v" in shown and _sha(b"in\n") in shown, shown
+    code, _ = on_a_terminal(b"y\n")
+    assert code == 0 and approval.load(home.path, token)["approved"]["approved_by"] == "person"
+    ran = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"}, approve=token)
+    assert ran.success, ran.to_dict()
+    gone = cli_proc("--json", "proxy", "approve", token, "--yes")
+    assert gone.code == 4 and "used already" in json.loads(gone.out_bytes)["error"]["message"]
+
+
+def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tmp_path):
+    """Regression: request_hash copied a fixed list of keys and left out `isolate` (and
+    timeout, checkpoint, commit, mode): a token approved for a command confined with
+    --hide-host ran it on the plain host (the review's approval_isolate.py)."""
+    from avfs_git.proxy.execute import ExecRequest, execute
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    iso = {"isolate": "hidden", "isolate_at": str(proj)}
+    asked = execute(home, vault, "main", ExecRequest(shell=_NEEDS_APPROVAL, mode="materialized", **iso))
+    assert asked.exit_code == 6 and asked.approval is not None
+    token = asked.approval["token"]
+    for other in (
+        {},  # not isolated at all
+        {"isolate": "readonly", "isolate_at": str(proj)},
+        {"isolate": "hidden", "isolate_at": str(tmp_path)},
+        {**iso, "timeout_ms": 1},
+        {**iso, "commit": False},
+        {**iso, "checkpoint": "always"},
+        {**iso, "env": (("X", "1"),)},
+        {**iso, "inherit_env": True},
+    ):
+        req = ExecRequest(shell=_NEEDS_APPROVAL, mode="materialized", approve=token, **other)  # type: ignore[arg-type]
+        res = execute(home, vault, "main", req)
+        assert res.exit_code == 4 and res.result is None and res.error is not None, other
+        assert "different request" in res.error["message"], other
+    rec = json.loads((Path(home.path) / "approvals" / f"{token}.json").read_text())
+    assert rec["request"]["isolate"] == ["hidden", str(proj)]
+    # every key counts, including ones added later
+    bound = dict(rec["request"])
+    h = approval.request_hash(bound, "p")
+    for key in [*bound, "something_new"]:
+        assert approval.request_hash({**bound, key: "changed"}, "p") != h, key
+    assert approval.request_hash(bound, "q") != h
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_timeout_stops_the_whole_process_group(ws, mode):
     res = ws.exec(

@@ -72,6 +72,83 @@ def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
         raise click.exceptions.Exit(res.exit_code)
 
 
+@proxy.command("approve")
+@click.argument("token")
+@click.option("--yes", "-y", is_flag=True, help="Approve without asking (you have read the request).")
+@pass_app
+def approve_cmd(app: App, token: str, yes: bool) -> None:
+    """Approve a command that awaits approval, as a person at a terminal.
+
+    Shows the request the token is bound to and asks y/N (unless --yes); then the client
+    that got the token (an agent through `avfs mcp`) may run it once with that token. The
+    token stays single-use and expires as before. `proxy exec --approve TOKEN` needs no
+    such step: typing it is the approval.
+    """
+    import sys
+
+    from ..proxy import approval
+
+    if os.environ.get("AVFS_WORKSPACE"):
+        raise UsageError(
+            "refusing to approve from inside a command run by `avfs proxy exec`",
+            hint="a person approves, in a terminal of their own",
+        )
+    rec = approval.load(app.home.path, token)
+    req = rec.get("request") or {}
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "no terminal to ask for approval on",
+                hint=f"run it in a terminal, or `avfs proxy approve {token} --yes`",
+            )
+        _show_request(req, rec)
+        if not click.confirm("Approve this command?", default=False, err=True):
+            raise approval.ApprovalError("not approved: declined", details={"token": token})
+    rec = approval.approve(app.home.path, token)
+    mark = rec["approved"] or {}
+    data = {
+        "token": token,
+        "approved": True,
+        "approved_by": mark.get("approved_by", "person"),
+        "approved_at": mark.get("approved_at"),
+        "expires_at": rec["expires_at"],
+        "request_hash": rec.get("request_hash"),
+        "request": req,
+    }
+
+    def human() -> None:
+        click.echo(f"approved {token} (valid until {data['expires_at']}, once)")
+
+    app.output.result("proxy_approval", data, human)
+
+
+def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
+    """The bound request, for the person deciding (on stderr: stdout is the result's)."""
+    import shlex
+
+    cmd = req.get("shell") if req.get("shell") is not None else shlex.join(req.get("argv") or [])
+    lines = [
+        f"command:  {cmd}" + ("   (sh -c)" if req.get("shell") is not None else ""),
+        f"in:       {req.get('vault')}:{req.get('fork')}  cwd: /{req.get('cwd') or ''}",
+    ]
+    if req.get("env"):
+        lines.append("env:      " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in req["env"]))
+    if req.get("inherit_env"):
+        lines.append("env:      the caller's whole environment (--inherit-env)")
+    if req.get("stdin"):
+        lines.append(f"stdin:    bytes with sha256 {req['stdin']}")
+    if req.get("isolate"):
+        host, at = req["isolate"]
+        lines.append(f"isolated: {host} host, fork at {at or '(origin)'}")
+    lines.append(
+        f"options:  timeout {req.get('timeout_ms')} ms, checkpoint {req.get('checkpoint')},"
+        f" commit {req.get('commit')}, mode {req.get('mode')}"
+    )
+    lines.append(f"expires:  {rec['expires_at']}")
+    for line in lines:
+        click.echo(line, err=True)
+
+
 # -- policy -------------------------------------------------------------------------------
 def _policy_target(app: App) -> tuple[Any, Any, str | None]:
     """(policy, vault or None, fork or None) for the selected vault, or the home alone."""

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 DAY_S = 86400.0
 MAINTENANCE_LOCK = ".maintenance"  # one gc at a time per vault (a name no fork can have)
-REPACK_LOCK = "repack"  # packwriter's consolidation lock (locks/repack.lock)
+REPACK_LOCK = ".repack"  # packwriter's consolidation lock (locks/.repack.lock; no fork name starts with '.')
 KEEP = "refs/avfs/keep"  # one temporary root while gc runs (an interrupted gc leaves it: doctor)
 STALE_GIT_LOCK_S = 600.0  # git holds a ref lock for milliseconds; one this old was left by a kill
 RECENT_FORK_S = 3600.0  # prune never touches a fork changed this recently (it may be in use)
@@ -797,7 +797,7 @@ def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, st
     """(path, reason) of lock files nothing will release: git's ``*.lock`` files older than
     ten minutes (a killed process left them; git and libgit2 refuse to move that ref while
     one exists), and avfs lock files of forks that no longer exist (a fork's lock or proxy
-    exec's ``exec-<fork>``) that nobody holds."""
+    exec's ``.exec-<fork>``) that nobody holds."""
     now = time.time() if now is None else now
     out: list[tuple[str, str]] = []
     candidates = [os.path.join(vault.path, n) for n in ("packed-refs.lock", "config.lock", "HEAD.lock")]
@@ -823,12 +823,12 @@ def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, st
 
 
 def _lock_forks(name: str) -> set[str]:
-    """The forks whose lock file can be ``<name>.lock``: the fork lock (``Vault.lock``: '/'
-    and '%' escaped) and proxy exec's ``exec-<fork>`` ('/' escaped)."""
-    out = {name.replace("%2F", "/").replace("%25", "%")}
-    if name.startswith("exec-"):
-        out.add(name[len("exec-") :].replace("%2F", "/"))
-    return out
+    """The fork whose lock file can be ``<name>.lock``: the fork lock (``Vault.lock``) or
+    proxy exec's ``.exec-<fork>`` ('/' and '%' escaped in both; no fork name starts with
+    '.', so the two never meet)."""
+    if name.startswith(".exec-"):
+        name = name[len(".exec-") :]
+    return {name.replace("%2F", "/").replace("%25", "%")}
 
 
 def _lock_owner_gone(path: str) -> bool:

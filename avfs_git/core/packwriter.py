@@ -17,7 +17,7 @@ import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import InternalError, from_oserror
 
@@ -28,6 +28,9 @@ OBJ_BLOB = 3
 _TYPE_NAME = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
 _CHUNK = 1 << 20
 PACK_LIMIT = 48  # consolidate when a vault holds more packs than this
+# Called with the pack directory after a pack was put in place (the vault's quota keeps the
+# objects' size cached and rescans it when told; see vault.QuotaTracker). Must not raise.
+FINISH_HOOKS: list[Callable[[str], None]] = []
 
 
 def object_id(kind: int, data: bytes) -> str:
@@ -188,10 +191,12 @@ class PackWriter:
             os.chmod(idx_tmp, 0o444)
             os.replace(self._tmp, base + ".pack")
             os.replace(idx_tmp, base + ".idx")
-            return name
         except OSError as exc:
             self.abort()
             raise from_oserror(exc, self.pack_dir) from exc
+        for hook in FINISH_HOOKS:
+            hook(self.pack_dir)
+        return name
 
     def _index(self, pack_sum: bytes) -> bytes:
         items = sorted((bytes.fromhex(oid), off, crc) for oid, (off, crc) in self._entries.items())
@@ -264,7 +269,7 @@ def _consolidate(git_dir: str, wait: bool) -> int:
 
     lock_dir = os.path.join(git_dir, "avfs", "locks")
     os.makedirs(lock_dir, exist_ok=True)
-    with open(os.path.join(lock_dir, "repack.lock"), "w") as lock:
+    with open(os.path.join(lock_dir, ".repack.lock"), "w") as lock:  # (no fork name starts with '.')
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

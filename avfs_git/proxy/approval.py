@@ -2,15 +2,20 @@
 exact request; ``proxy exec --approve TOKEN`` runs that request once.
 
 A token is ``apv_`` + 32 random hex digits. Its record, ``<home>/approvals/<token>.json``,
-holds the request hash (sha256 over vault, fork, argv or shell string, cwd and the policy
-hash), the request itself (for people deciding) and the expiry. Use consumes it by renaming
-the record (atomic: of two racing uses, one wins). Refused, with a clear error: an unknown
-token, one used already, one expired, one for a different request (another command, cwd,
-fork, or a policy changed since).
+holds the request hash (sha256 over every key of the bound request: vault, fork, argv or
+shell string, cwd, timeout, checkpoint, commit, mode, env, inherit_env, the sha256 of stdin,
+isolate; and the policy hash), the request itself (for people deciding) and the expiry. Use
+consumes it by renaming the record (atomic: of two racing uses, one wins). Refused, with a
+clear error: an unknown token, one used already, one expired, one for a different request
+(another command, cwd, fork, option, stdin, or a policy changed since).
 
-The token is a capability: whoever holds it can run that one request. Runtimes show it to a
-person and pass it back; an agent should not be able to approve for itself (the MCP server
-returns it to the client and never approves).
+The token is a capability: whoever holds it can run that one request. ``avfs proxy exec
+--approve TOKEN`` is typed by a person. The MCP server's ``exec`` returns the token to its
+client (the agent), so there it is not enough: a person approves it out of band with
+``avfs proxy approve TOKEN`` (:func:`approve`: a marker ``<token>.approved``), and only
+then does ``exec`` accept it (unless the server runs with ``--client-approves``). The
+marker is a file of your user's: it keeps a model from approving itself by echoing the token,
+not a command that runs arbitrary code as your user from writing one.
 """
 
 from __future__ import annotations
@@ -35,17 +40,10 @@ class ApprovalError(AvfsError):
 
 
 def request_hash(request: dict[str, Any], policy_hash: str) -> str:
-    keyed = {
-        "vault": request["vault"],
-        "fork": request["fork"],
-        "argv": request.get("argv"),
-        "shell": request.get("shell"),
-        "cwd": request.get("cwd", ""),
-        "env": request.get("env", []),
-        "inherit_env": request.get("inherit_env", False),
-        "stdin": request.get("stdin", False),
-        "policy": policy_hash,
-    }
+    """sha256 over every key of the bound request (see ``execute._approved``: vault, fork,
+    argv or shell, cwd, timeout, checkpoint, commit, mode, env, inherit_env, the sha256 of
+    stdin, isolate) and the policy's hash: a key added there is bound without a change here."""
+    keyed = {**request, "policy": policy_hash}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
@@ -75,15 +73,17 @@ def issue(
     return {"token": token, "expires_at": _iso(now + ttl_s), "request_hash": rec["request_hash"]}
 
 
-def consume(home_path: str, token: str, request: dict[str, Any], policy_hash: str) -> None:
-    """Use ``token`` for ``request`` (once); raises :class:`ApprovalError` otherwise."""
+def load(home_path: str, token: str) -> dict[str, Any]:
+    """The live record of ``token`` (with ``expires_at``, and ``approved``: the person's
+    approval or None);
+    raises :class:`ApprovalError` for a malformed, unknown, used or expired token."""
     if not _TOKEN.match(token):
         raise ApprovalError("not an approval token", hint="tokens look like apv_ followed by 32 hex digits")
     live = os.path.join(_dir(home_path), token + ".json")
     used = os.path.join(_dir(home_path), token + ".used")
     try:
         with open(live) as fh:
-            rec = json.load(fh)
+            rec: dict[str, Any] = json.load(fh)
     except FileNotFoundError:
         if os.path.exists(used):
             raise ApprovalError("this approval token was used already", details={"token": token}) from None
@@ -96,12 +96,57 @@ def consume(home_path: str, token: str, request: dict[str, Any], policy_hash: st
             hint="run the command again without --approve for a new token",
             details={"token": token, "expired_at": _iso(float(rec.get("expires", 0)))},
         )
+    rec["expires_at"] = _iso(float(rec["expires"]))
+    rec["approved"] = _approved_by_person(home_path, token)
+    return rec
+
+
+def _approved_by_person(home_path: str, token: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(_dir(home_path), token + ".approved")) as fh:
+            mark = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def approve(home_path: str, token: str) -> dict[str, Any]:
+    """Record that a person approved ``token`` (``avfs proxy approve``): a marker
+    ``<token>.approved`` beside its record, which is left as it is (so a use racing with
+    this cannot bring a used record back). Returns the record, ``approved`` set."""
+    rec = load(home_path, token)
+    if rec["approved"] is None:
+        now = time.time()
+        mark = {"approved_by": "person", "approved_at": _iso(now), "uid": os.getuid()}
+        tmp = os.path.join(_dir(home_path), f".{token}.approved.tmp")
+        with open(tmp, "w") as fh:
+            json.dump(mark, fh, ensure_ascii=True)
+        os.replace(tmp, os.path.join(_dir(home_path), token + ".approved"))
+        rec["approved"] = mark
+    return rec
+
+
+def consume(
+    home_path: str, token: str, request: dict[str, Any], policy_hash: str, *, require_person: bool = False
+) -> None:
+    """Use ``token`` for ``request`` (once); raises :class:`ApprovalError` otherwise. With
+    ``require_person`` (the MCP server's ``exec``), only a token a person approved with
+    ``avfs proxy approve`` is accepted; one not approved yet is refused and stays valid."""
+    rec = load(home_path, token)
     if rec.get("request_hash") != request_hash(request, policy_hash):
         raise ApprovalError(
             "this approval token is for a different request",
-            hint="a token approves one exact command, cwd, fork and policy",
+            hint="a token approves one exact request: command, cwd, fork, options, stdin and policy",
             details={"token": token, "approved_request": rec.get("request")},
         )
+    if require_person and rec["approved"] is None:
+        raise ApprovalError(
+            "this approval token has not been approved by a person",
+            hint=f"a person runs `avfs proxy approve {token}` in a terminal; then call again with the token",
+            details={"token": token, "request": rec.get("request")},
+        )
+    live = os.path.join(_dir(home_path), token + ".json")
+    used = os.path.join(_dir(home_path), token + ".used")
     try:
         os.rename(live, used)  # single use: of two racing uses only one rename succeeds
     except FileNotFoundError:

@@ -73,6 +73,9 @@ class ExecRequest:
     base_env: tuple[tuple[str, str], ...] | None = None  # the caller's environment (default: ours)
     isolate: str | None = None  # None, or what the command sees of the host: writable | readonly | hidden
     isolate_at: str | None = None  # where the fork appears (None: the vault's origin_dir)
+    # a token is accepted only when a person approved it (`avfs proxy approve`): the MCP
+    # server's exec, whose client (the agent) gets the token itself
+    require_person_approval: bool = False
 
     def command_text(self) -> str:
         return self.shell if self.shell is not None else shlex.join(self.argv or ())
@@ -267,18 +270,28 @@ def _execute(
         res.state = _state(ws)
         return
     if action is Outcome.REQUIRE_APPROVAL:
+        # bound to the bytes on stdin: read first (into a file) when it is a stream
+        stdin, stdin_sha = _stdin_digest(req.stdin, cleanup)
+        req = dataclasses.replace(req, stdin=stdin)
+        bound = _approved(res.request, req, stdin_sha)
         if req.approve is None:
-            res.approval = approval.issue(home.path, _approved(res.request, req), pol.hash)
+            res.approval = approval.issue(home.path, bound, pol.hash)
+            res.approval["stdin_sha256"] = stdin_sha
             res.exit_code = EXIT_APPROVAL
             res.error = {
                 "code": "approval_required",
                 "message": f"this command needs approval: {decision.reason}",
-                "hint": "rerun it with --approve TOKEN once a person approves",
+                "hint": (
+                    f"a person approves it with `avfs proxy approve {res.approval['token']}` in a terminal;"
+                    " then call exec again with the same arguments plus approve: TOKEN"
+                    if req.require_person_approval
+                    else "rerun it with --approve TOKEN once a person approves"
+                ),
                 "details": {"rule": decision.rule, "token": res.approval["token"]},
             }
             res.state = _state(ws)
             return
-        approval.consume(home.path, req.approve, _approved(res.request, req), pol.hash)
+        approval.consume(home.path, req.approve, bound, pol.hash, require_person=req.require_person_approval)
         res.approval = {"token": req.approve, "used": True}
     elif req.approve is not None:
         raise UsageError("--approve given for a command that needs no approval")
@@ -324,7 +337,10 @@ def _execute(
 
         env = _env(req, vault.name, fork, iso["path"], os.path.join(iso["path"], cwd) if cwd else iso["path"])
         keep = (vault.path,) if iso["host"] != "writable" else ()  # so git works in the fork
-        view = isolate.plan(root, iso["path"], iso["host"], cwd, keep, env.get("HOME"))
+        writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
+        view = isolate.plan(
+            root, iso["path"], iso["host"], cwd, keep, env.get("HOME"), writable=writable, pinned=pinned
+        )
         abs_cwd = view.cwd
     else:
         env = _env(req, vault.name, fork, root, abs_cwd)
@@ -441,6 +457,34 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
     }
 
 
+# what of a mounted fork's worktree directory git runs or trusts (hook, config, the way to the
+# common directory): kept read-only in a view, or the directory is not writable at all
+_PINNED = ("fsmonitor-hook", "config.worktree", "commondir", "gitdir", "HEAD")
+
+
+def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What of the vault a readonly or hidden view leaves writable, so that `git status` and
+    `git commit` work in the mounted fork: ``objects/``, ``refs/``, ``logs/`` and the fork's
+    worktree directory (its index, reflog, locks), with the files of :data:`_PINNED` in it
+    read-only (pinned). Everything else (``hooks/``, ``config``, ``avfs/``, other forks'
+    worktrees) stays read-only: nothing the command writes there runs on the host later."""
+    from ..core.worktree import worktree_dir
+    from ..fuse.mounts import mount_key
+
+    try:
+        os.makedirs(os.path.join(vault.path, "logs"), exist_ok=True)  # git would make it
+    except OSError:
+        pass
+    writable = [os.path.join(vault.path, d) for d in ("objects", "refs", "logs")]
+    wt = worktree_dir(vault, mount_key(fork, None))
+    pinned = tuple(os.path.join(wt, name) for name in _PINNED)
+    if all(os.path.isfile(p) and not os.path.islink(p) for p in pinned):
+        writable.append(wt)  # else a file git trusts could be made there: leave it read-only
+    else:
+        pinned = ()
+    return tuple(writable), pinned
+
+
 def _settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
     """Wait (bounded) until the mount has released the files the command wrote.
 
@@ -469,23 +513,61 @@ def _exec_lock(vault: Vault, fork: str) -> Any:
     lock_dir = os.path.join(vault.state_dir, "locks")
     os.makedirs(lock_dir, exist_ok=True)
     stack = contextlib.ExitStack()
-    path = os.path.join(lock_dir, "exec-" + fork.replace("/", "%2F") + ".lock")
+    # a leading '.': no fork's own lock file (Vault.lock) can have this name
+    path = os.path.join(lock_dir, ".exec-" + fork.replace("%", "%25").replace("/", "%2F") + ".lock")
     stack.enter_context(file_lock(path, what=f"proxy exec on {vault.name}:{fork}", wait_s=24 * 3600))
     return stack.close
 
 
-def _approved(request: dict[str, Any], req: ExecRequest) -> dict[str, Any]:
-    """What an approval token is bound to: the request, plus what changes what it runs
-    (the environment asked for, and whether stdin is passed)."""
+def _approved(request: dict[str, Any], req: ExecRequest, stdin_sha256: str | None) -> dict[str, Any]:
+    """What an approval token is bound to (every key is hashed): the request, plus what
+    changes what it runs (the environment asked for, the sha256 of the bytes on stdin or
+    None without stdin, the isolated view)."""
     bound = {
         **request,
         "env": sorted(req.env),
         "inherit_env": req.inherit_env,
-        "stdin": req.stdin is not subprocess.DEVNULL,
+        "stdin": stdin_sha256,
     }
     if req.isolate is not None:  # what the command sees changes what it does
         bound["isolate"] = [req.isolate, req.isolate_at]
     return bound
+
+
+def _stdin_digest(
+    stdin: int | IO[bytes] | None, cleanup: list[Any]
+) -> tuple[int | IO[bytes] | None, str | None]:
+    """(what the command then reads as stdin, the sha256 of those bytes; None: no stdin,
+    ``DEVNULL``).
+
+    A regular file is hashed from its current offset without moving it (pread). A stream (a
+    pipe, a terminal: ``--stdin``) is read to its end first, into an unnamed temporary file
+    that the command then reads: so the bytes approved are the bytes it gets."""
+    import hashlib
+
+    if stdin == subprocess.DEVNULL:
+        return stdin, None
+    # None: the command would inherit ours
+    fd = 0 if stdin is None else stdin if isinstance(stdin, int) else stdin.fileno()
+    h = hashlib.sha256()
+    try:
+        st = os.fstat(fd)
+        pos = os.lseek(fd, 0, os.SEEK_CUR) if stat.S_ISREG(st.st_mode) else -1
+    except OSError:
+        pos = -1
+    if pos >= 0:
+        while chunk := os.pread(fd, 1 << 20, pos):
+            h.update(chunk)
+            pos += len(chunk)
+        return stdin, h.hexdigest()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the command reads it; closed in cleanup
+    cleanup.append(spool.close)
+    while chunk := os.read(fd, 1 << 20):
+        h.update(chunk)
+        spool.write(chunk)
+    spool.flush()
+    spool.seek(0)
+    return spool, h.hexdigest()
 
 
 def _short(text: str, n: int = 200) -> str:

@@ -4,8 +4,7 @@ namespace where the fork is mounted at the project's own path.
 A tool that uses absolute paths (``/home/me/proj/build``) then works on the fork, and two
 agents running on two forks of the same project at the same path each see their own
 fork. The view is set up in the child between ``fork`` and ``exec`` (a ``preexec_fn`` of
-pure system calls through ctypes: nothing to install, no helper process, and the command
-stays the leader of its own process group, so timeouts stop it as before)::
+pure system calls through ctypes: nothing to install)::
 
     unshare(CLONE_NEWNS)                  (+ CLONE_NEWUSER, mapping our own ids, when
                                            not root: unprivileged user namespaces)
@@ -14,19 +13,32 @@ stays the leader of its own process group, so timeouts stop it as before)::
 
 and by ``host`` (what the command sees of the rest of the machine):
 
-- ``writable``: the host as it is; only PATH shows the fork.
+- ``writable``: the host as it is; only PATH shows the fork. The command is the child
+  itself, the leader of its own process group.
 - ``readonly``: every mount read-only (``mount_setattr(AT_RECURSIVE)``), except the fork
-  at PATH, a private ``/tmp`` and ``/dev/shm`` (tmpfs, gone with the command) and the
-  vault (so ``git`` works in the fork). Device nodes still work (``/dev/null``).
+  at PATH and a private ``/tmp`` (tmpfs, gone with the command); a minimal ``/dev``; a
+  fresh ``/proc`` (read-only) of a PID namespace of its own; the vault read-only but for
+  what ``git`` needs to commit in the fork (``objects/``, ``refs/``, ``logs/``, the fork's
+  worktree directory, with that directory's ``HEAD``, ``commondir``, ``gitdir``,
+  ``config.worktree`` and fsmonitor hook pinned read-only).
 - ``hidden``: a new root (a tmpfs, ``pivot_root``) holding read-only binds of ``/usr``,
-  ``/etc``, ``/bin``, ``/sbin``, ``/lib*`` (symlinks recreated as such), a minimal ``/dev``
-  (null, zero, full, random, urandom, tty, ``pts``, a private ``shm``), the host's
-  ``/proc``, a private ``/tmp``, a private empty ``$HOME``, the vault, and the fork at
-  PATH; nothing else of the host.
+  ``/etc``, ``/bin``, ``/sbin``, ``/lib*`` (symlinks recreated as such), the minimal ``/dev``
+  (null, zero, full, random, urandom, tty, ``pts``, a private ``shm``), the fresh
+  ``/proc``, a private ``/tmp``, a private empty ``/root``, the vault (as above), and the
+  fork at PATH; nothing else of the host.
 
-With ``readonly`` and ``hidden``, a command running as root loses ``CAP_SYS_ADMIN`` (so it
-cannot remount its way out); in a user namespace it has no capabilities at all. This is
-a guard against accidents, not a sandbox: there is no PID or network namespace.
+With ``readonly`` and ``hidden`` the command runs in a PID namespace (``CLONE_NEWPID``):
+the host's processes, and their ``/proc/PID/root``, ``cwd`` and ``fd`` (ways back to the
+host's files), are not there. The child that made the namespaces stays outside it and
+waits (it is the process group's leader, so timeouts and stray-process cleanup signal the
+whole group as before); its child is the namespace's init (PID 1), which sets up the view,
+starts the command, forwards signals to it, reaps orphans, and reports the command's exit
+status; when init ends, the kernel kills whatever is left in the namespace. A command
+running as root keeps only a few capabilities (:data:`KEPT_CAPS`: no ``CAP_SYS_ADMIN``,
+so it cannot remount its way out, nor ``CAP_MKNOD``, ``CAP_SYS_PTRACE``,
+``CAP_DAC_READ_SEARCH``, ``CAP_SYS_RAWIO``, ``CAP_SYS_MODULE``, ...); in a user namespace it
+has no capabilities at all. This is a guard against accidents, not a sandbox against a
+hostile command: there is no network or IPC namespace (see docs/proxy.md).
 
 Where namespaces are unavailable (:func:`unavailable` says why, from a probe made once
 per process), ``proxy exec`` runs the command on the plain mount and says so.
@@ -40,6 +52,8 @@ import errno
 import functools
 import os
 import platform
+import resource
+import signal
 import subprocess
 import sys
 
@@ -47,6 +61,7 @@ HOSTS = ("writable", "readonly", "hidden")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -60,7 +75,21 @@ AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 PR_CAPBSET_DROP = 24
 PR_SET_DUMPABLE = 4
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_SYS_ADMIN = 21
+# what a root command keeps in a readonly or hidden view, from the bounding and inheritable
+# sets (Docker's default set without CAP_MKNOD and CAP_SETFCAP): CHOWN, DAC_OVERRIDE, FOWNER,
+# FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, AUDIT_WRITE.
+# Gone among others: SYS_ADMIN (mount), MKNOD, SYS_PTRACE, DAC_READ_SEARCH (open_by_handle_at
+# reaches any file of a file system the view shows a part of), SYS_RAWIO, SYS_MODULE, SYS_BOOT,
+# SYS_TIME, NET_ADMIN, BPF, PERFMON, SYSLOG, LINUX_IMMUTABLE, MAC_ADMIN, SYS_RESOURCE.
+KEPT_CAPS = frozenset((0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 29))
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# what the view's init forwards to the command (and the process outside ignores)
+FORWARDED = frozenset(
+    (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+)
 # syscalls glibc has no wrapper for (mount_setattr has one number on every arch since 5.12)
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "mount_setattr": 442},
@@ -89,9 +118,16 @@ class View:
     path: str
     host: str
     cwd: str  # absolute, at or under path
-    keep: tuple[str, ...] = ()  # host directories kept visible and writable (the vault)
+    keep: tuple[str, ...] = ()  # host directories kept visible, read-only (the vault)
+    writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
+    pinned: tuple[str, ...] = ()  # in those: files kept read-only (code and config git runs)
     home: str | None = None  # hidden: a private, empty $HOME here
     userns: bool = False  # not root: a user namespace first
+
+    @property
+    def pid_ns(self) -> bool:
+        """Whether the command gets a PID namespace (and a fresh ``/proc``) of its own."""
+        return self.host != "writable"
 
 
 class _Sys:
@@ -116,6 +152,51 @@ class _Sys:
         self._syscall = libc.syscall
         self._syscall.restype = ctypes.c_long
         self.nums = _SYSCALLS.get(platform.machine(), {})
+        # libc's fork, not os.fork: the child of a multi-threaded parent must not run
+        # Python's fork hooks (which take locks another thread may have held)
+        self._fork = libc.fork
+        self._fork.argtypes = []
+        self._fork.restype = ctypes.c_int
+        self._signal = libc.signal
+        self._signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        self._signal.restype = ctypes.c_void_p
+        self._capget = libc.capget
+        self._capset = libc.capset
+        for fn in (self._capget, self._capset):
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as fh:
+                self.cap_last = int(fh.read())
+        except (OSError, ValueError):
+            self.cap_last = 40
+
+    def fork(self) -> int:
+        pid = int(self._fork())
+        if pid < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"fork: {os.strerror(e)}")
+        return pid
+
+    def default_signal(self, sig: int) -> None:
+        """SIG_DFL for ``sig`` (libc's signal(): Python's refuses outside the main thread)."""
+        self._signal(sig, None)
+
+    def drop_caps(self, kept: frozenset[int]) -> None:
+        """Drop every capability but ``kept`` from the bounding set, the inheritable set and
+        the ambient set: what a program exec'd from here (as root) can ever have."""
+        for cap in range(self.cap_last + 1):
+            if cap not in kept:
+                self.prctl(PR_CAPBSET_DROP, cap)
+        rc = self._prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        if rc != 0 and ctypes.get_errno() != errno.EINVAL:  # EINVAL: no ambient sets (< 4.3)
+            self._check(rc, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+        header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (ctypes.c_uint32 * 6)()  # 2 x (effective, permitted, inheritable)
+        self._check(self._capget(ctypes.byref(header), ctypes.byref(data)), "capget")
+        mask = sum(1 << c for c in kept)
+        data[2] &= mask & 0xFFFFFFFF
+        data[5] &= mask >> 32
+        self._check(self._capset(ctypes.byref(header), ctypes.byref(data)), "capset")
 
     @staticmethod
     def _check(rc: int, what: str) -> None:
@@ -191,10 +272,12 @@ def _use_userns() -> bool:
     return os.geteuid() != 0
 
 
-def _enter_ns(s: _Sys, userns: bool) -> None:
+def _enter_ns(s: _Sys, userns: bool, pid: bool = False) -> None:
+    """A private mount namespace (and with ``pid``, a PID namespace for our next child)."""
+    flags = CLONE_NEWNS | (CLONE_NEWPID if pid else 0)
     if userns:
         uid, gid = os.getuid(), os.getgid()
-        s.unshare(CLONE_NEWUSER | CLONE_NEWNS)
+        s.unshare(CLONE_NEWUSER | flags)
         # a process that changed its ids is not "dumpable": its /proc/self files are then
         # root's and the maps below cannot be written (exec sets this flag anew)
         s.prctl(PR_SET_DUMPABLE, 1)
@@ -211,14 +294,14 @@ def _enter_ns(s: _Sys, userns: bool) -> None:
             finally:
                 os.close(fd)
     else:
-        s.unshare(CLONE_NEWNS)
+        s.unshare(flags)
     s.mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
 def _probe_child(userns: bool) -> None:
     s = _sys()
     try:
-        _enter_ns(s, userns)
+        _enter_ns(s, userns, pid=True)
     except OSError as exc:
         os.write(2, f"{_why(exc)}\n".encode(errors="replace"))
         os._exit(97)
@@ -231,8 +314,8 @@ def _why(exc: OSError) -> str:
 
 @functools.cache
 def _probe() -> str | None:
-    """Try a private mount namespace once (in a throwaway child): None when it works,
-    else why not."""
+    """Try private mount and PID namespaces once (in a throwaway child): None when they
+    work, else why not."""
     if sys.platform != "linux":
         return f"mount namespaces are Linux-only (this is {sys.platform})"
     if platform.machine() not in _SYSCALLS:
@@ -250,7 +333,7 @@ def _probe() -> str | None:
     why = proc.stderr.decode(errors="replace").strip() or f"exit {proc.returncode}"
     if userns:
         return f"not root, and user namespaces are not available here ({why})"
-    return f"cannot make a private mount namespace ({why})"
+    return f"cannot make private mount and PID namespaces ({why})"
 
 
 def unavailable() -> str | None:
@@ -263,14 +346,28 @@ def method() -> str:
     return "user_namespace" if _use_userns() else "mount_namespace"
 
 
-def plan(source: str, path: str, host: str, cwd_rel: str, keep: tuple[str, ...], home: str | None) -> View:
-    """The view for one command (``cwd_rel``: its working directory in the fork)."""
+def plan(
+    source: str,
+    path: str,
+    host: str,
+    cwd_rel: str,
+    keep: tuple[str, ...],
+    home: str | None,
+    *,
+    writable: tuple[str, ...] = (),
+    pinned: tuple[str, ...] = (),
+) -> View:
+    """The view for one command (``cwd_rel``: its working directory in the fork). ``keep``:
+    host directories shown read-only (the vault); ``writable``: paths in them left writable;
+    ``pinned``: files in those kept read-only."""
     return View(
         source=source,
         path=path,
         host=host,
         cwd=os.path.join(path, cwd_rel) if cwd_rel else path,
         keep=tuple(k for k in keep if k),
+        writable=tuple(w for w in writable if w),
+        pinned=tuple(p for p in pinned if p),
         home=home if host == "hidden" else None,
         userns=_use_userns(),
     )
@@ -297,20 +394,182 @@ def check_path(path: str, host: str) -> str | None:
 # -- in the child, between fork and exec ------------------------------------------------------
 def preexec(view: View, report_fd: int) -> None:
     """Set up ``view`` in this (forked) child; on failure write ``errno<TAB>reason`` to
-    ``report_fd`` and raise, so the command does not start."""
+    ``report_fd`` and raise, so the command does not start.
+
+    With a PID namespace (``readonly``, ``hidden``) this child stays outside it: it forks
+    the namespace's init, which sets up the view and forks the command; only the command
+    returns from here (and is exec'd by ``subprocess``); this child waits and exits as the
+    command did (:func:`_outside`)."""
     s = _sys()
     try:
-        _enter(s, view)
+        _enter_ns(s, view.userns, pid=view.pid_ns)
+        if not view.pid_ns:
+            _enter(s, view)
+            return
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        ready_r, ready_w = os.pipe()
+        status_r, status_w = os.pipe()
+        pid = s.fork()
     except OSError as exc:
+        _report(report_fd, exc)
+        raise
+    if pid == 0:
+        os.close(ready_r)
+        os.close(status_r)
+        _init(s, view, ready_w, status_w, mask)  # returns in the command only
+        return
+    os.close(ready_w)
+    os.close(status_w)
+    try:
+        ready = os.read(ready_r, 4096)
+    finally:
+        os.close(ready_r)
+    if ready != b"+":  # the init failed to set up the view (its report), or died
+        os.waitpid(pid, 0)
+        os.close(status_r)
+        text = ready.decode(errors="replace") or f"0\tthe isolated view's init process died (pid {pid})"
+        num, _, reason = text.partition("\t")
+        failed = OSError(int(num) if num.isdigit() else 0, reason)
+        _report(report_fd, failed)
+        raise failed
+    _outside(s, pid, status_r)
+
+
+def _report(report_fd: int, exc: OSError) -> None:
+    try:
+        os.write(report_fd, f"{exc.errno or 0}\t{_why(exc)}".encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _close_fds(*keep: int) -> None:
+    """Close every descriptor from 3 on but ``keep`` (subprocess' error pipe among them:
+    only the command, which execs, may hold it)."""
+    lo = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+
+
+def _quiet_std() -> None:
+    """Point 0, 1 and 2 at /dev/null: the command's pipes close when the command's own
+    processes are done with them, not when init and the waiter are."""
+    try:
+        null = os.open("/dev/null", os.O_RDWR)
+    except OSError:
+        for fd in (0, 1, 2):
+            os.close(fd)
+        return
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+
+
+def _outside(s: _Sys, init: int, status_r: int) -> None:
+    """The child outside the PID namespace (the process group's leader, whose exit status
+    ``subprocess`` reports): wait for init's report of the command's exit, then exit the
+    same way. Never returns. Group signals (a timeout's SIGTERM) stay blocked here: the
+    command gets them itself (init forwards them to it if it left the group)."""
+    code = 1
+    try:
+        _close_fds(status_r)
+        _quiet_std()
+        data = os.read(status_r, 64)
+        os.close(status_r)
+        fields = data.split()
+        if len(fields) == 2:
+            status, linger = int(fields[0]), fields[1] == b"1"
+            if not linger:
+                os.waitpid(init, 0)  # init exits right after its report: no stray is left
+            # else: processes of the command's outlive it; init stays (in the process group)
+            # until they are gone, and the runner stops them as any stray processes
+        else:  # init died without a report (killed)
+            _, status = os.waitpid(init, 0)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            code = 128 + sig
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            s.default_signal(sig)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+            os.kill(os.getpid(), sig)
+        else:
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+    finally:
+        os._exit(code)
+
+
+def _init(s: _Sys, v: View, ready_w: int, status_w: int, mask: set[int | signal.Signals]) -> None:
+    """PID 1 of the namespace: set up the view, fork the command (the one process that
+    returns from here), then forward signals and reap until the namespace is empty."""
+    try:
+        s.default_signal(signal.SIGCHLD)  # children must be waitable, whatever the parent did
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        _enter(s, v)
+        child = s.fork()
+    except BaseException as exc:
+        err = exc if isinstance(exc, OSError) else OSError(0, f"{type(exc).__name__}: {exc}")
         try:
-            os.write(report_fd, f"{exc.errno or 0}\t{_why(exc)}".encode(errors="replace"))
+            os.write(ready_w, f"{err.errno or 0}\t{_why(err)}".encode(errors="replace"))
+        finally:
+            os._exit(1)
+    if child == 0:  # the command: the caller's signal mask, and on to exec
+        os.close(ready_w)
+        os.close(status_w)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return
+    try:
+        _close_fds(ready_w, status_w)
+        os.write(ready_w, b"+")
+        os.close(ready_w)
+        _quiet_std()
+        _reap(child, status_w)
+    finally:
+        os._exit(0)
+
+
+def _reap(child: int, status_w: int) -> None:
+    """init's loop: reap every child (orphans are ours); report the command's exit status
+    with whether other processes are left; forward signals; return once none is left."""
+    waited = {signal.SIGCHLD, *FORWARDED}
+    status: int | None = None
+    reported = False
+    while True:
+        left = True
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                left = False
+                break
+            if pid == 0:
+                break
+            if pid == child:
+                status = st
+        if status is not None and not reported:
+            os.write(status_w, f"{status} {int(left)}".encode())
+            os.close(status_w)
+            reported = True
+        if not left:
+            return
+        info = signal.sigtimedwait(waited, 0.5)
+        if info is None or info.si_signo == signal.SIGCHLD:
+            continue
+        try:
+            if status is None:
+                # the command got a group signal itself, unless it left our process group
+                if os.getpgid(child) != os.getpgrp():
+                    os.kill(child, info.si_signo)
+            else:
+                os.kill(-1, info.si_signo)  # what is left: every process here but init
         except OSError:
             pass
-        raise
 
 
 def _enter(s: _Sys, v: View) -> None:
-    _enter_ns(s, v.userns)
+    """Build the view (the namespaces are made): run by the child itself (``writable``),
+    or by the PID namespace's init."""
     # opened before anything is mounted over the way to it (it may be under /tmp)
     fd = os.open(v.source, os.O_PATH | os.O_DIRECTORY)
     src = f"/proc/self/fd/{fd}"
@@ -319,23 +578,20 @@ def _enter(s: _Sys, v: View) -> None:
     elif v.host == "readonly":
         s.readonly("/", recursive=True)
         keep = _open_all(v.keep)  # before /tmp is replaced: the vault may be under it
+        devs = _dev_sources()
         s.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-        if os.path.isdir("/dev/shm") and not os.path.islink("/dev/shm"):
-            s.mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-        for path, kfd in keep:
-            os.makedirs(path, exist_ok=True)  # under /tmp: in the private one
-            s.mount(f"/proc/self/fd/{kfd}", path, None, MS_BIND | MS_REC)
-            s.readonly(path, recursive=False, clear=True)
-            os.close(kfd)
+        _make_dev(s, "/dev", devs)
+        _bind_kept(s, "", keep, v)
         os.makedirs(v.path, exist_ok=True)
         # the bind copies the (now read-only) flags of the fork's mount: clear them on it
         s.mount(src, v.path, None, MS_BIND)
         s.readonly(v.path, recursive=False, clear=True)
+        _mount_proc(s, "/proc")
     else:
         _hide(s, v, src)
     os.close(fd)
     if v.host != "writable" and not v.userns:
-        s.prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)  # a root command cannot remount its way out
+        s.drop_caps(KEPT_CAPS)  # a root command cannot remount, mknod, ptrace its way out
     os.chdir(v.cwd)
 
 
@@ -343,8 +599,65 @@ def _open_all(paths: tuple[str, ...]) -> list[tuple[str, int]]:
     return [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in paths if os.path.isdir(p)]
 
 
+def _bind_kept(s: _Sys, root: str, keep: list[tuple[str, int]], v: View) -> None:
+    """The vault at its own path under ``root``: read-only, but for ``v.writable`` (and
+    in those, ``v.pinned`` read-only again: a mounted file cannot be replaced either)."""
+    for path, kfd in keep:
+        os.makedirs(root + path, exist_ok=True)  # under /tmp: in the private one
+        s.mount(f"/proc/self/fd/{kfd}", root + path, None, MS_BIND | MS_REC)
+        s.readonly(root + path, recursive=True)
+        os.close(kfd)
+    for path in v.writable:
+        if os.path.isdir(root + path) and not os.path.islink(root + path):
+            s.mount(root + path, root + path, None, MS_BIND)
+            s.readonly(root + path, recursive=False, clear=True)
+    for path in v.pinned:
+        if os.path.isfile(root + path) and not os.path.islink(root + path):
+            s.mount(root + path, root + path, None, MS_BIND)
+            s.readonly(root + path, recursive=False)
+
+
+def _mount_proc(s: _Sys, target: str) -> None:
+    """A procfs of the PID namespace we are in (init's): read-only (no /proc/sys writes)."""
+    s.mount("proc", target, "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _dev_sources() -> dict[str, int]:
+    """O_PATH descriptors of the host's device nodes a minimal /dev shows (opened before
+    anything is mounted over /dev; opening one this way does not open the device)."""
+    out = {}
+    for name in DEV_NODES:
+        if os.path.exists("/dev/" + name):
+            out[name] = os.open("/dev/" + name, os.O_PATH)
+    if os.path.isdir("/dev/pts"):
+        out["pts"] = os.open("/dev/pts", os.O_PATH | os.O_DIRECTORY)
+    return out
+
+
+def _make_dev(s: _Sys, dev: str, sources: dict[str, int]) -> None:
+    """A minimal /dev at ``dev``: the usual nodes (bound from the host's), its
+    pseudo-terminals, a private shm; no disks, no /dev/mem (read-only afterwards)."""
+    s.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=0755")
+    for name in DEV_NODES:
+        if name in sources:
+            open(f"{dev}/{name}", "wb").close()
+            s.mount(f"/proc/self/fd/{sources[name]}", f"{dev}/{name}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")):  # fmt: skip
+        os.symlink(target, f"{dev}/{name}")
+    os.mkdir(dev + "/shm")
+    s.mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    os.mkdir(dev + "/pts")
+    if "pts" in sources:
+        s.mount(f"/proc/self/fd/{sources['pts']}", dev + "/pts", None, MS_BIND)
+    for fd in sources.values():
+        os.close(fd)
+    s.readonly(dev, recursive=False)
+
+
 def _hide(s: _Sys, v: View, src: str) -> None:
     keep = _open_all(v.keep)
+    devs = _dev_sources()
     new = "/tmp"  # the new root is built on a tmpfs over /tmp (private: the host keeps its own)
     s.mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     for d in SYSTEM_DIRS:
@@ -354,24 +667,10 @@ def _hide(s: _Sys, v: View, src: str) -> None:
             os.mkdir(new + d)
             s.mount(d, new + d, None, MS_BIND | MS_REC)
             s.readonly(new + d, recursive=True)
-    # a minimal /dev: the usual nodes (bound from the host's), its pseudo-terminals, a private shm
-    dev = new + "/dev"
-    os.mkdir(dev)
-    s.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=0755")
-    for name in DEV_NODES:
-        if os.path.exists("/dev/" + name):
-            open(f"{dev}/{name}", "wb").close()
-            s.mount("/dev/" + name, f"{dev}/{name}", None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")):  # fmt: skip
-        os.symlink(target, f"{dev}/{name}")
-    os.mkdir(dev + "/shm")
-    s.mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    os.mkdir(dev + "/pts")
-    if os.path.isdir("/dev/pts"):
-        s.mount("/dev/pts", dev + "/pts", None, MS_BIND)
+    os.mkdir(new + "/dev")
+    _make_dev(s, new + "/dev", devs)
     os.mkdir(new + "/proc")
-    s.mount("/proc", new + "/proc", None, MS_BIND | MS_REC)
+    _mount_proc(s, new + "/proc")
     os.mkdir(new + "/tmp")
     s.mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     if v.home and os.path.isabs(v.home) and not os.path.lexists(new + v.home):
@@ -380,10 +679,7 @@ def _hide(s: _Sys, v: View, src: str) -> None:
             s.mount("tmpfs", new + v.home, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
         except OSError:
             pass  # under a read-only system directory: no private $HOME then
-    for path, kfd in keep:
-        os.makedirs(new + path, exist_ok=True)
-        s.mount(f"/proc/self/fd/{kfd}", new + path, None, MS_BIND | MS_REC)
-        os.close(kfd)
+    _bind_kept(s, new, keep, v)
     os.makedirs(new + v.path, exist_ok=True)
     s.mount(src, new + v.path, None, MS_BIND)
     # pivot_root(".", "."), then detach the old root (pivot_root(2)): no put_old directory
@@ -392,7 +688,6 @@ def _hide(s: _Sys, v: View, src: str) -> None:
     s.umount(".")
     os.chdir("/")
     s.readonly("/", recursive=False)
-    s.readonly("/dev", recursive=False)
 
 
 def failure(report: bytes) -> IsolationFailed:

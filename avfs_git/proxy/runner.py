@@ -10,8 +10,10 @@
 - A program that cannot be started (not found, not executable) is a result, not an
   exception: exit code 127 / 126 like a shell, with the reason in ``spawn_error``.
 - With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
-  (:mod:`.isolate`) after starting its session and before exec: the command is still the
-  leader of its own group, so all of the above holds inside the namespace too.
+  (:mod:`.isolate`) after starting its session and before exec. With a PID namespace too
+  (``readonly``, ``hidden``) the child stays outside it, leads the group and exits as the
+  command did, while the namespace's init and the command are members of the same group:
+  so all of the above holds inside the namespace too.
 """
 
 from __future__ import annotations
