@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The avfs demo (`make demo`): a short story of what avfs does, on a real vault that git reads.
-# Each feature adds a chapter here (mount, proxy exec, merge; remotes next).
+# Each feature adds a chapter here (mount, proxy exec, merge, remotes, search, the quickstart).
 set -euo pipefail
 
 AVFS="${AVFS_BIN:-avfs}"
@@ -103,5 +103,29 @@ run git clone -q "$("$AVFS" vault path proj)" "$WORK/clone"
 run git -C "$WORK/clone" log --oneline --all
 run git --git-dir "$("$AVFS" vault path proj)" fsck --strict --no-dangling
 run git -C "$WORK/clone" show origin/agent1:src/app.py
+
+say "Push to a git server (here a bare repository) and clone it back as a new vault"
+run git init -q --bare "$WORK/server.git"
+run "$AVFS" --vault proj remote add origin "$WORK/server.git"
+run "$AVFS" --vault proj push origin --all --checkpoints --tags
+run "$AVFS" vault clone "$WORK/server.git" proj-copy
+run "$AVFS" --vault proj-copy:agent1 log --oneline -n 2
+
+say "Search and upkeep: grep and full-text search without a checkout, stats, gc"
+run "$AVFS" --vault proj:main grep -n greet
+run "$AVFS" --vault proj:main search hello
+run "$AVFS" --vault proj stats
+run "$AVFS" --vault proj gc
+
+say "One command for an agent: up mounts a fresh fork of a project, down merges it back"
+UP=$("$AVFS" --json up "$WORK/proj" --agent demo-agent)
+UPV=$(printf '%s' "$UP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vault"])')
+AGENT_MNT=$(printf '%s' "$UP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mountpoint"])')
+echo "vault $UPV, fork demo-agent mounted at $AGENT_MNT"
+run sh -c "cd '$AGENT_MNT' && printf 'written by the agent\n' > AGENT.txt"
+run "$AVFS" down --fork "$UPV:demo-agent" --keep
+run "$AVFS" --vault "$UPV:main" cat AGENT.txt
+run "$AVFS" --vault "$UPV" apply
+run cat "$WORK/proj/AGENT.txt"
 
 say "Done. Everything above ran on $AVFS_HOME (removed on exit)."

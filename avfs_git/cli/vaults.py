@@ -6,6 +6,7 @@ import click
 
 from ..core import names
 from ..core.errors import UsageError
+from ..core.vault import QuotaUsage
 from .main import App, pass_app
 from .output import human_size
 
@@ -203,7 +204,8 @@ def restore_cmd(app: App, name: str) -> None:
 
 @click.group()
 def quota() -> None:
-    """Show or set a vault's quota (bytes of uncheckpointed changes per fork)."""
+    """Show or set a vault's quota: bytes (git objects + every fork's uncheckpointed files)
+    and the number of uncheckpointed files."""
 
 
 def _parse_size(text: str) -> int:
@@ -217,48 +219,113 @@ def _parse_size(text: str) -> int:
     try:
         value = int(float(t) * mult)
     except ValueError:
-        raise UsageError(f"invalid size {text!r}: use bytes or 10K, 5M, 2G") from None
+        raise UsageError(f"invalid size {text!r}: use bytes or 10K, 5M, 2G (or none)") from None
     if value <= 0:
         raise UsageError(f"invalid size {text!r}: must be positive")
     return value
 
 
+def _parse_limit(text: str, *, files: bool) -> int | None:
+    """A limit, or None for `none` (no limit)."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    if not files:
+        return _parse_size(text)
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UsageError(f"invalid file count {text!r}: use a whole number (or none)") from None
+    if value < 0:
+        raise UsageError(f"invalid file count {text!r}: must not be negative")
+    return value
+
+
+def _usage_doc(u: QuotaUsage, fork: str) -> dict[str, object]:
+    return {
+        "vault": u.vault,
+        "fork": fork,
+        "quota_bytes": u.quota_bytes,
+        "quota_files": u.quota_files,
+        "used_bytes": u.used_bytes,
+        "used_files": u.used_files,
+        "objects_bytes": u.objects_bytes,
+        "overlay_bytes": u.overlay_bytes,
+        "forks": [
+            {"fork": f.fork, "overlay_bytes": f.overlay_bytes, "overlay_files": f.overlay_files}
+            for f in u.forks
+        ],
+        "over": u.over,
+    }
+
+
+def _limit(n: int | None, size: bool) -> str:
+    if n is None:
+        return "no limit"
+    return human_size(n) if size else str(n)
+
+
+def _print_usage(app: App, u: QuotaUsage) -> None:
+    o = app.output.out
+    o.print(
+        f"{u.vault}: {human_size(u.used_bytes)} of {_limit(u.quota_bytes, True)}"
+        f" (git objects {human_size(u.objects_bytes)}, uncheckpointed {human_size(u.overlay_bytes)});"
+        f" {u.used_files} uncheckpointed files of {_limit(u.quota_files, False)}"
+    )
+    for f in u.forks:
+        if f.overlay_bytes or f.overlay_files:
+            o.print(f"  {f.fork:<20} {human_size(f.overlay_bytes):>8}  {f.overlay_files} files")
+    for what in u.over:
+        app.output.warn(f"{u.vault} is over its {what} quota: changes that add {what} are refused")
+
+
 @quota.command("show")
 @pass_app
 def quota_show(app: App) -> None:
-    """Show the quota and what the fork's uncheckpointed changes use of it."""
+    """Show the vault's limits and what it uses: bytes of git objects (packed + loose) and
+    of every fork's uncheckpointed files; the number of uncheckpointed files."""
     v, fork = app.target()
-    used = v.workspace(fork).overlay.file_bytes()
-    data = {"vault": v.name, "fork": fork, "quota_bytes": v.quota_bytes, "used_bytes": used}
-    app.output.result(
-        "quota",
-        data,
-        lambda: app.output.out.print(
-            f"{v.name}:{fork}: {human_size(used)} used of {human_size(v.quota_bytes)}"
-        ),
-    )
+    u = v.quota_usage()
+    app.output.result("quota", _usage_doc(u, fork), lambda: _print_usage(app, u))
 
 
 @quota.command("set")
-@click.argument("size")
+@click.argument("size", required=False)
+@click.option("--bytes", "max_bytes", metavar="SIZE", help="Bytes limit: 10G, 500M, 4096; none lifts it.")
+@click.option("--files", "max_files", metavar="N", help="Limit of uncheckpointed files; none lifts it.")
 @pass_app
-def quota_set(app: App, size: str) -> None:
-    """Set the quota: bytes, or with a K/M/G/T suffix."""
+def quota_set(app: App, size: str | None, max_bytes: str | None, max_files: str | None) -> None:
+    """Set the vault's limits (SIZE alone is the same as --bytes SIZE). A limit below what
+    the vault uses is accepted with a warning: changes that add to it are refused until
+    a checkpoint, rm or fork delete brings the vault back under it."""
+    if size is not None and max_bytes is not None:
+        raise UsageError("give the bytes limit once: SIZE or --bytes SIZE")
+    max_bytes = size if size is not None else max_bytes
+    if max_bytes is None and max_files is None:
+        raise UsageError("nothing to set: give --bytes SIZE and/or --files N (none lifts a limit)")
+    limits: dict[str, int | None] = {}
+    if max_bytes is not None:
+        limits["max_bytes"] = _parse_limit(max_bytes, files=False)
+    if max_files is not None:
+        limits["max_files"] = _parse_limit(max_files, files=True)
     v, fork = app.target()
-    v.set_config(quota_bytes=_parse_size(size))
-    ws = v.workspace(fork)
-    used = ws.overlay.file_bytes()
-    data = {
-        "vault": v.name,
-        "fork": fork,
-        "quota_bytes": v.quota_bytes,
-        "used_bytes": used,
-    }
-    if used > v.quota_bytes:  # accepted: nothing is lost, new writes are refused
+    v.set_quota(**limits)
+    u = v.quota_usage()
+    for what in u.over:  # accepted: nothing is lost, growth is refused
+        used, limit = (
+            (human_size(u.used_bytes), human_size(u.quota_bytes))
+            if what == "bytes"
+            else (f"{u.used_files} files", f"{u.quota_files} files")
+        )
         app.output.warn(
-            f"{v.name}:{fork} already uses {human_size(used)}, over the new quota:"
-            " writes that add bytes are refused until a checkpoint or rm brings it under"
+            f"{v.name} already uses {used}, over the new quota of {limit}: changes that add"
+            f" {what} are refused until a checkpoint, rm or fork delete brings it under"
         )
     app.output.result(
-        "quota", data, lambda: app.output.info(f"quota of {v.name} is now {human_size(v.quota_bytes)}")
+        "quota",
+        _usage_doc(u, fork),
+        lambda: app.output.info(
+            f"quota of {v.name} is now {_limit(u.quota_bytes, True)} and"
+            f" {_limit(u.quota_files, False)} files ({human_size(u.used_bytes)} and"
+            f" {u.used_files} files used)"
+        ),
     )

@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from .errors import CorruptStateError, from_oserror
@@ -84,9 +84,41 @@ END;
 # collect_garbage asks whether a file id is still used: without an index every removal
 # scanned the table (n removals cost n^2; 55% of the daemon's CPU in a 10k unlink run)
 _FILEID_INDEX = "CREATE INDEX IF NOT EXISTS entries_fileid ON entries(fileid);"
-_SCHEMA += _TOTALS + _FILEID_INDEX
-_VERSION = 4
-_MIGRATIONS = {2: "ALTER TABLE journal ADD COLUMN pid INTEGER", 3: _TOTALS, 4: _FILEID_INDEX}
+# The number of materialized files (what the vault's file quota counts), in the same row
+# as their bytes (one page written per transaction, not two), kept by the same triggers.
+# Two steps: ADD COLUMN may meet a column another process just added (open_db tolerates
+# that), then one transaction counts and replaces the triggers (idempotent).
+_FILES_COLUMN = "ALTER TABLE totals ADD COLUMN files INTEGER NOT NULL DEFAULT 0;"
+_FILES_TRIGGERS = """
+BEGIN IMMEDIATE;
+UPDATE totals SET files = (SELECT COUNT(*) FROM entries WHERE kind = 1) WHERE id = 1;
+DROP TRIGGER IF EXISTS totals_ins;
+DROP TRIGGER IF EXISTS totals_del;
+DROP TRIGGER IF EXISTS totals_upd;
+CREATE TRIGGER totals_ins AFTER INSERT ON entries WHEN NEW.kind = 1 BEGIN
+    UPDATE totals SET file_bytes = file_bytes + NEW.size, files = files + 1 WHERE id = 1;
+END;
+CREATE TRIGGER totals_del AFTER DELETE ON entries WHEN OLD.kind = 1 BEGIN
+    UPDATE totals SET file_bytes = file_bytes - OLD.size, files = files - 1 WHERE id = 1;
+END;
+CREATE TRIGGER totals_upd AFTER UPDATE ON entries BEGIN
+    UPDATE totals SET file_bytes = file_bytes
+        - (CASE WHEN OLD.kind = 1 THEN OLD.size ELSE 0 END)
+        + (CASE WHEN NEW.kind = 1 THEN NEW.size ELSE 0 END),
+        files = files - (OLD.kind = 1) + (NEW.kind = 1) WHERE id = 1;
+END;
+COMMIT;
+"""
+_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS
+_VERSION = 6
+_MIGRATIONS = {
+    2: "ALTER TABLE journal ADD COLUMN pid INTEGER",
+    3: _TOTALS,
+    4: _FILEID_INDEX,
+    5: _FILES_COLUMN,
+    6: _FILES_TRIGGERS,
+}
+_TOTALS_Q = "SELECT file_bytes, files FROM totals WHERE id = 1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,6 +151,9 @@ class Overlay:
         self.db_path = os.path.join(state_dir, "overlay.db")
         self._local = ThreadSlots(on_drop=close_conn)
         self._write_lock = threading.Lock()
+        # called with the overlay's (bytes, files) after each committed transaction (the
+        # workspace publishes its totals for the vault's quota, see Vault.quota_usage)
+        self.after_commit: Callable[[int, int], None] | None = None
         try:
             os.makedirs(self.files_dir, exist_ok=True)
         except OSError as exc:
@@ -171,12 +206,16 @@ class Overlay:
                 raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
             ns["depth"] = 1
             ns["garbage"] = []
+            totals: tuple[int, int] | None = None
             try:
                 yield db
                 dead = self._dead_files(db, ns["garbage"])
+                if self.after_commit is not None:
+                    totals = ns.pop("totals", None) or self._totals(db)
             except BaseException:
                 ns["depth"] = 0
                 ns["garbage"] = []
+                ns.pop("totals", None)
                 db.execute("ROLLBACK")
                 raise
             ns["depth"] = 0
@@ -191,6 +230,9 @@ class Overlay:
             if held:
                 self._write_lock.release()
         self._unlink_files(dead)
+        hook = self.after_commit
+        if hook is not None and totals is not None:
+            hook(*totals)
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -287,6 +329,24 @@ class Overlay:
     def file_bytes(self) -> int:
         r = self.db.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
         return int(r[0]) if r is not None else 0
+
+    def totals(self) -> tuple[int, int]:
+        """(bytes, count) of the materialized files: what the vault's quota counts of this
+        overlay (kept by triggers: one row read, whatever the number of entries)."""
+        return self._totals(self.db)
+
+    def expect_totals(self, nbytes: int, nfiles: int) -> None:
+        """Inside a transaction, after its last change: what :meth:`totals` will be once it
+        commits (spares :attr:`after_commit` a query; a write knows it already). Ignored
+        in a nested transaction: the outer one may change more."""
+        ns = self._local.ns()
+        if ns.get("depth") == 1:
+            ns["totals"] = (nbytes, nfiles)
+
+    @staticmethod
+    def _totals(db: sqlite3.Connection) -> tuple[int, int]:
+        r = db.execute(_TOTALS_Q).fetchone()
+        return (int(r[0]), int(r[1])) if r is not None else (0, 0)
 
     def last_seq(self) -> int:
         r = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()

@@ -118,6 +118,8 @@ class Workspace:
         if pinned is not None:
             self.overlay.set_meta("base", pinned)
         else:
+            # every committed change of the overlay: publish its totals for the vault's quota
+            self.overlay.after_commit = self._note_totals
             self._sync_base()
 
     # -- base -----------------------------------------------------------------------------
@@ -590,26 +592,31 @@ class Workspace:
         yield from rec(d, 1)
 
     # -- writing helpers ------------------------------------------------------------------
-    def _check_quota_size(self, adding: int) -> int:
-        quota = self.vault.quota_bytes
-        if adding > quota:
+    def _check_quota_size(self, adding: int) -> None:
+        """Refuse content that alone is over the vault's bytes limit, before storing it
+        (the check of the whole vault follows with the entry)."""
+        quota = self.vault.quota.limits()[0]
+        if quota is not None and adding > quota:
             raise QuotaExceededError(
                 f"file of {adding} bytes is over the vault's quota of {quota} bytes",
-                hint="raise it with `avfs quota set`",
-                details={"size": adding, "quota": quota},
+                hint="raise it with `avfs quota set --bytes SIZE`",
+                details={"what": "bytes", "used": None, "adding": adding, "quota": quota},
             )
-        return quota
 
-    def _check_quota(self, adding: int, replacing: int = 0) -> None:
-        quota = self._check_quota_size(adding)
-        used = self.overlay.file_bytes() - replacing
-        if used + adding > quota:
-            raise QuotaExceededError(
-                f"the fork's uncheckpointed changes would reach {used + adding} bytes, over the"
-                f" vault's quota of {quota} bytes",
-                hint="checkpoint or discard changes, or raise the quota with `avfs quota set`",
-                details={"used": used, "adding": adding, "quota": quota},
-            )
+    def _check_quota(self, adding: int, replacing: int = 0, new_files: int = 0) -> tuple[int, int]:
+        """Refuse a change that adds ``adding`` bytes in place of ``replacing`` and
+        ``new_files`` overlay files when the vault would pass its quota (vault-wide: git
+        objects and every fork's overlay; see :class:`.vault.QuotaTracker`). Inside the
+        overlay's transaction the fork's own totals are exact. Returns the fork's overlay
+        totals (bytes, files) once the change is made."""
+        self._check_quota_size(adding)
+        nbytes, nfiles = self.overlay.totals()
+        after = (nbytes - replacing + adding, nfiles + new_files)
+        self.vault.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
+        return after
+
+    def _note_totals(self, nbytes: int, nfiles: int) -> None:
+        self.vault.quota.note(self.fork, nbytes, nfiles)
 
     def _parent_for_write(self, p: str, parents: bool) -> str:
         """Resolve the directory that will hold ``p``; returns the real path of the target.
@@ -663,13 +670,15 @@ class Workspace:
         return p
 
     def _store_bytes(
-        self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False
+        self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False, new_file: int = 1
     ) -> tuple[str, int]:
         """Write content into a new overlay file; returns (fileid, size).
 
         ``replacing`` is the size of overlay content this write replaces (not counted twice
-        against the quota). ``used_later``: for bytes, check here only that they fit the
-        quota at all; the caller checks the fork's total in its transaction.
+        against the quota); ``new_file``: 1 when the content becomes a file the overlay did
+        not have (the file quota), else 0. ``used_later``: check here only that the content
+        fits the quota at all (streams: while they are read); the caller checks the
+        vault's totals in its transaction.
         """
         fid = self.overlay.new_fileid()
         dest = self.overlay.file_path(fid)
@@ -678,7 +687,7 @@ class Workspace:
                 if used_later:
                     self._check_quota_size(len(src))
                 else:
-                    self._check_quota(len(src), replacing)
+                    self._check_quota(len(src), replacing, new_file)
                 fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
                 try:
                     view = memoryview(src)
@@ -688,18 +697,23 @@ class Workspace:
                     os.close(fd)
                 return fid, len(src)
             if isinstance(src, str):
-                self._check_quota(os.stat(src).st_size, replacing)
+                self._check_quota(os.stat(src).st_size, replacing, new_file)
                 shutil.copyfile(src, dest)
                 return fid, os.stat(dest).st_size
             size = 0
-            quota_left = self.vault.quota_bytes - self.overlay.file_bytes() + replacing
+            if not used_later:
+                self._check_quota(0, 0, new_file)
+            quota_left = self.quota_left() + replacing
             with open(dest, "wb") as fh:
                 while chunk := src.read(_CHUNK):
                     size += len(chunk)
                     if size > quota_left:
+                        quota = self.vault.quota_limits()[0]
                         raise QuotaExceededError(
-                            f"content is over the vault's quota of {self.vault.quota_bytes} bytes",
-                            hint="raise it with `avfs quota set`",
+                            f"content is over what is left of vault {self.vault.name}'s quota of"
+                            f" {quota} bytes ({max(0, quota_left)} bytes)",
+                            hint="checkpoint or rm changes, or raise it with `avfs quota set --bytes SIZE`",
+                            details={"what": "bytes", "used": None, "adding": size, "quota": quota},
                         )
                     fh.write(chunk)
             return fid, size
@@ -738,19 +752,22 @@ class Workspace:
         replacing = (
             old.entry.size if old is not None and old.entry is not None and old.entry.kind == FILE else 0
         )
-        in_txn = isinstance(data, bytes)  # the quota's total is checked with the entry's write
-        fid, size = self._store_bytes(data, replacing, used_later=in_txn)
+        # the quota (vault-wide totals) is checked with the entry's write, in its transaction
+        fid, size = self._store_bytes(data, replacing, used_later=True)
         try:
             with self.overlay.txn() as db:
                 chain = names.ancestors(real)
                 chain.append(real)
                 entries = self.overlay.get_many(chain)
                 prior = entries.get(real)
-                if in_txn:
-                    self._check_quota(size, prior.size if prior is not None and prior.kind == FILE else 0)
+                if prior is not None and prior.kind == FILE:
+                    totals = self._check_quota(size, prior.size, 0)
+                else:
+                    totals = self._check_quota(size, 0, 1)
                 origin = self._origin_in(real, chain, entries) if old is not None else None
                 e = Entry(real, FILE, fmode, None, fid, origin, size)
                 self.overlay.put(db, e, "write", old=prior)
+                self.overlay.expect_totals(*totals)
         except BaseException:
             _unlink_quiet(self.overlay.file_path(fid))
             raise
@@ -1013,7 +1030,9 @@ class Workspace:
                 self.overlay.set_size(db, e.path, e.fileid, size)
 
     def quota_left(self) -> int:
-        return self.vault.quota_bytes - self.overlay.file_bytes()
+        """Bytes the vault may still grow by (a mount bounds its open files' writes by it):
+        exact when little is left, a lower bound otherwise; negative when over."""
+        return self.vault.quota.bytes_left(self.fork, self.overlay.totals()[0])
 
     @property
     def view_time(self) -> float:

@@ -1,0 +1,319 @@
+"""The vault-wide quota: bytes (git objects + every fork's overlay) and uncheckpointed files,
+enforced on every write (API, CLI, another process, a real FUSE mount as EDQUOT)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.core.errors import QuotaExceededError
+from avfs_git.core.home import Home
+from avfs_git.core.vault import PUBLISH_BYTES, PUBLISH_FILES, Vault
+from avfs_git.fuse import mounts
+
+from .conftest import AUTHOR, IN_CI
+from .test_json_schemas import single_document, validate
+
+
+def _doc(res: Any, kind: str, code: int = 0) -> dict[str, Any]:
+    doc = single_document(res)
+    assert validate(doc) == kind, doc
+    assert res.code == code, (res.code, doc, res.err)
+    return doc
+
+
+def _fresh(vault: Vault) -> Vault:
+    """Another handle on the vault, as another process would have."""
+    assert vault.home is not None
+    return Home(vault.home.path, author=AUTHOR).vault(vault.name)
+
+
+def _used(vault: Vault) -> int:
+    return vault.quota_usage().used_bytes
+
+
+# -- bytes ------------------------------------------------------------------------------------
+
+
+def test_bytes_limit_is_shared_by_the_forks(vault: Vault) -> None:
+    vault.create_fork("main", "a")
+    vault.create_fork("main", "b")
+    vault.set_quota(max_bytes=_used(vault) + 10_000)
+    a = vault.workspace("a")
+    b = _fresh(vault).workspace("b")  # its own handle: sees a's writes only through the vault
+    a.write("fill.bin", b"a" * 8000)
+    with pytest.raises(QuotaExceededError) as info:
+        b.write("more.bin", b"b" * 5000)
+    err = info.value
+    assert err.details["what"] == "bytes" and err.details["quota"] == vault.quota_limits()[0]
+    assert err.details["used"] >= 8000 and err.details["adding"] == 5000
+    assert str(err.details["quota"]) in err.message and str(err.details["used"]) in err.message
+    assert not b.exists("more.bin")
+    b.write("small.bin", b"b" * 1000)  # what is left is usable
+    u = vault.quota_usage()
+    assert {f.fork: f.overlay_bytes for f in u.forks if f.overlay_bytes} == {"a": 8000, "b": 1000}
+    assert u.used_bytes == u.objects_bytes + 9000 <= vault.quota_limits()[0]  # type: ignore[operator]
+    a.remove("fill.bin")  # freeing space in one fork makes room in the other
+    b.write("more.bin", b"b" * 5000)
+
+
+def test_another_process_filling_a_fork_is_seen(vault: Vault, cli_proc: Any, tmp_path: Path) -> None:
+    vault.create_fork("main", "a")
+    b = vault.workspace("main")
+    b.write("warm.txt", b"x")  # the handle's cache is warm before the other process writes
+    vault.set_quota(max_bytes=_used(vault) + PUBLISH_BYTES * 3)
+    # a real process writes more than the slack a fork may be ahead of what it published
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(PUBLISH_BYTES * 2 + 100))
+    assert cli_proc("--json", "--vault", "v:a", "write", "big.bin", "--file", str(big)).code == 0
+    with pytest.raises(QuotaExceededError):
+        b.write("more.bin", b"m" * (PUBLISH_BYTES + 1000))
+    b.write("fits.bin", b"m" * 1000)
+
+
+def test_many_small_writes_elsewhere_stay_within_the_limit(vault: Vault) -> None:
+    """Writes that each stay below the publication threshold still add up exactly."""
+    vault.create_fork("main", "a")
+    limit = _used(vault) + 3 * PUBLISH_FILES * 100
+    vault.set_quota(max_bytes=limit)
+    a = _fresh(vault).workspace("a")
+    main = vault.workspace("main")
+    n = 0
+    with pytest.raises(QuotaExceededError):
+        while True:
+            (a if n % 2 else main).write(f"f{n}.bin", b"z" * 100)
+            n += 1
+    assert _used(vault) <= limit < _used(vault) + 100
+
+
+def test_a_checkpoint_moves_bytes_into_objects_and_the_total_stays(vault: Vault) -> None:
+    ws = vault.workspace("main")
+    before = vault.quota_usage()
+    ws.write("data.bin", os.urandom(200_000))  # random: does not compress
+    mid = vault.quota_usage()
+    assert mid.overlay_bytes == 200_000 and mid.objects_bytes == before.objects_bytes
+    vault.set_quota(max_bytes=mid.used_bytes + 20_000)
+    checkpoint.save(vault, "main", "c1")
+    after = vault.quota_usage()
+    assert after.overlay_bytes == 0 and after.used_files == 0
+    assert after.objects_bytes >= before.objects_bytes + 200_000
+    assert abs(after.used_bytes - mid.used_bytes) < 10_000  # moved, not freed
+    # the writer's cached objects' size followed the checkpoint's pack: 30 KB is refused
+    # although the overlay is empty
+    with pytest.raises(QuotaExceededError):
+        ws.write("more.bin", b"m" * 30_000)
+    ws.write("ok.bin", b"m" * 1000)
+
+
+def test_objects_written_by_another_process_are_counted(vault: Vault, cli_proc: Any) -> None:
+    ws = vault.workspace("main")
+    ws.write("warm.txt", b"x")
+    vault.set_quota(max_bytes=_used(vault) + 100_000)
+    ws.write("a.bin", os.urandom(60_000))
+    assert cli_proc("--json", "--vault", "v", "checkpoint", "save", "c").code == 0
+    with pytest.raises(QuotaExceededError):  # 60 KB now in objects + 60 KB > 100 KB left
+        ws.write("b.bin", os.urandom(60_000))
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def test_file_limit_counts_uncheckpointed_files_of_every_fork(vault: Vault) -> None:
+    vault.create_fork("main", "a")
+    vault.set_quota(max_files=3)
+    main, a = vault.workspace("main"), _fresh(vault).workspace("a")
+    main.write("1.txt", b"1")
+    main.write("2.txt", b"2")
+    a.write("3.txt", b"3")
+    with pytest.raises(QuotaExceededError) as info:
+        a.write("4.txt", b"4")
+    assert info.value.details == {"what": "files", "used": 3, "adding": 1, "quota": 3}
+    with pytest.raises(QuotaExceededError):
+        main.symlink("1.txt", "link")
+    with pytest.raises(QuotaExceededError):
+        main.copy("1.txt", "copy.txt")
+    main.write("1.txt", b"rewritten")  # no new file
+    main.mkdir("dir")  # directories are not files
+    main.rename("2.txt", "dir/2.txt")
+    u = vault.quota_usage()
+    assert u.used_files == 3 and u.over == []
+    checkpoint.save(vault, "main", "c")  # checkpointed files do not count
+    assert vault.quota_usage().used_files == 1
+    main.write("4.txt", b"4")
+    main.write("5.txt", b"5")
+    with pytest.raises(QuotaExceededError):
+        main.write("6.txt", b"6")
+
+
+def test_file_limit_with_many_files(vault: Vault) -> None:
+    n = PUBLISH_FILES * 2 + 10
+    vault.create_fork("main", "a")
+    vault.set_quota(max_files=n)
+    a, main = _fresh(vault).workspace("a"), vault.workspace("main")
+    for i in range(n - 5):
+        a.write(f"f{i}", b"")
+    for i in range(5):
+        main.write(f"g{i}", b"")
+    with pytest.raises(QuotaExceededError):
+        main.write("one-more", b"")
+    assert vault.quota_usage().used_files == n
+
+
+# -- setting ----------------------------------------------------------------------------------
+
+
+def test_set_below_use_is_accepted_and_blocks_growth_only(vault: Vault, cli: Any) -> None:
+    vault.create_fork("main", "a")
+    ws = vault.workspace("main")
+    ws.write("big.bin", b"x" * 5000)
+    ws.write("small.bin", b"y" * 100)
+    vault.workspace("a").write("other.bin", b"z" * 3000)
+    res = cli("--json", "--vault", "v", "quota", "set", "--bytes", "2K", "--files", "1")
+    doc = _doc(res, "quota")
+    assert doc["quota_bytes"] == 2048 and doc["quota_files"] == 1
+    assert doc["over"] == ["bytes", "files"] and doc["used_files"] == 3
+    assert "over the new quota" in res.err
+    with pytest.raises(QuotaExceededError):
+        ws.write("more.bin", b"m")
+    with pytest.raises(QuotaExceededError):
+        ws.write("small.bin", b"y" * 101)  # grows
+    ws.write("small.bin", b"y" * 50)  # shrinks: allowed, frees space
+    ws.remove("big.bin")
+    checkpoint.save(vault, "main", "while-over")  # always possible
+    vault.delete_fork("a")  # always possible
+    assert vault.quota_usage().used_files == 0
+
+
+def test_lifting_a_limit(vault: Vault, cli: Any) -> None:
+    ws = vault.workspace("main")
+    assert _doc(cli("--json", "--vault", "v", "quota", "set", "1K", "--files", "0"), "quota")["over"] == []
+    with pytest.raises(QuotaExceededError):
+        ws.write("a.bin", b"a" * 2000)
+    doc = _doc(cli("--json", "--vault", "v", "quota", "set", "--bytes", "none"), "quota")
+    assert doc["quota_bytes"] is None and doc["quota_files"] == 0
+    with pytest.raises(QuotaExceededError):  # the file limit is still there
+        ws.write("a.bin", b"a" * 2000)
+    doc = _doc(cli("--json", "--vault", "v", "quota", "set", "--files", "none"), "quota")
+    assert doc["quota_bytes"] is None and doc["quota_files"] is None
+    ws.write("a.bin", b"a" * 2_000_000)
+    assert vault.quota_limits() == (None, None)
+    assert json.loads(Path(vault.path, "avfs", "config.json").read_text())["quota_bytes"] is None
+
+
+def test_an_old_config_keeps_its_number_as_the_vault_bytes_limit(home: Home, vault: Vault) -> None:
+    cfg = Path(vault.path, "avfs", "config.json")
+    data = json.loads(cfg.read_text()) if cfg.exists() else {}
+    data["quota_bytes"] = 50_000
+    cfg.write_text(json.dumps(data))
+    v = Home(home.path, author=AUTHOR).vault("v")
+    assert v.quota_limits() == (50_000, None) and v.quota_bytes == 50_000
+    v.create_fork("main", "a")
+    v.workspace("main").write("a.bin", b"a" * 30_000)
+    with pytest.raises(QuotaExceededError):
+        v.workspace("a").write("b.bin", b"b" * 30_000)
+
+
+def test_default_limit(vault: Vault) -> None:
+    assert vault.quota_limits() == (10 * 1024**3, None)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_show_set_and_errors(vault: Vault, cli: Any) -> None:
+    vault.create_fork("main", "a")
+    vault.workspace("a").write("x.bin", b"x" * 1234)
+    doc = _doc(cli("--json", "--vault", "v", "quota", "show"), "quota")
+    assert doc["vault"] == "v" and doc["fork"] == "main" and doc["over"] == []
+    assert doc["quota_bytes"] == 10 * 1024**3 and doc["quota_files"] is None
+    assert doc["overlay_bytes"] == 1234 and doc["used_files"] == 1
+    assert doc["used_bytes"] == doc["objects_bytes"] + 1234 and doc["objects_bytes"] > 0
+    assert {"fork": "a", "overlay_bytes": 1234, "overlay_files": 1} in doc["forks"]
+    human = cli("--vault", "v", "quota", "show")
+    assert human.code == 0 and "uncheckpointed files" in human.out
+    doc = _doc(cli("--json", "--vault", "v", "quota", "set", "--bytes", "500M", "--files", "10"), "quota")
+    assert doc["quota_bytes"] == 500 * 1024**2 and doc["quota_files"] == 10
+    assert _doc(cli("--json", "--vault", "v", "quota", "set", "10G"), "quota")["quota_bytes"] == 10 * 1024**3
+    # a write over the quota: one error document, exit 1
+    cli("--json", "--vault", "v", "quota", "set", "--files", "1")
+    err = _doc(cli("--json", "--vault", "v", "write", "new.txt", "y"), "error", 1)
+    assert err["error"]["code"] == "quota_exceeded" and err["error"]["details"]["what"] == "files"
+    assert "1" in err["error"]["message"] and err["error"]["hint"]
+    # usage errors: exit 2, one document
+    for bad in (
+        ["quota", "set"],
+        ["quota", "set", "abc"],
+        ["quota", "set", "--files", "-1"],
+        ["quota", "set", "--files", "many"],
+        ["quota", "set", "1K", "--bytes", "2K"],
+    ):
+        assert _doc(cli("--json", "--vault", "v", *bad), "error", 2)["error"]["code"] == "usage"
+
+
+# -- through a mount ----------------------------------------------------------------------------
+
+
+def _require_fuse() -> None:
+    why = mounts.fuse_available()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"FUSE must be available in CI: {why}")
+        pytest.skip(f"requires FUSE: {why}")
+
+
+@contextmanager
+def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[str]:
+    _require_fuse()
+    mp.mkdir(exist_ok=True)
+    mounts.mount(home, vault, fork, str(mp))
+    try:
+        yield str(mp)
+    finally:
+        try:
+            mounts.unmount(home, vault, fork, lazy=True)
+        finally:
+            if mounts._mounted_at(str(mp)):
+                subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
+
+
+def test_edquot_through_a_mount_for_bytes_another_fork_used(
+    home: Home, vault: Vault, cli_proc: Any, tmp_path: Path
+) -> None:
+    vault.create_fork("main", "a")
+    with _mounted(home, vault, "main", tmp_path / "mnt") as mp:
+        with open(os.path.join(mp, "first.txt"), "wb") as fh:  # the daemon's cache is warm
+            fh.write(b"first")
+        # set by another process while mounted; the other fork then fills the vault
+        limit = _used(vault) + 300_000
+        assert cli_proc("--json", "--vault", "v", "quota", "set", "--bytes", str(limit)).code == 0
+        _fresh(vault).workspace("a").write("fill.bin", os.urandom(250_000))
+        with pytest.raises(OSError) as info, open(os.path.join(mp, "big.bin"), "wb") as fh:
+            fh.write(b"x" * (1 << 20))
+            fh.flush()
+        assert info.value.errno == errno.EDQUOT
+        with open(os.path.join(mp, "small.bin"), "wb") as fh:  # what is left is usable
+            fh.write(b"s" * 10_000)
+    assert vault.workspace("main").read("small.bin") == b"s" * 10_000
+
+
+def test_edquot_through_a_mount_for_files(home: Home, vault: Vault, tmp_path: Path) -> None:
+    with _mounted(home, vault, "main", tmp_path / "mnt") as mp:
+        vault.set_quota(max_files=2)
+        Path(mp, "1.txt").write_text("1")
+        Path(mp, "2.txt").write_text("2")
+        with pytest.raises(OSError) as info:
+            Path(mp, "3.txt").write_text("3")
+        assert info.value.errno == errno.EDQUOT
+        Path(mp, "1.txt").write_text("one")  # rewriting is not a new file
+        os.unlink(os.path.join(mp, "2.txt"))
+        Path(mp, "3.txt").write_text("3")
+    assert sorted(e.name for e in vault.workspace("main").listdir()) == ["1.txt", "3.txt"]
