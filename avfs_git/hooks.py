@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shlex
 from collections.abc import Mapping
 from typing import Any, Final
@@ -38,6 +37,7 @@ __all__ = [
     "MountedFork",
     "answer",
     "codex_notify",
+    "failure_text",
     "find_mounted_fork",
     "install_claude",
     "install_codex",
@@ -63,9 +63,13 @@ _CODEX_ENTRIES: Final = (
     ("PostToolUse", "^(Bash|apply_patch|Edit|Write)$", "post-tool-use", 30),
     ("Stop", None, "stop", 30),
 )
-# a hook command avfs wrote: "... avfs ... hook claude pre-tool-use" (any prefix that runs avfs)
-_OURS: Final = re.compile(r"(?:^|\s)hook\s+(claude|codex)\s+(pre-tool-use|post-tool-use|stop|notify)\s*$")
+# the last words of a hook command avfs wrote: "hook claude pre-tool-use"
+_OURS_AGENTS: Final = ("claude", "codex")
+_OURS_EVENTS: Final = ("pre-tool-use", "post-tool-use", "stop", "notify")
 _SHORT: Final = 80
+# the workspace root of a classification outside any mount and project: a path nothing is
+# inside (it holds a NUL), so every write the command makes counts as outside the workspace
+_NO_WORKSPACE: Final = "/\x00avfs-no-workspace"
 
 
 # ------------------------------------------------------------------------------- answers
@@ -86,7 +90,20 @@ class HookAnswer:
     exit_code: int = 0
 
     def stdout_text(self) -> str:
-        return "" if self.stdout is None else json.dumps(self.stdout, ensure_ascii=False) + "\n"
+        """The stdout text: JSON in ASCII (``\\uXXXX`` escapes), so printing it cannot fail on a
+        lone surrogate from the event or on a stdout that is not UTF-8."""
+        return "" if self.stdout is None else json.dumps(self.stdout, ensure_ascii=True) + "\n"
+
+
+def failure_text(agent: str, name: str, exc: BaseException) -> HookAnswer:
+    """The answer when producing or printing an answer failed: for ``pre-tool-use`` a
+    blocking denial (exit 2, a ``deny`` on stdout), else a non-blocking error (exit 1). Plain
+    ASCII, built without anything that can fail on odd text."""
+    message = f"avfs: internal error while answering the hook: {type(exc).__name__}: {ascii(str(exc))[1:-1]}"
+    if name == "pre-tool-use":
+        denied = _pre_answer(agent, "deny", message)
+        return HookAnswer(denied.stdout, message + "\n", 2)
+    return HookAnswer(None, message + "\n", 1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -289,16 +306,30 @@ def _pre_tool_use(agent: str, home_path: str, event: HookEvent, project_dir: str
         return HookAnswer(None)
     command = _command_of(agent, event)
     text = command if isinstance(command, str) else shlex.join(command)
+    # The workspace root decides what is "outside the workspace"; it never comes from the
+    # agent's `cwd` (after `cd /` everything would be inside): the mount point of the fork
+    # `cwd` is in, else the project directory, else a root nothing is inside.
+    cwd = os.path.realpath(event.cwd)
     where = find_mounted_fork(home_path, event.cwd)
+    outside_project: str | None = None
     if where is not None:
         root = where.mountpoint
-    elif project_dir and _inside(os.path.realpath(event.cwd), os.path.realpath(project_dir)):
+    elif project_dir and os.path.isabs(project_dir):
         root = os.path.realpath(project_dir)
+        if not _inside(cwd, root):
+            outside_project = root
     else:
-        root = os.path.realpath(event.cwd)
-    decision = _classify(home_path, where, command, root, os.path.realpath(event.cwd))
+        root = _NO_WORKSPACE
+    decision = _classify(home_path, where, command, root, cwd)
     action = str(decision.action)
     reason = f"avfs policy: {decision.reason}"
+    if outside_project is not None and action != "deny":
+        return _pre_answer(
+            agent,
+            "ask",
+            reason + f"; but the command runs in {event.cwd}, outside the project {outside_project}"
+            " and outside any mounted avfs fork, so a person decides",
+        )
     if action == "allow":
         return _pre_answer(agent, "allow", reason)
     if action == "deny":
@@ -433,8 +464,37 @@ class InstallResult:
         }
 
 
-def _is_ours(command: Any) -> bool:
-    return isinstance(command, str) and "avfs" in command and _OURS.search(command) is not None
+def _is_ours(command: Any, prefix: str | None = None) -> bool:
+    """Whether a hook command is one avfs wrote: ``PREFIX hook AGENT EVENT`` where PREFIX is
+    ``prefix`` (the one being installed, or given to uninstall) or runs avfs the way
+    ``hooks install`` writes it by default: a program named ``avfs`` or ``PYTHON -m
+    avfs_git``, optionally followed by ``--home DIR``. Nothing else counts, so a user's
+    ``notify-send avfs hook claude stop`` is never taken for ours."""
+    if not isinstance(command, str):
+        return False
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    if (
+        len(words) < 4
+        or words[-3] != "hook"
+        or words[-2] not in _OURS_AGENTS
+        or words[-1] not in _OURS_EVENTS
+    ):
+        return False
+    if prefix is not None and command == _hook_command(prefix, words[-2], words[-1]):
+        return True
+    head = words[:-3]
+    if os.path.basename(head[0]) == "avfs":
+        rest = head[1:]
+    elif os.path.basename(head[0]).startswith("python") and head[1:3] == ["-m", "avfs_git"]:
+        rest = head[3:]
+    else:
+        return False
+    while rest[:1] == ["--home"] and len(rest) >= 2:
+        rest = rest[2:]
+    return not rest
 
 
 def _read_text(path: str) -> str | None:
@@ -450,7 +510,9 @@ def _read_text(path: str) -> str | None:
 
 
 def _write_text(path: str, text: str) -> None:
-    """Replace ``path`` atomically, keeping its permission bits."""
+    """Replace ``path`` atomically, keeping its permission bits. A symlink is written
+    through (its target is replaced), never replaced by a file."""
+    path = os.path.realpath(path)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
@@ -487,10 +549,15 @@ def _claude_load(path: str) -> tuple[str | None, dict[str, Any]]:
         ) from None
     if not isinstance(doc, dict):
         raise UsageError(f"{path} is not a JSON object; nothing was written", details={"path": path})
-    hooks = doc.get("hooks")
-    if hooks is not None and not isinstance(hooks, dict):
-        raise UsageError(f"{path}: `hooks` is not an object; nothing was written", details={"path": path})
-    for event, groups in (hooks or {}).items():
+    hooks = doc.get("hooks", {})
+    if not isinstance(hooks, dict):
+        what = "null" if hooks is None else f"a {type(hooks).__name__}"
+        raise UsageError(
+            f"{path}: `hooks` is {what}, not an object; nothing was written",
+            hint="remove the key or make it an object",
+            details={"path": path},
+        )
+    for event, groups in hooks.items():
         if not isinstance(groups, list) or not all(
             isinstance(g, dict) and isinstance(g.get("hooks", []), list) for g in groups
         ):
@@ -501,7 +568,7 @@ def _claude_load(path: str) -> tuple[str | None, dict[str, Any]]:
     return text, doc
 
 
-def _strip_ours(hooks: dict[str, Any]) -> list[dict[str, Any]]:
+def _strip_ours(hooks: dict[str, Any], prefix: str | None = None) -> list[dict[str, Any]]:
     """Take our hooks out of a ``hooks`` mapping (in place); the entries taken."""
     removed: list[dict[str, Any]] = []
     for event in list(hooks):
@@ -514,7 +581,7 @@ def _strip_ours(hooks: dict[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(entries, list):
                 kept_groups.append(group)
                 continue
-            kept = [h for h in entries if not (isinstance(h, dict) and _is_ours(h.get("command")))]
+            kept = [h for h in entries if not (isinstance(h, dict) and _is_ours(h.get("command"), prefix))]
             for h in entries:
                 if h not in kept:
                     removed.append({"event": event, "matcher": group.get("matcher"), "command": h["command"]})
@@ -527,12 +594,12 @@ def _strip_ours(hooks: dict[str, Any]) -> list[dict[str, Any]]:
     return removed
 
 
-def _ours_in(hooks: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _ours_in(hooks: Mapping[str, Any], prefix: str | None = None) -> list[dict[str, Any]]:
     found = []
     for event, groups in hooks.items():
         for group in groups if isinstance(groups, list) else []:
             for h in group.get("hooks", []) if isinstance(group, dict) else []:
-                if isinstance(h, dict) and _is_ours(h.get("command")):
+                if isinstance(h, dict) and _is_ours(h.get("command"), prefix):
                     found.append({"event": event, "matcher": group.get("matcher"), "command": h["command"]})
     return found
 
@@ -556,8 +623,18 @@ def claude_settings(prefix: str) -> dict[str, Any]:
     return {"hooks": hooks}
 
 
-def _dump_json(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+def _dump_json(doc: Mapping[str, Any], path: str) -> str:
+    """The settings as JSON text; refuses a number JSON cannot hold (``1e400`` read as
+    infinity, or a ``NaN``/``Infinity`` literal), which would be written as invalid JSON."""
+    try:
+        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise UsageError(
+            f"{path} holds a number JSON cannot represent (NaN, Infinity or one too large for a"
+            f" double, such as 1e400): {exc}; nothing was written",
+            hint="fix the number by hand, then run the command again",
+            details={"path": path},
+        ) from None
 
 
 def install_claude(path: str, prefix: str) -> InstallResult:
@@ -570,34 +647,35 @@ def install_claude(path: str, prefix: str) -> InstallResult:
     """
     text, doc = _claude_load(path)
     wanted = _claude_groups(prefix)
-    current = _ours_in(doc.get("hooks") or {})
+    current = _ours_in(doc.get("hooks", {}), prefix)
     desired = [
         {"event": e, "matcher": g.get("matcher"), "command": g["hooks"][0]["command"]} for e, g in wanted
     ]
     if text is not None and current == desired:
         return InstallResult("install", "claude", path, False, tuple(desired))
     hooks = doc.setdefault("hooks", {})
-    _strip_ours(hooks)
+    _strip_ours(hooks, prefix)
     for event, group in wanted:
         hooks.setdefault(event, []).append(group)
-    _write_text(path, _dump_json(doc))
+    _write_text(path, _dump_json(doc, path))
     return InstallResult(
         "install", "claude", path, True, tuple(desired), ("restart Claude Code (or run /hooks) to load them",)
     )
 
 
-def uninstall_claude(path: str) -> InstallResult:
-    """Take avfs's hooks (and only them) out of a Claude Code settings file."""
+def uninstall_claude(path: str, prefix: str | None = None) -> InstallResult:
+    """Take avfs's hooks (and only them) out of a Claude Code settings file: those written
+    with ``prefix`` (the ``--command`` of the install) or with avfs's default prefix."""
     text, doc = _claude_load(path)
     hooks = doc.get("hooks")
     if text is None or not isinstance(hooks, dict):
         return InstallResult("uninstall", "claude", path, False, ())
-    removed = _strip_ours(hooks)
+    removed = _strip_ours(hooks, prefix)
     if not removed:
         return InstallResult("uninstall", "claude", path, False, ())
     if not hooks:
         del doc["hooks"]
-    _write_text(path, _dump_json(doc))
+    _write_text(path, _dump_json(doc, path))
     return InstallResult("uninstall", "claude", path, True, tuple(removed))
 
 
@@ -659,11 +737,11 @@ def _codex_remove(text: str) -> tuple[str, bool]:
     return "".join(out), found
 
 
-def _codex_entries(doc: Mapping[str, Any], notify: bool) -> list[dict[str, Any]]:
+def _codex_entries(doc: Mapping[str, Any], notify: bool, prefix: str | None = None) -> list[dict[str, Any]]:
     hooks = doc.get("hooks")
-    found = _ours_in(hooks) if isinstance(hooks, dict) else []
+    found = _ours_in(hooks, prefix) if isinstance(hooks, dict) else []
     cmd = doc.get("notify")
-    if notify and isinstance(cmd, list) and cmd and _is_ours(" ".join(map(str, cmd))):
+    if notify and isinstance(cmd, list) and cmd and _is_ours(shlex.join(map(str, cmd)), prefix):
         found.append({"event": "notify", "matcher": None, "command": shlex.join(map(str, cmd))})
     return found
 
@@ -695,7 +773,7 @@ def install_codex(path: str, prefix: str, *, notify: bool = False) -> InstallRes
     new_doc = _toml_parse(
         new, path, "cannot take avfs's [[hooks]] tables: adding them would make it invalid TOML"
     )
-    entries = _codex_entries(new_doc, notify)
+    entries = _codex_entries(new_doc, notify, prefix)
     if len([e for e in entries if e["event"] != "notify"]) != len(_CODEX_ENTRIES):
         raise UsageError(f"{path}: avfs's hooks would not be read back from the file; nothing was written")
     notes.append("Codex asks you to review and trust new hooks (`/hooks`) before it runs them")

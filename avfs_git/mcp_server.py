@@ -14,8 +14,10 @@ as a tool result with ``isError`` whose text is the avfs error document
 (``kind: "error"``: code, message, hint, details). ``exec`` answers every request it can
 form with the ``proxy_exec_result`` envelope, a denial or an approval request included: a
 ``require_approval`` decision returns its token to the client and is never approved here
-(see :mod:`avfs_git.proxy.approval`); the client may call ``exec`` again with
-``approve: TOKEN``, as ``avfs proxy exec --approve TOKEN`` does.
+(see :mod:`avfs_git.proxy.approval`). A person approves it out of band, in a terminal
+(``avfs proxy approve TOKEN``); then the client calls ``exec`` again with ``approve:
+TOKEN``. The agent cannot approve its own request, unless the server was started with
+``--client-approves`` (for clients whose own permission prompt is the human gate).
 
 Threads: every avfs call runs on one worker thread, which owns the :class:`Home` and every
 git and SQLite handle opened through it; calls run one at a time, in the order they came.
@@ -56,8 +58,9 @@ INSTRUCTIONS = (
     "Tools act on one fork (`vault`, `fork`; defaults: the server's --vault, else the home's "
     "default vault and its default fork). Every result is the JSON document `avfs --json` prints. "
     "`exec` runs a command under the policy; when the decision is `require_approval`, nothing ran "
-    "and the result carries `approval.token`: show the request to a person, and only with their "
-    "consent call `exec` again with the same arguments plus `approve: TOKEN`."
+    "and the result carries `approval.token`: show the request to a person, who approves it with "
+    "`avfs proxy approve TOKEN` in a terminal; then call `exec` again with the same arguments plus "
+    "`approve: TOKEN`."
 )
 
 # -- input schemas ---------------------------------------------------------------------------
@@ -268,8 +271,9 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Run one command in the fork under the policy (`proxy exec`), and commit what it changed."
         " Give `argv` or `shell`. The result is the proxy_exec_result envelope on every path:"
         " `decision.action` is `deny` (exit_code 4) or `require_approval` (exit_code 6,"
-        " `approval.token`): nothing ran. Only with a person's consent, call again with the same"
-        " arguments plus `approve`.",
+        " `approval.token`): nothing ran. Ask the person to approve it in a terminal with"
+        " `avfs proxy approve TOKEN`, then call again with the same arguments plus `approve`"
+        " (a token no person approved is refused, exit_code 4, and stays valid).",
         "proxy_exec_result",
         {
             **_TARGET,
@@ -315,7 +319,8 @@ TOOLS: tuple[ToolSpec, ...] = (
             "stdin": {"type": "string", "description": "Text to pass on the command's stdin."},
             "approve": {
                 "type": "string",
-                "description": "The approval token of an earlier `require_approval` result (apv_...).",
+                "description": "The approval token of an earlier `require_approval` result (apv_...),"
+                " once a person approved it with `avfs proxy approve TOKEN`.",
             },
         },
         destructive=True,
@@ -382,9 +387,14 @@ class AvfsTools:
     """The tools as plain calls on one home; no MCP here. :meth:`call` validates the
     arguments and returns the JSON document, or raises :class:`AvfsError`."""
 
-    def __init__(self, home_path: str | None = None, default: str | None = None) -> None:
+    def __init__(
+        self, home_path: str | None = None, default: str | None = None, *, client_approves: bool = False
+    ) -> None:
         self.home_path = home_path
         self.default = default  # VAULT[:FORK] from --vault
+        # --client-approves: exec accepts a token without `avfs proxy approve` (the client's
+        # own permission prompt is the human gate)
+        self.client_approves = client_approves
         self._home: Home | None = None
         self._validators: dict[str, Any] = {}
 
@@ -519,7 +529,15 @@ class AvfsTools:
             except (binascii.Error, ValueError) as exc:
                 raise UsageError(f"`content` is not valid base64: {exc}") from None
         else:
-            data = content.encode("utf-8", "surrogateescape")
+            try:
+                data = content.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError as exc:
+                raise UsageError(
+                    f"`content` is not valid Unicode text: it holds a lone surrogate"
+                    f" ({content[exc.start : exc.end]!r} at character {exc.start})",
+                    hint='send bytes that are not UTF-8 text with `encoding: "base64"`',
+                    details={"tool": "write_file", "argument": "content"},
+                ) from None
         executable: bool | None = args.get("executable")
         mode = None if executable is None else (0o100755 if executable else 0o100644)
         st = vault.workspace(fork).write(args["path"], data, mode=mode)
@@ -669,6 +687,9 @@ class AvfsTools:
                 env=tuple(sorted(args.get("env", {}).items())),
                 approve=args.get("approve"),
                 stdin=feed,
+                # the client (the agent) got the token itself: a person must have approved it
+                # out of band (`avfs proxy approve TOKEN`), unless --client-approves
+                require_person_approval=not self.client_approves,
             )
             # never approves on its own: `approve` is only ever what the client sent
             res = execute(self.home, vault, fork, req, cancel=cancel)
@@ -747,12 +768,12 @@ def build_server(tools: AvfsTools) -> Server[Any]:
     )
 
 
-def serve(home_path: str | None = None, default: str | None = None) -> None:
+def serve(home_path: str | None = None, default: str | None = None, *, client_approves: bool = False) -> None:
     """Serve the tools over stdio until the client closes the connection."""
     import anyio
     from mcp.server.stdio import stdio_server
 
-    tools = AvfsTools(home_path, default)
+    tools = AvfsTools(home_path, default, client_approves=client_approves)
     server = build_server(tools)
 
     async def main() -> None:

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from avfs_git.core import checkpoint
+from avfs_git.core.errors import AvfsError
 
 from .conftest import snapshot
 
@@ -271,3 +272,16 @@ def test_ref_moved_by_someone_else_is_rebased_onto_by_default(cli, populated):
     assert r.code == 0 and r.json()["checkpoint"]["parent"] == other
     ws = vault.workspace()
     assert ws.read("theirs.txt") == b"theirs\n" and ws.read("dirty.txt") == b"uncheckpointed"
+
+
+def test_a_very_deep_missing_path_is_not_found_not_a_symlink_loop(vault):
+    """Missing levels are no symlink hops (a 41-level path used to read as a loop), and a
+    2,000-level path is walked without running out of stack."""
+    ws = vault.workspace("main")
+    for depth in (50, 2000):
+        with pytest.raises(AvfsError) as exc:
+            ws.read("/".join(["d"] * depth))
+        assert exc.value.code == "path_not_found"
+    deep = "/".join(["d"] * 100) + "/f"
+    ws.write(deep, b"deep")
+    assert ws.read(deep) == b"deep"

@@ -7,6 +7,7 @@ git hook is tested with a real `git push` into a vault whose fork is mounted.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -215,8 +216,10 @@ def test_codex_pre_tool_use(project: Path) -> None:
     # allow is silence (Codex treats an explicit allow without updatedInput as unsupported)
     res, out = pre("ls", str(project), agent="codex")
     assert (res.out, out) == ("", {})
-    # Codex runs the command on an unsupported `ask`: require_approval becomes deny
-    _, out = pre("git push --force origin main", str(project), agent="codex")
+    # Codex runs the command on an unsupported `ask`: require_approval becomes deny. (Codex
+    # has no project directory: outside a mount nothing is inside the workspace, so a command
+    # that changes files is denied outright; `ssh` changes none and needs approval.)
+    _, out = pre("ssh host ls", str(project), agent="codex")
     assert out["permissionDecision"] == "deny" and "approval" in out["permissionDecisionReason"]
     _, out = pre("rm -rf /", str(project), agent="codex")
     assert out["permissionDecision"] == "deny"
@@ -541,3 +544,198 @@ def test_pre_receive_refuses_rewriting_a_mounted_fork(
         check=False,
     )
     assert push.returncode == 0, push.stderr
+
+
+# -- review fixes: the workspace root, printing, installing ------------------------------------
+
+
+def _answer_pre(command: str, cwd: str, project: str | None, agent: str = "claude") -> dict[str, Any]:
+    home = os.environ["AVFS_HOME"]
+    event = pre_event(command, cwd) if agent == "claude" else codex_pre_event(command, cwd)
+    ans = lib.answer(agent, "pre-tool-use", json.dumps(event).encode(), home, project_dir=project)
+    assert ans.stdout is not None, ans
+    out: dict[str, Any] = ans.stdout["hookSpecificOutput"]
+    return out
+
+
+@pytest.mark.parametrize(
+    "command", ["echo x > /etc/passwd", "cp evil /etc/passwd", "rm -rf /etc", "echo x >> /root/.bashrc"]
+)
+def test_pre_tool_use_root_is_never_the_agents_cwd(project: Path, command: str) -> None:
+    # after `cd /`, / must not become the workspace: with a project, without one
+    for proj in (str(project), None):
+        out = _answer_pre(command, "/", proj)
+        assert out["permissionDecision"] == "deny", (proj, out)
+        assert "outside the workspace" in out["permissionDecisionReason"], (proj, out)
+    # the same through the console script (the fast path)
+    _, out = pre(command, "/", CLAUDE_PROJECT_DIR=str(project))
+    assert out["permissionDecision"] == "deny", out
+
+
+def test_pre_tool_use_outside_the_project_asks(project: Path) -> None:
+    out = _answer_pre("ls", "/", str(project))
+    assert out["permissionDecision"] == "ask", out
+    assert f"outside the project {os.path.realpath(project)}" in out["permissionDecisionReason"]
+    assert _answer_pre("ls", str(project / "build"), str(project))["permissionDecision"] == "allow"
+    # no project and no mount: nothing is inside the workspace, reading is still fine
+    assert _answer_pre("ls", str(project), None)["permissionDecision"] == "allow"
+    out = _answer_pre("touch x", str(project), None)
+    assert out["permissionDecision"] == "deny" and "outside the workspace" in out["permissionDecisionReason"]
+
+
+def test_pre_tool_use_lone_surrogate_is_answered_in_ascii(project: Path) -> None:
+    raw = json.dumps(pre_event("rm -rf / \ud800", str(project)), ensure_ascii=True).encode()
+    for extra in ((), ("--json",)):
+        proc = subprocess.run(
+            [AVFS, *extra, "hook", "claude", "pre-tool-use"], input=raw, capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, proc
+        assert proc.stdout.isascii()
+        out = json.loads(proc.stdout)["hookSpecificOutput"]
+        assert out["permissionDecision"] == "deny" and "\ud800" in out["permissionDecisionReason"]
+
+
+class _BrokenStream:
+    def write(self, text: str) -> int:
+        raise OSError(5, "stdout is broken")
+
+    def flush(self) -> None:
+        raise OSError(5, "stdout is broken")
+
+
+def test_fast_hook_fails_closed_when_printing_fails(project: Path, monkeypatch: Any, capsys: Any) -> None:
+    from avfs_git.cli import execopts
+
+    event = json.dumps(pre_event("ls", str(project))).encode()
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(event)})())
+    monkeypatch.setattr(sys, "stdout", _BrokenStream())
+    assert execopts._fast_hook(["hook", "claude", "pre-tool-use"]) == 2
+    assert "stdout is broken" in capsys.readouterr().err
+    # a failure inside the answer itself (not only the printing): still a deny, exit 2
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(event)})())
+
+    def boom(self: Any) -> str:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(lib.HookAnswer, "stdout_text", boom)
+    assert execopts._fast_hook(["hook", "codex", "pre-tool-use"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert "UnicodeEncodeError" in captured.err
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(b"{")})())
+    assert execopts._fast_hook(["hook", "claude", "stop"]) == 1, "after a tool: a non-blocking error"
+
+
+def test_click_hook_fails_closed_when_printing_fails(project: Path, monkeypatch: Any) -> None:
+    from avfs_git.cli.main import main
+
+    calls = {"n": 0}
+    real = lib.HookAnswer.stdout_text
+
+    def first_fails(self: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return real(self)
+
+    monkeypatch.setattr(lib.HookAnswer, "stdout_text", first_fails)
+    event = json.dumps(pre_event("ls", str(project))).encode()
+    out_b, err_b = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(event)})())
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out_b, write_through=True))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err_b, write_through=True))
+    code = main(["hook", "claude", "pre-tool-use"], fast=False)
+    assert code == 2
+    assert json.loads(out_b.getvalue())["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert b"UnicodeEncodeError" in err_b.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"hooks": null, "model": "x"}', "`hooks` is null"),
+        ('{"x": 1e400, "hooks": {}}', "cannot represent"),
+        ('{"x": NaN}', "cannot represent"),
+    ],
+)
+def test_claude_install_refuses_null_hooks_and_non_finite_numbers(
+    cli: Any, project: Path, content: str, words: str
+) -> None:
+    settings = project / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(content)
+    for action in ("install", "uninstall"):
+        doc = check(cli("--json", "hooks", action, "--for", "claude", "--project", str(project)))
+        if action == "uninstall" and doc["kind"] != "error":
+            assert not doc["changed"]
+            continue
+        assert doc["kind"] == "error" and doc["error"]["code"] == "usage", doc
+        assert words in doc["error"]["message"] and "nothing was written" in doc["error"]["message"]
+    assert settings.read_text() == content and os.listdir(settings.parent) == ["settings.json"]
+
+
+def test_claude_install_writes_through_a_symlinked_settings_file(cli: Any, project: Path) -> None:
+    real = project / "dotfiles" / "claude-settings.json"
+    real.parent.mkdir()
+    real.write_text('{"permissions": {"allow": ["Bash(ls)"]}}')
+    settings = project / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.symlink_to(real)
+    _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "avfs")
+    assert settings.is_symlink() and settings.resolve() == real
+    doc = json.loads(real.read_text())
+    assert doc["permissions"] == {"allow": ["Bash(ls)"]} and len(doc["hooks"]) == 3
+    assert os.listdir(real.parent) == ["claude-settings.json"], "no temporary file left behind"
+    _install(cli, "uninstall", "--for", "claude", "--project", str(project))
+    assert settings.is_symlink() and json.loads(real.read_text()) == {"permissions": {"allow": ["Bash(ls)"]}}
+
+
+def test_claude_uninstall_keeps_a_user_hook_that_mentions_avfs(cli: Any, project: Path) -> None:
+    mine = {"type": "command", "command": "notify-send avfs hook claude stop"}
+    also = {"type": "command", "command": "echo 'avfs' hook claude pre-tool-use"}
+    settings = project / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    start = {"hooks": {"Stop": [{"hooks": [mine]}], "PreToolUse": [{"matcher": "Bash", "hooks": [also]}]}}
+    settings.write_text(json.dumps(start))
+    _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "avfs")
+    stops = [h["command"] for g in json.loads(settings.read_text())["hooks"]["Stop"] for h in g["hooks"]]
+    assert stops == [mine["command"], "avfs hook claude stop"]
+    out = _install(cli, "uninstall", "--for", "claude", "--project", str(project))
+    assert len(out["entries"]) == 3
+    assert json.loads(settings.read_text()) == start
+    # a custom --command is recognised when uninstall is given the same --command
+    _install(
+        cli, "install", "--for", "claude", "--project", str(project), "--command", "uvx --from avfs-git avfs"
+    )
+    kept = _install(cli, "uninstall", "--for", "claude", "--project", str(project))
+    assert not kept["changed"] and not kept["entries"], "another prefix is not ours without --command"
+    out = _install(
+        cli,
+        "uninstall",
+        "--for",
+        "claude",
+        "--project",
+        str(project),
+        "--command",
+        "uvx --from avfs-git avfs",
+    )
+    assert json.loads(settings.read_text()) == start
+
+
+def test_is_ours_matches_only_what_avfs_writes() -> None:
+    assert lib._is_ours("avfs hook claude stop")
+    assert lib._is_ours("/opt/venv/bin/avfs --home /x/.avfs hook codex pre-tool-use")
+    assert lib._is_ours("'/usr/bin/python3' -m avfs_git hook claude post-tool-use")
+    assert lib._is_ours("uvx avfs hook claude stop", "uvx avfs")
+    for cmd in (
+        "notify-send avfs hook claude stop",
+        "uvx avfs hook claude stop",
+        "avfs-wrapper hook claude stop",
+        "avfs --json hook claude stop",
+        "echo avfs; hook claude stop",
+        "avfs hook claude stop-it",
+        "avfs hook 'claude",
+        None,
+    ):
+        assert not lib._is_ours(cmd), cmd

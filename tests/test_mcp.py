@@ -263,6 +263,54 @@ def test_exec_runs_allowed_commands_and_returns_approval_tokens(vault: Vault, ho
             denied["decision"]["action"] == "deny" and denied["exit_code"] == 4 and denied["result"] is None
         )
 
+    # the client's own permission prompt is the human gate: it sends the token back itself
+    serve(home, body, "--client-approves")
+
+
+def _person_approves(home: Home, token: str) -> dict[str, Any]:
+    """`avfs proxy approve TOKEN --yes`, as a person at a terminal runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "proxy", "approve", token, "--yes"],
+        capture_output=True, env=_server_env(), timeout=60, check=False,
+    )  # fmt: skip
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["kind"] == "proxy_approval", doc
+    return dict(doc)
+
+
+def test_the_agent_cannot_approve_its_own_exec(vault: Vault, home: Home) -> None:
+    """Regression: exec returned the token to the client (the agent), which called again
+    with it and ran the command no person had seen. Now a person approves out of band."""
+    Path(home.path, "policy.toml").write_text(POLICY)
+    touch = {"argv": ["touch", "approved.txt"], "mode": "materialized"}
+
+    async def body(s: ClientSession) -> None:
+        asked = await ok(s, "exec", **touch)
+        token = asked["approval"]["token"]
+        assert asked["exit_code"] == 6 and f"avfs proxy approve {token}" in asked["error"]["hint"]
+        own = await ok(s, "exec", **touch, approve=token)  # the agent approving itself
+        assert own["exit_code"] == 4 and own["result"] is None and own["error"]["code"] == "approval_refused"
+        assert "not been approved by a person" in own["error"]["message"]
+        await fails(s, "read_file", {"path": "approved.txt"}, "path_not_found")
+        # nor through a command it runs: `proxy approve` refuses inside a proxy exec
+        sneaky = await ok(s, "exec", argv=[sys.executable, "-m", "avfs_git", "--home", home.path, "proxy",
+                                           "approve", token, "--yes"], mode="materialized")  # fmt: skip
+        assert sneaky["exit_code"] != 0 and "inside a command run by" in sneaky["result"]["stderr"], sneaky
+        assert (await ok(s, "exec", **touch, approve=token))["exit_code"] == 4  # still not approved
+        shown = _person_approves(home, token)  # out of band: a person, at a terminal
+        assert shown["request"]["argv"] == ["touch", "approved.txt"] and shown["approved_by"] == "person"
+        ran = await ok(s, "exec", **touch, approve=token)
+        assert ran["success"] and ran["approval"] == {"token": token, "used": True}, ran
+        await ok(s, "read_file", path="approved.txt")
+        again = await ok(s, "exec", **touch, approve=token)
+        assert again["exit_code"] == 4 and "used already" in again["error"]["message"]
+        # a token a person approved is still bound to its request
+        asked = await ok(s, "exec", **touch)
+        _person_approves(home, asked["approval"]["token"])
+        other = await ok(s, "exec", argv=["touch", "other.txt"], mode="materialized",
+                         approve=asked["approval"]["token"])  # fmt: skip
+        assert other["exit_code"] == 4 and "different request" in other["error"]["message"]
+
     serve(home, body)
 
 
@@ -391,3 +439,38 @@ def test_every_output_schema_is_the_documents_schema(tool: str) -> None:
     bundled = bundled_schema(spec.kind, directory)
     assert set(bundled["properties"]) == set(original["properties"])
     assert bundled["required"] == original["required"]
+
+
+def test_file_tools_refuse_lone_surrogates_and_handle_deep_paths(vault: Vault, home: Home) -> None:
+    from avfs_git.core.errors import AvfsError
+    from avfs_git.mcp_server import AvfsTools
+
+    tools = AvfsTools(home.path, "v:main")
+
+    def error(tool: str, **args: Any) -> AvfsError:
+        with pytest.raises(AvfsError) as info:
+            tools.call(tool, args)
+        return info.value
+
+    # a JSON string can hold a lone surrogate ("\ud800"): not text, a usage error (was internal)
+    err = error("write_file", path="s", content="\ud800")
+    assert err.code == "usage" and "surrogate" in err.message and "base64" in (err.hint or "")
+    assert error("write_file", path="s", content="ok \udcff \ud800").code == "usage"
+    deep = "x/" * 300 + "f"
+    # no symlink on the path: not a `symlink_loop` (missing levels are no symlink hops)
+    assert error("read_file", path=deep).code == "path_not_found"
+    assert error("list_files", path=deep).code == "path_not_found"
+    tools.call("write_file", {"path": deep, "content": "x"})
+    assert json.loads(tools.call("read_file", {"path": deep}))["files"][0]["content"] == "x"
+    # a real loop is still a loop
+    ws = vault.workspace("main")
+    ws.symlink("loop-b", "loop-a")
+    ws.symlink("loop-a", "loop-b")
+    assert error("read_file", path="loop-a").code == "symlink_loop"
+    assert error("write_file", path="loop-a/x", content="x").code == "symlink_loop"
+    assert error("list_files", path="loop-a").code == "symlink_loop"
+
+    async def body(s: ClientSession) -> None:  # the same over the wire
+        await fails(s, "read_file", {"path": "z/" * 300 + "f"}, "path_not_found")
+
+    serve(home, body)

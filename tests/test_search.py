@@ -124,13 +124,100 @@ def test_grep_invalid_and_catastrophic_patterns(ws: Workspace) -> None:
     assert search.grep(ws, "(a++)+$").files == []
     assert search.grep(ws, "(?>a+)+b").files[0].count == 1
     # what the up-front check lets through is bounded by the time budget
+    ws.write("long.txt", b"a" * 5000 + b"!\n")
     t0 = time.monotonic()
     with pytest.raises(UsageError, match="took more than") as info:
-        search.grep(ws, "(a|aa)+$", match_timeout_s=0.2)
+        search.grep(ws, "(.*a){3}$", match_timeout_s=0.2)
     assert time.monotonic() - t0 < 5
-    assert info.value.details["path"] == "a.txt"
+    assert info.value.details["path"] == "long.txt"
     with pytest.raises(UsageError):
         search.grep(ws, "")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("(a|a)*$", "alternation"),
+        ("(a|aa)*$", "alternation"),
+        ("(?:(?:a)|(?:a))*z", "alternation"),
+        ("(ab|a)*$", "alternation"),
+        ("(xa|ya|xab)+$", "alternation"),
+        ("(a|)*$", "alternation"),
+        ("(?i)(ab|Ac)*$", "alternation"),
+        ("(.*a){12}$", "count"),
+        ("(?:\\w*a){2,9}$", "count"),
+        ("a*a*a*a*a*a*a*a*a*a*a*a*b", "row"),
+        (".*x.*x.*x.*x.*x$", "row"),
+        ("(a|a?)+$", "nested"),
+    ],
+)
+def test_grep_refuses_ambiguous_repeats_up_front(ws: Workspace, pattern: str, reason: str) -> None:
+    with pytest.raises(UsageError, match="refusing pattern") as info:
+        search.compile_pattern(pattern)
+    assert info.value.details["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(foo|bar)*$",
+        "(a|ba)*b",
+        "(\\w|a)*!x",  # compiled to the set [\wa]: nothing to choose between
+        "^([^,]*,){9}",  # [^,]* stops at the comma
+        "(\\d{1,3}\\.){3}\\d{1,3}",
+        "([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}",
+        "\\s*\\w+\\s*=\\s*\\S+",
+        "(.*a){4}$",
+        "(.*+a){12}$",
+        "a*+a*+a*+a*+a*+a*+b",
+        "(?>a|aa)*$",
+        "TODO|FIXME",
+    ],
+)
+def test_grep_accepts_unambiguous_repeats(ws: Workspace, pattern: str) -> None:
+    search.compile_pattern(pattern)
+
+
+def test_grep_budget_holds_off_the_main_thread(ws: Workspace) -> None:
+    import threading
+
+    ws.write("long.txt", b"a" * 5000 + b"!\n")
+    ws.write("text.txt", b"hello\nw\xffrld hello\n\xc3\xa9t\xc3\xa9 Hello\n")
+    ws.write("bin.dat", b"\0hello")
+    got: dict[str, Any] = {}
+
+    def run(name: str, *args: Any, **kw: Any) -> None:
+        try:
+            got[name] = search.grep(ws, *args, **kw)
+        except UsageError as exc:
+            got[name] = exc
+
+    # off the main thread, a regex search gives what it gives in the main thread
+    cases: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        (("hello",), {}),
+        (("HELLO",), {"ignore_case": True}),
+        (("ÉTÉ",), {"ignore_case": True}),
+        (("l+o",), {"files_only": True}),
+        (("l+o",), {"count_only": True}),
+        (("w.rld",), {}),
+        (("nothing-here",), {}),
+    ]
+    for i, (args, kw) in enumerate(cases):
+        th = threading.Thread(target=run, args=(str(i), *args), kwargs=kw)
+        th.start()
+        th.join(60)
+        assert got[str(i)] == search.grep(ws, *args, **kw), (args, kw)
+    # and its time budget holds there too (it ran unbounded before)
+    t0 = time.monotonic()
+    th = threading.Thread(
+        target=run, args=("slow", "(.*a){3}$"), kwargs={"match_timeout_s": 0.5}, daemon=True
+    )
+    th.start()
+    th.join(30)
+    assert not th.is_alive(), "the budget did not stop the search in a thread"
+    err = got["slow"]
+    assert isinstance(err, UsageError) and "took more than" in err.message, err
+    assert err.details["path"] == "long.txt" and time.monotonic() - t0 < 15
 
 
 def test_grep_renamed_directory_and_restored_tree(tree: Workspace, vault: Vault) -> None:
@@ -345,6 +432,12 @@ def test_cli_json_documents(tree: Workspace, cli: Cli) -> None:
     assert doc["query"] is None and doc["index"]["full"]
     doc = _doc(r := cli("--json", "--vault", "v", "search", "hello AND ("))
     assert r.code == 2 and doc["error"]["code"] == "usage"
+    # bytes that are not UTF-8 (argv's `$'\xff'`) and a limit SQLite cannot hold: usage errors
+    doc = _doc(r := cli("--json", "--vault", "v", "search", "\udcff"))
+    assert r.code == 2 and doc["error"]["code"] == "usage" and "UTF-8" in doc["error"]["message"]
+    doc = _doc(r := cli("--json", "--vault", "v", "search", "hello", "--limit", "99999999999999999999"))
+    assert r.code == 2 and doc["error"]["code"] == "usage" and "at most" in doc["error"]["message"]
+    assert len(_doc(cli("--json", "--vault", "v", "search", "hello", "--limit", "10000"))["hits"]) == 3
     r = cli("--vault", "v", "search", "fox")
     assert r.code == 0 and r.out == ""
     r = cli("--vault", "v", "search", "goodbye")

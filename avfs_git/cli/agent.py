@@ -20,15 +20,23 @@ from .main import App, pass_app
     metavar="VAULT[:FORK]",
     help="Default vault and fork of the tools (default: the global --vault, AVFS_VAULT, `vault use`).",
 )
+@click.option(
+    "--client-approves",
+    is_flag=True,
+    help="exec accepts an approval token the client sends back without `avfs proxy approve`"
+    " (for clients whose own permission prompt is the human gate).",
+)
 @pass_app
-def mcp_cmd(app: App, home: str | None, vault: str | None) -> None:
+def mcp_cmd(app: App, home: str | None, vault: str | None, client_approves: bool) -> None:
     """Serve the avfs tools over MCP on stdin/stdout (for Claude Code and other MCP clients).
 
     Tools: vault_list, fork_list, fork, status, read_file, write_file, list_files,
     checkpoint_save, checkpoint_list, checkpoint_restore, log, diff, merge, exec. Each
     returns the document `avfs --json` prints for that operation. `exec` applies the
     policy and never approves a command itself: a `require_approval` decision returns its
-    token to the client (see docs/mcp.md). stdout carries only the protocol; logs go to stderr.
+    token to the client, and exec accepts that token only once a person approved it with
+    `avfs proxy approve TOKEN` (or with --client-approves, as the client sends it back; see
+    docs/mcp.md). stdout carries only the protocol; logs go to stderr.
     """
     import logging
     import os
@@ -44,4 +52,4 @@ def mcp_cmd(app: App, home: str | None, vault: str | None) -> None:
     spec = vault if vault is not None else app.vault_spec
     if spec:
         parse_address(spec)  # a malformed --vault is a usage error now, not on every call
-    serve(home if home is not None else app.home_path, spec)
+    serve(home if home is not None else app.home_path, spec, client_approves=client_approves)

@@ -113,22 +113,43 @@ def _fast_hook(args: list[str]) -> int | None:
         or rest[2] not in _HOOK_EVENTS
     ):
         return None
-    from ..hooks import answer
-
     try:
-        data = sys.stdin.buffer.read()
-    except (OSError, ValueError):
-        data = b""
-    home = os.path.abspath(glob["home"] or os.path.expanduser("~/.avfs"))
-    project = os.environ.get("CLAUDE_PROJECT_DIR") if rest[1] == "claude" else None
-    ans = answer(rest[1], rest[2], data, home, project_dir=project)
-    if text := ans.stdout_text():
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    if ans.stderr:
-        sys.stderr.write(ans.stderr)
-        sys.stderr.flush()
-    return ans.exit_code
+        from ..hooks import answer
+
+        try:
+            data = sys.stdin.buffer.read()
+        except (OSError, ValueError):
+            data = b""
+        home = os.path.abspath(glob["home"] or os.path.expanduser("~/.avfs"))
+        project = os.environ.get("CLAUDE_PROJECT_DIR") if rest[1] == "claude" else None
+        ans = answer(rest[1], rest[2], data, home, project_dir=project)
+        if text := ans.stdout_text():
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        if ans.stderr:
+            sys.stderr.write(ans.stderr)
+            sys.stderr.flush()
+        return ans.exit_code
+    except (Exception, KeyboardInterrupt) as exc:
+        # fail closed: exit 2 blocks the tool (any other status lets the agent run it), with a
+        # deny on stdout when stdout still takes it; plain ASCII, built without avfs_git.hooks
+        import json
+
+        pre = rest[2] == "pre-tool-use"
+        msg = f"avfs: internal error while answering the hook: {type(exc).__name__}: {ascii(str(exc))[1:-1]}"
+        decision = {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": "deny",
+            "permissionDecisionReason": msg,
+        }
+        out = json.dumps({"hookSpecificOutput": decision}, ensure_ascii=True) + "\n"
+        for stream, text in (((sys.stdout, out),) if pre else ()) + ((sys.stderr, msg + "\n"),):
+            try:
+                stream.write(text)
+                stream.flush()
+            except Exception:
+                pass  # the exit status is the answer that counts
+        return 2 if pre else 1
 
 
 def render(json_mode: bool, document: str) -> None:

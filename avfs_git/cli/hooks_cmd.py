@@ -33,6 +33,36 @@ def _emit(app: App, text: str, err: str, code: int) -> None:
         raise click.exceptions.Exit(code)
 
 
+def _answer_event(app: App, agent: str, event: str, project_dir: str | None) -> None:
+    """Answer the event on stdin and print the answer. Fails closed: anything that goes
+    wrong while the answer is made or printed ends, for ``pre-tool-use``, in exit 2 (which
+    blocks the tool) with a ``deny`` on stdout when stdout still takes it; never in another
+    exit status, which the agent would take as a non-blocking error and run the tool."""
+    from ..hooks import answer, failure_text
+
+    try:
+        ans = answer(agent, event, _read_stdin(), _home_path(app), project_dir=project_dir)
+        text = ans.stdout_text()
+        _emit(app, text, ans.stderr, 0)
+        code = ans.exit_code
+    except (Exception, KeyboardInterrupt) as exc:
+        failed = failure_text(agent, event, exc)
+        try:
+            app.output.stream.write(failed.stdout_text())
+            app.output.stream.flush()
+        except Exception:
+            pass  # the exit status below is the answer that counts
+        try:
+            sys.stderr.write(failed.stderr)
+            sys.stderr.flush()
+        except Exception:
+            pass
+        app.output.emitted = True
+        code = failed.exit_code
+    if code:
+        raise click.exceptions.Exit(code)
+
+
 def _home_path(app: App) -> str:
     # core.home.default_home_path's rule, without importing core.home (vault, workspace:
     # ~12 ms of a hook that runs on every tool call)
@@ -56,12 +86,7 @@ def hook() -> None:
 @pass_app
 def claude_cmd(app: App, event: str) -> None:
     """Answer a Claude Code hook event read on stdin (pre-tool-use, post-tool-use, stop)."""
-    from ..hooks import answer
-
-    ans = answer(
-        "claude", event, _read_stdin(), _home_path(app), project_dir=os.environ.get("CLAUDE_PROJECT_DIR")
-    )
-    _emit(app, ans.stdout_text(), ans.stderr, ans.exit_code)
+    _answer_event(app, "claude", event, os.environ.get("CLAUDE_PROJECT_DIR"))
 
 
 @hook.command("codex")
@@ -70,7 +95,7 @@ def claude_cmd(app: App, event: str) -> None:
 @pass_app
 def codex_cmd(app: App, event: str, payload: str | None) -> None:
     """Answer a Codex hook event read on stdin, or (notify) Codex's notification argument."""
-    from ..hooks import answer, codex_notify
+    from ..hooks import codex_notify
 
     if event == "notify":
         if payload is None:
@@ -82,8 +107,7 @@ def codex_cmd(app: App, event: str, payload: str | None) -> None:
         return
     if payload is not None:
         raise UsageError(f"`avfs hook codex {event}` reads the event on stdin and takes no argument")
-    ans = answer("codex", event, _read_stdin(), _home_path(app))
-    _emit(app, ans.stdout_text(), ans.stderr, ans.exit_code)
+    _answer_event(app, "codex", event, None)
 
 
 # -- install / uninstall --------------------------------------------------------------------
@@ -225,14 +249,26 @@ def install_cmd(
 
 @hooks.command("uninstall")
 @_options
+@click.option(
+    "--command",
+    "command",
+    metavar="TEXT",
+    help="claude: also remove hooks installed with this --command (avfs's default prefix is always recognised).",
+)
 @pass_app
-def uninstall_cmd(app: App, agent: str, project: str | None, user: bool, vault_name: str | None) -> None:
+def uninstall_cmd(
+    app: App, agent: str, project: str | None, user: bool, vault_name: str | None, command: str | None
+) -> None:
     """Remove avfs's hooks (and nothing else) from the agent's settings."""
     from .. import hooks as lib
 
     _check(agent, project, user, vault_name)
+    if command is not None and agent != "claude":
+        raise UsageError(
+            "--command is for --for claude (the Codex block and the git hook are found by their markers)"
+        )
     if agent == "claude":
-        res = lib.uninstall_claude(_claude_path(project, user))
+        res = lib.uninstall_claude(_claude_path(project, user), command)
     elif agent == "codex":
         res = lib.uninstall_codex(_codex_path(project))
     else:

@@ -35,7 +35,9 @@ def stats_cmd(app: App, operations: int) -> None:
         p(
             f"  commits: {res.commits}, named checkpoints: {res.checkpoints}, recovery refs: {res.recovery_refs}"
         )
-        p(f"  uncheckpointed: {human_size(res.overlay_bytes)} (vault quota {human_size(res.quota_bytes)}, objects included)")
+        p(
+            f"  uncheckpointed: {human_size(res.overlay_bytes)} (vault quota {human_size(res.quota_bytes)}, objects included)"
+        )
         for f in res.forks:
             flags = [x for x, on in (("default", f.is_default), ("mounted", f.mounted)) if on]
             p(

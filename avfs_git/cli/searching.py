@@ -145,7 +145,9 @@ def find_cmd(
 
 @click.command("search")
 @click.argument("query", required=False)
-@click.option("--limit", "limit", type=int, default=20, show_default=True, help="At most N results.")
+@click.option(
+    "--limit", "limit", type=int, default=20, show_default=True, help="At most N results (1 to 10000)."
+)
 @click.option("--rebuild", is_flag=True, help="Rebuild the fork's index from git first.")
 @pass_app
 def search_cmd(app: App, query: str | None, limit: int, rebuild: bool) -> None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 MAX_DOC_BYTES = 1 << 20
 DEFAULT_LIMIT = 20
+MAX_LIMIT = 10_000  # hits one search returns at most (--limit)
 INDEX_FILE = "search.db"
 _VERSION = 1
 _PATH_WEIGHT, _BODY_WEIGHT = 2.0, 1.0  # a word in a file's path counts double
@@ -343,13 +344,24 @@ def rebuild(vault: Vault, fork: str | None) -> IndexUpdate:
 def _check(query: str, limit: int) -> None:
     if not query.strip():
         raise UsageError("the search query is empty", hint='e.g. `avfs search "parse config"`')
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"the search query {query!r} is not valid UTF-8 text",
+            hint="the index holds UTF-8 text: search for words in UTF-8, or use `avfs grep` for bytes",
+            details={"query": query.encode("utf-8", "backslashreplace").decode("utf-8")},
+        ) from None
     if limit < 1:
         raise UsageError(f"--limit must be at least 1, not {limit}")
+    if limit > MAX_LIMIT:
+        raise UsageError(f"--limit must be at most {MAX_LIMIT}, not {limit}")
 
 
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_DOC_BYTES",
+    "MAX_LIMIT",
     "IndexStats",
     "IndexUpdate",
     "SearchHit",

@@ -420,15 +420,31 @@ class Workspace:
             raise SymlinkLoopError(f"{p}: too many levels of symbolic links")
         node = self._lookup(p)
         if node is None and p:
-            # the direct lookup failed: an ancestor may be a symlink or a file
-            parent = names.parent_of(p)
-            pnode = self._resolve(parent, True, hops + 1)
-            if pnode is None:
-                return None
-            if not pnode.is_dir:
-                raise NotDirectoryError(f"{parent}: not a directory", details={"path": parent})
-            if pnode.path != parent:
-                return self._resolve(names.join(pnode.path, names.basename(p)), follow, hops + 1)
+            # the direct lookup failed: an ancestor may be a symlink or a file. Find the
+            # deepest ancestor that exists by bisection (a path exists only below existing
+            # ones; paths can be 2,000 levels deep, and a missing level is no symlink hop)
+            comps = p.split("/")
+            lo, hi = 0, len(comps)  # comps[:lo] exists (the root), comps[:hi] does not
+            anode: Node | None = None
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                hit = self._lookup("/".join(comps[:mid]))
+                if hit is None:
+                    hi = mid
+                else:
+                    lo, anode = mid, hit
+            if anode is None:
+                return None  # nothing of p exists below the root
+            anc = "/".join(comps[:lo])
+            if anode.is_link:
+                real = self._resolve(anc, True, hops + 1)
+                if real is None:
+                    return None
+                if not real.is_dir:
+                    raise NotDirectoryError(f"{anc}: not a directory", details={"path": anc})
+                return self._resolve(names.join(real.path, "/".join(comps[lo:])), follow, hops + 1)
+            if not anode.is_dir:
+                raise NotDirectoryError(f"{anc}: not a directory", details={"path": anc})
             return None
         if node is not None and follow and node.is_link:
             target = self._follow(p, self._link_target(node))
