@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .core.errors import AvfsError, UsageError
+from .core.locks import pid_alive
 
 __all__ = [
     "AGENTS",
@@ -175,16 +176,6 @@ class MountedFork:
     read_only: bool
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
@@ -220,7 +211,7 @@ def find_mounted_fork(home_path: str, cwd: str) -> MountedFork | None:
                 continue
             if not _inside(where, mp) or (best is not None and len(mp) <= len(best.mountpoint)):
                 continue
-            if data.get("state") not in (None, "mounted") or not _alive(pid) or not os.path.ismount(mp):
+            if data.get("state") not in (None, "mounted") or not pid_alive(pid) or not os.path.ismount(mp):
                 continue
             best = MountedFork(
                 vault=vd[: -len(".git")],

@@ -482,24 +482,7 @@ class AvfsTools:
     # -- files -------------------------------------------------------------------------------
     def _t_status(self, args: dict[str, Any]) -> dict[str, Any]:
         vault, fork = self._target(args)
-        ws = vault.workspace(fork)
-        changes = ws.status()
-        tip = ws.tip()
-        return {
-            **self._workspace_ref(vault, fork),
-            "base": ws.base,
-            "head": tip,
-            "stale": tip != ws.base,
-            "clean": not changes,
-            "changes": [
-                {
-                    k: v
-                    for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path))
-                    if v is not None
-                }
-                for c in changes
-            ],
-        }
+        return {**self._workspace_ref(vault, fork), **vault.workspace(fork).status_report()}
 
     def _t_read_file(self, args: dict[str, Any]) -> dict[str, Any]:
         from .core import names

@@ -24,23 +24,8 @@ def status_cmd(app: App) -> None:
     vault, fork = app.target()
     ws = vault.workspace(fork)
     changes = ws.status()
-    tip = ws.tip()
-    data = {
-        "vault": vault.name,
-        "fork": fork,
-        "base": ws.base,
-        "head": tip,
-        "stale": tip != ws.base,
-        "clean": not changes,
-        "changes": [
-            {
-                k: v
-                for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path))
-                if v is not None
-            }
-            for c in changes
-        ],
-    }
+    data = {"vault": vault.name, "fork": fork, **ws.status_report(changes)}
+    tip = data["head"]
 
     def human() -> None:
         o = app.output.out

@@ -105,3 +105,19 @@ def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
         if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
             return fd
         os.close(fd)  # unlinked (or replaced) while we waited: lock the file there now
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not: PID 1 of a container may be slow to
+    reap; another user's process does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False

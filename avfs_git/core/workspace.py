@@ -1143,6 +1143,28 @@ class Workspace:
         assert n.oid is not None
         return n.oid
 
+    def status_report(self, changes: list[Change] | None = None) -> dict[str, object]:
+        """What `avfs status` reports (its JSON document but the vault and fork): the base,
+        the fork's tip (``stale`` when another hand moved it), and the changes (``changes``:
+        ``status()`` already taken)."""
+        if changes is None:
+            changes = self.status()
+        tip = self.tip()
+        return {
+            "base": self.base,
+            "head": tip,
+            "stale": tip != self.base,
+            "clean": not changes,
+            "changes": [
+                {
+                    k: v
+                    for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path))
+                    if v is not None
+                }
+                for c in changes
+            ],
+        }
+
     def status(self) -> list[Change]:
         """What changed in the workspace since its base commit (O(changes))."""
         entries = self.overlay.all()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import names
 from ..core.errors import AlreadyExistsError, AvfsError, BusyError, InternalError, UsageError
+from ..core.locks import pid_alive
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -98,18 +99,7 @@ def _read_registry(path: str) -> dict[str, Any] | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+_alive = pid_alive  # (maintenance and doctor use it by this name)
 
 
 def _mounted_at(mountpoint: str) -> bool:
