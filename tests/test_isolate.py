@@ -401,7 +401,7 @@ def test_timeout_inside_an_isolated_command_stops_its_group(home, forks, proj):
     )  # fmt: skip
     assert res.exit_code == 124 and res.result is not None and res.result["timed_out"], res.to_dict()
     assert res.isolation is not None and res.isolation["active"]
-    assert res.result["duration_ms"] < 1500, res.result  # SIGTERM reached the command: no grace wait
+    assert res.result["signal"] == "SIGTERM", res.result  # TERM reached the command (no KILL after the grace)
     deadline = time.monotonic() + 5
     while _running(b"sleep\0" + secs.encode()) and time.monotonic() < deadline:
         time.sleep(0.05)
