@@ -26,7 +26,8 @@ import dataclasses
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 from . import names, refs
 from .errors import AvfsError, BusyError, ConflictError, InternalError, UsageError
@@ -89,10 +90,47 @@ class MergeResult:
     base: CommitId | None
     commit: CommitId | None  # the target's tip afterwards (the merge commit when one was made)
     conflicts: tuple[Conflict, ...]
-    changed: tuple[str, ...]  # paths the merge changes in the target
+    changed: Sequence[str]  # paths the merge changes in the target (ChangedPaths: listed when read)
     captured: tuple[dict[str, str], ...]  # checkpoints taken of uncheckpointed changes first
     op_id: int | None
     dry_run: bool = False
+
+
+class ChangedPaths(Sequence[str]):
+    """The paths a merge changes in the target, found when first read (a diff of the
+    target's tree and the merged one, as ``git diff --name-only``). The merge itself does
+    not need them: at 100k files listing them is a third of the trees a merge reads."""
+
+    __slots__ = ("_paths", "_store", "_trees")
+
+    def __init__(self, store: GitStore, old_tree: str, new_tree: str) -> None:
+        self._store = store
+        self._trees = (old_tree, new_tree)
+        self._paths: tuple[str, ...] | None = None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._paths is None:
+            self._paths = _changed(self._store, *self._trees)
+        return self._paths
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and self._get() == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 def _state_path(ws: Workspace) -> str:
@@ -260,7 +298,7 @@ def merge(
             status: str,
             commit: str | None,
             conflicts: tuple[Conflict, ...] | list[Conflict] = (),
-            changed: tuple[str, ...] = (),
+            changed: Sequence[str] = (),
             op: int | None = None,
         ) -> MergeResult:
             return MergeResult(
@@ -280,7 +318,7 @@ def merge(
         if (theirs == ours or base == theirs) and not theirs_dirty:
             return result("up_to_date", ours)
         if base == ours and not no_ff and not ours_dirty:
-            changed = _changed(vault.store, ours_tree, theirs_tree)
+            changed = ChangedPaths(vault.store, ours_tree, theirs_tree)  # listed when first read
             if dry_run:
                 return result("would_fast_forward", theirs, changed=changed)
             _move_target(ws, theirs, ours, f"avfs: merge {source} (fast-forward)")
@@ -289,10 +327,15 @@ def merge(
             )
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
-        fast = _trivial_merge(vault.store, anc_tree, ours_tree, theirs_tree) if base else None
+        fast = (
+            _trivial_merge(vault.store, anc_tree, ours_tree, theirs_tree, list_changed=False)
+            if base
+            else None
+        )
         if fast is not None:
             # the sides changed different paths: theirs applied to ours, O(changes)
-            tree, changed = fast
+            tree, _ = fast
+            changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
             msg = message or f"avfs: merge {source} into {target}\n"
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
             if dry_run:
@@ -307,7 +350,7 @@ def merge(
         msg = message or f"avfs: merge {source} into {target}\n"
         if not conflicts:
             tree = str(index.write_tree(repo))
-            changed = _changed(vault.store, ours_tree, tree)
+            changed = ChangedPaths(vault.store, ours_tree, tree)
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
             if dry_run:
                 return result("would_merge", commit, changed=changed)
@@ -388,9 +431,16 @@ def _conflict_tree(
 
 _TREE = b"40000"
 _RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
+_Entry3 = tuple[bytes, bytes, bytes]  # (octal mode, name, 20-byte id): one entry of a raw tree
 
 
-def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[str, tuple[str, ...]] | None:
+def _pair(e: _Entry3 | None) -> _RawEntry | None:
+    return None if e is None else (e[0], e[2])
+
+
+def _trivial_merge(
+    store: GitStore, base: str, ours: str, theirs: str, *, list_changed: bool = True
+) -> tuple[str, tuple[str, ...]] | None:
     """The merged tree when no path was changed differently by both sides: git's trivial
     three-way merge, decided per tree entry from the top, descending only into directories
     that both sides changed; only the trees on those paths are written (one pack). None when
@@ -452,26 +502,56 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
             else:
                 out.add(path)
 
+    raw_trees: dict[bytes, tuple[list[_Entry3], frozenset[_Entry3]]] = {}
+
+    def raw(oid: bytes | None) -> tuple[list[_Entry3], frozenset[_Entry3]]:
+        """A tree's entries (mode, name, id) in order, and as a set for set operations."""
+        if oid is None:
+            return [], frozenset()
+        hit = raw_trees.get(oid)
+        if hit is None:
+            found: list[_Entry3] = TREE_ENTRY.findall(odb.read(oid.hex())[1])
+            hit = raw_trees[oid] = (found, frozenset(found))
+        return hit
+
     def walk(b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
-        eb, eo, et = items(b), items(o), items(t)
-        if eb.keys() - eo.keys() - et.keys():
-            raise _NeedsMerge  # deleted on both sides: maybe renamed on one
-        differ = {name for name, _ in eo.items() ^ et.items()}  # a set operation in C
-        for name, was in eb.items() - eo.items():
-            vo = eo.get(name)
-            if vo is not None and name not in differ and was[0] == _TREE:
+        # only entries differing somewhere are looked at, by set operations (in C)
+        _, sb = raw(b)
+        lo, so = raw(o)
+        _, st = raw(t)
+        only_o, only_t = so - st, st - so
+        oo = {e[1]: e for e in only_o}  # ours' entry of each name where the sides differ
+        tt = {e[1]: e for e in only_t}
+        differ = oo.keys() | tt.keys()
+        ours_new = {e[1]: e for e in so - sb}  # what ours added or changed against the base
+        for e in sb - so:  # what ours changed or deleted of the base's
+            name = e[1]
+            if name in differ:
+                continue
+            same = ours_new.get(name)  # theirs made the very same change
+            if same is None:
+                raise _NeedsMerge  # deleted on both sides: maybe renamed on one
+            if e[0] == _TREE:
                 # the same change on both sides: a file gone from both may be a rename
                 gone: list[bytes] = []
-                diff(was, vo, prefix + name, set(), gone)
+                diff((e[0], e[2]), (same[0], same[2]), prefix + name, set(), gone)
                 if gone:
                     raise _NeedsMerge
-        merged = dict(eo)
+        both = (so & st) - sb  # the very same entry on both sides, not the base's
+        if both and {e[1] for e in both} - {e[1] for e in sb}:
+            # the same thing added on both sides: where one side also deleted something like
+            # it, libgit2 sees a rename meeting an add (rename/add), git maybe a directory
+            # rename: libgit2 decides
+            raise _NeedsMerge
+        bb = {e[1]: e for e in sb if e[1] in differ}
+        replace: dict[bytes, _Entry3 | None] = {}
         moved = False
         for name in differ:
-            vo, vt, vb = eo.get(name), et.get(name), eb.get(name)
-            new: _RawEntry | None
+            vo, vt, vb = oo.get(name), tt.get(name), bb.get(name)
+            new: _Entry3 | None
             if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
-                diff(vo, vt, prefix + name, changed, [])
+                if list_changed:
+                    diff(_pair(vo), _pair(vt), prefix + name, changed, [])
                 new = vt
             elif vb == vt:  # only ours changed it
                 continue
@@ -479,26 +559,27 @@ def _trivial_merge(store: GitStore, base: str, ours: str, theirs: str) -> tuple[
                 # directories both changed (one may have deleted it, or both added it): merge
                 # them entry by entry. (A file both replaced by a directory is not here: it
                 # may be a rename into both, libgit2 decides.)
-                below = [v[1] if v is not None else None for v in (vb, vo, vt)]
+                below = [v[2] if v is not None else None for v in (vb, vo, vt)]
                 sub = walk(below[0], below[1], below[2], prefix + name + b"/")
-                new = (_TREE, sub) if sub is not None else None
+                new = (_TREE, name, sub) if sub is not None else None
+                if new == vo:
+                    continue
             else:
                 raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
-            if new is None:
-                merged.pop(name, None)
-            else:
-                # a new name, or a file become a directory (or back), moves in git's order
-                moved = moved or vo is None or (vo[0] == _TREE) != (new[0] == _TREE)
-                merged[name] = new
-        if merged == eo:
+            replace[name] = new
+            # a new name, or a file become a directory (or back), moves in git's order
+            moved = moved or (new is not None and (vo is None or (vo[0] == _TREE) != (new[0] == _TREE)))
+        if not replace:
             return o
-        if not merged:
+        out = [replace.get(e[1], e) for e in lo]
+        out += [e for name, e in replace.items() if name not in oo]  # names ours lacks
+        entries = [e for e in out if e is not None]
+        if not entries:
             return None
-        entries = merged.items()
         if moved:  # git's order: a directory sorts as if its name ended in "/"
-            entries = sorted(entries, key=lambda e: e[0] + b"/" if e[1][0] == _TREE else e[0])  # type: ignore[assignment]
-        raw = b"".join([b"%s %s\0%s" % (mode, name, id_) for name, (mode, id_) in entries])
-        return bytes.fromhex(pw.add(OBJ_TREE, raw))
+            entries.sort(key=lambda e: e[1] + b"/" if e[0] == _TREE else e[1])
+        data = b"".join([b"%s %s\0%s" % e for e in entries])
+        return bytes.fromhex(pw.add(OBJ_TREE, data))
 
     try:
         root = walk(bytes.fromhex(base), bytes.fromhex(ours), bytes.fromhex(theirs), b"")
