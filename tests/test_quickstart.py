@@ -192,17 +192,54 @@ def test_up_refuses_a_directory_it_may_not_read(
     assert not qhome.list_vaults()
 
 
-def test_up_refuses_an_unreadable_directory(qhome: Home, tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads any directory whatever its mode (simulated in the test above)")
-    d = tmp_path / "locked"
-    d.mkdir()
-    d.chmod(0)
+def test_up_refuses_an_unreadable_directory(tmp_path: Path) -> None:
+    """The real mode-000 case. Root reads any directory whatever its mode, so as root the
+    attempt runs in a forked child that has dropped to `nobody` (no exec: the interpreter
+    need not be readable by nobody), with a home and a directory nobody can reach."""
+    import pwd
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="avfs-unreadable-", dir="/tmp"))
     try:
-        with pytest.raises(PermissionDeniedError):
-            q.up(qhome, str(d))
+        os.chmod(top, 0o755)
+        d, home_dir = top / "locked", top / "home"
+        d.mkdir()
+        home_dir.mkdir()
+        (d / "secret.txt").write_text("x\n")
+        d.chmod(0)
+        user = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+        if user is not None:
+            os.chown(home_dir, user.pw_uid, user.pw_gid)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 3
+            try:
+                os.close(r)
+                if user is not None:
+                    os.setgroups([])
+                    os.setgid(user.pw_gid)
+                    os.setuid(user.pw_uid)
+                try:
+                    q.up(Home(str(home_dir), author=AUTHOR), str(d))
+                    os.write(w, b"no error")
+                except PermissionDeniedError as exc:
+                    os.write(w, b"permission_denied " + str(exc.message).encode())
+                    code = 0
+                except BaseException as exc:
+                    os.write(w, f"{type(exc).__name__}: {exc}".encode())
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as fh:
+            said = fh.read().decode()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, said
+        assert said.startswith("permission_denied") and str(d) in said
+        assert not (home_dir / "vaults").exists() or not any((home_dir / "vaults").iterdir())
     finally:
-        d.chmod(0o755)
+        (top / "locked").chmod(0o755)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_down_refuses_a_busy_mount_and_loses_nothing(
