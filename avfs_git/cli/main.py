@@ -164,9 +164,9 @@ def _render_error(out: Output, err: AvfsError) -> None:
         if not out.emitted:
             out.document("error", {"error": err.to_dict()})
         return
-    msg = f"avfs: error: {err.message}"
+    msg = out.text("avfs: error: {}", err.message)
     if err.hint:
-        msg += f"\n  hint: {err.hint}"
+        msg += out.text("\n  hint: {}", err.hint)
     sys.stderr.write(msg + "\n")
 
 
@@ -233,9 +233,18 @@ def _run(args: list[str], out: Output) -> int:
         _render_error(out, stop)
         return stop.exit_code
     except click.ClickException as ex:
+        ctx_ = getattr(ex, "ctx", None)
+        if ctx_ is not None and ctx_.command_path.endswith("proxy exec"):
+            # `proxy exec` answers with its envelope on every path (the fast path parses
+            # these arguments itself: this is for callers of main(fast=False))
+            from .proxy import exec_failed
+
+            spec = ctx_.find_root().params.get("vault")
+            return exec_failed(out, spec, None, (), UsageError(ex.format_message()))
         if out.json:
             _render_error(out, UsageError(ex.format_message()))
         else:
+            setattr(ex, "message", out.text("{}", ex.message))  # noqa: B010 (Final in the stubs): an argument is shown as it is
             ex.show()
         return EXIT_USAGE if isinstance(ex, click.UsageError) else ex.exit_code
     except BrokenPipeError:

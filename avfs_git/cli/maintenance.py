@@ -27,7 +27,7 @@ def stats_cmd(app: App, operations: int) -> None:
 
     def human() -> None:
         p = app.output.out.print
-        p(f"vault {res.vault} ({res.path})")
+        app.output.say("vault {} ({})", res.vault, res.path)
         p(
             f"  objects: {res.objects} ({res.loose_objects} loose, {human_size(res.loose_bytes)};"
             f" {res.packed_objects} in {res.packs} packs, {human_size(res.packed_bytes)})"
@@ -46,9 +46,10 @@ def stats_cmd(app: App, operations: int) -> None:
                 f" {human_size(f.overlay_bytes)}, last change {f.last_change or '-'}"
             )
         for m in res.mounts:
-            p(f"  mount {m.key} at {m.mountpoint} (pid {m.pid}, {'alive' if m.alive else 'dead'})")
+            state = "alive" if m.alive else "dead"
+            app.output.say("  mount {} at {} (pid {}, " + state + ")", m.key, m.mountpoint, m.pid)
         for op in res.operations:
-            p(f"  op {op.id} {op.time} {op.kind}: {op.summary}")
+            app.output.say("  op {} {} {}: {}", op.id, op.time, op.kind, op.summary)
 
     app.output.result("stats", res.to_json(), human)
 
@@ -122,7 +123,7 @@ def prune_cmd(app: App, older_than: float | None, dry_run: bool) -> None:
             app.output.info("nothing to prune")
         for it in res.items:
             extra = f" (undo: `avfs undo {it.op_id}`)" if it.op_id is not None else ""
-            app.output.out.print(f"{it.action}: {it.kind} {it.name}: {it.reason}{extra}")
+            app.output.say("{}: {} {}: {}" + extra, it.action, it.kind, it.name, it.reason)
 
     app.output.result("prune", res.to_json(), human)
 
@@ -137,12 +138,12 @@ def doctor_cmd(app: App, repair: bool) -> None:
 
     def human() -> None:
         if not res.findings:
-            app.output.out.print(f"{len(res.vaults)} vaults checked: no problems")
+            app.output.say("{} vaults checked: no problems", len(res.vaults))
         for f in res.findings:
             state = "repaired" if f.repaired else ("repairable" if f.repairable else "problem")
-            app.output.out.print(f"{state}: {f.vault or '(home)'}: {f.check}: {f.problem}")
+            app.output.say(state + ": {}: {}: {}", f.vault or "(home)", f.check, f.problem)
             if f.hint and not f.repaired:
-                app.output.out.print(f"  hint: {f.hint}")
+                app.output.say("  hint: {}", f.hint)
 
     app.output.result("doctor", res.to_json(), human)
     if not res.ok:
