@@ -61,7 +61,7 @@ def list_cmd(app: App, all_commits: bool, limit: int) -> None:
         if not items:
             app.output.info("no named checkpoints; `avfs checkpoint save NAME` makes one")
         for i in items:
-            first = i.message.splitlines()[0] if i.message else ""
+            first = i.message.split("\n", 1)[0]  # git's subject: a CR does not end it
             app.output.say("[yellow]{}[/] {} [green]{}[/] {}", i.commit[:12], i.time, i.name or "", first)
 
     app.output.result("checkpoint_list", {"vault": vault.name, "fork": fork, "checkpoints": items}, human)

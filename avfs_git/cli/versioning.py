@@ -66,14 +66,14 @@ def log_cmd(app: App, all_forks: bool, limit: int | None, oneline: bool, rev: st
         o = app.output
         for c in commits:
             names_ = o.markup(" [green]({})[/]", ", ".join(c.checkpoints)) if c.checkpoints else ""
-            first = c.message.splitlines()[0] if c.message else ""
+            first = c.message.split("\n", 1)[0]  # git's subject: a CR does not end it
             if oneline:
                 o.say("[yellow]{}[/]" + names_ + " {}", c.id[:12], first)
             else:
                 o.say("[yellow]commit {}[/]" + names_, c.id)
                 o.say("Author: {} <{}>", c.author, c.author_email)
                 o.say("Date:   {}\n", c.time)
-                for line in c.message.rstrip().splitlines():
+                for line in c.message.rstrip("\n").split("\n"):
                     o.say("    {}", line)
                 o.say()
 
