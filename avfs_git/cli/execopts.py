@@ -323,6 +323,7 @@ def fast_main(args: list[str]) -> int | None:
 
     values: dict[str, Any] | None = None
     argv: list[str] = []
+    home = None
     try:
         values, argv = _parse_exec(rest)
     except _NotFast:
@@ -353,6 +354,10 @@ def fast_main(args: list[str]) -> int | None:
             if isinstance(exc, AvfsError)
             else InternalError(f"internal error: {type(exc).__name__}: {exc}")
         )
+        if home is not None and err.code in ("vault_not_found", "fork_not_found"):
+            from .main import with_suggestions
+
+            err = with_suggestions(home, err)
         return failed(glob, values, argv, err)
     render(glob["json"], json_document("proxy_exec_result", res.to_dict()))
     return res.exit_code

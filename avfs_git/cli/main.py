@@ -116,7 +116,17 @@ class App:
 
     def target(self) -> tuple[Vault, str]:
         """The selected vault and fork (--vault, AVFS_VAULT, or `vault use`)."""
-        return self.home.resolve(self.vault_spec)
+        return self.resolve(self.vault_spec)
+
+    def resolve(self, spec: str | None) -> tuple[Vault, str]:
+        """``VAULT[:FORK]`` (None: the default) -> (vault, fork); a vault or fork that does
+        not exist is named in the error, with the close names that do (a typo's fix)."""
+        from ..core.errors import NotFoundError
+
+        try:
+            return self.home.resolve(spec)
+        except NotFoundError as err:
+            raise with_suggestions(self.home, err) from None
 
     def workspace(self) -> Workspace:
         vault, fork = self.target()
@@ -124,6 +134,27 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
+    """``err`` with the existing names close to the vault or fork it did not find, in its
+    hint and in ``details.suggestions`` (any other error as it is)."""
+    import difflib
+
+    from ..core.errors import ForkNotFoundError, VaultNotFoundError
+
+    if isinstance(err, VaultNotFoundError):
+        name, known = str(err.details.get("vault", "")), [v.name for v in home.list_vaults()]
+    elif isinstance(err, ForkNotFoundError) and home.exists(str(err.details.get("vault", ""))):
+        name, known = str(err.details.get("fork", "")), home.vault(str(err.details["vault"])).fork_names()
+    else:
+        return err
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if not close:
+        return err
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " + (err.hint or "")
+    details = {**err.details, "suggestions": close}
+    return type(err)(err.message, hint=hint.strip(), details=details)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -33,7 +33,7 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault, str]:
     """``[VAULT:]FORK`` (a bare FORK is in the selected vault, or the vault made from the
     current directory) to a vault and fork; None: the selected fork."""
     if spec is not None and ":" in spec:
-        return app.home.resolve(spec)
+        return app.resolve(spec)
     here = _vault_here(app)
     if here is not None:
         fork = spec or here.default_fork

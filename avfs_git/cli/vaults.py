@@ -100,7 +100,7 @@ def list_cmd(app: App) -> None:
 @pass_app
 def info_cmd(app: App, spec: str | None) -> None:
     """Show a vault: path, forks (with state), quota."""
-    v, _ = app.home.resolve(spec or app.vault_spec)
+    v, _ = app.resolve(spec or app.vault_spec)
     info = app.home.info(v.name)
     forks = v.forks()
 
@@ -135,7 +135,7 @@ def use_cmd(app: App, spec: str) -> None:
 @pass_app
 def path_cmd(app: App, spec: str | None) -> None:
     """Print the vault's git directory (for `git --git-dir`, `git clone`)."""
-    v, fork = app.home.resolve(spec or app.vault_spec)
+    v, fork = app.resolve(spec or app.vault_spec)
     app.output.result(
         "vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: app.output.plain("{}", v.path)
     )
@@ -156,7 +156,7 @@ def fork_cmd(app: App, args: tuple[str, ...]) -> None:
         source_spec, new = args
     else:
         raise UsageError("usage: avfs vault fork [VAULT[:FORK]] NEW")
-    v, src = app.home.resolve(source_spec)
+    v, src = app.resolve(source_spec)
     info = v.create_fork(src, new)
     app.output.result(
         "fork_create",
