@@ -234,3 +234,29 @@ def test_a_mount_shows_the_same(t, cli_proc, tmp_path: Path) -> None:
         assert t("ls", "app").out == "[slug]/\n"
     finally:
         t("unmount", "t:main")
+
+
+def test_no_value_is_formatted_into_a_template() -> None:
+    """The one place: human output passes values to Output (say/plain/info/warn/markup/text)
+    as arguments. An f-string that interpolates a value into the text any printing call
+    gets would bypass the escaping, so none may exist in the CLI."""
+    import ast
+
+    cli_dir = Path(__file__).resolve().parent.parent / "avfs_git" / "cli"
+    printing = {"echo", "print", "say", "plain", "info", "warn", "markup", "text", "p"}
+    found = []
+    for path in sorted(cli_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name not in printing:
+                continue
+            for sub in ast.walk(node.args[0]):
+                if isinstance(sub, ast.JoinedStr) and any(
+                    isinstance(v, ast.FormattedValue) for v in sub.values
+                ):
+                    found.append(f"{path.name}:{node.lineno}")
+                    break
+    assert not found, f"values formatted into printed text (pass them as arguments): {found}"

@@ -26,24 +26,39 @@ def stats_cmd(app: App, operations: int) -> None:
     res = mnt.stats(vault, operations=operations)
 
     def human() -> None:
-        p = app.output.out.print
-        app.output.say("vault {} ({})", res.vault, res.path)
+        p = app.output.say
+        p("vault {} ({})", res.vault, res.path)
         p(
-            f"  objects: {res.objects} ({res.loose_objects} loose, {human_size(res.loose_bytes)};"
-            f" {res.packed_objects} in {res.packs} packs, {human_size(res.packed_bytes)})"
+            "  objects: {} ({} loose, {}; {} in {} packs, {})",
+            res.objects,
+            res.loose_objects,
+            human_size(res.loose_bytes),
+            res.packed_objects,
+            res.packs,
+            human_size(res.packed_bytes),
         )
         p(
-            f"  commits: {res.commits}, named checkpoints: {res.checkpoints}, recovery refs: {res.recovery_refs}"
+            "  commits: {}, named checkpoints: {}, recovery refs: {}",
+            res.commits,
+            res.checkpoints,
+            res.recovery_refs,
         )
         p(
-            f"  uncheckpointed: {human_size(res.overlay_bytes)} (vault quota {human_size(res.quota_bytes)}, objects included)"
+            "  uncheckpointed: {} (vault quota {}, objects included)",
+            human_size(res.overlay_bytes),
+            human_size(res.quota_bytes),
         )
         for f in res.forks:
             flags = [x for x, on in (("default", f.is_default), ("mounted", f.mounted)) if on]
             p(
-                f"  fork {f.name}{' (' + ', '.join(flags) + ')' if flags else ''}: {(f.head or '-')[:12]},"
-                f" {f.checkpoints} checkpoints, overlay {f.overlay_entries} entries"
-                f" {human_size(f.overlay_bytes)}, last change {f.last_change or '-'}"
+                "  fork {}{}: {}, {} checkpoints, overlay {} entries {}, last change {}",
+                f.name,
+                " (" + ", ".join(flags) + ")" if flags else "",
+                (f.head or "-")[:12],
+                f.checkpoints,
+                f.overlay_entries,
+                human_size(f.overlay_bytes),
+                f.last_change or "-",
             )
         for m in res.mounts:
             state = "alive" if m.alive else "dead"
@@ -82,21 +97,30 @@ def gc_cmd(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> No
     }
 
     def human() -> None:
-        p = app.output.out.print
+        p = app.output.say
         verb = "would " if dry_run else ""
         for r in results:
-            p(
-                f"{r.vault}: {verb}expire {len(r.expired_recovery_refs)} recovery refs and"
-                f" {len(r.expired_operations)} operations; {verb}drop {r.unreachable_loose} unreachable"
-                f" loose objects; {r.objects_before} objects ({human_size(r.bytes_before)})"
-                + (
-                    ""
-                    if r.objects_after is None
-                    else f" -> {r.objects_after} ({human_size(r.bytes_after)}) in {r.duration_ms} ms"
+            after = (
+                ""
+                if r.objects_after is None
+                else app.output.text(
+                    " -> {} ({}) in {} ms", r.objects_after, human_size(r.bytes_after), r.duration_ms
                 )
             )
+            p(
+                "{}: {verb}expire {} recovery refs and {} operations; {verb}drop {} unreachable loose"
+                " objects; {} objects ({}){}",
+                r.vault,
+                len(r.expired_recovery_refs),
+                len(r.expired_operations),
+                r.unreachable_loose,
+                r.objects_before,
+                human_size(r.bytes_before),
+                after,
+                verb=verb,
+            )
         for e in expired:
-            p(f"{verb}remove deleted vault {e.name} (deleted {e.deleted})")
+            p("{}remove deleted vault {} (deleted {})", verb, e.name, e.deleted)
 
     app.output.result("gc", data, human)
 

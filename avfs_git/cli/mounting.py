@@ -93,9 +93,7 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool) ->
                 app.output.info("nothing is mounted")
             for m in found:
                 ro = " (read-only)" if m.read_only else ""
-                click.echo(
-                    f"{m.vault}:{m.fork}{'@' + m.revision[:12] if m.revision else ''}\t{m.mountpoint}{ro}"
-                )
+                app.output.plain("{}\t{}" + ro, _label(m), m.mountpoint)
 
         app.output.result("mount_list", {"mounts": found}, human_list)
         return

@@ -39,10 +39,11 @@ def status_cmd(app: App) -> None:
             o.say("nothing changed since the last checkpoint")
         for c in changes:
             letter = _LETTER[c.status]
+            mark = "[" + _COLOUR[letter] + "]" + letter + "[/] "  # markup of our own
             if c.old_path:
-                o.say(f"[{_COLOUR[letter]}]{letter}[/] {{}} -> {{}}", c.old_path, c.path)
+                o.say(mark + "{} -> {}", c.old_path, c.path)
             else:
-                o.say(f"[{_COLOUR[letter]}]{letter}[/] {{}}", c.path)
+                o.say(mark + "{}", c.path)
 
     app.output.result("status", data, human)
 
