@@ -226,3 +226,27 @@ def test_other_commands_keep_their_codes(cli_proc, v):
     assert cli_proc("--json", "--vault", "v", "policy", "check", "--", "rm", "-rf", "/").code == 0
     doc = json.loads(cli_proc("--json", "--vault", "nosuch", "ls").out)
     assert doc["kind"] == "error" and doc["error"]["code"] == "vault_not_found"
+
+
+def test_through_a_live_mounts_daemon_the_same(cli_proc, v, home):
+    """With a live mount, `--vault VAULT:FORK` hands the request to the mount's daemon
+    (docs/proxy.md, the warm path): its answers are the same envelopes and codes."""
+    from avfs_git.fuse import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    mounts.mount(home, v, "main", None)
+    try:
+        base = ("--json", "--vault", "v:main", "proxy", "exec")
+        r = cli_proc(*base, "--", "sh", "-c", "exit 4")
+        doc = envelope(r)
+        assert r.code == 4 and doc["mount"]["reused"] and doc["result"]["exit_code"] == 4, doc
+        doc = not_run(cli_proc(*base, "--env", "NOEQUALS", "--", "true"), "usage")
+        assert doc["request"]["vault"] == "v" and doc["request"]["fork"] == "main"
+        not_run(cli_proc(*base, "--timeout-ms", "0", "--", "true"), "usage")
+        not_run(cli_proc(*base, "--cwd", "nodir", "--", "true"), "usage")
+        r = cli_proc(*base, "--", "rm", "-rf", "/")
+        assert r.code == 126 and envelope(r)["decision"]["action"] == "deny"
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
