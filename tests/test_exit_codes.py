@@ -250,3 +250,11 @@ def test_through_a_live_mounts_daemon_the_same(cli_proc, v, home):
         assert r.code == 126 and envelope(r)["decision"]["action"] == "deny"
     finally:
         mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_a_bad_global_option_before_proxy_exec_gives_an_envelope(cli_proc, v):
+    doc = not_run(cli_proc("--json", "--vault", "v", "--bogus", "proxy", "exec", "--", "true"), "usage")
+    assert "--bogus" in doc["error"]["message"] and doc["request"]["vault"] is None
+    # not proxy exec: avfs's own usage error
+    r = cli_proc("--json", "--bogus", "ls", "--", "proxy", "exec")
+    assert r.code == 2 and r.json()["kind"] == "error"

@@ -190,6 +190,12 @@ def _wants_json(argv: list[str]) -> bool:
     return False
 
 
+def _is_proxy_exec(argv: list[str]) -> bool:
+    """The arguments name `proxy exec` (before any `--`)."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return any(head[i : i + 2] == ["proxy", "exec"] for i in range(len(head) - 1))
+
+
 def _render_error(out: Output, err: AvfsError) -> None:
     if out.json:
         if not out.emitted:
@@ -264,13 +270,14 @@ def _run(args: list[str], out: Output) -> int:
         _render_error(out, stop)
         return stop.exit_code
     except click.ClickException as ex:
-        ctx_ = getattr(ex, "ctx", None)
-        if ctx_ is not None and ctx_.command_path.endswith("proxy exec"):
-            # `proxy exec` answers with its envelope on every path (the fast path parses
-            # these arguments itself: this is for callers of main(fast=False))
+        if _is_proxy_exec(out.argv):
+            # `proxy exec` answers with its envelope on every path, a bad global option
+            # before it included (the fast path parses its own arguments; this is for the
+            # rest and for callers of main(fast=False))
             from .proxy import exec_failed
 
-            spec = ctx_.find_root().params.get("vault")
+            ctx_ = getattr(ex, "ctx", None)
+            spec = ctx_.find_root().params.get("vault") if ctx_ is not None else None
             return exec_failed(out, spec, None, (), UsageError(ex.format_message()))
         if out.json:
             _render_error(out, UsageError(ex.format_message()))
