@@ -270,10 +270,10 @@ TOOLS: tuple[ToolSpec, ...] = (
         "exec",
         "Run one command in the fork under the policy (`proxy exec`), and commit what it changed."
         " Give `argv` or `shell`. The result is the proxy_exec_result envelope on every path:"
-        " `decision.action` is `deny` (exit_code 4) or `require_approval` (exit_code 6,"
-        " `approval.token`): nothing ran. Ask the person to approve it in a terminal with"
+        " `decision.action` is `deny` or `require_approval` (with `approval.token`), exit_code"
+        " 126: nothing ran. Ask the person to approve it in a terminal with"
         " `avfs proxy approve TOKEN`, then call again with the same arguments plus `approve`"
-        " (a token no person approved is refused, exit_code 4, and stays valid).",
+        " (a token no person approved is refused, exit_code 126, and stays valid).",
         "proxy_exec_result",
         {
             **_TARGET,

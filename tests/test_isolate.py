@@ -450,7 +450,7 @@ def test_unavailable_namespaces_fall_back_to_the_plain_mount(home, vault, proj, 
     # the policy judged the command from where it really runs: the project's path is the host
     denied = _run(home, vault, "main", f"rm -rf {proj}/host.txt", isolate="hidden", isolate_at=str(proj),
                   mode="materialized")  # fmt: skip
-    assert denied.exit_code == 4 and denied.result is None
+    assert denied.exit_code == 126 and denied.result is None
     assert (proj / "host.txt").exists()
 
 

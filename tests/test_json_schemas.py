@@ -449,9 +449,9 @@ def _proxy(s: Session) -> None:
     )
     assert ran["success"] and ran["changes"] == [{"path": "new.txt", "status": "added"}] and ran["commit"]
     denied = s("proxy", "exec", "--", "rm", "-rf", "/", kind="proxy_exec_result")
-    assert denied["exit_code"] == 4 and denied["result"] is None
+    assert denied["exit_code"] == 126 and denied["result"] is None
     asked = s("proxy", "exec", "--", "curl", "https://example.com", kind="proxy_exec_result")
-    assert asked["exit_code"] == 6 and asked["approval"]["token"].startswith("apv_")
+    assert asked["exit_code"] == 126 and asked["approval"]["token"].startswith("apv_")
     failed = s("proxy", "exec", "--mode", "materialized", "--", "false", kind="proxy_exec_result")
     assert failed["exit_code"] == 1 and not failed["success"]
     missing = s(

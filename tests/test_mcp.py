@@ -242,7 +242,7 @@ def test_exec_runs_allowed_commands_and_returns_approval_tokens(vault: Vault, ho
         assert (await ok(s, "read_file", path="out.txt"))["files"][0]["content"] == "hi\n"
 
         asked = await ok(s, "exec", argv=["touch", "approved.txt"], mode="materialized")
-        assert asked["decision"]["action"] == "require_approval" and asked["exit_code"] == 6
+        assert asked["decision"]["action"] == "require_approval" and asked["exit_code"] == 126
         assert asked["result"] is None and not asked["success"]
         assert asked["error"]["code"] == "approval_required"
         token = asked["approval"]["token"]
@@ -255,12 +255,12 @@ def test_exec_runs_allowed_commands_and_returns_approval_tokens(vault: Vault, ho
         await ok(s, "read_file", path="approved.txt")
 
         again = await ok(s, "exec", argv=["touch", "approved.txt"], mode="materialized", approve=token)
-        assert again["exit_code"] == 4 and again["error"]["code"] == "approval_refused"
+        assert again["exit_code"] == 126 and again["error"]["code"] == "approval_refused"
         assert again["result"] is None
 
         denied = await ok(s, "exec", argv=["sudo", "true"], mode="materialized")
         assert (
-            denied["decision"]["action"] == "deny" and denied["exit_code"] == 4 and denied["result"] is None
+            denied["decision"]["action"] == "deny" and denied["exit_code"] == 126 and denied["result"] is None
         )
 
     # the client's own permission prompt is the human gate: it sends the token back itself
@@ -287,29 +287,31 @@ def test_the_agent_cannot_approve_its_own_exec(vault: Vault, home: Home) -> None
     async def body(s: ClientSession) -> None:
         asked = await ok(s, "exec", **touch)
         token = asked["approval"]["token"]
-        assert asked["exit_code"] == 6 and f"avfs proxy approve {token}" in asked["error"]["hint"]
+        assert asked["exit_code"] == 126 and f"avfs proxy approve {token}" in asked["error"]["hint"]
         own = await ok(s, "exec", **touch, approve=token)  # the agent approving itself
-        assert own["exit_code"] == 4 and own["result"] is None and own["error"]["code"] == "approval_refused"
+        assert (
+            own["exit_code"] == 126 and own["result"] is None and own["error"]["code"] == "approval_refused"
+        )
         assert "not been approved by a person" in own["error"]["message"]
         await fails(s, "read_file", {"path": "approved.txt"}, "path_not_found")
         # nor through a command it runs: `proxy approve` refuses inside a proxy exec
         sneaky = await ok(s, "exec", argv=[sys.executable, "-m", "avfs_git", "--home", home.path, "proxy",
                                            "approve", token, "--yes"], mode="materialized")  # fmt: skip
         assert sneaky["exit_code"] != 0 and "inside a command run by" in sneaky["result"]["stderr"], sneaky
-        assert (await ok(s, "exec", **touch, approve=token))["exit_code"] == 4  # still not approved
+        assert (await ok(s, "exec", **touch, approve=token))["exit_code"] == 126  # still not approved
         shown = _person_approves(home, token)  # out of band: a person, at a terminal
         assert shown["request"]["argv"] == ["touch", "approved.txt"] and shown["approved_by"] == "person"
         ran = await ok(s, "exec", **touch, approve=token)
         assert ran["success"] and ran["approval"] == {"token": token, "used": True}, ran
         await ok(s, "read_file", path="approved.txt")
         again = await ok(s, "exec", **touch, approve=token)
-        assert again["exit_code"] == 4 and "used already" in again["error"]["message"]
+        assert again["exit_code"] == 126 and "used already" in again["error"]["message"]
         # a token a person approved is still bound to its request
         asked = await ok(s, "exec", **touch)
         _person_approves(home, asked["approval"]["token"])
         other = await ok(s, "exec", argv=["touch", "other.txt"], mode="materialized",
                          approve=asked["approval"]["token"])  # fmt: skip
-        assert other["exit_code"] == 4 and "different request" in other["error"]["message"]
+        assert other["exit_code"] == 126 and "different request" in other["error"]["message"]
 
     serve(home, body)
 

@@ -127,7 +127,7 @@ def test_policy_checkpoint_first_and_deny_runs_nothing(ws, tmp_path):
     assert res.changes == [{"path": "old.txt", "status": "deleted"}]
     marker = tmp_path / "ran"
     denied = ws.exec(shell=f"touch {marker}; rm -rf /", mode="materialized")
-    assert denied.exit_code == 4 and denied.result is None and denied.error is not None
+    assert denied.exit_code == 126 and denied.result is None and denied.error is not None
     assert denied.error["code"] == "policy_denied" and denied.decision is not None
     assert denied.decision["rule"] != "default"
     assert not marker.exists()
@@ -135,15 +135,15 @@ def test_policy_checkpoint_first_and_deny_runs_nothing(ws, tmp_path):
 
 def test_approval_token_is_bound_to_the_request_and_used_once(home, ws):
     asked = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
-    assert asked.exit_code == 6 and asked.result is None and asked.approval is not None
+    assert asked.exit_code == 126 and asked.result is None and asked.approval is not None
     token = asked.approval["token"]
     other = ws.exec(["curl", "-s", "http://127.0.0.1:9/other"], mode="materialized", approve=token)
-    assert other.exit_code == 4 and other.error is not None and other.error["code"] == "approval_refused"
+    assert other.exit_code == 126 and other.error is not None and other.error["code"] == "approval_refused"
     assert "different request" in other.error["message"] and other.result is None
     ran = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
     assert ran.result is not None and ran.error is None and ran.approval == {"token": token, "used": True}
     reused = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
-    assert reused.exit_code == 4 and reused.error is not None and "used already" in reused.error["message"]
+    assert reused.exit_code == 126 and reused.error is not None and "used already" in reused.error["message"]
     # expired
     asked2 = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
     assert asked2.approval is not None
@@ -154,9 +154,9 @@ def test_approval_token_is_bound_to_the_request_and_used_once(home, ws):
     late = ws.exec(
         ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=asked2.approval["token"]
     )
-    assert late.exit_code == 4 and late.error is not None and "expired" in late.error["message"]
+    assert late.exit_code == 126 and late.error is not None and "expired" in late.error["message"]
     forged = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve="apv_" + "0" * 32)
-    assert forged.exit_code == 4 and forged.error is not None and "unknown" in forged.error["message"]
+    assert forged.exit_code == 126 and forged.error is not None and "unknown" in forged.error["message"]
     with pytest.raises(approval.ApprovalError):
         approval.consume(home.path, "not-a-token", {"vault": "v", "fork": "main"}, "h")
 
@@ -174,12 +174,12 @@ def test_approval_token_is_bound_to_the_bytes_on_stdin(ws):
     """Regression: only `stdin: true` was bound, so a token approved for harmless input ran
     the command on whatever other input came with it (the review's mcp_approval.py)."""
     asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n")
-    assert asked.exit_code == 6 and asked.approval is not None
+    assert asked.exit_code == 126 and asked.approval is not None
     assert asked.approval["stdin_sha256"] == _sha(b"harmless\n")
     token = asked.approval["token"]
     for other in (b"EVIL\n", b"harmless\n\n", b"", None):
         evil = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=other, approve=token)
-        assert evil.exit_code == 4 and evil.result is None and evil.error is not None, other
+        assert evil.exit_code == 126 and evil.result is None and evil.error is not None, other
         assert "different request" in evil.error["message"]
         assert evil.error["details"]["approved_request"]["stdin"] == _sha(b"harmless\n")
     assert not ws.exists("got.txt")
@@ -189,7 +189,7 @@ def test_approval_token_is_bound_to_the_bytes_on_stdin(ws):
     asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized")
     assert asked.approval is not None and asked.approval["stdin_sha256"] is None
     empty = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"", approve=asked.approval["token"])
-    assert empty.exit_code == 4 and empty.result is None
+    assert empty.exit_code == 126 and empty.result is None
 
 
 def test_a_streamed_stdin_is_read_first_and_bound_too(ws, cli_proc):
@@ -197,10 +197,10 @@ def test_a_streamed_stdin_is_read_first_and_bound_too(ws, cli_proc):
     its end first, hashed, and the command reads those very bytes."""
     base = ("--json", "--vault", "v", "proxy", "exec", "--stdin", "--mode", "materialized")
     asked = json.loads(cli_proc(*base, "--shell", _NEEDS_APPROVAL, stdin=b"abc\n").out_bytes)
-    assert asked["exit_code"] == 6 and asked["approval"]["stdin_sha256"] == _sha(b"abc\n")
+    assert asked["exit_code"] == 126 and asked["approval"]["stdin_sha256"] == _sha(b"abc\n")
     token = asked["approval"]["token"]
     other = cli_proc(*base, "--approve", token, "--shell", _NEEDS_APPROVAL, stdin=b"abd\n")
-    assert other.code == 4 and "different request" in json.loads(other.out_bytes)["error"]["message"]
+    assert other.code == 126 and "different request" in json.loads(other.out_bytes)["error"]["message"]
     ran = cli_proc(*base, "--approve", token, "--shell", _NEEDS_APPROVAL, stdin=b"abc\n")
     assert ran.code == 0, ran.out
     assert ws.read("got.txt") == b"abc\n"
@@ -246,7 +246,7 @@ def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tm
     proj.mkdir()
     iso = {"isolate": "hidden", "isolate_at": str(proj)}
     asked = execute(home, vault, "main", ExecRequest(shell=_NEEDS_APPROVAL, mode="materialized", **iso))
-    assert asked.exit_code == 6 and asked.approval is not None
+    assert asked.exit_code == 126 and asked.approval is not None
     token = asked.approval["token"]
     for other in (
         {},  # not isolated at all
@@ -260,7 +260,7 @@ def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tm
     ):
         req = ExecRequest(shell=_NEEDS_APPROVAL, mode="materialized", approve=token, **other)  # type: ignore[arg-type]
         res = execute(home, vault, "main", req)
-        assert res.exit_code == 4 and res.result is None and res.error is not None, other
+        assert res.exit_code == 126 and res.result is None and res.error is not None, other
         assert "different request" in res.error["message"], other
     rec = json.loads((Path(home.path) / "approvals" / f"{token}.json").read_text())
     assert rec["request"]["isolate"] == ["hidden", str(proj)]
@@ -368,7 +368,7 @@ def test_every_exec_is_audited_without_its_output(ws, vault):
     ws.exec(["rm", "-rf", "/"], mode="materialized")
     assert "TOP-42-SECRET" not in Path(audit.path(vault.state_dir)).read_text()
     recs = audit.read(vault.state_dir)
-    assert [r["exit_code"] for r in recs[-2:]] == [0, 4]
+    assert [r["exit_code"] for r in recs[-2:]] == [0, 126]
     assert recs[-1]["decision"]["action"] == "deny"
     with open(audit.path(vault.state_dir), "ab") as fh:
         fh.write(b'{"torn')  # a crash mid-write
@@ -383,7 +383,12 @@ def test_cli_envelope_exit_codes_and_human_output(cli, vault):
     doc = json.loads(r.out_bytes)
     assert r.code == 7 and doc["exit_code"] == 7 and doc["kind"] == "proxy_exec_result"
     r = cli("--json", "--vault", "v", "proxy", "exec", "ls")
-    assert r.code == 2 and json.loads(r.out_bytes)["error"]["message"].startswith("put `--`")
+    doc = json.loads(r.out_bytes)
+    assert (
+        r.code == 125
+        and doc["kind"] == "proxy_exec_result"
+        and doc["error"]["message"].startswith("put `--`")
+    )
     r = cli("--vault", "v", "proxy", "exec", "--mode", "materialized", "--", "cat", "f.txt")
     assert r.code == 0 and r.out_bytes == b"f\n" and "allow" in r.err
 
@@ -437,7 +442,8 @@ def test_a_live_mounts_daemon_runs_the_cli_request(live, ws, monkeypatch):
     assert r.returncode == 3 and r.stdout == b"out\n" and b"exit 3" in r.stderr
     # request errors come back as error documents
     r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--env", "NOEQUALS", "--", "true")
-    assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "usage"
+    doc = json.loads(r.stdout)
+    assert r.returncode == 125 and doc["kind"] == "proxy_exec_result" and doc["error"]["code"] == "usage"
 
 
 def test_a_client_that_goes_away_stops_its_command(live, ws):

@@ -36,15 +36,14 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> N
 
     def human() -> None:
         if res.created:
-            app.output.out.print(
-                f"checkpoint {c.commit[:12]}"
-                + (f" ({c.name})" if c.name else "")
-                + f" on {vault.name}:{fork}"
-            )
+            if c.name:
+                app.output.say("checkpoint {} ({}) on {}:{}", c.commit[:12], c.name, vault.name, fork)
+            else:
+                app.output.say("checkpoint {} on {}:{}", c.commit[:12], vault.name, fork)
+        elif c.name:
+            app.output.say("nothing changed since the last checkpoint; named it {}", c.name)
         else:
-            app.output.out.print(
-                "nothing changed since the last checkpoint" + (f"; named it {c.name}" if c.name else "")
-            )
+            app.output.say("nothing changed since the last checkpoint")
 
     app.output.result("checkpoint", {"checkpoint": c, "created": res.created, "op_id": res.op_id}, human)
 
@@ -62,10 +61,8 @@ def list_cmd(app: App, all_commits: bool, limit: int) -> None:
         if not items:
             app.output.info("no named checkpoints; `avfs checkpoint save NAME` makes one")
         for i in items:
-            first = i.message.splitlines()[0] if i.message else ""
-            app.output.out.print(
-                f"[yellow]{i.commit[:12]}[/] {i.time} [green]{i.name or ''}[/] {first}", markup=True
-            )
+            first = i.message.split("\n", 1)[0]  # git's subject: a CR does not end it
+            app.output.say("[yellow]{}[/] {} [green]{}[/] {}", i.commit[:12], i.time, i.name or "", first)
 
     app.output.result("checkpoint_list", {"vault": vault.name, "fork": fork, "checkpoints": items}, human)
 
@@ -79,10 +76,10 @@ def restore_cmd(app: App, rev: str) -> None:
     res = cp.restore(vault, fork, rev)
 
     def human() -> None:
-        app.output.out.print(f"{vault.name}:{fork} is at {res.commit[:12]} ({rev})")
+        app.output.say("{}:{} is at {} ({})", vault.name, fork, res.commit[:12], rev)
         if res.recovery_ref:
-            app.output.info(f"uncheckpointed changes kept at {res.recovery_ref}")
-        app.output.info(f"undo with `avfs undo` (operation {res.op_id})")
+            app.output.info("uncheckpointed changes kept at {}", res.recovery_ref)
+        app.output.info("undo with `avfs undo` (operation {})", res.op_id)
 
     app.output.result("restore", {"restore": res}, human)
 
@@ -95,7 +92,9 @@ def delete_cmd(app: App, name: str) -> None:
     vault, fork = app.target()
     op = cp.delete_checkpoint(vault, fork, name)
     app.output.result(
-        "operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary)
+        "operation",
+        {"vault": vault.name, "fork": fork, "operation": op},
+        lambda: app.output.info("{}", op.summary),
     )
 
 
@@ -114,8 +113,8 @@ def op_log(app: App, limit: int) -> None:
 
     def human() -> None:
         for o in ops:
-            mark = f" [dim](undone by {o.undone_by})[/]" if o.undone_by else ""
-            app.output.out.print(f"[yellow]{o.id:>5}[/] {o.time} {o.kind:<18} {o.summary}{mark}", markup=True)
+            mark = app.output.markup(" [dim](undone by {})[/]", o.undone_by) if o.undone_by else ""
+            app.output.say("[yellow]{:>5}[/] {} {:<18} {}" + mark, o.id, o.time, o.kind, o.summary)
 
     app.output.result("op_log", {"vault": vault.name, "operations": ops}, human)
 
@@ -129,9 +128,9 @@ def undo_cmd(app: App, op_id: int | None) -> None:
     res = cp.undo(vault, op_id)
 
     def human() -> None:
-        app.output.out.print(f"undid operation {res.undone.id}: {res.undone.summary}")
+        app.output.say("undid operation {}: {}", res.undone.id, res.undone.summary)
         if res.recovery_ref:
-            app.output.info(f"uncheckpointed changes kept at {res.recovery_ref}")
+            app.output.info("uncheckpointed changes kept at {}", res.recovery_ref)
 
     app.output.result(
         "undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human

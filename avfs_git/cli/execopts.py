@@ -22,11 +22,24 @@ if TYPE_CHECKING:
 
 
 class _NotFast(Exception):
-    """The fast parser does not handle these arguments: the click CLI will."""
+    """The fast parser leaves these arguments to the click CLI (``--help``)."""
+
+
+class _BadUsage(Exception):
+    """The arguments of `proxy exec` are wrong: answered with a failed envelope."""
+
+    def __init__(self, message: str, values: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.values = values
+
+
+_USAGE = "avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
 
 
 def _parse_exec(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """(option values, command argv) from the arguments after `proxy exec`."""
+    """(option values, command argv) from the arguments after `proxy exec`; raises
+    :class:`_NotFast` for help, :class:`_BadUsage` for anything else it cannot take."""
     by_name = {o.name: o for o in EXEC_OPTIONS}
     values: dict[str, Any] = {o.dest: o.default for o in EXEC_OPTIONS}
     i = 0
@@ -34,13 +47,17 @@ def _parse_exec(args: list[str]) -> tuple[dict[str, Any], list[str]]:
         a = args[i]
         if a == "--":
             return values, args[i + 1 :]
+        if a in ("-h", "--help"):
+            raise _NotFast(a)
         name, eq, inline = a.partition("=")
         opt = by_name.get(name)
         if opt is None:
-            raise _NotFast(a)  # a command without `--`, help, a typo: click says what is wrong
+            if a.startswith("-"):
+                raise _BadUsage(f"no such option: {name}", values)
+            raise _BadUsage("put `--` before the command", values)
         if opt.kind is None:
             if eq:
-                raise _NotFast(a)
+                raise _BadUsage(f"{name} takes no value", values)
             values[opt.dest] = True
             i += 1
             continue
@@ -51,19 +68,17 @@ def _parse_exec(args: list[str]) -> tuple[dict[str, Any], list[str]]:
             raw = args[i + 1]
             i += 2
         else:
-            raise _NotFast(a)
+            raise _BadUsage(f"{name} needs a value", values)
         try:
             value = opt.kind(raw)
         except ValueError:
-            raise _NotFast(a) from None
+            raise _BadUsage(f"{name}: {raw!r} is not a whole number", values) from None
         if opt.choices is not None and value not in opt.choices:
-            raise _NotFast(a)
+            raise _BadUsage(f"{name} must be one of {', '.join(opt.choices)}, not {raw!r}", values)
         if opt.multiple:
             values[opt.dest] = (*values[opt.dest], value)
         else:
             values[opt.dest] = value
-    if values["shell"] is None:
-        raise _NotFast("no command")
     return values, []
 
 
@@ -154,20 +169,17 @@ def _fast_hook(args: list[str]) -> int | None:
 
 def render(json_mode: bool, document: str) -> None:
     """Print a proxy exec result: the JSON document as it is (``--json``), or for a person
-    the command's output, then a summary line on stderr."""
+    the command's output, then a summary line on stderr (names and messages shown with
+    control characters escaped, see :mod:`.text`)."""
     if json_mode:
         sys.stdout.write(document)
         sys.stdout.flush()
         return
     import json
 
+    from .text import shown
+
     doc = json.loads(document)
-    if doc.get("kind") == "error":
-        err = doc["error"]
-        sys.stderr.write(
-            f"avfs: error: {err['message']}\n" + (f"  hint: {err['hint']}\n" if err.get("hint") else "")
-        )
-        return
     r = doc.get("result")
     if r is not None:
         sys.stdout.write(r["stdout"])
@@ -176,11 +188,16 @@ def render(json_mode: bool, document: str) -> None:
     d = doc.get("decision") or {}
     bits = []
     if d:
-        bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {d['rule']})")
+        bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {shown(d['rule'])})")
     if r is not None:
         bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
         if r["stdout_truncated"] or r["stderr_truncated"]:
             bits.append("output truncated")
+    else:
+        refused = d.get("action") in ("deny", "require_approval")
+        bits.append(
+            f"not run: {'refused by the policy' if refused else 'avfs failed'} (exit {doc['exit_code']})"
+        )
     if doc.get("changes"):
         bits.append(f"{len(doc['changes'])} changed path(s)")
     if doc.get("commit"):
@@ -191,9 +208,20 @@ def render(json_mode: bool, document: str) -> None:
         sys.stderr.write(f"avfs: approval required; token {ap['token']} (expires {ap['expires_at']})\n")
     err = doc.get("error")
     if err is not None and err["code"] != "approval_required":
-        sys.stderr.write(f"avfs: error: {err['message']}\n")
+        sys.stderr.write(f"avfs: error: {shown(err['message'])}\n")
         if err.get("hint"):
-            sys.stderr.write(f"  hint: {err['hint']}\n")
+            sys.stderr.write(f"  hint: {shown(err['hint'])}\n")
+
+
+def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str], err: Any) -> int:
+    """Print the envelope of a call that failed before the command could run (an
+    :class:`~avfs_git.core.errors.AvfsError` ``err``); returns its exit code, 125."""
+    from ..core.types import json_document
+    from ..proxy.options import failed_envelope
+
+    env = failed_envelope(glob["vault"], values, argv, err.to_dict())
+    render(glob["json"], json_document("proxy_exec_result", env))
+    return int(env["exit_code"])
 
 
 def _exec_socket(glob: dict[str, Any]) -> tuple[str, int] | None:
@@ -262,54 +290,28 @@ def _remote(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> in
 
 def _daemon_died(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> int:
     """The daemon that ran the command died before answering (killed with its mount)."""
-    from ..core.types import json_document
+    from ..core.errors import InternalError
 
-    spec = glob["vault"]
-    vault, _, fork = spec.partition(":")
-    env = {
-        "success": False,
-        "request": {
-            "vault": vault,
-            "fork": fork,
-            "argv": argv or None,
-            "shell": values["shell"],
-            "cwd": values["cwd"],
-            "timeout_ms": values["timeout_ms"] or 0,
-            "checkpoint": values["checkpoint"],
-            "commit": not values["no_commit"],
-            "mode": values["mode"],
-        },
-        "decision": None,
-        "approval": None,
-        "checkpoint": None,
-        "mount": None,
-        "result": None,
-        "changes": [],
-        "commit": None,
-        "state": None,
-        "error": {
-            "code": "mount_died",
-            "message": "the mount daemon died while it ran the command; its result is unknown",
-            "hint": "what was written before is in the overlay: see `avfs status`",
-            "details": {},
-        },
-        "exit_code": 125,
-        "duration_ms": 0.0,
-    }
-    render(glob["json"], json_document("proxy_exec_result", env))
-    return 125
+    class MountDied(InternalError):
+        code = "mount_died"
 
-
-def _print_error(json_mode: bool, err: Any) -> int:
-    from ..core.types import json_document
-
-    render(json_mode, json_document("error", {"error": err.to_dict()}))
-    return int(err.exit_code)
+    return failed(
+        glob,
+        values,
+        argv,
+        MountDied(
+            "the mount daemon died while it ran the command; its result is unknown",
+            hint="what was written before is in the overlay: see `avfs status`",
+        ),
+    )
 
 
 def fast_main(args: list[str]) -> int | None:
     """Run `proxy exec` (or an agent hook) without click; None when these arguments are not
-    for a fast path."""
+    for a fast path (other commands, `proxy exec --help`).
+
+    Every `proxy exec` call ends here in one ``proxy_exec_result`` envelope: bad arguments,
+    a missing vault or fork and avfs's own failures included (exit 125, nothing ran)."""
     hook_code = _fast_hook(args)
     if hook_code is not None:
         return hook_code
@@ -317,10 +319,17 @@ def fast_main(args: list[str]) -> int | None:
     if parsed is None:
         return None
     glob, rest = parsed
+    from ..core.errors import UsageError
+
+    values: dict[str, Any] | None = None
+    argv: list[str] = []
+    home = None
     try:
         values, argv = _parse_exec(rest)
     except _NotFast:
         return None
+    except _BadUsage as bad:
+        return failed(glob, bad.values, argv, UsageError(bad.message, hint=_USAGE))
     try:
         code = _remote(glob, values, argv)
         if code is not None:
@@ -336,8 +345,8 @@ def fast_main(args: list[str]) -> int | None:
     except KeyboardInterrupt:
         from ..core.errors import Interrupted
 
-        return _print_error(glob["json"], Interrupted("interrupted"))
-    except Exception as exc:  # one error document, as the click CLI would print
+        return failed(glob, values, argv, Interrupted("interrupted"))
+    except Exception as exc:  # avfs failed before the command could run
         from ..core.errors import AvfsError, InternalError
 
         err = (
@@ -345,7 +354,11 @@ def fast_main(args: list[str]) -> int | None:
             if isinstance(exc, AvfsError)
             else InternalError(f"internal error: {type(exc).__name__}: {exc}")
         )
-        return _print_error(glob["json"], err)
+        if home is not None and err.code in ("vault_not_found", "fork_not_found"):
+            from .main import with_suggestions
+
+            err = with_suggestions(home, err)
+        return failed(glob, values, argv, err)
     render(glob["json"], json_document("proxy_exec_result", res.to_dict()))
     return res.exit_code
 

@@ -36,14 +36,18 @@ def ls_cmd(app: App, path: str, long: bool) -> None:
     data = {**_ws_ref(app), "path": shown, "entries": entries}
 
     def human() -> None:
+        o = app.output
         for e in entries:
-            name = e.name + ("/" if e.kind is NodeKind.DIR else "")
+            slash = "/" if e.kind is NodeKind.DIR else ""
             if long:
-                extra = " -> " + ws.read_link(e.path) if e.kind is NodeKind.SYMLINK else ""
                 size = human_size(e.size) if e.size is not None else "-"
-                click.echo(f"{e.mode:06o} {e.kind.value:<8} {size:>7} {name}{extra}")
+                line = f"{e.mode:06o} {e.kind.value:<8} {size:>7} {{}}{slash}"
+                if e.kind is NodeKind.SYMLINK:
+                    o.plain(line + " -> {}", e.name, ws.read_link(e.path))
+                else:
+                    o.plain(line, e.name)
             else:
-                click.echo(name)
+                o.plain("{}" + slash, e.name)
 
     app.output.result("dir_listing", data, human)
 
@@ -146,13 +150,15 @@ def write_cmd(
     app.output.result(
         "file_write",
         {**_ws_ref(app), "stat": st},
-        lambda: app.output.info(f"wrote {st.path} ({st.size} bytes)"),
+        lambda: app.output.info("wrote {} ({} bytes)", st.path, st.size),
     )
 
 
 def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
     data = {**_ws_ref(app), "op": op, "paths": paths, **(extra or {})}
-    app.output.result("file_op", data, lambda: app.output.info(f"{op}: {' '.join(paths)}") if paths else None)
+    app.output.result(
+        "file_op", data, lambda: app.output.info(op + ":" + " {}" * len(paths), *paths) if paths else None
+    )
 
 
 def _into_dir(ws: object, src: str, dst: str) -> str:
@@ -272,11 +278,12 @@ def stat_cmd(app: App, path: str, dereference: bool) -> None:
     st = ws.stat(path, follow=dereference)
 
     def human() -> None:
-        click.echo(f"path: {st.path}\nkind: {st.kind}\nmode: {st.mode:06o}\nsize: {st.size}")
+        o = app.output
+        o.plain("path: {}\nkind: {}\nmode: {:06o}\nsize: {}", st.path, str(st.kind), st.mode, st.size)
         where = "overlay (written since the base)" if st.materialized else "git object " + str(st.oid)
-        click.echo(f"content: {where}")
+        o.plain("content: {}", where)
         if st.target is not None:
-            click.echo(f"target: {st.target}")
+            o.plain("target: {}", st.target)
 
     app.output.result("stat", {**_ws_ref(app), "stat": st}, human)
 
@@ -292,13 +299,14 @@ def tree_cmd(app: App, path: str, level: int | None) -> None:
     root = names.norm_path(path)
 
     def human() -> None:
-        click.echo(root or ".")
+        o = app.output
+        o.plain("{}", root or ".")
         base_depth = root.count("/") + 1 if root else 0
         for e in entries:
             depth = e.path.count("/") - base_depth
             suffix = "/" if e.kind is NodeKind.DIR else ""
-            click.echo("    " * depth + "├── " + e.name + suffix)
+            o.plain("    " * depth + "├── {}" + suffix, e.name)
         files = sum(1 for e in entries if e.kind is not NodeKind.DIR)
-        click.echo(f"\n{len(entries) - files} directories, {files} files")
+        o.plain("\n{} directories, {} files", len(entries) - files, files)
 
     app.output.result("tree", {**_ws_ref(app), "path": root, "entries": entries}, human)

@@ -194,16 +194,18 @@ def _render(app: App, res: object) -> None:
 
     def human() -> None:
         verb = {"install": "installed", "uninstall": "removed"}[res.action]
+        o = app.output
         if res.changed:
-            click.echo(f"{verb} avfs {res.agent} hooks: {res.path}")
+            o.plain(verb + " avfs {} hooks: {}", res.agent, res.path)
         else:
-            click.echo(f"unchanged: {res.path}")
+            o.plain("unchanged: {}", res.path)
         for e in res.entries:
-            click.echo(
-                f"  {e['event']}{' [' + e['matcher'] + ']' if e.get('matcher') else ''}: {e['command']}"
-            )
+            if e.get("matcher"):
+                o.plain("  {} [{}]: {}", e["event"], e["matcher"], e["command"])
+            else:
+                o.plain("  {}: {}", e["event"], e["command"])
         for note in res.notes:
-            app.output.info(f"note: {note}")
+            o.info("note: {}", note)
 
     app.output.result("hooks_install", data, human)
 

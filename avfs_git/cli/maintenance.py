@@ -26,29 +26,45 @@ def stats_cmd(app: App, operations: int) -> None:
     res = mnt.stats(vault, operations=operations)
 
     def human() -> None:
-        p = app.output.out.print
-        p(f"vault {res.vault} ({res.path})")
+        p = app.output.say
+        p("vault {} ({})", res.vault, res.path)
         p(
-            f"  objects: {res.objects} ({res.loose_objects} loose, {human_size(res.loose_bytes)};"
-            f" {res.packed_objects} in {res.packs} packs, {human_size(res.packed_bytes)})"
+            "  objects: {} ({} loose, {}; {} in {} packs, {})",
+            res.objects,
+            res.loose_objects,
+            human_size(res.loose_bytes),
+            res.packed_objects,
+            res.packs,
+            human_size(res.packed_bytes),
         )
         p(
-            f"  commits: {res.commits}, named checkpoints: {res.checkpoints}, recovery refs: {res.recovery_refs}"
+            "  commits: {}, named checkpoints: {}, recovery refs: {}",
+            res.commits,
+            res.checkpoints,
+            res.recovery_refs,
         )
         p(
-            f"  uncheckpointed: {human_size(res.overlay_bytes)} (vault quota {human_size(res.quota_bytes)}, objects included)"
+            "  uncheckpointed: {} (vault quota {}, objects included)",
+            human_size(res.overlay_bytes),
+            human_size(res.quota_bytes),
         )
         for f in res.forks:
             flags = [x for x, on in (("default", f.is_default), ("mounted", f.mounted)) if on]
             p(
-                f"  fork {f.name}{' (' + ', '.join(flags) + ')' if flags else ''}: {(f.head or '-')[:12]},"
-                f" {f.checkpoints} checkpoints, overlay {f.overlay_entries} entries"
-                f" {human_size(f.overlay_bytes)}, last change {f.last_change or '-'}"
+                "  fork {}{}: {}, {} checkpoints, overlay {} entries {}, last change {}",
+                f.name,
+                " (" + ", ".join(flags) + ")" if flags else "",
+                (f.head or "-")[:12],
+                f.checkpoints,
+                f.overlay_entries,
+                human_size(f.overlay_bytes),
+                f.last_change or "-",
             )
         for m in res.mounts:
-            p(f"  mount {m.key} at {m.mountpoint} (pid {m.pid}, {'alive' if m.alive else 'dead'})")
+            state = "alive" if m.alive else "dead"
+            app.output.say("  mount {} at {} (pid {}, " + state + ")", m.key, m.mountpoint, m.pid)
         for op in res.operations:
-            p(f"  op {op.id} {op.time} {op.kind}: {op.summary}")
+            app.output.say("  op {} {} {}: {}", op.id, op.time, op.kind, op.summary)
 
     app.output.result("stats", res.to_json(), human)
 
@@ -81,21 +97,30 @@ def gc_cmd(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> No
     }
 
     def human() -> None:
-        p = app.output.out.print
+        p = app.output.say
         verb = "would " if dry_run else ""
         for r in results:
-            p(
-                f"{r.vault}: {verb}expire {len(r.expired_recovery_refs)} recovery refs and"
-                f" {len(r.expired_operations)} operations; {verb}drop {r.unreachable_loose} unreachable"
-                f" loose objects; {r.objects_before} objects ({human_size(r.bytes_before)})"
-                + (
-                    ""
-                    if r.objects_after is None
-                    else f" -> {r.objects_after} ({human_size(r.bytes_after)}) in {r.duration_ms} ms"
+            after = (
+                ""
+                if r.objects_after is None
+                else app.output.text(
+                    " -> {} ({}) in {} ms", r.objects_after, human_size(r.bytes_after), r.duration_ms
                 )
             )
+            p(
+                "{}: {verb}expire {} recovery refs and {} operations; {verb}drop {} unreachable loose"
+                " objects; {} objects ({}){}",
+                r.vault,
+                len(r.expired_recovery_refs),
+                len(r.expired_operations),
+                r.unreachable_loose,
+                r.objects_before,
+                human_size(r.bytes_before),
+                after,
+                verb=verb,
+            )
         for e in expired:
-            p(f"{verb}remove deleted vault {e.name} (deleted {e.deleted})")
+            p("{}remove deleted vault {} (deleted {})", verb, e.name, e.deleted)
 
     app.output.result("gc", data, human)
 
@@ -122,7 +147,7 @@ def prune_cmd(app: App, older_than: float | None, dry_run: bool) -> None:
             app.output.info("nothing to prune")
         for it in res.items:
             extra = f" (undo: `avfs undo {it.op_id}`)" if it.op_id is not None else ""
-            app.output.out.print(f"{it.action}: {it.kind} {it.name}: {it.reason}{extra}")
+            app.output.say("{}: {} {}: {}" + extra, it.action, it.kind, it.name, it.reason)
 
     app.output.result("prune", res.to_json(), human)
 
@@ -137,12 +162,12 @@ def doctor_cmd(app: App, repair: bool) -> None:
 
     def human() -> None:
         if not res.findings:
-            app.output.out.print(f"{len(res.vaults)} vaults checked: no problems")
+            app.output.say("{} vaults checked: no problems", len(res.vaults))
         for f in res.findings:
             state = "repaired" if f.repaired else ("repairable" if f.repairable else "problem")
-            app.output.out.print(f"{state}: {f.vault or '(home)'}: {f.check}: {f.problem}")
+            app.output.say(state + ": {}: {}: {}", f.vault or "(home)", f.check, f.problem)
             if f.hint and not f.repaired:
-                app.output.out.print(f"  hint: {f.hint}")
+                app.output.say("  hint: {}", f.hint)
 
     app.output.result("doctor", res.to_json(), human)
     if not res.ok:

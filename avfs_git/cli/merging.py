@@ -113,15 +113,13 @@ def merge_cmd(
 
     def human() -> None:
         for r in results:
-            click.echo(
-                f"{r.source} -> {r.target}: {r.status.replace('_', ' ')}"
-                + (f" {r.commit[:12]}" if r.commit else "")
-            )
+            status = r.status.replace("_", " ") + (f" {r.commit[:12]}" if r.commit else "")
+            app.output.plain("{} -> {}: " + status, r.source, r.target)
             for c in r.conflicts:
-                click.echo(f"  {c.kind:14} {c.path}")
+                app.output.plain("  {:14} {}", c.kind, c.path)
         skipped = len(sources) - len(results)
         if skipped > 0:
-            app.output.info(f"stopped at the first conflict; {skipped} fork(s) not merged")
+            app.output.info("stopped at the first conflict; {} fork(s) not merged", skipped)
         if any(r.status == "conflicts" for r in results):
             app.output.info("nothing moved; --write-conflicts to resolve by hand, or --ours/--theirs")
 
@@ -134,7 +132,7 @@ def merge_cmd(
     }
     app.output.result("merge", data, human)
     if stopped is not None:
-        app.output.warn(f"stopped: {stopped.message}")
+        app.output.warn("stopped: {}", stopped.message)
         raise click.exceptions.Exit(stopped.exit_code)
     if conflicted:
         raise click.exceptions.Exit(EXIT_CONFLICT)

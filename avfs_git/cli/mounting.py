@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,26 +11,47 @@ from ..core import names
 from ..core.errors import UsageError
 from .main import App, pass_app
 
+if TYPE_CHECKING:
+    from ..fuse.mounts import MountInfo
+
+
+def _looks_like_path(arg: str) -> bool:
+    """A mount point rather than a ``VAULT[:FORK]``: it has a '/', starts with '.' or '~',
+    or is an existing directory (as `umount` takes either)."""
+    return "/" in arg or arg.startswith((".", "~")) or os.path.isdir(arg)
+
 
 def _split_spec(app: App, args: tuple[str, ...]) -> tuple[str | None, str | None, str | None]:
-    """(VAULT[:FORK] spec, @REV, DIR) from `mount [VAULT[:FORK][@REV]] [DIR]`."""
+    """(VAULT[:FORK] spec, @REV, DIR) from `mount [VAULT[:FORK][@REV]] [DIR]`.
+
+    One argument is a mount point when it looks like a path (see :func:`_looks_like_path`),
+    else a spec: a ``VAULT:FORK`` or ``VAULT@REV`` whose vault does not exist is never taken
+    for a directory, and a bare word that is neither a vault nor a directory is an error
+    that names both readings (with the vaults whose names are close)."""
     spec: str | None = None
     mdir: str | None = None
     if len(args) == 2:
         spec, mdir = args
     elif len(args) == 1:
         a = args[0]
-        looks_like_dir = "/" in a or a.startswith(".") or os.path.isdir(a)
-        vault_part = a.split("@", 1)[0].split(":", 1)[0]
-        try:
-            names.check_vault_name(vault_part)
-            is_vault = app.home.exists(vault_part)
-        except Exception:
-            is_vault = False
-        if is_vault and not looks_like_dir:
+        if _looks_like_path(a):
+            mdir = a
+        elif ":" in a or "@" in a or _is_vault(app, a):
             spec = a
         else:
-            mdir = a
+            from ..core.errors import VaultNotFoundError
+            from .main import with_suggestions
+
+            err = with_suggestions(
+                app.home,
+                VaultNotFoundError(
+                    f"no vault named {a!r}, and no directory {a!r} to mount on",
+                    hint=f"`avfs vault list` shows the vaults; to mount the selected fork on a new"
+                    f" directory, create it first (`mkdir {a}`) or give it as ./{a}",
+                    details={"vault": a, "home": app.home.path},
+                ),
+            )
+            raise err
     elif len(args) > 2:
         raise UsageError("usage: avfs mount [VAULT[:FORK][@REV]] [DIR]")
     rev: str | None = None
@@ -38,6 +60,14 @@ def _split_spec(app: App, args: tuple[str, ...]) -> tuple[str | None, str | None
         if not rev:
             raise UsageError("empty revision after '@'")
     return spec, rev, mdir
+
+
+def _is_vault(app: App, name: str) -> bool:
+    try:
+        names.check_vault_name(name)
+    except Exception:
+        return False
+    return app.home.exists(name)
 
 
 @click.command("mount", context_settings={"ignore_unknown_options": False})
@@ -63,46 +93,88 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool) ->
                 app.output.info("nothing is mounted")
             for m in found:
                 ro = " (read-only)" if m.read_only else ""
-                click.echo(
-                    f"{m.vault}:{m.fork}{'@' + m.revision[:12] if m.revision else ''}\t{m.mountpoint}{ro}"
-                )
+                app.output.plain("{}\t{}" + ro, _label(m), m.mountpoint)
 
         app.output.result("mount_list", {"mounts": found}, human_list)
         return
     spec, rev, mdir = _split_spec(app, args)
-    vault, fork = app.home.resolve(spec or app.vault_spec)
+    vault, fork = app.resolve(spec or app.vault_spec)
     info = mounts.mount(app.home, vault, fork, mdir, revision=rev, foreground=foreground)
 
     def human() -> None:
-        click.echo(info.mountpoint)
+        app.output.plain("{}", info.mountpoint)
         if info.reused:
-            app.output.info(f"{vault.name}:{fork} was already mounted there")
+            app.output.info("{}:{} was already mounted there", vault.name, fork)
 
     app.output.result("mount", {"mount": info}, human)
 
 
 @click.command("unmount")
-@click.argument("spec", required=False, metavar="[VAULT[:FORK][@REV]]")
+@click.argument("target", required=False, metavar="[VAULT[:FORK][@REV] | MOUNTPOINT]")
 @click.option("--lazy", is_flag=True, help="Detach now even if busy (the kernel finishes later).")
 @pass_app
-def unmount_cmd(app: App, spec: str | None, lazy: bool) -> None:
-    """Unmount a fork (harmless when it is not mounted)."""
+def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
+    """Unmount a fork, by VAULT[:FORK][@REV] or by its mount point (as `umount` takes).
+
+    A fork that is not mounted is left alone (exit 0); a mount point where avfs mounted
+    nothing, or a vault or fork that does not exist, is an error. Without an argument (and
+    no --vault): the one live mount; with several live, it refuses and lists them.
+    """
     from ..fuse import mounts
 
-    rev: str | None = None
-    if spec is not None and "@" in spec:
-        spec, rev = spec.split("@", 1)
-    vault, fork = app.home.resolve(spec or app.vault_spec)
-    commit = None
-    if rev:
-        from ..core.history import resolve
+    live = None
+    if target is not None and _looks_like_path(target):
+        live = _mount_at(app, target)
+    elif target is None and app.vault_spec is None:
+        found = mounts.list_mounts(app.home)
+        if len(found) > 1:
+            listing = ", ".join(f"{_label(m)} at {m.mountpoint}" for m in found)
+            raise UsageError(
+                f"{len(found)} mounts are live: {listing}; say which to unmount",
+                hint="avfs unmount VAULT:FORK, or avfs unmount MOUNTPOINT (`avfs mount --list` lists them)",
+                details={
+                    "mounts": [{"vault": m.vault, "fork": m.fork, "mountpoint": m.mountpoint} for m in found]
+                },
+            )
+        live = found[0] if found else None
+    if live is not None:
+        vault, fork, commit = app.home.vault(live.vault), live.fork, live.revision
+    else:
+        spec, rev = target, None
+        if spec is not None and "@" in spec:
+            spec, rev = spec.split("@", 1)
+        vault, fork = app.resolve(spec or app.vault_spec)
+        commit = None
+        if rev:
+            from ..core.history import resolve
 
-        commit = resolve(vault, rev, fork)
+            commit = resolve(vault, rev, fork)
     info = mounts.unmount(app.home, vault, fork, revision=commit, lazy=lazy)
-    app.output.result(
-        "unmount",
-        {"vault": vault.name, "fork": fork, "mount": info},
-        lambda: app.output.info(
-            f"unmounted {info.mountpoint}" if info else f"{vault.name}:{fork} was not mounted"
-        ),
+
+    def human() -> None:
+        if info:
+            app.output.info("unmounted {}", info.mountpoint)
+        else:
+            app.output.info("{}:{} was not mounted", vault.name, fork)
+
+    app.output.result("unmount", {"vault": vault.name, "fork": fork, "mount": info}, human)
+
+
+def _label(m: MountInfo) -> str:
+    return f"{m.vault}:{m.fork}" + (f"@{m.revision[:12]}" if m.revision else "")
+
+
+def _mount_at(app: App, path: str) -> MountInfo:
+    """The live avfs mount whose mount point is ``path``; an error when there is none."""
+    from ..core.errors import NotFoundError
+    from ..fuse import mounts
+
+    real = os.path.realpath(os.path.expanduser(path))
+    for m in mounts.list_mounts(app.home):
+        if os.path.realpath(m.mountpoint) == real:
+            return m
+    raise NotFoundError(
+        f"{path}: nothing avfs mounted is there",
+        hint="`avfs mount --list` lists the live mounts",
+        details={"path": path},
     )

@@ -2,22 +2,76 @@
 
 rich is imported only when something is rendered for a person (it costs ~40 ms to import),
 and everything that is not the command's result (progress, warnings, errors) goes to stderr.
+
+Text for people is printed in one way only: a template the code wrote (rich markup in
+:meth:`Output.say`, plain text in :meth:`Output.plain`) and the values that fill its ``{}``
+fields. Every value is shown as it is (:func:`.text.shown` quotes control characters) and,
+where rich renders, escaped, so a ``[red]`` or ``[id]`` in a path, a message or an error is
+printed, never read as markup. Nothing is formatted into a template before it gets here.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import string
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core.types import SCHEMA_VERSION, json_document
+from .text import shown
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["SCHEMA_VERSION", "Output", "human_size"]
+__all__ = ["SCHEMA_VERSION", "Output", "human_size", "shown"]
+
+
+_PARSER = string.Formatter()
+# what rich reads as a tag, with the backslashes before it (rich.markup.RE_TAGS)
+_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+_TAG_AHEAD = re.compile(r"\\*\[[a-z#/@]")
+
+
+def _field(value: Any, spec: str) -> str:
+    if isinstance(value, str):
+        return format(shown(value), spec)
+    return shown(format(value, spec))
+
+
+def _fill(template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, bool]]:
+    """``template`` split into (literal text, False) and (shown field value, True) chunks."""
+    chunks: list[tuple[str, bool]] = []
+    auto = 0
+    for literal, name, spec, conversion in _PARSER.parse(template):
+        if literal:
+            chunks.append((literal, False))
+        if name is None:
+            continue
+        if name == "":
+            name, auto = str(auto), auto + 1
+        value, _ = _PARSER.get_field(name, args, kwargs)
+        if conversion:
+            value = _PARSER.convert_field(value, conversion)
+        chunks.append((_field(value, _PARSER.vformat(spec or "", args, kwargs)), True))
+    return chunks
+
+
+def _escaped(chunks: list[tuple[str, bool]]) -> str:
+    """rich markup from chunks: fields escaped so rich prints them as they are (a tag-like
+    ``[...]`` gets a backslash; backslashes that would then escape a following tag are
+    doubled, as rich.markup.escape does, but only where a tag does follow)."""
+    out = ""
+    for text, is_field in reversed(chunks):
+        if is_field:
+            text = _TAG.sub(lambda m: m.group(1) * 2 + "\\" + m.group(2), text)
+            if text.endswith("\\") and _TAG_AHEAD.match(out):
+                body = text.rstrip("\\")
+                text = body + "\\" * (2 * (len(text) - len(body)))
+        out = text + out
+    return out
 
 
 class Output:
@@ -34,7 +88,8 @@ class Output:
         if self._out is None:
             from rich.console import Console
 
-            self._out = Console(highlight=False, soft_wrap=True)
+            # markup and emoji only where a template asks (say): a ":bug:" in a name stays text
+            self._out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
         return self._out
 
     @property
@@ -42,7 +97,7 @@ class Output:
         if self._err is None:
             from rich.console import Console
 
-            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
         return self._err
 
     def document(self, kind: str, data: dict[str, Any]) -> None:
@@ -58,13 +113,37 @@ class Output:
         elif human is not None:
             human()
 
-    def info(self, message: str) -> None:
-        """A note for a person (stderr); silent in JSON mode."""
-        if not self.json:
-            self.err.print(message)
+    @staticmethod
+    def markup(template: str, /, *args: Any, **kwargs: Any) -> str:
+        """rich markup: ``template`` (markup the code wrote) with its ``{}`` fields filled
+        by ``args``/``kwargs``, each shown as text (quoted, escaped), never as markup."""
+        return _escaped(_fill(template, args, kwargs))
 
-    def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", markup=True)
+    def say(self, template: str = "", /, *args: Any, err: bool = False, **kwargs: Any) -> None:
+        """Print one line for a person through rich (see :meth:`markup`); ``err``: stderr."""
+        console = self.err if err else self.out
+        console.print(self.markup(template, *args, **kwargs), markup=True, emoji=False)
+
+    @staticmethod
+    def text(template: str, /, *args: Any, **kwargs: Any) -> str:
+        """Plain text: ``template`` with its fields filled by values shown as text."""
+        return "".join(text for text, _ in _fill(template, args, kwargs))
+
+    def plain(self, template: str = "", /, *args: Any, err: bool = False, **kwargs: Any) -> None:
+        """Print one plain line (no rich: tabs and spacing as written, for scripts too), its
+        fields filled by values shown as text (control characters quoted)."""
+        import click
+
+        click.echo(self.text(template, *args, **kwargs), err=err)
+
+    def info(self, template: str, /, *args: Any, **kwargs: Any) -> None:
+        """A note for a person (stderr; see :meth:`markup`); silent in JSON mode."""
+        if not self.json:
+            self.say(template, *args, err=True, **kwargs)
+
+    def warn(self, template: str, /, *args: Any, **kwargs: Any) -> None:
+        """A warning (stderr), in JSON mode too."""
+        self.say("[yellow]warning:[/] " + template, *args, err=True, **kwargs)
 
     @contextmanager
     def progress(self, label: str) -> Iterator[Callable[[int, int | None, str], None]]:
@@ -82,7 +161,7 @@ class Output:
             console=self.err,
             transient=True,
         ) as bar:
-            task = bar.add_task(label, total=None)
+            task = bar.add_task(self.markup("{}", label), total=None)
 
             def update(done: int, total: int | None, what: str) -> None:
                 bar.update(task, completed=done, total=total)

@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
-from ..core.errors import UsageError
+from ..core.errors import AvfsError, UsageError
 from ..proxy.options import EXEC_OPTIONS, request_from
 from .execopts import render
 from .main import App, pass_app
+from .output import Output
 
 
 def _need_dashdash(app: App, argv: tuple[str, ...]) -> None:
@@ -55,21 +56,45 @@ def _exec_options(func: Any) -> Any:
 def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
     """Run one command in the fork's mount under the policy, and commit what it changed.
 
-    Prints one envelope (`--json`: kind proxy_exec_result). Exit code: the command's own,
-    124 on timeout, 4 denied, 6 approval required, 125 when avfs itself failed.
+    Prints one envelope on every path (`--json`: kind proxy_exec_result). Exit code: the
+    command's own whenever it ran (124: avfs's timeout stopped it); when it did not run,
+    126 = the policy refused it (denied or approval required), 125 = avfs itself failed
+    (no such vault or fork, bad usage, mount failure).
     """
+    from ..core.errors import AvfsError
     from ..core.types import json_document
     from ..proxy.execute import execute
 
-    vault, fork = app.target()
-    _need_dashdash(app, argv)
-    res = execute(app.home, vault, fork, request_from(values, argv))
+    try:
+        _need_dashdash(app, argv)
+        req = request_from(values, argv)
+        vault, fork = app.target()
+    except AvfsError as err:
+        raise click.exceptions.Exit(exec_failed(app.output, app.vault_spec, values, argv, err)) from None
+    res = execute(app.home, vault, fork, req)
     if app.json:
         app.output.document("proxy_exec_result", res.to_dict())
     else:
         render(False, json_document("proxy_exec_result", res.to_dict()))
     if res.exit_code:
         raise click.exceptions.Exit(res.exit_code)
+
+
+def exec_failed(
+    out: Output, spec: str | None, values: dict[str, Any] | None, argv: tuple[str, ...], err: AvfsError
+) -> int:
+    """Print the envelope of a `proxy exec` that failed before its command could run;
+    returns its exit code (125)."""
+    from ..core.types import json_document
+    from ..proxy.options import failed_envelope
+
+    env = failed_envelope(spec, values, argv, err.to_dict())
+    if out.json:
+        out.document("proxy_exec_result", env)
+    else:
+        out.emitted = True
+        render(False, json_document("proxy_exec_result", env))
+    return int(env["exit_code"])
 
 
 @proxy.command("approve")
@@ -117,7 +142,7 @@ def approve_cmd(app: App, token: str, yes: bool) -> None:
     }
 
     def human() -> None:
-        click.echo(f"approved {token} (valid until {data['expires_at']}, once)")
+        app.output.plain("approved {} (valid until {}, once)", token, data["expires_at"])
 
     app.output.result("proxy_approval", data, human)
 
@@ -126,25 +151,31 @@ def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
     """The bound request, for the person deciding (on stderr: stdout is the result's)."""
     import shlex
 
+    text = Output.text  # values shown as they are: a control character cannot hide the command
     cmd = req.get("shell") if req.get("shell") is not None else shlex.join(req.get("argv") or [])
     lines = [
-        f"command:  {cmd}" + ("   (sh -c)" if req.get("shell") is not None else ""),
-        f"in:       {req.get('vault')}:{req.get('fork')}  cwd: /{req.get('cwd') or ''}",
+        text("command:  {}", cmd) + ("   (sh -c)" if req.get("shell") is not None else ""),
+        text("in:       {}:{}  cwd: /{}", req.get("vault"), req.get("fork"), req.get("cwd") or ""),
     ]
     if req.get("env"):
-        lines.append("env:      " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in req["env"]))
+        lines.append(text("env:      {}", " ".join(f"{k}={shlex.quote(str(v))}" for k, v in req["env"])))
     if req.get("inherit_env"):
         lines.append("env:      the caller's whole environment (--inherit-env)")
     if req.get("stdin"):
-        lines.append(f"stdin:    bytes with sha256 {req['stdin']}")
+        lines.append(text("stdin:    bytes with sha256 {}", req["stdin"]))
     if req.get("isolate"):
         host, at = req["isolate"]
-        lines.append(f"isolated: {host} host, fork at {at or '(origin)'}")
+        lines.append(text("isolated: {} host, fork at {}", host, at or "(origin)"))
     lines.append(
-        f"options:  timeout {req.get('timeout_ms')} ms, checkpoint {req.get('checkpoint')},"
-        f" commit {req.get('commit')}, mode {req.get('mode')}"
+        text(
+            "options:  timeout {} ms, checkpoint {}, commit {}, mode {}",
+            req.get("timeout_ms"),
+            req.get("checkpoint"),
+            req.get("commit"),
+            req.get("mode"),
+        )
     )
-    lines.append(f"expires:  {rec['expires_at']}")
+    lines.append(text("expires:  {}", rec["expires_at"]))
     for line in lines:
         click.echo(line, err=True)
 
@@ -201,13 +232,13 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> N
     }
 
     def human() -> None:
-        click.echo(f"{d.action}: {d.reason}")
-        click.echo(f"  rule: {d.rule}; classes: {', '.join(str(c) for c in d.categories) or '-'}")
+        o = app.output
+        o.plain("{}: {}", str(d.action), d.reason)
+        o.plain("  rule: {}; classes: {}", d.rule, ", ".join(str(c) for c in d.categories) or "-")
         for c in d.commands:
             cd = c.to_dict()
-            click.echo(
-                f"  - {' '.join(cd.get('argv') or [])}: {', '.join(cd.get('categories') or []) or '-'} ({cd.get('rule')})"
-            )
+            classes = ", ".join(cd.get("categories") or []) or "-"
+            o.plain("  - {}: {} ({})", " ".join(cd.get("argv") or []), classes, cd.get("rule"))
 
     app.output.result("policy_check", data, human)
 
@@ -244,7 +275,7 @@ def validate_cmd(app: App, file: str | None) -> None:
     else:
         pol, _, _ = _policy_target(app)
     data = {"valid": True, "sources": list(pol.sources), "hash": pol.hash, "rules": len(pol.rules)}
-    app.output.result("policy_validate", data, lambda: click.echo(f"valid: {', '.join(pol.sources)}"))
+    app.output.result("policy_validate", data, lambda: app.output.plain("valid: {}", ", ".join(pol.sources)))
 
 
 # -- audit --------------------------------------------------------------------------------
@@ -281,6 +312,7 @@ def audit_cmd(app: App, since: str | None, limit: int | None) -> None:
             req = r.get("request") or {}
             cmd = req.get("shell") or " ".join(req.get("argv") or [])
             dec = (r.get("decision") or {}).get("action", "-")
-            click.echo(f"{r.get('time')}\t{req.get('fork')}\t{dec}\texit {r.get('exit_code')}\t{cmd}")
+            o = app.output
+            o.plain("{}\t{}\t{}\texit {}\t{}", r.get("time"), req.get("fork"), dec, r.get("exit_code"), cmd)
 
     app.output.result("audit", {"vault": vault.name, "records": records}, human)

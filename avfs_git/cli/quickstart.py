@@ -33,7 +33,7 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault, str]:
     """``[VAULT:]FORK`` (a bare FORK is in the selected vault, or the vault made from the
     current directory) to a vault and fork; None: the selected fork."""
     if spec is not None and ":" in spec:
-        return app.home.resolve(spec)
+        return app.resolve(spec)
     here = _vault_here(app)
     if here is not None:
         fork = spec or here.default_fork
@@ -91,16 +91,16 @@ def up_cmd(
             progress=progress,
         )
     for w in res.warnings:
-        app.output.warn(w)
+        app.output.warn("{}", w)
 
     def human() -> None:
         what = "imported into new vault" if res.vault_created else "vault"
-        app.output.info(f"{res.origin}: {what} {res.vault}, fork {res.fork}")
+        app.output.info("{}: " + what + " {}, fork {}", res.origin, res.vault, res.fork)
         if res.refreshed and res.refresh_commit:
-            app.output.info(f"brought the directory's changes into main: {res.refresh_commit[:12]}")
-        click.echo(res.mountpoint)
+            app.output.info("brought the directory's changes into main: {}", res.refresh_commit[:12])
+        app.output.plain("{}", res.mountpoint)
         if res.hint:
-            app.output.info(f"next: {res.hint}")
+            app.output.info("next: {}", res.hint)
 
     app.output.result("up", res.to_json(), human)
 
@@ -158,23 +158,26 @@ def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | N
     res = q.down(app.home, vault, fork, action="leave" if action is None else action)  # type: ignore[arg-type]
 
     def human() -> None:
+        o = app.output
         if res.unmounted:
-            app.output.info(f"unmounted {res.mountpoint}")
+            o.info("unmounted {}", res.mountpoint)
         if res.checkpoint:
-            app.output.info(f"checkpoint {res.checkpoint[:12]}")
+            o.info("checkpoint {}", res.checkpoint[:12])
         if res.merge is not None:
-            click.echo(f"{res.fork} -> {res.target}: {res.merge.status.replace('_', ' ')}")
+            o.plain("{} -> {}: {}", res.fork, res.target, res.merge.status.replace("_", " "))
             for c in res.merge.conflicts:
-                click.echo(f"  {c.kind:14} {c.path}")
+                o.plain("  {:14} {}", c.kind, c.path)
             if res.conflicted:
-                app.output.info(
-                    f"fork {res.fork} kept; resolve with `avfs --vault {res.vault}:{res.target}"
-                    f" merge {res.fork} --write-conflicts`"
+                o.info(
+                    "fork {fork} kept; resolve with `avfs --vault {vault}:{target} merge {fork} --write-conflicts`",
+                    fork=res.fork,
+                    vault=res.vault,
+                    target=res.target,
                 )
         if res.fork_deleted:
-            click.echo(f"fork {res.fork} deleted (undo: avfs --vault {res.vault} undo --op {res.op_id})")
+            o.plain("fork {} deleted (undo: avfs --vault {} undo --op {})", res.fork, res.vault, res.op_id)
         elif not res.conflicted:
-            click.echo(f"fork {res.vault}:{res.fork} kept at {res.head[:12]}")
+            o.plain("fork {}:{} kept at {}", res.vault, res.fork, res.head[:12])
 
     app.output.result("down", res.to_json(), human)
     if res.conflicted:
@@ -199,7 +202,13 @@ def export_cmd(app: App, fork_spec: str, directory: str, force: bool) -> None:
         "export",
         res.to_json(),
         lambda: app.output.info(
-            f"{res.vault}:{res.fork} -> {res.dir}: {res.files} files, {res.symlinks} symlinks, {res.dirs} dirs"
+            "{}:{} -> {}: {} files, {} symlinks, {} dirs",
+            res.vault,
+            res.fork,
+            res.dir,
+            res.files,
+            res.symlinks,
+            res.dirs,
         ),
     )
 
@@ -227,13 +236,14 @@ def apply_cmd(app: App, fork_spec: str | None, to: str | None, patch: str | None
 
     def human() -> None:
         applied = [c for c in res.changes if c.applied]
+        o = app.output
         if res.patch:
-            app.output.info(f"{len(res.changes)} change(s) of {res.vault}:{res.fork} written to {res.patch}")
+            o.info("{} change(s) of {}:{} written to {}", len(res.changes), res.vault, res.fork, res.patch)
         else:
             for c in applied:
-                click.echo(f"{c.status[0].upper()} {c.path}")
-            app.output.info(f"{len(applied)} path(s) of {res.vault}:{res.fork} applied to {res.dir}")
+                o.plain(c.status[0].upper() + " {}", c.path)
+            o.info("{} path(s) of {}:{} applied to {}", len(applied), res.vault, res.fork, res.dir)
         for k in res.conflicts:
-            app.output.warn(f"overwrote {k.path} ({k.reason})")
+            o.warn("overwrote {} ({})", k.path, k.reason)
 
     app.output.result("apply", res.to_json(), human)

@@ -14,7 +14,7 @@ def remote() -> None:
 
 def _warn(app: App, warnings: list[str]) -> None:
     for w in warnings:
-        app.output.warn(w)
+        app.output.warn("{}", w)
 
 
 @remote.command("list")
@@ -28,16 +28,17 @@ def list_cmd(app: App) -> None:
 
     def human() -> None:
         for x in found:
-            click.echo(f"{x.name}\t{x.url}")
+            app.output.plain("{}\t{}", x.name, x.url)
 
     app.output.result("remote_list", {"vault": vault.name, "remotes": found}, human)
 
 
-def _changed(app: App, info: object, warnings: list[str], action: str, human: str) -> None:
+def _changed(app: App, info: object, warnings: list[str], action: str, human: str, *args: object) -> None:
+    """``human``: the line for a person, a template filled by ``args`` (see Output.say)."""
     vault, _ = app.target()
     _warn(app, warnings)
     data = {"vault": vault.name, "remote": info, "action": action, "warnings": warnings}
-    app.output.result("remote", data, lambda: app.output.info(human))
+    app.output.result("remote", data, lambda: app.output.info(human, *args))
 
 
 @remote.command("add")
@@ -49,7 +50,7 @@ def add_cmd(app: App, name: str, url: str) -> None:
     from ..core import remote as r
 
     info, warnings = r.add(app.target()[0], name, url)
-    _changed(app, info, warnings, "added", f"added remote {info.name}: {info.url}")
+    _changed(app, info, warnings, "added", "added remote {}: {}", info.name, info.url)
 
 
 @remote.command("set-url")
@@ -61,7 +62,7 @@ def set_url_cmd(app: App, name: str, url: str) -> None:
     from ..core import remote as r
 
     info, warnings = r.set_url(app.target()[0], name, url)
-    _changed(app, info, warnings, "set_url", f"{info.name}: {info.url}")
+    _changed(app, info, warnings, "set_url", "{}: {}", info.name, info.url)
 
 
 @remote.command("remove")
@@ -75,7 +76,7 @@ def remove_cmd(app: App, name: str) -> None:
     r.remove(vault, name)
     app.output.result(
         "remote", {"vault": vault.name, "remote": {"name": name, "url": None}, "action": "removed", "warnings": []},
-        lambda: app.output.info(f"removed remote {name}"),
+        lambda: app.output.info("removed remote {}", name),
     )  # fmt: skip
 
 
@@ -88,11 +89,12 @@ def _transfer_human(app: App, res: object, verb: str) -> None:
     for u in res.updates:
         old = u.old[:12] if u.old else "(new)"
         new = u.new[:12] if u.new else "(deleted)"
-        click.echo(f"{u.ref}\t{old} -> {new}")
+        app.output.plain("{}\t{} -> {}", u.ref, old, new)
     for lb in res.left_behind:
         app.output.warn(
-            f"{lb['fork']}: {lb['uncheckpointed_changes']} uncheckpointed change(s) not {verb}"
-            " (checkpoint them, or push --checkpoint)"
+            "{}: {} uncheckpointed change(s) not " + verb + " (checkpoint them, or push --checkpoint)",
+            lb["fork"],
+            lb["uncheckpointed_changes"],
         )
 
 
@@ -194,9 +196,10 @@ def pull_cmd(app: App, remote_name: str, no_ff: bool, favor: str | None, write_c
 
     def human() -> None:
         _transfer_human(app, fetched, "fetched")
-        click.echo(f"{res.source} -> {res.target}: {res.status.replace('_', ' ')}")  # type: ignore[attr-defined]
+        status = res.status.replace("_", " ")  # type: ignore[attr-defined]
+        app.output.plain("{} -> {}: {}", res.source, res.target, status)  # type: ignore[attr-defined]
         for c in res.conflicts:  # type: ignore[attr-defined]
-            click.echo(f"  {c.kind:14} {c.path}")
+            app.output.plain("  {:14} {}", c.kind, c.path)
 
     app.output.result("pull", {"fetch": fetched, "merge": res, "conflicted": conflicted}, human)
     if conflicted:

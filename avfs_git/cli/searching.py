@@ -84,14 +84,18 @@ def grep_cmd(
     }
 
     def human() -> None:
+        o = app.output
         for f in res.files:
             if files_only:
-                click.echo(f.path)
+                o.plain("{}", f.path)
             elif count_only:
-                click.echo(f"{f.path}:{f.count}")
+                o.plain("{}:{}", f.path, f.count)
             else:
-                for ln in f.lines:
-                    click.echo(f"{f.path}:{ln.line}:{ln.text}" if line_number else f"{f.path}:{ln.text}")
+                for ln in f.lines:  # the matched line as it is in the file, like `cat`
+                    click.echo(
+                        o.text("{}:{}:", f.path, ln.line) if line_number else o.text("{}:", f.path), nl=False
+                    )
+                    click.echo(ln.text)
 
     app.output.result("grep", data, human)
     _exit_nothing_found(res.matched)
@@ -126,7 +130,7 @@ def find_cmd(
 
     def human() -> None:
         for e in res.entries:
-            click.echo(e.path + ("/" if e.kind.value == "dir" else ""))
+            app.output.plain("{}" + ("/" if e.kind.value == "dir" else ""), e.path)
 
     from ..core import names
 
@@ -172,7 +176,7 @@ def search_cmd(app: App, query: str | None, limit: int, rebuild: bool) -> None:
             "hits": [],
             "index": upd,
         }
-        app.output.result("search", data, lambda: app.output.info(f"index rebuilt: {upd.docs} documents"))
+        app.output.result("search", data, lambda: app.output.info("index rebuilt: {} documents", upd.docs))
         return
     res = fts.search(vault, fork, query, limit=limit, rebuild=rebuild)
     data = {
@@ -185,10 +189,10 @@ def search_cmd(app: App, query: str | None, limit: int, rebuild: bool) -> None:
     }
 
     def human() -> None:
-        o = app.output.out
+        o = app.output
         for h in res.hits:
-            o.print(f"[bold]{h.path}[/]  [dim]{h.score:.3f}[/]", markup=True)
-            o.print("    " + _highlight(" ".join(h.snippet.split())), markup=True)
+            o.say("[bold]{}[/]  [dim]{:.3f}[/]", h.path, h.score)
+            o.out.print("    " + _highlight(" ".join(h.snippet.split())), markup=True, emoji=False)
 
     app.output.result("search", data, human)
 

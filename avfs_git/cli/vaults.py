@@ -40,8 +40,12 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
     app.output.result(
         "vault_create",
         data,
-        lambda: app.output.out.print(
-            f"created vault [bold]{name}[/] at {v.path} (fork {info.default_fork}, {(info.head or '')[:12]})"
+        lambda: app.output.say(
+            "created vault [bold]{}[/] at {} (fork {}, {})",
+            name,
+            v.path,
+            info.default_fork,
+            (info.head or "")[:12],
         ),
     )
 
@@ -62,8 +66,8 @@ def clone(app: App, url: str, name: str, make_default: bool) -> None:
     app.output.result(
         "vault_create",
         {"vault": info, "dirty": False},
-        lambda: app.output.out.print(
-            f"cloned vault [bold]{name}[/] at {v.path} (forks: {', '.join(v.fork_names())})"
+        lambda: app.output.say(
+            "cloned vault [bold]{}[/] at {} (forks: {})", name, v.path, ", ".join(v.fork_names())
         ),
     )
 
@@ -84,7 +88,8 @@ def list_cmd(app: App) -> None:
         for col in ("", "vault", "forks", "head"):
             t.add_column(col)
         for v in vaults:
-            t.add_row("*" if v.is_default else "", v.name, ", ".join(v.forks), (v.head or "")[:12])
+            row = ("*" if v.is_default else "", v.name, ", ".join(v.forks), (v.head or "")[:12])
+            t.add_row(*(app.output.markup("{}", cell) for cell in row))
         app.output.out.print(t)
 
     app.output.result("vault_list", {"home": app.home.path, "vaults": vaults}, human)
@@ -95,18 +100,18 @@ def list_cmd(app: App) -> None:
 @pass_app
 def info_cmd(app: App, spec: str | None) -> None:
     """Show a vault: path, forks (with state), quota."""
-    v, _ = app.home.resolve(spec or app.vault_spec)
+    v, _ = app.resolve(spec or app.vault_spec)
     info = app.home.info(v.name)
     forks = v.forks()
 
     def human() -> None:
-        o = app.output.out
-        o.print(f"[bold]{v.name}[/]  {v.path}")
-        o.print(f"quota: {human_size(info.quota_bytes)}")
+        o = app.output
+        o.say("[bold]{}[/]  {}", v.name, v.path)
+        o.say("quota: {}", human_size(info.quota_bytes))
         for f in forks:
             mark = "*" if f.is_default else " "
             state = "dirty" if f.dirty else "clean"
-            o.print(f" {mark} {f.name:<20} {f.head[:12]}  {state}")
+            o.say(" {} {:<20} {}  {}", mark, f.name, f.head[:12], state)
 
     app.output.result("vault_info", {"vault": info, "forks": forks}, human)
 
@@ -121,7 +126,7 @@ def use_cmd(app: App, spec: str) -> None:
     app.output.result(
         "vault_use",
         {"vault": vname, "fork": fork or v.default_fork},
-        lambda: app.output.info(f"using {vname}:{fork or v.default_fork}"),
+        lambda: app.output.info("using {}:{}", vname, fork or v.default_fork),
     )
 
 
@@ -130,9 +135,9 @@ def use_cmd(app: App, spec: str) -> None:
 @pass_app
 def path_cmd(app: App, spec: str | None) -> None:
     """Print the vault's git directory (for `git --git-dir`, `git clone`)."""
-    v, fork = app.home.resolve(spec or app.vault_spec)
+    v, fork = app.resolve(spec or app.vault_spec)
     app.output.result(
-        "vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: click.echo(v.path)
+        "vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: app.output.plain("{}", v.path)
     )
 
 
@@ -151,12 +156,12 @@ def fork_cmd(app: App, args: tuple[str, ...]) -> None:
         source_spec, new = args
     else:
         raise UsageError("usage: avfs vault fork [VAULT[:FORK]] NEW")
-    v, src = app.home.resolve(source_spec)
+    v, src = app.resolve(source_spec)
     info = v.create_fork(src, new)
     app.output.result(
         "fork_create",
         {"fork": info, "source": src},
-        lambda: app.output.out.print(f"forked {v.name}:{src} -> {v.name}:{new} at {info.base[:12]}"),
+        lambda: app.output.say("forked {v}:{} -> {v}:{} at {}", src, new, info.base[:12], v=v.name),
     )
 
 
@@ -180,14 +185,16 @@ def delete_cmd(app: App, spec: str, force: bool) -> None:
         app.output.result(
             "vault_delete",
             {"vault": vname, "fork": fork, "op_id": op.id, "trash": None},
-            lambda: app.output.info(f"deleted fork {spec} (undo: `avfs --vault {vname} undo --op {op.id}`)"),
+            lambda: app.output.info(
+                "deleted fork {} (undo: `avfs --vault {} undo --op {}`)", spec, vname, op.id
+            ),
         )
         return
     dest = app.home.delete_vault(vname, force=force)
     app.output.result(
         "vault_delete",
         {"vault": vname, "fork": None, "op_id": None, "trash": dest},
-        lambda: app.output.info(f"deleted vault {vname} (restore: `avfs vault restore {vname}`)"),
+        lambda: app.output.info("deleted vault {v} (restore: `avfs vault restore {v}`)", v=vname),
     )
 
 
@@ -198,7 +205,7 @@ def restore_cmd(app: App, name: str) -> None:
     """Bring back a deleted vault from the trash."""
     v = app.home.restore_vault(name)
     app.output.result(
-        "vault_restore", {"vault": app.home.info(v.name)}, lambda: app.output.info(f"restored vault {name}")
+        "vault_restore", {"vault": app.home.info(v.name)}, lambda: app.output.info("restored vault {}", name)
     )
 
 
@@ -265,17 +272,22 @@ def _limit(n: int | None, size: bool) -> str:
 
 
 def _print_usage(app: App, u: QuotaUsage) -> None:
-    o = app.output.out
-    o.print(
-        f"{u.vault}: {human_size(u.used_bytes)} of {_limit(u.quota_bytes, True)}"
-        f" (git objects {human_size(u.objects_bytes)}, uncheckpointed {human_size(u.overlay_bytes)});"
-        f" {u.used_files} uncheckpointed files of {_limit(u.quota_files, False)}"
+    o = app.output
+    o.say(
+        "{}: {} of {} (git objects {}, uncheckpointed {}); {} uncheckpointed files of {}",
+        u.vault,
+        human_size(u.used_bytes),
+        _limit(u.quota_bytes, True),
+        human_size(u.objects_bytes),
+        human_size(u.overlay_bytes),
+        u.used_files,
+        _limit(u.quota_files, False),
     )
     for f in u.forks:
         if f.overlay_bytes or f.overlay_files:
-            o.print(f"  {f.fork:<20} {human_size(f.overlay_bytes):>8}  {f.overlay_files} files")
+            o.say("  {:<20} {:>8}  {} files", f.fork, human_size(f.overlay_bytes), f.overlay_files)
     for what in u.over:
-        app.output.warn(f"{u.vault} is over its {what} quota: changes that add {what} are refused")
+        o.warn("{v} is over its {w} quota: changes that add {w} are refused", v=u.vault, w=what)
 
 
 @quota.command("show")
@@ -317,15 +329,22 @@ def quota_set(app: App, size: str | None, max_bytes: str | None, max_files: str 
             else (f"{u.used_files} files", f"{u.quota_files} files")
         )
         app.output.warn(
-            f"{v.name} already uses {used}, over the new quota of {limit}: changes that add"
-            f" {what} are refused until a checkpoint, rm or fork delete brings it under"
+            "{} already uses {}, over the new quota of {}: changes that add {} are refused until a"
+            " checkpoint, rm or fork delete brings it under",
+            v.name,
+            used,
+            limit,
+            what,
         )
     app.output.result(
         "quota",
         _usage_doc(u, fork),
         lambda: app.output.info(
-            f"quota of {v.name} is now {_limit(u.quota_bytes, True)} and"
-            f" {_limit(u.quota_files, False)} files ({human_size(u.used_bytes)} and"
-            f" {u.used_files} files used)"
+            "quota of {} is now {} and {} files ({} and {} files used)",
+            v.name,
+            _limit(u.quota_bytes, True),
+            _limit(u.quota_files, False),
+            human_size(u.used_bytes),
+            u.used_files,
         ),
     )

@@ -28,18 +28,22 @@ def status_cmd(app: App) -> None:
     tip = data["head"]
 
     def human() -> None:
-        o = app.output.out
-        o.print(f"on [bold]{vault.name}:{fork}[/] at {ws.base[:12]}")
+        o = app.output
+        o.say("on [bold]{}:{}[/] at {}", vault.name, fork, ws.base[:12])
         if tip != ws.base:
-            o.print(
-                f"[yellow]the fork moved to {str(tip)[:12]} since; checkpoint will stop until you restore or merge[/]"
+            o.say(
+                "[yellow]the fork moved to {} since; checkpoint will stop until you restore or merge[/]",
+                str(tip)[:12],
             )
         if not changes:
-            o.print("nothing changed since the last checkpoint")
+            o.say("nothing changed since the last checkpoint")
         for c in changes:
             letter = _LETTER[c.status]
-            name = f"{c.old_path} -> {c.path}" if c.old_path else c.path
-            o.print(f"[{_COLOUR[letter]}]{letter}[/] {name}", markup=True)
+            mark = "[" + _COLOUR[letter] + "]" + letter + "[/] "  # markup of our own
+            if c.old_path:
+                o.say(mark + "{} -> {}", c.old_path, c.path)
+            else:
+                o.say(mark + "{}", c.path)
 
     app.output.result("status", data, human)
 
@@ -60,18 +64,19 @@ def log_cmd(app: App, all_forks: bool, limit: int | None, oneline: bool, rev: st
     commits = history.log(vault, fork, all_forks=all_forks, limit=limit, rev=rev)
 
     def human() -> None:
-        o = app.output.out
+        o = app.output
         for c in commits:
-            names_ = f" [green]({', '.join(c.checkpoints)})[/]" if c.checkpoints else ""
-            first = c.message.splitlines()[0] if c.message else ""
+            names_ = o.markup(" [green]({})[/]", ", ".join(c.checkpoints)) if c.checkpoints else ""
+            first = c.message.split("\n", 1)[0]  # git's subject: a CR does not end it
             if oneline:
-                o.print(f"[yellow]{c.id[:12]}[/]{names_} {first}", markup=True)
+                o.say("[yellow]{}[/]" + names_ + " {}", c.id[:12], first)
             else:
-                o.print(f"[yellow]commit {c.id}[/]{names_}", markup=True)
-                o.print(f"Author: {c.author} <{c.author_email}>\nDate:   {c.time}\n", markup=False)
-                for line in c.message.rstrip().splitlines():
-                    o.print("    " + line, markup=False)
-                o.print()
+                o.say("[yellow]commit {}[/]" + names_, c.id)
+                o.say("Author: {} <{}>", c.author, c.author_email)
+                o.say("Date:   {}\n", c.time)
+                for line in c.message.rstrip("\n").split("\n"):
+                    o.say("    {}", line)
+                o.say()
 
     app.output.result("log", {"vault": vault.name, "fork": fork, "all": all_forks, "commits": commits}, human)
 
@@ -117,18 +122,22 @@ def diff_cmd(
     if name_status:
         for c in result.changes:
             letter = _LETTER[c.status]
-            click.echo(f"{letter}\t{c.old_path}\t{c.path}" if c.old_path else f"{letter}\t{c.path}")
+            if c.old_path:
+                app.output.plain(letter + "\t{}\t{}", c.old_path, c.path)
+            else:
+                app.output.plain(letter + "\t{}", c.path)
     elif stat:
+        from .output import shown
+
         rows = history.diff_stat(vault, result, fork)
-        width = max((len(p) for p, *_ in rows), default=0)
+        width = max((len(shown(p)) for p, *_ in rows), default=0)
         ti = td = 0
         for p, i, d, b in rows:
             ti += i
             td += d
-            click.echo(
-                f" {p:<{width}} | " + ("Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40))
-            )
-        click.echo(f" {len(rows)} files changed, {ti} insertions(+), {td} deletions(-)")
+            bar = "Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)
+            app.output.plain(" {:<{width}} | {}", p, bar, width=width)
+        app.output.plain(" {} files changed, {} insertions(+), {} deletions(-)", len(rows), ti, td)
     else:
         import sys
 
@@ -148,7 +157,9 @@ def checkout_cmd(app: App, path: str, rev: str) -> None:
     vault, fork = app.target()
     op = cp.checkout(vault, fork, path, rev)
     app.output.result(
-        "operation", {"vault": vault.name, "fork": fork, "operation": op}, lambda: app.output.info(op.summary)
+        "operation",
+        {"vault": vault.name, "fork": fork, "operation": op},
+        lambda: app.output.info("{}", op.summary),
     )
 
 
@@ -165,5 +176,5 @@ def revert_cmd(app: App, rev: str, message: str | None) -> None:
     app.output.result(
         "checkpoint",
         {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id},
-        lambda: app.output.out.print(f"reverted {rev}: new checkpoint {res.checkpoint.commit[:12]}"),
+        lambda: app.output.say("reverted {}: new checkpoint {}", rev, res.checkpoint.commit[:12]),
     )

@@ -26,7 +26,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core import audit, names
-from ..core.errors import EXIT_APPROVAL, EXIT_DENIED, AvfsError, InternalError, UsageError
+from ..core.errors import EXIT_DENIED, AvfsError, InternalError, UsageError
 from ..core.types import Change
 from . import approval, runner
 
@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from ..core.vault import Vault
     from ..core.workspace import Workspace
 
-EXIT_AVFS_FAILED = 125
+# When the command did not run, the codes `timeout`, `env` and `chroot` use for "the command
+# was not run" (docs/proxy.md, Exit codes): whenever it ran, its own code (124: timed out).
+EXIT_AVFS_FAILED = 125  # avfs itself failed: missing vault or fork, bad usage, mount failure
+EXIT_REFUSED = 126  # the policy refused it: denied, approval required, approval token refused
 # what a command sees of the caller's environment unless --inherit-env (plus AVFS_* below)
 PASSED_ENV = (
     "PATH",
@@ -200,19 +203,20 @@ def execute(
     """Run one request through the whole lifecycle; never raises (errors are in the result).
     ``cancel``: stop the command when it is set (a client of the exec server went away)."""
     t0 = time.monotonic()
-    res = ExecResult(request=_request_dict(vault.name, fork, req, req.timeout_ms or 0))
+    res = ExecResult(request=_request_dict(vault.name, fork, req, max(req.timeout_ms or 0, 0)))
     cleanup: list[Any] = []
     try:
         _execute(home, vault, fork, req, res, policy, cleanup, cancel)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
-            # the command did not run: a refused approval token is a denial (4); anything
-            # else is avfs failing (125), so no code is mistaken for the command's own
-            res.exit_code = EXIT_DENIED if exc.exit_code == EXIT_DENIED else EXIT_AVFS_FAILED
+            # the command did not run: a refused approval token is the policy refusing it
+            # (126); anything else is avfs failing (125)
+            res.exit_code = EXIT_REFUSED if exc.exit_code == EXIT_DENIED else EXIT_AVFS_FAILED
     except Exception as exc:  # an avfs bug: still one envelope
         res.error = InternalError(f"internal error: {type(exc).__name__}: {exc}").to_dict()
-        res.exit_code = EXIT_AVFS_FAILED
+        if res.result is None:
+            res.exit_code = EXIT_AVFS_FAILED
     finally:
         for fn in reversed(cleanup):
             try:
@@ -260,7 +264,7 @@ def _execute(
     res.decision = _decision_dict(decision)
     action = Outcome(decision.action)
     if action is Outcome.DENY:
-        res.exit_code = EXIT_DENIED
+        res.exit_code = EXIT_REFUSED
         res.error = {
             "code": "policy_denied",
             "message": f"denied by policy: {decision.reason}",
@@ -277,7 +281,7 @@ def _execute(
         if req.approve is None:
             res.approval = approval.issue(home.path, bound, pol.hash)
             res.approval["stdin_sha256"] = stdin_sha
-            res.exit_code = EXIT_APPROVAL
+            res.exit_code = EXIT_REFUSED
             res.error = {
                 "code": "approval_required",
                 "message": f"this command needs approval: {decision.reason}",
@@ -389,8 +393,7 @@ def _execute(
     else:
         failed = _write_back(ws, copy)
         if failed:
-            copy.keep = True
-            res.exit_code = EXIT_AVFS_FAILED
+            copy.keep = True  # the exit code stays the command's: it ran (see docs/proxy.md)
             res.error = {
                 "code": "write_back_incomplete",
                 "message": f"{len(failed)} path(s) the command wrote could not be written back to the fork",

@@ -171,3 +171,59 @@ def request_from(
         stdin=stdin if values["stdin"] else subprocess.DEVNULL,
         base_env=None if env is None else tuple(env.items()),
     )
+
+
+def defaults() -> dict[str, Any]:
+    """Every option's default value, by destination."""
+    return {o.dest: o.default for o in EXEC_OPTIONS}
+
+
+def _name_or_none(text: str | None, pattern: str) -> str | None:
+    import re
+
+    return text if text and len(text) <= 100 and re.fullmatch(pattern, text) else None
+
+
+def failed_envelope(
+    spec: str | None,
+    values: dict[str, Any] | None,
+    argv: list[str] | tuple[str, ...],
+    error: dict[str, Any],
+    exit_code: int = 125,
+) -> dict[str, Any]:
+    """The ``proxy_exec_result`` envelope (as data, without ``schema_version``/``kind``) of a
+    call that failed before :func:`~.execute.execute` could run: the vault or fork does not
+    exist, no vault is selected, the arguments are wrong, the mount daemon died. The command
+    did not run (``result`` is null). ``spec``: the ``VAULT[:FORK]`` asked for (a part that is
+    not a valid name is reported as null); ``values``: the options parsed so far."""
+    vals = defaults()
+    vals.update(values or {})
+    vault, _, fork = (spec or "").partition(":")
+    seg = "[A-Za-z0-9_][A-Za-z0-9._+-]*"
+    timeout = vals.get("timeout_ms")
+    return {
+        "success": False,
+        "request": {
+            "vault": _name_or_none(vault, seg),
+            "fork": _name_or_none(fork, f"{seg}(?:/{seg})*"),
+            "argv": list(argv) or None,
+            "shell": vals.get("shell") if isinstance(vals.get("shell"), str) else None,
+            "cwd": vals.get("cwd") if isinstance(vals.get("cwd"), str) else "",
+            "timeout_ms": timeout if isinstance(timeout, int) and timeout >= 0 else 0,
+            "checkpoint": vals.get("checkpoint") if vals.get("checkpoint") in ("auto", "always") else "auto",
+            "commit": not vals.get("no_commit"),
+            "mode": vals.get("mode") if vals.get("mode") in ("auto", "fuse", "materialized") else "auto",
+        },
+        "decision": None,
+        "approval": None,
+        "checkpoint": None,
+        "mount": None,
+        "isolation": None,
+        "result": None,
+        "changes": [],
+        "commit": None,
+        "state": None,
+        "error": error,
+        "exit_code": exit_code,
+        "duration_ms": 0.0,
+    }

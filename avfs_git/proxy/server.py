@@ -118,9 +118,11 @@ class ExecServer:
                 log.exception("proxy exec request")
                 from ..core.errors import InternalError
                 from ..core.types import json_document
+                from .options import failed_envelope
 
                 err = InternalError(f"the mount daemon failed: {type(exc).__name__}: {exc}")
-                code, document = 125, json_document("error", {"error": err.to_dict()})
+                env = failed_envelope(f"{self.vault.name}:{self.fork}", None, [], err.to_dict())
+                code, document = env["exit_code"], json_document("proxy_exec_result", env)
             finally:
                 for fd in fds:
                     try:
@@ -136,7 +138,7 @@ class ExecServer:
         from ..core.errors import AvfsError
         from ..core.types import json_document
         from .execute import execute
-        from .options import request_from
+        from .options import failed_envelope, request_from
 
         if req.get("v") != PROTOCOL:
             raise ValueError(f"protocol {req.get('v')!r} is not {PROTOCOL}")
@@ -145,7 +147,9 @@ class ExecServer:
         try:
             request = request_from(values, req["argv"], stdin=stdin_fd, env=dict(req.get("env") or {}))
         except AvfsError as err:
-            return err.exit_code, json_document("error", {"error": err.to_dict()})
+            spec = f"{self.vault.name}:{self.fork}"
+            env = failed_envelope(spec, values, req["argv"], err.to_dict())
+            return env["exit_code"], json_document("proxy_exec_result", env)
         cancel = threading.Event()
         threading.Thread(target=_watch_client, args=(conn, cancel), daemon=True).start()
         res = execute(self.home, self.vault, self.fork, request, cancel=cancel)

@@ -1,0 +1,44 @@
+"""How a user-supplied string (a path, a fork or checkpoint name, a message, an error) is
+shown to a person: exactly as it is, unless the terminal would act on it.
+
+Control characters (newline, carriage return, ESC, DEL, C1 controls) and bytes that are not
+UTF-8 (file names arrive with them as lone surrogates) never reach the terminal raw: such a
+string is shown C-quoted in double quotes, as git shows a path under ``core.quotePath``
+(``"a\\nb"``, ``"\\033[31m"``, ``"caf\\303"``). A string that starts with a double quote is
+quoted too, so a quoted form is never mistaken for a name that only looks like one.
+Everything else, brackets and backslashes included, is shown unchanged.
+
+rich markup is a separate concern, handled once where rich renders (:mod:`.output`).
+Cheap to import: the ``proxy exec`` fast path uses it.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["shown"]
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NAMED = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+
+
+def _quoted_char(ch: str) -> str:
+    if ch == "\\" or ch == '"':
+        return "\\" + ch
+    if ch in _NAMED:
+        return _NAMED[ch]
+    if _UNSAFE.match(ch):
+        try:
+            raw = ch.encode("utf-8", "surrogateescape")  # the byte a non-UTF-8 name held
+        except UnicodeEncodeError:
+            raw = ch.encode("utf-8", "surrogatepass")
+        return "".join(f"\\{b:03o}" for b in raw)
+    return ch
+
+
+def shown(text: str) -> str:
+    """``text`` ready for a terminal: unchanged, or C-quoted when it holds a control
+    character or a byte that is not UTF-8 (or starts with ``"``)."""
+    if not _UNSAFE.search(text) and not text.startswith('"'):
+        return text
+    return '"' + "".join(_quoted_char(ch) for ch in text) + '"'

@@ -1,0 +1,172 @@
+"""`avfs mount` / `avfs unmount` name what they could not find, with real mounts.
+
+A ``VAULT:FORK`` whose vault does not exist is never taken for a directory (it used to
+mount the default vault, or ask for a mount point ``./wrok:agent-1``); close names are
+suggested; `unmount` takes a mount point as `umount` does; a bare `unmount` with several
+mounts live refuses and lists them. Real processes (`python -m avfs_git`), real FUSE mounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.home import Home
+from avfs_git.fuse import mounts
+
+from .conftest import CliResult
+from .test_fuse import require_fuse
+from .test_json_schemas import validate
+
+
+@pytest.fixture
+def two(home: Home) -> Iterator[Home]:
+    """Vaults `attrs` (the default) and `work` (with fork agent-1); every mount a test makes
+    is gone afterwards."""
+    require_fuse()
+    home.create_vault("attrs")
+    home.use("attrs")
+    home.create_vault("work").create_fork("main", "agent-1")
+    try:
+        yield home
+    finally:
+        for m in mounts.list_mounts(home):
+            mounts.unmount(home, home.vault(m.vault), m.fork, revision=m.revision, lazy=True)
+
+
+def _avfs(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> CliResult:
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+    return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+
+
+def _error(r: CliResult, code: str, exit_code: int = 1) -> dict[str, Any]:
+    doc = r.json()
+    assert validate(doc) == "error" and r.code == exit_code and doc["error"]["code"] == code, r
+    return doc["error"]
+
+
+def _live(home: Home) -> list[tuple[str, str]]:
+    return sorted((m.vault, m.fork) for m in mounts.list_mounts(home))
+
+
+def test_a_mistyped_vault_is_named_never_taken_for_a_directory(two, tmp_path):
+    (tmp_path / "cwd").mkdir()
+    cwd = str(tmp_path / "cwd")
+    err = _error(_avfs("--json", "mount", "attr:a1", cwd=cwd), "vault_not_found")
+    assert err["message"] == f"no vault named 'attr' in {two.path}"
+    assert err["details"]["suggestions"] == ["attrs"] and err["hint"].startswith("did you mean 'attrs'?")
+    # AVFS_VAULT selects another vault: the argument is still read as VAULT:FORK
+    err = _error(
+        _avfs("--json", "mount", "wrok:agent-1", env={"AVFS_VAULT": "work"}, cwd=cwd), "vault_not_found"
+    )
+    assert err["details"] == {"vault": "wrok", "home": two.path, "suggestions": ["work"]}
+    r = _avfs("mount", "wrok:agent-1", env={"AVFS_VAULT": "work"}, cwd=cwd)
+    assert (
+        r.code == 1
+        and r.out == ""
+        and r.err
+        == (
+            f"avfs: error: no vault named 'wrok' in {two.path}\n"
+            "  hint: did you mean 'work'? `avfs vault list` shows the vaults; `avfs vault create NAME` makes one\n"
+        )
+    )
+    # @REV too, and a fork that does not exist (its vault does)
+    _error(_avfs("--json", "mount", "attr@main", cwd=cwd), "vault_not_found")
+    err = _error(_avfs("--json", "mount", "work:agent-2", cwd=cwd), "fork_not_found")
+    assert err["details"]["suggestions"] == ["agent-1"]
+    # a bare word that is neither a vault nor a directory: both readings named
+    err = _error(_avfs("--json", "mount", "attr", cwd=cwd), "vault_not_found")
+    assert err["message"] == "no vault named 'attr', and no directory 'attr' to mount on"
+    assert err["details"]["suggestions"] == ["attrs"]
+    assert _live(two) == [] and os.listdir(cwd) == []
+
+
+def test_an_existing_directory_or_a_path_is_a_mount_point(two, tmp_path):
+    (tmp_path / "attr").mkdir()
+    r = _avfs("--json", "mount", "attr", cwd=str(tmp_path))  # a directory: the default vault there
+    assert r.code == 0, r
+    assert r.json()["mount"]["mountpoint"] == str(tmp_path / "attr") and _live(two) == [("attrs", "main")]
+    r = _avfs("--json", "unmount", "./attr", cwd=str(tmp_path))  # by its mount point, relative
+    assert r.code == 0 and r.json()["mount"]["mountpoint"] == str(tmp_path / "attr"), r
+    assert _live(two) == []
+
+
+def test_unmount_by_mount_point_and_refusing_to_pick(two, tmp_path):
+    a = _avfs("mount", "attrs:main").out.strip()
+    w = _avfs("mount", "work:agent-1").out.strip()
+    assert _live(two) == [("attrs", "main"), ("work", "agent-1")]
+    # bare unmount with two live: refuses, lists both, unmounts nothing
+    r = _avfs("--json", "unmount")
+    err = _error(r, "usage", exit_code=2)
+    assert err["details"]["mounts"] == [
+        {"vault": "attrs", "fork": "main", "mountpoint": a},
+        {"vault": "work", "fork": "agent-1", "mountpoint": w},
+    ]
+    r = _avfs("unmount")
+    assert r.code == 2 and f"attrs:main at {a}" in r.err and f"work:agent-1 at {w}" in r.err
+    assert _live(two) == [("attrs", "main"), ("work", "agent-1")]
+    # a mount point where avfs mounted nothing is an error; a mistyped VAULT:FORK too
+    _error(_avfs("--json", "unmount", str(tmp_path)), "not_found")
+    _error(_avfs("--json", "unmount", "wrok:agent-1"), "vault_not_found")
+    assert _live(two) == [("attrs", "main"), ("work", "agent-1")]
+    # by mount point, as umount
+    r = _avfs("--json", "unmount", w)
+    doc = r.json()
+    assert r.code == 0 and validate(doc) == "unmount" and (doc["vault"], doc["fork"]) == ("work", "agent-1")
+    assert not mounts._mounted_at(w) and _live(two) == [("attrs", "main")]
+    # one live: a bare unmount takes it, whichever vault it is of
+    r = _avfs("unmount", env={"AVFS_HOME": two.path})
+    assert r.code == 0 and r.err == f"unmounted {a}\n", r
+    assert _live(two) == []
+    # nothing live: the selected fork, harmlessly
+    r = _avfs("--json", "unmount")
+    assert r.code == 0 and json.loads(r.out)["mount"] is None
+
+
+def test_a_read_only_revision_mount_unmounts_by_its_path(two, tmp_path):
+    mp = tmp_path / "rev"
+    mp.mkdir()
+    r = _avfs("--json", "mount", "attrs@main", str(mp))
+    assert r.code == 0 and r.json()["mount"]["read_only"], r
+    r = _avfs("--json", "unmount", str(mp))
+    assert r.code == 0 and r.json()["mount"]["revision"], r
+    assert _live(two) == [] and not mounts._mounted_at(str(mp))
+
+
+def test_other_commands_suggest_close_names(two):
+    err = _error(_avfs("--json", "--vault", "atrs", "status"), "vault_not_found")
+    assert err["details"]["suggestions"] == ["attrs"]
+    err = _error(_avfs("--json", "--vault", "work:agent1", "ls"), "fork_not_found")
+    assert err["details"]["suggestions"] == ["agent-1"]
+    # proxy exec's envelope carries the same error
+    r = _avfs("--json", "--vault", "wrk:agent-1", "proxy", "exec", "--", "true")
+    doc = r.json()
+    assert r.code == 125 and validate(doc) == "proxy_exec_result", r
+    assert doc["error"]["details"]["suggestions"] == ["work"]
+    # nothing close: no suggestion
+    err = _error(_avfs("--json", "--vault", "zzzzzz", "status"), "vault_not_found")
+    assert "suggestions" not in err["details"]
+
+
+def test_mount_point_paths_resolve_symlinks(two, tmp_path):
+    mp = tmp_path / "real"
+    mp.mkdir()
+    link = Path(tmp_path / "link")
+    link.symlink_to(mp)
+    assert _avfs("mount", "work:agent-1", str(mp)).code == 0
+    r = _avfs("--json", "unmount", str(link))
+    assert r.code == 0 and r.json()["fork"] == "agent-1", r
+    assert _live(two) == []
