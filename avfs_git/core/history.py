@@ -275,7 +275,13 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
         old_path = c.old_path or c.path
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
-        patch = pygit2.Patch.create_from(a, b, old_path, c.path)
+        # the names only label the patch; libgit2 wants UTF-8, and a name from git may not be
+        patch = pygit2.Patch.create_from(a, b, _label(old_path), _label(c.path))
         _, ins, dels = patch.line_stats
         out.append((c.path, ins, dels, bool(patch.delta.is_binary)))
     return out
+
+
+def _label(path: str) -> str:
+    """``path`` as valid UTF-8 (a non-UTF-8 name read from git carries surrogate escapes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
