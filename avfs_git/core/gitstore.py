@@ -17,6 +17,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from .errors import CorruptStateError, InternalError, RevisionNotFoundError
+from .identity import Identity, Signatures, resolve
 from .objects import BlobStream, ObjectReader
 from .threads import ThreadSlots
 from .types import MODE_TREE
@@ -218,15 +219,27 @@ class GitStore:
             raise RevisionNotFoundError(f"{oid} is not a commit")
         return obj
 
-    def signature(self, name: str | None = None, email: str | None = None) -> pygit2.Signature:
+    def signature(self, ident: Identity | None = None, fallback: tuple[str, str] | None = None) -> Signatures:
+        """Author and committer of a new commit, in git's order (see :mod:`.identity`):
+        ``ident`` (the environment), then the vault's config and the global ones
+        (``author.name``/``committer.name`` before ``user.name``), then ``fallback``,
+        then avfs' default."""
         import pygit2
 
-        if name and email:
-            return pygit2.Signature(name, email)
         try:
-            return self.repo.default_signature
-        except (KeyError, pygit2.GitError):
-            return pygit2.Signature(name or "avfs", email or "avfs@localhost")
+            cfg = self.repo.config.snapshot()
+        except pygit2.GitError:
+            cfg = None
+
+        def get(key: str) -> str | None:
+            if cfg is None:
+                return None
+            try:
+                return str(cfg[key]) or None
+            except (KeyError, pygit2.GitError, ValueError):
+                return None
+
+        return resolve(ident, get, fallback)
 
     def has_object(self, oid: str) -> bool:
         import pygit2
@@ -246,30 +259,30 @@ class GitStore:
         tree: str,
         parents: list[str],
         message: str,
-        author: pygit2.Signature | None = None,
+        author: Signatures | None = None,
         pack: PackWriter | None = None,
     ) -> str:
         """Write a commit object without moving any ref (refs move by CAS in :mod:`.refs`).
 
-        With ``pack`` the commit goes into that pack (the caller finishes it).
+        ``author``: who the commit is by (author and committer, :meth:`signature` when
+        None). With ``pack`` the commit goes into that pack (the caller finishes it).
         """
+        sigs = (author or self.signature()).now()
+        # the commit's text is written here for both paths: libgit2's signatures refuse an
+        # empty email, which git (and so GIT_AUTHOR_EMAIL="") records
+        head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
+        text = f"{head}author {sigs.author.line()}\ncommitter {sigs.committer.line()}\n\n{message}"
+        data = text.encode("utf-8")
         if pack is not None:
             from .packwriter import OBJ_COMMIT
 
-            sig = author or self.signature()
-            ident = f"{sig.name} <{sig.email}> {int(time.time())} +0000"
-            head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
-            text = f"{head}author {ident}\ncommitter {ident}\n\n{message}"
-            return pack.add(OBJ_COMMIT, text.encode("utf-8"))
+            return pack.add(OBJ_COMMIT, data)
         import pygit2
 
-        sig = author or self.signature()
-        now = pygit2.Signature(sig.name, sig.email, int(time.time()), 0)
         try:
-            oid = self.repo.create_commit(None, now, now, message, pygit2.Oid(hex=tree), parents)
-        except pygit2.GitError as exc:
+            return str(self.repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
+        except (OSError, pygit2.GitError) as exc:
             raise InternalError(f"cannot write commit: {exc}") from exc
-        return str(oid)
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:

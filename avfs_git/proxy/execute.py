@@ -13,6 +13,7 @@ command runs there, and what differs afterwards is written back (``mode: materia
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -50,6 +51,13 @@ PASSED_ENV = (
     "TERM",
     "TZ",
     "TMPDIR",
+    # who a `git commit` the command makes is by: the same people as the exec's own commit
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_AUTHOR_DATE",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_COMMITTER_DATE",
 )
 MODES = ("auto", "fuse", "materialized")
 
@@ -203,7 +211,8 @@ def execute(
     res = ExecResult(request=_request_dict(vault.name, fork, req, req.timeout_ms or 0))
     cleanup: list[Any] = []
     try:
-        _execute(home, vault, fork, req, res, policy, cleanup, cancel)
+        with _identity(req):
+            _execute(home, vault, fork, req, res, policy, cleanup, cancel)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
@@ -223,6 +232,16 @@ def execute(
         res.duration_ms = round((time.monotonic() - t0) * 1000, 3)
         _audit(vault, res)
     return res
+
+
+def _identity(req: ExecRequest) -> Any:
+    """The commits of an exec run for a caller whose environment came with the request (a
+    mount's daemon serving a client) take the caller's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``."""
+    if req.base_env is None:
+        return contextlib.nullcontext()  # this process' own environment: the home has it
+    from ..core import identity
+
+    return identity.using(identity.from_environ(dict(req.base_env)))
 
 
 def _execute(
