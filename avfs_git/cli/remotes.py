@@ -89,6 +89,8 @@ def _transfer_human(app: App, res: object, verb: str) -> None:
         old = u.old[:12] if u.old else "(new)"
         new = u.new[:12] if u.new else "(deleted)"
         click.echo(f"{u.ref}\t{old} -> {new}")
+    for w in res.warnings:
+        app.output.warn(w)
     for lb in res.left_behind:
         app.output.warn(
             f"{lb['fork']}: {lb['uncheckpointed_changes']} uncheckpointed change(s) not {verb}"

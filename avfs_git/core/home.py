@@ -284,7 +284,8 @@ class Home:
         """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
         its branches become forks, its tags and named checkpoints come along, and it gets
         ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
-        from .remote import RemoteError, redact
+        from .redact import redact
+        from .remote import RemoteError
 
         names.check_vault_name(name)
         tmp, final = self._new_vault_dir(name)

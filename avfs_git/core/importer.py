@@ -324,18 +324,12 @@ def clone_into(
     (without credentials). Returns the default fork when it is not ``main``. The server is
     reached as for every remote (:func:`.remote.transport`: ssh settings, credential
     helpers, ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
-    from urllib.parse import unquote
+    from .redact import redact, split_credentials
+    from .remote import transport
 
-    from .remote import _CREDS, redact, strip_credentials, transport
-
-    clean, stripped = strip_credentials(url)
-    # a URL's user:password@ never goes on git's command line (world-readable in
-    # /proc/*/cmdline): git gets the URL without it and the pair through the environment
-    creds: tuple[str, str] | None = None
-    m = _CREDS.match(url) if stripped else None
-    if m is not None:
-        user, _, password = m.group("cred").partition(":")
-        creds = (unquote(user), unquote(password))
+    # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
+    # git gets the URL without it and the pair through the environment
+    clean, creds = split_credentials(url)
     transport(
         git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", clean,
         "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",

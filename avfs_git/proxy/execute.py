@@ -590,8 +590,11 @@ def _stdin_digest(
 
 
 def _short(text: str, n: int = 200) -> str:
-    # arguments that are not UTF-8 (surrogate escapes) cannot go into a commit message as is
-    text = " ".join(text.encode("utf-8", "replace").decode("utf-8").split())
+    from ..core.redact import redact
+
+    # arguments that are not UTF-8 (surrogate escapes) cannot go into a commit message as is;
+    # a URL's credentials (`git push https://TOKEN@host/...`) never go into one
+    text = redact(" ".join(text.encode("utf-8", "replace").decode("utf-8").split()))
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
