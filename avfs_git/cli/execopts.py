@@ -338,13 +338,9 @@ def fast_main(args: list[str]) -> int | None:
 
         return _print_error(glob["json"], Interrupted("interrupted"))
     except Exception as exc:  # one error document, as the click CLI would print
-        from ..core.errors import AvfsError, InternalError
+        from ..core.errors import AvfsError, unexpected
 
-        err = (
-            exc
-            if isinstance(exc, AvfsError)
-            else InternalError(f"internal error: {type(exc).__name__}: {exc}")
-        )
+        err = exc if isinstance(exc, AvfsError) else unexpected(exc)
         return _print_error(glob["json"], err)
     render(glob["json"], json_document("proxy_exec_result", res.to_dict()))
     return res.exit_code

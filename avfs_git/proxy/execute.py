@@ -27,7 +27,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core import audit, names
-from ..core.errors import EXIT_APPROVAL, EXIT_DENIED, AvfsError, InternalError, UsageError
+from ..core.errors import EXIT_APPROVAL, EXIT_DENIED, AvfsError, InternalError, UsageError, unexpected
 from ..core.types import Change
 from . import approval, runner
 
@@ -219,8 +219,8 @@ def execute(
             # the command did not run: a refused approval token is a denial (4); anything
             # else is avfs failing (125), so no code is mistaken for the command's own
             res.exit_code = EXIT_DENIED if exc.exit_code == EXIT_DENIED else EXIT_AVFS_FAILED
-    except Exception as exc:  # an avfs bug: still one envelope
-        res.error = InternalError(f"internal error: {type(exc).__name__}: {exc}").to_dict()
+    except Exception as exc:  # an avfs bug (or a full disk): still one envelope
+        res.error = unexpected(exc).to_dict()
         res.exit_code = EXIT_AVFS_FAILED
     finally:
         for fn in reversed(cleanup):
