@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pygit2
 
-from . import names, packwriter, refs
+from . import locks, names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -28,6 +28,7 @@ from .errors import (
     RefMovedError,
     RevisionNotFoundError,
     UsageError,
+    from_oserror,
 )
 from .gitstore import rfc3339
 from .history import checkpoint_names, resolve
@@ -126,7 +127,7 @@ def save(
         if "/" in name:
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
     ws = vault.workspace(fork)
-    with vault.lock(fork):
+    with _no_exec_running(vault, fork), vault.lock(fork):
         ws._sync_base()
         name_ref = refs.checkpoint_ref(fork, name) if name else None
         repo = vault.store.repo
@@ -176,6 +177,19 @@ def save(
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
     return CheckpointResult(info, commit is not None, op_id)
+
+
+def _no_exec_running(vault: Vault, fork: str) -> Any:
+    """Wait (``AVFS_LOCK_WAIT``, 10 s by default) for a ``proxy exec`` running on ``fork``,
+    then :class:`.errors.BusyError` (exit 75): its commit holds exactly its command's
+    changes (docs/proxy.md), which a checkpoint taken meanwhile would split. The exec's own
+    checkpoints hold the lock already (it is re-entrant per thread)."""
+    path = locks.exec_lock_path(vault.state_dir, fork)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as exc:
+        raise from_oserror(exc, os.path.dirname(path)) from exc
+    return locks.file_lock(path, what=f"fork {fork} of vault {vault.name} (a `proxy exec` runs there)")
 
 
 def list_checkpoints(

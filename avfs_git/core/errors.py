@@ -237,7 +237,7 @@ class NoSpaceError(AvfsError):
     errno = _errno.ENOSPC
 
 
-_FULL_MARKERS = ("no space left on device", "database or disk is full", "disk quota exceeded")
+_FULL_MARKERS = ("no space left on device", "database or disk is full")
 
 
 def no_space(path: str | None = None) -> NoSpaceError:

@@ -61,6 +61,8 @@ def translated(func: F) -> F:
             return func(*args, **kwargs)
         except AvfsError as exc:
             raise fuse.FuseOSError(exc.errno) from exc
+        except fuse.FuseOSError:
+            raise  # an errno chosen on purpose (EDQUOT past the quota...)
         except Exception as exc:
             # a full disk met anywhere below (the overlay's files, its database, a pack):
             # ENOSPC, as a local disk says, never EINVAL or EIO

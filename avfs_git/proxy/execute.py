@@ -527,13 +527,11 @@ def _exec_lock(vault: Vault, fork: str) -> Any:
     """Take the fork's exec lock (waiting for a running command); returns its release."""
     import contextlib
 
-    from ..core.locks import file_lock
+    from ..core.locks import exec_lock_path, file_lock
 
-    lock_dir = os.path.join(vault.state_dir, "locks")
-    os.makedirs(lock_dir, exist_ok=True)
+    path = exec_lock_path(vault.state_dir, fork)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     stack = contextlib.ExitStack()
-    # a leading '.': no fork's own lock file (Vault.lock) can have this name
-    path = os.path.join(lock_dir, ".exec-" + fork.replace("%", "%25").replace("/", "%2F") + ".lock")
     stack.enter_context(file_lock(path, what=f"proxy exec on {vault.name}:{fork}", wait_s=24 * 3600))
     return stack.close
 
