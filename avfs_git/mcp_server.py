@@ -551,7 +551,12 @@ class AvfsTools:
         res = checkpoint.save(
             vault, fork, args.get("name"), args.get("message"), rebase=args.get("rebase", True)
         )
-        return {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id}
+        return {
+            "checkpoint": res.checkpoint,
+            "created": res.created,
+            "op_id": res.op_id,
+            "not_recorded": res.not_recorded,
+        }
 
     def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
         from .core import checkpoint

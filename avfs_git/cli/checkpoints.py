@@ -46,7 +46,13 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> N
                 "nothing changed since the last checkpoint" + (f"; named it {c.name}" if c.name else "")
             )
 
-    app.output.result("checkpoint", {"checkpoint": c, "created": res.created, "op_id": res.op_id}, human)
+    for nr in res.not_recorded:
+        app.output.warn(f"not recorded: {nr.path} ({nr.reason}); it stays in the workspace")
+    app.output.result(
+        "checkpoint",
+        {"checkpoint": c, "created": res.created, "op_id": res.op_id, "not_recorded": res.not_recorded},
+        human,
+    )
 
 
 @checkpoint.command("list")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pygit2
 
-from . import locks, names, packwriter, refs
+from . import gitnames, locks, names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -30,8 +30,10 @@ from .errors import (
     UsageError,
     from_oserror,
 )
+from .gitnames import NotRecorded
 from .gitstore import rfc3339
 from .history import checkpoint_names, resolve
+from .overlay import DELETED
 from .types import MODE_TREE, CheckpointInfo, CommitId, Operation
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ class CheckpointResult:
     checkpoint: CheckpointInfo
     created: bool  # False: nothing had changed, no new commit (a name may still be set)
     op_id: int | None
+    # paths of the workspace git refuses (GIT~1, '.git ', a .gitmodules link...): left out
+    # of the commit, kept in the workspace (see :mod:`.gitnames`)
+    not_recorded: tuple[NotRecorded, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,7 +181,8 @@ def save(
     # moved or deleted directory counts once (counting its files would cost a tree diff)
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
-    return CheckpointResult(info, commit is not None, op_id)
+    left = gitnames.not_recorded((e.path, e.mode) for e in ws.overlay.all() if e.kind != DELETED)
+    return CheckpointResult(info, commit is not None, op_id, tuple(left))
 
 
 def _no_exec_running(vault: Vault, fork: str) -> Any:

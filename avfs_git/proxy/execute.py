@@ -102,6 +102,8 @@ class ExecResult:
     result: dict[str, Any] | None = None
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     commit: dict[str, Any] | None = None
+    # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
+    not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
     state: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     exit_code: int = 0
@@ -429,6 +431,7 @@ def _execute(
         from ..core import checkpoint
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
+        res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
         if cp.created:
             res.commit = {
                 "commit": cp.checkpoint.commit,
