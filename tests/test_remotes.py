@@ -770,6 +770,11 @@ def test_a_token_as_the_user_name_is_never_stored_shown_or_on_a_command_line(
     argv = log.read_text()
     assert "push" in argv and "fetch" in argv and url in argv  # the shim saw git's commands
     assert token not in argv
+    # a clone from a URL with the token as its user name: used, never stored or on argv
+    r = cli_proc("--json", "--home", str(tmp_path / "home2"), "vault", "clone", forms["tok"], "cloned")
+    assert r.code == 0 and token not in r.out + r.err, r.out + r.err
+    cloned = tmp_path / "home2" / "vaults" / "cloned.git"
+    assert token not in (cloned / "config").read_text() and token not in log.read_text()
     # a wrong token in the config: refused, and not repeated in the error
     _set_url(v.path, "tok", url.replace("http://", "http://wrong-token-9876@"))
     r = cli_proc("--json", "--vault", "v:main", "fetch", "tok")
