@@ -224,22 +224,51 @@ class GitStore:
         ``ident`` (the environment), then the vault's config and the global ones
         (``author.name``/``committer.name`` before ``user.name``), then ``fallback``,
         then avfs' default."""
+        values = self._identity_config()
+        return resolve(ident, values.get, fallback)
+
+    _IDENT_KEYS = (
+        "author.name",
+        "author.email",
+        "committer.name",
+        "committer.email",
+        "user.name",
+        "user.email",
+    )
+
+    def _identity_config(self) -> dict[str, str]:
+        """The identity keys of the vault's config and the global ones, read again only
+        when one of those files changed (reading them costs ~0.3 ms; a stat, ~10 µs)."""
+        import os
+
         import pygit2
 
+        levels = pygit2.enums.ConfigLevel
+        paths = [os.path.join(self.path, "config")]
+        sp = pygit2.settings.search_path
+        for level, name in (
+            (levels.GLOBAL, ".gitconfig"),
+            (levels.XDG, "git/config"),
+            (levels.SYSTEM, "gitconfig"),
+        ):
+            paths += [os.path.join(d, name) for d in (sp[level] or "").split(os.pathsep) if d]
+        key: list[tuple[str, int, int]] = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+                key.append((path, st.st_mtime_ns, st.st_size))
+            except OSError:
+                key.append((path, -1, -1))
+        hit: tuple[list[tuple[str, int, int]], dict[str, str]] | None = getattr(self, "_ident_cfg", None)
+        if hit is not None and hit[0] == key:
+            return hit[1]
         try:
             cfg = self.repo.config.snapshot()
-        except pygit2.GitError:
-            cfg = None
-
-        def get(key: str) -> str | None:
-            if cfg is None:
-                return None
-            try:
-                return str(cfg[key]) or None
-            except (KeyError, pygit2.GitError, ValueError):
-                return None
-
-        return resolve(ident, get, fallback)
+            values = {k: str(cfg[k]) for k in self._IDENT_KEYS if k in cfg}
+        except (pygit2.GitError, ValueError):
+            values = {}
+        self._ident_cfg = (key, values)
+        return values
 
     def has_object(self, oid: str) -> bool:
         import pygit2
