@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import AvfsError, InternalError, InvalidPathError, UsageError
+from .core.errors import AvfsError, InternalError, InvalidPathError, UsageError, unexpected
 from .core.types import json_document
 
 if TYPE_CHECKING:
@@ -551,7 +551,12 @@ class AvfsTools:
         res = checkpoint.save(
             vault, fork, args.get("name"), args.get("message"), rebase=args.get("rebase", True)
         )
-        return {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id}
+        return {
+            "checkpoint": res.checkpoint,
+            "created": res.created,
+            "op_id": res.op_id,
+            "not_recorded": res.not_recorded,
+        }
 
     def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
         from .core import checkpoint
@@ -723,10 +728,7 @@ def build_server(tools: AvfsTools) -> Server[Any]:
             return error_document(err), True
         except Exception as exc:  # a bug of ours: the client gets a document, the server goes on
             log.exception("tool %s failed", name)
-            internal = InternalError(
-                f"internal error: {type(exc).__name__}: {exc}", hint="please report this"
-            )
-            return error_document(internal), True
+            return error_document(unexpected(exc)), True
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         cancel = threading.Event()

@@ -18,6 +18,7 @@ import pytest
 
 from avfs_git.core import checkpoint, remote
 from avfs_git.core.errors import AvfsError
+from avfs_git.core.redact import redact, split_credentials
 
 from .conftest import git
 
@@ -124,7 +125,7 @@ def test_credentials_in_a_url_are_never_stored(vault, cli):
     )
     assert r.code == 0 and "hunter2-secret" not in r.out and "hunter2-secret" not in r.err
     assert "hunter2-secret" not in (Path(vault.path) / "config").read_text()
-    assert remote.redact("fatal: https://u:p@host/x failed") == "fatal: https://***@host/x failed"
+    assert redact("fatal: https://u:p@host/x failed") == "fatal: https://***@host/x failed"
     assert remote.strip_credentials("ssh://git@host/x") == ("ssh://git@host/x", False)
 
 
@@ -306,7 +307,9 @@ def http_git(tmp_path) -> Iterator[tuple[str, Path, str]]:
     git("init", "-q", "--bare", str(root / "proj.git"))
     git("--git-dir", str(root / "proj.git"), "config", "http.receivepack", "true")
     password = "pa55-" + "x" * 12
-    expected = "Basic " + base64.b64encode(f"agent:{password}".encode()).decode()
+    # user agent with the password, or the password as the user name (a token, as GitHub takes it)
+    expected = {"Basic " + base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in
+                (("agent", password), (password, ""))}  # fmt: skip
     backend = subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -314,7 +317,7 @@ def http_git(tmp_path) -> Iterator[tuple[str, Path, str]]:
             pass
 
         def _cgi(self) -> None:
-            if self.headers.get("Authorization") != expected:
+            if self.headers.get("Authorization") not in expected:
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="git"')
                 self.send_header("Content-Length", "0")
@@ -674,3 +677,112 @@ def test_a_push_the_server_declines_says_so_and_moves_nothing_anywhere(populated
     hook.unlink()
     res = remote.push(v, "origin", all_forks=True)
     assert {u.ref for u in res.updates} == {"refs/heads/main", "refs/heads/agent"}
+
+
+# -- every userinfo form: stripped from storage and command lines, hidden in output ------------
+
+
+def _argv_shim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `git` first on PATH that logs every argv it is run with; returns the log."""
+    import shutil
+
+    shim, log = tmp_path / "shim", tmp_path / "argv.log"
+    shim.mkdir()
+    real = shutil.which("git")
+    assert real is not None
+    (shim / "git").write_text(
+        f'#!/bin/sh\ntest -n "$NO_ARGV_LOG" || printf "%s\\n" "git $*" >> "{log}"\nexec "{real}" "$@"\n'
+    )
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    log.write_text("")
+    return log
+
+
+def _set_url(git_dir: str, name: str, url: str) -> None:
+    """What git itself (or an older avfs) may have stored; not logged by the shim."""
+    env = {**os.environ, "NO_ARGV_LOG": "1"}
+    subprocess.run(["git", "--git-dir", git_dir, "config", f"remote.{name}.url", url], env=env, check=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "clean"),
+    [
+        ("https://TOKEN@h.invalid/r.git", "https://h.invalid/r.git"),
+        ("https://u:p@ss@h.invalid/r.git", "https://h.invalid/r.git"),
+        ("http://%61gent:pa%24%24@h.invalid:8080/r", "http://h.invalid:8080/r"),
+        ("https://ghp_0123456789abcdefABCDEF@github.com/o/r", "https://github.com/o/r"),
+        ("ssh://git@h.invalid/r.git", "ssh://git@h.invalid/r.git"),
+        ("ssh://git:secret@h.invalid/r.git", "ssh://git@h.invalid/r.git"),
+        ("ssh://ghp_0123456789abcdefABCDEF@github.com/o/r", "ssh://github.com/o/r"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("glpat-abcdefghij0123456789@gitlab.com:o/r.git", "gitlab.com:o/r.git"),
+        ("/srv/git/r.git", "/srv/git/r.git"),
+    ],
+)
+def test_split_credentials_forms(url, clean):
+    got, creds = split_credentials(url)
+    assert got == clean
+    assert (creds is None) == (url == clean)
+    shown = redact(f"fatal: {url} failed")
+    if creds is not None:
+        assert (creds[1] or creds[0]) not in shown and "***" in shown
+    else:
+        assert shown == f"fatal: {url} failed"
+
+
+def test_a_token_as_the_user_name_is_never_stored_shown_or_on_a_command_line(
+    populated, http_git, monkeypatch, tmp_path, cli_proc
+):
+    url, served, token = http_git
+    v = populated
+    log = _argv_shim(tmp_path, monkeypatch)
+    config = Path(v.path) / "config"
+    forms = {
+        "tok": url.replace("http://", f"http://{token}@"),  # the token as the user name
+        "pair": url.replace("http://", f"http://agent:{token}@"),
+        "enc": url.replace("http://", "http://%61gent:" + "".join(f"%{b:02X}" for b in token.encode()) + "@"),
+    }
+    for name, with_creds in forms.items():
+        r = cli_proc("--json", "--vault", "v", "remote", "add", name, with_creds)
+        doc = r.json()
+        assert r.code == 0 and doc["remote"]["url"] == url and doc["warnings"], r.out
+        assert token not in r.out + r.err and token not in config.read_text()
+    r = cli_proc("--json", "--vault", "v", "remote", "list")
+    assert r.code == 0 and token not in r.out and {x["url"] for x in r.json()["remotes"]} == {url}
+    # nothing stored, so nothing to push with: a clear error, never a prompt, no secret
+    r = cli_proc("--json", "--vault", "v:main", "push", "tok")
+    assert r.code == 5 and r.json()["error"]["code"] == "remote_failed", r.out
+    # a token stored by someone else (git itself, an older avfs): cleaned before git reads it,
+    # used for this one call through the environment, never on a command line
+    for form in ("tok", "pair", "enc"):
+        _set_url(v.path, form, forms[form])
+        r = cli_proc("--json", "--vault", "v:main", "push", form)
+        assert r.code == 0, r.out + r.err
+        assert r.json()["result"]["warnings"] and token not in r.out + r.err
+        assert token not in config.read_text()
+        assert git("--git-dir", v.path, "config", f"remote.{form}.url").strip() == url
+        _set_url(v.path, form, forms[form])
+        r = cli_proc("--json", "--vault", "v:main", "fetch", form)
+        assert r.code == 0 and token not in r.out + r.err, r.out + r.err
+        assert token not in config.read_text()
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
+    argv = log.read_text()
+    assert "push" in argv and "fetch" in argv and url in argv  # the shim saw git's commands
+    assert token not in argv
+    # a clone from a URL with the token as its user name: used, never stored or on argv
+    r = cli_proc("--json", "--home", str(tmp_path / "home2"), "vault", "clone", forms["tok"], "cloned")
+    assert r.code == 0 and token not in r.out + r.err, r.out + r.err
+    cloned = tmp_path / "home2" / "vaults" / "cloned.git"
+    assert token not in (cloned / "config").read_text() and token not in log.read_text()
+    # a wrong token in the config: refused, and not repeated in the error
+    _set_url(v.path, "tok", url.replace("http://", "http://wrong-token-9876@"))
+    r = cli_proc("--json", "--vault", "v:main", "fetch", "tok")
+    assert r.code == 5 and "wrong-token-9876" not in r.out + r.err + config.read_text()
+    # an exec whose command line holds a URL with a token: not in the audit log, not in the commit
+    r = cli_proc("--json", "--vault", "v:main", "proxy", "exec", "--mode", "materialized", "--",
+                 "sh", "-c", f"echo {forms['tok']} > note.txt")  # fmt: skip
+    doc = json.loads(r.out)
+    assert doc["commit"], r.out
+    assert token not in (Path(v.state_dir) / "audit.ndjson").read_text()
+    assert token not in git("--git-dir", v.path, "log", "-1", "--format=%B", "main")

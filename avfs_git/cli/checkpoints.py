@@ -45,7 +45,13 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> N
         else:
             app.output.say("nothing changed since the last checkpoint")
 
-    app.output.result("checkpoint", {"checkpoint": c, "created": res.created, "op_id": res.op_id}, human)
+    for nr in res.not_recorded:
+        app.output.warn("not recorded: {} ({}); it stays in the workspace", nr.path, nr.reason)
+    app.output.result(
+        "checkpoint",
+        {"checkpoint": c, "created": res.created, "op_id": res.op_id, "not_recorded": res.not_recorded},
+        human,
+    )
 
 
 @checkpoint.command("list")

@@ -347,13 +347,9 @@ def fast_main(args: list[str]) -> int | None:
 
         return failed(glob, values, argv, Interrupted("interrupted"))
     except Exception as exc:  # avfs failed before the command could run
-        from ..core.errors import AvfsError, InternalError
+        from ..core.errors import AvfsError, unexpected
 
-        err = (
-            exc
-            if isinstance(exc, AvfsError)
-            else InternalError(f"internal error: {type(exc).__name__}: {exc}")
-        )
+        err = exc if isinstance(exc, AvfsError) else unexpected(exc)
         if home is not None and err.code in ("vault_not_found", "fork_not_found"):
             from .main import with_suggestions
 

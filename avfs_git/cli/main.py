@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..core.errors import EXIT_INTERNAL, EXIT_USAGE, AvfsError
+from ..core.errors import EXIT_USAGE, AvfsError
 from .output import Output
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def _version() -> str:
 
 
 def _run(args: list[str], out: Output) -> int:
-    from ..core.errors import InternalError, Interrupted, UsageError
+    from ..core.errors import Interrupted, UsageError, unexpected
 
     try:
         with cli.make_context("avfs", args, obj=out) as ctx:
@@ -291,11 +291,11 @@ def _run(args: list[str], out: Output) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as exc:
-        internal = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")
+        internal = unexpected(exc)
         _render_error(out, internal)
         if os.environ.get("AVFS_DEBUG"):
             raise
-        return EXIT_INTERNAL
+        return internal.exit_code
 
 
 def run() -> None:

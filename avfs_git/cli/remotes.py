@@ -90,6 +90,8 @@ def _transfer_human(app: App, res: object, verb: str) -> None:
         old = u.old[:12] if u.old else "(new)"
         new = u.new[:12] if u.new else "(deleted)"
         app.output.plain("{}\t{} -> {}", u.ref, old, new)
+    for w in res.warnings:
+        app.output.warn("{}", w)
     for lb in res.left_behind:
         app.output.warn(
             "{}: {} uncheckpointed change(s) not " + verb + " (checkpoint them, or push --checkpoint)",

@@ -15,6 +15,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from .redact import redact
 from .types import to_json
 
 FILE = "audit.ndjson"
@@ -28,7 +29,8 @@ def append(state_dir: str, record: dict[str, Any]) -> None:
     rec = {"time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
     rec.update(to_json(record))
     # ASCII escapes: an argument that is not UTF-8 (a surrogate escape) still makes a line
-    line = (json.dumps(rec, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+    # no URL's credentials (a `git push https://TOKEN@host/...` request) in the log
+    line = (redact(json.dumps(rec, ensure_ascii=True, separators=(",", ":"))) + "\n").encode()
     fd = os.open(path(state_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, line)

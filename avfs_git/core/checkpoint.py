@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pygit2
 
-from . import names, packwriter, refs
+from . import gitnames, locks, names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -28,9 +28,12 @@ from .errors import (
     RefMovedError,
     RevisionNotFoundError,
     UsageError,
+    from_oserror,
 )
+from .gitnames import NotRecorded
 from .gitstore import rfc3339
 from .history import checkpoint_names, resolve
+from .overlay import DELETED
 from .types import MODE_TREE, CheckpointInfo, CommitId, Operation
 
 if TYPE_CHECKING:
@@ -43,6 +46,9 @@ class CheckpointResult:
     checkpoint: CheckpointInfo
     created: bool  # False: nothing had changed, no new commit (a name may still be set)
     op_id: int | None
+    # paths of the workspace git refuses (GIT~1, '.git ', a .gitmodules link...): left out
+    # of the commit, kept in the workspace (see :mod:`.gitnames`)
+    not_recorded: tuple[NotRecorded, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,7 +132,7 @@ def save(
         if "/" in name:
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
     ws = vault.workspace(fork)
-    with vault.lock(fork):
+    with _no_exec_running(vault, fork), vault.lock(fork):
         ws._sync_base()
         name_ref = refs.checkpoint_ref(fork, name) if name else None
         repo = vault.store.repo
@@ -175,7 +181,21 @@ def save(
     # moved or deleted directory counts once (counting its files would cost a tree diff)
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
-    return CheckpointResult(info, commit is not None, op_id)
+    left = gitnames.not_recorded((e.path, e.mode) for e in ws.overlay.all() if e.kind != DELETED)
+    return CheckpointResult(info, commit is not None, op_id, tuple(left))
+
+
+def _no_exec_running(vault: Vault, fork: str) -> Any:
+    """Wait (``AVFS_LOCK_WAIT``, 10 s by default) for a ``proxy exec`` running on ``fork``,
+    then :class:`.errors.BusyError` (exit 75): its commit holds exactly its command's
+    changes (docs/proxy.md), which a checkpoint taken meanwhile would split. The exec's own
+    checkpoints hold the lock already (it is re-entrant per thread)."""
+    path = locks.exec_lock_path(vault.state_dir, fork)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as exc:
+        raise from_oserror(exc, os.path.dirname(path)) from exc
+    return locks.file_lock(path, what=f"fork {fork} of vault {vault.name} (a `proxy exec` runs there)")
 
 
 def list_checkpoints(

@@ -217,7 +217,9 @@ def from_oserror(exc: OSError, what: str) -> AvfsError:
         )
     if exc.errno == _errno.EROFS:
         return ReadOnlyError(f"read-only file system: {what}", hint="use a writable --home")
-    if exc.errno in (_errno.ENOSPC, _errno.EDQUOT):
+    if exc.errno == _errno.ENOSPC:
+        return no_space(what)
+    if exc.errno == _errno.EDQUOT:
         return QuotaExceededError(f"no space left: {what}")
     if exc.errno in (_errno.ENOTDIR, _errno.ENOENT, _errno.EISDIR, _errno.ENAMETOOLONG, _errno.ELOOP):
         return UnusablePathError(
@@ -225,3 +227,67 @@ def from_oserror(exc: OSError, what: str) -> AvfsError:
             hint="check --home / AVFS_HOME: it must be a directory avfs may write",
         )
     return InternalError(f"{exc.strerror or exc}: {what}")
+
+
+class NoSpaceError(AvfsError):
+    """The file system that holds the avfs home (or a vault) is full: nothing was changed;
+    free some space and retry."""
+
+    code = "no_space"
+    errno = _errno.ENOSPC
+
+
+_FULL_MARKERS = ("no space left on device", "database or disk is full")
+
+
+def no_space(path: str | None = None) -> NoSpaceError:
+    """The error for a write that found the disk (under ``path``, when known) full."""
+    return NoSpaceError(
+        f"no space left on the device{': ' + path if path else ' that holds the avfs home'}",
+        hint="free some space under the avfs home (`avfs gc` may help), then retry: nothing was changed",
+        details={"path": path},
+    )
+
+
+def is_no_space(exc: BaseException, path: str | None = None) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk: an ``ENOSPC`` OSError, SQLite's
+    "database or disk is full", libgit2's "No space left on device"; with ``path``, also an
+    unexplained I/O error (SQLite's "disk I/O error" when it cannot grow a file) while the
+    file system under ``path`` has (almost) no room left."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno == _errno.ENOSPC:
+            return True
+        text = str(cur).lower()
+        if any(m in text for m in _FULL_MARKERS):
+            return True
+        if path is not None and "i/o error" in text and disk_full(path):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def disk_full(path: str) -> bool:
+    """Whether the file system under ``path`` has less than 1 MiB or no inode left."""
+    import os
+
+    probe = path
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        st = os.statvfs(probe or "/")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20) or (st.f_files > 0 and st.f_favail == 0)
+
+
+def unexpected(exc: BaseException) -> AvfsError:
+    """The error to report for an exception avfs did not expect: ``no_space`` when a full
+    disk caused it (wherever the write was: a pack, a ref, a database), else ``internal``
+    (a bug: please report it). Front ends call this in their last ``except``."""
+    if is_no_space(exc):
+        filename = getattr(exc, "filename", None)
+        return no_space(str(filename) if filename else None)
+    return InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")

@@ -29,7 +29,8 @@ from .errors import (
     VaultNotFoundError,
     from_oserror,
 )
-from .gitstore import EMPTY_TREE
+from .gitstore import EMPTY_TREE, GitStore
+from .identity import Identity, from_environ
 from .types import VaultInfo
 from .vault import Vault
 
@@ -55,8 +56,9 @@ def _move_into_place(tmp: str, final: str, name: str) -> None:
 
 
 def open_home(path: str | None = None) -> Home:
-    """Open (and create on first write) the avfs home at ``path`` (see default_home_path)."""
-    return Home(default_home_path(path))
+    """Open (and create on first write) the avfs home at ``path`` (see default_home_path);
+    its commits take git's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the environment."""
+    return Home(default_home_path(path), identity=from_environ())
 
 
 def git_env() -> dict[str, str]:
@@ -98,7 +100,12 @@ class Home:
     """
 
     def __init__(
-        self, path: str, *, author: tuple[str, str] | None = None, keep_open: int = KEEP_OPEN
+        self,
+        path: str,
+        *,
+        author: tuple[str, str] | None = None,
+        keep_open: int = KEEP_OPEN,
+        identity: Identity | None = None,
     ) -> None:
         self.path = os.path.abspath(path)
         self.vaults_dir = os.path.join(self.path, "vaults")
@@ -108,6 +115,7 @@ class Home:
         self._keep_open = keep_open
         self._lock = threading.Lock()
         self._author = author
+        self.identity = identity  # GIT_AUTHOR_* and friends (see :mod:`.identity`)
 
     def __enter__(self) -> Home:
         return self
@@ -197,7 +205,14 @@ class Home:
                         hint="`avfs vault list` shows the vaults; `avfs vault create NAME` makes one",
                         details={"vault": name, "home": self.path},
                     )
-                v = Vault(name, path, author=self.author(), home=self)
+                v = Vault(
+                    name,
+                    path,
+                    author=self._author,
+                    home=self,
+                    identity=self.identity,
+                    fallback_author=self.author(),
+                )
                 self._vaults[name] = v
             recent = self._recent
             recent[name] = v
@@ -269,7 +284,8 @@ class Home:
         """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
         its branches become forks, its tags and named checkpoints come along, and it gets
         ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
-        from .remote import RemoteError, redact
+        from .redact import redact
+        from .remote import RemoteError
 
         names.check_vault_name(name)
         tmp, final = self._new_vault_dir(name)
@@ -315,7 +331,9 @@ class Home:
         try:
             os.makedirs(tmp)
             importer.init_vault(tmp)
-            author = self.author()
+            # the identity the vault's commits will have (git's order, see :mod:`.identity`)
+            ident = Identity.of(*self._author) if self._author is not None else self.identity
+            author = GitStore(tmp).signature(ident, self.author())
             if from_dir is None:
                 importer.initial_commit(tmp, name, author)
                 pending = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
@@ -24,6 +23,7 @@ import pygit2
 from . import names, refs
 from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
 from .gitstore import GitStore
+from .identity import Signatures, resolve
 
 if TYPE_CHECKING:
     from .remote import ProgressFn
@@ -47,17 +47,11 @@ def init_vault(path: str) -> None:
     repo.free()
 
 
-def _sig(author: tuple[str, str] | None) -> pygit2.Signature:
-    name, email = author or ("avfs", "avfs@localhost")
-    return pygit2.Signature(name, email, int(time.time()), 0)
-
-
-def initial_commit(path: str, vault_name: str, author: tuple[str, str] | None) -> str:
+def initial_commit(path: str, vault_name: str, author: Signatures | None) -> str:
     store = GitStore(path)
     repo = store.repo
-    tree = repo.TreeBuilder().write()
-    sig = _sig(author) if author else store.signature()
-    commit = str(repo.create_commit(None, sig, sig, f"avfs: create vault {vault_name}\n", tree, []))
+    tree = str(repo.TreeBuilder().write())
+    commit = store.create_commit(tree, [], f"avfs: create vault {vault_name}\n", author or store.signature())
     refs.cas_update(repo, refs.fork_ref("main"), commit, None, "avfs: create vault")
     store.close()
     return commit
@@ -121,14 +115,14 @@ def fast_import_dir(
     paths: list[str],
     ref: str,
     message: str,
-    author: tuple[str, str] | None,
+    author: Signatures | None,
     parent: str | None = None,
     progress: Progress | None = None,
 ) -> list[str]:
     """Commit the files ``paths`` of ``src`` as one commit on ``ref``; returns skipped paths."""
     from .home import git_env
 
-    sig = author or ("avfs", "avfs@localhost")
+    sigs = (author or resolve(None, lambda key: None)).now()
     proc = subprocess.Popen(
         ["git", "--git-dir", git_dir, "fast-import", "--quiet", "--done"],
         stdin=subprocess.PIPE,
@@ -142,9 +136,8 @@ def fast_import_dir(
     skipped: list[str] = []
     try:
         msg = message.encode()
-        ident = f"{sig[0]} <{sig[1]}> {int(time.time())} +0000".encode()
         w.write(b"feature done\ncommit " + ref.encode() + b"\n")
-        w.write(b"author " + ident + b"\ncommitter " + ident + b"\n")
+        w.write(f"author {sigs.author.line()}\ncommitter {sigs.committer.line()}\n".encode())
         w.write(b"data %d\n" % len(msg) + msg + b"\n")
         if parent:
             w.write(b"from " + parent.encode() + b"\n")
@@ -200,7 +193,7 @@ def _git_toplevel(src: str) -> str | None:
 def import_dir(
     git_dir: str,
     src: str,
-    author: tuple[str, str] | None,
+    author: Signatures | None,
     *,
     progress: Progress | None = None,
     use_gitignore: bool = True,
@@ -222,8 +215,7 @@ def import_dir(
     if author is None:
         # the same identity checkpoints get: git's user.name / user.email, else avfs
         store = GitStore(git_dir)
-        sig = store.signature()
-        author = (sig.name, sig.email)
+        author = store.signature()
         store.close()
     skipped = fast_import_dir(
         git_dir,
@@ -332,18 +324,12 @@ def clone_into(
     (without credentials). Returns the default fork when it is not ``main``. The server is
     reached as for every remote (:func:`.remote.transport`: ssh settings, credential
     helpers, ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
-    from urllib.parse import unquote
+    from .redact import redact, split_credentials
+    from .remote import transport
 
-    from .remote import _CREDS, redact, strip_credentials, transport
-
-    clean, stripped = strip_credentials(url)
-    # a URL's user:password@ never goes on git's command line (world-readable in
-    # /proc/*/cmdline): git gets the URL without it and the pair through the environment
-    creds: tuple[str, str] | None = None
-    m = _CREDS.match(url) if stripped else None
-    if m is not None:
-        user, _, password = m.group("cred").partition(":")
-        creds = (unquote(user), unquote(password))
+    # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
+    # git gets the URL without it and the pair through the environment
+    clean, creds = split_credentials(url)
     transport(
         git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", clean,
         "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",

@@ -107,6 +107,13 @@ def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
         os.close(fd)  # unlinked (or replaced) while we waited: lock the file there now
 
 
+def exec_lock_path(state_dir: str, fork: str) -> str:
+    """The lock a ``proxy exec`` holds on ``fork`` from its checkpoint before to its commit
+    after; :func:`.checkpoint.save` takes it too, so a checkpoint never splits a command's
+    changes between two commits. A leading '.': no fork's own lock file can have this name."""
+    return os.path.join(state_dir, "locks", ".exec-" + fork.replace("%", "%25").replace("/", "%2F") + ".lock")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie does not: PID 1 of a container may be slow to
     reap; another user's process does)."""

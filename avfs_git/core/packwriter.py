@@ -156,7 +156,10 @@ class PackWriter:
     def abort(self) -> None:
         if not self._done:
             self._done = True
-            self._fh.close()
+            try:
+                self._fh.close()  # flushes: fails on a full disk, and the file must go all the same
+            except OSError:
+                pass
             try:
                 os.unlink(self._tmp)
             except OSError:

@@ -312,10 +312,8 @@ def _make_origin(vault: Vault) -> str:
     if not ws.is_dirty():
         return base
     tree, _ = ws.capture()
-    sig = vault.author()
-    repo = vault.store.repo
     msg = "avfs up: the origin directory's uncommitted changes\n"
-    return str(repo.create_commit(None, sig, sig, msg, pygit2.Oid(hex=tree), [pygit2.Oid(hex=base)]))
+    return vault.store.create_commit(tree, [base], msg, vault.author())
 
 
 def _refresh(vault: Vault, src: str, dir_map: dict[str, Entry]) -> str:

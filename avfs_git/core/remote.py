@@ -12,9 +12,11 @@ Which refs go where (docs/remotes.md):
 Transport is the ``git`` CLI: it reads the user's credential helpers, ``~/.ssh`` and
 ``GIT_SSH_COMMAND`` like any git command, and speaks every protocol git does (libgit2's
 transports need credentials wired through callbacks and have no credential helpers).
-Credentials never land in the vault's config, an error message or a JSON document: a URL
-given with ``user:password@`` is stored without them (the caller gets a warning), and every
-message that quotes a URL or git's output goes through :func:`redact`.
+Credentials never land in the vault's config, on a command line, in an error message or a
+JSON document: a URL given with a userinfo (``user:password@``, a token as the user name,
+percent-encoded or not) is stored without it (the caller gets a warning), a URL found with
+one in the config is cleaned before git sees it, and every message that quotes a URL or
+git's output goes through :func:`.redact.redact`.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from typing import TYPE_CHECKING, NoReturn
 from . import names, refs
 from .errors import AvfsError, NotFoundError, UsageError
 from .home import git_env
+from .redact import redact, split_credentials
 
 if TYPE_CHECKING:
     from .vault import Vault
 
 EXIT_REMOTE = 5
-_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/@\s]+)@")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -50,18 +52,11 @@ class RemoteNotFoundError(NotFoundError):
     code = "remote_not_found"
 
 
-def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``."""
-    return _CREDS.sub(lambda m: f"{m.group('scheme')}***@", text)
-
-
 def strip_credentials(url: str) -> tuple[str, bool]:
-    """(url without ``user:password@``, whether something was removed). A bare user name
-    (``ssh://git@host``) is not a secret and is kept."""
-    m = _CREDS.match(url)
-    if m is None or ":" not in m.group("cred"):
-        return url, False
-    return url[: m.start("cred")] + url[m.end() :], True
+    """(url without its secret userinfo, whether something was removed); see
+    :func:`.redact.split_credentials`."""
+    clean, creds = split_credentials(url)
+    return clean, creds is not None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,7 +96,7 @@ USER_ENV = "AVFS_GIT_USERNAME"  # its user name (default: avfs; GitHub ignores i
 _CALL_USER_ENV = "AVFS_GIT_CALL_USERNAME"  # set by transport() for one git process only
 _CALL_PASS_ENV = "AVFS_GIT_CALL_PASSWORD"
 _ENV_HELPER = (
-    f'!f() {{ test "$1" = get || exit 0; if test -n "${_CALL_PASS_ENV}"; then'
+    f'!f() {{ test "$1" = get || exit 0; if test -n "${_CALL_USER_ENV}${_CALL_PASS_ENV}"; then'
     f' printf "username=%s\\npassword=%s\\n" "${_CALL_USER_ENV}" "${_CALL_PASS_ENV}";'
     f' elif test -n "${TOKEN_ENV}"; then'
     f' printf "username=%s\\npassword=%s\\n" "${{{USER_ENV}:-avfs}}" "${TOKEN_ENV}"; fi; }}; f'
@@ -135,8 +130,8 @@ def transport(
     extra: list[str] = []
     if credentials is not None:
         user, password = credentials
-        if not password or any(c in user + password for c in "\0\n\r"):
-            raise UsageError("invalid credentials in the URL: an empty password, or a line break")
+        if not (user or password) or any(c in user + password for c in "\0\n\r"):
+            raise UsageError("invalid credentials in the URL: empty, or a line break")
         env[_CALL_USER_ENV], env[_CALL_PASS_ENV] = user, password
         extra = ["-c", "credential.helper=", "-c", f"credential.helper={_ENV_HELPER}"]
     elif os.environ.get(TOKEN_ENV):
@@ -152,9 +147,7 @@ def transport(
     else:
         proc = _run_with_progress(argv, env, progress)
     if check and proc.returncode != 0:
-        text = _scrub(proc.stderr.strip() or proc.stdout.strip())
-        if credentials is not None:
-            text = text.replace(credentials[1], "***")
+        text = _scrub(proc.stderr.strip() or proc.stdout.strip(), credentials or ())
         raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
     return proc
 
@@ -198,18 +191,20 @@ def _run_with_progress(
 
 
 def _git(
-    vault: Vault, *args: str, check: bool = True, progress: ProgressFn | None = None
+    vault: Vault,
+    *args: str,
+    check: bool = True,
+    progress: ProgressFn | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return transport(vault.path, *args, check=check, progress=progress)
+    return transport(vault.path, *args, check=check, progress=progress, credentials=credentials)
 
 
-def _scrub(text: str) -> str:
-    """``text`` without credentials: URLs' user:password@, and the token itself."""
+def _scrub(text: str, secrets: tuple[str, ...] | tuple[str, str] = ()) -> str:
+    """``text`` without credentials: URLs' userinfo, the token itself, and ``secrets``."""
     import os
 
-    token = os.environ.get(TOKEN_ENV)
-    text = redact(text)
-    return text.replace(token, "***") if token else text
+    return redact(text, (os.environ.get(TOKEN_ENV) or "", *secrets))
 
 
 def list_remotes(vault: Vault) -> list[RemoteInfo]:
@@ -226,6 +221,40 @@ def _require(vault: Vault, name: str) -> str:
     proc = _git(vault, "config", "--get", f"remote.{name}.url", check=False)
     if proc.returncode == 0:
         return proc.stdout.strip()
+    _not_found(vault, name)
+
+
+def _clean_stored(vault: Vault, name: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+    """Make sure remote ``name``'s stored URLs hold no credentials before git reads them (git
+    would put the URL on its remote helper's command line, world-readable in ``ps``): a
+    URL stored with some (by git itself, or an older avfs) is rewritten without them, and
+    they are used for this one call through the environment. Returns (credentials for this
+    call, warnings)."""
+    _require(vault, name)
+    proc = _git(vault, "config", "--get-all", f"remote.{name}.url", check=False)
+    creds: tuple[str, str] | None = None
+    urls = []
+    for url in proc.stdout.splitlines():
+        clean, found = split_credentials(url.strip())
+        urls.append(clean)
+        creds = creds or found
+    if creds is None:
+        return None, ()
+    # only clean URLs on these command lines (never the old one, as `remote set-url` wants)
+    key = f"remote.{name}.url"
+    if len(urls) == 1:
+        _git(vault, "config", key, urls[0])
+    else:
+        _git(vault, "config", "--unset-all", key)
+        for u in urls:
+            _git(vault, "config", "--add", key, u)
+    return creds, (
+        f"remote {name}'s URL held credentials: they were removed from the vault's config and used"
+        " for this call only (use a git credential helper or AVFS_GIT_TOKEN from now on)",
+    )
+
+
+def _not_found(vault: Vault, name: str) -> NoReturn:
     raise RemoteNotFoundError(
         f"vault {vault.name} has no remote {name!r}",
         hint="`avfs remote list` shows them; `avfs remote add NAME URL` adds one",
@@ -246,12 +275,11 @@ def add(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
         )
     clean, stripped = strip_credentials(url)
     _git(vault, "remote", "add", name, clean)
-    warnings = (
-        ["the URL held credentials: they were not stored (use a git credential helper or AVFS_GIT_TOKEN)"]
-        if stripped
-        else []
-    )
+    warnings = [_NOT_STORED] if stripped else []
     return RemoteInfo(name, clean), warnings
+
+
+_NOT_STORED = "the URL held credentials: they were not stored (use a git credential helper or AVFS_GIT_TOKEN)"
 
 
 def remove(vault: Vault, name: str) -> None:
@@ -261,13 +289,15 @@ def remove(vault: Vault, name: str) -> None:
 
 def set_url(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
     _require(vault, name)
+    if not url or any(c in url for c in "\0\n"):
+        raise UsageError("invalid remote URL")
     clean, stripped = strip_credentials(url)
     _git(vault, "remote", "set-url", name, clean)
-    return RemoteInfo(name, clean), (["the URL held credentials: they were not stored"] if stripped else [])
+    return RemoteInfo(name, clean), ([_NOT_STORED] if stripped else [])
 
 
-def _ls_remote(vault: Vault, remote: str) -> dict[str, str]:
-    proc = _git(vault, "ls-remote", remote)
+def _ls_remote(vault: Vault, remote: str, credentials: tuple[str, str] | None = None) -> dict[str, str]:
+    proc = _git(vault, "ls-remote", remote, credentials=credentials)
     out: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         oid, _, ref = line.partition("\t")
@@ -302,7 +332,7 @@ def push(
     branch only where the remote still has what this vault last saw of it (its
     remote-tracking ref, from the last fetch or push; no such ref: the branch must not
     exist there), like ``git push --force-with-lease``."""
-    _require(vault, remote)
+    creds, warnings = _clean_stored(vault, remote)
     names_ = vault.fork_names() if all_forks or not forks else list(forks)
     if forks and all_forks:
         raise UsageError("give forks or --all, not both")
@@ -345,10 +375,10 @@ def push(
     head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
     # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
     atomic = True
-    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress)
+    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
     if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
         atomic = False  # an old server: each ref on its own
-        proc = _git(vault, *head, remote, *specs, check=False, progress=progress)
+        proc = _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds)
     if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
         # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
         # refspec): the next lease is checked against it
@@ -357,8 +387,8 @@ def push(
             for ref, old in sorted(_pushed(vault, proc.stdout, expected).items())
             if ref in local
         )
-        return TransferResult(vault.name, remote, updates, tuple(left))
-    _push_failed(vault, remote, proc, local, expected, atomic)
+        return TransferResult(vault.name, remote, updates, tuple(left), warnings)
+    _push_failed(vault, remote, proc, local, expected, atomic, creds)
 
 
 # what git's porcelain says of a refused ref -> (reason, why in words, hint)
@@ -383,10 +413,12 @@ def _push_failed(
     local: dict[str, str],
     expected: dict[str, str],
     atomic: bool,
+    creds: tuple[str, str] | None = None,
 ) -> NoReturn:
     """Raise the error for a push git did not complete: the first ref the server refused
     (not the ones --atomic refused along with it), why, and what to do."""
-    detail = _scrub(proc.stderr.strip())
+    secrets = creds or ()
+    detail = _scrub(proc.stderr.strip(), secrets)
     refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
     refused = [f for f in refused if len(f) >= 3 and f[1].split(":")[-1] in local]
     pushed = [] if atomic else sorted(_pushed(vault, proc.stdout, expected))
@@ -396,14 +428,14 @@ def _push_failed(
             f"push to {remote} failed: {detail}", details={"exit": proc.returncode, "pushed": pushed}
         )
     ref, summary = cause[1].split(":")[-1], cause[2]
-    there = _ls_remote(vault, remote).get(ref)  # (only on this path: one more round trip)
+    there = _ls_remote(vault, remote, creds).get(ref)  # (only on this path: one more round trip)
     reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
     for needle, r, w, h in _REFUSALS:
         if needle in summary:
             reason, why, hint = r, w.format(local=local[ref]), h
             break
     if reason == "declined":
-        why += f" ({_scrub(summary)}{'; ' + detail if detail else ''})"
+        why += f" ({_scrub(summary, secrets)}{'; ' + detail if detail else ''})"
     moved = f"; {len(pushed)} other ref(s) were pushed" if pushed else "; nothing changed here or there"
     raise RemoteRejectedError(
         f"{remote} refused {ref}: it is at {there or '(nothing)'}, {why}{moved}",
@@ -413,7 +445,7 @@ def _push_failed(
             "remote_commit": there,
             "local_commit": local[ref],
             "reason": reason,
-            "git": _scrub(summary),
+            "git": _scrub(summary, secrets),
             "pushed": pushed,
         },
     )
@@ -459,7 +491,7 @@ def _tracking(remote: str, branch: str) -> str:
 
 def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> TransferResult:
     """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
-    _require(vault, remote)
+    creds, warnings = _clean_stored(vault, remote)
     prefix = f"refs/remotes/{remote}/"
 
     def tracking() -> dict[str, str]:  # (read from git's files: a fetch needs no pygit2)
@@ -470,14 +502,23 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
 
     before = tracking()
     extra = ["--progress"] if progress else []
-    _git(vault, "fetch", "--prune", *extra, remote, f"+refs/heads/*:{prefix}*", progress=progress)
+    _git(
+        vault,
+        "fetch",
+        "--prune",
+        *extra,
+        remote,
+        f"+refs/heads/*:{prefix}*",
+        progress=progress,
+        credentials=creds,
+    )
     after = tracking()
     updates = tuple(
         RefUpdate(r, before.get(r), after.get(r))
         for r in sorted(set(before) | set(after))
         if before.get(r) != after.get(r)
     )
-    return TransferResult(vault.name, remote, updates)
+    return TransferResult(vault.name, remote, updates, warnings=warnings)
 
 
 def pull(

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 from typing import Any
 
-from .errors import CorruptStateError, from_oserror
+from .errors import CorruptStateError, from_oserror, is_no_space, no_space
 
 
 def close_conn(namespace: dict[str, Any]) -> None:
@@ -98,6 +98,8 @@ def open_db(
     except sqlite3.OperationalError as exc:
         if "readonly" in str(exc):
             raise from_oserror(OSError(30, str(exc)), path) from exc
+        if is_no_space(exc, path):
+            raise no_space(path) from exc
         raise CorruptStateError(
             f"cannot open database {path}: {exc}", hint="check that the avfs home is writable"
         ) from exc

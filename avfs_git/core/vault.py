@@ -39,6 +39,8 @@ from .errors import (
     from_oserror,
 )
 from .gitstore import GitStore
+from .identity import Identity, Signatures
+from .identity import current as current_identity
 from .locks import file_lock
 from .oplog import OpLog
 from .types import ForkInfo, Operation
@@ -56,7 +58,14 @@ class Vault:
     """One vault. Get it from :meth:`avfs_git.Home.vault`."""
 
     def __init__(
-        self, name: str, path: str, *, author: tuple[str, str] | None = None, home: Home | None = None
+        self,
+        name: str,
+        path: str,
+        *,
+        author: tuple[str, str] | None = None,
+        home: Home | None = None,
+        identity: Identity | None = None,
+        fallback_author: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.path = path
@@ -64,7 +73,10 @@ class Vault:
         self.store = GitStore(path)
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)
-        self._author = author
+        # who commits are by (see :mod:`.identity`): an explicit author, else the identity
+        # (the environment), then git config, then the fallback (the home's identity)
+        self._identity = Identity.of(*author) if author is not None else identity
+        self._fallback_author = fallback_author
         self._ws: dict[str, Workspace] = {}
         self._ws_lock = threading.Lock()
         self._config_cache: dict[str, Any] | None = None
@@ -155,10 +167,14 @@ class Vault:
     def default_fork(self) -> str:
         return str(self.config.get("default_fork", "main"))
 
-    def author(self) -> Any:
-        if self._author is not None:
-            return self.store.signature(*self._author)
-        return self.store.signature()
+    def author(self) -> Signatures:
+        """Author and committer of this vault's next commit (git's order, :mod:`.identity`;
+        an identity set with :func:`.identity.using` comes first)."""
+        ident = self._identity
+        over = current_identity()
+        if over is not None:
+            ident = over.over(ident)
+        return self.store.signature(ident, self._fallback_author)
 
     # -- locks ----------------------------------------------------------------------------
     @contextmanager

@@ -36,6 +36,7 @@ from .errors import (
     UsageError,
     from_oserror,
 )
+from .gitnames import path_refusal, refusal
 from .gitstore import EMPTY_TREE, GitStore
 from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
 from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
@@ -1284,6 +1285,8 @@ class Workspace:
             name = names.basename(e.path)
             if e.kind == DELETED:
                 items.pop(name, None)
+            elif refusal(name, e.mode) is not None:
+                continue  # git refuses the name: left out, the entry stays (see _retirable)
             elif e.kind == FILE:
                 assert e.fileid is not None
                 try:
@@ -1310,6 +1313,8 @@ class Workspace:
                 subdirs[name] = existing[0] if existing is not None and existing[1] == MODE_TREE else None
         for name, sub_oid in subdirs.items():
             child = names.join(p, name)
+            if refusal(name, MODE_TREE) is not None:
+                continue  # a directory git refuses (GIT~1, '.git '...): left out with all below it
             new: str | None
             if child in dirty:
                 new = self._build(child, sub_oid, by_parent, dirty, sub_dirty, pw)
@@ -1445,6 +1450,8 @@ class Workspace:
             e
             for e in captured
             if not (e.kind == OBJECT and e.mode == MODE_TREE and self.store.tree_lookup(tree, e.path) is None)
+            # a name git refuses was left out of the tree: it stays in the workspace
+            and not (e.kind != DELETED and path_refusal(e.path, e.mode) is not None)
         ]
 
     def set_base(self, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:

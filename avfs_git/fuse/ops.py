@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import mfusepy as fuse
 
 from ..core import names
-from ..core.errors import AvfsError
+from ..core.errors import AvfsError, is_no_space
 from ..core.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
@@ -61,6 +61,14 @@ def translated(func: F) -> F:
             return func(*args, **kwargs)
         except AvfsError as exc:
             raise fuse.FuseOSError(exc.errno) from exc
+        except fuse.FuseOSError:
+            raise  # an errno chosen on purpose (EDQUOT past the quota...)
+        except Exception as exc:
+            # a full disk met anywhere below (the overlay's files, its database, a pack):
+            # ENOSPC, as a local disk says, never EINVAL or EIO
+            if is_no_space(exc):
+                raise fuse.FuseOSError(errno.ENOSPC) from exc
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -661,6 +669,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             return self._new_handle(h)
         return self._new_handle(Handle(p, None, self.ws.store.blob_data(node.oid), False))
 
+    @translated
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         h = self._handle(fh)
         if h.fd is not None:
@@ -674,6 +683,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         assert h.data is not None
         return h.data[offset : offset + size]
 
+    @translated
     def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: int) -> int:
         h = self._handle(fh)
         if not h.writable or h.fd is None:

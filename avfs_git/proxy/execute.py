@@ -13,6 +13,7 @@ command runs there, and what differs afterwards is written back (``mode: materia
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -26,7 +27,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core import audit, names
-from ..core.errors import EXIT_DENIED, AvfsError, InternalError, UsageError
+from ..core.errors import EXIT_DENIED, AvfsError, InternalError, UsageError, unexpected
 from ..core.types import Change
 from . import approval, runner
 
@@ -53,6 +54,13 @@ PASSED_ENV = (
     "TERM",
     "TZ",
     "TMPDIR",
+    # who a `git commit` the command makes is by: the same people as the exec's own commit
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_AUTHOR_DATE",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_COMMITTER_DATE",
 )
 MODES = ("auto", "fuse", "materialized")
 
@@ -97,6 +105,8 @@ class ExecResult:
     result: dict[str, Any] | None = None
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     commit: dict[str, Any] | None = None
+    # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
+    not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
     state: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     exit_code: int = 0
@@ -206,15 +216,16 @@ def execute(
     res = ExecResult(request=_request_dict(vault.name, fork, req, max(req.timeout_ms or 0, 0)))
     cleanup: list[Any] = []
     try:
-        _execute(home, vault, fork, req, res, policy, cleanup, cancel)
+        with _identity(req):
+            _execute(home, vault, fork, req, res, policy, cleanup, cancel)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
             # the command did not run: a refused approval token is the policy refusing it
             # (126); anything else is avfs failing (125)
             res.exit_code = EXIT_REFUSED if exc.exit_code == EXIT_DENIED else EXIT_AVFS_FAILED
-    except Exception as exc:  # an avfs bug: still one envelope
-        res.error = InternalError(f"internal error: {type(exc).__name__}: {exc}").to_dict()
+    except Exception as exc:  # an avfs bug (or a full disk): still one envelope
+        res.error = unexpected(exc).to_dict()
         if res.result is None:
             res.exit_code = EXIT_AVFS_FAILED
     finally:
@@ -227,6 +238,16 @@ def execute(
         res.duration_ms = round((time.monotonic() - t0) * 1000, 3)
         _audit(vault, res)
     return res
+
+
+def _identity(req: ExecRequest) -> Any:
+    """The commits of an exec run for a caller whose environment came with the request (a
+    mount's daemon serving a client) take the caller's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``."""
+    if req.base_env is None:
+        return contextlib.nullcontext()  # this process' own environment: the home has it
+    from ..core import identity
+
+    return identity.using(identity.from_environ(dict(req.base_env)))
 
 
 def _execute(
@@ -413,6 +434,7 @@ def _execute(
         from ..core import checkpoint
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
+        res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
         if cp.created:
             res.commit = {
                 "commit": cp.checkpoint.commit,
@@ -511,13 +533,11 @@ def _exec_lock(vault: Vault, fork: str) -> Any:
     """Take the fork's exec lock (waiting for a running command); returns its release."""
     import contextlib
 
-    from ..core.locks import file_lock
+    from ..core.locks import exec_lock_path, file_lock
 
-    lock_dir = os.path.join(vault.state_dir, "locks")
-    os.makedirs(lock_dir, exist_ok=True)
+    path = exec_lock_path(vault.state_dir, fork)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     stack = contextlib.ExitStack()
-    # a leading '.': no fork's own lock file (Vault.lock) can have this name
-    path = os.path.join(lock_dir, ".exec-" + fork.replace("%", "%25").replace("/", "%2F") + ".lock")
     stack.enter_context(file_lock(path, what=f"proxy exec on {vault.name}:{fork}", wait_s=24 * 3600))
     return stack.close
 
@@ -574,8 +594,11 @@ def _stdin_digest(
 
 
 def _short(text: str, n: int = 200) -> str:
-    # arguments that are not UTF-8 (surrogate escapes) cannot go into a commit message as is
-    text = " ".join(text.encode("utf-8", "replace").decode("utf-8").split())
+    from ..core.redact import redact
+
+    # arguments that are not UTF-8 (surrogate escapes) cannot go into a commit message as is;
+    # a URL's credentials (`git push https://TOKEN@host/...`) never go into one
+    text = redact(" ".join(text.encode("utf-8", "replace").decode("utf-8").split()))
     return text if len(text) <= n else text[: n - 1] + "…"
 
 

@@ -1,0 +1,270 @@
+"""Commit identity follows git's order: GIT_* environment, then config, then avfs' default.
+
+Checkpoints, merges, exec commits (in process and served by a mount's daemon) and a
+`git commit` made inside the mount must all record the same author and committer as git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from avfs_git.core import identity
+from avfs_git.core.errors import UsageError
+from avfs_git.core.gitstore import GitStore
+from avfs_git.core.home import Home
+
+from .test_fuse import require_fuse
+
+ENV = {
+    "GIT_AUTHOR_NAME": "Ann Author",
+    "GIT_AUTHOR_EMAIL": "ann@author.invalid",
+    "GIT_AUTHOR_DATE": "@1700000000 +0200",
+    "GIT_COMMITTER_NAME": "Cid Committer",
+    "GIT_COMMITTER_EMAIL": "cid@committer.invalid",
+    "GIT_COMMITTER_DATE": "2024-01-02T03:04:05-05:30",
+}
+FMT = "%an|%ae|%ad|%cn|%ce|%cd"
+EXPECTED = (
+    "Ann Author|ann@author.invalid|1700000000 +0200|Cid Committer|cid@committer.invalid|1704184445 -0530"
+)
+
+
+def _avfs(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    assert proc.returncode == 0, f"avfs {args}: {proc.stdout}{proc.stderr}"
+    return proc
+
+
+def _log(git_dir: str, *revs: str) -> list[str]:
+    out = subprocess.run(
+        ["git", "--git-dir", git_dir, "log", f"--format={FMT}", "--date=raw", *revs],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.splitlines()
+
+
+def test_every_commit_takes_the_environment_like_git(tmp_path, monkeypatch):
+    require_fuse()
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    home = os.environ["AVFS_HOME"]
+    vault = os.path.join(home, "vaults", "v.git")
+    _avfs("vault", "create", "v")
+    # a checkpoint
+    _avfs("--vault", "v", "write", "a.txt", "a\n")
+    _avfs("--vault", "v", "checkpoint", "save", "-m", "cp")
+    # a merge commit (both sides changed)
+    _avfs("--vault", "v", "vault", "fork", "b")
+    _avfs("--vault", "v:b", "write", "b.txt", "b\n")
+    _avfs("--vault", "v:b", "checkpoint", "save")
+    _avfs("--vault", "v:main", "write", "m.txt", "m\n")
+    _avfs("--vault", "v:main", "checkpoint", "save")
+    doc = json.loads(_avfs("--json", "--vault", "v:main", "merge", "b").stdout)
+    assert doc["results"][0]["status"] == "merged", doc
+    # an exec commit made in this process (materialized: no mount involved)
+    doc = json.loads(
+        _avfs("--json", "--vault", "v:main", "proxy", "exec", "--mode", "materialized", "--",
+              "sh", "-c", "echo x > x.txt").stdout
+    )  # fmt: skip
+    assert doc["commit"], doc
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    _avfs("mount", "v:main", str(mp))
+    try:
+        # an exec commit made by the mount's daemon for this client: the client's identity
+        doc = json.loads(
+            _avfs("--json", "--vault", "v:main", "proxy", "exec", "--", "sh", "-c", "echo y > y.txt").stdout
+        )
+        assert doc["mount"]["reused"] and doc["commit"], doc
+        # git inside the command it ran sees the same people
+        doc = json.loads(
+            _avfs("--json", "--vault", "v:main", "proxy", "exec", "--", "sh", "-c",
+                  "echo z > z.txt && git add z.txt && git commit -qm 'git in exec'").stdout
+        )  # fmt: skip
+        assert doc["exit_code"] == 0, doc
+        # a `git commit` in the mount
+        (mp / "g.txt").write_text("g\n")
+        subprocess.run(["git", "add", "g.txt"], cwd=mp, check=True)
+        subprocess.run(["git", "commit", "-qm", "git in the mount"], cwd=mp, check=True)
+        _avfs("--vault", "v:main", "checkpoint", "save")
+    finally:
+        _avfs("unmount", "v:main")
+    lines = _log(vault, "main")
+    subjects = subprocess.run(
+        ["git", "--git-dir", vault, "log", "--format=%s", "main"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert "git in the mount" in subjects and "git in exec" in subjects
+    assert any(s.startswith("avfs proxy exec") for s in subjects)
+    assert any(s.startswith("Merge") or "merge" in s.lower() for s in subjects), subjects
+    assert len(lines) >= 8
+    assert set(lines) == {EXPECTED}, "\n".join(
+        f"{s}: {line}" for s, line in zip(subjects, lines, strict=True)
+    )
+
+
+def _commit_tree(git_dir: str) -> str:
+    """Who `git commit-tree` in this vault says a new commit is by (git's own resolution)."""
+    proc = subprocess.run(
+        ["git", "--git-dir", git_dir, "commit-tree", "4b825dc642cb6eb9a060e54bf8d69288fbee4904", "-m", "x"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return _log(git_dir, "-1", proc.stdout.strip())[0]
+
+
+def _who(line: str) -> tuple[str, ...]:
+    an, ae, _ad, cn, ce, _cd = line.split("|")
+    return an, ae, cn, ce
+
+
+@pytest.mark.parametrize(
+    ("env", "vault_config"),
+    [
+        ({}, {}),
+        ({}, {"user.name": "Vault User", "user.email": "vault@user.invalid"}),
+        ({}, {"committer.name": "Vault Committer"}),
+        ({}, {"author.email": "vault-author@x.invalid", "user.name": "Vault User"}),
+        ({"GIT_COMMITTER_NAME": "Env Committer"}, {"user.name": "Vault User"}),
+        (
+            {"GIT_AUTHOR_EMAIL": "env@a.invalid", "GIT_COMMITTER_EMAIL": ""},
+            {"committer.email": "vc@x.invalid"},
+        ),
+    ],
+)
+def test_config_order_agrees_with_git(cli_proc, monkeypatch, env, vault_config):
+    """Without or with part of the environment, the vault's config before the global one,
+    author.*/committer.* before user.*: the same people as `git commit-tree` in the vault."""
+    for k in identity._ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    r = cli_proc("vault", "create", "v")
+    assert r.code == 0, r.err
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    for k, v in vault_config.items():
+        subprocess.run(["git", "--git-dir", vault, "config", k, v], check=True)
+    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    r = cli_proc("--vault", "v", "checkpoint", "save")
+    assert r.code == 0, r.err
+    assert _who(_log(vault, "-1", "main")[0]) == _who(_commit_tree(vault))
+
+
+def test_default_when_nothing_is_configured(tmp_path, monkeypatch):
+    """No environment, no config: avfs' default (where git would refuse to guess), or the
+    home's own `identity`."""
+    for k in identity._ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    (Path(os.environ["HOME"]) / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    home = Home(str(tmp_path / "h"), identity=identity.from_environ())
+    v = home.create_vault("v")
+    sig = v.author()
+    assert (sig.author.name, sig.author.email) == identity.DEFAULT
+    home.set_config(identity={"name": "Home Person", "email": "home@p.invalid"})
+    home2 = Home(str(tmp_path / "h"), identity=identity.from_environ())
+    sig = home2.vault("v").author()
+    assert (sig.committer.name, sig.committer.email) == ("Home Person", "home@p.invalid")
+    home.close()
+    home2.close()
+
+
+DATES = [
+    "@1700000000 +0000",
+    "@1700000000 -0730",
+    "1700000000 +0100",
+    "Thu, 07 Apr 2005 22:13:13 +0200",
+    "Mon, 3 Jul 2006 17:18:43 -0400",
+    "2005-04-07T22:13:13+02:00",
+    "2005-04-07T22:13:13Z",
+    "2005-04-07 22:13:13 +0200",
+    "2024-02-29T23:59:59-11:00",
+]
+
+
+def _git_date(tmp_path: Path, value: str) -> str:
+    git_dir = str(tmp_path / "dates.git")
+    if not os.path.isdir(git_dir):
+        subprocess.run(["git", "init", "-q", "--bare", git_dir], check=True)
+    env = dict(os.environ, GIT_AUTHOR_DATE=value, TZ="UTC")
+    proc = subprocess.run(
+        ["git", "--git-dir", git_dir, "commit-tree", "4b825dc642cb6eb9a060e54bf8d69288fbee4904", "-m", "d"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    raw = subprocess.run(
+        ["git", "--git-dir", git_dir, "cat-file", "commit", proc.stdout.strip()],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    author = next(line for line in raw.splitlines() if line.startswith("author "))
+    return " ".join(author.split()[-2:])
+
+
+def _ours(value: str) -> str:
+    when, off = identity.parse_date(value)
+    return identity.Person("n", "e", when, off).line().split("> ", 1)[1]
+
+
+@pytest.mark.parametrize("value", DATES)
+def test_dates_agree_with_git(tmp_path, value):
+    assert _ours(value) == _git_date(tmp_path, value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ts=st.integers(min_value=100_000_000, max_value=4_000_000_000),
+    off=st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: m - m % 15),
+    form=st.sampled_from(["raw", "at", "iso"]),
+)
+def test_generated_dates_agree_with_git(tmp_path_factory, ts, off, form):
+    sign = "-" if off < 0 else "+"
+    tz = f"{sign}{abs(off) // 60:02d}{abs(off) % 60:02d}"
+    if form == "raw":
+        value = f"{ts} {tz}"
+    elif form == "at":
+        value = f"@{ts} {tz}"
+    else:
+        import datetime
+
+        d = datetime.datetime.fromtimestamp(ts, datetime.timezone(datetime.timedelta(minutes=off)))
+        value = d.isoformat()
+    assert _ours(value) == _git_date(tmp_path_factory.mktemp("d"), value)
+
+
+def test_a_date_git_refuses_is_a_usage_error(cli_proc, monkeypatch):
+    assert cli_proc("vault", "create", "v").code == 0
+    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    before = subprocess.run(["git", "--git-dir", vault, "rev-parse", "main"], capture_output=True, text=True)
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "not a date")
+    r = cli_proc("--json", "--vault", "v", "checkpoint", "save")
+    assert r.code == 2 and r.json()["error"]["code"] == "usage", r.out
+    after = subprocess.run(["git", "--git-dir", vault, "rev-parse", "main"], capture_output=True, text=True)
+    assert before.stdout == after.stdout
+    with pytest.raises(UsageError):
+        identity.parse_date("yesterday-ish")
+
+
+def test_store_signature_reads_the_vaults_config(tmp_path):
+    git_dir = str(tmp_path / "r.git")
+    subprocess.run(["git", "init", "-q", "--bare", git_dir], check=True)
+    subprocess.run(["git", "--git-dir", git_dir, "config", "user.name", "Cfg"], check=True)
+    store = GitStore(git_dir)
+    sig = store.signature(identity.Identity(committer_name="Env"))
+    assert sig.author.name == "Cfg" and sig.committer.name == "Env"
+    store.close()

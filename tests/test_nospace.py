@@ -1,0 +1,167 @@
+"""A full disk under the avfs home: a clear `no_space` error (exit 1, ENOSPC in a mount),
+nothing half-written, and everything works again once space is freed.
+
+The home is a small tmpfs (root only: mount(2)); it is always unmounted in `finally`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import IN_CI
+from .test_fuse import require_fuse
+
+
+@pytest.fixture
+def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root: a tmpfs home must be mountable")
+        pytest.skip("requires root to mount a small tmpfs as the avfs home")
+    home = tmp_path / "small-home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(home)], check=True)
+    monkeypatch.setenv("AVFS_HOME", str(home))
+    try:
+        yield home
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "avfs_git", "unmount", "--all"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        for line in Path("/proc/mounts").read_text().splitlines():
+            where = line.split()[1]
+            if where.startswith(str(tmp_path)) and where != str(home):
+                subprocess.run(["umount", "-l", where], check=False)
+        subprocess.run(["umount", "-l", str(home)], check=True)
+
+
+def avfs(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args],
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def ok(*args: str) -> str:
+    r = avfs(*args)
+    assert r.returncode == 0, f"avfs {args}: {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def no_space(*args: str) -> None:
+    r = avfs("--json", *args)
+    docs = [line for line in r.stdout.splitlines() if line.strip()]
+    assert len(docs) == 1, r.stdout + r.stderr
+    doc = json.loads(docs[0])
+    assert r.returncode == 1 and doc["kind"] == "error", r.stdout + r.stderr
+    assert doc["error"]["code"] == "no_space", doc
+    assert "free some space" in doc["error"]["hint"]
+
+
+def fill(home: Path, keep: int) -> Path:
+    """Take all but ``keep`` bytes of the home's file system; returns the ballast file."""
+    ballast = home / "ballast"
+    st = os.statvfs(home)
+    free = st.f_bavail * st.f_frsize
+    if free - keep > 0:
+        subprocess.run(["fallocate", "-l", str(free - keep), str(ballast)], check=True)
+    return ballast
+
+
+def state(home: Path) -> dict[str, object]:
+    """What must not change: refs, the overlay (status), its files, the packs, the op log."""
+    vault = home / "vaults" / "v.git"
+    refs = subprocess.run(
+        ["git", "--git-dir", str(vault), "for-each-ref", "--format=%(refname) %(objectname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    files = sorted(p.name for p in (vault / "avfs" / "ws" / "main" / "files").iterdir())
+    packs = sorted(p.name for p in (vault / "objects" / "pack").iterdir())
+    loose = sorted(str(p.relative_to(vault)) for p in (vault / "objects").glob("??/*"))
+    status = json.loads(ok("--json", "--vault", "v", "status"))
+    ops = json.loads(ok("--json", "--vault", "v", "op", "log"))
+    return {"refs": refs, "files": files, "packs": packs, "loose": loose, "status": status, "ops": ops}
+
+
+def test_a_full_home_fails_clearly_changes_nothing_and_recovers(small_home, tmp_path):
+    require_fuse()
+    home = small_home
+    ok("vault", "create", "v")
+    ok("--vault", "v", "write", "a.txt", "a\n")
+    ok("--vault", "v", "write", "b.txt", "b\n")
+    ok("--vault", "v", "checkpoint", "save", "-m", "one")
+    mid = tmp_path / "mid.bin"
+    mid.write_bytes(os.urandom(400_000))
+    ok("--vault", "v", "write", "mid.bin", "--file", str(mid))  # uncheckpointed: the pack will not fit
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    ok("mount", "v:main", str(mp))
+    before = state(home)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(600_000))
+
+    # room for the databases, not for the data: the write and the checkpoint's pack fail
+    ballast = fill(home, 200_000)
+    no_space("--vault", "v", "write", "big.bin", "--file", str(big))
+    no_space("--vault", "v", "checkpoint", "save")
+    with pytest.raises(OSError) as exc:
+        (mp / "big.bin").write_bytes(big.read_bytes())
+    assert exc.value.errno == errno.ENOSPC
+    ballast.unlink()
+    os.unlink(mp / "big.bin")  # what the kernel let through, as on a local disk
+    assert state(home) == before
+
+    # no room at all: every write fails the same way, also in the mount
+    ballast = fill(home, 0)
+    no_space("--vault", "v", "write", "d.txt", "d\n")
+    no_space("--vault", "v", "rm", "a.txt")
+    no_space("--vault", "v", "checkpoint", "save")
+    no_space("--vault", "v", "mkdir", "newdir")
+    for action in (
+        lambda: (mp / "e.txt").write_text("e\n"),
+        lambda: os.unlink(mp / "a.txt"),
+        lambda: os.mkdir(mp / "dir"),
+        lambda: os.rename(mp / "a.txt", mp / "renamed.txt"),
+    ):
+        with pytest.raises(OSError) as exc:
+            action()
+        assert exc.value.errno == errno.ENOSPC, exc.value
+    ballast.unlink()
+    assert state(home) == before
+
+    # space is back: everything works, through the CLI and the same mount
+    ok("--vault", "v", "write", "big.bin", "--file", str(big))
+    ok("--vault", "v", "rm", "a.txt")
+    (mp / "e.txt").write_text("e\n")
+    os.mkdir(mp / "dir")
+    (mp / "dir" / "f.txt").write_text("f\n")
+    doc = json.loads(ok("--json", "--vault", "v", "checkpoint", "save", "-m", "after"))
+    assert doc["created"]
+    ok("unmount", "v:main")
+    vault = str(home / "vaults" / "v.git")
+    tree = subprocess.run(
+        ["git", "--git-dir", vault, "ls-tree", "-r", "--name-only", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(tree) == ["b.txt", "big.bin", "dir/f.txt", "e.txt", "mid.bin"]
+    fsck = subprocess.run(["git", "--git-dir", vault, "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert not list((home / "vaults" / "v.git" / "objects" / "pack").glob("tmp_*"))
