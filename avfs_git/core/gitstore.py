@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 import sys
 import time
-import zlib
 from typing import TYPE_CHECKING
 
-from .errors import CorruptStateError, InternalError, RevisionNotFoundError
-from .objects import BlobStream, ObjectReader
+from .errors import CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
+from .objects import BlobStream, ObjectReader, ObjectReadError
 from .threads import ThreadSlots
 from .types import MODE_TREE
 
@@ -109,31 +108,51 @@ class GitStore:
         return out
 
     def _raw(self, oid: str, want: str) -> bytes:
-        """The raw data of object ``oid`` of type ``want``.
+        """The raw data of object ``oid`` of type ``want``."""
+        kind, data = self.read_object(oid, want)
+        if kind != want:
+            raise CorruptStateError(f"object {oid} is a {kind}, not a {want}")
+        return data
+
+    def read_object(self, oid: str, what: str = "object") -> tuple[str, bytes]:
+        """(type, data) of object ``oid``: the one read path of avfs.
 
         Until something has imported pygit2, objects are read by :mod:`.objects` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
-        them otherwise, and whenever the pure reader does not find an object.
+        them otherwise, and whenever the pure reader does not find an object or cannot read
+        it (a layout it does not know, corrupt data). An object neither can read raises
+        :class:`ObjectUnreadableError` naming it (``what`` names the kind the caller wants
+        in the message).
         """
+        pure_error: ObjectReadError | None = None
         if "pygit2" not in sys.modules:
             try:
                 got = self._reader.read(oid)
-            except (OSError, ValueError, zlib.error):
-                got = None
+            except ObjectReadError as exc:
+                got, pure_error = None, exc
             if got is not None:
-                if got[0] != want:
-                    raise CorruptStateError(f"object {oid} is a {got[0]}, not a {want}")
-                return got[1]
+                return got
         import pygit2
 
         try:
             obj = self.repo[oid]
-        except (KeyError, ValueError) as exc:
-            raise CorruptStateError(f"{want} {oid} is missing from the vault") from exc
-        if obj.type_str != want:
-            raise CorruptStateError(f"object {oid} is a {obj.type_str}, not a {want}")
-        del pygit2
-        return bytes(obj.read_raw())
+            return obj.type_str, bytes(obj.read_raw())
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise self._unreadable(oid, what, pure_error, exc) from exc
+
+    @staticmethod
+    def _unreadable(
+        oid: str, what: str, pure: ObjectReadError | None, exc: BaseException
+    ) -> ObjectUnreadableError:
+        """The error for an object neither reader could read (``pure``: the pure reader's
+        error; None when it did not find the object or was not asked)."""
+        missing = pure is None and isinstance(exc, KeyError)
+        why = "it is missing from the vault" if missing else (pure.message if pure is not None else str(exc))
+        return ObjectUnreadableError(
+            f"{what} {oid} cannot be read: {why}",
+            hint="run `avfs doctor` to list every unreadable object; restore them from a clone or remote",
+            details={"oid": oid, "missing": missing, "libgit2": str(exc).strip("'\"")},
+        )
 
     def tree_lookup(self, tree_oid: str, path: str) -> tuple[str, int] | None:
         """(oid, mode) of ``path`` inside tree ``tree_oid``, or None."""
@@ -150,10 +169,11 @@ class GitStore:
         return cur
 
     def blob_size(self, oid: str) -> int:
+        pure_error: ObjectReadError | None = None
         try:
             got = self._reader.header(oid)  # reads headers only: a 2 GiB blob costs nothing
-        except (OSError, ValueError, zlib.error):
-            got = None
+        except ObjectReadError as exc:
+            got, pure_error = None, exc
         if got is not None:
             return got[1]
         import pygit2
@@ -161,21 +181,23 @@ class GitStore:
         try:
             return int(self.repo.odb.read_header(pygit2.Oid(hex=oid))[1])
         except (KeyError, ValueError, pygit2.GitError) as exc:
-            raise CorruptStateError(f"object {oid} is missing from the vault") from exc
+            raise self._unreadable(oid, "blob", pure_error, exc) from exc
 
     def blob_data(self, oid: str) -> bytes:
         return self._raw(oid, "blob")
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A stream of a big blob (at least ``STREAM_MIN`` bytes, stored whole), so it is
-        never held in memory; None for the rest: read those with :meth:`blob_data`."""
+        never held in memory; None for the rest: read those with :meth:`blob_data`. Its
+        reads raise :class:`~.objects.ObjectReadError` (an :class:`ObjectUnreadableError`)
+        on corrupt data."""
         try:
             got = self._reader.header(oid)
             if got is None or got[1] < STREAM_MIN:
                 return None
             return self._reader.stream(oid)
-        except (OSError, ValueError, zlib.error):
-            return None
+        except ObjectReadError:
+            return None  # blob_data reads it (through libgit2) or names it
 
     def blob_from_file(self, path: str) -> str:
         import pygit2
@@ -201,6 +223,10 @@ class GitStore:
     def commit_tree(self, commit_oid: str) -> str:
         try:
             data = self._raw(commit_oid, "commit")
+        except ObjectUnreadableError as exc:
+            if not exc.details.get("missing"):
+                raise  # there but unreadable: say so
+            raise RevisionNotFoundError(f"commit {commit_oid} not found in the vault") from exc
         except CorruptStateError as exc:
             raise RevisionNotFoundError(f"commit {commit_oid} not found in the vault") from exc
         if not data.startswith(b"tree "):
