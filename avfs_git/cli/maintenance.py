@@ -94,6 +94,11 @@ def gc_cmd(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> No
                     else f" -> {r.objects_after} ({human_size(r.bytes_after)}) in {r.duration_ms} ms"
                 )
             )
+            if r.stale_temp_files:
+                p(
+                    f"{r.vault}: {verb}remove {len(r.stale_temp_files)} temporary pack files a killed"
+                    f" writer left ({human_size(r.stale_temp_bytes)})"
+                )
         for e in expired:
             p(f"{verb}remove deleted vault {e.name} (deleted {e.deleted})")
 

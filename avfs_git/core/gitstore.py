@@ -10,6 +10,7 @@ pygit2 exceptions are translated here and in :mod:`.refs`; nothing above catches
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import time
@@ -132,6 +133,9 @@ class GitStore:
                 got, pure_error = None, exc
             if got is not None:
                 return got
+        return self._libgit2_read(oid, what, pure_error)
+
+    def _libgit2_read(self, oid: str, what: str, pure_error: ObjectReadError | None) -> tuple[str, bytes]:
         import pygit2
 
         try:
@@ -139,6 +143,39 @@ class GitStore:
             return obj.type_str, bytes(obj.read_raw())
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise self._unreadable(oid, what, pure_error, exc) from exc
+
+    def check_object(self, oid: str) -> tuple[str, bytes | None]:
+        """Read object ``oid`` whole, as avfs' read paths do (the pure reader, libgit2 when
+        that fails), and check that its contents hash to its id (``avfs doctor``).
+
+        Returns (type, data); data is None for a big blob stored whole, which is hashed as
+        a stream instead of held in memory. Raises :class:`ObjectUnreadableError` naming
+        the object when neither reader gives its true contents.
+        """
+        pure_error: ObjectReadError | None = None
+        try:
+            head = self._reader.header(oid)
+            if head is not None and head[0] == "blob" and head[1] >= STREAM_MIN:
+                stream = self._reader.stream(oid)
+                if stream is not None:
+                    h = hashlib.sha1(b"blob %d\0" % head[1])
+                    try:
+                        while chunk := stream.read(1 << 20):
+                            h.update(chunk)
+                    finally:
+                        stream.close()
+                    if h.hexdigest() == oid:
+                        return "blob", None
+                    raise ObjectReadError(f"object {oid}: its contents do not match its id")
+            got = self._reader.read(oid)
+            if got is not None and _object_id(*got) != oid:
+                raise ObjectReadError(f"object {oid}: its contents do not match its id")
+        except ObjectReadError as exc:
+            got, pure_error = None, exc
+        if got is not None:
+            return got
+        kind, data = self._libgit2_read(oid, "object", pure_error)  # libgit2 checks the id
+        return kind, data
 
     @staticmethod
     def _unreadable(
@@ -296,6 +333,12 @@ class GitStore:
         except pygit2.GitError as exc:
             raise InternalError(f"cannot write commit: {exc}") from exc
         return str(oid)
+
+
+def _object_id(kind: str, data: bytes) -> str:
+    h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
+    h.update(data)
+    return h.hexdigest()
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:
