@@ -121,28 +121,52 @@ class GitStore:
         Until something has imported pygit2, objects are read by :mod:`.objects` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
         them otherwise, and whenever the pure reader does not find an object or cannot read
-        it (a layout it does not know, corrupt data). An object neither can read raises
+        it (a layout it does not know, corrupt data); the pure reader is asked in turn when
+        libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
         :class:`ObjectUnreadableError` naming it (``what`` names the kind the caller wants
         in the message).
         """
-        pure_error: ObjectReadError | None = None
-        if "pygit2" not in sys.modules:
+        loose = self._reader.has_loose(oid)
+        if "pygit2" not in sys.modules or loose:
             try:
                 got = self._reader.read(oid)
             except ObjectReadError as exc:
-                got, pure_error = None, exc
+                if loose:  # libgit2 (1.9) loops forever on a truncated loose object: not asked
+                    raise self._unreadable(oid, what, exc, exc) from exc
+                return self._libgit2_read(oid, what, exc)
             if got is not None:
                 return got
-        return self._libgit2_read(oid, what, pure_error)
+            return self._libgit2_read(oid, what, None)
+        return self._libgit2_read(oid, what, None, pure_tried=False)
 
-    def _libgit2_read(self, oid: str, what: str, pure_error: ObjectReadError | None) -> tuple[str, bytes]:
+    def _libgit2_read(
+        self, oid: str, what: str, pure_error: ObjectReadError | None, *, pure_tried: bool = True
+    ) -> tuple[str, bytes]:
+        """Read through libgit2; when it fails, through the pure reader unless that was
+        tried (libgit2 takes a pack it cannot open for absent: the object is "not found")."""
         import pygit2
 
         try:
             obj = self.repo[oid]
             return obj.type_str, bytes(obj.read_raw())
         except (KeyError, ValueError, pygit2.GitError) as exc:
+            if not pure_tried:
+                try:
+                    got = self._reader.read(oid)
+                except ObjectReadError as pure_exc:
+                    pure_error = pure_exc
+                else:
+                    if got is not None:
+                        return got
             raise self._unreadable(oid, what, pure_error, exc) from exc
+
+    def _present(self, oid: str) -> bool:
+        """True when an object file holds ``oid`` (readable or not), as the pure reader
+        sees the object store."""
+        try:
+            return self._reader.header(oid) is not None
+        except ObjectReadError:
+            return True
 
     def check_object(self, oid: str) -> tuple[str, bytes | None]:
         """Read object ``oid`` whole, as avfs' read paths do (the pure reader, libgit2 when
@@ -155,18 +179,17 @@ class GitStore:
         pure_error: ObjectReadError | None = None
         try:
             head = self._reader.header(oid)
-            if head is not None and head[0] == "blob" and head[1] >= STREAM_MIN:
-                stream = self._reader.stream(oid)
-                if stream is not None:
-                    h = hashlib.sha1(b"blob %d\0" % head[1])
-                    try:
-                        while chunk := stream.read(1 << 20):
-                            h.update(chunk)
-                    finally:
-                        stream.close()
-                    if h.hexdigest() == oid:
-                        return "blob", None
-                    raise ObjectReadError(f"object {oid}: its contents do not match its id")
+            if (
+                head is not None
+                and head[0] == "blob"
+                and head[1] >= STREAM_MIN
+                and self._hash_stream(oid, head[1])
+            ):
+                return "blob", None
+        except ObjectReadError:
+            pass  # read it whole below (a packed copy of a broken loose one, or libgit2)
+        got: tuple[str, bytes] | None = None
+        try:
             got = self._reader.read(oid)
             if got is not None and _object_id(*got) != oid:
                 raise ObjectReadError(f"object {oid}: its contents do not match its id")
@@ -174,8 +197,25 @@ class GitStore:
             got, pure_error = None, exc
         if got is not None:
             return got
-        kind, data = self._libgit2_read(oid, "object", pure_error)  # libgit2 checks the id
-        return kind, data
+        if pure_error is not None and self._reader.has_loose(oid):  # see read_object
+            raise self._unreadable(oid, "object", pure_error, pure_error)
+        return self._libgit2_read(oid, "object", pure_error)  # libgit2 checks the id
+
+    def _hash_stream(self, oid: str, size: int) -> bool:
+        """True when the big blob ``oid`` stored whole hashes to its id, read as a stream
+        (False: not stored whole). Raises :class:`ObjectReadError` otherwise."""
+        stream = self._reader.stream(oid)
+        if stream is None:
+            return False
+        h = hashlib.sha1(b"blob %d\0" % size)
+        try:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+        finally:
+            stream.close()
+        if h.hexdigest() != oid:
+            raise ObjectReadError(f"object {oid}: its contents do not match its id")
+        return True
 
     @staticmethod
     def _unreadable(
@@ -183,7 +223,7 @@ class GitStore:
     ) -> ObjectUnreadableError:
         """The error for an object neither reader could read (``pure``: the pure reader's
         error; None when it did not find the object or was not asked)."""
-        missing = pure is None and isinstance(exc, KeyError)
+        missing = pure is None and isinstance(exc, KeyError)  # (the pure reader did not find it either)
         why = "it is missing from the vault" if missing else (pure.message if pure is not None else str(exc))
         return ObjectUnreadableError(
             f"{what} {oid} cannot be read: {why}",
@@ -210,6 +250,8 @@ class GitStore:
         try:
             got = self._reader.header(oid)  # reads headers only: a 2 GiB blob costs nothing
         except ObjectReadError as exc:
+            if self._reader.has_loose(oid):  # see read_object: libgit2 would hang on it
+                raise self._unreadable(oid, "blob", exc, exc) from exc
             got, pure_error = None, exc
         if got is not None:
             return got[1]
@@ -273,9 +315,14 @@ class GitStore:
     def commit(self, oid: str) -> pygit2.Commit:
         import pygit2
 
+        if self._reader.has_loose(oid):
+            self.read_object(oid, "commit")  # a corrupt loose object would hang libgit2 (1.9)
         try:
             obj = self.repo[oid]
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            if len(oid) == 40 and self._present(oid):  # there, but libgit2 cannot read it
+                self.read_object(oid, "commit")  # raises ObjectUnreadableError naming it...
+                raise self._unreadable(oid, "commit", None, exc) from exc  # ...or libgit2 alone fails
             raise RevisionNotFoundError(f"commit {oid} not found in the vault") from exc
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFoundError(f"{oid} is not a commit")

@@ -532,13 +532,23 @@ class ObjectReader:
         ) as exc:
             raise self._wrap(oid, exc) from exc
 
+    def has_loose(self, oid: str) -> bool:
+        """True when ``oid`` has a loose object file (readable or not)."""
+        return len(oid) == 40 and os.path.exists(self._loose_path(oid))
+
     def _read(self, oid: str) -> tuple[str, bytes] | None:
         try:
             return _read_loose(self._loose_path(oid))
         except FileNotFoundError:
-            pass
+            loose_error = None
+        except ObjectReadError as exc:  # as git does: a packed copy may still be good
+            loose_error = exc
         hit = self._find(oid)  # rescans once: a pack written since (another process)?
-        return None if hit is None else self._read_at(*hit)
+        if hit is None:
+            if loose_error is not None:
+                raise loose_error
+            return None
+        return self._read_at(*hit)
 
     def _find(self, oid: str) -> tuple[_Pack, int] | None:
         key = bytes.fromhex(oid)
@@ -578,9 +588,15 @@ class ObjectReader:
             kind, size, _ = _loose_header(self._loose_path(oid))
             return kind, size
         except FileNotFoundError:
-            pass
+            loose_error = None
+        except ObjectReadError as exc:
+            loose_error = exc
         hit = self._find(oid)
-        return None if hit is None else self._header_at(*hit)
+        if hit is None:
+            if loose_error is not None:
+                raise loose_error
+            return None
+        return self._header_at(*hit)
 
     def _header_at(self, pack: _Pack, off: int) -> tuple[str, int]:
         buf = pack.pack
@@ -649,9 +665,13 @@ class ObjectReader:
             kind, size, skip = _loose_header(loose)
             return BlobStream(loose, 0, size, skip, oid) if kind == "blob" else None
         except FileNotFoundError:
-            pass
+            loose_error = None
+        except ObjectReadError as exc:
+            loose_error = exc
         hit = self._find(oid)
         if hit is None:
+            if loose_error is not None:
+                raise loose_error
             return None
         pack, off = hit
         ptype, size, pos = _pack_header(pack.pack, off)
