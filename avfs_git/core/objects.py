@@ -230,13 +230,17 @@ def _ofs(buf: mmap.mmap, pos: int) -> tuple[int, int]:
 
 
 def apply_delta(base: bytes, delta: bytes) -> bytes:
-    """The result of git delta ``delta`` applied to ``base`` (linear in the output)."""
+    """The result of git delta ``delta`` applied to ``base``: linear in the output, and
+    built by one copy (the pieces are views of ``base`` and ``delta``, joined at the end),
+    so a big blob costs its base and its result in memory, nothing more."""
     src_size, pos = _varint(delta, 0)
     dst_size, pos = _varint(delta, pos)
     if src_size != len(base):
         raise _bad(f"delta base size mismatch ({src_size} announced, {len(base)} found)")
-    out = bytearray()
+    pieces: list[memoryview] = []
+    total = 0
     view = memoryview(base)
+    dview = memoryview(delta)
     n = len(delta)
     blen = len(base)
     while pos < n:
@@ -259,19 +263,21 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
             size = size or 0x10000
             if off + size > blen:
                 raise _bad("delta copies past the end of its base")
-            out += view[off : off + size]
+            pieces.append(view[off : off + size])
         elif cmd:
             if pos + cmd > n:
                 raise _bad("truncated delta insert instruction")
-            out += delta[pos : pos + cmd]
+            size = cmd
+            pieces.append(dview[pos : pos + cmd])
             pos += cmd
         else:
             raise _bad("invalid delta opcode 0")
-        if len(out) > dst_size:
+        total += size
+        if total > dst_size:
             raise _bad("delta result longer than announced")
-    if len(out) != dst_size:
+    if total != dst_size:
         raise _bad("delta result size mismatch")
-    return bytes(out)
+    return b"".join(pieces)
 
 
 class BlobStream:
