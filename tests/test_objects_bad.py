@@ -465,3 +465,28 @@ def test_doctor_json_names_unreadable_objects(home, real_vault, cli):
         pack.write_bytes(good)
         os.chmod(pack, 0o444)
     assert json.loads(cli("--json", "doctor").out)["ok"]
+
+
+def test_truncated_pack_index(home, real_vault, cli, cli_proc):
+    v, src = real_vault
+    head = git("--git-dir", v.path, "rev-parse", "main").strip()
+    idx = next(Path(v.path, "objects", "pack").glob("*.idx"))
+    good = idx.read_bytes()
+    os.chmod(idx, 0o644)
+    idx.write_bytes(good[: len(good) // 2])
+    try:
+        before = _state(v)
+        for run in (cli_proc, cli):
+            doc = _expect_unreadable(run("--json", "--vault", "bad", "cat", "README.md"))
+            assert head in doc["error"]["message"]  # the fork's commit: nothing is found without the index
+        assert (
+            "pack index"
+            in _expect_unreadable(cli_proc("--json", "--vault", "bad", "ls", "-l"))["error"]["message"]
+        )
+        assert _state(v) == before
+        _doctor_names(home, head)
+    finally:
+        idx.write_bytes(good)
+        os.chmod(idx, 0o444)
+        v.store.close()
+    assert cli_proc("--vault", "bad", "cat", "README.md").out_bytes == (src / "README.md").read_bytes()

@@ -217,14 +217,16 @@ class GitStore:
             raise ObjectReadError(f"object {oid}: its contents do not match its id")
         return True
 
-    @staticmethod
     def _unreadable(
-        oid: str, what: str, pure: ObjectReadError | None, exc: BaseException
+        self, oid: str, what: str, pure: ObjectReadError | None, exc: BaseException
     ) -> ObjectUnreadableError:
         """The error for an object neither reader could read (``pure``: the pure reader's
         error; None when it did not find the object or was not asked)."""
         missing = pure is None and isinstance(exc, KeyError)  # (the pure reader did not find it either)
         why = "it is missing from the vault" if missing else (pure.message if pure is not None else str(exc))
+        if missing and self._reader.skipped:  # perhaps in a pack whose index is broken
+            why += f" (or in a pack whose index cannot be read: {sorted(self._reader.skipped.values())[0]})"
+            missing = False  # not for certain
         return ObjectUnreadableError(
             f"{what} {oid} cannot be read: {why}",
             hint="run `avfs doctor` to list every unreadable object; restore them from a clone or remote",
@@ -320,7 +322,7 @@ class GitStore:
         try:
             obj = self.repo[oid]
         except (KeyError, ValueError, pygit2.GitError) as exc:
-            if len(oid) == 40 and self._present(oid):  # there, but libgit2 cannot read it
+            if len(oid) == 40 and (self._present(oid) or self._reader.skipped):  # there, but unreadable?
                 self.read_object(oid, "commit")  # raises ObjectUnreadableError naming it...
                 raise self._unreadable(oid, "commit", None, exc) from exc  # ...or libgit2 alone fails
             raise RevisionNotFoundError(f"commit {oid} not found in the vault") from exc

@@ -488,6 +488,7 @@ class ObjectReader:
         self._packs: dict[str, _Pack | None] = {}  # replaced whole, never mutated: threads share it
         self._scan_lock = threading.Lock()
         self._cache = _BaseCache()
+        self.skipped: dict[str, str] = {}  # index name -> why this reader could not use it
 
     def _scan(self) -> bool:
         """Open packs not seen yet; True when there were new ones."""
@@ -505,8 +506,9 @@ class ObjectReader:
                         packs[n] = _Pack(os.path.join(pack_dir, n))
                     except FileNotFoundError:
                         continue  # removed meanwhile (a repack)
-                    except (ObjectReadError, OSError):
-                        packs[n] = None  # a layout not known here: libgit2 reads it
+                    except (ObjectReadError, OSError) as exc:
+                        packs[n] = None  # a layout not known here (or broken): libgit2's turn
+                        self.skipped[n] = exc.message if isinstance(exc, ObjectReadError) else str(exc)
                     new = True
             if new:
                 self._packs = packs  # readers iterate the dict they got: copy on write
