@@ -229,6 +229,20 @@ def _ofs(buf: mmap.mmap, pos: int) -> tuple[int, int]:
     return rel, pos
 
 
+def _copy_table() -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """For each copy opcode (0x80-0xff): the shifts of its offset bytes and of its size
+    bytes, in the order they follow the opcode."""
+    table = []
+    for cmd in range(128, 256):
+        offs = tuple(8 * bit for bit in range(4) if cmd & (1 << bit))
+        sizes = tuple(8 * bit for bit in range(3) if cmd & (0x10 << bit))
+        table.append((offs, sizes))
+    return table
+
+
+_COPY = _copy_table()
+
+
 def apply_delta(base: bytes, delta: bytes) -> bytes:
     """The result of git delta ``delta`` applied to ``base``: linear in the output, and
     built by one copy (the pieces are views of ``base`` and ``delta``, joined at the end),
@@ -238,46 +252,42 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
     if src_size != len(base):
         raise _bad(f"delta base size mismatch ({src_size} announced, {len(base)} found)")
     pieces: list[memoryview] = []
-    total = 0
+    append = pieces.append
     view = memoryview(base)
     dview = memoryview(delta)
     n = len(delta)
     blen = len(base)
-    while pos < n:
-        cmd = delta[pos]
-        pos += 1
-        if cmd & 0x80:
-            off = size = 0
-            for bit in range(4):
-                if cmd & (1 << bit):
-                    if pos >= n:
-                        raise _bad("truncated delta copy instruction")
-                    off |= delta[pos] << (8 * bit)
+    copy = _COPY
+    try:
+        while pos < n:
+            cmd = delta[pos]
+            pos += 1
+            if cmd & 0x80:
+                offs, sizes = copy[cmd - 128]
+                off = size = 0
+                for sh in offs:
+                    off |= delta[pos] << sh
                     pos += 1
-            for bit in range(3):
-                if cmd & (0x10 << bit):
-                    if pos >= n:
-                        raise _bad("truncated delta copy instruction")
-                    size |= delta[pos] << (8 * bit)
+                for sh in sizes:
+                    size |= delta[pos] << sh
                     pos += 1
-            size = size or 0x10000
-            if off + size > blen:
-                raise _bad("delta copies past the end of its base")
-            pieces.append(view[off : off + size])
-        elif cmd:
-            if pos + cmd > n:
-                raise _bad("truncated delta insert instruction")
-            size = cmd
-            pieces.append(dview[pos : pos + cmd])
-            pos += cmd
-        else:
-            raise _bad("invalid delta opcode 0")
-        total += size
-        if total > dst_size:
-            raise _bad("delta result longer than announced")
-    if total != dst_size:
-        raise _bad("delta result size mismatch")
-    return b"".join(pieces)
+                size = size or 0x10000
+                if off + size > blen:
+                    raise _bad("delta copies past the end of its base")
+                append(view[off : off + size])
+            elif cmd:
+                if pos + cmd > n:
+                    raise _bad("truncated delta insert instruction")
+                append(dview[pos : pos + cmd])
+                pos += cmd
+            else:
+                raise _bad("invalid delta opcode 0")
+    except IndexError:
+        raise _bad("truncated delta copy instruction") from None
+    out = b"".join(pieces)
+    if len(out) != dst_size:
+        raise _bad(f"delta result of {len(out)} bytes, announced {dst_size}")
+    return out
 
 
 class BlobStream:
