@@ -490,3 +490,54 @@ def test_truncated_pack_index(home, real_vault, cli, cli_proc):
         os.chmod(idx, 0o444)
         v.store.close()
     assert cli_proc("--vault", "bad", "cat", "README.md").out_bytes == (src / "README.md").read_bytes()
+
+
+def test_delta_chain_deeper_than_the_recursion_limit(home):
+    """A chain of 1,500 OFS deltas (git allows 4,095): read by a loop, not recursion, and
+    the same as libgit2 reads it, every link of it."""
+    import pygit2
+
+    v = home.create_vault("deep")
+    p = _Pack(v.path)
+    text = b"line 0\n"
+    prev = p.whole(packwriter.OBJ_BLOB, text)
+    chain = [(prev, text)]
+    for i in range(1, 1500):
+        new = text + b"line %d\n" % i
+        extra = new[len(text) :]
+        delta = _varint(len(text)) + _varint(len(new)) + _copy(0, len(text)) + bytes([len(extra)]) + extra
+        prev = p.ofs_delta(new, prev, delta)
+        chain.append((prev, new))
+        text = new
+    commit = p.commit_of({"deep.txt": prev})
+    p.finish()
+    git("--git-dir", v.path, "update-ref", "refs/heads/deep", commit)
+    repo = pygit2.Repository(v.path)
+    reader = ObjectReader(v.path)
+    assert ObjectReader(v.path).read(prev) == ("blob", text)  # the top first: the whole chain at once
+    for oid, data in reversed(chain[::50]):
+        assert reader.header(oid) == ("blob", len(data))
+        assert reader.read(oid) == ("blob", data) == ("blob", repo[oid].read_raw())
+    git("--git-dir", v.path, "update-ref", "-d", "refs/heads/deep")
+
+
+def test_ref_delta_cycle_is_an_error_not_a_hang(home):
+    v = home.create_vault("cycle")
+    a_data, b_data = b"a" * 100, b"b" * 100
+    a_oid, b_oid = _object_id("blob", a_data), _object_id("blob", b_data)
+    p = _Pack(v.path)
+    # each is a delta on the other: no base at the bottom
+    delta = _varint(100) + _varint(100) + _copy(0, 100)
+    p.raw(a_oid, packwriter._header(7, len(delta)) + bytes.fromhex(b_oid) + zlib.compress(delta, 1))
+    p.raw(b_oid, packwriter._header(7, len(delta)) + bytes.fromhex(a_oid) + zlib.compress(delta, 1))
+    pack = p.finish()
+    try:
+        reader = ObjectReader(v.path)
+        for oid in (a_oid, b_oid):
+            with pytest.raises(ObjectReadError, match="delta chain longer"):
+                reader.read(oid)
+            with pytest.raises(ObjectReadError, match="delta chain longer"):
+                reader.header(oid)
+    finally:
+        pack.unlink()
+        pack.with_suffix(".idx").unlink()
