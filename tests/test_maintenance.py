@@ -7,6 +7,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, maintenance, refs
+from avfs_git.core import checkpoint, maintenance, packwriter, refs
 from avfs_git.core.errors import BusyError, QuotaExceededError
 from avfs_git.core.home import Home
 from avfs_git.core.vault import Vault
@@ -419,3 +420,121 @@ def test_a_lock_file_unlinked_while_waited_for_is_not_held_twice(vault: Vault) -
     finally:
         b.join(30)
     assert b_in.is_set()
+
+
+# -- debris of a killed writer: temporary packs -------------------------------------------------
+
+_KILLED_SAVE = """
+import sys, time
+from avfs_git.core import packwriter
+from avfs_git.cli.main import main
+
+real_finish = packwriter.PackWriter.finish
+
+def finish(self):
+    # the pack is written; stop here, before it is renamed into place, and wait to be killed
+    self._fh.flush()
+    print("writing", self._tmp, flush=True)
+    time.sleep(600)
+    return real_finish(self)
+
+packwriter.PackWriter.finish = finish
+sys.exit(main(["--vault", "v", "checkpoint", "save"]))
+"""
+
+
+def _temp_packs(vault: Vault) -> list[str]:
+    pack_dir = os.path.join(vault.path, "objects", "pack")
+    return sorted(n for n in os.listdir(pack_dir) if n.startswith("tmp_"))
+
+
+def test_killed_checkpoint_leaves_a_temp_pack_that_gc_and_doctor_handle(
+    home: Home, vault: Vault, cli: Any
+) -> None:
+    ws = vault.workspace()
+    ws.write("big.bin", os.urandom(3 << 20))
+    ws.write("a.txt", b"a\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SAVE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("writing "), (line, proc.stderr.read() if proc.poll() is not None else "")
+        tmp = line.split(" ", 1)[1].strip()
+        assert os.path.basename(tmp).startswith(f"tmp_avfs_{proc.pid}_") and os.path.getsize(tmp) > 3 << 20
+        # a live writer: not debris (gc cannot even start: the checkpoint holds its fork)
+        before = home.vault("v").quota_usage().objects_bytes
+        assert packwriter.stale_temp_files(vault.path) == []
+        with pytest.raises(BusyError):
+            maintenance.gc(vault, grace_days=0)
+        assert os.path.exists(tmp)
+        assert not [f for f in maintenance.doctor(home).findings if f.check == "objects"]
+        assert home.vault("v").quota_usage().objects_bytes == before  # not counted while written
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    size = os.path.getsize(tmp)
+    # killed: the quota counts it, doctor reports it, gc removes it
+    assert home.vault("v").quota_usage().objects_bytes == before + size
+    found = [f for f in maintenance.doctor(home).findings if f.check == "objects"]
+    assert [f.path for f in found] == [tmp] and found[0].repairable and str(proc.pid) in found[0].problem
+    dry = maintenance.gc(vault, grace_days=0, dry_run=True)
+    assert dry.stale_temp_files == [tmp] and dry.stale_temp_bytes == size and os.path.exists(tmp)
+    doc = _doc(cli("--json", "--vault", "v", "gc", "--grace", "0"), "gc")
+    assert doc["vaults"][0]["stale_temp_files"] == [tmp] and doc["vaults"][0]["stale_temp_bytes"] == size
+    assert _temp_packs(vault) == []
+    assert home.vault("v").quota_usage().objects_bytes < before + size
+    # the killed checkpoint changed nothing: the changes are still there to checkpoint
+    assert ws.read("a.txt") == b"a\n"
+    checkpoint.save(vault)
+    _fsck(vault)
+
+
+def test_doctor_repairs_temp_packs_but_never_a_live_writers(home: Home, vault: Vault, cli: Any) -> None:
+    pack_dir = os.path.join(vault.path, "objects", "pack")
+    now = time.time()
+
+    def left(name: str, age: float) -> str:
+        path = os.path.join(pack_dir, name)
+        with open(path, "wb") as fh:
+            fh.write(b"PACK" + os.urandom(1000))
+        os.utime(path, (now - age, now - age))
+        return path
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    killed = left(f"tmp_avfs_{dead_pid}_abc123", 5)  # its writer is gone
+    killed_idx = left(f"tmp_avfs_{dead_pid}_abc123.idx", 5)
+    old = left("tmp_avfs_q1w2e3", 2 * packwriter.STALE_TMP_S)  # an older avfs's name, long untouched
+    # kept: a pid that lives (ours; no lock: the moment before a writer locks it) and recent
+    fresh = left(f"tmp_avfs_{os.getpid()}_zzz999", 5)
+    fresh_old_name = left("tmp_avfs_r4t5y6", 5)
+    live = packwriter.PackWriter(vault.path)  # a writer in this process holds its lock
+    live_old = os.path.join(pack_dir, os.path.basename(live._tmp))
+    os.utime(live_old, (now - 10 * packwriter.STALE_TMP_S,) * 2)  # even long untouched
+    try:
+        doc = _doc(cli("--json", "doctor"), "doctor", code=1)
+        paths = sorted(f["path"] for f in doc["findings"] if f["check"] == "objects")
+        assert paths == sorted([killed, killed_idx, old])
+        doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+        assert all(f["repaired"] for f in doc["findings"])
+        assert sorted(_temp_packs(vault)) == sorted(
+            os.path.basename(p) for p in (fresh, fresh_old_name, live_old)
+        )
+        # (git prune itself drops tmp_* files older than the grace: --grace 0 would take them)
+        assert maintenance.gc(vault).stale_temp_files == []
+        assert os.path.exists(live_old) and os.path.exists(fresh)
+    finally:
+        live.abort()
+    assert not os.path.exists(live_old)
+    for p in (fresh, fresh_old_name):
+        os.unlink(p)

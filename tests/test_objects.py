@@ -108,3 +108,67 @@ def test_read_only_cli_commands_do_not_import_pygit2(cli, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert '"modified"' in proc.stdout and '"added"' in proc.stdout
+
+
+def _rewrite_index_with_large_offsets(idx_path: str, bad_entry: bool = False) -> None:
+    """Rewrite a v2 pack index so that every offset but the first object's goes through the
+    64-bit offset table (as git writes them for packs over 2 GiB); ``bad_entry``: one
+    points past that table."""
+    import hashlib
+    import struct
+
+    with open(idx_path, "rb") as fh:
+        raw = fh.read()
+    count = struct.unpack_from(">I", raw, 8 + 255 * 4)[0]
+    offs_at = 1032 + 24 * count
+    offsets = struct.unpack_from(f">{count}I", raw, offs_at)
+    assert not any(o & 0x80000000 for o in offsets)
+    small, big = [], []
+    for o in offsets:
+        if o == 12:  # the first object (git allows at most count - 1 large entries)
+            small.append(struct.pack(">I", o))
+        else:
+            small.append(struct.pack(">I", 0x80000000 | (len(big) + (count if bad_entry and not big else 0))))
+            big.append(struct.pack(">Q", o))
+    body = raw[:offs_at] + b"".join(small) + b"".join(big) + raw[-40:-20]
+    os.chmod(idx_path, 0o644)
+    with open(idx_path, "wb") as fh:
+        fh.write(body + hashlib.sha1(body).digest())
+
+
+def test_reader_reads_an_index_with_large_offsets(home, tmp_path):
+    from avfs_git.core.objects import ObjectReadError
+
+    from .test_objects_real import compare_all
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i}.txt").write_text("".join(f"line {j}\n" for j in range(300)) + f"tail {i}\n")
+    v = home.create_vault("o", from_dir=str(src))
+    git("--git-dir", v.path, "repack", "-adf", "-q")
+    idx = [
+        os.path.join(v.path, "objects", "pack", n)
+        for n in os.listdir(os.path.join(v.path, "objects", "pack"))
+    ]
+    idx = [p for p in idx if p.endswith(".idx")]
+    assert len(idx) == 1
+    with open(idx[0], "rb") as fh:
+        good = fh.read()
+    _rewrite_index_with_large_offsets(idx[0])
+    git("--git-dir", v.path, "verify-pack", idx[0])  # git agrees it is a valid index
+    counts = compare_all(v.path)
+    assert counts["objects"] == 22 and counts["deltas"] > 10
+    # an entry pointing past the 64-bit table: the reader's own error, never IndexError
+    with open(idx[0], "wb") as fh:
+        fh.write(good)
+    oids = _all_objects(v.path)
+    _rewrite_index_with_large_offsets(idx[0], bad_entry=True)
+    reader = ObjectReader(v.path)
+    try:
+        with pytest.raises(ObjectReadError):
+            for oid in oids:
+                reader.header(oid)
+    finally:
+        with open(idx[0], "wb") as fh:
+            fh.write(good)

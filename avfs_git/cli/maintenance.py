@@ -119,6 +119,14 @@ def gc_cmd(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> No
                 after,
                 verb=verb,
             )
+            if r.stale_temp_files:
+                p(
+                    "{}: {}remove {} temporary pack files a killed writer left ({})",
+                    r.vault,
+                    verb,
+                    len(r.stale_temp_files),
+                    human_size(r.stale_temp_bytes),
+                )
         for e in expired:
             p("{}remove deleted vault {} (deleted {})", verb, e.name, e.deleted)
 

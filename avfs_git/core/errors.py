@@ -141,6 +141,16 @@ class CorruptStateError(AvfsError):
     errno = _errno.EIO
 
 
+class ObjectUnreadableError(CorruptStateError):
+    """A git object of the vault that neither avfs' reader nor libgit2 can read (a truncated
+    or corrupt pack or loose object, a missing delta base). ``details["oid"]`` names it;
+    ``avfs doctor`` lists every such object."""
+
+    code = "object_unreadable"
+    exit_code = EXIT_USER
+    errno = _errno.EIO
+
+
 class RefMovedError(AvfsError):
     """A ref is not where the operation expected it: someone else moved it."""
 

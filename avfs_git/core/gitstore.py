@@ -10,15 +10,15 @@ pygit2 exceptions are translated here and in :mod:`.refs`; nothing above catches
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import time
-import zlib
 from typing import TYPE_CHECKING
 
-from .errors import CorruptStateError, InternalError, RevisionNotFoundError
+from .errors import CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
 from .identity import Identity, Signatures, resolve
-from .objects import BlobStream, ObjectReader
+from .objects import BlobStream, ObjectReader, ObjectReadError
 from .threads import ThreadSlots
 from .types import MODE_TREE
 
@@ -110,31 +110,140 @@ class GitStore:
         return out
 
     def _raw(self, oid: str, want: str) -> bytes:
-        """The raw data of object ``oid`` of type ``want``.
+        """The raw data of object ``oid`` of type ``want``."""
+        kind, data = self.read_object(oid, want)
+        if kind != want:
+            raise CorruptStateError(f"object {oid} is a {kind}, not a {want}")
+        return data
+
+    def read_object(self, oid: str, what: str = "object") -> tuple[str, bytes]:
+        """(type, data) of object ``oid``: the one read path of avfs.
 
         Until something has imported pygit2, objects are read by :mod:`.objects` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
-        them otherwise, and whenever the pure reader does not find an object.
+        them otherwise, and whenever the pure reader does not find an object or cannot read
+        it (a layout it does not know, corrupt data); the pure reader is asked in turn when
+        libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
+        :class:`ObjectUnreadableError` naming it (``what`` names the kind the caller wants
+        in the message).
         """
-        if "pygit2" not in sys.modules:
+        loose = self._reader.has_loose(oid)
+        if "pygit2" not in sys.modules or loose:
             try:
                 got = self._reader.read(oid)
-            except (OSError, ValueError, zlib.error):
-                got = None
+            except ObjectReadError as exc:
+                if loose:  # libgit2 (1.9) loops forever on a truncated loose object: not asked
+                    raise self._unreadable(oid, what, exc, exc) from exc
+                return self._libgit2_read(oid, what, exc)
             if got is not None:
-                if got[0] != want:
-                    raise CorruptStateError(f"object {oid} is a {got[0]}, not a {want}")
-                return got[1]
+                return got
+            return self._libgit2_read(oid, what, None)
+        return self._libgit2_read(oid, what, None, pure_tried=False)
+
+    def _libgit2_read(
+        self, oid: str, what: str, pure_error: ObjectReadError | None, *, pure_tried: bool = True
+    ) -> tuple[str, bytes]:
+        """Read through libgit2; when it fails, through the pure reader unless that was
+        tried (libgit2 takes a pack it cannot open for absent: the object is "not found")."""
         import pygit2
 
         try:
             obj = self.repo[oid]
-        except (KeyError, ValueError) as exc:
-            raise CorruptStateError(f"{want} {oid} is missing from the vault") from exc
-        if obj.type_str != want:
-            raise CorruptStateError(f"object {oid} is a {obj.type_str}, not a {want}")
-        del pygit2
-        return bytes(obj.read_raw())
+            return obj.type_str, bytes(obj.read_raw())
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            if not pure_tried:
+                try:
+                    got = self._reader.read(oid)
+                except ObjectReadError as pure_exc:
+                    pure_error = pure_exc
+                else:
+                    if got is not None:
+                        return got
+            raise self._unreadable(oid, what, pure_error, exc) from exc
+
+    def _present(self, oid: str) -> bool:
+        """True when an object file holds ``oid`` (readable or not), as the pure reader
+        sees the object store."""
+        try:
+            return self._reader.header(oid) is not None
+        except ObjectReadError:
+            return True
+
+    def check_object(self, oid: str) -> tuple[str, bytes | None]:
+        """Read object ``oid`` whole as avfs' read paths can (libgit2 and the pure reader,
+        each falling back on the other) and check that its contents hash to its id
+        (``avfs doctor``).
+
+        Returns (type, data); data is None for a big blob stored whole, which is hashed as
+        a stream instead of held in memory. Raises :class:`ObjectUnreadableError` naming
+        the object when neither reader gives its true contents. Packed objects are read by
+        libgit2 first (in C, and it checks ids itself: ~10x faster than applying deltas in
+        Python), loose ones by the pure reader (see :meth:`read_object`).
+        """
+        pure_error: ObjectReadError | None = None
+        try:
+            head = self._reader.header(oid)
+            if (
+                head is not None
+                and head[0] == "blob"
+                and head[1] >= STREAM_MIN
+                and self._hash_stream(oid, head[1])
+            ):
+                return "blob", None
+        except ObjectReadError:
+            pass  # read it whole below (a packed copy of a broken loose one, or libgit2)
+        if not self._reader.has_loose(oid):
+            import pygit2
+
+            try:
+                kind, data = self.repo.odb.read(pygit2.Oid(hex=oid))
+                return _KIND_NAMES[int(kind)], bytes(data)
+            except (KeyError, ValueError, pygit2.GitError):
+                pass  # the pure reader may read it (a pack libgit2 cannot open)
+        got: tuple[str, bytes] | None = None
+        try:
+            got = self._reader.read(oid)
+            if got is not None and _object_id(*got) != oid:
+                raise ObjectReadError(f"object {oid}: its contents do not match its id")
+        except ObjectReadError as exc:
+            got, pure_error = None, exc
+        if got is not None:
+            return got
+        if pure_error is not None and self._reader.has_loose(oid):  # see read_object
+            raise self._unreadable(oid, "object", pure_error, pure_error)
+        return self._libgit2_read(oid, "object", pure_error)  # names it
+
+    def _hash_stream(self, oid: str, size: int) -> bool:
+        """True when the big blob ``oid`` stored whole hashes to its id, read as a stream
+        (False: not stored whole). Raises :class:`ObjectReadError` otherwise."""
+        stream = self._reader.stream(oid)
+        if stream is None:
+            return False
+        h = hashlib.sha1(b"blob %d\0" % size)
+        try:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+        finally:
+            stream.close()
+        if h.hexdigest() != oid:
+            raise ObjectReadError(f"object {oid}: its contents do not match its id")
+        return True
+
+    def _unreadable(
+        self, oid: str, what: str, pure: ObjectReadError | None, exc: BaseException
+    ) -> ObjectUnreadableError:
+        """The error for an object neither reader could read (``pure``: the pure reader's
+        error; None when it did not find the object or was not asked)."""
+        missing = pure is None and isinstance(exc, KeyError)  # (the pure reader did not find it either)
+        why = "it is missing from the vault" if missing else (pure.message if pure is not None else str(exc))
+        if missing and self._reader.skipped:  # perhaps in a pack whose index is broken
+            why += f" (or in a pack whose index cannot be read: {sorted(self._reader.skipped.values())[0]})"
+            missing = False  # not for certain
+        return ObjectUnreadableError(
+            f"{what} {oid} cannot be read: {why}",
+            hint="run `avfs doctor` to list every unreadable object; restore them from a clone or remote",
+            details={"oid": oid, "missing": missing, "libgit2": str(exc).strip("'\"")},
+        )
 
     def tree_lookup(self, tree_oid: str, path: str) -> tuple[str, int] | None:
         """(oid, mode) of ``path`` inside tree ``tree_oid``, or None."""
@@ -151,10 +260,13 @@ class GitStore:
         return cur
 
     def blob_size(self, oid: str) -> int:
+        pure_error: ObjectReadError | None = None
         try:
             got = self._reader.header(oid)  # reads headers only: a 2 GiB blob costs nothing
-        except (OSError, ValueError, zlib.error):
-            got = None
+        except ObjectReadError as exc:
+            if self._reader.has_loose(oid):  # see read_object: libgit2 would hang on it
+                raise self._unreadable(oid, "blob", exc, exc) from exc
+            got, pure_error = None, exc
         if got is not None:
             return got[1]
         import pygit2
@@ -162,21 +274,23 @@ class GitStore:
         try:
             return int(self.repo.odb.read_header(pygit2.Oid(hex=oid))[1])
         except (KeyError, ValueError, pygit2.GitError) as exc:
-            raise CorruptStateError(f"object {oid} is missing from the vault") from exc
+            raise self._unreadable(oid, "blob", pure_error, exc) from exc
 
     def blob_data(self, oid: str) -> bytes:
         return self._raw(oid, "blob")
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A stream of a big blob (at least ``STREAM_MIN`` bytes, stored whole), so it is
-        never held in memory; None for the rest: read those with :meth:`blob_data`."""
+        never held in memory; None for the rest: read those with :meth:`blob_data`. Its
+        reads raise :class:`~.objects.ObjectReadError` (an :class:`ObjectUnreadableError`)
+        on corrupt data."""
         try:
             got = self._reader.header(oid)
             if got is None or got[1] < STREAM_MIN:
                 return None
             return self._reader.stream(oid)
-        except (OSError, ValueError, zlib.error):
-            return None
+        except ObjectReadError:
+            return None  # blob_data reads it (through libgit2) or names it
 
     def blob_from_file(self, path: str) -> str:
         import pygit2
@@ -202,6 +316,10 @@ class GitStore:
     def commit_tree(self, commit_oid: str) -> str:
         try:
             data = self._raw(commit_oid, "commit")
+        except ObjectUnreadableError as exc:
+            if not exc.details.get("missing"):
+                raise  # there but unreadable: say so
+            raise RevisionNotFoundError(f"commit {commit_oid} not found in the vault") from exc
         except CorruptStateError as exc:
             raise RevisionNotFoundError(f"commit {commit_oid} not found in the vault") from exc
         if not data.startswith(b"tree "):
@@ -211,9 +329,14 @@ class GitStore:
     def commit(self, oid: str) -> pygit2.Commit:
         import pygit2
 
+        if self._reader.has_loose(oid):
+            self.read_object(oid, "commit")  # a corrupt loose object would hang libgit2 (1.9)
         try:
             obj = self.repo[oid]
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            if len(oid) == 40 and (self._present(oid) or self._reader.skipped):  # there, but unreadable?
+                self.read_object(oid, "commit")  # raises ObjectUnreadableError naming it...
+                raise self._unreadable(oid, "commit", None, exc) from exc  # ...or libgit2 alone fails
             raise RevisionNotFoundError(f"commit {oid} not found in the vault") from exc
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFoundError(f"{oid} is not a commit")
@@ -312,6 +435,15 @@ class GitStore:
             return str(self.repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
         except (OSError, pygit2.GitError) as exc:
             raise InternalError(f"cannot write commit: {exc}") from exc
+
+
+_KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+
+
+def _object_id(kind: str, data: bytes) -> str:
+    h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
+    h.update(data)
+    return h.hexdigest()
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:

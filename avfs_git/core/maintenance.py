@@ -36,9 +36,16 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from . import refs
-from .errors import BusyError, InternalError, InvalidNameError, UsageError, from_oserror
-from .gitstore import rfc3339
+from . import packwriter, refs
+from .errors import (
+    BusyError,
+    InternalError,
+    InvalidNameError,
+    ObjectUnreadableError,
+    UsageError,
+    from_oserror,
+)
+from .gitstore import TREE_ENTRY, rfc3339
 from .locks import file_lock
 from .names import check_fork_name
 from .types import Operation, to_json
@@ -405,6 +412,9 @@ class GcResult:
     bytes_after: int | None
     commands: list[str]  # the git commands run (or that would run)
     duration_ms: int
+    # temporary pack files a killed writer left in objects/pack (removed, or would be)
+    stale_temp_files: list[str] = dataclasses.field(default_factory=list)
+    stale_temp_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
@@ -538,6 +548,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     ]
     before = count_objects(vault.path)
     if dry_run:
+        debris = packwriter.stale_temp_files(vault.path, now=now)
         dry_roots = _keep_roots(vault, op_cutoff)
         pending = _git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
         return GcResult(
@@ -554,7 +565,11 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
             bytes_after=None,
             commands=commands,
             duration_ms=int((time.monotonic() - started) * 1000),
+            stale_temp_files=[p for p, _, _ in debris],
+            stale_temp_bytes=sum(n for _, n, _ in debris),
         )
+    # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
+    debris = packwriter.remove_stale_temp_files(vault.path, now=now)
     for name in expired_refs:
         refs.cas_update(repo, name, None, refs.read_ref(repo, name), "avfs: gc (recovery ref expired)")
     if expired_ops:
@@ -601,6 +616,8 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         bytes_after=after.loose_bytes + after.packed_bytes,
         commands=commands,
         duration_ms=int((time.monotonic() - started) * 1000),
+        stale_temp_files=[p for p, _, _ in debris],
+        stale_temp_bytes=sum(n for _, n, _ in debris),
     )
 
 
@@ -947,7 +964,8 @@ def _unlink_quiet(path: str) -> None:
 
 # -- doctor -----------------------------------------------------------------------------------
 
-CHECKS = ("fsck", "overlays", "mounts", "state_dirs", "locks")
+CHECKS = ("fsck", "objects", "overlays", "mounts", "state_dirs", "locks")
+MAX_OBJECT_FINDINGS = 50  # unreadable objects named one by one; the rest as a count
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1029,6 +1047,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             vault.path,
             hint="restore the named objects from a clone or remote (`avfs pull`), or ask for help",
         )
+    yield from _check_objects(vault, repair, now)
     forks = set(vault.fork_names())
     for fork, ws_dir in _ws_dirs(vault).items():
         if fork not in forks:
@@ -1059,6 +1078,78 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             fix=lambda: _clear_keep_refs(vault),
             repair=repair,
         )
+
+
+def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
+    """Read every object reachable from the vault's refs through avfs' own read path
+    (:meth:`.GitStore.check_object`: the pure reader, then libgit2; contents checked
+    against the id). Returns (objects read, [(oid, why)] of those that cannot be read)."""
+    store = vault.store
+    todo: list[str] = []
+    for name in refs.list_refs_file(vault.path, "refs/"):
+        oid = refs.read_ref_file(vault.path, name)
+        if oid and len(oid) == 40:
+            todo.append(oid)
+    seen: set[str] = set()
+    bad: list[tuple[str, str]] = []
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            kind, data = store.check_object(oid)
+        except ObjectUnreadableError as exc:
+            bad.append((oid, exc.message))
+            continue
+        if data is None or kind == "blob":
+            continue
+        if kind == "tree":
+            todo.extend(raw.hex() for mode, _name, raw in TREE_ENTRY.findall(data) if mode != b"160000")
+            continue
+        for line in data.split(b"\n"):  # a commit's or tag's header lines
+            if not line:
+                break
+            key, _, value = line.partition(b" ")
+            if key in (b"tree", b"parent", b"object") and len(value) == 40:
+                todo.append(value.decode("ascii", "replace"))
+    return len(seen), bad
+
+
+def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    _count, bad = unreadable_objects(vault)
+    for _oid, why in bad[:MAX_OBJECT_FINDINGS]:  # why names the object
+        yield _finding(
+            vault,
+            "objects",
+            why,
+            vault.path,
+            hint="restore the object from a clone or remote of the vault (`git fetch` into it), or ask for help",
+        )
+    if len(bad) > MAX_OBJECT_FINDINGS:
+        yield _finding(
+            vault,
+            "objects",
+            f"{len(bad) - MAX_OBJECT_FINDINGS} more objects cannot be read",
+            vault.path,
+            hint="`avfs --json doctor` names the first ones; a truncated or corrupt pack is the usual cause",
+        )
+    for path, size, why in packwriter.stale_temp_files(vault.path, now=now):
+        yield _finding(
+            vault,
+            "objects",
+            f"{why}: {size} bytes",
+            path,
+            fix=lambda p=path: _remove_temp_file(vault.path, p, now),  # type: ignore[misc]
+            repair=repair,
+        )
+
+
+def _remove_temp_file(git_dir: str, path: str, now: float) -> None:
+    if packwriter.temp_file_stale(path, now=now) is not None:  # re-checked: still nobody's
+        _unlink_quiet(path)
+        for hook in packwriter.FINISH_HOOKS:
+            hook(os.path.dirname(path))
 
 
 def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Finding:

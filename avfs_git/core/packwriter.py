@@ -9,13 +9,22 @@ lookups, so :func:`maybe_consolidate` merges them geometrically once they pile u
 
 Objects are compressed with zlib level 1: checkpoints favour speed; a later repack
 recompresses.
+
+A pack is written as ``objects/pack/tmp_avfs_<pid>_<random>`` (and its index as that name
+plus ``.idx``) and renamed into place when done. The writer holds a ``flock`` on the
+temporary pack until then, so a temporary file nobody holds a lock on was left by a killed
+writer: :func:`stale_temp_files` lists those (``avfs gc`` removes them, ``avfs doctor``
+reports them, the quota counts them).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterable
 
@@ -28,6 +37,10 @@ OBJ_BLOB = 3
 _TYPE_NAME = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
 _CHUNK = 1 << 20
 PACK_LIMIT = 48  # consolidate when a vault holds more packs than this
+TMP_PREFIX = "tmp_avfs_"
+# a temporary file no writer holds is left alone this long when its writer's pid still runs
+# (the moment between creating the file and locking it, or a writer of an older avfs)
+STALE_TMP_S = 3600.0
 # Called with the pack directory after a pack was put in place (the vault's quota keeps the
 # objects' size cached and rescans it when told; see vault.QuotaTracker). Must not raise.
 FINISH_HOOKS: list[Callable[[str], None]] = []
@@ -87,9 +100,12 @@ class PackWriter:
         import tempfile
 
         try:
-            fd, self._tmp = tempfile.mkstemp(prefix="tmp_avfs_", dir=self.pack_dir)
+            fd, self._tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}_", dir=self.pack_dir)
         except OSError as exc:
             raise from_oserror(exc, self.pack_dir) from exc
+        # held until the pack is in place or gone: tells gc and doctor that a writer lives
+        self._lock_fd = os.open(self._tmp, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._fh = os.fdopen(fd, "w+b")
         self._sha = hashlib.sha1()
         self._offset = 0
@@ -157,13 +173,20 @@ class PackWriter:
         if not self._done:
             self._done = True
             try:
-                self._fh.close()  # flushes: fails on a full disk, and the file must go all the same
+                self._fh.close()  # flushes: fails on a full disk, and the files must go all the same
             except OSError:
                 pass
-            try:
-                os.unlink(self._tmp)
-            except OSError:
-                pass
+            for path in (self._tmp + ".idx", self._tmp):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def finish(self) -> str | None:
         """Write the pack and its index into place; returns the pack name (None if empty)."""
@@ -197,6 +220,8 @@ class PackWriter:
         except OSError as exc:
             self.abort()
             raise from_oserror(exc, self.pack_dir) from exc
+        finally:
+            self._unlock()
         for hook in FINISH_HOOKS:
             hook(self.pack_dir)
         return name
@@ -227,6 +252,99 @@ class PackWriter:
         out += pack_sum
         out += hashlib.sha1(out).digest()
         return bytes(out)
+
+
+def _writer_holds(path: str) -> bool:
+    """True when a live writer holds the flock of temporary pack ``path`` (or it cannot be
+    told)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def temp_file_stale(path: str, *, now: float | None = None) -> str | None:
+    """Why the temporary pack file ``path`` (``tmp_avfs_*``) was left by a writer that is
+    gone, or None when a writer may still be writing it.
+
+    A writer holds the temporary pack's flock from just after creating it until the pack is
+    in place, so a file whose lock is held is never stale. Otherwise: stale when the pid in
+    its name is dead, or when its last write is older than ``STALE_TMP_S`` (a reused pid).
+    An index (``.idx``) goes with its pack (after the pack's rename: by pid and age alone).
+    """
+    now = time.time() if now is None else now
+    name = os.path.basename(path)
+    pack = path[: -len(".idx")] if name.endswith(".idx") else path
+    if _writer_holds(pack):
+        return None
+    try:
+        age = now - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+    head = name[len(TMP_PREFIX) :].split("_", 1)[0]
+    pid = int(head) if head.isdigit() else None
+    if pid is not None and not _pid_alive(pid):
+        return f"temporary pack file of process {pid}, which is gone (killed while writing)"
+    if age > STALE_TMP_S:
+        return f"temporary pack file nobody is writing, last written {int(age)} s ago"
+    return None
+
+
+def stale_temp_files(git_dir: str, *, now: float | None = None) -> list[tuple[str, int, str]]:
+    """(path, size, reason) of each temporary pack file (``objects/pack/tmp_avfs_*``) a
+    killed writer left behind (see :func:`temp_file_stale`)."""
+    pack_dir = os.path.join(git_dir, "objects", "pack")
+    try:
+        names = sorted(n for n in os.listdir(pack_dir) if n.startswith(TMP_PREFIX))
+    except FileNotFoundError:
+        return []
+    out = []
+    for n in names:
+        path = os.path.join(pack_dir, n)
+        why = temp_file_stale(path, now=now)
+        if why is not None:
+            try:
+                out.append((path, os.stat(path).st_size, why))
+            except FileNotFoundError:
+                continue
+    return out
+
+
+def remove_stale_temp_files(git_dir: str, *, now: float | None = None) -> list[tuple[str, int, str]]:
+    """Remove what :func:`stale_temp_files` lists (each re-checked just before); returns
+    what was removed."""
+    gone = []
+    for path, size, why in stale_temp_files(git_dir, now=now):
+        if temp_file_stale(path, now=now) is None:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        gone.append((path, size, why))
+    if gone:
+        for hook in FINISH_HOOKS:
+            hook(os.path.join(git_dir, "objects", "pack"))
+    return gone
 
 
 def pack_count(git_dir: str) -> int:

@@ -547,7 +547,10 @@ class QuotaTracker:
         try:
             with os.scandir(pack_dir) as it:
                 for e in it:
-                    if not e.name.startswith("tmp"):
+                    # a pack being written is not counted yet; one a killed writer left is
+                    if not e.name.startswith("tmp") or (
+                        e.name.startswith(packwriter.TMP_PREFIX) and packwriter.temp_file_stale(e.path)
+                    ):
                         total += _size_of(e)
         except FileNotFoundError:
             pass
