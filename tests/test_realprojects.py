@@ -586,7 +586,17 @@ def check_clone(proj: Project, fork: str, tree: Tree, tid: str, dest: Path) -> P
     return problems + walk_problems + compare_checkout(seen, tree, "clone")
 
 
-READS = ("cat", "ls", "stat", "api", "mount", "clone")
+def check_export(proj: Project, fork: str, tree: Tree, dest: Path) -> Problems:
+    """``avfs export VAULT:FORK DIR`` (what ``apply`` and a person taking the work out use):
+    the directory written equals the source, modes and symlinks included."""
+    proc = proj.avfs("export", f"{proj.spec.name}:{fork}", str(dest), check=False)
+    if proc.returncode != 0:
+        return [f"avfs export exited {proc.returncode}: {proc.stderr.decode()[:500]}"]
+    problems, seen = mounted_tree(str(dest))
+    return problems + compare_checkout(seen, tree, "export")
+
+
+READS = ("cat", "ls", "stat", "api", "mount", "clone", "export")
 
 
 def check(
@@ -602,8 +612,10 @@ def check(
         problems = check_api(proj, fork, tree, sub)
     elif how == "mount":
         problems = check_mount(proj, fork, tree, tmp / "mnt")
-    else:
+    elif how == "clone":
         problems = check_clone(proj, fork, tree, tid, tmp / "clone")
+    else:
+        problems = check_export(proj, fork, tree, tmp / "export")
     _verdict(f"{proj.spec.name}:{fork} through {how}", problems, len(tree))
 
 
