@@ -23,6 +23,7 @@ in-process CLI for the per-path ``ls -l`` and ``stat`` calls (thousands of them)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -596,7 +597,54 @@ def check_export(proj: Project, fork: str, tree: Tree, dest: Path) -> Problems:
     return problems + compare_checkout(seen, tree, "export")
 
 
+def check_mcp(proj: Project, fork: str, tree: Tree) -> Problems:
+    """The MCP server (``avfs mcp``, a real process driven by the MCP SDK's client, which
+    also checks each result against the tool's output schema): ``read_file`` of every file
+    and symlink, ``list_files`` of every directory."""
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    problems: Problems = []
+    target = {"vault": proj.spec.name, "fork": fork}
+
+    async def body(s: ClientSession) -> None:
+        for p in sorted(tree):
+            want = resolved(tree, p)
+            if want is None:
+                continue
+            r = await s.call_tool("read_file", {**target, "path": p})
+            doc = json.loads(r.content[0].text)  # type: ignore[union-attr]
+            if r.is_error:
+                problems.append(f"{p}: read_file: {doc.get('error')}")
+                continue
+            (f,) = doc["files"]
+            got = base64.b64decode(f["content"]) if f["encoding"] == "base64" else f["content"].encode()
+            if got != want or f["path"] != p:
+                problems.append(f"{p}: read_file gives {f['path']!r}, {len(got)} bytes that differ")
+        for d, children in sorted(dirs_of(tree).items()):
+            r = await s.call_tool("list_files", {**target, "path": d})
+            doc = json.loads(r.content[0].text)  # type: ignore[union-attr]
+            want_entries = [_expected_entry(tree, d, n, m) for n, m in sorted(children.items())]
+            if r.is_error:
+                problems.append(f"{d or '/'}: list_files: {doc.get('error')}")
+            elif doc["entries"] != want_entries:
+                problems.append(f"{d or '/'}: list_files differs")
+
+    async def main() -> None:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "avfs_git", "mcp", "--home", proj.home], env=proj.env
+        )
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            await asyncio.wait_for(body(session), timeout=240)
+
+    asyncio.run(main())
+    return problems
+
+
+# every read path on the import; after the fork, change and gc, the MCP server's tools too
+# (its start-up and per-call cost keep it to that one pass, the one with deltas everywhere)
 READS = ("cat", "ls", "stat", "api", "mount", "clone", "export")
+READS_AFTER_GC = (*READS, "mcp")
 
 
 def check(
@@ -612,6 +660,8 @@ def check(
         problems = check_api(proj, fork, tree, sub)
     elif how == "mount":
         problems = check_mount(proj, fork, tree, tmp / "mnt")
+    elif how == "mcp":
+        problems = check_mcp(proj, fork, tree)
     elif how == "clone":
         problems = check_clone(proj, fork, tree, tid, tmp / "clone")
     else:
@@ -694,7 +744,7 @@ def test_fork_checkpoint_is_the_tree_git_makes_and_main_is_untouched(changed: Ch
     assert len(packs) == 1, f"gc leaves one pack, found {packs}"
 
 
-@pytest.mark.parametrize("how", READS)
+@pytest.mark.parametrize("how", READS_AFTER_GC)
 def test_every_file_reads_back_after_fork_checkpoint_and_gc(
     changed: Changed, how: str, cli: Any, tmp_path: Path
 ) -> None:
