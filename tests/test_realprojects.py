@@ -543,7 +543,9 @@ def check_mount(proj: Project, fork: str, tree: Tree, mp: Path) -> Problems:
             ["git", "status", "--porcelain", "-z"], cwd=mp, env=proj.env, capture_output=True, check=False
         )
         out = st.stdout.decode("utf-8", "surrogateescape")
-        if st.returncode != 0 or out:
+        # git status exits 0 with a clean listing when it cannot lstat files (it says so on
+        # stderr only): a clean mount is silent on both
+        if st.returncode != 0 or out or st.stderr:
             listed = [x for x in out.split("\0") if x]
             problems.insert(  # first: it names the mount-wide symptom
                 0,
