@@ -809,9 +809,11 @@ def test_attrs_own_test_suite_passes_in_a_mount_through_proxy_exec(
     changes = env["changes"]
     touched = [c for c in changes if c["path"] in proj.tree or c["status"] != "added"]
     assert not touched, f"the suite changed the project's own files: {touched[:10]}"
-    assert env["commit"] is not None and changes
     head = git_run("--git-dir", proj.vault_path, "rev-parse", "refs/heads/main", env=proj.env).strip()
-    assert head == env["commit"]["commit"]
+    if changes:  # what the run made is one commit, the fork's new head
+        assert env["commit"] is not None and head == env["commit"]["commit"]
+    else:  # nothing to record (once the caches are ignored): no commit
+        assert env["commit"] is None and env["state"]["base"] == head
     listing = git_run("--git-dir", proj.vault_path, "ls-tree", "-r", "-z", head, env=proj.env)
     in_commit = {}
     for line in filter(None, listing.split("\0")):
@@ -844,6 +846,8 @@ def test_attrs_own_test_suite_passes_in_a_mount_through_proxy_exec(
     tops = sorted({p.split("/")[0] if p.startswith(".") else p.rsplit("/", 1)[0] for p in ignored})
     record_property("exec_committed_paths", len(added))
     record_property("exec_committed_ignored_paths", len(ignored))
+    record_property("exec_envelope_ignored", env.get("ignored"))
     print(
-        f"attrs suite: {len(added)} paths committed, {len(ignored)} of them ignored by .gitignore: {tops[:12]}"
+        f"attrs suite: {len(added)} paths committed, {len(ignored)} of them ignored by .gitignore "
+        f"{tops[:12]}; the envelope's ignored count: {env.get('ignored')}"
     )
