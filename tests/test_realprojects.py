@@ -687,6 +687,37 @@ def test_every_file_reads_back(project: Project, how: str, cli: Any, tmp_path: P
     check(how, cli, project, "main", project.tree, project.tree_id, project.subtrees, tmp_path)
 
 
+def test_release_untarred_in_a_mount_checkpoints_to_the_tree_git_makes(
+    project: Project, tmp_path: Path
+) -> None:
+    """The other way in: ``tar x`` of the release inside a mount of an empty vault (a real
+    tool writing through the mount), then ``avfs checkpoint save``: the unpacked directory's
+    tree in the commit is git's tree of the source, and nothing is left unrecorded."""
+    require_fuse()
+    name = f"{project.spec.name}-tarx"
+    project.avfs("vault", "create", name)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    project.avfs("mount", f"{name}:main", str(mp))
+    try:
+        tar = subprocess.run(
+            ["tar", "-xf", str(project.spec.fetch()), "--no-same-owner", "-C", str(mp)],
+            capture_output=True,
+            check=False,
+        )
+        assert tar.returncode == 0, tar.stderr.decode(errors="replace")
+        saved = json.loads(project.avfs("--json", "--vault", f"{name}:main", "checkpoint", "save").stdout)
+    finally:
+        project.avfs("unmount", f"{name}:main", check=False)
+        if mounts._mounted_at(str(mp)):
+            mounts.force_unmount(str(mp))
+    assert not saved.get("not_recorded"), saved
+    top = os.path.relpath(project.src, project.root / "src")
+    vault = os.path.join(project.home, "vaults", f"{name}.git")
+    got = git_run("--git-dir", vault, "rev-parse", f"refs/heads/main:{top}", env=project.env).strip()
+    assert got == project.tree_id
+
+
 # -- after a fork, a change, a checkpoint and gc ----------------------------------------------------------
 
 
