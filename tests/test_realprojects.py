@@ -882,3 +882,53 @@ def test_attrs_own_test_suite_passes_in_a_mount_through_proxy_exec(
         f"attrs suite: {len(added)} paths committed, {len(ignored)} of them ignored by .gitignore "
         f"{tops[:12]}; the envelope's ignored count: {env.get('ignored')}"
     )
+
+
+# -- a real history: an imported checkout, and a merge of two release lines ----------------------------
+
+
+def test_merge_of_two_real_release_lines_is_what_git_merge_tree_makes(tmp_path: Path) -> None:
+    """attrs's releases 23.1.0 → 24.2.0 as a git history (``git gc --aggressive``: deep delta
+    chains), imported from the checkout (which brings the history); a fork from 23.2.0 and
+    one from 24.1.0, each with a change of its own, merged: the same result as
+    ``git merge-tree`` on the vault (the same tree when clean, the same paths in conflict)."""
+    proj = Project(CORPUS[0], tmp_path, tmp_path, make_env(tmp_path), {}, "", {}, tmp_path)
+    work = realdata.history("attrs", ["23.1.0", "23.2.0", "24.1.0", "24.2.0"], tmp_path)
+    proj.avfs("vault", "create", "hist", "--from", str(work))
+    vault = os.path.join(proj.home, "vaults", "hist.git")
+    for fork, tag, path in (("old", "v23.2.0", "OLD-SIDE"), ("new", "v24.1.0", "NEW-SIDE")):
+        proj.avfs("vault", "fork", "hist:main", fork)
+        proj.avfs("--vault", f"hist:{fork}", "checkpoint", "restore", tag)
+        proj.avfs("--vault", f"hist:{fork}", "write", path, f"{fork}\n")
+        readme = git_run("--git-dir", vault, "show", f"{tag}:README.md", env=proj.env)
+        # one side adds a line at the top of README.md, the other at its end: both merge
+        edited = f"<!-- {fork} -->\n{readme}" if fork == "old" else f"{readme}<!-- {fork} -->\n"
+        (tmp_path / f"{fork}.md").write_text(edited)
+        proj.avfs("--vault", f"hist:{fork}", "write", "README.md", "--file", str(tmp_path / f"{fork}.md"))
+        proj.avfs("--vault", f"hist:{fork}", "checkpoint", "save", "-m", f"{fork}: a change")
+    mt = subprocess.run(
+        ["git", "--git-dir", vault, "merge-tree", "--write-tree", "--name-only", "-z", "old", "new"],
+        env=proj.env,
+        capture_output=True,
+        check=False,
+    )
+    assert mt.returncode in (0, 1), mt.stderr.decode()
+    git_tree, *rest = mt.stdout.decode().split("\0")
+    merged = proj.avfs("--json", "--vault", "hist:old", "merge", "new", check=False)
+    doc = json.loads(merged.stdout)
+    if mt.returncode == 0:
+        assert merged.returncode == 0, doc
+        got = git_run("--git-dir", vault, "rev-parse", "old^{tree}", "old^1", "old^2", "new", env=proj.env)
+        tree, _, second, new = got.split()
+        assert tree == git_tree and second == new
+    else:
+        git_conflicts = set(rest[: rest.index("")] if "" in rest else rest)
+        assert merged.returncode == 3, doc
+        assert {c["path"] for c in doc["results"][0]["conflicts"]} == git_conflicts
+    fsck = subprocess.run(
+        ["git", "--git-dir", vault, "fsck", "--strict", "--no-dangling", "--no-progress"],
+        env=proj.env,
+        capture_output=True,
+        check=False,
+    )
+    assert fsck.returncode == 0 and not fsck.stdout.strip(), fsck.stdout.decode() + fsck.stderr.decode()
