@@ -4,11 +4,13 @@ Synthetic trees missed a pack-reader bug that the first real project hit (issue 
 this tier imports released projects (tests/realdata.py fetches and caches them) and reads
 every file back through each way avfs offers to read one: ``avfs cat`` (raw and --json),
 ``avfs ls -l``, ``avfs stat``, the Python API, a real FUSE mount (with ``git status`` in
-it), and ``git clone`` of the vault (with ``git fsck --strict``). Then it forks, changes
+it), ``git clone`` of the vault (with ``git fsck --strict``) and ``avfs export``. It also
+unpacks each release with ``tar`` inside a mount and checkpoints it. Then it forks, changes
 the fork the way a person would (edit, add a binary file, delete, chmod, symlink),
 checkpoints, runs ``avfs gc`` (which rewrites the packs: deltas everywhere) and reads
-everything again. For attrs it also runs the project's own test suite in a mount through
-``avfs proxy exec``.
+everything again, through the MCP server's tools too. For attrs it also runs the project's
+own test suite in a mount through ``avfs proxy exec``, and merges two of its release lines
+(a real history) to compare with ``git merge-tree``. The corpus and why: docs/testing.md.
 
 The oracle is real git on the source directory: which paths count (``git ls-files -o
 --exclude-standard``, as the import decides) and the tree id git computes from the raw
@@ -17,7 +19,7 @@ would write. Each check gathers every path that disagrees before failing, so one
 shows the whole extent of a bug, not its first path.
 
 Cost: one vault per project shared by the module (a module-scoped fixture), CLI processes
-where a process matters (import, cat, mount, clone, the changes, gc, exec), and the
+where a process matters (import, cat, mount, clone, export, the changes, gc, exec, MCP), and the
 in-process CLI for the per-path ``ls -l`` and ``stat`` calls (thousands of them).
 """
 
