@@ -302,10 +302,18 @@ def tree_cmd(app: App, path: str, level: int | None) -> None:
         o = app.output
         o.plain("{}", root or ".")
         base_depth = root.count("/") + 1 if root else 0
-        for e in entries:
+        # entries come depth first: the last child of a directory gets └──, and the
+        # directories above it that still have children to come keep their │
+        last = {e.path.rpartition("/")[0]: i for i, e in enumerate(entries)}
+        done: list[bool] = []  # per depth: that ancestor was its directory's last entry
+        for i, e in enumerate(entries):
             depth = e.path.count("/") - base_depth
+            is_last = last[e.path.rpartition("/")[0]] == i
+            del done[depth:]
+            prefix = "".join("    " if d else "│   " for d in done)
             suffix = "/" if e.kind is NodeKind.DIR else ""
-            o.plain("    " * depth + "├── {}" + suffix, e.name)
+            o.plain(prefix + ("└── " if is_last else "├── ") + "{}" + suffix, e.name)
+            done.append(is_last)
         files = sum(1 for e in entries if e.kind is not NodeKind.DIR)
         o.plain("\n{} directories, {} files", len(entries) - files, files)
 
