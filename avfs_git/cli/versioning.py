@@ -34,6 +34,15 @@ def status_cmd(app: App) -> None:
             o.print(
                 f"[yellow]the fork moved to {str(tip)[:12]} since; checkpoint will stop until you restore or merge[/]"
             )
+        mg = data["merge"]
+        if isinstance(mg, dict):
+            left = mg["unresolved"]
+            o.print(
+                f"merging {mg['source']} ({mg['theirs'][:12]}): {len(left)} path(s) unresolved", markup=False
+            )
+            for p in left:
+                o.print(f"  unresolved: {p}", markup=False)
+            o.print("resolve them, then `avfs merge --continue` (or `avfs merge --abort`)", markup=False)
         if not changes:
             o.print("nothing changed since the last checkpoint")
         for c in changes:

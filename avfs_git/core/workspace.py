@@ -1145,8 +1145,11 @@ class Workspace:
 
     def status_report(self, changes: list[Change] | None = None) -> dict[str, object]:
         """What `avfs status` reports (its JSON document but the vault and fork): the base,
-        the fork's tip (``stale`` when another hand moved it), and the changes (``changes``:
-        ``status()`` already taken)."""
+        the fork's tip (``stale`` when another hand moved it), the merge in progress
+        (:func:`.merge.open_merge`, or None), and the changes (``changes``: ``status()``
+        already taken)."""
+        from .merge import open_merge
+
         if changes is None:
             changes = self.status()
         tip = self.tip()
@@ -1154,6 +1157,7 @@ class Workspace:
             "base": self.base,
             "head": tip,
             "stale": tip != self.base,
+            "merge": open_merge(self),  # a merge with written conflicts, still open
             "clean": not changes,
             "changes": [
                 {
@@ -1336,6 +1340,11 @@ class Workspace:
         otherwise nothing changes and :class:`RefMovedError` (or, for conflicts,
         :class:`ConflictError` with the paths) says why.
         """
+        from .merge import refuse_if_merging
+
+        # an open merge's view holds conflict markers: only `merge --continue` commits it
+        # (two parents), never a checkpoint, an exec's commit or any automatic one
+        refuse_if_merging(self, "a checkpoint")
         base = self.base
         tip = self.tip()
         if tip is not None and tip != base and self.overlay.has_changes() and rebase:
