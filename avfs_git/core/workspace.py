@@ -264,6 +264,9 @@ class Workspace:
             self.overlay.put(db, Entry("", OBJECT, MODE_TREE, base_tree), "adopt")
         self.overlay.set_meta("base", tip)
         self._base_tree_cache = None
+        from . import worktree
+
+        worktree.stamp_current(self)  # git's index is right: it made the commit
         if not self.status():
             # everything uncheckpointed is now in the tip: the overlay has nothing left
             self.overlay.retire(db, self.overlay.all())
@@ -1401,6 +1404,14 @@ class Workspace:
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
         self._base_tree_cache = None
+        self._base_moved()
+
+    def _base_moved(self) -> None:
+        """After a move of the base by this process: the git index of a live mount of the
+        fork follows before the move returns (see :mod:`.worktree`)."""
+        from . import worktree
+
+        worktree.sync_mounted(self)
 
     def _rebase_commit(self, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:
         """Commit the overlay's changes on top of ``tip`` (the fork moved under them):
@@ -1479,6 +1490,7 @@ class Workspace:
                 self.overlay.set_meta("view_time", repr(float(_settled_now())))
             self.overlay.set_meta("base", base)
         self._base_tree_cache = None
+        self._base_moved()
 
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""

@@ -6,14 +6,35 @@ that directory holds what git keeps per worktree (``HEAD``, ``index``, ``commond
 ``git status``, ``git diff``, ``git add`` and ``git commit`` in the mount run against the
 vault, and a commit made there moves the fork's branch like any other push.
 
-The index starts as the workspace's base tree (``git read-tree``); git then compares it with
-the files the mount shows, so ``git status`` agrees with ``avfs status``.
+The index holds the workspace's base tree with the stat data the mount reports for an
+unchanged file (all of it computable from the workspace: :func:`index_stat`); git then
+compares it with the files the mount shows, so ``git status`` agrees with ``avfs status``.
+
+**The index follows the base at once.** Whatever moves a mounted workspace's base (a
+checkpoint, restore, undo, merge, ``merge --continue``/``--abort``, an exec's commit)
+rewrites the index itself, under the fork lock and before it returns
+(:func:`sync_mounted`): an index left at the old base would make ``git commit`` issued
+right afterwards commit the old tree, undoing the move. The mount daemon also rewrites it
+when it notices a base moved by other hands (its watcher polls). The writers never race:
+
+- they serialize on an ``flock`` of ``avfs-index.lock`` in the worktree's git dir, take
+  git's own ``index.lock`` inside it (retrying while git holds it), and read the base
+  only once both are held: whoever writes last writes the newest base;
+- the stamp ``avfs-index`` records the (base, view time) the index was written for; a
+  writer finding it current leaves the index alone, so the daemon's late notice of a move
+  never clobbers what ``git add`` staged after the mover wrote the index;
+- a ``git commit`` in the mount moves the fork with its own index already right: the
+  workspace then only stamps it (:func:`stamp_current`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,6 +43,49 @@ from .home import git_env
 
 if TYPE_CHECKING:
     from .vault import Vault
+    from .workspace import Workspace
+
+OWNER_FILE = "avfs-mount"  # the daemon's pid, uid and gid (the owner the mount reports)
+STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME": what the index was last written for
+LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
+INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
+
+
+def inode_of(path: str) -> int:
+    """A stable inode number for a path (the same in every mount of every process)."""
+    if not path:
+        return 1
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF) | 2
+
+
+def fsmonitor_token(ws: Workspace) -> str:
+    """A token for the fsmonitor hook under which every path that may differ from the base
+    is reported: the overlay's paths are all in the journal after the oldest overlay
+    entry's sequence number."""
+    ov = ws.overlay
+    ws.view_time  # noqa: B018 - make sure the hook sees the same view time
+    row = ov.db.execute("SELECT MIN(seq) FROM entries").fetchone()
+    seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
+    return f"avfs:{ov.get_meta('base')}:{ov.get_meta('view_time')}:{seq}"
+
+
+def view_ns(ws: Workspace) -> int:
+    """The time (ns) an unchanged file of the workspace shows as its ctime and mtime."""
+    return int(ws.view_time * 1e9)
+
+
+def index_stat(ws: Workspace, uid: int, gid: int) -> StatFn:
+    """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a
+    mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
+    what the index must hold for git to trust it without reading it."""
+    t = view_ns(ws)
+    size = ws.store.blob_size
+
+    def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        return t, t, inode_of(path), uid, gid, size(oid)
+
+    return stat_of
 
 
 def worktree_dir(vault: Vault, key: str) -> str:
@@ -96,6 +160,7 @@ def register(
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
             "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
+            OWNER_FILE: json.dumps({"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()}),
         }
         if journal_db is not None:
             hook = os.path.join(d, "fsmonitor-hook")
@@ -131,19 +196,31 @@ StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
 def write_index(
     vault: Vault, git_dir: str, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None
 ) -> bool:
-    """Write the worktree's index for ``commit`` with the stat data the mount reports.
+    """Write the worktree's index for ``commit`` with the stat data the mount reports (a
+    read-only revision's mount; a fork's mount uses :func:`sync_index`).
 
     git trusts an index entry whose stat data equals what ``lstat`` returns, and otherwise
     re-reads the file: an index from ``git read-tree`` (zeroed stat data) makes the first
     ``git status`` read every file through FUSE. ``stat_of(path, mode, oid)`` gives
     (ctime_ns, mtime_ns, ino, uid, gid, size) as the mount shows them. The index is written
     under git's own ``index.lock``; when git holds it, nothing is written (returns False).
+    """
+    try:
+        fd = os.open(os.path.join(git_dir, "index.lock"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    _write_locked(git_dir, fd, index_bytes(vault, commit, stat_of, fsmonitor_token))
+    return True
+
+
+def index_bytes(vault: Vault, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None) -> bytes:
+    """An index holding ``commit``'s tree with ``stat_of``'s stat data.
+
     Format: git's index version 2 (Documentation/gitformat-index.txt). With
     ``fsmonitor_token`` it carries git's ``FSMN`` extension (version 2, that token, an empty
     dirty bitmap): git then trusts every entry and asks the hook only what changed since
     the token, instead of lstat-ing every file on its first status (47 s at 100k files).
     """
-    import hashlib
     import struct
 
     entries: list[tuple[bytes, bytes]] = []
@@ -181,13 +258,14 @@ def write_index(
         ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
         ext = struct.pack(">I", 2) + fsmonitor_token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
         data += b"FSMN" + struct.pack(">I", len(ext)) + ext
-    data += hashlib.sha1(data).digest()
+    return data + hashlib.sha1(data).digest()
+
+
+def _write_locked(git_dir: str, fd: int, data: bytes) -> None:
+    """Write ``data`` through git's ``index.lock`` (``fd``, created by the caller) and
+    rename it over the index: git's own protocol, so git never reads half an index."""
     index = os.path.join(git_dir, "index")
     lock = index + ".lock"
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -198,7 +276,140 @@ def write_index(
         except OSError:
             pass
         raise
-    return True
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return None
+
+
+def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float = INDEX_LOCK_WAIT_S) -> bool:
+    """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
+    with the stat data and fsmonitor token the mount answers with; left alone when it was
+    already written for this base and view time (the stamp), so nothing staged since is
+    lost. See the module's docstring for the locking. False when the worktree is gone or
+    git held ``index.lock`` for ``wait_s``."""
+    try:
+        guard = os.open(os.path.join(git_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # unmounted meanwhile
+    except OSError as exc:
+        raise from_oserror(exc, git_dir) from exc
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        lock = os.path.join(git_dir, "index.lock")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                break
+            except FileExistsError:  # git is writing it: its write ends in a moment
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+        # read only now, both locks held: a writer after us reads a base at least as new
+        ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
+        base = ws.overlay.get_meta("base")
+        stamp = f"{base} {ws.overlay.get_meta('view_time')}"
+        stamp_path = os.path.join(git_dir, STAMP_FILE)
+        if base is None or _read_text(stamp_path) == stamp:
+            os.close(fd)
+            os.unlink(lock)
+            return True
+        try:
+            data = index_bytes(ws.vault, base, index_stat(ws, uid, gid), fsmonitor_token(ws))
+        except BaseException:
+            os.close(fd)
+            os.unlink(lock)
+            raise
+        _write_locked(git_dir, fd, data)
+        _write_stamp(stamp_path, stamp)
+        return True
+    except OSError as exc:
+        raise from_oserror(exc, git_dir) from exc
+    finally:
+        os.close(guard)
+
+
+def _write_stamp(path: str, stamp: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(stamp)
+    os.replace(tmp, path)
+
+
+def _live_mount(ws: Workspace) -> tuple[str, int, int] | None:
+    """(git dir, uid, gid) of the live mount of ``ws``'s fork, or None."""
+    from .locks import pid_alive
+
+    d = worktree_dir(ws.vault, ws.fork)
+    raw = _read_text(os.path.join(d, OWNER_FILE))
+    if raw is None:
+        return None
+    try:
+        owner = json.loads(raw)
+        pid, uid, gid = int(owner["pid"]), int(owner["uid"]), int(owner["gid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not pid_alive(pid):
+        return None  # a daemon killed with -9 left it: nobody runs git there
+    return d, uid, gid
+
+
+def sync_mounted(ws: Workspace) -> None:
+    """After ``ws``'s base moved (called by the mover, the fork lock held): the index of a
+    live mount of its fork holds the new base before the move returns, so ``git status``
+    and ``git commit`` run in the mount right afterwards see what the workspace shows."""
+    if ws.pinned is not None:
+        return
+    live = _live_mount(ws)
+    if live is not None:
+        sync_index(ws, *live)
+
+
+def _committed_here(git_dir: str, commit: str) -> bool:
+    """Whether the last move of HEAD that git logged in this worktree made ``commit``."""
+    try:
+        with open(os.path.join(git_dir, "logs", "HEAD"), "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().splitlines()
+    except OSError:
+        return False
+    last = lines[-1].split(b" ", 2) if lines else []
+    return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
+
+
+def stamp_current(ws: Workspace) -> None:
+    """The base moved to a commit that already recorded what the workspace shows. Made by
+    ``git commit`` in the mount, git's index is right (and may hold what was staged since):
+    it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten."""
+    live = _live_mount(ws)
+    if live is None:
+        return
+    if not _committed_here(live[0], ws.base):
+        sync_index(ws, *live)
+        return
+    try:
+        guard = os.open(os.path.join(live[0], LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # unmounted meanwhile
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        ws.view_time  # noqa: B018
+        _write_stamp(
+            os.path.join(live[0], STAMP_FILE),
+            f"{ws.overlay.get_meta('base')} {ws.overlay.get_meta('view_time')}",
+        )
+    except OSError:
+        pass
+    finally:
+        os.close(guard)
 
 
 def unregister(git_dir: str) -> None:

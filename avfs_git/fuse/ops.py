@@ -28,7 +28,6 @@ import ctypes
 import errno
 import fcntl
 import functools
-import hashlib
 import itertools
 import logging
 import os
@@ -46,6 +45,7 @@ from ..core.errors import AvfsError
 from ..core.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
+from ..core.worktree import inode_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 GITFILE = "/.git"
@@ -63,14 +63,6 @@ def translated(func: F) -> F:
             raise fuse.FuseOSError(exc.errno) from exc
 
     return wrapper  # type: ignore[return-value]
-
-
-def inode_of(path: str) -> int:
-    """A stable inode number for a path (the same in every mount of every process)."""
-    if not path:
-        return 1
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF) | 2
 
 
 class Handle:
@@ -213,19 +205,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             st.update(st_size=size, st_blocks=(size + 511) // 512)
         return st
 
-    def fsmonitor_token(self) -> str:
-        """A token for the fsmonitor hook (see core/worktree.py) under which every path that
-        may differ from the base is reported: the overlay's paths are all in the journal
-        after the oldest overlay entry's sequence number."""
-        ov = self.ws.overlay
-        self.ws.view_time  # noqa: B018 - make sure the hook sees the same view time
-        row = ov.db.execute("SELECT MIN(seq) FROM entries").fetchone()
-        seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
-        return f"avfs:{ov.get_meta('base')}:{ov.get_meta('view_time')}:{seq}"
-
     def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         """(ctime_ns, mtime_ns, ino, uid, gid, size) the mount reports for an unchanged
-        file: what the worktree's index must hold for git to trust it without reading it."""
+        file: what the worktree's index must hold for git to trust it without reading it
+        (a fork's mount: :func:`..core.worktree.index_stat` computes the same)."""
         t = self._view_ns()
         return t, t, inode_of(path), self.uid, self.gid, self.ws.store.blob_size(oid)
 
