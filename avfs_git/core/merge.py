@@ -826,7 +826,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             ws.overlay.set_meta("base", commit)
         ws._base_tree_cache = None
         _write_state(ws, None)
-        ws._base_moved()
+        ws._base_moved(view_changed=False)
         op = _record(
             vault,
             "merge",

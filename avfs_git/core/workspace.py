@@ -1404,14 +1404,15 @@ class Workspace:
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
         self._base_tree_cache = None
-        self._base_moved()
+        self._base_moved(view_changed=False)
 
-    def _base_moved(self) -> None:
+    def _base_moved(self, *, view_changed: bool) -> None:
         """After a move of the base by this process: the git index of a live mount of the
-        fork follows before the move returns (see :mod:`.worktree`)."""
+        fork follows before the move returns, and the mount shows the new view when it
+        changed (see :mod:`.worktree`)."""
         from . import worktree
 
-        worktree.sync_mounted(self)
+        worktree.sync_mounted(self, view_changed=view_changed)
 
     def _rebase_commit(self, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:
         """Commit the overlay's changes on top of ``tip`` (the fork moved under them):
@@ -1490,7 +1491,7 @@ class Workspace:
                 self.overlay.set_meta("view_time", repr(float(_settled_now())))
             self.overlay.set_meta("base", base)
         self._base_tree_cache = None
-        self._base_moved()
+        self._base_moved(view_changed=not keep_view)
 
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""

@@ -17,9 +17,10 @@ rewrites the index itself, under the fork lock and before it returns
 right afterwards commit the old tree, undoing the move. The mount daemon also rewrites it
 when it notices a base moved by other hands (its watcher polls). The writers never race:
 
-- they serialize on an ``flock`` of ``avfs-index.lock`` in the worktree's git dir, take
-  git's own ``index.lock`` inside it (retrying while git holds it), and read the base
-  only once both are held: whoever writes last writes the newest base;
+- they serialize on an ``flock`` of ``avfs-index.lock`` in the worktree's git dir and read
+  the base only once it is held (whoever writes last writes the newest base); a write
+  goes through git's own ``index.lock`` (retrying while git holds it), taken only when
+  there is something to write (git gives up at once on a taken ``index.lock``);
 - the stamp ``avfs-index`` records the (base, view time) the index was written for; a
   writer finding it current leaves the index alone, so the daemon's late notice of a move
   never clobbers what ``git add`` staged after the mover wrote the index;
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 OWNER_FILE = "avfs-mount"  # the daemon's pid, uid and gid (the owner the mount reports)
+WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at once
+ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
+ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
 STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME": what the index was last written for
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
 INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
@@ -80,7 +84,13 @@ def index_stat(ws: Workspace, uid: int, gid: int) -> StatFn:
     mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
     what the index must hold for git to trust it without reading it."""
     t = view_ns(ws)
-    size = ws.store.blob_size
+    odb = ws.store.repo.odb  # libgit2 reads headers 7x faster than a Python lookup per blob
+
+    def size(oid: str) -> int:
+        try:
+            return int(odb.read_header(oid)[1])
+        except Exception:  # pygit2's errors: the store's reader says what is wrong
+            return ws.store.blob_size(oid)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         return t, t, inode_of(path), uid, gid, size(oid)
@@ -174,6 +184,8 @@ def register(
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)
         if journal_db is not None:
+            os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
+        if journal_db is not None:
             os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)
             cfg = vault.store.repo.config
             if str(cfg["core.repositoryformatversion"]) == "0":
@@ -223,32 +235,26 @@ def index_bytes(vault: Vault, commit: str, stat_of: StatFn, fsmonitor_token: str
     """
     import struct
 
+    entry = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
+    pad = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
     entries: list[tuple[bytes, bytes]] = []
+    add = entries.append
+    store = vault.store
 
     def walk(tree: str, prefix: str) -> None:
-        for name, (oid, mode) in vault.store.tree_items(tree).items():
-            path = f"{prefix}{name}"
+        for name, (oid, mode) in store.tree_items(tree).items():
+            path = prefix + name
             if mode == 0o040000:
                 walk(oid, path + "/")
                 continue
             ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
             raw = path.encode("utf-8", "surrogateescape")
-            head = struct.pack(
-                ">IIIIIIIIII",
-                ctime // 10**9,
-                ctime % 10**9,
-                mtime // 10**9,
-                mtime % 10**9,
-                0,
-                ino & 0xFFFFFFFF,
-                mode,
-                uid,
-                gid,
-                size & 0xFFFFFFFF,
-            )
-            body = head + bytes.fromhex(oid) + struct.pack(">H", min(len(raw), 0xFFF)) + raw
-            body += b"\0" * (8 - len(body) % 8)
-            entries.append((raw, body))
+            n = len(raw)
+            add((raw, entry(
+                ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0,
+                ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
+                bytes.fromhex(oid), min(n, 0xFFF),
+            ) + raw + pad[n % 8]))  # fmt: skip
 
     walk(vault.store.commit_tree(commit), "")
     entries.sort(key=lambda e: e[0])
@@ -300,6 +306,13 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
         raise from_oserror(exc, git_dir) from exc
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
+        # read only now, the guard held: a writer after us reads a base at least as new
+        ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
+        base = ws.overlay.get_meta("base")
+        stamp = f"{base} {ws.overlay.get_meta('view_time')}"
+        stamp_path = os.path.join(git_dir, STAMP_FILE)
+        if base is None or _read_text(stamp_path) == stamp:
+            return True  # written already: git's index.lock is not even touched
         lock = os.path.join(git_dir, "index.lock")
         deadline = time.monotonic() + wait_s
         while True:
@@ -312,15 +325,6 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
                 time.sleep(0.002)
             except (FileNotFoundError, NotADirectoryError):
                 return False
-        # read only now, both locks held: a writer after us reads a base at least as new
-        ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
-        base = ws.overlay.get_meta("base")
-        stamp = f"{base} {ws.overlay.get_meta('view_time')}"
-        stamp_path = os.path.join(git_dir, STAMP_FILE)
-        if base is None or _read_text(stamp_path) == stamp:
-            os.close(fd)
-            os.unlink(lock)
-            return True
         try:
             data = index_bytes(ws.vault, base, index_stat(ws, uid, gid), fsmonitor_token(ws))
         except BaseException:
@@ -343,8 +347,8 @@ def _write_stamp(path: str, stamp: str) -> None:
     os.replace(tmp, path)
 
 
-def _live_mount(ws: Workspace) -> tuple[str, int, int] | None:
-    """(git dir, uid, gid) of the live mount of ``ws``'s fork, or None."""
+def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
+    """(git dir, uid, gid, daemon pid) of the live mount of ``ws``'s fork, or None."""
     from .locks import pid_alive
 
     d = worktree_dir(ws.vault, ws.fork)
@@ -358,18 +362,71 @@ def _live_mount(ws: Workspace) -> tuple[str, int, int] | None:
         return None
     if not pid_alive(pid):
         return None  # a daemon killed with -9 left it: nobody runs git there
-    return d, uid, gid
+    return d, uid, gid, pid
 
 
-def sync_mounted(ws: Workspace) -> None:
-    """After ``ws``'s base moved (called by the mover, the fork lock held): the index of a
-    live mount of its fork holds the new base before the move returns, so ``git status``
-    and ``git commit`` run in the mount right afterwards see what the workspace shows."""
+def open_wake(git_dir: str) -> int:
+    """The daemon's end of the wake-up FIFO (made by :func:`register`): opened read-write,
+    so it never reads end-of-file when no mover has it open."""
+    return os.open(os.path.join(git_dir, WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def acknowledge(git_dir: str, view: tuple[str | None, str | None]) -> None:
+    """Called by the daemon's watcher: the mount serves ``view`` (base, view time) and the
+    kernel no longer caches anything of the previous one."""
+    try:
+        _write_stamp(os.path.join(git_dir, ACK_FILE), f"{view[0]} {view[1]}")
+    except OSError:
+        pass  # unmounting
+
+
+def _wake(git_dir: str) -> None:
+    try:
+        fd = os.open(os.path.join(git_dir, WAKE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # no daemon reads it (ENXIO), or it is gone: it will poll
+    try:
+        os.write(fd, b"w")
+    except OSError:
+        pass  # full: a wake-up is pending anyway
+    finally:
+        os.close(fd)
+
+
+def _await_ack(ws: Workspace, git_dir: str, pid: int) -> None:
+    """Wait until the mount's watcher says it serves the workspace's current view (bounded:
+    a hung daemon delays a move by ``ACK_WAIT_S`` at most, it cannot block it)."""
+    from .locks import pid_alive
+
+    path = os.path.join(git_dir, ACK_FILE)
+    deadline = time.monotonic() + ACK_WAIT_S
+    pause = 0.0005
+    while True:
+        current = f"{ws.overlay.get_meta('base')} {ws.overlay.get_meta('view_time')}"
+        if _read_text(path) == current or time.monotonic() >= deadline or not pid_alive(pid):
+            return
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+
+
+def sync_mounted(ws: Workspace, *, view_changed: bool = True) -> None:
+    """After ``ws``'s base moved (called by the mover, the fork lock held): before the move
+    returns, a live mount of its fork shows it: the mount's git index holds the new base
+    (so ``git status`` and ``git commit`` run there right afterwards see what the workspace
+    shows), and, when what the workspace shows changed (``view_changed``: a restore, an
+    undo, a merge; not a checkpoint), the daemon has dropped the kernel's caches of the
+    old view (so a ``cat`` does too)."""
     if ws.pinned is not None:
         return
     live = _live_mount(ws)
-    if live is not None:
-        sync_index(ws, *live)
+    if live is None:
+        return
+    git_dir, uid, gid, pid = live
+    if view_changed:
+        _wake(git_dir)  # the watcher drops the caches while the index is written
+    sync_index(ws, git_dir, uid, gid)
+    if view_changed:
+        _await_ack(ws, git_dir, pid)
 
 
 def _committed_here(git_dir: str, commit: str) -> bool:
@@ -393,7 +450,7 @@ def stamp_current(ws: Workspace) -> None:
     if live is None:
         return
     if not _committed_here(live[0], ws.base):
-        sync_index(ws, *live)
+        sync_index(ws, live[0], live[1], live[2])
         return
     try:
         guard = os.open(os.path.join(live[0], LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

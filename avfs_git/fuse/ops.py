@@ -31,6 +31,7 @@ import functools
 import itertools
 import logging
 import os
+import select
 import shutil
 import stat
 import threading
@@ -108,13 +109,19 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         read_only: bool = False,
         on_ready: Callable[[], None] | None = None,
         gitfile: bytes | None = None,
-        on_base_change: Callable[[], None] | None = None,
+        on_view: Callable[[tuple[str | None, str | None], bool], None] | None = None,
+        wake_fd: int | None = None,
     ) -> None:
         """``gitfile``: the contents of the ``.git`` file the mount shows at its root (it
-        makes the mount a linked worktree of the vault); None shows no ``.git``."""
+        makes the mount a linked worktree of the vault); None shows no ``.git``.
+        ``on_view((base, view_time), moved)``: called by the watcher with the view it
+        serves, at its start and after each move of the base once the kernel's caches of
+        the old view are dropped. ``wake_fd``: readable when a process that moved the base
+        wants the watcher to look now rather than at its next poll."""
         self.ws = ws
         self.gitfile = gitfile
-        self.on_base_change = on_base_change
+        self.on_view = on_view
+        self.wake_fd = wake_fd
         self.read_only = read_only
         self.on_ready = on_ready
         self.uid = os.getuid()
@@ -344,34 +351,50 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             inval.restype = ctypes.c_int
             self._inval = inval
         except (AttributeError, ValueError):
+            # the watcher still runs: sizes, the git index, and the movers' acknowledgement
             log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
-            return
         threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True).start()
 
     def invalidate(self, path: str) -> None:
         if self._inval is not None:
             self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
 
+    def _sleep(self) -> bool:
+        """Wait one poll interval, or less when a process that moved the base wakes the
+        watcher through ``wake_fd``; True once the mount is stopping."""
+        if self.wake_fd is None:
+            return self._stop.wait(self.poll_s)
+        ready, _, _ = select.select([self.wake_fd], [], [], self.poll_s)
+        if ready:
+            try:
+                os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                pass
+        return self._stop.is_set()
+
     def _watch(self) -> None:
         ov = self.ws.overlay
         seq = ov.last_seq()
         view = (ov.get_meta("base"), ov.get_meta("view_time"))
-        while not self._stop.wait(self.poll_s):
+        if self.on_view is not None:
+            self.on_view(view, False)
+        while not self._sleep():
             try:
                 self._record_sizes()
                 seq, paths = ov.changes_by_others(seq)
                 now = (ov.get_meta("base"), ov.get_meta("view_time"))
-                if now != view:
+                moved = now != view
+                if moved:
                     # the base moved (checkpoint, restore, undo, a push): anything may differ
                     view = now
                     self._view_time_ns = None
                     paths = sorted(self._known)
-                    if self.on_base_change is not None:
-                        self.on_base_change()
                 for p in paths:
                     self.invalidate(p)
                     if p:
                         self.invalidate(names.parent_of(p))
+                if moved and self.on_view is not None:
+                    self.on_view(view, True)  # the kernel forgot the old view's caches
             except Exception:
                 log.exception("invalidation watcher")
 
