@@ -511,3 +511,63 @@ def test_hooks_checkpoints_refuse_in_a_mounted_fork_with_a_merge_open(home, fork
         assert git("--git-dir", v.path, "show", f"{done.commit}:notes.txt") == "written in the mount\n"
     finally:
         mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_git_in_the_mount_sees_the_open_merge_as_its_own(home, forks, tmp_path):
+    """In the mount, an open merge is git's merge: unmerged paths, MERGE_HEAD; `git commit`
+    refuses until they are resolved, then makes the two-parent commit avfs adopts."""
+    import subprocess
+
+    from avfs_git.fuse import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    v = forks
+    _conflicting(v)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp))  # mounted before the merge, and the merge open after
+
+    def g(*args, check=True):
+        p = subprocess.run(["git", *args], cwd=mp, capture_output=True, text=True, check=False)
+        assert not check or p.returncode == 0, p.stderr
+        return p
+
+    try:
+        res = merge.merge(v, "b", "main", write_conflicts=True)
+        assert res.status == "conflicts_written"
+        status = sorted(g("status", "--porcelain").stdout.splitlines())
+        assert "UU shared.txt" in status and "AA added.txt" in status, status
+        assert g("rev-parse", "MERGE_HEAD").stdout.strip() == res.theirs
+        refused = g("commit", "-qm", "x", check=False)  # as git: `git add` them first
+        assert refused.returncode != 0 and "unmerged" in (refused.stderr + refused.stdout).lower()
+        assert v.workspace("main").tip() == res.ours and merge.merge_state(v.workspace("main")) is not None
+        # resolved with git, committed with git: the merge commit, adopted by avfs
+        (mp / "shared.txt").write_text("one\nresolved\nthree\n")
+        (mp / "added.txt").write_text("both\n")
+        (mp / "bin.dat~ours").unlink()
+        (mp / "bin.dat~theirs").unlink()
+        g("add", "-A")
+        g("commit", "-qm", "merged in the mount")
+        head = g("rev-parse", "HEAD").stdout.strip()
+        assert g("log", "-1", "--format=%P").stdout.split() == [res.ours, res.theirs]
+        main = v.workspace("main")
+        assert main.base == head and merge.merge_state(main) is None
+        assert g("status", "--porcelain").stdout == ""
+        assert g("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode != 0
+        # mounted after the merge was opened: the same
+        v2 = v.workspace("a")
+        v2.write("shared.txt", b"from a again\n")
+        checkpoint.save(v, "a")
+        v.workspace("main").write("shared.txt", b"from main again\n")
+        again = merge.merge(v, "a", "main", write_conflicts=True)
+        assert again.status == "conflicts_written"
+        mounts.unmount(home, v, "main")
+        mounts.mount(home, v, "main", str(mp))
+        assert "UU shared.txt" in g("status", "--porcelain").stdout.splitlines()
+        merge.merge_abort(v, "main")
+        assert g("status", "--porcelain").stdout == ""
+        assert g("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode != 0
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)

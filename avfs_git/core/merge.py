@@ -140,17 +140,24 @@ def _state_path(ws: Workspace) -> str:
     return os.path.join(ws.state_dir, STATE_FILE)
 
 
-def merge_state(ws: Workspace) -> dict[str, Any] | None:
-    """The merge in progress in this workspace (conflicts written), or None. A state left
-    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
+def peek_state(ws: Workspace) -> dict[str, Any] | None:
+    """:func:`merge_state` without dropping a state left behind (no writes)."""
     try:
         with open(_state_path(ws), encoding="utf-8") as fh:
             data = dict(json.load(fh))
     except FileNotFoundError:
         return None
     if ws.base != data.get("ours") or not ws.is_dirty():
-        _write_state(ws, None)
         return None
+    return data
+
+
+def merge_state(ws: Workspace) -> dict[str, Any] | None:
+    """The merge in progress in this workspace (conflicts written), or None. A state left
+    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
+    data = peek_state(ws)
+    if data is None and os.path.exists(_state_path(ws)):
+        _write_state(ws, None)
     return data
 
 
@@ -231,17 +238,21 @@ def inherit_state(src: Workspace, ws_dir: str) -> None:
 
 
 def _write_state(ws: Workspace, data: dict[str, Any] | None) -> None:
+    from . import worktree
+
     path = _state_path(ws)
     if data is None:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+            return
+    else:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    # git in the fork's mount sees the merge as git's own (MERGE_HEAD, unmerged paths)
+    worktree.sync_mounted(ws, view_changed=False)
 
 
 def _side(e: Any) -> ConflictSide | None:
@@ -444,6 +455,13 @@ def merge(
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
+        # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
+        stages = [
+            [e.path, n, str(e.id), int(e.mode)]
+            for sides in (index.conflicts or ())
+            for n, e in enumerate(sides, 1)
+            if e is not None
+        ]
         view_tree, written = _conflict_tree(repo, index, conflicts, source)
         _refuse_changed(ws)
         ws.set_base(ours, keep_view=False, view_tree=view_tree)
@@ -458,6 +476,8 @@ def merge(
                 "conflicts": [c.path for c in conflicts],
                 "written": written,
                 "started": time.time(),
+                "view_tree": view_tree,
+                "stages": stages,
             },
         )
         op = vault.oplog.record(

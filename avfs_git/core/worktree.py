@@ -36,8 +36,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import from_oserror
 from .home import git_env
@@ -50,6 +50,7 @@ OWNER_FILE = "avfs-mount"  # the daemon's pid, uid and gid (the owner the mount 
 WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at once
 ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
 ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
+MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
 STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME": what the index was last written for
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
 INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
@@ -225,8 +226,17 @@ def write_index(
     return True
 
 
-def index_bytes(vault: Vault, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None) -> bytes:
-    """An index holding ``commit``'s tree with ``stat_of``'s stat data.
+def index_bytes(
+    vault: Vault,
+    commit: str,
+    stat_of: StatFn,
+    fsmonitor_token: str | None = None,
+    *,
+    tree: str | None = None,
+    unmerged: Sequence[Sequence[Any]] = (),
+) -> bytes:
+    """An index holding ``commit``'s tree (or ``tree``) with ``stat_of``'s stat data, and
+    the ``unmerged`` entries ``(path, stage, oid, mode)`` in place of those paths' own.
 
     Format: git's index version 2 (Documentation/gitformat-index.txt). With
     ``fsmonitor_token`` it carries git's ``FSMN`` extension (version 2, that token, an empty
@@ -256,8 +266,23 @@ def index_bytes(vault: Vault, commit: str, stat_of: StatFn, fsmonitor_token: str
                 bytes.fromhex(oid), min(n, 0xFFF),
             ) + raw + pad[n % 8]))  # fmt: skip
 
-    walk(vault.store.commit_tree(commit), "")
-    entries.sort(key=lambda e: e[0])
+    walk(tree or vault.store.commit_tree(commit), "")
+    if unmerged:
+        # git's unmerged entries: the path at stages 1-3, never also at stage 0
+        gone = {str(u[0]).encode("utf-8", "surrogateescape") for u in unmerged}
+        entries = [e for e in entries if e[0] not in gone]
+        add = entries.append
+        for path, stage, oid, mode in sorted(unmerged, key=lambda u: (u[0], u[1])):
+            raw = str(path).encode("utf-8", "surrogateescape")
+            n = len(raw)
+            flags = (int(stage) << 12) | min(n, 0xFFF)
+            add(
+                (
+                    raw,
+                    entry(0, 0, 0, 0, 0, 0, int(mode), 0, 0, 0, bytes.fromhex(oid), flags) + raw + pad[n % 8],
+                )
+            )
+    entries.sort(key=lambda e: e[0])  # stable: a path's stages stay in order
     data = b"DIRC" + struct.pack(">II", 2, len(entries)) + b"".join(b for _, b in entries)
     if fsmonitor_token is not None:
         # an EWAH bitmap with no bit set: bit count 0, one (empty) running-length word
@@ -307,9 +332,8 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
         # read only now, the guard held: a writer after us reads a base at least as new
-        ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
         base = ws.overlay.get_meta("base")
-        stamp = f"{base} {ws.overlay.get_meta('view_time')}"
+        stamp, merging = _stamp_of(ws)
         stamp_path = os.path.join(git_dir, STAMP_FILE)
         if base is None or _read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
@@ -326,11 +350,19 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
             except (FileNotFoundError, NotADirectoryError):
                 return False
         try:
-            data = index_bytes(ws.vault, base, index_stat(ws, uid, gid), fsmonitor_token(ws))
+            data = index_bytes(
+                ws.vault,
+                base,
+                index_stat(ws, uid, gid),
+                fsmonitor_token(ws),
+                tree=merging.get("view_tree") if merging else None,
+                unmerged=merging.get("stages", ()) if merging else (),
+            )
         except BaseException:
             os.close(fd)
             os.unlink(lock)
             raise
+        _merge_head(git_dir, merging)  # before the index: git sees both or neither
         _write_locked(git_dir, fd, data)
         _write_stamp(stamp_path, stamp)
         return True
@@ -338,6 +370,39 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
         raise from_oserror(exc, git_dir) from exc
     finally:
         os.close(guard)
+
+
+def _stamp_of(ws: Workspace) -> tuple[str, dict[str, Any] | None]:
+    """What the index of a mount of ``ws`` is written for, and the open merge, if any."""
+    from .merge import peek_state
+
+    ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
+    base = ws.overlay.get_meta("base")
+    merging = peek_state(ws) if base is not None else None
+    return f"{base} {ws.overlay.get_meta('view_time')} {merging['theirs'] if merging else '-'}", merging
+
+
+def _merge_head(git_dir: str, merging: dict[str, Any] | None) -> None:
+    """An open avfs merge is git's merge in the mount: ``MERGE_HEAD`` (so ``git commit``
+    there makes the two-parent commit, once ``git add`` resolved the unmerged paths) and
+    ``MERGE_MSG``; removed when it ends (only those avfs wrote: the marker file says)."""
+    marker = os.path.join(git_dir, MERGE_MARKER)
+    head = os.path.join(git_dir, "MERGE_HEAD")
+    if merging is not None:
+        _write_stamp(os.path.join(git_dir, "MERGE_MSG"), str(merging.get("message") or ""))
+        _write_stamp(head, f"{merging['theirs']}\n")
+        _write_stamp(marker, str(merging["theirs"]))
+        return
+    ours = _read_text(marker)
+    if ours is None:
+        return
+    if _read_text(head) == f"{ours}\n":
+        for name in ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"):
+            try:
+                os.unlink(os.path.join(git_dir, name))
+            except FileNotFoundError:
+                pass
+    os.unlink(marker)
 
 
 def _write_stamp(path: str, stamp: str) -> None:
@@ -458,11 +523,9 @@ def stamp_current(ws: Workspace) -> None:
         return  # unmounted meanwhile
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        ws.view_time  # noqa: B018
-        _write_stamp(
-            os.path.join(live[0], STAMP_FILE),
-            f"{ws.overlay.get_meta('base')} {ws.overlay.get_meta('view_time')}",
-        )
+        stamp, merging = _stamp_of(ws)
+        _merge_head(live[0], merging)  # git removed its MERGE_HEAD when it committed
+        _write_stamp(os.path.join(live[0], STAMP_FILE), stamp)
     except OSError:
         pass
     finally:
