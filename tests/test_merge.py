@@ -571,3 +571,19 @@ def test_git_in_the_mount_sees_the_open_merge_as_its_own(home, forks, tmp_path):
         assert g("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode != 0
     finally:
         mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_push_checkpoint_first_refuses_and_a_plain_push_leaves_the_merge_open(forks, tmp_path):
+    from avfs_git.core import remote
+
+    v = forks
+    res = _open_merge(v)
+    bare = tmp_path / "server.git"
+    git("init", "-q", "--bare", str(bare))
+    remote.add(v, "origin", str(bare))
+    with pytest.raises(merge.MergeInProgressError):
+        remote.push(v, "origin", ["main"], checkpoint_first=True)
+    pushed = remote.push(v, "origin", ["main"])  # what is committed: the merge's first parent
+    assert pushed is not None
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == res.ours
+    _still_open_then_continue(v, res)

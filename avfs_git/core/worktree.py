@@ -425,9 +425,20 @@ def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
         pid, uid, gid = int(owner["pid"]), int(owner["uid"]), int(owner["gid"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not pid_alive(pid):
+    if not pid_alive(pid) or not _is_daemon(pid):
         return None  # a daemon killed with -9 left it: nobody runs git there
     return d, uid, gid, pid
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"avfs_git.fuse.daemon" in fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid
 
 
 def open_wake(git_dir: str) -> int:
