@@ -137,10 +137,19 @@ def test_merge_then_git_commit_back_to_back(mounted: tuple[Any, str, str, str]) 
 
 
 def test_checkpoint_then_git_commit_back_to_back(mounted: tuple[Any, str, str, str]) -> None:
+    """A checkpoint keeps the view: the index is patched where the bases differ (added,
+    deleted, a file become a directory), and must equal a full rewrite's."""
     vault, mp, _, _ = mounted
     for i in range(ROUNDS // 2):
         with open(os.path.join(mp, f"k{i}.txt"), "w") as fh:
             fh.write(f"k{i}\n")
+        if i:
+            os.remove(os.path.join(mp, f"k{i - 1}.txt"))
+        if i == 3:
+            os.remove(os.path.join(mp, "sub/c.txt"))
+            os.makedirs(os.path.join(mp, "sub/c.txt"))
+            with open(os.path.join(mp, "sub/c.txt/inner.txt"), "w") as fh:
+                fh.write("inner\n")
         cp = checkpoint.save(vault, "main").checkpoint.commit
         _commit_a_new_file(vault, mp, f"k{i}-git.txt", cp)
 

@@ -317,12 +317,25 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float = INDEX_LOCK_WAIT_S) -> bool:
+def sync_index(
+    ws: Workspace,
+    git_dir: str,
+    uid: int,
+    gid: int,
+    *,
+    view_changed: bool = True,
+    wait_s: float = INDEX_LOCK_WAIT_S,
+) -> bool:
     """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
     with the stat data and fsmonitor token the mount answers with; left alone when it was
     already written for this base and view time (the stamp), so nothing staged since is
     lost. See the module's docstring for the locking. False when the worktree is gone or
-    git held ``index.lock`` for ``wait_s``."""
+    git held ``index.lock`` for ``wait_s``.
+
+    ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
+    unchanged view): the index written for the old base is patched where the two bases
+    differ, O(index entries) in bytes instead of a pass over the tree with an object
+    lookup per file; what ``git add`` staged elsewhere stays staged, as after a commit."""
     try:
         guard = os.open(os.path.join(git_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except (FileNotFoundError, NotADirectoryError):
@@ -350,14 +363,20 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
             except (FileNotFoundError, NotADirectoryError):
                 return False
         try:
-            data = index_bytes(
-                ws.vault,
-                base,
-                index_stat(ws, uid, gid),
-                fsmonitor_token(ws),
-                tree=merging.get("view_tree") if merging else None,
-                unmerged=merging.get("stages", ()) if merging else (),
-            )
+            stat_of = index_stat(ws, uid, gid)
+            old = (_read_text(stamp_path) or "").split(" ")
+            data = None
+            if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
+                data = _patched_index(ws, git_dir, old[0], base, stat_of, fsmonitor_token(ws))
+            if data is None:
+                data = index_bytes(
+                    ws.vault,
+                    base,
+                    stat_of,
+                    fsmonitor_token(ws),
+                    tree=merging.get("view_tree") if merging else None,
+                    unmerged=merging.get("stages", ()) if merging else (),
+                )
         except BaseException:
             os.close(fd)
             os.unlink(lock)
@@ -370,6 +389,88 @@ def sync_index(ws: Workspace, git_dir: str, uid: int, gid: int, *, wait_s: float
         raise from_oserror(exc, git_dir) from exc
     finally:
         os.close(guard)
+
+
+def _patched_index(
+    ws: Workspace, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
+) -> bytes | None:
+    """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
+    with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
+    token; None when it is not an index this can patch (another version, unmerged
+    entries, unreadable): then it is written whole."""
+    import struct
+
+    from .treediff import diff_trees
+    from .types import Change
+
+    try:
+        with open(os.path.join(git_dir, "index"), "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2":
+        return None
+    store = ws.store
+    changes: list[Change] = []
+    try:
+        diff_trees(store, store.commit_tree(old_base), store.commit_tree(new_base), "", changes)
+    except Exception:  # the old base is gone (gc): write it whole
+        return None
+    entry = struct.Struct(">IIIIIIIIII20sH").pack
+    repl: dict[bytes, bytes | None] = {}
+    for c in changes:
+        raw = c.path.encode("utf-8", "surrogateescape")
+        if c.new_oid is None or c.new_mode is None:
+            repl.setdefault(raw, None)
+            continue
+        ctime, mtime, ino, uid, gid, size = stat_of(c.path, c.new_mode, c.new_oid)
+        n = len(raw)
+        repl[raw] = (
+            entry(ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0, ino & 0xFFFFFFFF,
+                  c.new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(c.new_oid), min(n, 0xFFF))
+            + raw + b"\0" * (8 - (62 + n) % 8)
+        )  # fmt: skip
+    import bisect
+
+    count = int.from_bytes(data[8:12], "big")
+    out: list[bytes] = []
+    names: list[bytes] = []  # the entries' names, in git's order: where a new path goes
+    keep, named = out.append, names.append
+    off = 12
+    end = len(data) - 20
+    try:
+        for _ in range(count):
+            flags = int.from_bytes(data[off + 60 : off + 62], "big")
+            if flags & 0x3000:
+                return None  # unmerged entries: git is merging
+            nl = flags & 0xFFF
+            if nl == 0xFFF:
+                nl = data.index(b"\0", off + 62) - off - 62
+            size = (62 + nl + 8) & ~7
+            if off + size > end:
+                return None
+            name = data[off + 62 : off + 62 + nl]
+            if name in repl:
+                new = repl.pop(name)
+                if new is not None:
+                    keep(new)
+                    named(name)
+            else:
+                keep(data[off : off + size])
+                named(name)
+            off += size
+    except ValueError:
+        return None
+    for name, new in sorted(repl.items()):  # paths the index did not hold
+        if new is not None:
+            at = bisect.bisect_left(names, name)
+            names.insert(at, name)
+            out.insert(at, new)
+    body = b"DIRC" + struct.pack(">II", 2, len(out)) + b"".join(out)
+    ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
+    ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
+    body += b"FSMN" + struct.pack(">I", len(ext)) + ext
+    return body + hashlib.sha1(body).digest()
 
 
 def _stamp_of(ws: Workspace) -> tuple[str, dict[str, Any] | None]:
@@ -500,7 +601,7 @@ def sync_mounted(ws: Workspace, *, view_changed: bool = True) -> None:
     git_dir, uid, gid, pid = live
     if view_changed:
         _wake(git_dir)  # the watcher drops the caches while the index is written
-    sync_index(ws, git_dir, uid, gid)
+    sync_index(ws, git_dir, uid, gid, view_changed=view_changed)
     if view_changed:
         _await_ack(ws, git_dir, pid)
 
