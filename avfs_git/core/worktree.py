@@ -21,11 +21,19 @@ when it notices a base moved by other hands (its watcher polls). The writers nev
   the base only once it is held (whoever writes last writes the newest base); a write
   goes through git's own ``index.lock`` (retrying while git holds it), taken only when
   there is something to write (git gives up at once on a taken ``index.lock``);
-- the stamp ``avfs-index`` records the (base, view time) the index was written for; a
-  writer finding it current leaves the index alone, so the daemon's late notice of a move
-  never clobbers what ``git add`` staged after the mover wrote the index;
+- the stamp ``avfs-index`` records the (base, view time, open merge) the index was written
+  for; a writer finding it current leaves the index alone, so the daemon's late notice of
+  a move never clobbers what ``git add`` staged after the mover wrote the index;
 - a ``git commit`` in the mount moves the fork with its own index already right: the
   workspace then only stamps it (:func:`stamp_current`).
+
+A move that keeps the view (a checkpoint) patches the index where the bases differ; one
+that changes it (restore, undo, merge) writes it whole and then waits, bounded, until the
+daemon's watcher (woken through the FIFO ``avfs-wake``) acknowledges in ``avfs-view`` that
+the kernel's caches of the old view are gone: when the move returns, the mount shows it.
+While a merge with written conflicts is open (:mod:`.merge`), the index holds the merged
+tree with the conflicted paths unmerged (stages 1-3) and ``MERGE_HEAD`` is set: git in the
+mount sees its own merge, and ``git commit`` makes the two-parent commit.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at onc
 ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
 ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
 MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
-STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME": what the index was last written for
+STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME MERGE": what the index was last written for
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
 INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
 
