@@ -58,9 +58,7 @@ def pypi_sdist(project: str, version: str) -> Path:
         )
         with urllib.request.urlopen(req, timeout=60) as resp:
             index = json.load(resp)
-        names = {
-            f"{s}-{version}{e}" for s in (project, project.replace("-", "_")) for e in (".tar.gz", ".zip")
-        }
+        names = {f"{s}-{version}{e}" for s in (project, project.replace("-", "_")) for e in (".tar.gz", ".zip")}
         files = [f for f in index["files"] if f["filename"].lower() in {n.lower() for n in names}]
         if not files:
             pytest.fail(f"{project} {version} has no sdist on PyPI")
