@@ -899,6 +899,7 @@ def _status_doc() -> Json:
         "base": c,
         "head": c,
         "stale": False,
+        "merge": None,
         "clean": False,
         "changes": [{"path": "b", "status": "renamed", "old_path": "a"}],
     }

@@ -301,3 +301,289 @@ def test_several_sources_an_error_after_a_merge_reports_both(cli, forks):
     assert doc["kind"] == "merge" and doc["results"][0]["status"] == "fast_forward"
     assert doc["error"]["code"] == "fork_not_found" and r.code == 1
     assert v.workspace("main").read("a.txt") == b"a\n"  # the first merge stays
+
+
+# -- an open merge is part of the workspace: nothing ends it but --continue / --abort ----------
+
+
+def _open_merge(v):
+    _conflicting(v)
+    res = merge.merge(v, "b", "main", write_conflicts=True)
+    assert res.status == "conflicts_written"
+    return res
+
+
+def _resolve(v, fork="main"):
+    w = v.workspace(fork)
+    w.write("shared.txt", b"one\nresolved\nthree\n")
+    w.write("added.txt", b"both\n")
+    w.remove("bin.dat~ours")
+    w.remove("bin.dat~theirs")
+
+
+def _still_open_then_continue(v, res, fork="main", *, markers=True):
+    """The merge is open and unchanged; resolving it and continuing makes the two-parent
+    commit, and no commit of the fork's history holds a marker."""
+    w = v.workspace(fork)
+    assert w.tip() == res.ours and merge.merge_state(w) is not None
+    assert (b"<<<<<<< " in w.read("shared.txt")) is markers
+    _resolve(v, fork)
+    done = merge.merge_continue(v, fork)
+    parents = git("--git-dir", v.path, "log", "-1", "--format=%P", fork).split()
+    assert parents == [res.ours, res.theirs] and w.tip() == done.commit
+    assert git("--git-dir", v.path, "show", f"{fork}:shared.txt") == "one\nresolved\nthree\n"
+    hits = git("--git-dir", v.path, "log", "-G^<<<<<<< ", "--format=%H", fork)
+    assert hits == "", f"a commit holds conflict markers: {hits}"
+    return done
+
+
+def test_status_says_a_merge_is_in_progress(cli, forks):
+    from .test_json_schemas import _validator
+
+    v = forks
+    assert v.workspace("main").status_report()["merge"] is None
+    res = _open_merge(v)
+    r = cli("--json", "--vault", "v:main", "status")
+    doc = json.loads(r.out_bytes)
+    _validator("status").validate(doc)
+    assert doc["merge"] == {
+        "source": "b",
+        "theirs": res.theirs,
+        "ours": res.ours,
+        "base": res.base,
+        "conflicts": ["added.txt", "bin.dat", "gone.txt", "shared.txt"],
+        "unresolved": ["added.txt", "bin.dat~ours", "bin.dat~theirs", "shared.txt"],
+    }
+    human = cli("--vault", "v:main", "status").out
+    assert f"merging b ({res.theirs[:12]}): 4 path(s) unresolved" in human
+    assert "unresolved: shared.txt" in human and "avfs merge --continue" in human
+    # resolving a path takes it off the list; the merge stays open until --continue
+    v.workspace("main").write("shared.txt", b"one\nresolved\nthree\n")
+    doc = json.loads(cli("--json", "--vault", "v:main", "status").out_bytes)
+    assert doc["merge"]["unresolved"] == ["added.txt", "bin.dat~ours", "bin.dat~theirs"]
+    _still_open_then_continue(v, res, markers=False)
+    doc = json.loads(cli("--json", "--vault", "v:main", "status").out_bytes)
+    _validator("status").validate(doc)
+    assert doc["merge"] is None
+
+
+def test_checkpoint_save_refuses_while_a_merge_is_open(cli, forks):
+    from .conftest import snapshot
+
+    v = forks
+    res = _open_merge(v)
+    before = snapshot(v)
+    with pytest.raises(merge.MergeInProgressError) as exc:
+        checkpoint.save(v, "main", name="cp")
+    assert "merge --continue" in exc.value.message and "merge --abort" in (exc.value.hint or "")
+    assert exc.value.details["theirs"] == res.theirs and "shared.txt" in exc.value.details["unresolved"]
+    r = cli("--json", "--vault", "v:main", "checkpoint", "save", "-m", "x")
+    err = json.loads(r.out_bytes)
+    assert r.code == 75 and err["kind"] == "error" and err["error"]["code"] == "merge_in_progress"
+    assert "avfs merge --continue" in err["error"]["hint"]
+    assert snapshot(v) == before
+    _still_open_then_continue(v, res)
+
+
+def test_a_second_merge_refuses_and_so_does_merging_a_fork_with_a_merge_open(forks):
+    from .conftest import snapshot
+
+    v = forks
+    res = _open_merge(v)
+    v.workspace("a").write("late.txt", b"late\n")
+    before = snapshot(v)
+    for source, target in (("a", "main"), ("main", "a")):
+        with pytest.raises(merge.MergeInProgressError) as exc:
+            merge.merge(v, source, target)
+        assert "merge --continue" in (exc.value.hint or exc.value.message)
+    assert snapshot(v) == before  # nothing captured, nothing moved
+    _still_open_then_continue(v, res)
+
+
+def test_a_fork_of_a_fork_with_a_merge_open_inherits_the_merge(forks):
+    v = forks
+    res = _open_merge(v)
+    v.create_fork("main", "copy")
+    copy = v.workspace("copy")
+    assert merge.merge_state(copy) is not None and b"<<<<<<< " in copy.read("shared.txt")
+    with pytest.raises(merge.MergeInProgressError):
+        checkpoint.save(v, "copy")
+    _still_open_then_continue(v, res, "copy")
+    _still_open_then_continue(v, res, "main")  # the source's merge was not disturbed
+
+
+def test_down_refuses_before_unmounting_or_changing_anything(home, forks):
+    from avfs_git.core import quickstart
+
+    from .conftest import snapshot
+
+    v = forks
+    res = _open_merge(v)
+    before = snapshot(v)
+    for action in ("keep", "leave", "discard"):
+        fork = "main"
+        with pytest.raises(merge.MergeInProgressError):
+            quickstart.down(home, v, fork, action=action)  # type: ignore[arg-type]
+    assert snapshot(v) == before
+    _still_open_then_continue(v, res)
+
+
+@pytest.mark.parametrize("mode", ["materialized", "fuse"])
+def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
+    from .test_fuse import require_fuse
+
+    if mode == "fuse":
+        require_fuse()
+    v = forks
+    res = _open_merge(v)
+    main = v.workspace("main")
+    try:
+        # a plain command runs: its changes join the merge's resolution, nothing is committed
+        out = main.exec(shell="printf 'one\\nresolved\\nthree\\n' > shared.txt; echo n > new.txt", mode=mode)
+        assert out.error is None and out.exit_code == 0, out.error
+        assert out.checkpoint is None and out.commit is None
+        assert {c["path"] for c in out.changes} >= {"new.txt"}
+        assert out.state is not None and out.state["merge"]["source"] == "b"
+        assert "shared.txt" not in out.state["merge"]["unresolved"]
+        assert main.tip() == res.ours and merge.merge_state(main) is not None
+        # a command the policy checkpoints first does not run: one envelope, the merge open
+        marker = "ran.txt"
+        for kw in (
+            {"shell": f"touch {marker}; rm added.txt"},
+            {"argv": ["touch", marker], "checkpoint": "always"},
+        ):
+            refused = main.exec(mode=mode, **kw)
+            assert refused.result is None and refused.exit_code == 125, refused
+            assert refused.error is not None and refused.error["code"] == "merge_in_progress"
+            assert "merge --continue" in refused.error["hint"]
+            assert not main.exists(marker) and main.exists("added.txt")
+        assert main.tip() == res.ours and merge.merge_state(main) is not None
+        done = _still_open_then_continue(v, res, markers=False)
+        assert git("--git-dir", v.path, "show", f"{done.commit}:new.txt") == "n\n"
+    finally:
+        if mode == "fuse":
+            from avfs_git.fuse import mounts
+
+            mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_cli_proxy_exec_refusal_is_one_envelope(cli, forks):
+    from .test_json_schemas import _validator
+
+    v = forks
+    res = _open_merge(v)
+    r = cli("--json", "--vault", "v:main", "proxy", "exec", "--mode", "materialized", "--checkpoint", "always",
+            "--", "touch", "x.txt")  # fmt: skip
+    lines = [ln for ln in r.out_bytes.decode().splitlines() if ln.strip()]
+    doc = json.loads(r.out_bytes)
+    assert doc["kind"] == "proxy_exec_result" and doc["error"]["code"] == "merge_in_progress"
+    assert r.code == doc["exit_code"] == 125 and doc["result"] is None and len(lines) >= 1
+    _validator("proxy_exec_result").validate(doc)
+    assert not v.workspace("main").exists("x.txt")
+    _still_open_then_continue(v, res)
+
+
+def test_hooks_checkpoints_refuse_in_a_mounted_fork_with_a_merge_open(home, forks, tmp_path):
+    from avfs_git.fuse import mounts
+
+    from .test_fuse import require_fuse
+    from .test_hooks import post_event, pre, run_hook, stop_event
+
+    require_fuse()
+    v = forks
+    res = _open_merge(v)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp))
+    try:
+        assert "<<<<<<< " in (mp / "shared.txt").read_text()
+        (mp / "notes.txt").write_text("written in the mount\n")
+        # PreToolUse of a command the policy checkpoints first: denied, saying why
+        _, out = pre("rm -rf gone-dir", str(mp))
+        assert out["permissionDecision"] == "deny" and "merge --continue" in out["permissionDecisionReason"]
+        # PostToolUse and Stop: no checkpoint, a non-blocking error naming the merge
+        for event in (post_event(str(mp)), stop_event(str(mp))):
+            name = "post-tool-use" if event["hook_event_name"] == "PostToolUse" else "stop"
+            r = run_hook("claude", name, stdin=json.dumps(event).encode())
+            assert r.code == 1 and "merge --continue" in r.err, r
+        assert v.workspace("main").tip() == res.ours
+        done = _still_open_then_continue(v, res)
+        assert git("--git-dir", v.path, "show", f"{done.commit}:notes.txt") == "written in the mount\n"
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_git_in_the_mount_sees_the_open_merge_as_its_own(home, forks, tmp_path):
+    """In the mount, an open merge is git's merge: unmerged paths, MERGE_HEAD; `git commit`
+    refuses until they are resolved, then makes the two-parent commit avfs adopts."""
+    import subprocess
+
+    from avfs_git.fuse import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    v = forks
+    _conflicting(v)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp))  # mounted before the merge, and the merge open after
+
+    def g(*args, check=True):
+        p = subprocess.run(["git", *args], cwd=mp, capture_output=True, text=True, check=False)
+        assert not check or p.returncode == 0, p.stderr
+        return p
+
+    try:
+        res = merge.merge(v, "b", "main", write_conflicts=True)
+        assert res.status == "conflicts_written"
+        status = sorted(g("status", "--porcelain").stdout.splitlines())
+        assert "UU shared.txt" in status and "AA added.txt" in status, status
+        assert g("rev-parse", "MERGE_HEAD").stdout.strip() == res.theirs
+        refused = g("commit", "-qm", "x", check=False)  # as git: `git add` them first
+        assert refused.returncode != 0 and "unmerged" in (refused.stderr + refused.stdout).lower()
+        assert v.workspace("main").tip() == res.ours and merge.merge_state(v.workspace("main")) is not None
+        # resolved with git, committed with git: the merge commit, adopted by avfs
+        (mp / "shared.txt").write_text("one\nresolved\nthree\n")
+        (mp / "added.txt").write_text("both\n")
+        (mp / "bin.dat~ours").unlink()
+        (mp / "bin.dat~theirs").unlink()
+        g("add", "-A")
+        g("commit", "-qm", "merged in the mount")
+        head = g("rev-parse", "HEAD").stdout.strip()
+        assert g("log", "-1", "--format=%P").stdout.split() == [res.ours, res.theirs]
+        main = v.workspace("main")
+        assert main.base == head and merge.merge_state(main) is None
+        assert g("status", "--porcelain").stdout == ""
+        assert g("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode != 0
+        # mounted after the merge was opened: the same
+        v2 = v.workspace("a")
+        v2.write("shared.txt", b"from a again\n")
+        checkpoint.save(v, "a")
+        v.workspace("main").write("shared.txt", b"from main again\n")
+        again = merge.merge(v, "a", "main", write_conflicts=True)
+        assert again.status == "conflicts_written"
+        mounts.unmount(home, v, "main")
+        mounts.mount(home, v, "main", str(mp))
+        assert "UU shared.txt" in g("status", "--porcelain").stdout.splitlines()
+        merge.merge_abort(v, "main")
+        assert g("status", "--porcelain").stdout == ""
+        assert g("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode != 0
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_push_checkpoint_first_refuses_and_a_plain_push_leaves_the_merge_open(forks, tmp_path):
+    from avfs_git.core import remote
+
+    v = forks
+    res = _open_merge(v)
+    bare = tmp_path / "server.git"
+    git("init", "-q", "--bare", str(bare))
+    remote.add(v, "origin", str(bare))
+    with pytest.raises(merge.MergeInProgressError):
+        remote.push(v, "origin", ["main"], checkpoint_first=True)
+    pushed = remote.push(v, "origin", ["main"])  # what is committed: the merge's first parent
+    assert pushed is not None
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == res.ours
+    _still_open_then_continue(v, res)

@@ -35,6 +35,15 @@ def status_cmd(app: App) -> None:
                 "[yellow]the fork moved to {} since; checkpoint will stop until you restore or merge[/]",
                 str(tip)[:12],
             )
+        mg = data["merge"]
+        if isinstance(mg, dict):
+            left = mg["unresolved"]
+            o.print(
+                f"merging {mg['source']} ({mg['theirs'][:12]}): {len(left)} path(s) unresolved", markup=False
+            )
+            for p in left:
+                o.print(f"  unresolved: {p}", markup=False)
+            o.print("resolve them, then `avfs merge --continue` (or `avfs merge --abort`)", markup=False)
         if not changes:
             o.say("nothing changed since the last checkpoint")
         for c in changes:

@@ -47,6 +47,9 @@ MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
 
 
 class MergeInProgressError(BusyError):
+    """A merge with written conflicts is open in the fork: what was asked would end it
+    (commit its markers as an ordinary commit, or start another merge)."""
+
     code = "merge_in_progress"
 
 
@@ -137,32 +140,119 @@ def _state_path(ws: Workspace) -> str:
     return os.path.join(ws.state_dir, STATE_FILE)
 
 
-def merge_state(ws: Workspace) -> dict[str, Any] | None:
-    """The merge in progress in this workspace (conflicts written), or None. A state left
-    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
+def peek_state(ws: Workspace) -> dict[str, Any] | None:
+    """:func:`merge_state` without dropping a state left behind (no writes)."""
     try:
         with open(_state_path(ws), encoding="utf-8") as fh:
             data = dict(json.load(fh))
     except FileNotFoundError:
         return None
     if ws.base != data.get("ours") or not ws.is_dirty():
-        _write_state(ws, None)
         return None
     return data
 
 
+def merge_state(ws: Workspace) -> dict[str, Any] | None:
+    """The merge in progress in this workspace (conflicts written), or None. A state left
+    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
+    data = peek_state(ws)
+    if data is None and os.path.exists(_state_path(ws)):
+        _write_state(ws, None)
+    return data
+
+
+def unresolved(ws: Workspace, state: dict[str, Any]) -> list[str]:
+    """The paths of an open merge that still need a hand: conflicted files that hold
+    markers, and ``PATH~ours``/``PATH~theirs`` files that are still there (sorted)."""
+    left = []
+    for p in state["conflicts"]:
+        if ws.exists(p) and ws.stat(p).kind.value != "dir":
+            try:
+                if _has_markers(ws.read(p)):
+                    left.append(p)
+            except AvfsError:
+                pass
+    left += [p for p in state["written"] if ("~ours" in p or "~theirs" in p) and ws.exists(p)]
+    return sorted(set(left))
+
+
+def open_merge(ws: Workspace) -> dict[str, Any] | None:
+    """What ``avfs status`` says of the merge in progress in this workspace, or None:
+    ``source``, ``theirs`` (the commit being merged), ``ours``, ``base``, ``conflicts``
+    (every conflicted path) and ``unresolved`` (see :func:`unresolved`)."""
+    st = merge_state(ws)
+    if st is None:
+        return None
+    return {
+        "source": st["source"],
+        "theirs": st["theirs"],
+        "ours": st["ours"],
+        "base": st["base"],
+        "conflicts": list(st["conflicts"]),
+        "unresolved": unresolved(ws, st),
+    }
+
+
+def refuse_if_merging(ws: Workspace, action: str) -> None:
+    """Raise :class:`MergeInProgressError` when a merge with written conflicts is open in
+    this workspace: ``action`` (a checkpoint, an exec's commit...) would record what it
+    shows, conflict markers included, as an ordinary one-parent commit and end the merge."""
+    st = merge_state(ws)
+    if st is None:
+        return
+    left = unresolved(ws, st)
+    raise MergeInProgressError(
+        f"fork {ws.fork} has a merge of {st['source']} in progress ({len(left)} path(s) unresolved);"
+        f" {action} would record it as an ordinary commit: finish it with `avfs merge --continue`"
+        " or give it up with `avfs merge --abort`",
+        hint="`avfs status` lists the unresolved paths; resolve them, then `avfs merge --continue`"
+        " (the two-parent merge commit), or `avfs merge --abort`",
+        details={
+            "fork": ws.fork,
+            "source": st["source"],
+            "theirs": st["theirs"],
+            "unresolved": left,
+        },
+    )
+
+
+def inherit_state(src: Workspace, ws_dir: str) -> None:
+    """A fork of a workspace with an open merge starts with that merge open too (it shows
+    the same markers on the same base): its checkpoints refuse likewise, and
+    ``merge --continue`` there makes the two-parent commit. Call before the new
+    workspace is first used."""
+    st = merge_state(src)
+    if st is None:
+        return
+    path = os.path.join(ws_dir, STATE_FILE)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(ws_dir, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(st, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        from .errors import from_oserror
+
+        raise from_oserror(exc, path) from exc
+
+
 def _write_state(ws: Workspace, data: dict[str, Any] | None) -> None:
+    from . import worktree
+
     path = _state_path(ws)
     if data is None:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+            return
+    else:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    # git in the fork's mount sees the merge as git's own (MERGE_HEAD, unmerged paths)
+    worktree.sync_mounted(ws, view_changed=False)
 
 
 def _side(e: Any) -> ConflictSide | None:
@@ -251,12 +341,16 @@ def merge(
         raise UsageError(f"favor must be ours or theirs, not {favor!r}")
     ws = vault.workspace(target)
     src_ws = vault.workspace(source) if source_ref is None else None
-    if merge_state(ws) is not None:
+    st = merge_state(ws)
+    if st is not None:
         raise MergeInProgressError(
-            f"a merge into {target} is in progress",
+            f"a merge of {st['source']} into {target} is in progress",
             hint="resolve the conflicts and run `avfs merge --continue`, or `avfs merge --abort`",
-            details={"target": target},
+            details={"target": target, "fork": target, "source": st["source"], "theirs": st["theirs"]},
         )
+    if src_ws is not None and not dry_run:
+        # its capture would commit the markers of its own open merge
+        refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
     captured: list[dict[str, str]] = []
     if not dry_run:
         _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
@@ -361,6 +455,13 @@ def merge(
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
+        # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
+        stages = [
+            [e.path, n, str(e.id), int(e.mode)]
+            for sides in (index.conflicts or ())
+            for n, e in enumerate(sides, 1)
+            if e is not None
+        ]
         view_tree, written = _conflict_tree(repo, index, conflicts, source)
         _refuse_changed(ws)
         ws.set_base(ours, keep_view=False, view_tree=view_tree)
@@ -375,6 +476,8 @@ def merge(
                 "conflicts": [c.path for c in conflicts],
                 "written": written,
                 "started": time.time(),
+                "view_tree": view_tree,
+                "stages": stages,
             },
         )
         op = vault.oplog.record(
@@ -708,20 +811,12 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
     st = merge_state(ws)
     if st is None:
         raise UsageError(f"no merge into {target} is in progress")
-    left = []
-    for p in st["conflicts"]:
-        if ws.exists(p) and ws.stat(p).kind.value != "dir":
-            try:
-                if _has_markers(ws.read(p)):
-                    left.append(p)
-            except AvfsError:
-                pass
-    left += [p for p in st["written"] if ("~ours" in p or "~theirs" in p) and ws.exists(p)]
+    left = unresolved(ws, st)
     if left:
         raise ConflictError(
             f"{len(left)} path(s) still hold conflict markers or both versions",
             hint="edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue",
-            details={"paths": sorted(left)},
+            details={"paths": left},
         )
     repo = vault.store.repo
     with vault.lock(target):
@@ -751,6 +846,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             ws.overlay.set_meta("base", commit)
         ws._base_tree_cache = None
         _write_state(ws, None)
+        ws._base_moved(view_changed=False)
         op = _record(
             vault,
             "merge",

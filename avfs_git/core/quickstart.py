@@ -544,6 +544,10 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
     if action not in ("keep", "discard", "leave"):
         raise UsageError(f"action must be keep, discard or leave, not {action!r}")
     vault._require_fork(fork)
+    from .merge import refuse_if_merging
+
+    # before the unmount: down checkpoints the fork, which an open merge refuses
+    refuse_if_merging(vault.workspace(fork), "avfs down (it checkpoints the fork)")
     target = vault.default_fork
     if action == "discard" and fork == target:
         raise UsageError(

@@ -291,6 +291,9 @@ class Vault:
             self._ws.pop(new, None)
             if tree is not None:
                 write_seed(ws_dir, base, tree)
+                from .merge import inherit_state
+
+                inherit_state(src, ws_dir)  # an open merge stays open in the fork too
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",

@@ -265,6 +265,9 @@ class Workspace:
             self.overlay.put(db, Entry("", OBJECT, MODE_TREE, base_tree), "adopt")
         self.overlay.set_meta("base", tip)
         self._base_tree_cache = None
+        from . import worktree
+
+        worktree.stamp_current(self)  # git's index is right: it made the commit
         if not self.status():
             # everything uncheckpointed is now in the tip: the overlay has nothing left
             self.overlay.retire(db, self.overlay.all())
@@ -1146,8 +1149,11 @@ class Workspace:
 
     def status_report(self, changes: list[Change] | None = None) -> dict[str, object]:
         """What `avfs status` reports (its JSON document but the vault and fork): the base,
-        the fork's tip (``stale`` when another hand moved it), and the changes (``changes``:
-        ``status()`` already taken)."""
+        the fork's tip (``stale`` when another hand moved it), the merge in progress
+        (:func:`.merge.open_merge`, or None), and the changes (``changes``: ``status()``
+        already taken)."""
+        from .merge import open_merge
+
         if changes is None:
             changes = self.status()
         tip = self.tip()
@@ -1155,6 +1161,7 @@ class Workspace:
             "base": self.base,
             "head": tip,
             "stale": tip != self.base,
+            "merge": open_merge(self),  # a merge with written conflicts, still open
             "clean": not changes,
             "changes": [
                 {
@@ -1341,6 +1348,11 @@ class Workspace:
         otherwise nothing changes and :class:`RefMovedError` (or, for conflicts,
         :class:`ConflictError` with the paths) says why.
         """
+        from .merge import refuse_if_merging
+
+        # an open merge's view holds conflict markers: only `merge --continue` commits it
+        # (two parents), never a checkpoint, an exec's commit or any automatic one
+        refuse_if_merging(self, "a checkpoint")
         base = self.base
         tip = self.tip()
         if tip is not None and tip != base and self.overlay.has_changes() and rebase:
@@ -1397,6 +1409,15 @@ class Workspace:
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
         self._base_tree_cache = None
+        self._base_moved(view_changed=False)
+
+    def _base_moved(self, *, view_changed: bool) -> None:
+        """After a move of the base by this process: the git index of a live mount of the
+        fork follows before the move returns, and the mount shows the new view when it
+        changed (see :mod:`.worktree`)."""
+        from . import worktree
+
+        worktree.sync_mounted(self, view_changed=view_changed)
 
     def _rebase_commit(self, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:
         """Commit the overlay's changes on top of ``tip`` (the fork moved under them):
@@ -1477,6 +1498,7 @@ class Workspace:
                 self.overlay.set_meta("view_time", repr(float(_settled_now())))
             self.overlay.set_meta("base", base)
         self._base_tree_cache = None
+        self._base_moved(view_changed=not keep_view)
 
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""

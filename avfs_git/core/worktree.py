@@ -6,22 +6,105 @@ that directory holds what git keeps per worktree (``HEAD``, ``index``, ``commond
 ``git status``, ``git diff``, ``git add`` and ``git commit`` in the mount run against the
 vault, and a commit made there moves the fork's branch like any other push.
 
-The index starts as the workspace's base tree (``git read-tree``); git then compares it with
-the files the mount shows, so ``git status`` agrees with ``avfs status``.
+The index holds the workspace's base tree with the stat data the mount reports for an
+unchanged file (all of it computable from the workspace: :func:`index_stat`); git then
+compares it with the files the mount shows, so ``git status`` agrees with ``avfs status``.
+
+**The index follows the base at once.** Whatever moves a mounted workspace's base (a
+checkpoint, restore, undo, merge, ``merge --continue``/``--abort``, an exec's commit)
+rewrites the index itself, under the fork lock and before it returns
+(:func:`sync_mounted`): an index left at the old base would make ``git commit`` issued
+right afterwards commit the old tree, undoing the move. The mount daemon also rewrites it
+when it notices a base moved by other hands (its watcher polls). The writers never race:
+
+- they serialize on an ``flock`` of ``avfs-index.lock`` in the worktree's git dir and read
+  the base only once it is held (whoever writes last writes the newest base); a write
+  goes through git's own ``index.lock`` (retrying while git holds it), taken only when
+  there is something to write (git gives up at once on a taken ``index.lock``);
+- the stamp ``avfs-index`` records the (base, view time, open merge) the index was written
+  for; a writer finding it current leaves the index alone, so the daemon's late notice of
+  a move never clobbers what ``git add`` staged after the mover wrote the index;
+- a ``git commit`` in the mount moves the fork with its own index already right: the
+  workspace then only stamps it (:func:`stamp_current`).
+
+A move that keeps the view (a checkpoint) patches the index where the bases differ; one
+that changes it (restore, undo, merge) writes it whole and then waits, bounded, until the
+daemon's watcher (woken through the FIFO ``avfs-wake``) acknowledges in ``avfs-view`` that
+the kernel's caches of the old view are gone: when the move returns, the mount shows it.
+While a merge with written conflicts is open (:mod:`.merge`), the index holds the merged
+tree with the conflicted paths unmerged (stages 1-3) and ``MERGE_HEAD`` is set: git in the
+mount sees its own merge, and ``git commit`` makes the two-parent commit.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import shutil
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import from_oserror
 from .home import git_env
 
 if TYPE_CHECKING:
     from .vault import Vault
+    from .workspace import Workspace
+
+OWNER_FILE = "avfs-mount"  # the daemon's pid, uid and gid (the owner the mount reports)
+WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at once
+ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
+ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
+MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
+STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME MERGE": what the index was last written for
+LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
+INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
+
+
+def inode_of(path: str) -> int:
+    """A stable inode number for a path (the same in every mount of every process)."""
+    if not path:
+        return 1
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF) | 2
+
+
+def fsmonitor_token(ws: Workspace) -> str:
+    """A token for the fsmonitor hook under which every path that may differ from the base
+    is reported: the overlay's paths are all in the journal after the oldest overlay
+    entry's sequence number."""
+    ov = ws.overlay
+    ws.view_time  # noqa: B018 - make sure the hook sees the same view time
+    row = ov.db.execute("SELECT MIN(seq) FROM entries").fetchone()
+    seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
+    return f"avfs:{ov.get_meta('base')}:{ov.get_meta('view_time')}:{seq}"
+
+
+def view_ns(ws: Workspace) -> int:
+    """The time (ns) an unchanged file of the workspace shows as its ctime and mtime."""
+    return int(ws.view_time * 1e9)
+
+
+def index_stat(ws: Workspace, uid: int, gid: int) -> StatFn:
+    """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a
+    mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
+    what the index must hold for git to trust it without reading it."""
+    t = view_ns(ws)
+    odb = ws.store.repo.odb  # libgit2 reads headers 7x faster than a Python lookup per blob
+
+    def size(oid: str) -> int:
+        try:
+            return int(odb.read_header(oid)[1])
+        except Exception:  # pygit2's errors: the store's reader says what is wrong
+            return ws.store.blob_size(oid)
+
+    def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        return t, t, inode_of(path), uid, gid, size(oid)
+
+    return stat_of
 
 
 def worktree_dir(vault: Vault, key: str) -> str:
@@ -96,6 +179,7 @@ def register(
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
             "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
+            OWNER_FILE: json.dumps({"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()}),
         }
         if journal_db is not None:
             hook = os.path.join(d, "fsmonitor-hook")
@@ -108,6 +192,8 @@ def register(
         for name, text in files.items():
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)
+        if journal_db is not None:
+            os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
         if journal_db is not None:
             os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)
             cfg = vault.store.repo.config
@@ -131,63 +217,94 @@ StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
 def write_index(
     vault: Vault, git_dir: str, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None
 ) -> bool:
-    """Write the worktree's index for ``commit`` with the stat data the mount reports.
+    """Write the worktree's index for ``commit`` with the stat data the mount reports (a
+    read-only revision's mount; a fork's mount uses :func:`sync_index`).
 
     git trusts an index entry whose stat data equals what ``lstat`` returns, and otherwise
     re-reads the file: an index from ``git read-tree`` (zeroed stat data) makes the first
     ``git status`` read every file through FUSE. ``stat_of(path, mode, oid)`` gives
     (ctime_ns, mtime_ns, ino, uid, gid, size) as the mount shows them. The index is written
     under git's own ``index.lock``; when git holds it, nothing is written (returns False).
+    """
+    try:
+        fd = os.open(os.path.join(git_dir, "index.lock"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    _write_locked(git_dir, fd, index_bytes(vault, commit, stat_of, fsmonitor_token))
+    return True
+
+
+def index_bytes(
+    vault: Vault,
+    commit: str,
+    stat_of: StatFn,
+    fsmonitor_token: str | None = None,
+    *,
+    tree: str | None = None,
+    unmerged: Sequence[Sequence[Any]] = (),
+) -> bytes:
+    """An index holding ``commit``'s tree (or ``tree``) with ``stat_of``'s stat data, and
+    the ``unmerged`` entries ``(path, stage, oid, mode)`` in place of those paths' own.
+
     Format: git's index version 2 (Documentation/gitformat-index.txt). With
     ``fsmonitor_token`` it carries git's ``FSMN`` extension (version 2, that token, an empty
     dirty bitmap): git then trusts every entry and asks the hook only what changed since
     the token, instead of lstat-ing every file on its first status (47 s at 100k files).
     """
-    import hashlib
     import struct
 
+    entry = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
+    pad = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
     entries: list[tuple[bytes, bytes]] = []
+    add = entries.append
+    store = vault.store
 
     def walk(tree: str, prefix: str) -> None:
-        for name, (oid, mode) in vault.store.tree_items(tree).items():
-            path = f"{prefix}{name}"
+        for name, (oid, mode) in store.tree_items(tree).items():
+            path = prefix + name
             if mode == 0o040000:
                 walk(oid, path + "/")
                 continue
             ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
             raw = path.encode("utf-8", "surrogateescape")
-            head = struct.pack(
-                ">IIIIIIIIII",
-                ctime // 10**9,
-                ctime % 10**9,
-                mtime // 10**9,
-                mtime % 10**9,
-                0,
-                ino & 0xFFFFFFFF,
-                mode,
-                uid,
-                gid,
-                size & 0xFFFFFFFF,
-            )
-            body = head + bytes.fromhex(oid) + struct.pack(">H", min(len(raw), 0xFFF)) + raw
-            body += b"\0" * (8 - len(body) % 8)
-            entries.append((raw, body))
+            n = len(raw)
+            add((raw, entry(
+                ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0,
+                ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
+                bytes.fromhex(oid), min(n, 0xFFF),
+            ) + raw + pad[n % 8]))  # fmt: skip
 
-    walk(vault.store.commit_tree(commit), "")
-    entries.sort(key=lambda e: e[0])
+    walk(tree or vault.store.commit_tree(commit), "")
+    if unmerged:
+        # git's unmerged entries: the path at stages 1-3, never also at stage 0
+        gone = {str(u[0]).encode("utf-8", "surrogateescape") for u in unmerged}
+        entries = [e for e in entries if e[0] not in gone]
+        add = entries.append
+        for path, stage, oid, mode in sorted(unmerged, key=lambda u: (u[0], u[1])):
+            raw = str(path).encode("utf-8", "surrogateescape")
+            n = len(raw)
+            flags = (int(stage) << 12) | min(n, 0xFFF)
+            add(
+                (
+                    raw,
+                    entry(0, 0, 0, 0, 0, 0, int(mode), 0, 0, 0, bytes.fromhex(oid), flags) + raw + pad[n % 8],
+                )
+            )
+    entries.sort(key=lambda e: e[0])  # stable: a path's stages stay in order
     data = b"DIRC" + struct.pack(">II", 2, len(entries)) + b"".join(b for _, b in entries)
     if fsmonitor_token is not None:
         # an EWAH bitmap with no bit set: bit count 0, one (empty) running-length word
         ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
         ext = struct.pack(">I", 2) + fsmonitor_token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
         data += b"FSMN" + struct.pack(">I", len(ext)) + ext
-    data += hashlib.sha1(data).digest()
+    return data + hashlib.sha1(data).digest()
+
+
+def _write_locked(git_dir: str, fd: int, data: bytes) -> None:
+    """Write ``data`` through git's ``index.lock`` (``fd``, created by the caller) and
+    rename it over the index: git's own protocol, so git never reads half an index."""
     index = os.path.join(git_dir, "index")
     lock = index + ".lock"
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -198,7 +315,341 @@ def write_index(
         except OSError:
             pass
         raise
-    return True
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return None
+
+
+def sync_index(
+    ws: Workspace,
+    git_dir: str,
+    uid: int,
+    gid: int,
+    *,
+    view_changed: bool = True,
+    wait_s: float = INDEX_LOCK_WAIT_S,
+) -> bool:
+    """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
+    with the stat data and fsmonitor token the mount answers with; left alone when it was
+    already written for this base and view time (the stamp), so nothing staged since is
+    lost. See the module's docstring for the locking. False when the worktree is gone or
+    git held ``index.lock`` for ``wait_s``.
+
+    ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
+    unchanged view): the index written for the old base is patched where the two bases
+    differ, O(index entries) in bytes instead of a pass over the tree with an object
+    lookup per file; what ``git add`` staged elsewhere stays staged, as after a commit."""
+    try:
+        guard = os.open(os.path.join(git_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # unmounted meanwhile
+    except OSError as exc:
+        raise from_oserror(exc, git_dir) from exc
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        # read only now, the guard held: a writer after us reads a base at least as new
+        base = ws.overlay.get_meta("base")
+        stamp, merging = _stamp_of(ws)
+        stamp_path = os.path.join(git_dir, STAMP_FILE)
+        if base is None or _read_text(stamp_path) == stamp:
+            return True  # written already: git's index.lock is not even touched
+        lock = os.path.join(git_dir, "index.lock")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                break
+            except FileExistsError:  # git is writing it: its write ends in a moment
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+        try:
+            stat_of = index_stat(ws, uid, gid)
+            old = (_read_text(stamp_path) or "").split(" ")
+            data = None
+            if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
+                data = _patched_index(ws, git_dir, old[0], base, stat_of, fsmonitor_token(ws))
+            if data is None:
+                data = index_bytes(
+                    ws.vault,
+                    base,
+                    stat_of,
+                    fsmonitor_token(ws),
+                    tree=merging.get("view_tree") if merging else None,
+                    unmerged=merging.get("stages", ()) if merging else (),
+                )
+        except BaseException:
+            os.close(fd)
+            os.unlink(lock)
+            raise
+        _merge_head(git_dir, merging)  # before the index: git sees both or neither
+        _write_locked(git_dir, fd, data)
+        _write_stamp(stamp_path, stamp)
+        return True
+    except OSError as exc:
+        raise from_oserror(exc, git_dir) from exc
+    finally:
+        os.close(guard)
+
+
+def _patched_index(
+    ws: Workspace, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
+) -> bytes | None:
+    """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
+    with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
+    token; None when it is not an index this can patch (another version, unmerged
+    entries, unreadable): then it is written whole."""
+    import struct
+
+    from .treediff import diff_trees
+    from .types import Change
+
+    try:
+        with open(os.path.join(git_dir, "index"), "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2":
+        return None
+    store = ws.store
+    changes: list[Change] = []
+    try:
+        diff_trees(store, store.commit_tree(old_base), store.commit_tree(new_base), "", changes)
+    except Exception:  # the old base is gone (gc): write it whole
+        return None
+    entry = struct.Struct(">IIIIIIIIII20sH").pack
+    repl: dict[bytes, bytes | None] = {}
+    for c in changes:
+        raw = c.path.encode("utf-8", "surrogateescape")
+        if c.new_oid is None or c.new_mode is None:
+            repl.setdefault(raw, None)
+            continue
+        ctime, mtime, ino, uid, gid, size = stat_of(c.path, c.new_mode, c.new_oid)
+        n = len(raw)
+        repl[raw] = (
+            entry(ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0, ino & 0xFFFFFFFF,
+                  c.new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(c.new_oid), min(n, 0xFFF))
+            + raw + b"\0" * (8 - (62 + n) % 8)
+        )  # fmt: skip
+    import bisect
+
+    count = int.from_bytes(data[8:12], "big")
+    out: list[bytes] = []
+    names: list[bytes] = []  # the entries' names, in git's order: where a new path goes
+    keep, named = out.append, names.append
+    off = 12
+    end = len(data) - 20
+    try:
+        for _ in range(count):
+            flags = int.from_bytes(data[off + 60 : off + 62], "big")
+            if flags & 0x3000:
+                return None  # unmerged entries: git is merging
+            nl = flags & 0xFFF
+            if nl == 0xFFF:
+                nl = data.index(b"\0", off + 62) - off - 62
+            size = (62 + nl + 8) & ~7
+            if off + size > end:
+                return None
+            name = data[off + 62 : off + 62 + nl]
+            if name in repl:
+                new = repl.pop(name)
+                if new is not None:
+                    keep(new)
+                    named(name)
+            else:
+                keep(data[off : off + size])
+                named(name)
+            off += size
+    except ValueError:
+        return None
+    for name, new in sorted(repl.items()):  # paths the index did not hold
+        if new is not None:
+            at = bisect.bisect_left(names, name)
+            names.insert(at, name)
+            out.insert(at, new)
+    body = b"DIRC" + struct.pack(">II", 2, len(out)) + b"".join(out)
+    ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
+    ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
+    body += b"FSMN" + struct.pack(">I", len(ext)) + ext
+    return body + hashlib.sha1(body).digest()
+
+
+def _stamp_of(ws: Workspace) -> tuple[str, dict[str, Any] | None]:
+    """What the index of a mount of ``ws`` is written for, and the open merge, if any."""
+    from .merge import peek_state
+
+    ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
+    base = ws.overlay.get_meta("base")
+    merging = peek_state(ws) if base is not None else None
+    return f"{base} {ws.overlay.get_meta('view_time')} {merging['theirs'] if merging else '-'}", merging
+
+
+def _merge_head(git_dir: str, merging: dict[str, Any] | None) -> None:
+    """An open avfs merge is git's merge in the mount: ``MERGE_HEAD`` (so ``git commit``
+    there makes the two-parent commit, once ``git add`` resolved the unmerged paths) and
+    ``MERGE_MSG``; removed when it ends (only those avfs wrote: the marker file says)."""
+    marker = os.path.join(git_dir, MERGE_MARKER)
+    head = os.path.join(git_dir, "MERGE_HEAD")
+    if merging is not None:
+        _write_stamp(os.path.join(git_dir, "MERGE_MSG"), str(merging.get("message") or ""))
+        _write_stamp(head, f"{merging['theirs']}\n")
+        _write_stamp(marker, str(merging["theirs"]))
+        return
+    ours = _read_text(marker)
+    if ours is None:
+        return
+    if _read_text(head) == f"{ours}\n":
+        for name in ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"):
+            try:
+                os.unlink(os.path.join(git_dir, name))
+            except FileNotFoundError:
+                pass
+    os.unlink(marker)
+
+
+def _write_stamp(path: str, stamp: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(stamp)
+    os.replace(tmp, path)
+
+
+def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
+    """(git dir, uid, gid, daemon pid) of the live mount of ``ws``'s fork, or None."""
+    from .locks import pid_alive
+
+    d = worktree_dir(ws.vault, ws.fork)
+    raw = _read_text(os.path.join(d, OWNER_FILE))
+    if raw is None:
+        return None
+    try:
+        owner = json.loads(raw)
+        pid, uid, gid = int(owner["pid"]), int(owner["uid"]), int(owner["gid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not pid_alive(pid) or not _is_daemon(pid):
+        return None  # a daemon killed with -9 left it: nobody runs git there
+    return d, uid, gid, pid
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"avfs_git.fuse.daemon" in fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid
+
+
+def open_wake(git_dir: str) -> int:
+    """The daemon's end of the wake-up FIFO (made by :func:`register`): opened read-write,
+    so it never reads end-of-file when no mover has it open."""
+    return os.open(os.path.join(git_dir, WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def acknowledge(git_dir: str, view: tuple[str | None, str | None]) -> None:
+    """Called by the daemon's watcher: the mount serves ``view`` (base, view time) and the
+    kernel no longer caches anything of the previous one."""
+    try:
+        _write_stamp(os.path.join(git_dir, ACK_FILE), f"{view[0]} {view[1]}")
+    except OSError:
+        pass  # unmounting
+
+
+def _wake(git_dir: str) -> None:
+    try:
+        fd = os.open(os.path.join(git_dir, WAKE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # no daemon reads it (ENXIO), or it is gone: it will poll
+    try:
+        os.write(fd, b"w")
+    except OSError:
+        pass  # full: a wake-up is pending anyway
+    finally:
+        os.close(fd)
+
+
+def _await_ack(ws: Workspace, git_dir: str, pid: int) -> None:
+    """Wait until the mount's watcher says it serves the workspace's current view (bounded:
+    a hung daemon delays a move by ``ACK_WAIT_S`` at most, it cannot block it)."""
+    from .locks import pid_alive
+
+    path = os.path.join(git_dir, ACK_FILE)
+    deadline = time.monotonic() + ACK_WAIT_S
+    pause = 0.0005
+    while True:
+        current = f"{ws.overlay.get_meta('base')} {ws.overlay.get_meta('view_time')}"
+        if _read_text(path) == current or time.monotonic() >= deadline or not pid_alive(pid):
+            return
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+
+
+def sync_mounted(ws: Workspace, *, view_changed: bool = True) -> None:
+    """After ``ws``'s base moved (called by the mover, the fork lock held): before the move
+    returns, a live mount of its fork shows it: the mount's git index holds the new base
+    (so ``git status`` and ``git commit`` run there right afterwards see what the workspace
+    shows), and, when what the workspace shows changed (``view_changed``: a restore, an
+    undo, a merge; not a checkpoint), the daemon has dropped the kernel's caches of the
+    old view (so a ``cat`` does too)."""
+    if ws.pinned is not None:
+        return
+    live = _live_mount(ws)
+    if live is None:
+        return
+    git_dir, uid, gid, pid = live
+    if view_changed:
+        _wake(git_dir)  # the watcher drops the caches while the index is written
+    sync_index(ws, git_dir, uid, gid, view_changed=view_changed)
+    if view_changed:
+        _await_ack(ws, git_dir, pid)
+
+
+def _committed_here(git_dir: str, commit: str) -> bool:
+    """Whether the last move of HEAD that git logged in this worktree made ``commit``."""
+    try:
+        with open(os.path.join(git_dir, "logs", "HEAD"), "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().splitlines()
+    except OSError:
+        return False
+    last = lines[-1].split(b" ", 2) if lines else []
+    return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
+
+
+def stamp_current(ws: Workspace) -> None:
+    """The base moved to a commit that already recorded what the workspace shows. Made by
+    ``git commit`` in the mount, git's index is right (and may hold what was staged since):
+    it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten."""
+    live = _live_mount(ws)
+    if live is None:
+        return
+    if not _committed_here(live[0], ws.base):
+        sync_index(ws, live[0], live[1], live[2])
+        return
+    try:
+        guard = os.open(os.path.join(live[0], LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # unmounted meanwhile
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        stamp, merging = _stamp_of(ws)
+        _merge_head(live[0], merging)  # git removed its MERGE_HEAD when it committed
+        _write_stamp(os.path.join(live[0], STAMP_FILE), stamp)
+    except OSError:
+        pass
+    finally:
+        os.close(guard)
 
 
 def unregister(git_dir: str) -> None:

@@ -102,21 +102,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     gitfile = f"gitdir: {wt}\n".encode()
 
-    def token() -> str | None:
-        return None if read_only else ops.fsmonitor_token()
+    def write_index() -> bool:
+        # the index git starts from: the base tree with the stat data the mount reports,
+        # so a first `git status` reads no file. A fork's: written under avfs's index lock
+        # and left alone when whoever moved the base already wrote it (core/worktree.py)
+        if read_only:
+            return worktree.write_index(vault, wt, ws.base, ops.index_stat, None)
+        return worktree.sync_index(ws, wt, os.getuid(), os.getgid())
+
+    def on_view(view: tuple[str | None, str | None], moved: bool) -> None:
+        # tell a process that moved the base that the mount shows the new view now (it
+        # waits for this before it returns: core/worktree.py), then see to the index
+        worktree.acknowledge(wt, view)
+        if moved:
+            refresh_index()
 
     def refresh_index() -> None:
-        # the index git starts from: the base tree with the stat data the mount reports,
-        # so a first `git status` reads no file (written in the background; read-tree's
-        # plain index serves until then)
+        # the base moved under the mount (by another process: it wrote the index already,
+        # unless it was a push or a commit made elsewhere): in the background
         def run() -> None:
             try:
-                # git may hold index.lock for a moment: retry, bounded
-                for _ in range(100):
-                    if worktree.write_index(vault, wt, ws.base, ops.index_stat, token()):
-                        return
-                    time.sleep(0.05)
-                logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
+                if not write_index():
+                    logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
             except Exception:
                 logging.getLogger("avfs.fuse").exception("writing the worktree index")
 
@@ -128,13 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
     # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
     signal.signal(signal.SIGHUP, lambda signum, frame: None)
+    wake_fd = None if read_only else worktree.open_wake(wt)
     ops = WorkspaceFS(
-        ws, read_only=read_only, on_ready=ready_and_index, gitfile=gitfile, on_base_change=refresh_index
+        ws, read_only=read_only, on_ready=ready_and_index, gitfile=gitfile, on_view=on_view, wake_fd=wake_fd
     )
     # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
     # data) would read every file through FUSE once (minutes at 100k files)
     try:
-        worktree.write_index(vault, wt, ws.base, ops.index_stat, token())
+        write_index()
     except Exception:
         logging.getLogger("avfs.fuse").exception("writing the worktree index")
     code = 0
@@ -167,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(exec_file)
             except FileNotFoundError:
                 pass
+        if wake_fd is not None:
+            os.close(wake_fd)
         worktree.unregister(wt)
         try:
             os.unlink(reg)

@@ -28,10 +28,10 @@ import ctypes
 import errno
 import fcntl
 import functools
-import hashlib
 import itertools
 import logging
 import os
+import select
 import shutil
 import stat
 import threading
@@ -46,6 +46,7 @@ from ..core.errors import AvfsError, is_no_space
 from ..core.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
+from ..core.worktree import inode_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 GITFILE = "/.git"
@@ -71,14 +72,6 @@ def translated(func: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
-
-
-def inode_of(path: str) -> int:
-    """A stable inode number for a path (the same in every mount of every process)."""
-    if not path:
-        return 1
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF) | 2
 
 
 class Handle:
@@ -124,13 +117,19 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         read_only: bool = False,
         on_ready: Callable[[], None] | None = None,
         gitfile: bytes | None = None,
-        on_base_change: Callable[[], None] | None = None,
+        on_view: Callable[[tuple[str | None, str | None], bool], None] | None = None,
+        wake_fd: int | None = None,
     ) -> None:
         """``gitfile``: the contents of the ``.git`` file the mount shows at its root (it
-        makes the mount a linked worktree of the vault); None shows no ``.git``."""
+        makes the mount a linked worktree of the vault); None shows no ``.git``.
+        ``on_view((base, view_time), moved)``: called by the watcher with the view it
+        serves, at its start and after each move of the base once the kernel's caches of
+        the old view are dropped. ``wake_fd``: readable when a process that moved the base
+        wants the watcher to look now rather than at its next poll."""
         self.ws = ws
         self.gitfile = gitfile
-        self.on_base_change = on_base_change
+        self.on_view = on_view
+        self.wake_fd = wake_fd
         self.read_only = read_only
         self.on_ready = on_ready
         self.uid = os.getuid()
@@ -221,19 +220,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             st.update(st_size=size, st_blocks=(size + 511) // 512)
         return st
 
-    def fsmonitor_token(self) -> str:
-        """A token for the fsmonitor hook (see core/worktree.py) under which every path that
-        may differ from the base is reported: the overlay's paths are all in the journal
-        after the oldest overlay entry's sequence number."""
-        ov = self.ws.overlay
-        self.ws.view_time  # noqa: B018 - make sure the hook sees the same view time
-        row = ov.db.execute("SELECT MIN(seq) FROM entries").fetchone()
-        seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
-        return f"avfs:{ov.get_meta('base')}:{ov.get_meta('view_time')}:{seq}"
-
     def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         """(ctime_ns, mtime_ns, ino, uid, gid, size) the mount reports for an unchanged
-        file: what the worktree's index must hold for git to trust it without reading it."""
+        file: what the worktree's index must hold for git to trust it without reading it
+        (a fork's mount: :func:`..core.worktree.index_stat` computes the same)."""
         t = self._view_ns()
         return t, t, inode_of(path), self.uid, self.gid, self.ws.store.blob_size(oid)
 
@@ -369,34 +359,50 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             inval.restype = ctypes.c_int
             self._inval = inval
         except (AttributeError, ValueError):
+            # the watcher still runs: sizes, the git index, and the movers' acknowledgement
             log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
-            return
         threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True).start()
 
     def invalidate(self, path: str) -> None:
         if self._inval is not None:
             self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
 
+    def _sleep(self) -> bool:
+        """Wait one poll interval, or less when a process that moved the base wakes the
+        watcher through ``wake_fd``; True once the mount is stopping."""
+        if self.wake_fd is None:
+            return self._stop.wait(self.poll_s)
+        ready, _, _ = select.select([self.wake_fd], [], [], self.poll_s)
+        if ready:
+            try:
+                os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                pass
+        return self._stop.is_set()
+
     def _watch(self) -> None:
         ov = self.ws.overlay
         seq = ov.last_seq()
         view = (ov.get_meta("base"), ov.get_meta("view_time"))
-        while not self._stop.wait(self.poll_s):
+        if self.on_view is not None:
+            self.on_view(view, False)
+        while not self._sleep():
             try:
                 self._record_sizes()
                 seq, paths = ov.changes_by_others(seq)
                 now = (ov.get_meta("base"), ov.get_meta("view_time"))
-                if now != view:
+                moved = now != view
+                if moved:
                     # the base moved (checkpoint, restore, undo, a push): anything may differ
                     view = now
                     self._view_time_ns = None
                     paths = sorted(self._known)
-                    if self.on_base_change is not None:
-                        self.on_base_change()
                 for p in paths:
                     self.invalidate(p)
                     if p:
                         self.invalidate(names.parent_of(p))
+                if moved and self.on_view is not None:
+                    self.on_view(view, True)  # the kernel forgot the old view's caches
             except Exception:
                 log.exception("invalidation watcher")
 

@@ -198,7 +198,13 @@ def _under_any(path: str, roots: set[str]) -> bool:
 
 
 def _state(ws: Workspace) -> dict[str, Any]:
-    return {"base": ws.base, "uncheckpointed_changes": len(ws.status())}
+    from ..core.merge import open_merge
+
+    out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": len(ws.status())}
+    st = open_merge(ws)
+    if st is not None:
+        out["merge"] = {k: st[k] for k in ("source", "theirs", "unresolved")}
+    return out
 
 
 def execute(
@@ -333,6 +339,18 @@ def _execute(
         reason = "requested"
     elif req.commit and ws.is_dirty():
         reason = "uncheckpointed_changes"
+    from ..core import merge as merging
+
+    # a merge with written conflicts is open: the command runs in it, and nothing is
+    # checkpointed or committed (its changes are part of the merge's resolution, which
+    # `merge --continue` commits with two parents); a checkpoint the policy or the request
+    # wants first cannot be taken, so then it does not run (see docs/proxy.md)
+    in_merge = merging.merge_state(ws) is not None
+    if in_merge:
+        if reason in ("policy", "requested"):
+            res.state = _state(ws)
+            merging.refuse_if_merging(ws, f"the checkpoint this command needs first ({reason})")
+        reason = None
     if reason is not None:
         from ..core import checkpoint  # imports pygit2 (~85 ms): only when committing
 
@@ -430,7 +448,7 @@ def _execute(
             c for c in changes if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
         ]
     res.changes = [_change_dict(c) for c in changes]
-    if req.commit and changes:
+    if req.commit and changes and not in_merge:
         from ..core import checkpoint
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
