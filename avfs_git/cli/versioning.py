@@ -38,12 +38,10 @@ def status_cmd(app: App) -> None:
         mg = data["merge"]
         if isinstance(mg, dict):
             left = mg["unresolved"]
-            o.print(
-                f"merging {mg['source']} ({mg['theirs'][:12]}): {len(left)} path(s) unresolved", markup=False
-            )
+            o.say("merging {} ({}): {} path(s) unresolved", mg["source"], mg["theirs"][:12], len(left))
             for p in left:
-                o.print(f"  unresolved: {p}", markup=False)
-            o.print("resolve them, then `avfs merge --continue` (or `avfs merge --abort`)", markup=False)
+                o.say("  unresolved: {}", p)
+            o.say("resolve them, then `avfs merge --continue` (or `avfs merge --abort`)")
         if not changes:
             o.say("nothing changed since the last checkpoint")
         for c in changes:
