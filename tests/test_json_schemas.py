@@ -901,6 +901,7 @@ def _status_doc() -> Json:
         "stale": False,
         "clean": False,
         "changes": [{"path": "b", "status": "renamed", "old_path": "a"}],
+        "ignored": 0,
     }
 
 

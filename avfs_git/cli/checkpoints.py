@@ -45,8 +45,13 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> N
             app.output.out.print(
                 "nothing changed since the last checkpoint" + (f"; named it {c.name}" if c.name else "")
             )
+        if res.ignored:
+            app.output.out.print(
+                f"{res.ignored} ignored path(s) left out (`avfs status --ignored` lists them)"
+            )
 
-    app.output.result("checkpoint", {"checkpoint": c, "created": res.created, "op_id": res.op_id}, human)
+    doc = {"checkpoint": c, "created": res.created, "op_id": res.op_id, "ignored": res.ignored}
+    app.output.result("checkpoint", doc, human)
 
 
 @checkpoint.command("list")

@@ -18,13 +18,23 @@ _COLOUR = {"A": "green", "M": "yellow", "D": "red", "R": "cyan", "T": "magenta"}
 
 
 @click.command("status")
+@click.option(
+    "--ignored", "list_ignored", is_flag=True, help="Also list the paths git ignores (never checkpointed)."
+)
 @pass_app
-def status_cmd(app: App) -> None:
-    """Uncheckpointed changes of the fork (its overlay against its base commit)."""
+def status_cmd(app: App, list_ignored: bool) -> None:
+    """Uncheckpointed changes of the fork (its overlay against its base commit).
+
+    Paths git ignores (.gitignore, the vault's info/exclude, core.excludesFile) are not
+    changes: they are counted, and listed with --ignored."""
     vault, fork = app.target()
     ws = vault.workspace(fork)
-    changes = ws.status()
-    data = {"vault": vault.name, "fork": fork, **ws.status_report(changes)}
+    changes, ignored = ws.status_ignored()
+    data = {
+        "vault": vault.name,
+        "fork": fork,
+        **ws.status_report(changes, ignored, list_ignored=list_ignored),
+    }
     tip = data["head"]
 
     def human() -> None:
@@ -40,6 +50,13 @@ def status_cmd(app: App) -> None:
             letter = _LETTER[c.status]
             name = f"{c.old_path} -> {c.path}" if c.old_path else c.path
             o.print(f"[{_COLOUR[letter]}]{letter}[/] {name}", markup=True)
+        if list_ignored:
+            for p in ignored.files:
+                o.print(f"! {p}", markup=False, highlight=False)
+        elif ignored.files:
+            o.print(
+                f"{len(ignored.files)} ignored path(s) (`avfs status --ignored` lists them)", markup=False
+            )
 
     app.output.result("status", data, human)
 

@@ -43,6 +43,7 @@ class CheckpointResult:
     checkpoint: CheckpointInfo
     created: bool  # False: nothing had changed, no new commit (a name may still be set)
     op_id: int | None
+    ignored: int = 0  # paths git ignores, left out of the commit (they stay in the workspace)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ def save(
         if not msg.endswith("\n"):
             msg += "\n"
         commit, captured = ws._commit_overlay(msg, rebase=rebase)
+        ignored = len(ws.captured_ignored.files)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
             changed.append({"ref": ws.ref, "old": tip, "new": commit})
@@ -175,7 +177,7 @@ def save(
     # moved or deleted directory counts once (counting its files would cost a tree diff)
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
-    return CheckpointResult(info, commit is not None, op_id)
+    return CheckpointResult(info, commit is not None, op_id, ignored)
 
 
 def list_checkpoints(
