@@ -255,6 +255,23 @@ def test_ignored_paths_inside_a_restored_directory_stay_after_a_checkpoint(vault
     assert ws.read("d/b.log") == b"log" and ws.status() == []
 
 
+def test_a_fork_carries_ignored_paths_and_its_checkpoints_leave_them_out(vault) -> None:
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"node_modules/\n")
+    checkpoint.save(vault)
+    ws.write("node_modules/left-pad/index.js", b"module.exports = 1\n", parents=True)
+    ws.write("node_modules/.bin/tool", b"#!/bin/sh\n", parents=True)
+    vault.create_fork("main", "f")
+    f = vault.workspace("f")
+    assert f.read("node_modules/left-pad/index.js") == b"module.exports = 1\n"
+    assert f.status() == [] and not f.is_dirty() and len(f.status_ignored()[1].files) == 2
+    f.write("app.js", b"require('left-pad')\n")
+    res = checkpoint.save(vault, "f")
+    assert res.created and res.ignored == 2
+    assert _tree_paths(vault, "f") == {".gitignore", "app.js"}
+    assert f.read("node_modules/.bin/tool") == b"#!/bin/sh\n" and f.status() == []
+
+
 def test_export_and_apply_leave_ignored_paths_out(vault, home, tmp_path: Path) -> None:
     ws = vault.workspace("main")
     ws.write(".gitignore", b".venv/\n*.log\n")
