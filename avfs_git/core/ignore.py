@@ -110,15 +110,17 @@ class IgnoreRules:
                 active = active or _has_pattern(data)
         return h.hexdigest(), active
 
-    def ignored(self, files: Iterable[str], dirs: Iterable[str], source: Source) -> set[str]:
-        """Which of ``files`` (files or symlinks) and ``dirs`` (directories) git ignores.
+    def ignored(self, files: Iterable[str], source: Source) -> set[str]:
+        """Which of ``files`` (files or symlinks) git ignores.
 
         Paths are normalised workspace paths that are not tracked (not in the base tree):
         tracked paths are never ignored and must not be asked about. A file below an
-        ignored directory is ignored (git's rule); ``dirs`` are asked so that callers can
-        treat such a directory as one unit.
+        ignored directory is ignored (git checks every leading directory as a directory).
+        Directories themselves are not asked about: git's answer for a directory depends on
+        it existing as one (``build/``), and the scratch tree holds none but the
+        ``.gitignore`` files' own.
         """
-        queries = [(p, False) for p in files] + [(p, True) for p in dirs]
+        queries = [(p, False) for p in files]
         if not queries:
             return set()
         # the .gitignore files on every asked path's directories, each read once
@@ -168,8 +170,9 @@ class IgnoreRules:
         gitignores: dict[str, tuple[str, Callable[[], bytes]]],
         env: dict[str, str],
     ) -> set[str]:
-        """One ``git check-ignore`` over ``todo`` in a scratch work tree holding the
-        ``.gitignore`` files (and the asked directories, so git sees them as directories)."""
+        """One ``git check-ignore`` over ``todo`` (files) in a scratch work tree holding the
+        ``.gitignore`` files and nothing else: git reads those of the paths' directories;
+        a missing path is no directory, as a file is not."""
         scratch = tempfile.mkdtemp(prefix="avfs-ignore-")
         try:
             made: set[str] = {""}
@@ -182,12 +185,8 @@ class IgnoreRules:
                 made.add(d)
 
             needed: set[str] = set()
-            for p, is_dir, _ in todo:
+            for p, _is_dir, _ in todo:
                 needed.update(ancestors(p))
-                if is_dir:
-                    mkdirs(p)
-                else:
-                    mkdirs(parent_of(p))
             for d in sorted(needed):
                 src = gitignores.get(d)
                 if src is None:
@@ -195,7 +194,7 @@ class IgnoreRules:
                 mkdirs(d)
                 with open(_fs(scratch, join(d, GITIGNORE)), "wb") as fh:
                     fh.write(src[1]())
-            stdin = b"\0".join(p.encode("utf-8", "surrogateescape") for p, _, _ in todo) + b"\0"
+            stdin = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p, _, _ in todo)
             try:
                 proc = subprocess.run(
                     [

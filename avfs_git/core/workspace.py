@@ -109,7 +109,8 @@ class Ignored:
     """The new paths of a workspace that git ignores.
 
     ``files``: every ignored file and symlink (what is counted); ``tops``: the fewest paths
-    that hold them all (an ignored directory stands for everything below it).
+    that hold them all (a new directory whose new paths are all ignored stands for
+    everything below it).
     """
 
     files: tuple[str, ...] = ()
@@ -1156,12 +1157,18 @@ class Workspace:
         the same bytes counts."""
         if not self.overlay.has_changes():
             return False
-        changes = self._changes(self.overlay.all(), hash_files=False)
-        if any(c.status is not ChangeStatus.ADDED for c in changes):
-            return True
-        if not changes:
+        entries = self.overlay.all()
+        added, tracked = self._added_paths(entries)
+        if tracked:
+            return True  # a deletion, or a change of a tracked path
+        if added is None:
+            changes = self._changes(entries, hash_files=False)
+            if any(c.status is not ChangeStatus.ADDED for c in changes):
+                return True
+            added = [c.path for c in changes]
+        if not added:
             return False
-        return len(self._ignored_of(changes).files) < len(changes)
+        return len(self._ignored_among(added, entries).files) < len(added)
 
     def _dirty_dirs(self, entries: list[Entry]) -> set[str]:
         out: set[str] = set()
@@ -1225,7 +1232,7 @@ class Workspace:
         if not entries:
             return [], NO_IGNORED
         out = self._changes(entries)
-        ignored = self._ignored_of(out)
+        ignored = self._ignored_among([c.path for c in out if c.status is ChangeStatus.ADDED], entries)
         if ignored.files:
             gone = set(ignored.files)
             out = [c for c in out if c.path not in gone]
@@ -1239,10 +1246,42 @@ class Workspace:
 
     def ignored(self) -> Ignored:
         """The new paths git ignores (without comparing contents: cheaper than a status)."""
-        entries = self.overlay.all()
+        return self._ignored_in(self.overlay.all())
+
+    def _ignored_in(self, entries: list[Entry]) -> Ignored:
+        """The new paths of the workspace made of ``entries`` that git ignores."""
         if not entries:
             return NO_IGNORED
-        return self._ignored_of(self._changes(entries, hash_files=False))
+        added = self._added_paths(entries)[0]
+        if added is None:
+            added = [
+                c.path for c in self._changes(entries, hash_files=False) if c.status is ChangeStatus.ADDED
+            ]
+        return self._ignored_among(added, entries)
+
+    def _added_paths(self, entries: list[Entry]) -> tuple[list[str] | None, bool]:
+        """(the new paths, absent from the base tree, that ``entries`` show; whether an
+        entry deletes or changes a tracked path), from the entries alone: O(entries), no
+        listing. The paths are None when an entry names a git tree other than the base's
+        there (a renamed or restored directory, a fork's view): only a tree diff tells."""
+        base_tree = self.base_tree
+        out: list[str] | None = []
+        tracked = False
+        for e in entries:
+            if e.kind == DELETED:
+                tracked = True
+                continue
+            hit = self.store.tree_lookup(base_tree, e.path)
+            if e.mode == MODE_TREE:
+                if hit == (e.oid, MODE_TREE) or (hit is None and e.oid == EMPTY_TREE):
+                    continue  # the base's own tree, or a new empty directory
+                out = None
+            elif hit is None or hit[1] == MODE_TREE:
+                if out is not None:
+                    out.append(e.path)
+            else:
+                tracked = True
+        return out, tracked
 
     def _changes(self, entries: list[Entry], *, hash_files: bool = True) -> list[Change]:
         """The changes since the base made by ``entries`` (the overlay), renames unpaired.
@@ -1318,10 +1357,13 @@ class Workspace:
             return None
         return str(value) if value else None
 
-    def _gitignore_source(self, d: str) -> tuple[str, Callable[[], bytes]] | None:
-        """The ``.gitignore`` of directory ``d`` as the workspace shows it (see
-        :data:`.ignore.Source`)."""
-        node = self._lookup(names.join(d, GITIGNORE))
+    def _gitignore_source(
+        self, entries: Mapping[str, Entry], base: str, d: str
+    ) -> tuple[str, Callable[[], bytes]] | None:
+        """The ``.gitignore`` of directory ``d`` as the workspace made of ``entries`` (every
+        overlay entry, by path) on ``base`` shows it (see :data:`.ignore.Source`)."""
+        path = names.join(d, GITIGNORE)
+        node = self._lookup_in(path, [*names.ancestors(path), path], entries, base=base)
         if node is None or node.is_dir or node.is_link:
             return None
         e = node.entry
@@ -1342,9 +1384,9 @@ class Workspace:
         assert oid is not None
         return oid, lambda: self.store.blob_data(oid)
 
-    def _ignored_of(self, changes: list[Change]) -> Ignored:
-        """Which of the paths ``changes`` adds git ignores (tracked paths never are)."""
-        added = [c.path for c in changes if c.status is ChangeStatus.ADDED]
+    def _ignored_among(self, added: list[str], entries: list[Entry]) -> Ignored:
+        """Which of the new paths ``added`` (absent from the base tree: tracked paths never
+        are) of the workspace made of ``entries`` git ignores."""
         if not added:
             return NO_IGNORED
         base_tree = self.base_tree
@@ -1357,17 +1399,24 @@ class Workspace:
                 got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
             return got
 
-        new_dirs: set[str] = set()
+        by_path = {e.path: e for e in entries}
+        base = self.base
+        hit = self.ignore_rules.ignored(added, lambda d: self._gitignore_source(by_path, base, d))
+        if not hit:
+            return NO_IGNORED
+        # a new directory whose new paths are all ignored goes as one unit (git answers for
+        # files; below an ignored directory every file is ignored)
+        total: dict[str, int] = {}
+        ignored: dict[str, int] = {}
         for p in added:
             for a in names.ancestors(p):
                 if a and not tracked_dir(a):
-                    new_dirs.add(a)
-        hit = self.ignore_rules.ignored(added, new_dirs, self._gitignore_source)
-        if not hit:
-            return NO_IGNORED
-        ign_dirs = {d for d in new_dirs if d in hit}
+                    total[a] = total.get(a, 0) + 1
+                    if p in hit:
+                        ignored[a] = ignored.get(a, 0) + 1
+        ign_dirs = {d for d, n in ignored.items() if n == total[d]}
         tops = {d for d in ign_dirs if not any(a in ign_dirs for a in names.ancestors(d))}
-        files = tuple(p for p in added if p in hit or any(a in ign_dirs for a in names.ancestors(p)))
+        files = tuple(p for p in added if p in hit)
         tops |= {p for p in files if not any(a in ign_dirs for a in names.ancestors(p))}
         return Ignored(files, frozenset(tops))
 
@@ -1427,7 +1476,7 @@ class Workspace:
         self.captured_ignored = NO_IGNORED
         if not any(e.kind != DELETED for e in entries):
             return entries, entries
-        ign = self.captured_ignored = self._ignored_of(self._changes(entries, hash_files=False))
+        ign = self.captured_ignored = self._ignored_in(entries)
         if not ign.tops:
             return entries, entries
         self._pin_ignored(entries, ign)
@@ -1672,7 +1721,7 @@ class Workspace:
             # like git's checkout and reset --hard, paths git ignores stay (a venv keeps
             # working), unless the new view has something at their place
             entries = self.overlay.all()
-            ign = self._ignored_of(self._changes(entries, hash_files=False))
+            ign = self._ignored_in(entries)
             kept = [e for e in entries if ign.covers(e.path)]
             have = {e.path for e in kept}
             for t in sorted(ign.tops - have):
