@@ -1231,11 +1231,23 @@ class Workspace:
         entries = self.overlay.all()
         if not entries:
             return [], NO_IGNORED
-        out = self._changes(entries)
-        ignored = self._ignored_among([c.path for c in out if c.status is ChangeStatus.ADDED], entries)
-        if ignored.files:
-            gone = set(ignored.files)
-            out = [c for c in out if c.path not in gone]
+        # which paths are new needs no file read; ignored ones (a venv's thousands) are then
+        # never hashed: only the rest are, to compare and to pair renames
+        raw = self._changes(entries, hash_files=False)
+        ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries)
+        gone = set(ignored.files)
+        by_path = {e.path: e for e in entries}
+        out: list[Change] = []
+        for c in raw:
+            if c.path in gone:
+                continue
+            e = by_path.get(c.path) if c.new_oid is None else None
+            if e is not None and e.kind == FILE and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+                oid = self._ws_entry_oid(Node(c.path, e.mode, None, e))
+                old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
+                diff_entry(self.store, c.path, old, (oid, e.mode), out)
+            else:
+                out.append(c)
         hints: dict[str, str] = {}
         for c in out:
             if c.status is ChangeStatus.ADDED:
