@@ -110,17 +110,16 @@ class IgnoreRules:
                 active = active or _has_pattern(data)
         return h.hexdigest(), active
 
-    def ignored(self, files: Iterable[str], source: Source) -> set[str]:
-        """Which of ``files`` (files or symlinks) git ignores.
+    def ignored(self, files: Iterable[str], source: Source, dirs: Iterable[str] = ()) -> set[str]:
+        """Which of ``files`` (files or symlinks) and ``dirs`` (directories) git ignores.
 
         Paths are normalised workspace paths that are not tracked (not in the base tree):
         tracked paths are never ignored and must not be asked about. A file below an
-        ignored directory is ignored (git checks every leading directory as a directory).
-        Directories themselves are not asked about: git's answer for a directory depends on
-        it existing as one (``build/``), and the scratch tree holds none but the
-        ``.gitignore`` files' own.
+        ignored directory is ignored (git checks every leading directory as a directory);
+        an ignored directory stands for everything below it. ``dirs`` exist as directories
+        in the scratch tree while git is asked (git's answer depends on it, ``build/``).
         """
-        queries = [(p, False) for p in files]
+        queries = [(p, False) for p in files] + [(p, True) for p in dirs]
         if not queries:
             return set()
         # the .gitignore files on every asked path's directories, each read once
@@ -170,9 +169,10 @@ class IgnoreRules:
         gitignores: dict[str, tuple[str, Callable[[], bytes]]],
         env: dict[str, str],
     ) -> set[str]:
-        """One ``git check-ignore`` over ``todo`` (files) in a scratch work tree holding the
-        ``.gitignore`` files and nothing else: git reads those of the paths' directories;
-        a missing path is no directory, as a file is not."""
+        """One ``git check-ignore`` over ``todo`` in a scratch work tree holding the
+        ``.gitignore`` files and the asked directories, nothing else: git reads the
+        ``.gitignore`` files of the paths' directories; a missing path is no directory, as a
+        file is not."""
         scratch = tempfile.mkdtemp(prefix="avfs-ignore-")
         try:
             made: set[str] = {""}
@@ -185,8 +185,10 @@ class IgnoreRules:
                 made.add(d)
 
             needed: set[str] = set()
-            for p, _is_dir, _ in todo:
+            for p, is_dir, _ in todo:
                 needed.update(ancestors(p))
+                if is_dir:
+                    mkdirs(p)
             for d in sorted(needed):
                 src = gitignores.get(d)
                 if src is None:

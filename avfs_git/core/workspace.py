@@ -118,9 +118,7 @@ class Ignored:
 
     def covers(self, path: str) -> bool:
         """True when ``path`` is an ignored path or lies below an ignored directory."""
-        if not self.tops:
-            return False
-        return path in self.tops or any(a in self.tops for a in names.ancestors(path))
+        return bool(self.tops) and _covered(path, self.tops)
 
 
 NO_IGNORED = Ignored()
@@ -1168,7 +1166,8 @@ class Workspace:
             added = [c.path for c in changes]
         if not added:
             return False
-        return len(self._ignored_among(added, entries).files) < len(added)
+        ignored = set(self._ignored_among(added, entries).files)
+        return any(p not in ignored for p in added)
 
     def _dirty_dirs(self, entries: list[Entry]) -> set[str]:
         out: set[str] = set()
@@ -1233,8 +1232,9 @@ class Workspace:
             return [], NO_IGNORED
         # which paths are new needs no file read; ignored ones (a venv's thousands) are then
         # never hashed: only the rest are, to compare and to pair renames
-        raw = self._changes(entries, hash_files=False)
-        ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries)
+        skip = self._ignored_dirs(entries)  # not walked at all: a venv costs one question
+        raw = self._changes(entries, hash_files=False, skip=skip)
+        ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries, skip)
         gone = set(ignored.files)
         by_path = {e.path: e for e in entries}
         out: list[Change] = []
@@ -1264,12 +1264,15 @@ class Workspace:
         """The new paths of the workspace made of ``entries`` that git ignores."""
         if not entries:
             return NO_IGNORED
-        added = self._added_paths(entries)[0]
+        skip = self._ignored_dirs(entries)
+        added = self._added_paths([e for e in entries if not _covered(e.path, skip)] if skip else entries)[0]
         if added is None:
             added = [
-                c.path for c in self._changes(entries, hash_files=False) if c.status is ChangeStatus.ADDED
+                c.path
+                for c in self._changes(entries, hash_files=False, skip=skip)
+                if c.status is ChangeStatus.ADDED
             ]
-        return self._ignored_among(added, entries)
+        return self._ignored_among(added, entries, skip)
 
     def _added_paths(self, entries: list[Entry]) -> tuple[list[str] | None, bool]:
         """(the new paths, absent from the base tree, that ``entries`` show; whether an
@@ -1295,15 +1298,21 @@ class Workspace:
                 tracked = True
         return out, tracked
 
-    def _changes(self, entries: list[Entry], *, hash_files: bool = True) -> list[Change]:
+    def _changes(
+        self, entries: list[Entry], *, hash_files: bool = True, skip: frozenset[str] = frozenset()
+    ) -> list[Change]:
         """The changes since the base made by ``entries`` (the overlay), renames unpaired.
         Without ``hash_files`` a materialized file over a base file counts as modified
-        unread (what ignore rules and :meth:`is_dirty` need: which paths are new)."""
-        dirty = self._dirty_dirs(entries)
+        unread (what ignore rules and :meth:`is_dirty` need: which paths are new). The new
+        directories ``skip`` (ignored ones) are not walked."""
+        if skip:
+            dirty = self._dirty_dirs([e for e in entries if not _covered(e.path, skip)])
+        else:
+            dirty = self._dirty_dirs(entries)
         out: list[Change] = []
         root = self._lookup("")
         assert root is not None
-        self._status_dir("", self.base_tree, root, dirty, out, hash_files)
+        self._status_dir("", self.base_tree, root, dirty, out, hash_files, skip)
         return out
 
     def _status_dir(
@@ -1314,6 +1323,7 @@ class Workspace:
         dirty: set[str],
         out: list[Change],
         hash_files: bool = True,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
         if p not in dirty:
             diff_trees(self.store, base_oid, w.oid, p, out)
@@ -1324,15 +1334,19 @@ class Workspace:
             child = names.join(p, name)
             bo = b.get(name)
             n = ws.get(name)
+            if child in skip:
+                if bo is not None and bo[1] != MODE_TREE:
+                    diff_entry(self.store, child, bo, None, out)  # a tracked file it replaced
+                continue
             if n is None:
                 diff_entry(self.store, child, bo, None, out)
             elif n.is_dir:
                 if bo is not None and bo[1] == MODE_TREE:
-                    self._status_dir(child, bo[0], n, dirty, out, hash_files)
+                    self._status_dir(child, bo[0], n, dirty, out, hash_files, skip)
                 else:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
-                    self._status_dir(child, None, n, dirty, out, hash_files)
+                    self._status_dir(child, None, n, dirty, out, hash_files, skip)
             elif n.materialized:
                 if hash_files:
                     self._status_file(child, bo, n, out)
@@ -1396,11 +1410,53 @@ class Workspace:
         assert oid is not None
         return oid, lambda: self.store.blob_data(oid)
 
-    def _ignored_among(self, added: list[str], entries: list[Entry]) -> Ignored:
+    def _ignored_dirs(self, entries: list[Entry]) -> frozenset[str]:
+        """The new directories (absent from the base tree, their parent not) holding the
+        entries' new content that git ignores as directories: everything below them is
+        ignored, so nothing below needs walking or asking about (one question for a venv)."""
+        base_tree = self.base_tree
+        is_tree: dict[str, bool] = {"": True}
+        tops: set[str] = set()
+        for e in entries:
+            if e.kind == DELETED or not e.path:
+                continue
+            parts = e.path.split("/")
+            d = ""
+            for i, comp in enumerate(parts):
+                d = f"{d}/{comp}" if d else comp
+                if i == len(parts) - 1 and e.mode != MODE_TREE:
+                    break
+                got = is_tree.get(d)
+                if got is None:
+                    hit = self.store.tree_lookup(base_tree, d)
+                    got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
+                if not got:
+                    tops.add(d)
+                    break
+        if not tops:
+            return frozenset()
+        by_path = {e.path: e for e in entries}
+        base = self.base
+        return frozenset(
+            self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=tops)
+        )
+
+    def _ignored_among(
+        self, added: list[str], entries: list[Entry], skip: frozenset[str] | None = None
+    ) -> Ignored:
         """Which of the new paths ``added`` (absent from the base tree: tracked paths never
-        are) of the workspace made of ``entries`` git ignores."""
+        are) of the workspace made of ``entries`` git ignores; ``skip``: the ignored new
+        directories (:meth:`_ignored_dirs`, found here when None)."""
+        if skip is None:
+            skip = self._ignored_dirs(entries)
+        under = (
+            [e.path for e in entries if e.kind != DELETED and e.mode != MODE_TREE and _covered(e.path, skip)]
+            if skip
+            else []
+        )
+        added = [p for p in added if not _covered(p, skip)] if skip else added
         if not added:
-            return NO_IGNORED
+            return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
         base_tree = self.base_tree
         is_tree: dict[str, bool] = {"": True}
 
@@ -1415,7 +1471,7 @@ class Workspace:
         base = self.base
         hit = self.ignore_rules.ignored(added, lambda d: self._gitignore_source(by_path, base, d))
         if not hit:
-            return NO_IGNORED
+            return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
         # a new directory whose new paths are all ignored goes as one unit (git answers for
         # files; below an ignored directory every file is ignored)
         total: dict[str, int] = {}
@@ -1428,9 +1484,9 @@ class Workspace:
                         ignored[a] = ignored.get(a, 0) + 1
         ign_dirs = {d for d, n in ignored.items() if n == total[d]}
         tops = {d for d in ign_dirs if not any(a in ign_dirs for a in names.ancestors(d))}
-        files = tuple(p for p in added if p in hit)
+        files = [p for p in added if p in hit]
         tops |= {p for p in files if not any(a in ign_dirs for a in names.ancestors(p))}
-        return Ignored(files, frozenset(tops))
+        return Ignored(tuple(sorted(files + under)), frozenset(tops | skip))
 
     # -- capture (build trees from the overlay) -------------------------------------------
     def capture(
@@ -1841,6 +1897,18 @@ def _settled_now() -> int:
     """Now, in whole seconds, one second back: a file time git's index can trust at once
     (an entry as new as the index file itself is "racily clean" and gets re-read)."""
     return int(time.time()) - 1
+
+
+def _covered(path: str, dirs: frozenset[str]) -> bool:
+    """True when ``path`` is one of ``dirs`` or lies below one."""
+    if path in dirs:
+        return True
+    i = path.find("/")
+    while i >= 0:
+        if path[:i] in dirs:
+            return True
+        i = path.find("/", i + 1)
+    return False
 
 
 def _file_mode(mode: int | None, old: int | None) -> int:
