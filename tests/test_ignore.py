@@ -28,6 +28,7 @@ from avfs_git.fuse import mounts
 
 from .conftest import AUTHOR, IN_CI, git
 from .test_fuse import require_fuse
+from .test_json_schemas import validate
 
 
 def _tree_paths(vault: Any, rev: str = "main") -> set[str]:
@@ -314,11 +315,13 @@ def test_cli_status_counts_and_lists_ignored(vault, cli) -> None:
     assert [c["path"] for c in doc["changes"]] == [".gitignore", "c.txt"]
     doc = cli("--json", "--vault", "v", "status", "--ignored").json()
     assert doc["ignored_paths"] == ["a.log", "dir/b.log"]
+    validate(doc)
     human = cli("--vault", "v", "status", "--ignored")
     assert "! a.log" in human.out and "! dir/b.log" in human.out
     assert "2 ignored path(s)" in cli("--vault", "v", "status").out
     cp = cli("--json", "--vault", "v", "checkpoint", "save").json()
     assert cp["created"] and cp["ignored"] == 2 and cp["checkpoint"]["changes"] == 2
+    validate(cp)
 
 
 # -- real tools in a real mount ----------------------------------------------------------------

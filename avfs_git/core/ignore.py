@@ -13,8 +13,9 @@ matching on files that are on disk.
 
 Cost: only new paths are asked about (a path of the base tree is tracked and never
 ignored, as in git); nothing is run when no ``.gitignore`` lies on their directories and
-neither exclude file has a pattern; otherwise one ``git`` process per operation for the
-paths not already answered. Answers are kept per (``.gitignore`` contents on the path's
+neither exclude file has a pattern; otherwise one ``git`` process per question (the
+workspace asks about new top directories, then about the files outside the ignored ones)
+for the paths not already answered. Answers are kept per (``.gitignore`` contents on the path's
 directories, global excludes, path), so a venv's thousands of ignored files are asked
 about once per process.
 """
