@@ -162,6 +162,74 @@ def test_ignored_paths_are_what_git_ignores(vault, tmp_path: Path, style: str) -
     assert set(ws.status_ignored()[1].files) == want
 
 
+def test_git_t0008_cases(vault, tmp_path: Path) -> None:
+    """The set-up and cases of git's own t/t0008-ignores.sh (nested .gitignore files with
+    comments, a blank line and negations, an ignored directory holding its own .gitignore,
+    per-repo info/exclude, a core.excludesFile with a negation, tracked files matching a
+    rule), as modern git answers them: a path matched last by a negation is not ignored."""
+    excludes = tmp_path / "global-excludes"
+    excludes.write_text("globalone\n!globaltwo\nglobalthree\n")
+    git("--git-dir", vault.path, "config", "core.excludesfile", str(excludes))
+    with open(Path(vault.path) / "info" / "exclude", "a") as fh:
+        fh.write("per-repo\n")
+    ws = vault.workspace("main")
+    for d in ("", "a/"):
+        ws.write(f"{d}ignored-but-in-index", b"", parents=True)  # git add -f
+    checkpoint.save(vault)
+    ws.write(".gitignore", b"one\nignored-*\ntop-level-dir/\n")
+    ws.write("a/.gitignore", b"two*\n*three\n")
+    ws.write(
+        "a/b/.gitignore",
+        b"four\nfive\n# this comment should affect the line numbers\nsix\nignored-dir/\n"
+        b"# and so should this blank line:\n\n!on*\n!two\n",
+        parents=True,
+    )
+    checkpoint.save(vault)
+    for d in ("", "a/"):
+        ws.write(f"{d}ignored-but-in-index", b"changed")
+    want = {
+        "one": True,
+        "a/one": True,
+        "not-ignored": False,
+        "a/not-ignored": False,
+        "ignored-and-untracked": True,
+        "a/ignored-and-untracked": True,
+        "a/3-three": True,
+        "a/three-not-this-one": False,
+        "a/b/one": False,
+        "a/b/on": False,
+        "a/b/one one": False,
+        "a/b/one two": False,
+        'a/b/one"three': False,
+        "a/b/not-ignored": False,
+        "a/b/two": False,
+        "a/b/twooo": True,
+        "a/b/ignored-dir/foo": True,
+        "a/b/ignored-dir/twoooo": True,
+        "a/b/ignored-dir/seven": True,
+        "a/b/ignored-dir/.gitignore": True,
+        "top-level-dir/x": True,
+        "per-repo": True,
+        "a/per-repo": True,
+        "globalone": True,
+        "globaltwo": False,
+        "a/globaltwo": False,
+        "a/b/globaltwo": False,
+        "b/globaltwo": False,
+        "globalthree": True,
+        "a/globalthree": True,
+    }
+    for path in want:
+        ws.write(path, b"x", parents=True)
+    ws.write("a/b/ignored-dir/.gitignore", b"seven\n")
+    changes, ignored = ws.status_ignored()
+    assert set(ignored.files) == {p for p, yes in want.items() if yes}
+    assert {c.path for c in changes} == {p for p, yes in want.items() if not yes} | {
+        "ignored-but-in-index",
+        "a/ignored-but-in-index",
+    }
+
+
 def test_core_excludes_file_of_the_vault(vault, tmp_path: Path) -> None:
     rules = tmp_path / "my-excludes"
     rules.write_text("*.cfgx\n")

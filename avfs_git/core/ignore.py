@@ -210,6 +210,11 @@ class IgnoreRules:
                         "--no-index",
                         "--stdin",
                         "-z",
+                        # every path answered with the pattern that decided it: a path whose
+                        # last match is a negation is not ignored (git before 2.27 printed
+                        # it among the ignored ones without --verbose)
+                        "--verbose",
+                        "--non-matching",
                     ],
                     input=stdin,
                     capture_output=True,
@@ -224,7 +229,13 @@ class IgnoreRules:
                     f"git check-ignore failed: {proc.stderr.decode(errors='replace').strip()}",
                     details={"git_dir": self.git_dir},
                 )
-            return {p.decode("utf-8", "surrogateescape") for p in proc.stdout.split(b"\0") if p}
+            fields = proc.stdout.split(b"\0")
+            out: set[str] = set()
+            for k in range(0, len(fields) - 3, 4):
+                source, _line, pattern, path = fields[k : k + 4]
+                if source and not pattern.startswith(b"!"):
+                    out.add(path.decode("utf-8", "surrogateescape"))
+            return out
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
