@@ -902,6 +902,7 @@ def _status_doc() -> Json:
         "merge": None,
         "clean": False,
         "changes": [{"path": "b", "status": "renamed", "old_path": "a"}],
+        "ignored": 0,
     }
 
 

@@ -506,11 +506,12 @@ def test_apply_never_writes_or_deletes_through_a_symlink_in_the_target(
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (proj / ".gitignore").write_text("cache\n")
     (proj / "data").mkdir()
     (proj / "data" / "x").write_text("tracked\n")
     q.up(qhome, str(proj), agent="a1", mount=False)
-    (proj / "cache").symlink_to(elsewhere)  # ignored: never imported
+    # made after the import: not in the vault (not ignored either: the fork's cache/x is a
+    # change that apply must not write through it)
+    (proj / "cache").symlink_to(elsewhere)
     ws = _fresh(qhome).vault("proj").workspace("a1")
     ws.write("cache/x", b"from the agent\n")
     ws.write("a.txt", b"agent\n")

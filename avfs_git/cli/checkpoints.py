@@ -44,14 +44,19 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> N
             app.output.say("nothing changed since the last checkpoint; named it {}", c.name)
         else:
             app.output.say("nothing changed since the last checkpoint")
+        if res.ignored:
+            app.output.say("{} ignored path(s) left out (`avfs status --ignored` lists them)", res.ignored)
 
     for nr in res.not_recorded:
         app.output.warn("not recorded: {} ({}); it stays in the workspace", nr.path, nr.reason)
-    app.output.result(
-        "checkpoint",
-        {"checkpoint": c, "created": res.created, "op_id": res.op_id, "not_recorded": res.not_recorded},
-        human,
-    )
+    doc = {
+        "checkpoint": c,
+        "created": res.created,
+        "op_id": res.op_id,
+        "not_recorded": res.not_recorded,
+        "ignored": res.ignored,
+    }
+    app.output.result("checkpoint", doc, human)
 
 
 @checkpoint.command("list")

@@ -18,13 +18,23 @@ _COLOUR = {"A": "green", "M": "yellow", "D": "red", "R": "cyan", "T": "magenta"}
 
 
 @click.command("status")
+@click.option(
+    "--ignored", "list_ignored", is_flag=True, help="Also list the paths git ignores (never checkpointed)."
+)
 @pass_app
-def status_cmd(app: App) -> None:
-    """Uncheckpointed changes of the fork (its overlay against its base commit)."""
+def status_cmd(app: App, list_ignored: bool) -> None:
+    """Uncheckpointed changes of the fork (its overlay against its base commit).
+
+    Paths git ignores (.gitignore, the vault's info/exclude, core.excludesFile) are not
+    changes: they are counted, and listed with --ignored."""
     vault, fork = app.target()
     ws = vault.workspace(fork)
-    changes = ws.status()
-    data = {"vault": vault.name, "fork": fork, **ws.status_report(changes)}
+    changes, ignored = ws.status_ignored()
+    data = {
+        "vault": vault.name,
+        "fork": fork,
+        **ws.status_report(changes, ignored, list_ignored=list_ignored),
+    }
     tip = data["head"]
 
     def human() -> None:
@@ -51,6 +61,11 @@ def status_cmd(app: App) -> None:
                 o.say(mark + "{} -> {}", c.old_path, c.path)
             else:
                 o.say(mark + "{}", c.path)
+        if list_ignored:
+            for p in ignored.files:
+                o.plain("! {}", p)
+        elif ignored.files:
+            o.say("{} ignored path(s) (`avfs status --ignored` lists them)", len(ignored.files))
 
     app.output.result("status", data, human)
 

@@ -49,6 +49,7 @@ class CheckpointResult:
     # paths of the workspace git refuses (GIT~1, '.git ', a .gitmodules link...): left out
     # of the commit, kept in the workspace (see :mod:`.gitnames`)
     not_recorded: tuple[NotRecorded, ...] = ()
+    ignored: int = 0  # paths git ignores, left out of the commit (they stay in the workspace)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,6 +149,7 @@ def save(
         if not msg.endswith("\n"):
             msg += "\n"
         commit, captured = ws._commit_overlay(msg, rebase=rebase)
+        ignored = len(ws.captured_ignored.files)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
             changed.append({"ref": ws.ref, "old": tip, "new": commit})
@@ -182,7 +184,7 @@ def save(
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
     left = gitnames.not_recorded((e.path, e.mode) for e in ws.overlay.all() if e.kind != DELETED)
-    return CheckpointResult(info, commit is not None, op_id, tuple(left))
+    return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
 
 
 def _no_exec_running(vault: Vault, fork: str) -> Any:

@@ -3,7 +3,8 @@
 An import streams the files into ``git fast-import``, which writes one pack (no loose
 objects: 100k loose objects alone cost ~20 s here) and deflates in its own process while
 this one reads files, so both cores work. ``.gitignore`` rules are honoured (git's own
-``ls-files --exclude-standard`` decides which files count), unless asked not to.
+``ls-files --exclude-standard`` decides which files count, through :mod:`.ignore`, the one
+place avfs asks git about ignore rules), unless asked not to.
 
 A git checkout brings its history (a local fetch of its branches and tags); what is not
 committed there (modified, deleted and untracked-not-ignored files) becomes uncheckpointed
@@ -20,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 import pygit2
 
-from . import names, refs
+from . import ignore, names, refs
 from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
 from .gitstore import GitStore
 from .identity import Signatures, resolve
@@ -73,20 +74,14 @@ def _quote(path: str) -> bytes:
 
 def _list_files(src: str, use_gitignore: bool, git_dir: str) -> list[str]:
     if use_gitignore:
-        from .home import run_git
-
-        out = run_git(
-            ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "-c", "--exclude-standard", "-z"],
-            cwd=src,
-        )
-        paths = [p for p in out.split("\0") if p and not p.endswith("/")]
-    else:
-        paths = []
-        for root, dirs, files in os.walk(src):
-            dirs[:] = [d for d in dirs if d != ".git"]
-            rel = os.path.relpath(root, src)
-            for fn in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-                paths.append(fn if rel == "." else f"{rel}/{fn}")
+        # git's own matching, as for every ignore decision of avfs (see .ignore)
+        return ignore.list_files(src, git_dir)
+    paths = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        rel = os.path.relpath(root, src)
+        for fn in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            paths.append(fn if rel == "." else f"{rel}/{fn}")
     return sorted(set(paths))
 
 

@@ -117,6 +117,7 @@ class ExportResult:
     files: int
     symlinks: int
     dirs: int
+    ignored: int = 0  # paths git ignores, left out (as a checkpoint leaves them out)
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
@@ -227,15 +228,14 @@ def _vault_name_for(home: Home, directory: str) -> str:
 
 def _list_dir(src: str, git_dir: str) -> list[str]:
     """The files an import of ``src`` takes (.gitignore honoured, as the import does)."""
-    from .home import run_git
-    from .importer import _git_toplevel, _list_files
+    from . import ignore
+    from .importer import _git_toplevel
 
     top = _git_toplevel(src)
     if top is not None and os.path.realpath(top) == src:
         # a checkout: its tracked files (even ignored ones) and untracked, not ignored ones
-        out = run_git(["-C", src, "ls-files", "-z", "-c", "-o", "--exclude-standard"])
-        return sorted({p for p in out.split("\0") if p and not p.endswith("/")})
-    return _list_files(src, True, git_dir)
+        return ignore.list_checkout_files(src)
+    return ignore.list_files(src, git_dir)
 
 
 def _host_entry(full: str) -> Entry | Literal["dir", "blocked"] | None:
@@ -656,7 +656,8 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
 
     Modes (the executable bit) and symlinks are kept. ``dest`` must be missing or empty
     unless ``force``: then what the fork holds replaces what ``dest`` holds at the same
-    paths, and everything else in ``dest`` stays.
+    paths, and everything else in ``dest`` stays. Paths git ignores (a venv, caches) are
+    left out, as a checkpoint leaves them out: the export is what a checkpoint would hold.
     """
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
@@ -668,11 +669,14 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
             raise UsageError(f"{dest} is not empty", hint="export into a new or empty directory, or --force")
     files = links = dirs = 0
     dirty = ws.is_dirty()
+    ignored = ws.ignored()
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
         for de in ws.walk(""):
+            if ignored.covers(de.path):
+                continue
             full = os.path.join(dest, de.path)
             if de.kind is NodeKind.DIR:
                 if os.path.lexists(full) and (os.path.islink(full) or not os.path.isdir(full)):
@@ -696,6 +700,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
         files=files,
         symlinks=links,
         dirs=dirs,
+        ignored=len(ignored.files),
     )
 
 

@@ -280,8 +280,10 @@ class Vault:
             src = self.workspace(source)
             base = src.base
             tree: str | None = None
-            if src.is_dirty():
-                tree, _ = src.capture()
+            if src.overlay.has_changes():
+                # paths git ignores too (a venv, node_modules): the fork starts as the
+                # source shows, and its checkpoints leave them out as the source's do
+                tree, _ = src.capture(include_ignored=True)
             refs.cas_update(self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             # The new workspace's state is made on first use; all a fork writes now is its
             # ref, and the captured tree (a "seed") when the source had changes.

@@ -12,6 +12,7 @@ through it raises :class:`SymlinkEscapeError` (``stat``/``ls`` show the link its
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import re
@@ -36,8 +37,9 @@ from .errors import (
     UsageError,
     from_oserror,
 )
-from .gitnames import path_refusal, refusal
+from .gitnames import refusal
 from .gitstore import EMPTY_TREE, GitStore
+from .ignore import GITIGNORE, IgnoreRules
 from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
 from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
 from .treediff import diff_entry, diff_trees, pair_renames
@@ -103,6 +105,26 @@ class Node:
         return self.entry is not None and self.entry.kind == FILE
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ignored:
+    """The new paths of a workspace that git ignores.
+
+    ``files``: every ignored file and symlink (what is counted); ``tops``: the fewest paths
+    that hold them all (a new directory whose new paths are all ignored stands for
+    everything below it).
+    """
+
+    files: tuple[str, ...] = ()
+    tops: frozenset[str] = frozenset()
+
+    def covers(self, path: str) -> bool:
+        """True when ``path`` is an ignored path or lies below an ignored directory."""
+        return bool(self.tops) and _covered(path, self.tops)
+
+
+NO_IGNORED = Ignored()
+
+
 class Workspace:
     """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
 
@@ -116,6 +138,9 @@ class Workspace:
         self.state_dir = state_dir
         self.pinned = pinned
         self._base_tree_cache: tuple[str, str] | None = None
+        self._ignore_rules: IgnoreRules | None = None
+        # what the last capture left out (a checkpoint, holding the fork lock, reports it)
+        self.captured_ignored: Ignored = NO_IGNORED
         if pinned is not None:
             self.overlay.set_meta("base", pinned)
         else:
@@ -175,7 +200,7 @@ class Workspace:
             return False
         if pending is not None:
             self._recover_pending()
-        if base is not None and ov.has_changes():
+        if base is not None and ov.has_changes() and self.is_dirty():
             # the ref moved under uncheckpointed changes: adopt it when that is safe, and
             # never while a checkpoint of this fork runs (it holds the fork lock, and its
             # ref move is not finished until it retired what it captured)
@@ -224,14 +249,16 @@ class Workspace:
                     ov.put(db, Entry("", OBJECT, MODE_TREE, seed[1]), "fork")
                 else:
                     ov.set_meta("base", tip)
-            elif not ov.has_changes():
-                # nothing but empty directories: follow the ref; where the new base has
-                # something at such a path, the base's version wins
+            elif not self.is_dirty():
+                # nothing but empty directories and paths git ignores: follow the ref; where
+                # the new base has something at such a path, the base's version wins
                 tree = self.store.commit_tree(tip)
                 for e in ov.all():
                     if self.store.tree_lookup(tree, e.path) is not None:
                         ov.remove(db, e.path, "follow")
                 ov.set_meta("base", tip)
+                self._base_tree_cache = None
+                self._keep_parents(db, [e.path for e in ov.all()])
                 ov.set_meta("view_time", repr(float(_settled_now())))
 
     def _adopt(self, db: Any, base: str, tip: str) -> None:
@@ -269,8 +296,9 @@ class Workspace:
 
         worktree.stamp_current(self)  # git's index is right: it made the commit
         if not self.status():
-            # everything uncheckpointed is now in the tip: the overlay has nothing left
-            self.overlay.retire(db, self.overlay.all())
+            # everything uncheckpointed is now in the tip: the overlay has nothing left but
+            # what git does not hold (paths it ignores, empty directories)
+            self.overlay.retire(db, self._retirable(self.overlay.all(), tip_tree))
 
     def _read_seed(self) -> tuple[str, str] | None:
         path = os.path.join(self.state_dir, "seed")
@@ -1126,8 +1154,24 @@ class Workspace:
             return execute(home, self.vault, self.fork, req)
 
     def is_dirty(self) -> bool:
-        """True when there are uncheckpointed changes (empty new directories don't count)."""
-        return self.overlay.has_changes()
+        """True when there are uncheckpointed changes: empty new directories and paths git
+        ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
+        the same bytes counts."""
+        if not self.overlay.has_changes():
+            return False
+        entries = self.overlay.all()
+        added, tracked = self._added_paths(entries)
+        if tracked:
+            return True  # a deletion, or a change of a tracked path
+        if added is None:
+            changes = self._changes(entries, hash_files=False)
+            if any(c.status is not ChangeStatus.ADDED for c in changes):
+                return True
+            added = [c.path for c in changes]
+        if not added:
+            return False
+        ignored = set(self._ignored_among(added, entries).files)
+        return any(p not in ignored for p in added)
 
     def _dirty_dirs(self, entries: list[Entry]) -> set[str]:
         out: set[str] = set()
@@ -1147,17 +1191,24 @@ class Workspace:
         assert n.oid is not None
         return n.oid
 
-    def status_report(self, changes: list[Change] | None = None) -> dict[str, object]:
+    def status_report(
+        self,
+        changes: list[Change] | None = None,
+        ignored: Ignored | None = None,
+        *,
+        list_ignored: bool = False,
+    ) -> dict[str, object]:
         """What `avfs status` reports (its JSON document but the vault and fork): the base,
         the fork's tip (``stale`` when another hand moved it), the merge in progress
-        (:func:`.merge.open_merge`, or None), and the changes (``changes``: ``status()``
-        already taken)."""
+        (:func:`.merge.open_merge`, or None), the changes, and how many paths git ignores
+        (``ignored``; listed in ``ignored_paths`` with ``list_ignored``). ``changes`` and
+        ``ignored``: :meth:`status_ignored` already taken."""
         from .merge import open_merge
 
-        if changes is None:
-            changes = self.status()
+        if changes is None or ignored is None:
+            changes, ignored = self.status_ignored()
         tip = self.tip()
-        return {
+        out: dict[str, object] = {
             "base": self.base,
             "head": tip,
             "stale": tip != self.base,
@@ -1171,27 +1222,117 @@ class Workspace:
                 }
                 for c in changes
             ],
+            "ignored": len(ignored.files),
         }
+        if list_ignored:
+            out["ignored_paths"] = list(ignored.files)
+        return out
 
     def status(self) -> list[Change]:
-        """What changed in the workspace since its base commit (O(changes))."""
+        """What changed in the workspace since its base commit (O(changes)); paths git
+        ignores are left out (see :meth:`status_ignored`)."""
+        return self.status_ignored()[0]
+
+    def status_ignored(self) -> tuple[list[Change], Ignored]:
+        """(what changed since the base commit, the new paths git ignores), O(changes)."""
         entries = self.overlay.all()
         if not entries:
-            return []
-        dirty = self._dirty_dirs(entries)
+            return [], NO_IGNORED
+        # which paths are new needs no file read; ignored ones (a venv's thousands) are then
+        # never hashed: only the rest are, to compare and to pair renames
+        skip = self._ignored_dirs(entries)  # not walked at all: a venv costs one question
+        raw = self._changes(entries, hash_files=False, skip=skip)
+        ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries, skip)
+        gone = set(ignored.files)
+        by_path = {e.path: e for e in entries}
         out: list[Change] = []
-        root = self._lookup("")
-        assert root is not None
-        self._status_dir("", self.base_tree, root, dirty, out)
+        for c in raw:
+            if c.path in gone:
+                continue
+            e = by_path.get(c.path) if c.new_oid is None else None
+            if e is not None and e.kind == FILE and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+                oid = self._ws_entry_oid(Node(c.path, e.mode, None, e))
+                old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
+                diff_entry(self.store, c.path, old, (oid, e.mode), out)
+            else:
+                out.append(c)
         hints: dict[str, str] = {}
         for c in out:
             if c.status is ChangeStatus.ADDED:
                 o = self._origin(c.path)
                 if o is not None and o != c.path:
                     hints[c.path] = o
-        return pair_renames(out, hints)
+        return pair_renames(out, hints), ignored
 
-    def _status_dir(self, p: str, base_oid: str | None, w: Node, dirty: set[str], out: list[Change]) -> None:
+    def ignored(self) -> Ignored:
+        """The new paths git ignores (without comparing contents: cheaper than a status)."""
+        return self._ignored_in(self.overlay.all())
+
+    def _ignored_in(self, entries: list[Entry]) -> Ignored:
+        """The new paths of the workspace made of ``entries`` that git ignores."""
+        if not entries:
+            return NO_IGNORED
+        skip = self._ignored_dirs(entries)
+        added = self._added_paths([e for e in entries if not _covered(e.path, skip)] if skip else entries)[0]
+        if added is None:
+            added = [
+                c.path
+                for c in self._changes(entries, hash_files=False, skip=skip)
+                if c.status is ChangeStatus.ADDED
+            ]
+        return self._ignored_among(added, entries, skip)
+
+    def _added_paths(self, entries: list[Entry]) -> tuple[list[str] | None, bool]:
+        """(the new paths, absent from the base tree, that ``entries`` show; whether an
+        entry deletes or changes a tracked path), from the entries alone: O(entries), no
+        listing. The paths are None when an entry names a git tree other than the base's
+        there (a renamed or restored directory, a fork's view): only a tree diff tells."""
+        base_tree = self.base_tree
+        out: list[str] | None = []
+        tracked = False
+        for e in entries:
+            if e.kind == DELETED:
+                tracked = True
+                continue
+            hit = self.store.tree_lookup(base_tree, e.path)
+            if e.mode == MODE_TREE:
+                if hit == (e.oid, MODE_TREE) or (hit is None and e.oid == EMPTY_TREE):
+                    continue  # the base's own tree, or a new empty directory
+                out = None
+            elif hit is None or hit[1] == MODE_TREE:
+                if out is not None:
+                    out.append(e.path)
+            else:
+                tracked = True
+        return out, tracked
+
+    def _changes(
+        self, entries: list[Entry], *, hash_files: bool = True, skip: frozenset[str] = frozenset()
+    ) -> list[Change]:
+        """The changes since the base made by ``entries`` (the overlay), renames unpaired.
+        Without ``hash_files`` a materialized file over a base file counts as modified
+        unread (what ignore rules and :meth:`is_dirty` need: which paths are new). The new
+        directories ``skip`` (ignored ones) are not walked."""
+        if skip:
+            dirty = self._dirty_dirs([e for e in entries if not _covered(e.path, skip)])
+        else:
+            dirty = self._dirty_dirs(entries)
+        out: list[Change] = []
+        root = self._lookup("")
+        assert root is not None
+        self._status_dir("", self.base_tree, root, dirty, out, hash_files, skip)
+        return out
+
+    def _status_dir(
+        self,
+        p: str,
+        base_oid: str | None,
+        w: Node,
+        dirty: set[str],
+        out: list[Change],
+        hash_files: bool = True,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         if p not in dirty:
             diff_trees(self.store, base_oid, w.oid, p, out)
             return
@@ -1201,17 +1342,30 @@ class Workspace:
             child = names.join(p, name)
             bo = b.get(name)
             n = ws.get(name)
+            if child in skip:
+                if bo is not None and bo[1] != MODE_TREE:
+                    diff_entry(self.store, child, bo, None, out)  # a tracked file it replaced
+                continue
             if n is None:
                 diff_entry(self.store, child, bo, None, out)
             elif n.is_dir:
                 if bo is not None and bo[1] == MODE_TREE:
-                    self._status_dir(child, bo[0], n, dirty, out)
+                    self._status_dir(child, bo[0], n, dirty, out, hash_files, skip)
                 else:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
-                    self._status_dir(child, None, n, dirty, out)
+                    self._status_dir(child, None, n, dirty, out, hash_files, skip)
             elif n.materialized:
-                self._status_file(child, bo, n, out)
+                if hash_files:
+                    self._status_file(child, bo, n, out)
+                elif bo is None or bo[1] == MODE_TREE:
+                    if bo is not None:
+                        diff_entry(self.store, child, bo, None, out)
+                    out.append(Change(child, ChangeStatus.ADDED, new_mode=n.mode))
+                else:  # a new path's content is not needed to know it is new
+                    out.append(
+                        Change(child, ChangeStatus.MODIFIED, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0])
+                    )
             else:
                 assert n.oid is not None
                 diff_entry(self.store, child, bo, (n.oid, n.mode), out)
@@ -1220,14 +1374,143 @@ class Workspace:
         oid = self._ws_entry_oid(n)
         diff_entry(self.store, child, bo, (oid, n.mode), out)
 
+    # -- ignore rules (git's, see .ignore) ------------------------------------------------
+    @property
+    def ignore_rules(self) -> IgnoreRules:
+        rules = self._ignore_rules
+        if rules is None:
+            rules = self._ignore_rules = IgnoreRules(self.store.path, self._excludes_setting)
+        return rules
+
+    def _excludes_setting(self) -> str | None:
+        import pygit2
+
+        try:
+            value = self.store.repo.config["core.excludesFile"]
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return str(value) if value else None
+
+    def _gitignore_source(
+        self, entries: Mapping[str, Entry], base: str, d: str
+    ) -> tuple[str, Callable[[], bytes]] | None:
+        """The ``.gitignore`` of directory ``d`` as the workspace made of ``entries`` (every
+        overlay entry, by path) on ``base`` shows it (see :data:`.ignore.Source`)."""
+        path = names.join(d, GITIGNORE)
+        node = self._lookup_in(path, [*names.ancestors(path), path], entries, base=base)
+        if node is None or node.is_dir or node.is_link:
+            return None
+        e = node.entry
+        if e is not None and e.kind == FILE:
+            assert e.fileid is not None
+            fpath = self.overlay.file_path(e.fileid)
+            try:
+                st = os.stat(fpath)
+            except OSError:
+                return None
+
+            def load() -> bytes:
+                with open(fpath, "rb") as fh:
+                    return fh.read()
+
+            return f"f:{e.fileid}:{st.st_size}:{st.st_mtime_ns}", load
+        oid = node.oid
+        assert oid is not None
+        return oid, lambda: self.store.blob_data(oid)
+
+    def _ignored_dirs(self, entries: list[Entry]) -> frozenset[str]:
+        """The new directories (absent from the base tree, their parent not) holding the
+        entries' new content that git ignores as directories: everything below them is
+        ignored, so nothing below needs walking or asking about (one question for a venv)."""
+        base_tree = self.base_tree
+        is_tree: dict[str, bool] = {"": True}
+        tops: set[str] = set()
+        for e in entries:
+            if e.kind == DELETED or not e.path:
+                continue
+            parts = e.path.split("/")
+            d = ""
+            for i, comp in enumerate(parts):
+                d = f"{d}/{comp}" if d else comp
+                if i == len(parts) - 1 and e.mode != MODE_TREE:
+                    break
+                got = is_tree.get(d)
+                if got is None:
+                    hit = self.store.tree_lookup(base_tree, d)
+                    got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
+                if not got:
+                    tops.add(d)
+                    break
+        if not tops:
+            return frozenset()
+        by_path = {e.path: e for e in entries}
+        base = self.base
+        return frozenset(
+            self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=tops)
+        )
+
+    def _ignored_among(
+        self, added: list[str], entries: list[Entry], skip: frozenset[str] | None = None
+    ) -> Ignored:
+        """Which of the new paths ``added`` (absent from the base tree: tracked paths never
+        are) of the workspace made of ``entries`` git ignores; ``skip``: the ignored new
+        directories (:meth:`_ignored_dirs`, found here when None)."""
+        if skip is None:
+            skip = self._ignored_dirs(entries)
+        under = (
+            [e.path for e in entries if e.kind != DELETED and e.mode != MODE_TREE and _covered(e.path, skip)]
+            if skip
+            else []
+        )
+        added = [p for p in added if not _covered(p, skip)] if skip else added
+        if not added:
+            return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
+        base_tree = self.base_tree
+        is_tree: dict[str, bool] = {"": True}
+
+        def tracked_dir(d: str) -> bool:
+            got = is_tree.get(d)
+            if got is None:
+                hit = self.store.tree_lookup(base_tree, d) if tracked_dir(names.parent_of(d)) else None
+                got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
+            return got
+
+        by_path = {e.path: e for e in entries}
+        base = self.base
+        hit = self.ignore_rules.ignored(added, lambda d: self._gitignore_source(by_path, base, d))
+        if not hit:
+            return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
+        # a new directory whose new paths are all ignored goes as one unit (git answers for
+        # files; below an ignored directory every file is ignored)
+        total: dict[str, int] = {}
+        ignored: dict[str, int] = {}
+        for p in added:
+            for a in names.ancestors(p):
+                if a and not tracked_dir(a):
+                    total[a] = total.get(a, 0) + 1
+                    if p in hit:
+                        ignored[a] = ignored.get(a, 0) + 1
+        ign_dirs = {d for d, n in ignored.items() if n == total[d]}
+        tops = {d for d in ign_dirs if not any(a in ign_dirs for a in names.ancestors(d))}
+        files = [p for p in added if p in hit]
+        tops |= {p for p in files if not any(a in ign_dirs for a in names.ancestors(p))}
+        return Ignored(tuple(sorted(files + under)), frozenset(tops | skip))
+
     # -- capture (build trees from the overlay) -------------------------------------------
-    def capture(self, pack: PackWriter | None = None) -> tuple[str, list[Entry]]:
+    def capture(
+        self, pack: PackWriter | None = None, *, include_ignored: bool = False
+    ) -> tuple[str, list[Entry]]:
         """Write blobs and trees for the workspace; returns (root tree id, captured entries).
+
+        Paths git ignores are left out of the tree (``include_ignored``: kept) and their
+        entries are not among the captured ones: a checkpoint, which retires what it
+        captured, leaves them in the overlay (a venv keeps working across checkpoints).
 
         Cost: one blob per materialized file plus the trees on changed paths
         (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
         caller finishes), or into a pack of their own.
         """
+        self.captured_ignored = NO_IGNORED
         entries = self.overlay.all()
         if not entries:
             return self.base_tree, []
@@ -1236,7 +1519,10 @@ class Workspace:
         try:
             for tries_left in range(_RACE_TRIES - 1, -1, -1):
                 try:
-                    tree = self._capture_entries(entries, pw)
+                    build = entries
+                    if not include_ignored:
+                        build, entries = self._leave_out_ignored(entries)
+                    tree = self._capture_entries(build, pw)
                     break
                 except _Raced:
                     # a file was replaced (and its old bytes unlinked) by a write that came
@@ -1258,6 +1544,48 @@ class Workspace:
                 pw.abort()
             raise
         return tree, entries
+
+    def _leave_out_ignored(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+        """(the entries to build a tree from, the entries that count as captured), the
+        paths git ignores left out of both: their own entries are dropped, and a deletion
+        of each takes them out of git trees that hold them (a fork's or an undo's view)."""
+        self.captured_ignored = NO_IGNORED
+        if not any(e.kind != DELETED for e in entries):
+            return entries, entries
+        ign = self.captured_ignored = self._ignored_in(entries)
+        if not ign.tops:
+            return entries, entries
+        self._pin_ignored(entries, ign)
+        kept = [e for e in entries if not ign.covers(e.path)]
+        return kept + [Entry(t, DELETED, 0) for t in sorted(ign.tops)], kept
+
+    def _pin_ignored(self, entries: list[Entry], ign: Ignored) -> None:
+        """Give each ignored path that only a git tree of an ancestor entry holds (a fork's
+        or an undo's view) an entry of its own, as it shows now (the view does not change),
+        so that retiring the ancestor after a checkpoint does not take it away."""
+        have = {e.path for e in entries}
+        todo = sorted(t for t in ign.tops if t not in have)
+        if not todo:
+            return
+        with self.overlay.txn() as db:
+            for t in todo:
+                chain = [*names.ancestors(t), t]
+                got = self.overlay.get_many(chain)
+                if t in got:
+                    continue
+                deepest = max((i for i, q in enumerate(chain) if q in got), default=None)
+                if deepest is None:
+                    continue  # no entry holds it: nothing would take it away
+                ok = True
+                for q in chain[deepest + 1 : -1]:
+                    node = self._lookup(q)
+                    if node is None or not node.is_dir or node.oid is None:
+                        ok = False
+                        break
+                    self.overlay.put(db, Entry(q, OBJECT, MODE_TREE, node.oid, None, self._origin(q)), "pin")
+                node = self._lookup(t)
+                if ok and node is not None and node.oid is not None and node.entry is None:
+                    self.overlay.put(db, Entry(t, OBJECT, node.mode, node.oid), "pin")
 
     def _capture_entries(self, entries: list[Entry], pw: PackWriter) -> str:
         """The root tree of the workspace made of ``entries`` (see :meth:`capture`)."""
@@ -1467,13 +1795,10 @@ class Workspace:
         return commit, captured
 
     def _retirable(self, captured: list[Entry], tree: str) -> list[Entry]:
-        return [
-            e
-            for e in captured
-            if not (e.kind == OBJECT and e.mode == MODE_TREE and self.store.tree_lookup(tree, e.path) is None)
-            # a name git refuses was left out of the tree: it stays in the workspace
-            and not (e.kind != DELETED and path_refusal(e.path, e.mode) is not None)
-        ]
+        """The captured entries that ``tree`` (the commit's) now shows: an entry showing
+        something at a path the commit does not hold (an empty new directory, a path git
+        ignores, a name git refuses: see :mod:`.gitnames`) stays in the overlay."""
+        return [e for e in captured if e.kind == DELETED or self.store.tree_lookup(tree, e.path) is not None]
 
     def set_base(self, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
         """Point the workspace at a new base (call with the fork lock held).
@@ -1483,6 +1808,20 @@ class Workspace:
                 when the base's tree differs); else the overlay is cleared and the workspace
                 shows ``view_tree`` (or the new base's tree when None).
         """
+        kept: list[Entry] = []
+        pins: list[Entry] = []
+        have: set[str] = set()
+        if not keep_view and not self.overlay.is_empty():
+            # like git's checkout and reset --hard, paths git ignores stay (a venv keeps
+            # working), unless the new view has something at their place
+            entries = self.overlay.all()
+            ign = self._ignored_in(entries)
+            kept = [e for e in entries if ign.covers(e.path)]
+            have = {e.path for e in kept}
+            for t in sorted(ign.tops - have):
+                node = self._lookup(t)
+                if node is not None and node.oid is not None and node.entry is None:
+                    pins.append(Entry(t, OBJECT, node.mode, node.oid))
         with self.overlay.txn() as db:
             if keep_view:
                 cur_root = self.overlay.get("")
@@ -1492,13 +1831,49 @@ class Workspace:
                     if old_tree != new_tree:
                         self.overlay.put(db, Entry("", OBJECT, MODE_TREE, old_tree), "rebase")
             else:
-                self.overlay.clear(db, "reset")
+                if kept or pins:
+                    keep = {(e.path, e.seq) for e in kept}
+                    for e in self.overlay.all():
+                        if (e.path, e.seq) not in keep:
+                            self.overlay.remove(db, e.path, "reset")
+                else:
+                    self.overlay.clear(db, "reset")
                 if view_tree is not None and view_tree != self.store.commit_tree(base):
                     self.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
                 self.overlay.set_meta("view_time", repr(float(_settled_now())))
             self.overlay.set_meta("base", base)
+            self._base_tree_cache = None
+            if kept or pins:
+                for e in pins:
+                    if self._lookup(e.path, skip_self=True) is None:
+                        self.overlay.put(db, e, "reset")
+                tops = sorted(
+                    {e.path for e in pins}
+                    | {e.path for e in kept if not any(a in have for a in names.ancestors(e.path))}
+                )
+                for t in tops:
+                    if self._lookup(t, skip_self=True) is not None:
+                        # the new view has something there: its version wins
+                        self.overlay.remove_under(db, t, "reset")
+                        self.overlay.remove(db, t, "reset")
+                self._keep_parents(db, tops)
         self._base_tree_cache = None
         self._base_moved(view_changed=not keep_view)
+
+    def _keep_parents(self, db: Any, paths: list[str]) -> None:
+        """Make the directories above each of ``paths`` (entries kept over a new base)
+        exist; where one is a file or symlink there, the kept entries go."""
+        for p in sorted(paths):
+            if self.overlay.get(p) is None:
+                continue  # gone with an entry above it
+            for a in names.ancestors(p)[1:]:
+                node = self._lookup(a)
+                if node is None:
+                    self.overlay.put(db, Entry(a, OBJECT, MODE_TREE, EMPTY_TREE), "keep")
+                elif not node.is_dir:
+                    self.overlay.remove_under(db, a, "keep")
+                    self.overlay.remove(db, a, "keep")
+                    break
 
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""
@@ -1549,6 +1924,18 @@ def _settled_now() -> int:
     """Now, in whole seconds, one second back: a file time git's index can trust at once
     (an entry as new as the index file itself is "racily clean" and gets re-read)."""
     return int(time.time()) - 1
+
+
+def _covered(path: str, dirs: frozenset[str]) -> bool:
+    """True when ``path`` is one of ``dirs`` or lies below one."""
+    if path in dirs:
+        return True
+    i = path.find("/")
+    while i >= 0:
+        if path[:i] in dirs:
+            return True
+        i = path.find("/", i + 1)
+    return False
 
 
 def _file_mode(mode: int | None, old: int | None) -> int:

@@ -104,6 +104,8 @@ class ExecResult:
     isolation: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # paths the command wrote that git ignores (a venv, caches): in the fork, never committed
+    ignored: int = 0
     commit: dict[str, Any] | None = None
     # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
     not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
@@ -192,9 +194,10 @@ def _change_dict(c: Change) -> dict[str, Any]:
 
 
 def _under_any(path: str, roots: set[str]) -> bool:
-    if "" in roots:
+    """True when ``path`` is one of ``roots`` or lies below one (O(depth))."""
+    if "" in roots or path in roots:
         return True
-    return any(path == r or path.startswith(r + "/") for r in roots)
+    return any(a in roots for a in names.ancestors(path))
 
 
 def _state(ws: Workspace) -> dict[str, Any]:
@@ -440,14 +443,15 @@ def _execute(
                 "details": {"paths": failed[:50], "copy": root},
             }
 
-    changes = ws.status()
+    changes, ignored = ws.status_ignored()
+    _, touched = ws.overlay.changes_since(seq0)
+    roots = set(touched)
     if dirty_before:
-        _, touched = ws.overlay.changes_since(seq0)
-        roots = set(touched)
         changes = [
             c for c in changes if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
         ]
     res.changes = [_change_dict(c) for c in changes]
+    res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
     if req.commit and changes and not in_merge:
         from ..core import checkpoint
 
