@@ -243,6 +243,30 @@ def test_core_excludes_file_of_the_vault(vault, tmp_path: Path) -> None:
     assert _tree_paths(vault) == {"b.txt"}
 
 
+def test_core_excludes_file_read_by_a_command_that_never_imports_pygit2(vault, tmp_path: Path) -> None:
+    """`status` reads core.excludesFile through git itself: it must not import pygit2
+    (~85 ms of an agent's `avfs --json status`), and the rule must still apply."""
+    rules = tmp_path / "my-excludes"
+    rules.write_text("*.cfgx\n")
+    git("--git-dir", vault.path, "config", "core.excludesFile", str(rules))
+    ws = vault.workspace("main")
+    ws.write("a.cfgx", b"x")
+    ws.write("b.txt", b"y")
+    script = (
+        "import sys, io, json, contextlib\n"
+        "from avfs_git.cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    assert main(['--home', {vault.home.path!r}, '--json', '--vault', 'v', 'status']) == 0\n"
+        "assert 'pygit2' not in sys.modules, 'pygit2 was imported'\n"
+        "print(out.getvalue())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [c["path"] for c in doc["changes"]] == ["b.txt"] and doc["ignored"] == 1, doc
+
+
 def test_no_rules_anywhere_runs_no_git(vault) -> None:
     """Without a .gitignore on the new paths' directories and no exclude pattern, git is
     not asked (the rules object never runs a process): checked by giving it no git at all."""

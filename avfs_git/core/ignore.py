@@ -64,6 +64,22 @@ def git_env() -> dict[str, str]:
     return env()
 
 
+def config_value(git_dir: str, key: str) -> str | None:
+    """``key`` of ``git_dir``'s config as git reads it (the vault's, then the user's and the
+    system's, includes followed), by ``git config``; None when unset or unreadable."""
+    try:
+        proc = subprocess.run(
+            ["git", "--git-dir", git_dir, "config", "--get", key],
+            capture_output=True,
+            env=git_env(),
+            check=False,
+        )
+    except OSError:
+        return None
+    value = proc.stdout.decode("utf-8", "surrogateescape").rstrip("\n")
+    return value if proc.returncode == 0 and value else None
+
+
 def user_excludes_file(config_value: str | None, env: dict[str, str]) -> str | None:
     """The global excludes file git reads: ``core.excludesFile`` (``~`` expanded), else
     ``$XDG_CONFIG_HOME/git/ignore`` or ``~/.config/git/ignore`` (git's default)."""
