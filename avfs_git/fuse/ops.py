@@ -830,7 +830,7 @@ class _LoopConfigV1(ctypes.Structure):
 
 
 # how long the end of the request loop waits for a fuse_invalidate_path call in flight
-STOP_INVALIDATING_S = 10.0
+STOP_INVALIDATING_S = 5.0
 
 
 def _fuse_fn(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -924,7 +924,10 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         stop = getattr(operations, "stop_invalidating", None)
 
         def loop_ended() -> bool:
-            return True if stop is None else bool(stop(STOP_INVALIDATING_S))
+            if stop is None or stop(STOP_INVALIDATING_S):
+                return True
+            operations.destroy("/")  # fuse_destroy, which calls it, is skipped
+            return False
 
         # mfusepy's FUSE.__init__ builds the callbacks and then calls its module's
         # fuse_main_real; it is the one call swapped, for the length of this one
