@@ -896,9 +896,6 @@ def _fuse_main(
             if not freeable:
                 log.warning("fuse_invalidate_path still running at unmount: libfuse state left allocated")
                 return res
-    except BaseException:
-        loop_ended()
-        raise
     finally:
         if cfg:
             cfg_destroy(cfg)
@@ -929,6 +926,9 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             operations.destroy("/")  # fuse_destroy, which calls it, is skipped
             return False
 
+        if fuse.fuse_version_major != 3:  # _fuse_main speaks libfuse 3's API
+            super().__init__(operations, mountpoint, **kwargs)
+            return
         # mfusepy's FUSE.__init__ builds the callbacks and then calls its module's
         # fuse_main_real; it is the one call swapped, for the length of this one
         saved = fuse.fuse_main_real
