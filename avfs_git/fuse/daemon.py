@@ -10,6 +10,13 @@ Kernel caching: attributes and entries are cached for 60 s (metadata is the expe
 of a FUSE file system: an uncached stat is ~20x native) and negative lookups not at all; a
 watcher thread invalidates what other processes change (see ops.WorkspaceFS._watch), so
 CLI changes show in the mount within a poll interval (20 ms).
+
+Teardown order (each step after the previous has finished): the request loop ends (unmount,
+SIGTERM/SIGINT); the watcher is stopped with no ``fuse_invalidate_path`` call left inside
+libfuse (ops.FastFUSE runs libfuse's main steps itself to get this moment: libfuse's own
+``fuse_main_real`` frees its state before it tells the file system); libfuse unmounts and
+frees its state; index writers are waited for; the exec server, the worktree link and the
+registry entry go.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 
 ATTR_TIMEOUT = 60.0
 ENTRY_TIMEOUT = 60.0
+INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S bounds the whole)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,17 +125,27 @@ def main(argv: list[str] | None = None) -> int:
         if moved:
             refresh_index()
 
+    # index writers still running when the mount goes are waited for before the worktree
+    # they write into is unregistered
+    closing = threading.Event()
+    index_threads: list[threading.Thread] = []
+
     def refresh_index() -> None:
         # the base moved under the mount (by another process: it wrote the index already,
         # unless it was a push or a commit made elsewhere): in the background
         def run() -> None:
             try:
+                if closing.is_set():
+                    return  # unmounting: the worktree goes away
                 if not write_index():
                     logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
             except Exception:
                 logging.getLogger("avfs.fuse").exception("writing the worktree index")
 
-        threading.Thread(target=run, name="avfs-index", daemon=True).start()
+        index_threads[:] = [t for t in index_threads if t.is_alive()]
+        t = threading.Thread(target=run, name="avfs-index", daemon=True)
+        index_threads.append(t)
+        t.start()
 
     def ready_and_index() -> None:
         ready()
@@ -169,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"avfs mount daemon: {exc}", file=sys.stderr)
             code = 1
     finally:
+        # FUSE's loop is over and the watcher stopped (FastFUSE): nothing starts new writers
+        closing.set()
+        for t in index_threads:
+            t.join(INDEX_JOIN_S)
         if server is not None:
             server.close()
             try:

@@ -141,6 +141,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._stop = threading.Event()
         self._fuse_ptr: Any = None
         self._inval: Any = None
+        # held around each fuse_invalidate_path call: stop_invalidating() takes it to know no
+        # call is inside libfuse when the `struct fuse` is freed
+        self._inval_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
         self._view_time_ns: int | None = None
         self._unsized: set[str] = set()  # written and closed: sizes not recorded yet
         self._nested_root = os.path.join(ws.state_dir, "nested")
@@ -361,11 +365,31 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         except (AttributeError, ValueError):
             # the watcher still runs: sizes, the git index, and the movers' acknowledgement
             log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
-        threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
+        self._watcher.start()
 
     def invalidate(self, path: str) -> None:
-        if self._inval is not None:
-            self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
+        with self._inval_lock:
+            if self._inval is not None:
+                self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
+
+    def stop_invalidating(self, timeout: float) -> bool:
+        """Stop the watcher for good; called when FUSE's request loop has ended, before
+        libfuse frees the ``struct fuse`` that ``fuse_invalidate_path`` reads (see
+        :class:`FastFUSE`). Returns once no call is inside libfuse and none can start; False
+        when a call is still in there after ``timeout`` (then the ``struct fuse`` must be
+        left alone). The watcher thread itself is joined, bounded: once it can no longer
+        reach libfuse, a slow journal read there is harmless."""
+        self._stop.set()
+        if not self._inval_lock.acquire(timeout=timeout):
+            return False
+        try:
+            self._inval = None
+        finally:
+            self._inval_lock.release()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout)
+        return True
 
     def _sleep(self) -> bool:
         """Wait one poll interval, or less when a process that moved the base wakes the
@@ -398,6 +422,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                     self._view_time_ns = None
                     paths = sorted(self._known)
                 for p in paths:
+                    if self._stop.is_set():
+                        break  # unmounting: thousands of paths may be left, none matter now
                     self.invalidate(p)
                     if p:
                         self.invalidate(names.parent_of(p))
@@ -793,6 +819,97 @@ def _address(ptr: Any) -> int:
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
+class _FuseArgs(ctypes.Structure):
+    """libfuse's ``struct fuse_args``."""
+
+    _fields_ = [
+        ("argc", ctypes.c_int),
+        ("argv", ctypes.POINTER(ctypes.c_char_p)),
+        ("allocated", ctypes.c_int),
+    ]
+
+
+class _LoopConfigV1(ctypes.Structure):
+    """``struct fuse_loop_config`` of libfuse 3.2-3.11 (3.12 made it opaque)."""
+
+    _fields_ = [("clone_fd", ctypes.c_int), ("max_idle_threads", ctypes.c_uint)]
+
+
+# how long the end of the request loop waits for a fuse_invalidate_path call in flight
+STOP_INVALIDATING_S = 5.0
+
+
+def _fuse_fn(name: str, restype: Any, *argtypes: Any) -> Any:
+    fn = fuse._libfuse[name]  # a new function object: mfusepy's own stay as they are
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+def _fuse_main(
+    argc: int, argv: Any, ops_p: Any, ops_size: int, user_data: Any, *, loop_ended: Callable[[], bool]
+) -> int:
+    """libfuse's ``fuse_main_real`` (lib/helper.c: new, mount, signal handlers, loop,
+    unmount, destroy), same return codes, with one step added: ``loop_ended()`` runs after
+    the request loop has returned and before ``fuse_destroy``. fuse_main_real frees the
+    ``struct fuse`` (its node tables, then the session) before it calls the file system's
+    ``destroy``, so a thread of ours that calls ``fuse_invalidate_path`` has no earlier
+    moment to be told to stop: daemons died at unmount in ``lookup_node`` and in
+    ``fuse_lowlevel_notify_inval_inode`` reading freed memory. When ``loop_ended()``
+    returns False (a call is still inside libfuse) the ``struct fuse`` is not freed: the
+    process is about to exit anyway. ``argv`` is mfusepy's: ``prog [flags] -o opts
+    mountpoint``; only the foreground is supported (the daemon is the process to keep)."""
+    c_void_p, c_int, c_char_p = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+    prog, *opts, mountpoint = [argv[i] for i in range(argc)]
+    if b"-f" not in opts:
+        raise ValueError("FastFUSE runs in the foreground only")
+    single = b"-s" in opts
+    kept = [prog, *(a for a in opts if a not in (b"-f", b"-s"))]  # -d and -o go to fuse_new
+    arr = (c_char_p * (len(kept) + 1))(*kept, None)
+    args = _FuseArgs(len(kept), arr, 0)
+    new = _fuse_fn("fuse_new", c_void_p, ctypes.POINTER(_FuseArgs), c_void_p, ctypes.c_size_t, c_void_p)
+    free_args = _fuse_fn("fuse_opt_free_args", None, ctypes.POINTER(_FuseArgs))
+    f = new(ctypes.byref(args), ops_p, ops_size, user_data)
+    if not f:
+        free_args(ctypes.byref(args))
+        return 3
+    se = _fuse_fn("fuse_get_session", c_void_p, c_void_p)(f)
+    unmount = _fuse_fn("fuse_unmount", None, c_void_p)
+    cfg: Any = None
+    cfg_destroy: Any = None
+    try:
+        if _fuse_fn("fuse_mount", c_int, c_void_p, c_char_p)(f, mountpoint) != 0:
+            res = 4
+        elif _fuse_fn("fuse_set_signal_handlers", c_int, c_void_p)(se) != 0:
+            unmount(f)
+            res = 6
+        else:
+            if single:
+                res = _fuse_fn("fuse_loop", c_int, c_void_p)(f)
+            elif fuse.fuse_version_minor >= 12:
+                cfg = _fuse_fn("fuse_loop_cfg_create", c_void_p)()
+                cfg_destroy = _fuse_fn("fuse_loop_cfg_destroy", None, c_void_p)
+                res = _fuse_fn("fuse_loop_mt", c_int, c_void_p, c_void_p)(f, cfg)
+            else:
+                v1 = _LoopConfigV1(0, 10)  # fuse_main_real's defaults
+                res = _fuse_fn("fuse_loop_mt", c_int, c_void_p, ctypes.POINTER(_LoopConfigV1))(
+                    f, ctypes.byref(v1)
+                )
+            res = 7 if res else 0
+            freeable = loop_ended()
+            _fuse_fn("fuse_remove_signal_handlers", None, c_void_p)(se)
+            unmount(f)
+            if not freeable:
+                log.warning("fuse_invalidate_path still running at unmount: libfuse state left allocated")
+                return res
+    finally:
+        if cfg:
+            cfg_destroy(cfg)
+    _fuse_fn("fuse_destroy", None, c_void_p)(f)
+    free_args(ctypes.byref(args))
+    return res
+
+
 class FastFUSE(fuse.FUSE):  # type: ignore[misc]
     """mfusepy's ``FUSE`` with its three hottest callbacks made cheaper; the operations keep
     fusepy's programming model. Measured on this machine: ``create`` called
@@ -800,7 +917,32 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
     into a new ``bytes`` (~17% of a 1 GiB write) and ``read`` copied each reply twice. Here
     ``write`` hands the operations a memoryview of libfuse's buffer (valid during the call)
     and ``read`` fills libfuse's buffer with ``preadv``. Guarded by the mount tests, which
-    run every call through it."""
+    run every call through it.
+
+    And the loop is run by :func:`_fuse_main`, not libfuse's ``fuse_main_real``, so that
+    the operations' ``stop_invalidating`` (when they have one) runs between the end of the
+    request loop and the freeing of libfuse's state."""
+
+    def __init__(self, operations: Any, mountpoint: str, **kwargs: Any) -> None:
+        stop = getattr(operations, "stop_invalidating", None)
+
+        def loop_ended() -> bool:
+            if stop is None or stop(STOP_INVALIDATING_S):
+                return True
+            operations.destroy("/")  # fuse_destroy, which calls it, is skipped
+            return False
+
+        if fuse.fuse_version_major != 3:  # _fuse_main speaks libfuse 3's API
+            super().__init__(operations, mountpoint, **kwargs)
+            return
+        # mfusepy's FUSE.__init__ builds the callbacks and then calls its module's
+        # fuse_main_real; it is the one call swapped, for the length of this one
+        saved = fuse.fuse_main_real
+        fuse.fuse_main_real = functools.partial(_fuse_main, loop_ended=loop_ended)
+        try:
+            super().__init__(operations, mountpoint, **kwargs)
+        finally:
+            fuse.fuse_main_real = saved
 
     def create(self, path: bytes, mode: int, fip: Any) -> int:
         fi = fip.contents
