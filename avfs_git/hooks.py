@@ -272,7 +272,7 @@ def _checkpoint(home_path: str, where: MountedFork, message: str) -> tuple[str, 
 
 
 def _classify(home_path: str, where: MountedFork | None, command: Any, root: str, cwd: str) -> Any:
-    from .core.policy import Policy
+    from .policy import Policy
 
     pol = Policy.load(home_path, where.vault_path if where is not None else None)
     if isinstance(command, str):

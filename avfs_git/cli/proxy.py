@@ -183,7 +183,7 @@ def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
 # -- policy -------------------------------------------------------------------------------
 def _policy_target(app: App) -> tuple[Any, Any, str | None]:
     """(policy, vault or None, fork or None) for the selected vault, or the home alone."""
-    from ..core.policy import Policy
+    from ..policy import Policy
 
     vault = fork = None
     try:
@@ -263,7 +263,7 @@ def show_cmd(app: App) -> None:
 @pass_app
 def validate_cmd(app: App, file: str | None) -> None:
     """Check a policy file (default: the effective policy's files); errors name the line."""
-    from ..core.policy import Policy
+    from ..policy import Policy
 
     if file is not None:
         try:

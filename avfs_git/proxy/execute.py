@@ -33,9 +33,9 @@ from . import approval, runner
 
 if TYPE_CHECKING:
     from ..core.home import Home
-    from ..core.policy import Decision, Policy
     from ..core.vault import Vault
     from ..core.workspace import Workspace
+    from ..policy import Decision, Policy
 
 # When the command did not run, the codes `timeout`, `env` and `chroot` use for "the command
 # was not run" (docs/proxy.md, Exit codes): whenever it ran, its own code (124: timed out).
@@ -269,8 +269,8 @@ def _execute(
     cleanup: list[Any],
     cancel: threading.Event | None = None,
 ) -> None:
-    from ..core.policy import Outcome
-    from ..core.policy import Policy as PolicyCls
+    from ..policy import Outcome
+    from ..policy import Policy as PolicyCls
 
     _validate(req)
     ws = vault.workspace(fork)

@@ -35,7 +35,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
-from .errors import UsageError, from_oserror
+from ..core.errors import UsageError, from_oserror
 
 __all__ = [
     "Category",
@@ -255,7 +255,7 @@ class Policy:
 
     @classmethod
     def default(cls) -> Policy:
-        """The policy that ships with avfs (``avfs_git/core/default_policy.toml``)."""
+        """The policy that ships with avfs (``avfs_git/policy/default_policy.toml``)."""
         return _default_policy()
 
     @classmethod
@@ -418,7 +418,7 @@ class _Layer:
 
 
 DEFAULT_POLICY_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_policy.toml")
-"""The shipped default policy (package data of ``avfs_git.core``)."""
+"""The shipped default policy (package data of ``avfs_git.policy``)."""
 
 
 @functools.cache
