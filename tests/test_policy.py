@@ -885,7 +885,7 @@ def test_shipped_regexes_compile_and_the_parse_cache_is_only_a_cache(
 ) -> None:
     """The shipped file's args_regex are not compiled at load (speed): they must compile
     here. Its parsed form is cached per user; a broken cache file is ignored."""
-    from avfs_git.policy import classify as pmod
+    from avfs_git.policy import config as pmod
 
     for rule in Policy.default().rules:
         if rule.args_regex is not None:
