@@ -216,10 +216,7 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> N
         live = mounts.check(vault, fork)
         root = live.mountpoint if live is not None else mounts.default_mountpoint(app.home, vault.name, fork)
     abs_cwd = os.path.join(root, cwd.strip("/")) if cwd else root
-    if shell is not None:
-        d = pol.classify_shell(shell, workspace_root=root, cwd=abs_cwd)
-    else:
-        d = pol.classify_argv(list(argv), workspace_root=root, cwd=abs_cwd)
+    d = pol.classify(shell if shell is not None else list(argv), root, abs_cwd)
     data = {
         "decision": {
             "action": str(d.action),

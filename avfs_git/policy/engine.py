@@ -119,6 +119,24 @@ class Policy:
 
     # -- classification
 
+    def classify(self, command: str | Sequence[str], root: str | None, cwd: str | None = None) -> Decision:
+        """What the policy decides for a command: the one entry point (``proxy exec``, the
+        agent hooks, ``avfs policy check`` and MCP's ``exec`` all come here).
+
+        Args:
+            command: a shell command line (``str``: what ``sh -c COMMAND`` would run) or an
+                argument vector (any other sequence: run without a shell).
+            root: the absolute path of the workspace (the mountpoint); see
+                :meth:`classify_argv`.
+            cwd: the absolute directory the command starts in (default: the root).
+
+        Raises:
+            UsageError: ``command`` is an empty argument vector (a string never raises).
+        """
+        if isinstance(command, str):
+            return self.classify_shell(command, workspace_root=root, cwd=cwd)
+        return self.classify_argv(command, workspace_root=root, cwd=cwd)
+
     def classify_argv(
         self, argv: Sequence[str], *, workspace_root: str | None = None, cwd: str | None = None
     ) -> Decision:
