@@ -13,9 +13,9 @@ from typing import Any, Final
 from .effects import Effects
 from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
-from .model import BUILTIN_CWD_OUTSIDE, BUILTIN_UNPARSABLE, DEFAULT_RULE, Category, Rule, RuleSet, strictest
+from .model import BUILTIN_UNPARSABLE, DEFAULT_RULE, Category, Rule, RuleSet, strictest
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
-from .parts import Finding, Part, show
+from .parts import Part, cwd_outside, show
 from .paths import HOME_DIR, cd_target, path_key, within
 from .programs import (
     SHELLS,
@@ -357,13 +357,7 @@ class Classifier(Effects):
             and ({Category.MUTATING, Category.DESTRUCTIVE} & set(part.classes))
         ):
             where = "~" if cwd.startswith(HOME_DIR) else cwd
-            part.findings.append(
-                Finding(
-                    BUILTIN_CWD_OUTSIDE,
-                    (Category.HOST_ESCAPE_RISK,),
-                    f"runs in {where}, outside the workspace",
-                )
-            )
+            part.findings.append(cwd_outside(f"runs in {where}"))
         parts.append(part)
         return parts, (part if part.stdin_code else None), _SAME
 

@@ -12,7 +12,6 @@ from typing import Final
 from .awk import awk_literals, awk_programs, awk_risk
 from .lexer import Word
 from .model import (
-    BUILTIN_CWD_OUTSIDE,
     BUILTIN_OPAQUE,
     BUILTIN_REDIRECT,
     BUILTIN_REDIRECT_OUTSIDE,
@@ -26,7 +25,7 @@ from .model import (
     strictest,
 )
 from .parser import Redir
-from .parts import Finding, Part, show
+from .parts import Finding, Part, cwd_outside, show
 from .paths import HARMLESS_PATHS, VIRTUAL_ROOT, literal_path, outside, path_key
 from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, option_values
 from .sed import sed_scan, sed_scripts
@@ -252,11 +251,5 @@ class Effects:
                 found.append(literal_path(value))
         for w in found:
             if outside(w, cwd, self.root):
-                part.findings.append(
-                    Finding(
-                        BUILTIN_CWD_OUTSIDE,
-                        (Category.HOST_ESCAPE_RISK,),
-                        f"works on {w.value}, outside the workspace",
-                    )
-                )
+                part.findings.append(cwd_outside(f"works on {w.value}"))
                 return

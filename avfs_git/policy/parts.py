@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from .model import Category, CommandInfo, Outcome, RuleSet
+from .model import BUILTIN_CWD_OUTSIDE, Category, CommandInfo, Outcome, RuleSet
 
 
 class Finding:
@@ -73,6 +73,12 @@ class Part:
         notes = [f.text for f in self.findings if f.text != text]
         reason = text + "".join(f"; {n}" for n in notes)
         return CommandInfo(self.argv, self.program, tuple(sorted(cats)), action, rule, reason)
+
+
+def cwd_outside(what: str) -> Finding:
+    """The ``builtin:cwd-outside`` finding: ``what`` (``runs in /x``, ``works on /x``) is
+    outside the workspace."""
+    return Finding(BUILTIN_CWD_OUTSIDE, (Category.HOST_ESCAPE_RISK,), f"{what}, outside the workspace")
 
 
 def show(argv: Sequence[str], limit: int = 80) -> str:

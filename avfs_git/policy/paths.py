@@ -75,16 +75,8 @@ def outside(w: Word, cwd: str | None, root: str) -> bool:
             ".." if c.startswith(".") and c != ".." and fnmatch.fnmatchcase("..", c) else c
             for c in v.split("/")
         )
-    if v.startswith("/"):
-        path = v
-    elif cwd is None:
-        return True
-    else:
-        path = cwd + "/" + v
-    path = posixpath.normpath(path)
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    return not within(path, root)
+    path = _absolute(v, cwd)
+    return path is None or not within(path, root)
 
 
 def resolve_dir(w: Word, cwd: str | None) -> str | None:
@@ -98,6 +90,11 @@ def resolve_dir(w: Word, cwd: str | None) -> str | None:
             return HOME_DIR
         else:
             return None
+    return _absolute(v, cwd)
+
+
+def _absolute(v: str, cwd: str | None) -> str | None:
+    """``v`` as a normal absolute path (None: relative, and no directory is known)."""
     if not v.startswith("/"):
         if cwd is None:
             return None
