@@ -66,13 +66,15 @@ def awk_programs(args: list[Word]) -> tuple[list[Word], list[Word], bool]:
     return programs, files, loads
 
 
-_AWK_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
-_AWK_REGEX = re.compile(r"(?:\A|(?<=[(,~!{};&|\n]))\s*/(?:\\.|\[[^\]\n]*\]|[^/\\\n])*/")
+# The patterns below are compiled on first use (re caches them), not at import: most
+# command lines hold no awk, and every hook call imports this module.
+_AWK_STRING: Final = r'"(?:\\.|[^"\\\n])*"'
+_AWK_REGEX: Final = r"(?:\A|(?<=[(,~!{};&|\n]))\s*/(?:\\.|\[[^\]\n]*\]|[^/\\\n])*/"
 _AWK_RISKS: Final = (
-    (re.compile(r"\bsystem\s*\("), "runs a command (`system`)"),
-    (re.compile(r"(?<!\|)\|(?!\|)"), "runs a command through a pipe (`| getline`, `print |`)"),
-    (re.compile(r"\bprintf?\b[^;{}\n]*>"), "writes to a file (`print >`)"),
-    (re.compile(r"@load\b"), "loads an extension (compiled code)"),
+    (r"\bsystem\s*\(", "runs a command (`system`)"),
+    (r"(?<!\|)\|(?!\|)", "runs a command through a pipe (`| getline`, `print |`)"),
+    (r"\bprintf?\b[^;{}\n]*>", "writes to a file (`print >`)"),
+    (r"@load\b", "loads an extension (compiled code)"),
 )
 
 
@@ -80,18 +82,16 @@ def awk_risk(program: str) -> str | None:
     """What an awk program does beyond reading and printing, or None."""
     if not any(ch in program for ch in "|>(@"):
         return None
-    bare = _AWK_REGEX.sub(" ", _AWK_STRING.sub('""', program))
+    bare = re.sub(_AWK_REGEX, " ", re.sub(_AWK_STRING, '""', program))
     for pattern, what in _AWK_RISKS:
-        if pattern.search(bare):
+        if re.search(pattern, bare):
             return what
     return None
 
 
 _AWK_LIT = r'"((?:\\.|[^"\\])*)"'
-_AWK_RUN = re.compile(
-    r"\bsystem\s*\(\s*" + _AWK_LIT + r"|" + _AWK_LIT + r"\s*\|&?\s*getline|\|&?\s*" + _AWK_LIT
-)
-_AWK_WRITE = re.compile(r"\bprintf?\b[^;{}\n]*?>>?\s*" + _AWK_LIT)
+_AWK_RUN: Final = r"\bsystem\s*\(\s*" + _AWK_LIT + r"|" + _AWK_LIT + r"\s*\|&?\s*getline|\|&?\s*" + _AWK_LIT
+_AWK_WRITE: Final = r"\bprintf?\b[^;{}\n]*?>>?\s*" + _AWK_LIT
 
 
 def _awk_unescape(text: str) -> str:
@@ -102,9 +102,9 @@ def awk_literals(program: str) -> list[tuple[str, str]]:
     """("run", command) and ("write", file) for the literal strings an awk program runs
     or writes to."""
     out: list[tuple[str, str]] = []
-    for m in _AWK_RUN.finditer(program):
+    for m in re.finditer(_AWK_RUN, program):
         text = next(g for g in m.groups() if g is not None)
         out.append(("run", _awk_unescape(text)))
-    for m in _AWK_WRITE.finditer(program):
+    for m in re.finditer(_AWK_WRITE, program):
         out.append(("write", _awk_unescape(m.group(1))))
     return out

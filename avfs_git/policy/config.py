@@ -139,7 +139,7 @@ def _error(source: str, line: int | None, column: int | None, problem: str) -> P
     )
 
 
-_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_POS: Final = r"\s*\(at line (\d+), column (\d+)\)\s*$"  # error path only: compiled on use
 _TOP_KEYS: Final = frozenset({"version", "inherit", "defaults", "outcomes", "rules"})
 _DEFAULT_KEYS: Final = frozenset({"unknown", "unparsable", "timeout_ms", "max_output_bytes"})
 _RULE_KEYS: Final = frozenset(
@@ -164,7 +164,7 @@ class _Locator:
     """Finds the line of a table or key in TOML text, for error messages (tomllib only
     gives positions for syntax errors)."""
 
-    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]#]+?)\s*\]\]?\s*(#.*)?$")
+    _HEADER: Final = r"^\s*(\[\[?)\s*([^\]#]+?)\s*\]\]?\s*(#.*)?$"  # compiled on use
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
@@ -175,7 +175,7 @@ class _Locator:
         seen: dict[str, int] = {}
         header_line: int | None = None
         for number, line in enumerate(self.lines, 1):
-            m = self._HEADER.match(line)
+            m = re.match(self._HEADER, line)
             if m and not line.lstrip().startswith(("#",)) and "=" not in line.split("]")[0]:
                 name = m.group(2).strip().strip("\"'")
                 idx: int | None = None
@@ -202,7 +202,7 @@ def _toml(text: str, source: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
-        m = _TOML_POS.search(msg)
+        m = re.search(_TOML_POS, msg)
         if m:
             raise _error(source, int(m.group(1)), int(m.group(2)), msg[: m.start()]) from None
         raise _error(source, None, None, msg) from None

@@ -282,7 +282,7 @@ def parse(text: str, depth: int) -> list[Pipeline]:
 
 
 _MAX_READINGS: Final = 64
-_NAIVE_STRIP = re.compile(r"<<<|<<-?|[\\'\"`$#(){}]")
+_NAIVE_STRIP: Final = r"<<<|<<-?|[\\'\"`$#(){}]"  # only for text that does not parse: compiled on use
 
 
 def salvage(text: str, toks: list[Tok] | None, depth: int) -> list[list[Pipeline]]:
@@ -293,7 +293,7 @@ def salvage(text: str, toks: list[Tok] | None, depth: int) -> list[list[Pipeline
     readings: list[list[Tok]] = []
     # the naive reading: no quotes, expansions, groups, here-documents or comments, so
     # every command written after a separator is seen whatever is left open before it
-    naive = Lexer(_NAIVE_STRIP.sub(" ", text), 0, depth)
+    naive = Lexer(re.sub(_NAIVE_STRIP, " ", text), 0, depth)
     try:
         naive.run()
         readings.append(naive.toks)

@@ -317,7 +317,7 @@ def with_input(rest: list[Word], replace: str | None) -> list[Word]:
 
 
 _PARALLEL_SEPS: Final = frozenset({":::", "::::", ":::+", "::::+"})
-_PARALLEL_REPL = re.compile(r"\{[^{}\s]*\}")
+_PARALLEL_REPL: Final = r"\{[^{}\s]*\}"  # compiled on use
 
 
 def parallel_text(values: list[str]) -> str:
@@ -336,8 +336,8 @@ def parallel_text(values: list[str]) -> str:
     if not inputs:
         return cmd
     joined = " ".join(shlex.quote(i) for i in inputs)
-    if _PARALLEL_REPL.search(cmd):
-        return _PARALLEL_REPL.sub(lambda _m: joined, cmd)
+    if re.search(_PARALLEL_REPL, cmd):
+        return re.sub(_PARALLEL_REPL, lambda _m: joined, cmd)
     return cmd + " " + joined
 
 
