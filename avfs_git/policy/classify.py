@@ -35,11 +35,11 @@ from .programs import (
 _MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is judged once)
 # programs that change a file's metadata, not its content: running the file after them
 # runs what was there before
-METADATA_ONLY: Final = frozenset({"chmod", "chown", "chgrp", "touch", "chattr", "setfacl", "stat", "ls"})
-EVAL_LIKE: Final = frozenset({"eval"})
+_METADATA_ONLY: Final = frozenset({"chmod", "chown", "chgrp", "touch", "chattr", "setfacl", "stat", "ls"})
+_EVAL_LIKE: Final = frozenset({"eval"})
 
 
-def program_name(value: str) -> str:
+def _program_name(value: str) -> str:
     if "/" in value and (value.startswith("/") or value.startswith("~")):
         return value.rsplit("/", 1)[1]
     return value
@@ -130,7 +130,7 @@ class Classifier(Effects):
                     for eater in consumers[i]:
                         self.remote_code(eater, "runs what a network download sends it")
                 if any(p.program in SHELLS or p.program in SOURCE for p in consumers[i]):
-                    fed = literal_output(pipeline.stages[i - 1])  # `echo 'rm -rf /' | sh`
+                    fed = _literal_output(pipeline.stages[i - 1])  # `echo 'rm -rf /' | sh`
                     if fed:
                         stage_parts[i].extend(self.script_text(fed, cwd, depth + 1))
             for ps in stage_parts:
@@ -198,13 +198,13 @@ class Classifier(Effects):
         while True:
             w0 = words[0]
             args = words[1:]
-            if w0.dynamic or w0.unknown or is_pattern(w0):
+            if w0.dynamic or w0.unknown or _is_pattern(w0):
                 part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
                 if any(p.networked() for p in by_word.get(id(w0), ())):
                     self.remote_code(part, "is a program name computed from a download")
                 self.opaque(part, f"the program `{show((w0.value,), 40)}` is only known at run time")
                 return self.finish(parts, part, redirs, cwd)
-            name = program_name(w0.value)
+            name = _program_name(w0.value)
             wrap = WRAPPERS.get(name)
             if wrap is not None:
                 unwrapped = unwrap(name, wrap, args, cwd)
@@ -229,7 +229,7 @@ class Classifier(Effects):
                 if kind == "c" and script is not None and not script.unknown:
                     parts.extend(self.script_text(script.value, cwd, depth + 1))
                     return parts + self.redirect_parts(redirs, cwd), None, _SAME
-            if name in EVAL_LIKE and args:
+            if name in _EVAL_LIKE and args:
                 parts.extend(self.script_text(" ".join(a.value for a in args), cwd, depth + 1))
                 return parts + self.redirect_parts(redirs, cwd), None, _SAME
             if name == "trap":
@@ -263,7 +263,7 @@ class Classifier(Effects):
                 self.runs.append((part, path_key(w0, cwd), False))
             if name == "parallel":  # no command: it runs the lines of its input
                 self.opaque(part, "runs the commands its input holds")
-            if not shell and name not in METADATA_ONLY and part.classes != (Category.READ_ONLY,):
+            if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
                 own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
                 for a in args:
                     self.note_touched(a, eff_cwd, own)
@@ -413,7 +413,7 @@ def _repeat_key(stage: Simple, cwd: str | None) -> tuple[str | None, tuple[str, 
     return cwd, values
 
 
-def literal_output(stage: Simple | Group) -> str | None:
+def _literal_output(stage: Simple | Group) -> str | None:
     """What ``echo``/``printf`` with literal arguments writes (roughly), else None."""
     if not isinstance(stage, Simple) or not stage.words or stage.words[0].value not in ("echo", "printf"):
         return None
@@ -427,7 +427,7 @@ def literal_output(stage: Simple | Group) -> str | None:
     return "\n".join(v.replace("\\n", "\n") for v in values)
 
 
-def is_pattern(w: Word) -> bool:
+def _is_pattern(w: Word) -> bool:
     """A word with an unquoted glob that may match files (``/bin/r?``); a lone ``[`` is not."""
     if not w.glob or w.mask is None:
         return False

@@ -42,7 +42,7 @@ DEFAULT_POLICY_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file
 
 
 @functools.cache
-def shipped_layer() -> Layer:
+def _shipped_layer() -> Layer:
     with open(DEFAULT_POLICY_PATH, encoding="utf-8") as f:
         text = f.read()
     return _Validator(text, DEFAULT_POLICY_PATH, True).layer(_shipped_data(text))
@@ -98,7 +98,7 @@ def read_policy_file(path: str) -> str | None:
 def combine(layers: list[Layer]) -> dict[str, Any]:
     """The fields of the effective policy (all but its hash). Layers are highest precedence
     first; the shipped default is always the base."""
-    shipped = shipped_layer()
+    shipped = _shipped_layer()
     active: list[Layer] = []
     for layer in layers:
         active.append(layer)

@@ -31,11 +31,14 @@ from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, option_values
 from .sed import sed_scan, sed_scripts
 
 _WRITE_REDIRS: Final = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
-AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})
-SEDS: Final = frozenset({"sed", "gsed"})
+_AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})
+_SEDS: Final = frozenset({"sed", "gsed"})
 
 
 class Effects:
+    """The state of one classification (the root, files written, touched and run, commands
+    already judged) and the findings a command's words give; ``Classifier`` adds the walk."""
+
     def __init__(self, policy: RuleSet, root: str | None, cwd: str | None) -> None:
         self.p = policy
         if root is not None:
@@ -146,9 +149,9 @@ class Effects:
                     self.written.add(path_key(literal_path(a.value[3:]), cwd))
         elif name == "sort" and any(a.value.startswith("--compress-program") for a in args):
             self.opaque(part, "`sort --compress-program` runs a program")
-        elif name in AWKS:
+        elif name in _AWKS:
             extra.extend(self.awk(args, part, cwd, depth, targets))
-        elif name in SEDS:
+        elif name in _SEDS:
             extra.extend(self.sed(args, part, cwd, depth, targets))
         elif name == "git":
             self.git_targets(args, env, part, cwd)

@@ -46,7 +46,7 @@ def first_match(
             if not _regex(rule.args_regex).search(joined):
                 continue
         if rule.outside_paths is not None:
-            outside = paths_outside(args, cwd, rule.outside_paths, root)
+            outside = _paths_outside(args, cwd, rule.outside_paths, root)
             if outside is None:
                 skipped = skipped or rule
                 continue
@@ -56,18 +56,18 @@ def first_match(
     return None, skipped
 
 
-def paths_outside(args: list[Word], cwd: str | None, mode: str, root: str) -> bool | None:
+def _paths_outside(args: list[Word], cwd: str | None, mode: str, root: str) -> bool | None:
     """Whether a path argument lies outside; None when only paths from the input might."""
     if any(a.unknown for a in args):
         # what is known decides as if the input were empty; else the input might
         known = [a for a in args if not a.unknown]
-        if scan_paths(known, cwd, mode, root):
+        if _scan_paths(known, cwd, mode, root):
             return True
-        return None if scan_paths(args, cwd, mode, root) is not False else False
-    return scan_paths(args, cwd, mode, root)
+        return None if _scan_paths(args, cwd, mode, root) is not False else False
+    return _scan_paths(args, cwd, mode, root)
 
 
-def scan_paths(args: list[Word], cwd: str | None, mode: str, root: str) -> bool | None:
+def _scan_paths(args: list[Word], cwd: str | None, mode: str, root: str) -> bool | None:
     operands: list[Word] = []
     target: Word | None = None
     options_done = False

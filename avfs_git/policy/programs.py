@@ -199,7 +199,7 @@ def unwrap(
                 if key in wrap.chdir:
                     cwd = resolve_dir(literal_path(value), cwd)
                 if key in wrap.split:
-                    extra = split_words(value)
+                    extra = _split_words(value)
             i += 1
             continue
         if v.startswith("-") and len(v) > 1:
@@ -216,7 +216,7 @@ def unwrap(
                     if "-" + ch in wrap.chdir:
                         cwd = resolve_dir(literal_path(value), cwd)
                     if "-" + ch in wrap.split:
-                        extra = split_words(value)
+                        extra = _split_words(value)
                     break
             i += 1
             continue
@@ -373,7 +373,7 @@ def option_values(args: list[Word], opts: tuple[str, ...], value_short: str | No
     return out
 
 
-def split_words(value: str) -> list[Word]:
+def _split_words(value: str) -> list[Word]:
     try:
         return [Word.literal(v) for v in shlex.split(value)]
     except ValueError:
