@@ -9,7 +9,6 @@ from __future__ import annotations
 import posixpath
 from typing import Final
 
-from .awk import awk_literals, awk_programs, awk_risk
 from .lexer import Word
 from .model import (
     BUILTIN_OPAQUE,
@@ -28,7 +27,6 @@ from .parser import Redir
 from .parts import Finding, Part, cwd_outside, show
 from .paths import HARMLESS_PATHS, VIRTUAL_ROOT, literal_path, outside, path_key
 from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, option_values
-from .sed import sed_scan, sed_scripts
 
 _WRITE_REDIRS: Final = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
 _AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})
@@ -174,6 +172,8 @@ class Effects:
     def awk(
         self, args: list[Word], part: Part, cwd: str | None, depth: int, targets: list[Word]
     ) -> list[Part]:
+        from .awk import awk_literals, awk_programs, awk_risk  # loaded for command lines with awk
+
         programs, files, loads = awk_programs(args)
         for f in files:
             self.script_file(part, f, cwd, "an awk program from")
@@ -198,6 +198,8 @@ class Effects:
     def sed(
         self, args: list[Word], part: Part, cwd: str | None, depth: int, targets: list[Word]
     ) -> list[Part]:
+        from .sed import sed_scan, sed_scripts  # loaded for command lines with sed
+
         scripts, files, sandbox, maybe = sed_scripts(args)
         if sandbox:
             return []
