@@ -271,15 +271,6 @@ def _checkpoint(home_path: str, where: MountedFork, message: str) -> tuple[str, 
     return str(res.checkpoint.commit), res.created
 
 
-def _classify(home_path: str, where: MountedFork | None, command: Any, root: str, cwd: str) -> Any:
-    from .core.policy import Policy
-
-    pol = Policy.load(home_path, where.vault_path if where is not None else None)
-    if isinstance(command, str):
-        return pol.classify_shell(command, workspace_root=root, cwd=cwd)
-    return pol.classify_argv(command, workspace_root=root, cwd=cwd)
-
-
 def _command_of(agent: str, event: HookEvent) -> str | list[str]:
     raw = (event.tool_input or {}).get("command")
     if isinstance(raw, str) and raw.strip():
@@ -311,7 +302,10 @@ def _pre_tool_use(agent: str, home_path: str, event: HookEvent, project_dir: str
             outside_project = root
     else:
         root = _NO_WORKSPACE
-    decision = _classify(home_path, where, command, root, cwd)
+    from .policy import Policy
+
+    policy = Policy.load(home_path, where.vault_path if where is not None else None)
+    decision = policy.classify(command, root, cwd)
     action = str(decision.action)
     reason = f"avfs policy: {decision.reason}"
     if outside_project is not None and action != "deny":

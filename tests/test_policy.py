@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from avfs_git.core.errors import AvfsError, UsageError
-from avfs_git.core.policy import (
+from avfs_git.policy import (
     DEFAULT_POLICY_PATH,
     Category,
     Decision,
@@ -740,7 +740,7 @@ def test_to_dict_is_json(default: Policy) -> None:
 def test_default_policy_is_documented() -> None:
     """docs/policy.md names every rule of the shipped default and links the file."""
     doc = (ROOT / "docs" / "policy.md").read_text(encoding="utf-8")
-    assert "avfs_git/core/default_policy.toml" in doc
+    assert "avfs_git/policy/default_policy.toml" in doc
     missing = [r.name for r in Policy.default().rules if f"`{r.name}`" not in doc]
     assert not missing, f"rules of the default policy not in docs/policy.md: {missing}"
 
@@ -885,7 +885,7 @@ def test_shipped_regexes_compile_and_the_parse_cache_is_only_a_cache(
 ) -> None:
     """The shipped file's args_regex are not compiled at load (speed): they must compile
     here. Its parsed form is cached per user; a broken cache file is ignored."""
-    from avfs_git.core import policy as pmod
+    from avfs_git.policy import config as pmod
 
     for rule in Policy.default().rules:
         if rule.args_regex is not None:

@@ -183,7 +183,7 @@ def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
 # -- policy -------------------------------------------------------------------------------
 def _policy_target(app: App) -> tuple[Any, Any, str | None]:
     """(policy, vault or None, fork or None) for the selected vault, or the home alone."""
-    from ..core.policy import Policy
+    from ..policy import Policy
 
     vault = fork = None
     try:
@@ -216,10 +216,7 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> N
         live = mounts.check(vault, fork)
         root = live.mountpoint if live is not None else mounts.default_mountpoint(app.home, vault.name, fork)
     abs_cwd = os.path.join(root, cwd.strip("/")) if cwd else root
-    if shell is not None:
-        d = pol.classify_shell(shell, workspace_root=root, cwd=abs_cwd)
-    else:
-        d = pol.classify_argv(list(argv), workspace_root=root, cwd=abs_cwd)
+    d = pol.classify(shell if shell is not None else list(argv), root, abs_cwd)
     data = {
         "decision": {
             "action": str(d.action),
@@ -263,7 +260,7 @@ def show_cmd(app: App) -> None:
 @pass_app
 def validate_cmd(app: App, file: str | None) -> None:
     """Check a policy file (default: the effective policy's files); errors name the line."""
-    from ..core.policy import Policy
+    from ..policy import Policy
 
     if file is not None:
         try:

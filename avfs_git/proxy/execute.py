@@ -33,9 +33,9 @@ from . import approval, runner
 
 if TYPE_CHECKING:
     from ..core.home import Home
-    from ..core.policy import Decision, Policy
     from ..core.vault import Vault
     from ..core.workspace import Workspace
+    from ..policy import Decision, Policy
 
 # When the command did not run, the codes `timeout`, `env` and `chroot` use for "the command
 # was not run" (docs/proxy.md, Exit codes): whenever it ran, its own code (124: timed out).
@@ -269,8 +269,8 @@ def _execute(
     cleanup: list[Any],
     cancel: threading.Event | None = None,
 ) -> None:
-    from ..core.policy import Outcome
-    from ..core.policy import Policy as PolicyCls
+    from ..policy import Outcome
+    from ..policy import Policy as PolicyCls
 
     _validate(req)
     ws = vault.workspace(fork)
@@ -290,7 +290,7 @@ def _execute(
         root = res.isolation["path"]
         abs_cwd = os.path.join(root, cwd) if cwd else root
 
-    decision = _classify(pol, req, root, abs_cwd)
+    decision = pol.classify(req.shell if req.shell is not None else list(req.argv or ()), root, abs_cwd)
     res.decision = _decision_dict(decision)
     action = Outcome(decision.action)
     if action is Outcome.DENY:
@@ -622,12 +622,6 @@ def _short(text: str, n: int = 200) -> str:
     # a URL's credentials (`git push https://TOKEN@host/...`) never go into one
     text = redact(" ".join(text.encode("utf-8", "replace").decode("utf-8").split()))
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _classify(pol: Policy, req: ExecRequest, root: str, cwd: str) -> Decision:
-    if req.shell is not None:
-        return pol.classify_shell(req.shell, workspace_root=root, cwd=cwd)
-    return pol.classify_argv(list(req.argv or ()), workspace_root=root, cwd=cwd)
 
 
 def _decision_dict(d: Decision) -> dict[str, Any]:

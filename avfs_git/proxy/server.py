@@ -92,7 +92,7 @@ class ExecServer:
         # them, and `timeout`, `kill` or Ctrl-C-style cleanup must work in them
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         # warm what a request needs, so the first one is as fast as the rest
-        from ..core import policy
+        from .. import policy
         from . import execute  # noqa: F401
 
         policy.Policy.default()

@@ -1,0 +1,442 @@
+"""The classifier: a command line (text or argv) to the simple commands it runs, each judged
+by the policy's rules. It walks what ``parser`` read (pipelines, groups, substitutions,
+here-documents), sees through wrappers, shells and ``eval`` to the commands they run, and
+follows the working directory. Pure: no process is started, no file is read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from .effects import Effects
+from .lexer import ParseError, Sub, Tok, TooComplex, Word
+from .match import first_match
+from .model import BUILTIN_UNPARSABLE, DEFAULT_RULE, Category, Rule, RuleSet, strictest
+from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
+from .parts import Part, cwd_outside, show
+from .paths import HOME_DIR, cd_target, path_key, within
+from .programs import (
+    SHELLS,
+    SOURCE,
+    WRAPPERS,
+    find_execs,
+    interpreter,
+    parallel_text,
+    program_cwd,
+    reads_stdin_code,
+    shell_mode,
+    unwrap,
+    with_input,
+    xargs_replace,
+)
+
+_MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is judged once)
+# programs that change a file's metadata, not its content: running the file after them
+# runs what was there before
+_METADATA_ONLY: Final = frozenset({"chmod", "chown", "chgrp", "touch", "chattr", "setfacl", "stat", "ls"})
+_EVAL_LIKE: Final = frozenset({"eval"})
+
+
+def _program_name(value: str) -> str:
+    if "/" in value and (value.startswith("/") or value.startswith("~")):
+        return value.rsplit("/", 1)[1]
+    return value
+
+
+class Classifier(Effects):
+    """Classifies one command line; ``Policy.classify`` makes one per call."""
+
+    # -- scripts
+
+    def script_text(self, text: str, cwd: str | None, depth: int) -> list[Part]:
+        try:
+            body = parse(text, depth)
+        except ParseError as exc:
+            return self.salvage(text, None, exc, cwd, depth)
+        return self.run_list(body, cwd, depth)[0]
+
+    def script_tokens(self, sub: Sub, cwd: str | None, depth: int) -> list[Part]:
+        src, toks = sub
+        try:
+            body = Parser(toks, len(src)).parse()
+        except ParseError as exc:
+            return self.salvage(src, toks, exc, cwd, depth)
+        return self.run_list(body, cwd, depth)[0]
+
+    def salvage(
+        self, text: str, toks: list[Tok] | None, exc: ParseError, cwd: str | None, depth: int
+    ) -> list[Part]:
+        """Text that does not parse: the unparsable verdict, and with it every command that
+        can still be read in it, so a syntax error never hides ``rm -rf /``."""
+        part = self.unparsable_part(self.p, text, f"{exc} (at character {exc.pos + 1})")
+        best: list[Part] = []
+        best_rank = -1
+        seen = self.seen
+        for body in salvage(text, toks, depth):
+            self.seen = dict(seen)  # each reading judges its own commands
+            parts = self.run_list(body, cwd, depth)[0]
+            rank = max((p.finish(self.p).action.rank for p in parts), default=-1)
+            if rank > best_rank:
+                best, best_rank = parts, rank
+        return [part, *best]
+
+    @staticmethod
+    def unparsable_part(policy: RuleSet, text: str, why: str) -> Part:
+        shown = text if len(text) <= 60 else text[:59] + "…"
+        outcome = strictest([policy.unparsable, policy.outcome_for(policy.unknown)])
+        return Part(
+            (text,),
+            "<unparsable>",
+            policy.unknown,
+            outcome,
+            BUILTIN_UNPARSABLE,
+            f"{shown!r} cannot be parsed as a shell command: {why}",
+        )
+
+    def run_list(self, body: list[Pipeline], cwd: str | None, depth: int) -> tuple[list[Part], str | None]:
+        parts: list[Part] = []
+        for pipeline in body:
+            stage_parts: list[list[Part]] = []
+            consumers: list[list[Part]] = []
+            alone = len(pipeline.stages) == 1
+            for stage in pipeline.stages:
+                if isinstance(stage, Group):
+                    targets = [r.target for r in stage.redirs if r.target is not None and r.heredoc is None]
+                    got = self.subs_of(targets, cwd, depth)[0]
+                    inner, inner_cwd = self.run_list(stage.body, cwd, depth + 1)
+                    got += inner + self.redirect_parts(stage.redirs, cwd)
+                    eaters = [p for p in inner if p.stdin_code]
+                    if alone and not stage.subshell:
+                        cwd = inner_cwd
+                else:
+                    key = _repeat_key(stage, cwd) if alone else None
+                    cached = self.seen.get(key) if key is not None else None
+                    if cached is not None:  # `ls; ls; ...`: the same command, judged once
+                        self.total += 1
+                        got, eater, new_cwd = cached[0], cached[1], _SAME
+                    else:
+                        got, eater, new_cwd = self.simple(stage, cwd, depth)
+                        if key is not None:
+                            self.seen[key] = (got, eater)
+                    eaters = [eater] if eater is not None else []
+                    if alone and new_cwd is not _SAME:
+                        cwd = new_cwd
+                stage_parts.append(got)
+                consumers.append(eaters)
+            for i in range(1, len(stage_parts)):
+                if consumers[i] and any(p.networked() for ps in stage_parts[:i] for p in ps):
+                    for eater in consumers[i]:
+                        self.remote_code(eater, "runs what a network download sends it")
+                if any(p.program in SHELLS or p.program in SOURCE for p in consumers[i]):
+                    fed = _literal_output(pipeline.stages[i - 1])  # `echo 'rm -rf /' | sh`
+                    if fed:
+                        stage_parts[i].extend(self.script_text(fed, cwd, depth + 1))
+            for ps in stage_parts:
+                parts.extend(ps)
+        return parts, cwd
+
+    # -- simple commands
+
+    def subs_of(
+        self, words: Iterable[Word], cwd: str | None, depth: int
+    ) -> tuple[list[Part], dict[int, list[Part]]]:
+        parts: list[Part] = []
+        by_word: dict[int, list[Part]] = {}
+        for w in words:
+            for sub in w.subs:
+                got = self.script_tokens(sub, cwd, depth + 1)
+                by_word.setdefault(id(w), []).extend(got)
+                parts.extend(got)
+        return parts, by_word
+
+    def simple(self, stage: Simple, cwd: str | None, depth: int) -> tuple[list[Part], Part | None, Any]:
+        targets = [r.target for r in stage.redirs if r.target is not None and r.heredoc is None]
+        parts, by_word = self.subs_of([*stage.assigns, *stage.words, *stage.data, *targets], cwd, depth)
+        for r in stage.redirs:
+            if r.heredoc is not None:
+                for sub in r.heredoc.subs:
+                    parts.extend(self.script_tokens(sub, cwd, depth + 1))
+        if not stage.words:
+            return parts + self.redirect_parts(stage.redirs, cwd), None, _SAME
+        got, eater, new_cwd = self.command_words(
+            stage.words, by_word, stage.redirs, cwd, depth, assigns=stage.assigns
+        )
+        return parts + got, eater, new_cwd
+
+    def redirect_parts(self, redirs: list[Redir], cwd: str | None) -> list[Part]:
+        findings = self.redirect_findings(redirs, cwd)
+        if not findings:
+            return []
+        self.tick()
+        return [Part((), "", (), None, "", "", findings)]
+
+    def tick(self) -> None:
+        self.total += 1
+        self.count += 1
+        if self.count > _MAX_PARTS:
+            raise TooComplex("the command holds too many commands to classify")
+
+    def command_words(
+        self,
+        words: list[Word],
+        by_word: dict[int, list[Part]],
+        redirs: list[Redir],
+        cwd: str | None,
+        depth: int,
+        assigns: Sequence[Word] = (),
+    ) -> tuple[list[Part], Part | None, Any]:
+        """Classify one command (its wrappers, then the program). Returns the parts, the
+        part that reads the standard input as code (if any), and the new working
+        directory when the command is ``cd`` (else ``_SAME``)."""
+        self.tick()
+        parts: list[Part] = []
+        via_xargs = False
+        env = list(assigns)  # NAME=VALUE the program gets (before it, or through env/sudo)
+        stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
+        while True:
+            w0 = words[0]
+            args = words[1:]
+            if w0.dynamic or w0.unknown or _is_pattern(w0):
+                part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
+                if any(p.networked() for p in by_word.get(id(w0), ())):
+                    self.remote_code(part, "is a program name computed from a download")
+                self.opaque(part, f"the program `{show((w0.value,), 40)}` is only known at run time")
+                return self.finish(parts, part, redirs, cwd)
+            name = _program_name(w0.value)
+            wrap = WRAPPERS.get(name)
+            if wrap is not None:
+                unwrapped = unwrap(name, wrap, args, cwd)
+                if unwrapped is not None:
+                    rest, wrapped_cwd, k = unwrapped
+                    wrapper_argv = words[: k + 1]
+                    rule = first_match(self.p, name, wrapper_argv[1:], cwd, self.root)[0]
+                    if rule is not None and rule.classes != (Category.READ_ONLY,):
+                        parts.append(self.part_for(name, wrapper_argv, cwd, rule=rule))
+                    env.extend(w for w in wrapper_argv[1:] if ASSIGN.match(w.value))
+                    if name == "xargs":
+                        via_xargs = True
+                        rest = with_input(rest, xargs_replace(wrapper_argv[1:]))
+                    if wrap.shell:
+                        return self.shell_wrapper(name, wrapper_argv, rest, parts, redirs, wrapped_cwd, depth)
+                    while len(rest) > 1 and is_assignment(rest[0]):
+                        env.append(rest.pop(0))  # `nice X=1 cmd` fails; read as the environment
+                    words, cwd = rest, wrapped_cwd
+                    continue
+            if name in SHELLS:
+                kind, script = shell_mode(args)
+                if kind == "c" and script is not None and not script.unknown:
+                    parts.extend(self.script_text(script.value, cwd, depth + 1))
+                    return parts + self.redirect_parts(redirs, cwd), None, _SAME
+            if name in _EVAL_LIKE and args:
+                parts.extend(self.script_text(" ".join(a.value for a in args), cwd, depth + 1))
+                return parts + self.redirect_parts(redirs, cwd), None, _SAME
+            if name == "trap":
+                operands = [a for a in args if not a.value.startswith("-")]
+                if len(operands) >= 2:
+                    parts.extend(self.script_text(operands[0].value, cwd, depth + 1))
+            if name == "alias":  # the value runs wherever the alias is used
+                for a in args:
+                    if "=" in a.value:
+                        parts.extend(self.script_text(a.value.split("=", 1)[1], cwd, depth + 1))
+            if name == "find":
+                for cmd in find_execs(args):
+                    parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
+            eff_cwd = program_cwd(name, args, cwd)
+            rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
+            part = self.part_for(name, words, eff_cwd, rule=rule)
+            if skipped is not None:
+                self.unknown_paths(part, skipped)
+            runs_before = len(self.runs)
+            parts.extend(self.effects(name, args, part, eff_cwd, env, depth))
+            shell = name in SHELLS or name in SOURCE
+            executes = shell or interpreter(name) is not None
+            if executes:
+                if any(p.networked() for a in args for p in by_word.get(id(a), ())):
+                    self.remote_code(part, "runs a script produced by a download")
+                part.stdin_code = via_xargs or (not stdin_redirected and reads_stdin_code(name, args))
+                parts.extend(self.stdin_script(name, redirs, cwd, depth))
+            if shell:
+                self.shell_input(name, args, part, redirs, eff_cwd, via_xargs)
+            elif "/" in w0.value:
+                self.runs.append((part, path_key(w0, cwd), False))
+            if name == "parallel":  # no command: it runs the lines of its input
+                self.opaque(part, "runs the commands its input holds")
+            if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
+                own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
+                for a in args:
+                    self.note_touched(a, eff_cwd, own)
+            new_cwd: Any = _SAME
+            if name in ("cd", "pushd", "popd") and not via_xargs:
+                new_cwd = cd_target(name, args, cwd)
+            got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
+            return got, eater, new_cwd
+
+    def shell_input(
+        self,
+        name: str,
+        args: list[Word],
+        part: Part,
+        redirs: list[Redir],
+        cwd: str | None,
+        via_xargs: bool,
+    ) -> None:
+        """A shell (or ``source``) running a script: from a file, or from its input."""
+        if via_xargs:
+            self.opaque(part, f"`{name}` runs shell code or a script that its input (xargs) names")
+            return
+        if part.stdin_code:
+            self.opaque(part, f"`{name}` runs the shell code on its standard input")
+            return
+        script: Word | None = None
+        if name in SOURCE:
+            script = args[0] if args else None
+        else:
+            kind, script = shell_mode(args)
+            if kind != "script":
+                script = None
+        if script is None:
+            for r in redirs:
+                if r.op == "<" and r.target is not None:
+                    script = r.target
+        if script is None:
+            return
+        if script.unknown or (script.dynamic and script.value.startswith(("<(", ">("))):
+            self.opaque(part, f"`{name}` runs a script that another command produces")
+            return
+        self.runs.append((part, path_key(script, cwd), True))
+
+    def shell_wrapper(
+        self,
+        name: str,
+        wrapper_argv: list[Word],
+        rest: list[Word],
+        parts: list[Part],
+        redirs: list[Redir],
+        cwd: str | None,
+        depth: int,
+    ) -> tuple[list[Part], Part | None, Any]:
+        """``watch`` and ``parallel`` join their command's words and run them with ``sh -c``."""
+        values = [w.value for w in rest]
+        text = " ".join(values)
+        if name == "parallel":
+            text = parallel_text(values)
+            part = self.part_for(name, [*wrapper_argv, *rest], cwd, rule=None)
+            self.opaque(
+                part,
+                "`parallel` runs its command once per input, with arguments that may come from its input",
+            )
+            parts.append(part)
+        if text:
+            parts.extend(self.script_text(text, cwd, depth + 1))
+        return parts + self.redirect_parts(redirs, cwd), None, _SAME
+
+    def late(self, parts: list[Part], text: str) -> None:
+        """Findings that need the whole command line: a script run from a file that the
+        same command line writes; more commands than a person would read."""
+        if self.total > _MAX_PARTS:
+            why = f"it holds {self.total} commands (more than {_MAX_PARTS})"
+            parts.insert(0, self.unparsable_part(self.p, text, why))
+        for part, key, any_change in self.runs:
+            if key in self.written or (any_change and key in self.touched):
+                shown = part.argv[1] if part.program in SOURCE and len(part.argv) > 1 else key
+                self.opaque(part, f"`{part.program}` runs {shown}, which this command line writes")
+
+    def finish(
+        self,
+        parts: list[Part],
+        part: Part,
+        redirs: list[Redir],
+        cwd: str | None,
+    ) -> tuple[list[Part], Part | None, Any]:
+        part.findings.extend(self.redirect_findings(redirs, cwd))
+        if (
+            cwd is not None
+            and not within(cwd, self.root)
+            and ({Category.MUTATING, Category.DESTRUCTIVE} & set(part.classes))
+        ):
+            where = "~" if cwd.startswith(HOME_DIR) else cwd
+            part.findings.append(cwd_outside(f"runs in {where}"))
+        parts.append(part)
+        return parts, (part if part.stdin_code else None), _SAME
+
+    def stdin_script(self, name: str, redirs: list[Redir], cwd: str | None, depth: int) -> list[Part]:
+        """A here-document or here-string given to a shell is a script: classify it."""
+        if name not in SHELLS:
+            return []
+        out: list[Part] = []
+        for r in redirs:
+            if r.heredoc is not None:
+                out.extend(self.script_text(r.heredoc.body, cwd, depth + 1))
+            elif r.op == "<<<" and r.target is not None:
+                out.extend(self.script_text(r.target.value, cwd, depth + 1))
+        return out
+
+    def part_for(
+        self, name: str, words: list[Word], cwd: str | None, *, rule: Rule | None, dynamic: bool = False
+    ) -> Part:
+        argv = tuple(w.value for w in words)
+        shown = show(argv)
+        if rule is not None:
+            why = rule.description or ", ".join(rule.classes)
+            return Part(
+                argv,
+                name,
+                rule.classes,
+                rule.outcome,
+                rule.name,
+                f"`{shown}` matches rule {rule.name!r} ({why})",
+            )
+        unknown = ", ".join(self.p.unknown)
+        if dynamic:
+            text = f"`{shown}`: the program is only known at run time; treated as unknown ({unknown})"
+        else:
+            text = f"`{shown}`: {name!r} matches no rule; unknown programs are {unknown}"
+        return Part(argv, name, self.p.unknown, None, DEFAULT_RULE, text)
+
+
+_SAME: Final[Any] = object()
+
+
+def _repeat_key(stage: Simple, cwd: str | None) -> tuple[str | None, tuple[str, ...]] | None:
+    """A plain command (literal words, no redirection, no assignment) that, run again in the
+    same directory, is judged the same: its key. ``cd`` is not plain (it moves)."""
+    if stage.redirs or stage.assigns or stage.data or not stage.words:
+        return None
+    for w in stage.words:
+        if w.dynamic or w.subs or w.glob:
+            return None
+    values = tuple(w.value for w in stage.words)
+    if values[0] in ("cd", "pushd", "popd"):
+        return None
+    return cwd, values
+
+
+def _literal_output(stage: Simple | Group) -> str | None:
+    """What ``echo``/``printf`` with literal arguments writes (roughly), else None."""
+    if not isinstance(stage, Simple) or not stage.words or stage.words[0].value not in ("echo", "printf"):
+        return None
+    if any(w.dynamic for w in stage.words):
+        return None
+    values = [w.value for w in stage.words[1:]]
+    if stage.words[0].value == "echo":
+        while values and re.fullmatch(r"-[neE]+", values[0]):
+            values.pop(0)
+        return " ".join(values).replace("\\n", "\n")  # dash's echo reads escapes
+    return "\n".join(v.replace("\\n", "\n") for v in values)
+
+
+def _is_pattern(w: Word) -> bool:
+    """A word with an unquoted glob that may match files (``/bin/r?``); a lone ``[`` is not."""
+    if not w.glob or w.mask is None:
+        return False
+    opened = False
+    for ch, unquoted in zip(w.value, w.mask, strict=True):
+        if not unquoted:
+            continue
+        if ch in "*?" or (ch == "]" and opened):
+            return True
+        if ch == "[":
+            opened = True
+    return False

@@ -1,0 +1,86 @@
+"""The classifier's records: one simple command while it is judged (``Part``) and what its
+command line shows beside the program (``Finding``), and how a part becomes a
+``CommandInfo``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from .model import BUILTIN_CWD_OUTSIDE, Category, CommandInfo, Outcome, RuleSet
+
+
+class Finding:
+    """Something the command line shows beside the program: a redirection, a directory."""
+
+    __slots__ = ("classes", "name", "outcome", "text")
+
+    def __init__(
+        self, name: str, classes: tuple[Category, ...], text: str, outcome: Outcome | None = None
+    ) -> None:
+        self.name = name
+        self.classes = classes
+        self.text = text
+        self.outcome = outcome  # overrides [outcomes] (opaque code, unknown paths)
+
+
+class Part:
+    """One simple command while it is being classified."""
+
+    __slots__ = ("argv", "classes", "findings", "name", "outcome", "program", "stdin_code", "text")
+
+    def __init__(
+        self,
+        argv: tuple[str, ...],
+        program: str,
+        classes: tuple[Category, ...],
+        outcome: Outcome | None,
+        name: str,
+        text: str,
+        findings: list[Finding] | None = None,
+    ) -> None:
+        self.argv = argv
+        self.program = program
+        self.classes = classes  # of the rule, or of [defaults] unknown
+        self.outcome = outcome  # the rule's override
+        self.name = name  # the rule's name, "default", or a builtin
+        self.text = text  # why, for the reason
+        self.findings = findings if findings is not None else []
+        self.stdin_code = False  # runs what arrives on its standard input as code
+
+    def all_classes(self) -> set[Category]:
+        out = set(self.classes)
+        for f in self.findings:
+            out.update(f.classes)
+        return out
+
+    def networked(self) -> bool:
+        return Category.NETWORKED in self.all_classes()
+
+    def finish(self, policy: RuleSet) -> CommandInfo:
+        action = self.outcome
+        if action is None:
+            action = policy.outcome_for(self.classes) if self.classes else Outcome.ALLOW
+        rule, text = self.name, self.text
+        for f in self.findings:
+            o = f.outcome if f.outcome is not None else policy.outcome_for(f.classes)
+            if o.rank > action.rank or (not self.classes and rule == ""):
+                action, rule, text = o, f.name, f.text
+        cats = self.all_classes()
+        if len(cats) > 1:
+            cats.discard(Category.READ_ONLY)
+        notes = [f.text for f in self.findings if f.text != text]
+        reason = text + "".join(f"; {n}" for n in notes)
+        return CommandInfo(self.argv, self.program, tuple(sorted(cats)), action, rule, reason)
+
+
+def cwd_outside(what: str) -> Finding:
+    """The ``builtin:cwd-outside`` finding: ``what`` (``runs in /x``, ``works on /x``) is
+    outside the workspace."""
+    return Finding(BUILTIN_CWD_OUTSIDE, (Category.HOST_ESCAPE_RISK,), f"{what}, outside the workspace")
+
+
+def show(argv: Sequence[str], limit: int = 80) -> str:
+    text = shlex.join(argv) if argv else "(redirection)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,482 @@
+"""What avfs knows of programs' arguments: the wrappers that run another command (env,
+sudo, xargs, watch...) and how to find it, shells and interpreters and where they read code
+from, ``find -exec``, ``xargs``' and ``parallel``'s inputs, options that take a value or move
+the working directory, and options whose value is a file the program writes. awk and sed
+programs are read by ``awk`` and ``sed``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Final
+
+from .lexer import Word
+from .parser import ASSIGN
+from .paths import literal_path, resolve_dir
+
+
+class Wrap:
+    """How to find the command a wrapper (env, sudo, nice...) runs."""
+
+    __slots__ = (
+        "assignments",
+        "chdir",
+        "no_command",
+        "operands",
+        "shell",
+        "split",
+        "value_long",
+        "value_short",
+    )
+
+    def __init__(
+        self,
+        value_short: str = "",
+        value_long: frozenset[str] = frozenset(),
+        *,
+        operands: int = 0,
+        assignments: bool = False,
+        chdir: tuple[str, ...] = (),
+        no_command: str = "",
+        split: tuple[str, ...] = (),
+        shell: bool = False,
+    ) -> None:
+        self.value_short = value_short  # short options that take a value
+        self.value_long = value_long  # long options that take a value (unless --x=v)
+        self.operands = operands  # operands before the command (timeout's DURATION)
+        self.assignments = assignments  # NAME=VALUE words before the command (env, sudo)
+        self.chdir = chdir  # options whose value is the command's directory
+        self.no_command = no_command  # short flags meaning "no command follows" (command -v)
+        self.split = split  # options whose value is itself a command line (env -S)
+        self.shell = shell  # the command's words are joined and run by a shell (watch)
+
+
+WRAPPERS: Final = {
+    "env": Wrap(
+        "uCSP",
+        frozenset({"--unset", "--chdir", "--split-string"}),
+        assignments=True,
+        chdir=("-C", "--chdir"),
+        split=("-S", "--split-string"),
+    ),
+    "sudo": Wrap(
+        "ugCDprtTUR",
+        frozenset(
+            {"--user", "--group", "--close-from", "--chdir", "--host", "--prompt", "--role", "--type"}
+            | {"--command-timeout", "--other-user", "--chroot"}
+        ),
+        assignments=True,
+        chdir=("-D", "--chdir"),
+        no_command="elvkK",
+    ),
+    "doas": Wrap("uC"),
+    "nice": Wrap("n", frozenset({"--adjustment"})),
+    "timeout": Wrap("sk", frozenset({"--signal", "--kill-after"}), operands=1),
+    "nohup": Wrap(),
+    "time": Wrap("fo", frozenset({"--format", "--output"})),
+    "command": Wrap("", no_command="vV"),
+    "builtin": Wrap(),
+    "exec": Wrap("a"),
+    "stdbuf": Wrap("ioe", frozenset({"--input", "--output", "--error"})),
+    "ionice": Wrap(
+        "cnpPu", frozenset({"--class", "--classdata", "--pid", "--pgid", "--uid"}), no_command="pPu"
+    ),
+    "setsid": Wrap(),
+    "busybox": Wrap(),
+    "xargs": Wrap(
+        "adEILnPs",
+        frozenset(
+            {"--arg-file", "--delimiter", "--max-args", "--max-procs", "--max-chars", "--process-slot-var"}
+        ),
+    ),
+    # `watch CMD ARGS` runs `sh -c "CMD ARGS"` (`-x` runs it directly: parsed the same way)
+    "watch": Wrap("nq", frozenset({"--interval", "--equexit"}), shell=True),
+    # GNU parallel runs its command through a shell, once per input (`:::` lists, stdin)
+    "parallel": Wrap(
+        "jSadEINnLPs",
+        frozenset(
+            {"--jobs", "--sshlogin", "--arg-file", "--delimiter", "--eof", "--max-args", "--max-lines"}
+            | {"--max-replace-args", "--max-procs", "--max-chars", "--results", "--joblog", "--tmpdir"}
+            | {"--workdir", "--wd", "--timeout", "--retries", "--delay", "--colsep", "--env", "--profile"}
+            | {"--tag-string", "--basefile", "--return", "--transferfile", "--rpl", "--memfree"}
+        ),
+        shell=True,
+    ),
+    "unbuffer": Wrap(),
+    "chronic": Wrap(),
+}
+# Options of a program that is otherwise read-only whose value is a file it writes:
+# (those options, the short options that take a value; None: options are whole words)
+WRITE_OPTS: Final[dict[str, tuple[tuple[str, ...], str | None]]] = {
+    "sort": (("-o", "--output"), "ktoST"),
+    "shuf": (("-o", "--output"), "ino"),
+    "less": (("-o", "-O", "--log-file", "--LOG-FILE"), "bhjkoOpPtTxyz#"),
+    "find": (("-fprint", "-fprint0", "-fprintf", "-fls"), None),
+    "tree": (("-o",), "LPIoHT"),
+    "info": (("-o", "--output"), "odfn"),
+}
+
+
+SHELLS: Final = frozenset(
+    {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "rbash", "yash", "posh"}
+)
+# interpreter -> (flags whose presence means the code is an argument, options taking a value)
+_INTERPRETERS: Final = {
+    "python": ("cm", "WXQ"),
+    "pypy": ("cm", "WX"),
+    "perl": ("eE", "IMml"),
+    "ruby": ("e", "IrCEF"),
+    "node": ("ep", "r"),
+    "nodejs": ("ep", "r"),
+    "php": ("rBRFE", "cdz"),
+    "lua": ("e", "l"),
+}
+SOURCE: Final = frozenset({"source", "."})
+_STDIN_FILES: Final = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
+
+
+# options taking a value that come before a subcommand
+GLOBAL_VALUE_OPTS: Final = {
+    "git": frozenset(
+        {
+            "-C",
+            "-c",
+            "--git-dir",
+            "--work-tree",
+            "--namespace",
+            "--exec-path",
+            "--config-env",
+            "--super-prefix",
+        }
+    ),
+    "npm": frozenset({"--prefix", "-w", "--workspace"}),
+    "pnpm": frozenset({"-C", "--dir", "--filter", "-F"}),
+    "yarn": frozenset({"--cwd"}),
+    "cargo": frozenset({"-C", "-Z", "--manifest-path", "--config", "--color"}),
+    "uv": frozenset({"--directory", "--project", "-p", "--python", "--cache-dir", "--config-file"}),
+    "poetry": frozenset({"-C", "--directory", "-P", "--project"}),
+    "go": frozenset({"-C"}),
+    "docker": frozenset({"-H", "--host", "-c", "--context", "--config", "-l", "--log-level"}),
+}
+# options that make a program work in another directory: (options, only before the subcommand)
+_CHDIR_OPTS: Final = {
+    "git": (("-C",), True),
+    "make": (("-C", "--directory"), False),
+    "gmake": (("-C", "--directory"), False),
+    "tar": (("-C", "--directory"), False),
+    "cargo": (("-C",), True),
+    "npm": (("--prefix",), False),
+    "pnpm": (("-C", "--dir"), True),
+    "yarn": (("--cwd",), True),
+    "uv": (("--directory",), False),
+    "go": (("-C",), True),
+    "poetry": (("-C", "--directory"), True),
+}
+
+
+def unwrap(
+    name: str, wrap: Wrap, args: list[Word], cwd: str | None
+) -> tuple[list[Word], str | None, int] | None:
+    """The wrapped command of ``name args`` (None when there is none), the directory it
+    runs in, and how many of ``args`` belong to the wrapper."""
+    i = 0
+    extra: list[Word] = []
+    while i < len(args):
+        v = args[i].value
+        if v == "--":
+            i += 1
+            break
+        if v == "-" and name == "env":
+            i += 1
+            continue
+        if v.startswith("--") and len(v) > 2:
+            key, eq, value = v.partition("=")
+            if key in wrap.value_long and not eq:
+                value = args[i + 1].value if i + 1 < len(args) else ""
+                i += 1
+            if key in wrap.value_long:
+                if key in wrap.chdir:
+                    cwd = resolve_dir(literal_path(value), cwd)
+                if key in wrap.split:
+                    extra = _split_words(value)
+            i += 1
+            continue
+        if v.startswith("-") and len(v) > 1:
+            for j in range(1, len(v)):
+                ch = v[j]
+                if ch in wrap.no_command:
+                    return None
+                if ch in wrap.value_short:
+                    if j + 1 < len(v):
+                        value = v[j + 1 :]
+                    else:
+                        value = args[i + 1].value if i + 1 < len(args) else ""
+                        i += 1
+                    if "-" + ch in wrap.chdir:
+                        cwd = resolve_dir(literal_path(value), cwd)
+                    if "-" + ch in wrap.split:
+                        extra = _split_words(value)
+                    break
+            i += 1
+            continue
+        break
+    i += wrap.operands
+    if wrap.assignments:
+        while i < len(args) and ASSIGN.match(args[i].value):
+            i += 1
+    rest = extra + args[i:]
+    if not rest:
+        return None
+    return rest, cwd, min(i, len(args))
+
+
+def program_cwd(name: str, args: list[Word], cwd: str | None) -> str | None:
+    spec = _CHDIR_OPTS.get(name)
+    if spec is None:
+        return cwd
+    opts, global_only = spec
+    values = [a.value for a in args]
+    k = 0
+    value_opts = GLOBAL_VALUE_OPTS.get(name, frozenset())
+    while k < len(args):
+        v = values[k]
+        if global_only and not v.startswith("-"):
+            break
+        for opt in opts:
+            if v == opt and k + 1 < len(args):
+                cwd = resolve_dir(args[k + 1], cwd)
+                k += 1
+                break
+            if opt.startswith("--") and v.startswith(opt + "="):
+                cwd = resolve_dir(Word.literal(v.split("=", 1)[1]), cwd)
+                break
+            if not opt.startswith("--") and v.startswith(opt) and len(v) > len(opt) and not global_only:
+                cwd = resolve_dir(Word.literal(v[len(opt) :]), cwd)
+                break
+        else:
+            if v in value_opts:
+                k += 1
+        k += 1
+    return cwd
+
+
+def subcommand(name: str, values: list[str]) -> str | None:
+    value_opts = GLOBAL_VALUE_OPTS.get(name, frozenset())
+    skip = False
+    for v in values:
+        if skip:
+            skip = False
+            continue
+        if v.startswith("-"):
+            skip = v in value_opts
+            continue
+        if v.startswith("+"):
+            continue
+        return v
+    return None
+
+
+_INPUT: Final = "<input>"
+
+
+def _input_word() -> Word:
+    w = Word.literal(_INPUT)
+    w.unknown = True
+    return w
+
+
+def xargs_replace(options: list[Word]) -> str | None:
+    """The replace string of ``xargs -I R`` / ``-i[R]`` / ``--replace[=R]``."""
+    for k, w in enumerate(options):
+        v = w.value
+        if v == "-I" and k + 1 < len(options):
+            return options[k + 1].value or None
+        if v.startswith("-I") and len(v) > 2:
+            return v[2:]
+        if v.startswith("-i") and not v.startswith("--"):
+            return v[2:] or "{}"
+        if v == "--replace" or v.startswith("--replace="):
+            return v.partition("=")[2] or "{}"
+    return None
+
+
+def with_input(rest: list[Word], replace: str | None) -> list[Word]:
+    """xargs' command with the words it reads from its input: unknown paths."""
+    if replace is None:
+        return [*rest, _input_word()]
+    out: list[Word] = []
+    for w in rest:
+        if replace in w.value:
+            u = Word.literal(w.value)
+            u.unknown = True
+            out.append(u)
+        else:
+            out.append(w)
+    return out
+
+
+_PARALLEL_SEPS: Final = frozenset({":::", "::::", ":::+", "::::+"})
+_PARALLEL_REPL: Final = r"\{[^{}\s]*\}"  # compiled on use
+
+
+def parallel_text(values: list[str]) -> str:
+    """What ``parallel CMD ::: A B`` runs, as one shell text (all inputs at once)."""
+    k = next((i for i, v in enumerate(values) if v in _PARALLEL_SEPS), len(values))
+    inputs: list[str] = []
+    literal = False
+    for v in values[k:]:
+        if v in _PARALLEL_SEPS:
+            literal = v in (":::", ":::+")
+        elif literal:
+            inputs.append(v)
+    cmd = " ".join(values[:k])
+    if not cmd:
+        return "\n".join(inputs)  # the inputs are the commands
+    if not inputs:
+        return cmd
+    joined = " ".join(shlex.quote(i) for i in inputs)
+    if re.search(_PARALLEL_REPL, cmd):
+        return re.sub(_PARALLEL_REPL, lambda _m: joined, cmd)
+    return cmd + " " + joined
+
+
+def option_values(args: list[Word], opts: tuple[str, ...], value_short: str | None) -> list[Word]:
+    """The values of ``opts`` in ``args`` (``-o F``, ``-oF``, ``-ro F``, ``--output=F``)."""
+    out: list[Word] = []
+    k = 0
+    while k < len(args):
+        v = args[k].value
+        nxt = args[k + 1] if k + 1 < len(args) else None
+        if v == "--" and value_short is not None:
+            break
+        if v in opts:
+            if nxt is not None:
+                out.append(nxt)
+            k += 2
+            continue
+        if v.startswith("--"):
+            key, eq, value = v.partition("=")
+            if eq and key in opts:
+                out.append(literal_path(value))
+        elif value_short is not None and v.startswith("-") and len(v) > 1:
+            for j in range(1, len(v)):
+                ch = v[j]
+                if ch in value_short:
+                    value_word = literal_path(v[j + 1 :]) if j + 1 < len(v) else nxt
+                    if "-" + ch in opts and value_word is not None:
+                        out.append(value_word)
+                    if j + 1 >= len(v):
+                        k += 1
+                    break
+        k += 1
+    return out
+
+
+def _split_words(value: str) -> list[Word]:
+    try:
+        return [Word.literal(v) for v in shlex.split(value)]
+    except ValueError:
+        return [Word.literal(v) for v in value.split()]
+
+
+def shell_mode(args: list[Word]) -> tuple[str, Word | None]:
+    """How a shell is told what to run: ("c", the string), ("script", the file) or
+    ("stdin", None)."""
+    has_c = False
+    stdin = False
+    i = 0
+    while i < len(args):
+        v = args[i].value
+        if v in ("-", "--"):
+            i += 1
+            stdin = stdin or v == "-"
+            break
+        if v.startswith("--"):
+            i += 2 if v in ("--rcfile", "--init-file") else 1
+            continue
+        if len(v) > 1 and v[0] in "-+":
+            flags = v[1:]
+            if v[0] == "-" and "c" in flags:
+                has_c = True
+            if v[0] == "-" and "s" in flags:
+                stdin = True
+            i += 2 if ("o" in flags or "O" in flags) else 1
+            continue
+        break
+    rest = args[i:]
+    if has_c:
+        return "c", (rest[0] if rest else None)
+    if stdin or not rest or rest[0].value in _STDIN_FILES:
+        return "stdin", None
+    return "script", rest[0]
+
+
+def interpreter(name: str) -> tuple[str, str] | None:
+    base = name.rstrip("0123456789.")
+    return _INTERPRETERS.get(base)
+
+
+def reads_stdin_code(name: str, args: list[Word]) -> bool:
+    if name in SHELLS:
+        return shell_mode(args)[0] == "stdin"
+    if name in SOURCE:
+        return bool(args) and (args[0].value in _STDIN_FILES or args[0].value == "-")
+    spec = interpreter(name)
+    if spec is None:
+        return False
+    code_flags, value_flags = spec
+    k = 0
+    while k < len(args):
+        v = args[k].value
+        if v == "-":
+            return True
+        if v == "--":
+            return k + 1 >= len(args) or args[k + 1].value == "-"
+        if v.startswith("-") and len(v) > 1:
+            if v.startswith("--"):
+                k += 1
+                continue
+            if any(ch in code_flags for ch in v[1:2]):
+                return False
+            if v[1] in value_flags and len(v) == 2:
+                k += 1
+            k += 1
+            continue
+        return False  # a script file
+    return True
+
+
+def find_execs(args: list[Word]) -> list[list[Word]]:
+    """The commands of ``find -exec/-execdir/-ok/-okdir``, with ``{}`` replaced by the
+    starting points (``find / -exec rm {} +`` runs ``rm /...``)."""
+    starts: list[str] = []
+    i = 0
+    while i < len(args) and (args[i].value in ("-H", "-L", "-P") or args[i].value.startswith(("-O", "-D"))):
+        i += 1
+    while i < len(args) and not args[i].value.startswith(("-", "(", "!", ")")):
+        starts.append(args[i].value)
+        i += 1
+    if not starts:
+        starts = ["."]
+    out: list[list[Word]] = []
+    while i < len(args):
+        if args[i].value in ("-exec", "-execdir", "-ok", "-okdir"):
+            j = i + 1
+            cmd: list[Word] = []
+            while (
+                j < len(args)
+                and args[j].value != ";"
+                and not (args[j].value == "+" and cmd and cmd[-1].value == "{}")
+            ):
+                if args[j].value == "{}":
+                    cmd.extend(Word.literal(s) for s in starts)
+                else:
+                    cmd.append(args[j])
+                j += 1
+            if cmd:
+                out.append(cmd)
+            i = j + 1
+            continue
+        i += 1
+    return out
