@@ -305,6 +305,25 @@ def test_edquot_through_a_mount_for_bytes_another_fork_used(
     assert vault.workspace("main").read("small.bin") == b"s" * 10_000
 
 
+def test_one_long_write_through_a_mount_stops_at_the_limit(home: Home, vault: Vault, tmp_path: Path) -> None:
+    """`dd bs=1M count=500` under a 20 MiB quota: the write fails with EDQUOT near the limit
+    (it used to run to 500 MiB: each recheck counted the file at its last recorded size)."""
+    with _mounted(home, vault, "main", tmp_path / "mnt") as mp:
+        limit = _used(vault) + (20 << 20)
+        vault.set_quota(max_bytes=limit)
+        dd = subprocess.run(
+            ["dd", "if=/dev/zero", f"of={mp}/big.bin", "bs=1M", "count=500"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert dd.returncode != 0 and "quota exceeded" in dd.stderr.lower(), dd.stderr
+        size = os.path.getsize(os.path.join(mp, "big.bin"))
+        assert 0 < size <= 20 << 20, size
+    assert _used(_fresh(vault)) <= limit
+    assert len(vault.workspace("main").read("big.bin")) == size
+
+
 def test_edquot_through_a_mount_for_files(home: Home, vault: Vault, tmp_path: Path) -> None:
     with _mounted(home, vault, "main", tmp_path / "mnt") as mp:
         vault.set_quota(max_files=2)

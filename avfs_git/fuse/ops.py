@@ -724,7 +724,11 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             return os.pwrite(h.fd, data, offset)
         end = offset + len(data)
         if end > h.limit:
-            # cheap bound per handle; recheck against the overlay before refusing
+            # cheap bound per handle; recheck against the overlay before refusing. The
+            # overlay counts this file at the size last recorded (flush, release): record
+            # what the handle wrote so far first, or one long write (`dd count=500`) is
+            # measured against a stale total and passes the limit bound by bound
+            self.ws.record_sizes([h.path])
             h.limit = os.fstat(h.fd).st_size + max(0, self.ws.quota_left())
             if end > h.limit:
                 raise fuse.FuseOSError(errno.EDQUOT)
