@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import pygit2
 
 from . import names, refs
-from .errors import AvfsError, RevisionNotFoundError
+from .errors import AvfsError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
 from .gitstore import rfc3339
 from .treediff import diff_trees, pair_renames
-from .types import MODE_LINK, Change, ChangeStatus, CommitId, CommitInfo
+from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -285,3 +285,23 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
 def _label(path: str) -> str:
     """``path`` as valid UTF-8 (a non-UTF-8 name read from git carries surrogate escapes)."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
+    """The bytes of file ``path`` at revision ``rev`` (``git show REV:PATH``); a symlink
+    gives its target, as git stores it."""
+    commit = resolve(vault, rev, fork)
+    p = names.norm_path(path)
+    hit = vault.store.tree_lookup(vault.store.commit_tree(commit), p)
+    if hit is None:
+        raise PathNotFoundError(
+            f"{p}: no such file at {rev} ({commit[:12]})",
+            hint="paths are relative to the workspace root",
+            details={"path": p, "revision": rev, "commit": commit},
+        )
+    oid, mode = hit
+    if mode == MODE_TREE:
+        raise IsDirectoryError(f"{p or '/'}: is a directory at {rev}", details={"path": p, "revision": rev})
+    if mode == MODE_COMMIT:
+        raise PathNotFoundError(f"{p}: is a submodule at {rev}", details={"path": p, "revision": rev})
+    return vault.store.blob_data(oid)
