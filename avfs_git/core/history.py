@@ -122,6 +122,34 @@ def commit_info(c: pygit2.Commit, cps: dict[str, list[str]] | None = None) -> Co
     )
 
 
+def split_range(spec: str) -> tuple[str, str, bool] | None:
+    """git's ``A..B`` -> (A, B, False) and ``A...B`` -> (A, B, True); an empty side is
+    ``HEAD``; None when ``spec`` is a single revision (no ref name holds ``..``)."""
+    for sep, symmetric in (("...", True), ("..", False)):
+        if sep in spec:
+            a, _, b = spec.partition(sep)
+            return a or "HEAD", b or "HEAD", symmetric
+    return None
+
+
+def merge_base(vault: Vault, a: str, b: str) -> str:
+    """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``)."""
+    base = vault.store.repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+    if base is None:
+        raise RevisionNotFoundError(f"{a[:12]} and {b[:12]} share no history", details={"old": a, "new": b})
+    return str(base)
+
+
+def diff_range(vault: Vault, spec: str, fork: str | None = None) -> tuple[str, str] | None:
+    """The (old, new) commit ids a diff of range ``spec`` compares: ``A..B`` is A with B,
+    ``A...B`` is their merge base with B (as ``git diff``); None when not a range."""
+    parts = split_range(spec)
+    if parts is None:
+        return None
+    a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
+    return (merge_base(vault, a, b) if parts[2] else a), b
+
+
 def log(
     vault: Vault,
     fork: str | None = None,
@@ -130,15 +158,27 @@ def log(
     limit: int | None = None,
     rev: str | None = None,
 ) -> list[CommitInfo]:
-    """Commits of ``fork`` newest first (first-parent), or of every fork with ``all_forks``."""
+    """Commits of ``fork`` newest first (first-parent), or of every fork with ``all_forks``.
+
+    ``rev`` starts the walk there; a range ``A..B`` lists what B has and A has not, and
+    ``A...B`` what either has and not both (as ``git log``)."""
     fork = fork or vault.default_fork
     repo = vault.store.repo
     walker = repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+    parts = split_range(rev) if rev else None
     if all_forks:
         for f in vault.fork_names():
             tip = refs.read_ref(repo, refs.fork_ref(f))
             if tip:
                 walker.push(pygit2.Oid(hex=tip))
+    elif parts is not None:
+        a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
+        walker.push(pygit2.Oid(hex=b))
+        if parts[2]:
+            walker.push(pygit2.Oid(hex=a))
+            walker.hide(pygit2.Oid(hex=merge_base(vault, a, b)))
+        else:
+            walker.hide(pygit2.Oid(hex=a))
     else:
         walker.push(pygit2.Oid(hex=resolve(vault, rev or "HEAD", fork)))
         walker.simplify_first_parent()
@@ -305,3 +345,14 @@ def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
     if mode == MODE_COMMIT:
         raise PathNotFoundError(f"{p}: is a submodule at {rev}", details={"path": p, "revision": rev})
     return vault.store.blob_data(oid)
+
+
+def commit_diff(vault: Vault, commit: str) -> DiffResult:
+    """What ``commit`` changed against its first parent (everything, for a root commit):
+    the diff ``git show`` and ``git log -p`` print."""
+    store = vault.store
+    c = store.commit(commit)
+    parent = str(c.parent_ids[0]) if c.parent_ids else None
+    out: list[Change] = []
+    diff_trees(store, store.commit_tree(parent) if parent else None, str(c.tree_id), "", out)
+    return DiffResult(parent or "", commit, pair_renames(out))
