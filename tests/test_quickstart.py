@@ -312,6 +312,32 @@ def test_down_without_an_argument_says_which_mounts_are_live(
     assert not mounts._mounted_at(up.mountpoint)
 
 
+def test_up_of_a_directory_holding_only_a_nested_repository_says_so(
+    qhome: Home, tmp_path: Path, cli_proc: Any
+) -> None:
+    outer = tmp_path / "outer"
+    inner = outer / "inner"
+    inner.mkdir(parents=True)
+    (inner / "f.txt").write_text("hi\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(inner)], check=True)
+    subprocess.run(["git", "-C", str(inner), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(inner), "commit", "-qm", "one"], check=True)
+    r = cli_proc("up", str(outer))
+    assert r.code == 0, r.err
+    assert f"warning: vault outer is empty: {outer} holds only git repositories of their own (inner)" in r.err
+    assert f"import the repository itself: avfs up {inner}" in r.err
+    r = cli_proc("vault", "create", "again", "--from", str(outer))
+    assert r.code == 0 and f"avfs vault create again-2 --from {inner}" in r.err
+    # a repository beside other files: those are imported, and the warning names it
+    (tmp_path / "mixed" / "sub").mkdir(parents=True)
+    (tmp_path / "mixed" / "top.txt").write_text("t\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path / "mixed" / "sub")], check=True)
+    doc = cli_proc("--json", "up", str(tmp_path / "mixed")).json()
+    assert doc["warnings"] == [
+        f"files not imported: git repositories of their own inside {tmp_path / 'mixed'} (sub)"
+    ]
+
+
 def test_down_keep_with_conflicts_keeps_the_fork(
     qhome: Home, proj: Path, cli: Callable[..., CliResult]
 ) -> None:

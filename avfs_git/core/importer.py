@@ -85,6 +85,19 @@ def _list_files(src: str, use_gitignore: bool, git_dir: str) -> list[str]:
     return sorted(set(paths))
 
 
+def nested_repositories(src: str) -> list[str]:
+    """Directories below ``src`` that are git repositories of their own (a ``.git`` inside):
+    an import leaves their files out, as git does (they are another repository's)."""
+    found: list[str] = []
+    for root, dirs, _ in os.walk(src):
+        if root != src and (".git" in dirs or os.path.isfile(os.path.join(root, ".git"))):
+            found.append(os.path.relpath(root, src))
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if d != ".git" and not os.path.islink(os.path.join(root, d)))
+    return sorted(found)
+
+
 def _stream_file(w: IO[bytes], full: str, st: os.stat_result) -> None:
     with open(full, "rb") as fh:
         if st.st_size <= _BIG:
