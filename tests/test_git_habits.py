@@ -100,6 +100,14 @@ def test_diff_takes_gits_revision_forms_paths_and_cached(cli_proc, proj: Path) -
     assert names("--cached") == names("--staged") == names() == ["M\ta.txt"]
     r = cli_proc("diff", "HEAD~1..HEAD", "HEAD")
     assert r.code == 2 and "range" in r.err
+    # @{N}: where the fork was N moves ago (its reflog), as git reads the same vault
+    assert names("HEAD@{1}", "HEAD") == names("@{1}", "HEAD") == names("main@{1}", "main") == ["A\tb.txt"]
+    vault_dir = proj / "avfs-home" / "vaults" / "p.git"
+    reflog = git("--git-dir", str(vault_dir), "rev-parse", "main@{1}").strip()
+    assert cli_proc("--json", "log", "-1", "@{1}").json()["commits"][0]["id"] == reflog
+    r = cli_proc("--json", "diff", "HEAD@{99}")
+    err = r.json()["error"]
+    assert err["code"] == "revision_not_found" and "reflog" in err["message"] and "op log" in err["hint"]
 
 
 def test_status_short_and_show(cli_proc, proj: Path) -> None:
@@ -110,6 +118,7 @@ def test_status_short_and_show(cli_proc, proj: Path) -> None:
     r = cli_proc("status", "-s")
     assert r.code == 0 and sorted(r.out.splitlines()) == ["A  new.txt", "D  b.txt", "M  a.txt"]
     assert cli_proc("status", "--porcelain").out == r.out
+    assert cli_proc("status", "-sb").out == "## main\n" + r.out
 
     r = cli_proc("show", "HEAD~1")
     assert r.code == 0 and "    two" in r.out and "-a\n+b" in r.out

@@ -36,8 +36,9 @@ _COLOUR = {"A": "green", "M": "yellow", "D": "red", "R": "cyan", "T": "magenta"}
     is_flag=True,
     help="One `XY PATH` line per change, as `git status -s` (every change is staged: no index).",
 )
+@click.option("-b", "--branch", "branch", is_flag=True, help="With -s: a `## FORK` line first, as git's.")
 @pass_app
-def status_cmd(app: App, list_ignored: bool, short: bool) -> None:
+def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
     """Uncheckpointed changes of the fork (its overlay against its base commit).
 
     Paths git ignores (.gitignore, the vault's info/exclude, core.excludesFile) are not
@@ -55,6 +56,8 @@ def status_cmd(app: App, list_ignored: bool, short: bool) -> None:
     def human_short() -> None:
         # git's short format: X is the index, Y the worktree; a checkpoint takes every
         # change, so each one shows as staged (`git add -A` done)
+        if branch:
+            app.output.plain("## {}", fork)
         for c in changes:
             letter = _LETTER[c.status]
             if c.old_path:

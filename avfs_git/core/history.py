@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .vault import Vault
     from .workspace import Workspace
 
-_HEAD_RE = re.compile(r"^(HEAD|@)(?=$|[~^])")
+_HEAD_RE = re.compile(r"^(HEAD(?=$|[~^@])|@(?=$|[~^])|(?=@\{))")  # HEAD, @, or a bare @{N}
 
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -54,7 +54,8 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
 
     In order: ``HEAD``/``@`` (the fork's tip), ``FORK:NAME`` (another fork's checkpoint),
     a checkpoint of this fork, a fork, a commit id or anything ``git rev-parse`` accepts,
-    and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply.
+    and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply;
+    ``@{N}`` (``HEAD@{N}``, ``FORK@{N}``) is the Nth earlier position in the fork's reflog.
     """
     fork = fork or vault.default_fork
     if not rev or "\x00" in rev:
@@ -87,6 +88,13 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
                 found = _parse(vault, others[0], suffix)
     if found is not None:
         return found
+    if "@{" in rev:
+        raise RevisionNotFoundError(
+            f"unknown revision {rev!r}: the fork's reflog has no such entry",
+            hint='`avfs op log` lists what moved the fork; `git --git-dir "$(avfs vault path)" reflog'
+            f" {refs.fork_ref(fork)}` shows the reflog",
+            details={"revision": rev, "fork": fork},
+        )
     raise RevisionNotFoundError(
         f"unknown revision {rev!r} in vault {vault.name}",
         hint="use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
