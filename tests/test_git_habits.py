@@ -77,6 +77,8 @@ def test_log_takes_counts_ranges_patches_and_a_graph(cli_proc, proj: Path) -> No
     r = cli_proc("log", "-p", "-1")
     assert r.code == 0 and r.out.startswith(f"commit {every[0]}")
     assert "diff --git a/b.txt b/b.txt" in r.out and "+c" in r.out and "a.txt" not in r.out
+    r = cli_proc("log", "--stat", "-2", "--oneline")
+    assert r.code == 0 and " b.txt | 1 +" in r.out and " a.txt | 2 +-" in r.out and "diff --git" not in r.out
     r = cli_proc("log", "--graph", "--oneline")
     assert r.code == 0 and [line[:2] for line in r.out.splitlines()] == ["* "] * 3
     r = cli_proc("log", "--graph", "--all")
@@ -122,6 +124,7 @@ def test_status_short_and_show(cli_proc, proj: Path) -> None:
 
     r = cli_proc("show", "HEAD~1")
     assert r.code == 0 and "    two" in r.out and "-a\n+b" in r.out
+    assert " 1 files changed, 1 insertions(+), 1 deletions(-)" in cli_proc("show", "--stat", "HEAD~1").out
     assert cli_proc("show", "HEAD~1:a.txt").out == "b\n"
     assert cli_proc("show", "HEAD~2:a.txt").out == "a\n"
     doc = cli_proc("--json", "show", "HEAD:b.txt").json()

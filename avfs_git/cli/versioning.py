@@ -133,11 +133,31 @@ def _commit_human(app: App, c: CommitInfo, oneline: bool, graph: bool) -> None:
     o.say(bar.rstrip())
 
 
-def _commit_patch(app: App, vault: Vault, commit: str, context: int) -> None:
+def _print_stat(app: App, rows: list[tuple[str, int, int, bool]]) -> None:
+    """git's --stat: a line per file, then the totals."""
+    from .output import shown
+
+    width = max((len(shown(p)) for p, *_ in rows), default=0)
+    ti = td = 0
+    for p, i, d, b in rows:
+        ti += i
+        td += d
+        bar = "Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)
+        app.output.plain(" {:<{width}} | {}", p, bar, width=width)
+    app.output.plain(" {} files changed, {} insertions(+), {} deletions(-)", len(rows), ti, td)
+
+
+def _commit_patch(app: App, vault: Vault, commit: str, context: int, stat: bool = False) -> None:
+    """What ``commit`` changed against its first parent: a patch, or with ``stat`` git's
+    --stat lines."""
     from ..core import history
 
+    result = history.commit_diff(vault, commit)
+    if stat:
+        _print_stat(app, history.diff_stat(vault, result))
+        return
     sys.stdout.flush()
-    sys.stdout.write(history.patch_text(vault, history.commit_diff(vault, commit), None, context))
+    sys.stdout.write(history.patch_text(vault, result, None, context))
     sys.stdout.flush()
 
 
@@ -149,10 +169,18 @@ def _commit_patch(app: App, vault: Vault, commit: str, context: int) -> None:
 @click.option("--oneline", is_flag=True, help="One line per commit.")
 @click.option("-p", "--patch", "patch", is_flag=True, help="Each commit's diff against its first parent.")
 @click.option("--graph", is_flag=True, help="Draw the fork's first-parent line (`*` per commit).")
+@click.option("--stat", "stat", is_flag=True, help="Each commit's per-file line counts.")
 @click.argument("rev", required=False)
 @pass_app
 def log_cmd(
-    app: App, all_forks: bool, limit: int | None, oneline: bool, patch: bool, graph: bool, rev: str | None
+    app: App,
+    all_forks: bool,
+    limit: int | None,
+    oneline: bool,
+    patch: bool,
+    graph: bool,
+    stat: bool,
+    rev: str | None,
 ) -> None:
     """Checkpoints (commits) of the fork, newest first.
 
@@ -174,8 +202,8 @@ def log_cmd(
     def human() -> None:
         for c in commits:
             _commit_human(app, c, oneline, graph)
-            if patch:
-                _commit_patch(app, vault, c.id, 3)
+            if patch or stat:
+                _commit_patch(app, vault, c.id, 3, stat=stat and not patch)
                 if not oneline:
                     app.output.say()
 
@@ -184,8 +212,9 @@ def log_cmd(
 
 @click.command("show")
 @click.argument("spec", required=False, default="HEAD", metavar="[REV | REV:PATH]")
+@click.option("--stat", "stat", is_flag=True, help="Per-file line counts instead of the patch.")
 @pass_app
-def show_cmd(app: App, spec: str) -> None:
+def show_cmd(app: App, spec: str, stat: bool) -> None:
     """A commit with its patch (REV, default HEAD), or a file as it was (REV:PATH), as
     `git show` does. --json: the commit as a `log` document, or the file as `file_content`."""
     from ..core import history
@@ -213,7 +242,7 @@ def show_cmd(app: App, spec: str) -> None:
 
     def human() -> None:
         _commit_human(app, info, False, False)
-        _commit_patch(app, vault, commit, 3)
+        _commit_patch(app, vault, commit, 3, stat=stat)
 
     app.output.result("log", {"vault": vault.name, "fork": fork, "all": False, "commits": [info]}, human)
 
@@ -291,17 +320,7 @@ def diff_cmd(
             else:
                 app.output.plain(letter + "\t{}", c.path)
     elif stat:
-        from .output import shown
-
-        rows = history.diff_stat(vault, result, fork)
-        width = max((len(shown(p)) for p, *_ in rows), default=0)
-        ti = td = 0
-        for p, i, d, b in rows:
-            ti += i
-            td += d
-            bar = "Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)
-            app.output.plain(" {:<{width}} | {}", p, bar, width=width)
-        app.output.plain(" {} files changed, {} insertions(+), {} deletions(-)", len(rows), ti, td)
+        _print_stat(app, history.diff_stat(vault, result, fork))
     else:
         import sys
 
