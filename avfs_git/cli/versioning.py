@@ -144,7 +144,16 @@ def _print_stat(app: App, rows: list[tuple[str, int, int, bool]]) -> None:
         td += d
         bar = "Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)
         app.output.plain(" {:<{width}} | {}", p, bar, width=width)
-    app.output.plain(" {} files changed, {} insertions(+), {} deletions(-)", len(rows), ti, td)
+    # git's summary: singular for one, and a zero count left out (both, when only modes changed)
+    summary = " {} file changed" if len(rows) == 1 else " {} files changed"
+    args: list[int] = [len(rows)]
+    if ti:
+        summary += ", {} insertion(+)" if ti == 1 else ", {} insertions(+)"
+        args.append(ti)
+    if td:
+        summary += ", {} deletion(-)" if td == 1 else ", {} deletions(-)"
+        args.append(td)
+    app.output.plain(summary, *args)
 
 
 def _commit_patch(app: App, vault: Vault, commit: str, context: int, stat: bool = False) -> None:
