@@ -328,10 +328,13 @@ def test_up_of_a_directory_holding_only_a_nested_repository_says_so(
     assert f"import the repository itself: avfs up {inner}" in r.err
     r = cli_proc("vault", "create", "again", "--from", str(outer))
     assert r.code == 0 and f"avfs vault create again-2 --from {inner}" in r.err
-    # a repository beside other files: those are imported, and the warning names it
+    # a repository beside other files: those are imported, and the warning names it (not
+    # one that .gitignore leaves out, like a virtualenv's checkout of a package)
     (tmp_path / "mixed" / "sub").mkdir(parents=True)
     (tmp_path / "mixed" / "top.txt").write_text("t\n")
+    (tmp_path / "mixed" / ".gitignore").write_text(".venv/\n")
     subprocess.run(["git", "init", "-q", str(tmp_path / "mixed" / "sub")], check=True)
+    subprocess.run(["git", "init", "-q", str(tmp_path / "mixed" / ".venv" / "src" / "pkg")], check=True)
     doc = cli_proc("--json", "up", str(tmp_path / "mixed")).json()
     assert doc["warnings"] == [
         f"files not imported: git repositories of their own inside {tmp_path / 'mixed'} (sub)"

@@ -85,17 +85,19 @@ def _list_files(src: str, use_gitignore: bool, git_dir: str) -> list[str]:
     return sorted(set(paths))
 
 
-def nested_repositories(src: str) -> list[str]:
-    """Directories below ``src`` that are git repositories of their own (a ``.git`` inside):
-    an import leaves their files out, as git does (they are another repository's)."""
-    found: list[str] = []
-    for root, dirs, _ in os.walk(src):
-        if root != src and (".git" in dirs or os.path.isfile(os.path.join(root, ".git"))):
-            found.append(os.path.relpath(root, src))
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if d != ".git" and not os.path.islink(os.path.join(root, d)))
-    return sorted(found)
+def nested_repositories(src: str, git_dir: str) -> list[str]:
+    """Directories of ``src`` that are git repositories of their own and that git does not
+    ignore: an import leaves their files out, as git does (they are another repository's).
+    git lists such a directory, not its files, with a trailing ``/``."""
+    from .home import run_git
+
+    top = _git_toplevel(src)
+    if top is not None and os.path.realpath(top) == os.path.realpath(src):
+        args = ["-C", src, "ls-files", "-o", "--exclude-standard", "-z"]
+    else:
+        args = ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "--exclude-standard", "-z"]
+    out = run_git(args, cwd=src)
+    return sorted(p.rstrip("/") for p in out.split("\0") if p.endswith("/"))
 
 
 def _stream_file(w: IO[bytes], full: str, st: os.stat_result) -> None:

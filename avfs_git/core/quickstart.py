@@ -449,7 +449,7 @@ def nested_warning(vault: Vault, src: str, instead: str = "avfs up") -> str | No
     there are none."""
     from .importer import nested_repositories
 
-    nested = nested_repositories(src)
+    nested = nested_repositories(src, vault.path)
     if not nested:
         return None
     shown = ", ".join(nested[:5]) + (f" and {len(nested) - 5} more" if len(nested) > 5 else "")
