@@ -36,12 +36,11 @@ import base64
 import dataclasses
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import AvfsError, InternalError, InvalidPathError, UsageError, unexpected
+from .core.errors import AvfsError, InvalidPathError, UsageError, unexpected
 from .core.types import json_document
 
 if TYPE_CHECKING:
@@ -60,22 +59,19 @@ INSTRUCTIONS = (
     "`exec` runs a command under the policy; when the decision is `require_approval`, nothing ran "
     "and the result carries `approval.token`: show the request to a person, who approves it with "
     "`avfs proxy approve TOKEN` in a terminal; then call `exec` again with the same arguments plus "
-    "`approve: TOKEN`."
+    "`approve: TOKEN`. A revision (`rev`, `old`, `new`) is a checkpoint name, a fork, a commit id,"
+    " or git's syntax (`HEAD~1`, `main^`)."
 )
 
 # -- input schemas ---------------------------------------------------------------------------
-_VAULT = {
-    "type": "string",
-    "minLength": 1,
-    "description": "Vault name, or VAULT:FORK (default: the server's --vault, else the home's default vault).",
-}
-_FORK = {
-    "type": "string",
-    "minLength": 1,
-    "description": "Fork name (default: the --vault fork, else the vault's default fork).",
-}
-_TARGET = {"vault": _VAULT, "fork": _FORK}
-_PATH = {"type": "string", "description": "Path relative to the workspace root ('' is the root)."}
+# Every byte here is in each agent's context before it does anything (tools/list is sent
+# whole): descriptions say when to use a tool, what it returns and how it fails, in as few
+# words as that takes; the meaning of `vault`/`fork` is said once, in INSTRUCTIONS.
+_S = {"type": "string", "minLength": 1}
+_B = {"type": "boolean"}
+_TARGET = {"vault": {**_S, "description": "VAULT or VAULT:FORK"}, "fork": _S}
+_PATH = {"type": "string", "description": "relative to the workspace root"}
+_REV = {**_S, "description": "checkpoint, fork, commit id, HEAD~1..."}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +85,7 @@ class ToolSpec:
     required: tuple[str, ...] = ()
     read_only: bool = False
     destructive: bool = False
+    one_of: tuple[tuple[str, ...], ...] = ()  # exactly one of these sets of arguments
 
     def input_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {
@@ -98,288 +95,214 @@ class ToolSpec:
         }
         if self.required:
             schema["required"] = list(self.required)
+        if self.one_of:
+            schema["oneOf"] = [{"required": list(r)} for r in self.one_of]
         return schema
 
 
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
-        "vault_list",
-        "List the vaults of the avfs home (forks, default fork, head).",
-        "vault_list",
-        {},
-        read_only=True,
+        "vault_list", "The home's vaults (forks, default fork, head).", "vault_list", {}, read_only=True
     ),
     ToolSpec(
         "fork_list",
-        "List the forks of a vault with their head, base and whether they have uncheckpointed changes.",
+        "A vault's forks: head, base, dirty (uncheckpointed changes).",
         "vault_info",
-        {"vault": _VAULT},
+        {"vault": _TARGET["vault"]},
         read_only=True,
     ),
     ToolSpec(
         "fork",
-        "Create fork `name` from `fork` (O(1): the new fork starts from the source's current state,"
-        " uncheckpointed changes included; the source is not touched).",
+        "Branch: new fork `name` from `fork`, as it is now (uncheckpointed changes included).",
         "fork_create",
-        {
-            **_TARGET,
-            "fork": {**_FORK, "description": "The fork to fork from (default: as for every tool)."},
-            "name": {"type": "string", "minLength": 1, "description": "Name of the new fork."},
-        },
+        {**_TARGET, "name": _S},
         required=("name",),
     ),
     ToolSpec(
         "status",
-        "Uncheckpointed changes of the fork (its overlay against its base commit).",
+        "What changed since the last checkpoint (`changes`: status, path) and any open merge.",
         "status",
         dict(_TARGET),
         read_only=True,
     ),
     ToolSpec(
         "read_file",
-        "Read a file of the fork's workspace (utf-8 text, or base64 for other bytes).",
+        "A file's content (`files[0].content`, utf-8 or base64), now or at `rev`."
+        " Fails path_not_found, revision_not_found.",
         "file_content",
-        {**_TARGET, "path": _PATH},
+        {**_TARGET, "path": _PATH, "rev": _REV},
         required=("path",),
         read_only=True,
     ),
     ToolSpec(
         "write_file",
-        "Create or replace a file in the fork's workspace (missing parent directories are made).",
+        "Create or replace a file (parents made). Also how to resolve a merge conflict:"
+        " write the file without markers, then merge_continue.",
         "file_write",
         {
             **_TARGET,
             "path": _PATH,
-            "content": {"type": "string", "description": "The file's content."},
-            "encoding": {
-                "enum": ["utf-8", "base64"],
-                "default": "utf-8",
-                "description": "How `content` is given: text, or base64 for any bytes.",
-            },
-            "executable": {
-                "type": "boolean",
-                "description": "Set (true) or clear (false) the executable bit (default: keep; new files 644).",
-            },
+            "content": {"type": "string"},
+            "encoding": {"enum": ["utf-8", "base64"]},
+            "executable": _B,
         },
         required=("path", "content"),
     ),
     ToolSpec(
         "list_files",
-        "List a directory of the fork's workspace (name, path, kind, mode, size).",
+        "A directory's entries (name, path, kind, mode, size).",
         "dir_listing",
-        {**_TARGET, "path": {**_PATH, "default": ""}},
+        {**_TARGET, "path": _PATH},
+        read_only=True,
+    ),
+    ToolSpec(
+        "grep",
+        "Search file contents (Python regex) now or at `rev`: `files[].lines[]` (line, text)."
+        " No match is not an error (`files` empty).",
+        "grep",
+        {
+            **_TARGET,
+            "pattern": {"type": "string"},
+            "paths": {"type": "array", "items": {"type": "string"}},
+            "rev": _REV,
+            "ignore_case": _B,
+            "fixed": {**_B, "description": "pattern is a plain string"},
+            "files_only": _B,
+        },
+        required=("pattern",),
         read_only=True,
     ),
     ToolSpec(
         "checkpoint_save",
-        "Commit the fork's uncheckpointed changes as a checkpoint (optionally named).",
+        "Commit the uncheckpointed changes (`checkpoint.commit`); `name` tags it.",
         "checkpoint",
-        {
-            **_TARGET,
-            "name": {"type": "string", "minLength": 1, "description": "Name the checkpoint."},
-            "message": {"type": "string", "description": "Commit message."},
-            "rebase": {
-                "type": "boolean",
-                "default": True,
-                "description": "When the fork moved under the changes, rebase them onto it (else stop).",
-            },
-        },
+        {**_TARGET, "name": _S, "message": {"type": "string"}, "rebase": _B},
     ),
     ToolSpec(
         "checkpoint_list",
-        "The fork's named checkpoints, newest first (or every commit with `all`).",
+        "Named checkpoints, newest first (`all`: every commit).",
         "checkpoint_list",
-        {
-            **_TARGET,
-            "all": {"type": "boolean", "default": False, "description": "Every commit, named or not."},
-            "limit": {"type": "integer", "minimum": 1, "default": 100, "description": "At most this many."},
-        },
+        {**_TARGET, "all": _B, "limit": {"type": "integer", "minimum": 1}},
         read_only=True,
     ),
     ToolSpec(
         "checkpoint_restore",
-        "Move the fork back to a checkpoint (name, commit id, or any revision). Nothing is lost:"
-        " the discarded state is kept and `avfs undo` brings it back.",
+        "Reset the fork to `rev`. The discarded state is kept: `undo` brings it back.",
         "restore",
-        {**_TARGET, "rev": {"type": "string", "minLength": 1, "description": "Checkpoint or revision."}},
+        {**_TARGET, "rev": _REV},
         required=("rev",),
         destructive=True,
     ),
     ToolSpec(
+        "undo",
+        "Undo the vault's last operation (restore, merge, checkpoint, exec commit...), or `op_id`."
+        " Fails nothing_to_undo, or ref_moved when it was built on since.",
+        "undo",
+        {"vault": _TARGET["vault"], "op_id": {"type": "integer", "minimum": 1}},
+        destructive=True,
+    ),
+    ToolSpec(
         "log",
-        "The fork's commits (checkpoints), newest first.",
+        "Commits newest first (id, message, checkpoints); from `rev`, or every fork with `all`.",
         "log",
-        {
-            **_TARGET,
-            "all": {"type": "boolean", "default": False, "description": "Every fork's commits."},
-            "limit": {"type": "integer", "minimum": 1, "description": "At most this many commits."},
-            "rev": {"type": "string", "minLength": 1, "description": "Start from this revision."},
-        },
+        {**_TARGET, "all": _B, "limit": {"type": "integer", "minimum": 1}, "rev": _REV},
         read_only=True,
     ),
     ToolSpec(
         "diff",
-        "Changes: the workspace against its base (no revision), `old` against the workspace, or"
-        " `old` against `new`.",
+        "Changes and a unified `patch`: workspace vs base; `old` vs workspace; `old` vs `new`."
+        " `paths` limits it to files or directories.",
         "diff",
         {
             **_TARGET,
-            "old": {"type": "string", "minLength": 1, "description": "Old revision."},
-            "new": {"type": "string", "minLength": 1, "description": "New revision (needs `old`)."},
-            "paths": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "Only changes at or below these paths.",
-            },
-            "format": {
-                "enum": ["patch", "stat", "name_status"],
-                "default": "patch",
-                "description": "Add a unified `patch`, per-file line counts (`stat`), or neither.",
-            },
-            "context": {"type": "integer", "minimum": 0, "default": 3, "description": "Lines of context."},
+            "old": _REV,
+            "new": _REV,
+            "paths": {"type": "array", "items": {"type": "string"}},
+            "format": {"enum": ["patch", "stat", "name_status"]},
+            "context": {"type": "integer", "minimum": 0},
         },
         read_only=True,
     ),
     ToolSpec(
         "merge",
-        "Merge fork `source` into `fork`: fast-forward, or a three-way merge commit. Conflicts are"
-        " data (`conflicted: true`, nothing moved).",
+        "Merge fork `source` into `fork`. A conflict is not an error: `conflicted: true`, nothing"
+        " moved; retry with `favor`, or `write_conflicts` then write_file + merge_continue.",
         "merge",
         {
             **_TARGET,
-            "fork": {**_FORK, "description": "The fork to merge into (default: as for every tool)."},
-            "source": {
-                "type": "string",
-                "minLength": 1,
-                "description": "The fork to merge (or a fetched remote branch, `origin/agent2`).",
-            },
-            "no_ff": {"type": "boolean", "default": False, "description": "Always make a merge commit."},
-            "dry_run": {"type": "boolean", "default": False, "description": "Say what would happen only."},
-            "favor": {"enum": ["ours", "theirs"], "description": "Resolve text conflicts for this side."},
-            "allow_unrelated": {"type": "boolean", "default": False, "description": "Merge unrelated forks."},
-            "capture": {
-                "type": "boolean",
-                "default": True,
-                "description": "Checkpoint uncheckpointed changes of either side first (else refuse).",
-            },
-            "message": {"type": "string", "description": "The merge commit's message."},
+            "source": {**_S, "description": "fork or origin/BRANCH"},
+            "no_ff": _B,
+            "dry_run": _B,
+            "favor": {"enum": ["ours", "theirs"]},
+            "write_conflicts": _B,
+            "allow_unrelated": _B,
+            "capture": _B,
+            "message": {"type": "string"},
         },
         required=("source",),
     ),
     ToolSpec(
+        "merge_continue",
+        "Commit an open merge once each conflicted file is written without markers (`abort`:"
+        " give it up). Fails while a path is unresolved (details list them).",
+        "merge",
+        {**_TARGET, "abort": _B, "message": {"type": "string"}},
+    ),
+    ToolSpec(
         "exec",
-        "Run one command in the fork under the policy (`proxy exec`), and commit what it changed."
-        " Give `argv` or `shell`. The result is the proxy_exec_result envelope on every path:"
-        " `decision.action` is `deny` or `require_approval` (with `approval.token`), exit_code"
-        " 126: nothing ran. Ask the person to approve it in a terminal with"
-        " `avfs proxy approve TOKEN`, then call again with the same arguments plus `approve`"
-        " (a token no person approved is refused, exit_code 126, and stays valid).",
+        "Run a command in the fork under the policy; commits what it changed. Result: `result`"
+        " (exit_code, stdout, stderr), `commit`. Refusals are results: `decision.action`"
+        " deny, or require_approval: nothing ran; a person runs `avfs proxy approve TOKEN`,"
+        " then call again with `approve: TOKEN`.",
         "proxy_exec_result",
         {
             **_TARGET,
-            "argv": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "description": "The command and its arguments.",
-            },
-            "shell": {"type": "string", "minLength": 1, "description": "A shell command line (sh -c)."},
-            "cwd": {
-                "type": "string",
-                "default": "",
-                "description": "Directory relative to the workspace root.",
-            },
-            "timeout_ms": {"type": "integer", "minimum": 1, "description": "Default: the policy's."},
-            "max_output_bytes": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Keep at most this much of stdout and of stderr each.",
-            },
-            "checkpoint": {
-                "enum": ["auto", "always"],
-                "default": "auto",
-                "description": "Checkpoint before running: when the policy says so, or always.",
-            },
-            "commit": {"type": "boolean", "default": True, "description": "Commit what the command changed."},
-            "mode": {
-                "enum": ["auto", "fuse", "materialized"],
-                "default": "auto",
-                "description": "Run in a FUSE mount, or in a temporary copy of the tree.",
-            },
-            "keep_mount": {
-                "type": "boolean",
-                "default": False,
-                "description": "Leave a mount made for this call mounted.",
-            },
-            "env": {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": "Environment variables to set for the command.",
-            },
-            "stdin": {"type": "string", "description": "Text to pass on the command's stdin."},
-            "approve": {
-                "type": "string",
-                "description": "The approval token of an earlier `require_approval` result (apv_...),"
-                " once a person approved it with `avfs proxy approve TOKEN`.",
-            },
+            "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "shell": {**_S, "description": "sh -c"},
+            "cwd": _PATH,
+            "timeout_ms": {"type": "integer", "minimum": 1},
+            "max_output_bytes": {"type": "integer", "minimum": 0},
+            "checkpoint": {"enum": ["auto", "always"]},
+            "commit": _B,
+            "mode": {"enum": ["auto", "fuse", "materialized"]},
+            "keep_mount": _B,
+            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+            "stdin": {"type": "string"},
+            "approve": {"type": "string"},
         },
         destructive=True,
+        one_of=(("argv",), ("shell",)),
     ),
 )
 TOOLS_BY_NAME = {t.name: t for t in TOOLS}
 
 
 # -- output schemas --------------------------------------------------------------------------
-def schema_dir() -> str | None:
-    """Where the document schemas are: shipped in the package (``avfs_git/schemas``, which
-    ``docs/schemas`` links to), else None."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for d in (os.path.join(here, "schemas"),):
-        if os.path.isfile(os.path.join(d, "common.schema.json")):
-            return d
-    return None
+# The full document schemas (avfs_git/schemas/<kind>.schema.json, 12-21 KB each once bundled)
+# would be most of tools/list. A client needs none of them to call a tool, and the document's
+# `kind` names its schema; only `exec`, whose envelope an agent must read to know whether
+# anything ran, lists the fields it reads (a subset of proxy_exec_result.schema.json: extra
+# properties allowed, so every real envelope validates).
+_NULLABLE_OBJ = {"type": ["object", "null"]}
+EXEC_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["kind", "success", "decision", "result", "exit_code", "error"],
+    "properties": {
+        "kind": {"const": "proxy_exec_result"},
+        "success": _B,
+        "exit_code": {"type": "integer"},
+        "decision": _NULLABLE_OBJ,
+        "approval": _NULLABLE_OBJ,
+        "result": _NULLABLE_OBJ,
+        "commit": _NULLABLE_OBJ,
+        "error": _NULLABLE_OBJ,
+    },
+}
 
 
-_COMMON_REF = "common.schema.json#/$defs/"
-
-
-def bundled_schema(kind: str, directory: str) -> dict[str, Any]:
-    """``<kind>.schema.json`` with the ``common.schema.json`` definitions it uses copied into
-    its own ``$defs`` (the SDK's client resolves ``$ref`` only inside one document)."""
-    with open(os.path.join(directory, f"{kind}.schema.json"), encoding="utf-8") as fh:
-        schema: dict[str, Any] = json.load(fh)
-    with open(os.path.join(directory, "common.schema.json"), encoding="utf-8") as fh:
-        common: dict[str, Any] = json.load(fh)["$defs"]
-
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, dict):
-            out = {k: rewrite(v) for k, v in node.items()}
-            ref = out.get("$ref")
-            if isinstance(ref, str) and not ref.startswith("#"):
-                if not ref.startswith(_COMMON_REF):
-                    raise InternalError(f"{kind}.schema.json: cannot bundle $ref {ref!r}")
-                out["$ref"] = "#/$defs/" + ref[len(_COMMON_REF) :]
-            return out
-        if isinstance(node, list):
-            return [rewrite(v) for v in node]
-        return node
-
-    bundled: dict[str, Any] = rewrite(schema)
-    own = bundled.setdefault("$defs", {})
-    clash = set(own) & set(common)
-    if clash:
-        raise InternalError(f"{kind}.schema.json: $defs {sorted(clash)} clash with common.schema.json")
-    own.update(common)  # common's own refs are "#/$defs/..." already: they resolve here too
-    return bundled
-
-
-def output_schemas() -> dict[str, dict[str, Any] | None]:
-    """tool name -> its output schema (None for all when the schemas are not installed)."""
-    directory = schema_dir()
-    if directory is None:
-        log.warning("avfs document schemas not found: tools are served without output schemas")
-        return {t.name: None for t in TOOLS}
-    return {t.name: bundled_schema(t.kind, directory) for t in TOOLS}
+def output_schema(spec: ToolSpec) -> dict[str, Any] | None:
+    """The output schema tools/list gives ``spec`` (only ``exec`` has one; see above)."""
+    return EXEC_OUTPUT_SCHEMA if spec.name == "exec" else None
 
 
 # -- the tools (run on the avfs thread) -----------------------------------------------------
@@ -432,6 +355,10 @@ class AvfsTools:
         err = best_match(validator.iter_errors(args))
         if err is not None:
             where = "/".join(str(p) for p in err.absolute_path)
+            if err.validator == "oneOf" and not where and spec.one_of:
+                err.message = "give exactly one of " + " or ".join(
+                    " and ".join(f"`{a}`" for a in group) for group in spec.one_of
+                )
             raise UsageError(
                 f"invalid arguments for {spec.name}: " + (f"{where}: " if where else "") + err.message,
                 hint="see the tool's input schema (tools/list)",
@@ -489,7 +416,12 @@ class AvfsTools:
 
         vault, fork = self._target(args)
         path = names.norm_path(args["path"])
-        data = vault.workspace(fork).read(path)
+        if "rev" in args:
+            from .core import history
+
+            data = history.read_at(vault, fork, args["rev"], path)
+        else:
+            data = vault.workspace(fork).read(path)
         try:
             entry = {"path": path, "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)}
         except UnicodeDecodeError:
@@ -543,6 +475,32 @@ class AvfsTools:
             shown = st.path
         return {**self._workspace_ref(vault, fork), "path": shown, "entries": entries}
 
+    def _t_grep(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import search
+
+        vault, fork = self._target(args)
+        files_only = args.get("files_only", False)
+        res = search.grep(
+            vault.workspace(fork),
+            args["pattern"],
+            list(args.get("paths", [])),
+            rev=args.get("rev"),
+            ignore_case=args.get("ignore_case", False),
+            fixed=args.get("fixed", False),
+            files_only=files_only,
+        )
+        return {  # as `avfs --json grep`
+            **self._workspace_ref(vault, fork),
+            "rev": res.rev,
+            "pattern": args["pattern"],
+            "mode": "files" if files_only else "lines",
+            "files": res.files,
+            "matches": sum(f.count or 0 for f in res.files),
+            "files_matched": len(res.files),
+            "files_searched": res.files_searched,
+            "binary_skipped": res.binary_skipped,
+        }
+
     # -- checkpoints and history -------------------------------------------------------------
     def _t_checkpoint_save(self, args: dict[str, Any]) -> dict[str, Any]:
         from .core import checkpoint
@@ -572,6 +530,13 @@ class AvfsTools:
 
         vault, fork = self._target(args)
         return {"restore": checkpoint.restore(vault, fork, args["rev"])}
+
+    def _t_undo(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import checkpoint
+
+        vault, _ = self._target({"vault": args.get("vault")})
+        res = checkpoint.undo(vault, args.get("op_id"))
+        return {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}
 
     def _t_log(self, args: dict[str, Any]) -> dict[str, Any]:
         from .core import history
@@ -623,19 +588,28 @@ class AvfsTools:
             no_ff=args.get("no_ff", False),
             dry_run=args.get("dry_run", False),
             favor=args.get("favor"),
+            write_conflicts=args.get("write_conflicts", False),
             allow_unrelated=args.get("allow_unrelated", False),
             capture=args.get("capture", True),
             message=args.get("message"),
             source_ref=source_ref,
         )
+        return self._merge_document(vault.name, target, res)
+
+    def _t_merge_continue(self, args: dict[str, Any]) -> dict[str, Any]:
+        from .core import merge
+
+        vault, target = self._target(args)
+        if args.get("abort", False):
+            res = merge.merge_abort(vault, target)
+        else:
+            res = merge.merge_continue(vault, target, message=args.get("message"))
+        return self._merge_document(vault.name, target, res)
+
+    @staticmethod
+    def _merge_document(vault: str, target: str, res: Any) -> dict[str, Any]:
         conflicted = res.status in ("conflicts", "conflicts_written", "would_conflict")
-        return {
-            "vault": vault.name,
-            "target": target,
-            "results": [res],
-            "conflicted": conflicted,
-            "error": None,
-        }
+        return {"vault": vault, "target": target, "results": [res], "conflicted": conflicted, "error": None}
 
     # -- exec --------------------------------------------------------------------------------
     def _t_exec(self, args: dict[str, Any], cancel: threading.Event | None) -> dict[str, Any]:
@@ -646,8 +620,6 @@ class AvfsTools:
         from .core import names
         from .proxy.execute import ExecRequest, execute
 
-        if ("argv" in args) == ("shell" in args):
-            raise UsageError("give exactly one of `argv` and `shell`")
         cwd: str = args.get("cwd", "")
         if cwd.startswith("/"):
             raise InvalidPathError(
@@ -700,13 +672,12 @@ def build_server(tools: AvfsTools) -> Server[Any]:
 
     from . import __version__
 
-    schemas = output_schemas()
     listing = [
         types.Tool(
             name=t.name,
             description=t.description,
             input_schema=t.input_schema(),
-            output_schema=schemas[t.name],
+            output_schema=output_schema(t),
             annotations=types.ToolAnnotations(
                 read_only_hint=t.read_only,
                 destructive_hint=t.destructive,
@@ -768,4 +739,4 @@ def serve(home_path: str | None = None, default: str | None = None, *, client_ap
     anyio.run(main)
 
 
-__all__ = ["TOOLS", "AvfsTools", "ToolSpec", "build_server", "bundled_schema", "serve"]
+__all__ = ["TOOLS", "AvfsTools", "ToolSpec", "build_server", "output_schema", "serve"]

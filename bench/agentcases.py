@@ -6,7 +6,8 @@
 - ``mcp_status`` / ``mcp_exec``: one `avfs mcp` server over stdio, driven by the MCP SDK's own
   client: the round trip of a `status` and of an `exec` of `true` (a live mount reused);
   baselines: the same through the CLI (`avfs --json status`, `avfs --json proxy exec -- true`),
-  a process each.
+  a process each. The note of ``mcp_status`` gives the size of the `tools/list` result (what
+  every agent's context holds before its first call; budget 12 KB, tests/test_mcp.py).
 
 p50 is the figure; p99 is in the notes.
 """
@@ -121,10 +122,14 @@ def _mcp(ctx: Context, hdir: Path, env: dict[str, str]) -> None:
                 out.append(ms)
         return out
 
+    listed: list[int] = []
+
     async def main() -> tuple[list[float], list[float]]:
         params = StdioServerParameters(command=ctx.avfs_bin, args=["mcp", "--home", str(hdir)], env=env)
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
+            tools = await session.list_tools()
+            listed.append(len(tools.model_dump_json(by_alias=True, exclude_none=True)))
             st = await calls(session, "status", target, CALLS)
             ex = await calls(session, "exec", {**target, "argv": ["true"]}, CALLS)
             return st, ex
@@ -155,7 +160,7 @@ def _mcp(ctx: Context, hdir: Path, env: dict[str, str]) -> None:
                 baseline=base_what,
                 baseline_ms=median(base),
                 baseline_samples_ms=base,
-                notes=_notes(got),
+                notes=_notes(got) + ([f"tools/list: {listed[0]} bytes"] if name == "mcp_status" else []),
             )
         )
 

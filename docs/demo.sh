@@ -8,8 +8,14 @@ WORK="$(mktemp -d -t avfs-demo.XXXXXX)"
 export AVFS_HOME="$WORK/home"
 trap 'rm -rf "$WORK"' EXIT
 
-say() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
-run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+# colour only for a terminal, and never under NO_COLOR (https://no-color.org)
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+    C_HEAD=$'\033[1;34m' DIM=$'\033[2m' OFF=$'\033[0m'
+else
+    C_HEAD='' DIM='' OFF=''
+fi
+say() { printf '\n%s== %s%s\n' "$C_HEAD" "$*" "$OFF"; }
+run() { printf '%s$ %s%s\n' "$DIM" "$*" "$OFF"; "$@"; }
 
 say "A sample project (a git checkout with one uncommitted change)"
 mkdir -p "$WORK/proj/src"

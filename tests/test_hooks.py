@@ -338,7 +338,7 @@ def _install(cli: Any, *args: str) -> dict[str, Any]:
 
 
 def test_claude_install_merges_and_uninstall_removes_only_ours(cli: Any, project: Path) -> None:
-    settings = project / ".claude" / "settings.json"
+    settings = project / ".claude" / "settings.local.json"
     settings.parent.mkdir()
     settings.write_text(json.dumps(EXISTING, indent=4))
     doc = _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "avfs")
@@ -372,6 +372,40 @@ def test_claude_install_merges_and_uninstall_removes_only_ours(cli: Any, project
     assert not _install(cli, "uninstall", "--for", "claude", "--project", str(project))["changed"]
 
 
+def test_claude_project_install_keeps_machine_paths_out_of_the_shared_settings(
+    cli_proc: Any, project: Path
+) -> None:
+    shared = project / ".claude" / "settings.json"
+    local = project / ".claude" / "settings.local.json"
+    shared.parent.mkdir()
+    # an install from before settings.local.json: avfs's hooks in the committed file
+    shared.write_text(json.dumps({"model": "opus", **lib.claude_settings("/old/venv/bin/avfs")}))
+    r = cli_proc("hooks", "install", "--for", "claude", "--project", str(project))
+    assert r.code == 0, r.err
+    assert f"installed avfs claude hooks: {local}" in r.out and "moved avfs's hooks out of" in r.err
+    assert json.loads(shared.read_text()) == {"model": "opus"}  # only ours left it
+    command = json.loads(local.read_text())["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    assert os.path.isabs(command.split()[0]) and command.endswith("hook claude pre-tool-use")
+    # a portable command, on purpose, into the committed file
+    r = cli_proc("--json", "hooks", "install", "--for", "claude", "--project", str(project), "--shared",
+                 "--command", "avfs")  # fmt: skip
+    assert r.code == 0 and r.json()["path"] == str(shared)
+    assert (
+        json.loads(shared.read_text())["hooks"]["Stop"][0]["hooks"][0]["command"] == "avfs hook claude stop"
+    )
+    r = cli_proc("--json", "hooks", "install", "--for", "claude", "--user", "--shared")
+    assert r.code == 2 and "--shared" in r.json()["error"]["message"]
+    # uninstall takes ours out of both
+    assert cli_proc("hooks", "uninstall", "--for", "claude", "--project", str(project)).code == 0
+    assert (
+        cli_proc("hooks", "uninstall", "--for", "claude", "--project", str(project), "--command", "avfs").code
+        == 0
+    )
+    assert json.loads(shared.read_text()) == {"model": "opus"} and "hooks" not in json.loads(
+        local.read_text()
+    )
+
+
 def test_claude_install_user_and_example_file(cli: Any) -> None:
     doc = _install(cli, "install", "--for", "claude", "--user")
     path = Path(os.environ["HOME"]) / ".claude" / "settings.json"
@@ -395,13 +429,13 @@ def test_claude_install_user_and_example_file(cli: Any) -> None:
     ['{"hooks": ', "[1, 2]", '{"hooks": []}', '{"hooks": {"PreToolUse": {"matcher": "Bash"}}}'],
 )
 def test_claude_install_refuses_malformed_settings(cli: Any, project: Path, content: str) -> None:
-    settings = project / ".claude" / "settings.json"
+    settings = project / ".claude" / "settings.local.json"
     settings.parent.mkdir()
     settings.write_text(content)
     res = cli("--json", "hooks", "install", "--for", "claude", "--project", str(project))
     doc = check(res)
     assert doc["kind"] == "error" and "nothing was written" in doc["error"]["message"]
-    assert settings.read_text() == content and os.listdir(settings.parent) == ["settings.json"]
+    assert settings.read_text() == content and os.listdir(settings.parent) == ["settings.local.json"]
 
 
 # -- installing into Codex's config.toml ---------------------------------------------------------
@@ -662,7 +696,7 @@ def test_click_hook_fails_closed_when_printing_fails(project: Path, monkeypatch:
 def test_claude_install_refuses_null_hooks_and_non_finite_numbers(
     cli: Any, project: Path, content: str, words: str
 ) -> None:
-    settings = project / ".claude" / "settings.json"
+    settings = project / ".claude" / "settings.local.json"
     settings.parent.mkdir()
     settings.write_text(content)
     for action in ("install", "uninstall"):
@@ -672,14 +706,14 @@ def test_claude_install_refuses_null_hooks_and_non_finite_numbers(
             continue
         assert doc["kind"] == "error" and doc["error"]["code"] == "usage", doc
         assert words in doc["error"]["message"] and "nothing was written" in doc["error"]["message"]
-    assert settings.read_text() == content and os.listdir(settings.parent) == ["settings.json"]
+    assert settings.read_text() == content and os.listdir(settings.parent) == ["settings.local.json"]
 
 
 def test_claude_install_writes_through_a_symlinked_settings_file(cli: Any, project: Path) -> None:
     real = project / "dotfiles" / "claude-settings.json"
     real.parent.mkdir()
     real.write_text('{"permissions": {"allow": ["Bash(ls)"]}}')
-    settings = project / ".claude" / "settings.json"
+    settings = project / ".claude" / "settings.local.json"
     settings.parent.mkdir()
     settings.symlink_to(real)
     _install(cli, "install", "--for", "claude", "--project", str(project), "--command", "avfs")
@@ -694,7 +728,7 @@ def test_claude_install_writes_through_a_symlinked_settings_file(cli: Any, proje
 def test_claude_uninstall_keeps_a_user_hook_that_mentions_avfs(cli: Any, project: Path) -> None:
     mine = {"type": "command", "command": "notify-send avfs hook claude stop"}
     also = {"type": "command", "command": "echo 'avfs' hook claude pre-tool-use"}
-    settings = project / ".claude" / "settings.json"
+    settings = project / ".claude" / "settings.local.json"
     settings.parent.mkdir()
     start = {"hooks": {"Stop": [{"hooks": [mine]}], "PreToolUse": [{"matcher": "Bash", "hooks": [also]}]}}
     settings.write_text(json.dumps(start))

@@ -38,7 +38,13 @@ TOOL_NAMES = {
     "read_file",
     "write_file",
     "list_files",
+    "grep",
+    "undo",
+    "merge_continue",
 }
+
+# what every agent's context holds before its first call: the whole tools/list result
+TOOLS_LIST_BUDGET = 12 * 1024
 
 
 def _server_env() -> dict[str, str]:
@@ -98,24 +104,31 @@ async def fails(session: ClientSession, tool: str, args: dict[str, Any], code: s
     return dict(doc["error"])
 
 
-def test_lists_every_tool_with_input_and_output_schemas(vault: Vault, home: Home) -> None:
+def test_lists_every_tool_within_the_context_budget(vault: Vault, home: Home) -> None:
     async def body(s: ClientSession) -> None:
-        listed = {t.name: t for t in (await s.list_tools()).tools}
+        result = await s.list_tools()
+        listed = {t.name: t for t in result.tools}
         assert set(listed) == TOOL_NAMES == {t.name for t in TOOLS}
+        # the size of the result as the server sends it (compact JSON), not a timing
+        size = len(result.model_dump_json(by_alias=True, exclude_none=True))
+        assert size <= TOOLS_LIST_BUDGET, f"tools/list is {size} bytes"
         for spec in TOOLS:
             tool = listed[spec.name]
-            assert tool.description
+            assert tool.description and len(tool.description) <= 400, spec.name
             schema = tool.input_schema
             assert schema["type"] == "object" and schema["additionalProperties"] is False
             assert set(schema.get("required", [])) == set(spec.required)
             assert all("type" in p or "enum" in p for p in schema["properties"].values())
-            out = tool.output_schema
-            assert out is not None and out["type"] == "object"
-            assert out["properties"]["kind"] == {"const": spec.kind}
-            refs = [r for r in _refs(out) if not r.startswith("#/$defs/")]
-            assert refs == [], f"{spec.name}: output schema points outside itself: {refs}"
+            assert _refs(schema) == []
+        # exec says what it needs: exactly one of argv and shell
+        assert listed["exec"].input_schema["oneOf"] == [{"required": ["argv"]}, {"required": ["shell"]}]
+        # only exec lists an output schema: the envelope fields an agent reads
+        assert [n for n, t in listed.items() if t.output_schema is not None] == ["exec"]
+        out = listed["exec"].output_schema
+        assert out is not None and out["properties"]["kind"] == {"const": "proxy_exec_result"}
         assert listed["exec"].annotations is not None and listed["exec"].annotations.destructive_hint
         assert listed["status"].annotations is not None and listed["status"].annotations.read_only_hint
+        assert listed["undo"].annotations is not None and listed["undo"].annotations.destructive_hint
 
     serve(home, body)
 
@@ -217,6 +230,55 @@ def test_fork_merge_and_the_default_vault_option(vault: Vault, home: Home) -> No
         await fails(s, "status", {"vault": "v:agent1", "fork": "main"}, "usage")
 
     serve(home, on_agent2, "--vault", "v:agent2")
+
+
+def test_the_tools_agents_reach_for(vault: Vault, home: Home) -> None:
+    """Read a file as it was, grep, diff one path, undo a restore, and resolve a conflict by
+    writing the file and continuing the merge."""
+
+    async def body(s: ClientSession) -> None:
+        await ok(s, "write_file", path="notes.txt", content="first\n")
+        await ok(s, "checkpoint_save", message="one")
+        await ok(s, "write_file", path="notes.txt", content="second\n")
+        await ok(s, "write_file", path="other.txt", content="x\n")
+        await ok(s, "checkpoint_save", message="two")
+        was = await ok(s, "read_file", path="notes.txt", rev="HEAD~1")
+        assert was["files"][0]["content"] == "first\n"
+        assert (await ok(s, "read_file", path="notes.txt"))["files"][0]["content"] == "second\n"
+
+        found = await ok(s, "grep", pattern="sec")
+        assert found["kind"] == "grep" and [f["path"] for f in found["files"]] == ["notes.txt"]
+        assert found["files"][0]["lines"][0]["text"] == "second"
+        assert (await ok(s, "grep", pattern="sec", rev="HEAD~1"))["files"] == []
+
+        one = await ok(s, "diff", old="HEAD~1", new="HEAD", paths=["notes.txt"])
+        assert [c["path"] for c in one["changes"]] == ["notes.txt"] and "+second" in one["patch"]
+
+        await ok(s, "checkpoint_restore", rev="HEAD~1")
+        assert (await ok(s, "read_file", path="notes.txt"))["files"][0]["content"] == "first\n"
+        undone = await ok(s, "undo")
+        assert undone["kind"] == "undo"
+        assert (await ok(s, "read_file", path="notes.txt"))["files"][0]["content"] == "second\n"
+
+        # a conflict resolved by hand: write the file without markers, then merge_continue
+        await ok(s, "fork", name="side")
+        await ok(s, "write_file", path="notes.txt", content="ours\n")
+        await ok(s, "checkpoint_save")
+        await ok(s, "write_file", fork="side", path="notes.txt", content="theirs\n")
+        await ok(s, "checkpoint_save", fork="side")
+        opened = await ok(s, "merge", source="side", write_conflicts=True)
+        assert opened["conflicted"] and opened["results"][0]["status"] == "conflicts_written"
+        marked = (await ok(s, "read_file", path="notes.txt"))["files"][0]["content"]
+        assert "<<<<<<<" in marked
+        left = await fails(s, "merge_continue", {}, "conflict")
+        assert "notes.txt" in json.dumps(left["details"])
+        await ok(s, "write_file", path="notes.txt", content="both\n")
+        done = await ok(s, "merge_continue")
+        assert done["kind"] == "merge" and not done["conflicted"] and done["results"][0]["commit"]
+        assert (await ok(s, "status"))["clean"]
+        assert len((await ok(s, "log", limit=1))["commits"][0]["parents"]) == 2
+
+    serve(home, body)
 
 
 POLICY = """\
@@ -341,6 +403,9 @@ def test_bad_requests_are_tool_errors_and_the_server_keeps_serving(vault: Vault,
         ("exec", {"argv": "ls"}, "usage"),  # argv must be an array
         ("exec", {"argv": ["true"], "shell": "true"}, "usage"),  # not both
         ("exec", {}, "usage"),  # neither
+        ("read_file", {"path": "nope.txt", "rev": "HEAD"}, "path_not_found"),
+        ("read_file", {"path": "a.txt", "rev": "HEAD~99"}, "revision_not_found"),
+        ("merge_continue", {}, "usage"),  # no merge is open
         ("diff", {"new": "main"}, "usage"),  # new needs old
         ("no_such_tool", {}, "usage"),
         ("status", {"vault": "nope"}, "vault_not_found"),
@@ -429,18 +494,16 @@ def test_other_commands_do_not_import_the_sdk() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("tool", [t.name for t in TOOLS])
-def test_every_output_schema_is_the_documents_schema(tool: str) -> None:
-    """The output schema is docs/schemas/<kind>.schema.json, bundled: same top level."""
-    from avfs_git.mcp_server import bundled_schema, schema_dir
+def test_the_exec_output_schema_is_a_part_of_the_documents_schema() -> None:
+    """exec's trimmed output schema names only fields of proxy_exec_result.schema.json, and
+    only fields that document always has."""
+    import avfs_git
+    from avfs_git.mcp_server import EXEC_OUTPUT_SCHEMA
 
-    directory = schema_dir()
-    assert directory is not None
-    spec = next(t for t in TOOLS if t.name == tool)
-    original = json.loads(Path(directory, f"{spec.kind}.schema.json").read_text())
-    bundled = bundled_schema(spec.kind, directory)
-    assert set(bundled["properties"]) == set(original["properties"])
-    assert bundled["required"] == original["required"]
+    schemas = Path(avfs_git.__file__).parent / "schemas"
+    full = json.loads((schemas / "proxy_exec_result.schema.json").read_text())
+    assert set(EXEC_OUTPUT_SCHEMA["properties"]) <= set(full["properties"])
+    assert set(EXEC_OUTPUT_SCHEMA["required"]) <= set(full["required"])
 
 
 def test_file_tools_refuse_lone_surrogates_and_handle_deep_paths(vault: Vault, home: Home) -> None:

@@ -269,6 +269,78 @@ def test_down_refuses_a_busy_mount_and_loses_nothing(
     assert _fresh(qhome).vault("proj").workspace("main").read("work.txt") == b"unsaved\n"
 
 
+def test_unmount_names_the_process_holding_a_busy_mount(qhome: Home, proj: Path, cli_proc: Any) -> None:
+    up = q.up(qhome, str(proj), agent="held")
+    assert up.mountpoint is not None
+    mp = up.mountpoint
+    holder = subprocess.Popen(["sleep", "60"], cwd=mp)
+    try:
+        res = cli_proc("--json", "unmount", mp)
+        assert res.code == 75
+        err = res.json()["error"]
+        assert err["code"] == "busy" and f"sleep (pid {holder.pid}: cwd)" in err["message"]
+        assert holder.pid in [h["pid"] for h in err["details"]["holders"]]
+        res = cli_proc("unmount", mp)
+        assert res.code == 75 and f"sleep (pid {holder.pid}: cwd)" in res.err
+        assert mounts._mounted_at(mp)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli_proc("unmount", mp).code == 0 and not mounts._mounted_at(mp)
+
+
+def test_down_without_an_argument_says_which_mounts_are_live(
+    qhome: Home, proj: Path, tmp_path: Path, cli_proc: Any
+) -> None:
+    up = q.up(qhome, str(proj), agent="a1")
+    assert up.mountpoint is not None
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.txt").write_text("b\n")
+    q.up(_fresh(qhome), str(other), agent="b1", mount=False)
+    # in `other`, whose vault has no mount, while proj's is live: not "nothing is mounted"
+    res = cli_proc("down", "--yes", cwd=str(other))
+    assert res.code == 2 and "nothing is mounted" not in res.err
+    assert "vault other, made from this directory, has none; other mounts: proj:a1 at " in res.err
+    doc = cli_proc("--json", "down", cwd=str(other)).json()
+    assert doc["error"]["details"]["vault_here"] == "other"
+    assert [m["fork"] for m in doc["error"]["details"]["mounts"]] == ["a1"]
+    assert mounts._mounted_at(up.mountpoint)  # nothing was taken down
+    # in the project's own directory, the one live mount of its vault
+    res = cli_proc("down", "--yes", cwd=str(proj))
+    assert res.code == 0, res.err
+    assert not mounts._mounted_at(up.mountpoint)
+
+
+def test_up_of_a_directory_holding_only_a_nested_repository_says_so(
+    qhome: Home, tmp_path: Path, cli_proc: Any
+) -> None:
+    outer = tmp_path / "outer"
+    inner = outer / "inner"
+    inner.mkdir(parents=True)
+    (inner / "f.txt").write_text("hi\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(inner)], check=True)
+    subprocess.run(["git", "-C", str(inner), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(inner), "commit", "-qm", "one"], check=True)
+    r = cli_proc("up", str(outer))
+    assert r.code == 0, r.err
+    assert f"warning: vault outer is empty: {outer} holds only git repositories of their own (inner)" in r.err
+    assert f"import the repository itself: avfs up {inner}" in r.err
+    r = cli_proc("vault", "create", "again", "--from", str(outer))
+    assert r.code == 0 and f"avfs vault create again-2 --from {inner}" in r.err
+    # a repository beside other files: those are imported, and the warning names it (not
+    # one that .gitignore leaves out, like a virtualenv's checkout of a package)
+    (tmp_path / "mixed" / "sub").mkdir(parents=True)
+    (tmp_path / "mixed" / "top.txt").write_text("t\n")
+    (tmp_path / "mixed" / ".gitignore").write_text(".venv/\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path / "mixed" / "sub")], check=True)
+    subprocess.run(["git", "init", "-q", str(tmp_path / "mixed" / ".venv" / "src" / "pkg")], check=True)
+    doc = cli_proc("--json", "up", str(tmp_path / "mixed")).json()
+    assert doc["warnings"] == [
+        f"files not imported: git repositories of their own inside {tmp_path / 'mixed'} (sub)"
+    ]
+
+
 def test_down_keep_with_conflicts_keeps_the_fork(
     qhome: Home, proj: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -193,16 +193,16 @@ def render(json_mode: bool, document: str) -> None:
         bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
         if r["stdout_truncated"] or r["stderr_truncated"]:
             bits.append("output truncated")
-    else:
-        refused = d.get("action") in ("deny", "require_approval")
-        bits.append(
-            f"not run: {'refused by the policy' if refused else 'avfs failed'} (exit {doc['exit_code']})"
-        )
+    elif d.get("action") in ("deny", "require_approval"):
+        bits.append(f"not run: refused by the policy (exit {doc['exit_code']})")
+    elif d:
+        bits.append(f"not run (exit {doc['exit_code']})")
     if doc.get("changes"):
         bits.append(f"{len(doc['changes'])} changed path(s)")
     if doc.get("commit"):
         bits.append(f"commit {doc['commit']['commit'][:12]}")
-    sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
+    if bits:  # nothing decided, nothing ran (avfs failed first): the error alone says it
+        sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
     ap = doc.get("approval") or {}
     if ap.get("token") and not ap.get("used"):
         sys.stderr.write(f"avfs: approval required; token {ap['token']} (expires {ap['expires_at']})\n")

@@ -52,6 +52,20 @@ def ls_cmd(app: App, path: str, long: bool) -> None:
     app.output.result("dir_listing", data, human)
 
 
+def file_entry(path: str, data: bytes) -> dict[str, object]:
+    """One file of a ``file_content`` document: utf-8 text, or base64 for other bytes."""
+    try:
+        return {
+            "path": names.norm_path(path),
+            "encoding": "utf-8",
+            "content": data.decode("utf-8"),
+            "size": len(data),
+        }
+    except UnicodeDecodeError:
+        encoded = base64.b64encode(data).decode()
+        return {"path": names.norm_path(path), "encoding": "base64", "content": encoded, "size": len(data)}
+
+
 @click.command("cat")
 @click.argument("paths", nargs=-1, required=True)
 @pass_app
@@ -60,26 +74,7 @@ def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
     ws = app.workspace()
     contents = [(p, ws.read(p)) for p in paths]
     if app.json:
-        files = []
-        for p, data in contents:
-            try:
-                files.append(
-                    {
-                        "path": names.norm_path(p),
-                        "encoding": "utf-8",
-                        "content": data.decode("utf-8"),
-                        "size": len(data),
-                    }
-                )
-            except UnicodeDecodeError:
-                files.append(
-                    {
-                        "path": names.norm_path(p),
-                        "encoding": "base64",
-                        "content": base64.b64encode(data).decode(),
-                        "size": len(data),
-                    }
-                )
+        files = [file_entry(p, data) for p, data in contents]
         app.output.document("file_content", {**_ws_ref(app), "files": files})
         return
     for _, data in contents:

@@ -128,10 +128,15 @@ def _avfs_prefix(app: App, command: str | None) -> str:
     return prefix
 
 
-def _claude_path(project: str | None, user: bool) -> str:
+def _claude_path(project: str | None, user: bool, shared: bool = False) -> str:
+    """The settings file: the user's, or the project's. A project's hooks go into
+    ``settings.local.json`` (Claude Code's file for what is not committed: the command
+    holds this machine's avfs path and home), or, with ``shared``, into the committed
+    ``settings.json`` (for a portable ``--command``)."""
     if user:
         return os.path.join(os.path.expanduser("~"), ".claude", "settings.json")
-    return os.path.join(os.path.abspath(project or "."), ".claude", "settings.json")
+    name = "settings.json" if shared else "settings.local.json"
+    return os.path.join(os.path.abspath(project or "."), ".claude", name)
 
 
 def _codex_path(project: str | None) -> str:
@@ -224,6 +229,12 @@ def hooks() -> None:
     metavar="TEXT",
     help="The shell words that run avfs (default: this avfs, by path).",
 )
+@click.option(
+    "--shared",
+    is_flag=True,
+    help="claude: the project's committed .claude/settings.json instead of settings.local.json"
+    " (give a portable --command).",
+)
 @pass_app
 def install_cmd(
     app: App,
@@ -233,15 +244,34 @@ def install_cmd(
     vault_name: str | None,
     notify: bool,
     command: str | None,
+    shared: bool,
 ) -> None:
-    """Add avfs's hooks to the agent's settings, merged with what is there (idempotent)."""
+    """Add avfs's hooks to the agent's settings, merged with what is there (idempotent).
+
+    For Claude Code in a project, the hooks go into .claude/settings.local.json, the file
+    Claude Code keeps out of git: their command names this machine's avfs and home. Hooks
+    an earlier install wrote into the shared settings.json move there."""
+    import dataclasses
+
     from .. import hooks as lib
 
     _check(agent, project, user, vault_name)
     if notify and agent != "codex":
         raise UsageError("--notify is for --for codex")
+    if shared and (agent != "claude" or user):
+        raise UsageError("--shared is for --for claude in a project (not --user)")
     if agent == "claude":
-        res = lib.install_claude(_claude_path(project, user), _avfs_prefix(app, command))
+        res = lib.install_claude(_claude_path(project, user, shared), _avfs_prefix(app, command))
+        if not user and not shared:
+            # an earlier install wrote into the committed file: take ours out of it
+            try:
+                moved = lib.uninstall_claude(_claude_path(project, False, True), command)
+            except UsageError as err:  # a settings.json we cannot read: say so, touch nothing
+                moved = None
+                res = dataclasses.replace(res, notes=(*res.notes, f"left alone: {err.message}"))
+            if moved is not None and moved.changed:
+                note = f"moved avfs's hooks out of {moved.path} (machine-specific: not for git)"
+                res = dataclasses.replace(res, changed=True, notes=(*res.notes, note))
     elif agent == "codex":
         res = lib.install_codex(_codex_path(project), _avfs_prefix(app, command), notify=notify)
     else:
@@ -271,6 +301,10 @@ def uninstall_cmd(
         )
     if agent == "claude":
         res = lib.uninstall_claude(_claude_path(project, user), command)
+        if not user:  # and from the committed file, where installs before settings.local.json wrote
+            shared = lib.uninstall_claude(_claude_path(project, False, True), command)
+            if shared.changed and not res.changed:
+                res = shared
     elif agent == "codex":
         res = lib.uninstall_codex(_codex_path(project))
     else:

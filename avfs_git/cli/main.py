@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "diff": "versioning:diff_cmd",
     "checkout": "versioning:checkout_cmd",
     "revert": "versioning:revert_cmd",
+    "show": "versioning:show_cmd",
     "checkpoint": "checkpoints:checkpoint",
     "op": "checkpoints:op",
     "undo": "checkpoints:undo_cmd",
@@ -74,6 +75,30 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# git commands avfs does under its own word: what to type instead (a git user's first guess
+# answered with the avfs command, not click's bare "No such command")
+GIT_WORDS: dict[str, tuple[str, str]] = {
+    "commit": ("a checkpoint is a commit", "avfs checkpoint save -m MSG"),
+    "add": (
+        "there is no staging area: every change goes into the next checkpoint",
+        "avfs checkpoint save -m MSG",
+    ),
+    "reset": ("a restore moves the fork back, and `avfs undo` undoes it", "avfs checkpoint restore REV"),
+    "branch": ("a fork is a branch", "avfs vault fork NEW (list them: avfs vault info)"),
+    "switch": ("a fork is a branch", "avfs checkout FORK"),
+    "tag": ("a named checkpoint is a tag", "avfs checkpoint save NAME"),
+    "stash": (
+        "a fork or a named checkpoint keeps work aside",
+        "avfs vault fork wip, or avfs checkpoint save wip",
+    ),
+    "restore": ("checkout takes a path back from a revision", "avfs checkout REV -- PATH"),
+    "init": ("a vault is a repository", "avfs vault create NAME [--from DIR]"),
+    "clone": ("a vault is a repository", "avfs vault clone URL [NAME]"),
+    "rebase": ("forks come together by merging", "avfs merge SOURCE"),
+    "cherry-pick": ("forks come together by merging", "avfs merge SOURCE"),
+}
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when run (or when help lists them)."""
 
@@ -91,6 +116,21 @@ class LazyGroup(click.Group):
             cmd: click.Command = getattr(module, attr)
             return cmd
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if ctx.parent is None and name in GIT_WORDS and self.get_command(ctx, name) is None:
+            from ..core.errors import UsageError
+
+            what, instead = GIT_WORDS[name]
+            raise UsageError(
+                f"'{name}' is not an avfs command; {what}: {instead}",
+                hint="avfs --help lists the commands",
+                details={"command": name, "instead": instead},
+            )
+        return super().resolve_command(ctx, args)
 
 
 class App:

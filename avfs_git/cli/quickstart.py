@@ -119,7 +119,11 @@ def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | N
     are data: the fork stays and the command exits 3. --discard deletes the fork (undoable
     with `avfs undo`). With neither, a terminal asks; otherwise the fork stays as it is.
     A mount still in use (a shell's working directory, an open file) stops it before
-    anything changes.
+    anything changes, naming the processes that hold it.
+
+    Without MOUNT or --fork (or --vault VAULT:FORK): the one live mount of the vault `avfs
+    up` made from the current directory, or, outside such a directory, the one live mount
+    of any vault; when that is not exactly one, it refuses and lists the live mounts.
     """
     from ..core import quickstart as q
     from ..fuse import mounts
@@ -134,15 +138,27 @@ def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | N
     elif app.vault_spec and ":" in app.vault_spec:
         vault, fork = app.target()
     else:
-        live = [m for m in mounts.list_mounts(app.home) if m.revision is None]
+        every = [m for m in mounts.list_mounts(app.home) if m.revision is None]
         here = _vault_here(app)
-        if here is not None:
-            live = [m for m in live if m.vault == here.name]
+        live = [m for m in every if m.vault == here.name] if here is not None else every
         if len(live) != 1:
-            listing = ", ".join(m.mountpoint for m in live) or "nothing is mounted"
+            if live:
+                listing = "live: " + ", ".join(m.mountpoint for m in live)
+            elif every:
+                assert here is not None  # else live == every
+                listing = (
+                    f"vault {here.name}, made from this directory, has none; other mounts: "
+                    + ", ".join(f"{m.vault}:{m.fork} at {m.mountpoint}" for m in every)
+                )
+            else:
+                listing = "nothing is mounted"
             raise UsageError(
                 f"name the mount to take down ({listing})",
                 hint="avfs down MOUNT, or avfs down --fork VAULT:FORK",
+                details={
+                    "vault_here": here.name if here is not None else None,
+                    "mounts": [{"vault": m.vault, "fork": m.fork, "mountpoint": m.mountpoint} for m in every],
+                },
             )
         vault, fork = app.home.vault(live[0].vault), live[0].fork
     interactive = not app.json and not yes and sys.stdin.isatty() and sys.stderr.isatty()

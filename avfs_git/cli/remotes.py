@@ -168,6 +168,7 @@ def fetch_cmd(app: App, remote_name: str) -> None:
 
 @click.command("pull")
 @click.argument("remote_name", required=False, default="origin", metavar="[REMOTE]")
+@click.argument("branch", required=False, metavar="[BRANCH]")
 @click.option("--no-ff", is_flag=True, help="Make a merge commit even when a fast-forward would do.")
 @click.option("--ours", "favor", flag_value="ours", help="Resolve text conflicts in favour of the fork.")
 @click.option(
@@ -177,9 +178,12 @@ def fetch_cmd(app: App, remote_name: str) -> None:
     "--write-conflicts", is_flag=True, help="Write conflict markers into the workspace to resolve by hand."
 )
 @pass_app
-def pull_cmd(app: App, remote_name: str, no_ff: bool, favor: str | None, write_conflicts: bool) -> None:
-    """Fetch, then merge REMOTE's branch of the selected fork into it (fast-forward or a
-    merge commit; conflicts are data and exit 3, as for `avfs merge`)."""
+def pull_cmd(
+    app: App, remote_name: str, branch: str | None, no_ff: bool, favor: str | None, write_conflicts: bool
+) -> None:
+    """Fetch, then merge REMOTE's BRANCH (default: the branch named as the selected fork)
+    into the selected fork, as `git pull origin main` does (fast-forward or a merge commit;
+    conflicts are data and exit 3, as for `avfs merge`)."""
     from ..core import remote as r
     from ..core.errors import EXIT_CONFLICT
 
@@ -190,6 +194,7 @@ def pull_cmd(app: App, remote_name: str, no_ff: bool, favor: str | None, write_c
             remote_name,
             fork,
             progress=progress,
+            branch=branch,
             no_ff=no_ff,
             favor=favor,
             write_conflicts=write_conflicts,

@@ -32,6 +32,14 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
     names.check_vault_name(name)
     with app.output.progress(f"importing {from_dir}" if from_dir else "creating") as progress:
         v = app.home.create_vault(name, from_dir=from_dir, progress=progress, use_gitignore=not no_ignore)
+    if from_dir is not None:
+        import os
+
+        from ..core.quickstart import nested_warning
+
+        nested = nested_warning(v, os.path.abspath(from_dir), f"avfs vault create {name}-2 --from")
+        if nested is not None:
+            app.output.warn("{}", nested)
     if make_default:
         app.home.use(name)
     info = app.home.info(name)

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING
 import pygit2
 
 from . import names, refs
-from .errors import AvfsError, RevisionNotFoundError
+from .errors import AvfsError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
 from .gitstore import rfc3339
 from .treediff import diff_trees, pair_renames
-from .types import MODE_LINK, Change, ChangeStatus, CommitId, CommitInfo
+from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
 
 if TYPE_CHECKING:
     from .vault import Vault
     from .workspace import Workspace
 
-_HEAD_RE = re.compile(r"^(HEAD|@)(?=$|[~^])")
+_HEAD_RE = re.compile(r"^(HEAD(?=$|[~^@])|@(?=$|[~^])|(?=@\{))")  # HEAD, @, or a bare @{N}
 
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -54,7 +54,8 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
 
     In order: ``HEAD``/``@`` (the fork's tip), ``FORK:NAME`` (another fork's checkpoint),
     a checkpoint of this fork, a fork, a commit id or anything ``git rev-parse`` accepts,
-    and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply.
+    and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply;
+    ``@{N}`` (``HEAD@{N}``, ``FORK@{N}``) is the Nth earlier position in the fork's reflog.
     """
     fork = fork or vault.default_fork
     if not rev or "\x00" in rev:
@@ -87,6 +88,13 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
                 found = _parse(vault, others[0], suffix)
     if found is not None:
         return found
+    if "@{" in rev:
+        raise RevisionNotFoundError(
+            f"unknown revision {rev!r}: the fork's reflog has no such entry",
+            hint='`avfs op log` lists what moved the fork; `git --git-dir "$(avfs vault path)" reflog'
+            f" {refs.fork_ref(fork)}` shows the reflog",
+            details={"revision": rev, "fork": fork},
+        )
     raise RevisionNotFoundError(
         f"unknown revision {rev!r} in vault {vault.name}",
         hint="use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
@@ -122,6 +130,34 @@ def commit_info(c: pygit2.Commit, cps: dict[str, list[str]] | None = None) -> Co
     )
 
 
+def split_range(spec: str) -> tuple[str, str, bool] | None:
+    """git's ``A..B`` -> (A, B, False) and ``A...B`` -> (A, B, True); an empty side is
+    ``HEAD``; None when ``spec`` is a single revision (no ref name holds ``..``)."""
+    for sep, symmetric in (("...", True), ("..", False)):
+        if sep in spec:
+            a, _, b = spec.partition(sep)
+            return a or "HEAD", b or "HEAD", symmetric
+    return None
+
+
+def merge_base(vault: Vault, a: str, b: str) -> str:
+    """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``)."""
+    base = vault.store.repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+    if base is None:
+        raise RevisionNotFoundError(f"{a[:12]} and {b[:12]} share no history", details={"old": a, "new": b})
+    return str(base)
+
+
+def diff_range(vault: Vault, spec: str, fork: str | None = None) -> tuple[str, str] | None:
+    """The (old, new) commit ids a diff of range ``spec`` compares: ``A..B`` is A with B,
+    ``A...B`` is their merge base with B (as ``git diff``); None when not a range."""
+    parts = split_range(spec)
+    if parts is None:
+        return None
+    a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
+    return (merge_base(vault, a, b) if parts[2] else a), b
+
+
 def log(
     vault: Vault,
     fork: str | None = None,
@@ -130,15 +166,27 @@ def log(
     limit: int | None = None,
     rev: str | None = None,
 ) -> list[CommitInfo]:
-    """Commits of ``fork`` newest first (first-parent), or of every fork with ``all_forks``."""
+    """Commits of ``fork`` newest first (first-parent), or of every fork with ``all_forks``.
+
+    ``rev`` starts the walk there; a range ``A..B`` lists what B has and A has not, and
+    ``A...B`` what either has and not both (as ``git log``)."""
     fork = fork or vault.default_fork
     repo = vault.store.repo
     walker = repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+    parts = split_range(rev) if rev else None
     if all_forks:
         for f in vault.fork_names():
             tip = refs.read_ref(repo, refs.fork_ref(f))
             if tip:
                 walker.push(pygit2.Oid(hex=tip))
+    elif parts is not None:
+        a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
+        walker.push(pygit2.Oid(hex=b))
+        if parts[2]:
+            walker.push(pygit2.Oid(hex=a))
+            walker.hide(pygit2.Oid(hex=merge_base(vault, a, b)))
+        else:
+            walker.hide(pygit2.Oid(hex=a))
     else:
         walker.push(pygit2.Oid(hex=resolve(vault, rev or "HEAD", fork)))
         walker.simplify_first_parent()
@@ -285,3 +333,34 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
 def _label(path: str) -> str:
     """``path`` as valid UTF-8 (a non-UTF-8 name read from git carries surrogate escapes)."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
+    """The bytes of file ``path`` at revision ``rev`` (``git show REV:PATH``); a symlink
+    gives its target, as git stores it."""
+    commit = resolve(vault, rev, fork)
+    p = names.norm_path(path)
+    hit = vault.store.tree_lookup(vault.store.commit_tree(commit), p)
+    if hit is None:
+        raise PathNotFoundError(
+            f"{p}: no such file at {rev} ({commit[:12]})",
+            hint="paths are relative to the workspace root",
+            details={"path": p, "revision": rev, "commit": commit},
+        )
+    oid, mode = hit
+    if mode == MODE_TREE:
+        raise IsDirectoryError(f"{p or '/'}: is a directory at {rev}", details={"path": p, "revision": rev})
+    if mode == MODE_COMMIT:
+        raise PathNotFoundError(f"{p}: is a submodule at {rev}", details={"path": p, "revision": rev})
+    return vault.store.blob_data(oid)
+
+
+def commit_diff(vault: Vault, commit: str) -> DiffResult:
+    """What ``commit`` changed against its first parent (everything, for a root commit):
+    the diff ``git show`` and ``git log -p`` print."""
+    store = vault.store
+    c = store.commit(commit)
+    parent = str(c.parent_ids[0]) if c.parent_ids else None
+    out: list[Change] = []
+    diff_trees(store, store.commit_tree(parent) if parent else None, str(c.tree_id), "", out)
+    return DiffResult(parent or "", commit, pair_renames(out))

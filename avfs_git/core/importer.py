@@ -85,6 +85,21 @@ def _list_files(src: str, use_gitignore: bool, git_dir: str) -> list[str]:
     return sorted(set(paths))
 
 
+def nested_repositories(src: str, git_dir: str) -> list[str]:
+    """Directories of ``src`` that are git repositories of their own and that git does not
+    ignore: an import leaves their files out, as git does (they are another repository's).
+    git lists such a directory, not its files, with a trailing ``/``."""
+    from .home import run_git
+
+    top = _git_toplevel(src)
+    if top is not None and os.path.realpath(top) == os.path.realpath(src):
+        args = ["-C", src, "ls-files", "-o", "--exclude-standard", "-z"]
+    else:
+        args = ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "--exclude-standard", "-z"]
+    out = run_git(args, cwd=src)
+    return sorted(p.rstrip("/") for p in out.split("\0") if p.endswith("/"))
+
+
 def _stream_file(w: IO[bytes], full: str, st: os.stat_result) -> None:
     with open(full, "rb") as fh:
         if st.st_size <= _BIG:

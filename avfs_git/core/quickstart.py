@@ -406,6 +406,9 @@ def up(
         vault.set_config(origin={"dir": src})
         _set_origin(vault, _make_origin(vault), None, f"up: import {src}")
         created = True
+        nested = nested_warning(vault, src)
+        if nested is not None:
+            warnings.append(nested)
     fork = agent or _next_agent(vault)
     fork_created = not vault.has_fork(fork)
     if fork_created:
@@ -437,6 +440,25 @@ def up(
         refresh_commit=CommitId(refresh_commit) if refresh_commit else None,
         warnings=tuple(warnings),
     )
+
+
+def nested_warning(vault: Vault, src: str, instead: str = "avfs up") -> str | None:
+    """What to tell a person about the nested repositories an import of ``src`` left out
+    (git keeps them out of a tree: they are repositories of their own), and when that left
+    the vault empty, what to run instead (``instead`` then the repository's path); None when
+    there are none."""
+    from .importer import nested_repositories
+
+    nested = nested_repositories(src, vault.path)
+    if not nested:
+        return None
+    shown = ", ".join(nested[:5]) + (f" and {len(nested) - 5} more" if len(nested) > 5 else "")
+    if not vault.store.tree_items(vault.workspace(vault.default_fork).base_tree):
+        return (
+            f"vault {vault.name} is empty: {src} holds only git repositories of their own ({shown}),"
+            f" which are not imported; import the repository itself: {instead} {os.path.join(src, nested[0])}"
+        )
+    return f"files not imported: git repositories of their own inside {src} ({shown})"
 
 
 def _check_origin(

@@ -527,21 +527,24 @@ def pull(
     fork: str | None = None,
     *,
     progress: ProgressFn | None = None,
+    branch: str | None = None,
     **merge_options: object,
 ) -> tuple[TransferResult, object]:
-    """Fetch, then merge ``<remote>/<fork>`` into ``fork`` (fast-forward or a merge commit;
-    conflicts come back as data, as for ``avfs merge``). Returns (fetch result, MergeResult)."""
+    """Fetch, then merge ``<remote>/<branch>`` (default: the branch named as ``fork``) into
+    ``fork`` (fast-forward or a merge commit; conflicts come back as data, as for ``avfs
+    merge``). Returns (fetch result, MergeResult)."""
     from . import merge
 
     fork = fork or vault.default_fork
     vault._require_fork(fork)
+    branch = names.check_fork_name(branch, "branch") if branch else fork
     fetched = fetch(vault, remote, progress=progress)
-    ref = f"refs/remotes/{remote}/{fork}"
+    ref = f"refs/remotes/{remote}/{branch}"
     if refs.read_ref(vault.store.repo, ref) is None:
         raise RemoteError(
-            f"{remote} has no branch {fork}",
-            hint=f"push it first (`avfs push {remote} {fork}`)",
-            details={"remote": remote, "branch": fork},
+            f"{remote} has no branch {branch}",
+            hint=f"push it first (`avfs push {remote} {branch}`)",
+            details={"remote": remote, "branch": branch},
         )
-    result = merge.merge(vault, f"{remote}/{fork}", fork, source_ref=ref, **merge_options)  # type: ignore[arg-type]
+    result = merge.merge(vault, f"{remote}/{branch}", fork, source_ref=ref, **merge_options)  # type: ignore[arg-type]
     return fetched, result

@@ -360,10 +360,15 @@ def unmount(
         write_registry(path, data)
         msg = proc.stderr.strip()
         if "busy" in msg.lower():
+            from ..core.quickstart import mount_holders
+
+            holders = mount_holders(info.mountpoint)
+            who = ", ".join(f"{h['command']} (pid {h['pid']}: {', '.join(h['holds'])})" for h in holders)
             raise BusyError(
-                f"{info.mountpoint} is busy: a process has a file open or its working directory there",
+                f"{info.mountpoint} is busy: "
+                + (who or "a process has a file open or its working directory there"),
                 hint="leave the directory / close the files, or use --lazy",
-                details={"mountpoint": info.mountpoint},
+                details={"mountpoint": info.mountpoint, "holders": holders},
             )
         raise MountError(f"cannot unmount {info.mountpoint}: {msg}")
     deadline = time.monotonic() + STOP_TIMEOUT_S
