@@ -52,13 +52,14 @@ class Classifier(Effects):
 
     def script_text(self, text: str, cwd: str | None, depth: int) -> list[Part]:
         try:
-            body = parse(text, depth)
+            body = parse(text, depth, self.budget)
         except ParseError as exc:
             return self.salvage(text, None, exc, cwd, depth)
         return self.run_list(body, cwd, depth)[0]
 
     def script_tokens(self, sub: Sub, cwd: str | None, depth: int) -> list[Part]:
         src, toks = sub
+        self.budget.spend(len(toks))
         try:
             body = Parser(toks, len(src)).parse()
         except ParseError as exc:
@@ -74,7 +75,7 @@ class Classifier(Effects):
         best: list[Part] = []
         best_rank = -1
         seen = self.seen
-        for body in salvage(text, toks, depth):
+        for body in salvage(text, toks, depth, self.budget):
             self.seen = dict(seen)  # each reading judges its own commands
             parts = self.run_list(body, cwd, depth)[0]
             rank = max((p.finish(self.p).action.rank for p in parts), default=-1)
@@ -115,6 +116,7 @@ class Classifier(Effects):
                     cached = self.seen.get(key) if key is not None else None
                     if cached is not None:  # `ls; ls; ...`: the same command, judged once
                         self.total += 1
+                        self.budget.spend(1)
                         got, eater, new_cwd = cached[0], cached[1], _SAME
                     else:
                         got, eater, new_cwd = self.simple(stage, cwd, depth)
@@ -173,6 +175,7 @@ class Classifier(Effects):
         return [Part((), "", (), None, "", "", findings)]
 
     def tick(self) -> None:
+        self.budget.spend(1)
         self.total += 1
         self.count += 1
         if self.count > _MAX_PARTS:
@@ -195,10 +198,14 @@ class Classifier(Effects):
         via_xargs = False
         env = list(assigns)  # NAME=VALUE the program gets (before it, or through env/sudo)
         stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
+        # wrappers are peeled by moving ``at`` along ``words``, never copying what follows,
+        # so a chain of them (`env env ... rm`) costs its length, not its length squared
+        at = 0
         while True:
-            w0 = words[0]
-            args = words[1:]
+            self.budget.spend(1)
+            w0 = words[at]
             if w0.dynamic or w0.unknown or _is_pattern(w0):
+                words = words[at:]
                 part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
                 if any(p.networked() for p in by_word.get(id(w0), ())):
                     self.remote_code(part, "is a program name computed from a download")
@@ -207,23 +214,35 @@ class Classifier(Effects):
             name = _program_name(w0.value)
             wrap = WRAPPERS.get(name)
             if wrap is not None:
-                unwrapped = unwrap(name, wrap, args, cwd)
+                unwrapped = unwrap(name, wrap, words, cwd, at + 1)
                 if unwrapped is not None:
-                    rest, wrapped_cwd, k = unwrapped
-                    wrapper_argv = words[: k + 1]
+                    extra, nxt, wrapped_cwd = unwrapped
+                    wrapper_argv = words[at:nxt]
+                    self.budget.spend(len(wrapper_argv))
                     rule = first_match(self.p, name, wrapper_argv[1:], cwd, self.root)[0]
                     if rule is not None and rule.classes != (Category.READ_ONLY,):
                         parts.append(self.part_for(name, wrapper_argv, cwd, rule=rule))
                     env.extend(w for w in wrapper_argv[1:] if ASSIGN.match(w.value))
+                    if extra or name == "xargs" or wrap.shell:  # a new list: its length is paid for
+                        words, at = extra + words[nxt:], 0
+                        self.budget.spend(len(words))
+                    else:
+                        at = nxt
                     if name == "xargs":
                         via_xargs = True
-                        rest = with_input(rest, xargs_replace(wrapper_argv[1:]))
+                        words = with_input(words, xargs_replace(wrapper_argv[1:]))
                     if wrap.shell:
-                        return self.shell_wrapper(name, wrapper_argv, rest, parts, redirs, wrapped_cwd, depth)
-                    while len(rest) > 1 and is_assignment(rest[0]):
-                        env.append(rest.pop(0))  # `nice X=1 cmd` fails; read as the environment
-                    words, cwd = rest, wrapped_cwd
+                        return self.shell_wrapper(
+                            name, wrapper_argv, words, parts, redirs, wrapped_cwd, depth
+                        )
+                    while len(words) - at > 1 and is_assignment(words[at]):
+                        env.append(words[at])  # `nice X=1 cmd` fails; read as the environment
+                        at += 1
+                    cwd = wrapped_cwd
                     continue
+            if at:
+                words, at = words[at:], 0
+            args = words[1:]
             if name in SHELLS:
                 kind, script = shell_mode(args)
                 if kind == "c" and script is not None and not script.unknown:

@@ -74,6 +74,10 @@ DEFAULT_RULE: Final = "default"
 
 # Findings that are not rules of a policy file: their names are reserved.
 BUILTIN_UNPARSABLE: Final = "builtin:unparsable"
+BUILTIN_TOO_COMPLEX: Final = "builtin:too-complex"
+"""The ``rule`` of a decision on a command line too long or complex to analyse within the
+classifier's budget: ``require_approval`` (or the stricter ``[defaults] unparsable``) for
+``proxy exec``; the agent hooks deny it, since no person reads a 240 KB command."""
 BUILTIN_REDIRECT: Final = "builtin:redirect"
 BUILTIN_REDIRECT_OUTSIDE: Final = "builtin:redirect-outside"
 BUILTIN_CWD_OUTSIDE: Final = "builtin:cwd-outside"

@@ -176,11 +176,13 @@ _CHDIR_OPTS: Final = {
 
 
 def unwrap(
-    name: str, wrap: Wrap, args: list[Word], cwd: str | None
-) -> tuple[list[Word], str | None, int] | None:
-    """The wrapped command of ``name args`` (None when there is none), the directory it
-    runs in, and how many of ``args`` belong to the wrapper."""
-    i = 0
+    name: str, wrap: Wrap, args: list[Word], cwd: str | None, start: int = 0
+) -> tuple[list[Word], int, str | None] | None:
+    """Where the wrapped command of ``name args[start:]`` starts (None when there is none):
+    the words an option adds before it (``env -S``), its index in ``args`` (the wrapper's
+    own arguments are ``args[start:index]``), and the directory it runs in. ``args`` is
+    read in place, never copied: a chain of wrappers costs its length."""
+    i = start
     extra: list[Word] = []
     while i < len(args):
         v = args[i].value
@@ -225,10 +227,10 @@ def unwrap(
     if wrap.assignments:
         while i < len(args) and ASSIGN.match(args[i].value):
             i += 1
-    rest = extra + args[i:]
-    if not rest:
+    i = min(i, len(args))
+    if not extra and i >= len(args):
         return None
-    return rest, cwd, min(i, len(args))
+    return extra, i, cwd
 
 
 def program_cwd(name: str, args: list[Word], cwd: str | None) -> str | None:
