@@ -266,6 +266,24 @@ def test_approval_records_are_private_and_hold_no_env_value(home, ws, cli_proc):
     assert leaked == []
 
 
+def test_a_command_cannot_run_avfs_to_approve_its_own_token(home, ws, cli_proc):
+    """`proxy exec` of avfs itself (here: dropping AVFS_WORKSPACE with `env -u`, which
+    `proxy approve` checks) is denied by the policy before anything runs."""
+    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n")
+    assert asked.approval is not None
+    token = asked.approval["token"]
+    base = ("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized")
+    for cmd in (
+        ("--shell", f"env -u AVFS_WORKSPACE avfs --home {home.path} proxy approve --yes {token}"),
+        ("--", "sudo", "-n", sys.executable, "-m", "avfs_git", "proxy", "approve", "--yes", token),
+        ("--shell", f"nohup {sys.executable} -m avfs_git --home {home.path} proxy approve --yes {token}"),
+    ):
+        res = cli_proc(*base, *cmd)
+        doc = json.loads(res.out_bytes)
+        assert res.code == 126 and doc["result"] is None and doc["error"]["code"] == "policy_denied", doc
+    assert approval.load(home.path, token)["approved"] is None
+
+
 def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tmp_path):
     """Regression: request_hash copied a fixed list of keys and left out `isolate` (and
     timeout, checkpoint, commit, mode): a token approved for a command confined with

@@ -13,14 +13,24 @@ from typing import Any, Final
 from .effects import Effects
 from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
-from .model import BUILTIN_UNPARSABLE, DEFAULT_RULE, Category, Rule, RuleSet, strictest
+from .model import (
+    BUILTIN_AVFS_ITSELF,
+    BUILTIN_UNPARSABLE,
+    DEFAULT_RULE,
+    Category,
+    Outcome,
+    Rule,
+    RuleSet,
+    strictest,
+)
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
-from .parts import Part, cwd_outside, show
+from .parts import Finding, Part, cwd_outside, show
 from .paths import HOME_DIR, cd_target, path_key, within
 from .programs import (
     SHELLS,
     SOURCE,
     WRAPPERS,
+    avfs_itself,
     find_execs,
     interpreter,
     parallel_text,
@@ -265,6 +275,12 @@ class Classifier(Effects):
             eff_cwd = program_cwd(name, args, cwd)
             rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
             part = self.part_for(name, words, eff_cwd, rule=rule)
+            itself = avfs_itself(w0.value, args)
+            if itself is not None:  # no rule relaxes it: it could approve its own token
+                why = itself + "; a person runs avfs, in a terminal of their own"
+                part.findings.append(
+                    Finding(BUILTIN_AVFS_ITSELF, (Category.HOST_ESCAPE_RISK,), why, Outcome.DENY)
+                )
             if skipped is not None:
                 self.unknown_paths(part, skipped)
             runs_before = len(self.runs)

@@ -84,6 +84,7 @@ BUILTIN_CWD_OUTSIDE: Final = "builtin:cwd-outside"
 BUILTIN_REMOTE_CODE: Final = "builtin:remote-code"
 BUILTIN_OPAQUE: Final = "builtin:opaque"
 BUILTIN_UNKNOWN_PATHS: Final = "builtin:unknown-paths"
+BUILTIN_AVFS_ITSELF: Final = "builtin:avfs-itself"
 
 POLICY_FILE: Final = "policy.toml"
 VERSION: Final = 1
