@@ -71,3 +71,76 @@ def test_avfs_that_only_reads_is_allowed(command: str) -> None:
 def test_other_programs_are_not_avfs(command: str) -> None:
     _, rule, _ = decide(command)
     assert rule != "builtin:avfs-itself"
+
+
+# -- secrets and host files outside the fork ---------------------------------------------------
+
+R = Outcome.REQUIRE_APPROVAL
+
+
+@pytest.mark.parametrize(
+    ("command", "store"),
+    [
+        ("cat ~/.ssh/id_rsa", "~/.ssh"),
+        ("cat ~/.aws/credentials", "~/.aws"),
+        ("less ~/.config/gcloud/credentials.db", "~/.config/gcloud"),
+        ("grep machine ~/.netrc", "~/.netrc"),
+        ("base64 ~/.git-credentials", "~/.git-credentials"),
+        ('cat "$HOME/.ssh/id_ed25519"', "$HOME/.ssh"),
+        ("cat < ~/.aws/credentials", "~/.aws"),
+        ("cat /etc/shadow", "/etc/shadow"),
+        ("cat /etc/ssh/ssh_host_ed25519_key", "/etc/ssh"),
+        ("cp /root/secret ./stolen.txt", "/root"),
+        ("head ../.env", "/work/.env"),
+        ("cat /home/u/other-project/.env.local", "/home/u/other-project/.env.local"),
+        ("cat /home/u/.ssh/id_rsa", "/home/u/.ssh"),
+        ("tar -czf keys.tgz ~/.ssh", "~/.ssh"),
+        ("env cat ~/.aws/config", "~/.aws"),
+        ("sh -c 'cat ~/.netrc'", "~/.netrc"),
+    ],
+)
+def test_a_credential_store_outside_needs_approval(command: str, store: str) -> None:
+    d = Policy.default().classify(command, WS, WS)
+    assert d.action is R, (command, d.reason)
+    assert "host_escape_risk" in d.categories
+    assert d.rule in ("builtin:secret-outside", "copy-into-workspace"), d.rule
+    assert f"{store} holds credentials" in d.reason, d.reason
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["cat .env", "cat ./config/.env", "cat ~/notes.txt", "cat /etc/hostname", 'cat "~/.ssh/id_rsa"'],
+)
+def test_other_reads_stay_allowed(command: str) -> None:
+    action, _, reason = decide(command)
+    assert action is A, (command, reason)
+
+
+@pytest.mark.parametrize(
+    "command", ["cp /etc/passwd ./p.txt", "rsync -a /srv/data/ data/", "install /etc/hosts h"]
+)
+def test_copying_host_files_into_the_fork_needs_approval(command: str) -> None:
+    action, rule, reason = decide(command)
+    assert action is R and rule == "copy-into-workspace", (command, reason)
+
+
+def test_a_deleting_secret_read_stays_denied() -> None:
+    action, rule, _ = decide("rm -rf ~/.ssh")
+    assert action is D and rule == "delete-outside-workspace"
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("cat ~/notes.txt", "`cat ~/notes.txt`"),  # the tilde the shell expands stays bare
+        ("cat ~/.ssh/id_rsa", "reads ~/.ssh/id_rsa:"),
+        ('cat "~/.ssh/id_rsa"', "`cat '~/.ssh/id_rsa'`"),  # a quoted one is a directory named ~
+        ("ls ~/'my dir'", "`ls ~/'my dir'`"),
+        ('echo "$HOME/x y"', "`echo '$HOME/x y'`"),
+        ('echo "$HOME/x"', '`echo "$HOME/x"`'),
+        ("echo 'a b'", "`echo 'a b'`"),
+    ],
+)
+def test_reasons_quote_words_as_a_shell_rereads_them(command: str, shown: str) -> None:
+    _, _, reason = decide(command)
+    assert shown in reason, reason

@@ -15,6 +15,7 @@ from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
 from .model import (
     BUILTIN_AVFS_ITSELF,
+    BUILTIN_SECRET_OUTSIDE,
     BUILTIN_UNPARSABLE,
     DEFAULT_RULE,
     Category,
@@ -24,8 +25,8 @@ from .model import (
     strictest,
 )
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
-from .parts import Finding, Part, cwd_outside, show
-from .paths import HOME_DIR, cd_target, path_key, within
+from .parts import Finding, Part, cwd_outside, shell_word, show, show_words
+from .paths import HOME_DIR, cd_target, path_key, secret_outside, within
 from .programs import (
     SHELLS,
     SOURCE,
@@ -275,6 +276,7 @@ class Classifier(Effects):
             eff_cwd = program_cwd(name, args, cwd)
             rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
             part = self.part_for(name, words, eff_cwd, rule=rule)
+            self.secrets(part, args, redirs, eff_cwd)
             itself = avfs_itself(w0.value, args)
             if itself is not None:  # no rule relaxes it: it could approve its own token
                 why = itself + "; a person runs avfs, in a terminal of their own"
@@ -307,6 +309,22 @@ class Classifier(Effects):
                 new_cwd = cd_target(name, args, cwd)
             got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
             return got, eater, new_cwd
+
+    def secrets(self, part: Part, args: list[Word], redirs: list[Redir], cwd: str | None) -> None:
+        """A credential store outside the workspace named by an argument (``cat ~/.ssh/id_rsa``,
+        ``cp /root/x .``) or read by a redirection (``< ~/.aws/credentials``): whatever the
+        program, its content may land in a commit or a push. A person decides."""
+        words = [*args, *(r.target for r in redirs if r.target is not None and r.op in ("<", "<>"))]
+        for w in words:
+            store = secret_outside(w, cwd, self.root)
+            if store is not None:
+                why = f"reads {shell_word(w)}: {store} holds credentials, outside the workspace"
+                part.findings.append(
+                    Finding(
+                        BUILTIN_SECRET_OUTSIDE, (Category.HOST_ESCAPE_RISK,), why, Outcome.REQUIRE_APPROVAL
+                    )
+                )
+                return
 
     def shell_input(
         self,
@@ -412,7 +430,7 @@ class Classifier(Effects):
         self, name: str, words: list[Word], cwd: str | None, *, rule: Rule | None, dynamic: bool = False
     ) -> Part:
         argv = tuple(w.value for w in words)
-        shown = show(argv)
+        shown = show_words(words)
         if rule is not None:
             why = rule.description or ", ".join(rule.classes)
             return Part(

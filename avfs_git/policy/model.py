@@ -85,6 +85,7 @@ BUILTIN_REMOTE_CODE: Final = "builtin:remote-code"
 BUILTIN_OPAQUE: Final = "builtin:opaque"
 BUILTIN_UNKNOWN_PATHS: Final = "builtin:unknown-paths"
 BUILTIN_AVFS_ITSELF: Final = "builtin:avfs-itself"
+BUILTIN_SECRET_OUTSIDE: Final = "builtin:secret-outside"
 
 POLICY_FILE: Final = "policy.toml"
 VERSION: Final = 1
