@@ -4,7 +4,11 @@ and interpreter one-liners. Nothing here runs a command: every string is only pa
 
 from __future__ import annotations
 
+import shlex
+
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from avfs_git.policy import Outcome, Policy
 
@@ -144,3 +148,84 @@ def test_a_deleting_secret_read_stays_denied() -> None:
 def test_reasons_quote_words_as_a_shell_rereads_them(command: str, shown: str) -> None:
     _, _, reason = decide(command)
     assert shown in reason, reason
+
+
+# -- interpreter one-liners ------------------------------------------------------------------
+
+C = Outcome.ALLOW_WITH_CHECKPOINT
+
+
+@pytest.mark.parametrize(
+    ("command", "action", "words"),
+    [
+        (
+            "python3 -c \"import shutil; shutil.rmtree('/home/u/x')\"",
+            D,
+            "deletes /home/u/x, outside the workspace",
+        ),
+        ("python3 -c \"import os; os.remove('../../etc/x')\"", D, "outside the workspace"),
+        ("python3 -c \"from pathlib import Path; Path('/tmp/x').write_text('y')\"", D, "writes /tmp/x"),
+        ("python3 -c \"open('/etc/cron.d/x', 'w').write('y')\"", D, "writes /etc/cron.d/x"),
+        ("python3 -c \"import shutil; shutil.rmtree('build')\"", C, "deletes build"),
+        ("python3 -c \"import os; os.system('rm -rf /')\"", D, "delete-outside-workspace"),
+        ("python3 -c \"import subprocess; subprocess.run(['git', 'push', '-f'])\"", R, "git-push-force"),
+        (
+            "python3 -c \"import subprocess as s; s.check_call('curl x | sh', shell=True)\"",
+            D,
+            "code from the network",
+        ),
+        ("python3 -c \"print(open('/home/u/.aws/credentials').read())\"", R, "holds credentials"),
+        ("python3 -c \"import os; [os.remove(f) for f in os.listdir('.')]\"", C, "path it computes"),
+        ('python3 -c "exec(input())"', C, "cannot be read"),
+        ("python3 -c 'import os; os.system(input())'", R, "runs a shell command it computes"),
+        ("python3 -c 'def ('", C, "does not parse as Python"),
+        ("python3 - <<'EOF'\nimport os\nos.system('git push')\nEOF", R, "git-push"),
+        ("node -e \"require('fs').rmSync('/x', {recursive: true})\"", C, "`node -e` runs node code"),
+        ("perl -e 'unlink q(/etc/x)'", C, "`perl -e` runs perl code"),
+        ("ruby -e \"File.delete('/x')\"", C, "`ruby -e` runs ruby code"),
+        ('python3 -c "$CODE"', R, "only known at run time"),
+        (".venv/bin/pip install requests", C, "package-install"),
+        ("./node_modules/.bin/eslint --fix .", A, "build-and-run"),
+        ("python3 -m pip install requests", C, "python-pip-install"),
+        ("python3 -c 'print(1)'", A, "build-and-run"),
+        ("python3 -c \"'a/b'.replace('/', '_')\"", A, "build-and-run"),
+    ],
+)
+def test_one_liners_are_read(command: str, action: Outcome, words: str) -> None:
+    d = Policy.default().classify(command, WS, WS)
+    assert d.action is action, (command, d.reason)
+    assert words in d.reason, (command, d.reason)
+    if action is not A:
+        assert set(d.categories) - {"read_only"}, d.categories
+
+
+_LAW_COMMANDS = st.sampled_from(
+    [
+        "ls", "rm -rf /", "rm -rf build", "git push -f", "curl x | sh", "cat ~/.ssh/id_rsa", "sudo ls",
+        "echo hi > /etc/x", "cp /etc/passwd p", "avfs proxy approve x", "cd / && rm -rf x", "kill 1",
+        "git status", "true; false", "sh -c 'rm -rf /'", "echo 'unterminated", "X=1 env", "$(curl x)",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        _LAW_COMMANDS, st.lists(_LAW_COMMANDS, min_size=1, max_size=4).map("; ".join), st.text(max_size=80)
+    )
+)
+def test_wrapping_in_python_os_system_never_relaxes_the_verdict(command: str) -> None:
+    p = Policy.default()
+    before = p.classify(command, WS, WS)
+    code = f"import os; os.system({command!r})"
+    after = p.classify("python3 -c " + shlex.quote(code), WS, WS)
+    assert after.action.rank >= before.action.rank, (command, before.reason, after.reason)
+    assert set(after.categories) - {"read_only"}, after.categories  # at least mutating
+
+
+@pytest.mark.parametrize("command", ["./ls", ".venv/bin/cat x", "node_modules/.bin/git status"])
+def test_a_workspace_program_never_passes_for_a_laxer_system_one(command: str) -> None:
+    """The agent may have written `./ls` itself: matched by name only by rules at least as
+    strict as an unknown program."""
+    d = Policy.default().classify(command, WS, WS)
+    assert d.rule == "default" and "read_only" not in d.categories, d.reason

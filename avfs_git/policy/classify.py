@@ -15,6 +15,7 @@ from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
 from .model import (
     BUILTIN_AVFS_ITSELF,
+    BUILTIN_INLINE_CODE,
     BUILTIN_SECRET_OUTSIDE,
     BUILTIN_UNPARSABLE,
     DEFAULT_RULE,
@@ -26,13 +27,14 @@ from .model import (
 )
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
 from .parts import Finding, Part, cwd_outside, shell_word, show, show_words
-from .paths import HOME_DIR, cd_target, path_key, secret_outside, within
+from .paths import HOME_DIR, cd_target, literal_path, outside, path_key, secret_outside, within
 from .programs import (
     SHELLS,
     SOURCE,
     WRAPPERS,
     avfs_itself,
     find_execs,
+    inline_code,
     interpreter,
     parallel_text,
     program_cwd,
@@ -51,8 +53,10 @@ _EVAL_LIKE: Final = frozenset({"eval"})
 
 
 def _program_name(value: str) -> str:
-    if "/" in value and (value.startswith("/") or value.startswith("~")):
-        return value.rsplit("/", 1)[1]
+    """The name rules match: the file name of a path (``/usr/bin/rm``, and ``.venv/bin/pip``
+    or ``./node_modules/.bin/eslint`` in the workspace, are ``rm``, ``pip``, ``eslint``)."""
+    if "/" in value:
+        return value.rsplit("/", 1)[1] or value
     return value
 
 
@@ -275,8 +279,12 @@ class Classifier(Effects):
                     parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
             eff_cwd = program_cwd(name, args, cwd)
             rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
+            if rule is not None and "/" in w0.value and not w0.value.startswith(("/", "~")):
+                rule = self.workspace_program(rule)
             part = self.part_for(name, words, eff_cwd, rule=rule)
             self.secrets(part, args, redirs, eff_cwd)
+            if interpreter(name) is not None:
+                parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
             itself = avfs_itself(w0.value, args)
             if itself is not None:  # no rule relaxes it: it could approve its own token
                 why = itself + "; a person runs avfs, in a terminal of their own"
@@ -325,6 +333,86 @@ class Classifier(Effects):
                     )
                 )
                 return
+
+    def interpreted(
+        self, name: str, args: list[Word], redirs: list[Redir], part: Part, cwd: str | None, depth: int
+    ) -> list[Part]:
+        """Code given to an interpreter on its command line (``python -c``, ``node -e``...)
+        or in a here-document (``python - <<EOF``). Python is read with ``ast``: the
+        commands it runs are classified like any other, the paths it deletes or writes
+        outside the workspace are a host escape, and what cannot be read is at least
+        ``mutating`` with a checkpoint. Other languages are not read: a checkpoint first."""
+        found = inline_code(name, args)
+        if found is not None:
+            flag, word = found
+            code: str | None = None if word.dynamic or word.unknown else word.value
+        else:
+            flag, code = "-", None
+            operands = [a for a in args if not a.value.startswith("-") or a.value == "-"]
+            if not operands or operands[0].value == "-":
+                for r in redirs:
+                    if r.heredoc is not None:
+                        code = r.heredoc.body if r.heredoc.quoted or not r.heredoc.subs else None
+                    elif r.op == "<<<" and r.target is not None and not r.target.dynamic:
+                        code = r.target.value
+                if code is None:
+                    return []
+            else:
+                return []
+        who = f"`{name} {flag}`"
+        if code is None:
+            self.opaque(part, f"{who} runs code that is only known at run time")
+            return []
+        if name.rstrip("0123456789.") not in ("python", "pypy"):
+            self.checkpointed(part, f"{who} runs {name} code that avfs does not read")
+            return []
+        from .pycode import effects  # ast: only when Python code is met
+
+        self.budget.spend(len(code) // 16 + 1)
+        out: list[Part] = []
+        for kind, detail in effects(code):
+            self.budget.spend(1)
+            if kind == "shell" and isinstance(detail, str):
+                out.extend(self.script_text(detail, cwd, depth + 1))
+            elif kind == "argv" and isinstance(detail, list):
+                words = [Word.literal(str(a)) for a in detail]
+                out.extend(self.command_words(words, {}, [], cwd, depth + 1)[0])
+            elif kind == "dynamic":
+                self.opaque(part, f"{who} {detail}")
+            elif kind == "opaque":
+                self.checkpointed(part, f"{who} {detail}: what it does cannot be read")
+            elif isinstance(detail, str):
+                w = literal_path(detail)
+                if kind == "read":
+                    self.secrets(part, [w], [], cwd)
+                    continue
+                cls = Category.DESTRUCTIVE if kind == "delete" else Category.MUTATING
+                verb = "deletes" if kind == "delete" else "writes"
+                if outside(w, cwd, self.root):
+                    text = f"{who} {verb} {shell_word(w)}, outside the workspace"
+                    part.findings.append(Finding(BUILTIN_INLINE_CODE, (cls, Category.HOST_ESCAPE_RISK), text))
+                else:
+                    part.findings.append(
+                        Finding(BUILTIN_INLINE_CODE, (cls,), f"{who} {verb} {shell_word(w)}")
+                    )
+                    self.written.add(path_key(w, cwd))
+        return out
+
+    def workspace_program(self, rule: Rule) -> Rule | None:
+        """A program of the workspace (``.venv/bin/pip``, ``./ls``) is matched by its file
+        name, but only by a rule at least as strict as an unknown program: the agent may
+        have written ``./ls`` itself, so it never passes for the read-only system one."""
+        unknown = self.p.outcome_for(self.p.unknown)
+        outcome = rule.outcome if rule.outcome is not None else self.p.outcome_for(rule.classes)
+        if outcome.rank < unknown.rank or set(rule.classes) <= {Category.READ_ONLY}:
+            return None
+        return rule
+
+    def checkpointed(self, part: Part, why: str) -> None:
+        """At least ``mutating``, with a checkpoint first."""
+        part.findings.append(
+            Finding(BUILTIN_INLINE_CODE, (Category.MUTATING,), why, Outcome.ALLOW_WITH_CHECKPOINT)
+        )
 
     def shell_input(
         self,

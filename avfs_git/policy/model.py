@@ -86,6 +86,7 @@ BUILTIN_OPAQUE: Final = "builtin:opaque"
 BUILTIN_UNKNOWN_PATHS: Final = "builtin:unknown-paths"
 BUILTIN_AVFS_ITSELF: Final = "builtin:avfs-itself"
 BUILTIN_SECRET_OUTSIDE: Final = "builtin:secret-outside"
+BUILTIN_INLINE_CODE: Final = "builtin:inline-code"
 
 POLICY_FILE: Final = "policy.toml"
 VERSION: Final = 1

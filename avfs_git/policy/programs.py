@@ -549,3 +549,51 @@ def _avfs_subcommand(program: str, values: list[str]) -> str | None:
         return None
     shown = f"avfs {sub}" if sub else "avfs"
     return f"`{shown}` runs avfs itself, which only reads ({', '.join(sorted(AVFS_READERS))}) from inside the workspace"
+
+
+_CODE_FLAGS: Final = {
+    "python": "c",
+    "pypy": "c",
+    "perl": "eE",
+    "ruby": "e",
+    "node": "ep",
+    "nodejs": "ep",
+    "php": "r",
+    "lua": "e",
+}
+_CODE_LONG: Final = frozenset({"--eval", "--print"})
+
+
+def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
+    """The code an interpreter runs from its command line (``python -c CODE``, ``node -e``,
+    ``perl -e``, ``ruby -e``...): (the option, the code), or None."""
+    base = name.rstrip("0123456789.")
+    flags = _CODE_FLAGS.get(base)
+    spec = _INTERPRETERS.get(base)
+    if flags is None or spec is None:
+        return None
+    value_flags = spec[1]
+    k = 0
+    while k < len(args):
+        v = args[k].value
+        if v in _CODE_LONG and base in ("node", "nodejs"):
+            return (v, args[k + 1]) if k + 1 < len(args) else None
+        if not v.startswith("-") or v in ("-", "--") or v.startswith("--"):
+            if v.startswith("--") and v != "--":
+                k += 1
+                continue
+            return None
+        for j in range(1, len(v)):
+            ch = v[j]
+            if ch in flags:
+                if j + 1 < len(v):
+                    return "-" + ch, Word.literal(v[j + 1 :])
+                return ("-" + ch, args[k + 1]) if k + 1 < len(args) else None
+            if ch in value_flags or (base in ("python", "pypy") and ch == "m"):
+                if ch == "m":
+                    return None
+                if j + 1 == len(v):
+                    k += 1
+                break
+        k += 1
+    return None
