@@ -197,10 +197,8 @@ class Policy:
         """Past the budget: nothing about the command is known, so a person decides."""
         shown = text if len(text) <= 60 else text[:59] + "…"
         outcome = strictest([Outcome.REQUIRE_APPROVAL, self.unparsable])
-        reason = (
-            f"{_VERDICT[outcome]}: {shown!r} is too long or complex to analyse ({why}); "
-            "split it into shorter commands"
-        )
+        # no verdict word in front: exec asks a person, an agent hook denies
+        reason = f"too long or complex to analyse: {shown!r} ({why}); split it into shorter commands"
         info = CommandInfo((shown,), "<too-complex>", self.unknown, outcome, BUILTIN_TOO_COMPLEX, reason)
         return Decision(outcome, tuple(sorted(self.unknown)), reason, BUILTIN_TOO_COMPLEX, (info,))
 
