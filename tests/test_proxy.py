@@ -266,6 +266,17 @@ def test_approval_records_are_private_and_hold_no_env_value(home, ws, cli_proc):
     assert leaked == []
 
 
+def test_a_command_too_complex_to_analyse_needs_approval(ws, tmp_path):
+    """Past the classifier's budget exec asks a person (an agent hook denies instead)."""
+    marker = tmp_path / "ran"
+    res = ws.exec(shell="env " * 60000 + f"touch {marker}", mode="materialized")
+    assert res.exit_code == 126 and res.result is None and res.error is not None
+    assert res.error["code"] == "approval_required" and res.decision is not None
+    assert res.decision["rule"] == "builtin:too-complex"
+    assert "too long or complex to analyse" in res.error["message"]
+    assert not marker.exists()
+
+
 def test_a_command_cannot_run_avfs_to_approve_its_own_token(home, ws, cli_proc):
     """`proxy exec` of avfs itself (here: dropping AVFS_WORKSPACE with `env -u`, which
     `proxy approve` checks) is denied by the policy before anything runs."""
