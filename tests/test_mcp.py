@@ -356,10 +356,34 @@ def test_the_agent_cannot_approve_its_own_exec(vault: Vault, home: Home) -> None
         )
         assert "not been approved by a person" in own["error"]["message"]
         await fails(s, "read_file", {"path": "approved.txt"}, "path_not_found")
-        # nor through a command it runs: `proxy approve` refuses inside a proxy exec
-        sneaky = await ok(s, "exec", argv=[sys.executable, "-m", "avfs_git", "--home", home.path, "proxy",
-                                           "approve", token, "--yes"], mode="materialized")  # fmt: skip
-        assert sneaky["exit_code"] != 0 and "inside a command run by" in sneaky["result"]["stderr"], sneaky
+        # nor through a command it runs: the policy denies running avfs itself, by any path,
+        # as `python -m avfs_git`, and through env/sh -c (`env -u` drops the variable that
+        # `proxy approve` itself checks)
+        avfs = str(Path(sys.executable).parent / "avfs")
+        for sneaky in (
+            {
+                "argv": [
+                    sys.executable,
+                    "-m",
+                    "avfs_git",
+                    "--home",
+                    home.path,
+                    "proxy",
+                    "approve",
+                    token,
+                    "--yes",
+                ]
+            },
+            {"shell": f"env -u AVFS_WORKSPACE avfs --home {home.path} proxy approve --yes {token}"},
+            {"shell": f"sh -c 'env -u AVFS_WORKSPACE {avfs} --home {home.path} proxy approve --yes {token}'"},
+        ):
+            refused = await ok(s, "exec", **sneaky, mode="materialized")
+            assert refused["exit_code"] == 126 and refused["result"] is None, refused
+            assert refused["error"]["code"] == "policy_denied", refused
+            assert refused["decision"]["rule"] == "builtin:avfs-itself", refused
+            assert "runs avfs itself" in refused["error"]["message"]
+        reads = await ok(s, "exec", argv=[avfs, "--home", home.path, "--json", "status"], mode="materialized")
+        assert reads["decision"]["action"] == "allow", reads  # avfs that only reads stays allowed
         assert (await ok(s, "exec", **touch, approve=token))["exit_code"] == 126  # still not approved
         shown = _person_approves(home, token)  # out of band: a person, at a terminal
         assert shown["request"]["argv"] == ["touch", "approved.txt"] and shown["approved_by"] == "person"

@@ -259,7 +259,7 @@ TABLE: list[tuple[str, Outcome, set[str]]] = [
     ("xargs -I{} rm {}", R, {DE}),
     ("xargs -I% mv % /etc/", D, {MU, HE}),
     ("xargs cp -t /tmp", D, {MU, HE}),
-    ("xargs cp -t build", A, {MU}),
+    ("xargs cp -t build", R, {MU}),  # the sources come from the input: host files, maybe
     ("xargs -0 grep -l foo", A, {RO}),
     ("git ls-files | xargs sed -i s/a/b/", R, {MU, RO}),
     ("ls | xargs sh", R, {MU, RO}),

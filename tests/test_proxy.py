@@ -227,13 +227,72 @@ def test_proxy_approve_shows_the_request_and_asks_a_person(home, ws, cli_proc):
 
     code, shown = on_a_terminal(b"n\n")
     assert code == 4 and approval.load(home.path, token)["approved"] is None
-    assert _NEEDS_APPROVAL in shown and "K=v" in shown and _sha(b"in\n") in shown, shown
+    assert _NEEDS_APPROVAL in shown and "K=<hidden>" in shown and _sha(b"in\n") in shown, shown
     code, _ = on_a_terminal(b"y\n")
     assert code == 0 and approval.load(home.path, token)["approved"]["approved_by"] == "person"
     ran = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"}, approve=token)
     assert ran.success, ran.to_dict()
     gone = cli_proc("--json", "proxy", "approve", token, "--yes")
     assert gone.code == 4 and "used already" in json.loads(gone.out_bytes)["error"]["message"]
+
+
+def test_approval_records_are_private_and_hold_no_env_value(home, ws, cli_proc):
+    """Approval records are 0600 in a 0700 directory and never hold an --env value (only a
+    salted hash that binds it): the request made again with the token brings the value."""
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    base = ("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized", "--env", f"SECRET={secret}")
+    cmd = ("--shell", 'printf %s "$SECRET" > got.txt; kill -0 $$')
+    asked = json.loads(cli_proc(*base, *cmd).out_bytes)
+    assert asked["exit_code"] == 126, asked
+    token = asked["approval"]["token"]
+    d = Path(home.path) / "approvals"
+    assert d.stat().st_mode & 0o777 == 0o700
+    files = list(d.iterdir())
+    assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files), files
+    leaked = [str(f) for f in Path(home.path).rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
+    assert leaked == []
+    rec = approval.load(home.path, token)
+    assert [k for k, _ in rec["request"]["env"]] == ["SECRET"]
+    # another value for the same name: refused, and the token stays valid
+    other = ("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized", "--env", "SECRET=other")
+    changed = cli_proc(*other, "--approve", token, *cmd)
+    assert changed.code == 126 and "different request" in json.loads(changed.out_bytes)["error"]["message"]
+    ran = cli_proc(*base, "--approve", token, *cmd)
+    assert ran.code == 0, ran.out
+    assert json.loads(ran.out_bytes)["changes"] == [{"path": "got.txt", "status": "added"}], ran.out
+    assert ws.read("got.txt") == secret.encode()  # the command got the value itself
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in d.iterdir())
+    leaked = [str(f) for f in Path(home.path).rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
+    assert leaked == []
+
+
+def test_a_command_too_complex_to_analyse_needs_approval(ws, tmp_path):
+    """Past the classifier's budget exec asks a person (an agent hook denies instead)."""
+    marker = tmp_path / "ran"
+    res = ws.exec(shell="env " * 60000 + f"touch {marker}", mode="materialized")
+    assert res.exit_code == 126 and res.result is None and res.error is not None
+    assert res.error["code"] == "approval_required" and res.decision is not None
+    assert res.decision["rule"] == "builtin:too-complex"
+    assert "too long or complex to analyse" in res.error["message"]
+    assert not marker.exists()
+
+
+def test_a_command_cannot_run_avfs_to_approve_its_own_token(home, ws, cli_proc):
+    """`proxy exec` of avfs itself (here: dropping AVFS_WORKSPACE with `env -u`, which
+    `proxy approve` checks) is denied by the policy before anything runs."""
+    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n")
+    assert asked.approval is not None
+    token = asked.approval["token"]
+    base = ("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized")
+    for cmd in (
+        ("--shell", f"env -u AVFS_WORKSPACE avfs --home {home.path} proxy approve --yes {token}"),
+        ("--", "sudo", "-n", sys.executable, "-m", "avfs_git", "proxy", "approve", "--yes", token),
+        ("--shell", f"nohup {sys.executable} -m avfs_git --home {home.path} proxy approve --yes {token}"),
+    ):
+        res = cli_proc(*base, *cmd)
+        doc = json.loads(res.out_bytes)
+        assert res.code == 126 and doc["result"] is None and doc["error"]["code"] == "policy_denied", doc
+    assert approval.load(home.path, token)["approved"] is None
 
 
 def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tmp_path):

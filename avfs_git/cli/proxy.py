@@ -158,7 +158,8 @@ def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
         text("in:       {}:{}  cwd: /{}", req.get("vault"), req.get("fork"), req.get("cwd") or ""),
     ]
     if req.get("env"):
-        lines.append(text("env:      {}", " ".join(f"{k}={shlex.quote(str(v))}" for k, v in req["env"])))
+        # values are not stored (they may be secrets), only a salted hash that binds them
+        lines.append(text("env:      {}", " ".join(f"{k}=<hidden>" for k, _ in req["env"])))
     if req.get("inherit_env"):
         lines.append("env:      the caller's whole environment (--inherit-env)")
     if req.get("stdin"):

@@ -13,15 +13,28 @@ from typing import Any, Final
 from .effects import Effects
 from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
-from .model import BUILTIN_UNPARSABLE, DEFAULT_RULE, Category, Rule, RuleSet, strictest
+from .model import (
+    BUILTIN_AVFS_ITSELF,
+    BUILTIN_INLINE_CODE,
+    BUILTIN_SECRET_OUTSIDE,
+    BUILTIN_UNPARSABLE,
+    DEFAULT_RULE,
+    Category,
+    Outcome,
+    Rule,
+    RuleSet,
+    strictest,
+)
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
-from .parts import Part, cwd_outside, show
-from .paths import HOME_DIR, cd_target, path_key, within
+from .parts import Finding, Part, cwd_outside, shell_word, show, show_words
+from .paths import HOME_DIR, cd_target, literal_path, outside, path_key, secret_outside, within
 from .programs import (
     SHELLS,
     SOURCE,
     WRAPPERS,
+    avfs_itself,
     find_execs,
+    inline_code,
     interpreter,
     parallel_text,
     program_cwd,
@@ -40,8 +53,10 @@ _EVAL_LIKE: Final = frozenset({"eval"})
 
 
 def _program_name(value: str) -> str:
-    if "/" in value and (value.startswith("/") or value.startswith("~")):
-        return value.rsplit("/", 1)[1]
+    """The name rules match: the file name of a path (``/usr/bin/rm``, and ``.venv/bin/pip``
+    or ``./node_modules/.bin/eslint`` in the workspace, are ``rm``, ``pip``, ``eslint``)."""
+    if "/" in value:
+        return value.rsplit("/", 1)[1] or value
     return value
 
 
@@ -52,13 +67,14 @@ class Classifier(Effects):
 
     def script_text(self, text: str, cwd: str | None, depth: int) -> list[Part]:
         try:
-            body = parse(text, depth)
+            body = parse(text, depth, self.budget)
         except ParseError as exc:
             return self.salvage(text, None, exc, cwd, depth)
         return self.run_list(body, cwd, depth)[0]
 
     def script_tokens(self, sub: Sub, cwd: str | None, depth: int) -> list[Part]:
         src, toks = sub
+        self.budget.spend(len(toks))
         try:
             body = Parser(toks, len(src)).parse()
         except ParseError as exc:
@@ -74,7 +90,7 @@ class Classifier(Effects):
         best: list[Part] = []
         best_rank = -1
         seen = self.seen
-        for body in salvage(text, toks, depth):
+        for body in salvage(text, toks, depth, self.budget):
             self.seen = dict(seen)  # each reading judges its own commands
             parts = self.run_list(body, cwd, depth)[0]
             rank = max((p.finish(self.p).action.rank for p in parts), default=-1)
@@ -115,6 +131,7 @@ class Classifier(Effects):
                     cached = self.seen.get(key) if key is not None else None
                     if cached is not None:  # `ls; ls; ...`: the same command, judged once
                         self.total += 1
+                        self.budget.spend(1)
                         got, eater, new_cwd = cached[0], cached[1], _SAME
                     else:
                         got, eater, new_cwd = self.simple(stage, cwd, depth)
@@ -173,6 +190,7 @@ class Classifier(Effects):
         return [Part((), "", (), None, "", "", findings)]
 
     def tick(self) -> None:
+        self.budget.spend(1)
         self.total += 1
         self.count += 1
         if self.count > _MAX_PARTS:
@@ -195,10 +213,14 @@ class Classifier(Effects):
         via_xargs = False
         env = list(assigns)  # NAME=VALUE the program gets (before it, or through env/sudo)
         stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
+        # wrappers are peeled by moving ``at`` along ``words``, never copying what follows,
+        # so a chain of them (`env env ... rm`) costs its length, not its length squared
+        at = 0
         while True:
-            w0 = words[0]
-            args = words[1:]
+            self.budget.spend(1)
+            w0 = words[at]
             if w0.dynamic or w0.unknown or _is_pattern(w0):
+                words = words[at:]
                 part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
                 if any(p.networked() for p in by_word.get(id(w0), ())):
                     self.remote_code(part, "is a program name computed from a download")
@@ -207,23 +229,35 @@ class Classifier(Effects):
             name = _program_name(w0.value)
             wrap = WRAPPERS.get(name)
             if wrap is not None:
-                unwrapped = unwrap(name, wrap, args, cwd)
+                unwrapped = unwrap(name, wrap, words, cwd, at + 1)
                 if unwrapped is not None:
-                    rest, wrapped_cwd, k = unwrapped
-                    wrapper_argv = words[: k + 1]
+                    extra, nxt, wrapped_cwd = unwrapped
+                    wrapper_argv = words[at:nxt]
+                    self.budget.spend(len(wrapper_argv))
                     rule = first_match(self.p, name, wrapper_argv[1:], cwd, self.root)[0]
                     if rule is not None and rule.classes != (Category.READ_ONLY,):
                         parts.append(self.part_for(name, wrapper_argv, cwd, rule=rule))
                     env.extend(w for w in wrapper_argv[1:] if ASSIGN.match(w.value))
+                    if extra or name == "xargs" or wrap.shell:  # a new list: its length is paid for
+                        words, at = extra + words[nxt:], 0
+                        self.budget.spend(len(words))
+                    else:
+                        at = nxt
                     if name == "xargs":
                         via_xargs = True
-                        rest = with_input(rest, xargs_replace(wrapper_argv[1:]))
+                        words = with_input(words, xargs_replace(wrapper_argv[1:]))
                     if wrap.shell:
-                        return self.shell_wrapper(name, wrapper_argv, rest, parts, redirs, wrapped_cwd, depth)
-                    while len(rest) > 1 and is_assignment(rest[0]):
-                        env.append(rest.pop(0))  # `nice X=1 cmd` fails; read as the environment
-                    words, cwd = rest, wrapped_cwd
+                        return self.shell_wrapper(
+                            name, wrapper_argv, words, parts, redirs, wrapped_cwd, depth
+                        )
+                    while len(words) - at > 1 and is_assignment(words[at]):
+                        env.append(words[at])  # `nice X=1 cmd` fails; read as the environment
+                        at += 1
+                    cwd = wrapped_cwd
                     continue
+            if at:
+                words, at = words[at:], 0
+            args = words[1:]
             if name in SHELLS:
                 kind, script = shell_mode(args)
                 if kind == "c" and script is not None and not script.unknown:
@@ -245,7 +279,18 @@ class Classifier(Effects):
                     parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
             eff_cwd = program_cwd(name, args, cwd)
             rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
+            if rule is not None and "/" in w0.value and not w0.value.startswith(("/", "~")):
+                rule = self.workspace_program(rule)
             part = self.part_for(name, words, eff_cwd, rule=rule)
+            self.secrets(part, args, redirs, eff_cwd)
+            if interpreter(name) is not None:
+                parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
+            itself = avfs_itself(w0.value, args)
+            if itself is not None:  # no rule relaxes it: it could approve its own token
+                why = itself + "; a person runs avfs, in a terminal of their own"
+                part.findings.append(
+                    Finding(BUILTIN_AVFS_ITSELF, (Category.HOST_ESCAPE_RISK,), why, Outcome.DENY)
+                )
             if skipped is not None:
                 self.unknown_paths(part, skipped)
             runs_before = len(self.runs)
@@ -272,6 +317,102 @@ class Classifier(Effects):
                 new_cwd = cd_target(name, args, cwd)
             got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
             return got, eater, new_cwd
+
+    def secrets(self, part: Part, args: list[Word], redirs: list[Redir], cwd: str | None) -> None:
+        """A credential store outside the workspace named by an argument (``cat ~/.ssh/id_rsa``,
+        ``cp /root/x .``) or read by a redirection (``< ~/.aws/credentials``): whatever the
+        program, its content may land in a commit or a push. A person decides."""
+        words = [*args, *(r.target for r in redirs if r.target is not None and r.op in ("<", "<>"))]
+        for w in words:
+            store = secret_outside(w, cwd, self.root)
+            if store is not None:
+                why = f"reads {shell_word(w)}: {store} holds credentials, outside the workspace"
+                part.findings.append(
+                    Finding(
+                        BUILTIN_SECRET_OUTSIDE, (Category.HOST_ESCAPE_RISK,), why, Outcome.REQUIRE_APPROVAL
+                    )
+                )
+                return
+
+    def interpreted(
+        self, name: str, args: list[Word], redirs: list[Redir], part: Part, cwd: str | None, depth: int
+    ) -> list[Part]:
+        """Code given to an interpreter on its command line (``python -c``, ``node -e``...)
+        or in a here-document (``python - <<EOF``). Python is read with ``ast``: the
+        commands it runs are classified like any other, the paths it deletes or writes
+        outside the workspace are a host escape, and what cannot be read is at least
+        ``mutating`` with a checkpoint. Other languages are not read: a checkpoint first."""
+        found = inline_code(name, args)
+        if found is not None:
+            flag, word = found
+            code: str | None = None if word.dynamic or word.unknown else word.value
+        else:
+            flag, code = "-", None
+            operands = [a for a in args if not a.value.startswith("-") or a.value == "-"]
+            if not operands or operands[0].value == "-":
+                for r in redirs:
+                    if r.heredoc is not None:
+                        code = r.heredoc.body if r.heredoc.quoted or not r.heredoc.subs else None
+                    elif r.op == "<<<" and r.target is not None and not r.target.dynamic:
+                        code = r.target.value
+                if code is None:
+                    return []
+            else:
+                return []
+        who = f"`{name} {flag}`"
+        if code is None:
+            self.opaque(part, f"{who} runs code that is only known at run time")
+            return []
+        if name.rstrip("0123456789.") not in ("python", "pypy"):
+            self.checkpointed(part, f"{who} runs {name} code that avfs does not read")
+            return []
+        from .pycode import effects  # ast: only when Python code is met
+
+        self.budget.spend(len(code) // 16 + 1)
+        out: list[Part] = []
+        for kind, detail in effects(code):
+            self.budget.spend(1)
+            if kind == "shell" and isinstance(detail, str):
+                out.extend(self.script_text(detail, cwd, depth + 1))
+            elif kind == "argv" and isinstance(detail, list):
+                words = [Word.literal(str(a)) for a in detail]
+                out.extend(self.command_words(words, {}, [], cwd, depth + 1)[0])
+            elif kind == "dynamic":
+                self.opaque(part, f"{who} {detail}")
+            elif kind == "opaque":
+                self.checkpointed(part, f"{who} {detail}: what it does cannot be read")
+            elif isinstance(detail, str):
+                w = literal_path(detail)
+                if kind == "read":
+                    self.secrets(part, [w], [], cwd)
+                    continue
+                cls = Category.DESTRUCTIVE if kind == "delete" else Category.MUTATING
+                verb = "deletes" if kind == "delete" else "writes"
+                if outside(w, cwd, self.root):
+                    text = f"{who} {verb} {shell_word(w)}, outside the workspace"
+                    part.findings.append(Finding(BUILTIN_INLINE_CODE, (cls, Category.HOST_ESCAPE_RISK), text))
+                else:
+                    part.findings.append(
+                        Finding(BUILTIN_INLINE_CODE, (cls,), f"{who} {verb} {shell_word(w)}")
+                    )
+                    self.written.add(path_key(w, cwd))
+        return out
+
+    def workspace_program(self, rule: Rule) -> Rule | None:
+        """A program of the workspace (``.venv/bin/pip``, ``./ls``) is matched by its file
+        name, but only by a rule at least as strict as an unknown program: the agent may
+        have written ``./ls`` itself, so it never passes for the read-only system one."""
+        unknown = self.p.outcome_for(self.p.unknown)
+        outcome = rule.outcome if rule.outcome is not None else self.p.outcome_for(rule.classes)
+        if outcome.rank < unknown.rank or set(rule.classes) <= {Category.READ_ONLY}:
+            return None
+        return rule
+
+    def checkpointed(self, part: Part, why: str) -> None:
+        """At least ``mutating``, with a checkpoint first."""
+        part.findings.append(
+            Finding(BUILTIN_INLINE_CODE, (Category.MUTATING,), why, Outcome.ALLOW_WITH_CHECKPOINT)
+        )
 
     def shell_input(
         self,
@@ -377,7 +518,7 @@ class Classifier(Effects):
         self, name: str, words: list[Word], cwd: str | None, *, rule: Rule | None, dynamic: bool = False
     ) -> Part:
         argv = tuple(w.value for w in words)
-        shown = show(argv)
+        shown = show_words(words)
         if rule is not None:
             why = rule.description or ", ".join(rule.classes)
             return Part(

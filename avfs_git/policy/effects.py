@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import Final
 
-from .lexer import Word
+from .lexer import Budget, Word
 from .model import (
     BUILTIN_OPAQUE,
     BUILTIN_REDIRECT,
@@ -55,6 +55,7 @@ class Effects:
         # plain commands already judged, by directory and words: their parts and stdin reader
         self.seen: dict[tuple[str | None, tuple[str, ...]], tuple[list[Part], Part | None]] = {}
         self.total = 0  # simple commands, repeats included
+        self.budget = Budget()  # the steps this classification may take
 
     def script_text(self, text: str, cwd: str | None, depth: int) -> list[Part]:
         """The parts of shell code run from within a command (``Classifier`` reads it)."""

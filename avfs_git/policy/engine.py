@@ -16,13 +16,15 @@ from typing import Any, Final
 from ..core.errors import UsageError
 from .classify import Classifier
 from .config import Layer, combine, parse_layer, read_policy_file
-from .lexer import TooComplex, Word
+from .lexer import OutOfBudget, TooComplex, Word
 from .model import (
+    BUILTIN_TOO_COMPLEX,
     BUILTIN_UNPARSABLE,
     DEFAULT_RULE,
     POLICY_FILE,
     VERSION,
     Category,
+    CommandInfo,
     Decision,
     Outcome,
     Rule,
@@ -159,6 +161,8 @@ class Policy:
         try:
             parts = clf.command_words(words, {}, [], clf.start_cwd, 0)[0]
             clf.late(parts, shlex.join(argv))
+        except OutOfBudget as exc:
+            return self._too_complex(shlex.join(argv), str(exc))
         except (TooComplex, RecursionError) as exc:
             return self._unparsable(shlex.join(argv), str(exc))
         return self._decide(parts)
@@ -174,11 +178,13 @@ class Policy:
         :meth:`classify_argv`.
         """
         if len(command) > _MAX_TEXT:
-            return self._unparsable(command, f"it is longer than {_MAX_TEXT} characters")
+            return self._too_complex(command, f"it is longer than {_MAX_TEXT} characters")
         clf = Classifier(self, workspace_root, cwd)
         try:
             parts = clf.script_text(command, clf.start_cwd, 0)
             clf.late(parts, command)
+        except OutOfBudget as exc:
+            return self._too_complex(command, str(exc))
         except (TooComplex, RecursionError) as exc:
             return self._unparsable(command, str(exc) or "the command is nested too deeply")
         return self._decide(parts)
@@ -186,6 +192,15 @@ class Policy:
     def _unparsable(self, text: str, why: str) -> Decision:
         info = Classifier.unparsable_part(self, text, why).finish(self)
         return Decision(info.action, info.categories, info.reason, info.rule, (info,))
+
+    def _too_complex(self, text: str, why: str) -> Decision:
+        """Past the budget: nothing about the command is known, so a person decides."""
+        shown = text if len(text) <= 60 else text[:59] + "…"
+        outcome = strictest([Outcome.REQUIRE_APPROVAL, self.unparsable])
+        # no verdict word in front: exec asks a person, an agent hook denies
+        reason = f"too long or complex to analyse: {shown!r} ({why}); split it into shorter commands"
+        info = CommandInfo((shown,), "<too-complex>", self.unknown, outcome, BUILTIN_TOO_COMPLEX, reason)
+        return Decision(outcome, tuple(sorted(self.unknown)), reason, BUILTIN_TOO_COMPLEX, (info,))
 
     def _decide(self, parts: list[Part]) -> Decision:
         if not parts:

@@ -35,6 +35,32 @@ class TooComplex(Exception):
     pass
 
 
+class OutOfBudget(TooComplex):
+    """Classifying the command line would take more steps than one classification may."""
+
+
+MAX_STEPS: Final = 200_000
+"""The work one classification may do, in steps: a token lexed or parsed, 16 characters
+read, a word peeled off a wrapper, a command judged. Counting steps (not time) makes the
+verdict the same on every machine; the limit is far above any command a person writes."""
+
+
+class Budget:
+    """The steps one classification has left; every lexer, parser and the classifier spend
+    from the same one, so work on text read several times (``sh -c``, salvage) counts."""
+
+    __slots__ = ("limit", "spent")
+
+    def __init__(self, limit: int = MAX_STEPS) -> None:
+        self.limit = limit
+        self.spent = 0
+
+    def spend(self, steps: int) -> None:
+        self.spent += steps
+        if self.spent > self.limit:
+            raise OutOfBudget(f"analysing it takes more than {self.limit} steps")
+
+
 MAX_DEPTH: Final = 24  # nested $( ), sh -c, ( ) levels
 _MAX_BRACES: Final = 12
 _META: Final = frozenset(" \t\n;&|()<>")
@@ -123,9 +149,10 @@ class Lexer:
     """Splits shell text into tokens, resolving quotes and finding every command
     substitution (whose tokens it keeps, lexed once)."""
 
-    def __init__(self, text: str, start: int, depth: int) -> None:
+    def __init__(self, text: str, start: int, depth: int, budget: Budget | None = None) -> None:
         if depth > MAX_DEPTH:
             raise TooComplex("the command is nested too deeply to classify")
+        self.budget = budget if budget is not None else Budget()
         self.s = text
         self.i = start
         self.depth = depth
@@ -161,7 +188,7 @@ class Lexer:
                 if self.want_delim is not None:
                     raise self._no_delimiter(i)
                 self.i += 1
-                self.toks.append(Tok("nl", "\n", i))
+                self._add(Tok("nl", "\n", i))
                 if self.pending:
                     self._read_heredocs()
             elif c == "#":
@@ -179,10 +206,14 @@ class Lexer:
                     level += 1
                 elif op == ")":
                     level -= 1
-                self.toks.append(Tok("op", op, i))
+                self._add(Tok("op", op, i))
                 self.i += len(op)
             else:
                 self._word()
+
+    def _add(self, tok: Tok) -> None:
+        self.toks.append(tok)
+        self.budget.spend(1)
 
     def _no_delimiter(self, i: int) -> ParseError:
         doc = self.want_delim
@@ -204,7 +235,7 @@ class Lexer:
             tok.heredoc = HereDoc(op, i)
             self.pending.append(tok.heredoc)
             self.want_delim = tok.heredoc
-        self.toks.append(tok)
+        self._add(tok)
         self.i = i + len(op)
 
     def _read_heredocs(self) -> None:
@@ -222,7 +253,7 @@ class Lexer:
                 lines.append(line)
             doc.body = "\n".join(lines)
             if not doc.quoted and ("$" in doc.body or "`" in doc.body):
-                doc.subs = _inner(Lexer(doc.body, 0, self.depth + 1).expansions, body_start, "")
+                doc.subs = _inner(Lexer(doc.body, 0, self.depth + 1, self.budget).expansions, body_start, "")
         self.pending = []
 
     def expansions(self) -> list[Sub]:
@@ -254,7 +285,7 @@ class Lexer:
             c = s[i]
             if c in "<>" and s.startswith("(", i + 1):
                 sub_start = i + 2
-                lexer = Lexer(s, sub_start, self.depth + 1)
+                lexer = Lexer(s, sub_start, self.depth + 1, self.budget)
                 end = lexer.run(until_paren=True, opened=i, opener=s[i : i + 2])
                 w.subs.append((s[sub_start:end], lexer.toks))
                 self._expansion(w, chars, mask, s[i : end + 1], "")
@@ -307,10 +338,10 @@ class Lexer:
             self.want_delim.delim = w.value
             self.want_delim.quoted = w.quoted
             self.want_delim = None
-            self.toks.append(Tok("w", w.value, start, word=w))
+            self._add(Tok("w", w.value, start, word=w))
             return
         for word in _brace_expand(w):
-            self.toks.append(Tok("w", word.value, start, word=word))
+            self._add(Tok("w", word.value, start, word=word))
 
     def _expansion(self, w: Word, chars: list[str], mask: list[bool], raw: str, var: str) -> None:
         if not chars:
@@ -349,7 +380,7 @@ class Lexer:
         if nxt == "(":
             arith = s.startswith("((", i + 1)
             sub_start = i + 2
-            lexer = Lexer(s, sub_start, self.depth + 1)
+            lexer = Lexer(s, sub_start, self.depth + 1, self.budget)
             end = lexer.run(until_paren=True, opened=i)
             if arith:  # $(( ... )): no command of its own, but may hold $( ) inside
                 for tok in lexer.toks:
@@ -363,7 +394,7 @@ class Lexer:
             j = self._close_brace(i)
             inner = s[i + 2 : j]
             if "$" in inner or "`" in inner:
-                w.subs.extend(_inner(Lexer(inner, 0, self.depth + 1).expansions, i, "${"))
+                w.subs.extend(_inner(Lexer(inner, 0, self.depth + 1, self.budget).expansions, i, "${"))
             name = inner.lstrip("#!")
             k = 0
             while k < len(name) and name[k] in _NAME_CHARS:
@@ -439,7 +470,7 @@ class Lexer:
             inner.append(c)
             j += 1
         src = "".join(inner)
-        lexer = Lexer(src, 0, self.depth + 1)
+        lexer = Lexer(src, 0, self.depth + 1, self.budget)
         _inner(lexer.run, i, "`")
         w.subs.append((src, lexer.toks))
         self._expansion(w, chars, mask, s[i : j + 1], "")

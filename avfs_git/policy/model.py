@@ -74,12 +74,19 @@ DEFAULT_RULE: Final = "default"
 
 # Findings that are not rules of a policy file: their names are reserved.
 BUILTIN_UNPARSABLE: Final = "builtin:unparsable"
+BUILTIN_TOO_COMPLEX: Final = "builtin:too-complex"
+"""The ``rule`` of a decision on a command line too long or complex to analyse within the
+classifier's budget: ``require_approval`` (or the stricter ``[defaults] unparsable``) for
+``proxy exec``; the agent hooks deny it, since no person reads a 240 KB command."""
 BUILTIN_REDIRECT: Final = "builtin:redirect"
 BUILTIN_REDIRECT_OUTSIDE: Final = "builtin:redirect-outside"
 BUILTIN_CWD_OUTSIDE: Final = "builtin:cwd-outside"
 BUILTIN_REMOTE_CODE: Final = "builtin:remote-code"
 BUILTIN_OPAQUE: Final = "builtin:opaque"
 BUILTIN_UNKNOWN_PATHS: Final = "builtin:unknown-paths"
+BUILTIN_AVFS_ITSELF: Final = "builtin:avfs-itself"
+BUILTIN_SECRET_OUTSIDE: Final = "builtin:secret-outside"
+BUILTIN_INLINE_CODE: Final = "builtin:inline-code"
 
 POLICY_FILE: Final = "policy.toml"
 VERSION: Final = 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .lexer import MAX_DEPTH, HereDoc, Lexer, ParseError, Tok, TooComplex, Word
+from .lexer import MAX_DEPTH, Budget, HereDoc, Lexer, OutOfBudget, ParseError, Tok, TooComplex, Word
 
 ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[^\]]*\])?\+?=")
 
@@ -275,9 +275,11 @@ def is_assignment(w: Word) -> bool:
     return m is not None and w.mask is not None and all(w.mask[: m.end()])
 
 
-def parse(text: str, depth: int) -> list[Pipeline]:
-    lexer = Lexer(text, 0, depth)
+def parse(text: str, depth: int, budget: Budget | None = None) -> list[Pipeline]:
+    lexer = Lexer(text, 0, depth, budget)
+    lexer.budget.spend(len(text) // 16)
     lexer.run()
+    lexer.budget.spend(len(lexer.toks))
     return Parser(lexer.toks, len(text)).parse()
 
 
@@ -285,15 +287,20 @@ _MAX_READINGS: Final = 64
 _NAIVE_STRIP: Final = r"<<<|<<-?|[\\'\"`$#(){}]"  # only for text that does not parse: compiled on use
 
 
-def salvage(text: str, toks: list[Tok] | None, depth: int) -> list[list[Pipeline]]:
+def salvage(
+    text: str, toks: list[Tok] | None, depth: int, budget: Budget | None = None
+) -> list[list[Pipeline]]:
     """Best-effort readings of text a shell would refuse. An open quote is read three
     ways (closed at the end, its opening mark dropped, the text cut before it); the parser
     then drops the tokens it stumbles on. The caller keeps the strictest reading, so adding
     text to a broken command line never makes its verdict laxer."""
     readings: list[list[Tok]] = []
+    if budget is None:
+        budget = Budget()
     # the naive reading: no quotes, expansions, groups, here-documents or comments, so
     # every command written after a separator is seen whatever is left open before it
-    naive = Lexer(re.sub(_NAIVE_STRIP, " ", text), 0, depth)
+    budget.spend(len(text) // 16)
+    naive = Lexer(re.sub(_NAIVE_STRIP, " ", text), 0, depth, budget)
     try:
         naive.run()
         readings.append(naive.toks)
@@ -302,15 +309,18 @@ def salvage(text: str, toks: list[Tok] | None, depth: int) -> list[list[Pipeline
     if toks is not None:
         readings.append(toks)
     else:
-        budget = [_MAX_READINGS]
+        left = [_MAX_READINGS]
 
         def read(t: str, level: int) -> None:
-            if budget[0] <= 0:
+            if left[0] <= 0:
                 return
-            budget[0] -= 1
-            lexer = Lexer(t, 0, depth)
+            left[0] -= 1
+            budget.spend(len(t) // 16)
+            lexer = Lexer(t, 0, depth, budget)
             try:
                 lexer.run()
+            except OutOfBudget:
+                raise
             except TooComplex:
                 return
             except ParseError as exc:
@@ -329,14 +339,15 @@ def salvage(text: str, toks: list[Tok] | None, depth: int) -> list[list[Pipeline
         read(text, 0)
     out = []
     for reading in readings:
-        body = _parse_dropping(list(reading), len(text))
+        body = _parse_dropping(list(reading), len(text), budget)
         if body is not None:
             out.append(body)
     return out
 
 
-def _parse_dropping(toks: list[Tok], end: int) -> list[Pipeline] | None:
+def _parse_dropping(toks: list[Tok], end: int, budget: Budget) -> list[Pipeline] | None:
     for _ in range(32):
+        budget.spend(len(toks))
         parser = Parser(toks, end)
         try:
             return parser.parse()
@@ -345,6 +356,8 @@ def _parse_dropping(toks: list[Tok], end: int) -> list[Pipeline] | None:
                 return None
             blame = exc.index if exc.index is not None else parser.k
             del toks[min(blame, len(toks) - 1)]
+        except OutOfBudget:
+            raise
         except TooComplex:
             return None
     return None

@@ -5,9 +5,11 @@ command line shows beside the program (``Finding``), and how a part becomes a
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
+from .lexer import Word
 from .model import BUILTIN_CWD_OUTSIDE, Category, CommandInfo, Outcome, RuleSet
 
 
@@ -83,4 +85,27 @@ def cwd_outside(what: str) -> Finding:
 
 def show(argv: Sequence[str], limit: int = 80) -> str:
     text = shlex.join(argv) if argv else "(redirection)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_DQ_SAFE = re.compile(r"[\w@%+=:,./${}-]*")
+
+
+def shell_word(w: Word) -> str:
+    """``w`` written so that a shell reads it back as the command line meant it: quoted as
+    ``shlex.quote`` would, except that a tilde the shell expands stays unquoted
+    (``~/.ssh/id_rsa``, not ``'~/.ssh/id_rsa'``, which names a directory called ``~``) and
+    a parameter stays expandable (``"$HOME/.ssh"``)."""
+    v = w.value
+    if w.tilde and v.startswith("~"):
+        prefix, slash, rest = v.partition("/")
+        return prefix + slash + (shlex.quote(rest) if rest else "")
+    if w.dynamic and "$" in v and _DQ_SAFE.fullmatch(v):
+        return f'"{v}"'
+    return shlex.quote(v)
+
+
+def show_words(words: Sequence[Word], limit: int = 80) -> str:
+    """:func:`show` for words as the command line has them (see :func:`shell_word`)."""
+    text = " ".join(shell_word(w) for w in words) if words else "(redirection)"
     return text if len(text) <= limit else text[: limit - 1] + "…"

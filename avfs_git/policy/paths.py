@@ -112,3 +112,64 @@ def cd_target(name: str, args: list[Word], cwd: str | None) -> str | None:
     if operands[0].value == "-":
         return None
     return resolve_dir(operands[0], cwd)
+
+
+# credential stores: below a home directory (`~/X`, `$HOME/X`, `/home/u/X`, `/root/X`)...
+_HOME_SECRETS: Final = (
+    ".ssh",
+    ".aws",
+    ".config/gcloud",
+    ".azure",
+    ".netrc",
+    ".git-credentials",
+    ".gnupg",
+    ".kube",
+    ".docker/config.json",
+    ".pgpass",
+    ".pypirc",
+    ".npmrc",
+    ".config/gh",
+)
+# ... and anywhere on the host
+_HOST_SECRETS: Final = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh", "/root")
+_SECRET_NAMES: Final = frozenset({".netrc", ".git-credentials", ".pgpass", ".pypirc"})
+
+
+def secret_outside(w: Word, cwd: str | None, root: str) -> str | None:
+    """The credential store that the path ``w`` names outside the workspace (``~/.ssh``,
+    ``/etc/shadow``, a ``.env`` file of another project, anything under ``/root``), or None."""
+    v = w.value
+    if w.tilde or (w.lead is not None and w.lead in ("HOME", "USERPROFILE")):
+        head = v.split("/", 1)
+        rel = head[1] if len(head) > 1 else ""
+        return _home_secret(rel, head[0])
+    if w.lead is not None or not outside(w, cwd, root):
+        return None
+    path = _absolute(v, cwd)
+    if path is None:
+        return None
+    for p in _HOST_SECRETS:
+        if within(path, p):
+            return p
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "home":  # /home/USER/...
+        found = _home_secret("/".join(parts[3:]), "/".join(parts[:3]))
+        if found is not None:
+            return found
+    name = parts[-1]
+    if name in _SECRET_NAMES or name == ".env" or name.startswith(".env."):
+        return path
+    if any(c in (".ssh", ".aws", ".gnupg") for c in parts):
+        return path
+    return None
+
+
+def _home_secret(rel: str, home: str) -> str | None:
+    rel = posixpath.normpath(rel) if rel else ""
+    for s in _HOME_SECRETS:
+        if rel == s or rel.startswith(s + "/"):
+            return f"{home}/{s}"
+    name = rel.rsplit("/", 1)[-1]
+    if name == ".env" or name.startswith(".env."):
+        return f"{home}/{rel}"
+    return None

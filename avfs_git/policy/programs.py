@@ -7,6 +7,7 @@ programs are read by ``awk`` and ``sed``.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from typing import Final
@@ -176,11 +177,13 @@ _CHDIR_OPTS: Final = {
 
 
 def unwrap(
-    name: str, wrap: Wrap, args: list[Word], cwd: str | None
-) -> tuple[list[Word], str | None, int] | None:
-    """The wrapped command of ``name args`` (None when there is none), the directory it
-    runs in, and how many of ``args`` belong to the wrapper."""
-    i = 0
+    name: str, wrap: Wrap, args: list[Word], cwd: str | None, start: int = 0
+) -> tuple[list[Word], int, str | None] | None:
+    """Where the wrapped command of ``name args[start:]`` starts (None when there is none):
+    the words an option adds before it (``env -S``), its index in ``args`` (the wrapper's
+    own arguments are ``args[start:index]``), and the directory it runs in. ``args`` is
+    read in place, never copied: a chain of wrappers costs its length."""
+    i = start
     extra: list[Word] = []
     while i < len(args):
         v = args[i].value
@@ -225,10 +228,10 @@ def unwrap(
     if wrap.assignments:
         while i < len(args) and ASSIGN.match(args[i].value):
             i += 1
-    rest = extra + args[i:]
-    if not rest:
+    i = min(i, len(args))
+    if not extra and i >= len(args):
         return None
-    return rest, cwd, min(i, len(args))
+    return extra, i, cwd
 
 
 def program_cwd(name: str, args: list[Word], cwd: str | None) -> str | None:
@@ -480,3 +483,117 @@ def find_execs(args: list[Word]) -> list[list[Word]]:
             continue
         i += 1
     return out
+
+
+# `avfs` subcommands that only read the workspace: allowed from inside it (nothing they do
+# approves, mounts, pushes or runs a command); every other one is denied there
+AVFS_READERS: Final = frozenset({"status", "log", "diff", "cat", "ls"})
+_AVFS_GLOBAL_VALUE: Final = frozenset({"--home", "--vault"})
+_AVFS_GLOBAL_FLAGS: Final = frozenset({"--json", "--version", "-h", "--help"})
+_PYTHON: Final = re.compile(r"python[0-9.]*|pypy[0-9.]*")
+_PYTHON_VALUE_FLAGS: Final = "WXQ"  # python options that take a value (-W arg, -X opt)
+
+
+def avfs_itself(program: str, args: list[Word]) -> str | None:
+    """Why ``program args`` runs avfs itself in a way a command in the workspace may not
+    (None: it does not, or only a subcommand that reads). From inside the boundary avfs
+    could approve its own token (``avfs proxy approve --yes``), mount, push or run a
+    command unconfined: so any path named ``avfs``, ``python -m avfs_git``, a Python
+    one-liner that imports it, and ``uvx``/``pipx run`` of it, are refused."""
+    base = posixpath.basename(program)
+    values = [a.value for a in args]
+    if base == "avfs":
+        return _avfs_subcommand(program, values)
+    if base in ("uvx", "pipx", "uv") and any(posixpath.basename(v).split("==")[0] == "avfs" for v in values):
+        return f"`{base}` runs avfs itself"
+    if not _PYTHON.fullmatch(base):
+        return None
+    k = 0
+    while k < len(values):
+        v = values[k]
+        if not v.startswith("-") or v in ("-", "--"):
+            # the script: avfs's own entry points
+            if "avfs_git" in v or posixpath.basename(v) == "avfs":
+                return f"`{base} {v}` runs avfs itself"
+            return None
+        flags = v[1:]
+        for j, ch in enumerate(flags):
+            if ch in "mc":
+                rest = flags[j + 1 :] or (values[k + 1] if k + 1 < len(values) else "")
+                if ch == "m" and (rest == "avfs_git" or rest.startswith("avfs_git.")):
+                    return f"`{base} -m {rest}` runs avfs itself"
+                if ch == "c" and "avfs_git" in rest:
+                    return f"`{base} -c` imports avfs itself"
+                return None
+            if ch in _PYTHON_VALUE_FLAGS:
+                if j + 1 == len(flags):
+                    k += 1
+                break
+        k += 1
+    return None
+
+
+def _avfs_subcommand(program: str, values: list[str]) -> str | None:
+    k = 0
+    while k < len(values):
+        v = values[k]
+        if v in _AVFS_GLOBAL_VALUE:
+            k += 2
+            continue
+        if v.split("=", 1)[0] in _AVFS_GLOBAL_VALUE or v in _AVFS_GLOBAL_FLAGS:
+            k += 1
+            continue
+        break
+    sub = values[k] if k < len(values) else ""
+    if sub in AVFS_READERS:
+        return None
+    shown = f"avfs {sub}" if sub else "avfs"
+    return f"`{shown}` runs avfs itself, which only reads ({', '.join(sorted(AVFS_READERS))}) from inside the workspace"
+
+
+_CODE_FLAGS: Final = {
+    "python": "c",
+    "pypy": "c",
+    "perl": "eE",
+    "ruby": "e",
+    "node": "ep",
+    "nodejs": "ep",
+    "php": "r",
+    "lua": "e",
+}
+_CODE_LONG: Final = frozenset({"--eval", "--print"})
+
+
+def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
+    """The code an interpreter runs from its command line (``python -c CODE``, ``node -e``,
+    ``perl -e``, ``ruby -e``...): (the option, the code), or None."""
+    base = name.rstrip("0123456789.")
+    flags = _CODE_FLAGS.get(base)
+    spec = _INTERPRETERS.get(base)
+    if flags is None or spec is None:
+        return None
+    value_flags = spec[1]
+    k = 0
+    while k < len(args):
+        v = args[k].value
+        if v in _CODE_LONG and base in ("node", "nodejs"):
+            return (v, args[k + 1]) if k + 1 < len(args) else None
+        if not v.startswith("-") or v in ("-", "--") or v.startswith("--"):
+            if v.startswith("--") and v != "--":
+                k += 1
+                continue
+            return None
+        for j in range(1, len(v)):
+            ch = v[j]
+            if ch in flags:
+                if j + 1 < len(v):
+                    return "-" + ch, Word.literal(v[j + 1 :])
+                return ("-" + ch, args[k + 1]) if k + 1 < len(args) else None
+            if ch in value_flags or (base in ("python", "pypy") and ch == "m"):
+                if ch == "m":
+                    return None
+                if j + 1 == len(v):
+                    k += 1
+                break
+        k += 1
+    return None

@@ -4,7 +4,11 @@ exact request; ``proxy exec --approve TOKEN`` runs that request once.
 A token is ``apv_`` + 32 random hex digits. Its record, ``<home>/approvals/<token>.json``,
 holds the request hash (sha256 over every key of the bound request: vault, fork, argv or
 shell string, cwd, timeout, checkpoint, commit, mode, env, inherit_env, the sha256 of stdin,
-isolate; and the policy hash), the request itself (for people deciding) and the expiry. Use
+isolate; and the policy hash), the request itself (for people deciding) and the expiry.
+Environment values (``--env NAME=VALUE``: often a secret) are never written: the record
+holds each one's salted sha256 (:func:`_sealed`), which is all binding needs, since the
+request made again with the token carries the values themselves. The directory is 0700 and
+its files 0600. Use
 consumes it by renaming the record (atomic: of two racing uses, one wins). Refused, with a
 clear error: an unknown token, one used already, one expired, one for a different request
 (another command, cwd, fork, option, stdin, or a policy changed since).
@@ -51,25 +55,52 @@ def _dir(home_path: str) -> str:
     return os.path.join(home_path, "approvals")
 
 
+def _private_dir(home_path: str) -> str:
+    d = _dir(home_path)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    if os.stat(d).st_mode & 0o077:
+        os.chmod(d, 0o700)  # made by an older avfs
+    return d
+
+
+def _write_private(path: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` to ``path`` (a temporary name, replaced into place), mode 0600."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh, ensure_ascii=True)
+    os.replace(tmp, path)
+
+
+def _sealed(request: dict[str, Any], salt: str) -> dict[str, Any]:
+    """``request`` with each environment value replaced by its salted sha256: what the
+    record keeps and what the request hash is taken over."""
+    env = request.get("env")
+    if not env:
+        return request
+    sealed = [[k, "sha256:" + hashlib.sha256(f"{salt}\0{k}\0{v}".encode()).hexdigest()] for k, v in env]
+    return {**request, "env": sealed}
+
+
 def issue(
     home_path: str, request: dict[str, Any], policy_hash: str, ttl_s: int = DEFAULT_TTL_S
 ) -> dict[str, Any]:
     """Create a token for ``request``; returns {token, expires_at, request_hash}."""
-    os.makedirs(_dir(home_path), exist_ok=True)
+    d = _private_dir(home_path)
     _expire(home_path)
     token = "apv_" + os.urandom(16).hex()
+    salt = os.urandom(16).hex()
+    sealed = _sealed(request, salt)
     now = time.time()
     rec = {
         "token": token,
-        "request_hash": request_hash(request, policy_hash),
-        "request": request,
+        "request_hash": request_hash(sealed, policy_hash),
+        "request": sealed,
+        "salt": salt,
         "created": now,
         "expires": now + ttl_s,
     }
-    tmp = os.path.join(_dir(home_path), f".{token}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(rec, fh, ensure_ascii=True)
-    os.replace(tmp, os.path.join(_dir(home_path), token + ".json"))
+    _write_private(os.path.join(d, token + ".json"), rec)
     return {"token": token, "expires_at": _iso(now + ttl_s), "request_hash": rec["request_hash"]}
 
 
@@ -118,10 +149,7 @@ def approve(home_path: str, token: str) -> dict[str, Any]:
     if rec["approved"] is None:
         now = time.time()
         mark = {"approved_by": "person", "approved_at": _iso(now), "uid": os.getuid()}
-        tmp = os.path.join(_dir(home_path), f".{token}.approved.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(mark, fh, ensure_ascii=True)
-        os.replace(tmp, os.path.join(_dir(home_path), token + ".approved"))
+        _write_private(os.path.join(_private_dir(home_path), token + ".approved"), mark)
         rec["approved"] = mark
     return rec
 
@@ -133,7 +161,7 @@ def consume(
     ``require_person`` (the MCP server's ``exec``), only a token a person approved with
     ``avfs proxy approve`` is accepted; one not approved yet is refused and stays valid."""
     rec = load(home_path, token)
-    if rec.get("request_hash") != request_hash(request, policy_hash):
+    if rec.get("request_hash") != request_hash(_sealed(request, str(rec.get("salt", ""))), policy_hash):
         raise ApprovalError(
             "this approval token is for a different request",
             hint="a token approves one exact request: command, cwd, fork, options, stdin and policy",
