@@ -1,0 +1,275 @@
+"""The layers hold: every import in avfs_git (function-level and TYPE_CHECKING-guarded ones
+included) goes down or sideways, never up, and no two packages import each other.
+
+The layers, lowest first (docs/architecture.md):
+
+    0  core, policy            objects, store, vault, workspace, merge, history; policy model
+       avfs_git/__init__.py     the public API: lazy re-exports of core only (every import of
+                                any avfs_git module runs it, so it must sit at the bottom)
+    1  ops                     workflows over core: up/down/apply, stats/gc/prune/doctor, mounts
+    2  fuse, proxy             the FUSE adapter; the execution boundary (siblings: neither
+                                imports the other, a front end composes them)
+    3  cli, mcp_server, hooks  front ends (cli/execopts.py, the console script's fast path,
+       avfs_git/__main__.py     is a front end like the rest of cli/)
+
+An import of a module in a higher layer fails the test; so does any cycle between packages.
+Cycles among core modules through function-level imports are debt: the edges that close them
+are listed below, and the test fails if one is added or if one disappears while still listed
+(so the list can only shrink).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "avfs_git"
+
+LAYER = {
+    "core": 0,
+    "policy": 0,
+    "": 0,  # avfs_git/__init__.py
+    "ops": 1,
+    "fuse": 2,
+    "proxy": 2,
+    "cli": 3,
+    "mcp_server": 3,
+    "hooks": 3,
+    "__main__": 3,
+}
+
+# packages of one layer that must not import each other either
+SIBLINGS_APART = ({"fuse", "proxy"},)
+
+# (importer, imported) edges that go up a layer today; to be removed, never added to
+KNOWN_UPWARD = {
+    ("core.maintenance", "fuse.mounts"),
+    ("core.quickstart", "fuse.mounts"),
+    ("core.workspace", "proxy.execute"),
+    ("fuse.daemon", "proxy.server"),
+    ("proxy.execute", "fuse.mounts"),
+}
+
+# (importer, imported) edges between core modules that lie on an import cycle (function-level
+# imports break the cycle at import time, but the modules still cannot be understood apart)
+# one 14-module component today: checkpoint, gitstore, history, home, ignore, importer, merge,
+# oplog, packwriter, remote, treediff, vault, workspace, worktree
+KNOWN_CORE_CYCLE_EDGES = {
+    ("core.checkpoint", "core.gitstore"),
+    ("core.checkpoint", "core.history"),
+    ("core.checkpoint", "core.packwriter"),
+    ("core.checkpoint", "core.vault"),
+    ("core.checkpoint", "core.workspace"),
+    ("core.gitstore", "core.packwriter"),
+    ("core.history", "core.gitstore"),
+    ("core.history", "core.treediff"),
+    ("core.history", "core.vault"),
+    ("core.history", "core.workspace"),
+    ("core.home", "core.gitstore"),
+    ("core.home", "core.importer"),
+    ("core.home", "core.remote"),
+    ("core.home", "core.vault"),
+    ("core.ignore", "core.home"),
+    ("core.importer", "core.gitstore"),
+    ("core.importer", "core.home"),
+    ("core.importer", "core.ignore"),
+    ("core.importer", "core.remote"),
+    ("core.importer", "core.vault"),
+    ("core.merge", "core.checkpoint"),
+    ("core.merge", "core.gitstore"),
+    ("core.merge", "core.packwriter"),
+    ("core.merge", "core.treediff"),
+    ("core.merge", "core.vault"),
+    ("core.merge", "core.workspace"),
+    ("core.merge", "core.worktree"),
+    ("core.oplog", "core.gitstore"),
+    ("core.packwriter", "core.home"),
+    ("core.remote", "core.checkpoint"),
+    ("core.remote", "core.home"),
+    ("core.remote", "core.merge"),
+    ("core.remote", "core.vault"),
+    ("core.treediff", "core.gitstore"),
+    ("core.vault", "core.checkpoint"),
+    ("core.vault", "core.gitstore"),
+    ("core.vault", "core.home"),
+    ("core.vault", "core.merge"),
+    ("core.vault", "core.oplog"),
+    ("core.vault", "core.packwriter"),
+    ("core.vault", "core.workspace"),
+    ("core.workspace", "core.gitstore"),
+    ("core.workspace", "core.ignore"),
+    ("core.workspace", "core.merge"),
+    ("core.workspace", "core.packwriter"),
+    ("core.workspace", "core.treediff"),
+    ("core.workspace", "core.vault"),
+    ("core.workspace", "core.worktree"),
+    ("core.worktree", "core.home"),
+    ("core.worktree", "core.merge"),
+    ("core.worktree", "core.treediff"),
+    ("core.worktree", "core.vault"),
+    ("core.worktree", "core.workspace"),
+}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> Iterator[str]:
+    """Every avfs_git module ``name`` imports, wherever the import statement is."""
+    is_pkg = path.name == "__init__.py"
+    package = name if is_pkg else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "avfs_git":
+                    yield _nearest(alias.name, known)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "avfs_git":
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                yield sub if sub in known else _nearest(target, known)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in known:
+            # importlib by name (avfs_git/__init__.py's lazy table, subprocess -m targets)
+            yield node.value
+
+
+def _nearest(target: str, known: set[str]) -> str:
+    while target not in known and "." in target:
+        target = target.rpartition(".")[0]
+    return target
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: {t for t in imports_of(name, path, known) if t != name} for name, path in mods.items()}
+
+
+def full(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    return {(f"avfs_git.{a}", f"avfs_git.{b}") for a, b in edges}
+
+
+def upward_edges(g: dict[str, set[str]]) -> set[tuple[str, str]]:
+    bad = set()
+    for src, targets in g.items():
+        for dst in targets:
+            a, b = package_of(src), package_of(dst)
+            if b == "" and dst == "avfs_git":
+                continue  # the package root (a module's own package always loads first)
+            if LAYER[b] > LAYER[a] or (a != b and any({a, b} <= s for s in SIBLINGS_APART)):
+                bad.add((src, dst))
+    return bad
+
+
+def sccs(g: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's strongly connected components with more than one member."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(g.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def package_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
+    pg: dict[str, set[str]] = {}
+    for src, targets in g.items():
+        a = package_of(src)
+        for dst in targets:
+            b = package_of(dst)
+            if a != b and dst != "avfs_git":
+                pg.setdefault(a, set()).add(b)
+    return pg
+
+
+def core_cycle_edges(g: dict[str, set[str]]) -> set[tuple[str, str]]:
+    core = {m: {t for t in ts if package_of(t) == "core"} for m, ts in g.items() if package_of(m) == "core"}
+    edges = set()
+    for comp in sccs(core):
+        for src in comp:
+            edges |= {(src, dst) for dst in core[src] if dst in comp}
+    return edges
+
+
+def short(edges: set[tuple[str, str]]) -> list[str]:
+    return sorted(f"{a.removeprefix('avfs_git.')} -> {b.removeprefix('avfs_git.')}" for a, b in edges)
+
+
+def test_every_module_has_a_layer() -> None:
+    assert {package_of(m) for m in modules()} <= set(LAYER)
+
+
+def test_the_walk_sees_function_level_and_guarded_imports() -> None:
+    g = graph()
+    # a TYPE_CHECKING-guarded import and one inside a function body
+    assert "avfs_git.core.home" in g["avfs_git.proxy.server"]
+    assert "avfs_git.proxy.execute" in g["avfs_git.proxy.server"]
+
+
+def test_no_import_goes_up() -> None:
+    found = upward_edges(graph())
+    assert short(found - full(KNOWN_UPWARD)) == [], "imports from a lower layer to a higher one"
+    assert short(full(KNOWN_UPWARD) - found) == [], "gone: take them off KNOWN_UPWARD"
+
+
+def test_no_cycle_between_packages() -> None:
+    g = graph()
+    for src, dst in full(KNOWN_UPWARD):  # listed above already
+        g[src].discard(dst)
+    cycles = sccs(package_graph(g))
+    assert [sorted(c) for c in cycles] == []
+
+
+def test_core_cycles_only_shrink() -> None:
+    found = core_cycle_edges(graph())
+    known = full(KNOWN_CORE_CYCLE_EDGES)
+    assert short(found - known) == [], "a new import cycle among core modules"
+    assert short(known - found) == [], "gone: take them off KNOWN_CORE_CYCLE_EDGES"
