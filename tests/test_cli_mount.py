@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import CliResult
 from .test_fuse import require_fuse

@@ -22,7 +22,7 @@ import pytest
 
 from avfs_git.core import checkpoint
 from avfs_git.core.errors import AvfsError
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI, git
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint, merge, packwriter
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import git
 from .test_fuse import require_fuse

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI
 

@@ -21,7 +21,7 @@ import pytest
 
 from avfs_git import hooks as lib
 from avfs_git.core import checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI, CliResult, git
 from .test_json_schemas import check

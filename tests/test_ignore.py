@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.core import quickstart as q
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
+from avfs_git.ops import quickstart as q
 
 from .conftest import AUTHOR, IN_CI, git
 from .test_fuse import require_fuse

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, maintenance, packwriter, refs
+from avfs_git.core import checkpoint, packwriter, refs
 from avfs_git.core.errors import BusyError, QuotaExceededError
 from avfs_git.core.home import Home
 from avfs_git.core.vault import Vault
-from avfs_git.fuse import mounts
+from avfs_git.ops import maintenance, mounts
 
 from .conftest import IN_CI, git
 from .test_json_schemas import single_document, validate

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core import audit, checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 from avfs_git.proxy import approval
 
 from .conftest import git

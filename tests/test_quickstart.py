@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.core import quickstart as q
 from avfs_git.core.errors import (
     BusyError,
     ConflictError,
@@ -27,7 +26,8 @@ from avfs_git.core.errors import (
     UsageError,
 )
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
+from avfs_git.ops import quickstart as q
 
 from .conftest import AUTHOR, IN_CI, CliResult
 from .test_json_schemas import check, single_document, validate

@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from . import realdata
 from .conftest import AUTHOR, IN_CI

@@ -420,7 +420,7 @@ def _execute(
     res.exit_code = run.exit_code
 
     if mode == "fuse":
-        from ..fuse import mounts
+        from ..ops import mounts
 
         _settle(ws, seq0)
         alive = mounts.check(vault, fork) is not None
@@ -482,7 +482,7 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
 
     if req.isolate not in isolate.HOSTS:
         raise UsageError(f"isolate must be one of {', '.join(isolate.HOSTS)}, not {req.isolate!r}")
-    from ..core.quickstart import origin_dir
+    from ..ops.quickstart import origin_dir
 
     at = req.isolate_at if req.isolate_at is not None else origin_dir(vault)  # where `avfs up` came from
     if not at:
@@ -516,7 +516,7 @@ def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, 
     read-only (pinned). Everything else (``hooks/``, ``config``, ``avfs/``, other forks'
     worktrees) stays read-only: nothing the command writes there runs on the host later."""
     from ..core.worktree import worktree_dir
-    from ..fuse.mounts import mount_key
+    from ..ops.mounts import mount_key
 
     try:
         os.makedirs(os.path.join(vault.path, "logs"), exist_ok=True)  # git would make it
@@ -653,7 +653,7 @@ def _result_dict(r: runner.RunResult) -> dict[str, Any]:
 # -- where the command runs ---------------------------------------------------------------
 def _choose_mode(vault: Vault, fork: str, wanted: str) -> tuple[str, Any]:
     """("fuse" | "materialized", the live mount to reuse or None)."""
-    from ..fuse import mounts
+    from ..ops import mounts
 
     if wanted == "materialized":
         return "materialized", None
@@ -670,7 +670,7 @@ def _choose_mode(vault: Vault, fork: str, wanted: str) -> tuple[str, Any]:
 
 def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
     if mode == "fuse":
-        from ..fuse import mounts
+        from ..ops import mounts
 
         return mounts.default_mountpoint(home, vault.name, mounts.mount_key(fork, None))
     return os.path.join(home.path, "tmp", "exec")
@@ -679,7 +679,7 @@ def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
 def _ensure_mount(
     home: Home, vault: Vault, fork: str, live: Any, keep: bool, cleanup: list[Any]
 ) -> tuple[str, bool]:
-    from ..fuse import mounts
+    from ..ops import mounts
 
     if live is not None:
         return str(live.mountpoint), True

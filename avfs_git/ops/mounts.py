@@ -10,6 +10,10 @@ not a sleep or a log line). The registry is one JSON file per mounted fork,
 A daemon killed with -9 leaves nothing mounted (``auto_unmount``: fusermount3 unmounts when
 the daemon's /dev/fuse descriptor closes); a mountpoint left dead anyway (ENOTCONN) is
 detected and lazily unmounted by the next ``mount``, ``unmount`` or ``mount --list``.
+
+This module sits in ops, below fuse and proxy: it starts the daemon as a process and loads
+no FUSE code, so up/down (quickstart), stats/prune/doctor (maintenance) and ``proxy exec``
+reach the mounts without importing upward (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -360,7 +364,7 @@ def unmount(
         write_registry(path, data)
         msg = proc.stderr.strip()
         if "busy" in msg.lower():
-            from ..core.quickstart import mount_holders
+            from .quickstart import mount_holders
 
             holders = mount_holders(info.mountpoint)
             who = ", ".join(f"{h['command']} (pid {h['pid']}: {', '.join(h['holds'])})" for h in holders)
