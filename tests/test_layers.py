@@ -4,14 +4,16 @@ included) goes down or sideways, never up, and no two packages import each other
 The layers, lowest first (docs/architecture.md):
 
     0  core, policy            objects, store, vault, workspace, merge, history; policy model
-       avfs_git/__init__.py     the public API: lazy re-exports of core only (every import of
-                                any avfs_git module runs it, so it must sit at the bottom)
     1  ops                     workflows over core: up/down/apply, stats/gc/prune/doctor, mounts
     2  proxy                   the execution boundary: classify, confine, run, commit
     2.5 fuse                   the FUSE adapter and the mount daemon. One tier with proxy in
                                 DESIGN.md; ordered inside it because the daemon hosts proxy's
                                 warm exec server (fuse/daemon.py -> proxy/server.py) while proxy
                                 reaches mounts through ops/mounts.py only: proxy never imports fuse
+    2.9 avfs_git/__init__.py   the public Python API: it imports nothing of avfs_git when it
+                                loads (it runs first under every avfs_git module, so it must not);
+                                its lazy table names core and proxy (exec_in) and resolves on
+                                attribute access. Only front ends may import it
     3  cli, mcp_server, hooks  front ends (cli/execopts.py, the console script's fast path,
        avfs_git/__main__.py     is a front end like the rest of cli/)
 
@@ -24,6 +26,8 @@ are listed below, and the test fails if one is added or if one disappears while 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,20 +36,14 @@ PKG = Path(__file__).resolve().parent.parent / "avfs_git"
 LAYER: dict[str, float] = {
     "core": 0,
     "policy": 0,
-    "": 0,  # avfs_git/__init__.py
     "ops": 1,
     "proxy": 2,
     "fuse": 2.5,
+    "": 2.9,  # avfs_git/__init__.py
     "cli": 3,
     "mcp_server": 3,
     "hooks": 3,
     "__main__": 3,
-}
-
-# (importer, imported) edges that go up a layer today; to be removed, never added to
-KNOWN_UPWARD = {
-    # Workspace.exec, public API (docs/api.md): proxy exec from the in-process API
-    ("core.workspace", "proxy.execute"),
 }
 
 # (importer, imported) edges between core modules that lie on an import cycle (function-level
@@ -175,8 +173,6 @@ def upward_edges(g: dict[str, set[str]]) -> set[tuple[str, str]]:
     for src, targets in g.items():
         for dst in targets:
             a, b = package_of(src), package_of(dst)
-            if b == "" and dst == "avfs_git":
-                continue  # the package root (a module's own package always loads first)
             if LAYER[b] > LAYER[a]:
                 bad.add((src, dst))
     return bad
@@ -223,7 +219,7 @@ def package_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
         a = package_of(src)
         for dst in targets:
             b = package_of(dst)
-            if a != b and dst != "avfs_git":
+            if a != b:
                 pg.setdefault(a, set()).add(b)
     return pg
 
@@ -252,17 +248,20 @@ def test_the_walk_sees_function_level_and_guarded_imports() -> None:
     assert "avfs_git.proxy.execute" in g["avfs_git.proxy.server"]
 
 
+def test_the_package_root_loads_nothing() -> None:
+    # it runs before any avfs_git module: one eager import there would sit under everything
+    code = "import sys, avfs_git; print(sorted(m for m in sys.modules if m.startswith('avfs_git.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_no_import_goes_up() -> None:
     found = upward_edges(graph())
-    assert short(found - full(KNOWN_UPWARD)) == [], "imports from a lower layer to a higher one"
-    assert short(full(KNOWN_UPWARD) - found) == [], "gone: take them off KNOWN_UPWARD"
+    assert short(found) == [], "imports from a lower layer to a higher one"
 
 
 def test_no_cycle_between_packages() -> None:
-    g = graph()
-    for src, dst in full(KNOWN_UPWARD):  # listed above already
-        g[src].discard(dst)
-    cycles = sccs(package_graph(g))
+    cycles = sccs(package_graph(graph()))
     assert [sorted(c) for c in cycles] == []
 
 

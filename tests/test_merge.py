@@ -9,6 +9,7 @@ import pytest
 
 from avfs_git.core import checkpoint, merge
 from avfs_git.core.errors import AvfsError, ConflictError, UsageError
+from avfs_git.proxy.execute import exec_in
 
 from .conftest import git
 
@@ -439,7 +440,9 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
     main = v.workspace("main")
     try:
         # a plain command runs: its changes join the merge's resolution, nothing is committed
-        out = main.exec(shell="printf 'one\\nresolved\\nthree\\n' > shared.txt; echo n > new.txt", mode=mode)
+        out = exec_in(
+            main, shell="printf 'one\\nresolved\\nthree\\n' > shared.txt; echo n > new.txt", mode=mode
+        )
         assert out.error is None and out.exit_code == 0, out.error
         assert out.checkpoint is None and out.commit is None
         assert {c["path"] for c in out.changes} >= {"new.txt"}
@@ -452,7 +455,7 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
             {"shell": f"touch {marker}; rm added.txt"},
             {"argv": ["touch", marker], "checkpoint": "always"},
         ):
-            refused = main.exec(mode=mode, **kw)
+            refused = exec_in(main, mode=mode, **kw)
             assert refused.result is None and refused.exit_code == 125, refused
             assert refused.error is not None and refused.error["code"] == "merge_in_progress"
             assert "merge --continue" in refused.error["hint"]

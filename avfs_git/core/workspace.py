@@ -58,7 +58,6 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from ..proxy.execute import ExecResult
     from .vault import Vault
 
 MAX_SYMLINK_HOPS = 40
@@ -1097,63 +1096,6 @@ class Workspace:
         return float(raw)
 
     # -- status ---------------------------------------------------------------------------
-    def exec(
-        self,
-        argv: Sequence[str] | None = None,
-        *,
-        shell: str | None = None,
-        cwd: str = "",
-        timeout_ms: int | None = None,
-        checkpoint: str = "auto",
-        commit: bool = True,
-        mode: str = "auto",
-        keep_mount: bool = False,
-        env: Mapping[str, str] | None = None,
-        inherit_env: bool = False,
-        approve: str | None = None,
-        max_output_bytes: int | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        """Run a command in this fork through ``proxy exec`` (policy, checkpoint, mount,
-        timeout, one commit of what it changed); returns the envelope as an object (see
-        :class:`avfs_git.proxy.execute.ExecResult`), never raising for the command's own
-        failures. The vault must come from a :class:`~avfs_git.Home` (its policy applies).
-
-        The one upward import of the core (to :mod:`avfs_git.proxy`), done lazily so that
-        ``ws.exec(...)`` is where agents find it.
-        """
-        import contextlib
-        import subprocess
-        import tempfile
-
-        from ..proxy.execute import ExecRequest, execute
-
-        home = self.vault.home
-        if home is None:
-            raise UsageError("exec needs a vault opened through a Home (its policy and mounts)")
-        with contextlib.ExitStack() as stack:
-            feed: Any = subprocess.DEVNULL
-            if stdin is not None:
-                feed = stack.enter_context(tempfile.TemporaryFile())
-                feed.write(stdin)
-                feed.seek(0)
-            req = ExecRequest(
-                argv=tuple(argv) if argv is not None else None,
-                shell=shell,
-                cwd=cwd,
-                timeout_ms=timeout_ms,
-                max_output_bytes=max_output_bytes,
-                checkpoint=checkpoint,
-                commit=commit,
-                mode=mode,
-                keep_mount=keep_mount,
-                env=tuple((env or {}).items()),
-                inherit_env=inherit_env,
-                approve=approve,
-                stdin=feed,
-            )
-            return execute(home, self.vault, self.fork, req)
-
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes: empty new directories and paths git
         ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
