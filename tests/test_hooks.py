@@ -270,7 +270,7 @@ def mounted(home: Any, vault: Any, tmp_path: Path) -> Iterator[tuple[Any, Path]]
         try:
             mounts.unmount(home, vault, "main", lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
 
 

@@ -281,7 +281,7 @@ def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[str]:
         try:
             mounts.unmount(home, vault, fork, lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
 
 

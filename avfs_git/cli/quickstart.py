@@ -37,11 +37,11 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault, str]:
     here = _vault_here(app)
     if here is not None:
         fork = spec or here.default_fork
-        here._require_fork(fork)
+        here.require_fork(fork)
         return here, fork
     vault, fork = app.target()
     if spec is not None:
-        vault._require_fork(spec)
+        vault.require_fork(spec)
         fork = spec
     return vault, fork
 

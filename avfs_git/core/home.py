@@ -233,7 +233,7 @@ class Home:
         vault_name, fork = names.parse_address(spec)
         vault = self.vault(vault_name)
         fork = fork or vault.default_fork
-        vault._require_fork(fork)
+        vault.require_fork(fork)
         return vault, fork
 
     def list_vaults(self) -> list[VaultInfo]:

@@ -340,7 +340,7 @@ def push(
         raise UsageError("--tags says how checkpoints are pushed: give --checkpoints too")
     for f in names_:
         names.check_fork_name(f)
-        vault._require_fork(f)
+        vault.require_fork(f)
     left: list[dict[str, int]] = []
     for f in names_:
         ws = vault.workspace(f)
@@ -536,7 +536,7 @@ def pull(
     from . import merge
 
     fork = fork or vault.default_fork
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     branch = names.check_fork_name(branch, "branch") if branch else fork
     fetched = fetch(vault, remote, progress=progress)
     ref = f"refs/remotes/{remote}/{branch}"

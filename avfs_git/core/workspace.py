@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import names, refs
@@ -35,7 +35,6 @@ from .errors import (
     RefMovedError,
     SymlinkEscapeError,
     SymlinkLoopError,
-    UsageError,
     from_oserror,
 )
 from .gitnames import refusal
@@ -146,7 +145,7 @@ class Workspace:
         else:
             # every committed change of the overlay: publish its totals for the vault's quota
             self.overlay.after_commit = self._note_totals
-            self._sync_base()
+            self.sync_base()
 
     # -- base -----------------------------------------------------------------------------
     @property
@@ -156,7 +155,7 @@ class Workspace:
     @property
     def base(self) -> str:
         base = self.overlay.get_meta("base")
-        if base is None:  # pragma: no cover - set by _sync_base
+        if base is None:  # pragma: no cover - set by sync_base
             raise CorruptStateError(f"workspace of {self.fork} has no base commit")
         return base
 
@@ -173,7 +172,7 @@ class Workspace:
     def tip(self) -> str | None:
         return refs.read_ref_file(self.store.path, self.ref)
 
-    def _sync_base(self) -> bool:
+    def sync_base(self) -> bool:
         """Settle the base against the fork's ref (first use, crash recovery, moved refs).
 
         - a checkpoint interrupted after its ref moved is finished (its entries retired);
@@ -1614,7 +1613,7 @@ class Workspace:
         return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
 
     # -- checkpoint -----------------------------------------------------------------------
-    def _commit_overlay(
+    def commit_overlay(
         self, message: str, *, allow_empty: bool = False, rebase: bool = True
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
@@ -1667,7 +1666,7 @@ class Workspace:
     def _publish(self, commit: str, expected: str, captured: list[Entry], reason: str) -> None:
         """Move the fork's ref from ``expected`` to ``commit`` (CAS) and retire what the
         commit holds, with a pending record so that a crash between the two is finished by
-        the next :meth:`_sync_base`. Entries the commit did not retire (in use, or written
+        the next :meth:`sync_base`. Entries the commit did not retire (in use, or written
         since) stay, on top of the new base."""
         upto = max((e.seq for e in captured), default=0)
         with self.overlay.txn():

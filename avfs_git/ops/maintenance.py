@@ -45,7 +45,7 @@ from ..core.errors import (
     from_oserror,
 )
 from ..core.gitstore import TREE_ENTRY, rfc3339
-from ..core.locks import file_lock
+from ..core.locks import file_lock, pid_alive
 from ..core.names import check_fork_name
 from ..core.types import Operation, to_json
 
@@ -220,7 +220,7 @@ def _mounts(vault: Vault) -> list[_Mount]:
         pid = int(data.get("pid", 0) or 0)
         mp = str(data.get("mountpoint", ""))
         state = str(data.get("state", "mounted"))
-        alive = bool(pid) and mounts._alive(pid) and (mounts._mounted_at(mp) or state == "mounting")
+        alive = bool(pid) and pid_alive(pid) and (mounts.mounted_at(mp) or state == "mounting")
         out.append(_Mount(key, str(data.get("fork", key)), mp, pid, state, alive, path))
     return out
 

@@ -103,10 +103,8 @@ def _read_registry(path: str) -> dict[str, Any] | None:
         return None
 
 
-_alive = pid_alive  # (maintenance and doctor use it by this name)
-
-
-def _mounted_at(mountpoint: str) -> bool:
+def mounted_at(mountpoint: str) -> bool:
+    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts)."""
     target = os.path.realpath(mountpoint)
     try:
         with open("/proc/self/mounts", encoding="utf-8") as fh:
@@ -151,12 +149,12 @@ def check(vault: Vault, key: str) -> MountInfo | None:
         return None
     pid = int(data.get("pid", 0))
     mp = str(data.get("mountpoint", ""))
-    if pid and _alive(pid) and _mounted_at(mp):
+    if pid and pid_alive(pid) and mounted_at(mp):
         return _info(data)
-    if pid and _alive(pid) and data.get("state") == "mounting":
+    if pid and pid_alive(pid) and data.get("state") == "mounting":
         return _info(data)
     # the daemon died (kill -9) or the mount vanished: clean up both
-    if mp and _mounted_at(mp):
+    if mp and mounted_at(mp):
         force_unmount(mp)
     for p in (path, path[: -len(".json")] + ".exec"):
         try:
@@ -188,7 +186,7 @@ def default_mountpoint(home: Home, vault: str, key: str) -> str:
 
 
 def _check_mountpoint(mp: str, *, created: bool) -> None:
-    if _mounted_at(mp):
+    if mounted_at(mp):
         try:
             os.stat(mp)
         except OSError as exc:
@@ -221,7 +219,7 @@ def mount(
     why = fuse_available()
     if why is not None:
         raise FuseUnavailableError(f"cannot mount: {why}")
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     commit: str | None = None
     if revision is not None:
         from ..core.history import resolve
@@ -240,7 +238,7 @@ def mount(
     created = False
     if mountpoint is None:
         mountpoint = default_mountpoint(home, vault.name, key)
-        if _mounted_at(mountpoint):
+        if mounted_at(mountpoint):
             force_unmount(mountpoint)
         os.makedirs(mountpoint, exist_ok=True)
         created = True
@@ -296,7 +294,7 @@ def mount(
         os.close(r)
     if not ready:
         tail = _tail(log_path)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             _reap(pid, block=True)
         force_unmount(mountpoint)
@@ -316,7 +314,7 @@ def _reap(pid: int, *, block: bool = False) -> bool:
     try:
         done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
-        return not _alive(pid)  # not our child (another process mounted it)
+        return not pid_alive(pid)  # not our child (another process mounted it)
     return done == pid
 
 
@@ -359,7 +357,7 @@ def unmount(
     write_registry(path, data)
     cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 and _mounted_at(info.mountpoint):
+    if proc.returncode != 0 and mounted_at(info.mountpoint):
         data["state"] = "mounted"
         write_registry(path, data)
         msg = proc.stderr.strip()
@@ -376,9 +374,9 @@ def unmount(
             )
         raise MountError(f"cannot unmount {info.mountpoint}: {msg}")
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while not _reap(info.pid) and _alive(info.pid) and time.monotonic() < deadline:
+    while not _reap(info.pid) and pid_alive(info.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if _alive(info.pid):
+    if pid_alive(info.pid):
         try:
             os.kill(info.pid, signal.SIGKILL)
         except ProcessLookupError:

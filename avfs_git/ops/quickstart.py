@@ -565,7 +565,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
 
     if action not in ("keep", "discard", "leave"):
         raise UsageError(f"action must be keep, discard or leave, not {action!r}")
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     from ..core.merge import refuse_if_merging
 
     # before the unmount: down checkpoints the fork, which an open merge refuses
@@ -870,7 +870,7 @@ def apply(
     apply`` it in the directory) to that file instead, and change no directory.
     """
     fork = fork or vault.default_fork
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     origin = origin_commit(vault)
     known = origin_dir(vault)
     if origin is None:
