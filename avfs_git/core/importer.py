@@ -89,7 +89,7 @@ def nested_repositories(src: str, git_dir: str) -> list[str]:
     """Directories of ``src`` that are git repositories of their own and that git does not
     ignore: an import leaves their files out, as git does (they are another repository's).
     git lists such a directory, not its files, with a trailing ``/``."""
-    from .home import run_git
+    from .gitrun import run_git
 
     top = _git_toplevel(src)
     if top is not None and os.path.realpath(top) == os.path.realpath(src):
@@ -130,7 +130,7 @@ def fast_import_dir(
     progress: Progress | None = None,
 ) -> list[str]:
     """Commit the files ``paths`` of ``src`` as one commit on ``ref``; returns skipped paths."""
-    from .home import git_env
+    from .gitrun import git_env
 
     sigs = (author or resolve(None, lambda key: None)).now()
     proc = subprocess.Popen(
@@ -213,7 +213,7 @@ def import_dir(
     Returns (fork, worktree changes) to apply once the vault is in place when ``src`` is a
     git checkout with uncommitted changes, else None.
     """
-    from .home import run_git
+    from .gitrun import run_git
 
     src = os.path.abspath(src)
     if not os.path.isdir(src):

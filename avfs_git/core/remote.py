@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from . import names, refs
 from .errors import AvfsError, NotFoundError, UsageError
-from .home import git_env
+from .gitrun import git_env
 from .redact import redact, split_credentials
 
 if TYPE_CHECKING:

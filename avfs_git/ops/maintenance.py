@@ -113,7 +113,7 @@ def retention_for(vault: Vault | None = None, home: Home | None = None) -> Reten
 
 
 def _git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    from ..core.home import git_env
+    from ..core.gitrun import git_env
 
     try:
         proc = subprocess.run(
@@ -621,7 +621,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
 
 
 def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
-    from ..core.home import git_env
+    from ..core.gitrun import git_env
 
     proc = subprocess.run(
         ["git", "--git-dir", vault_path, *args],
