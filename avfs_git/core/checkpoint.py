@@ -438,12 +438,7 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
             fork = w["fork"]
             before = w["before"]
             if before is None:
-                import shutil
-
-                ws_obj = vault._ws.pop(fork, None)
-                if ws_obj is not None:
-                    ws_obj.overlay.close()
-                shutil.rmtree(vault.ws_dir(fork), ignore_errors=True)
+                vault.discard_workspace(fork)
                 continue
             # the handle taken before the refs moved: vault.workspace() would first let the
             # workspace follow its moved ref (dropping the view this undo is to keep)

@@ -91,7 +91,7 @@ def nested_repositories(src: str, git_dir: str) -> list[str]:
     git lists such a directory, not its files, with a trailing ``/``."""
     from .gitrun import run_git
 
-    top = _git_toplevel(src)
+    top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == os.path.realpath(src):
         args = ["-C", src, "ls-files", "-o", "--exclude-standard", "-z"]
     else:
@@ -188,7 +188,7 @@ def fast_import_dir(
     return skipped
 
 
-def _git_toplevel(src: str) -> str | None:
+def git_toplevel(src: str) -> str | None:
     try:
         proc = subprocess.run(
             ["git", "-C", src, "rev-parse", "--show-toplevel"], capture_output=True, check=False
@@ -218,7 +218,7 @@ def import_dir(
     src = os.path.abspath(src)
     if not os.path.isdir(src):
         raise PathNotFoundError(f"{src}: not a directory", details={"path": src})
-    top = _git_toplevel(src)
+    top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == os.path.realpath(src) and _has_commits(src):
         return _import_checkout(git_dir, src, run_git)
     paths = _list_files(src, use_gitignore, git_dir)

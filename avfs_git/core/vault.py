@@ -198,6 +198,14 @@ class Vault:
     def has_fork(self, fork: str) -> bool:
         return refs.read_ref_file(self.path, refs.fork_ref(fork)) is not None
 
+    def discard_workspace(self, fork: str) -> None:
+        """Close the fork's open workspace, if any, and remove its state directory (its
+        overlay, journal and indexes): for a fork whose ref is gone."""
+        ws = self._ws.pop(fork, None)
+        if ws is not None:
+            ws.overlay.close()
+        shutil.rmtree(self.ws_dir(fork), ignore_errors=True)
+
     def require_fork(self, fork: str) -> None:
         """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""
         names.check_fork_name(fork)

@@ -229,9 +229,9 @@ def _vault_name_for(home: Home, directory: str) -> str:
 def _list_dir(src: str, git_dir: str) -> list[str]:
     """The files an import of ``src`` takes (.gitignore honoured, as the import does)."""
     from ..core import ignore
-    from ..core.importer import _git_toplevel
+    from ..core.importer import git_toplevel
 
-    top = _git_toplevel(src)
+    top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == src:
         # a checkout: its tracked files (even ignored ones) and untracked, not ignored ones
         return ignore.list_checkout_files(src)
