@@ -18,8 +18,8 @@ The layers, lowest first (docs/architecture.md):
        avfs_git/__main__.py     is a front end like the rest of cli/)
 
 An import of a module in a higher layer fails the test; so does any cycle between packages.
-Cycles among core modules through function-level imports are debt: the edges that close them
-are listed below, and the test fails if one is added or if one disappears while still listed
+Cycles among the modules of one package (through function-level imports) are debt: the edges
+that close them are listed below, and the test fails if one is added or if one disappears while still listed
 (so the list can only shrink).
 """
 
@@ -46,12 +46,21 @@ LAYER: dict[str, float] = {
     "__main__": 3,
 }
 
-# (importer, imported) edges between core modules that lie on an import cycle (function-level
-# imports break the cycle at import time, but the modules still cannot be understood apart)
-# one 9-module component today: checkpoint, history, home, importer, merge, remote, vault,
+# (importer, imported) edges between modules of one package that lie on an import cycle
+# (function-level imports break the cycle at import time, but the modules still cannot be
+# understood apart). In core, one 9-module component today: checkpoint, history, home, importer, merge, remote, vault,
 # workspace, worktree (gitstore, packwriter, treediff, oplog and ignore left it when running
 # git moved out of home into core/gitrun.py)
-KNOWN_CORE_CYCLE_EDGES = {
+KNOWN_MODULE_CYCLE_EDGES = {
+    # cli: the console script enters at execopts (proxy exec without click), which falls
+    # back to main; main.main runs the same fast path first, and `proxy exec`'s click
+    # command renders with execopts
+    ("cli.execopts", "cli.main"),
+    ("cli.main", "cli.execopts"),
+    ("cli.main", "cli.proxy"),
+    ("cli.proxy", "cli.execopts"),
+    ("cli.proxy", "cli.main"),
+    # core
     ("core.checkpoint", "core.history"),
     ("core.checkpoint", "core.vault"),
     ("core.checkpoint", "core.workspace"),
@@ -199,12 +208,14 @@ def package_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
     return pg
 
 
-def core_cycle_edges(g: dict[str, set[str]]) -> set[tuple[str, str]]:
-    core = {m: {t for t in ts if package_of(t) == "core"} for m, ts in g.items() if package_of(m) == "core"}
+def module_cycle_edges(g: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """The import edges that lie on a cycle among the modules of one package."""
     edges = set()
-    for comp in sccs(core):
-        for src in comp:
-            edges |= {(src, dst) for dst in core[src] if dst in comp}
+    for pkg in {package_of(m) for m in g}:
+        sub = {m: {t for t in ts if package_of(t) == pkg} for m, ts in g.items() if package_of(m) == pkg}
+        for comp in sccs(sub):
+            for src in comp:
+                edges |= {(src, dst) for dst in sub[src] if dst in comp}
     return edges
 
 
@@ -240,8 +251,8 @@ def test_no_cycle_between_packages() -> None:
     assert [sorted(c) for c in cycles] == []
 
 
-def test_core_cycles_only_shrink() -> None:
-    found = core_cycle_edges(graph())
-    known = full(KNOWN_CORE_CYCLE_EDGES)
-    assert short(found - known) == [], "a new import cycle among core modules"
-    assert short(known - found) == [], "gone: take them off KNOWN_CORE_CYCLE_EDGES"
+def test_module_cycles_only_shrink() -> None:
+    found = module_cycle_edges(graph())
+    known = full(KNOWN_MODULE_CYCLE_EDGES)
+    assert short(found - known) == [], "a new import cycle among the modules of a package"
+    assert short(known - found) == [], "gone: take them off KNOWN_MODULE_CYCLE_EDGES"

@@ -103,6 +103,43 @@ def _read_registry(path: str) -> dict[str, Any] | None:
         return None
 
 
+def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
+    """Processes with their working directory, root or an open file under ``mountpoint``."""
+    root = os.path.realpath(mountpoint)
+    out: list[dict[str, Any]] = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        what: list[str] = []
+        base = f"/proc/{pid}"
+        for link in ("cwd", "root"):
+            try:
+                if names.is_within(os.readlink(f"{base}/{link}"), root):
+                    what.append(link)
+            except OSError:
+                pass
+        try:
+            for fd in os.listdir(f"{base}/fd"):
+                try:
+                    if names.is_within(os.readlink(f"{base}/fd/{fd}"), root):
+                        what.append("open file")
+                        break
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        if what:
+            try:
+                with open(f"{base}/comm", encoding="utf-8", errors="replace") as fh:
+                    comm = fh.read().strip()
+            except OSError:
+                comm = "?"
+            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
+    return out
+
+
 def mounted_at(mountpoint: str) -> bool:
     """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts)."""
     target = os.path.realpath(mountpoint)
@@ -362,8 +399,6 @@ def unmount(
         write_registry(path, data)
         msg = proc.stderr.strip()
         if "busy" in msg.lower():
-            from .quickstart import mount_holders
-
             holders = mount_holders(info.mountpoint)
             who = ", ".join(f"{h['command']} (pid {h['pid']}: {', '.join(h['holds'])})" for h in holders)
             raise BusyError(

@@ -512,43 +512,6 @@ def find_mount(home: Home, path: str) -> MountInfo:
     )
 
 
-def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
-    """Processes with their working directory, root or an open file under ``mountpoint``."""
-    root = os.path.realpath(mountpoint)
-    out: list[dict[str, Any]] = []
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return out
-    for pid in pids:
-        what: list[str] = []
-        base = f"/proc/{pid}"
-        for link in ("cwd", "root"):
-            try:
-                if names.is_within(os.readlink(f"{base}/{link}"), root):
-                    what.append(link)
-            except OSError:
-                pass
-        try:
-            for fd in os.listdir(f"{base}/fd"):
-                try:
-                    if names.is_within(os.readlink(f"{base}/fd/{fd}"), root):
-                        what.append("open file")
-                        break
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        if what:
-            try:
-                with open(f"{base}/comm", encoding="utf-8", errors="replace") as fh:
-                    comm = fh.read().strip()
-            except OSError:
-                comm = "?"
-            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
-    return out
-
-
 def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> DownResult:
     """Unmount ``fork``, checkpoint it, then keep, discard or leave it.
 
@@ -583,7 +546,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
         try:
             unmounted = mounts.unmount(home, vault, fork) is not None
         except BusyError as err:
-            holders = mount_holders(info.mountpoint)
+            holders = mounts.mount_holders(info.mountpoint)
             who = ", ".join(f"{h['command']} (pid {h['pid']}: {', '.join(h['holds'])})" for h in holders)
             raise BusyError(
                 f"{info.mountpoint} is busy" + (f": {who}" if who else "") + "; nothing was changed",
