@@ -8,6 +8,7 @@ The Python API (everything the CLI does, in process)::
     ws = vault.workspace("main")
     ws.write("notes.txt", b"hello")
     avfs_git.checkpoint.save(vault, "main", name="first")
+    res = avfs_git.exec_in(ws, ["make", "test"])   # proxy exec: policy, mount, one commit
 
 Heavy modules (pygit2) load on first use, so ``import avfs_git`` stays cheap.
 """
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .core.home import Home, open_home
     from .core.vault import Vault
     from .core.workspace import Workspace
+    from .proxy.execute import exec_in
 
 _LAZY = {
     "AvfsError": ("avfs_git.core.errors", "AvfsError"),
@@ -37,9 +39,20 @@ _LAZY = {
     "Workspace": ("avfs_git.core.workspace", "Workspace"),
     "checkpoint": ("avfs_git.core.checkpoint", None),
     "history": ("avfs_git.core.history", None),
+    "exec_in": ("avfs_git.proxy.execute", "exec_in"),
 }
 
-__all__ = ["AvfsError", "Home", "Vault", "Workspace", "__version__", "checkpoint", "history", "open_home"]
+__all__ = [
+    "AvfsError",
+    "Home",
+    "Vault",
+    "Workspace",
+    "__version__",
+    "checkpoint",
+    "exec_in",
+    "history",
+    "open_home",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -1,4 +1,4 @@
-"""The FUSE benchmarks: a fork mounted with ``avfs_git.fuse.mounts.mount`` against the native
+"""The FUSE benchmarks: a fork mounted with ``avfs_git.ops.mounts.mount`` against the native
 disk it lives on (a directory beside the avfs home, same file system), in the same run.
 
 - ``fuse_io``: sequential write (``O_WRONLY``, 1 MiB blocks, ``fsync`` at the end, like
@@ -91,7 +91,7 @@ def _fuse_mounts() -> list[str]:
 
 
 def _lazy_unmount(mountpoint: str) -> None:
-    from avfs_git.fuse.mounts import force_unmount
+    from avfs_git.ops.mounts import force_unmount
 
     force_unmount(mountpoint)
 
@@ -111,7 +111,7 @@ def _release(mountpoint: str) -> None:
     """Unmount (lazily when busy), whatever it takes; never raises."""
     entry = _LIVE.pop(mountpoint, None)
     if entry is not None:
-        from avfs_git.fuse import mounts
+        from avfs_git.ops import mounts
 
         home, vault, fork = entry
         for lazy in (False, True):
@@ -218,7 +218,7 @@ def daemon_profile(ctx: Context, pid: int, name: str) -> Iterator[None]:
 @contextlib.contextmanager
 def mounted(home: Home, vault: Vault, fork: str, mountpoint: Path) -> Iterator[Mount]:
     """Mount ``fork`` at ``mountpoint`` with the real API; always unmounted afterwards."""
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     why = mounts.fuse_available()
     if why is not None:

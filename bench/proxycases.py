@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import avfs_git
+
 from .env import log, run
 from .fusecases import _empty_home, mounted
 from .timing import Result, Side, Target, interleave, median
@@ -49,7 +51,7 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
             {
                 "true": Side(op=lambda i: run(["true"])),
                 "cli": Side(op=lambda i: run([*base, "--", "true"])),
-                "api": Side(op=lambda i: ws.exec(["true"]), in_process=True),
+                "api": Side(op=lambda i: avfs_git.exec_in(ws, ["true"]), in_process=True),
             },
             ctx.repeats.fast,
             ctx.repeats.warmup,
@@ -75,7 +77,7 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
                 "-",
                 median(s["api"]),
                 s["api"],
-                what="Workspace.exec(['true']) in process, a live mount reused",
+                what="avfs_git.exec_in(ws, ['true']) in process, a live mount reused",
                 baseline="true (subprocess)",
                 baseline_ms=true_ms,
                 baseline_samples_ms=s["true"],

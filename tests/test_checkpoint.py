@@ -303,7 +303,7 @@ def test_interrupted_checkpoint_is_finished_on_next_open(vault, ws, monkeypatch)
         checkpoint.save(vault)
     monkeypatch.setattr(ws.overlay, "retire", real_retire)
     assert ws.overlay.get_meta("pending") is not None
-    ws._sync_base()
+    ws.sync_base()
     assert ws.base == ws.tip()
     assert ws.overlay.is_empty() and ws.read("a") == b"2"
     assert ws.overlay.get_meta("pending") is None
@@ -322,7 +322,7 @@ def test_interrupted_before_ref_move_leaves_old_state(vault, ws, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save(vault)
     monkeypatch.undo()
-    ws._sync_base()
+    ws.sync_base()
     assert ws.tip() == tip and ws.base == tip and ws.read("a") == b"2" and ws.is_dirty()
 
 

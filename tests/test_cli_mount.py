@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import CliResult
 from .test_fuse import require_fuse
@@ -126,7 +126,7 @@ def test_unmount_by_mount_point_and_refusing_to_pick(two, tmp_path):
     r = _avfs("--json", "unmount", w)
     doc = r.json()
     assert r.code == 0 and validate(doc) == "unmount" and (doc["vault"], doc["fork"]) == ("work", "agent-1")
-    assert not mounts._mounted_at(w) and _live(two) == [("attrs", "main")]
+    assert not mounts.mounted_at(w) and _live(two) == [("attrs", "main")]
     # one live: a bare unmount takes it, whichever vault it is of
     r = _avfs("unmount", env={"AVFS_HOME": two.path})
     assert r.code == 0 and r.err == f"unmounted {a}\n", r
@@ -143,7 +143,7 @@ def test_a_read_only_revision_mount_unmounts_by_its_path(two, tmp_path):
     assert r.code == 0 and r.json()["mount"]["read_only"], r
     r = _avfs("--json", "unmount", str(mp))
     assert r.code == 0 and r.json()["mount"]["revision"], r
-    assert _live(two) == [] and not mounts._mounted_at(str(mp))
+    assert _live(two) == [] and not mounts.mounted_at(str(mp))
 
 
 def test_other_commands_suggest_close_names(two):

@@ -214,7 +214,7 @@ def test_output_templates_escape_only_values() -> None:
 
 def test_a_mount_shows_the_same(t, cli_proc, tmp_path: Path) -> None:
     """A file made in a live mount with a bracketed name: status and ls show it as it is."""
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     if mounts.fuse_available() is not None:
         from .conftest import IN_CI

@@ -141,7 +141,7 @@ def test_readme_python_agent_loop_runs(tmp_path, monkeypatch):
     import contextlib
     import io
 
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split("```python\n", 1)[1].split("```", 1)[0]

@@ -229,7 +229,7 @@ def test_other_commands_keep_their_codes(cli_proc, v):
 def test_through_a_live_mounts_daemon_the_same(cli_proc, v, home):
     """With a live mount, `--vault VAULT:FORK` hands the request to the mount's daemon
     (docs/proxy.md, the warm path): its answers are the same envelopes and codes."""
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
 

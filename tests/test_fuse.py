@@ -22,7 +22,8 @@ import pytest
 
 from avfs_git.core import checkpoint
 from avfs_git.core.errors import AvfsError
-from avfs_git.fuse import mounts
+from avfs_git.core.locks import pid_alive
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI, git
 
@@ -64,7 +65,7 @@ def mounted(home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
         try:
             mounts.unmount(home, vault, "main", lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
     del info
 
@@ -386,7 +387,7 @@ def test_read_only_revision_mount(home, vault, tmp_path):
             os.mkdir(os.path.join(mp, "d"))
     finally:
         mounts.unmount(home, vault, "main", revision=info.revision)
-    assert not mounts._mounted_at(str(mp))
+    assert not mounts.mounted_at(str(mp))
     assert ws.read("a.txt") == b"new\n"
 
 
@@ -400,10 +401,10 @@ def test_kill_9_keeps_what_was_written_and_is_cleaned_up(home, vault, tmp_path):
             fh.write("written before the kill\n")
         os.kill(info.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while mounts._alive(info.pid) and time.monotonic() < deadline:
+        while pid_alive(info.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert mounts.list_mounts(home) == []  # detected and cleaned up
-        assert not mounts._mounted_at(str(mp))
+        assert not mounts.mounted_at(str(mp))
         assert vault.workspace("main").read("survivor.txt") == b"written before the kill\n"
         again = mounts.mount(home, vault, "main", str(mp))  # no stale lock or mount in the way
         assert (mp / "survivor.txt").read_text() == "written before the kill\n"
@@ -463,10 +464,10 @@ def test_cli_mount_default_mountpoint(cli, vault):
     mp = r.json()["mount"]["mountpoint"]
     try:
         assert os.path.isdir(mp) and stat.S_ISDIR(os.stat(mp).st_mode)
-        assert mounts._mounted_at(mp)
+        assert mounts.mounted_at(mp)
     finally:
         assert cli("--json", "--vault", "v", "unmount").code == 0
-    assert not mounts._mounted_at(mp)
+    assert not mounts.mounted_at(mp)
 
 
 def test_quota_through_the_mount(mounted, cli):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint, merge, packwriter
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import git
 from .test_fuse import require_fuse
@@ -90,7 +90,7 @@ def mounted(home: Any, vault: Any, tmp_path: Any, monkeypatch: Any) -> Iterator[
         try:
             mounts.unmount(home, vault, "main", lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
 
 

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI
 
@@ -88,7 +88,7 @@ def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_pa
             mounts.unmount(home, vault, "main", lazy=True)  # harmless once the daemon is gone
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"cycle {cycle} ({end}): daemon {how}"
-        assert not mounts._mounted_at(str(mp))
+        assert not mounts.mounted_at(str(mp))
         assert mounts.list_mounts(home) == []
     assert ws.read("moved.txt") == b"%d\n" % (len(DELAYS) - 1)
 

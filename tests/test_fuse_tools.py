@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI
 from .test_fuse import require_fuse

@@ -21,7 +21,7 @@ import pytest
 
 from avfs_git import hooks as lib
 from avfs_git.core import checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import IN_CI, CliResult, git
 from .test_json_schemas import check
@@ -270,7 +270,7 @@ def mounted(home: Any, vault: Any, tmp_path: Path) -> Iterator[tuple[Any, Path]]
         try:
             mounts.unmount(home, vault, "main", lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
 
 

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.core import quickstart as q
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
+from avfs_git.ops import quickstart as q
+from avfs_git.proxy.execute import exec_in
 
 from .conftest import AUTHOR, IN_CI, git
 from .test_fuse import require_fuse
@@ -534,14 +535,15 @@ def test_venv_through_proxy_exec_stays_out_of_the_commit(home, vault, mode: str)
     checkpoint.save(vault)
     base_python = getattr(sys, "_base_executable", sys.executable)
     try:
-        res = ws.exec([base_python, "-m", "venv", "--without-pip", ".venv"], mode=mode)
+        res = exec_in(ws, [base_python, "-m", "venv", "--without-pip", ".venv"], mode=mode)
         env = res.to_dict()
         assert res.exit_code == 0 and res.error is None, env
         assert res.changes == [] and res.commit is None and res.ignored > 5
         assert len(json.dumps(env)) < 4096
         assert not any(".venv" in p for p in _tree_paths(vault))
         # a second command writes a real change: its commit holds only that
-        res = ws.exec(
+        res = exec_in(
+            ws,
             [".venv/bin/python", "-c", "open('out.txt', 'w').write('made by the venv')"],
             mode=mode,
         )

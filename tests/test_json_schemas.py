@@ -418,7 +418,7 @@ def _version(s: Session) -> None:
 
 
 def _mounting(s: Session) -> None:
-    from avfs_git.fuse.mounts import fuse_available
+    from avfs_git.ops.mounts import fuse_available
 
     from .conftest import IN_CI
 
@@ -569,7 +569,7 @@ def _hooks_install(s: Session) -> None:
 
 
 def _quickstart(s: Session) -> None:
-    from avfs_git.fuse.mounts import fuse_available
+    from avfs_git.ops.mounts import fuse_available
 
     from .conftest import IN_CI
 
@@ -744,7 +744,7 @@ def test_error_symlink_escape(s: Session) -> None:
 
 
 def test_error_codes_in_schema_match_the_error_hierarchy() -> None:
-    import avfs_git.fuse.mounts
+    import avfs_git.ops.mounts
     import avfs_git.policy
     import avfs_git.proxy.approval  # noqa: F401
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, maintenance, packwriter, refs
+from avfs_git.core import checkpoint, packwriter, refs
 from avfs_git.core.errors import BusyError, QuotaExceededError
 from avfs_git.core.home import Home
+from avfs_git.core.locks import pid_alive
 from avfs_git.core.vault import Vault
-from avfs_git.fuse import mounts
+from avfs_git.ops import maintenance, mounts
 
 from .conftest import IN_CI, git
 from .test_json_schemas import single_document, validate
@@ -59,7 +60,7 @@ def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[mounts.M
         try:
             mounts.unmount(home, vault, fork, lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
 
 
@@ -316,7 +317,7 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
     with _mounted(home, vault, "main", tmp_path / "mnt") as info:
         os.kill(info.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while mounts._alive(info.pid) and time.monotonic() < deadline:
+        while pid_alive(info.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         registry = mounts.registry_path(vault, "main")
         assert os.path.exists(registry)

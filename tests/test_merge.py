@@ -9,6 +9,7 @@ import pytest
 
 from avfs_git.core import checkpoint, merge
 from avfs_git.core.errors import AvfsError, ConflictError, UsageError
+from avfs_git.proxy.execute import exec_in
 
 from .conftest import git
 
@@ -243,7 +244,7 @@ def test_a_dry_run_previews_the_merge_commit(forks):
 
 
 def test_merging_into_a_mounted_fork_with_a_file_open_is_refused(home, forks, tmp_path):
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
 
@@ -413,7 +414,7 @@ def test_a_fork_of_a_fork_with_a_merge_open_inherits_the_merge(forks):
 
 
 def test_down_refuses_before_unmounting_or_changing_anything(home, forks):
-    from avfs_git.core import quickstart
+    from avfs_git.ops import quickstart
 
     from .conftest import snapshot
 
@@ -439,7 +440,9 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
     main = v.workspace("main")
     try:
         # a plain command runs: its changes join the merge's resolution, nothing is committed
-        out = main.exec(shell="printf 'one\\nresolved\\nthree\\n' > shared.txt; echo n > new.txt", mode=mode)
+        out = exec_in(
+            main, shell="printf 'one\\nresolved\\nthree\\n' > shared.txt; echo n > new.txt", mode=mode
+        )
         assert out.error is None and out.exit_code == 0, out.error
         assert out.checkpoint is None and out.commit is None
         assert {c["path"] for c in out.changes} >= {"new.txt"}
@@ -452,7 +455,7 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
             {"shell": f"touch {marker}; rm added.txt"},
             {"argv": ["touch", marker], "checkpoint": "always"},
         ):
-            refused = main.exec(mode=mode, **kw)
+            refused = exec_in(main, mode=mode, **kw)
             assert refused.result is None and refused.exit_code == 125, refused
             assert refused.error is not None and refused.error["code"] == "merge_in_progress"
             assert "merge --continue" in refused.error["hint"]
@@ -462,7 +465,7 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
         assert git("--git-dir", v.path, "show", f"{done.commit}:new.txt") == "n\n"
     finally:
         if mode == "fuse":
-            from avfs_git.fuse import mounts
+            from avfs_git.ops import mounts
 
             mounts.unmount(home, v, "main", lazy=True)
 
@@ -484,7 +487,7 @@ def test_cli_proxy_exec_refusal_is_one_envelope(cli, forks):
 
 
 def test_hooks_checkpoints_refuse_in_a_mounted_fork_with_a_merge_open(home, forks, tmp_path):
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
     from .test_hooks import post_event, pre, run_hook, stop_event
@@ -518,7 +521,7 @@ def test_git_in_the_mount_sees_the_open_merge_as_its_own(home, forks, tmp_path):
     refuses until they are resolved, then makes the two-parent commit avfs adopts."""
     import subprocess
 
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core import packwriter
-from avfs_git.core.maintenance import doctor
 from avfs_git.core.objects import ObjectReader, ObjectReadError
+from avfs_git.ops.maintenance import doctor
 
 from . import realdata
 from .conftest import git, snapshot
@@ -145,7 +145,7 @@ def test_damaged_pack_gives_a_clear_error_and_changes_nothing(home, real_vault, 
 
 
 def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
-    from avfs_git.fuse import mounts
+    from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
 

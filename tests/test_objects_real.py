@@ -27,8 +27,8 @@ import pygit2
 import pytest
 
 from avfs_git.core.home import Home
-from avfs_git.core.maintenance import gc
 from avfs_git.core.objects import ObjectReader
+from avfs_git.ops.maintenance import gc
 
 from . import realdata
 from .conftest import git

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from avfs_git.core import audit, checkpoint
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 from avfs_git.proxy import approval
+from avfs_git.proxy.execute import exec_in
 
 from .conftest import git
 from .test_fuse import require_fuse
@@ -56,7 +57,8 @@ def _pid_gone(pid: int) -> bool:
 @pytest.mark.parametrize("mode", MODES)
 def test_changes_become_one_commit(ws, vault, mode):
     head = ws.base
-    res = ws.exec(
+    res = exec_in(
+        ws,
         shell="echo new > added.txt && echo changed >> README.md && rm old.txt && mv src/app.py src/main.py",
         mode=_mode(mode),
     )
@@ -78,14 +80,14 @@ def test_changes_become_one_commit(ws, vault, mode):
     assert log.startswith("avfs proxy exec: ") and "added.txt" in log
     assert ws.read("README.md") == b"# proj\nchanged\n"
     # nothing changed: no commit
-    again = ws.exec(["cat", "README.md"], mode=mode)
+    again = exec_in(ws, ["cat", "README.md"], mode=mode)
     assert again.success and again.changes == [] and again.commit is None
     assert again.result is not None and again.result["stdout"] == "# proj\nchanged\n"
 
 
 def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
     require_fuse()
-    res = ws.exec(["true"], mode="fuse")
+    res = exec_in(ws, ["true"], mode="fuse")
     assert res.mount == {
         "mountpoint": res.mount["mountpoint"],
         "mode": "fuse",
@@ -93,10 +95,10 @@ def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
         "alive_after": True,
     }
     assert mounts.check(vault, "main") is None  # unmounted after the call
-    kept = ws.exec(["true"], mode="fuse", keep_mount=True)
+    kept = exec_in(ws, ["true"], mode="fuse", keep_mount=True)
     assert kept.mount is not None and not kept.mount["reused"]
     assert mounts.check(vault, "main") is not None
-    reused = ws.exec(["pwd"], mode="fuse")
+    reused = exec_in(ws, ["pwd"], mode="fuse")
     assert reused.mount is not None and reused.mount["reused"]
     assert reused.result is not None and reused.result["stdout"].strip() == reused.mount["mountpoint"]
     assert mounts.check(vault, "main") is not None  # a mount it did not make stays
@@ -104,7 +106,7 @@ def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
 
 def test_uncheckpointed_changes_are_checkpointed_first(ws, vault):
     ws.write("agent-note.txt", b"written before the command\n")
-    res = ws.exec(shell="echo x > made.txt", mode="materialized")
+    res = exec_in(ws, shell="echo x > made.txt", mode="materialized")
     assert res.checkpoint is not None and res.checkpoint["reason"] == "uncheckpointed_changes"
     assert res.changes == [{"path": "made.txt", "status": "added"}]
     assert res.commit is not None and res.commit["parent"] == res.checkpoint["commit"]
@@ -114,19 +116,19 @@ def test_uncheckpointed_changes_are_checkpointed_first(ws, vault):
 
 def test_no_commit_leaves_the_changes_in_the_overlay(ws):
     ws.write("pending.txt", b"p\n")
-    res = ws.exec(shell="echo y > y.txt", mode="materialized", commit=False)
+    res = exec_in(ws, shell="echo y > y.txt", mode="materialized", commit=False)
     assert res.commit is None and res.checkpoint is None
     assert res.changes == [{"path": "y.txt", "status": "added"}]  # only the command's
     assert {c.path for c in ws.status()} == {"pending.txt", "y.txt"}
 
 
 def test_policy_checkpoint_first_and_deny_runs_nothing(ws, tmp_path):
-    res = ws.exec(["rm", "old.txt"], mode="materialized")
+    res = exec_in(ws, ["rm", "old.txt"], mode="materialized")
     assert res.decision is not None and res.decision["action"] == "allow_with_checkpoint"
     assert res.checkpoint is not None and res.checkpoint["reason"] == "policy"
     assert res.changes == [{"path": "old.txt", "status": "deleted"}]
     marker = tmp_path / "ran"
-    denied = ws.exec(shell=f"touch {marker}; rm -rf /", mode="materialized")
+    denied = exec_in(ws, shell=f"touch {marker}; rm -rf /", mode="materialized")
     assert denied.exit_code == 126 and denied.result is None and denied.error is not None
     assert denied.error["code"] == "policy_denied" and denied.decision is not None
     assert denied.decision["rule"] != "default"
@@ -134,28 +136,30 @@ def test_policy_checkpoint_first_and_deny_runs_nothing(ws, tmp_path):
 
 
 def test_approval_token_is_bound_to_the_request_and_used_once(home, ws):
-    asked = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
+    asked = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
     assert asked.exit_code == 126 and asked.result is None and asked.approval is not None
     token = asked.approval["token"]
-    other = ws.exec(["curl", "-s", "http://127.0.0.1:9/other"], mode="materialized", approve=token)
+    other = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/other"], mode="materialized", approve=token)
     assert other.exit_code == 126 and other.error is not None and other.error["code"] == "approval_refused"
     assert "different request" in other.error["message"] and other.result is None
-    ran = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
+    ran = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
     assert ran.result is not None and ran.error is None and ran.approval == {"token": token, "used": True}
-    reused = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
+    reused = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
     assert reused.exit_code == 126 and reused.error is not None and "used already" in reused.error["message"]
     # expired
-    asked2 = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
+    asked2 = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
     assert asked2.approval is not None
     rec_path = Path(home.path) / "approvals" / (asked2.approval["token"] + ".json")
     rec = json.loads(rec_path.read_text())
     rec["expires"] = time.time() - 1
     rec_path.write_text(json.dumps(rec))
-    late = ws.exec(
-        ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=asked2.approval["token"]
+    late = exec_in(
+        ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=asked2.approval["token"]
     )
     assert late.exit_code == 126 and late.error is not None and "expired" in late.error["message"]
-    forged = ws.exec(["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve="apv_" + "0" * 32)
+    forged = exec_in(
+        ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve="apv_" + "0" * 32
+    )
     assert forged.exit_code == 126 and forged.error is not None and "unknown" in forged.error["message"]
     with pytest.raises(approval.ApprovalError):
         approval.consume(home.path, "not-a-token", {"vault": "v", "fork": "main"}, "h")
@@ -173,22 +177,24 @@ def _sha(data: bytes) -> str:
 def test_approval_token_is_bound_to_the_bytes_on_stdin(ws):
     """Regression: only `stdin: true` was bound, so a token approved for harmless input ran
     the command on whatever other input came with it (the review's mcp_approval.py)."""
-    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n")
+    asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n")
     assert asked.exit_code == 126 and asked.approval is not None
     assert asked.approval["stdin_sha256"] == _sha(b"harmless\n")
     token = asked.approval["token"]
     for other in (b"EVIL\n", b"harmless\n\n", b"", None):
-        evil = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=other, approve=token)
+        evil = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=other, approve=token)
         assert evil.exit_code == 126 and evil.result is None and evil.error is not None, other
         assert "different request" in evil.error["message"]
         assert evil.error["details"]["approved_request"]["stdin"] == _sha(b"harmless\n")
     assert not ws.exists("got.txt")
-    ran = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n", approve=token)
+    ran = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n", approve=token)
     assert ran.success and ws.read("got.txt") == b"harmless\n", ran.to_dict()
     # without stdin, the token is bound to "no stdin" (null)
-    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized")
+    asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized")
     assert asked.approval is not None and asked.approval["stdin_sha256"] is None
-    empty = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"", approve=asked.approval["token"])
+    empty = exec_in(
+        ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"", approve=asked.approval["token"]
+    )
     assert empty.exit_code == 126 and empty.result is None
 
 
@@ -207,7 +213,7 @@ def test_a_streamed_stdin_is_read_first_and_bound_too(ws, cli_proc):
 
 
 def test_proxy_approve_shows_the_request_and_asks_a_person(home, ws, cli_proc):
-    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"})
+    asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"})
     assert asked.approval is not None
     token = asked.approval["token"]
     no_tty = cli_proc("--json", "proxy", "approve", token)  # nobody to ask: refused
@@ -230,7 +236,9 @@ def test_proxy_approve_shows_the_request_and_asks_a_person(home, ws, cli_proc):
     assert _NEEDS_APPROVAL in shown and "K=<hidden>" in shown and _sha(b"in\n") in shown, shown
     code, _ = on_a_terminal(b"y\n")
     assert code == 0 and approval.load(home.path, token)["approved"]["approved_by"] == "person"
-    ran = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"}, approve=token)
+    ran = exec_in(
+        ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"}, approve=token
+    )
     assert ran.success, ran.to_dict()
     gone = cli_proc("--json", "proxy", "approve", token, "--yes")
     assert gone.code == 4 and "used already" in json.loads(gone.out_bytes)["error"]["message"]
@@ -333,7 +341,8 @@ def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tm
 
 @pytest.mark.parametrize("mode", MODES)
 def test_timeout_stops_the_whole_process_group(ws, mode):
-    res = ws.exec(
+    res = exec_in(
+        ws,
         shell="sleep 100 & echo $! > bg.pid; sleep 100",
         mode=_mode(mode),
         timeout_ms=500,
@@ -348,8 +357,8 @@ def test_timeout_stops_the_whole_process_group(ws, mode):
 
 
 def test_processes_left_behind_are_stopped_when_the_command_exits(ws):
-    res = ws.exec(
-        shell="(sleep 100 &); sleep 100 & echo $! > bg.pid; echo done", mode="materialized", commit=False
+    res = exec_in(
+        ws, shell="(sleep 100 &); sleep 100 & echo $! > bg.pid; echo done", mode="materialized", commit=False
     )
     assert res.success and res.result is not None and res.result["stray_processes_killed"]
     assert res.result["stdout"] == "done\n"
@@ -358,7 +367,9 @@ def test_processes_left_behind_are_stopped_when_the_command_exits(ws):
 
 def test_gigabyte_of_output_is_bounded(ws):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    res = ws.exec(["head", "-c", str(1 << 30), "/dev/zero"], mode="materialized", max_output_bytes=1 << 20)
+    res = exec_in(
+        ws, ["head", "-c", str(1 << 30), "/dev/zero"], mode="materialized", max_output_bytes=1 << 20
+    )
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     assert res.success and res.result is not None
     assert res.result["stdout_bytes"] == 1 << 30 and res.result["stdout_truncated"]
@@ -367,33 +378,34 @@ def test_gigabyte_of_output_is_bounded(ws):
 
 
 def test_program_not_found_and_bad_cwd(ws):
-    res = ws.exec(["definitely-not-a-program-xyz"], mode="materialized")
+    res = exec_in(ws, ["definitely-not-a-program-xyz"], mode="materialized")
     assert res.exit_code == 127 and res.result is not None and res.result["spawn_error"]
     assert not res.success and res.error is None
     for cwd in ("../outside", "/etc", "missing-dir", "README.md", "a\0b"):
-        bad = ws.exec(["true"], cwd=cwd, mode="materialized")
+        bad = exec_in(ws, ["true"], cwd=cwd, mode="materialized")
         assert bad.exit_code == 125 and bad.result is None and bad.error is not None, cwd
-    ok = ws.exec(["pwd"], cwd="src", mode="materialized")
+    ok = exec_in(ws, ["pwd"], cwd="src", mode="materialized")
     assert ok.result is not None and ok.result["stdout"].strip().endswith("/src")
-    empty = ws.exec([], mode="materialized")
+    empty = exec_in(ws, [], mode="materialized")
     assert empty.exit_code == 125 and empty.error is not None and empty.error["code"] == "usage"
 
 
 def test_environment_is_controlled_and_stdin_passes(ws, monkeypatch):
     monkeypatch.setenv("TEST_PROXY_SECRET", "s3cret")
-    res = ws.exec(["env"], mode="materialized", env={"EXTRA": "1"})
+    res = exec_in(ws, ["env"], mode="materialized", env={"EXTRA": "1"})
     assert res.result is not None
     env = dict(line.split("=", 1) for line in res.result["stdout"].splitlines() if "=" in line)
     assert "TEST_PROXY_SECRET" not in env and env["EXTRA"] == "1"
     assert env["AVFS_VAULT"] == "v:main" and env["AVFS_WORKSPACE"] == env["PWD"]
-    inherited = ws.exec(["env"], mode="materialized", inherit_env=True)
+    inherited = exec_in(ws, ["env"], mode="materialized", inherit_env=True)
     assert inherited.result is not None and "TEST_PROXY_SECRET=s3cret" in inherited.result["stdout"]
-    fed = ws.exec(shell="cat > in.txt", mode="materialized", stdin=b"from stdin\n")
+    fed = exec_in(ws, shell="cat > in.txt", mode="materialized", stdin=b"from stdin\n")
     assert fed.success and ws.read("in.txt") == b"from stdin\n"
 
 
 def test_materialized_mode_keeps_modes_links_and_directories(ws):
-    res = ws.exec(
+    res = exec_in(
+        ws,
         shell="mkdir -p a/b && echo x > a/b/x.sh && chmod +x a/b/x.sh && ln -s a/b/x.sh run && rm -r src",
         mode="materialized",
     )
@@ -406,7 +418,8 @@ def test_materialized_mode_keeps_modes_links_and_directories(ws):
 def test_mount_that_dies_during_the_command_is_reported(home, ws, vault):
     require_fuse()
     info = mounts.mount(home, vault, "main", None)
-    res = ws.exec(
+    res = exec_in(
+        ws,
         shell=(
             f"echo before > before.txt; python3 -c 'import os; os.kill({info.pid}, 9)';"
             " sleep 0.3; echo after > after.txt"
@@ -422,9 +435,9 @@ def test_mount_that_dies_during_the_command_is_reported(home, ws, vault):
 
 
 def test_every_exec_is_audited_without_its_output(ws, vault):
-    ran = ws.exec(shell="echo TOP-$((40+2))-SECRET", mode="materialized")
+    ran = exec_in(ws, shell="echo TOP-$((40+2))-SECRET", mode="materialized")
     assert ran.result is not None and ran.result["stdout"] == "TOP-42-SECRET\n"
-    ws.exec(["rm", "-rf", "/"], mode="materialized")
+    exec_in(ws, ["rm", "-rf", "/"], mode="materialized")
     assert "TOP-42-SECRET" not in Path(audit.path(vault.state_dir)).read_text()
     recs = audit.read(vault.state_dir)
     assert [r["exit_code"] for r in recs[-2:]] == [0, 126]
@@ -457,7 +470,8 @@ def _signal_name(res: Any) -> str | None:
 
 
 def test_killed_by_a_signal(ws):
-    res = ws.exec(
+    res = exec_in(
+        ws,
         ["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],
         mode="materialized",
         commit=False,
@@ -601,7 +615,8 @@ def test_materialized_write_back_keeps_concurrent_changes_and_skips_nested_git(w
 
     t = threading.Thread(target=meanwhile)
     t.start()
-    res = ws.exec(
+    res = exec_in(
+        ws,
         shell="sleep 1; echo built > out.txt; mkdir -p sub/.git; echo x > sub/.git/HEAD;"
         " mkdir sub2; echo 'gitdir: elsewhere' > sub2/.git; echo y > sub2/y.txt",
         mode="materialized",
@@ -621,8 +636,8 @@ def test_concurrent_execs_on_one_fork_commit_their_own_changes(home, ws, vault):
 
     def run(tag: str, delay: float) -> None:
         time.sleep(delay)
-        results[tag] = vault.workspace("main").exec(
-            shell=f"echo {tag} > {tag}.txt; sleep 0.5", mode="materialized"
+        results[tag] = exec_in(
+            vault.workspace("main"), shell=f"echo {tag} > {tag}.txt; sleep 0.5", mode="materialized"
         )
 
     threads = [

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint
-from avfs_git.core import quickstart as q
 from avfs_git.core.errors import (
     BusyError,
     ConflictError,
@@ -27,7 +26,8 @@ from avfs_git.core.errors import (
     UsageError,
 )
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
+from avfs_git.ops import quickstart as q
 
 from .conftest import AUTHOR, IN_CI, CliResult
 from .test_json_schemas import check, single_document, validate
@@ -50,7 +50,7 @@ def qhome(tmp_path: Path) -> Iterator[Home]:
             try:
                 mounts.unmount(home, home.vault(m.vault), m.fork, lazy=True)
             finally:
-                if mounts._mounted_at(m.mountpoint):
+                if mounts.mounted_at(m.mountpoint):
                     mounts.force_unmount(m.mountpoint)
 
 
@@ -88,7 +88,7 @@ def test_up_write_through_the_mount_down_keep(qhome: Home, proj: Path, cli: Call
     down = check(cli("--json", "down", str(mp), "--keep"))
     assert down["kind"] == "down" and down["action"] == "keep" and down["unmounted"]
     assert down["checkpoint"] and down["merge"]["status"] == "fast_forward" and down["fork_deleted"]
-    assert not mounts._mounted_at(str(mp))
+    assert not mounts.mounted_at(str(mp))
     main = _fresh(qhome).vault("proj").workspace("main")
     assert main.read("notes.md") == b"plan\n" and main.read("a.txt") == b"one\ntwo\nthree\n"
     assert not _fresh(qhome).vault("proj").has_fork("agent-1")
@@ -100,7 +100,7 @@ def test_up_human_output_prints_the_mountpoint_and_the_hint(
     res = cli("up", str(proj), "--agent", "claude")
     assert res.code == 0, res.err
     mp = res.out.strip()
-    assert mounts._mounted_at(mp) and f"cd {mp} && claude" in res.err
+    assert mounts.mounted_at(mp) and f"cd {mp} && claude" in res.err
     # no MOUNT, no --fork: the only mount there is; not a terminal: the fork stays
     doc = check(cli("--json", "down"))
     assert doc["fork"] == "claude" and doc["unmounted"] and doc["mountpoint"] == mp
@@ -258,7 +258,7 @@ def test_down_refuses_a_busy_mount_and_loses_nothing(
         assert holder.pid in [h["pid"] for h in doc["error"]["details"]["holders"]]
         with pytest.raises(BusyError):
             q.down(qhome, qhome.vault("proj"), "busy", action="keep")
-        assert mounts._mounted_at(mp) and Path(mp, "work.txt").read_text() == "unsaved\n"
+        assert mounts.mounted_at(mp) and Path(mp, "work.txt").read_text() == "unsaved\n"
         vault = _fresh(qhome).vault("proj")
         assert vault.has_fork("busy") and vault.workspace("busy").is_dirty()
     finally:
@@ -282,11 +282,11 @@ def test_unmount_names_the_process_holding_a_busy_mount(qhome: Home, proj: Path,
         assert holder.pid in [h["pid"] for h in err["details"]["holders"]]
         res = cli_proc("unmount", mp)
         assert res.code == 75 and f"sleep (pid {holder.pid}: cwd)" in res.err
-        assert mounts._mounted_at(mp)
+        assert mounts.mounted_at(mp)
     finally:
         holder.kill()
         holder.wait()
-    assert cli_proc("unmount", mp).code == 0 and not mounts._mounted_at(mp)
+    assert cli_proc("unmount", mp).code == 0 and not mounts.mounted_at(mp)
 
 
 def test_down_without_an_argument_says_which_mounts_are_live(
@@ -305,11 +305,11 @@ def test_down_without_an_argument_says_which_mounts_are_live(
     doc = cli_proc("--json", "down", cwd=str(other)).json()
     assert doc["error"]["details"]["vault_here"] == "other"
     assert [m["fork"] for m in doc["error"]["details"]["mounts"]] == ["a1"]
-    assert mounts._mounted_at(up.mountpoint)  # nothing was taken down
+    assert mounts.mounted_at(up.mountpoint)  # nothing was taken down
     # in the project's own directory, the one live mount of its vault
     res = cli_proc("down", "--yes", cwd=str(proj))
     assert res.code == 0, res.err
-    assert not mounts._mounted_at(up.mountpoint)
+    assert not mounts.mounted_at(up.mountpoint)
 
 
 def test_up_of_a_directory_holding_only_a_nested_repository_says_so(

@@ -18,7 +18,7 @@ from avfs_git.core import checkpoint
 from avfs_git.core.errors import QuotaExceededError
 from avfs_git.core.home import Home
 from avfs_git.core.vault import PUBLISH_BYTES, PUBLISH_FILES, Vault
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI
 from .test_json_schemas import single_document, validate
@@ -281,7 +281,7 @@ def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[str]:
         try:
             mounts.unmount(home, vault, fork, lazy=True)
         finally:
-            if mounts._mounted_at(str(mp)):
+            if mounts.mounted_at(str(mp)):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
 
 

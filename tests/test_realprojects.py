@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.home import Home
-from avfs_git.fuse import mounts
+from avfs_git.ops import mounts
 
 from . import realdata
 from .conftest import AUTHOR, IN_CI
@@ -556,7 +556,7 @@ def check_mount(proj: Project, fork: str, tree: Tree, mp: Path) -> Problems:
             )
     finally:
         un = proj.avfs("unmount", spec, check=False)
-        if mounts._mounted_at(str(mp)):
+        if mounts.mounted_at(str(mp)):
             mounts.force_unmount(str(mp))
         assert un.returncode == 0, f"avfs unmount: {un.stderr.decode()}"
     return problems
@@ -711,7 +711,7 @@ def test_release_untarred_in_a_mount_checkpoints_to_the_tree_git_makes(
         saved = json.loads(project.avfs("--json", "--vault", f"{name}:main", "checkpoint", "save").stdout)
     finally:
         project.avfs("unmount", f"{name}:main", check=False)
-        if mounts._mounted_at(str(mp)):
+        if mounts.mounted_at(str(mp)):
             mounts.force_unmount(str(mp))
     assert not saved.get("not_recorded"), saved
     top = os.path.relpath(project.src, project.root / "src")

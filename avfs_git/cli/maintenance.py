@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..core import maintenance as mnt
 from ..core.types import to_json
+from ..ops import maintenance as mnt
 from .main import App, pass_app
 from .output import human_size
 

@@ -12,7 +12,7 @@ from ..core.errors import UsageError
 from .main import App, pass_app
 
 if TYPE_CHECKING:
-    from ..fuse.mounts import MountInfo
+    from ..ops.mounts import MountInfo
 
 
 def _looks_like_path(arg: str) -> bool:
@@ -81,7 +81,7 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool) ->
     Returns once the mount is ready and prints the mount point. `@REV` mounts a checkpoint
     or any revision read-only. A fork already mounted is reused.
     """
-    from ..fuse import mounts
+    from ..ops import mounts
 
     if list_:
         if args:
@@ -120,7 +120,7 @@ def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
     nothing, or a vault or fork that does not exist, is an error. Without an argument (and
     no --vault): the one live mount; with several live, it refuses and lists them.
     """
-    from ..fuse import mounts
+    from ..ops import mounts
 
     live = None
     if target is not None and _looks_like_path(target):
@@ -167,7 +167,7 @@ def _label(m: MountInfo) -> str:
 def _mount_at(app: App, path: str) -> MountInfo:
     """The live avfs mount whose mount point is ``path``; an error when there is none."""
     from ..core.errors import NotFoundError
-    from ..fuse import mounts
+    from ..ops import mounts
 
     real = os.path.realpath(os.path.expanduser(path))
     for m in mounts.list_mounts(app.home):

@@ -212,7 +212,7 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> N
     pol, vault, fork = _policy_target(app)
     root = "/nonexistent-workspace"
     if vault is not None and fork is not None:
-        from ..fuse import mounts
+        from ..ops import mounts
 
         live = mounts.check(vault, fork)
         root = live.mountpoint if live is not None else mounts.default_mountpoint(app.home, vault.name, fork)

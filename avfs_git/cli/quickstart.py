@@ -1,5 +1,5 @@
 """`avfs up`, `avfs down`, `avfs export`, `avfs apply`: a project directory to an agent's
-mounted fork and back (over :mod:`avfs_git.core.quickstart`)."""
+mounted fork and back (over :mod:`avfs_git.ops.quickstart`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _vault_here(app: App) -> Vault | None:
     """The vault `avfs up` made from the current directory, when no vault was selected."""
     if app.vault_spec:
         return None
-    from ..core.quickstart import find_vault_for
+    from ..ops.quickstart import find_vault_for
 
     try:
         name = find_vault_for(app.home, os.path.realpath(os.getcwd()))
@@ -37,11 +37,11 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault, str]:
     here = _vault_here(app)
     if here is not None:
         fork = spec or here.default_fork
-        here._require_fork(fork)
+        here.require_fork(fork)
         return here, fork
     vault, fork = app.target()
     if spec is not None:
-        vault._require_fork(spec)
+        vault.require_fork(spec)
         fork = spec
     return vault, fork
 
@@ -78,7 +78,7 @@ def up_cmd(
     an agent there. Take it down with `avfs down MOUNT --keep` (merge into main) or
     `--discard`.
     """
-    from ..core.quickstart import up
+    from ..ops.quickstart import up
 
     with app.output.progress("importing") as progress:
         res = up(
@@ -125,8 +125,8 @@ def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | N
     up` made from the current directory, or, outside such a directory, the one live mount
     of any vault; when that is not exactly one, it refuses and lists the live mounts.
     """
-    from ..core import quickstart as q
-    from ..fuse import mounts
+    from ..ops import mounts
+    from ..ops import quickstart as q
 
     if mount is not None and fork_spec is not None:
         raise UsageError("give MOUNT or --fork, not both")
@@ -210,7 +210,7 @@ def export_cmd(app: App, fork_spec: str, directory: str, force: bool) -> None:
 
     Modes and symlinks are kept. DIR must be missing or empty unless --force.
     """
-    from ..core.quickstart import export
+    from ..ops.quickstart import export
 
     vault, fork = _fork_target(app, fork_spec)
     res = export(vault, fork, directory, force=force)
@@ -245,7 +245,7 @@ def apply_cmd(app: App, fork_spec: str | None, to: str | None, patch: str | None
     the fork changed too since the import or the last apply, unless --force; other
     changes in DIR are left alone. The fork is checkpointed first.
     """
-    from ..core.quickstart import apply
+    from ..ops.quickstart import apply
 
     vault, fork = _fork_target(app, fork_spec)
     res = apply(vault, fork, to=to, patch=patch, force=force)

@@ -1,1 +1,2 @@
-"""Core: vaults, workspaces, checkpoints. No click, rich or fuse here."""
+"""Core: vaults, workspaces, checkpoints, merge, history. Imports nothing above it: no ops,
+fuse, proxy or front ends, and no click, rich or fuse (tests/test_layers.py)."""

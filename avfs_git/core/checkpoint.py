@@ -134,7 +134,7 @@ def save(
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
     ws = vault.workspace(fork)
     with _no_exec_running(vault, fork), vault.lock(fork):
-        ws._sync_base()
+        ws.sync_base()
         name_ref = refs.checkpoint_ref(fork, name) if name else None
         repo = vault.store.repo
         if name_ref and refs.read_ref(repo, name_ref) is not None:
@@ -148,7 +148,7 @@ def save(
         msg = message or (f"checkpoint {name}" if name else "checkpoint")
         if not msg.endswith("\n"):
             msg += "\n"
-        commit, captured = ws._commit_overlay(msg, rebase=rebase)
+        commit, captured = ws.commit_overlay(msg, rebase=rebase)
         ignored = len(ws.captured_ignored.files)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
@@ -206,7 +206,7 @@ def list_checkpoints(
     """Named checkpoints of ``fork`` (newest first); with ``all_commits`` every commit of
     the fork's first-parent history, named or not."""
     fork = fork or vault.default_fork
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     repo = vault.store.repo
     if all_commits:
         from .history import log
@@ -231,7 +231,7 @@ def list_checkpoints(
 
 def delete_checkpoint(vault: Vault, fork: str | None, name: str) -> Operation:
     fork = fork or vault.default_fork
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     ref = refs.checkpoint_ref(fork, name)
     with vault.lock(fork):
         old = refs.read_ref(vault.store.repo, ref)
@@ -256,7 +256,7 @@ def restore(vault: Vault, fork: str | None, rev: str) -> RestoreResult:
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
     with vault.lock(fork):
-        ws._sync_base()
+        ws.sync_base()
         target = resolve(vault, rev, fork)
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}
@@ -294,7 +294,7 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
     with vault.lock(fork):
-        ws._sync_base()
+        ws.sync_base()
         if ws.is_dirty():
             raise DirtyWorkspaceError(
                 f"fork {fork} has uncheckpointed changes",
@@ -438,12 +438,7 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
             fork = w["fork"]
             before = w["before"]
             if before is None:
-                import shutil
-
-                ws_obj = vault._ws.pop(fork, None)
-                if ws_obj is not None:
-                    ws_obj.overlay.close()
-                shutil.rmtree(vault.ws_dir(fork), ignore_errors=True)
+                vault.discard_workspace(fork)
                 continue
             # the handle taken before the refs moved: vault.workspace() would first let the
             # workspace follow its moved ref (dropping the view this undo is to keep)

@@ -24,11 +24,11 @@ from . import names, refs
 from .errors import (
     AlreadyExistsError,
     AvfsError,
-    InternalError,
     UsageError,
     VaultNotFoundError,
     from_oserror,
 )
+from .gitrun import git_env, run_git
 from .gitstore import EMPTY_TREE, GitStore
 from .identity import Identity, from_environ
 from .types import VaultInfo
@@ -59,30 +59,6 @@ def open_home(path: str | None = None) -> Home:
     """Open (and create on first write) the avfs home at ``path`` (see default_home_path);
     its commits take git's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the environment."""
     return Home(default_home_path(path), identity=from_environ())
-
-
-def git_env() -> dict[str, str]:
-    """Environment for git subprocesses: no GIT_* from the caller leaks into vault work."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return env
-
-
-def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:
-    import subprocess
-
-    try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
-        )
-    except FileNotFoundError as exc:
-        raise InternalError("the git command is not installed", hint="install git") from exc
-    if proc.returncode != 0:
-        raise InternalError(
-            f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}",
-            details={"args": args},
-        )
-    return proc.stdout.decode("utf-8", "surrogateescape")
 
 
 KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
@@ -233,7 +209,7 @@ class Home:
         vault_name, fork = names.parse_address(spec)
         vault = self.vault(vault_name)
         fork = fork or vault.default_fork
-        vault._require_fork(fork)
+        vault.require_fork(fork)
         return vault, fork
 
     def list_vaults(self) -> list[VaultInfo]:
@@ -427,4 +403,4 @@ class Home:
         raise VaultNotFoundError(f"no deleted vault named {name!r} in the trash", details={"vault": name})
 
 
-__all__ = ["EMPTY_TREE", "Home", "default_home_path", "open_home", "run_git"]
+__all__ = ["EMPTY_TREE", "Home", "default_home_path", "git_env", "open_home", "run_git"]

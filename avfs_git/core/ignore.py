@@ -59,7 +59,7 @@ def _read(path: str) -> bytes | None:
 
 
 def git_env() -> dict[str, str]:
-    from .home import git_env as env
+    from .gitrun import git_env as env
 
     return env()
 
@@ -264,7 +264,7 @@ def list_files(src: str, git_dir: str) -> list[str]:
     """The files of directory ``src`` that git does not ignore (``.gitignore`` at every
     level, ``git_dir``'s ``info/exclude``, ``core.excludesFile``): what an import takes.
     Tracked files of a checkout at ``src`` count even when ignored, as in git."""
-    from .home import run_git
+    from .gitrun import run_git
 
     out = run_git(
         ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "-c", "--exclude-standard", "-z"],
@@ -276,7 +276,7 @@ def list_files(src: str, git_dir: str) -> list[str]:
 def list_checkout_files(src: str) -> list[str]:
     """Like :func:`list_files` for a git checkout at ``src``, with its own repository
     (tracked files, even ignored ones, and untracked files git does not ignore)."""
-    from .home import run_git
+    from .gitrun import run_git
 
     out = run_git(["-C", src, "ls-files", "-z", "-c", "-o", "--exclude-standard"])
     return sorted({p for p in out.split("\0") if p and not p.endswith("/")})

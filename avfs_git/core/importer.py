@@ -89,9 +89,9 @@ def nested_repositories(src: str, git_dir: str) -> list[str]:
     """Directories of ``src`` that are git repositories of their own and that git does not
     ignore: an import leaves their files out, as git does (they are another repository's).
     git lists such a directory, not its files, with a trailing ``/``."""
-    from .home import run_git
+    from .gitrun import run_git
 
-    top = _git_toplevel(src)
+    top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == os.path.realpath(src):
         args = ["-C", src, "ls-files", "-o", "--exclude-standard", "-z"]
     else:
@@ -130,7 +130,7 @@ def fast_import_dir(
     progress: Progress | None = None,
 ) -> list[str]:
     """Commit the files ``paths`` of ``src`` as one commit on ``ref``; returns skipped paths."""
-    from .home import git_env
+    from .gitrun import git_env
 
     sigs = (author or resolve(None, lambda key: None)).now()
     proc = subprocess.Popen(
@@ -188,7 +188,7 @@ def fast_import_dir(
     return skipped
 
 
-def _git_toplevel(src: str) -> str | None:
+def git_toplevel(src: str) -> str | None:
     try:
         proc = subprocess.run(
             ["git", "-C", src, "rev-parse", "--show-toplevel"], capture_output=True, check=False
@@ -213,12 +213,12 @@ def import_dir(
     Returns (fork, worktree changes) to apply once the vault is in place when ``src`` is a
     git checkout with uncommitted changes, else None.
     """
-    from .home import run_git
+    from .gitrun import run_git
 
     src = os.path.abspath(src)
     if not os.path.isdir(src):
         raise PathNotFoundError(f"{src}: not a directory", details={"path": src})
-    top = _git_toplevel(src)
+    top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == os.path.realpath(src) and _has_commits(src):
         return _import_checkout(git_dir, src, run_git)
     paths = _list_files(src, use_gitignore, git_dir)

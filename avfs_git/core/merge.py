@@ -335,8 +335,8 @@ def merge(
         names.check_fork_name(source)
         if source == target:
             raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
-        vault._require_fork(source)
-    vault._require_fork(target)
+        vault.require_fork(source)
+    vault.require_fork(target)
     if favor not in (None, "ours", "theirs"):
         raise UsageError(f"favor must be ours or theirs, not {favor!r}")
     ws = vault.workspace(target)
@@ -369,7 +369,7 @@ def merge(
                 captured.append({"fork": f, "commit": cp.checkpoint.commit})
     repo = vault.store.repo
     with vault.lock(target):
-        ws._sync_base()
+        ws.sync_base()
         if not dry_run:
             _refuse_open_files(ws, target)
         ours = ws.tip()

@@ -386,7 +386,7 @@ def _consolidate(git_dir: str, wait: bool) -> int:
     import fcntl
     import subprocess
 
-    from .home import git_env
+    from .gitrun import git_env
 
     lock_dir = os.path.join(git_dir, "avfs", "locks")
     os.makedirs(lock_dir, exist_ok=True)

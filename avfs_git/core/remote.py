@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from . import names, refs
 from .errors import AvfsError, NotFoundError, UsageError
-from .home import git_env
+from .gitrun import git_env
 from .redact import redact, split_credentials
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ def push(
         raise UsageError("--tags says how checkpoints are pushed: give --checkpoints too")
     for f in names_:
         names.check_fork_name(f)
-        vault._require_fork(f)
+        vault.require_fork(f)
     left: list[dict[str, int]] = []
     for f in names_:
         ws = vault.workspace(f)
@@ -536,7 +536,7 @@ def pull(
     from . import merge
 
     fork = fork or vault.default_fork
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     branch = names.check_fork_name(branch, "branch") if branch else fork
     fetched = fetch(vault, remote, progress=progress)
     ref = f"refs/remotes/{remote}/{branch}"

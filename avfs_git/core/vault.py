@@ -198,7 +198,16 @@ class Vault:
     def has_fork(self, fork: str) -> bool:
         return refs.read_ref_file(self.path, refs.fork_ref(fork)) is not None
 
-    def _require_fork(self, fork: str) -> None:
+    def discard_workspace(self, fork: str) -> None:
+        """Close the fork's open workspace, if any, and remove its state directory (its
+        overlay, journal and indexes): for a fork whose ref is gone."""
+        ws = self._ws.pop(fork, None)
+        if ws is not None:
+            ws.overlay.close()
+        shutil.rmtree(self.ws_dir(fork), ignore_errors=True)
+
+    def require_fork(self, fork: str) -> None:
+        """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""
         names.check_fork_name(fork)
         if not self.has_fork(fork):
             raise ForkNotFoundError(
@@ -216,22 +225,22 @@ class Vault:
         ws = self._ws.get(fork)
         # an open workspace: settling its base reads the fork's ref once, which also says
         # whether the fork still exists
-        if ws is not None and ws._sync_base():
+        if ws is not None and ws.sync_base():
             return ws
-        self._require_fork(fork)
+        self.require_fork(fork)
         with self._ws_lock:
             ws = self._ws.get(fork)
             if ws is None:
                 ws = Workspace(self, fork, self.ws_dir(fork))
                 self._ws[fork] = ws
                 return ws
-        ws._sync_base()
+        ws.sync_base()
         return ws
 
     def revision_view(self, fork: str, commit: str, state_dir: str) -> Workspace:
         """A read-only workspace showing ``commit`` (for mounting history); costs nothing
         to set up: an empty overlay in ``state_dir``."""
-        self._require_fork(fork)
+        self.require_fork(fork)
         self.store.commit_tree(commit)  # exists?
         return Workspace(self, fork, state_dir, pinned=commit)
 
@@ -259,7 +268,7 @@ class Vault:
         """
         source = source or self.default_fork
         names.check_fork_name(new)
-        self._require_fork(source)
+        self.require_fork(source)
         if self.has_fork(new):
             raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
         # git cannot keep refs/heads/a and refs/heads/a/b at once: check the prefixes of the
@@ -318,7 +327,7 @@ class Vault:
     def delete_fork(self, fork: str) -> Operation:
         """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
         with ``avfs undo`` (kept under a recovery ref until ``gc``)."""
-        self._require_fork(fork)
+        self.require_fork(fork)
         if fork == self.default_fork:
             raise UsageError(
                 f"fork {fork!r} is the vault's default fork",
@@ -357,7 +366,7 @@ class Vault:
         return op
 
     def set_default_fork(self, fork: str) -> None:
-        self._require_fork(fork)
+        self.require_fork(fork)
         self.set_config(default_fork=fork)
 
 

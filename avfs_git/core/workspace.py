@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import names, refs
@@ -35,7 +35,6 @@ from .errors import (
     RefMovedError,
     SymlinkEscapeError,
     SymlinkLoopError,
-    UsageError,
     from_oserror,
 )
 from .gitnames import refusal
@@ -58,7 +57,6 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from ..proxy.execute import ExecResult
     from .vault import Vault
 
 MAX_SYMLINK_HOPS = 40
@@ -147,7 +145,7 @@ class Workspace:
         else:
             # every committed change of the overlay: publish its totals for the vault's quota
             self.overlay.after_commit = self._note_totals
-            self._sync_base()
+            self.sync_base()
 
     # -- base -----------------------------------------------------------------------------
     @property
@@ -157,7 +155,7 @@ class Workspace:
     @property
     def base(self) -> str:
         base = self.overlay.get_meta("base")
-        if base is None:  # pragma: no cover - set by _sync_base
+        if base is None:  # pragma: no cover - set by sync_base
             raise CorruptStateError(f"workspace of {self.fork} has no base commit")
         return base
 
@@ -174,7 +172,7 @@ class Workspace:
     def tip(self) -> str | None:
         return refs.read_ref_file(self.store.path, self.ref)
 
-    def _sync_base(self) -> bool:
+    def sync_base(self) -> bool:
         """Settle the base against the fork's ref (first use, crash recovery, moved refs).
 
         - a checkpoint interrupted after its ref moved is finished (its entries retired);
@@ -1097,63 +1095,6 @@ class Workspace:
         return float(raw)
 
     # -- status ---------------------------------------------------------------------------
-    def exec(
-        self,
-        argv: Sequence[str] | None = None,
-        *,
-        shell: str | None = None,
-        cwd: str = "",
-        timeout_ms: int | None = None,
-        checkpoint: str = "auto",
-        commit: bool = True,
-        mode: str = "auto",
-        keep_mount: bool = False,
-        env: Mapping[str, str] | None = None,
-        inherit_env: bool = False,
-        approve: str | None = None,
-        max_output_bytes: int | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        """Run a command in this fork through ``proxy exec`` (policy, checkpoint, mount,
-        timeout, one commit of what it changed); returns the envelope as an object (see
-        :class:`avfs_git.proxy.execute.ExecResult`), never raising for the command's own
-        failures. The vault must come from a :class:`~avfs_git.Home` (its policy applies).
-
-        The one upward import of the core (to :mod:`avfs_git.proxy`), done lazily so that
-        ``ws.exec(...)`` is where agents find it.
-        """
-        import contextlib
-        import subprocess
-        import tempfile
-
-        from ..proxy.execute import ExecRequest, execute
-
-        home = self.vault.home
-        if home is None:
-            raise UsageError("exec needs a vault opened through a Home (its policy and mounts)")
-        with contextlib.ExitStack() as stack:
-            feed: Any = subprocess.DEVNULL
-            if stdin is not None:
-                feed = stack.enter_context(tempfile.TemporaryFile())
-                feed.write(stdin)
-                feed.seek(0)
-            req = ExecRequest(
-                argv=tuple(argv) if argv is not None else None,
-                shell=shell,
-                cwd=cwd,
-                timeout_ms=timeout_ms,
-                max_output_bytes=max_output_bytes,
-                checkpoint=checkpoint,
-                commit=commit,
-                mode=mode,
-                keep_mount=keep_mount,
-                env=tuple((env or {}).items()),
-                inherit_env=inherit_env,
-                approve=approve,
-                stdin=feed,
-            )
-            return execute(home, self.vault, self.fork, req)
-
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes: empty new directories and paths git
         ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
@@ -1672,7 +1613,7 @@ class Workspace:
         return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
 
     # -- checkpoint -----------------------------------------------------------------------
-    def _commit_overlay(
+    def commit_overlay(
         self, message: str, *, allow_empty: bool = False, rebase: bool = True
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
@@ -1725,7 +1666,7 @@ class Workspace:
     def _publish(self, commit: str, expected: str, captured: list[Entry], reason: str) -> None:
         """Move the fork's ref from ``expected`` to ``commit`` (CAS) and retire what the
         commit holds, with a pending record so that a crash between the two is finished by
-        the next :meth:`_sync_base`. Entries the commit did not retire (in use, or written
+        the next :meth:`sync_base`. Entries the commit did not retire (in use, or written
         since) stay, on top of the new base."""
         upto = max((e.seq for e in captured), default=0)
         with self.overlay.txn():

@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import from_oserror
-from .home import git_env
+from .gitrun import git_env
 
 if TYPE_CHECKING:
     from .vault import Vault

@@ -1,1 +1,2 @@
-"""The FUSE adapter and mount lifecycle (imports mfusepy; nothing in core imports this)."""
+"""The FUSE adapter and the mount daemon (imports mfusepy; only front ends import this). The mount
+lifecycle and registry are in :mod:`avfs_git.ops.mounts`; layers: docs/architecture.md."""

@@ -1,7 +1,7 @@
 """The mount daemon: ``python -m avfs_git.fuse.daemon --home H --vault V --fork F
 --mountpoint DIR [--revision COMMIT] [--ready-fd N] [--foreground]``.
 
-Started by :func:`avfs_git.fuse.mounts.mount`, which waits on ``--ready-fd`` for the byte
+Started by :func:`avfs_git.ops.mounts.mount`, which waits on ``--ready-fd`` for the byte
 ``R`` written from the FUSE ``init`` callback (after the kernel handshake). Runs libfuse 3
 through mfusepy, multi-threaded (one slow handler must not stall every caller), with
 ``auto_unmount`` so that even ``kill -9`` leaves no dead mount point behind.
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
 
     from ..core.home import Home
-    from .mounts import mount_key, registry_path, write_registry
+    from ..ops.mounts import mount_key, registry_path, write_registry
     from .ops import FastFUSE, WorkspaceFS
 
     home = Home(args.home)

@@ -5,6 +5,8 @@ the policy says so (or when earlier changes are not checkpointed, so the commit 
 command's changes only) -> ensure a mount (reuse a live one, or mount for this call) ->
 run it there with a timeout -> read what changed -> commit it as one commit -> one result.
 
+:func:`exec_in` is the in-process API (``avfs_git.exec_in(ws, argv)``).
+
 Every path ends in one :class:`ExecResult` (denied, awaiting approval, timed out, failed,
 not found, avfs itself failing): :func:`execute` does not raise for any of them. Where FUSE
 is missing (or ``mode="materialized"``), the tree is copied into a temporary directory, the
@@ -32,6 +34,8 @@ from ..core.types import Change
 from . import approval, runner
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from ..core.home import Home
     from ..core.vault import Vault
     from ..core.workspace import Workspace
@@ -420,7 +424,7 @@ def _execute(
     res.exit_code = run.exit_code
 
     if mode == "fuse":
-        from ..fuse import mounts
+        from ..ops import mounts
 
         _settle(ws, seq0)
         alive = mounts.check(vault, fork) is not None
@@ -482,7 +486,7 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
 
     if req.isolate not in isolate.HOSTS:
         raise UsageError(f"isolate must be one of {', '.join(isolate.HOSTS)}, not {req.isolate!r}")
-    from ..core.quickstart import origin_dir
+    from ..ops.quickstart import origin_dir
 
     at = req.isolate_at if req.isolate_at is not None else origin_dir(vault)  # where `avfs up` came from
     if not at:
@@ -516,7 +520,7 @@ def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, 
     read-only (pinned). Everything else (``hooks/``, ``config``, ``avfs/``, other forks'
     worktrees) stays read-only: nothing the command writes there runs on the host later."""
     from ..core.worktree import worktree_dir
-    from ..fuse.mounts import mount_key
+    from ..ops.mounts import mount_key
 
     try:
         os.makedirs(os.path.join(vault.path, "logs"), exist_ok=True)  # git would make it
@@ -653,7 +657,7 @@ def _result_dict(r: runner.RunResult) -> dict[str, Any]:
 # -- where the command runs ---------------------------------------------------------------
 def _choose_mode(vault: Vault, fork: str, wanted: str) -> tuple[str, Any]:
     """("fuse" | "materialized", the live mount to reuse or None)."""
-    from ..fuse import mounts
+    from ..ops import mounts
 
     if wanted == "materialized":
         return "materialized", None
@@ -670,7 +674,7 @@ def _choose_mode(vault: Vault, fork: str, wanted: str) -> tuple[str, Any]:
 
 def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
     if mode == "fuse":
-        from ..fuse import mounts
+        from ..ops import mounts
 
         return mounts.default_mountpoint(home, vault.name, mounts.mount_key(fork, None))
     return os.path.join(home.path, "tmp", "exec")
@@ -679,7 +683,7 @@ def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
 def _ensure_mount(
     home: Home, vault: Vault, fork: str, live: Any, keep: bool, cleanup: list[Any]
 ) -> tuple[str, bool]:
-    from ..fuse import mounts
+    from ..ops import mounts
 
     if live is not None:
         return str(live.mountpoint), True
@@ -795,3 +799,52 @@ def _audit(vault: Vault, res: ExecResult) -> None:
         audit.append(vault.state_dir, rec)
     except Exception as exc:  # the envelope must still be printed
         print(f"avfs: warning: cannot write the audit log: {exc}", file=sys.stderr)
+
+
+def exec_in(
+    ws: Workspace,
+    argv: Sequence[str] | None = None,
+    *,
+    shell: str | None = None,
+    cwd: str = "",
+    timeout_ms: int | None = None,
+    checkpoint: str = "auto",
+    commit: bool = True,
+    mode: str = "auto",
+    keep_mount: bool = False,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = False,
+    approve: str | None = None,
+    max_output_bytes: int | None = None,
+    stdin: bytes | None = None,
+) -> ExecResult:
+    """Run a command in the fork of ``ws`` through ``proxy exec`` (policy, checkpoint,
+    mount, timeout, one commit of what it changed); returns the envelope as an object,
+    never raising for the command's own failures. The vault must come from a
+    :class:`~avfs_git.Home` (its policy applies). Re-exported as ``avfs_git.exec_in``: the
+    in-process API's one way in (core's ``Workspace`` does not reach up to the proxy)."""
+    home = ws.vault.home
+    if home is None:
+        raise UsageError("exec needs a vault opened through a Home (its policy and mounts)")
+    with contextlib.ExitStack() as stack:
+        feed: Any = subprocess.DEVNULL
+        if stdin is not None:
+            feed = stack.enter_context(tempfile.TemporaryFile())
+            feed.write(stdin)
+            feed.seek(0)
+        req = ExecRequest(
+            argv=tuple(argv) if argv is not None else None,
+            shell=shell,
+            cwd=cwd,
+            timeout_ms=timeout_ms,
+            max_output_bytes=max_output_bytes,
+            checkpoint=checkpoint,
+            commit=commit,
+            mode=mode,
+            keep_mount=keep_mount,
+            env=tuple((env or {}).items()),
+            inherit_env=inherit_env,
+            approve=approve,
+            stdin=feed,
+        )
+        return execute(home, ws.vault, ws.fork, req)

@@ -13,7 +13,7 @@ by ``up``, or an ``apply``). That commit is the base against which both "did DIR
 (``up``) and "did DIR change where the fork did?" (``apply``) are answered; it is a ref so
 that gc keeps it and ``git`` can show it.
 
-Mounting goes through :mod:`avfs_git.fuse.mounts`, imported lazily (like
+Mounting goes through :mod:`avfs_git.ops.mounts`, imported lazily (like
 :mod:`.maintenance` does): that module spawns the mount daemon and holds no FUSE binding.
 """
 
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pygit2
 
-from . import checkpoint, names, refs
-from .errors import (
+from ..core import checkpoint, names, refs
+from ..core.errors import (
     AvfsError,
     BusyError,
     ConflictError,
@@ -41,13 +41,13 @@ from .errors import (
     PermissionDeniedError,
     UsageError,
 )
-from .merge import MergeResult, merge
-from .types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, CommitId, NodeKind, to_json
+from ..core.merge import MergeResult, merge
+from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, CommitId, NodeKind, to_json
 
 if TYPE_CHECKING:
-    from ..fuse.mounts import MountInfo
-    from .home import Home
-    from .vault import Vault
+    from ..core.home import Home
+    from ..core.vault import Vault
+    from .mounts import MountInfo
 
 # the commit the origin directory's files last matched (avfs' own namespace: clones don't
 # carry it, gc keeps what it points at)
@@ -228,10 +228,10 @@ def _vault_name_for(home: Home, directory: str) -> str:
 
 def _list_dir(src: str, git_dir: str) -> list[str]:
     """The files an import of ``src`` takes (.gitignore honoured, as the import does)."""
-    from . import ignore
-    from .importer import _git_toplevel
+    from ..core import ignore
+    from ..core.importer import git_toplevel
 
-    top = _git_toplevel(src)
+    top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == src:
         # a checkout: its tracked files (even ignored ones) and untracked, not ignored ones
         return ignore.list_checkout_files(src)
@@ -416,7 +416,7 @@ def up(
     mp: str | None = None
     reused = False
     if mount:
-        from ..fuse import mounts
+        from . import mounts
 
         if mountpoint is not None:
             mountpoint = os.path.abspath(mountpoint)
@@ -447,7 +447,7 @@ def nested_warning(vault: Vault, src: str, instead: str = "avfs up") -> str | No
     (git keeps them out of a tree: they are repositories of their own), and when that left
     the vault empty, what to run instead (``instead`` then the repository's path); None when
     there are none."""
-    from .importer import nested_repositories
+    from ..core.importer import nested_repositories
 
     nested = nested_repositories(src, vault.path)
     if not nested:
@@ -499,7 +499,7 @@ def _check_origin(
 
 def find_mount(home: Home, path: str) -> MountInfo:
     """The live mount whose mount point is ``path``."""
-    from ..fuse import mounts
+    from . import mounts
 
     want = os.path.realpath(path)
     for m in mounts.list_mounts(home):
@@ -510,43 +510,6 @@ def find_mount(home: Home, path: str) -> MountInfo:
         hint="`avfs mount --list` shows the mounts; or name the fork with --fork",
         details={"path": want},
     )
-
-
-def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
-    """Processes with their working directory, root or an open file under ``mountpoint``."""
-    root = os.path.realpath(mountpoint)
-    out: list[dict[str, Any]] = []
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return out
-    for pid in pids:
-        what: list[str] = []
-        base = f"/proc/{pid}"
-        for link in ("cwd", "root"):
-            try:
-                if names.is_within(os.readlink(f"{base}/{link}"), root):
-                    what.append(link)
-            except OSError:
-                pass
-        try:
-            for fd in os.listdir(f"{base}/fd"):
-                try:
-                    if names.is_within(os.readlink(f"{base}/fd/{fd}"), root):
-                        what.append("open file")
-                        break
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        if what:
-            try:
-                with open(f"{base}/comm", encoding="utf-8", errors="replace") as fh:
-                    comm = fh.read().strip()
-            except OSError:
-                comm = "?"
-            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
-    return out
 
 
 def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> DownResult:
@@ -561,12 +524,12 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
             fork stays); ``discard`` deletes the fork (undoable with ``avfs undo``);
             ``leave`` keeps the fork as it is.
     """
-    from ..fuse import mounts
+    from . import mounts
 
     if action not in ("keep", "discard", "leave"):
         raise UsageError(f"action must be keep, discard or leave, not {action!r}")
-    vault._require_fork(fork)
-    from .merge import refuse_if_merging
+    vault.require_fork(fork)
+    from ..core.merge import refuse_if_merging
 
     # before the unmount: down checkpoints the fork, which an open merge refuses
     refuse_if_merging(vault.workspace(fork), "avfs down (it checkpoints the fork)")
@@ -583,7 +546,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
         try:
             unmounted = mounts.unmount(home, vault, fork) is not None
         except BusyError as err:
-            holders = mount_holders(info.mountpoint)
+            holders = mounts.mount_holders(info.mountpoint)
             who = ", ".join(f"{h['command']} (pid {h['pid']}: {', '.join(h['holds'])})" for h in holders)
             raise BusyError(
                 f"{info.mountpoint} is busy" + (f": {who}" if who else "") + "; nothing was changed",
@@ -870,7 +833,7 @@ def apply(
     apply`` it in the directory) to that file instead, and change no directory.
     """
     fork = fork or vault.default_fork
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     origin = origin_commit(vault)
     known = origin_dir(vault)
     if origin is None:

@@ -16,9 +16,8 @@
   It never discards an overlay: an orphan one with changes is moved to
   ``<vault>/avfs/lost+found/``.
 
-The mount registry is read through :mod:`avfs_git.fuse.mounts` (imported lazily: that
-module is the mount lifecycle, it does not load FUSE itself), as ``Workspace.exec`` reaches
-the proxy.
+The mount registry is read through :mod:`avfs_git.ops.mounts` (imported lazily: it is
+only needed by the commands that look at mounts).
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from . import packwriter, refs
-from .errors import (
+from ..core import packwriter, refs
+from ..core.errors import (
     BusyError,
     InternalError,
     InvalidNameError,
@@ -45,14 +44,14 @@ from .errors import (
     UsageError,
     from_oserror,
 )
-from .gitstore import TREE_ENTRY, rfc3339
-from .locks import file_lock
-from .names import check_fork_name
-from .types import Operation, to_json
+from ..core.gitstore import TREE_ENTRY, rfc3339
+from ..core.locks import file_lock, pid_alive
+from ..core.names import check_fork_name
+from ..core.types import Operation, to_json
 
 if TYPE_CHECKING:
-    from .home import Home
-    from .vault import Vault
+    from ..core.home import Home
+    from ..core.vault import Vault
 
 DAY_S = 86400.0
 MAINTENANCE_LOCK = ".maintenance"  # one gc at a time per vault (a name no fork can have)
@@ -114,7 +113,7 @@ def retention_for(vault: Vault | None = None, home: Home | None = None) -> Reten
 
 
 def _git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    from .home import git_env
+    from ..core.gitrun import git_env
 
     try:
         proc = subprocess.run(
@@ -200,7 +199,7 @@ class _Mount:
 
 def _mounts(vault: Vault) -> list[_Mount]:
     """The vault's mount registry with each daemon's liveness (changes nothing)."""
-    from ..fuse import mounts
+    from . import mounts
 
     root = os.path.join(vault.state_dir, "mounts")
     try:
@@ -221,7 +220,7 @@ def _mounts(vault: Vault) -> list[_Mount]:
         pid = int(data.get("pid", 0) or 0)
         mp = str(data.get("mountpoint", ""))
         state = str(data.get("state", "mounted"))
-        alive = bool(pid) and mounts._alive(pid) and (mounts._mounted_at(mp) or state == "mounting")
+        alive = bool(pid) and pid_alive(pid) and (mounts.mounted_at(mp) or state == "mounting")
         out.append(_Mount(key, str(data.get("fork", key)), mp, pid, state, alive, path))
     return out
 
@@ -622,7 +621,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
 
 
 def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
-    from .home import git_env
+    from ..core.gitrun import git_env
 
     proc = subprocess.run(
         ["git", "--git-dir", vault_path, *args],
@@ -805,7 +804,7 @@ def prune(
 
 
 def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
-    from ..fuse import mounts
+    from . import mounts
 
     mounts.check(vault, m.key)  # unlinks the registry entry and detaches a dead mount point
 
@@ -1273,7 +1272,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
 
 def _dead_mountpoints(repair: bool) -> Iterable[Finding]:
     """avfs mount points the kernel still lists whose daemon is gone (ENOTCONN)."""
-    from ..fuse import mounts
+    from . import mounts
 
     try:
         with open("/proc/self/mounts", encoding="utf-8") as fh:

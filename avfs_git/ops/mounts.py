@@ -10,6 +10,10 @@ not a sleep or a log line). The registry is one JSON file per mounted fork,
 A daemon killed with -9 leaves nothing mounted (``auto_unmount``: fusermount3 unmounts when
 the daemon's /dev/fuse descriptor closes); a mountpoint left dead anyway (ENOTCONN) is
 detected and lazily unmounted by the next ``mount``, ``unmount`` or ``mount --list``.
+
+This module sits in ops, below fuse and proxy: it starts the daemon as a process and loads
+no FUSE code, so up/down (quickstart), stats/prune/doctor (maintenance) and ``proxy exec``
+reach the mounts without importing upward (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -99,10 +103,45 @@ def _read_registry(path: str) -> dict[str, Any] | None:
         return None
 
 
-_alive = pid_alive  # (maintenance and doctor use it by this name)
+def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
+    """Processes with their working directory, root or an open file under ``mountpoint``."""
+    root = os.path.realpath(mountpoint)
+    out: list[dict[str, Any]] = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        what: list[str] = []
+        base = f"/proc/{pid}"
+        for link in ("cwd", "root"):
+            try:
+                if names.is_within(os.readlink(f"{base}/{link}"), root):
+                    what.append(link)
+            except OSError:
+                pass
+        try:
+            for fd in os.listdir(f"{base}/fd"):
+                try:
+                    if names.is_within(os.readlink(f"{base}/fd/{fd}"), root):
+                        what.append("open file")
+                        break
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        if what:
+            try:
+                with open(f"{base}/comm", encoding="utf-8", errors="replace") as fh:
+                    comm = fh.read().strip()
+            except OSError:
+                comm = "?"
+            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
+    return out
 
 
-def _mounted_at(mountpoint: str) -> bool:
+def mounted_at(mountpoint: str) -> bool:
+    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts)."""
     target = os.path.realpath(mountpoint)
     try:
         with open("/proc/self/mounts", encoding="utf-8") as fh:
@@ -147,12 +186,12 @@ def check(vault: Vault, key: str) -> MountInfo | None:
         return None
     pid = int(data.get("pid", 0))
     mp = str(data.get("mountpoint", ""))
-    if pid and _alive(pid) and _mounted_at(mp):
+    if pid and pid_alive(pid) and mounted_at(mp):
         return _info(data)
-    if pid and _alive(pid) and data.get("state") == "mounting":
+    if pid and pid_alive(pid) and data.get("state") == "mounting":
         return _info(data)
     # the daemon died (kill -9) or the mount vanished: clean up both
-    if mp and _mounted_at(mp):
+    if mp and mounted_at(mp):
         force_unmount(mp)
     for p in (path, path[: -len(".json")] + ".exec"):
         try:
@@ -184,7 +223,7 @@ def default_mountpoint(home: Home, vault: str, key: str) -> str:
 
 
 def _check_mountpoint(mp: str, *, created: bool) -> None:
-    if _mounted_at(mp):
+    if mounted_at(mp):
         try:
             os.stat(mp)
         except OSError as exc:
@@ -217,7 +256,7 @@ def mount(
     why = fuse_available()
     if why is not None:
         raise FuseUnavailableError(f"cannot mount: {why}")
-    vault._require_fork(fork)
+    vault.require_fork(fork)
     commit: str | None = None
     if revision is not None:
         from ..core.history import resolve
@@ -236,7 +275,7 @@ def mount(
     created = False
     if mountpoint is None:
         mountpoint = default_mountpoint(home, vault.name, key)
-        if _mounted_at(mountpoint):
+        if mounted_at(mountpoint):
             force_unmount(mountpoint)
         os.makedirs(mountpoint, exist_ok=True)
         created = True
@@ -292,7 +331,7 @@ def mount(
         os.close(r)
     if not ready:
         tail = _tail(log_path)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             _reap(pid, block=True)
         force_unmount(mountpoint)
@@ -312,7 +351,7 @@ def _reap(pid: int, *, block: bool = False) -> bool:
     try:
         done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
-        return not _alive(pid)  # not our child (another process mounted it)
+        return not pid_alive(pid)  # not our child (another process mounted it)
     return done == pid
 
 
@@ -355,13 +394,11 @@ def unmount(
     write_registry(path, data)
     cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 and _mounted_at(info.mountpoint):
+    if proc.returncode != 0 and mounted_at(info.mountpoint):
         data["state"] = "mounted"
         write_registry(path, data)
         msg = proc.stderr.strip()
         if "busy" in msg.lower():
-            from ..core.quickstart import mount_holders
-
             holders = mount_holders(info.mountpoint)
             who = ", ".join(f"{h['command']} (pid {h['pid']}: {', '.join(h['holds'])})" for h in holders)
             raise BusyError(
@@ -372,9 +409,9 @@ def unmount(
             )
         raise MountError(f"cannot unmount {info.mountpoint}: {msg}")
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while not _reap(info.pid) and _alive(info.pid) and time.monotonic() < deadline:
+    while not _reap(info.pid) and pid_alive(info.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if _alive(info.pid):
+    if pid_alive(info.pid):
         try:
             os.kill(info.pid, signal.SIGKILL)
         except ProcessLookupError:
