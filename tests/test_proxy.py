@@ -277,7 +277,7 @@ def test_approval_records_are_private_and_hold_no_env_value(home, ws, cli_proc):
 def test_a_command_too_complex_to_analyse_needs_approval(ws, tmp_path):
     """Past the classifier's budget exec asks a person (an agent hook denies instead)."""
     marker = tmp_path / "ran"
-    res = ws.exec(shell="env " * 60000 + f"touch {marker}", mode="materialized")
+    res = exec_in(ws, shell="env " * 60000 + f"touch {marker}", mode="materialized")
     assert res.exit_code == 126 and res.result is None and res.error is not None
     assert res.error["code"] == "approval_required" and res.decision is not None
     assert res.decision["rule"] == "builtin:too-complex"
@@ -288,7 +288,7 @@ def test_a_command_too_complex_to_analyse_needs_approval(ws, tmp_path):
 def test_a_command_cannot_run_avfs_to_approve_its_own_token(home, ws, cli_proc):
     """`proxy exec` of avfs itself (here: dropping AVFS_WORKSPACE with `env -u`, which
     `proxy approve` checks) is denied by the policy before anything runs."""
-    asked = ws.exec(shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n")
+    asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n")
     assert asked.approval is not None
     token = asked.approval["token"]
     base = ("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized")
