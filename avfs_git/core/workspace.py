@@ -206,16 +206,24 @@ class Workspace:
             from .errors import BusyError
 
             try:
-                with self.vault.lock(self.fork, wait_s=0), ov.txn() as db:
-                    base = ov.get_meta("base")
-                    tip = self.tip()
-                    if (
-                        ov.get_meta("pending") is None
-                        and base is not None
-                        and tip is not None
-                        and base != tip
-                    ):
-                        self._adopt(db, base, tip)
+                with self.vault.lock(self.fork, wait_s=0):
+                    with ov.txn() as db:
+                        base = ov.get_meta("base")
+                        tip = self.tip()
+                        adopted = (
+                            ov.get_meta("pending") is None
+                            and base is not None
+                            and tip is not None
+                            and base != tip
+                            and self._adopt(db, base, tip)
+                        )
+                    if adopted:
+                        # once the move is committed: a stamp naming a base other processes
+                        # cannot see yet makes the mount's daemon, reading the old base,
+                        # rewrite the index git just committed for that old base
+                        from . import worktree
+
+                        worktree.stamp_current(self)  # git's index is right: it made the commit
             except BusyError:
                 pass
             return True
@@ -260,17 +268,18 @@ class Workspace:
                 self._keep_parents(db, [e.path for e in ov.all()])
                 ov.set_meta("view_time", repr(float(_settled_now())))
 
-    def _adopt(self, db: Any, base: str, tip: str) -> None:
+    def _adopt(self, db: Any, base: str, tip: str) -> bool:
         """Take ``tip`` as the base, keeping the view, when its commits (descending from the
-        base) changed nothing the workspace does not already show."""
+        base) changed nothing the workspace does not already show; True when it did (the
+        caller then stamps the mount's index, the transaction committed)."""
         import pygit2
 
         repo = self.store.repo
         try:
             if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
-                return
+                return False
         except (KeyError, ValueError, pygit2.GitError):
-            return
+            return False
         base_tree = self.store.commit_tree(base)
         tip_tree = self.store.commit_tree(tip)
         changed: list[Change] = []
@@ -279,25 +288,23 @@ class Workspace:
             node = self._lookup(c.path)
             if c.new_oid is None:
                 if node is not None and not node.is_dir:
-                    return
+                    return False
             elif (
                 node is None
                 or node.is_dir
                 or node.mode != c.new_mode
                 or self._ws_entry_oid(node) != c.new_oid
             ):
-                return
+                return False
         if self.overlay.get("") is None and base_tree != tip_tree:
             self.overlay.put(db, Entry("", OBJECT, MODE_TREE, base_tree), "adopt")
         self.overlay.set_meta("base", tip)
         self._base_tree_cache = None
-        from . import worktree
-
-        worktree.stamp_current(self)  # git's index is right: it made the commit
         if not self.status():
             # everything uncheckpointed is now in the tip: the overlay has nothing left but
             # what git does not hold (paths it ignores, empty directories)
             self.overlay.retire(db, self._retirable(self.overlay.all(), tip_tree))
+        return True
 
     def _read_seed(self) -> tuple[str, str] | None:
         path = os.path.join(self.state_dir, "seed")

@@ -18,7 +18,9 @@ right afterwards commit the old tree, undoing the move. The mount daemon also re
 when it notices a base moved by other hands (its watcher polls). The writers never race:
 
 - they serialize on an ``flock`` of ``avfs-index.lock`` in the worktree's git dir and read
-  the base only once it is held (whoever writes last writes the newest base); a write
+  the base only once it is held (whoever writes last writes the newest base), with the
+  view time and an open merge in one read transaction (:func:`_read_view`): the index,
+  its stat data, its fsmonitor token and its stamp all describe one state; a write
   goes through git's own ``index.lock`` (retrying while git holds it), taken only when
   there is something to write (git gives up at once on a taken ``index.lock``);
 - the stamp ``avfs-index`` records the (base, view time, open merge) the index was written
@@ -45,7 +47,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import from_oserror
 from .gitrun import git_env
@@ -76,11 +78,49 @@ def fsmonitor_token(ws: Workspace) -> str:
     """A token for the fsmonitor hook under which every path that may differ from the base
     is reported: the overlay's paths are all in the journal after the oldest overlay
     entry's sequence number."""
+    return _read_view(ws).token
+
+
+class _View(NamedTuple):
+    """What the index of a mount of a workspace is written for, read in one snapshot of
+    the overlay's database: the stamp, the stat data and the fsmonitor token of one index
+    always describe the same base and view time."""
+
+    base: str | None
+    view_time: str | None
+    merging: dict[str, Any] | None  # the open merge, if any (.merge.peek_state)
+    stamp: str  # "BASE VIEW_TIME MERGE" (STAMP_FILE)
+    token: str  # the fsmonitor token
+
+    def view_ns(self) -> int:
+        return int(float(self.view_time or 0) * 1e9)
+
+
+def _read_view(ws: Workspace) -> _View:
+    """The workspace's base, view time, open merge and fsmonitor token, all read inside one
+    SQLite read transaction: reads made one by one could straddle a move committed by
+    another process (a base from before it, a view time from after), and an index written
+    for the old base would then carry the stamp of the new one, so the mover, finding the
+    stamp current, would leave that stale index in place."""
+    from .merge import peek_state
+
+    ws.view_time  # noqa: B018 - set when missing (a write: not inside the snapshot)
     ov = ws.overlay
-    ws.view_time  # noqa: B018 - make sure the hook sees the same view time
-    row = ov.db.execute("SELECT MIN(seq) FROM entries").fetchone()
-    seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
-    return f"avfs:{ov.get_meta('base')}:{ov.get_meta('view_time')}:{seq}"
+    db = ov.db
+    own = not db.in_transaction  # inside the caller's transaction its view is consistent
+    if own:
+        db.execute("BEGIN")  # deferred: the snapshot starts at the first read
+    try:
+        meta = ov.get_metas("base", "view_time")
+        base, view_time = meta.get("base"), meta.get("view_time")
+        merging = peek_state(ws) if base is not None else None
+        row = db.execute("SELECT MIN(seq) FROM entries").fetchone()
+        seq = int(row[0]) - 1 if row and row[0] is not None else ov.last_seq()
+    finally:
+        if own:
+            db.execute("COMMIT")
+    stamp = f"{base} {view_time} {merging['theirs'] if merging else '-'}"
+    return _View(base, view_time, merging, stamp, f"avfs:{base}:{view_time}:{seq}")
 
 
 def view_ns(ws: Workspace) -> int:
@@ -88,11 +128,12 @@ def view_ns(ws: Workspace) -> int:
     return int(ws.view_time * 1e9)
 
 
-def index_stat(ws: Workspace, uid: int, gid: int) -> StatFn:
+def index_stat(ws: Workspace, uid: int, gid: int, view: _View | None = None) -> StatFn:
     """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a
     mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
-    what the index must hold for git to trust it without reading it."""
-    t = view_ns(ws)
+    what the index must hold for git to trust it without reading it (for ``view``'s view
+    time when given, else the workspace's current one)."""
+    t = view.view_ns() if view is not None else view_ns(ws)
     odb = ws.store.repo.odb  # libgit2 reads headers 7x faster than a Python lookup per blob
 
     def size(oid: str) -> int:
@@ -344,6 +385,7 @@ def sync_index(
     unchanged view): the index written for the old base is patched where the two bases
     differ, O(index entries) in bytes instead of a pass over the tree with an object
     lookup per file; what ``git add`` staged elsewhere stays staged, as after a commit."""
+    ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     try:
         guard = os.open(os.path.join(git_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except (FileNotFoundError, NotADirectoryError):
@@ -352,9 +394,10 @@ def sync_index(
         raise from_oserror(exc, git_dir) from exc
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        # read only now, the guard held: a writer after us reads a base at least as new
-        base = ws.overlay.get_meta("base")
-        stamp, merging = _stamp_of(ws)
+        # read only now, the guard held: a writer after us reads a base at least as new;
+        # and in one snapshot: what is written and its stamp describe the same base
+        view = _read_view(ws)
+        base, stamp, merging = view.base, view.stamp, view.merging
         stamp_path = os.path.join(git_dir, STAMP_FILE)
         if base is None or _read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
@@ -371,17 +414,17 @@ def sync_index(
             except (FileNotFoundError, NotADirectoryError):
                 return False
         try:
-            stat_of = index_stat(ws, uid, gid)
+            stat_of = index_stat(ws, uid, gid, view)
             old = (_read_text(stamp_path) or "").split(" ")
             data = None
             if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
-                data = _patched_index(ws, git_dir, old[0], base, stat_of, fsmonitor_token(ws))
+                data = _patched_index(ws, git_dir, old[0], base, stat_of, view.token)
             if data is None:
                 data = index_bytes(
                     ws.vault,
                     base,
                     stat_of,
-                    fsmonitor_token(ws),
+                    view.token,
                     tree=merging.get("view_tree") if merging else None,
                     unmerged=merging.get("stages", ()) if merging else (),
                 )
@@ -479,16 +522,6 @@ def _patched_index(
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
     return body + hashlib.sha1(body).digest()
-
-
-def _stamp_of(ws: Workspace) -> tuple[str, dict[str, Any] | None]:
-    """What the index of a mount of ``ws`` is written for, and the open merge, if any."""
-    from .merge import peek_state
-
-    ws.view_time  # noqa: B018 - set when missing, so the stamp and the stat data agree
-    base = ws.overlay.get_meta("base")
-    merging = peek_state(ws) if base is not None else None
-    return f"{base} {ws.overlay.get_meta('view_time')} {merging['theirs'] if merging else '-'}", merging
 
 
 def _merge_head(git_dir: str, merging: dict[str, Any] | None) -> None:
@@ -643,7 +676,8 @@ def stamp_current(ws: Workspace) -> None:
         return  # unmounted meanwhile
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        stamp, merging = _stamp_of(ws)
+        view = _read_view(ws)
+        stamp, merging = view.stamp, view.merging
         _merge_head(live[0], merging)  # git removed its MERGE_HEAD when it committed
         _write_stamp(os.path.join(live[0], STAMP_FILE), stamp)
     except OSError:
