@@ -165,9 +165,11 @@ def test_readonly_host_refuses_writes_outside_with_erofs(home, forks, proj, outs
         "else:\n"
         "    print('written')\n"
     )
+    # the policy refuses a visible write outside the workspace: a script in the fork hides it
+    vault.workspace("a").write("probe.py", probe.encode())
     res = execute(
         home, vault, "a",
-        ExecRequest(argv=("python3", "-c", probe), isolate="readonly", isolate_at=str(proj)),
+        ExecRequest(argv=("python3", "probe.py"), isolate="readonly", isolate_at=str(proj)),
     )  # fmt: skip
     assert res.result is not None and res.result["stdout"] == "EROFS\n", res.to_dict()
     assert res.isolation is not None and res.isolation["active"] and res.isolation["host"] == "readonly"
@@ -366,8 +368,10 @@ def test_a_pid_namespace_view_that_fails_to_set_up_runs_nothing(home, vault, pro
 
     monkeypatch.setattr(isolate, "_enter", broken)
     marker = tmp_path / "ran"
+    # the policy refuses a visible write outside the workspace: a script in the fork hides it
+    vault.workspace("main").write("probe.py", f"open({str(marker)!r}, 'w')\n".encode())
     for host in ("readonly", "hidden"):
-        res = execute(home, vault, "main", ExecRequest(argv=("python3", "-c", f"open({str(marker)!r}, 'w')"),
+        res = execute(home, vault, "main", ExecRequest(argv=("python3", "probe.py"),
                       isolate=host, isolate_at=str(proj), mode="materialized"))  # fmt: skip
         assert res.exit_code == 125 and res.result is None and not marker.exists(), res.to_dict()
         assert res.error is not None and res.error["code"] == "isolation_failed", res.to_dict()
@@ -463,7 +467,9 @@ def test_a_view_that_fails_to_set_up_runs_nothing(home, vault, proj, tmp_path, m
 
     monkeypatch.setattr(isolate, "_enter", broken)
     marker = tmp_path / "ran"
-    res = execute(home, vault, "main", ExecRequest(argv=("python3", "-c", f"open({str(marker)!r}, 'w')"),
+    # the policy refuses a visible write outside the workspace: a script in the fork hides it
+    vault.workspace("main").write("probe.py", f"open({str(marker)!r}, 'w')\n".encode())
+    res = execute(home, vault, "main", ExecRequest(argv=("python3", "probe.py"),
                   isolate="writable", isolate_at=str(proj), mode="materialized"))  # fmt: skip
     assert res.exit_code == 125 and res.result is None and not marker.exists()
     assert res.error is not None and res.error["code"] == "isolation_failed", res.to_dict()
