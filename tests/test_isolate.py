@@ -183,8 +183,11 @@ def test_readonly_host_refuses_writes_outside_with_erofs(home, forks, proj, outs
         "except OSError as e:\n"
         "    print(e.strerror)\n"
     )
+    # as above: the policy would refuse the visible write outside, so a checkpointed script
+    vault.workspace("a").write("writes.py", writes.encode())
+    checkpoint.save(vault, "a")
     res = _run(
-        home, vault, "a", f"echo w > {proj}/w.txt && git status --porcelain && python3 -c \"{writes}\"",
+        home, vault, "a", f"echo w > {proj}/w.txt && git status --porcelain && python3 writes.py",
         isolate="readonly", isolate_at=str(proj),
     )  # fmt: skip
     assert res.result is not None, res.to_dict()
