@@ -485,6 +485,10 @@ class _BaseCache:
                 self._bytes -= len(old[1])
 
 
+# what reading a damaged object can raise, wrapped into ObjectReadError at the reader's edge
+_READ_ERRORS = (ObjectReadError, IndexError, ValueError, struct.error, zlib.error, OSError, OverflowError)
+
+
 class ObjectReader:
     """Reads objects of one repository; ``read`` returns (type, data) or None.
 
@@ -539,15 +543,7 @@ class ObjectReader:
             return None
         try:
             return self._read(oid)
-        except (
-            ObjectReadError,
-            IndexError,
-            ValueError,
-            struct.error,
-            zlib.error,
-            OSError,
-            OverflowError,
-        ) as exc:
+        except _READ_ERRORS as exc:
             raise self._wrap(oid, exc) from exc
 
     def has_loose(self, oid: str) -> bool:
@@ -590,15 +586,7 @@ class ObjectReader:
             return None
         try:
             return self._header(oid)
-        except (
-            ObjectReadError,
-            IndexError,
-            ValueError,
-            struct.error,
-            zlib.error,
-            OSError,
-            OverflowError,
-        ) as exc:
+        except _READ_ERRORS as exc:
             raise self._wrap(oid, exc) from exc
 
     def _header(self, oid: str) -> tuple[str, int] | None:
@@ -666,15 +654,7 @@ class ObjectReader:
             return None
         try:
             return self._stream(oid)
-        except (
-            ObjectReadError,
-            IndexError,
-            ValueError,
-            struct.error,
-            zlib.error,
-            OSError,
-            OverflowError,
-        ) as exc:
+        except _READ_ERRORS as exc:
             raise self._wrap(oid, exc) from exc
 
     def _stream(self, oid: str) -> BlobStream | None:

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Callable, Iterable
 
 from .errors import InternalError, from_oserror
+from .locks import flock_held
 
 OBJ_COMMIT = 1
 OBJ_TREE = 2
@@ -254,24 +255,6 @@ class PackWriter:
         return bytes(out)
 
 
-def _writer_holds(path: str) -> bool:
-    """True when a live writer holds the flock of temporary pack ``path`` (or it cannot be
-    told)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -294,7 +277,7 @@ def temp_file_stale(path: str, *, now: float | None = None) -> str | None:
     now = time.time() if now is None else now
     name = os.path.basename(path)
     pack = path[: -len(".idx")] if name.endswith(".idx") else path
-    if _writer_holds(pack):
+    if flock_held(pack):
         return None
     try:
         age = now - os.stat(path).st_mtime

@@ -45,7 +45,7 @@ from ..core.errors import (
     from_oserror,
 )
 from ..core.gitstore import TREE_ENTRY, rfc3339
-from ..core.locks import file_lock, pid_alive
+from ..core.locks import file_lock, flock_held, pid_alive
 from ..core.names import check_fork_name
 from ..core.types import Operation, to_json
 
@@ -833,7 +833,7 @@ def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, st
         entries = []
     for fn in entries:
         path = os.path.join(lock_dir, fn)
-        if fn.endswith(".lock") and _lock_owner_gone(path) and not _lock_held(path):
+        if fn.endswith(".lock") and _lock_owner_gone(path) and not flock_held(path):
             out.append((path, "lock file of a fork that no longer exists"))
     return out
 
@@ -868,25 +868,6 @@ def _lock_owner_gone(path: str) -> bool:
         except OSError:
             return False  # cannot tell: leave it alone
     return True
-
-
-def _lock_held(path: str) -> bool:
-    """True when someone holds the flock of ``path`` (or it cannot be tested)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops our flock
-    return False
 
 
 def _remove_lock(path: str) -> None:
