@@ -178,3 +178,31 @@ def test_a_git_pusher_and_avfs_race_on_one_fork_and_both_survive(vault, tmp_path
     tree = git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
     assert {f"git-{i}.txt" for i in range(6)} | {f"avfs-{i}.txt" for i in range(6)} <= set(tree)
     assert not ws.is_dirty()  # nothing of avfs's was left uncommitted
+
+
+def test_first_mounts_racing_on_the_vault_config_all_succeed(tmp_path):
+    """The first mount of a vault turns on extensions.worktreeConfig in its config. Mounts
+    started at once all wrote it, and libgit2 refuses a write whose `config.lock` another
+    holds: a `proxy exec` failed with 125 in CI (about 1 process in 36 here, before)."""
+    from avfs_git.core.home import Home
+
+    script = textwrap.dedent(
+        """
+        import sys
+        from avfs_git.core.home import Home
+        from avfs_git.core.worktree import enable_worktree_config
+        enable_worktree_config(Home(sys.argv[1]).vault("v"))
+        """
+    )
+    failures = []
+    for i in range(12):
+        home = Home(str(tmp_path / f"h{i}"))
+        vault = home.create_vault("v")
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, home.path], stderr=subprocess.PIPE, text=True)
+            for _ in range(6)
+        ]
+        ran = [(p.communicate()[1], p.returncode) for p in procs]
+        failures += [err for err, code in ran if code != 0]
+        assert git("--git-dir", vault.path, "config", "--bool", "extensions.worktreeConfig").strip() == "true"
+    assert failures == []

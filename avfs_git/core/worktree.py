@@ -237,10 +237,7 @@ def register(
             os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
         if journal_db is not None:
             os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)
-            cfg = vault.store.repo.config
-            if str(cfg["core.repositoryformatversion"]) == "0":
-                cfg["core.repositoryformatversion"] = "1"
-            cfg["extensions.worktreeConfig"] = "true"
+            enable_worktree_config(vault)
     except OSError as exc:
         raise from_oserror(exc, d) from exc
     env = git_env()
@@ -250,6 +247,33 @@ def register(
         with open(os.path.join(d, "avfs-index-error"), "wb") as fh:
             fh.write(proc.stderr)
     return d
+
+
+def enable_worktree_config(vault: Vault) -> None:
+    """Turn on ``extensions.worktreeConfig`` in the vault (once: the first mount). Two mounts
+    starting at once both wrote it, and libgit2 refuses a config whose ``config.lock``
+    another writer holds (an exec then failed): avfs's writers take turns on a lock of
+    their own, and nothing is written when the setting is there already."""
+    from .locks import file_lock
+
+    def done() -> bool:
+        cfg = vault.store.repo.config
+        try:
+            return str(cfg["core.repositoryformatversion"]) != "0" and cfg.get_bool(
+                "extensions.worktreeConfig"
+            )
+        except KeyError:
+            return False
+
+    if done():
+        return
+    with file_lock(os.path.join(vault.state_dir, ".config.lock"), what=f"the config of vault {vault.name}"):
+        if done():  # set meanwhile by the mount that held the lock
+            return
+        cfg = vault.store.repo.config
+        if str(cfg["core.repositoryformatversion"]) == "0":
+            cfg["core.repositoryformatversion"] = "1"
+        cfg["extensions.worktreeConfig"] = "true"
 
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
