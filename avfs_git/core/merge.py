@@ -34,7 +34,7 @@ from .errors import AvfsError, BusyError, ConflictError, InternalError, UsageErr
 from .gitstore import EMPTY_TREE, GitStore
 from .overlay import FILE
 from .treediff import diff_trees
-from .types import MODE_LINK, MODE_TREE, Change, CommitId
+from .types import MERGE_STATE_FILE, MODE_LINK, MODE_TREE, Change, CommitId
 
 if TYPE_CHECKING:
     import pygit2
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .vault import Vault
     from .workspace import Workspace
 
-STATE_FILE = "merge.json"
+STATE_FILE = MERGE_STATE_FILE
 MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
 
 

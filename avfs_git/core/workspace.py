@@ -44,6 +44,7 @@ from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
 from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import (
+    MERGE_STATE_FILE,
     MODE_BLOB,
     MODE_EXEC,
     MODE_LINK,
@@ -1152,8 +1153,12 @@ class Workspace:
         (:func:`.merge.open_merge`, or None), the changes, and how many paths git ignores
         (``ignored``; listed in ``ignored_paths`` with ``list_ignored``). ``changes`` and
         ``ignored``: :meth:`status_ignored` already taken."""
-        from .merge import open_merge
+        merging: dict[str, object] | None = None
+        if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)):
+            # merge's module costs ~4 ms to import: only when a merge left its state
+            from .merge import open_merge
 
+            merging = open_merge(self)
         if changes is None or ignored is None:
             changes, ignored = self.status_ignored()
         tip = self.tip()
@@ -1161,7 +1166,7 @@ class Workspace:
             "base": self.base,
             "head": tip,
             "stale": tip != self.base,
-            "merge": open_merge(self),  # a merge with written conflicts, still open
+            "merge": merging,  # a merge with written conflicts, still open
             "clean": not changes,
             "changes": [
                 {
