@@ -1872,7 +1872,10 @@ class Workspace:
         return count
 
 
-_RACE_TRIES = 5
+# reads of the overlay a capture makes before it gives up (busy) while writers keep replacing
+# files under it; a retry only re-reads entries (objects already packed stay as duplicates).
+# 5 was too few with 7 threads rewriting one file while the ignore rules are applied (CI)
+_RACE_TRIES = 16
 
 
 class _Raced(CorruptStateError):
