@@ -47,9 +47,27 @@ def require_fuse() -> None:
         pytest.skip(f"requires FUSE: {WHY}")
 
 
-@pytest.fixture
-def mounted(home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
+def backend_of(mp: str) -> str:
+    """The backend serving mount point ``mp``: overlay or fuse."""
+    target = os.path.realpath(mp)
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if parts[1] == target:
+                return "overlay" if parts[2] == "overlay" else "fuse"
+    raise AssertionError(f"nothing mounted at {mp}")
+
+
+@pytest.fixture(params=["overlay", "fuse"])
+def mounted(request, home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
+    """A fork mounted by each backend (the contract is the same; docs/fuse.md)."""
     require_fuse()
+    if request.param == "overlay":
+        why = mounts.overlay_available()
+        if why is not None:
+            if IN_CI:
+                pytest.fail(f"overlayfs must be available in CI: {why}")
+            pytest.skip(f"requires overlayfs: {why}")
     ws = vault.workspace("main")
     ws.write("README.md", b"# hello\n")
     ws.write("src/app.py", b"print('hi')\n")
@@ -58,7 +76,8 @@ def mounted(home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
     checkpoint.save(vault, name="base")
     mp = tmp_path / "mnt"
     mp.mkdir()
-    info = mounts.mount(home, vault, "main", str(mp))
+    info = mounts.mount(home, vault, "main", str(mp), backend=request.param)
+    assert info.backend == request.param
     try:
         yield vault, str(mp)
     finally:
@@ -303,7 +322,14 @@ def test_posix_details(mounted):
         mm.flush()
         mm.close()
     assert _rb(p)[:1] == b"M"
-    # hard links and xattrs: clear errnos
+    if backend_of(mp) == "overlay":
+        # the kernel serves the live tree: hard links and xattrs as on the local disk
+        os.link(p, os.path.join(mp, "hard"))
+        assert os.stat(p).st_nlink == 2 and os.stat(p).st_ino == os.stat(os.path.join(mp, "hard")).st_ino
+        os.setxattr(p, "user.x", b"1")
+        assert os.getxattr(p, "user.x") == b"1"
+        return
+    # pure FUSE: hard links and xattrs get clear errnos
     with pytest.raises(PermissionError):
         os.link(p, os.path.join(mp, "hard"))
     with pytest.raises(OSError) as info:
@@ -470,9 +496,14 @@ def test_cli_mount_default_mountpoint(cli, vault):
     assert not mounts.mounted_at(mp)
 
 
-def test_quota_through_the_mount(mounted, cli):
+def test_quota_through_the_mount(mounted, cli, home):
     vault, mp = mounted
     assert cli("--vault", "v", "quota", "set", "64K").code == 0
+    if backend_of(mp) == "overlay":
+        # the kernel serves an overlay mount's writes: with a quota set, a mount is pure FUSE
+        mounts.unmount(home, vault, "main")
+        again = mounts.mount(home, vault, "main", mp)
+        assert again.backend == "fuse" and "quota" in again.backend_why
     with pytest.raises(OSError) as info, open(os.path.join(mp, "big.bin"), "wb") as fh:
         fh.write(b"x" * (1 << 20))
         fh.flush()
@@ -563,6 +594,11 @@ def test_worktree_is_removed_on_unmount(home, vault, tmp_path):
 def test_git_status_in_the_mount_uses_the_journal(mounted, cli):
     """git trusts the fsmonitor hook completely: every kind of change must reach it."""
     vault, mp = mounted
+    if backend_of(mp) == "overlay":
+        # the kernel writes an overlay mount: no journal sees its changes, so git stats the
+        # files itself (no fsmonitor hook that could miss one)
+        assert subprocess.run(["git", "config", "core.fsmonitor"], cwd=mp, check=False).returncode == 1
+        return
     hook = _git_in(mp, "config", "core.fsmonitor").strip()
     assert hook.endswith("fsmonitor-hook") and os.access(hook, os.X_OK)
     assert _git_in(mp, "status", "--porcelain") == ""

@@ -70,7 +70,7 @@ def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_pa
     ours: set[int] = set()  # every thread id of every daemon: the kernel log names threads
     ends = ("unmount", signal.SIGTERM, signal.SIGINT)
     for cycle, delay in enumerate(DELAYS):
-        info = mounts.mount(home, vault, "main", str(mp))
+        info = mounts.mount(home, vault, "main", str(mp), backend="fuse")  # its watcher is the subject
         try:
             for i in range(FILES):
                 os.stat(mp / f"d{i % DIRS}" / f"f{i}.txt")

@@ -74,8 +74,15 @@ def _is_vault(app: App, name: str) -> bool:
 @click.argument("args", nargs=-1, metavar="[VAULT[:FORK][@REV]] [DIR]")
 @click.option("--list", "list_", is_flag=True, help="List live mounts (and clean up dead ones).")
 @click.option("--foreground", is_flag=True, help="Run the mount daemon in this process (debugging).")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "overlay", "fuse"]),
+    default="auto",
+    show_default=True,
+    help="overlay: the kernel serves writes (overlayfs over avfs's read-only view); fuse: avfs serves all.",
+)
 @pass_app
-def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool) -> None:
+def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool, backend: str) -> None:
     """Show a fork as a live directory (default mount point under the home).
 
     Returns once the mount is ready and prints the mount point. `@REV` mounts a checkpoint
@@ -93,13 +100,13 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool) ->
                 app.output.info("nothing is mounted")
             for m in found:
                 ro = " (read-only)" if m.read_only else ""
-                app.output.plain("{}\t{}" + ro, _label(m), m.mountpoint)
+                app.output.plain("{}\t{}\t{}" + ro, _label(m), m.mountpoint, m.backend)
 
         app.output.result("mount_list", {"mounts": found}, human_list)
         return
     spec, rev, mdir = _split_spec(app, args)
     vault, fork = app.resolve(spec or app.vault_spec)
-    info = mounts.mount(app.home, vault, fork, mdir, revision=rev, foreground=foreground)
+    info = mounts.mount(app.home, vault, fork, mdir, revision=rev, foreground=foreground, backend=backend)
 
     def human() -> None:
         app.output.plain("{}", info.mountpoint)

@@ -184,6 +184,10 @@ def save(
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
     left = gitnames.not_recorded((e.path, e.mode) for e in ws.overlay.all() if e.kind != DELETED)
+    left += [
+        gitnames.NotRecorded(p, kind, f"git records no {kind.replace('_', ' ')}: it stays in the live tree")
+        for p, kind in ws.overlay.special_paths()
+    ]
     return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
 
 

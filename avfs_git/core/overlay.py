@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from . import upper as up
 from .errors import CorruptStateError, from_oserror
 from .names import parent_of
 from .sqlite import close_conn, open_db
@@ -109,9 +110,15 @@ CREATE TRIGGER totals_upd AFTER UPDATE ON entries BEGIN
 END;
 COMMIT;
 """
-_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS
-_VERSION = 6
+# the git ids of the upper layer's files by their stat data (what git's index does for a
+# worktree): a status of a mounted overlay hashes only what changed since it last looked
+_UPPER_OIDS = (
+    "CREATE TABLE IF NOT EXISTS upper_oids(path TEXT PRIMARY KEY, sig TEXT NOT NULL, oid TEXT NOT NULL);"
+)
+_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS
+_VERSION = 7
 _MIGRATIONS = {
+    7: _UPPER_OIDS,
     2: "ALTER TABLE journal ADD COLUMN pid INTEGER",
     3: _TOTALS,
     4: _FILEID_INDEX,
@@ -139,6 +146,10 @@ def _row(r: tuple[object, ...]) -> Entry:
 
 
 _COLS = "path, kind, mode, oid, fileid, origin, size, seq"
+EMPTY_TREE_ID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+UPPER_FILE = "u:"  # a file id naming a file of the upper layer by its path
+LINK_FILE = "l:"  # a file id naming a side file that holds a symlink's target
+_MERGED = "merged"  # the upper layer's directory at a path merges with the lower one
 _LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
 
 
@@ -148,6 +159,16 @@ class Overlay:
     def __init__(self, state_dir: str) -> None:
         self.dir = state_dir
         self.files_dir = os.path.join(state_dir, "files")
+        # the upper layer of an overlay mount (core/upper.py): its paths are entries too,
+        # over the database's, unless with_upper is off (the mount's lower view itself)
+        self.upper_dir = os.path.join(state_dir, "upper")
+        self.links_dir = os.path.join(state_dir, "links")
+        self.with_upper = True
+        # whether the view without the upper layer has a directory at a path (set by the
+        # workspace: a directory of the upper layer is new or merges, by what is below)
+        self.lower_is_dir: Callable[[str], bool] | None = None
+        self.lower_tree: Callable[[str], str | None] | None = None
+        self._no_upper = threading.local()
         self.db_path = os.path.join(state_dir, "overlay.db")
         self._local = ThreadSlots(on_drop=close_conn)
         self._write_lock = threading.Lock()
@@ -252,17 +273,309 @@ class Overlay:
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
     # -- reads --------------------------------------------------------------------------
+    # -- the upper layer (an overlay mount's; core/upper.py) --------------------------------
+    def upper_active(self) -> bool:
+        """Whether the upper layer holds anything this view reads."""
+        if not self.with_upper or int(getattr(self._no_upper, "depth", 0)):
+            return False
+        return not up.is_empty(self.upper_dir)
+
+    @contextmanager
+    def without_upper(self) -> Iterator[None]:
+        """Reads in this thread see the database's entries only (the lower view)."""
+        self._no_upper.depth = int(getattr(self._no_upper, "depth", 0)) + 1
+        try:
+            yield
+        finally:
+            self._no_upper.depth -= 1
+
+    def _lower_dir(self, path: str) -> bool:
+        if self.lower_is_dir is None:
+            return False
+        with self.without_upper():
+            return self.lower_is_dir(path)
+
+    def _lower_path(self, path: str) -> str:
+        """The lower layer's path under ``path`` once the upper layer's redirects (renamed
+        directories) are followed; ``path`` itself when none is on the way."""
+        lp = ""
+        q = ""
+        for comp in path.split("/"):
+            q = f"{q}/{comp}" if q else comp
+            r = up.redirect(os.path.join(self.upper_dir, q))
+            if r is None:
+                lp = f"{lp}/{comp}" if lp else comp
+            elif r.startswith("/"):
+                lp = r.strip("/")
+            else:
+                parent = lp.rpartition("/")[0]
+                lp = f"{parent}/{r}" if parent else r
+        return lp
+
+    def _lower_tree(self, path: str) -> str | None:
+        """The git tree the lower layer shows at ``path`` (None: no directory there)."""
+        if self.lower_tree is None:
+            return None
+        with self.without_upper():
+            return self.lower_tree(path)
+
+    def _u_entry(self, path: str) -> Entry | str | None:
+        """What the upper layer holds at ``path``: an entry, :data:`_MERGED` (a directory
+        merging with the lower one) or None (nothing: the lower layer shows through)."""
+        real = os.path.join(self.upper_dir, path) if path else self.upper_dir
+        st = up.lstat(real)
+        if st is None:
+            return None
+        return self._u_classified(path, real, st)
+
+    def upper_dir_entry(self, path: str, real: str, st: os.stat_result) -> Entry | None:
+        """The entry the upper layer's directory at ``path`` makes (None: it merges with the
+        lower one)."""
+        got = self._u_classified(path, real, st)
+        return got if isinstance(got, Entry) else None
+
+    def _u_classified(self, path: str, real: str, st: os.stat_result) -> Entry | str:
+        kind = up.classify(real, st)
+        if kind == up.REG:
+            mode = 0o100755 if st.st_mode & 0o100 else 0o100644
+            return Entry(path, FILE, mode, None, UPPER_FILE + path, None, st.st_size, 0)
+        if kind == up.LINK:
+            target = os.fsencode(os.readlink(real))
+            return Entry(
+                path,
+                FILE,
+                0o120000,
+                None,
+                LINK_FILE + up.link_file(self.links_dir, target),
+                None,
+                len(target),
+                0,
+            )
+        if kind == up.OPAQUE:
+            return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
+        if kind == up.DIR:
+            if not path:
+                return _MERGED
+            if up.redirect(real) is not None:
+                oid = self._lower_tree(self._lower_path(path))
+                if oid is not None:
+                    return Entry(path, OBJECT, 0o040000, oid)
+            lower = self._lower_path(path)
+            if self._lower_dir(lower):
+                if lower != path:  # below a renamed directory: its lower content moved too
+                    oid = self._lower_tree(lower)
+                    return Entry(path, OBJECT, 0o040000, oid or EMPTY_TREE_ID)
+                return _MERGED
+            return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
+        return Entry(path, DELETED, 0)  # a whiteout; or a fifo, socket, device: git has none
+
+    def _u_chain(self, path: str) -> tuple[Entry | None, bool]:
+        """(the upper layer's entry at ``path``, whether the upper layer hides the database's
+        entries at and below ``path``: an entry of its own there or above)."""
+        hidden = False
+        parts = path.split("/") if path else []
+        for i in range(len(parts) + 1):
+            p = "/".join(parts[:i])
+            got = self._u_entry(p)
+            if got is None:
+                return None, hidden  # nothing deeper in the upper layer either
+            if got == _MERGED:
+                continue
+            assert isinstance(got, Entry)
+            if i == len(parts):
+                return got, True
+            if got.kind != OBJECT:
+                return None, True  # a file or whiteout above: nothing below it
+            hidden = True
+        return None, hidden
+
+    def _u_walk(self, prefix: str) -> tuple[list[Entry], list[str]]:
+        """(the upper layer's entries strictly below directory ``prefix``, the paths whose
+        database entries it hides: those of its own entries that are not merging dirs)."""
+        out: list[Entry] = []
+        hides: list[str] = []
+        top = os.path.join(self.upper_dir, prefix) if prefix else self.upper_dir
+        stack = [(prefix, top)]
+        while stack:
+            p, real = stack.pop()
+            try:
+                it = os.scandir(real)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with it:
+                for de in it:
+                    if de.name == ".git":
+                        continue  # a nested repository's own (never part of the fork)
+                    child = f"{p}/{de.name}" if p else de.name
+                    got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
+                    if got != _MERGED:
+                        assert isinstance(got, Entry)
+                        out.append(got)
+                        hides.append(child)
+                    if de.is_dir(follow_symlinks=False):
+                        stack.append((child, de.path))
+        return out, hides
+
+    def _merge(self, db: list[Entry], upper: list[Entry], hides: list[str]) -> list[Entry]:
+        if not upper and not hides:
+            return db
+        hidden = set(hides)
+
+        def shown(path: str) -> bool:
+            if path in hidden:
+                return False
+            i = path.rfind("/")
+            while i > 0:
+                if path[:i] in hidden:
+                    return False
+                i = path.rfind("/", 0, i)
+            return True
+
+        out = [e for e in db if shown(e.path)] + upper
+        out.sort(key=lambda e: e.path)
+        return out
+
+    def special_paths(self) -> list[tuple[str, str]]:
+        """(path, kind) of what the upper layer holds that git cannot record."""
+        out: list[tuple[str, str]] = []
+        if not self.upper_active():
+            return out
+        stack = [("", self.upper_dir)]
+        while stack:
+            p, real = stack.pop()
+            try:
+                it = os.scandir(real)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with it:
+                for de in it:
+                    child = f"{p}/{de.name}" if p else de.name
+                    if de.name == ".git":
+                        continue
+                    st = de.stat(follow_symlinks=False)
+                    if up.classify(de.path, st) == up.SPECIAL:
+                        out.append((child, up.special_kind(st)))
+                    elif de.is_dir(follow_symlinks=False):
+                        stack.append((child, de.path))
+        return sorted(out)
+
+    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
+        """The git blob id of an upper-layer file, from the cache when its stat data match
+        (``hash_file`` computes it otherwise, and the cache keeps it)."""
+        path = self.file_path(fileid)
+        rel = fileid[len(UPPER_FILE) :]
+        st = os.lstat(path)
+        sig = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_mode}"
+        r = self.db.execute("SELECT oid FROM upper_oids WHERE path=? AND sig=?", (rel, sig)).fetchone()
+        if r is not None:
+            return str(r[0])
+        oid = hash_file(path)
+        if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
+            # not while the file may still be written within its timestamp's granularity
+            with self.txn() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)", (rel, sig, oid)
+                )
+        return oid
+
+    # -- reads: the upper layer over the database ----------------------------------------
     def get(self, path: str) -> Entry | None:
+        if not self.upper_active():
+            return self._db_get(path)
+        got, hidden = self._u_chain(path)
+        if got is not None:
+            return got
+        return None if hidden else self._db_get(path)
+
+    def get_many(self, paths: list[str]) -> dict[str, Entry]:
+        if not self.upper_active():
+            return self._db_get_many(paths)
+        out: dict[str, Entry] = {}
+        for p in paths:
+            e = self.get(p)
+            if e is not None:
+                out[p] = e
+        return out
+
+    def lookup(
+        self, chain: list[str], children_of: str | None = None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]:
+        got, kids, base = self._db_lookup(chain, children_of)
+        if not self.upper_active():
+            return got, kids, base
+        got = self.get_many(chain)
+        if children_of is not None:
+            kids = self.children(children_of)
+        return got, kids, base
+
+    def children(self, parent: str) -> list[Entry]:
+        if not self.upper_active():
+            return self._db_children(parent)
+        here, hidden = self._u_chain(parent)
+        db = [] if hidden else self._db_children(parent)
+        if here is not None and here.kind != OBJECT:
+            return []
+        real = os.path.join(self.upper_dir, parent) if parent else self.upper_dir
+        upper: list[Entry] = []
+        hides: list[str] = []
+        try:
+            it = os.scandir(real)
+        except (FileNotFoundError, NotADirectoryError):
+            return db
+        with it:
+            for de in it:
+                if de.name == ".git":
+                    continue
+                child = f"{parent}/{de.name}" if parent else de.name
+                got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
+                if got != _MERGED:
+                    assert isinstance(got, Entry)
+                    upper.append(got)
+                    hides.append(child)
+        return self._merge(db, upper, hides)
+
+    def under(self, prefix: str) -> list[Entry]:
+        """Entries strictly below directory ``prefix`` ('' means every entry but the root)."""
+        if not self.upper_active():
+            return self._db_under(prefix)
+        here, hidden = self._u_chain(prefix) if prefix else (None, False)
+        db = [] if hidden else self._db_under(prefix)
+        if here is not None and here.kind != OBJECT:
+            return []
+        upper, hides = self._u_walk(prefix)
+        return self._merge(db, upper, hides)
+
+    def all(self) -> list[Entry]:
+        if not self.upper_active():
+            return self._db_all()
+        db = self._db_all()
+        root = [e for e in db if e.path == ""]
+        return root + self.under("")
+
+    def has_under(self, prefix: str) -> bool:
+        if not self.upper_active():
+            return self._db_has_under(prefix)
+        return bool(self.under(prefix))
+
+    def has_changes(self) -> bool:
+        """True when an entry other than an empty new directory exists (git can't see those)."""
+        if not self.upper_active():
+            return self._db_has_changes()
+        return any(
+            not (e.kind == OBJECT and e.mode == 0o040000 and e.oid == EMPTY_TREE_ID) for e in self.all()
+        )
+
+    def _db_get(self, path: str) -> Entry | None:
         r = self.db.execute(f"SELECT {_COLS} FROM entries WHERE path=?", (path,)).fetchone()
         return None if r is None else _row(r)
 
-    def get_many(self, paths: list[str]) -> dict[str, Entry]:
+    def _db_get_many(self, paths: list[str]) -> dict[str, Entry]:
         if not paths:
             return {}
         q = f"SELECT {_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
         return {e.path: e for e in map(_row, self.db.execute(q, paths))}
 
-    def lookup(
+    def _db_lookup(
         self, chain: list[str], children_of: str | None = None
     ) -> tuple[dict[str, Entry], list[Entry], str | None]:
         """What a workspace lookup reads, in one query (one read transaction: each costs a
@@ -287,11 +600,11 @@ class Overlay:
                 base = r[1]
         return got, kids, base
 
-    def children(self, parent: str) -> list[Entry]:
+    def _db_children(self, parent: str) -> list[Entry]:
         q = f"SELECT {_COLS} FROM entries WHERE parent=? AND path != ''"
         return [_row(r) for r in self.db.execute(q, (parent,))]
 
-    def under(self, prefix: str) -> list[Entry]:
+    def _db_under(self, prefix: str) -> list[Entry]:
         """Entries strictly below directory ``prefix`` ('' means every entry but the root)."""
         if not prefix:
             q = f"SELECT {_COLS} FROM entries WHERE path != '' ORDER BY path"
@@ -300,10 +613,10 @@ class Overlay:
         q = f"SELECT {_COLS} FROM entries WHERE path >= ? AND path < ? ORDER BY path"
         return [_row(r) for r in self.db.execute(q, (prefix + "/", prefix + "0"))]
 
-    def all(self) -> list[Entry]:
+    def _db_all(self) -> list[Entry]:
         return [_row(r) for r in self.db.execute(f"SELECT {_COLS} FROM entries ORDER BY path")]
 
-    def has_under(self, prefix: str) -> bool:
+    def _db_has_under(self, prefix: str) -> bool:
         if not prefix:
             return self.db.execute("SELECT 1 FROM entries WHERE path != '' LIMIT 1").fetchone() is not None
         r = self.db.execute(
@@ -312,15 +625,17 @@ class Overlay:
         ).fetchone()
         return r is not None
 
-    def has_changes(self) -> bool:
+    def _db_has_changes(self) -> bool:
         """True when an entry other than an empty new directory exists (git can't see those)."""
         r = self.db.execute(
             "SELECT 1 FROM entries WHERE NOT (kind=? AND mode=? AND oid=?) LIMIT 1",
-            (OBJECT, 0o040000, "4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
+            (OBJECT, 0o040000, EMPTY_TREE_ID),
         ).fetchone()
         return r is not None
 
     def is_empty(self) -> bool:
+        if self.upper_active():
+            return not self.all()
         return self.db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
 
     def count(self) -> int:
@@ -493,11 +808,18 @@ class Overlay:
 
     # -- files --------------------------------------------------------------------------
     def file_path(self, fileid: str) -> str:
+        if fileid.startswith(UPPER_FILE):
+            return os.path.join(self.upper_dir, fileid[len(UPPER_FILE) :])
+        if fileid.startswith(LINK_FILE):
+            return os.path.join(self.links_dir, fileid[len(LINK_FILE) :])
         return os.path.join(self.files_dir, fileid)
 
     def in_use(self, fileid: str) -> bool:
         """True when a mount has the file open for writing (it holds a shared flock on it)."""
         import fcntl
+
+        if fileid.startswith((UPPER_FILE, LINK_FILE)):
+            return False  # the upper layer's: the kernel's, never retired
 
         try:
             fd = os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)

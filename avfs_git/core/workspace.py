@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from . import names, refs
+from . import names, refs, upper
 from .errors import (
     AlreadyExistsError,
     CorruptStateError,
@@ -40,7 +40,8 @@ from .errors import (
 from .gitnames import refusal
 from .gitstore import EMPTY_TREE, GitStore
 from .ignore import GITIGNORE, IgnoreRules
-from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
+from .livedir import LiveDir
+from .overlay import DELETED, FILE, OBJECT, UPPER_FILE, Entry, Overlay
 from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import (
@@ -141,6 +142,8 @@ class Workspace:
         self._ignore_rules: IgnoreRules | None = None
         # what the last capture left out (a checkpoint, holding the fork lock, reports it)
         self.captured_ignored: Ignored = NO_IGNORED
+        self.overlay.lower_is_dir = self._lower_is_dir
+        self.overlay.lower_tree = self._lower_tree
         if pinned is not None:
             self.overlay.set_meta("base", pinned)
         else:
@@ -344,6 +347,128 @@ class Workspace:
                 ov.set_meta("pending_seq", None)
         except BusyError:
             return
+
+    # -- the upper layer of an overlay mount (core/upper.py, core/livedir.py) --------------
+    def _lower_is_dir(self, path: str) -> bool:
+        node = self._lookup(path)
+        return node is not None and node.is_dir
+
+    def _lower_tree(self, path: str) -> str | None:
+        node = self._lookup(path)
+        return node.oid if node is not None and node.is_dir else None
+
+    def live_dir(self) -> LiveDir | None:
+        """The mount point of this fork's live overlay mount, as a directory that changes go
+        through (None when there is none: then an upper layer a mount left behind is first
+        folded into the overlay's entries, so the change lands on one layer)."""
+        if self.pinned is not None or not self.overlay.with_upper:
+            return None
+        from .worktree import overlay_mountpoint
+
+        mp = overlay_mountpoint(self.vault, self.fork)
+        if mp is not None:
+            return LiveDir(mp, self.store)
+        if self.overlay.upper_active():
+            self.fold_upper()
+        return None
+
+    def fold_upper(self) -> int:
+        """Move what an unmounted overlay's upper layer holds into the overlay's entries
+        (files are hard-linked into ``files/`` before the entries commit, and leave the
+        upper layer after: a crash in between folds them again, nothing is lost). What git
+        cannot hold (fifos, sockets, device nodes) stays in the upper layer. Returns the
+        number of paths folded."""
+        up_dir = self.overlay.upper_dir
+        upper.drop_gitfile(up_dir)
+        done: list[tuple[str, bool]] = []  # (upper path, is a directory)
+        folded = 0
+        with self.overlay.without_upper():
+            todo: list[tuple[str, str, os.stat_result]] = []
+            stack = [("", up_dir)]
+            while stack:
+                p, real = stack.pop()
+                try:
+                    it = os.scandir(real)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                with it:
+                    for de in it:
+                        child = f"{p}/{de.name}" if p else de.name
+                        if de.name == ".git":
+                            continue
+                        st = de.stat(follow_symlinks=False)
+                        todo.append((child, de.path, st))
+                        if de.is_dir(follow_symlinks=False):
+                            stack.append((child, de.path))
+            todo.sort(key=lambda t: t[0])
+            linked: list[str] = []
+            try:
+                with self.overlay.txn() as db:
+                    for child, real, st in todo:
+                        kind = upper.classify(real, st)
+                        if kind == upper.SPECIAL:
+                            continue
+                        if kind in (upper.DIR, upper.OPAQUE):
+                            got = self.overlay.upper_dir_entry(child, real, st)
+                            if got is not None:  # not merging with the lower directory
+                                self.overlay.remove_under(db, child, "fold")
+                                self.overlay.remove(db, child, "fold")
+                                self.overlay.put(db, got, "fold")
+                            done.append((real, True))
+                        elif kind == upper.GONE:
+                            self._discard(db, child, "fold")
+                            done.append((real, False))
+                        elif kind == upper.LINK:
+                            fid, size = self._store_bytes(os.fsencode(os.readlink(real)))
+                            linked.append(fid)
+                            self.overlay.remove_under(db, child, "fold")
+                            self.overlay.put(db, Entry(child, FILE, MODE_LINK, None, fid, None, size), "fold")
+                            done.append((real, False))
+                        else:
+                            fid = self.overlay.new_fileid()
+                            dest = self.overlay.file_path(fid)
+                            if st.st_nlink > 1:
+                                shutil.copyfile(real, dest)
+                            else:
+                                os.link(real, dest)
+                            linked.append(fid)
+                            mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB
+                            self.overlay.remove_under(db, child, "fold")
+                            self.overlay.put(
+                                db, Entry(child, FILE, mode, None, fid, None, st.st_size), "fold"
+                            )
+                            done.append((real, False))
+                        folded += 1
+            except BaseException:
+                for fid in linked:
+                    _unlink_quiet(self.overlay.file_path(fid))
+                raise
+        for real, is_dir in sorted(done, key=lambda t: -t[0].count("/")):
+            try:
+                if is_dir:
+                    os.rmdir(real)
+                else:
+                    os.unlink(real)
+            except OSError:
+                pass  # a directory still holding what git cannot (a fifo): it stays
+        return folded
+
+    def _live_reset(self, live: LiveDir, target_tree: str) -> None:
+        """Make the live mount show ``target_tree`` (paths git ignores stay, as git's
+        checkout keeps them): the paths that differ from it now are rewritten through the
+        mount point; the lower layer is not touched."""
+        paths: set[str] = set()
+        for c in self.status():
+            paths.add(c.path)
+            if c.old_path:
+                paths.add(c.old_path)
+        out: list[Change] = []
+        diff_trees(self.store, self.base_tree, target_tree, "", out)
+        for c in out:
+            paths.add(c.path)
+            if c.old_path:
+                paths.add(c.old_path)
+        live.reset(paths, target_tree)
 
     @property
     def stale(self) -> bool:
@@ -795,6 +920,15 @@ class Workspace:
             parents: create missing parent directories.
         """
         p = _norm(path)
+        live = self.live_dir()
+        if live is not None:
+            real = self._parent_for_write(p, parents)
+            old = self._lookup(real)
+            if old is not None and old.is_dir:
+                raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
+            fmode = _file_mode(mode, old.mode if old is not None else None)
+            size = live.write(real, data, fmode)
+            return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
         target = self._plain_write_target(p)
         if target is not None:
             real, old = p, target[0]
@@ -862,6 +996,10 @@ class Workspace:
         real = names.join(parent.path, names.basename(p))
         if self._lookup(real) is not None:
             raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
+        live = self.live_dir()
+        if live is not None:
+            live.symlink(target, real)
+            return self.stat(real)
         fid, size = self._store_bytes(target.encode("utf-8", "surrogateescape"))
         with self.overlay.txn() as db:
             self.overlay.put(db, Entry(real, FILE, MODE_LINK, None, fid, None, size), "symlink")
@@ -888,6 +1026,10 @@ class Workspace:
         if not pnode.is_dir:
             raise NotDirectoryError(f"{pnode.path}: not a directory", details={"path": pnode.path})
         real = names.join(pnode.path, names.basename(p))
+        live = self.live_dir()
+        if live is not None:
+            live.mkdir(real)
+            return
         with self.overlay.txn() as db:
             self.overlay.put(db, Entry(real, OBJECT, MODE_TREE, EMPTY_TREE), "mkdir")
 
@@ -907,6 +1049,10 @@ class Workspace:
         p = node.path
         if node.is_dir and not recursive and self._children(node):
             raise DirectoryNotEmptyError(f"{p}: directory not empty", details={"path": p})
+        live = self.live_dir()
+        if live is not None:
+            live.remove(p)
+            return
         with self.overlay.txn() as db:
             self._discard(db, p, "remove")
 
@@ -923,6 +1069,10 @@ class Workspace:
             raise InvalidPathError(f"{node.path}: only files have an executable bit")
         mode = MODE_EXEC if executable else MODE_BLOB
         if mode == node.mode:
+            return self.stat(node.path)
+        live = self.live_dir()
+        if live is not None:
+            live.chmod(node.path, executable)
             return self.stat(node.path)
         with self.overlay.txn() as db:
             e = node.entry
@@ -957,6 +1107,13 @@ class Workspace:
                     raise DirectoryNotEmptyError(f"{d}: directory not empty", details={"path": d})
             elif node.is_dir:
                 raise NotDirectoryError(f"{d}: not a directory", details={"path": d})
+        live = self.live_dir()
+        if live is not None:
+            if copy:
+                live.copy(s, d)
+            else:
+                live.rename(s, d)
+            return d
         op = "copy" if copy else "rename"
         new_files: list[str] = []
         try:
@@ -1109,6 +1266,9 @@ class Workspace:
         the same bytes counts."""
         if not self.overlay.has_changes():
             return False
+        if self.overlay.upper_active():
+            # the upper layer keeps what checkpoints recorded while it was mounted
+            return bool(self.status())
         entries = self.overlay.all()
         added, tracked = self._added_paths(entries)
         if tracked:
@@ -1135,6 +1295,8 @@ class Workspace:
         if n.entry is not None and n.entry.kind == FILE:
             assert n.entry.fileid is not None
             try:
+                if n.entry.fileid.startswith(UPPER_FILE):
+                    return self.overlay.upper_oid(n.entry.fileid, file_blob_id)
                 return file_blob_id(self.overlay.file_path(n.entry.fileid))
             except OSError as exc:
                 raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
@@ -1768,6 +1930,16 @@ class Workspace:
                 when the base's tree differs); else the overlay is cleared and the workspace
                 shows ``view_tree`` (or the new base's tree when None).
         """
+        if not keep_view:
+            live = self.live_dir()
+            if live is not None:
+                # the mount shows the new view by writes through it; the lower layer stays
+                self._live_reset(live, view_tree or self.store.commit_tree(base))
+                with self.overlay.txn():
+                    self.overlay.set_meta("base", base)
+                self._base_tree_cache = None
+                self._base_moved(view_changed=False)
+                return
         kept: list[Entry] = []
         pins: list[Entry] = []
         have: set[str] = set()
@@ -1841,6 +2013,12 @@ class Workspace:
         hit = self.store.tree_lookup(tree, p)
         if p and self._resolve(names.parent_of(p), True) is None and hit is not None:
             self.mkdir(names.parent_of(p), parents=True)
+        live = self.live_dir()
+        if live is not None:
+            if hit is None and self._lookup(p) is None:
+                raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
+            live.put(p, hit)
+            return
         with self.overlay.txn() as db:
             if hit is None:
                 if self._lookup(p) is None:

@@ -201,7 +201,14 @@ main()
 
 
 def register(
-    vault: Vault, key: str, mountpoint: str, head: str, index_commit: str, journal_db: str | None = None
+    vault: Vault,
+    key: str,
+    mountpoint: str,
+    head: str,
+    index_commit: str,
+    journal_db: str | None = None,
+    *,
+    backend: str = "fuse",
 ) -> str:
     """Register ``mountpoint`` as a worktree whose HEAD is ``head`` (a ref name, or a
     commit id for a detached, read-only revision); returns the worktree's git dir.
@@ -220,7 +227,15 @@ def register(
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
             "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
-            OWNER_FILE: json.dumps({"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()}),
+            OWNER_FILE: json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "uid": os.getuid(),
+                    "gid": os.getgid(),
+                    "backend": backend,
+                    "mountpoint": mountpoint,
+                }
+            ),
         }
         if journal_db is not None:
             hook = os.path.join(d, "fsmonitor-hook")
@@ -596,6 +611,49 @@ def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
     return d, uid, gid, pid
 
 
+_owner_cache: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
+
+
+def _owner(d: str) -> dict[str, Any] | None:
+    """The owner file of worktree ``d`` (cached by its inode and time: read on every change
+    the CLI makes to a fork, to know whether it goes through an overlay mount)."""
+    path = os.path.join(d, OWNER_FILE)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        _owner_cache.pop(d, None)
+        return None
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    hit = _owner_cache.get(d)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    raw = _read_text(path)
+    try:
+        data = dict(json.loads(raw)) if raw else None
+    except (ValueError, TypeError):
+        data = None
+    _owner_cache[d] = (key, data)
+    return data
+
+
+def overlay_mountpoint(vault: Vault, fork: str) -> str | None:
+    """The mount point of ``fork``'s live mount when the overlay backend serves it (its
+    changes then go through the mount point: core/livedir.py), else None."""
+    from .locks import pid_alive
+
+    owner = _owner(worktree_dir(vault, fork))
+    if not owner or owner.get("backend") != "overlay":
+        return None
+    try:
+        pid = int(owner["pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if pid != os.getpid() and (not pid_alive(pid) or not _is_daemon(pid)):
+        return None
+    mp = owner.get("mountpoint")
+    return str(mp) if mp else None
+
+
 def _is_daemon(pid: int) -> bool:
     """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid)."""
     try:
@@ -664,6 +722,8 @@ def sync_mounted(ws: Workspace, *, view_changed: bool = True) -> None:
     if live is None:
         return
     git_dir, uid, gid, pid = live
+    if (_owner(git_dir) or {}).get("backend") == "overlay":
+        view_changed = False  # the kernel shows what went through the mount at once
     if view_changed:
         _wake(git_dir)  # the watcher drops the caches while the index is written
     sync_index(ws, git_dir, uid, gid, view_changed=view_changed)

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fork", required=True)
     ap.add_argument("--mountpoint", required=True)
     ap.add_argument("--revision")
+    ap.add_argument("--backend", choices=("fuse", "overlay"), default="fuse")
     ap.add_argument("--ready-fd", type=int)
     ap.add_argument("--foreground", action="store_true")
     args = ap.parse_args(argv)
@@ -57,12 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     home = Home(args.home)
     vault = home.vault(args.vault)
     read_only = args.revision is not None
+    overlay = args.backend == "overlay" and not read_only
     tmp_state: str | None = None
     if read_only:
         tmp_state = tempfile.mkdtemp(prefix="avfs-rev-")
         ws = vault.revision_view(args.fork, args.revision, tmp_state)
     else:
         ws = vault.workspace(args.fork)
+    served = ws  # what FUSE serves: for the overlay backend, the lower layer only
+    fuse_at = args.mountpoint
+    layers: dict[str, str] = {}
+    if overlay:
+        from ..core.workspace import Workspace
+
+        served = Workspace(vault, args.fork, vault.ws_dir(args.fork))
+        served.overlay.with_upper = False
+        layers = {name: os.path.join(ws.state_dir, name) for name in ("lower", "upper", "work")}
+        for d in layers.values():
+            os.makedirs(d, exist_ok=True)
+        fuse_at = layers["lower"]
+        _detach(fuse_at)  # a killed daemon's
+    elif not read_only:
+        ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
     key = mount_key(args.fork, args.revision)
     reg = registry_path(vault, key)
     record = {
@@ -73,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         "state": "mounting",
         "read_only": read_only,
         "revision": args.revision,
+        "backend": "overlay" if overlay else "fuse",
+        "lower": layers.get("lower"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_registry(reg, record)
@@ -87,6 +106,42 @@ def main(argv: list[str] | None = None) -> int:
         exec_file = reg[: -len(".json")] + ".exec"
 
     def ready() -> None:
+        if overlay:
+            # the lower layer answers now: stack the kernel's overlay on it, off the FUSE
+            # thread (mounting looks up the lower root, which this process serves)
+            threading.Thread(target=stack, name="avfs-overlay", daemon=True).start()
+            return
+        announce()
+
+    def stack() -> None:
+        opts = (
+            f"lowerdir={_escape(layers['lower'])},upperdir={_escape(layers['upper'])},"
+            f"workdir={_escape(layers['work'])},xino=off,redirect_dir=on,index=off,metacopy=off"
+        )
+        import subprocess
+
+        proc = subprocess.run(
+            ["mount", "-t", "overlay", f"avfs:{vault.name}:{key}", "-o", opts, args.mountpoint],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            print(f"avfs mount daemon: overlayfs refused: {proc.stderr.strip()}", file=sys.stderr)
+            record["state"] = "failed"
+            record["overlay_error"] = proc.stderr.strip()
+            write_registry(reg, record)
+            if args.ready_fd is not None:
+                try:
+                    os.write(args.ready_fd, b"O")  # no overlay: the caller may fall back
+                    os.close(args.ready_fd)
+                except OSError:
+                    pass
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        announce()
+
+    def announce() -> None:
         record["state"] = "mounted"
         write_registry(reg, record)
         if server is not None:
@@ -106,9 +161,18 @@ def main(argv: list[str] | None = None) -> int:
 
     head = args.revision if read_only else refs.fork_ref(args.fork)
     wt = worktree.register(
-        vault, key, args.mountpoint, head, ws.base, journal_db=None if read_only else ws.overlay.db_path
+        vault,
+        key,
+        args.mountpoint,
+        head,
+        ws.base,
+        journal_db=None if read_only or overlay else ws.overlay.db_path,
+        backend="overlay" if overlay else "fuse",
     )
     gitfile = f"gitdir: {wt}\n".encode()
+
+    if overlay:
+        _pin_gitfile(layers["upper"], gitfile)
 
     def write_index() -> bool:
         # the index git starts from: the base tree with the stat data the mount reports,
@@ -153,9 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
     # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
     signal.signal(signal.SIGHUP, lambda signum, frame: None)
-    wake_fd = None if read_only else worktree.open_wake(wt)
+    wake_fd = None if read_only or overlay else worktree.open_wake(wt)
     ops = WorkspaceFS(
-        ws, read_only=read_only, on_ready=ready_and_index, gitfile=gitfile, on_view=on_view, wake_fd=wake_fd
+        served,
+        read_only=read_only or overlay,
+        on_ready=ready_and_index,
+        gitfile=gitfile,
+        on_view=None if overlay else on_view,
+        wake_fd=wake_fd,
     )
     # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
     # data) would read every file through FUSE once (minutes at 100k files)
@@ -167,13 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         FastFUSE(
             ops,
-            args.mountpoint,
+            fuse_at,
             foreground=True,
             nothreads=False,
             auto_unmount=True,
             fsname=f"avfs:{vault.name}:{key}",
             subtype="avfs",
-            ro=read_only,
+            ro=read_only or overlay,
             use_ino=True,
             attr_timeout=ATTR_TIMEOUT,
             entry_timeout=ENTRY_TIMEOUT,
@@ -189,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         # FUSE's loop is over and the watcher stopped (FastFUSE): nothing starts new writers
         closing.set()
+        if overlay:
+            _detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
+            _pin_gitfile(layers["upper"], None)
         for t in index_threads:
             t.join(INDEX_JOIN_S)
         if server is not None:
@@ -209,6 +281,56 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(tmp_state, ignore_errors=True)
     return code
+
+
+def _pin_gitfile(upper: str, text: bytes | None) -> None:
+    """Put the worktree's ``.git`` file in the upper layer, immutable (``chattr +i``): git
+    in the mount finds its worktree, and nothing in the mount can delete or replace it
+    (overlayfs would whiteout the lower layer's copy). ``None``: take it away."""
+    import subprocess
+
+    path = os.path.join(upper, ".git")
+    if os.path.lexists(path):
+        subprocess.run(["chattr", "-i", path], capture_output=True, check=False)
+        try:
+            os.unlink(path)
+        except IsADirectoryError:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    if text is None:
+        return
+    with open(path, "wb") as fh:
+        fh.write(text)
+    os.chmod(path, 0o444)
+    subprocess.run(["chattr", "+i", path], capture_output=True, check=False)
+
+
+def _escape(path: str) -> str:
+    """A path as a mount option value (overlayfs splits on ',' and ':')."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def _detach(mountpoint: str, fs_type: str | None = None) -> None:
+    """Lazily unmount what is mounted at ``mountpoint`` (of ``fs_type`` when given)."""
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            hits = [ln.split() for ln in fh]
+    except OSError:
+        return
+    for parts in hits:
+        if (
+            len(parts) > 2
+            and parts[1].replace("\\040", " ") == target
+            and (fs_type is None or parts[2] == fs_type)
+        ):
+            import subprocess
+
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+            return
 
 
 if __name__ == "__main__":

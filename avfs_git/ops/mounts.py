@@ -62,6 +62,8 @@ class MountInfo:
     revision: str | None
     started: str
     reused: bool = False
+    backend: str = "fuse"  # overlay: kernel overlayfs over avfs's read-only FUSE view
+    backend_why: str = ""  # why this backend (the reason overlay was not used, say)
 
 
 def fuse_available() -> str | None:
@@ -72,6 +74,25 @@ def fuse_available() -> str | None:
         os.path.exists(os.path.join(d, "fusermount3")) for d in os.environ.get("PATH", "").split(":") if d
     ):
         return "fusermount3 is not installed (apt-get install fuse3)"
+    return None
+
+
+BACKENDS = ("auto", "overlay", "fuse")
+
+
+def overlay_available() -> str | None:
+    """Why kernel overlayfs cannot serve a mount here (None when it can): it needs the
+    overlay file system and, for the trusted.* xattrs of its upper layer, root."""
+    try:
+        with open("/proc/filesystems", encoding="utf-8") as fh:
+            if not any(line.split()[-1:] == ["overlay"] for line in fh):
+                return "the kernel has no overlay file system (modprobe overlay)"
+    except OSError:
+        return "/proc/filesystems is unreadable"
+    if os.geteuid() != 0:
+        return "mounting overlayfs needs root here (unprivileged overlay mounts are not wired up yet)"
+    if os.environ.get("AVFS_NO_OVERLAY"):
+        return "AVFS_NO_OVERLAY is set"
     return None
 
 
@@ -175,6 +196,8 @@ def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) 
         revision=data.get("revision"),
         started=str(data.get("started", "")),
         reused=reused,
+        backend=str(data.get("backend", "fuse")),
+        backend_why=str(data.get("backend_why", "")),
     )
 
 
@@ -251,8 +274,15 @@ def mount(
     *,
     revision: str | None = None,
     foreground: bool = False,
+    backend: str = "auto",
 ) -> MountInfo:
-    """Mount ``fork`` (or, read-only, a ``revision`` of it) and return once it is ready."""
+    """Mount ``fork`` (or, read-only, a ``revision`` of it) and return once it is ready.
+
+    ``backend``: ``overlay`` (kernel overlayfs over avfs's read-only FUSE view: the kernel
+    serves every write), ``fuse`` (avfs serves everything), or ``auto``: overlay where it
+    can be mounted, else fuse; the mount's record says which and why."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown mount backend {backend!r}", hint="one of: auto, overlay, fuse")
     why = fuse_available()
     if why is not None:
         raise FuseUnavailableError(f"cannot mount: {why}")
@@ -299,6 +329,27 @@ def mount(
     ]
     if commit is not None:
         cmd += ["--revision", commit]
+    chosen, because = "fuse", "a revision is read-only: nothing to write"
+    if commit is None:
+        no_overlay = overlay_available()
+        cfg = vault.config
+        if no_overlay is None and (
+            cfg.get("quota_bytes", -1) not in (-1, None) or cfg.get("quota_files") is not None
+        ):
+            # the kernel serves an overlay mount's writes: no per-write check could refuse
+            # one past the quota (the pure-FUSE mount checks each write)
+            no_overlay = "the vault has a quota set, which the pure-FUSE mount enforces per write"
+        if backend == "fuse":
+            because = "asked for (--backend fuse)"
+        elif no_overlay is None:
+            chosen, because = "overlay", "overlayfs is available"
+        elif backend == "overlay":
+            raise MountError(
+                f"cannot mount with the overlay backend: {no_overlay}", hint="use --backend fuse"
+            )
+        else:
+            because = no_overlay
+    cmd += ["--backend", chosen]
     env = dict(os.environ)
     env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
     if foreground:
@@ -329,6 +380,18 @@ def mount(
         ready = _wait_ready(r, pid)
     finally:
         os.close(r)
+    if ready == "O":  # the daemon could not stack overlayfs
+        _reap(pid, block=True)
+        tail = _tail(log_path)
+        if backend == "auto":
+            fell = mount(home, vault, fork, mountpoint, backend="fuse")
+            reason = f"overlayfs refused the mount: {tail.strip().splitlines()[-1] if tail.strip() else '?'}"
+            return _note_backend(vault, key, fell, reason)
+        raise MountError(
+            f"overlayfs refused to mount {vault.name}:{key}",
+            hint="see the log: " + log_path + " (or use --backend fuse)",
+            details={"log": log_path, "log_tail": tail},
+        )
     if not ready:
         tail = _tail(log_path)
         if pid_alive(pid):
@@ -343,7 +406,17 @@ def mount(
     info = check(vault, key)
     if info is None:
         raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
-    return info
+    return _note_backend(vault, key, info, because)
+
+
+def _note_backend(vault: Vault, key: str, info: MountInfo, why: str) -> MountInfo:
+    """Record why the mount has its backend (the daemon records which)."""
+    path = registry_path(vault, key)
+    data = _read_registry(path)
+    if data is not None and not data.get("backend_why"):
+        data["backend_why"] = why
+        write_registry(path, data)
+    return dataclasses.replace(info, backend_why=info.backend_why or why)
 
 
 def _reap(pid: int, *, block: bool = False) -> bool:
@@ -355,12 +428,16 @@ def _reap(pid: int, *, block: bool = False) -> bool:
     return done == pid
 
 
-def _wait_ready(fd: int, pid: int) -> bool:
+def _wait_ready(fd: int, pid: int) -> bool | str:
+    """True once the daemon is ready; False when it died or timed out; "O" when it could
+    not stack the overlay (it exits)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             data = os.read(fd, 1)
+            if data == b"O":
+                return "O"
             return data == b"R"  # EOF: the daemon exited before it was ready
         if _reap(pid):
             return False
@@ -392,8 +469,16 @@ def unmount(
     data = _read_registry(path) or {}
     data["state"] = "unmounting"
     write_registry(path, data)
-    cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
+    if info.backend == "overlay":
+        # the kernel's overlay first (busy while a process is inside), then its lower layer:
+        # the daemon's FUSE loop ends with it
+        cmd = ["umount"] + (["-l"] if lazy else []) + [info.mountpoint]
+    else:
+        cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if info.backend == "overlay" and (proc.returncode == 0 or not mounted_at(info.mountpoint)):
+        lower = data.get("lower") or os.path.join(vault.ws_dir(fork), "lower")
+        subprocess.run(["fusermount3", "-u", "-z", str(lower)], capture_output=True, check=False)
     if proc.returncode != 0 and mounted_at(info.mountpoint):
         data["state"] = "mounted"
         write_registry(path, data)

@@ -1,0 +1,142 @@
+"""The upper layer of a workspace: a real directory in overlayfs's format.
+
+A fork mounted with the overlay backend (:mod:`avfs_git.fuse.daemon`) is kernel overlayfs:
+``<ws>/upper`` on the local disk over avfs's read-only FUSE view of the base commit and the
+overlay's entries (``<ws>/lower``). The kernel writes ``upper/`` itself; avfs reads it in
+the format the kernel documents (``Documentation/filesystems/overlayfs.rst``):
+
+- a regular file, symlink or directory is what the path holds now; a directory whose lower
+  counterpart exists and that carries no opaque marker merges with it;
+- a *whiteout* (a character device 0:0, or a zero-size file with the ``overlay.whiteout``
+  xattr) says the path is gone;
+- an *opaque* directory (xattr ``overlay.opaque`` = ``y``) hides everything below it in
+  the lower layer;
+- a *redirected* directory (xattr ``overlay.redirect``: a directory the lower layer holds,
+  renamed in the mount) shows the lower directory the redirect names, not its own path's;
+- fifos, sockets and device nodes are real in the live tree; git cannot record them: a
+  checkpoint leaves them out and reports them (:func:`special_kind`).
+
+The xattrs are ``trusted.overlay.*`` (mounted by root) or ``user.overlay.*`` (mounted with
+``userxattr`` in a user namespace); both are read.
+
+This module only reads ``upper/`` (and writes the small side files that give symlinks a
+content file): while the overlay is mounted, changing ``upper/`` behind the kernel's back is
+undefined (overlayfs.rst, "Changes to underlying filesystems"). Changes to a mounted fork go
+through its mount point; with nothing mounted, :meth:`.workspace.Workspace.fold_upper`
+moves the layer into the overlay's entries.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+
+WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
+
+# what a path of the upper layer is
+ABSENT = 0  # not in the upper layer: the lower one shows through
+GONE = 1  # a whiteout
+REG = 2
+LINK = 3
+DIR = 4  # merges with the lower directory (when there is one)
+OPAQUE = 5  # a directory hiding the lower one
+SPECIAL = 6  # fifo, socket, device node: live only
+
+
+def _xattr(path: str, names: tuple[str, ...]) -> bytes | None:
+    for name in names:
+        try:
+            return os.getxattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
+                continue
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
+    return None
+
+
+def classify(path: str, st: os.stat_result) -> int:
+    """What the upper layer's ``path`` (``st``: its lstat) says of its workspace path."""
+    m = st.st_mode
+    if stat.S_ISREG(m):
+        if st.st_size == 0 and _xattr(path, WHITEOUT_XATTRS) is not None:
+            return GONE
+        return REG
+    if stat.S_ISDIR(m):
+        return OPAQUE if _xattr(path, OPAQUE_XATTRS) == b"y" else DIR
+    if stat.S_ISLNK(m):
+        return LINK
+    if stat.S_ISCHR(m) and st.st_rdev == 0:
+        return GONE
+    return SPECIAL
+
+
+def redirect(path: str) -> str | None:
+    """Where a renamed directory's lower content is (overlayfs ``redirect_dir``): an
+    absolute path from the layer's root ("/a/b"), or a name in the parent's lower dir."""
+    raw = _xattr(path, REDIRECT_XATTRS)
+    return None if raw is None else os.fsdecode(raw)
+
+
+def special_kind(st: os.stat_result) -> str:
+    """The name a checkpoint reports a path it could not record under."""
+    m = st.st_mode
+    if stat.S_ISFIFO(m):
+        return "fifo"
+    if stat.S_ISSOCK(m):
+        return "socket"
+    if stat.S_ISCHR(m):
+        return "char_device"
+    if stat.S_ISBLK(m):
+        return "block_device"
+    return "unknown"
+
+
+def lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def link_file(links_dir: str, target: bytes) -> str:
+    """The name of a side file holding a symlink's target (its git blob's bytes), written
+    once per distinct target: so that a symlink of the upper layer reads, hashes and packs
+    like any overlay file."""
+    name = hashlib.sha1(target).hexdigest()
+    path = os.path.join(links_dir, name)
+    if not os.path.exists(path):
+        os.makedirs(links_dir, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(target)
+        os.replace(tmp, path)
+    return name
+
+
+def is_empty(upper_dir: str) -> bool:
+    try:
+        with os.scandir(upper_dir) as it:
+            return next(it, None) is None
+    except FileNotFoundError:
+        return True
+
+
+def drop_gitfile(upper_dir: str) -> None:
+    """Take away the immutable ``.git`` file an overlay mount pins in its upper layer (the
+    worktree link; fuse/daemon.py), left behind when its daemon was killed."""
+    path = os.path.join(upper_dir, ".git")
+    if not os.path.lexists(path) or os.path.isdir(path):
+        return
+    import subprocess
+
+    subprocess.run(["chattr", "-i", path], capture_output=True, check=False)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
