@@ -7,6 +7,7 @@ under CI=true that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -58,11 +59,10 @@ def backend_of(mp: str) -> str:
     raise AssertionError(f"nothing mounted at {mp}")
 
 
-@pytest.fixture(params=["overlay", "fuse"])
-def mounted(request, home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
-    """A fork mounted by each backend (the contract is the same; docs/fuse.md)."""
+@contextlib.contextmanager
+def _mounted(home: Any, vault: Any, tmp_path: Any, backend: str) -> Iterator[tuple[Any, str]]:
     require_fuse()
-    if request.param == "overlay":
+    if backend == "overlay":
         why = mounts.overlay_available()
         if why is not None:
             if IN_CI:
@@ -76,8 +76,8 @@ def mounted(request, home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
     checkpoint.save(vault, name="base")
     mp = tmp_path / "mnt"
     mp.mkdir()
-    info = mounts.mount(home, vault, "main", str(mp), backend=request.param)
-    assert info.backend == request.param
+    info = mounts.mount(home, vault, "main", str(mp), backend=backend)
+    assert info.backend == backend
     try:
         yield vault, str(mp)
     finally:
@@ -85,8 +85,14 @@ def mounted(request, home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
             mounts.unmount(home, vault, "main", lazy=True)
         finally:
             if mounts.mounted_at(str(mp)):
-                subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
-    del info
+                subprocess.run(["umount", "-l", str(mp)], check=False)
+
+
+@pytest.fixture(params=["overlay", "fuse"])
+def mounted(request, home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
+    """A fork mounted by each backend (the contract is the same; docs/fuse.md)."""
+    with _mounted(home, vault, tmp_path, request.param) as m:
+        yield m
 
 
 # -- the contract: the same tests through the API and through the mount ----------------------
@@ -200,7 +206,7 @@ class MountFS:
         return 0
 
 
-@pytest.fixture(params=["api", "mount"])
+@pytest.fixture(params=["api", "overlay", "fuse"])
 def fs(request, home, vault, tmp_path) -> Iterator[Any]:
     if request.param == "api":
         ws = vault.workspace("main")
@@ -209,8 +215,8 @@ def fs(request, home, vault, tmp_path) -> Iterator[Any]:
         checkpoint.save(vault)
         yield ApiFS(ws)
         return
-    m = request.getfixturevalue("mounted")
-    yield MountFS(m[1])
+    with _mounted(home, vault, tmp_path, request.param) as m:
+        yield MountFS(m[1])
 
 
 def test_contract_write_read_append(fs):

@@ -435,6 +435,32 @@ class Overlay:
         out.sort(key=lambda e: e.path)
         return out
 
+    def upper_changed_since(self, t_ns: int) -> list[str]:
+        """The paths of the upper layer whose inode changed at or after ``t_ns`` (what a
+        command run in an overlay mount wrote, deleted or renamed: the kernel keeps no
+        journal of ours)."""
+        out: list[str] = []
+        if not self.upper_active():
+            return out
+        stack = [("", self.upper_dir)]
+        while stack:
+            p, real = stack.pop()
+            try:
+                it = os.scandir(real)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with it:
+                for de in it:
+                    if de.name == ".git":
+                        continue
+                    child = f"{p}/{de.name}" if p else de.name
+                    st = de.stat(follow_symlinks=False)
+                    if st.st_ctime_ns >= t_ns:
+                        out.append(child)
+                    if de.is_dir(follow_symlinks=False):
+                        stack.append((child, de.path))
+        return out
+
     def special_paths(self) -> list[tuple[str, str]]:
         """(path, kind) of what the upper layer holds that git cannot record."""
         out: list[tuple[str, str]] = []

@@ -114,6 +114,11 @@ class Vault:
                 self._config_cache = {}
         return self._config_cache
 
+    def fresh_config(self) -> dict[str, Any]:
+        """The config as on disk now (another process may have changed it)."""
+        self._config_cache = None
+        return self.config
+
     def set_config(self, **values: Any) -> None:
         cfg = dict(self.config)
         cfg.update(values)

@@ -332,7 +332,7 @@ def mount(
     chosen, because = "fuse", "a revision is read-only: nothing to write"
     if commit is None:
         no_overlay = overlay_available()
-        cfg = vault.config
+        cfg = vault.fresh_config()
         if no_overlay is None and (
             cfg.get("quota_bytes", -1) not in (-1, None) or cfg.get("quota_files") is not None
         ):

@@ -369,6 +369,7 @@ def _execute(
         }
     dirty_before = ws.is_dirty()
     seq0 = ws.overlay.last_seq()
+    t0_ns = time.time_ns()
 
     if mode == "fuse":
         root, reused = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
@@ -449,7 +450,7 @@ def _execute(
 
     changes, ignored = ws.status_ignored()
     _, touched = ws.overlay.changes_since(seq0)
-    roots = set(touched)
+    roots = set(touched) | set(ws.overlay.upper_changed_since(t0_ns))
     if dirty_before:
         changes = [
             c for c in changes if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
@@ -545,6 +546,8 @@ def _settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
     after the commit."""
     from ..core.overlay import FILE
 
+    if ws.overlay.upper_active():
+        return  # an overlay mount: the kernel wrote the files itself, nothing holds them
     fids = [e.fileid for e in ws.overlay.all() if e.kind == FILE and e.fileid and e.seq > seq0]
     deadline = time.monotonic() + timeout_s
     delay = 0.001
