@@ -1854,8 +1854,25 @@ class Workspace:
                 self.overlay.set_meta("pending_seq", None)
             raise
         with self.overlay.txn() as db:
+            # a captured entry whose row went since (a rename or rm after the capture read
+            # it) leaves its path showing the old base there: the new base must not show
+            # the committed content in its place (the renamed file's old name came back)
+            gone = [e.path for e in captured if e.seq > 0]
+            have = self.overlay.get_many(gone) if gone else {}
+            gone = [p for p in gone if p not in have]
+            before = {p: self._lookup(p) for p in gone}
             self.overlay.retire(db, captured)
             self.overlay.set_meta("base", commit)
+            self._base_tree_cache = None
+            for p, was in before.items():
+                now = self._lookup(p)
+                if (was is None) != (now is None) or (
+                    was is not None and now is not None and (was.oid, was.mode) != (now.oid, now.mode)
+                ):
+                    if was is None:
+                        self.overlay.put(db, Entry(p, DELETED, 0), "keep")
+                    elif was.oid is not None:
+                        self.overlay.put(db, Entry(p, OBJECT, was.mode, was.oid), "keep")
             self.overlay.set_meta("pending", None)
             self.overlay.set_meta("pending_seq", None)
         self._base_tree_cache = None
