@@ -143,11 +143,14 @@ def target(backend: str, work: str) -> Iterator[str]:
         return
     from avfs_git.ops import mounts
 
+    # whether mounts.mount chooses the backend; until it does, pure FUSE is its only mount
+    has_backends = "backend" in inspect.signature(mounts.mount).parameters
     with _avfs_fork(work) as (home, vault):
         if backend == "fuse":
             mp = os.path.join(work, "fuse")
             os.mkdir(mp)
-            mounts.mount(home, vault, "main", mp)  # type: ignore[arg-type]
+            kwargs = {"backend": "fuse"} if has_backends else {}
+            mounts.mount(home, vault, "main", mp, **kwargs)  # type: ignore[arg-type]
             try:
                 yield mp
             finally:
@@ -159,7 +162,7 @@ def target(backend: str, work: str) -> Iterator[str]:
             raise SystemExit(f"unknown backend {backend!r}")
         mp = os.path.join(work, "overlay")
         os.mkdir(mp)
-        if "backend" not in inspect.signature(mounts.mount).parameters:  # not merged yet: the prototype
+        if not has_backends:  # the same stack by hand
             with _overlay_prototype(mounts, home, vault, work, mp):
                 yield mp
             return
