@@ -193,7 +193,7 @@ def _overlay_prototype(mounts: object, home: object, vault: object, work: str, m
                 "overlay",
                 "overlay",
                 "-o",
-                f"lowerdir={lower},upperdir={upper},workdir={wk},redirect_dir=on",
+                f"lowerdir={lower},upperdir={upper},workdir={wk},redirect_dir=on,xino=auto",
                 mp,
             ],
             check=True,
