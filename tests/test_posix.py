@@ -1264,3 +1264,37 @@ def test_fuse_known_differences_are_documented() -> None:
     assert set(FUSE_KNOWN) <= set(CHECKS)
     assert all(reason.strip() for reason in FUSE_KNOWN.values())
     assert listed == set(FUSE_KNOWN)
+
+
+def test_pjdfstest_counting() -> None:
+    """bench/pjdfstest.py's counts from prove's verbose output: a TODO failure counts as passed
+    (as prove does), a failure and a planned test that never ran count as failed."""
+    from bench.pjdfstest import parse_prove, summarize
+
+    out = "\n".join(
+        [
+            "/p/tests/chmod/00.t ..",
+            "1..3",
+            "ok 1",
+            "not ok 2 - tried 'stat x mode', expected 0111, got 0755",
+            "ok 3",
+            "ok",
+            "/p/tests/unlink/08.t ..",
+            "1..4",
+            "ok 1",
+            "not ok 2 # TODO According to POSIX: EPERM",
+            "ok 3",
+            "Failed 1/4 subtests",
+            "Files=2, Tests=6",
+        ]
+    )
+    res = summarize(parse_prove(out), "/p/tests")
+    assert res["dirs"] == {
+        "chmod": {"ok": 2, "total": 3, "todo": 0},
+        "unlink": {"ok": 3, "total": 4, "todo": 1},
+    }
+    assert (res["ok"], res["total"], res["todo"]) == (5, 7, 1)
+    assert res["failures"] == [
+        "chmod/00.t: not ok 2 - tried 'stat x mode', expected 0111, got 0755",
+        "unlink/08.t: 1 planned test(s) never ran",
+    ]
