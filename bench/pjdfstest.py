@@ -221,7 +221,9 @@ def run_backend(pjd: str, backend: str, dirs: tuple[str, ...]) -> dict[str, obje
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.pjdfstest", description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", action="append", choices=BACKENDS, help="default: all three")
-    ap.add_argument("--dir", action="append", choices=DIRS, help="test directories (default: all ten)")
+    ap.add_argument(
+        "--dir", action="append", help=f"a directory of pjdfstest's tests/ (default: {' '.join(DIRS)})"
+    )
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
     ap.add_argument("--failures", action="store_true", help="list every failing test point")
     args = ap.parse_args(argv)
@@ -241,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pjd = os.path.abspath(pjd)
     dirs = tuple(args.dir or DIRS)
+    missing = [d for d in dirs if not Path(pjd, "tests", d).is_dir()]
+    if missing:
+        print(f"no such pjdfstest test directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
     results = [run_backend(pjd, b, dirs) for b in (args.backend or BACKENDS)]
     if args.json:
         print(json.dumps({"pjdfstest": pjd, "dirs": list(dirs), "results": results}))
