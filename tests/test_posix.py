@@ -920,8 +920,8 @@ def check_identity(d: str) -> Any:
 @check
 def check_open_before_change(d: str) -> Any:
     """A descriptor opened for reading before another one writes or truncates sees the new
-    bytes and size (the same file, not a copy): for a file of the base as for a new one. (A
-    shared mapping made before the change is ``test_mmap_made_before_a_base_file_changes``.)"""
+    bytes and size (the same file, not a copy), and so does every later open once all are
+    closed: for a file of the base as for a new one."""
     out: list[Any] = []
     put(f"{d}/new", b"new text\n")
     for target in ("new", "base.txt"):
@@ -935,6 +935,7 @@ def check_open_before_change(d: str) -> Any:
             (target, os.pread(r, 100, 0), os.fstat(r).st_size, os.fstat(r).st_ino == os.lstat(p).st_ino)
         )
         os.close(r)
+        out.append((target, "reopened", get(p)))
     return out
 
 
@@ -1095,7 +1096,8 @@ FUSE_KNOWN: dict[str, str] = {
     "though running it fails with EACCES as on disk",
     "identity": "inode numbers are a hash of the path: a renamed file gets its new path's number",
     "open_before_change": "bug: a descriptor opened on a file of the checkpoint before another one writes "
-    "or truncates it goes on reading the old blob (the writer works on a copy in the overlay)",
+    "or truncates it goes on reading the old blob (the writer works on a copy in the overlay), and every "
+    "later open of the mount reads the old bytes too, after all are closed, while avfs cat shows the new",
     "mmap_before_change": "the same bug seen through a shared map made before the change: the old bytes",
     "permissions_for_others": "the mount is neither allow_other nor default_permissions: another user "
     "gets EACCES for everything, even a file that is 0644",
