@@ -26,7 +26,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import inspect
 import mmap
 import os
 import shutil
@@ -1085,8 +1084,6 @@ FUSE_KNOWN: dict[str, str] = {
     "ignored, a directory shows the time the view last changed",
     "utime_omit_now": "bug: UTIME_OMIT and UTIME_NOW reach the daemon as literal nanosecond values (mfusepy "
     "folds tv_sec and tv_nsec into one number) and are stored as times 1.07 s after the epoch",
-    "dir_nlink": "bug: every directory reports st_nlink 2 whatever its subdirectories (neither the count "
-    "nor 1, Linux's 'not counted')",
     "renameat2": "bug: mfusepy drops rename flags, so RENAME_EXCHANGE renames over the target (its data "
     "is lost) instead of swapping, or fails; RENAME_NOREPLACE is checked by the kernel before the call only",
     "sparse_files": "no lseek operation: SEEK_DATA and SEEK_HOLE answer as if a file had no holes (data "
@@ -1177,28 +1174,18 @@ def _hermetic_module(root: Path) -> Iterator[None]:
     _fsck_every_vault(root / "avfs-home" / "vaults")
 
 
-# Whether ``mounts.mount`` chooses the backend (``backend="overlay"|"fuse"``). Until it does,
-# the overlay backend is the same stack built by hand (``_overlay_prototype``: avfs's
-# read-only mount of the fork's checkpoint as the lower layer, overlayfs over it) and the
-# pure-FUSE one is the only mount there is. The one line to switch to the real backend:
-HAS_BACKENDS = "backend" in inspect.signature(mounts.mount).parameters
-
-
 def _mount_backend(
     name: str, home: Home, vault: Any, root: Path, mp: str
 ) -> contextlib.AbstractContextManager[None]:
-    if HAS_BACKENDS:
-        return _mounted(home, vault, mp, backend=name)
-    if name == "overlay":
-        return _overlay_prototype(home, vault, root, mp)
-    return _mounted(home, vault, mp)
+    del root
+    return _mounted(home, vault, mp, backend=name)
 
 
 @contextlib.contextmanager
 def _mounted(home: Home, vault: Any, mp: str, **kwargs: Any) -> Iterator[None]:
     info = mounts.mount(home, vault, "main", mp, **kwargs)
     # the column tests the backend it names, not a fallback
-    assert getattr(info, "backend", kwargs.get("backend")) == kwargs.get("backend"), info
+    assert info.backend == kwargs.get("backend"), info
     try:
         yield
     finally:
@@ -1209,45 +1196,10 @@ def _mounted(home: Home, vault: Any, mp: str, **kwargs: Any) -> Iterator[None]:
                 mounts.force_unmount(mp)
 
 
-# What the overlay backend must mount with (each measured here without it):
-# - redirect_dir=on: renaming a directory of the lower layer answers EXDEV, and a hard link to
-#   a lower file reports another inode number than the file;
-# - xino=auto: files of the lower layer, files of the upper layer and directories report
-#   three different st_dev. (xino needs the lower's inode numbers to leave the top bits
-#   free; avfs's are 63-bit hashes, so until they are shorter it is off, the kernel log
-#   says "overlayfs: inode number too big", and the identity check fails.)
-OVERLAY_OPTS = ",redirect_dir=on,xino=auto"
-
-
-@contextlib.contextmanager
-def _overlay_prototype(home: Home, vault: Any, root: Path, mp: str) -> Iterator[None]:
-    commit = str(vault.store.repo.references["refs/heads/main"].resolve().target)
-    lower, upper, work = (str(root / n) for n in ("lower", "upper", "work"))
-    for p in (lower, upper, work):
-        os.mkdir(p)
-    mounts.mount(home, vault, "main", lower, revision=commit)
-    try:
-        subprocess.run(
-            [
-                "mount",
-                "-t",
-                "overlay",
-                "overlay",
-                "-o",
-                f"lowerdir={lower},upperdir={upper},workdir={work}{OVERLAY_OPTS}",
-                mp,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        try:
-            yield
-        finally:
-            subprocess.run(["umount", "-l", mp], check=False)
-    finally:
-        mounts.unmount(home, vault, "main", revision=commit, lazy=True)
-        if mounts.mounted_at(lower):
-            mounts.force_unmount(lower)
+# The overlay backend mounts with redirect_dir=on (else renaming a directory of the lower
+# layer answers EXDEV, and a hard link to a lower file reports another inode number than
+# the file) and xino=auto (else files of the lower layer, of the upper layer and directories
+# report three different st_dev; avfs's inode numbers are 56-bit so xino has room).
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -71,7 +71,7 @@ def inode_of(path: str) -> int:
     if not path:
         return 1
     digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF) | 2
+    return (int.from_bytes(digest, "little") & 0x00FFFFFFFFFFFFFF) | 2
 
 
 def fsmonitor_token(ws: Workspace) -> str:

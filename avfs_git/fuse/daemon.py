@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     def stack() -> None:
         opts = (
             f"lowerdir={_escape(layers['lower'])},upperdir={_escape(layers['upper'])},"
-            f"workdir={_escape(layers['work'])},xino=off,redirect_dir=on,index=off,metacopy=off"
+            f"workdir={_escape(layers['work'])},xino=auto,redirect_dir=on,index=off,metacopy=off"
         )
         import subprocess
 

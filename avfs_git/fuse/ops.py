@@ -199,7 +199,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             "st_ctime": t,
         }
         if node.is_dir:
-            st.update(st_mode=stat.S_IFDIR | 0o755, st_nlink=2, st_size=4096, st_blocks=8)
+            # 1: "not counted" (as btrfs and overlayfs); 2 misled find's leaf optimisation
+            st.update(st_mode=stat.S_IFDIR | 0o755, st_nlink=1, st_size=4096, st_blocks=8)
             return st
         real = self.ws.file_path(node)
         if node.is_link:
@@ -634,9 +635,13 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     # ENOSYS, not ENOTSUP: the kernel then stops asking (callers get EOPNOTSUPP); with
     # ENOTSUP every write() cost an extra getxattr("security.capability") request
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        raise fuse.FuseOSError(errno.ENOSYS)
+        # a read-only view (an overlay's lower layer) has no writes to slow down: it answers
+        # as a file system whose files have no attributes, which the overlay then passes on
+        raise fuse.FuseOSError(errno.ENODATA if self.read_only else errno.ENOSYS)
 
     def listxattr(self, path: str) -> list[str]:
+        if self.read_only:
+            return []
         raise fuse.FuseOSError(errno.ENOSYS)
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
