@@ -822,3 +822,24 @@ def test_mountinfo_lines_are_read_with_their_escapes(tmp_path: Path) -> None:
     ]
     assert got[1].dirs == ("/l1", "/l2", "/u x", "/w")
     assert got[2].dirs == ("/x", "/y", "/u2", "/w2")
+
+
+def test_prune_removes_what_a_killed_daemon_left(home: Home, vault: Vault, tmp_path: Path, cli: Any) -> None:
+    _require_fuse()
+    a = tmp_path / "a"
+    a.mkdir()
+    info = mounts.mount(home, vault, "main", str(a))
+    try:
+        _crash(info)
+        left = _leftovers(vault, "main")
+        assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))
+        doc = _doc(cli("--json", "--vault", "v", "prune", "--dry-run"), "prune")
+        assert [(i["kind"], i["action"]) for i in doc["items"]] == [("mount", "would_remove")]
+        assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))
+        doc = _doc(cli("--json", "--vault", "v", "prune"), "prune")
+        assert [(i["kind"], i["action"]) for i in doc["items"]] == [("mount", "removed")]
+        assert not any(os.path.exists(p) for p in left.values()) and not mounts.mounted_at(str(a))
+        assert maintenance.doctor(home).findings == []
+    finally:
+        if mounts.mounted_at(str(a)):
+            subprocess.run(["fusermount3", "-u", "-z", str(a)], check=False)

@@ -11,8 +11,10 @@
   :meth:`.Vault.delete_fork`, so ``avfs undo`` brings them back), registry entries of dead
   mount daemons, lock files of forks that are gone, git lock files left by a killed
   process, and expired approval tokens.
-- :func:`doctor` checks a home (``git fsck``, overlays against their journals, dead mounts,
-  orphan workspace state dirs, stale locks) and, asked to, repairs what is safe to repair.
+- :func:`doctor` checks a home (``git fsck``, overlays against their journals, what a
+  crashed mount daemon leaves: registry entries, exec files, worktrees, dead FUSE and
+  orphan overlay mounts; orphan workspace state dirs, stale locks) and, asked to, repairs
+  what is safe to repair. Each finding has a ``code`` (docs/maintenance.md lists them).
   It never discards an overlay: an orphan one with changes is moved to
   ``<vault>/avfs/lost+found/``.
 
