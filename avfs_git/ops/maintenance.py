@@ -1305,7 +1305,6 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
 # time); a pid the kernel has given to another process since is not the daemon.
 # (process_start and daemon_alive belong with the registry in ops/mounts.py.)
 
-DAEMON_MODULE = "avfs_git.fuse.daemon"
 START_SLACK_S = 2.0  # /proc's boot time is whole seconds; the registry's start time too
 YOUNG_S = 60.0  # a worktree without an owner file younger than this may be being written
 
@@ -1332,9 +1331,11 @@ def _arg(argv: list[str], name: str) -> str | None:
 
 def daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
     """Whether ``pid`` is a running mount daemon of ``vault`` that started no later than
-    ``started`` (when given): not a zombie, not another program, not a daemon of another
-    home's vault of the same name. When /proc does not say (another user's process under
-    ``hidepid``), the pid counts as the daemon: nothing of a live mount is ever removed."""
+    ``started`` (when given). Not alive: no such process, a zombie, a process that is no
+    avfs program at all, one whose command line names another vault or home, one that
+    started after ``started`` (the kernel reused the pid). Whatever /proc does not tell
+    (another user's process under ``hidepid``, a daemon started with other arguments)
+    counts as alive: nothing of a live mount is ever removed on a guess."""
     if pid <= 0 or not pid_alive(pid):
         return False
     try:
@@ -1344,7 +1345,10 @@ def daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
         return False
     except OSError:
         return True
-    if DAEMON_MODULE not in argv or _arg(argv, "--vault") != vault.name:
+    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
+        return False
+    name = _arg(argv, "--vault")
+    if name is not None and name != vault.name:
         return False
     home = _arg(argv, "--home")
     if (
