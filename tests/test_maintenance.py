@@ -655,6 +655,9 @@ def test_doctor_repairs_what_a_killed_daemon_left_and_nothing_else(
             }, doc["findings"]
             assert all(f["vault"] == "v" and f["repairable"] and not f["repaired"] for f in doc["findings"])
             assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))  # untouched
+            assert {
+                f.code: f.path for f in maintenance.mount_findings(home)
+            } == found  # the mounts check alone
             human = cli("doctor")
             assert human.code == 1
             assert "stale_worktree" in human.out and left["worktree"] in human.out, human.out

@@ -1015,6 +1015,17 @@ def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> Doc
     return DoctorResult(home=home.path, repair=repair, vaults=names, checks=list(CHECKS), findings=findings)
 
 
+def mount_findings(home: Home, *, repair: bool = False, now: float | None = None) -> list[Finding]:
+    """Only the ``mounts`` check of :func:`doctor`: what dead mount daemons left in the
+    home's vaults and in the kernel's mount table (cheap: no git, no object reads)."""
+    now = time.time() if now is None else now
+    vaults = [home.vault(info.name) for info in home.list_vaults()]
+    owners = _mount_owners(vaults, now)
+    findings = [f for v in vaults for f in _mount_leftovers(v, repair, now)]
+    findings.extend(_kernel_mounts(home, vaults, owners, repair))
+    return findings
+
+
 def _finding(
     vault: Vault | None,
     check: str,
