@@ -846,3 +846,24 @@ def test_prune_removes_what_a_killed_daemon_left(home: Home, vault: Vault, tmp_p
     finally:
         if mounts.mounted_at(str(a)):
             subprocess.run(["fusermount3", "-u", "-z", str(a)], check=False)
+
+
+def test_doctor_removes_a_registry_temp_file_only_when_its_writer_is_gone(
+    home: Home, vault: Vault, cli: Any
+) -> None:
+    root = Path(vault.state_dir) / "mounts"
+    root.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    old = time.time() - 3600
+    gone = root / f"main.json.{int(dead.stdout)}.tmp"  # write_registry's name: its writer is gone
+    gone.write_text("{}")
+    os.utime(gone, (old, old))
+    mine = root / f"other.json.{os.getpid()}.tmp"  # its writer lives (this process)
+    mine.write_text("{}")
+    os.utime(mine, (old, old))
+    doc = _doc(cli("--json", "doctor"), "doctor", 1)
+    assert [(f["code"], f["path"]) for f in doc["findings"]] == [("stale_registry_tmp", str(gone))]
+    doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+    assert doc["ok"] and not gone.exists() and mine.exists()
