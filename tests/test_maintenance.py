@@ -4,6 +4,7 @@ the point is a live daemon). Every mount is unmounted in `finally`."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -317,8 +318,8 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
     with _mounted(home, vault, "main", tmp_path / "mnt") as info:
         os.kill(info.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while pid_alive(info.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while (pid_alive(info.pid) or mounts.mounted_at(info.mountpoint)) and time.monotonic() < deadline:
+            time.sleep(0.01)  # (auto_unmount takes the mount point: no dead_mountpoint here)
         registry = mounts.registry_path(vault, "main")
         assert os.path.exists(registry)
         # an orphan state dir with changes (its fork deleted behind avfs' back), one without
@@ -338,8 +339,17 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
         res = cli("--json", "doctor")
         doc = _doc(res, "doctor", 1)
         assert not doc["ok"]
-        checks = sorted(f["check"] for f in doc["findings"])
-        assert checks == ["locks", "locks", "locks", "mounts", "state_dirs", "state_dirs"], doc["findings"]
+        checks = sorted((f["check"], f["code"]) for f in doc["findings"])
+        assert checks == [
+            ("locks", "orphan_fork_lock"),
+            ("locks", "orphan_fork_lock"),
+            ("locks", "stale_git_lock"),
+            ("mounts", "dead_mount_registry"),
+            ("mounts", "stale_exec_socket"),
+            ("mounts", "stale_worktree"),
+            ("state_dirs", "orphan_state_dir"),
+            ("state_dirs", "orphan_state_dir_with_changes"),
+        ], doc["findings"]
         assert os.path.exists(registry) and stale.exists()  # nothing repaired without --repair
 
         doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
@@ -539,3 +549,321 @@ def test_doctor_repairs_temp_packs_but_never_a_live_writers(home: Home, vault: V
     assert not os.path.exists(live_old)
     for p in (fresh, fresh_old_name):
         os.unlink(p)
+
+
+# -- doctor: what a crashed mount daemon leaves -----------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            out.append(int(p))
+    return out
+
+
+def _crash(info: mounts.MountInfo) -> None:
+    """End a mount daemon as a segfault does (SIGKILL: no teardown runs), its auto-unmount
+    helper (fusermount3, the daemon's child) first: the kernel keeps the mount, dead
+    ("Transport endpoint is not connected"), as when that helper fails too."""
+    helpers = [c for c in _children(info.pid) if Path(f"/proc/{c}/comm").read_text().strip() == "fusermount3"]
+    assert helpers, "the daemon's auto_unmount helper (fusermount3) is not running"
+    for c in helpers:
+        os.kill(c, signal.SIGKILL)
+    os.kill(info.pid, signal.SIGKILL)
+    try:
+        os.waitpid(info.pid, 0)  # our child (mounts.mount spawned it)
+    except ChildProcessError:
+        pass
+    deadline = time.monotonic() + 30
+    while pid_alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not pid_alive(info.pid)
+
+
+def _worktrees_git(vault: Vault) -> dict[str, bool]:
+    """worktree path -> prunable, as `git worktree list --porcelain` says."""
+    out: dict[str, bool] = {}
+    for block in git("--git-dir", vault.path, "worktree", "list", "--porcelain").split("\n\n"):
+        lines = block.splitlines()
+        if lines and lines[0].startswith("worktree ") and "bare" not in lines:
+            out[lines[0][len("worktree ") :]] = any(x.startswith("prunable") for x in lines)
+    return out
+
+
+def _leftovers(vault: Vault, key: str) -> dict[str, str]:
+    reg = mounts.registry_path(vault, key)
+    return {
+        "registry": reg,
+        "exec": reg[: -len(".json")] + ".exec",
+        "worktree": os.path.join(vault.path, "worktrees", f"avfs-{key}"),
+    }
+
+
+def _state_of(vault: Vault, key: str, mp: str) -> dict[str, Any]:
+    """Everything of a live mount that a repair must leave as it is."""
+    paths = _leftovers(vault, key)
+    files: dict[str, Any] = {}
+    for what in ("registry", "exec"):
+        files[what] = Path(paths[what]).read_bytes()
+    wt = Path(paths["worktree"])
+    files["worktree"] = sorted(
+        (p.name, p.stat().st_ino, p.stat().st_mtime_ns) for p in wt.iterdir() if p.name != "index.lock"
+    )
+    files["mounted"] = mounts.mounted_at(mp)
+    files["git"] = _worktrees_git(vault).get(mp)
+    return files
+
+
+def test_doctor_repairs_what_a_killed_daemon_left_and_nothing_else(
+    home: Home, vault: Vault, tmp_path: Path, cli: Any
+) -> None:
+    _require_fuse()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    vault.create_fork("main", "other")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    with _mounted(home, vault, "other", b):
+        info = mounts.mount(home, vault, "main", str(a))
+        try:
+            (a / "written.txt").write_text("before the crash\n")
+            _crash(info)
+            with pytest.raises(OSError) as exc:
+                os.statvfs(a)
+            assert exc.value.errno == errno.ENOTCONN
+            left = _leftovers(vault, "main")
+            assert all(os.path.exists(p) for p in left.values())
+            assert _worktrees_git(vault) == {str(a): True, str(b): False}  # git: prunable / not
+            other = _state_of(vault, "other", str(b))
+
+            doc = _doc(cli("--json", "doctor"), "doctor", 1)
+            found = {f["code"]: f["path"] for f in doc["findings"]}
+            assert found == {
+                "dead_mount_registry": left["registry"],
+                "stale_exec_socket": left["exec"],
+                "stale_worktree": left["worktree"],
+                "dead_mountpoint": str(a),
+            }, doc["findings"]
+            assert all(f["vault"] == "v" and f["repairable"] and not f["repaired"] for f in doc["findings"])
+            assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))  # untouched
+            assert {
+                f.code: f.path for f in maintenance.mount_findings(home)
+            } == found  # the mounts check alone
+            human = cli("doctor")
+            assert human.code == 1
+            assert "stale_worktree" in human.out and left["worktree"] in human.out, human.out
+
+            doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+            assert doc["ok"] and sorted(f["code"] for f in doc["findings"]) == sorted(found)
+            assert not any(os.path.exists(p) for p in left.values())
+            assert not mounts.mounted_at(str(a))
+            assert _worktrees_git(vault) == {str(b): False}
+            # the other fork's live mount: its registry, exec file, worktree and mount as they were
+            assert _state_of(vault, "other", str(b)) == other
+            (b / "still.txt").write_text("live\n")
+            assert vault.workspace("other").read("still.txt") == b"live\n"
+            assert [m.fork for m in mounts.list_mounts(home)] == ["other"]
+            assert maintenance.doctor(home).findings == []
+            assert vault.workspace("main").read("written.txt") == b"before the crash\n"
+            again = mounts.mount(home, vault, "main", str(a))  # nothing left in the way
+            assert (a / "written.txt").read_text() == "before the crash\n" and again.pid != info.pid
+        finally:
+            mounts.unmount(home, vault, "main", lazy=True)
+            if mounts.mounted_at(str(a)):
+                subprocess.run(["fusermount3", "-u", "-z", str(a)], check=False)
+    _fsck(vault)
+
+
+def test_doctor_tells_a_reused_pid_from_a_live_daemon(
+    home: Home, vault: Vault, tmp_path: Path, cli: Any
+) -> None:
+    """A dead daemon's files naming a pid that now runs something else (the kernel reuses
+    pids), or a live daemon that started after the file was written, are leftovers."""
+    _require_fuse()
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    vault.create_fork("main", "other")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        with _mounted(home, vault, "other", b) as live:
+            info = mounts.mount(home, vault, "main", str(a))
+            _crash(info)
+            subprocess.run(["fusermount3", "-u", "-z", str(a)], check=True)  # not the point here
+            # what the crash left, with the dead daemon's pid given to another process
+            left = _leftovers(vault, "main")
+            assert all(os.path.exists(p) for p in left.values())
+            reg = json.loads(Path(left["registry"]).read_text())
+            Path(left["registry"]).write_text(json.dumps({**reg, "pid": sleeper.pid}))
+            name = Path(left["exec"]).read_text().split("\n")[0]
+            Path(left["exec"]).write_text(f"{name}\n{sleeper.pid}\n")
+            owner = Path(left["worktree"]) / "avfs-mount"
+            owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": sleeper.pid}))
+            # a record of key "ghost" naming the live daemon and its mount, written an hour
+            # before that daemon started: its pid was reused by a daemon
+            ghost = mounts.registry_path(vault, "ghost")
+            other_reg = json.loads(Path(mounts.registry_path(vault, "other")).read_text())
+            hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+            Path(ghost).write_text(json.dumps({**other_reg, "fork": "ghost", "started": hour_ago}))
+            other = _state_of(vault, "other", str(b))
+
+            doc = _doc(cli("--json", "doctor"), "doctor", 1)
+            found = sorted((f["code"], f["path"]) for f in doc["findings"])
+            assert found == sorted(
+                [
+                    ("dead_mount_registry", left["registry"]),
+                    ("dead_mount_registry", ghost),
+                    ("stale_exec_socket", left["exec"]),
+                    ("stale_worktree", left["worktree"]),
+                ]
+            ), doc["findings"]
+            doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+            assert doc["ok"]
+            assert not any(os.path.exists(p) for p in (*left.values(), ghost))
+            assert sleeper.poll() is None  # the process that has the pid now: untouched
+            assert _state_of(vault, "other", str(b)) == other
+            assert maintenance.doctor(home).findings == []
+            assert pid_alive(live.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        if mounts.mounted_at(str(a)):
+            subprocess.run(["fusermount3", "-u", "-z", str(a)], check=False)
+
+
+def _overlay_why() -> str | None:
+    if os.geteuid() != 0:
+        return "mounting overlayfs needs root here"
+    try:
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            subprocess.run(["modprobe", "overlay"], capture_output=True, check=False)
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            return "the kernel has no overlayfs"
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def _overlay(lower: Path, upper: Path, work: Path, mp: Path) -> None:
+    for d in (lower, upper, work, mp):
+        d.mkdir(parents=True, exist_ok=True)
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    proc = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", opts, str(mp)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_doctor_detaches_an_overlay_left_without_its_daemon(
+    home: Home, vault: Vault, tmp_path: Path, cli: Any
+) -> None:
+    """An overlay mount whose layers lie in the home (a crashed overlay-backed mount: the
+    kernel keeps the overlay when the daemon of its lower layer dies) and that no live
+    daemon's registry entry names is detached; its upper layer's files stay on disk. An
+    overlay of another home, and a live mount of another fork, are left alone."""
+    why = _overlay_why()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be mountable in CI: {why}")
+        pytest.skip(why)
+    _require_fuse()
+    vault.create_fork("main", "other")
+    state = Path(vault.state_dir) / "crashed-overlay"
+    ours = tmp_path / "ovl"
+    foreign = tmp_path / "foreign-ovl"
+    b = tmp_path / "b"
+    try:
+        with _mounted(home, vault, "other", b):
+            _overlay(tmp_path / "lower", state / "upper", state / "work", ours)
+            (ours / "made-in-overlay.txt").write_text("upper\n")
+            elsewhere = tmp_path / "elsewhere"
+            _overlay(elsewhere / "lower", elsewhere / "upper", elsewhere / "work", foreign)
+            other = _state_of(vault, "other", str(b))
+
+            doc = _doc(cli("--json", "doctor"), "doctor", 1)
+            assert [(f["code"], f["path"], f["vault"]) for f in doc["findings"]] == [
+                ("orphan_overlay_mount", str(ours), "v")
+            ], doc["findings"]
+            assert mounts.mounted_at(str(ours))
+            doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+            assert doc["ok"] and [f["code"] for f in doc["findings"]] == ["orphan_overlay_mount"]
+            assert not mounts.mounted_at(str(ours))
+            assert (state / "upper" / "made-in-overlay.txt").read_text() == "upper\n"
+            assert mounts.mounted_at(str(foreign)) and _state_of(vault, "other", str(b)) == other
+            assert maintenance.doctor(home).findings == []
+    finally:
+        for mp in (ours, foreign):
+            if mounts.mounted_at(str(mp)):
+                subprocess.run(["umount", "-l", str(mp)], check=False)
+
+
+def test_mountinfo_lines_are_read_with_their_escapes(tmp_path: Path) -> None:
+    """The kernel's own format: octal escapes in paths, an overlay's layers in its options."""
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "40 27 0:40 / /tmp/a\\040b rw,nosuid - fuse.avfs avfs:v:main rw,user_id=0\n"
+        "41 27 0:41 / /m rw - overlay overlay rw,lowerdir=/l1:/l2,upperdir=/u\\040x,workdir=/w\n"
+        "42 27 0:42 / /n rw - overlay overlay rw,lowerdir+=/x,datadir+=/y,upperdir=/u2,workdir=/w2\n"
+        "43 27 8:1 / / rw - ext4 /dev/sda1 rw\n"
+    )
+    got = maintenance.kernel_mounts(str(info))
+    assert [(k.mountpoint, k.fstype, k.avfs_fuse, k.vault_name) for k in got] == [
+        ("/tmp/a b", "fuse.avfs", True, "v"),
+        ("/m", "overlay", False, None),
+        ("/n", "overlay", False, None),
+        ("/", "ext4", False, None),
+    ]
+    assert got[1].dirs == ("/l1", "/l2", "/u x", "/w")
+    assert got[2].dirs == ("/x", "/y", "/u2", "/w2")
+
+
+def test_prune_removes_what_a_killed_daemon_left(home: Home, vault: Vault, tmp_path: Path, cli: Any) -> None:
+    _require_fuse()
+    a = tmp_path / "a"
+    a.mkdir()
+    info = mounts.mount(home, vault, "main", str(a))
+    try:
+        _crash(info)
+        left = _leftovers(vault, "main")
+        assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))
+        doc = _doc(cli("--json", "--vault", "v", "prune", "--dry-run"), "prune")
+        assert [(i["kind"], i["action"]) for i in doc["items"]] == [("mount", "would_remove")]
+        assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))
+        doc = _doc(cli("--json", "--vault", "v", "prune"), "prune")
+        assert [(i["kind"], i["action"]) for i in doc["items"]] == [("mount", "removed")]
+        assert not any(os.path.exists(p) for p in left.values()) and not mounts.mounted_at(str(a))
+        assert maintenance.doctor(home).findings == []
+    finally:
+        if mounts.mounted_at(str(a)):
+            subprocess.run(["fusermount3", "-u", "-z", str(a)], check=False)
+
+
+def test_doctor_removes_a_registry_temp_file_only_when_its_writer_is_gone(
+    home: Home, vault: Vault, cli: Any
+) -> None:
+    root = Path(vault.state_dir) / "mounts"
+    root.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    old = time.time() - 3600
+    gone = root / f"main.json.{int(dead.stdout)}.tmp"  # write_registry's name: its writer is gone
+    gone.write_text("{}")
+    os.utime(gone, (old, old))
+    mine = root / f"other.json.{os.getpid()}.tmp"  # its writer lives (this process)
+    mine.write_text("{}")
+    os.utime(mine, (old, old))
+    doc = _doc(cli("--json", "doctor"), "doctor", 1)
+    assert [(f["code"], f["path"]) for f in doc["findings"]] == [("stale_registry_tmp", str(gone))]
+    doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+    assert doc["ok"] and not gone.exists() and mine.exists()

@@ -164,8 +164,9 @@ def prune_cmd(app: App, older_than: float | None, dry_run: bool) -> None:
 @click.option("--repair", is_flag=True, help="Fix what is safe to fix (nothing with changes is deleted).")
 @pass_app
 def doctor_cmd(app: App, repair: bool) -> None:
-    """Check every vault of the home: git fsck, overlays vs journals, dead mounts, orphan
-    state dirs, stale locks. Exit 1 when a problem is left."""
+    """Check every vault of the home: git fsck, overlays vs journals, dead mounts and what
+    a crashed mount daemon left (registry entries, exec files, worktrees, dead or orphan
+    mounts), orphan state dirs, stale locks. Exit 1 when a problem is left."""
     res = mnt.doctor(app.home, repair=repair)
 
     def human() -> None:
@@ -173,7 +174,9 @@ def doctor_cmd(app: App, repair: bool) -> None:
             app.output.say("{} vaults checked: no problems", len(res.vaults))
         for f in res.findings:
             state = "repaired" if f.repaired else ("repairable" if f.repairable else "problem")
-            app.output.say(state + ": {}: {}: {}", f.vault or "(home)", f.check, f.problem)
+            app.output.say(state + ": {}: {} ({}): {}", f.vault or "(home)", f.check, f.code, f.problem)
+            if f.path:
+                app.output.say("  path: {}", f.path)
             if f.hint and not f.repaired:
                 app.output.say("  hint: {}", f.hint)
 

@@ -11,8 +11,10 @@
   :meth:`.Vault.delete_fork`, so ``avfs undo`` brings them back), registry entries of dead
   mount daemons, lock files of forks that are gone, git lock files left by a killed
   process, and expired approval tokens.
-- :func:`doctor` checks a home (``git fsck``, overlays against their journals, dead mounts,
-  orphan workspace state dirs, stale locks) and, asked to, repairs what is safe to repair.
+- :func:`doctor` checks a home (``git fsck``, overlays against their journals, what a
+  crashed mount daemon leaves: registry entries, exec files, worktrees, dead FUSE and
+  orphan overlay mounts; orphan workspace state dirs, stale locks) and, asked to, repairs
+  what is safe to repair. Each finding has a ``code`` (docs/maintenance.md lists them).
   It never discards an overlay: an orphan one with changes is moved to
   ``<vault>/avfs/lost+found/``.
 
@@ -27,6 +29,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -220,7 +223,9 @@ def _mounts(vault: Vault) -> list[_Mount]:
         pid = int(data.get("pid", 0) or 0)
         mp = str(data.get("mountpoint", ""))
         state = str(data.get("state", "mounted"))
-        alive = bool(pid) and pid_alive(pid) and (mounts.mounted_at(mp) or state == "mounting")
+        alive = daemon_alive(pid, vault, _registry_started(data)) and (
+            state in ("mounting", "unmounting") or mounts.mounted_at(mp)
+        )
         out.append(_Mount(key, str(data.get("fork", key)), mp, pid, state, alive, path))
     return out
 
@@ -804,9 +809,18 @@ def prune(
 
 
 def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
+    """What a dead daemon left: its registry entry, exec file and worktree, and its mount
+    point when that answers ENOTCONN (each re-checked: never a live daemon's)."""
     from . import mounts
 
-    mounts.check(vault, m.key)  # unlinks the registry entry and detaches a dead mount point
+    _remove_dead_registry(vault, m)
+    _unlink_if_dead(vault, m.registry[: -len(".json")] + ".exec")
+    now = time.time()
+    for wt in _worktrees(vault, now):
+        if wt.key == m.key and not wt.alive:
+            _remove_worktree(vault, wt)
+    if m.mountpoint and mounts.mounted_at(m.mountpoint) and dead_mountpoint(m.mountpoint):
+        mounts.force_unmount(m.mountpoint)
 
 
 def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, str]]:
@@ -870,6 +884,10 @@ def _lock_owner_gone(path: str) -> bool:
     return True
 
 
+def _is_avfs_lock(path: str) -> bool:
+    return os.sep + os.path.join("avfs", "locks") + os.sep in path
+
+
 def _remove_lock(path: str) -> None:
     """Unlink a lock file; an avfs (flock) lock only when it is stale for certain.
 
@@ -878,7 +896,7 @@ def _remove_lock(path: str) -> None:
     the path still names the file we locked. A waiter that opened it before the unlink
     notices (``locks.file_lock`` compares its fd with the path after locking) and retries.
     """
-    if os.sep + os.path.join("avfs", "locks") + os.sep not in path:
+    if not _is_avfs_lock(path):
         _unlink_quiet(path)
         return
     import fcntl
@@ -952,6 +970,7 @@ MAX_OBJECT_FINDINGS = 50  # unreadable objects named one by one; the rest as a c
 class Finding:
     vault: str | None
     check: str  # one of CHECKS
+    code: str  # what was found, stable for scripts (docs/maintenance.md lists them)
     problem: str
     path: str | None
     repairable: bool
@@ -983,17 +1002,34 @@ def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> Doc
     now = time.time() if now is None else now
     findings: list[Finding] = []
     names = []
+    vaults: list[Vault] = []
     for info in home.list_vaults():
-        vault = home.vault(info.name)
+        vaults.append(home.vault(info.name))
+    # read before anything is repaired: a dead mount point is known as this home's by the
+    # registry entry and worktree that the repair of its vault removes
+    owners = _mount_owners(vaults, now)
+    for vault in vaults:
         names.append(vault.name)
         findings.extend(_doctor_vault(vault, repair, now))
-    findings.extend(_dead_mountpoints(repair))
+    findings.extend(_kernel_mounts(home, vaults, owners, repair))
     return DoctorResult(home=home.path, repair=repair, vaults=names, checks=list(CHECKS), findings=findings)
+
+
+def mount_findings(home: Home, *, repair: bool = False, now: float | None = None) -> list[Finding]:
+    """Only the ``mounts`` check of :func:`doctor`: what dead mount daemons left in the
+    home's vaults and in the kernel's mount table (cheap: no git, no object reads)."""
+    now = time.time() if now is None else now
+    vaults = [home.vault(info.name) for info in home.list_vaults()]
+    owners = _mount_owners(vaults, now)
+    findings = [f for v in vaults for f in _mount_leftovers(v, repair, now)]
+    findings.extend(_kernel_mounts(home, vaults, owners, repair))
+    return findings
 
 
 def _finding(
     vault: Vault | None,
     check: str,
+    code: str,
     problem: str,
     path: str | None,
     *,
@@ -1008,6 +1044,7 @@ def _finding(
     return Finding(
         vault=None if vault is None else vault.name,
         check=check,
+        code=code,
         problem=problem,
         path=path,
         repairable=fix is not None,
@@ -1023,6 +1060,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
         yield _finding(
             vault,
             "fsck",
+            "fsck_error",
             f"git fsck --strict: {text[:2000]}",
             vault.path,
             hint="restore the named objects from a clone or remote (`avfs pull`), or ask for help",
@@ -1034,18 +1072,10 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             yield _orphan_state_dir(vault, fork, ws_dir, repair, now)
             continue
         yield from _check_overlay(vault, fork, ws_dir, repair, now)
-    for m in _mounts(vault):
-        if not m.alive:
-            yield _finding(
-                vault,
-                "mounts",
-                f"mount {m.key} is registered but its daemon {m.pid} is dead",
-                m.registry,
-                fix=lambda m=m: _clean_dead_mount(vault, m),  # type: ignore[misc]
-                repair=repair,
-            )
+    yield from _mount_leftovers(vault, repair, now)
     for path, reason in stale_locks(vault, now=now):
-        yield _finding(vault, "locks", reason, path, fix=lambda p=path: _remove_lock(p), repair=repair)  # type: ignore[misc]
+        code = "orphan_fork_lock" if _is_avfs_lock(path) else "stale_git_lock"
+        yield _finding(vault, "locks", code, reason, path, fix=lambda p=path: _remove_lock(p), repair=repair)  # type: ignore[misc]
     keep = refs.list_refs_file(vault.path, KEEP + "/")
     if refs.read_ref_file(vault.path, KEEP) is not None:
         keep.append(KEEP)
@@ -1053,6 +1083,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
         yield _finding(
             vault,
             "locks",
+            "gc_keep_ref",
             f"the temporary ref {KEEP} left by an interrupted gc",
             os.path.join(vault.path, KEEP),
             fix=lambda: _clear_keep_refs(vault),
@@ -1102,6 +1133,7 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
         yield _finding(
             vault,
             "objects",
+            "object_unreadable",
             why,
             vault.path,
             hint="restore the object from a clone or remote of the vault (`git fetch` into it), or ask for help",
@@ -1110,6 +1142,7 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
         yield _finding(
             vault,
             "objects",
+            "object_unreadable",
             f"{len(bad) - MAX_OBJECT_FINDINGS} more objects cannot be read",
             vault.path,
             hint="`avfs --json doctor` names the first ones; a truncated or corrupt pack is the usual cause",
@@ -1118,6 +1151,7 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
         yield _finding(
             vault,
             "objects",
+            "stale_temp_pack",
             f"{why}: {size} bytes",
             path,
             fix=lambda p=path: _remove_temp_file(vault.path, p, now),  # type: ignore[misc]
@@ -1138,6 +1172,7 @@ def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: f
         return _finding(
             vault,
             "state_dirs",
+            "orphan_state_dir",
             f"workspace state dir of fork {fork!r}, which does not exist (no changes in it)",
             ws_dir,
             fix=lambda: shutil.rmtree(ws_dir, ignore_errors=True),
@@ -1156,6 +1191,7 @@ def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: f
     return _finding(
         vault,
         "state_dirs",
+        "orphan_state_dir_with_changes",
         f"workspace state dir of fork {fork!r}, which does not exist, holds {n} uncheckpointed changes",
         ws_dir,
         fix=keep,
@@ -1175,7 +1211,13 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
             ahead = conn.execute("SELECT COUNT(*) FROM entries WHERE seq > ?", (max_seq,)).fetchone()[0]
             total = conn.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
         except sqlite3.Error as exc:
-            yield _finding(vault, "overlays", f"overlay of fork {fork!r} is unreadable: {exc}", ws_dir)
+            yield _finding(
+                vault,
+                "overlays",
+                "overlay_unreadable",
+                f"overlay of fork {fork!r} is unreadable: {exc}",
+                ws_dir,
+            )
             return
     finally:
         conn.close()
@@ -1189,6 +1231,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
             yield _finding(
                 vault,
                 "overlays",
+                "overlay_file_missing",
                 f"{fork}: {path}: its overlay file {fileid} is missing",
                 os.path.join(files_dir, str(fileid)),
                 hint=f"`avfs --vault {vault.name}:{fork} checkout {path} --from HEAD` (or rm it)",
@@ -1197,6 +1240,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
         yield _finding(
             vault,
             "overlays",
+            "overlay_journal_ahead",
             f"{fork}: {ahead} overlay entries have a journal position past the journal's end",
             os.path.join(ws_dir, "overlay.db"),
             hint="checkpoint the fork: a new checkpoint retires those entries",
@@ -1217,6 +1261,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
         yield _finding(
             vault,
             "overlays",
+            "overlay_total_wrong",
             f"{fork}: the overlay's byte total ({total[0]}) differs from its files ({total_size})",
             os.path.join(ws_dir, "overlay.db"),
             fix=fix_totals,
@@ -1244,6 +1289,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
         yield _finding(
             vault,
             "overlays",
+            "overlay_orphan_files",
             f"{fork}: {len(orphans)} overlay files no entry names (left by a killed writer)",
             files_dir,
             fix=drop_orphans,
@@ -1251,31 +1297,443 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
         )
 
 
-def _dead_mountpoints(repair: bool) -> Iterable[Finding]:
-    """avfs mount points the kernel still lists whose daemon is gone (ENOTCONN)."""
-    from . import mounts
+# -- what a crashed mount daemon leaves -------------------------------------------------------
+#
+# A daemon that ends normally removes its exec file, its worktree and its registry entry
+# (fuse/daemon.py), and libfuse's auto_unmount takes the mount with it. One killed (-9, a
+# segfault) leaves the files; the kernel may leave the mount point (ENOTCONN), or an
+# overlay mount whose lower layer was the daemon's. Each is one finding, code and path:
+#
+#   dead_mount_registry   <vault>/avfs/mounts/<key>.json    its daemon is gone
+#   stale_exec_socket     <vault>/avfs/mounts/<key>.exec    the daemon's exec server is gone
+#   stale_registry_tmp    <vault>/avfs/mounts/*.tmp         a writer died between write and rename
+#   stale_worktree        <vault>/worktrees/avfs-<key>      git calls it prunable
+#   dead_mountpoint       a FUSE mount of avfs answering "Transport endpoint is not connected"
+#   orphan_overlay_mount  an overlay mount over this home's directories with no live daemon
+#
+# "Gone" is checked against pid reuse: the pid must run the mount daemon for this home and
+# vault (its command line) and must have started before the file was written (its start
+# time); a pid the kernel has given to another process since is not the daemon.
+# (process_start and daemon_alive belong with the registry in ops/mounts.py.)
 
+START_SLACK_S = 2.0  # /proc's boot time is whole seconds; the registry's start time too
+YOUNG_S = 60.0  # a worktree without an owner file younger than this may be being written
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None if unknown."""
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 (starttime): fields after the name start at 3
+        with open("/proc/stat", "rb") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _arg(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv[:-1]):
+        if a == name:
+            return argv[i + 1]
+    return None
+
+
+def daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
+    """Whether ``pid`` is a running mount daemon of ``vault`` that started no later than
+    ``started`` (when given). Not alive: no such process, a zombie, a process that is no
+    avfs program at all, one whose command line names another vault or home, one that
+    started after ``started`` (the kernel reused the pid). Whatever /proc does not tell
+    (another user's process under ``hidepid``, a daemon started with other arguments)
+    counts as alive: nothing of a live mount is ever removed on a guess."""
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0")]
+    except FileNotFoundError:
+        return False
     except OSError:
-        return
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 3 or not parts[0].startswith("avfs:"):
+        return True
+    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
+        return False
+    name = _arg(argv, "--vault")
+    if name is not None and name != vault.name:
+        return False
+    home = _arg(argv, "--home")
+    if (
+        home is not None
+        and vault.home is not None
+        and os.path.realpath(home) != os.path.realpath(vault.home.path)
+    ):
+        return False
+    if started is not None:
+        began = process_start(pid)
+        if began is not None and began > started + START_SLACK_S:
+            return False  # the pid was given to a new process after the daemon wrote this
+    return True
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _registry_started(data: dict[str, Any]) -> float | None:
+    try:
+        return float(calendar.timegm(time.strptime(str(data.get("started", "")), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def _decode_key(name: str) -> str:
+    return name.replace("%40", "@").replace("%2F", "/").replace("%25", "%")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Worktree:
+    path: str  # <vault>/worktrees/avfs-<key>
+    key: str
+    mountpoint: str | None  # where its gitdir file says the mount was
+    pid: int  # the daemon that registered it (0: unknown)
+    alive: bool
+
+
+def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
+    """The vault's mount worktrees (``worktrees/avfs-*``) and whether their daemon runs."""
+    root = os.path.join(vault.path, "worktrees")
+    try:
+        entries = sorted(n for n in os.listdir(root) if n.startswith("avfs-"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in entries:
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
             continue
-        mp = parts[1].replace("\\040", " ")
+        mp = None
         try:
-            os.stat(mp)
+            with open(os.path.join(path, "gitdir"), encoding="utf-8") as fh:
+                mp = os.path.dirname(fh.read().strip()) or None
+        except OSError:
+            pass
+        owner = os.path.join(path, "avfs-mount")  # core/worktree.OWNER_FILE
+        try:
+            with open(owner, encoding="utf-8") as fh:
+                pid = int(json.load(fh).get("pid", 0))
+        except (OSError, ValueError, AttributeError, TypeError):
+            pid = 0
+        if pid:
+            alive = daemon_alive(pid, vault, _mtime(owner))
+        else:
+            # no owner file: one being written (young), or what git calls prunable
+            young = now - (_mtime(path) or 0.0) < YOUNG_S
+            alive = young or (mp is not None and os.path.lexists(os.path.join(mp, ".git")))
+        out.append(_Worktree(path, _decode_key(name[len("avfs-") :]), mp, pid, alive))
+    return out
+
+
+def _remove_worktree(vault: Vault, wt: _Worktree) -> None:
+    """Remove a dead daemon's worktree: moved aside first, and put back if, read again
+    there, it belongs to a live daemon (a new mount of the same fork registers the same
+    directory)."""
+    aside = os.path.join(os.path.dirname(wt.path), f".doctor-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(wt.path, aside)
+    except FileNotFoundError:
+        return
+    if _owner_alive(vault, aside):
+        try:
+            os.rename(aside, wt.path)
+            return
+        except OSError:
+            pass  # the new daemon made its own meanwhile: this one is nobody's
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _owner_alive(vault: Vault, path: str) -> bool:
+    """Whether the owner file in worktree dir ``path`` names a live daemon of ``vault``."""
+    owner = os.path.join(path, "avfs-mount")  # core/worktree.OWNER_FILE
+    try:
+        with open(owner, encoding="utf-8") as fh:
+            pid = int(json.load(fh).get("pid", 0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return daemon_alive(pid, vault, _mtime(owner))
+
+
+def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
+    """(path, pid, alive) of the exec files (``<key>.exec``, ``<key>.exec.tmp``) in the
+    mount registry: the name of a daemon's exec socket and the daemon's pid."""
+    root = os.path.join(vault.state_dir, "mounts")
+    try:
+        names = sorted(n for n in os.listdir(root) if n.endswith((".exec", ".exec.tmp")))
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in names:
+        path = os.path.join(root, fn)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().split("\n")
+            pid = int(lines[1]) if len(lines) > 1 and lines[1].strip() else 0
+        except (OSError, ValueError):
+            pid = 0
+        out.append((path, pid, daemon_alive(pid, vault, _mtime(path))))
+    return out
+
+
+def _registry_temps(vault: Vault, now: float) -> list[tuple[str, int]]:
+    """Temporary registry files (``<key>.json.<pid>.tmp``) whose writer is gone."""
+    root = os.path.join(vault.state_dir, "mounts")
+    try:
+        names = sorted(n for n in os.listdir(root) if n.endswith(".tmp") and ".json." in n)
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in names:
+        path = os.path.join(root, fn)
+        try:
+            pid = int(fn[: -len(".tmp")].rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            pid = 0
+        if (pid and pid_alive(pid)) or now - (_mtime(path) or now) < YOUNG_S:
             continue
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                continue
+        out.append((path, pid))
+    return out
+
+
+def _unlink_if_dead(vault: Vault, path: str) -> None:
+    """Unlink an exec file, re-checked: only while its daemon is still not running."""
+    for p, _pid, alive in _exec_files(vault):
+        if p == path and not alive:
+            _unlink_quiet(path)
+
+
+def _remove_dead_registry(vault: Vault, m: _Mount) -> None:
+    """Unlink a registry entry, re-checked: only while it names the same dead daemon."""
+    for again in _mounts(vault):
+        if again.registry == m.registry and again.pid == m.pid and not again.alive:
+            _unlink_quiet(m.registry)
+
+
+def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    for m in _mounts(vault):
+        if not m.alive:
+            yield _finding(
+                vault,
+                "mounts",
+                "dead_mount_registry",
+                f"mount {m.key} at {m.mountpoint} is registered, but its daemon (pid {m.pid}) is gone",
+                m.registry,
+                fix=lambda m=m: _remove_dead_registry(vault, m),  # type: ignore[misc]
+                repair=repair,
+            )
+    for path, pid, alive in _exec_files(vault):
+        if not alive:
+            yield _finding(
+                vault,
+                "mounts",
+                "stale_exec_socket",
+                f"exec socket file of a mount daemon (pid {pid}) that is gone",
+                path,
+                fix=lambda p=path: _unlink_if_dead(vault, p),  # type: ignore[misc]
+                repair=repair,
+            )
+    for path, pid in _registry_temps(vault, now):
         yield _finding(
-            None,
+            vault,
             "mounts",
-            f"{mp} is a dead mount point ({parts[0]}): Transport endpoint is not connected",
-            mp,
-            fix=lambda mp=mp: mounts.force_unmount(mp),  # type: ignore[misc]
+            "stale_registry_tmp",
+            f"temporary mount registry file of a process (pid {pid}) that is gone",
+            path,
+            fix=lambda p=path: _unlink_quiet(p),  # type: ignore[misc]
             repair=repair,
         )
+    for wt in _worktrees(vault, now):
+        if not wt.alive:
+            who = f"its mount daemon (pid {wt.pid}) is gone" if wt.pid else "no mount daemon owns it"
+            yield _finding(
+                vault,
+                "mounts",
+                "stale_worktree",
+                f"git worktree of mount {wt.key} (at {wt.mountpoint}): {who}; git lists it as prunable",
+                wt.path,
+                fix=lambda wt=wt: _remove_worktree(vault, wt),  # type: ignore[misc]
+                repair=repair,
+                hint="--repair removes this worktree only (not `git worktree prune`, which takes every prunable one)",
+            )
+
+
+# -- mounts the kernel still lists ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KernelMount:
+    """One line of /proc/self/mountinfo."""
+
+    mountpoint: str
+    fstype: str  # "fuse.avfs", "overlay", ...
+    source: str  # "avfs:VAULT:KEY" for an avfs FUSE mount
+    dirs: tuple[str, ...]  # an overlay's lowerdir/upperdir/workdir (/datadir) paths
+
+    @property
+    def avfs_fuse(self) -> bool:
+        return self.fstype.startswith("fuse") and self.source.startswith("avfs:")
+
+    @property
+    def vault_name(self) -> str | None:
+        return self.source.split(":")[1] if self.avfs_fuse and self.source.count(":") >= 2 else None
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _overlay_dirs(options: str) -> tuple[str, ...]:
+    dirs: list[str] = []
+    for opt in re.split(r"(?<!\\),", options):
+        key, _, value = opt.partition("=")
+        if key in ("lowerdir", "lowerdir+", "datadir+"):
+            dirs.extend(d.replace("\\:", ":").replace("\\,", ",") for d in re.split(r"(?<!\\):+", value) if d)
+        elif key in ("upperdir", "workdir") and value:
+            dirs.append(value.replace("\\,", ","))
+    return tuple(dirs)
+
+
+def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
+    """The mounts of this mount namespace (changes nothing)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        parts, rest = head.split(" "), tail.split(" ")
+        if not sep or len(parts) < 5 or len(rest) < 3:
+            continue
+        fstype, source, options = rest[0], _unescape(rest[1]), _unescape(rest[2])
+        dirs = _overlay_dirs(options) if fstype == "overlay" else ()
+        out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
+    return out
+
+
+def _within(path: str, roots: Iterable[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _mount_owners(vaults: list[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
+    """(path -> vault, live paths): every path a registry entry or a mount worktree of
+    ``vaults`` names (mount points, and what else a backend records), and those named by
+    the registry entry of a live daemon."""
+    owner: dict[str, Vault] = {}
+    live: set[str] = set()
+    for vault in vaults:
+        for m in _mounts(vault):
+            for p in _record_paths(m.registry) | {os.path.realpath(m.mountpoint)}:
+                owner.setdefault(p, vault)
+            if m.alive:
+                live.update(_record_paths(m.registry))
+        for wt in _worktrees(vault, now):
+            if wt.mountpoint:
+                owner.setdefault(os.path.realpath(wt.mountpoint), vault)
+    return owner, live
+
+
+def _kernel_mounts(
+    home: Home, vaults: list[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
+) -> Iterable[Finding]:
+    """avfs FUSE mounts and overlay mounts that belong to this home and have no live
+    daemon. A mount belongs to the home when a registry entry or a mount worktree of one
+    of its vaults names its mount point, or when it (an overlay: one of its directories)
+    lies inside the home; mounts of other homes (vault names repeat across homes) are
+    not this doctor's to judge."""
+    from . import mounts as mounts_mod
+
+    owner, live = owners
+    roots = [os.path.realpath(home.path)]
+    by_name = {v.name: v for v in vaults}
+    table = kernel_mounts()
+    # overlays first: an overlay over a dead FUSE lower is detached before that lower
+    for km in sorted(table, key=lambda k: k.fstype != "overlay"):
+        if km.fstype == "overlay":
+            paths = (km.mountpoint, *km.dirs)
+            belongs: Vault | None = next((owner[p] for p in paths if p in owner), None)
+            if belongs is None:
+                belongs = next((v for v in vaults for p in km.dirs if _within(p, [v.path])), None)
+            if belongs is None and not any(_within(p, roots) for p in paths):
+                continue
+            if any(p in live for p in paths):
+                continue
+            yield _finding(
+                belongs,
+                "mounts",
+                "orphan_overlay_mount",
+                f"{km.mountpoint} is an overlay mount over avfs directories ({', '.join(km.dirs)}) "
+                "with no live mount daemon",
+                km.mountpoint,
+                fix=lambda mp=km.mountpoint: _detach(mp),  # type: ignore[misc]
+                repair=repair,
+                hint="--repair detaches it (umount -l); the upper directory's files stay on disk",
+            )
+        elif km.avfs_fuse:
+            mp = km.mountpoint
+            belongs = owner.get(mp)
+            if belongs is None and not _within(mp, roots):
+                continue
+            if belongs is None and km.vault_name in by_name:
+                belongs = by_name[km.vault_name or ""]
+            if dead_mountpoint(mp):
+                yield _finding(
+                    belongs,
+                    "mounts",
+                    "dead_mountpoint",
+                    f"{mp} is a dead mount point ({km.source}): Transport endpoint is not connected",
+                    mp,
+                    fix=lambda mp=mp: mounts_mod.force_unmount(mp),  # type: ignore[misc]
+                    repair=repair,
+                )
+
+
+def dead_mountpoint(mountpoint: str) -> bool:
+    """Whether the FUSE mount at ``mountpoint`` has lost its daemon (ENOTCONN). Asked with
+    ``statvfs``, which always reaches the daemon: a ``stat`` of the root is answered from
+    the kernel's attribute cache for as long as the mount's attr_timeout (60 s)."""
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def _record_paths(registry: str) -> set[str]:
+    """Every absolute path a registry entry names (its mount point, and whatever layers
+    a backend records), resolved."""
+    try:
+        with open(registry, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return set()
+    out: set[str] = set()
+    todo: list[Any] = [data]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+        elif isinstance(x, str) and x.startswith("/"):
+            out.add(os.path.realpath(x))
+    return out
+
+
+def _detach(mountpoint: str) -> None:
+    """Lazily detach an overlay mount (still listed: it may have been detached meanwhile)."""
+    if any(km.mountpoint == mountpoint for km in kernel_mounts()):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
