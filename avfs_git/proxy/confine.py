@@ -166,15 +166,21 @@ def cache_dirs(state_dir: str, names: tuple[str, ...]) -> tuple[tuple[str, str],
 
 
 def environment(env: dict[str, str], sb: Sandbox) -> dict[str, str]:
-    """``env`` as the command gets it in ``sb``: agent sockets dropped, caches set."""
+    """``env`` as the command gets it in ``sb``: agent sockets dropped, caches set, a
+    ``TMPDIR`` outside ``/tmp`` (not in the sandbox) pointed at its private ``/tmp``."""
     out = {k: v for k, v in env.items() if k not in DROPPED_ENV}
+    if "TMPDIR" in out and not (out["TMPDIR"] == "/tmp" or out["TMPDIR"].startswith("/tmp/")):
+        out["TMPDIR"] = "/tmp"  # the caller's is not in the sandbox; its /tmp is private
     for name, d in sb.caches:
         for var in CACHES[name]:
             out[var] = d
     return out
 
 
-def _system() -> list[str]:
+@functools.cache
+def _system() -> tuple[str, ...]:
+    """The system directories and the masked secrets (looked up once per process: a mount
+    daemon serves many commands, and the layout of /etc does not change under it)."""
     args: list[str] = []
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
@@ -190,7 +196,7 @@ def _system() -> list[str]:
             args += ["--perms", "0755", "--tmpfs", d, "--remount-ro", d]
         elif os.path.isfile(d) and not os.path.islink(d):
             args += ["--ro-bind", "/dev/null", d]
-    return args
+    return tuple(args)
 
 
 def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]:

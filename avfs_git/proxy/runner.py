@@ -148,19 +148,39 @@ def _wait(
     kill_grace_ms: int,
 ) -> bool:
     """Wait for the command; on the deadline (True is returned) or ``cancel``, stop its
-    group. Waits in slices, so that ``cancel`` is seen within 50 ms."""
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            proc.wait(timeout=max(0.0, min(left, 0.05) if cancel is not None else left))
-            return False
-        except subprocess.TimeoutExpired:
-            timed_out = time.monotonic() >= deadline
-            if not timed_out and (cancel is None or not cancel.is_set()):
-                continue
-            _stop_group(pgid, kill_grace_ms / 1000, proc)
-            proc.wait()
-            return timed_out
+    group. Waits in slices, so that ``cancel`` is seen within 50 ms. Where the kernel has
+    pidfds, the wait wakes the moment the command exits (``Popen.wait`` with a timeout
+    polls, sleeping up to 50 ms between looks: ~10 ms lost on a 5 ms command)."""
+    pidfd = _pidfd(proc.pid)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            slice_s = max(0.0, min(left, 0.05) if cancel is not None else left)
+            try:
+                if pidfd is not None:
+                    import select
+
+                    select.select([pidfd], [], [], slice_s)
+                proc.wait(timeout=0 if pidfd is not None else slice_s)
+                return False
+            except subprocess.TimeoutExpired:
+                timed_out = time.monotonic() >= deadline
+                if not timed_out and (cancel is None or not cancel.is_set()):
+                    continue
+                _stop_group(pgid, kill_grace_ms / 1000, proc)
+                proc.wait()
+                return timed_out
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (readable once it exits), or None where there are none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _spawn(
