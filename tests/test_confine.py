@@ -440,3 +440,26 @@ def test_tmpdir_outside_tmp_points_at_the_private_tmp(home, fork, monkeypatch):
     monkeypatch.setenv("TMPDIR", "/var/tmp")
     res = _exec(home, fork, shell='echo "$TMPDIR"')
     assert _out(res) == "/tmp\n"
+
+
+def test_readable_paths_the_policy_names_are_shown_read_only(home, fork, canaries):
+    tools = canaries["root"].parent / "tools"
+    tools.mkdir()
+    (tools / "tool.sh").write_text("echo TOOL-RAN\n")
+    text = (
+        "version = 1\n[defaults]\n"
+        f'readable = ["{tools}", "~/", "{os.environ["AVFS_HOME"]}", "{os.path.dirname(home.path)}"]\n'
+    )
+    pol = Policy.from_text(text)
+    _script(
+        home,
+        fork,
+        "t.sh",
+        f'sh {tools}/tool.sh; echo x > {tools}/w || echo REFUSED; cat "$HOME/.ssh/id_rsa"; ls {home.path}/canary\n',
+    )
+    res = execute(home, fork, "main", ExecRequest(argv=("sh", "t.sh"), commit=False), policy=pol)
+    out = _out(res)
+    # shown, read-only; the home (~/ holds ~/.ssh) and the avfs home, or what holds it, never
+    assert "TOOL-RAN" in out and "REFUSED" in out and "CANARY" not in out, (out, res.result)
+    assert not (tools / "w").exists()
+    assert "canary" not in out

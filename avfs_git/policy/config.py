@@ -126,6 +126,7 @@ def combine(layers: list[Layer]) -> dict[str, Any]:
         max_output_bytes=defaults["max_output_bytes"],
         network=defaults["network"],
         caches=tuple(defaults["caches"]),
+        readable=tuple(defaults["readable"]),
         sources=tuple(sources),
     )
 
@@ -144,7 +145,7 @@ def _error(source: str, line: int | None, column: int | None, problem: str) -> P
 _TOML_POS: Final = r"\s*\(at line (\d+), column (\d+)\)\s*$"  # error path only: compiled on use
 _TOP_KEYS: Final = frozenset({"version", "inherit", "defaults", "outcomes", "rules"})
 _DEFAULT_KEYS: Final = frozenset(
-    {"unknown", "unparsable", "timeout_ms", "max_output_bytes", "network", "caches"}
+    {"unknown", "unparsable", "timeout_ms", "max_output_bytes", "network", "caches", "readable"}
 )
 _NETWORKS: Final = ("none", "host")
 _CACHES: Final = ("pip", "npm", "cargo")
@@ -315,6 +316,18 @@ class _Validator:
                 if not isinstance(v, list) or any(c not in _CACHES for c in v):
                     raise self.fail(
                         f"[defaults] caches must be a list of {', '.join(_CACHES)}, not {v!r}",
+                        "defaults",
+                        None,
+                        key,
+                    )
+                out[key] = tuple(dict.fromkeys(v))
+            elif key == "readable":
+                if not isinstance(v, list) or any(
+                    not isinstance(p, str) or not (p.startswith("/") or p.startswith("~/")) or "\0" in p
+                    for p in v
+                ):
+                    raise self.fail(
+                        f"[defaults] readable must be a list of absolute paths (or ~/...), not {v!r}",
                         "defaults",
                         None,
                         key,

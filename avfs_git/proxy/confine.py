@@ -67,6 +67,10 @@ DROPPED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION
 # the caches a policy may name, and the variables that point a tool at one
 CACHES = {"pip": ("PIP_CACHE_DIR",), "npm": ("npm_config_cache",), "cargo": ("CARGO_HOME",)}
 NETWORKS = ("none", "host")
+# credential stores in a home: never shown by the policy's `readable` (nor what holds them)
+HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".docker", ".kube",
+                ".config/gcloud", ".config/gh", ".azure", ".npmrc", ".pypirc", ".cargo/credentials.toml",
+                ".cargo/credentials", ".avfs")  # fmt: skip
 
 
 class SandboxFailed(Exception):
@@ -92,6 +96,7 @@ class Sandbox:
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
     shown: tuple[str, ...] = ()  # in those: what is shown again, read-only
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
+    readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
 
     def describe(self) -> dict[str, object]:
@@ -155,6 +160,38 @@ def network_for(categories: list[str], action: str, policy_network: str) -> str:
     return "none"
 
 
+def readable_paths(paths: tuple[str, ...], home: str | None, avfs_home: str) -> tuple[str, ...]:
+    """The policy's ``readable`` paths, ``~/`` expanded against ``home`` (the caller's
+    ``$HOME``; dropped without one), normalized; left out: ``/``, those in a system
+    directory (shown anyway), and the avfs home, what is in it and what holds it (the
+    approvals are never shown)."""
+    never = [os.path.normpath(avfs_home)]
+    if home and os.path.isabs(home):
+        h = os.path.normpath(home)
+        never += [h + "/" + c for c in HOME_SECRETS]
+        never.append(h + "/")  # the home itself (and what holds it), not what is in it
+    out = []
+    for p in paths:
+        if p.startswith("~/"):
+            if not home or not os.path.isabs(home):
+                continue
+            p = os.path.join(home, p[2:])
+        p = os.path.normpath(p)
+        if p == "/" or check_path(p) is not None or any(_overlaps(p, x) for x in never):
+            continue
+        out.append(p)
+    return tuple(dict.fromkeys(out))
+
+
+def _overlaps(p: str, x: str) -> bool:
+    """Whether showing ``p`` would show ``x`` or a part of it (``x`` ending in ``/``: only
+    ``x`` itself and what holds it count)."""
+    if x.endswith("/"):
+        x = x[:-1]
+        return p == x or x.startswith(p + "/")
+    return p == x or p.startswith(x + "/") or x.startswith(p + "/")
+
+
 def cache_dirs(state_dir: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """(name, directory) of the vault's caches the policy names, made if missing."""
     out = []
@@ -214,6 +251,9 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     if sb.home and os.path.isabs(sb.home) and check_path(sb.home) is None and sb.home != "/tmp":
         args += ["--perms", "0700", "--tmpfs", sb.home]
+    for r in sb.readable:
+        if os.path.exists(r):
+            args += ["--ro-bind", r, r]
     for k in sb.keep:
         if os.path.isdir(k):
             args += ["--ro-bind", k, k]

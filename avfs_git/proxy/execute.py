@@ -404,7 +404,7 @@ def _execute(
         from . import confine
 
         env = _env(req, vault.name, fork, at, at_cwd)
-        sandbox = _sandbox(vault, fork, ws, root, at, at_cwd, conf, pol, env.get("HOME"), mode)
+        sandbox = _sandbox(vault, fork, ws, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
@@ -631,6 +631,7 @@ def _sandbox(
     pol: Policy,
     home_dir: str | None,
     mode: str,
+    avfs_home: str,
 ) -> Any:
     """The :class:`~.confine.Sandbox` of one command: the fork (``root``) at ``at``, the
     vault as git needs it, avfs's state hidden, the caches the policy names."""
@@ -662,6 +663,7 @@ def _sandbox(
         masked=(vault.state_dir,),
         shown=tuple(shown),
         caches=caches,
+        readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
         root=os.geteuid() == 0,
     )
 
