@@ -236,6 +236,21 @@ def _system() -> tuple[str, ...]:
     return tuple(args)
 
 
+def _resolver() -> list[str]:
+    """Where ``/etc/resolv.conf`` is a symlink out of ``/etc`` (systemd-resolved's stub in
+    ``/run``, which the sandbox does not show), the file it names, read-only: so names
+    resolve for a command given the host's network."""
+    try:
+        if not os.path.islink("/etc/resolv.conf"):
+            return []
+        target = os.path.realpath("/etc/resolv.conf")
+    except OSError:
+        return []
+    if not os.path.isfile(target) or any(target.startswith(d + "/") for d in SYSTEM_DIRS):
+        return []
+    return ["--ro-bind", target, target]
+
+
 def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``. Order matters: bwrap
     mounts in argument order, so what is shown inside a masked directory comes after it."""
@@ -249,6 +264,9 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             args += ["--cap-add", cap]
     args += _system()
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
+    if sb.network == "host":
+        args += _resolver()
     if sb.home and os.path.isabs(sb.home) and check_path(sb.home) is None and sb.home != "/tmp":
         args += ["--perms", "0700", "--tmpfs", sb.home]
     for r in sb.readable:
