@@ -465,3 +465,18 @@ def test_readable_paths_the_policy_names_are_shown_read_only(home, fork, canarie
     assert "TOOL-RAN" in out and "REFUSED" in out and "CANARY" not in out, (out, res.result)
     assert not (tools / "w").exists()
     assert "canary" not in out
+
+
+def test_a_root_command_keeps_few_capabilities(home, fork):
+    if os.geteuid() != 0:
+        pytest.skip("as another user the sandbox's user namespace gives no capabilities at all")
+    from avfs_git.proxy import isolate
+
+    res = _exec(home, fork, shell="grep -E '^(Cap(Eff|Prm)|NoNewPrivs)' /proc/self/status")
+    caps = dict(line.split(":\t") for line in _out(res).splitlines())
+    want = sum(1 << c for c in isolate.KEPT_CAPS)  # the same set as the hand-made views keep
+    assert int(caps["CapEff"], 16) == want and int(caps["CapPrm"], 16) == want, caps
+    assert not want & (1 << 21)  # no CAP_SYS_ADMIN: no remounting its way out
+    # bwrap leaves the bounding set as it is, but sets no_new_privs: no program it runs
+    # (setuid, or with file capabilities) gets more than this
+    assert caps["NoNewPrivs"] == "1", caps
