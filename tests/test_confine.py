@@ -103,6 +103,9 @@ def test_confined_by_default_and_the_envelope_says_so(home, fork):
     assert validate(doc) == "proxy_exec_result"
     host = _exec(home, fork, ("true",), confine=False)
     assert host.confinement == {"kind": "host", "requested": "writable", "network": "host", "reason": None}
+    from avfs_git.core import audit
+
+    assert [r.get("confinement") for r in audit.read(fork.state_dir)][-2:] == ["bwrap/none", "host/host"]
 
 
 PROBE = r"""

@@ -956,6 +956,7 @@ def _audit(vault: Vault, res: ExecResult) -> None:
         "duration_ms": res.duration_ms,
         "changed_paths": len(res.changes),
         "error": (res.error or {}).get("code"),
+        "confinement": f"{res.confinement['kind']}/{res.confinement['network']}" if res.confinement else None,
     }
     try:
         audit.append(vault.state_dir, rec)
