@@ -99,18 +99,10 @@ class Sandbox:
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
 
-    def describe(self) -> dict[str, object]:
-        """The envelope's ``confinement`` (kind bwrap)."""
-        return {
-            "kind": "bwrap",
-            "network": self.network,
-            "path": self.path,
-            "caches": [name for name, _ in self.caches],
-            "reason": None,
-        }
 
-
+@functools.cache
 def bwrap_path() -> str | None:
+    """Where ``bwrap`` is (looked up once per process)."""
     return shutil.which("bwrap")
 
 

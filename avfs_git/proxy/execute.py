@@ -603,7 +603,6 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
     if not first.startswith("#!") or not os.path.exists("/usr/bin/python3"):
         return hook
     d = os.path.join(vault.state_dir, "sandbox")
-    os.makedirs(d, exist_ok=True)
     out = os.path.join(d, os.path.basename(os.path.dirname(hook)) + ".fsmonitor-hook")
     new = "#!/usr/bin/python3 -S\n" + rest
     try:
@@ -612,11 +611,15 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
                 return out
     except OSError:
         pass
-    tmp = f"{out}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(new)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, out)
+    try:
+        os.makedirs(d, exist_ok=True)
+        tmp = f"{out}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(new)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    except OSError:
+        return hook  # git then says it cannot run the hook, and looks at every path itself
     return out
 
 
