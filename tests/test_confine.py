@@ -483,3 +483,40 @@ def test_a_root_command_keeps_few_capabilities(home, fork):
     # bwrap leaves the bounding set as it is, but sets no_new_privs: no program it runs
     # (setuid, or with file capabilities) gets more than this
     assert caps["NoNewPrivs"] == "1", caps
+
+
+def test_over_mcp_the_agent_cannot_approve_itself_through_a_script(vault, home):
+    """The issue's MCP scenario, with the classifier out of the way (a script in the fork,
+    which it cannot read): exec of a command that needs approval returns a token; exec of a
+    script that runs `avfs proxy approve --yes TOKEN` (by every path avfs is at on the host)
+    finds neither avfs nor the approvals; the held request stays refused."""
+    _need_bwrap()
+    from .test_mcp import POLICY, ok, serve
+
+    Path(home.path, "policy.toml").write_text(POLICY)
+    avfs = str(Path(sys.executable).parent / "avfs")
+    touch = {"argv": ["touch", "approved.txt"], "mode": "materialized"}
+
+    async def body(s: Any) -> None:
+        token = (await ok(s, "exec", **touch))["approval"]["token"]
+        script = (
+            f"env -u AVFS_WORKSPACE {avfs} --home {home.path} proxy approve --yes {token}\n"
+            f"env -u AVFS_WORKSPACE {sys.executable} -m avfs_git --home {home.path} proxy approve --yes {token}\n"
+            f"ls {home.path}/approvals\n"
+            "echo tried\n"
+        )
+        await ok(s, "write_file", path="approve.sh", content=script)
+        ran = await ok(s, "exec", argv=["sh", "approve.sh"], mode="materialized")
+        assert ran["confinement"]["kind"] == "bwrap" and "tried" in ran["result"]["stdout"], ran
+        assert token not in ran["result"]["stdout"], ran["result"]
+        held = await ok(s, "exec", **touch, approve=token)
+        assert held["result"] is None and held["error"]["code"] == "approval_refused", held
+
+    serve(home, body)
+    assert approval.load(home.path, token_of(home))["approved"] is None
+
+
+def token_of(home: Any) -> str:
+    """The one live token in ``home`` (the test issued exactly one)."""
+    (live,) = [p.stem for p in Path(home.path, "approvals").glob("apv_*.json")]
+    return live
