@@ -250,7 +250,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "exec",
-        "Run a command in the fork under the policy; commits what it changed. Result: `result`"
+        "Run a command in the fork under the policy, in a sandbox (no home directories; network"
+        " only if the policy allows); commits what it changed. Result: `result`"
         " (exit_code, stdout, stderr), `commit`. Refusals are results: `decision.action`"
         " deny, or require_approval: nothing ran; a person runs `avfs proxy approve TOKEN`,"
         " then call again with `approve: TOKEN`.",

@@ -51,6 +51,7 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
             {
                 "true": Side(op=lambda i: run(["true"])),
                 "cli": Side(op=lambda i: run([*base, "--", "true"])),
+                "host": Side(op=lambda i: run([*base, "--host", "writable", "--", "true"])),
                 "api": Side(op=lambda i: avfs_git.exec_in(ws, ["true"]), in_process=True),
             },
             ctx.repeats.fast,
@@ -69,6 +70,22 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
                 what="`avfs --json proxy exec -- true` minus `true`, a live mount reused (subprocess)",
                 target=Target(max_ms=100.0, strict=True),
                 notes=notes,
+            )
+        )
+        # what the sandbox adds: the same call confined (the default) and `--host writable`,
+        # sample by sample (interleaved in one run)
+        confined = [c - h for c, h in zip(s["cli"], s["host"], strict=True)]
+        kind = (doc.get("confinement") or {}).get("kind")
+        ctx.emit(
+            Result(
+                "proxy_exec_confinement",
+                "-",
+                median(confined),
+                confined,
+                what="`proxy exec -- true` confined (bwrap, the default) minus `--host writable`, warm mount",
+                target=Target(max_ms=10.0, strict=True),
+                notes=[f"--host writable: median {median(s['host']):.1f} ms"]
+                + ([] if kind == "bwrap" else [f"not confined: {doc.get('confinement')}"]),
             )
         )
         ctx.emit(

@@ -534,6 +534,8 @@ def test_venv_through_proxy_exec_stays_out_of_the_commit(home, vault, mode: str)
     ws.write("app.py", b"print('hi')\n")
     checkpoint.save(vault)
     base_python = getattr(sys, "_base_executable", sys.executable)
+    # the sandbox shows this interpreter's installation (read-only) where the policy names it
+    Path(home.path, "policy.toml").write_text(f"version = 1\n[defaults]\nreadable = [{sys.base_prefix!r}]\n")
     try:
         res = exec_in(ws, [base_python, "-m", "venv", "--without-pip", ".venv"], mode=mode)
         env = res.to_dict()

@@ -531,12 +531,19 @@ def test_the_option_table_reaches_the_click_command_the_fast_path_and_the_daemon
     values, argv = _parse_exec(["--readonly-host", "--at", str(proj), "--", "true"])
     req = request_from(values, argv)
     assert (req.isolate, req.isolate_at) == ("readonly", str(proj))  # implies --isolate
-    values, argv = _parse_exec(["--isolate", "--", "true"])
-    assert (request_from(values, argv).isolate, request_from(values, argv).isolate_at) == ("writable", None)
+    values, argv = _parse_exec(["--isolate", "--", "true"])  # the fork at the origin, in the sandbox
+    assert (request_from(values, argv).isolate, request_from(values, argv).isolate_at) == ("confined", None)
+    values, argv = _parse_exec(["--isolate", "--host", "writable", "--", "true"])
+    assert (request_from(values, argv).isolate, request_from(values, argv).confine) == ("writable", False)
+    values, argv = _parse_exec(["--host", "writable", "--", "true"])  # unconfined, at the mount
+    assert (request_from(values, argv).isolate, request_from(values, argv).confine) == (None, False)
+    values, argv = _parse_exec(["--host", "hidden", "--", "true"])  # --hide-host
+    assert request_from(values, argv).isolate == "hidden"
     from avfs_git.core.errors import UsageError
 
-    with pytest.raises(UsageError):
-        request_from(_parse_exec(["--hide-host", "--readonly-host", "--", "true"])[0], ["true"])
+    for bad in (["--hide-host", "--readonly-host"], ["--hide-host", "--host", "writable"]):
+        with pytest.raises(UsageError):
+            request_from(_parse_exec([*bad, "--", "true"])[0], ["true"])
     ws = vault.workspace("main")
     ws.write("f.txt", b"from the fork\n")
     checkpoint.save(vault)

@@ -347,6 +347,7 @@ def test_timeout_stops_the_whole_process_group(ws, mode):
         mode=_mode(mode),
         timeout_ms=500,
         commit=False,
+        confine=False,  # the host's PIDs (test_confine: what is left in a sandbox ends with it)
     )
     assert res.exit_code == 124 and res.result is not None and res.result["timed_out"]
     pid = int(ws.read("bg.pid"))
@@ -358,7 +359,11 @@ def test_timeout_stops_the_whole_process_group(ws, mode):
 
 def test_processes_left_behind_are_stopped_when_the_command_exits(ws):
     res = exec_in(
-        ws, shell="(sleep 100 &); sleep 100 & echo $! > bg.pid; echo done", mode="materialized", commit=False
+        ws,
+        shell="(sleep 100 &); sleep 100 & echo $! > bg.pid; echo done",
+        mode="materialized",
+        commit=False,
+        confine=False,  # the host's PIDs (in a sandbox, its PID namespace ends with the command)
     )
     assert res.success and res.result is not None and res.result["stray_processes_killed"]
     assert res.result["stdout"] == "done\n"
@@ -426,6 +431,7 @@ def test_mount_that_dies_during_the_command_is_reported(home, ws, vault):
         ),
         mode="fuse",
         commit=False,
+        confine=False,  # a confined command cannot signal the daemon (a PID namespace of its own)
     )
     assert res.mount is not None and res.mount["alive_after"] is False
     assert res.error is not None and res.error["code"] == "mount_died"
@@ -475,8 +481,17 @@ def test_killed_by_a_signal(ws):
         ["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],
         mode="materialized",
         commit=False,
+        confine=False,
     )
     assert res.exit_code == 128 + signal.SIGTERM and _signal_name(res) == "SIGTERM"
+    # in the sandbox bwrap reports it as an exit status (128 + N), and the signal is unknown
+    res = exec_in(
+        ws,
+        ["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],
+        mode="materialized",
+        commit=False,
+    )
+    assert res.exit_code == 128 + signal.SIGTERM and _signal_name(res) is None
 
 
 # -- the warm path: a live mount's daemon serves the CLI's requests ---------------------------
@@ -498,8 +513,9 @@ def live(home, ws, vault):
 
 def test_a_live_mounts_daemon_runs_the_cli_request(live, ws, monkeypatch):
     monkeypatch.setenv("TEST_PROXY_CLIENT_VAR", "from-the-client")
-    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--inherit-env", "--", "sh", "-c",
-              'echo "$PPID $TEST_PROXY_CLIENT_VAR"; echo w > served.txt')  # fmt: skip
+    # --host writable: $PPID is the daemon's PID as the host sees it (in a sandbox it is not)
+    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--inherit-env", "--host", "writable", "--",
+              "sh", "-c", 'echo "$PPID $TEST_PROXY_CLIENT_VAR"; echo w > served.txt')  # fmt: skip
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["success"] and doc["mount"]["reused"], doc
     ppid, var = doc["result"]["stdout"].split()
@@ -522,7 +538,7 @@ def test_a_live_mounts_daemon_runs_the_cli_request(live, ws, monkeypatch):
 def test_a_client_that_goes_away_stops_its_command(live, ws):
     proc = subprocess.Popen(
         [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--no-commit",
-         "--", "sh", "-c", "sleep 100 & echo $! > bg.pid; sleep 100"],
+         "--host", "writable", "--", "sh", "-c", "sleep 100 & echo $! > bg.pid; sleep 100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 30
@@ -539,7 +555,7 @@ def test_a_client_that_goes_away_stops_its_command(live, ws):
 
 
 def test_the_daemon_dying_mid_command_still_gives_one_envelope(live, ws):
-    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--no-commit", "--",
+    r = _avfs("--vault", "v:main", "--json", "proxy", "exec", "--no-commit", "--host", "writable", "--",
               "python3", "-c", f"import os; open('early.txt', 'w').write('x'); os.kill({live.pid}, 9)")  # fmt: skip
     doc = json.loads(r.stdout)
     assert r.returncode == 125 and doc["kind"] == "proxy_exec_result" and doc["error"]["code"] == "mount_died"

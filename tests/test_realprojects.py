@@ -807,6 +807,11 @@ def test_attrs_own_test_suite_passes_in_a_mount_through_proxy_exec(
     left as they were, and the commit holds only what the run made (caches, bytecode)."""
     require_fuse()
     proj = make_project(next(s for s in CORPUS if s.name == "attrs"), tmp_path)
+    # the suite runs on this interpreter and its venv, which the sandbox shows (read-only)
+    # only where the policy names them
+    Path(proj.home, "policy.toml").write_text(
+        f"version = 1\n[defaults]\nreadable = {json.dumps([sys.prefix, sys.base_prefix])}\n"
+    )
     proc = proj.avfs(
         "--json",
         "--vault",

@@ -124,6 +124,9 @@ def combine(layers: list[Layer]) -> dict[str, Any]:
         outcomes=types.MappingProxyType(outcomes),
         timeout_ms=defaults["timeout_ms"],
         max_output_bytes=defaults["max_output_bytes"],
+        network=defaults["network"],
+        caches=tuple(defaults["caches"]),
+        readable=tuple(defaults["readable"]),
         sources=tuple(sources),
     )
 
@@ -141,7 +144,11 @@ def _error(source: str, line: int | None, column: int | None, problem: str) -> P
 
 _TOML_POS: Final = r"\s*\(at line (\d+), column (\d+)\)\s*$"  # error path only: compiled on use
 _TOP_KEYS: Final = frozenset({"version", "inherit", "defaults", "outcomes", "rules"})
-_DEFAULT_KEYS: Final = frozenset({"unknown", "unparsable", "timeout_ms", "max_output_bytes"})
+_DEFAULT_KEYS: Final = frozenset(
+    {"unknown", "unparsable", "timeout_ms", "max_output_bytes", "network", "caches", "readable"}
+)
+_NETWORKS: Final = ("none", "host")
+_CACHES: Final = ("pip", "npm", "cargo")
 _RULE_KEYS: Final = frozenset(
     {
         "name",
@@ -296,6 +303,36 @@ class _Validator:
                         key,
                     )
                 out[key] = outcome
+            elif key == "network":
+                if v not in _NETWORKS:
+                    raise self.fail(
+                        f"[defaults] network must be one of {', '.join(_NETWORKS)}, not {v!r}",
+                        "defaults",
+                        None,
+                        key,
+                    )
+                out[key] = v
+            elif key == "caches":
+                if not isinstance(v, list) or any(c not in _CACHES for c in v):
+                    raise self.fail(
+                        f"[defaults] caches must be a list of {', '.join(_CACHES)}, not {v!r}",
+                        "defaults",
+                        None,
+                        key,
+                    )
+                out[key] = tuple(dict.fromkeys(v))
+            elif key == "readable":
+                if not isinstance(v, list) or any(
+                    not isinstance(p, str) or not (p.startswith("/") or p.startswith("~/")) or "\0" in p
+                    for p in v
+                ):
+                    raise self.fail(
+                        f"[defaults] readable must be a list of absolute paths (or ~/...), not {v!r}",
+                        "defaults",
+                        None,
+                        key,
+                    )
+                out[key] = tuple(dict.fromkeys(v))
             else:
                 if type(v) is not int or v <= 0:
                     raise self.fail(

@@ -51,6 +51,14 @@ class Policy:
     max_output_bytes: int
     sources: tuple[str, ...]
     hash: str = ""
+    # what a confined command not classified `networked` gets: "none" (a network namespace
+    # of its own) or "host"; one classified networked that the policy lets run gets the host's
+    network: str = "none"
+    # the per-vault caches a confined command gets, read-write (pip, npm, cargo)
+    caches: tuple[str, ...] = ()
+    # host paths a confined command also sees, read-only (tools installed under a home:
+    # ~/.pyenv, ~/.nvm); ~/ is the caller's home
+    readable: tuple[str, ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.hash)
@@ -114,6 +122,9 @@ class Policy:
                 "unparsable": self.unparsable.value,
                 "timeout_ms": self.timeout_ms,
                 "max_output_bytes": self.max_output_bytes,
+                "network": self.network,
+                "caches": list(self.caches),
+                "readable": list(self.readable),
             },
             "outcomes": {c.value: self.outcomes[c].value for c in Category},
             "rules": [r.to_dict() for r in self.rules],

@@ -86,8 +86,13 @@ class ExecRequest:
     kill_grace_ms: int = 2000
     stdin: int | IO[bytes] | None = subprocess.DEVNULL
     base_env: tuple[tuple[str, str], ...] | None = None  # the caller's environment (default: ours)
-    isolate: str | None = None  # None, or what the command sees of the host: writable | readonly | hidden
+    # None, or a view at the project's path (isolate_at): confined (the sandbox, as by default),
+    # or what the command sees of the host through a hand-made namespace: writable | readonly | hidden
+    isolate: str | None = None
     isolate_at: str | None = None  # where the fork appears (None: the vault's origin_dir)
+    # without an isolate view: run in the sandbox (True, the default) or on the host as it is
+    # (False: `--host writable`)
+    confine: bool = True
     # a token is accepted only when a person approved it (`avfs proxy approve`): the MCP
     # server's exec, whose client (the agent) gets the token itself
     require_person_approval: bool = False
@@ -106,6 +111,7 @@ class ExecResult:
     checkpoint: dict[str, Any] | None = None
     mount: dict[str, Any] | None = None
     isolation: dict[str, Any] | None = None
+    confinement: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # paths the command wrote that git ignores (a venv, caches): in the fork, never committed
@@ -289,6 +295,7 @@ def _execute(
     root = live.mountpoint if live is not None else _planned_root(home, vault, fork, mode)
     abs_cwd = os.path.join(root, cwd) if cwd else root
     res.isolation = _isolation(vault, req)
+    res.confinement = _confinement(req, res.isolation)
     if res.isolation is not None and res.isolation["reason"] is None:
         # the command will see the fork at the project's path: judge its paths from there
         root = res.isolation["path"]
@@ -297,6 +304,12 @@ def _execute(
     decision = pol.classify(req.shell if req.shell is not None else list(req.argv or ()), root, abs_cwd)
     res.decision = _decision_dict(decision)
     action = Outcome(decision.action)
+    if res.confinement["kind"] == "bwrap":
+        from . import confine
+
+        res.confinement["network"] = confine.network_for(
+            res.decision["categories"], res.decision["action"], pol.network
+        )
     if action is Outcome.DENY:
         res.exit_code = EXIT_REFUSED
         res.error = {
@@ -382,16 +395,27 @@ def _execute(
 
     argv = list(req.argv) if req.argv is not None else ["/bin/sh", "-c", req.shell or ""]
     view = None
+    sandbox = None
     iso = res.isolation
-    if iso is not None and iso["reason"] is None:  # the command sees the fork at iso["path"]
+    conf = res.confinement
+    # where the command sees the fork: the project's path (an isolate view), or where it is
+    at = iso["path"] if iso is not None and iso["reason"] is None else root
+    at_cwd = os.path.join(at, cwd) if cwd else at
+    if conf["kind"] == "bwrap":
+        from . import confine
+
+        env = _env(req, vault.name, fork, at, at_cwd)
+        sandbox = _sandbox(vault, fork, ws, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        env = confine.environment(env, sandbox)
+        abs_cwd = at_cwd
+    elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
         from . import isolate
 
-        env = _env(req, vault.name, fork, iso["path"], os.path.join(iso["path"], cwd) if cwd else iso["path"])
-        keep = (vault.path,) if iso["host"] != "writable" else ()  # so git works in the fork
+        host = iso["host"] if iso is not None and iso["host"] != "confined" else "hidden"
+        env = _env(req, vault.name, fork, at, at_cwd)
+        keep = (vault.path,) if host != "writable" else ()  # so git works in the fork
         writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
-        view = isolate.plan(
-            root, iso["path"], iso["host"], cwd, keep, env.get("HOME"), writable=writable, pinned=pinned
-        )
+        view = isolate.plan(root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned)
         abs_cwd = view.cwd
     else:
         env = _env(req, vault.name, fork, root, abs_cwd)
@@ -406,20 +430,32 @@ def _execute(
             kill_grace_ms=req.kill_grace_ms,
             cancel=cancel,
             view=view,
+            sandbox=sandbox,
         )
     except Exception as exc:
+        from .confine import SandboxFailed
         from .isolate import IsolationFailed
 
-        if not isinstance(exc, IsolationFailed) or iso is None:
+        if isinstance(exc, SandboxFailed):
+            # not a fallback: bwrap runs here (probed), so this request itself is at fault
+            conf["reason"] = f"setting up the sandbox failed: {exc.reason}"
+            raise IsolationError(
+                f"the sandbox could not be set up: {exc.reason}; the command did not run",
+                hint="see docs/proxy.md (Confinement); `--host writable` runs it unconfined",
+                details={"path": at},
+            ) from None
+        if not isinstance(exc, IsolationFailed) or view is None:
             raise
         # not a fallback: the policy judged the command's paths as seen from the view
-        iso["reason"] = f"setting up the view failed: {exc.reason}"
+        if iso is not None:
+            iso["reason"] = f"setting up the view failed: {exc.reason}"
+        conf["reason"] = f"setting up the view failed: {exc.reason}"
         raise IsolationError(
             f"the isolated view could not be set up: {exc.reason}; the command did not run",
             hint="run without --isolate, or see docs/proxy.md (Isolated views)",
-            details={"path": iso["path"], "host": iso["host"]},
+            details={"path": at, "host": view.host},
         ) from None
-    if iso is not None and view is not None:
+    if iso is not None and (view is not None or sandbox is not None):
         iso["active"] = True
     res.result = _result_dict(run)
     res.exit_code = run.exit_code
@@ -485,8 +521,8 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
         return None
     from . import isolate
 
-    if req.isolate not in isolate.HOSTS:
-        raise UsageError(f"isolate must be one of {', '.join(isolate.HOSTS)}, not {req.isolate!r}")
+    if req.isolate not in (*isolate.HOSTS, "confined"):
+        raise UsageError(f"isolate must be one of confined, {', '.join(isolate.HOSTS)}, not {req.isolate!r}")
     from ..ops.quickstart import origin_dir
 
     at = req.isolate_at if req.isolate_at is not None else origin_dir(vault)  # where `avfs up` came from
@@ -495,18 +531,145 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
             f"vault {vault.name} has no recorded origin directory: say where the fork appears",
             hint="avfs proxy exec --isolate --at /path/to/project -- CMD",
         )
-    bad = isolate.check_path(str(at), req.isolate)
+    if req.isolate == "confined":
+        from . import confine
+
+        bad = confine.check_path(str(at))
+        why = confine.unavailable()
+        method = "bwrap"
+        if why is not None:  # the fallback: the hand-made hidden view
+            bad = bad or isolate.check_path(str(at), "hidden")
+            why = isolate.unavailable()
+            method = isolate.method()
+    else:
+        bad = isolate.check_path(str(at), req.isolate)
+        why = isolate.unavailable()
+        method = isolate.method()
     if bad is not None:
         raise UsageError(bad, details={"at": at})
-    why = isolate.unavailable()
     return {
         "requested": True,
         "active": False,
         "path": os.path.normpath(str(at)),
         "host": req.isolate,
-        "method": isolate.method() if why is None else None,
+        "method": method if why is None else None,
         "reason": why,
     }
+
+
+def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]:
+    """The envelope's ``confinement`` before the run: what the command will run in.
+
+    ``kind``: ``bwrap`` (the sandbox, :mod:`.confine`), ``namespace`` (:mod:`.isolate`'s
+    hand-made view: asked for with ``--readonly-host``/``--hide-host``, or the sandbox's
+    fallback where bwrap cannot run) or ``host`` (nothing between the command and the host:
+    ``--host writable``, or neither bwrap nor namespaces work here). ``requested``: what was
+    asked for; ``reason``: why what runs is weaker than that (null when it is not)."""
+    requested = req.isolate if req.isolate is not None else "confined" if req.confine else "writable"
+    out: dict[str, Any] = {"kind": "host", "requested": requested, "network": "host", "reason": None}
+    if req.isolate is None and requested == "writable":
+        return out
+    if requested in ("writable", "readonly", "hidden"):  # a hand-made view, asked for
+        if iso is not None and iso["reason"] is not None:
+            out["reason"] = iso["reason"]
+        else:
+            out["kind"] = "namespace"
+        return out
+    from . import confine
+
+    why = confine.unavailable()
+    if why is None:
+        out.update(kind="bwrap", network="none")
+        return out
+    from . import isolate
+
+    also = isolate.unavailable()
+    if also is None:
+        out.update(kind="namespace", reason=f"{why}: a hand-made hidden view (no network namespace) instead")
+    else:
+        out["reason"] = f"{why}; and {also}: the command runs on the host"
+    return out
+
+
+def _fsmonitor_hook(vault: Vault, hook: str) -> str:
+    """The fork's fsmonitor hook as the sandbox runs it: its interpreter (the Python avfs
+    runs on, maybe under a home directory the sandbox hides) replaced by the system's
+    ``/usr/bin/python3``, which the sandbox shows. Written under the vault's state."""
+    try:
+        with open(hook, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return hook
+    first, _, rest = text.partition("\n")
+    if not first.startswith("#!") or not os.path.exists("/usr/bin/python3"):
+        return hook
+    d = os.path.join(vault.state_dir, "sandbox")
+    out = os.path.join(d, os.path.basename(os.path.dirname(hook)) + ".fsmonitor-hook")
+    new = "#!/usr/bin/python3 -S\n" + rest
+    try:
+        with open(out, encoding="utf-8") as fh:
+            if fh.read() == new:
+                return out
+    except OSError:
+        pass
+    try:
+        os.makedirs(d, exist_ok=True)
+        tmp = f"{out}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(new)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    except OSError:
+        return hook  # git then says it cannot run the hook, and looks at every path itself
+    return out
+
+
+def _sandbox(
+    vault: Vault,
+    fork: str,
+    ws: Workspace,
+    root: str,
+    at: str,
+    at_cwd: str,
+    conf: dict[str, Any],
+    pol: Policy,
+    home_dir: str | None,
+    mode: str,
+    avfs_home: str,
+) -> Any:
+    """The :class:`~.confine.Sandbox` of one command: the fork (``root``) at ``at``, the
+    vault as git needs it, avfs's state hidden, the caches the policy names."""
+    from . import confine
+
+    keep: tuple[str, ...] = (vault.path,)
+    writable: tuple[str, ...] = ()
+    pinned: list[tuple[str, str]] = []
+    shown: list[str] = []
+    if mode == "fuse":
+        writable, pins = _git_writable(vault, fork)
+        for p in pins:
+            pinned.append((p, _fsmonitor_hook(vault, p) if p.endswith("/fsmonitor-hook") else p))
+        db = getattr(getattr(ws, "overlay", None), "db_path", None)
+        if isinstance(db, str):  # what the fsmonitor hook reads (the journal)
+            shown += [db + sfx for sfx in ("", "-wal", "-shm")]
+    caches = confine.cache_dirs(vault.state_dir, pol.caches)
+    conf["path"] = at
+    conf["caches"] = [name for name, _ in caches]
+    return confine.Sandbox(
+        source=root,
+        path=at,
+        cwd=at_cwd,
+        network=conf["network"],
+        home=home_dir,
+        keep=keep,
+        writable=writable,
+        pinned=tuple(pinned),
+        masked=(vault.state_dir,),
+        shown=tuple(shown),
+        caches=caches,
+        readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
+        root=os.geteuid() == 0,
+    )
 
 
 # what of a mounted fork's worktree directory git runs or trusts (hook, config, the way to the
@@ -583,6 +746,8 @@ def _approved(request: dict[str, Any], req: ExecRequest, stdin_sha256: str | Non
     }
     if req.isolate is not None:  # what the command sees changes what it does
         bound["isolate"] = [req.isolate, req.isolate_at]
+    if req.isolate is None and not req.confine:  # approved confined, not approved unconfined
+        bound["host"] = "writable"
     return bound
 
 
@@ -797,6 +962,7 @@ def _audit(vault: Vault, res: ExecResult) -> None:
         "duration_ms": res.duration_ms,
         "changed_paths": len(res.changes),
         "error": (res.error or {}).get("code"),
+        "confinement": f"{res.confinement['kind']}/{res.confinement['network']}" if res.confinement else None,
     }
     try:
         audit.append(vault.state_dir, rec)
@@ -820,10 +986,12 @@ def exec_in(
     approve: str | None = None,
     max_output_bytes: int | None = None,
     stdin: bytes | None = None,
+    confine: bool = True,
 ) -> ExecResult:
     """Run a command in the fork of ``ws`` through ``proxy exec`` (policy, checkpoint,
     mount, timeout, one commit of what it changed); returns the envelope as an object,
-    never raising for the command's own failures. The vault must come from a
+    never raising for the command's own failures. ``confine=False`` runs it on the host as
+    it is (``--host writable``) instead of in the sandbox. The vault must come from a
     :class:`~avfs_git.Home` (its policy applies). Re-exported as ``avfs_git.exec_in``: the
     in-process API's one way in (core's ``Workspace`` does not reach up to the proxy)."""
     home = ws.vault.home
@@ -849,5 +1017,6 @@ def exec_in(
             inherit_env=inherit_env,
             approve=approve,
             stdin=feed,
+            confine=confine,
         )
         return execute(home, ws.vault, ws.fork, req)

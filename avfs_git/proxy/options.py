@@ -88,9 +88,18 @@ EXEC_OPTIONS: tuple[Opt, ...] = (
     Opt("--approve", "approve", "Run a command that needed approval, with its token.", metavar="TOKEN"),
     Opt("--kill-grace-ms", "kill_grace_ms", "SIGTERM to SIGKILL delay.", int, default=2000),
     Opt(
+        "--host",
+        "host",
+        "What the command sees of the host: confined (a bubblewrap sandbox: the fork, the system"
+        " read-only, no home directories, network only as the policy allows), or writable (the"
+        " host as it is, unconfined); readonly and hidden are --readonly-host and --hide-host.",
+        default="confined",
+        choices=("confined", "writable", "readonly", "hidden"),
+    ),
+    Opt(
         "--isolate",
         "isolate",
-        "Run in a private mount namespace where the fork is mounted at the project's own path.",
+        "Show the fork at the project's own path (--at; default: the vault's origin directory).",
         None,
         default=False,
     ),
@@ -144,14 +153,22 @@ def request_from(
             raise UsageError(f"--env {v!r}: use NAME=VALUE")
         k, val = v.split("=", 1)
         pairs.append((k, val))
-    # .get: a client of an older avfs may not send these; any of them implies --isolate
+    # .get: a client of an older avfs may not send these; --readonly-host, --hide-host and
+    # --at imply --isolate; --host readonly|hidden are the first two
     readonly_host, hide_host = values.get("readonly_host", False), values.get("hide_host", False)
     if readonly_host and hide_host:
         raise UsageError("give --readonly-host or --hide-host, not both")
+    host = values.get("host") or "confined"
+    flag = "hidden" if hide_host else "readonly" if readonly_host else None
+    if flag is not None and host not in ("confined", flag):
+        raise UsageError(
+            f"--host {host} and --{'hide' if hide_host else 'readonly'}-host contradict each other"
+        )
+    host = flag or host
     at = values.get("isolate_at")
     isolate = None
-    if values.get("isolate") or readonly_host or hide_host or at is not None:
-        isolate = "hidden" if hide_host else "readonly" if readonly_host else "writable"
+    if values.get("isolate") or host in ("readonly", "hidden") or at is not None:
+        isolate = host
     return ExecRequest(
         argv=tuple(argv) if argv else None,
         shell=values["shell"],
@@ -168,6 +185,7 @@ def request_from(
         kill_grace_ms=values["kill_grace_ms"],
         isolate=isolate,
         isolate_at=at,
+        confine=host == "confined",
         stdin=stdin if values["stdin"] else subprocess.DEVNULL,
         base_env=None if env is None else tuple(env.items()),
     )
@@ -219,6 +237,7 @@ def failed_envelope(
         "checkpoint": None,
         "mount": None,
         "isolation": None,
+        "confinement": None,
         "result": None,
         "changes": [],
         "commit": None,

@@ -9,6 +9,12 @@
   a command that prints 1 GiB costs no memory).
 - A program that cannot be started (not found, not executable) is a result, not an
   exception: exit code 127 / 126 like a shell, with the reason in ``spawn_error``.
+- With a ``sandbox`` (the default: :mod:`.confine`), the command runs under ``bwrap``,
+  which leads the group; the sandbox has a PID namespace of its own, so whatever the
+  command left running there ends with it (the kernel kills a PID namespace's processes
+  when its init exits). bwrap reports a command killed by signal N as exit 128+N; its
+  status descriptor (``--json-status-fd``) tells a sandbox that could not be set up (no
+  exit code: :class:`~.confine.SandboxFailed`) from a command that ran.
 - With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
   (:mod:`.isolate`) after starting its session and before exec. With a PID namespace too
   (``readonly``, ``hidden``) the child stays outside it, leads the group and exits as the
@@ -28,6 +34,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .confine import Sandbox
     from .isolate import View
 
 EXIT_TIMEOUT = 124
@@ -141,23 +148,48 @@ def _wait(
     kill_grace_ms: int,
 ) -> bool:
     """Wait for the command; on the deadline (True is returned) or ``cancel``, stop its
-    group. Waits in slices, so that ``cancel`` is seen within 50 ms."""
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            proc.wait(timeout=max(0.0, min(left, 0.05) if cancel is not None else left))
-            return False
-        except subprocess.TimeoutExpired:
-            timed_out = time.monotonic() >= deadline
-            if not timed_out and (cancel is None or not cancel.is_set()):
-                continue
-            _stop_group(pgid, kill_grace_ms / 1000, proc)
-            proc.wait()
-            return timed_out
+    group. Waits in slices, so that ``cancel`` is seen within 50 ms. Where the kernel has
+    pidfds, the wait wakes the moment the command exits (``Popen.wait`` with a timeout
+    polls, sleeping up to 50 ms between looks: ~10 ms lost on a 5 ms command)."""
+    pidfd = _pidfd(proc.pid)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            slice_s = max(0.0, min(left, 0.05) if cancel is not None else left)
+            try:
+                if pidfd is not None:
+                    import select
+
+                    select.select([pidfd], [], [], slice_s)
+                proc.wait(timeout=0 if pidfd is not None else slice_s)
+                return False
+            except subprocess.TimeoutExpired:
+                timed_out = time.monotonic() >= deadline
+                if not timed_out and (cancel is None or not cancel.is_set()):
+                    continue
+                _stop_group(pgid, kill_grace_ms / 1000, proc)
+                proc.wait()
+                return timed_out
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (readable once it exits), or None where there are none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _spawn(
-    argv: list[str], cwd: str, env: dict[str, str], stdin: int | IO[bytes] | None, view: View | None
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    stdin: int | IO[bytes] | None,
+    view: View | None,
+    status_fd: int = -1,
 ) -> subprocess.Popen[bytes]:
     if view is None:
         return subprocess.Popen(
@@ -169,6 +201,7 @@ def _spawn(
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            pass_fds=(status_fd,) if status_fd >= 0 else (),
         )
     import functools
 
@@ -213,16 +246,32 @@ def run(
     kill_grace_ms: int = 2000,
     cancel: threading.Event | None = None,
     view: View | None = None,
+    sandbox: Sandbox | None = None,
 ) -> RunResult:
     """Run ``argv`` in ``cwd``; never raises for the command's own failures. ``cancel``:
     stop the command's group when it is set (its caller went away). ``view``: run it in
     that isolated view (``cwd`` is then the view's); raises
     :class:`~.isolate.IsolationFailed` when the view could not be set up (the command
-    did not start)."""
+    did not start). ``sandbox``: run it under bwrap in that sandbox (``cwd`` is then the
+    sandbox's); raises :class:`~.confine.SandboxFailed` when bwrap could not set it up."""
     start = time.monotonic()
+    status_r = status_w = -1
+    if sandbox is not None:
+        from . import confine
+
+        status_r, status_w = os.pipe()
+        argv = confine.argv(sandbox, argv)
+        argv[1:1] = ["--json-status-fd", str(status_w)]
+        cwd = "/"
     try:
-        proc = _spawn(argv, cwd, env, stdin, view)
+        try:
+            proc = _spawn(argv, cwd, env, stdin, view, status_w)
+        finally:
+            if status_w >= 0:
+                os.close(status_w)
     except OSError as exc:
+        if status_r >= 0:
+            os.close(status_r)
         code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
         msg = f"{argv[0]}: {exc.strerror or exc}"
         return RunResult(
@@ -250,6 +299,14 @@ def run(
         # a process that left the group (setsid) may hold a pipe open: do not wait for it
         d.join(timeout=1.0)
     rc = proc.returncode
+    if status_r >= 0:
+        spawn_error = _sandbox_status(status_r, rc, drains[1])
+        if spawn_error is not None:
+            code, msg = spawn_error
+            return RunResult(
+                code, None, False, round(duration_ms, 3), b"", msg.encode() + b"\n",
+                0, len(msg) + 1, False, False, spawn_error=msg,
+            )  # fmt: skip
     sig_name: str | None = None
     if rc < 0:
         try:
@@ -273,3 +330,32 @@ def run(
         stderr_truncated=err.total > err.kept,
         stray_processes_killed=strays,
     )
+
+
+def _sandbox_status(status_r: int, rc: int, err: _Drain) -> tuple[int, str] | None:
+    """Read bwrap's status descriptor once it has exited: None when the command ran (an
+    ``exit-code`` was reported, or bwrap was killed); (126 or 127, why) when bwrap could
+    not exec it; raises :class:`~.confine.SandboxFailed` when the sandbox was not set up."""
+    from .confine import SandboxFailed
+
+    os.set_blocking(status_r, False)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(status_r, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(status_r)
+    if b'"exit-code"' in b"".join(chunks) or rc < 0:
+        return None
+    text = err.output().decode("utf-8", "replace").strip()
+    last = text.splitlines()[-1] if text else ""
+    if last.startswith("bwrap: execvp "):
+        what = last[len("bwrap: execvp ") :]
+        return (127 if "No such file" in what or "Not a directory" in what else 126), what
+    raise SandboxFailed(last.removeprefix("bwrap: ") or f"bwrap exited with {rc} before the command ran")

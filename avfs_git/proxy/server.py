@@ -108,9 +108,14 @@ class ExecServer:
         with conn:
             try:
                 creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-                _pid, uid, _gid = struct.unpack("3i", creds)
+                pid, uid, _gid = struct.unpack("3i", creds)
                 if uid != os.getuid():
                     log.warning("refused a proxy exec request from uid %d", uid)
+                    return
+                if not _same_namespaces(pid):
+                    # a confined command (sharing the host's network, so it can reach this
+                    # abstract socket) must not run commands outside its sandbox
+                    log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
                     return
                 req, fds = recv_request(conn)
                 code, document = self._run(conn, req, fds)
@@ -160,6 +165,18 @@ class ExecServer:
             self.sock.close()
         except OSError:
             pass
+
+
+def _same_namespaces(pid: int) -> bool:
+    """Whether process ``pid`` (a client) shares this daemon's PID and mount namespaces:
+    a command confined by proxy exec has its own of both (and the kernel gives its PID as
+    seen from here). Unknown (the process is gone) counts as not."""
+    try:
+        return all(
+            os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "mnt")
+        )
+    except OSError:
+        return False
 
 
 def _watch_client(conn: socket.socket, cancel: threading.Event) -> None:

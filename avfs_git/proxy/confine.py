@@ -1,0 +1,287 @@
+"""Confinement: every ``proxy exec`` command runs in a bubblewrap sandbox by default.
+
+`bubblewrap <https://github.com/containers/bubblewrap>`_ (``bwrap``, the Debian package
+``bubblewrap``; Flatpak's sandbox) builds the view; this module only says what goes in it
+(:func:`plan`) and turns that into ``bwrap`` arguments (:func:`argv`). What the command sees:
+
+- the fork (its mount, or its materialized copy) read-write at ``path``: where the fork is
+  mounted, or the project's own path (``--isolate --at PATH``);
+- ``/usr``, ``/etc``, ``/bin``, ``/sbin``, ``/lib*``, ``/opt`` read-only (symlinks stay
+  symlinks), with the secrets of ``/etc`` (:data:`ETC_SECRETS`: shadow files, SSH host keys,
+  sudoers, TLS private keys...) replaced by empty ones;
+- a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
+  and a private, empty ``$HOME``;
+- the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
+  keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
+  registry and its exec sockets' names, the audit log) replaced by an empty directory, but
+  for the fork's own overlay database, read-only (git's fsmonitor hook reads its journal);
+- per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
+  (``[defaults] caches``), with ``PIP_CACHE_DIR``, ``npm_config_cache``, ``CARGO_HOME``
+  pointing at them.
+
+Nothing else of the host is there: ``/root``, ``/home``, the avfs home (other vaults,
+approvals), other mounts, ``/run`` (the docker socket, ``SSH_AUTH_SOCK``, whose variable is
+dropped too). IPC and UTS namespaces of its own; a network namespace of its own (no network
+at all, and none of the host's abstract Unix sockets, avfs's exec sockets among them)
+unless the policy gives the command the network (:func:`network_for`). ``--die-with-parent``
+(the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal).
+A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
+remount its way out).
+
+Where ``bwrap`` cannot run (:func:`unavailable` says why: not installed, or user namespaces
+refused), ``proxy exec`` falls back to :mod:`.isolate`'s hand-made hidden view, else runs on
+the host, and the envelope's ``confinement`` says which, and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import os
+import shutil
+import subprocess
+
+# what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
+# without MKNOD and SETFCAP)
+KEPT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
+    "CAP_AUDIT_WRITE",
+)  # fmt: skip
+# kept read-only (those that exist; a symlink is recreated as a symlink)
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+# in /etc: files shown empty, directories shown empty (globs)
+ETC_SECRETS = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+    "/etc/ssh/*_key", "/etc/security/opasswd", "/etc/krb5.keytab", "/etc/ppp/*-secrets",
+)  # fmt: skip
+ETC_SECRET_DIRS = (
+    "/etc/sudoers.d", "/etc/ssl/private", "/etc/NetworkManager/system-connections",
+    "/etc/wireguard", "/etc/docker", "/etc/containers/auth.json",
+)  # fmt: skip
+# variables never passed into the sandbox: what they point at is not there, and a path
+# they name is a way out (an agent socket)
+DROPPED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST",
+               "XDG_RUNTIME_DIR", "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY")  # fmt: skip
+# the caches a policy may name, and the variables that point a tool at one
+CACHES = {"pip": ("PIP_CACHE_DIR",), "npm": ("npm_config_cache",), "cargo": ("CARGO_HOME",)}
+NETWORKS = ("none", "host")
+# credential stores in a home: never shown by the policy's `readable` (nor what holds them)
+HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".docker", ".kube",
+                ".config/gcloud", ".config/gh", ".azure", ".npmrc", ".pypirc", ".cargo/credentials.toml",
+                ".cargo/credentials", ".avfs")  # fmt: skip
+
+
+class SandboxFailed(Exception):
+    """bwrap could not set up the sandbox: the command did not start."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sandbox:
+    """What one command sees: ``source`` (the fork's mount or copy) at ``path``."""
+
+    source: str
+    path: str
+    cwd: str  # absolute, at or under path
+    network: str  # none | host
+    home: str | None = None  # a private, empty $HOME here
+    keep: tuple[str, ...] = ()  # host directories shown read-only (the vault)
+    writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
+    pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
+    masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
+    shown: tuple[str, ...] = ()  # in those: what is shown again, read-only
+    caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
+    readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
+    root: bool = False  # running as root: drop capabilities
+
+
+@functools.cache
+def bwrap_path() -> str | None:
+    """Where ``bwrap`` is (looked up once per process)."""
+    return shutil.which("bwrap")
+
+
+@functools.cache
+def _probe() -> str | None:
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
+    true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
+    args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--unshare-net",
+            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", true]  # fmt: skip
+    try:
+        proc = subprocess.run(args, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot run bwrap: {exc}"
+    if proc.returncode == 0:
+        return None
+    why = proc.stderr.decode(errors="replace").strip() or f"exit {proc.returncode}"
+    return f"bwrap cannot make a sandbox here ({why})"
+
+
+def unavailable() -> str | None:
+    """Why no bwrap sandbox can be made here (None: it can). Probed once per process."""
+    return _probe()
+
+
+def check_path(path: str) -> str | None:
+    """Why ``path`` cannot be where the fork appears in a sandbox (None: it can)."""
+    if not os.path.isabs(path):
+        return f"--at {path!r} must be an absolute path"
+    p = os.path.normpath(path)
+    if p == "/":
+        return "--at / would hide the whole system: give the project's directory"
+    if any(p == d or p.startswith(d + "/") for d in ("/proc", "/dev", *SYSTEM_DIRS)):
+        return f"--at {path!r} is inside a system directory the sandbox keeps read-only"
+    return None
+
+
+def network_for(categories: list[str], action: str, policy_network: str) -> str:
+    """The network a command gets: the host's when it is classified ``networked`` and the
+    policy lets it run (allowed, or approved), or when the policy's ``[defaults] network``
+    is ``host``; else none (a network namespace of its own)."""
+    if policy_network == "host":
+        return "host"
+    if "networked" in categories and action in ("allow", "allow_with_checkpoint", "require_approval"):
+        return "host"  # require_approval: it runs only with a person's approval
+    return "none"
+
+
+def readable_paths(paths: tuple[str, ...], home: str | None, avfs_home: str) -> tuple[str, ...]:
+    """The policy's ``readable`` paths, ``~/`` expanded against ``home`` (the caller's
+    ``$HOME``; dropped without one), normalized; left out: ``/``, those in a system
+    directory (shown anyway), and the avfs home, what is in it and what holds it (the
+    approvals are never shown)."""
+    never = [os.path.normpath(avfs_home)]
+    if home and os.path.isabs(home):
+        h = os.path.normpath(home)
+        never += [h + "/" + c for c in HOME_SECRETS]
+        never.append(h + "/")  # the home itself (and what holds it), not what is in it
+    out = []
+    for p in paths:
+        if p.startswith("~/"):
+            if not home or not os.path.isabs(home):
+                continue
+            p = os.path.join(home, p[2:])
+        p = os.path.normpath(p)
+        if p == "/" or check_path(p) is not None or any(_overlaps(p, x) for x in never):
+            continue
+        out.append(p)
+    return tuple(dict.fromkeys(out))
+
+
+def _overlaps(p: str, x: str) -> bool:
+    """Whether showing ``p`` would show ``x`` or a part of it (``x`` ending in ``/``: only
+    ``x`` itself and what holds it count)."""
+    if x.endswith("/"):
+        x = x[:-1]
+        return p == x or x.startswith(p + "/")
+    return p == x or p.startswith(x + "/") or x.startswith(p + "/")
+
+
+def cache_dirs(state_dir: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, directory) of the vault's caches the policy names, made if missing."""
+    out = []
+    for name in names:
+        d = os.path.join(state_dir, "caches", name)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        out.append((name, d))
+    return tuple(out)
+
+
+def environment(env: dict[str, str], sb: Sandbox) -> dict[str, str]:
+    """``env`` as the command gets it in ``sb``: agent sockets dropped, caches set, a
+    ``TMPDIR`` outside ``/tmp`` (not in the sandbox) pointed at its private ``/tmp``."""
+    out = {k: v for k, v in env.items() if k not in DROPPED_ENV}
+    if "TMPDIR" in out and not (out["TMPDIR"] == "/tmp" or out["TMPDIR"].startswith("/tmp/")):
+        out["TMPDIR"] = "/tmp"  # the caller's is not in the sandbox; its /tmp is private
+    for name, d in sb.caches:
+        for var in CACHES[name]:
+            out[var] = d
+    return out
+
+
+@functools.cache
+def _system() -> tuple[str, ...]:
+    """The system directories and the masked secrets (looked up once per process: a mount
+    daemon serves many commands, and the layout of /etc does not change under it)."""
+    args: list[str] = []
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    for pattern in ETC_SECRETS:
+        for f in sorted(glob.glob(pattern)):
+            if os.path.isfile(f) and not os.path.islink(f):
+                args += ["--ro-bind", "/dev/null", f]
+    for d in ETC_SECRET_DIRS:
+        if os.path.isdir(d) and not os.path.islink(d):
+            args += ["--perms", "0755", "--tmpfs", d, "--remount-ro", d]
+        elif os.path.isfile(d) and not os.path.islink(d):
+            args += ["--ro-bind", "/dev/null", d]
+    return tuple(args)
+
+
+def _resolver() -> list[str]:
+    """Where ``/etc/resolv.conf`` is a symlink out of ``/etc`` (systemd-resolved's stub in
+    ``/run``, which the sandbox does not show), the file it names, read-only: so names
+    resolve for a command given the host's network."""
+    try:
+        if not os.path.islink("/etc/resolv.conf"):
+            return []
+        target = os.path.realpath("/etc/resolv.conf")
+    except OSError:
+        return []
+    if not os.path.isfile(target) or any(target.startswith(d + "/") for d in SYSTEM_DIRS):
+        return []
+    return ["--ro-bind", target, target]
+
+
+def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]:
+    """The ``bwrap`` command line that runs ``command`` in ``sb``. Order matters: bwrap
+    mounts in argument order, so what is shown inside a masked directory comes after it."""
+    args = [bwrap or bwrap_path() or "bwrap"]
+    args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if sb.network != "host":
+        args.append("--unshare-net")
+    if sb.root:
+        args += ["--cap-drop", "ALL"]
+        for cap in KEPT_CAPS:
+            args += ["--cap-add", cap]
+    args += _system()
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
+    if sb.network == "host":
+        args += _resolver()
+    if sb.home and os.path.isabs(sb.home) and check_path(sb.home) is None and sb.home != "/tmp":
+        args += ["--perms", "0700", "--tmpfs", sb.home]
+    for r in sb.readable:
+        if os.path.exists(r):
+            args += ["--ro-bind", r, r]
+    for k in sb.keep:
+        if os.path.isdir(k):
+            args += ["--ro-bind", k, k]
+    masked = [m for m in sb.masked if os.path.isdir(m)]
+    for m in masked:
+        args += ["--perms", "0700", "--tmpfs", m]
+    for s in sb.shown:
+        if os.path.exists(s):
+            args += ["--ro-bind", s, s]
+    for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
+        args += ["--bind", d, d]
+    for m in masked:
+        args += ["--remount-ro", m]
+    for w in sb.writable:
+        if os.path.isdir(w) and not os.path.islink(w):
+            args += ["--bind", w, w]
+    for target, source in sb.pinned:
+        if os.path.isfile(source) and os.path.isfile(target) and not os.path.islink(target):
+            args += ["--ro-bind", source, target]
+    args += ["--bind", sb.source, sb.path, "--chdir", sb.cwd, "--", *command]
+    return args
