@@ -26,7 +26,6 @@ Bounded: at most ``ROUNDS`` rounds, no new round after ``BUDGET_S`` seconds (at 
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -48,9 +47,8 @@ from avfs_git.ops import maintenance, mounts
 
 from .conftest import IN_CI
 
-# Each backend mounts.mount() can use. The kernel-overlay backend: add "overlay" here once
-# mounts.mount takes backend="overlay" (the round passes `backend=` only when it does).
-BACKENDS = ["fuse"]
+# Each backend mounts.mount() can use.
+BACKENDS = ["overlay", "fuse"]
 FILES = 8000  # > 4096: libfuse's node tables are mmap-ed, so a use after their free faults
 DIRS = 30
 ROUNDS = 10
@@ -83,10 +81,7 @@ def kernel_log() -> tuple[list[str] | None, str]:
 
 
 def _mount(home: Home, vault: Vault, mp: str, backend: str) -> mounts.MountInfo:
-    if "backend" in inspect.signature(mounts.mount).parameters:
-        return mounts.mount(home, vault, "main", mp, backend=backend)  # type: ignore[call-arg]
-    assert backend == "fuse", f"mounts.mount has no backend parameter yet: cannot mount {backend!r}"
-    return mounts.mount(home, vault, "main", mp)
+    return mounts.mount(home, vault, "main", mp, backend=backend)
 
 
 def _cli(ours: set[int], *args: str) -> subprocess.CompletedProcess[str]:

@@ -326,7 +326,10 @@ class Overlay:
         st = up.lstat(real)
         if st is None:
             return None
-        return self._u_classified(path, real, st)
+        try:
+            return self._u_classified(path, real, st)
+        except FileNotFoundError:
+            return None
 
     def upper_dir_entry(self, path: str, real: str, st: os.stat_result) -> Entry | None:
         """The entry the upper layer's directory at ``path`` makes (None: it merges with the
@@ -407,7 +410,10 @@ class Overlay:
                     if de.name == ".git":
                         continue  # a nested repository's own (never part of the fork)
                     child = f"{p}/{de.name}" if p else de.name
-                    got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
+                    try:
+                        got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
+                    except FileNotFoundError:
+                        continue  # gone since it was listed: the kernel's writes go on
                     if got != _MERGED:
                         assert isinstance(got, Entry)
                         out.append(got)
@@ -454,7 +460,10 @@ class Overlay:
                     if de.name == ".git":
                         continue
                     child = f"{p}/{de.name}" if p else de.name
-                    st = de.stat(follow_symlinks=False)
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
                     if st.st_ctime_ns >= t_ns:
                         out.append(child)
                     if de.is_dir(follow_symlinks=False):
@@ -478,7 +487,10 @@ class Overlay:
                     child = f"{p}/{de.name}" if p else de.name
                     if de.name == ".git":
                         continue
-                    st = de.stat(follow_symlinks=False)
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
                     if up.classify(de.path, st) == up.SPECIAL:
                         out.append((child, up.special_kind(st)))
                     elif de.is_dir(follow_symlinks=False):
@@ -553,7 +565,10 @@ class Overlay:
                 if de.name == ".git":
                     continue
                 child = f"{parent}/{de.name}" if parent else de.name
-                got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
+                try:
+                    got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
+                except FileNotFoundError:
+                    continue
                 if got != _MERGED:
                     assert isinstance(got, Entry)
                     upper.append(got)

@@ -1296,7 +1296,12 @@ class Workspace:
             assert n.entry.fileid is not None
             try:
                 if n.entry.fileid.startswith(UPPER_FILE):
-                    return self.overlay.upper_oid(n.entry.fileid, file_blob_id)
+                    try:
+                        return self.overlay.upper_oid(n.entry.fileid, file_blob_id)
+                    except FileNotFoundError:
+                        raise _Raced(
+                            f"{n.path} was replaced while being read", details={"path": n.path}
+                        ) from None
                 return file_blob_id(self.overlay.file_path(n.entry.fileid))
             except OSError as exc:
                 raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
@@ -1351,6 +1356,15 @@ class Workspace:
 
     def status_ignored(self) -> tuple[list[Change], Ignored]:
         """(what changed since the base commit, the new paths git ignores), O(changes)."""
+        for tries_left in range(_RACE_TRIES - 1, -1, -1):
+            try:
+                return self._status_ignored()
+            except _Raced:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _status_ignored(self) -> tuple[list[Change], Ignored]:
         entries = self.overlay.all()
         if not entries:
             return [], NO_IGNORED
@@ -1750,7 +1764,9 @@ class Workspace:
                     oid = pw.add_file(self.overlay.file_path(e.fileid))
                 except FileNotFoundError as exc:
                     now = self.overlay.get(e.path)
-                    if now is None or now.seq != e.seq:  # replaced since the entries were read
+                    if now is None or now.seq != e.seq or e.fileid.startswith(UPPER_FILE):
+                        # replaced since the entries were read (an upper-layer file: the
+                        # kernel renames and unlinks under a capture at any time)
                         raise _Raced(f"{e.path} was replaced while being captured") from exc
                     raise CorruptStateError(
                         f"overlay file of {e.path} is missing",

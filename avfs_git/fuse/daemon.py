@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         announce()
+        _watch_unmount(args.mountpoint, layers["lower"])
 
     def announce() -> None:
         record["state"] = "mounted"
@@ -281,6 +282,38 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(tmp_state, ignore_errors=True)
     return code
+
+
+def _overlay_at(mountpoint: str) -> bool:
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            return any(
+                (parts := ln.split())[2:3] == ["overlay"] and parts[1].replace("\\040", " ") == target
+                for ln in fh
+            )
+    except OSError:
+        return True
+
+
+def _watch_unmount(mountpoint: str, lower: str) -> None:
+    """Run in the overlay thread once the overlay is mounted: when it goes (``umount`` by
+    hand, not ``avfs unmount``), take the lower layer away too, which ends this daemon's
+    FUSE loop and its teardown. The kernel flags /proc/self/mounts (POLLPRI) on every change
+    of the mount table."""
+    import select
+    import subprocess
+
+    with open("/proc/self/mounts", "rb") as fh:
+        p = select.poll()
+        p.register(fh, select.POLLPRI | select.POLLERR)
+        while True:
+            fh.seek(0)
+            fh.read()
+            if not _overlay_at(mountpoint):
+                break
+            p.poll(1000)
+    subprocess.run(["fusermount3", "-u", "-z", lower], capture_output=True, check=False)
 
 
 def _pin_gitfile(upper: str, text: bytes | None) -> None:
