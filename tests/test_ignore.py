@@ -507,7 +507,10 @@ def test_venv_pip_install_and_pytest_caches_in_a_mount(mounted) -> None:
     ws = vault.workspace("main")
     changes, ignored = ws.status_ignored()
     assert changes == []
-    assert len(ignored.files) > 1000 and {".venv", ".pytest_cache", ".hypothesis"} <= ignored.tops
+    assert {".venv", ".pytest_cache", ".hypothesis"} <= ignored.tops
+    if not ws.overlay.upper_active():
+        # an overlay mount's ignored new directories are not walked: each counts once
+        assert len(ignored.files) > 1000
     assert _run(["git", "status", "--porcelain"], mp) == ""
     res = checkpoint.save(vault, message="after the tools")
     assert not res.created and res.ignored == len(ignored.files)
@@ -540,7 +543,9 @@ def test_venv_through_proxy_exec_stays_out_of_the_commit(home, vault, mode: str)
         res = exec_in(ws, [base_python, "-m", "venv", "--without-pip", ".venv"], mode=mode)
         env = res.to_dict()
         assert res.exit_code == 0 and res.error is None, env
-        assert res.changes == [] and res.commit is None and res.ignored > 5
+        # (through an overlay mount, the ignored .venv is one directory nobody walks)
+        assert res.changes == [] and res.commit is None and res.ignored >= 1
+        assert res.ignored > 5 or ws.overlay.upper_active()
         assert len(json.dumps(env)) < 4096
         assert not any(".venv" in p for p in _tree_paths(vault))
         # a second command writes a real change: its commit holds only that

@@ -256,7 +256,7 @@ def test_merging_into_a_mounted_fork_with_a_file_open_is_refused(home, forks, tm
     checkpoint.save(v, "main")
     mp = tmp_path / "mnt"
     mp.mkdir()
-    mounts.mount(home, v, "main", str(mp))
+    mounts.mount(home, v, "main", str(mp), backend="fuse")  # its overlay files are avfs's
     try:
         tip = v.workspace("main").tip()
         with open(mp / "being-written.txt", "w") as fh:
@@ -274,6 +274,38 @@ def test_merging_into_a_mounted_fork_with_a_file_open_is_refused(home, forks, tm
             __import__("time").sleep(0.02)
         assert (mp / "from-a.txt").read_text() == "a\n"  # the mount follows the merge
         assert (mp / "being-written.txt").read_text() == "half and the rest\n"
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_merging_into_an_overlay_mount_with_a_file_open_loses_nothing(home, forks, tmp_path):
+    """Through an overlay mount a merge rewrites only the paths it changes, through the
+    mount point: a file open for writing elsewhere keeps its descriptor and every byte."""
+    from avfs_git.ops import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    if mounts.overlay_available() is not None:
+        pytest.skip(f"requires overlayfs: {mounts.overlay_available()}")
+    v = forks
+    v.workspace("a").write("from-a.txt", b"a\n")
+    checkpoint.save(v, "a")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    assert mounts.mount(home, v, "main", str(mp), backend="overlay").backend == "overlay"
+    try:
+        with open(mp / "being-written.txt", "w") as fh:
+            fh.write("half")
+            fh.flush()
+            res = merge.merge(v, "a", "main")
+            assert res.status == "merged"
+            assert (mp / "from-a.txt").read_text() == "a\n"  # shown at once: written through the mount
+            fh.write(" and the rest\n")
+        assert (mp / "being-written.txt").read_text() == "half and the rest\n"
+        checkpoint.save(v, "main")
+        assert git("--git-dir", v.path, "show", "main:being-written.txt") == "half and the rest\n"
+        assert git("--git-dir", v.path, "show", "main:from-a.txt") == "a\n"
     finally:
         mounts.unmount(home, v, "main", lazy=True)
 

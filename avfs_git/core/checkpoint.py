@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pygit2
 
-from . import gitnames, locks, names, packwriter, refs
+from . import locks, names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -33,8 +33,7 @@ from .errors import (
 from .gitnames import NotRecorded
 from .gitstore import rfc3339
 from .history import checkpoint_names, resolve
-from .overlay import DELETED
-from .types import MODE_TREE, CheckpointInfo, CommitId, Operation
+from .types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -182,12 +181,23 @@ def save(
     # entries committed, directories aside: a file written, deleted or moved counts one; a
     # moved or deleted directory counts once (counting its files would cost a tree diff)
     count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
+    if commit is not None and ws.overlay.upper_active():
+        # an overlay mount's upper layer keeps what earlier checkpoints recorded: count the
+        # paths this commit changed (a tree diff, O(changes)) rather than what it captured
+        from .treediff import diff_trees
+
+        diffs: list[Change] = []
+        parents = vault.store.commit(commit).parent_ids
+        diff_trees(
+            vault.store,
+            vault.store.commit_tree(str(parents[0])) if parents else None,
+            vault.store.commit_tree(commit),
+            "",
+            diffs,
+        )
+        count = len(diffs)
     info = dataclasses.replace(info, changes=count)
-    left = gitnames.not_recorded((e.path, e.mode) for e in ws.overlay.all() if e.kind != DELETED)
-    left += [
-        gitnames.NotRecorded(p, kind, f"git records no {kind.replace('_', ' ')}: it stays in the live tree")
-        for p, kind in ws.overlay.special_paths()
-    ]
+    left = ws.not_recorded()
     return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
 
 

@@ -149,7 +149,8 @@ _COLS = "path, kind, mode, oid, fileid, origin, size, seq"
 EMPTY_TREE_ID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 UPPER_FILE = "u:"  # a file id naming a file of the upper layer by its path
 LINK_FILE = "l:"  # a file id naming a side file that holds a symlink's target
-_MERGED = "merged"  # the upper layer's directory at a path merges with the lower one
+_MERGED = "merged"
+SPECIAL_ORIGIN = "special:"  # the origin of the deletion entry a fifo, socket or device makes  # the upper layer's directory at a path merges with the lower one
 _LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
 
 
@@ -370,7 +371,9 @@ class Overlay:
                     return Entry(path, OBJECT, 0o040000, oid or EMPTY_TREE_ID)
                 return _MERGED
             return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
-        return Entry(path, DELETED, 0)  # a whiteout; or a fifo, socket, device: git has none
+        if kind == up.SPECIAL:  # a fifo, socket, device: git has none (origin says which)
+            return Entry(path, DELETED, 0, None, None, SPECIAL_ORIGIN + up.special_kind(st))
+        return Entry(path, DELETED, 0)  # a whiteout
 
     def _u_chain(self, path: str) -> tuple[Entry | None, bool]:
         """(the upper layer's entry at ``path``, whether the upper layer hides the database's
@@ -392,34 +395,64 @@ class Overlay:
             hidden = True
         return None, hidden
 
+    @contextmanager
+    def pruning(self, prune: Callable[[list[str], list[Entry]], set[str]]) -> Iterator[None]:
+        """Walks of the upper layer in this thread leave out the new directories ``prune``
+        names (given the new top directories and the entries found so far): the ones git
+        ignores, whose thousands of files (a node_modules, a venv) a status or checkpoint
+        never reads. Such a directory shows as a new empty one."""
+        self._no_upper.prune = prune
+        try:
+            yield
+        finally:
+            self._no_upper.prune = None
+
     def _u_walk(self, prefix: str) -> tuple[list[Entry], list[str]]:
         """(the upper layer's entries strictly below directory ``prefix``, the paths whose
         database entries it hides: those of its own entries that are not merging dirs)."""
         out: list[Entry] = []
         hides: list[str] = []
+        prune = getattr(self._no_upper, "prune", None)
+        deferred: list[tuple[str, str]] = []  # new top directories, walked once asked about
         top = os.path.join(self.upper_dir, prefix) if prefix else self.upper_dir
-        stack = [(prefix, top)]
-        while stack:
-            p, real = stack.pop()
-            try:
-                it = os.scandir(real)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with it:
-                for de in it:
-                    if de.name == ".git":
-                        continue  # a nested repository's own (never part of the fork)
-                    child = f"{p}/{de.name}" if p else de.name
-                    try:
-                        got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
-                    except FileNotFoundError:
-                        continue  # gone since it was listed: the kernel's writes go on
-                    if got != _MERGED:
-                        assert isinstance(got, Entry)
-                        out.append(got)
-                        hides.append(child)
-                    if de.is_dir(follow_symlinks=False):
-                        stack.append((child, de.path))
+        stack = [(prefix, top, False)]
+        while True:
+            while stack:
+                p, real, inside_new = stack.pop()
+                try:
+                    it = os.scandir(real)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                with it:
+                    for de in it:
+                        if de.name == ".git":
+                            continue  # a nested repository's own (never part of the fork)
+                        child = f"{p}/{de.name}" if p else de.name
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                            got = self._u_classified(child, de.path, st)
+                        except FileNotFoundError:
+                            continue  # gone since it was listed: the kernel's writes go on
+                        if got != _MERGED:
+                            assert isinstance(got, Entry)
+                            out.append(got)
+                            hides.append(child)
+                        if de.is_dir(follow_symlinks=False):
+                            new = (
+                                isinstance(got, Entry)
+                                and got.oid == EMPTY_TREE_ID
+                                and up.classify(de.path, st) == up.DIR
+                            )
+                            if prune is not None and new and not inside_new:
+                                deferred.append((child, de.path))
+                            else:
+                                stack.append((child, de.path, inside_new or new))
+            if not deferred:
+                break
+            assert prune is not None
+            skip = prune([d for d, _ in deferred], out)
+            stack = [(d, real, True) for d, real in deferred if d not in skip]
+            deferred = []
         return out, hides
 
     def _merge(self, db: list[Entry], upper: list[Entry], hides: list[str]) -> list[Entry]:
@@ -469,33 +502,6 @@ class Overlay:
                     if de.is_dir(follow_symlinks=False):
                         stack.append((child, de.path))
         return out
-
-    def special_paths(self) -> list[tuple[str, str]]:
-        """(path, kind) of what the upper layer holds that git cannot record."""
-        out: list[tuple[str, str]] = []
-        if not self.upper_active():
-            return out
-        stack = [("", self.upper_dir)]
-        while stack:
-            p, real = stack.pop()
-            try:
-                it = os.scandir(real)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with it:
-                for de in it:
-                    child = f"{p}/{de.name}" if p else de.name
-                    if de.name == ".git":
-                        continue
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if up.classify(de.path, st) == up.SPECIAL:
-                        out.append((child, up.special_kind(st)))
-                    elif de.is_dir(follow_symlinks=False):
-                        stack.append((child, de.path))
-        return sorted(out)
 
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         """The git blob id of an upper-layer file, from the cache when its stat data match

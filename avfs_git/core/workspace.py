@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from . import names, refs, upper
+from . import gitnames, names, refs, upper
 from .errors import (
     AlreadyExistsError,
     CorruptStateError,
@@ -37,11 +37,11 @@ from .errors import (
     SymlinkLoopError,
     from_oserror,
 )
-from .gitnames import refusal
+from .gitnames import NotRecorded, refusal
 from .gitstore import EMPTY_TREE, GitStore
 from .ignore import GITIGNORE, IgnoreRules
 from .livedir import LiveDir
-from .overlay import DELETED, FILE, OBJECT, UPPER_FILE, Entry, Overlay
+from .overlay import DELETED, FILE, OBJECT, SPECIAL_ORIGIN, UPPER_FILE, Entry, Overlay
 from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import (
@@ -1364,8 +1364,38 @@ class Workspace:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def not_recorded(self) -> list[NotRecorded]:
+        """What the workspace shows that a checkpoint leaves out: names git refuses, and the
+        fifos, sockets and device nodes of an overlay mount's live tree (paths git ignores
+        aside: they are never recorded anyway)."""
+        with self.overlay.pruning(self._prune_ignored):
+            entries = self.overlay.all()
+        left = gitnames.not_recorded((e.path, e.mode) for e in entries if e.kind != DELETED)
+        specials = [
+            NotRecorded(
+                e.path,
+                e.origin[len(SPECIAL_ORIGIN) :],
+                f"git records no {e.origin[len(SPECIAL_ORIGIN) :].replace('_', ' ')}: it stays in the live tree",
+            )
+            for e in entries
+            if e.kind == DELETED and e.origin and e.origin.startswith(SPECIAL_ORIGIN)
+        ]
+        return sorted(left + specials, key=lambda n: n.path)
+
+    def _prune_ignored(self, tops: list[str], found: list[Entry]) -> set[str]:
+        """Which of the upper layer's new top directories ``tops`` git ignores (``found``:
+        the upper layer's entries read so far, whose .gitignore files count)."""
+        with self.overlay.without_upper():
+            by_path = {e.path: e for e in self.overlay.all()}
+        by_path.update((e.path, e) for e in found)
+        base = self.base
+        return set(
+            self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops))
+        )
+
     def _status_ignored(self) -> tuple[list[Change], Ignored]:
-        entries = self.overlay.all()
+        with self.overlay.pruning(self._prune_ignored):
+            entries = self.overlay.all()
         if not entries:
             return [], NO_IGNORED
         # which paths are new needs no file read; ignored ones (a venv's thousands) are then
@@ -1647,7 +1677,11 @@ class Workspace:
         caller finishes), or into a pack of their own.
         """
         self.captured_ignored = NO_IGNORED
-        entries = self.overlay.all()
+        if include_ignored:
+            entries = self.overlay.all()
+        else:
+            with self.overlay.pruning(self._prune_ignored):
+                entries = self.overlay.all()
         if not entries:
             return self.base_tree, []
         own = pack is None
@@ -1672,7 +1706,11 @@ class Workspace:
                             hint="try again",
                             details={"fork": self.fork},
                         ) from None
-                    entries = self.overlay.all()
+                    if include_ignored:
+                        entries = self.overlay.all()
+                    else:
+                        with self.overlay.pruning(self._prune_ignored):
+                            entries = self.overlay.all()
             if own:
                 pw.finish()
         except BaseException:
