@@ -1,0 +1,185 @@
+"""The overlay backend's one format: the overlay's entries with the upper layer over them.
+
+A workspace made before the upper layer existed (entries only) mounts on overlayfs with no
+migration; what the kernel writes into the upper layer is read by every reader while it
+is mounted and after; with nothing mounted, a change from the CLI folds the upper layer into
+the entries, and the pure-FUSE backend then serves the same tree, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI, git
+from .test_fuse import require_fuse
+
+
+def require_overlay() -> None:
+    require_fuse()
+    why = mounts.overlay_available()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+
+
+def _rb(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _rt(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+def _tree(root: str) -> dict[str, Any]:
+    """path -> (kind, bytes or target, exec bit) of a directory, .git left out."""
+    out: dict[str, Any] = {}
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if x != ".git"]
+        for name in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]:
+            p = os.path.join(d, name)
+            rel = os.path.relpath(p, root)
+            if rel == ".git":
+                continue
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as fh:
+                    out[rel] = ("file", fh.read(), bool(st.st_mode & 0o100))
+    return out
+
+
+def test_entries_made_before_mount_upper_layer_after_and_fold(home, vault, tmp_path, cli):
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("keep.txt", b"base\n")
+    ws.write("dir/a.txt", b"a\n")
+    ws.write("dir/b.txt", b"b\n")
+    ws.write("old/x.txt", b"x\n")
+    checkpoint.save(vault)
+    # uncheckpointed entries, as a workspace of the current format holds them
+    ws.write("dir/a.txt", b"a, changed before the mount\n")
+    ws.write("pending.txt", b"pending\n")
+    ws.remove("old/x.txt")
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    info = mounts.mount(home, vault, "main", mp, backend="overlay")
+    assert info.backend == "overlay"
+    try:
+        assert _rb(os.path.join(mp, "dir/a.txt")) == b"a, changed before the mount\n"
+        assert not os.path.exists(os.path.join(mp, "old/x.txt"))
+        # the kernel writes the upper layer
+        with open(os.path.join(mp, "dir/a.txt"), "ab") as fh:
+            fh.write(b"and in the mount\n")
+        os.unlink(os.path.join(mp, "dir/b.txt"))
+        os.rename(os.path.join(mp, "dir"), os.path.join(mp, "moved"))  # a redirect
+        os.symlink("keep.txt", os.path.join(mp, "link"))
+        with open(os.path.join(mp, "tool.sh"), "w") as fh:
+            fh.write("#!/bin/sh\n")
+        os.chmod(os.path.join(mp, "tool.sh"), 0o700)
+        os.mkfifo(os.path.join(mp, "fifo"))
+        # every reader sees the upper layer over the entries
+        got = {(c.path, c.status.value) for c in vault.workspace("main").status()}
+        assert got == {
+            ("moved/a.txt", "added"),
+            ("dir/a.txt", "deleted"),
+            ("dir/b.txt", "deleted"),
+            ("old/x.txt", "deleted"),
+            ("pending.txt", "added"),
+            ("link", "added"),
+            ("tool.sh", "added"),
+        }
+        assert (
+            cli("--vault", "v", "cat", "moved/a.txt").out == "a, changed before the mount\nand in the mount\n"
+        )
+        live = _tree(mp)
+        res = checkpoint.save(vault, message="through overlayfs")
+        assert [(n.path, n.kind) for n in res.not_recorded] == [("fifo", "fifo")]
+        assert git("--git-dir", vault.path, "show", "main:moved/a.txt") == (
+            "a, changed before the mount\nand in the mount\n"
+        )
+        assert git("--git-dir", vault.path, "ls-tree", "main", "tool.sh").startswith("100755 ")
+        assert vault.workspace("main").status() == []
+        assert (
+            subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True).stdout
+            == ""
+        )
+    finally:
+        mounts.unmount(home, vault, "main")
+    # nothing mounted: the upper layer is still read as it is...
+    assert vault.workspace("main").status() == []
+    upper = vault.workspace("main").overlay.upper_dir
+    assert os.listdir(upper)
+    # ...and a change from the CLI folds it into the entries first (the fifo stays)
+    assert cli("--vault", "v", "write", "after.txt", "after\n").code == 0
+    assert sorted(os.listdir(upper)) == ["fifo"]
+    assert {(c.path, c.status.value) for c in vault.workspace("main").status()} == {("after.txt", "added")}
+    # the pure-FUSE backend serves the same tree
+    info = mounts.mount(home, vault, "main", mp, backend="fuse")
+    try:
+        again = _tree(mp)
+        live.pop("fifo", None)
+        assert again.pop("after.txt") == ("file", b"after\n", False)
+        assert again == live
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_restore_and_cli_writes_show_in_the_overlay_mount_at_once(home, vault, tmp_path, cli):
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    first = checkpoint.save(vault).checkpoint.commit
+    ws.write("a.txt", b"two\n")
+    ws.write("b.txt", b"b\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        shell = subprocess.Popen(["sleep", "30"], cwd=mp)  # a process whose cwd is inside
+        try:
+            assert cli("--vault", "v", "write", "c.txt", "c\n").code == 0
+            assert _rt(os.path.join(mp, "c.txt")) == "c\n"
+            assert cli("--vault", "v", "checkpoint", "restore", first).code == 0
+            assert _rt(os.path.join(mp, "a.txt")) == "one\n"
+            assert not os.path.exists(os.path.join(mp, "b.txt"))
+            assert os.readlink(f"/proc/{shell.pid}/cwd") == mp
+            assert subprocess.run(
+                ["ls"], cwd=f"/proc/{shell.pid}/cwd", capture_output=True, text=True
+            ).stdout.split() == ["a.txt"]
+            assert cli("--vault", "v", "undo").code == 0
+            assert _rt(os.path.join(mp, "a.txt")) == "two\n"
+            assert _rt(os.path.join(mp, "c.txt")) == "c\n"
+        finally:
+            shell.kill()
+            shell.wait()
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_overlay_unavailable_falls_back_with_a_note(home, vault, tmp_path, monkeypatch):
+    require_fuse()
+    monkeypatch.setenv("AVFS_NO_OVERLAY", "1")
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    info = mounts.mount(home, vault, "main", mp)
+    try:
+        assert info.backend == "fuse" and "AVFS_NO_OVERLAY" in info.backend_why
+        listed = [m for m in mounts.list_mounts(home) if m.mountpoint == mp]
+        assert listed and listed[0].backend == "fuse" and listed[0].backend_why == info.backend_why
+    finally:
+        mounts.unmount(home, vault, "main")
+    with pytest.raises(mounts.MountError):
+        mounts.mount(home, vault, "main", mp, backend="overlay")
