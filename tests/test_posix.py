@@ -1084,8 +1084,8 @@ FUSE_KNOWN: dict[str, str] = {
     "ignored, a directory shows the time the view last changed",
     "utime_omit_now": "bug: UTIME_OMIT and UTIME_NOW reach the daemon as literal nanosecond values (mfusepy "
     "folds tv_sec and tv_nsec into one number) and are stored as times 1.07 s after the epoch",
-    "renameat2": "bug: mfusepy drops rename flags, so RENAME_EXCHANGE renames over the target (its data "
-    "is lost) instead of swapping, or fails; RENAME_NOREPLACE is checked by the kernel before the call only",
+    "renameat2": "renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE) answer EINVAL: mfusepy does not pass "
+    "them on (RENAME_EXCHANGE used to rename over the target and lose its data)",
     "sparse_files": "no lseek operation: SEEK_DATA and SEEK_HOLE answer as if a file had no holes (data "
     "at 0, a hole only at the end); reads and sizes are right",
     "o_tmpfile": "O_TMPFILE answers EOPNOTSUPP (libfuse's path API has no tmpfile operation)",

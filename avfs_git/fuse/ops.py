@@ -953,6 +953,13 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         finally:
             fuse.fuse_main_real = saved
 
+    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+        # mfusepy drops renameat2's flags: RENAME_EXCHANGE then renamed over the target and
+        # lost its data. Neither flag is implemented: EINVAL, as a file system without them
+        if flags:
+            raise fuse.FuseOSError(errno.EINVAL)
+        return int(super().rename_fuse_3(old, new, flags))
+
     def create(self, path: bytes, mode: int, fip: Any) -> int:
         fi = fip.contents
         fi.fh = self.operations.create(path.decode(self.encoding, self.errors), mode, fi.flags)
