@@ -183,3 +183,35 @@ def test_overlay_unavailable_falls_back_with_a_note(home, vault, tmp_path, monke
         mounts.unmount(home, vault, "main")
     with pytest.raises(mounts.MountError):
         mounts.mount(home, vault, "main", mp, backend="overlay")
+
+
+def test_kill_9_of_an_overlay_daemon_loses_nothing_written(home, vault, tmp_path):
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    info = mounts.mount(home, vault, "main", mp, backend="overlay")
+    with open(os.path.join(mp, "written.txt"), "w") as fh:
+        fh.write("acknowledged\n")
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("more\n")
+    os.kill(info.pid, 9)
+    deadline = __import__("time").monotonic() + 10
+    while mounts.check(vault, "main") is not None and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    assert mounts.check(vault, "main") is None  # found dead, its overlay taken away
+    assert not mounts.mounted_at(mp)
+    got = {(c.path, c.status.value) for c in vault.workspace("main").status()}
+    assert got == {("written.txt", "added"), ("a.txt", "modified")}
+    again = mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _rt(os.path.join(mp, "written.txt")) == "acknowledged\n"
+        assert _rt(os.path.join(mp, "a.txt")) == "a\nmore\n"
+        assert subprocess.run(
+            ["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True
+        ).stdout == (" M a.txt\n?? written.txt\n")
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert again.backend == "overlay"
