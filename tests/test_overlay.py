@@ -215,3 +215,34 @@ def test_kill_9_of_an_overlay_daemon_loses_nothing_written(home, vault, tmp_path
     finally:
         mounts.unmount(home, vault, "main")
     assert again.backend == "overlay"
+
+
+def test_copied_up_files_read_after_a_remount(home, vault, tmp_path):
+    """A file copied up in one mount is read in the next (overlayfs followed its copy-up
+    origin into the gone FUSE connection and answered ESTALE)."""
+    require_overlay()
+    ws = vault.workspace("main")
+    for i in range(20):
+        ws.write(f"d{i % 3}/f{i}.txt", b"%d\n" % i)
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    for rnd in range(3):
+        mounts.mount(home, vault, "main", mp, backend="overlay")
+        try:
+            # another order of first lookups each round: the FUSE node ids differ
+            order = list(range(20)) if rnd % 2 == 0 else list(reversed(range(20)))
+            for i in order[: 5 + rnd]:
+                os.stat(os.path.join(mp, f"d{i % 3}"))
+                os.stat(os.path.join(mp, f"d{i % 3}/f{i}.txt"))
+            for i in order:
+                p = os.path.join(mp, f"d{i % 3}/f{i}.txt")
+                assert _rt(p).startswith(f"{i}\n"), (rnd, p)
+                with open(p, "a") as fh:
+                    fh.write(f"round {rnd}\n")
+            listed = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+            assert listed.returncode == 0 and "stale" not in listed.stderr.lower(), listed.stderr
+        finally:
+            mounts.unmount(home, vault, "main")
+        checkpoint.save(vault)
+    assert git("--git-dir", vault.path, "show", "main:d0/f0.txt") == "0\nround 0\nround 1\nround 2\n"

@@ -140,3 +140,33 @@ def drop_gitfile(upper_dir: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+ORIGIN_XATTRS = ("trusted.overlay.origin", "user.overlay.origin")
+
+
+def drop_origins(upper_dir: str) -> int:
+    """Remove the copy-up origins (``overlay.origin``: a file handle of the lower inode a
+    file was copied up from) from the upper layer, before it is mounted again: they name
+    inodes of a FUSE connection that is gone, and overlayfs answered ``ESTALE`` for such
+    files after a remount. Only inode numbers follow origins (a copied-up file then reports
+    its own). Returns how many were removed."""
+    n = 0
+    stack = [upper_dir]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for de in it:
+                for name in ORIGIN_XATTRS:
+                    try:
+                        os.removexattr(de.path, name, follow_symlinks=False)
+                        n += 1
+                    except OSError:
+                        pass  # none (ENODATA), or a symlink/special without xattrs
+                if de.is_dir(follow_symlinks=False):
+                    stack.append(de.path)
+    return n

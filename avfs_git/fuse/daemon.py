@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     gitfile = f"gitdir: {wt}\n".encode()
 
     if overlay:
+        from ..core.upper import drop_origins
+
+        drop_origins(layers["upper"])  # the last mount's lower inodes are gone
         _pin_gitfile(layers["upper"], gitfile)
 
     def write_index() -> bool:
