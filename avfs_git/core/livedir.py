@@ -17,14 +17,15 @@ import os
 import shutil
 import stat as st_
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import from_oserror
 from .gitstore import GitStore
 from .types import MODE_EXEC, MODE_LINK, MODE_TREE
 
-if TYPE_CHECKING:
-    from .workspace import Readable
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
 
 _CHUNK = 1 << 20
 
