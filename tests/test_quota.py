@@ -274,7 +274,9 @@ def _require_fuse() -> None:
 def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[str]:
     _require_fuse()
     mp.mkdir(exist_ok=True)
-    mounts.mount(home, vault, fork, str(mp))
+    # these set the quota while mounted: the pure-FUSE backend checks each write (an overlay
+    # mount's writes are the kernel's; a vault with a quota mounts pure FUSE, test_fuse.py)
+    mounts.mount(home, vault, fork, str(mp), backend="fuse")
     try:
         yield str(mp)
     finally:

@@ -27,6 +27,7 @@ from .types import MODE_EXEC, MODE_LINK, MODE_TREE
 class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
+
 _CHUNK = 1 << 20
 
 

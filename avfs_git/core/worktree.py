@@ -245,6 +245,12 @@ def register(
                 # worktree as bare: say otherwise, for this worktree only
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
+        elif backend == "overlay":
+            # no journal sees the kernel's writes: no fsmonitor hook, git stats files itself
+            files["config.worktree"] = "[core]\n\tbare = false\n\tuntrackedCache = true\n"
+            # named by nothing; there (and pinned read-only in a confined command's view, as
+            # every file git trusts here) so that no command can make one
+            files["fsmonitor-hook"] = "#!/bin/sh\n# unused: an overlay mount has no fsmonitor hook\nexit 1\n"
         for name, text in files.items():
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -252,6 +258,7 @@ def register(
             os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
         if journal_db is not None:
             os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)
+        if "config.worktree" in files:
             enable_worktree_config(vault)
     except OSError as exc:
         raise from_oserror(exc, d) from exc
