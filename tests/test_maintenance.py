@@ -54,7 +54,7 @@ def _require_fuse() -> None:
 def _mounted(home: Home, vault: Vault, fork: str, mp: Path) -> Iterator[mounts.MountInfo]:
     _require_fuse()
     mp.mkdir(exist_ok=True)
-    info = mounts.mount(home, vault, fork, str(mp))
+    info = mounts.mount(home, vault, fork, str(mp), backend="fuse")  # a killed FUSE daemon's leftovers
     try:
         yield info
     finally:
@@ -633,7 +633,7 @@ def test_doctor_repairs_what_a_killed_daemon_left_and_nothing_else(
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     with _mounted(home, vault, "other", b):
-        info = mounts.mount(home, vault, "main", str(a))
+        info = mounts.mount(home, vault, "main", str(a), backend="fuse")
         try:
             (a / "written.txt").write_text("before the crash\n")
             _crash(info)
@@ -674,7 +674,7 @@ def test_doctor_repairs_what_a_killed_daemon_left_and_nothing_else(
             assert [m.fork for m in mounts.list_mounts(home)] == ["other"]
             assert maintenance.doctor(home).findings == []
             assert vault.workspace("main").read("written.txt") == b"before the crash\n"
-            again = mounts.mount(home, vault, "main", str(a))  # nothing left in the way
+            again = mounts.mount(home, vault, "main", str(a), backend="fuse")  # nothing left in the way
             assert (a / "written.txt").read_text() == "before the crash\n" and again.pid != info.pid
         finally:
             mounts.unmount(home, vault, "main", lazy=True)
@@ -697,7 +697,7 @@ def test_doctor_tells_a_reused_pid_from_a_live_daemon(
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         with _mounted(home, vault, "other", b) as live:
-            info = mounts.mount(home, vault, "main", str(a))
+            info = mounts.mount(home, vault, "main", str(a), backend="fuse")
             _crash(info)
             subprocess.run(["fusermount3", "-u", "-z", str(a)], check=True)  # not the point here
             # what the crash left, with the dead daemon's pid given to another process
@@ -831,7 +831,7 @@ def test_prune_removes_what_a_killed_daemon_left(home: Home, vault: Vault, tmp_p
     _require_fuse()
     a = tmp_path / "a"
     a.mkdir()
-    info = mounts.mount(home, vault, "main", str(a))
+    info = mounts.mount(home, vault, "main", str(a), backend="fuse")
     try:
         _crash(info)
         left = _leftovers(vault, "main")
