@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..core.home import Home
     from ..ops.mounts import mount_key, registry_path, write_registry
-    from .ops import FastFUSE, WorkspaceFS
+    from .ops import FastFUSE, WorkspaceFS, fuse_options
 
     home = Home(args.home)
     vault = home.vault(args.vault)
@@ -173,13 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             auto_unmount=True,
             fsname=f"avfs:{vault.name}:{key}",
             subtype="avfs",
-            ro=read_only,
-            use_ino=True,
-            attr_timeout=ATTR_TIMEOUT,
-            entry_timeout=ENTRY_TIMEOUT,
-            negative_timeout=0,
-            # page cache kept across opens: the watcher invalidates what others change
-            kernel_cache=True,
+            # kernel caching: 60 s + the watcher's invalidations, or forever when read-only
+            **fuse_options(read_only),
         )
     except RuntimeError as exc:
         # a SIGTERM-ed loop ends this way too; anything before readiness is a failure
