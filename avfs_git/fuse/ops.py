@@ -70,6 +70,7 @@ TRACE_ENV = "AVFS_FUSE_TRACE"
 FUSE_READDIR_PLUS = 1 << 0  # enum fuse_readdir_flags
 FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
+FUSE_CAP_CACHE_SYMLINKS = 1 << 23
 
 
 def fuse_options(read_only: bool) -> dict[str, Any]:
@@ -205,10 +206,11 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._streams: OrderedDict[str, BlobStream] = OrderedDict()
         self.trace_fd = _open_trace()
 
-    def trace(self, op: str) -> None:
-        """Append ``op`` to the trace file (``AVFS_FUSE_TRACE``), when there is one."""
+    def trace(self, call: str) -> None:
+        """Append ``call`` (the operation's name and its path) to the trace file
+        (``AVFS_FUSE_TRACE``), when there is one."""
         if self.trace_fd is not None:
-            os.write(self.trace_fd, op.encode() + b"\n")
+            os.write(self.trace_fd, call.encode("utf-8", "surrogateescape") + b"\n")
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -1194,7 +1196,9 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             plain = functools.partial(fuse.FUSE._wrapper, self)
 
             def traced(func: Any, *args: Any, **kw: Any) -> Any:
-                trace(func.__name__.removesuffix("_fuse_3").removesuffix("_fuse_2"))
+                name = func.__name__.removesuffix("_fuse_3").removesuffix("_fuse_2")
+                path = args[0] if args and isinstance(args[0], bytes) else b""
+                trace(f"{name} {path.decode('utf-8', 'surrogateescape')}".rstrip())
                 return plain(func, *args, **kw)
 
             setattr(self, "_wrapper", traced)  # noqa: B010 - read by mfusepy as it builds the callbacks
@@ -1263,9 +1267,12 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
 
     def init_fuse_3(self, conn: Any, config: Any) -> None:
         if self.read_only and conn:
+            c = conn.contents
             # readdirplus for every chunk of a listing, not only the first (the kernel's
             # adaptive mode): a walk of a read-only view then needs no LOOKUP at all
-            conn.contents.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+            c.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+            # symlink targets kept in the page cache (Linux >= 4.20)
+            c.want |= c.capable & FUSE_CAP_CACHE_SYMLINKS
         super().init_fuse_3(conn, config)
 
     def readdir_fuse_3(
