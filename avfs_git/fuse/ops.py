@@ -65,6 +65,8 @@ READ_ONLY_TIMEOUT = 1e9  # ~31 years: the kernel caps it (MAX_JIFFY_OFFSET); "fo
 BLOB_CACHE_BYTES = 32 << 20  # read-only view: blobs just read, served to the next 128 KiB reads
 STREAM_CACHE = 4  # read-only view: big blobs being streamed (BlobStream) kept open
 LISTING_CACHE = 64  # read-only view: directory listings being handed out in chunks
+CHILDREN_CACHE = 1024  # read-only view: directories whose children are kept (lookups)
+SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
 # a file the daemon appends the name of each FUSE call it serves in Python to (for tests
 # and diagnosis: which calls reach Python once the kernel caches are warm)
 TRACE_ENV = "AVFS_FUSE_TRACE"
@@ -206,6 +208,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._blob_bytes = 0
         self._streams: OrderedDict[str, BlobStream] = OrderedDict()
+        self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
+        self._sizes: dict[str, int] = {}  # see _size
         self.trace_fd = _open_trace()
 
     def trace(self, call: str) -> None:
@@ -237,10 +241,51 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         }
 
     def _node(self, p: str) -> Node:
-        node = self.ws.node(p)
+        node = self._ro_node(p) if self.read_only else self.ws.node(p)
         if node is None:
             raise fuse.FuseOSError(errno.ENOENT)
         return node
+
+    def _ro_node(self, p: str) -> Node | None:
+        """A read-only view's node, from its parent's children (kept for the last
+        ``CHILDREN_CACHE`` directories): a cold walk, or git's lstat of every file in
+        index order, looks up many names of one directory in a row, and each lookup from
+        the root costs an overlay query and a tree walk."""
+        if not p:
+            return self.ws.node(p)
+        parent = names.parent_of(p)
+        kids = self._ro_children(parent)
+        return None if kids is None else kids.get(p[len(parent) + 1 :] if parent else p)
+
+    def _ro_children(self, p: str, node: Node | None = None) -> dict[str, Node] | None:
+        with self._lock:
+            kids = self._kids.get(p)
+            if kids is not None:
+                self._kids.move_to_end(p)
+                return kids
+        if node is None:
+            node = self._ro_node(p)
+        if node is None or not node.is_dir:
+            return None
+        kids = self.ws.node_children(node)
+        with self._lock:
+            self._kids[p] = kids
+            while len(self._kids) > CHILDREN_CACHE:
+                self._kids.popitem(last=False)
+        return kids
+
+    def _size(self, node: Node) -> int:
+        """A file's size; a read-only view's blob sizes are kept (``oid -> size``): the
+        kernel asks for them twice in a cold ``git status`` (its lstat, then readdirplus)."""
+        if not self.read_only or node.oid is None or node.entry is not None:
+            return self.ws.node_size(node)
+        size = self._sizes.get(node.oid)
+        if size is None:
+            size = self.ws.node_size(node)
+            if len(self._sizes) >= SIZE_CACHE:
+                self._sizes.clear()
+            self._sizes[node.oid] = size
+        return size
 
     def _writable(self) -> None:
         if self.read_only:
@@ -284,7 +329,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 st_ctime=s.st_ctime_ns,
             )
         else:
-            size = self.ws.node_size(node)
+            size = self._size(node)
             st.update(st_size=size, st_blocks=(size + 511) // 512)
         return st
 
@@ -563,9 +608,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         out: list[tuple[str, str, Node | None]] = [(".", p, None), ("..", names.parent_of(p), None)]
         if not p and self.gitfile is not None:
             out.append((".git", ".git", None))
-        out += [
-            (name, names.join(p, name), child) for name, child in sorted(self.ws.node_children(node).items())
-        ]
+        kids = self._ro_children(p, node) or {}
+        out += [(name, names.join(p, name), child) for name, child in sorted(kids.items())]
         with self._lock:
             self._listings[path] = out
             while len(self._listings) > LISTING_CACHE:
