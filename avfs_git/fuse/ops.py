@@ -18,6 +18,11 @@ workspace's ``nested/`` directory and every call under it passes straight throug
 directory: git's own object and index I/O there runs at disk speed, nothing of it is
 journaled, checkpointed or restored, and it goes when the fork is deleted.
 
+A read-only view (a revision; the lower layer of an overlay) never changes: the kernel
+caches it for good (see :func:`fuse_options`): it opens files itself (no handles here: reads
+come by path), keeps listings (``cache_readdir``) and gets each entry's attributes with its
+listing (readdirplus), so a warm walk reaches no Python. docs/fuse.md, "Kernel caching".
+
 Not supported, with a clear errno: hard links (EPERM), extended attributes (ENOSYS: callers see EOPNOTSUPP),
 owners (chown is accepted and ignored: git keeps no owners), device files (EPERM).
 """
