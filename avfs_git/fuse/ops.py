@@ -556,7 +556,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             return self._nested_attrs(path, real)
         p = self._p(path)
         attrs = self._attrs(p, self._node(p))
-        self._known.add(p)
+        if not self.read_only:
+            self._known.add(p)  # for the watcher, which a read-only view has not
         return attrs
 
     @translated
