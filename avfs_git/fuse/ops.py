@@ -35,7 +35,6 @@ import fcntl
 import functools
 import itertools
 import logging
-import mmap
 import os
 import platform
 import re
@@ -1082,7 +1081,7 @@ def _fuse_main(
     user_data: Any,
     *,
     loop_ended: Callable[[], bool],
-    session_ready: Callable[[int], None] | None = None,
+    session_ready: Callable[[int, int], None] | None = None,
 ) -> int:
     """libfuse's ``fuse_main_real`` (lib/helper.c: new, mount, signal handlers, loop,
     unmount, destroy), same return codes, with one step added: ``loop_ended()`` runs after
@@ -1094,7 +1093,7 @@ def _fuse_main(
     returns False (a call is still inside libfuse) the ``struct fuse`` is not freed: the
     process is about to exit anyway. ``argv`` is mfusepy's: ``prog [flags] -o opts
     mountpoint``; only the foreground is supported (the daemon is the process to keep).
-    ``session_ready(se)`` runs once the session exists, before the loop starts."""
+    ``session_ready(se, f)`` runs once the session exists, before the loop starts."""
     c_void_p, c_int, c_char_p = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
     prog, *opts, mountpoint = [argv[i] for i in range(argc)]
     if b"-f" not in opts:
@@ -1111,7 +1110,7 @@ def _fuse_main(
         return 3
     se = _fuse_fn("fuse_get_session", c_void_p, c_void_p)(f)
     if session_ready is not None:
-        session_ready(se)
+        session_ready(se, f)
     unmount = _fuse_fn("fuse_unmount", None, c_void_p)
     cfg: Any = None
     cfg_destroy: Any = None
@@ -1162,20 +1161,48 @@ def libfuse_version() -> tuple[int, ...]:
 # low-level opendir of the session is wrapped to set them (see _cache_dirs)
 HL_OPENDIR_FLAGS = (3, 16, 1)
 _LL_OPENDIR = 20  # struct fuse_lowlevel_ops: init destroy lookup ... fsync opendir (fuse_lowlevel.h)
-_LL_CHECKED = 25  # slots 0-24 (init ... statfs): all set by libfuse's high-level layer or NULL
+_LL_CHECKED = 42  # slots 0-41 (init ... readdirplus): set by libfuse's high-level layer or NULL
 _OPENDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(fuse.fuse_file_info))
 _KEPT: list[Any] = []  # callbacks handed to libfuse: alive as long as the process
 
 
-def _ll_ops_offset(version: tuple[int, ...]) -> int | None:
+def _ll_ops_offset(version: tuple[int, ...], any_hl: bool = False) -> int | None:
     """Where ``struct fuse_session`` (lib/fuse_i.h, private) holds its ``struct
     fuse_lowlevel_ops op``: after mountpoint, exited, fd, [io since 3.13], mo, debug,
-    deny_others."""
+    deny_others (the same up to 3.17.4). ``any_hl``: also where high-level opendirs'
+    flags reach the kernel anyway."""
     if (3, 0, 0) <= version < (3, 13, 0):
         return 32
-    if (3, 13, 0) <= version < HL_OPENDIR_FLAGS:
+    if (3, 13, 0) <= version < (HL_OPENDIR_FLAGS if not any_hl else (3, 18, 0)):
         return 40
     return None
+
+
+def _ll_slot_array(se: int) -> Any:
+    offset = _ll_ops_offset(libfuse_version(), any_hl=True)
+    assert offset is not None
+    return (ctypes.c_void_p * _LL_CHECKED).from_address(se + offset)
+
+
+def _ll_slots(se: int) -> list[int] | None:
+    """The session's first low-level operations, when its layout is the one known here:
+    each must point into libfuse's code or be NULL, opendir, readdir and readdirplus set."""
+    if not se or _ll_ops_offset(libfuse_version(), any_hl=True) is None:
+        return None
+    try:
+        text = _libfuse_text()
+    except OSError:
+        return None
+    slots = _ll_slot_array(se)
+    ptrs = [slots[i] or 0 for i in range(_LL_CHECKED)]
+    in_text = [any(lo <= x < hi for lo, hi in text) for x in ptrs]
+    needed = (_LL_OPENDIR, _LL_READDIR, _LL_READDIRPLUS)
+    if not all(in_text[i] for i in needed) or not all(
+        ok or x == 0 for ok, x in zip(in_text, ptrs, strict=True)
+    ):
+        log.warning("unknown libfuse session layout: directory listings are not cached by the kernel")
+        return None
+    return ptrs
 
 
 def _libfuse_text() -> list[tuple[int, int]]:
@@ -1198,23 +1225,11 @@ def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
     first low-level operations must point into libfuse's code or be NULL, ``opendir``
     set; else nothing is changed (listings are then read again at each opendir) and
     False is returned."""
-    offset = _ll_ops_offset(libfuse_version())
-    if offset is None or not se:
+    if _ll_ops_offset(libfuse_version()) is None:
+        return False  # libfuse passes them on itself
+    ptrs = _ll_slots(se)
+    if ptrs is None:
         return False
-    try:
-        text = _libfuse_text()
-    except OSError:
-        return False
-    slots = (ctypes.c_void_p * _LL_CHECKED).from_address(se + offset)
-    ptrs = [slots[i] or 0 for i in range(_LL_CHECKED)]
-    in_text = [any(lo <= x < hi for lo, hi in text) for x in ptrs]
-    if not in_text[_LL_OPENDIR] or not all(ok or x == 0 for ok, x in zip(in_text, ptrs, strict=True)):
-        log.warning("unknown libfuse session layout: directory listings are not cached by the kernel")
-        return False
-    native = _native_opendir(ptrs[_LL_OPENDIR])
-    if native is not None:
-        slots[_LL_OPENDIR] = native
-        return True
     lib_opendir = _OPENDIR_T(ptrs[_LL_OPENDIR])
 
     def opendir(req: int, ino: int, llfi: Any) -> None:
@@ -1226,61 +1241,116 @@ def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
 
     cb = _OPENDIR_T(opendir)
     _KEPT.append((lib_opendir, cb))
-    slots[_LL_OPENDIR] = ctypes.cast(cb, ctypes.c_void_p).value
+    _ll_slot_array(se)[_LL_OPENDIR] = ctypes.cast(cb, ctypes.c_void_p).value
     return True
 
 
-def _native_opendir(lib_opendir: int) -> int | None:
-    """The wrapper of :func:`_cache_dirs` as 19 bytes of x86-64 code, so that an OPENDIR
-    (one per directory a walk opens, cached listing or not) costs no call into Python:
-    ``or dword [rdx + OFF], MASK`` (the ``fuse_file_info *``, third argument: set
-    keep_cache and cache_readdir, their word and bits as mfusepy lays the struct out),
-    then ``movabs rax, lib_opendir; jmp rax`` (a tail call: arguments and stack as they
-    came). On a page mapped writable, filled, then made read-only and executable; None
-    elsewhere than x86-64 or when the system refuses executable mappings (then Python)."""
-    if platform.machine() not in ("x86_64", "AMD64") or os.environ.get("AVFS_FUSE_NO_NATIVE"):
+class _FuseDh(ctypes.Structure):
+    """libfuse's private ``struct fuse_dh`` (lib/fuse.c; the same from 3.5 to 3.17.4),
+    the directory handle its high-level readdir works on; laid out by :func:`_dh_type`."""
+
+
+_MUTEX_SIZE = {"x86_64": 40, "AMD64": 40, "aarch64": 48}  # glibc's pthread_mutex_t
+_DH_VERSIONS = ((3, 5, 0), (3, 18, 0))
+
+
+def _dh_type() -> type[ctypes.Structure] | None:
+    mutex = _MUTEX_SIZE.get(platform.machine())
+    if mutex is None or ctypes.sizeof(ctypes.c_void_p) != 8:
         return None
-    info = fuse.fuse_file_info()
-    info.keep_cache = 1
-    info.cache_readdir = 1
-    off = fuse.fuse_file_info.keep_cache.offset
-    if fuse.fuse_file_info.cache_readdir.offset != off or not 0 <= off < 124:
-        return None
-    mask = int.from_bytes(bytes(info)[off : off + 4], "little")
-    code = (
-        b"\x81\x4a"
-        + bytes([off])
-        + mask.to_bytes(4, "little")  # or dword [rdx+off], mask
-        + b"\x48\xb8"
-        + lib_opendir.to_bytes(8, "little")  # movabs rax, lib_opendir
-        + b"\xff\xe0"  # jmp rax
+    c = ctypes
+    lock: int = mutex
+
+    class Dh(_FuseDh):
+        _fields_ = [
+            ("lock", c.c_byte * lock),  # zeroed: PTHREAD_MUTEX_INITIALIZER
+            ("fuse", c.c_void_p),
+            ("req", c.c_void_p),
+            ("contents", c.c_void_p),
+            ("first", c.c_void_p),
+            ("last", c.c_void_p),
+            ("len", c.c_uint),
+            ("size", c.c_uint),
+            ("needlen", c.c_uint),
+            ("filled", c.c_int),
+            ("fh", c.c_uint64),
+            ("error", c.c_int),
+            ("nodeid", c.c_uint64),
+        ]
+
+    return Dh
+
+
+_READDIR_T = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_void_p,
+    ctypes.c_uint64,
+    ctypes.c_size_t,
+    ctypes.c_int64,
+    ctypes.POINTER(fuse.fuse_file_info),
+)
+_LL_READDIR = 21
+_LL_READDIRPLUS = 41  # ... fallocate readdirplus (fuse_lowlevel.h)
+
+
+def kernel_opendir_possible() -> bool:
+    """Whether :func:`_kernel_opendir` can work with this libfuse and machine (decided
+    before the mount: the file system's ``opendir`` is registered accordingly)."""
+    v = libfuse_version()
+    return (
+        _DH_VERSIONS[0] <= v < _DH_VERSIONS[1]
+        and _ll_ops_offset(v, any_hl=True) is not None
+        and _dh_type() is not None
     )
-    libc = ctypes.CDLL(None, use_errno=True)
-    mmap_ = libc.mmap
-    mmap_.restype = ctypes.c_void_p
-    mmap_.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    ]
-    mprotect = libc.mprotect
-    mprotect.restype = ctypes.c_int
-    mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    page = mmap.PAGESIZE
-    addr = mmap_(None, page, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-    if addr is None or addr == ctypes.c_void_p(-1).value:
-        return None
-    ctypes.memmove(addr, code, len(code))
-    if mprotect(addr, page, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
-        log.warning(
-            "no executable mapping (%s): OPENDIR is marked cacheable from Python",
-            os.strerror(ctypes.get_errno()),
-        )
-        return None  # (the page stays: one page, once)
-    return int(addr)
+
+
+def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
+    """Let the kernel open directories itself: the file system answers the first OPENDIR
+    with ENOSYS (:meth:`FastFUSE.opendir`), after which the kernel sends no OPENDIR or
+    RELEASEDIR at all and keeps each listing across opens (its defaults without opendir:
+    FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR) - a warm walk then sends the daemon nothing.
+    libfuse's high-level readdir needs the handle its opendir made, so the session's
+    low-level ``readdir``/``readdirplus`` are wrapped: a request without one (fh 0) gets a
+    fresh zeroed ``struct fuse_dh`` for its duration (one per request: listings are handed
+    over by offset, so nothing is kept in it between requests). Checked first as in
+    :func:`_cache_dirs`; False (nothing changed) when anything is unknown."""
+    dh_type = _dh_type()
+    ptrs = _ll_slots(se)
+    if dh_type is None or ptrs is None or not f:
+        return False
+    libc = ctypes.CDLL(None)
+    free = libc.free
+    free.argtypes = [ctypes.c_void_p]
+    free.restype = None
+
+    def wrap(slot: int) -> None:
+        lib_fn = _READDIR_T(ptrs[slot])
+
+        def readdir(req: int, ino: int, size: int, off: int, llfi: Any) -> None:
+            fi = llfi.contents
+            if fi.fh:  # a handle from an OPENDIR answered before the kernel stopped asking
+                lib_fn(req, ino, size, off, llfi)
+                return
+            dh = dh_type()
+            dh.fuse = f
+            dh.nodeid = ino
+            fi.fh = ctypes.addressof(dh)
+            try:
+                lib_fn(req, ino, size, off, llfi)
+            finally:
+                fi.fh = 0
+                if dh.contents:
+                    free(dh.contents)
+                if dh.first:  # entries handed over at offset 0: never (readdir_fuse_3)
+                    log.error("readdir left a listing in a temporary directory handle")
+
+        cb = _READDIR_T(readdir)
+        _KEPT.append((lib_fn, cb))
+        _ll_slot_array(se)[slot] = ctypes.cast(cb, ctypes.c_void_p).value
+
+    wrap(_LL_READDIR)
+    wrap(_LL_READDIRPLUS)
+    return True
 
 
 class FastFUSE(fuse.FUSE):  # type: ignore[misc]
@@ -1312,14 +1382,18 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
 
             setattr(self, "_wrapper", traced)  # noqa: B010 - read by mfusepy as it builds the callbacks
         session_ready = None
+        # a read-only view's directories: opened by the kernel itself when possible
+        # (_kernel_opendir), else opened here with listings marked cacheable (_cache_dirs,
+        # or FastFUSE.opendir where libfuse passes its flags on)
+        self.kernel_opendir = False
         if self.read_only:
-            if libfuse_version() >= HL_OPENDIR_FLAGS:
-                # libfuse passes what opendir sets on (see FastFUSE.opendir)
-                setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - an instance's
-            else:
+            setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
+            if kernel_opendir_possible() or libfuse_version() < HL_OPENDIR_FLAGS:
 
-                def session_ready(se: int) -> None:
-                    _cache_dirs(se, trace)
+                def session_ready(se: int, f: int) -> None:
+                    self.kernel_opendir = _kernel_opendir(se, f, trace)
+                    if not self.kernel_opendir:
+                        _cache_dirs(se, trace)
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -1367,6 +1441,8 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         return n
 
     def opendir(self, path: bytes, fip: Any) -> int:
+        if self.kernel_opendir:
+            return -errno.ENOSYS  # the kernel opens directories itself from now on
         fi = fip.contents
         fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
         if self.read_only:
