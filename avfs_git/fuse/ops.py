@@ -79,6 +79,7 @@ FUSE_READDIR_PLUS = 1 << 0  # enum fuse_readdir_flags
 FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
+FUSE_CAP_NO_OPENDIR_SUPPORT = 1 << 24
 
 
 def fuse_options(read_only: bool) -> dict[str, Any]:
@@ -1164,6 +1165,7 @@ _LL_OPENDIR = 20  # struct fuse_lowlevel_ops: init destroy lookup ... fsync open
 _LL_CHECKED = 42  # slots 0-41 (init ... readdirplus): set by libfuse's high-level layer or NULL
 _OPENDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(fuse.fuse_file_info))
 _KEPT: list[Any] = []  # callbacks handed to libfuse: alive as long as the process
+_OURS: set[int] = set()  # their addresses, as installed in the session
 
 
 def _ll_ops_offset(version: tuple[int, ...], any_hl: bool = False) -> int | None:
@@ -1195,7 +1197,7 @@ def _ll_slots(se: int) -> list[int] | None:
         return None
     slots = _ll_slot_array(se)
     ptrs = [slots[i] or 0 for i in range(_LL_CHECKED)]
-    in_text = [any(lo <= x < hi for lo, hi in text) for x in ptrs]
+    in_text = [x in _OURS or any(lo <= x < hi for lo, hi in text) for x in ptrs]
     needed = (_LL_OPENDIR, _LL_READDIR, _LL_READDIRPLUS)
     if not all(in_text[i] for i in needed) or not all(
         ok or x == 0 for ok, x in zip(in_text, ptrs, strict=True)
@@ -1241,7 +1243,9 @@ def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
 
     cb = _OPENDIR_T(opendir)
     _KEPT.append((lib_opendir, cb))
-    _ll_slot_array(se)[_LL_OPENDIR] = ctypes.cast(cb, ctypes.c_void_p).value
+    addr = ctypes.cast(cb, ctypes.c_void_p).value
+    _OURS.add(addr or 0)
+    _ll_slot_array(se)[_LL_OPENDIR] = addr
     return True
 
 
@@ -1346,7 +1350,9 @@ def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
 
         cb = _READDIR_T(readdir)
         _KEPT.append((lib_fn, cb))
-        _ll_slot_array(se)[slot] = ctypes.cast(cb, ctypes.c_void_p).value
+        addr = ctypes.cast(cb, ctypes.c_void_p).value
+        _OURS.add(addr or 0)
+        _ll_slot_array(se)[slot] = addr
 
     wrap(_LL_READDIR)
     wrap(_LL_READDIRPLUS)
@@ -1385,15 +1391,18 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         # a read-only view's directories: opened by the kernel itself when possible
         # (_kernel_opendir), else opened here with listings marked cacheable (_cache_dirs,
         # or FastFUSE.opendir where libfuse passes its flags on)
+        # (decided in init_fuse_3, once the kernel said what it supports)
         self.kernel_opendir = False
+        self._trace = trace
+        self._session = 0
+        self._dh_ready = False
         if self.read_only:
             setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
-            if kernel_opendir_possible() or libfuse_version() < HL_OPENDIR_FLAGS:
 
-                def session_ready(se: int, f: int) -> None:
-                    self.kernel_opendir = _kernel_opendir(se, f, trace)
-                    if not self.kernel_opendir:
-                        _cache_dirs(se, trace)
+            def session_ready(se: int, f: int) -> None:
+                self._session = se
+                if kernel_opendir_possible():
+                    self._dh_ready = _kernel_opendir(se, f, trace)
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -1458,6 +1467,11 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             c.want &= ~FUSE_CAP_READDIRPLUS_AUTO
             # symlink targets kept in the page cache (Linux >= 4.20)
             c.want |= c.capable & FUSE_CAP_CACHE_SYMLINKS
+            # directories opened by the kernel itself (Linux >= 5.1: before, an ENOSYS to
+            # OPENDIR failed the opendir), else listings marked cacheable at each OPENDIR
+            self.kernel_opendir = self._dh_ready and bool(c.capable & FUSE_CAP_NO_OPENDIR_SUPPORT)
+            if not self.kernel_opendir and self._session:
+                _cache_dirs(self._session, self._trace)
         super().init_fuse_3(conn, config)
 
     def readdir_fuse_3(
