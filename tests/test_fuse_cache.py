@@ -10,6 +10,8 @@ that marks listings cacheable), so the tests count calls, never time them.
 from __future__ import annotations
 
 import collections
+import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -25,11 +27,13 @@ from avfs_git.core.history import resolve
 from avfs_git.fuse.ops import TRACE_ENV, WorkspaceFS
 from avfs_git.ops import mounts
 
+from .conftest import IN_CI
 from .test_fuse_teardown import kernel_faults, require_fuse
 
 DIRS = 12
 FILES_PER_DIR = 25  # more than one readdir chunk for some directories: see BIG_DIR
 BIG_DIR = 600  # entries with long names: a listing the kernel reads in several chunks
+FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, 64-bit
 
 
 class Traced:
@@ -228,3 +232,53 @@ def test_read_only_view_starts_no_watcher(vault, tmp_path):
     ops.init("/")
     assert ops._watcher is None
     assert ops.stop_invalidating(1.0)
+
+
+def test_directory_calls_without_a_directory_handle(revision_mount):
+    """The kernel opens a read-only view's directories itself: the calls libfuse answers
+    from the handle its opendir would have made (an ioctl on a directory: lsattr, or
+    overlayfs copying a lower directory up; fsync of a directory) are answered, and the
+    daemon lives on."""
+    _vault, mp, _traced, files, _rev = revision_mount
+    fd = os.open(mp / "top0", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError) as exc:
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytearray(4))
+        assert exc.value.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            assert e.errno in (errno.EROFS, errno.EINVAL, errno.ENOSYS)
+        assert os.listdir(fd)  # the listing, through this very descriptor
+    finally:
+        os.close(fd)
+    assert _read_all(mp, files) == files  # the daemon is still there
+
+
+def test_overlay_over_the_read_only_view(revision_mount, tmp_path):
+    """Kernel overlayfs with the read-only view as its lower layer (the overlay backend):
+    the tree reads the same, a write copies the file up, the lower stays as it was."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root: overlayfs must be mountable")
+        pytest.skip("mounting overlayfs needs root here")
+    _vault, mp, _traced, files, _rev = revision_mount
+    up, work, ovl = tmp_path / "up", tmp_path / "work", tmp_path / "ovl"
+    for d in (up, work, ovl):
+        d.mkdir()
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={mp},upperdir={up},workdir={work}", str(ovl)],
+        check=True,
+    )
+    try:
+        assert _read_all(ovl, files) == files
+        with open(ovl / "top1/sub1/file003.txt", "ab") as fh:  # copy-up of the file and its dirs
+            fh.write(b"appended\n")
+        assert (ovl / "top1/sub1/file003.txt").read_bytes() == files["top1/sub1/file003.txt"] + b"appended\n"
+        assert (up / "top1/sub1/file003.txt").exists()
+        (ovl / "top2/sub2/file000.txt").unlink()
+        (ovl / "newdir").mkdir()
+        assert not (ovl / "top2/sub2/file000.txt").exists()
+    finally:
+        subprocess.run(["umount", str(ovl)], check=False)
+    assert _read_all(mp, files) == files  # the lower is untouched, its daemon alive

@@ -1198,7 +1198,7 @@ def _ll_slots(se: int) -> list[int] | None:
     slots = _ll_slot_array(se)
     ptrs = [slots[i] or 0 for i in range(_LL_CHECKED)]
     in_text = [x in _OURS or any(lo <= x < hi for lo, hi in text) for x in ptrs]
-    needed = (_LL_OPENDIR, _LL_READDIR, _LL_READDIRPLUS)
+    needed = (_LL_OPENDIR, _LL_READDIR, _LL_RELEASEDIR, _LL_FSYNCDIR, _LL_IOCTL, _LL_READDIRPLUS)
     if not all(in_text[i] for i in needed) or not all(
         ok or x == 0 for ok, x in zip(in_text, ptrs, strict=True)
     ):
@@ -1294,7 +1294,26 @@ _READDIR_T = ctypes.CFUNCTYPE(
     ctypes.POINTER(fuse.fuse_file_info),
 )
 _LL_READDIR = 21
+_LL_RELEASEDIR = 22
+_LL_FSYNCDIR = 23
+_LL_IOCTL = 34
 _LL_READDIRPLUS = 41  # ... fallocate readdirplus (fuse_lowlevel.h)
+_FI_P = ctypes.POINTER(fuse.fuse_file_info)
+_RELEASEDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, _FI_P)
+_FSYNCDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, _FI_P)
+_IOCTL_T = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_void_p,
+    ctypes.c_uint64,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    _FI_P,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_size_t,
+)
+FUSE_IOCTL_DIR = 1 << 4
 
 
 def kernel_opendir_possible() -> bool:
@@ -1313,11 +1332,13 @@ def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
     with ENOSYS (:meth:`FastFUSE.opendir`), after which the kernel sends no OPENDIR or
     RELEASEDIR at all and keeps each listing across opens (its defaults without opendir:
     FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR) - a warm walk then sends the daemon nothing.
-    libfuse's high-level readdir needs the handle its opendir made, so the session's
-    low-level ``readdir``/``readdirplus`` are wrapped: a request without one (fh 0) gets a
-    fresh zeroed ``struct fuse_dh`` for its duration (one per request: listings are handed
-    over by offset, so nothing is kept in it between requests). Checked first as in
-    :func:`_cache_dirs`; False (nothing changed) when anything is unknown."""
+    libfuse's high-level layer reads the handle its opendir made (``get_dirhandle``) in
+    readdir, readdirplus, fsyncdir and a directory's ioctl, and frees it in releasedir: the
+    session's low-level operations for those are wrapped, so that a request without a
+    handle (fh 0) gets a fresh zeroed ``struct fuse_dh`` for its duration (one per request:
+    listings are handed over by offset, nothing is kept in it between requests) and a
+    RELEASEDIR without one (never sent then) is answered without libfuse. Checked first as
+    in :func:`_cache_dirs`; False (nothing changed) when anything is unknown."""
     dh_type = _dh_type()
     ptrs = _ll_slots(se)
     if dh_type is None or ptrs is None or not f:
@@ -1326,36 +1347,72 @@ def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
     free = libc.free
     free.argtypes = [ctypes.c_void_p]
     free.restype = None
+    reply_err = _fuse_fn("fuse_reply_err", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 
-    def wrap(slot: int) -> None:
-        lib_fn = _READDIR_T(ptrs[slot])
+    def with_dh(ino: int, llfi: Any, call: Callable[[], None]) -> None:
+        fi = llfi.contents
+        if fi.fh:  # a handle from an OPENDIR answered before the kernel stopped asking
+            call()
+            return
+        dh = dh_type()
+        dh.fuse = f
+        dh.nodeid = ino
+        fi.fh = ctypes.addressof(dh)
+        try:
+            call()
+        finally:
+            fi.fh = 0
+            if dh.contents:
+                free(dh.contents)
+            if dh.first:  # entries handed over at offset 0: never (readdir_fuse_3)
+                log.error("readdir left a listing in a temporary directory handle")
 
-        def readdir(req: int, ino: int, size: int, off: int, llfi: Any) -> None:
-            fi = llfi.contents
-            if fi.fh:  # a handle from an OPENDIR answered before the kernel stopped asking
-                lib_fn(req, ino, size, off, llfi)
-                return
-            dh = dh_type()
-            dh.fuse = f
-            dh.nodeid = ino
-            fi.fh = ctypes.addressof(dh)
-            try:
-                lib_fn(req, ino, size, off, llfi)
-            finally:
-                fi.fh = 0
-                if dh.contents:
-                    free(dh.contents)
-                if dh.first:  # entries handed over at offset 0: never (readdir_fuse_3)
-                    log.error("readdir left a listing in a temporary directory handle")
-
-        cb = _READDIR_T(readdir)
+    def install(slot: int, proto: Any, make: Callable[[Any], Callable[..., None]]) -> None:
+        lib_fn = proto(ptrs[slot])
+        cb = proto(make(lib_fn))
         _KEPT.append((lib_fn, cb))
         addr = ctypes.cast(cb, ctypes.c_void_p).value
         _OURS.add(addr or 0)
         _ll_slot_array(se)[slot] = addr
 
-    wrap(_LL_READDIR)
-    wrap(_LL_READDIRPLUS)
+    def readdir(lib_fn: Any) -> Callable[..., None]:
+        def call(req: int, ino: int, size: int, off: int, llfi: Any) -> None:
+            with_dh(ino, llfi, lambda: lib_fn(req, ino, size, off, llfi))
+
+        return call
+
+    def fsyncdir(lib_fn: Any) -> Callable[..., None]:
+        def call(req: int, ino: int, datasync: int, llfi: Any) -> None:
+            with_dh(ino, llfi, lambda: lib_fn(req, ino, datasync, llfi))
+
+        return call
+
+    def ioctl(lib_fn: Any) -> Callable[..., None]:
+        # FS_IOC_GETFLAGS and the like on a directory (lsattr; overlayfs copying a lower
+        # directory up): libfuse reads the directory handle first
+        def call(req: int, ino: int, cmd: int, arg: int, llfi: Any, flags: int, *rest: Any) -> None:
+            if flags & FUSE_IOCTL_DIR:
+                with_dh(ino, llfi, lambda: lib_fn(req, ino, cmd, arg, llfi, flags, *rest))
+            else:
+                lib_fn(req, ino, cmd, arg, llfi, flags, *rest)
+
+        return call
+
+    def releasedir(lib_fn: Any) -> Callable[..., None]:
+        # never sent for a directory the kernel opened itself; libfuse would free the handle
+        def call(req: int, ino: int, llfi: Any) -> None:
+            if llfi.contents.fh:
+                lib_fn(req, ino, llfi)
+            else:
+                reply_err(req, 0)
+
+        return call
+
+    install(_LL_READDIR, _READDIR_T, readdir)
+    install(_LL_READDIRPLUS, _READDIR_T, readdir)
+    install(_LL_FSYNCDIR, _FSYNCDIR_T, fsyncdir)
+    install(_LL_IOCTL, _IOCTL_T, ioctl)
+    install(_LL_RELEASEDIR, _RELEASEDIR_T, releasedir)
     return True
 
 
