@@ -252,6 +252,9 @@ def test_directory_calls_without_a_directory_handle(revision_mount):
         assert os.listdir(fd)  # the listing, through this very descriptor
     finally:
         os.close(fd)
+    with open(mp / "tool.sh", "rb") as fh:  # a file the kernel opened itself: fsync is fine
+        os.fsync(fh.fileno())
+        assert fh.read() == files["tool.sh"]
     assert _read_all(mp, files) == files  # the daemon is still there
 
 

@@ -948,6 +948,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     @translated
     def fsync(self, path: str, datasync: int, fh: int) -> int:
+        if self.read_only:
+            raise fuse.FuseOSError(
+                errno.ENOSYS
+            )  # nothing to sync (no handle either): the kernel stops asking
         h = self._handle(fh)
         if h.fd is not None:
             if datasync:
