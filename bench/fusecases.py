@@ -9,6 +9,9 @@ disk it lives on (a directory beside the avfs home, same file system), in the sa
 - ``fuse_git_status``: ``git status`` in a mounted fork of the synthetic tree with 10 changes
   vs the stock git checkout with the same 10, plus the two tree walks git needs when nothing
   tells it what changed (``find -type f``, ``os.walk`` + ``lstat``);
+- ``fuse_ro_walk``: warm ``find``, ``os.walk`` + ``lstat``, ``grep -r`` and ``git status`` in
+  a read-only revision mount of the synthetic tree (the overlay backend's lower layer) vs
+  the stock git checkout;
 - ``fuse_build``: extract a pure-Python source tree (click, rich and pygments as installed
   in the venv, plus a small test module), ``python -m compileall -q``, ``python -m pytest``.
 
@@ -68,7 +71,7 @@ def _tag(i: int) -> str:
 
 
 # -- mounts that cannot outlive the harness --------------------------------------------------
-_LIVE: dict[str, tuple[Home, Vault, str]] = {}
+_LIVE: dict[str, tuple[Home, Vault, str, str | None]] = {}  # mount point -> (..., fork, revision)
 _GUARDED = False
 
 
@@ -113,10 +116,10 @@ def _release(mountpoint: str) -> None:
     if entry is not None:
         from avfs_git.ops import mounts
 
-        home, vault, fork = entry
+        home, vault, fork, revision = entry
         for lazy in (False, True):
             try:
-                mounts.unmount(home, vault, fork, lazy=lazy)
+                mounts.unmount(home, vault, fork, revision=revision, lazy=lazy)
                 break
             except Exception as exc:  # BusyError, MountError...: try lazily, then by hand
                 log(f"unmount of {mountpoint}{' (lazy)' if lazy else ''} failed: {exc}")
@@ -216,8 +219,12 @@ def daemon_profile(ctx: Context, pid: int, name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def mounted(home: Home, vault: Vault, fork: str, mountpoint: Path) -> Iterator[Mount]:
-    """Mount ``fork`` at ``mountpoint`` with the real API; always unmounted afterwards."""
+def mounted(
+    home: Home, vault: Vault, fork: str, mountpoint: Path, revision: str | None = None
+) -> Iterator[Mount]:
+    """Mount ``fork`` (read-only at ``revision`` when given) at ``mountpoint`` with the real
+    API; always unmounted afterwards."""
+    from avfs_git.core.history import resolve
     from avfs_git.ops import mounts
 
     why = mounts.fuse_available()
@@ -227,9 +234,10 @@ def mounted(home: Home, vault: Vault, fork: str, mountpoint: Path) -> Iterator[M
     sweep_stale_mounts()
     mp = str(mountpoint.resolve())
     t0 = time.perf_counter()
-    _LIVE[mp] = (home, vault, fork)  # from now on: released at exit whatever happens
+    commit = None if revision is None else resolve(vault, revision, fork)
+    _LIVE[mp] = (home, vault, fork, commit)  # from now on: released at exit whatever happens
     try:
-        info = mounts.mount(home, vault, fork, mp)
+        info = mounts.mount(home, vault, fork, mp, revision=commit)
     except BaseException:
         _release(mp)  # mount() failed or was interrupted half-way: leave nothing behind
         raise
@@ -930,7 +938,92 @@ def bench_fuse_build(ctx: Context, labels: list[str]) -> None:
         )
 
 
+# -- fuse_ro_walk ------------------------------------------------------------------------------
+RO_WALK_TARGET = Target(max_ratio=1.5, label="≤ 1.5x native (warm)")
+RO_FIND = ["find", ".", "-path", "./.git", "-prune", "-o", "-printf", ""]
+RO_GREP = ["grep", "-r", "-q", "--exclude-dir=.git", "no line holds this string", "."]
+
+
+def bench_fuse_ro_walk(ctx: Context, labels: list[str]) -> None:
+    """Warm walks of a read-only revision mount (``avfs mount VAULT@REV``: what the overlay
+    backend stacks under its writable layer) vs the stock git checkout of the same tree:
+    ``find``, ``os.walk`` + ``lstat``, ``grep -r`` (reads every file) and ``git status``.
+    The view never changes, so the kernel keeps its listings, attributes and pages: once
+    warm, these make no call into the daemon."""
+    for label in labels:
+        _fuse_ro_walk(ctx, label)
+
+
+def _fuse_ro_walk(ctx: Context, label: str) -> None:
+    files = SIZES[label]
+    home, hdir = ctx.fx.home("fuse-ro", label)
+    vault = home.vault(VAULT)
+    co = ctx.fx.checkout(label)
+    mp = ctx.fx.new_dir(f"fuse-ro-mnt-{label}")
+    budget = _budget(ctx, 60.0 if files <= 10_000 else 150.0)
+    counts: dict[str, set[str]] = {"mount": set(), "native": set()}
+    dirty: dict[str, set[str]] = {"mount": set(), "native": set()}
+
+    def side(root: Path, who: str) -> RoundFn:
+        def one(_i: int) -> Phases:
+            out: Phases = {}
+            t0 = time.perf_counter()
+            run(RO_FIND, cwd=root)
+            out["find"] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+            counts[who].add(str(_walk_lstat(root)))
+            out["walk"] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+            subprocess.run(RO_GREP, cwd=root, check=False)
+            out["grep"] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+            proc = _git_in(root, "status", "--porcelain")
+            out["status"] = (time.perf_counter() - t0) * 1e3
+            dirty[who].add(
+                proc.stdout.strip() if proc.returncode == 0 else f"failed: {proc.stderr.strip()[:200]}"
+            )
+            return out
+
+        return one
+
+    try:
+        with (
+            mounted(home, vault, "main", mp, revision="main") as m,
+            daemon_profile(ctx, m.pid, f"fuse_ro_walk-{label}"),
+        ):
+            t0 = time.perf_counter()
+            _walk_lstat(m.path)
+            cold_ms = (time.perf_counter() - t0) * 1e3
+            # the untimed warm-up round of rounds() fills the rest of the kernel's caches
+            r = rounds(
+                {"native": side(co.path, "native"), "mount": side(m.path, "mount")},
+                ctx.repeats.medium,
+                budget,
+            )
+    finally:
+        vault.close()
+        ctx.fx.done_with(hdir)
+        ctx.fx.done_with(mp)
+    notes = [f"mount ready in {m.ready_ms:.0f} ms; the first (cold) os.walk + lstat {cold_ms:.0f} ms"]
+    if counts["mount"] != {str(files)} or counts["native"] != {str(files)}:
+        notes.append(f"counted files: mount {sorted(counts['mount'])}, native {sorted(counts['native'])}")
+    if dirty["mount"] != {""} or dirty["native"] != {""}:
+        notes.append(
+            f"git status not clean: mount {sorted(dirty['mount'])[:2]}, native {sorted(dirty['native'])[:2]}"
+        )
+    for phase, what in (
+        ("find", "`find . -path ./.git -prune -o -printf ''` in a read-only revision mount, warm"),
+        ("walk", "os.walk + lstat of every entry in a read-only revision mount, warm"),
+        ("grep", "`grep -r` (no match: every file read) in a read-only revision mount, warm"),
+        ("status", "git status --porcelain in a read-only revision mount (its .git: a worktree), warm"),
+    ):
+        _compare(
+            ctx, r, f"fuse_ro_{phase}", label, phase, what, RO_WALK_TARGET, notes, baseline="native checkout"
+        )
+
+
 FUSE_BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
+    "fuse_ro_walk": bench_fuse_ro_walk,
     "fuse_io": bench_fuse_io,
     "fuse_meta": bench_fuse_meta,
     "fuse_git_status": bench_fuse_git_status,

@@ -246,3 +246,34 @@ def test_copied_up_files_read_after_a_remount(home, vault, tmp_path):
             mounts.unmount(home, vault, "main")
         checkpoint.save(vault)
     assert git("--git-dir", vault.path, "show", "main:d0/f0.txt") == "0\nround 0\nround 1\nround 2\n"
+
+
+def test_a_file_made_checkpointed_then_removed_in_the_mount_stays_removed(home, vault, tmp_path):
+    """The checkpoint moves the base (the lower layer) to hold a file the upper layer made;
+    removing it then must leave a whiteout, or the base's copy comes back: in status, in
+    the next checkpoint and in the next mount."""
+    require_overlay()
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert not os.path.exists(os.path.join(mp, "x.txt"))  # a lookup that finds nothing
+        with open(os.path.join(mp, "x.txt"), "w") as fh:
+            fh.write("x\n")
+        checkpoint.save(vault, message="with x")
+        os.unlink(os.path.join(mp, "x.txt"))
+        assert not os.path.exists(os.path.join(mp, "x.txt"))
+        got = [(c.path, c.status.value) for c in vault.workspace("main").status()]
+        assert got == [("x.txt", "deleted")]
+        checkpoint.save(vault, message="without x")
+        assert "x.txt" not in git("--git-dir", vault.path, "ls-tree", "--name-only", "main")
+    finally:
+        mounts.unmount(home, vault, "main")
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert not os.path.exists(os.path.join(mp, "x.txt"))
+        assert vault.workspace("main").status() == []
+    finally:
+        mounts.unmount(home, vault, "main")

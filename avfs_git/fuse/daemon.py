@@ -30,8 +30,6 @@ import tempfile
 import threading
 import time
 
-ATTR_TIMEOUT = 60.0
-ENTRY_TIMEOUT = 60.0
 INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S bounds the whole)
 
 
@@ -53,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..core.home import Home
     from ..ops.mounts import mount_key, registry_path, write_registry
-    from .ops import FastFUSE, WorkspaceFS
+    from .ops import FastFUSE, WorkspaceFS, fuse_options
 
     home = Home(args.home)
     vault = home.vault(args.vault)
@@ -246,13 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             auto_unmount=True,
             fsname=f"avfs:{vault.name}:{key}",
             subtype="avfs",
-            ro=read_only or overlay,
-            use_ino=True,
-            attr_timeout=ATTR_TIMEOUT,
-            entry_timeout=ENTRY_TIMEOUT,
-            negative_timeout=0,
-            # page cache kept across opens: the watcher invalidates what others change
-            kernel_cache=True,
+            # kernel caching: 60 s + the watcher's invalidations, or forever when read-only
+            # (a revision, or an overlay's lower layer: its content never changes visibly)
+            **fuse_options(read_only or overlay, lower=overlay),
         )
     except RuntimeError as exc:
         # a SIGTERM-ed loop ends this way too; anything before readiness is a failure

@@ -18,6 +18,11 @@ workspace's ``nested/`` directory and every call under it passes straight throug
 directory: git's own object and index I/O there runs at disk speed, nothing of it is
 journaled, checkpointed or restored, and it goes when the fork is deleted.
 
+A read-only view (a revision; the lower layer of an overlay) never changes: the kernel
+caches it for good (see :func:`fuse_options`): it opens files itself (no handles here: reads
+come by path), keeps listings (``cache_readdir``) and gets each entry's attributes with its
+listing (readdirplus), so a warm walk reaches no Python. docs/fuse.md, "Kernel caching".
+
 Not supported, with a clear errno: hard links (EPERM), extended attributes (ENOSYS: callers see EOPNOTSUPP),
 owners (chown is accepted and ignored: git keeps no owners), device files (EPERM).
 """
@@ -31,11 +36,14 @@ import functools
 import itertools
 import logging
 import os
+import platform
+import re
 import select
 import shutil
 import stat
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -51,6 +59,63 @@ from ..core.worktree import inode_of
 F = TypeVar("F", bound=Callable[..., Any])
 GITFILE = "/.git"
 log = logging.getLogger("avfs.fuse")
+
+# Kernel caching (see fuse_options). A writable view: attributes and entries for 60 s, the
+# watcher invalidates what other processes change. A read-only view never changes under the
+# kernel: everything is kept for as long as the kernel keeps it, failed lookups too.
+ATTR_TIMEOUT = 60.0
+ENTRY_TIMEOUT = 60.0
+READ_ONLY_TIMEOUT = 1e9  # ~31 years: the kernel caps it (MAX_JIFFY_OFFSET); "forever"
+BLOB_CACHE_BYTES = 32 << 20  # read-only view: blobs just read, served to the next 128 KiB reads
+STREAM_CACHE = 4  # read-only view: big blobs being streamed (BlobStream) kept open
+LISTING_CACHE = 64  # read-only view: directory listings being handed out in chunks
+CHILDREN_CACHE = 1024  # read-only view: directories whose children are kept (lookups)
+SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
+# a file the daemon appends the name of each FUSE call it serves in Python to (for tests
+# and diagnosis: which calls reach Python once the kernel caches are warm)
+TRACE_ENV = "AVFS_FUSE_TRACE"
+# libfuse 3 (fuse.h, fuse_common.h)
+FUSE_READDIR_PLUS = 1 << 0  # enum fuse_readdir_flags
+FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
+FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
+FUSE_CAP_CACHE_SYMLINKS = 1 << 23
+FUSE_CAP_NO_OPENDIR_SUPPORT = 1 << 24
+
+
+def fuse_options(read_only: bool, *, lower: bool = False) -> dict[str, Any]:
+    """libfuse's mount options for a view (the keyword arguments of :class:`FastFUSE`).
+
+    Both: inode numbers are ours (``use_ino``: stable per path, what the worktree index
+    records) and file data stays in the page cache across opens (``kernel_cache``; the
+    watcher of a writable view invalidates what others change). A read-only view (a
+    revision; the lower layer of an overlay) never changes, so attributes, entries and
+    negative entries are cached for good; its directory listings are cached by the kernel
+    too (``cache_readdir``, see :class:`FastFUSE`) and come with their entries' attributes
+    (readdirplus), so a warm walk makes no call into Python."""
+    opts: dict[str, Any] = {"use_ino": True, "kernel_cache": True}
+    if read_only:
+        opts.update(
+            ro=True,
+            attr_timeout=READ_ONLY_TIMEOUT,
+            entry_timeout=READ_ONLY_TIMEOUT,
+            # an overlay's lower layer (``lower``) gains paths when the base moves to a
+            # commit holding what the upper layer made (a checkpoint, a restore written
+            # through the mount): overlayfs asks the lower layer whether a name exists before
+            # it removes one (a whiteout, or none), and a cached "no" there would let the
+            # base's copy come back in every view but the kernel's. Not cached: overlayfs
+            # caches its own lookups; only removals ask again
+            negative_timeout=0 if lower else READ_ONLY_TIMEOUT,
+        )
+    else:
+        opts.update(attr_timeout=ATTR_TIMEOUT, entry_timeout=ENTRY_TIMEOUT, negative_timeout=0)
+    return opts
+
+
+def _open_trace() -> int | None:
+    path = os.environ.get(TRACE_ENV)
+    if not path:
+        return None
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def translated(func: F) -> F:
@@ -149,6 +214,21 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._unsized: set[str] = set()  # written and closed: sizes not recorded yet
         self._nested_root = os.path.join(ws.state_dir, "nested")
         self._has_nested = os.path.isdir(self._nested_root)
+        # a read-only view keeps no file handles (the kernel opens files itself: see open)
+        self._listings: OrderedDict[str, list[tuple[str, str, Node | None]]] = OrderedDict()
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
+        self._streams: OrderedDict[str, BlobStream] = OrderedDict()
+        self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
+        self._kids_base: str | None = None  # the base commit the kept children are of
+        self._sizes: dict[str, int] = {}  # see _size
+        self.trace_fd = _open_trace()
+
+    def trace(self, call: str) -> None:
+        """Append ``call`` (the operation's name and its path) to the trace file
+        (``AVFS_FUSE_TRACE``), when there is one."""
+        if self.trace_fd is not None:
+            os.write(self.trace_fd, call.encode("utf-8", "surrogateescape") + b"\n")
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -173,10 +253,57 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         }
 
     def _node(self, p: str) -> Node:
-        node = self.ws.node(p)
+        node = self._ro_node(p) if self.read_only else self.ws.node(p)
         if node is None:
             raise fuse.FuseOSError(errno.ENOENT)
         return node
+
+    def _ro_node(self, p: str) -> Node | None:
+        """A read-only view's node, from its parent's children (kept for the last
+        ``CHILDREN_CACHE`` directories): a cold walk, or git's lstat of every file in
+        index order, looks up many names of one directory in a row, and each lookup from
+        the root costs an overlay query and a tree walk."""
+        if not p:
+            return self.ws.node(p)
+        parent = names.parent_of(p)
+        kids = self._ro_children(parent)
+        return None if kids is None else kids.get(p[len(parent) + 1 :] if parent else p)
+
+    def _ro_children(self, p: str, node: Node | None = None) -> dict[str, Node] | None:
+        # an overlay's lower layer follows the fork's base: a checkpoint of what the upper
+        # layer made adds names below (which overlayfs asks about before a removal)
+        base = self.ws.overlay.get_meta("base")
+        with self._lock:
+            if base != self._kids_base:
+                self._kids.clear()
+                self._kids_base = base
+            kids = self._kids.get(p)
+            if kids is not None:
+                self._kids.move_to_end(p)
+                return kids
+        if node is None:
+            node = self._ro_node(p)
+        if node is None or not node.is_dir:
+            return None
+        kids = self.ws.node_children(node)
+        with self._lock:
+            self._kids[p] = kids
+            while len(self._kids) > CHILDREN_CACHE:
+                self._kids.popitem(last=False)
+        return kids
+
+    def _size(self, node: Node) -> int:
+        """A file's size; a read-only view's blob sizes are kept (``oid -> size``): the
+        kernel asks for them twice in a cold ``git status`` (its lstat, then readdirplus)."""
+        if not self.read_only or node.oid is None or node.entry is not None:
+            return self.ws.node_size(node)
+        size = self._sizes.get(node.oid)
+        if size is None:
+            size = self.ws.node_size(node)
+            if len(self._sizes) >= SIZE_CACHE:
+                self._sizes.clear()
+            self._sizes[node.oid] = size
+        return size
 
     def _writable(self) -> None:
         if self.read_only:
@@ -221,7 +348,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 st_ctime=s.st_ctime_ns,
             )
         else:
-            size = self.ws.node_size(node)
+            size = self._size(node)
             st.update(st_size=size, st_blocks=(size + 511) // 512)
         return st
 
@@ -443,7 +570,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             return self._nested_attrs(path, real)
         p = self._p(path)
         attrs = self._attrs(p, self._node(p))
-        self._known.add(p)
+        if not self.read_only:
+            self._known.add(p)  # for the watcher, which a read-only view has not
         return attrs
 
     @translated
@@ -482,6 +610,55 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             mode = os.lstat(os.path.join(nested, ".git")).st_mode
             out.append((".git", {"st_ino": inode_of(names.join(p, ".git")), "st_mode": mode}, 0))
         return out
+
+    @translated
+    def listing(self, path: str, offset: int) -> list[tuple[str, str, Node | None]]:
+        """A read-only view's directory as ``(name, path, node)``, ``.`` and ``..`` first
+        (node None, as for the mount's ``.git``), for :meth:`FastFUSE.readdir_fuse_3`,
+        which hands it to the kernel in chunks by offset (with attributes: readdirplus).
+        Read at offset 0 and kept until :meth:`listing_done` (a bounded number of them)."""
+        with self._lock:
+            got = self._listings.get(path) if offset else None
+        if got is not None:
+            return got
+        p = self._p(path)
+        node = self._node(p)
+        if not node.is_dir:
+            raise fuse.FuseOSError(errno.ENOTDIR)
+        out: list[tuple[str, str, Node | None]] = [(".", p, None), ("..", names.parent_of(p), None)]
+        if not p and self.gitfile is not None:
+            out.append((".git", ".git", None))
+        kids = self._ro_children(p, node) or {}
+        out += [(name, names.join(p, name), child) for name, child in sorted(kids.items())]
+        with self._lock:
+            self._listings[path] = out
+            while len(self._listings) > LISTING_CACHE:
+                self._listings.popitem(last=False)
+        return out
+
+    def listing_done(self, path: str) -> None:
+        with self._lock:
+            self._listings.pop(path, None)
+
+    @translated
+    def entry_attrs(self, p: str, node: Node | None, full: bool) -> dict[str, Any]:
+        """The attributes of a :meth:`listing` entry: all of them (what getattr answers)
+        when ``full``, else its inode number and type."""
+        if node is None:
+            if p == ".git" and self.gitfile is not None:
+                return (
+                    self._gitfile_attrs() if full else {"st_ino": inode_of(".git"), "st_mode": stat.S_IFREG}
+                )
+            return {"st_ino": inode_of(p), "st_mode": stat.S_IFDIR}  # . and ..
+        if full:
+            return self._attrs(p, node)
+        if node.is_dir:
+            mode = stat.S_IFDIR
+        elif node.is_link:
+            mode = stat.S_IFLNK
+        else:
+            mode = stat.S_IFREG
+        return {"st_ino": inode_of(p), "st_mode": mode}
 
     @translated
     def readlink(self, path: str) -> str:
@@ -668,6 +845,14 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     @translated
     def open(self, path: str, flags: int) -> int:
+        if self.read_only:
+            # ENOSYS to an OPEN tells the kernel to open files itself from now on: no OPEN,
+            # FLUSH or RELEASE requests any more, the page cache kept across opens (the
+            # kernel's default then); reads come with fh 0 and are served by path
+            # (read_into). A write was refused by the kernel already (the mount is ro).
+            if path != GITFILE or self.gitfile is None:
+                self._node(self._p(path))
+            raise fuse.FuseOSError(errno.ENOSYS)
         if path == GITFILE and self.gitfile is not None:
             if (flags & os.O_ACCMODE) != os.O_RDONLY:
                 raise fuse.FuseOSError(errno.EPERM)
@@ -772,6 +957,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     @translated
     def flush(self, path: str, fh: int) -> int:
+        if self.read_only:
+            raise fuse.FuseOSError(errno.ENOSYS)  # nothing to flush: the kernel stops asking
         h = self._handles.get(fh)
         if h is not None:
             self._note(h, defer=True)
@@ -779,6 +966,10 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     @translated
     def fsync(self, path: str, datasync: int, fh: int) -> int:
+        if self.read_only:
+            raise fuse.FuseOSError(
+                errno.ENOSYS
+            )  # nothing to sync (no handle either): the kernel stops asking
         h = self._handle(fh)
         if h.fd is not None:
             if datasync:
@@ -804,14 +995,64 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 h.stream.close()
         return 0
 
-    def read_into(self, fh: int, addr: int, size: int, offset: int) -> int:
+    def read_into(self, fh: int, addr: int, size: int, offset: int, path: str = "") -> int:
         """``read`` straight into libfuse's buffer at ``addr`` (see :class:`FastFUSE`)."""
-        h = self._handle(fh)
-        if h.fd is not None:
-            return os.preadv(h.fd, [(ctypes.c_char * size).from_address(addr)], offset)
-        data = self.read("", size, offset, fh)
+        if fh == 0 and self.read_only:
+            data = self._read_path(path, size, offset)
+        else:
+            h = self._handle(fh)
+            if h.fd is not None:
+                return os.preadv(h.fd, [(ctypes.c_char * size).from_address(addr)], offset)
+            data = self.read("", size, offset, fh)
         ctypes.memmove(addr, data, len(data))
         return len(data)
+
+    @translated
+    def _read_path(self, path: str, size: int, offset: int) -> bytes:
+        """A read in a read-only view, which keeps no handles (see :meth:`open`): by path.
+        The kernel reads a file in steps of up to 128 KiB and caches what it read, so each
+        blob is read from git once: the last ones read stay here (``BLOB_CACHE_BYTES``),
+        big ones as open streams (``STREAM_CACHE``)."""
+        if path == GITFILE and self.gitfile is not None:
+            return self.gitfile[offset : offset + size]
+        node = self._node(self._p(path))
+        real = self.ws.file_path(node)
+        if real is not None:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return os.pread(fd, size, offset)
+            finally:
+                os.close(fd)
+        oid = node.oid
+        if oid is None or node.is_dir:
+            raise fuse.FuseOSError(errno.EISDIR)
+        with self._lock:
+            data = self._blobs.get(oid)
+            stream = self._streams.get(oid)
+            if data is not None:
+                self._blobs.move_to_end(oid)
+        if data is not None:
+            return data[offset : offset + size]
+        if stream is None:
+            stream = self.ws.store.blob_stream(oid)
+            if stream is None:
+                data = self.ws.store.blob_data(oid)
+                with self._lock:
+                    if oid not in self._blobs:
+                        self._blobs[oid] = data
+                        self._blob_bytes += len(data)
+                    while self._blob_bytes > BLOB_CACHE_BYTES and len(self._blobs) > 1:
+                        self._blob_bytes -= len(self._blobs.popitem(last=False)[1])
+                return data[offset : offset + size]
+            with self._lock:
+                stream = self._streams.setdefault(oid, stream)
+                while len(self._streams) > STREAM_CACHE:
+                    self._streams.popitem(last=False)  # closed when its last reader is done
+        try:
+            return stream.pread(size, offset)
+        except (OSError, ValueError, zlib.error) as exc:
+            log.error("reading %s from git: %s", path, exc)
+            raise fuse.FuseOSError(errno.EIO) from exc
 
 
 def _direct_for_writers(fi: Any) -> None:
@@ -856,7 +1097,14 @@ def _fuse_fn(name: str, restype: Any, *argtypes: Any) -> Any:
 
 
 def _fuse_main(
-    argc: int, argv: Any, ops_p: Any, ops_size: int, user_data: Any, *, loop_ended: Callable[[], bool]
+    argc: int,
+    argv: Any,
+    ops_p: Any,
+    ops_size: int,
+    user_data: Any,
+    *,
+    loop_ended: Callable[[], bool],
+    session_ready: Callable[[int, int], None] | None = None,
 ) -> int:
     """libfuse's ``fuse_main_real`` (lib/helper.c: new, mount, signal handlers, loop,
     unmount, destroy), same return codes, with one step added: ``loop_ended()`` runs after
@@ -867,7 +1115,8 @@ def _fuse_main(
     ``fuse_lowlevel_notify_inval_inode`` reading freed memory. When ``loop_ended()``
     returns False (a call is still inside libfuse) the ``struct fuse`` is not freed: the
     process is about to exit anyway. ``argv`` is mfusepy's: ``prog [flags] -o opts
-    mountpoint``; only the foreground is supported (the daemon is the process to keep)."""
+    mountpoint``; only the foreground is supported (the daemon is the process to keep).
+    ``session_ready(se, f)`` runs once the session exists, before the loop starts."""
     c_void_p, c_int, c_char_p = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
     prog, *opts, mountpoint = [argv[i] for i in range(argc)]
     if b"-f" not in opts:
@@ -883,6 +1132,8 @@ def _fuse_main(
         free_args(ctypes.byref(args))
         return 3
     se = _fuse_fn("fuse_get_session", c_void_p, c_void_p)(f)
+    if session_ready is not None:
+        session_ready(se, f)
     unmount = _fuse_fn("fuse_unmount", None, c_void_p)
     cfg: Any = None
     cfg_destroy: Any = None
@@ -919,6 +1170,274 @@ def _fuse_main(
     return res
 
 
+def libfuse_version() -> tuple[int, ...]:
+    """libfuse's own version, patch level included (``fuse_pkgversion``)."""
+    try:
+        text = _fuse_fn("fuse_pkgversion", ctypes.c_char_p)().decode()
+        return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+    except (AttributeError, ValueError, UnicodeDecodeError):
+        return (fuse.fuse_version_major, fuse.fuse_version_minor, 0)
+
+
+# libfuse before 3.16.1 does not pass the keep_cache and cache_readdir a high-level
+# file system sets in opendir on to the kernel (libfuse commit 98eb808): there the
+# low-level opendir of the session is wrapped to set them (see _cache_dirs)
+HL_OPENDIR_FLAGS = (3, 16, 1)
+_LL_OPENDIR = 20  # struct fuse_lowlevel_ops: init destroy lookup ... fsync opendir (fuse_lowlevel.h)
+_LL_CHECKED = 42  # slots 0-41 (init ... readdirplus): set by libfuse's high-level layer or NULL
+_OPENDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(fuse.fuse_file_info))
+_KEPT: list[Any] = []  # callbacks handed to libfuse: alive as long as the process
+_OURS: set[int] = set()  # their addresses, as installed in the session
+
+
+def _ll_ops_offset(version: tuple[int, ...], any_hl: bool = False) -> int | None:
+    """Where ``struct fuse_session`` (lib/fuse_i.h, private) holds its ``struct
+    fuse_lowlevel_ops op``: after mountpoint, exited, fd, [io since 3.13], mo, debug,
+    deny_others (the same up to 3.17.4). ``any_hl``: also where high-level opendirs'
+    flags reach the kernel anyway."""
+    if (3, 0, 0) <= version < (3, 13, 0):
+        return 32
+    if (3, 13, 0) <= version < (HL_OPENDIR_FLAGS if not any_hl else (3, 18, 0)):
+        return 40
+    return None
+
+
+def _ll_slot_array(se: int) -> Any:
+    offset = _ll_ops_offset(libfuse_version(), any_hl=True)
+    assert offset is not None
+    return (ctypes.c_void_p * _LL_CHECKED).from_address(se + offset)
+
+
+def _ll_slots(se: int) -> list[int] | None:
+    """The session's first low-level operations, when its layout is the one known here:
+    each must point into libfuse's code or be NULL, opendir, readdir and readdirplus set."""
+    if not se or _ll_ops_offset(libfuse_version(), any_hl=True) is None:
+        return None
+    try:
+        text = _libfuse_text()
+    except OSError:
+        return None
+    slots = _ll_slot_array(se)
+    ptrs = [slots[i] or 0 for i in range(_LL_CHECKED)]
+    in_text = [x in _OURS or any(lo <= x < hi for lo, hi in text) for x in ptrs]
+    needed = (_LL_OPENDIR, _LL_READDIR, _LL_RELEASEDIR, _LL_FSYNCDIR, _LL_IOCTL, _LL_READDIRPLUS)
+    if not all(in_text[i] for i in needed) or not all(
+        ok or x == 0 for ok, x in zip(in_text, ptrs, strict=True)
+    ):
+        log.warning("unknown libfuse session layout: directory listings are not cached by the kernel")
+        return None
+    return ptrs
+
+
+def _libfuse_text() -> list[tuple[int, int]]:
+    out = []
+    with open("/proc/self/maps", encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 6 and "libfuse3.so" in parts[5] and "x" in parts[1]:
+                lo, hi = parts[0].split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
+    """Make every OPENDIR reply carry ``keep_cache`` and ``cache_readdir`` (the kernel then
+    keeps directory listings across opens: FOPEN_CACHE_DIR, Linux >= 4.20) on a libfuse
+    that drops them (before 3.16.1), by wrapping the session's low-level ``opendir``
+    (libfuse's ``fuse_lib_opendir`` replies with the very ``fuse_file_info`` it is given).
+    The layout of the private ``struct fuse_session`` is checked first: every one of the
+    first low-level operations must point into libfuse's code or be NULL, ``opendir``
+    set; else nothing is changed (listings are then read again at each opendir) and
+    False is returned."""
+    if _ll_ops_offset(libfuse_version()) is None:
+        return False  # libfuse passes them on itself
+    ptrs = _ll_slots(se)
+    if ptrs is None:
+        return False
+    lib_opendir = _OPENDIR_T(ptrs[_LL_OPENDIR])
+
+    def opendir(req: int, ino: int, llfi: Any) -> None:
+        fi = llfi.contents
+        fi.keep_cache = 1
+        fi.cache_readdir = 1
+        trace("opendir")
+        lib_opendir(req, ino, llfi)
+
+    cb = _OPENDIR_T(opendir)
+    _KEPT.append((lib_opendir, cb))
+    addr = ctypes.cast(cb, ctypes.c_void_p).value
+    _OURS.add(addr or 0)
+    _ll_slot_array(se)[_LL_OPENDIR] = addr
+    return True
+
+
+class _FuseDh(ctypes.Structure):
+    """libfuse's private ``struct fuse_dh`` (lib/fuse.c; the same from 3.5 to 3.17.4),
+    the directory handle its high-level readdir works on; laid out by :func:`_dh_type`."""
+
+
+_MUTEX_SIZE = {"x86_64": 40, "AMD64": 40, "aarch64": 48}  # glibc's pthread_mutex_t
+_DH_VERSIONS = ((3, 5, 0), (3, 18, 0))
+
+
+def _dh_type() -> type[ctypes.Structure] | None:
+    mutex = _MUTEX_SIZE.get(platform.machine())
+    if mutex is None or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None
+    c = ctypes
+    lock: int = mutex
+
+    class Dh(_FuseDh):
+        _fields_ = [
+            ("lock", c.c_byte * lock),  # zeroed: PTHREAD_MUTEX_INITIALIZER
+            ("fuse", c.c_void_p),
+            ("req", c.c_void_p),
+            ("contents", c.c_void_p),
+            ("first", c.c_void_p),
+            ("last", c.c_void_p),
+            ("len", c.c_uint),
+            ("size", c.c_uint),
+            ("needlen", c.c_uint),
+            ("filled", c.c_int),
+            ("fh", c.c_uint64),
+            ("error", c.c_int),
+            ("nodeid", c.c_uint64),
+        ]
+
+    return Dh
+
+
+_READDIR_T = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_void_p,
+    ctypes.c_uint64,
+    ctypes.c_size_t,
+    ctypes.c_int64,
+    ctypes.POINTER(fuse.fuse_file_info),
+)
+_LL_READDIR = 21
+_LL_RELEASEDIR = 22
+_LL_FSYNCDIR = 23
+_LL_IOCTL = 34
+_LL_READDIRPLUS = 41  # ... fallocate readdirplus (fuse_lowlevel.h)
+_FI_P = ctypes.POINTER(fuse.fuse_file_info)
+_RELEASEDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, _FI_P)
+_FSYNCDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, _FI_P)
+_IOCTL_T = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_void_p,
+    ctypes.c_uint64,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    _FI_P,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_size_t,
+)
+FUSE_IOCTL_DIR = 1 << 4
+
+
+def kernel_opendir_possible() -> bool:
+    """Whether :func:`_kernel_opendir` can work with this libfuse and machine (decided
+    before the mount: the file system's ``opendir`` is registered accordingly)."""
+    v = libfuse_version()
+    return (
+        _DH_VERSIONS[0] <= v < _DH_VERSIONS[1]
+        and _ll_ops_offset(v, any_hl=True) is not None
+        and _dh_type() is not None
+    )
+
+
+def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
+    """Let the kernel open directories itself: the file system answers the first OPENDIR
+    with ENOSYS (:meth:`FastFUSE.opendir`), after which the kernel sends no OPENDIR or
+    RELEASEDIR at all and keeps each listing across opens (its defaults without opendir:
+    FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR) - a warm walk then sends the daemon nothing.
+    libfuse's high-level layer reads the handle its opendir made (``get_dirhandle``) in
+    readdir, readdirplus, fsyncdir and a directory's ioctl, and frees it in releasedir: the
+    session's low-level operations for those are wrapped, so that a request without a
+    handle (fh 0) gets a fresh zeroed ``struct fuse_dh`` for its duration (one per request:
+    listings are handed over by offset, nothing is kept in it between requests) and a
+    RELEASEDIR without one (never sent then) is answered without libfuse. Checked first as
+    in :func:`_cache_dirs`; False (nothing changed) when anything is unknown."""
+    dh_type = _dh_type()
+    ptrs = _ll_slots(se)
+    if dh_type is None or ptrs is None or not f:
+        return False
+    libc = ctypes.CDLL(None)
+    free = libc.free
+    free.argtypes = [ctypes.c_void_p]
+    free.restype = None
+    reply_err = _fuse_fn("fuse_reply_err", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+
+    def with_dh(ino: int, llfi: Any, call: Callable[[], None]) -> None:
+        fi = llfi.contents
+        if fi.fh:  # a handle from an OPENDIR answered before the kernel stopped asking
+            call()
+            return
+        dh = dh_type()
+        dh.fuse = f
+        dh.nodeid = ino
+        fi.fh = ctypes.addressof(dh)
+        try:
+            call()
+        finally:
+            fi.fh = 0
+            if dh.contents:
+                free(dh.contents)
+            if dh.first:  # entries handed over at offset 0: never (readdir_fuse_3)
+                log.error("readdir left a listing in a temporary directory handle")
+
+    def install(slot: int, proto: Any, make: Callable[[Any], Callable[..., None]]) -> None:
+        lib_fn = proto(ptrs[slot])
+        cb = proto(make(lib_fn))
+        _KEPT.append((lib_fn, cb))
+        addr = ctypes.cast(cb, ctypes.c_void_p).value
+        _OURS.add(addr or 0)
+        _ll_slot_array(se)[slot] = addr
+
+    def readdir(lib_fn: Any) -> Callable[..., None]:
+        def call(req: int, ino: int, size: int, off: int, llfi: Any) -> None:
+            with_dh(ino, llfi, lambda: lib_fn(req, ino, size, off, llfi))
+
+        return call
+
+    def fsyncdir(lib_fn: Any) -> Callable[..., None]:
+        def call(req: int, ino: int, datasync: int, llfi: Any) -> None:
+            with_dh(ino, llfi, lambda: lib_fn(req, ino, datasync, llfi))
+
+        return call
+
+    def ioctl(lib_fn: Any) -> Callable[..., None]:
+        # FS_IOC_GETFLAGS and the like on a directory (lsattr; overlayfs copying a lower
+        # directory up): libfuse reads the directory handle first
+        def call(req: int, ino: int, cmd: int, arg: int, llfi: Any, flags: int, *rest: Any) -> None:
+            if flags & FUSE_IOCTL_DIR:
+                with_dh(ino, llfi, lambda: lib_fn(req, ino, cmd, arg, llfi, flags, *rest))
+            else:
+                lib_fn(req, ino, cmd, arg, llfi, flags, *rest)
+
+        return call
+
+    def releasedir(lib_fn: Any) -> Callable[..., None]:
+        # never sent for a directory the kernel opened itself; libfuse would free the handle
+        def call(req: int, ino: int, llfi: Any) -> None:
+            if llfi.contents.fh:
+                lib_fn(req, ino, llfi)
+            else:
+                reply_err(req, 0)
+
+        return call
+
+    install(_LL_READDIR, _READDIR_T, readdir)
+    install(_LL_READDIRPLUS, _READDIR_T, readdir)
+    install(_LL_FSYNCDIR, _FSYNCDIR_T, fsyncdir)
+    install(_LL_IOCTL, _IOCTL_T, ioctl)
+    install(_LL_RELEASEDIR, _RELEASEDIR_T, releasedir)
+    return True
+
+
 class FastFUSE(fuse.FUSE):  # type: ignore[misc]
     """mfusepy's ``FUSE`` with its three hottest callbacks made cheaper; the operations keep
     fusepy's programming model. Measured on this machine: ``create`` called
@@ -934,6 +1453,35 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
 
     def __init__(self, operations: Any, mountpoint: str, **kwargs: Any) -> None:
         stop = getattr(operations, "stop_invalidating", None)
+        self.read_only = bool(getattr(operations, "read_only", False))
+        trace_fd = getattr(operations, "trace_fd", None)
+        trace: Callable[[str], None] = getattr(operations, "trace", lambda op: None)
+        if trace_fd is not None:
+            plain = functools.partial(fuse.FUSE._wrapper, self)
+
+            def traced(func: Any, *args: Any, **kw: Any) -> Any:
+                name = func.__name__.removesuffix("_fuse_3").removesuffix("_fuse_2")
+                path = args[0] if args and isinstance(args[0], bytes) else b""
+                trace(f"{name} {path.decode('utf-8', 'surrogateescape')}".rstrip())
+                return plain(func, *args, **kw)
+
+            setattr(self, "_wrapper", traced)  # noqa: B010 - read by mfusepy as it builds the callbacks
+        session_ready = None
+        # a read-only view's directories: opened by the kernel itself when possible
+        # (_kernel_opendir), else opened here with listings marked cacheable (_cache_dirs,
+        # or FastFUSE.opendir where libfuse passes its flags on)
+        # (decided in init_fuse_3, once the kernel said what it supports)
+        self.kernel_opendir = False
+        self._trace = trace
+        self._session = 0
+        self._dh_ready = False
+        if self.read_only:
+            setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
+
+            def session_ready(se: int, f: int) -> None:
+                self._session = se
+                if kernel_opendir_possible():
+                    self._dh_ready = _kernel_opendir(se, f, trace)
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -947,7 +1495,9 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         # mfusepy's FUSE.__init__ builds the callbacks and then calls its module's
         # fuse_main_real; it is the one call swapped, for the length of this one
         saved = fuse.fuse_main_real
-        fuse.fuse_main_real = functools.partial(_fuse_main, loop_ended=loop_ended)
+        fuse.fuse_main_real = functools.partial(
+            _fuse_main, loop_ended=loop_ended, session_ready=session_ready
+        )
         try:
             super().__init__(operations, mountpoint, **kwargs)
         finally:
@@ -979,5 +1529,61 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         return n
 
     def read(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
-        n: int = self.operations.read_into(fip.contents.fh, _address(buf), size, offset)
+        fh = fip.contents.fh
+        # a read-only view keeps no handles: its reads name the path (fh 0)
+        p = path.decode(self.encoding, self.errors) if fh == 0 and path is not None else ""
+        n: int = self.operations.read_into(fh, _address(buf), size, offset, p)
         return n
+
+    def opendir(self, path: bytes, fip: Any) -> int:
+        if self.kernel_opendir:
+            return -errno.ENOSYS  # the kernel opens directories itself from now on
+        fi = fip.contents
+        fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
+        if self.read_only:
+            fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see _cache_dirs)
+            fi.cache_readdir = 1
+        return 0
+
+    def init_fuse_3(self, conn: Any, config: Any) -> None:
+        if self.read_only and conn:
+            c = conn.contents
+            # readdirplus for every chunk of a listing, not only the first (the kernel's
+            # adaptive mode): a walk of a read-only view then needs no LOOKUP at all
+            c.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+            # symlink targets kept in the page cache (Linux >= 4.20)
+            c.want |= c.capable & FUSE_CAP_CACHE_SYMLINKS
+            # directories opened by the kernel itself (Linux >= 5.1: before, an ENOSYS to
+            # OPENDIR failed the opendir), else listings marked cacheable at each OPENDIR
+            self.kernel_opendir = self._dh_ready and bool(c.capable & FUSE_CAP_NO_OPENDIR_SUPPORT)
+            if not self.kernel_opendir and self._session:
+                _cache_dirs(self._session, self._trace)
+        super().init_fuse_3(conn, config)
+
+    def readdir_fuse_3(
+        self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+    ) -> int:
+        """A read-only view's listings go to the kernel in chunks by offset, each entry with
+        all its attributes when the kernel asks for them (readdirplus), so that the kernel
+        caches each entry and its attributes as it caches the listing. (libfuse before
+        3.17 drops the attributes of entries handed over at offset 0, as mfusepy does.)
+        A writable view lists as mfusepy does: names, types and inode numbers."""
+        if not self.read_only or path is None:
+            n: int = super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+            return n
+        ops = self.operations
+        name = path.decode(self.encoding, self.errors)
+        entries = ops.listing(name, offset)
+        plus = bool(flags & FUSE_READDIR_PLUS)
+        st = fuse.c_stat()
+        for i in range(offset, len(entries)):
+            entry, p, node = entries[i]
+            full = plus and entry not in (".", "..")
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            fuse.set_st_attrs(st, ops.entry_attrs(p, node, full), use_ns=True)
+            if filler(
+                buf, entry.encode(self.encoding, self.errors), st, i + 1, FUSE_FILL_DIR_PLUS if full else 0
+            ):
+                return 0  # the kernel's buffer is full: it asks again from offset i
+        ops.listing_done(name)
+        return 0

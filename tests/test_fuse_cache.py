@@ -1,0 +1,287 @@
+"""A read-only view (``avfs mount VAULT@REV``; the lower layer of an overlay) served from the
+kernel's caches: right contents, readdir entries carrying getattr's attributes, and nothing
+asked of the daemon twice.
+
+The daemon writes each call that reaches Python to the file named by ``AVFS_FUSE_TRACE``
+(``getattr /a/b``, ``readdir /a``, ``read /a/b``; ``opendir`` for the low-level wrapper
+that marks listings cacheable), so the tests count calls, never time them.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import hashlib
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.core.history import resolve
+from avfs_git.fuse.ops import TRACE_ENV, WorkspaceFS
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI
+from .test_fuse_teardown import kernel_faults, require_fuse
+
+DIRS = 12
+FILES_PER_DIR = 25  # more than one readdir chunk for some directories: see BIG_DIR
+BIG_DIR = 600  # entries with long names: a listing the kernel reads in several chunks
+FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, 64-bit
+
+
+class Traced:
+    """The daemon's trace: the calls made since the last :meth:`take`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def take(self) -> collections.Counter[str]:
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        self.path.write_text("")
+        return collections.Counter(line.split(" ", 1)[0] for line in lines)
+
+    def paths(self, op: str) -> list[str]:
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [line.split(" ", 1)[1] for line in lines if line.startswith(op + " ")]
+
+
+def _fill(ws: Any) -> dict[str, bytes]:
+    """A tree of every kind of entry; returns path -> contents of its regular files."""
+    files: dict[str, bytes] = {}
+    for d in range(DIRS):
+        for f in range(FILES_PER_DIR):
+            p = f"top{d % 3}/sub{d}/file{f:03d}.txt"
+            files[p] = f"{p}\n".encode() * (f + 1)
+    for i in range(BIG_DIR):
+        p = f"big/{'entry-with-a-rather-long-name-' * 3}{i:04d}.py"
+        files[p] = f"x = {i}\n".encode()
+    files["blob/large.bin"] = os.urandom(300_000) + b"end\n"  # several 128 KiB reads
+    files["tool.sh"] = b"#!/bin/sh\necho tool\n"
+    for p, data in files.items():
+        ws.write(p, data, mode=0o755 if p.endswith(".sh") else None)
+    ws.symlink("top0/sub0/file000.txt", "link")
+    return files
+
+
+@pytest.fixture
+def revision_mount(
+    home, vault, tmp_path, monkeypatch
+) -> Iterator[tuple[Any, Path, Traced, dict[str, bytes], str]]:
+    require_fuse()
+    ws = vault.workspace("main")
+    files = _fill(ws)
+    checkpoint.save(vault, name="rev")
+    ws.write("top0/sub0/file000.txt", b"changed after the revision\n")
+    ws.write("after.txt", b"not in the revision\n")
+    checkpoint.save(vault, name="later")
+    trace = tmp_path / "trace"
+    trace.write_text("")
+    monkeypatch.setenv(TRACE_ENV, str(trace))
+    mp = tmp_path / "rev"
+    mp.mkdir()
+    faults = kernel_faults()
+    info = mounts.mount(home, vault, "main", str(mp), revision="rev")
+    try:
+        assert info.read_only
+        yield vault, mp, Traced(trace), files, resolve(vault, "rev", "main")
+    finally:
+        mounts.unmount(home, vault, "main", revision=info.revision, lazy=True)
+        assert not mounts.mounted_at(str(mp))
+    after = kernel_faults()
+    if faults is not None and after is not None:
+        assert [x for x in after if x not in faults] == []
+
+
+def _walk(root: Path) -> dict[str, os.stat_result]:
+    """os.walk + lstat of every entry (the mount's .git left out)."""
+    out = {}
+    for d, dirs, names in os.walk(root):
+        if Path(d) == root:
+            dirs[:] = [x for x in dirs if x != ".git"]
+            names = [x for x in names if x != ".git"]
+        for name in dirs + names:
+            p = os.path.join(d, name)
+            out[os.path.relpath(p, root)] = os.lstat(p)
+    return out
+
+
+def _read_all(root: Path, files: dict[str, bytes]) -> dict[str, bytes]:
+    out = {}
+    for p in files:
+        with open(root / p, "rb") as fh:
+            out[p] = fh.read()
+    return out
+
+
+def test_read_only_view_serves_the_revision(revision_mount):
+    vault, mp, _traced, files, _rev = revision_mount
+    # the first listings, from four processes at once (each request its own handle)
+    out = subprocess.run(
+        f"for i in 1 2 3 4; do (cd {mp} && ls -RUa | sort | md5sum) & done; wait",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sums = out.stdout.split()[::2]
+    assert len(sums) == 4 and len(set(sums)) == 1
+    for _ in range(2):  # cold, then from the kernel's caches
+        assert _read_all(mp, files) == files
+        seen = _walk(mp)
+        assert {p for p, st in seen.items() if stat.S_ISREG(st.st_mode)} == set(files)
+        assert os.readlink(mp / "link") == "top0/sub0/file000.txt"
+        assert stat.S_IMODE(os.lstat(mp / "tool.sh").st_mode) == 0o755
+        assert stat.S_IMODE(os.lstat(mp / "top1/sub1/file000.txt").st_mode) == 0o644
+        assert not (mp / "after.txt").exists()  # a negative entry, cached as well
+        assert sorted(os.listdir(mp / "big")) == sorted(
+            p.split("/")[1] for p in files if p.startswith("big/")
+        )
+    # many readers at once (the kernel reads big files in steps, from several threads)
+    out = subprocess.run(
+        f"for i in 1 2 3 4; do cat {mp}/blob/large.bin | md5sum & done; wait",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    want = hashlib.md5(files["blob/large.bin"]).hexdigest()
+    assert [line.split()[0] for line in out.stdout.splitlines()] == [want] * 4
+    # still read-only: the kernel refuses writes
+    with pytest.raises(OSError):
+        (mp / "top1/sub1/file000.txt").write_bytes(b"x")
+    # the fork itself moved on
+    assert vault.workspace("main").read("top0/sub0/file000.txt") == b"changed after the revision\n"
+
+
+def test_readdir_entries_carry_what_getattr_answers(revision_mount, tmp_path):
+    vault, mp, traced, _files, rev = revision_mount
+    traced.take()
+    # a listing alone (getdents; no stat): readdirplus hands the attributes over with it
+    listed = {}
+    for d, dirs, names in os.walk(mp):
+        for name in dirs + names:
+            listed[os.path.relpath(os.path.join(d, name), mp)] = None
+    del listed[".git"]  # the mount's link to its worktree: not a file of the revision
+    calls = traced.take()
+    assert calls["readdir"] > 0
+    stats = {p: os.lstat(mp / p) for p in listed}
+    assert traced.take()["getattr"] == 0  # every lstat answered from what readdir brought
+    # ... and those are the attributes the daemon's getattr gives
+    ops = WorkspaceFS(vault.revision_view("main", rev, str(tmp_path / "view")), read_only=True)
+    # unchanged files show the view's time, which a view made within a second of the commit
+    # takes from the clock: this one's is the daemon's
+    ops._view_time_ns = os.stat(mp).st_mtime_ns
+    for p, st in stats.items():
+        want = ops.getattr("/" + p)
+        got = {
+            "st_ino": st.st_ino,
+            "st_mode": st.st_mode,
+            "st_size": st.st_size,
+            "st_mtime": st.st_mtime_ns,
+            "st_ctime": st.st_ctime_ns,
+            "st_nlink": st.st_nlink,
+        }
+        assert got == {k: want[k] for k in got}, p
+    # the worktree index holds the same stat data: git reads no file to trust them
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(mp.parent))
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, env=env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout == ""
+    assert [p for p in traced.paths("read") if p != "/.git"] == []
+
+
+def test_warm_walks_reach_no_python(revision_mount):
+    _vault, mp, traced, files, _rev = revision_mount
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(mp.parent))
+
+    def workloads() -> None:
+        _walk(mp)
+        subprocess.run(["find", str(mp), "-printf", ""], check=True)
+        assert _read_all(mp, files) == files
+        subprocess.run(["grep", "-r", "-q", "--exclude-dir=.git", "not-in-any-file", str(mp)], check=False)
+        st = subprocess.run(["git", "status", "--porcelain"], cwd=mp, env=env, capture_output=True, text=True)
+        assert st.returncode == 0 and st.stdout == "", st.stderr
+        assert not (mp / "no-such-file").exists()
+
+    workloads()  # cold: fills the kernel's caches
+    first = traced.take()
+    assert first["readdir"] > 0 and first["read"] > 0
+    workloads()  # warm
+    second = traced.take()
+    # nothing is fetched again: no listing, attribute, lookup, open or read reaches Python
+    # (only statfs, which find asks once and the kernel never caches; and OPENDIR where
+    # the kernel cannot open directories itself: see ops._kernel_opendir)
+    assert {op: n for op, n in second.items() if op not in ("opendir", "statfs")} == {}
+
+
+def test_read_only_view_starts_no_watcher(vault, tmp_path):
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    checkpoint.save(vault, name="rev")
+    ops = WorkspaceFS(
+        vault.revision_view("main", resolve(vault, "rev", "main"), str(tmp_path / "v")), read_only=True
+    )
+    ops.init("/")
+    assert ops._watcher is None
+    assert ops.stop_invalidating(1.0)
+
+
+def test_directory_calls_without_a_directory_handle(revision_mount):
+    """The kernel opens a read-only view's directories itself: the calls libfuse answers
+    from the handle its opendir would have made (an ioctl on a directory: lsattr, or
+    overlayfs copying a lower directory up; fsync of a directory) are answered, and the
+    daemon lives on."""
+    _vault, mp, _traced, files, _rev = revision_mount
+    fd = os.open(mp / "top0", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError) as exc:
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytearray(4))
+        assert exc.value.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            assert e.errno in (errno.EROFS, errno.EINVAL, errno.ENOSYS)
+        assert os.listdir(fd)  # the listing, through this very descriptor
+    finally:
+        os.close(fd)
+    with open(mp / "tool.sh", "rb") as fh:  # a file the kernel opened itself: fsync is fine
+        os.fsync(fh.fileno())
+        assert fh.read() == files["tool.sh"]
+    assert _read_all(mp, files) == files  # the daemon is still there
+
+
+def test_overlay_over_the_read_only_view(revision_mount, tmp_path):
+    """Kernel overlayfs with the read-only view as its lower layer (the overlay backend):
+    the tree reads the same, a write copies the file up, the lower stays as it was."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root: overlayfs must be mountable")
+        pytest.skip("mounting overlayfs needs root here")
+    _vault, mp, _traced, files, _rev = revision_mount
+    up, work, ovl = tmp_path / "up", tmp_path / "work", tmp_path / "ovl"
+    for d in (up, work, ovl):
+        d.mkdir()
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={mp},upperdir={up},workdir={work}", str(ovl)],
+        check=True,
+    )
+    try:
+        assert _read_all(ovl, files) == files
+        with open(ovl / "top1/sub1/file003.txt", "ab") as fh:  # copy-up of the file and its dirs
+            fh.write(b"appended\n")
+        assert (ovl / "top1/sub1/file003.txt").read_bytes() == files["top1/sub1/file003.txt"] + b"appended\n"
+        assert (up / "top1/sub1/file003.txt").exists()
+        (ovl / "top2/sub2/file000.txt").unlink()
+        (ovl / "newdir").mkdir()
+        assert not (ovl / "top2/sub2/file000.txt").exists()
+    finally:
+        subprocess.run(["umount", str(ovl)], check=False)
+    assert _read_all(mp, files) == files  # the lower is untouched, its daemon alive
