@@ -417,7 +417,7 @@ def test_hook_host_writable_leaves_commands_as_they_are(mounted: tuple[Any, Path
 
 
 def test_proxy_exec_quiet_prints_only_the_commands_output(mounted: tuple[Any, Path]) -> None:
-    _, mp = mounted
+    assert mounted[1].is_dir()
     base = [AVFS, "--vault", "v:main", "proxy", "exec"]
     loud = subprocess.run([*base, "--", "sh", "-c", "echo o; echo e >&2"], capture_output=True, text=True)
     quiet = subprocess.run(
@@ -728,6 +728,35 @@ def test_pre_tool_use_outside_the_project_asks(project: Path) -> None:
     assert _answer_pre("ls", str(project), None)["permissionDecision"] == "allow"
     out = _answer_pre("touch x", str(project), None)
     assert out["permissionDecision"] == "deny" and "outside the workspace" in out["permissionDecisionReason"]
+
+
+def test_pre_tool_use_answers_what_the_docs_say_outside_a_workspace(project: Path) -> None:
+    # docs/hooks.md, "The default policy in each setting": with a project directory a force
+    # push asks; with neither a mount nor a project directory nothing is inside the workspace,
+    # so a destructive command runs outside it (builtin:cwd-outside) and is denied, while a
+    # plain push (which changes nothing here) still asks; reading is allowed
+    env = {"CLAUDE_PROJECT_DIR": str(project)}
+    for command, in_project, nowhere in (
+        ("git push --force origin main", "ask", "deny"),
+        ("git push origin main", "ask", "ask"),
+        ("ls -la", "allow", "allow"),
+        ("rm -rf build", "ask", "deny"),
+        ("rm -rf /", "deny", "deny"),
+    ):
+        _, out = pre(command, str(project), **env)
+        assert out["permissionDecision"] == in_project, (command, out)
+        res = subprocess.run(
+            [AVFS, "hook", "claude", "pre-tool-use"],
+            input=json.dumps(pre_event(command, str(project))).encode(),
+            capture_output=True,
+            env={k: v for k, v in os.environ.items() if k != "CLAUDE_PROJECT_DIR"},
+            timeout=60,
+            check=False,
+        )
+        out = json.loads(res.stdout)["hookSpecificOutput"]
+        assert (res.returncode, out["permissionDecision"]) == (0, nowhere), (command, out)
+        if command.startswith("git push --force"):
+            assert f"runs in {project}, outside the workspace" in out["permissionDecisionReason"], out
 
 
 def test_pre_tool_use_lone_surrogate_is_answered_in_ascii(project: Path) -> None:
