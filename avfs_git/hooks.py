@@ -6,8 +6,10 @@ reads stdin, the environment and ``~`` and passes them in):
 * **answering a hook event** (:func:`answer`): the agent writes one JSON event on stdin;
   avfs classifies a shell command with the same policy ``proxy exec`` applies, takes a
   checkpoint of the fork the agent's working directory is mounted from, and answers in the
-  agent's own protocol (:class:`HookAnswer`: stdout JSON, stderr text, exit status). It never
-  raises: a malformed event or an avfs failure is an answer too (a denial before a tool runs).
+  agent's own protocol (:class:`HookAnswer`: stdout JSON, stderr text, exit status). In a
+  mounted fork, an allowed Claude Code Bash call is rewritten to run confined through
+  ``proxy exec`` (``updatedInput``, :func:`_confined`). It never raises: a malformed event or
+  an avfs failure is an answer too (a denial before a tool runs).
 * **installing the hooks** into an agent's settings (:func:`install_claude`,
   :func:`install_codex`) by merging with what is there, and taking out only ours again.
 * **the git ``pre-receive`` hook** of a vault (:data:`PRE_RECEIVE`), which refuses a push that

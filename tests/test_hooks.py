@@ -425,6 +425,10 @@ def test_proxy_exec_quiet_prints_only_the_commands_output(mounted: tuple[Any, Pa
     )
     assert loud.stdout == quiet.stdout == "o\n"
     assert loud.stderr.startswith("e\navfs: allow") and quiet.stderr == "e\n", (loud, quiet)
+    # the same run by the avfs process itself (not through the mount's daemon)
+    cmd = [*base, "--quiet", "--mode", "materialized", "--", "sh", "-c", "echo o; echo e >&2; exit 4"]
+    alone = subprocess.run(cmd, capture_output=True, text=True)
+    assert (alone.returncode, alone.stdout, alone.stderr) == (4, "o\n", "e\n"), alone
     # when the command does not run, --quiet still says why (and the status says it too)
     refused = subprocess.run([*base, "--quiet", "--", "rm", "-rf", "/"], capture_output=True, text=True)
     assert (refused.returncode, refused.stdout) == (126, ""), refused
