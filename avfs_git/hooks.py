@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any, Final
@@ -302,6 +303,8 @@ def self_command(argv0: str, executable: str) -> str:
 # the shell a rewritten command runs in: Claude Code's Bash tool runs bash (or zsh), so a
 # bash-ism (`[[ ]]`, arrays, `source`) keeps working; /bin/sh where there is no bash
 _SHELLS: Final = ("/bin/bash", "/usr/bin/bash", "/bin/sh")
+# `cd`, `cd DIR` with a plain DIR (no expansion, no second command): left as it is
+_LONE_CD: Final = re.compile(r"\s*cd(?:\s+[\w./@%+=:,~-]+)?\s*")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -352,6 +355,10 @@ def _confined(
     raw = (event.tool_input or {}).get("command")
     if not isinstance(raw, str):
         return None, ""
+    if _LONE_CD.fullmatch(raw):
+        # it only moves the agent's shell (Claude Code keeps its directory across calls);
+        # confined, it would move nothing. Where it leads is judged at the next call.
+        return None, "; not confined: a lone `cd` changes only the shell's directory"
     rel = os.path.relpath(os.path.realpath(event.cwd), where.mountpoint)
     rel = "" if rel == "." else rel
     if rel.split("/", 1)[0] == ".git":

@@ -398,6 +398,13 @@ def test_allowed_bash_runs_confined_in_a_mounted_fork(mounted: tuple[Any, Path],
     out, line = _rewritten("rm -rf build", str(mp))
     assert "checkpoint" in out["permissionDecisionReason"]
     assert _sh(line, mp).returncode == 0 and not (mp / "build").exists()
+    # a lone `cd` moves Claude Code's shell, so it is left as it is; anything more is rewritten
+    for command in ("cd build", "cd", " cd ../x "):
+        _, out = pre(command, str(mp))
+        assert "updatedInput" not in out and "a lone `cd`" in out["permissionDecisionReason"], out
+    for command in ("cd build && cat /etc/hostname", "cd $(cat /x)", "cd build; ls", "cd a b"):
+        _, out = pre(command, str(mp))
+        assert out["permissionDecision"] != "allow" or "updatedInput" in out, (command, out)
     # Codex: allow stays silence (no rewrite)
     res, out = pre("ls", str(mp), agent="codex")
     assert (res.out, out) == ("", {})
