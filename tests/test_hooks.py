@@ -402,6 +402,9 @@ def test_allowed_bash_runs_confined_in_a_mounted_fork(mounted: tuple[Any, Path],
     for command in ("cd build", "cd", " cd ../x "):
         _, out = pre(command, str(mp))
         assert "updatedInput" not in out and "a lone `cd`" in out["permissionDecisionReason"], out
+    # ... and after a `cd` out of the fork (Claude Code's project is the mount): ask, not unconfined
+    _, out = pre("cat /etc/hostname", str(tmp_path), CLAUDE_PROJECT_DIR=str(mp))
+    assert out["permissionDecision"] == "ask" and "updatedInput" not in out, out
     for command in ("cd build && cat /etc/hostname", "cd $(cat /x)", "cd build; ls", "cd a b"):
         _, out = pre(command, str(mp))
         assert out["permissionDecision"] != "allow" or "updatedInput" in out, (command, out)
