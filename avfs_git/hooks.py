@@ -6,8 +6,10 @@ reads stdin, the environment and ``~`` and passes them in):
 * **answering a hook event** (:func:`answer`): the agent writes one JSON event on stdin;
   avfs classifies a shell command with the same policy ``proxy exec`` applies, takes a
   checkpoint of the fork the agent's working directory is mounted from, and answers in the
-  agent's own protocol (:class:`HookAnswer`: stdout JSON, stderr text, exit status). It never
-  raises: a malformed event or an avfs failure is an answer too (a denial before a tool runs).
+  agent's own protocol (:class:`HookAnswer`: stdout JSON, stderr text, exit status). In a
+  mounted fork, an allowed Claude Code Bash call is rewritten to run confined through
+  ``proxy exec`` (``updatedInput``, :func:`_confined`). It never raises: a malformed event or
+  an avfs failure is an answer too (a denial before a tool runs).
 * **installing the hooks** into an agent's settings (:func:`install_claude`,
   :func:`install_codex`) by merging with what is there, and taking out only ours again.
 * **the git ``pre-receive`` hook** of a vault (:data:`PRE_RECEIVE`), which refuses a push that
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any, Final
@@ -32,18 +35,21 @@ __all__ = [
     "AGENTS",
     "EVENTS",
     "PRE_RECEIVE",
+    "Confine",
     "HookAnswer",
     "HookEvent",
     "InstallResult",
     "MountedFork",
     "answer",
     "codex_notify",
+    "confine_from",
     "failure_text",
     "find_mounted_fork",
     "install_claude",
     "install_codex",
     "install_git",
     "parse_event",
+    "self_command",
     "uninstall_claude",
     "uninstall_codex",
     "uninstall_git",
@@ -231,23 +237,26 @@ def _short(text: str) -> str:
     return one if len(one) <= _SHORT else one[: _SHORT - 1] + "…"
 
 
-def _pre_answer(agent: str, decision: str, reason: str) -> HookAnswer:
+def _pre_answer(
+    agent: str, decision: str, reason: str, updated: Mapping[str, Any] | None = None
+) -> HookAnswer:
     """A PreToolUse answer. Codex runs a command on ``allow`` and ``ask`` answers it does not
-    support (it fails open), so for Codex allow is silence and ask becomes deny."""
+    support (it fails open), so for Codex allow is silence and ask becomes deny. ``updated``:
+    the tool input to run instead (Claude Code's ``updatedInput``, with ``allow`` only)."""
     if agent == "codex":
         if decision == "allow":
             return HookAnswer(None)  # no answer: Codex's own approval rules apply
         if decision == "ask":
             decision = "deny"
             reason += "; Codex hooks cannot ask a person, so avfs refuses it: run it through `avfs proxy exec`, which issues an approval token"
-    out = {
-        "hookSpecificOutput": {
-            "hookEventName": "PreToolUse",
-            "permissionDecision": decision,
-            "permissionDecisionReason": reason,
-        }
+    specific: dict[str, Any] = {
+        "hookEventName": "PreToolUse",
+        "permissionDecision": decision,
+        "permissionDecisionReason": reason,
     }
-    return HookAnswer(out)
+    if updated is not None and decision == "allow":
+        specific["updatedInput"] = dict(updated)
+    return HookAnswer({"hookSpecificOutput": specific})
 
 
 def _refuse(agent: str, event: str, message: str) -> HookAnswer:
@@ -282,7 +291,102 @@ def _command_of(agent: str, event: HookEvent) -> str | list[str]:
     raise EventError(f"the Bash tool's `tool_input.command` is {what}, so avfs cannot classify it")
 
 
-def _pre_tool_use(agent: str, home_path: str, event: HookEvent, project_dir: str | None) -> HookAnswer:
+def self_command(argv0: str, executable: str) -> str:
+    """The shell words that run this avfs (for a command the hook rewrites): the console
+    script by absolute path when that is what runs (``argv0`` named ``avfs``), else
+    ``PYTHON -m avfs_git``."""
+    if os.path.basename(argv0) == "avfs" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    return f"{shlex.quote(executable)} -m avfs_git"
+
+
+# the shell a rewritten command runs in: Claude Code's Bash tool runs bash (or zsh), so a
+# bash-ism (`[[ ]]`, arrays, `source`) keeps working; /bin/sh where there is no bash
+_SHELLS: Final = ("/bin/bash", "/usr/bin/bash", "/bin/sh")
+# `cd`, `cd DIR` with a plain DIR (no expansion, no second command): left as it is
+_LONE_CD: Final = re.compile(r"\s*cd(?:\s+[\w./@%+=:,~-]+)?\s*")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Confine:
+    """How an allowed Bash call is rewritten to run confined (see :func:`_confined`).
+
+    Attributes:
+        avfs: the shell words that run avfs (:func:`self_command`); None: no rewriting.
+        host: ``confined`` (rewrite), or ``writable``: run the command as it is
+            (``$AVFS_HOOK_HOST=writable``, the counterpart of ``proxy exec --host writable``).
+    """
+
+    avfs: str | None
+    host: str = "confined"
+
+
+def confine_from(argv0: str, executable: str, environ: Mapping[str, str]) -> Confine:
+    """How this hook process rewrites allowed Bash calls: avfs as it was started, and
+    ``$AVFS_HOOK_HOST`` (``writable``: not at all; any other value: confined)."""
+    host = "writable" if environ.get("AVFS_HOOK_HOST") == "writable" else "confined"
+    return Confine(self_command(argv0, executable), host)
+
+
+def _confined(
+    agent: str, home_path: str, event: HookEvent, where: MountedFork | None, confine: Confine | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The tool input that runs an allowed Bash call confined, and what the reason adds.
+
+    The command becomes ``AVFS --home H --vault V:F proxy exec --quiet [--cwd DIR]
+    [--timeout-ms N] -- /bin/bash -c 'COMMAND'``: it runs through the mount's exec socket in
+    avfs's sandbox (docs/proxy.md), prints the command's own stdout and stderr and exits with
+    its status. Only Claude Code takes a rewritten input here; elsewhere (no mounted fork, a
+    read-only one, ``AVFS_HOOK_HOST=writable``) the command runs as it is and the reason says
+    so."""
+    if agent != "claude" or confine is None:
+        return None, ""
+    if confine.host == "writable":
+        return None, "; not confined: AVFS_HOOK_HOST=writable, the command runs on the host as it is"
+    if where is None:
+        return None, (
+            f"; not confined: {event.cwd} is not in a mounted avfs fork, so the command runs on the"
+            " host as it is (mount a fork and start the agent there to confine it)"
+        )
+    if where.read_only:
+        return None, f"; not confined: {where.vault}:{where.fork} is mounted read-only"
+    if confine.avfs is None:
+        return None, "; not confined: avfs does not know its own path"
+    raw = (event.tool_input or {}).get("command")
+    if not isinstance(raw, str):
+        return None, ""
+    if _LONE_CD.fullmatch(raw):
+        # it only moves the agent's shell (Claude Code keeps its directory across calls);
+        # confined, it would move nothing. Where it leads is judged at the next call.
+        return None, "; not confined: a lone `cd` changes only the shell's directory"
+    rel = os.path.relpath(os.path.realpath(event.cwd), where.mountpoint)
+    rel = "" if rel == "." else rel
+    if rel.split("/", 1)[0] == ".git":
+        return None, f"; not confined: {event.cwd} is inside the fork's .git"
+    words = [
+        confine.avfs,
+        "--home",
+        shlex.quote(home_path),
+        "--vault",
+        shlex.quote(f"{where.vault}:{where.fork}"),
+        "proxy",
+        "exec",
+        "--quiet",
+    ]
+    if rel:
+        words += ["--cwd", shlex.quote(rel)]
+    timeout = (event.tool_input or {}).get("timeout")
+    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0:
+        words += ["--timeout-ms", str(timeout)]
+    shell = next((p for p in _SHELLS if os.access(p, os.X_OK)), "/bin/sh")
+    words += ["--", shell, "-c", shlex.quote(raw)]
+    updated = {**(event.tool_input or {}), "command": " ".join(words)}
+    return updated, f"; runs confined: `avfs proxy exec` in {where.vault}:{where.fork} (see docs/proxy.md)"
+
+
+def _pre_tool_use(
+    agent: str, home_path: str, event: HookEvent, project_dir: str | None, confine: Confine | None = None
+) -> HookAnswer:
     if event.tool_name != "Bash":
         # only shell commands are classified; other tools go through the agent's own rules
         return HookAnswer(None)
@@ -317,7 +421,8 @@ def _pre_tool_use(agent: str, home_path: str, event: HookEvent, project_dir: str
             " and outside any mounted avfs fork, so a person decides",
         )
     if action == "allow":
-        return _pre_answer(agent, "allow", reason)
+        updated, note = _confined(agent, home_path, event, where, confine)
+        return _pre_answer(agent, "allow", reason + note, updated)
     if action == "deny":
         return _pre_answer(agent, "deny", reason)
     if action == "require_approval":
@@ -336,7 +441,10 @@ def _pre_tool_use(agent: str, home_path: str, event: HookEvent, project_dir: str
     except AvfsError as exc:
         return _pre_answer(agent, "deny", reason + f"; but the checkpoint first failed: {exc.message}")
     got = "checkpoint" if created else "nothing to checkpoint; fork at"
-    return _pre_answer(agent, "allow", reason + f"; {got} {commit[:12]} of {where.vault}:{where.fork}")
+    updated, note = _confined(agent, home_path, event, where, confine)
+    return _pre_answer(
+        agent, "allow", reason + f"; {got} {commit[:12]} of {where.vault}:{where.fork}" + note, updated
+    )
 
 
 def _after(home_path: str, event: HookEvent) -> HookAnswer:
@@ -361,7 +469,13 @@ def _after(home_path: str, event: HookEvent) -> HookAnswer:
 
 
 def answer(
-    agent: str, name: str, data: bytes, home_path: str, *, project_dir: str | None = None
+    agent: str,
+    name: str,
+    data: bytes,
+    home_path: str,
+    *,
+    project_dir: str | None = None,
+    confine: Confine | None = None,
 ) -> HookAnswer:
     """Answer one hook event; never raises.
 
@@ -372,6 +486,8 @@ def answer(
         home_path: the avfs home (its vaults' mount registries and policies).
         project_dir: the agent's project directory (``$CLAUDE_PROJECT_DIR``): the workspace
             root for classifying a command outside any mounted fork.
+        confine: how an allowed Bash call is rewritten to run confined (Claude Code); None:
+            never rewritten.
     """
     event_name = EVENTS.get(name, "PreToolUse")
     try:
@@ -379,7 +495,7 @@ def answer(
             raise EventError(f"unknown hook {agent} {name}")
         event = parse_event(data, event_name)
         if event_name == "PreToolUse":
-            return _pre_tool_use(agent, home_path, event, project_dir)
+            return _pre_tool_use(agent, home_path, event, project_dir, confine)
         return _after(home_path, event)
     except EventError as exc:
         return _refuse(agent, event_name, str(exc))

@@ -318,6 +318,133 @@ def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
     assert _head(vault) != head2
 
 
+# -- in a mounted fork: allowed Bash calls run confined ---------------------------------------
+
+
+def _rewritten(command: str, cwd: str, **extra: Any) -> tuple[dict[str, Any], str]:
+    """The PreToolUse answer to a Claude Code Bash call, and the command it runs instead."""
+    event = pre_event(command, cwd)
+    event["tool_input"].update(extra)
+    res = run_hook("claude", "pre-tool-use", stdin=json.dumps(event).encode())
+    assert res.code == 0, res
+    out: dict[str, Any] = json.loads(res.out)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "allow", out
+    assert "runs confined: `avfs proxy exec` in v:main" in out["permissionDecisionReason"], out
+    updated = out["updatedInput"]
+    # Claude Code replaces the whole input: the other fields are kept
+    assert {k: v for k, v in updated.items() if k != "command"} == {
+        k: v for k, v in event["tool_input"].items() if k != "command"
+    }
+    return out, updated["command"]
+
+
+def _sh(line: str, cwd: Path, shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
+    """Run a command line as Claude Code's Bash tool does: a shell, in the agent's cwd."""
+    return subprocess.run(
+        [shell, "-c", line], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+# commands whose quoting a rewrite must keep: quotes of both kinds, $vars, newlines, a
+# here-document, a bash-ism, stderr and an exit status of their own
+QUOTED = [
+    """printf '%s|' "it's" 'say "hi"' 'a\\b' '$HOME' ; echo""",
+    'X="two  spaces"; echo "[$X]" [$X]',
+    "echo one\necho two;\n\necho 'three\nlines'",
+    "cat <<'EOF'\n$NOT_EXPANDED `nor this` \\n\nEOF\ncat <<EOF\nexpanded: ${#PWD} > 0\nEOF",
+    "[[ abc == a* ]] && echo bash-ism ok",
+    "echo to-out; echo to-err >&2; exit 3",
+]
+
+
+def test_allowed_bash_runs_confined_in_a_mounted_fork(mounted: tuple[Any, Path], tmp_path: Path) -> None:
+    vault, mp = mounted
+    for command in QUOTED:
+        _, line = _rewritten(command, str(mp))
+        assert " proxy exec --quiet -- " in line and line.startswith(AVFS + " --home "), line
+        got, want = _sh(line, mp), _sh(command, mp, "/bin/bash")
+        assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr), (
+            command,
+            line,
+            got,
+        )
+    assert _sh(_rewritten(QUOTED[-1], str(mp))[1], mp).returncode == 3
+
+    # confined: a canary in HOME is there for the command as it was, not for the rewritten one
+    canary = Path(os.environ["HOME"]) / "canary.txt"
+    canary.write_text("host secret\n")
+    command = f"cat {canary}"
+    _, line = _rewritten(command, str(mp))
+    assert _sh(command, mp).stdout == "host secret\n"
+    got = _sh(line, mp)
+    assert got.returncode != 0 and "host secret" not in got.stdout + got.stderr, got
+    assert "No such file" in got.stderr, got
+    # ... a write outside the fork fails in the sandbox (and the policy would refuse it anyway)
+    # while the fork itself is writable at its path, from the agent's cwd
+    _, line = _rewritten("echo made > made.txt && pwd", str(mp / "build"), timeout=60000)
+    assert "--cwd build --timeout-ms 60000 --" in line, line
+    got = _sh(line, mp / "build")
+    assert (got.returncode, got.stdout) == (0, f"{os.path.realpath(mp / 'build')}\n"), got
+    assert (mp / "build" / "made.txt").read_text() == "made\n"
+    # proxy exec committed it: the next PostToolUse checkpoint finds nothing new
+    assert git("--git-dir", vault.path, "show", "refs/heads/main:build/made.txt") == "made\n"
+
+    # deny and ask answers are never rewritten
+    for command, decision in (("rm -rf /", "deny"), ("git push --force origin main", "ask")):
+        _, out = pre(command, str(mp))
+        assert out["permissionDecision"] == decision and "updatedInput" not in out, out
+    # checkpoint first, then rewritten
+    (mp / "notes.txt").write_text("draft\n")
+    out, line = _rewritten("rm -rf build", str(mp))
+    assert "checkpoint" in out["permissionDecisionReason"]
+    assert _sh(line, mp).returncode == 0 and not (mp / "build").exists()
+    # a lone `cd` moves Claude Code's shell, so it is left as it is; anything more is rewritten
+    for command in ("cd build", "cd", " cd ../x "):
+        _, out = pre(command, str(mp))
+        assert "updatedInput" not in out and "a lone `cd`" in out["permissionDecisionReason"], out
+    # ... and after a `cd` out of the fork (Claude Code's project is the mount): ask, not unconfined
+    _, out = pre("cat /etc/hostname", str(tmp_path), CLAUDE_PROJECT_DIR=str(mp))
+    assert out["permissionDecision"] == "ask" and "updatedInput" not in out, out
+    for command in ("cd build && cat /etc/hostname", "cd $(cat /x)", "cd build; ls", "cd a b"):
+        _, out = pre(command, str(mp))
+        assert out["permissionDecision"] != "allow" or "updatedInput" in out, (command, out)
+    # Codex: allow stays silence (no rewrite)
+    res, out = pre("ls", str(mp), agent="codex")
+    assert (res.out, out) == ("", {})
+
+
+def test_allowed_bash_outside_a_fork_is_not_rewritten(project: Path) -> None:
+    _, out = pre("ls", str(project), CLAUDE_PROJECT_DIR=str(project))
+    assert out["permissionDecision"] == "allow" and "updatedInput" not in out, out
+    assert f"not confined: {project} is not in a mounted avfs fork" in out["permissionDecisionReason"]
+
+
+def test_hook_host_writable_leaves_commands_as_they_are(mounted: tuple[Any, Path]) -> None:
+    _, mp = mounted
+    _, out = pre("ls", str(mp), AVFS_HOOK_HOST="writable")
+    assert out["permissionDecision"] == "allow" and "updatedInput" not in out, out
+    assert "not confined: AVFS_HOOK_HOST=writable" in out["permissionDecisionReason"]
+
+
+def test_proxy_exec_quiet_prints_only_the_commands_output(mounted: tuple[Any, Path]) -> None:
+    assert mounted[1].is_dir()
+    base = [AVFS, "--vault", "v:main", "proxy", "exec"]
+    loud = subprocess.run([*base, "--", "sh", "-c", "echo o; echo e >&2"], capture_output=True, text=True)
+    quiet = subprocess.run(
+        [*base, "--quiet", "--", "sh", "-c", "echo o; echo e >&2"], capture_output=True, text=True
+    )
+    assert loud.stdout == quiet.stdout == "o\n"
+    assert loud.stderr.startswith("e\navfs: allow") and quiet.stderr == "e\n", (loud, quiet)
+    # the same run by the avfs process itself (not through the mount's daemon)
+    cmd = [*base, "--quiet", "--mode", "materialized", "--", "sh", "-c", "echo o; echo e >&2; exit 4"]
+    alone = subprocess.run(cmd, capture_output=True, text=True)
+    assert (alone.returncode, alone.stdout, alone.stderr) == (4, "o\n", "e\n"), alone
+    # when the command does not run, --quiet still says why (and the status says it too)
+    refused = subprocess.run([*base, "--quiet", "--", "rm", "-rf", "/"], capture_output=True, text=True)
+    assert (refused.returncode, refused.stdout) == (126, ""), refused
+    assert "refused by the policy" in refused.stderr, refused
+
+
 # -- installing into Claude Code's settings ----------------------------------------------------
 
 
@@ -615,6 +742,35 @@ def test_pre_tool_use_outside_the_project_asks(project: Path) -> None:
     assert _answer_pre("ls", str(project), None)["permissionDecision"] == "allow"
     out = _answer_pre("touch x", str(project), None)
     assert out["permissionDecision"] == "deny" and "outside the workspace" in out["permissionDecisionReason"]
+
+
+def test_pre_tool_use_answers_what_the_docs_say_outside_a_workspace(project: Path) -> None:
+    # docs/hooks.md, "The default policy in each setting": with a project directory a force
+    # push asks; with neither a mount nor a project directory nothing is inside the workspace,
+    # so a destructive command runs outside it (builtin:cwd-outside) and is denied, while a
+    # plain push (which changes nothing here) still asks; reading is allowed
+    env = {"CLAUDE_PROJECT_DIR": str(project)}
+    for command, in_project, nowhere in (
+        ("git push --force origin main", "ask", "deny"),
+        ("git push origin main", "ask", "ask"),
+        ("ls -la", "allow", "allow"),
+        ("rm -rf build", "ask", "deny"),
+        ("rm -rf /", "deny", "deny"),
+    ):
+        _, out = pre(command, str(project), **env)
+        assert out["permissionDecision"] == in_project, (command, out)
+        res = subprocess.run(
+            [AVFS, "hook", "claude", "pre-tool-use"],
+            input=json.dumps(pre_event(command, str(project))).encode(),
+            capture_output=True,
+            env={k: v for k, v in os.environ.items() if k != "CLAUDE_PROJECT_DIR"},
+            timeout=60,
+            check=False,
+        )
+        out = json.loads(res.stdout)["hookSpecificOutput"]
+        assert (res.returncode, out["permissionDecision"]) == (0, nowhere), (command, out)
+        if command.startswith("git push --force"):
+            assert f"runs in {project}, outside the workspace" in out["permissionDecisionReason"], out
 
 
 def test_pre_tool_use_lone_surrogate_is_answered_in_ascii(project: Path) -> None:

@@ -129,7 +129,7 @@ def _fast_hook(args: list[str]) -> int | None:
     ):
         return None
     try:
-        from ..hooks import answer
+        from ..hooks import answer, confine_from
 
         try:
             data = sys.stdin.buffer.read()
@@ -137,7 +137,8 @@ def _fast_hook(args: list[str]) -> int | None:
             data = b""
         home = os.path.abspath(glob["home"] or os.path.expanduser("~/.avfs"))
         project = os.environ.get("CLAUDE_PROJECT_DIR") if rest[1] == "claude" else None
-        ans = answer(rest[1], rest[2], data, home, project_dir=project)
+        confine = confine_from(sys.argv[0] if sys.argv else "", sys.executable, os.environ)
+        ans = answer(rest[1], rest[2], data, home, project_dir=project, confine=confine)
         if text := ans.stdout_text():
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -167,10 +168,13 @@ def _fast_hook(args: list[str]) -> int | None:
         return 2 if pre else 1
 
 
-def render(json_mode: bool, document: str) -> None:
+def render(json_mode: bool, document: str, quiet: bool = False) -> None:
     """Print a proxy exec result: the JSON document as it is (``--json``), or for a person
     the command's output, then a summary line on stderr (names and messages shown with
-    control characters escaped, see :mod:`.text`)."""
+    control characters escaped, see :mod:`.text`). ``quiet`` (``--quiet``): the command's
+    output alone when it ran to its end, so the call reads like the command itself (the
+    agent hooks wrap commands this way); the summary line too when it timed out or its
+    output was cut; when it did not run, the lines that say why."""
     if json_mode:
         sys.stdout.write(document)
         sys.stdout.flush()
@@ -185,6 +189,9 @@ def render(json_mode: bool, document: str) -> None:
         sys.stdout.write(r["stdout"])
         sys.stdout.flush()
         sys.stderr.write(r["stderr"])
+        if quiet and not (r["timed_out"] or r["stdout_truncated"] or r["stderr_truncated"]):
+            sys.stderr.flush()
+            return
     d = doc.get("decision") or {}
     bits = []
     if d:
@@ -220,7 +227,7 @@ def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str],
     from ..proxy.options import failed_envelope
 
     env = failed_envelope(glob["vault"], values, argv, err.to_dict())
-    render(glob["json"], json_document("proxy_exec_result", env))
+    render(glob["json"], json_document("proxy_exec_result", env), bool(values and values.get("quiet")))
     return int(env["exit_code"])
 
 
@@ -284,7 +291,7 @@ def _remote(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> in
     if buf.count(b"\n") < 2:
         return _daemon_died(glob, values, argv)
     code, _, document = bytes(buf).partition(b"\n")
-    render(glob["json"], document.decode())
+    render(glob["json"], document.decode(), values["quiet"])
     return int(code)
 
 
@@ -355,7 +362,7 @@ def fast_main(args: list[str]) -> int | None:
 
             err = with_suggestions(home, err)
         return failed(glob, values, argv, err)
-    render(glob["json"], json_document("proxy_exec_result", res.to_dict()))
+    render(glob["json"], json_document("proxy_exec_result", res.to_dict()), values["quiet"])
     return res.exit_code
 
 

@@ -38,10 +38,11 @@ def _answer_event(app: App, agent: str, event: str, project_dir: str | None) -> 
     wrong while the answer is made or printed ends, for ``pre-tool-use``, in exit 2 (which
     blocks the tool) with a ``deny`` on stdout when stdout still takes it; never in another
     exit status, which the agent would take as a non-blocking error and run the tool."""
-    from ..hooks import answer, failure_text
+    from ..hooks import answer, confine_from, failure_text
 
     try:
-        ans = answer(agent, event, _read_stdin(), _home_path(app), project_dir=project_dir)
+        confine = confine_from(sys.argv[0] if sys.argv else "", sys.executable, os.environ)
+        ans = answer(agent, event, _read_stdin(), _home_path(app), project_dir=project_dir, confine=confine)
         text = ans.stdout_text()
         _emit(app, text, ans.stderr, 0)
         code = ans.exit_code

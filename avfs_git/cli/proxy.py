@@ -75,7 +75,7 @@ def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
     if app.json:
         app.output.document("proxy_exec_result", res.to_dict())
     else:
-        render(False, json_document("proxy_exec_result", res.to_dict()))
+        render(False, json_document("proxy_exec_result", res.to_dict()), bool(values.get("quiet")))
     if res.exit_code:
         raise click.exceptions.Exit(res.exit_code)
 
@@ -93,7 +93,7 @@ def exec_failed(
         out.document("proxy_exec_result", env)
     else:
         out.emitted = True
-        render(False, json_document("proxy_exec_result", env))
+        render(False, json_document("proxy_exec_result", env), bool(values and values.get("quiet")))
     return int(env["exit_code"])
 
 

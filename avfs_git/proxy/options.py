@@ -84,6 +84,15 @@ EXEC_OPTIONS: tuple[Opt, ...] = (
         None,
         default=False,
     ),
+    Opt(
+        "--quiet",
+        "quiet",
+        "Print only the command's own stdout and stderr (no summary line, unless it timed out"
+        " or its output was cut); avfs's errors still print when the command did not run."
+        " Ignored with --json.",
+        None,
+        default=False,
+    ),
     Opt("--stdin", "stdin", "Pass this process' stdin to the command (default: empty).", None, default=False),
     Opt("--approve", "approve", "Run a command that needed approval, with its token.", metavar="TOKEN"),
     Opt("--kill-grace-ms", "kill_grace_ms", "SIGTERM to SIGKILL delay.", int, default=2000),
