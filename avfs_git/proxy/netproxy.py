@@ -30,7 +30,7 @@ from typing import Final
 
 from ..policy.config import host_pattern
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("avfs.proxy.network")
 
 PORT: Final = 3128  # in the sandbox's own network namespace: nothing else uses it
 SOCKET_IN_SANDBOX: Final = "/run/avfs-net/proxy.sock"
@@ -338,7 +338,7 @@ class FilterProxy:
             up_w.close()
 
     def _refuse(self, where: str) -> None:
-        log.warning("network: refused %s (not in the policy's network_allow)", where)
+        log.info("network: refused %s (not in the policy's network_allow)", where)
         with self._lock:
             if where not in self.refused and len(self.refused) < MAX_REFUSED:
                 self.refused.append(where)
