@@ -130,6 +130,17 @@ def test_curl_reaches_an_allowed_host_and_is_refused_another(home, fork, port_a,
     )
     assert _out(no) == "403", no.result
     assert no.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+    # a name the policy allows that resolves to a local address (the host's own services, a
+    # cloud's metadata service) is refused: only an address the policy names reaches one
+    pol = _policy(f"localhost:{port_a}", f"127.0.0.1:{port_a}")
+    local = _run(
+        home,
+        fork,
+        pol,
+        ("curl", "-sS", f"http://localhost:{port_a}/", "-x", netproxy.environment({})["HTTP_PROXY"]),
+    )
+    assert "resolves to 127.0.0.1" in _out(local) or "resolves to ::1" in _out(local), local.result
+    assert local.confinement["network_refused"] == [f"localhost:{port_a}"]  # type: ignore[index]
     from avfs_git.core import audit
 
     assert audit.read(fork.state_dir)[-1]["confinement"] == "bwrap/filtered"

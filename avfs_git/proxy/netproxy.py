@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -236,6 +237,8 @@ class FilterProxy:
             asyncio.run(self._main())
         except Exception:  # never take the command's process down with it
             log.exception("the filtering proxy failed")
+            if self._sock is not None:
+                self._sock.close()  # a client is refused at once, not left waiting
         finally:
             self._ready.set()
 
@@ -297,7 +300,10 @@ class FilterProxy:
                     writer, 400, "a proxy request needs an absolute http:// URL (https: use CONNECT)"
                 )
                 return
-            authority, slash, path = target[7:].partition("/")
+            cut = min((i for i in (target.find(c, 7) for c in "/?#") if i >= 0), default=len(target))
+            authority, path = target[7:cut], target[cut:]
+            if not path.startswith("/"):
+                path = "/" + path
             authority = authority.rpartition("@")[2]  # no credentials in the way
             dest = _split(authority, 80)
             kept = [
@@ -308,7 +314,7 @@ class FilterProxy:
                 not in (b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization")
             ]
             # one request per connection: a second one (to another host) never rides on this one
-            rest = b"\r\n".join([f"{method} {slash}{path} {version}".encode("latin-1"), *kept,
+            rest = b"\r\n".join([f"{method} {path} {version}".encode("latin-1"), *kept,
                                  b"Connection: close", b"", b""])  # fmt: skip
         if dest is None:
             await _answer(writer, 400, f"not a host[:port]: {target[:200]!r}")
@@ -320,9 +326,13 @@ class FilterProxy:
             await _answer(writer, 403, f"{where} is not in the policy's network_allow (docs/policy.md)")
             return
         try:
-            up_r, up_w = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=CHUNK), CONNECT_TIMEOUT_S
+            up_r, up_w = await asyncio.wait_for(_connect(host, port), CONNECT_TIMEOUT_S)
+        except _Local as exc:
+            self._refuse(where)
+            await _answer(
+                writer, 403, f"{where} resolves to {exc}, a local address: name it by address to allow it"
             )
+            return
         except (OSError, TimeoutError) as exc:
             await _answer(writer, 502, f"cannot reach {where}: {exc}")
             return
@@ -342,6 +352,42 @@ class FilterProxy:
         with self._lock:
             if where not in self.refused and len(self.refused) < MAX_REFUSED:
                 self.refused.append(where)
+
+
+class _Local(Exception):
+    """A host name that resolves to a loopback, link-local (cloud metadata), unspecified or
+    multicast address."""
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``host:port``, resolved here once (what is connected to is what was
+    checked). A name that resolves to a local address is refused (:class:`_Local`): an
+    allowed domain's DNS must not lead to the host's own services or a cloud's metadata
+    service; an address the policy names is connected to as it is."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not _is_address(host):
+        for *_, addr in infos:
+            ip = ipaddress.ip_address(str(addr[0]).partition("%")[0])
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+                raise _Local(str(ip))
+    err: OSError = OSError(f"no address for {host}")
+    for *_, addr in infos:
+        try:
+            return await asyncio.open_connection(str(addr[0]), port, limit=CHUNK)
+        except OSError as exc:
+            err = exc
+    raise err
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
