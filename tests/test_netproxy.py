@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -316,3 +317,39 @@ def test_settings_show_in_the_policy_and_change_its_hash():
     assert confine.network_for(["networked"], "deny", "none", ("pypi.org",)) == "none"
     assert confine.network_for(["read_only"], "allow", "host", ("pypi.org",)) == "host"
     assert confine.network_for(["networked"], "allow", "filtered", ()) == "filtered"
+
+
+def _ask(path: str, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        s.sendall(data)
+        s.settimeout(30)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_the_host_side_refuses_what_is_not_a_proxy_request_and_closes_tunnels_on_stop(echo):
+    """The proxy on its own socket (what the forwarder relays to): bad requests get 400
+    with no connection made, oversized headers are bounded, and stop() ends an open tunnel."""
+    with netproxy.FilterProxy((f"127.0.0.1:{echo}",)) as p:
+        assert os.stat(p.dir).st_mode & 0o777 == 0o700
+        assert _ask(p.path, b"hello\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert _ask(p.path, b"CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")  # no port
+        assert _ask(p.path, b"GET /relative HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert _ask(p.path, b"GET http://x/ HTTP/1.1\r\nX: " + b"a" * 200_000 + b"\r\n\r\n").startswith(
+            b"HTTP/1.1 400"
+        )
+        assert _ask(p.path, b"CONNECT 10.0.0.1:22 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 403")
+        tunnel = socket.socket(socket.AF_UNIX)
+        tunnel.connect(p.path)
+        tunnel.sendall(f"CONNECT 127.0.0.1:{echo} HTTP/1.1\r\n\r\n".encode())
+        tunnel.settimeout(30)
+        assert tunnel.recv(100).startswith(b"HTTP/1.1 200")
+        tunnel.sendall(b"x")
+        assert tunnel.recv(100) == b"ECHO:x"
+        path, d = p.path, p.dir
+    assert tunnel.recv(100) == b""  # stopped: the tunnel is closed
+    tunnel.close()
+    assert p.refused == ["10.0.0.1:22"] and not os.path.exists(path) and not os.path.exists(d)
