@@ -437,7 +437,14 @@ def _execute(
 
             proxy = FilterProxy(pol.network_allow)
             cleanup.append(proxy.stop)  # stopped at once below; this only if the run raises
-            proxy.start()
+            try:
+                proxy.start()
+            except OSError as exc:
+                raise IsolationError(
+                    f"the filtering network proxy could not start: {exc}; the command did not run",
+                    hint="see docs/proxy.md (Network by policy)",
+                    details={"network": "filtered"},
+                ) from None
             sandbox = dataclasses.replace(sandbox, proxy_socket=proxy.path)
         run = runner.run(
             argv,
