@@ -125,6 +125,7 @@ def combine(layers: list[Layer]) -> dict[str, Any]:
         timeout_ms=defaults["timeout_ms"],
         max_output_bytes=defaults["max_output_bytes"],
         network=defaults["network"],
+        network_allow=tuple(defaults["network_allow"]),
         caches=tuple(defaults["caches"]),
         readable=tuple(defaults["readable"]),
         sources=tuple(sources),
@@ -145,9 +146,52 @@ def _error(source: str, line: int | None, column: int | None, problem: str) -> P
 _TOML_POS: Final = r"\s*\(at line (\d+), column (\d+)\)\s*$"  # error path only: compiled on use
 _TOP_KEYS: Final = frozenset({"version", "inherit", "defaults", "outcomes", "rules"})
 _DEFAULT_KEYS: Final = frozenset(
-    {"unknown", "unparsable", "timeout_ms", "max_output_bytes", "network", "caches", "readable"}
+    {
+        "unknown",
+        "unparsable",
+        "timeout_ms",
+        "max_output_bytes",
+        "network",
+        "network_allow",
+        "caches",
+        "readable",
+    }
 )
-_NETWORKS: Final = ("none", "host")
+_NETWORKS: Final = ("none", "host", "filtered")
+_HOST_NAME = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+
+
+def host_pattern(text: str) -> tuple[str, int | None]:
+    """One entry of ``[defaults] network_allow`` as (host, port; None: any port): a host
+    name or IPv4 address, ``*.domain`` (the names under it), ``[IPv6]``, each optionally
+    with ``:port``. Lowercased, a trailing dot dropped.
+
+    Raises:
+        ValueError: not such an entry (says why).
+    """
+    if not isinstance(text, str) or not text or len(text) > 260:
+        raise ValueError(f"{text!r} is not a host name")
+    host, port = text.lower(), None
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0 or (host[end + 1 :] and not host[end + 1 :].startswith(":")):
+            raise ValueError(f"{text!r}: an IPv6 address is written [ADDRESS] or [ADDRESS]:PORT")
+        name, port = host[1:end], host[end + 2 :] if host[end + 1 :] else None
+        if not name or any(c not in "0123456789abcdef:." for c in name):
+            raise ValueError(f"{text!r} is not an IPv6 address")
+    else:
+        name, colon, p = host.partition(":")
+        port = p if colon else None
+        name = name.rstrip(".")
+        if not _HOST_NAME.match(name):
+            raise ValueError(f"{text!r} is not a host name, an address or *.domain")
+    if port is not None:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+        return name, int(port)
+    return name, None
+
+
 _CACHES: Final = ("pip", "npm", "cargo")
 _RULE_KEYS: Final = frozenset(
     {
@@ -312,6 +356,21 @@ class _Validator:
                         key,
                     )
                 out[key] = v
+            elif key == "network_allow":
+                if not isinstance(v, list):
+                    raise self.fail(
+                        f'[defaults] network_allow must be a list of hosts ("pypi.org", "*.example.org:443"), '
+                        f"not {v!r}",
+                        "defaults",
+                        None,
+                        key,
+                    )
+                for h in v:
+                    try:
+                        host_pattern(h)
+                    except ValueError as exc:
+                        raise self.fail(f"[defaults] network_allow: {exc}", "defaults", None, key) from None
+                out[key] = tuple(dict.fromkeys(v))
             elif key == "caches":
                 if not isinstance(v, list) or any(c not in _CACHES for c in v):
                     raise self.fail(

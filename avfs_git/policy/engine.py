@@ -52,8 +52,12 @@ class Policy:
     sources: tuple[str, ...]
     hash: str = ""
     # what a confined command not classified `networked` gets: "none" (a network namespace
-    # of its own) or "host"; one classified networked that the policy lets run gets the host's
+    # of its own), "host", or "filtered" (only the hosts of network_allow, through avfs's
+    # filtering proxy); one classified networked that the policy lets run gets the host's,
+    # or the filtered network when network_allow names hosts
     network: str = "none"
+    # the hosts a filtered network reaches ("pypi.org", "*.pythonhosted.org", "127.0.0.1:8080")
+    network_allow: tuple[str, ...] = ()
     # the per-vault caches a confined command gets, read-write (pip, npm, cargo)
     caches: tuple[str, ...] = ()
     # host paths a confined command also sees, read-only (tools installed under a home:
@@ -123,6 +127,7 @@ class Policy:
                 "timeout_ms": self.timeout_ms,
                 "max_output_bytes": self.max_output_bytes,
                 "network": self.network,
+                "network_allow": list(self.network_allow),
                 "caches": list(self.caches),
                 "readable": list(self.readable),
             },

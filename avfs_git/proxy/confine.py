@@ -23,7 +23,9 @@ Nothing else of the host is there: ``/root``, ``/home``, the avfs home (other va
 approvals), other mounts, ``/run`` (the docker socket, ``SSH_AUTH_SOCK``, whose variable is
 dropped too). IPC and UTS namespaces of its own; a network namespace of its own (no network
 at all, and none of the host's abstract Unix sockets, avfs's exec sockets among them)
-unless the policy gives the command the network (:func:`network_for`). ``--die-with-parent``
+unless the policy gives the command the host's network (:func:`network_for`); a
+``filtered`` network keeps that namespace and reaches only the policy's hosts, through
+the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 (the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
 remount its way out).
@@ -66,7 +68,7 @@ DROPPED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION
                "XDG_RUNTIME_DIR", "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY")  # fmt: skip
 # the caches a policy may name, and the variables that point a tool at one
 CACHES = {"pip": ("PIP_CACHE_DIR",), "npm": ("npm_config_cache",), "cargo": ("CARGO_HOME",)}
-NETWORKS = ("none", "host")
+NETWORKS = ("none", "host", "filtered")
 # credential stores in a home: never shown by the policy's `readable` (nor what holds them)
 HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".docker", ".kube",
                 ".config/gcloud", ".config/gh", ".azure", ".npmrc", ".pypirc", ".cargo/credentials.toml",
@@ -88,7 +90,7 @@ class Sandbox:
     source: str
     path: str
     cwd: str  # absolute, at or under path
-    network: str  # none | host
+    network: str  # none | host | filtered
     home: str | None = None  # a private, empty $HOME here
     keep: tuple[str, ...] = ()  # host directories shown read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
@@ -98,6 +100,7 @@ class Sandbox:
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
+    proxy_socket: str | None = None  # network "filtered": the filtering proxy's socket (host side)
 
 
 @functools.cache
@@ -141,15 +144,18 @@ def check_path(path: str) -> str | None:
     return None
 
 
-def network_for(categories: list[str], action: str, policy_network: str) -> str:
-    """The network a command gets: the host's when it is classified ``networked`` and the
-    policy lets it run (allowed, or approved), or when the policy's ``[defaults] network``
-    is ``host``; else none (a network namespace of its own)."""
+def network_for(categories: list[str], action: str, policy_network: str, allow: tuple[str, ...] = ()) -> str:
+    """The network a command gets: the host's when the policy's ``[defaults] network`` is
+    ``host``; when it is classified ``networked`` and the policy lets it run (allowed, or
+    approved), the host's, or ``filtered`` (only the hosts of ``network_allow``) when that
+    list names any; ``filtered`` too when ``[defaults] network`` says so; else none (a
+    network namespace of its own)."""
     if policy_network == "host":
         return "host"
     if "networked" in categories and action in ("allow", "allow_with_checkpoint", "require_approval"):
-        return "host"  # require_approval: it runs only with a person's approval
-    return "none"
+        # require_approval: it runs only with a person's approval
+        return "filtered" if allow or policy_network == "filtered" else "host"
+    return "filtered" if policy_network == "filtered" else "none"
 
 
 def readable_paths(paths: tuple[str, ...], home: str | None, avfs_home: str) -> tuple[str, ...]:
@@ -203,6 +209,10 @@ def environment(env: dict[str, str], sb: Sandbox) -> dict[str, str]:
     for name, d in sb.caches:
         for var in CACHES[name]:
             out[var] = d
+    if sb.network == "filtered":
+        from . import netproxy
+
+        out = netproxy.environment(out)
     return out
 
 
@@ -283,5 +293,12 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
     for target, source in sb.pinned:
         if os.path.isfile(source) and os.path.isfile(target) and not os.path.islink(target):
             args += ["--ro-bind", source, target]
+    if sb.network == "filtered":
+        from . import netproxy
+
+        if sb.proxy_socket is None:
+            raise ValueError("a filtered network needs the filtering proxy's socket")
+        args += ["--ro-bind", sb.proxy_socket, netproxy.SOCKET_IN_SANDBOX]
+        command = netproxy.wrap(command)
     args += ["--bind", sb.source, sb.path, "--chdir", sb.cwd, "--", *command]
     return args

@@ -308,8 +308,19 @@ def _execute(
         from . import confine
 
         res.confinement["network"] = confine.network_for(
-            res.decision["categories"], res.decision["action"], pol.network
+            res.decision["categories"], res.decision["action"], pol.network, pol.network_allow
         )
+        if res.confinement["network"] == "filtered":
+            from . import netproxy
+
+            why_not = netproxy.available()
+            if why_not is not None:  # no way to filter: no network at all, and why
+                res.confinement.update(
+                    network="none", network_reason=f"{why_not}: no network instead of filtered"
+                )
+            else:
+                res.confinement["network_allow"] = list(pol.network_allow)
+                res.confinement["network_refused"] = []
     if action is Outcome.DENY:
         res.exit_code = EXIT_REFUSED
         res.error = {
@@ -419,7 +430,22 @@ def _execute(
         abs_cwd = view.cwd
     else:
         env = _env(req, vault.name, fork, root, abs_cwd)
+    proxy = None
     try:
+        if sandbox is not None and sandbox.network == "filtered":
+            from .netproxy import FilterProxy
+
+            proxy = FilterProxy(pol.network_allow)
+            cleanup.append(proxy.stop)  # stopped at once below; this only if the run raises
+            try:
+                proxy.start()
+            except OSError as exc:
+                raise IsolationError(
+                    f"the filtering network proxy could not start: {exc}; the command did not run",
+                    hint="see docs/proxy.md (Network by policy)",
+                    details={"network": "filtered"},
+                ) from None
+            sandbox = dataclasses.replace(sandbox, proxy_socket=proxy.path)
         run = runner.run(
             argv,
             cwd=abs_cwd,
@@ -455,6 +481,9 @@ def _execute(
             hint="run without --isolate, or see docs/proxy.md (Isolated views)",
             details={"path": at, "host": view.host},
         ) from None
+    if proxy is not None:
+        proxy.stop()  # the command has ended, and its sandbox with it
+        conf["network_refused"] = list(proxy.refused)
     if iso is not None and (view is not None or sandbox is not None):
         iso["active"] = True
     res.result = _result_dict(run)

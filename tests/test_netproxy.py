@@ -1,0 +1,355 @@
+"""Network by policy, filtered by host name: a confined command keeps a network namespace of
+its own and reaches only the hosts the policy's ``network_allow`` names, through avfs's
+filtering proxy (real bwrap, real FUSE mounts, real servers on 127.0.0.1, real curl and
+Python clients inside the sandbox)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.ops import mounts
+from avfs_git.policy import Policy
+from avfs_git.policy.model import PolicyError
+from avfs_git.proxy import confine, netproxy
+from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+
+from .conftest import IN_CI
+from .test_confine import _need_bwrap
+from .test_fuse import require_fuse
+from .test_json_schemas import validate
+
+
+@pytest.fixture
+def fork(home: Any, vault: Any) -> Iterator[Any]:
+    require_fuse()
+    _need_bwrap()
+    vault.workspace("main").write("README", b"a project\n")
+    checkpoint.save(vault, name="base")
+    yield vault
+    mounts.unmount(home, vault, "main", lazy=True)
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"HELLO-{self.server.server_address[1]} {self.path}".encode()  # type: ignore[index]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(4096):
+            self.request.sendall(b"ECHO:" + data)
+
+
+def _serve(server: socketserver.BaseServer) -> Iterator[int]:
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield server.server_address[1]  # type: ignore[misc]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def port_a() -> Iterator[int]:
+    yield from _serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello))
+
+
+@pytest.fixture
+def port_b() -> Iterator[int]:
+    yield from _serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello))
+
+
+@pytest.fixture
+def echo() -> Iterator[int]:
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    srv.daemon_threads = True
+    yield from _serve(srv)
+
+
+def _need_curl() -> str:
+    curl = shutil.which("curl")
+    if curl is None:
+        if IN_CI:
+            pytest.fail("curl must be installed for these tests in CI")
+        pytest.skip("curl is not installed")
+    return curl
+
+
+def _policy(*allow: str, network: str | None = None, networked: str = "allow") -> Policy:
+    text = f"version = 1\n[defaults]\nnetwork_allow = {json.dumps(list(allow))}\n"
+    if network is not None:
+        text += f'network = "{network}"\n'
+    return Policy.from_text(text + f'[outcomes]\nnetworked = "{networked}"\n')
+
+
+def _run(home: Any, vault: Any, pol: Policy, argv: tuple[str, ...] = (), **kw: Any) -> ExecResult:
+    kw.setdefault("commit", False)
+    req = ExecRequest(**kw) if "shell" in kw else ExecRequest(argv=argv, **kw)
+    res = execute(home, vault, "main", req, policy=pol)
+    doc = json.loads(json.dumps({"schema_version": 1, "kind": "proxy_exec_result", **res.to_dict()}))
+    assert validate(doc) == "proxy_exec_result"
+    return res
+
+
+def _out(res: ExecResult) -> str:
+    assert res.result is not None, res.error
+    return str(res.result["stdout"])
+
+
+def test_curl_reaches_an_allowed_host_and_is_refused_another(home, fork, port_a, port_b):
+    _need_curl()
+    pol = _policy(f"127.0.0.1:{port_a}")
+    ok = _run(home, fork, pol, ("curl", "-sS", f"http://127.0.0.1:{port_a}/a"))
+    conf = ok.confinement
+    assert conf is not None and conf["kind"] == "bwrap" and conf["network"] == "filtered", conf
+    assert conf["network_allow"] == [f"127.0.0.1:{port_a}"] and conf["network_refused"] == []
+    assert _out(ok) == f"HELLO-{port_a} /a", ok.result
+    no = _run(
+        home,
+        fork,
+        pol,
+        ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port_b}/b"),
+    )
+    assert _out(no) == "403", no.result
+    assert no.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+    # a name the policy allows that resolves to a local address (the host's own services, a
+    # cloud's metadata service) is refused: only an address the policy names reaches one
+    pol = _policy(f"localhost:{port_a}", f"127.0.0.1:{port_a}")
+    local = _run(
+        home,
+        fork,
+        pol,
+        ("curl", "-sS", f"http://localhost:{port_a}/", "-x", netproxy.environment({})["HTTP_PROXY"]),
+    )
+    assert "resolves to 127.0.0.1" in _out(local) or "resolves to ::1" in _out(local), local.result
+    assert local.confinement["network_refused"] == [f"localhost:{port_a}"]  # type: ignore[index]
+    from avfs_git.core import audit
+
+    assert audit.read(fork.state_dir)[-1]["confinement"] == "bwrap/filtered"
+
+
+def test_a_direct_connection_has_no_route(home, fork, port_a):
+    """Ignoring the proxy variables gets nothing: the command's network namespace has no way out,
+    even to a host the policy allows."""
+    _need_curl()
+    pol = _policy(f"127.0.0.1:{port_a}")
+    res = _run(
+        home, fork, pol, ("curl", "-sS", "--noproxy", "*", "--max-time", "20", f"http://127.0.0.1:{port_a}/")
+    )
+    assert res.result is not None and res.result["exit_code"] != 0 and "HELLO" not in _out(res), res.result
+    script = (
+        "import socket\ns = socket.socket()\n"
+        f"try:\n    s.connect(('127.0.0.1', {port_a}))\n    print('CONNECTED')\n"
+        "except OSError as e:\n    print('REFUSED', e.errno)\n"
+    )
+    fork.workspace("main").write("direct.py", script.encode())
+    res = _run(home, fork, pol, ("python3", "direct.py"))
+    assert _out(res).startswith("REFUSED"), res.result
+
+
+def test_python_urllib_honours_the_proxy(home, fork, port_a, port_b):
+    """Python's urllib (as pip's clients do) takes the proxy from the environment; a command
+    not classified networked gets the filtered network when the policy says network = "filtered"."""
+    fetch = (
+        "import sys, urllib.request, urllib.error\n"
+        "for url in sys.argv[1:]:\n"
+        "    try:\n        print(urllib.request.urlopen(url, timeout=30).read().decode())\n"
+        "    except urllib.error.HTTPError as e:\n        print('HTTP', e.code)\n"
+    )
+    fork.workspace("main").write("fetch.py", fetch.encode())
+    pol = _policy(f"127.0.0.1:{port_a}", network="filtered", networked="require_approval")
+    res = _run(
+        home,
+        fork,
+        pol,
+        ("python3", "fetch.py", f"http://127.0.0.1:{port_a}/x", f"http://127.0.0.1:{port_b}/y"),
+    )
+    assert res.confinement["network"] == "filtered"  # type: ignore[index]
+    assert _out(res).splitlines() == [f"HELLO-{port_a} /x", "HTTP 403"], res.result
+    assert res.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+
+
+def test_connect_tunnels_only_to_allowed_hosts(home, fork, echo, port_b):
+    """CONNECT (what HTTPS through a proxy uses): a tunnel to a plain TCP echo server the
+    policy allows carries bytes both ways; to another port it is refused with 403."""
+    script = (
+        "import os, socket, sys\n"
+        "proxy = os.environ['HTTPS_PROXY'].rpartition(':')\n"
+        "for port in sys.argv[1:]:\n"
+        "    s = socket.create_connection(('127.0.0.1', int(proxy[2])))\n"
+        "    s.sendall(b'CONNECT 127.0.0.1:%s HTTP/1.1\\r\\nHost: 127.0.0.1:%s\\r\\n\\r\\n' % (port.encode(), port.encode()))\n"
+        "    head = b''\n"
+        "    while not head.endswith(b'\\r\\n\\r\\n'):\n"
+        "        head += s.recv(1)\n"
+        "    status = head.split()[1].decode()\n"
+        "    if status == '200':\n"
+        "        s.sendall(b'ping')\n"
+        "        print(status, s.recv(100).decode())\n"
+        "    else:\n"
+        "        print(status)\n"
+        "    s.close()\n"
+    )
+    fork.workspace("main").write("tunnel.py", script.encode())
+    pol = _policy(f"127.0.0.1:{echo}", network="filtered")
+    res = _run(home, fork, pol, ("python3", "tunnel.py", str(echo), str(port_b)))
+    assert _out(res).splitlines() == ["200 ECHO:ping", "403"], res.result
+    assert res.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+
+
+def test_without_an_allow_list_the_network_is_none_or_the_hosts(home, fork, port_a):
+    _need_curl()
+    url = f"http://127.0.0.1:{port_a}/"
+    res = _run(home, fork, Policy.from_text("version = 1\n"), ("python3", "-c", "print(1)"))
+    assert res.confinement["network"] == "none" and "network_allow" not in res.confinement  # type: ignore[index]
+    pol = Policy.from_text('version = 1\n[outcomes]\nnetworked = "allow"\n')
+    res = _run(home, fork, pol, ("curl", "-sS", url))
+    assert res.confinement["network"] == "host" and _out(res) == f"HELLO-{port_a} /", res.result  # type: ignore[index]
+    # an allow list: the same command gets the filtered network, and the policy's proxy
+    res = _run(home, fork, _policy("pypi.org"), ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url))
+    assert res.confinement["network"] == "filtered" and _out(res) == "403", res.result  # type: ignore[index]
+
+
+def test_the_proxy_stops_with_the_command(home, fork, echo):
+    """A command that leaves a tunnel open and a process behind still ends, and the proxy
+    with it: its socket directory is gone afterwards."""
+    before = set(os.listdir("/tmp"))
+    script = (
+        "import os, socket, subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "s = socket.create_connection(('127.0.0.1', int(os.environ['HTTP_PROXY'].rpartition(':')[2])))\n"
+        f"s.sendall(b'CONNECT 127.0.0.1:{echo} HTTP/1.1\\r\\n\\r\\n')\n"
+        "print(s.recv(100).split()[1].decode())\n"
+    )
+    fork.workspace("main").write("leave.py", script.encode())
+    res = _run(home, fork, _policy(f"127.0.0.1:{echo}", network="filtered"), ("python3", "leave.py"))
+    assert _out(res).strip() == "200", res.result
+    assert not {d for d in set(os.listdir("/tmp")) - before if d.startswith("avfs-net-")}
+
+
+def test_a_missing_program_exits_127_as_in_a_shell(home, fork):
+    res = _run(home, fork, _policy("pypi.org", network="filtered"), ("no-such-program-avfs",))
+    assert res.result is not None and res.result["exit_code"] == 127, res.result
+    assert "no-such-program-avfs" in str(res.result["stderr"])
+
+
+@pytest.mark.parametrize(
+    ("patterns", "host", "port", "want"),
+    [
+        (("pypi.org",), "pypi.org", 443, True),
+        (("pypi.org",), "PyPI.org.", 80, True),
+        (("pypi.org",), "evil.pypi.org", 443, False),
+        (("pypi.org",), "pypi.org.evil", 443, False),
+        (("*.pythonhosted.org",), "files.pythonhosted.org", 443, True),
+        (("*.pythonhosted.org",), "pythonhosted.org", 443, False),
+        (("*.pythonhosted.org",), "xpythonhosted.org", 443, False),
+        (("127.0.0.1:8080",), "127.0.0.1", 8080, True),
+        (("127.0.0.1:8080",), "127.0.0.1", 8081, False),
+        (("[::1]:8080",), "::1", 8080, True),
+        ((), "pypi.org", 443, False),
+    ],
+)
+def test_allowed_matches_names_wildcards_and_ports(patterns, host, port, want):
+    assert netproxy.allowed(patterns, host, port) is want
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"pypi.org"',
+        '["https://pypi.org"]',
+        '["pypi.org:0"]',
+        '["pypi.org:99999"]',
+        '["*"]',
+        '["a*.org"]',
+        '["pypi org"]',
+        "[1]",
+        '["[::1"]',
+        '["pypi.org/simple"]',
+    ],
+)
+def test_a_bad_allow_list_is_refused_with_the_line(vault, home, value):
+    text = f"version = 1\n[defaults]\nnetwork_allow = {value}\n"
+    with pytest.raises(PolicyError) as got:
+        Policy.from_text(text, "p.toml")
+    assert got.value.details["line"] == 3 and "network_allow" in str(got.value)
+    # in the vault's policy file: the command is refused with that error, and nothing runs
+    with open(os.path.join(vault.path, "avfs", "policy.toml"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    before = vault.workspace("main").status()
+    res = execute(home, vault, "main", ExecRequest(shell="echo x > ran.txt", commit=False))
+    assert res.result is None and res.error is not None and res.error["code"] == "policy_invalid", res.error
+    assert "network_allow" in res.error["message"] and res.exit_code == 125
+    assert vault.workspace("main").status() == before and not os.path.exists(
+        os.path.join(vault.path, "ran.txt")
+    )
+
+
+def test_settings_show_in_the_policy_and_change_its_hash():
+    base = Policy.default()
+    assert base.to_dict()["defaults"]["network_allow"] == [] and base.network == "none"
+    pol = Policy.from_text(
+        'version = 1\n[defaults]\nnetwork = "filtered"\nnetwork_allow = ["pypi.org", "pypi.org"]\n'
+    )
+    assert pol.network == "filtered" and pol.network_allow == ("pypi.org",) and pol.hash != base.hash
+    assert confine.network_for(["networked"], "allow", "none", ("pypi.org",)) == "filtered"
+    assert confine.network_for(["networked"], "allow", "none", ()) == "host"
+    assert confine.network_for(["read_only"], "allow", "filtered", ("pypi.org",)) == "filtered"
+    assert confine.network_for(["read_only"], "allow", "none", ("pypi.org",)) == "none"
+    assert confine.network_for(["networked"], "deny", "none", ("pypi.org",)) == "none"
+    assert confine.network_for(["read_only"], "allow", "host", ("pypi.org",)) == "host"
+    assert confine.network_for(["networked"], "allow", "filtered", ()) == "filtered"
+
+
+def _ask(path: str, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        s.sendall(data)
+        s.settimeout(30)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_the_host_side_refuses_what_is_not_a_proxy_request_and_closes_tunnels_on_stop(echo):
+    """The proxy on its own socket (what the forwarder relays to): bad requests get 400
+    with no connection made, oversized headers are bounded, and stop() ends an open tunnel."""
+    with netproxy.FilterProxy((f"127.0.0.1:{echo}",)) as p:
+        assert os.stat(p.dir).st_mode & 0o777 == 0o700
+        assert _ask(p.path, b"hello\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert _ask(p.path, b"CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")  # no port
+        assert _ask(p.path, b"GET /relative HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert _ask(p.path, b"GET http://x/ HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n").startswith(
+            b"HTTP/1.1 400"
+        )
+        assert _ask(p.path, b"CONNECT 10.0.0.1:22 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 403")
+        tunnel = socket.socket(socket.AF_UNIX)
+        tunnel.connect(p.path)
+        tunnel.sendall(f"CONNECT 127.0.0.1:{echo} HTTP/1.1\r\n\r\n".encode())
+        tunnel.settimeout(30)
+        assert tunnel.recv(100).startswith(b"HTTP/1.1 200")
+        tunnel.sendall(b"x")
+        assert tunnel.recv(100) == b"ECHO:x"
+        path, d = p.path, p.dir
+    assert tunnel.recv(100) == b""  # stopped: the tunnel is closed
+    tunnel.close()
+    assert p.refused == ["10.0.0.1:22"] and not os.path.exists(path) and not os.path.exists(d)
