@@ -1,22 +1,29 @@
 """The mount daemon: ``python -m avfs_git.fuse.daemon --home H --vault V --fork F
---mountpoint DIR [--revision COMMIT] [--ready-fd N] [--foreground]``.
+--mountpoint DIR [--revision COMMIT] [--backend fuse|overlay] [--ready-fd N] [--foreground]``.
 
 Started by :func:`avfs_git.ops.mounts.mount`, which waits on ``--ready-fd`` for the byte
-``R`` written from the FUSE ``init`` callback (after the kernel handshake). Runs libfuse 3
-through mfusepy, multi-threaded (one slow handler must not stall every caller), with
-``auto_unmount`` so that even ``kill -9`` leaves no dead mount point behind.
+``R`` written once the mount serves (``O``: overlayfs refused to stack, the caller may fall
+back). Runs libfuse 3 through mfusepy, multi-threaded (one slow handler must not stall every
+caller), with ``auto_unmount`` so that even ``kill -9`` leaves no dead FUSE mount behind.
 
-Kernel caching: attributes and entries are cached for 60 s (metadata is the expensive part
-of a FUSE file system: an uncached stat is ~20x native) and negative lookups not at all; a
-watcher thread invalidates what other processes change (see ops.WorkspaceFS._watch), so
-CLI changes show in the mount within a poll interval (20 ms).
+Backends (docs/fuse.md):
+
+- ``fuse``: the writable workspace view at the mount point. Attributes and entries are
+  cached for 60 s and negative lookups not at all; a watcher thread invalidates what other
+  processes change (ops.WorkspaceFS._watch).
+- ``overlay``: the read-only view of the fork's lower layer (base + the overlay's entries)
+  at ``<ws>/lower``, cached by the kernel for good (ops.fuse_options); from FUSE's ``init``
+  a thread stacks kernel overlayfs (``<ws>/upper``, ``<ws>/work``) at the mount point, then
+  watches the mount table: when the overlay goes (``umount`` by hand), the lower goes too
+  and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer.
+- a revision (``--revision``): the read-only view of a commit, cached for good.
 
 Teardown order (each step after the previous has finished): the request loop ends (unmount,
 SIGTERM/SIGINT); the watcher is stopped with no ``fuse_invalidate_path`` call left inside
 libfuse (ops.FastFUSE runs libfuse's main steps itself to get this moment: libfuse's own
 ``fuse_main_real`` frees its state before it tells the file system); libfuse unmounts and
-frees its state; index writers are waited for; the exec server, the worktree link and the
-registry entry go.
+frees its state; an overlay still stacked on it is detached; index writers are waited for;
+the exec server, the worktree link and the registry entry go.
 """
 
 from __future__ import annotations
