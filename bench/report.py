@@ -85,7 +85,7 @@ def print_row(result: Result) -> None:
         print(f"{'':16}note: {note}", flush=True)
 
 
-MOUNTED = ("fuse_", "proxy_")  # figures that need a mount: their own section
+MOUNTED = ("fuse_", "overlay_", "proxy_")  # figures that need a mount: their own section
 
 
 def is_fuse(row: dict[str, Any]) -> bool:
