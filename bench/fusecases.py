@@ -1067,7 +1067,8 @@ def _du_kib(path: Path) -> int:
 
 def _populate(root: Path, files: int) -> float:
     """``files`` files of 1 KiB under ``root/node_modules`` in NM_DIRS packages; ms taken."""
-    data = b"module.exports = 1;\n" + b"/" * 1003 + b"\n"
+    pad = os.urandom(512).hex().encode()  # 1 KiB of random hex: no two files alike (as in a real
+    # node_modules, where git would find few duplicates to share)
     t0 = time.perf_counter()
     nm = root / "node_modules"
     nm.mkdir()
@@ -1075,7 +1076,7 @@ def _populate(root: Path, files: int) -> float:
     for d in dirs:
         d.mkdir()
     for j in range(files):
-        (dirs[j % NM_DIRS] / f"f{j:06d}.js").write_bytes(data)
+        (dirs[j % NM_DIRS] / f"f{j:06d}.js").write_bytes(b"// %d\n" % j + pad)
     return (time.perf_counter() - t0) * 1e3
 
 

@@ -58,7 +58,7 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
             what="`avfs --json proxy exec -- true` that mounts for the call (backend auto) and unmounts after",
             baseline="true (subprocess)",
             baseline_ms=true_ms,
-            notes=[f"mount backend: {(doc.get('mount') or {}).get('backend', '?')}"],
+            notes=[f"the call's mount: {json.dumps(doc.get('mount'))[:300]}"],
         )
     )
     vault.close()
