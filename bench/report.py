@@ -378,16 +378,23 @@ def newer_sections(
     (``--only``; not ``--quick``): for each figure (name, size), the newest such run that
     has it, newest run first. The older figure then shows in its own section still, so a
     reader sees both; the newer one is the one that counts."""
-    floor = max((sec[1].name for sec in (main, fuse) if sec is not None), default="")
+    # the main section's run is the floor for its figures; the FUSE section's for the mounted
+    # ones (a newer FUSE run must not hide other figures measured between the two)
+    floor = main[1].name if main is not None else (fuse[1].name if fuse is not None else "")
+    fuse_floor = fuse[1].name if fuse is not None else floor
     taken: set[tuple[str, str]] = set()
     out: list[Extra] = []
     for path in reversed(_result_files(results_dir)):
         if path.name <= floor:
             break
         doc = _read(path)
-        if doc is None or doc.get("quick"):
+        if doc is None or doc.get("quick") or (fuse is not None and path.name == fuse[1].name):
             continue
-        rows = [r for r in doc.get("results", []) if (r.get("name"), r.get("size")) not in taken]
+        rows = [
+            r
+            for r in doc.get("results", [])
+            if (r.get("name"), r.get("size")) not in taken and (path.name > fuse_floor or not is_fuse(r))
+        ]
         if rows:
             taken |= {(r.get("name"), r.get("size")) for r in rows}
             out.append((doc, path, rows))
