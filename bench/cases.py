@@ -47,6 +47,7 @@ class Context:
     avfs_bin: str = dataclasses.field(default_factory=lambda: venv_bin("avfs"))
     python: str = sys.executable
     quick: bool = False  # --quick: the FUSE benchmarks scale their sizes down
+    backends: tuple[str, ...] = ("overlay", "fuse")  # the mount backends the FUSE benchmarks time
 
 
 def _tag(i: int) -> str:

@@ -46,11 +46,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sizes", default="10k,100k", help="tree sizes, from: 10k,100k (default both)")
     p.add_argument("--quick", action="store_true", help="10k only and fewer repeats (a smoke run)")
     p.add_argument("--only", default="", metavar="NAME,...", help="run only these benchmarks")
+    p.add_argument(
+        "--backends",
+        default="overlay,fuse",
+        help="mount backends the mounted-fork benchmarks time, each against the native disk in the"
+        " same rounds (default: overlay,fuse)",
+    )
     p.add_argument("--keep", action="store_true", help="keep this run's homes under bench/.work/runs")
     p.add_argument(
         "--profile",
         action="store_true",
         help="also run each in-process avfs op once under cProfile (bench/.work/profiles/*.prof)",
+    )
+    p.add_argument(
+        "--reuse-templates",
+        action="store_true",
+        help="keep the imported template vaults under bench/.work/templates and reuse them while the"
+        " tree and avfs's sources are unchanged (skips the 100k import of later runs)",
     )
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     p.add_argument(
@@ -78,6 +90,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         p.error(f"--only: unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
     args.only = only
+    backends = _csv(args.backends)
+    if not backends or any(b not in ("overlay", "fuse") for b in backends):
+        p.error(f"--backends: choose from overlay,fuse (got {args.backends!r})")
+    args.backends = tuple(dict.fromkeys(backends))
     return args
 
 
@@ -164,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     run_dir = WORK_DIR / "runs" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
-    fx = Fixtures(run_dir, keep=args.keep)
     machine = _machine()
     avfs_at_start = _avfs_version()
+    fx = Fixtures(
+        run_dir, keep=args.keep, template_key=avfs_at_start["sources_sha1"] if args.reuse_templates else None
+    )
     for module in PRELOAD:
         importlib.import_module(module)
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
@@ -189,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         emit=emit,
         results=results,
         quick=args.quick,
+        backends=args.backends,
     )
     # trees and checkouts first (cached across runs), so their cost shows up apart
     for label in args.sizes:
@@ -211,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
 
     machine["loadavg_end"] = _load()
     avfs_at_end = _avfs_version()
-    if avfs_at_end != avfs_at_start:
+    # the sources, not the commit: committing bench/ or docs/ mid-run measures the same avfs
+    if avfs_at_end["sources_sha1"] != avfs_at_start["sources_sha1"]:
         msg = "avfs' sources changed during the run: subprocess figures may mix versions"
         log(f"warning: {msg}")
         warnings.append(msg)

@@ -62,6 +62,11 @@ def make_hermetic(home: Path) -> dict[str, str]:
         "GIT_COMMITTER_NAME": AUTHOR[0],
         "GIT_COMMITTER_EMAIL": AUTHOR[1],
     }
+    # which avfs is measured (a worktree first on the path: the mount daemons are
+    # subprocesses and must run the same code), and where the real projects are cached
+    for keep in ("PYTHONPATH", "AVFS_TEST_CACHE"):
+        if os.environ.get(keep):
+            env[keep] = os.environ[keep]
     os.environ.clear()
     os.environ.update(env)
     return env

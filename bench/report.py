@@ -85,7 +85,7 @@ def print_row(result: Result) -> None:
         print(f"{'':16}note: {note}", flush=True)
 
 
-MOUNTED = ("fuse_", "proxy_")  # figures that need a mount: their own section
+MOUNTED = ("fuse_", "overlay_", "proxy_")  # figures that need a mount: their own section
 
 
 def is_fuse(row: dict[str, Any]) -> bool:
@@ -108,6 +108,61 @@ def markdown_table(doc: dict[str, Any], rows: list[dict[str, Any]] | None = None
         cells[-1] = {"yes": "yes", "NO": "**no**"}.get(cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
+
+
+BACKEND_PREFIXES = ("overlay_", "fuse_")
+
+
+def _backend_key(r: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(workload, size, backend) of a figure that one mount backend measured, else None:
+    ``overlay_create``/``fuse_create``, and ``proxy_exec_*`` whose size is the backend."""
+    name, size = str(r.get("name", "")), str(r.get("size", ""))
+    for prefix in BACKEND_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :], size, prefix[:-1]
+    if name.startswith("proxy_") and size in ("overlay", "fuse"):
+        return name, "-", size
+    return None
+
+
+def _cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "—"
+    if r.get("ratio") is not None:
+        return f"{r['ratio']:.2f}x ({fmt_ms(r['median_ms'])})"
+    return fmt_ms(r["median_ms"])
+
+
+def backends_table(rows: list[dict[str, Any]]) -> str:
+    """One line per workload: the overlay and the pure-FUSE figure side by side (ratio to
+    native and median), the native median, the target and whether each met it; empty when
+    no figure names a backend."""
+    table: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        key = _backend_key(r)
+        if key is not None:
+            table.setdefault((key[0], key[1]), {})[key[2]] = r
+    if not table:
+        return ""
+    out = [
+        "| workload | size | native | overlay | fuse | target | met (overlay / fuse) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (work, size), by in table.items():
+        any_r = by.get("overlay") or by.get("fuse") or {}
+        native = fmt_ms(any_r.get("baseline_ms")) if any_r.get("baseline_ms") is not None else "—"
+        met = " / ".join(fmt_met(by[b].get("met")) if b in by else "—" for b in ("overlay", "fuse"))
+        cells = [
+            work,
+            size,
+            native,
+            _cell(by.get("overlay")),
+            _cell(by.get("fuse")),
+            any_r.get("target") or "—",
+            met,
+        ]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out)
 
 
 def _count(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -160,8 +215,19 @@ def markdown_report(
         "",
         f"Targets met: **{s['met']}**, missed: **{s['missed']}**, figures without a target: {s['informational']}.",
         "",
-        markdown_table(doc, rows),
     ]
+    both = backends_table(rows) if fuse or title is not None else ""
+    if both:
+        out += [
+            "Mount backends vs native: each cell is mount time / native time (the mount's median);"
+            " for `proxy_*` the overhead in ms.",
+            "",
+            both,
+            "",
+            "Every figure:",
+            "",
+        ]
+    out += [markdown_table(doc, rows)]
     notes = [(r["name"], r["size"], n) for r in rows for n in r.get("notes", [])]
     if notes:
         out += ["", "Notes:", ""]
@@ -312,16 +378,23 @@ def newer_sections(
     (``--only``; not ``--quick``): for each figure (name, size), the newest such run that
     has it, newest run first. The older figure then shows in its own section still, so a
     reader sees both; the newer one is the one that counts."""
-    floor = max((sec[1].name for sec in (main, fuse) if sec is not None), default="")
+    # the main section's run is the floor for its figures; the FUSE section's for the mounted
+    # ones (a newer FUSE run must not hide other figures measured between the two)
+    floor = main[1].name if main is not None else (fuse[1].name if fuse is not None else "")
+    fuse_floor = fuse[1].name if fuse is not None else floor
     taken: set[tuple[str, str]] = set()
     out: list[Extra] = []
     for path in reversed(_result_files(results_dir)):
         if path.name <= floor:
             break
         doc = _read(path)
-        if doc is None or doc.get("quick"):
+        if doc is None or doc.get("quick") or (fuse is not None and path.name == fuse[1].name):
             continue
-        rows = [r for r in doc.get("results", []) if (r.get("name"), r.get("size")) not in taken]
+        rows = [
+            r
+            for r in doc.get("results", [])
+            if (r.get("name"), r.get("size")) not in taken and (path.name > fuse_floor or not is_fuse(r))
+        ]
         if rows:
             taken |= {(r.get("name"), r.get("size")) for r in rows}
             out.append((doc, path, rows))

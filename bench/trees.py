@@ -191,8 +191,13 @@ def reset_checkout(co: Checkout) -> None:
 class Fixtures:
     """Trees, checkouts, template vaults and fresh homes for one run."""
 
-    def __init__(self, run_dir: Path, work: Path = WORK_DIR, keep: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, work: Path = WORK_DIR, keep: bool = False, template_key: str | None = None
+    ) -> None:
         self.work = work
+        # with a key (``--reuse-templates``: the avfs sources' hash), template vaults are
+        # kept under ``templates/<label>`` across runs and reused while tree and key match
+        self.template_key = template_key
         self.run_dir = run_dir
         self.keep = keep
         self.content = Content()
@@ -239,6 +244,10 @@ class Fixtures:
         from avfs_git.core.home import Home
 
         tree = self.tree(label)
+        cached = self._cached_template(label)
+        if cached is not None:
+            self._templates[label] = cached
+            return cached
         tmp = self.new_dir(f"template-{label}")
         log(f"importing the {label} tree into this run's template vault")
         t0 = time.perf_counter()
@@ -246,8 +255,33 @@ class Fixtures:
         home.create_vault(VAULT, from_dir=str(tree))
         home.vault(VAULT).close()
         log(f"imported {label} in {time.perf_counter() - t0:.1f} s")
+        if self.template_key is not None:
+            self._store_template(label, tmp)
         self.adopt_template(label, tmp)
         return self._templates[label]
+
+    def _template_stamp(self, label: str) -> dict[str, object]:
+        return {"tree": _stamp(label, SIZES[label]), "avfs": self.template_key}
+
+    def _cached_template(self, label: str) -> Path | None:
+        if self.template_key is None:
+            return None
+        root = self.work / "templates"
+        path = root / label
+        if path.is_dir() and _read_json(root / f"{label}.json") == self._template_stamp(label):
+            log(f"reusing the {label} template vault under {path}")
+            return path
+        return None
+
+    def _store_template(self, label: str, home_dir: Path) -> None:
+        """Keep a copy of a freshly imported template for later runs (``--reuse-templates``)."""
+        root = self.work / "templates"
+        root.mkdir(parents=True, exist_ok=True)
+        stamp_file = root / f"{label}.json"
+        stamp_file.unlink(missing_ok=True)
+        rmtree(root / label)
+        run(["cp", "-a", str(home_dir), str(root / label)])
+        stamp_file.write_text(json.dumps(self._template_stamp(label), indent=2) + "\n", encoding="utf-8")
 
     def home(self, tag: str, label: str) -> tuple[Home, Path]:
         """A fresh avfs home holding a copy of the ``label`` template vault."""
