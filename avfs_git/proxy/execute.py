@@ -396,8 +396,8 @@ def _execute(
     t0_ns = time.time_ns()
 
     if mode == "fuse":
-        root, reused = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
-        res.mount = {"mountpoint": root, "mode": "fuse", "reused": reused}
+        root, reused, backend = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
+        res.mount = {"mountpoint": root, "mode": "fuse", "reused": reused, "backend": backend}
     else:
         copy = _materialize(home, ws, cleanup)
         root = copy.root
@@ -879,15 +879,16 @@ def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
 
 def _ensure_mount(
     home: Home, vault: Vault, fork: str, live: Any, keep: bool, cleanup: list[Any]
-) -> tuple[str, bool]:
+) -> tuple[str, bool, str]:
+    """(mount point, whether a live mount was reused, its backend)."""
     from ..ops import mounts
 
     if live is not None:
-        return str(live.mountpoint), True
+        return str(live.mountpoint), True, str(getattr(live, "backend", "fuse"))
     info = mounts.mount(home, vault, fork, None)
     if not keep and not info.reused:
         cleanup.append(lambda: mounts.unmount(home, vault, fork, lazy=True))
-    return info.mountpoint, info.reused
+    return info.mountpoint, info.reused, info.backend
 
 
 Manifest = dict[str, tuple[int, int, int, int, str | None]]
