@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         served = Workspace(vault, args.fork, vault.ws_dir(args.fork))
         served.overlay.with_upper = False
         layers = {name: os.path.join(ws.state_dir, name) for name in ("lower", "upper", "work")}
+        fuse_at = layers["lower"]
+        _detach(fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
         for d in layers.values():
             os.makedirs(d, exist_ok=True)
-        fuse_at = layers["lower"]
-        _detach(fuse_at)  # a killed daemon's
     elif not read_only:
         ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
     key = mount_key(args.fork, args.revision)
