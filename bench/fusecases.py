@@ -136,7 +136,7 @@ def sweep_stale_mounts() -> list[str]:
     harness killed with -9: its daemons run in their own sessions and would stay)."""
     work = str(WORK_DIR.resolve()) + os.sep
     # an overlay mount's lower layer (avfs's read-only FUSE view) lives in its home: not stale
-    homes = tuple(os.path.realpath(h.path) + os.sep for h, _v, _f in _LIVE.values())
+    homes = tuple(os.path.realpath(h.path) + os.sep for h, *_ in _LIVE.values())
     stale = [
         mp for mp in _fuse_mounts() if mp.startswith(work) and mp not in _LIVE and not mp.startswith(homes)
     ]

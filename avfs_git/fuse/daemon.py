@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         announce()
+        threading.Thread(target=_warm, args=(layers["lower"],), name="avfs-warm", daemon=True).start()
         _watch_unmount(args.mountpoint, layers["lower"])
 
     def announce() -> None:
@@ -286,6 +287,18 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(tmp_state, ignore_errors=True)
     return code
+
+
+def _warm(lower: str) -> None:
+    """Walk the lower layer once, in the background, right after the mount is ready: each
+    directory listing (readdirplus) brings its entries' attributes into the kernel's cache,
+    kept for good, so the first `git status`, which looks up every indexed file one by one
+    (a lookup costs a round trip into Python when cold), finds them cached."""
+    try:
+        for _root, _dirs, _files in os.walk(lower):
+            pass
+    except OSError:
+        pass  # unmounted meanwhile
 
 
 def _overlay_at(mountpoint: str) -> bool:
