@@ -478,30 +478,9 @@ class Overlay:
         """The paths of the upper layer whose inode changed at or after ``t_ns`` (what a
         command run in an overlay mount wrote, deleted or renamed: the kernel keeps no
         journal of ours)."""
-        out: list[str] = []
         if not self.upper_active():
-            return out
-        stack = [("", self.upper_dir)]
-        while stack:
-            p, real = stack.pop()
-            try:
-                it = os.scandir(real)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with it:
-                for de in it:
-                    if de.name == ".git":
-                        continue
-                    child = f"{p}/{de.name}" if p else de.name
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if st.st_ctime_ns >= t_ns:
-                        out.append(child)
-                    if de.is_dir(follow_symlinks=False):
-                        stack.append((child, de.path))
-        return out
+            return []
+        return [p for p, _real, st in up.entries(self.upper_dir) if st.st_ctime_ns >= t_ns]
 
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         """The git blob id of an upper-layer file, from the cache when its stat data match

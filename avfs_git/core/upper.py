@@ -32,6 +32,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 
 WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -119,6 +120,31 @@ def link_file(links_dir: str, target: bytes) -> str:
     return name
 
 
+def entries(upper_dir: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(workspace path, real path, lstat) of everything in the upper layer, parents before
+    their children; ``.git`` entries (a nested repository's, the pinned worktree link) and
+    what the kernel removed while it was listed are left out."""
+    stack = [("", upper_dir)]
+    while stack:
+        p, real = stack.pop()
+        try:
+            it = os.scandir(real)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for de in it:
+                if de.name == ".git":
+                    continue
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                child = f"{p}/{de.name}" if p else de.name
+                yield child, de.path, st
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((child, de.path))
+
+
 def is_empty(upper_dir: str) -> bool:
     try:
         with os.scandir(upper_dir) as it:
@@ -152,21 +178,11 @@ def drop_origins(upper_dir: str) -> int:
     files after a remount. Only inode numbers follow origins (a copied-up file then reports
     its own). Returns how many were removed."""
     n = 0
-    stack = [upper_dir]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with it:
-            for de in it:
-                for name in ORIGIN_XATTRS:
-                    try:
-                        os.removexattr(de.path, name, follow_symlinks=False)
-                        n += 1
-                    except OSError:
-                        pass  # none (ENODATA), or a symlink/special without xattrs
-                if de.is_dir(follow_symlinks=False):
-                    stack.append(de.path)
+    for _path, real, _st in entries(upper_dir):
+        for name in ORIGIN_XATTRS:
+            try:
+                os.removexattr(real, name, follow_symlinks=False)
+                n += 1
+            except OSError:
+                pass  # none (ENODATA), or a symlink/special without xattrs
     return n

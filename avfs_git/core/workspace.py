@@ -383,23 +383,7 @@ class Workspace:
         done: list[tuple[str, bool]] = []  # (upper path, is a directory)
         folded = 0
         with self.overlay.without_upper():
-            todo: list[tuple[str, str, os.stat_result]] = []
-            stack = [("", up_dir)]
-            while stack:
-                p, real = stack.pop()
-                try:
-                    it = os.scandir(real)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                with it:
-                    for de in it:
-                        child = f"{p}/{de.name}" if p else de.name
-                        if de.name == ".git":
-                            continue
-                        st = de.stat(follow_symlinks=False)
-                        todo.append((child, de.path, st))
-                        if de.is_dir(follow_symlinks=False):
-                            stack.append((child, de.path))
+            todo = list(upper.entries(up_dir))
             todo.sort(key=lambda t: t[0])
             linked: list[str] = []
             try:
