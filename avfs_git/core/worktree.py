@@ -200,6 +200,72 @@ main()
 """
 
 
+_OVL_HOOK = """#!{python} -S
+# git's fsmonitor hook (protocol v2) for an avfs overlay mount, answered from its upper layer
+# (the only layer the mount changes): every path whose inode changed since git's last token
+# (ctime), its parent directory, and the directories whose listing changed (mtime: a removed
+# file of the upper layer leaves nothing else behind). A change at the top answers "/".
+import os, sys, time
+
+UPPER = {upper!r}
+MARGIN = 2000000000  # ns: inode times come from a coarse clock; near a token, report twice
+
+
+def main():
+    token = sys.argv[2] if len(sys.argv) > 2 else ""
+    now = time.time_ns()
+    out = ["avfs-ovl:%d" % now]
+    old = token.split(":")
+    if len(old) != 2 or old[0] != "avfs-ovl" or not old[1].isdigit():
+        out.append("/")  # not our token (the index avfs wrote, a first run): all of it
+        sys.stdout.write("\\0".join(out) + "\\0")
+        return
+    since = int(old[1]) - MARGIN
+    seen = set()
+
+    def add(p):
+        if p and p not in seen:
+            seen.add(p)
+            out.append(p)
+
+    try:
+        if os.lstat(UPPER).st_mtime_ns >= since:
+            add("/")
+        else:
+            stack = [("", UPPER)]
+            while stack:
+                p, real = stack.pop()
+                try:
+                    it = os.scandir(real)
+                except OSError:
+                    continue
+                with it:
+                    for de in it:
+                        if de.name == ".git" and not p:
+                            continue
+                        child = p + "/" + de.name if p else de.name
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        isdir = de.is_dir(follow_symlinks=False)
+                        if st.st_ctime_ns >= since:
+                            add(child)
+                            add(child + "/")
+                            add(p + "/" if p else "")
+                        if isdir:
+                            if st.st_mtime_ns >= since:
+                                add(child + "/")
+                            stack.append((child, de.path))
+    except OSError:
+        add("/")
+    sys.stdout.write("\\0".join(out) + "\\0")
+
+
+main()
+"""
+
+
 def register(
     vault: Vault,
     key: str,
@@ -209,6 +275,7 @@ def register(
     journal_db: str | None = None,
     *,
     backend: str = "fuse",
+    upper_dir: str | None = None,
 ) -> str:
     """Register ``mountpoint`` as a worktree whose HEAD is ``head`` (a ref name, or a
     commit id for a detached, read-only revision); returns the worktree's git dir.
@@ -245,18 +312,19 @@ def register(
                 # worktree as bare: say otherwise, for this worktree only
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
-        elif backend == "overlay":
-            # no journal sees the kernel's writes: no fsmonitor hook, git stats files itself
-            files["config.worktree"] = "[core]\n\tbare = false\n\tuntrackedCache = true\n"
-            # named by nothing; there (and pinned read-only in a confined command's view, as
-            # every file git trusts here) so that no command can make one
-            files["fsmonitor-hook"] = "#!/bin/sh\n# unused: an overlay mount has no fsmonitor hook\nexit 1\n"
+        elif backend == "overlay" and upper_dir is not None:
+            # no journal sees the kernel's writes: the hook reads the upper layer's times
+            hook = os.path.join(d, "fsmonitor-hook")
+            files["fsmonitor-hook"] = _OVL_HOOK.format(python=sys.executable, upper=upper_dir)
+            files["config.worktree"] = (
+                f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
+            )
         for name, text in files.items():
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)
         if journal_db is not None:
             os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
-        if journal_db is not None:
+        if "fsmonitor-hook" in files:
             os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)
         if "config.worktree" in files:
             enable_worktree_config(vault)

@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         ws.base,
         journal_db=None if read_only or overlay else ws.overlay.db_path,
         backend="overlay" if overlay else "fuse",
+        upper_dir=layers.get("upper"),
     )
     gitfile = f"gitdir: {wt}\n".encode()
 
