@@ -285,3 +285,29 @@ def test_a_very_deep_missing_path_is_not_found_not_a_symlink_loop(vault):
     deep = "/".join(["d"] * 100) + "/f"
     ws.write(deep, b"deep")
     assert ws.read(deep) == b"deep"
+
+
+def test_a_home_whose_vaults_is_a_file_is_named_not_crashed_on(tmp_path):
+    """`--home` pointing at a file (its `vaults` then cannot be a directory): every path,
+    the proxy's fast one included, answers one JSON document naming the home, and nothing
+    is written there."""
+    import json
+    import subprocess
+    import sys
+
+    home = tmp_path / "not-a-dir"
+    home.write_bytes(b"a file\n")
+    for args, kind in (
+        (["--json", "proxy", "exec", "--", "true"], "proxy_exec_result"),
+        (["--json", "status"], "error"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--home", str(home), "--vault", "x:main", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        doc = json.loads(proc.stdout)  # exactly one document
+        assert doc["kind"] == kind and doc["error"]["code"] == "unusable_path", proc.stdout
+        assert "Traceback" not in proc.stderr, proc.stderr
+    assert home.read_bytes() == b"a file\n"

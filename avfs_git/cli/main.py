@@ -184,7 +184,11 @@ def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
     from ..core.errors import ForkNotFoundError, VaultNotFoundError
 
     if isinstance(err, VaultNotFoundError):
-        name, known = str(err.details.get("vault", "")), [v.name for v in home.list_vaults()]
+        try:
+            vaults = home.list_vaults()
+        except AvfsError as unusable:
+            return unusable  # the home itself cannot be used (its vaults dir is a file...): say that
+        name, known = str(err.details.get("vault", "")), [v.name for v in vaults]
     elif isinstance(err, ForkNotFoundError) and home.exists(str(err.details.get("vault", ""))):
         name, known = str(err.details.get("fork", "")), home.vault(str(err.details["vault"])).fork_names()
     else:
