@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
 
     from ..core.home import Home
-    from ..ops.mounts import mount_key, registry_path, write_registry
+    from ..ops.mounts import detach, mount_key, registry_path, write_registry
     from .ops import FastFUSE, WorkspaceFS, fuse_options
 
     home = Home(args.home)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         served.overlay.with_upper = False
         layers = {name: os.path.join(ws.state_dir, name) for name in ("lower", "upper", "work")}
         fuse_at = layers["lower"]
-        _detach(fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
+        detach(fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
         for d in layers.values():
             os.makedirs(d, exist_ok=True)
     elif not read_only:
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         # FUSE's loop is over and the watcher stopped (FastFUSE): nothing starts new writers
         closing.set()
         if overlay:
-            _detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
+            detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
             _pin_gitfile(layers["upper"], None)
         for t in index_threads:
             t.join(INDEX_JOIN_S)
@@ -362,26 +362,6 @@ def _pin_gitfile(upper: str, text: bytes | None) -> None:
 def _escape(path: str) -> str:
     """A path as a mount option value (overlayfs splits on ',' and ':')."""
     return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
-
-
-def _detach(mountpoint: str, fs_type: str | None = None) -> None:
-    """Lazily unmount what is mounted at ``mountpoint`` (of ``fs_type`` when given)."""
-    target = os.path.realpath(mountpoint)
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
-            hits = [ln.split() for ln in fh]
-    except OSError:
-        return
-    for parts in hits:
-        if (
-            len(parts) > 2
-            and parts[1].replace("\\040", " ") == target
-            and (fs_type is None or parts[2] == fs_type)
-        ):
-            import subprocess
-
-            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-            return
 
 
 if __name__ == "__main__":

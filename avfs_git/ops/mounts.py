@@ -185,6 +185,56 @@ def force_unmount(mountpoint: str) -> None:
             continue
 
 
+def detach(mountpoint: str, fs_type: str | None = None) -> None:
+    """Lazily unmount what is mounted at ``mountpoint`` (of ``fs_type`` when given).
+
+    A killed overlay daemon's lower mount can still have a live FUSE connection: libfuse's
+    ``auto_unmount`` helper (``fusermount3``) holds the device and could not unmount it
+    while the overlay used it, and every request there then waits forever (a ``stat`` of it
+    hung the next daemon). That helper is ended first, which aborts the connection; the
+    mount point itself is never looked at (realpath of its parent only)."""
+    import signal
+    import subprocess
+
+    target = os.path.join(os.path.realpath(os.path.dirname(mountpoint)), os.path.basename(mountpoint))
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            hits = [ln.split() for ln in fh]
+    except OSError:
+        return
+    for parts in hits:
+        if (
+            len(parts) > 2
+            and parts[1].replace("\\040", " ") == target
+            and (fs_type is None or parts[2] == fs_type)
+        ):
+            if parts[2].startswith("fuse"):
+                for pid in _helpers_of(target):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+            return
+
+
+def _helpers_of(target: str) -> list[int]:
+    """The pids of ``fusermount3`` processes serving mount point ``target`` (auto_unmount)."""
+    out: list[int] = []
+    want = target.encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"fusermount3") and want in argv:
+            out.append(int(pid))
+    return out
+
+
 def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) -> MountInfo:
     return MountInfo(
         vault=str(data["vault"]),
@@ -213,9 +263,12 @@ def check(vault: Vault, key: str) -> MountInfo | None:
         return _info(data)
     if pid and pid_alive(pid) and data.get("state") == "mounting":
         return _info(data)
-    # the daemon died (kill -9) or the mount vanished: clean up both
+    # the daemon died (kill -9) or the mount vanished: clean up both (an overlay's lower
+    # layer too: its FUSE connection may still be held by libfuse's helper)
     if mp and mounted_at(mp):
         force_unmount(mp)
+    if data.get("lower"):
+        detach(str(data["lower"]))
     for p in (path, path[: -len(".json")] + ".exec"):
         try:
             os.unlink(p)
