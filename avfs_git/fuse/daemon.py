@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         announce()
-        threading.Thread(target=_warm, args=(layers["lower"],), name="avfs-warm", daemon=True).start()
+        _warm(layers["lower"])
         _watch_unmount(args.mountpoint, layers["lower"])
 
     def announce() -> None:
@@ -294,12 +294,22 @@ def _warm(lower: str) -> None:
     """Walk the lower layer once, in the background, right after the mount is ready: each
     directory listing (readdirplus) brings its entries' attributes into the kernel's cache,
     kept for good, so the first `git status`, which looks up every indexed file one by one
-    (a lookup costs a round trip into Python when cold), finds them cached."""
+    (a lookup costs a round trip into Python when cold), finds them cached.
+
+    A child process walks, not a thread: a thread of this daemon waiting on a request to its
+    own mount kept a daemon killed with -9 from exiting (its exec socket stayed bound)."""
+    import subprocess
+
     try:
-        for _root, _dirs, _files in os.walk(lower):
-            pass
+        proc = subprocess.Popen(
+            ["find", lower, "-printf", ""],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     except OSError:
-        pass  # unmounted meanwhile
+        return
+    threading.Thread(target=proc.wait, name="avfs-warm", daemon=True).start()
 
 
 def _overlay_at(mountpoint: str) -> bool:
