@@ -250,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             fuse_at,
             foreground=True,
             nothreads=False,
-            auto_unmount=True,
+            # not for an overlay's lower layer: libfuse's helper cannot unmount it while the
+            # overlay uses it and then lingers holding the FUSE connection, so requests there
+            # hang instead of failing; a killed daemon's lower is detached by the next mount,
+            # `mount --list` or doctor (mounts.detach)
+            auto_unmount=not overlay,
             fsname=f"avfs:{vault.name}:{key}",
             subtype="avfs",
             # kernel caching: 60 s + the watcher's invalidations, or forever when read-only
