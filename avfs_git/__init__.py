@@ -13,10 +13,8 @@ The Python API (everything the CLI does, in process)::
 Heavy modules (pygit2) load on first use, so ``import avfs_git`` stays cheap.
 """
 
-from __future__ import annotations
-
-import importlib
-
+# no `from __future__ import annotations` and no importlib here: the CLI's `proxy exec`
+# fast path imports this package and little else (see avfs_git/cli/execopts.py)
 # not `from typing import TYPE_CHECKING`: importing typing costs ~10 ms, and the CLI's
 # `proxy exec` fast path imports this package before anything else (mypy knows the idiom)
 TYPE_CHECKING = False
@@ -59,5 +57,7 @@ def __getattr__(name: str) -> object:
     spec = _LAZY.get(name)
     if spec is None:
         raise AttributeError(f"module 'avfs_git' has no attribute {name!r}")
+    import importlib
+
     mod = importlib.import_module(spec[0])
     return mod if spec[1] is None else getattr(mod, spec[1])

@@ -50,7 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--backends",
         default="overlay,fuse",
         help="mount backends the mounted-fork benchmarks time, each against the native disk in the"
-        " same rounds (default: overlay,fuse)",
+        " same rounds (default: overlay,fuse; overlay_plain: the overlay backend with the home's"
+        " layers file system off, its upper layer on the host's file system)",
     )
     p.add_argument("--keep", action="store_true", help="keep this run's homes under bench/.work/runs")
     p.add_argument(
@@ -91,8 +92,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--only: unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
     args.only = only
     backends = _csv(args.backends)
-    if not backends or any(b not in ("overlay", "fuse") for b in backends):
-        p.error(f"--backends: choose from overlay,fuse (got {args.backends!r})")
+    if not backends or any(b not in ("overlay", "overlay_plain", "fuse") for b in backends):
+        p.error(f"--backends: choose from overlay,overlay_plain,fuse (got {args.backends!r})")
     args.backends = tuple(dict.fromkeys(backends))
     return args
 

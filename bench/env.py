@@ -112,6 +112,17 @@ def git(*args: str, cwd: Path | str | None = None) -> str:
 
 
 def rmtree(path: Path | str) -> None:
+    """Remove ``path``, the layers file systems of avfs homes in it unmounted first (their
+    images go with the tree)."""
+    root = os.path.realpath(path) + "/"
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            points = [ln.split()[1] for ln in fh if ln.split()[2:3] == ["btrfs"]]
+    except OSError:
+        points = []
+    for mp in points:
+        if mp.startswith(root) and os.path.basename(mp) == "layers":
+            subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -9,6 +9,8 @@ disk it lives on (a directory beside the avfs home, same file system), in the sa
 - ``fuse_git_status``: ``git status`` in a mounted fork of the synthetic tree with 10 changes
   vs the stock git checkout with the same 10, plus the two tree walks git needs when nothing
   tells it what changed (``find -type f``, ``os.walk`` + ``lstat``);
+- ``fuse_git_status_ignored``: the same with a 50,000-file ignored ``node_modules`` in the
+  fork's upper layer (written in an earlier mount) and in the checkout: first and warm;
 - ``fuse_ro_walk``: warm ``find``, ``os.walk`` + ``lstat``, ``grep -r`` and ``git status`` in
   a read-only revision mount of the synthetic tree (the overlay backend's lower layer) vs
   the stock git checkout;
@@ -33,6 +35,7 @@ import contextlib
 import dataclasses
 import gc
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -283,8 +286,9 @@ def mounted(
         if commit is not None:
             info = mounts.mount(home, vault, fork, mp, revision=commit)
         else:
-            info = mounts.mount(home, vault, fork, mp, backend=backend)
-            if info.backend != backend:
+            want = mount_backend(backend)
+            info = mounts.mount(home, vault, fork, mp, backend=want)
+            if info.backend != want:
                 raise RuntimeError(f"asked for a {backend} mount, got {info.backend}: {info.backend_why}")
     except BaseException:
         _release(mp)  # mount() failed or was interrupted half-way: leave nothing behind
@@ -312,10 +316,18 @@ def _log_daemon(vault: Vault, fork: str, pid: int) -> None:
     )
 
 
-def _empty_home(path: Path) -> tuple[Home, Vault]:
+def mount_backend(backend: str) -> str:
+    """The mount backend a bench backend name mounts with: ``overlay_plain`` is the overlay
+    backend in a home whose state dirs are plain directories (``layers = off``: the upper
+    layer on the host's file system), ``overlay`` the default home (the upper layer in the
+    home's btrfs layers file system where root can loop-mount one)."""
+    return "overlay" if backend == "overlay_plain" else backend
+
+
+def _empty_home(path: Path, backend: str = "overlay") -> tuple[Home, Vault]:
     from avfs_git.core.home import Home
 
-    home = Home(str(path), author=AUTHOR)
+    home = Home(str(path), author=AUTHOR, layers="off" if backend == "overlay_plain" else None)
     return home, home.create_vault(VAULT)
 
 
@@ -504,7 +516,7 @@ def bench_fuse_io(ctx: Context, labels: list[str]) -> None:
     block = os.urandom(MiB)
 
     def make(backend: str) -> tuple[Home, Vault, str, Path]:
-        home, vault = _empty_home(base / f"home-{backend}")
+        home, vault = _empty_home(base / f"home-{backend}", backend)
         (base / f"mnt-{backend}").mkdir()
         return home, vault, "main", base / f"mnt-{backend}"
 
@@ -571,7 +583,7 @@ def bench_fuse_meta(ctx: Context, labels: list[str]) -> None:
     native_dir.mkdir()
 
     def make(backend: str) -> tuple[Home, Vault, str, Path]:
-        home, vault = _empty_home(base / f"home-{backend}")
+        home, vault = _empty_home(base / f"home-{backend}", backend)
         (base / f"mnt-{backend}").mkdir()
         return home, vault, "main", base / f"mnt-{backend}"
 
@@ -861,6 +873,122 @@ def _status_rows(
     return out
 
 
+# -- fuse_git_status_ignored -------------------------------------------------------------------
+IGNORED_DIRS, IGNORED_PER_DIR = 500, 100  # 50,000 ignored files (--quick: 10,000)
+
+
+def bench_fuse_git_status_ignored(ctx: Context, labels: list[str]) -> None:
+    """git status in a mounted fork whose upper layer holds a 50,000-file ignored
+    ``node_modules`` (written in an earlier mount) and 10 changed files, vs the native
+    checkout with the same: the first status after mounting, then warm. What it shows: the
+    fsmonitor answer costs the changes, not the upper layer."""
+    for label in labels:
+        _fuse_git_status_ignored(ctx, label)
+
+
+def _fill_ignored(root: Path, changed: list[str], ctx: Context, dirs: int) -> None:
+    (root / ".gitignore").write_text("node_modules/\n")
+    for d in range(dirs):
+        pkg = root / "node_modules" / f"pkg{d:03d}"
+        pkg.mkdir(parents=True, exist_ok=True)
+        for f in range(IGNORED_PER_DIR):
+            (pkg / f"f{f}.js").write_text(f"module.exports = {f}\n")
+    for p in changed:
+        (root / p).write_bytes(ctx.fx.content.changed_bytes(p, "fuse-status"))
+
+
+def _fuse_git_status_ignored(ctx: Context, label: str) -> None:
+    files = SIZES[label]
+    dirs = IGNORED_DIRS // 5 if ctx.quick else IGNORED_DIRS
+    co = ctx.fx.checkout(label)
+    changed = pick_paths(files, 10, "fuse-status")
+    _fill_ignored(co.path, changed, ctx, dirs)
+    made: list[Path] = []
+    homes: dict[str, tuple[Home, Path]] = {}
+
+    def make(backend: str) -> tuple[Home, Vault, str, Path]:
+        # the same home and mount point both times (a Vault object is closed after a mount)
+        if backend not in homes:
+            home, hdir = ctx.fx.home(f"fuse-ignored-{backend}", label)
+            mp = ctx.fx.new_dir(f"fuse-ignored-mnt-{backend}-{label}")
+            made.extend((hdir, mp))
+            homes[backend] = (home, mp)
+        home, mp = homes[backend]
+        return home, home.vault(VAULT), "main", mp
+
+    want = sorted([*(f" M {p}" for p in changed), "?? .gitignore"])
+    try:
+        with mounted_each(ctx, make, f"fuse_git_status_ignored-fill-{label}") as ms:
+            for m in ms.values():  # written through the mount: the upper layer holds them
+                _fill_ignored(m.path, changed, ctx, dirs)
+        with mounted_each(ctx, make, f"fuse_git_status_ignored-{label}") as ms:
+            first: dict[str, tuple[float, list[str]]] = {}
+            for backend, m in ms.items():
+                t0 = time.perf_counter()
+                probe = _git_in(m.path, "status", "--porcelain")
+                first[backend] = ((time.perf_counter() - t0) * 1e3, _porcelain(probe))
+            results: dict[str, list[list[str]]] = {who: [] for who in ("native", *ms)}
+
+            def status(root: Path, who: str) -> RoundFn:
+                def one(_i: int) -> Phases:
+                    t0 = time.perf_counter()
+                    proc = _git_in(root, "status", "--porcelain")
+                    dt = (time.perf_counter() - t0) * 1e3
+                    results[who].append(_porcelain(proc))
+                    return {"status": dt}
+
+                return one
+
+            sides = {"native": status(co.path, "native")}
+            sides.update({b: status(m.path, b) for b, m in ms.items()})
+            budget = _budget(ctx, 90.0) * len(ms)
+            r = rounds(sides, ctx.repeats.medium, budget)
+            native = r.get("native", "status")
+            what = f"{dirs * IGNORED_PER_DIR:,} ignored files in node_modules + 10 changed files"
+            for backend, m in ms.items():
+                notes = [f"mount ready in {m.ready_ms:.0f} ms"]
+                for who in (backend, "native"):
+                    bad = [x for x in results[who] if x != want]
+                    if bad:
+                        notes.append(
+                            f"git status ({who}) listed other than expected in {len(bad)} runs: {bad[0][:3]}"
+                        )
+                _compare(
+                    ctx,
+                    r,
+                    _fig(backend, "git_status_ignored"),
+                    label,
+                    "status",
+                    f"git status --porcelain in the mounted fork, {what} (upper layer), warm",
+                    STATUS_TARGET,
+                    notes,
+                    baseline="git status --porcelain, native checkout with the same",
+                    mount=backend,
+                )
+                ms_first, listed = first[backend]
+                if native:
+                    ctx.emit(
+                        Result(
+                            _fig(backend, "git_status_ignored_first"),
+                            label,
+                            ms_first,
+                            [ms_first],
+                            what=f"the first git status --porcelain after mounting, {what} (one run)",
+                            baseline="git status --porcelain, native checkout with the same (warm median)",
+                            baseline_ms=median(native),
+                            baseline_samples_ms=native,
+                            target=STATUS_FIRST_TARGET,
+                            notes=[
+                                *notes,
+                                *([] if listed == want else [f"the first git status listed {listed[:4]}"]),
+                            ],
+                        )
+                    )
+    finally:
+        for path in made:
+            ctx.fx.done_with(path)
+
+
 # -- fuse_build --------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Project:
@@ -929,7 +1057,7 @@ def _build(ctx: Context, proj: Project, tarball: Path) -> None:
     outcomes: dict[str, set[str]] = {}
 
     def make(backend: str) -> tuple[Home, Vault, str, Path]:
-        home, vault = _empty_home(base / f"home-{backend}")
+        home, vault = _empty_home(base / f"home-{backend}", backend)
         (base / f"mnt-{backend}").mkdir()
         return home, vault, "main", base / f"mnt-{backend}"
 
@@ -1023,7 +1151,7 @@ def bench_fuse_npm(ctx: Context, labels: list[str]) -> None:
     installed: dict[str, set[int]] = {}
 
     def make(backend: str) -> tuple[Home, Vault, str, Path]:
-        home, vault = _empty_home(base / f"home-{backend}")
+        home, vault = _empty_home(base / f"home-{backend}", backend)
         (base / f"mnt-{backend}").mkdir()
         return home, vault, "main", base / f"mnt-{backend}"
 
@@ -1078,7 +1206,26 @@ NM_DIRS = 500
 
 
 def _du_kib(path: Path) -> int:
-    return int(run(["du", "-sk", str(path)]).split()[0])
+    """KiB the home takes on the host's file system (``du -x``: the layers image's allocated
+    blocks count, the btrfs mounted inside it is not walked a second time)."""
+    return int(run(["du", "-skx", str(path)]).split()[0])
+
+
+def _btrfs_du(hdir: Path) -> str | None:
+    """``btrfs filesystem du -s`` of the home's layers subvolumes (total, exclusive, shared)."""
+    from avfs_git.core import layers
+
+    ws = Path(layers.mount_path(str(hdir)), layers.WS)
+    if not layers.mounted(str(hdir)) or not ws.is_dir():
+        return None
+    subs = sorted(str(p) for p in ws.iterdir())
+    out = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", *subs], capture_output=True, text=True)
+    tot = exc = 0
+    for ln in out.stdout.splitlines()[1:]:
+        parts = ln.split()
+        if len(parts) >= 3 and parts[0].isdigit():
+            tot, exc = tot + int(parts[0]), exc + int(parts[1])
+    return f"{len(subs)} subvolumes: {tot >> 20} MiB in total, {exc >> 20} MiB exclusive (the rest shared)"
 
 
 def _populate(root: Path, files: int) -> float:
@@ -1098,22 +1245,26 @@ def _populate(root: Path, files: int) -> float:
 
 def bench_fork_live(ctx: Context, labels: list[str]) -> None:
     """Fork a live (mounted) fork whose upper layer holds a node_modules of 50,000 files
-    (10,000 with --quick), ignored by .gitignore: time and disk use, each backend."""
+    (10,000 with --quick), ignored by .gitignore: time and disk use, each backend, with the
+    home's layers file system (the default where root can loop-mount btrfs: forks are
+    snapshots) and, for the overlay backend, without it (``layers = off``: plain state
+    dirs, the ignored files captured into git objects)."""
     del labels
     files = 10_000 if ctx.quick else 50_000
     for backend in ctx.backends:
         _fork_live(ctx, backend, files)
 
 
-FORK_LIVE_FORKS = 3
+FORK_LIVE_FORKS = 5
 
 
 def _fork_live(ctx: Context, backend: str, files: int) -> None:
     from avfs_git.core import checkpoint
 
+    layers_mode = "off" if backend == "overlay_plain" else "auto"
     base = ctx.fx.new_dir(f"fork-live-{backend}")
     hdir = base / "home"
-    home, vault = _empty_home(hdir)
+    home, vault = _empty_home(hdir, backend)
     ws = vault.workspace("main")
     ws.write("package.json", b'{"name": "app", "version": "1.0.0"}\n')
     ws.write(".gitignore", b"node_modules/\n")
@@ -1121,10 +1272,12 @@ def _fork_live(ctx: Context, backend: str, files: int) -> None:
     (base / "mnt").mkdir()
     label = f"{files // 1000}k files"
     notes: list[str] = []
+    env = {**os.environ, "AVFS_LAYERS": layers_mode}
     cli = [ctx.avfs_bin, "--home", str(hdir), "--vault", f"{VAULT}:main", "--json", "vault", "fork"]
     cli_ms: list[float] = []
     api_ms: list[float] = []
     du: list[int] = []
+    modes: set[str] = set()
     try:
         with mounted(home, vault, "main", base / "mnt", backend) as m:
             pop_ms = _populate(m.path, files)
@@ -1133,42 +1286,55 @@ def _fork_live(ctx: Context, backend: str, files: int) -> None:
             du.append(_du_kib(hdir))
             for k in range(FORK_LIVE_FORKS):
                 t0 = time.perf_counter()
-                proc = subprocess.run([*cli, f"cli-{k}"], capture_output=True, text=True, check=False)
+                proc = subprocess.run(
+                    [*cli, f"cli-{k}"], capture_output=True, text=True, check=False, env=env
+                )
                 cli_ms.append((time.perf_counter() - t0) * 1e3)
                 if proc.returncode != 0:
                     notes.append(f"avfs vault fork exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
                     break
+                modes.add(json.loads(proc.stdout)["ignored"]["mode"])
                 os.sync()
                 du.append(_du_kib(hdir))
             for k in range(FORK_LIVE_FORKS):
                 t0 = time.perf_counter()
-                vault.create_fork("main", f"api-{k}")
+                made = vault.fork("main", f"api-{k}")
                 api_ms.append((time.perf_counter() - t0) * 1e3)
+                modes.add(str(made.ignored.mode))
             os.sync()
             du.append(_du_kib(hdir))
+            notes.append(f"ignored.mode of the forks: {', '.join(sorted(modes))}")
             child = vault.workspace("cli-0") if vault.has_fork("cli-0") else None
             if child is not None:
-                seen = child.exists("node_modules/pkg000") and child.exists("package.json")
+                seen = child.exists("node_modules/pkg000/f000000.js") and child.exists("package.json")
                 notes.append(f"the child fork shows node_modules: {'yes' if seen else 'no'}")
             refs = run(["git", "--git-dir", vault.path, "count-objects", "-v"])
             notes.append("vault objects after: " + ", ".join(refs.split("\n")[:4]))
+            bt = _btrfs_du(hdir)
+            if bt is not None:
+                notes.append(f"btrfs filesystem du: {bt}")
     finally:
         vault.close()
+        from avfs_git.core import layers
+
+        layers.unmount(str(hdir))  # before the home is removed (the image with it)
         ctx.fx.done_with(base)
     mib = [f"{k / 1024:,.1f}" for k in du]
     notes.append(
-        f"du -s of the home (MiB): before {mib[0]}, after each CLI fork {', '.join(mib[1 : 1 + len(cli_ms)])},"
-        f" after {FORK_LIVE_FORKS} more (API) {mib[-1]}"
+        f"du -skx of the home on the host (MiB): before {mib[0]}, after each CLI fork"
+        f" {', '.join(mib[1 : 1 + len(cli_ms)])}, after {FORK_LIVE_FORKS} more (API) {mib[-1]}"
     )
     target = Target(max_ms=5.0, label="≤ 5 ms, disk use flat")
+    fig = "fork_live"
+    how = " (layers = off: plain state dirs)" if layers_mode == "off" else ""
     if cli_ms:
         ctx.emit(
             Result(
-                _fig(backend, "fork_live_cli"),
+                _fig(backend, fig + "_cli"),
                 label,
                 median(cli_ms),
                 cli_ms,
-                what=f"`avfs --json vault fork` of a mounted fork whose node_modules ({files:,} ignored files) is in its upper layer",
+                what=f"`avfs --json vault fork` of a mounted fork whose node_modules ({files:,} ignored files) is in its upper layer{how}",
                 target=target,
                 notes=notes,
             )
@@ -1176,13 +1342,13 @@ def _fork_live(ctx: Context, backend: str, files: int) -> None:
     if api_ms:
         ctx.emit(
             Result(
-                _fig(backend, "fork_live"),
+                _fig(backend, fig),
                 label,
                 median(api_ms),
                 api_ms,
-                what="Vault.create_fork (in process) of the same mounted fork, after the CLI forks",
+                what=f"Vault.fork (in process) of the same mounted fork, after the CLI forks{how}",
                 target=target,
-                notes=[notes[-1]],
+                notes=notes[-3:],
             )
         )
 
@@ -1276,6 +1442,7 @@ FUSE_BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "fuse_io": bench_fuse_io,
     "fuse_meta": bench_fuse_meta,
     "fuse_git_status": bench_fuse_git_status,
+    "fuse_git_status_ignored": bench_fuse_git_status_ignored,
     "fuse_build": bench_fuse_build,
     "fuse_npm": bench_fuse_npm,
     "fork_live": bench_fork_live,

@@ -251,7 +251,9 @@ class Fixtures:
         tmp = self.new_dir(f"template-{label}")
         log(f"importing the {label} tree into this run's template vault")
         t0 = time.perf_counter()
-        home = Home(str(tmp), author=AUTHOR)
+        # plain state dirs: templates are copied with cp -a (a home with a mounted layers
+        # image is not a directory to copy)
+        home = Home(str(tmp), author=AUTHOR, layers="off")
         home.create_vault(VAULT, from_dir=str(tree))
         home.vault(VAULT).close()
         log(f"imported {label} in {time.perf_counter() - t0:.1f} s")
@@ -293,7 +295,7 @@ class Fixtures:
         run(["cp", "-a", str(src), str(dest)])
         flush_disk()
         self._homes.append(dest)
-        return Home(str(dest), author=AUTHOR), dest
+        return Home(str(dest), author=AUTHOR, layers="off"), dest
 
     def done_with(self, path: Path) -> None:
         if not self.keep:

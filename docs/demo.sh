@@ -6,7 +6,9 @@ set -euo pipefail
 AVFS="${AVFS_BIN:-avfs}"
 WORK="$(mktemp -d -t avfs-demo.XXXXXX)"
 export AVFS_HOME="$WORK/home"
-trap 'rm -rf "$WORK"' EXIT
+# the home's layers file system (a loop-mounted btrfs image, where root can make one) is
+# unmounted before the home is removed
+trap 'umount "$WORK/home/layers" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # colour only for a terminal, and never under NO_COLOR (https://no-color.org)
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then

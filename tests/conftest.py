@@ -16,12 +16,14 @@ import pygit2
 import pytest
 
 import avfs_git
+from avfs_git.core import layers
 from avfs_git.core.home import Home
 from avfs_git.core.vault import Vault
 from avfs_git.core.workspace import Workspace
 
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+LAYERS = os.environ.get("AVFS_TEST_LAYERS", "") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +42,12 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("GIT_COMMITTER_NAME", AUTHOR[0])
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", AUTHOR[1])
     monkeypatch.setenv("AVFS_LOCK_WAIT", "5")
+    if not LAYERS:
+        # the suite's homes keep plain state dirs (tests copy homes and vaults, read every
+        # file of a home); tests/test_share.py and AVFS_TEST_LAYERS=1 run the layers file
+        # system (core/layers.py): in process and in the CLI and daemons it starts
+        monkeypatch.setenv("AVFS_LAYERS", "off")
+        monkeypatch.setattr(layers, "DEFAULT_MODE", "off")
     (home_dir / ".gitconfig").write_text(
         f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
         '[protocol "file"]\n\tallow = always\n'
@@ -60,6 +68,31 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for lvl, value in saved.items():
         sp[lvl] = value
     _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
+    _drop_layers(tmp_path)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Layers file systems of homes in module- or session-wide temp dirs (the function-wide
+    ones go with their test)."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        try:
+            _drop_layers(factory.getbasetemp())
+        except OSError:
+            pass
+
+
+def _drop_layers(tmp_path: Path) -> None:
+    """Unmount the layers file systems (core/layers.py) the test's homes made, and remove
+    their images: each is a loop device and a few MB of metadata."""
+    root = str(tmp_path) + "/"
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        points = [ln.split()[1].replace("\\040", " ") for ln in fh if ln.split()[2:3] == ["btrfs"]]
+    for mp in points:
+        if mp.startswith(root) and os.path.basename(mp) == layers.MOUNT:
+            home = os.path.dirname(mp)
+            layers.unmount(home)
+            Path(home, layers.IMAGE).unlink(missing_ok=True)
 
 
 def _fsck_every_vault(vaults: Path) -> None:

@@ -170,3 +170,34 @@ def test_mount_point_paths_resolve_symlinks(two, tmp_path):
     r = _avfs("--json", "unmount", str(link))
     assert r.code == 0 and r.json()["fork"] == "agent-1", r
     assert _live(two) == []
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_mounted_fork_or_its_vault_is_not_deleted(two, tmp_path, backend):
+    """Deleting a fork that is mounted (or its vault) would pull the upper layer and the
+    workspace's state from under the processes in the mount (it did: the fork's files
+    vanished from the live mount). It is refused, like git refuses to delete a branch
+    checked out in a worktree, and nothing changes; once unmounted, it deletes."""
+    w = _avfs("mount", "--backend", backend, "work:agent-1").out.strip()
+    with open(os.path.join(w, "mine.txt"), "w") as fh:
+        fh.write("in the mount\n")
+    err = _error(_avfs("--json", "vault", "delete", "work:agent-1", "--force"), "fork_mounted")
+    assert err["details"]["mountpoints"] == [w] and "avfs unmount work:agent-1" in err["hint"]
+    err = _error(_avfs("--json", "vault", "delete", "work", "--force"), "fork_mounted")
+    assert err["details"] == {"vault": "work", "fork": None, "mountpoints": [w]}
+    r = _avfs("vault", "delete", "work:agent-1", "--force")
+    assert r.code == 1 and f"is mounted at {w}" in r.err
+    # nothing changed: the fork, its vault, its mount and what was written there
+    assert _live(two) == [("work", "agent-1")]
+    assert two.vault("work").has_fork("agent-1")
+    with open(os.path.join(w, "mine.txt")) as fh:
+        assert fh.read() == "in the mount\n"
+    assert sorted(os.listdir(w)) == [".git", "mine.txt"]
+    assert (
+        _avfs("--json", "--vault", "work:agent-1", "cat", "mine.txt").json()["files"][0]["content"]
+        == "in the mount\n"
+    )
+    assert _avfs("unmount", "work:agent-1").code == 0
+    assert _avfs("--json", "vault", "delete", "work:agent-1", "--force").code == 0
+    assert not two.vault("work").has_fork("agent-1")
+    assert _avfs("--json", "vault", "delete", "work", "--force").code == 0

@@ -206,3 +206,48 @@ def test_first_mounts_racing_on_the_vault_config_all_succeed(tmp_path):
         failures += [err for err, code in ran if code != 0]
         assert git("--git-dir", vault.path, "config", "--bool", "extensions.worktreeConfig").strip() == "true"
     assert failures == []
+
+
+def test_a_write_opened_while_a_checkpoint_retires_the_file_is_kept(vault):
+    """The pure-FUSE backend writes into the overlay's file of a path. A checkpoint that
+    captured that file retires its entry (the bytes are in the commit) unless a mount has
+    it open for writing. An open for writing that came between the checkpoint's "in use?"
+    probe and the removal used to write into the file being retired: the append was lost
+    (the soak saw about 1 in 5,000). Now the retiring checkpoint holds the file until it is
+    gone, and the open then finds it retired and writes into the base's copy."""
+    import os
+    import threading
+
+    from avfs_git.fuse.ops import WorkspaceFS
+
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"1\n")
+    fs = WorkspaceFS(ws)
+    real_retire = ws.overlay.retire
+    outcome: list[object] = []
+
+    def append() -> None:
+        try:
+            fh = fs.open("/a.txt", os.O_WRONLY | os.O_APPEND)
+            fs.write("/a.txt", b"2\n", 2, fh)
+            fs.release("/a.txt", fh)
+            outcome.append("written")
+        except Exception as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    writer = threading.Thread(target=append)
+
+    def retire_while_a_mount_opens(db, captured):  # type: ignore[no-untyped-def]
+        n = real_retire(db, captured)  # the entry is gone in this transaction
+        writer.start()  # a mount opens the file for writing now
+        writer.join(0.3)  # it waits for the file (or, before the fix, wrote into it)
+        return n
+
+    ws.overlay.retire = retire_while_a_mount_opens  # type: ignore[method-assign]
+    checkpoint.save(vault, message="one")
+    ws.overlay.retire = real_retire  # type: ignore[method-assign]
+    writer.join(10)
+    assert outcome == ["written"]
+    assert vault.workspace("main").read("a.txt") == b"1\n2\n"
+    checkpoint.save(vault, message="two")
+    assert git("--git-dir", vault.path, "show", "main:a.txt") == "1\n2\n"

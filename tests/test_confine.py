@@ -378,7 +378,7 @@ def test_caches_the_policy_names_are_per_vault_and_writable(home, fork):
 
 
 def test_a_bad_network_setting_is_refused_with_the_line():
-    from avfs_git.policy.model import PolicyError
+    from avfs_git.core.errors import PolicyError
 
     with pytest.raises(PolicyError) as got:
         Policy.from_text('version = 1\n[defaults]\nnetwork = "some"\n', "p.toml")

@@ -285,3 +285,67 @@ def test_overlay_over_the_read_only_view(revision_mount, tmp_path):
     finally:
         subprocess.run(["umount", str(ovl)], check=False)
     assert _read_all(mp, files) == files  # the lower is untouched, its daemon alive
+
+
+def test_lower_children_worked_out_across_a_base_move_are_not_kept(vault):
+    """An overlay's lower layer keeps each directory's children for lookups, of one base.
+    A lookup that read the old base, then worked the children out while a checkpoint moved
+    the base and another lookup had already started keeping the new base's, must not keep
+    the old children under the new base: the lower layer would then deny a name the base
+    holds for good, and overlayfs, asked before a removal whether the lower layer has the
+    name, would remove a checkpointed file without a whiteout (the base's copy comes back).
+    The race is made here by hand, in the order the FUSE threads can take."""
+    from avfs_git.core.workspace import Workspace
+
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    lower = Workspace(vault, "main", vault.ws_dir("main"))
+    lower.overlay.with_upper = False
+    fs = WorkspaceFS(lower, read_only=True)
+    real = lower.node_children
+    moved = []
+
+    def children_while_the_base_moves(node: Any) -> Any:
+        kids = real(node)  # the old base's
+        if not moved:
+            moved.append(True)
+            vault.workspace("main").write("x.txt", b"x\n")
+            checkpoint.save(vault, message="with x")  # the base moves meanwhile
+            assert fs._ro_node("x.txt") is not None  # another lookup: the new base's children
+        return kids
+
+    lower.node_children = children_while_the_base_moves  # type: ignore[method-assign]
+    assert fs._ro_node("a.txt") is not None
+    assert moved
+    assert fs._ro_node("x.txt") is not None, "the old base's children were kept"
+    assert fs._ro_node("a.txt") is not None
+
+
+def test_a_listing_begun_before_a_base_move_keeps_no_old_children(vault):
+    """The same for a directory listing (the warm-up walk's readdir) that looked its
+    directory up before a checkpoint moved the base and worked the children out after: the
+    old base's children were kept under the new base, and a removal in the mount right
+    after the checkpoint made no whiteout (1 run in ~25 under load)."""
+    from avfs_git.core.workspace import Workspace
+
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    lower = Workspace(vault, "main", vault.ws_dir("main"))
+    lower.overlay.with_upper = False
+    fs = WorkspaceFS(lower, read_only=True)
+    real = lower.node
+    moved = []
+
+    def node_then_the_base_moves(p: str) -> Any:
+        got = real(p)  # the old base's
+        if p == "" and not moved:
+            moved.append(True)
+            vault.workspace("main").write("x.txt", b"x\n")
+            checkpoint.save(vault, message="with x")
+        return got
+
+    lower.node = node_then_the_base_moves  # type: ignore[method-assign]
+    names = [n for n, _p, _node in fs.listing("/", 0)]
+    assert moved
+    assert "x.txt" in names
+    assert fs._ro_node("x.txt") is not None, "the old base's children were kept"

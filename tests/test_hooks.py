@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from avfs_git import hooks as lib
 from avfs_git.core import checkpoint
+from avfs_git.core.settings import Settings
+from avfs_git.hooks import events, install, prereceive
 from avfs_git.ops import mounts
 
 from .conftest import IN_CI, CliResult, git
@@ -280,7 +281,7 @@ def _head(vault: Any) -> str:
 
 def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
     vault, mp = mounted
-    assert lib.find_mounted_fork(os.environ["AVFS_HOME"], str(mp / "build")) is not None
+    assert events.find_mounted_fork(os.environ["AVFS_HOME"], str(mp / "build")) is not None
     _, out = pre("ls", str(mp))
     assert out["permissionDecision"] == "allow"
     _, out = pre("rm -rf /", str(mp))
@@ -506,7 +507,7 @@ def test_claude_project_install_keeps_machine_paths_out_of_the_shared_settings(
     local = project / ".claude" / "settings.local.json"
     shared.parent.mkdir()
     # an install from before settings.local.json: avfs's hooks in the committed file
-    shared.write_text(json.dumps({"model": "opus", **lib.claude_settings("/old/venv/bin/avfs")}))
+    shared.write_text(json.dumps({"model": "opus", **install.claude_settings("/old/venv/bin/avfs")}))
     r = cli_proc("hooks", "install", "--for", "claude", "--project", str(project))
     assert r.code == 0, r.err
     assert f"installed avfs claude hooks: {local}" in r.out and "moved avfs's hooks out of" in r.err
@@ -548,7 +549,7 @@ def test_claude_install_user_and_example_file(cli: Any) -> None:
     )
     assert res.returncode == 0 and b"systemMessage" in res.stdout
     shipped = json.loads((ROOT / "hooks" / "claude" / "settings.example.json").read_text())
-    assert shipped == lib.claude_settings("avfs")
+    assert shipped == install.claude_settings("avfs")
 
 
 @pytest.mark.parametrize(
@@ -613,7 +614,7 @@ def test_codex_install_merges_and_uninstall_restores(cli: Any, tmp_path: Path, m
     assert config.read_text() == 'notify = ["my-notifier"]\n' + CODEX_CONFIG
 
     shipped = (ROOT / "hooks" / "codex" / "config.example.toml").read_text()
-    assert shipped == lib._codex_block("avfs")
+    assert shipped == install._codex_block("avfs")
 
 
 @pytest.mark.parametrize("content", ["model = ", 'hooks = { PreToolUse = "x" }\n'])
@@ -641,10 +642,10 @@ def test_git_hook_install(cli: Any, vault: Any) -> None:
     doc = _install(cli, "install", "--for", "git", "--vault", "v")
     hook = Path(vault.path) / "hooks" / "pre-receive"
     assert doc["changed"] and doc["vault"] == "v" and doc["path"] == str(hook)
-    assert hook.read_text() == lib.PRE_RECEIVE and os.access(hook, os.X_OK)
+    assert hook.read_text() == prereceive.PRE_RECEIVE and os.access(hook, os.X_OK)
     assert not _install(cli, "install", "--for", "git", "--vault", "v")["changed"]
     shipped = ROOT / "hooks" / "git" / "pre-receive"
-    assert shipped.read_text() == lib.PRE_RECEIVE and os.access(shipped, os.X_OK)
+    assert shipped.read_text() == prereceive.PRE_RECEIVE and os.access(shipped, os.X_OK)
     assert _install(cli, "uninstall", "--for", "git", "--vault", "v")["changed"] and not hook.exists()
     hook.write_text("#!/bin/sh\nexit 0\n")
     doc = check(cli("--json", "hooks", "install", "--for", "git", "--vault", "v"))
@@ -711,9 +712,9 @@ def test_pre_receive_refuses_rewriting_a_mounted_fork(
 
 
 def _answer_pre(command: str, cwd: str, project: str | None, agent: str = "claude") -> dict[str, Any]:
-    home = os.environ["AVFS_HOME"]
+    settings = Settings.from_environ()  # what the CLI reads and passes
     event = pre_event(command, cwd) if agent == "claude" else codex_pre_event(command, cwd)
-    ans = lib.answer(agent, "pre-tool-use", json.dumps(event).encode(), home, project_dir=project)
+    ans = events.answer(agent, "pre-tool-use", json.dumps(event).encode(), settings, project_dir=project)
     assert ans.stdout is not None, ans
     out: dict[str, Any] = ans.stdout["hookSpecificOutput"]
     return out
@@ -808,7 +809,7 @@ def test_fast_hook_fails_closed_when_printing_fails(project: Path, monkeypatch: 
     def boom(self: Any) -> str:
         raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
 
-    monkeypatch.setattr(lib.HookAnswer, "stdout_text", boom)
+    monkeypatch.setattr(events.HookAnswer, "stdout_text", boom)
     assert execopts._fast_hook(["hook", "codex", "pre-tool-use"]) == 2
     captured = capsys.readouterr()
     assert json.loads(captured.out)["hookSpecificOutput"]["permissionDecision"] == "deny"
@@ -821,7 +822,7 @@ def test_click_hook_fails_closed_when_printing_fails(project: Path, monkeypatch:
     from avfs_git.cli.main import main
 
     calls = {"n": 0}
-    real = lib.HookAnswer.stdout_text
+    real = events.HookAnswer.stdout_text
 
     def first_fails(self: Any) -> str:
         calls["n"] += 1
@@ -829,7 +830,7 @@ def test_click_hook_fails_closed_when_printing_fails(project: Path, monkeypatch:
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         return real(self)
 
-    monkeypatch.setattr(lib.HookAnswer, "stdout_text", first_fails)
+    monkeypatch.setattr(events.HookAnswer, "stdout_text", first_fails)
     event = json.dumps(pre_event("ls", str(project))).encode()
     out_b, err_b = io.BytesIO(), io.BytesIO()
     monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(event)})())
@@ -914,10 +915,10 @@ def test_claude_uninstall_keeps_a_user_hook_that_mentions_avfs(cli: Any, project
 
 
 def test_is_ours_matches_only_what_avfs_writes() -> None:
-    assert lib._is_ours("avfs hook claude stop")
-    assert lib._is_ours("/opt/venv/bin/avfs --home /x/.avfs hook codex pre-tool-use")
-    assert lib._is_ours("'/usr/bin/python3' -m avfs_git hook claude post-tool-use")
-    assert lib._is_ours("uvx avfs hook claude stop", "uvx avfs")
+    assert install._is_ours("avfs hook claude stop")
+    assert install._is_ours("/opt/venv/bin/avfs --home /x/.avfs hook codex pre-tool-use")
+    assert install._is_ours("'/usr/bin/python3' -m avfs_git hook claude post-tool-use")
+    assert install._is_ours("uvx avfs hook claude stop", "uvx avfs")
     for cmd in (
         "notify-send avfs hook claude stop",
         "uvx avfs hook claude stop",
@@ -928,4 +929,4 @@ def test_is_ours_matches_only_what_avfs_writes() -> None:
         "avfs hook 'claude",
         None,
     ):
-        assert not lib._is_ours(cmd), cmd
+        assert not install._is_ours(cmd), cmd

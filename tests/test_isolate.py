@@ -526,7 +526,7 @@ def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
 def test_the_option_table_reaches_the_click_command_the_fast_path_and_the_daemon(home, cli, vault, proj):
     require_fuse()
     _need_namespaces()
-    from avfs_git.cli.execopts import _parse_exec
+    from avfs_git.proxy.options import parse_args as _parse_exec
 
     values, argv = _parse_exec(["--readonly-host", "--at", str(proj), "--", "true"])
     req = request_from(values, argv)
@@ -585,5 +585,5 @@ def test_runner_reports_a_view_failure_without_starting_the_command(tmp_path, mo
     view = isolate.plan(str(tmp_path), str(tmp_path), "writable", "", (), None)
     with pytest.raises(isolate.IsolationFailed) as got:
         runner.run(["true"], cwd=str(tmp_path), env={}, timeout_ms=5000, max_output=100, view=view)
-    assert got.value.errno == errno.EPERM and "Operation not permitted" in got.value.reason
-    assert isolate.errno_unavailable(got.value.errno)
+    assert got.value.os_errno == errno.EPERM and "Operation not permitted" in got.value.reason
+    assert isolate.errno_unavailable(got.value.os_errno)

@@ -744,12 +744,54 @@ def test_error_symlink_escape(s: Session) -> None:
 
 
 def test_error_codes_in_schema_match_the_error_hierarchy() -> None:
-    import avfs_git.ops.mounts
-    import avfs_git.policy
-    import avfs_git.proxy.approval  # noqa: F401
+    # every code lives in core/errors.py: a fresh process that imports only that module
+    # sees them all
+    code = (
+        "import json, avfs_git.core.errors as e\n"
+        "todo, out = [e.AvfsError], {}\n"
+        "while todo:\n"
+        "    c = todo.pop(); todo.extend(c.__subclasses__())\n"
+        "    if 'code' in c.__dict__: out[c.code] = issubclass(c, e.EnvelopeError)\n"
+        "print(json.dumps(out))"
+    )
+    import subprocess
+    import sys
 
+    codes = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
+    assert set(codes) == set(_exit_codes())
     common = json.loads((SCHEMA_DIR / "common.schema.json").read_text())
-    assert set(common["$defs"]["error_code"]["enum"]) == set(_exit_codes())
+    assert set(common["$defs"]["error_code"]["enum"]) == {c for c, env in codes.items() if not env}
+    # the envelope's own codes: proxy_exec_result's `error.code` adds exactly these
+    envelope = json.loads((SCHEMA_DIR / "proxy_exec_result.schema.json").read_text())
+    extra: set[str] = set()
+    todo: list[Any] = [envelope]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, dict):
+            alts = x.get("anyOf", [])
+            if {"$ref": "common.schema.json#/$defs/error_code"} in alts:
+                extra.update(v for alt in alts for v in alt.get("enum", []))
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+    assert extra == {c for c, env in codes.items() if env}
+
+
+def test_no_error_code_is_defined_outside_core_errors() -> None:
+    import ast
+
+    pkg = Path(__file__).resolve().parent.parent / "avfs_git"
+    found = []
+    for path in sorted(pkg.rglob("*.py")):
+        if path == pkg / "core" / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for stmt in node.body:
+                    targets = stmt.targets if isinstance(stmt, ast.Assign) else []
+                    if any(isinstance(t, ast.Name) and t.id == "code" for t in targets):
+                        found.append(f"{path.relative_to(pkg)}:{node.name}")
+    assert found == []
 
 
 # -- real processes --------------------------------------------------------------------------

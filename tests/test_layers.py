@@ -14,8 +14,11 @@ The layers, lowest first (docs/architecture.md):
                                 loads (it runs first under every avfs_git module, so it must not);
                                 its lazy table names core and proxy (exec_in) and resolves on
                                 attribute access. Only front ends may import it
-    3  cli, mcp_server, hooks  front ends (cli/execopts.py, the console script's fast path,
-       avfs_git/__main__.py     is a front end like the rest of cli/)
+    3  mcp, hooks              front ends: the MCP server; agent and git hooks
+    3.5 cli, __main__          the command line (cli/execopts.py, the console script's fast
+                                path, is a front end like the rest of cli/); it starts the MCP
+                                server and answers hook events, so it sits above them: mcp and
+                                hooks never import cli, nor each other
 
 An import of a module in a higher layer fails the test; so does any cycle between packages.
 Cycles among the modules of one package (through function-level imports) are debt: the edges
@@ -40,10 +43,33 @@ LAYER: dict[str, float] = {
     "proxy": 2,
     "fuse": 2.5,
     "": 2.9,  # avfs_git/__init__.py
-    "cli": 3,
-    "mcp_server": 3,
+    "mcp": 3,
     "hooks": 3,
-    "__main__": 3,
+    "cli": 3.5,
+    "__main__": 3.5,
+}
+
+# imports between two packages of one rank (each other's modules: a cycle would fail anyway).
+# Only these: policy uses core's error hierarchy and nothing else of core; `python -m
+# avfs_git` is the CLI. Two front ends (mcp, hooks) never import each other.
+SIDEWAYS = {("policy", "core"), ("__main__", "cli")}
+POLICY_USES_OF_CORE = {"avfs_git.core.errors"}
+
+# Below the front ends, the process environment is read for avfs's settings in one module,
+# core/settings.py (the front ends build a Settings and pass it down: home.settings). The
+# other reads are not settings of avfs; each says what it is. A new one fails the test.
+FRONT_ENDS = {"cli", "mcp", "hooks", "__main__"}
+ENVIRONMENT_READS = {
+    "core/settings.py": "the one reader of avfs's settings (AVFS_HOME, AVFS_LOCK_WAIT, XDG_CACHE_HOME, AVFS_GIT_TOKEN)",
+    "core/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
+    "core/gitrun.py": "the environment a git process is given: the caller's, without GIT_*",
+    "core/remote.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
+    "proxy/execute.py": "the environment a command inherits when the request carries none",
+    "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
+    "ops/mounts.py": "PATH (is fusermount3 there), the daemon's environment; AVFS_NO_OVERLAY, the "
+    "overlay backend's off switch (in the overlay code, which is being rebuilt: left there)",
+    "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
+    "fuse/ops.py": "a debugging trace of FUSE calls",
 }
 
 # (importer, imported) edges between modules of one package that lie on an import cycle
@@ -244,6 +270,34 @@ def test_the_package_root_loads_nothing() -> None:
 def test_no_import_goes_up() -> None:
     found = upward_edges(graph())
     assert short(found) == [], "imports from a lower layer to a higher one"
+
+
+def test_sideways_imports_are_the_known_ones() -> None:
+    pg = package_graph(graph())
+    found = {(a, b) for a, targets in pg.items() for b in targets if LAYER[a] == LAYER[b]}
+    assert sorted(found) == sorted(SIDEWAYS)
+
+
+def test_policy_uses_only_the_errors_of_core() -> None:
+    g = graph()
+    used = {t for m, ts in g.items() if package_of(m) == "policy" for t in ts if package_of(t) == "core"}
+    assert sorted(used) == sorted(POLICY_USES_OF_CORE)
+
+
+def _reads_environment(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "expanduser"):
+            return True
+    return False
+
+
+def test_the_environment_is_read_at_the_edges() -> None:
+    found = {
+        str(path.relative_to(PKG))
+        for name, path in modules().items()
+        if package_of(name) not in FRONT_ENDS and _reads_environment(path)
+    }
+    assert sorted(found) == sorted(ENVIRONMENT_READS)
 
 
 def test_no_cycle_between_packages() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, packwriter, refs
+from avfs_git.core import checkpoint, packwriter, refs, registry
 from avfs_git.core.errors import BusyError, QuotaExceededError
 from avfs_git.core.home import Home
 from avfs_git.core.locks import pid_alive
@@ -816,7 +816,7 @@ def test_mountinfo_lines_are_read_with_their_escapes(tmp_path: Path) -> None:
         "42 27 0:42 / /n rw - overlay overlay rw,lowerdir+=/x,datadir+=/y,upperdir=/u2,workdir=/w2\n"
         "43 27 8:1 / / rw - ext4 /dev/sda1 rw\n"
     )
-    got = maintenance.kernel_mounts(str(info))
+    got = registry.kernel_mounts(str(info))
     assert [(k.mountpoint, k.fstype, k.avfs_fuse, k.vault_name) for k in got] == [
         ("/tmp/a b", "fuse.avfs", True, "v"),
         ("/m", "overlay", False, None),

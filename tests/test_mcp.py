@@ -21,7 +21,7 @@ from mcp.types import REQUEST_TIMEOUT, CallToolResult, TextContent
 
 from avfs_git.core.home import Home
 from avfs_git.core.vault import Vault
-from avfs_git.mcp_server import TOOLS
+from avfs_git.mcp.tools import TOOLS
 
 TOOL_NAMES = {
     "vault_list",
@@ -522,7 +522,7 @@ def test_the_exec_output_schema_is_a_part_of_the_documents_schema() -> None:
     """exec's trimmed output schema names only fields of proxy_exec_result.schema.json, and
     only fields that document always has."""
     import avfs_git
-    from avfs_git.mcp_server import EXEC_OUTPUT_SCHEMA
+    from avfs_git.mcp.tools import EXEC_OUTPUT_SCHEMA
 
     schemas = Path(avfs_git.__file__).parent / "schemas"
     full = json.loads((schemas / "proxy_exec_result.schema.json").read_text())
@@ -532,7 +532,7 @@ def test_the_exec_output_schema_is_a_part_of_the_documents_schema() -> None:
 
 def test_file_tools_refuse_lone_surrogates_and_handle_deep_paths(vault: Vault, home: Home) -> None:
     from avfs_git.core.errors import AvfsError
-    from avfs_git.mcp_server import AvfsTools
+    from avfs_git.mcp.tools import AvfsTools
 
     tools = AvfsTools(home.path, "v:main")
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from avfs_git.core import checkpoint
+from avfs_git.core.errors import PolicyError
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
-from avfs_git.policy.model import PolicyError
 from avfs_git.proxy import confine, netproxy
 from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
 

@@ -248,12 +248,6 @@ def test_copied_up_files_read_after_a_remount(home, vault, tmp_path):
     assert git("--git-dir", vault.path, "show", "main:d0/f0.txt") == "0\nround 0\nround 1\nround 2\n"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: under load the removal sometimes makes no whiteout (overlayfs still "
-    "believes the lower layer lacks the file the checkpoint put in the base) and the file comes back; "
-    "passes alone and in a clean-clone CI run, failed once in a loaded full run",
-)
 def test_a_file_made_checkpointed_then_removed_in_the_mount_stays_removed(home, vault, tmp_path):
     """The checkpoint moves the base (the lower layer) to hold a file the upper layer made;
     removing it then must leave a whiteout, or the base's copy comes back: in status, in
@@ -281,5 +275,221 @@ def test_a_file_made_checkpointed_then_removed_in_the_mount_stays_removed(home, 
     try:
         assert not os.path.exists(os.path.join(mp, "x.txt"))
         assert vault.workspace("main").status() == []
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def _move_ref_from_outside(vault: Any, tmp_path: Any, files: dict[str, str | None]) -> str:
+    """Commit ``files`` (text, or None: removed) on main in a clone and move the vault's main
+    to it from outside avfs; returns the new tip. git refuses a push to a branch checked out
+    in a worktree (a mount is one): the ref is moved by plumbing, as a script would."""
+    clone = str(tmp_path / "clone")
+    git("clone", "-q", vault.path, clone)
+    for rel, text in files.items():
+        if text is None:
+            os.unlink(os.path.join(clone, rel))
+        else:
+            with open(os.path.join(clone, rel), "w") as fh:
+                fh.write(text)
+    git("-C", clone, "add", "-A")
+    git("-C", clone, "commit", "-q", "-m", "from outside")
+    git("-C", clone, "push", "-q", "origin", "HEAD:refs/heads/side")
+    tip = git("-C", clone, "rev-parse", "HEAD").strip()
+    git("--git-dir", vault.path, "update-ref", "refs/heads/main", tip)
+    return tip
+
+
+def test_a_ref_moved_from_outside_shows_in_a_live_overlay_mount(home, vault, tmp_path):
+    """The fork's ref moved by someone else (plumbing in the vault) while an overlay mount
+    is live and the fork has nothing uncheckpointed: the base follows the ref at the next
+    avfs call, and the mount shows the new commit at once. The lower layer is cached by the
+    kernel for good, so the move must be written through the mount (as a restore is), or
+    the mount keeps the old bytes, or the new bytes cut to the old size."""
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"old\n")
+    ws.write("b.txt", b"b\n")
+    ws.write("d/e.txt", b"e\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        # the kernel caches all of it (attributes, entries, pages)
+        assert _rt(os.path.join(mp, "a.txt")) == "old\n"
+        assert _rt(os.path.join(mp, "b.txt")) == "b\n"
+        assert _rt(os.path.join(mp, "d", "e.txt")) == "e\n"
+        held = open(os.path.join(mp, "a.txt"), "rb")  # noqa: SIM115 - open across the move
+        tip = _move_ref_from_outside(
+            vault, tmp_path, {"a.txt": "new and longer\n", "b.txt": None, "c.txt": "c\n", "d/e.txt": "E!\n"}
+        )
+        ws = vault.workspace("main")  # any avfs call settles the base against the ref
+        assert ws.base == tip
+        assert _rt(os.path.join(mp, "a.txt")) == "new and longer\n"
+        assert not os.path.exists(os.path.join(mp, "b.txt"))
+        assert _rt(os.path.join(mp, "c.txt")) == "c\n"
+        assert _rt(os.path.join(mp, "d", "e.txt")) == "E!\n"
+        assert held.read() == b"old\n"  # an open file keeps what it had
+        held.close()
+        assert vault.workspace("main").status() == []
+        assert git("-C", mp, "status", "--porcelain") == ""
+    finally:
+        mounts.unmount(home, vault, "main")
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _tree(mp) == {
+            "a.txt": ("file", b"new and longer\n", False),
+            "c.txt": ("file", b"c\n", False),
+            "d/e.txt": ("file", b"E!\n", False),
+        }
+        assert vault.workspace("main").status() == []
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_a_checkpoint_rebased_on_a_ref_moved_from_outside_shows_it_in_the_mount(home, vault, tmp_path):
+    """Uncheckpointed changes in a live overlay mount and the fork's ref moved by someone
+    else: the checkpoint rebases them onto the new tip (a three-way merge), and the mount
+    then shows the merged commit, the other side's changes included (the kernel caches the
+    lower layer for good: they are written through the mount)."""
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"old\n")
+    ws.write("b.txt", b"b\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _rt(os.path.join(mp, "a.txt")) == "old\n"
+        assert _rt(os.path.join(mp, "b.txt")) == "b\n"
+        with open(os.path.join(mp, "mine.txt"), "w") as fh:
+            fh.write("mine\n")
+        tip = _move_ref_from_outside(vault, tmp_path, {"a.txt": "theirs, longer\n", "b.txt": None})
+        res = checkpoint.save(vault, message="mine")
+        assert git("--git-dir", vault.path, "rev-parse", "main^").strip() == tip
+        assert res.checkpoint.commit == git("--git-dir", vault.path, "rev-parse", "main").strip()
+        assert _rt(os.path.join(mp, "a.txt")) == "theirs, longer\n"
+        assert not os.path.exists(os.path.join(mp, "b.txt"))
+        assert _rt(os.path.join(mp, "mine.txt")) == "mine\n"
+        assert vault.workspace("main").status() == []
+        assert git("-C", mp, "status", "--porcelain") == ""
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_a_fork_whose_overlay_daemon_was_killed_deletes_whole(home, vault, tmp_path):
+    """A killed overlay daemon leaves its worktree link pinned immutable in the upper layer;
+    deleting the fork then must still remove all of its state (rmtree alone cannot)."""
+    import time
+
+    require_overlay()
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    vault.create_fork("main", "agent")
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    info = mounts.mount(home, vault, "agent", mp, backend="overlay")
+    with open(os.path.join(mp, "new.txt"), "w") as fh:
+        fh.write("n\n")
+    os.kill(info.pid, 9)
+    deadline = time.monotonic() + 10
+    while mounts.check(vault, "agent") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ws_dir = vault.ws_dir("agent")
+    assert os.path.lexists(os.path.join(ws_dir, "upper", ".git"))  # pinned, left behind
+    vault.delete_fork("agent")
+    assert not os.path.exists(ws_dir)
+    assert vault.workspace("main").read("a.txt") == b"a\n"
+
+
+@pytest.mark.parametrize("before_mount", [False, True], ids=["checkpointed", "changed-before-mount"])
+def test_a_directory_renamed_in_the_mount_survives_checkpoints_and_remounts(
+    home, vault, tmp_path, before_mount
+):
+    """``mv d e`` in an overlay mount makes ``upper/e`` redirect to the lower layer's ``d``
+    (and a whiteout at ``d``). A checkpoint records ``e`` and moves the base, where ``d`` is
+    gone: the redirect must still show ``d``'s old content (it showed an empty ``e``, status
+    then listed every file as deleted, and the next checkpoint deleted them). Entries made
+    before the mount under ``d`` (uncheckpointed changes) move with it."""
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("d/a.txt", b"a\n")
+    ws.write("d/sub/b.txt", b"b\n")
+    ws.write("keep.txt", b"k\n")
+    checkpoint.save(vault)
+    want = {"e/a.txt": b"a\n", "e/sub/b.txt": b"b\n", "keep.txt": b"k\n"}
+    if before_mount:
+        ws.write("d/a.txt", b"a, changed before the mount\n")
+        ws.write("d/new.txt", b"new before the mount\n")
+        want.update({"e/a.txt": b"a, changed before the mount\n", "e/new.txt": b"new before the mount\n"})
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+
+    def shown() -> dict[str, bytes]:
+        return {k: v[1] for k, v in _tree(mp).items()}
+
+    def in_git() -> dict[str, bytes]:
+        out = git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
+        return {p: git("--git-dir", vault.path, "show", f"main:{p}").encode() for p in out}
+
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        os.rename(os.path.join(mp, "d"), os.path.join(mp, "e"))
+        assert shown() == want
+        assert {p: bytes(vault.workspace("main").read(p)) for p in want} == want
+        checkpoint.save(vault, message="renamed")
+        assert in_git() == want
+        assert vault.workspace("main").status() == []
+        assert shown() == want
+        with open(os.path.join(mp, "e", "more.txt"), "w") as fh:
+            fh.write("more\n")
+        want["e/more.txt"] = b"more\n"
+        checkpoint.save(vault, message="a second one")
+        assert in_git() == want
+        assert vault.workspace("main").status() == []
+        assert git("-C", mp, "status", "--porcelain") == ""
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert vault.workspace("main").status() == []
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert shown() == want
+        assert vault.workspace("main").status() == []
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert {p: bytes(vault.workspace("main").read(p)) for p in want} == want
+    checkpoint.save(vault, message="after")
+    assert in_git() == want
+
+
+def test_a_directory_renamed_and_committed_by_git_in_the_mount_keeps_its_content(home, vault, tmp_path):
+    """The same rename recorded by ``git commit`` inside the mount (the base then follows
+    the ref: the commit holds what the view shows): the renamed directory keeps showing its
+    content in the mount, in status, and after a remount."""
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("d/a.txt", b"a\n")
+    ws.write("d/sub/b.txt", b"b\n")
+    checkpoint.save(vault)
+    want = {"e/a.txt": ("file", b"a\n", False), "e/sub/b.txt": ("file", b"b\n", False)}
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        os.rename(os.path.join(mp, "d"), os.path.join(mp, "e"))
+        git("-C", mp, "add", "-A")
+        git("-C", mp, "commit", "-q", "-m", "renamed by git")
+        ws = vault.workspace("main")  # the base follows the ref git moved
+        assert ws.base == git("--git-dir", vault.path, "rev-parse", "main").strip()
+        assert ws.status() == []
+        assert _tree(mp) == want
+        assert git("-C", mp, "status", "--porcelain") == ""
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert vault.workspace("main").status() == []
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _tree(mp) == want
     finally:
         mounts.unmount(home, vault, "main")

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from avfs_git.core.errors import AvfsError, UsageError
+from avfs_git.core.settings import Settings
 from avfs_git.policy import (
     DEFAULT_POLICY_PATH,
     Category,
@@ -891,9 +892,12 @@ def test_shipped_regexes_compile_and_the_parse_cache_is_only_a_cache(
         if rule.args_regex is not None:
             re.compile(rule.args_regex)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache_dir = Settings.from_environ().cache_dir  # as the front end reads it
+    assert cache_dir == str(tmp_path / "avfs")
     text = Path(pmod.DEFAULT_POLICY_PATH).read_text()
-    fresh = pmod._shipped_data(text)
+    fresh = pmod._shipped_data(text, cache_dir)
     cached = list((tmp_path / "avfs").glob("default-policy-*.marshal"))
-    assert len(cached) == 1 and pmod._shipped_data(text) == fresh
+    assert len(cached) == 1 and pmod._shipped_data(text, cache_dir) == fresh
     cached[0].write_bytes(b"\x00garbage")
-    assert pmod._shipped_data(text) == fresh
+    assert pmod._shipped_data(text, cache_dir) == fresh
+    assert pmod._shipped_data(text, None) == fresh  # no cache: parsed

@@ -601,7 +601,16 @@ def test_an_impostor_on_a_dead_daemons_socket_gets_nothing(home, ws, vault, tmp_
          "import os, socket, sys\n"
          "out = open(sys.argv[2], 'ab')\n"
          "os.setgid(65534); os.setuid(65534)\n"
-         "s = socket.socket(socket.AF_UNIX); s.bind('\\0' + sys.argv[1]); s.listen(1)\n"
+         "import time\n"
+         "s = socket.socket(socket.AF_UNIX)\n"
+         "for _ in range(500):  # the dead daemon's threads may hold the name a moment longer\n"
+         "    try:\n"
+         "        s.bind('\\0' + sys.argv[1]); break\n"
+         "    except OSError:\n"
+         "        time.sleep(0.01)\n"
+         "else:\n"
+         "    sys.exit('the dead daemon kept its socket name bound for 5 s')\n"
+         "s.listen(1)\n"
          "print('ready', flush=True)\n"
          "c, _ = s.accept(); out.write(b'connected:' + c.recv(1 << 20)); out.flush()\n",
          name, str(log)],

@@ -19,8 +19,15 @@ import pytest
 from avfs_git.core import checkpoint, remote
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.redact import redact, split_credentials
+from avfs_git.core.settings import Settings
 
 from .conftest import git
+
+
+def _settings_from_env(vault: Any) -> None:
+    """What a front end does: read the environment into the home's settings (the library
+    takes them when the home is opened, not at every call)."""
+    vault.home.settings = Settings.from_environ(None, vault.home.path)
 
 
 @pytest.fixture
@@ -374,16 +381,19 @@ def test_http_with_basic_auth_from_the_environment_and_the_secret_never_shows(
     monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
     # no credentials: a clear error, never a prompt
     monkeypatch.delenv("AVFS_GIT_TOKEN", raising=False)
+    _settings_from_env(v)
     with pytest.raises(remote.RemoteError) as exc:
         remote.push(v, "origin", ["main"])
     assert exc.value.exit_code == 5
     # a wrong one: refused, and the wrong secret is not repeated
     monkeypatch.setenv("AVFS_GIT_TOKEN", "wrong-secret-123")
+    _settings_from_env(v)
     with pytest.raises(remote.RemoteError) as exc:
         remote.push(v, "origin", ["main"])
     assert "wrong-secret-123" not in exc.value.message + json.dumps(exc.value.details)
     # the right one, from the environment
     monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    _settings_from_env(v)
     remote.push(v, "origin", ["main"])
     assert git("--git-dir", str(served), "rev-parse", "main").strip() == v.workspace("main").tip()
     r = cli("--json", "--vault", "v:main", "fetch")
@@ -409,8 +419,10 @@ def test_vault_clone_with_credentials_in_the_url_never_puts_them_on_a_command_li
     remote.add(populated, "origin", url)
     monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
     monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    _settings_from_env(populated)
     remote.push(populated, "origin", ["main"])
     monkeypatch.delenv("AVFS_GIT_TOKEN")  # from here on, only the URL's credentials
+    _settings_from_env(populated)
     monkeypatch.delenv("AVFS_GIT_USERNAME")
     shim, log = tmp_path / "shim", tmp_path / "argv.log"
     shim.mkdir()

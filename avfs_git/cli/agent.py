@@ -42,7 +42,7 @@ def mcp_cmd(app: App, home: str | None, vault: str | None, client_approves: bool
     import os
 
     from ..core.names import parse_address
-    from ..mcp_server import serve
+    from ..mcp.server import serve
 
     level = getattr(logging, os.environ.get("AVFS_MCP_LOG", "").upper(), None)
     logging.basicConfig(  # to stderr: stdout is the protocol's
@@ -52,4 +52,8 @@ def mcp_cmd(app: App, home: str | None, vault: str | None, client_approves: bool
     spec = vault if vault is not None else app.vault_spec
     if spec:
         parse_address(spec)  # a malformed --vault is a usage error now, not on every call
-    serve(home if home is not None else app.home_path, spec, client_approves=client_approves)
+    from ..core.settings import Settings
+
+    home_path = home if home is not None else app.home_path
+    settings = Settings.from_environ(os.environ, home_path)
+    serve(home_path, spec, client_approves=client_approves, settings=settings)

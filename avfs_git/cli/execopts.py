@@ -1,11 +1,14 @@
-"""`proxy exec`'s options, and the fast path that runs it without loading click.
+"""`proxy exec`'s fast path: the console script runs it without loading click.
 
 An agent pays the CLI's start-up on every command it runs through ``proxy exec``; click
 and the command modules cost ~40 ms of a ~130 ms call. So :func:`fast_main` (called by the
-console script before anything else is imported) parses ``[--home DIR] [--vault SPEC]
-[--json] proxy exec [OPTIONS] -- CMD...`` itself, from the same option table the click
-command is built from (:data:`EXEC_OPTIONS`); anything it does not recognise (help, a
-typo, other commands) goes to the full click CLI, which then reports it.
+console script before anything else is imported) takes ``[--home DIR] [--vault SPEC]
+[--json] proxy exec ...`` itself. Where the fork is mounted, it hands the rest of the
+arguments to the mount's daemon (:mod:`avfs_git.proxy.server`), importing nothing beyond
+what Python loads at start-up; otherwise it parses them by the option table the click
+command is built from (:data:`~avfs_git.proxy.options.EXEC_OPTIONS`) and runs the call in
+this process. Anything neither recognises (help, other commands) goes to the full click
+CLI, which then reports it.
 """
 
 from __future__ import annotations
@@ -14,72 +17,9 @@ import marshal
 import os
 import sys
 
-from ..proxy.options import EXEC_OPTIONS, request_from
-
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
     from typing import Any
-
-
-class _NotFast(Exception):
-    """The fast parser leaves these arguments to the click CLI (``--help``)."""
-
-
-class _BadUsage(Exception):
-    """The arguments of `proxy exec` are wrong: answered with a failed envelope."""
-
-    def __init__(self, message: str, values: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.values = values
-
-
-_USAGE = "avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
-
-
-def _parse_exec(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """(option values, command argv) from the arguments after `proxy exec`; raises
-    :class:`_NotFast` for help, :class:`_BadUsage` for anything else it cannot take."""
-    by_name = {o.name: o for o in EXEC_OPTIONS}
-    values: dict[str, Any] = {o.dest: o.default for o in EXEC_OPTIONS}
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            return values, args[i + 1 :]
-        if a in ("-h", "--help"):
-            raise _NotFast(a)
-        name, eq, inline = a.partition("=")
-        opt = by_name.get(name)
-        if opt is None:
-            if a.startswith("-"):
-                raise _BadUsage(f"no such option: {name}", values)
-            raise _BadUsage("put `--` before the command", values)
-        if opt.kind is None:
-            if eq:
-                raise _BadUsage(f"{name} takes no value", values)
-            values[opt.dest] = True
-            i += 1
-            continue
-        if eq:
-            raw = inline
-            i += 1
-        elif i + 1 < len(args):
-            raw = args[i + 1]
-            i += 2
-        else:
-            raise _BadUsage(f"{name} needs a value", values)
-        try:
-            value = opt.kind(raw)
-        except ValueError:
-            raise _BadUsage(f"{name}: {raw!r} is not a whole number", values) from None
-        if opt.choices is not None and value not in opt.choices:
-            raise _BadUsage(f"{name} must be one of {', '.join(opt.choices)}, not {raw!r}", values)
-        if opt.multiple:
-            values[opt.dest] = (*values[opt.dest], value)
-        else:
-            values[opt.dest] = value
-    return values, []
 
 
 def _global_options(args: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -129,16 +69,18 @@ def _fast_hook(args: list[str]) -> int | None:
     ):
         return None
     try:
-        from ..hooks import answer, confine_from
+        from ..hooks.events import answer, confine_from
 
         try:
             data = sys.stdin.buffer.read()
         except (OSError, ValueError):
             data = b""
-        home = os.path.abspath(glob["home"] or os.path.expanduser("~/.avfs"))
+        from ..core.settings import Settings
+
+        settings = Settings.from_environ(os.environ, glob["home"])
         project = os.environ.get("CLAUDE_PROJECT_DIR") if rest[1] == "claude" else None
         confine = confine_from(sys.argv[0] if sys.argv else "", sys.executable, os.environ)
-        ans = answer(rest[1], rest[2], data, home, project_dir=project, confine=confine)
+        ans = answer(rest[1], rest[2], data, settings, project_dir=project, confine=confine)
         if text := ans.stdout_text():
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -148,7 +90,7 @@ def _fast_hook(args: list[str]) -> int | None:
         return ans.exit_code
     except (Exception, KeyboardInterrupt) as exc:
         # fail closed: exit 2 blocks the tool (any other status lets the agent run it), with a
-        # deny on stdout when stdout still takes it; plain ASCII, built without avfs_git.hooks
+        # deny on stdout when stdout still takes it; plain ASCII, built without avfs_git.hooks.events
         import json
 
         pre = rest[2] == "pre-tool-use"
@@ -239,83 +181,119 @@ def _exec_socket(glob: dict[str, Any]) -> tuple[str, int] | None:
     vault, _, fork = spec.partition(":")
     if not vault or not fork or "@" in fork or "/" in vault or vault.startswith("."):
         return None  # no explicit fork (its default lives in the vault's config): in process
-    home = os.path.abspath(glob["home"] or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
-    key = fork.replace("%", "%25").replace("/", "%2F")
-    try:
-        with open(os.path.join(home, "vaults", vault + ".git", "avfs", "mounts", key + ".exec")) as fh:
-            name, _, pid = fh.read().strip().partition("\n")
-    except (OSError, UnicodeDecodeError):
-        return None
-    return (name, int(pid)) if name and pid.isdigit() else None
+    from ..core.registry import read_exec
+    from ..core.settings import home_path
+
+    return read_exec(home_path(glob["home"], os.environ), vault, fork)
 
 
-def _remote(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> int | None:
-    """Hand the request to the live mount's daemon (see :mod:`avfs_git.proxy.server`);
-    None when there is none to ask (then it runs in this process)."""
-    if values["mode"] == "materialized":
-        return None
+def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
+    """Hand the arguments after `proxy exec` to the live mount's daemon, which parses and
+    runs them (see :mod:`avfs_git.proxy.server`, protocol 2); None when there is none to
+    ask, or it leaves them to this process (help, ``--mode materialized``).
+
+    Nothing here imports more than Python has loaded at start-up (``_socket`` is the C
+    module under :mod:`socket`, whose own import costs ~7 ms): this process' start-up is
+    most of what an agent pays for a command."""
     found = _exec_socket(glob)
     if found is None:
         return None
     name, daemon_pid = found
-    import socket
-    import struct
+    import _socket
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect("\0" + name)
         # an abstract name has no permissions: after a daemon died, anyone could bind it.
         # Talk only to the daemon the registry names, running as us.
-        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        pid, uid = (int.from_bytes(cred[i : i + 4], sys.byteorder, signed=True) for i in (0, 4))
         if uid != os.getuid() or pid != daemon_pid:
             raise OSError("not our mount daemon")
     except OSError:
         sock.close()
         return None  # the daemon is gone, going, or an impostor: in process
-    with sock:
+    try:
         # marshal, not json: built in, so this process imports nothing to send it
-        body = marshal.dumps({"v": 1, "values": values, "argv": argv, "env": dict(os.environ)})
+        body = marshal.dumps({"v": 2, "args": rest, "json": glob["json"], "env": dict(os.environ)})
         msg = b"%08d" % len(body) + body
-        if values["stdin"]:
-            import array
-
-            sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]))])
+        head = rest[: rest.index("--")] if "--" in rest else rest
+        if "--stdin" in head:  # (or a value that reads so: the daemon closes what it does not use)
+            fd0 = (0).to_bytes(4, sys.byteorder)
+            sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd0)])
         else:
             sock.sendall(msg)
-        buf = bytearray()
-        while buf.count(b"\n") < 2:
+        buf = b""
+        want = 8
+        while len(buf) < want:
             data = sock.recv(1 << 20)
             if not data:
                 break
             buf += data
-    if buf.count(b"\n") < 2:
+            if want == 8 and len(buf) >= 8 and buf[:8].isdigit():
+                want = 8 + int(buf[:8])
+    finally:
+        sock.close()
+    if want == 8 or len(buf) < want:  # no answer, or not one of protocol 2
+        values, argv = _lenient(rest)
         return _daemon_died(glob, values, argv)
-    code, _, document = bytes(buf).partition(b"\n")
-    render(glob["json"], document.decode(), values["quiet"])
-    return int(code)
+    reply = marshal.loads(buf[8:want])
+    if reply.get("fallback"):
+        return None
+    out, err = reply.get("out"), reply.get("err")
+    if out is None:  # a person's rendering of the document: parsed here
+        render(glob["json"], reply["doc"], bool(reply.get("quiet")))
+    else:
+        if out:
+            sys.stdout.write(out)
+            sys.stdout.flush()
+        if err:
+            sys.stderr.write(err)
+            sys.stderr.flush()
+    return int(reply["code"])
 
 
-def _daemon_died(glob: dict[str, Any], values: dict[str, Any], argv: list[str]) -> int:
+def _exit(code: int) -> None:
+    """End this process now, its answer printed: it holds nothing to clean up, and the
+    interpreter's own teardown is ~1 ms of an agent's every command."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _lenient(rest: list[str]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The option values and argv of ``rest`` for an envelope of this process' own (None:
+    unparseable)."""
+    from ..proxy.options import parse_args
+
+    try:
+        return parse_args(rest)
+    except Exception:
+        return None, []
+
+
+def _daemon_died(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str]) -> int:
     """The daemon that ran the command died before answering (killed with its mount)."""
-    from ..core.errors import InternalError
-
-    class MountDied(InternalError):
-        code = "mount_died"
+    from ..core.errors import MountDiedError
 
     return failed(
         glob,
         values,
         argv,
-        MountDied(
+        MountDiedError(
             "the mount daemon died while it ran the command; its result is unknown",
             hint="what was written before is in the overlay: see `avfs status`",
         ),
     )
 
 
-def fast_main(args: list[str]) -> int | None:
+def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
     """Run `proxy exec` (or an agent hook) without click; None when these arguments are not
-    for a fast path (other commands, `proxy exec --help`).
+    for a fast path (other commands, `proxy exec --help`). ``exit_now`` (the console
+    script): once a mount's daemon has answered, the process ends at once (``os._exit``).
 
     Every `proxy exec` call ends here in one ``proxy_exec_result`` envelope: bad arguments,
     a missing vault or fork and avfs's own failures included (exit 125, nothing ran)."""
@@ -326,27 +304,41 @@ def fast_main(args: list[str]) -> int | None:
     if parsed is None:
         return None
     glob, rest = parsed
+    try:
+        code = _remote(glob, rest)
+        if code is not None and exit_now:
+            _exit(code)
+    except KeyboardInterrupt:
+        from ..core.errors import Interrupted
+
+        return failed(glob, *_lenient(rest), Interrupted("interrupted"))
+    except Exception as exc:  # talking to the daemon failed (not before it answered)
+        from ..core.errors import unexpected
+
+        return failed(glob, *_lenient(rest), unexpected(exc))
+    if code is not None:
+        return code
     from ..core.errors import UsageError
+    from ..proxy.options import USAGE, BadUsage, NotFast, parse_args, request_from
 
     values: dict[str, Any] | None = None
     argv: list[str] = []
     home = None
     try:
-        values, argv = _parse_exec(rest)
-    except _NotFast:
+        values, argv = parse_args(rest)
+    except NotFast:
         return None
-    except _BadUsage as bad:
-        return failed(glob, bad.values, argv, UsageError(bad.message, hint=_USAGE))
+    except BadUsage as bad:
+        return failed(glob, bad.values, argv, UsageError(bad.message, hint=USAGE))
     try:
-        code = _remote(glob, values, argv)
-        if code is not None:
-            return code
         from ..core.home import open_home
         from ..core.types import json_document
         from ..proxy.execute import execute
 
         req = request_from(values, argv)
-        home = open_home(glob["home"])
+        from ..core.settings import Settings
+
+        home = open_home(glob["home"], settings=Settings.from_environ(os.environ, glob["home"]))
         vault, fork = home.resolve(glob["vault"])
         res = execute(home, vault, fork, req)
     except KeyboardInterrupt:
@@ -368,7 +360,7 @@ def fast_main(args: list[str]) -> int | None:
 
 def main() -> int:
     """The console script: the fast path for `proxy exec`, else the click CLI."""
-    code = fast_main(sys.argv[1:])
+    code = fast_main(sys.argv[1:], exit_now=True)
     if code is not None:
         return code
     from .main import main as full

@@ -15,6 +15,7 @@ import sys
 import click
 
 from ..core.errors import UsageError
+from ..core.settings import Settings
 from .main import App, pass_app
 
 _EVENT_NAMES = ("pre-tool-use", "post-tool-use", "stop")
@@ -38,11 +39,11 @@ def _answer_event(app: App, agent: str, event: str, project_dir: str | None) -> 
     wrong while the answer is made or printed ends, for ``pre-tool-use``, in exit 2 (which
     blocks the tool) with a ``deny`` on stdout when stdout still takes it; never in another
     exit status, which the agent would take as a non-blocking error and run the tool."""
-    from ..hooks import answer, confine_from, failure_text
+    from ..hooks.events import answer, confine_from, failure_text
 
     try:
         confine = confine_from(sys.argv[0] if sys.argv else "", sys.executable, os.environ)
-        ans = answer(agent, event, _read_stdin(), _home_path(app), project_dir=project_dir, confine=confine)
+        ans = answer(agent, event, _read_stdin(), _settings(app), project_dir=project_dir, confine=confine)
         text = ans.stdout_text()
         _emit(app, text, ans.stderr, 0)
         code = ans.exit_code
@@ -64,10 +65,10 @@ def _answer_event(app: App, agent: str, event: str, project_dir: str | None) -> 
         raise click.exceptions.Exit(code)
 
 
-def _home_path(app: App) -> str:
-    # core.home.default_home_path's rule, without importing core.home (vault, workspace:
-    # ~12 ms of a hook that runs on every tool call)
-    return os.path.abspath(app.home_path or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
+def _settings(app: App) -> Settings:
+    # from the environment here, without importing core.home (vault, workspace: ~12 ms of
+    # a hook that runs on every tool call)
+    return Settings.from_environ(os.environ, app.home_path)
 
 
 def _read_stdin() -> bytes:
@@ -96,12 +97,12 @@ def claude_cmd(app: App, event: str) -> None:
 @pass_app
 def codex_cmd(app: App, event: str, payload: str | None) -> None:
     """Answer a Codex hook event read on stdin, or (notify) Codex's notification argument."""
-    from ..hooks import codex_notify
+    from ..hooks.events import codex_notify
 
     if event == "notify":
         if payload is None:
             raise UsageError("notify takes the notification JSON as its argument (Codex passes it)")
-        ans = codex_notify(payload, _home_path(app))
+        ans = codex_notify(payload, _settings(app))
         _emit(
             app, ans.stderr if ans.exit_code == 0 else "", ans.stderr if ans.exit_code else "", ans.exit_code
         )
@@ -193,7 +194,7 @@ def _check(agent: str, project: str | None, user: bool, vault_name: str | None) 
 
 
 def _render(app: App, res: object) -> None:
-    from ..hooks import InstallResult
+    from ..hooks.install import InstallResult
 
     assert isinstance(res, InstallResult)
     data = res.to_dict()
@@ -254,7 +255,7 @@ def install_cmd(
     an earlier install wrote into the shared settings.json move there."""
     import dataclasses
 
-    from .. import hooks as lib
+    from ..hooks import install as lib
 
     _check(agent, project, user, vault_name)
     if notify and agent != "codex":
@@ -293,7 +294,7 @@ def uninstall_cmd(
     app: App, agent: str, project: str | None, user: bool, vault_name: str | None, command: str | None
 ) -> None:
     """Remove avfs's hooks (and nothing else) from the agent's settings."""
-    from .. import hooks as lib
+    from ..hooks import install as lib
 
     _check(agent, project, user, vault_name)
     if command is not None and agent != "claude":

@@ -150,8 +150,10 @@ class App:
     def home(self) -> Home:
         if self._home is None:
             from ..core.home import open_home
+            from ..core.settings import Settings
 
-            self._home = open_home(self.home_path)
+            # the environment is read here, at the front end, and passed down
+            self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))
         return self._home
 
     def target(self) -> tuple[Vault, str]:

@@ -166,7 +166,7 @@ def prune_cmd(app: App, older_than: float | None, dry_run: bool) -> None:
 def doctor_cmd(app: App, repair: bool) -> None:
     """Check every vault of the home: git fsck, overlays vs journals, dead mounts and what
     a crashed mount daemon left (registry entries, exec files, worktrees, dead or orphan
-    mounts), orphan state dirs, stale locks. Exit 1 when a problem is left."""
+    mounts), orphan state dirs, stale locks, the layers file system. Exit 1 when a problem is left."""
     res = mnt.doctor(app.home, repair=repair)
 
     def human() -> None:

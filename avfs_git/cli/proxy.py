@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..core.errors import AvfsError, UsageError
+from ..core.errors import ApprovalError, AvfsError, UsageError
 from ..proxy.options import EXEC_OPTIONS, request_from
 from .execopts import render
 from .main import App, pass_app
@@ -128,7 +128,7 @@ def approve_cmd(app: App, token: str, yes: bool) -> None:
             )
         _show_request(req, rec)
         if not click.confirm("Approve this command?", default=False, err=True):
-            raise approval.ApprovalError("not approved: declined", details={"token": token})
+            raise ApprovalError("not approved: declined", details={"token": token})
     rec = approval.approve(app.home.path, token)
     mark = rec["approved"] or {}
     data = {
@@ -191,7 +191,8 @@ def _policy_target(app: App) -> tuple[Any, Any, str | None]:
         vault, fork = app.target()
     except UsageError:
         pass  # no vault selected: the home's policy
-    return Policy.load(app.home.path, vault.path if vault is not None else None), vault, fork
+    path = vault.path if vault is not None else None
+    return Policy.load(app.home.path, path, cache_dir=app.home.settings.cache_dir), vault, fork
 
 
 @click.group("policy")
@@ -269,7 +270,7 @@ def validate_cmd(app: App, file: str | None) -> None:
                 text = fh.read()
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
-        pol = Policy.from_text(text, file)
+        pol = Policy.from_text(text, file, cache_dir=app.home.settings.cache_dir)
     else:
         pol, _, _ = _policy_target(app)
     data = {"valid": True, "sources": list(pol.sources), "hash": pol.hash, "rules": len(pol.rules)}

@@ -151,12 +151,19 @@ def path_cmd(app: App, spec: str | None) -> None:
 
 @vault.command("fork")
 @click.argument("args", nargs=-1, required=True, metavar="[VAULT[:FORK]] NEW")
+@click.option(
+    "--no-ignored",
+    is_flag=True,
+    help="Leave out what git ignores in the source (node_modules, .venv, build outputs): a clean fork.",
+)
 @pass_app
-def fork_cmd(app: App, args: tuple[str, ...]) -> None:
+def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     """Fork a fork: `vault fork VAULT[:FORK] NEW` (or `--vault V:F vault fork NEW`).
 
     O(1) in tree size; the new fork starts from the source's current state, uncheckpointed
-    changes included; the source is not touched.
+    changes included; the source is not touched. What git ignores comes along
+    copy-on-write where the home's layers file system holds the source's state
+    (`ignored.mode: snapshot`), else copied (`copied`, with the reason); never committed.
     """
     if len(args) == 1:
         source_spec, new = app.vault_spec, args[0]
@@ -165,11 +172,19 @@ def fork_cmd(app: App, args: tuple[str, ...]) -> None:
     else:
         raise UsageError("usage: avfs vault fork [VAULT[:FORK]] NEW")
     v, src = app.resolve(source_spec)
-    info = v.create_fork(src, new)
+    made = v.fork(src, new, ignored=not no_ignored)
+    info = made.fork
     app.output.result(
         "fork_create",
-        {"fork": info, "source": src},
-        lambda: app.output.say("forked {v}:{} -> {v}:{} at {}", src, new, info.base[:12], v=v.name),
+        {"fork": info, "source": src, "ignored": made.ignored},
+        lambda: app.output.say(
+            "forked {v}:{} -> {v}:{} at {} (ignored paths: {})",
+            src,
+            new,
+            info.base[:12],
+            made.ignored.mode,
+            v=v.name,
+        ),
     )
 
 
@@ -265,6 +280,7 @@ def _usage_doc(u: QuotaUsage, fork: str) -> dict[str, object]:
         "used_files": u.used_files,
         "objects_bytes": u.objects_bytes,
         "overlay_bytes": u.overlay_bytes,
+        "layers_bytes": u.layers_bytes,
         "forks": [
             {"fork": f.fork, "overlay_bytes": f.overlay_bytes, "overlay_files": f.overlay_files}
             for f in u.forks
@@ -291,6 +307,12 @@ def _print_usage(app: App, u: QuotaUsage) -> None:
         u.used_files,
         _limit(u.quota_files, False),
     )
+    if u.layers_bytes is not None:
+        o.say(
+            "  enforced by the kernel: the forks' state in the layers file system holds {} (upper layers"
+            " of mounts included, shared extents once)",
+            human_size(u.layers_bytes),
+        )
     for f in u.forks:
         if f.overlay_bytes or f.overlay_files:
             o.say("  {:<20} {:>8}  {} files", f.fork, human_size(f.overlay_bytes), f.overlay_files)

@@ -25,7 +25,10 @@ def path(state_dir: str) -> str:
     return os.path.join(state_dir, FILE)
 
 
-def append(state_dir: str, record: dict[str, Any]) -> None:
+def append(state_dir: str, record: dict[str, Any], *, sync: bool = True) -> None:
+    """Append ``record`` (one line). ``sync=False``: not fsynced yet (readers see it at
+    once): the caller calls :func:`sync` soon after (a mount's daemon, once it has answered
+    the client)."""
     rec = {"time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
     rec.update(to_json(record))
     # ASCII escapes: an argument that is not UTF-8 (a surrogate escape) still makes a line
@@ -34,6 +37,16 @@ def append(state_dir: str, record: dict[str, Any]) -> None:
     fd = os.open(path(state_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, line)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync(state_dir: str) -> None:
+    """fsync the audit log (what :func:`append` wrote with ``sync=False``)."""
+    fd = os.open(path(state_dir), os.O_RDONLY | os.O_CLOEXEC)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)

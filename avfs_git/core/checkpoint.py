@@ -17,8 +17,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import pygit2
-
 from . import locks, names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
@@ -31,7 +29,7 @@ from .errors import (
     from_oserror,
 )
 from .gitnames import NotRecorded
-from .gitstore import rfc3339
+from .gitstore import git_error, git_errors, rfc3339
 from .history import checkpoint_names, resolve
 from .types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 
@@ -211,7 +209,9 @@ def _no_exec_running(vault: Vault, fork: str) -> Any:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError as exc:
         raise from_oserror(exc, os.path.dirname(path)) from exc
-    return locks.file_lock(path, what=f"fork {fork} of vault {vault.name} (a `proxy exec` runs there)")
+    return locks.file_lock(
+        path, what=f"fork {fork} of vault {vault.name} (a `proxy exec` runs there)", wait_s=vault.lock_wait_s
+    )
 
 
 def list_checkpoints(
@@ -322,8 +322,8 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         mainline = 1 if len(target.parent_ids) > 1 else 0
         try:
             index = repo.revert_commit(target, ours, mainline)
-        except pygit2.GitError as exc:
-            raise UsageError(f"cannot revert {rev}: {exc}") from exc
+        except git_errors() as exc:
+            raise git_error(exc, f"cannot revert {rev}", UsageError) from exc
         if index.conflicts is not None:
             paths = sorted({(c[1] or c[2] or c[0]).path for c in index.conflicts if any(c)})  # type: ignore[union-attr]
             raise ConflictError(

@@ -2,8 +2,13 @@
 
 Every failure a user can cause or meet is an :class:`AvfsError` subclass with a stable
 ``code`` (for JSON and scripts), an ``exit_code`` (for the CLI) and an ``errno`` (for the
-FUSE layer). The modules that touch pygit2 translate its exceptions into these; nothing
-above ``core`` catches pygit2 errors.
+FUSE layer), and every one is defined here, whichever layer raises it (mounts, remotes,
+policy files, approvals, isolation, merges, hook events): one list of codes, which
+``common.schema.json``'s ``error_code`` mirrors (a test compares them). The errors a
+``proxy exec`` envelope reports beside a result (:class:`EnvelopeError`: denied, awaiting
+approval, the mount died, a write-back left paths behind) are here too, rendered by the same
+:meth:`AvfsError.to_dict`. The modules that touch pygit2 translate its exceptions into
+these; nothing above ``core`` catches pygit2 errors.
 """
 
 from __future__ import annotations
@@ -167,6 +172,14 @@ class BusyError(AvfsError):
     errno = _errno.EBUSY
 
 
+class MountedError(AvfsError):
+    """What is asked would pull a live mount's state from under it (deleting a mounted fork
+    or its vault): unmount first."""
+
+    code = "fork_mounted"
+    errno = _errno.EBUSY
+
+
 class ConflictError(AvfsError):
     code = "conflict"
     exit_code = EXIT_CONFLICT
@@ -217,6 +230,154 @@ class InternalError(AvfsError):
     code = "internal"
     exit_code = EXIT_INTERNAL
     errno = _errno.EIO
+
+
+# -- mounts (ops/mounts.py) -------------------------------------------------------------------
+
+
+class MountError(AvfsError):
+    """A mount could not be made or taken down (the daemon did not come up, overlayfs
+    refused, ``fusermount3`` failed)."""
+
+    code = "mount_failed"
+    errno = _errno.EIO
+
+
+class FuseUnavailableError(MountError):
+    """FUSE cannot be used here (no /dev/fuse, no fusermount3)."""
+
+    code = "fuse_unavailable"
+    errno = _errno.ENODEV
+
+
+# -- remotes (core/remote.py) ------------------------------------------------------------------
+
+
+class RemoteError(AvfsError):
+    """A push, fetch or clone failed on the remote's side or on the way there."""
+
+    code = "remote_failed"
+    exit_code = EXIT_REMOTE
+
+
+class RemoteRejectedError(RemoteError):
+    """The remote refused the update (a non-fast-forward, a hook that said no)."""
+
+    code = "remote_rejected"
+
+
+class RemoteNotFoundError(NotFoundError):
+    code = "remote_not_found"
+
+
+# -- merges (core/merge.py) --------------------------------------------------------------------
+
+
+class MergeInProgressError(BusyError):
+    """A merge with written conflicts is open in the fork: what was asked would end it
+    (commit its markers as an ordinary commit, or start another merge)."""
+
+    code = "merge_in_progress"
+
+
+class UnrelatedHistoriesError(UsageError):
+    code = "unrelated_histories"
+
+
+# -- policy files (policy/config.py) -----------------------------------------------------------
+
+
+class PolicyError(UsageError):
+    """A policy file avfs cannot use: bad TOML, an unknown key, class or outcome, a bad regex.
+
+    ``details`` holds ``file``, ``line`` and ``column`` (``None`` where unknown) and
+    ``problem``. Like a bad command line it exits with the usage code (2): avfs never falls
+    back to a more permissive policy when the configured one is broken.
+    """
+
+    code = "policy_invalid"
+
+
+# -- proxy exec: approvals, isolation (proxy/) ---------------------------------------------------
+
+
+class ApprovalError(AvfsError):
+    """An approval token that does not approve this request (unknown, expired, used, bound
+    to another request, or not approved by a person)."""
+
+    code = "approval_refused"
+    exit_code = EXIT_DENIED
+    errno = _errno.EPERM
+
+
+class IsolationError(AvfsError):
+    """An isolated view or sandbox was possible here but could not be set up for this
+    command; it did not run."""
+
+    code = "isolation_failed"
+
+
+class IsolationFailed(IsolationError):
+    """Setting up the isolated view failed in the child, before the command was started:
+    ``reason`` as the child reported it, ``os_errno`` the errno it met (0: unknown)."""
+
+    def __init__(self, reason: str, err: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.os_errno = err
+
+
+class SandboxFailed(IsolationError):
+    """bwrap could not set up the sandbox: the command did not start."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EnvelopeError(AvfsError):
+    """An error a ``proxy exec`` envelope reports in its ``error`` (by :meth:`to_dict`)
+    beside what happened: the envelope's own ``exit_code`` is what the call exits with
+    (docs/proxy.md), so these are never raised to a front end. Their codes are the
+    envelope's own (``proxy_exec_result.schema.json``), not ``common``'s ``error_code``."""
+
+
+class PolicyDeniedError(EnvelopeError):
+    """The policy denied the command; it did not run."""
+
+    code = "policy_denied"
+    exit_code = EXIT_DENIED
+    errno = _errno.EPERM
+
+
+class ApprovalRequiredError(EnvelopeError):
+    """The command needs a person's approval; the envelope carries the token to approve."""
+
+    code = "approval_required"
+    exit_code = EXIT_APPROVAL
+    errno = _errno.EPERM
+
+
+class MountDiedError(EnvelopeError):
+    """The mount daemon died while (or before) it ran the command."""
+
+    code = "mount_died"
+    exit_code = EXIT_INTERNAL
+
+
+class WriteBackIncompleteError(EnvelopeError):
+    """A materialized run's changes could not all be written back to the fork (the copy is
+    kept; the exit code stays the command's)."""
+
+    code = "write_back_incomplete"
+
+
+# -- agent hooks (hooks/events.py) -------------------------------------------------------------
+
+
+class HookEventError(UsageError):
+    """The event an agent wrote on stdin is not one avfs can act on (the message says what
+    is wrong with it). Answered in the agent's own protocol, never as an avfs document."""
 
 
 def from_oserror(exc: OSError, what: str) -> AvfsError:

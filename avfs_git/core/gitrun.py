@@ -1,6 +1,12 @@
-"""Running the git command as a subprocess: the environment it gets (no ``GIT_*`` of the
-caller's leaks into vault work, never a terminal prompt) and :func:`run_git`, which raises
-:class:`InternalError` with git's own message when git fails.
+"""Running the git command as a subprocess, in one place: the environment it gets (no
+``GIT_*`` of the caller's leaks into vault work, never a terminal prompt), what a missing
+git or a failed command becomes (:class:`InternalError` with git's own message), and the
+three shapes avfs needs: :func:`run` (wait for it; bytes or text), :func:`run_git` (its
+output as text, raising on failure) and :func:`spawn` (a stream: ``fast-import``, a
+transfer's progress).
+
+Remotes add their credentials and ssh settings to the environment (``remote.transport``);
+the mounted worktree's index is rebuilt with an environment of its own (``worktree.py``).
 
 A leaf of core (it imports only ``errors``), so that every module that runs git can import
 it at the top without joining an import cycle through ``home``."""
@@ -8,8 +14,18 @@ it at the top without joining an import cycle through ``home``."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
 from .errors import InternalError
+
+if TYPE_CHECKING:
+    import subprocess  # imported where git runs: `avfs status` never starts git
+
+__all__ = ["git_env", "run", "run_git", "spawn"]
+
+# options of git itself that take a value (what comes before the subcommand)
+_VALUED = ("-C", "-c", "--git-dir", "--work-tree")
 
 
 def git_env() -> dict[str, str]:
@@ -19,18 +35,134 @@ def git_env() -> dict[str, str]:
     return env
 
 
-def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:
+def _argv(args: Sequence[str], git_dir: str | None) -> list[str]:
+    return ["git", *(("--git-dir", git_dir) if git_dir is not None else ()), *args]
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """The git command ``args`` runs (``fetch`` in ``-C dir fetch -q``), for messages."""
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in _VALUED:
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return args[0] if args else "git"
+
+
+@overload
+def run(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = ...,
+    cwd: str | None = ...,
+    input: bytes | None = ...,
+    env: Mapping[str, str] | None = ...,
+    check: bool = ...,
+    ok: Sequence[int] = ...,
+    details: Mapping[str, Any] | None = ...,
+    text: Literal[False] = ...,
+) -> subprocess.CompletedProcess[bytes]: ...
+
+
+@overload
+def run(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = ...,
+    cwd: str | None = ...,
+    input: str | None = ...,
+    env: Mapping[str, str] | None = ...,
+    check: bool = ...,
+    ok: Sequence[int] = ...,
+    details: Mapping[str, Any] | None = ...,
+    text: Literal[True],
+) -> subprocess.CompletedProcess[str]: ...
+
+
+def run(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = None,
+    cwd: str | None = None,
+    input: bytes | str | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    ok: Sequence[int] = (0,),
+    details: Mapping[str, Any] | None = None,
+    text: bool = False,
+) -> subprocess.CompletedProcess[Any]:
+    """Run ``git [--git-dir GIT_DIR] ARGS`` and wait for it.
+
+    Args:
+        args: git's arguments.
+        git_dir: the repository (``--git-dir``), when the arguments do not say.
+        cwd: where it runs.
+        input: what it reads on stdin.
+        env: its environment (default :func:`git_env`).
+        check: raise when it exits with a status not in ``ok``.
+        ok: the exit statuses that are not a failure (``check-ignore``'s 1: nothing ignored).
+        details: facts for the error's ``details`` beside ``args``.
+        text: output (and input) as text, not bytes.
+
+    Raises:
+        InternalError: git is not installed; or, with ``check``, it failed (its message).
+    """
     import subprocess
 
+    argv = _argv(args, git_dir)
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
+            argv,
+            cwd=cwd,
+            input=input,
+            capture_output=True,
+            env=dict(env) if env is not None else git_env(),
+            text=text,
+            check=False,
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc
-    if proc.returncode != 0:
+    if check and proc.returncode not in ok:
+        err = proc.stderr if text else proc.stderr.decode(errors="replace")
         raise InternalError(
-            f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}",
-            details={"args": args},
+            f"git {_subcommand(args)} failed: {err.strip()}", details={"args": list(args), **(details or {})}
         )
-    return proc.stdout.decode("utf-8", "surrogateescape")
+    return proc
+
+
+def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:
+    """git's output as text (undecodable bytes kept as surrogates); raises on failure."""
+    return run(args, cwd=cwd, input=input).stdout.decode("utf-8", "surrogateescape")
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    bufsize: int = -1,
+) -> subprocess.Popen[bytes]:
+    """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out).
+
+    Raises:
+        InternalError: git is not installed.
+    """
+    import subprocess
+
+    try:
+        return subprocess.Popen(
+            _argv(args, git_dir),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=dict(env) if env is not None else git_env(),
+            bufsize=bufsize,
+        )
+    except FileNotFoundError as exc:
+        raise InternalError("the git command is not installed", hint="install git") from exc

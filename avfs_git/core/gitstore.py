@@ -16,7 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .errors import CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
+from .errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
 from .identity import Identity, Signatures, resolve
 from .objects import BlobStream, ObjectReader, ObjectReadError
 from .threads import ThreadSlots
@@ -41,6 +41,23 @@ _MODES = {
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 _configured = False
+
+
+def git_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
+    """What pygit2 raises when libgit2 cannot find, parse or read something: ``KeyError``
+    (no such object or ref), ``ValueError`` and ``InvalidSpecError`` (a malformed id or
+    revision), ``GitError`` (anything libgit2 reports). The one list: a module that calls
+    pygit2 catches ``git_errors()`` (evaluated only when something was raised) and turns it
+    into an :class:`~.errors.AvfsError` with :func:`git_error`; nothing above core catches
+    pygit2's exceptions. ``also``: more to catch with them (``OSError`` where a file is read)."""
+    import pygit2
+
+    return (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError, *also)
+
+
+def git_error(exc: BaseException, message: str, cls: type[AvfsError] = InternalError) -> AvfsError:
+    """libgit2's failure ``exc`` as ``cls``: ``MESSAGE: <what libgit2 said>``."""
+    return cls(f"{message}: {exc}")
 
 
 def _configure() -> None:
@@ -73,8 +90,8 @@ class GitStore:
             _configure()
             try:
                 repo = pygit2.Repository(self.path)
-            except pygit2.GitError as exc:
-                raise CorruptStateError(f"cannot open vault repository {self.path}: {exc}") from exc
+            except git_errors() as exc:
+                raise git_error(exc, f"cannot open vault repository {self.path}", CorruptStateError) from exc
             self._local.repo = repo
         return repo
 
@@ -145,12 +162,11 @@ class GitStore:
     ) -> tuple[str, bytes]:
         """Read through libgit2; when it fails, through the pure reader unless that was
         tried (libgit2 takes a pack it cannot open for absent: the object is "not found")."""
-        import pygit2
 
         try:
             obj = self.repo[oid]
             return obj.type_str, bytes(obj.read_raw())
-        except (KeyError, ValueError, pygit2.GitError) as exc:
+        except git_errors() as exc:
             if not pure_tried:
                 try:
                     got = self._reader.read(oid)
@@ -198,7 +214,7 @@ class GitStore:
             try:
                 kind, data = self.repo.odb.read(pygit2.Oid(hex=oid))
                 return _KIND_NAMES[int(kind)], bytes(data)
-            except (KeyError, ValueError, pygit2.GitError):
+            except git_errors():
                 pass  # the pure reader may read it (a pack libgit2 cannot open)
         got: tuple[str, bytes] | None = None
         try:
@@ -273,7 +289,7 @@ class GitStore:
 
         try:
             return int(self.repo.odb.read_header(pygit2.Oid(hex=oid))[1])
-        except (KeyError, ValueError, pygit2.GitError) as exc:
+        except git_errors() as exc:
             raise self._unreadable(oid, "blob", pure_error, exc) from exc
 
     def blob_data(self, oid: str) -> bytes:
@@ -293,12 +309,11 @@ class GitStore:
             return None  # blob_data reads it (through libgit2) or names it
 
     def blob_from_file(self, path: str) -> str:
-        import pygit2
 
         try:
             return str(self.repo.create_blob_fromdisk(path))
-        except (OSError, pygit2.GitError) as exc:
-            raise CorruptStateError(f"cannot read overlay file {path}: {exc}") from exc
+        except git_errors(OSError) as exc:
+            raise git_error(exc, f"cannot read overlay file {path}", CorruptStateError) from exc
 
     def blob_from_bytes(self, data: bytes) -> str:
         return str(self.repo.create_blob(data))
@@ -333,7 +348,7 @@ class GitStore:
             self.read_object(oid, "commit")  # a corrupt loose object would hang libgit2 (1.9)
         try:
             obj = self.repo[oid]
-        except (KeyError, ValueError, pygit2.GitError) as exc:
+        except git_errors() as exc:
             if len(oid) == 40 and (self._present(oid) or self._reader.skipped):  # there, but unreadable?
                 self.read_object(oid, "commit")  # raises ObjectUnreadableError naming it...
                 raise self._unreadable(oid, "commit", None, exc) from exc  # ...or libgit2 alone fails
@@ -388,7 +403,7 @@ class GitStore:
         try:
             cfg = self.repo.config.snapshot()
             values = {k: str(cfg[k]) for k in self._IDENT_KEYS if k in cfg}
-        except (pygit2.GitError, ValueError):
+        except git_errors():
             values = {}
         self._ident_cfg = (key, values)
         return values
@@ -433,8 +448,8 @@ class GitStore:
 
         try:
             return str(self.repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
-        except (OSError, pygit2.GitError) as exc:
-            raise InternalError(f"cannot write commit: {exc}") from exc
+        except git_errors(OSError) as exc:
+            raise git_error(exc, "cannot write commit") from exc
 
 
 _KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}

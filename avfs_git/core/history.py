@@ -16,7 +16,7 @@ import pygit2
 
 from . import names, refs
 from .errors import AvfsError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
-from .gitstore import rfc3339
+from .gitstore import git_errors, rfc3339
 from .treediff import diff_trees, pair_renames
 from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
 
@@ -45,7 +45,7 @@ def _parse(vault: Vault, ref_or_id: str, suffix: str) -> str | None:
     try:
         obj = repo.revparse_single(ref_or_id + suffix)
         return str(obj.peel(pygit2.Commit).id)
-    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+    except git_errors():
         return None
 
 

@@ -6,7 +6,9 @@ Layout::
     <home>/vaults/<name>.git        the vaults (bare git repositories)
     <home>/trash/<name>.<ts>.git    deleted vaults, until ``gc`` (``vault restore`` brings one back)
 
-Environment variables and ``~`` are read only by :func:`default_home_path` (the edge).
+Environment variables and ``~`` are read only by :class:`.settings.Settings` (the front ends
+build one and pass it; :func:`open_home` builds one from this process's environment when
+the caller gives none).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .errors import (
 from .gitrun import git_env, run_git
 from .gitstore import EMPTY_TREE, GitStore
 from .identity import Identity, from_environ
+from .settings import Settings
 from .types import VaultInfo
 from .vault import Vault
 
@@ -38,11 +41,6 @@ if TYPE_CHECKING:
     from .remote import ProgressFn
 
 Progress = Callable[[int, int | None, str], None]
-
-
-def default_home_path(explicit: str | None = None) -> str:
-    """``explicit``, else ``$AVFS_HOME``, else ``~/.avfs``."""
-    return os.path.abspath(explicit or os.environ.get("AVFS_HOME") or os.path.expanduser("~/.avfs"))
 
 
 def _move_into_place(tmp: str, final: str, name: str) -> None:
@@ -55,10 +53,14 @@ def _move_into_place(tmp: str, final: str, name: str) -> None:
         raise
 
 
-def open_home(path: str | None = None) -> Home:
-    """Open (and create on first write) the avfs home at ``path`` (see default_home_path);
-    its commits take git's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the environment."""
-    return Home(default_home_path(path), identity=from_environ())
+def open_home(path: str | None = None, *, settings: Settings | None = None) -> Home:
+    """Open (and create on first write) the avfs home at ``path``, else ``settings.home``;
+    ``settings``: what the front end read from the environment (None: this process's,
+    :meth:`.Settings.from_environ`, with ``path`` as ``--home``). Its commits take git's
+    ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the environment (:mod:`.identity`)."""
+    if settings is None:
+        settings = Settings.from_environ(None, path)
+    return Home(path or settings.home, identity=from_environ(), settings=settings)
 
 
 KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
@@ -82,8 +84,17 @@ class Home:
         author: tuple[str, str] | None = None,
         keep_open: int = KEEP_OPEN,
         identity: Identity | None = None,
+        layers: str | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        """``layers``: where new workspaces keep their state (``auto``: in the home's layers
+        file system where it can be made, :mod:`.layers`; ``off``: plain directories);
+        None: the home's ``layers`` setting, else ``layers.DEFAULT_MODE``."""
         self.path = os.path.abspath(path)
+        self._layers = layers
+        # what the front end read from the environment (lock wait, caches, the git token);
+        # none given (the mount daemon, a library caller): this process's
+        self.settings = settings if settings is not None else Settings.from_environ(None, self.path)
         self.vaults_dir = os.path.join(self.path, "vaults")
         self.trash_dir = os.path.join(self.path, "trash")
         self._vaults: weakref.WeakValueDictionary[str, Vault] = weakref.WeakValueDictionary()
@@ -138,6 +149,21 @@ class Home:
             os.replace(tmp, self.config_path)
         except OSError as exc:
             raise from_oserror(exc, self.config_path) from exc
+
+    @property
+    def layers_mode(self) -> str:
+        """``auto`` or ``off``: see the constructor."""
+        from . import layers
+
+        if self._layers is not None:
+            return self._layers
+        given = self.settings.layers  # $AVFS_LAYERS
+        if given is not None:
+            if given not in layers.MODES:
+                raise UsageError(f"AVFS_LAYERS={given!r} is not one of {', '.join(layers.MODES)}")
+            return given
+        mode = self.config().get("layers")
+        return mode if mode in layers.MODES else layers.DEFAULT_MODE
 
     @property
     def default_vault(self) -> str | None:
@@ -260,8 +286,8 @@ class Home:
         """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
         its branches become forks, its tags and named checkpoints come along, and it gets
         ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
+        from .errors import RemoteError
         from .redact import redact
-        from .remote import RemoteError
 
         names.check_vault_name(name)
         tmp, final = self._new_vault_dir(name)
@@ -271,7 +297,7 @@ class Home:
             os.makedirs(tmp)
             importer.init_vault(tmp)
             try:
-                default = importer.clone_into(tmp, url, run_git, progress)
+                default = importer.clone_into(tmp, url, run_git, progress, token=self.settings.git_token)
             except AvfsError as exc:
                 if isinstance(exc, UsageError):
                     raise
@@ -357,6 +383,7 @@ class Home:
                 f"refusing to delete vault {name!r} without --force",
                 hint=f"`avfs vault delete {name} --force` (`avfs vault restore {name}` brings it back)",
             )
+        self.vault(name).refuse_if_mounted()
         with self._lock:
             v = self._vaults.pop(name, None)
             self._recent.pop(name, None)
@@ -403,4 +430,4 @@ class Home:
         raise VaultNotFoundError(f"no deleted vault named {name!r} in the trash", details={"vault": name})
 
 
-__all__ = ["EMPTY_TREE", "Home", "default_home_path", "git_env", "open_home", "run_git"]
+__all__ = ["EMPTY_TREE", "Home", "git_env", "open_home", "run_git"]

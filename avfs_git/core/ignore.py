@@ -81,16 +81,11 @@ def config_value(git_dir: str, key: str) -> str | None:
     texts = [_read(f) for f in files]
     if not any(t is not None and (name in t.lower() or b"include" in t.lower()) for t in texts):
         return None
-    import subprocess
+    from .gitrun import run
 
     try:
-        proc = subprocess.run(
-            ["git", "--git-dir", git_dir, "config", "--get", key],
-            capture_output=True,
-            env=git_env(),
-            check=False,
-        )
-    except OSError:
+        proc = run(["config", "--get", key], git_dir=git_dir, check=False)
+    except (OSError, InternalError):  # git cannot be run: no value then
         return None
     value = proc.stdout.decode("utf-8", "surrogateescape").rstrip("\n")
     return value if proc.returncode == 0 and value else None
@@ -232,39 +227,29 @@ class IgnoreRules:
                 with open(_fs(scratch, join(d, GITIGNORE)), "wb") as fh:
                     fh.write(src[1]())
             stdin = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p, _, _ in todo)
-            try:
-                import subprocess
+            from .gitrun import run
 
-                proc = subprocess.run(
-                    [
-                        "git",
-                        "--git-dir",
-                        self.git_dir,
-                        "--work-tree",
-                        scratch,
-                        "check-ignore",
-                        "--no-index",
-                        "--stdin",
-                        "-z",
-                        # every path answered with the pattern that decided it: a path whose
-                        # last match is a negation is not ignored (git before 2.27 printed
-                        # it among the ignored ones without --verbose)
-                        "--verbose",
-                        "--non-matching",
-                    ],
-                    input=stdin,
-                    capture_output=True,
-                    cwd=scratch,
-                    env=env,
-                    check=False,
-                )
-            except FileNotFoundError as exc:
-                raise InternalError("the git command is not installed", hint="install git") from exc
-            if proc.returncode not in (0, 1):  # 1: none of them is ignored
-                raise InternalError(
-                    f"git check-ignore failed: {proc.stderr.decode(errors='replace').strip()}",
-                    details={"git_dir": self.git_dir},
-                )
+            proc = run(
+                [
+                    "--work-tree",
+                    scratch,
+                    "check-ignore",
+                    "--no-index",
+                    "--stdin",
+                    "-z",
+                    # every path answered with the pattern that decided it: a path whose
+                    # last match is a negation is not ignored (git before 2.27 printed
+                    # it among the ignored ones without --verbose)
+                    "--verbose",
+                    "--non-matching",
+                ],
+                git_dir=self.git_dir,
+                input=stdin,
+                cwd=scratch,
+                env=env,
+                ok=(0, 1),  # 1: none of them is ignored
+                details={"git_dir": self.git_dir},
+            )
             fields = proc.stdout.split(b"\0")
             out: set[str] = set()
             for k in range(0, len(fields) - 3, 4):

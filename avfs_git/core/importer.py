@@ -23,7 +23,7 @@ import pygit2
 
 from . import ignore, names, refs
 from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
-from .gitstore import GitStore
+from .gitstore import GitStore, git_error, git_errors
 from .identity import Signatures, resolve
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ def init_vault(path: str) -> None:
     """Initialise a bare repository with avfs' settings (reflogs on for every ref)."""
     try:
         repo = pygit2.init_repository(path, bare=True, initial_head="main")
-    except pygit2.GitError as exc:
-        raise InternalError(f"cannot create a repository at {path}: {exc}") from exc
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot create a repository at {path}") from exc
     repo.config["core.logAllRefUpdates"] = "always"
     # avfs keeps its own state beside git's; make sure git never packs or prunes it away
     os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
@@ -130,15 +130,15 @@ def fast_import_dir(
     progress: Progress | None = None,
 ) -> list[str]:
     """Commit the files ``paths`` of ``src`` as one commit on ``ref``; returns skipped paths."""
-    from .gitrun import git_env
+    from .gitrun import spawn
 
     sigs = (author or resolve(None, lambda key: None)).now()
-    proc = subprocess.Popen(
-        ["git", "--git-dir", git_dir, "fast-import", "--quiet", "--done"],
+    proc = spawn(
+        ["fast-import", "--quiet", "--done"],
+        git_dir=git_dir,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=git_env(),
         bufsize=1 << 20,
     )
     assert proc.stdin is not None
@@ -189,11 +189,11 @@ def fast_import_dir(
 
 
 def git_toplevel(src: str) -> str | None:
+    from .gitrun import run
+
     try:
-        proc = subprocess.run(
-            ["git", "-C", src, "rev-parse", "--show-toplevel"], capture_output=True, check=False
-        )
-    except FileNotFoundError:
+        proc = run(["-C", src, "rev-parse", "--show-toplevel"], check=False)
+    except InternalError:  # no git installed: no checkout either
         return None
     if proc.returncode != 0:
         return None
@@ -241,10 +241,9 @@ def import_dir(
 
 
 def _has_commits(src: str) -> bool:
-    proc = subprocess.run(
-        ["git", "-C", src, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, check=False
-    )
-    return proc.returncode == 0
+    from .gitrun import run
+
+    return run(["-C", src, "rev-parse", "--verify", "-q", "HEAD"], check=False).returncode == 0
 
 
 def _import_checkout(
@@ -327,13 +326,18 @@ def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tupl
 
 
 def clone_into(
-    git_dir: str, url: str, run_git: Callable[..., str], progress: ProgressFn | None = None
+    git_dir: str,
+    url: str,
+    run_git: Callable[..., str],
+    progress: ProgressFn | None = None,
+    *,
+    token: str | None = None,
 ) -> str | None:
     """Fill a new vault from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
     (without credentials). Returns the default fork when it is not ``main``. The server is
     reached as for every remote (:func:`.remote.transport`: ssh settings, credential
-    helpers, ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
+    helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
     from .redact import redact, split_credentials
     from .remote import transport
 
@@ -345,7 +349,7 @@ def clone_into(
         "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
         "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
         "+refs/heads/*:refs/remotes/origin/*",  # origin's tracking refs (a later lease checks them)
-        progress=progress, credentials=creds,
+        progress=progress, credentials=creds, token=token,
     )  # fmt: skip
     run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
     store = GitStore(git_dir)
@@ -357,7 +361,9 @@ def clone_into(
         if "main" in heads:
             return None
         # the remote's HEAD branch (or its first branch) becomes the default fork
-        out = transport(git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds).stdout
+        out = transport(
+            git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token
+        ).stdout
         head = next(
             (ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None
         )

@@ -82,8 +82,8 @@ class LiveDir:
         dest = self.real(path)
         try:
             s = os.lstat(dest)
-        except FileNotFoundError:
-            return
+        except (FileNotFoundError, NotADirectoryError):
+            return  # NotADirectoryError: below a file (a restore put back the file first)
         try:
             if st_.S_ISDIR(s.st_mode):
                 shutil.rmtree(dest)

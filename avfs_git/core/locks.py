@@ -18,9 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import BusyError, UsageError, from_oserror
+from .errors import BusyError, from_oserror
+from .names import fs_name
+from .settings import DEFAULT_LOCK_WAIT_S
 
-DEFAULT_WAIT_S = 10.0
+DEFAULT_WAIT_S = DEFAULT_LOCK_WAIT_S
 
 _held = threading.local()
 
@@ -32,7 +34,8 @@ def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[
     Args:
         path: the lock file (created if missing).
         what: how to name the locked thing in the busy error ("fork main of vault x").
-        wait_s: how long to wait before giving up; ``AVFS_LOCK_WAIT`` overrides the default.
+        wait_s: how long to wait before giving up (default :data:`DEFAULT_WAIT_S`; a vault's
+            own wait, from ``$AVFS_LOCK_WAIT``, is ``Vault.lock_wait_s``).
     """
     held: dict[str, int] = getattr(_held, "locks", None) or {}
     _held.locks = held
@@ -44,13 +47,7 @@ def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[
             held[path] -= 1
         return
     if wait_s is None:
-        raw = os.environ.get("AVFS_LOCK_WAIT", "")
-        try:
-            wait_s = float(raw) if raw else DEFAULT_WAIT_S
-        except ValueError:
-            raise UsageError(
-                f"AVFS_LOCK_WAIT={raw!r} is not a number of seconds", hint="e.g. AVFS_LOCK_WAIT=10"
-            ) from None
+        wait_s = DEFAULT_WAIT_S
     deadline = time.monotonic() + wait_s
     fd = _lock_fd(path, what, wait_s, deadline)
     try:
@@ -111,7 +108,7 @@ def exec_lock_path(state_dir: str, fork: str) -> str:
     """The lock a ``proxy exec`` holds on ``fork`` from its checkpoint before to its commit
     after; :func:`.checkpoint.save` takes it too, so a checkpoint never splits a command's
     changes between two commits. A leading '.': no fork's own lock file can have this name."""
-    return os.path.join(state_dir, "locks", ".exec-" + fork.replace("%", "%25").replace("/", "%2F") + ".lock")
+    return os.path.join(state_dir, "locks", ".exec-" + fs_name(fork) + ".lock")
 
 
 def pid_alive(pid: int) -> bool:

@@ -30,8 +30,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from . import names, refs
-from .errors import AvfsError, BusyError, ConflictError, InternalError, UsageError
-from .gitstore import EMPTY_TREE, GitStore
+from .errors import (
+    AvfsError,
+    BusyError,
+    ConflictError,
+    InternalError,
+    MergeInProgressError,
+    UnrelatedHistoriesError,
+    UsageError,
+)
+from .gitstore import EMPTY_TREE, GitStore, git_errors
 from .overlay import FILE
 from .treediff import diff_trees
 from .types import MERGE_STATE_FILE, MODE_LINK, MODE_TREE, Change, CommitId
@@ -44,17 +52,6 @@ if TYPE_CHECKING:
 
 STATE_FILE = MERGE_STATE_FILE
 MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
-
-
-class MergeInProgressError(BusyError):
-    """A merge with written conflicts is open in the fork: what was asked would end it
-    (commit its markers as an ordinary commit, or start another merge)."""
-
-    code = "merge_in_progress"
-
-
-class UnrelatedHistoriesError(UsageError):
-    code = "unrelated_histories"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -513,7 +510,7 @@ def _conflict_tree(
         for p in {s.path for s in (c.ancestor, c.ours, c.theirs) if s is not None}:
             try:
                 index.remove(p)
-            except (KeyError, OSError, pygit2.GitError):
+            except git_errors(OSError):
                 pass
         if c.kind in ("content", "add_add") and c.ours is not None and c.theirs is not None:
             data = _diff3(repo, c, source)
@@ -757,8 +754,9 @@ def _diff3(repo: pygit2.Repository, c: Conflict, source: str) -> bytes:
     """The conflicted file with diff3-style markers, as bytes (`git merge-file --diff3`:
     libgit2's merge_file result comes back decoded as UTF-8, which any other encoding
     breaks; hypothesis found it)."""
-    import subprocess
     import tempfile
+
+    from .gitrun import run
 
     with tempfile.TemporaryDirectory(prefix="avfs-merge-") as d:
         files = []
@@ -767,10 +765,9 @@ def _diff3(repo: pygit2.Repository, c: Conflict, source: str) -> bytes:
             with open(path, "wb") as fh:
                 fh.write(bytes(repo[side.oid].read_raw()) if side is not None else b"")
             files.append(path)
-        proc = subprocess.run(
-            ["git", "merge-file", "-p", "--diff3", "-L", "ours", "-L", "base", "-L", source, *files],
-            capture_output=True,
-            check=False,
+        # its exit status is the number of conflicts (up to 127): not a failure
+        proc = run(
+            ["merge-file", "-p", "--diff3", "-L", "ours", "-L", "base", "-L", source, *files], check=False
         )
     if proc.returncode < 0 or proc.returncode > 127:
         raise InternalError(f"git merge-file failed on {c.path}: {proc.stderr.decode(errors='replace')}")
@@ -842,8 +839,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         # retire what the commit holds; an entry written since (its seq moved) stays, on
         # top of the merge commit: nothing written meanwhile is lost
         with ws.overlay.txn() as db:
-            ws.overlay.retire(db, ws._retirable(captured, tree))
-            ws.overlay.set_meta("base", commit)
+            ws.retire_onto(db, ws._retirable(captured, tree), commit, seen=captured)
         ws._base_tree_cache = None
         _write_state(ws, None)
         ws._base_moved(view_changed=False)

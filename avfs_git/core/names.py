@@ -151,3 +151,29 @@ def ancestors(path: str) -> list[str]:
 def is_within(path: str, root: str) -> bool:
     """True when ``path`` is ``root`` or below it."""
     return not root or path == root or path.startswith(root + "/")
+
+
+# -- names as file names -------------------------------------------------------------------
+# A fork (or a mount key, ``FORK@REV``) names files and directories under a vault's state
+# dir: its workspace, lock, quota file, mount registry entry, exec file, log, default mount
+# point, worktree. '/' is legal in a fork name, so it is escaped, and '%' with it so the
+# encoding can be undone; a worktree's name escapes '@' too (``at=True``).
+
+_FS_ESCAPES = {"25": "%", "2F": "/", "40": "@"}
+# the same encoding in sh (the vault's git pre-receive hook, hooks/prereceive.py): a filter
+# from stdin to stdout, without ``at``
+SHELL_FS_NAME = "sed -e 's/%/%25/g' -e 's|/|%2F|g'"
+
+
+def fs_name(name: str, *, at: bool = False) -> str:
+    """``name`` (a fork or a mount key) as one file name: '%' -> %25, '/' -> %2F (and, with
+    ``at``, '@' -> %40). :func:`from_fs_name` undoes it."""
+    out = name.replace("%", "%25").replace("/", "%2F")
+    return out.replace("@", "%40") if at else out
+
+
+def from_fs_name(fs: str) -> str:
+    """The name :func:`fs_name` made ``fs`` from (either form)."""
+    if "%" not in fs:
+        return fs
+    return re.sub(r"%(25|2F|40)", lambda m: _FS_ESCAPES[m.group(1)], fs)  # compiled on first use

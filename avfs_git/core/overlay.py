@@ -170,12 +170,19 @@ class Overlay:
         self.lower_is_dir: Callable[[str], bool] | None = None
         self.lower_tree: Callable[[str], str | None] | None = None
         self._no_upper = threading.local()
+        # upper_oids' rows this process has read or written, by path: (sig, oid). A status
+        # in a mount's daemon (proxy exec's, before every command) asks for every upper file
+        # each time; a dict answers in a microsecond where the query costs ~20
+        self._oid_memo: dict[str, tuple[str, str]] = {}
         self.db_path = os.path.join(state_dir, "overlay.db")
         self._local = ThreadSlots(on_drop=close_conn)
         self._write_lock = threading.Lock()
         # called with the overlay's (bytes, files) after each committed transaction (the
         # workspace publishes its totals for the vault's quota, see Vault.quota_usage)
         self.after_commit: Callable[[int, int], None] | None = None
+        # called with the newest journal position after a transaction that journaled
+        # changes committed (the workspace then lets a live pure-FUSE mount show them)
+        self.after_change: Callable[[int], None] | None = None
         try:
             os.makedirs(self.files_dir, exist_ok=True)
         except OSError as exc:
@@ -228,6 +235,7 @@ class Overlay:
                 raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
             ns["depth"] = 1
             ns["garbage"] = []
+            ns.pop("journaled", None)
             totals: tuple[int, int] | None = None
             try:
                 yield db
@@ -239,19 +247,28 @@ class Overlay:
                 ns["garbage"] = []
                 ns.pop("totals", None)
                 db.execute("ROLLBACK")
+                self._release_claims()
+                ns.pop("journaled", None)
                 raise
             ns["depth"] = 0
             ns["garbage"] = []
             try:
                 db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
+                self._release_claims()
                 if "readonly" in str(exc):
                     raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
                 raise
         finally:
             if held:
                 self._write_lock.release()
-        self._unlink_files(dead)
+        try:
+            self._unlink_files(dead)
+        finally:
+            self._release_claims()
+        journaled = ns.pop("journaled", None)
+        if journaled is not None and self.after_change is not None:
+            self.after_change(journaled)
         hook = self.after_commit
         if hook is not None and totals is not None:
             hook(*totals)
@@ -296,21 +313,25 @@ class Overlay:
         with self.without_upper():
             return self.lower_is_dir(path)
 
-    def _lower_path(self, path: str) -> str:
+    def lower_path(self, path: str) -> str | None:
         """The lower layer's path under ``path`` once the upper layer's redirects (renamed
-        directories) are followed; ``path`` itself when none is on the way."""
-        lp = ""
+        directories) are followed; ``path`` itself when none is on the way; None when an
+        opaque directory of the upper layer (one made where a removed one was) at or above
+        ``path`` hides the lower layer there."""
+        lp: str | None = ""
         q = ""
         for comp in path.split("/"):
             q = f"{q}/{comp}" if q else comp
-            r = up.redirect(os.path.join(self.upper_dir, q))
-            if r is None:
-                lp = f"{lp}/{comp}" if lp else comp
-            elif r.startswith("/"):
-                lp = r.strip("/")
-            else:
-                parent = lp.rpartition("/")[0]
-                lp = f"{parent}/{r}" if parent else r
+            r, opaque = up.dir_marks(os.path.join(self.upper_dir, q))
+            if r is not None and r.startswith("/"):
+                lp = r.strip("/")  # from the layer's root, whatever is above
+            elif lp is not None:
+                # a name in the same directory (a rename that kept the parent), or the same
+                # name: below the parent's lower path
+                name = r if r is not None else comp
+                lp = f"{lp}/{name}" if lp else name
+            if opaque:
+                lp = None  # it hides the lower layer below it (a redirect below starts over)
         return lp
 
     def _lower_tree(self, path: str) -> str | None:
@@ -360,11 +381,13 @@ class Overlay:
         if kind == up.DIR:
             if not path:
                 return _MERGED
+            lower = self.lower_path(path)
+            if lower is None:  # below an opaque directory: nothing of the lower layer
+                return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
             if up.redirect(real) is not None:
-                oid = self._lower_tree(self._lower_path(path))
+                oid = self._lower_tree(lower)
                 if oid is not None:
                     return Entry(path, OBJECT, 0o040000, oid)
-            lower = self._lower_path(path)
             if self._lower_dir(lower):
                 if lower != path:  # below a renamed directory: its lower content moved too
                     oid = self._lower_tree(lower)
@@ -489,8 +512,12 @@ class Overlay:
         rel = fileid[len(UPPER_FILE) :]
         st = os.lstat(path)
         sig = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_mode}"
+        memo = self._oid_memo.get(rel)
+        if memo is not None and memo[0] == sig:
+            return memo[1]
         r = self.db.execute("SELECT oid FROM upper_oids WHERE path=? AND sig=?", (rel, sig)).fetchone()
         if r is not None:
+            self._oid_memo[rel] = (sig, str(r[0]))
             return str(r[0])
         oid = hash_file(path)
         if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
@@ -499,6 +526,7 @@ class Overlay:
                 db.execute(
                     "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)", (rel, sig, oid)
                 )
+            self._oid_memo[rel] = (sig, oid)
         return oid
 
     # -- reads: the upper layer over the database ----------------------------------------
@@ -659,6 +687,17 @@ class Overlay:
         ).fetchone()
         return r is not None
 
+    def may_have_changes(self) -> bool:
+        """:meth:`has_changes` without reading the upper layer's tree: its top level holds
+        anything but the pinned ``.git`` (a mount's own directories count as changes)."""
+        if self._db_has_changes():
+            return True
+        try:
+            with os.scandir(self.upper_dir) as it:
+                return any(e.name != ".git" for e in it)
+        except FileNotFoundError:
+            return False
+
     def is_empty(self) -> bool:
         if self.upper_active():
             return not self.all()
@@ -721,7 +760,9 @@ class Overlay:
         cur = db.execute(
             "INSERT INTO journal(path, op, ts, pid) VALUES(?, ?, ?, ?)", (path, op, time.time(), os.getpid())
         )
-        return int(cur.lastrowid or 0)
+        seq = int(cur.lastrowid or 0)
+        self._local.ns()["journaled"] = seq
+        return seq
 
     def put(self, db: sqlite3.Connection, e: Entry, op: str, *, old: Entry | bool | None = True) -> Entry:
         """Insert or replace the entry at ``e.path``; returns it with its new ``seq``.
@@ -784,7 +825,7 @@ class Overlay:
         """
         n = 0
         for e in captured:
-            if e.kind == FILE and e.fileid and self.in_use(e.fileid):
+            if e.kind == FILE and e.fileid and not self._claim(e.fileid):
                 continue
             cur = db.execute("DELETE FROM entries WHERE path=? AND seq=?", (e.path, e.seq))
             if cur.rowcount:
@@ -840,24 +881,48 @@ class Overlay:
             return os.path.join(self.links_dir, fileid[len(LINK_FILE) :])
         return os.path.join(self.files_dir, fileid)
 
+    def _claim(self, fileid: str) -> bool:
+        """For :meth:`retire`: False when a mount has the file open for writing; else the
+        file is locked (``flock`` exclusive) until the transaction has ended and its dead
+        files are unlinked, so a mount opening it for writing meanwhile waits, then finds
+        it retired and opens the base's copy instead (fuse/ops.py, ``_open_rw``): a probe
+        that let go at once left a window where a write went to a file being retired."""
+        fd = self._exclusive(fileid)
+        if fd is None:
+            return False
+        if fd >= 0:
+            self._local.ns().setdefault("claims", []).append(fd)
+        return True
+
+    def _release_claims(self) -> None:
+        for fd in self._local.ns().pop("claims", []):
+            os.close(fd)
+
     def in_use(self, fileid: str) -> bool:
         """True when a mount has the file open for writing (it holds a shared flock on it)."""
+        fd = self._exclusive(fileid)
+        if fd is not None and fd >= 0:
+            os.close(fd)  # closing drops the probe's lock
+        return fd is None
+
+    def _exclusive(self, fileid: str) -> int | None:
+        """The overlay file opened and locked exclusively (its descriptor); -1 when there is
+        nothing to lock (an upper-layer file: the kernel's, never opened by avfs; or gone);
+        None when a mount holds it open for writing (a shared flock)."""
         import fcntl
 
         if fileid.startswith((UPPER_FILE, LINK_FILE)):
-            return False  # the upper layer's: the kernel's, never retired
-
+            return -1
         try:
             fd = os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            return False
+            return -1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return True
-        finally:
-            os.close(fd)  # closing drops the probe's lock
-        return False
+            os.close(fd)
+            return None
+        return fd
 
     def new_fileid(self) -> str:
         return os.urandom(12).hex()

@@ -367,9 +367,8 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
 
 def _consolidate(git_dir: str, wait: bool) -> int:
     import fcntl
-    import subprocess
 
-    from .gitrun import git_env
+    from .gitrun import run
 
     lock_dir = os.path.join(git_dir, "avfs", "locks")
     os.makedirs(lock_dir, exist_ok=True)
@@ -378,11 +377,8 @@ def _consolidate(git_dir: str, wait: bool) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return 0  # another repack of this vault is running
-        proc = subprocess.run(
-            ["git", "--git-dir", git_dir, "repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"],
-            capture_output=True,
-            env=git_env(),
-            check=False,
+        proc = run(
+            ["repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"], git_dir=git_dir, check=False
         )
         return proc.returncode
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .errors import AlreadyExistsError, InternalError, RefMovedError
+from .errors import AlreadyExistsError, RefMovedError
+from .gitstore import git_error, git_errors
 
 if TYPE_CHECKING:
     import pygit2
@@ -109,12 +110,11 @@ def has_refs_under(git_dir: str, prefix: str) -> bool:
 
 def read_ref(repo: pygit2.Repository, name: str) -> str | None:
     """Return the commit id a direct ref points at, or None when it does not exist."""
-    import pygit2
 
     try:
         ref = repo.references.get(name)
-    except (pygit2.GitError, ValueError) as exc:  # pragma: no cover - corrupt ref file
-        raise InternalError(f"cannot read ref {name}: {exc}") from exc
+    except git_errors() as exc:  # pragma: no cover - corrupt ref file
+        raise git_error(exc, f"cannot read ref {name}") from exc
     if ref is None:
         return None
     target = ref.resolve().target
@@ -149,7 +149,7 @@ def cas_update(
             raise AlreadyExistsError(
                 f"{name} already exists (at {current})", details={"ref": name, "current": current}
             ) from None
-        except pygit2.GitError as exc:
+        except git_errors() as exc:
             raise _translate(exc, name) from exc
     try:
         with repo.transaction() as tx:
@@ -170,7 +170,7 @@ def cas_update(
                 tx.remove(name)
             else:
                 tx.set_target(name, new, message=message)
-    except pygit2.GitError as exc:
+    except git_errors() as exc:
         raise _translate(exc, name) from exc
 
 
@@ -182,4 +182,4 @@ def _translate(exc: Exception, name: str) -> Exception:
             hint="retry in a moment",
             details={"ref": name},
         )
-    return InternalError(f"cannot update {name}: {text}")
+    return git_error(exc, f"cannot update {name}")

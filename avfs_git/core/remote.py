@@ -28,28 +28,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from . import names, refs
-from .errors import AvfsError, NotFoundError, UsageError
-from .gitrun import git_env
+from .errors import (
+    RemoteError,
+    RemoteNotFoundError,
+    RemoteRejectedError,
+    UsageError,
+)
+from .gitrun import git_env, run, spawn
 from .redact import redact, split_credentials
+from .settings import TOKEN_ENV
 
 if TYPE_CHECKING:
     from .vault import Vault
 
-EXIT_REMOTE = 5
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class RemoteError(AvfsError):
-    code = "remote_failed"
-    exit_code = EXIT_REMOTE
-
-
-class RemoteRejectedError(RemoteError):
-    code = "remote_rejected"
-
-
-class RemoteNotFoundError(NotFoundError):
-    code = "remote_not_found"
 
 
 def strip_credentials(url: str) -> tuple[str, bool]:
@@ -87,7 +79,6 @@ def _check_name(name: str) -> str:
     return name
 
 
-TOKEN_ENV = "AVFS_GIT_TOKEN"  # an HTTP(S) password or token for every remote
 USER_ENV = "AVFS_GIT_USERNAME"  # its user name (default: avfs; GitHub ignores it)
 # a credential helper that answers from the environment: the secret itself is never on a
 # command line, in a config file or in git's output. The per-call pair (``transport``'s
@@ -112,9 +103,11 @@ def transport(
     check: bool = True,
     progress: ProgressFn | None = None,
     credentials: tuple[str, str] | None = None,
+    token: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a git command that may reach a server, with the user's ways of reaching it (ssh
-    settings, credential helpers, ``AVFS_GIT_TOKEN``) and never a prompt. With ``progress``,
+    settings, credential helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``) and never a
+    prompt. With ``progress``,
     git reports progress (``--progress`` must be among ``args``) and each line of it goes to
     the callback instead of into the error text.
 
@@ -125,8 +118,10 @@ def transport(
     import os
 
     env = {**git_env(), "GIT_TERMINAL_PROMPT": "0"}
-    for k in (_CALL_USER_ENV, _CALL_PASS_ENV):
+    for k in (_CALL_USER_ENV, _CALL_PASS_ENV, TOKEN_ENV):
         env.pop(k, None)  # only ever this call's
+    if token:
+        env[TOKEN_ENV] = token  # what the helper answers with (the front end read it)
     extra: list[str] = []
     if credentials is not None:
         user, password = credentials
@@ -134,20 +129,20 @@ def transport(
             raise UsageError("invalid credentials in the URL: empty, or a line break")
         env[_CALL_USER_ENV], env[_CALL_PASS_ENV] = user, password
         extra = ["-c", "credential.helper=", "-c", f"credential.helper={_ENV_HELPER}"]
-    elif os.environ.get(TOKEN_ENV):
+    elif token:
         extra = ["-c", f"credential.helper={_ENV_HELPER}"]
     # git_env() drops the caller's GIT_* variables (vault work must not see them), but how
     # to reach a server is the user's to say: keep their ssh settings
     for k in ("GIT_SSH_COMMAND", "GIT_SSH", "GIT_SSH_VARIANT"):
         if k in os.environ:
             env[k] = os.environ[k]
-    argv = ["git", *extra, "--git-dir", git_dir, *args]
+    argv = [*extra, "--git-dir", git_dir, *args]
     if progress is None:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        proc = run(argv, env=env, check=False, text=True)
     else:
         proc = _run_with_progress(argv, env, progress)
     if check and proc.returncode != 0:
-        text = _scrub(proc.stderr.strip() or proc.stdout.strip(), credentials or ())
+        text = _scrub(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), token or ""))
         raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
     return proc
 
@@ -155,14 +150,14 @@ def transport(
 def _run_with_progress(
     argv: list[str], env: dict[str, str], progress: ProgressFn
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv``, handing git's progress lines (split on CR and LF) to ``progress`` as
-    they come; the other stderr lines are kept for the error text."""
+    """Run git with ``argv``, handing its progress lines (split on CR and LF) to ``progress``
+    as they come; the other stderr lines are kept for the error text."""
     import os
     import threading
 
     kept: list[str] = []
     out: list[bytes] = []
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+    with spawn(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         stdout = proc.stdout
         reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
@@ -187,7 +182,9 @@ def _run_with_progress(
         finally:
             code = proc.wait()
             reader.join()
-    return subprocess.CompletedProcess(argv, code, b"".join(out).decode("utf-8", "replace"), "\n".join(kept))
+    return subprocess.CompletedProcess(
+        ["git", *argv], code, b"".join(out).decode("utf-8", "replace"), "\n".join(kept)
+    )
 
 
 def _git(
@@ -197,14 +194,19 @@ def _git(
     progress: ProgressFn | None = None,
     credentials: tuple[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return transport(vault.path, *args, check=check, progress=progress, credentials=credentials)
+    return transport(
+        vault.path, *args, check=check, progress=progress, credentials=credentials, token=_token(vault)
+    )
 
 
-def _scrub(text: str, secrets: tuple[str, ...] | tuple[str, str] = ()) -> str:
-    """``text`` without credentials: URLs' userinfo, the token itself, and ``secrets``."""
-    import os
+def _token(vault: Vault) -> str | None:
+    """The git token of the home's settings (``AVFS_GIT_TOKEN``, read by the front end)."""
+    return vault.home.settings.git_token if vault.home is not None else None
 
-    return redact(text, (os.environ.get(TOKEN_ENV) or "", *secrets))
+
+def _scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` without credentials: URLs' userinfo and ``secrets`` (a token among them)."""
+    return redact(text, secrets)
 
 
 def list_remotes(vault: Vault) -> list[RemoteInfo]:
@@ -417,7 +419,7 @@ def _push_failed(
 ) -> NoReturn:
     """Raise the error for a push git did not complete: the first ref the server refused
     (not the ones --atomic refused along with it), why, and what to do."""
-    secrets = creds or ()
+    secrets = (*(creds or ()), _token(vault) or "")
     detail = _scrub(proc.stderr.strip(), secrets)
     refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
     refused = [f for f in refused if len(f) >= 3 and f[1].split(":")[-1] in local]

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import names
 from .errors import CorruptStateError, InternalError, PathNotFoundError, UsageError
-from .gitstore import EMPTY_TREE, GitStore
+from .gitstore import EMPTY_TREE, GitStore, git_errors
 from .overlay import DELETED, FILE, Entry, Overlay
 from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, NodeKind, kind_of_mode
 
@@ -259,7 +259,7 @@ class View:
             odb = self._odb = self.store.repo.odb
         try:
             return bytes(odb.read(oid)[1])
-        except (KeyError, ValueError) as exc:
+        except git_errors() as exc:
             raise CorruptStateError(f"blob {oid} of the view is missing from the vault") from exc
 
     def size(self, leaf: Leaf) -> int:

@@ -144,6 +144,28 @@ class ForkInfo:
     is_default: bool
 
 
+class IgnoredMode(enum.StrEnum):
+    """How a new fork got the source's paths git ignores (node_modules, .venv, caches)."""
+
+    SNAPSHOT = "snapshot"  # copy-on-write: the source's state dir snapshotted (btrfs), O(1)
+    COPIED = "copied"  # captured as git objects into the fork's starting tree (not on a ref)
+    NONE = "none"  # left out (``--no-ignored``): a clean fork
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IgnoredCarry:
+    mode: IgnoredMode
+    reason: str | None = None  # why not a snapshot (None when it is one)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForkCreated:
+    """What ``Vault.fork`` made: the fork, and how it got what git does not hold."""
+
+    fork: ForkInfo
+    ignored: IgnoredCarry
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class VaultInfo:
     name: str

@@ -32,7 +32,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -82,6 +82,20 @@ def redirect(path: str) -> str | None:
     absolute path from the layer's root ("/a/b"), or a name in the parent's lower dir."""
     raw = _xattr(path, REDIRECT_XATTRS)
     return None if raw is None else os.fsdecode(raw)
+
+
+def dir_marks(path: str) -> tuple[str | None, bool]:
+    """(redirect, opaque) of an upper-layer directory, from one ``listxattr`` (most carry
+    neither: then no more calls)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return None, False
+    if not names:
+        return None, False
+    r = redirect(path) if any(n.endswith("overlay.redirect") for n in names) else None
+    opaque = any(n.endswith("overlay.opaque") for n in names) and _xattr(path, OPAQUE_XATTRS) == b"y"
+    return r, opaque
 
 
 def special_kind(st: os.stat_result) -> str:
@@ -169,6 +183,41 @@ def drop_gitfile(upper_dir: str) -> None:
 
 
 ORIGIN_XATTRS = ("trusted.overlay.origin", "user.overlay.origin")
+
+
+def tidy_for_mount(
+    upper_dir: str, lower_kind: Callable[[str], str | None], forget: Callable[[str], None]
+) -> tuple[int, int]:
+    """Before the upper layer is mounted again over a lower layer that may have changed
+    since (the base moved: ``lower_kind(path)`` says what the lower layer now has under
+    the upper layer's ``path``, redirects followed: None, ``"dir"`` or ``"other"``):
+
+    - a whiteout of a path the lower layer no longer has is removed: the kernel lists a
+      whiteout in a directory with no lower counterpart as a name whose lookup fails;
+    - a directory that no longer has a lower counterpart is made opaque, as overlayfs makes
+      a directory it creates over nothing: otherwise, once a checkpoint puts that path in
+      the base, the kernel (which found no lower directory there) removes files in it
+      without whiteouts while every reader sees the base's copies come back.
+
+    Either way what the lower layer's entries still hold below that path (pinned trees the
+    kernel no longer reaches) is hidden there, and is dropped first (``forget(path)``), so
+    that no reader sees it once the whiteout is gone. Returns (whiteouts removed,
+    directories made opaque)."""
+    gone = opaque = 0
+    for path, real, st in entries(upper_dir):
+        kind = classify(real, st)
+        if kind == GONE and lower_kind(path) is None:
+            forget(path)
+            try:
+                os.unlink(real)
+                gone += 1
+            except FileNotFoundError:
+                pass
+        elif kind == DIR and redirect(real) is None and lower_kind(path) != "dir":
+            forget(path)
+            os.setxattr(real, OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+            opaque += 1
+    return gone, opaque
 
 
 def drop_origins(upper_dir: str) -> int:

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import mmap
 import os
-import shutil
 import sqlite3
 import struct
 import sys
@@ -29,11 +28,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import names, packwriter, refs
+from . import layers, mounted, names, packwriter, refs
 from .errors import (
     AlreadyExistsError,
     ForkNotFoundError,
     InvalidNameError,
+    MountedError,
     QuotaExceededError,
     UsageError,
     from_oserror,
@@ -43,7 +43,9 @@ from .identity import Identity, Signatures
 from .identity import current as current_identity
 from .locks import file_lock
 from .oplog import OpLog
-from .types import ForkInfo, Operation
+from .settings import DEFAULT_LOCK_WAIT_S
+from .types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
+from .upper import drop_gitfile
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -162,6 +164,87 @@ class Vault:
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise UsageError(f"{k} must be a non-negative integer or None, not {v!r}")
         self.set_config(**{keys[k]: v for k, v in limits.items()})
+        if "max_bytes" in limits:
+            self.sync_kernel_quota()
+
+    # -- quota the kernel enforces (the layers file system's qgroups) ---------------------
+    def _explicit_bytes_quota(self) -> int | None:
+        cfg = self.fresh_config()
+        qb = cfg.get("quota_bytes", -1)
+        return None if qb in (-1, None) else int(qb)
+
+    def _layered_forks(self) -> dict[str, str]:
+        """fork -> state dir, of the forks whose state is a subvolume of the layers fs."""
+        out = {}
+        for f in self.fork_names():
+            link = self.ws_link(f)
+            if os.path.islink(link):
+                out[f] = self.ws_dir(f)
+        return out
+
+    def kernel_quota(self) -> tuple[int, list[str]] | None:
+        """(bytes of the vault's forks' files in the layers file system, the forks there)
+        when the kernel enforces the vault's bytes quota, else None. The bytes are what the
+        vault's qgroup counts (overlay files and mounts' upper layers, extents forks share
+        once) less avfs's own state (its databases and indexes, which the quota does not
+        count) and btrfs's metadata floor of each subvolume: exact to a few KiB a fork."""
+        n = self.config.get("layers_qgroup")
+        if not isinstance(n, int) or self._explicit_bytes_quota() is None:
+            return None
+        if not layers.mounted(self.home_dir):
+            return None
+        try:
+            got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+        except layers.LayersUnavailable:
+            return None
+        if got is None:
+            return None
+        forks = self._layered_forks()
+        own = sum(layers.own_state_bytes(d) for d in forks.values())
+        return max(got[0] - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
+
+    def sync_kernel_quota(self, *, mounting: bool = False) -> str | None:
+        """Make the kernel enforce the vault's explicit bytes quota on its workspaces in the
+        layers file system (a qgroup of them, limited to the quota less the git objects
+        and the plain state dirs' files); lift it when the quota is gone. Returns None when
+        the kernel enforces it now, else why not.
+
+        ``mounting``: a vault already at or past its limit still gets 1 MiB over what it
+        holds, so that overlayfs can make its work directory (else it mounts read-only
+        and nothing could be deleted through the mount to get back under)."""
+        qb = self._explicit_bytes_quota()
+        n = self.config.get("layers_qgroup")
+        if qb is None:
+            if isinstance(n, int) and layers.mounted(self.home_dir):
+                try:
+                    layers.set_limit(self.home_dir, n, None)
+                except layers.LayersUnavailable:
+                    pass
+            return "no explicit bytes quota"
+        if not os.path.exists(layers.image_path(self.home_dir)):
+            return "the home has no layers file system"
+        forks = self._layered_forks()  # mounts the image when needed
+        if not isinstance(n, int):
+            n = int.from_bytes(os.urandom(4), "big") | 1
+        try:
+            layers.ensure_qgroup(self.home_dir, n, list(forks.values()))
+            if self.config.get("layers_qgroup") != n:
+                self.set_config(layers_qgroup=n)
+            use = self.quota.usage()
+            plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
+            # avfs's own state (databases, indexes) is not the quota's: it is left room,
+            # and so is what btrfs's metadata and a database's growth may take; the kernel
+            # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
+            # checks refuse the writes it makes first
+            limit = max(qb - use.objects_bytes - plain, 0) + layers.quota_room(list(forks.values()))
+            if mounting:
+                held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+                if held is not None:
+                    limit = max(limit, held[0] + (1 << 20))
+            layers.set_limit(self.home_dir, n, limit)
+        except layers.LayersUnavailable as exc:
+            return str(exc)
+        return None
 
     def quota_usage(self) -> QuotaUsage:
         """What the vault uses of its quota, counted exactly now (objects on disk, every
@@ -182,6 +265,12 @@ class Vault:
         return self.store.signature(ident, self._fallback_author)
 
     # -- locks ----------------------------------------------------------------------------
+    @property
+    def lock_wait_s(self) -> float:
+        """How long a lock of this vault is waited for: the home's settings
+        (``$AVFS_LOCK_WAIT``, read by the front end), else 10 s."""
+        return self.home.settings.lock_wait_s() if self.home is not None else DEFAULT_LOCK_WAIT_S
+
     @contextmanager
     def lock(self, *forks: str, wait_s: float | None = None) -> Iterator[None]:
         """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
@@ -192,8 +281,9 @@ class Vault:
             raise from_oserror(exc, lock_dir) from exc
         with ExitStack() as stack:
             for f in sorted(set(forks)):
-                path = os.path.join(lock_dir, _fs_name(f) + ".lock")
-                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}", wait_s=wait_s))
+                path = os.path.join(lock_dir, names.fs_name(f) + ".lock")
+                wait = self.lock_wait_s if wait_s is None else wait_s
+                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}", wait_s=wait))
             yield
 
     # -- forks ----------------------------------------------------------------------------
@@ -209,7 +299,10 @@ class Vault:
         ws = self._ws.pop(fork, None)
         if ws is not None:
             ws.overlay.close()
-        shutil.rmtree(self.ws_dir(fork), ignore_errors=True)
+        # a killed overlay daemon leaves the worktree link pinned immutable in the upper
+        # layer, which rmtree cannot remove
+        drop_gitfile(os.path.join(self.ws_dir(fork), "upper"))
+        layers.remove_state_dir(self.home_dir, self.ws_link(fork))
 
     def require_fork(self, fork: str) -> None:
         """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""
@@ -221,8 +314,47 @@ class Vault:
                 details={"vault": self.name, "fork": fork},
             )
 
+    @property
+    def home_dir(self) -> str:
+        """The avfs home this vault is in (``<home>/vaults/NAME.git``, or its trash)."""
+        if self.home is not None:
+            return self.home.path
+        return os.path.dirname(os.path.dirname(os.path.abspath(self.path)))
+
+    def ws_link(self, fork: str) -> str:
+        """Where the fork's state dir is named: a directory, or a link into the home's
+        layers file system (:mod:`.layers`)."""
+        return os.path.join(self.state_dir, "ws", names.fs_name(fork))
+
     def ws_dir(self, fork: str) -> str:
-        return os.path.join(self.state_dir, "ws", _fs_name(fork))
+        """The fork's state dir (the layers file system mounted first when it is there)."""
+        return layers.resolve(self.home_dir, self.ws_link(fork))
+
+    def layers_why_not(self) -> str | None:
+        """None when new state dirs of this vault go into the home's layers file system,
+        else why they do not (the home's ``layers`` setting, or what the host lacks)."""
+        mode = self.home.layers_mode if self.home is not None else "off"
+        if mode == "off":
+            return "the home's layers setting is off"
+        if layers.mounted(self.home_dir):
+            return None
+        return layers.probe()
+
+    def _new_state_dir(self, fork: str) -> str:
+        """A state dir for a workspace that has none: a subvolume of the layers file system
+        where it can be, else a plain directory (made by the workspace on first use)."""
+        link = self.ws_link(fork)
+        if os.path.lexists(link) or self.layers_why_not() is not None:
+            return self.ws_dir(fork)
+        try:
+            return layers.make_state_dir(self.home_dir, link, self._qgroup())
+        except layers.LayersUnavailable:
+            return link
+
+    def _qgroup(self) -> int | None:
+        """The vault's qgroup (new subvolumes join it), when it has one."""
+        n = self.config.get("layers_qgroup")
+        return n if isinstance(n, int) else None
 
     def workspace(self, fork: str | None = None) -> Workspace:
         """The workspace of ``fork`` (the vault's default fork when None)."""
@@ -236,7 +368,7 @@ class Vault:
         with self._ws_lock:
             ws = self._ws.get(fork)
             if ws is None:
-                ws = Workspace(self, fork, self.ws_dir(fork))
+                ws = Workspace(self, fork, self._new_state_dir(fork))
                 self._ws[fork] = ws
                 return ws
         ws.sync_base()
@@ -264,12 +396,25 @@ class Vault:
     def forks(self) -> list[ForkInfo]:
         return [self.fork_info(f) for f in self.fork_names()]
 
-    def create_fork(self, source: str | None, new: str) -> ForkInfo:
+    def create_fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkInfo:
+        """:meth:`fork`, returning only the new fork's info."""
+        return self.fork(source, new, ignored=ignored).fork
+
+    def fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkCreated:
         """Fork ``source`` (default fork when None) as ``new``: O(1) in tree size.
 
         The new fork starts from the source's *current* state: its ref is the source's base
-        commit and its workspace shows the source's uncheckpointed changes too (captured as
-        one tree; the source is not disturbed).
+        commit and its workspace shows the source's uncheckpointed changes too; the source
+        is not disturbed. What git ignores in the source (``node_modules``, a venv, build
+        outputs) comes along too, unless ``ignored`` is False (a clean fork):
+
+        - ``snapshot``: the source's state dir is a subvolume of the home's layers file
+          system (:mod:`.layers`): the new state dir is a snapshot of it, O(1) and
+          copy-on-write, nothing committed, the source's live mount left as it is;
+        - ``copied``: otherwise the source's changes, ignored paths included, are captured
+          as one tree (git objects no ref names) that the new workspace starts from.
+
+        The result says which (``ignored.mode``) and, when not a snapshot, why.
         """
         source = source or self.default_fork
         names.check_fork_name(new)
@@ -293,23 +438,49 @@ class Vault:
         with self.lock(source, new):
             src = self.workspace(source)
             base = src.base
-            tree: str | None = None
-            if src.overlay.has_changes():
-                # paths git ignores too (a venv, node_modules): the fork starts as the
-                # source shows, and its checkpoints leave them out as the source's do
-                tree, _ = src.capture(include_ignored=True)
-            refs.cas_update(self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
-            # The new workspace's state is made on first use; all a fork writes now is its
-            # ref, and the captured tree (a "seed") when the source had changes.
-            ws_dir = self.ws_dir(new)
-            if os.path.lexists(ws_dir):  # left by a fork of that name deleted before
-                shutil.rmtree(ws_dir, ignore_errors=True)
+            link = self.ws_link(new)
+            if os.path.lexists(link):  # left by a fork of that name deleted before
+                layers.remove_state_dir(self.home_dir, link)
             self._ws.pop(new, None)
-            if tree is not None:
-                write_seed(ws_dir, base, tree)
-                from .merge import inherit_state
+            tree: str | None = None
+            why = self._snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
+            if why is None:
+                try:
+                    # the whole state (entries, journal, the upper layer of a live mount,
+                    # an open merge) as it is at this instant; the fork lock keeps a
+                    # checkpoint of the source from being half-way
+                    layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup())
+                except layers.LayersUnavailable as exc:
+                    why = str(exc)
+            if why is None:
+                carry = IgnoredCarry(IgnoredMode.SNAPSHOT)
+                dirty = src.overlay.may_have_changes()
+            else:
+                carry = IgnoredCarry(IgnoredMode.COPIED if ignored else IgnoredMode.NONE, why)
+                if src.overlay.has_changes():
+                    # with ``ignored``, paths git ignores too (a venv, node_modules): the
+                    # fork starts as the source shows, and its checkpoints leave them out
+                    # as the source's do
+                    tree, _ = src.capture(include_ignored=ignored)
+                dirty = tree is not None
+                # The new workspace's state is made on first use; all a fork writes now is
+                # its ref, and the captured tree (a "seed") when the source had changes.
+                if tree is not None:
+                    write_seed(self._new_state_dir(new), base, tree)
+                    from .merge import inherit_state
 
-                inherit_state(src, ws_dir)  # an open merge stays open in the fork too
+                    inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
+            try:
+                refs.cas_update(
+                    self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}"
+                )
+            except BaseException:
+                # the name was taken meanwhile (or the ref could not be written): the state
+                # made for it goes (the source's is untouched)
+                self._ws.pop(new, None)
+                if os.path.lexists(link):
+                    layers.remove_state_dir(self.home_dir, link)
+                raise
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",
@@ -318,16 +489,30 @@ class Vault:
                 workspaces=[
                     {"fork": new, "before": None, "after": {"base": base, "tree": tree}, "view_changed": True}
                 ],
-                details={"source": source},
+                details={"source": source, "ignored": str(carry.mode)},
             )
-        return ForkInfo(
+        info = ForkInfo(
             vault=self.name,
             name=new,
             head=base,  # type: ignore[arg-type]
             base=base,  # type: ignore[arg-type]
-            dirty=tree is not None,
+            dirty=dirty,
             is_default=new == self.default_fork,
         )
+        return ForkCreated(info, carry)
+
+    def _snapshot_why_not(self, src: Workspace) -> str | None:
+        """None when ``src``'s state dir can be snapshotted into a new fork, else why not."""
+        why = self.layers_why_not()
+        if why is not None:
+            return why
+        mp = layers.mount_path(self.home_dir)
+        if not (src.state_dir.startswith(mp + os.sep) and layers.is_subvolume(src.state_dir)):
+            return (
+                f"the state of fork {src.fork} is a plain directory (made before the layers file"
+                " system, or where it was not available): its ignored paths are copied"
+            )
+        return None
 
     def delete_fork(self, fork: str) -> Operation:
         """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
@@ -340,6 +525,7 @@ class Vault:
             )
         from .checkpoint import keep_recovery, ws_state
 
+        self.refuse_if_mounted(fork)
         with self.lock(fork):
             ws = self.workspace(fork)
             tip = ws.tip()
@@ -355,9 +541,7 @@ class Vault:
                 changed.append({"ref": r, "old": old, "new": None})
             refs.cas_update(repo, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
             changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
-            ws.overlay.close()
-            self._ws.pop(fork, None)
-            shutil.rmtree(self.ws_dir(fork), ignore_errors=True)
+            self.discard_workspace(fork)
             self.quota.forget(fork)
             op_id = self.oplog.record(
                 "fork_delete",
@@ -369,6 +553,25 @@ class Vault:
         op = self.oplog.get(op_id)
         assert op is not None
         return op
+
+    def refuse_if_mounted(self, fork: str | None = None) -> None:
+        """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
+        deleting what a mount serves would pull its upper layer and state from under the
+        processes working in it (as git refuses to delete a branch checked out somewhere)."""
+        live = mounted.live_mountpoints(self.path, fork)
+        if not live:
+            return
+        mps = sorted(live.values())
+        what = f"fork {fork!r} of vault {self.name}" if fork is not None else f"vault {self.name}"
+        raise MountedError(
+            f"{what} is mounted at {', '.join(mps)}",
+            hint=(
+                f"unmount it first: `avfs unmount {self.name}:{fork}`"
+                if fork is not None
+                else "unmount its forks first: `avfs unmount MOUNTPOINT` (`avfs mount --list`)"
+            ),
+            details={"vault": self.name, "fork": fork, "mountpoints": mps},
+        )
 
     def set_default_fork(self, fork: str) -> None:
         self.require_fork(fork)
@@ -413,6 +616,7 @@ class ForkUsage:
     fork: str
     overlay_bytes: int  # bytes of the fork's uncheckpointed (materialized) files
     overlay_files: int  # number of those files
+    layered: bool = False  # its state is in the vault's qgroup (counted in layers_bytes)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -424,6 +628,9 @@ class QuotaUsage:
     quota_files: int | None
     objects_bytes: int  # git objects on disk: packs (.pack, .idx, ...) and loose objects
     forks: tuple[ForkUsage, ...]
+    # with a kernel-enforced quota: what the vault's qgroup counts in the layers file system
+    # (every layered fork's whole state: overlay files, a mount's upper layer, shared once)
+    layers_bytes: int | None = None
 
     @property
     def overlay_bytes(self) -> int:
@@ -431,7 +638,11 @@ class QuotaUsage:
 
     @property
     def used_bytes(self) -> int:
-        return self.objects_bytes + self.overlay_bytes
+        if self.layers_bytes is None or not any(f.layered for f in self.forks):
+            return self.objects_bytes + self.overlay_bytes
+        plain = sum(f.overlay_bytes for f in self.forks if not f.layered)
+        layered = sum(f.overlay_bytes for f in self.forks if f.layered)
+        return self.objects_bytes + plain + max(layered, self.layers_bytes)
 
     @property
     def used_files(self) -> int:
@@ -536,7 +747,7 @@ class QuotaTracker:
             if name.startswith(_FORK_PREFIX):
                 parts = data.split()
                 if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-                    published[_fork_of(name[len(_FORK_PREFIX) :])] = (int(parts[0]), int(parts[1]))
+                    published[names.from_fs_name(name[len(_FORK_PREFIX) :])] = (int(parts[0]), int(parts[1]))
             elif self._signals.get(name) != data:
                 self._signals[name] = data
                 if name == "objects":
@@ -630,7 +841,7 @@ class QuotaTracker:
             return out
         with it:
             for e in it:
-                fork = _fork_of(e.name)
+                fork = names.from_fs_name(e.name)
                 if fork != exclude and e.is_dir():
                     out[fork] = self._overlay_totals(fork, e.path)
         return out
@@ -641,7 +852,7 @@ class QuotaTracker:
         os.makedirs(self.dir, exist_ok=True)
         for fork, (b, n) in self._all_overlays().items():
             if b or n:
-                self._write(_FORK_PREFIX + _fs_name(fork), f"{b} {n}\n")
+                self._write(_FORK_PREFIX + names.fs_name(fork), f"{b} {n}\n")
         self._write(_MARKER, "1\n")
 
     # -- writing ---------------------------------------------------------------------------
@@ -660,7 +871,7 @@ class QuotaTracker:
                         return
                 elif abs(nbytes - pub[0]) <= PUBLISH_BYTES and abs(nfiles - pub[1]) <= PUBLISH_FILES:
                     return
-                self._write(_FORK_PREFIX + _fs_name(fork), f"{nbytes} {nfiles}\n")
+                self._write(_FORK_PREFIX + names.fs_name(fork), f"{nbytes} {nfiles}\n")
                 self._published[fork] = (nbytes, nfiles)
         except OSError:
             # the write itself is committed; a read-only or full disk must not fail it
@@ -671,7 +882,7 @@ class QuotaTracker:
         """The fork and its overlay are gone."""
         with self._lock:
             try:
-                os.unlink(os.path.join(self.dir, _FORK_PREFIX + _fs_name(fork)))
+                os.unlink(os.path.join(self.dir, _FORK_PREFIX + names.fs_name(fork)))
             except FileNotFoundError:
                 pass
             except OSError:
@@ -794,13 +1005,29 @@ class QuotaTracker:
             self._objects_stale = False
             forks = self._all_overlays()
             objects = self._objects
+        kq = self.vault.kernel_quota()
+        layered = set() if kq is None else set(kq[1])
+        if not any(_has_upper(self.vault, f) for f in layered):
+            # nothing written past avfs (no upper layer holds anything): its own exact
+            # totals are the use (the qgroup's count adds btrfs's metadata of small files)
+            layered = set()
         return QuotaUsage(
             vault=self.vault.name,
             quota_bytes=qb,
             quota_files=qf,
             objects_bytes=objects,
-            forks=tuple(ForkUsage(f, b, n) for f, (b, n) in sorted(forks.items())),
+            forks=tuple(ForkUsage(f, b, n, f in layered) for f, (b, n) in sorted(forks.items())),
+            layers_bytes=None if kq is None else kq[0],
         )
+
+
+def _has_upper(vault: Vault, fork: str) -> bool:
+    """Whether the fork's upper layer (an overlay mount's writes) holds anything."""
+    try:
+        with os.scandir(os.path.join(vault.ws_dir(fork), "upper")) as it:
+            return any(e.name != ".git" for e in it)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _read_small(path: str) -> bytes | None:
@@ -878,14 +1105,3 @@ def write_seed(ws_dir: str, base: str, tree: str) -> None:
         os.replace(tmp, os.path.join(ws_dir, "seed"))
     except OSError as exc:
         raise from_oserror(exc, ws_dir) from exc
-
-
-def _fs_name(fork: str) -> str:
-    """A fork name as one directory name ('/' is legal in forks)."""
-    # fork names are [A-Za-z0-9._+-] and '/', so escaping '/' (and '%') is enough
-    return fork.replace("%", "%25").replace("/", "%2F")
-
-
-def _fork_of(fs_name: str) -> str:
-    """The inverse of :func:`_fs_name`."""
-    return fs_name.replace("%2F", "/").replace("%25", "%")

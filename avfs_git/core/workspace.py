@@ -41,7 +41,7 @@ from .gitnames import NotRecorded, refusal
 from .gitstore import EMPTY_TREE, GitStore
 from .ignore import GITIGNORE, IgnoreRules
 from .livedir import LiveDir
-from .overlay import DELETED, FILE, OBJECT, SPECIAL_ORIGIN, UPPER_FILE, Entry, Overlay
+from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, UPPER_FILE, Entry, Overlay
 from .packwriter import OBJ_TREE, PackWriter, file_blob_id, tree_bytes
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import (
@@ -139,6 +139,7 @@ class Workspace:
         self.state_dir = state_dir
         self.pinned = pinned
         self._base_tree_cache: tuple[str, str] | None = None
+        self._lower_trees: dict[tuple[str, str, int], str] = {}  # see _lower_tree
         self._ignore_rules: IgnoreRules | None = None
         # what the last capture left out (a checkpoint, holding the fork lock, reports it)
         self.captured_ignored: Ignored = NO_IGNORED
@@ -149,6 +150,7 @@ class Workspace:
         else:
             # every committed change of the overlay: publish its totals for the vault's quota
             self.overlay.after_commit = self._note_totals
+            self.overlay.after_change = self._show_in_mount
             self.sync_base()
 
     # -- base -----------------------------------------------------------------------------
@@ -247,6 +249,8 @@ class Workspace:
 
     def _follow_ref(self) -> None:
         ov = self.overlay
+        if self._follow_ref_live():
+            return
         with ov.txn() as db:
             base = ov.get_meta("base")
             tip = self.tip()
@@ -271,6 +275,22 @@ class Workspace:
                 self._base_tree_cache = None
                 self._keep_parents(db, [e.path for e in ov.all()])
                 ov.set_meta("view_time", repr(float(_settled_now())))
+
+    def _follow_ref_live(self) -> bool:
+        """:meth:`_follow_ref` for a fork with a live overlay mount (the fork lock held):
+        the kernel caches the mount's lower layer for good, so a base that simply moved
+        under it would show the old bytes, or the new ones cut to the old size. The new
+        commit is written through the mount instead, as a restore is (an open file keeps
+        what it had), and then becomes the base. True when it did (or nothing was to do)."""
+        if self._live_mount() is None:
+            return False
+        base, tip = self.overlay.get_meta("base"), self.tip()
+        if base is None or tip is None or base == tip:
+            return base is not None
+        if self.is_dirty():
+            return True  # uncheckpointed changes: the base stays (sync_base's rule)
+        self.set_base(tip, keep_view=False)
+        return True
 
     def _adopt(self, db: Any, base: str, tip: str) -> bool:
         """Take ``tip`` as the base, keeping the view, when its commits (descending from the
@@ -307,7 +327,8 @@ class Workspace:
         if not self.status():
             # everything uncheckpointed is now in the tip: the overlay has nothing left but
             # what git does not hold (paths it ignores, empty directories)
-            self.overlay.retire(db, self._retirable(self.overlay.all(), tip_tree))
+            entries = self.overlay.all()
+            self.retire_onto(db, self._retirable(entries, tip_tree), tip, seen=entries)
         return True
 
     def _read_seed(self) -> tuple[str, str] | None:
@@ -354,8 +375,49 @@ class Workspace:
         return node is not None and node.is_dir
 
     def _lower_tree(self, path: str) -> str | None:
+        """The git tree the view without the upper layer shows at ``path`` (the lower layer
+        of an overlay mount: what a renamed directory's redirect shows): the base's tree
+        with the overlay's entries below ``path`` applied (entries made before the mount),
+        written as objects when there are such entries (kept per base and entries)."""
         node = self._lookup(path)
-        return node.oid if node is not None and node.is_dir else None
+        if node is None or not node.is_dir:
+            return None
+        below = self.overlay.under(path)
+        if not below:
+            return node.oid
+        key = (path, self.base, self.overlay.last_seq())
+        hit = self._lower_trees.get(key)
+        if hit is not None:
+            return hit
+        by_parent: dict[str, list[Entry]] = {}
+        for e in below:
+            by_parent.setdefault(names.parent_of(e.path), []).append(e)
+        dirty = {a for a in self._dirty_dirs(below) if a == path or a.startswith(path + "/")}
+        sub_dirty: dict[str, list[str]] = {}
+        for d in dirty:
+            if d != path:
+                sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
+        pw = self.store.pack_writer()
+        try:
+            tree = self._build(path, node.oid, by_parent, dirty, sub_dirty, pw) or EMPTY_TREE_ID
+            pw.finish()
+        except BaseException:
+            pw.abort()
+            raise
+        if len(self._lower_trees) > 64:
+            self._lower_trees.clear()
+        self._lower_trees[key] = tree
+        return tree
+
+    def _live_mount(self) -> LiveDir | None:
+        """:meth:`live_dir` when the fork has a live overlay mount, else None (an upper
+        layer left behind is not folded: for callers in the middle of a commit)."""
+        if self.pinned is not None or not self.overlay.with_upper:
+            return None  # the mount's own lower view follows the base; it never writes
+        from .worktree import overlay_mountpoint
+
+        mp = overlay_mountpoint(self.vault, self.fork)
+        return None if mp is None else LiveDir(mp, self.store)
 
     def live_dir(self) -> LiveDir | None:
         """The mount point of this fork's live overlay mount, as a directory that changes go
@@ -778,6 +840,13 @@ class Workspace:
         after = (nbytes - replacing + adding, nfiles + new_files)
         self.vault.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
         return after
+
+    def _show_in_mount(self, seq: int) -> None:
+        """A change this process made (journal position ``seq``) shows in a live pure-FUSE
+        mount of the fork when the call returns (see :func:`.worktree.show_written`)."""
+        from . import worktree
+
+        worktree.show_written(self, seq)
 
     def _note_totals(self, nbytes: int, nfiles: int) -> None:
         self.vault.quota.note(self.fork, nbytes, nfiles)
@@ -1248,11 +1317,12 @@ class Workspace:
         """True when there are uncheckpointed changes: empty new directories and paths git
         ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
         the same bytes counts."""
+        if self.overlay.upper_active():
+            # the upper layer keeps what checkpoints recorded while it was mounted (a status
+            # walks it once; has_changes would walk it first for nothing)
+            return bool(self.status())
         if not self.overlay.has_changes():
             return False
-        if self.overlay.upper_active():
-            # the upper layer keeps what checkpoints recorded while it was mounted
-            return bool(self.status())
         entries = self.overlay.all()
         added, tracked = self._added_paths(entries)
         if tracked:
@@ -1871,11 +1941,20 @@ class Workspace:
             raise
         # directories that end up empty are not in git's tree: keep their entries so the
         # workspace still shows them (git semantics: an untracked empty directory)
+        seen = captured
         captured = self._retirable(captured, tree)
-        self._publish(commit, base, captured, f"avfs: {message.splitlines()[0]}")
+        self._publish(commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
         return commit, captured
 
-    def _publish(self, commit: str, expected: str, captured: list[Entry], reason: str) -> None:
+    def _publish(
+        self,
+        commit: str,
+        expected: str,
+        captured: list[Entry],
+        reason: str,
+        *,
+        seen: list[Entry] | None = None,
+    ) -> None:
         """Move the fork's ref from ``expected`` to ``commit`` (CAS) and retire what the
         commit holds, with a pending record so that a crash between the two is finished by
         the next :meth:`sync_base`. Entries the commit did not retire (in use, or written
@@ -1899,9 +1978,7 @@ class Workspace:
             have = self.overlay.get_many(gone) if gone else {}
             gone = [p for p in gone if p not in have]
             before = {p: self._lookup(p) for p in gone}
-            self.overlay.retire(db, captured)
-            self.overlay.set_meta("base", commit)
-            self._base_tree_cache = None
+            self.retire_onto(db, captured, commit, seen=seen)
             for p, was in before.items():
                 now = self._lookup(p)
                 if (was is None) != (now is None) or (
@@ -1915,6 +1992,158 @@ class Workspace:
             self.overlay.set_meta("pending_seq", None)
         self._base_tree_cache = None
         self._base_moved(view_changed=False)
+
+    def retire_onto(
+        self, db: Any, captured: list[Entry], commit: str, *, seen: list[Entry] | None = None
+    ) -> None:
+        """In the overlay's transaction ``db``: retire the ``captured`` entries (``commit``
+        holds them) and make ``commit`` the base, keeping what the upper layer's renamed
+        directories show (:meth:`_pin_sources`; ``seen``: every entry the capture read,
+        retirable or not, where those directories are looked for)."""
+        sources = self._redirect_sources(seen if seen is not None else captured)
+        vanishing, emptied = self._vanishing_dirs(commit)
+        self.overlay.retire(db, captured)
+        self.overlay.set_meta("base", commit)
+        self._base_tree_cache = None
+        self._pin_sources(db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
+        for d in emptied:
+            # git keeps no empty directory, the workspace does (as git's checkout leaves one)
+            if self._lookup(d) is None:
+                self.overlay.put(db, Entry(d, OBJECT, MODE_TREE, EMPTY_TREE_ID), "empty")
+        if seen is not None:
+            self._empty_kept_trees(db, seen, captured, commit)
+
+    def _empty_kept_trees(self, db: Any, seen: list[Entry], retired: list[Entry], commit: str) -> None:
+        """A directory entry the commit does not hold (it showed empty: ``mv a/x b/d`` then
+        ``rm b/d/*``) stays, to keep the empty directory, while the deletions below it are
+        retired with the commit: it must then show an empty tree, not the tree it was made
+        from, or the removed files come back."""
+        gone = {e.path for e in retired}
+        tree = self.store.commit_tree(commit)
+        for e in seen:
+            if (
+                e.seq
+                and e.path
+                and e.path not in gone
+                and e.kind == OBJECT
+                and e.mode == MODE_TREE
+                and e.oid != EMPTY_TREE_ID
+                and self.store.tree_lookup(tree, e.path) is None
+            ):
+                self.overlay.put(db, Entry(e.path, OBJECT, MODE_TREE, EMPTY_TREE_ID), "empty")
+
+    def _mounted_without_upper(self) -> bool:
+        """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
+        from . import worktree
+
+        return worktree.live_fuse_mount(self)
+
+    def _vanishing_dirs(self, commit: str) -> tuple[dict[str, Node], list[str]]:
+        """The directories the move to ``commit`` takes away from the base (all they held
+        was removed, and git keeps no empty directory) while the workspace shows them:
+
+        - those the upper layer holds as merge directories, as the lower layer holds them
+          now: the kernel keeps them as merge directories whose lower half must stay
+          readable (a rename of one records a redirect to it; a removal lists it): see
+          :meth:`_pin_sources`;
+        - the others, which stay as empty directories while a pure-FUSE mount is live (its
+          kernel has them cached; a mounted tree behaves as a disk: a directory goes when
+          it is removed); with nothing mounted such a directory goes at this checkpoint.
+
+        Cost: the diff of the two trees (the changes), not the upper layer."""
+        out: dict[str, Node] = {}
+        emptied: list[str] = []
+        old_tree, new_tree = self.base_tree, self.store.commit_tree(commit)
+        if old_tree == new_tree:
+            return out, emptied
+        active = self.overlay.upper_active()
+        mounted: bool | None = None
+        changes: list[Change] = []
+        diff_trees(self.store, old_tree, new_tree, "", changes)
+        candidates: set[str] = set()
+        for c in changes:
+            for p in (c.path, c.old_path):
+                if p:
+                    candidates.update(names.ancestors(p))
+                    candidates.add(p)
+        for d in sorted(candidates):
+            if not d:
+                continue
+            hit = self.store.tree_lookup(new_tree, d)
+            if hit is not None and hit[1] == MODE_TREE:
+                continue  # still a directory in the new base
+            real = os.path.join(self.overlay.upper_dir, d)
+            if not active or not os.path.isdir(real) or os.path.islink(real):
+                if mounted is None:
+                    mounted = self._mounted_without_upper()
+                shown = self._lookup(d) if mounted else None
+                if shown is not None and shown.is_dir:
+                    emptied.append(d)
+                continue
+            r, opaque = upper.dir_marks(real)
+            if r is not None or opaque:
+                continue  # a redirect (see _redirect_sources) or hiding the lower layer
+            lp = self.overlay.lower_path(d)
+            if lp is None:
+                continue
+            node = self._lookup_lower(lp)
+            if node is not None and node.is_dir and node.oid is not None:
+                out[lp] = node
+        return out, emptied
+
+    def _redirect_sources(self, captured: list[Entry]) -> dict[str, tuple[Node, bool]]:
+        """The lower layer's directories that the upper layer's renamed directories show
+        (overlayfs ``redirect_dir``: ``mv d e`` in an overlay mount makes ``upper/e`` with
+        an xattr naming ``d``, and a whiteout at ``d``), as the lower layer holds them now,
+        with the directories on their way (``path -> (node, is a source)``): the kernel
+        reaches a source by its path. Once the base moves (a checkpoint records ``e``, and
+        ``d`` no more), the redirect still names ``d``, in the lower layer of the kernel's
+        caches and of every reader: see :meth:`_pin_sources`."""
+        out: dict[str, tuple[Node, bool]] = {}
+        if not self.overlay.upper_active():
+            return out
+        for e in captured:
+            if e.kind != OBJECT or e.mode != MODE_TREE or e.seq:
+                continue  # a redirect is a directory of the upper layer (seq 0)
+            if upper.redirect(os.path.join(self.overlay.upper_dir, e.path)) is None:
+                continue
+            src = self.overlay.lower_path(e.path)
+            if src is None:
+                continue
+            node = self._lookup_lower(src)
+            if node is None or node.oid is None or not node.is_dir:
+                continue
+            out[src] = (node, True)
+            for a in names.ancestors(src):
+                if a and a not in out:
+                    got = self._lookup_lower(a)
+                    if got is not None and got.oid is not None:
+                        out[a] = (got, False)
+        return out
+
+    def _lookup_lower(self, path: str) -> Node | None:
+        """What the view without the upper layer (an overlay mount's lower layer) has."""
+        with self.overlay.without_upper():
+            return self._lookup(path)
+
+    def _pin_sources(self, db: Any, sources: Mapping[str, tuple[Node, bool]]) -> None:
+        """After the base moved: each redirect source (``is a source``) the new lower layer
+        no longer shows as it was, and each other directory (on a source's way, or a merge
+        directory of the upper layer) the new lower layer lost, is pinned there with what
+        it held (an entry the upper layer's whiteouts hide from the view), so that renamed
+        and emptied directories keep their content in the mount, in status and
+        checkpoints, and after a remount; the fold of the upper layer takes the pins away
+        with the whiteouts. A directory pinned whole covers what is below it."""
+        pinned: list[str] = []
+        for path in sorted(sources):
+            was, is_source = sources[path]
+            if any(path.startswith(p + "/") for p in pinned):
+                continue
+            now = self._lookup_lower(path)
+            gone = now is None or not now.is_dir
+            if gone or (is_source and now is not None and (now.oid, now.mode) != (was.oid, was.mode)):
+                self.overlay.put(db, Entry(path, OBJECT, was.mode, was.oid), "pin")
+                pinned.append(path)
 
     def _base_moved(self, *, view_changed: bool) -> None:
         """After a move of the base by this process: the git index of a live mount of the
@@ -1950,6 +2179,7 @@ class Workspace:
                 details={"fork": self.fork, "expected": base, "current": tip, "paths": paths},
             )
         merged = str(index.write_tree(repo))
+        seen = captured
         captured = self._retirable(captured, tree)
         for e in captured:
             # a file a mount holds open keeps its entry after the commit (see retire): that is
@@ -1967,8 +2197,16 @@ class Workspace:
                 )
         if merged == tip_tree and not captured:
             return None, captured
+        live = self._live_mount()
+        if live is not None:
+            # the lower layer becomes the merged commit, which the kernel would not see where
+            # it caches the old base: what the moved fork changed is written through the mount
+            # (before the ref moves: a failed move leaves those as changes, never a stale view)
+            out: list[Change] = []
+            diff_trees(self.store, self.base_tree, tip_tree, "", out)
+            live.reset({p for c in out for p in (c.path, c.old_path) if p}, merged)
         commit = self.store.create_commit(merged, [tip], message, self.vault.author())
-        self._publish(commit, tip, captured, f"avfs: {message.splitlines()[0]} (rebased)")
+        self._publish(commit, tip, captured, f"avfs: {message.splitlines()[0]} (rebased)", seen=seen)
         return commit, captured
 
     def _retirable(self, captured: list[Entry], tree: str) -> list[Entry]:
@@ -1989,9 +2227,15 @@ class Workspace:
             live = self.live_dir()
             if live is not None:
                 # the mount shows the new view by writes through it; the lower layer stays
+                # what the kernel has of it: the upper layer's renamed directories keep the
+                # lower trees they show (pinned where the new base differs)
                 self._live_reset(live, view_tree or self.store.commit_tree(base))
-                with self.overlay.txn():
+                with self.overlay.txn() as db:
+                    sources = self._redirect_sources(self.overlay.all())
+                    vanishing, _ = self._vanishing_dirs(base)
                     self.overlay.set_meta("base", base)
+                    self._base_tree_cache = None
+                    self._pin_sources(db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
                 self._base_tree_cache = None
                 self._base_moved(view_changed=False)
                 return

@@ -51,12 +51,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import from_oserror
 from .gitrun import git_env
+from .mounted import OWNER_FILE, is_daemon, worktree_name
 
 if TYPE_CHECKING:
     from .vault import Vault
     from .workspace import Workspace
 
-OWNER_FILE = "avfs-mount"  # the daemon's pid, uid and gid (the owner the mount reports)
 WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at once
 ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
 ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
@@ -149,8 +149,7 @@ def index_stat(ws: Workspace, uid: int, gid: int, view: _View | None = None) -> 
 
 
 def worktree_dir(vault: Vault, key: str) -> str:
-    safe = key.replace("%", "%25").replace("/", "%2F").replace("@", "%40")
-    return os.path.join(vault.path, "worktrees", f"avfs-{safe}")
+    return os.path.join(vault.path, "worktrees", worktree_name(key))
 
 
 _HOOK = """#!{python} -S
@@ -200,66 +199,36 @@ main()
 """
 
 
-_OVL_HOOK = """#!{python} -S
-# git's fsmonitor hook (protocol v2) for an avfs overlay mount, answered from its upper layer
-# (the only layer the mount changes): every path whose inode changed since git's last token
-# (ctime), its parent directory, and the directories whose listing changed (mtime: a removed
-# file of the upper layer leaves nothing else behind). A change at the top answers "/".
-import os, sys, time
+_OVL_HOOK = """#!{python} -SEs
+# git's fsmonitor hook (protocol v2) for an avfs overlay mount: the mount daemon answers from
+# the kernel's record of its upper layer's changes (core/upperwatch.py) over a Unix socket in
+# this directory. No answer (the daemon is gone), or half of one: "/", everything may differ.
+import _socket, os, sys
 
-UPPER = {upper!r}
-MARGIN = 2000000000  # ns: inode times come from a coarse clock; near a token, report twice
+GIT_DIR = {git_dir!r}
+SOCKET = {socket!r}
 
 
 def main():
     token = sys.argv[2] if len(sys.argv) > 2 else ""
-    now = time.time_ns()
-    out = ["avfs-ovl:%d" % now]
-    old = token.split(":")
-    if len(old) != 2 or old[0] != "avfs-ovl" or not old[1].isdigit():
-        out.append("/")  # not our token (the index avfs wrote, a first run): all of it
-        sys.stdout.write("\\0".join(out) + "\\0")
-        return
-    since = int(old[1]) - MARGIN
-    seen = set()
-
-    def add(p):
-        if p and p not in seen:
-            seen.add(p)
-            out.append(p)
-
     try:
-        if os.lstat(UPPER).st_mtime_ns >= since:
-            add("/")
-        else:
-            stack = [("", UPPER)]
-            while stack:
-                p, real = stack.pop()
-                try:
-                    it = os.scandir(real)
-                except OSError:
-                    continue
-                with it:
-                    for de in it:
-                        if de.name == ".git" and not p:
-                            continue
-                        child = p + "/" + de.name if p else de.name
-                        try:
-                            st = de.stat(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        isdir = de.is_dir(follow_symlinks=False)
-                        if st.st_ctime_ns >= since:
-                            add(child)
-                            add(child + "/")
-                            add(p + "/" if p else "")
-                        if isdir:
-                            if st.st_mtime_ns >= since:
-                                add(child + "/")
-                            stack.append((child, de.path))
+        os.chdir(GIT_DIR)  # a socket's address holds 107 bytes: connect by a relative name
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(SOCKET)
+        s.sendall(token.encode("utf-8", "surrogateescape") + b"\\n")
+        chunks = []
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+        head, _, body = b"".join(chunks).partition(b"\\n")
+        if not head.isdigit() or int(head) != len(body) or not body.endswith(b"\\0"):
+            raise OSError("a partial answer")
     except OSError:
-        add("/")
-    sys.stdout.write("\\0".join(out) + "\\0")
+        body = b"avfs-ovl:none\\0/\\0"
+    sys.stdout.buffer.write(body)
 
 
 main()
@@ -313,9 +282,11 @@ def register(
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
         elif backend == "overlay" and upper_dir is not None:
-            # no journal sees the kernel's writes: the hook reads the upper layer's times
+            # the daemon answers from the kernel's record of the upper layer (core/upperwatch.py)
+            from .upperwatch import SOCKET_NAME
+
             hook = os.path.join(d, "fsmonitor-hook")
-            files["fsmonitor-hook"] = _OVL_HOOK.format(python=sys.executable, upper=upper_dir)
+            files["fsmonitor-hook"] = _OVL_HOOK.format(python=sys.executable, git_dir=d, socket=SOCKET_NAME)
             files["config.worktree"] = (
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
@@ -357,7 +328,11 @@ def enable_worktree_config(vault: Vault) -> None:
 
     if done():
         return
-    with file_lock(os.path.join(vault.state_dir, ".config.lock"), what=f"the config of vault {vault.name}"):
+    with file_lock(
+        os.path.join(vault.state_dir, ".config.lock"),
+        what=f"the config of vault {vault.name}",
+        wait_s=vault.lock_wait_s,
+    ):
         if done():  # set meanwhile by the mount that held the lock
             return
         cfg = vault.store.repo.config
@@ -397,6 +372,7 @@ def index_bytes(
     *,
     tree: str | None = None,
     unmerged: Sequence[Sequence[Any]] = (),
+    skeleton: list[tuple[str, str | None]] | None = None,
 ) -> bytes:
     """An index holding ``commit``'s tree (or ``tree``) with ``stat_of``'s stat data, and
     the ``unmerged`` entries ``(path, stage, oid, mode)`` in place of those paths' own.
@@ -405,6 +381,11 @@ def index_bytes(
     ``fsmonitor_token`` it carries git's ``FSMN`` extension (version 2, that token, an empty
     dirty bitmap): git then trusts every entry and asks the hook only what changed since
     the token, instead of lstat-ing every file on its first status (47 s at 100k files).
+    ``skeleton`` collects the tree's directories ``(path, None)`` and ``.gitignore`` files
+    ``(path, oid)`` on the way (core/untracked.py builds git's untracked cache from them).
+    Without unmerged entries it carries git's cache tree (``TREE``: every directory's tree
+    id and entry count, exact since the entries are that tree's), with which ``git status``
+    compares the index with ``HEAD`` without reading every tree object (100k files: ~0.1 s).
     """
     import struct
 
@@ -414,12 +395,23 @@ def index_bytes(
     add = entries.append
     store = vault.store
 
-    def walk(tree: str, prefix: str) -> None:
+    nodes: list[list[Any]] = []  # the cache tree, depth first: [name, entries, subtrees, tree id]
+
+    def walk(tree: str, prefix: str, dirname: str) -> int:
+        node: list[Any] = [dirname, 0, 0, tree]
+        nodes.append(node)
+        count = 0
         for name, (oid, mode) in store.tree_items(tree).items():
             path = prefix + name
             if mode == 0o040000:
-                walk(oid, path + "/")
+                if skeleton is not None:
+                    skeleton.append((path, None))
+                node[2] += 1
+                count += walk(oid, path + "/", name)
                 continue
+            count += 1
+            if skeleton is not None and name == ".gitignore" and mode != 0o120000:
+                skeleton.append((path, oid))
             ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
             raw = path.encode("utf-8", "surrogateescape")
             n = len(raw)
@@ -428,8 +420,10 @@ def index_bytes(
                 ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
                 bytes.fromhex(oid), min(n, 0xFFF),
             ) + raw + pad[n % 8]))  # fmt: skip
+        node[1] = count
+        return count
 
-    walk(tree or vault.store.commit_tree(commit), "")
+    walk(tree or vault.store.commit_tree(commit), "", "")
     if unmerged:
         # git's unmerged entries: the path at stages 1-3, never also at stage 0
         gone = {str(u[0]).encode("utf-8", "surrogateescape") for u in unmerged}
@@ -447,6 +441,12 @@ def index_bytes(
             )
     entries.sort(key=lambda e: e[0])  # stable: a path's stages stay in order
     data = b"DIRC" + struct.pack(">II", 2, len(entries)) + b"".join(b for _, b in entries)
+    if not unmerged:
+        cache_tree = b"".join(
+            name.encode("utf-8", "surrogateescape") + b"\0" + b"%d %d\n" % (count, subs) + bytes.fromhex(oid)
+            for name, count, subs, oid in nodes
+        )
+        data += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
     if fsmonitor_token is not None:
         # an EWAH bitmap with no bit set: bit count 0, one (empty) running-length word
         ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
@@ -534,6 +534,7 @@ def sync_index(
             if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
                 data = _patched_index(ws, git_dir, old[0], base, stat_of, view.token)
             if data is None:
+                skeleton: list[tuple[str, str | None]] = []
                 data = index_bytes(
                     ws.vault,
                     base,
@@ -541,7 +542,10 @@ def sync_index(
                     view.token,
                     tree=merging.get("view_tree") if merging else None,
                     unmerged=merging.get("stages", ()) if merging else (),
+                    skeleton=skeleton,
                 )
+                if merging is None:
+                    data = _with_untracked_cache(ws, git_dir, skeleton, data)
         except BaseException:
             os.close(fd)
             os.unlink(lock)
@@ -554,6 +558,49 @@ def sync_index(
         raise from_oserror(exc, git_dir) from exc
     finally:
         os.close(guard)
+
+
+def _with_untracked_cache(
+    ws: Workspace, git_dir: str, skeleton: list[tuple[str, str | None]], data: bytes
+) -> bytes:
+    """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
+    and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
+    holds no untracked file (core/untracked.py): the first ``git status`` then lists only
+    the directories the fsmonitor hook names."""
+    from . import untracked
+
+    gitfile = _read_text(os.path.join(git_dir, "gitdir"))
+    if gitfile is None:
+        return data
+    ext = untracked.extension(
+        ws.store, skeleton, data, os.path.dirname(gitfile.strip()), git_dir, _gitignores_now(ws, skeleton)
+    )
+    return data if ext is None else untracked.with_extension(data, ext)
+
+
+def _gitignores_now(ws: Workspace, skeleton: list[tuple[str, str | None]]) -> dict[str, bytes | None]:
+    """The ``.gitignore`` files the fork shows now where they may differ from the base's
+    (in the upper layer or the overlay's entries), by path (None: none there). git checks
+    each directory's ``.gitignore`` against the one the untracked cache was made with: a
+    wrong guess here costs a rescan, never a wrong answer; a missed one made the first
+    status after mounting list every directory (a new top-level ``.gitignore``)."""
+    upper = ws.overlay.upper_dir
+    found = {
+        f"{d}/.gitignore" if d else ".gitignore"
+        for d in ["", *(p for p, oid in skeleton if oid is None)]
+        if os.path.lexists(os.path.join(upper, d, ".gitignore"))
+    }
+    rows = ws.overlay.db.execute(
+        "SELECT path FROM entries WHERE path = '.gitignore' OR path LIKE '%/.gitignore'"
+    )
+    found.update(str(r[0]) for r in rows)
+    out: dict[str, bytes | None] = {}
+    for path in found:
+        try:
+            out[path] = ws.read(path)
+        except Exception:  # removed, a directory, unreadable: git reads what is there
+            out[path] = None
+    return out
 
 
 def _patched_index(
@@ -632,10 +679,66 @@ def _patched_index(
             names.insert(at, name)
             out.insert(at, new)
     body = b"DIRC" + struct.pack(">II", 2, len(out)) + b"".join(out)
+    # git's cache tree, which git status never rebuilds: kept, but for the directories on
+    # the changed paths (the untracked cache is left out: git lists every directory once)
+    cache_tree = _cache_tree_without(data, off, [c.path for c in changes])
+    if cache_tree is not None:
+        body += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
     ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
     return body + hashlib.sha1(body).digest()
+
+
+def _cache_tree_without(index: bytes, off: int, paths: Sequence[str]) -> bytes | None:
+    """The ``TREE`` extension of ``index`` (its extensions start at ``off``) with the
+    directories holding any of ``paths`` (and the root) invalidated (entry count -1, no
+    tree id: git's own way); None when the index has none or it cannot be read."""
+    import struct
+
+    end = len(index) - 20
+    data = None
+    while off + 8 <= end:
+        size = int.from_bytes(index[off + 4 : off + 8], "big")
+        if index[off : off + 4] == b"TREE":
+            data = index[off + 8 : off + 8 + size]
+            break
+        off += 8 + size
+    if data is None:
+        return None
+    dirs = {""}
+    for p in paths:
+        while "/" in p:
+            p = p.rsplit("/", 1)[0]
+            dirs.add(p)
+    out: list[bytes] = []
+    at = 0
+
+    def one(prefix: str) -> None:
+        nonlocal at
+        nul = data.index(b"\0", at)
+        name = data[at:nul]
+        nl = data.index(b"\n", nul)
+        count, subs = (int(x) for x in data[nul + 1 : nl].split())
+        at = nl + 1
+        text = name.decode("utf-8", "surrogateescape")
+        path = f"{prefix}/{text}" if prefix and text else (text or prefix)
+        oid = b""
+        if count >= 0:
+            oid = data[at : at + 20]
+            at += 20
+        if count < 0 or path in dirs:
+            out.append(name + b"\0" + b"-1 %d\n" % subs)
+        else:
+            out.append(name + b"\0" + b"%d %d\n" % (count, subs) + oid)
+        for _ in range(subs):
+            one(path)
+
+    try:
+        one("")
+    except (ValueError, IndexError, struct.error):
+        return None
+    return b"".join(out) if at == len(data) else None
 
 
 def _merge_head(git_dir: str, merging: dict[str, Any] | None) -> None:
@@ -681,7 +784,7 @@ def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
         pid, uid, gid = int(owner["pid"]), int(owner["uid"]), int(owner["gid"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not pid_alive(pid) or not _is_daemon(pid):
+    if not pid_alive(pid) or not is_daemon(pid):
         return None  # a daemon killed with -9 left it: nobody runs git there
     return d, uid, gid, pid
 
@@ -723,21 +826,10 @@ def overlay_mountpoint(vault: Vault, fork: str) -> str | None:
         pid = int(owner["pid"])
     except (KeyError, TypeError, ValueError):
         return None
-    if pid != os.getpid() and (not pid_alive(pid) or not _is_daemon(pid)):
+    if pid != os.getpid() and (not pid_alive(pid) or not is_daemon(pid)):
         return None
     mp = owner.get("mountpoint")
     return str(mp) if mp else None
-
-
-def _is_daemon(pid: int) -> bool:
-    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"avfs_git.fuse.daemon" in fh.read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # no /proc to ask: trust the pid
 
 
 def open_wake(git_dir: str) -> int:
@@ -746,13 +838,34 @@ def open_wake(git_dir: str) -> int:
     return os.open(os.path.join(git_dir, WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
-def acknowledge(git_dir: str, view: tuple[str | None, str | None]) -> None:
-    """Called by the daemon's watcher: the mount serves ``view`` (base, view time) and the
-    kernel no longer caches anything of the previous one."""
+def acknowledge(git_dir: str, view: tuple[str | None, str | None], seq: int = 0) -> None:
+    """Called by the daemon's watcher: the mount serves ``view`` (base, view time), the
+    kernel no longer caches anything of the previous one, nor anything the journal holds up
+    to position ``seq``."""
     try:
-        _write_stamp(os.path.join(git_dir, ACK_FILE), f"{view[0]} {view[1]}")
+        _write_stamp(os.path.join(git_dir, ACK_FILE), f"{view[0]} {view[1]} {seq}")
     except OSError:
         pass  # unmounting
+
+
+def live_fuse_mount(ws: Workspace) -> bool:
+    """Whether ``ws``'s fork has a live pure-FUSE mount (not the overlay backend)."""
+    live = _live_mount(ws)
+    return live is not None and (_owner(live[0]) or {}).get("backend") != "overlay"
+
+
+def show_written(ws: Workspace, seq: int) -> None:
+    """After a change this process journaled (up to position ``seq``) in a fork with a live
+    pure-FUSE mount served by another process: wait until the mount's watcher has made the
+    kernel forget what it cached of those paths, so the mount shows the change when the
+    call returns, as the overlay backend does (bounded, like a move of the base)."""
+    live = _live_mount(ws)
+    if live is None or live[3] == os.getpid():
+        return
+    if (_owner(live[0]) or {}).get("backend") == "overlay":
+        return  # its changes went through the mount: the kernel has them already
+    _wake(live[0])
+    _await_ack(ws, live[0], live[3], seq)
 
 
 def _wake(git_dir: str) -> None:
@@ -768,17 +881,21 @@ def _wake(git_dir: str) -> None:
         os.close(fd)
 
 
-def _await_ack(ws: Workspace, git_dir: str, pid: int) -> None:
-    """Wait until the mount's watcher says it serves the workspace's current view (bounded:
-    a hung daemon delays a move by ``ACK_WAIT_S`` at most, it cannot block it)."""
+def _await_ack(ws: Workspace, git_dir: str, pid: int, seq: int | None = None) -> None:
+    """Wait until the mount's watcher says it serves the workspace's current view (and,
+    with ``seq``, has handled the journal up to there); bounded: a hung daemon delays a
+    change by ``ACK_WAIT_S`` at most, it cannot block it."""
     from .locks import pid_alive
 
     path = os.path.join(git_dir, ACK_FILE)
     deadline = time.monotonic() + ACK_WAIT_S
     pause = 0.0005
     while True:
-        current = f"{ws.overlay.get_meta('base')} {ws.overlay.get_meta('view_time')}"
-        if _read_text(path) == current or time.monotonic() >= deadline or not pid_alive(pid):
+        got = (_read_text(path) or "").split()
+        current = [str(ws.overlay.get_meta("base")), str(ws.overlay.get_meta("view_time"))]
+        if got[:2] == current and (seq is None or (len(got) > 2 and got[2].isdigit() and int(got[2]) >= seq)):
+            return
+        if time.monotonic() >= deadline or not pid_alive(pid):
             return
         time.sleep(pause)
         pause = min(pause * 2, 0.01)

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S bounds the whole)
 
@@ -57,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
 
     from ..core.home import Home
-    from ..ops.mounts import detach, mount_key, registry_path, write_registry
+    from ..core.registry import mount_key
+    from ..core.registry import write_record as write_registry
+    from ..ops.mounts import detach, registry_path
     from .ops import FastFUSE, WorkspaceFS, fuse_options
 
-    home = Home(args.home)
+    home = Home(args.home)  # its settings: this process's environment ($AVFS_LAYERS too)
     vault = home.vault(args.vault)
     read_only = args.revision is not None
     overlay = args.backend == "overlay" and not read_only
@@ -178,12 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         upper_dir=layers.get("upper"),
     )
     gitfile = f"gitdir: {wt}\n".encode()
+    hook_server = None
 
     if overlay:
-        from ..core.upper import drop_origins
+        from ..core.upper import drop_origins, tidy_for_mount
 
         drop_origins(layers["upper"])  # the last mount's lower inodes are gone
+        tidy_for_mount(
+            layers["upper"], lambda p: _lower_kind(ws, served, p), lambda p: _forget(ws, served, p)
+        )
         _pin_gitfile(layers["upper"], gitfile)
+        # git's fsmonitor hook is answered from the kernel's record of the upper layer's
+        # changes: every directory there is watched before the overlay is stacked on it
+        hook_server = _start_upper_watch(ws, served, layers["upper"], wt)
 
     def write_index() -> bool:
         # the index git starts from: the base tree with the stat data the mount reports,
@@ -193,10 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             return worktree.write_index(vault, wt, ws.base, ops.index_stat, None)
         return worktree.sync_index(ws, wt, os.getuid(), os.getgid())
 
-    def on_view(view: tuple[str | None, str | None], moved: bool) -> None:
-        # tell a process that moved the base that the mount shows the new view now (it
-        # waits for this before it returns: core/worktree.py), then see to the index
-        worktree.acknowledge(wt, view)
+    def on_view(view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
+        # tell a process that moved the base, or changed paths, that the mount shows it now
+        # (it waits for this before it returns: core/worktree.py), then see to the index
+        worktree.acknowledge(wt, view, seq)
         if moved:
             refresh_index()
 
@@ -271,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         closing.set()
         if overlay:
             detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
+            if hook_server is not None:
+                hook_server.close()
+                hook_server.watch.close()
             _pin_gitfile(layers["upper"], None)
         for t in index_threads:
             t.join(INDEX_JOIN_S)
@@ -292,6 +305,57 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(tmp_state, ignore_errors=True)
     return code
+
+
+def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
+    """What the lower layer (``lower``: the workspace without its upper layer) has where the
+    upper layer's ``path`` is (redirected directories followed): None, "dir" or "other"."""
+    lp = ws.overlay.lower_path(path)
+    if lp is None:
+        return None  # below an opaque directory: the lower layer is hidden there
+    node = lower.node(lp)
+    if node is None:
+        return None
+    return "dir" if node.is_dir else "other"
+
+
+def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str) -> Any:
+    """Watch the upper layer (core/upperwatch.py) and answer git's fsmonitor hook from it;
+    None when that cannot start (the hook then answers "everything": git looks at every
+    file, slower but right)."""
+    import stat as st
+
+    from ..core import worktree
+    from ..core.overlay import DELETED
+    from ..core.upperwatch import HookServer, UpperWatch
+
+    def entry_paths() -> list[tuple[str, bool]]:
+        # the overlay's entries (the lower view's changes over the base): `lower` reads no
+        # upper layer
+        return [(e.path, e.kind != DELETED and not st.S_ISDIR(e.mode)) for e in lower.overlay.all()]
+
+    def view() -> str:
+        return ":".join(worktree.fsmonitor_token(ws).split(":")[1:3])
+
+    try:
+        watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
+        watch.start()
+        server = HookServer(git_dir, watch)
+        server.start()
+        return server
+    except Exception:
+        logging.getLogger("avfs.fuse").exception("watching the upper layer for git's fsmonitor hook")
+        return None
+
+
+def _forget(ws: Any, lower: Any, path: str) -> None:
+    """Drop the lower layer's entries below the upper layer's ``path`` (a tidy before the
+    mount found the path hides them: see core/upper.tidy_for_mount)."""
+    lp = ws.overlay.lower_path(path)
+    if lp is None:
+        return
+    with lower.overlay.txn() as db:
+        lower.overlay.remove_under(db, lp, "tidy")
 
 
 def _warm(lower: str) -> None:

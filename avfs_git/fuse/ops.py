@@ -182,14 +182,15 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         read_only: bool = False,
         on_ready: Callable[[], None] | None = None,
         gitfile: bytes | None = None,
-        on_view: Callable[[tuple[str | None, str | None], bool], None] | None = None,
+        on_view: Callable[[tuple[str | None, str | None], bool, int], None] | None = None,
         wake_fd: int | None = None,
     ) -> None:
         """``gitfile``: the contents of the ``.git`` file the mount shows at its root (it
         makes the mount a linked worktree of the vault); None shows no ``.git``.
-        ``on_view((base, view_time), moved)``: called by the watcher with the view it
-        serves, at its start and after each move of the base once the kernel's caches of
-        the old view are dropped. ``wake_fd``: readable when a process that moved the base
+        ``on_view((base, view_time), moved, seq)``: called by the watcher with the view it
+        serves and the journal position it has handled, at its start, after each move of
+        the base once the kernel's caches of the old view are dropped, and after each batch
+        of changes by others once the kernel forgot those paths. ``wake_fd``: readable when a process that moved the base
         wants the watcher to look now rather than at its next poll."""
         self.ws = ws
         self.gitfile = gitfile
@@ -269,28 +270,39 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         kids = self._ro_children(parent)
         return None if kids is None else kids.get(p[len(parent) + 1 :] if parent else p)
 
-    def _ro_children(self, p: str, node: Node | None = None) -> dict[str, Node] | None:
+    def _ro_children(self, p: str) -> dict[str, Node] | None:
         # an overlay's lower layer follows the fork's base: a checkpoint of what the upper
         # layer made adds names below (which overlayfs asks about before a removal)
-        base = self.ws.overlay.get_meta("base")
-        with self._lock:
-            if base != self._kids_base:
-                self._kids.clear()
-                self._kids_base = base
-            kids = self._kids.get(p)
-            if kids is not None:
-                self._kids.move_to_end(p)
-                return kids
-        if node is None:
-            node = self._ro_node(p)
-        if node is None or not node.is_dir:
-            return None
-        kids = self.ws.node_children(node)
-        with self._lock:
-            self._kids[p] = kids
-            while len(self._kids) > CHILDREN_CACHE:
-                self._kids.popitem(last=False)
-        return kids
+        # layer); kept children are of one base, and children worked out while the base
+        # moved are answered from again, never kept: a lookup that started before a
+        # checkpoint and ended after it would otherwise keep the old children for good, and
+        # overlayfs, told the name is not there, removes it without a whiteout
+        for _ in range(8):
+            base = self.ws.overlay.get_meta("base")
+            with self._lock:
+                if base != self._kids_base:
+                    self._kids.clear()
+                    self._kids_base = base
+                kids = self._kids.get(p)
+                if kids is not None:
+                    self._kids.move_to_end(p)
+                    return kids
+            # the directory's node is looked up here, after the base was read: one a caller
+            # found before a move would give the old base's children (a listing that began
+            # before a checkpoint kept them under the new base)
+            here = self._ro_node(p)
+            kids = None if here is None or not here.is_dir else self.ws.node_children(here)
+            if self.ws.overlay.get_meta("base") != base:
+                continue
+            if kids is None:
+                return None
+            with self._lock:
+                if self._kids_base == base:
+                    self._kids[p] = kids
+                    while len(self._kids) > CHILDREN_CACHE:
+                        self._kids.popitem(last=False)
+            return kids
+        raise fuse.FuseOSError(errno.EAGAIN)  # the base kept moving: ask again
 
     def _size(self, node: Node) -> int:
         """A file's size; a read-only view's blob sizes are kept (``oid -> size``): the
@@ -316,6 +328,16 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         return self._view_time_ns
 
     def _attrs(self, p: str, node: Node) -> dict[str, Any]:
+        for _ in range(8):
+            try:
+                return self._attrs_of(p, node)
+            except FileNotFoundError:
+                # a checkpoint retired the entry between the lookup and the stat of its
+                # file: the same bytes are the base's now
+                node = self._node(p)
+        raise fuse.FuseOSError(errno.EAGAIN)
+
+    def _attrs_of(self, p: str, node: Node) -> dict[str, Any]:
         t = self._view_ns()
         st: dict[str, Any] = {
             "st_ino": inode_of(p),
@@ -336,10 +358,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
             st["st_mode"] = stat.S_IFREG | (0o755 if node.mode == MODE_EXEC else 0o644)
         st["st_nlink"] = 1
         if real is not None:
-            try:
-                s = os.stat(real)
-            except FileNotFoundError:
-                raise fuse.FuseOSError(errno.EIO) from None
+            s = os.stat(real)  # FileNotFoundError: retired meanwhile (see _attrs)
             st.update(
                 st_size=s.st_size,
                 st_blocks=s.st_blocks,
@@ -372,15 +391,33 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         return h
 
     def _open_rw(self, p: str, node: Node, flags: int) -> int:
-        real = self.ws.file_path(node)
-        assert real is not None
-        fd = os.open(real, os.O_RDWR | os.O_CLOEXEC | (flags & os.O_APPEND))
-        fcntl.flock(fd, fcntl.LOCK_SH)  # "in use": a checkpoint keeps this entry
-        h = Handle(p, fd, None, True)
-        assert node.entry is not None
-        h.fileid = node.entry.fileid
-        h.limit = os.fstat(fd).st_size + max(0, self.ws.quota_left())
-        return self._new_handle(h)
+        """A writable handle on ``p``'s overlay file (``node``: materialized). The shared
+        flock says "in use" to a checkpoint, which then keeps the entry; one retiring the
+        entry holds the file exclusively until it is gone (core/overlay.py, ``retire``), so
+        a file found retired once the lock is ours is opened again from the new base:
+        writes never go to a file the workspace no longer shows."""
+        for _ in range(8):
+            assert node.entry is not None
+            fileid = node.entry.fileid
+            real = self.ws.file_path(node)
+            assert real is not None
+            try:
+                fd = os.open(real, os.O_RDWR | os.O_CLOEXEC | (flags & os.O_APPEND))
+            except FileNotFoundError:
+                node = self.ws.materialize(p)  # retired meanwhile: the base's copy
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            st = os.fstat(fd)
+            now = self.ws.node(p) if st.st_nlink else None
+            if now is None or now.entry is None or now.entry.fileid != fileid:
+                os.close(fd)
+                node = self.ws.materialize(p)
+                continue
+            h = Handle(p, fd, None, True)
+            h.fileid = fileid
+            h.limit = st.st_size + max(0, self.ws.quota_left())
+            return self._new_handle(h)
+        raise fuse.FuseOSError(errno.EAGAIN)  # retired again and again: let the caller retry
 
     def _note(self, h: Handle, *, defer: bool = False) -> None:
         """Record what a handle wrote. ``defer``: at flush and release, the path is already
@@ -537,10 +574,11 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         seq = ov.last_seq()
         view = (ov.get_meta("base"), ov.get_meta("view_time"))
         if self.on_view is not None:
-            self.on_view(view, False)
+            self.on_view(view, False, seq)
         while not self._sleep():
             try:
                 self._record_sizes()
+                before = seq
                 seq, paths = ov.changes_by_others(seq)
                 now = (ov.get_meta("base"), ov.get_meta("view_time"))
                 moved = now != view
@@ -555,8 +593,9 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                     self.invalidate(p)
                     if p:
                         self.invalidate(names.parent_of(p))
-                if moved and self.on_view is not None:
-                    self.on_view(view, True)  # the kernel forgot the old view's caches
+                if (moved or seq != before) and self.on_view is not None and not self._stop.is_set():
+                    # the kernel forgot the old view's caches, and those of these paths
+                    self.on_view(view, moved, seq)
             except Exception:
                 log.exception("invalidation watcher")
 
@@ -628,7 +667,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         out: list[tuple[str, str, Node | None]] = [(".", p, None), ("..", names.parent_of(p), None)]
         if not p and self.gitfile is not None:
             out.append((".git", ".git", None))
-        kids = self._ro_children(p, node) or {}
+        kids = self._ro_children(p) or {}
         out += [(name, names.join(p, name), child) for name, child in sorted(kids.items())]
         with self._lock:
             self._listings[path] = out
@@ -881,8 +920,18 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 self._note(h)
             return fh
         real = self.ws.file_path(node)
+        for _ in range(8):
+            if real is None:
+                break
+            try:
+                return self._new_handle(Handle(p, os.open(real, os.O_RDONLY | os.O_CLOEXEC), None, False))
+            except FileNotFoundError:
+                # a checkpoint retired the entry between the lookup and the open: the same
+                # bytes are the base's now
+                node = self._node(p)
+                real = self.ws.file_path(node)
         if real is not None:
-            return self._new_handle(Handle(p, os.open(real, os.O_RDONLY | os.O_CLOEXEC), None, False))
+            raise fuse.FuseOSError(errno.EAGAIN)
         assert node.oid is not None
         stream = self.ws.store.blob_stream(node.oid)
         if stream is not None:
@@ -1015,14 +1064,24 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         big ones as open streams (``STREAM_CACHE``)."""
         if path == GITFILE and self.gitfile is not None:
             return self.gitfile[offset : offset + size]
-        node = self._node(self._p(path))
+        p = self._p(path)
+        node = self._node(p)
         real = self.ws.file_path(node)
-        if real is not None:
-            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        for _ in range(8):
+            if real is None:
+                break
+            try:
+                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                node = self._node(p)  # retired by a checkpoint meanwhile: the base's now
+                real = self.ws.file_path(node)
+                continue
             try:
                 return os.pread(fd, size, offset)
             finally:
                 os.close(fd)
+        if real is not None:
+            raise fuse.FuseOSError(errno.EAGAIN)
         oid = node.oid
         if oid is None or node.is_dir:
             raise fuse.FuseOSError(errno.EISDIR)

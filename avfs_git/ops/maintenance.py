@@ -18,18 +18,17 @@
   It never discards an overlay: an orphan one with changes is moved to
   ``<vault>/avfs/lost+found/``.
 
-The mount registry is read through :mod:`avfs_git.ops.mounts` (imported lazily: it is
-only needed by the commands that look at mounts).
+The mount registry (its records, liveness, the kernel's mount table) is read through
+:mod:`avfs_git.core.registry`; unmounting is :mod:`avfs_git.ops.mounts`'s (imported lazily:
+only the commands that repair mounts need it).
 """
 
 from __future__ import annotations
 
 import calendar
 import dataclasses
-import errno
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -38,18 +37,18 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from ..core import packwriter, refs
+from ..core import layers, packwriter, refs, registry
 from ..core.errors import (
+    AvfsError,
     BusyError,
-    InternalError,
     InvalidNameError,
     ObjectUnreadableError,
     UsageError,
     from_oserror,
 )
-from ..core.gitstore import TREE_ENTRY, rfc3339
+from ..core.gitstore import TREE_ENTRY, git_errors, rfc3339
 from ..core.locks import file_lock, flock_held, pid_alive
-from ..core.names import check_fork_name
+from ..core.names import check_fork_name, from_fs_name
 from ..core.types import Operation, to_json
 
 if TYPE_CHECKING:
@@ -116,23 +115,9 @@ def retention_for(vault: Vault | None = None, home: Home | None = None) -> Reten
 
 
 def _git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    from ..core.gitrun import git_env
+    from ..core import gitrun
 
-    try:
-        proc = subprocess.run(
-            ["git", "--git-dir", vault_path, *args],
-            capture_output=True,
-            text=True,
-            env=git_env(),
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise InternalError("the git command is not installed", hint="install git") from exc
-    if check and proc.returncode != 0:
-        raise InternalError(
-            f"git {args[0]} failed: {proc.stderr.strip()}", details={"args": list(args), "vault": vault_path}
-        )
-    return proc
+    return gitrun.run(args, git_dir=vault_path, check=check, details={"vault": vault_path}, text=True)
 
 
 def _git_time(t: float) -> str:
@@ -150,17 +135,25 @@ def _tag_time(ref: str) -> float | None:
 
 
 def _ws_dirs(vault: Vault) -> dict[str, str]:
-    """fork name -> state dir, for every state dir on disk (orphans included)."""
+    """fork name -> state dir, for every state dir on disk (orphans included); a link into
+    the layers file system that cannot be followed now is left out (the ``layers`` check
+    of doctor reports why)."""
     root = os.path.join(vault.state_dir, "ws")
     try:
         entries = sorted(os.listdir(root))
     except FileNotFoundError:
         return {}
-    return {
-        n.replace("%2F", "/").replace("%25", "%"): os.path.join(root, n)
-        for n in entries
-        if os.path.isdir(os.path.join(root, n))
-    }
+    out = {}
+    for n in entries:
+        path = os.path.join(root, n)
+        if os.path.islink(path):
+            try:
+                path = layers.resolve(vault.home_dir, path)
+            except AvfsError:
+                continue
+        if os.path.isdir(path):
+            out[from_fs_name(n)] = path
+    return out
 
 
 def _open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
@@ -202,31 +195,22 @@ class _Mount:
 
 def _mounts(vault: Vault) -> list[_Mount]:
     """The vault's mount registry with each daemon's liveness (changes nothing)."""
-    from . import mounts
-
-    root = os.path.join(vault.state_dir, "mounts")
-    try:
-        files = sorted(os.listdir(root))
-    except FileNotFoundError:
-        return []
     out = []
-    for fn in files:
-        if not fn.endswith(".json"):
-            continue
-        path = os.path.join(root, fn)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = dict(json.load(fh))
-        except (OSError, ValueError):
-            continue
-        key = fn[: -len(".json")].replace("%2F", "/").replace("%25", "%")
-        pid = int(data.get("pid", 0) or 0)
-        mp = str(data.get("mountpoint", ""))
-        state = str(data.get("state", "mounted"))
-        alive = daemon_alive(pid, vault, _registry_started(data)) and (
-            state in ("mounting", "unmounting") or mounts.mounted_at(mp)
+    for rec in registry.records(vault.state_dir):
+        alive = _daemon_alive(rec.pid, vault, registry.started_at(rec.data)) and (
+            rec.state in ("mounting", "unmounting") or registry.mounted_at(rec.mountpoint)
         )
-        out.append(_Mount(key, str(data.get("fork", key)), mp, pid, state, alive, path))
+        out.append(
+            _Mount(
+                rec.key,
+                str(rec.data.get("fork", rec.key)),
+                rec.mountpoint,
+                rec.pid,
+                rec.state,
+                alive,
+                rec.path,
+            )
+        )
     return out
 
 
@@ -248,7 +232,7 @@ def _last_change(vault: Vault, fork: str) -> float:
         for entry in ref.log():
             newest = max(newest, float(entry.committer.time))
             break  # newest first
-    except (KeyError, ValueError):
+    except git_errors():
         pass
     _n, _b, ts = _overlay_usage(vault.ws_dir(fork))
     if ts is not None:
@@ -626,18 +610,9 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
 
 
 def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
-    from ..core.gitrun import git_env
+    from ..core import gitrun
 
-    proc = subprocess.run(
-        ["git", "--git-dir", vault_path, *args],
-        input=data,
-        capture_output=True,
-        text=True,
-        env=git_env(),
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise InternalError(f"git {args[0]} failed: {proc.stderr.strip()}", details={"args": args})
+    gitrun.run(args, git_dir=vault_path, input=data, text=True)
 
 
 def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
@@ -707,10 +682,25 @@ def expire_deleted_vaults(
         out.append(ExpiredVault(name=name, path=path, deleted=rfc3339(int(t))))
         if not dry_run:
             try:
+                _remove_state_links(home.path, path)
                 shutil.rmtree(path)
             except OSError as exc:
                 raise from_oserror(exc, path) from exc
     return out
+
+
+def _remove_state_links(home_path: str, vault_path: str) -> None:
+    """Delete the layers subvolumes a vault's state dir links name (``rmtree`` removes
+    only the links)."""
+    for root in ("ws", "lost+found"):
+        d = os.path.join(vault_path, "avfs", root)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        for n in names:
+            if os.path.islink(os.path.join(d, n)):
+                layers.remove_state_dir(home_path, os.path.join(d, n))
 
 
 # -- prune ------------------------------------------------------------------------------------
@@ -819,7 +809,7 @@ def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
     for wt in _worktrees(vault, now):
         if wt.key == m.key and not wt.alive:
             _remove_worktree(vault, wt)
-    if m.mountpoint and mounts.mounted_at(m.mountpoint) and dead_mountpoint(m.mountpoint):
+    if m.mountpoint and registry.mounted_at(m.mountpoint) and registry.dead_mountpoint(m.mountpoint):
         mounts.force_unmount(m.mountpoint)
 
 
@@ -858,7 +848,7 @@ def _lock_forks(name: str) -> set[str]:
     '.', so the two never meet)."""
     if name.startswith(".exec-"):
         name = name[len(".exec-") :]
-    return {name.replace("%2F", "/").replace("%25", "%")}
+    return {from_fs_name(name)}
 
 
 def _lock_owner_gone(path: str) -> bool:
@@ -962,7 +952,7 @@ def _unlink_quiet(path: str) -> None:
 
 # -- doctor -----------------------------------------------------------------------------------
 
-CHECKS = ("fsck", "objects", "overlays", "mounts", "state_dirs", "locks")
+CHECKS = ("fsck", "objects", "overlays", "mounts", "state_dirs", "locks", "layers")
 MAX_OBJECT_FINDINGS = 50  # unreadable objects named one by one; the rest as a count
 
 
@@ -1012,6 +1002,7 @@ def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> Doc
         names.append(vault.name)
         findings.extend(_doctor_vault(vault, repair, now))
     findings.extend(_kernel_mounts(home, vaults, owners, repair))
+    findings.extend(_check_layers(home, repair, now))
     return DoctorResult(home=home.path, repair=repair, vaults=names, checks=list(CHECKS), findings=findings)
 
 
@@ -1168,6 +1159,7 @@ def _remove_temp_file(git_dir: str, path: str, now: float) -> None:
 
 def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Finding:
     n, _size, _ts = _overlay_usage(ws_dir)
+    link = vault.ws_link(fork)  # the state dir's name (a link into the layers fs, or itself)
     if n == 0:
         return _finding(
             vault,
@@ -1175,18 +1167,18 @@ def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: f
             "orphan_state_dir",
             f"workspace state dir of fork {fork!r}, which does not exist (no changes in it)",
             ws_dir,
-            fix=lambda: shutil.rmtree(ws_dir, ignore_errors=True),
+            fix=lambda: layers.remove_state_dir(vault.home_dir, link),
             repair=repair,
         )
     dest = os.path.join(
         vault.state_dir,
         "lost+found",
-        f"{os.path.basename(ws_dir)}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}",
+        f"{os.path.basename(link)}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}",
     )
 
     def keep() -> None:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.rename(ws_dir, dest)
+        os.rename(link, dest)  # a link keeps naming its subvolume (same depth)
 
     return _finding(
         vault,
@@ -1314,65 +1306,14 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
 # "Gone" is checked against pid reuse: the pid must run the mount daemon for this home and
 # vault (its command line) and must have started before the file was written (its start
 # time); a pid the kernel has given to another process since is not the daemon.
-# (process_start and daemon_alive belong with the registry in ops/mounts.py.)
+# (core/registry.py: daemon_alive, and why)
 
-START_SLACK_S = 2.0  # /proc's boot time is whole seconds; the registry's start time too
 YOUNG_S = 60.0  # a worktree without an owner file younger than this may be being written
 
 
-def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), from /proc; None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 (starttime): fields after the name start at 3
-        with open("/proc/stat", "rb") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-    except (OSError, IndexError, ValueError, StopIteration):
-        return None
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _arg(argv: list[str], name: str) -> str | None:
-    for i, a in enumerate(argv[:-1]):
-        if a == name:
-            return argv[i + 1]
-    return None
-
-
-def daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
-    """Whether ``pid`` is a running mount daemon of ``vault`` that started no later than
-    ``started`` (when given). Not alive: no such process, a zombie, a process that is no
-    avfs program at all, one whose command line names another vault or home, one that
-    started after ``started`` (the kernel reused the pid). Whatever /proc does not tell
-    (another user's process under ``hidepid``, a daemon started with other arguments)
-    counts as alive: nothing of a live mount is ever removed on a guess."""
-    if pid <= 0 or not pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0")]
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
-        return False
-    name = _arg(argv, "--vault")
-    if name is not None and name != vault.name:
-        return False
-    home = _arg(argv, "--home")
-    if (
-        home is not None
-        and vault.home is not None
-        and os.path.realpath(home) != os.path.realpath(vault.home.path)
-    ):
-        return False
-    if started is not None:
-        began = process_start(pid)
-        if began is not None and began > started + START_SLACK_S:
-            return False  # the pid was given to a new process after the daemon wrote this
-    return True
+def _daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
+    home = vault.home.path if vault.home is not None else None
+    return registry.daemon_alive(pid, vault.name, home, started)
 
 
 def _mtime(path: str) -> float | None:
@@ -1380,17 +1321,6 @@ def _mtime(path: str) -> float | None:
         return os.stat(path).st_mtime
     except OSError:
         return None
-
-
-def _registry_started(data: dict[str, Any]) -> float | None:
-    try:
-        return float(calendar.timegm(time.strptime(str(data.get("started", "")), "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return None
-
-
-def _decode_key(name: str) -> str:
-    return name.replace("%40", "@").replace("%2F", "/").replace("%25", "%")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1427,12 +1357,12 @@ def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
         except (OSError, ValueError, AttributeError, TypeError):
             pid = 0
         if pid:
-            alive = daemon_alive(pid, vault, _mtime(owner))
+            alive = _daemon_alive(pid, vault, _mtime(owner))
         else:
             # no owner file: one being written (young), or what git calls prunable
             young = now - (_mtime(path) or 0.0) < YOUNG_S
             alive = young or (mp is not None and os.path.lexists(os.path.join(mp, ".git")))
-        out.append(_Worktree(path, _decode_key(name[len("avfs-") :]), mp, pid, alive))
+        out.append(_Worktree(path, from_fs_name(name[len("avfs-") :]), mp, pid, alive))
     return out
 
 
@@ -1462,7 +1392,7 @@ def _owner_alive(vault: Vault, path: str) -> bool:
             pid = int(json.load(fh).get("pid", 0))
     except (OSError, ValueError, AttributeError, TypeError):
         return False
-    return daemon_alive(pid, vault, _mtime(owner))
+    return _daemon_alive(pid, vault, _mtime(owner))
 
 
 def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
@@ -1482,7 +1412,7 @@ def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
             pid = int(lines[1]) if len(lines) > 1 and lines[1].strip() else 0
         except (OSError, ValueError):
             pid = 0
-        out.append((path, pid, daemon_alive(pid, vault, _mtime(path))))
+        out.append((path, pid, _daemon_alive(pid, vault, _mtime(path))))
     return out
 
 
@@ -1571,59 +1501,6 @@ def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding
 # -- mounts the kernel still lists ------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class KernelMount:
-    """One line of /proc/self/mountinfo."""
-
-    mountpoint: str
-    fstype: str  # "fuse.avfs", "overlay", ...
-    source: str  # "avfs:VAULT:KEY" for an avfs FUSE mount
-    dirs: tuple[str, ...]  # an overlay's lowerdir/upperdir/workdir (/datadir) paths
-
-    @property
-    def avfs_fuse(self) -> bool:
-        return self.fstype.startswith("fuse") and self.source.startswith("avfs:")
-
-    @property
-    def vault_name(self) -> str | None:
-        return self.source.split(":")[1] if self.avfs_fuse and self.source.count(":") >= 2 else None
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _overlay_dirs(options: str) -> tuple[str, ...]:
-    dirs: list[str] = []
-    for opt in re.split(r"(?<!\\),", options):
-        key, _, value = opt.partition("=")
-        if key in ("lowerdir", "lowerdir+", "datadir+"):
-            dirs.extend(d.replace("\\:", ":").replace("\\,", ",") for d in re.split(r"(?<!\\):+", value) if d)
-        elif key in ("upperdir", "workdir") and value:
-            dirs.append(value.replace("\\,", ","))
-    return tuple(dirs)
-
-
-def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
-    """The mounts of this mount namespace (changes nothing)."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        head, sep, tail = line.partition(" - ")
-        parts, rest = head.split(" "), tail.split(" ")
-        if not sep or len(parts) < 5 or len(rest) < 3:
-            continue
-        fstype, source, options = rest[0], _unescape(rest[1]), _unescape(rest[2])
-        dirs = _overlay_dirs(options) if fstype == "overlay" else ()
-        out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
-    return out
-
-
 def _within(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
@@ -1659,7 +1536,7 @@ def _kernel_mounts(
     owner, live = owners
     roots = [os.path.realpath(home.path)]
     by_name = {v.name: v for v in vaults}
-    table = kernel_mounts()
+    table = registry.kernel_mounts()
     # overlays first: an overlay over a dead FUSE lower is detached before that lower
     for km in sorted(table, key=lambda k: k.fstype != "overlay"):
         if km.fstype == "overlay":
@@ -1689,7 +1566,7 @@ def _kernel_mounts(
                 continue
             if belongs is None and km.vault_name in by_name:
                 belongs = by_name[km.vault_name or ""]
-            if dead_mountpoint(mp):
+            if registry.dead_mountpoint(mp):
                 yield _finding(
                     belongs,
                     "mounts",
@@ -1701,24 +1578,11 @@ def _kernel_mounts(
                 )
 
 
-def dead_mountpoint(mountpoint: str) -> bool:
-    """Whether the FUSE mount at ``mountpoint`` has lost its daemon (ENOTCONN). Asked with
-    ``statvfs``, which always reaches the daemon: a ``stat`` of the root is answered from
-    the kernel's attribute cache for as long as the mount's attr_timeout (60 s)."""
-    try:
-        os.statvfs(mountpoint)
-    except OSError as exc:
-        return exc.errno == errno.ENOTCONN
-    return False
-
-
-def _record_paths(registry: str) -> set[str]:
-    """Every absolute path a registry entry names (its mount point, and whatever layers
+def _record_paths(record: str) -> set[str]:
+    """Every absolute path a registry record names (its mount point, and whatever layers
     a backend records), resolved."""
-    try:
-        with open(registry, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+    data = registry.read_record(record)
+    if data is None:
         return set()
     out: set[str] = set()
     todo: list[Any] = [data]
@@ -1735,5 +1599,101 @@ def _record_paths(registry: str) -> set[str]:
 
 def _detach(mountpoint: str) -> None:
     """Lazily detach an overlay mount (still listed: it may have been detached meanwhile)."""
-    if any(km.mountpoint == mountpoint for km in kernel_mounts()):
+    if any(km.mountpoint == mountpoint for km in registry.kernel_mounts()):
         subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
+
+
+# -- the layers file system -------------------------------------------------------------------
+
+ORPHAN_SUBVOLUME_AGE_S = 3600.0  # younger ones may be a fork in the middle of being made
+LAYERS_HOST_LOW = 2 << 30  # host free space under which (or under 5 % of it) doctor warns
+
+
+def _layer_links(home: Home) -> set[str]:
+    """The subvolumes that state dir links of the home's vaults (and its trash) name."""
+    out: set[str] = set()
+    for top in (home.vaults_dir, home.trash_dir):
+        try:
+            vaults = os.listdir(top)
+        except FileNotFoundError:
+            continue
+        for v in vaults:
+            for root in ("ws", "lost+found"):
+                d = os.path.join(top, v, "avfs", root)
+                try:
+                    names = os.listdir(d)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                for n in names:
+                    target = layers.link_target(home.path, os.path.join(d, n))
+                    if target is not None:
+                        out.add(target)
+    return out
+
+
+def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
+    """The home's layers file system (core/layers.py): mountable, writable, room on the
+    host for what it may still take, and no subvolume that no state dir link names."""
+    img = layers.image_path(home.path)
+    if not os.path.exists(img):
+        return
+    mp = layers.mount_path(home.path)
+    if not layers.mounted(home.path):
+        try:
+            layers.ensure(home.path, create=False)
+        except layers.LayersUnavailable as exc:
+            yield _finding(
+                None,
+                "layers",
+                "layers_unmountable",
+                f"the layers file system {img} cannot be mounted: {exc}; the workspaces in it cannot be read",
+                img,
+                hint="run as root on a kernel with btrfs and loop devices; `btrfs check` the image",
+            )
+            return
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        ro = any(ln.split()[1:2] == [mp] and "ro" in ln.split()[3].split(",") for ln in fh)
+    if ro:
+        yield _finding(
+            None,
+            "layers",
+            "layers_read_only",
+            f"the layers file system at {mp} is read-only (btrfs turns read-only after a write"
+            " error, e.g. when the host's disk filled under the sparse image)",
+            mp,
+            hint=f"free space on the host, then `umount {mp}` (avfs mounts it again on next use)",
+        )
+    fs, host = os.statvfs(mp), os.statvfs(home.path)
+    may_take = fs.f_bavail * fs.f_frsize
+    host_free = host.f_bavail * host.f_frsize
+    # the image was sized to the host's free space when made, so the host's own growth
+    # soon makes may_take > host_free: that only matters once the host is nearly full
+    low = max(LAYERS_HOST_LOW, host.f_blocks * host.f_frsize // 20)
+    if host_free < may_take and host_free < low:
+        yield _finding(
+            None,
+            "layers",
+            "layers_host_space",
+            f"the layers image may still grow by {may_take >> 20} MiB but the host has {host_free >> 20} MiB"
+            " free: if the host fills first, btrfs meets write errors and turns read-only",
+            img,
+            hint="free space on the host (or keep it from filling); freed space in the layers fs returns"
+            " to the host (discard)",
+        )
+    named = _layer_links(home)
+    for sub in layers.subvolumes(home.path):
+        if sub in named or not layers.is_subvolume(sub):
+            continue
+        age = now - (_mtime(sub) or now)
+        if age < ORPHAN_SUBVOLUME_AGE_S:
+            continue
+        yield _finding(
+            None,
+            "layers",
+            "orphan_subvolume",
+            f"workspace state {sub} is named by no fork of any vault (a fork or vault removed while"
+            " the layers fs was not mounted, or a fork interrupted while made)",
+            sub,
+            fix=lambda p=sub: layers.delete_subvolume(p),  # type: ignore[misc]
+            repair=repair,
+        )

@@ -3,9 +3,9 @@
 A mount is a daemon process (``python -m avfs_git.fuse.daemon``) that outlives the
 command. ``mount()`` returns only when the daemon's ``init`` callback ran, i.e. after the
 kernel handshake: the daemon writes one byte to a pipe the parent reads (a readiness gate,
-not a sleep or a log line). The registry is one JSON file per mounted fork,
-``<vault>/avfs/mounts/<fork>.json``, written by the daemon; its states are
-``mounting -> mounted -> unmounting`` and the file is gone when the mount is.
+not a sleep or a log line). The daemon records the mount in the mount registry
+(:mod:`avfs_git.core.registry`: where the records live, reading and writing them,
+liveness).
 
 A daemon killed with -9 leaves nothing mounted (``auto_unmount``: fusermount3 unmounts when
 the daemon's /dev/fuse descriptor closes); a mountpoint left dead anyway (ENOTCONN) is
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import os
 import select
 import signal
@@ -29,9 +28,17 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core import names
-from ..core.errors import AlreadyExistsError, AvfsError, BusyError, InternalError, UsageError
+from ..core import names, registry
+from ..core.errors import (
+    AlreadyExistsError,
+    BusyError,
+    FuseUnavailableError,
+    InternalError,
+    MountError,
+    UsageError,
+)
 from ..core.locks import pid_alive
+from ..core.registry import mount_key, mounted_at
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -39,16 +46,6 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-
-
-class MountError(AvfsError):
-    code = "mount_failed"
-    errno = errno.EIO
-
-
-class FuseUnavailableError(MountError):
-    code = "fuse_unavailable"
-    errno = errno.ENODEV
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,34 +93,6 @@ def overlay_available() -> str | None:
     return None
 
 
-def _registry_dir(vault: Vault) -> str:
-    return os.path.join(vault.state_dir, "mounts")
-
-
-def registry_path(vault: Vault, key: str) -> str:
-    return os.path.join(_registry_dir(vault), key.replace("%", "%25").replace("/", "%2F") + ".json")
-
-
-def mount_key(fork: str, revision: str | None) -> str:
-    return fork if revision is None else f"{fork}@{revision[:12]}"
-
-
-def write_registry(path: str, data: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
-
-
-def _read_registry(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return dict(json.load(fh))
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
     """Processes with their working directory, root or an open file under ``mountpoint``."""
     root = os.path.realpath(mountpoint)
@@ -159,20 +128,6 @@ def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
                 comm = "?"
             out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
     return out
-
-
-def mounted_at(mountpoint: str) -> bool:
-    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts)."""
-    target = os.path.realpath(mountpoint)
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) > 2 and parts[1].replace("\\040", " ") == target:
-                    return True
-    except OSError:
-        pass
-    return False
 
 
 def force_unmount(mountpoint: str) -> None:
@@ -251,25 +206,28 @@ def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) 
     )
 
 
+def registry_path(vault: Vault, key: str) -> str:
+    """The registry record of mount ``key`` of ``vault``."""
+    return registry.record_path(vault.state_dir, key)
+
+
 def check(vault: Vault, key: str) -> MountInfo | None:
     """The live mount registered under ``key``, after cleaning up a dead one."""
     path = registry_path(vault, key)
-    data = _read_registry(path)
+    data = registry.read_record(path)
     if data is None:
         return None
-    pid = int(data.get("pid", 0))
-    mp = str(data.get("mountpoint", ""))
-    if pid and pid_alive(pid) and mounted_at(mp):
-        return _info(data)
-    if pid and pid_alive(pid) and data.get("state") == "mounting":
+    rec = registry.Record(key, path, data)
+    if registry.registered(rec):
         return _info(data)
     # the daemon died (kill -9) or the mount vanished: clean up both (an overlay's lower
     # layer too: its FUSE connection may still be held by libfuse's helper)
+    mp = rec.mountpoint
     if mp and mounted_at(mp):
         force_unmount(mp)
     if data.get("lower"):
         detach(str(data["lower"]))
-    for p in (path, path[: -len(".json")] + ".exec"):
+    for p in (path, registry.exec_path(path)):
         try:
             os.unlink(p)
         except FileNotFoundError:
@@ -281,21 +239,15 @@ def list_mounts(home: Home) -> list[MountInfo]:
     out: list[MountInfo] = []
     for v in home.list_vaults():
         vault = home.vault(v.name)
-        try:
-            files = sorted(os.listdir(_registry_dir(vault)))
-        except FileNotFoundError:
-            continue
-        for fn in files:
-            if fn.endswith(".json"):
-                key = fn[: -len(".json")].replace("%2F", "/").replace("%25", "%")
-                info = check(vault, key)
-                if info is not None:
-                    out.append(info)
+        for rec in registry.records(vault.state_dir):
+            info = check(vault, rec.key)
+            if info is not None:
+                out.append(info)
     return out
 
 
 def default_mountpoint(home: Home, vault: str, key: str) -> str:
-    return os.path.join(home.path, "mnt", vault, key.replace("/", "%2F"))
+    return os.path.join(home.path, "mnt", vault, names.fs_name(key))
 
 
 def _check_mountpoint(mp: str, *, created: bool) -> None:
@@ -364,9 +316,8 @@ def mount(
         created = True
     mountpoint = os.path.abspath(mountpoint)
     _check_mountpoint(mountpoint, created=created)
-    log_dir = os.path.join(vault.state_dir, "mounts")
-    os.makedirs(log_dir, exist_ok=True)
-    log_path = os.path.join(log_dir, key.replace("/", "%2F") + ".log")
+    log_path = registry.log_path(vault.state_dir, key)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
     cmd = [
         sys.executable,
         "-m",
@@ -386,12 +337,19 @@ def mount(
     if commit is None:
         no_overlay = overlay_available()
         cfg = vault.fresh_config()
-        if no_overlay is None and (
-            cfg.get("quota_bytes", -1) not in (-1, None) or cfg.get("quota_files") is not None
-        ):
+        if no_overlay is None and cfg.get("quota_files") is not None:
             # the kernel serves an overlay mount's writes: no per-write check could refuse
             # one past the quota (the pure-FUSE mount checks each write)
-            no_overlay = "the vault has a quota set, which the pure-FUSE mount enforces per write"
+            no_overlay = "the vault has a file-count quota, which the pure-FUSE mount enforces per write"
+        elif no_overlay is None and cfg.get("quota_bytes", -1) not in (-1, None):
+            # a bytes quota the kernel enforces (the vault's qgroup in the layers file
+            # system, core/layers.py) holds through an overlay mount too
+            kernel_why = _kernel_quota_why(vault, fork)
+            if kernel_why is not None:
+                no_overlay = (
+                    "the vault has a quota set, which the pure-FUSE mount enforces per write"
+                    f" (the kernel cannot here: {kernel_why})"
+                )
         if backend == "fuse":
             because = "asked for (--backend fuse)"
         elif no_overlay is None:
@@ -462,13 +420,27 @@ def mount(
     return _note_backend(vault, key, info, because)
 
 
+def _kernel_quota_why(vault: Vault, fork: str) -> str | None:
+    """None when the kernel enforces the vault's bytes quota on ``fork``'s state (its
+    limit refreshed now, with room for overlayfs's work dir), else why not."""
+    if not os.path.islink(vault.ws_link(fork)):
+        return "the fork's state is a plain directory, not in the layers file system"
+    why = vault.sync_kernel_quota(mounting=True)
+    if why is not None:
+        return why
+    kq = vault.kernel_quota()
+    if kq is None or fork not in kq[1]:
+        return "the fork is not in the vault's qgroup"
+    return None
+
+
 def _note_backend(vault: Vault, key: str, info: MountInfo, why: str) -> MountInfo:
     """Record why the mount has its backend (the daemon records which)."""
     path = registry_path(vault, key)
-    data = _read_registry(path)
+    data = registry.read_record(path)
     if data is not None and not data.get("backend_why"):
         data["backend_why"] = why
-        write_registry(path, data)
+        registry.write_record(path, data)
     return dataclasses.replace(info, backend_why=info.backend_why or why)
 
 
@@ -519,9 +491,9 @@ def unmount(
     if info is None:
         return None
     path = registry_path(vault, key)
-    data = _read_registry(path) or {}
+    data = registry.read_record(path) or {}
     data["state"] = "unmounting"
-    write_registry(path, data)
+    registry.write_record(path, data)
     if info.backend == "overlay":
         # the kernel's overlay first (busy while a process is inside), then its lower layer:
         # the daemon's FUSE loop ends with it
@@ -534,7 +506,7 @@ def unmount(
         subprocess.run(["fusermount3", "-u", "-z", str(lower)], capture_output=True, check=False)
     if proc.returncode != 0 and mounted_at(info.mountpoint):
         data["state"] = "mounted"
-        write_registry(path, data)
+        registry.write_record(path, data)
         msg = proc.stderr.strip()
         if "busy" in msg.lower():
             holders = mount_holders(info.mountpoint)

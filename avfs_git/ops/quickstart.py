@@ -539,7 +539,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
             f"fork {fork} is the vault's default fork: it cannot be discarded",
             hint="down --keep or leave it as it is",
         )
-    info = mounts.check(vault, mounts.mount_key(fork, None))
+    info = mounts.check(vault, fork)  # a fork's mount key is the fork
     mountpoint = info.mountpoint if info is not None else None
     unmounted = False
     if info is not None:

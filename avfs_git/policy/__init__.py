@@ -41,9 +41,10 @@ Modules, each depending only on those above it:
 The shipped default is ``default_policy.toml`` here (package data).
 """
 
+from ..core.errors import PolicyError
 from .config import DEFAULT_POLICY_PATH
 from .engine import Policy
-from .model import Category, CommandInfo, Decision, Outcome, PolicyError, Rule, strictest
+from .model import Category, CommandInfo, Decision, Outcome, Rule, strictest
 
 __all__ = [
     "DEFAULT_POLICY_PATH",

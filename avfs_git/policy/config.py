@@ -13,8 +13,8 @@ import types
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ..core.errors import from_oserror
-from .model import DEFAULT_RULE, VERSION, Category, Outcome, PolicyError, Rule
+from ..core.errors import PolicyError, from_oserror
+from .model import DEFAULT_RULE, VERSION, Category, Outcome, Rule
 
 
 class Layer:
@@ -42,14 +42,15 @@ DEFAULT_POLICY_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file
 
 
 @functools.cache
-def _shipped_layer() -> Layer:
+def _shipped_layer(cache_dir: str | None) -> Layer:
     with open(DEFAULT_POLICY_PATH, encoding="utf-8") as f:
         text = f.read()
-    return _Validator(text, DEFAULT_POLICY_PATH, True).layer(_shipped_data(text))
+    return _Validator(text, DEFAULT_POLICY_PATH, True).layer(_shipped_data(text, cache_dir))
 
 
-def _shipped_data(text: str) -> dict[str, Any]:
-    """The shipped file's TOML as data, from a per-user cache keyed by its content.
+def _shipped_data(text: str, cache_dir: str | None) -> dict[str, Any]:
+    """The shipped file's TOML as data, from a per-user cache keyed by its content, in
+    ``cache_dir`` (the settings' ``cache_dir``, ``$XDG_CACHE_HOME/avfs``; None: no cache).
 
     ``proxy exec`` loads the policy on every call: importing tomllib and parsing the
     shipped file cost ~20 ms of a call whose target is < 100 ms in all. The cache holds
@@ -58,9 +59,10 @@ def _shipped_data(text: str) -> dict[str, Any]:
     """
     import marshal
 
+    if cache_dir is None:
+        return _toml(text, DEFAULT_POLICY_PATH)
     key = hashlib.sha256(text.encode()).hexdigest()[:32]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "avfs", f"default-policy-{key}.marshal")
+    path = os.path.join(cache_dir, f"default-policy-{key}.marshal")
     try:
         with open(path, "rb") as f:
             data = marshal.load(f)
@@ -95,10 +97,10 @@ def read_policy_file(path: str) -> str | None:
         raise _error(path, line, None, "not UTF-8 text") from None
 
 
-def combine(layers: list[Layer]) -> dict[str, Any]:
+def combine(layers: list[Layer], cache_dir: str | None = None) -> dict[str, Any]:
     """The fields of the effective policy (all but its hash). Layers are highest precedence
-    first; the shipped default is always the base."""
-    shipped = _shipped_layer()
+    first; the shipped default is always the base (its parsed form cached in ``cache_dir``)."""
+    shipped = _shipped_layer(cache_dir)
     active: list[Layer] = []
     for layer in layers:
         active.append(layer)

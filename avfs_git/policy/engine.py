@@ -70,13 +70,15 @@ class Policy:
     # -- building
 
     @classmethod
-    def default(cls) -> Policy:
-        """The policy that ships with avfs (``avfs_git/policy/default_policy.toml``)."""
-        return _default_policy()
+    def default(cls, cache_dir: str | None = None) -> Policy:
+        """The policy that ships with avfs (``avfs_git/policy/default_policy.toml``); its
+        parsed form is cached in ``cache_dir`` (``home.settings.cache_dir``; None: none)."""
+        return _default_policy(cache_dir)
 
     @classmethod
-    def load(cls, home_dir: str, vault_dir: str | None = None) -> Policy:
-        """The effective policy for a home and (optionally) one vault.
+    def load(cls, home_dir: str, vault_dir: str | None = None, *, cache_dir: str | None = None) -> Policy:
+        """The effective policy for a home and (optionally) one vault; ``cache_dir``: where
+        the shipped default's parsed form is cached (``home.settings.cache_dir``; None: none).
 
         Reads ``<home_dir>/policy.toml`` and ``<vault_dir>/avfs/policy.toml`` when they
         exist. Their rules are tried vault first, then home, then the shipped default's;
@@ -86,22 +88,19 @@ class Policy:
         Raises:
             PolicyError: a file is not a valid policy (names the file, line and problem).
         """
-        layers: list[Layer] = []
         candidates = []
         if vault_dir is not None:
             candidates.append(os.path.join(vault_dir, "avfs", POLICY_FILE))
         candidates.append(os.path.join(home_dir, POLICY_FILE))
-        for path in candidates:
-            text = read_policy_file(path)
-            if text is not None:
-                layers.append(parse_layer(text, path, shipped=False))
-        return _combine(layers)
+        # the files are read every time (no stale policy), their parsing is not: a mount's
+        # daemon loads the policy for every command it serves
+        return _from_texts(tuple((path, read_policy_file(path)) for path in candidates), cache_dir)
 
     @classmethod
-    def from_text(cls, text: str, source: str = "<text>") -> Policy:
+    def from_text(cls, text: str, source: str = "<text>", *, cache_dir: str | None = None) -> Policy:
         """A policy from the TOML ``text`` of one file, layered over the shipped default
         (unless the text says ``inherit = false``). ``source`` names it in errors."""
-        return _combine([parse_layer(text, source, shipped=False)])
+        return _combine([parse_layer(text, source, shipped=False)], cache_dir)
 
     # -- settings
 
@@ -245,13 +244,20 @@ _VERDICT: Final = {
 }
 
 
-def _combine(layers: list[Layer]) -> Policy:
+def _combine(layers: list[Layer], cache_dir: str | None = None) -> Policy:
     """Layers are highest precedence first; the shipped default is always the base."""
-    policy = Policy(**combine(layers))
+    policy = Policy(**combine(layers, cache_dir))
     canonical = json.dumps(policy._canonical(), sort_keys=True, separators=(",", ":"))
     return dataclasses.replace(policy, hash="sha256:" + hashlib.sha256(canonical.encode()).hexdigest())
 
 
+@functools.lru_cache(maxsize=16)
+def _from_texts(texts: tuple[tuple[str, str | None], ...], cache_dir: str | None = None) -> Policy:
+    """The policy made of these files' texts (path, text or None where there is no file)."""
+    layers: list[Layer] = [parse_layer(text, path, shipped=False) for path, text in texts if text is not None]
+    return _combine(layers, cache_dir)
+
+
 @functools.cache
-def _default_policy() -> Policy:
-    return _combine([])
+def _default_policy(cache_dir: str | None) -> Policy:
+    return _combine([], cache_dir)

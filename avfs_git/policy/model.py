@@ -14,19 +14,6 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
-from ..core.errors import UsageError
-
-
-class PolicyError(UsageError):
-    """A policy file avfs cannot use: bad TOML, an unknown key, class or outcome, a bad regex.
-
-    ``details`` holds ``file``, ``line`` and ``column`` (``None`` where unknown) and
-    ``problem``. Like a bad command line it exits with the usage code (2): avfs never falls
-    back to a more permissive policy when the configured one is broken.
-    """
-
-    code = "policy_invalid"
-
 
 class Category(enum.StrEnum):
     """What a command does (a fact, not a verdict)."""

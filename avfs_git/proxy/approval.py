@@ -31,16 +31,10 @@ import re
 import time
 from typing import Any
 
-from ..core.errors import AvfsError
+from ..core.errors import ApprovalError
 
 DEFAULT_TTL_S = 15 * 60
 _TOKEN = re.compile(r"^apv_[0-9a-f]{32}$")
-
-
-class ApprovalError(AvfsError):
-    code = "approval_refused"
-    exit_code = 4
-    errno = 1  # EPERM
 
 
 def request_hash(request: dict[str, Any], policy_hash: str) -> str:

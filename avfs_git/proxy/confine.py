@@ -75,14 +75,6 @@ HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".docker
                 ".cargo/credentials", ".avfs")  # fmt: skip
 
 
-class SandboxFailed(Exception):
-    """bwrap could not set up the sandbox: the command did not start."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Sandbox:
     """What one command sees: ``source`` (the fork's mount or copy) at ``path``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shlex
 import shutil
@@ -29,17 +30,32 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core import audit, names
-from ..core.errors import EXIT_DENIED, AvfsError, InternalError, UsageError, unexpected
+from ..core.errors import (
+    EXIT_DENIED,
+    ApprovalRequiredError,
+    AvfsError,
+    FuseUnavailableError,
+    InternalError,
+    IsolationError,
+    IsolationFailed,
+    MountDiedError,
+    PolicyDeniedError,
+    SandboxFailed,
+    UsageError,
+    WriteBackIncompleteError,
+    unexpected,
+)
 from ..core.types import Change
 from . import approval, runner
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ..core.home import Home
     from ..core.vault import Vault
     from ..core.workspace import Workspace
     from ..policy import Decision, Policy
+    from .standby import Standbys
 
 # When the command did not run, the codes `timeout`, `env` and `chroot` use for "the command
 # was not run" (docs/proxy.md, Exit codes): whenever it ran, its own code (124: timed out).
@@ -67,6 +83,10 @@ PASSED_ENV = (
     "GIT_COMMITTER_DATE",
 )
 MODES = ("auto", "fuse", "materialized")
+# how much earlier than the clock a file's ctime may read: the kernel stamps inodes from a
+# coarse clock (a tick, 1-10 ms), so a write just after a time.time_ns() can carry a ctime
+# just before it
+_CTIME_SLACK_NS = 50_000_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -210,10 +230,13 @@ def _under_any(path: str, roots: set[str]) -> bool:
     return any(a in roots for a in names.ancestors(path))
 
 
-def _state(ws: Workspace) -> dict[str, Any]:
+def _state(ws: Workspace, uncheckpointed: int | None = None) -> dict[str, Any]:
+    """The fork's state for the envelope (``uncheckpointed``: the count of changes when
+    it is known without a status)."""
     from ..core.merge import open_merge
 
-    out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": len(ws.status())}
+    n = len(ws.status()) if uncheckpointed is None else uncheckpointed
+    out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": n}
     st = open_merge(ws)
     if st is not None:
         out["merge"] = {k: st[k] for k in ("source", "theirs", "unresolved")}
@@ -228,15 +251,21 @@ def execute(
     *,
     policy: Policy | None = None,
     cancel: threading.Event | None = None,
+    after: list[Callable[[], None]] | None = None,
+    standbys: Standbys | None = None,
 ) -> ExecResult:
     """Run one request through the whole lifecycle; never raises (errors are in the result).
-    ``cancel``: stop the command when it is set (a client of the exec server went away)."""
+    ``cancel``: stop the command when it is set (a client of the exec server went away).
+    ``after``: where to leave work that may wait until the result is delivered (the audit
+    record's fsync: the record itself is written before this returns). ``standbys``: the
+    sandboxes a mount's daemon keeps ready (:mod:`.standby`): the command starts in one when
+    it fits, and with ``after``, the next one is made ready once the result is delivered."""
     t0 = time.monotonic()
     res = ExecResult(request=_request_dict(vault.name, fork, req, max(req.timeout_ms or 0, 0)))
     cleanup: list[Any] = []
     try:
         with _identity(req):
-            _execute(home, vault, fork, req, res, policy, cleanup, cancel)
+            _execute(home, vault, fork, req, res, policy, cleanup, cancel, standbys, after)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
@@ -255,7 +284,8 @@ def execute(
                 if res.error is None:
                     res.error = InternalError(f"cleanup failed: {exc}").to_dict()
         res.duration_ms = round((time.monotonic() - t0) * 1000, 3)
-        _audit(vault, res)
+        if _audit(vault, res, sync=after is None) and after is not None:
+            after.append(functools.partial(audit.sync, vault.state_dir))
     return res
 
 
@@ -278,6 +308,8 @@ def _execute(
     policy: Policy | None,
     cleanup: list[Any],
     cancel: threading.Event | None = None,
+    standbys: Standbys | None = None,
+    after: list[Callable[[], None]] | None = None,
 ) -> None:
     from ..policy import Outcome
     from ..policy import Policy as PolicyCls
@@ -285,7 +317,11 @@ def _execute(
     _validate(req)
     ws = vault.workspace(fork)
     cwd = _check_cwd(ws, req.cwd)
-    pol = policy if policy is not None else PolicyCls.load(home.path, vault.path)
+    pol = (
+        policy
+        if policy is not None
+        else PolicyCls.load(home.path, vault.path, cache_dir=home.settings.cache_dir)
+    )
     timeout_ms = req.timeout_ms or pol.timeout_ms
     max_output = req.max_output_bytes if req.max_output_bytes is not None else pol.max_output_bytes
     res.request = _request_dict(vault.name, fork, req, timeout_ms)
@@ -323,12 +359,11 @@ def _execute(
                 res.confinement["network_refused"] = []
     if action is Outcome.DENY:
         res.exit_code = EXIT_REFUSED
-        res.error = {
-            "code": "policy_denied",
-            "message": f"denied by policy: {decision.reason}",
-            "hint": "see `avfs policy check -- CMD` for why",
-            "details": {"rule": decision.rule},
-        }
+        res.error = PolicyDeniedError(
+            f"denied by policy: {decision.reason}",
+            hint="see `avfs policy check -- CMD` for why",
+            details={"rule": decision.rule},
+        ).to_dict()
         res.state = _state(ws)
         return
     if action is Outcome.REQUIRE_APPROVAL:
@@ -340,17 +375,16 @@ def _execute(
             res.approval = approval.issue(home.path, bound, pol.hash)
             res.approval["stdin_sha256"] = stdin_sha
             res.exit_code = EXIT_REFUSED
-            res.error = {
-                "code": "approval_required",
-                "message": f"this command needs approval: {decision.reason}",
-                "hint": (
+            res.error = ApprovalRequiredError(
+                f"this command needs approval: {decision.reason}",
+                hint=(
                     f"a person approves it with `avfs proxy approve {res.approval['token']}` in a terminal;"
                     " then call exec again with the same arguments plus approve: TOKEN"
                     if req.require_person_approval
                     else "rerun it with --approve TOKEN once a person approves"
                 ),
-                "details": {"rule": decision.rule, "token": res.approval["token"]},
-            }
+                details={"rule": decision.rule, "token": res.approval["token"]},
+            ).to_dict()
             res.state = _state(ws)
             return
         approval.consume(home.path, req.approve, bound, pol.hash, require_person=req.require_person_approval)
@@ -364,12 +398,16 @@ def _execute(
     # checkpoint first: policy, request, or earlier uncheckpointed changes (so the commit
     # made afterwards holds exactly what the command changed)
     reason = None
+    dirty: bool | None = None  # uncheckpointed changes, as of `mark` (ns, journal seq)
+    mark = (time.time_ns(), ws.overlay.last_seq())
     if action is Outcome.ALLOW_WITH_CHECKPOINT:
         reason = "policy"
     elif req.checkpoint == "always":
         reason = "requested"
-    elif req.commit and ws.is_dirty():
-        reason = "uncheckpointed_changes"
+    elif req.commit:
+        dirty = ws.is_dirty()
+        if dirty:
+            reason = "uncheckpointed_changes"
     from ..core import merge as merging
 
     # a merge with written conflicts is open: the command runs in it, and nothing is
@@ -391,7 +429,11 @@ def _execute(
             "created": cp.created,
             "reason": reason,
         }
-    dirty_before = ws.is_dirty()
+        dirty = None
+    if dirty is None:
+        mark = (time.time_ns(), ws.overlay.last_seq())
+        dirty = ws.is_dirty()
+    dirty_before = dirty
     seq0 = ws.overlay.last_seq()
     t0_ns = time.time_ns()
 
@@ -446,6 +488,11 @@ def _execute(
                     details={"network": "filtered"},
                 ) from None
             sandbox = dataclasses.replace(sandbox, proxy_socket=proxy.path)
+        ready = None
+        if standbys is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
+            ready = standbys.take(sandbox)
+            if after is not None:
+                after.append(functools.partial(standbys.prepare, sandbox))
         run = runner.run(
             argv,
             cwd=abs_cwd,
@@ -457,11 +504,9 @@ def _execute(
             cancel=cancel,
             view=view,
             sandbox=sandbox,
+            standby=ready,
         )
     except Exception as exc:
-        from .confine import SandboxFailed
-        from .isolate import IsolationFailed
-
         if isinstance(exc, SandboxFailed):
             # not a fallback: bwrap runs here (probed), so this request itself is at fault
             conf["reason"] = f"setting up the sandbox failed: {exc.reason}"
@@ -496,32 +541,41 @@ def _execute(
         alive = mounts.check(vault, fork) is not None
         res.mount["alive_after"] = alive
         if not alive:
-            res.error = {
-                "code": "mount_died",
-                "message": "the mount daemon died while the command ran",
-                "hint": "what was written before is in the overlay; see `avfs status`",
-                "details": {"mountpoint": root},
-            }
+            res.error = MountDiedError(
+                "the mount daemon died while the command ran",
+                hint="what was written before is in the overlay; see `avfs status`",
+                details={"mountpoint": root},
+            ).to_dict()
     else:
         failed = _write_back(ws, copy)
         if failed:
             copy.keep = True  # the exit code stays the command's: it ran (see docs/proxy.md)
-            res.error = {
-                "code": "write_back_incomplete",
-                "message": f"{len(failed)} path(s) the command wrote could not be written back to the fork",
-                "hint": f"they are still in {root}; the rest was written back",
-                "details": {"paths": failed[:50], "copy": root},
-            }
+            res.error = WriteBackIncompleteError(
+                f"{len(failed)} path(s) the command wrote could not be written back to the fork",
+                hint=f"they are still in {root}; the rest was written back",
+                details={"paths": failed[:50], "copy": root},
+            ).to_dict()
 
-    changes, ignored = ws.status_ignored()
-    _, touched = ws.overlay.changes_since(seq0)
-    roots = set(touched) | set(ws.overlay.upper_changed_since(t0_ns))
-    if dirty_before:
-        changes = [
-            c for c in changes if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
-        ]
+    # nothing written in the workspace since it was found clean (or, when it was not, since
+    # the command started): no changes, and no status to take (a walk of the upper layer
+    # with its files' ids: the largest cost of a command that writes nothing)
+    since_ns, since_seq = (t0_ns, seq0) if dirty_before else mark
+    untouched = not ws.overlay.changes_since(since_seq)[1] and not ws.overlay.upper_changed_since(
+        since_ns - _CTIME_SLACK_NS
+    )
+    changes: list[Change] = []
+    if not untouched:
+        changes, ignored = ws.status_ignored()
+        _, touched = ws.overlay.changes_since(seq0)
+        roots = set(touched) | set(ws.overlay.upper_changed_since(t0_ns))
+        if dirty_before:
+            changes = [
+                c
+                for c in changes
+                if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
+            ]
+        res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
     res.changes = [_change_dict(c) for c in changes]
-    res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
     if req.commit and changes and not in_merge:
         from ..core import checkpoint
 
@@ -533,13 +587,7 @@ def _execute(
                 "parent": cp.checkpoint.parent,
                 "message": cp.checkpoint.message,
             }
-    res.state = _state(ws)
-
-
-class IsolationError(AvfsError):
-    """An isolated view was possible here but could not be set up for this command."""
-
-    code = "isolation_failed"
+    res.state = _state(ws, 0 if untouched and not dirty_before else None)
 
 
 def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
@@ -712,8 +760,8 @@ def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, 
     worktree directory (its index, reflog, locks), with the files of :data:`_PINNED` in it
     read-only (pinned). Everything else (``hooks/``, ``config``, ``avfs/``, other forks'
     worktrees) stays read-only: nothing the command writes there runs on the host later."""
+    from ..core.registry import mount_key
     from ..core.worktree import worktree_dir
-    from ..ops.mounts import mount_key
 
     try:
         os.makedirs(os.path.join(vault.path, "logs"), exist_ok=True)  # git would make it
@@ -865,7 +913,7 @@ def _choose_mode(vault: Vault, fork: str, wanted: str) -> tuple[str, Any]:
     if why is None:
         return "fuse", None
     if wanted == "fuse":
-        raise mounts.FuseUnavailableError(f"cannot mount: {why}", hint="use --mode materialized")
+        raise FuseUnavailableError(f"cannot mount: {why}", hint="use --mode materialized")
     return "materialized", None
 
 
@@ -873,7 +921,7 @@ def _planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
     if mode == "fuse":
         from ..ops import mounts
 
-        return mounts.default_mountpoint(home, vault.name, mounts.mount_key(fork, None))
+        return mounts.default_mountpoint(home, vault.name, fork)
     return os.path.join(home.path, "tmp", "exec")
 
 
@@ -979,7 +1027,9 @@ def _write_back(ws: Workspace, copy: _Copy) -> list[dict[str, str]]:
     return failed
 
 
-def _audit(vault: Vault, res: ExecResult) -> None:
+def _audit(vault: Vault, res: ExecResult, sync: bool = True) -> bool:
+    """Append the audit record of ``res`` (fsynced unless not ``sync``); False when it
+    could not be written (a warning on stderr: the envelope must still be printed)."""
     rec = {
         "kind": "proxy_exec",
         "request": res.request,
@@ -995,9 +1045,11 @@ def _audit(vault: Vault, res: ExecResult) -> None:
         "confinement": f"{res.confinement['kind']}/{res.confinement['network']}" if res.confinement else None,
     }
     try:
-        audit.append(vault.state_dir, rec)
+        audit.append(vault.state_dir, rec, sync=sync)
     except Exception as exc:  # the envelope must still be printed
         print(f"avfs: warning: cannot write the audit log: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def exec_in(

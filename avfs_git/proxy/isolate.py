@@ -57,6 +57,8 @@ import signal
 import subprocess
 import sys
 
+from ..core.errors import IsolationFailed
+
 HOSTS = ("writable", "readonly", "hidden")
 
 CLONE_NEWNS = 0x00020000
@@ -98,15 +100,6 @@ _SYSCALLS = {
 # what --hide-host keeps of the host, read-only (those that exist; symlinks stay symlinks)
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-
-
-class IsolationFailed(Exception):
-    """Setting up the view failed in the child, before the command was started."""
-
-    def __init__(self, reason: str, err: int = 0) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.errno = err
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -135,6 +135,69 @@ EXEC_OPTIONS: tuple[Opt, ...] = (
 )
 
 
+USAGE = "avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')"
+
+
+class NotFast(Exception):
+    """These arguments are for the click CLI (``--help``), not for :func:`parse_args`."""
+
+
+class BadUsage(Exception):
+    """The arguments of `proxy exec` are wrong: answered with a failed envelope (the
+    option values parsed so far in ``values``)."""
+
+    def __init__(self, message: str, values: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.values = values
+
+
+def parse_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """(option values, command argv) from the arguments after `proxy exec`, by
+    :data:`EXEC_OPTIONS` (the fast path and the exec server parse with this); raises
+    :class:`NotFast` for help, :class:`BadUsage` for anything else it cannot take."""
+    by_name = {o.name: o for o in EXEC_OPTIONS}
+    values: dict[str, Any] = {o.dest: o.default for o in EXEC_OPTIONS}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            return values, args[i + 1 :]
+        if a in ("-h", "--help"):
+            raise NotFast(a)
+        name, eq, inline = a.partition("=")
+        opt = by_name.get(name)
+        if opt is None:
+            if a.startswith("-"):
+                raise BadUsage(f"no such option: {name}", values)
+            raise BadUsage("put `--` before the command", values)
+        if opt.kind is None:
+            if eq:
+                raise BadUsage(f"{name} takes no value", values)
+            values[opt.dest] = True
+            i += 1
+            continue
+        if eq:
+            raw = inline
+            i += 1
+        elif i + 1 < len(args):
+            raw = args[i + 1]
+            i += 2
+        else:
+            raise BadUsage(f"{name} needs a value", values)
+        try:
+            value = opt.kind(raw)
+        except ValueError:
+            raise BadUsage(f"{name}: {raw!r} is not a whole number", values) from None
+        if opt.choices is not None and value not in opt.choices:
+            raise BadUsage(f"{name} must be one of {', '.join(opt.choices)}, not {raw!r}", values)
+        if opt.multiple:
+            values[opt.dest] = (*values[opt.dest], value)
+        else:
+            values[opt.dest] = value
+    return values, []
+
+
 def request_from(
     values: dict[str, Any],
     argv: list[str] | tuple[str, ...],

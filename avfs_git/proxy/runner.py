@@ -14,7 +14,7 @@
   command left running there ends with it (the kernel kills a PID namespace's processes
   when its init exits). bwrap reports a command killed by signal N as exit 128+N; its
   status descriptor (``--json-status-fd``) tells a sandbox that could not be set up (no
-  exit code: :class:`~.confine.SandboxFailed`) from a command that ran.
+  exit code: :class:`~avfs_git.core.errors.SandboxFailed`) from a command that ran.
 - With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
   (:mod:`.isolate`) after starting its session and before exec. With a PID namespace too
   (``readonly``, ``hidden``) the child stays outside it, leads the group and exits as the
@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from .confine import Sandbox
     from .isolate import View
+    from .standby import Standby
 
 EXIT_TIMEOUT = 124
 _READ = 65536
@@ -58,32 +59,51 @@ class RunResult:
 
 
 class _Drain(threading.Thread):
+    """One output pipe, read into a bounded buffer: by :func:`_pump` in the caller's thread
+    while the command runs (:meth:`read_once`), or as a thread of its own (:meth:`run`,
+    from where the pump left it) when reading must go on while the caller waits for
+    something else."""
+
     def __init__(self, pipe: IO[bytes], limit: int) -> None:
         super().__init__(daemon=True, name="avfs-drain")
         self.pipe = pipe
+        self.fd = pipe.fileno()
         self.limit = limit
         self.chunks: list[bytes] = []
         self.kept = 0
         self.total = 0
+        self.eof = False
+
+    def read_once(self) -> None:
+        """Read what is there (the pipe is readable); at its end, close it."""
+        try:
+            data = os.read(self.fd, _READ)
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+            self.pipe.close()
+            return
+        self.total += len(data)
+        room = self.limit - self.kept
+        if room > 0:
+            part = data[:room]
+            self.chunks.append(part)
+            self.kept += len(part)
 
     def run(self) -> None:
-        fd = self.pipe.fileno()
-        try:
-            while True:
-                try:
-                    data = os.read(fd, _READ)
-                except OSError:
-                    return
-                if not data:
-                    return
-                self.total += len(data)
-                room = self.limit - self.kept
-                if room > 0:
-                    part = data[:room]
-                    self.chunks.append(part)
-                    self.kept += len(part)
-        finally:
-            self.pipe.close()
+        while not self.eof:
+            self.read_once()
+
+    def go_on(self) -> None:
+        """Keep reading in a thread of its own (once)."""
+        if not self.eof and not self.is_alive() and self.ident is None:
+            self.start()
+
+    def finish(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the pipe's end."""
+        if self.ident is not None:
+            self.join(timeout)
 
     def output(self) -> bytes:
         return b"".join(self.chunks)
@@ -175,6 +195,73 @@ def _wait(
             os.close(pidfd)
 
 
+def _pump(
+    proc: subprocess.Popen[bytes],
+    pidfd: int,
+    pgid: int,
+    drains: list[_Drain],
+    deadline: float,
+    cancel: threading.Event | None,
+    kill_grace_ms: int,
+) -> bool:
+    """:func:`_wait` without threads: one ``poll`` over the command's pidfd and its two
+    output pipes, in the caller's thread (two threads started and joined per command cost
+    ~1 ms in a busy daemon). On the deadline (True is returned) or ``cancel``, the pipes are
+    read on in threads while the group is stopped, as :func:`_wait` has them."""
+    import select
+
+    poller = select.poll()
+    open_ = {d.fd: d for d in drains}
+    for fd in open_:
+        poller.register(fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        timed_out = left <= 0
+        if timed_out or (cancel is not None and cancel.is_set()):
+            for d in drains:
+                d.go_on()
+            _stop_group(pgid, kill_grace_ms / 1000, proc)
+            proc.wait()
+            return timed_out
+        slice_s = min(left, 0.05) if cancel is not None else left
+        for fd, _ev in poller.poll(max(1, int(slice_s * 1000) + 1)):
+            pipe = open_.get(fd)
+            if pipe is None:
+                if proc.poll() is not None:  # the pidfd: the command has ended
+                    return False
+                continue
+            pipe.read_once()
+            if pipe.eof:
+                poller.unregister(fd)
+                del open_[fd]
+
+
+def _drain_rest(drains: list[_Drain], timeout: float) -> None:
+    """Read the pipes to their end, for at most ``timeout`` (a process that left the group,
+    ``setsid``, may hold one open): what is still open then is read on by a thread."""
+    import select
+
+    end = time.monotonic() + timeout
+    open_ = {d.fd: d for d in drains if not d.eof and d.ident is None}
+    poller = select.poll()
+    for fd in open_:
+        poller.register(fd, select.POLLIN)
+    while open_:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        for fd, _ev in poller.poll(max(1, int(left * 1000))):
+            d = open_[fd]
+            d.read_once()
+            if d.eof:
+                poller.unregister(fd)
+                del open_[fd]
+    for d in drains:
+        d.go_on()
+        d.finish(max(0.0, end - time.monotonic()))
+
+
 def _pidfd(pid: int) -> int | None:
     """A pidfd of ``pid`` (readable once it exits), or None where there are none."""
     try:
@@ -247,58 +334,86 @@ def run(
     cancel: threading.Event | None = None,
     view: View | None = None,
     sandbox: Sandbox | None = None,
+    standby: Standby | None = None,
 ) -> RunResult:
     """Run ``argv`` in ``cwd``; never raises for the command's own failures. ``cancel``:
     stop the command's group when it is set (its caller went away). ``view``: run it in
     that isolated view (``cwd`` is then the view's); raises
-    :class:`~.isolate.IsolationFailed` when the view could not be set up (the command
+    :class:`~avfs_git.core.errors.IsolationFailed` when the view could not be set up (the command
     did not start). ``sandbox``: run it under bwrap in that sandbox (``cwd`` is then the
-    sandbox's); raises :class:`~.confine.SandboxFailed` when bwrap could not set it up."""
+    sandbox's); raises :class:`~avfs_git.core.errors.SandboxFailed` when bwrap could not set it up.
+    ``standby``: that sandbox, already set up (:mod:`.standby`): the command starts in it
+    (``stdin`` is then its own, empty)."""
     start = time.monotonic()
     status_r = status_w = -1
-    if sandbox is not None:
+    if sandbox is not None and standby is not None:
+        try:
+            standby.start(argv, sandbox.cwd, env)
+        except OSError:
+            standby.discard()  # its waiter is gone: set one up as usual
+            standby = None
+    if standby is not None:
+        proc = standby.proc
+        status_r = standby.status_r
+    elif sandbox is not None:
         from . import confine
 
         status_r, status_w = os.pipe()
         argv = confine.argv(sandbox, argv)
         argv[1:1] = ["--json-status-fd", str(status_w)]
         cwd = "/"
-    try:
+    if standby is None:
         try:
-            proc = _spawn(argv, cwd, env, stdin, view, status_w)
-        finally:
-            if status_w >= 0:
-                os.close(status_w)
-    except OSError as exc:
-        if status_r >= 0:
-            os.close(status_r)
-        code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-        msg = f"{argv[0]}: {exc.strerror or exc}"
-        return RunResult(
-            code, None, False, (time.monotonic() - start) * 1000, b"", msg.encode() + b"\n",
-            0, len(msg) + 1, False, False, spawn_error=msg,
-        )  # fmt: skip
+            try:
+                proc = _spawn(argv, cwd, env, stdin, view, status_w)
+            finally:
+                if status_w >= 0:
+                    os.close(status_w)
+        except OSError as exc:
+            if status_r >= 0:
+                os.close(status_r)
+            return _spawn_failed(start, argv[0], exc.errno, exc.strerror or str(exc))
     assert proc.stdout is not None and proc.stderr is not None
     drains = [_Drain(proc.stdout, max_output), _Drain(proc.stderr, max_output)]
-    for d in drains:
-        d.start()
     pgid = proc.pid  # a new session: the child leads its own group
     deadline = start + max(timeout_ms, 1) / 1000
+    pidfd = _pidfd(proc.pid)
     try:
-        timed_out = _wait(proc, pgid, deadline, cancel, kill_grace_ms)
+        if pidfd is not None:
+            timed_out = _pump(proc, pidfd, pgid, drains, deadline, cancel, kill_grace_ms)
+        else:  # no pidfds here: the pipes are read by threads while this one waits
+            for d in drains:
+                d.go_on()
+            timed_out = _wait(proc, pgid, deadline, cancel, kill_grace_ms)
     except BaseException:
         # interrupted (Ctrl-C, a signal turned into an exception): the command goes too
+        for d in drains:
+            d.go_on()
         _stop_group(pgid, min(kill_grace_ms, 500) / 1000, proc)
         _signal_group(pgid, signal.SIGKILL)
         raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     duration_ms = (time.monotonic() - start) * 1000
     strays = not timed_out and _group_alive(pgid)
     if strays:
+        for d in drains:
+            d.go_on()  # what is left in the group may write while it is stopped
         _stop_group(pgid, min(kill_grace_ms, 500) / 1000, proc)
-    for d in drains:
-        # a process that left the group (setsid) may hold a pipe open: do not wait for it
-        d.join(timeout=1.0)
+    # a process that left the group (setsid) may hold a pipe open: do not wait for it
+    _drain_rest(drains, 1.0)
     rc = proc.returncode
+    if standby is not None:
+        failed = standby.failure()
+        if failed is not None:
+            os.close(status_r)
+            what, num, msg = failed
+            if what == "chdir":  # as bwrap says it when its --chdir fails
+                from ..core.errors import SandboxFailed
+
+                raise SandboxFailed(f"Can't chdir to {sandbox.cwd if sandbox else '?'}: {msg}")
+            return _spawn_failed(start, argv[0], num, msg)
     if status_r >= 0:
         spawn_error = _sandbox_status(status_r, rc, drains[1])
         if spawn_error is not None:
@@ -332,11 +447,22 @@ def run(
     )
 
 
+def _spawn_failed(start: float, program: str, num: int | None, why: str) -> RunResult:
+    """The result of a command that could not be started: 127 (not found) or 126, as a
+    shell says it."""
+    code = 127 if num in (errno.ENOENT, errno.ENOTDIR) else 126
+    msg = f"{program}: {why}"
+    return RunResult(
+        code, None, False, (time.monotonic() - start) * 1000, b"", msg.encode() + b"\n",
+        0, len(msg) + 1, False, False, spawn_error=msg,
+    )  # fmt: skip
+
+
 def _sandbox_status(status_r: int, rc: int, err: _Drain) -> tuple[int, str] | None:
     """Read bwrap's status descriptor once it has exited: None when the command ran (an
     ``exit-code`` was reported, or bwrap was killed); (126 or 127, why) when bwrap could
-    not exec it; raises :class:`~.confine.SandboxFailed` when the sandbox was not set up."""
-    from .confine import SandboxFailed
+    not exec it; raises :class:`~avfs_git.core.errors.SandboxFailed` when the sandbox was not set up."""
+    from ..core.errors import SandboxFailed
 
     os.set_blocking(status_r, False)
     chunks = []

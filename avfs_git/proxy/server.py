@@ -4,14 +4,23 @@ An agent runs ``avfs proxy exec`` once per command. Most of such a call is Pytho
 and importing avfs (~100 ms here); the mount daemon has all of that loaded already. So a
 read-write mount's daemon listens on a Unix socket (an abstract name, recorded in the
 mount's registry file as ``exec_socket``), and the CLI's fast path
-(:mod:`avfs_git.cli.execopts`) sends it the parsed request instead of importing avfs.
+(:mod:`avfs_git.cli.execopts`) sends it the request instead of importing avfs.
 
-The protocol: the request is one ``marshal``-encoded dict (``{"v": 1, "values": <option
-values>, "argv": [...], "env": {<the client's environment>}}``: marshal is built in, so the
+The protocol: the request is one ``marshal``-encoded dict (marshal is built in, so the
 client imports nothing to write it), preceded by its length as 8 ASCII digits, with the
-client's stdin passed as a file descriptor (``SCM_RIGHTS``) when ``--stdin`` is given. The
-reply is two lines: the exit code, then the JSON document to print (a ``proxy_exec_result``
-or an ``error``), so in ``--json`` mode the client prints it without parsing it.
+client's stdin passed as a file descriptor (``SCM_RIGHTS``) when ``--stdin`` may be given.
+
+- Protocol 2 (what the CLI sends): ``{"v": 2, "args": <the arguments after "proxy exec">,
+  "json": <--json given>, "env": {<the client's environment>}}``: the daemon parses the
+  arguments (:func:`.options.parse_args`), so the client loads no option table. The reply
+  is one marshal dict, length-prefixed the same way: ``{"code": <exit code>, "doc": <the
+  JSON document>, "out": ..., "err": ..., "quiet": ...}``; ``out``/``err`` are what to
+  print as they are (with ``--json``: the document alone; for ``--quiet``, the command's
+  own output when it ran to its end), else None (the client renders ``doc`` for a
+  person). ``{"fallback": True}``: the client runs the call itself (``--help``, ``--mode
+  materialized``).
+- Protocol 1: ``{"v": 1, "values": <option values>, "argv": [...], "env": {...}}``; the
+  reply is two lines: the exit code, then the JSON document.
 
 Only the daemon's own user may connect (``SO_PEERCRED``): an abstract socket has no file
 permissions. If the client goes away while its command runs, the command's process group
@@ -32,6 +41,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..core.home import Home
     from ..core.vault import Vault
 
@@ -82,6 +93,10 @@ class ExecServer:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind("\0" + self.name)
         self.sock.listen(16)
+        from . import standby
+
+        # sandboxes set up before the command comes (most of a confined command's start)
+        self.standbys = standby.Standbys() if standby.available() else None
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
@@ -95,7 +110,7 @@ class ExecServer:
         from .. import policy
         from . import execute  # noqa: F401
 
-        policy.Policy.default()
+        policy.Policy.default(self.home.settings.cache_dir)
         while True:
             try:
                 conn, _ = self.sock.accept()
@@ -105,6 +120,9 @@ class ExecServer:
 
     def _handle(self, conn: socket.socket) -> None:
         fds: list[int] = []
+        after: list[Callable[[], None]] = []  # once the client has its answer
+        req: dict[str, Any] | None = None
+        reply: dict[str, Any] | None = None  # protocol 2's answer
         with conn:
             try:
                 creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -118,7 +136,10 @@ class ExecServer:
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
                     return
                 req, fds = recv_request(conn)
-                code, document = self._run(conn, req, fds)
+                if req.get("v") == 2:
+                    reply = self._run_args(conn, req, fds, after)
+                else:
+                    code, document, _ = self._run(conn, req, fds, after)
             except Exception as exc:  # reported to the client, never fatal to the mount
                 log.exception("proxy exec request")
                 from ..core.errors import InternalError
@@ -128,18 +149,75 @@ class ExecServer:
                 err = InternalError(f"the mount daemon failed: {type(exc).__name__}: {exc}")
                 env = failed_envelope(f"{self.vault.name}:{self.fork}", None, [], err.to_dict())
                 code, document = env["exit_code"], json_document("proxy_exec_result", env)
+                if req is not None and req.get("v") == 2:
+                    reply = {"code": code, "doc": document, "out": document if req.get("json") else None}
             finally:
                 for fd in fds:
                     try:
                         os.close(fd)
                     except OSError:
                         pass
+            if reply is not None:
+                body = marshal.dumps(reply)
+                msg = b"%08d" % len(body) + body
+            else:
+                msg = f"{code}\n{document}".encode()
             try:
-                conn.sendall(f"{code}\n{document}".encode())
+                conn.sendall(msg)
             except OSError:
                 pass  # the client is gone
+        for fn in after:
+            try:
+                fn()
+            except Exception:
+                log.exception("proxy exec: after the answer")
 
-    def _run(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> tuple[int, str]:
+    def _run_args(
+        self, conn: socket.socket, req: dict[str, Any], fds: list[int], after: list[Callable[[], None]]
+    ) -> dict[str, Any]:
+        """Protocol 2: parse the client's arguments, run them, answer what it prints."""
+        from ..core.errors import UsageError
+        from ..core.types import json_document
+        from .options import USAGE, BadUsage, NotFast, failed_envelope, parse_args
+
+        json_mode = bool(req.get("json"))
+        try:
+            values, argv = parse_args(list(req["args"]))
+        except NotFast:
+            return {"fallback": True}
+        except BadUsage as bad:
+            err = UsageError(bad.message, hint=USAGE)
+            env = failed_envelope(f"{self.vault.name}:{self.fork}", bad.values, [], err.to_dict())
+            document = json_document("proxy_exec_result", env)
+            quiet = bool(bad.values.get("quiet"))
+            return {"code": env["exit_code"], "doc": document, "out": document if json_mode else None,
+                    "err": None, "quiet": quiet}  # fmt: skip
+        if values["mode"] == "materialized":
+            return {"fallback": True}  # a copy of the tree: the client's own process makes it
+        code, document, result = self._run(
+            conn, {"v": 1, "values": values, "argv": argv, "env": req["env"]}, fds, after
+        )
+        reply: dict[str, Any] = {
+            "code": code,
+            "doc": document,
+            "out": None,
+            "err": None,
+            "quiet": values["quiet"],
+        }
+        if json_mode:
+            reply["out"] = document
+        elif (
+            values["quiet"]
+            and result is not None
+            and not (result["timed_out"] or result["stdout_truncated"] or result["stderr_truncated"])
+        ):
+            reply["out"], reply["err"] = result["stdout"], result["stderr"]  # all `--quiet` prints
+        return reply
+
+    def _run(
+        self, conn: socket.socket, req: dict[str, Any], fds: list[int], after: list[Callable[[], None]]
+    ) -> tuple[int, str, dict[str, Any] | None]:
+        """Protocol 1's request: (exit code, the JSON document, the envelope's result)."""
         from ..core.errors import AvfsError
         from ..core.types import json_document
         from .execute import execute
@@ -154,17 +232,21 @@ class ExecServer:
         except AvfsError as err:
             spec = f"{self.vault.name}:{self.fork}"
             env = failed_envelope(spec, values, req["argv"], err.to_dict())
-            return env["exit_code"], json_document("proxy_exec_result", env)
+            return env["exit_code"], json_document("proxy_exec_result", env), None
         cancel = threading.Event()
         threading.Thread(target=_watch_client, args=(conn, cancel), daemon=True).start()
-        res = execute(self.home, self.vault, self.fork, request, cancel=cancel)
-        return res.exit_code, json_document("proxy_exec_result", res.to_dict())
+        res = execute(
+            self.home, self.vault, self.fork, request, cancel=cancel, after=after, standbys=self.standbys
+        )
+        return res.exit_code, json_document("proxy_exec_result", res.to_dict()), res.result
 
     def close(self) -> None:
         try:
             self.sock.close()
         except OSError:
             pass
+        if self.standbys is not None:
+            self.standbys.close()
 
 
 def _same_namespaces(pid: int) -> bool:

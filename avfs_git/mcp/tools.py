@@ -1,67 +1,40 @@
-"""The MCP server (``avfs mcp``): the avfs API as Model Context Protocol tools over stdio.
+"""The MCP tools as plain calls on one home (:class:`AvfsTools`), with their input and output
+schemas (:data:`TOOLS`); no MCP here (the protocol is :mod:`.server`).
 
 Each tool calls one library function and answers with the very document the CLI's
 ``--json`` prints for that operation (built the same way, through
-:func:`avfs_git.core.types.json_document`), as the tool's structured content and as its
-text. Each tool declares an explicit input schema (required arguments, types, no extra
-properties) and, as its output schema, the ``docs/schemas/<kind>.schema.json`` of that
-document, bundled into one self-contained schema (MCP clients resolve no ``$ref`` across
-files).
+:func:`avfs_git.core.types.json_document`). Each tool declares an explicit input schema
+(required arguments, types, no extra properties) and, as its output schema, the
+``docs/schemas/<kind>.schema.json`` of that document, bundled into one self-contained schema
+(MCP clients resolve no ``$ref`` across files).
 
-Failures are data, and the server keeps serving: bad arguments (schema errors), an
-unknown vault or fork, a path that leaves the workspace, any :class:`AvfsError` come back
-as a tool result with ``isError`` whose text is the avfs error document
-(``kind: "error"``: code, message, hint, details). ``exec`` answers every request it can
-form with the ``proxy_exec_result`` envelope, a denial or an approval request included: a
+Failures are data: bad arguments (schema errors), an unknown vault or fork, a path that
+leaves the workspace, any :class:`AvfsError` are raised here and come back from the server
+as a tool result with ``isError`` whose text is the avfs error document (``kind: "error"``:
+code, message, hint, details). ``exec`` answers every request it can form with the
+``proxy_exec_result`` envelope, a denial or an approval request included: a
 ``require_approval`` decision returns its token to the client and is never approved here
 (see :mod:`avfs_git.proxy.approval`). A person approves it out of band, in a terminal
 (``avfs proxy approve TOKEN``); then the client calls ``exec`` again with ``approve:
 TOKEN``. The agent cannot approve its own request, unless the server was started with
 ``--client-approves`` (for clients whose own permission prompt is the human gate).
-
-Threads: every avfs call runs on one worker thread, which owns the :class:`Home` and every
-git and SQLite handle opened through it; calls run one at a time, in the order they came.
-The event loop only speaks the protocol, so a long ``exec`` does not stop the server from
-answering pings or a cancellation (which stops the command).
-
-stdout carries the protocol and nothing else: the SDK's stdio transport points file
-descriptor 1 at stderr while it serves, so a stray print or a child's output cannot
-corrupt it; logs go to stderr. The SDK (``mcp``) is imported only when the server starts,
-never by other avfs commands.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import json
-import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import AvfsError, InvalidPathError, UsageError, unexpected
-from .core.types import json_document
+from ..core.errors import InvalidPathError, UsageError
+from ..core.types import json_document
 
 if TYPE_CHECKING:
-    from mcp.server.lowlevel import Server
-
-    from .core.home import Home
-    from .core.vault import Vault
-
-log = logging.getLogger("avfs.mcp")
-
-SERVER_NAME = "avfs"
-INSTRUCTIONS = (
-    "avfs workspaces: a vault is a git repository, a fork is a branch, a checkpoint is a commit. "
-    "Tools act on one fork (`vault`, `fork`; defaults: the server's --vault, else the home's "
-    "default vault and its default fork). Every result is the JSON document `avfs --json` prints. "
-    "`exec` runs a command under the policy; when the decision is `require_approval`, nothing ran "
-    "and the result carries `approval.token`: show the request to a person, who approves it with "
-    "`avfs proxy approve TOKEN` in a terminal; then call `exec` again with the same arguments plus "
-    "`approve: TOKEN`. A revision (`rev`, `old`, `new`) is a checkpoint name, a fork, a commit id,"
-    " or git's syntax (`HEAD~1`, `main^`)."
-)
+    from ..core.home import Home
+    from ..core.settings import Settings
+    from ..core.vault import Vault
 
 # -- input schemas ---------------------------------------------------------------------------
 # Every byte here is in each agent's context before it does anything (tools/list is sent
@@ -113,9 +86,10 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "fork",
-        "Branch: new fork `name` from `fork`, as it is now (uncheckpointed changes included).",
+        "Branch: new fork `name` from `fork`, as it is now (uncheckpointed changes and, unless"
+        " `ignored` is false, ignored paths like node_modules included).",
         "fork_create",
-        {**_TARGET, "name": _S},
+        {**_TARGET, "name": _S, "ignored": _B},
         required=("name",),
     ),
     ToolSpec(
@@ -312,9 +286,15 @@ class AvfsTools:
     arguments and returns the JSON document, or raises :class:`AvfsError`."""
 
     def __init__(
-        self, home_path: str | None = None, default: str | None = None, *, client_approves: bool = False
+        self,
+        home_path: str | None = None,
+        default: str | None = None,
+        *,
+        client_approves: bool = False,
+        settings: Settings | None = None,
     ) -> None:
         self.home_path = home_path
+        self.settings = settings  # what the front end read from the environment (None: ours)
         self.default = default  # VAULT[:FORK] from --vault
         # --client-approves: exec accepts a token without `avfs proxy approve` (the client's
         # own permission prompt is the human gate)
@@ -325,9 +305,9 @@ class AvfsTools:
     @property
     def home(self) -> Home:
         if self._home is None:
-            from .core.home import open_home
+            from ..core.home import open_home
 
-            self._home = open_home(self.home_path)
+            self._home = open_home(self.home_path, settings=self.settings)
         return self._home
 
     def call(self, name: str, arguments: dict[str, Any] | None, cancel: threading.Event | None = None) -> str:
@@ -371,7 +351,7 @@ class AvfsTools:
         """The vault and fork a call acts on: its ``vault`` (``VAULT`` or ``VAULT:FORK``) and
         ``fork``, else the server's ``--vault``, else the home's default vault. The
         ``--vault`` fork stays the default for that vault even when a call names it."""
-        from .core import names
+        from ..core import names
 
         default_vault, default_fork = names.parse_address(self.default) if self.default else (None, None)
         vault_arg: str | None = args.get("vault")
@@ -404,8 +384,8 @@ class AvfsTools:
 
     def _t_fork(self, args: dict[str, Any]) -> dict[str, Any]:
         vault, source = self._target(args)
-        info = vault.create_fork(source, args["name"])
-        return {"fork": info, "source": source}
+        made = vault.fork(source, args["name"], ignored=args.get("ignored", True))
+        return {"fork": made.fork, "source": source, "ignored": made.ignored}
 
     # -- files -------------------------------------------------------------------------------
     def _t_status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -413,12 +393,12 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), **vault.workspace(fork).status_report()}
 
     def _t_read_file(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import names
+        from ..core import names
 
         vault, fork = self._target(args)
         path = names.norm_path(args["path"])
         if "rev" in args:
-            from .core import history
+            from ..core import history
 
             data = history.read_at(vault, fork, args["rev"], path)
         else:
@@ -460,8 +440,8 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "stat": st}
 
     def _t_list_files(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import names
-        from .core.types import DirEntry, NodeKind
+        from ..core import names
+        from ..core.types import DirEntry, NodeKind
 
         vault, fork = self._target(args)
         ws = vault.workspace(fork)
@@ -477,7 +457,7 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "path": shown, "entries": entries}
 
     def _t_grep(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import search
+        from ..core import search
 
         vault, fork = self._target(args)
         files_only = args.get("files_only", False)
@@ -504,7 +484,7 @@ class AvfsTools:
 
     # -- checkpoints and history -------------------------------------------------------------
     def _t_checkpoint_save(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import checkpoint
+        from ..core import checkpoint
 
         vault, fork = self._target(args)
         res = checkpoint.save(
@@ -518,7 +498,7 @@ class AvfsTools:
         }
 
     def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import checkpoint
+        from ..core import checkpoint
 
         vault, fork = self._target(args)
         items = checkpoint.list_checkpoints(
@@ -527,20 +507,20 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "checkpoints": items}
 
     def _t_checkpoint_restore(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import checkpoint
+        from ..core import checkpoint
 
         vault, fork = self._target(args)
         return {"restore": checkpoint.restore(vault, fork, args["rev"])}
 
     def _t_undo(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import checkpoint
+        from ..core import checkpoint
 
         vault, _ = self._target({"vault": args.get("vault")})
         res = checkpoint.undo(vault, args.get("op_id"))
         return {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}
 
     def _t_log(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import history
+        from ..core import history
 
         vault, fork = self._target(args)
         all_forks = args.get("all", False)
@@ -548,7 +528,7 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "all": all_forks, "commits": commits}
 
     def _t_diff(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import history
+        from ..core import history
 
         old, new = args.get("old"), args.get("new")
         if new is not None and old is None:
@@ -572,7 +552,7 @@ class AvfsTools:
         return data
 
     def _t_merge(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import merge, refs
+        from ..core import merge, refs
 
         vault, target = self._target(args)
         source: str = args["source"]
@@ -598,7 +578,7 @@ class AvfsTools:
         return self._merge_document(vault.name, target, res)
 
     def _t_merge_continue(self, args: dict[str, Any]) -> dict[str, Any]:
-        from .core import merge
+        from ..core import merge
 
         vault, target = self._target(args)
         if args.get("abort", False):
@@ -618,8 +598,8 @@ class AvfsTools:
         import subprocess
         import tempfile
 
-        from .core import names
-        from .proxy.execute import ExecRequest, execute
+        from ..core import names
+        from ..proxy.execute import ExecRequest, execute
 
         cwd: str = args.get("cwd", "")
         if cwd.startswith("/"):
@@ -657,87 +637,4 @@ class AvfsTools:
         return res.to_dict()
 
 
-def error_document(err: AvfsError) -> str:
-    return json_document("error", {"error": err.to_dict()})
-
-
-# -- the MCP server --------------------------------------------------------------------------
-def build_server(tools: AvfsTools) -> Server[Any]:
-    """The low-level MCP server for ``tools`` (tools/list and tools/call)."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    import anyio
-    import mcp_types as types
-    from mcp.server.lowlevel import Server
-
-    from . import __version__
-
-    listing = [
-        types.Tool(
-            name=t.name,
-            description=t.description,
-            input_schema=t.input_schema(),
-            output_schema=output_schema(t),
-            annotations=types.ToolAnnotations(
-                read_only_hint=t.read_only,
-                destructive_hint=t.destructive,
-                open_world_hint=t.name == "exec",
-            ),
-        )
-        for t in TOOLS
-    ]
-    # the one thread that owns the home and its git/SQLite handles (see the module doc)
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp")
-
-    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=listing)
-
-    def run(name: str, arguments: dict[str, Any] | None, cancel: threading.Event) -> tuple[str, bool]:
-        try:
-            return tools.call(name, arguments, cancel), False
-        except AvfsError as err:
-            return error_document(err), True
-        except Exception as exc:  # a bug of ours: the client gets a document, the server goes on
-            log.exception("tool %s failed", name)
-            return error_document(unexpected(exc)), True
-
-    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        cancel = threading.Event()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(worker, run, params.name, params.arguments, cancel)
-        try:
-            text, is_error = await future
-        except anyio.get_cancelled_exc_class():
-            cancel.set()  # a running exec stops its command; the thread finishes the call
-            raise
-        content: list[types.ContentBlock] = [types.TextContent(text=text.rstrip("\n"))]
-        if is_error:
-            return types.CallToolResult(content=content, is_error=True)
-        return types.CallToolResult(content=content, structured_content=json.loads(text))
-
-    return Server(
-        SERVER_NAME,
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-    )
-
-
-def serve(home_path: str | None = None, default: str | None = None, *, client_approves: bool = False) -> None:
-    """Serve the tools over stdio until the client closes the connection."""
-    import anyio
-    from mcp.server.stdio import stdio_server
-
-    tools = AvfsTools(home_path, default, client_approves=client_approves)
-    server = build_server(tools)
-
-    async def main() -> None:
-        async with stdio_server() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
-
-    anyio.run(main)
-
-
-__all__ = ["TOOLS", "AvfsTools", "ToolSpec", "build_server", "output_schema", "serve"]
+__all__ = ["TOOLS", "TOOLS_BY_NAME", "AvfsTools", "ToolSpec", "output_schema"]

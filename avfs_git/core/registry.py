@@ -1,0 +1,366 @@
+"""The mount registry: which mounts exist, where their records live, whether they live.
+
+A mount daemon (``python -m avfs_git.fuse.daemon``) writes one JSON record per mounted fork
+(or read-only revision), ``<vault>/avfs/mounts/<key>.json`` (the key is the fork, or
+``FORK@REV12``; as a file name, :func:`.names.fs_name`), with its states ``mounting ->
+mounted -> unmounting`` (``failed`` when the overlay could not be stacked); the file is gone
+when the mount is. Beside it, ``<key>.exec`` names the daemon's exec socket and pid (plain
+text: the CLI's fast path reads it without json), and ``<key>.log`` is the daemon's log.
+
+Everything that reads or writes those files goes through here: the mount lifecycle
+(``ops/mounts.py``), the daemon (``fuse/daemon.py``), ``doctor``/``stats``
+(``ops/maintenance.py``), the agent hooks (``hooks/events.py``), ``proxy exec``'s fast path
+(``cli/execopts.py``); the vault's git ``pre-receive`` hook, a shell script, is built from
+:data:`RECORDS` and :data:`.names.SHELL_FS_NAME`. Liveness, which differs by purpose, is
+here too, each rule with its reason: :func:`serving` (a hook: is this mount answering now),
+:func:`registered` (the lifecycle: mounted or on its way), :func:`daemon_alive` (doctor:
+never remove what a live daemon may still own).
+
+Standard library only (and :mod:`.locks`, :mod:`.names`): the hooks and ``proxy exec``'s
+fast path read the registry on every call, so nothing here loads git, and what only some
+callers need (``dataclasses`` is 7 ms, ``json`` 1.4 ms, ``threading``, ``calendar``, ``re``) is
+imported where it is used; records are plain slotted classes (a named tuple costs 0.2 ms to define).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from .names import from_fs_name, fs_name
+
+__all__ = [
+    "RECORDS",
+    "KernelMount",
+    "Record",
+    "daemon_alive",
+    "dead_mountpoint",
+    "exec_path",
+    "home_records",
+    "kernel_mounts",
+    "log_path",
+    "mount_key",
+    "mounted_at",
+    "process_start",
+    "read_exec",
+    "read_record",
+    "record_path",
+    "records",
+    "registered",
+    "serving",
+    "started_at",
+    "write_record",
+]
+
+# the registry's directory in a vault's state dir (``<vault>/avfs``)
+RECORDS = "mounts"
+START_SLACK_S = 2.0  # /proc's boot time is whole seconds; a record's start time too
+
+
+def mount_key(fork: str, revision: str | None) -> str:
+    """The registry key of a mount: the fork, or ``FORK@REV12`` for a read-only revision."""
+    return fork if revision is None else f"{fork}@{revision[:12]}"
+
+
+def record_path(state_dir: str, key: str) -> str:
+    """``<state_dir>/mounts/<key>.json``: the record of mount ``key`` of a vault."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".json")
+
+
+def exec_path(record: str) -> str:
+    """The exec file beside a record: the daemon's exec socket name and its pid."""
+    return record[: -len(".json")] + ".exec"
+
+
+def log_path(state_dir: str, key: str) -> str:
+    """The mount daemon's log: ``<state_dir>/mounts/<key>.log``."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".log")
+
+
+def write_record(path: str, data: dict[str, Any]) -> None:
+    """Replace the record at ``path`` whole (a reader never sees half of one)."""
+    import json
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def read_record(path: str) -> dict[str, Any] | None:
+    """The record at ``path``; None when there is none or it is not a JSON object."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Record:
+    """One record as found on disk: its ``key``, file ``path`` and JSON ``data``."""
+
+    __slots__ = ("data", "key", "path")
+
+    def __init__(self, key: str, path: str, data: dict[str, Any]) -> None:
+        self.key = key
+        self.path = path
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Record({self.key!r}, {self.path!r}, {self.data!r})"
+
+    @property
+    def pid(self) -> int:
+        try:
+            return int(self.data.get("pid", 0) or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def mountpoint(self) -> str:
+        return str(self.data.get("mountpoint", ""))
+
+    @property
+    def state(self) -> str:
+        return str(self.data.get("state", "mounted"))
+
+
+def records(state_dir: str) -> list[Record]:
+    """Every readable record of a vault (by key), live or not; changes nothing."""
+    root = os.path.join(state_dir, RECORDS)
+    try:
+        files = sorted(os.listdir(root))
+    except OSError:
+        return []
+    out = []
+    for fn in files:
+        if fn.endswith(".json"):
+            path = os.path.join(root, fn)
+            data = read_record(path)
+            if data is not None:
+                out.append(Record(from_fs_name(fn[: -len(".json")]), path, data))
+    return out
+
+
+def _vault_path(home_path: str, vault: str) -> str:
+    # a home's layout (core/home.py): <home>/vaults/<name>.git, its state in <vault>/avfs;
+    # spelled out here so that a hook reads the registry without loading the vault code
+    return os.path.join(home_path, "vaults", vault + ".git")
+
+
+def home_records(home_path: str) -> Iterator[tuple[str, str, Record]]:
+    """(vault name, vault path, record) for every record of every vault of a home, read
+    from the files alone (no vault is opened)."""
+    try:
+        names = sorted(
+            d[: -len(".git")] for d in os.listdir(os.path.join(home_path, "vaults")) if d.endswith(".git")
+        )
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = _vault_path(home_path, name)
+        for rec in records(os.path.join(path, "avfs")):
+            yield name, path, rec
+
+
+def read_exec(home_path: str, vault: str, key: str) -> tuple[str, int] | None:
+    """(exec socket name, daemon pid) of mount ``key`` of ``vault`` from its exec file;
+    None when there is none (read as plain text, without json)."""
+    path = exec_path(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
+    try:
+        with open(path) as fh:
+            name, _, pid = fh.read().strip().partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (name, int(pid)) if name and pid.isdigit() else None
+
+
+# -- liveness --------------------------------------------------------------------------------
+
+
+def mounted_at(mountpoint: str) -> bool:
+    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts; the mount
+    point itself is never touched, so a dead FUSE mount cannot hang the question)."""
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 2 and parts[1].replace("\\040", " ") == target:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def dead_mountpoint(mountpoint: str) -> bool:
+    """Whether the FUSE mount at ``mountpoint`` has lost its daemon (ENOTCONN). Asked with
+    ``statvfs``, which always reaches the daemon: a ``stat`` of the root is answered from
+    the kernel's attribute cache for as long as the mount's attr_timeout (60 s)."""
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def serving(rec: Record) -> bool:
+    """Whether a mount answers now: mounted (not on its way up or down), its daemon runs
+    and its mount point is a mount point. What a hook asks on every tool call: cheap, and
+    wrong only towards "no" (then the hook does what it does outside a mount)."""
+    from .locks import pid_alive
+
+    if rec.data.get("state") not in (None, "mounted") or rec.pid <= 0 or not pid_alive(rec.pid):
+        return False
+    return os.path.ismount(os.path.realpath(rec.mountpoint))
+
+
+def registered(rec: Record) -> bool:
+    """Whether a record stands for a mount that exists or is being made: its daemon runs
+    and the mount point is mounted, or it runs and is still ``mounting``. What the mount
+    lifecycle asks before it reuses, replaces or cleans up a record."""
+    from .locks import pid_alive
+
+    if rec.pid <= 0 or not pid_alive(rec.pid):
+        return False
+    return mounted_at(rec.mountpoint) or rec.data.get("state") == "mounting"
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 (starttime): fields after the name start at 3
+        with open("/proc/stat", "rb") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def started_at(data: dict[str, Any]) -> float | None:
+    """When a record's daemon wrote that it started (its ``started``, whole seconds)."""
+    import calendar
+    import time
+
+    try:
+        return float(calendar.timegm(time.strptime(str(data.get("started", "")), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def _arg(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv[:-1]):
+        if a == name:
+            return argv[i + 1]
+    return None
+
+
+def daemon_alive(pid: int, vault: str, home_path: str | None, started: float | None) -> bool:
+    """Whether ``pid`` is a running mount daemon of vault ``vault`` (of the home at
+    ``home_path``, when given) that started no later than ``started`` (when given). Not
+    alive: no such process, a zombie, a process that is no avfs program at all, one whose
+    command line names another vault or home, one that started after ``started`` (the
+    kernel reused the pid). Whatever /proc does not tell (another user's process under
+    ``hidepid``, a daemon started with other arguments) counts as alive: nothing of a live
+    mount is ever removed on a guess. What ``doctor`` asks before it removes anything."""
+    from .locks import pid_alive
+
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0")]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
+        return False
+    name = _arg(argv, "--vault")
+    if name is not None and name != vault:
+        return False
+    home = _arg(argv, "--home")
+    if home is not None and home_path is not None and os.path.realpath(home) != os.path.realpath(home_path):
+        return False
+    if started is not None:
+        began = process_start(pid)
+        if began is not None and began > started + START_SLACK_S:
+            return False  # the pid was given to a new process after the daemon wrote this
+    return True
+
+
+# -- mounts the kernel lists -----------------------------------------------------------------
+
+
+class KernelMount:
+    """One line of /proc/self/mountinfo: ``mountpoint``, ``fstype`` ("fuse.avfs",
+    "overlay", ...), ``source`` ("avfs:VAULT:KEY" for an avfs FUSE mount) and ``dirs`` (an
+    overlay's lowerdir/upperdir/workdir/datadir paths)."""
+
+    __slots__ = ("dirs", "fstype", "mountpoint", "source")
+
+    def __init__(self, mountpoint: str, fstype: str, source: str, dirs: tuple[str, ...]) -> None:
+        self.mountpoint = mountpoint
+        self.fstype = fstype
+        self.source = source
+        self.dirs = dirs
+
+    def __repr__(self) -> str:
+        return f"KernelMount({self.mountpoint!r}, {self.fstype!r}, {self.source!r}, {self.dirs!r})"
+
+    @property
+    def avfs_fuse(self) -> bool:
+        return self.fstype.startswith("fuse") and self.source.startswith("avfs:")
+
+    @property
+    def vault_name(self) -> str | None:
+        return self.source.split(":")[1] if self.avfs_fuse and self.source.count(":") >= 2 else None
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _overlay_dirs(options: str) -> tuple[str, ...]:
+    import re
+
+    dirs: list[str] = []
+    for opt in re.split(r"(?<!\\),", options):
+        key, _, value = opt.partition("=")
+        if key in ("lowerdir", "lowerdir+", "datadir+"):
+            dirs.extend(d.replace("\\:", ":").replace("\\,", ",") for d in re.split(r"(?<!\\):+", value) if d)
+        elif key in ("upperdir", "workdir") and value:
+            dirs.append(value.replace("\\,", ","))
+    return tuple(dirs)
+
+
+def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
+    """The mounts of this mount namespace (changes nothing)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        parts, rest = head.split(" "), tail.split(" ")
+        if not sep or len(parts) < 5 or len(rest) < 3:
+            continue
+        fstype, source, options = rest[0], _unescape(rest[1]), _unescape(rest[2])
+        dirs = _overlay_dirs(options) if fstype == "overlay" else ()
+        out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
+    return out

@@ -1,0 +1,124 @@
+"""What avfs takes from its environment: one settings object, read in one place.
+
+The front ends (the CLI and its fast path, the MCP server, the hooks, the mount daemon's
+command line) read the process environment here, :meth:`Settings.from_environ`, and hand
+the result down: a :class:`~.home.Home` carries it (``home.settings``), and what is below
+takes its values from there (``Vault.lock_wait_s``, the policy's cache, the git token for
+remotes). No other module of core, ops, policy or proxy reads ``os.environ`` for one of
+avfs's settings (``tests/test_layers.py`` holds the list of the reads that remain and why:
+git's own variables, the environment a command or a git process is given).
+
+========================  =====================  ============================================
+variable                  field                  meaning
+========================  =====================  ============================================
+``AVFS_HOME``             ``home``               the home when ``--home`` is not given
+``AVFS_LOCK_WAIT``        ``lock_wait``          seconds to wait for a lock (default 10)
+``XDG_CACHE_HOME``, ``~`` ``cache_dir``          where the parsed default policy is cached
+``AVFS_GIT_TOKEN``        ``git_token``          an HTTP(S) password or token for remotes
+========================  =====================  ============================================
+
+A plain slotted class, not a dataclass or a named tuple: the hooks and ``proxy exec``'s fast
+path load this module on every call, and ``dataclasses`` costs 7 ms to import, a named tuple
+1 ms to define.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+__all__ = ["DEFAULT_LOCK_WAIT_S", "TOKEN_ENV", "Settings", "home_path", "user_home"]
+
+DEFAULT_LOCK_WAIT_S = 10.0
+TOKEN_ENV = "AVFS_GIT_TOKEN"  # an HTTP(S) password or token for every remote
+
+
+def user_home(environ: Mapping[str, str]) -> str:
+    """The user's home directory, as ``~`` means it (``os.path.expanduser``'s rule):
+    ``$HOME`` when it is set, else the password database; no trailing '/'."""
+    if "HOME" in environ:
+        home = environ["HOME"]
+    else:
+        import pwd
+
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            home = "/"
+    return home.rstrip("/")
+
+
+def home_path(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """The avfs home: ``explicit`` (``--home``), else ``$AVFS_HOME``, else ``~/.avfs``;
+    absolute."""
+    return os.path.abspath(explicit or environ.get("AVFS_HOME") or user_home(environ) + "/.avfs")
+
+
+class Settings:
+    """avfs's settings from the environment (see the module's table).
+
+    Attributes:
+        home: the avfs home (absolute).
+        lock_wait: ``$AVFS_LOCK_WAIT`` as given ("" for the default); checked when a lock
+            is taken (:meth:`lock_wait_s`), so a bad value fails only what waits on a lock.
+        cache_dir: avfs's cache directory (None: cache nothing).
+        git_token: the password or token git gives every HTTP(S) remote (None: none).
+    """
+
+    __slots__ = ("cache_dir", "git_token", "home", "layers", "lock_wait")
+
+    def __init__(
+        self,
+        home: str,
+        lock_wait: str = "",
+        cache_dir: str | None = None,
+        git_token: str | None = None,
+        layers: str | None = None,
+    ) -> None:
+        self.home = home
+        self.lock_wait = lock_wait
+        self.cache_dir = cache_dir
+        self.git_token = git_token
+        self.layers = layers  # $AVFS_LAYERS: overrides the home's ``layers`` setting
+
+    def __repr__(self) -> str:  # never the token
+        token = "set" if self.git_token else None
+        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, home: str | None = None) -> Settings:
+        """The settings from ``environ`` (None: this process's environment) and an explicit
+        home (``--home``)."""
+        env = os.environ if environ is None else environ
+        cache = env.get("XDG_CACHE_HOME") or user_home(env) + "/.cache"
+        return cls(
+            home=home_path(home, env),
+            lock_wait=env.get("AVFS_LOCK_WAIT", ""),
+            cache_dir=os.path.join(cache, "avfs"),
+            git_token=env.get(TOKEN_ENV) or None,
+            layers=env.get("AVFS_LAYERS") or None,
+        )
+
+    def lock_wait_s(self) -> float:
+        """How long to wait for a lock before giving up (seconds).
+
+        Raises:
+            UsageError: ``$AVFS_LOCK_WAIT`` is not a number.
+        """
+        if not self.lock_wait:
+            return DEFAULT_LOCK_WAIT_S
+        try:
+            return float(self.lock_wait)
+        except ValueError:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"AVFS_LOCK_WAIT={self.lock_wait!r} is not a number of seconds", hint="e.g. AVFS_LOCK_WAIT=10"
+            ) from None

@@ -1,0 +1,381 @@
+"""What changed in an overlay mount, as the kernel reports it: the journal git's fsmonitor
+hook is answered from on the overlay backend.
+
+An overlay mount's writes are the kernel's (overlayfs into the upper layer, ``<ws>/upper``):
+no avfs code sees them happen. The kernel does report them: every change overlayfs makes to
+the upper layer (a file created, written, truncated, chmod-ed, renamed, removed, a whiteout
+or a copy-up moved in from the work directory) is an ``inotify`` event on the upper layer's
+directory that holds it. :class:`UpperWatch` keeps a watch on every directory of the upper
+layer (a directory appearing gets its watch, then is listed, so nothing made in it before
+the watch is missed) and appends each changed path to an in-memory journal: "what changed
+since N" is then the journal's tail, O(changes), whatever the size of the upper layer
+(a 50,000-file ``node_modules`` costs nothing until it changes). inotify works on any local
+file system, so the upper layer may be ext4, btrfs (a subvolume) or tmpfs.
+
+The mount daemon owns the watch and answers git's hook over a Unix socket in the worktree's
+git dir (:class:`HookServer`). An answer is complete: before it is computed, the daemon
+reads every event the kernel has queued, and the kernel queues an event before the system
+call that made the change returns, so a change made before git ran is in the answer. When
+the answer cannot be complete it is ``/`` (everything may have changed; git then looks at
+every file): a token from another daemon (a remount, a daemon killed with -9 and started
+again), a token older than an event-queue overflow or than what the journal still holds,
+a base moved under an index nobody rewrote, a watch the kernel refused. The hook answers
+``/`` itself when the daemon does not answer at all (killed).
+
+Tokens (git stores the last one in the index's ``FSMN`` extension):
+
+- ``avfs-ovl:INSTANCE:BASE:VIEW_TIME:SEQ``, handed out here: the journal of daemon INSTANCE
+  up to SEQ, over base BASE shown at VIEW_TIME;
+- ``avfs:BASE:VIEW_TIME:N``, the token avfs writes into an index it builds
+  (:func:`.worktree.sync_index`: the base's entries with the stat data the mount reports for
+  an unchanged file). What may differ from such an index is what the lower layer holds over
+  the base (the overlay's entries) and what the upper layer holds; the answer lists those,
+  not descending into directories the lower layer does not have (a new ``node_modules`` is
+  one path) and naming a removed, opaque or redirected directory as a prefix (``dir/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+from collections.abc import Callable, Iterable
+
+from . import upper as up
+
+log = logging.getLogger("avfs.upperwatch")
+
+SOCKET_NAME = "avfs-fsmonitor.sock"  # in the worktree's git dir
+TOKEN_PREFIX = "avfs-ovl"
+INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
+EVERYTHING = "/"
+MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
+
+# inotify (linux/inotify.h)
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_UNMOUNT = 0x2000
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+IN_DONT_FOLLOW = 0x02000000
+IN_ISDIR = 0x40000000
+WATCH_MASK = (
+    (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE)
+    | IN_ONLYDIR
+    | IN_DONT_FOLLOW
+)
+_GONE = IN_DELETE | IN_MOVED_FROM
+_CAME = IN_CREATE | IN_MOVED_TO
+
+LowerKind = Callable[[str], "str | None"]  # what the lower layer has at a path: None, "dir", "other"
+EntryPaths = Callable[[], Iterable[tuple[str, bool]]]  # the overlay's entries: (path, is a file or link)
+ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
+
+
+class UpperWatch:
+    """The journal of an overlay mount's upper layer (see the module's docstring).
+
+    ``start()`` before the overlay is stacked (it watches every directory the upper layer
+    holds then); ``answer(token)`` from any thread; ``close()`` at unmount."""
+
+    def __init__(self, upper_dir: str, lower_kind: LowerKind, entry_paths: EntryPaths, view: ViewFn) -> None:
+        from inotify_simple import INotify
+
+        self.upper_dir = upper_dir
+        self._lower_kind = lower_kind
+        self._entry_paths = entry_paths
+        self._view = view
+        self.instance = os.urandom(6).hex()
+        self._ino = INotify(nonblocking=True)
+        self._wds: dict[int, str] = {}  # watch descriptor -> the directory's path ("" = root)
+        self._journal: list[str] = []
+        self._first = 0  # the sequence number of _journal[0]
+        self._valid_from = 0  # a token before this sequence number answers "/" (overflow)
+        self._broken = ""  # why no answer can be complete any more (a watch refused)
+        self._answered = 0  # the sequence number the last answer's token holds
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the journal ----------------------------------------------------------------------
+    @property
+    def seq(self) -> int:
+        return self._first + len(self._journal)
+
+    def start(self) -> None:
+        """Watch every directory of the upper layer, then keep reading the kernel's events
+        in a thread (so its queue does not overflow between two hooks)."""
+        with self._lock:
+            self._watch_tree("", self.upper_dir, record=False)
+        self._thread = threading.Thread(target=self._run, name="avfs-upperwatch", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        with self._lock:
+            self._ino.close()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._ino.fileno(), select.POLLIN)
+        while not self._stop.is_set():
+            if poller.poll(500):
+                with self._lock:
+                    self._drain()
+            if self._broken:
+                return  # every answer is "everything" now: nothing more to read
+
+    def _record(self, path: str) -> None:
+        if self._journal and self._journal[-1] == path and self.seq > self._answered:
+            return  # a file written: created, modified, closed (one path; no token between)
+        self._journal.append(path)
+        if len(self._journal) > MAX_JOURNAL:
+            drop = len(self._journal) // 2
+            del self._journal[:drop]
+            self._first += drop
+
+    def _watch(self, path: str, real: str) -> bool:
+        try:
+            wd = self._ino.add_watch(real, WATCH_MASK)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return False  # gone already: its parent's event says so
+            self._broken = f"inotify refused a watch on {real}: {exc.strerror}"
+            log.warning("%s: git's fsmonitor answers 'everything' from now on", self._broken)
+            return False
+        self._wds[wd] = path
+        return True
+
+    def _watch_tree(self, path: str, real: str, *, record: bool) -> None:
+        """Watch directory ``path`` and every directory below it; with ``record``, journal
+        everything found there (a directory that just appeared: what was made in it before
+        its watch existed is known only from this listing)."""
+        stack = [(path, real)]
+        while stack:
+            p, r = stack.pop()
+            if not self._watch(p, r):
+                continue
+            try:
+                it = os.scandir(r)
+            except OSError:
+                continue
+            with it:
+                for de in it:
+                    if de.name == ".git" and not p:
+                        continue
+                    child = f"{p}/{de.name}" if p else de.name
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        if record:
+                            self._dir_came(child, de.path)
+                        stack.append((child, de.path))
+                    elif record:
+                        self._record(child)
+                        if up.classify(de.path, st) == up.GONE:
+                            self._record(child + "/")
+
+    def _drain(self) -> None:
+        """Journal every event the kernel has queued (the caller holds the lock). An event
+        read and not journaled would be a change no answer names: after any failure here
+        every answer is "everything"."""
+        while not self._broken:
+            try:
+                events = self._ino.read(timeout=0)
+                if not events:
+                    return
+                for ev in events:
+                    self._event(ev.wd, ev.mask, ev.name)
+            except Exception:
+                log.exception("reading the upper layer's events")
+                self._broken = "an event could not be journaled"
+
+    def _event(self, wd: int, mask: int, name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            # events were lost: no token from before is good, and directories made meanwhile
+            # have no watch yet (every directory is watched again: the same inode keeps its wd)
+            self._watch_tree("", self.upper_dir, record=False)
+            self._valid_from = self.seq + 1
+            self._record("")
+            return
+        if mask & IN_IGNORED:
+            self._wds.pop(wd, None)
+            return
+        if mask & IN_UNMOUNT:
+            self._broken = "the upper layer's file system was unmounted"
+            return
+        parent = self._wds.get(wd)
+        if parent is None or not name:
+            return  # a directory's own attributes: git keeps none
+        if not parent and name == ".git":
+            return  # the worktree link avfs pins there
+        path = f"{parent}/{name}" if parent else name
+        if mask & IN_ISDIR:
+            if mask & _GONE:
+                self._record(path)
+                self._record(path + "/")  # everything that was below it
+            elif mask & _CAME:
+                # made, copied up, or renamed here: watch it and what it holds
+                real = os.path.join(self.upper_dir, path)
+                self._dir_came(path, real)
+                self._watch_tree(path, real, record=True)
+            return
+        self._record(path)
+        if mask & _CAME:
+            real = os.path.join(self.upper_dir, path)
+            st = up.lstat(real)
+            if st is None or up.classify(real, st) == up.GONE:
+                self._record(path + "/")  # a whiteout: a directory may be gone
+
+    def _dir_came(self, path: str, real: str) -> None:
+        """Journal a directory that appeared in the upper layer. git takes a path it has no
+        entry for as a directory and looks again at every entry below it, so a directory
+        copied up from the lower layer (what is below it unchanged but for what is journaled
+        on its own) is not named; a new one is (git lists it as untracked), and a renamed
+        or opaque one as a prefix (the lower content below it moved or went)."""
+        redirect, opaque = up.dir_marks(real)
+        lower = self._lower_kind(path)
+        if redirect is not None or (opaque and lower is not None):
+            self._record(path + "/")
+        elif lower != "dir":
+            self._record(path)
+
+    # -- answers ----------------------------------------------------------------------------
+    def answer(self, token: str) -> list[str]:
+        """git's fsmonitor answer for ``token``: the new token, then the paths that may
+        have changed since it (``/``: everything)."""
+        with self._lock:
+            self._drain()
+            view = self._view()
+            seq = self._answered = self.seq
+            new = f"{TOKEN_PREFIX}:{self.instance}:{view}:{seq}"
+            if self._broken:
+                return [new, EVERYTHING]
+            parts = token.split(":")
+            if len(parts) == 5 and parts[0] == TOKEN_PREFIX and parts[1] == self.instance:
+                if f"{parts[2]}:{parts[3]}" != view or not parts[4].isdigit():
+                    return [new, EVERYTHING]  # the base moved and nobody rewrote the index
+                since = int(parts[4])
+                if since < max(self._first, self._valid_from) or since > seq:
+                    return [new, EVERYTHING]
+                changed = self._journal[since - self._first :]
+                if "" in changed:
+                    return [new, EVERYTHING]
+                return [new, *dict.fromkeys(changed)]
+            if len(parts) == 4 and parts[0] == INDEX_TOKEN_PREFIX and f"{parts[1]}:{parts[2]}" == view:
+                return [new, *self._differs_from_base()]
+            return [new, EVERYTHING]
+
+    def _differs_from_base(self) -> list[str]:
+        """What may differ from an index of the base with the mount's stat data for an
+        unchanged file: the overlay's entries, and the upper layer, walked only where it
+        merges with a lower directory."""
+        out: dict[str, None] = {}
+        for path, plain in self._entry_paths():
+            if not path:
+                return [EVERYTHING]  # the whole tree replaced (an undo's entry)
+            out[path] = None
+            if not plain:
+                out[path + "/"] = None  # a removal or a directory: what was below it
+        stack = [("", self.upper_dir)]
+        while stack:
+            p, real = stack.pop()
+            try:
+                it = os.scandir(real)
+            except OSError:
+                continue
+            with it:
+                for de in it:
+                    if de.name == ".git" and not p:
+                        continue
+                    child = f"{p}/{de.name}" if p else de.name
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    kind = up.classify(de.path, st)
+                    if kind not in (up.DIR, up.OPAQUE):
+                        out[child] = None
+                        if kind == up.GONE:
+                            out[child + "/"] = None
+                        continue
+                    # a directory: named only when git must look below it (see _dir_came)
+                    redirect, opaque = up.dir_marks(de.path)
+                    lower = self._lower_kind(child)
+                    if redirect is not None or (opaque and lower is not None):
+                        out[child + "/"] = None
+                    elif lower == "dir":
+                        stack.append((child, de.path))  # merges: what is below may differ
+                    else:
+                        out[child] = None  # new: nothing of the base is below it
+        return list(out)
+
+
+class HookServer:
+    """Answers git's fsmonitor hook of one overlay mount over a Unix socket
+    (``SOCKET_NAME`` in the worktree's git dir): the hook sends its token and a newline and
+    reads the answer's length in bytes, a newline and the answer (``token\\0path\\0...``)
+    until the daemon closes the connection; one not of that length is not used."""
+
+    def __init__(self, git_dir: str, watch: UpperWatch) -> None:
+        self.watch = watch
+        self.path = os.path.join(git_dir, SOCKET_NAME)
+        # bound through the directory's descriptor: a socket's path is limited to 107 bytes
+        dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+        finally:
+            os.close(dirfd)
+        self._sock.listen(16)
+        self._thread = threading.Thread(target=self._serve, name="avfs-fsmonitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        self._thread.join(5.0)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                try:
+                    conn.settimeout(10.0)
+                    data = b""
+                    while not data.endswith(b"\n") and len(data) < 4096:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    token = data.decode("utf-8", "replace").strip()
+                    out = self.watch.answer(token)
+                    body = "\0".join(out).encode("utf-8", "surrogateescape") + b"\0"
+                    conn.sendall(b"%d\n" % len(body) + body)  # the hook checks it got all of it
+                except Exception:
+                    log.exception("answering git's fsmonitor hook")  # the hook then answers "/"

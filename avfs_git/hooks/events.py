@@ -1,0 +1,484 @@
+"""Answering an agent's hook event: Claude Code and Codex call avfs around their tool calls.
+
+The agent writes one JSON event on stdin (the CLI, ``cli/hooks_cmd.py``, reads it, the
+environment and ``~`` and passes them in); :func:`answer` classifies a shell command with
+the same policy ``proxy exec`` applies, takes a checkpoint of the fork the agent's working
+directory is mounted from, and answers in the agent's own protocol (:class:`HookAnswer`:
+stdout JSON, stderr text, exit status). In a mounted fork, an allowed Claude Code Bash call
+is rewritten to run confined through ``proxy exec`` (``updatedInput``, :func:`_confined`).
+It never raises: a malformed event or an avfs failure is an answer too (a denial before a
+tool runs).
+
+The formats are documented in ``docs/hooks.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ..core import registry
+from ..core.errors import AvfsError, HookEventError
+from ..core.settings import Settings
+
+__all__ = [
+    "AGENTS",
+    "EVENTS",
+    "Confine",
+    "HookAnswer",
+    "HookEvent",
+    "MountedFork",
+    "answer",
+    "codex_notify",
+    "confine_from",
+    "failure_text",
+    "find_mounted_fork",
+    "parse_event",
+    "self_command",
+]
+
+AGENTS: Final = ("claude", "codex")
+# the CLI's event names -> the agents' hook_event_name
+EVENTS: Final = {"pre-tool-use": "PreToolUse", "post-tool-use": "PostToolUse", "stop": "Stop"}
+
+_SHORT: Final = 80
+# the workspace root of a classification outside any mount and project: a path nothing is
+# inside (it holds a NUL), so every write the command makes counts as outside the workspace
+_NO_WORKSPACE: Final = "/\x00avfs-no-workspace"
+
+# ------------------------------------------------------------------------------- answers
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HookAnswer:
+    """What the hook process prints and exits with (the agent's protocol, not avfs's JSON).
+
+    Attributes:
+        stdout: the JSON object to print on stdout (None: print nothing).
+        stderr: text for stderr ("" for none); with exit status 2 it is the reason the agent sees.
+        exit_code: 0, 1 (a non-blocking error) or 2 (a blocking error).
+    """
+
+    stdout: dict[str, Any] | None
+    stderr: str = ""
+    exit_code: int = 0
+
+    def stdout_text(self) -> str:
+        """The stdout text: JSON in ASCII (``\\uXXXX`` escapes), so printing it cannot fail on a
+        lone surrogate from the event or on a stdout that is not UTF-8."""
+        return "" if self.stdout is None else json.dumps(self.stdout, ensure_ascii=True) + "\n"
+
+
+def failure_text(agent: str, name: str, exc: BaseException) -> HookAnswer:
+    """The answer when producing or printing an answer failed: for ``pre-tool-use`` a
+    blocking denial (exit 2, a ``deny`` on stdout), else a non-blocking error (exit 1). Plain
+    ASCII, built without anything that can fail on odd text."""
+    message = f"avfs: internal error while answering the hook: {type(exc).__name__}: {ascii(str(exc))[1:-1]}"
+    if name == "pre-tool-use":
+        denied = _pre_answer(agent, "deny", message)
+        return HookAnswer(denied.stdout, message + "\n", 2)
+    return HookAnswer(None, message + "\n", 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HookEvent:
+    """The fields of an agent's hook event that avfs uses (validated)."""
+
+    event: str  # PreToolUse | PostToolUse | Stop
+    session_id: str
+    cwd: str
+    tool_name: str | None
+    tool_input: Mapping[str, Any] | None
+
+
+def parse_event(data: bytes, expected: str) -> HookEvent:
+    """Validate one hook event (``expected``: PreToolUse, PostToolUse or Stop).
+
+    Raises:
+        HookEventError: not JSON, not an object, a missing field or one of the wrong type, or an
+            event other than ``expected``.
+    """
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HookEventError(f"the hook event on stdin is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise HookEventError(f"the hook event must be a JSON object, not {type(doc).__name__}")
+
+    def text(key: str) -> str:
+        value = doc.get(key)
+        if not isinstance(value, str) or not value:
+            what = "missing" if value is None else f"not a non-empty string ({type(value).__name__})"
+            raise HookEventError(f"the hook event's `{key}` is {what}")
+        return value
+
+    name = text("hook_event_name")
+    if name != expected:
+        raise HookEventError(f"this hook answers {expected} events, not {name}")
+    session = text("session_id")
+    cwd = text("cwd")
+    if not os.path.isabs(cwd):
+        raise HookEventError(f"the hook event's `cwd` is not an absolute path: {cwd!r}")
+    tool_name: str | None = None
+    tool_input: Mapping[str, Any] | None = None
+    if expected != "Stop":
+        tool_name = text("tool_name")
+        raw = doc.get("tool_input")
+        if not isinstance(raw, dict):
+            what = "missing" if raw is None else f"not an object ({type(raw).__name__})"
+            raise HookEventError(f"the hook event's `tool_input` is {what}")
+        tool_input = raw
+    return HookEvent(expected, session, cwd, tool_name, tool_input)
+
+
+# ------------------------------------------------------------------------------- where am I
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MountedFork:
+    """A live mount whose mount point holds the agent's working directory."""
+
+    vault: str
+    vault_path: str
+    fork: str
+    mountpoint: str
+    read_only: bool
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def find_mounted_fork(home_path: str, cwd: str) -> MountedFork | None:
+    """The mounted fork whose mount point contains ``cwd`` (the innermost one), or None.
+
+    Reads the mount registry's records directly (:func:`.registry.home_records`), without
+    opening a vault: a hook runs on every tool call. A record counts only while its mount
+    is serving (:func:`.registry.serving`: its daemon lives and its mount point is a mount
+    point).
+    """
+    where = os.path.realpath(cwd)
+    best: MountedFork | None = None
+    for vault, vault_path, rec in registry.home_records(home_path):
+        if not {"mountpoint", "pid", "fork"} <= rec.data.keys():
+            continue
+        mp = os.path.realpath(rec.mountpoint)
+        if not _inside(where, mp) or (best is not None and len(mp) <= len(best.mountpoint)):
+            continue
+        if not registry.serving(rec):
+            continue
+        best = MountedFork(
+            vault=vault,
+            vault_path=vault_path,
+            fork=str(rec.data["fork"]),
+            mountpoint=mp,
+            read_only=bool(rec.data.get("read_only")) or rec.data.get("revision") is not None,
+        )
+    return best
+
+
+# ------------------------------------------------------------------------------- answering
+
+
+def _short(text: str) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= _SHORT else one[: _SHORT - 1] + "…"
+
+
+def _pre_answer(
+    agent: str, decision: str, reason: str, updated: Mapping[str, Any] | None = None
+) -> HookAnswer:
+    """A PreToolUse answer. Codex runs a command on ``allow`` and ``ask`` answers it does not
+    support (it fails open), so for Codex allow is silence and ask becomes deny. ``updated``:
+    the tool input to run instead (Claude Code's ``updatedInput``, with ``allow`` only)."""
+    if agent == "codex":
+        if decision == "allow":
+            return HookAnswer(None)  # no answer: Codex's own approval rules apply
+        if decision == "ask":
+            decision = "deny"
+            reason += "; Codex hooks cannot ask a person, so avfs refuses it: run it through `avfs proxy exec`, which issues an approval token"
+    specific: dict[str, Any] = {
+        "hookEventName": "PreToolUse",
+        "permissionDecision": decision,
+        "permissionDecisionReason": reason,
+    }
+    if updated is not None and decision == "allow":
+        specific["updatedInput"] = dict(updated)
+    return HookAnswer({"hookSpecificOutput": specific})
+
+
+def _refuse(agent: str, event: str, message: str) -> HookAnswer:
+    """The answer to an event avfs could not act on: a blocking denial before a tool runs
+    (stdout says deny, stderr says why, exit 2), a non-blocking error after one (exit 1:
+    exit 2 would make a Stop hook keep the agent going)."""
+    text = f"avfs: {message}"
+    if event == "PreToolUse":
+        denied = _pre_answer(agent, "deny", text)
+        return HookAnswer(denied.stdout, text + "\n", 2)
+    return HookAnswer(None, text + "\n", 1)
+
+
+def _checkpoint(settings: Settings, where: MountedFork, message: str) -> tuple[str, bool]:
+    """Checkpoint the fork; (commit, created). Imports pygit2: only when there is a fork."""
+    from ..core import checkpoint
+    from ..core.home import open_home
+
+    vault = open_home(settings=settings).vault(where.vault)
+    res = checkpoint.save(vault, where.fork, message=message)
+    return str(res.checkpoint.commit), res.created
+
+
+def _command_of(agent: str, event: HookEvent) -> str | list[str]:
+    raw = (event.tool_input or {}).get("command")
+    if isinstance(raw, str) and raw.strip():
+        return raw
+    # Codex's shell tools may pass an argument vector
+    if agent == "codex" and isinstance(raw, list) and raw and all(isinstance(a, str) for a in raw):
+        return list(raw)
+    what = "missing" if raw is None else "empty" if raw in ("", []) else f"a {type(raw).__name__}"
+    raise HookEventError(f"the Bash tool's `tool_input.command` is {what}, so avfs cannot classify it")
+
+
+def self_command(argv0: str, executable: str) -> str:
+    """The shell words that run this avfs (for a command the hook rewrites): the console
+    script by absolute path when that is what runs (``argv0`` named ``avfs``), else
+    ``PYTHON -m avfs_git``."""
+    if os.path.basename(argv0) == "avfs" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    return f"{shlex.quote(executable)} -m avfs_git"
+
+
+# the shell a rewritten command runs in: Claude Code's Bash tool runs bash (or zsh), so a
+# bash-ism (`[[ ]]`, arrays, `source`) keeps working; /bin/sh where there is no bash
+_SHELLS: Final = ("/bin/bash", "/usr/bin/bash", "/bin/sh")
+# `cd`, `cd DIR` with a plain DIR (no expansion, no second command): left as it is
+_LONE_CD: Final = re.compile(r"\s*cd(?:\s+[\w./@%+=:,~-]+)?\s*")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Confine:
+    """How an allowed Bash call is rewritten to run confined (see :func:`_confined`).
+
+    Attributes:
+        avfs: the shell words that run avfs (:func:`self_command`); None: no rewriting.
+        host: ``confined`` (rewrite), or ``writable``: run the command as it is
+            (``$AVFS_HOOK_HOST=writable``, the counterpart of ``proxy exec --host writable``).
+    """
+
+    avfs: str | None
+    host: str = "confined"
+
+
+def confine_from(argv0: str, executable: str, environ: Mapping[str, str]) -> Confine:
+    """How this hook process rewrites allowed Bash calls: avfs as it was started, and
+    ``$AVFS_HOOK_HOST`` (``writable``: not at all; any other value: confined)."""
+    host = "writable" if environ.get("AVFS_HOOK_HOST") == "writable" else "confined"
+    return Confine(self_command(argv0, executable), host)
+
+
+def _confined(
+    agent: str, settings: Settings, event: HookEvent, where: MountedFork | None, confine: Confine | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The tool input that runs an allowed Bash call confined, and what the reason adds.
+
+    The command becomes ``AVFS --home H --vault V:F proxy exec --quiet [--cwd DIR]
+    [--timeout-ms N] -- /bin/bash -c 'COMMAND'``: it runs through the mount's exec socket in
+    avfs's sandbox (docs/proxy.md), prints the command's own stdout and stderr and exits with
+    its status. Only Claude Code takes a rewritten input here; elsewhere (no mounted fork, a
+    read-only one, ``AVFS_HOOK_HOST=writable``) the command runs as it is and the reason says
+    so."""
+    if agent != "claude" or confine is None:
+        return None, ""
+    if confine.host == "writable":
+        return None, "; not confined: AVFS_HOOK_HOST=writable, the command runs on the host as it is"
+    if where is None:
+        return None, (
+            f"; not confined: {event.cwd} is not in a mounted avfs fork, so the command runs on the"
+            " host as it is (mount a fork and start the agent there to confine it)"
+        )
+    if where.read_only:
+        return None, f"; not confined: {where.vault}:{where.fork} is mounted read-only"
+    if confine.avfs is None:
+        return None, "; not confined: avfs does not know its own path"
+    raw = (event.tool_input or {}).get("command")
+    if not isinstance(raw, str):
+        return None, ""
+    if _LONE_CD.fullmatch(raw):
+        # it only moves the agent's shell (Claude Code keeps its directory across calls);
+        # confined, it would move nothing. Where it leads is judged at the next call.
+        return None, "; not confined: a lone `cd` changes only the shell's directory"
+    rel = os.path.relpath(os.path.realpath(event.cwd), where.mountpoint)
+    rel = "" if rel == "." else rel
+    if rel.split("/", 1)[0] == ".git":
+        return None, f"; not confined: {event.cwd} is inside the fork's .git"
+    words = [
+        confine.avfs,
+        "--home",
+        shlex.quote(settings.home),
+        "--vault",
+        shlex.quote(f"{where.vault}:{where.fork}"),
+        "proxy",
+        "exec",
+        "--quiet",
+    ]
+    if rel:
+        words += ["--cwd", shlex.quote(rel)]
+    timeout = (event.tool_input or {}).get("timeout")
+    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0:
+        words += ["--timeout-ms", str(timeout)]
+    shell = next((p for p in _SHELLS if os.access(p, os.X_OK)), "/bin/sh")
+    words += ["--", shell, "-c", shlex.quote(raw)]
+    updated = {**(event.tool_input or {}), "command": " ".join(words)}
+    return updated, f"; runs confined: `avfs proxy exec` in {where.vault}:{where.fork} (see docs/proxy.md)"
+
+
+def _pre_tool_use(
+    agent: str, settings: Settings, event: HookEvent, project_dir: str | None, confine: Confine | None = None
+) -> HookAnswer:
+    if event.tool_name != "Bash":
+        # only shell commands are classified; other tools go through the agent's own rules
+        return HookAnswer(None)
+    command = _command_of(agent, event)
+    text = command if isinstance(command, str) else shlex.join(command)
+    # The workspace root decides what is "outside the workspace"; it never comes from the
+    # agent's `cwd` (after `cd /` everything would be inside): the mount point of the fork
+    # `cwd` is in, else the project directory, else a root nothing is inside.
+    cwd = os.path.realpath(event.cwd)
+    where = find_mounted_fork(settings.home, event.cwd)
+    outside_project: str | None = None
+    if where is not None:
+        root = where.mountpoint
+    elif project_dir and os.path.isabs(project_dir):
+        root = os.path.realpath(project_dir)
+        if not _inside(cwd, root):
+            outside_project = root
+    else:
+        root = _NO_WORKSPACE
+    from ..policy import Policy
+
+    policy = Policy.load(
+        settings.home, where.vault_path if where is not None else None, cache_dir=settings.cache_dir
+    )
+    decision = policy.classify(command, root, cwd)
+    # too long or complex to analyse: no person reads 240 KB either, so a hook denies it
+    action = "deny" if decision.rule == "builtin:too-complex" else str(decision.action)
+    reason = f"avfs policy: {decision.reason}"
+    if outside_project is not None and action != "deny":
+        return _pre_answer(
+            agent,
+            "ask",
+            reason + f"; but the command runs in {event.cwd}, outside the project {outside_project}"
+            " and outside any mounted avfs fork, so a person decides",
+        )
+    if action == "allow":
+        updated, note = _confined(agent, settings, event, where, confine)
+        return _pre_answer(agent, "allow", reason + note, updated)
+    if action == "deny":
+        return _pre_answer(agent, "deny", reason)
+    if action == "require_approval":
+        return _pre_answer(agent, "ask", reason)
+    # allow_with_checkpoint
+    if where is None:
+        return _pre_answer(
+            agent,
+            "ask",
+            reason + f"; but {event.cwd} is not in a mounted avfs fork, so no checkpoint can be taken first",
+        )
+    if where.read_only:
+        return _pre_answer(agent, "deny", reason + f"; {where.vault}:{where.fork} is mounted read-only")
+    try:
+        commit, created = _checkpoint(settings, where, f"avfs hook: before `{_short(text)}`")
+    except AvfsError as exc:
+        return _pre_answer(agent, "deny", reason + f"; but the checkpoint first failed: {exc.message}")
+    got = "checkpoint" if created else "nothing to checkpoint; fork at"
+    updated, note = _confined(agent, settings, event, where, confine)
+    return _pre_answer(
+        agent, "allow", reason + f"; {got} {commit[:12]} of {where.vault}:{where.fork}" + note, updated
+    )
+
+
+def _after(settings: Settings, event: HookEvent) -> HookAnswer:
+    """PostToolUse and Stop: checkpoint the fork the working directory is mounted from."""
+    where = find_mounted_fork(settings.home, event.cwd)
+    if where is None:
+        msg = f"avfs: {event.cwd} is not in a mounted avfs fork; nothing to checkpoint"
+        return HookAnswer({"systemMessage": msg, "suppressOutput": True})
+    if where.read_only:
+        msg = f"avfs: {where.vault}:{where.fork} is mounted read-only; nothing to checkpoint"
+        return HookAnswer({"systemMessage": msg, "suppressOutput": True})
+    what = f"after {event.tool_name}" if event.event == "PostToolUse" else "at the end of a turn"
+    try:
+        commit, created = _checkpoint(settings, where, f"avfs hook: {what}")
+    except AvfsError as exc:
+        return HookAnswer(None, f"avfs: cannot checkpoint {where.vault}:{where.fork}: {exc.message}\n", 1)
+    if created:
+        msg = f"avfs: checkpoint {commit[:12]} of {where.vault}:{where.fork} ({what})"
+    else:
+        msg = f"avfs: {where.vault}:{where.fork} unchanged since checkpoint {commit[:12]}"
+    return HookAnswer({"systemMessage": msg, "suppressOutput": True})
+
+
+def answer(
+    agent: str,
+    name: str,
+    data: bytes,
+    settings: Settings,
+    *,
+    project_dir: str | None = None,
+    confine: Confine | None = None,
+) -> HookAnswer:
+    """Answer one hook event; never raises.
+
+    Args:
+        agent: ``claude`` or ``codex``.
+        name: ``pre-tool-use``, ``post-tool-use`` or ``stop``.
+        data: the event, as the agent wrote it on stdin.
+        settings: what the front end read from the environment: the avfs home (its
+            vaults' mount registries and policies), the policy's cache.
+        project_dir: the agent's project directory (``$CLAUDE_PROJECT_DIR``): the workspace
+            root for classifying a command outside any mounted fork.
+        confine: how an allowed Bash call is rewritten to run confined (Claude Code); None:
+            never rewritten.
+    """
+    event_name = EVENTS.get(name, "PreToolUse")
+    try:
+        if agent not in AGENTS or name not in EVENTS:
+            raise HookEventError(f"unknown hook {agent} {name}")
+        event = parse_event(data, event_name)
+        if event_name == "PreToolUse":
+            return _pre_tool_use(agent, settings, event, project_dir, confine)
+        return _after(settings, event)
+    except HookEventError as exc:
+        return _refuse(agent, event_name, str(exc))
+    except AvfsError as exc:  # a broken policy file, an unreadable home: refuse, never guess
+        return _refuse(agent, event_name, exc.message)
+    except Exception as exc:  # an avfs bug: still an answer, never a traceback
+        return _refuse(agent, event_name, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def codex_notify(payload: str, settings: Settings) -> HookAnswer:
+    """Codex's ``notify`` program: called after a turn with one JSON argument
+    (``{"type": "agent-turn-complete", "cwd": ..., ...}``); checkpoints like a Stop hook.
+    Codex ignores the answer, so it is a line for a person and an exit status."""
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        return HookAnswer(None, f"avfs: the notification is not JSON ({exc})\n", 1)
+    if not isinstance(doc, dict):
+        return HookAnswer(None, "avfs: the notification is not a JSON object\n", 1)
+    if doc.get("type") != "agent-turn-complete":
+        return HookAnswer(None)  # other notifications: nothing to do
+    cwd = doc.get("cwd")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd):
+        return HookAnswer(None, "avfs: the notification has no absolute `cwd`\n", 1)
+    try:
+        ans = _after(settings, HookEvent("Stop", str(doc.get("thread-id", "")), cwd, None, None))
+    except Exception as exc:
+        return HookAnswer(None, f"avfs: internal error: {type(exc).__name__}: {exc}\n", 1)
+    msg = (ans.stdout or {}).get("systemMessage")
+    return HookAnswer(None, (msg + "\n") if msg else ans.stderr, ans.exit_code)

@@ -1,0 +1,140 @@
+"""The MCP server (``avfs mcp``): the tools of :mod:`.tools` over stdio, on the official
+``mcp`` SDK.
+
+Failures are data, and the server keeps serving: an :class:`AvfsError` from a tool (or a
+bug of ours) comes back as a tool result with ``isError`` whose text is the avfs error
+document.
+
+Threads: every avfs call runs on one worker thread, which owns the :class:`Home` and every
+git and SQLite handle opened through it; calls run one at a time, in the order they came.
+The event loop only speaks the protocol, so a long ``exec`` does not stop the server from
+answering pings or a cancellation (which stops the command).
+
+stdout carries the protocol and nothing else: the SDK's stdio transport points file
+descriptor 1 at stderr while it serves, so a stray print or a child's output cannot
+corrupt it; logs go to stderr. The SDK (``mcp``) is imported only when the server starts,
+never by other avfs commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import AvfsError, unexpected
+from ..core.types import json_document
+from .tools import TOOLS, AvfsTools, output_schema
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+
+    from ..core.settings import Settings
+
+log = logging.getLogger("avfs.mcp")
+
+SERVER_NAME = "avfs"
+INSTRUCTIONS = (
+    "avfs workspaces: a vault is a git repository, a fork is a branch, a checkpoint is a commit. "
+    "Tools act on one fork (`vault`, `fork`; defaults: the server's --vault, else the home's "
+    "default vault and its default fork). Every result is the JSON document `avfs --json` prints. "
+    "`exec` runs a command under the policy; when the decision is `require_approval`, nothing ran "
+    "and the result carries `approval.token`: show the request to a person, who approves it with "
+    "`avfs proxy approve TOKEN` in a terminal; then call `exec` again with the same arguments plus "
+    "`approve: TOKEN`. A revision (`rev`, `old`, `new`) is a checkpoint name, a fork, a commit id,"
+    " or git's syntax (`HEAD~1`, `main^`)."
+)
+
+
+def error_document(err: AvfsError) -> str:
+    return json_document("error", {"error": err.to_dict()})
+
+
+# -- the MCP server --------------------------------------------------------------------------
+def build_server(tools: AvfsTools) -> Server[Any]:
+    """The low-level MCP server for ``tools`` (tools/list and tools/call)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    from .. import __version__
+
+    listing = [
+        types.Tool(
+            name=t.name,
+            description=t.description,
+            input_schema=t.input_schema(),
+            output_schema=output_schema(t),
+            annotations=types.ToolAnnotations(
+                read_only_hint=t.read_only,
+                destructive_hint=t.destructive,
+                open_world_hint=t.name == "exec",
+            ),
+        )
+        for t in TOOLS
+    ]
+    # the one thread that owns the home and its git/SQLite handles (see the module doc)
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp")
+
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=listing)
+
+    def run(name: str, arguments: dict[str, Any] | None, cancel: threading.Event) -> tuple[str, bool]:
+        try:
+            return tools.call(name, arguments, cancel), False
+        except AvfsError as err:
+            return error_document(err), True
+        except Exception as exc:  # a bug of ours: the client gets a document, the server goes on
+            log.exception("tool %s failed", name)
+            return error_document(unexpected(exc)), True
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(worker, run, params.name, params.arguments, cancel)
+        try:
+            text, is_error = await future
+        except anyio.get_cancelled_exc_class():
+            cancel.set()  # a running exec stops its command; the thread finishes the call
+            raise
+        content: list[types.ContentBlock] = [types.TextContent(text=text.rstrip("\n"))]
+        if is_error:
+            return types.CallToolResult(content=content, is_error=True)
+        return types.CallToolResult(content=content, structured_content=json.loads(text))
+
+    return Server(
+        SERVER_NAME,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+def serve(
+    home_path: str | None = None,
+    default: str | None = None,
+    *,
+    client_approves: bool = False,
+    settings: Settings | None = None,
+) -> None:
+    """Serve the tools over stdio until the client closes the connection; ``settings``:
+    what the front end read from the environment (None: this process's)."""
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    tools = AvfsTools(home_path, default, client_approves=client_approves, settings=settings)
+    server = build_server(tools)
+
+    async def main() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+    anyio.run(main)
+
+
+__all__ = ["INSTRUCTIONS", "SERVER_NAME", "build_server", "error_document", "serve"]

@@ -1,0 +1,208 @@
+"""The warm `proxy exec`: a live mount's daemon parses the CLI's arguments (protocol 2),
+runs the command in a sandbox it set up before the request came (proxy/standby.py), and
+skips the status when the command wrote nothing. Real mounts, real bwrap, real CLI
+processes; both mount backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from avfs_git.core import audit, checkpoint
+from avfs_git.ops import mounts
+from avfs_git.proxy import standby
+
+from .conftest import IN_CI
+from .test_confine import _need_bwrap
+from .test_fuse import require_fuse
+from .test_overlay import require_overlay
+
+DENY_TRUE = """\
+version = 1
+
+[[rules]]
+name = "no-true"
+program = "true"
+classes = ["mutating"]
+outcome = "deny"
+"""
+
+BACKENDS = ["overlay", "fuse"]
+
+
+def _avfs(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--vault", "v:main", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _exec(*args: str) -> dict[str, Any]:
+    r = _avfs("--json", "proxy", "exec", *args)
+    doc = json.loads(r.stdout)
+    assert r.returncode == doc["exit_code"], (r.returncode, doc)
+    return dict(doc)
+
+
+def _waiters(daemon_pid: int) -> list[int]:
+    """The sandboxes kept ready by a daemon: its bwrap children whose command is the waiter."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == daemon_pid and standby.PERL.encode() in cmd:
+            out.append(int(pid))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (dead: its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_for(pred: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.02)
+    return pred()
+
+
+@pytest.fixture(params=BACKENDS)
+def live(request, home, vault):
+    if request.param == "overlay":
+        require_overlay()
+    else:
+        require_fuse()
+    _need_bwrap()
+    if not standby.available():
+        if IN_CI:
+            pytest.fail(f"{standby.PERL} (Debian's perl-base, essential) must be there in CI")
+        pytest.skip(f"no {standby.PERL}: no sandbox is kept ready")
+    w = vault.workspace("main")
+    w.write("README.md", b"# proj\n")
+    checkpoint.save(vault, name="base")
+    info = mounts.mount(home, vault, "main", None, backend=request.param)
+    assert info.backend == request.param
+    yield info
+    mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_a_ready_sandbox_runs_the_next_command_as_bwrap_would(live):
+    first = _exec("--", "true")
+    assert first["success"] and first["confinement"]["kind"] == "bwrap" and first["mount"]["reused"]
+    assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+    assert mounts.mount_holders(live.mountpoint) == []  # it waits outside the fork's mount
+    # the command replaces the waiter: its cwd, its exact argv and environment, its code
+    odd = "new\nline = 'q' $x \\ \N{SNOWMAN}"
+    os.makedirs(os.path.join(live.mountpoint, "sub"), exist_ok=True)
+    doc = _exec("--cwd", "sub", "--env", f"ODD={odd}", "--env", "EMPTY=", "--",
+                "sh", "-c", 'pwd; printf "%s|" "$@" "$ODD" "$EMPTY"; env | sort >&2; exit 7', "sh", "a b", "", odd)  # fmt: skip
+    assert doc["exit_code"] == 7 and not doc["success"] and doc["confinement"]["kind"] == "bwrap"
+    out = doc["result"]["stdout"]
+    assert out == f"{live.mountpoint}/sub\na b||{odd}|{odd}||"
+    env = doc["result"]["stderr"]
+    assert "ODD=new\n" in env and "EMPTY=\n" in env and f"PWD={live.mountpoint}/sub\n" in env
+    assert "SSH_AUTH_SOCK" not in env  # the sandbox's environment rules, as without a ready one
+    # a private /tmp, unseen by the next command: each runs in a sandbox of its own
+    with open(os.path.join(live.mountpoint, "mk.sh"), "w") as fh:
+        fh.write("echo x > /tmp/mine\n")
+    assert _exec("--", "sh", "mk.sh")["exit_code"] == 0
+    assert "mine" not in _exec("--", "ls", "/tmp")["result"]["stdout"]
+    # one command of its own PID namespace: pid 1 or 2 there, never the host's
+    pid = int(_exec("--", "sh", "-c", "echo $$")["result"]["stdout"])
+    assert pid <= 3
+
+
+def test_a_program_that_cannot_start_is_a_spawn_error_as_without_a_ready_sandbox(live):
+    with open(os.path.join(live.mountpoint, "plain.txt"), "w") as fh:
+        fh.write("not a program\n")
+    cases = (["no-such-program-avfs"], ["./plain.txt"])
+    cold = [_exec("--", *argv)["result"] for argv in cases]  # the first, at least, is cold
+    assert _wait_for(lambda: _waiters(live.pid))
+    for argv, before in zip(cases, cold, strict=True):
+        warm = _exec("--", *argv)["result"]
+        assert _wait_for(lambda: _waiters(live.pid))
+        keys = ("exit_code", "spawn_error", "stderr", "stdout")
+        assert {k: warm[k] for k in keys} == {k: before[k] for k in keys}
+    assert (cold[0]["exit_code"], cold[0]["spawn_error"]) == (
+        127,
+        "no-such-program-avfs: No such file or directory",
+    )
+    assert cold[1]["exit_code"] == 126 and "Permission denied" in cold[1]["spawn_error"]
+
+
+def test_unmount_ends_the_ready_sandbox_and_the_daemon(home, vault, live):
+    _exec("--", "true")
+    ready = _wait_for(lambda: _waiters(live.pid))
+    assert ready
+    t0 = time.monotonic()
+    mounts.unmount(home, vault, "main")
+    assert time.monotonic() - t0 < 5  # not the daemon's stop timeout: it ended by itself
+    assert _wait_for(lambda: all(_gone(p) for p in [*ready, live.pid]))
+
+
+def test_a_policy_change_reaches_a_warm_daemon_at_once(home, live):
+    assert _exec("--", "true")["decision"]["action"] == "allow"
+    path = os.path.join(str(home.path), "policy.toml")
+    for text, action in ((DENY_TRUE, "deny"), ("version = 1\n", "allow"), (DENY_TRUE, "deny")):
+        with open(path, "w") as fh:  # rewritten at once: no time for a timestamp to move
+            fh.write(text)
+        doc = _exec("--", "true")
+        assert doc["decision"]["action"] == action, doc["decision"]
+
+
+def test_arguments_the_daemon_leaves_to_the_cli(home, live):
+    r = _avfs("proxy", "exec", "--help")
+    assert r.returncode == 0 and b"Usage:" in r.stdout
+    doc = _exec("--mode", "materialized", "--", "true")
+    assert doc["mount"]["mode"] == "materialized" and doc["success"]
+    r = _avfs("--json", "proxy", "exec", "--no-such-option", "--", "true")
+    bad = json.loads(r.stdout)
+    assert r.returncode == 125 and bad["error"]["code"] == "usage" and bad["result"] is None
+    # --quiet: the command's own output, as it is
+    r = _avfs("proxy", "exec", "--quiet", "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert (r.returncode, r.stdout, r.stderr) == (4, b"out\n", b"err\n")
+    r = _avfs("proxy", "exec", "--quiet", "--stdin", "--", "cat", stdin=b"fed\n")
+    assert (r.returncode, r.stdout) == (0, b"fed\n")
+
+
+def test_a_command_that_writes_nothing_takes_no_status_and_changes_nothing(vault, live):
+    # files the mount recorded in earlier checkpoints stay in the upper layer
+    doc = _exec("--", "sh", "-c", "mkdir -p d && for i in 1 2 3; do echo $i > d/f$i; done")
+    assert len(doc["changes"]) == 3 and doc["commit"] and doc["state"]["uncheckpointed_changes"] == 0
+    ws = vault.workspace("main")
+    calls: list[int] = []
+    for _ in range(2):
+        doc = _exec("--", "cat", "d/f1")
+        assert doc["changes"] == [] and doc["commit"] is None and doc["checkpoint"] is None
+        assert doc["state"]["uncheckpointed_changes"] == 0
+        calls.append(len(audit.read(vault.state_dir)))
+    assert calls[1] == calls[0] + 1  # the audit record is there when the CLI returns
+    # a change made outside a command is still found before the next one (and checkpointed)
+    with open(os.path.join(live.mountpoint, "outside.txt"), "w") as fh:
+        fh.write("o\n")
+    doc = _exec("--", "true")
+    assert doc["checkpoint"] and doc["checkpoint"]["reason"] == "uncheckpointed_changes"
+    assert doc["changes"] == [] and ws.status() == []

@@ -1,0 +1,420 @@
+"""git's fsmonitor hook in an overlay mount: answered from the kernel's record of the upper
+layer (core/upperwatch.py), never missing a change.
+
+git trusts the hook completely (a path it does not name is not looked at), so every test
+here compares `git status` as the hook lets it run with `git status` that looks at every
+file itself (``core.fsmonitor=false``, no untracked cache, ``--no-optional-locks`` so that
+it leaves the index and its fsmonitor token alone), after each kind of change: through the
+mount, from the CLI, by a restore and a checkpoint, right after mounting, and after the
+daemon was killed with -9 and the fork mounted again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.ops import mounts
+
+from .test_fuse import require_fuse
+from .test_overlay import require_overlay
+
+GIT = ["git", "-c", "user.name=In Mount", "-c", "user.email=in@mount.invalid"]
+
+
+def _git(mp: str, *args: str) -> str:
+    env = dict(os.environ)
+    env["GIT_CEILING_DIRECTORIES"] = os.path.dirname(mp)
+    proc = subprocess.run([*GIT, *args], cwd=mp, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _status(mp: str, *, monitored: bool, untracked: str) -> list[str]:
+    if monitored:
+        args = ["status", "--porcelain", f"--untracked-files={untracked}"]
+    else:
+        args = [
+            "--no-optional-locks", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false",
+            "status", "--porcelain", f"--untracked-files={untracked}",
+        ]  # fmt: skip
+    return sorted(_git(mp, *args).splitlines())
+
+
+def _index_token(git_dir: str) -> str | None:
+    """The fsmonitor token git keeps in the index (its ``FSMN`` extension)."""
+    with open(os.path.join(git_dir, "index"), "rb") as fh:
+        data = fh.read()
+    at = data.rfind(b"FSMN")
+    if at < 0:
+        return None
+    body = data[at + 8 :]
+    assert struct.unpack(">I", body[:4])[0] == 2
+    return body[4 : body.index(b"\0", 4)].decode()
+
+
+def _hook(git_dir: str, token: str) -> list[str]:
+    out = subprocess.run(
+        [os.path.join(git_dir, "fsmonitor-hook"), "2", token], capture_output=True, check=True
+    ).stdout
+    assert out.endswith(b"\0")
+    return out[:-1].decode().split("\0")
+
+
+def _agree(mp: str, what: str, *, journaled: bool = True) -> list[str]:
+    """`git status` helped by the hook equals `git status` looking at everything, in both
+    untracked modes; with ``journaled``, the hook answered from its journal (not "/")."""
+    git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+    token = _index_token(git_dir)
+    if journaled and token is not None and token.startswith("avfs-ovl:"):
+        answer = _hook(git_dir, token)
+        assert "/" not in answer[1:], f"{what}: the hook answered 'everything' from {token}"
+    for untracked in ("all", "normal"):
+        want = _status(mp, monitored=False, untracked=untracked)
+        got = _status(mp, monitored=True, untracked=untracked)
+        assert got == want, f"{what} (untracked={untracked}): hook-helped {got} != full {want}"
+        # twice: the second one starts from the token the first wrote
+        assert _status(mp, monitored=True, untracked=untracked) == want, f"{what}: second status"
+    return want
+
+
+def _first_status_lists_no_directory(mp: str) -> None:
+    """The index avfs wrote carries git's untracked cache (core/untracked.py): the first
+    `git status` opens only the directories the hook names, not the whole tree."""
+    trace = os.path.join(os.path.dirname(mp), "trace2.txt")
+    env = dict(os.environ, GIT_TRACE2_PERF=trace, GIT_CEILING_DIRECTORIES=os.path.dirname(mp))
+    subprocess.run([*GIT, "status", "--porcelain"], cwd=mp, env=env, capture_output=True, check=True)
+    with open(trace) as fh:
+        opened = [int(ln.rsplit("opendir:", 1)[1]) for ln in fh if "opendir:" in ln]
+    os.unlink(trace)
+    assert opened and opened[0] <= 8, f"the first git status opened {opened} directories"
+
+
+def _w(path: str, data: str, mode: str = "w") -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, mode) as fh:
+        fh.write(data)
+
+
+@pytest.fixture
+def base(vault: Any) -> Any:
+    ws = vault.workspace("main")
+    files = {
+        "a.txt": b"a\n",
+        "big.txt": b"0123456789\n" * 100,
+        "run.sh": b"#!/bin/sh\n",
+        ".gitignore": b"node_modules/\nvendor/\n*.log\n",
+        "vendor/keep.txt": b"tracked below an ignored directory\n",
+        "d/b.txt": b"b\n",
+        "d/sub/c.txt": b"c\n",
+        "e/f.txt": b"f\n",
+        "g/h/i.txt": b"i\n",
+        "r/s.txt": b"s\n",
+        "t/u.txt": b"u\n",
+    }
+    for p, data in files.items():
+        ws.write(p, data)
+    checkpoint.save(vault, name="start")
+    ws.write("pre.txt", b"made before the mount\n")  # the overlay's entries, under the lower layer
+    ws.remove("t/u.txt")
+    return vault
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_every_kind_of_change_reaches_git_through_the_hook(home, base, tmp_path, cli, backend):
+    """(the pure-FUSE backend's hook reads the workspace's journal; both start from the
+    index avfs writes, its untracked cache included)"""
+    if backend == "overlay":
+        require_overlay()
+    else:
+        require_fuse()
+    vault = base
+    mp = str(tmp_path / "m")
+    os.mkdir(mp)
+    info = mounts.mount(home, vault, "main", mp, backend=backend)
+    try:
+        _agree(mp, "right after mounting", journaled=False)
+        _first_status_lists_no_directory(mp)
+        _agree(mp, "nothing changed")
+        j = lambda *p: os.path.join(mp, *p)  # noqa: E731
+        _w(j("new.txt"), "new\n")
+        _agree(mp, "a new file")
+        _w(j("a.txt"), "more\n", "a")
+        _agree(mp, "an append to a file of the base")
+        os.truncate(j("big.txt"), 5)
+        _agree(mp, "a truncate")
+        os.chmod(j("a.txt"), 0o755)
+        _agree(mp, "a chmod")
+        if backend == "overlay":
+            # (pure FUSE: after a checkpoint, git status with fsmonitor off lists this
+            # unchanged symlink as modified, the hook-helped one does not: left, reported)
+            os.symlink("a.txt", j("link"))
+            _agree(mp, "a symlink")
+        _w(j("made", "deep", "x.txt"), "x\n")
+        _agree(mp, "a new directory tree")
+        _w(j("gone.txt"), "soon gone\n")
+        os.unlink(j("gone.txt"))
+        _agree(mp, "a file made then removed")
+        os.rename(j("d", "b.txt"), j("d", "b2.txt"))
+        _agree(mp, "a renamed file")
+        os.rename(j("d"), j("d2"))
+        _agree(mp, "a renamed directory of the base")
+        shutil.rmtree(j("e"))
+        _agree(mp, "rm -r of a directory of the base")
+        os.rename(j("made"), j("made2"))
+        _agree(mp, "a renamed new directory")
+        shutil.rmtree(j("made2"))
+        _agree(mp, "rm -r of a new directory")
+        os.unlink(j("r", "s.txt"))
+        os.rmdir(j("r"))
+        os.mkdir(j("r"))
+        _w(j("r", "s.txt"), "s again, in a directory made anew\n")
+        _agree(mp, "a directory removed and made again")
+        os.unlink(j("run.sh"))
+        os.mkdir(j("run.sh"))
+        _w(j("run.sh", "inner.txt"), "a file became a directory\n")
+        _agree(mp, "a file replaced by a directory")
+        if backend == "overlay":  # (pure FUSE: EPERM, docs/fuse.md)
+            os.link(j("new.txt"), j("g", "h", "hard.txt"))
+            _agree(mp, "a hard link")
+        _w(j("vendor", "keep.txt"), "changed\n", "a")
+        _w(j("node_modules", "pkg", "index.js"), "ignored\n")
+        _w(j("x.log"), "ignored\n")
+        _agree(mp, "a tracked file below an ignored directory; ignored files")
+        fd = os.open(j("g", "h", "i.txt"), os.O_WRONLY)  # written, not yet closed
+        os.pwrite(fd, b"I", 0)
+        _agree(mp, "a write to a file still open")
+        os.close(fd)
+        # from the CLI (through the mount: core/livedir.py)
+        assert cli("--vault", "v", "write", "cli.txt", "from the cli\n").code == 0
+        assert cli("--vault", "v", "rm", "pre.txt").code == 0
+        _agree(mp, "CLI writes and removals")
+        # a checkpoint moves the base: the index is rewritten with avfs's token
+        checkpoint.save(vault, name="mid")
+        _agree(mp, "after a checkpoint", journaled=False)
+        _w(j("after.txt"), "after the checkpoint\n")
+        _agree(mp, "a change after a checkpoint")
+        # a restore rewrites what differs through the mount
+        checkpoint.restore(vault, "main", "start")
+        _agree(mp, "after a restore", journaled=False)
+        _w(j("a.txt"), "after the restore\n", "a")
+        _agree(mp, "a change after a restore")
+        # git itself in the mount
+        _git(mp, "add", "-A")
+        _git(mp, "commit", "-qm", "made in the mount")
+        _agree(mp, "after git commit in the mount", journaled=False)
+        _w(j("a.txt"), "after the commit\n", "a")
+        _agree(mp, "a change after git commit")
+        if backend != "overlay":
+            return
+        _w(j(".gitignore"), "*.tmp\n", "a")  # the ignore rules change: kept over the remount
+        _w(j("g", "x.tmp"), "ignored now\n")
+        _agree(mp, "a changed .gitignore")
+        # the daemon killed: its hook answers "everything", never a partial answer
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        token = _index_token(git_dir)
+        assert token is not None
+        os.kill(info.pid, 9)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{info.pid}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _hook(git_dir, token)[1:] == ["/"]
+        while mounts.check(vault, "main") is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        info = mounts.mount(home, vault, "main", mp, backend="overlay")
+        _first_status_lists_no_directory(mp)
+        _agree(mp, "after kill -9 and a remount", journaled=False)
+        _w(j("a.txt"), "after the remount\n", "a")
+        os.unlink(j("big.txt"))
+        _agree(mp, "changes after the remount")
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_the_hook_costs_the_changes_not_the_upper_layer(home, vault, tmp_path):
+    """A big ignored directory in the upper layer is one path of the first answer and no
+    path of the next ones; a change is one path."""
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"node_modules/\n")
+    ws.write("src/app.py", b"print(1)\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "m")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        for i in range(2000):
+            _w(os.path.join(mp, "node_modules", f"p{i % 50}", f"f{i}.js"), "x\n")
+        mounts.unmount(home, vault, "main")
+        mounts.mount(home, vault, "main", mp, backend="overlay")  # the first answer: all of it
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        first = _hook(git_dir, _index_token(git_dir) or "")
+        assert first[1:] == ["node_modules"]  # not walked: a directory the base does not have
+        assert _status(mp, monitored=True, untracked="normal") == []
+        _w(os.path.join(mp, "src", "app.py"), "print(2)\n")
+        token = _index_token(git_dir) or ""
+        assert token.startswith("avfs-ovl:")
+        assert _hook(git_dir, token)[1:] == ["src/app.py"]
+        assert _status(mp, monitored=True, untracked="normal") == [" M src/app.py"]
+        _w(os.path.join(mp, "node_modules", "p1", "new.js"), "x\n")
+        # (git may keep the older token when it has nothing else to write: then src/app.py too)
+        assert set(_hook(git_dir, _index_token(git_dir) or "")[1:]) <= {
+            "node_modules/p1/new.js",
+            "src/app.py",
+        }
+        assert "node_modules/p1/new.js" in _hook(git_dir, _index_token(git_dir) or "")
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_git_varints_round_trip():
+    from avfs_git.core.untracked import _read_varint, _varint
+
+    for value in (0, 1, 127, 128, 255, 16383, 16384, 16511, 1 << 20, (1 << 35) + 7):
+        raw = _varint(value)
+        assert _read_varint(raw + b"tail", 0) == (value, len(raw))
+    assert _varint(128) == b"\x80\x00"  # git's varint.c: each continuation adds one
+
+
+def test_an_index_git_did_not_accept_gets_no_untracked_cache(vault, tmp_path):
+    """Anything unexpected while git builds the untracked cache: no extension, nothing else."""
+    from avfs_git.core.untracked import extension
+
+    gd = tmp_path / "gitdir"
+    gd.mkdir()
+    assert extension(vault.store, [("d", None)], b"DIRC\0\0\0\2" + b"\0" * 24, str(tmp_path), str(gd)) is None
+    assert os.listdir(gd) == []  # its scratch directory is gone
+
+
+def _watch(tmp_path: Any, lower: dict[str, str] | None = None) -> Any:
+    """An UpperWatch over a plain directory standing for an upper layer (what the kernel
+    reports of it is the same), ``lower``: what the lower layer has at a path."""
+    from avfs_git.core.upperwatch import UpperWatch
+
+    up_dir = tmp_path / "upper"
+    up_dir.mkdir(exist_ok=True)
+    w = UpperWatch(str(up_dir), lambda p: (lower or {}).get(p), lambda: [], lambda: "B:1")
+    w.start()
+    return w
+
+
+def test_the_journal_names_a_path_changed_again_after_a_token(tmp_path):
+    w = _watch(tmp_path)
+    try:
+        f = tmp_path / "upper" / "f.txt"
+        f.write_text("1")
+        tok = w.answer("avfs:B:1:0")[0]
+        assert w.answer(tok)[1:] == []
+        f.write_text("2")  # the same path as the journal's last: still a change after tok
+        tok2, *paths = w.answer(tok)
+        assert paths == ["f.txt"]
+        assert w.answer(tok2)[1:] == []
+        # a base moved under an index nobody rewrote, another daemon's token, a token of
+        # the future, an overflow: "everything"
+        assert w.answer(tok2.replace(":B:1:", ":C:1:"))[1:] == ["/"]
+        assert w.answer("avfs-ovl:other:B:1:0")[1:] == ["/"]
+        assert w.answer(tok2.rsplit(":", 1)[0] + ":999999")[1:] == ["/"]
+        with w._lock:
+            w._event(-1, 0x4000, "")  # IN_Q_OVERFLOW
+        assert w.answer(tok2)[1:] == ["/"]
+        tok3 = w.answer(tok2)[0]
+        f.write_text("3")
+        assert w.answer(tok3)[1:] == ["f.txt"]
+    finally:
+        w.close()
+
+
+def test_the_journal_follows_directories_made_renamed_and_removed(tmp_path):
+    w = _watch(tmp_path, lower={"base": "dir"})
+    try:
+        up_dir = tmp_path / "upper"
+        tok = w.answer("x")[0]
+        # a directory tree made at once: everything in it, even what was made before its watch
+        (up_dir / "new" / "deep").mkdir(parents=True)
+        (up_dir / "new" / "deep" / "a.txt").write_text("a")
+        tok, *paths = w.answer(tok)
+        assert set(paths) >= {"new", "new/deep/a.txt"}
+        (up_dir / "new").rename(up_dir / "moved")
+        (up_dir / "moved" / "deep" / "b.txt").write_text("b")  # watched at its new path
+        tok, *paths = w.answer(tok)
+        assert {"new", "new/", "moved", "moved/deep/a.txt", "moved/deep/b.txt"} <= set(paths)
+        # a copy-up of a directory the lower layer has is not named (git would re-check
+        # everything below it), what changed in it is
+        (up_dir / "base").mkdir()
+        (up_dir / "base" / "c.txt").write_text("c")
+        tok, *paths = w.answer(tok)
+        assert paths == ["base/c.txt"]
+        shutil.rmtree(up_dir / "moved")
+        tok, *paths = w.answer(tok)
+        assert {"moved", "moved/"} <= set(paths)
+    finally:
+        w.close()
+
+
+def _cache_tree(index: bytes) -> dict[str, tuple[int, str]]:
+    """The ``TREE`` extension of an index: directory -> (entry count, tree id)."""
+    from avfs_git.core.untracked import _find
+
+    data = _find(index, b"TREE")
+    assert data is not None
+    out: dict[str, tuple[int, str]] = {}
+    at = 0
+
+    def one(prefix: str) -> None:
+        nonlocal at
+        nul = data.index(b"\0", at)
+        name = data[at:nul].decode()
+        nl = data.index(b"\n", nul)
+        count, subs = (int(x) for x in data[nul + 1 : nl].split())
+        at = nl + 1
+        path = f"{prefix}/{name}" if prefix and name else (name or prefix)
+        if count >= 0:
+            out[path] = (count, data[at : at + 20].hex())
+            at += 20
+        for _ in range(subs):
+            one(path)
+
+    one("")
+    return out
+
+
+def test_the_index_avfs_writes_holds_the_cache_tree_git_makes(home, base, tmp_path):
+    """The cache tree says which trees the index holds whole (git status and git commit
+    trust it): it must be the one `git read-tree` makes of the same commit."""
+    require_overlay()
+    mp = str(tmp_path / "m")
+    os.mkdir(mp)
+    mounts.mount(home, base, "main", mp, backend="overlay")
+    try:
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        with open(os.path.join(git_dir, "index"), "rb") as fh:
+            ours = _cache_tree(fh.read())
+        theirs_file = str(tmp_path / "theirs.index")
+        env = dict(os.environ, GIT_INDEX_FILE=theirs_file, GIT_DIR=git_dir)
+        subprocess.run(["git", "read-tree", "HEAD"], env=env, check=True)
+        with open(theirs_file, "rb") as fh:
+            assert ours == _cache_tree(fh.read())
+        assert _git(mp, "write-tree").strip() == _git(mp, "rev-parse", "HEAD^{tree}").strip()
+        # a checkpoint patches the index: the cache tree is kept but where it changed
+        _w(os.path.join(mp, "g", "h", "new.txt"), "new\n")
+        checkpoint.save(base, name="patched")
+        with open(os.path.join(git_dir, "index"), "rb") as fh:
+            kept = _cache_tree(fh.read())
+        subprocess.run(["git", "read-tree", "HEAD"], env=env, check=True)
+        with open(theirs_file, "rb") as fh:
+            theirs = _cache_tree(fh.read())
+        assert "" not in kept and "g" not in kept and "g/h" not in kept
+        assert kept and all(theirs[p] == v for p, v in kept.items())
+        assert _git(mp, "write-tree").strip() == _git(mp, "rev-parse", "HEAD^{tree}").strip()
+        assert _status(mp, monitored=True, untracked="normal") == _status(
+            mp, monitored=False, untracked="normal"
+        )
+    finally:
+        mounts.unmount(home, base, "main")

@@ -1,0 +1,166 @@
+"""The mount registry (core/registry.py), the fork-name file-name encoding (core/names.py)
+and the home default (core/settings.py): each one place, the same answer for every reader.
+
+Mounted cases (a real daemon's record, read by the hook, the fast path's exec lookup, doctor
+and mount --list alike) are in test_hooks.py, test_proxy.py and test_maintenance.py; these
+are the rules themselves, on real files and real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from avfs_git.core import registry, settings
+from avfs_git.core.names import SHELL_FS_NAME, from_fs_name, fs_name
+
+NAMES = st.text(alphabet="ab/%@.-_+9", min_size=1, max_size=20)
+
+
+@given(NAMES)
+def test_a_fork_name_as_a_file_name_is_one_name_and_comes_back(name: str) -> None:
+    for at in (False, True):
+        enc = fs_name(name, at=at)
+        assert "/" not in enc and (not at or "@" not in enc)
+        assert from_fs_name(enc) == name
+
+
+def test_the_encoding_is_the_one_avfs_always_wrote() -> None:
+    # files on disk made by earlier versions keep their names
+    assert fs_name("feature/x") == "feature%2Fx"
+    assert fs_name("a%b/c") == "a%25b%2Fc"
+    assert fs_name("f@0123456789ab", at=True) == "f%400123456789ab"
+    assert fs_name("f@0123456789ab") == "f@0123456789ab"
+
+
+def test_the_pre_receive_hooks_shell_encoding_is_the_same() -> None:
+    names = ["main", "feature/x", "a%b/c%2F", "x/y/z", "odd%25name"]
+    for name in names:
+        out = subprocess.run(
+            ["sh", "-c", f"printf '%s' \"$1\" | {SHELL_FS_NAME}", "sh", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out == fs_name(name), name
+
+
+def test_records_are_read_by_key_and_bad_ones_skipped(tmp_path: Path) -> None:
+    state = str(tmp_path / "avfs")
+    path = registry.record_path(state, "feature/x")
+    assert path == os.path.join(state, "mounts", "feature%2Fx.json")
+    registry.write_record(path, {"fork": "feature/x", "pid": os.getpid(), "mountpoint": "/nowhere"})
+    registry.write_record(registry.record_path(state, "main@0123456789ab"), {"fork": "main", "pid": 1})
+    (tmp_path / "avfs" / "mounts" / "broken.json").write_text("{not json")
+    (tmp_path / "avfs" / "mounts" / "list.json").write_text("[1, 2]")
+    before = sorted(os.listdir(tmp_path / "avfs" / "mounts"))
+    got = registry.records(state)
+    assert [r.key for r in got] == ["feature/x", "main@0123456789ab"]
+    assert got[0].pid == os.getpid() and got[0].mountpoint == "/nowhere" and got[0].state == "mounted"
+    assert sorted(os.listdir(tmp_path / "avfs" / "mounts")) == before  # reading changes nothing
+    assert registry.records(str(tmp_path / "none")) == []
+
+
+def test_liveness_of_a_record_with_no_mount(tmp_path: Path) -> None:
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    rec = registry.Record("main", "", {"pid": os.getpid(), "mountpoint": str(mp), "state": "mounted"})
+    # our process lives, but nothing is mounted there: not serving, not registered
+    assert not registry.serving(rec) and not registry.registered(rec)
+    # still coming up: registered (the lifecycle waits for it), not serving (a hook ignores it)
+    coming = registry.Record("main", "", {**rec.data, "state": "mounting"})
+    assert registry.registered(coming) and not registry.serving(coming)
+    for pid in (0, -1, "x"):
+        bad = registry.Record("main", "", {**coming.data, "pid": pid})
+        assert not registry.registered(bad) and not registry.serving(bad)
+
+
+def test_daemon_alive_knows_a_reused_pid_and_another_vault(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "avfs", "--vault", "v", "--home", str(tmp_path)]
+    )
+    try:
+        # the child's command line is its own once it has exec'd (before, it is ours)
+        for _ in range(5000):
+            if b"--vault" in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.002)
+        began = registry.process_start(child.pid)
+        assert began is not None
+        assert registry.daemon_alive(child.pid, "v", str(tmp_path), began)
+        assert registry.daemon_alive(child.pid, "v", None, None)
+        assert not registry.daemon_alive(child.pid, "other", str(tmp_path), began)
+        assert not registry.daemon_alive(child.pid, "v", str(tmp_path / "elsewhere"), began)
+        # written long before the process started: the pid was reused
+        assert not registry.daemon_alive(child.pid, "v", str(tmp_path), began - 3600)
+    finally:
+        child.kill()
+        child.wait()
+    assert not registry.daemon_alive(child.pid, "v", str(tmp_path), None)
+    other = subprocess.Popen(["sleep", "30"])  # alive, but no avfs program at all
+    try:
+        assert not registry.daemon_alive(other.pid, "v", None, None)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_started_at_reads_the_records_time() -> None:
+    assert registry.started_at({"started": "2026-01-02T03:04:05Z"}) == 1767323045.0
+    assert registry.started_at({"started": "yesterday"}) is None
+    assert registry.started_at({}) is None
+
+
+def test_read_exec_is_the_daemons_socket_name_and_pid(tmp_path: Path) -> None:
+    home = str(tmp_path)
+    reg = registry.record_path(os.path.join(home, "vaults", "v.git", "avfs"), "feature/x")
+    os.makedirs(os.path.dirname(reg))
+    Path(registry.exec_path(reg)).write_text("avfs-exec-123\n4242\n")
+    assert registry.read_exec(home, "v", "feature/x") == ("avfs-exec-123", 4242)
+    Path(registry.exec_path(reg)).write_text("avfs-exec-123\nnot a pid\n")
+    assert registry.read_exec(home, "v", "feature/x") is None
+    assert registry.read_exec(home, "v", "other") is None
+
+
+def test_home_records_walks_every_vault(tmp_path: Path) -> None:
+    home = tmp_path
+    for v in ("a", "b", ".hidden"):
+        registry.write_record(
+            registry.record_path(str(home / "vaults" / f"{v}.git" / "avfs"), "main"), {"pid": 1}
+        )
+    (home / "vaults" / "notavault").mkdir()
+    got = [(v, p, r.key) for v, p, r in registry.home_records(str(home))]
+    assert got == [
+        ("a", str(home / "vaults" / "a.git"), "main"),
+        ("b", str(home / "vaults" / "b.git"), "main"),
+    ]
+    assert list(registry.home_records(str(tmp_path / "nohome"))) == []
+
+
+def test_kernel_mounts_reads_mountinfo(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "36 25 0:32 / /tmp/with\\040space rw - fuse.avfs avfs:v:main rw,user_id=0\n"
+        "37 25 0:33 / /m rw - overlay avfs:v:main rw,lowerdir=/l,upperdir=/u,workdir=/w\n"
+        "garbage line\n"
+    )
+    got = registry.kernel_mounts(str(info))
+    assert got[0].mountpoint == "/tmp/with space" and got[0].avfs_fuse and got[0].vault_name == "v"
+    assert got[1].fstype == "overlay" and got[1].dirs == ("/l", "/u", "/w") and not got[1].avfs_fuse
+    assert len(got) == 2
+
+
+def test_the_home_default_is_one_rule() -> None:
+    assert settings.home_path("/explicit", {"AVFS_HOME": "/env", "HOME": "/h"}) == "/explicit"
+    assert settings.home_path(None, {"AVFS_HOME": "/env", "HOME": "/h"}) == "/env"
+    assert settings.home_path(None, {"HOME": "/h/"}) == "/h/.avfs"
+    assert settings.home_path(None, {"HOME": ""}) == "/.avfs"  # as os.path.expanduser has it
+    import pwd
+
+    assert settings.home_path(None, {}) == pwd.getpwuid(os.getuid()).pw_dir.rstrip("/") + "/.avfs"
