@@ -292,6 +292,19 @@ def test_ioctls_agree_with_the_btrfs_tool(lhome):
     assert show(vault.ws_dir("f"))["Parent UUID"] == show(vault.ws_dir("main"))["UUID"]
 
 
+def test_a_bytes_quota_on_many_forks_is_enforced_at_once(lhome):
+    """Every fork joins the vault's qgroup in one step: assigning them one by one, each
+    starting its own rescan, failed while the previous rescan ran (the quota silently
+    not enforced, seen in CI)."""
+    vault = _vault_with_ignore(lhome)
+    for n in range(5):
+        vault.create_fork("main", f"f{n}")
+    assert vault.set_quota(max_bytes=20 << 20) is None
+    kq = vault.kernel_quota()
+    assert kq is not None and kq[1] == sorted(["main", *(f"f{n}" for n in range(5))])
+    assert layers.qgroups(lhome.path)[f"{layers.QGROUP_LEVEL}/{vault.config['layers_qgroup']}"][2] is not None
+
+
 def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path):
     """`quota set --bytes 20M` on a vault whose forks are in the layers file system is a
     qgroup limit the kernel enforces: auto mounts the overlay backend, a writer past it

@@ -350,7 +350,13 @@ def quota_set(app: App, size: str | None, max_bytes: str | None, max_files: str 
     if max_files is not None:
         limits["max_files"] = _parse_limit(max_files, files=True)
     v, fork = app.target()
-    v.set_quota(**limits)
+    why = v.set_quota(**limits)
+    if why is not None:
+        app.output.warn(
+            "the kernel does not enforce this limit ({}): mounts of this vault's forks use the"
+            " pure-FUSE backend, which checks each write",
+            why,
+        )
     u = v.quota_usage()
     for what in u.over:  # accepted: nothing is lost, growth is refused
         used, limit = (

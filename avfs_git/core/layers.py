@@ -550,15 +550,22 @@ def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
         _btrfs("quota", "rescan", "-w", mp)
     if f"{QGROUP_LEVEL}/{n}" not in qgroups(home):
         _btrfs("qgroup", "create", f"{QGROUP_LEVEL}/{n}", mp)
+    # each assign leaves the counts inconsistent; letting each one start its own rescan
+    # fails the second ("quota rescan failed: Operation now in progress") while the first
+    # runs, so assign them all without, then rescan once and wait for it
+    assigned = False
     for sub in members:
         proc = subprocess.run(
-            ["btrfs", "qgroup", "assign", f"0/{subvolume_id(sub)}", f"{QGROUP_LEVEL}/{n}", mp],
+            ["btrfs", "qgroup", "assign", "--no-rescan", f"0/{subvolume_id(sub)}", f"{QGROUP_LEVEL}/{n}", mp],
             capture_output=True,
             text=True,
             check=False,
         )
         if proc.returncode != 0 and "exist" not in proc.stderr:
             raise LayersUnavailable(f"btrfs qgroup assign: {proc.stderr.strip()}")
+        assigned = assigned or proc.returncode == 0
+    if assigned:
+        _btrfs("quota", "rescan", "-w", mp)  # -w waits for one already running too
 
 
 def set_limit(home: str, n: int, limit: int | None) -> None:

@@ -153,9 +153,12 @@ class Vault:
         b = self.quota_limits()[0]
         return NO_LIMIT if b is None else b
 
-    def set_quota(self, **limits: int | None) -> None:
+    def set_quota(self, **limits: int | None) -> str | None:
         """Set ``max_bytes`` and/or ``max_files`` (None lifts that limit). Lowering a limit
-        below what the vault uses is allowed: growth is refused until it is back under."""
+        below what the vault uses is allowed: growth is refused until it is back under.
+        Returns why the kernel cannot enforce a new bytes limit on the forks in the home's
+        layers file system (see :meth:`sync_kernel_quota`), None when it does or when
+        the home has no such file system."""
         keys = {"max_bytes": "quota_bytes", "max_files": "quota_files"}
         bad = set(limits) - set(keys)
         if bad:
@@ -164,8 +167,12 @@ class Vault:
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise UsageError(f"{k} must be a non-negative integer or None, not {v!r}")
         self.set_config(**{keys[k]: v for k, v in limits.items()})
-        if "max_bytes" in limits:
-            self.sync_kernel_quota()
+        if "max_bytes" not in limits:
+            return None
+        why = self.sync_kernel_quota()
+        if limits["max_bytes"] is None or not os.path.exists(layers.image_path(self.home_dir)):
+            return None
+        return why
 
     # -- quota the kernel enforces (the layers file system's qgroups) ---------------------
     def _explicit_bytes_quota(self) -> int | None:
