@@ -39,7 +39,9 @@ __all__ = [
     "dead_mountpoint",
     "exec_path",
     "home_records",
+    "is_mount_daemon",
     "kernel_mounts",
+    "live_mountpoints",
     "log_path",
     "mount_key",
     "mounted_at",
@@ -232,6 +234,31 @@ def registered(rec: Record) -> bool:
     if rec.pid <= 0 or not pid_alive(rec.pid):
         return False
     return mounted_at(rec.mountpoint) or rec.data.get("state") == "mounting"
+
+
+def is_mount_daemon(pid: int) -> bool:
+    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid);
+    whatever /proc does not tell counts as one."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"avfs_git.fuse.daemon" in fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid
+
+
+def live_mountpoints(state_dir: str, key: str | None = None) -> dict[str, str]:
+    """``{key: mount point}`` of a vault's mounts that exist or are being made (see
+    :func:`registered`) and whose daemon is a mount daemon: of ``key`` alone when given
+    (revision mounts ``FORK@REV`` are other keys), else every one. What the vault and the
+    home ask before they delete what a live mount serves; a daemon killed with -9 left a
+    record that is not live."""
+    out = {}
+    for rec in records(state_dir):
+        if (key is None or rec.key == key) and registered(rec) and is_mount_daemon(rec.pid):
+            out[rec.key] = rec.mountpoint
+    return out
 
 
 def process_start(pid: int) -> float | None:

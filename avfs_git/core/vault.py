@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import layers, mounted, names, packwriter, refs
+from . import layers, names, packwriter, refs, registry
 from .errors import (
     AlreadyExistsError,
     ForkNotFoundError,
@@ -565,7 +565,7 @@ class Vault:
         """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
         deleting what a mount serves would pull its upper layer and state from under the
         processes working in it (as git refuses to delete a branch checked out somewhere)."""
-        live = mounted.live_mountpoints(self.path, fork)
+        live = registry.live_mountpoints(self.state_dir, fork)
         if not live:
             return
         mps = sorted(live.values())

@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import from_oserror
 from .gitrun import git_env
-from .mounted import OWNER_FILE, is_daemon, worktree_name
+from .names import fs_name
+from .registry import is_mount_daemon
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -146,6 +147,14 @@ def index_stat(ws: Workspace, uid: int, gid: int, view: _View | None = None) -> 
         return t, t, inode_of(path), uid, gid, size(oid)
 
     return stat_of
+
+
+OWNER_FILE = "avfs-mount"  # in a mount's worktree dir: its daemon's pid, mount point, backend
+
+
+def worktree_name(key: str) -> str:
+    """The git worktree name of a mount of ``key`` (a fork, or ``FORK@REV``)."""
+    return "avfs-" + fs_name(key, at=True)
 
 
 def worktree_dir(vault: Vault, key: str) -> str:
@@ -784,7 +793,7 @@ def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
         pid, uid, gid = int(owner["pid"]), int(owner["uid"]), int(owner["gid"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not pid_alive(pid) or not is_daemon(pid):
+    if not pid_alive(pid) or not is_mount_daemon(pid):
         return None  # a daemon killed with -9 left it: nobody runs git there
     return d, uid, gid, pid
 
@@ -826,7 +835,7 @@ def overlay_mountpoint(vault: Vault, fork: str) -> str | None:
         pid = int(owner["pid"])
     except (KeyError, TypeError, ValueError):
         return None
-    if pid != os.getpid() and (not pid_alive(pid) or not is_daemon(pid)):
+    if pid != os.getpid() and (not pid_alive(pid) or not is_mount_daemon(pid)):
         return None
     mp = owner.get("mountpoint")
     return str(mp) if mp else None

@@ -50,6 +50,7 @@ from ..core.gitstore import TREE_ENTRY, git_errors, rfc3339
 from ..core.locks import file_lock, flock_held, pid_alive
 from ..core.names import check_fork_name, from_fs_name
 from ..core.types import Operation, to_json
+from ..core.worktree import OWNER_FILE
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -1350,12 +1351,8 @@ def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
                 mp = os.path.dirname(fh.read().strip()) or None
         except OSError:
             pass
-        owner = os.path.join(path, "avfs-mount")  # core/worktree.OWNER_FILE
-        try:
-            with open(owner, encoding="utf-8") as fh:
-                pid = int(json.load(fh).get("pid", 0))
-        except (OSError, ValueError, AttributeError, TypeError):
-            pid = 0
+        owner = os.path.join(path, OWNER_FILE)
+        pid = _owner_pid(owner)
         if pid:
             alive = _daemon_alive(pid, vault, _mtime(owner))
         else:
@@ -1386,13 +1383,18 @@ def _remove_worktree(vault: Vault, wt: _Worktree) -> None:
 
 def _owner_alive(vault: Vault, path: str) -> bool:
     """Whether the owner file in worktree dir ``path`` names a live daemon of ``vault``."""
-    owner = os.path.join(path, "avfs-mount")  # core/worktree.OWNER_FILE
+    owner = os.path.join(path, OWNER_FILE)
+    pid = _owner_pid(owner)
+    return pid > 0 and _daemon_alive(pid, vault, _mtime(owner))
+
+
+def _owner_pid(owner: str) -> int:
+    """The daemon pid a worktree's owner file names; 0 when it has none (unreadable)."""
     try:
         with open(owner, encoding="utf-8") as fh:
-            pid = int(json.load(fh).get("pid", 0))
+            return int(json.load(fh).get("pid", 0))
     except (OSError, ValueError, AttributeError, TypeError):
-        return False
-    return _daemon_alive(pid, vault, _mtime(owner))
+        return 0
 
 
 def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
