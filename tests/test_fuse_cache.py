@@ -24,7 +24,7 @@ import pytest
 
 from avfs_git.core import checkpoint
 from avfs_git.core.history import resolve
-from avfs_git.fuse.ops import TRACE_ENV, WorkspaceFS
+from avfs_git.fuse.ops import WorkspaceFS
 from avfs_git.ops import mounts
 
 from .conftest import IN_CI
@@ -83,7 +83,7 @@ def revision_mount(
     checkpoint.save(vault, name="later")
     trace = tmp_path / "trace"
     trace.write_text("")
-    monkeypatch.setenv(TRACE_ENV, str(trace))
+    monkeypatch.setattr(home.settings, "fuse_trace", str(trace))  # $AVFS_FUSE_TRACE, as read
     mp = tmp_path / "rev"
     mp.mkdir()
     faults = kernel_faults()

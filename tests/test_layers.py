@@ -66,10 +66,8 @@ ENVIRONMENT_READS = {
     "core/remote.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/execute.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
-    "ops/mounts.py": "PATH (is fusermount3 there), the daemon's environment; AVFS_NO_OVERLAY, the "
-    "overlay backend's off switch (in the overlay code, which is being rebuilt: left there)",
+    "ops/mounts.py": "PATH (is fusermount3 there), the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
-    "fuse/ops.py": "a debugging trace of FUSE calls",
 }
 
 # (importer, imported) edges between modules of one package that lie on an import cycle

@@ -171,7 +171,7 @@ def test_restore_and_cli_writes_show_in_the_overlay_mount_at_once(home, vault, t
 
 def test_overlay_unavailable_falls_back_with_a_note(home, vault, tmp_path, monkeypatch):
     require_fuse()
-    monkeypatch.setenv("AVFS_NO_OVERLAY", "1")
+    monkeypatch.setattr(home.settings, "no_overlay", True)  # $AVFS_NO_OVERLAY, as read
     mp = str(tmp_path / "mnt")
     os.mkdir(mp)
     info = mounts.mount(home, vault, "main", mp)

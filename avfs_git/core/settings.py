@@ -15,6 +15,9 @@ variable                  field                  meaning
 ``AVFS_LOCK_WAIT``        ``lock_wait``          seconds to wait for a lock (default 10)
 ``XDG_CACHE_HOME``, ``~`` ``cache_dir``          where the parsed default policy is cached
 ``AVFS_GIT_TOKEN``        ``git_token``          an HTTP(S) password or token for remotes
+``AVFS_LAYERS``           ``layers``             the layers file system: auto, on or off
+``AVFS_NO_OVERLAY``       ``no_overlay``         (non-empty) mounts never use kernel overlayfs
+``AVFS_FUSE_TRACE``       ``fuse_trace``         a file the mount daemon appends each FUSE call to
 ========================  =====================  ============================================
 
 A plain slotted class, not a dataclass or a named tuple: the hooks and ``proxy exec``'s fast
@@ -65,7 +68,7 @@ class Settings:
         git_token: the password or token git gives every HTTP(S) remote (None: none).
     """
 
-    __slots__ = ("cache_dir", "git_token", "home", "layers", "lock_wait")
+    __slots__ = ("cache_dir", "fuse_trace", "git_token", "home", "layers", "lock_wait", "no_overlay")
 
     def __init__(
         self,
@@ -74,16 +77,20 @@ class Settings:
         cache_dir: str | None = None,
         git_token: str | None = None,
         layers: str | None = None,
+        no_overlay: bool = False,
+        fuse_trace: str | None = None,
     ) -> None:
         self.home = home
         self.lock_wait = lock_wait
         self.cache_dir = cache_dir
         self.git_token = git_token
         self.layers = layers  # $AVFS_LAYERS: overrides the home's ``layers`` setting
+        self.no_overlay = no_overlay  # $AVFS_NO_OVERLAY: the overlay backend's off switch
+        self.fuse_trace = fuse_trace  # $AVFS_FUSE_TRACE: a debugging trace of FUSE calls
 
     def __repr__(self) -> str:  # never the token
         token = "set" if self.git_token else None
-        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r})"
+        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r}, no_overlay={self.no_overlay!r}, fuse_trace={self.fuse_trace!r})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Settings) and all(
@@ -104,6 +111,8 @@ class Settings:
             cache_dir=os.path.join(cache, "avfs"),
             git_token=env.get(TOKEN_ENV) or None,
             layers=env.get("AVFS_LAYERS") or None,
+            no_overlay=bool(env.get("AVFS_NO_OVERLAY")),
+            fuse_trace=env.get("AVFS_FUSE_TRACE") or None,
         )
 
     def lock_wait_s(self) -> float:

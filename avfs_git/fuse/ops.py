@@ -73,7 +73,6 @@ CHILDREN_CACHE = 1024  # read-only view: directories whose children are kept (lo
 SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
 # a file the daemon appends the name of each FUSE call it serves in Python to (for tests
 # and diagnosis: which calls reach Python once the kernel caches are warm)
-TRACE_ENV = "AVFS_FUSE_TRACE"
 # libfuse 3 (fuse.h, fuse_common.h)
 FUSE_READDIR_PLUS = 1 << 0  # enum fuse_readdir_flags
 FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
@@ -111,8 +110,7 @@ def fuse_options(read_only: bool, *, lower: bool = False) -> dict[str, Any]:
     return opts
 
 
-def _open_trace() -> int | None:
-    path = os.environ.get(TRACE_ENV)
+def _open_trace(path: str | None) -> int | None:
     if not path:
         return None
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -223,7 +221,8 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
         self._kids_base: str | None = None  # the base commit the kept children are of
         self._sizes: dict[str, int] = {}  # see _size
-        self.trace_fd = _open_trace()
+        owner = ws.vault.home
+        self.trace_fd = _open_trace(owner.settings.fuse_trace if owner is not None else None)
 
     def trace(self, call: str) -> None:
         """Append ``call`` (the operation's name and its path) to the trace file

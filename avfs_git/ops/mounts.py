@@ -39,6 +39,7 @@ from ..core.errors import (
 )
 from ..core.locks import pid_alive
 from ..core.registry import mount_key, mounted_at
+from ..core.settings import Settings
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -77,9 +78,10 @@ def fuse_available() -> str | None:
 BACKENDS = ("auto", "overlay", "fuse")
 
 
-def overlay_available() -> str | None:
+def overlay_available(settings: Settings | None = None) -> str | None:
     """Why kernel overlayfs cannot serve a mount here (None when it can): it needs the
-    overlay file system and, for the trusted.* xattrs of its upper layer, root."""
+    overlay file system and, for the trusted.* xattrs of its upper layer, root; and
+    ``settings`` (a home's; None: this process's environment) must not switch it off."""
     try:
         with open("/proc/filesystems", encoding="utf-8") as fh:
             if not any(line.split()[-1:] == ["overlay"] for line in fh):
@@ -88,7 +90,7 @@ def overlay_available() -> str | None:
         return "/proc/filesystems is unreadable"
     if os.geteuid() != 0:
         return "mounting overlayfs needs root here (unprivileged overlay mounts are not wired up yet)"
-    if os.environ.get("AVFS_NO_OVERLAY"):
+    if (settings if settings is not None else Settings.from_environ()).no_overlay:
         return "AVFS_NO_OVERLAY is set"
     return None
 
@@ -335,7 +337,7 @@ def mount(
         cmd += ["--revision", commit]
     chosen, because = "fuse", "a revision is read-only: nothing to write"
     if commit is None:
-        no_overlay = overlay_available()
+        no_overlay = overlay_available(home.settings)
         cfg = vault.fresh_config()
         if no_overlay is None and cfg.get("quota_files") is not None:
             # the kernel serves an overlay mount's writes: no per-write check could refuse
@@ -363,6 +365,13 @@ def mount(
     cmd += ["--backend", chosen]
     env = dict(os.environ)
     env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
+    # the daemon reads its settings from its environment (a front end): the home's, which
+    # a Python caller may have made otherwise than this process's environment says
+    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.settings.layers)):
+        if value:
+            env[var] = value
+        else:
+            env.pop(var, None)
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
     r, w = os.pipe()
