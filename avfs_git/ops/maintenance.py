@@ -536,27 +536,33 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         f"git prune --expire={grace}",
     ]
     before = count_objects(vault.path)
-    if dry_run:
-        debris = packwriter.stale_temp_files(vault.path, now=now)
-        dry_roots = _keep_roots(vault, op_cutoff)
-        pending = _git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
+
+    def result(
+        kept: int, unreachable: int, after: ObjectCounts | None, debris: list[tuple[str, int, str]]
+    ) -> GcResult:
         return GcResult(
             vault=vault.name,
-            dry_run=True,
+            dry_run=dry_run,
             retention=ret,
             expired_recovery_refs=expired_refs,
             expired_operations=expired_ops,
-            kept_roots=len(dry_roots),
-            unreachable_loose=len(pending) // 2,
+            kept_roots=kept,
+            unreachable_loose=unreachable,
             objects_before=before.objects,
-            objects_after=None,
+            objects_after=None if after is None else after.objects,
             bytes_before=before.loose_bytes + before.packed_bytes,
-            bytes_after=None,
+            bytes_after=None if after is None else after.loose_bytes + after.packed_bytes,
             commands=commands,
             duration_ms=int((time.monotonic() - started) * 1000),
             stale_temp_files=[p for p, _, _ in debris],
             stale_temp_bytes=sum(n for _, n, _ in debris),
         )
+
+    if dry_run:
+        debris = packwriter.stale_temp_files(vault.path, now=now)
+        dry_roots = _keep_roots(vault, op_cutoff)
+        pending = _git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
+        return result(len(dry_roots), len(pending) // 2, None, debris)
     # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
     debris = packwriter.remove_stale_temp_files(vault.path, now=now)
     for name in expired_refs:
@@ -590,24 +596,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     finally:
         _clear_keep_refs(vault)
     vault.store.close()  # packs were replaced: this thread's libgit2 handle reopens them
-    after = count_objects(vault.path)
-    return GcResult(
-        vault=vault.name,
-        dry_run=False,
-        retention=ret,
-        expired_recovery_refs=expired_refs,
-        expired_operations=expired_ops,
-        kept_roots=len(roots),
-        unreachable_loose=len(pruned) // 2,
-        objects_before=before.objects,
-        objects_after=after.objects,
-        bytes_before=before.loose_bytes + before.packed_bytes,
-        bytes_after=after.loose_bytes + after.packed_bytes,
-        commands=commands,
-        duration_ms=int((time.monotonic() - started) * 1000),
-        stale_temp_files=[p for p, _, _ in debris],
-        stale_temp_bytes=sum(n for _, n, _ in debris),
-    )
+    return result(len(roots), len(pruned) // 2, count_objects(vault.path), debris)
 
 
 def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
