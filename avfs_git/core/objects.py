@@ -589,20 +589,27 @@ class ObjectReader:
         except _READ_ERRORS as exc:
             raise self._wrap(oid, exc) from exc
 
-    def _header(self, oid: str) -> tuple[str, int] | None:
+    def _locate(self, oid: str) -> tuple[tuple[str, int, int] | None, tuple[_Pack, int] | None]:
+        """Where ``oid`` is: ``(loose header (kind, size, header length), None)``, or
+        ``(None, (pack, offset))``, or ``(None, None)`` when nowhere. A loose file that
+        cannot be read is looked for in the packs (git writes an object again rather than
+        fix it), and its error raised when no pack has it either."""
         try:
-            kind, size, _ = _loose_header(self._loose_path(oid))
-            return kind, size
+            return _loose_header(self._loose_path(oid)), None
         except FileNotFoundError:
             loose_error = None
         except ObjectReadError as exc:
             loose_error = exc
         hit = self._find(oid)
-        if hit is None:
-            if loose_error is not None:
-                raise loose_error
-            return None
-        return self._header_at(*hit)
+        if hit is None and loose_error is not None:
+            raise loose_error
+        return None, hit
+
+    def _header(self, oid: str) -> tuple[str, int] | None:
+        loose, packed = self._locate(oid)
+        if loose is not None:
+            return loose[0], loose[1]
+        return None if packed is None else self._header_at(*packed)
 
     def _header_at(self, pack: _Pack, off: int) -> tuple[str, int]:
         buf = pack.pack
@@ -658,20 +665,13 @@ class ObjectReader:
             raise self._wrap(oid, exc) from exc
 
     def _stream(self, oid: str) -> BlobStream | None:
-        loose = self._loose_path(oid)
-        try:
-            kind, size, skip = _loose_header(loose)
-            return BlobStream(loose, 0, size, skip, oid) if kind == "blob" else None
-        except FileNotFoundError:
-            loose_error = None
-        except ObjectReadError as exc:
-            loose_error = exc
-        hit = self._find(oid)
-        if hit is None:
-            if loose_error is not None:
-                raise loose_error
+        loose, packed = self._locate(oid)
+        if loose is not None:
+            kind, size, skip = loose
+            return BlobStream(self._loose_path(oid), 0, size, skip, oid) if kind == "blob" else None
+        if packed is None:
             return None
-        pack, off = hit
+        pack, off = packed
         ptype, size, pos = _pack_header(pack.pack, off)
         if ptype != 3:  # a blob stored whole
             return None
