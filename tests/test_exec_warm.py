@@ -206,3 +206,40 @@ def test_a_command_that_writes_nothing_takes_no_status_and_changes_nothing(vault
     doc = _exec("--", "true")
     assert doc["checkpoint"] and doc["checkpoint"]["reason"] == "uncheckpointed_changes"
     assert doc["changes"] == [] and ws.status() == []
+
+
+def test_the_count_of_changes_follows_every_writer_without_a_walk(vault, live):
+    """On an overlay mount the warm server counts a fork's changes once, then keeps the
+    count while the upper layer's journal, the overlay and the ref say nothing moved (a
+    command that writes nothing then costs no walk of the upper layer). Every writer must
+    still move it: a command, a process in the mount, the CLI, a checkpoint from outside,
+    a git commit in the mount."""
+    ws = vault.workspace("main")
+
+    def count() -> int:
+        doc = _exec("--no-commit", "--", "true")
+        assert doc["changes"] == [] and doc["commit"] is None, doc
+        n = int(doc["state"]["uncheckpointed_changes"])
+        assert n == len(ws.status())  # what a full status says
+        return n
+
+    assert count() == 0
+    assert count() == 0
+    doc = _exec("--no-commit", "--", "sh", "-c", "echo a > a.txt")
+    assert [c["path"] for c in doc["changes"]] == ["a.txt"] and doc["state"]["uncheckpointed_changes"] == 1
+    assert count() == 1
+    with open(os.path.join(live.mountpoint, "b.txt"), "w") as fh:  # a process in the mount
+        fh.write("b\n")
+    assert count() == 2
+    assert _avfs("write", "c.txt", "c").returncode == 0  # the CLI
+    assert count() == 3
+    os.unlink(os.path.join(live.mountpoint, "a.txt"))
+    assert count() == 2
+    assert _avfs("checkpoint", "save", "-m", "outside").returncode == 0  # from outside
+    assert count() == 0
+    with open(os.path.join(live.mountpoint, "README.md"), "a") as fh:
+        fh.write("more\n")
+    assert count() == 1
+    git = ["git", "-C", live.mountpoint, "-c", "user.name=a", "-c", "user.email=a@example.invalid"]
+    subprocess.run([*git, "commit", "-qam", "in the mount"], check=True, capture_output=True)
+    assert count() == 0

@@ -27,16 +27,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from . import upper as up
 from .errors import CorruptStateError, from_oserror
 from .names import parent_of
 from .sqlite import close_conn, open_db
 from .threads import ThreadSlots
+
+if TYPE_CHECKING:
+    from .upperwatch import UpperWatch
 
 DELETED = 0
 FILE = 1
@@ -496,6 +501,16 @@ class Overlay:
         out = [e for e in db if shown(e.path)] + upper
         out.sort(key=lambda e: e.path)
         return out
+
+    def upper_journal(self) -> UpperWatch | None:
+        """The journal of this overlay's upper layer when this process keeps it (the mount
+        daemon, and ``proxy exec``'s warm server in it): what changed there, O(changes).
+        A process that never loaded :mod:`.upperwatch` keeps none (and loads nothing)."""
+        watches = sys.modules.get(f"{__package__}.upperwatch")
+        if watches is None or not self.upper_active():
+            return None
+        got: UpperWatch | None = watches.live(self.upper_dir)
+        return got
 
     def upper_changed_since(self, t_ns: int) -> list[str]:
         """The paths of the upper layer whose inode changed at or after ``t_ns`` (what a

@@ -83,11 +83,21 @@ EntryPaths = Callable[[], Iterable[tuple[str, bool]]]  # the overlay's entries: 
 ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
 
 
+_live: dict[str, UpperWatch] = {}  # this process's watches, by their upper layer's real path
+
+
+def live(upper_dir: str) -> UpperWatch | None:
+    """The watch this process keeps on ``upper_dir`` (the mount daemon's, asked by ``proxy
+    exec``'s warm server running in it), None elsewhere."""
+    return _live.get(os.path.realpath(upper_dir))
+
+
 class UpperWatch:
     """The journal of an overlay mount's upper layer (see the module's docstring).
 
     ``start()`` before the overlay is stacked (it watches every directory the upper layer
-    holds then); ``answer(token)`` from any thread; ``close()`` at unmount."""
+    holds then); ``answer(token)`` and ``changed_since(seq)`` from any thread; ``close()``
+    at unmount."""
 
     def __init__(self, upper_dir: str, lower_kind: LowerKind, entry_paths: EntryPaths, view: ViewFn) -> None:
         from inotify_simple import INotify
@@ -120,8 +130,11 @@ class UpperWatch:
             self._watch_tree("", self.upper_dir, record=False)
         self._thread = threading.Thread(target=self._run, name="avfs-upperwatch", daemon=True)
         self._thread.start()
+        _live[os.path.realpath(self.upper_dir)] = self
 
     def close(self) -> None:
+        if live(self.upper_dir) is self:
+            del _live[os.path.realpath(self.upper_dir)]
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)
@@ -256,6 +269,18 @@ class UpperWatch:
             self._record(path)
 
     # -- answers ----------------------------------------------------------------------------
+    def changed_since(self, seq: int | None) -> tuple[int, list[str] | None]:
+        """(the journal's sequence number now, the paths of the upper layer changed after
+        ``seq``), complete as :meth:`answer`'s; the paths are None when the journal cannot
+        say (``seq`` None: a first mark; older than what it holds; a watch refused). A
+        directory named ``dir/`` stands for what is below it; ``""``: everything."""
+        with self._lock:
+            self._drain()
+            now = self._answered = self.seq
+            if self._broken or seq is None or seq < max(self._first, self._valid_from) or seq > now:
+                return now, None
+            return now, list(dict.fromkeys(self._journal[seq - self._first :]))
+
     def answer(self, token: str) -> list[str]:
         """git's fsmonitor answer for ``token``: the new token, then the paths that may
         have changed since it (``/``: everything)."""

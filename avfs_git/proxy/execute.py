@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from ..core.home import Home
+    from ..core.upperwatch import UpperWatch
     from ..core.vault import Vault
     from ..core.workspace import Workspace
     from ..policy import Decision, Policy
@@ -230,12 +231,76 @@ def _under_any(path: str, roots: set[str]) -> bool:
     return any(a in roots for a in names.ancestors(path))
 
 
-def _state(ws: Workspace, uncheckpointed: int | None = None) -> dict[str, Any]:
+# What the last status of a fork found, in this process, and as of when: (fork ref, base,
+# overlay journal seq, upper journal instance, upper journal seq, count of changes). Kept
+# only where this process holds the upper layer's journal (the warm server in an overlay
+# mount's daemon): while the ref, the base and the overlay database stay as they were and the
+# journal says nothing changed in the upper layer since, the count stands, and a command
+# that writes nothing costs no walk of the upper layer (with a 50,000-file node_modules, a
+# status is seconds). What it does not see: git's global excludes or the vault's
+# info/exclude edited meanwhile (a status then counts by the old rules once).
+_counted: dict[str, tuple[str | None, str, int, str, int, int]] = {}
+
+
+def _count_key(ws: Workspace, journal: UpperWatch | None) -> tuple[str | None, str, int, str, int] | None:
+    if journal is None:
+        return None
+    jseq, _ = journal.changed_since(None)
+    return ws.tip(), ws.base, ws.overlay.last_seq(), journal.instance, jseq
+
+
+def _counted_changes(ws: Workspace, journal: UpperWatch | None) -> int | None:
+    """The count of uncheckpointed changes, when the last one counted still stands."""
+    hit = _counted.get(ws.state_dir)
+    if journal is None or hit is None or hit[3] != journal.instance:
+        return None
+    if hit[:3] != (ws.tip(), ws.base, ws.overlay.last_seq()):
+        return None
+    _, changed = journal.changed_since(hit[4])
+    return hit[5] if changed == [] else None
+
+
+def _count_changes(ws: Workspace, journal: UpperWatch | None) -> int:
+    """len(ws.status()), from :data:`_counted` when it stands, else counted and kept."""
+    n = _counted_changes(ws, journal)
+    if n is not None:
+        return n
+    key = _count_key(ws, journal)  # before the status: a change while it runs is newer
+    n = len(ws.status())
+    if key is not None:
+        _counted[ws.state_dir] = (*key, n)
+    return n
+
+
+def _dirty(ws: Workspace, journal: UpperWatch | None) -> bool:
+    """Uncheckpointed changes? (On an overlay mount that is a status: counted, and kept.)"""
+    if journal is None:
+        return ws.is_dirty()
+    return _count_changes(ws, journal) > 0
+
+
+def _upper_changed(ws: Workspace, journal: UpperWatch | None, jseq: int | None, t_ns: int) -> list[str]:
+    """The paths of the upper layer changed since journal seq ``jseq`` (when this process
+    keeps the journal), else since ``t_ns`` (a walk of the upper layer comparing ctimes)."""
+    if journal is not None and jseq is not None:
+        _, paths = journal.changed_since(jseq)
+        if paths is not None:
+            return [p.rstrip("/") for p in paths]  # "dir/" (what is below) is under "dir"
+    return ws.overlay.upper_changed_since(t_ns)
+
+
+def _jseq(journal: UpperWatch | None) -> int | None:
+    return None if journal is None else journal.changed_since(None)[0]
+
+
+def _state(
+    ws: Workspace, uncheckpointed: int | None = None, journal: UpperWatch | None = None
+) -> dict[str, Any]:
     """The fork's state for the envelope (``uncheckpointed``: the count of changes when
     it is known without a status)."""
     from ..core.merge import open_merge
 
-    n = len(ws.status()) if uncheckpointed is None else uncheckpointed
+    n = _count_changes(ws, journal) if uncheckpointed is None else uncheckpointed
     out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": n}
     st = open_merge(ws)
     if st is not None:
@@ -398,14 +463,17 @@ def _execute(
     # checkpoint first: policy, request, or earlier uncheckpointed changes (so the commit
     # made afterwards holds exactly what the command changed)
     reason = None
-    dirty: bool | None = None  # uncheckpointed changes, as of `mark` (ns, journal seq)
-    mark = (time.time_ns(), ws.overlay.last_seq())
+    # the upper layer's journal, when this runs in the overlay mount's daemon: what the
+    # command changed there is then read from it, not from a walk of the upper layer
+    journal = ws.overlay.upper_journal()
+    dirty: bool | None = None  # uncheckpointed changes, as of `mark` (ns, journal seqs)
+    mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
     if action is Outcome.ALLOW_WITH_CHECKPOINT:
         reason = "policy"
     elif req.checkpoint == "always":
         reason = "requested"
     elif req.commit:
-        dirty = ws.is_dirty()
+        dirty = _dirty(ws, journal)
         if dirty:
             reason = "uncheckpointed_changes"
     from ..core import merge as merging
@@ -431,11 +499,12 @@ def _execute(
         }
         dirty = None
     if dirty is None:
-        mark = (time.time_ns(), ws.overlay.last_seq())
-        dirty = ws.is_dirty()
+        mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
+        dirty = _dirty(ws, journal)
     dirty_before = dirty
     seq0 = ws.overlay.last_seq()
     t0_ns = time.time_ns()
+    j0 = _jseq(journal)
 
     if mode == "fuse":
         root, reused, backend = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
@@ -559,15 +628,15 @@ def _execute(
     # nothing written in the workspace since it was found clean (or, when it was not, since
     # the command started): no changes, and no status to take (a walk of the upper layer
     # with its files' ids: the largest cost of a command that writes nothing)
-    since_ns, since_seq = (t0_ns, seq0) if dirty_before else mark
-    untouched = not ws.overlay.changes_since(since_seq)[1] and not ws.overlay.upper_changed_since(
-        since_ns - _CTIME_SLACK_NS
+    since_ns, since_seq, since_j = (t0_ns, seq0, j0) if dirty_before else mark
+    untouched = not ws.overlay.changes_since(since_seq)[1] and not _upper_changed(
+        ws, journal, since_j, since_ns - _CTIME_SLACK_NS
     )
     changes: list[Change] = []
     if not untouched:
         changes, ignored = ws.status_ignored()
         _, touched = ws.overlay.changes_since(seq0)
-        roots = set(touched) | set(ws.overlay.upper_changed_since(t0_ns))
+        roots = set(touched) | set(_upper_changed(ws, journal, j0, t0_ns))
         if dirty_before:
             changes = [
                 c
@@ -587,7 +656,7 @@ def _execute(
                 "parent": cp.checkpoint.parent,
                 "message": cp.checkpoint.message,
             }
-    res.state = _state(ws, 0 if untouched and not dirty_before else None)
+    res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
 
 
 def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
