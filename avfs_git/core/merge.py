@@ -43,6 +43,7 @@ from .gitstore import EMPTY_TREE, GitStore, git_errors
 from .overlay import FILE
 from .treediff import diff_trees
 from .types import MERGE_STATE_FILE, MODE_LINK, MODE_TREE, Change, CommitId
+from .wscommit import retirable
 
 if TYPE_CHECKING:
     import pygit2
@@ -839,10 +840,9 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         # retire what the commit holds; an entry written since (its seq moved) stays, on
         # top of the merge commit: nothing written meanwhile is lost
         with ws.overlay.txn() as db:
-            ws.retire_onto(db, ws._retirable(captured, tree), commit, seen=captured)
-        ws._base_tree_cache = None
+            ws.retire_onto(db, retirable(ws, captured, tree), commit, seen=captured)
         _write_state(ws, None)
-        ws._base_moved(view_changed=False)
+        ws.base_moved(view_changed=False)
         op = _record(
             vault,
             "merge",

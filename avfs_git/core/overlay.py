@@ -825,6 +825,12 @@ class Overlay:
         if old[0]:
             self._garbage(db, str(old[0]))
 
+    def forget(self, db: sqlite3.Connection, path: str, op: str) -> None:
+        """Drop the entry at ``path``, journaled, keeping its file (a rename gives the file
+        to the entry at the new path)."""
+        db.execute("DELETE FROM entries WHERE path=?", (path,))
+        self._journal(db, path, op)
+
     def remove_under(self, db: sqlite3.Connection, prefix: str, op: str) -> list[Entry]:
         gone = self.under(prefix)
         for e in gone:
