@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 from .gitstore import EMPTY_TREE
 from .overlay import FILE, Entry
-from .search import BINARY_PROBE, Leaf, View
+from .search import BINARY_PROBE
 from .sqlite import open_db
 from .treediff import diff_trees
 from .types import MODE_LINK, Change
+from .wsview import Node, Snapshot, View
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -146,9 +147,10 @@ class SearchIndex:
         db.execute("BEGIN IMMEDIATE")
         try:
             # one snapshot of the base and the overlay: what the view shows is what gets recorded
-            base_tree = ws.base_tree
+            base = ws.base
+            base_tree = ws.store.commit_tree(base)
             snapshot = ws.overlay.all()
-            view = View.of_workspace(ws, snapshot, base_tree)
+            view = View(ws.store, Snapshot(base, snapshot, ws.overlay), scan=True)
             entries = {e.path: e for e in snapshot}
             row = db.execute("SELECT value FROM meta WHERE key='tree'").fetchone()
             full = rebuild or row is None
@@ -165,9 +167,7 @@ class SearchIndex:
             regions: set[str] = set()
             new_layer: dict[str, tuple[str, str | None]] = {}
             for p, e in entries.items():
-                ofile = (
-                    view.overlay.file_path(e.fileid) if e.kind == FILE and e.fileid and view.overlay else None
-                )
+                ofile = ws.overlay.file_path(e.fileid) if e.kind == FILE and e.fileid else None
                 sig = _sig(e, ofile)
                 old = old_layer.get(p)
                 if old is not None and old[0] == sig:
@@ -220,13 +220,13 @@ class SearchIndex:
     ) -> tuple[int, int]:
         """Make the documents at and below ``region`` agree with the view; (indexed, removed)."""
         db = self.db
-        current: dict[str, tuple[Leaf, str]] = {}
-        leaf = view.lookup(region)
-        if leaf is not None:
-            for f in view.files([leaf]):
-                oid = f[2] if f[2] is not None else (layer.get(f[0], ("", None))[1])
+        current: dict[str, tuple[Node, str]] = {}
+        node = view.lookup(region)
+        if node is not None:
+            for f in view.files([node]):
+                oid = f.oid if f.oid is not None else (layer.get(f.path, ("", None))[1])
                 if oid is not None:
-                    current[f[0]] = (f, oid)
+                    current[f.path] = (f, oid)
         if region:
             rows = db.execute(
                 "SELECT id, path, oid FROM docs WHERE path = ? OR (path >= ? AND path < ?)",
@@ -263,11 +263,11 @@ class SearchIndex:
             indexed += 1
         return indexed, removed
 
-    def _body(self, view: View, leaf: Leaf) -> str | None:
+    def _body(self, view: View, node: Node) -> str | None:
         """The text to index, or None for a binary file or one over the size cap."""
-        if leaf[2] is not None and view.store.blob_size(leaf[2]) > MAX_DOC_BYTES:
+        if node.oid is not None and view.store.blob_size(node.oid) > MAX_DOC_BYTES:
             return None
-        data = view.read(leaf)
+        data = view.read_node(node)
         if len(data) > MAX_DOC_BYTES or data.find(b"\0", 0, BINARY_PROBE) >= 0:
             return None
         return data.decode("utf-8", "replace")

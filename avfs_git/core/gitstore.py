@@ -14,6 +14,7 @@ import hashlib
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
@@ -176,6 +177,21 @@ class GitStore:
                     if got is not None:
                         return got
             raise self._unreadable(oid, what, pure_error, exc) from exc
+
+    def blob_reader(self) -> Callable[[str], bytes]:
+        """A reader of many blobs, for the calling thread only (a search reads a whole tree):
+        each blob's bytes straight from libgit2's object database, without the object
+        wrapper and the loose-object check of :meth:`read_object` (most of such a scan's
+        time). Loads pygit2."""
+        odb = self.repo.odb
+
+        def read(oid: str) -> bytes:
+            try:
+                return bytes(odb.read(oid)[1])
+            except git_errors() as exc:
+                raise CorruptStateError(f"blob {oid} of the view is missing from the vault") from exc
+
+        return read
 
     def _present(self, oid: str) -> bool:
         """True when an object file holds ``oid`` (readable or not), as the pure reader

@@ -1,10 +1,11 @@
 """grep and find over what a fork shows (base tree + overlay) or over any revision, read in
 place: nothing is materialized.
 
-Files the overlay does not hold are read straight out of git (one object read per file,
-found by walking the trees); only overlay entries come from the overlay. The walk applies
-overlay entries only in directories that have some, so a clean subtree costs one parsed tree
-per directory (:meth:`.gitstore.GitStore.tree_items`, cached).
+The fork is read through its one merged view (:class:`.wsview.View`) over a snapshot of its
+overlay (:class:`.wsview.Snapshot`: the entries read once, so a search sees one moment);
+files the overlay does not hold are read straight out of git (one object read per file,
+found by walking the trees), and a clean subtree costs one parsed tree per directory
+(:meth:`.gitstore.GitStore.tree_items`, cached).
 
 Patterns are Python :mod:`re` syntax, matched against bytes (UTF-8), line by line in the way
 grep reports them. Catastrophic backtracking is bounded twice:
@@ -48,15 +49,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import names
-from .errors import CorruptStateError, InternalError, PathNotFoundError, UsageError
-from .gitstore import EMPTY_TREE, GitStore, git_errors
-from .overlay import DELETED, FILE, Entry, Overlay
-from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, NodeKind, kind_of_mode
+from .errors import InternalError, PathNotFoundError, UsageError
+from .types import MODE_COMMIT, MODE_TREE, NodeKind, kind_of_mode
+from .wsview import Node, Snapshot, View
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -74,7 +74,6 @@ __all__ = [
     "GrepFile",
     "GrepLine",
     "GrepResult",
-    "View",
     "compile_pattern",
     "find",
     "grep",
@@ -122,175 +121,27 @@ class FindResult:
     entries: list[FindEntry]
 
 
-# -- the view --------------------------------------------------------------------------------
-Leaf = tuple[str, int, str | None, Entry | None]  # (path, mode, blob id or None, overlay entry)
-
-
-class View:
-    """What a fork shows (base tree + overlay entries), or one commit's tree, for reading.
-
-    A snapshot of the overlay's entries is taken when the view is made; reads of overlay
-    files go to the overlay's files. One view per thread (it holds a pygit2 handle).
-    """
-
-    def __init__(
-        self,
-        store: GitStore,
-        root_tree: str,
-        entries: Sequence[Entry] = (),
-        overlay: Overlay | None = None,
-        commit: str | None = None,
-    ) -> None:
-        self.store = store
-        self.root_tree = root_tree
-        self.overlay = overlay
-        self.commit = commit
-        self.by_parent: dict[str, dict[str, Entry]] = {}
-        self.dirty: set[str] = set()  # directories with an entry at or below them
-        self._odb: Any = None
-        for e in entries:
-            if not e.path:
-                continue
-            self.by_parent.setdefault(names.parent_of(e.path), {})[names.basename(e.path)] = e
-            self.dirty.update(names.ancestors(e.path))
-            self.dirty.add(e.path)
-
-    @classmethod
-    def of_workspace(
-        cls, ws: Workspace, entries: Sequence[Entry] | None = None, base_tree: str | None = None
-    ) -> View:
-        """The view of ``ws`` now, or as given by a snapshot of its overlay ``entries`` and
-        base tree (a caller that records what it saw passes the snapshot it recorded)."""
-        if entries is None:
-            entries = ws.overlay.all()
-        root = base_tree if base_tree is not None else ws.base_tree
-        for e in entries:
-            if not e.path and e.mode == MODE_TREE and e.oid:
-                root = e.oid  # the whole view was replaced by another tree (restore, adopt)
-        return cls(ws.store, root, entries, ws.overlay, None)
-
-    @classmethod
-    def of_commit(cls, store: GitStore, commit: str) -> View:
-        return cls(store, store.commit_tree(commit), (), None, commit)
-
-    # -- structure ---------------------------------------------------------------------------
-    def children(self, d: str, tree: str | None) -> dict[str, tuple[str | None, int]]:
-        """name -> (object id, mode) of directory ``d`` whose underlying tree is ``tree``;
-        the id is None for an overlay file (its entry is ``self.by_parent[d][name]``).
-        Do not mutate the result."""
-        items = self.store.tree_items(tree)
-        ov = self.by_parent.get(d)
-        if not ov:
-            return items  # type: ignore[return-value]
-        out: dict[str, tuple[str | None, int]] = dict(items)
-        for name, e in ov.items():
-            if e.kind == DELETED:
-                out.pop(name, None)
-            elif e.kind == FILE:
-                out[name] = (None, e.mode)
-            else:
-                out[name] = (e.oid or EMPTY_TREE, e.mode)
-        return out
-
-    def lookup(self, path: str) -> Leaf | None:
-        """(path, mode, id, entry) at normalised ``path`` (symlinks not followed), or None."""
-        if not path:
-            return ("", MODE_TREE, self.root_tree, None)
-        cur: tuple[str | None, int] = (self.root_tree, MODE_TREE)
-        d = ""
-        for comp in path.split("/"):
-            if cur[1] != MODE_TREE:
-                return None
-            hit = self.children(d, cur[0]).get(comp)
-            if hit is None:
-                return None
-            cur = hit
-            d = names.join(d, comp)
-        return (path, cur[1], cur[0], self.entry(path) if cur[0] is None else None)
-
-    def entry(self, path: str) -> Entry | None:
-        ov = self.by_parent.get(names.parent_of(path))
-        return ov.get(names.basename(path)) if ov else None
-
-    def walk(self, start: Leaf, *, prune: Callable[[str, str | None], bool] | None = None) -> Iterator[Leaf]:
-        """Every entry below directory ``start`` (not itself), depth first, sorted by name,
-        each directory before its contents. ``prune(dir_path, tree)`` True skips a subtree."""
-        stack: list[tuple[str, str | None]] = [(start[0], start[2])]
-        by_parent = self.by_parent
-        while stack:
-            d, tree = stack.pop()
-            kids = self.children(d, tree)
-            ov = by_parent.get(d)
-            subdirs: list[tuple[str, str | None]] = []
-            for name in sorted(kids):
-                oid, mode = kids[name]
-                p = f"{d}/{name}" if d else name
-                yield (p, mode, oid, ov.get(name) if oid is None and ov else None)
-                if mode == MODE_TREE and not (prune is not None and prune(p, oid)):
-                    subdirs.append((p, oid))
-            stack.extend(reversed(subdirs))
-
-    def files(self, starts: Sequence[Leaf]) -> Iterator[Leaf]:
-        """Regular files (no symlinks, submodules) at or below the start points."""
-        for st in starts:
-            if st[1] == MODE_TREE:
-                for leaf in self.walk(st):
-                    if leaf[1] != MODE_TREE and leaf[1] != MODE_LINK and leaf[1] != MODE_COMMIT:
-                        yield leaf
-            elif st[1] != MODE_LINK and st[1] != MODE_COMMIT:
-                yield st
-
-    # -- content -----------------------------------------------------------------------------
-    def read(self, leaf: Leaf) -> bytes:
-        oid, entry = leaf[2], leaf[3]
-        if oid is None:
-            assert entry is not None and entry.fileid is not None and self.overlay is not None
-            try:
-                with open(self.overlay.file_path(entry.fileid), "rb") as fh:
-                    return fh.read()
-            except OSError as exc:
-                raise CorruptStateError(f"overlay file of {leaf[0]} is unreadable: {exc}") from exc
-        return self.blob(oid)
-
-    def blob(self, oid: str) -> bytes:
-        """A blob's bytes straight from libgit2's object database (no object wrapper)."""
-        odb = self._odb
-        if odb is None:
-            odb = self._odb = self.store.repo.odb
-        try:
-            return bytes(odb.read(oid)[1])
-        except git_errors() as exc:
-            raise CorruptStateError(f"blob {oid} of the view is missing from the vault") from exc
-
-    def size(self, leaf: Leaf) -> int:
-        if leaf[1] == MODE_TREE:
-            return 0
-        if leaf[2] is None:
-            assert leaf[3] is not None and leaf[3].fileid is not None and self.overlay is not None
-            try:
-                return os.stat(self.overlay.file_path(leaf[3].fileid)).st_size
-            except OSError as exc:
-                raise CorruptStateError(f"overlay file of {leaf[0]} is unreadable: {exc}") from exc
-        return self.store.blob_size(leaf[2])
-
-
+# -- the view (the one merged view of core/wsview.py, over a snapshot) -------------------------
 def _view(ws: Workspace, rev: str | None) -> View:
+    """What ``ws`` shows now, read once (one moment's state however the overlay changes
+    during the search), or the tree of revision ``rev``."""
     if rev is None:
-        return View.of_workspace(ws)
+        base = ws.base
+        return View(ws.store, Snapshot(base, ws.overlay.all(), ws.overlay), scan=True)
     from .history import resolve
 
-    return View.of_commit(ws.store, resolve(ws.vault, rev, ws.fork))
+    return View.of_commit(ws.store, resolve(ws.vault, rev, ws.fork), scan=True)
 
 
-def _starts(view: View, paths: Sequence[str]) -> list[Leaf]:
-    out: list[Leaf] = []
+def _starts(view: View, paths: Sequence[str]) -> list[Node]:
+    out: list[Node] = []
     for raw in paths or [""]:
         p = names.norm_path(raw)
-        leaf = view.lookup(p)
-        if leaf is None:
+        node = view.lookup(p)
+        if node is None:
             where = f"revision {view.commit[:12]}" if view.commit else "the workspace"
             raise PathNotFoundError(f"{p}: no such file or directory in {where}", details={"path": p})
-        out.append(leaf)
+        out.append(node)
     return out
 
 
@@ -976,11 +827,11 @@ def grep(
     helper: _Helper | None = None
     try:
         with budget.armed():
-            for leaf in view.files(starts):
-                path = leaf[0]
+            for node in view.files(starts):
+                path = node.path
                 if flt is not None and not flt.match(path):
                     continue
-                data: Any = view.read(leaf)
+                data: Any = view.read_node(node)
                 searched += 1
                 if data.find(b"\0", 0, BINARY_PROBE) >= 0:
                     binary += 1
@@ -1083,58 +934,56 @@ def find(
         assert other_root is not None
         return store.tree_lookup(other_root, p)
 
-    def is_newer(leaf: Leaf) -> bool:
-        o = other_of(leaf[0])
-        if leaf[1] == MODE_TREE:
+    def is_newer(node: Node) -> bool:
+        o = other_of(node.path)
+        if node.mode == MODE_TREE:
             return o is None or o[1] != MODE_TREE
-        if o is None or o[1] != leaf[1]:
+        if o is None or o[1] != node.mode:
             return True
-        oid = leaf[2]
-        if oid is None:
-            from .packwriter import file_blob_id
+        return view.entry_oid(node) != o[0]
 
-            assert leaf[3] is not None and leaf[3].fileid is not None and view.overlay is not None
-            oid = file_blob_id(view.overlay.file_path(leaf[3].fileid))
-        return oid != o[0]
-
-    def keep(leaf: Leaf) -> FindEntry | None:
-        k = kind_of_mode(leaf[1])
+    def keep(node: Node) -> FindEntry | None:
+        k = kind_of_mode(node.mode)
         if (
             want_kind is not None
             and k is not want_kind
             and not (want_kind is NodeKind.FILE and k is NodeKind.SUBMODULE)
         ):
             return None
-        if name_rx is not None and not name_rx.match(names.basename(leaf[0])):
+        if name_rx is not None and not name_rx.match(names.basename(node.path)):
             return None
         got_size: int | None = None
         if size_f is not None:
-            if leaf[1] == MODE_TREE or leaf[1] == MODE_COMMIT:
+            if node.mode == MODE_TREE or node.mode == MODE_COMMIT:
                 return None
-            got_size = view.size(leaf)
+            got_size = view.size(node)
             sign, limit = size_f
             if not (got_size > limit if sign > 0 else got_size < limit if sign < 0 else got_size == limit):
                 return None
-        if other_root is not None and not is_newer(leaf):
+        if other_root is not None and not is_newer(node):
             return None
-        return FindEntry(leaf[0], k, leaf[1], got_size)
+        return FindEntry(node.path, k, node.mode, got_size)
 
-    def prune(p: str, tree: str | None) -> bool:
+    src = view.source
+    assert isinstance(src, Snapshot)  # _view reads the overlay once
+    dirty = src.dirty
+
+    def prune(d: Node) -> bool:
         # with --newer, a subtree equal to the revision's and without overlay entries
         # holds nothing newer: skip it whole (cost by changes, not tree size)
-        if other_root is None or p in view.dirty:
+        if other_root is None or d.path in dirty:
             return False
-        o = other_of(p)
-        return o is not None and o[0] == tree
+        o = other_of(d.path)
+        return o is not None and o[0] == d.oid
 
     out: list[FindEntry] = []
-    if start[0]:
+    if start.path:
         hit = keep(start)
         if hit is not None:
             out.append(hit)
-    if start[1] == MODE_TREE and not (other_root is not None and start[0] and prune(start[0], start[2])):
-        for leaf in view.walk(start, prune=prune if other_root is not None else None):
-            hit = keep(leaf)
+    if start.mode == MODE_TREE and not (other_root is not None and start.path and prune(start)):
+        for node in view.nodes_below(start, prune=prune if other_root is not None else None):
+            hit = keep(node)
             if hit is not None:
                 out.append(hit)
     return FindResult(view.commit, out)

@@ -55,7 +55,7 @@ class Workspace(Mutations):
         self.store: GitStore = vault.store
         self.overlay = Overlay(state_dir)
         self.view = View(self.store, self.overlay)
-        self.changes = Changes(self.view)
+        self.changes = Changes(self.view, self.overlay)
         self.quota = vault.quota
         self.vault_name = vault.name
         self.state_dir = state_dir

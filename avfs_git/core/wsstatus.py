@@ -16,7 +16,7 @@ from . import gitnames, names
 from .gitnames import NotRecorded
 from .gitstore import EMPTY_TREE
 from .ignore import GITIGNORE, IgnoreRules
-from .overlay import DELETED, FILE, SPECIAL_ORIGIN, Entry
+from .overlay import DELETED, FILE, SPECIAL_ORIGIN, Entry, Overlay
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import MODE_TREE, Change, ChangeStatus
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
@@ -55,12 +55,12 @@ def covered(path: str, dirs: frozenset[str]) -> bool:
 
 
 class Changes:
-    """Status and ignored paths of the workspace that ``view`` shows."""
+    """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
 
-    def __init__(self, view: View) -> None:
+    def __init__(self, view: View, overlay: Overlay) -> None:
         self.view = view
         self.store = view.store
-        self.overlay = view.overlay
+        self.overlay = overlay
         self._ignore_rules: IgnoreRules | None = None
 
     def is_dirty(self) -> bool:

@@ -21,7 +21,8 @@ import os
 import posixpath
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 from . import names
 from .errors import (
@@ -36,7 +37,7 @@ from .errors import (
 from .gitstore import GitStore
 from .overlay import DELETED, FILE, OBJECT, UPPER_FILE, Entry, Overlay
 from .packwriter import file_blob_id
-from .types import MODE_LINK, MODE_TREE, DirEntry, Stat, kind_of_mode
+from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, DirEntry, Stat, kind_of_mode
 
 MAX_SYMLINK_HOPS = 40
 CHUNK = 1 << 20
@@ -101,20 +102,104 @@ class Node:
         return self.entry is not None and self.entry.kind == FILE
 
 
-class View:
-    """What a workspace shows: the tree of its base commit (the overlay's ``base`` record)
-    with the overlay's entries on top, read-only. Each call reads the overlay as it is then."""
+class Entries(Protocol):
+    """What a view reads of an overlay: :class:`.overlay.Overlay` (live) or :class:`Snapshot`."""
 
-    def __init__(self, store: GitStore, overlay: Overlay) -> None:
-        self.store = store
+    def get_meta(self, key: str) -> str | None: ...
+    def get(self, path: str) -> Entry | None: ...
+    def get_many(self, paths: list[str]) -> dict[str, Entry]: ...
+    def lookup(
+        self, chain: list[str], children_of: str | None = None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]: ...
+    def children(self, parent: str) -> list[Entry]: ...
+    def file_path(self, fileid: str) -> str: ...
+    def open_file(self, fileid: str) -> int: ...
+    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str: ...
+
+
+class Snapshot:
+    """An overlay's entries read once (``entries``, on base commit ``base``), or none (a
+    revision): a view of it shows one state however the overlay changes meanwhile (a search
+    reports, and an index records, what one moment showed). ``overlay``: where the entries'
+    files are."""
+
+    def __init__(self, base: str, entries: Sequence[Entry] = (), overlay: Overlay | None = None) -> None:
+        self.base = base
         self.overlay = overlay
+        self.by_path = {e.path: e for e in entries}
+        self.by_parent: dict[str, list[Entry]] = {}
+        self.dirty: set[str] = set()  # directories with an entry at or below them
+        for e in entries:
+            if e.path:
+                self.by_parent.setdefault(names.parent_of(e.path), []).append(e)
+                self.dirty.update(names.ancestors(e.path))
+                self.dirty.add(e.path)
+
+    def get_meta(self, key: str) -> str | None:
+        return self.base if key == "base" else None
+
+    def get(self, path: str) -> Entry | None:
+        return self.by_path.get(path)
+
+    def get_many(self, paths: list[str]) -> dict[str, Entry]:
+        got = self.by_path
+        return {p: got[p] for p in paths if p in got}
+
+    def lookup(
+        self, chain: list[str], children_of: str | None = None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]:
+        kids = self.children(children_of) if children_of is not None else []
+        return self.get_many(chain), kids, self.base
+
+    def children(self, parent: str) -> list[Entry]:
+        return self.by_parent.get(parent, [])
+
+    def _files(self) -> Overlay:
+        if self.overlay is None:  # pragma: no cover - a snapshot with entries names its overlay
+            raise CorruptStateError("a snapshot without an overlay holds no files")
+        return self.overlay
+
+    def file_path(self, fileid: str) -> str:
+        return self._files().file_path(fileid)
+
+    def open_file(self, fileid: str) -> int:
+        return self._files().open_file(fileid)
+
+    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
+        return self._files().upper_oid(fileid, hash_file)
+
+
+class View:
+    """What a workspace shows: the tree of its base commit (the ``base`` record of its
+    entries) with the overlay's entries on top, read-only. Over a live :class:`.overlay.Overlay`
+    each call reads the overlay as it is then; over a :class:`Snapshot`, one moment's state
+    (or a revision's tree: :meth:`of_commit`)."""
+
+    def __init__(self, store: GitStore, source: Entries, *, scan: bool = False) -> None:
+        """``scan``: the view is read whole, once, in one thread (a search): blobs are read
+        with :meth:`.gitstore.GitStore.blob_reader`."""
+        self.store = store
+        self.source = source
+        self.scan = scan
+        self._blob_reader: Callable[[str], bytes] | None = None
         self._base_tree_cache: tuple[str, str] | None = None
+
+    @classmethod
+    def of_commit(cls, store: GitStore, commit: str, *, scan: bool = False) -> View:
+        """The tree of ``commit``, nothing on top."""
+        return cls(store, Snapshot(commit), scan=scan)
+
+    @property
+    def commit(self) -> str | None:
+        """The revision a view of one shows (:meth:`of_commit`), else None."""
+        src = self.source
+        return src.base if isinstance(src, Snapshot) and src.overlay is None else None
 
     @property
     def base(self) -> str:
-        base = self.overlay.get_meta("base")
+        base = self.source.get_meta("base")
         if base is None:  # pragma: no cover - set by sync_base
-            raise CorruptStateError(f"workspace {self.overlay.dir} has no base commit")
+            raise CorruptStateError("the workspace has no base commit")
         return base
 
     @property
@@ -139,7 +224,7 @@ class View:
             chain.append(path)
         if not chain:
             return self.lookup_in(path, chain, {}, skip_self=skip_self)
-        entries, _, base = self.overlay.lookup(chain)
+        entries, _, base = self.source.lookup(chain)
         return self.lookup_in(path, chain, entries, skip_self=skip_self, base=base)
 
     def lookup_in(
@@ -277,7 +362,7 @@ class View:
         """Raise :class:`Raced` when the entry ``node`` was looked up from has been
         replaced since (a write unlinks the file it replaced): the caller looks again."""
         assert node.entry is not None
-        now = self.overlay.get(node.path)
+        now = self.source.get(node.path)
         if now is None or now.seq != node.entry.seq or now.fileid != node.entry.fileid:
             raise Raced(f"{node.path} was replaced while being read", details={"path": node.path})
 
@@ -285,7 +370,7 @@ class View:
         if node.entry is not None and node.entry.kind == FILE:
             assert node.entry.fileid is not None
             try:
-                fd = self.overlay.open_file(node.entry.fileid)
+                fd = self.source.open_file(node.entry.fileid)
             except CorruptStateError:
                 self._raise_if_replaced(node)
                 raise
@@ -301,6 +386,11 @@ class View:
                 os.close(fd)
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         assert node.oid is not None
+        if self.scan:
+            reader = self._blob_reader
+            if reader is None:
+                reader = self._blob_reader = self.store.blob_reader()
+            return reader(node.oid)
         return self.store.blob_data(node.oid)
 
     def read(self, path: str) -> bytes:
@@ -328,7 +418,7 @@ class View:
         if node.entry is not None and node.entry.kind == FILE:
             assert node.entry.fileid is not None
             try:
-                return os.stat(self.overlay.file_path(node.entry.fileid)).st_size
+                return os.stat(self.source.file_path(node.entry.fileid)).st_size
             except FileNotFoundError as exc:
                 self._raise_if_replaced(node)
                 raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
@@ -358,7 +448,7 @@ class View:
 
     def children(self, d: Node) -> dict[str, Node]:
         """name -> node of a directory (underlying tree overlaid with overlay entries)."""
-        return self._children_of(d, self.overlay.children(d.path))
+        return self._children_of(d, self.source.children(d.path))
 
     def _children_of(self, d: Node, entries: Iterable[Entry]) -> dict[str, Node]:
         """:meth:`children` from the overlay entries whose parent is ``d`` (read already)."""
@@ -382,7 +472,7 @@ class View:
         # through a symlink (or not there) takes the general way
         chain = names.ancestors(p)
         chain.append(p)
-        entries, kids, base = self.overlay.lookup(chain, p)
+        entries, kids, base = self.source.lookup(chain, p)
         d = self.lookup_in(p, chain, entries, base=base)
         if d is not None and d.is_dir:
             children = self._children_of(d, kids)
@@ -414,10 +504,36 @@ class View:
 
         yield from rec(d, 1)
 
+    def nodes_below(self, start: Node, *, prune: Callable[[Node], bool] | None = None) -> Iterator[Node]:
+        """Every node below directory ``start`` (not itself), sorted by name, each
+        directory's entries before those of its subdirectories, depth first (what ``find``
+        lists). ``prune(dir)`` True: not below that directory."""
+        stack = [start]
+        while stack:
+            d = stack.pop()
+            kids = self.children(d)
+            subdirs: list[Node] = []
+            for name in sorted(kids):
+                n = kids[name]
+                yield n
+                if n.mode == MODE_TREE and not (prune is not None and prune(n)):
+                    subdirs.append(n)
+            stack.extend(reversed(subdirs))
+
+    def files(self, starts: Sequence[Node]) -> Iterator[Node]:
+        """Regular files (no symlinks, submodules) at or below the start points."""
+        for st in starts:
+            if st.mode == MODE_TREE:
+                for n in self.nodes_below(st):
+                    if n.mode != MODE_TREE and n.mode != MODE_LINK and n.mode != MODE_COMMIT:
+                        yield n
+            elif st.mode != MODE_LINK and st.mode != MODE_COMMIT:
+                yield st
+
     def file_path(self, node: Node) -> str | None:
         """Where a materialized file's bytes are (None for content still in git)."""
         if node.entry is not None and node.entry.kind == FILE and node.entry.fileid:
-            return self.overlay.file_path(node.entry.fileid)
+            return self.source.file_path(node.entry.fileid)
         return None
 
     def entry_oid(self, n: Node) -> str:
@@ -427,12 +543,12 @@ class View:
             try:
                 if n.entry.fileid.startswith(UPPER_FILE):
                     try:
-                        return self.overlay.upper_oid(n.entry.fileid, file_blob_id)
+                        return self.source.upper_oid(n.entry.fileid, file_blob_id)
                     except FileNotFoundError:
                         raise Raced(
                             f"{n.path} was replaced while being read", details={"path": n.path}
                         ) from None
-                return file_blob_id(self.overlay.file_path(n.entry.fileid))
+                return file_blob_id(self.source.file_path(n.entry.fileid))
             except OSError as exc:
                 raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
         assert n.oid is not None
@@ -441,7 +557,7 @@ class View:
     def origin(self, p: str) -> str | None:
         """The base path whose content ``p`` shows (None for new content)."""
         chain = [*names.ancestors(p), p]
-        return self.origin_in(p, chain, self.overlay.get_many(chain))
+        return self.origin_in(p, chain, self.source.get_many(chain))
 
     def origin_in(self, p: str, chain: list[str], entries: Mapping[str, Entry]) -> str | None:
         """:meth:`origin` from the overlay entries of ``chain`` (``p`` and its ancestors)."""
