@@ -126,8 +126,10 @@ def _view(ws: Workspace, rev: str | None) -> View:
     """What ``ws`` shows now, read once (one moment's state however the overlay changes
     during the search), or the tree of revision ``rev``."""
     if rev is None:
-        base = ws.base
-        return View(ws.store, Snapshot(base, ws.overlay.all(), ws.overlay), scan=True)
+        # the entries first, then the base: a checkpoint in between retires entries onto a
+        # base that holds them (the view is the same); the other way round it would not be
+        entries = ws.overlay.all()
+        return View(ws.store, Snapshot(ws.base, entries, ws.overlay), scan=True)
     from .history import resolve
 
     return View.of_commit(ws.store, resolve(ws.vault, rev, ws.fork), scan=True)
