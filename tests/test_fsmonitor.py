@@ -418,3 +418,68 @@ def test_the_index_avfs_writes_holds_the_cache_tree_git_makes(home, base, tmp_pa
         )
     finally:
         mounts.unmount(home, base, "main")
+
+
+def test_avfs_status_reads_what_changed_not_the_upper_layer(home, vault, tmp_path, monkeypatch):
+    """`avfs status` on an overlay mount reads the upper layer where the last status found
+    changes and where the daemon's journal says something changed since (core/upperjournal.py):
+    files a checkpoint recorded and an ignored node_modules are not read again. Each status
+    is checked against a full read of the upper layer, through every kind of writer."""
+    from avfs_git.core import upperjournal
+    from avfs_git.core.overlay import Overlay
+
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"node_modules/\n")
+    ws.write("src/app.py", b"print(1)\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "m")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    reads: list[str] = []
+    classified = Overlay._u_classified
+
+    def counted(self: Overlay, path: str, real: str, st: os.stat_result) -> Any:
+        reads.append(path)
+        return classified(self, path, real, st)
+
+    monkeypatch.setattr(Overlay, "_u_classified", counted)
+
+    def status() -> list[tuple[str, str]]:
+        reads.clear()
+        got = sorted((c.path, str(c.status)) for c in vault.workspace("main").status())
+        n = len(reads)
+        saved = upperjournal.entries
+        monkeypatch.setattr(upperjournal, "entries", lambda ov, **kw: (ov.all(), None, False))
+        try:
+            full = sorted((c.path, str(c.status)) for c in vault.workspace("main").status())
+        finally:
+            monkeypatch.setattr(upperjournal, "entries", saved)
+        assert got == full
+        reads[n:] = []
+        return got
+
+    try:
+        for i in range(300):
+            _w(os.path.join(mp, "vendor", f"p{i % 10}", f"f{i}.py"), f"{i}\n")
+            _w(os.path.join(mp, "node_modules", f"p{i % 10}", f"f{i}.js"), "x\n")
+        assert len(status()) == 300
+        checkpoint.save(vault, message="vendor")
+        assert status() == []  # the first after the checkpoint reads what it recorded
+        assert status() == [] and len(reads) < 20  # then nothing much
+        _w(os.path.join(mp, "src", "app.py"), "print(2)\n")  # a process in the mount
+        assert status() == [("src/app.py", "modified")] and len(reads) < 20
+        os.rename(os.path.join(mp, "vendor", "p1"), os.path.join(mp, "moved"))  # a renamed directory
+        got = status()
+        assert ("moved/f1.py", "renamed") in got and len(got) == 31
+        os.unlink(os.path.join(mp, "vendor", "p2", "f2.py"))
+        assert ("vendor/p2/f2.py", "deleted") in status()
+        vault.workspace("main").write("cli.txt", b"from the CLI\n")  # the CLI, through the mount
+        assert ("cli.txt", "added") in status()
+        checkpoint.save(vault, message="more")
+        assert status() == []
+        assert status() == [] and len(reads) < 20
+        _w(os.path.join(mp, "node_modules", "p1", "new.js"), "x\n")  # ignored: no change
+        assert status() == []
+    finally:
+        mounts.unmount(home, vault, "main")

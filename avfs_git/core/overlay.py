@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from . import upper as up
 from .errors import CorruptStateError, from_oserror
-from .names import parent_of
+from .names import ancestors, parent_of
 from .sqlite import close_conn, open_db
 from .threads import ThreadSlots
 
@@ -466,11 +466,7 @@ class Overlay:
                             out.append(got)
                             hides.append(child)
                         if de.is_dir(follow_symlinks=False):
-                            new = (
-                                isinstance(got, Entry)
-                                and got.oid == EMPTY_TREE_ID
-                                and up.classify(de.path, st) == up.DIR
-                            )
+                            new = isinstance(got, Entry) and self._new_dir(child, de.path, st, got)
                             if prune is not None and new and not inside_new:
                                 deferred.append((child, de.path))
                             else:
@@ -482,6 +478,76 @@ class Overlay:
             stack = [(d, real, True) for d, real in deferred if d not in skip]
             deferred = []
         return out, hides
+
+    def upper_top(self, path: str) -> str | None:
+        """The shallowest of ``path`` and its ancestors that the upper layer holds as an
+        entry of its own (a file, whiteout, or a directory that does not merge with the
+        lower layer's); None when it holds nothing there but merging directories (the
+        lower layer shows through at ``path``)."""
+        parts = path.split("/") if path else []
+        for i in range(1, len(parts) + 1):
+            got = self._u_entry("/".join(parts[:i]))
+            if got is None:
+                return None
+            if got != _MERGED:
+                return "/".join(parts[:i])
+        return None
+
+    def changed_entries(self, candidates: Iterable[str]) -> list[Entry]:
+        """What :meth:`all` returns, with the upper layer read only at and below
+        ``candidates`` (paths; ``dir/`` stands for ``dir``): every entry elsewhere must be
+        one the caller knows shows the base unchanged (the journal of what changed since
+        a status found so). The database's entries are all there, and are candidates too
+        (what the upper layer hides of them is known only by looking)."""
+        db = self._db_all()
+        if not self.upper_active():
+            return db
+        tops: set[str] = set()
+        for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
+            t = self.upper_top(c) if c else None
+            if t is not None:
+                tops.add(t)
+        upper: list[Entry] = []
+        hides: list[str] = []
+        prune = getattr(self._no_upper, "prune", None)
+        for t in sorted(tops):
+            if any(a in tops for a in ancestors(t) if a):
+                continue  # below another top: walked with it
+            got = self._u_entry(t)
+            if not isinstance(got, Entry):
+                continue  # gone since
+            upper.append(got)
+            hides.append(t)
+            if got.kind != OBJECT:
+                continue
+            real = os.path.join(self.upper_dir, t)
+            st = up.lstat(real)
+            if st is None:
+                continue
+            if prune is not None and self._new_dir(t, real, st, got) and t in prune([t], upper):
+                continue  # a new directory git ignores: shown empty, not read
+            below, hidden = self._u_walk(t)
+            upper += below
+            hides += hidden
+        root = [e for e in db if e.path == ""]
+        return root + self._merge([e for e in db if e.path], upper, hides)
+
+    def _new_dir(self, path: str, real: str, st: os.stat_result, got: Entry) -> bool:
+        """Whether the upper layer's directory ``path`` (its entry ``got``) is new: nothing
+        of the lower layer under it, where the lower layer has no directory either (an
+        opaque one made where none was: overlayfs marks some so, and so does a remount's
+        tidying, core/upper.py). One that replaced a lower directory is not: what it hides
+        of the base is a change."""
+        if got.kind != OBJECT or got.oid != EMPTY_TREE_ID:
+            return False
+        kind = up.classify(real, st)
+        if kind == up.DIR:
+            return True
+        if kind != up.OPAQUE:
+            return False
+        parent, _, name = path.rpartition("/")
+        lp = self.lower_path(parent) if parent else ""
+        return lp is None or not self._lower_dir(f"{lp}/{name}" if lp else name)
 
     def _merge(self, db: list[Entry], upper: list[Entry], hides: list[str]) -> list[Entry]:
         if not upper and not hides:

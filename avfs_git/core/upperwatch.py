@@ -52,6 +52,7 @@ log = logging.getLogger("avfs.upperwatch")
 
 SOCKET_NAME = "avfs-fsmonitor.sock"  # in the worktree's git dir
 TOKEN_PREFIX = "avfs-ovl"
+SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (see journal())
 INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
 EVERYTHING = "/"
 MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
@@ -114,7 +115,7 @@ class UpperWatch:
         self._valid_from = 0  # a token before this sequence number answers "/" (overflow)
         self._broken = ""  # why no answer can be complete any more (a watch refused)
         self._answered = 0  # the sequence number the last answer's token holds
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -276,22 +277,35 @@ class UpperWatch:
         directory named ``dir/`` stands for what is below it; ``""``: everything."""
         with self._lock:
             self._drain()
-            now = self._answered = self.seq
-            if self._broken or seq is None or seq < max(self._first, self._valid_from) or seq > now:
-                return now, None
-            return now, list(dict.fromkeys(self._journal[seq - self._first :]))
+            self._answered = self.seq
+            return self._changed_since(seq)
+
+    def _changed_since(self, seq: int | None) -> tuple[int, list[str] | None]:
+        now = self.seq
+        if self._broken or seq is None or seq < max(self._first, self._valid_from) or seq > now:
+            return now, None
+        changed = list(dict.fromkeys(self._journal[seq - self._first :]))
+        return now, None if "" in changed else changed  # "": the root itself (everything)
 
     def answer(self, token: str) -> list[str]:
         """git's fsmonitor answer for ``token``: the new token, then the paths that may
         have changed since it (``/``: everything)."""
+        parts = token.split(":")
+        # what the index was made over (base, view time), asked before the journal's lock
+        # is taken: finding it may take a status, which asks this journal itself
+        view = "" if parts[0] == SINCE_PREFIX else self._view()
         with self._lock:
             self._drain()
-            view = self._view()
+            if len(parts) == 3 and parts[0] == SINCE_PREFIX:  # avfs's own question
+                mine = parts[1] == self.instance and parts[2].isdigit()
+                self._answered = self.seq
+                now, paths = self._changed_since(int(parts[2]) if mine else None)
+                reply = f"{SINCE_PREFIX}:{self.instance}:{now}"
+                return [reply, EVERYTHING] if paths is None else [reply, *paths]
             seq = self._answered = self.seq
             new = f"{TOKEN_PREFIX}:{self.instance}:{view}:{seq}"
             if self._broken:
                 return [new, EVERYTHING]
-            parts = token.split(":")
             if len(parts) == 5 and parts[0] == TOKEN_PREFIX and parts[1] == self.instance:
                 if f"{parts[2]}:{parts[3]}" != view or not parts[4].isdigit():
                     return [new, EVERYTHING]  # the base moved and nobody rewrote the index
@@ -349,6 +363,61 @@ class UpperWatch:
                     else:
                         out[child] = None  # new: nothing of the base is below it
         return list(out)
+
+
+def journal(
+    upper_dir: str, git_dir: str | None, mark: tuple[str, int] | None
+) -> tuple[str, int, list[str] | None] | None:
+    """What changed in an overlay mount's upper layer since ``mark`` (a journal's
+    (instance, seq), from an earlier answer; None: none yet), asked of the journal this
+    process keeps (:func:`live`) or of the mount daemon's over its socket in ``git_dir``
+    (the mount's worktree): (the journal's instance, its seq now, the paths changed since
+    ``mark``, None when it cannot say: another daemon's mark, one too old). None when no
+    journal answers (no live daemon)."""
+    w = live(upper_dir)
+    if w is not None:
+        seq, paths = w.changed_since(mark[1] if mark is not None and mark[0] == w.instance else None)
+        return w.instance, seq, paths
+    if git_dir is None:
+        return None
+    got = ask(git_dir, f"{SINCE_PREFIX}:{mark[0]}:{mark[1]}" if mark is not None else f"{SINCE_PREFIX}:-:0")
+    if not got:
+        return None
+    head = got[0].split(":")
+    if len(head) != 3 or head[0] != SINCE_PREFIX or not head[2].isdigit():
+        return None
+    paths = got[1:]
+    if paths == [EVERYTHING] or mark is None or mark[0] != head[1]:
+        return head[1], int(head[2]), None
+    return head[1], int(head[2]), paths
+
+
+def ask(git_dir: str, token: str, timeout_s: float = 10.0) -> list[str] | None:
+    """The answer of the mount daemon whose socket is in ``git_dir`` to ``token`` (its
+    parts: a token, then paths), None when there is no complete one."""
+    dirfd = None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout_s)
+        dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)  # an address holds 107 bytes
+        s.connect(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+        s.sendall(token.encode("utf-8", "surrogateescape") + b"\n")
+        chunks = []
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+    except OSError:
+        return None
+    finally:
+        s.close()
+        if dirfd is not None:
+            os.close(dirfd)
+    head, _, body = b"".join(chunks).partition(b"\n")
+    if not head.isdigit() or int(head) != len(body) or not body.endswith(b"\0"):
+        return None
+    return body[:-1].decode("utf-8", "surrogateescape").split("\0")
 
 
 class HookServer:

@@ -55,7 +55,9 @@ class Workspace(Mutations):
         self.store: GitStore = vault.store
         self.overlay = Overlay(state_dir)
         self.view = View(self.store, self.overlay)
-        self.changes = Changes(self.view, self.overlay)
+        self.changes = Changes(
+            self.view, self.overlay, view_time=lambda: self.view_time, mount_git_dir=self.mount_git_dir
+        )
         self.quota = vault.quota
         self.vault_name = vault.name
         self.state_dir = state_dir
@@ -161,6 +163,15 @@ class Workspace(Mutations):
         if self.overlay.upper_active():
             self.fold_upper()
         return None
+
+    def mount_git_dir(self) -> str | None:
+        """The git dir of this fork's mount (where its daemon answers for the upper layer's
+        journal), when an overlay mount's upper layer holds anything."""
+        if self.pinned is not None or not self.overlay.upper_active():
+            return None
+        from .worktree import worktree_dir
+
+        return worktree_dir(self.vault, self.fork)
 
     def mounted_without_upper(self) -> bool:
         """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""

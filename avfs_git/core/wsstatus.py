@@ -12,7 +12,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from . import gitnames, names
+from . import gitnames, names, upperjournal
+from .errors import AvfsError
 from .gitnames import NotRecorded
 from .gitstore import EMPTY_TREE
 from .ignore import GITIGNORE, IgnoreRules
@@ -57,10 +58,22 @@ def covered(path: str, dirs: frozenset[str]) -> bool:
 class Changes:
     """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
 
-    def __init__(self, view: View, overlay: Overlay) -> None:
+    def __init__(
+        self,
+        view: View,
+        overlay: Overlay,
+        *,
+        view_time: Callable[[], float] | None = None,
+        mount_git_dir: Callable[[], str | None] | None = None,
+    ) -> None:
+        """``view_time`` and ``mount_git_dir`` (the git dir of the fork's overlay mount,
+        where its daemon answers for the upper layer's journal): a live fork's, for a
+        status that reads only what changed (:mod:`.upperjournal`)."""
         self.view = view
         self.store = view.store
         self.overlay = overlay
+        self._view_time = view_time
+        self._mount_git_dir = mount_git_dir
         self._ignore_rules: IgnoreRules | None = None
 
     def is_dirty(self) -> bool:
@@ -131,15 +144,40 @@ class Changes:
             self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops))
         )
 
+    def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
+        """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
+        if self._view_time is None or self._mount_git_dir is None or not self.overlay.upper_active():
+            return self.overlay.all(), None, False
+        return upperjournal.entries(
+            self.overlay,
+            base=self.view.base,
+            view_time=self._view_time(),
+            git_dir=self._mount_git_dir(),
+            base_diff=self._base_diff,
+        )
+
+    def _base_diff(self, old: str, new: str) -> list[str] | None:
+        """The paths where two commits' trees differ (None when one is not there)."""
+        try:
+            a, b = self.store.commit_tree(old), self.store.commit_tree(new)
+        except AvfsError:
+            return None
+        out: list[Change] = []
+        diff_trees(self.store, a, b, "", out)
+        return [p for c in out for p in (c.path, c.old_path) if p]
+
     def _status_ignored(self) -> tuple[list[Change], Ignored]:
         with self.overlay.pruning(self.prune_ignored):
-            entries = self.overlay.all()
+            # on an overlay mount, the upper layer is read only where it can differ from
+            # the base (core/upperjournal.py): O(what changed since the last status)
+            entries, pending, settled = self._entries()
         if not entries:
+            upperjournal.remember(self.overlay, pending, ())
             return [], NO_IGNORED
         # which paths are new needs no file read; ignored ones (a venv's thousands) are then
         # never hashed: only the rest are, to compare and to pair renames
         skip = self._ignored_dirs(entries)  # not walked at all: a venv costs one question
-        raw = self._changes(entries, hash_files=False, skip=skip)
+        raw = self._changes(entries, hash_files=False, skip=skip, settled=settled)
         ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries, skip)
         gone = set(ignored.files)
         by_path = {e.path: e for e in entries}
@@ -148,6 +186,11 @@ class Changes:
             if c.path in gone:
                 continue
             e = by_path.get(c.path) if c.new_oid is None else None
+            if e is None and c.new_oid is None and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+                # a file of the upper layer the entries read left out (unchanged since the
+                # last status, beside one that changed): compared as any other
+                n = self.view.lookup(c.path)
+                e = n.entry if n is not None else None
             if e is not None and e.kind == FILE and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
                 oid = self.view.entry_oid(Node(c.path, e.mode, None, e))
                 old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
@@ -160,6 +203,9 @@ class Changes:
                 o = self.view.origin(c.path)
                 if o is not None and o != c.path:
                     hints[c.path] = o
+        found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
+        found += [e.path for e in entries if e.kind == DELETED]  # whiteouts, fifos, sockets
+        upperjournal.remember(self.overlay, pending, [*found, *ignored.tops, *skip])
         return pair_renames(out, hints), ignored
 
     def ignored(self) -> Ignored:
@@ -205,17 +251,25 @@ class Changes:
         return out, tracked
 
     def _changes(
-        self, entries: list[Entry], *, hash_files: bool = True, skip: frozenset[str] = frozenset()
+        self,
+        entries: list[Entry],
+        *,
+        hash_files: bool = True,
+        skip: frozenset[str] = frozenset(),
+        settled: bool = False,
     ) -> list[Change]:
         """The changes since the base made by ``entries`` (the overlay), renames unpaired.
         Without ``hash_files`` a materialized file over a base file counts as modified
         unread (what ignore rules and :meth:`is_dirty` need: which paths are new). The new
-        directories ``skip`` (ignored ones) are not walked."""
+        directories ``skip`` (ignored ones) are not walked. ``settled``: ``entries`` are
+        only those that may differ from the base (:mod:`.upperjournal`), so an upper-layer
+        directory none of them is at or in is as the base has it, not compared."""
         dirty = dirty_dirs([e for e in entries if not covered(e.path, skip)] if skip else entries)
         out: list[Change] = []
         root = self.view.lookup("")
         assert root is not None
-        self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip)
+        paths = frozenset(e.path for e in entries) if settled else None
+        self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, paths)
         return out
 
     def _status_dir(
@@ -227,8 +281,13 @@ class Changes:
         out: list[Change],
         hash_files: bool = True,
         skip: frozenset[str] = frozenset(),
+        settled: frozenset[str] | None = None,
     ) -> None:
         if p not in dirty:
+            if settled is not None and w.entry is not None and p not in settled:
+                # an upper-layer directory the entries left out: it showed the base
+                # unchanged at the last status and nothing in it changed since
+                return
             diff_trees(self.store, base_oid, w.oid, p, out)
             return
         b = self.store.tree_items(base_oid)
@@ -245,11 +304,11 @@ class Changes:
                 diff_entry(self.store, child, bo, None, out)
             elif n.is_dir:
                 if bo is not None and bo[1] == MODE_TREE:
-                    self._status_dir(child, bo[0], n, dirty, out, hash_files, skip)
+                    self._status_dir(child, bo[0], n, dirty, out, hash_files, skip, settled)
                 else:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
-                    self._status_dir(child, None, n, dirty, out, hash_files, skip)
+                    self._status_dir(child, None, n, dirty, out, hash_files, skip, settled)
             elif n.materialized:
                 if hash_files:
                     self._status_file(child, bo, n, out)
@@ -362,6 +421,9 @@ class Changes:
             if skip
             else []
         )
+        # an ignored new directory a walk of the upper layer left unread (a node_modules)
+        # counts as one path: what is in it was never looked at
+        under += [d for d in skip if not any(covered(p, frozenset((d,))) for p in under)]
         added = [p for p in added if not covered(p, skip)] if skip else added
         if not added:
             return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
