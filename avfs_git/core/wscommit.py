@@ -71,7 +71,7 @@ def capture(
         entries = ws.overlay.all()
     else:
         with ws.overlay.pruning(ws.changes.prune_ignored):
-            entries = ws.overlay.all()
+            entries = ws.changes.entries()  # (on an overlay mount: O(changes), see upperjournal)
     if not entries:
         return ws.base_tree, []
     own = pack is None
@@ -100,7 +100,7 @@ def capture(
                     entries = ws.overlay.all()
                 else:
                     with ws.overlay.pruning(ws.changes.prune_ignored):
-                        entries = ws.overlay.all()
+                        entries = ws.changes.entries()
         if own:
             pw.finish()
     except BaseException:

@@ -17,7 +17,7 @@ from .errors import AvfsError
 from .gitnames import NotRecorded
 from .gitstore import EMPTY_TREE
 from .ignore import GITIGNORE, IgnoreRules
-from .overlay import DELETED, FILE, SPECIAL_ORIGIN, Entry, Overlay
+from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, Overlay
 from .treediff import diff_entry, diff_trees, pair_renames
 from .types import MODE_TREE, Change, ChangeStatus
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
@@ -144,6 +144,13 @@ class Changes:
             self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops))
         )
 
+    def entries(self) -> list[Entry]:
+        """The overlay's entries as a status reads them (a checkpoint's capture too): on an
+        overlay mount, those that may differ from the base (:mod:`.upperjournal`; what is
+        left out shows the base unchanged), else all of them. Call it with the overlay's
+        pruning of ignored directories on, as a status does."""
+        return self._entries()[0]
+
     def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
         if self._view_time is None or self._mount_git_dir is None or not self.overlay.upper_active():
@@ -205,6 +212,9 @@ class Changes:
                     hints[c.path] = o
         found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
         found += [e.path for e in entries if e.kind == DELETED]  # whiteouts, fifos, sockets
+        # renamed directories (their tree is the lower layer's at their source): kept in
+        # view, so that a base move changing a source is looked at with them
+        found += [e.path for e in entries if e.kind == OBJECT and e.oid != EMPTY_TREE_ID]
         upperjournal.remember(self.overlay, pending, [*found, *ignored.tops, *skip])
         return pair_renames(out, hints), ignored
 
