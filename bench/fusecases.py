@@ -11,6 +11,9 @@ disk it lives on (a directory beside the avfs home, same file system), in the sa
   tells it what changed (``find -type f``, ``os.walk`` + ``lstat``);
 - ``fuse_git_status_ignored``: the same with a 50,000-file ignored ``node_modules`` in the
   fork's upper layer (written in an earlier mount) and in the checkout: first and warm;
+- ``fuse_changes``: avfs's own ``status``, ``checkpoint save`` and ``proxy exec -- true``
+  on an overlay mount whose upper layer holds 25,000 checkpointed files and a 50,000-file
+  ignored ``node_modules``, with 10 changes (they cost the changes, not the upper layer);
 - ``fuse_ro_walk``: warm ``find``, ``os.walk`` + ``lstat``, ``grep -r`` and ``git status`` in
   a read-only revision mount of the synthetic tree (the overlay backend's lower layer) vs
   the stock git checkout;
@@ -49,7 +52,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .env import AUTHOR, PROJECT_DIR, WORK_DIR, log, run
+from .env import AUTHOR, PROJECT_DIR, WORK_DIR, git, log, run
 from .timing import Result, Target, median
 from .trees import SIZES, VAULT, pick_paths
 
@@ -1437,12 +1440,118 @@ def _fuse_ro_walk(ctx: Context, label: str) -> None:
         )
 
 
+# -- fuse_changes --------------------------------------------------------------------------------
+CHECKPOINTED_DIRS = 250  # x IGNORED_PER_DIR files written in the mount and checkpointed
+
+
+def bench_fuse_changes(ctx: Context, labels: list[str]) -> None:
+    """avfs's own commands on an overlay-mounted fork whose upper layer holds 25,000
+    checkpointed files and a 50,000-file ignored ``node_modules`` (5,000 and 10,000 with
+    ``--quick``), with 10 changes: ``avfs --json status``, ``avfs --json proxy exec --
+    true`` and ``avfs checkpoint save``, each round after the same 10 files changed and a
+    new one written, vs ``git status`` / ``git commit -a`` in the native checkout. What it shows: they cost what
+    changed since the last status (core/upperjournal.py), not the upper layer."""
+    if "overlay" not in ctx.backends:
+        return
+    for label in labels:
+        _fuse_changes(ctx, label)
+
+
+def _fuse_changes(ctx: Context, label: str) -> None:
+    files = SIZES[label]
+    dirs = IGNORED_DIRS // 5 if ctx.quick else IGNORED_DIRS
+    kept = CHECKPOINTED_DIRS // 5 if ctx.quick else CHECKPOINTED_DIRS
+    co = ctx.fx.checkout(label)
+    changed = pick_paths(files, 10, "fuse-changes")
+
+    def fill_kept(root: Path) -> None:
+        for d in range(kept):
+            pkg = root / "vendor" / f"pkg{d:03d}"
+            pkg.mkdir(parents=True, exist_ok=True)
+            for f in range(IGNORED_PER_DIR):
+                (pkg / f"m{f}.py").write_text(f"X = {f}\n")
+
+    _fill_ignored(co.path, [], ctx, dirs)
+    fill_kept(co.path)
+    (co.path / "round.txt").write_text("-\n")
+    git("add", "-A", cwd=co.path)
+    git("commit", "-qm", "vendor", cwd=co.path)
+    home, hdir = ctx.fx.home("fuse-changes", label)
+    mp = ctx.fx.new_dir(f"fuse-changes-mnt-{label}")
+    avfs = [ctx.avfs_bin, "--home", home.path, "--json", "--vault", f"{VAULT}:main"]
+
+    def make(backend: str) -> tuple[Home, Vault, str, Path]:
+        return home, home.vault(VAULT), "main", mp
+
+    try:
+        with mounted_each(
+            dataclasses.replace(ctx, backends=("overlay",)), make, f"fuse_changes-{label}"
+        ) as ms:
+            m = ms["overlay"]
+            _fill_ignored(m.path, [], ctx, dirs)
+            fill_kept(m.path)
+            run([*avfs, "checkpoint", "save", "-m", "vendor"])
+            run([*avfs, "status"])  # the first after the checkpoint: reads what it recorded
+            listed: list[int] = []
+
+            def timed(argv: list[str], cwd: Path | None = None) -> float:
+                t0 = time.perf_counter()
+                out = run(argv, cwd=cwd)
+                dt = (time.perf_counter() - t0) * 1e3
+                if argv[:1] == [ctx.avfs_bin] and "status" in argv:
+                    listed.append(len(json.loads(out)["changes"]))
+                return dt
+
+            def touch(root: Path, i: int) -> None:  # the 10 changes of this round, and a new file
+                for p in changed:
+                    (root / p).write_bytes(ctx.fx.content.changed_bytes(p, f"fuse-changes-{i}"))
+                (root / "round.txt").write_text(f"{i}\n")
+
+            def native(i: int) -> Phases:
+                touch(co.path, i)
+                out = {"status": timed(["git", "status", "--porcelain"], co.path)}
+                out["checkpoint"] = timed(["git", "commit", "-qam", f"round {i}"], co.path)
+                out["exec_true"] = timed(["true"])
+                return out
+
+            def mounted_side(i: int) -> Phases:
+                touch(m.path, i)
+                out = {"status": timed([*avfs, "status"])}
+                out["checkpoint"] = timed([*avfs, "checkpoint", "save", "-m", f"round {i}"])
+                out["exec_true"] = timed([*avfs, "proxy", "exec", "--", "true"])
+                return out
+
+            r = rounds({"native": native, "overlay": mounted_side}, ctx.repeats.medium, _budget(ctx, 90.0))
+            what = (
+                f"{kept * IGNORED_PER_DIR:,} checkpointed files + {dirs * IGNORED_PER_DIR:,} ignored"
+                " (node_modules) in the upper layer, 10 changed files"
+            )
+            notes = [f"mount ready in {m.ready_ms:.0f} ms"]
+            if any(n != 11 for n in listed):
+                notes.append(f"avfs status listed {sorted(set(listed))} changes, not 11")
+            for phase, doing, base in (
+                ("status", "avfs --json status", "git status --porcelain, native checkout with the same"),
+                (
+                    "checkpoint",
+                    "avfs checkpoint save of the 11 changes",
+                    "git commit -a of the same, native",
+                ),
+                ("exec_true", "avfs --json proxy exec -- true (warm)", "true, run directly"),
+            ):
+                _compare(ctx, r, _fig("overlay", f"changes_{phase}"), label, phase, f"{doing}; {what}", None,
+                         notes, baseline=base, mount="overlay")  # fmt: skip
+    finally:
+        for path in (hdir, mp):
+            ctx.fx.done_with(path)
+
+
 FUSE_BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "fuse_ro_walk": bench_fuse_ro_walk,
     "fuse_io": bench_fuse_io,
     "fuse_meta": bench_fuse_meta,
     "fuse_git_status": bench_fuse_git_status,
     "fuse_git_status_ignored": bench_fuse_git_status_ignored,
+    "fuse_changes": bench_fuse_changes,
     "fuse_build": bench_fuse_build,
     "fuse_npm": bench_fuse_npm,
     "fork_live": bench_fork_live,
