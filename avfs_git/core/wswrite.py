@@ -85,14 +85,9 @@ class Mutations:
         self.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
         return after
 
-    def _parent_for_write(self, p: str, parents: bool) -> str:
-        """Resolve the directory that will hold ``p``; returns the real path of the target.
-
-        Follows in-workspace symlinks in the parent chain and at the last component, creates
-        missing parents when ``parents``.
-        """
-        if not p:
-            raise IsDirectoryError("the workspace root is a directory")
+    def _parent_dir(self, p: str, parents: bool) -> Node:
+        """The directory ``p`` goes in (symlinks on the way followed), made first with
+        ``parents``; a missing one or a file there is refused."""
         parent = names.parent_of(p)
         node = self.view.resolve_path(parent, True)
         if node is None:
@@ -102,6 +97,17 @@ class Mutations:
             node = self.view.dir_node(parent)
         if not node.is_dir:
             raise NotDirectoryError(f"{node.path}: not a directory", details={"path": node.path})
+        return node
+
+    def _parent_for_write(self, p: str, parents: bool) -> str:
+        """Resolve the directory that will hold ``p``; returns the real path of the target.
+
+        Follows in-workspace symlinks in the parent chain and at the last component, creates
+        missing parents when ``parents``.
+        """
+        if not p:
+            raise IsDirectoryError("the workspace root is a directory")
+        node = self._parent_dir(p, parents)
         real = names.join(node.path, names.basename(p))
         last = self.view.lookup(real)
         hops = 0
@@ -285,15 +291,7 @@ class Mutations:
             if existing.is_dir and (exist_ok or parents):
                 return
             raise AlreadyExistsError(f"{p}: already exists", details={"path": p})
-        parent = names.parent_of(p)
-        pnode = self.view.resolve_path(parent, True)
-        if pnode is None:
-            if not parents:
-                raise PathNotFoundError(f"{parent}: no such directory", details={"path": parent})
-            self.mkdir(parent, parents=True, exist_ok=True)
-            pnode = self.view.dir_node(parent)
-        if not pnode.is_dir:
-            raise NotDirectoryError(f"{pnode.path}: not a directory", details={"path": pnode.path})
+        pnode = self._parent_dir(p, parents)
         real = names.join(pnode.path, names.basename(p))
         live = self.live_dir()
         if live is not None:
