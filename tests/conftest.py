@@ -7,8 +7,10 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +71,30 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         sp[lvl] = value
     _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
     _drop_layers(tmp_path)
+
+
+_SCRATCH: list[str] = []  # the session's base temp dir (pytest_sessionstart)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        _SCRATCH.append(str(factory.getbasetemp()))
+
+
+def scratch_home(prefix: str) -> str:
+    """A new directory for a home made outside a test's ``tmp_path`` (a hypothesis example
+    or state machine makes several in one test): under the session's base temp dir, so
+    that what :func:`remove_home` did not drop goes at the session's end. Remove it with
+    :func:`remove_home`."""
+    return tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0] if _SCRATCH else None)
+
+
+def remove_home(path: str) -> None:
+    """Remove a home made by :func:`scratch_home`: its layers file system unmounted first
+    (removing the directory under it leaves the mount, and its loop device, behind)."""
+    layers.unmount(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -202,4 +228,4 @@ def snapshot(vault: Vault) -> dict[str, object]:
     return {"refs": refs, "ops": len(vault.oplog.recent(10_000)), "overlays": overlays}
 
 
-__all__ = ["AUTHOR", "IN_CI", "CliResult", "avfs_git", "git", "snapshot"]
+__all__ = ["AUTHOR", "IN_CI", "CliResult", "avfs_git", "git", "remove_home", "scratch_home", "snapshot"]
