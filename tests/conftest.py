@@ -28,6 +28,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LAYERS = os.environ.get("AVFS_TEST_LAYERS", "") == "1"
 
 
+def layers_switch(mp: pytest.MonkeyPatch) -> None:
+    """Where the suite's homes keep their state dirs: without AVFS_TEST_LAYERS=1, plain
+    directories (tests/test_share.py runs the layers file system, core/layers.py, anyway);
+    with it, the product's default, in process and in the CLI and daemons tests start. For
+    the hermetic fixture and for module-scoped homes, made before it is active."""
+    if LAYERS:
+        mp.delenv("AVFS_LAYERS", raising=False)
+    else:
+        mp.setenv("AVFS_LAYERS", "off")
+        mp.setattr(layers, "DEFAULT_MODE", "off")
+
+
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home_dir = tmp_path / "userhome"
@@ -43,13 +55,7 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", AUTHOR[1])
     monkeypatch.setenv("GIT_COMMITTER_NAME", AUTHOR[0])
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", AUTHOR[1])
-    monkeypatch.setenv("AVFS_LOCK_WAIT", "5")
-    if not LAYERS:
-        # the suite's homes keep plain state dirs (tests copy homes and vaults, read every
-        # file of a home); tests/test_share.py and AVFS_TEST_LAYERS=1 run the layers file
-        # system (core/layers.py): in process and in the CLI and daemons it starts
-        monkeypatch.setenv("AVFS_LAYERS", "off")
-        monkeypatch.setattr(layers, "DEFAULT_MODE", "off")
+    layers_switch(monkeypatch)
     (home_dir / ".gitconfig").write_text(
         f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
         '[protocol "file"]\n\tallow = always\n'
@@ -228,4 +234,15 @@ def snapshot(vault: Vault) -> dict[str, object]:
     return {"refs": refs, "ops": len(vault.oplog.recent(10_000)), "overlays": overlays}
 
 
-__all__ = ["AUTHOR", "IN_CI", "CliResult", "avfs_git", "git", "remove_home", "scratch_home", "snapshot"]
+__all__ = [
+    "AUTHOR",
+    "IN_CI",
+    "LAYERS",
+    "CliResult",
+    "avfs_git",
+    "git",
+    "layers_switch",
+    "remove_home",
+    "scratch_home",
+    "snapshot",
+]
