@@ -3,6 +3,7 @@ search path pointed at the temp HOME, a fixed author and committer."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -83,6 +84,12 @@ _SCRATCH: list[str] = []  # the session's base temp dir (pytest_sessionstart)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    given = session.config.option.basetemp
+    if given:
+        # pytest empties it first: a killed session's layers file systems in it are
+        # unmounted before (removing a mount point fails the session's start)
+        with contextlib.suppress(OSError):
+            _drop_layers(Path(given).resolve())
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         _SCRATCH.append(str(factory.getbasetemp()))
