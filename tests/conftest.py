@@ -149,8 +149,13 @@ def _fsck_every_vault(vaults: Path) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(str(tmp_path / "avfs-home"), author=AUTHOR)
+def home(tmp_path: Path) -> Iterator[Home]:
+    h = Home(str(tmp_path / "avfs-home"), author=AUTHOR)
+    yield h
+    # its SQLite connections go now, not at a later garbage collection (each sits in a
+    # reference cycle): a layers file system they hold stays mounted, lazily unmounted,
+    # with its loop device, until then
+    h.close()
 
 
 @pytest.fixture
