@@ -90,6 +90,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # unmounted before (removing a mount point fails the session's start)
         with contextlib.suppress(OSError):
             _drop_layers(Path(given).resolve())
+        # a mount daemon killed by a test leaves its worktree's pinned `.git` immutable
+        # (fuse/daemon.py): unlinking it fails EPERM, and so did the next session's start
+        pinned = [str(p) for p in Path(given).glob("**/upper/.git") if p.is_file()]
+        if pinned:
+            subprocess.run(["chattr", "-i", *pinned], capture_output=True, check=False)
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         _SCRATCH.append(str(factory.getbasetemp()))
