@@ -3,12 +3,15 @@ search path pointed at the temp HOME, a fixed author and committer."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LAYERS = os.environ.get("AVFS_TEST_LAYERS", "") == "1"
 
 
+def layers_switch(mp: pytest.MonkeyPatch) -> None:
+    """Where the suite's homes keep their state dirs: without AVFS_TEST_LAYERS=1, plain
+    directories (tests/test_share.py runs the layers file system, core/layers.py, anyway);
+    with it, the product's default, in process and in the CLI and daemons tests start. For
+    the hermetic fixture and for module-scoped homes, made before it is active."""
+    if LAYERS:
+        mp.delenv("AVFS_LAYERS", raising=False)
+    else:
+        mp.setenv("AVFS_LAYERS", "off")
+        mp.setattr(layers, "DEFAULT_MODE", "off")
+
+
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home_dir = tmp_path / "userhome"
@@ -41,13 +56,7 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", AUTHOR[1])
     monkeypatch.setenv("GIT_COMMITTER_NAME", AUTHOR[0])
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", AUTHOR[1])
-    monkeypatch.setenv("AVFS_LOCK_WAIT", "5")
-    if not LAYERS:
-        # the suite's homes keep plain state dirs (tests copy homes and vaults, read every
-        # file of a home); tests/test_share.py and AVFS_TEST_LAYERS=1 run the layers file
-        # system (core/layers.py): in process and in the CLI and daemons it starts
-        monkeypatch.setenv("AVFS_LAYERS", "off")
-        monkeypatch.setattr(layers, "DEFAULT_MODE", "off")
+    layers_switch(monkeypatch)
     (home_dir / ".gitconfig").write_text(
         f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
         '[protocol "file"]\n\tallow = always\n'
@@ -69,6 +78,41 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         sp[lvl] = value
     _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
     _drop_layers(tmp_path)
+
+
+_SCRATCH: list[str] = []  # the session's base temp dir (pytest_sessionstart)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    given = session.config.option.basetemp
+    if given:
+        # pytest empties it first: a killed session's layers file systems in it are
+        # unmounted before (removing a mount point fails the session's start)
+        with contextlib.suppress(OSError):
+            _drop_layers(Path(given).resolve())
+        # a mount daemon killed by a test leaves its worktree's pinned `.git` immutable
+        # (fuse/daemon.py): unlinking it fails EPERM, and so did the next session's start
+        pinned = [str(p) for p in Path(given).glob("**/upper/.git") if p.is_file()]
+        if pinned:
+            subprocess.run(["chattr", "-i", *pinned], capture_output=True, check=False)
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        _SCRATCH.append(str(factory.getbasetemp()))
+
+
+def scratch_home(prefix: str) -> str:
+    """A new directory for a home made outside a test's ``tmp_path`` (a hypothesis example
+    or state machine makes several in one test): under the session's base temp dir, so
+    that what :func:`remove_home` did not drop goes at the session's end. Remove it with
+    :func:`remove_home`."""
+    return tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0] if _SCRATCH else None)
+
+
+def remove_home(path: str) -> None:
+    """Remove a home made by :func:`scratch_home`: its layers file system unmounted first
+    (removing the directory under it leaves the mount, and its loop device, behind)."""
+    layers.unmount(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -110,8 +154,13 @@ def _fsck_every_vault(vaults: Path) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(str(tmp_path / "avfs-home"), author=AUTHOR)
+def home(tmp_path: Path) -> Iterator[Home]:
+    h = Home(str(tmp_path / "avfs-home"), author=AUTHOR)
+    yield h
+    # its SQLite connections go now, not at a later garbage collection (each sits in a
+    # reference cycle): a layers file system they hold stays mounted, lazily unmounted,
+    # with its loop device, until then
+    h.close()
 
 
 @pytest.fixture
@@ -202,4 +251,15 @@ def snapshot(vault: Vault) -> dict[str, object]:
     return {"refs": refs, "ops": len(vault.oplog.recent(10_000)), "overlays": overlays}
 
 
-__all__ = ["AUTHOR", "IN_CI", "CliResult", "avfs_git", "git", "snapshot"]
+__all__ = [
+    "AUTHOR",
+    "IN_CI",
+    "LAYERS",
+    "CliResult",
+    "avfs_git",
+    "git",
+    "layers_switch",
+    "remove_home",
+    "scratch_home",
+    "snapshot",
+]

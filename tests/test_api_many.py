@@ -162,3 +162,51 @@ def test_many_threads_mixed_ops_on_four_vaults(home: Home) -> None:
             if n == name:
                 assert ws.read(path) == data
     home.close()
+
+
+def _open_at_once(path: str, template: str | None, threads: int) -> list[object]:
+    """Open the database at ``path`` from ``threads`` threads at once: each one's
+    ``user_version``, or what it raised."""
+    from avfs_git.core import overlay
+    from avfs_git.core.sqlite import open_db
+
+    start = threading.Barrier(threads)
+    got: list[object] = []
+
+    def opener() -> None:
+        start.wait()
+        try:
+            conn = open_db(
+                path,
+                overlay._SCHEMA,
+                version=overlay._VERSION,
+                migrations=overlay._MIGRATIONS,
+                template=template,
+            )
+            got.append(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.close()
+        except BaseException as exc:  # pragma: no cover - reported by the caller
+            got.append(exc)
+
+    workers = [threading.Thread(target=opener) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    return got
+
+
+@pytest.mark.parametrize("template", [False, True])
+def test_threads_opening_one_new_database_at_once(tmp_path: Path, template: bool) -> None:
+    """Threads of one process that open the same new overlay database at once all get it
+    (each makes it under a name of its own: one name per process had two threads apply
+    the schema to one file, "duplicate column name"). The first use of a new home's
+    forks from several threads does this."""
+    from avfs_git.core import overlay
+
+    for rnd in range(5):
+        d = tmp_path / f"db{rnd}"
+        d.mkdir()
+        tmpl = str(d / "template.db") if template else None
+        assert _open_at_once(str(d / "overlay.db"), tmpl, 8) == [overlay._VERSION] * 8
+        assert sorted(os.listdir(d)) == ["overlay.db"] + (["template.db"] if template else [])

@@ -220,8 +220,13 @@ def test_read_only_home_with_existing_vault(cli, populated, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("requires root for a read-only bind mount")
     home_dir = os.path.dirname(os.path.dirname(populated.path))
-    subprocess.run(["mount", "--bind", home_dir, home_dir], check=True)
-    subprocess.run(["mount", "-o", "remount,bind,ro", home_dir], check=True)
+    # with the mounts in it (the home's layers file system, core/layers.py, when its state
+    # dirs are there), each read-only
+    subprocess.run(["mount", "--rbind", home_dir, home_dir], check=True)
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        points = [ln.split()[1].replace("\\040", " ") for ln in fh]
+    for mp in dict.fromkeys(p for p in points if p == home_dir or p.startswith(home_dir + "/")):
+        subprocess.run(["mount", "-o", "remount,bind,ro", mp], check=True)
     try:
         r = cli("--vault", "v", "cat", "src/a.txt")
         assert r.code == 0 and r.out == "a"

@@ -5,9 +5,7 @@ deterministic (same trees from the same histories); abort gives back byte-identi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from avfs_git.core import checkpoint, merge
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.home import Home
+
+from .conftest import remove_home, scratch_home
 
 FILES = ["a", "b", "c", "d/x", "d/y", "e/f/g"]  # no path is a prefix directory of another
 DATA = st.binary(max_size=60)
@@ -29,14 +29,14 @@ SETTINGS = settings(
 
 @contextmanager
 def fresh_vault() -> Iterator[object]:
-    d = tempfile.mkdtemp(prefix="avfs-mprop-")
+    d = scratch_home("avfs-mprop-")
     home = Home(d, author=("p", "p@x"))
     v = home.create_vault("v")
     try:
         yield v
     finally:
         v.close()
-        shutil.rmtree(d, ignore_errors=True)
+        remove_home(d)
 
 
 def files(ws) -> dict[str, bytes]:

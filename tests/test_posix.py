@@ -47,7 +47,7 @@ from avfs_git.core import checkpoint
 from avfs_git.core.home import Home
 from avfs_git.ops import mounts
 
-from .conftest import AUTHOR, IN_CI, _fsck_every_vault
+from .conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
 
 Check = Callable[[str], Any]
 CHECKS: dict[str, Check] = {}
@@ -1161,6 +1161,7 @@ def _hermetic_module(root: Path) -> Iterator[None]:
         mp.setenv("XDG_CONFIG_HOME", str(home_dir / ".config"))
         mp.setenv("AVFS_HOME", str(root / "avfs-home"))
         mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        layers_switch(mp)
         sp[levels[0]], sp[levels[1]], sp[levels[2]] = (
             str(home_dir),
             str(home_dir / ".config"),

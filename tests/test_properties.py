@@ -4,9 +4,7 @@ write / rename / unlink / checkpoint / restore / fork / merge, and git agrees wi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, settings
@@ -16,6 +14,8 @@ from avfs_git.core import checkpoint, names
 from avfs_git.core import merge as merge_mod
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.home import Home
+
+from .conftest import remove_home, scratch_home
 
 PATHS = ["a", "b", "d/a", "d/b", "d/e/f", "x/y"]
 DATA = st.binary(max_size=40)
@@ -53,7 +53,7 @@ def tree_files(vault, tree_id: str) -> dict[str, bytes]:
 class WorkspaceMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="avfs-prop-")
+        self.dir = scratch_home("avfs-prop-")
         self.home = Home(self.dir, author=("p", "p@x"))
         self.vault = self.home.create_vault("v")
         self.models: dict[str, dict[str, bytes]] = {"main": {}}
@@ -66,7 +66,7 @@ class WorkspaceMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if hasattr(self, "vault"):
             self.vault.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            remove_home(self.dir)
 
     def ws(self, fork: str):
         return self.vault.workspace(fork)

@@ -45,7 +45,7 @@ from avfs_git.core.home import Home
 from avfs_git.ops import mounts
 
 from . import realdata
-from .conftest import AUTHOR, IN_CI
+from .conftest import AUTHOR, IN_CI, LAYERS
 
 pytestmark = pytest.mark.slow
 
@@ -209,6 +209,8 @@ def make_env(root: Path) -> dict[str, str]:
         GIT_COMMITTER_NAME=AUTHOR[0],
         GIT_COMMITTER_EMAIL=AUTHOR[1],
     )
+    if not LAYERS:  # as conftest.layers_switch (its CLI processes' homes)
+        env["AVFS_LAYERS"] = "off"
     return env
 
 

@@ -10,9 +10,11 @@ before and says so.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -461,3 +463,52 @@ def test_without_loop_devices_forks_copy_and_say_why(lhome, monkeypatch):
     )
     assert vault.workspace("f").read("node_modules/a.js") == b"a\n"
     assert not os.path.islink(vault.ws_link("f")) and not os.path.exists(layers.image_path(lhome.path))
+
+
+_NO_FREE_LOOP = r"""
+import json, os, sys
+from avfs_git.core import layers
+from avfs_git.core.home import Home
+h = Home(sys.argv[1], author=("t", "t@x"))
+v = h.create_vault("v")
+ws = v.workspace("main")
+ws.write(".gitignore", b"node_modules/\n")
+ws.write("node_modules/a.js", b"a\n")
+made = v.fork("main", "f")
+print(json.dumps({
+    "mode": str(made.ignored.mode),
+    "reason": made.ignored.reason,
+    "links": [os.path.islink(v.ws_link(f)) for f in ("main", "f")],
+    "read": v.workspace("f").read("node_modules/a.js").decode(),
+    "image": os.path.exists(layers.image_path(h.path)),
+    "mounted": layers.mounted(h.path),
+}))
+"""
+
+
+def test_without_a_free_loop_device_state_dirs_are_plain_and_forks_say_why(tmp_path):
+    """Where loop devices exist but none can be set up (a container's /dev without the
+    nodes the kernel makes: real here, a tmpfs over /dev in a private mount namespace),
+    mounting the image fails: workspaces get plain state dirs, a fork copies and says why,
+    and no image is left behind for the next process to take for a layers file system."""
+    require_layers()
+    if shutil.which("unshare") is None:
+        if IN_CI:
+            pytest.fail("unshare (util-linux) must be installed in CI")
+        pytest.skip("requires unshare")
+    home = tmp_path / "home"
+    devs = "; ".join(
+        f"mknod -m 666 /dev/{n} c {mm}" for n, mm in (("null", "1 3"), ("zero", "1 5"), ("urandom", "1 9"))
+    )
+    script = f"mount -t tmpfs -o mode=755 nodev /dev && {devs} && mknod -m 600 /dev/loop-control c 10 237"
+    env = {k: v for k, v in os.environ.items() if k != "AVFS_LAYERS"}
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{script} && exec "$@"', "sh",
+         sys.executable, "-c", _NO_FREE_LOOP, str(home)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["mode"] == "copied" and got["reason"].startswith("mounting "), got
+    assert got["links"] == [False, False] and got["read"] == "a\n", got
+    assert not got["image"] and not got["mounted"], got

@@ -174,6 +174,13 @@ def ensure(home: str, *, create: bool) -> str:
 _failed: dict[str, str] = {}  # home -> why its image could not be mounted (this process)
 
 
+def mount_failure(home: str) -> str | None:
+    """Why this process could not make or mount ``home``'s layers file system (None when
+    it has not tried, or succeeded): a host whose loop devices cannot be set up passes
+    :func:`probe` and fails here."""
+    return _failed.get(home)
+
+
 def _make_image(home: str, img: str) -> None:
     """A sparse btrfs image as large as the host's free space less a margin: the host is
     never promised more than it has when the image is made (a loop device whose backing

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 from typing import Any
 
 from .errors import CorruptStateError, from_oserror, is_no_space, no_space
@@ -25,6 +26,10 @@ def close_conn(namespace: dict[str, Any]) -> None:
 
 
 def _create(path: str, schema: str, version: int) -> None:
+    try:  # left by a maker that died, whose pid and thread id are ours now
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -62,10 +67,14 @@ def open_db(
     """
     try:
         if not os.path.exists(path):
-            tmp = f"{path}.new-{os.getpid()}-{id(schema)}"
+            # the maker's name is its own thread's: threads of one process creating the
+            # same database at once each applied the schema to one shared file, and the
+            # second ALTER TABLE failed ("duplicate column name")
+            maker = f"new-{os.getpid()}-{threading.get_ident()}"
+            tmp = f"{path}.{maker}"
             if template is not None:
                 if not os.path.exists(template):
-                    ttmp = f"{template}.new-{os.getpid()}"
+                    ttmp = f"{template}.{maker}"
                     _create(ttmp, schema, version)
                     _place(ttmp, template)
                 shutil.copyfile(template, tmp)

@@ -345,7 +345,7 @@ class Vault:
             return "the home's layers setting is off"
         if layers.mounted(self.home_dir):
             return None
-        return layers.probe()
+        return layers.mount_failure(self.home_dir) or layers.probe()
 
     def _new_state_dir(self, fork: str) -> str:
         """A state dir for a workspace that has none: a subvolume of the layers file system
