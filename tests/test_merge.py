@@ -284,10 +284,10 @@ def test_merging_into_an_overlay_mount_with_a_file_open_loses_nothing(home, fork
     from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
+    from .test_overlay import require_overlay
 
     require_fuse()
-    if mounts.overlay_available() is not None:
-        pytest.skip(f"requires overlayfs: {mounts.overlay_available()}")
+    require_overlay()
     v = forks
     v.workspace("a").write("from-a.txt", b"a\n")
     checkpoint.save(v, "a")
