@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from avfs_git.core import checkpoint
 from avfs_git.core.home import Home
 from avfs_git.ops import mounts
 
@@ -201,3 +202,51 @@ def test_a_mounted_fork_or_its_vault_is_not_deleted(two, tmp_path, backend):
     assert _avfs("--json", "vault", "delete", "work:agent-1", "--force").code == 0
     assert not two.vault("work").has_fork("agent-1")
     assert _avfs("--json", "vault", "delete", "work", "--force").code == 0
+
+
+def test_a_command_inside_a_mounted_fork_acts_on_that_fork(two, tmp_path):
+    """As git acts on the repository it runs in: with no --vault (nor AVFS_VAULT), a command
+    run inside a fork's live mount acts on that fork, and `proxy exec` runs its command in
+    the same directory of the fork; elsewhere, and in a read-only revision mount, the
+    home's default (`vault use`) as before."""
+    mp, outside = tmp_path / "m", tmp_path / "out"
+    mp.mkdir(), outside.mkdir()
+    assert _avfs("mount", "work:agent-1", str(mp)).code == 0
+    (mp / "src").mkdir()
+    (mp / "src" / "a.txt").write_text("x\n")
+    src = str(mp / "src")
+
+    def where(*args: str, cwd: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+        r = _avfs("--json", *args, "status", cwd=cwd, env=env)
+        assert r.code == 0, r
+        return r.json()["vault"], r.json()["fork"]
+
+    assert where(cwd=str(outside)) == ("attrs", "main")
+    assert where(cwd=src) == ("work", "agent-1") == where(cwd=str(mp))
+    assert where("--vault", "attrs", cwd=src) == ("attrs", "main")  # an explicit choice wins
+    assert where(cwd=src, env={"AVFS_VAULT": "attrs"}) == ("attrs", "main")
+    r = _avfs("--json", "checkpoint", "save", "from-inside", cwd=src)
+    assert r.code == 0, r
+    assert [c.name for c in checkpoint.list_checkpoints(two.vault("work"), "agent-1")] == ["from-inside"]
+    assert checkpoint.list_checkpoints(two.vault("attrs"), "main") == []
+
+    def run(*args: str, cwd: str) -> dict[str, Any]:
+        r = _avfs("--json", *args, "proxy", "exec", "--host", "writable", "--", "pwd", cwd=cwd)
+        doc = r.json()
+        assert validate(doc) == "proxy_exec_result" and doc["success"], r
+        return doc
+
+    real = os.path.realpath(mp)
+    for args in [(), ("--vault", "work:agent-1")]:  # found from the directory, or named
+        doc = run(*args, cwd=src)
+        assert (doc["request"]["fork"], doc["request"]["cwd"]) == ("agent-1", "src")
+        assert doc["result"]["stdout"] == real + "/src\n"
+    doc = run(cwd=str(mp))
+    assert doc["request"]["cwd"] == "" and doc["result"]["stdout"] == real + "\n"
+    r = _avfs("--json", "proxy", "exec", "--cwd", "", "--host", "writable", "--", "pwd", cwd=src)
+    assert r.json()["request"]["cwd"] == "" and r.json()["result"]["stdout"] == real + "\n", r
+
+    rev = tmp_path / "rev"
+    rev.mkdir()
+    assert _avfs("mount", "work:agent-1@main", str(rev)).code == 0
+    assert where(cwd=str(rev)) == ("attrs", "main")  # a revision is not a fork to act on

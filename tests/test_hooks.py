@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core import checkpoint, registry
 from avfs_git.core.settings import Settings
 from avfs_git.hooks import events, install, prereceive
 from avfs_git.ops import mounts
@@ -281,7 +281,7 @@ def _head(vault: Any) -> str:
 
 def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
     vault, mp = mounted
-    assert events.find_mounted_fork(os.environ["AVFS_HOME"], str(mp / "build")) is not None
+    assert registry.mount_containing(os.environ["AVFS_HOME"], str(mp / "build")) is not None
     _, out = pre("ls", str(mp))
     assert out["permissionDecision"] == "allow"
     _, out = pre("rm -rf /", str(mp))

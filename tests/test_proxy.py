@@ -687,3 +687,27 @@ def test_concurrent_execs_on_one_fork_commit_their_own_changes(home, ws, vault):
         r = results[tag]
         assert r.changes == [{"path": f"{tag}.txt", "status": "added"}], (tag, r.to_dict())  # type: ignore[attr-defined]
         assert r.commit is not None  # type: ignore[attr-defined]
+
+
+def test_the_fast_path_fills_in_cwd_only_when_none_was_given(tmp_path, monkeypatch):
+    """`proxy exec` from a directory inside the fork's mount runs there (``--cwd`` filled in);
+    a ``--cwd`` given (either form) wins, a ``--cwd`` after ``--`` is the command's, and
+    the mount's root, a sibling directory sharing its name's prefix, or an exec file without
+    a mount point (an older daemon) leave the arguments alone."""
+    from avfs_git.cli.execopts import with_cwd
+
+    mp = (tmp_path / "m").resolve()
+    (mp / "a b" / "c").mkdir(parents=True)
+    (tmp_path / "mm").mkdir()
+    monkeypatch.chdir(mp / "a b" / "c")
+    assert with_cwd(["--", "ls"], str(mp)) == ["--cwd", "a b/c", "--", "ls"]
+    assert with_cwd(["--json", "--", "ls", "--cwd"], str(mp) + "/") == [
+        "--cwd", "a b/c", "--json", "--", "ls", "--cwd",
+    ]  # fmt: skip
+    for given in (["--cwd", "x", "--", "ls"], ["--cwd=", "--", "ls"], ["--cwd=x", "--shell", "ls"]):
+        assert with_cwd(given, str(mp)) == given
+    assert with_cwd(["--", "ls"], "") == ["--", "ls"]
+    monkeypatch.chdir(mp)
+    assert with_cwd(["--", "ls"], str(mp)) == ["--", "ls"]
+    monkeypatch.chdir(tmp_path / "mm")
+    assert with_cwd(["--", "ls"], str(mp)) == ["--", "ls"]

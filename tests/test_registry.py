@@ -121,8 +121,11 @@ def test_read_exec_is_the_daemons_socket_name_and_pid(tmp_path: Path) -> None:
     home = str(tmp_path)
     reg = registry.record_path(os.path.join(home, "vaults", "v.git", "avfs"), "feature/x")
     os.makedirs(os.path.dirname(reg))
-    Path(registry.exec_path(reg)).write_text("avfs-exec-123\n4242\n")
-    assert registry.read_exec(home, "v", "feature/x") == ("avfs-exec-123", 4242)
+    Path(registry.exec_path(reg)).write_text("avfs-exec-123\n4242\n")  # an older daemon's
+    assert registry.read_exec(home, "v", "feature/x") == ("avfs-exec-123", 4242, "")
+    for mp in ("/mnt/a b", "/mnt/new\nline", "/mnt/caf\udce9"):
+        registry.write_exec(reg, "avfs-exec-123", 4242, mp)
+        assert registry.read_exec(home, "v", "feature/x") == ("avfs-exec-123", 4242, mp)
     Path(registry.exec_path(reg)).write_text("avfs-exec-123\nnot a pid\n")
     assert registry.read_exec(home, "v", "feature/x") is None
     assert registry.read_exec(home, "v", "other") is None

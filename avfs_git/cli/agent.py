@@ -18,7 +18,7 @@ from .main import App, pass_app
     "--vault",
     "vault",
     metavar="VAULT[:FORK]",
-    help="Default vault and fork of the tools (default: the global --vault, AVFS_VAULT, `vault use`).",
+    help="Default vault and fork of the tools (default: the global --vault, AVFS_VAULT, the fork mounted where you are, `vault use`).",
 )
 @click.option(
     "--client-approves",
@@ -49,7 +49,7 @@ def mcp_cmd(app: App, home: str | None, vault: str | None, client_approves: bool
         level=level if isinstance(level, int) else logging.WARNING,
         format="avfs mcp: %(levelname)s %(name)s: %(message)s",
     )
-    spec = vault if vault is not None else app.vault_spec
+    spec = vault if vault is not None else app.spec
     if spec:
         parse_address(spec)  # a malformed --vault is a usage error now, not on every call
     from ..core.settings import Settings

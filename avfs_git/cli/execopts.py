@@ -173,18 +173,43 @@ def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str],
     return int(env["exit_code"])
 
 
-def _exec_socket(glob: dict[str, Any]) -> tuple[str, int] | None:
-    """The exec socket of a live read-write mount of the VAULT:FORK asked for (the daemon
-    writes its name beside its registry file, ``<fork>.exec``; plain text, so reading it
-    needs no json)."""
-    spec = glob["vault"] or ""
+def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str] | None:
+    """The exec socket, daemon pid and mount point of a live read-write mount of the fork
+    asked for (``--vault VAULT:FORK``; without --vault, the fork whose mount holds the
+    current directory, which then becomes ``glob["vault"]``). The daemon writes the three
+    beside its registry file, ``<fork>.exec`` (plain text: reading it needs no json)."""
+    from ..core import registry
+    from ..core.settings import home_path
+
+    home = home_path(glob["home"], os.environ)
+    spec = glob["vault"]
+    if spec is None:
+        here = registry.mount_containing(home, os.getcwd(), revisions=False)
+        if here is None:
+            return None  # the home's default fork (in its config): in process
+        spec = glob["vault"] = here.spec
     vault, _, fork = spec.partition(":")
     if not vault or not fork or "@" in fork or "/" in vault or vault.startswith("."):
         return None  # no explicit fork (its default lives in the vault's config): in process
-    from ..core.registry import read_exec
-    from ..core.settings import home_path
+    return registry.read_exec(home, vault, fork)
 
-    return read_exec(home_path(glob["home"], os.environ), vault, fork)
+
+def with_cwd(rest: list[str], mountpoint: str) -> list[str]:
+    """``rest`` (`proxy exec`'s arguments) with ``--cwd`` set to the current directory, as
+    a path in the fork, when it is inside the fork's ``mountpoint`` and no ``--cwd`` was
+    given: a command run from a directory of a mounted fork runs in that directory, as it
+    would without avfs."""
+    head = rest[: rest.index("--")] if "--" in rest else rest
+    if not mountpoint or any(a == "--cwd" or a.startswith("--cwd=") for a in head):
+        return rest
+    try:
+        here = os.getcwd()
+    except OSError:
+        return rest
+    mp = mountpoint.rstrip("/") or "/"
+    if here == mp or not here.startswith(mp.rstrip("/") + "/"):
+        return rest
+    return ["--cwd", here[len(mp.rstrip("/")) + 1 :], *rest]
 
 
 def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
@@ -198,7 +223,9 @@ def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
     found = _exec_socket(glob)
     if found is None:
         return None
-    name, daemon_pid = found
+    name, daemon_pid, mountpoint = found
+    glob["mountpoint"] = mountpoint
+    rest = with_cwd(rest, mountpoint)
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -324,6 +351,7 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
     values: dict[str, Any] | None = None
     argv: list[str] = []
     home = None
+    rest = with_cwd(rest, glob.get("mountpoint") or "")  # (--mode materialized)
     try:
         values, argv = parse_args(rest)
     except NotFast:

@@ -141,6 +141,7 @@ class App:
         self.vault_spec = vault
         self.output = output
         self._home: Home | None = None
+        self._here: str | None = None  # the mounted fork at the current directory ('' none)
 
     @property
     def json(self) -> bool:
@@ -156,9 +157,29 @@ class App:
             self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))
         return self._home
 
+    @property
+    def spec(self) -> str | None:
+        """The vault and fork a command acts on when it names none: --vault or AVFS_VAULT;
+        else the fork whose live mount holds the current directory (as git finds the
+        repository it runs in); else None (the home's default, `vault use`)."""
+        if self.vault_spec is not None:
+            return self.vault_spec
+        if self._here is None:
+            from ..core import registry
+            from ..core.settings import home_path
+
+            try:
+                found = registry.mount_containing(
+                    home_path(self.home_path, os.environ), os.getcwd(), revisions=False
+                )
+            except OSError:  # the current directory is gone
+                found = None
+            self._here = found.spec if found is not None else ""
+        return self._here or None
+
     def target(self) -> tuple[Vault, str]:
-        """The selected vault and fork (--vault, AVFS_VAULT, or `vault use`)."""
-        return self.resolve(self.vault_spec)
+        """The selected vault and fork (:attr:`spec`, or `vault use`)."""
+        return self.resolve(self.spec)
 
     def resolve(self, spec: str | None) -> tuple[Vault, str]:
         """``VAULT[:FORK]`` (None: the default) -> (vault, fork); a vault or fork that does
@@ -212,7 +233,7 @@ def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
     "vault",
     envvar="AVFS_VAULT",
     metavar="VAULT[:FORK]",
-    help="Vault and fork to act on (env AVFS_VAULT; default: `vault use`).",
+    help="Vault and fork to act on (env AVFS_VAULT; default: the fork mounted where you are, else `vault use`).",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.version_option(package_name="avfs-git", prog_name="avfs")

@@ -105,7 +105,7 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool, ba
         app.output.result("mount_list", {"mounts": found}, human_list)
         return
     spec, rev, mdir = _split_spec(app, args)
-    vault, fork = app.resolve(spec or app.vault_spec)
+    vault, fork = app.resolve(spec or app.spec)
     info = mounts.mount(app.home, vault, fork, mdir, revision=rev, foreground=foreground, backend=backend)
 
     def human() -> None:
@@ -132,7 +132,7 @@ def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
     live = None
     if target is not None and _looks_like_path(target):
         live = _mount_at(app, target)
-    elif target is None and app.vault_spec is None:
+    elif target is None and app.spec is None:
         found = mounts.list_mounts(app.home)
         if len(found) > 1:
             listing = ", ".join(f"{_label(m)} at {m.mountpoint}" for m in found)
@@ -150,7 +150,7 @@ def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
         spec, rev = target, None
         if spec is not None and "@" in spec:
             spec, rev = spec.split("@", 1)
-        vault, fork = app.resolve(spec or app.vault_spec)
+        vault, fork = app.resolve(spec or app.spec)
         commit = None
         if rev:
             from ..core.history import resolve

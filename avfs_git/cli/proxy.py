@@ -49,6 +49,18 @@ def _exec_options(func: Any) -> Any:
     return func
 
 
+def _cwd_in_mount(app: App, spec: str) -> str:
+    """The current directory as a path in fork ``spec`` when it is inside the fork's live
+    mount ('' otherwise: the fork's root), as the fast path does (:func:`.execopts.with_cwd`)."""
+    from ..core import registry
+
+    try:
+        here = registry.mount_containing(app.home.path, os.getcwd(), revisions=False)
+    except OSError:
+        return ""
+    return here.relpath(os.getcwd()) if here is not None and here.spec == spec else ""
+
+
 @proxy.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS...]")
 @_exec_options
@@ -67,10 +79,12 @@ def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
 
     try:
         _need_dashdash(app, argv)
-        req = request_from(values, argv)
         vault, fork = app.target()
+        if not values.get("cwd"):
+            values["cwd"] = _cwd_in_mount(app, f"{vault.name}:{fork}")
+        req = request_from(values, argv)
     except AvfsError as err:
-        raise click.exceptions.Exit(exec_failed(app.output, app.vault_spec, values, argv, err)) from None
+        raise click.exceptions.Exit(exec_failed(app.output, app.spec, values, argv, err)) from None
     res = execute(app.home, vault, fork, req)
     if app.json:
         app.output.document("proxy_exec_result", res.to_dict())

@@ -135,7 +135,7 @@ def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | N
         vault, fork = app.home.vault(info.vault), info.fork
     elif fork_spec is not None:
         vault, fork = _fork_target(app, fork_spec)
-    elif app.vault_spec and ":" in app.vault_spec:
+    elif app.spec and ":" in app.spec:
         vault, fork = app.target()
     else:
         every = [m for m in mounts.list_mounts(app.home) if m.revision is None]

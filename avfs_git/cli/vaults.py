@@ -108,7 +108,7 @@ def list_cmd(app: App) -> None:
 @pass_app
 def info_cmd(app: App, spec: str | None) -> None:
     """Show a vault: path, forks (with state), quota."""
-    v, _ = app.resolve(spec or app.vault_spec)
+    v, _ = app.resolve(spec or app.spec)
     info = app.home.info(v.name)
     forks = v.forks()
 
@@ -143,7 +143,7 @@ def use_cmd(app: App, spec: str) -> None:
 @pass_app
 def path_cmd(app: App, spec: str | None) -> None:
     """Print the vault's git directory (for `git --git-dir`, `git clone`)."""
-    v, fork = app.resolve(spec or app.vault_spec)
+    v, fork = app.resolve(spec or app.spec)
     app.output.result(
         "vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: app.output.plain("{}", v.path)
     )
@@ -166,7 +166,7 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     (`ignored.mode: snapshot`), else copied (`copied`, with the reason); never committed.
     """
     if len(args) == 1:
-        source_spec, new = app.vault_spec, args[0]
+        source_spec, new = app.spec, args[0]
     elif len(args) == 2:
         source_spec, new = args
     else:

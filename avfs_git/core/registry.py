@@ -26,14 +26,19 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
-from typing import Any
 
 from .names import from_fs_name, fs_name
+
+TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
+
+if TYPE_CHECKING:  # typing's names and collections.abc cost ~6 ms to import: annotations only
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = [
     "RECORDS",
     "KernelMount",
+    "MountedFork",
     "Record",
     "daemon_alive",
     "dead_mountpoint",
@@ -43,6 +48,7 @@ __all__ = [
     "kernel_mounts",
     "live_mountpoints",
     "log_path",
+    "mount_containing",
     "mount_key",
     "mounted_at",
     "process_start",
@@ -53,6 +59,7 @@ __all__ = [
     "registered",
     "serving",
     "started_at",
+    "write_exec",
     "write_record",
 ]
 
@@ -173,16 +180,88 @@ def home_records(home_path: str) -> Iterator[tuple[str, str, Record]]:
             yield name, path, rec
 
 
-def read_exec(home_path: str, vault: str, key: str) -> tuple[str, int] | None:
-    """(exec socket name, daemon pid) of mount ``key`` of ``vault`` from its exec file;
-    None when there is none (read as plain text, without json)."""
+def write_exec(record: str, name: str, pid: int, mountpoint: str) -> None:
+    """The exec file beside ``record``: the daemon's exec socket ``name``, its ``pid`` (the
+    client checks its peer is that process) and its ``mountpoint`` (a client whose current
+    directory is inside runs its command there). Written whole (rename)."""
+    path = exec_path(record)
+    with open(path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(f"{name}\n{pid}\n{mountpoint}\n")
+    os.replace(path + ".tmp", path)
+
+
+def read_exec(home_path: str, vault: str, key: str) -> tuple[str, int, str] | None:
+    """(exec socket name, daemon pid, mount point: '' when the file predates it) of mount
+    ``key`` of ``vault`` from its exec file; None when there is none (read as plain text,
+    without json)."""
     path = exec_path(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
     try:
-        with open(path) as fh:
-            name, _, pid = fh.read().strip().partition("\n")
-    except (OSError, UnicodeDecodeError):
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    except OSError:
         return None
-    return (name, int(pid)) if name and pid.isdigit() else None
+    name, _, rest = text.partition("\n")
+    pid, _, mountpoint = rest.partition("\n")
+    if not name or not pid.isdigit():
+        return None
+    return name, int(pid), mountpoint[:-1] if mountpoint.endswith("\n") else mountpoint
+
+
+class MountedFork:
+    """A live mount of a fork whose mount point holds a path (:func:`mount_containing`)."""
+
+    __slots__ = ("fork", "mountpoint", "read_only", "vault", "vault_path")
+
+    def __init__(self, vault: str, vault_path: str, fork: str, mountpoint: str, read_only: bool) -> None:
+        self.vault = vault
+        self.vault_path = vault_path
+        self.fork = fork
+        self.mountpoint = mountpoint
+        self.read_only = read_only
+
+    def __repr__(self) -> str:
+        return f"MountedFork({self.vault!r}, {self.fork!r}, {self.mountpoint!r})"
+
+    @property
+    def spec(self) -> str:
+        """``VAULT:FORK``, as ``--vault`` takes it."""
+        return f"{self.vault}:{self.fork}"
+
+    def relpath(self, path: str) -> str:
+        """``path`` (inside the mount point) as a path in the fork: '' at its root."""
+        rel = os.path.relpath(os.path.realpath(path), self.mountpoint)
+        return "" if rel == "." else rel
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def mount_containing(home_path: str, path: str, *, revisions: bool = True) -> MountedFork | None:
+    """The live mount of the home whose mount point contains ``path`` (the innermost one),
+    or None. ``revisions=False``: a read-only revision mount (``VAULT@REV``) does not
+    count.
+
+    What the CLI asks when no vault is selected (a command run inside a mounted fork acts
+    on that fork, as git acts on the repository it runs in) and what the agent hooks ask on
+    every tool call: the records are read from the files alone, no vault is opened. A
+    record counts only while its mount is :func:`serving`."""
+    where = os.path.realpath(path)
+    best: MountedFork | None = None
+    for vault, vault_path, rec in home_records(home_path):
+        if not {"mountpoint", "pid", "fork"} <= rec.data.keys():
+            continue
+        revision = rec.data.get("revision") is not None
+        if revision and not revisions:
+            continue
+        mp = os.path.realpath(rec.mountpoint)
+        if not _inside(where, mp) or (best is not None and len(mp) <= len(best.mountpoint)):
+            continue
+        if not serving(rec):
+            continue
+        read_only = bool(rec.data.get("read_only")) or revision
+        best = MountedFork(vault, vault_path, str(rec.data["fork"]), mp, read_only)
+    return best
 
 
 # -- liveness --------------------------------------------------------------------------------

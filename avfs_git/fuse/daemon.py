@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
     import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
 
+    from ..core import registry
     from ..core.home import Home
     from ..core.registry import mount_key
     from ..core.registry import write_record as write_registry
@@ -111,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 
         server = ExecServer(home, vault, args.fork)
         record["exec_socket"] = server.name
-        exec_file = reg[: -len(".json")] + ".exec"
+        exec_file = registry.exec_path(reg)
+        # resolved now: once mounted, a lookup of the mount point is a request to this
+        # process, which announce() (on the FUSE thread for the pure-FUSE backend) would wait on
+        real_mountpoint = os.path.realpath(args.mountpoint)
 
     def ready() -> None:
         if overlay:
@@ -156,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         write_registry(reg, record)
         if server is not None:
             server.start()
-            with open(exec_file + ".tmp", "w") as fh:
-                fh.write(f"{server.name}\n{os.getpid()}\n")  # the client checks the peer is us
-            os.replace(exec_file + ".tmp", exec_file)
+            registry.write_exec(reg, server.name, os.getpid(), real_mountpoint)
         if args.ready_fd is not None:
             try:
                 os.write(args.ready_fd, b"R")

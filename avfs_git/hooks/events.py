@@ -32,12 +32,10 @@ __all__ = [
     "Confine",
     "HookAnswer",
     "HookEvent",
-    "MountedFork",
     "answer",
     "codex_notify",
     "confine_from",
     "failure_text",
-    "find_mounted_fork",
     "parse_event",
     "self_command",
 ]
@@ -139,47 +137,8 @@ def parse_event(data: bytes, expected: str) -> HookEvent:
 # ------------------------------------------------------------------------------- where am I
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MountedFork:
-    """A live mount whose mount point holds the agent's working directory."""
-
-    vault: str
-    vault_path: str
-    fork: str
-    mountpoint: str
-    read_only: bool
-
-
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def find_mounted_fork(home_path: str, cwd: str) -> MountedFork | None:
-    """The mounted fork whose mount point contains ``cwd`` (the innermost one), or None.
-
-    Reads the mount registry's records directly (:func:`.registry.home_records`), without
-    opening a vault: a hook runs on every tool call. A record counts only while its mount
-    is serving (:func:`.registry.serving`: its daemon lives and its mount point is a mount
-    point).
-    """
-    where = os.path.realpath(cwd)
-    best: MountedFork | None = None
-    for vault, vault_path, rec in registry.home_records(home_path):
-        if not {"mountpoint", "pid", "fork"} <= rec.data.keys():
-            continue
-        mp = os.path.realpath(rec.mountpoint)
-        if not _inside(where, mp) or (best is not None and len(mp) <= len(best.mountpoint)):
-            continue
-        if not registry.serving(rec):
-            continue
-        best = MountedFork(
-            vault=vault,
-            vault_path=vault_path,
-            fork=str(rec.data["fork"]),
-            mountpoint=mp,
-            read_only=bool(rec.data.get("read_only")) or rec.data.get("revision") is not None,
-        )
-    return best
 
 
 # ------------------------------------------------------------------------------- answering
@@ -223,7 +182,7 @@ def _refuse(agent: str, event: str, message: str) -> HookAnswer:
     return HookAnswer(None, text + "\n", 1)
 
 
-def _checkpoint(settings: Settings, where: MountedFork, message: str) -> tuple[str, bool]:
+def _checkpoint(settings: Settings, where: registry.MountedFork, message: str) -> tuple[str, bool]:
     """Checkpoint the fork; (commit, created). Imports pygit2: only when there is a fork."""
     from ..core import checkpoint
     from ..core.home import open_home
@@ -282,7 +241,11 @@ def confine_from(argv0: str, executable: str, environ: Mapping[str, str]) -> Con
 
 
 def _confined(
-    agent: str, settings: Settings, event: HookEvent, where: MountedFork | None, confine: Confine | None
+    agent: str,
+    settings: Settings,
+    event: HookEvent,
+    where: registry.MountedFork | None,
+    confine: Confine | None,
 ) -> tuple[dict[str, Any] | None, str]:
     """The tool input that runs an allowed Bash call confined, and what the reason adds.
 
@@ -349,7 +312,7 @@ def _pre_tool_use(
     # agent's `cwd` (after `cd /` everything would be inside): the mount point of the fork
     # `cwd` is in, else the project directory, else a root nothing is inside.
     cwd = os.path.realpath(event.cwd)
-    where = find_mounted_fork(settings.home, event.cwd)
+    where = registry.mount_containing(settings.home, event.cwd)
     outside_project: str | None = None
     if where is not None:
         root = where.mountpoint
@@ -404,7 +367,7 @@ def _pre_tool_use(
 
 def _after(settings: Settings, event: HookEvent) -> HookAnswer:
     """PostToolUse and Stop: checkpoint the fork the working directory is mounted from."""
-    where = find_mounted_fork(settings.home, event.cwd)
+    where = registry.mount_containing(settings.home, event.cwd)
     if where is None:
         msg = f"avfs: {event.cwd} is not in a mounted avfs fork; nothing to checkpoint"
         return HookAnswer({"systemMessage": msg, "suppressOutput": True})

@@ -40,9 +40,13 @@ class Opt:
         self.multiple = multiple
 
 
+CWD_HELP = (
+    "Working directory, relative to the workspace root (default: the directory you are in"
+    " when it is inside the fork's mount, else the root)."
+)
 EXEC_OPTIONS: tuple[Opt, ...] = (
     Opt("--shell", "shell", "Run a shell command line (sh -c) instead of argv.", metavar="STRING"),
-    Opt("--cwd", "cwd", "Working directory, relative to the workspace root.", metavar="DIR", default=""),
+    Opt("--cwd", "cwd", CWD_HELP, metavar="DIR", default=""),
     Opt("--timeout-ms", "timeout_ms", "Stop the command after this long (default: the policy's).", int),
     Opt(
         "--max-output-bytes", "max_output_bytes", "Keep at most this much of stdout and of stderr each.", int
