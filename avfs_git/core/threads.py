@@ -4,8 +4,13 @@ libfuse calls into Python from its own worker threads through ctypes; each callb
 a fresh Python thread state, so a ``threading.local`` is empty at every call and every
 FUSE request opened a new SQLite connection and git repository (~1 ms: an uncached
 ``stat`` cost 1.3 ms instead of ~0.1). :class:`ThreadSlots` keys the state on the OS
-thread id instead, which stays the same for the life of the thread. An id reused by a
-later thread inherits the state of a thread that has ended: never used concurrently.
+thread id instead, which stays the same for the life of the thread, and checks that the
+namespace found is the calling thread's own (its :class:`threading.Thread`): an id is
+reused by a later thread once its thread ended (libfuse starts and ends worker threads as
+load comes and goes, the mount daemon a thread per ``proxy exec`` request), and a thread
+that took over an ended thread's namespace was never registered, so a third thread took
+it for ended and closed its SQLite connection under it (the daemon segfaulted in
+``sqlite3_last_insert_rowid``, or in the statement cache's dict).
 
 State does not outlive its threads for long: when a thread makes its first slot, the
 slots of threads that have ended are dropped (so a program that starts and ends threads
@@ -21,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 _get_ident = threading.get_ident
+_current = threading.current_thread
+_OWNER = "\0owner"  # a namespace's thread (a key no attribute can have)
 
 
 class ThreadSlots:
@@ -36,16 +43,17 @@ class ThreadSlots:
 
     def ns(self) -> dict[str, Any]:
         """The calling thread's namespace, as a dict (the fast way in hot paths)."""
+        me = _current()  # (registers a thread Python did not start: see above)
         mine: dict[str, Any] | None = self._slots.get(_get_ident())
-        return mine if mine is not None else self._new()
+        return mine if mine is not None and mine[_OWNER] is me else self._new(me)
 
-    def _new(self) -> dict[str, Any]:
-        threading.current_thread()  # registers a thread Python did not start (see above)
+    def _new(self, me: threading.Thread) -> dict[str, Any]:
         slots: dict[int, dict[str, Any]] = self._slots
+        ident = _get_ident()
         with self._lock:
-            alive = {t.ident for t in threading.enumerate()}
-            ended = [slots.pop(i) for i in [i for i in slots if i not in alive]]
-            mine = slots[_get_ident()] = {}
+            alive = {t.ident: t for t in threading.enumerate()}
+            ended = [slots.pop(i) for i in [i for i, ns in slots.items() if alive.get(i) is not ns[_OWNER]]]
+            mine = slots[ident] = {_OWNER: me}
         if self._on_drop is not None:
             for ns in ended:
                 self._on_drop(ns)
