@@ -36,6 +36,7 @@ from .gitstore import GitStore
 from .identity import Identity, Signatures
 from .identity import current as current_identity
 from .locks import file_lock
+from .mergestate import inherit_state
 from .oplog import OpLog
 from .quota import QuotaTracker, QuotaUsage
 from .settings import DEFAULT_LOCK_WAIT_S
@@ -481,8 +482,6 @@ class Vault:
                 # its ref, and the captured tree (a "seed") when the source had changes.
                 if tree is not None:
                     write_seed(self._new_state_dir(new), base, tree)
-                    from .merge import inherit_state
-
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
             try:
                 refs.cas_update(

@@ -33,7 +33,7 @@ A move that keeps the view (a checkpoint) patches the index where the bases diff
 that changes it (restore, undo, merge) writes it whole and then waits, bounded, until the
 daemon's watcher (woken through the FIFO ``avfs-wake``) acknowledges in ``avfs-view`` that
 the kernel's caches of the old view are gone: when the move returns, the mount shows it.
-While a merge with written conflicts is open (:mod:`.merge`), the index holds the merged
+While a merge with written conflicts is open (:mod:`.mergestate`), the index holds the merged
 tree with the conflicted paths unmerged (stages 1-3) and ``MERGE_HEAD`` is set: git in the
 mount sees its own merge, and ``git commit`` makes the two-parent commit.
 """
@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import from_oserror
 from .gitrun import git_env
+from .mergestate import peek_state
 from .names import fs_name
 from .registry import is_mount_daemon
 
@@ -89,7 +90,7 @@ class _View(NamedTuple):
 
     base: str | None
     view_time: str | None
-    merging: dict[str, Any] | None  # the open merge, if any (.merge.peek_state)
+    merging: dict[str, Any] | None  # the open merge, if any (.mergestate.peek_state)
     stamp: str  # "BASE VIEW_TIME MERGE" (STAMP_FILE)
     token: str  # the fsmonitor token
 
@@ -103,8 +104,6 @@ def _read_view(ws: Workspace) -> _View:
     another process (a base from before it, a view time from after), and an index written
     for the old base would then carry the stamp of the new one, so the mover, finding the
     stamp current, would leave that stale index in place."""
-    from .merge import peek_state
-
     ws.view_time  # noqa: B018 - set when missing (a write: not inside the snapshot)
     ov = ws.overlay
     db = ov.db

@@ -529,7 +529,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
     if action not in ("keep", "discard", "leave"):
         raise UsageError(f"action must be keep, discard or leave, not {action!r}")
     vault.require_fork(fork)
-    from ..core.merge import refuse_if_merging
+    from ..core.mergestate import refuse_if_merging
 
     # before the unmount: down checkpoints the fork, which an open merge refuses
     refuse_if_merging(vault.workspace(fork), "avfs down (it checkpoints the fork)")
