@@ -101,7 +101,6 @@ KNOWN_MODULE_CYCLE_EDGES = {
     ("core.remote", "core.checkpoint"),
     ("core.remote", "core.merge"),
     ("core.remote", "core.vault"),
-    ("core.vault", "core.checkpoint"),
     ("core.vault", "core.home"),
     ("core.vault", "core.workspace"),
     ("core.workspace", "core.vault"),

@@ -49,7 +49,7 @@ from .mergestate import unresolved, write_state
 from .overlay import FILE
 from .treediff import diff_trees
 from .types import MODE_LINK, MODE_TREE, Change, CommitId
-from .wscommit import retirable
+from .wscommit import keep_recovery, retirable
 
 if TYPE_CHECKING:
     import pygit2
@@ -600,8 +600,6 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     """Move the target's ref (CAS) and point its (clean) workspace at ``new``; whatever was
     written in the moment between the last check and the move is kept under a recovery
     ref rather than lost."""
-    from .checkpoint import keep_recovery
-
     _refuse_changed(ws)
     refs.cas_update(ws.store.repo, ws.ref, new, old, reason)
     keep_recovery(ws, "written during a merge")
@@ -748,8 +746,6 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
     st = merge_state(ws)
     if st is None:
         raise UsageError(f"no merge into {target} is in progress")
-    from .checkpoint import keep_recovery
-
     with vault.lock(target):
         # what the merge wrote and any resolution work so far: kept, undoable
         rec = keep_recovery(ws, f"abort of the merge of {st['source']}")

@@ -43,6 +43,7 @@ from .settings import DEFAULT_LOCK_WAIT_S
 from .types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from .upper import drop_gitfile
 from .workspace import Workspace
+from .wscommit import keep_recovery, ws_state
 
 if TYPE_CHECKING:
     from .home import Home
@@ -536,8 +537,6 @@ class Vault:
                 f"fork {fork!r} is the vault's default fork",
                 hint="make another fork the default first (`avfs vault use VAULT:FORK`)",
             )
-        from .checkpoint import keep_recovery, ws_state
-
         self.refuse_if_mounted(fork)
         with self.lock(fork):
             ws = self.workspace(fork)

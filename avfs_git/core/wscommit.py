@@ -13,6 +13,7 @@ module does not import :mod:`.workspace` (which is built on it).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -278,6 +279,33 @@ def commit_overlay(
     captured = retirable(ws, captured, tree)
     publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
     return commit, captured
+
+
+def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
+    """Keep the uncheckpointed overlay as a commit under a recovery ref
+    (``refs/avfs/recovery/<fork>/-/<id>``, parent: the base) before ``reason`` discards
+    it; (ref, commit), or None when there is nothing to keep."""
+    if not ws.changes.is_dirty():
+        return None
+    pack = ws.store.pack_writer()
+    try:
+        tree, _ = capture(ws, pack)
+        msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
+        commit = ws.store.create_commit(tree, [ws.base], msg, ws.author(), pack=pack)
+        pack.finish()
+    except BaseException:
+        pack.abort()
+        raise
+    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
+    ref = refs.recovery_ref(ws.fork, tag)
+    refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
+    return ref, commit
+
+
+def ws_state(ws: Fork) -> dict[str, str | None]:
+    """The workspace's state for the op log: its base and, when dirty, its tree."""
+    tree = capture(ws)[0] if ws.changes.is_dirty() else None
+    return {"base": ws.base, "tree": tree}
 
 
 def publish(
