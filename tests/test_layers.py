@@ -104,9 +104,6 @@ KNOWN_MODULE_CYCLE_EDGES = {
     ("core.vault", "core.home"),
     ("core.vault", "core.workspace"),
     ("core.workspace", "core.vault"),
-    ("core.workspace", "core.worktree"),
-    ("core.worktree", "core.vault"),
-    ("core.worktree", "core.workspace"),
 }
 
 
