@@ -63,7 +63,7 @@ ENVIRONMENT_READS = {
     "core/settings.py": "the one reader of avfs's settings (AVFS_HOME, AVFS_LOCK_WAIT, XDG_CACHE_HOME, AVFS_GIT_TOKEN)",
     "core/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
     "core/gitrun.py": "the environment a git process is given: the caller's, without GIT_*",
-    "core/remote.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
+    "core/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/execute.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
     "ops/mounts.py": "PATH (is fusermount3 there), the environment the mount daemon is started with",
@@ -72,9 +72,11 @@ ENVIRONMENT_READS = {
 
 # (importer, imported) edges between modules of one package that lie on an import cycle
 # (function-level imports break the cycle at import time, but the modules still cannot be
-# understood apart). In core, one 9-module component today: checkpoint, history, home, importer, merge, remote, vault,
-# workspace, worktree (gitstore, packwriter, treediff, oplog and ignore left it when running
-# git moved out of home into core/gitrun.py)
+# understood apart). In core, one 4-module component today: home, importer, vault, workspace
+# (gitstore, packwriter, treediff, oplog and ignore left it when running git moved out of
+# home into core/gitrun.py; checkpoint, history, merge, remote and worktree when an open
+# merge's state, recovery refs and reaching a git server moved down, and the worktree
+# typed the workspace it serves as a Protocol)
 KNOWN_MODULE_CYCLE_EDGES = {
     # cli: the console script enters at execopts (proxy exec without click), which falls
     # back to main; main.main runs the same fast path first, and `proxy exec`'s click
@@ -85,22 +87,9 @@ KNOWN_MODULE_CYCLE_EDGES = {
     ("cli.proxy", "cli.execopts"),
     ("cli.proxy", "cli.main"),
     # core
-    ("core.checkpoint", "core.history"),
-    ("core.checkpoint", "core.vault"),
-    ("core.checkpoint", "core.workspace"),
-    ("core.history", "core.vault"),
-    ("core.history", "core.workspace"),
     ("core.home", "core.importer"),
-    ("core.home", "core.remote"),
     ("core.home", "core.vault"),
-    ("core.importer", "core.remote"),
     ("core.importer", "core.vault"),
-    ("core.merge", "core.checkpoint"),
-    ("core.merge", "core.vault"),
-    ("core.merge", "core.workspace"),
-    ("core.remote", "core.checkpoint"),
-    ("core.remote", "core.merge"),
-    ("core.remote", "core.vault"),
     ("core.vault", "core.home"),
     ("core.vault", "core.workspace"),
     ("core.workspace", "core.vault"),

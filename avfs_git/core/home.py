@@ -38,7 +38,7 @@ from .types import VaultInfo
 from .vault import Vault
 
 if TYPE_CHECKING:
-    from .remote import ProgressFn
+    from .transport import ProgressFn
 
 Progress = Callable[[int, int | None, str], None]
 

@@ -27,7 +27,7 @@ from .gitstore import GitStore, git_error, git_errors
 from .identity import Signatures, resolve
 
 if TYPE_CHECKING:
-    from .remote import ProgressFn
+    from .transport import ProgressFn
     from .vault import Vault
 
 Progress = Callable[[int, int | None, str], None]
@@ -336,10 +336,10 @@ def clone_into(
     """Fill a new vault from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
     (without credentials). Returns the default fork when it is not ``main``. The server is
-    reached as for every remote (:func:`.remote.transport`: ssh settings, credential
+    reached as for every remote (:func:`.transport.transport`: ssh settings, credential
     helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
     from .redact import redact, split_credentials
-    from .remote import transport
+    from .transport import transport
 
     # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
     # git gets the URL without it and the pair through the environment
