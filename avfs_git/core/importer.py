@@ -17,7 +17,7 @@ import os
 import stat
 import subprocess
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 import pygit2
 
@@ -28,7 +28,7 @@ from .identity import Signatures, resolve
 
 if TYPE_CHECKING:
     from .transport import ProgressFn
-    from .vault import Vault
+    from .types import Stat
 
 Progress = Callable[[int, int | None, str], None]
 _BIG = 64 << 20
@@ -309,9 +309,19 @@ def set_default_fork(git_dir: str, fork: str) -> None:
         json.dump({"default_fork": fork}, fh)
 
 
-def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tuple[str, str]]]) -> None:
-    fork, items = pending
-    ws = vault.workspace(fork)
+class Target(Protocol):
+    """What :func:`apply_worktree_changes` needs of the new vault's workspace
+    (:class:`.workspace.Workspace` is one): the vault is made here, and used above."""
+
+    def exists(self, path: str) -> bool: ...
+    def remove(self, path: str, *, recursive: bool = False) -> None: ...
+    def symlink(self, target: str, path: str) -> Stat: ...
+    def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat: ...
+
+
+def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -> None:
+    """Make the workspace of the fork that :func:`import_dir` named show what the checkout
+    at ``src`` has not committed (``items``: its ``git status`` entries)."""
     for _xy, rel in items:
         full = os.path.join(src, rel)
         if os.path.islink(full):

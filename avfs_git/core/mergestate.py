@@ -25,7 +25,7 @@ from .types import MERGE_STATE_FILE, Stat
 STATE_FILE = MERGE_STATE_FILE
 
 
-class Based(Protocol):
+class HasState(Protocol):
     """What reading a workspace's merge state needs of it."""
 
     state_dir: str
@@ -35,7 +35,7 @@ class Based(Protocol):
     def is_dirty(self) -> bool: ...
 
 
-class Merging(Based, Protocol):
+class Merging(HasState, Protocol):
     """What the rest of this module needs of a workspace (:class:`.workspace.Workspace` is one)."""
 
     fork: str
@@ -46,11 +46,11 @@ class Merging(Based, Protocol):
     def base_moved(self, *, view_changed: bool) -> None: ...
 
 
-def state_path(ws: Based) -> str:
+def state_path(ws: HasState) -> str:
     return os.path.join(ws.state_dir, STATE_FILE)
 
 
-def peek_state(ws: Based) -> dict[str, Any] | None:
+def peek_state(ws: HasState) -> dict[str, Any] | None:
     """:func:`merge_state` without dropping a state left behind (no writes)."""
     try:
         with open(state_path(ws), encoding="utf-8") as fh:

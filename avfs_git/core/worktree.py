@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .errors import from_oserror
 from .gitrun import git_env
-from .mergestate import Based, peek_state
+from .mergestate import HasState, peek_state
 from .names import fs_name
 from .registry import is_mount_daemon
 
@@ -72,7 +72,7 @@ class MountedVault(Protocol):
     def lock_wait_s(self) -> float: ...
 
 
-class MountedFork(Based, Protocol):
+class MountedFork(HasState, Protocol):
     """What this module needs of a workspace (:class:`.workspace.Workspace` is one): the
     workspace calls in here, so this module knows it by these names only."""
 
