@@ -70,6 +70,15 @@ ENVIRONMENT_READS = {
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
 }
 
+# The modules that import pygit2 (function-level and TYPE_CHECKING imports included). Every
+# other module reaches libgit2 through core/gitstore.py (GitStore, git_errors(), git_error());
+# these two use libgit2 where wrapping it would only rename it. A new one fails the test.
+PYGIT2_IMPORTERS = {
+    "core/gitstore.py": "the store: objects, commits, the commit graph, revisions, tree diffs, blob ids and patches",
+    "core/refs.py": "reference transactions: compare-and-swap of refs, libgit2's ref locks",
+    "core/merge.py": "libgit2's merge machinery: merge_trees, its index, conflict entries, merge favour",
+}
+
 # (importer, imported) edges between modules of one package that lie on an import cycle
 # (function-level imports break the cycle at import time, but the modules still cannot be
 # understood apart). In core, one 3-module component today: home, vault, workspace. A home
@@ -278,6 +287,24 @@ def test_the_environment_is_read_at_the_edges() -> None:
         if package_of(name) not in FRONT_ENDS and _reads_environment(path)
     }
     assert sorted(found) == sorted(ENVIRONMENT_READS)
+
+
+def _imports_pygit2(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "pygit2" for a in node.names):
+            return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and not node.level
+            and (node.module or "").split(".")[0] == "pygit2"
+        ):
+            return True
+    return False
+
+
+def test_pygit2_is_reached_through_the_store() -> None:
+    found = {str(path.relative_to(PKG)) for path in modules().values() if _imports_pygit2(path)}
+    assert sorted(found) == sorted(PYGIT2_IMPORTERS), "import pygit2 only in the listed modules"
 
 
 def test_no_cycle_between_packages() -> None:

@@ -19,11 +19,9 @@ import subprocess
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Protocol
 
-import pygit2
-
 from . import ignore, names, refs
 from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
-from .gitstore import GitStore, git_error, git_errors
+from .gitstore import GitStore, init_bare
 from .identity import Signatures, resolve
 
 if TYPE_CHECKING:
@@ -36,16 +34,11 @@ _BIG = 64 << 20
 
 def init_vault(path: str) -> None:
     """Initialise a bare repository with avfs' settings (reflogs on for every ref)."""
-    try:
-        repo = pygit2.init_repository(path, bare=True, initial_head="main")
-    except git_errors() as exc:
-        raise git_error(exc, f"cannot create a repository at {path}") from exc
-    repo.config["core.logAllRefUpdates"] = "always"
+    init_bare(path, initial_head="main", config={"core.logAllRefUpdates": "always"})
     # avfs keeps its own state beside git's; make sure git never packs or prunes it away
     os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
     with open(os.path.join(path, "description"), "w", encoding="utf-8") as fh:
         fh.write("avfs vault\n")
-    repo.free()
 
 
 def initial_commit(path: str, vault_name: str, author: Signatures | None) -> str:

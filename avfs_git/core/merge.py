@@ -18,6 +18,10 @@
 
 Every merge, continue and abort that changes something is an operation in the op log
 (``avfs undo`` reverses it).
+
+libgit2's merge machinery (``merge_trees``, its index and conflict entries, the merge
+favour) is used here through pygit2 directly: wrapping it in :mod:`.gitstore` would only
+rename it. Everything else libgit2 does for a merge goes through the store.
 """
 
 from __future__ import annotations
