@@ -53,7 +53,7 @@ from .mergestate import unresolved, write_state
 from .overlay import FILE
 from .treediff import diff_trees
 from .types import MODE_LINK, MODE_TREE, Change, CommitId
-from .wscommit import keep_recovery, retirable
+from .wscommit import keep_recovery, publish, retirable
 
 if TYPE_CHECKING:
     import pygit2
@@ -700,7 +700,6 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             hint="edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue",
             details={"paths": left},
         )
-    repo = vault.store.repo
     with vault.lock(target):
         ours, theirs = st["ours"], st["theirs"]
         tip = ws.tip()
@@ -720,13 +719,12 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         except BaseException:
             pack.abort()
             raise
-        refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {st['source']}")
-        # retire what the commit holds; an entry written since (its seq moved) stays, on
-        # top of the merge commit: nothing written meanwhile is lost
-        with ws.overlay.txn() as db:
-            ws.retire_onto(db, retirable(ws, captured, tree), commit, seen=captured)
+        # published as a checkpoint is (.wscommit.publish): the ref moves by CAS, what the
+        # commit holds retires (a crash in between is finished by the next sync_base), an
+        # entry written since (its seq moved) stays on top of the merge commit, and a
+        # mount's index follows
+        publish(ws, commit, ours, retirable(ws, captured, tree), f"avfs: merge {st['source']}", seen=captured)
         write_state(ws, None)
-        ws.base_moved(view_changed=False)
         op = _record(
             vault,
             "merge",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import names, refs, wsbase, wscommit
 from .errors import CorruptStateError
@@ -367,13 +367,6 @@ class Workspace(Mutations):
         # (two parents), never a checkpoint, an exec's commit or any automatic one
         refuse_if_merging(self, "a checkpoint")
         return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase)
-
-    def retire_onto(
-        self, db: Any, captured: list[Entry], commit: str, *, seen: list[Entry] | None = None
-    ) -> None:
-        """In the overlay's transaction ``db``: retire the ``captured`` entries and make
-        ``commit`` the base (see :func:`.wscommit.retire_onto`)."""
-        wscommit.retire_onto(self, db, captured, commit, seen=seen)
 
     def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
         """Write the workspace's files into local directory ``dest``; returns the file count."""

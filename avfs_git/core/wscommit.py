@@ -6,6 +6,19 @@ Cost: one blob per materialized file plus the trees on changed paths (O(changed 
 depth)), never O(tree). A crash between the ref's move and the retirement is finished by
 the next :func:`.wsbase.sync_base` (the ``pending`` record).
 
+What a merge shares, and what it does not:
+
+- ``merge --continue`` commits the resolved overlay on two parents: it captures and
+  publishes (:func:`publish`: CAS on the ref, the pending record, retiring what the
+  commit holds, the mount's index) exactly as a checkpoint does; only its parents and
+  its op-log entry (the caller's, as a checkpoint's is) differ.
+- A clean merge and a fast-forward do not: their commit is made from trees (libgit2's
+  merge, or the trivial one), not from the overlay, and the target's workspace, checked
+  clean, then *shows* the merged tree (``set_base(keep_view=False)``: the view changes,
+  where :func:`publish` always keeps it), what was written in the moment kept under a
+  recovery ref (:func:`keep_recovery`). That move stays in :mod:`.merge`
+  (``_move_target``); a merge whose conflicts are written moves no ref at all.
+
 The functions take the workspace as a :class:`Fork`: what they need of it, so that this
 module does not import :mod:`.workspace` (which is built on it).
 """
