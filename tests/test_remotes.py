@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, remote
+from avfs_git.core import checkpoint, remote, transport
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.redact import redact, split_credentials
 from avfs_git.core.settings import Settings
@@ -455,7 +455,7 @@ def test_the_environment_credential_helper_passes_a_password_verbatim(tmp_path: 
     env = {**os.environ, "AVFS_GIT_CALL_USERNAME": "u s", "AVFS_GIT_CALL_PASSWORD": secret}
     env.pop("AVFS_GIT_TOKEN", None)
     proc = subprocess.run(
-        ["git", "-c", "credential.helper=", "-c", f"credential.helper={remote._ENV_HELPER}", "credential", "fill"],
+        ["git", "-c", "credential.helper=", "-c", f"credential.helper={transport._ENV_HELPER}", "credential", "fill"],
         input="protocol=https\nhost=example.invalid\n\n", capture_output=True, text=True, env=env,
         cwd=tmp_path, check=True,
     )  # fmt: skip

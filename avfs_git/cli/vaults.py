@@ -6,7 +6,7 @@ import click
 
 from ..core import names
 from ..core.errors import UsageError
-from ..core.vault import QuotaUsage
+from ..core.quota import QuotaUsage
 from .main import App, pass_app
 from .output import human_size
 

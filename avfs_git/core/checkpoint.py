@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import locks, names, packwriter, refs
@@ -32,6 +31,7 @@ from .gitnames import NotRecorded
 from .gitstore import git_error, git_errors, rfc3339
 from .history import checkpoint_names, resolve
 from .types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
+from .wscommit import keep_recovery, ws_state
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -64,31 +64,6 @@ class UndoResult:
     undone: Operation
     op_id: int
     recovery_ref: str | None
-
-
-def ws_state(ws: Workspace) -> dict[str, str | None]:
-    """The workspace's state for the op log: its base and, when dirty, its tree."""
-    tree = ws.capture()[0] if ws.is_dirty() else None
-    return {"base": ws.base, "tree": tree}
-
-
-def keep_recovery(ws: Workspace, reason: str) -> tuple[str, str] | None:
-    """Keep the uncheckpointed overlay as a commit under a recovery ref; (ref, commit)."""
-    if not ws.is_dirty():
-        return None
-    pack = ws.store.pack_writer()
-    try:
-        tree, _ = ws.capture(pack)
-        msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
-        commit = ws.store.create_commit(tree, [ws.base], msg, ws.vault.author(), pack=pack)
-        pack.finish()
-    except BaseException:
-        pack.abort()
-        raise
-    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
-    ref = refs.recovery_ref(ws.fork, tag)
-    refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
-    return ref, commit
 
 
 def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:

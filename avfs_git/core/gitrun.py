@@ -5,7 +5,7 @@ three shapes avfs needs: :func:`run` (wait for it; bytes or text), :func:`run_gi
 output as text, raising on failure) and :func:`spawn` (a stream: ``fast-import``, a
 transfer's progress).
 
-Remotes add their credentials and ssh settings to the environment (``remote.transport``);
+Remotes add their credentials and ssh settings to the environment (``transport.transport``);
 the mounted worktree's index is rebuilt with an environment of its own (``worktree.py``).
 
 A leaf of core (it imports only ``errors``), so that every module that runs git can import

@@ -5,7 +5,12 @@ thread that touches a vault opens its own ``Repository`` (0.1 ms) and keeps it: 
 has its object caches filled (a first diff costs 44 ms cold, 9 ms warm). Ref updates are
 serialized by :mod:`.refs` (ref lock files) and the fork locks of :mod:`.locks`.
 
-pygit2 exceptions are translated here and in :mod:`.refs`; nothing above catches them.
+The modules that need libgit2 go through this one: objects, commits, the commit graph
+(:meth:`GitStore.descendant_of`, :meth:`GitStore.merge_base`, :meth:`GitStore.walk`),
+revisions, tree diffs, blob ids and blob patches. Only :mod:`.refs` (reference
+transactions) and :mod:`.merge` (libgit2's merge machinery: ``merge_trees``, its index and
+conflict entries) import pygit2 besides this module (``tests/test_layers.py`` keeps it so).
+pygit2 exceptions are translated here and in those two; nothing above catches them.
 """
 
 from __future__ import annotations
@@ -14,17 +19,18 @@ import hashlib
 import re
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
 from .identity import Identity, Signatures, resolve
 from .objects import BlobStream, ObjectReader, ObjectReadError
 from .threads import ThreadSlots
-from .types import MODE_TREE
+from .types import MODE_COMMIT, MODE_TREE
 
 if TYPE_CHECKING:
     import pygit2
+    from pygit2 import Commit as Commit  # what commit() and walk() give: read its fields
 
     from .packwriter import PackWriter
 
@@ -59,6 +65,77 @@ def git_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
 def git_error(exc: BaseException, message: str, cls: type[AvfsError] = InternalError) -> AvfsError:
     """libgit2's failure ``exc`` as ``cls``: ``MESSAGE: <what libgit2 said>``."""
     return cls(f"{message}: {exc}")
+
+
+def libgit2_loaded() -> bool:
+    """Whether this process has loaded libgit2 (pygit2): until then, reads avoid it."""
+    return "pygit2" in sys.modules
+
+
+def prefer_libgit2() -> None:
+    """Read objects through libgit2 from now on in this process (see
+    :meth:`GitStore.read_object`): for a long-lived process (the mount daemon), where
+    libgit2 reads faster than pure Python and its ~85 ms import is paid once."""
+    import pygit2  # noqa: F401 - loaded is what read_object asks
+
+
+def init_bare(path: str, *, initial_head: str, config: Mapping[str, str]) -> None:
+    """Make a bare repository at ``path`` with HEAD on branch ``initial_head`` and
+    ``config`` set in its config file."""
+    import pygit2
+
+    try:
+        repo = pygit2.init_repository(path, bare=True, initial_head=initial_head)
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot create a repository at {path}") from exc
+    try:
+        for key, value in config.items():
+            repo.config[key] = value
+    finally:
+        repo.free()
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob of ``data`` (nothing is written)."""
+    import pygit2
+
+    return str(pygit2.hash(data))
+
+
+def file_blob_id(path: str) -> str:
+    """The id git gives a blob of the file at ``path`` (nothing is written; as
+    ``git hash-object --no-filters``)."""
+    import pygit2
+
+    return str(pygit2.hashfile(path))
+
+
+def blob_patch(old: bytes | None, new: bytes | None, old_path: str, new_path: str, context: int = 3) -> str:
+    """The unified diff (git's format, libgit2's) of two blobs' contents (None: absent),
+    labelled with the two paths; binary contents are named, not shown. Empty when equal."""
+    import pygit2
+
+    return pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context).text or ""
+
+
+def blob_line_stats(
+    old: bytes | None, new: bytes | None, old_label: str, new_label: str
+) -> tuple[int, int, bool]:
+    """(insertions, deletions, binary) of the diff of two blobs' contents (labels: valid
+    UTF-8)."""
+    import pygit2
+
+    patch = pygit2.Patch.create_from(old, new, old_label, new_label)
+    _, ins, dels = patch.line_stats
+    return ins, dels, bool(patch.delta.is_binary)
+
+
+class DeltaSide(NamedTuple):
+    """One side of a changed path in a tree diff (:meth:`GitStore.tree_deltas`)."""
+
+    path: str
+    oid: str | None  # None: the path is absent on this side
+    mode: int  # 0 when absent
 
 
 def _configure() -> None:
@@ -428,6 +505,150 @@ class GitStore:
         import pygit2
 
         return bool(self.repo.odb.exists(pygit2.Oid(hex=oid)))
+
+    def config_value(self, key: str) -> str | None:
+        """``key`` of the vault's config (and the global ones libgit2 reads); None when it
+        is unset, empty or unreadable."""
+        repo = self.repo
+        try:
+            value = repo.config[key]
+        except git_errors():
+            return None
+        return str(value) if value else None
+
+    # -- the commit graph and revisions ----------------------------------------------------
+    def descendant_of(self, commit: str, ancestor: str) -> bool:
+        """Whether ``commit`` descends from ``ancestor`` (a commit is not its own
+        descendant). Raises :class:`InternalError` when libgit2 cannot tell (an id missing
+        or malformed)."""
+        import pygit2
+
+        repo = self.repo
+        try:
+            return bool(repo.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=ancestor)))
+        except git_errors() as exc:
+            raise git_error(exc, f"cannot tell whether {commit} descends from {ancestor}") from exc
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``), or
+        None when they share no history."""
+        import pygit2
+
+        repo = self.repo
+        try:
+            base = repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        except git_errors() as exc:
+            raise git_error(exc, f"cannot find the merge base of {a} and {b}") from exc
+        return str(base) if base is not None else None
+
+    def rev_parse(self, spec: str) -> str | None:
+        """The commit ``spec`` names (anything ``git rev-parse`` accepts, peeled to a
+        commit), or None when it names none."""
+        import pygit2
+
+        repo = self.repo
+        try:
+            return str(repo.revparse_single(spec).peel(pygit2.Commit).id)
+        except git_errors():
+            return None
+
+    def walk(
+        self, push: Sequence[str], hide: Sequence[str] = (), *, first_parent: bool = False
+    ) -> Iterator[Commit]:
+        """The commits reachable from ``push`` and not from ``hide``, newest first in
+        topological order (as ``git log --topo-order``); ``first_parent``: following first
+        parents only."""
+        import pygit2
+
+        repo = self.repo
+        try:
+            walker = repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+            for oid in push:
+                walker.push(pygit2.Oid(hex=oid))
+            for oid in hide:
+                walker.hide(pygit2.Oid(hex=oid))
+            if first_parent:
+                walker.simplify_first_parent()
+        except git_errors() as exc:
+            raise git_error(exc, "cannot walk the history") from exc
+        return iter(walker)
+
+    # -- trees through libgit2 (its modes normalised, as git reads them) -------------------
+    def files_of(self, tree: str) -> dict[str, tuple[str, int]]:
+        """Path -> (blob id, mode) of every file and symlink of ``tree`` (submodules aside)."""
+        import pygit2
+
+        repo = self.repo
+        out: dict[str, tuple[str, int]] = {}
+        stack: list[tuple[str, str]] = [("", tree)]
+        while stack:
+            prefix, oid = stack.pop()
+            obj = repo[oid]
+            assert isinstance(obj, pygit2.Tree)
+            for e in obj:
+                path = prefix + str(e.name)
+                if e.filemode == MODE_TREE:
+                    stack.append((path + "/", str(e.id)))
+                elif e.filemode != MODE_COMMIT:
+                    out[path] = (str(e.id), int(e.filemode))
+        return out
+
+    def _tree_diff(self, old_tree: str, new_tree: str, *, binary: bool = False) -> pygit2.Diff:
+        import pygit2
+
+        repo = self.repo
+        a, b = repo[old_tree], repo[new_tree]
+        assert isinstance(a, pygit2.Tree) and isinstance(b, pygit2.Tree)
+        flags = pygit2.enums.DiffOption.SHOW_BINARY if binary else pygit2.enums.DiffOption.NORMAL
+        return a.diff_to_tree(b, flags=flags)
+
+    def tree_deltas(self, old_tree: str, new_tree: str) -> list[tuple[DeltaSide, DeltaSide]]:
+        """(old, new) of every path libgit2's diff of two trees lists (no rename pairing;
+        a path whose kind changed comes as a deletion and an addition)."""
+        out = []
+        for d in self._tree_diff(old_tree, new_tree).deltas:
+            sides = []
+            for f in (d.old_file, d.new_file):
+                oid = str(f.id) if f.id.raw != b"\0" * 20 else None
+                sides.append(DeltaSide(f.path, oid, int(f.mode)))
+            out.append((sides[0], sides[1]))
+        return out
+
+    def tree_patch(self, old_tree: str, new_tree: str) -> str:
+        """The diff of two trees as a patch ``git apply`` takes (binary files included)."""
+        return self._tree_diff(old_tree, new_tree, binary=True).patch or ""
+
+    def keep_commit(
+        self, oids: Sequence[str], message: str, who: tuple[str, str]
+    ) -> tuple[str, list[str]] | None:
+        """A commit (no ref names it yet) that makes ``oids`` reachable: the commits among
+        them are its parents, the trees and blobs are named in its tree (each under its own
+        id); other kinds and missing ids are left out. By ``who`` (name, email) at time 0.
+        Returns (commit, the ids it holds), or None when it would hold nothing."""
+        import pygit2
+
+        repo = self.repo
+        parents: list[pygit2.Oid] = []
+        tb = repo.TreeBuilder()
+        held = []
+        for oid in oids:
+            obj = repo.get(oid)
+            if obj is None:
+                continue
+            if obj.type == pygit2.enums.ObjectType.COMMIT:
+                parents.append(obj.id)
+            elif obj.type == pygit2.enums.ObjectType.TREE:
+                tb.insert(oid, obj.id, pygit2.enums.FileMode.TREE)
+            elif obj.type == pygit2.enums.ObjectType.BLOB:
+                tb.insert(oid, obj.id, pygit2.enums.FileMode.BLOB)
+            else:
+                continue
+            held.append(oid)
+        if not held:
+            return None
+        sig = pygit2.Signature(who[0], who[1], 0, 0)
+        commit = repo.create_commit(None, sig, sig, message, tb.write(), parents)
+        return str(commit), held
 
     def pack_writer(self) -> PackWriter:
         """A pack for the objects of one operation (see :mod:`.packwriter`)."""

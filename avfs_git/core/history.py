@@ -12,15 +12,14 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import pygit2
-
 from . import names, refs
 from .errors import AvfsError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
-from .gitstore import git_errors, rfc3339
+from .gitstore import blob_line_stats, blob_patch, rfc3339
 from .treediff import diff_trees, pair_renames
 from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
 
 if TYPE_CHECKING:
+    from .gitstore import Commit
     from .vault import Vault
     from .workspace import Workspace
 
@@ -41,12 +40,7 @@ def _parse(vault: Vault, ref_or_id: str, suffix: str) -> str | None:
             except AvfsError:
                 return None
             return ref_or_id
-    repo = vault.store.repo
-    try:
-        obj = repo.revparse_single(ref_or_id + suffix)
-        return str(obj.peel(pygit2.Commit).id)
-    except git_errors():
-        return None
+    return vault.store.rev_parse(ref_or_id + suffix)
 
 
 def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
@@ -117,7 +111,7 @@ def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[st
     return out
 
 
-def commit_info(c: pygit2.Commit, cps: dict[str, list[str]] | None = None) -> CommitInfo:
+def commit_info(c: Commit, cps: dict[str, list[str]] | None = None) -> CommitInfo:
     return CommitInfo(
         id=CommitId(str(c.id)),
         parents=[str(p) for p in c.parent_ids],
@@ -142,10 +136,10 @@ def split_range(spec: str) -> tuple[str, str, bool] | None:
 
 def merge_base(vault: Vault, a: str, b: str) -> str:
     """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``)."""
-    base = vault.store.repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+    base = vault.store.merge_base(a, b)
     if base is None:
         raise RevisionNotFoundError(f"{a[:12]} and {b[:12]} share no history", details={"old": a, "new": b})
-    return str(base)
+    return base
 
 
 def diff_range(vault: Vault, spec: str, fork: str | None = None) -> tuple[str, str] | None:
@@ -172,24 +166,25 @@ def log(
     ``A...B`` what either has and not both (as ``git log``)."""
     fork = fork or vault.default_fork
     repo = vault.store.repo
-    walker = repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
     parts = split_range(rev) if rev else None
+    push: list[str] = []
+    hide: list[str] = []
     if all_forks:
         for f in vault.fork_names():
             tip = refs.read_ref(repo, refs.fork_ref(f))
             if tip:
-                walker.push(pygit2.Oid(hex=tip))
+                push.append(tip)
     elif parts is not None:
         a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
-        walker.push(pygit2.Oid(hex=b))
+        push.append(b)
         if parts[2]:
-            walker.push(pygit2.Oid(hex=a))
-            walker.hide(pygit2.Oid(hex=merge_base(vault, a, b)))
+            push.append(a)
+            hide.append(merge_base(vault, a, b))
         else:
-            walker.hide(pygit2.Oid(hex=a))
+            hide.append(a)
     else:
-        walker.push(pygit2.Oid(hex=resolve(vault, rev or "HEAD", fork)))
-        walker.simplify_first_parent()
+        push.append(resolve(vault, rev or "HEAD", fork))
+    walker = vault.store.walk(push, hide, first_parent=not all_forks and parts is None)
     cps = checkpoint_names(vault, None if all_forks else fork)
     out: list[CommitInfo] = []
     if limit is not None and limit <= 0:
@@ -252,7 +247,7 @@ def diff(
 def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
     if mode is None:
         return None
-    if oid is not None and vault.store.repo.odb.exists(pygit2.Oid(hex=oid)):
+    if oid is not None and vault.store.has_object(oid):
         return vault.store.blob_data(oid)
     assert ws is not None
     if mode == MODE_LINK:
@@ -304,8 +299,7 @@ def patch_text(
         old_path = c.old_path or c.path
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
-        patch = pygit2.Patch.create_from(a, b, old_path, c.path, context_lines=context)
-        text = _fix_modes(patch.text or "", c)
+        text = _fix_modes(blob_patch(a, b, old_path, c.path, context), c)
         if c.status is ChangeStatus.RENAMED and not text:
             text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
         if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
@@ -324,9 +318,8 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
         # the names only label the patch; libgit2 wants UTF-8, and a name from git may not be
-        patch = pygit2.Patch.create_from(a, b, _label(old_path), _label(c.path))
-        _, ins, dels = patch.line_stats
-        out.append((c.path, ins, dels, bool(patch.delta.is_binary)))
+        ins, dels, binary = blob_line_stats(a, b, _label(old_path), _label(c.path))
+        out.append((c.path, ins, dels, binary))
     return out
 
 

@@ -38,7 +38,7 @@ from .types import VaultInfo
 from .vault import Vault
 
 if TYPE_CHECKING:
-    from .remote import ProgressFn
+    from .transport import ProgressFn
 
 Progress = Callable[[int, int | None, str], None]
 
@@ -356,7 +356,8 @@ class Home:
             raise
         vault = self.vault(name)
         if pending is not None:
-            importer.apply_worktree_changes(vault, from_dir or "", pending)
+            fork, items = pending
+            importer.apply_worktree_changes(vault.workspace(fork), from_dir or "", items)
         vault.oplog.record(
             "vault_create",
             f"create vault {name}" + (f" from {from_dir}" if from_dir else ""),

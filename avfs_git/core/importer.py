@@ -17,18 +17,16 @@ import os
 import stat
 import subprocess
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
-
-import pygit2
+from typing import IO, TYPE_CHECKING, Protocol
 
 from . import ignore, names, refs
 from .errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
-from .gitstore import GitStore, git_error, git_errors
+from .gitstore import GitStore, init_bare
 from .identity import Signatures, resolve
 
 if TYPE_CHECKING:
-    from .remote import ProgressFn
-    from .vault import Vault
+    from .transport import ProgressFn
+    from .types import Stat
 
 Progress = Callable[[int, int | None, str], None]
 _BIG = 64 << 20
@@ -36,16 +34,11 @@ _BIG = 64 << 20
 
 def init_vault(path: str) -> None:
     """Initialise a bare repository with avfs' settings (reflogs on for every ref)."""
-    try:
-        repo = pygit2.init_repository(path, bare=True, initial_head="main")
-    except git_errors() as exc:
-        raise git_error(exc, f"cannot create a repository at {path}") from exc
-    repo.config["core.logAllRefUpdates"] = "always"
+    init_bare(path, initial_head="main", config={"core.logAllRefUpdates": "always"})
     # avfs keeps its own state beside git's; make sure git never packs or prunes it away
     os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
     with open(os.path.join(path, "description"), "w", encoding="utf-8") as fh:
         fh.write("avfs vault\n")
-    repo.free()
 
 
 def initial_commit(path: str, vault_name: str, author: Signatures | None) -> str:
@@ -309,9 +302,19 @@ def set_default_fork(git_dir: str, fork: str) -> None:
         json.dump({"default_fork": fork}, fh)
 
 
-def apply_worktree_changes(vault: Vault, src: str, pending: tuple[str, list[tuple[str, str]]]) -> None:
-    fork, items = pending
-    ws = vault.workspace(fork)
+class Target(Protocol):
+    """What :func:`apply_worktree_changes` needs of the new vault's workspace
+    (:class:`.workspace.Workspace` is one): the vault is made here, and used above."""
+
+    def exists(self, path: str) -> bool: ...
+    def remove(self, path: str, *, recursive: bool = False) -> None: ...
+    def symlink(self, target: str, path: str) -> Stat: ...
+    def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat: ...
+
+
+def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -> None:
+    """Make the workspace of the fork that :func:`import_dir` named show what the checkout
+    at ``src`` has not committed (``items``: its ``git status`` entries)."""
     for _xy, rel in items:
         full = os.path.join(src, rel)
         if os.path.islink(full):
@@ -336,10 +339,10 @@ def clone_into(
     """Fill a new vault from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
     (without credentials). Returns the default fork when it is not ``main``. The server is
-    reached as for every remote (:func:`.remote.transport`: ssh settings, credential
+    reached as for every remote (:func:`.transport.transport`: ssh settings, credential
     helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
     from .redact import redact, split_credentials
-    from .remote import transport
+    from .transport import transport
 
     # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
     # git gets the URL without it and the pair through the environment

@@ -18,12 +18,15 @@
 
 Every merge, continue and abort that changes something is an operation in the op log
 (``avfs undo`` reverses it).
+
+libgit2's merge machinery (``merge_trees``, its index and conflict entries, the merge
+favour) is used here through pygit2 directly: wrapping it in :mod:`.gitstore` would only
+rename it. Everything else libgit2 does for a merge goes through the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -31,7 +34,6 @@ from typing import TYPE_CHECKING, Any, overload
 
 from . import names, refs
 from .errors import (
-    AvfsError,
     BusyError,
     ConflictError,
     InternalError,
@@ -40,10 +42,18 @@ from .errors import (
     UsageError,
 )
 from .gitstore import EMPTY_TREE, GitStore, git_errors
+
+# an open merge's state and the questions about it live in .mergestate (the workspace, the
+# worktree and the vault ask them without importing this module); merge_state, open_merge
+# and refuse_if_merging are this module's public API too (docs/api.md)
+from .mergestate import merge_state as merge_state
+from .mergestate import open_merge as open_merge
+from .mergestate import refuse_if_merging as refuse_if_merging
+from .mergestate import unresolved, write_state
 from .overlay import FILE
 from .treediff import diff_trees
-from .types import MERGE_STATE_FILE, MODE_LINK, MODE_TREE, Change, CommitId
-from .wscommit import retirable
+from .types import MODE_LINK, MODE_TREE, Change, CommitId
+from .wscommit import keep_recovery, publish, retirable
 
 if TYPE_CHECKING:
     import pygit2
@@ -51,7 +61,6 @@ if TYPE_CHECKING:
     from .vault import Vault
     from .workspace import Workspace
 
-STATE_FILE = MERGE_STATE_FILE
 MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
 
 
@@ -132,125 +141,6 @@ class ChangedPaths(Sequence[str]):
 
     def __repr__(self) -> str:
         return repr(self._get())
-
-
-def _state_path(ws: Workspace) -> str:
-    return os.path.join(ws.state_dir, STATE_FILE)
-
-
-def peek_state(ws: Workspace) -> dict[str, Any] | None:
-    """:func:`merge_state` without dropping a state left behind (no writes)."""
-    try:
-        with open(_state_path(ws), encoding="utf-8") as fh:
-            data = dict(json.load(fh))
-    except FileNotFoundError:
-        return None
-    if ws.base != data.get("ours") or not ws.is_dirty():
-        return None
-    return data
-
-
-def merge_state(ws: Workspace) -> dict[str, Any] | None:
-    """The merge in progress in this workspace (conflicts written), or None. A state left
-    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
-    data = peek_state(ws)
-    if data is None and os.path.exists(_state_path(ws)):
-        _write_state(ws, None)
-    return data
-
-
-def unresolved(ws: Workspace, state: dict[str, Any]) -> list[str]:
-    """The paths of an open merge that still need a hand: conflicted files that hold
-    markers, and ``PATH~ours``/``PATH~theirs`` files that are still there (sorted)."""
-    left = []
-    for p in state["conflicts"]:
-        if ws.exists(p) and ws.stat(p).kind.value != "dir":
-            try:
-                if _has_markers(ws.read(p)):
-                    left.append(p)
-            except AvfsError:
-                pass
-    left += [p for p in state["written"] if ("~ours" in p or "~theirs" in p) and ws.exists(p)]
-    return sorted(set(left))
-
-
-def open_merge(ws: Workspace) -> dict[str, Any] | None:
-    """What ``avfs status`` says of the merge in progress in this workspace, or None:
-    ``source``, ``theirs`` (the commit being merged), ``ours``, ``base``, ``conflicts``
-    (every conflicted path) and ``unresolved`` (see :func:`unresolved`)."""
-    st = merge_state(ws)
-    if st is None:
-        return None
-    return {
-        "source": st["source"],
-        "theirs": st["theirs"],
-        "ours": st["ours"],
-        "base": st["base"],
-        "conflicts": list(st["conflicts"]),
-        "unresolved": unresolved(ws, st),
-    }
-
-
-def refuse_if_merging(ws: Workspace, action: str) -> None:
-    """Raise :class:`MergeInProgressError` when a merge with written conflicts is open in
-    this workspace: ``action`` (a checkpoint, an exec's commit...) would record what it
-    shows, conflict markers included, as an ordinary one-parent commit and end the merge."""
-    st = merge_state(ws)
-    if st is None:
-        return
-    left = unresolved(ws, st)
-    raise MergeInProgressError(
-        f"fork {ws.fork} has a merge of {st['source']} in progress ({len(left)} path(s) unresolved);"
-        f" {action} would record it as an ordinary commit: finish it with `avfs merge --continue`"
-        " or give it up with `avfs merge --abort`",
-        hint="`avfs status` lists the unresolved paths; resolve them, then `avfs merge --continue`"
-        " (the two-parent merge commit), or `avfs merge --abort`",
-        details={
-            "fork": ws.fork,
-            "source": st["source"],
-            "theirs": st["theirs"],
-            "unresolved": left,
-        },
-    )
-
-
-def inherit_state(src: Workspace, ws_dir: str) -> None:
-    """A fork of a workspace with an open merge starts with that merge open too (it shows
-    the same markers on the same base): its checkpoints refuse likewise, and
-    ``merge --continue`` there makes the two-parent commit. Call before the new
-    workspace is first used."""
-    st = merge_state(src)
-    if st is None:
-        return
-    path = os.path.join(ws_dir, STATE_FILE)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(ws_dir, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(st, fh)
-        os.replace(tmp, path)
-    except OSError as exc:
-        from .errors import from_oserror
-
-        raise from_oserror(exc, path) from exc
-
-
-def _write_state(ws: Workspace, data: dict[str, Any] | None) -> None:
-    from . import worktree
-
-    path = _state_path(ws)
-    if data is None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-    else:
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    # git in the fork's mount sees the merge as git's own (MERGE_HEAD, unmerged paths)
-    worktree.sync_mounted(ws, view_changed=False)
 
 
 def _side(e: Any) -> ConflictSide | None:
@@ -463,7 +353,7 @@ def merge(
         view_tree, written = _conflict_tree(repo, index, conflicts, source)
         _refuse_changed(ws)
         ws.set_base(ours, keep_view=False, view_tree=view_tree)
-        _write_state(
+        write_state(
             ws,
             {
                 "source": source,
@@ -714,8 +604,6 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     """Move the target's ref (CAS) and point its (clean) workspace at ``new``; whatever was
     written in the moment between the last check and the move is kept under a recovery
     ref rather than lost."""
-    from .checkpoint import keep_recovery
-
     _refuse_changed(ws)
     refs.cas_update(ws.store.repo, ws.ref, new, old, reason)
     keep_recovery(ws, "written during a merge")
@@ -798,10 +686,6 @@ def _record(vault: Vault, kind: str, summary: str, fork: str, old: str, new: str
     )
 
 
-def _has_markers(data: bytes) -> bool:
-    return data.startswith(b"<<<<<<< ") or b"\n<<<<<<< " in data or b"\n>>>>>>> " in data
-
-
 def merge_continue(vault: Vault, target: str | None = None, *, message: str | None = None) -> MergeResult:
     """Make the merge commit of a merge whose conflicts were written and resolved."""
     target = target or vault.default_fork
@@ -816,7 +700,6 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             hint="edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue",
             details={"paths": left},
         )
-    repo = vault.store.repo
     with vault.lock(target):
         ours, theirs = st["ours"], st["theirs"]
         tip = ws.tip()
@@ -836,13 +719,12 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         except BaseException:
             pack.abort()
             raise
-        refs.cas_update(repo, ws.ref, commit, ours, f"avfs: merge {st['source']}")
-        # retire what the commit holds; an entry written since (its seq moved) stays, on
-        # top of the merge commit: nothing written meanwhile is lost
-        with ws.overlay.txn() as db:
-            ws.retire_onto(db, retirable(ws, captured, tree), commit, seen=captured)
-        _write_state(ws, None)
-        ws.base_moved(view_changed=False)
+        # published as a checkpoint is (.wscommit.publish): the ref moves by CAS, what the
+        # commit holds retires (a crash in between is finished by the next sync_base), an
+        # entry written since (its seq moved) stays on top of the merge commit, and a
+        # mount's index follows
+        publish(ws, commit, ours, retirable(ws, captured, tree), f"avfs: merge {st['source']}", seen=captured)
+        write_state(ws, None)
         op = _record(
             vault,
             "merge",
@@ -866,14 +748,12 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
     st = merge_state(ws)
     if st is None:
         raise UsageError(f"no merge into {target} is in progress")
-    from .checkpoint import keep_recovery
-
     with vault.lock(target):
         # what the merge wrote and any resolution work so far: kept, undoable
         rec = keep_recovery(ws, f"abort of the merge of {st['source']}")
         before_tree = vault.store.commit_tree(rec[1]) if rec else None
         ws.set_base(st["ours"], keep_view=False)
-        _write_state(ws, None)
+        write_state(ws, None)
         op = vault.oplog.record(
             "merge_abort",
             f"abort the merge of {st['source']} into {target}",

@@ -43,7 +43,7 @@ TMP_PREFIX = "tmp_avfs_"
 # (the moment between creating the file and locking it, or a writer of an older avfs)
 STALE_TMP_S = 3600.0
 # Called with the pack directory after a pack was put in place (the vault's quota keeps the
-# objects' size cached and rescans it when told; see vault.QuotaTracker). Must not raise.
+# objects' size cached and rescans it when told; see quota.QuotaTracker). Must not raise.
 FINISH_HOOKS: list[Callable[[str], None]] = []
 
 

@@ -7,7 +7,7 @@ GitHub and GitLab take it), either percent-encoded. So:
 - :func:`split_credentials` takes it out of a URL before the URL is stored (the vault's
   config), put on a command line (``/proc/*/cmdline`` is world-readable) or shown; the
   caller passes the pair to git through the environment credential helper
-  (:func:`.remote.transport`);
+  (:func:`.transport.transport`);
 - :func:`redact` hides it in any text (git's messages, errors, the audit log): every
   remote, error and audit path goes through it.
 

@@ -14,7 +14,7 @@ BlobId = NewType("BlobId", str)
 # git file modes as ints (pygit2.enums.FileMode values), kept here so that modules which
 # only need the numbers do not import pygit2.
 MODE_TREE = 0o040000
-# a workspace's open merge (conflicts written), in its state dir: see merge.merge_state
+# a workspace's open merge (conflicts written), in its state dir: see mergestate.merge_state
 MERGE_STATE_FILE = "merge.json"
 MODE_BLOB = 0o100644
 MODE_EXEC = 0o100755

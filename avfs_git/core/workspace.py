@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import names, refs, wsbase, wscommit
 from .errors import CorruptStateError
@@ -31,6 +31,7 @@ from .gitstore import GitStore
 from .identity import Signatures
 from .ignore import IgnoreRules
 from .livedir import LiveDir
+from .mergestate import open_merge, refuse_if_merging
 from .overlay import EMPTY_TREE_ID, Entry, Overlay
 from .packwriter import PackWriter
 from .types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
@@ -320,14 +321,11 @@ class Workspace(Mutations):
     ) -> dict[str, object]:
         """What `avfs status` reports (its JSON document but the vault and fork): the base,
         the fork's tip (``stale`` when another hand moved it), the merge in progress
-        (:func:`.merge.open_merge`, or None), the changes, and how many paths git ignores
+        (:func:`.mergestate.open_merge`, or None), the changes, and how many paths git ignores
         (``ignored``; listed in ``ignored_paths`` with ``list_ignored``). ``changes`` and
         ``ignored``: :meth:`status_ignored` already taken."""
         merging: dict[str, object] | None = None
         if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)):
-            # merge's module costs ~4 ms to import: only when a merge left its state
-            from .merge import open_merge
-
             merging = open_merge(self)
         if changes is None or ignored is None:
             changes, ignored = self.changes.status_ignored()
@@ -365,19 +363,10 @@ class Workspace(Mutations):
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
         See :func:`.wscommit.commit_overlay`."""
-        from .merge import refuse_if_merging
-
         # an open merge's view holds conflict markers: only `merge --continue` commits it
         # (two parents), never a checkpoint, an exec's commit or any automatic one
         refuse_if_merging(self, "a checkpoint")
         return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase)
-
-    def retire_onto(
-        self, db: Any, captured: list[Entry], commit: str, *, seen: list[Entry] | None = None
-    ) -> None:
-        """In the overlay's transaction ``db``: retire the ``captured`` entries and make
-        ``commit`` the base (see :func:`.wscommit.retire_onto`)."""
-        wscommit.retire_onto(self, db, captured, commit, seen=seen)
 
     def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
         """Write the workspace's files into local directory ``dest``; returns the file count."""

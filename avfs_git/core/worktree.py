@@ -33,7 +33,7 @@ A move that keeps the view (a checkpoint) patches the index where the bases diff
 that changes it (restore, undo, merge) writes it whole and then waits, bounded, until the
 daemon's watcher (woken through the FIFO ``avfs-wake``) acknowledges in ``avfs-view`` that
 the kernel's caches of the old view are gone: when the move returns, the mount shows it.
-While a merge with written conflicts is open (:mod:`.merge`), the index holds the merged
+While a merge with written conflicts is open (:mod:`.mergestate`), the index holds the merged
 tree with the conflicted paths unmerged (stages 1-3) and ``MERGE_HEAD`` is set: git in the
 mount sees its own merge, and ``git commit`` makes the two-parent commit.
 """
@@ -47,16 +47,46 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .errors import from_oserror
 from .gitrun import git_env
+from .mergestate import HasState, peek_state
 from .names import fs_name
 from .registry import is_mount_daemon
 
 if TYPE_CHECKING:
-    from .vault import Vault
-    from .workspace import Workspace
+    from .gitstore import GitStore
+    from .overlay import Overlay
+
+
+class MountedVault(Protocol):
+    """What this module needs of a vault (:class:`.vault.Vault` is one)."""
+
+    name: str
+    path: str  # the bare repository: the worktrees' git dirs are under ``worktrees/``
+    state_dir: str
+    store: GitStore
+
+    @property
+    def lock_wait_s(self) -> float: ...
+
+
+class MountedFork(HasState, Protocol):
+    """What this module needs of a workspace (:class:`.workspace.Workspace` is one): the
+    workspace calls in here, so this module knows it by these names only."""
+
+    fork: str
+    store: GitStore
+    overlay: Overlay
+    pinned: str | None
+
+    @property
+    def vault(self) -> MountedVault: ...
+    @property
+    def view_time(self) -> float: ...
+    def read(self, path: str) -> bytes: ...
+
 
 WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at once
 ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
@@ -75,7 +105,7 @@ def inode_of(path: str) -> int:
     return (int.from_bytes(digest, "little") & 0x00FFFFFFFFFFFFFF) | 2
 
 
-def fsmonitor_token(ws: Workspace) -> str:
+def fsmonitor_token(ws: MountedFork) -> str:
     """A token for the fsmonitor hook under which every path that may differ from the base
     is reported: the overlay's paths are all in the journal after the oldest overlay
     entry's sequence number."""
@@ -89,7 +119,7 @@ class _View(NamedTuple):
 
     base: str | None
     view_time: str | None
-    merging: dict[str, Any] | None  # the open merge, if any (.merge.peek_state)
+    merging: dict[str, Any] | None  # the open merge, if any (.mergestate.peek_state)
     stamp: str  # "BASE VIEW_TIME MERGE" (STAMP_FILE)
     token: str  # the fsmonitor token
 
@@ -97,14 +127,12 @@ class _View(NamedTuple):
         return int(float(self.view_time or 0) * 1e9)
 
 
-def _read_view(ws: Workspace) -> _View:
+def _read_view(ws: MountedFork) -> _View:
     """The workspace's base, view time, open merge and fsmonitor token, all read inside one
     SQLite read transaction: reads made one by one could straddle a move committed by
     another process (a base from before it, a view time from after), and an index written
     for the old base would then carry the stamp of the new one, so the mover, finding the
     stamp current, would leave that stale index in place."""
-    from .merge import peek_state
-
     ws.view_time  # noqa: B018 - set when missing (a write: not inside the snapshot)
     ov = ws.overlay
     db = ov.db
@@ -124,12 +152,12 @@ def _read_view(ws: Workspace) -> _View:
     return _View(base, view_time, merging, stamp, f"avfs:{base}:{view_time}:{seq}")
 
 
-def view_ns(ws: Workspace) -> int:
+def view_ns(ws: MountedFork) -> int:
     """The time (ns) an unchanged file of the workspace shows as its ctime and mtime."""
     return int(ws.view_time * 1e9)
 
 
-def index_stat(ws: Workspace, uid: int, gid: int, view: _View | None = None) -> StatFn:
+def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -> StatFn:
     """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a
     mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
     what the index must hold for git to trust it without reading it (for ``view``'s view
@@ -157,7 +185,7 @@ def worktree_name(key: str) -> str:
     return "avfs-" + fs_name(key, at=True)
 
 
-def worktree_dir(vault: Vault, key: str) -> str:
+def worktree_dir(vault: MountedVault, key: str) -> str:
     return os.path.join(vault.path, "worktrees", worktree_name(key))
 
 
@@ -245,7 +273,7 @@ main()
 
 
 def register(
-    vault: Vault,
+    vault: MountedVault,
     key: str,
     mountpoint: str,
     head: str,
@@ -319,7 +347,7 @@ def register(
     return d
 
 
-def enable_worktree_config(vault: Vault) -> None:
+def enable_worktree_config(vault: MountedVault) -> None:
     """Turn on ``extensions.worktreeConfig`` in the vault (once: the first mount). Two mounts
     starting at once both wrote it, and libgit2 refuses a config whose ``config.lock``
     another writer holds (an exec then failed): avfs's writers take turns on a lock of
@@ -354,7 +382,7 @@ StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
 
 
 def write_index(
-    vault: Vault, git_dir: str, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None
+    vault: MountedVault, git_dir: str, commit: str, stat_of: StatFn, fsmonitor_token: str | None = None
 ) -> bool:
     """Write the worktree's index for ``commit`` with the stat data the mount reports (a
     read-only revision's mount; a fork's mount uses :func:`sync_index`).
@@ -374,7 +402,7 @@ def write_index(
 
 
 def index_bytes(
-    vault: Vault,
+    vault: MountedVault,
     commit: str,
     stat_of: StatFn,
     fsmonitor_token: str | None = None,
@@ -490,7 +518,7 @@ def _read_text(path: str) -> str | None:
 
 
 def sync_index(
-    ws: Workspace,
+    ws: MountedFork,
     git_dir: str,
     uid: int,
     gid: int,
@@ -570,7 +598,7 @@ def sync_index(
 
 
 def _with_untracked_cache(
-    ws: Workspace, git_dir: str, skeleton: list[tuple[str, str | None]], data: bytes
+    ws: MountedFork, git_dir: str, skeleton: list[tuple[str, str | None]], data: bytes
 ) -> bytes:
     """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
     and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
@@ -587,7 +615,7 @@ def _with_untracked_cache(
     return data if ext is None else untracked.with_extension(data, ext)
 
 
-def _gitignores_now(ws: Workspace, skeleton: list[tuple[str, str | None]]) -> dict[str, bytes | None]:
+def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> dict[str, bytes | None]:
     """The ``.gitignore`` files the fork shows now where they may differ from the base's
     (in the upper layer or the overlay's entries), by path (None: none there). git checks
     each directory's ``.gitignore`` against the one the untracked cache was made with: a
@@ -613,7 +641,7 @@ def _gitignores_now(ws: Workspace, skeleton: list[tuple[str, str | None]]) -> di
 
 
 def _patched_index(
-    ws: Workspace, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
+    ws: MountedFork, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
@@ -780,7 +808,7 @@ def _write_stamp(path: str, stamp: str) -> None:
     os.replace(tmp, path)
 
 
-def _live_mount(ws: Workspace) -> tuple[str, int, int, int] | None:
+def _live_mount(ws: MountedFork) -> tuple[str, int, int, int] | None:
     """(git dir, uid, gid, daemon pid) of the live mount of ``ws``'s fork, or None."""
     from .locks import pid_alive
 
@@ -823,7 +851,7 @@ def _owner(d: str) -> dict[str, Any] | None:
     return data
 
 
-def overlay_mountpoint(vault: Vault, fork: str) -> str | None:
+def overlay_mountpoint(vault: MountedVault, fork: str) -> str | None:
     """The mount point of ``fork``'s live mount when the overlay backend serves it (its
     changes then go through the mount point: core/livedir.py), else None."""
     from .locks import pid_alive
@@ -857,13 +885,13 @@ def acknowledge(git_dir: str, view: tuple[str | None, str | None], seq: int = 0)
         pass  # unmounting
 
 
-def live_fuse_mount(ws: Workspace) -> bool:
+def live_fuse_mount(ws: MountedFork) -> bool:
     """Whether ``ws``'s fork has a live pure-FUSE mount (not the overlay backend)."""
     live = _live_mount(ws)
     return live is not None and (_owner(live[0]) or {}).get("backend") != "overlay"
 
 
-def show_written(ws: Workspace, seq: int) -> None:
+def show_written(ws: MountedFork, seq: int) -> None:
     """After a change this process journaled (up to position ``seq``) in a fork with a live
     pure-FUSE mount served by another process: wait until the mount's watcher has made the
     kernel forget what it cached of those paths, so the mount shows the change when the
@@ -890,7 +918,7 @@ def _wake(git_dir: str) -> None:
         os.close(fd)
 
 
-def _await_ack(ws: Workspace, git_dir: str, pid: int, seq: int | None = None) -> None:
+def _await_ack(ws: MountedFork, git_dir: str, pid: int, seq: int | None = None) -> None:
     """Wait until the mount's watcher says it serves the workspace's current view (and,
     with ``seq``, has handled the journal up to there); bounded: a hung daemon delays a
     change by ``ACK_WAIT_S`` at most, it cannot block it."""
@@ -910,7 +938,7 @@ def _await_ack(ws: Workspace, git_dir: str, pid: int, seq: int | None = None) ->
         pause = min(pause * 2, 0.01)
 
 
-def sync_mounted(ws: Workspace, *, view_changed: bool = True) -> None:
+def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     """After ``ws``'s base moved (called by the mover, the fork lock held): before the move
     returns, a live mount of its fork shows it: the mount's git index holds the new base
     (so ``git status`` and ``git commit`` run there right afterwards see what the workspace
@@ -945,7 +973,7 @@ def _committed_here(git_dir: str, commit: str) -> bool:
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
 
 
-def stamp_current(ws: Workspace) -> None:
+def stamp_current(ws: MountedFork) -> None:
     """The base moved to a commit that already recorded what the workspace shows. Made by
     ``git commit`` in the mount, git's index is right (and may hold what was staged since):
     it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten."""

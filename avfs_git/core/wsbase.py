@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from . import names, wscommit
-from .errors import CorruptStateError
+from .errors import CorruptStateError, InternalError
 from .gitstore import EMPTY_TREE
 from .livedir import LiveDir
 from .overlay import OBJECT, Entry
@@ -152,13 +152,10 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
     """Take ``tip`` as the base, keeping the view, when its commits (descending from the
     base) changed nothing the workspace does not already show; True when it did (the
     caller then stamps the mount's index, the transaction committed)."""
-    import pygit2
-
-    repo = ws.store.repo
     try:
-        if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
+        if not ws.store.descendant_of(tip, base):
             return False
-    except (KeyError, ValueError, pygit2.GitError):
+    except InternalError:  # libgit2 cannot tell (an id missing or malformed)
         return False
     base_tree = ws.store.commit_tree(base)
     tip_tree = ws.store.commit_tree(tip)

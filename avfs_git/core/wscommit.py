@@ -6,6 +6,19 @@ Cost: one blob per materialized file plus the trees on changed paths (O(changed 
 depth)), never O(tree). A crash between the ref's move and the retirement is finished by
 the next :func:`.wsbase.sync_base` (the ``pending`` record).
 
+What a merge shares, and what it does not:
+
+- ``merge --continue`` commits the resolved overlay on two parents: it captures and
+  publishes (:func:`publish`: CAS on the ref, the pending record, retiring what the
+  commit holds, the mount's index) exactly as a checkpoint does; only its parents and
+  its op-log entry (the caller's, as a checkpoint's is) differ.
+- A clean merge and a fast-forward do not: their commit is made from trees (libgit2's
+  merge, or the trivial one), not from the overlay, and the target's workspace, checked
+  clean, then *shows* the merged tree (``set_base(keep_view=False)``: the view changes,
+  where :func:`publish` always keeps it), what was written in the moment kept under a
+  recovery ref (:func:`keep_recovery`). That move stays in :mod:`.merge`
+  (``_move_target``); a merge whose conflicts are written moves no ref at all.
+
 The functions take the workspace as a :class:`Fork`: what they need of it, so that this
 module does not import :mod:`.workspace` (which is built on it).
 """
@@ -13,6 +26,7 @@ module does not import :mod:`.workspace` (which is built on it).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -278,6 +292,33 @@ def commit_overlay(
     captured = retirable(ws, captured, tree)
     publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
     return commit, captured
+
+
+def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
+    """Keep the uncheckpointed overlay as a commit under a recovery ref
+    (``refs/avfs/recovery/<fork>/-/<id>``, parent: the base) before ``reason`` discards
+    it; (ref, commit), or None when there is nothing to keep."""
+    if not ws.changes.is_dirty():
+        return None
+    pack = ws.store.pack_writer()
+    try:
+        tree, _ = capture(ws, pack)
+        msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
+        commit = ws.store.create_commit(tree, [ws.base], msg, ws.author(), pack=pack)
+        pack.finish()
+    except BaseException:
+        pack.abort()
+        raise
+    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
+    ref = refs.recovery_ref(ws.fork, tag)
+    refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
+    return ref, commit
+
+
+def ws_state(ws: Fork) -> dict[str, str | None]:
+    """The workspace's state for the op log: its base and, when dirty, its tree."""
+    tree = capture(ws)[0] if ws.changes.is_dirty() else None
+    return {"base": ws.base, "tree": tree}
 
 
 def publish(

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Callable, Mapping
 
 from . import gitnames, names, upperjournal
 from .errors import AvfsError
 from .gitnames import NotRecorded
-from .gitstore import EMPTY_TREE
+from .gitstore import EMPTY_TREE, libgit2_loaded
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, Overlay
 from .treediff import diff_entry, diff_trees, pair_renames
@@ -346,19 +345,13 @@ class Changes:
         return rules
 
     def _excludes_setting(self) -> str | None:
-        if "pygit2" not in sys.modules:
+        if not libgit2_loaded():
             # read-only commands (status, ls, cat) never import pygit2 (~85 ms): git itself
             # answers, with its own config rules (vault, global, includes), in ~2 ms
             from .ignore import config_value
 
             return config_value(self.store.path, "core.excludesFile")
-        import pygit2
-
-        try:
-            value = self.store.repo.config["core.excludesFile"]
-        except (KeyError, ValueError, pygit2.GitError):
-            return None
-        return str(value) if value else None
+        return self.store.config_value("core.excludesFile")
 
     def _gitignore_source(
         self, entries: Mapping[str, Entry], base: str, d: str

@@ -41,7 +41,7 @@ class Readable(Protocol):
 
 
 class VaultQuota(Protocol):
-    """The vault's quota as a workspace checks it (:class:`.vault.QuotaTracker`)."""
+    """The vault's quota as a workspace checks it (:class:`.quota.QuotaTracker`)."""
 
     def limits(self) -> tuple[int | None, int | None]: ...
     def check(self, fork: str, own_bytes: int, own_files: int, grow_bytes: int, grow_files: int) -> None: ...
@@ -76,7 +76,7 @@ class Mutations:
     def _check_quota(self, adding: int, replacing: int = 0, new_files: int = 0) -> tuple[int, int]:
         """Refuse a change that adds ``adding`` bytes in place of ``replacing`` and
         ``new_files`` overlay files when the vault would pass its quota (vault-wide: git
-        objects and every fork's overlay; see :class:`.vault.QuotaTracker`). Inside the
+        objects and every fork's overlay; see :class:`.quota.QuotaTracker`). Inside the
         overlay's transaction the fork's own totals are exact. Returns the fork's overlay
         totals (bytes, files) once the change is made."""
         self._check_quota_size(adding)

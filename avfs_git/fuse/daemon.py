@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-    import pygit2  # noqa: F401 - the daemon is long-lived: libgit2 reads faster than pure Python
+    from ..core.gitstore import prefer_libgit2
+
+    prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
 
     from ..core import registry
     from ..core.home import Home

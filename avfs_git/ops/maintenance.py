@@ -609,30 +609,13 @@ def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
     """Make ``roots`` reachable from one ref, :data:`KEEP`, for the length of a gc: a commit
     whose parents are the commits and whose tree names the trees and blobs (one ref, where a
     ref per object cost ~1 ms each). Returns the roots that exist."""
-    import pygit2
-
-    repo = vault.store.repo
-    parents: list[pygit2.Oid] = []
-    tb = repo.TreeBuilder()
-    held = []
-    for oid in roots:
-        obj = repo.get(oid)
-        if obj is None:
-            continue
-        if obj.type == pygit2.enums.ObjectType.COMMIT:
-            parents.append(obj.id)
-        elif obj.type == pygit2.enums.ObjectType.TREE:
-            tb.insert(oid, obj.id, pygit2.enums.FileMode.TREE)
-        elif obj.type == pygit2.enums.ObjectType.BLOB:
-            tb.insert(oid, obj.id, pygit2.enums.FileMode.BLOB)
-        else:
-            continue
-        held.append(oid)
-    if not held:
+    got = vault.store.keep_commit(
+        roots, "avfs gc: objects undo still needs\n", ("avfs gc", "gc@avfs.invalid")
+    )
+    if got is None:
         return []
-    sig = pygit2.Signature("avfs gc", "gc@avfs.invalid", 0, 0)
-    commit = repo.create_commit(None, sig, sig, "avfs gc: objects undo still needs\n", tb.write(), parents)
-    refs.cas_update(repo, KEEP, str(commit), None, "avfs: gc keeps what undo needs")
+    commit, held = got
+    refs.cas_update(vault.store.repo, KEEP, commit, None, "avfs: gc keeps what undo needs")
     return held
 
 
@@ -722,9 +705,7 @@ def _is_merged(vault: Vault, fork: str, default_tip: str | None) -> bool:
         return False
     if tip == default_tip:
         return True
-    import pygit2
-
-    return bool(vault.store.repo.descendant_of(pygit2.Oid(hex=default_tip), pygit2.Oid(hex=tip)))
+    return vault.store.descendant_of(default_tip, tip)
 
 
 def prune(

@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-import pygit2
-
 from ..core import checkpoint, names, refs
 from ..core.errors import (
     AvfsError,
@@ -41,6 +39,7 @@ from ..core.errors import (
     PermissionDeniedError,
     UsageError,
 )
+from ..core.gitstore import GitStore, blob_id, file_blob_id
 from ..core.merge import MergeResult, merge
 from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, CommitId, NodeKind, to_json
 
@@ -248,11 +247,11 @@ def _host_entry(full: str) -> Entry | Literal["dir", "blocked"] | None:
     except NotADirectoryError:
         return "blocked"
     if stat.S_ISLNK(st.st_mode):
-        return str(pygit2.hash(os.fsencode(os.readlink(full)))), MODE_LINK
+        return blob_id(os.fsencode(os.readlink(full))), MODE_LINK
     if stat.S_ISDIR(st.st_mode):
         return "dir"
     if stat.S_ISREG(st.st_mode):
-        return str(pygit2.hashfile(full)), MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
+        return file_blob_id(full), MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
     return "blocked"
 
 
@@ -267,23 +266,6 @@ def scan_dir(src: str, git_dir: str) -> dict[str, Entry]:
             continue  # what the import skips (bad names, unreadable files)
         if isinstance(e, tuple):
             out[rel] = e
-    return out
-
-
-def flatten_tree(repo: pygit2.Repository, tree_id: str) -> dict[str, Entry]:
-    """Path -> (blob id, mode) of every file and symlink of a tree (submodules aside)."""
-    out: dict[str, Entry] = {}
-    stack: list[tuple[str, str]] = [("", tree_id)]
-    while stack:
-        prefix, oid = stack.pop()
-        tree = repo[oid]
-        assert isinstance(tree, pygit2.Tree)
-        for e in tree:
-            path = prefix + str(e.name)
-            if e.filemode == MODE_TREE:
-                stack.append((path + "/", str(e.id)))
-            elif e.filemode != MODE_COMMIT:
-                out[path] = (str(e.id), int(e.filemode))
     return out
 
 
@@ -321,7 +303,7 @@ def _refresh(vault: Vault, src: str, dir_map: dict[str, Entry]) -> str:
     fork = vault.default_fork
     ws = vault.workspace(fork)
     cur_tree, _ = _current_tree(vault, fork)
-    cur = flatten_tree(vault.store.repo, cur_tree)
+    cur = vault.store.files_of(cur_tree)
     for path in sorted((p for p in cur if p not in dir_map), reverse=True):
         if ws.exists(path):
             ws.remove(path)
@@ -466,19 +448,18 @@ def _check_origin(
 ) -> tuple[bool, bool, str | None]:
     """(changed, refreshed, refresh commit): compare ``src`` with the origin commit."""
     origin = origin_commit(vault)
-    repo = vault.store.repo
     if origin is None:
         warnings.append(f"vault {vault.name} has no origin commit ({ORIGIN_REF}): {src} not compared")
         return False, False, None
     dir_map = scan_dir(src, vault.path)
     origin_tree = _commit_tree(vault, origin)
-    if flatten_tree(repo, origin_tree) == dir_map:
+    if vault.store.files_of(origin_tree) == dir_map:
         return False, False, None
     fork = vault.default_fork
     cur_tree, dirty = _current_tree(vault, fork)
     tip = vault.workspace(fork).base
     in_sync = cur_tree == origin_tree or (
-        not dirty and (tip == origin or repo.descendant_of(pygit2.Oid(hex=origin), pygit2.Oid(hex=tip)))
+        not dirty and (tip == origin or vault.store.descendant_of(origin, tip))
     )
     if not in_sync:
         warnings.append(
@@ -529,7 +510,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
     if action not in ("keep", "discard", "leave"):
         raise UsageError(f"action must be keep, discard or leave, not {action!r}")
     vault.require_fork(fork)
-    from ..core.merge import refuse_if_merging
+    from ..core.mergestate import refuse_if_merging
 
     # before the unmount: down checkpoints the fork, which an open merge refuses
     refuse_if_merging(vault.workspace(fork), "avfs down (it checkpoints the fork)")
@@ -692,31 +673,19 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
 # -- apply -----------------------------------------------------------------------------------
 
 
-def _tree_diff(
-    repo: pygit2.Repository,
-    old_tree: str,
-    new_tree: str,
-    flags: pygit2.enums.DiffOption = pygit2.enums.DiffOption.NORMAL,
-) -> pygit2.Diff:
-    a, b = repo[old_tree], repo[new_tree]
-    assert isinstance(a, pygit2.Tree) and isinstance(b, pygit2.Tree)
-    return a.diff_to_tree(b, flags=flags)
-
-
 def _fork_changes(
-    repo: pygit2.Repository, old_tree: str, new_tree: str
+    store: GitStore, old_tree: str, new_tree: str
 ) -> dict[str, tuple[Entry | None, Entry | None]]:
     """Path -> (old, new) of every file or symlink that differs (no rename pairing)."""
-    diff = _tree_diff(repo, old_tree, new_tree)
     out: dict[str, tuple[Entry | None, Entry | None]] = {}
-    for d in diff.deltas:
+    for a, b in store.tree_deltas(old_tree, new_tree):
         old: Entry | None = None
         new: Entry | None = None
-        if d.old_file.mode not in (0, MODE_COMMIT, MODE_TREE) and d.old_file.id.raw != b"\0" * 20:
-            old = (str(d.old_file.id), int(d.old_file.mode))
-        if d.new_file.mode not in (0, MODE_COMMIT, MODE_TREE) and d.new_file.id.raw != b"\0" * 20:
-            new = (str(d.new_file.id), int(d.new_file.mode))
-        for path, o, n in ((d.old_file.path, old, None), (d.new_file.path, None, new)):
+        if a.mode not in (0, MODE_COMMIT, MODE_TREE) and a.oid is not None:
+            old = (a.oid, a.mode)
+        if b.mode not in (0, MODE_COMMIT, MODE_TREE) and b.oid is not None:
+            new = (b.oid, b.mode)
+        for path, o, n in ((a.path, old, None), (b.path, None, new)):
             if o is None and n is None:
                 continue
             prev = out.get(path, (None, None))
@@ -848,11 +817,10 @@ def apply(
         raise PathNotFoundError(f"{target}: not a directory", details={"path": target})
     if vault.workspace(fork).is_dirty():
         checkpoint.save(vault, fork, message=f"avfs apply: {fork}")
-    repo = vault.store.repo
+    store = vault.store
     commit = vault.workspace(fork).base
-    mb = repo.merge_base(pygit2.Oid(hex=commit), pygit2.Oid(hex=origin))
-    base = str(mb) if mb is not None else origin
-    changes = _fork_changes(repo, _commit_tree(vault, base), _commit_tree(vault, commit))
+    base = store.merge_base(commit, origin) or origin
+    changes = _fork_changes(store, _commit_tree(vault, base), _commit_tree(vault, commit))
     _refuse_unsafe_paths(vault, fork, base, changes)
     deleted = {p for p, (_o, n) in changes.items() if n is None}
     conflicts: list[ApplyConflict] = []
@@ -888,21 +856,16 @@ def apply(
             },
         )
     if patch is not None:
-        diff = _tree_diff(
-            repo,
-            _commit_tree(vault, base),
-            _commit_tree(vault, commit),
-            pygit2.enums.DiffOption.SHOW_BINARY,
-        )
+        text = store.tree_patch(_commit_tree(vault, base), _commit_tree(vault, commit))
         try:
             with open(patch, "w", encoding="utf-8", errors="surrogateescape") as fh:
-                fh.write(diff.patch or "")
+                fh.write(text)
         except OSError as exc:
             raise UsageError(f"cannot write {patch}: {exc.strerror or exc}") from exc
         done += [ApplyChange(p, _status(o, n), False) for p, o, n in todo]
     else:
         try:
-            done += _copy_changes(repo, target, todo)
+            done += _copy_changes(store, target, todo)
         except OSError as exc:
             raise InternalError(
                 f"applying to {target} failed part-way: {exc}",
@@ -959,7 +922,7 @@ def _make_parents(target: str, path: str) -> None:
 
 
 def _copy_changes(
-    repo: pygit2.Repository, target: str, todo: list[tuple[str, Entry | None, Entry | None]]
+    store: GitStore, target: str, todo: list[tuple[str, Entry | None, Entry | None]]
 ) -> list[ApplyChange]:
     """Write ``todo`` into ``target``. Paths were checked by :func:`_refuse_unsafe_paths`;
     no symlink in the target is followed (a deletion beneath one deletes nothing, a write
@@ -986,9 +949,7 @@ def _copy_changes(
         if new is None:
             continue
         _make_parents(target, path)
-        blob = repo[new[0]]
-        assert isinstance(blob, pygit2.Blob)
-        _replace_with_file(os.path.join(target, path), blob.data, new[1], keep_perms=True)
+        _replace_with_file(os.path.join(target, path), store.blob_data(new[0]), new[1], keep_perms=True)
         out.append(ApplyChange(path, _status(old, new), True))
     return out
 
