@@ -1,7 +1,7 @@
 """The ``avfs`` command: a thin shell over the Python API.
 
 Command modules load lazily (an agent calls ``avfs`` once per step, so start-up time
-matters): ``avfs --json status`` imports click, the core and pygit2, nothing else.
+matters): ``avfs --json status`` imports click and the core, not pygit2 (libgit2 loads on first need).
 Errors are caught once, in :func:`main`, rendered as one JSON error document (``--json``)
 or one line on stderr, and turned into the error's exit code.
 """

@@ -298,7 +298,7 @@ def _state(
 ) -> dict[str, Any]:
     """The fork's state for the envelope (``uncheckpointed``: the count of changes when
     it is known without a status)."""
-    from ..core.merge import open_merge
+    from ..core.mergestate import open_merge
 
     n = _count_changes(ws, journal) if uncheckpointed is None else uncheckpointed
     out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": n}
@@ -489,7 +489,7 @@ def _execute(
             merging.refuse_if_merging(ws, f"the checkpoint this command needs first ({reason})")
         reason = None
     if reason is not None:
-        from ..core import checkpoint  # imports pygit2 (~85 ms): only when committing
+        from ..core import checkpoint  # (loaded only when committing)
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: before `{_short(req.command_text())}`")
         res.checkpoint = {
