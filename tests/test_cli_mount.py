@@ -180,6 +180,7 @@ def test_a_mounted_fork_or_its_vault_is_not_deleted(two, tmp_path, backend):
     vanished from the live mount). It is refused, like git refuses to delete a branch
     checked out in a worktree, and nothing changes; once unmounted, it deletes."""
     w = _avfs("mount", "--backend", backend, "work:agent-1").out.strip()
+    assert w and mounts.mounted_at(w), w  # (else mine.txt would be written where the tests run)
     with open(os.path.join(w, "mine.txt"), "w") as fh:
         fh.write("in the mount\n")
     err = _error(_avfs("--json", "vault", "delete", "work:agent-1", "--force"), "fork_mounted")
