@@ -238,9 +238,9 @@ def test_every_kind_of_change_reaches_git_through_the_hook(home, base, tmp_path,
         mounts.unmount(home, vault, "main")
 
 
-def test_the_hook_costs_the_changes_not_the_upper_layer(home, vault, tmp_path):
-    """A big ignored directory in the upper layer is one path of the first answer and no
-    path of the next ones; a change is one path."""
+def _mount_ignoring_node_modules(home: Any, vault: Any, tmp_path: Any) -> str:
+    """Fork main with a checkpointed ``.gitignore`` of ``node_modules/`` and one file,
+    mounted on the overlay backend at ``tmp_path/m`` (returned)."""
     require_overlay()
     ws = vault.workspace("main")
     ws.write(".gitignore", b"node_modules/\n")
@@ -249,6 +249,13 @@ def test_the_hook_costs_the_changes_not_the_upper_layer(home, vault, tmp_path):
     mp = str(tmp_path / "m")
     os.mkdir(mp)
     mounts.mount(home, vault, "main", mp, backend="overlay")
+    return mp
+
+
+def test_the_hook_costs_the_changes_not_the_upper_layer(home, vault, tmp_path):
+    """A big ignored directory in the upper layer is one path of the first answer and no
+    path of the next ones; a change is one path."""
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
     try:
         for i in range(2000):
             _w(os.path.join(mp, "node_modules", f"p{i % 50}", f"f{i}.js"), "x\n")
@@ -428,14 +435,7 @@ def test_avfs_status_reads_what_changed_not_the_upper_layer(home, vault, tmp_pat
     from avfs_git.core import upperjournal
     from avfs_git.core.overlay import Overlay
 
-    require_overlay()
-    ws = vault.workspace("main")
-    ws.write(".gitignore", b"node_modules/\n")
-    ws.write("src/app.py", b"print(1)\n")
-    checkpoint.save(vault)
-    mp = str(tmp_path / "m")
-    os.mkdir(mp)
-    mounts.mount(home, vault, "main", mp, backend="overlay")
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
     reads: list[str] = []
     classified = Overlay._u_classified
 
