@@ -367,7 +367,8 @@ def mount(
     env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
     # the daemon reads its settings from its environment (a front end): the home's, which
     # a Python caller may have made otherwise than this process's environment says
-    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.settings.layers)):
+    # (``Home(path, layers="off")`` included: the daemon may make the state dir)
+    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.layers_mode)):
         if value:
             env[var] = value
         else:
