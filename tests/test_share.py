@@ -87,6 +87,65 @@ def test_new_state_dirs_are_subvolumes_linked_from_the_vault(lhome):
     assert vault.workspace("main").read("src/app.js") == b"app\n"
 
 
+def _lsattr_c(path: str) -> bool:
+    """Whether ``lsattr`` (e2fsprogs, not avfs's ioctl) shows no-copy-on-write (C) on ``path``."""
+    out = subprocess.run(["lsattr", "-d", path], capture_output=True, text=True, check=True).stdout
+    return "C" in out.split()[0]
+
+
+def _losetup_dio(mp: str) -> str:
+    dev = layers.loop_device(mp)
+    assert dev is not None, f"no loop device under {mp}"
+    out = subprocess.run(["losetup", "-n", "-O", "DIO", dev], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_state_dirs_do_not_copy_on_write_and_the_image_is_cached_once(lhome, tmp_path):
+    """Big files at the host's speed (docs/benchmarks.md): state dirs carry btrfs's
+    no-copy-on-write flag, which what is written in them inherits, forks' snapshots
+    included, and the image's loop device does direct I/O (no second page-cache copy)."""
+    vault = _vault_with_ignore(lhome)
+    assert _lsattr_c(vault.ws_dir("main"))
+    assert _losetup_dio(layers.mount_path(lhome.path)) == "1"
+    vault.workspace("main").write("node_modules/big.bin", b"x" * 100_000)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(vault.ws_dir("main")) for f in fs]
+    assert files and all(_lsattr_c(f) for f in files), [f for f in files if not _lsattr_c(f)]
+    made = vault.fork("main", "f")
+    assert made.ignored.mode == IgnoredMode.SNAPSHOT
+    assert _lsattr_c(vault.ws_dir("f"))
+    assert vault.workspace("f").read("node_modules/big.bin") == b"x" * 100_000
+    vault.workspace("f").write("node_modules/big.bin", b"child")  # copies once, then its own
+    assert vault.workspace("main").read("node_modules/big.bin") == b"x" * 100_000
+
+
+def test_a_mount_tunes_a_state_dir_made_before(lhome, tmp_path):
+    """A state dir made before avfs set the flag (and an image mounted before direct I/O):
+    the overlay mount daemon sets both, and what the mount writes has the flag."""
+    require_overlay()
+    vault = _vault_with_ignore(lhome)
+    sd = vault.ws_dir("main")
+    mp_layers = layers.mount_path(lhome.path)
+    for d in (sd, os.path.join(sd, "upper"), os.path.join(sd, "work")):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(["chattr", "-C", d], check=True)
+    dev = layers.loop_device(mp_layers)
+    assert dev is not None
+    subprocess.run(["losetup", "--direct-io=off", dev], check=True)
+    assert _losetup_dio(mp_layers) == "0" and not _lsattr_c(os.path.join(sd, "upper"))
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(lhome, vault, "main", mp, backend="overlay")
+    try:
+        Path(mp, "node_modules").mkdir()
+        Path(mp, "node_modules", "out.bin").write_bytes(b"y" * 50_000)
+        up = os.path.join(sd, "upper")
+        assert _lsattr_c(up) and _lsattr_c(os.path.join(up, "node_modules", "out.bin"))
+        assert _losetup_dio(mp_layers) == "1"
+    finally:
+        mounts.unmount(lhome, vault, "main")
+    assert vault.workspace("main").read("node_modules/out.bin") == b"y" * 50_000
+
+
 def test_fork_of_a_live_fork_snapshots_its_ignored_outputs(lhome, tmp_path):
     require_overlay()
     vault = _vault_with_ignore(lhome)
@@ -156,6 +215,25 @@ def test_no_ignored_gives_a_clean_fork_and_changes_nothing(lhome, cli_proc, tmp_
     assert r.code != 0 and r.json()["error"]["code"] == "already_exists"
     assert _refs(vault.path) == refs_before
     assert clean.read("src/app.js") == b"tracked change\n"
+
+
+def test_a_home_made_with_layers_off_keeps_them_off_in_its_mount_daemons(lhome, tmp_path):
+    """``Home(path, layers="off")`` in process: the mount daemon (another process, which may
+    make the fork's state dir) keeps it off too, with no AVFS_LAYERS in the environment."""
+    require_overlay()
+    assert "AVFS_LAYERS" not in os.environ and layers.DEFAULT_MODE == "auto"
+    home = Home(str(tmp_path / "plainhome"), author=AUTHOR, layers="off")
+    vault = home.create_vault("v")
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        Path(mp, "a.txt").write_bytes(b"a\n")
+        assert not os.path.islink(vault.ws_link("main"))
+        assert not os.path.exists(layers.image_path(home.path))
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert vault.workspace("main").read("a.txt") == b"a\n"
 
 
 def test_a_plain_state_dir_made_before_keeps_working_and_forks_by_copy(lhome):
@@ -376,6 +454,16 @@ def test_doctor_checks_the_layers_file_system_and_gc_empties_the_trash(lhome):
 
     vault = _vault_with_ignore(lhome)
     vault.fork("main", "f")
+    assert [f for f in maintenance.doctor(lhome).findings if f.check == "layers"] == []
+    # an image mounted without direct I/O (by an avfs before it set it): found, then set
+    mp = layers.mount_path(lhome.path)
+    subprocess.run(["losetup", "--direct-io=off", layers.loop_device(mp)], check=True)
+    found = [f for f in maintenance.doctor(lhome).findings if f.check == "layers"]
+    assert [(f.code, f.repairable, f.repaired) for f in found] == [("layers_double_cached", True, False)]
+    assert _losetup_dio(mp) == "0"
+    fixed = [f for f in maintenance.doctor(lhome, repair=True).findings if f.check == "layers"]
+    assert [(f.code, f.repaired) for f in fixed] == [("layers_double_cached", True)]
+    assert _losetup_dio(mp) == "1"
     assert [f for f in maintenance.doctor(lhome).findings if f.check == "layers"] == []
     # a subvolume no fork names (its link lost): found once it is an hour old, then deleted
     sub = vault.ws_dir("f")

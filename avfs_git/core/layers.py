@@ -78,6 +78,11 @@ _V2_FLAGS = 16  # flags, then (size, qgroup_inherit pointer) of the union
 _QGROUP_INHERIT = 1 << 2  # BTRFS_SUBVOL_QGROUP_INHERIT
 QGROUP_LEVEL = 1  # a vault's qgroup: 1/<n>, its workspaces' subvolumes (0/<id>) its members
 SUBVOL_INO = 256  # every btrfs subvolume's root directory has this inode number
+# linux/fs.h: FS_IOC_GETFLAGS/SETFLAGS (_IOR/_IOW('f', 1/2, long)) and FS_NOCOW_FL (chattr +C)
+_GETFLAGS = 0x80086601
+_SETFLAGS = 0x40086602
+NOCOW_FL = 0x00800000
+_LOOP_SET_DIRECT_IO = 0x4C08  # linux/loop.h
 
 _probe_lock = threading.Lock()
 _probed: str | bool | None = False  # False: not probed yet; None: available; str: why not
@@ -168,6 +173,7 @@ def ensure(home: str, *, create: bool) -> str:
             _failed[home] = why
             raise LayersUnavailable(why)
         os.makedirs(os.path.join(mp, WS), exist_ok=True)
+        set_direct_io(mp)
     return mp
 
 
@@ -206,6 +212,92 @@ def _make_image(home: str, img: str) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+# -- tuning: what makes big files go at the host's speed -----------------------------------------
+# Measured (docs/benchmarks.md, "The layers file system's I/O"): a 1 GiB write through an
+# overlay whose upper layer is on the image goes 1.2-1.4x the host's, and the image's blocks
+# sit in the page cache twice (btrfs's and the host's copy of the image file). The loop
+# device's direct I/O drops the second copy; no copy-on-write (and so no data checksums, as on
+# the host's ext4) for the state dirs drops btrfs's per-block checksumming and extent
+# splitting. Snapshots still share: the first write after a snapshot copies, once.
+
+
+def loop_device(mp: str) -> str | None:
+    """The block device mounted at ``mp`` when it is a loop device (``/dev/loopN``)."""
+    from .registry import kernel_mounts
+
+    for m in kernel_mounts():
+        if m.mountpoint == mp and os.path.basename(m.source).startswith("loop"):
+            return m.source
+    return None
+
+
+def direct_io(mp: str) -> bool | None:
+    """Whether the loop device under ``mp`` does direct I/O on its image (None: no loop device)."""
+    dev = loop_device(mp)
+    if dev is None:
+        return None
+    try:
+        with open(f"/sys/block/{os.path.basename(dev)}/loop/dio", encoding="ascii") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def set_direct_io(mp: str) -> bool:
+    """Make the loop device under ``mp`` read and write its image with direct I/O, so the
+    image's blocks are not cached a second time by the host; True when it does now. Best
+    effort: a host file system without ``O_DIRECT`` keeps buffered I/O."""
+    dev = loop_device(mp)
+    if dev is None:
+        return False
+    try:
+        fd = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.ioctl(fd, _LOOP_SET_DIRECT_IO, 1)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def nocow(path: str) -> bool:
+    """Whether directory ``path`` has btrfs's no-copy-on-write flag (new files inherit it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        buf = fcntl.ioctl(fd, _GETFLAGS, b"\0" * 8)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(struct.unpack("=q", buf)[0] & NOCOW_FL)
+
+
+def set_nocow(path: str) -> bool:
+    """Give directory ``path`` on the layers file system btrfs's no-copy-on-write flag, which
+    files and directories made in it later inherit (a file's own flag can only change while
+    it is empty); True when it has it now. Callers check the path is on the layers fs:
+    other file systems give the bit other meanings or none."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        flags = struct.unpack("=q", fcntl.ioctl(fd, _GETFLAGS, b"\0" * 8))[0]
+        if not flags & NOCOW_FL:
+            fcntl.ioctl(fd, _SETFLAGS, struct.pack("=q", flags | NOCOW_FL))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def on_layers(home: str, path: str) -> bool:
+    """Whether ``path`` lies inside ``home``'s layers file system (mounted)."""
+    mp = os.path.realpath(mount_path(home))
+    return os.path.realpath(path).startswith(mp + os.sep) and mounted(home)
 
 
 def unmount(home: str) -> bool:
@@ -416,6 +508,7 @@ def make_state_dir(home: str, link: str, qgroup: int | None = None) -> str:
     except OSError as exc:
         raise LayersUnavailable(f"cannot create a subvolume: {exc}") from None
     try:
+        set_nocow(sub)  # before anything is made in it: all of it inherits the flag
         _write_owner(sub, link)
         _publish(home, link, sub)
     except FileExistsError:

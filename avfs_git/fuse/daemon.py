@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         detach(fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
         for d in layers.values():
             os.makedirs(d, exist_ok=True)
+        _tune_layers(vault.home_dir, layers)
     elif not read_only:
         ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
     key = mount_key(args.fork, args.revision)
@@ -360,6 +361,21 @@ def _forget(ws: Any, lower: Any, path: str) -> None:
         return
     with lower.overlay.txn() as db:
         lower.overlay.remove_under(db, lp, "tidy")
+
+
+def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
+    """Where the upper layer is on the home's layers file system: no copy-on-write for what
+    the mount writes (a state dir made before avfs set it on new ones), and the loop device
+    doing direct I/O (an image mounted before avfs set it) -- big files then go at about the
+    host's speed (core/layers.py, "tuning")."""
+    from ..core import layers as layers_fs
+
+    if not layers_fs.on_layers(home_dir, layers["upper"]):
+        return
+    for name in ("upper", "work"):
+        layers_fs.set_nocow(layers[name])
+    if layers_fs.direct_io(layers_fs.mount_path(home_dir)) is False:
+        layers_fs.set_direct_io(layers_fs.mount_path(home_dir))
 
 
 def _warm(lower: str) -> None:

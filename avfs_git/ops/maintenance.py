@@ -1635,6 +1635,19 @@ def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
             mp,
             hint=f"free space on the host, then `umount {mp}` (avfs mounts it again on next use)",
         )
+    if layers.direct_io(mp) is False:
+        # an image mounted before avfs turned direct I/O on (a mount daemon also turns it on)
+        yield Finding(
+            vault=None,
+            check="layers",
+            code="layers_double_cached",
+            problem=f"the loop device under {mp} reads and writes its image through the host's"
+            " page cache: every block is cached twice and big files go slower",
+            path=mp,
+            repairable=True,
+            repaired=repair and layers.set_direct_io(mp),
+            hint=None if repair else "`avfs doctor --repair` turns the loop device's direct I/O on",
+        )
     fs, host = os.statvfs(mp), os.statvfs(home.path)
     may_take = fs.f_bavail * fs.f_frsize
     host_free = host.f_bavail * host.f_frsize
