@@ -403,7 +403,7 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
         new_wss: list[dict[str, Any]] = []
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
-        held: dict[str, Workspace] = {}
+        held: dict[str, Workspace[Vault]] = {}
         for w in wss:
             fork = w["fork"]
             if vault.has_fork(fork):

@@ -33,7 +33,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ class Retention:
 _RETENTION_KEYS = {f.name for f in dataclasses.fields(Retention)}
 
 
-def retention_for(vault: Vault | None = None, home: Home | None = None) -> Retention:
+def retention_for(vault: Vault[Home] | None = None, home: Home | None = None) -> Retention:
     """The retention in force for ``vault`` (defaults < home config < vault config)."""
     values: dict[str, float] = {}
     home = home if home is not None else (vault.home if vault is not None else None)
@@ -463,7 +463,7 @@ def _refuse_if_mounted(vault: Vault, what: str) -> None:
 
 
 def gc(
-    vault: Vault,
+    vault: Vault[Home],
     *,
     retention: Retention | None = None,
     grace_days: float | None = None,
@@ -709,7 +709,7 @@ def _is_merged(vault: Vault, fork: str, default_tip: str | None) -> bool:
 
 
 def prune(
-    vault: Vault,
+    vault: Vault[Home],
     *,
     older_than_days: float | None = None,
     dry_run: bool = False,
@@ -1477,7 +1477,7 @@ def _within(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def _mount_owners(vaults: list[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
+def _mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
     """(path -> vault, live paths): every path a registry entry or a mount worktree of
     ``vaults`` names (mount points, and what else a backend records), and those named by
     the registry entry of a live daemon."""
@@ -1496,7 +1496,7 @@ def _mount_owners(vaults: list[Vault], now: float) -> tuple[dict[str, Vault], se
 
 
 def _kernel_mounts(
-    home: Home, vaults: list[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
+    home: Home, vaults: Sequence[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
 ) -> Iterable[Finding]:
     """avfs FUSE mounts and overlay mounts that belong to this home and have no live
     daemon. A mount belongs to the home when a registry entry or a mount worktree of one
