@@ -260,7 +260,7 @@ class Home:
     def info(self, name: str, default: str | None = None) -> VaultInfo:
         v = self.vault(name)
         forks = v.fork_names()
-        head = refs.read_ref(v.store.repo, refs.fork_ref(v.default_fork))
+        head = refs.read_ref(v.store, refs.fork_ref(v.default_fork))
         return VaultInfo(
             name=name,
             path=v.path,
@@ -366,7 +366,7 @@ class Home:
                 {
                     "ref": refs.fork_ref("main"),
                     "old": None,
-                    "new": refs.read_ref(vault.store.repo, refs.fork_ref("main")),
+                    "new": refs.read_ref(vault.store, refs.fork_ref("main")),
                 }
             ],
         )

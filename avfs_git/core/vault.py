@@ -505,9 +505,7 @@ class Vault(Generic[H_co]):
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
             try:
-                refs.cas_update(
-                    self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}"
-                )
+                refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:
                 # the name was taken meanwhile (or the ref could not be written): the state
                 # made for it goes (the source's is untouched)
@@ -568,10 +566,10 @@ class Vault(Generic[H_co]):
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})
             repo = self.store.repo
             for r in [x for x in repo.references if x.startswith(refs.checkpoint_prefix(fork))]:
-                old = refs.read_ref(repo, r)
-                refs.cas_update(repo, r, None, old, f"avfs: delete fork {fork}")
+                old = refs.read_ref(self.store, r)
+                refs.cas_update(self.store, r, None, old, f"avfs: delete fork {fork}")
                 changed.append({"ref": r, "old": old, "new": None})
-            refs.cas_update(repo, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
+            refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
             changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
             self.discard_workspace(fork)
             self.quota.forget(fork)

@@ -520,7 +520,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     for name in refs.list_refs_file(vault.path, refs.RECOVERY):
         t = _tag_time(name)
         if t is None:
-            target = refs.read_ref(repo, name)
+            target = refs.read_ref(vault.store, name)
             obj = repo.get(target) if target else None
             t = float(getattr(obj, "commit_time", now))
         if t < rec_cutoff:
@@ -566,7 +566,9 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
     debris = packwriter.remove_stale_temp_files(vault.path, now=now)
     for name in expired_refs:
-        refs.cas_update(repo, name, None, refs.read_ref(repo, name), "avfs: gc (recovery ref expired)")
+        refs.cas_update(
+            vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"
+        )
     if expired_ops:
         db = vault.oplog.db
         db.execute("BEGIN IMMEDIATE")
@@ -615,7 +617,7 @@ def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
     if got is None:
         return []
     commit, held = got
-    refs.cas_update(vault.store.repo, KEEP, commit, None, "avfs: gc keeps what undo needs")
+    refs.cas_update(vault.store, KEEP, commit, None, "avfs: gc keeps what undo needs")
     return held
 
 
