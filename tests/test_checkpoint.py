@@ -74,7 +74,7 @@ def test_restore_keeps_discarded_state_and_undo_brings_it_back(vault, ws):
     res = checkpoint.restore(vault, None, "v1")
     assert ws.read("f") == b"v1" and not ws.exists("new") and not ws.is_dirty()
     assert res.recovery_ref and res.recovery_ref.startswith(refs.RECOVERY)
-    kept = vault.store.commit(refs.read_ref(vault.store.repo, res.recovery_ref))
+    kept = vault.store.commit(refs.read_ref(vault.store, res.recovery_ref))
     assert kept.tree["f"].data == b"v3-uncheckpointed"
     # the ref move is in the reflog
     log = git("--git-dir", vault.path, "reflog", "show", "refs/heads/main")

@@ -56,7 +56,7 @@ def _unchanged(home: Home, vault: Vault) -> tuple[str | None, int]:
     """The fork's head and the audit log's length: a refused request changes neither."""
     from avfs_git.core import audit, refs
 
-    return refs.read_ref(vault.store.repo, refs.fork_ref("main")), len(audit.read(vault.state_dir))
+    return refs.read_ref(vault.store, refs.fork_ref("main")), len(audit.read(vault.state_dir))
 
 
 # -- every failure path: one envelope, exit 125 ---------------------------------------------

@@ -81,14 +81,15 @@ PYGIT2_IMPORTERS = {
 
 # (importer, imported) edges between modules of one package that lie on an import cycle
 # (function-level imports break the cycle at import time, but the modules still cannot be
-# understood apart). In core, one 3-module component today: home, vault, workspace. A home
-# makes its vaults and a vault its workspaces; each handle names its maker back, typed as
-# the class (``Vault.home: Home``, ``Workspace.vault: Vault``: type-only imports), because
-# the public API hands them out that way: ``exec_in(ws)`` reaches the home's policy through
-# ``ws.vault.home``. (gitstore, packwriter, treediff, oplog and ignore left the component
-# when running git moved out of home into core/gitrun.py; checkpoint, history, importer,
-# merge, remote and worktree when an open merge's state, recovery refs and reaching a git
-# server moved down, and the worktree and the importer typed the workspace as a Protocol.)
+# understood apart). None is left in core: a home makes its vaults and a vault its
+# workspaces, and each names its maker back as a type parameter bound by a Protocol of what
+# it uses (``Vault[H: VaultHome]``, ``Workspace[V: WsVault]``), so ``home.vault(n)`` is a
+# ``Vault[Home]`` and ``ws.vault.home`` a ``Home`` to a caller's type checker while vault.py
+# and workspace.py never import the module above them. (gitstore, packwriter, treediff,
+# oplog and ignore left the component when running git moved out of home into
+# core/gitrun.py; checkpoint, history, importer, merge, remote and worktree when an open
+# merge's state, recovery refs and reaching a git server moved down, and the worktree and
+# the importer typed the workspace as a Protocol.)
 KNOWN_MODULE_CYCLE_EDGES = {
     # cli: the console script enters at execopts (proxy exec without click), which falls
     # back to main; main.main runs the same fast path first, and `proxy exec`'s click
@@ -98,11 +99,6 @@ KNOWN_MODULE_CYCLE_EDGES = {
     ("cli.main", "cli.proxy"),
     ("cli.proxy", "cli.execopts"),
     ("cli.proxy", "cli.main"),
-    # core: the handles' typed back-references (see above)
-    ("core.home", "core.vault"),
-    ("core.vault", "core.home"),
-    ("core.vault", "core.workspace"),
-    ("core.workspace", "core.vault"),
 }
 
 

@@ -177,11 +177,11 @@ class App:
             self._here = found.spec if found is not None else ""
         return self._here or None
 
-    def target(self) -> tuple[Vault, str]:
+    def target(self) -> tuple[Vault[Home], str]:
         """The selected vault and fork (:attr:`spec`, or `vault use`)."""
         return self.resolve(self.spec)
 
-    def resolve(self, spec: str | None) -> tuple[Vault, str]:
+    def resolve(self, spec: str | None) -> tuple[Vault[Home], str]:
         """``VAULT[:FORK]`` (None: the default) -> (vault, fork); a vault or fork that does
         not exist is named in the error, with the close names that do (a typo's fix)."""
         from ..core.errors import NotFoundError

@@ -85,7 +85,7 @@ def merge_cmd(
                 from ..core import refs
 
                 candidate = "refs/remotes/" + src
-                if refs.read_ref(vault.store.repo, candidate) is not None:
+                if refs.read_ref(vault.store, candidate) is not None:
                     source_ref = candidate
             try:
                 res = m.merge(

@@ -13,10 +13,11 @@ from ..core.errors import EXIT_CONFLICT, UsageError
 from .main import App, pass_app
 
 if TYPE_CHECKING:
+    from ..core.home import Home
     from ..core.vault import Vault
 
 
-def _vault_here(app: App) -> Vault | None:
+def _vault_here(app: App) -> Vault[Home] | None:
     """The vault `avfs up` made from the current directory, when no vault was selected."""
     if app.vault_spec:
         return None
@@ -29,7 +30,7 @@ def _vault_here(app: App) -> Vault | None:
     return app.home.vault(name) if name else None
 
 
-def _fork_target(app: App, spec: str | None) -> tuple[Vault, str]:
+def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:
     """``[VAULT:]FORK`` (a bare FORK is in the selected vault, or the vault made from the
     current directory) to a vault and fork; None: the selected fork."""
     if spec is not None and ":" in spec:

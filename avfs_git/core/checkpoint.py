@@ -108,8 +108,7 @@ def save(
     with _no_exec_running(vault, fork), vault.lock(fork):
         ws.sync_base()
         name_ref = refs.checkpoint_ref(fork, name) if name else None
-        repo = vault.store.repo
-        if name_ref and refs.read_ref(repo, name_ref) is not None:
+        if name_ref and refs.read_ref(vault.store, name_ref) is not None:
             raise AlreadyExistsError(
                 f"fork {fork} already has a checkpoint named {name!r}",
                 hint="pick another name or delete it with `avfs checkpoint delete`",
@@ -127,7 +126,7 @@ def save(
             changed.append({"ref": ws.ref, "old": tip, "new": commit})
         target = commit or base
         if name_ref:
-            refs.cas_update(repo, name_ref, target, None, f"avfs: checkpoint {name}")
+            refs.cas_update(vault.store, name_ref, target, None, f"avfs: checkpoint {name}")
             changed.append({"ref": name_ref, "old": None, "new": target})
         op_id = None
         if changed:
@@ -211,7 +210,7 @@ def list_checkpoints(
     found = []
     for r in repo.references:
         if r.startswith(prefix):
-            target = refs.read_ref(repo, r)
+            target = refs.read_ref(vault.store, r)
             if target:
                 found.append(_info(vault, fork, target, r[len(prefix) :]))
     found.sort(key=lambda i: (i.time, i.name or ""), reverse=True)
@@ -223,12 +222,12 @@ def delete_checkpoint(vault: Vault, fork: str | None, name: str) -> Operation:
     vault.require_fork(fork)
     ref = refs.checkpoint_ref(fork, name)
     with vault.lock(fork):
-        old = refs.read_ref(vault.store.repo, ref)
+        old = refs.read_ref(vault.store, ref)
         if old is None:
             raise RevisionNotFoundError(
                 f"fork {fork} has no checkpoint named {name!r}", details={"name": name}
             )
-        refs.cas_update(vault.store.repo, ref, None, old, f"avfs: delete checkpoint {name}")
+        refs.cas_update(vault.store, ref, None, old, f"avfs: delete checkpoint {name}")
         op_id = vault.oplog.record(
             "checkpoint_delete",
             f"delete checkpoint {name} on {fork}",
@@ -255,7 +254,7 @@ def restore(vault: Vault, fork: str | None, rev: str) -> RestoreResult:
             before["tree"] = vault.store.commit_tree(rec[1])
             changed.append({"ref": rec[0], "old": None, "new": rec[1]})
         if tip != target:
-            refs.cas_update(vault.store.repo, ws.ref, target, tip, f"avfs: restore {rev}")
+            refs.cas_update(vault.store, ws.ref, target, tip, f"avfs: restore {rev}")
             changed.append({"ref": ws.ref, "old": tip, "new": target})
         ws.set_base(target, keep_view=False)
         op_id = vault.oplog.record(
@@ -310,7 +309,7 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
         msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())
-        refs.cas_update(repo, ws.ref, commit, tip, f"avfs: revert {rev}")
+        refs.cas_update(vault.store, ws.ref, commit, tip, f"avfs: revert {rev}")
         ws.set_base(commit, keep_view=False)
         op_id = vault.oplog.record(
             "revert",
@@ -378,7 +377,6 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
         raise UsageError("undoing a vault's creation is `avfs vault delete`")
     wss = vault.oplog.workspaces(op.id)
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
-    repo = vault.store.repo
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
         for w in wss:
@@ -393,7 +391,7 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
                         details={"fork": w["fork"], "expected": after["base"], "current": cur_base},
                     )
         for r in moves:
-            cur = refs.read_ref(repo, str(r["ref"]))
+            cur = refs.read_ref(vault.store, str(r["ref"]))
             if cur != r["new"]:
                 raise RefMovedError(
                     f"cannot undo operation {op.id}: {r['ref']} is at {cur}, not {r['new']}",
@@ -403,7 +401,7 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
         new_wss: list[dict[str, Any]] = []
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
-        held: dict[str, Workspace] = {}
+        held: dict[str, Workspace[Vault]] = {}
         for w in wss:
             fork = w["fork"]
             if vault.has_fork(fork):
@@ -422,7 +420,7 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
             )
         # refs: creations are undone last so a recreated fork's ref exists before its workspace
         for r in moves:
-            refs.cas_update(repo, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}")
+            refs.cas_update(vault.store, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}")
         for w in wss:
             fork = w["fork"]
             before = w["before"]

@@ -104,7 +104,7 @@ def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[st
     repo = vault.store.repo
     for r in repo.references:
         if r.startswith(prefix):
-            target = refs.read_ref(repo, r)
+            target = refs.read_ref(vault.store, r)
             if target:
                 label = r[len(prefix) :] if fork else r[len(refs.CHECKPOINTS) :].replace(refs.SEP, ":")
                 out.setdefault(target, []).append(label)
@@ -165,13 +165,12 @@ def log(
     ``rev`` starts the walk there; a range ``A..B`` lists what B has and A has not, and
     ``A...B`` what either has and not both (as ``git log``)."""
     fork = fork or vault.default_fork
-    repo = vault.store.repo
     parts = split_range(rev) if rev else None
     push: list[str] = []
     hide: list[str] = []
     if all_forks:
         for f in vault.fork_names():
-            tip = refs.read_ref(repo, refs.fork_ref(f))
+            tip = refs.read_ref(vault.store, refs.fork_ref(f))
             if tip:
                 push.append(tip)
     elif parts is not None:

@@ -97,8 +97,8 @@ class Home:
         self.settings = settings if settings is not None else Settings.from_environ(None, self.path)
         self.vaults_dir = os.path.join(self.path, "vaults")
         self.trash_dir = os.path.join(self.path, "trash")
-        self._vaults: weakref.WeakValueDictionary[str, Vault] = weakref.WeakValueDictionary()
-        self._recent: OrderedDict[str, Vault] = OrderedDict()
+        self._vaults: weakref.WeakValueDictionary[str, Vault[Home]] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[str, Vault[Home]] = OrderedDict()
         self._keep_open = keep_open
         self._lock = threading.Lock()
         self._author = author
@@ -194,7 +194,7 @@ class Home:
     def exists(self, name: str) -> bool:
         return os.path.isdir(os.path.join(self.vault_path(name), "objects"))
 
-    def vault(self, name: str) -> Vault:
+    def vault(self, name: str) -> Vault[Home]:
         """The handle on vault ``name``: the same object while anything holds it (see
         :class:`Home` for how long handles stay open)."""
         path = self.vault_path(name)
@@ -223,7 +223,7 @@ class Home:
                 recent.popitem(last=False)
             return v
 
-    def resolve(self, spec: str | None) -> tuple[Vault, str]:
+    def resolve(self, spec: str | None) -> tuple[Vault[Home], str]:
         """``VAULT[:FORK]`` (or the default vault) -> (vault, fork)."""
         if not spec:
             spec = self.default_vault
@@ -260,7 +260,7 @@ class Home:
     def info(self, name: str, default: str | None = None) -> VaultInfo:
         v = self.vault(name)
         forks = v.fork_names()
-        head = refs.read_ref(v.store.repo, refs.fork_ref(v.default_fork))
+        head = refs.read_ref(v.store, refs.fork_ref(v.default_fork))
         return VaultInfo(
             name=name,
             path=v.path,
@@ -282,7 +282,7 @@ class Home:
         tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
         return tmp, final
 
-    def clone_vault(self, url: str, name: str, *, progress: ProgressFn | None = None) -> Vault:
+    def clone_vault(self, url: str, name: str, *, progress: ProgressFn | None = None) -> Vault[Home]:
         """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
         its branches become forks, its tags and named checkpoints come along, and it gets
         ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
@@ -323,7 +323,7 @@ class Home:
         from_dir: str | None = None,
         progress: Progress | None = None,
         use_gitignore: bool = True,
-    ) -> Vault:
+    ) -> Vault[Home]:
         """Create vault ``name``: empty (fork ``main`` with an initial commit), or imported
         from a directory (a git checkout brings its history and uncommitted changes)."""
         names.check_vault_name(name)
@@ -366,7 +366,7 @@ class Home:
                 {
                     "ref": refs.fork_ref("main"),
                     "old": None,
-                    "new": refs.read_ref(vault.store.repo, refs.fork_ref("main")),
+                    "new": refs.read_ref(vault.store, refs.fork_ref("main")),
                 }
             ],
         )
@@ -416,7 +416,7 @@ class Home:
         out.sort(key=lambda x: x[1], reverse=True)
         return out
 
-    def restore_vault(self, name: str) -> Vault:
+    def restore_vault(self, name: str) -> Vault[Home]:
         names.check_vault_name(name)
         if self.exists(name):
             raise AlreadyExistsError(f"vault {name!r} exists; delete or rename it first")

@@ -46,7 +46,7 @@ def initial_commit(path: str, vault_name: str, author: Signatures | None) -> str
     repo = store.repo
     tree = str(repo.TreeBuilder().write())
     commit = store.create_commit(tree, [], f"avfs: create vault {vault_name}\n", author or store.signature())
-    refs.cas_update(repo, refs.fork_ref("main"), commit, None, "avfs: create vault")
+    refs.cas_update(store, refs.fork_ref("main"), commit, None, "avfs: create vault")
     store.close()
     return commit
 
@@ -257,20 +257,19 @@ def _import_checkout(
     head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
     branch = run_git(["-C", src, "rev-parse", "--abbrev-ref", "HEAD"]).strip()
     store = GitStore(git_dir)
-    repo = store.repo
-    has_main = refs.read_ref(repo, refs.fork_ref("main")) is not None
+    has_main = refs.read_ref(store, refs.fork_ref("main")) is not None
     target = "main"
     if not has_main:
-        refs.cas_update(repo, refs.fork_ref("main"), head, None, "avfs: import")
+        refs.cas_update(store, refs.fork_ref("main"), head, None, "avfs: import")
     elif branch not in ("HEAD", "main"):
         try:
             names.check_fork_name(branch)
             target = branch
         except InvalidNameError:
             target = "main"
-    if refs.read_ref(repo, refs.fork_ref(target)) != head:
+    if refs.read_ref(store, refs.fork_ref(target)) != head:
         target = "imported-worktree"
-        refs.cas_update(repo, refs.fork_ref(target), head, None, "avfs: import worktree")
+        refs.cas_update(store, refs.fork_ref(target), head, None, "avfs: import worktree")
     # branches whose names avfs refuses stay in the vault as plain git branches
     store.close()
     out = run_git(

@@ -261,7 +261,7 @@ def merge(
         if not dry_run:
             _refuse_open_files(ws, target)
         ours = ws.tip()
-        theirs = refs.read_ref(repo, source_ref or refs.fork_ref(source))
+        theirs = refs.read_ref(vault.store, source_ref or refs.fork_ref(source))
         if theirs is None:
             from .errors import RevisionNotFoundError
 
@@ -605,7 +605,7 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     written in the moment between the last check and the move is kept under a recovery
     ref rather than lost."""
     _refuse_changed(ws)
-    refs.cas_update(ws.store.repo, ws.ref, new, old, reason)
+    refs.cas_update(ws.store, ws.ref, new, old, reason)
     keep_recovery(ws, "written during a merge")
     ws.set_base(new, keep_view=False)
 

@@ -432,7 +432,7 @@ def pull(
     branch = names.check_fork_name(branch, "branch") if branch else fork
     fetched = fetch(vault, remote, progress=progress)
     ref = f"refs/remotes/{remote}/{branch}"
-    if refs.read_ref(vault.store.repo, ref) is None:
+    if refs.read_ref(vault.store, ref) is None:
         raise RemoteError(
             f"{remote} has no branch {branch}",
             hint=f"push it first (`avfs push {remote} {branch}`)",

@@ -59,6 +59,7 @@ from .types import MODE_COMMIT, MODE_TREE, NodeKind, kind_of_mode
 from .wsview import Node, Snapshot, View
 
 if TYPE_CHECKING:
+    from .vault import Vault
     from .workspace import Workspace
 
 BINARY_PROBE = 8000  # like git grep: a NUL in the first 8000 bytes makes a file binary
@@ -122,7 +123,7 @@ class FindResult:
 
 
 # -- the view (the one merged view of core/wsview.py, over a snapshot) -------------------------
-def _view(ws: Workspace, rev: str | None) -> View:
+def _view(ws: Workspace[Vault], rev: str | None) -> View:
     """What ``ws`` shows now, read once (one moment's state however the overlay changes
     during the search), or the tree of revision ``rev``."""
     if rev is None:
@@ -785,7 +786,7 @@ class _Globs:
 
 # -- grep ------------------------------------------------------------------------------------
 def grep(
-    ws: Workspace,
+    ws: Workspace[Vault],
     pattern: str,
     paths: Sequence[str] = (),
     *,
@@ -897,7 +898,7 @@ _TYPES = {"f": NodeKind.FILE, "d": NodeKind.DIR, "l": NodeKind.SYMLINK}
 
 
 def find(
-    ws: Workspace,
+    ws: Workspace[Vault],
     path: str = "",
     *,
     rev: str | None = None,

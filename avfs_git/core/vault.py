@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from . import layers, names, refs, registry
 from .errors import (
@@ -39,21 +39,41 @@ from .locks import file_lock
 from .mergestate import inherit_state
 from .oplog import OpLog
 from .quota import QuotaTracker, QuotaUsage
-from .settings import DEFAULT_LOCK_WAIT_S
+from .settings import DEFAULT_LOCK_WAIT_S, Settings
 from .types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from .upper import drop_gitfile
 from .workspace import Workspace
 from .wscommit import keep_recovery, ws_state
 
+
+class VaultHome(Protocol):
+    """What a vault needs of the home it was opened from (:class:`.home.Home` is one): the
+    home makes its vaults, so this module knows it by these names only."""
+
+    path: str
+    settings: Settings  # what the front end read from the environment
+
+    @property
+    def layers_mode(self) -> str: ...
+
+
+# The home a vault names back is a type parameter, as a workspace's vault is (see
+# :mod:`.workspace`): ``Home.vault()`` returns a ``Vault[Home]``, so ``vault.home`` and
+# ``ws.vault.home`` are a ``Home`` to a caller's type checker while this module never
+# imports it. A bare ``Vault`` is one of some ``VaultHome``.
 if TYPE_CHECKING:
-    from .home import Home
+    import typing_extensions  # its TypeVar takes a default (PEP 696; typing's own from 3.13)
+
+    H_co = typing_extensions.TypeVar("H_co", bound=VaultHome, covariant=True, default=VaultHome)
+else:
+    H_co = TypeVar("H_co", covariant=True)  # typing's TypeVar takes no default before 3.13
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
 # ``Vault.quota_bytes`` (an int, for VaultInfo and stats) when the vault has no bytes limit
 NO_LIMIT = sys.maxsize
 
 
-class Vault:
+class Vault(Generic[H_co]):
     """One vault. Get it from :meth:`avfs_git.Home.vault`."""
 
     def __init__(
@@ -62,13 +82,13 @@ class Vault:
         path: str,
         *,
         author: tuple[str, str] | None = None,
-        home: Home | None = None,
+        home: H_co | None = None,
         identity: Identity | None = None,
         fallback_author: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.path = path
-        self.home = home  # the home it was opened from (proxy exec needs its policy and mounts)
+        self.home: H_co | None = home  # the home it was opened from (proxy exec needs its policy and mounts)
         self.store = GitStore(path)
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)
@@ -76,7 +96,7 @@ class Vault:
         # (the environment), then git config, then the fallback (the home's identity)
         self._identity = Identity.of(*author) if author is not None else identity
         self._fallback_author = fallback_author
-        self._ws: dict[str, Workspace] = {}
+        self._ws: dict[str, Workspace[Self]] = {}
         self._ws_lock = threading.Lock()
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
@@ -372,7 +392,7 @@ class Vault:
         n = self.config.get("layers_qgroup")
         return n if isinstance(n, int) else None
 
-    def workspace(self, fork: str | None = None) -> Workspace:
+    def workspace(self, fork: str | None = None) -> Workspace[Self]:
         """The workspace of ``fork`` (the vault's default fork when None)."""
         fork = fork or self.default_fork
         ws = self._ws.get(fork)
@@ -390,7 +410,7 @@ class Vault:
         ws.sync_base()
         return ws
 
-    def revision_view(self, fork: str, commit: str, state_dir: str) -> Workspace:
+    def revision_view(self, fork: str, commit: str, state_dir: str) -> Workspace[Self]:
         """A read-only workspace showing ``commit`` (for mounting history); costs nothing
         to set up: an empty overlay in ``state_dir``."""
         self.require_fork(fork)
@@ -485,9 +505,7 @@ class Vault:
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
             try:
-                refs.cas_update(
-                    self.store.repo, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}"
-                )
+                refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:
                 # the name was taken meanwhile (or the ref could not be written): the state
                 # made for it goes (the source's is untouched)
@@ -548,10 +566,10 @@ class Vault:
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})
             repo = self.store.repo
             for r in [x for x in repo.references if x.startswith(refs.checkpoint_prefix(fork))]:
-                old = refs.read_ref(repo, r)
-                refs.cas_update(repo, r, None, old, f"avfs: delete fork {fork}")
+                old = refs.read_ref(self.store, r)
+                refs.cas_update(self.store, r, None, old, f"avfs: delete fork {fork}")
                 changed.append({"ref": r, "old": old, "new": None})
-            refs.cas_update(repo, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
+            refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
             changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
             self.discard_workspace(fork)
             self.quota.forget(fork)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from . import names, refs, wsbase, wscommit
 from .errors import CorruptStateError
@@ -37,18 +37,54 @@ from .packwriter import PackWriter
 from .types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
 from .wsstatus import NO_IGNORED, Changes, Ignored
 from .wsview import Node, View, dirty_dirs, settled_now
-from .wswrite import Mutations
+from .wswrite import Mutations, VaultQuota
 
+__all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
+
+
+class WsQuota(VaultQuota, Protocol):
+    """The vault's quota as a workspace keeps it (:class:`.quota.QuotaTracker`): checks,
+    and the overlay's totals published after each committed change."""
+
+    def note(self, fork: str, nbytes: int, nfiles: int) -> None: ...
+
+
+class WsVault(Protocol):
+    """What a workspace needs of its vault (:class:`.vault.Vault` is one): the vault makes
+    its workspaces, so this module knows it by these names only. It hands the vault on to
+    :mod:`.worktree` (imported when a mount is reached), so it is a
+    :class:`.worktree.MountedVault` too."""
+
+    name: str
+    path: str
+    state_dir: str
+    store: GitStore
+
+    @property
+    def lock_wait_s(self) -> float: ...
+    @property
+    def quota(self) -> WsQuota: ...
+    def author(self) -> Signatures: ...
+    def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+
+
+# The vault a workspace names back is a type parameter: ``Vault.workspace()`` returns a
+# ``Workspace[Vault]``, so ``ws.vault`` is the concrete vault to a caller's type checker
+# while this module never imports it. A bare ``Workspace`` is one of some ``WsVault``.
 if TYPE_CHECKING:
-    from .vault import Vault
+    import typing_extensions  # its TypeVar takes a default (PEP 696; typing's own from 3.13)
 
-__all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace"]
+    V_co = typing_extensions.TypeVar("V_co", bound=WsVault, covariant=True, default=WsVault)
+else:
+    V_co = TypeVar("V_co", covariant=True)  # typing's TypeVar takes no default before 3.13
 
 
-class Workspace(Mutations):
+class Workspace(Mutations, Generic[V_co]):
     """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
 
-    def __init__(self, vault: Vault, fork: str, state_dir: str, *, pinned: str | None = None) -> None:
+    vault: V_co
+
+    def __init__(self, vault: V_co, fork: str, state_dir: str, *, pinned: str | None = None) -> None:
         """``pinned``: a read-only view of that commit (``state_dir`` then only holds an
         empty overlay); see :meth:`Vault.revision_view`."""
         self.vault = vault

@@ -311,7 +311,7 @@ def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
         raise
     tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
     ref = refs.recovery_ref(ws.fork, tag)
-    refs.cas_update(ws.store.repo, ref, commit, None, f"avfs: keep before {reason}")
+    refs.cas_update(ws.store, ref, commit, None, f"avfs: keep before {reason}")
     return ref, commit
 
 
@@ -339,7 +339,7 @@ def publish(
         ws.overlay.set_meta("pending", f"{expected} {commit}")
         ws.overlay.set_meta("pending_seq", str(upto))
     try:
-        refs.cas_update(ws.store.repo, ws.ref, commit, expected, reason)
+        refs.cas_update(ws.store, ws.ref, commit, expected, reason)
     except BaseException:
         with ws.overlay.txn():
             ws.overlay.set_meta("pending", None)

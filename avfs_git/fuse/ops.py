@@ -45,7 +45,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mfusepy as fuse
 
@@ -55,6 +55,9 @@ from ..core.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace import Node, Workspace
 from ..core.worktree import inode_of
+
+if TYPE_CHECKING:
+    from ..core.vault import Vault
 
 F = TypeVar("F", bound=Callable[..., Any])
 GITFILE = "/.git"
@@ -175,7 +178,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
 
     def __init__(
         self,
-        ws: Workspace,
+        ws: Workspace[Vault],
         *,
         read_only: bool = False,
         on_ready: Callable[[], None] | None = None,

@@ -560,7 +560,7 @@ class AvfsTools:
         if not vault.has_fork(source) and "/" in source:
             # not a fork but a remote-tracking branch (`avfs fetch` made it), as `avfs merge`
             candidate = "refs/remotes/" + source
-            if refs.read_ref(vault.store.repo, candidate) is not None:
+            if refs.read_ref(vault.store, candidate) is not None:
                 source_ref = candidate
         res = merge.merge(
             vault,

@@ -33,7 +33,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ class Retention:
 _RETENTION_KEYS = {f.name for f in dataclasses.fields(Retention)}
 
 
-def retention_for(vault: Vault | None = None, home: Home | None = None) -> Retention:
+def retention_for(vault: Vault[Home] | None = None, home: Home | None = None) -> Retention:
     """The retention in force for ``vault`` (defaults < home config < vault config)."""
     values: dict[str, float] = {}
     home = home if home is not None else (vault.home if vault is not None else None)
@@ -463,7 +463,7 @@ def _refuse_if_mounted(vault: Vault, what: str) -> None:
 
 
 def gc(
-    vault: Vault,
+    vault: Vault[Home],
     *,
     retention: Retention | None = None,
     grace_days: float | None = None,
@@ -520,7 +520,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     for name in refs.list_refs_file(vault.path, refs.RECOVERY):
         t = _tag_time(name)
         if t is None:
-            target = refs.read_ref(repo, name)
+            target = refs.read_ref(vault.store, name)
             obj = repo.get(target) if target else None
             t = float(getattr(obj, "commit_time", now))
         if t < rec_cutoff:
@@ -566,7 +566,9 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
     debris = packwriter.remove_stale_temp_files(vault.path, now=now)
     for name in expired_refs:
-        refs.cas_update(repo, name, None, refs.read_ref(repo, name), "avfs: gc (recovery ref expired)")
+        refs.cas_update(
+            vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"
+        )
     if expired_ops:
         db = vault.oplog.db
         db.execute("BEGIN IMMEDIATE")
@@ -615,7 +617,7 @@ def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
     if got is None:
         return []
     commit, held = got
-    refs.cas_update(vault.store.repo, KEEP, commit, None, "avfs: gc keeps what undo needs")
+    refs.cas_update(vault.store, KEEP, commit, None, "avfs: gc keeps what undo needs")
     return held
 
 
@@ -709,7 +711,7 @@ def _is_merged(vault: Vault, fork: str, default_tip: str | None) -> bool:
 
 
 def prune(
-    vault: Vault,
+    vault: Vault[Home],
     *,
     older_than_days: float | None = None,
     dry_run: bool = False,
@@ -1477,7 +1479,7 @@ def _within(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def _mount_owners(vaults: list[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
+def _mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
     """(path -> vault, live paths): every path a registry entry or a mount worktree of
     ``vaults`` names (mount points, and what else a backend records), and those named by
     the registry entry of a live daemon."""
@@ -1496,7 +1498,7 @@ def _mount_owners(vaults: list[Vault], now: float) -> tuple[dict[str, Vault], se
 
 
 def _kernel_mounts(
-    home: Home, vaults: list[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
+    home: Home, vaults: Sequence[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
 ) -> Iterable[Finding]:
     """avfs FUSE mounts and overlay mounts that belong to this home and have no live
     daemon. A mount belongs to the home when a registry entry or a mount worktree of one

@@ -274,7 +274,7 @@ def _commit_tree(vault: Vault, commit: str) -> str:
 
 
 def _set_origin(vault: Vault, new: str, old: str | None, reason: str) -> None:
-    refs.cas_update(vault.store.repo, ORIGIN_REF, new, old, f"avfs: {reason}")
+    refs.cas_update(vault.store, ORIGIN_REF, new, old, f"avfs: {reason}")
 
 
 def _current_tree(vault: Vault, fork: str) -> tuple[str, bool]:

@@ -1122,7 +1122,7 @@ def _audit(vault: Vault, res: ExecResult, sync: bool = True) -> bool:
 
 
 def exec_in(
-    ws: Workspace,
+    ws: Workspace[Vault[Home]],
     argv: Sequence[str] | None = None,
     *,
     shell: str | None = None,
