@@ -67,13 +67,13 @@ class UndoResult:
 
 
 def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:
-    c = vault.store.commit(commit)
+    c = vault.store.commit_fields(commit)  # the raw object: no pygit2 for `checkpoint save`
     return CheckpointInfo(
         vault=vault.name,
         fork=fork,
         name=name,
         commit=CommitId(commit),
-        parent=str(c.parent_ids[0]) if c.parent_ids else None,
+        parent=c.parents[0] if c.parents else None,
         time=rfc3339(c.commit_time),
         message=c.message,
         changes=None,
@@ -159,7 +159,7 @@ def save(
         from .treediff import diff_trees
 
         diffs: list[Change] = []
-        parents = vault.store.commit(commit).parent_ids
+        parents = vault.store.commit_fields(commit).parents
         diff_trees(
             vault.store,
             vault.store.commit_tree(str(parents[0])) if parents else None,
