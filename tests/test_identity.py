@@ -395,6 +395,13 @@ def test_identity_through_git_follows_config_changes(tmp_path, monkeypatch):
     other.write_text("[user]\n\tname = Three\n")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(other))
     assert store.signature().author.name == "Three"
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.name")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Dash C")
+    assert store.signature().author.name == "Dash C"
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Dash C, again")
+    assert store.signature().author.name == "Dash C, again"
+    monkeypatch.delenv("GIT_CONFIG_COUNT")
     subprocess.run(["git", "--git-dir", vault, "config", "user.name", "Four"], check=True)
     assert store.signature().author.name == "Four"
     store.close()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
-from .gitrun import git_env, run
+from .gitrun import git_config_env, git_config_files, git_env, run
 from .identity import Identity, Signatures, resolve
 from .objects import BlobStream, ObjectReader, ObjectReadError
 from .threads import ThreadSlots
@@ -50,17 +50,6 @@ _MODES = {
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 _configured = False
-
-
-# what git reads its config from beside the files themselves: where they are and settings
-# given on its command line (``git -c`` passes them on in GIT_CONFIG_PARAMETERS); kept for
-# ``git config`` when the rest of the caller's GIT_* is not (:func:`.gitrun.git_env`)
-_CONFIG_ENV = re.compile(r"GIT_CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|PARAMETERS|COUNT|KEY_\d+|VALUE_\d+)")
-
-
-def _config_env() -> dict[str, str]:
-    """The caller's GIT_* that say which config git reads (see ``_CONFIG_ENV``)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_") and _CONFIG_ENV.fullmatch(k)}
 
 
 def git_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
@@ -560,7 +549,7 @@ class GitStore:
         includes; libgit2 does not read ``$GIT_CONFIG_GLOBAL``, ``$GIT_CONFIG_SYSTEM`` nor
         settings given as ``git -c`` (``GIT_CONFIG_PARAMETERS``, ``GIT_CONFIG_COUNT``), so
         git is asked whenever one is set."""
-        use_libgit2 = libgit2_loaded() and not (_config_env().keys() - {"GIT_CONFIG_NOSYSTEM"})
+        use_libgit2 = libgit2_loaded() and not (git_config_env().keys() - {"GIT_CONFIG_NOSYSTEM"})
         paths = self._identity_files(use_libgit2)
         key: list[tuple[str, int, int]] = []
         for path in paths:
@@ -570,7 +559,7 @@ class GitStore:
             except OSError:
                 key.append((path, -1, -1))
         if not use_libgit2:
-            key.extend((k, 0, 0) for k in sorted(_config_env()))
+            key.extend((f"{k}={v}", 0, 0) for k, v in sorted(git_config_env().items()))
         hit: tuple[list[tuple[str, int, int]], dict[str, str]] | None = getattr(self, "_ident_cfg", None)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -593,17 +582,7 @@ class GitStore:
             ):
                 paths += [os.path.join(d, name) for d in (sp[level] or "").split(os.pathsep) if d]
             return paths
-        # git's (config.c): $GIT_CONFIG_SYSTEM or /etc/gitconfig; $GIT_CONFIG_GLOBAL, or
-        # $XDG_CONFIG_HOME/git/config (~/.config/git/config) and ~/.gitconfig
-        env = os.environ
-        home = env.get("HOME", "")
-        xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-        paths.append(env.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")
-        if env.get("GIT_CONFIG_GLOBAL"):
-            paths.append(env["GIT_CONFIG_GLOBAL"])
-        else:
-            paths += [os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")]
-        return paths
+        return paths + git_config_files()
 
     def _identity_libgit2(self) -> dict[str, str]:
         try:
@@ -616,7 +595,7 @@ class GitStore:
         """``git config`` of the vault: the last value of each key wins, as in git. A
         config git cannot parse gives nothing (as through libgit2): avfs' default."""
         env = git_env()
-        env.update(_config_env())
+        env.update(git_config_env())
         proc = run(
             ["config", "-z", "--get-regexp", r"^(author|committer|user)\.(name|email)$"],
             git_dir=self.path,
