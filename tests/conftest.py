@@ -71,7 +71,9 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         )
     }
     sp[pygit2.enums.ConfigLevel.GLOBAL] = str(home_dir)
-    sp[pygit2.enums.ConfigLevel.XDG] = str(home_dir / ".config")
+    sp[pygit2.enums.ConfigLevel.XDG] = str(
+        home_dir / ".config" / "git"
+    )  # as libgit2 sets it: $XDG_CONFIG_HOME/git
     sp[pygit2.enums.ConfigLevel.SYSTEM] = str(tmp_path / "nosystem")
     yield tmp_path
     for lvl, value in saved.items():

@@ -160,3 +160,33 @@ def history(project: str, versions: list[str], dest: Path, *, aggressive: bool =
     if aggressive:
         git("gc", "-q", "--aggressive", "--prune=now")
     return work
+
+
+def pygit2_fixture_repos(root: Path) -> list[Path]:
+    """The git directories of the fixture repositories in pygit2 1.15.1's sdist (libgit2's
+    own test repositories: merges, a signed commit, a non-UTF-8 message...), unpacked
+    under ``root``."""
+    sdist = pypi_sdist("pygit2", "1.15.1")
+    with tarfile.open(sdist) as tf:
+        members = [
+            m for m in tf.getmembers() if "/test/data/" in m.name and m.name.endswith((".zip", ".tar"))
+        ]
+        tf.extractall(root / "archives", members=members, filter="data")
+    out = []
+    for archive in sorted((root / "archives").rglob("*")):
+        if archive.suffix not in (".zip", ".tar"):
+            continue
+        dest = root / "repos" / archive.stem
+        dest.mkdir(parents=True)
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(dest)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(dest, filter="data")
+        for head in sorted(dest.rglob("HEAD")):
+            d = head.parent
+            if (d / "objects").is_dir() and ((d / "refs").exists() or (d / "config").exists()):
+                out.append(d)
+    assert len(out) >= 10, out
+    return out

@@ -457,3 +457,68 @@ def test_undo_of_a_checkpoint_keeps_what_the_workspace_showed(vault, ws):
     assert ws.tip() == first and ws.base == first
     assert ws.read("mine") == b"uncheckpointed\n" and not ws.exists("a")
     assert {(c.path, str(c.status)) for c in ws.status()} == {("mine", "added"), ("a", "deleted")}
+
+
+def _cli_fresh(home: str, argv: list[str], *, preload: bool) -> tuple[int, bool, str]:
+    """The CLI in a new interpreter (``preload``: with pygit2 imported first, so that every
+    read takes the libgit2 paths, as before): exit code, whether pygit2 got imported, output."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, io, json, contextlib\n"
+        + ("import pygit2\n" if preload else "")
+        + "from avfs_git.cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['--home', {home!r}, '--json', *{argv!r}])\n"
+        "print(json.dumps({'code': code, 'pygit2': 'pygit2' in sys.modules, 'out': out.getvalue()}))\n"
+    )
+    env = dict(os.environ, GIT_AUTHOR_DATE="@1700000000 +0100", GIT_COMMITTER_DATE="@1700000100 -0230")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout.splitlines()[-1])
+    return doc["code"], doc["pygit2"], doc["out"]
+
+
+def test_cli_checkpoint_save_does_not_load_libgit2(tmp_path):
+    """`avfs checkpoint save` (a first checkpoint, a named one with a message, a deletion, an
+    ignored file, nothing changed) imports no pygit2 (~35-65 ms of its start): the identity
+    comes from `git config`, the commit's fields from its raw object. Its JSON is the same
+    as with pygit2 loaded (the libgit2 paths), byte for byte (fixed dates: the same ids)."""
+    steps = [
+        ["vault", "create", "v"],
+        ["--vault", "v", "write", "d/a.txt", "a"],
+        ["--vault", "v", "checkpoint", "save"],
+        ["--vault", "v", "write", "d/b.txt", "b"],
+        ["--vault", "v", "checkpoint", "save", "cp1", "-m", "named\n\nwith a body"],
+        ["--vault", "v", "checkpoint", "save", "cp2"],
+        ["--vault", "v", "checkpoint", "save"],
+        ["--vault", "v", "rm", "d/a.txt"],
+        ["--vault", "v", "write", ".gitignore", "*.log\n"],
+        ["--vault", "v", "write", "x.log", "ignored"],
+        ["--vault", "v", "checkpoint", "save", "-m", "café"],
+    ]
+    outs: dict[bool, list[tuple[int, str]]] = {}
+    for preload in (True, False):
+        home = str(tmp_path / f"home-{preload}")
+        outs[preload] = []
+        for argv in steps:
+            code, loaded, out = _cli_fresh(home, argv, preload=preload)
+            assert code == 0, (argv, out)
+            if argv[2:3] == ["checkpoint"] and not preload:
+                assert not loaded, f"{argv} imported pygit2"
+            outs[preload].append((code, out.replace(home, "HOME")))
+    assert outs[False] == outs[True]
+    saves = [out for (_, out), argv in zip(outs[False], steps, strict=True) if "checkpoint" in argv]
+    import json
+
+    docs = [json.loads(out) for out in saves]
+    assert [d["created"] for d in docs] == [True, True, False, False, True]
+    assert docs[1]["checkpoint"]["message"] == "named\n\nwith a body\n"
+    assert docs[-1]["checkpoint"]["message"] == "café\n" and docs[-1]["ignored"] == 1
+    assert docs[0]["checkpoint"]["time"] == "2023-11-14T22:15:00Z"

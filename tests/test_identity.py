@@ -268,3 +268,140 @@ def test_store_signature_reads_the_vaults_config(tmp_path):
     sig = store.signature(identity.Identity(committer_name="Env"))
     assert sig.author.name == "Cfg" and sig.committer.name == "Env"
     store.close()
+
+
+# -- the identity through git and through libgit2 ---------------------------------------------
+# GitStore reads the identity's config through libgit2 when the process has loaded it (an API
+# caller, the mount daemon), else through `git config` (the CLI: no pygit2 import). Both are
+# compared here with git's own answer (`git commit-tree` in the vault). Where libgit2 differs,
+# git's answer is the right one: the vault is a git repository, and a `git commit` in the
+# mount reads its config the way git does.
+_INIT = "[init]\n\tdefaultBranch = main\n"
+IDENTITY_CASES: list[tuple[str, dict[str, str], dict[str, str]]] = [
+    # (case, files (vault: the vault's config, added; ~: relative to HOME), environment)
+    ("vault config", {"vault": "[user]\n\tname = Vault U\n\temail = v@u.invalid\n"}, {}),
+    ("~/.gitconfig", {"~/.gitconfig": _INIT + "[user]\n\tname = Global U\n\temail = g@u.invalid\n"}, {}),
+    ("xdg", {"~/.config/git/config": "[user]\n\tname = Xdg U\n\temail = x@u.invalid\n"}, {}),
+    (
+        "~/.gitconfig over xdg",
+        {
+            "~/.config/git/config": "[user]\n\tname = Xdg U\n\temail = x@u.invalid\n",
+            "~/.gitconfig": _INIT + "[user]\n\tname = Global U\n",
+        },
+        {},
+    ),
+    ("vault over global", {"vault": "[user]\n\temail = v@u.invalid\n", "~/.gitconfig": "[user]\n\tname = G\n\temail = g@x\n"}, {}),
+    # (included paths relative to the including file: libgit2 expands "~/" with the HOME the
+    # process started with, and this test changes HOME after that)
+    (
+        "include.path",
+        {"~/.gitconfig": _INIT + "[include]\n\tpath = more.cfg\n", "~/more.cfg": "[user]\n\tname = Inc U\n\temail = i@u.invalid\n"},
+        {},
+    ),
+    (
+        "includeIf gitdir, the vaults' directory",
+        {"~/.gitconfig": _INIT + '[includeIf "gitdir:VAULTS/"]\n\tpath = vault.cfg\n', "~/vault.cfg": "[user]\n\tname = IfU\n\temail = if@u.invalid\n"},
+        {},
+    ),
+    (
+        "includeIf gitdir, the vault",
+        {"~/.gitconfig": _INIT + '[includeIf "gitdir:VAULTS/v.git"]\n\tpath = vault.cfg\n', "~/vault.cfg": "[user]\n\tname = IfU\n\temail = if@u.invalid\n"},
+        {},
+    ),
+    (
+        "includeIf not matching",
+        {"~/.gitconfig": _INIT + '[user]\n\tname = G\n\temail = g@x\n[includeIf "gitdir:/elsewhere/"]\n\tpath = vault.cfg\n', "~/vault.cfg": "[user]\n\tname = IfU\n"},
+        {},
+    ),
+    ("author.* over user.*", {"vault": "[user]\n\tname = U\n\temail = u@x\n[author]\n\tname = A\n[committer]\n\temail = c@x\n"}, {}),
+    ("last value wins", {"vault": "[user]\n\tname = First\n\tname = Last\n\temail = e@x\n"}, {}),
+    (
+        "environment",
+        {"vault": "[user]\n\tname = Vault U\n\temail = v@u.invalid\n"},
+        {"GIT_AUTHOR_NAME": "Env A", "GIT_AUTHOR_EMAIL": "a@env.invalid", "GIT_COMMITTER_NAME": "Env C", "GIT_COMMITTER_EMAIL": "c@env.invalid"},
+    ),
+    ("none", {"~/.gitconfig": _INIT}, {}),
+    # libgit2 reads neither of these: git's answer is the right one
+    ("GIT_CONFIG_GLOBAL", {"~/other.cfg": "[user]\n\tname = Other\n\temail = o@u.invalid\n"}, {"GIT_CONFIG_GLOBAL": "~/other.cfg"}),
+    ("git -c", {}, {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "user.name", "GIT_CONFIG_VALUE_0": "Dash C",
+                    "GIT_CONFIG_KEY_1": "user.email", "GIT_CONFIG_VALUE_1": "c@dash.invalid"}),
+]  # fmt: skip
+LIBGIT2_DIFFERS = {"GIT_CONFIG_GLOBAL", "git -c"}
+
+
+@pytest.mark.parametrize(("case", "files", "env"), IDENTITY_CASES, ids=[c[0] for c in IDENTITY_CASES])
+def test_identity_through_git_and_libgit2(tmp_path, monkeypatch, case, files, env):
+    from avfs_git.core import gitstore
+
+    for k in identity._ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    user_home = Path(os.environ["HOME"])
+    vault = str(tmp_path / "v.git")
+    subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
+    (user_home / ".gitconfig").write_text(_INIT)
+    for name, text in files.items():
+        text = text.replace("VAULTS", str(tmp_path))
+        if name == "vault":
+            with open(os.path.join(vault, "config"), "a") as fh:
+                fh.write(text)
+        else:
+            path = user_home / name.removeprefix("~/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v.replace("~", str(user_home)))
+
+    def who(libgit2: bool) -> tuple[str, ...]:
+        monkeypatch.setattr(gitstore, "libgit2_loaded", lambda: libgit2)
+        store = GitStore(vault)  # (its cache is its own)
+        try:
+            sig = store.signature(identity.from_environ())
+        finally:
+            store.close()
+        return sig.author.name, sig.author.email, sig.committer.name, sig.committer.email
+
+    through_git, through_libgit2 = who(False), who(True)
+    if case == "none":  # git would guess from the system or refuse; avfs takes its default
+        assert through_git == through_libgit2 == identity.DEFAULT * 2
+        return
+    gits = _who(_commit_tree(vault))
+    assert through_git == gits
+    # libgit2 does not read these: git's answer is the right one, and the store asks git
+    # whenever they are set, even with libgit2 loaded
+    store = GitStore(vault)
+    try:
+        assert (store._identity_libgit2() == store._identity_git()) == (case not in LIBGIT2_DIFFERS)
+    finally:
+        store.close()
+    assert through_libgit2 == gits
+
+
+def test_identity_through_git_follows_config_changes(tmp_path, monkeypatch):
+    """The git path's cache: a changed file, or an environment naming another, is read again."""
+    from avfs_git.core import gitstore
+
+    for k in identity._ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(gitstore, "libgit2_loaded", lambda: False)
+    vault = str(tmp_path / "v.git")
+    subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
+    gitconfig = Path(os.environ["HOME"]) / ".gitconfig"
+    gitconfig.write_text("[user]\n\tname = One\n\temail = one@x\n")
+    store = GitStore(vault)
+    assert store.signature().author.name == "One"
+    gitconfig.write_text("[user]\n\tname = Two, longer\n\temail = two@x\n")
+    assert store.signature().author.name == "Two, longer"
+    other = tmp_path / "other.cfg"
+    other.write_text("[user]\n\tname = Three\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(other))
+    assert store.signature().author.name == "Three"
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.name")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Dash C")
+    assert store.signature().author.name == "Dash C"
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Dash C, again")
+    assert store.signature().author.name == "Dash C, again"
+    monkeypatch.delenv("GIT_CONFIG_COUNT")
+    subprocess.run(["git", "--git-dir", vault, "config", "user.name", "Four"], check=True)
+    assert store.signature().author.name == "Four"
+    store.close()

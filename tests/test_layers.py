@@ -62,7 +62,7 @@ FRONT_ENDS = {"cli", "mcp", "hooks", "__main__"}
 ENVIRONMENT_READS = {
     "core/settings.py": "the one reader of avfs's settings (AVFS_HOME, AVFS_LOCK_WAIT, XDG_CACHE_HOME, AVFS_GIT_TOKEN)",
     "core/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
-    "core/gitrun.py": "the environment a git process is given: the caller's, without GIT_*",
+    "core/gitrun.py": "the environment a git process is given: the caller's, without GIT_* but for where git's config is",
     "core/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/execute.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",

@@ -19,8 +19,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pygit2
@@ -172,31 +170,7 @@ def test_attrs_history_loose(attrs_history, tmp_path):
 @pytest.fixture(scope="module")
 def libgit2_fixtures(tmp_path_factory) -> list[Path]:
     """The git directories of the fixture repositories in pygit2's sdist (libgit2's own)."""
-    root = tmp_path_factory.mktemp("pygit2-fixtures")
-    sdist = realdata.pypi_sdist("pygit2", "1.15.1")
-    with tarfile.open(sdist) as tf:
-        members = [
-            m for m in tf.getmembers() if "/test/data/" in m.name and m.name.endswith((".zip", ".tar"))
-        ]
-        tf.extractall(root / "archives", members=members, filter="data")
-    out = []
-    for archive in sorted((root / "archives").rglob("*")):
-        if archive.suffix not in (".zip", ".tar"):
-            continue
-        dest = root / "repos" / archive.stem
-        dest.mkdir(parents=True)
-        if archive.suffix == ".zip":
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(dest)
-        else:
-            with tarfile.open(archive) as tf:
-                tf.extractall(dest, filter="data")
-        for head in sorted(dest.rglob("HEAD")):
-            d = head.parent
-            if (d / "objects").is_dir() and ((d / "refs").exists() or (d / "config").exists()):
-                out.append(d)
-    assert len(out) >= 10, out
-    return out
+    return realdata.pygit2_fixture_repos(tmp_path_factory.mktemp("pygit2-fixtures"))
 
 
 def test_libgit2_fixture_repositories(libgit2_fixtures):

@@ -28,7 +28,7 @@ from .errors import (
     from_oserror,
 )
 from .gitnames import NotRecorded
-from .gitstore import git_error, git_errors, rfc3339
+from .gitstore import git_error, git_errors, prefer_libgit2, rfc3339
 from .history import checkpoint_names, resolve
 from .types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 from .wscommit import keep_recovery, ws_state
@@ -36,6 +36,9 @@ from .wscommit import keep_recovery, ws_state
 if TYPE_CHECKING:
     from .vault import Vault
     from .workspace import Workspace
+
+
+_saves = 0  # checkpoints saved by this process (see save)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,13 +70,13 @@ class UndoResult:
 
 
 def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:
-    c = vault.store.commit(commit)
+    c = vault.store.commit_fields(commit)  # the raw object: no pygit2 for `checkpoint save`
     return CheckpointInfo(
         vault=vault.name,
         fork=fork,
         name=name,
         commit=CommitId(commit),
-        parent=str(c.parent_ids[0]) if c.parent_ids else None,
+        parent=c.parents[0] if c.parents else None,
         time=rfc3339(c.commit_time),
         message=c.message,
         changes=None,
@@ -104,6 +107,13 @@ def save(
         names.check_fork_name(name, "checkpoint")
         if "/" in name:
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
+    global _saves
+    _saves += 1
+    if _saves == 2:
+        # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips
+        # its ~40-80 ms import: git's update-ref and config, pure reads); one that saves
+        # more is long-lived, where libgit2's ref transactions and reads save ~3 ms each.
+        prefer_libgit2()
     ws = vault.workspace(fork)
     with _no_exec_running(vault, fork), vault.lock(fork):
         ws.sync_base()
@@ -159,7 +169,7 @@ def save(
         from .treediff import diff_trees
 
         diffs: list[Change] = []
-        parents = vault.store.commit(commit).parent_ids
+        parents = vault.store.commit_fields(commit).parents
         diff_trees(
             vault.store,
             vault.store.commit_tree(str(parents[0])) if parents else None,

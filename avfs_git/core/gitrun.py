@@ -14,6 +14,7 @@ it at the top without joining an import cycle through ``home``."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
@@ -22,7 +23,7 @@ from .errors import InternalError
 if TYPE_CHECKING:
     import subprocess  # imported where git runs: `avfs status` never starts git
 
-__all__ = ["git_env", "run", "run_git", "spawn"]
+__all__ = ["git_config_env", "git_config_files", "git_env", "run", "run_git", "spawn"]
 
 # options of git itself that take a value (what comes before the subcommand)
 _VALUED = ("-C", "-c", "--git-dir", "--work-tree")
@@ -33,6 +34,32 @@ def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env["GIT_TERMINAL_PROMPT"] = "0"
     return env
+
+
+# what git reads its config from beside the files themselves: where they are and settings
+# given on its command line (``git -c`` passes them on in GIT_CONFIG_PARAMETERS); kept for
+# ``git config`` when the rest of the caller's GIT_* is not (:func:`git_env`)
+_CONFIG_ENV = re.compile(r"GIT_CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|PARAMETERS|COUNT|KEY_\d+|VALUE_\d+)")
+
+
+def git_config_env() -> dict[str, str]:
+    """The caller's GIT_* that say which config git reads (see ``_CONFIG_ENV``)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_") and _CONFIG_ENV.fullmatch(k)}
+
+
+def git_config_files() -> list[str]:
+    """The config files git reads beside a repository's own (config.c): ``$GIT_CONFIG_SYSTEM``
+    or /etc/gitconfig; ``$GIT_CONFIG_GLOBAL``, or ``$XDG_CONFIG_HOME/git/config``
+    (``~/.config/git/config``) and ``~/.gitconfig``. (Not the files those include.)"""
+    env = os.environ
+    home = env.get("HOME", "")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    paths = [env.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"]
+    if env.get("GIT_CONFIG_GLOBAL"):
+        paths.append(env["GIT_CONFIG_GLOBAL"])
+    else:
+        paths += [os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")]
+    return paths
 
 
 def _argv(args: Sequence[str], git_dir: str | None) -> list[str]:
