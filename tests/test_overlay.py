@@ -9,8 +9,11 @@ the entries, and the pure-FUSE backend then serves the same tree, byte for byte.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import stat
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -215,6 +218,60 @@ def test_kill_9_of_an_overlay_daemon_loses_nothing_written(home, vault, tmp_path
     finally:
         mounts.unmount(home, vault, "main")
     assert again.backend == "overlay"
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie (every thread has exited; only its parent's wait is left)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_crashed_daemon_ends_at_once_without_a_core_dump_and_loses_nothing(home, vault, tmp_path):
+    """A daemon that crashes must end: a core dump of one whose thread waits on a request to
+    its own mount never finishes (it waits on that request), and its clients hang. So the
+    daemon is not dumpable; it leaves Python's traceback in its log instead. Run with core
+    dumps allowed (RLIMIT_CORE unlimited, inherited by the daemon)."""
+    import resource
+
+    from avfs_git.core import registry
+
+    require_overlay()
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    old = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    try:
+        info = mounts.mount(home, vault, "main", mp, backend="overlay")
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, old)
+    with open(f"/proc/{info.pid}/limits", encoding="ascii") as fh:
+        assert re.search(r"Max core file size\s+unlimited", fh.read())
+    record = registry.read_record(mounts.registry_path(vault, "main")) or {}
+    assert record.get("core_dumps") is False
+    daemon_cwd = os.readlink(f"/proc/{info.pid}/cwd")
+    before = set(os.listdir(daemon_cwd))
+    with open(os.path.join(mp, "written.txt"), "w") as fh:
+        fh.write("acknowledged\n")
+    os.kill(info.pid, signal.SIGSEGV)
+    deadline = time.monotonic() + 10
+    while mounts.check(vault, "main") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mounts.check(vault, "main") is None
+    assert _ended(info.pid)
+    with open(registry.log_path(vault.state_dir, "main"), encoding="utf-8", errors="replace") as fh:
+        log = fh.read()
+    assert "Fatal Python error: Segmentation fault" in log and "Thread 0x" in log, log[-2000:]
+    with open("/proc/sys/kernel/core_pattern", encoding="utf-8") as fh:
+        pattern = fh.read().strip()
+    if not pattern.startswith("|") and not pattern.startswith("/"):
+        assert [n for n in set(os.listdir(daemon_cwd)) - before if n.startswith("core")] == []
+    assert {(c.path, c.status.value) for c in vault.workspace("main").status()} == {("written.txt", "added")}
 
 
 def test_copied_up_files_read_after_a_remount(home, vault, tmp_path):

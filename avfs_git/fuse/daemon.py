@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--foreground", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    core_dumps = _no_core_dumps()
 
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
     from ..core.gitstore import prefer_libgit2
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": "overlay" if overlay else "fuse",
         "lower": layers.get("lower"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "core_dumps": core_dumps,
     }
     write_registry(reg, record)
 
@@ -361,6 +363,35 @@ def _forget(ws: Any, lower: Any, path: str) -> None:
         return
     with lower.overlay.txn() as db:
         lower.overlay.remove_under(db, lp, "tidy")
+
+
+def _no_core_dumps() -> bool:
+    """Make a crash of this daemon end it at once, without a core dump; returns whether the
+    kernel would still dump its core (False once this worked).
+
+    A daemon's thread may be waiting on a request to its own mount (the kernel's overlay
+    over its lower layer, a walk of the tree): a core dump of the crashed daemon then waits on
+    that request forever, which no thread is left to answer, so the process never ends, its
+    clients hang and only aborting the FUSE connection frees them (seen: a daemon in ``D`` in
+    the dump for hours). Without a dump the kernel kills every thread, the FUSE connection
+    closes, and the mount answers ``ENOTCONN`` at once; ``doctor`` then cleans it up. What a
+    crash leaves instead: Python's traceback of every thread in the mount's log
+    (faulthandler). Commands the daemon starts get their own dump setting back at exec."""
+    import ctypes
+    import faulthandler
+
+    faulthandler.enable()  # stderr: the mount's log file
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        return bool(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+    except (OSError, AttributeError):
+        return True
+
+
+PR_GET_DUMPABLE = 3  # linux/prctl.h
+PR_SET_DUMPABLE = 4
 
 
 def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
