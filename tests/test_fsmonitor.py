@@ -11,10 +11,13 @@ daemon was killed with -9 and the fork mounted again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -23,6 +26,7 @@ import pytest
 from avfs_git.core import checkpoint
 from avfs_git.ops import mounts
 
+from .conftest import IN_CI
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -483,3 +487,247 @@ def test_avfs_status_reads_what_changed_not_the_upper_layer(home, vault, tmp_pat
         assert status() == []
     finally:
         mounts.unmount(home, vault, "main")
+
+
+# -- the overlay hook in Perl and in Python ----------------------------------------------------
+def _perl() -> str:
+    perl = shutil.which("perl")
+    if perl is None:
+        if IN_CI:
+            pytest.fail("perl must be on PATH in CI (perl-base is essential on Debian)")
+        pytest.skip("no perl on PATH: the overlay mount's hook is the Python one")
+    return os.path.abspath(perl)
+
+
+def _crafted_server(git_dir: str, reply: Any) -> tuple[socket.socket, list[bytes], threading.Thread]:
+    """A stand-in for the mount daemon on the hook's socket in ``git_dir``: for each
+    connection, ``reply(conn, token_line)`` answers (or not); the lines read are recorded."""
+    from avfs_git.core.upperwatch import SOCKET_NAME
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(git_dir, os.O_PATH)
+    try:
+        srv.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")  # an address holds 107 bytes
+    finally:
+        os.close(dirfd)
+    srv.listen(4)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
+                got.append(line)
+                with contextlib.suppress(OSError):
+                    reply(conn, line)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, got, t
+
+
+def _stop(srv: socket.socket, t: threading.Thread) -> None:
+    with contextlib.suppress(OSError):
+        srv.shutdown(socket.SHUT_RDWR)  # (close alone leaves accept() waiting)
+    srv.close()
+    t.join(5)
+    assert not t.is_alive()
+
+
+def _run_hook(path: str, *args: bytes) -> tuple[int, bytes, bytes]:
+    proc = subprocess.run([path, *args], capture_output=True, timeout=30, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+NONE = b"avfs-ovl:none\0/\0"
+
+
+def _framed(body: bytes) -> bytes:
+    return b"%d\n" % len(body) + body
+
+
+def _echo(line: bytes) -> bytes:
+    """A well-formed answer naming the token it was asked about (so a hook that sent
+    something else answers differently)."""
+    return b"avfs-ovl:i:b:1:7\0" + line.rstrip(b"\n") + b"\0d/x.txt\0"
+
+
+BIG = b"avfs-ovl:i:b:1:9\0" + b"".join(b"dir%d/file%d.txt\0" % (i % 97, i) for i in range(20000))
+
+# (what the daemon sends: a function of the token line; what the hook must print)
+_ANSWERS: dict[str, tuple[Any, Any]] = {
+    "a whole answer": (lambda ln: _framed(_echo(ln)), _echo),
+    "a long one, read in many pieces": (lambda ln: _framed(BIG), lambda ln: BIG),
+    "everything": (lambda ln: _framed(b"avfs-ovl:i:b:1:7\0/\0"), lambda ln: b"avfs-ovl:i:b:1:7\0/\0"),
+    "cut short": (lambda ln: _framed(_echo(ln))[:-3], lambda ln: NONE),
+    "longer than it says": (lambda ln: _framed(_echo(ln)) + b"x\0", lambda ln: NONE),
+    "not ending in NUL": (lambda ln: _framed(b"avfs-ovl:i:b:1:7\0d/x.txt"), lambda ln: NONE),
+    "no length": (lambda ln: _echo(ln), lambda ln: NONE),
+    "a length that is not a number": (lambda ln: b" 17\n" + _echo(ln)[:17], lambda ln: NONE),
+    "a length of a negative number": (lambda ln: b"-1\n", lambda ln: NONE),
+    "an empty body": (lambda ln: b"0\n", lambda ln: NONE),
+    "nothing at all": (lambda ln: b"", lambda ln: NONE),
+}
+
+
+@pytest.fixture
+def two_hooks(tmp_path: Any) -> tuple[str, dict[str, str]]:
+    """A worktree directory and its overlay hook written twice, in Perl and in Python,
+    outside it (the hooks go to that directory themselves); a 2-second timeout."""
+    from avfs_git.core import worktree
+
+    perl = _perl()
+    git_dir = str(tmp_path / "wt")
+    os.mkdir(git_dir)
+    hooks = {}
+    for kind, interpreter in (("perl", perl), ("python", None)):
+        path = str(tmp_path / f"hook-{kind}")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(worktree.overlay_hook(git_dir, interpreter, timeout_s=2))
+        os.chmod(path, 0o755)
+        hooks[kind] = path
+    assert _run_hook(hooks["perl"], b"2", b"t")[1] == NONE  # nothing listens yet
+    return git_dir, hooks
+
+
+@pytest.mark.parametrize("case", sorted(_ANSWERS))
+def test_the_perl_hook_answers_as_the_python_hook(two_hooks, case):
+    """The same daemon answer, well-formed or not, gives the same output from both hooks,
+    the one the protocol asks for; both send git's token as it came (bytes, not text)."""
+    git_dir, hooks = two_hooks
+    send, want = _ANSWERS[case]
+    srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(send(line)))
+    token = "avfs-ovl:i:b:1:3 é".encode()
+    try:
+        for kind, hook in hooks.items():
+            got.clear()
+            code, out, err = _run_hook(hook, b"2", token)
+            assert (code, err) == (0, b""), f"{kind}: {case}"
+            assert got == [token + b"\n"], f"{kind}: {case}: sent {got}"
+            assert out == want(token + b"\n"), f"{kind}: {case}: {out[:200]!r}"
+    finally:
+        _stop(srv, t)
+
+
+def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path):
+    """No socket; a socket nobody listens on (a daemon killed with -9); a daemon that hangs
+    up; one that
+    never answers (the timeout); a worktree directory that is gone; no token at all."""
+    from avfs_git.core import worktree
+    from avfs_git.core.upperwatch import SOCKET_NAME
+
+    git_dir, hooks = two_hooks
+    sock = os.path.join(git_dir, SOCKET_NAME)
+
+    def each(what: str, *args: bytes) -> None:
+        for kind, hook in hooks.items():
+            t0 = time.monotonic()
+            assert _run_hook(hook, *args) == (0, NONE, b""), f"{kind}: {what}"
+            assert time.monotonic() - t0 < 10, f"{kind}: {what}: the timeout did not hold"
+
+    each("no socket", b"2", b"avfs-ovl:i:b:1:3")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sock)
+    stale.close()  # bound, never listening: ECONNREFUSED
+    each("nobody listens", b"2", b"avfs-ovl:i:b:1:3")
+    os.unlink(sock)
+
+    def hang_up(conn: socket.socket, line: bytes) -> None:
+        conn.shutdown(socket.SHUT_RDWR)
+
+    srv, got, t = _crafted_server(git_dir, hang_up)
+    try:
+        each("the daemon hung up", b"2", b"avfs-ovl:" + b"x" * 100_000)
+    finally:
+        _stop(srv, t)
+    os.unlink(sock)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(git_dir, os.O_PATH)
+    try:
+        srv.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+    finally:
+        os.close(dirfd)
+    srv.listen(4)  # connections queue, nobody answers
+    try:
+        each("a daemon that does not answer", b"2", b"avfs-ovl:i:b:1:3")
+    finally:
+        srv.close()
+    os.unlink(sock)
+    srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(_framed(_echo(line))))
+    try:
+        for kind, hook in hooks.items():  # git always passes one, but no token is no error
+            got.clear()
+            assert _run_hook(hook, b"2") == (0, _echo(b"\n"), b""), kind
+            assert got == [b"\n"]
+    finally:
+        _stop(srv, t)
+    gone = str(tmp_path / "gone")
+    for kind, interpreter in (("perl", _perl()), ("python", None)):
+        path = str(tmp_path / f"gone-{kind}")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(worktree.overlay_hook(gone, interpreter, timeout_s=2))
+        os.chmod(path, 0o755)
+        assert _run_hook(path, b"2", b"t") == (0, NONE, b""), kind
+
+
+def test_a_git_dir_with_quotes_and_backslashes_reaches_the_socket(tmp_path):
+    """The Perl hook holds the worktree directory as a string literal of its own."""
+    from avfs_git.core import worktree
+
+    git_dir = str(tmp_path / "it's a \\ dir $HOME @x")
+    os.mkdir(git_dir)
+    hook = str(tmp_path / "hook")
+    with open(hook, "w", encoding="utf-8") as fh:
+        fh.write(worktree.overlay_hook(git_dir, _perl(), timeout_s=2))
+    os.chmod(hook, 0o755)
+    srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(_framed(_echo(line))))
+    try:
+        assert _run_hook(hook, b"2", b"tok") == (0, _echo(b"tok\n"), b"")
+        assert got == [b"tok\n"]
+    finally:
+        _stop(srv, t)
+
+
+def test_a_sigpipe_does_not_end_either_hook(two_hooks):
+    """A daemon that hangs up while the hook writes its token makes the write fail with
+    EPIPE and SIGPIPE; Python ignores SIGPIPE, so must the Perl hook (else it dies of it and
+    git takes that for a failed hook). Sent here by hand, deterministically, while the hook
+    waits for its answer: it must still read the answer whole."""
+    import signal
+
+    git_dir, hooks = two_hooks
+    asked = threading.Event()
+    go = threading.Event()
+
+    def late(conn: socket.socket, line: bytes) -> None:
+        asked.set()
+        go.wait(10)
+        conn.sendall(_framed(_echo(line)))
+
+    srv, _, t = _crafted_server(git_dir, late)
+    try:
+        for kind, hook in hooks.items():
+            asked.clear()
+            go.clear()
+            proc = subprocess.Popen([hook, "2", "tok"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                assert asked.wait(10), kind
+                proc.send_signal(signal.SIGPIPE)
+                time.sleep(0.2)  # (a hook that dies of it is gone by now)
+                go.set()
+                out, err = proc.communicate(timeout=10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert (proc.returncode, out, err) == (0, _echo(b"tok\n"), b""), kind
+    finally:
+        _stop(srv, t)
