@@ -12,11 +12,13 @@ daemon was killed with -9 and the fork mounted again.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -695,6 +697,124 @@ def test_a_git_dir_with_quotes_and_backslashes_reaches_the_socket(tmp_path):
         assert got == [b"tok\n"]
     finally:
         _stop(srv, t)
+
+
+@pytest.mark.parametrize("kind", ["perl", "python"])
+def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind):
+    """Through the mount daemon itself (which drains the kernel's events before it answers):
+    a file written and at once `git status`, many times over, each write seen, with the
+    Perl hook a mount writes and with the Python one it falls back to. A worktree written
+    by an older avfs (the Python hook) gets the Perl one when the fork is mounted again."""
+    from avfs_git.core import worktree
+
+    perl = _perl()
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
+    try:
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        hook = os.path.join(git_dir, "fsmonitor-hook")
+        with open(hook, encoding="utf-8") as fh:
+            assert fh.readline() == f"#!{perl} -T\n"
+        with open(os.path.join(git_dir, worktree.OWNER_FILE)) as fh:
+            assert json.load(fh)["fsmonitor_hook"] == "perl"
+        if kind == "python":
+            with open(hook, "w", encoding="utf-8") as fh:
+                fh.write(worktree.overlay_hook(git_dir, None))
+        assert _status(mp, monitored=True, untracked="all") == []
+        new: list[str] = []
+        for i in range(20):
+            _w(os.path.join(mp, "src", "app.py"), f"print({i + 2})\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted([" M src/app.py", *new]), i
+            _w(os.path.join(mp, "src", "app.py"), "print(1)\n")
+            _w(os.path.join(mp, "src", f"new{i}.py"), "new\n")
+            new.append(f"?? src/new{i}.py")
+            assert _status(mp, monitored=True, untracked="all") == sorted(new), i
+        # a burst of ignored writes, the change last: git asks while the daemon's watcher is
+        # still at the burst (answer() reads every queued event first: the journal's own tests)
+        for i in range(10):
+            burst = os.path.join(mp, "node_modules", f"b{i}")
+            for k in range(400):
+                _w(os.path.join(burst, f"d{k % 40}", f"f{k}.js"), "x\n")
+            _w(os.path.join(mp, "src", "app.py"), f"print({i + 100})\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted([" M src/app.py", *new]), i
+            _w(os.path.join(mp, "src", "app.py"), "print(1)\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted(new), i
+        # the answers came from the daemon's journal, not "everything"
+        token = _index_token(git_dir) or ""
+        assert token.startswith("avfs-ovl:") and not token.startswith("avfs-ovl:none"), token
+        answer = _hook(git_dir, token)
+        assert answer[0].startswith("avfs-ovl:") and not answer[0].startswith("avfs-ovl:none")
+        assert set(answer[1:]) <= {"src/app.py", *(f"src/new{k}.py" for k in range(20))}, answer
+        if kind == "python":
+            # a daemon killed with -9 leaves its worktree; one written by an older avfs (the
+            # Python hook) gets the Perl one when the fork is mounted again
+            live = mounts.check(vault, "main")
+            assert live is not None
+            os.kill(live.pid, 9)
+            deadline = time.monotonic() + 10
+            while mounts.check(vault, "main") is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with open(hook, encoding="utf-8") as fh:
+                assert fh.readline().startswith(f"#!{sys.executable} ")
+            mounts.mount(home, vault, "main", mp, backend="overlay")
+            with open(hook, encoding="utf-8") as fh:
+                assert fh.readline() == f"#!{perl} -T\n"
+            assert _hook(git_dir, _index_token(git_dir) or "")[0].startswith("avfs-ovl:")
+            assert _status(mp, monitored=True, untracked="all") == sorted(new)
+            _w(os.path.join(mp, "src", "app.py"), "print(0)\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted([" M src/app.py", *new])
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+@pytest.mark.parametrize("kind", ["perl", "perl-elsewhere", "python"])
+def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind):
+    """`proxy exec` runs commands in a bubblewrap sandbox that hides the home and /tmp: the
+    hook it shows runs the system's interpreter of its language (proxy/execute.py) and
+    still reaches the daemon; a Perl hook is not handed to Python."""
+    from avfs_git.core import worktree
+    from avfs_git.proxy import confine
+    from avfs_git.proxy.execute import ExecRequest, execute
+
+    why = confine.unavailable()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"bubblewrap must work for these tests in CI: {why}")
+        pytest.skip(f"bubblewrap unavailable here: {why}")
+    perl = _perl()
+    vault.workspace("main").write(
+        "ask.sh",
+        b'h="$(git rev-parse --absolute-git-dir)/fsmonitor-hook"\n'
+        b'head -n 1 "$h"\n"$h" 2 junk | tr "\\0" "\\n" | head -n 2\n',
+    )
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
+    try:
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        hook = os.path.join(git_dir, "fsmonitor-hook")
+        if kind != "perl":
+            interpreter = None
+            if kind == "perl-elsewhere":  # under /tmp, which the sandbox replaces
+                os.mkdir(tmp_path / "bin")
+                os.symlink(perl, tmp_path / "bin" / "perl")
+                interpreter = str(tmp_path / "bin" / "perl")
+            with open(hook, "w", encoding="utf-8") as fh:
+                fh.write(worktree.overlay_hook(git_dir, interpreter))
+        assert _hook(git_dir, "junk")[0].startswith("avfs-ovl:")
+        res = execute(home, vault, "main", ExecRequest(shell="sh ask.sh", commit=False))
+        assert res.confinement is not None and res.confinement["kind"] == "bwrap", res.confinement
+        assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
+        first, token, everything = res.result["stdout"].splitlines()
+        want = {
+            "perl": f"#!{perl} -T",
+            "perl-elsewhere": "#!/usr/bin/perl -T",
+            "python": "#!/usr/bin/python3 -SEs",
+        }
+        if kind != "perl" or perl == "/usr/bin/perl":
+            assert first == want[kind], res.result
+        # the daemon answered (a token it does not know: everything), not the hook's fallback
+        assert token.startswith("avfs-ovl:") and token != "avfs-ovl:none", res.result
+        assert everything == "/" and res.result["stderr"] == "", res.result
+    finally:
+        mounts.unmount(home, vault, "main")
 
 
 def test_a_sigpipe_does_not_end_either_hook(two_hooks):

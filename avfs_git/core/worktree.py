@@ -177,7 +177,7 @@ def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -
     return stat_of
 
 
-OWNER_FILE = "avfs-mount"  # in a mount's worktree dir: its daemon's pid, mount point, backend
+OWNER_FILE = "avfs-mount"  # in a mount's worktree dir: its daemon's pid, mount point, backend, hook
 
 
 def worktree_name(key: str) -> str:
@@ -389,13 +389,18 @@ def register(
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
         elif backend == "overlay" and upper_dir is not None:
-            # the daemon answers from the kernel's record of the upper layer (core/upperwatch.py)
+            # the daemon answers from the kernel's record of the upper layer (core/upperwatch.py);
+            # the hook is written anew at every mount, so a worktree made before gets today's
+            perl = shutil.which("perl")
+            if perl is not None:
+                perl = os.path.abspath(perl)
             hook = os.path.join(d, "fsmonitor-hook")
-            files["fsmonitor-hook"] = overlay_hook(d, None)
+            files["fsmonitor-hook"] = overlay_hook(d, perl)
+            owner["fsmonitor_hook"] = "python" if perl is None else "perl"
             files["config.worktree"] = (
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
-        files[OWNER_FILE] = json.dumps(owner)
+        files[OWNER_FILE] = json.dumps(owner)  # its "fsmonitor_hook" says which hook runs
         for name, text in files.items():
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)
