@@ -11,10 +11,15 @@ daemon was killed with -9 and the fork mounted again.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import sys
+import threading
 import time
 from typing import Any
 
@@ -23,6 +28,7 @@ import pytest
 from avfs_git.core import checkpoint
 from avfs_git.ops import mounts
 
+from .conftest import IN_CI
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -483,3 +489,365 @@ def test_avfs_status_reads_what_changed_not_the_upper_layer(home, vault, tmp_pat
         assert status() == []
     finally:
         mounts.unmount(home, vault, "main")
+
+
+# -- the overlay hook in Perl and in Python ----------------------------------------------------
+def _perl() -> str:
+    perl = shutil.which("perl")
+    if perl is None:
+        if IN_CI:
+            pytest.fail("perl must be on PATH in CI (perl-base is essential on Debian)")
+        pytest.skip("no perl on PATH: the overlay mount's hook is the Python one")
+    return os.path.abspath(perl)
+
+
+def _crafted_server(git_dir: str, reply: Any) -> tuple[socket.socket, list[bytes], threading.Thread]:
+    """A stand-in for the mount daemon on the hook's socket in ``git_dir``: for each
+    connection, ``reply(conn, token_line)`` answers (or not); the lines read are recorded."""
+    from avfs_git.core.upperwatch import SOCKET_NAME
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(git_dir, os.O_PATH)
+    try:
+        srv.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")  # an address holds 107 bytes
+    finally:
+        os.close(dirfd)
+    srv.listen(4)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
+                got.append(line)
+                with contextlib.suppress(OSError):
+                    reply(conn, line)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, got, t
+
+
+def _stop(srv: socket.socket, t: threading.Thread) -> None:
+    with contextlib.suppress(OSError):
+        srv.shutdown(socket.SHUT_RDWR)  # (close alone leaves accept() waiting)
+    srv.close()
+    t.join(5)
+    assert not t.is_alive()
+
+
+def _run_hook(path: str, *args: bytes) -> tuple[int, bytes, bytes]:
+    proc = subprocess.run([path, *args], capture_output=True, timeout=30, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+NONE = b"avfs-ovl:none\0/\0"
+
+
+def _framed(body: bytes) -> bytes:
+    return b"%d\n" % len(body) + body
+
+
+def _echo(line: bytes) -> bytes:
+    """A well-formed answer naming the token it was asked about (so a hook that sent
+    something else answers differently)."""
+    return b"avfs-ovl:i:b:1:7\0" + line.rstrip(b"\n") + b"\0d/x.txt\0"
+
+
+BIG = b"avfs-ovl:i:b:1:9\0" + b"".join(b"dir%d/file%d.txt\0" % (i % 97, i) for i in range(20000))
+
+# (what the daemon sends: a function of the token line; what the hook must print)
+_ANSWERS: dict[str, tuple[Any, Any]] = {
+    "a whole answer": (lambda ln: _framed(_echo(ln)), _echo),
+    "a long one, read in many pieces": (lambda ln: _framed(BIG), lambda ln: BIG),
+    "everything": (lambda ln: _framed(b"avfs-ovl:i:b:1:7\0/\0"), lambda ln: b"avfs-ovl:i:b:1:7\0/\0"),
+    "cut short": (lambda ln: _framed(_echo(ln))[:-3], lambda ln: NONE),
+    "longer than it says": (lambda ln: _framed(_echo(ln)) + b"x\0", lambda ln: NONE),
+    "not ending in NUL": (lambda ln: _framed(b"avfs-ovl:i:b:1:7\0d/x.txt"), lambda ln: NONE),
+    "no length": (lambda ln: _echo(ln), lambda ln: NONE),
+    "a length that is not a number": (lambda ln: b" 17\n" + _echo(ln)[:17], lambda ln: NONE),
+    "a length of a negative number": (lambda ln: b"-1\n", lambda ln: NONE),
+    "an empty body": (lambda ln: b"0\n", lambda ln: NONE),
+    "nothing at all": (lambda ln: b"", lambda ln: NONE),
+}
+
+
+@pytest.fixture
+def two_hooks(tmp_path: Any) -> tuple[str, dict[str, str]]:
+    """A worktree directory and its overlay hook written twice, in Perl and in Python,
+    outside it (the hooks go to that directory themselves); a 2-second timeout."""
+    from avfs_git.core import worktree
+
+    perl = _perl()
+    git_dir = str(tmp_path / "wt")
+    os.mkdir(git_dir)
+    hooks = {}
+    for kind, interpreter in (("perl", perl), ("python", None)):
+        path = str(tmp_path / f"hook-{kind}")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(worktree.overlay_hook(git_dir, interpreter, timeout_s=2))
+        os.chmod(path, 0o755)
+        hooks[kind] = path
+    assert _run_hook(hooks["perl"], b"2", b"t")[1] == NONE  # nothing listens yet
+    return git_dir, hooks
+
+
+@pytest.mark.parametrize("case", sorted(_ANSWERS))
+def test_the_perl_hook_answers_as_the_python_hook(two_hooks, case):
+    """The same daemon answer, well-formed or not, gives the same output from both hooks,
+    the one the protocol asks for; both send git's token as it came (bytes, not text)."""
+    git_dir, hooks = two_hooks
+    send, want = _ANSWERS[case]
+    srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(send(line)))
+    token = "avfs-ovl:i:b:1:3 é".encode()
+    try:
+        for kind, hook in hooks.items():
+            got.clear()
+            code, out, err = _run_hook(hook, b"2", token)
+            assert (code, err) == (0, b""), f"{kind}: {case}"
+            assert got == [token + b"\n"], f"{kind}: {case}: sent {got}"
+            assert out == want(token + b"\n"), f"{kind}: {case}: {out[:200]!r}"
+    finally:
+        _stop(srv, t)
+
+
+def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path):
+    """No socket; a socket nobody listens on (a daemon killed with -9); a daemon that hangs
+    up; one that
+    never answers (the timeout); a worktree directory that is gone; no token at all."""
+    from avfs_git.core import worktree
+    from avfs_git.core.upperwatch import SOCKET_NAME
+
+    git_dir, hooks = two_hooks
+    sock = os.path.join(git_dir, SOCKET_NAME)
+
+    def each(what: str, *args: bytes) -> None:
+        for kind, hook in hooks.items():
+            t0 = time.monotonic()
+            assert _run_hook(hook, *args) == (0, NONE, b""), f"{kind}: {what}"
+            assert time.monotonic() - t0 < 10, f"{kind}: {what}: the timeout did not hold"
+
+    each("no socket", b"2", b"avfs-ovl:i:b:1:3")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sock)
+    stale.close()  # bound, never listening: ECONNREFUSED
+    each("nobody listens", b"2", b"avfs-ovl:i:b:1:3")
+    os.unlink(sock)
+
+    def hang_up(conn: socket.socket, line: bytes) -> None:
+        conn.shutdown(socket.SHUT_RDWR)
+
+    srv, got, t = _crafted_server(git_dir, hang_up)
+    try:
+        each("the daemon hung up", b"2", b"avfs-ovl:" + b"x" * 100_000)
+    finally:
+        _stop(srv, t)
+    os.unlink(sock)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dirfd = os.open(git_dir, os.O_PATH)
+    try:
+        srv.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+    finally:
+        os.close(dirfd)
+    srv.listen(4)  # connections queue, nobody answers
+    try:
+        each("a daemon that does not answer", b"2", b"avfs-ovl:i:b:1:3")
+    finally:
+        srv.close()
+    os.unlink(sock)
+    srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(_framed(_echo(line))))
+    try:
+        for kind, hook in hooks.items():  # git always passes one, but no token is no error
+            got.clear()
+            assert _run_hook(hook, b"2") == (0, _echo(b"\n"), b""), kind
+            assert got == [b"\n"]
+    finally:
+        _stop(srv, t)
+    gone = str(tmp_path / "gone")
+    for kind, interpreter in (("perl", _perl()), ("python", None)):
+        path = str(tmp_path / f"gone-{kind}")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(worktree.overlay_hook(gone, interpreter, timeout_s=2))
+        os.chmod(path, 0o755)
+        assert _run_hook(path, b"2", b"t") == (0, NONE, b""), kind
+
+
+def test_a_git_dir_with_quotes_and_backslashes_reaches_the_socket(tmp_path):
+    """The Perl hook holds the worktree directory as a string literal of its own."""
+    from avfs_git.core import worktree
+
+    git_dir = str(tmp_path / "it's a \\ dir $HOME @x")
+    os.mkdir(git_dir)
+    hook = str(tmp_path / "hook")
+    with open(hook, "w", encoding="utf-8") as fh:
+        fh.write(worktree.overlay_hook(git_dir, _perl(), timeout_s=2))
+    os.chmod(hook, 0o755)
+    srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(_framed(_echo(line))))
+    try:
+        assert _run_hook(hook, b"2", b"tok") == (0, _echo(b"tok\n"), b"")
+        assert got == [b"tok\n"]
+    finally:
+        _stop(srv, t)
+
+
+@pytest.mark.parametrize("kind", ["perl", "python"])
+def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind):
+    """Through the mount daemon itself (which drains the kernel's events before it answers):
+    a file written and at once `git status`, many times over, each write seen, with the
+    Perl hook a mount writes and with the Python one it falls back to. A worktree written
+    by an older avfs (the Python hook) gets the Perl one when the fork is mounted again."""
+    from avfs_git.core import worktree
+
+    perl = _perl()
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
+    try:
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        hook = os.path.join(git_dir, "fsmonitor-hook")
+        with open(hook, encoding="utf-8") as fh:
+            assert fh.readline() == f"#!{perl} -T\n"
+        with open(os.path.join(git_dir, worktree.OWNER_FILE)) as fh:
+            assert json.load(fh)["fsmonitor_hook"] == "perl"
+        if kind == "python":
+            with open(hook, "w", encoding="utf-8") as fh:
+                fh.write(worktree.overlay_hook(git_dir, None))
+        assert _status(mp, monitored=True, untracked="all") == []
+        new: list[str] = []
+        for i in range(20):
+            _w(os.path.join(mp, "src", "app.py"), f"print({i + 2})\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted([" M src/app.py", *new]), i
+            _w(os.path.join(mp, "src", "app.py"), "print(1)\n")
+            _w(os.path.join(mp, "src", f"new{i}.py"), "new\n")
+            new.append(f"?? src/new{i}.py")
+            assert _status(mp, monitored=True, untracked="all") == sorted(new), i
+        # a burst of ignored writes, the change last: git asks while the daemon's watcher is
+        # still at the burst (answer() reads every queued event first: the journal's own tests)
+        for i in range(10):
+            burst = os.path.join(mp, "node_modules", f"b{i}")
+            for k in range(400):
+                _w(os.path.join(burst, f"d{k % 40}", f"f{k}.js"), "x\n")
+            _w(os.path.join(mp, "src", "app.py"), f"print({i + 100})\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted([" M src/app.py", *new]), i
+            _w(os.path.join(mp, "src", "app.py"), "print(1)\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted(new), i
+        # the answers came from the daemon's journal, not "everything"
+        token = _index_token(git_dir) or ""
+        assert token.startswith("avfs-ovl:") and not token.startswith("avfs-ovl:none"), token
+        answer = _hook(git_dir, token)
+        assert answer[0].startswith("avfs-ovl:") and not answer[0].startswith("avfs-ovl:none")
+        assert set(answer[1:]) <= {"src/app.py", *(f"src/new{k}.py" for k in range(20))}, answer
+        if kind == "python":
+            # a daemon killed with -9 leaves its worktree; one written by an older avfs (the
+            # Python hook) gets the Perl one when the fork is mounted again
+            live = mounts.check(vault, "main")
+            assert live is not None
+            os.kill(live.pid, 9)
+            deadline = time.monotonic() + 10
+            while mounts.check(vault, "main") is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with open(hook, encoding="utf-8") as fh:
+                assert fh.readline().startswith(f"#!{sys.executable} ")
+            mounts.mount(home, vault, "main", mp, backend="overlay")
+            with open(hook, encoding="utf-8") as fh:
+                assert fh.readline() == f"#!{perl} -T\n"
+            assert _hook(git_dir, _index_token(git_dir) or "")[0].startswith("avfs-ovl:")
+            assert _status(mp, monitored=True, untracked="all") == sorted(new)
+            _w(os.path.join(mp, "src", "app.py"), "print(0)\n")
+            assert _status(mp, monitored=True, untracked="all") == sorted([" M src/app.py", *new])
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+@pytest.mark.parametrize("kind", ["perl", "perl-elsewhere", "python"])
+def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind):
+    """`proxy exec` runs commands in a bubblewrap sandbox that hides the home and /tmp: the
+    hook it shows runs the system's interpreter of its language (proxy/execute.py) and
+    still reaches the daemon; a Perl hook is not handed to Python."""
+    from avfs_git.core import worktree
+    from avfs_git.proxy import confine
+    from avfs_git.proxy.execute import ExecRequest, execute
+
+    why = confine.unavailable()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"bubblewrap must work for these tests in CI: {why}")
+        pytest.skip(f"bubblewrap unavailable here: {why}")
+    perl = _perl()
+    vault.workspace("main").write(
+        "ask.sh",
+        b'h="$(git rev-parse --absolute-git-dir)/fsmonitor-hook"\n'
+        b'head -n 1 "$h"\n"$h" 2 junk | tr "\\0" "\\n" | head -n 2\n',
+    )
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
+    try:
+        git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
+        hook = os.path.join(git_dir, "fsmonitor-hook")
+        if kind != "perl":
+            interpreter = None
+            if kind == "perl-elsewhere":  # under /tmp, which the sandbox replaces
+                os.mkdir(tmp_path / "bin")
+                os.symlink(perl, tmp_path / "bin" / "perl")
+                interpreter = str(tmp_path / "bin" / "perl")
+            with open(hook, "w", encoding="utf-8") as fh:
+                fh.write(worktree.overlay_hook(git_dir, interpreter))
+        assert _hook(git_dir, "junk")[0].startswith("avfs-ovl:")
+        res = execute(home, vault, "main", ExecRequest(shell="sh ask.sh", commit=False))
+        assert res.confinement is not None and res.confinement["kind"] == "bwrap", res.confinement
+        assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
+        first, token, everything = res.result["stdout"].splitlines()
+        want = {
+            "perl": f"#!{perl} -T",
+            "perl-elsewhere": "#!/usr/bin/perl -T",
+            "python": "#!/usr/bin/python3 -SEs",
+        }
+        if kind != "perl" or perl == "/usr/bin/perl":
+            assert first == want[kind], res.result
+        # the daemon answered (a token it does not know: everything), not the hook's fallback
+        assert token.startswith("avfs-ovl:") and token != "avfs-ovl:none", res.result
+        assert everything == "/" and res.result["stderr"] == "", res.result
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_a_sigpipe_does_not_end_either_hook(two_hooks):
+    """A daemon that hangs up while the hook writes its token makes the write fail with
+    EPIPE and SIGPIPE; Python ignores SIGPIPE, so must the Perl hook (else it dies of it and
+    git takes that for a failed hook). Sent here by hand, deterministically, while the hook
+    waits for its answer: it must still read the answer whole."""
+    import signal
+
+    git_dir, hooks = two_hooks
+    asked = threading.Event()
+    go = threading.Event()
+
+    def late(conn: socket.socket, line: bytes) -> None:
+        asked.set()
+        go.wait(10)
+        conn.sendall(_framed(_echo(line)))
+
+    srv, _, t = _crafted_server(git_dir, late)
+    try:
+        for kind, hook in hooks.items():
+            asked.clear()
+            go.clear()
+            proc = subprocess.Popen([hook, "2", "tok"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                assert asked.wait(10), kind
+                proc.send_signal(signal.SIGPIPE)
+                time.sleep(0.2)  # (a hook that dies of it is gone by now)
+                go.set()
+                out, err = proc.communicate(timeout=10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert (proc.returncode, out, err) == (0, _echo(b"tok\n"), b""), kind
+    finally:
+        _stop(srv, t)

@@ -177,7 +177,7 @@ def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -
     return stat_of
 
 
-OWNER_FILE = "avfs-mount"  # in a mount's worktree dir: its daemon's pid, mount point, backend
+OWNER_FILE = "avfs-mount"  # in a mount's worktree dir: its daemon's pid, mount point, backend, hook
 
 
 def worktree_name(key: str) -> str:
@@ -251,7 +251,7 @@ def main():
     try:
         os.chdir(GIT_DIR)  # a socket's address holds 107 bytes: connect by a relative name
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        s.settimeout(60)
+        s.settimeout({timeout_s})
         s.connect(SOCKET)
         s.sendall(token.encode("utf-8", "surrogateescape") + b"\\n")
         chunks = []
@@ -270,6 +270,78 @@ def main():
 
 main()
 """
+
+# The same hook in Perl, which starts in ~2 ms where Python takes ~10 ms: the hook runs on
+# every `git status`, and its start-up was most of a warm one. Core built-ins only (`use
+# Socket` alone costs ~9 ms): the socket's constants are this machine's, written in by
+# overlay_hook(), and its address is packed by hand (sa_family_t, then the path, relative).
+# -T: taint mode ignores PERL5OPT and PERL5LIB (as Python's -E ignores PYTHON*).
+_OVL_HOOK_PERL = r"""#!@PERL@ -T
+# git's fsmonitor hook (protocol v2) for an avfs overlay mount: the mount daemon answers from
+# the kernel's record of its upper layer's changes (core/upperwatch.py) over a Unix socket in
+# this directory. No answer (the daemon is gone), or half of one: "/", everything may differ.
+my $token = defined $ARGV[1] ? $ARGV[1] : "";
+my $body = eval {
+    local $SIG{ALRM} = sub { die "timed out\n" };
+    local $SIG{PIPE} = "IGNORE";  # a daemon that hung up: an error, not the end of the hook
+    alarm @TIMEOUT_S@;
+    # a socket's address holds 107 bytes: connect by a relative name
+    chdir @GIT_DIR@ or die "chdir: $!\n";
+    socket(my $s, @AF_UNIX@, @SOCK_STREAM@, 0) or die "socket: $!\n";
+    connect($s, pack("S a*", @AF_UNIX@, @SOCKET@)) or die "connect: $!\n";
+    my $out = "$token\n";
+    while (length $out) {
+        my $n = syswrite($s, $out);
+        die "write: $!\n" unless $n;
+        substr($out, 0, $n) = "";
+    }
+    my $in = "";
+    while (1) {
+        my $n = sysread($s, $in, 65536, length $in);
+        die "read: $!\n" unless defined $n;
+        last unless $n;
+    }
+    alarm 0;
+    $in =~ /\A([0-9]+)\n/ or die "a partial answer\n";
+    my $got = substr($in, length($1) + 1);
+    die "a partial answer\n" unless $1 == length($got) && $got =~ /\0\z/;
+    $got;
+};
+alarm 0;
+$body = "avfs-ovl:none\0/\0" unless defined $body;
+binmode STDOUT;
+print $body;
+"""
+
+
+def _perl_str(text: str) -> str:
+    """``text`` as a Perl single-quoted string (only ``\\`` and ``'`` are special in one)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def overlay_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
+    """The fsmonitor hook of the overlay mount whose worktree is ``git_dir``: in Perl run by
+    ``perl`` (an absolute path), or, without one, in Python (this interpreter). A daemon that
+    has not answered within ``timeout_s`` seconds is taken for gone ("/")."""
+    import re
+    import socket
+    import sys
+
+    from .upperwatch import SOCKET_NAME
+
+    if perl is None:
+        return _OVL_HOOK.format(
+            python=sys.executable, git_dir=git_dir, socket=SOCKET_NAME, timeout_s=timeout_s
+        )
+    subs = {
+        "@PERL@": perl,
+        "@GIT_DIR@": _perl_str(git_dir),
+        "@SOCKET@": _perl_str(SOCKET_NAME),
+        "@AF_UNIX@": str(int(socket.AF_UNIX)),
+        "@SOCK_STREAM@": str(int(socket.SOCK_STREAM)),
+        "@TIMEOUT_S@": str(int(timeout_s)),
+    }
+    return re.sub("|".join(subs), lambda m: subs[m.group(0)], _OVL_HOOK_PERL)
 
 
 def register(
@@ -296,19 +368,17 @@ def register(
     try:
         shutil.rmtree(d, ignore_errors=True)  # a leftover of a killed mount
         os.makedirs(d)
+        owner: dict[str, Any] = {
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "backend": backend,
+            "mountpoint": mountpoint,
+        }
         files = {
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
             "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
-            OWNER_FILE: json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "uid": os.getuid(),
-                    "gid": os.getgid(),
-                    "backend": backend,
-                    "mountpoint": mountpoint,
-                }
-            ),
         }
         if journal_db is not None:
             hook = os.path.join(d, "fsmonitor-hook")
@@ -319,14 +389,18 @@ def register(
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
         elif backend == "overlay" and upper_dir is not None:
-            # the daemon answers from the kernel's record of the upper layer (core/upperwatch.py)
-            from .upperwatch import SOCKET_NAME
-
+            # the daemon answers from the kernel's record of the upper layer (core/upperwatch.py);
+            # the hook is written anew at every mount, so a worktree made before gets today's
+            perl = shutil.which("perl")
+            if perl is not None:
+                perl = os.path.abspath(perl)
             hook = os.path.join(d, "fsmonitor-hook")
-            files["fsmonitor-hook"] = _OVL_HOOK.format(python=sys.executable, git_dir=d, socket=SOCKET_NAME)
+            files["fsmonitor-hook"] = overlay_hook(d, perl)
+            owner["fsmonitor_hook"] = "python" if perl is None else "perl"
             files["config.worktree"] = (
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
+        files[OWNER_FILE] = json.dumps(owner)  # its "fsmonitor_hook" says which hook runs
         for name, text in files.items():
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)

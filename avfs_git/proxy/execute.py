@@ -739,19 +739,24 @@ def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]
 
 def _fsmonitor_hook(vault: Vault, hook: str) -> str:
     """The fork's fsmonitor hook as the sandbox runs it: its interpreter (the Python avfs
-    runs on, maybe under a home directory the sandbox hides) replaced by the system's
-    ``/usr/bin/python3``, which the sandbox shows. Written under the vault's state."""
+    runs on, maybe under a home directory the sandbox hides; or a Perl found on ``PATH``)
+    replaced by the system's ``/usr/bin/python3`` or ``/usr/bin/perl``, which the sandbox
+    shows, with the same flags. Written under the vault's state."""
     try:
         with open(hook, encoding="utf-8") as fh:
             text = fh.read()
     except OSError:
         return hook
     first, _, rest = text.partition("\n")
-    if not first.startswith("#!") or not os.path.exists("/usr/bin/python3"):
+    if not first.startswith("#!"):
+        return hook
+    interpreter, _, flags = first[2:].strip().partition(" ")
+    system = "/usr/bin/perl" if os.path.basename(interpreter).startswith("perl") else "/usr/bin/python3"
+    if interpreter == system or not os.path.exists(system):
         return hook
     d = os.path.join(vault.state_dir, "sandbox")
     out = os.path.join(d, os.path.basename(os.path.dirname(hook)) + ".fsmonitor-hook")
-    new = "#!/usr/bin/python3 -S\n" + rest
+    new = f"#!{system} {flags}".rstrip() + "\n" + rest
     try:
         with open(out, encoding="utf-8") as fh:
             if fh.read() == new:
