@@ -214,13 +214,13 @@ def _make_image(home: str, img: str) -> None:
             os.unlink(tmp)
 
 
-# -- tuning: what makes big files go at the host's speed -----------------------------------------
-# Measured (docs/benchmarks.md, "The layers file system's I/O"): a 1 GiB write through an
-# overlay whose upper layer is on the image goes 1.2-1.4x the host's, and the image's blocks
-# sit in the page cache twice (btrfs's and the host's copy of the image file). The loop
-# device's direct I/O drops the second copy; no copy-on-write (and so no data checksums, as on
-# the host's ext4) for the state dirs drops btrfs's per-block checksumming and extent
-# splitting. Snapshots still share: the first write after a snapshot copies, once.
+# -- tuning: the image should cost no more than btrfs itself ----------------------------------------
+# (docs/benchmarks.md, "The layers file system against the host's"). Without direct I/O the
+# image's blocks sit in the page cache twice (btrfs's, and the host's copy of the image file:
+# a 512 MiB write grew it by 1,046 MiB); the loop device's direct I/O drops the second copy.
+# No copy-on-write for the state dirs (and so no data checksums, as on the host's ext4) spares
+# btrfs's per-block checksumming and extent splitting on rewrites. Snapshots still share: the
+# first write to a shared block after a snapshot copies it, once.
 
 
 def loop_device(mp: str) -> str | None:
