@@ -378,7 +378,7 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
 
         err = exc if isinstance(exc, AvfsError) else unexpected(exc)
         if home is not None and err.code in ("vault_not_found", "fork_not_found"):
-            from .main import with_suggestions
+            from .suggest import with_suggestions
 
             err = with_suggestions(home, err)
         return failed(glob, values, argv, err)
