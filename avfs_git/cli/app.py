@@ -2,7 +2,7 @@
 the output) and ``pass_app``, the decorator that hands it to a command.
 
 Command modules import this module, never :mod:`.main` (the click group, which loads them):
-in cli, imports go one way, ``entry -> main -> command modules -> app``.
+in cli, imports go one way, ``execopts -> main -> command modules -> app``.
 """
 
 from __future__ import annotations

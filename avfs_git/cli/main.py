@@ -1,12 +1,13 @@
-"""The ``avfs`` command: a thin shell over the Python API.
+"""The ``avfs`` click CLI: the group, its global options, the command table.
 
 Command modules load lazily (an agent calls ``avfs`` once per step, so start-up time
 matters): ``avfs --json status`` imports click and the core, not pygit2 (libgit2 loads on first need).
 Errors are caught once, in :func:`main`, rendered as one JSON error document (``--json``)
 or one line on stderr, and turned into the error's exit code.
 
-Command modules take :class:`.app.App` and ``pass_app`` from :mod:`.app`; this module
-imports them (by name, when run), never the other way.
+The console script does not start here: :func:`.execopts.main` tries `proxy exec`'s fast
+path first and calls :func:`main` for everything else. Command modules take :class:`.app.App`
+from :mod:`.app`; this module imports them (by name, when run), never the other way.
 """
 
 from __future__ import annotations
@@ -182,20 +183,16 @@ def _render_error(out: Output, err: AvfsError) -> None:
     sys.stderr.write(msg + "\n")
 
 
-def main(argv: list[str] | None = None, *, fast: bool = True) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it).
+def main(argv: list[str] | None = None) -> int:
+    """Run the click CLI on ``argv`` (None: this process' arguments); returns the exit code.
+    `proxy exec` and the agent hooks run here too, by their click commands; the console
+    script (:func:`.execopts.main`) reaches this only after their fast path declined.
 
     With ``--json`` stdout is exactly one JSON document on every path: while the command
     runs, anything else that would reach stdout (click's own ``--help`` and ``--version``
     text) is captured and wrapped into a ``help``/``version`` document.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if fast:
-        from .execopts import fast_main
-
-        fast_code = fast_main(args)  # `proxy exec` without click (see execopts)
-        if fast_code is not None:
-            return fast_code
     json_mode = _wants_json(args)
     out = Output(json_mode, stream=sys.stdout)
     out.argv = list(args)  # the raw arguments (proxy exec insists on `--` before a command)
@@ -247,8 +244,8 @@ def _run(args: list[str], out: Output) -> int:
     except click.ClickException as ex:
         if _is_proxy_exec(out.argv):
             # `proxy exec` answers with its envelope on every path, a bad global option
-            # before it included (the fast path parses its own arguments; this is for the
-            # rest and for callers of main(fast=False))
+            # before it included (the fast path parses its own arguments; this is for what
+            # it hands on, and for in-process callers of main)
             from .proxy import exec_failed
 
             ctx_ = getattr(ex, "ctx", None)
@@ -271,7 +268,3 @@ def _run(args: list[str], out: Output) -> int:
         if os.environ.get("AVFS_DEBUG"):
             raise
         return internal.exit_code
-
-
-def run() -> None:
-    sys.exit(main())

@@ -11,7 +11,7 @@ import click
 from ..core.errors import ApprovalError, AvfsError, UsageError
 from ..proxy.options import EXEC_OPTIONS, request_from
 from .app import App, pass_app
-from .execopts import render
+from .execrender import render
 from .output import Output
 
 
