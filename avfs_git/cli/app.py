@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import click
 
 from .output import Output
-from .suggest import with_suggestions
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -77,6 +76,8 @@ class App:
         try:
             return self.home.resolve(spec)
         except NotFoundError as err:
+            from .suggest import with_suggestions  # loaded only when a name was not found
+
             raise with_suggestions(self.home, err) from None
 
     def workspace(self) -> Workspace:
