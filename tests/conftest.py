@@ -191,7 +191,7 @@ class CliResult:
 
 
 def _run_in_process(args: list[str], stdin: bytes) -> CliResult:
-    from avfs_git.cli.main import main
+    from avfs_git.cli.execopts import main  # the console script: the fast path, then click
 
     out_b, err_b = io.BytesIO(), io.BytesIO()
     out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)

@@ -188,6 +188,35 @@ def test_arguments_the_daemon_leaves_to_the_cli(home, live):
     assert (r.returncode, r.stdout) == (0, b"fed\n")
 
 
+def test_the_warm_call_loads_neither_click_nor_the_click_cli(live):
+    """The console script's way (``python -m avfs_git`` enters where it does): a live mount's
+    daemon answers before click or cli/main is imported."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "avfs_git",
+            "--vault",
+            "v:main",
+            "--json",
+            "proxy",
+            "exec",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["success"] and doc["mount"]["reused"], doc
+    lines = r.stderr.decode().splitlines()
+    loaded = {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time:")}
+    assert "avfs_git.cli.execopts" in loaded
+    assert sorted(m for m in loaded if m.split(".")[0] == "click" or m == "avfs_git.cli.main") == []
+
+
 def test_a_command_that_writes_nothing_takes_no_status_and_changes_nothing(vault, live):
     # files the mount recorded in earlier checkpoints stay in the upper layer
     doc = _exec("--", "sh", "-c", "mkdir -p d && for i in 1 2 3; do echo $i > d/f$i; done")

@@ -146,7 +146,7 @@ def test_help_is_still_help(cli_proc, v):
 
 
 def test_the_click_command_answers_with_an_envelope_too(v, capsys):
-    """`main(fast=False)` (the path the fast parser hands help to): the same envelopes."""
+    """The click CLI's `proxy exec` (where the fast path hands help to): the same envelopes."""
     from avfs_git.cli.main import main
 
     for args, code in (
@@ -155,7 +155,7 @@ def test_the_click_command_answers_with_an_envelope_too(v, capsys):
         (["--", "true"], "vault_not_found"),
     ):
         spec = "nosuch" if code == "vault_not_found" else "v"
-        rc = main(["--json", "--vault", spec, "proxy", "exec", *args], fast=False)
+        rc = main(["--json", "--vault", spec, "proxy", "exec", *args])
         out = capsys.readouterr().out
         doc = CliResult(rc, out, "", out.encode()).json()
         assert validate(doc) == "proxy_exec_result" and rc == doc["exit_code"] == 125, doc

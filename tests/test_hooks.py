@@ -836,7 +836,7 @@ def test_click_hook_fails_closed_when_printing_fails(project: Path, monkeypatch:
     monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": io.BytesIO(event)})())
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out_b, write_through=True))
     monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err_b, write_through=True))
-    code = main(["hook", "claude", "pre-tool-use"], fast=False)
+    code = main(["hook", "claude", "pre-tool-use"])
     assert code == 2
     assert json.loads(out_b.getvalue())["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert b"UnicodeEncodeError" in err_b.getvalue()

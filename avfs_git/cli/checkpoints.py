@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..core import checkpoint as cp
-from .main import App, pass_app
+from .app import App, pass_app
 
 
 @click.group()

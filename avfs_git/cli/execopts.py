@@ -1,14 +1,19 @@
-"""`proxy exec`'s fast path: the console script runs it without loading click.
+"""The console script, and `proxy exec`'s fast path: it runs without loading click.
 
 An agent pays the CLI's start-up on every command it runs through ``proxy exec``; click
-and the command modules cost ~40 ms of a ~130 ms call. So :func:`fast_main` (called by the
-console script before anything else is imported) takes ``[--home DIR] [--vault SPEC]
-[--json] proxy exec ...`` itself. Where the fork is mounted, it hands the rest of the
+and the command modules cost ~40 ms of a ~130 ms call. So :func:`main`, the console script
+(and ``python -m avfs_git``), hands the arguments to :func:`fast_main` before anything else
+is imported, which takes ``[--home DIR] [--vault SPEC] [--json] proxy exec ...`` (and
+``hook claude|codex EVENT``) itself. Where the fork is mounted, it hands the rest of the
 arguments to the mount's daemon (:mod:`avfs_git.proxy.server`), importing nothing beyond
 what Python loads at start-up; otherwise it parses them by the option table the click
 command is built from (:data:`~avfs_git.proxy.options.EXEC_OPTIONS`) and runs the call in
-this process. Anything neither recognises (help, other commands) goes to the full click
-CLI, which then reports it.
+this process. Anything neither recognises (help, other commands) it declines, and
+:func:`main` hands it to the click CLI (:func:`.main.main`), imported only then.
+
+So in cli, imports go one way: ``execopts -> main -> command modules -> app``; the command
+modules never import this module (`proxy exec`'s click command renders with
+:mod:`.execrender`, as this module does).
 """
 
 from __future__ import annotations
@@ -110,63 +115,12 @@ def _fast_hook(args: list[str]) -> int | None:
         return 2 if pre else 1
 
 
-def render(json_mode: bool, document: str, quiet: bool = False) -> None:
-    """Print a proxy exec result: the JSON document as it is (``--json``), or for a person
-    the command's output, then a summary line on stderr (names and messages shown with
-    control characters escaped, see :mod:`.text`). ``quiet`` (``--quiet``): the command's
-    output alone when it ran to its end, so the call reads like the command itself (the
-    agent hooks wrap commands this way); the summary line too when it timed out or its
-    output was cut; when it did not run, the lines that say why."""
-    if json_mode:
-        sys.stdout.write(document)
-        sys.stdout.flush()
-        return
-    import json
-
-    from .text import shown
-
-    doc = json.loads(document)
-    r = doc.get("result")
-    if r is not None:
-        sys.stdout.write(r["stdout"])
-        sys.stdout.flush()
-        sys.stderr.write(r["stderr"])
-        if quiet and not (r["timed_out"] or r["stdout_truncated"] or r["stderr_truncated"]):
-            sys.stderr.flush()
-            return
-    d = doc.get("decision") or {}
-    bits = []
-    if d:
-        bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {shown(d['rule'])})")
-    if r is not None:
-        bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
-        if r["stdout_truncated"] or r["stderr_truncated"]:
-            bits.append("output truncated")
-    elif d.get("action") in ("deny", "require_approval"):
-        bits.append(f"not run: refused by the policy (exit {doc['exit_code']})")
-    elif d:
-        bits.append(f"not run (exit {doc['exit_code']})")
-    if doc.get("changes"):
-        bits.append(f"{len(doc['changes'])} changed path(s)")
-    if doc.get("commit"):
-        bits.append(f"commit {doc['commit']['commit'][:12]}")
-    if bits:  # nothing decided, nothing ran (avfs failed first): the error alone says it
-        sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
-    ap = doc.get("approval") or {}
-    if ap.get("token") and not ap.get("used"):
-        sys.stderr.write(f"avfs: approval required; token {ap['token']} (expires {ap['expires_at']})\n")
-    err = doc.get("error")
-    if err is not None and err["code"] != "approval_required":
-        sys.stderr.write(f"avfs: error: {shown(err['message'])}\n")
-        if err.get("hint"):
-            sys.stderr.write(f"  hint: {shown(err['hint'])}\n")
-
-
 def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str], err: Any) -> int:
     """Print the envelope of a call that failed before the command could run (an
     :class:`~avfs_git.core.errors.AvfsError` ``err``); returns its exit code, 125."""
     from ..core.types import json_document
     from ..proxy.options import failed_envelope
+    from .execrender import render
 
     env = failed_envelope(glob["vault"], values, argv, err.to_dict())
     render(glob["json"], json_document("proxy_exec_result", env), bool(values and values.get("quiet")))
@@ -269,6 +223,8 @@ def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
         return None
     out, err = reply.get("out"), reply.get("err")
     if out is None:  # a person's rendering of the document: parsed here
+        from .execrender import render
+
         render(glob["json"], reply["doc"], bool(reply.get("quiet")))
     else:
         if out:
@@ -378,19 +334,27 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
 
         err = exc if isinstance(exc, AvfsError) else unexpected(exc)
         if home is not None and err.code in ("vault_not_found", "fork_not_found"):
-            from .main import with_suggestions
+            from .suggest import with_suggestions
 
             err = with_suggestions(home, err)
         return failed(glob, values, argv, err)
+    from .execrender import render
+
     render(glob["json"], json_document("proxy_exec_result", res.to_dict()), values["quiet"])
     return res.exit_code
 
 
-def main() -> int:
-    """The console script: the fast path for `proxy exec`, else the click CLI."""
-    code = fast_main(sys.argv[1:], exit_now=True)
+def main(argv: list[str] | None = None) -> int:
+    """The console script: the fast path, else the click CLI; returns the exit code.
+
+    Without ``argv`` (the console script, ``python -m avfs_git``) the arguments are this
+    process' own and so is the process: once a mount's daemon has answered a `proxy exec`,
+    it ends at once (``os._exit``, see :func:`fast_main`)."""
+    own = argv is None
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = fast_main(args, exit_now=own)
     if code is not None:
         return code
-    from .main import main as full
+    from .main import main as click_main
 
-    return full(fast=False)
+    return click_main(args)

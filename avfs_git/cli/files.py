@@ -10,7 +10,7 @@ import click
 from ..core import names
 from ..core.errors import AlreadyExistsError, PathNotFoundError, UsageError
 from ..core.types import DirEntry, NodeKind
-from .main import App, pass_app
+from .app import App, pass_app
 from .output import human_size
 
 

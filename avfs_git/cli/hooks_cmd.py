@@ -16,7 +16,7 @@ import click
 
 from ..core.errors import UsageError
 from ..core.settings import Settings
-from .main import App, pass_app
+from .app import App, pass_app
 
 _EVENT_NAMES = ("pre-tool-use", "post-tool-use", "stop")
 

@@ -1,9 +1,13 @@
-"""The ``avfs`` command: a thin shell over the Python API.
+"""The ``avfs`` click CLI: the group, its global options, the command table.
 
 Command modules load lazily (an agent calls ``avfs`` once per step, so start-up time
 matters): ``avfs --json status`` imports click and the core, not pygit2 (libgit2 loads on first need).
 Errors are caught once, in :func:`main`, rendered as one JSON error document (``--json``)
 or one line on stderr, and turned into the error's exit code.
+
+The console script does not start here: :func:`.execopts.main` tries `proxy exec`'s fast
+path first and calls :func:`main` for everything else. Command modules take :class:`.app.App`
+from :mod:`.app`; this module imports them (by name, when run), never the other way.
 """
 
 from __future__ import annotations
@@ -12,17 +16,13 @@ import importlib
 import io
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..core.errors import EXIT_USAGE, AvfsError
+from .app import App
 from .output import Output
-
-if TYPE_CHECKING:
-    from ..core.home import Home
-    from ..core.vault import Vault
-    from ..core.workspace import Workspace
 
 # command name -> "module:attribute" (relative to avfs_git.cli)
 COMMANDS: dict[str, str] = {
@@ -133,97 +133,6 @@ class LazyGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-class App:
-    """What every command needs: the home, the selected vault/fork, the output."""
-
-    def __init__(self, home: str | None, vault: str | None, output: Output) -> None:
-        self.home_path = home
-        self.vault_spec = vault
-        self.output = output
-        self._home: Home | None = None
-        self._here: str | None = None  # the mounted fork at the current directory ('' none)
-
-    @property
-    def json(self) -> bool:
-        return self.output.json
-
-    @property
-    def home(self) -> Home:
-        if self._home is None:
-            from ..core.home import open_home
-            from ..core.settings import Settings
-
-            # the environment is read here, at the front end, and passed down
-            self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))
-        return self._home
-
-    @property
-    def spec(self) -> str | None:
-        """The vault and fork a command acts on when it names none: --vault or AVFS_VAULT;
-        else the fork whose live mount holds the current directory (as git finds the
-        repository it runs in); else None (the home's default, `vault use`)."""
-        if self.vault_spec is not None:
-            return self.vault_spec
-        if self._here is None:
-            from ..core import registry
-            from ..core.settings import home_path
-
-            try:
-                found = registry.mount_containing(
-                    home_path(self.home_path, os.environ), os.getcwd(), revisions=False
-                )
-            except OSError:  # the current directory is gone
-                found = None
-            self._here = found.spec if found is not None else ""
-        return self._here or None
-
-    def target(self) -> tuple[Vault[Home], str]:
-        """The selected vault and fork (:attr:`spec`, or `vault use`)."""
-        return self.resolve(self.spec)
-
-    def resolve(self, spec: str | None) -> tuple[Vault[Home], str]:
-        """``VAULT[:FORK]`` (None: the default) -> (vault, fork); a vault or fork that does
-        not exist is named in the error, with the close names that do (a typo's fix)."""
-        from ..core.errors import NotFoundError
-
-        try:
-            return self.home.resolve(spec)
-        except NotFoundError as err:
-            raise with_suggestions(self.home, err) from None
-
-    def workspace(self) -> Workspace:
-        vault, fork = self.target()
-        return vault.workspace(fork)
-
-
-pass_app = click.make_pass_decorator(App)
-
-
-def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
-    """``err`` with the existing names close to the vault or fork it did not find, in its
-    hint and in ``details.suggestions`` (any other error as it is)."""
-    import difflib
-
-    from ..core.errors import ForkNotFoundError, VaultNotFoundError
-
-    if isinstance(err, VaultNotFoundError):
-        try:
-            vaults = home.list_vaults()
-        except AvfsError as unusable:
-            return unusable  # the home itself cannot be used (its vaults dir is a file...): say that
-        name, known = str(err.details.get("vault", "")), [v.name for v in vaults]
-    elif isinstance(err, ForkNotFoundError) and home.exists(str(err.details.get("vault", ""))):
-        name, known = str(err.details.get("fork", "")), home.vault(str(err.details["vault"])).fork_names()
-    else:
-        return err
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    if not close:
-        return err
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " + (err.hint or "")
-    details = {**err.details, "suggestions": close}
-    return type(err)(err.message, hint=hint.strip(), details=details)
-
-
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home", "home", envvar="AVFS_HOME", metavar="DIR", help="avfs home (default ~/.avfs; env AVFS_HOME)."
@@ -274,20 +183,16 @@ def _render_error(out: Output, err: AvfsError) -> None:
     sys.stderr.write(msg + "\n")
 
 
-def main(argv: list[str] | None = None, *, fast: bool = True) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it).
+def main(argv: list[str] | None = None) -> int:
+    """Run the click CLI on ``argv`` (None: this process' arguments); returns the exit code.
+    `proxy exec` and the agent hooks run here too, by their click commands; the console
+    script (:func:`.execopts.main`) reaches this only after their fast path declined.
 
     With ``--json`` stdout is exactly one JSON document on every path: while the command
     runs, anything else that would reach stdout (click's own ``--help`` and ``--version``
     text) is captured and wrapped into a ``help``/``version`` document.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if fast:
-        from .execopts import fast_main
-
-        fast_code = fast_main(args)  # `proxy exec` without click (see execopts)
-        if fast_code is not None:
-            return fast_code
     json_mode = _wants_json(args)
     out = Output(json_mode, stream=sys.stdout)
     out.argv = list(args)  # the raw arguments (proxy exec insists on `--` before a command)
@@ -339,8 +244,8 @@ def _run(args: list[str], out: Output) -> int:
     except click.ClickException as ex:
         if _is_proxy_exec(out.argv):
             # `proxy exec` answers with its envelope on every path, a bad global option
-            # before it included (the fast path parses its own arguments; this is for the
-            # rest and for callers of main(fast=False))
+            # before it included (the fast path parses its own arguments; this is for what
+            # it hands on, and for in-process callers of main)
             from .proxy import exec_failed
 
             ctx_ = getattr(ex, "ctx", None)
@@ -363,7 +268,3 @@ def _run(args: list[str], out: Output) -> int:
         if os.environ.get("AVFS_DEBUG"):
             raise
         return internal.exit_code
-
-
-def run() -> None:
-    sys.exit(main())

@@ -6,7 +6,7 @@ import click
 
 from ..core.types import to_json
 from ..ops import maintenance as mnt
-from .main import App, pass_app
+from .app import App, pass_app
 from .output import human_size
 
 

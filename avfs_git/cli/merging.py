@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..core.errors import EXIT_CONFLICT, AvfsError, UsageError
-from .main import App, pass_app
+from .app import App, pass_app
 
 CONFLICTED = ("conflicts", "conflicts_written", "would_conflict")
 

@@ -9,7 +9,7 @@ import click
 
 from ..core import names
 from ..core.errors import UsageError
-from .main import App, pass_app
+from .app import App, pass_app
 
 if TYPE_CHECKING:
     from ..ops.mounts import MountInfo
@@ -40,7 +40,7 @@ def _split_spec(app: App, args: tuple[str, ...]) -> tuple[str | None, str | None
             spec = a
         else:
             from ..core.errors import VaultNotFoundError
-            from .main import with_suggestions
+            from .suggest import with_suggestions
 
             err = with_suggestions(
                 app.home,

@@ -10,8 +10,8 @@ import click
 
 from ..core.errors import ApprovalError, AvfsError, UsageError
 from ..proxy.options import EXEC_OPTIONS, request_from
-from .execopts import render
-from .main import App, pass_app
+from .app import App, pass_app
+from .execrender import render
 from .output import Output
 
 

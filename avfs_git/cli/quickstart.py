@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..core.errors import EXIT_CONFLICT, UsageError
-from .main import App, pass_app
+from .app import App, pass_app
 
 if TYPE_CHECKING:
     from ..core.home import Home

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import App, pass_app
+from .app import App, pass_app
 
 
 @click.group("remote")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .main import App, pass_app
+from .app import App, pass_app
 
 
 def _exit_nothing_found(found: bool) -> None:

@@ -7,7 +7,7 @@ import click
 from ..core import names
 from ..core.errors import UsageError
 from ..core.quota import QuotaUsage
-from .main import App, pass_app
+from .app import App, pass_app
 from .output import human_size
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..core.types import ChangeStatus, CommitInfo
-from .main import App, pass_app
+from .app import App, pass_app
 
 if TYPE_CHECKING:
     from ..core.vault import Vault

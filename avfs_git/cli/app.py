@@ -1,0 +1,88 @@
+"""What every command module shares: :class:`App` (the home, the selected vault and fork,
+the output) and ``pass_app``, the decorator that hands it to a command.
+
+Command modules import this module, never :mod:`.main` (the click group, which loads them):
+in cli, imports go one way, ``execopts -> main -> command modules -> app``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+from .output import Output
+
+if TYPE_CHECKING:
+    from ..core.home import Home
+    from ..core.vault import Vault
+    from ..core.workspace import Workspace
+
+
+class App:
+    """What every command needs: the home, the selected vault/fork, the output."""
+
+    def __init__(self, home: str | None, vault: str | None, output: Output) -> None:
+        self.home_path = home
+        self.vault_spec = vault
+        self.output = output
+        self._home: Home | None = None
+        self._here: str | None = None  # the mounted fork at the current directory ('' none)
+
+    @property
+    def json(self) -> bool:
+        return self.output.json
+
+    @property
+    def home(self) -> Home:
+        if self._home is None:
+            from ..core.home import open_home
+            from ..core.settings import Settings
+
+            # the environment is read here, at the front end, and passed down
+            self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))
+        return self._home
+
+    @property
+    def spec(self) -> str | None:
+        """The vault and fork a command acts on when it names none: --vault or AVFS_VAULT;
+        else the fork whose live mount holds the current directory (as git finds the
+        repository it runs in); else None (the home's default, `vault use`)."""
+        if self.vault_spec is not None:
+            return self.vault_spec
+        if self._here is None:
+            from ..core import registry
+            from ..core.settings import home_path
+
+            try:
+                found = registry.mount_containing(
+                    home_path(self.home_path, os.environ), os.getcwd(), revisions=False
+                )
+            except OSError:  # the current directory is gone
+                found = None
+            self._here = found.spec if found is not None else ""
+        return self._here or None
+
+    def target(self) -> tuple[Vault[Home], str]:
+        """The selected vault and fork (:attr:`spec`, or `vault use`)."""
+        return self.resolve(self.spec)
+
+    def resolve(self, spec: str | None) -> tuple[Vault[Home], str]:
+        """``VAULT[:FORK]`` (None: the default) -> (vault, fork); a vault or fork that does
+        not exist is named in the error, with the close names that do (a typo's fix)."""
+        from ..core.errors import NotFoundError
+
+        try:
+            return self.home.resolve(spec)
+        except NotFoundError as err:
+            from .suggest import with_suggestions  # loaded only when a name was not found
+
+            raise with_suggestions(self.home, err) from None
+
+    def workspace(self) -> Workspace:
+        vault, fork = self.target()
+        return vault.workspace(fork)
+
+
+pass_app = click.make_pass_decorator(App)

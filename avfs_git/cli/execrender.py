@@ -1,0 +1,63 @@
+"""A `proxy exec` envelope (``proxy_exec_result``) printed for its caller: the document
+as it is with ``--json``, else the command's output and a summary line for a person.
+
+Shared by the fast path (:mod:`.execopts`) and the click command (:mod:`.proxy`); without
+click, and imported by the fast path only when it prints something itself (a daemon's
+``--json`` answer is printed as it came).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def render(json_mode: bool, document: str, quiet: bool = False) -> None:
+    """Print a proxy exec result: the JSON document as it is (``--json``), or for a person
+    the command's output, then a summary line on stderr (names and messages shown with
+    control characters escaped, see :mod:`.text`). ``quiet`` (``--quiet``): the command's
+    output alone when it ran to its end, so the call reads like the command itself (the
+    agent hooks wrap commands this way); the summary line too when it timed out or its
+    output was cut; when it did not run, the lines that say why."""
+    if json_mode:
+        sys.stdout.write(document)
+        sys.stdout.flush()
+        return
+    import json
+
+    from .text import shown
+
+    doc = json.loads(document)
+    r = doc.get("result")
+    if r is not None:
+        sys.stdout.write(r["stdout"])
+        sys.stdout.flush()
+        sys.stderr.write(r["stderr"])
+        if quiet and not (r["timed_out"] or r["stdout_truncated"] or r["stderr_truncated"]):
+            sys.stderr.flush()
+            return
+    d = doc.get("decision") or {}
+    bits = []
+    if d:
+        bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {shown(d['rule'])})")
+    if r is not None:
+        bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
+        if r["stdout_truncated"] or r["stderr_truncated"]:
+            bits.append("output truncated")
+    elif d.get("action") in ("deny", "require_approval"):
+        bits.append(f"not run: refused by the policy (exit {doc['exit_code']})")
+    elif d:
+        bits.append(f"not run (exit {doc['exit_code']})")
+    if doc.get("changes"):
+        bits.append(f"{len(doc['changes'])} changed path(s)")
+    if doc.get("commit"):
+        bits.append(f"commit {doc['commit']['commit'][:12]}")
+    if bits:  # nothing decided, nothing ran (avfs failed first): the error alone says it
+        sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
+    ap = doc.get("approval") or {}
+    if ap.get("token") and not ap.get("used"):
+        sys.stderr.write(f"avfs: approval required; token {ap['token']} (expires {ap['expires_at']})\n")
+    err = doc.get("error")
+    if err is not None and err["code"] != "approval_required":
+        sys.stderr.write(f"avfs: error: {shown(err['message'])}\n")
+        if err.get("hint"):
+            sys.stderr.write(f"  hint: {shown(err['hint'])}\n")
