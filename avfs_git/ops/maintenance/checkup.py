@@ -1,0 +1,325 @@
+"""``avfs doctor``: check a home (``git fsck``, every object read, overlays against their
+journals, what a crashed mount daemon leaves (:mod:`.leftovers`), orphan workspace state
+dirs, stale locks, the layers file system (:mod:`.layerscheck`)) and, asked to, repair what
+is safe to repair. Each finding has a ``code`` (docs/maintenance.md lists them). It never
+discards an overlay: an orphan one with changes is moved to ``<vault>/avfs/lost+found/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ...core import layers, packwriter, refs
+from ...core.errors import ObjectUnreadableError
+from ...core.gitstore import TREE_ENTRY
+from ...core.types import to_json
+from .collect import _clear_keep_refs
+from .common import KEEP, ORPHAN_FILE_S, _git, _open_overlay_db, _overlay_usage, _unlink_quiet, _ws_dirs
+from .findings import CHECKS, Finding, _finding
+from .layerscheck import _check_layers
+from .leftovers import _kernel_mounts, _mount_leftovers, _mount_owners
+from .pruning import _is_avfs_lock, _remove_lock, stale_locks
+
+if TYPE_CHECKING:
+    from ...core.home import Home
+    from ...core.vault import Vault
+
+MAX_OBJECT_FINDINGS = 50  # unreadable objects named one by one; the rest as a count
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DoctorResult:
+    home: str
+    repair: bool
+    vaults: list[str]
+    checks: list[str]
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is left to fix."""
+        return all(f.repaired for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(to_json(self))
+        data["ok"] = self.ok
+        return data
+
+
+def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> DoctorResult:
+    """Check every vault of ``home``; with ``repair``, fix what is safe to fix."""
+    now = time.time() if now is None else now
+    findings: list[Finding] = []
+    names = []
+    vaults: list[Vault] = []
+    for info in home.list_vaults():
+        vaults.append(home.vault(info.name))
+    # read before anything is repaired: a dead mount point is known as this home's by the
+    # registry entry and worktree that the repair of its vault removes
+    owners = _mount_owners(vaults, now)
+    for vault in vaults:
+        names.append(vault.name)
+        findings.extend(_doctor_vault(vault, repair, now))
+    findings.extend(_kernel_mounts(home, vaults, owners, repair))
+    findings.extend(_check_layers(home, repair, now))
+    return DoctorResult(home=home.path, repair=repair, vaults=names, checks=list(CHECKS), findings=findings)
+
+
+def mount_findings(home: Home, *, repair: bool = False, now: float | None = None) -> list[Finding]:
+    """Only the ``mounts`` check of :func:`doctor`: what dead mount daemons left in the
+    home's vaults and in the kernel's mount table (cheap: no git, no object reads)."""
+    now = time.time() if now is None else now
+    vaults = [home.vault(info.name) for info in home.list_vaults()]
+    owners = _mount_owners(vaults, now)
+    findings = [f for v in vaults for f in _mount_leftovers(v, repair, now)]
+    findings.extend(_kernel_mounts(home, vaults, owners, repair))
+    return findings
+
+
+def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    proc = _git(vault.path, "fsck", "--strict", "--no-dangling", "--no-progress", check=False)
+    if proc.returncode != 0 or proc.stdout.strip():
+        text = (proc.stdout + proc.stderr).strip()
+        yield _finding(
+            vault,
+            "fsck",
+            "fsck_error",
+            f"git fsck --strict: {text[:2000]}",
+            vault.path,
+            hint="restore the named objects from a clone or remote (`avfs pull`), or ask for help",
+        )
+    yield from _check_objects(vault, repair, now)
+    forks = set(vault.fork_names())
+    for fork, ws_dir in _ws_dirs(vault).items():
+        if fork not in forks:
+            yield _orphan_state_dir(vault, fork, ws_dir, repair, now)
+            continue
+        yield from _check_overlay(vault, fork, ws_dir, repair, now)
+    yield from _mount_leftovers(vault, repair, now)
+    for path, reason in stale_locks(vault, now=now):
+        code = "orphan_fork_lock" if _is_avfs_lock(path) else "stale_git_lock"
+        yield _finding(vault, "locks", code, reason, path, fix=lambda p=path: _remove_lock(p), repair=repair)  # type: ignore[misc]
+    keep = refs.list_refs_file(vault.path, KEEP + "/")
+    if refs.read_ref_file(vault.path, KEEP) is not None:
+        keep.append(KEEP)
+    if keep:
+        yield _finding(
+            vault,
+            "locks",
+            "gc_keep_ref",
+            f"the temporary ref {KEEP} left by an interrupted gc",
+            os.path.join(vault.path, KEEP),
+            fix=lambda: _clear_keep_refs(vault),
+            repair=repair,
+        )
+
+
+def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
+    """Read every object reachable from the vault's refs through avfs' own read path
+    (:meth:`.GitStore.check_object`: the pure reader, then libgit2; contents checked
+    against the id). Returns (objects read, [(oid, why)] of those that cannot be read)."""
+    store = vault.store
+    todo: list[str] = []
+    for name in refs.list_refs_file(vault.path, "refs/"):
+        oid = refs.read_ref_file(vault.path, name)
+        if oid and len(oid) == 40:
+            todo.append(oid)
+    seen: set[str] = set()
+    bad: list[tuple[str, str]] = []
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            kind, data = store.check_object(oid)
+        except ObjectUnreadableError as exc:
+            bad.append((oid, exc.message))
+            continue
+        if data is None or kind == "blob":
+            continue
+        if kind == "tree":
+            todo.extend(raw.hex() for mode, _name, raw in TREE_ENTRY.findall(data) if mode != b"160000")
+            continue
+        for line in data.split(b"\n"):  # a commit's or tag's header lines
+            if not line:
+                break
+            key, _, value = line.partition(b" ")
+            if key in (b"tree", b"parent", b"object") and len(value) == 40:
+                todo.append(value.decode("ascii", "replace"))
+    return len(seen), bad
+
+
+def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    _count, bad = unreadable_objects(vault)
+    for _oid, why in bad[:MAX_OBJECT_FINDINGS]:  # why names the object
+        yield _finding(
+            vault,
+            "objects",
+            "object_unreadable",
+            why,
+            vault.path,
+            hint="restore the object from a clone or remote of the vault (`git fetch` into it), or ask for help",
+        )
+    if len(bad) > MAX_OBJECT_FINDINGS:
+        yield _finding(
+            vault,
+            "objects",
+            "object_unreadable",
+            f"{len(bad) - MAX_OBJECT_FINDINGS} more objects cannot be read",
+            vault.path,
+            hint="`avfs --json doctor` names the first ones; a truncated or corrupt pack is the usual cause",
+        )
+    for path, size, why in packwriter.stale_temp_files(vault.path, now=now):
+        yield _finding(
+            vault,
+            "objects",
+            "stale_temp_pack",
+            f"{why}: {size} bytes",
+            path,
+            fix=lambda p=path: _remove_temp_file(vault.path, p, now),  # type: ignore[misc]
+            repair=repair,
+        )
+
+
+def _remove_temp_file(git_dir: str, path: str, now: float) -> None:
+    if packwriter.temp_file_stale(path, now=now) is not None:  # re-checked: still nobody's
+        _unlink_quiet(path)
+        for hook in packwriter.FINISH_HOOKS:
+            hook(os.path.dirname(path))
+
+
+def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Finding:
+    n, _size, _ts = _overlay_usage(ws_dir)
+    link = vault.ws_link(fork)  # the state dir's name (a link into the layers fs, or itself)
+    if n == 0:
+        return _finding(
+            vault,
+            "state_dirs",
+            "orphan_state_dir",
+            f"workspace state dir of fork {fork!r}, which does not exist (no changes in it)",
+            ws_dir,
+            fix=lambda: layers.remove_state_dir(vault.home_dir, link),
+            repair=repair,
+        )
+    dest = os.path.join(
+        vault.state_dir,
+        "lost+found",
+        f"{os.path.basename(link)}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}",
+    )
+
+    def keep() -> None:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(link, dest)  # a link keeps naming its subvolume (same depth)
+
+    return _finding(
+        vault,
+        "state_dirs",
+        "orphan_state_dir_with_changes",
+        f"workspace state dir of fork {fork!r}, which does not exist, holds {n} uncheckpointed changes",
+        ws_dir,
+        fix=keep,
+        repair=repair,
+        hint=f"--repair moves it to {os.path.dirname(dest)}/ (nothing is deleted)",
+    )
+
+
+def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Iterable[Finding]:
+    conn = _open_overlay_db(ws_dir)
+    if conn is None:
+        return
+    try:
+        try:
+            rows = conn.execute("SELECT path, fileid, size FROM entries WHERE kind = 1").fetchall()
+            max_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
+            ahead = conn.execute("SELECT COUNT(*) FROM entries WHERE seq > ?", (max_seq,)).fetchone()[0]
+            total = conn.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            yield _finding(
+                vault,
+                "overlays",
+                "overlay_unreadable",
+                f"overlay of fork {fork!r} is unreadable: {exc}",
+                ws_dir,
+            )
+            return
+    finally:
+        conn.close()
+    files_dir = os.path.join(ws_dir, "files")
+    used = set()
+    total_size = 0
+    for path, fileid, size in rows:
+        used.add(str(fileid))
+        total_size += int(size)
+        if not os.path.exists(os.path.join(files_dir, str(fileid))):
+            yield _finding(
+                vault,
+                "overlays",
+                "overlay_file_missing",
+                f"{fork}: {path}: its overlay file {fileid} is missing",
+                os.path.join(files_dir, str(fileid)),
+                hint=f"`avfs --vault {vault.name}:{fork} checkout {path} --from HEAD` (or rm it)",
+            )
+    if ahead:
+        yield _finding(
+            vault,
+            "overlays",
+            "overlay_journal_ahead",
+            f"{fork}: {ahead} overlay entries have a journal position past the journal's end",
+            os.path.join(ws_dir, "overlay.db"),
+            hint="checkpoint the fork: a new checkpoint retires those entries",
+        )
+    if total is not None and int(total[0]) != total_size:
+
+        def fix_totals() -> None:
+            db = sqlite3.connect(os.path.join(ws_dir, "overlay.db"), timeout=5.0)
+            try:
+                with db:
+                    db.execute(
+                        "UPDATE totals SET file_bytes = (SELECT COALESCE(SUM(size), 0) FROM entries"
+                        " WHERE kind = 1) WHERE id = 1"
+                    )
+            finally:
+                db.close()
+
+        yield _finding(
+            vault,
+            "overlays",
+            "overlay_total_wrong",
+            f"{fork}: the overlay's byte total ({total[0]}) differs from its files ({total_size})",
+            os.path.join(ws_dir, "overlay.db"),
+            fix=fix_totals,
+            repair=repair,
+        )
+    try:
+        present = os.listdir(files_dir)
+    except FileNotFoundError:
+        present = []
+    orphans = []
+    for fn in present:
+        p = os.path.join(files_dir, fn)
+        if fn not in used:
+            try:
+                if now - os.stat(p).st_mtime > ORPHAN_FILE_S:
+                    orphans.append(p)
+            except FileNotFoundError:
+                continue
+    if orphans:
+
+        def drop_orphans() -> None:
+            for p in orphans:
+                _unlink_quiet(p)
+
+        yield _finding(
+            vault,
+            "overlays",
+            "overlay_orphan_files",
+            f"{fork}: {len(orphans)} overlay files no entry names (left by a killed writer)",
+            files_dir,
+            fix=drop_orphans,
+            repair=repair,
+        )

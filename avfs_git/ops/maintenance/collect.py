@@ -1,0 +1,353 @@
+"""``avfs gc``: expire what avfs keeps for undo past its retention (recovery refs, op log
+entries, reflog entries), then compact the object store with the git CLI (libgit2 has no
+gc): ``git pack-refs``, ``git repack -d -A``, ``git prune --expire``. Objects an undo within
+the retention still needs are held by a temporary ref (``refs/avfs/keep``) while git runs.
+Also the expiry of deleted vaults in the trash (:func:`expire_deleted_vaults`)."""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import json
+import os
+import shutil
+import sqlite3
+import time
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from ...core import layers, packwriter, refs
+from ...core.errors import BusyError, UsageError, from_oserror
+from ...core.gitstore import rfc3339
+from ...core.locks import file_lock
+from ...core.types import to_json
+from .common import (
+    DAY_S,
+    KEEP,
+    MAINTENANCE_LOCK,
+    REPACK_LOCK,
+    Retention,
+    _git,
+    _open_overlay_db,
+    _ws_dirs,
+    live_mounts,
+    retention_for,
+)
+from .vaultstats import ObjectCounts, count_objects
+
+if TYPE_CHECKING:
+    from ...core.home import Home
+    from ...core.vault import Vault
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExpiredVault:
+    name: str
+    path: str
+    deleted: str  # when it went to the trash
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GcResult:
+    vault: str
+    dry_run: bool
+    retention: Retention
+    expired_recovery_refs: list[str]
+    expired_operations: list[int]
+    kept_roots: int  # objects held for undo within the retention (besides the refs)
+    unreachable_loose: int  # loose unreachable objects older than the grace (dropped, or would be)
+    objects_before: int
+    objects_after: int | None
+    bytes_before: int
+    bytes_after: int | None
+    commands: list[str]  # the git commands run (or that would run)
+    duration_ms: int
+    # temporary pack files a killed writer left in objects/pack (removed, or would be)
+    stale_temp_files: list[str] = dataclasses.field(default_factory=list)
+    stale_temp_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(to_json(self))
+
+
+def _oplog_expired(vault: Vault, cutoff: float) -> list[int]:
+    rows = vault.oplog.db.execute("SELECT id FROM ops WHERE ts < ? ORDER BY id", (int(cutoff),)).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _keep_roots(vault: Vault, cutoff: float) -> set[str]:
+    """Objects that undo (op log entries kept) and workspaces (overlays, seeds) still name."""
+    oids: set[str] = set()
+    db = vault.oplog.db
+    for refs_json, wss_json in db.execute("SELECT refs, workspaces FROM ops WHERE ts >= ?", (int(cutoff),)):
+        for r in json.loads(refs_json):
+            oids.update(v for v in (r.get("old"), r.get("new")) if v)
+        for w in json.loads(wss_json):
+            for state in (w.get("before"), w.get("after")):
+                if isinstance(state, dict):
+                    oids.update(v for v in (state.get("base"), state.get("tree")) if v)
+    for ws_dir in _ws_dirs(vault).values():
+        try:
+            with open(os.path.join(ws_dir, "seed"), encoding="ascii") as fh:
+                oids.update(fh.read().split())
+        except OSError:
+            pass
+        conn = _open_overlay_db(ws_dir)
+        if conn is None:
+            continue
+        try:
+            oids.update(str(r[0]) for r in conn.execute("SELECT oid FROM entries WHERE oid IS NOT NULL"))
+            oids.update(
+                str(v)
+                for (v,) in conn.execute("SELECT value FROM meta")
+                if isinstance(v, str) and len(v) == 40 and all(c in "0123456789abcdef" for c in v)
+            )
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
+    return {o for o in oids if isinstance(o, str) and len(o) == 40}
+
+
+def _refuse_if_mounted(vault: Vault, what: str) -> None:
+    live = live_mounts(vault)
+    if live:
+        where = ", ".join(f"{m.key} at {m.mountpoint}" for m in live)
+        raise BusyError(
+            f"cannot {what} vault {vault.name} while it is mounted ({where})",
+            hint="unmount it first (`avfs unmount`), then run this again",
+            details={
+                "vault": vault.name,
+                "mounts": [{"fork": m.fork, "mountpoint": m.mountpoint} for m in live],
+            },
+        )
+
+
+def gc(
+    vault: Vault[Home],
+    *,
+    retention: Retention | None = None,
+    grace_days: float | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> GcResult:
+    """Expire what the retention no longer keeps, then compact the vault with git.
+
+    Refuses (:class:`BusyError`, nothing changed) while another operation holds a fork of
+    the vault or while a fork is mounted by a live daemon.
+
+    Args:
+        retention: defaults to :func:`retention_for` the vault.
+        grace_days: overrides ``retention.grace_days``: unreachable objects younger than this
+            are kept (a concurrent writer's new objects are unreachable for a moment).
+        dry_run: report what would go; change nothing.
+        now: the current time (tests).
+    """
+    started = time.monotonic()
+    ret = retention or retention_for(vault)
+    if grace_days is not None:
+        if grace_days < 0:
+            raise UsageError("--grace must be >= 0 days")
+        ret = dataclasses.replace(ret, grace_days=float(grace_days))
+    now = time.time() if now is None else now
+    _refuse_if_mounted(vault, "gc")
+    with ExitStack() as stack:
+        # a pack consolidation started by a checkpoint (packwriter) is short: wait for it
+        os.makedirs(os.path.join(vault.state_dir, "locks"), exist_ok=True)
+        stack.enter_context(
+            file_lock(
+                os.path.join(vault.state_dir, "locks", REPACK_LOCK + ".lock"),
+                what=f"pack consolidation of vault {vault.name}",
+                wait_s=60,
+            )
+        )
+        try:
+            # every fork lock, without waiting: an operation in flight keeps its vault
+            stack.enter_context(vault.lock(*vault.fork_names(), MAINTENANCE_LOCK, wait_s=0))
+        except BusyError as exc:
+            raise BusyError(
+                f"vault {vault.name} is busy: another avfs operation holds it; gc changed nothing",
+                hint="retry when the other command has finished",
+                details={"vault": vault.name, **exc.details},
+            ) from None
+        return _gc_locked(vault, ret, dry_run, now, started)
+
+
+def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started: float) -> GcResult:
+    _refuse_if_mounted(vault, "gc")  # again, under the locks
+    repo = vault.store.repo
+    rec_cutoff = now - ret.recovery_days * DAY_S
+    expired_refs = []
+    for name in refs.list_refs_file(vault.path, refs.RECOVERY):
+        t = _tag_time(name)
+        if t is None:
+            target = refs.read_ref(vault.store, name)
+            obj = repo.get(target) if target else None
+            t = float(getattr(obj, "commit_time", now))
+        if t < rec_cutoff:
+            expired_refs.append(name)
+    op_cutoff = now - ret.oplog_days * DAY_S
+    expired_ops = _oplog_expired(vault, op_cutoff)
+    grace = _git_time(now - ret.grace_days * DAY_S)
+    reflog_cut = _git_time(op_cutoff)
+    commands = [
+        f"git reflog expire --all --expire={reflog_cut} --expire-unreachable={reflog_cut}",
+        "git pack-refs --all --prune",
+        f"git repack -d -A -q --unpack-unreachable={grace}",
+        f"git prune --expire={grace}",
+    ]
+    before = count_objects(vault.path)
+
+    def result(
+        kept: int, unreachable: int, after: ObjectCounts | None, debris: list[tuple[str, int, str]]
+    ) -> GcResult:
+        return GcResult(
+            vault=vault.name,
+            dry_run=dry_run,
+            retention=ret,
+            expired_recovery_refs=expired_refs,
+            expired_operations=expired_ops,
+            kept_roots=kept,
+            unreachable_loose=unreachable,
+            objects_before=before.objects,
+            objects_after=None if after is None else after.objects,
+            bytes_before=before.loose_bytes + before.packed_bytes,
+            bytes_after=None if after is None else after.loose_bytes + after.packed_bytes,
+            commands=commands,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            stale_temp_files=[p for p, _, _ in debris],
+            stale_temp_bytes=sum(n for _, n, _ in debris),
+        )
+
+    if dry_run:
+        debris = packwriter.stale_temp_files(vault.path, now=now)
+        dry_roots = _keep_roots(vault, op_cutoff)
+        pending = _git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
+        return result(len(dry_roots), len(pending) // 2, None, debris)
+    # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
+    debris = packwriter.remove_stale_temp_files(vault.path, now=now)
+    for name in expired_refs:
+        refs.cas_update(
+            vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"
+        )
+    if expired_ops:
+        db = vault.oplog.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM ops WHERE ts < ?", (int(op_cutoff),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    _git(
+        vault.path,
+        "reflog",
+        "expire",
+        "--all",
+        f"--expire={reflog_cut}",
+        f"--expire-unreachable={reflog_cut}",
+    )
+    _git(vault.path, "pack-refs", "--all", "--prune")
+    # roots for undo: created after pack-refs so they stay loose and go cheaply
+    tips = {refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, "refs/")}
+    roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in tips)
+    _clear_keep_refs(vault)
+    try:
+        roots = _hold_roots(vault, roots)
+        _git(vault.path, "repack", "-d", "-A", "-q", f"--unpack-unreachable={grace}")
+        pruned = _git(vault.path, "prune", "-v", f"--expire={grace}").stdout.split()
+    finally:
+        _clear_keep_refs(vault)
+    vault.store.close()  # packs were replaced: this thread's libgit2 handle reopens them
+    return result(len(roots), len(pruned) // 2, count_objects(vault.path), debris)
+
+
+def _git_time(t: float) -> str:
+    """A date git's --expire options read exactly (seconds since the epoch)."""
+    return f"@{int(t)}"
+
+
+def _tag_time(ref: str) -> float | None:
+    """The time in a recovery ref's tag (``.../-/20240101T120000-abcdef``)."""
+    tag = ref.rsplit("/", 1)[-1]
+    try:
+        return float(calendar.timegm(time.strptime(tag[:15], "%Y%m%dT%H%M%S")))
+    except ValueError:
+        return None
+
+
+def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
+    from ...core import gitrun
+
+    gitrun.run(args, git_dir=vault_path, input=data, text=True)
+
+
+def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
+    """Make ``roots`` reachable from one ref, :data:`KEEP`, for the length of a gc: a commit
+    whose parents are the commits and whose tree names the trees and blobs (one ref, where a
+    ref per object cost ~1 ms each). Returns the roots that exist."""
+    got = vault.store.keep_commit(
+        roots, "avfs gc: objects undo still needs\n", ("avfs gc", "gc@avfs.invalid")
+    )
+    if got is None:
+        return []
+    commit, held = got
+    refs.cas_update(vault.store, KEEP, commit, None, "avfs: gc keeps what undo needs")
+    return held
+
+
+def _clear_keep_refs(vault: Vault) -> int:
+    """Remove :data:`KEEP` (and the per-object refs an older avfs used); how many went."""
+    names = refs.list_refs_file(vault.path, KEEP + "/")
+    if refs.read_ref_file(vault.path, KEEP) is not None:
+        names.append(KEEP)
+    if names:
+        _git_stdin(vault.path, ["update-ref", "--stdin"], "".join(f"delete {n}\n" for n in names))
+    return len(names)
+
+
+def trash_time(path: str) -> float | None:
+    """When a vault went to the trash (its name: ``<name>.<YYYYmmddTHHMMSS>.<n>.git``)."""
+    parts = os.path.basename(path).split(".")
+    if len(parts) < 4:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(parts[-3], "%Y%m%dT%H%M%S")))
+    except ValueError:
+        return None
+
+
+def expire_deleted_vaults(
+    home: Home, *, retention: Retention | None = None, dry_run: bool = False, now: float | None = None
+) -> list[ExpiredVault]:
+    """Remove deleted vaults that have been in the trash longer than ``trash_days``."""
+    ret = retention or retention_for(home=home)
+    now = time.time() if now is None else now
+    cutoff = now - ret.trash_days * DAY_S
+    out = []
+    for name, path in home.deleted_vaults():
+        t = trash_time(path)
+        if t is None or t >= cutoff:
+            continue
+        out.append(ExpiredVault(name=name, path=path, deleted=rfc3339(int(t))))
+        if not dry_run:
+            try:
+                _remove_state_links(home.path, path)
+                shutil.rmtree(path)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
+    return out
+
+
+def _remove_state_links(home_path: str, vault_path: str) -> None:
+    """Delete the layers subvolumes a vault's state dir links name (``rmtree`` removes
+    only the links)."""
+    for root in ("ws", "lost+found"):
+        d = os.path.join(vault_path, "avfs", root)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        for n in names:
+            if os.path.islink(os.path.join(d, n)):
+                layers.remove_state_dir(home_path, os.path.join(d, n))

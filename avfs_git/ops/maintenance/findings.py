@@ -1,0 +1,52 @@
+"""What ``avfs doctor`` reports: its checks' names and one :class:`Finding` each (a stable
+``code``: docs/maintenance.md lists them), made by :func:`_finding`, which runs the fix
+when asked to repair."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...core.vault import Vault
+
+CHECKS = ("fsck", "objects", "overlays", "mounts", "state_dirs", "locks", "layers")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    vault: str | None
+    check: str  # one of CHECKS
+    code: str  # what was found, stable for scripts (docs/maintenance.md lists them)
+    problem: str
+    path: str | None
+    repairable: bool
+    repaired: bool
+    hint: str | None = None
+
+
+def _finding(
+    vault: Vault | None,
+    check: str,
+    code: str,
+    problem: str,
+    path: str | None,
+    *,
+    fix: Any = None,
+    repair: bool = False,
+    hint: str | None = None,
+) -> Finding:
+    repaired = False
+    if fix is not None and repair:
+        fix()
+        repaired = True
+    return Finding(
+        vault=None if vault is None else vault.name,
+        check=check,
+        code=code,
+        problem=problem,
+        path=path,
+        repairable=fix is not None,
+        repaired=repaired,
+        hint=hint,
+    )

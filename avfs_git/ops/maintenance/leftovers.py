@@ -1,0 +1,344 @@
+"""Doctor's ``mounts`` check, and prune's cleanup of a dead mount: what a crashed mount
+daemon leaves in a vault (registry entries, exec files, temporary registry files,
+worktrees) and the mounts the kernel still lists for it (dead FUSE mount points, orphan
+overlay mounts). Unmounting is :mod:`avfs_git.ops.mounts`'s (imported lazily: only the
+commands that repair mounts need it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ...core import registry
+from ...core.locks import pid_alive
+from ...core.names import from_fs_name
+from ...core.worktree import OWNER_FILE
+from .common import _daemon_alive, _Mount, _mounts, _mtime, _unlink_quiet
+from .findings import Finding, _finding
+
+if TYPE_CHECKING:
+    from ...core.home import Home
+    from ...core.vault import Vault
+
+# -- what a crashed mount daemon leaves -------------------------------------------------------
+#
+# A daemon that ends normally removes its exec file, its worktree and its registry entry
+# (fuse/daemon.py), and libfuse's auto_unmount takes the mount with it. One killed (-9, a
+# segfault) leaves the files; the kernel may leave the mount point (ENOTCONN), or an
+# overlay mount whose lower layer was the daemon's. Each is one finding, code and path:
+#
+#   dead_mount_registry   <vault>/avfs/mounts/<key>.json    its daemon is gone
+#   stale_exec_socket     <vault>/avfs/mounts/<key>.exec    the daemon's exec server is gone
+#   stale_registry_tmp    <vault>/avfs/mounts/*.tmp         a writer died between write and rename
+#   stale_worktree        <vault>/worktrees/avfs-<key>      git calls it prunable
+#   dead_mountpoint       a FUSE mount of avfs answering "Transport endpoint is not connected"
+#   orphan_overlay_mount  an overlay mount over this home's directories with no live daemon
+#
+# "Gone" is checked against pid reuse: the pid must run the mount daemon for this home and
+# vault (its command line) and must have started before the file was written (its start
+# time); a pid the kernel has given to another process since is not the daemon.
+# (core/registry.py: daemon_alive, and why)
+
+YOUNG_S = 60.0  # a worktree without an owner file younger than this may be being written
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Worktree:
+    path: str  # <vault>/worktrees/avfs-<key>
+    key: str
+    mountpoint: str | None  # where its gitdir file says the mount was
+    pid: int  # the daemon that registered it (0: unknown)
+    alive: bool
+
+
+def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
+    """The vault's mount worktrees (``worktrees/avfs-*``) and whether their daemon runs."""
+    root = os.path.join(vault.path, "worktrees")
+    try:
+        entries = sorted(n for n in os.listdir(root) if n.startswith("avfs-"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in entries:
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        mp = None
+        try:
+            with open(os.path.join(path, "gitdir"), encoding="utf-8") as fh:
+                mp = os.path.dirname(fh.read().strip()) or None
+        except OSError:
+            pass
+        owner = os.path.join(path, OWNER_FILE)
+        pid = _owner_pid(owner)
+        if pid:
+            alive = _daemon_alive(pid, vault, _mtime(owner))
+        else:
+            # no owner file: one being written (young), or what git calls prunable
+            young = now - (_mtime(path) or 0.0) < YOUNG_S
+            alive = young or (mp is not None and os.path.lexists(os.path.join(mp, ".git")))
+        out.append(_Worktree(path, from_fs_name(name[len("avfs-") :]), mp, pid, alive))
+    return out
+
+
+def _remove_worktree(vault: Vault, wt: _Worktree) -> None:
+    """Remove a dead daemon's worktree: moved aside first, and put back if, read again
+    there, it belongs to a live daemon (a new mount of the same fork registers the same
+    directory)."""
+    aside = os.path.join(os.path.dirname(wt.path), f".doctor-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(wt.path, aside)
+    except FileNotFoundError:
+        return
+    if _owner_alive(vault, aside):
+        try:
+            os.rename(aside, wt.path)
+            return
+        except OSError:
+            pass  # the new daemon made its own meanwhile: this one is nobody's
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _owner_alive(vault: Vault, path: str) -> bool:
+    """Whether the owner file in worktree dir ``path`` names a live daemon of ``vault``."""
+    owner = os.path.join(path, OWNER_FILE)
+    pid = _owner_pid(owner)
+    return pid > 0 and _daemon_alive(pid, vault, _mtime(owner))
+
+
+def _owner_pid(owner: str) -> int:
+    """The daemon pid a worktree's owner file names; 0 when it has none (unreadable)."""
+    try:
+        with open(owner, encoding="utf-8") as fh:
+            return int(json.load(fh).get("pid", 0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0
+
+
+def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
+    """(path, pid, alive) of the exec files (``<key>.exec``, ``<key>.exec.tmp``) in the
+    mount registry: the name of a daemon's exec socket and the daemon's pid."""
+    root = os.path.join(vault.state_dir, "mounts")
+    try:
+        names = sorted(n for n in os.listdir(root) if n.endswith((".exec", ".exec.tmp")))
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in names:
+        path = os.path.join(root, fn)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().split("\n")
+            pid = int(lines[1]) if len(lines) > 1 and lines[1].strip() else 0
+        except (OSError, ValueError):
+            pid = 0
+        out.append((path, pid, _daemon_alive(pid, vault, _mtime(path))))
+    return out
+
+
+def _registry_temps(vault: Vault, now: float) -> list[tuple[str, int]]:
+    """Temporary registry files (``<key>.json.<pid>.tmp``) whose writer is gone."""
+    root = os.path.join(vault.state_dir, "mounts")
+    try:
+        names = sorted(n for n in os.listdir(root) if n.endswith(".tmp") and ".json." in n)
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in names:
+        path = os.path.join(root, fn)
+        try:
+            pid = int(fn[: -len(".tmp")].rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            pid = 0
+        if (pid and pid_alive(pid)) or now - (_mtime(path) or now) < YOUNG_S:
+            continue
+        out.append((path, pid))
+    return out
+
+
+def _unlink_if_dead(vault: Vault, path: str) -> None:
+    """Unlink an exec file, re-checked: only while its daemon is still not running."""
+    for p, _pid, alive in _exec_files(vault):
+        if p == path and not alive:
+            _unlink_quiet(path)
+
+
+def _remove_dead_registry(vault: Vault, m: _Mount) -> None:
+    """Unlink a registry entry, re-checked: only while it names the same dead daemon."""
+    for again in _mounts(vault):
+        if again.registry == m.registry and again.pid == m.pid and not again.alive:
+            _unlink_quiet(m.registry)
+
+
+def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    for m in _mounts(vault):
+        if not m.alive:
+            yield _finding(
+                vault,
+                "mounts",
+                "dead_mount_registry",
+                f"mount {m.key} at {m.mountpoint} is registered, but its daemon (pid {m.pid}) is gone",
+                m.registry,
+                fix=lambda m=m: _remove_dead_registry(vault, m),  # type: ignore[misc]
+                repair=repair,
+            )
+    for path, pid, alive in _exec_files(vault):
+        if not alive:
+            yield _finding(
+                vault,
+                "mounts",
+                "stale_exec_socket",
+                f"exec socket file of a mount daemon (pid {pid}) that is gone",
+                path,
+                fix=lambda p=path: _unlink_if_dead(vault, p),  # type: ignore[misc]
+                repair=repair,
+            )
+    for path, pid in _registry_temps(vault, now):
+        yield _finding(
+            vault,
+            "mounts",
+            "stale_registry_tmp",
+            f"temporary mount registry file of a process (pid {pid}) that is gone",
+            path,
+            fix=lambda p=path: _unlink_quiet(p),  # type: ignore[misc]
+            repair=repair,
+        )
+    for wt in _worktrees(vault, now):
+        if not wt.alive:
+            who = f"its mount daemon (pid {wt.pid}) is gone" if wt.pid else "no mount daemon owns it"
+            yield _finding(
+                vault,
+                "mounts",
+                "stale_worktree",
+                f"git worktree of mount {wt.key} (at {wt.mountpoint}): {who}; git lists it as prunable",
+                wt.path,
+                fix=lambda wt=wt: _remove_worktree(vault, wt),  # type: ignore[misc]
+                repair=repair,
+                hint="--repair removes this worktree only (not `git worktree prune`, which takes every prunable one)",
+            )
+
+
+def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
+    """What a dead daemon left: its registry entry, exec file and worktree, and its mount
+    point when that answers ENOTCONN (each re-checked: never a live daemon's)."""
+    from .. import mounts
+
+    _remove_dead_registry(vault, m)
+    _unlink_if_dead(vault, m.registry[: -len(".json")] + ".exec")
+    now = time.time()
+    for wt in _worktrees(vault, now):
+        if wt.key == m.key and not wt.alive:
+            _remove_worktree(vault, wt)
+    if m.mountpoint and registry.mounted_at(m.mountpoint) and registry.dead_mountpoint(m.mountpoint):
+        mounts.force_unmount(m.mountpoint)
+
+
+# -- mounts the kernel still lists ------------------------------------------------------------
+
+
+def _within(path: str, roots: Iterable[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
+    """(path -> vault, live paths): every path a registry entry or a mount worktree of
+    ``vaults`` names (mount points, and what else a backend records), and those named by
+    the registry entry of a live daemon."""
+    owner: dict[str, Vault] = {}
+    live: set[str] = set()
+    for vault in vaults:
+        for m in _mounts(vault):
+            for p in _record_paths(m.registry) | {os.path.realpath(m.mountpoint)}:
+                owner.setdefault(p, vault)
+            if m.alive:
+                live.update(_record_paths(m.registry))
+        for wt in _worktrees(vault, now):
+            if wt.mountpoint:
+                owner.setdefault(os.path.realpath(wt.mountpoint), vault)
+    return owner, live
+
+
+def _kernel_mounts(
+    home: Home, vaults: Sequence[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
+) -> Iterable[Finding]:
+    """avfs FUSE mounts and overlay mounts that belong to this home and have no live
+    daemon. A mount belongs to the home when a registry entry or a mount worktree of one
+    of its vaults names its mount point, or when it (an overlay: one of its directories)
+    lies inside the home; mounts of other homes (vault names repeat across homes) are
+    not this doctor's to judge."""
+    from .. import mounts as mounts_mod
+
+    owner, live = owners
+    roots = [os.path.realpath(home.path)]
+    by_name = {v.name: v for v in vaults}
+    table = registry.kernel_mounts()
+    # overlays first: an overlay over a dead FUSE lower is detached before that lower
+    for km in sorted(table, key=lambda k: k.fstype != "overlay"):
+        if km.fstype == "overlay":
+            paths = (km.mountpoint, *km.dirs)
+            belongs: Vault | None = next((owner[p] for p in paths if p in owner), None)
+            if belongs is None:
+                belongs = next((v for v in vaults for p in km.dirs if _within(p, [v.path])), None)
+            if belongs is None and not any(_within(p, roots) for p in paths):
+                continue
+            if any(p in live for p in paths):
+                continue
+            yield _finding(
+                belongs,
+                "mounts",
+                "orphan_overlay_mount",
+                f"{km.mountpoint} is an overlay mount over avfs directories ({', '.join(km.dirs)}) "
+                "with no live mount daemon",
+                km.mountpoint,
+                fix=lambda mp=km.mountpoint: _detach(mp),  # type: ignore[misc]
+                repair=repair,
+                hint="--repair detaches it (umount -l); the upper directory's files stay on disk",
+            )
+        elif km.avfs_fuse:
+            mp = km.mountpoint
+            belongs = owner.get(mp)
+            if belongs is None and not _within(mp, roots):
+                continue
+            if belongs is None and km.vault_name in by_name:
+                belongs = by_name[km.vault_name or ""]
+            if registry.dead_mountpoint(mp):
+                yield _finding(
+                    belongs,
+                    "mounts",
+                    "dead_mountpoint",
+                    f"{mp} is a dead mount point ({km.source}): Transport endpoint is not connected",
+                    mp,
+                    fix=lambda mp=mp: mounts_mod.force_unmount(mp),  # type: ignore[misc]
+                    repair=repair,
+                )
+
+
+def _record_paths(record: str) -> set[str]:
+    """Every absolute path a registry record names (its mount point, and whatever layers
+    a backend records), resolved."""
+    data = registry.read_record(record)
+    if data is None:
+        return set()
+    out: set[str] = set()
+    todo: list[Any] = [data]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+        elif isinstance(x, str) and x.startswith("/"):
+            out.add(os.path.realpath(x))
+    return out
+
+
+def _detach(mountpoint: str) -> None:
+    """Lazily detach an overlay mount (still listed: it may have been detached meanwhile)."""
+    if any(km.mountpoint == mountpoint for km in registry.kernel_mounts()):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)

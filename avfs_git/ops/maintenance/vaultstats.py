@@ -1,0 +1,147 @@
+"""``avfs stats``: what a vault holds and uses (forks, checkpoints, objects, overlay sizes,
+mounts, recent operations). It changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from ...core import refs
+from ...core.gitstore import rfc3339
+from ...core.types import Operation, to_json
+from .common import _git, _last_change, _mounts, _overlay_usage
+
+if TYPE_CHECKING:
+    from ...core.vault import Vault
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObjectCounts:
+    """``git count-objects -v``, in bytes."""
+
+    loose_objects: int
+    loose_bytes: int
+    packed_objects: int
+    packs: int
+    packed_bytes: int
+    garbage_files: int
+
+    @property
+    def objects(self) -> int:
+        return self.loose_objects + self.packed_objects
+
+
+def count_objects(vault_path: str) -> ObjectCounts:
+    out = _git(vault_path, "count-objects", "-v").stdout
+    kv: dict[str, int] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        try:
+            kv[key.strip()] = int(value.strip())
+        except ValueError:
+            continue
+    return ObjectCounts(
+        loose_objects=kv.get("count", 0),
+        loose_bytes=kv.get("size", 0) * 1024,
+        packed_objects=kv.get("in-pack", 0),
+        packs=kv.get("packs", 0),
+        packed_bytes=kv.get("size-pack", 0) * 1024,
+        garbage_files=kv.get("garbage", 0),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForkStats:
+    name: str
+    head: str | None
+    is_default: bool
+    checkpoints: int  # named checkpoints of the fork
+    overlay_entries: int
+    overlay_bytes: int  # bytes of uncheckpointed file contents (what the quota counts)
+    mounted: bool
+    last_change: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MountStats:
+    fork: str
+    key: str
+    mountpoint: str
+    pid: int
+    state: str
+    alive: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatsResult:
+    vault: str
+    path: str
+    default_fork: str
+    quota_bytes: int
+    forks: list[ForkStats]
+    checkpoints: int
+    commits: int  # commits reachable from the forks
+    recovery_refs: int
+    objects: int
+    loose_objects: int
+    loose_bytes: int
+    packed_objects: int
+    packs: int
+    packed_bytes: int
+    overlay_bytes: int
+    mounts: list[MountStats]
+    operations: list[Operation]  # newest first
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(to_json(self))
+
+
+def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
+    """What a vault holds and uses. Reads only."""
+    forks = vault.fork_names()
+    cps = refs.list_refs_file(vault.path, refs.CHECKPOINTS)
+    recovery = refs.list_refs_file(vault.path, refs.RECOVERY)
+    mounts = _mounts(vault)
+    mounted = {m.fork for m in mounts if m.alive and "@" not in m.key}
+    fstats = []
+    total_overlay = 0
+    for f in forks:
+        n, size, _ts = _overlay_usage(vault.ws_dir(f))
+        total_overlay += size
+        last = _last_change(vault, f)
+        fstats.append(
+            ForkStats(
+                name=f,
+                head=refs.read_ref_file(vault.path, refs.fork_ref(f)),
+                is_default=f == vault.default_fork,
+                checkpoints=sum(1 for c in cps if c.startswith(refs.checkpoint_prefix(f))),
+                overlay_entries=n,
+                overlay_bytes=size,
+                mounted=f in mounted,
+                last_change=rfc3339(int(last)) if last else None,
+            )
+        )
+    commits = 0
+    if forks:
+        out = _git(vault.path, "rev-list", "--count", "--branches", check=False).stdout.strip()
+        commits = int(out) if out.isdigit() else 0
+    counts = count_objects(vault.path)
+    return StatsResult(
+        vault=vault.name,
+        path=vault.path,
+        default_fork=vault.default_fork,
+        quota_bytes=vault.quota_bytes,
+        forks=fstats,
+        checkpoints=len(cps),
+        commits=commits,
+        recovery_refs=len(recovery),
+        objects=counts.objects,
+        loose_objects=counts.loose_objects,
+        loose_bytes=counts.loose_bytes,
+        packed_objects=counts.packed_objects,
+        packs=counts.packs,
+        packed_bytes=counts.packed_bytes,
+        overlay_bytes=total_overlay,
+        mounts=[MountStats(m.fork, m.key, m.mountpoint, m.pid, m.state, m.alive) for m in mounts],
+        operations=vault.oplog.recent(operations) if operations > 0 else [],
+    )
