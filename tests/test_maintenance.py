@@ -380,7 +380,7 @@ def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli
     assert [i for i in maintenance.prune(vault).items if i.kind == "lock"] == []
     assert (locks / ".exec-main.lock").exists() and (locks / ".exec-team%2Fx.lock").exists()
     # a fork lock asked to be removed directly: re-checked, kept while its fork exists
-    maintenance.pruning._remove_lock(str(locks / ".exec-main.lock"))
+    maintenance.pruning.remove_lock(str(locks / ".exec-main.lock"))
     assert (locks / ".exec-main.lock").exists()
 
     # the fork deleted: its exec lock is stale only while nobody holds it
@@ -388,7 +388,7 @@ def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli
     release = _exec_lock(vault, "team/x")
     try:
         assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == ["team%2Fx.lock"]
-        maintenance.pruning._remove_lock(str(locks / ".exec-team%2Fx.lock"))
+        maintenance.pruning.remove_lock(str(locks / ".exec-team%2Fx.lock"))
         assert (locks / ".exec-team%2Fx.lock").exists()
     finally:
         release()

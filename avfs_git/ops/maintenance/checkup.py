@@ -17,12 +17,12 @@ from ...core import layers, packwriter, refs
 from ...core.errors import ObjectUnreadableError
 from ...core.gitstore import TREE_ENTRY
 from ...core.types import to_json
-from .collect import _clear_keep_refs
-from .common import KEEP, ORPHAN_FILE_S, _git, _open_overlay_db, _overlay_usage, _unlink_quiet, _ws_dirs
-from .findings import CHECKS, Finding, _finding
-from .layerscheck import _check_layers
-from .leftovers import _kernel_mounts, _mount_leftovers, _mount_owners
-from .pruning import _is_avfs_lock, _remove_lock, stale_locks
+from .collect import clear_keep_refs
+from .common import KEEP, ORPHAN_FILE_S, git, open_overlay_db, overlay_usage, unlink_quiet, ws_dirs
+from .findings import CHECKS, Finding, finding
+from .layerscheck import check_layers
+from .leftovers import mount_leftovers, mount_owners, stale_kernel_mounts
+from .pruning import is_avfs_lock, remove_lock, stale_locks
 
 if TYPE_CHECKING:
     from ...core.home import Home
@@ -60,12 +60,12 @@ def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> Doc
         vaults.append(home.vault(info.name))
     # read before anything is repaired: a dead mount point is known as this home's by the
     # registry entry and worktree that the repair of its vault removes
-    owners = _mount_owners(vaults, now)
+    owners = mount_owners(vaults, now)
     for vault in vaults:
         names.append(vault.name)
         findings.extend(_doctor_vault(vault, repair, now))
-    findings.extend(_kernel_mounts(home, vaults, owners, repair))
-    findings.extend(_check_layers(home, repair, now))
+    findings.extend(stale_kernel_mounts(home, vaults, owners, repair))
+    findings.extend(check_layers(home, repair, now))
     return DoctorResult(home=home.path, repair=repair, vaults=names, checks=list(CHECKS), findings=findings)
 
 
@@ -74,17 +74,17 @@ def mount_findings(home: Home, *, repair: bool = False, now: float | None = None
     home's vaults and in the kernel's mount table (cheap: no git, no object reads)."""
     now = time.time() if now is None else now
     vaults = [home.vault(info.name) for info in home.list_vaults()]
-    owners = _mount_owners(vaults, now)
-    findings = [f for v in vaults for f in _mount_leftovers(v, repair, now)]
-    findings.extend(_kernel_mounts(home, vaults, owners, repair))
+    owners = mount_owners(vaults, now)
+    findings = [f for v in vaults for f in mount_leftovers(v, repair, now)]
+    findings.extend(stale_kernel_mounts(home, vaults, owners, repair))
     return findings
 
 
 def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
-    proc = _git(vault.path, "fsck", "--strict", "--no-dangling", "--no-progress", check=False)
+    proc = git(vault.path, "fsck", "--strict", "--no-dangling", "--no-progress", check=False)
     if proc.returncode != 0 or proc.stdout.strip():
         text = (proc.stdout + proc.stderr).strip()
-        yield _finding(
+        yield finding(
             vault,
             "fsck",
             "fsck_error",
@@ -94,26 +94,26 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
         )
     yield from _check_objects(vault, repair, now)
     forks = set(vault.fork_names())
-    for fork, ws_dir in _ws_dirs(vault).items():
+    for fork, ws_dir in ws_dirs(vault).items():
         if fork not in forks:
             yield _orphan_state_dir(vault, fork, ws_dir, repair, now)
             continue
         yield from _check_overlay(vault, fork, ws_dir, repair, now)
-    yield from _mount_leftovers(vault, repair, now)
+    yield from mount_leftovers(vault, repair, now)
     for path, reason in stale_locks(vault, now=now):
-        code = "orphan_fork_lock" if _is_avfs_lock(path) else "stale_git_lock"
-        yield _finding(vault, "locks", code, reason, path, fix=lambda p=path: _remove_lock(p), repair=repair)  # type: ignore[misc]
+        code = "orphan_fork_lock" if is_avfs_lock(path) else "stale_git_lock"
+        yield finding(vault, "locks", code, reason, path, fix=lambda p=path: remove_lock(p), repair=repair)  # type: ignore[misc]
     keep = refs.list_refs_file(vault.path, KEEP + "/")
     if refs.read_ref_file(vault.path, KEEP) is not None:
         keep.append(KEEP)
     if keep:
-        yield _finding(
+        yield finding(
             vault,
             "locks",
             "gc_keep_ref",
             f"the temporary ref {KEEP} left by an interrupted gc",
             os.path.join(vault.path, KEEP),
-            fix=lambda: _clear_keep_refs(vault),
+            fix=lambda: clear_keep_refs(vault),
             repair=repair,
         )
 
@@ -157,7 +157,7 @@ def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
 def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
     _count, bad = unreadable_objects(vault)
     for _oid, why in bad[:MAX_OBJECT_FINDINGS]:  # why names the object
-        yield _finding(
+        yield finding(
             vault,
             "objects",
             "object_unreadable",
@@ -166,7 +166,7 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             hint="restore the object from a clone or remote of the vault (`git fetch` into it), or ask for help",
         )
     if len(bad) > MAX_OBJECT_FINDINGS:
-        yield _finding(
+        yield finding(
             vault,
             "objects",
             "object_unreadable",
@@ -175,7 +175,7 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             hint="`avfs --json doctor` names the first ones; a truncated or corrupt pack is the usual cause",
         )
     for path, size, why in packwriter.stale_temp_files(vault.path, now=now):
-        yield _finding(
+        yield finding(
             vault,
             "objects",
             "stale_temp_pack",
@@ -188,16 +188,16 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
 
 def _remove_temp_file(git_dir: str, path: str, now: float) -> None:
     if packwriter.temp_file_stale(path, now=now) is not None:  # re-checked: still nobody's
-        _unlink_quiet(path)
+        unlink_quiet(path)
         for hook in packwriter.FINISH_HOOKS:
             hook(os.path.dirname(path))
 
 
 def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Finding:
-    n, _size, _ts = _overlay_usage(ws_dir)
+    n, _size, _ts = overlay_usage(ws_dir)
     link = vault.ws_link(fork)  # the state dir's name (a link into the layers fs, or itself)
     if n == 0:
-        return _finding(
+        return finding(
             vault,
             "state_dirs",
             "orphan_state_dir",
@@ -216,7 +216,7 @@ def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: f
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.rename(link, dest)  # a link keeps naming its subvolume (same depth)
 
-    return _finding(
+    return finding(
         vault,
         "state_dirs",
         "orphan_state_dir_with_changes",
@@ -229,7 +229,7 @@ def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: f
 
 
 def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: float) -> Iterable[Finding]:
-    conn = _open_overlay_db(ws_dir)
+    conn = open_overlay_db(ws_dir)
     if conn is None:
         return
     try:
@@ -239,7 +239,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
             ahead = conn.execute("SELECT COUNT(*) FROM entries WHERE seq > ?", (max_seq,)).fetchone()[0]
             total = conn.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
         except sqlite3.Error as exc:
-            yield _finding(
+            yield finding(
                 vault,
                 "overlays",
                 "overlay_unreadable",
@@ -256,7 +256,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
         used.add(str(fileid))
         total_size += int(size)
         if not os.path.exists(os.path.join(files_dir, str(fileid))):
-            yield _finding(
+            yield finding(
                 vault,
                 "overlays",
                 "overlay_file_missing",
@@ -265,7 +265,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
                 hint=f"`avfs --vault {vault.name}:{fork} checkout {path} --from HEAD` (or rm it)",
             )
     if ahead:
-        yield _finding(
+        yield finding(
             vault,
             "overlays",
             "overlay_journal_ahead",
@@ -286,7 +286,7 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
             finally:
                 db.close()
 
-        yield _finding(
+        yield finding(
             vault,
             "overlays",
             "overlay_total_wrong",
@@ -312,9 +312,9 @@ def _check_overlay(vault: Vault, fork: str, ws_dir: str, repair: bool, now: floa
 
         def drop_orphans() -> None:
             for p in orphans:
-                _unlink_quiet(p)
+                unlink_quiet(p)
 
-        yield _finding(
+        yield finding(
             vault,
             "overlays",
             "overlay_orphan_files",

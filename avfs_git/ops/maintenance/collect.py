@@ -27,11 +27,11 @@ from .common import (
     MAINTENANCE_LOCK,
     REPACK_LOCK,
     Retention,
-    _git,
-    _open_overlay_db,
-    _ws_dirs,
+    git,
     live_mounts,
+    open_overlay_db,
     retention_for,
+    ws_dirs,
 )
 from .vaultstats import ObjectCounts, count_objects
 
@@ -86,13 +86,13 @@ def _keep_roots(vault: Vault, cutoff: float) -> set[str]:
             for state in (w.get("before"), w.get("after")):
                 if isinstance(state, dict):
                     oids.update(v for v in (state.get("base"), state.get("tree")) if v)
-    for ws_dir in _ws_dirs(vault).values():
+    for ws_dir in ws_dirs(vault).values():
         try:
             with open(os.path.join(ws_dir, "seed"), encoding="ascii") as fh:
                 oids.update(fh.read().split())
         except OSError:
             pass
-        conn = _open_overlay_db(ws_dir)
+        conn = open_overlay_db(ws_dir)
         if conn is None:
             continue
         try:
@@ -222,7 +222,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     if dry_run:
         debris = packwriter.stale_temp_files(vault.path, now=now)
         dry_roots = _keep_roots(vault, op_cutoff)
-        pending = _git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
+        pending = git(vault.path, "prune", "--dry-run", f"--expire={grace}").stdout.split()
         return result(len(dry_roots), len(pending) // 2, None, debris)
     # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
     debris = packwriter.remove_stale_temp_files(vault.path, now=now)
@@ -239,7 +239,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-    _git(
+    git(
         vault.path,
         "reflog",
         "expire",
@@ -247,17 +247,17 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         f"--expire={reflog_cut}",
         f"--expire-unreachable={reflog_cut}",
     )
-    _git(vault.path, "pack-refs", "--all", "--prune")
+    git(vault.path, "pack-refs", "--all", "--prune")
     # roots for undo: created after pack-refs so they stay loose and go cheaply
     tips = {refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, "refs/")}
     roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in tips)
-    _clear_keep_refs(vault)
+    clear_keep_refs(vault)
     try:
         roots = _hold_roots(vault, roots)
-        _git(vault.path, "repack", "-d", "-A", "-q", f"--unpack-unreachable={grace}")
-        pruned = _git(vault.path, "prune", "-v", f"--expire={grace}").stdout.split()
+        git(vault.path, "repack", "-d", "-A", "-q", f"--unpack-unreachable={grace}")
+        pruned = git(vault.path, "prune", "-v", f"--expire={grace}").stdout.split()
     finally:
-        _clear_keep_refs(vault)
+        clear_keep_refs(vault)
     vault.store.close()  # packs were replaced: this thread's libgit2 handle reopens them
     return result(len(roots), len(pruned) // 2, count_objects(vault.path), debris)
 
@@ -296,7 +296,7 @@ def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
     return held
 
 
-def _clear_keep_refs(vault: Vault) -> int:
+def clear_keep_refs(vault: Vault) -> int:
     """Remove :data:`KEEP` (and the per-object refs an older avfs used); how many went."""
     names = refs.list_refs_file(vault.path, KEEP + "/")
     if refs.read_ref_file(vault.path, KEEP) is not None:

@@ -74,13 +74,13 @@ def retention_for(vault: Vault[Home] | None = None, home: Home | None = None) ->
     return Retention(**values)
 
 
-def _git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     from ...core import gitrun
 
     return gitrun.run(args, git_dir=vault_path, check=check, details={"vault": vault_path}, text=True)
 
 
-def _ws_dirs(vault: Vault) -> dict[str, str]:
+def ws_dirs(vault: Vault) -> dict[str, str]:
     """fork name -> state dir, for every state dir on disk (orphans included); a link into
     the layers file system that cannot be followed now is left out (the ``layers`` check
     of doctor reports why)."""
@@ -102,7 +102,7 @@ def _ws_dirs(vault: Vault) -> dict[str, str]:
     return out
 
 
-def _open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
+def open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
     """A read connection on a state dir's overlay database (None when there is none)."""
     path = os.path.join(ws_dir, "overlay.db")
     if not os.path.isfile(path):
@@ -111,9 +111,9 @@ def _open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
     return conn
 
 
-def _overlay_usage(ws_dir: str) -> tuple[int, int, int | None]:
+def overlay_usage(ws_dir: str) -> tuple[int, int, int | None]:
     """(entries, bytes of materialized files, newest journal time) of a state dir."""
-    conn = _open_overlay_db(ws_dir)
+    conn = open_overlay_db(ws_dir)
     if conn is None:
         return 0, 0, None
     try:
@@ -129,7 +129,7 @@ def _overlay_usage(ws_dir: str) -> tuple[int, int, int | None]:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Mount:
+class RegisteredMount:
     key: str
     fork: str
     mountpoint: str
@@ -139,15 +139,15 @@ class _Mount:
     registry: str
 
 
-def _mounts(vault: Vault) -> list[_Mount]:
+def registered_mounts(vault: Vault) -> list[RegisteredMount]:
     """The vault's mount registry with each daemon's liveness (changes nothing)."""
     out = []
     for rec in registry.records(vault.state_dir):
-        alive = _daemon_alive(rec.pid, vault, registry.started_at(rec.data)) and (
+        alive = daemon_alive(rec.pid, vault, registry.started_at(rec.data)) and (
             rec.state in ("mounting", "unmounting") or registry.mounted_at(rec.mountpoint)
         )
         out.append(
-            _Mount(
+            RegisteredMount(
                 rec.key,
                 str(rec.data.get("fork", rec.key)),
                 rec.mountpoint,
@@ -160,11 +160,11 @@ def _mounts(vault: Vault) -> list[_Mount]:
     return out
 
 
-def live_mounts(vault: Vault) -> list[_Mount]:
-    return [m for m in _mounts(vault) if m.alive]
+def live_mounts(vault: Vault) -> list[RegisteredMount]:
+    return [m for m in registered_mounts(vault) if m.alive]
 
 
-def _last_change(vault: Vault, fork: str) -> float:
+def last_change(vault: Vault, fork: str) -> float:
     """When fork ``fork`` last changed: its ref's newest reflog entry, its tip's commit
     time, its overlay journal, whichever is newest."""
     repo = vault.store.repo
@@ -180,25 +180,25 @@ def _last_change(vault: Vault, fork: str) -> float:
             break  # newest first
     except git_errors():
         pass
-    _n, _b, ts = _overlay_usage(vault.ws_dir(fork))
+    _n, _b, ts = overlay_usage(vault.ws_dir(fork))
     if ts is not None:
         newest = max(newest, float(ts))
     return newest
 
 
-def _daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
+def daemon_alive(pid: int, vault: Vault, started: float | None) -> bool:
     home = vault.home.path if vault.home is not None else None
     return registry.daemon_alive(pid, vault.name, home, started)
 
 
-def _mtime(path: str) -> float | None:
+def mtime(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime
     except OSError:
         return None
 
 
-def _unlink_quiet(path: str) -> None:
+def unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

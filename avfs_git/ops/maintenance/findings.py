@@ -1,5 +1,5 @@
 """What ``avfs doctor`` reports: its checks' names and one :class:`Finding` each (a stable
-``code``: docs/maintenance.md lists them), made by :func:`_finding`, which runs the fix
+``code``: docs/maintenance.md lists them), made by :func:`finding`, which runs the fix
 when asked to repair."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Finding:
     hint: str | None = None
 
 
-def _finding(
+def finding(
     vault: Vault | None,
     check: str,
     code: str,

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ...core import layers
-from .common import _mtime
-from .findings import Finding, _finding
+from .common import mtime
+from .findings import Finding, finding
 
 if TYPE_CHECKING:
     from ...core.home import Home
@@ -40,7 +40,7 @@ def _layer_links(home: Home) -> set[str]:
     return out
 
 
-def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
+def check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
     """The home's layers file system (core/layers.py): mountable, writable, room on the
     host for what it may still take, and no subvolume that no state dir link names."""
     img = layers.image_path(home.path)
@@ -51,7 +51,7 @@ def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
         try:
             layers.ensure(home.path, create=False)
         except layers.LayersUnavailable as exc:
-            yield _finding(
+            yield finding(
                 None,
                 "layers",
                 "layers_unmountable",
@@ -63,7 +63,7 @@ def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
     with open("/proc/self/mounts", encoding="utf-8") as fh:
         ro = any(ln.split()[1:2] == [mp] and "ro" in ln.split()[3].split(",") for ln in fh)
     if ro:
-        yield _finding(
+        yield finding(
             None,
             "layers",
             "layers_read_only",
@@ -92,7 +92,7 @@ def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
     # soon makes may_take > host_free: that only matters once the host is nearly full
     low = max(LAYERS_HOST_LOW, host.f_blocks * host.f_frsize // 20)
     if host_free < may_take and host_free < low:
-        yield _finding(
+        yield finding(
             None,
             "layers",
             "layers_host_space",
@@ -106,10 +106,10 @@ def _check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
     for sub in layers.subvolumes(home.path):
         if sub in named or not layers.is_subvolume(sub):
             continue
-        age = now - (_mtime(sub) or now)
+        age = now - (mtime(sub) or now)
         if age < ORPHAN_SUBVOLUME_AGE_S:
             continue
-        yield _finding(
+        yield finding(
             None,
             "layers",
             "orphan_subvolume",

@@ -19,8 +19,8 @@ from ...core import registry
 from ...core.locks import pid_alive
 from ...core.names import from_fs_name
 from ...core.worktree import OWNER_FILE
-from .common import _daemon_alive, _Mount, _mounts, _mtime, _unlink_quiet
-from .findings import Finding, _finding
+from .common import RegisteredMount, daemon_alive, mtime, registered_mounts, unlink_quiet
+from .findings import Finding, finding
 
 if TYPE_CHECKING:
     from ...core.home import Home
@@ -78,10 +78,10 @@ def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
         owner = os.path.join(path, OWNER_FILE)
         pid = _owner_pid(owner)
         if pid:
-            alive = _daemon_alive(pid, vault, _mtime(owner))
+            alive = daemon_alive(pid, vault, mtime(owner))
         else:
             # no owner file: one being written (young), or what git calls prunable
-            young = now - (_mtime(path) or 0.0) < YOUNG_S
+            young = now - (mtime(path) or 0.0) < YOUNG_S
             alive = young or (mp is not None and os.path.lexists(os.path.join(mp, ".git")))
         out.append(_Worktree(path, from_fs_name(name[len("avfs-") :]), mp, pid, alive))
     return out
@@ -109,7 +109,7 @@ def _owner_alive(vault: Vault, path: str) -> bool:
     """Whether the owner file in worktree dir ``path`` names a live daemon of ``vault``."""
     owner = os.path.join(path, OWNER_FILE)
     pid = _owner_pid(owner)
-    return pid > 0 and _daemon_alive(pid, vault, _mtime(owner))
+    return pid > 0 and daemon_alive(pid, vault, mtime(owner))
 
 
 def _owner_pid(owner: str) -> int:
@@ -138,7 +138,7 @@ def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
             pid = int(lines[1]) if len(lines) > 1 and lines[1].strip() else 0
         except (OSError, ValueError):
             pid = 0
-        out.append((path, pid, _daemon_alive(pid, vault, _mtime(path))))
+        out.append((path, pid, daemon_alive(pid, vault, mtime(path))))
     return out
 
 
@@ -156,7 +156,7 @@ def _registry_temps(vault: Vault, now: float) -> list[tuple[str, int]]:
             pid = int(fn[: -len(".tmp")].rsplit(".", 1)[1])
         except (ValueError, IndexError):
             pid = 0
-        if (pid and pid_alive(pid)) or now - (_mtime(path) or now) < YOUNG_S:
+        if (pid and pid_alive(pid)) or now - (mtime(path) or now) < YOUNG_S:
             continue
         out.append((path, pid))
     return out
@@ -166,20 +166,20 @@ def _unlink_if_dead(vault: Vault, path: str) -> None:
     """Unlink an exec file, re-checked: only while its daemon is still not running."""
     for p, _pid, alive in _exec_files(vault):
         if p == path and not alive:
-            _unlink_quiet(path)
+            unlink_quiet(path)
 
 
-def _remove_dead_registry(vault: Vault, m: _Mount) -> None:
+def _remove_dead_registry(vault: Vault, m: RegisteredMount) -> None:
     """Unlink a registry entry, re-checked: only while it names the same dead daemon."""
-    for again in _mounts(vault):
+    for again in registered_mounts(vault):
         if again.registry == m.registry and again.pid == m.pid and not again.alive:
-            _unlink_quiet(m.registry)
+            unlink_quiet(m.registry)
 
 
-def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
-    for m in _mounts(vault):
+def mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    for m in registered_mounts(vault):
         if not m.alive:
-            yield _finding(
+            yield finding(
                 vault,
                 "mounts",
                 "dead_mount_registry",
@@ -190,7 +190,7 @@ def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding
             )
     for path, pid, alive in _exec_files(vault):
         if not alive:
-            yield _finding(
+            yield finding(
                 vault,
                 "mounts",
                 "stale_exec_socket",
@@ -200,19 +200,19 @@ def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding
                 repair=repair,
             )
     for path, pid in _registry_temps(vault, now):
-        yield _finding(
+        yield finding(
             vault,
             "mounts",
             "stale_registry_tmp",
             f"temporary mount registry file of a process (pid {pid}) that is gone",
             path,
-            fix=lambda p=path: _unlink_quiet(p),  # type: ignore[misc]
+            fix=lambda p=path: unlink_quiet(p),  # type: ignore[misc]
             repair=repair,
         )
     for wt in _worktrees(vault, now):
         if not wt.alive:
             who = f"its mount daemon (pid {wt.pid}) is gone" if wt.pid else "no mount daemon owns it"
-            yield _finding(
+            yield finding(
                 vault,
                 "mounts",
                 "stale_worktree",
@@ -224,7 +224,7 @@ def _mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding
             )
 
 
-def _clean_dead_mount(vault: Vault, m: _Mount) -> None:
+def clean_dead_mount(vault: Vault, m: RegisteredMount) -> None:
     """What a dead daemon left: its registry entry, exec file and worktree, and its mount
     point when that answers ENOTCONN (each re-checked: never a live daemon's)."""
     from .. import mounts
@@ -246,14 +246,14 @@ def _within(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def _mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
+def mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault], set[str]]:
     """(path -> vault, live paths): every path a registry entry or a mount worktree of
     ``vaults`` names (mount points, and what else a backend records), and those named by
     the registry entry of a live daemon."""
     owner: dict[str, Vault] = {}
     live: set[str] = set()
     for vault in vaults:
-        for m in _mounts(vault):
+        for m in registered_mounts(vault):
             for p in _record_paths(m.registry) | {os.path.realpath(m.mountpoint)}:
                 owner.setdefault(p, vault)
             if m.alive:
@@ -264,7 +264,7 @@ def _mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault]
     return owner, live
 
 
-def _kernel_mounts(
+def stale_kernel_mounts(
     home: Home, vaults: Sequence[Vault], owners: tuple[dict[str, Vault], set[str]], repair: bool
 ) -> Iterable[Finding]:
     """avfs FUSE mounts and overlay mounts that belong to this home and have no live
@@ -289,7 +289,7 @@ def _kernel_mounts(
                 continue
             if any(p in live for p in paths):
                 continue
-            yield _finding(
+            yield finding(
                 belongs,
                 "mounts",
                 "orphan_overlay_mount",
@@ -308,7 +308,7 @@ def _kernel_mounts(
             if belongs is None and km.vault_name in by_name:
                 belongs = by_name[km.vault_name or ""]
             if registry.dead_mountpoint(mp):
-                yield _finding(
+                yield finding(
                     belongs,
                     "mounts",
                     "dead_mountpoint",

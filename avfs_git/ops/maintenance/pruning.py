@@ -25,13 +25,13 @@ from .common import (
     REPACK_LOCK,
     STALE_GIT_LOCK_S,
     USED_APPROVAL_S,
-    _last_change,
-    _mounts,
-    _overlay_usage,
-    _unlink_quiet,
+    last_change,
+    overlay_usage,
+    registered_mounts,
     retention_for,
+    unlink_quiet,
 )
-from .leftovers import _clean_dead_mount
+from .leftovers import clean_dead_mount
 
 if TYPE_CHECKING:
     from ...core.home import Home
@@ -83,15 +83,15 @@ def prune(
     now = time.time() if now is None else now
     items: list[PruneItem] = []
     act = "would_remove" if dry_run else "removed"
-    mounts = _mounts(vault)
+    mounts = registered_mounts(vault)
     mounted = {m.fork: m for m in mounts if m.alive}
     default = vault.default_fork
     default_tip = refs.read_ref_file(vault.path, refs.fork_ref(default))
     for fork in vault.fork_names():
         if fork == default:
             continue
-        last = _last_change(vault, fork)
-        merged = _is_merged(vault, fork, default_tip) and _overlay_usage(vault.ws_dir(fork))[0] == 0
+        last = last_change(vault, fork)
+        merged = _is_merged(vault, fork, default_tip) and overlay_usage(vault.ws_dir(fork))[0] == 0
         abandoned = last < now - days * DAY_S
         if not (merged or abandoned):
             continue
@@ -115,16 +115,16 @@ def prune(
         if not m.alive:
             items.append(PruneItem("mount", m.key, f"daemon {m.pid} is dead ({m.mountpoint})", act))
             if not dry_run:
-                _clean_dead_mount(vault, m)
+                clean_dead_mount(vault, m)
     for path, reason in stale_locks(vault, now=now):
         items.append(PruneItem("lock", os.path.relpath(path, vault.path), reason, act))
         if not dry_run:
-            _remove_lock(path)
+            remove_lock(path)
     if vault.home is not None:
         for path, reason in expired_approvals(vault.home.path, now=now):
             items.append(PruneItem("approval", os.path.basename(path), reason, act))
             if not dry_run:
-                _unlink_quiet(path)
+                unlink_quiet(path)
     return PruneResult(vault=vault.name, dry_run=dry_run, older_than_days=days, items=items)
 
 
@@ -189,11 +189,11 @@ def _lock_owner_gone(path: str) -> bool:
     return True
 
 
-def _is_avfs_lock(path: str) -> bool:
+def is_avfs_lock(path: str) -> bool:
     return os.sep + os.path.join("avfs", "locks") + os.sep in path
 
 
-def _remove_lock(path: str) -> None:
+def remove_lock(path: str) -> None:
     """Unlink a lock file; an avfs (flock) lock only when it is stale for certain.
 
     A flock file is unlinked only while we hold its flock ourselves (nobody else does),
@@ -201,8 +201,8 @@ def _remove_lock(path: str) -> None:
     the path still names the file we locked. A waiter that opened it before the unlink
     notices (``locks.file_lock`` compares its fd with the path after locking) and retries.
     """
-    if not _is_avfs_lock(path):
-        _unlink_quiet(path)
+    if not is_avfs_lock(path):
+        unlink_quiet(path)
         return
     import fcntl
 
@@ -222,7 +222,7 @@ def _remove_lock(path: str) -> None:
         except FileNotFoundError:
             return
         if same and _lock_owner_gone(path):  # the fork may have been made (again) meanwhile
-            _unlink_quiet(path)
+            unlink_quiet(path)
     finally:
         os.close(fd)
 

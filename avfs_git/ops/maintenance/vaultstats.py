@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ...core import refs
 from ...core.gitstore import rfc3339
 from ...core.types import Operation, to_json
-from .common import _git, _last_change, _mounts, _overlay_usage
+from .common import git, last_change, overlay_usage, registered_mounts
 
 if TYPE_CHECKING:
     from ...core.vault import Vault
@@ -32,7 +32,7 @@ class ObjectCounts:
 
 
 def count_objects(vault_path: str) -> ObjectCounts:
-    out = _git(vault_path, "count-objects", "-v").stdout
+    out = git(vault_path, "count-objects", "-v").stdout
     kv: dict[str, int] = {}
     for line in out.splitlines():
         key, _, value = line.partition(":")
@@ -101,14 +101,14 @@ def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
     forks = vault.fork_names()
     cps = refs.list_refs_file(vault.path, refs.CHECKPOINTS)
     recovery = refs.list_refs_file(vault.path, refs.RECOVERY)
-    mounts = _mounts(vault)
+    mounts = registered_mounts(vault)
     mounted = {m.fork for m in mounts if m.alive and "@" not in m.key}
     fstats = []
     total_overlay = 0
     for f in forks:
-        n, size, _ts = _overlay_usage(vault.ws_dir(f))
+        n, size, _ts = overlay_usage(vault.ws_dir(f))
         total_overlay += size
-        last = _last_change(vault, f)
+        last = last_change(vault, f)
         fstats.append(
             ForkStats(
                 name=f,
@@ -123,7 +123,7 @@ def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
         )
     commits = 0
     if forks:
-        out = _git(vault.path, "rev-list", "--count", "--branches", check=False).stdout.strip()
+        out = git(vault.path, "rev-list", "--count", "--branches", check=False).stdout.strip()
         commits = int(out) if out.isdigit() else 0
     counts = count_objects(vault.path)
     return StatsResult(
