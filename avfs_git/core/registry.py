@@ -9,7 +9,7 @@ text: the CLI's fast path reads it without json), and ``<key>.log`` is the daemo
 
 Everything that reads or writes those files goes through here: the mount lifecycle
 (``ops/mounts.py``), the daemon (``fuse/daemon.py``), ``doctor``/``stats``
-(``ops/maintenance.py``), the agent hooks (``hooks/events.py``), ``proxy exec``'s fast path
+(``ops/maintenance/``), the agent hooks (``hooks/events.py``), ``proxy exec``'s fast path
 (``cli/execopts.py``); the vault's git ``pre-receive`` hook, a shell script, is built from
 :data:`RECORDS` and :data:`.names.SHELL_FS_NAME`. Liveness, which differs by purpose, is
 here too, each rule with its reason: :func:`serving` (a hook: is this mount answering now),
