@@ -480,25 +480,23 @@ class GitStore:
             RevisionNotFoundError: no such commit in the vault.
             ObjectUnreadableError: it is there but cannot be read.
         """
+        return parse_commit(self._commit_bytes(oid))
+
+    def _commit_bytes(self, oid: str) -> bytes:
+        """Commit ``oid``'s raw body: :class:`RevisionNotFoundError` when the vault has no
+        such commit (missing, or another kind of object), :class:`ObjectUnreadableError`
+        when it is there but cannot be read."""
         try:
-            data = self._raw(oid, "commit")
+            return self._raw(oid, "commit")
         except ObjectUnreadableError as exc:
             if not exc.details.get("missing"):
                 raise  # there but unreadable: say so
             raise RevisionNotFoundError(f"commit {oid} not found in the vault") from exc
         except CorruptStateError as exc:  # another kind of object
             raise RevisionNotFoundError(f"{oid} is not a commit") from exc
-        return parse_commit(data)
 
     def commit_tree(self, commit_oid: str) -> str:
-        try:
-            data = self._raw(commit_oid, "commit")
-        except ObjectUnreadableError as exc:
-            if not exc.details.get("missing"):
-                raise  # there but unreadable: say so
-            raise RevisionNotFoundError(f"commit {commit_oid} not found in the vault") from exc
-        except CorruptStateError as exc:
-            raise RevisionNotFoundError(f"commit {commit_oid} not found in the vault") from exc
+        data = self._commit_bytes(commit_oid)
         if not data.startswith(b"tree "):
             raise CorruptStateError(f"commit {commit_oid} has no tree")
         return data[5:45].decode("ascii")
