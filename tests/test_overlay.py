@@ -131,6 +131,7 @@ def test_entries_made_before_mount_upper_layer_after_and_fold(home, vault, tmp_p
     # the pure-FUSE backend serves the same tree
     info = mounts.mount(home, vault, "main", mp, backend="fuse")
     try:
+        assert info.backend == "fuse" and info.upper_on is None
         again = _tree(mp)
         live.pop("fifo", None)
         assert again.pop("after.txt") == ("file", b"after\n", False)

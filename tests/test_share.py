@@ -134,8 +134,10 @@ def test_a_mount_tunes_a_state_dir_made_before(lhome, tmp_path):
     assert _losetup_dio(mp_layers) == "0" and not _lsattr_c(os.path.join(sd, "upper"))
     mp = str(tmp_path / "mnt")
     os.mkdir(mp)
-    mounts.mount(lhome, vault, "main", mp, backend="overlay")
+    info = mounts.mount(lhome, vault, "main", mp, backend="overlay")
     try:
+        assert info.upper_on == "layers"
+        assert [m.upper_on for m in mounts.list_mounts(lhome) if m.mountpoint == mp] == ["layers"]
         Path(mp, "node_modules").mkdir()
         Path(mp, "node_modules", "out.bin").write_bytes(b"y" * 50_000)
         up = os.path.join(sd, "upper")
@@ -226,8 +228,9 @@ def test_a_home_made_with_layers_off_keeps_them_off_in_its_mount_daemons(lhome, 
     vault = home.create_vault("v")
     mp = str(tmp_path / "mnt")
     os.mkdir(mp)
-    mounts.mount(home, vault, "main", mp, backend="overlay")
+    info = mounts.mount(home, vault, "main", mp, backend="overlay")
     try:
+        assert info.upper_on == "host"
         Path(mp, "a.txt").write_bytes(b"a\n")
         assert not os.path.islink(vault.ws_link("main"))
         assert not os.path.exists(layers.image_path(home.path))

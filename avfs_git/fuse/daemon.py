@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "lower": layers.get("lower"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "core_dumps": core_dumps,
+        "upper_on": _upper_on(vault.home_dir, layers["upper"]) if overlay else None,
     }
     write_registry(reg, record)
 
@@ -392,6 +393,14 @@ def _no_core_dumps() -> bool:
 
 PR_GET_DUMPABLE = 3  # linux/prctl.h
 PR_SET_DUMPABLE = 4
+
+
+def _upper_on(home_dir: str, upper: str) -> str:
+    """Where an overlay mount's upper layer lives: ``layers`` (the home's layers file system)
+    or ``host`` (a plain directory, ``layers = off`` or a state dir made before)."""
+    from ..core import layers as layers_fs
+
+    return "layers" if layers_fs.on_layers(home_dir, upper) else "host"
 
 
 def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:

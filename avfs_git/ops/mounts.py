@@ -62,6 +62,10 @@ class MountInfo:
     reused: bool = False
     backend: str = "fuse"  # overlay: kernel overlayfs over avfs's read-only FUSE view
     backend_why: str = ""  # why this backend (the reason overlay was not used, say)
+    # where an overlay mount's upper layer (what the mount writes) lives: "layers" (the home's
+    # btrfs image: forks share it, big files go at btrfs's speed) or "host" (a directory on
+    # the host's file system); None for the pure-FUSE backend and read-only mounts
+    upper_on: str | None = None
 
 
 def fuse_available() -> str | None:
@@ -205,6 +209,7 @@ def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) 
         reused=reused,
         backend=str(data.get("backend", "fuse")),
         backend_why=str(data.get("backend_why", "")),
+        upper_on=data.get("upper_on"),
     )
 
 
