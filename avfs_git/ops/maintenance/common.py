@@ -80,17 +80,21 @@ def git(vault_path: str, *args: str, check: bool = True) -> subprocess.Completed
     return gitrun.run(args, git_dir=vault_path, check=check, details={"vault": vault_path}, text=True)
 
 
+def names_in(root: str) -> list[str]:
+    """The names in directory ``root``, sorted; none when it does not exist (yet)."""
+    try:
+        return sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+
+
 def ws_dirs(vault: Vault) -> dict[str, str]:
     """fork name -> state dir, for every state dir on disk (orphans included); a link into
     the layers file system that cannot be followed now is left out (the ``layers`` check
     of doctor reports why)."""
     root = os.path.join(vault.state_dir, "ws")
-    try:
-        entries = sorted(os.listdir(root))
-    except FileNotFoundError:
-        return {}
     out = {}
-    for n in entries:
+    for n in names_in(root):
         path = os.path.join(root, n)
         if os.path.islink(path):
             try:

@@ -19,7 +19,7 @@ from ...core import registry
 from ...core.locks import pid_alive
 from ...core.names import from_fs_name
 from ...core.worktree import OWNER_FILE
-from .common import RegisteredMount, daemon_alive, mtime, registered_mounts, unlink_quiet
+from .common import RegisteredMount, daemon_alive, mtime, names_in, registered_mounts, unlink_quiet
 from .findings import Finding, finding
 
 if TYPE_CHECKING:
@@ -60,12 +60,8 @@ class _Worktree:
 def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
     """The vault's mount worktrees (``worktrees/avfs-*``) and whether their daemon runs."""
     root = os.path.join(vault.path, "worktrees")
-    try:
-        entries = sorted(n for n in os.listdir(root) if n.startswith("avfs-"))
-    except FileNotFoundError:
-        return []
     out = []
-    for name in entries:
+    for name in (n for n in names_in(root) if n.startswith("avfs-")):
         path = os.path.join(root, name)
         if not os.path.isdir(path):
             continue
@@ -125,12 +121,8 @@ def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
     """(path, pid, alive) of the exec files (``<key>.exec``, ``<key>.exec.tmp``) in the
     mount registry: the name of a daemon's exec socket and the daemon's pid."""
     root = os.path.join(vault.state_dir, "mounts")
-    try:
-        names = sorted(n for n in os.listdir(root) if n.endswith((".exec", ".exec.tmp")))
-    except FileNotFoundError:
-        return []
     out = []
-    for fn in names:
+    for fn in (n for n in names_in(root) if n.endswith((".exec", ".exec.tmp"))):
         path = os.path.join(root, fn)
         try:
             with open(path, encoding="utf-8") as fh:
@@ -145,12 +137,8 @@ def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
 def _registry_temps(vault: Vault, now: float) -> list[tuple[str, int]]:
     """Temporary registry files (``<key>.json.<pid>.tmp``) whose writer is gone."""
     root = os.path.join(vault.state_dir, "mounts")
-    try:
-        names = sorted(n for n in os.listdir(root) if n.endswith(".tmp") and ".json." in n)
-    except FileNotFoundError:
-        return []
     out = []
-    for fn in names:
+    for fn in (n for n in names_in(root) if n.endswith(".tmp") and ".json." in n):
         path = os.path.join(root, fn)
         try:
             pid = int(fn[: -len(".tmp")].rsplit(".", 1)[1])

@@ -26,6 +26,7 @@ from .common import (
     STALE_GIT_LOCK_S,
     USED_APPROVAL_S,
     last_change,
+    names_in,
     overlay_usage,
     registered_mounts,
     retention_for,
@@ -146,11 +147,7 @@ def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, st
         if age > STALE_GIT_LOCK_S:
             out.append((path, f"git lock file left for {int(age)} s"))
     lock_dir = os.path.join(vault.state_dir, "locks")
-    try:
-        entries = sorted(os.listdir(lock_dir))
-    except FileNotFoundError:
-        entries = []
-    for fn in entries:
+    for fn in names_in(lock_dir):
         path = os.path.join(lock_dir, fn)
         if fn.endswith(".lock") and _lock_owner_gone(path) and not flock_held(path):
             out.append((path, "lock file of a fork that no longer exists"))
@@ -232,12 +229,8 @@ def expired_approvals(home_path: str, *, now: float | None = None) -> list[tuple
     day, temporary files left by a killed writer."""
     now = time.time() if now is None else now
     root = os.path.join(home_path, "approvals")
-    try:
-        names = sorted(os.listdir(root))
-    except FileNotFoundError:
-        return []
     out = []
-    for fn in names:
+    for fn in names_in(root):
         path = os.path.join(root, fn)
         try:
             mtime = os.stat(path).st_mtime
