@@ -209,4 +209,9 @@ def test_threads_opening_one_new_database_at_once(tmp_path: Path, template: bool
         d.mkdir()
         tmpl = str(d / "template.db") if template else None
         assert _open_at_once(str(d / "overlay.db"), tmpl, 8) == [overlay._VERSION] * 8
-        assert sorted(os.listdir(d)) == ["overlay.db"] + (["template.db"] if template else [])
+        # no thread's temporary database is left; SQLite's own -wal/-shm of overlay.db may
+        # be, when two last connections close at once and neither takes the lock that
+        # removes them (seen once in CI; the database reads the same either way)
+        sidecars = {"overlay.db-wal", "overlay.db-shm"}
+        left = sorted(n for n in os.listdir(d) if n not in sidecars)
+        assert left == ["overlay.db"] + (["template.db"] if template else [])
