@@ -482,6 +482,11 @@ def test_mount_twice_reuses_and_double_unmount_is_harmless(home, vault, tmp_path
             mounts.mount(home, vault, "main", str(other))
         doc = cli("--json", "mount", "--list").json()
         assert [m["mountpoint"] for m in doc["mounts"]] == [str(mp)]
+        # the human list: label, mount point, backend and (overlay) where its upper layer is
+        (m,) = doc["mounts"]
+        line = cli("mount", "--list").out.strip()
+        upper = f" (upper on {m['upper_on']})" if m["upper_on"] else ""
+        assert line == f"v:main\t{mp}\t{m['backend']}{upper}"
     finally:
         assert mounts.unmount(home, vault, "main") is not None
     assert mounts.unmount(home, vault, "main") is None

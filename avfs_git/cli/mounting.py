@@ -100,7 +100,9 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool, ba
                 app.output.info("nothing is mounted")
             for m in found:
                 ro = " (read-only)" if m.read_only else ""
-                app.output.plain("{}\t{}\t{}" + ro, _label(m), m.mountpoint, m.backend)
+                # an overlay mount's upper layer: on the layers image or the host's disk
+                upper = f" (upper on {m.upper_on})" if m.upper_on else ""
+                app.output.plain("{}\t{}\t{}" + upper + ro, _label(m), m.mountpoint, m.backend)
 
         app.output.result("mount_list", {"mounts": found}, human_list)
         return
