@@ -327,7 +327,7 @@ def overlay_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
     import socket
     import sys
 
-    from .upperwatch import SOCKET_NAME
+    from .hooksocket import SOCKET_NAME
 
     if perl is None:
         return _OVL_HOOK.format(

@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
             if hook_server is not None:
                 hook_server.close()
-                hook_server.watch.close()
+                hook_server.answerer.close()  # the upper layer's watch
             _pin_gitfile(layers["upper"], None)
         for t in index_threads:
             t.join(INDEX_JOIN_S)
@@ -334,8 +334,9 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str) -> Any
     import stat as st
 
     from ..core import worktree
+    from ..core.hooksocket import HookServer
     from ..core.overlay import DELETED
-    from ..core.upperwatch import HookServer, UpperWatch
+    from ..core.upperwatch import UpperWatch
 
     def entry_paths() -> list[tuple[str, bool]]:
         # the overlay's entries (the lower view's changes over the base): `lower` reads no
