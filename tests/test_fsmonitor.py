@@ -851,3 +851,151 @@ def test_a_sigpipe_does_not_end_either_hook(two_hooks):
             assert (proc.returncode, out, err) == (0, _echo(b"tok\n"), b""), kind
     finally:
         _stop(srv, t)
+
+
+# -- the pure-FUSE mount's answers from the journal ----------------------------------------------
+# The hook a pure-FUSE mount had before its daemon answered over the socket: a Python script
+# reading the workspace's journal itself (core/worktree.py's _HOOK, kept here verbatim as
+# the reference the daemon's answers are compared with).
+_OLD_HOOK = """#!{python} -S
+# git's fsmonitor hook (protocol v2) for an avfs mount, answered from the workspace's
+# journal: only the paths changed since git's last token, so `git status` touches only them.
+import sqlite3, sys
+
+DB = {db!r}
+
+
+def main():
+    token = sys.argv[2] if len(sys.argv) > 2 else ""
+    con = sqlite3.connect("file:" + DB + "?mode=ro", uri=True, timeout=5)
+    meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('base', 'view_time')"))
+    seq = con.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
+    state = "%s:%s" % (meta.get("base"), meta.get("view_time"))
+    out = ["avfs:%s:%d" % (state, seq)]
+    old = token.split(":")
+    if len(old) != 4 or old[0] != "avfs":
+        # git's first call (its index has no token of ours): the index avfs wrote holds the
+        # base with the mount's stat data, so what may differ is exactly the overlay
+        paths = [row[0] for row in con.execute("SELECT path FROM entries")]
+        if "" in paths:
+            out.append("/")  # the whole tree is replaced (after an undo): rescan
+        else:
+            seen = set()
+            for path in paths:
+                parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+                for p in (path, path + "/", parent):
+                    if p and p not in seen:
+                        seen.add(p)
+                        out.append(p)
+    elif ":".join(old[1:3]) != state:
+        out.append("/")  # the base moved: everything may have changed
+    else:
+        seen = set()
+        for (path,) in con.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (int(old[3]),)):
+            parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+            for p in (path, path + "/", parent):
+                if p and p not in seen:
+                    seen.add(p)
+                    out.append(p)
+    sys.stdout.write("\\0".join(out) + "\\0")
+
+
+main()
+"""
+
+
+def test_the_reference_is_the_hook_avfs_wrote():
+    from avfs_git.core import worktree
+
+    assert _OLD_HOOK == worktree._HOOK
+
+
+def test_the_daemon_answers_from_the_journal_as_the_old_hook_did(vault, tmp_path):
+    """core/journalhook.py against the old hook script, on the same journal states: git's
+    first call, each kind of change (files, directories made, renamed and removed, chmod),
+    tokens handed out before, a stale one, a malformed one, a base moved by a checkpoint and
+    a restore, an undo's root entry; then the two tokens only the socket hook knows."""
+    from avfs_git.core import worktree
+    from avfs_git.core.journalhook import JournalAnswerer
+
+    ws = vault.workspace("main")
+    for p, data in {"a.txt": b"a\n", "d/b.txt": b"b\n", "d/sub/c.txt": b"c\n", "e/f.txt": b"f\n"}.items():
+        ws.write(p, data)
+    checkpoint.save(vault, name="start")
+    ws = vault.workspace("main")
+    script = tmp_path / "old-hook"
+    script.write_text(_OLD_HOOK.format(python=sys.executable, db=ws.overlay.db_path))
+    script.chmod(0o755)
+    answerer = JournalAnswerer(ws.overlay)
+    handed: list[str] = []  # every token either handed out: asked again at every later state
+    compared = 0
+
+    def both(token: str, what: str) -> list[str]:
+        nonlocal compared
+        proc = subprocess.run([str(script), "2", token], capture_output=True, check=False)
+        new = answerer.answer(token)
+        if proc.returncode != 0:  # (a token it cannot read: git then looks at every file)
+            assert new[1:] == ["/"], f"{what}: {token!r}: {new}"
+        else:
+            assert proc.stdout.endswith(b"\0")
+            old = proc.stdout[:-1].decode().split("\0")
+            assert new == old, f"{what}: {token!r}"
+        compared += 1
+        return new
+
+    def states(what: str) -> None:
+        index_token = worktree.fsmonitor_token(ws)
+        base, view, seq = index_token.split(":")[1:]
+        tokens = ["", "builtin:fake", "1681234567890", index_token, *handed]
+        tokens += [f"avfs:{base}:{view}:0", f"avfs:{base}:{view}:x", f"avfs:{base}:{view}:-1"]
+        tokens += [f"avfs:{'0' * 40}:{view}:{seq}", f"avfs:{base}:1.5:{seq}", "avfs:a:b:c:d", "avfs:a"]
+        for token in tokens:
+            both(token, what)
+        handed.append(both(handed[-1] if handed else index_token, what)[0])
+
+    states("nothing changed")
+    ws.write("new.txt", b"new\n")
+    states("a new file")
+    ws.write("a.txt", b"a, again\n")
+    states("a file of the base rewritten")
+    ws.chmod("d/b.txt", True)
+    states("a chmod")
+    ws.write("made/deep/x.txt", b"x\n")
+    states("a new directory tree")
+    ws.rename("d/b.txt", "d/b2.txt")
+    states("a renamed file")
+    ws.rename("d", "d2")
+    states("a renamed directory of the base")
+    ws.remove("e", recursive=True)
+    states("a directory of the base removed")
+    ws.write("gone.txt", b"soon gone\n")
+    ws.remove("gone.txt")
+    states("a file made and removed")
+    ws.symlink("a.txt", "link")
+    states("a symlink")
+    checkpoint.save(vault, name="mid")
+    states("a checkpoint: the base moved")
+    ws.write("after.txt", b"after\n")
+    states("a change after the checkpoint")
+    checkpoint.restore(vault, "main", "start")
+    ws = vault.workspace("main")
+    answerer = JournalAnswerer(ws.overlay)
+    states("a restore: base and view time moved")
+    ws.write("kept.txt", b"not checkpointed\n")
+    states("a change after the restore")
+    checkpoint.restore(vault, "main", "mid")
+    checkpoint.undo(vault)  # the view before it comes back over the old base: a root entry
+    ws = vault.workspace("main")
+    answerer = JournalAnswerer(ws.overlay)
+    assert ws.overlay.get("") is not None, "the undo left no root entry to answer"
+    states("an undo's root entry")
+    assert "/" in both("", "the root entry")[1:]
+    ws.write("after-undo.txt", b"after the undo\n")
+    states("a change after the undo")
+    assert compared > 200
+    # what the old hook never saw: the socket hook's own token when no daemon answered (git
+    # then looked at every file, at a moment the journal cannot place), the overlay
+    # daemon's tokens and avfs's question to it: everything
+    for token in ("avfs-ovl:none", "avfs-ovl:0a1b2c:b:1.0:3", "avfs-since:0a1b2c:3"):
+        assert answerer.answer(token)[1:] == ["/"], token
+    assert answerer.answer(handed[-1])[0] == answerer.answer("")[0]
