@@ -1,12 +1,14 @@
 """The Unix socket over which a mount's daemon answers git's fsmonitor hook.
 
-git runs the hook (core/worktree.py's :func:`~.worktree.overlay_hook`: Perl where the mount
-found ``perl``, else Python) on every ``git status`` in a mount; the hook only relays: it
-sends git's token and a newline over ``SOCKET_NAME`` in the mount's worktree git dir, and
-prints what comes back. The daemon holds what the answer is made of, and answers through
-:class:`HookServer` with an :class:`Answerer`: the kernel's record of an overlay mount's
-upper layer (core/upperwatch.py). A daemon that is gone answers nothing: the hook then
-prints ``/`` (everything may have changed; git looks at every file).
+git runs the hook (core/worktree.py's :func:`~.worktree.socket_hook`: Perl where the mount
+found ``perl``, else Python) on every ``git status`` in a fork's mount, of either backend;
+the hook only relays: it sends git's token and a newline over ``SOCKET_NAME`` in the
+mount's worktree git dir, and prints what comes back. The daemon holds what the answer is
+made of, and answers through :class:`HookServer` with its backend's :class:`Answerer`: the
+kernel's record of an overlay mount's upper layer (core/upperwatch.py), or a pure-FUSE
+mount's journal (core/journalhook.py). A daemon that is gone answers nothing: the hook then
+prints ``/`` (everything may have changed; git looks at every file), which is slow but
+right, and rare: a mount whose daemon is gone cannot be statused anyway.
 
 The answer is its length in bytes, a newline, and the answer (``token\\0path\\0...``); the
 daemon closes the connection after it, and a reader takes one of another length for none.

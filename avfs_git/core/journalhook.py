@@ -5,7 +5,8 @@ and journaled there (the path, under a sequence number) before the system call t
 returns, whoever made it: a process in the mount, the CLI, a checkpoint. The mount's daemon
 answers git's hook (core/hooksocket.py) with :class:`JournalAnswerer`, as the Python hook
 that read the journal itself did before (``_HOOK`` in core/worktree.py until the hook went
-to the socket; tests/test_fsmonitor.py keeps it and compares the two):
+to the socket, where Perl starts in ~3 ms against Python's ~16; tests/test_fsmonitor.py
+keeps it and compares the two):
 
 - the token is ``avfs:BASE:VIEW_TIME:SEQ``: the journal up to SEQ over base BASE shown at
   VIEW_TIME (the form of the token avfs writes into the index it builds,

@@ -88,7 +88,6 @@ class Sandbox:
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
-    shown: tuple[str, ...] = ()  # in those: what is shown again, read-only
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
@@ -272,9 +271,6 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
     masked = [m for m in sb.masked if os.path.isdir(m)]
     for m in masked:
         args += ["--perms", "0700", "--tmpfs", m]
-    for s in sb.shown:
-        if os.path.exists(s):
-            args += ["--ro-bind", s, s]
     for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
         args += ["--bind", d, d]
     for m in masked:
