@@ -13,8 +13,8 @@
   and a private, empty ``$HOME``;
 - the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
   keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
-  registry and its exec sockets' names, the audit log) replaced by an empty directory, but
-  for the fork's own overlay database, read-only (git's fsmonitor hook reads its journal);
+  registry and its exec sockets' names, the audit log) replaced by an empty directory (git's
+  fsmonitor hook asks the mount's daemon over a socket in the fork's worktree directory);
 - per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
   (``[defaults] caches``), with ``PIP_CACHE_DIR``, ``npm_config_cache``, ``CARGO_HOME``
   pointing at them.
