@@ -614,8 +614,8 @@ def test_worktree_is_removed_on_unmount(home, vault, tmp_path):
 def test_git_status_in_the_mount_uses_the_journal(mounted, cli):
     """git trusts the fsmonitor hook completely: every kind of change must reach it."""
     vault, mp = mounted
-    # (an overlay mount's daemon answers from the kernel's record of its upper layer, a
-    # pure-FUSE one's hook reads the journal)
+    # (the hook asks the mount's daemon: an overlay mount's answers from the kernel's record
+    # of its upper layer, a pure-FUSE one's from the workspace's journal)
     hook = _git_in(mp, "config", "core.fsmonitor").strip()
     assert hook.endswith("fsmonitor-hook") and os.access(hook, os.X_OK)
     assert _git_in(mp, "status", "--porcelain") == ""

@@ -12,7 +12,7 @@ the index avfs wrote and an fsmonitor that reports nothing, so it trusts every e
 lists only those empty directories; the ``UNTR`` extension of the index it writes then
 says, for each directory of the tree, "no untracked file here" -- true of the mount for
 every directory the hook does not name, and the hook names every path the mount holds
-over the base (core/upperwatch.py, worktree's journal hook), which invalidates those
+over the base (core/upperwatch.py, core/journalhook.py), which invalidates those
 directories. The extension names the worktree it was made for (``Location <path>,
 system <sysname>``): that string is rewritten to the mount's. Anything unexpected: no
 extension (git then lists every directory, as before).

@@ -12,8 +12,9 @@ since N" is then the journal's tail, O(changes), whatever the size of the upper 
 (a 50,000-file ``node_modules`` costs nothing until it changes). inotify works on any local
 file system, so the upper layer may be ext4, btrfs (a subvolume) or tmpfs.
 
-The mount daemon owns the watch and answers git's hook over a Unix socket in the worktree's
-git dir (:class:`HookServer`). An answer is complete: before it is computed, the daemon
+The mount daemon owns the watch and answers git's hook with it over a Unix socket in the
+worktree's git dir (core/hooksocket.py: :class:`UpperWatch` is the overlay backend's
+:class:`~.hooksocket.Answerer`). An answer is complete: before it is computed, the daemon
 reads every event the kernel has queued, and the kernel queues an event before the system
 call that made the change returns, so a change made before git ran is in the answer. When
 the answer cannot be complete it is ``/`` (everything may have changed; git then looks at
@@ -36,21 +37,19 @@ Tokens (git stores the last one in the index's ``FSMN`` extension):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import select
-import socket
 import stat
 import threading
 from collections.abc import Callable, Iterable
 
 from . import upper as up
+from .hooksocket import ask
 
 log = logging.getLogger("avfs.upperwatch")
 
-SOCKET_NAME = "avfs-fsmonitor.sock"  # in the worktree's git dir
 TOKEN_PREFIX = "avfs-ovl"
 SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (see journal())
 INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
@@ -395,86 +394,3 @@ def journal(
     if paths == [EVERYTHING] or mark is None or mark[0] != head[1]:
         return head[1], int(head[2]), None
     return head[1], int(head[2]), paths
-
-
-def ask(git_dir: str, token: str, timeout_s: float = 10.0) -> list[str] | None:
-    """The answer of the mount daemon whose socket is in ``git_dir`` to ``token`` (its
-    parts: a token, then paths), None when there is no complete one."""
-    dirfd = None
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout_s)
-        dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)  # an address holds 107 bytes
-        s.connect(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
-        s.sendall(token.encode("utf-8", "surrogateescape") + b"\n")
-        chunks = []
-        while True:
-            b = s.recv(1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-    except OSError:
-        return None
-    finally:
-        s.close()
-        if dirfd is not None:
-            os.close(dirfd)
-    head, _, body = b"".join(chunks).partition(b"\n")
-    if not head.isdigit() or int(head) != len(body) or not body.endswith(b"\0"):
-        return None
-    return body[:-1].decode("utf-8", "surrogateescape").split("\0")
-
-
-class HookServer:
-    """Answers git's fsmonitor hook of one overlay mount over a Unix socket
-    (``SOCKET_NAME`` in the worktree's git dir): the hook sends its token and a newline and
-    reads the answer's length in bytes, a newline and the answer (``token\\0path\\0...``)
-    until the daemon closes the connection; one not of that length is not used."""
-
-    def __init__(self, git_dir: str, watch: UpperWatch) -> None:
-        self.watch = watch
-        self.path = os.path.join(git_dir, SOCKET_NAME)
-        # bound through the directory's descriptor: a socket's path is limited to 107 bytes
-        dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._sock.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
-        finally:
-            os.close(dirfd)
-        self._sock.listen(16)
-        self._thread = threading.Thread(target=self._serve, name="avfs-fsmonitor", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        self._thread.join(5.0)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with conn:
-                try:
-                    conn.settimeout(10.0)
-                    data = b""
-                    while not data.endswith(b"\n") and len(data) < 4096:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    token = data.decode("utf-8", "replace").strip()
-                    out = self.watch.answer(token)
-                    body = "\0".join(out).encode("utf-8", "surrogateescape") + b"\0"
-                    conn.sendall(b"%d\n" % len(body) + body)  # the hook checks it got all of it
-                except Exception:
-                    log.exception("answering git's fsmonitor hook")  # the hook then answers "/"

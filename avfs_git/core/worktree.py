@@ -189,57 +189,15 @@ def worktree_dir(vault: MountedVault, key: str) -> str:
     return os.path.join(vault.path, "worktrees", worktree_name(key))
 
 
-_HOOK = """#!{python} -S
-# git's fsmonitor hook (protocol v2) for an avfs mount, answered from the workspace's
-# journal: only the paths changed since git's last token, so `git status` touches only them.
-import sqlite3, sys
-
-DB = {db!r}
-
-
-def main():
-    token = sys.argv[2] if len(sys.argv) > 2 else ""
-    con = sqlite3.connect("file:" + DB + "?mode=ro", uri=True, timeout=5)
-    meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('base', 'view_time')"))
-    seq = con.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
-    state = "%s:%s" % (meta.get("base"), meta.get("view_time"))
-    out = ["avfs:%s:%d" % (state, seq)]
-    old = token.split(":")
-    if len(old) != 4 or old[0] != "avfs":
-        # git's first call (its index has no token of ours): the index avfs wrote holds the
-        # base with the mount's stat data, so what may differ is exactly the overlay
-        paths = [row[0] for row in con.execute("SELECT path FROM entries")]
-        if "" in paths:
-            out.append("/")  # the whole tree is replaced (after an undo): rescan
-        else:
-            seen = set()
-            for path in paths:
-                parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
-                for p in (path, path + "/", parent):
-                    if p and p not in seen:
-                        seen.add(p)
-                        out.append(p)
-    elif ":".join(old[1:3]) != state:
-        out.append("/")  # the base moved: everything may have changed
-    else:
-        seen = set()
-        for (path,) in con.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (int(old[3]),)):
-            parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
-            for p in (path, path + "/", parent):
-                if p and p not in seen:
-                    seen.add(p)
-                    out.append(p)
-    sys.stdout.write("\\0".join(out) + "\\0")
-
-
-main()
-"""
-
-
-_OVL_HOOK = """#!{python} -SEs
-# git's fsmonitor hook (protocol v2) for an avfs overlay mount: the mount daemon answers from
-# the kernel's record of its upper layer's changes (core/upperwatch.py) over a Unix socket in
-# this directory. No answer (the daemon is gone), or half of one: "/", everything may differ.
+# git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
+# Unix socket in the worktree's git dir and prints the answer (core/hooksocket.py), which the
+# daemon makes from what it alone holds: the kernel's record of an overlay mount's upper
+# layer (core/upperwatch.py), a pure-FUSE mount's journal (core/journalhook.py).
+_SOCKET_HOOK = """#!{python} -SEs
+# git's fsmonitor hook (protocol v2) for an avfs mount: the mount daemon answers over a Unix
+# socket in this directory (from the kernel's record of an overlay mount's upper layer, or
+# from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
+# everything may differ.
 import _socket, os, sys
 
 GIT_DIR = {git_dir!r}
@@ -274,12 +232,13 @@ main()
 # The same hook in Perl, which starts in ~2 ms where Python takes ~10 ms: the hook runs on
 # every `git status`, and its start-up was most of a warm one. Core built-ins only (`use
 # Socket` alone costs ~9 ms): the socket's constants are this machine's, written in by
-# overlay_hook(), and its address is packed by hand (sa_family_t, then the path, relative).
+# socket_hook(), and its address is packed by hand (sa_family_t, then the path, relative).
 # -T: taint mode ignores PERL5OPT and PERL5LIB (as Python's -E ignores PYTHON*).
-_OVL_HOOK_PERL = r"""#!@PERL@ -T
-# git's fsmonitor hook (protocol v2) for an avfs overlay mount: the mount daemon answers from
-# the kernel's record of its upper layer's changes (core/upperwatch.py) over a Unix socket in
-# this directory. No answer (the daemon is gone), or half of one: "/", everything may differ.
+_SOCKET_HOOK_PERL = r"""#!@PERL@ -T
+# git's fsmonitor hook (protocol v2) for an avfs mount: the mount daemon answers over a Unix
+# socket in this directory (from the kernel's record of an overlay mount's upper layer, or
+# from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
+# everything may differ.
 my $token = defined $ARGV[1] ? $ARGV[1] : "";
 my $body = eval {
     local $SIG{ALRM} = sub { die "timed out\n" };
@@ -319,18 +278,19 @@ def _perl_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def overlay_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
-    """The fsmonitor hook of the overlay mount whose worktree is ``git_dir``: in Perl run by
-    ``perl`` (an absolute path), or, without one, in Python (this interpreter). A daemon that
-    has not answered within ``timeout_s`` seconds is taken for gone ("/")."""
+def socket_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
+    """The fsmonitor hook of the fork's mount whose worktree is ``git_dir`` (either backend:
+    its daemon answers): in Perl run by ``perl`` (an absolute path), or, without one, in
+    Python (this interpreter). A daemon that has not answered within ``timeout_s`` seconds
+    is taken for gone ("/")."""
     import re
     import socket
     import sys
 
-    from .upperwatch import SOCKET_NAME
+    from .hooksocket import SOCKET_NAME
 
     if perl is None:
-        return _OVL_HOOK.format(
+        return _SOCKET_HOOK.format(
             python=sys.executable, git_dir=git_dir, socket=SOCKET_NAME, timeout_s=timeout_s
         )
     subs = {
@@ -341,7 +301,7 @@ def overlay_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
         "@SOCK_STREAM@": str(int(socket.SOCK_STREAM)),
         "@TIMEOUT_S@": str(int(timeout_s)),
     }
-    return re.sub("|".join(subs), lambda m: subs[m.group(0)], _OVL_HOOK_PERL)
+    return re.sub("|".join(subs), lambda m: subs[m.group(0)], _SOCKET_HOOK_PERL)
 
 
 def register(
@@ -350,19 +310,20 @@ def register(
     mountpoint: str,
     head: str,
     index_commit: str,
-    journal_db: str | None = None,
     *,
     backend: str = "fuse",
-    upper_dir: str | None = None,
+    fsmonitor: bool = False,
 ) -> str:
     """Register ``mountpoint`` as a worktree whose HEAD is ``head`` (a ref name, or a
     commit id for a detached, read-only revision); returns the worktree's git dir.
 
-    With ``journal_db`` (the workspace's overlay database), git's ``core.fsmonitor`` is set
-    for this worktree only to a hook that answers from the journal, with the untracked cache.
+    With ``fsmonitor`` (a fork's mount, whose daemon answers git's fsmonitor hook over
+    :data:`.hooksocket.SOCKET_NAME` in the git dir), git's ``core.fsmonitor`` is set for
+    this worktree only to :func:`socket_hook`, with the untracked cache. The worktree
+    directory is made anew at every mount: one an older avfs left (a daemon killed with -9)
+    gets today's hook.
     """
     import subprocess
-    import sys
 
     d = worktree_dir(vault, key)
     try:
@@ -380,31 +341,23 @@ def register(
             "commondir": "../..\n",
             "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
         }
-        if journal_db is not None:
-            hook = os.path.join(d, "fsmonitor-hook")
-            files["fsmonitor-hook"] = _HOOK.format(python=sys.executable, db=journal_db)
-            files["config.worktree"] = (
-                # with worktreeConfig on, the vault's core.bare=true would make git see this
-                # worktree as bare: say otherwise, for this worktree only
-                f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
-            )
-        elif backend == "overlay" and upper_dir is not None:
-            # the daemon answers from the kernel's record of the upper layer (core/upperwatch.py);
-            # the hook is written anew at every mount, so a worktree made before gets today's
+        if fsmonitor:
             perl = shutil.which("perl")
             if perl is not None:
                 perl = os.path.abspath(perl)
             hook = os.path.join(d, "fsmonitor-hook")
-            files["fsmonitor-hook"] = overlay_hook(d, perl)
+            files["fsmonitor-hook"] = socket_hook(d, perl)
             owner["fsmonitor_hook"] = "python" if perl is None else "perl"
             files["config.worktree"] = (
+                # with worktreeConfig on, the vault's core.bare=true would make git see this
+                # worktree as bare: say otherwise, for this worktree only
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
         files[OWNER_FILE] = json.dumps(owner)  # its "fsmonitor_hook" says which hook runs
         for name, text in files.items():
             with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
                 fh.write(text)
-        if journal_db is not None:
+        if fsmonitor and backend == "fuse":  # the pure-FUSE daemon's watcher reads it
             os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
         if "fsmonitor-hook" in files:
             os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)

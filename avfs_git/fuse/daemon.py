@@ -10,12 +10,15 @@ Backends (docs/fuse.md):
 
 - ``fuse``: the writable workspace view at the mount point. Attributes and entries are
   cached for 60 s and negative lookups not at all; a watcher thread invalidates what other
-  processes change (ops.WorkspaceFS._watch).
+  processes change (ops.WorkspaceFS._watch). git's fsmonitor hook is answered from the
+  workspace's journal (core/journalhook.py).
 - ``overlay``: the read-only view of the fork's lower layer (base + the overlay's entries)
   at ``<ws>/lower``, cached by the kernel for good (ops.fuse_options); from FUSE's ``init``
   a thread stacks kernel overlayfs (``<ws>/upper``, ``<ws>/work``) at the mount point, then
   watches the mount table: when the overlay goes (``umount`` by hand), the lower goes too
   and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer.
+  git's fsmonitor hook is answered from the kernel's record of the upper layer's changes
+  (core/upperwatch.py).
 - a revision (``--revision``): the read-only view of a commit, cached for good.
 
 Teardown order (each step after the previous has finished): the request loop ends (unmount,
@@ -184,12 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         args.mountpoint,
         head,
         ws.base,
-        journal_db=None if read_only or overlay else ws.overlay.db_path,
         backend="overlay" if overlay else "fuse",
-        upper_dir=layers.get("upper"),
+        fsmonitor=not read_only,
     )
     gitfile = f"gitdir: {wt}\n".encode()
     hook_server = None
+    if not read_only and not overlay:
+        # git's fsmonitor hook is answered from the workspace's journal, where every change
+        # the mount serves is written before the call that made it returns
+        hook_server = _start_journal_hook(ws, wt)
 
     if overlay:
         from ..core.upper import drop_origins, tidy_for_mount
@@ -291,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
             if hook_server is not None:
                 hook_server.close()
-                hook_server.watch.close()
+                hook_server.answerer.close()  # the upper layer's watch
             _pin_gitfile(layers["upper"], None)
+        elif hook_server is not None:
+            hook_server.close()
         for t in index_threads:
             t.join(INDEX_JOIN_S)
         if server is not None:
@@ -334,8 +342,9 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str) -> Any
     import stat as st
 
     from ..core import worktree
+    from ..core.hooksocket import HookServer
     from ..core.overlay import DELETED
-    from ..core.upperwatch import HookServer, UpperWatch
+    from ..core.upperwatch import UpperWatch
 
     def entry_paths() -> list[tuple[str, bool]]:
         # the overlay's entries (the lower view's changes over the base): `lower` reads no
@@ -353,6 +362,22 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str) -> Any
         return server
     except Exception:
         logging.getLogger("avfs.fuse").exception("watching the upper layer for git's fsmonitor hook")
+        return None
+
+
+def _start_journal_hook(ws: Any, git_dir: str) -> Any:
+    """Answer git's fsmonitor hook of a pure-FUSE mount from the workspace's journal
+    (core/journalhook.py); None when the socket cannot be served (the hook then answers
+    "everything": git looks at every file, slower but right)."""
+    from ..core.hooksocket import HookServer
+    from ..core.journalhook import JournalAnswerer
+
+    try:
+        server = HookServer(git_dir, JournalAnswerer(ws.overlay))
+        server.start()
+        return server
+    except Exception:
+        logging.getLogger("avfs.fuse").exception("serving git's fsmonitor hook from the journal")
         return None
 
 

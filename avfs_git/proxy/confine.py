@@ -13,8 +13,8 @@
   and a private, empty ``$HOME``;
 - the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
   keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
-  registry and its exec sockets' names, the audit log) replaced by an empty directory, but
-  for the fork's own overlay database, read-only (git's fsmonitor hook reads its journal);
+  registry and its exec sockets' names, the audit log) replaced by an empty directory (git's
+  fsmonitor hook asks the mount's daemon over a socket in the fork's worktree directory);
 - per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
   (``[defaults] caches``), with ``PIP_CACHE_DIR``, ``npm_config_cache``, ``CARGO_HOME``
   pointing at them.
@@ -88,7 +88,6 @@ class Sandbox:
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
-    shown: tuple[str, ...] = ()  # in those: what is shown again, read-only
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
@@ -272,9 +271,6 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
     masked = [m for m in sb.masked if os.path.isdir(m)]
     for m in masked:
         args += ["--perms", "0700", "--tmpfs", m]
-    for s in sb.shown:
-        if os.path.exists(s):
-            args += ["--ro-bind", s, s]
     for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
         args += ["--bind", d, d]
     for m in masked:

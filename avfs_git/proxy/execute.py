@@ -527,7 +527,7 @@ def _execute(
         from . import confine
 
         env = _env(req, vault.name, fork, at, at_cwd)
-        sandbox = _sandbox(vault, fork, ws, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
@@ -778,7 +778,6 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
 def _sandbox(
     vault: Vault,
     fork: str,
-    ws: Workspace,
     root: str,
     at: str,
     at_cwd: str,
@@ -795,14 +794,10 @@ def _sandbox(
     keep: tuple[str, ...] = (vault.path,)
     writable: tuple[str, ...] = ()
     pinned: list[tuple[str, str]] = []
-    shown: list[str] = []
     if mode == "fuse":
         writable, pins = _git_writable(vault, fork)
         for p in pins:
             pinned.append((p, _fsmonitor_hook(vault, p) if p.endswith("/fsmonitor-hook") else p))
-        db = getattr(getattr(ws, "overlay", None), "db_path", None)
-        if isinstance(db, str):  # what the fsmonitor hook reads (the journal)
-            shown += [db + sfx for sfx in ("", "-wal", "-shm")]
     caches = confine.cache_dirs(vault.state_dir, pol.caches)
     conf["path"] = at
     conf["caches"] = [name for name, _ in caches]
@@ -816,7 +811,6 @@ def _sandbox(
         writable=writable,
         pinned=tuple(pinned),
         masked=(vault.state_dir,),
-        shown=tuple(shown),
         caches=caches,
         readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
         root=os.geteuid() == 0,
