@@ -15,7 +15,6 @@ status must be a normal exit, and the kernel log must show no new fault of its t
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -25,6 +24,7 @@ import pytest
 from avfs_git.core import checkpoint
 from avfs_git.ops import mounts
 
+from . import kernellog
 from .conftest import IN_CI
 
 FILES = 5000  # > 4096 nodes: libfuse's name table (8 B a slot, 2 slots a node) is mmap-ed
@@ -32,7 +32,6 @@ DIRS = 50
 # when the mount is ended after the base moved: spread over the watcher's batch (none of the
 # assertions depends on it)
 DELAYS = (0.0, 0.01, 0.03, 0.06, 0.0, 0.02)
-FAULT = re.compile(r"(\S+)\[(\d+)\]:? (segfault|general protection)", re.IGNORECASE)
 
 
 def require_fuse() -> None:
@@ -41,14 +40,6 @@ def require_fuse() -> None:
         if IN_CI:
             pytest.fail(f"FUSE must be available in CI: {why}")
         pytest.skip(f"requires FUSE: {why}")
-
-
-def kernel_faults() -> list[str] | None:
-    """The kernel log's segfault / general-protection lines; None when it cannot be read."""
-    proc = subprocess.run(["dmesg"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return None
-    return [line for line in proc.stdout.splitlines() if FAULT.search(line)]
 
 
 def threads_of(pid: int) -> set[int]:
@@ -66,7 +57,7 @@ def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_pa
     checkpoint.save(vault, name="base")
     mp = tmp_path / "mnt"
     mp.mkdir()
-    before = kernel_faults()
+    before, _ = kernellog.read()
     ours: set[int] = set()  # every thread id of every daemon: the kernel log names threads
     ends = ("unmount", signal.SIGTERM, signal.SIGINT)
     for cycle, delay in enumerate(DELAYS):
@@ -92,11 +83,10 @@ def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_pa
         assert mounts.list_mounts(home) == []
     assert ws.read("moved.txt") == b"%d\n" % (len(DELAYS) - 1)
 
-    after = kernel_faults()
+    after, _ = kernellog.read()
     if before is None or after is None:
         if IN_CI:
             pytest.fail("the kernel log (dmesg) must be readable in CI")
         pytest.skip("dmesg is not readable here: exit statuses checked, the kernel log not")
-    new = after[len(before) :] if after[: len(before)] == before else [x for x in after if x not in before]
-    mine = [line for line in new if (m := FAULT.search(line)) and int(m.group(2)) in ours]
+    mine = kernellog.of(kernellog.new_faults(before, after), ours)
     assert mine == [], "mount daemons faulted:\n" + "\n".join(mine)
