@@ -123,10 +123,14 @@ def extract(archive: Path, dest: Path) -> Path:
     return tops[0] if len(tops) == 1 and tops[0].is_dir() else dest
 
 
-def history(project: str, versions: list[str], dest: Path, *, aggressive: bool = True) -> Path:
+def history(
+    project: str, versions: list[str], dest: Path, *, aggressive: bool = True, window: int | None = None
+) -> Path:
     """A git repository whose commits are ``project``'s successive released sdists, one a
     commit (so files change between versions the way they really did), then
-    ``git gc --aggressive`` to force deep delta chains. Returns the work tree's path."""
+    ``git gc --aggressive`` to force deep delta chains (``window``: its delta window,
+    git's ``gc.aggressiveWindow``, 250 by default; a smaller one finds chains as deep in a
+    fraction of the time). Returns the work tree's path."""
     work = dest / f"{project}-history"
     if work.exists():
         return work
@@ -158,7 +162,8 @@ def history(project: str, versions: list[str], dest: Path, *, aggressive: bool =
         git("commit", "-q", "--allow-empty", "-m", f"{project} {v}")
         git("tag", f"v{v}")
     if aggressive:
-        git("gc", "-q", "--aggressive", "--prune=now")
+        tune = [] if window is None else ["-c", f"gc.aggressiveWindow={window}"]
+        git(*tune, "gc", "-q", "--aggressive", "--prune=now")
     return work
 
 
