@@ -27,8 +27,9 @@ from avfs_git.core.history import resolve
 from avfs_git.fuse.ops import WorkspaceFS
 from avfs_git.ops import mounts
 
+from . import kernellog
 from .conftest import IN_CI
-from .test_fuse_teardown import kernel_faults, require_fuse
+from .test_fuse_teardown import require_fuse
 
 DIRS = 12
 FILES_PER_DIR = 25  # more than one readdir chunk for some directories: see BIG_DIR
@@ -86,7 +87,7 @@ def revision_mount(
     monkeypatch.setattr(home.settings, "fuse_trace", str(trace))  # $AVFS_FUSE_TRACE, as read
     mp = tmp_path / "rev"
     mp.mkdir()
-    faults = kernel_faults()
+    faults, _ = kernellog.read()
     info = mounts.mount(home, vault, "main", str(mp), revision="rev")
     try:
         assert info.read_only
@@ -94,9 +95,9 @@ def revision_mount(
     finally:
         mounts.unmount(home, vault, "main", revision=info.revision, lazy=True)
         assert not mounts.mounted_at(str(mp))
-    after = kernel_faults()
+    after, _ = kernellog.read()
     if faults is not None and after is not None:
-        assert [x for x in after if x not in faults] == []
+        assert kernellog.new_faults(faults, after) == []
 
 
 def _walk(root: Path) -> dict[str, os.stat_result]:
