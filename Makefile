@@ -9,6 +9,10 @@ DEBS := git fuse3 rsync openssh-server bubblewrap btrfs-progs
 # installed another way must not be replaced): command:package
 TOOLS := gcc:gcc make:make npm:npm tar:tar
 PYTEST_ARGS ?=
+# test processes: the suite mostly waits (mounts, git, fsync), so two on two cores take half
+# the time; at most 4 (each test mounts, and each process holds its own module fixtures).
+# One file's tests stay in one process (--dist loadfile). TEST_JOBS=0: one process.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: install sysdeps compile test lint typecheck check bench demo clean
 
@@ -36,7 +40,7 @@ install: sysdeps $(STAMP)
 
 # pytest exit code 5 means "no tests ran": that is a failure here, never a pass.
 test: install
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install

