@@ -20,6 +20,14 @@ disk it lives on (a directory beside the avfs home, same file system), in the sa
 - ``fuse_build``: extract a pure-Python source tree (click, rich and pygments as installed
   in the venv, plus a small test module), ``python -m compileall -q``, ``python -m pytest``.
 
+``fuse_io`` and ``fuse_meta`` also time two references beside the overlay backends, neither
+of them avfs: ``kernel_overlay`` (stock overlayfs, an empty lower directory, its upper layer on
+the host's disk) and ``kernel_overlay_layers`` (the same with its upper layer on a btrfs image
+made and tuned as avfs's layers file system is: loop device with direct I/O, no
+copy-on-write). They split a row's cost: the kernel's overlay (``kernel_overlay`` / native),
+the layers file system (``kernel_overlay_layers`` / ``kernel_overlay``) and avfs's own daemon
+and watcher (``overlay`` / ``kernel_overlay_layers``, ``overlay_plain`` / ``kernel_overlay``).
+
 The two sides of every figure run interleaved (native, mount, mount, native...: the order
 flips each round), after one untimed warm-up round, and each benchmark has a time budget:
 a slow figure gets fewer repeats (at least one), and a warm-up that alone takes more than
@@ -427,6 +435,66 @@ def _budget(ctx: Context, full_s: float) -> float:
     return full_s / 2 if ctx.quick else full_s
 
 
+# -- references: the kernel's overlay without avfs --------------------------------------------
+REFERENCES = ("kernel_overlay", "kernel_overlay_layers")
+
+
+@contextlib.contextmanager
+def kernel_overlays(ctx: Context, base: Path) -> Iterator[dict[str, Path]]:
+    """The reference mounts (module docstring): stock overlayfs with an empty lower layer,
+    its upper layer on the host's disk and on a btrfs image tuned as avfs's layers file
+    system; none when no overlay backend is benched or they cannot be mounted here."""
+    from avfs_git.core import layers
+    from avfs_git.ops import mounts
+
+    if not any(b.startswith("overlay") for b in ctx.backends) or mounts.overlay_available() is not None:
+        yield {}
+        return
+
+    def stack_on(root: Path) -> Path:
+        for name in ("lower", "upper", "work", "mnt"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        opts = f"lowerdir={root / 'lower'},upperdir={root / 'upper'},workdir={root / 'work'}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(root / "mnt")], check=True)
+        return root / "mnt"
+
+    def unmount(mp: Path) -> None:
+        if subprocess.run(["umount", str(mp)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mp)], capture_output=True)
+
+    with contextlib.ExitStack() as stack:
+        out: dict[str, Path] = {}
+        try:
+            out["kernel_overlay"] = stack_on(base / "kov-host")
+            stack.callback(unmount, out["kernel_overlay"])
+        except (OSError, subprocess.CalledProcessError) as exc:
+            log(f"reference kernel_overlay: cannot mount ({exc}); left out")
+        home = str(base / "kov-layers-home")
+        try:
+            os.makedirs(home, exist_ok=True)
+            fs = Path(layers.ensure(home, create=True))
+            stack.callback(layers.unmount, home)
+            for name in ("upper", "work"):
+                (fs / "ref" / name).mkdir(parents=True)
+                layers.set_nocow(str(fs / "ref" / name))
+            layers.set_direct_io(str(fs))
+            out["kernel_overlay_layers"] = stack_on(fs / "ref")
+            stack.callback(unmount, out["kernel_overlay_layers"])
+        except (OSError, subprocess.CalledProcessError, layers.LayersUnavailable) as exc:
+            log(f"reference kernel_overlay_layers: cannot make or mount it ({exc}); left out")
+        yield out
+
+
+REFERENCE_NOTE = "a reference, not avfs: stock overlayfs, upper layer on {where}, no daemon"
+
+
+def _ref_note(side: str) -> list[str]:
+    if side not in REFERENCES:
+        return []
+    where = "the host's disk" if side == "kernel_overlay" else "a btrfs image tuned as avfs's layers"
+    return [REFERENCE_NOTE.format(where=where)]
+
+
 # -- fuse_io -----------------------------------------------------------------------------------
 class ColdCache:
     """Empties the page cache of given files: ``echo 1 > /proc/sys/vm/drop_caches`` when
@@ -542,13 +610,14 @@ def bench_fuse_io(ctx: Context, labels: list[str]) -> None:
         return one
 
     try:
-        with mounted_each(ctx, make, "fuse_io") as ms:
+        with mounted_each(ctx, make, "fuse_io") as ms, kernel_overlays(ctx, base) as refs:
             sides = {"native": side(native_dir, None)}
             sides.update({b: side(m.path, base / f"home-{b}") for b, m in ms.items()})
-            r = rounds(sides, 3 if ctx.quick else 5, _budget(ctx, 150.0 * len(ms)))
+            sides.update({k: side(mp, mp.parent / "upper") for k, mp in refs.items()})
+            r = rounds(sides, 3 if ctx.quick else 5, _budget(ctx, 150.0 * (len(ms) + len(refs))))
     finally:
         ctx.fx.done_with(base)
-    for backend in ctx.backends:
+    for backend in (*ctx.backends, *refs):
         for phase, what in (
             ("write", f"write {label} in 1 MiB blocks (O_WRONLY, fsync at the end)"),
             (
@@ -569,7 +638,18 @@ def bench_fuse_io(ctx: Context, labels: list[str]) -> None:
                 f3, n3 = r.get(backend, "read_third"), r.get("native", "read_third")
                 if f3:
                     notes.append(f"a third read: mount {median(f3):,.0f} ms, native {median(n3):,.0f} ms")
-            _compare(ctx, r, _fig(backend, phase), label, phase, what, IO_TARGET, notes, mount=backend)
+            target = None if backend in REFERENCES else IO_TARGET
+            _compare(
+                ctx,
+                r,
+                _fig(backend, phase),
+                label,
+                phase,
+                what,
+                target,
+                _ref_note(backend) + notes,
+                mount=backend,
+            )
 
 
 # -- fuse_meta ---------------------------------------------------------------------------------
@@ -625,13 +705,14 @@ def bench_fuse_meta(ctx: Context, labels: list[str]) -> None:
         return one
 
     try:
-        with mounted_each(ctx, make, "fuse_meta") as ms:
+        with mounted_each(ctx, make, "fuse_meta") as ms, kernel_overlays(ctx, base) as refs:
             sides = {"native": side(native_dir, "native")}
             sides.update({b: side(m.path, b) for b, m in ms.items()})
-            r = rounds(sides, 3 if ctx.quick else 5, _budget(ctx, 150.0 * len(ms)))
+            sides.update({k: side(mp, k) for k, mp in refs.items()})
+            r = rounds(sides, 3 if ctx.quick else 5, _budget(ctx, 150.0 * (len(ms) + len(refs))))
     finally:
         ctx.fx.done_with(base)
-    for backend in ctx.backends:
+    for backend in (*ctx.backends, *refs):
         for phase, what in (
             (
                 "create",
@@ -646,9 +727,18 @@ def bench_fuse_meta(ctx: Context, labels: list[str]) -> None:
             notes = [
                 f"per file: mount {median(f) * 1000 / files:.0f} µs, native {median(n) * 1000 / files:.0f} µs"
             ]
-            mine = sorted({w for w in wrong if w.startswith((backend, "native"))})
+            mine = sorted({w for w in wrong if w.startswith((f"{backend}:", "native:"))})
+            target = None if backend in REFERENCES else META_TARGET
             _compare(
-                ctx, r, _fig(backend, phase), label, phase, what, META_TARGET, notes + mine, mount=backend
+                ctx,
+                r,
+                _fig(backend, phase),
+                label,
+                phase,
+                what,
+                target,
+                _ref_note(backend) + notes + mine,
+                mount=backend,
             )
 
 
