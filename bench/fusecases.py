@@ -488,11 +488,16 @@ def kernel_overlays(ctx: Context, base: Path) -> Iterator[dict[str, Path]]:
 REFERENCE_NOTE = "a reference, not avfs: stock overlayfs, upper layer on {where}, no daemon"
 
 
-def _ref_note(side: str) -> list[str]:
-    if side not in REFERENCES:
-        return []
-    where = "the host's disk" if side == "kernel_overlay" else "a btrfs image tuned as avfs's layers"
-    return [REFERENCE_NOTE.format(where=where)]
+def _compare_side(
+    ctx: Context, r: Rounds, side: str, size: str, phase: str, what: str, target: Target, notes: list[str]
+) -> None:
+    """One side's figure for ``phase`` against native: a mount backend's with ``target``, a
+    reference's (REFERENCES) without one and saying what it is."""
+    if side in REFERENCES:
+        where = "the host's disk" if side == "kernel_overlay" else "a btrfs image tuned as avfs's layers"
+        notes = [REFERENCE_NOTE.format(where=where), *notes]
+    ref = side in REFERENCES
+    _compare(ctx, r, _fig(side, phase), size, phase, what, None if ref else target, notes, mount=side)
 
 
 def settle(path: Path, quiet_s: float = 0.15, limit_s: float = 15.0) -> float:
@@ -668,18 +673,7 @@ def bench_fuse_io(ctx: Context, labels: list[str]) -> None:
                 f3, n3 = r.get(backend, "read_third"), r.get("native", "read_third")
                 if f3:
                     notes.append(f"a third read: mount {median(f3):,.0f} ms, native {median(n3):,.0f} ms")
-            target = None if backend in REFERENCES else IO_TARGET
-            _compare(
-                ctx,
-                r,
-                _fig(backend, phase),
-                label,
-                phase,
-                what,
-                target,
-                _ref_note(backend) + notes,
-                mount=backend,
-            )
+            _compare_side(ctx, r, backend, label, phase, what, IO_TARGET, notes)
 
 
 # -- fuse_meta ---------------------------------------------------------------------------------
@@ -760,18 +754,7 @@ def bench_fuse_meta(ctx: Context, labels: list[str]) -> None:
                 f"per file: mount {median(f) * 1000 / files:.0f} µs, native {median(n) * 1000 / files:.0f} µs"
             ]
             mine = sorted({w for w in wrong if w.startswith((f"{backend}:", "native:"))})
-            target = None if backend in REFERENCES else META_TARGET
-            _compare(
-                ctx,
-                r,
-                _fig(backend, phase),
-                label,
-                phase,
-                what,
-                target,
-                _ref_note(backend) + notes + mine,
-                mount=backend,
-            )
+            _compare_side(ctx, r, backend, label, phase, what, META_TARGET, notes + mine)
 
 
 # -- fuse_git_status ---------------------------------------------------------------------------
