@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("avfs.hooksocket")
@@ -69,10 +70,13 @@ class HookServer:
     """Answers git's fsmonitor hook of one mount over a Unix socket (``SOCKET_NAME`` in the
     worktree's git dir) with ``answerer``: the hook sends its token and a newline and
     reads the answer's length in bytes, a newline and the answer (``token\\0path\\0...``)
-    until the daemon closes the connection; one not of that length is not used."""
+    until the daemon closes the connection; one not of that length is not used.
+    ``on_ask`` is called as each query comes in, before it is answered: git is about to
+    look at the worktree (an overlay mount's background walk stands aside, fuse/warm.py)."""
 
-    def __init__(self, git_dir: str, answerer: Answerer) -> None:
+    def __init__(self, git_dir: str, answerer: Answerer, on_ask: Callable[[], None] | None = None) -> None:
         self.answerer = answerer
+        self.on_ask = on_ask
         self.path = os.path.join(git_dir, SOCKET_NAME)
         # bound through the directory's descriptor: a socket's path is limited to 107 bytes
         dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)
@@ -113,6 +117,8 @@ class HookServer:
                             break
                         data += chunk
                     token = data.decode("utf-8", "replace").strip()
+                    if self.on_ask is not None:
+                        self.on_ask()
                     out = self.answerer.answer(token)
                     body = "\0".join(out).encode("utf-8", "surrogateescape") + b"\0"
                     conn.sendall(b"%d\n" % len(body) + body)  # the hook checks it got all of it

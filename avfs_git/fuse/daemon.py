@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S bounds the whole)
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.registry import write_record as write_registry
     from ..ops.mounts import detach, registry_path
     from .ops import FastFUSE, WorkspaceFS, fuse_options
+    from .warm import Warm
 
     home = Home(args.home)  # its settings: this process's environment ($AVFS_LAYERS too)
     vault = home.vault(args.vault)
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         _tune_layers(vault.home_dir, layers)
     elif not read_only:
         ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
+    warm = Warm(fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
     key = mount_key(args.fork, args.revision)
     reg = registry_path(vault, key)
     record = {
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         announce()
-        _warm(layers["lower"])
+        warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
 
     def announce() -> None:
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         _pin_gitfile(layers["upper"], gitfile)
         # git's fsmonitor hook is answered from the kernel's record of the upper layer's
         # changes: every directory there is watched before the overlay is stacked on it
-        hook_server = _start_upper_watch(ws, served, layers["upper"], wt)
+        hook_server = _start_upper_watch(ws, served, layers["upper"], wt, warm.pause)
 
     def write_index() -> bool:
         # the index git starts from: the base tree with the stat data the mount reports,
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         # FUSE's loop is over and the watcher stopped (FastFUSE): nothing starts new writers
         closing.set()
+        warm.close()
         if overlay:
             detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
             if hook_server is not None:
@@ -335,10 +339,10 @@ def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
     return "dir" if node.is_dir else "other"
 
 
-def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str) -> Any:
-    """Watch the upper layer (core/upperwatch.py) and answer git's fsmonitor hook from it;
-    None when that cannot start (the hook then answers "everything": git looks at every
-    file, slower but right)."""
+def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str, on_ask: Callable[[], None]) -> Any:
+    """Watch the upper layer (core/upperwatch.py) and answer git's fsmonitor hook from it
+    (calling ``on_ask`` as each query comes in); None when that cannot start (the hook then
+    answers "everything": git looks at every file, slower but right)."""
     import stat as st
 
     from ..core import worktree
@@ -357,7 +361,7 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str) -> Any
     try:
         watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
         watch.start()
-        server = HookServer(git_dir, watch)
+        server = HookServer(git_dir, watch, on_ask)
         server.start()
         return server
     except Exception:
@@ -446,28 +450,6 @@ def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
         layers_fs.set_nocow(layers[name])
     if layers_fs.direct_io(layers_fs.mount_path(home_dir)) is False:
         layers_fs.set_direct_io(layers_fs.mount_path(home_dir))
-
-
-def _warm(lower: str) -> None:
-    """Walk the lower layer once, in the background, right after the mount is ready: each
-    directory listing (readdirplus) brings its entries' attributes into the kernel's cache,
-    kept for good, so the first `git status`, which looks up every indexed file one by one
-    (a lookup costs a round trip into Python when cold), finds them cached.
-
-    A child process walks, not a thread: a thread of this daemon waiting on a request to its
-    own mount kept a daemon killed with -9 from exiting (its exec socket stayed bound)."""
-    import subprocess
-
-    try:
-        proc = subprocess.Popen(
-            ["find", lower, "-printf", ""],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
-        return
-    threading.Thread(target=proc.wait, name="avfs-warm", daemon=True).start()
 
 
 def _overlay_at(mountpoint: str) -> bool:

@@ -1,0 +1,135 @@
+"""The walk of an overlay mount's lower layer that its daemon starts once the mount is ready,
+and that stands aside while git runs ``status``.
+
+Each directory listing (readdirplus) of the read-only FUSE lower brings its entries'
+attributes into the kernel's cache for good, so a later walk, ``find`` or build over the
+mount finds them there instead of asking Python one lookup at a time. At 100k files the walk
+takes ~5-10 s of the daemon's time (a listing of each of ~1,000 directories, in Python).
+
+git's first ``status`` after mounting needs none of it: the index avfs wrote (fsmonitor
+token, untracked cache) makes git list only the directories the hook names, but each of
+those that merges an upper and a lower half is listed by overlayfs with one lookup per lower
+entry (``xino``), a round trip into the same daemon, and each such request waited behind the
+walk's: that first status took 1.1-1.4 s instead of 0.31-0.35 s without the walk (100k files,
+native 0.21-0.23 s; docs/benchmarks.md). So the daemon tells the walk about every query of
+git's fsmonitor hook (the first thing ``git status`` does), and the walk lists nothing more
+until :data:`PAUSE_S` have passed without one.
+
+The walk is a child process (``python -I -S`` running this file: standard library only), not
+a thread of the daemon: a thread of the daemon waiting on a request to its own mount kept a
+daemon killed with -9 from exiting. It reads the daemon's signals from a pipe; the pipe's end
+of file (the daemon gone, or closing) ends it at once.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import threading
+
+PAUSE_S = 2.0  # quiet after a hook query before the walk goes on (a first status: ~0.3 s)
+
+
+class Warm:
+    """The walk of ``lower``, started by :meth:`start`, paused by :meth:`pause` (also before
+    it started: a ``git status`` can come between the mount's readiness and the start).
+    ``stdout``: where the walk prints how many directories it listed."""
+
+    def __init__(self, lower: str, pause_s: float = PAUSE_S, stdout: int = subprocess.DEVNULL) -> None:
+        self.lower = lower
+        self.pause_s = pause_s
+        self.stdout = stdout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._rfd: int | None = None
+        self._wfd: int | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _pipe(self) -> int:
+        if self._closed:
+            raise OSError("closed")
+        if self._wfd is None:
+            self._rfd, self._wfd = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(self._wfd, False)  # a walk that does not read never holds the daemon up
+        return self._wfd
+
+    def start(self) -> None:
+        """Start the walk in the background; nothing when it cannot start (the walk only
+        saves later lookups)."""
+        with self._lock:
+            if self.proc is not None or self._closed:
+                return
+            self._pipe()
+            rfd, self._rfd = self._rfd, None
+            assert rfd is not None
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", __file__, self.lower, str(rfd), repr(self.pause_s)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=self.stdout,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=(rfd,),
+                )
+            except OSError:
+                return
+            finally:
+                os.close(rfd)
+        threading.Thread(target=self.proc.wait, name="avfs-warm", daemon=True).start()
+
+    def pause(self) -> None:
+        """git is about to list directories: the walk stands aside for ``pause_s``."""
+        with self._lock:
+            try:
+                os.write(self._pipe(), b"p")
+            except BlockingIOError:
+                pass  # the pipe is full of pauses the walk has not read yet: it will
+            except OSError:
+                pass  # the walk is over (its end of the pipe closed)
+
+    def close(self) -> None:
+        """End the walk (at its next directory: the end of the pipe it reads)."""
+        with self._lock:
+            for fd in (self._rfd, self._wfd):
+                if fd is not None:
+                    os.close(fd)
+            self._rfd = self._wfd = None
+            self._closed = True
+
+
+def _go_on(fd: int, pause_s: float) -> bool:
+    """Wait while the daemon asks for quiet; False when it is gone (end of file)."""
+    timeout = 0.0
+    while select.select([fd], [], [], timeout)[0]:
+        if not os.read(fd, 4096):
+            return False
+        timeout = pause_s  # a pause: wait until one has passed without another
+    return True
+
+
+def walk(root: str, fd: int, pause_s: float) -> int:
+    """List every directory below ``root`` (not following symbolic links), asking ``fd``
+    before each one; the number of directories listed."""
+    stack = [root]
+    listed = 0
+    while stack:
+        if not _go_on(fd, pause_s):
+            break
+        path = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                listed += 1
+                for de in it:
+                    try:
+                        if de.is_dir(follow_symlinks=False):
+                            stack.append(de.path)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return listed
+
+
+if __name__ == "__main__":
+    print(walk(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
