@@ -163,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
                     pass
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        try:
+            # the directories git's first status will list, listed once before it can come
+            _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("listing the merged directories")
         announce()
         warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
@@ -383,6 +388,43 @@ def _start_journal_hook(ws: Any, git_dir: str) -> Any:
     except Exception:
         logging.getLogger("avfs.fuse").exception("serving git's fsmonitor hook from the journal")
         return None
+
+
+PRELIST_S = 0.5  # at most this long before the mount is announced ready
+
+
+def _list_merged(
+    upper: str, mountpoint: str, lower_kind: Callable[[str], str | None], budget_s: float = PRELIST_S
+) -> list[str]:
+    """List, through the overlay at ``mountpoint``, each directory where the upper layer
+    merges with a lower one (a directory holding a change), for at most ``budget_s``;
+    returns those listed (``""``: the root).
+
+    git's first status after mounting lists exactly these (its fsmonitor hook names them),
+    and overlayfs lists such a directory by looking each lower entry up in this daemon: cold,
+    ~4 ms a directory, most of that status at 10k files (docs/benchmarks.md). Listed once
+    here, the kernel keeps the entries (the lower's for good, the merged listing while the
+    directory is unchanged). A directory new in the upper layer (``node_modules``) has no
+    lower half: it is not listed, nor what is below it."""
+    t0 = time.monotonic()
+    stack = [""]
+    listed: list[str] = []
+    while stack and time.monotonic() - t0 < budget_s:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(upper, rel)) as it:
+                subdirs = [de.name for de in it if de.is_dir(follow_symlinks=False)]
+            with os.scandir(os.path.join(mountpoint, rel)) as it:
+                for _ in it:
+                    pass
+        except OSError:
+            continue
+        listed.append(rel)
+        for name in subdirs:
+            child = f"{rel}/{name}" if rel else name
+            if child != ".git" and lower_kind(child) == "dir":
+                stack.append(child)
+    return listed
 
 
 def _forget(ws: Any, lower: Any, path: str) -> None:
