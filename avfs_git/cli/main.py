@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "checkpoint": "checkpoints:checkpoint",
     "op": "checkpoints:op",
     "undo": "checkpoints:undo_cmd",
+    "redo": "checkpoints:redo_cmd",
     "quota": "vaults:quota",
     "mount": "mounting:mount_cmd",
     "unmount": "mounting:unmount_cmd",

@@ -3,7 +3,6 @@ mounted fork and back (over :mod:`avfs_git.ops.quickstart`)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -18,16 +17,15 @@ if TYPE_CHECKING:
 
 
 def _vault_here(app: App) -> Vault[Home] | None:
-    """The vault `avfs up` made from the current directory, when no vault was selected."""
+    """The vault `avfs up` made from the current directory (or one above it), when no vault
+    was selected and no mount holds the current directory: the selection's rule
+    (:attr:`App.spec`)."""
     if app.vault_spec:
         return None
-    from ..ops.quickstart import find_vault_for
-
-    try:
-        name = find_vault_for(app.home, os.path.realpath(os.getcwd()))
-    except OSError:
+    spec = app.spec
+    if spec is None or ":" in spec:
         return None
-    return app.home.vault(name) if name else None
+    return app.home.vault(spec)
 
 
 def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:

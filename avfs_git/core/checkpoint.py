@@ -366,18 +366,40 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     return op
 
 
-def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
-    """Revert operation ``op_id`` (the newest undoable one when None).
+def undo(vault: Vault, op_id: int | None = None, *, fork: str | None = None) -> UndoResult:
+    """Revert operation ``op_id`` (the newest undoable one when None; with ``fork``, the
+    newest undoable one that touched that fork: ``undo`` inside a fork's mount).
 
     Refuses with :class:`RefMovedError` when a ref the operation moved has moved again
     since; keeps any uncheckpointed changes it would hide under a recovery ref.
     """
-    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable()
+    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable(fork)
     if op is None:
         raise NothingToUndoError(
-            "nothing to undo" if op_id is None else f"no operation {op_id} in vault {vault.name}",
+            (
+                f"no operation {op_id} in vault {vault.name}"
+                if op_id is not None
+                else "nothing to undo" + (f" on fork {fork}" if fork else "")
+            ),
             hint="`avfs op log` lists the operations",
         )
+    return _undo(vault, op)
+
+
+def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
+    """Undo the newest undo still in effect (with ``fork``: of that fork's operations),
+    bringing back what it had undone; successive redos walk forward again as successive
+    undos walked back. A redo is an undo of an undo (``undoes`` names the undo)."""
+    op = vault.oplog.last_redoable(fork)
+    if op is None:
+        raise NothingToUndoError(
+            "nothing to redo" + (f" on fork {fork}" if fork else ""),
+            hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
+        )
+    return _undo(vault, op)
+
+
+def _undo(vault: Vault, op: Operation) -> UndoResult:
     if op.undone_by is not None:
         raise UsageError(
             f"operation {op.id} was already undone by operation {op.undone_by}",

@@ -195,24 +195,9 @@ def origin_commit(vault: Vault) -> CommitId | None:
 
 def find_vault_for(home: Home, directory: str) -> str | None:
     """The name of the vault ``up`` made from ``directory`` (a real path), if any."""
-    import json
+    from ..core.registry import origin_vault
 
-    try:
-        entries = sorted(os.listdir(home.vaults_dir))
-    except FileNotFoundError:
-        return None
-    for fn in entries:
-        if not fn.endswith(".git") or fn.startswith("."):
-            continue
-        try:
-            with open(os.path.join(home.vaults_dir, fn, "avfs", "config.json"), encoding="utf-8") as fh:
-                cfg = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        origin = cfg.get("origin") if isinstance(cfg, dict) else None
-        if isinstance(origin, dict) and origin.get("dir") == directory:
-            return fn[: -len(".git")]
-    return None
+    return origin_vault(home.path, directory)
 
 
 def _vault_name_for(home: Home, directory: str) -> str:
