@@ -120,7 +120,9 @@ class OpLog:
         """The newest ``limit`` operations; with ``fork``, those that touched that fork
         (:func:`touches`)."""
         if fork is None:
-            rows = self.db.execute(f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self.db.execute(
+                f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
             return [self._op(r) for r in rows]
         out: list[Operation] = []
         for op in self._newest(fork, ""):
@@ -161,10 +163,7 @@ class OpLog:
     def last_redoable(self, fork: str | None = None) -> Operation | None:
         """The newest undo that is still in effect (not itself undone, and not a redo: an
         undo of an undo); ``redo`` undoes it. With ``fork``: of that fork's operations."""
-        cond = (
-            "kind = 'undo' AND undone_by IS NULL"
-            " AND undoes IN (SELECT id FROM ops WHERE kind != 'undo')"
-        )
+        cond = "kind = 'undo' AND undone_by IS NULL AND undoes IN (SELECT id FROM ops WHERE kind != 'undo')"
         return next(self._newest(fork, cond), None)
 
 

@@ -1,0 +1,254 @@
+"""What a command acts on follows where the person is (one rule, `registry.place`).
+
+Inside a fork's live mount: that fork (`status`, `log`, `op log`, `undo`, `redo`, `proxy
+exec`); outside one, in the directory a vault was made from by `avfs up` (or below it): that
+vault, for every command that takes one, as `down` and `apply` always did; elsewhere the
+home's default (`vault use`). An import keeps the person's branch (`master`, a feature
+branch) as the default fork. Real processes (`python -m avfs_git`), real mounts, real git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.home import Home
+from avfs_git.ops import mounts
+
+from . import realdata
+from .conftest import AUTHOR, CliResult, git
+from .test_fuse import require_fuse
+from .test_json_schemas import validate
+
+
+def _avfs(*args: str, cwd: str | Path | None = None) -> CliResult:
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args], capture_output=True, timeout=180, cwd=cwd
+    )
+    return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+
+
+def _ok(r: CliResult) -> dict[str, Any]:
+    assert r.code == 0, (r.out, r.err)
+    doc = r.json()
+    validate(doc)
+    return dict(doc)
+
+
+@pytest.fixture
+def home() -> Iterator[Home]:
+    """The home the CLI uses ($AVFS_HOME), with a default vault `elsewhere` that no command
+    run in the project should touch; every mount is taken down after."""
+    require_fuse()
+    h = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    h.create_vault("elsewhere")
+    h.use("elsewhere")
+    try:
+        yield h
+    finally:
+        for m in mounts.list_mounts(h):
+            try:
+                mounts.unmount(h, h.vault(m.vault), m.fork, revision=m.revision, lazy=True)
+            finally:
+                if mounts.mounted_at(m.mountpoint):
+                    mounts.force_unmount(m.mountpoint)
+        h.close()
+
+
+def _fresh(home: Home) -> Home:
+    return Home(home.path, author=AUTHOR)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A real project's files (attrs's sdist) as a git checkout on `master`, two commits, with
+    an uncommitted change."""
+    unpacked = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "sdist")
+    src = tmp_path / "attrs"
+    shutil.copytree(unpacked, src, symlinks=True)
+    git("init", "-q", "-b", "master", cwd=src)
+    git("add", "-A", cwd=src)
+    git("commit", "-qm", "attrs 24.2.0", cwd=src)
+    (src / "README.md").write_text((src / "README.md").read_text() + "\nlocal note\n")
+    git("commit", "-qam", "note", cwd=src)
+    (src / "CHANGELOG.md").write_text("uncommitted\n")
+    return src
+
+
+# -- import keeps the person's branch ---------------------------------------------------------
+
+
+def test_up_down_push_use_the_checked_out_master(home: Home, project: Path, tmp_path: Path) -> None:
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    vault = _fresh(home).vault(up["vault"])
+    assert vault.fork_names() == ["a1", "master"] and vault.default_fork == "master"
+    master = vault.workspace("master")
+    assert master.read("CHANGELOG.md") == b"uncommitted\n"  # the uncommitted change is on master
+    mp = Path(up["mountpoint"])
+    assert (mp / "CHANGELOG.md").read_text() == "uncommitted\n"
+    (mp / "AGENT.md").write_text("agent work\n")
+    down = _ok(_avfs("--json", "down", str(mp), "--keep"))
+    assert down["target"] == "master" and down["fork_deleted"]
+    vault = _fresh(home).vault(up["vault"])
+    assert vault.fork_names() == ["master"]  # still no `main`
+    assert vault.workspace("master").read("AGENT.md") == b"agent work\n"
+    # push --all pushes the person's branches: master, never an invented main
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    _ok(_avfs("--json", "--vault", up["vault"], "remote", "add", "origin", str(remote)))
+    _ok(_avfs("--json", "push", "--all", cwd=project))
+    heads = git("--git-dir", str(remote), "for-each-ref", "--format=%(refname)", "refs/heads").split()
+    assert heads == ["refs/heads/master"]
+    clone = tmp_path / "clone"
+    git("clone", "-q", "-b", "master", str(remote), str(clone))
+    assert (clone / "AGENT.md").read_text() == "agent work\n"
+    assert (clone / "CHANGELOG.md").read_text() == "uncommitted\n"  # kept on master, merged with a1
+
+
+# -- in the directory a vault was made from: that vault -----------------------------------------
+
+
+def test_every_command_in_the_imported_directory_acts_on_its_vault(home: Home, project: Path) -> None:
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    name = up["vault"]
+    sub = project / "src" / "attr"
+    wrote = _ok(_avfs("--json", "write", "NOTE.md", "from the project dir\n", cwd=project))
+    assert (wrote["vault"], wrote["fork"]) == (name, "master")
+    for cwd in (project, sub):
+        status = _ok(_avfs("--json", "status", cwd=cwd))
+        assert (status["vault"], status["fork"]) == (name, "master")
+        assert [c["path"] for c in status["changes"]] == ["CHANGELOG.md", "NOTE.md"], (cwd, status)
+    for cwd in (project, sub):
+        log = _ok(_avfs("--json", "log", cwd=cwd))
+        assert [c["message"] for c in log["commits"]][-2:] == ["note\n", "attrs 24.2.0\n"]
+        assert _ok(_avfs("--json", "op", "log", cwd=cwd))["vault"] == name
+        assert _ok(_avfs("--json", "checkpoint", "list", cwd=cwd))["vault"] == name
+        env = _avfs("--json", "proxy", "exec", "--", "true", cwd=cwd).json()
+        assert env["request"]["vault"] == name and env["request"]["fork"] == "master", env
+    # elsewhere, the home's default vault, as before
+    assert _ok(_avfs("--json", "status", cwd=project.parent))["vault"] == "elsewhere"
+    # an explicit --vault wins over the place
+    assert _ok(_avfs("--json", "--vault", "elsewhere", "status", cwd=project))["vault"] == "elsewhere"
+
+
+# -- inside a mount: that fork ---------------------------------------------------------------
+
+
+def test_undo_inside_a_mount_undoes_that_forks_operation_and_redo_brings_it_back(
+    home: Home, project: Path
+) -> None:
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    name, mp = up["vault"], Path(up["mountpoint"])
+    before = _ok(_avfs("--json", "status", cwd=mp))
+    assert before["fork"] == "a1"
+    (mp / "mine.txt").write_text("agent\n")
+    mine = _ok(_avfs("--json", "checkpoint", "save", "mine", cwd=mp))
+    assert mine["checkpoint"]["fork"] == "a1"
+    # then main's... master's own operation, made elsewhere (a pull would be one)
+    _ok(_avfs("--json", "--vault", f"{name}:master", "checkpoint", "save", "theirs"))
+    master_tip = _fresh(home).vault(name).workspace("master").base
+    ops_here = _ok(_avfs("--json", "op", "log", cwd=mp))["operations"]
+    assert ops_here and all(o["fork"] == "a1" or o["kind"] == "fork_create" for o in ops_here)
+    assert mine["op_id"] in [o["id"] for o in ops_here]
+
+    undone = _ok(_avfs("--json", "undo", cwd=mp))
+    assert undone["undone"]["id"] == mine["op_id"]
+    vault = _fresh(home).vault(name)
+    assert vault.workspace("master").base == master_tip  # master's checkpoint stands
+    assert vault.workspace("a1").base == before["base"]
+    assert not (mp / "mine.txt").exists() or vault.workspace("a1").is_dirty()
+    redone = _ok(_avfs("--json", "redo", cwd=mp))
+    assert redone["undone"]["id"] == undone["op_id"]
+    vault = _fresh(home).vault(name)
+    assert vault.workspace("a1").base == mine["checkpoint"]["commit"]
+    assert (mp / "mine.txt").read_text() == "agent\n"
+    assert _avfs("--json", "redo", cwd=mp).json()["error"]["code"] == "nothing_to_undo"
+    help_text = _avfs("undo", "--help").out
+    assert "avfs redo" in help_text
+
+
+# -- mount NAME ------------------------------------------------------------------------------
+
+
+def test_mount_name_that_is_a_vault_and_a_directory_is_an_ambiguity(home: Home, tmp_path: Path) -> None:
+    home.create_vault("m4")
+    work = tmp_path / "work"
+    (work / "m4").mkdir(parents=True)
+    r = _avfs("--json", "mount", "m4", cwd=work)
+    doc = r.json()
+    assert r.code == 2 and validate(doc) == "error" and doc["error"]["code"] == "usage", r
+    assert "both a vault and a directory" in doc["error"]["message"]
+    assert mounts.list_mounts(_fresh(home)) == [] and not mounts.mounted_at(str(work / "m4"))
+    # said either way, it mounts what was meant
+    by_path = _ok(_avfs("--json", "mount", "./m4", cwd=work))["mount"]
+    assert by_path["vault"] == "elsewhere" and by_path["mountpoint"] == str(work / "m4")
+    by_name = _ok(_avfs("--json", "mount", "m4:main", cwd=work))["mount"]
+    assert by_name["vault"] == "m4"
+    # where no directory of that name is, the name is the vault
+    other = _ok(_avfs("--json", "mount", "m4", cwd=tmp_path))["mount"]
+    assert other["vault"] == "m4" and other["reused"]
+
+
+def test_mount_name_of_a_vault_without_a_directory_mounts_the_vault(home: Home, tmp_path: Path) -> None:
+    home.create_vault("m5")
+    doc = _ok(_avfs("--json", "mount", "m5", cwd=tmp_path))["mount"]
+    assert doc["vault"] == "m5" and doc["fork"] == "main"
+    assert not (tmp_path / "m5").exists()
+    assert json.loads(_avfs("--json", "mount", "--list").out)["mounts"][0]["vault"] == "m5"
+
+
+# -- status -s: git's columns ----------------------------------------------------------------
+
+
+def test_status_short_prints_what_git_status_short_prints(tmp_path: Path) -> None:
+    """The same changes made to a fork and to a plain checkout of its base: `avfs status
+    -s` and `git status -s` print the same lines (real git the oracle)."""
+    h = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    try:
+        unpacked = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "sdist")
+        v = h.create_vault("s", from_dir=str(unpacked))
+        checkout = tmp_path / "checkout"
+        git("clone", "-q", v.path, str(checkout))
+        ws = v.workspace()
+
+        def both(fn_ws: Any, fn_dir: Any) -> None:
+            fn_ws(ws)
+            fn_dir(checkout)
+
+        both(
+            lambda w: w.write("README.md", b"changed\n"), lambda d: (d / "README.md").write_text("changed\n")
+        )
+        both(lambda w: w.remove("CHANGELOG.md"), lambda d: (d / "CHANGELOG.md").unlink())
+        both(lambda w: w.write("NEW.txt", b"n\n"), lambda d: (d / "NEW.txt").write_text("n\n"))
+        both(
+            lambda w: w.write("src/attr/new_mod.py", b"x = 1\n"),
+            lambda d: (d / "src/attr/new_mod.py").write_text("x = 1\n"),
+        )
+        both(
+            lambda w: (w.write("newdir/a.py", b"a\n"), w.write("newdir/sub/b.py", b"b\n")),
+            lambda d: (
+                (d / "newdir/sub").mkdir(parents=True),
+                (d / "newdir/a.py").write_text("a\n"),
+                (d / "newdir/sub/b.py").write_text("b\n"),
+            ),
+        )
+        both(lambda w: w.rename("tox.ini", "tox2.ini"), lambda d: (d / "tox.ini").rename(d / "tox2.ini"))
+        both(
+            lambda w: (w.remove("conftest.py"), w.symlink("README.md", "conftest.py")),
+            lambda d: ((d / "conftest.py").unlink(), (d / "conftest.py").symlink_to("README.md")),
+        )
+        expected = git("-C", str(checkout), "status", "-s")
+        got = _avfs("--vault", "s", "status", "-s")
+        assert got.code == 0, got.err
+        assert got.out == expected
+        assert " M README.md\n" in expected and "?? newdir/\n" in expected  # the cases are there
+    finally:
+        h.close()
