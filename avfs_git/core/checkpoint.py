@@ -32,6 +32,7 @@ from .gitstore import git_error, git_errors, prefer_libgit2, rfc3339
 from .history import checkpoint_names, resolve
 from .types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 from .wscommit import keep_recovery, ws_state
+from .wsstatus import ignored_count
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -130,7 +131,7 @@ def save(
         if not msg.endswith("\n"):
             msg += "\n"
         commit, captured = ws.commit_overlay(msg, rebase=rebase)
-        ignored = len(ws.captured_ignored.files)
+        ignored = ignored_count(ws.captured_ignored)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
             changed.append({"ref": ws.ref, "old": tip, "new": commit})
@@ -411,6 +412,11 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
+        for r in moves:
+            # an undo that deletes a fork (of its creation) refuses while it is mounted, as
+            # deleting it does: the mount's processes would lose their tree
+            if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
+                vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
         for w in wss:
             after = w.get("after")
             if after is not None and vault.has_fork(w["fork"]):

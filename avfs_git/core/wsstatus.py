@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from . import gitnames, names, upperjournal
 from .errors import AvfsError
@@ -40,6 +40,26 @@ class Ignored:
 
 
 NO_IGNORED = Ignored()
+
+
+def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
+    """How many paths git ignores, the one count that `status`, `checkpoint save` and `proxy
+    exec` report (``ignored``): each ignored file or symlink avfs has looked at, and each
+    new directory git ignores whole that avfs never walked into (a venv, a node_modules
+    written through an overlay mount) as one path. ``touched``: only those a command wrote
+    (`proxy exec`): a path at or below one of them, or a directory counted as one path
+    that holds one (pip writing into an ignored venv counts that venv)."""
+    if touched is None:
+        return len(ignored.files)
+    roots = set(touched)
+    if not roots:
+        return 0
+    if "" in roots:
+        return len(ignored.files)
+    # the ancestors of every touched path: an unwalked ignored directory holding one counts
+    above = {a for r in roots for a in names.ancestors(r) if a}
+    frozen = frozenset(roots)
+    return sum(1 for p in ignored.files if p in above or covered(p, frozen))
 
 
 def covered(path: str, dirs: frozenset[str]) -> bool:
