@@ -252,3 +252,87 @@ def test_status_short_prints_what_git_status_short_prints(tmp_path: Path) -> Non
         assert " M README.md\n" in expected and "?? newdir/\n" in expected  # the cases are there
     finally:
         h.close()
+
+
+# -- the ignored count: one number ------------------------------------------------------------
+
+
+def test_ignored_count_is_the_same_from_proxy_exec_status_and_checkpoint(home: Home, tmp_path: Path) -> None:
+    """A real confined `proxy exec` writes into paths git ignores (the vault's info/exclude
+    names `.venv/`; a `python -m venv`-like directory ignores itself with its own `*`
+    .gitignore; a log file): the envelope's `ignored`, `status`'s and `checkpoint save`'s
+    are one number, the `!!` lines of `git status --ignored` on the same files, and writing
+    into an ignored directory that already exists is counted, not 0."""
+    unpacked = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "sdist")
+    v = home.create_vault("ig", from_dir=str(unpacked))
+    Path(v.path, "info", "exclude").write_text(".venv/\n*.log\n")
+    checkout = tmp_path / "checkout"
+    git("clone", "-q", v.path, str(checkout))
+    Path(checkout, ".git", "info", "exclude").write_text(".venv/\n*.log\n")
+
+    def exec_(script: str) -> dict[str, Any]:
+        env = _avfs("--json", "--vault", "ig:main", "proxy", "exec", "--shell", script, cwd=tmp_path).json()
+        assert env["result"] is not None and env["result"]["exit_code"] == 0, env
+        assert env["changes"] == [] and env["commit"] is None, env  # ignored paths are no changes
+        subprocess.run(["sh", "-c", script], cwd=checkout, check=True)  # the same, in git's checkout
+        return dict(env)
+
+    def git_count() -> int:
+        out = git("-C", str(checkout), "status", "--porcelain", "--ignored")
+        return sum(1 for ln in out.splitlines() if ln.startswith("!! "))
+
+    def status_count() -> int:
+        return int(_ok(_avfs("--json", "--vault", "ig:main", "status"))["ignored"])
+
+    first = exec_("mkdir -p .venv/lib && for i in $(seq 1 40); do echo x > .venv/lib/m$i.py; done")
+    assert first["ignored"] == status_count() == git_count() == 1  # `!! .venv/`
+    second = exec_("for i in $(seq 1 25); do echo y > .venv/lib/n$i.py; done")
+    assert second["ignored"] == 1  # pip writing into the venv: that venv, not 0
+    third = exec_(
+        "mkdir env2 && echo '*' > env2/.gitignore && for i in $(seq 1 20); do echo z > env2/p$i; done"
+    )
+    assert third["ignored"] == 1 and status_count() == git_count() == 2
+    fourth = exec_("echo log > src/attr/run.log && echo log > top.log")
+    assert fourth["ignored"] == 2 and status_count() == git_count() == 4
+    _ok(_avfs("--json", "--vault", "ig:main", "write", "NOTE.md", "n\n"))
+    saved = _ok(_avfs("--json", "--vault", "ig:main", "checkpoint", "save"))
+    assert saved["ignored"] == git_count() == 4
+    out = git("--git-dir", v.path, "ls-tree", "-r", "--name-only", "main")
+    assert ".venv" not in out and "env2/" not in out and ".log" not in out and "NOTE.md" in out
+
+
+def test_after_undo_an_exclude_change_ignores_as_git_does(home: Home, project: Path) -> None:
+    """In a mount: files written, a restore, `avfs undo` (the view comes back from a kept
+    tree), then `info/exclude` names them: status, diff and checkpoint treat them as ignored,
+    as `git status` in the mount does, and the counts agree."""
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    mp = Path(up["mountpoint"])
+    _ok(_avfs("--json", "checkpoint", "save", "first", cwd=mp))
+    (mp / "pyenv" / "lib").mkdir(parents=True)
+    for i in range(30):
+        (mp / "pyenv" / "lib" / f"m{i}.py").write_text("v\n")
+    (mp / "notes.txt").write_text("n\n")
+    assert "?? pyenv/\n" in _avfs("status", "-s", cwd=mp).out
+    _ok(_avfs("--json", "checkpoint", "restore", "first", cwd=mp))
+    assert not (mp / "pyenv").exists()
+    _ok(_avfs("--json", "undo", cwd=mp))
+    assert (mp / "pyenv" / "lib" / "m7.py").read_text() == "v\n"
+    vault_path = _avfs("vault", "path", cwd=mp).out.strip()
+    with open(os.path.join(vault_path, "info", "exclude"), "a") as fh:
+        fh.write("pyenv/\n")
+    want = git("-C", str(mp), "status", "-s")
+    assert want == "?? notes.txt\n", want  # git's verdict in the mount
+    assert _avfs("status", "-s", cwd=mp).out == want
+    names = _avfs("diff", "--name-status", cwd=mp).out
+    assert "pyenv" not in names and "notes.txt" in names
+    status = _ok(_avfs("--json", "status", cwd=mp))
+    ignored_lines = [
+        ln
+        for ln in git("-C", str(mp), "status", "--porcelain", "--ignored").splitlines()
+        if ln.startswith("!!")
+    ]
+    assert status["ignored"] == len(ignored_lines) == 1
+    saved = _ok(_avfs("--json", "checkpoint", "save", cwd=mp))
+    assert saved["ignored"] == 1 and saved["checkpoint"]["changes"] == 1
+    tree = git("--git-dir", vault_path, "ls-tree", "-r", "--name-only", "a1")
+    assert "notes.txt" in tree and "pyenv" not in tree

@@ -121,7 +121,7 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
             for p in ignored.files:
                 o.plain("! {}", p)
         elif ignored.files:
-            o.say("{} ignored path(s) (`avfs status --ignored` lists them)", len(ignored.files))
+            o.say("{} ignored path(s) (`avfs status --ignored` lists them)", data["ignored"])
 
     app.output.result("status", data, human_short if short else human)
 

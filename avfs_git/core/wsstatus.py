@@ -43,23 +43,22 @@ NO_IGNORED = Ignored()
 
 
 def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
-    """How many paths git ignores, the one count that `status`, `checkpoint save` and `proxy
-    exec` report (``ignored``): each ignored file or symlink avfs has looked at, and each
-    new directory git ignores whole that avfs never walked into (a venv, a node_modules
-    written through an overlay mount) as one path. ``touched``: only those a command wrote
-    (`proxy exec`): a path at or below one of them, or a directory counted as one path
-    that holds one (pip writing into an ignored venv counts that venv)."""
+    """How many paths git ignores: the one count that `status`, `checkpoint save` and `proxy
+    exec` report (``ignored``), and the number of ``!!`` lines `git status --ignored` prints
+    for the same tree: a new directory whose new paths git all ignores (a venv, a
+    node_modules) is one path, as is each other ignored file (:attr:`Ignored.tops`). It
+    does not depend on how much of an ignored directory avfs happened to walk.
+    ``touched``: only those a command wrote (`proxy exec`): a path at or below one of them,
+    or one holding one (pip writing into an ignored venv counts that venv)."""
     if touched is None:
-        return len(ignored.files)
-    roots = set(touched)
+        return len(ignored.tops)
+    roots = frozenset(touched)
     if not roots:
         return 0
     if "" in roots:
-        return len(ignored.files)
-    # the ancestors of every touched path: an unwalked ignored directory holding one counts
+        return len(ignored.tops)
     above = {a for r in roots for a in names.ancestors(r) if a}
-    frozen = frozenset(roots)
-    return sum(1 for p in ignored.files if p in above or covered(p, frozen))
+    return sum(1 for p in ignored.tops if p in above or covered(p, roots))
 
 
 def covered(path: str, dirs: frozenset[str]) -> bool:

@@ -42,6 +42,7 @@ from ..core.errors import (
 from ..core.gitstore import GitStore, blob_id, file_blob_id
 from ..core.merge import MergeResult, merge
 from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, CommitId, NodeKind, to_json
+from ..core.wsstatus import ignored_count
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -651,7 +652,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
         files=files,
         symlinks=links,
         dirs=dirs,
-        ignored=len(ignored.files),
+        ignored=ignored_count(ignored),
     )
 
 
