@@ -336,3 +336,86 @@ def test_after_undo_an_exclude_change_ignores_as_git_does(home: Home, project: P
     assert saved["ignored"] == 1 and saved["checkpoint"]["changes"] == 1
     tree = git("--git-dir", vault_path, "ls-tree", "-r", "--name-only", "a1")
     assert "notes.txt" in tree and "pyenv" not in tree
+
+
+# -- every command that takes a vault, in the imported directory -------------------------------
+
+_EVERY = [
+    ["status"],
+    ["log"],
+    ["diff"],
+    ["show"],
+    ["ls"],
+    ["tree"],
+    ["cat", "README.md"],
+    ["stat", "README.md"],
+    ["find", "--name", "*.py"],
+    ["grep", "-l", "attrs"],
+    ["search", "attrs"],
+    ["checkpoint", "list"],
+    ["op", "log"],
+    ["stats"],
+    ["quota", "show"],
+    ["remote", "list"],
+    ["audit"],
+    ["vault", "info"],
+    ["vault", "path"],
+    ["write", "HERE.md", "here\n"],
+    ["checkpoint", "save", "-m", "here"],
+    ["undo"],
+    ["redo"],
+    ["push", "--all"],
+    ["proxy", "exec", "--", "true"],
+]
+
+
+@pytest.mark.parametrize("argv", _EVERY, ids=lambda a: "-".join(a[:2]))
+def test_every_command_resolves_the_imported_directorys_vault(
+    tmp_path: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, cli: Any
+) -> None:
+    """The same rule for every command that takes a vault (no mount involved): run in the
+    directory `avfs up` imported (and in a directory below it), it acts on that vault, not
+    on the home's default."""
+    from avfs_git.ops import quickstart as q
+
+    h = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    try:
+        h.create_vault("elsewhere")
+        h.use("elsewhere")
+        unpacked = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "sdist")
+        src = tmp_path / "attrs"
+        shutil.copytree(unpacked, src, symlinks=True)
+        up = q.up(h, str(src), agent="a1", mount=False)
+        name = up.vault
+        remote = tmp_path / "remote.git"
+        git("init", "-q", "--bare", str(remote))
+        h.vault(name)  # (the remote the push goes to)
+        git("--git-dir", os.path.join(h.vaults_dir, name + ".git"), "remote", "add", "origin", str(remote))
+    finally:
+        h.close()
+    for where in (src, src / "src" / "attr"):
+        monkeypatch.chdir(where)
+        if argv[0] in ("undo", "redo"):
+            cli("--json", "checkpoint", "save", "before-" + where.name)
+        if argv[0] == "redo":
+            cli("--json", "undo")
+        res = cli("--json", *argv)
+        doc = res.json()
+        assert res.code == 0, (argv, doc)
+        validate(doc)
+        if argv[:2] == ["vault", "path"]:
+            assert doc["path"].endswith(f"/{name}.git")
+        elif argv[0] == "proxy":
+            assert doc["request"]["vault"] == name
+        elif argv[0] == "push":
+            assert git("--git-dir", str(remote), "for-each-ref", "--format=%(refname)").split() == [
+                "refs/heads/a1",
+                "refs/heads/main",
+            ]
+        else:
+            seen = doc.get("vault") or (doc.get("checkpoint") or {}).get("vault")
+            if isinstance(seen, dict):
+                seen = seen["name"]
+            if seen is None and "undone" in doc:
+                seen = name if doc["undone"]["summary"].count("before-") else None
+            assert seen == name, (argv, doc)
