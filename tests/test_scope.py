@@ -419,3 +419,15 @@ def test_every_command_resolves_the_imported_directorys_vault(
             if seen is None and "undone" in doc:
                 seen = name if doc["undone"]["summary"].count("before-") else None
             assert seen == name, (argv, doc)
+
+
+def test_undo_in_a_fresh_mount_does_not_delete_the_mounted_fork(home: Home, project: Path) -> None:
+    """The last operation of a fork just made by `up` is its creation: `avfs undo` in its
+    mount refuses (the fork is mounted), as `vault delete` does, and nothing changes."""
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    mp = Path(up["mountpoint"])
+    res = _avfs("--json", "undo", cwd=mp)
+    doc = res.json()
+    assert res.code != 0 and validate(doc) == "error" and doc["error"]["code"] == "fork_mounted", doc
+    assert _fresh(home).vault(up["vault"]).has_fork("a1") and mounts.mounted_at(str(mp))
+    assert (mp / "README.md").exists()

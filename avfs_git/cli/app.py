@@ -65,11 +65,6 @@ class App:
             self._here = found or ""
         return self._here or None
 
-    @property
-    def in_mount(self) -> bool:
-        """Whether the selection came from the live mount the command runs in."""
-        return self.vault_spec is None and ":" in (self.spec or "")
-
     def target(self) -> tuple[Vault[Home], str]:
         """The selected vault and fork (:attr:`spec`, or `vault use`)."""
         return self.resolve(self.spec)
