@@ -604,6 +604,7 @@ def _leftovers(vault: Vault, key: str) -> dict[str, str]:
         "registry": reg,
         "exec": reg[: -len(".json")] + ".exec",
         "worktree": os.path.join(vault.path, "worktrees", f"avfs-{key}"),
+        "files": registry.mount_dir(vault.state_dir, key),  # the mount's own directory
     }
 
 
@@ -707,8 +708,6 @@ def test_doctor_tells_a_reused_pid_from_a_live_daemon(
             Path(left["registry"]).write_text(json.dumps({**reg, "pid": sleeper.pid}))
             name = Path(left["exec"]).read_text().split("\n")[0]
             Path(left["exec"]).write_text(f"{name}\n{sleeper.pid}\n")
-            owner = Path(left["worktree"]) / "avfs-mount"
-            owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": sleeper.pid}))
             # a record of key "ghost" naming the live daemon and its mount, written an hour
             # before that daemon started: its pid was reused by a daemon
             ghost = mounts.registry_path(vault, "ghost")
