@@ -374,3 +374,39 @@ def test_what_git_trusts_in_the_git_dir_stays_pinned(scene: Scene) -> None:
     scene.person_acts("pinned")
     assert not evil.exists()
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
+
+
+def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
+    """``MERGE_HEAD``, ``MERGE_MSG`` and ``MERGE_MODE`` planted as symlinks to a host file
+    (and the marker's old name): when avfs then opens a merge with written conflicts, it
+    replaces them with its own files (a rename, never a write through the link); git in the
+    mount sees the merge, and aborting it removes only what avfs wrote."""
+    from avfs_git.core import merge
+
+    vault = scene.vault
+    vault.create_fork("main", "b")
+    vault.workspace("b").write("a.txt", b"b's a\n")
+    checkpoint.save(vault, "b")
+    before = scene.host_state()
+    target = scene.host / "config"
+    plant = ["MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "avfs-merge-head"]
+    res = scene.attack(
+        'G="$(git rev-parse --absolute-git-dir)"\n'
+        + "".join(f'rm -f "$G/{n}"; ln -s {target} "$G/{n}"\n' for n in plant)
+        + 'echo "main\'s a" > a.txt\n'
+    )
+    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    for n in plant:  # the agent's own plant, cleared by nothing but avfs's merge
+        assert os.path.islink(os.path.join(scene.git_dir, n))
+    opened = merge.merge(vault, "b", "main", write_conflicts=True)
+    assert opened.status == "conflicts_written"
+    assert target.read_text() == "HOST-CONFIG\n"
+    for n in ("MERGE_HEAD", "MERGE_MSG"):
+        assert not os.path.islink(os.path.join(scene.git_dir, n)), n
+    assert scene.git("rev-parse", "MERGE_HEAD").stdout.strip() == opened.theirs
+    assert "UU a.txt" in scene.git("status", "--porcelain").stdout.splitlines()
+    merge.merge_abort(vault, "main")
+    assert scene.git("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode != 0
+    assert not os.path.lexists(os.path.join(scene.git_dir, "MERGE_MODE"))  # unlinked, not followed
+    scene.person_acts("merge")
+    scene.check(before, {"README": b"a project\n", "a.txt": b"main's a\n"})

@@ -185,7 +185,9 @@ def test_git_works_in_the_confined_fork(home, fork):
     state = fork.state_dir
     assert os.listdir(os.path.join(state, "mounts"))  # the host has it
     # but for the mount's fsmonitor hook and socket, shown read-only at their paths
-    res = _exec(home, fork, shell=f"ls -A {state}/mounts {state}/mounts/main.d; ls {os.path.dirname(fork.path)}")
+    res = _exec(
+        home, fork, shell=f"ls -A {state}/mounts {state}/mounts/main.d; ls {os.path.dirname(fork.path)}"
+    )
     lines = _out(res).split()
     assert lines == [
         f"{state}/mounts:", "main.d", f"{state}/mounts/main.d:", "avfs-fsmonitor.sock", "fsmonitor-hook",
