@@ -56,6 +56,7 @@ __all__ = [
     "mount_containing",
     "mount_dir",
     "mount_key",
+    "mounted_as",
     "mounted_at",
     "process_start",
     "read_exec",
@@ -292,6 +293,33 @@ def mounted_at(mountpoint: str) -> bool:
                     return True
     except OSError:
         pass
+    return False
+
+
+def mounted_as(mountpoint: str, source: str) -> bool:
+    """Whether the kernel lists a mount of ``source`` (``avfs:VAULT:KEY``) at exactly
+    ``mountpoint`` (a resolved path) in this mount namespace: what a record's mount point
+    is checked against before anything is written through it. Cheaper than
+    :func:`kernel_mounts` (only the lines naming the mount point are parsed): it is asked
+    on every change the CLI makes to a fork with an overlay mount."""
+
+    def esc(text: str) -> bytes:  # mountinfo's octal escapes
+        out = text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+        return out.replace("\n", "\\012").encode("utf-8", "surrogateescape")
+
+    want_mp, want_src = esc(mountpoint), esc(source)
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    for line in data.split(b"\n"):
+        if want_mp not in line:
+            continue
+        head, sep, tail = line.partition(b" - ")
+        parts, rest = head.split(b" "), tail.split(b" ")
+        if sep and len(parts) > 4 and parts[4] == want_mp and len(rest) > 1 and rest[1] == want_src:
+            return True
     return False
 
 

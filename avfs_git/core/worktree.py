@@ -64,7 +64,7 @@ from .errors import from_oserror
 from .gitrun import git_env
 from .mergestate import HasState, peek_state
 from .names import fs_name
-from .registry import is_mount_daemon, kernel_mounts, mount_dir, read_record, record_path
+from .registry import is_mount_daemon, mount_dir, mounted_as, read_record, record_path
 
 if TYPE_CHECKING:
     from .gitstore import GitStore
@@ -976,8 +976,7 @@ def _live(vault: MountedVault, key: str, pid: int, rec: dict[str, Any]) -> bool:
         return False
     # the parent resolved, not the mount point itself (a lookup there is a FUSE request)
     target = os.path.join(os.path.realpath(os.path.dirname(mp)), os.path.basename(mp))
-    source = f"avfs:{vault.name}:{key}"
-    return any(m.mountpoint == target and m.source == source for m in kernel_mounts())
+    return mounted_as(target, f"avfs:{vault.name}:{key}")
 
 
 _owner_cache: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
