@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -352,8 +353,9 @@ def test_the_python_hook_imports_nothing_planted(scene: Scene) -> None:
 def test_what_git_trusts_in_the_git_dir_stays_pinned(scene: Scene) -> None:
     """``config.worktree`` (which names the hook), ``commondir``, ``gitdir`` and ``HEAD``
     cannot be edited or replaced from inside, so the person's git runs no planted hook; a
-    ``logs`` planted as a link to a host directory is not followed by avfs's reading of
-    ``logs/HEAD`` (a checkpoint then rewrites the index instead of trusting the reflog)."""
+    ``logs`` planted as a link to a host directory (the person's next ``git commit`` would
+    append its reflog there), FIFOs (git would block) and links deeper down are removed
+    once the command has ended."""
     before = scene.host_state()
     evil = scene.ran / "fsmonitor-ran"
     res = scene.attack(
@@ -364,13 +366,15 @@ def test_what_git_trusts_in_the_git_dir_stays_pinned(scene: Scene) -> None:
         '  (rm -f "$G/$f") 2>/dev/null && echo "REMOVED $f"\n'
         "done\n"
         f'rm -rf "$G/logs"; ln -s {scene.host} "$G/logs"\n'
+        'mkfifo "$G/ORIG_HEAD" "$G/FETCH_HEAD"; mkdir -p "$G/refs"; ln -s /etc "$G/refs/x"\n'
         "echo done\n",
         commit=False,
     )
     assert res.result is not None and res.result["stdout"] == "done\n", res.result
-    # avfs's next steps read logs/HEAD through no symlink: a checkpoint stamps or rewrites
+    # what the person's git would follow or block on is gone once the command is
+    for name in ("logs", "ORIG_HEAD", "FETCH_HEAD", "refs/x"):
+        assert not os.path.lexists(os.path.join(scene.git_dir, name)), name
     checkpoint.save(scene.vault, "main", message="after the plant")
-    os.unlink(os.path.join(scene.git_dir, "logs"))  # (git's own reflog follows it: not avfs's)
     scene.person_acts("pinned")
     assert not evil.exists()
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
@@ -378,31 +382,44 @@ def test_what_git_trusts_in_the_git_dir_stays_pinned(scene: Scene) -> None:
 
 def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
     """``MERGE_HEAD``, ``MERGE_MSG`` and ``MERGE_MODE`` planted as symlinks to a host file
-    (and the marker's old name): when avfs then opens a merge with written conflicts, it
-    replaces them with its own files (a rename, never a write through the link); git in the
-    mount sees the merge, and aborting it removes only what avfs wrote."""
+    (and the marker's old name, and the temp names they were once written through) by a
+    command still running while the person opens a merge
+    with written conflicts: avfs replaces them with its own files (a rename, never a write
+    through the link); git in the mount sees the merge, and aborting it removes only what
+    avfs wrote."""
     from avfs_git.core import merge
 
     vault = scene.vault
     vault.create_fork("main", "b")
     vault.workspace("b").write("a.txt", b"b's a\n")
     checkpoint.save(vault, "b")
+    vault.workspace("main").write("a.txt", b"main's a\n")
     before = scene.host_state()
     target = scene.host / "config"
     plant = ["MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "avfs-merge-head"]
-    res = scene.attack(
-        'G="$(git rev-parse --absolute-git-dir)"\n'
-        + "".join(f'rm -f "$G/{n}"; ln -s {target} "$G/{n}"\n' for n in plant)
-        + 'echo "main\'s a" > a.txt\n'
+    # and the temp names the merge's writer (this process) once wrote them through
+    plant += [f"{n}.{os.getpid()}.tmp" for n in ("MERGE_HEAD", "MERGE_MSG", "avfs-merge-head")]
+    links = "".join(f'rm -f "$G/{n}"; ln -s {target} "$G/{n}"\n' for n in plant)
+    done: list[ExecResult] = []
+    running = threading.Thread(
+        target=lambda: done.append(
+            scene.attack('G="$(git rev-parse --absolute-git-dir)"\n' + links + "sleep 5\n", commit=False)
+        )
     )
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
-    for n in plant:  # the agent's own plant, cleared by nothing but avfs's merge
-        assert os.path.islink(os.path.join(scene.git_dir, n))
-    opened = merge.merge(vault, "b", "main", write_conflicts=True)
-    assert opened.status == "conflicts_written"
-    assert target.read_text() == "HOST-CONFIG\n"
-    for n in ("MERGE_HEAD", "MERGE_MSG"):
-        assert not os.path.islink(os.path.join(scene.git_dir, n)), n
+    running.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not all(os.path.islink(os.path.join(scene.git_dir, n)) for n in plant):
+            assert time.monotonic() < deadline and running.is_alive(), done
+            time.sleep(0.05)
+        opened = merge.merge(vault, "b", "main", write_conflicts=True)  # while the command runs
+        assert opened.status == "conflicts_written"
+        assert target.read_text() == "HOST-CONFIG\n"
+        for n in ("MERGE_HEAD", "MERGE_MSG"):
+            assert not os.path.islink(os.path.join(scene.git_dir, n)), n
+    finally:
+        running.join(120)
+    assert done and done[0].result is not None and done[0].result["exit_code"] == 0, done
     assert scene.git("rev-parse", "MERGE_HEAD").stdout.strip() == opened.theirs
     assert "UU a.txt" in scene.git("status", "--porcelain").stdout.splitlines()
     merge.merge_abort(vault, "main")

@@ -1169,6 +1169,59 @@ def stamp_current(ws: MountedFork) -> None:
         os.close(guard)
 
 
+SCRUB_MAX = 100_000  # entries looked at in a worktree's git dir after a command, at most
+
+
+def scrub(vault: MountedVault, key: str) -> list[str]:
+    """After a confined command (which could write the git dir of mount ``key``'s worktree),
+    remove whatever it left there that is neither a regular file nor a directory, at any
+    depth: a symlink (the person's plain git follows one: a ``logs`` link to a host
+    directory would have the next ``git commit`` append its reflog there), a FIFO (git
+    would block on it), a socket or a device node. Walked by directory descriptors, no
+    link followed; the command and its sandbox are gone, so nothing races the walk.
+    Returns the paths removed, relative to the git dir."""
+    import stat
+
+    removed: list[str] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(worktree_dir(vault, key), flags)
+    except OSError:
+        return removed
+    todo: list[tuple[int, str]] = [(top, "")]
+    seen = 0
+    while todo:
+        fd, rel = todo.pop()
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for e in entries:
+                seen += 1
+                if seen > SCRUB_MAX:
+                    break
+                try:
+                    mode = os.lstat(e.name, dir_fd=fd).st_mode
+                except OSError:
+                    continue
+                path = f"{rel}{e.name}"
+                if stat.S_ISDIR(mode):
+                    try:
+                        todo.append((os.open(e.name, flags, dir_fd=fd), path + "/"))
+                    except OSError:
+                        pass
+                elif not stat.S_ISREG(mode):
+                    try:
+                        os.unlink(e.name, dir_fd=fd)
+                        removed.append(path)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 def unregister(reg: Registered) -> None:
     """Remove a mount's worktree and its own directory (at unmount)."""
     shutil.rmtree(reg.git_dir, ignore_errors=True)

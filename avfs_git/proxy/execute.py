@@ -607,6 +607,11 @@ def _execute(
         from ..ops import mounts
 
         _settle(ws, seq0)
+        if sandbox is not None or view is not None:  # it could write the worktree's git dir
+            from ..core.registry import mount_key
+            from ..core.worktree import scrub
+
+            scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
         alive = mounts.check(vault, fork) is not None
         res.mount["alive_after"] = alive
         if not alive:
