@@ -58,6 +58,8 @@ __all__ = [
     "mount_key",
     "mounted_as",
     "mounted_at",
+    "origin_vault",
+    "place",
     "process_start",
     "read_exec",
     "read_record",
@@ -276,6 +278,62 @@ def mount_containing(home_path: str, path: str, *, revisions: bool = True) -> Mo
         read_only = bool(rec.data.get("read_only")) or revision
         best = MountedFork(vault, vault_path, str(rec.data["fork"]), mp, read_only)
     return best
+
+
+def origin_vault(home_path: str, directory: str, *, above: bool = False) -> str | None:
+    """The vault ``avfs up`` made from ``directory`` (a real path): its config's
+    ``origin.dir``; with ``above``, from ``directory`` or the nearest directory above it
+    that a vault was made from. Read from the files alone (a config is parsed only when the
+    directory's name is in it: ``json`` is not loaded for a home whose vaults came from
+    elsewhere)."""
+    try:
+        entries = sorted(d for d in os.listdir(os.path.join(home_path, "vaults")) if d.endswith(".git"))
+    except OSError:
+        return None
+    wanted = [directory]
+    if above:
+        d = directory
+        while os.path.dirname(d) != d:
+            d = os.path.dirname(d)
+            wanted.append(d)
+    found: dict[str, str] = {}
+    for fn in entries:
+        if fn.startswith("."):
+            continue
+        try:
+            with open(os.path.join(home_path, "vaults", fn, "avfs", "config.json"), encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if '"origin"' not in text:
+            continue
+        import json
+
+        try:
+            cfg = json.loads(text)
+        except ValueError:
+            continue
+        origin = cfg.get("origin") if isinstance(cfg, dict) else None
+        where = origin.get("dir") if isinstance(origin, dict) else None
+        if isinstance(where, str) and where in wanted and where not in found:
+            found[where] = fn[: -len(".git")]
+    return next((found[d] for d in wanted if d in found), None)
+
+
+def place(home_path: str, cwd: str) -> str | None:
+    """What a command run in ``cwd`` acts on when it names no vault (no ``--vault``, no
+    ``AVFS_VAULT``): the one rule every command follows, as git finds the repository it runs
+    in. Inside a live mount of a fork (read-write), that fork (``VAULT:FORK``); else in a
+    directory a vault was made from by ``avfs up`` (or below one), that vault (``VAULT``:
+    its default fork); else None (the home's default vault, ``avfs vault use``)."""
+    try:
+        where = os.path.realpath(cwd)
+    except OSError:
+        return None
+    here = mount_containing(home_path, where, revisions=False)
+    if here is not None:
+        return here.spec
+    return origin_vault(home_path, where, above=True)
 
 
 # -- liveness --------------------------------------------------------------------------------

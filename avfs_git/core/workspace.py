@@ -35,7 +35,7 @@ from .mergestate import open_merge, refuse_if_merging
 from .overlay import EMPTY_TREE_ID, Entry, Overlay
 from .packwriter import PackWriter
 from .types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
-from .wsstatus import NO_IGNORED, Changes, Ignored
+from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, settled_now
 from .wswrite import Mutations, VaultQuota
 
@@ -381,7 +381,7 @@ class Workspace(Mutations, Generic[V_co]):
                 }
                 for c in changes
             ],
-            "ignored": len(ignored.files),
+            "ignored": ignored_count(ignored),
         }
         if list_ignored:
             out["ignored_paths"] = list(ignored.files)

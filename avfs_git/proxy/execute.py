@@ -648,7 +648,9 @@ def _execute(
                 for c in changes
                 if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
             ]
-        res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
+        from ..core.wsstatus import ignored_count  # the one count status and checkpoint give
+
+        res.ignored = ignored_count(ignored, roots)
     res.changes = [_change_dict(c) for c in changes]
     if req.commit and changes and not in_merge:
         from ..core import checkpoint
