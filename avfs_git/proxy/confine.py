@@ -11,8 +11,10 @@
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
-- the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
-  keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
+- the vault, read-only but for what ``git`` needs to commit in the fork: the fork's
+  worktree git dir (its index, reflog, locks; what git runs or trusts in it pinned
+  read-only) and scratch copies of ``refs/``, ``logs/`` and an object quarantine bound over
+  the vault's own (:mod:`.seal`: only the fork's branch is carried back, validated), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
   registry and its exec sockets' names, the audit log) replaced by an empty directory (git's
   fsmonitor hook asks the mount's daemon over a socket in the fork's worktree directory);
 - per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
@@ -87,6 +89,10 @@ class Sandbox:
     keep: tuple[str, ...] = ()  # host directories shown read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
+    # the vault's refs/, logs/, objects/ as the sandbox gets them (.seal): (source, target,
+    # writable) in order, and (source, target) shown read-only inside avfs's masked state
+    sealed: tuple[tuple[str, str, bool], ...] = ()
+    sealed_state: tuple[tuple[str, str], ...] = ()
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
@@ -273,11 +279,15 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
         args += ["--perms", "0700", "--tmpfs", m]
     for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
         args += ["--bind", d, d]
+    for source, target in sb.sealed_state:
+        args += ["--ro-bind", source, target]
     for m in masked:
         args += ["--remount-ro", m]
     for w in sb.writable:
         if os.path.isdir(w) and not os.path.islink(w):
             args += ["--bind", w, w]
+    for source, target, rw in sb.sealed:
+        args += ["--bind" if rw else "--ro-bind", source, target]
     for target, source in sb.pinned:
         if os.path.isfile(source) and os.path.isfile(target) and not os.path.islink(target):
             args += ["--ro-bind", source, target]
