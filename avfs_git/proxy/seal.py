@@ -87,40 +87,83 @@ def seal_dir(vault: Vault, fork: str) -> str:
     return os.path.join(vault.state_dir, "seal", fs_name(fork))
 
 
+def _remove(e: os.DirEntry[str]) -> None:
+    """Remove a directory entry (a directory with all below it; never through a link)."""
+    if e.is_dir(follow_symlinks=False):
+        shutil.rmtree(e.path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(e.path)
+        except FileNotFoundError:
+            pass
+
+
 def _empty(d: str, keep: Collection[str] = ()) -> None:
     """Remove what is in ``d`` but the names in ``keep`` (never follows a symbolic link)."""
     with os.scandir(d) as it:
         for e in it:
-            if e.name in keep:
-                continue
-            if e.is_dir(follow_symlinks=False):
-                shutil.rmtree(e.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(e.path)
-                except FileNotFoundError:
-                    pass
+            if e.name not in keep:
+                _remove(e)
 
 
-def _copy(src: str, dst: str) -> bytes | None:
-    """Copy the regular file ``src`` to ``dst`` (parents made); its bytes, or None when it
-    is not one."""
+def _read_regular(path: str) -> bytes | None:
+    """The bytes of the regular file ``path`` (never through a symbolic link), or None."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        data = b""
+        chunks = []
         while chunk := os.read(fd, 1 << 20):
-            data += chunk
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    with open(dst, "wb") as fh:
-        fh.write(data)
-    return data
+
+
+def _sync(
+    root: str, want: dict[str, bytes], dirs: Collection[str] = (), mounts: Collection[str] = ()
+) -> None:
+    """Make ``root`` hold exactly the files of ``want`` (path below it -> bytes) and the
+    directories ``dirs`` (top level), touching only what differs: a run that changed
+    nothing costs a walk and reads, no directory made or removed (each is ~1-2 ms on some
+    file systems). ``mounts``: top-level directories never looked into (the vault's own,
+    shown there in a sandbox)."""
+    needed = {""} | set(dirs)
+    for path in want:
+        parts = path.split("/")[:-1]
+        needed.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    done: set[str] = set()
+    for dirpath, subdirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        keep = []
+        for x in subdirs:
+            p = os.path.join(dirpath, x)
+            if rel + x in mounts and not os.path.islink(p):
+                continue
+            if (rel + x) in needed and not os.path.islink(p):
+                keep.append(x)
+            elif os.path.islink(p):
+                os.unlink(p)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+        subdirs[:] = keep
+        for f in files:
+            p, name = os.path.join(dirpath, f), rel + f
+            if name in want and name not in needed and _read_regular(p) == want[name]:
+                done.add(name)
+            else:
+                os.unlink(p)
+    for x in needed:
+        if x and not os.path.isdir(os.path.join(root, x)):
+            os.makedirs(os.path.join(root, x), exist_ok=True)
+    for name, data in want.items():
+        if name not in done:
+            with open(os.path.join(root, name), "wb") as fh:
+                fh.write(data)
 
 
 def _index_stat(path: str) -> tuple[int, int, int, int] | None:
@@ -145,10 +188,6 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     subs = sorted(
         e.name for e in os.scandir(real_refs) if e.name != "heads" and e.is_dir(follow_symlinks=False)
     )
-    # the directories shown from the vault are mount points in a sandbox made ready: kept
-    _empty(rd, set(subs))
-    for s in subs:
-        os.makedirs(os.path.join(rd, s), exist_ok=True)
     copied: dict[str, bytes] = {}
     heads = os.path.join(real_refs, "heads")
     for dirpath, _dirs, files in os.walk(heads):
@@ -156,15 +195,15 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
             if fn.endswith(".lock"):
                 continue
             src = os.path.join(dirpath, fn)
-            name = os.path.relpath(src, vault.path).replace(os.sep, "/")
-            data = _copy(src, os.path.join(d, name))
+            data = _read_regular(src)
             if data is not None:
-                copied[name] = data
-    os.makedirs(os.path.join(rd, "heads"), exist_ok=True)
-    _empty(ld)
+                copied[os.path.relpath(src, vault.path).replace(os.sep, "/")] = data
+    # the directories shown from the vault are mount points in a sandbox made ready: kept
+    _sync(rd, {k[5:]: v for k, v in copied.items()}, {"heads", *subs}, set(subs))
     fork_ref = refs.fork_ref(fork)
-    _copy(os.path.join(real_logs, fork_ref), os.path.join(ld, fork_ref))
-    _empty(od, {"info"})
+    log = _read_regular(os.path.join(real_logs, fork_ref))
+    _sync(ld, {fork_ref: log} if log is not None else {})
+    _empty_quarantine(od)
     info = os.path.join(od, "info")
     if not os.path.isdir(info) or os.path.islink(info):
         _empty(od)
@@ -407,8 +446,19 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
         if why is not None:
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": why})
     _keep_staged(vault, sealed)
-    _empty(os.path.join(sealed.dir, "objects"), {"info"})
+    _empty_quarantine(os.path.join(sealed.dir, "objects"))
     return Carried(moved=moved, refused=refused)
+
+
+def _empty_quarantine(od: str) -> None:
+    """Empty the quarantine but for ``info/`` and git's fan-out directories (kept, empty:
+    removing a directory costs more than the run's git did)."""
+    with os.scandir(od) as it:
+        for e in it:
+            if _LOOSE.fullmatch(e.name) and e.is_dir(follow_symlinks=False):
+                _empty(e.path)
+            elif e.name != "info":
+                _remove(e)
 
 
 def _quarantined(od: str) -> set[str]:
