@@ -24,6 +24,7 @@ import pytest
 from avfs_git.core import checkpoint
 from avfs_git.core.worktree import worktree_dir
 from avfs_git.ops import mounts
+from avfs_git.proxy import seal
 
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
@@ -196,7 +197,7 @@ def test_existing_objects_and_packs_cannot_be_overwritten_as_root(live, vault, t
     _script(
         live,
         "attack.sh",
-        f"""for base in {objects} {vault.state_dir}/objects; do
+        f"""for base in {objects} {seal.seal_dir(vault, "main")}/vault-objects; do
   for f in $(find $base -type f); do
     chmod u+w $f 2>/dev/null
     if printf 'garbage' > $f 2>/dev/null; then echo "WROTE $f"; fi
@@ -319,3 +320,74 @@ def test_a_stash_lives_as_long_as_its_run(live, vault):
     back = _exec("git", "stash", "apply", stash[0]["new"])
     assert back["exit_code"] == 0, back["result"]
     assert vault.workspace("main").read("README") == b"the original\nwip\n"
+
+
+def test_the_mount_s_git_file_cannot_point_git_elsewhere(live, vault, tmp_path):
+    """The `.git` file at the mount's root names the vault's worktree; a command that
+    rewrites it (pointing git at a repository it made, with a `core.fsmonitor`) would run
+    code at the person's next `git status`."""
+    canary = tmp_path / "canary-gitfile"
+    _script(
+        live,
+        "attack.sh",
+        f"""git init -q x && mv x/.git evil && rmdir x
+git --git-dir=evil config core.fsmonitor 'touch {canary}; false'
+printf 'gitdir: evil\\n' > .git 2>/dev/null && echo WROTE-GITFILE
+rm -f .git 2>/dev/null && echo REMOVED-GITFILE
+mv evil .git 2>/dev/null && echo REPLACED-GITFILE
+exit 0
+""",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    with open(os.path.join(live.mountpoint, ".git")) as fh:
+        assert fh.read() == f"gitdir: {worktree_dir(vault, 'main')}\n", doc["result"]
+    _person_git(live, canary)
+
+
+def test_a_hand_written_rebase_todo_is_removed_before_the_person_continues_it(live, vault, tmp_path):
+    """An interactive rebase's todo list runs its `exec` lines on `git rebase --continue`;
+    HEAD is read-only in the sandbox, so one found there afterwards was written by hand."""
+    canary = tmp_path / "canary-rebase"
+    wt = worktree_dir(vault, "main")
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    files = {
+        "git-rebase-todo": f"exec touch {canary}\n",
+        "head-name": "refs/heads/main\n",
+        "onto": f"{tip}\n",
+        "orig-head": f"{tip}\n",
+        "interactive": "",
+    }
+    _script(
+        live,
+        "attack.sh",
+        f"mkdir -p {wt}/rebase-merge\n"
+        + "".join(f"printf %s {json.dumps(t)} > {wt}/rebase-merge/{n}\n" for n, t in files.items()),
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert any(r["ref"] == "rebase-merge" for r in doc["refs_refused"]), doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "rebase-merge"))
+    assert "rebase" not in _git("status", cwd=live.mountpoint)
+    _git("rebase", "--continue", cwd=live.mountpoint, check=False)
+    _person_git(live, canary)
+
+
+def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, tmp_path):
+    """`--isolate readonly` (the hand-made namespaces, where bwrap cannot run) binds the
+    same scratch refs and quarantine: git commits there, and nothing else moves."""
+    from avfs_git.proxy.execute import ExecRequest, execute
+
+    before = _refs(vault)
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    script = (
+        "git update-ref refs/heads/other HEAD~1; git update-ref refs/replace/$(git rev-parse HEAD:README) HEAD;"
+        " echo more >> README && git -c user.name=A -c user.email=a@x commit -qam 'in the view'"
+    )
+    res = execute(home, vault, "main", ExecRequest(shell=script, isolate="readonly", isolate_at=str(proj)))
+    assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
+    assert res.confinement is not None and res.confinement["kind"] == "namespace"
+    assert _refs(vault) == before
+    assert {"refs/heads/other"} <= {r["ref"] for r in res.refs_refused}
+    assert "in the view" in _git("--git-dir", vault.path, "log", "--format=%s", "main")

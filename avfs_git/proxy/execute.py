@@ -525,7 +525,7 @@ def _execute(
     # where the command sees the fork: the project's path (an isolate view), or where it is
     at = iso["path"] if iso is not None and iso["reason"] is None else root
     at_cwd = os.path.join(at, cwd) if cwd else at
-    sealed = None
+    sealed: Any = None
     if conf["kind"] == "bwrap":
         from . import confine
 
@@ -546,7 +546,15 @@ def _execute(
         env = _env(req, vault.name, fork, at, at_cwd)
         keep = (vault.path,) if host != "writable" else ()  # so git works in the fork
         writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
-        view = isolate.plan(root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned)
+        binds: tuple[tuple[str, str, bool], ...] = ()
+        if keep and mode == "fuse":
+            from . import seal
+
+            sealed = seal.prepare(vault, fork, _worktree(vault, fork))
+            binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
+        view = isolate.plan(
+            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds
+        )
         abs_cwd = view.cwd
     else:
         env = _env(req, vault.name, fork, root, abs_cwd)
@@ -862,9 +870,9 @@ def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, 
     reflog, locks), with the files of :data:`_PINNED` in it read-only (pinned). Everything
     else (``objects/``, ``refs/``, ``logs/``, ``hooks/``, ``config``, ``info/``, ``avfs/``,
     other forks' worktrees) stays read-only: nothing the command writes there runs or is
-    trusted on the host later. The sandbox gets scratch ``refs/``, ``logs/`` and an object
-    quarantine on top (:mod:`.seal`), so `git commit` works there too; a hand-made view
-    (``--isolate``'s namespaces) does not: git cannot commit in it."""
+    trusted on the host later. The sandbox and a hand-made view get scratch ``refs/``,
+    ``logs/`` and an object quarantine on top (:mod:`.seal`), so `git commit` works there
+    too, and only the fork's branch is carried back."""
     writable: list[str] = []
     wt = _worktree(vault, fork)
     pinned = tuple(os.path.join(wt, name) for name in _PINNED)

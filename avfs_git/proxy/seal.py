@@ -14,7 +14,7 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
 - the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): empty,
   the run's own;
 - ``objects/``: an empty quarantine whose ``info/alternates`` names the vault's objects,
-  shown read-only at ``<vault>/avfs/objects`` (the way ``git receive-pack`` quarantines a
+  shown read-only at ``<vault>/avfs/seal/<fork>/vault-objects`` (the way ``git receive-pack`` quarantines a
   push): git reads every existing object and writes new ones only here.
 
 Right after the command exits, :func:`carry_back` reads only ``refs/heads/<fork>`` from the
@@ -56,6 +56,7 @@ _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 GITLINK = 0o160000
 GITLINK_KIND = "gitlink"
 STASH = "refs/stash"
+REBASE = "rebase-merge"  # in a worktree's git dir: an interactive rebase under way
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class Sealed:
     before: str | None  # the fork's branch before the run
     index: tuple[int, int, int, int] | None  # the mount's index (ino, size, mtime, ctime) before
     git_dir: str | None = None  # the mount's worktree git dir
+    rebasing: bool = False  # an interactive rebase's state was there (shown read-only)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
     worktree git dir (its index is looked at afterwards), when there is one."""
     d = seal_dir(vault, fork)
+    rebasing = False
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
     for x in (rd, ld, od):
         os.makedirs(x, mode=0o755, exist_ok=True)
@@ -209,7 +212,9 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         _empty(od)
         os.makedirs(info)
     _empty(info, {"alternates"})
-    inside = os.path.join(vault.state_dir, "objects")  # where the sandbox sees the vault's
+    # where the command sees the vault's objects (in the sandbox, under avfs's masked state)
+    inside = os.path.join(d, "vault-objects")
+    os.makedirs(inside, exist_ok=True)
     alt = os.path.join(info, "alternates")
     try:
         with open(alt, "rb") as fh:
@@ -234,6 +239,13 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
                 os.unlink(real)  # a command made it something else: the vault's path again
             os.makedirs(real, exist_ok=True)
             binds.append((scratch, real, True))
+        # a person's interactive rebase in the mount: its todo list (whose `exec` lines git
+        # runs on `git rebase --continue`) is read-only in there
+        rebasing = os.path.isdir(os.path.join(git_dir, REBASE)) and not os.path.islink(
+            os.path.join(git_dir, REBASE)
+        )
+        if rebasing:
+            binds.append((os.path.join(git_dir, REBASE), os.path.join(git_dir, REBASE), False))
     return Sealed(
         dir=d,
         fork=fork,
@@ -243,6 +255,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         before=refs.read_ref_file(vault.path, fork_ref),
         index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
         git_dir=git_dir,
+        rebasing=bool(git_dir) and rebasing,
     )
 
 
@@ -445,6 +458,17 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                     why = str(getattr(exc, "message", exc))
         if why is not None:
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": why})
+    if sealed.git_dir is not None and not sealed.rebasing:
+        made = os.path.join(sealed.git_dir, REBASE)
+        if os.path.lexists(made):
+            # HEAD is read-only in there: no rebase can have started; what is there is a
+            # todo list written by hand, for the person's `git rebase --continue` to run
+            if os.path.isdir(made) and not os.path.islink(made):
+                shutil.rmtree(made, ignore_errors=True)
+            else:
+                os.unlink(made)
+            why = "an interactive rebase's state made in the sandbox (git runs its exec lines): removed"
+            refused.append({"ref": REBASE, "old": None, "new": None, "reason": why})
     _keep_staged(vault, sealed)
     _empty_quarantine(os.path.join(sealed.dir, "objects"))
     return Carried(moved=moved, refused=refused)
