@@ -391,3 +391,40 @@ def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, 
     assert _refs(vault) == before
     assert {"refs/heads/other"} <= {r["ref"] for r in res.refs_refused}
     assert "in the view" in _git("--git-dir", vault.path, "log", "--format=%s", "main")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("commit", [False, True])
+def test_a_repository_made_at_a_submodule_s_path_never_runs_for_the_person(
+    home, vault, tmp_path, backend, commit
+):
+    """A gitlink of the fork's own commit (an imported project's submodule): the command
+    makes a repository at its path, with a `core.fsmonitor`; git would run `git status`
+    in it on the person's plain `git status` (with `--no-commit`, the gitlink stays)."""
+    require_overlay() if backend == "overlay" else require_fuse()
+    _need_bwrap()
+    vault.workspace("main").write("README", b"x\n")
+    checkpoint.save(vault, name="base")
+    clone = tmp_path / "clone"
+    _git("clone", "-q", vault.path, str(clone))
+    tip = _git("rev-parse", "HEAD", cwd=clone).strip()
+    _git("update-index", "--add", "--cacheinfo", f"160000,{tip},lib/sub", cwd=clone)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "a submodule", cwd=clone)
+    _git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    canary = tmp_path / "canary-submodule"
+    info = mounts.mount(home, vault, "main", None, backend=backend)
+    try:
+        _script(
+            info,
+            "attack.sh",
+            f"rm -rf lib/sub && git init -q lib/sub && git -C lib/sub config core.fsmonitor 'touch {canary}; false'\n",
+        )
+        r = _avfs("--json", "proxy", "exec", *([] if commit else ["--no-commit"]), "--", "sh", "attack.sh")
+        doc = json.loads(r.stdout)
+        assert doc["exit_code"] == 0, doc
+        if not commit:
+            assert ("lib/sub", "gitlink") in {(n["path"], n["kind"]) for n in doc["not_recorded"]}, doc
+            assert not os.path.lexists(os.path.join(info.mountpoint, "lib", "sub", ".git"))
+        _person_git(info, canary)
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

@@ -651,6 +651,11 @@ def _execute(
     untouched = not ws.overlay.changes_since(since_seq)[1] and not _upper_changed(
         ws, journal, since_j, since_ns - _CTIME_SLACK_NS
     )
+    if sealed is not None and not untouched:
+        from . import seal
+
+        # a repository the command made at a submodule's path: git would run its config
+        gitlinks += [dataclasses.asdict(n) for n in seal.nested_repos(sealed, root, t0_ns - _CTIME_SLACK_NS)]
     changes: list[Change] = []
     if not untouched:
         changes, ignored = ws.status_ignored()

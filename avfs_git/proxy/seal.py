@@ -519,34 +519,85 @@ def _keep_staged(vault: Vault, sealed: Sealed) -> None:
         _import_objects(vault, od, None, staged)
 
 
-def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.NotRecorded]:
-    """Take out of the mount's index (``git_dir``) every gitlink the fork's commit does not
-    hold at that path: git would run ``git status`` in that nested repository, with its
-    ``core.fsmonitor``, on a person's plain ``git status`` in the mount. Looked at only
-    when the command changed the index; returns what was dropped."""
-    index = os.path.join(git_dir, "index")
-    if _index_stat(index) == sealed.index:
-        return []
-    try:
-        with open(index, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return []
-    if b"\x00\x00\xe0\x00" not in data:  # mode 160000 appears nowhere: no gitlink (the common case)
-        return []
+def _index_gitlinks(git_dir: str) -> dict[str, str]:
+    """The gitlinks of the index of ``git_dir``: path -> commit id (a byte search first:
+    an index without one, the common case, costs a read)."""
+    data = _read_regular(os.path.join(git_dir, "index"))
+    if not data or b"\x00\x00\xe0\x00" not in data:  # mode 160000 appears nowhere: no gitlink
+        return {}
     env = git_env()
     env["GIT_DIR"] = git_dir
-    env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
-    listed = run([*cfg, "ls-files", "-s", "-z"], env=env, check=False)
+    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-s", "-z"], env=env, check=False)
     links: dict[str, str] = {}
     for rec in listed.stdout.split(b"\0"):
         meta, _, path = rec.partition(b"\t")
         f = meta.split(b" ")
         if len(f) == 3 and f[0] == b"160000":
             links[path.decode("utf-8", "surrogateescape")] = f[1].decode("ascii", "replace")
+    return links
+
+
+def _open_dir(root: str, path: str) -> int | None:
+    """A descriptor of directory ``root/path``, reached without following a symbolic link
+    below ``root``; None when some part of the way is not a directory."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    for part in path.split("/"):
+        try:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitnames.NotRecorded]:
+    """Remove the ``.git`` the command made at a gitlink's path in the mount (a submodule
+    of the fork's commit): git runs ``git status`` in a submodule it finds checked out,
+    with that repository's config (``core.fsmonitor``), on a person's plain ``git status``.
+    A submodule cannot be checked out from inside (``modules/`` is the vault's, read-only):
+    such a ``.git`` is made by hand, and is never part of the fork's commits anyway."""
+    if sealed.git_dir is None:
+        return []
+    out = []
+    for path in sorted(_index_gitlinks(sealed.git_dir)):
+        fd = _open_dir(mountpoint, path)
+        if fd is None:
+            continue
+        try:
+            st = os.stat(".git", dir_fd=fd, follow_symlinks=False)
+            if st.st_ctime_ns < since_ns:
+                continue  # there before the command: a person's own
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(".git", dir_fd=fd)
+            else:
+                os.unlink(".git", dir_fd=fd)
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+        why = "a repository the command made at a submodule's path (git would run code from its config): its .git removed"
+        out.append(gitnames.NotRecorded(path, GITLINK_KIND, why))
+    return out
+
+
+def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.NotRecorded]:
+    """Take out of the mount's index (``git_dir``) every gitlink the fork's commit does not
+    hold at that path: git would run ``git status`` in that nested repository, with its
+    ``core.fsmonitor``, on a person's plain ``git status`` in the mount. Looked at only
+    when the command changed the index; returns what was dropped."""
+    if _index_stat(os.path.join(git_dir, "index")) == sealed.index:
+        return []
+    links = _index_gitlinks(git_dir)
     if not links:
         return []
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
     tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
     kept: set[str] = set()
     if tip is not None:
