@@ -428,3 +428,17 @@ def test_a_repository_made_at_a_submodule_s_path_never_runs_for_the_person(
         _person_git(info, canary)
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_what_the_command_stages_the_person_commits(live, vault):
+    """`git add` in the sandbox writes blobs into its quarantine; those the mount's index
+    names go into the vault, so the person's `git commit` in the mount finds them."""
+    r = _avfs("proxy", "exec", "--no-commit", "--", "sh", "-c", "echo staged > new.txt && git add new.txt")
+    assert r.returncode == 0, r.stderr
+    mp = live.mountpoint
+    assert _git("diff", "--cached", "--name-only", cwd=mp) == "new.txt\n"
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", cwd=mp)
+    assert _git("--git-dir", vault.path, "show", "main:new.txt") == "staged\n"
+    # and the human summary says what the command's git did that was not kept
+    r = _avfs("proxy", "exec", "--", "git", "branch", "elsewhere")
+    assert r.returncode == 0 and b"ref change(s) not kept: refs/heads/elsewhere" in r.stderr, r.stderr
