@@ -442,3 +442,51 @@ def test_what_the_command_stages_the_person_commits(live, vault):
     # and the human summary says what the command's git did that was not kept
     r = _avfs("proxy", "exec", "--", "git", "branch", "elsewhere")
     assert r.returncode == 0 and b"ref change(s) not kept: refs/heads/elsewhere" in r.stderr, r.stderr
+
+
+def test_links_and_junk_in_the_scratch_are_never_followed(live, vault, tmp_path):
+    """The scratch refs and quarantine are the command's: links to host files, a branch
+    that is a link or a symbolic ref, an `info/alternates` naming another store, junk
+    names. avfs reads none through a link, moves nothing, and the next run starts clean."""
+    host = tmp_path / "host-file"
+    host.write_text("host data\n")
+    other = tmp_path / "other.git"
+    _git("init", "-q", "--bare", str(other))
+    secret = subprocess.run(
+        ["git", "--git-dir", str(other), "hash-object", "-w", "--stdin"], input=b"another store's secret\n",
+        capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    objects = os.path.join(vault.path, "objects")
+    refs = os.path.join(vault.path, "refs")
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "attack.sh",
+        f"""ln -sf {host} {refs}/heads/linked
+ln -sfn {tmp_path} {refs}/heads/dirlink
+echo 'ref: refs/heads/other' > {refs}/heads/main
+echo {other}/objects > {objects}/info/alternates
+mkdir -p {objects}/zz && ln -sf {host} {objects}/zz/junk
+ln -sfn {tmp_path} {objects}/pack2
+git cat-file -e {secret.strip()} && echo SEES-OTHER-STORE
+exit 0
+""",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    refused = {r["ref"]: r for r in doc["refs_refused"]}
+    assert "not a full commit id" in refused["refs/heads/main"]["reason"], refused
+    assert {"refs/heads/linked", "refs/heads/dirlink"} <= set(refused)
+    assert host.read_text() == "host data\n" and os.listdir(tmp_path)
+    # the fork did not move to what the command wrote (its own commit records attack.sh)
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    missing = subprocess.run(["git", "--git-dir", vault.path, "cat-file", "-e", secret.strip()], check=False)
+    assert missing.returncode != 0  # the other store's object never came into the vault
+    # the next run starts from a clean scratch: the vault's refs, no planted alternates
+    doc = _exec(
+        "sh",
+        "-c",
+        f"git symbolic-ref -q HEAD; cat {objects}/info/alternates; ls {objects}; git branch --list",
+    )
+    out = doc["result"]["stdout"]
+    assert "refs/heads/main" in out and str(other) not in out and "linked" not in out and "zz" not in out, out
