@@ -24,9 +24,10 @@ import pytest
 from avfs_git.core import checkpoint
 from avfs_git.core.worktree import worktree_dir
 from avfs_git.ops import mounts
-from avfs_git.proxy import seal
+from avfs_git.proxy import seal, standby
 
 from .test_confine import _need_bwrap
+from .test_exec_warm import _wait_for, _waiters
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -164,7 +165,9 @@ git update-ref refs/stash HEAD && echo STASH
 exit 0
 """,
     )
-    for _ in range(2):  # the first in a sandbox set up for it, the second in one made ready
+    for i in range(2):  # the first in a sandbox set up for it, the second in one made ready
+        if i == 1 and standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
         doc = _exec("sh", "attack.sh")
         assert doc["exit_code"] == 0, doc["result"]
         assert _refs(vault) == before
@@ -299,6 +302,9 @@ def test_git_commit_in_the_sandbox_is_the_fork_s_next_commit(live, vault):
         assert _git("--git-dir", vault.path, "show", "main:README").endswith(f"more{i}\n")
     _git("status", cwd=live.mountpoint)
     assert vault.workspace("main").read("README").endswith(b"more0\nmore1\n")
+    # one history: the second commit's parent line holds the first (the scratch was current)
+    subjects = _git("--git-dir", vault.path, "log", "--first-parent", "--format=%s", "main").splitlines()
+    assert subjects.index("agent commit 1") < subjects.index("agent commit 0"), subjects
 
 
 def test_a_stash_lives_as_long_as_its_run(live, vault):
