@@ -496,3 +496,31 @@ exit 0
     )
     out = doc["result"]["stdout"]
     assert "refs/heads/main" in out and str(other) not in out and "linked" not in out and "zz" not in out, out
+
+
+def test_a_fork_whose_name_holds_a_slash_is_carried_back(home, vault):
+    """The carry-back on its own (no mount): a fork `team/a`, its branch moved in the
+    scratch as git would (a lock, a rename), to a commit the vault has; then to one it does
+    not (refused); the real branch follows only the first."""
+    w = vault.workspace("main")
+    w.write("f", b"1\n")
+    first = checkpoint.save(vault, name="one").checkpoint.commit
+    w.write("f", b"2\n")
+    second = checkpoint.save(vault).checkpoint.commit
+    vault.fork("main", "team/a")
+    _git("--git-dir", vault.path, "update-ref", "refs/heads/team/a", first)
+    sealed = seal.prepare(vault, "team/a", None)
+    ref = os.path.join(sealed.dir, "refs", "heads", "team", "a")
+    assert Path(ref).read_text().strip() == first
+    with open(ref + ".lock", "w") as fh:
+        fh.write(second + "\n")
+    os.replace(ref + ".lock", ref)
+    carried = seal.carry_back(vault, sealed)
+    assert carried.moved == (first, second) and carried.refused == []
+    assert _git("--git-dir", vault.path, "rev-parse", "team/a").strip() == second
+    sealed = seal.prepare(vault, "team/a", None)
+    with open(ref, "w") as fh:
+        fh.write("1" * 40 + "\n")
+    carried = seal.carry_back(vault, sealed)
+    assert carried.moved is None and "not all there" in carried.refused[0]["reason"], carried
+    assert _git("--git-dir", vault.path, "rev-parse", "team/a").strip() == second
