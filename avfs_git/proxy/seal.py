@@ -14,8 +14,9 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
 - the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): empty,
   the run's own;
 - ``objects/``: an empty quarantine whose ``info/alternates`` names the vault's objects,
-  shown read-only at ``<vault>/avfs/seal/<fork>/vault-objects`` (the way ``git receive-pack`` quarantines a
-  push): git reads every existing object and writes new ones only here.
+  shown read-only at ``<vault>/avfs/seal/<fork>/vault-objects`` (the way ``git
+  receive-pack`` quarantines a push): git reads every existing object and writes new ones
+  only here.
 
 Right after the command exits, :func:`carry_back` reads only ``refs/heads/<fork>`` from the
 scratch. When it moved to a commit, the objects it needs (and only those) go from the
@@ -25,7 +26,10 @@ is a directory, a broken link), its new commits may add no gitlink and no name g
 and the real branch moves by compare-and-swap from its value before the run. Every other
 ref change is reported (``refs_refused``), never applied. Then :func:`drop_gitlinks` takes
 out of the mount's index any gitlink (a nested repository, mode 160000) that is not in the
-fork's commit: git would run ``git status`` inside it, with its own ``core.fsmonitor``.
+fork's commit: git would run ``git status`` inside it, with its own ``core.fsmonitor``;
+:func:`nested_repos` removes a ``.git`` the command made at a gitlink's path of the fork's
+commit for the same reason, and a ``rebase-merge/`` written by hand (its todo list's
+``exec`` lines run on ``git rebase --continue``) is removed by the carry-back.
 
 The scratch directories are made once per fork and only emptied afterwards: a sandbox kept
 ready (:mod:`.standby`) binds them before its command comes, and :func:`prepare` (under the
