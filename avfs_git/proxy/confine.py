@@ -11,11 +11,15 @@
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
-- the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
-  keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
-  registry and its exec sockets' names, the audit log) replaced by an empty directory, but
-  for the fork's mount's fsmonitor hook and the daemon's socket it asks (both in the mount's
-  own directory ``<vault>/avfs/mounts/<key>.d``), shown read-only at their paths;
+- the vault, read-only but for what ``git`` needs to commit in the fork: the fork's
+  worktree git dir (its index, locks; what git runs or trusts in it pinned read-only) and
+  scratch copies of ``refs/``, ``logs/`` and an object quarantine bound over the vault's
+  own (:mod:`.seal`: only the fork's branch is carried back, validated), with avfs's own
+  state in it (``<vault>/avfs``: other forks' overlays, the mount registry and its exec
+  sockets' names, the audit log) replaced by an empty directory, but for the fork's mount's
+  fsmonitor hook and the daemon's socket it asks (both in the mount's own directory
+  ``<vault>/avfs/mounts/<key>.d``) and the vault's objects (the quarantine's alternate),
+  shown read-only;
 - per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
   (``[defaults] caches``), with ``PIP_CACHE_DIR``, ``npm_config_cache``, ``CARGO_HOME``
   pointing at them.
@@ -88,6 +92,9 @@ class Sandbox:
     keep: tuple[str, ...] = ()  # host directories shown read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
+    # the vault's refs/, logs/, objects/ as the sandbox gets them (.seal): (source, target,
+    # writable), bound in order over the vault's own
+    sealed: tuple[tuple[str, str, bool], ...] = ()
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
     shown: tuple[tuple[str, str], ...] = ()  # in masked: (path, host source) shown read-only
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
@@ -275,7 +282,7 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
         args += ["--perms", "0700", "--tmpfs", m]
     for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
         args += ["--bind", d, d]
-    for target, source in sb.shown:  # the mount's fsmonitor hook and socket, read-only
+    for target, source in sb.shown:  # the mount's fsmonitor hook and socket, the vault's objects
         if os.path.exists(source) and any(target.startswith(m.rstrip("/") + "/") for m in masked):
             args += ["--ro-bind", source, target]
     for m in masked:
@@ -283,6 +290,8 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
     for w in sb.writable:
         if os.path.isdir(w) and not os.path.islink(w):
             args += ["--bind", w, w]
+    for source, target, rw in sb.sealed:
+        args += ["--bind" if rw else "--ro-bind", source, target]
     for target, source in sb.pinned:
         if os.path.isfile(source) and os.path.isfile(target) and not os.path.islink(target):
             args += ["--ro-bind", source, target]

@@ -140,6 +140,8 @@ class ExecResult:
     commit: dict[str, Any] | None = None
     # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
     not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    # ref changes the command made in its sandbox that avfs did not apply (proxy/seal.py)
+    refs_refused: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     state: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     exit_code: int = 0
@@ -523,11 +525,19 @@ def _execute(
     # where the command sees the fork: the project's path (an isolate view), or where it is
     at = iso["path"] if iso is not None and iso["reason"] is None else root
     at_cwd = os.path.join(at, cwd) if cwd else at
+    sealed: Any = None
     if conf["kind"] == "bwrap":
         from . import confine
 
         env = _env(req, vault.name, fork, at, at_cwd)
         sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        if mode == "fuse":
+            from . import seal
+
+            # under the exec lock, right before the command: the scratch the sandbox binds
+            sealed = seal.prepare(vault, fork, _worktree(vault, fork))
+            shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
+            sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown)
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
@@ -537,7 +547,15 @@ def _execute(
         env = _env(req, vault.name, fork, at, at_cwd)
         keep = (vault.path,) if host != "writable" else ()  # so git works in the fork
         writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
-        view = isolate.plan(root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned)
+        binds: tuple[tuple[str, str, bool], ...] = ()
+        if keep and mode == "fuse":
+            from . import seal
+
+            sealed = seal.prepare(vault, fork, _worktree(vault, fork))
+            binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
+        view = isolate.plan(
+            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds
+        )
         abs_cwd = view.cwd
     else:
         env = _env(req, vault.name, fork, root, abs_cwd)
@@ -602,6 +620,8 @@ def _execute(
         iso["active"] = True
     res.result = _result_dict(run)
     res.exit_code = run.exit_code
+    # before anything reads what changed: the fork's branch as the command's git moved it
+    gitlinks = _carry_back(vault, fork, sealed, res)
 
     if mode == "fuse":
         from ..ops import mounts
@@ -637,6 +657,11 @@ def _execute(
     untouched = not ws.overlay.changes_since(since_seq)[1] and not _upper_changed(
         ws, journal, since_j, since_ns - _CTIME_SLACK_NS
     )
+    if sealed is not None and not untouched:
+        from . import seal
+
+        # a repository the command made at a submodule's path: git would run its config
+        gitlinks += [dataclasses.asdict(n) for n in seal.nested_repos(sealed, root, t0_ns - _CTIME_SLACK_NS)]
     changes: list[Change] = []
     if not untouched:
         changes, ignored = ws.status_ignored()
@@ -657,13 +682,36 @@ def _execute(
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
         res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
+        res.not_recorded += [g for g in gitlinks if g not in res.not_recorded]
         if cp.created:
             res.commit = {
                 "commit": cp.checkpoint.commit,
                 "parent": cp.checkpoint.parent,
                 "message": cp.checkpoint.message,
             }
+    if not res.not_recorded:
+        res.not_recorded = gitlinks
     res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
+
+
+def _worktree(vault: Vault, fork: str) -> str:
+    from ..core.registry import mount_key
+    from ..core.worktree import worktree_dir
+
+    return worktree_dir(vault, mount_key(fork, None))
+
+
+def _carry_back(vault: Vault, fork: str, sealed: Any, res: ExecResult) -> list[dict[str, str]]:
+    """Right after the command exits (before its changes are read): carry the fork's branch
+    out of the sandbox's scratch refs (:func:`.seal.carry_back`; every other ref change is
+    reported in ``refs_refused``), and drop from the mount's index the gitlinks the command
+    added (returned, for ``not_recorded``)."""
+    if sealed is None:
+        return []
+    from . import seal
+
+    res.refs_refused = seal.carry_back(vault, sealed).refused
+    return [dataclasses.asdict(n) for n in seal.drop_gitlinks(vault, sealed, _worktree(vault, fork))]
 
 
 def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
@@ -854,20 +902,16 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
 
 
 def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """What of the vault a readonly or hidden view leaves writable, so that `git status` and
-    `git commit` work in the mounted fork: ``objects/``, ``refs/``, ``logs/`` and the fork's
-    worktree directory (its index, reflog, locks), with the files of :data:`_PINNED` in it
-    read-only (pinned). Everything else (``hooks/``, ``config``, ``avfs/``, other forks'
-    worktrees) stays read-only: nothing the command writes there runs on the host later."""
-    from ..core.registry import mount_key
-    from ..core.worktree import worktree_dir
-
-    try:
-        os.makedirs(os.path.join(vault.path, "logs"), exist_ok=True)  # git would make it
-    except OSError:
-        pass
-    writable = [os.path.join(vault.path, d) for d in ("objects", "refs", "logs")]
-    wt = worktree_dir(vault, mount_key(fork, None))
+    """What of the vault a sandbox or a readonly or hidden view leaves writable in place, so
+    that `git status` works in the mounted fork: the fork's worktree directory (its index,
+    reflog, locks), with the files of :data:`_PINNED` in it read-only (pinned). Everything
+    else (``objects/``, ``refs/``, ``logs/``, ``hooks/``, ``config``, ``info/``, ``avfs/``,
+    other forks' worktrees) stays read-only: nothing the command writes there runs or is
+    trusted on the host later. The sandbox and a hand-made view get scratch ``refs/``,
+    ``logs/`` and an object quarantine on top (:mod:`.seal`), so `git commit` works there
+    too, and only the fork's branch is carried back."""
+    writable: list[str] = []
+    wt = _worktree(vault, fork)
     pinned = tuple(os.path.join(wt, name) for name in _PINNED)
     if all(os.path.isfile(p) and not os.path.islink(p) for p in pinned):
         writable.append(wt)  # else a file git trusts could be made there: leave it read-only
