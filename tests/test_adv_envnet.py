@@ -628,3 +628,29 @@ def test_dns_from_inside_goes_nowhere_but_the_forwarder(home, fork, preload):
             udp.recv(100)  # the host's loopback heard nothing (the sandbox's is its own)
     finally:
         udp.close()
+
+
+def test_a_home_the_request_asks_for_moves_nothing_the_policy_shows(home, fork, preload):
+    """`~/` in the policy's `readable` is the caller's own home, and the caller's home (and
+    its credential stores) is never shown: a HOME given with --env changes neither."""
+    real = Path(os.environ["HOME"])
+    (real / ".ssh").mkdir(exist_ok=True)
+    (real / ".ssh" / "id_rsa").write_text("HOME-CANARY\n")
+    (real / "tools").mkdir()
+    (real / "tools" / "tool.sh").write_text("echo TOOL-RAN\n")
+    _policy_file(home, preload, "")
+    text = Path(home.path, "policy.toml").read_text()
+    text = text.replace("readable = [", f'readable = ["{real}", "~/tools", ')
+    Path(home.path, "policy.toml").write_text(text)
+    # a script in the fork: the classifier, which holds `cat ~/.ssh/...` on sight, is not
+    # what stops it
+    fork.workspace("main").write(
+        "h.sh", f'cat {real}/.ssh/id_rsa; sh {real}/tools/tool.sh; echo "$HOME"\n'.encode()
+    )
+    for asked in ("/nonexistent-home", "/etc"):
+        res = execute(
+            home, fork, "main", ExecRequest(argv=("sh", "h.sh"), env=(("HOME", asked),), commit=False)
+        )
+        assert res.result is not None, res.to_dict()
+        out = res.result["stdout"]
+        assert "CANARY" not in out and "TOOL-RAN" in out and out.endswith(f"{asked}\n"), (asked, res.result)

@@ -207,16 +207,20 @@ def network_for(categories: list[str], action: str, policy_network: str, allow: 
     return "filtered" if policy_network == "filtered" else "none"
 
 
-def readable_paths(paths: tuple[str, ...], home: str | None, avfs_home: str) -> tuple[str, ...]:
+def readable_paths(
+    paths: tuple[str, ...], home: str | None, avfs_home: str, also_never: str | None = None
+) -> tuple[str, ...]:
     """The policy's ``readable`` paths, ``~/`` expanded against ``home`` (the caller's
     ``$HOME``; dropped without one), normalized; left out: ``/``, those in a system
     directory (shown anyway), and the avfs home, what is in it and what holds it (the
-    approvals are never shown)."""
+    approvals are never shown); the credential stores of ``home`` and of ``also_never``
+    (the ``$HOME`` the command asked for), and what holds them, neither."""
     never = [os.path.normpath(avfs_home)]
-    if home and os.path.isabs(home):
-        h = os.path.normpath(home)
-        never += [h + "/" + c for c in HOME_SECRETS]
-        never.append(h + "/")  # the home itself (and what holds it), not what is in it
+    for one in (home, also_never):
+        if one and os.path.isabs(one):
+            h = os.path.normpath(one)
+            never += [h + "/" + c for c in HOME_SECRETS]
+            never.append(h + "/")  # the home itself (and what holds it), not what is in it
     out = []
     for p in paths:
         if p.startswith("~/"):

@@ -531,7 +531,12 @@ def _execute(
         from . import confine
 
         env = _env(req, vault.name, fork, at, at_cwd)
-        sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        # the policy's `~/` is the caller's own home, never a HOME the request asks for (which
+        # would move what is shown, and what is never shown, of the host)
+        caller = dict(req.base_env) if req.base_env is not None else os.environ
+        sandbox = _sandbox(
+            vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path, caller.get("HOME")
+        )
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
@@ -821,6 +826,7 @@ def _sandbox(
     home_dir: str | None,
     mode: str,
     avfs_home: str,
+    caller_home: str | None = None,
 ) -> Any:
     """The :class:`~.confine.Sandbox` of one command: the fork (``root``) at ``at``, the
     vault as git needs it, avfs's state hidden, the caches the policy names."""
@@ -847,7 +853,7 @@ def _sandbox(
         pinned=tuple(pinned),
         masked=(vault.state_dir,),
         caches=caches,
-        readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
+        readable=confine.readable_paths(pol.readable, caller_home, avfs_home, also_never=home_dir),
         root=os.geteuid() == 0,
     )
 
