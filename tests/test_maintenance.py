@@ -604,6 +604,7 @@ def _leftovers(vault: Vault, key: str) -> dict[str, str]:
         "registry": reg,
         "exec": reg[: -len(".json")] + ".exec",
         "worktree": os.path.join(vault.path, "worktrees", f"avfs-{key}"),
+        "files": registry.mount_dir(vault.state_dir, key),  # the mount's own directory
     }
 
 
@@ -707,8 +708,6 @@ def test_doctor_tells_a_reused_pid_from_a_live_daemon(
             Path(left["registry"]).write_text(json.dumps({**reg, "pid": sleeper.pid}))
             name = Path(left["exec"]).read_text().split("\n")[0]
             Path(left["exec"]).write_text(f"{name}\n{sleeper.pid}\n")
-            owner = Path(left["worktree"]) / "avfs-mount"
-            owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": sleeper.pid}))
             # a record of key "ghost" naming the live daemon and its mount, written an hour
             # before that daemon started: its pid was reused by a daemon
             ghost = mounts.registry_path(vault, "ghost")
@@ -867,3 +866,36 @@ def test_doctor_removes_a_registry_temp_file_only_when_its_writer_is_gone(
     assert [(f["code"], f["path"]) for f in doc["findings"]] == [("stale_registry_tmp", str(gone))]
     doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
     assert doc["ok"] and not gone.exists() and mine.exists()
+
+
+def test_doctor_removes_a_mount_directory_nobody_owns(
+    home: Home, vault: Vault, cli: Any, tmp_path: Path
+) -> None:
+    """A mount's own directory (``<vault>/avfs/mounts/<key>.d``) left with no worktree and
+    no live daemon is a leftover; a young one (being made) and a live mount's are not."""
+    _require_fuse()
+    root = Path(vault.state_dir) / "mounts"
+    root.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3600
+    gone = Path(registry.mount_dir(vault.state_dir, "gone"))
+    gone.mkdir()
+    (gone / "avfs-index").write_text("x")
+    os.utime(gone, (old, old))
+    young = Path(registry.mount_dir(vault.state_dir, "young"))
+    young.mkdir()
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    mp = tmp_path / "m"
+    mp.mkdir()
+    mounts.mount(home, vault, "main", str(mp), backend="fuse")
+    try:
+        live = Path(registry.mount_dir(vault.state_dir, "main"))
+        os.utime(live, (old, old))
+        doc = _doc(cli("--json", "doctor"), "doctor", 1)
+        assert [(f["code"], f["path"]) for f in doc["findings"]] == [("stale_mount_dir", str(gone))]
+        doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+        assert doc["ok"] and not gone.exists() and young.is_dir() and live.is_dir()
+        assert (mp / "a.txt").read_text() == "a\n"
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert not live.exists()

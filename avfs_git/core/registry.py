@@ -6,6 +6,11 @@ A mount daemon (``python -m avfs_git.fuse.daemon``) writes one JSON record per m
 mounted -> unmounting`` (``failed`` when the overlay could not be stacked); the file is gone
 when the mount is. Beside it, ``<key>.exec`` names the daemon's exec socket and pid (plain
 text: the CLI's fast path reads it without json), and ``<key>.log`` is the daemon's log.
+``<key>.d/`` (:func:`mount_dir`) holds the files of the mount avfs's host side reads or runs
+(the index stamp and its lock, the wake FIFO, the ack file, the merge marker, git's fsmonitor
+hook and its socket, temp files): never the worktree's git dir, which a confined command can
+write (docs/security.md). The record is the one source of a mount's owner data (daemon pid,
+uid, gid, backend, mount point, hook kind).
 
 Everything that reads or writes those files goes through here: the mount lifecycle
 (``ops/mounts.py``), the daemon (``fuse/daemon.py``), ``doctor``/``stats``
@@ -49,7 +54,9 @@ __all__ = [
     "live_mountpoints",
     "log_path",
     "mount_containing",
+    "mount_dir",
     "mount_key",
+    "mounted_as",
     "mounted_at",
     "process_start",
     "read_exec",
@@ -76,6 +83,13 @@ def mount_key(fork: str, revision: str | None) -> str:
 def record_path(state_dir: str, key: str) -> str:
     """``<state_dir>/mounts/<key>.json``: the record of mount ``key`` of a vault."""
     return os.path.join(state_dir, RECORDS, fs_name(key) + ".json")
+
+
+def mount_dir(state_dir: str, key: str) -> str:
+    """``<state_dir>/mounts/<key>.d``: the directory of mount ``key``'s own files, made by
+    its daemon at mount and removed at unmount (doctor and prune remove a dead one's).
+    Inside ``<vault>/avfs``, which a confined command never sees (masked)."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".d")
 
 
 def exec_path(record: str) -> str:
@@ -279,6 +293,33 @@ def mounted_at(mountpoint: str) -> bool:
                     return True
     except OSError:
         pass
+    return False
+
+
+def mounted_as(mountpoint: str, source: str) -> bool:
+    """Whether the kernel lists a mount of ``source`` (``avfs:VAULT:KEY``) at exactly
+    ``mountpoint`` (a resolved path) in this mount namespace: what a record's mount point
+    is checked against before anything is written through it. Cheaper than
+    :func:`kernel_mounts` (only the lines naming the mount point are parsed): it is asked
+    on every change the CLI makes to a fork with an overlay mount."""
+
+    def esc(text: str) -> bytes:  # mountinfo's octal escapes
+        out = text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+        return out.replace("\n", "\\012").encode("utf-8", "surrogateescape")
+
+    want_mp, want_src = esc(mountpoint), esc(source)
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    for line in data.split(b"\n"):
+        if want_mp not in line:
+            continue
+        head, sep, tail = line.partition(b" - ")
+        parts, rest = head.split(b" "), tail.split(b" ")
+        if sep and len(parts) > 4 and parts[4] == want_mp and len(rest) > 1 and rest[1] == want_src:
+            return True
     return False
 
 

@@ -202,13 +202,14 @@ class Workspace(Mutations, Generic[V_co]):
         return None
 
     def mount_git_dir(self) -> str | None:
-        """The git dir of this fork's mount (where its daemon answers for the upper layer's
-        journal), when an overlay mount's upper layer holds anything."""
+        """The own directory of this fork's mount (where its daemon answers for the upper
+        layer's journal, over a socket: core/registry.py ``mount_dir``), when an overlay
+        mount's upper layer holds anything."""
         if self.pinned is not None or not self.overlay.upper_active():
             return None
-        from .worktree import worktree_dir
+        from .worktree import files_dir
 
-        return worktree_dir(self.vault, self.fork)
+        return files_dir(self.vault, self.fork)
 
     def mounted_without_upper(self) -> bool:
         """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
