@@ -35,9 +35,19 @@ the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
 remount its way out).
 
+bwrap itself runs on the host, as the caller's user (root, often), before anything is
+confined: so it is started with an environment avfs builds (:data:`BWRAP_ENV`), never the
+command's. The command's environment (the caller's ``--env``, MCP's ``env``, the API's) goes
+to bwrap as ``--clearenv`` and ``--setenv NAME VALUE`` read from a descriptor (``--args FD``,
+:func:`env_fd`: not on a command line the host's ``/proc`` shows), and bwrap applies it only
+as it starts the command inside: an ``LD_PRELOAD`` (or any loader variable) given for the
+command never loads into bwrap.
+
 Where ``bwrap`` cannot run (:func:`unavailable` says why: not installed, or user namespaces
-refused), ``proxy exec`` falls back to :mod:`.isolate`'s hand-made hidden view, else runs on
-the host, and the envelope's ``confinement`` says which, and why.
+refused), ``proxy exec`` refuses to run a confined command (one envelope, exit 125, naming
+what is missing and how to install it), unless the policy says ``confine = "namespace"``
+(``[defaults]``): then :mod:`.isolate`'s hand-made hidden view, weaker (the host's
+network), runs it, and the envelope's ``confinement`` says so, and why.
 """
 
 from __future__ import annotations
@@ -48,6 +58,9 @@ import glob
 import os
 import shutil
 import subprocess
+import types
+from collections.abc import Mapping
+from typing import Final
 
 # what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
 # without MKNOD and SETFCAP)
@@ -103,6 +116,13 @@ class Sandbox:
     proxy_socket: str | None = None  # network "filtered": the filtering proxy's socket (host side)
 
 
+# what bwrap itself is started with: nothing of the caller's (no loader variable can reach
+# it); the command's own environment goes in through --args (see env_fd)
+BWRAP_ENV: Final = types.MappingProxyType({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+NOT_INSTALLED: Final = "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
+INSTALL_HINT: Final = "install bubblewrap (`apt-get install bubblewrap`; `dnf install bubblewrap`)"
+
+
 @functools.cache
 def bwrap_path() -> str | None:
     """Where ``bwrap`` is (looked up once per process)."""
@@ -113,12 +133,12 @@ def bwrap_path() -> str | None:
 def _probe() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
-        return "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
+        return NOT_INSTALLED
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", true]  # fmt: skip
     try:
-        proc = subprocess.run(args, capture_output=True, timeout=10, check=False)
+        proc = subprocess.run(args, capture_output=True, timeout=10, check=False, env=dict(BWRAP_ENV))
     except (OSError, subprocess.SubprocessError) as exc:
         return f"cannot run bwrap: {exc}"
     if proc.returncode == 0:
@@ -128,8 +148,46 @@ def _probe() -> str | None:
 
 
 def unavailable() -> str | None:
-    """Why no bwrap sandbox can be made here (None: it can). Probed once per process."""
+    """Why no bwrap sandbox can be made here (None: it can). Probed once per process (and
+    looked for again when :func:`bwrap_path`'s cache is cleared)."""
+    if bwrap_path() is None:
+        return NOT_INSTALLED
     return _probe()
+
+
+def env_args(env: Mapping[str, str]) -> bytes:
+    """``env`` as bwrap arguments (``--clearenv``, then ``--setenv NAME VALUE`` for each),
+    NUL-separated as ``--args FD`` reads them. A name bwrap could not set (empty, with ``=``
+    or a NUL) or a value with a NUL (no environment can hold one) is left out."""
+    parts = [b"--clearenv"]
+    for k, v in env.items():
+        if not k or "=" in k or "\0" in k or "\0" in v:
+            continue
+        parts += [b"--setenv", os.fsencode(k), os.fsencode(v)]
+    return b"\0".join(parts) + b"\0"
+
+
+def env_fd(env: Mapping[str, str]) -> int:
+    """A descriptor (not inheritable; the caller passes it on and closes it) that bwrap's
+    ``--args`` reads :func:`env_args` from: an anonymous file in memory, so the values are
+    on no command line (``/proc/PID/cmdline`` is readable by every user) and in no file."""
+    data = env_args(env)
+    try:
+        fd = os.memfd_create("avfs-env", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd here: an unlinked temporary file
+        import tempfile
+
+        with tempfile.TemporaryFile() as tmp:
+            fd = os.dup(tmp.fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def check_path(path: str) -> str | None:
@@ -158,16 +216,20 @@ def network_for(categories: list[str], action: str, policy_network: str, allow: 
     return "filtered" if policy_network == "filtered" else "none"
 
 
-def readable_paths(paths: tuple[str, ...], home: str | None, avfs_home: str) -> tuple[str, ...]:
+def readable_paths(
+    paths: tuple[str, ...], home: str | None, avfs_home: str, also_never: str | None = None
+) -> tuple[str, ...]:
     """The policy's ``readable`` paths, ``~/`` expanded against ``home`` (the caller's
     ``$HOME``; dropped without one), normalized; left out: ``/``, those in a system
     directory (shown anyway), and the avfs home, what is in it and what holds it (the
-    approvals are never shown)."""
+    approvals are never shown); the credential stores of ``home`` and of ``also_never``
+    (the ``$HOME`` the command asked for), and what holds them, neither."""
     never = [os.path.normpath(avfs_home)]
-    if home and os.path.isabs(home):
-        h = os.path.normpath(home)
-        never += [h + "/" + c for c in HOME_SECRETS]
-        never.append(h + "/")  # the home itself (and what holds it), not what is in it
+    for one in (home, also_never):
+        if one and os.path.isabs(one):
+            h = os.path.normpath(one)
+            never += [h + "/" + c for c in HOME_SECRETS]
+            never.append(h + "/")  # the home itself (and what holds it), not what is in it
     out = []
     for p in paths:
         if p.startswith("~/"):

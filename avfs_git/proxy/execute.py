@@ -41,6 +41,7 @@ from ..core.errors import (
     MountDiedError,
     PolicyDeniedError,
     SandboxFailed,
+    SandboxUnavailableError,
     UsageError,
     WriteBackIncompleteError,
     unexpected,
@@ -397,8 +398,8 @@ def _execute(
     mode, live = _choose_mode(vault, fork, req.mode)
     root = live.mountpoint if live is not None else _planned_root(home, vault, fork, mode)
     abs_cwd = os.path.join(root, cwd) if cwd else root
-    res.isolation = _isolation(vault, req)
-    res.confinement = _confinement(req, res.isolation)
+    res.isolation = _isolation(vault, req, pol.confine)
+    res.confinement = _confinement(req, res.isolation, pol.confine)
     if res.isolation is not None and res.isolation["reason"] is None:
         # the command will see the fork at the project's path: judge its paths from there
         root = res.isolation["path"]
@@ -433,6 +434,9 @@ def _execute(
         ).to_dict()
         res.state = _state(ws)
         return
+    if res.confinement["kind"] == "none":  # no sandbox here, and the policy allows no weaker view
+        res.state = _state(ws)
+        raise _no_sandbox(res.confinement["reason"])
     if action is Outcome.REQUIRE_APPROVAL:
         # bound to the bytes on stdin: read first (into a file) when it is a stream
         stdin, stdin_sha = _stdin_digest(req.stdin, cleanup)
@@ -530,7 +534,12 @@ def _execute(
         from . import confine
 
         env = _env(req, vault.name, fork, at, at_cwd)
-        sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        # the policy's `~/` is the caller's own home, never a HOME the request asks for (which
+        # would move what is shown, and what is never shown, of the host)
+        caller = dict(req.base_env) if req.base_env is not None else os.environ
+        sandbox = _sandbox(
+            vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path, caller.get("HOME")
+        )
         if mode == "fuse":
             from . import seal
 
@@ -714,7 +723,7 @@ def _carry_back(vault: Vault, fork: str, sealed: Any, res: ExecResult) -> list[d
     return [dataclasses.asdict(n) for n in seal.drop_gitlinks(vault, sealed, _worktree(vault, fork))]
 
 
-def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
+def _isolation(vault: Vault, req: ExecRequest, fallback: str = "bwrap") -> dict[str, Any] | None:
     """The envelope's ``isolation`` before the run: where the fork will appear and what of
     the host the command sees, ``reason`` saying why it will run without a view (namespaces
     unavailable here: the plain mount is used). None when not asked for."""
@@ -738,7 +747,7 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
         bad = confine.check_path(str(at))
         why = confine.unavailable()
         method = "bwrap"
-        if why is not None:  # the fallback: the hand-made hidden view
+        if why is not None and fallback == "namespace":  # the policy's fallback: the hidden view
             bad = bad or isolate.check_path(str(at), "hidden")
             why = isolate.unavailable()
             method = isolate.method()
@@ -758,14 +767,17 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
     }
 
 
-def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]:
+def _confinement(req: ExecRequest, iso: dict[str, Any] | None, fallback: str = "bwrap") -> dict[str, Any]:
     """The envelope's ``confinement`` before the run: what the command will run in.
 
     ``kind``: ``bwrap`` (the sandbox, :mod:`.confine`), ``namespace`` (:mod:`.isolate`'s
-    hand-made view: asked for with ``--readonly-host``/``--hide-host``, or the sandbox's
-    fallback where bwrap cannot run) or ``host`` (nothing between the command and the host:
-    ``--host writable``, or neither bwrap nor namespaces work here). ``requested``: what was
-    asked for; ``reason``: why what runs is weaker than that (null when it is not)."""
+    hand-made view: asked for with ``--readonly-host``/``--hide-host``, or, where bwrap
+    cannot run, the fallback a policy's ``confine = "namespace"`` allows), ``host`` (nothing
+    between the command and the host: ``--host writable``, or namespaces unavailable for
+    an explicit ``--readonly-host``/``--hide-host``) or ``none`` (a confined command where no
+    sandbox can be made and the policy allows no weaker one: it is refused, fail closed).
+    ``requested``: what was asked for; ``reason``: why what runs is weaker than that, or why
+    nothing runs (null when neither)."""
     requested = req.isolate if req.isolate is not None else "confined" if req.confine else "writable"
     out: dict[str, Any] = {"kind": "host", "requested": requested, "network": "host", "reason": None}
     if req.isolate is None and requested == "writable":
@@ -782,14 +794,42 @@ def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]
     if why is None:
         out.update(kind="bwrap", network="none")
         return out
+    if fallback != "namespace":
+        out.update(kind="none", network="none", reason=why)
+        return out
     from . import isolate
 
     also = isolate.unavailable()
     if also is None:
-        out.update(kind="namespace", reason=f"{why}: a hand-made hidden view (no network namespace) instead")
+        out.update(
+            kind="namespace",
+            reason=f'{why}: the policy\'s confine = "namespace" fallback, a hand-made hidden view'
+            " (weaker: the host's network) instead",
+        )
     else:
-        out["reason"] = f"{why}; and {also}: the command runs on the host"
+        out.update(kind="none", network="none", reason=f"{why}; and {also}")
     return out
+
+
+def _no_sandbox(why: str) -> SandboxUnavailableError:
+    """The error of a confined command refused because no sandbox can be made (fail closed):
+    what is missing and how to install it, or the weaker view a policy may accept instead."""
+    from . import confine
+
+    missing = why.startswith(confine.NOT_INSTALLED)
+    how = (
+        confine.INSTALL_HINT
+        if missing
+        else "let bubblewrap make user namespaces here (see docs/proxy.md, Confinement)"
+    )
+    return SandboxUnavailableError(
+        f"{why}: a confined command cannot run here; the command did not run",
+        hint=(
+            f'{how}; or accept a weaker hand-made view with confine = "namespace" under [defaults]'
+            " in the policy (docs/policy.md), or run it unconfined with --host writable"
+        ),
+        details={"missing": "bwrap" if missing else None, "package": "bubblewrap", "reason": why},
+    )
 
 
 def _fsmonitor_hook(hook: str) -> str:
@@ -844,6 +884,7 @@ def _sandbox(
     home_dir: str | None,
     mode: str,
     avfs_home: str,
+    caller_home: str | None = None,
 ) -> Any:
     """The :class:`~.confine.Sandbox` of one command: the fork (``root``) at ``at``, the
     vault as git needs it, avfs's state hidden, the caches the policy names."""
@@ -872,7 +913,7 @@ def _sandbox(
         masked=(vault.state_dir,),
         shown=tuple(shown),
         caches=caches,
-        readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
+        readable=confine.readable_paths(pol.readable, caller_home, avfs_home, also_never=home_dir),
         root=os.geteuid() == 0,
     )
 
