@@ -33,6 +33,7 @@ from .programs import (
     SOURCE,
     WRAPPERS,
     avfs_itself,
+    canonical_args,
     find_execs,
     inline_code,
     interpreter,
@@ -257,7 +258,7 @@ class Classifier(Effects):
                     continue
             if at:
                 words, at = words[at:], 0
-            args = words[1:]
+            args = canonical_args(name, words[1:])  # `sed -nEi`, `env --split-s`: as read
             if name in SHELLS:
                 kind, script = shell_mode(args)
                 if kind == "c" and script is not None and not script.unknown:

@@ -119,6 +119,146 @@ WRITE_OPTS: Final[dict[str, tuple[tuple[str, ...], str | None]]] = {
 }
 
 
+def _opts(text: str) -> frozenset[str]:
+    return frozenset("--" + o for o in text.split())
+
+
+# The long options of programs that read them with GNU getopt_long (or parse-options),
+# which takes any unambiguous prefix of one (`sed --in-pl`, `env --split-s`, `sort --out=F`):
+# a prefix is read as the option it stands for (:func:`long_option`).
+LONG_OPTS: Final[dict[str, frozenset[str]]] = {
+    "sed": _opts(
+        "debug expression file follow-symlinks help in-place line-length null-data zero-terminated"
+        " posix quiet silent regexp-extended sandbox separate unbuffered version binary"
+    ),
+    "env": _opts(
+        "ignore-environment null unset chdir split-string block-signal default-signal"
+        " ignore-signal list-signal-handling debug help version"
+    ),
+    "sort": _opts(
+        "ignore-leading-blanks dictionary-order ignore-case general-numeric-sort ignore-nonprinting"
+        " month-sort human-numeric-sort numeric-sort random-sort random-source reverse sort"
+        " version-sort batch-size check compress-program debug files0-from key merge output"
+        " stable buffer-size field-separator temporary-directory parallel unique zero-terminated"
+        " help version"
+    ),
+    "shuf": _opts("echo input-range head-count output random-source repeat zero-terminated help version"),
+    "xargs": _opts(
+        "null arg-file delimiter eof replace max-lines max-args open-tty interactive"
+        " no-run-if-empty max-chars show-limits verbose exit max-procs process-slot-var help version"
+    ),
+    "timeout": _opts("foreground kill-after preserve-status signal verbose help version"),
+    "nice": _opts("adjustment help version"),
+    "stdbuf": _opts("input output error help version"),
+    "info": _opts(
+        "all apropos directory debug dribble file help index-search location node output"
+        " raw-escapes no-raw-escapes restore show-options subnodes usage version"
+    ),
+    "cp": _opts(
+        "archive attributes-only backup copy-contents debug force interactive link dereference"
+        " no-clobber no-dereference preserve no-preserve parents recursive reflink"
+        " remove-destination sparse strip-trailing-slashes symbolic-link suffix target-directory"
+        " no-target-directory update verbose one-file-system context keep-directory-symlink help version"
+    ),
+    "mv": _opts(
+        "backup debug exchange force interactive no-clobber no-copy strip-trailing-slashes suffix"
+        " target-directory no-target-directory update verbose context help version"
+    ),
+    "ln": _opts(
+        "backup directory force interactive logical no-dereference physical relative symbolic"
+        " suffix target-directory no-target-directory verbose help version"
+    ),
+    "install": _opts(
+        "backup compare directory group mode owner preserve-timestamps strip strip-program suffix"
+        " target-directory no-target-directory verbose preserve-context context debug help version"
+    ),
+    "make": _opts(
+        "always-make directory debug environment-overrides eval file makefile help ignore-errors"
+        " include-dir jobs keep-going load-average check-symlink-times just-print dry-run recon"
+        " old-file assume-old output-sync print-data-base question no-builtin-rules"
+        " no-builtin-variables shuffle silent quiet no-silent stop no-keep-going touch trace"
+        " version print-directory no-print-directory what-if new-file assume-new"
+        " warn-undefined-variables"
+    ),
+}
+LONG_OPTS["gsed"] = LONG_OPTS["sed"]
+LONG_OPTS["gmake"] = LONG_OPTS["make"]
+
+
+def long_option(v: str, names: frozenset[str]) -> str:
+    """``v`` (``--pre`` or ``--pre=VALUE``) with ``--pre`` spelled out as the one option of
+    ``names`` it is a prefix of, as getopt_long reads it; ``v`` itself when it names an
+    option exactly, none, or several (the program then refuses it)."""
+    key, eq, value = v.partition("=")
+    if key in names or len(key) < 3:
+        return v
+    found = [n for n in names if n.startswith(key)]
+    if len(found) != 1:
+        return v
+    return found[0] + eq + value
+
+
+# short options of sed and perl that are flags (no value): a cluster of them is split
+_SED_FLAGS: Final = frozenset("nrEsuzb")
+_PERL_FLAGS: Final = frozenset("acnpsStTuUvwWX")
+
+
+def canonical_args(name: str, args: list[Word]) -> list[Word]:
+    """``args`` as the program reads them: long options spelled out (:data:`LONG_OPTS`)
+    and the short option clusters of sed and perl split (``-nEi.bak`` is ``-n -E
+    -i.bak``; ``-pi`` is ``-p -i``), so that rules see ``-i`` however it is written. The
+    same list when nothing changes."""
+    names = LONG_OPTS.get(name)
+    flags = _SED_FLAGS if name in ("sed", "gsed") else _PERL_FLAGS if name == "perl" else None
+    if names is None and flags is None:
+        return args
+    out: list[Word] | None = None
+    for k, w in enumerate(args):
+        v = w.value
+        if v == "--":
+            if out is not None:
+                out.extend(args[k:])
+            break
+        pieces: list[str] | None = None
+        if v.startswith("--") and names is not None:
+            full = long_option(v, names)
+            if full != v:
+                pieces = [full]
+        elif flags is not None and len(v) > 2 and v[0] == "-" and v[1] != "-":
+            pieces = _split_cluster(v, flags, perl=name == "perl")
+        if pieces is not None:
+            if out is None:
+                out = list(args[:k])
+            for piece in pieces:
+                nw = Word(piece, None, w.quoted)
+                nw.dynamic, nw.unknown, nw.subs = w.dynamic, w.unknown, w.subs
+                out.append(nw)
+        elif out is not None:
+            out.append(w)
+    return args if out is None else out
+
+
+def _split_cluster(v: str, flags: frozenset[str], *, perl: bool) -> list[str] | None:
+    out: list[str] = []
+    j = 1
+    while j < len(v):
+        ch = v[j]
+        if ch in flags:
+            out.append("-" + ch)
+            j += 1
+            continue
+        if perl and ch in "l0C":  # an optional number follows
+            k = j + 1
+            while k < len(v) and v[k].isdigit():
+                k += 1
+            out.append("-" + v[j:k])
+            j = k
+            continue
+        out.append("-" + v[j:])  # -i[SUFFIX], -e SCRIPT, -f FILE, ...: the rest is its value
+        break
+    return out if len(out) > 1 else None
+
+
 SHELLS: Final = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "rbash", "yash", "posh"}
 )
@@ -194,7 +334,7 @@ def unwrap(
             i += 1
             continue
         if v.startswith("--") and len(v) > 2:
-            key, eq, value = v.partition("=")
+            key, eq, value = long_option(v, LONG_OPTS.get(name, wrap.value_long)).partition("=")
             if key in wrap.value_long and not eq:
                 value = args[i + 1].value if i + 1 < len(args) else ""
                 i += 1
