@@ -35,6 +35,7 @@ from .programs import (
     avfs_itself,
     canonical_args,
     find_execs,
+    git_env_runs,
     inline_code,
     interpreter,
     parallel_text,
@@ -51,6 +52,7 @@ _MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is ju
 # runs what was there before
 _METADATA_ONLY: Final = frozenset({"chmod", "chown", "chgrp", "touch", "chattr", "setfacl", "stat", "ls"})
 _EVAL_LIKE: Final = frozenset({"eval"})
+_EXPORTS: Final = frozenset({"export", "declare", "typeset", "readonly", "local"})
 
 
 def _program_name(value: str) -> str:
@@ -177,6 +179,7 @@ class Classifier(Effects):
                 for sub in r.heredoc.subs:
                     parts.extend(self.script_tokens(sub, cwd, depth + 1))
         if not stage.words:
+            self.exported_git_code(stage.assigns, parts)
             return parts + self.redirect_parts(stage.redirs, cwd), None, _SAME
         got, eater, new_cwd = self.command_words(
             stage.words, by_word, stage.redirs, cwd, depth, assigns=stage.assigns
@@ -284,6 +287,8 @@ class Classifier(Effects):
                 rule = self.workspace_program(rule)
             part = self.part_for(name, words, eff_cwd, rule=rule)
             self.secrets(part, args, redirs, eff_cwd)
+            if name in _EXPORTS:
+                self.exported_git_code(args, [part])
             if interpreter(name) is not None:
                 parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
             itself = avfs_itself(w0.value, args)
@@ -318,6 +323,19 @@ class Classifier(Effects):
                 new_cwd = cd_target(name, args, cwd)
             got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
             return got, eater, new_cwd
+
+    def exported_git_code(self, words: Sequence[Word], parts: list[Part]) -> None:
+        """``export GIT_SSH_COMMAND=CMD`` (or a bare assignment): every later git of the
+        shell runs CMD; judged as git running it (:meth:`git_code`)."""
+        for w in words:
+            var = git_env_runs(w.value)
+            if var is None:
+                continue
+            if not parts or parts[-1].program not in _EXPORTS:
+                self.tick()
+                parts.append(Part((w.value,), "", (), None, "", ""))
+            self.mark_git_code(parts[-1], f"`{show((w.value,), 60)}` sets {var}, which git runs")
+            return
 
     def secrets(self, part: Part, args: list[Word], redirs: list[Redir], cwd: str | None) -> None:
         """A credential store outside the workspace named by an argument (``cat ~/.ssh/id_rsa``,
