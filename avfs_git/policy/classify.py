@@ -41,6 +41,7 @@ from .programs import (
     parallel_text,
     program_cwd,
     reads_stdin_code,
+    script_language,
     shell_mode,
     unwrap,
     with_input,
@@ -382,14 +383,21 @@ class Classifier(Effects):
         if code is None:
             self.opaque(part, f"{who} runs code that is only known at run time")
             return []
-        if name.rstrip("0123456789.") not in ("python", "pypy"):
+        lang = script_language(name)
+        if lang is None and name.rstrip("0123456789.") not in ("python", "pypy"):
             self.checkpointed(part, f"{who} runs {name} code that avfs does not read")
             return []
-        from .pycode import effects  # ast: only when Python code is met
-
         self.budget.spend(len(code) // 16 + 1)
+        if lang is not None:
+            from .scriptcode import effects as script_effects  # only when such code is met
+
+            found_effects = script_effects(code, lang)
+        else:
+            from .pycode import effects  # ast: only when Python code is met
+
+            found_effects = effects(code)
         out: list[Part] = []
-        for kind, detail in effects(code):
+        for kind, detail in found_effects:
             self.budget.spend(1)
             if kind == "shell" and isinstance(detail, str):
                 out.extend(self.script_text(detail, cwd, depth + 1))
@@ -400,6 +408,10 @@ class Classifier(Effects):
                 self.opaque(part, f"{who} {detail}")
             elif kind == "opaque":
                 self.checkpointed(part, f"{who} {detail}: what it does cannot be read")
+            elif kind == "unparsable":
+                outcome = strictest([self.p.unparsable, self.p.outcome_for(self.p.unknown)])
+                text = f"{who}: the {lang} code {detail}: avfs cannot read what it does"
+                part.findings.append(Finding(BUILTIN_UNPARSABLE, self.p.unknown, text, outcome))
             elif isinstance(detail, str):
                 w = literal_path(detail)
                 if kind == "read":

@@ -270,6 +270,8 @@ _INTERPRETERS: Final = {
     "ruby": ("e", "IrCEF"),
     "node": ("ep", "r"),
     "nodejs": ("ep", "r"),
+    "deno": ("", ""),
+    "bun": ("ep", ""),
     "php": ("rBRFE", "cdz"),
     "lua": ("e", "l"),
 }
@@ -702,12 +704,28 @@ _CODE_FLAGS: Final = {
     "lua": "e",
 }
 _CODE_LONG: Final = frozenset({"--eval", "--print"})
+_SCRIPT_LANGS: Final = {
+    "node": "js",
+    "nodejs": "js",
+    "deno": "js",
+    "bun": "js",
+    "perl": "perl",
+    "ruby": "ruby",
+    "php": "php",
+}
+
+
+def script_language(name: str) -> str | None:
+    """The language :mod:`.scriptcode` reads for interpreter ``name`` (None: not one)."""
+    return _SCRIPT_LANGS.get(name.rstrip("0123456789."))
 
 
 def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
     """The code an interpreter runs from its command line (``python -c CODE``, ``node -e``,
     ``perl -e``, ``ruby -e``...): (the option, the code), or None."""
     base = name.rstrip("0123456789.")
+    if base in ("deno", "bun"):
+        return _deno_bun_code(base, args)
     flags = _CODE_FLAGS.get(base)
     spec = _INTERPRETERS.get(base)
     if flags is None or spec is None:
@@ -716,7 +734,9 @@ def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
     k = 0
     while k < len(args):
         v = args[k].value
-        if v in _CODE_LONG and base in ("node", "nodejs"):
+        if base in ("node", "nodejs") and v.partition("=")[0] in _CODE_LONG:
+            if "=" in v:
+                return v.partition("=")[0], Word.literal(v.partition("=")[2])
             return (v, args[k + 1]) if k + 1 < len(args) else None
         if not v.startswith("-") or v in ("-", "--") or v.startswith("--"):
             if v.startswith("--") and v != "--":
@@ -859,4 +879,23 @@ def git_runs_code(values: list[str], env: list[str]) -> str | None:
                     continue
                 return f"runs a program named by `{opt}`"
         k += 1
+    return None
+
+
+def _deno_bun_code(base: str, args: list[Word]) -> tuple[str, Word] | None:
+    """``deno eval [OPTIONS] CODE`` and ``bun -e/--eval/-p/--print CODE``."""
+    values = [a.value for a in args]
+    if base == "deno":
+        if not values or values[0] != "eval":
+            return None
+        rest = [a for a in args[1:] if not a.value.startswith("-")]
+        return ("eval", rest[0]) if rest else None
+    for k, v in enumerate(values):
+        key, eq, value = v.partition("=")
+        if key in ("-e", "--eval", "-p", "--print"):
+            if eq:
+                return key, Word.literal(value)
+            return (key, args[k + 1]) if k + 1 < len(args) else None
+        if not v.startswith("-"):
+            return None
     return None
