@@ -218,7 +218,7 @@ def self_command(argv0: str, executable: str) -> str:
 _SHELLS: Final = ("/bin/bash", "/usr/bin/bash", "/bin/sh")
 # the characters of a lone `cd` line: none of them is shell syntax (no newline, quote,
 # `$`, `~`, `;`, `&`, `#`, glob or brace), so a shell reads it as the policy's lexer does
-_PLAIN: Final = re.compile(r"[ \t]*(?:[A-Za-z0-9_./@%+=:,-]+[ \t]*)+")
+_PLAIN: Final = re.compile(r"[ \t]*[A-Za-z0-9_./@%+=:,-]+(?:[ \t]+[A-Za-z0-9_./@%+=:,-]+)*[ \t]*")
 
 
 def _lone_cd(raw: str) -> list[str] | None:

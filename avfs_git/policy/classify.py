@@ -6,6 +6,7 @@ follows the working directory. Pure: no process is started, no file is read.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -284,8 +285,12 @@ class Classifier(Effects):
                     parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
             eff_cwd = program_cwd(name, args, cwd)
             rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
-            if rule is not None and "/" in w0.value and not w0.value.startswith(("/", "~")):
-                rule = self.workspace_program(rule)
+            if (
+                rule is not None
+                and "/" in w0.value
+                and (not w0.value.startswith(("/", "~")) or within(posixpath.normpath(w0.value), self.root))
+            ):
+                rule = self.workspace_program(rule)  # `./ls`, and `$PWD/ls` written out
             part = self.part_for(name, words, eff_cwd, rule=rule)
             self.secrets(part, args, redirs, eff_cwd)
             if name in _EXPORTS:

@@ -459,6 +459,8 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         if spec is None:
             continue
         what, receivers, which = spec
+        if lang == "js" and name == "exec" and cp_module:
+            receivers = None  # `require('child_process').exec(...)`, `cp.exec(...)`
         receiver = toks[k - 2][1] if k >= 2 and prev[1] in (".", "::", "->") else None
         if (
             prev[1] in (".", "->", "::")
@@ -479,6 +481,8 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         if lang == "js":
             if (name in _JS_SPAWN_NEEDS or name == "exec") and not cp_module:
                 continue  # `re.exec(s)`, `app.run()`: not child_process
+            if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
+                continue  # `/x/.exec(s)`
             if receivers is _FS_JS and not fs_module:
                 continue
             if (
