@@ -42,6 +42,13 @@ class _Unreadable(Exception):
 # "op" (punctuation)
 _Tok = tuple[str, str, bool]
 _PAIRS: Final = {"(": ")", "[": "]", "{": "}", "<": ">"}
+_HEREDOC: Final = re.compile(r"<<~?[\"'A-Z_]")
+_CLOSE_BRACE: Final = re.compile(r"\s*\}")
+_ANGLE: Final = re.compile(r"<([^<>\s;]*)>")
+_NUMBER: Final = re.compile(r"[0-9][0-9A-Za-z_.]*")
+_NAME: Final = re.compile(r"[A-Za-z_$][\w$]*[?!]?")
+_PERL_NAME: Final = re.compile(r"[A-Za-z_]\w*(?:::\w+)*")
+_VARIABLE: Final = re.compile(r"[$@%&*]+(?:\{\^?\w+\}|\w+(?:::\w+)*|::\w+)?")
 _PERL_QUOTE: Final = re.compile(r"(qq|qx|qw|q|m|s|tr|y)(?=\s*[^\w\s,;=)])")
 _RUBY_PERCENT: Final = re.compile(r"%([qQwWiIxrs]?)([^\w\s])")
 # after these tokens a `/` starts a regular expression, not a division
@@ -122,11 +129,11 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
             continue
         if lang == "php" and s.startswith("<<<", i):
             raise _Unreadable("a here-document")
-        if lang == "perl" and s.startswith("<<", i) and re.match(r"<<~?[\"'A-Z_]", s[i:]):
+        if lang == "perl" and s.startswith("<<", i) and _HEREDOC.match(s, i):
             raise _Unreadable("a here-document")
         if lang == "perl" and c.isalpha():
             m = _PERL_QUOTE.match(s, i)
-            if m and not (out and out[-1][1] in ("->", "{") and s[m.end() :].lstrip().startswith("}")):
+            if m and not (out and out[-1][1] in ("->", "{") and _CLOSE_BRACE.match(s, m.end()) is not None):
                 i = _perl_quote(s, m, out)
                 continue
         if lang == "ruby" and c == "%":
@@ -162,19 +169,19 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
             out.append(("re", body, True))
             continue
         if lang == "perl" and c == "<" and regex_ok():
-            m = re.match(r"<([^<>\s;]*)>", s[i:])
+            m = _ANGLE.match(s, i)
             if m:  # <*.txt>: a glob; <STDIN>, <$fh>: a read
                 out.append(("re" if "*" in m.group(1) or "/" in m.group(1) else "op", m.group(1), False))
-                i += m.end()
+                i = m.end()
                 continue
         if c.isdigit():
-            m = re.match(r"[0-9][0-9A-Za-z_.]*", s[i:])
+            m = _NUMBER.match(s, i)
             assert m is not None
             out.append(("num", m.group(0), False))
-            i += m.end()
+            i = m.end()
             continue
         if c.isalpha() or c == "_" or (c == "$" and lang == "js"):
-            m = re.match(r"[A-Za-z_$][\w$]*[?!]?" if lang != "perl" else r"[A-Za-z_]\w*(?:::\w+)*", s[i:])
+            m = (_PERL_NAME if lang == "perl" else _NAME).match(s, i)
             assert m is not None
             word = m.group(0)
             if lang == "ruby" and word[-1] in "?!" and s.startswith("=", i + m.end()):
@@ -188,7 +195,7 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
             and i + 1 < n
             and (s[i + 1].isalnum() or s[i + 1] in "_{:")
         ):
-            m = re.match(r"[$@%&*]+(?:\{\^?\w+\}|\w+(?:::\w+)*|::\w+)?", s[i:])
+            m = _VARIABLE.match(s, i)
             assert m is not None
             text = m.group(0)
             if text in ("&", "*", "%", "@", "$"):
@@ -427,6 +434,8 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
     out: list[Effect] = []
     # the literal texts the reader read as commands or paths: a name in them is not a call
     consumed = [t[1] for t in toks if t[0] in ("cmd", "re") or (t[0] == "str" and not t[2])]
+    pairs = _pairs(toks)
+    work = [0]
     seen: dict[str, int] = {}
     fs_module = lang != "js" or _JS_FS_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
     cp_module = lang != "js" or _JS_CP_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
@@ -512,7 +521,9 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
             if name == "can" and lang == "perl" and prev[1] != "->":
                 continue
             raise _Unreadable(f"runs code or calls a function it builds at run time ({name})")
-        args = _call_args(toks, k + 1, lang)
+        args = _call_args(toks, k + 1, lang, pairs, work)
+        if work[0] > 20 * len(toks) + 1000:
+            raise _Unreadable("calls more functions than avfs reads")
         if args is None:
             if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
                 continue  # `const {rmSync} = require('fs')`: the name is brought in
@@ -545,20 +556,26 @@ def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, _Spec], cons
     """A function of the tables (one that is not only a method of named receivers) named
     in the text more often than the reader saw it called, outside the literals it read: in
     a comment or a construct it misread, it cannot say what runs."""
+    literals = "\x00".join(consumed)
     for name, (what, receivers, _) in specs.items():
         if what == "read" or receivers is not None or name not in code:
             continue
         word = re.compile(r"(?<![\w$])" + re.escape(name) + r"(?![\w$])")
-        count = len(word.findall(code)) - sum(len(word.findall(text)) for text in consumed)
+        count = len(word.findall(code)) - len(word.findall(literals))
         if count > seen.get(name, 0):
             raise _Unreadable(f"names {name} where avfs cannot read what it does")
 
 
-def _call_args(toks: list[_Tok], k: int, lang: str) -> list[list[_Tok]] | None:
+def _call_args(
+    toks: list[_Tok], k: int, lang: str, pairs: dict[int, int], work: list[int]
+) -> list[list[_Tok]] | None:
     """The arguments of a call whose name ends before ``toks[k]``: in parentheses, or (perl,
     ruby) up to the end of the statement; None when the name is not called."""
     if k < len(toks) and toks[k][1] == "(":
-        end = _matching(toks, k)
+        end = pairs.get(k)
+        if end is None:
+            raise _Unreadable("a parenthesis does not close")
+        work[0] += end - k
         return _split_args(toks[k + 1 : end])
     if lang not in ("perl", "ruby"):
         return None
@@ -572,6 +589,7 @@ def _call_args(toks: list[_Tok], k: int, lang: str) -> list[list[_Tok]] | None:
     j = k
     depth = 0
     while j < len(toks):
+        work[0] += 1
         t = toks[j][1]
         if toks[j][0] == "op":
             if t in "([{":
@@ -588,19 +606,18 @@ def _call_args(toks: list[_Tok], k: int, lang: str) -> list[list[_Tok]] | None:
     return _split_args(toks[k:j])
 
 
-def _matching(toks: list[_Tok], k: int) -> int:
-    depth = 0
-    for j in range(k, len(toks)):
-        t = toks[j]
+def _pairs(toks: list[_Tok]) -> dict[int, int]:
+    """The index of the closing bracket of each opening one (a missing one: not in it)."""
+    out: dict[int, int] = {}
+    stack: list[int] = []
+    for j, t in enumerate(toks):
         if t[0] != "op":
             continue
         if t[1] in "([{":
-            depth += 1
-        elif t[1] in ")]}":
-            depth -= 1
-            if depth == 0:
-                return j
-    raise _Unreadable("a parenthesis does not close")
+            stack.append(j)
+        elif t[1] in ")]}" and stack:
+            out[stack.pop()] = j
+    return out
 
 
 def _split_args(toks: list[_Tok]) -> list[list[_Tok]]:
