@@ -319,6 +319,18 @@ ONE_LINERS = [
     ('php -r \'$f = "system"; $f("ls");\'', "require_approval", "cannot read"),
     ('php -r \'array_map("unlink", ["/etc/x"]);\'', "require_approval", "cannot read"),
     ("php -r 'eval($argv[1]);'", "require_approval", "cannot read"),
+    ('php -r \'("unlink")("/etc/x");\'', "require_approval", "cannot read"),
+    ("perl -e 'CORE::unlink(\"/etc/x\")'", "deny", "deletes /etc/x"),
+    ("ruby -e 'Kernel.system(\"rm -rf /\")'", "deny", "delete-outside-workspace"),
+    (
+        "node -e \"process.getBuiltinModule('f' + 's').rm('/etc', () => {})\"",
+        "require_approval",
+        "cannot read",
+    ),
+    ("node -e \"require('fs')['rmSync']('/etc')\"", "require_approval", "cannot read"),
+    ("node -e \"Reflect.apply(require('fs').rmSync, null, ['/etc'])\"", "require_approval", "cannot read"),
+    ("node -e \"with (require('fs')) rmSync('/etc')\"", "deny", "deletes /etc"),
+    ("node --input-type=module -e \"import {rmSync} from 'fs'; rmSync('/etc')\"", "deny", "deletes /etc"),
 ]
 # one-liners that touch nothing outside: judged as the interpreter is (build-and-run, allow)
 HARMLESS = [

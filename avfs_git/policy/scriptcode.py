@@ -350,6 +350,8 @@ _JS: Final[dict[str, _Spec]] = {
             "Function",
             "require",
             "import",
+            "getBuiltinModule",
+            "createRequire",
             "binding",
             "dlopen",
             "runInThisContext",
@@ -364,6 +366,8 @@ _JS: Final[dict[str, _Spec]] = {
         )
     },
 }
+# functions that load a module by name: a literal name is read, a computed one is not
+_LOADERS: Final = frozenset({"require", "import", "getBuiltinModule", "createRequire"})
 _JS_SPAWN_NEEDS: Final = frozenset({"spawn", "execFile", "fork", "run", "Command"})  # generic names
 
 _PERL: Final[dict[str, _Spec]] = {
@@ -464,6 +468,8 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         ):
             raise _Unreadable("calls a function through a reference")
         name = text.lstrip("&") if lang == "perl" else text
+        if lang == "perl" and name.startswith("CORE::"):
+            name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
         spec = specs.get(name)
         if spec is None:
             continue
@@ -477,6 +483,7 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
             and lang in ("ruby", "perl")
             and what in ("run", "code")
             and name not in ("eval", "send", "public_send", "__send__", "instance_eval", "class_eval", "can")
+            and receiver not in ("Kernel", "Process", "Object", "self", "CORE", "IO", "Open3")
         ):
             continue  # `obj.system`, `$x->exec`: a method of something else
         if receivers is not None:
@@ -506,13 +513,20 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
             raise _Unreadable(f"defines its own {name}")
         seen[name] = seen.get(name, 0) + 1
         if what == "code":
-            if name in ("require", "import") or (name == "do" and lang == "perl"):
+            if name == "import" and lang == "js" and nxt[1] != "(":
+                continue  # `import {rmSync} from 'fs'`: a declaration
+            if name in _LOADERS or (name == "do" and lang == "perl"):
                 arg = nxt
                 if lang == "perl" and name == "do" and arg[1] == "{":
                     continue  # do { BLOCK }
+                after = toks[k + 2] if k + 2 < len(toks) else ("op", "", False)
                 if arg[1] == "(" and k + 2 < len(toks):
-                    arg = toks[k + 2]
-                if (arg[0] == "str" and not arg[2] and name in ("require", "import")) or (
+                    arg, after = toks[k + 2], (toks[k + 3] if k + 3 < len(toks) else ("op", "", False))
+                    if after[1] != ")":
+                        arg = ("op", "", False)  # more than one literal: a name it computes
+                elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
+                    arg = ("op", "", False)
+                if (arg[0] == "str" and not arg[2] and name in _LOADERS) or (
                     arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
                 ):
                     continue  # require 'json' / require Foo::Bar
