@@ -179,6 +179,23 @@ def test_git_without_such_options_is_judged_as_before(command: str, action: str)
     assert all(c["rule"] != "builtin:git-runs-code" for c in d["commands"]), d
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "git rebase -x 'rm -rf /' HEAD~2",
+        "git rebase --exec='rm -rf /' HEAD~2",
+        "git rebase --exe 'rm -rf /' HEAD~2",
+        "git submodule foreach --recursive 'rm -rf /'",
+        "git bisect run rm -rf /",
+        "git filter-branch --tree-filter 'rm -rf /' HEAD",
+        "git difftool -x 'rm -rf /'",
+    ],
+)
+def test_commands_git_runs_itself_are_classified(command: str) -> None:
+    d = check(shell=command)
+    assert d["action"] == "deny" and d["rule"] == "delete-outside-workspace", d
+
+
 def test_git_upload_pack_through_the_hook_in_a_plain_project(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()

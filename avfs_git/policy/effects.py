@@ -27,7 +27,7 @@ from .model import (
 from .parser import Redir
 from .parts import Finding, Part, cwd_outside, show
 from .paths import HARMLESS_PATHS, VIRTUAL_ROOT, literal_path, outside, path_key
-from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, git_runs_code, option_values
+from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, git_runs_code, git_shell_texts, option_values
 
 _WRITE_REDIRS: Final = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
 _AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})
@@ -156,6 +156,8 @@ class Effects:
         elif name == "git":
             self.git_targets(args, env, part, cwd)
             self.git_code(args, env, part)
+            for text in git_shell_texts([a.value for a in args]):  # `git rebase -x CMD`
+                extra.extend(self.script_text(text, cwd, depth + 1))
         if targets:
             part.findings.extend(self.redirect_findings([Redir(">", "", t, None) for t in targets], cwd))
         return extra

@@ -899,3 +899,48 @@ def _deno_bun_code(base: str, args: list[Word]) -> tuple[str, Word] | None:
         if not v.startswith("-"):
             return None
     return None
+
+
+# subcommand -> its options whose value is a shell command git runs (in the same place)
+_GIT_SHELL_OPTS: Final = {
+    "rebase": ("--exec", "-x"),
+    "difftool": ("--extcmd", "-x"),
+    "filter-branch": (
+        "--env-filter", "--tree-filter", "--index-filter", "--parent-filter", "--msg-filter",
+        "--commit-filter", "--tag-name-filter",
+    ),
+}  # fmt: skip
+
+
+def git_shell_texts(values: list[str]) -> list[str]:
+    """The shell commands a git command line runs itself: ``rebase --exec/-x CMD``,
+    ``difftool --extcmd/-x CMD``, ``filter-branch --*-filter CMD``, ``submodule foreach
+    CMD``, ``bisect run CMD ARGS``."""
+    sub = subcommand("git", values)
+    if sub is None:
+        return []
+    k = values.index(sub) + 1
+    rest = values[k:]
+    if sub == "submodule":
+        words = [v for v in rest if v not in ("--recursive", "-q", "--quiet")]
+        return [" ".join(words[1:])] if words[:1] == ["foreach"] and len(words) > 1 else []
+    if sub == "bisect":
+        return [shlex.join(rest[1:])] if rest[:1] == ["run"] and len(rest) > 1 else []
+    opts = _GIT_SHELL_OPTS.get(sub, ())
+    out: list[str] = []
+    for j, v in enumerate(rest):
+        if v == "--":
+            break
+        key, eq, value = v.partition("=")
+        for opt in opts:
+            long_match = opt.startswith("--") and len(key) > 3 and opt.startswith(key)
+            if long_match or key == opt:
+                if eq:
+                    out.append(value)
+                elif j + 1 < len(rest):
+                    out.append(rest[j + 1])
+                break
+            if not opt.startswith("--") and v.startswith(opt) and len(v) > 2:
+                out.append(v[2:])  # -xCMD
+                break
+    return out
