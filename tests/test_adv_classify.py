@@ -484,6 +484,21 @@ def _event(command: str, cwd: str) -> dict[str, Any]:
     }
 
 
+def test_a_lone_cd_never_moves_the_agents_shell_out_of_the_fork(
+    mounted: tuple[Any, Path], tmp_path: Path
+) -> None:
+    _, mp = mounted
+    (mp / "away").symlink_to(tmp_path)
+    (mp / "inside").mkdir()
+    for command in (f"cd {tmp_path}", "cd ..", "cd away", "cd -- /etc", "builtin cd /"):
+        _, out = pre(command, str(mp))
+        assert out["permissionDecision"] == "allow" and "command cd" not in out["updatedInput"]["command"], (
+            out
+        )
+    _, out = pre("cd -- inside", str(mp))
+    assert out["updatedInput"]["command"].endswith(f" && command cd -- {mp / 'inside'}"), out
+
+
 def test_a_nul_in_a_mounted_fork_is_refused(mounted: tuple[Any, Path]) -> None:
     _, mp = mounted
     _, out = pre("ls\x00x", str(mp))

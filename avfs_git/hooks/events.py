@@ -256,15 +256,19 @@ def _lone_cd(raw: str) -> list[str] | None:
     return args
 
 
-def _cd_after(raw: str, cwd: str) -> str:
+def _cd_after(raw: str, cwd: str, mountpoint: str) -> str:
     """What the agent's own shell runs after a confined lone ``cd`` succeeded, so that
     Claude Code's shell moves as the command said (its directory is kept across calls):
     ``command cd`` to the same place, as an absolute path (no ``CDPATH``, no function
-    named ``cd``). Empty when ``raw`` is not a lone ``cd DIR``."""
+    named ``cd``). Empty when ``raw`` is not a lone ``cd DIR``, or when DIR (its symlinks
+    resolved) is not in the mount: the agent's shell never leaves the fork that way."""
     args = _lone_cd(raw)
     if not args or args == ["-"]:
         return ""  # not a lone `cd`, or one to $HOME or $OLDPWD: places outside the fork
-    return " && command cd -- " + shlex.quote(os.path.normpath(os.path.join(cwd, args[0])))
+    target = os.path.normpath(os.path.join(cwd, args[0]))
+    if not _inside(os.path.realpath(target), os.path.realpath(mountpoint)):
+        return ""
+    return " && command cd -- " + shlex.quote(target)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -359,7 +363,7 @@ def _confined(
         words += ["--timeout-ms", str(timeout)]
     shell = next((p for p in _SHELLS if os.access(p, os.X_OK)), "/bin/sh")
     words += ["--", shell, "-c", shlex.quote(raw)]
-    after = _cd_after(raw, event.cwd)
+    after = _cd_after(raw, event.cwd, where.mountpoint)
     updated = {**(event.tool_input or {}), "command": " ".join(words) + after}
     note = f"; runs confined: `avfs proxy exec` in {fork} (see docs/proxy.md)"
     if after:
