@@ -347,6 +347,8 @@ ONE_LINERS = [
     ("node -e \"require('fs')['rmSync']('/etc')\"", "require_approval", "cannot read"),
     ("node -e \"Reflect.apply(require('fs').rmSync, null, ['/etc'])\"", "require_approval", "cannot read"),
     ("node -e \"with (require('fs')) rmSync('/etc')\"", "deny", "deletes /etc"),
+    ("node -e \"setTimeout('require(1)')\"", "require_approval", "cannot read"),
+    ("node -e \"import('data:text/javascript,console.log(1)')\"", "require_approval", "cannot read"),
     ("node --input-type=module -e \"import {rmSync} from 'fs'; rmSync('/etc')\"", "deny", "deletes /etc"),
 ]
 # one-liners that touch nothing outside: judged as the interpreter is (build-and-run, allow)
@@ -373,6 +375,8 @@ HARMLESS = [
     "php -r 'echo json_encode([\"a\" => 1]);'",
     "deno eval 'console.log(1)'",
     "bun -e 'console.log(1)'",
+    "node -e 'setTimeout(() => console.log(1), 10)'",
+    "node -e \"import('node:fs').then(m => console.log(Object.keys(m).length))\"",
 ]
 
 

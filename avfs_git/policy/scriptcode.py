@@ -352,6 +352,9 @@ _JS: Final[dict[str, _Spec]] = {
             "import",
             "getBuiltinModule",
             "createRequire",
+            "setTimeout",
+            "setInterval",
+            "setImmediate",
             "binding",
             "dlopen",
             "runInThisContext",
@@ -526,10 +529,16 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
                         arg = ("op", "", False)  # more than one literal: a name it computes
                 elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
                     arg = ("op", "", False)
+                if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
+                    raise _Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
                 if (arg[0] == "str" and not arg[2] and name in _LOADERS) or (
                     arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
                 ):
                     continue  # require 'json' / require Foo::Bar
+            if name in ("setTimeout", "setInterval", "setImmediate"):
+                if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
+                    raise _Unreadable(f"runs a string as code ({name})")
+                continue  # a function to call later
             if name == "eval" and lang == "perl" and nxt[1] == "{":
                 continue  # eval { BLOCK }: an exception catcher
             if name == "can" and lang == "perl" and prev[1] != "->":
