@@ -184,9 +184,15 @@ def test_git_works_in_the_confined_fork(home, fork):
     # avfs's own state in the vault (mount registry, exec sockets' names, audit) is not shown
     state = fork.state_dir
     assert os.listdir(os.path.join(state, "mounts"))  # the host has it
-    res = _exec(home, fork, shell=f"ls -A {state}/mounts | wc -l; ls {os.path.dirname(fork.path)}")
+    # but for the mount's fsmonitor hook and socket, shown read-only at their paths
+    res = _exec(
+        home, fork, shell=f"ls -A {state}/mounts {state}/mounts/main.d; ls {os.path.dirname(fork.path)}"
+    )
     lines = _out(res).split()
-    assert lines[0] == "0" and lines[1:] == [os.path.basename(fork.path)], lines
+    assert lines == [
+        f"{state}/mounts:", "main.d", f"{state}/mounts/main.d:", "avfs-fsmonitor.sock", "fsmonitor-hook",
+        os.path.basename(fork.path),
+    ], lines  # fmt: skip
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):

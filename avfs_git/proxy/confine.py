@@ -13,8 +13,9 @@
   and a private, empty ``$HOME``;
 - the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
   keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
-  registry and its exec sockets' names, the audit log) replaced by an empty directory (git's
-  fsmonitor hook asks the mount's daemon over a socket in the fork's worktree directory);
+  registry and its exec sockets' names, the audit log) replaced by an empty directory, but
+  for the fork's mount's fsmonitor hook and the daemon's socket it asks (both in the mount's
+  own directory ``<vault>/avfs/mounts/<key>.d``), shown read-only at their paths;
 - per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
   (``[defaults] caches``), with ``PIP_CACHE_DIR``, ``npm_config_cache``, ``CARGO_HOME``
   pointing at them.
@@ -88,6 +89,7 @@ class Sandbox:
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
+    shown: tuple[tuple[str, str], ...] = ()  # in masked: (path, host source) shown read-only
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
@@ -285,6 +287,9 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
         args += ["--perms", "0700", "--tmpfs", m]
     for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
         args += ["--bind", d, d]
+    for target, source in sb.shown:  # the mount's fsmonitor hook and socket, read-only
+        if os.path.exists(source) and any(target.startswith(m.rstrip("/") + "/") for m in masked):
+            args += ["--ro-bind", source, target]
     for m in masked:
         args += ["--remount-ro", m]
     for w in sb.writable:

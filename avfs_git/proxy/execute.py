@@ -611,6 +611,11 @@ def _execute(
         from ..ops import mounts
 
         _settle(ws, seq0)
+        if sandbox is not None or view is not None:  # it could write the worktree's git dir
+            from ..core.registry import mount_key
+            from ..core.worktree import scrub
+
+            scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
         alive = mounts.check(vault, fork) is not None
         res.mount["alive_after"] = alive
         if not alive:
@@ -647,7 +652,9 @@ def _execute(
                 for c in changes
                 if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
             ]
-        res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
+        from ..core.wsstatus import ignored_count  # the one count status and checkpoint give
+
+        res.ignored = ignored_count(ignored, roots)
     res.changes = [_change_dict(c) for c in changes]
     if req.commit and changes and not in_merge:
         from ..core import checkpoint
@@ -741,11 +748,13 @@ def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]
     return out
 
 
-def _fsmonitor_hook(vault: Vault, hook: str) -> str:
-    """The fork's fsmonitor hook as the sandbox runs it: its interpreter (the Python avfs
-    runs on, maybe under a home directory the sandbox hides; or a Perl found on ``PATH``)
-    replaced by the system's ``/usr/bin/python3`` or ``/usr/bin/perl``, which the sandbox
-    shows, with the same flags. Written under the vault's state."""
+def _fsmonitor_hook(hook: str) -> str:
+    """The fork's fsmonitor hook (``hook``, in the mount's own directory) as the sandbox
+    runs it: its interpreter (the Python avfs runs on, maybe under a home directory the
+    sandbox hides; or a Perl found on ``PATH``) replaced by the system's ``/usr/bin/python3``
+    or ``/usr/bin/perl``, which the sandbox shows, with the same flags. Written beside it,
+    in the mount's own directory (which no confined command can write), and shown
+    read-only at the hook's path inside the sandbox."""
     try:
         with open(hook, encoding="utf-8") as fh:
             text = fh.read()
@@ -758,8 +767,7 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
     system = "/usr/bin/perl" if os.path.basename(interpreter).startswith("perl") else "/usr/bin/python3"
     if interpreter == system or not os.path.exists(system):
         return hook
-    d = os.path.join(vault.state_dir, "sandbox")
-    out = os.path.join(d, os.path.basename(os.path.dirname(hook)) + ".fsmonitor-hook")
+    out = hook + ".sandbox"
     new = f"#!{system} {flags}".rstrip() + "\n" + rest
     try:
         with open(out, encoding="utf-8") as fh:
@@ -767,14 +775,16 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
                 return out
     except OSError:
         pass
+    flags_ = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = f"{out}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}.tmp"
     try:
-        os.makedirs(d, exist_ok=True)
-        tmp = f"{out}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with os.fdopen(os.open(tmp, flags_, 0o755), "w", encoding="utf-8") as fh:
             fh.write(new)
-        os.chmod(tmp, 0o755)
+            os.fchmod(fh.fileno(), 0o755)
         os.replace(tmp, out)
     except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         return hook  # git then says it cannot run the hook, and looks at every path itself
     return out
 
@@ -798,10 +808,11 @@ def _sandbox(
     keep: tuple[str, ...] = (vault.path,)
     writable: tuple[str, ...] = ()
     pinned: list[tuple[str, str]] = []
+    shown: list[tuple[str, str]] = []
     if mode == "fuse":
         writable, pins = _git_writable(vault, fork)
-        for p in pins:
-            pinned.append((p, _fsmonitor_hook(vault, p) if p.endswith("/fsmonitor-hook") else p))
+        pinned.extend((p, p) for p in pins)
+        shown = _mount_files_shown(vault, fork)
     caches = confine.cache_dirs(vault.state_dir, pol.caches)
     conf["path"] = at
     conf["caches"] = [name for name, _ in caches]
@@ -815,15 +826,35 @@ def _sandbox(
         writable=writable,
         pinned=tuple(pinned),
         masked=(vault.state_dir,),
+        shown=tuple(shown),
         caches=caches,
         readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
         root=os.geteuid() == 0,
     )
 
 
-# what of a mounted fork's worktree directory git runs or trusts (hook, config, the way to the
-# common directory): kept read-only in a view, or the directory is not writable at all
-_PINNED = ("fsmonitor-hook", "config.worktree", "commondir", "gitdir", "HEAD")
+# what of a mounted fork's worktree directory git trusts (config, the way to the common
+# directory): kept read-only in a view, or the directory is not writable at all
+_PINNED = ("config.worktree", "commondir", "gitdir", "HEAD")
+
+
+def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
+    """(path, host source) of what of the fork's mount's own directory (in ``<vault>/avfs``,
+    masked) the sandbox shows read-only at its own path, so that ``git status`` there gets
+    fsmonitor answers: the hook ``config.worktree`` names (its sandbox variant) and the
+    daemon's socket (a read-only bind of a socket still takes connections)."""
+    from ..core.hooksocket import SOCKET_NAME
+    from ..core.registry import mount_key
+    from ..core.worktree import HOOK_FILE, files_dir
+
+    own = files_dir(vault, mount_key(fork, None))
+    hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)
+    out = []
+    if os.path.isfile(hook) and not os.path.islink(hook):
+        out.append((hook, _fsmonitor_hook(hook)))
+    if os.path.exists(sock) and not os.path.islink(sock):
+        out.append((sock, sock))
+    return out
 
 
 def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
