@@ -202,12 +202,24 @@ def check_path(path: str) -> str | None:
     return None
 
 
-def network_for(categories: list[str], action: str, policy_network: str, allow: tuple[str, ...] = ()) -> str:
-    """The network a command gets: the host's when the policy's ``[defaults] network`` is
-    ``host``; when it is classified ``networked`` and the policy lets it run (allowed, or
-    approved), the host's, or ``filtered`` (only the hosts of ``network_allow``) when that
-    list names any; ``filtered`` too when ``[defaults] network`` says so; else none (a
-    network namespace of its own)."""
+def network_for(
+    categories: list[str],
+    action: str,
+    policy_network: str,
+    allow: tuple[str, ...] = (),
+    rules: tuple[str, ...] = (),
+) -> str:
+    """The network a command gets: none when one of its commands was judged by a rule of
+    ``NO_NETWORK_RULES`` (``rules``: the rule of each command; git told to run a program
+    of the command line's choosing, ``--upload-pack=CMD``); the host's when the policy's
+    ``[defaults] network`` is ``host``; when it is classified ``networked`` and the policy
+    lets it run (allowed, or approved), the host's, or ``filtered`` (only the hosts of
+    ``network_allow``) when that list names any; ``filtered`` too when ``[defaults]
+    network`` says so; else none (a network namespace of its own)."""
+    from ..policy.model import NO_NETWORK_RULES
+
+    if NO_NETWORK_RULES.intersection(rules):
+        return "none"
     if policy_network == "host":
         return "host"
     if "networked" in categories and action in ("allow", "allow_with_checkpoint", "require_approval"):

@@ -412,7 +412,11 @@ def _execute(
         from . import confine
 
         res.confinement["network"] = confine.network_for(
-            res.decision["categories"], res.decision["action"], pol.network, pol.network_allow
+            res.decision["categories"],
+            res.decision["action"],
+            pol.network,
+            pol.network_allow,
+            tuple(c.rule for c in decision.commands),
         )
         if res.confinement["network"] == "filtered":
             from . import netproxy
