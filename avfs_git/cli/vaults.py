@@ -281,6 +281,8 @@ def _usage_doc(u: QuotaUsage, fork: str) -> dict[str, object]:
         "objects_bytes": u.objects_bytes,
         "overlay_bytes": u.overlay_bytes,
         "layers_bytes": u.layers_bytes,
+        "caches_bytes": u.caches_bytes,
+        "git_dirs_bytes": u.git_dirs_bytes,
         "forks": [
             {"fork": f.fork, "overlay_bytes": f.overlay_bytes, "overlay_files": f.overlay_files}
             for f in u.forks
@@ -307,6 +309,12 @@ def _print_usage(app: App, u: QuotaUsage) -> None:
         u.used_files,
         _limit(u.quota_files, False),
     )
+    if u.caches_bytes or u.git_dirs_bytes:
+        o.say(
+            "  written by confined commands: caches {}, worktree git dirs {}",
+            human_size(u.caches_bytes),
+            human_size(u.git_dirs_bytes),
+        )
     if u.layers_bytes is not None:
         o.say(
             "  enforced by the kernel: the forks' state in the layers file system holds {} (upper layers"

@@ -668,6 +668,62 @@ def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
         _btrfs("quota", "rescan", "-w", mp)  # -w waits for one already running too
 
 
+_FS_INFO = (2 << 30) | (1024 << 16) | (_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
+_fsids: dict[str, str] = {}  # mount path -> the file system's uuid (the image's: stable)
+
+
+def _fsid(mp: str) -> str | None:
+    """The uuid of the btrfs file system mounted at ``mp`` (BTRFS_IOC_FS_INFO; cached)."""
+    got = _fsids.get(mp)
+    if got is not None:
+        return got
+    try:
+        fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = fcntl.ioctl(fd, _FS_INFO, b"\0" * 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    import uuid
+
+    got = str(uuid.UUID(bytes=bytes(buf[16:32])))
+    _fsids[mp] = got
+    return got
+
+
+def qgroup_fill(home: str, n: int) -> tuple[int, int | None] | None:
+    """(bytes qgroup ``1/n`` holds or has reserved, its referenced limit or None) as the
+    kernel's sysfs shows them (a few small reads, no ``btrfs`` process); None when the
+    layers file system is not mounted or the kernel shows no such qgroup."""
+    mp = mount_path(home)
+    fsid = _fsid(mp)
+    if fsid is None:
+        return None
+    d = f"/sys/fs/btrfs/{fsid}/qgroups/{QGROUP_LEVEL}_{n}"
+    vals: dict[str, int] = {}
+    for key in (
+        "referenced",
+        "rsv_data",
+        "rsv_meta_pertrans",
+        "rsv_meta_prealloc",
+        "max_referenced",
+        "limit_flags",
+    ):
+        try:
+            with open(os.path.join(d, key), "rb") as fh:
+                vals[key] = int(fh.read().strip() or b"0")
+        except (OSError, ValueError):
+            if key in ("referenced", "max_referenced", "limit_flags"):
+                return None
+            vals[key] = 0
+    used = vals["referenced"] + vals["rsv_data"] + vals["rsv_meta_pertrans"] + vals["rsv_meta_prealloc"]
+    limited = vals["limit_flags"] & 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
+    return used, vals["max_referenced"] if limited else None
+
+
 def set_limit(home: str, n: int, limit: int | None) -> None:
     """The referenced-bytes limit of qgroup ``1/n`` (None: none)."""
     _btrfs(

@@ -69,6 +69,12 @@ else:
     H_co = TypeVar("H_co", covariant=True)  # typing's TypeVar takes no default before 3.13
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
+# avfs's own writes into a layered state dir (its databases) while the kernel's limit of
+# the vault's qgroup is within OWN_ROOM_LOW: the limit is raised to OWN_ROOM over what it
+# holds, for as long as they last (Vault.own_room)
+OWN_ROOM = 16 << 20
+OWN_ROOM_LOW = 4 << 20
+ROOM_LOCK = ".room.lock"  # in usage/ (a dot: not a published total)
 # ``Vault.quota_bytes`` (an int, for VaultInfo and stats) when the vault has no bytes limit
 NO_LIMIT = sys.maxsize
 
@@ -221,15 +227,20 @@ class Vault(Generic[H_co]):
             return None
         if not layers.mounted(self.home_dir):
             return None
-        try:
-            got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
-        except layers.LayersUnavailable:
-            return None
-        if got is None:
-            return None
+        fill = layers.qgroup_fill(self.home_dir, n)  # the kernel's sysfs: no btrfs process
+        if fill is not None:
+            held = fill[0]
+        else:
+            try:
+                got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+            except layers.LayersUnavailable:
+                return None
+            if got is None:
+                return None
+            held = got[0]
         forks = self._layered_forks()
         own = sum(layers.own_state_bytes(d) for d in forks.values())
-        return max(got[0] - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
+        return max(held - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
 
     def sync_kernel_quota(self, *, mounting: bool = False) -> str | None:
         """Make the kernel enforce the vault's explicit bytes quota on its workspaces in the
@@ -264,20 +275,104 @@ class Vault(Generic[H_co]):
             # and so is what btrfs's metadata and a database's growth may take; the kernel
             # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
             # checks refuse the writes it makes first
-            limit = max(qb - use.objects_bytes - plain, 0) + layers.quota_room(list(forks.values()))
+            outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+            limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
             if mounting:
                 held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
                 if held is not None:
                     limit = max(limit, held[0] + (1 << 20))
             layers.set_limit(self.home_dir, n, limit)
+            if self.config.get("layers_limit") != limit:
+                self.set_config(layers_limit=limit)  # what own_room() puts back
         except layers.LayersUnavailable as exc:
             return str(exc)
         return None
 
+    def _room_qgroup(self) -> int | None:
+        """The vault's qgroup when the kernel limits it (cheap: the cached config)."""
+        cfg = self.config
+        n = cfg.get("layers_qgroup")
+        if not isinstance(n, int) or cfg.get("quota_bytes", -1) in (-1, None):
+            return None
+        return n
+
+    def kernel_quota_full(self) -> bool:
+        """Whether the kernel's limit of this vault's qgroup leaves less than
+        :data:`OWN_ROOM_LOW` (a write into a layered state dir then fails with EDQUOT, or
+        SQLite's "disk I/O error")."""
+        n = self._room_qgroup()
+        if n is None:
+            return False
+        fill = layers.qgroup_fill(self.home_dir, n)
+        return fill is not None and fill[1] is not None and fill[1] - fill[0] < OWN_ROOM_LOW
+
+    @contextmanager
+    def own_room(self) -> Iterator[None]:
+        """Room for avfs's own writes into its workspaces' state (their databases) while
+        the kernel's limit of the vault's qgroup is (nearly) reached: the limit is raised to
+        :data:`OWN_ROOM` over what the qgroup holds for as long as this lasts, then put
+        back (by the last process using it). So ``status``, ``checkpoint``, ``restore`` and
+        ``rm`` work on a vault at its quota; a writer in an overlay mount meanwhile gets at
+        most that room (see docs/maintenance.md "quota"). Costs a few sysfs reads when the
+        qgroup is not near its limit, nothing without a kernel quota."""
+        n = self._room_qgroup()
+        fill = None if n is None else layers.qgroup_fill(self.home_dir, n)
+        if n is None or fill is None or fill[1] is None or fill[1] - fill[0] >= OWN_ROOM_LOW:
+            yield
+            return
+        import fcntl
+
+        path = os.path.join(self.state_dir, "usage", ROOM_LOCK)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            yield
+            return
+        raised = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fill = layers.qgroup_fill(self.home_dir, n)
+            if fill is not None and fill[1] is not None and fill[1] - fill[0] < OWN_ROOM_LOW:
+                try:
+                    layers.set_limit(self.home_dir, n, fill[0] + OWN_ROOM)
+                    raised = True
+                except layers.LayersUnavailable:
+                    pass
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            try:
+                if raised:
+                    # put the limit back unless another process is still inside its room
+                    # (it puts it back when it leaves)
+                    self._put_limit_back(fd, n)
+            finally:
+                os.close(fd)
+
+    def _put_limit_back(self, fd: int, n: int) -> None:
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        try:
+            target = self.fresh_config().get("layers_limit")
+            if isinstance(target, int):
+                layers.set_limit(self.home_dir, n, target)
+            else:  # set before avfs kept it: work it out again
+                self.sync_kernel_quota()
+        except (layers.LayersUnavailable, OSError):
+            pass
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def quota_usage(self) -> QuotaUsage:
         """What the vault uses of its quota, counted exactly now (objects on disk, every
-        overlay's totals); O(forks + object files), not O(files)."""
-        return self.quota.usage()
+        overlay's totals, the caches and worktree git dirs walked); O(forks + object files
+        + files of the caches and git dirs), not O(files of the forks)."""
+        return self.quota.recount()
 
     @property
     def default_fork(self) -> str:
