@@ -300,21 +300,18 @@ def _limit(n: int | None, size: bool) -> str:
 def _print_usage(app: App, u: QuotaUsage) -> None:
     o = app.output
     o.say(
-        "{}: {} of {} (git objects {}, uncheckpointed {}); {} uncheckpointed files of {}",
+        "{}: {} of {} (git objects {}, uncheckpointed {}, caches {}, worktree git dirs {});"
+        " {} uncheckpointed files of {}",
         u.vault,
         human_size(u.used_bytes),
         _limit(u.quota_bytes, True),
         human_size(u.objects_bytes),
         human_size(u.overlay_bytes),
+        human_size(u.caches_bytes),
+        human_size(u.git_dirs_bytes),
         u.used_files,
         _limit(u.quota_files, False),
     )
-    if u.caches_bytes or u.git_dirs_bytes:
-        o.say(
-            "  written by confined commands: caches {}, worktree git dirs {}",
-            human_size(u.caches_bytes),
-            human_size(u.git_dirs_bytes),
-        )
     if u.layers_bytes is not None:
         o.say(
             "  enforced by the kernel: the forks' state in the layers file system holds {} (upper layers"

@@ -694,10 +694,12 @@ def _fsid(mp: str) -> str | None:
     return got
 
 
-def qgroup_fill(home: str, n: int) -> tuple[int, int | None] | None:
-    """(bytes qgroup ``1/n`` holds or has reserved, its referenced limit or None) as the
-    kernel's sysfs shows them (a few small reads, no ``btrfs`` process); None when the
-    layers file system is not mounted or the kernel shows no such qgroup."""
+def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:
+    """(bytes qgroup ``1/n`` holds, bytes reserved for writes in progress, its referenced
+    limit or None, the data among those reserved) as the kernel's sysfs shows them (a few
+    small reads, no ``btrfs`` process); None when the layers file system is not mounted or
+    the kernel shows no such qgroup. The kernel refuses a write when held + reserved + its
+    bytes pass the limit."""
     mp = mount_path(home)
     fsid = _fsid(mp)
     if fsid is None:
@@ -719,9 +721,9 @@ def qgroup_fill(home: str, n: int) -> tuple[int, int | None] | None:
             if key in ("referenced", "max_referenced", "limit_flags"):
                 return None
             vals[key] = 0
-    used = vals["referenced"] + vals["rsv_data"] + vals["rsv_meta_pertrans"] + vals["rsv_meta_prealloc"]
+    rsv = vals["rsv_data"] + vals["rsv_meta_pertrans"] + vals["rsv_meta_prealloc"]
     limited = vals["limit_flags"] & 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
-    return used, vals["max_referenced"] if limited else None
+    return vals["referenced"], rsv, vals["max_referenced"] if limited else None, vals["rsv_data"]
 
 
 def set_limit(home: str, n: int, limit: int | None) -> None:

@@ -304,7 +304,12 @@ class QuotaTracker:
                 self._refresh()
             except OSError:
                 pass
-            return self._objects + sum(self._extra)
+            self._objects = self._scan_objects()  # the fan-out dirs that changed, listed
+            self._objects_at = time.time()
+            self._objects_stale = False
+            # the caches as published (only confined commands write them); the git dirs
+            # walked (small; avfs itself writes their index and logs between commands)
+            return self._objects + self._extra[0] + tree_bytes(self.worktrees_dir)
 
     def recount(self) -> QuotaUsage:
         """Count everything exactly now, publish what changed (so every process's next
@@ -508,8 +513,8 @@ class QuotaTracker:
         if need_b and qb is not None and other_b + own_bytes > qb:
             used = other_b + own_bytes - grow_bytes
             raise QuotaExceededError(
-                f"vault {self.vault.name} uses {used} of its {qb} bytes quota (git objects and every"
-                f" fork's uncheckpointed files); adding {grow_bytes} bytes would pass it",
+                f"vault {self.vault.name} uses {used} of its {qb} bytes quota (git objects, caches, worktree"
+                f" git dirs and every fork's uncheckpointed files); adding {grow_bytes} bytes would pass it",
                 hint="checkpoint, rm or delete forks (a checkpoint moves files into git objects,"
                 " compressed), or raise it with `avfs quota set --bytes SIZE`",
                 details={"what": "bytes", "used": used, "adding": grow_bytes, "quota": qb},

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 from . import layers, names, refs, registry
 from .errors import (
     AlreadyExistsError,
+    AvfsError,
     ForkNotFoundError,
     InvalidNameError,
     MountedError,
@@ -229,7 +230,9 @@ class Vault(Generic[H_co]):
             return None
         fill = layers.qgroup_fill(self.home_dir, n)  # the kernel's sysfs: no btrfs process
         if fill is not None:
-            held = fill[0]
+            # referenced counts at btrfs's transaction commits: data written since is in the
+            # reservations (with metadata's, which pass; those are left out)
+            held = fill[0] + fill[3]
         else:
             try:
                 got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
@@ -277,13 +280,17 @@ class Vault(Generic[H_co]):
             # checks refuse the writes it makes first
             outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
             limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
+            if use.used_bytes >= qb:
+                # over: not a byte more through a mount (avfs's own writes take their room
+                # for as long as they last, see own_room)
+                fill = layers.qgroup_fill(self.home_dir, n)
+                if fill is not None:
+                    limit = min(limit, fill[0])  # what it holds (reservations are passing)
             if mounting:
                 held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
                 if held is not None:
                     limit = max(limit, held[0] + (1 << 20))
             layers.set_limit(self.home_dir, n, limit)
-            if self.config.get("layers_limit") != limit:
-                self.set_config(layers_limit=limit)  # what own_room() puts back
         except layers.LayersUnavailable as exc:
             return str(exc)
         return None
@@ -304,7 +311,7 @@ class Vault(Generic[H_co]):
         if n is None:
             return False
         fill = layers.qgroup_fill(self.home_dir, n)
-        return fill is not None and fill[1] is not None and fill[1] - fill[0] < OWN_ROOM_LOW
+        return fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW
 
     @contextmanager
     def own_room(self) -> Iterator[None]:
@@ -316,8 +323,7 @@ class Vault(Generic[H_co]):
         most that room (see docs/maintenance.md "quota"). Costs a few sysfs reads when the
         qgroup is not near its limit, nothing without a kernel quota."""
         n = self._room_qgroup()
-        fill = None if n is None else layers.qgroup_fill(self.home_dir, n)
-        if n is None or fill is None or fill[1] is None or fill[1] - fill[0] >= OWN_ROOM_LOW:
+        if n is None or not self.kernel_quota_full():
             yield
             return
         import fcntl
@@ -333,9 +339,9 @@ class Vault(Generic[H_co]):
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             fill = layers.qgroup_fill(self.home_dir, n)
-            if fill is not None and fill[1] is not None and fill[1] - fill[0] < OWN_ROOM_LOW:
+            if fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW:
                 try:
-                    layers.set_limit(self.home_dir, n, fill[0] + OWN_ROOM)
+                    layers.set_limit(self.home_dir, n, fill[0] + fill[1] + OWN_ROOM)
                     raised = True
                 except layers.LayersUnavailable:
                     pass
@@ -346,11 +352,11 @@ class Vault(Generic[H_co]):
                 if raised:
                     # put the limit back unless another process is still inside its room
                     # (it puts it back when it leaves)
-                    self._put_limit_back(fd, n)
+                    self._put_limit_back(fd)
             finally:
                 os.close(fd)
 
-    def _put_limit_back(self, fd: int, n: int) -> None:
+    def _put_limit_back(self, fd: int) -> None:
         import fcntl
 
         try:
@@ -358,12 +364,10 @@ class Vault(Generic[H_co]):
         except OSError:
             return
         try:
-            target = self.fresh_config().get("layers_limit")
-            if isinstance(target, int):
-                layers.set_limit(self.home_dir, n, target)
-            else:  # set before avfs kept it: work it out again
-                self.sync_kernel_quota()
-        except (layers.LayersUnavailable, OSError):
+            # worked out again: what avfs did in the room may have freed enough (rm,
+            # restore) for the vault to be back under its quota
+            self.sync_kernel_quota()
+        except (AvfsError, OSError):
             pass
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -202,6 +202,14 @@ class Mutations:
             if old is not None and old.is_dir:
                 raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
             fmode = _file_mode(mode, old.mode if old is not None else None)
+            if isinstance(data, bytes):
+                # the kernel limits the mount's upper layer; what else the quota counts
+                # (objects, caches, other forks) is checked here first
+                try:
+                    replacing = os.lstat(live.real(real)).st_size if old is not None else 0
+                except OSError:
+                    replacing = 0
+                self._check_quota(len(data), replacing, 0)
             size = live.write(real, data, fmode)
             return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
         target = self._plain_write_target(p)
