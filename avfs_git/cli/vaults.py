@@ -234,8 +234,8 @@ def restore_cmd(app: App, name: str) -> None:
 
 @click.group()
 def quota() -> None:
-    """Show or set a vault's quota: bytes (git objects + every fork's uncheckpointed files)
-    and the number of uncheckpointed files."""
+    """Show or set a vault's quota: bytes (git objects + caches + worktree git dirs + every
+    fork's uncheckpointed files) and the number of uncheckpointed files."""
 
 
 def _parse_size(text: str) -> int:
@@ -328,8 +328,9 @@ def _print_usage(app: App, u: QuotaUsage) -> None:
 @quota.command("show")
 @pass_app
 def quota_show(app: App) -> None:
-    """Show the vault's limits and what it uses: bytes of git objects (packed + loose) and
-    of every fork's uncheckpointed files; the number of uncheckpointed files."""
+    """Show the vault's limits and what it uses: bytes of git objects (everything under
+    objects/), of its caches and worktree git dirs (which confined commands write) and of
+    every fork's uncheckpointed files; the number of uncheckpointed files."""
     v, fork = app.target()
     u = v.quota_usage()
     app.output.result("quota", _usage_doc(u, fork), lambda: _print_usage(app, u))
