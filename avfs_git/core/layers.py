@@ -726,8 +726,30 @@ def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:
     return vals["referenced"], rsv, vals["max_referenced"] if limited else None, vals["rsv_data"]
 
 
+_QGROUP_LIMIT = (2 << 30) | (48 << 16) | (_MAGIC << 8) | 43  # _IOR: btrfs_ioctl_qgroup_limit_args
+_LIMIT_MAX_RFER = 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
+
+
 def set_limit(home: str, n: int, limit: int | None) -> None:
-    """The referenced-bytes limit of qgroup ``1/n`` (None: none)."""
+    """The referenced-bytes limit of qgroup ``1/n`` (None: none). A number is set with
+    btrfs's ioctl (no ``btrfs`` process: avfs puts a limit back after each use of its
+    room, see ``Vault.own_room``), falling back to the command."""
+    if limit is not None:
+        try:
+            fd = os.open(mount_path(home), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                # qgroupid, then struct btrfs_qgroup_limit: flags, max_rfer, max_excl,
+                # rsv_rfer, rsv_excl
+                args = struct.pack("=QQQQQQ", qgroup_id(n), _LIMIT_MAX_RFER, limit, 0, 0, 0)
+                fcntl.ioctl(fd, _QGROUP_LIMIT, args)
+                return
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
     _btrfs(
         "qgroup", "limit", "none" if limit is None else str(limit), f"{QGROUP_LEVEL}/{n}", mount_path(home)
     )

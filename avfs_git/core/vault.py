@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
@@ -75,6 +76,8 @@ DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays),
 # holds, for as long as they last (Vault.own_room)
 OWN_ROOM = 16 << 20
 OWN_ROOM_LOW = 4 << 20
+ROOM_PLENTY = 64 << 20  # left under the limit: not checked again for ROOM_RECHECK_S
+ROOM_RECHECK_S = 0.1
 ROOM_LOCK = ".room.lock"  # in usage/ (a dot: not a published total)
 # ``Vault.quota_bytes`` (an int, for VaultInfo and stats) when the vault has no bytes limit
 NO_LIMIT = sys.maxsize
@@ -107,6 +110,7 @@ class Vault(Generic[H_co]):
         self._ws_lock = threading.Lock()
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
+        self._room_plenty_until = 0.0  # see kernel_quota_full
 
     def __repr__(self) -> str:
         return f"Vault({self.name!r}, {self.path!r})"
@@ -272,20 +276,7 @@ class Vault(Generic[H_co]):
             layers.ensure_qgroup(self.home_dir, n, list(forks.values()))
             if self.config.get("layers_qgroup") != n:
                 self.set_config(layers_qgroup=n)
-            use = self.quota.usage()
-            plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
-            # avfs's own state (databases, indexes) is not the quota's: it is left room,
-            # and so is what btrfs's metadata and a database's growth may take; the kernel
-            # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
-            # checks refuse the writes it makes first
-            outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
-            limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
-            if use.used_bytes >= qb:
-                # over: not a byte more through a mount (avfs's own writes take their room
-                # for as long as they last, see own_room)
-                fill = layers.qgroup_fill(self.home_dir, n)
-                if fill is not None:
-                    limit = min(limit, fill[0])  # what it holds (reservations are passing)
+            limit = self._kernel_limit(qb, n, forks)
             if mounting:
                 held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
                 if held is not None:
@@ -294,6 +285,24 @@ class Vault(Generic[H_co]):
         except layers.LayersUnavailable as exc:
             return str(exc)
         return None
+
+    def _kernel_limit(self, qb: int, n: int, forks: dict[str, str]) -> int:
+        """The limit of the vault's qgroup ``1/n`` for a bytes quota ``qb``."""
+        use = self.quota.usage()
+        plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
+        # avfs's own state (databases, indexes) is not the quota's: it is left room,
+        # and so is what btrfs's metadata and a database's growth may take; the kernel
+        # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
+        # checks refuse the writes it makes first
+        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+        limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
+        if use.used_bytes >= qb:
+            # over: not a byte more through a mount (avfs's own writes take their room
+            # for as long as they last, see own_room)
+            fill = layers.qgroup_fill(self.home_dir, n)
+            if fill is not None:
+                limit = min(limit, fill[0])  # what it holds (reservations are passing)
+        return limit
 
     def _room_qgroup(self) -> int | None:
         """The vault's qgroup when the kernel limits it (cheap: the cached config)."""
@@ -310,8 +319,18 @@ class Vault(Generic[H_co]):
         n = self._room_qgroup()
         if n is None:
             return False
+        now = time.monotonic()
+        if now < self._room_plenty_until:
+            return False
         fill = layers.qgroup_fill(self.home_dir, n)
-        return fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW
+        if fill is None or fill[2] is None:
+            return False
+        left = fill[2] - fill[0] - fill[1]
+        if left >= ROOM_PLENTY:
+            # a transaction a moment from now will not find it full: not read again
+            # for ROOM_RECHECK_S (a few sysfs reads cost ~0.1-0.5 ms, as much as a write)
+            self._room_plenty_until = now + ROOM_RECHECK_S
+        return left < OWN_ROOM_LOW
 
     @contextmanager
     def own_room(self) -> Iterator[None]:
@@ -366,8 +385,11 @@ class Vault(Generic[H_co]):
         try:
             # worked out again: what avfs did in the room may have freed enough (rm,
             # restore) for the vault to be back under its quota
-            self.sync_kernel_quota()
-        except (AvfsError, OSError):
+            qb = self._explicit_bytes_quota()
+            n = self._room_qgroup()
+            if qb is not None and n is not None:
+                layers.set_limit(self.home_dir, n, self._kernel_limit(qb, n, self._layered_forks()))
+        except (AvfsError, OSError, layers.LayersUnavailable):
             pass
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
