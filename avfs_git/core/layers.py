@@ -602,6 +602,12 @@ def quota_room(state_dirs: list[str]) -> int:
     return own + len(state_dirs) * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
 
 
+def state_room(forks: int) -> int:
+    """The room a qgroup of ``forks`` state dirs keeps over what it holds, always: their
+    databases' growth and btrfs's metadata (:func:`quota_room` without what they hold)."""
+    return forks * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
+
+
 def own_state_bytes(state_dir: str) -> int:
     """Bytes of avfs's own files in a state dir (databases, their WAL and shared memory,
     indexes, small records): everything at its top but ``files/`` and ``upper/``."""

@@ -255,10 +255,10 @@ class QuotaTracker:
                 for e in it:
                     if e.is_dir(follow_symlinks=False):
                         total += tree_bytes(e.path)
-                    # a pack being written is not counted yet; one a killed writer left is
-                    elif not e.name.startswith("tmp") or (
-                        e.name.startswith(packwriter.TMP_PREFIX) and packwriter.temp_file_stale(e.path)
-                    ):
+                    # a pack avfs is writing is not counted yet; one a killed writer left
+                    # is, and so is any other temporary file (git's own, or one a confined
+                    # command named so)
+                    elif not e.name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
                         total += _size_of(e)
         except FileNotFoundError:
             pass

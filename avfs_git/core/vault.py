@@ -296,12 +296,13 @@ class Vault(Generic[H_co]):
         # checks refuse the writes it makes first
         outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
         limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
-        if use.used_bytes >= qb:
-            # over: not a byte more through a mount (avfs's own writes take their room
-            # for as long as they last, see own_room)
-            fill = layers.qgroup_fill(self.home_dir, n)
-            if fill is not None:
-                limit = min(limit, fill[0])  # what it holds (reservations are passing)
+        fill = layers.qgroup_fill(self.home_dir, n)
+        if fill is not None:
+            # never less than what the qgroup holds plus room for avfs's own databases:
+            # SQLite maps its WAL index, and a page of it the kernel cannot reserve is a
+            # SIGBUS, not an error (so a vault past its quota lets a mount's writer add at
+            # most this room; avfs refuses its own writes that add bytes, and the commit)
+            limit = max(limit, fill[0] + fill[3] + layers.state_room(len(forks)))
         return limit
 
     def _room_qgroup(self) -> int | None:
