@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 from . import upper as up
@@ -204,7 +204,12 @@ class Overlay:
         conn: sqlite3.Connection | None = ns.get("conn")
         if conn is None:
             template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
-            conn = open_db(self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template)
+            # opening writes the WAL index SQLite maps (a page the kernel's full quota
+            # cannot reserve is a SIGBUS): with room, as a transaction is
+            with self._room():
+                conn = open_db(
+                    self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template
+                )
             # INSERT OR REPLACE deletes the old row: its delete trigger must fire (totals)
             conn.execute("PRAGMA recursive_triggers=ON")
             ns["conn"] = conn
@@ -214,7 +219,9 @@ class Overlay:
     def close(self) -> None:
         """Release the SQLite connections of every thread (each thread reopens its own on
         next use). Not while another thread is inside a transaction of this overlay."""
-        self._local.release("conn", sqlite3.Connection.close)
+        # the last connection's close checkpoints the WAL into the database: with room
+        with self._room():
+            self._local.release("conn", sqlite3.Connection.close)
 
     @contextmanager
     def txn(self) -> Iterator[sqlite3.Connection]:
@@ -235,7 +242,7 @@ class Overlay:
             return
         # never wait forever: past the timeout SQLite's busy wait decides (and reports)
         held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
-        room = self.room() if self.room is not None else nullcontext()
+        room = self._room()
         try:
             room.__enter__()
         except BaseException:
@@ -297,6 +304,23 @@ class Overlay:
         hook = self.after_commit
         if hook is not None and totals is not None:
             hook(*totals)
+
+    @contextmanager
+    def _room(self) -> Iterator[None]:
+        """:attr:`room`, when set; a room that cannot be had (its lock, the kernel's
+        counters unreadable) is no room, never a failure of what it was for."""
+        cm = None
+        if self.room is not None:
+            try:
+                cm = self.room()
+                cm.__enter__()
+            except Exception:
+                cm = None
+        try:
+            yield
+        finally:
+            if cm is not None:
+                cm.__exit__(None, None, None)
 
     def _raise_if_full(self, exc: BaseException) -> None:
         """Raise the quota's error for ``exc`` when it is a write that found the kernel's
