@@ -422,7 +422,9 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         # what the kernel counts is what the writer got (the fork's upper layer), and
         # quota show adds it to the git objects
         assert size - (1 << 20) <= shown["layers_bytes"] <= most
-        assert shown["used_bytes"] == shown["objects_bytes"] + shown["layers_bytes"]
+        assert shown["used_bytes"] == (
+            shown["objects_bytes"] + shown["caches_bytes"] + shown["git_dirs_bytes"] + shown["layers_bytes"]
+        )
         assert shown["over"] == ["bytes"]
         # getting back under: a removal through the mount works, then writes do
         os.unlink(os.path.join(mp, "big"))

@@ -234,8 +234,8 @@ def restore_cmd(app: App, name: str) -> None:
 
 @click.group()
 def quota() -> None:
-    """Show or set a vault's quota: bytes (git objects + every fork's uncheckpointed files)
-    and the number of uncheckpointed files."""
+    """Show or set a vault's quota: bytes (git objects + caches + worktree git dirs + every
+    fork's uncheckpointed files) and the number of uncheckpointed files."""
 
 
 def _parse_size(text: str) -> int:
@@ -281,6 +281,8 @@ def _usage_doc(u: QuotaUsage, fork: str) -> dict[str, object]:
         "objects_bytes": u.objects_bytes,
         "overlay_bytes": u.overlay_bytes,
         "layers_bytes": u.layers_bytes,
+        "caches_bytes": u.caches_bytes,
+        "git_dirs_bytes": u.git_dirs_bytes,
         "forks": [
             {"fork": f.fork, "overlay_bytes": f.overlay_bytes, "overlay_files": f.overlay_files}
             for f in u.forks
@@ -298,12 +300,15 @@ def _limit(n: int | None, size: bool) -> str:
 def _print_usage(app: App, u: QuotaUsage) -> None:
     o = app.output
     o.say(
-        "{}: {} of {} (git objects {}, uncheckpointed {}); {} uncheckpointed files of {}",
+        "{}: {} of {} (git objects {}, uncheckpointed {}, caches {}, worktree git dirs {});"
+        " {} uncheckpointed files of {}",
         u.vault,
         human_size(u.used_bytes),
         _limit(u.quota_bytes, True),
         human_size(u.objects_bytes),
         human_size(u.overlay_bytes),
+        human_size(u.caches_bytes),
+        human_size(u.git_dirs_bytes),
         u.used_files,
         _limit(u.quota_files, False),
     )
@@ -323,8 +328,9 @@ def _print_usage(app: App, u: QuotaUsage) -> None:
 @quota.command("show")
 @pass_app
 def quota_show(app: App) -> None:
-    """Show the vault's limits and what it uses: bytes of git objects (packed + loose) and
-    of every fork's uncheckpointed files; the number of uncheckpointed files."""
+    """Show the vault's limits and what it uses: bytes of git objects (everything under
+    objects/), of its caches and worktree git dirs (which confined commands write) and of
+    every fork's uncheckpointed files; the number of uncheckpointed files."""
     v, fork = app.target()
     u = v.quota_usage()
     app.output.result("quota", _usage_doc(u, fork), lambda: _print_usage(app, u))

@@ -402,7 +402,12 @@ def from_oserror(exc: OSError, what: str) -> AvfsError:
     if exc.errno == _errno.ENOSPC:
         return no_space(what)
     if exc.errno == _errno.EDQUOT:
-        return QuotaExceededError(f"no space left: {what}")
+        return QuotaExceededError(
+            f"disk quota exceeded: {what}",
+            hint="the vault is at its quota: rm files or delete forks to get back under it (status,"
+            " checkpoint, restore and rm still work), or raise it with `avfs quota set --bytes SIZE`",
+            details={"what": "bytes", "used": None, "adding": None, "quota": None},
+        )
     if exc.errno in (_errno.ENOTDIR, _errno.ENOENT, _errno.EISDIR, _errno.ENAMETOOLONG, _errno.ELOOP):
         return UnusablePathError(
             f"cannot use {what}: {exc.strerror or exc}",
@@ -465,6 +470,18 @@ def disk_full(path: str) -> bool:
     return st.f_bavail * st.f_frsize < (1 << 20) or (st.f_files > 0 and st.f_favail == 0)
 
 
+def _quota_cause(exc: BaseException) -> AvfsError | None:
+    """The quota's error when an ``EDQUOT`` (a kernel quota) caused ``exc``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno == _errno.EDQUOT:
+            return from_oserror(cur, str(cur.filename or "a file of the vault"))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def unexpected(exc: BaseException) -> AvfsError:
     """The error to report for an exception avfs did not expect: ``no_space`` when a full
     disk caused it (wherever the write was: a pack, a ref, a database), else ``internal``
@@ -472,4 +489,7 @@ def unexpected(exc: BaseException) -> AvfsError:
     if is_no_space(exc):
         filename = getattr(exc, "filename", None)
         return no_space(str(filename) if filename else None)
+    quota = _quota_cause(exc)
+    if quota is not None:
+        return quota
     return InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="please report this")

@@ -602,6 +602,12 @@ def quota_room(state_dirs: list[str]) -> int:
     return own + len(state_dirs) * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
 
 
+def state_room(forks: int) -> int:
+    """The room a qgroup of ``forks`` state dirs keeps over what it holds, always: their
+    databases' growth and btrfs's metadata (:func:`quota_room` without what they hold)."""
+    return forks * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
+
+
 def own_state_bytes(state_dir: str) -> int:
     """Bytes of avfs's own files in a state dir (databases, their WAL and shared memory,
     indexes, small records): everything at its top but ``files/`` and ``upper/``."""
@@ -668,8 +674,88 @@ def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
         _btrfs("quota", "rescan", "-w", mp)  # -w waits for one already running too
 
 
+_FS_INFO = (2 << 30) | (1024 << 16) | (_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
+_fsids: dict[str, str] = {}  # mount path -> the file system's uuid (the image's: stable)
+
+
+def _fsid(mp: str) -> str | None:
+    """The uuid of the btrfs file system mounted at ``mp`` (BTRFS_IOC_FS_INFO; cached)."""
+    got = _fsids.get(mp)
+    if got is not None:
+        return got
+    try:
+        fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = fcntl.ioctl(fd, _FS_INFO, b"\0" * 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    import uuid
+
+    got = str(uuid.UUID(bytes=bytes(buf[16:32])))
+    _fsids[mp] = got
+    return got
+
+
+def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:
+    """(bytes qgroup ``1/n`` holds, bytes reserved for writes in progress, its referenced
+    limit or None, the data among those reserved) as the kernel's sysfs shows them (a few
+    small reads, no ``btrfs`` process); None when the layers file system is not mounted or
+    the kernel shows no such qgroup. The kernel refuses a write when held + reserved + its
+    bytes pass the limit."""
+    mp = mount_path(home)
+    fsid = _fsid(mp)
+    if fsid is None:
+        return None
+    d = f"/sys/fs/btrfs/{fsid}/qgroups/{QGROUP_LEVEL}_{n}"
+    vals: dict[str, int] = {}
+    for key in (
+        "referenced",
+        "rsv_data",
+        "rsv_meta_pertrans",
+        "rsv_meta_prealloc",
+        "max_referenced",
+        "limit_flags",
+    ):
+        try:
+            with open(os.path.join(d, key), "rb") as fh:
+                vals[key] = int(fh.read().strip() or b"0")
+        except (OSError, ValueError):
+            if key in ("referenced", "max_referenced", "limit_flags"):
+                return None
+            vals[key] = 0
+    rsv = vals["rsv_data"] + vals["rsv_meta_pertrans"] + vals["rsv_meta_prealloc"]
+    limited = vals["limit_flags"] & 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
+    return vals["referenced"], rsv, vals["max_referenced"] if limited else None, vals["rsv_data"]
+
+
+_QGROUP_LIMIT = (2 << 30) | (48 << 16) | (_MAGIC << 8) | 43  # _IOR: btrfs_ioctl_qgroup_limit_args
+_LIMIT_MAX_RFER = 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
+
+
 def set_limit(home: str, n: int, limit: int | None) -> None:
-    """The referenced-bytes limit of qgroup ``1/n`` (None: none)."""
+    """The referenced-bytes limit of qgroup ``1/n`` (None: none). A number is set with
+    btrfs's ioctl (no ``btrfs`` process: avfs puts a limit back after each use of its
+    room, see ``Vault.own_room``), falling back to the command."""
+    if limit is not None:
+        try:
+            fd = os.open(mount_path(home), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                # qgroupid, then struct btrfs_qgroup_limit: flags, max_rfer, max_excl,
+                # rsv_rfer, rsv_excl
+                args = struct.pack("=QQQQQQ", qgroup_id(n), _LIMIT_MAX_RFER, limit, 0, 0, 0)
+                fcntl.ioctl(fd, _QGROUP_LIMIT, args)
+                return
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
     _btrfs(
         "qgroup", "limit", "none" if limit is None else str(limit), f"{QGROUP_LEVEL}/{n}", mount_path(home)
     )

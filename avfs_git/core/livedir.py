@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat as st_
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from .errors import from_oserror
@@ -34,9 +35,15 @@ _CHUNK = 1 << 20
 class LiveDir:
     """The mount point ``root`` of a fork, as a directory to change."""
 
-    def __init__(self, root: str, store: GitStore) -> None:
+    def __init__(
+        self, root: str, store: GitStore, room: Callable[[], AbstractContextManager[None]] | None = None
+    ) -> None:
         self.root = root
         self.store = store
+        # room for a change that frees or keeps bytes (rm, mv, chmod, restore) while the
+        # kernel's quota of the upper layer is full: a whiteout, a copy-up of metadata
+        # (Vault.own_room); a write that adds bytes was checked against the quota first
+        self._room = room or nullcontext
 
     def real(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
@@ -79,43 +86,46 @@ class LiveDir:
 
     def remove(self, path: str) -> None:
         """Remove ``path`` whatever it is (a directory with everything below it)."""
-        dest = self.real(path)
-        try:
-            s = os.lstat(dest)
-        except (FileNotFoundError, NotADirectoryError):
-            return  # NotADirectoryError: below a file (a restore put back the file first)
-        try:
-            if st_.S_ISDIR(s.st_mode):
-                shutil.rmtree(dest)
-            else:
-                os.unlink(dest)
-        except OSError as exc:
-            raise from_oserror(exc, path) from exc
+        with self._room():
+            dest = self.real(path)
+            try:
+                s = os.lstat(dest)
+            except (FileNotFoundError, NotADirectoryError):
+                return  # NotADirectoryError: below a file (a restore put back the file first)
+            try:
+                if st_.S_ISDIR(s.st_mode):
+                    shutil.rmtree(dest)
+                else:
+                    os.unlink(dest)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
 
     def chmod(self, path: str, executable: bool) -> None:
-        try:
-            os.chmod(self.real(path), 0o755 if executable else 0o644)
-        except OSError as exc:
-            raise from_oserror(exc, path) from exc
+        with self._room():
+            try:
+                os.chmod(self.real(path), 0o755 if executable else 0o644)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
 
     def rename(self, src: str, dst: str) -> None:
         """POSIX rename; a directory the lower layer holds cannot be renamed by overlayfs
         without redirects (EXDEV): it is copied, then removed, as ``mv`` does."""
-        s, d = self.real(src), self.real(dst)
-        try:
+        with self._room():
+            s, d = self.real(src), self.real(dst)
             try:
-                os.rename(s, d)
-            except OSError as exc:
-                import errno
+                try:
+                    os.rename(s, d)
+                except OSError as exc:
+                    import errno
 
-                if exc.errno != errno.EXDEV:
-                    raise
-                if os.path.isdir(d) and not os.path.islink(d):
-                    os.rmdir(d)
-                shutil.copytree(s, d, symlinks=True)
-                shutil.rmtree(s)
-        except OSError as exc:
-            raise from_oserror(exc, src) from exc
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    if os.path.isdir(d) and not os.path.islink(d):
+                        os.rmdir(d)
+                    shutil.copytree(s, d, symlinks=True)
+                    shutil.rmtree(s)
+            except OSError as exc:
+                raise from_oserror(exc, src) from exc
 
     def copy(self, src: str, dst: str) -> None:
         s, d = self.real(src), self.real(dst)
@@ -132,37 +142,39 @@ class LiveDir:
     def put(self, path: str, hit: tuple[str, int] | None) -> None:
         """Make ``path`` hold git object ``hit`` (oid, mode) — a subtree written out whole —
         or nothing (None)."""
-        self.remove(path)
-        if hit is None:
-            return
-        oid, mode = hit
-        if mode == MODE_TREE:
-            self.mkdir(path)
-            for name, (sub, sub_mode) in sorted(self.store.tree_items(oid).items()):
-                self.put(f"{path}/{name}" if path else name, (sub, sub_mode))
-            return
-        parent = os.path.dirname(path)
-        if parent:
-            self.mkdir(parent)
-        if mode == MODE_LINK:
-            self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), path)
-            return
-        self.write(path, self.store.blob_data(oid), mode)
+        with self._room():
+            self.remove(path)
+            if hit is None:
+                return
+            oid, mode = hit
+            if mode == MODE_TREE:
+                self.mkdir(path)
+                for name, (sub, sub_mode) in sorted(self.store.tree_items(oid).items()):
+                    self.put(f"{path}/{name}" if path else name, (sub, sub_mode))
+                return
+            parent = os.path.dirname(path)
+            if parent:
+                self.mkdir(parent)
+            if mode == MODE_LINK:
+                self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), path)
+                return
+            self.write(path, self.store.blob_data(oid), mode)
 
     def reset(self, paths: Iterable[str], tree: str) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has
         nothing); shallow paths first, so a directory replaced by a file goes whole."""
-        done: list[str] = []
-        for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
-            if any(p.startswith(d + "/") for d in done):
-                continue  # written out with a directory above it
-            hit = self.store.tree_lookup(tree, p)
-            if hit is not None and hit[1] == MODE_TREE:
+        with self._room():
+            done: list[str] = []
+            for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
+                if any(p.startswith(d + "/") for d in done):
+                    continue  # written out with a directory above it
+                hit = self.store.tree_lookup(tree, p)
+                if hit is not None and hit[1] == MODE_TREE:
+                    self.put(p, hit)
+                    done.append(p)
+                    continue
                 self.put(p, hit)
-                done.append(p)
-                continue
-            self.put(p, hit)
-        self._prune_empty(paths, tree)
+            self._prune_empty(paths, tree)
 
     def _prune_empty(self, paths: Iterable[str], tree: str) -> None:
         """Remove directories left empty by removals that ``tree`` does not hold."""

@@ -31,11 +31,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 from . import upper as up
-from .errors import CorruptStateError, from_oserror
+from .errors import AvfsError, CorruptStateError, from_oserror
 from .names import ancestors, parent_of
 from .sqlite import close_conn, open_db
 from .threads import ThreadSlots
@@ -188,6 +188,10 @@ class Overlay:
         # called with the newest journal position after a transaction that journaled
         # changes committed (the workspace then lets a live pure-FUSE mount show them)
         self.after_change: Callable[[int], None] | None = None
+        # room for a write transaction while the kernel's quota of the state dir is full
+        # (Vault.own_room), and the error a write that still found it full is (the quota's)
+        self.room: Callable[[], AbstractContextManager[None]] | None = None
+        self.full_error: Callable[[BaseException], AvfsError | None] | None = None
         try:
             os.makedirs(self.files_dir, exist_ok=True)
         except OSError as exc:
@@ -200,7 +204,12 @@ class Overlay:
         conn: sqlite3.Connection | None = ns.get("conn")
         if conn is None:
             template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
-            conn = open_db(self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template)
+            # opening writes the WAL index SQLite maps (a page the kernel's full quota
+            # cannot reserve is a SIGBUS): with room, as a transaction is
+            with self._room():
+                conn = open_db(
+                    self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template
+                )
             # INSERT OR REPLACE deletes the old row: its delete trigger must fire (totals)
             conn.execute("PRAGMA recursive_triggers=ON")
             ns["conn"] = conn
@@ -210,7 +219,9 @@ class Overlay:
     def close(self) -> None:
         """Release the SQLite connections of every thread (each thread reopens its own on
         next use). Not while another thread is inside a transaction of this overlay."""
-        self._local.release("conn", sqlite3.Connection.close)
+        # the last connection's close checkpoints the WAL into the database: with room
+        with self._room():
+            self._local.release("conn", sqlite3.Connection.close)
 
     @contextmanager
     def txn(self) -> Iterator[sqlite3.Connection]:
@@ -231,12 +242,20 @@ class Overlay:
             return
         # never wait forever: past the timeout SQLite's busy wait decides (and reports)
         held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
+        room = self._room()
+        try:
+            room.__enter__()
+        except BaseException:
+            if held:
+                self._write_lock.release()
+            raise
         try:
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 if "readonly" in str(exc):
                     raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+                self._raise_if_full(exc)
                 raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
             ns["depth"] = 1
             ns["garbage"] = []
@@ -247,13 +266,15 @@ class Overlay:
                 dead = self._dead_files(db, ns["garbage"])
                 if self.after_commit is not None:
                     totals = ns.pop("totals", None) or self._totals(db)
-            except BaseException:
+            except BaseException as exc:
                 ns["depth"] = 0
                 ns["garbage"] = []
                 ns.pop("totals", None)
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # an I/O error may have rolled it back already
+                    db.execute("ROLLBACK")
                 self._release_claims()
                 ns.pop("journaled", None)
+                self._raise_if_full(exc)
                 raise
             ns["depth"] = 0
             ns["garbage"] = []
@@ -261,12 +282,18 @@ class Overlay:
                 db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 self._release_claims()
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 if "readonly" in str(exc):
                     raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+                self._raise_if_full(exc)
                 raise
         finally:
-            if held:
-                self._write_lock.release()
+            try:
+                room.__exit__(None, None, None)
+            finally:
+                if held:
+                    self._write_lock.release()
         try:
             self._unlink_files(dead)
         finally:
@@ -277,6 +304,33 @@ class Overlay:
         hook = self.after_commit
         if hook is not None and totals is not None:
             hook(*totals)
+
+    @contextmanager
+    def _room(self) -> Iterator[None]:
+        """:attr:`room`, when set; a room that cannot be had (its lock, the kernel's
+        counters unreadable) is no room, never a failure of what it was for."""
+        cm = None
+        if self.room is not None:
+            try:
+                cm = self.room()
+                cm.__enter__()
+            except Exception:
+                cm = None
+        try:
+            yield
+        finally:
+            if cm is not None:
+                cm.__exit__(None, None, None)
+
+    def _raise_if_full(self, exc: BaseException) -> None:
+        """Raise the quota's error for ``exc`` when it is a write that found the kernel's
+        quota of this state dir full (EDQUOT; SQLite says "disk I/O error" or "database or
+        disk is full"): not an internal error, and not the host's disk."""
+        if isinstance(exc, AvfsError) or self.full_error is None:
+            return
+        err = self.full_error(exc)
+        if err is not None:
+            raise err from exc
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

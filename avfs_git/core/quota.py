@@ -24,12 +24,14 @@ module does not import :mod:`.vault` (which holds one tracker per vault).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import mmap
 import os
 import sqlite3
 import struct
 import threading
 import time
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from . import names, packwriter
@@ -50,6 +52,8 @@ class QuotaVault(Protocol):
     def kernel_quota(self) -> tuple[int, list[str]] | None: ...
     def ws_dir(self, fork: str) -> str: ...
     def open_overlay_totals(self, fork: str, state_dir: str) -> tuple[int, int] | None: ...
+    def own_room(self) -> AbstractContextManager[None]: ...
+    def kernel_quota_full(self) -> bool: ...
 
 
 PUBLISH_BYTES = 4 << 20
@@ -63,6 +67,8 @@ _GEN_FMT = struct.Struct("<Q")
 _EXACT_LEFT = 64 << 20  # quota_left() is exact when less than this is left
 _NO_LIMIT_LEFT = 1 << 62
 _FORK_PREFIX = "f."
+_EXTRA = "extra"  # "<caches bytes> <worktree git dirs bytes>", published by recount()
+_FANOUT = frozenset(f"{i:02x}" for i in range(256))
 _MARKER = ".complete"  # every fork with a non-empty overlay has published (set up once)
 
 
@@ -86,6 +92,10 @@ class QuotaUsage:
     # with a kernel-enforced quota: what the vault's qgroup counts in the layers file system
     # (every layered fork's whole state: overlay files, a mount's upper layer, shared once)
     layers_bytes: int | None = None
+    # what else a confined command can fill: the vault's caches (<vault>/avfs/caches/*,
+    # read-write in the sandbox) and its mounts' worktree git dirs (<vault>/worktrees/*)
+    caches_bytes: int = 0
+    git_dirs_bytes: int = 0
 
     @property
     def overlay_bytes(self) -> int:
@@ -93,11 +103,12 @@ class QuotaUsage:
 
     @property
     def used_bytes(self) -> int:
+        other = self.objects_bytes + self.caches_bytes + self.git_dirs_bytes
         if self.layers_bytes is None or not any(f.layered for f in self.forks):
-            return self.objects_bytes + self.overlay_bytes
+            return other + self.overlay_bytes
         plain = sum(f.overlay_bytes for f in self.forks if not f.layered)
         layered = sum(f.overlay_bytes for f in self.forks if f.layered)
-        return self.objects_bytes + plain + max(layered, self.layers_bytes)
+        return other + plain + max(layered, self.layers_bytes)
 
     @property
     def used_files(self) -> int:
@@ -123,6 +134,9 @@ class QuotaTracker:
         self.gen_path = os.path.join(self.dir, _GEN)
         self.ws_root = os.path.join(vault.state_dir, "ws")
         self.objects_dir = os.path.join(vault.path, "objects")
+        self.caches_dir = os.path.join(vault.state_dir, "caches")
+        self.worktrees_dir = os.path.join(vault.path, "worktrees")
+        self._extra = (0, 0)  # (caches, worktree git dirs) bytes as published in usage/extra
         self._lock = threading.RLock()
         self._gen_map: mmap.mmap | None = None
         self._gen_ino = 0
@@ -203,6 +217,10 @@ class QuotaTracker:
                 parts = data.split()
                 if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
                     published[names.from_fs_name(name[len(_FORK_PREFIX) :])] = (int(parts[0]), int(parts[1]))
+            elif name == _EXTRA:
+                parts = data.split()
+                if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                    self._extra = (int(parts[0]), int(parts[1]))
             elif self._signals.get(name) != data:
                 self._signals[name] = data
                 if name == "objects":
@@ -223,46 +241,119 @@ class QuotaTracker:
             self.vault.forget_config()
         self._config_stat = key
 
-    def _scan_objects(self) -> int:
-        """Bytes of the object store: the files of objects/pack and the loose objects. A
-        fan-out directory whose mtime did not change is not listed again (so a rescan costs
-        ~257 stats, ~0.4 ms, however many objects there are)."""
+    def _scan_objects(self, *, exact: bool = False) -> int:
+        """Bytes of the object store: the files of objects/pack and the loose objects, and
+        whatever else is under ``objects/`` (a file or directory git did not make: a
+        confined command can write there). A fan-out directory whose mtime did not change
+        is not listed again (so a rescan costs ~257 stats, ~0.4 ms, however many objects
+        there are); ``exact`` lists them all (after a confined command ran: a file it
+        grew in place leaves its directory's mtime alone)."""
         total = 0
         pack_dir = os.path.join(self.objects_dir, "pack")
         try:
             with os.scandir(pack_dir) as it:
                 for e in it:
-                    # a pack being written is not counted yet; one a killed writer left is
-                    if not e.name.startswith("tmp") or (
-                        e.name.startswith(packwriter.TMP_PREFIX) and packwriter.temp_file_stale(e.path)
-                    ):
+                    if e.is_dir(follow_symlinks=False):
+                        total += tree_bytes(e.path)
+                    # a pack avfs is writing is not counted yet; one a killed writer left
+                    # is, and so is any other temporary file (git's own, or one a confined
+                    # command named so)
+                    elif not e.name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
                         total += _size_of(e)
         except FileNotFoundError:
             pass
         now_ns = time.time_ns()
         racy_ns = int(RACY_S * 1e9)
-        for i in range(256):
-            name = f"{i:02x}"
-            path = os.path.join(self.objects_dir, name)
+        try:
+            with os.scandir(self.objects_dir) as it:
+                top = [e for e in it if e.name != "pack"]
+        except FileNotFoundError:
+            top = []
+        seen = set()
+        for e in top:
+            name = e.name
+            if not (len(name) == 2 and name in _FANOUT and e.is_dir(follow_symlinks=False)):
+                # objects/info (small), or something git never makes there
+                total += tree_bytes(e.path) if e.is_dir(follow_symlinks=False) else _size_of(e)
+                continue
+            seen.add(name)
             try:
-                mtime = os.stat(path).st_mtime_ns
+                mtime = e.stat(follow_symlinks=False).st_mtime_ns
             except FileNotFoundError:
-                self._loose.pop(name, None)
                 continue
             cached = self._loose.get(name)
-            if cached is not None and cached[0] == mtime and not cached[2]:
+            if not exact and cached is not None and cached[0] == mtime and not cached[2]:
                 total += cached[1]
                 continue
-            size = 0
-            try:
-                with os.scandir(path) as it:
-                    for e in it:
-                        size += _size_of(e)
-            except FileNotFoundError:
-                continue
+            size = tree_bytes(e.path)
             self._loose[name] = (mtime, size, now_ns - mtime < racy_ns)
             total += size
+        for name in set(self._loose) - seen:
+            del self._loose[name]
         return total
+
+    def _scan_extra(self) -> tuple[int, int]:
+        """(bytes of the vault's caches, of its worktree git dirs), walked now."""
+        return tree_bytes(self.caches_dir), tree_bytes(self.worktrees_dir)
+
+    def host_used(self) -> dict[int, int]:
+        """Bytes used on each file system holding ``objects/``, the caches and the git
+        dirs (two or three ``statvfs``): a command that wrote nothing there leaves them
+        as they were, and its count after the run is then skipped (see :meth:`recount`)."""
+        out: dict[int, int] = {}
+        for d in (self.objects_dir, self.caches_dir, self.worktrees_dir):
+            try:
+                dev = os.stat(d).st_dev
+                if dev not in out:
+                    sv = os.statvfs(d)
+                    out[dev] = (sv.f_blocks - sv.f_bfree) * sv.f_frsize
+            except OSError:
+                continue
+        return out
+
+    def outside_bytes(self) -> int:
+        """What the quota counts outside the forks' overlays (objects, caches, git dirs),
+        as this process knows it now (cheap: see the module's docstring)."""
+        with self._lock:
+            try:
+                self._refresh()
+            except OSError:
+                pass
+            self._objects = self._scan_objects()  # the fan-out dirs that changed, listed
+            self._objects_at = time.time()
+            self._objects_stale = False
+            # the caches as published (only confined commands write them); the git dirs
+            # walked (small; avfs itself writes their index and logs between commands)
+            return self._objects + self._extra[0] + tree_bytes(self.worktrees_dir)
+
+    def grew_since(self, host0: dict[int, int]) -> bool:
+        """Whether a file system :meth:`host_used` measured holds more now (anyone's
+        writes: a command's into the caches, ``objects/`` or a git dir among them)."""
+        now = self.host_used()
+        return any(now.get(dev, 0) > used for dev, used in host0.items()) or set(now) != set(host0)
+
+    def recount(self) -> QuotaUsage:
+        """Count everything exactly now, publish what changed (so every process's next
+        check sees it) and return the vault's use: after a confined command ran, which
+        may have written into the caches, the worktree git dir and ``objects/``."""
+        with self._lock:
+            try:
+                self._refresh()
+            except OSError:
+                pass
+            extra = self._scan_extra()
+            if extra != self._extra:
+                self._extra = extra
+                try:
+                    if not os.path.isdir(self.dir):
+                        self._setup()
+                    self._write(_EXTRA, f"{extra[0]} {extra[1]}\n")
+                except OSError:
+                    pass
+            self._objects = self._scan_objects(exact=True)
+            self._objects_at = time.time()
+            self._objects_stale = False
+        return self.usage(rescan=False)
 
     def _overlay_totals(self, fork: str, ws_dir: str) -> tuple[int, int]:
         """A fork's exact overlay totals (0, 0 when it has no overlay)."""
@@ -354,24 +445,53 @@ class QuotaTracker:
             except OSError:
                 pass
 
+    # -- the kernel's limit (a vault whose forks' state is in the layers file system) --------
+    def room(self) -> AbstractContextManager[None]:
+        """Room for avfs's own write into a state dir at the kernel's limit (see
+        :meth:`.vault.Vault.own_room`)."""
+        return self.vault.own_room()
+
+    def full_error(self, exc: BaseException) -> QuotaExceededError | None:
+        """The quota's error when ``exc`` is a write that found the kernel's limit of the
+        vault's state dirs reached (EDQUOT; SQLite's "disk I/O error" or "database or disk
+        is full" while the qgroup is full), else None."""
+        edquot = False
+        text = ""
+        seen: set[int] = set()
+        cur: BaseException | None = exc
+        while cur is not None and id(cur) not in seen:
+            seen.add(id(cur))
+            if isinstance(cur, OSError) and cur.errno == errno.EDQUOT:
+                edquot = True
+            text += " " + str(cur).lower()
+            cur = cur.__cause__ or cur.__context__
+        if not edquot and (not any(m in text for m in _FULL_TEXT) or not self.vault.kernel_quota_full()):
+            return None
+        return quota_full_error(self.vault.name)
+
     # -- checks ----------------------------------------------------------------------------
     def _estimate(self, fork: str) -> tuple[int, int, int]:
-        """(objects + other forks' published bytes, their files, how many others)."""
+        """(objects + caches + git dirs + other forks' published bytes, their files, how
+        many others)."""
         ob = on = k = 0
         for f, (b, n) in self._published.items():
             if f != fork:
                 ob += b
                 on += n
                 k += 1
-        return self._objects + ob, on, k
+        return self._objects + sum(self._extra) + ob, on, k
 
     def _exact(self, fork: str | None) -> tuple[int, int]:
-        """(objects + other forks' bytes, their files), read exactly now."""
+        """(objects + caches + git dirs + other forks' bytes, their files), read exactly
+        now (the caches and git dirs as last published: see :meth:`recount`)."""
         self._objects = self._scan_objects()
         self._objects_at = time.time()
         self._objects_stale = False
         others = self._all_overlays(exclude=fork)
-        return self._objects + sum(b for b, _ in others.values()), sum(n for _, n in others.values())
+        return (
+            self._objects + sum(self._extra) + sum(b for b, _ in others.values()),
+            sum(n for _, n in others.values()),
+        )
 
     def limits(self) -> tuple[int | None, int | None]:
         with self._lock:
@@ -414,8 +534,8 @@ class QuotaTracker:
         if need_b and qb is not None and other_b + own_bytes > qb:
             used = other_b + own_bytes - grow_bytes
             raise QuotaExceededError(
-                f"vault {self.vault.name} uses {used} of its {qb} bytes quota (git objects and every"
-                f" fork's uncheckpointed files); adding {grow_bytes} bytes would pass it",
+                f"vault {self.vault.name} uses {used} of its {qb} bytes quota (git objects, caches, worktree"
+                f" git dirs and every fork's uncheckpointed files); adding {grow_bytes} bytes would pass it",
                 hint="checkpoint, rm or delete forks (a checkpoint moves files into git objects,"
                 " compressed), or raise it with `avfs quota set --bytes SIZE`",
                 details={"what": "bytes", "used": used, "adding": grow_bytes, "quota": qb},
@@ -448,18 +568,20 @@ class QuotaTracker:
             other_b, _ = self._exact(fork)
             return qb - other_b - own_bytes
 
-    def usage(self) -> QuotaUsage:
+    def usage(self, *, rescan: bool = True) -> QuotaUsage:
         with self._lock:
             try:
                 self._refresh()
             except OSError:
                 pass
             qb, qf = self.vault.quota_limits()
-            self._objects = self._scan_objects()
-            self._objects_at = time.time()
-            self._objects_stale = False
+            if rescan:
+                self._objects = self._scan_objects()
+                self._objects_at = time.time()
+                self._objects_stale = False
             forks = self._all_overlays()
             objects = self._objects
+            extra = self._extra
         kq = self.vault.kernel_quota()
         layered = set() if kq is None else set(kq[1])
         if not any(_has_upper(self.vault, f) for f in layered):
@@ -473,7 +595,22 @@ class QuotaTracker:
             objects_bytes=objects,
             forks=tuple(ForkUsage(f, b, n, f in layered) for f, (b, n) in sorted(forks.items())),
             layers_bytes=None if kq is None else kq[0],
+            caches_bytes=extra[0],
+            git_dirs_bytes=extra[1],
         )
+
+
+_FULL_TEXT = ("disk i/o error", "database or disk is full", "disk quota exceeded")
+
+
+def quota_full_error(vault: str) -> QuotaExceededError:
+    """A write refused because the vault is at its quota as the kernel counts it."""
+    return QuotaExceededError(
+        f"vault {vault} is at its bytes quota (the kernel's limit of its forks' state): the write was refused",
+        hint="reading, status, checkpoint, restore and rm still work: rm files or delete forks to get"
+        " back under it, or raise it with `avfs quota set --bytes SIZE`",
+        details={"what": "bytes", "used": None, "adding": None, "quota": None},
+    )
 
 
 def _has_upper(vault: QuotaVault, fork: str) -> bool:
@@ -483,6 +620,29 @@ def _has_upper(vault: QuotaVault, fork: str) -> bool:
             return any(e.name != ".git" for e in it)
     except (FileNotFoundError, NotADirectoryError):
         return False
+
+
+def tree_bytes(path: str) -> int:
+    """Bytes of the files under directory ``path`` (sizes; symlinks not followed; 0 when
+    it is missing)."""
+    total = 0
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    else:
+                        total += e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    pass
+    return total
 
 
 def _read_small(path: str) -> bytes | None:

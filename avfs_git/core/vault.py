@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 from . import layers, names, refs, registry
 from .errors import (
     AlreadyExistsError,
+    AvfsError,
     ForkNotFoundError,
     InvalidNameError,
     MountedError,
@@ -69,6 +71,14 @@ else:
     H_co = TypeVar("H_co", covariant=True)  # typing's TypeVar takes no default before 3.13
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
+# avfs's own writes into a layered state dir (its databases) while the kernel's limit of
+# the vault's qgroup is within OWN_ROOM_LOW: the limit is raised to OWN_ROOM over what it
+# holds, for as long as they last (Vault.own_room)
+OWN_ROOM = 16 << 20
+OWN_ROOM_LOW = 4 << 20
+ROOM_PLENTY = 64 << 20  # left under the limit: not checked again for ROOM_RECHECK_S
+ROOM_RECHECK_S = 0.1
+ROOM_LOCK = ".room.lock"  # in usage/ (a dot: not a published total)
 # ``Vault.quota_bytes`` (an int, for VaultInfo and stats) when the vault has no bytes limit
 NO_LIMIT = sys.maxsize
 
@@ -100,6 +110,7 @@ class Vault(Generic[H_co]):
         self._ws_lock = threading.Lock()
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
+        self._room_plenty_until = 0.0  # see kernel_quota_full
 
     def __repr__(self) -> str:
         return f"Vault({self.name!r}, {self.path!r})"
@@ -221,15 +232,22 @@ class Vault(Generic[H_co]):
             return None
         if not layers.mounted(self.home_dir):
             return None
-        try:
-            got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
-        except layers.LayersUnavailable:
-            return None
-        if got is None:
-            return None
+        fill = layers.qgroup_fill(self.home_dir, n)  # the kernel's sysfs: no btrfs process
+        if fill is not None:
+            # referenced counts at btrfs's transaction commits: data written since is in the
+            # reservations (with metadata's, which pass; those are left out)
+            held = fill[0] + fill[3]
+        else:
+            try:
+                got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+            except layers.LayersUnavailable:
+                return None
+            if got is None:
+                return None
+            held = got[0]
         forks = self._layered_forks()
         own = sum(layers.own_state_bytes(d) for d in forks.values())
-        return max(got[0] - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
+        return max(held - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
 
     def sync_kernel_quota(self, *, mounting: bool = False) -> str | None:
         """Make the kernel enforce the vault's explicit bytes quota on its workspaces in the
@@ -258,13 +276,7 @@ class Vault(Generic[H_co]):
             layers.ensure_qgroup(self.home_dir, n, list(forks.values()))
             if self.config.get("layers_qgroup") != n:
                 self.set_config(layers_qgroup=n)
-            use = self.quota.usage()
-            plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
-            # avfs's own state (databases, indexes) is not the quota's: it is left room,
-            # and so is what btrfs's metadata and a database's growth may take; the kernel
-            # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
-            # checks refuse the writes it makes first
-            limit = max(qb - use.objects_bytes - plain, 0) + layers.quota_room(list(forks.values()))
+            limit = self._kernel_limit(qb, n, forks)
             if mounting:
                 held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
                 if held is not None:
@@ -274,10 +286,120 @@ class Vault(Generic[H_co]):
             return str(exc)
         return None
 
+    def _kernel_limit(self, qb: int, n: int, forks: dict[str, str]) -> int:
+        """The limit of the vault's qgroup ``1/n`` for a bytes quota ``qb``."""
+        use = self.quota.usage()
+        plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
+        # avfs's own state (databases, indexes) is not the quota's: it is left room,
+        # and so is what btrfs's metadata and a database's growth may take; the kernel
+        # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
+        # checks refuse the writes it makes first
+        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+        limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
+        fill = layers.qgroup_fill(self.home_dir, n)
+        if fill is not None:
+            # never less than what the qgroup holds plus room for avfs's own databases:
+            # SQLite maps its WAL index, and a page of it the kernel cannot reserve is a
+            # SIGBUS, not an error (so a vault past its quota lets a mount's writer add at
+            # most this room; avfs refuses its own writes that add bytes, and the commit)
+            limit = max(limit, fill[0] + fill[3] + layers.state_room(len(forks)))
+        return limit
+
+    def _room_qgroup(self) -> int | None:
+        """The vault's qgroup when the kernel limits it (cheap: the cached config)."""
+        cfg = self.config
+        n = cfg.get("layers_qgroup")
+        if not isinstance(n, int) or cfg.get("quota_bytes", -1) in (-1, None):
+            return None
+        return n
+
+    def kernel_quota_full(self) -> bool:
+        """Whether the kernel's limit of this vault's qgroup leaves less than
+        :data:`OWN_ROOM_LOW` (a write into a layered state dir then fails with EDQUOT, or
+        SQLite's "disk I/O error")."""
+        n = self._room_qgroup()
+        if n is None:
+            return False
+        now = time.monotonic()
+        if now < self._room_plenty_until:
+            return False
+        fill = layers.qgroup_fill(self.home_dir, n)
+        if fill is None or fill[2] is None:
+            return False
+        left = fill[2] - fill[0] - fill[1]
+        if left >= ROOM_PLENTY:
+            # a transaction a moment from now will not find it full: not read again
+            # for ROOM_RECHECK_S (a few sysfs reads cost ~0.1-0.5 ms, as much as a write)
+            self._room_plenty_until = now + ROOM_RECHECK_S
+        return left < OWN_ROOM_LOW
+
+    @contextmanager
+    def own_room(self) -> Iterator[None]:
+        """Room for avfs's own writes into its workspaces' state (their databases) while
+        the kernel's limit of the vault's qgroup is (nearly) reached: the limit is raised to
+        :data:`OWN_ROOM` over what the qgroup holds for as long as this lasts, then put
+        back (by the last process using it). So ``status``, ``checkpoint``, ``restore`` and
+        ``rm`` work on a vault at its quota; a writer in an overlay mount meanwhile gets at
+        most that room (see docs/maintenance.md "quota"). Costs a few sysfs reads when the
+        qgroup is not near its limit, nothing without a kernel quota."""
+        n = self._room_qgroup()
+        if n is None or not self.kernel_quota_full():
+            yield
+            return
+        import fcntl
+
+        path = os.path.join(self.state_dir, "usage", ROOM_LOCK)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            yield
+            return
+        raised = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fill = layers.qgroup_fill(self.home_dir, n)
+            if fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW:
+                try:
+                    layers.set_limit(self.home_dir, n, fill[0] + fill[1] + OWN_ROOM)
+                    raised = True
+                except layers.LayersUnavailable:
+                    pass
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            try:
+                if raised:
+                    # put the limit back unless another process is still inside its room
+                    # (it puts it back when it leaves)
+                    self._put_limit_back(fd)
+            finally:
+                os.close(fd)
+
+    def _put_limit_back(self, fd: int) -> None:
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        try:
+            # worked out again: what avfs did in the room may have freed enough (rm,
+            # restore) for the vault to be back under its quota
+            qb = self._explicit_bytes_quota()
+            n = self._room_qgroup()
+            if qb is not None and n is not None:
+                layers.set_limit(self.home_dir, n, self._kernel_limit(qb, n, self._layered_forks()))
+        except (AvfsError, OSError, layers.LayersUnavailable):
+            pass
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def quota_usage(self) -> QuotaUsage:
         """What the vault uses of its quota, counted exactly now (objects on disk, every
-        overlay's totals); O(forks + object files), not O(files)."""
-        return self.quota.usage()
+        overlay's totals, the caches and worktree git dirs walked); O(forks + object files
+        + files of the caches and git dirs), not O(files of the forks)."""
+        return self.quota.recount()
 
     @property
     def default_fork(self) -> str:

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from . import names, refs, wsbase, wscommit
-from .errors import CorruptStateError
+from .errors import AvfsError, CorruptStateError
 from .gitnames import NotRecorded
 from .gitstore import GitStore
 from .identity import Signatures
@@ -47,6 +47,8 @@ class WsQuota(VaultQuota, Protocol):
     and the overlay's totals published after each committed change."""
 
     def note(self, fork: str, nbytes: int, nfiles: int) -> None: ...
+    def room(self) -> AbstractContextManager[None]: ...
+    def full_error(self, exc: BaseException) -> AvfsError | None: ...
 
 
 class WsVault(Protocol):
@@ -109,6 +111,8 @@ class Workspace(Mutations, Generic[V_co]):
         else:
             # every committed change of the overlay: publish its totals for the vault's quota
             self.overlay.after_commit = self._note_totals
+            self.overlay.room = self.quota.room
+            self.overlay.full_error = self.quota.full_error
             self.overlay.after_change = self._show_in_mount
             self.sync_base()
 
@@ -184,7 +188,7 @@ class Workspace(Mutations, Generic[V_co]):
         from .worktree import overlay_mountpoint
 
         mp = overlay_mountpoint(self.vault, self.fork)
-        return None if mp is None else LiveDir(mp, self.store)
+        return None if mp is None else LiveDir(mp, self.store, self.vault.quota.room)
 
     def live_dir(self) -> LiveDir | None:
         """The mount point of this fork's live overlay mount, as a directory that changes go
@@ -196,7 +200,7 @@ class Workspace(Mutations, Generic[V_co]):
 
         mp = overlay_mountpoint(self.vault, self.fork)
         if mp is not None:
-            return LiveDir(mp, self.store)
+            return LiveDir(mp, self.store, self.vault.quota.room)
         if self.overlay.upper_active():
             self.fold_upper()
         return None

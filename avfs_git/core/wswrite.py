@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat as stat_
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Protocol
 
@@ -202,6 +203,16 @@ class Mutations:
             if old is not None and old.is_dir:
                 raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
             fmode = _file_mode(mode, old.mode if old is not None else None)
+            adding = _known_size(data)
+            if adding is not None:
+                # the kernel limits the mount's upper layer; what else the quota counts
+                # (objects, caches, other forks) is checked here first (a stream's size
+                # is known only once written: the kernel's limit alone bounds it)
+                try:
+                    replacing = os.lstat(live.real(real)).st_size if old is not None else 0
+                except OSError:
+                    replacing = 0
+                self._check_quota(adding, replacing, 0)
             size = live.write(real, data, fmode)
             return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
         target = self._plain_write_target(p)
@@ -590,6 +601,20 @@ def _file_mode(mode: int | None, old: int | None) -> int:
     if mode in (0o755, MODE_EXEC):
         return MODE_EXEC
     raise InvalidPathError(f"invalid file mode {oct(mode)}: use 644 or 755")
+
+
+def _known_size(data: bytes | IO[bytes]) -> int | None:
+    """How many bytes ``data`` holds: bytes, or what is left of a regular file; None for
+    a pipe or another stream."""
+    if isinstance(data, bytes):
+        return len(data)
+    try:
+        st = os.fstat(data.fileno())
+        if not stat_.S_ISREG(st.st_mode):
+            return None
+        return max(st.st_size - data.tell(), 0)
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 def _unlink_quiet(path: str) -> None:

@@ -40,6 +40,7 @@ from ..core.errors import (
     IsolationFailed,
     MountDiedError,
     PolicyDeniedError,
+    QuotaExceededError,
     SandboxFailed,
     SandboxUnavailableError,
     UsageError,
@@ -512,6 +513,9 @@ def _execute(
         mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
         dirty = _dirty(ws, journal)
     dirty_before = dirty
+    # what the quota counts outside the forks (cheap), and the host's file systems under it
+    outside0 = vault.quota.outside_bytes()
+    host0 = vault.quota.host_used()
     seq0 = ws.overlay.last_seq()
     t0_ns = time.time_ns()
     j0 = _jseq(journal)
@@ -690,7 +694,12 @@ def _execute(
 
         res.ignored = ignored_count(ignored, roots)
     res.changes = [_change_dict(c) for c in changes]
-    if req.commit and changes and not in_merge:
+    over = _over_quota(vault, outside0, host0, changes)
+    if over is not None:
+        # what the command wrote stays (uncheckpointed in the fork; in the caches and the
+        # vault as it left them): the person reads, checks out and removes what they choose
+        res.error = over.to_dict()
+    if req.commit and changes and not in_merge and over is None:
         from ..core import checkpoint
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
@@ -725,6 +734,50 @@ def _carry_back(vault: Vault, fork: str, sealed: Any, res: ExecResult) -> list[d
 
     res.refs_refused = seal.carry_back(vault, sealed).refused
     return [dataclasses.asdict(n) for n in seal.drop_gitlinks(vault, sealed, _worktree(vault, fork))]
+
+
+def _over_quota(
+    vault: Vault, outside0: int, host0: dict[int, int], changes: list[Change]
+) -> QuotaExceededError | None:
+    """After a command ran: count what it could fill outside the fork's own checked writes
+    (the vault's ``objects/``, its caches, its worktree git dirs: each walked now, unless
+    the file systems holding them hold no more than before the run; the fork's upper layer
+    as the kernel counts it) and refuse its commit when the vault is now past its bytes
+    quota and the command added to it (see docs/maintenance.md "quota"). The numbers are
+    published for every process's next check, and a kernel-enforced limit is set again
+    from them, so the mount refuses further writes."""
+    added = any(c.status in ("added", "modified", "renamed", "type_changed") for c in changes)
+    if vault.quota.grew_since(host0):
+        use = vault.quota.recount()
+        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+        grew = outside - outside0
+    elif added:
+        use = vault.quota.usage(rescan=False)
+        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+        grew = 0
+    else:
+        return None  # nothing written outside the fork, nor in it
+    qb = use.quota_bytes
+    if qb is None or use.used_bytes <= qb or (grew <= 0 and not added):
+        return None
+    if use.layers_bytes is not None or grew > 0:
+        vault.sync_kernel_quota()
+    return QuotaExceededError(
+        f"the command took vault {vault.name} past its quota: it uses {use.used_bytes} of {qb} bytes"
+        f" (git objects {use.objects_bytes}, caches {use.caches_bytes}, worktree git dirs"
+        f" {use.git_dirs_bytes}, forks' files {use.used_bytes - outside}); its changes were not committed",
+        hint="they are kept uncheckpointed in the fork (`avfs status`); rm what is not needed (the caches"
+        f" are {vault.state_dir}/caches), checkpoint, or raise the quota with `avfs quota set --bytes SIZE`",
+        details={
+            "what": "bytes",
+            "used": use.used_bytes,
+            "adding": max(grew, 0),
+            "quota": qb,
+            "objects_bytes": use.objects_bytes,
+            "caches_bytes": use.caches_bytes,
+            "git_dirs_bytes": use.git_dirs_bytes,
+        },
+    )
 
 
 def _isolation(vault: Vault, req: ExecRequest, fallback: str = "bwrap") -> dict[str, Any] | None:

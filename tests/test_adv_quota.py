@@ -1,0 +1,268 @@
+"""The quota from the attacker's side: a confined `proxy exec` in a mounted fork fills
+whatever it can write (the vault's objects, the pip cache, the worktree git dir, the fork)
+under a small bytes quota. Each is counted: the command's commit is refused with
+`quota_exceeded` (or the write itself is refused), `quota show` says the vault is over and
+further writes are refused; and the person's way out works: reads, `status`, `checkpoint
+save`, `checkpoint restore`, `rm` and a read-only exec keep working and exit as
+documented (never 70), and nothing the fork held is lost.
+
+Run in both kinds of home: forks' state in plain directories (a pure FUSE mount, avfs
+checks every write) and in the layers file system (btrfs; an overlay mount whose writes
+the kernel limits with a qgroup), where a full qgroup once made SQLite fail every
+command with "disk I/O error".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import layers
+
+from .test_fuse import require_fuse
+
+MIB = 1 << 20
+QUOTA = 20 * MIB
+BIG = 24 * MIB  # what the command writes: past the quota on its own
+
+# what the command fills, as a confined agent would, each with 24 MiB of random bytes
+# (git compresses nothing of it)
+ATTACKS = {
+    "objects": "head -c {n} /dev/urandom > /tmp/big && git hash-object -w /tmp/big\n"
+    'dd if=/dev/urandom of="$(git rev-parse --git-path objects)/junk" bs=1M count=4 2>&1\n'
+    'dd if=/dev/urandom of="$(git rev-parse --git-path objects)/pack/tmp_junk" bs=1M count=4 2>&1\n',
+    "cache": 'dd if=/dev/urandom of="$PIP_CACHE_DIR/wheel.bin" bs=1M count={m} 2>&1\n',
+    "git_dir": 'dd if=/dev/urandom of="$(git rev-parse --git-dir)/junk" bs=1M count={m} 2>&1\n',
+    "fork": "dd if=/dev/urandom of=big.bin bs=1M count={m} 2>&1\n",
+}
+# where quota show and the refusal's details count each
+AREA = {"objects": "objects_bytes", "cache": "caches_bytes", "git_dir": "git_dirs_bytes"}
+
+
+@pytest.fixture(params=["plain", "layers"])
+def qhome(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A home outside the one the suite fscks (a confined command leaves junk in the
+    vault's objects/ on purpose), its forks' state plain or in the layers file system."""
+    require_fuse()
+    if request.param == "layers":
+        why = layers.probe()
+        if why is not None:
+            pytest.skip(f"requires a loop-mounted btrfs: {why}")
+        monkeypatch.delenv("AVFS_LAYERS", raising=False)
+        monkeypatch.setattr(layers, "DEFAULT_MODE", "auto")
+    home = tmp_path / "qhome"
+    monkeypatch.setenv("AVFS_HOME", str(home))
+    try:
+        yield home
+    finally:
+        mp = tmp_path / "mnt"
+        if os.path.ismount(mp):
+            r = avfs("unmount", str(mp))
+            if r.returncode != 0 or os.path.ismount(mp):
+                subprocess.run(["umount", "-l", str(mp)], check=False)
+
+
+def avfs(*args: str, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def ok(*args: str, cwd: Path | str | None = None) -> str:
+    r = avfs(*args, cwd=cwd)
+    assert r.returncode == 0, f"avfs {args}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def doc(*args: str, code: int = 0, cwd: Path | str | None = None) -> dict[str, Any]:
+    r = avfs("--json", *args, cwd=cwd)
+    assert r.returncode == code, f"avfs {args}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stdout + r.stderr
+    return dict(json.loads(lines[0]))
+
+
+def refused(*args: str, cwd: Path | str | None = None) -> None:
+    """A write at the quota: exit 1, quota_exceeded, with a hint."""
+    d = doc(*args, code=1, cwd=cwd)
+    assert d["kind"] == "error" and d["error"]["code"] == "quota_exceeded", d
+    assert d["error"]["hint"]
+
+
+def setup_vault(home: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Vault v with two checkpointed files, a 20 MiB quota, mounted; returns the mount and
+    the first checkpoint."""
+    ok("vault", "create", "v")
+    ok("--vault", "v", "write", "keep.txt", "kept\n")
+    ok("--vault", "v", "write", "src/app.py", "print('app')\n")
+    first = doc("--vault", "v", "checkpoint", "save", "-m", "one")["checkpoint"]["commit"]
+    ok("--vault", "v", "quota", "set", "--bytes", str(QUOTA))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    ok("mount", "v:main", str(mp))
+    return mp, first
+
+
+def plant(*scripts: str) -> None:
+    """The agent's scripts (attack1.sh, ...), written and checkpointed before anything
+    runs (so an exec's commit holds only what its script did)."""
+    for i, script in enumerate(scripts, 1):
+        ok("--vault", "v", "write", f"attack{i}.sh", script)
+    ok("--vault", "v", "checkpoint", "save", "-m", "scripts")
+
+
+def run(mp: Path, n: int = 1) -> dict[str, Any]:
+    """Script ``n`` run by a confined `proxy exec` in the mount."""
+    r = avfs("--json", "proxy", "exec", "--", "sh", f"attack{n}.sh", cwd=mp)
+    env = json.loads(r.stdout)
+    assert env["confinement"]["kind"] == "bwrap", env["confinement"]
+    assert env["result"] is not None, env
+    # the command ran: proxy exec exits with its code (docs/proxy.md "Exit codes")
+    assert r.returncode == env["result"]["exit_code"] == env["exit_code"], env
+    return dict(env)
+
+
+def written_through(path: Path, most: int) -> int:
+    """Write up to ``most`` bytes into ``path`` in a mount; the write must end with EDQUOT.
+    Returns what got written (removed again)."""
+    n = 0
+    with pytest.raises(OSError) as err, open(path, "wb") as fh:
+        while n < most:
+            fh.write(b"x" * MIB)
+            fh.flush()
+            os.fsync(fh.fileno())
+            n += MIB
+    assert err.value.errno == 122  # EDQUOT
+    size = path.stat().st_size if path.exists() else 0
+    path.unlink(missing_ok=True)
+    return size
+
+
+def fork_files(mp: Path) -> dict[str, bytes]:
+    return {p: (mp / p).read_bytes() for p in ("keep.txt", "src/app.py")}
+
+
+def way_out_works(mp: Path, first: str) -> None:
+    """At the quota: reads, status, checkpoint, restore and a read-only exec work; what
+    the fork held is there."""
+    assert (mp / "keep.txt").read_bytes() == b"kept\n"
+    assert ok("--vault", "v", "cat", "keep.txt") == "kept\n"
+    st = doc("status", cwd=mp)
+    assert st["kind"] == "status"
+    env = json.loads(avfs("--json", "proxy", "exec", "--", "cat", "keep.txt", cwd=mp).stdout)
+    assert env["exit_code"] == 0 and env["error"] is None, env
+    assert env["result"]["stdout"] == "kept\n"
+    ok("--vault", "v", "checkpoint", "save", "-m", "at the quota")
+    ok("--vault", "v", "checkpoint", "restore", first)
+    assert (mp / "keep.txt").read_bytes() == b"kept\n"
+    assert (mp / "src/app.py").read_bytes() == b"print('app')\n"
+    assert not (mp / "big.bin").exists()
+
+
+@pytest.mark.parametrize("area", ["objects", "cache", "git_dir"])
+def test_what_a_command_writes_outside_the_fork_is_counted(qhome: Path, tmp_path: Path, area: str) -> None:
+    mp, first = setup_vault(qhome, tmp_path)
+    before = fork_files(mp)
+    again = ATTACKS[area].format(n=MIB, m=1).replace("junk", "junk2").replace("wheel", "w2")
+    plant(ATTACKS[area].format(n=BIG, m=BIG // MIB), again)
+    env = run(mp)
+    # counted after the run: the commit is refused, and says where the bytes are
+    assert env["error"] is not None and env["error"]["code"] == "quota_exceeded", env
+    assert env["success"] is False and env["commit"] is None
+    details = env["error"]["details"]
+    assert details["quota"] == QUOTA and details["used"] > QUOTA
+    assert details[AREA[area]] >= BIG
+    shown = doc("--vault", "v", "quota", "show")
+    assert shown["over"] == ["bytes"] and shown[AREA[area]] >= BIG
+    assert shown["used_bytes"] > QUOTA
+    # over the quota: what adds bytes is refused, through avfs and through the mount (at
+    # once through pure FUSE; past the room the kernel's limit keeps for avfs's own
+    # databases through an overlay mount: 16 MiB for one fork)
+    refused("--vault", "v", "write", "more.txt", "x" * 4096)
+    assert written_through(mp / "more.bin", 64 * MIB) <= 17 * MIB
+    # a second command filling the same place again is refused too
+    env2 = run(mp, 2)
+    assert env2["error"] is not None and env2["error"]["code"] == "quota_exceeded", env2
+    assert fork_files(mp) == before
+    way_out_works(mp, first)
+    # the person lifts the quota: writes work again, nothing was lost
+    ok("--vault", "v", "quota", "set", "--bytes", "none")
+    ok("--vault", "v", "write", "more.txt", "room again\n")
+    assert fork_files(mp) == before
+
+
+def test_a_command_filling_the_fork_is_stopped_or_counted(qhome: Path, tmp_path: Path) -> None:
+    mp, first = setup_vault(qhome, tmp_path)
+    before = fork_files(mp)
+    plant(ATTACKS["fork"].format(m=BIG // MIB))
+    env = run(mp)
+    if env["error"] is None:
+        # the write itself was refused (a mount whose writes avfs checks): within the quota
+        assert "Disk quota exceeded" in env["result"]["stdout"] + env["result"]["stderr"], env
+        assert doc("--vault", "v", "quota", "show")["used_bytes"] <= QUOTA
+    else:
+        # the kernel's limit leaves room for avfs's own state: counted after the run
+        assert env["error"]["code"] == "quota_exceeded" and env["commit"] is None, env
+        assert doc("--vault", "v", "quota", "show")["over"] == ["bytes"]
+        assert {c["path"] for c in doc("status", cwd=mp)["changes"]} == {"big.bin"}
+    assert fork_files(mp) == before
+    # the way out: rm the big file (exit 0), then everything works and nothing was lost
+    ok("rm", "big.bin", cwd=mp)
+    assert not (mp / "big.bin").exists()
+    ok("--vault", "v", "write", "after.txt", "fits\n")
+    way_out_works(mp, first)
+
+
+def test_a_full_fork_keeps_status_checkpoint_restore_and_rm(qhome: Path, tmp_path: Path) -> None:
+    """Filled to the last byte through the mount (the kernel's or avfs's EDQUOT), the fork
+    keeps working for everything that does not add bytes: never `disk I/O error`, exit 70."""
+    mp, first = setup_vault(qhome, tmp_path)
+    before = fork_files(mp)
+    dd = subprocess.run(
+        ["dd", "if=/dev/urandom", f"of={mp}/fill.bin", "bs=1M", "count=200"], capture_output=True, text=True
+    )
+    assert dd.returncode != 0 and "Disk quota exceeded" in dd.stderr, dd.stderr
+    blob = subprocess.run(
+        ["git", "hash-object", "--no-filters", str(mp / "fill.bin")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    st = doc("status", cwd=mp)
+    assert [c["path"] for c in st["changes"]] == ["fill.bin"]
+    held = ""
+    for _ in range(2):  # twice: the room avfs takes for itself is given back
+        # (the exec checkpoints fill.bin first: a checkpoint adds nothing to the quota)
+        env = json.loads(avfs("--json", "proxy", "exec", "--", "cat", "keep.txt", cwd=mp).stdout)
+        assert env["exit_code"] == 0 and env["error"] is None and env["result"]["stdout"] == "kept\n", env
+        if env["checkpoint"] is not None:
+            held = env["checkpoint"]["commit"]
+        assert doc("status", cwd=mp)["kind"] == "status"
+    more = tmp_path / "more.bin"
+    more.write_bytes(b"x" * (2 * MIB))
+    refused("--vault", "v", "write", "more.txt", "--file", str(more))
+    env = json.loads(avfs("--json", "proxy", "exec", "--", "touch", "new.txt", cwd=mp).stdout)
+    assert env["exit_code"] != 70
+    ok("--vault", "v", "checkpoint", "save", "-m", "full")
+    ok("rm", "fill.bin", cwd=mp)
+    assert not (mp / "fill.bin").exists()
+    ok("--vault", "v", "checkpoint", "save", "-m", "emptied")
+    assert fork_files(mp) == before
+    way_out_works(mp, first)
+    # what the fork held at the quota is in its history (the exec checkpointed it first,
+    # at the quota); the restore moved the fork back past it, undoably
+    vault = str(qhome / "vaults" / "v.git")
+    shown = subprocess.run(
+        ["git", "--git-dir", vault, "rev-parse", f"{held}:fill.bin"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == blob
