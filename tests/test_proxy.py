@@ -73,7 +73,13 @@ def test_changes_become_one_commit(ws, vault, mode):
     }
     assert res.commit is not None and res.commit["parent"] == head
     # `rm` makes the policy checkpoint first; nothing was pending, so no new commit
-    assert res.checkpoint == {"commit": head, "created": False, "reason": "policy"}
+    assert res.checkpoint == {
+        "commit": head,
+        "created": False,
+        "reason": "policy",
+        "on_branch": True,
+        "ref": None,
+    }
     assert ws.base == res.commit["commit"] and not ws.is_dirty()
     assert res.state == {"base": res.commit["commit"], "uncheckpointed_changes": 0}
     log = git("--git-dir", vault.path, "log", "--format=%s", "-1", "main")

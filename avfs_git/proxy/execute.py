@@ -138,6 +138,8 @@ class ExecResult:
     # paths the command wrote that git ignores (a venv, caches): in the fork, never committed
     ignored: int = 0
     commit: dict[str, Any] | None = None
+    # the command moved the fork's branch itself (a `git commit` inside): {from, to}
+    branch_moved: dict[str, Any] | None = None
     # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
     not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
     state: dict[str, Any] | None = None
@@ -488,16 +490,24 @@ def _execute(
             res.state = _state(ws)
             merging.refuse_if_merging(ws, f"the checkpoint this command needs first ({reason})")
         reason = None
+    # the record of the fork before the command: a commit of the workspace on its base that
+    # lands on the fork's branch with the commit after the command, unless the command
+    # moved the branch itself (a `git commit` inside: git's commit takes precedence, and
+    # the record is kept beside the branch; see docs/proxy.md, Git inside)
+    record: str | None = None
     if reason is not None:
         from ..core import checkpoint  # (loaded only when committing)
 
-        cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: before `{_short(req.command_text())}`")
+        record = checkpoint.snapshot(vault, fork, f"avfs proxy exec: before `{_short(req.command_text())}`")
         res.checkpoint = {
-            "commit": cp.checkpoint.commit,
-            "created": cp.created,
+            "commit": record or ws.base,
+            "created": record is not None,
             "reason": reason,
+            "on_branch": record is None,  # the base is on it; a record lands after the command
+            "ref": None,
         }
         dirty = None
+    tip0 = ws.tip()
     if dirty is None:
         mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
         dirty = _dirty(ws, journal)
@@ -526,7 +536,7 @@ def _execute(
     if conf["kind"] == "bwrap":
         from . import confine
 
-        env = _env(req, vault.name, fork, at, at_cwd)
+        env = _with_identity(_env(req, vault.name, fork, at, at_cwd), ws)
         sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
@@ -535,6 +545,8 @@ def _execute(
 
         host = iso["host"] if iso is not None and iso["host"] != "confined" else "hidden"
         env = _env(req, vault.name, fork, at, at_cwd)
+        if host != "writable":  # the host's home (and its ~/.gitconfig) may be hidden
+            env = _with_identity(env, ws)
         keep = (vault.path,) if host != "writable" else ()  # so git works in the fork
         writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
         view = isolate.plan(root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned)
@@ -625,6 +637,13 @@ def _execute(
                 details={"paths": failed[:50], "copy": root},
             ).to_dict()
 
+    # the command moved the fork's branch itself (a `git commit` inside): the workspace
+    # adopts git's commit, and the record taken before the command stays beside the branch
+    tip1 = ws.tip()
+    moved = tip1 != tip0
+    if moved:
+        res.branch_moved = {"from": tip0, "to": tip1}
+        ws.sync_base()
     # nothing written in the workspace since it was found clean (or, when it was not, since
     # the command started): no changes, and no status to take (a walk of the upper layer
     # with its files' ids: the largest cost of a command that writes nothing)
@@ -645,10 +664,13 @@ def _execute(
             ]
         res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
     res.changes = [_change_dict(c) for c in changes]
-    if req.commit and changes and not in_merge:
+    message = f"avfs proxy exec: {_short(req.command_text())}"
+    if record is not None and _land(vault, fork, res, record, message, moved or not req.commit):
+        untouched = False  # the record landed with the commit of what the command changed
+    elif req.commit and changes and not in_merge:
         from ..core import checkpoint
 
-        cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
+        cp = checkpoint.save(vault, fork, message=message)
         res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
         if cp.created:
             res.commit = {
@@ -657,6 +679,49 @@ def _execute(
                 "message": cp.checkpoint.message,
             }
     res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
+
+
+def _land(vault: Vault, fork: str, res: ExecResult, record: str, message: str, keep: bool) -> bool:
+    """Land the record of the fork before the command (a :func:`~..core.checkpoint.snapshot`)
+    on the fork's branch, with the commit of what the command changed on top of it (none
+    when it changed nothing); True when it landed. With ``keep`` (the command moved the
+    branch itself, or ``--no-commit``), or when the fork moved meanwhile, it is kept
+    beside the branch under a recovery ref instead (``checkpoint.ref``), and False."""
+    from ..core import checkpoint
+    from ..core.errors import RefMovedError
+
+    assert res.checkpoint is not None
+    if not keep:
+        try:
+            cp = checkpoint.save(vault, fork, message=message, on=record)
+        except RefMovedError:
+            pass
+        else:
+            res.checkpoint["on_branch"] = True
+            res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
+            if cp.checkpoint.commit != record:
+                res.commit = {
+                    "commit": cp.checkpoint.commit,
+                    "parent": cp.checkpoint.parent,
+                    "message": cp.checkpoint.message,
+                }
+            return True
+    res.checkpoint["ref"] = checkpoint.keep_snapshot(vault, fork, record)
+    return False
+
+
+def _with_identity(env: dict[str, str], ws: Workspace) -> dict[str, str]:
+    """``env`` with who a ``git commit`` the command makes is by: the fork's identity
+    (:mod:`~..core.identity`: the caller's ``GIT_*`` variables, the vault's config, the
+    user's global ``user.name``/``user.email``, the home's identity, avfs's default), for
+    each of ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` name and email the caller's environment
+    does not set. The sandbox's ``$HOME`` is empty: without these, git there knows no one
+    (and the user's ``~/.gitconfig`` stays out: credential helpers and commands it runs)."""
+    sig = ws.author()
+    for role, person in (("AUTHOR", sig.author), ("COMMITTER", sig.committer)):
+        env.setdefault(f"GIT_{role}_NAME", person.name)
+        env.setdefault(f"GIT_{role}_EMAIL", person.email)
+    return env
 
 
 def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
@@ -964,6 +1029,7 @@ def _result_dict(r: runner.RunResult) -> dict[str, Any]:
         "stderr_truncated": r.stderr_truncated,
         "spawn_error": r.spawn_error,
         "stray_processes_killed": r.stray_processes_killed,
+        "interrupted": r.interrupted,
     }
 
 

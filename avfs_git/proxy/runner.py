@@ -56,6 +56,9 @@ class RunResult:
     stderr_truncated: bool
     spawn_error: str | None = None
     stray_processes_killed: bool = False  # processes left in the group after it exited
+    # avfs (or, for the warm path, its client) was interrupted by this signal while the
+    # command ran: it was passed on to the command's group ("SIGINT", "SIGTERM", "SIGHUP")
+    interrupted: str | None = None
 
 
 class _Drain(threading.Thread):

@@ -1,0 +1,197 @@
+"""git inside `proxy exec` is a first-class writer: a commit made there is the fork's next
+commit (with the fork's identity passed into the sandbox), avfs's record of the fork
+before the command never takes the agent's edits out from under it; Ctrl-C and SIGTERM of
+`avfs proxy exec` report the run as it was; forks of a vault run at one stable path, so
+a venv built in one fork works in a fork of it. Real mounts, real bwrap, real CLI
+processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.ops import mounts
+
+from .conftest import AUTHOR, git
+from .test_confine import _need_bwrap
+from .test_fuse import require_fuse
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The test's environment without git's identity variables (the sandbox's `$HOME` is
+    empty: avfs passes the identity in itself), plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GIT_AUTHOR") and not k.startswith("GIT_COMMITTER")
+    }
+    env.update(extra)
+    return env
+
+
+def _exec(spec: str, *args: str, cwd: str | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    r = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", spec, "proxy", "exec", *args],
+        capture_output=True,
+        timeout=180,
+        cwd=cwd,
+        env=env if env is not None else _env(),
+    )
+    doc = json.loads(r.stdout)
+    assert r.returncode == doc["exit_code"], (r.returncode, doc, r.stderr)
+    return dict(doc)
+
+
+@pytest.fixture
+def live(home: Any, vault: Any) -> Iterator[str]:
+    require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("a.txt", b"a\n")
+    checkpoint.save(vault, message="init")
+    info = mounts.mount(home, vault, "main", None)
+    try:
+        yield info.mountpoint
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def _log(vault: Any, rev: str = "main", n: int = 5) -> list[str]:
+    return git("--git-dir", vault.path, "log", f"-{n}", "--format=%H %an <%ae> %s", rev).splitlines()
+
+
+def test_git_commit_in_exec_is_the_forks_next_commit_with_the_edits_made_before(vault, live):
+    mp = live
+    init = vault.workspace("main").tip()
+    # the agent edits a file directly (its editor tool), then commits through Bash
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("edited by the agent\n")
+    doc = _exec("v:main", "--", "git", "commit", "-am", "agent: edit a.txt", cwd=mp)
+    assert doc["exit_code"] == 0, doc["result"]
+    tip = vault.workspace("main").tip()
+    # the branch's new commit is the agent's, with its message, holding the edits, by the
+    # fork's identity (the test's ~/.gitconfig, which the sandbox does not show)
+    assert git("--git-dir", vault.path, "log", "-1", "--format=%s|%an|%ae", tip).strip() == (
+        f"agent: edit a.txt|{AUTHOR[0]}|{AUTHOR[1]}"
+    )
+    assert git("--git-dir", vault.path, "rev-parse", f"{tip}^").strip() == init
+    assert git("--git-dir", vault.path, "show", f"{tip}:a.txt") == "a\nedited by the agent\n"
+    assert doc["branch_moved"] == {"from": init, "to": tip}
+    assert doc["commit"] is None and doc["state"]["uncheckpointed_changes"] == 0
+    # the record of the fork before the command is beside the branch, not on it
+    cp = doc["checkpoint"]
+    assert cp["reason"] == "uncheckpointed_changes" and cp["created"] and not cp["on_branch"]
+    assert cp["ref"].startswith("refs/avfs/recovery/main/-/exec-")
+    assert git("--git-dir", vault.path, "rev-parse", cp["ref"]).strip() == cp["commit"]
+    assert git("--git-dir", vault.path, "show", f"{cp['commit']}:a.txt") == "a\nedited by the agent\n"
+    assert git("status", "--porcelain", cwd=mp) == ""
+    # the audit log names the record, for `avfs audit`
+    audit = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v:main", "audit"],
+        capture_output=True,
+        check=True,
+    )
+    records = json.loads(audit.stdout)["records"]
+    assert records[-1]["checkpoint"] == cp["commit"]
+
+    # a second exec after it: its own commit on top of the agent's
+    doc2 = _exec("v:main", "--", "sh", "-c", "echo new > b.txt", cwd=mp)
+    assert doc2["checkpoint"] is None and doc2["branch_moved"] is None
+    assert doc2["commit"]["parent"] == tip
+    assert [c["path"] for c in doc2["changes"]] == ["b.txt"]
+
+    # rollback: the fork back to before the agent's commit (its record), then forward again
+    subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--vault", "v:main", "checkpoint", "restore", init],
+        check=True,
+        capture_output=True,
+    )
+    with open(os.path.join(mp, "a.txt")) as fh:
+        assert fh.read() == "a\n"
+    assert not os.path.exists(os.path.join(mp, "b.txt"))
+    subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--vault", "v:main", "checkpoint", "restore", cp["commit"]],
+        check=True,
+        capture_output=True,
+    )
+    with open(os.path.join(mp, "a.txt")) as fh:
+        assert fh.read() == "a\nedited by the agent\n"
+
+
+def test_a_commit_with_files_left_out_gets_avfs_commit_on_top_and_loses_nothing(vault, live):
+    mp = live
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("two\n")
+    doc = _exec("v:main", "--shell", "echo u > u.txt; echo three >> a.txt; git commit -qam mine", cwd=mp)
+    assert doc["exit_code"] == 0, doc["result"]
+    agent = doc["branch_moved"]["to"]
+    assert git("--git-dir", vault.path, "log", "-1", "--format=%s", agent).strip() == "mine"
+    assert git("--git-dir", vault.path, "show", f"{agent}:a.txt") == "a\ntwo\nthree\n"
+    # what git left out (an untracked file) is avfs's commit, on top of the agent's
+    assert doc["commit"]["parent"] == agent
+    top = doc["commit"]["commit"]
+    assert vault.workspace("main").tip() == top
+    assert git("--git-dir", vault.path, "show", f"{top}:a.txt") == "a\ntwo\nthree\n"
+    assert git("--git-dir", vault.path, "show", f"{top}:u.txt") == "u\n"
+    assert [c["path"] for c in doc["changes"]] == ["u.txt"]
+    assert doc["state"]["uncheckpointed_changes"] == 0
+    assert git("status", "--porcelain", cwd=mp) == ""
+
+
+def test_without_a_git_commit_the_record_lands_below_the_commands_commit(vault, live):
+    mp = live
+    init = vault.workspace("main").tip()
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("before\n")
+    doc = _exec("v:main", "--", "sh", "-c", "echo c > c.txt", cwd=mp)
+    cp = doc["checkpoint"]
+    assert cp["on_branch"] and cp["ref"] is None and doc["branch_moved"] is None
+    assert git("--git-dir", vault.path, "rev-parse", f"{cp['commit']}^").strip() == init
+    assert doc["commit"]["parent"] == cp["commit"]
+    assert vault.workspace("main").tip() == doc["commit"]["commit"]
+    assert [c["path"] for c in doc["changes"]] == ["c.txt"]
+    # a command that changes nothing: the record alone lands
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("again\n")
+    doc = _exec("v:main", "--", "true", cwd=mp)
+    assert doc["checkpoint"]["on_branch"] and doc["commit"] is None
+    assert vault.workspace("main").tip() == doc["checkpoint"]["commit"]
+
+
+def test_the_callers_identity_variables_win(vault, live):
+    doc = _exec(
+        "v:main",
+        "--shell",
+        "echo x > x.txt && git add x.txt && git commit -qm by-env",
+        cwd=live,
+        env=_env(GIT_AUTHOR_NAME="Env Author", GIT_AUTHOR_EMAIL="env@example.invalid"),
+    )
+    assert doc["exit_code"] == 0, doc["result"]
+    got = git("--git-dir", vault.path, "log", "-1", "--format=%an <%ae>|%cn <%ce>", doc["branch_moved"]["to"])
+    assert got.strip() == f"Env Author <env@example.invalid>|{AUTHOR[0]} <{AUTHOR[1]}>"
+
+
+def test_the_users_global_git_config_stays_out_of_the_sandbox(vault, live):
+    # a credential helper (code git runs) in ~/.gitconfig: never seen inside
+    with open(os.path.expanduser("~/.gitconfig"), "a") as fh:
+        fh.write("[credential]\n\thelper = !touch /tmp/helper-ran\n")
+    doc = _exec("v:main", "--", "git", "config", "--get", "credential.helper", cwd=live)
+    assert doc["exit_code"] == 1 and doc["result"]["stdout"] == ""
+    doc = _exec("v:main", "--", "git", "var", "GIT_AUTHOR_IDENT", cwd=live)
+    assert doc["result"]["stdout"].startswith(f"{AUTHOR[0]} <{AUTHOR[1]}>")
+
+
+def _wait_for(path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
