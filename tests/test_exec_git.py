@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -195,3 +196,79 @@ def _wait_for(path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
+
+
+SLEEPER = "echo part > part.txt; sleep 120"
+CLICK = "import sys; from avfs_git.cli.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _interrupted_run(
+    vault: Any, mountpoint: str, prefix: list[str], sig: int, *extra: str
+) -> tuple[int, dict[str, Any]]:
+    """Start `avfs proxy exec` (``prefix`` runs avfs), wait until its command wrote its
+    file, send ``sig`` to avfs, and return (its exit code, its envelope)."""
+    args = [*prefix, "--json", "--vault", "v:main", "proxy", "exec", *extra, "--", "sh", "-c", SLEEPER]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    try:
+        _wait_for(os.path.join(mountpoint, "part.txt"), proc)
+        time.sleep(0.2)  # the command is in its sleep
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    doc = json.loads(out)
+    return proc.returncode, dict(doc)
+
+
+def _check_interrupted(vault: Any, code: int, doc: dict[str, Any], sig: int) -> None:
+    name = signal.Signals(sig).name
+    assert code == 128 + sig == doc["exit_code"], (code, doc)
+    r = doc["result"]
+    assert r is not None and r["exit_code"] == 128 + sig, doc
+    assert r["signal"] == name and r["interrupted"] == name and not r["timed_out"]
+    assert r["duration_ms"] >= 200
+    assert doc["error"] is None and not doc["success"]
+    # what it changed before it was stopped is committed
+    assert [c["path"] for c in doc["changes"]] == ["part.txt"]
+    assert doc["commit"] is not None and vault.workspace("main").tip() == doc["commit"]["commit"]
+    assert git("--git-dir", vault.path, "show", f"{doc['commit']['commit']}:part.txt") == "part\n"
+    records = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v:main", "audit"],
+        capture_output=True,
+        check=True,
+        env=_env(),
+    )
+    assert json.loads(records.stdout)["records"][-1]["exit_code"] == 128 + sig
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupting_a_warm_exec_reports_the_run_as_it_was(vault, live, sig):
+    # a live mount: the client hands the call to the mount's daemon, and passes the signal on
+    code, doc = _interrupted_run(vault, live, [sys.executable, "-m", "avfs_git"], sig)
+    assert doc["mount"]["reused"]
+    _check_interrupted(vault, code, doc, sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupting_an_exec_run_by_the_cli_itself_reports_the_run_as_it_was(home, vault, sig):
+    # no live mount: the fast path runs the call in its own process, mounting for it
+    require_fuse()
+    _need_bwrap()
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault, message="init")
+    mp = mounts.default_mountpoint(home, "v", "main")
+    try:
+        code, doc = _interrupted_run(vault, mp, [sys.executable, "-m", "avfs_git"], sig)
+    finally:
+        if mounts.check(vault, "main") is not None:
+            mounts.unmount(home, vault, "main", lazy=True)
+    assert not doc["mount"]["reused"]
+    _check_interrupted(vault, code, doc, sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupting_an_exec_run_by_the_click_command_reports_the_run_as_it_was(vault, live, sig):
+    code, doc = _interrupted_run(vault, live, [sys.executable, "-c", CLICK], sig)
+    _check_interrupted(vault, code, doc, sig)

@@ -49,7 +49,7 @@ from ..core.types import Change
 from . import approval, runner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from ..core.home import Home
     from ..core.upperwatch import UpperWatch
@@ -574,19 +574,20 @@ def _execute(
             ready = standbys.take(sandbox)
             if after is not None:
                 after.append(functools.partial(standbys.prepare, sandbox))
-        run = runner.run(
-            argv,
-            cwd=abs_cwd,
-            env=env,
-            timeout_ms=timeout_ms,
-            max_output=max_output,
-            stdin=req.stdin,
-            kill_grace_ms=req.kill_grace_ms,
-            cancel=cancel,
-            view=view,
-            sandbox=sandbox,
-            standby=ready,
-        )
+        with _interruptible(cancel) as stop:
+            run = runner.run(
+                argv,
+                cwd=abs_cwd,
+                env=env,
+                timeout_ms=timeout_ms,
+                max_output=max_output,
+                stdin=req.stdin,
+                kill_grace_ms=req.kill_grace_ms,
+                cancel=stop,
+                view=view,
+                sandbox=sandbox,
+                standby=ready,
+            )
     except Exception as exc:
         if isinstance(exc, SandboxFailed):
             # not a fallback: bwrap runs here (probed), so this request itself is at fault
@@ -679,6 +680,35 @@ def _execute(
                 "message": cp.checkpoint.message,
             }
     res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
+
+
+# what ends `avfs proxy exec` while its command runs: passed on to the command instead
+_INTERRUPTS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _interruptible(cancel: threading.Event | None) -> Iterator[threading.Event | None]:
+    """While the command runs: Ctrl-C (SIGINT), SIGTERM or SIGHUP of this process is
+    passed on to the command's group (:class:`.runner.Stop`) rather than ending avfs,
+    so that what the command changed is still read and committed and the envelope
+    reports the run as it was (``result.interrupted``, exit 128+N). Only in the main
+    thread of a process of its own (the CLI); a mount's daemon is given ``cancel``
+    (its client's Ctrl-C comes over the socket)."""
+    if cancel is not None or threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+    import signal
+
+    stop = runner.Stop()
+    saved: dict[int, Any] = {}
+    try:
+        for name in _INTERRUPTS:
+            num = getattr(signal, name)
+            saved[num] = signal.signal(num, lambda n, _f: stop.interrupt(n))
+        yield stop
+    finally:
+        for num, old in saved.items():
+            signal.signal(num, old)
 
 
 def _land(vault: Vault, fork: str, res: ExecResult, record: str, message: str, keep: bool) -> bool:
