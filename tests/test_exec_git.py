@@ -272,3 +272,95 @@ def test_interrupting_an_exec_run_by_the_cli_itself_reports_the_run_as_it_was(ho
 def test_interrupting_an_exec_run_by_the_click_command_reports_the_run_as_it_was(vault, live, sig):
     code, doc = _interrupted_run(vault, live, [sys.executable, "-c", CLICK], sig)
     _check_interrupted(vault, code, doc, sig)
+
+
+PYPROJECT = b"""\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tinypkg"
+version = "0.1"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+"""
+# what `pip install -e .` writes into a venv, absolute paths from the working directory
+MKVENV = b"""\
+import glob, os, venv
+
+venv.create(".venv", with_pip=False)
+here = os.getcwd()
+(purelib,) = glob.glob(here + "/.venv/lib/python*/site-packages")
+with open(os.path.join(purelib, "__editable__.tinypkg-0.1.pth"), "w") as fh:
+    fh.write(here + "/src\\n")
+script = os.path.join(here, ".venv", "bin", "tinycheck")
+with open(script, "w") as fh:
+    fh.write("#!" + here + "/.venv/bin/python\\nimport tinypkg, sys\\nsys.exit(0 if tinypkg.answer() == 42 else 1)\\n")
+os.chmod(script, 0o755)
+"""
+# run from tests/: the package comes from the venv's editable install, never from the cwd
+CHECK = b"import tinypkg, sys\nsys.exit(0 if tinypkg.answer() == 42 else 1)\n"
+
+
+def test_a_live_fork_shares_a_venv_that_runs_its_own_code(home, vault, live):
+    parent = live
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b".venv/\n*.egg-info/\n__pycache__/\n")
+    ws.write("pyproject.toml", PYPROJECT)
+    ws.write("src/tinypkg/__init__.py", b"def answer():\n    return 42\n")
+    ws.write("tests/check.py", CHECK)
+    # the parent builds its venv with an editable install, as pip writes one (offline: no
+    # `wheel` here): an absolute path in a .pth, and an entry point whose shebang names
+    # the venv's python by its absolute path
+    ws.write("tools/mkvenv.py", MKVENV)
+    doc = _exec("v:main", "--", "python3", "tools/mkvenv.py", cwd=parent)
+    assert doc["exit_code"] == 0, (doc["error"], doc["result"] and doc["result"]["stderr"])
+    assert doc["confinement"]["path"] == "/avfs/v"
+    assert _exec("v:main", "--cwd", "tests", "--", "../.venv/bin/python", "check.py")["exit_code"] == 0
+    # a fork of the live fork shares the venv; its code breaks
+    made = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v:main", "vault", "fork", "child"],
+        check=True,
+        capture_output=True,
+    )
+    assert json.loads(made.stdout)["warnings"] == [] and b"warning" not in made.stderr
+    vault.workspace("child").write("src/tinypkg/__init__.py", b"def answer():\n    return 0\n")
+    info = mounts.mount(home, vault, "child", None)
+    try:
+        assert os.path.isfile(os.path.join(info.mountpoint, ".venv", "bin", "python"))
+        # the child's own code is what its venv runs: its check fails, the parent's passes
+        doc = _exec("v:child", "--cwd", "tests", "--", "../.venv/bin/python", "check.py")
+        assert doc["exit_code"] == 1, doc["result"]
+        assert _exec("v:child", "--", ".venv/bin/tinycheck")["exit_code"] == 1
+        assert _exec("v:main", "--", ".venv/bin/tinycheck")["exit_code"] == 0
+        assert _exec("v:main", "--cwd", "tests", "--", "../.venv/bin/python", "check.py")["exit_code"] == 0
+        doc = _exec("v:child", "--", ".venv/bin/python", "-c", "import tinypkg; print(tinypkg.__file__)")
+        assert doc["result"]["stdout"].strip() == "/avfs/v/src/tinypkg/__init__.py"
+        # mended in the child: passes again
+        vault.workspace("child").write("src/tinypkg/__init__.py", b"def answer():\n    return 42\n")
+        assert _exec("v:child", "--cwd", "tests", "--", "../.venv/bin/python", "check.py")["exit_code"] == 0
+    finally:
+        mounts.unmount(home, vault, "child", lazy=True)
+
+
+def test_forking_a_live_fork_whose_outputs_name_its_mount_warns(vault, live):
+    # a venv built on the host in the mount (not through `proxy exec`) names the mount point
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", ".venv"], cwd=live, check=True)
+    with open(os.path.join(live, ".gitignore"), "w") as fh:
+        fh.write(".venv/\n")
+    libdir = os.path.join(live, ".venv", "lib")
+    (purelib,) = [os.path.join(libdir, n, "site-packages") for n in os.listdir(libdir)]
+    with open(os.path.join(purelib, "__editable__.pkg-0.1.pth"), "w") as fh:
+        fh.write(f"{live}/src\n")
+    made = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v:main", "vault", "fork", "child"],
+        capture_output=True,
+    )
+    assert made.returncode == 0, made.stderr
+    doc = json.loads(made.stdout)
+    assert len(doc["warnings"]) == 1, doc
+    assert live in doc["warnings"][0] and "__editable__.pkg-0.1.pth" in doc["warnings"][0]
+    assert "warning:" in made.stderr.decode()
+    assert vault.has_fork("child")  # a warning, not a refusal

@@ -92,6 +92,22 @@ class Sandbox:
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
     proxy_socket: str | None = None  # network "filtered": the filtering proxy's socket (host side)
+    aliases: tuple[str, ...] = ()  # paths shown as symlinks to ``path`` (the fork's mount point)
+
+
+# where every fork of a vault appears in the sandbox (see :func:`stable_path`)
+STABLE_ROOT = "/avfs"
+
+
+def stable_path(vault: str) -> str:
+    """Where the sandbox shows any fork of vault ``vault``: one path for all of them, so
+    that the absolute paths tools write into their outputs (a venv's shebangs and its
+    editable ``.pth``, npm's and cmake's caches, cargo's fingerprints) name the same
+    place in a fork of that fork, which shares those outputs. A path no host has
+    (``/avfs/<vault>``): a copy of such an output run outside the sandbox fails at once,
+    rather than silently running another checkout's files (a project's own directory,
+    the other choice, is one)."""
+    return f"{STABLE_ROOT}/{vault}"
 
 
 @functools.cache
@@ -288,5 +304,11 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             raise ValueError("a filtered network needs the filtering proxy's socket")
         args += ["--ro-bind", sb.proxy_socket, netproxy.SOCKET_IN_SANDBOX]
         command = netproxy.wrap(command)
-    args += ["--bind", sb.source, sb.path, "--chdir", sb.cwd, "--", *command]
+    args += ["--bind", sb.source, sb.path]
+    shown = (*sb.keep, *sb.readable, *(d for _, d in sb.caches))
+    for alias in sb.aliases:
+        # not where something is shown already (bwrap could not make the link there)
+        if alias != sb.path and check_path(alias) is None and not any(_overlaps(alias, x) for x in shown):
+            args += ["--symlink", sb.path, alias]
+    args += ["--chdir", sb.cwd, "--", *command]
     return args

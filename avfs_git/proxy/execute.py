@@ -530,14 +530,27 @@ def _execute(
     sandbox = None
     iso = res.isolation
     conf = res.confinement
-    # where the command sees the fork: the project's path (an isolate view), or where it is
-    at = iso["path"] if iso is not None and iso["reason"] is None else root
+    # where the command sees the fork: the project's path (an isolate view); in the
+    # sandbox, the vault's one path for every fork (so the absolute paths pip, npm, cmake or
+    # cargo write in one fork stay right in a fork of it); on the host, where it is
+    if iso is not None and iso["reason"] is None:
+        at = iso["path"]
+    elif conf["kind"] == "bwrap":
+        from . import confine
+
+        at = confine.stable_path(vault.name)
+    else:
+        at = root
     at_cwd = os.path.join(at, cwd) if cwd else at
     if conf["kind"] == "bwrap":
         from . import confine
 
         env = _with_identity(_env(req, vault.name, fork, at, at_cwd), ws)
         sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        if iso is None and mode == "fuse":
+            # the mount point too, as a link to the vault's path: a command naming the fork
+            # by the path the agent knows finds it (and `pwd -P` says the vault's path)
+            sandbox = dataclasses.replace(sandbox, aliases=(root,))
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
