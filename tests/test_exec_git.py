@@ -318,6 +318,9 @@ def test_a_live_fork_shares_a_venv_that_runs_its_own_code(home, vault, live):
     doc = _exec("v:main", "--", "python3", "tools/mkvenv.py", cwd=parent)
     assert doc["exit_code"] == 0, (doc["error"], doc["result"] and doc["result"]["stderr"])
     assert doc["confinement"]["path"] == "/avfs/v"
+    # the shell's path is the mount point (a link to the vault's one path); the kernel's is that path
+    doc = _exec("v:main", "--shell", 'pwd; pwd -P; cat "$AVFS_WORKSPACE/a.txt"', cwd=parent)
+    assert doc["result"]["stdout"] == f"{parent}\n/avfs/v\na\n", doc["result"]
     assert _exec("v:main", "--cwd", "tests", "--", "../.venv/bin/python", "check.py")["exit_code"] == 0
     # a fork of the live fork shares the venv; its code breaks
     made = subprocess.run(

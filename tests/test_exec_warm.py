@@ -121,9 +121,9 @@ def test_a_ready_sandbox_runs_the_next_command_as_bwrap_would(live):
                 "sh", "-c", 'pwd; printf "%s|" "$@" "$ODD" "$EMPTY"; env | sort >&2; exit 7', "sh", "a b", "", odd)  # fmt: skip
     assert doc["exit_code"] == 7 and not doc["success"] and doc["confinement"]["kind"] == "bwrap"
     out = doc["result"]["stdout"]
-    assert out == f"/avfs/v/sub\na b||{odd}|{odd}||"  # the vault's one path in the sandbox
+    assert out == f"{live.mountpoint}/sub\na b||{odd}|{odd}||"
     env = doc["result"]["stderr"]
-    assert "ODD=new\n" in env and "EMPTY=\n" in env and "PWD=/avfs/v/sub\n" in env
+    assert "ODD=new\n" in env and "EMPTY=\n" in env and f"PWD={live.mountpoint}/sub\n" in env
     assert "SSH_AUTH_SOCK" not in env  # the sandbox's environment rules, as without a ready one
     # a private /tmp, unseen by the next command: each runs in a sandbox of its own
     with open(os.path.join(live.mountpoint, "mk.sh"), "w") as fh:

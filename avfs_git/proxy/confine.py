@@ -139,6 +139,14 @@ def unavailable() -> str | None:
     return _probe()
 
 
+def can_alias(sb: Sandbox, alias: str) -> bool:
+    """Whether ``alias`` can be shown in ``sb`` as a symlink to its fork: an absolute path
+    that is not the fork's, not in a system directory, and not where something of the host
+    is shown (the vault, the caches, ``readable`` paths; bwrap could not make it there)."""
+    shown = (sb.path, *sb.keep, *sb.readable, *(d for _, d in sb.caches))
+    return os.path.isabs(alias) and check_path(alias) is None and not any(_overlaps(alias, x) for x in shown)
+
+
 def check_path(path: str) -> str | None:
     """Why ``path`` cannot be where the fork appears in a sandbox (None: it can)."""
     if not os.path.isabs(path):
@@ -305,10 +313,8 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
         args += ["--ro-bind", sb.proxy_socket, netproxy.SOCKET_IN_SANDBOX]
         command = netproxy.wrap(command)
     args += ["--bind", sb.source, sb.path]
-    shown = (*sb.keep, *sb.readable, *(d for _, d in sb.caches))
     for alias in sb.aliases:
-        # not where something is shown already (bwrap could not make the link there)
-        if alias != sb.path and check_path(alias) is None and not any(_overlaps(alias, x) for x in shown):
+        if can_alias(sb, alias):
             args += ["--symlink", sb.path, alias]
     args += ["--chdir", sb.cwd, "--", *command]
     return args
