@@ -502,11 +502,6 @@ class Overlay:
         db = self._db_all()
         if not self.upper_active():
             return db
-        if any(not e.path for e in db):
-            # an entry at the root (a `git commit` in the mount adopted as the base keeps the
-            # view on the old base's tree, core/wsbase.py) is a candidate too: everything
-            # below it may differ from the base, so all of the upper layer is read
-            return self.all()
         tops: set[str] = set()
         for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
             t = self.upper_top(c) if c else None
