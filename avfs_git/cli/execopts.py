@@ -358,7 +358,7 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
 
         home = open_home(glob["home"], settings=Settings.from_environ(os.environ, glob["home"]))
         vault, fork = home.resolve(glob["vault"])
-        res = execute(home, vault, fork, req)
+        res = execute(home, vault, fork, req, signals=True)
     except KeyboardInterrupt:
         from ..core.errors import Interrupted
 

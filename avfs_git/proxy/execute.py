@@ -320,9 +320,13 @@ def execute(
     cancel: threading.Event | None = None,
     after: list[Callable[[], None]] | None = None,
     standbys: Standbys | None = None,
+    signals: bool = False,
 ) -> ExecResult:
     """Run one request through the whole lifecycle; never raises (errors are in the result).
     ``cancel``: stop the command when it is set (a client of the exec server went away).
+    ``signals`` (the CLI, a process of its own): SIGINT, SIGTERM and SIGHUP while the
+    command runs are passed on to it, and the result reports the run (see
+    :func:`_interruptible`); else they reach the caller as they would.
     ``after``: where to leave work that may wait until the result is delivered (the audit
     record's fsync: the record itself is written before this returns). ``standbys``: the
     sandboxes a mount's daemon keeps ready (:mod:`.standby`): the command starts in one when
@@ -332,7 +336,7 @@ def execute(
     cleanup: list[Any] = []
     try:
         with _identity(req):
-            _execute(home, vault, fork, req, res, policy, cleanup, cancel, standbys, after)
+            _execute(home, vault, fork, req, res, policy, cleanup, cancel, standbys, after, signals)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
@@ -377,6 +381,7 @@ def _execute(
     cancel: threading.Event | None = None,
     standbys: Standbys | None = None,
     after: list[Callable[[], None]] | None = None,
+    signals: bool = False,
 ) -> None:
     from ..policy import Outcome
     from ..policy import Policy as PolicyCls
@@ -593,7 +598,7 @@ def _execute(
             ready = standbys.take(sandbox)
             if after is not None:
                 after.append(functools.partial(standbys.prepare, sandbox))
-        with _interruptible(cancel) as stop:
+        with _interruptible(cancel, signals) as stop:
             run = runner.run(
                 argv,
                 cwd=abs_cwd,
@@ -706,14 +711,14 @@ _INTERRUPTS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 @contextlib.contextmanager
-def _interruptible(cancel: threading.Event | None) -> Iterator[threading.Event | None]:
+def _interruptible(cancel: threading.Event | None, signals: bool) -> Iterator[threading.Event | None]:
     """While the command runs: Ctrl-C (SIGINT), SIGTERM or SIGHUP of this process is
     passed on to the command's group (:class:`.runner.Stop`) rather than ending avfs,
     so that what the command changed is still read and committed and the envelope
     reports the run as it was (``result.interrupted``, exit 128+N). Only in the main
     thread of a process of its own (the CLI); a mount's daemon is given ``cancel``
     (its client's Ctrl-C comes over the socket)."""
-    if cancel is not None or threading.current_thread() is not threading.main_thread():
+    if not signals or cancel is not None or threading.current_thread() is not threading.main_thread():
         yield cancel
         return
     import signal
