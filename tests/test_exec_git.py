@@ -101,7 +101,8 @@ def test_git_commit_in_exec_is_the_forks_next_commit_with_the_edits_made_before(
         check=True,
     )
     records = json.loads(audit.stdout)["records"]
-    assert records[-1]["checkpoint"] == cp["commit"]
+    assert records[-1]["checkpoint"] == cp["commit"] and records[-1]["checkpoint_ref"] == cp["ref"]
+    assert records[-1]["branch_moved"] == {"from": init, "to": tip}
 
     # a second exec after it: its own commit on top of the agent's
     doc2 = _exec("v:main", "--", "sh", "-c", "echo new > b.txt", cwd=mp)

@@ -1224,6 +1224,8 @@ def _audit(vault: Vault, res: ExecResult, sync: bool = True) -> bool:
         "decision": res.decision,
         "approval_token": (res.approval or {}).get("token"),
         "checkpoint": (res.checkpoint or {}).get("commit"),
+        "checkpoint_ref": (res.checkpoint or {}).get("ref"),
+        "branch_moved": res.branch_moved,
         "commit": (res.commit or {}).get("commit"),
         "exit_code": res.exit_code,
         "timed_out": bool(res.result and res.result["timed_out"]),
