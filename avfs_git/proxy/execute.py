@@ -511,6 +511,10 @@ def _execute(
             "on_branch": record is None,  # the base is on it; a record lands after the command
             "ref": None,
         }
+        if record is not None:
+            # the call failing before the record landed (the sandbox not set up...): it is
+            # kept beside the branch all the same, as its id in the envelope says
+            cleanup.append(functools.partial(_keep_unlanded, vault, fork, res, record))
         dirty = None
     tip0 = ws.tip()
     if dirty is None:
@@ -762,6 +766,16 @@ def _land(vault: Vault, fork: str, res: ExecResult, record: str, message: str, k
             return True
     res.checkpoint["ref"] = checkpoint.keep_snapshot(vault, fork, record)
     return False
+
+
+def _keep_unlanded(vault: Vault, fork: str, res: ExecResult, record: str) -> None:
+    """Name ``record`` by a recovery ref when it neither landed nor was kept (the call
+    failed between the record and its landing)."""
+    cp = res.checkpoint
+    if cp is not None and not cp["on_branch"] and cp["ref"] is None:
+        from ..core import checkpoint
+
+        cp["ref"] = checkpoint.keep_snapshot(vault, fork, record)
 
 
 def _with_identity(env: dict[str, str], ws: Workspace) -> dict[str, str]:
