@@ -554,20 +554,18 @@ def _execute(
     if conf["kind"] == "bwrap":
         from . import confine
 
-        sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, None, mode, home.path)
-        shown, shown_cwd = at, at_cwd
+        env = _env(req, vault.name, fork, at, at_cwd)
+        sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
         if iso is None and mode == "fuse" and confine.can_alias(sandbox, root):
             # the mount point too, as a link to the vault's path, and the command's working
             # directory through it: its shell's `pwd` and $PWD say the path the agent knows
             # (and the fork is found by it), while the kernel's (`pwd -P`, getcwd(), what
             # pip, npm or cmake write) is the vault's one path
-            shown, shown_cwd = root, os.path.join(root, cwd) if cwd else root
-        env = _with_identity(_env(req, vault.name, fork, shown, shown_cwd), ws)
-        sandbox = _sandbox(vault, fork, root, at, shown_cwd, conf, pol, env.get("HOME"), mode, home.path)
-        if shown != at:
-            sandbox = dataclasses.replace(sandbox, aliases=(root,))
-        env = confine.environment(env, sandbox)
-        abs_cwd = shown_cwd
+            shown_cwd = os.path.join(root, cwd) if cwd else root
+            sandbox = dataclasses.replace(sandbox, cwd=shown_cwd, aliases=(root,))
+            env = _env(req, vault.name, fork, root, shown_cwd)
+        env = confine.environment(_with_identity(env, ws), sandbox)
+        abs_cwd = sandbox.cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
         from . import isolate
 
