@@ -206,15 +206,19 @@ def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
             sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd0)])
         else:
             sock.sendall(msg)
+        saved = _pass_signals_on(sock)
         buf = b""
         want = 8
-        while len(buf) < want:
-            data = sock.recv(1 << 20)
-            if not data:
-                break
-            buf += data
-            if want == 8 and len(buf) >= 8 and buf[:8].isdigit():
-                want = 8 + int(buf[:8])
+        try:
+            while len(buf) < want:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                buf += data
+                if want == 8 and len(buf) >= 8 and buf[:8].isdigit():
+                    want = 8 + int(buf[:8])
+        finally:
+            _restore_signals(saved)
     finally:
         sock.close()
     if want == 8 or len(buf) < want:  # no answer, or not one of protocol 2
@@ -236,6 +240,36 @@ def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
             sys.stderr.write(err)
             sys.stderr.flush()
     return int(reply["code"])
+
+
+def _pass_signals_on(sock: Any) -> dict[int, Any]:
+    """While the daemon runs the command: Ctrl-C (SIGINT), SIGTERM and SIGHUP of this
+    process go to the daemon as one byte (the signal), which passes it on to the command
+    and answers with the run as it was (``result.interrupted``); this process waits for
+    that answer rather than ending. Returns the handlers to restore (none outside the
+    main thread). ``_signal`` is built in: nothing is imported."""
+    import _signal  # type: ignore[import-not-found]
+
+    def pass_on(signum: int, _frame: Any) -> None:
+        try:
+            sock.send(bytes((signum,)))
+        except OSError:
+            pass  # the daemon is gone: its answer (or none) says so
+
+    saved: dict[int, Any] = {}
+    try:
+        for num in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+            saved[num] = _signal.signal(num, pass_on)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    return saved
+
+
+def _restore_signals(saved: dict[int, Any]) -> None:
+    import _signal  # type: ignore[import-not-found]
+
+    for num, old in saved.items():
+        _signal.signal(num, old)
 
 
 def _exit(code: int) -> None:
@@ -326,7 +360,7 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
 
         home = open_home(glob["home"], settings=Settings.from_environ(os.environ, glob["home"]))
         vault, fork = home.resolve(glob["vault"])
-        res = execute(home, vault, fork, req)
+        res = execute(home, vault, fork, req, signals=True)
     except KeyboardInterrupt:
         from ..core.errors import Interrupted
 

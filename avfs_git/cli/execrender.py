@@ -32,7 +32,9 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         sys.stdout.write(r["stdout"])
         sys.stdout.flush()
         sys.stderr.write(r["stderr"])
-        if quiet and not (r["timed_out"] or r["stdout_truncated"] or r["stderr_truncated"]):
+        if quiet and not (
+            r["timed_out"] or r["stdout_truncated"] or r["stderr_truncated"] or r.get("interrupted")
+        ):
             sys.stderr.flush()
             return
     d = doc.get("decision") or {}
@@ -41,6 +43,8 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         bits.append(f"{d['action']} ({', '.join(d['categories']) or '-'}; rule {shown(d['rule'])})")
     if r is not None:
         bits.append("timed out" if r["timed_out"] else f"exit {r['exit_code']}")
+        if r.get("interrupted"):
+            bits.append(f"interrupted ({r['interrupted']} passed on to the command)")
         if r["stdout_truncated"] or r["stderr_truncated"]:
             bits.append("output truncated")
     elif d.get("action") in ("deny", "require_approval"):

@@ -85,7 +85,7 @@ def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
         req = request_from(values, argv)
     except AvfsError as err:
         raise click.exceptions.Exit(exec_failed(app.output, app.spec, values, argv, err)) from None
-    res = execute(app.home, vault, fork, req)
+    res = execute(app.home, vault, fork, req, signals=True)
     if app.json:
         app.output.document("proxy_exec_result", res.to_dict())
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..core import names
@@ -9,6 +11,9 @@ from ..core.errors import UsageError
 from ..core.quota import QuotaUsage
 from .app import App, pass_app
 from .output import human_size
+
+if TYPE_CHECKING:
+    from ..core.vault import Vault
 
 
 @click.group()
@@ -174,9 +179,12 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     v, src = app.resolve(source_spec)
     made = v.fork(src, new, ignored=not no_ignored)
     info = made.fork
+    warnings = _shared_outputs(v, src) if not no_ignored else []
+    for w in warnings:
+        app.output.warn("{}", w)
     app.output.result(
         "fork_create",
-        {"fork": info, "source": src, "ignored": made.ignored},
+        {"fork": info, "source": src, "ignored": made.ignored, "warnings": warnings},
         lambda: app.output.say(
             "forked {v}:{} -> {v}:{} at {} (ignored paths: {})",
             src,
@@ -186,6 +194,28 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
             v=v.name,
         ),
     )
+
+
+def _shared_outputs(v: Vault, src: str) -> list[str]:
+    """Warnings for build outputs the new fork shares with a live ``src`` that name its
+    mount point (built on the host there, not through `proxy exec`): in the new fork they
+    would run ``src``'s files."""
+    from ..ops import mounts, outputs
+    from ..proxy.confine import stable_path
+
+    live = mounts.check(v, src)
+    if live is None:
+        return []
+    found = outputs.naming(str(live.mountpoint))
+    if not found:
+        return []
+    more = ", ..." if len(found) >= 20 else ""
+    return [
+        f"{len(found)}{'+' if more else ''} build output(s) shared with {v.name}:{src} name its mount point"
+        f" {live.mountpoint} ({', '.join(found[:5])}{more}): in the new fork they run {src}'s files;"
+        " rebuild them there, or build through `avfs proxy exec`, which runs every fork of a vault"
+        f" at one path ({stable_path(v.name)})"
+    ]
 
 
 @vault.command("delete")

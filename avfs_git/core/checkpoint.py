@@ -16,7 +16,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import locks, names, packwriter, refs
+from . import locks, names, packwriter, refs, wscommit
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -91,12 +91,18 @@ def save(
     message: str | None = None,
     *,
     rebase: bool = True,
+    on: str | None = None,
 ) -> CheckpointResult:
     """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
 
     When the fork moved since the workspace's base (a push into the vault, a commit made
     elsewhere, a merge), the changes are rebased onto the new tip with a three-way merge
     (``rebase``, the default, when that is conflict-free).
+
+    ``on``: a :func:`snapshot` of this workspace taken earlier (``proxy exec``'s record
+    of the fork before its command): it lands on the fork with the checkpoint, between
+    the base and it (see :func:`.wscommit.commit_overlay`); RefMovedError when the fork
+    moved since.
 
     Raises:
         ConflictError: the fork moved and the changes conflict with it (nothing changed).
@@ -130,7 +136,7 @@ def save(
         msg = message or (f"checkpoint {name}" if name else "checkpoint")
         if not msg.endswith("\n"):
             msg += "\n"
-        commit, captured = ws.commit_overlay(msg, rebase=rebase)
+        commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on)
         ignored = ignored_count(ws.captured_ignored)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
@@ -182,6 +188,26 @@ def save(
     info = dataclasses.replace(info, changes=count)
     left = ws.not_recorded()
     return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
+
+
+def snapshot(vault: Vault, fork: str, message: str) -> str | None:
+    """The fork's workspace as a commit on its base that no ref names and nothing moves to
+    (``proxy exec``'s record of the fork before its command: it lands on the fork only
+    with the commit after the command, :func:`save` ``on=``, or is kept beside it,
+    :func:`keep_snapshot`); None when the workspace shows its base."""
+    if not message.endswith("\n"):
+        message += "\n"
+    ws = vault.workspace(fork)
+    with _no_exec_running(vault, fork), vault.lock(fork):
+        ws.sync_base()
+        return wscommit.snapshot(ws, message)
+
+
+def keep_snapshot(vault: Vault, fork: str, commit: str) -> str:
+    """Name a :func:`snapshot` that did not land on the fork by a recovery ref of the
+    fork (``refs/avfs/recovery/<fork>/-/exec-...``: ``gc`` expires it as the others);
+    returns the ref."""
+    return wscommit.keep_ref(vault.workspace(fork), commit, "exec", "proxy exec: the fork before its command")
 
 
 def _no_exec_running(vault: Vault, fork: str) -> Any:

@@ -65,13 +65,22 @@ def entries(
     view_time: float,
     git_dir: str | None,
     base_diff: Callable[[str, str], list[str] | None],
+    pin_diff: Callable[[str, str], list[str] | None] | None = None,
 ) -> tuple[list[Entry], Pending | None, bool]:
     """(the entries a status reads: :meth:`.Overlay.all`'s, or as many of them as can
     differ from ``base``; what to :func:`remember` once the status is done, None when no
     journal answered; whether the entries are so restricted: then every directory none of
     them is in shows the base unchanged, whatever the upper layer holds there).
     ``git_dir``: the mount's worktree (its daemon's socket); ``base_diff(old, new)``: the
-    paths where two base commits differ (None: unknown)."""
+    paths where two base commits differ (None: unknown); ``pin_diff(tree, base)``: the
+    paths where a tree differs from the base commit's (None: unknown).
+
+    An entry at the root naming a tree other than the base's (a fork's seed, or the old
+    base kept in view when a ``git commit`` in the mount was adopted, core/wsbase.py) is
+    what shows below it where the upper layer does not: a path the upper layer holds
+    with the base's content there still differs from it, though no status found it
+    different from the base. So the paths where that tree and the base differ are read
+    too (O(that diff))."""
     if not overlay.upper_active():
         return overlay.all(), None, False
     from . import upperwatch  # sockets, select (~15 ms): only with an upper layer to ask about
@@ -94,6 +103,12 @@ def entries(
     moved = [] if old_base == base else base_diff(old_base, base)
     if moved is None:
         return overlay.all(), pending, False
+    root = overlay.get("")
+    if root is not None and root.oid is not None:
+        pinned = pin_diff(root.oid, base) if pin_diff is not None else None
+        if pinned is None:
+            return overlay.all(), pending, False
+        moved = [*moved, *pinned]
     return overlay.changed_entries([*map(str, tops), *paths, *moved]), pending, True
 
 

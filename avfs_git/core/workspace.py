@@ -400,14 +400,14 @@ class Workspace(Mutations, Generic[V_co]):
         return wscommit.capture(self, pack, include_ignored=include_ignored)
 
     def commit_overlay(
-        self, message: str, *, allow_empty: bool = False, rebase: bool = True
+        self, message: str, *, allow_empty: bool = False, rebase: bool = True, on: str | None = None
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
         See :func:`.wscommit.commit_overlay`."""
         # an open merge's view holds conflict markers: only `merge --continue` commits it
         # (two parents), never a checkpoint, an exec's commit or any automatic one
         refuse_if_merging(self, "a checkpoint")
-        return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase)
+        return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase, on=on)
 
     def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
         """Write the workspace's files into local directory ``dest``; returns the file count."""

@@ -248,7 +248,7 @@ def build(
 
 
 def commit_overlay(
-    ws: Fork, message: str, *, allow_empty: bool = False, rebase: bool = True
+    ws: Fork, message: str, *, allow_empty: bool = False, rebase: bool = True, on: str | None = None
 ) -> tuple[str | None, list[Entry]]:
     """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
 
@@ -257,9 +257,22 @@ def commit_overlay(
     rebased onto the new tip with a three-way merge (``rebase``, when conflict-free);
     otherwise nothing changes and :class:`RefMovedError` (or, for conflicts,
     :class:`ConflictError` with the paths) says why.
+
+    ``on``: a commit whose parent is the base and which is on no ref yet (``proxy exec``'s
+    record of the workspace before its command, :func:`snapshot`): the fork's ref moves
+    from the base to a commit of the workspace on top of it (to ``on`` itself when the
+    workspace still shows its tree), so both land at once. Only while the fork has not
+    moved since the base (else :class:`RefMovedError`, nothing changed).
     """
     base = ws.base
     tip = ws.tip()
+    if on is not None:
+        if tip != base:
+            raise RefMovedError(
+                f"fork {ws.fork} moved to {tip} since this workspace was based on {base}",
+                details={"fork": ws.fork, "expected": base, "current": tip},
+            )
+        return _commit_on(ws, message, base, on)
     if tip is not None and tip != base and ws.overlay.has_changes() and rebase:
         return _rebase_commit(ws, message, base, tip)
     if tip != base and ws.overlay.has_changes():
@@ -294,6 +307,58 @@ def commit_overlay(
     return commit, captured
 
 
+def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, list[Entry]]:
+    """:func:`commit_overlay` with ``on`` (a commit on ``base``) between the base and the
+    commit of the workspace; ``on`` alone when the workspace shows its tree."""
+    pack = ws.store.pack_writer()
+    try:
+        tree, captured = capture(ws, pack)
+        if tree == ws.store.commit_tree(on):
+            pack.abort()
+            commit = on
+        else:
+            commit = ws.store.create_commit(tree, [on], message, ws.author(), pack=pack)
+            pack.finish()
+    except BaseException:
+        pack.abort()
+        raise
+    seen = captured
+    captured = retirable(ws, captured, tree)
+    publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
+    return commit, captured
+
+
+def snapshot(ws: Fork, message: str) -> str | None:
+    """The workspace as a commit on its base, on no ref (nothing moves, nothing is
+    retired); None when it shows the base (nothing to record). Paths git ignores are left
+    out, as a checkpoint leaves them."""
+    if not ws.changes.is_dirty():
+        return None
+    pack = ws.store.pack_writer()
+    try:
+        tree, _ = capture(ws, pack)
+        if tree == ws.base_tree:
+            pack.abort()
+            return None
+        commit = ws.store.create_commit(tree, [ws.base], message, ws.author(), pack=pack)
+        pack.finish()
+    except BaseException:
+        pack.abort()
+        raise
+    return commit
+
+
+def keep_ref(ws: Fork, commit: str, tag: str, reason: str) -> str:
+    """Name ``commit`` by a recovery ref of the fork (``refs/avfs/recovery/<fork>/-/<tag>-<time>-<id>``,
+    expired by ``gc`` as the others are); returns the ref."""
+    tag = (
+        (f"{tag}-" if tag else "") + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
+    )
+    ref = refs.recovery_ref(ws.fork, tag)
+    refs.cas_update(ws.store, ref, commit, None, f"avfs: {reason}")
+    return ref
+
+
 def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
     """Keep the uncheckpointed overlay as a commit under a recovery ref
     (``refs/avfs/recovery/<fork>/-/<id>``, parent: the base) before ``reason`` discards
@@ -309,10 +374,7 @@ def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
     except BaseException:
         pack.abort()
         raise
-    tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
-    ref = refs.recovery_ref(ws.fork, tag)
-    refs.cas_update(ws.store, ref, commit, None, f"avfs: keep before {reason}")
-    return ref, commit
+    return keep_ref(ws, commit, "", f"keep before {reason}"), commit
 
 
 def ws_state(ws: Fork) -> dict[str, str | None]:

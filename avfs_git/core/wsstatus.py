@@ -179,6 +179,7 @@ class Changes:
             view_time=self._view_time(),
             git_dir=self._mount_git_dir(),
             base_diff=self._base_diff,
+            pin_diff=self._pin_diff,
         )
 
     def _base_diff(self, old: str, new: str) -> list[str] | None:
@@ -189,6 +190,21 @@ class Changes:
             return None
         out: list[Change] = []
         diff_trees(self.store, a, b, "", out)
+        return [p for c in out for p in (c.path, c.old_path) if p]
+
+    def _pin_diff(self, tree: str, base: str) -> list[str] | None:
+        """The paths where ``tree`` differs from commit ``base``'s tree (None: unknown)."""
+        try:
+            b = self.store.commit_tree(base)
+        except AvfsError:
+            return None
+        if tree == b:
+            return []
+        out: list[Change] = []
+        try:
+            diff_trees(self.store, tree, b, "", out)
+        except AvfsError:
+            return None
         return [p for c in out for p in (c.path, c.old_path) if p]
 
     def _status_ignored(self) -> tuple[list[Change], Ignored]:

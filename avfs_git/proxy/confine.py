@@ -114,6 +114,22 @@ class Sandbox:
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
     proxy_socket: str | None = None  # network "filtered": the filtering proxy's socket (host side)
+    aliases: tuple[str, ...] = ()  # paths shown as symlinks to ``path`` (the fork's mount point)
+
+
+# where every fork of a vault appears in the sandbox (see :func:`stable_path`)
+STABLE_ROOT = "/avfs"
+
+
+def stable_path(vault: str) -> str:
+    """Where the sandbox shows any fork of vault ``vault``: one path for all of them, so
+    that the absolute paths tools write into their outputs (a venv's shebangs and its
+    editable ``.pth``, npm's and cmake's caches, cargo's fingerprints) name the same
+    place in a fork of that fork, which shares those outputs. A path no host has
+    (``/avfs/<vault>``): a copy of such an output run outside the sandbox fails at once,
+    rather than silently running another checkout's files (a project's own directory,
+    the other choice, is one)."""
+    return f"{STABLE_ROOT}/{vault}"
 
 
 # what bwrap itself is started with: nothing of the caller's (no loader variable can reach
@@ -153,6 +169,14 @@ def unavailable() -> str | None:
     if bwrap_path() is None:
         return NOT_INSTALLED
     return _probe()
+
+
+def can_alias(sb: Sandbox, alias: str) -> bool:
+    """Whether ``alias`` can be shown in ``sb`` as a symlink to its fork: an absolute path
+    that is not the fork's, not in a system directory, and not where something of the host
+    is shown (the vault, the caches, ``readable`` paths; bwrap could not make it there)."""
+    shown = (sb.path, *sb.keep, *sb.readable, *(d for _, d in sb.caches))
+    return os.path.isabs(alias) and check_path(alias) is None and not any(_overlaps(alias, x) for x in shown)
 
 
 def env_args(env: Mapping[str, str]) -> bytes:
@@ -376,5 +400,9 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             raise ValueError("a filtered network needs the filtering proxy's socket")
         args += ["--ro-bind", sb.proxy_socket, netproxy.SOCKET_IN_SANDBOX]
         command = netproxy.wrap(command)
-    args += ["--bind", sb.source, sb.path, "--chdir", sb.cwd, "--", *command]
+    args += ["--bind", sb.source, sb.path]
+    for alias in sb.aliases:
+        if can_alias(sb, alias):
+            args += ["--symlink", sb.path, alias]
+    args += ["--chdir", sb.cwd, "--", *command]
     return args

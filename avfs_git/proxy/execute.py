@@ -51,7 +51,7 @@ from ..core.types import Change
 from . import approval, runner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from ..core.home import Home
     from ..core.upperwatch import UpperWatch
@@ -140,6 +140,8 @@ class ExecResult:
     # paths the command wrote that git ignores (a venv, caches): in the fork, never committed
     ignored: int = 0
     commit: dict[str, Any] | None = None
+    # the command moved the fork's branch itself (a `git commit` inside): {from, to}
+    branch_moved: dict[str, Any] | None = None
     # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
     not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
     # ref changes the command made in its sandbox that avfs did not apply (proxy/seal.py)
@@ -322,9 +324,13 @@ def execute(
     cancel: threading.Event | None = None,
     after: list[Callable[[], None]] | None = None,
     standbys: Standbys | None = None,
+    signals: bool = False,
 ) -> ExecResult:
     """Run one request through the whole lifecycle; never raises (errors are in the result).
     ``cancel``: stop the command when it is set (a client of the exec server went away).
+    ``signals`` (the CLI, a process of its own): SIGINT, SIGTERM and SIGHUP while the
+    command runs are passed on to it, and the result reports the run (see
+    :func:`_interruptible`); else they reach the caller as they would.
     ``after``: where to leave work that may wait until the result is delivered (the audit
     record's fsync: the record itself is written before this returns). ``standbys``: the
     sandboxes a mount's daemon keeps ready (:mod:`.standby`): the command starts in one when
@@ -334,7 +340,7 @@ def execute(
     cleanup: list[Any] = []
     try:
         with _identity(req):
-            _execute(home, vault, fork, req, res, policy, cleanup, cancel, standbys, after)
+            _execute(home, vault, fork, req, res, policy, cleanup, cancel, standbys, after, signals)
     except AvfsError as exc:
         res.error = exc.to_dict()
         if res.result is None:
@@ -379,6 +385,7 @@ def _execute(
     cancel: threading.Event | None = None,
     standbys: Standbys | None = None,
     after: list[Callable[[], None]] | None = None,
+    signals: bool = False,
 ) -> None:
     from ..policy import Outcome
     from ..policy import Policy as PolicyCls
@@ -499,16 +506,28 @@ def _execute(
             res.state = _state(ws)
             merging.refuse_if_merging(ws, f"the checkpoint this command needs first ({reason})")
         reason = None
+    # the record of the fork before the command: a commit of the workspace on its base that
+    # lands on the fork's branch with the commit after the command, unless the command
+    # moved the branch itself (a `git commit` inside: git's commit takes precedence, and
+    # the record is kept beside the branch; see docs/proxy.md, Git inside)
+    record: str | None = None
     if reason is not None:
         from ..core import checkpoint  # (loaded only when committing)
 
-        cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: before `{_short(req.command_text())}`")
+        record = checkpoint.snapshot(vault, fork, f"avfs proxy exec: before `{_short(req.command_text())}`")
         res.checkpoint = {
-            "commit": cp.checkpoint.commit,
-            "created": cp.created,
+            "commit": record or ws.base,
+            "created": record is not None,
             "reason": reason,
+            "on_branch": record is None,  # the base is on it; a record lands after the command
+            "ref": None,
         }
+        if record is not None:
+            # the call failing before the record landed (the sandbox not set up...): it is
+            # kept beside the branch all the same, as its id in the envelope says
+            cleanup.append(functools.partial(_keep_unlanded, vault, fork, res, record))
         dirty = None
+    tip0 = ws.tip()
     if dirty is None:
         mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
         dirty = _dirty(ws, journal)
@@ -534,8 +553,17 @@ def _execute(
     sandbox = None
     iso = res.isolation
     conf = res.confinement
-    # where the command sees the fork: the project's path (an isolate view), or where it is
-    at = iso["path"] if iso is not None and iso["reason"] is None else root
+    # where the command sees the fork: the project's path (an isolate view); in the
+    # sandbox, the vault's one path for every fork (so the absolute paths pip, npm, cmake or
+    # cargo write in one fork stay right in a fork of it); on the host, where it is
+    if iso is not None and iso["reason"] is None:
+        at = iso["path"]
+    elif conf["kind"] == "bwrap":
+        from . import confine
+
+        at = confine.stable_path(vault.name)
+    else:
+        at = root
     at_cwd = os.path.join(at, cwd) if cwd else at
     sealed: Any = None
     if conf["kind"] == "bwrap":
@@ -548,6 +576,14 @@ def _execute(
         sandbox = _sandbox(
             vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path, caller.get("HOME")
         )
+        if iso is None and mode == "fuse" and confine.can_alias(sandbox, root):
+            # the mount point too, as a link to the vault's path, and the command's working
+            # directory through it: its shell's `pwd` and $PWD say the path the agent knows
+            # (and the fork is found by it), while the kernel's (`pwd -P`, getcwd(), what
+            # pip, npm or cmake write) is the vault's one path
+            shown_cwd = os.path.join(root, cwd) if cwd else root
+            sandbox = dataclasses.replace(sandbox, cwd=shown_cwd, aliases=(root,))
+            env = _env(req, vault.name, fork, root, shown_cwd)
         if mode == "fuse":
             from . import seal
 
@@ -555,13 +591,15 @@ def _execute(
             sealed = seal.prepare(vault, fork, _worktree(vault, fork))
             shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
             sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown)
-        env = confine.environment(env, sandbox)
-        abs_cwd = at_cwd
+        env = confine.environment(_with_identity(env, ws), sandbox)
+        abs_cwd = sandbox.cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
         from . import isolate
 
         host = iso["host"] if iso is not None and iso["host"] != "confined" else "hidden"
         env = _env(req, vault.name, fork, at, at_cwd)
+        if host != "writable":  # the host's home (and its ~/.gitconfig) may be hidden
+            env = _with_identity(env, ws)
         keep = (vault.path,) if host != "writable" else ()  # so git works in the fork
         writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
         binds: tuple[tuple[str, str, bool], ...] = ()
@@ -597,19 +635,20 @@ def _execute(
             ready = standbys.take(sandbox)
             if after is not None:
                 after.append(functools.partial(standbys.prepare, sandbox))
-        run = runner.run(
-            argv,
-            cwd=abs_cwd,
-            env=env,
-            timeout_ms=timeout_ms,
-            max_output=max_output,
-            stdin=req.stdin,
-            kill_grace_ms=req.kill_grace_ms,
-            cancel=cancel,
-            view=view,
-            sandbox=sandbox,
-            standby=ready,
-        )
+        with _interruptible(cancel, signals) as stop:
+            run = runner.run(
+                argv,
+                cwd=abs_cwd,
+                env=env,
+                timeout_ms=timeout_ms,
+                max_output=max_output,
+                stdin=req.stdin,
+                kill_grace_ms=req.kill_grace_ms,
+                cancel=stop,
+                view=view,
+                sandbox=sandbox,
+                standby=ready,
+            )
     except Exception as exc:
         if isinstance(exc, SandboxFailed):
             # not a fallback: bwrap runs here (probed), so this request itself is at fault
@@ -667,6 +706,13 @@ def _execute(
                 details={"paths": failed[:50], "copy": root},
             ).to_dict()
 
+    # the command moved the fork's branch itself (a `git commit` inside): the workspace
+    # adopts git's commit, and the record taken before the command stays beside the branch
+    tip1 = ws.tip()
+    moved = tip1 != tip0
+    if moved:
+        res.branch_moved = {"from": tip0, "to": tip1}
+        ws.sync_base()
     # nothing written in the workspace since it was found clean (or, when it was not, since
     # the command started): no changes, and no status to take (a walk of the upper layer
     # with its files' ids: the largest cost of a command that writes nothing)
@@ -699,10 +745,15 @@ def _execute(
         # what the command wrote stays (uncheckpointed in the fork; in the caches and the
         # vault as it left them): the person reads, checks out and removes what they choose
         res.error = over.to_dict()
-    if req.commit and changes and not in_merge and over is None:
+    message = f"avfs proxy exec: {_short(req.command_text())}"
+    keep_record = moved or not req.commit or over is not None  # the record stays beside the branch
+    if record is not None and _land(vault, fork, res, record, message, keep_record):
+        untouched = False  # the record landed with the commit of what the command changed
+        res.not_recorded += [g for g in gitlinks if g not in res.not_recorded]
+    elif req.commit and changes and not in_merge and over is None:
         from ..core import checkpoint
 
-        cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
+        cp = checkpoint.save(vault, fork, message=message)
         res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
         res.not_recorded += [g for g in gitlinks if g not in res.not_recorded]
         if cp.created:
@@ -714,6 +765,88 @@ def _execute(
     if not res.not_recorded:
         res.not_recorded = gitlinks
     res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
+
+
+# what ends `avfs proxy exec` while its command runs: passed on to the command instead
+_INTERRUPTS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _interruptible(cancel: threading.Event | None, signals: bool) -> Iterator[threading.Event | None]:
+    """While the command runs: Ctrl-C (SIGINT), SIGTERM or SIGHUP of this process is
+    passed on to the command's group (:class:`.runner.Stop`) rather than ending avfs,
+    so that what the command changed is still read and committed and the envelope
+    reports the run as it was (``result.interrupted``, exit 128+N). Only in the main
+    thread of a process of its own (the CLI); a mount's daemon is given ``cancel``
+    (its client's Ctrl-C comes over the socket)."""
+    if not signals or cancel is not None or threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+    import signal
+
+    stop = runner.Stop()
+    saved: dict[int, Any] = {}
+    try:
+        for name in _INTERRUPTS:
+            num = getattr(signal, name)
+            saved[num] = signal.signal(num, lambda n, _f: stop.interrupt(n))
+        yield stop
+    finally:
+        for num, old in saved.items():
+            signal.signal(num, old)
+
+
+def _land(vault: Vault, fork: str, res: ExecResult, record: str, message: str, keep: bool) -> bool:
+    """Land the record of the fork before the command (a :func:`~..core.checkpoint.snapshot`)
+    on the fork's branch, with the commit of what the command changed on top of it (none
+    when it changed nothing); True when it landed. With ``keep`` (the command moved the
+    branch itself, or ``--no-commit``), or when the fork moved meanwhile, it is kept
+    beside the branch under a recovery ref instead (``checkpoint.ref``), and False."""
+    from ..core import checkpoint
+    from ..core.errors import RefMovedError
+
+    assert res.checkpoint is not None
+    if not keep:
+        try:
+            cp = checkpoint.save(vault, fork, message=message, on=record)
+        except RefMovedError:
+            pass
+        else:
+            res.checkpoint["on_branch"] = True
+            res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
+            if cp.checkpoint.commit != record:
+                res.commit = {
+                    "commit": cp.checkpoint.commit,
+                    "parent": cp.checkpoint.parent,
+                    "message": cp.checkpoint.message,
+                }
+            return True
+    res.checkpoint["ref"] = checkpoint.keep_snapshot(vault, fork, record)
+    return False
+
+
+def _keep_unlanded(vault: Vault, fork: str, res: ExecResult, record: str) -> None:
+    """Name ``record`` by a recovery ref when it neither landed nor was kept (the call
+    failed between the record and its landing)."""
+    cp = res.checkpoint
+    if cp is not None and not cp["on_branch"] and cp["ref"] is None:
+        from ..core import checkpoint
+
+        cp["ref"] = checkpoint.keep_snapshot(vault, fork, record)
+
+
+def _with_identity(env: dict[str, str], ws: Workspace) -> dict[str, str]:
+    """``env`` with who a ``git commit`` the command makes is by: the fork's identity
+    (:mod:`~..core.identity`: the caller's ``GIT_*`` variables, the vault's config, the
+    user's global ``user.name``/``user.email``, the home's identity, avfs's default), for
+    each of ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` name and email the caller's environment
+    does not set. The sandbox's ``$HOME`` is empty: without these, git there knows no one
+    (and the user's ``~/.gitconfig`` stays out: credential helpers and commands it runs)."""
+    sig = ws.author()
+    for role, person in (("AUTHOR", sig.author), ("COMMITTER", sig.committer)):
+        env.setdefault(f"GIT_{role}_NAME", person.name)
+        env.setdefault(f"GIT_{role}_EMAIL", person.email)
+    return env
 
 
 def _worktree(vault: Vault, fork: str) -> str:
@@ -1137,6 +1270,7 @@ def _result_dict(r: runner.RunResult) -> dict[str, Any]:
         "stderr_truncated": r.stderr_truncated,
         "spawn_error": r.spawn_error,
         "stray_processes_killed": r.stray_processes_killed,
+        "interrupted": r.interrupted,
     }
 
 
@@ -1277,6 +1411,8 @@ def _audit(vault: Vault, res: ExecResult, sync: bool = True) -> bool:
         "decision": res.decision,
         "approval_token": (res.approval or {}).get("token"),
         "checkpoint": (res.checkpoint or {}).get("commit"),
+        "checkpoint_ref": (res.checkpoint or {}).get("ref"),
+        "branch_moved": res.branch_moved,
         "commit": (res.commit or {}).get("commit"),
         "exit_code": res.exit_code,
         "timed_out": bool(res.result and res.result["timed_out"]),

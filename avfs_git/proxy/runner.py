@@ -59,6 +59,28 @@ class RunResult:
     stderr_truncated: bool
     spawn_error: str | None = None
     stray_processes_killed: bool = False  # processes left in the group after it exited
+    # avfs (or, for the warm path, its client) was interrupted by this signal while the
+    # command ran: it was passed on to the command's group ("SIGINT", "SIGTERM", "SIGHUP")
+    interrupted: str | None = None
+
+
+class Stop(threading.Event):
+    """A ``cancel`` event that may say which signal interrupted the caller (Ctrl-C of
+    ``avfs proxy exec``, or of a warm path's client): that signal is passed on to the
+    command's group first (then SIGKILL after the grace period), and the result names it
+    (``interrupted``, exit 128+N). Set without one (a client that went away): SIGTERM."""
+
+    signum: int | None = None
+
+    def interrupt(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.set()
+
+
+def _interrupting(cancel: threading.Event | None) -> int | None:
+    """The signal that interrupted the caller, once ``cancel`` is set by one."""
+    return cancel.signum if isinstance(cancel, Stop) and cancel.is_set() else None
 
 
 class _Drain(threading.Thread):
@@ -145,13 +167,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _stop_group(pgid: int, grace_s: float, proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the group, SIGKILL what is left after ``grace_s``. The leader is reaped as
-    it goes (a zombie still counts as a member of its group)."""
+def _stop_group(pgid: int, grace_s: float, proc: subprocess.Popen[bytes], first: int | None = None) -> None:
+    """SIGTERM (or ``first``) the group, SIGKILL what is left after ``grace_s``. The leader
+    is reaped as it goes (a zombie still counts as a member of its group)."""
     proc.poll()
     if not _group_alive(pgid):
         return
-    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, first or signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     delay = 0.001
     while time.monotonic() < deadline:
@@ -190,7 +212,7 @@ def _wait(
                 timed_out = time.monotonic() >= deadline
                 if not timed_out and (cancel is None or not cancel.is_set()):
                     continue
-                _stop_group(pgid, kill_grace_ms / 1000, proc)
+                _stop_group(pgid, kill_grace_ms / 1000, proc, None if timed_out else _interrupting(cancel))
                 proc.wait()
                 return timed_out
     finally:
@@ -224,7 +246,7 @@ def _pump(
         if timed_out or (cancel is not None and cancel.is_set()):
             for d in drains:
                 d.go_on()
-            _stop_group(pgid, kill_grace_ms / 1000, proc)
+            _stop_group(pgid, kill_grace_ms / 1000, proc, None if timed_out else _interrupting(cancel))
             proc.wait()
             return timed_out
         slice_s = min(left, 0.05) if cancel is not None else left
@@ -437,6 +459,12 @@ def run(
         except ValueError:
             sig_name = f"SIG{-rc}"
         rc = 128 - rc
+    interrupted = None if timed_out else _interrupting(cancel)
+    if interrupted is not None:
+        # as a shell reports a command Ctrl-C stopped (whatever the group's leader made of
+        # the signal: bwrap dies of it, a shell may exit with its own code)
+        rc = 128 + interrupted
+        sig_name = signal.Signals(interrupted).name
     if timed_out:
         rc = EXIT_TIMEOUT
     out, err = drains
@@ -452,6 +480,7 @@ def run(
         stdout_truncated=out.total > out.kept,
         stderr_truncated=err.total > err.kept,
         stray_processes_killed=strays,
+        interrupted=None if interrupted is None else sig_name,
     )
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from ..core.home import Home
     from ..core.vault import Vault
+    from .runner import Stop
 
 log = logging.getLogger("avfs.proxy")
 PROTOCOL = 1
@@ -209,7 +210,12 @@ class ExecServer:
         elif (
             values["quiet"]
             and result is not None
-            and not (result["timed_out"] or result["stdout_truncated"] or result["stderr_truncated"])
+            and not (
+                result["timed_out"]
+                or result["stdout_truncated"]
+                or result["stderr_truncated"]
+                or result.get("interrupted")
+            )
         ):
             reply["out"], reply["err"] = result["stdout"], result["stderr"]  # all `--quiet` prints
         return reply
@@ -233,7 +239,9 @@ class ExecServer:
             spec = f"{self.vault.name}:{self.fork}"
             env = failed_envelope(spec, values, req["argv"], err.to_dict())
             return env["exit_code"], json_document("proxy_exec_result", env), None
-        cancel = threading.Event()
+        from .runner import Stop
+
+        cancel = Stop()
         threading.Thread(target=_watch_client, args=(conn, cancel), daemon=True).start()
         res = execute(
             self.home, self.vault, self.fork, request, cancel=cancel, after=after, standbys=self.standbys
@@ -261,11 +269,18 @@ def _same_namespaces(pid: int) -> bool:
         return False
 
 
-def _watch_client(conn: socket.socket, cancel: threading.Event) -> None:
-    """Set ``cancel`` when the client hangs up (it was interrupted or killed)."""
+# what a client sends while its command runs: one byte, the signal that interrupted it
+CLIENT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _watch_client(conn: socket.socket, cancel: Stop) -> None:
+    """Stop the command when the client says it was interrupted (one byte: the signal,
+    passed on to the command, which the envelope then names) or hangs up (killed)."""
     try:
-        while conn.recv(1, socket.MSG_PEEK):
-            conn.recv(1)
+        while data := conn.recv(16):
+            for b in data:
+                if b in CLIENT_SIGNALS:
+                    cancel.interrupt(b)
     except OSError:
         pass
     cancel.set()
