@@ -35,7 +35,11 @@ BIG = 24 * MIB  # what the command writes: past the quota on its own
 # what the command fills, as a confined agent would, each with 24 MiB of random bytes
 # (git compresses nothing of it)
 ATTACKS = {
-    "objects": "head -c {n} /dev/urandom > /tmp/big && git hash-object -w /tmp/big\n"
+    # a blob staged in the mount's index is carried into the vault's objects after the run
+    # (proxy/seal.py: what the index names must be there for the person's git commit);
+    # what is only written into the sandbox's object quarantine is gone with the run
+    "objects": "head -c {n} /dev/urandom > /tmp/big && oid=$(git hash-object -w /tmp/big)"
+    " && git update-index --add --cacheinfo 100644,$oid,staged{m}.bin\n"
     'dd if=/dev/urandom of="$(git rev-parse --git-path objects)/junk" bs=1M count=4 2>&1\n'
     'dd if=/dev/urandom of="$(git rev-parse --git-path objects)/pack/tmp_junk" bs=1M count=4 2>&1\n',
     "cache": 'dd if=/dev/urandom of="$PIP_CACHE_DIR/wheel.bin" bs=1M count={m} 2>&1\n',
