@@ -176,6 +176,13 @@ class Workspace(Mutations, Generic[V_co]):
 
         worktree.stamp_current(self)
 
+    def moved_here(self, commit: str) -> bool:
+        """Whether git in this fork's live mount made the last move of its HEAD, to
+        ``commit`` (the worktree's HEAD log says so): see :func:`.worktree.moved_here`."""
+        from . import worktree
+
+        return worktree.moved_here(self, commit)
+
     def live_mount(self) -> LiveDir | None:
         """:meth:`live_dir` when the fork has a live overlay mount, else None (an upper
         layer left behind is not folded: for callers in the middle of a commit)."""

@@ -1000,6 +1000,18 @@ def _committed_here(git_dir: str, commit: str) -> bool:
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
 
 
+def moved_here(ws: MountedFork, commit: str) -> bool:
+    """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
+    worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
+    reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there."""
+    live = _live_mount(ws)
+    if live is None:
+        return False
+    if _read_text(os.path.join(live[0], "HEAD")) != f"ref: refs/heads/{ws.fork}\n":
+        return False
+    return _committed_here(live[0], commit)
+
+
 def stamp_current(ws: MountedFork) -> None:
     """The base moved to a commit that already recorded what the workspace shows. Made by
     ``git commit`` in the mount, git's index is right (and may hold what was staged since):
