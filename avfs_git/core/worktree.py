@@ -1012,6 +1012,48 @@ def moved_here(ws: MountedFork, commit: str) -> bool:
     return _committed_here(live[0], commit)
 
 
+# git's own operations left open in a worktree's git dir (git's wt-status.c reads the same)
+_GIT_IN_PROGRESS = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("MERGE_HEAD", "merge"),
+    ("BISECT_LOG", "bisect"),
+)
+
+
+def git_state(ws: MountedFork) -> dict[str, str | None] | None:
+    """Where git in the live mount of ``ws``'s fork left its HEAD, when not on the fork's
+    branch, or what of git's own it left open (a rebase, merge, cherry-pick, revert,
+    bisect): ``{"head": "refs/heads/X" | None (detached) , "detached": COMMIT | None,
+    "in_progress": "rebase" | ... | None}``; None when HEAD names the fork's branch and
+    nothing is open (or no mount is live). An open merge of avfs's own (its ``MERGE_HEAD``,
+    core/mergestate.py) is not git's."""
+    live = _live_mount(ws)
+    if live is None:
+        return None
+    d = live[0]
+    raw = (_read_text(os.path.join(d, "HEAD")) or "").strip()
+    head: str | None = f"refs/heads/{ws.fork}"
+    detached: str | None = None
+    if raw.startswith("ref: "):
+        head = raw[5:].strip()
+    else:
+        head, detached = None, raw or None
+    doing: str | None = None
+    for name, what in _GIT_IN_PROGRESS:
+        if not os.path.lexists(os.path.join(d, name)):
+            continue
+        if name == "MERGE_HEAD" and _read_text(os.path.join(d, MERGE_MARKER)) is not None:
+            continue  # avfs's own open merge: core/mergestate.py says what it is
+        doing = what
+        break
+    if head == f"refs/heads/{ws.fork}" and doing is None:
+        return None
+    return {"head": head, "detached": detached, "in_progress": doing}
+
+
 def stamp_current(ws: MountedFork) -> None:
     """The base moved to a commit that already recorded what the workspace shows. Made by
     ``git commit`` in the mount, git's index is right (and may hold what was staged since):
