@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from .test_overlay import require_overlay
 
 EXAMPLES = int(os.environ.get("AVFS_MODEL_EXAMPLES", "3"))  # the first is hypothesis's simplest
 SEED = int(os.environ.get("AVFS_MODEL_SEED", "27"))  # the same sequences on every run
-STEPS = int(os.environ.get("AVFS_MODEL_STEPS", "14"))
+STEPS = int(os.environ.get("AVFS_MODEL_STEPS", "12"))
 BACKEND = "overlay"  # set per test below (a state machine class per backend)
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
 
@@ -90,15 +91,9 @@ class Side:
 
     def history(self) -> list[str]:
         """`git log --format='%T %P'`, each parent named by its tree."""
-        lines = self.git("log", "--format=%T %P", "HEAD").stdout.split("\n")
-        out = []
-        for ln in lines:
-            if not ln.strip():
-                continue
-            tree, *parents = ln.split()
-            ptrees = [self.git("rev-parse", f"{p}^{{tree}}").stdout.strip() for p in parents]
-            out.append(" ".join([tree, *ptrees]))
-        return out
+        rows = [ln.split() for ln in self.git("log", "--format=%H %T %P", "HEAD").stdout.splitlines() if ln]
+        tree_of = {r[0]: r[1] for r in rows}
+        return [" ".join([r[1], *(tree_of[p] for p in r[2:])]) for r in rows]
 
     def porcelain(self) -> list[str]:
         return sorted(self.git("status", "--porcelain=v2", "--untracked-files=all").stdout.splitlines())
@@ -425,6 +420,34 @@ class GitModel(RuleBasedStateMachine):
         self.p.git("clean", "-qfd")
         self.last_checkpoint = False
 
+    @rule(data=st.data(), word=st.sampled_from(WORDS))
+    def exec_git(self, data: st.DataObject, word: str) -> None:
+        """`avfs proxy exec -- sh -c 'edit; git add; git commit'` in the mount = a checkpoint
+        of what was uncheckpointed (the exec's own, before the command), then the command."""
+        path = self.pick(data, self.tracked())
+        if path is None:
+            return
+        self._tick()
+        date = self.env["GIT_AUTHOR_DATE"]
+        # (git's identity as options: the sandbox's git has no user of its own here)
+        cmd = (
+            f"printf %s {shlex.quote(word)} >> {shlex.quote(path)} &&"
+            f" git -c user.name=Model -c user.email=model@example.invalid add -- {shlex.quote(path)} &&"
+            f" GIT_AUTHOR_DATE='{date}' GIT_COMMITTER_DATE='{date}'"
+            " git -c user.name=Model -c user.email=model@example.invalid commit -qm 'made in exec'"
+        )
+        self.note(f"avfs proxy exec -- sh -c {cmd!r}")
+        res = _avfs(
+            self.avfs_home, "--json", "proxy", "exec", "--", "sh", "-c", cmd, cwd=self.mp, check=False
+        )
+        doc = json.loads(res.stdout)
+        assert doc["success"] and doc["result"]["exit_code"] == 0, res.stdout + res.stderr
+        self.p.git("add", "-A")
+        if self.p.git("diff", "--cached", "--quiet", check=False).returncode != 0:
+            self.p.git("commit", "-q", "-m", "before exec")
+        subprocess.run(["sh", "-c", cmd], cwd=self.p.root, env=self.p.env, check=True, capture_output=True)
+        self.last_checkpoint = False
+
     @rule()
     def fork(self) -> None:
         """`avfs vault fork` starts from what the fork shows: its checkpoint's tree is the
@@ -495,6 +518,7 @@ def _run(backend: str) -> None:
     )
 
 
+@pytest.mark.timeout(900)  # a loaded 2-core machine: ~2-5 s a step, both sides and the checks
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_git_in_the_mount_agrees_with_plain_git(backend: str) -> None:
     if backend == "overlay":

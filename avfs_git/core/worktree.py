@@ -978,12 +978,14 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     if live is None:
         return
     git_dir, uid, gid, pid = live
-    if (_owner(git_dir) or {}).get("backend") == "overlay":
-        view_changed = False  # the kernel shows what went through the mount at once
-    if view_changed:
+    # the kernel shows at once what went through an overlay mount: no caches to drop; its
+    # index is still written whole when the view changed (a patch of the old one would keep
+    # what git staged there, which a restore or undo throws away as `git reset --hard` does)
+    drop_caches = view_changed and (_owner(git_dir) or {}).get("backend") != "overlay"
+    if drop_caches:
         _wake(git_dir)  # the watcher drops the caches while the index is written
     sync_index(ws, git_dir, uid, gid, view_changed=view_changed)
-    if view_changed:
+    if drop_caches:
         _await_ack(ws, git_dir, pid)
 
 

@@ -160,7 +160,9 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
         else:
             ws.overlay.put(db, Entry(p, OBJECT, was[1], was[0]), "git")
         held.append(p)
-    wscommit.retire_onto(ws, db, [], tip, seen=ws.overlay.all())
+    with ws.overlay.pruning(ws.changes.prune_ignored):
+        seen = ws.changes.entries()  # (on an overlay mount: O(changes), as a capture reads)
+    wscommit.retire_onto(ws, db, [], tip, seen=seen)
     _keep_parents(ws, db, held)
     # the database's entries at the paths git changed that now show the new base
     with ws.overlay.without_upper():
@@ -318,7 +320,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                 vanishing, _ = wscommit.vanishing_dirs(ws, base)
                 ws.overlay.set_meta("base", base)
                 wscommit.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
-            ws.base_moved(view_changed=False)
+            ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     kept: list[Entry] = []
     pins: list[Entry] = []
