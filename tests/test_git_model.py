@@ -260,6 +260,18 @@ class GitModel(RuleBasedStateMachine):
     def has_parent(self) -> bool:
         return self.p.git("rev-parse", "-q", "--verify", "HEAD~1", check=False).returncode == 0
 
+    def plain_checkpoint(self, message: str) -> bool:
+        """A checkpoint on the plain side: the paths the working tree differs from HEAD in,
+        committed as they are (`git commit --only`): what git staged elsewhere stays staged,
+        as the mount's index keeps it (avfs has no index of its own: a checkpoint records
+        the files). True when it made a commit."""
+        paths = sorted(p for p, _ in self.p.changes())
+        if not paths:
+            return False
+        self.p.git("add", "-A", "--", *paths)
+        self.p.git("commit", "-q", "-m", message, "--only", "--", *paths)
+        return True
+
     def on_both(self, fn: Any) -> None:
         for side in (self.p, self.m):
             fn(side.root)
@@ -387,16 +399,13 @@ class GitModel(RuleBasedStateMachine):
 
     @rule(name_it=st.booleans())
     def checkpoint(self, name_it: bool) -> None:
-        """`avfs checkpoint save` = `git add -A && git commit` (when there is a change)."""
+        """`avfs checkpoint save` = `git commit --only` of what the files differ from HEAD in."""
         self._tick()
         self.note("avfs checkpoint save")
         before = self.m.git("rev-parse", "HEAD").stdout.strip()
         _avfs(self.avfs_home, "checkpoint", "save", "-m", "checkpoint", cwd=self.mp)
         after = self.m.git("rev-parse", "HEAD").stdout.strip()
-        self.p.git("add", "-A")
-        made = self.p.git("diff", "--cached", "--quiet", check=False).returncode != 0
-        if made:
-            self.p.git("commit", "-q", "-m", "checkpoint")
+        made = self.plain_checkpoint("checkpoint")
         assert made == (before != after), f"checkpoint made a commit: mount {before != after}, plain {made}"
         self.last_checkpoint = made
 
@@ -442,9 +451,7 @@ class GitModel(RuleBasedStateMachine):
         )
         doc = json.loads(res.stdout)
         assert doc["success"] and doc["result"]["exit_code"] == 0, res.stdout + res.stderr
-        self.p.git("add", "-A")
-        if self.p.git("diff", "--cached", "--quiet", check=False).returncode != 0:
-            self.p.git("commit", "-q", "-m", "before exec")
+        self.plain_checkpoint("before exec")
         subprocess.run(["sh", "-c", cmd], cwd=self.p.root, env=self.p.env, check=True, capture_output=True)
         self.last_checkpoint = False
 
