@@ -434,8 +434,10 @@ class GitModel(RuleBasedStateMachine):
         """`avfs proxy exec -- sh -c 'edit; git add; git commit'` in the mount = a checkpoint
         of what was uncheckpointed (the exec's own, before the command), then the command."""
         path = self.pick(data, self.tracked())
-        if path is None:
-            return
+        if path is not None:
+            self.exec_edit_commit(path, word)
+
+    def exec_edit_commit(self, path: str, word: str) -> None:
         self._tick()
         date = self.env["GIT_AUTHOR_DATE"]
         # (git's identity as options: the sandbox's git has no user of its own here)
@@ -503,6 +505,78 @@ class GitModel(RuleBasedStateMachine):
                 got.add((c["path"], c["status"]))
         want = self.p.changes()
         assert got == want, f"avfs status differs from git {where}\navfs: {sorted(got)}\ngit: {sorted(want)}"
+
+
+def _write_both(model: GitModel, path: str, text: str) -> None:
+    model.note(f"write {path} {text!r}")
+    for root in (model.p.root, model.m.root):
+        os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+        with open(os.path.join(root, path), "a") as fh:
+            fh.write(text)
+
+
+def _every_command_once(backend: str) -> None:
+    """Each git command and avfs operation of the model at least once, in an order where
+    each does something, checked after every step (the random runs may miss some)."""
+    global BACKEND
+    BACKEND = backend
+    model = GitModel()
+    try:
+        g = model.both
+        steps: list[Any] = [
+            lambda: _write_both(model, "README.md", "edited\n"),
+            lambda: _write_both(model, "NEW.txt", "new\n"),
+            lambda: g("add", "README.md"),
+            lambda: g("commit", "-q", "-m", "git commit"),
+            model.avfs_status,
+            lambda: model.checkpoint(False),
+            model.undo,
+            lambda: g("commit", "-q", "-a", "-m", "everything tracked"),
+            lambda: g("commit", "-q", "--amend", "-m", "amended"),
+            lambda: g("reset", "-q", "--soft", "HEAD~1"),
+            lambda: model.checkpoint(False),
+            lambda: g("reset", "-q", "--mixed", "HEAD~1"),
+            lambda: g("commit", "-q", "-a", "-m", "again"),
+            lambda: g("reset", "-q", "--hard", "HEAD~1"),
+            lambda: g("revert", "--no-edit", "HEAD") if model.has_parent() else None,
+            lambda: g("cherry-pick", "side"),
+            lambda: g("reset", "-q", "--hard", "HEAD~1"),
+            lambda: g("merge", "--no-edit", "side"),
+            lambda: g("reset", "-q", "--hard", "HEAD~1"),
+            lambda: _write_both(model, "src/attr/_make.py", "# mine\n"),
+            lambda: g("commit", "-q", "-a", "-m", "to rebase"),
+            lambda: g("rebase", "-q", "side"),
+            lambda: _write_both(model, "NEW.txt", "stashed\n"),
+            lambda: _write_both(model, "src/attr/_make.py", "# stashed\n"),
+            lambda: g("stash", "-q"),
+            lambda: g("stash", "pop", "-q"),
+            lambda: g("checkout", "-q", "--", "src/attr/_make.py"),
+            lambda: _write_both(model, "src/attr/_make.py", "# again\n"),
+            lambda: g("add", "src/attr/_make.py"),
+            lambda: g("restore", "--staged", "--", "src/attr/_make.py"),
+            lambda: g("restore", "--", "src/attr/_make.py"),
+            lambda: g("rm", "-q", "--cached", "--", "NEW.txt") if "NEW.txt" in model.tracked() else None,
+            lambda: model.exec_edit_commit("README.md", "from exec\n"),
+            model.fork,
+            lambda: model.checkpoint(False),
+            model.restore,
+            model.avfs_status,
+        ]
+        model.check()
+        for step in steps:
+            step()
+            model.check()
+    finally:
+        model.teardown()
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_every_command_once_agrees_with_plain_git(backend: str) -> None:
+    if backend == "overlay":
+        require_overlay()
+    else:
+        require_fuse()
+    _every_command_once(backend)
 
 
 def _run(backend: str) -> None:
