@@ -130,6 +130,10 @@ def save(
         if not msg.endswith("\n"):
             msg += "\n"
         commit, captured = ws.commit_overlay(msg, rebase=rebase)
+        if commit is not None:
+            # what the ref moved from: a `git commit` in the mount may have landed since the
+            # tip was read (the checkpoint then went on top of it): undo goes back to that
+            tip = str(vault.store.commit_fields(commit).parents[0])
         ignored = len(ws.captured_ignored.files)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
