@@ -44,7 +44,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -989,15 +991,30 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
         _await_ack(ws, git_dir, pid)
 
 
+def _read_git_file(path: str, *, tail: bool = False, limit: int = 4096) -> bytes | None:
+    """At most ``limit`` bytes of a file git writes in the worktree's git dir (its first
+    ones, or with ``tail`` its last ones); None when it is not a regular file. Whatever runs
+    in the mount (a confined command too) can write there: never through a symlink (a host
+    file's bytes would reach avfs's output), never blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return os.pread(fd, limit, max(0, st.st_size - limit) if tail else 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _committed_here(git_dir: str, commit: str) -> bool:
     """Whether the last move of HEAD that git logged in this worktree made ``commit``."""
-    try:
-        with open(os.path.join(git_dir, "logs", "HEAD"), "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            lines = fh.read().splitlines()
-    except OSError:
-        return False
+    data = _read_git_file(os.path.join(git_dir, "logs", "HEAD"), tail=True)
+    lines = data.splitlines() if data else []
     last = lines[-1].split(b" ", 2) if lines else []
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
 
@@ -1009,7 +1026,7 @@ def moved_here(ws: MountedFork, commit: str) -> bool:
     live = _live_mount(ws)
     if live is None:
         return False
-    if _read_text(os.path.join(live[0], "HEAD")) != f"ref: refs/heads/{ws.fork}\n":
+    if _read_git_file(os.path.join(live[0], "HEAD"), limit=1024) != f"ref: refs/heads/{ws.fork}\n".encode():
         return False
     return _committed_here(live[0], commit)
 
@@ -1036,13 +1053,14 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     if live is None:
         return None
     d = live[0]
-    raw = (_read_text(os.path.join(d, "HEAD")) or "").strip()
+    raw = (_read_git_file(os.path.join(d, "HEAD"), limit=1024) or b"").decode("utf-8", "replace").strip()
     head: str | None = f"refs/heads/{ws.fork}"
     detached: str | None = None
-    if raw.startswith("ref: "):
+    if raw.startswith("ref: refs/") and "\n" not in raw:
         head = raw[5:].strip()
     else:
-        head, detached = None, raw or None
+        # a detached HEAD is a commit id; anything else is named as unreadable, not shown
+        head, detached = None, raw if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", raw) else "(unreadable)"
     doing: str | None = None
     for name, what in _GIT_IN_PROGRESS:
         if not os.path.lexists(os.path.join(d, name)):
