@@ -1,7 +1,8 @@
 """The worktree files avfs reads to follow git in the mount (its ``HEAD``, ``logs/HEAD``,
-git's ``rebase-merge``...) are written by whatever runs in the mount, a confined command
-too. Planted from inside a real confined `proxy exec`: ``HEAD`` a symlink to a host file,
-``logs/HEAD`` a FIFO. The person's `avfs status` (human and JSON) and `checkpoint save`
+git's ``rebase-merge``...) are written by whatever runs in the mount. Planted from inside a
+real confined `proxy exec` (or, where the sandbox keeps the worktree's git dir read-only, by
+the agent running in the mount unconfined): ``HEAD`` a symlink to a host file, ``logs/HEAD``
+a FIFO. The person's `avfs status` (human and JSON) and `checkpoint save`
 then show nothing of the host file, never block on the FIFO, and the fork loses nothing."""
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def test_a_planted_head_symlink_and_fifo_leak_nothing_and_block_nothing(
         assert res.returncode == 0, res.stdout
         vault = cli_proc("--vault", "v", "vault", "path").out.strip()
         wt = Path(vault) / "worktrees" / "avfs-f"
+        if not ((wt / "logs" / "HEAD").is_fifo() and (wt / "rebase-merge").is_dir()):
+            # the sandbox keeps the worktree's git dir read-only (docs/security.md, "Sealing the
+            # vault's git dir"): an agent that runs in the mount unconfined plants them
+            subprocess.run(["sh", "plant.sh"], cwd=mp, check=False, capture_output=True)
         assert (wt / "logs" / "HEAD").is_fifo() and (wt / "rebase-merge").is_dir()  # planted
         # another hand moves the fork (a push): avfs then asks the worktree's HEAD log
         # whether git in the mount moved it

@@ -184,9 +184,15 @@ def test_git_works_in_the_confined_fork(home, fork):
     # avfs's own state in the vault (mount registry, exec sockets' names, audit) is not shown
     state = fork.state_dir
     assert os.listdir(os.path.join(state, "mounts"))  # the host has it
-    res = _exec(home, fork, shell=f"ls -A {state}/mounts | wc -l; ls {os.path.dirname(fork.path)}")
+    # but for the mount's fsmonitor hook and socket, shown read-only at their paths
+    res = _exec(
+        home, fork, shell=f"ls -A {state}/mounts {state}/mounts/main.d; ls {os.path.dirname(fork.path)}"
+    )
     lines = _out(res).split()
-    assert lines[0] == "0" and lines[1:] == [os.path.basename(fork.path)], lines
+    assert lines == [
+        f"{state}/mounts:", "main.d", f"{state}/mounts/main.d:", "avfs-fsmonitor.sock", "fsmonitor-hook",
+        os.path.basename(fork.path),
+    ], lines  # fmt: skip
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -422,9 +428,11 @@ def test_isolate_at_the_project_path_is_confined_too(home, fork, tmp_path):
         shutil.rmtree(proj, ignore_errors=True)
 
 
-def test_without_bwrap_the_fallback_is_said_never_silent(home, fork, monkeypatch):
-    """Simulated: the probe (what the choice rests on) says bwrap is missing; the hand-made
-    hidden view runs the command, and the envelope says so and why."""
+def test_without_bwrap_it_fails_closed_unless_the_policy_accepts_the_fallback(home, fork, monkeypatch):
+    """Simulated: the probe (what the choice rests on) says bwrap is missing. A confined
+    command is refused (fail closed); with the policy's confine = "namespace", the hand-made
+    hidden view runs it, and the envelope says so and why; where namespaces are missing too,
+    it is refused again (never run on the host)."""
     from avfs_git.proxy import isolate
 
     monkeypatch.setattr(confine, "_probe", lambda: "bubblewrap is not installed")
@@ -432,13 +440,18 @@ def test_without_bwrap_the_fallback_is_said_never_silent(home, fork, monkeypatch
     _script(home, fork, "p.sh", 'cat "$HOME/canary.txt"; echo ran\n')
     res = _exec(home, fork, ("sh", "p.sh"))
     conf = res.confinement
+    assert conf is not None and conf["kind"] == "none" and "not installed" in conf["reason"], conf
+    assert res.exit_code == 125 and res.result is None and res.error["code"] == "sandbox_unavailable"  # type: ignore[index]
+    pol = Policy.from_text('version = 1\n[defaults]\nconfine = "namespace"\n')
+    res = execute(home, fork, "main", ExecRequest(argv=("sh", "p.sh"), commit=False), policy=pol)
+    conf = res.confinement
     assert conf is not None and conf["kind"] == "namespace" and "not installed" in conf["reason"], conf
     assert "ran" in _out(res) and "CANARY" not in _out(res), res.result
     monkeypatch.setattr(isolate, "_probe", lambda: "no namespaces here")
-    res = _exec(home, fork, ("true",))
+    res = execute(home, fork, "main", ExecRequest(argv=("true",), commit=False), policy=pol)
     conf = res.confinement
-    assert conf is not None and conf["kind"] == "host" and "runs on the host" in conf["reason"], conf
-    assert res.success
+    assert conf is not None and conf["kind"] == "none" and "no namespaces here" in conf["reason"], conf
+    assert res.exit_code == 125 and res.result is None
 
 
 def test_tmpdir_outside_tmp_points_at_the_private_tmp(home, fork, monkeypatch):

@@ -66,9 +66,17 @@ def _index_token(git_dir: str) -> str | None:
     return body[4 : body.index(b"\0", 4)].decode()
 
 
+def _own(git_dir: str) -> str:
+    """The mount's own directory (``<vault>/avfs/mounts/<key>.d``), where the hook that the
+    worktree's ``config.worktree`` names, and its socket, are."""
+    with open(os.path.join(git_dir, "config.worktree"), encoding="utf-8") as fh:
+        hook = next(line.split("=", 1)[1].strip() for line in fh if line.strip().startswith("fsmonitor ="))
+    return os.path.dirname(hook)
+
+
 def _hook(git_dir: str, token: str) -> list[str]:
     out = subprocess.run(
-        [os.path.join(git_dir, "fsmonitor-hook"), "2", token], capture_output=True, check=True
+        [os.path.join(_own(git_dir), "fsmonitor-hook"), "2", token], capture_output=True, check=True
     ).stdout
     assert out.endswith(b"\0")
     return out[:-1].decode().split("\0")
@@ -721,14 +729,14 @@ def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind, bac
     mp = _mount_ignoring_node_modules(home, vault, tmp_path, backend)
     try:
         git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
-        hook = os.path.join(git_dir, "fsmonitor-hook")
+        hook = os.path.join(_own(git_dir), "fsmonitor-hook")
         with open(hook, encoding="utf-8") as fh:
             assert fh.readline() == f"#!{perl} -T\n"
-        with open(os.path.join(git_dir, worktree.OWNER_FILE)) as fh:
+        with open(mounts.registry_path(vault, "main")) as fh:
             assert json.load(fh)["fsmonitor_hook"] == "perl"
         if kind == "python":
             with open(hook, "w", encoding="utf-8") as fh:
-                fh.write(worktree.socket_hook(git_dir, None))
+                fh.write(worktree.socket_hook(_own(git_dir), None))
         assert _status(mp, monitored=True, untracked="all") == []
         new: list[str] = []
         for i in range(20):
@@ -807,13 +815,13 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
     perl = _perl()
     vault.workspace("main").write(
         "ask.sh",
-        b'h="$(git rev-parse --absolute-git-dir)/fsmonitor-hook"\n'
+        b'h="$(git config core.fsmonitor)"\n'
         b'head -n 1 "$h"\n"$h" 2 avfs-ovl:junk | tr "\\0" "\\n" | head -n 2\n',
     )
     mp = _mount_ignoring_node_modules(home, vault, tmp_path, backend)
     try:
         git_dir = _git(mp, "rev-parse", "--absolute-git-dir").strip()
-        hook = os.path.join(git_dir, "fsmonitor-hook")
+        hook = os.path.join(_own(git_dir), "fsmonitor-hook")
         if kind != "perl":
             interpreter = None
             if kind == "perl-elsewhere":  # under /tmp, which the sandbox replaces
@@ -821,7 +829,7 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
                 os.symlink(perl, tmp_path / "bin" / "perl")
                 interpreter = str(tmp_path / "bin" / "perl")
             with open(hook, "w", encoding="utf-8") as fh:
-                fh.write(worktree.socket_hook(git_dir, interpreter))
+                fh.write(worktree.socket_hook(_own(git_dir), interpreter))
         assert _answered(_hook(git_dir, "avfs-ovl:junk")[0])
         res = execute(home, vault, "main", ExecRequest(shell="sh ask.sh", commit=False))
         assert res.confinement is not None and res.confinement["kind"] == "bwrap", res.confinement
@@ -830,7 +838,7 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
         want = {
             "perl": f"#!{perl} -T",
             "perl-elsewhere": "#!/usr/bin/perl -T",
-            "python": "#!/usr/bin/python3 -SEs",
+            "python": "#!/usr/bin/python3 -IS",
         }
         if kind != "perl" or perl == "/usr/bin/perl":
             assert first == want[kind], res.result

@@ -34,6 +34,8 @@ FSCK_KINDS = {
     "gitattributesSymlink": gitnames.GIT_FILE_SYMLINK,
     "gitignoreSymlink": gitnames.GIT_FILE_SYMLINK,
     "mailmapSymlink": gitnames.GIT_FILE_SYMLINK,
+    # reported on what the entry names (a tree): see _differential
+    "gitmodulesBlob": gitnames.GITMODULES_DIRECTORY,
 }
 HFS_IGNORED = ["\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202e", "\u206a", "\u206f", "\ufeff"]
 
@@ -64,15 +66,21 @@ def _curated() -> list[bytes]:
     return sorted(n for n in out if n and b"/" not in n and b"\0" not in n and n not in (b".", b".."))
 
 
+def _child(repo: pygit2.Repository, i: int) -> str:
+    """The ``i``-th entry's own subtree: fsck reports a .gitmodules that is not a blob on
+    the object the entry names, so each tree entry names a tree of its own."""
+    blob = bytes.fromhex(EMPTY_BLOB)
+    return str(repo.odb.write(pygit2.enums.ObjectType.TREE, b"100644 %d\0" % i + blob))
+
+
 def _trees(repo: pygit2.Repository, entries: list[tuple[bytes, int]]) -> list[str]:
     """One tree holding each entry alone (raw bytes: no library check in the way)."""
     blob = bytes.fromhex(EMPTY_BLOB)
-    tree = bytes.fromhex(EMPTY_TREE)
     repo.odb.write(pygit2.enums.ObjectType.BLOB, b"")
-    repo.odb.write(pygit2.enums.ObjectType.TREE, b"")
     out = []
-    for name, mode in entries:
-        data = b"%o %s\0" % (mode, name) + (tree if mode == 0o040000 else blob)
+    for i, (name, mode) in enumerate(entries):
+        target = bytes.fromhex(_child(repo, i)) if mode == 0o040000 else blob
+        data = b"%o %s\0" % (mode, name) + target
         out.append(str(repo.odb.write(pygit2.enums.ObjectType.TREE, data)))
     return out
 
@@ -101,8 +109,8 @@ def _differential(tmp_path: Path, names: list[bytes]) -> int:
     trees = _trees(repo, entries)
     fsck = _fsck(git_dir)
     wrong = []
-    for (name, mode), tree in zip(entries, trees, strict=True):
-        want = fsck.get(tree, set())
+    for i, ((name, mode), tree) in enumerate(zip(entries, trees, strict=True)):
+        want = fsck.get(tree, set()) | (fsck.get(_child(repo, i), set()) if mode == 0o040000 else set())
         got = gitnames.refusal(name, mode)
         if (got is None) != (not want) or (got is not None and got[0] not in want):
             wrong.append((name, oct(mode), got, want))
@@ -118,6 +126,7 @@ def test_the_checker_agrees_with_git_fsck_on_git_s_own_rules(tmp_path):
     kinds = [(gitnames.refusal(n, m) or ("",))[0] for n in names for m in MODES]
     assert kinds.count(gitnames.DOTGIT) > 200 and kinds.count("") > 1000
     assert kinds.count(gitnames.GITMODULES_SYMLINK) > 30 and kinds.count(gitnames.GIT_FILE_SYMLINK) > 30
+    assert kinds.count(gitnames.GITMODULES_DIRECTORY) > 30
 
 
 def _read_tree_refuses(git_dir: str, tree: str, index: str) -> bool:
@@ -176,7 +185,12 @@ def test_a_dotgit_name_after_any_component_makes_the_path_refused():
     )
     assert gitnames.path_refusal("a/.gitmodules", 0o100644) is None
     assert gitnames.path_refusal("a/.gitmodules", 0o120000) is not None
-    assert gitnames.path_refusal("docs/.gitmodules/x", 0o120000) is None  # a directory of that name
+    # a directory of that name (fsck: gitmodulesBlob, at any depth)
+    assert gitnames.path_refusal("docs/.gitmodules/x", 0o100644) == gitnames.NotRecorded(
+        "docs/.gitmodules",
+        gitnames.GITMODULES_DIRECTORY,
+        gitnames.refusal(".gitmodules", 0o040000)[1],  # type: ignore[index]
+    )
     nr = gitnames.not_recorded([("s/GIT~1/a", 0o100644), ("s/GIT~1/b", 0o100644), ("ok", 0o100644)])
     assert [n.path for n in nr] == ["s/GIT~1"]
 

@@ -390,19 +390,31 @@ def test_allowed_bash_runs_confined_in_a_mounted_fork(mounted: tuple[Any, Path],
     # proxy exec committed it: the next PostToolUse checkpoint finds nothing new
     assert git("--git-dir", vault.path, "show", "refs/heads/main:build/made.txt") == "made\n"
 
-    # deny and ask answers are never rewritten
-    for command, decision in (("rm -rf /", "deny"), ("git push --force origin main", "ask")):
-        _, out = pre(command, str(mp))
-        assert out["permissionDecision"] == decision and "updatedInput" not in out, out
+    # a deny is never rewritten; an ask shows the person the confined command, which
+    # `proxy exec` runs only with its own approval token (exit 126 until then)
+    _, out = pre("rm -rf /", str(mp))
+    assert out["permissionDecision"] == "deny" and "updatedInput" not in out, out
+    _, out = pre("git push --force origin main", str(mp))
+    assert out["permissionDecision"] == "ask", out
+    assert " proxy exec --quiet -- " in out["updatedInput"]["command"], out
+    got = _sh(out["updatedInput"]["command"], mp)
+    assert got.returncode == 126 and "apv_" in got.stderr, got
     # checkpoint first, then rewritten
     (mp / "notes.txt").write_text("draft\n")
     out, line = _rewritten("rm -rf build", str(mp))
     assert "checkpoint" in out["permissionDecisionReason"]
     assert _sh(line, mp).returncode == 0 and not (mp / "build").exists()
-    # a lone `cd` moves Claude Code's shell, so it is left as it is; anything more is rewritten
-    for command in ("cd build", "cd", " cd ../x "):
-        _, out = pre(command, str(mp))
-        assert "updatedInput" not in out and "a lone `cd`" in out["permissionDecisionReason"], out
+    # a lone `cd DIR` runs confined too, then moves Claude Code's shell there (`command cd`)
+    (mp / "sub").mkdir()
+    out, line = _rewritten("cd sub", str(mp))
+    assert line.endswith(" && command cd -- " + str(mp / "sub")), line
+    got = _sh(line + " && pwd", mp)
+    assert (got.returncode, got.stdout) == (0, f"{mp / 'sub'}\n"), got
+    got = _sh(_rewritten("cd nowhere", str(mp))[1] + " && pwd", mp)  # fails confined: stays
+    assert got.returncode != 0 and got.stdout == "", got
+    for command in ("cd", "cd -", "cd ..\nls"):
+        line = _rewritten(command, str(mp))[1]
+        assert "command cd" not in line, line
     # ... and after a `cd` out of the fork (Claude Code's project is the mount): ask, not unconfined
     _, out = pre("cat /etc/hostname", str(tmp_path), CLAUDE_PROJECT_DIR=str(mp))
     assert out["permissionDecision"] == "ask" and "updatedInput" not in out, out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -78,16 +79,78 @@ def test_import_git_checkout_brings_history_and_uncommitted_changes(home, tmp_pa
     assert git("--git-dir", v.path, "fsck", "--strict", "--no-dangling") == ""
 
 
-def test_import_checkout_on_master_gets_main_fork(home, tmp_path):
+def _real_history_on(src, branch, tmp_path):
+    """A checkout at ``src`` whose branch is ``branch`` (``git init -b``), two commits of a real
+    project's files (attrs's sdist, then a change to it), as the person's repository would be."""
+    from . import realdata
+
+    unpacked = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "sdist")
+    shutil.copytree(unpacked, src, symlinks=True)
+    git("init", "-q", "-b", branch, cwd=src)
+    git("add", "-A", cwd=src)
+    git("commit", "-qm", "attrs 24.2.0", cwd=src)
+    (src / "README.md").write_text((src / "README.md").read_text() + "\nlocal note\n")
+    git("commit", "-qam", "note", cwd=src)
+
+
+def test_import_checkout_on_master_keeps_master_as_the_default_fork(home, tmp_path):
+    src = tmp_path / "repo"
+    _real_history_on(src, "master", tmp_path)
+    (src / "src" / "attr" / "_make.py").write_text("# uncommitted\n")
+    (src / "NEW.txt").write_text("new\n")
+    v = home.create_vault("m", from_dir=str(src))
+    # no `main` is invented: the person's branches are the forks, master the default
+    assert v.fork_names() == ["master"] and v.default_fork == "master"
+    assert home.resolve("m") == (v, "master")
+    # a clone of the vault checks out master, as a clone of the repository would
+    assert git("--git-dir", v.path, "symbolic-ref", "HEAD").strip() == "refs/heads/master"
+    ws = v.workspace()
+    assert ws.base == git("-C", str(src), "rev-parse", "HEAD").strip()
+    assert {(c.path, c.status.value) for c in ws.status()} == {
+        ("src/attr/_make.py", "modified"),
+        ("NEW.txt", "added"),
+    }
+    assert ws.read("src/attr/_make.py") == b"# uncommitted\n"
+    assert [c.message for c in history.log(v)] == ["note\n", "attrs 24.2.0\n"]
+
+
+def test_import_checkout_on_a_feature_branch_makes_it_the_default_fork(home, tmp_path):
+    src = tmp_path / "repo"
+    _real_history_on(src, "master", tmp_path)
+    git("checkout", "-q", "-b", "feature/parse", cwd=src)
+    (src / "src" / "attr" / "validators.py").write_text("# feature work\n")
+    git("commit", "-qam", "feature", cwd=src)
+    (src / "README.md").unlink()  # uncommitted, on the feature branch
+    v = home.create_vault("f", from_dir=str(src))
+    assert sorted(v.fork_names()) == ["feature/parse", "master"]
+    assert v.default_fork == "feature/parse"
+    ws = v.workspace()
+    assert ws.fork == "feature/parse"
+    assert {(c.path, c.status.value) for c in ws.status()} == {("README.md", "deleted")}
+    assert ws.read("src/attr/validators.py") == b"# feature work\n"
+    # master is as the repository has it, untouched by the uncommitted change
+    assert v.workspace("master").exists("README.md") and not v.workspace("master").is_dirty()
+    assert v.workspace("master").base == git("-C", str(src), "rev-parse", "master").strip()
+
+
+def test_import_checkout_on_a_detached_head(home, tmp_path):
+    src = tmp_path / "repo"
+    _real_history_on(src, "master", tmp_path)
+    git("checkout", "-q", "--detach", "HEAD~1", cwd=src)
+    v = home.create_vault("d", from_dir=str(src))
+    # a detached HEAD is on no branch: its own fork at HEAD, master kept as it is
+    assert sorted(v.fork_names()) == ["main", "master"] and v.default_fork == "main"
+    assert v.workspace().base == git("-C", str(src), "rev-parse", "HEAD").strip()
+
+
+def test_import_checkout_without_commits_on_master(home, tmp_path):
     src = tmp_path / "repo"
     src.mkdir()
     git("init", "-q", "-b", "master", cwd=src)
     (src / "f").write_text("f\n")
-    git("add", "-A", cwd=src)
-    git("commit", "-qm", "m", cwd=src)
-    v = home.create_vault("m", from_dir=str(src))
-    assert {"main", "master"} <= set(v.fork_names())
-    assert v.workspace("main").read("f") == b"f\n"
+    v = home.create_vault("u", from_dir=str(src))
+    assert v.fork_names() == ["master"] and v.default_fork == "master"
+    assert v.workspace().read("f") == b"f\n"
 
 
 def test_import_missing_directory(home, tmp_path):

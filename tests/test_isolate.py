@@ -314,15 +314,18 @@ def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs
     assert not os.path.exists(os.path.join(vp, "objects", "node"))
     # git works in the fork: status, add, commit (objects, refs, logs, the worktree's index)
     mounts.mount(home, vault, "a", None)  # a live mount: its worktree stays registered
-    # the policy judges paths it sees: a script hides the write to the worktree's hook
+    # the policy judges paths it sees: a script hides the write to what git trusts there, and
+    # to the hook config.worktree names (in the mount's own directory, read-only here)
     vault.workspace("a").write(
         "pin.sh",
-        b'for f in fsmonitor-hook config.worktree commondir HEAD; do echo evil > "$(git rev-parse --git-dir)/$f"'
+        b'for f in config.worktree commondir HEAD "$(git config core.fsmonitor)"; do'
+        b' case $f in /*) ;; *) f="$(git rev-parse --git-dir)/$f";; esac; echo evil > "$f"'
         b' 2>/dev/null && echo "WRITTEN $f"; done; echo PINNED\n',
     )
     checkpoint.save(vault, "a")
     wt = Path(vp) / "worktrees" / "avfs-a"
-    hook_before = (wt / "fsmonitor-hook").read_bytes()
+    hook = Path(vault.state_dir) / "mounts" / "a.d" / "fsmonitor-hook"
+    hook_before = hook.read_bytes()
     res = _run(
         home, vault, "a",
         f"cd {proj} && echo g > g.txt && git add g.txt && git commit -q -m 'by git in the view'"
@@ -333,7 +336,8 @@ def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs
     assert res.result is not None and res.result["exit_code"] == 0, res.result["stderr"]
     assert res.result["stdout"].splitlines() == ["by git in the view", "PINNED"], res.to_dict()
     assert "by git in the view" in git("--git-dir", vp, "log", "--format=%s", "a")
-    assert (wt / "fsmonitor-hook").read_bytes() == hook_before
+    assert hook.read_bytes() == hook_before
+    assert (wt / "config.worktree").read_text().count(str(hook)) == 1
 
 
 def test_exit_status_signals_and_strays_pass_through_the_views_init(home, forks, proj):

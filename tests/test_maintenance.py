@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -383,16 +384,18 @@ def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli
     maintenance.pruning.remove_lock(str(locks / ".exec-main.lock"))
     assert (locks / ".exec-main.lock").exists()
 
-    # the fork deleted: its exec lock is stale only while nobody holds it
+    # the fork deleted: its lock files go with it
     vault.delete_fork("team/x")
+    assert not (locks / ".exec-team%2Fx.lock").exists() and not (locks / "team%2Fx.lock").exists()
+    # one left after (a late exec of the deleted fork): stale only while nobody holds it
     release = _exec_lock(vault, "team/x")
     try:
-        assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == ["team%2Fx.lock"]
+        assert maintenance.stale_locks(vault) == []
         maintenance.pruning.remove_lock(str(locks / ".exec-team%2Fx.lock"))
         assert (locks / ".exec-team%2Fx.lock").exists()
     finally:
         release()
-    stale = [".exec-team%2Fx.lock", "team%2Fx.lock"]
+    stale = [".exec-team%2Fx.lock"]
     assert [os.path.basename(p) for p, _ in maintenance.stale_locks(vault)] == stale
     assert [i.name for i in maintenance.prune(vault).items if i.kind == "lock"] == [
         f"avfs/locks/{n}" for n in stale
@@ -604,6 +607,7 @@ def _leftovers(vault: Vault, key: str) -> dict[str, str]:
         "registry": reg,
         "exec": reg[: -len(".json")] + ".exec",
         "worktree": os.path.join(vault.path, "worktrees", f"avfs-{key}"),
+        "files": registry.mount_dir(vault.state_dir, key),  # the mount's own directory
     }
 
 
@@ -707,8 +711,6 @@ def test_doctor_tells_a_reused_pid_from_a_live_daemon(
             Path(left["registry"]).write_text(json.dumps({**reg, "pid": sleeper.pid}))
             name = Path(left["exec"]).read_text().split("\n")[0]
             Path(left["exec"]).write_text(f"{name}\n{sleeper.pid}\n")
-            owner = Path(left["worktree"]) / "avfs-mount"
-            owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": sleeper.pid}))
             # a record of key "ghost" naming the live daemon and its mount, written an hour
             # before that daemon started: its pid was reused by a daemon
             ghost = mounts.registry_path(vault, "ghost")
@@ -867,3 +869,138 @@ def test_doctor_removes_a_registry_temp_file_only_when_its_writer_is_gone(
     assert [(f["code"], f["path"]) for f in doc["findings"]] == [("stale_registry_tmp", str(gone))]
     doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
     assert doc["ok"] and not gone.exists() and mine.exists()
+
+
+def test_doctor_removes_a_mount_directory_nobody_owns(
+    home: Home, vault: Vault, cli: Any, tmp_path: Path
+) -> None:
+    """A mount's own directory (``<vault>/avfs/mounts/<key>.d``) left with no worktree and
+    no live daemon is a leftover; a young one (being made) and a live mount's are not."""
+    _require_fuse()
+    root = Path(vault.state_dir) / "mounts"
+    root.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3600
+    gone = Path(registry.mount_dir(vault.state_dir, "gone"))
+    gone.mkdir()
+    (gone / "avfs-index").write_text("x")
+    os.utime(gone, (old, old))
+    young = Path(registry.mount_dir(vault.state_dir, "young"))
+    young.mkdir()
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    mp = tmp_path / "m"
+    mp.mkdir()
+    mounts.mount(home, vault, "main", str(mp), backend="fuse")
+    try:
+        live = Path(registry.mount_dir(vault.state_dir, "main"))
+        os.utime(live, (old, old))
+        doc = _doc(cli("--json", "doctor"), "doctor", 1)
+        assert [(f["code"], f["path"]) for f in doc["findings"]] == [("stale_mount_dir", str(gone))]
+        doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+        assert doc["ok"] and not gone.exists() and young.is_dir() and live.is_dir()
+        assert (mp / "a.txt").read_text() == "a\n"
+    finally:
+        mounts.unmount(home, vault, "main")
+    assert not live.exists()
+
+
+# -- doctor after normal use ------------------------------------------------------------------
+
+
+def test_doctor_reports_nothing_after_forks_are_used_and_deleted(home: Home, vault: Vault, cli: Any) -> None:
+    """Every way a fork goes (`down --discard`/`--keep`'s delete, `vault delete V:F`) takes its
+    lock files with it: doctor has nothing to say after normal use, and an undo that brings
+    a fork back works with new lock files."""
+    from avfs_git.proxy.execute import _exec_lock
+
+    vault.workspace("main").write("a", b"1")
+    checkpoint.save(vault, "main")
+    for fork in ("gone", "team/gone", "kept"):
+        vault.create_fork("main", fork)
+        vault.workspace(fork).write(f"{fork.replace('/', '-')}.txt", b"work\n")
+        checkpoint.save(vault, fork)  # takes the fork lock and the exec lock
+        _exec_lock(vault, fork)()  # as `avfs proxy exec` leaves it
+    locks = Path(vault.state_dir) / "locks"
+    assert {"gone.lock", ".exec-gone.lock", "team%2Fgone.lock"} <= {p.name for p in locks.iterdir()}
+    op = vault.delete_fork("gone")
+    _doc(cli("--json", "vault", "delete", "--force", "v:team/gone"), "vault_delete")
+    names_left = {p.name for p in locks.iterdir()}
+    assert not {"gone.lock", ".exec-gone.lock", "team%2Fgone.lock", ".exec-team%2Fgone.lock"} & names_left
+    assert {"kept.lock", ".exec-kept.lock"} <= names_left
+    doc = _doc(cli("--json", "doctor"), "doctor")
+    assert doc["ok"] and doc["findings"] == []
+    checkpoint.undo(vault, op.id)
+    assert vault.workspace("gone").read("gone.txt") == b"work\n"
+    checkpoint.save(vault, "gone")
+    assert maintenance.doctor(home).findings == []
+
+
+def test_doctor_warns_of_an_upstream_commit_with_a_bad_time_zone(
+    home: Home, tmp_path: Path, cli: Any
+) -> None:
+    """A real project's history whose one commit has a malformed time zone (as some old
+    upstream histories do): git keeps and clones it; doctor names it as a warning about the
+    upstream history and exits 0, with no hint to restore objects."""
+    from . import realdata
+
+    src = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "attrs")
+    git("init", "-q", "-b", "master", cwd=src)
+    git("add", "-A", cwd=src)
+    git("commit", "-qm", "attrs 24.2.0", cwd=src)
+    tree = git("-C", str(src), "rev-parse", "HEAD^{tree}").strip()
+    parent = git("-C", str(src), "rev-parse", "HEAD").strip()
+    raw = (
+        f"tree {tree}\nparent {parent}\nauthor Old <old@example.org> 1200000000 +051\n"
+        "committer Old <old@example.org> 1200000000 +051\n\nan old commit\n"
+    )
+    bad = (
+        subprocess.run(
+            ["git", "-C", str(src), "hash-object", "-t", "commit", "-w", "--literally", "--stdin"],
+            input=raw.encode(),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    git("-C", str(src), "update-ref", "refs/heads/master", bad)
+    v = home.create_vault("up", from_dir=str(src))
+    assert v.workspace("master").base == bad
+    strict = subprocess.run(["git", "--git-dir", v.path, "fsck", "--strict"], capture_output=True, text=True)
+    assert "badTimezone" in strict.stderr  # git's own verdict: the history is as upstream made it
+    res = cli("--json", "doctor")
+    doc = _doc(res, "doctor")
+    assert res.code == 0 and doc["ok"]
+    (f,) = doc["findings"]
+    assert f["severity"] == "warning" and f["code"] == "fsck_upstream_format" and f["check"] == "fsck"
+    assert bad[:12] in f["problem"] and "badTimezone" in f["problem"] and "restore" not in (f["hint"] or "")
+    human = cli("doctor")
+    assert human.code == 0 and "warning:" in human.err + human.out
+    home.close()
+    shutil.rmtree(v.path)  # (the suite fscks --strict every vault a test leaves)
+
+
+def test_doctor_still_reports_a_missing_object_as_a_problem(home: Home, vault: Vault, cli: Any) -> None:
+    vault.workspace("main").write("a.txt", b"precious\n")
+    checkpoint.save(vault, "main")
+    blob = git("--git-dir", vault.path, "rev-parse", "main:a.txt").strip()
+    vault.close()
+    # the blob's pack goes (a disk lost it): git fsck names what is missing
+    for idx in (Path(vault.path) / "objects" / "pack").glob("*.idx"):
+        if _pack_has(idx, blob):
+            for part in idx.parent.glob(idx.stem + ".*"):
+                part.unlink()
+    res = cli("--json", "doctor")
+    doc = _doc(res, "doctor", 1)
+    codes = {(f["code"], f["severity"]) for f in doc["findings"]}
+    assert ("fsck_error", "problem") in codes
+    home.close()
+    shutil.rmtree(vault.path)  # (the suite fscks --strict every vault a test leaves)
+
+
+def _pack_has(idx: Path, oid: str) -> bool:
+    with idx.open("rb") as fh:
+        out = subprocess.run(
+            ["git", "show-index"], stdin=fh, capture_output=True, text=True, check=True
+        ).stdout
+    return oid in out

@@ -59,6 +59,10 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "here-document to sh": lambda n: "sh <<EOF\n" + "".join(f"echo {i}\n" for i in range(n)) + "EOF\n",
     "huge single word": lambda n: "echo " + "a" * (50 * n),
     "unterminated quote": lambda n: "echo 'x; " + "rm -rf b; " * n,
+    "node one-liner": lambda n: 'node -e "' + "require('fs').writeFileSync('a', String(1));" * n + '"',
+    "perl one-liner": lambda n: "perl -ne '" + 'print if /x/; s/a/b/g; unlink "f";' * n + "' f",
+    "git options": lambda n: "git " + "-c user.name=a " * n + "ls-remote --upload-pack=x .",
+    "sed clusters": lambda n: "sed " + "-nEs " * n + "-i s/a/b/ f",
 }
 
 

@@ -167,3 +167,26 @@ def test_the_home_default_is_one_rule() -> None:
     import pwd
 
     assert settings.home_path(None, {}) == pwd.getpwuid(os.getuid()).pw_dir.rstrip("/") + "/.avfs"
+
+
+def test_mounted_as_agrees_with_the_mount_table(tmp_path: Path) -> None:
+    """``mounted_as`` (what a record's mount point is checked against before avfs writes
+    through it) finds every mount :func:`registry.kernel_mounts` lists, with its source
+    only, and one at a path with a space, a tab and a backslash (mountinfo's escapes)."""
+    table = registry.kernel_mounts()
+    assert table
+    for km in table:
+        assert registry.mounted_as(km.mountpoint, km.source), km
+        assert not registry.mounted_as(km.mountpoint, km.source + "x"), km
+        assert not registry.mounted_as(km.mountpoint + "/below", km.source), km
+    if os.geteuid() != 0:
+        return
+    odd = tmp_path / "a dir\twith \\ odd"
+    odd.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "avfs:v:k", str(odd)], check=True)
+    try:
+        assert registry.mounted_as(str(odd), "avfs:v:k")
+        assert not registry.mounted_as(str(odd), "avfs:v:other")
+    finally:
+        subprocess.run(["umount", str(odd)], check=True)
+    assert not registry.mounted_as(str(odd), "avfs:v:k")

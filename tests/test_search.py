@@ -443,3 +443,114 @@ def test_cli_json_documents(tree: Workspace, cli: Cli) -> None:
     r = cli("--vault", "v", "search", "goodbye")
     assert "src/main.py" in r.out and "goodbye" in r.out
     json.loads(cli("--json", "--vault", "v", "search", "x y z").out)
+
+
+# -- against git grep, on a real project ------------------------------------------------------
+
+
+@pytest.fixture
+def lodash(home: Any, tmp_path: Any) -> tuple[Workspace, Any]:
+    """A real project (lodash's npm package) as a git checkout and as a fork, the same
+    uncommitted changes in both (a modification, a deletion, a new file, a rename), and an
+    ignored `node_modules` (a copy of part of the package) in both."""
+    import shutil
+    import subprocess
+
+    from . import realdata
+    from .conftest import git
+
+    src = realdata.extract(realdata.npm_tarball("lodash", "4.17.21"), tmp_path / "pkg")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(src, checkout)
+    (checkout / ".gitignore").write_text("node_modules/\n")
+    git("init", "-q", "-b", "main", cwd=checkout)
+    git("add", "-A", cwd=checkout)
+    git("commit", "-qm", "lodash 4.17.21", cwd=checkout)
+    v = home.create_vault("lodash", from_dir=str(checkout))
+    ws = v.workspace()
+    edits: dict[str, bytes | None] = {
+        "memoize.js": (checkout / "memoize.js").read_bytes() + b"\n// memoize: a local edit\n",
+        "debounce.js": None,
+        "NEW.js": b"function brandNew() { return memoize; }\n",
+    }
+    for rel, data in edits.items():
+        if data is None:
+            ws.remove(rel)
+            (checkout / rel).unlink()
+        else:
+            ws.write(rel, data)
+            (checkout / rel).write_bytes(data)
+    ws.rename("throttle.js", "throttle2.js")
+    (checkout / "throttle.js").rename(checkout / "throttle2.js")
+    for p in [*sorted(src.glob("*.js"))[:150], src / "memoize.js", src / "_memoizeCapped.js"]:
+        data = p.read_bytes()
+        ws.write(f"node_modules/lodash/{p.name}", data, parents=True)
+        (checkout / "node_modules" / "lodash").mkdir(parents=True, exist_ok=True)
+        (checkout / "node_modules" / "lodash" / p.name).write_bytes(data)
+    assert subprocess.run(
+        ["git", "status", "--porcelain"], cwd=checkout, capture_output=True, text=True
+    ).stdout
+    return ws, checkout
+
+
+def _git_grep_counts(checkout: Any, *args: str) -> dict[str, int]:
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", "grep", "-I", "-c", "--untracked", *args],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    out: dict[str, int] = {}
+    for ln in proc.stdout.splitlines():
+        path, _, n = ln.rpartition(":")
+        out[path] = int(n)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "git_args"),
+    [
+        ("memoize", {}, ["-F"]),
+        (r"function\s+\w+\(", {}, ["-P"]),
+        ("MEMOIZE", {"ignore_case": True}, ["-i", "-F"]),
+        ("key", {"word": True}, ["-w", "-F"]),
+        ("a.b", {"fixed": True}, ["-F"]),
+        (r"return (undefined|null);", {}, ["-P"]),
+        (r"\d{3,}", {}, ["-P"]),  # no substring to hand git: every file is matched here
+    ],
+)
+def test_grep_counts_what_git_grep_counts(
+    lodash: Any, pattern: str, flags: dict[str, bool], git_args: list[str]
+) -> None:
+    """`avfs grep` of a fork == `git grep --untracked` in a checkout with the same changes:
+    the same files, the same line counts, `node_modules` skipped as git skips it, and with
+    `include_ignored` searched as `git grep --no-exclude-standard` searches it."""
+    ws, checkout = lodash
+    got = search.grep(ws, pattern, count_only=True, **flags)
+    want = _git_grep_counts(checkout, *git_args, "-e", pattern)
+    assert {f.path: f.count for f in got.files} == want
+    assert not any(p.startswith("node_modules/") for p in want)
+    with_ignored = search.grep(ws, pattern, count_only=True, include_ignored=True, **flags)
+    want_all = _git_grep_counts(checkout, "--no-exclude-standard", *git_args, "-e", pattern)
+    assert {f.path: f.count for f in with_ignored.files} == want_all
+    if want_all != want:
+        assert any(p.startswith("node_modules/") for p in want_all)
+
+
+def test_grep_cli_skips_ignored_unless_asked_and_search_too(lodash: Any, cli: Cli) -> None:
+    ws, _checkout = lodash
+    doc = single_document(cli("--json", "--vault", "lodash", "grep", "-l", "memoize"))
+    assert validate(doc) == "grep"
+    assert "memoize.js" in [f["path"] for f in doc["files"]]
+    assert not any(f["path"].startswith("node_modules/") for f in doc["files"])
+    assert "debounce.js" not in [f["path"] for f in doc["files"]]
+    doc = single_document(cli("--json", "--vault", "lodash", "grep", "-l", "--ignored", "memoize"))
+    assert any(f["path"].startswith("node_modules/") for f in doc["files"])
+    hits = fts.search(ws.vault, "main", "memoize", limit=500).hits
+    assert hits and not any(h.path.startswith("node_modules/") for h in hits)
+    hits = fts.search(ws.vault, "main", "memoize", limit=500, include_ignored=True).hits
+    assert any(h.path.startswith("node_modules/") for h in hits)

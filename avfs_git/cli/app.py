@@ -28,7 +28,7 @@ class App:
         self.vault_spec = vault
         self.output = output
         self._home: Home | None = None
-        self._here: str | None = None  # the mounted fork at the current directory ('' none)
+        self._here: str | None = None  # the place's selection (registry.place; '' none)
 
     @property
     def json(self) -> bool:
@@ -47,8 +47,10 @@ class App:
     @property
     def spec(self) -> str | None:
         """The vault and fork a command acts on when it names none: --vault or AVFS_VAULT;
-        else the fork whose live mount holds the current directory (as git finds the
-        repository it runs in); else None (the home's default, `vault use`)."""
+        else the place the command runs in (:func:`..core.registry.place`, the one rule:
+        the fork whose live mount holds the current directory, as git finds the repository
+        it runs in; else the vault `avfs up` made from this directory or one above it);
+        else None (the home's default, `vault use`)."""
         if self.vault_spec is not None:
             return self.vault_spec
         if self._here is None:
@@ -56,12 +58,11 @@ class App:
             from ..core.settings import home_path
 
             try:
-                found = registry.mount_containing(
-                    home_path(self.home_path, os.environ), os.getcwd(), revisions=False
-                )
+                cwd = os.getcwd()
             except OSError:  # the current directory is gone
-                found = None
-            self._here = found.spec if found is not None else ""
+                cwd = None
+            found = registry.place(home_path(self.home_path, os.environ), cwd) if cwd else None
+            self._here = found or ""
         return self._here or None
 
     def target(self) -> tuple[Vault[Home], str]:

@@ -114,13 +114,27 @@ def op() -> None:
     """The operation log (every mutating action, undoable)."""
 
 
+def _scope(app: App) -> str | None:
+    """The fork whose operations `undo`, `redo` and `op log` act on: the one the selection
+    names (the fork mounted where the command runs, or --vault VAULT:FORK); None (the whole
+    vault) when it names only a vault."""
+    spec = app.spec
+    if spec is None or ":" not in spec:
+        return None
+    _, fork = app.target()
+    return fork
+
+
 @op.command("log")
 @click.option("-n", "limit", type=int, default=50, help="At most N operations.")
 @pass_app
 def op_log(app: App, limit: int) -> None:
-    """List the vault's operations, newest first."""
+    """List the vault's operations, newest first.
+
+    Inside a fork's mount (or with --vault VAULT:FORK) only the operations that touched that
+    fork; with --vault VAULT, every operation of the vault."""
     vault, _ = app.target()
-    ops = vault.oplog.recent(limit)
+    ops = vault.oplog.recent(limit, fork=_scope(app))
 
     def human() -> None:
         for o in ops:
@@ -130,19 +144,39 @@ def op_log(app: App, limit: int) -> None:
     app.output.result("op_log", {"vault": vault.name, "operations": ops}, human)
 
 
-@click.command("undo")
-@click.option("--op", "op_id", type=int, default=None, help="Undo this operation (default: the last one).")
-@pass_app
-def undo_cmd(app: App, op_id: int | None) -> None:
-    """Undo the last operation (or --op ID); undo is an operation too."""
-    vault, _ = app.target()
-    res = cp.undo(vault, op_id)
-
+def _render_undo(app: App, res: cp.UndoResult, verb: str) -> None:
     def human() -> None:
-        app.output.say("undid operation {}: {}", res.undone.id, res.undone.summary)
+        app.output.say("{} operation {}: {}", verb, res.undone.id, res.undone.summary)
         if res.recovery_ref:
             app.output.info("uncheckpointed changes kept at {}", res.recovery_ref)
 
     app.output.result(
         "undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human
     )
+
+
+@click.command("undo")
+@click.option("--op", "op_id", type=int, default=None, help="Undo this operation (default: the last one).")
+@pass_app
+def undo_cmd(app: App, op_id: int | None) -> None:
+    """Undo the last operation (or --op ID); undo is an operation too.
+
+    Inside a fork's mount (or with --vault VAULT:FORK) the last operation that touched that
+    fork; with --vault VAULT, the vault's last operation. A second undo walks one operation
+    further back. `avfs redo` undoes the last undo (as does `avfs undo --op ID` of the undo's
+    ID, shown by `avfs op log`)."""
+    vault, _ = app.target()
+    res = cp.undo(vault, op_id, fork=None if op_id is not None else _scope(app))
+    _render_undo(app, res, "undid")
+
+
+@click.command("redo")
+@pass_app
+def redo_cmd(app: App) -> None:
+    """Redo what the last `avfs undo` undid (an undo of that undo).
+
+    Scoped as `avfs undo` is: inside a fork's mount, that fork's last undo. Successive redos
+    walk forward as successive undos walked back; a redo can itself be undone."""
+    vault, _ = app.target()
+    res = cp.redo(vault, fork=_scope(app))
+    _render_undo(app, res, "redid")

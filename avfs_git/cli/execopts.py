@@ -138,10 +138,12 @@ def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str] | None:
     home = home_path(glob["home"], os.environ)
     spec = glob["vault"]
     if spec is None:
-        here = registry.mount_containing(home, os.getcwd(), revisions=False)
+        # the one rule of every command (registry.place): the mount holding the current
+        # directory, else the vault made from it
+        here = registry.place(home, os.getcwd())
         if here is None:
             return None  # the home's default fork (in its config): in process
-        spec = glob["vault"] = here.spec
+        spec = glob["vault"] = here
     vault, _, fork = spec.partition(":")
     if not vault or not fork or "@" in fork or "/" in vault or vault.startswith("."):
         return None  # no explicit fork (its default lives in the vault's config): in process

@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "checkpoint": "checkpoints:checkpoint",
     "op": "checkpoints:op",
     "undo": "checkpoints:undo_cmd",
+    "redo": "checkpoints:redo_cmd",
     "quota": "vaults:quota",
     "mount": "mounting:mount_cmd",
     "unmount": "mounting:unmount_cmd",
@@ -142,7 +143,7 @@ class LazyGroup(click.Group):
     "vault",
     envvar="AVFS_VAULT",
     metavar="VAULT[:FORK]",
-    help="Vault and fork to act on (env AVFS_VAULT; default: the fork mounted where you are, else `vault use`).",
+    help="Vault and fork to act on (env AVFS_VAULT; default: the fork mounted where you are, else the vault `avfs up` made from this directory or one above it, else `vault use`).",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.version_option(package_name="avfs-git", prog_name="avfs")

@@ -170,10 +170,16 @@ def doctor_cmd(app: App, repair: bool) -> None:
     res = mnt.doctor(app.home, repair=repair)
 
     def human() -> None:
-        if not res.findings:
+        if all(f.severity == "warning" for f in res.findings):
             app.output.say("{} vaults checked: no problems", len(res.vaults))
         for f in res.findings:
-            state = "repaired" if f.repaired else ("repairable" if f.repairable else "problem")
+            state = (
+                "repaired"
+                if f.repaired
+                else "warning"
+                if f.severity == "warning"
+                else ("repairable" if f.repairable else "problem")
+            )
             app.output.say(state + ": {}: {} ({}): {}", f.vault or "(home)", f.check, f.code, f.problem)
             if f.path:
                 app.output.say("  path: {}", f.path)

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 
 def _looks_like_path(arg: str) -> bool:
-    """A mount point rather than a ``VAULT[:FORK]``: it has a '/', starts with '.' or '~',
-    or is an existing directory (as `umount` takes either)."""
-    return "/" in arg or arg.startswith((".", "~")) or os.path.isdir(arg)
+    """A mount point rather than a ``VAULT[:FORK]``, whatever vaults exist: it has a '/' or
+    starts with '.' or '~' (``./NAME`` is how to say the directory when NAME is a vault too)."""
+    return "/" in arg or arg.startswith((".", "~"))
 
 
 def _split_spec(app: App, args: tuple[str, ...]) -> tuple[str | None, str | None, str | None]:
@@ -36,8 +36,19 @@ def _split_spec(app: App, args: tuple[str, ...]) -> tuple[str | None, str | None
         a = args[0]
         if _looks_like_path(a):
             mdir = a
-        elif ":" in a or "@" in a or _is_vault(app, a):
+        elif ":" in a or "@" in a:
             spec = a
+        elif _is_vault(app, a) and os.path.isdir(a):
+            raise UsageError(
+                f"{a!r} is both a vault and a directory here: nothing mounted",
+                hint=f"say which: `avfs mount {a}:FORK` or `avfs mount {a} DIR` for the vault,"
+                f" `avfs mount ./{a}` to mount the selected fork on the directory",
+                details={"vault": a, "directory": os.path.abspath(a)},
+            )
+        elif _is_vault(app, a):
+            spec = a
+        elif os.path.isdir(a):
+            mdir = a
         else:
             from ..core.errors import VaultNotFoundError
             from .suggest import with_suggestions
@@ -132,10 +143,14 @@ def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
     from ..ops import mounts
 
     live = None
-    if target is not None and _looks_like_path(target):
+    # in a directory a vault was made from (no fork selected): that vault's one live mount
+    here = app.spec if app.vault_spec is None and app.spec is not None and ":" not in app.spec else None
+    if target is not None and (
+        _looks_like_path(target) or (os.path.isdir(target) and not _is_vault(app, target))
+    ):
         live = _mount_at(app, target)
-    elif target is None and app.spec is None:
-        found = mounts.list_mounts(app.home)
+    elif target is None and (app.spec is None or here is not None):
+        found = [m for m in mounts.list_mounts(app.home) if here is None or m.vault == here]
         if len(found) > 1:
             listing = ", ".join(f"{_label(m)} at {m.mountpoint}" for m in found)
             raise UsageError(

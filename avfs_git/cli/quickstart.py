@@ -3,7 +3,6 @@ mounted fork and back (over :mod:`avfs_git.ops.quickstart`)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -18,16 +17,15 @@ if TYPE_CHECKING:
 
 
 def _vault_here(app: App) -> Vault[Home] | None:
-    """The vault `avfs up` made from the current directory, when no vault was selected."""
+    """The vault `avfs up` made from the current directory (or one above it), when no vault
+    was selected and no mount holds the current directory: the selection's rule
+    (:attr:`App.spec`)."""
     if app.vault_spec:
         return None
-    from ..ops.quickstart import find_vault_for
-
-    try:
-        name = find_vault_for(app.home, os.path.realpath(os.getcwd()))
-    except OSError:
+    spec = app.spec
+    if spec is None or ":" in spec:
         return None
-    return app.home.vault(name) if name else None
+    return app.home.vault(spec)
 
 
 def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:
@@ -60,7 +58,7 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:
 @click.option(
     "--no-refresh",
     is_flag=True,
-    help="When DIR changed since the vault last saw it, do not bring the changes into main.",
+    help="When DIR changed since the vault last saw it, do not bring the changes into its default fork.",
 )
 @pass_app
 def up_cmd(
@@ -76,8 +74,8 @@ def up_cmd(
     A second `up` of the same DIR reuses its vault; when DIR changed since, the changes are
     checkpointed into the vault's default fork (only when that fork has no changes of its
     own; otherwise a warning says so). Prints the mount point, and on stderr how to start
-    an agent there. Take it down with `avfs down MOUNT --keep` (merge into main) or
-    `--discard`.
+    an agent there. Take it down with `avfs down MOUNT --keep` (merge into the default
+    fork: the branch DIR had checked out) or `--discard`.
     """
     from ..ops.quickstart import up
 
@@ -98,7 +96,8 @@ def up_cmd(
         what = "imported into new vault" if res.vault_created else "vault"
         app.output.info("{}: " + what + " {}, fork {}", res.origin, res.vault, res.fork)
         if res.refreshed and res.refresh_commit:
-            app.output.info("brought the directory's changes into main: {}", res.refresh_commit[:12])
+            default = app.home.vault(res.vault).default_fork
+            app.output.info("brought the directory's changes into {}: {}", default, res.refresh_commit[:12])
         app.output.plain("{}", res.mountpoint)
         if res.hint:
             app.output.info("next: {}", res.hint)
@@ -109,14 +108,20 @@ def up_cmd(
 @click.command("down")
 @click.argument("mount", required=False, metavar="[MOUNT]")
 @click.option("--fork", "fork_spec", metavar="[VAULT:]FORK", help="The fork to take down (instead of MOUNT).")
-@click.option("--keep", "action", flag_value="keep", help="Merge the fork into main, then delete it.")
+@click.option(
+    "--keep",
+    "action",
+    flag_value="keep",
+    help="Merge the fork into the vault's default fork, then delete it.",
+)
 @click.option("--discard", "action", flag_value="discard", help="Delete the fork (undo with `avfs undo`).")
 @click.option("-y", "--yes", is_flag=True, help="Ask nothing (without --keep/--discard: leave the fork).")
 @pass_app
 def down_cmd(app: App, mount: str | None, fork_spec: str | None, action: str | None, yes: bool) -> None:
     """Unmount an agent's fork, checkpoint it, then keep or discard its work.
 
-    --keep merges the fork into the vault's default fork (main) and deletes it; conflicts
+    --keep merges the fork into the vault's default fork (the branch the imported directory
+    had checked out) and deletes it; conflicts
     are data: the fork stays and the command exits 3. --discard deletes the fork (undoable
     with `avfs undo`). With neither, a terminal asks; otherwise the fork stays as it is.
     A mount still in use (a shell's working directory, an open file) stops it before

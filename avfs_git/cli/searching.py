@@ -34,6 +34,12 @@ def _exit_nothing_found(found: bool) -> None:
     help="Only files matching GLOB (name, or path if it has a '/'); '!GLOB' excludes. Repeatable.",
 )
 @click.option("--rev", default=None, metavar="REV", help="Search a revision (checkpoint, fork or commit).")
+@click.option(
+    "--ignored",
+    "include_ignored",
+    is_flag=True,
+    help="Search the paths git ignores too (a venv, node_modules), as `git grep --no-exclude-standard`.",
+)
 @pass_app
 def grep_cmd(
     app: App,
@@ -47,11 +53,15 @@ def grep_cmd(
     fixed: bool,
     globs: tuple[str, ...],
     rev: str | None,
+    include_ignored: bool,
 ) -> None:
     """Print lines matching PATTERN (Python `re` syntax) in the fork's files, or at --rev.
 
-    Binary files (a NUL byte in the first 8000) are skipped, symlinks are not followed.
-    Exits 0 when something matched, 1 when nothing did, 2 on a usage error.
+    Paths git ignores (a venv, node_modules) are skipped, as `git grep` skips them, unless
+    --ignored. The committed files are searched with `git grep` in the vault, the fork's
+    changes through its view. Binary files (a NUL byte in the first 8000) are skipped,
+    symlinks are not followed. Exits 0 when something matched, 1 when nothing did, 2 on a
+    usage error.
     """
     from ..core import search
 
@@ -68,6 +78,7 @@ def grep_cmd(
         globs=globs,
         files_only=files_only,
         count_only=count_only,
+        include_ignored=include_ignored,
     )
     mode = "files" if files_only else "count" if count_only else "lines"
     data: dict[str, Any] = {
@@ -153,12 +164,16 @@ def find_cmd(
     "--limit", "limit", type=int, default=20, show_default=True, help="At most N results (1 to 10000)."
 )
 @click.option("--rebuild", is_flag=True, help="Rebuild the fork's index from git first.")
+@click.option(
+    "--ignored", "include_ignored", is_flag=True, help="Also find paths git ignores (a venv, node_modules)."
+)
 @pass_app
-def search_cmd(app: App, query: str | None, limit: int, rebuild: bool) -> None:
+def search_cmd(app: App, query: str | None, limit: int, rebuild: bool, include_ignored: bool) -> None:
     """Ranked full-text search (SQLite FTS5) over the fork's current files.
 
     QUERY uses FTS5 syntax: words (all must occur), "a phrase", prefix*, OR, NOT,
     NEAR(a b), path:word. The index is per fork and catches up incrementally on each query.
+    Paths git ignores are not among the hits unless --ignored.
     """
     from ..core import fts
     from ..core.errors import UsageError
@@ -178,7 +193,7 @@ def search_cmd(app: App, query: str | None, limit: int, rebuild: bool) -> None:
         }
         app.output.result("search", data, lambda: app.output.info("index rebuilt: {} documents", upd.docs))
         return
-    res = fts.search(vault, fork, query, limit=limit, rebuild=rebuild)
+    res = fts.search(vault, fork, query, limit=limit, rebuild=rebuild, include_ignored=include_ignored)
     data = {
         "vault": vault.name,
         "fork": fork,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
-from ..core.types import ChangeStatus, CommitInfo
+from ..core.types import Change, ChangeStatus, CommitInfo
 from .app import App, pass_app
 
 if TYPE_CHECKING:
@@ -24,6 +25,36 @@ _LETTER = {
 _COLOUR = {"A": "green", "M": "yellow", "D": "red", "R": "cyan", "T": "magenta"}
 
 
+def short_lines(changes: list[Change], in_base: Callable[[str], bool]) -> list[str]:
+    """``git status -s`` lines of a fork's changes, as git prints them in a checkout of the
+    base whose worktree holds the changes: nothing is staged (a fork has no index), so a
+    modification is `` M``, a deletion `` D``, a type change `` T``, a new path ``??`` (after
+    the tracked ones, as git orders them), under its topmost directory the base does not
+    have (``?? dir/``, git's ``--untracked-files=normal``); a rename is its deletion and its
+    new path, as git sees an unstaged one. ``in_base(dir)``: the base tree has ``dir``."""
+    tracked: list[tuple[str, str]] = []
+    new: set[str] = set()
+
+    def untracked(path: str) -> str:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if not in_base(d):
+                return d + "/"
+        return path
+
+    for c in changes:
+        if c.status is ChangeStatus.ADDED:
+            new.add(untracked(c.path))
+        elif c.status is ChangeStatus.RENAMED:
+            if c.old_path:
+                tracked.append((c.old_path, " D"))
+            new.add(untracked(c.path))
+        else:
+            tracked.append((c.path, " " + _LETTER[c.status]))
+    return [f"{xy} {p}" for p, xy in sorted(tracked)] + [f"?? {p}" for p in sorted(new)]
+
+
 @click.command("status")
 @click.option(
     "--ignored", "list_ignored", is_flag=True, help="Also list the paths git ignores (never checkpointed)."
@@ -34,7 +65,7 @@ _COLOUR = {"A": "green", "M": "yellow", "D": "red", "R": "cyan", "T": "magenta"}
     "--porcelain",
     "short",
     is_flag=True,
-    help="One `XY PATH` line per change, as `git status -s` (every change is staged: no index).",
+    help="One `XY PATH` line per change, as `git status -s` prints in a checkout of the base (nothing staged).",
 )
 @click.option("-b", "--branch", "branch", is_flag=True, help="With -s: a `## FORK` line first, as git's.")
 @pass_app
@@ -54,16 +85,10 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
     tip = data["head"]
 
     def human_short() -> None:
-        # git's short format: X is the index, Y the worktree; a checkpoint takes every
-        # change, so each one shows as staged (`git add -A` done)
         if branch:
             app.output.plain("## {}", fork)
-        for c in changes:
-            letter = _LETTER[c.status]
-            if c.old_path:
-                app.output.plain(letter + "  {} -> {}", c.old_path, c.path)
-            else:
-                app.output.plain(letter + "  {}", c.path)
+        for line in short_lines(changes, lambda d: vault.store.tree_lookup(ws.base_tree, d) is not None):
+            app.output.plain("{}", line)
         if list_ignored:
             for p in ignored.files:
                 app.output.plain("!! {}", p)
@@ -117,7 +142,7 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
             for p in ignored.files:
                 o.plain("! {}", p)
         elif ignored.files:
-            o.say("{} ignored path(s) (`avfs status --ignored` lists them)", len(ignored.files))
+            o.say("{} ignored path(s) (`avfs status --ignored` lists them)", data["ignored"])
 
     app.output.result("status", data, human_short if short else human)
 

@@ -32,6 +32,7 @@ from .gitstore import git_error, git_errors, prefer_libgit2, rfc3339
 from .history import checkpoint_names, resolve
 from .types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 from .wscommit import keep_recovery, ws_state
+from .wsstatus import ignored_count
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -134,7 +135,7 @@ def save(
             # what the ref moved from: a `git commit` in the mount may have landed since the
             # tip was read (the checkpoint then went on top of it): undo goes back to that
             tip = str(vault.store.commit_fields(commit).parents[0])
-        ignored = len(ws.captured_ignored.files)
+        ignored = ignored_count(ws.captured_ignored)
         changed: list[dict[str, str | None]] = []
         if commit is not None:
             changed.append({"ref": ws.ref, "old": tip, "new": commit})
@@ -370,18 +371,40 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     return op
 
 
-def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
-    """Revert operation ``op_id`` (the newest undoable one when None).
+def undo(vault: Vault, op_id: int | None = None, *, fork: str | None = None) -> UndoResult:
+    """Revert operation ``op_id`` (the newest undoable one when None; with ``fork``, the
+    newest undoable one that touched that fork: ``undo`` inside a fork's mount).
 
     Refuses with :class:`RefMovedError` when a ref the operation moved has moved again
     since; keeps any uncheckpointed changes it would hide under a recovery ref.
     """
-    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable()
+    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable(fork)
     if op is None:
         raise NothingToUndoError(
-            "nothing to undo" if op_id is None else f"no operation {op_id} in vault {vault.name}",
+            (
+                f"no operation {op_id} in vault {vault.name}"
+                if op_id is not None
+                else "nothing to undo" + (f" on fork {fork}" if fork else "")
+            ),
             hint="`avfs op log` lists the operations",
         )
+    return _undo(vault, op)
+
+
+def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
+    """Undo the newest undo still in effect (with ``fork``: of that fork's operations),
+    bringing back what it had undone; successive redos walk forward again as successive
+    undos walked back. A redo is an undo of an undo (``undoes`` names the undo)."""
+    op = vault.oplog.last_redoable(fork)
+    if op is None:
+        raise NothingToUndoError(
+            "nothing to redo" + (f" on fork {fork}" if fork else ""),
+            hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
+        )
+    return _undo(vault, op)
+
+
+def _undo(vault: Vault, op: Operation) -> UndoResult:
     if op.undone_by is not None:
         raise UsageError(
             f"operation {op.id} was already undone by operation {op.undone_by}",
@@ -393,6 +416,11 @@ def undo(vault: Vault, op_id: int | None = None) -> UndoResult:
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
+        for r in moves:
+            # an undo that deletes a fork (of its creation) refuses while it is mounted, as
+            # deleting it does: the mount's processes would lose their tree
+            if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
+                vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
         for w in wss:
             after = w.get("after")
             if after is not None and vault.has_fork(w["fork"]):

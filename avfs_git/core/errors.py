@@ -347,6 +347,13 @@ class SandboxFailed(IsolationError):
         self.reason = reason
 
 
+class SandboxUnavailableError(IsolationError):
+    """A confined command was asked for where no sandbox can be made (bubblewrap missing, or
+    unable to start) and the policy allows no weaker view: it did not run."""
+
+    code = "sandbox_unavailable"
+
+
 class EnvelopeError(AvfsError):
     """An error a ``proxy exec`` envelope reports in its ``error`` (by :meth:`to_dict`)
     beside what happened: the envelope's own ``exit_code`` is what the call exits with

@@ -127,6 +127,7 @@ class SearchIndex:
         self.path = os.path.join(ws.state_dir, INDEX_FILE)
         self.db: sqlite3.Connection = open_db(self.path, _SCHEMA, version=_VERSION)
         self.stats = IndexStats()
+        self._skip: list[str] = []  # paths whose documents a query leaves out (search's skip)
 
     def close(self) -> None:
         self.db.close()
@@ -273,10 +274,19 @@ class SearchIndex:
         return data.decode("utf-8", "replace")
 
     # -- querying ----------------------------------------------------------------------------
-    def search(self, query: str, *, limit: int = DEFAULT_LIMIT, update: bool = True) -> SearchResult:
-        """The best ``limit`` documents for ``query`` (FTS5 syntax, see the module doc)."""
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        update: bool = True,
+        skip: frozenset[str] = frozenset(),
+    ) -> SearchResult:
+        """The best ``limit`` documents for ``query`` (FTS5 syntax, see the module doc);
+        none at or below the paths ``skip`` (what git ignores: a venv, node_modules)."""
         _check(query, limit)
         upd = self.update() if update else IndexUpdate(False, 0, 0, 0, self._count())
+        self._skip = sorted(skip)
         try:
             return SearchResult(query, self._query(query, limit), upd)
         except sqlite3.OperationalError as exc:
@@ -294,10 +304,15 @@ class SearchIndex:
             raise UsageError(f"invalid search query {query!r}: {exc}", details={"query": query}) from exc
 
     def _query(self, q: str, limit: int) -> list[SearchHit]:
+        skip = self._skip
+        cond = "".join(" AND docs.path != ? AND substr(docs.path, 1, ?) != ?" for _ in skip)
+        args: list[object] = [q]
+        for p in skip:
+            args += [p, len(p) + 1, p + "/"]
         rows = self.db.execute(
             "SELECT docs.path, rank, snippet(fts, -1, '**', '**', '…', 12) FROM fts"
-            " JOIN docs ON docs.id = fts.rowid WHERE fts MATCH ? ORDER BY rank LIMIT ?",
-            (q, limit),
+            f" JOIN docs ON docs.id = fts.rowid WHERE fts MATCH ?{cond} ORDER BY rank LIMIT ?",
+            (*args, limit),
         ).fetchall()
         return [SearchHit(str(p), round(-float(r), 6), str(s)) for p, r, s in rows]
 
@@ -324,15 +339,20 @@ def search(
     *,
     limit: int = DEFAULT_LIMIT,
     rebuild: bool = False,
+    include_ignored: bool = False,
 ) -> SearchResult:
     """Search fork ``fork`` of ``vault`` (its current state: base + overlay), catching the
-    index up first (or rebuilding it from git and the overlay with ``rebuild``)."""
-    with SearchIndex(vault.workspace(fork)) as index:
+    index up first (or rebuilding it from git and the overlay with ``rebuild``). Paths git
+    ignores (a venv, node_modules) are not among the hits, as `git grep` skips them, unless
+    ``include_ignored``."""
+    ws = vault.workspace(fork)
+    skip = frozenset() if include_ignored else ws.ignored().tops
+    with SearchIndex(ws) as index:
         if not rebuild:
-            return index.search(query, limit=limit)
+            return index.search(query, limit=limit, skip=skip)
         _check(query, limit)
         upd = index.update(rebuild=True)
-        return dataclasses.replace(index.search(query, limit=limit, update=False), index=upd)
+        return dataclasses.replace(index.search(query, limit=limit, update=False, skip=skip), index=upd)
 
 
 def rebuild(vault: Vault, fork: str | None) -> IndexUpdate:

@@ -10,6 +10,8 @@ git's rules (``fsck.c`` ``fsck_tree``, ``read-cache.c`` ``verify_path``, ``path.
   same after a backslash (a directory separator on Windows: ``a\\.git``);
 - ``gitmodulesSymlink``: ``.gitmodules`` (or an NTFS/HFS+ synonym, ``GITMOD~1``,
   ``gi7eba~1``...) as a symbolic link;
+- ``gitmodulesBlob``: ``.gitmodules`` (or a synonym) that is not a file: a directory at
+  any depth (fsck then fails on the whole vault);
 - ``.gitattributes``, ``.gitignore`` and ``.mailmap`` as symbolic links: git stores them
   but never follows them (``fsck`` warns, git ignores their contents), so a checkpoint
   leaves them out too rather than record a rule file git would not read.
@@ -29,6 +31,7 @@ MODE_TREE = 0o040000
 DOTGIT = "dotgit"
 GITMODULES_SYMLINK = "gitmodules_symlink"
 GIT_FILE_SYMLINK = "git_file_symlink"
+GITMODULES_DIRECTORY = "gitmodules_directory"
 
 _IGNORED_BY_HFS = frozenset(
     {
@@ -43,7 +46,8 @@ _IGNORED_BY_HFS = frozenset(
 @dataclasses.dataclass(frozen=True, slots=True)
 class NotRecorded:
     """A path of the workspace a checkpoint leaves out, and why (``kind``: one of
-    :data:`DOTGIT`, :data:`GITMODULES_SYMLINK`, :data:`GIT_FILE_SYMLINK`)."""
+    :data:`DOTGIT`, :data:`GITMODULES_SYMLINK`, :data:`GITMODULES_DIRECTORY`,
+    :data:`GIT_FILE_SYMLINK`)."""
 
     path: str
     kind: str
@@ -193,6 +197,10 @@ def refusal(name: str | bytes, mode: int) -> tuple[str, str] | None:
         for which in (b"gitattributes", b"gitignore", b"mailmap"):
             if _is_dot(raw, which):
                 return GIT_FILE_SYMLINK, f"git never follows a symbolic link named .{which.decode()}"
+    elif mode == MODE_TREE and (
+        _is_dot(raw, b"gitmodules") or any(_is_ntfs_dot(p, b"gitmodules", b"gi7eba") for p in rests)
+    ):
+        return GITMODULES_DIRECTORY, "git refuses a .gitmodules that is not a file (fsck: gitmodulesBlob)"
     return None
 
 

@@ -361,12 +361,12 @@ class Home:
         vault.oplog.record(
             "vault_create",
             f"create vault {name}" + (f" from {from_dir}" if from_dir else ""),
-            fork="main",
+            fork=vault.default_fork,
             refs=[
                 {
-                    "ref": refs.fork_ref("main"),
+                    "ref": refs.fork_ref(vault.default_fork),
                     "old": None,
-                    "new": refs.read_ref(vault.store, refs.fork_ref("main")),
+                    "new": refs.read_ref(vault.store, refs.fork_ref(vault.default_fork)),
                 }
             ],
         )

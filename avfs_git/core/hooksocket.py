@@ -3,7 +3,9 @@
 git runs the hook (core/worktree.py's :func:`~.worktree.socket_hook`: Perl where the mount
 found ``perl``, else Python) on every ``git status`` in a fork's mount, of either backend;
 the hook only relays: it sends git's token and a newline over ``SOCKET_NAME`` in the
-mount's worktree git dir, and prints what comes back. The daemon holds what the answer is
+mount's own directory (core/registry.py :func:`~.registry.mount_dir`, which a confined
+command can neither see nor replace: never the worktree's git dir), and prints what comes
+back. The daemon holds what the answer is
 made of, and answers through :class:`HookServer` with its backend's :class:`Answerer`: the
 kernel's record of an overlay mount's upper layer (core/upperwatch.py), or a pure-FUSE
 mount's journal (core/journalhook.py). A daemon that is gone answers nothing: the hook then
@@ -26,7 +28,7 @@ from typing import Protocol
 
 log = logging.getLogger("avfs.hooksocket")
 
-SOCKET_NAME = "avfs-fsmonitor.sock"  # in the worktree's git dir
+SOCKET_NAME = "avfs-fsmonitor.sock"  # in the mount's own directory (registry.mount_dir)
 
 
 class Answerer(Protocol):
@@ -39,7 +41,8 @@ class Answerer(Protocol):
 
 
 def ask(git_dir: str, token: str, timeout_s: float = 10.0) -> list[str] | None:
-    """The answer of the mount daemon whose socket is in ``git_dir`` to ``token`` (its
+    """The answer of the mount daemon whose socket is in ``git_dir`` (the mount's own
+    directory) to ``token`` (its
     parts: a token, then paths), None when there is no complete one."""
     dirfd = None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -67,8 +70,8 @@ def ask(git_dir: str, token: str, timeout_s: float = 10.0) -> list[str] | None:
 
 
 class HookServer:
-    """Answers git's fsmonitor hook of one mount over a Unix socket (``SOCKET_NAME`` in the
-    worktree's git dir) with ``answerer``: the hook sends its token and a newline and
+    """Answers git's fsmonitor hook of one mount over a Unix socket (``SOCKET_NAME`` in
+    ``git_dir``, the mount's own directory) with ``answerer``: the hook sends its token and a newline and
     reads the answer's length in bytes, a newline and the answer (``token\\0path\\0...``)
     until the daemon closes the connection; one not of that length is not used.
     ``on_ask`` is called as each query comes in, before it is answered: git is about to

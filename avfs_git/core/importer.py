@@ -212,8 +212,10 @@ def import_dir(
     if not os.path.isdir(src):
         raise PathNotFoundError(f"{src}: not a directory", details={"path": src})
     top = git_toplevel(src)
-    if top is not None and os.path.realpath(top) == os.path.realpath(src) and _has_commits(src):
+    checkout = top is not None and os.path.realpath(top) == os.path.realpath(src)
+    if checkout and _has_commits(src):
         return _import_checkout(git_dir, src, run_git)
+    fork = _unborn_branch(src) if checkout else None
     paths = _list_files(src, use_gitignore, git_dir)
     if author is None:
         # the same identity checkpoints get: git's user.name / user.email, else avfs
@@ -224,13 +226,30 @@ def import_dir(
         git_dir,
         src,
         paths,
-        refs.fork_ref("main"),
+        refs.fork_ref(fork or "main"),
         f"avfs: import {os.path.basename(src)}\n",
         author,
         progress=progress,
     )
     del skipped  # special files (sockets, fifos) and unreadable ones are not imported
+    if fork is not None:
+        set_default_fork(git_dir, fork)
     return None
+
+
+def _unborn_branch(src: str) -> str | None:
+    """The branch a checkout without commits is on (``git init -b master``), when it is not
+    ``main`` and avfs takes its name as a fork's: the import's fork is named after it."""
+    from .gitrun import run
+
+    proc = run(["-C", src, "symbolic-ref", "-q", "--short", "HEAD"], check=False)
+    branch = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+    if not branch or branch == "main":
+        return None
+    try:
+        return names.check_fork_name(branch)
+    except InvalidNameError:
+        return None
 
 
 def _has_commits(src: str) -> bool:
@@ -257,17 +276,17 @@ def _import_checkout(
     head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
     branch = run_git(["-C", src, "rev-parse", "--abbrev-ref", "HEAD"]).strip()
     store = GitStore(git_dir)
-    has_main = refs.read_ref(store, refs.fork_ref("main")) is not None
-    target = "main"
-    if not has_main:
-        refs.cas_update(store, refs.fork_ref("main"), head, None, "avfs: import")
-    elif branch not in ("HEAD", "main"):
-        try:
-            names.check_fork_name(branch)
-            target = branch
-        except InvalidNameError:
-            target = "main"
-    if refs.read_ref(store, refs.fork_ref(target)) != head:
+    # the checked-out branch is the default fork (the person's `master` or feature branch,
+    # with the uncommitted changes on it); no `main` is made beside it. A detached HEAD (or
+    # a branch name avfs refuses) gets a fork of its own at HEAD, unless `main` is there.
+    target = "main" if branch == "HEAD" else branch
+    try:
+        names.check_fork_name(target)
+    except InvalidNameError:
+        target = "main"
+    if refs.read_ref(store, refs.fork_ref(target)) is None:
+        refs.cas_update(store, refs.fork_ref(target), head, None, "avfs: import")
+    elif refs.read_ref(store, refs.fork_ref(target)) != head:
         target = "imported-worktree"
         refs.cas_update(store, refs.fork_ref(target), head, None, "avfs: import worktree")
     # branches whose names avfs refuses stay in the vault as plain git branches
@@ -288,17 +307,20 @@ def _import_checkout(
     for rec in out.split("\0"):
         if len(rec) > 3:
             items.append((rec[:2], rec[3:]))
-    if target != "main":
-        set_default_fork(git_dir, target)
+    set_default_fork(git_dir, target)
     return (target, items) if items else None
 
 
 def set_default_fork(git_dir: str, fork: str) -> None:
-    """Record a new vault's default fork (when it is not ``main``) in its config."""
+    """Record a new vault's default fork in its config, and point the bare repository's
+    ``HEAD`` at it (what a `git clone` of the vault checks out)."""
     import json
+
+    from .gitrun import run_git
 
     with open(os.path.join(git_dir, "avfs", "config.json"), "w", encoding="utf-8") as fh:
         json.dump({"default_fork": fork}, fh)
+    run_git(["--git-dir", git_dir, "symbolic-ref", "HEAD", refs.fork_ref(fork)])
 
 
 class Target(Protocol):

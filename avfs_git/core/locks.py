@@ -15,7 +15,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .errors import BusyError, from_oserror
@@ -102,6 +102,39 @@ def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
         if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
             return fd
         os.close(fd)  # unlinked (or replaced) while we waited: lock the file there now
+
+
+def remove_unused(path: str, unused: Callable[[], bool]) -> bool:
+    """Unlink the lock file ``path`` when nobody holds it and ``unused()`` (asked under its
+    flock) says nothing will take it again (the fork it locked is gone): a deleted fork
+    leaves no lock file behind. Safe against a waiter: :func:`_lock_fd` compares its fd
+    with the path after locking and locks a new file when this one was unlinked. Returns
+    whether it was removed."""
+    held: dict[str, int] = getattr(_held, "locks", None) or {}
+    if path in held:
+        return False  # this thread holds it: its holder releases it
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held elsewhere: in use
+        try:
+            same = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        if (same.st_dev, same.st_ino) != (mine.st_dev, mine.st_ino) or not unused():
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def exec_lock_path(state_dir: str, fork: str) -> str:

@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .gitstore import rfc3339
@@ -115,9 +116,30 @@ class OpLog:
 
     _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes"
 
-    def recent(self, limit: int = 50) -> list[Operation]:
-        rows = self.db.execute(f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [self._op(r) for r in rows]
+    def recent(self, limit: int = 50, *, fork: str | None = None) -> list[Operation]:
+        """The newest ``limit`` operations; with ``fork``, those that touched that fork
+        (:func:`touches`)."""
+        if fork is None:
+            rows = self.db.execute(
+                f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [self._op(r) for r in rows]
+        out: list[Operation] = []
+        for op in self._newest(fork, ""):
+            out.append(op)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _newest(self, fork: str | None, where: str) -> Iterator[Operation]:
+        """Operations matching the SQL condition ``where`` (may be empty), newest first;
+        with ``fork``, only those that touched it."""
+        cond = f"WHERE {where}" if where else ""
+        cur = self.db.execute(f"SELECT {self._COLS} FROM ops {cond} ORDER BY id DESC")
+        for r in cur:
+            op = self._op(r)
+            if fork is None or touches(op, fork):
+                yield op
 
     def get(self, op_id: int) -> Operation | None:
         r = self.db.execute(f"SELECT {self._COLS} FROM ops WHERE id=?", (op_id,)).fetchone()
@@ -131,10 +153,24 @@ class OpLog:
         r = self.db.execute("SELECT details FROM ops WHERE id=?", (op_id,)).fetchone()
         return {} if r is None else dict(json.loads(r[0]))
 
-    def last_undoable(self) -> Operation | None:
-        """The newest operation that is not undone and is not itself an undo of one."""
-        r = self.db.execute(
-            f"SELECT {self._COLS} FROM ops WHERE undone_by IS NULL AND kind != 'undo'"
-            " AND kind != 'vault_create' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        return None if r is None else self._op(r)
+    def last_undoable(self, fork: str | None = None) -> Operation | None:
+        """The newest operation that is not undone and is not itself an undo of one; with
+        ``fork``, the newest such operation that touched that fork (``undo`` inside a mount:
+        another fork's operations are not that fork's to undo)."""
+        cond = "undone_by IS NULL AND kind != 'undo' AND kind != 'vault_create'"
+        return next(self._newest(fork, cond), None)
+
+    def last_redoable(self, fork: str | None = None) -> Operation | None:
+        """The newest undo that is still in effect (not itself undone, and not a redo: an
+        undo of an undo); ``redo`` undoes it. With ``fork``: of that fork's operations."""
+        cond = "kind = 'undo' AND undone_by IS NULL AND undoes IN (SELECT id FROM ops WHERE kind != 'undo')"
+        return next(self._newest(fork, cond), None)
+
+
+def touches(op: Operation, fork: str) -> bool:
+    """Whether operation ``op`` acted on ``fork``: recorded as its fork, or it moved the
+    fork's branch (a merge into it, its creation or deletion)."""
+    if op.fork == fork:
+        return True
+    ref = "refs/heads/" + fork
+    return any(r.get("ref") == ref for r in op.refs)

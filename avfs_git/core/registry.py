@@ -6,6 +6,11 @@ A mount daemon (``python -m avfs_git.fuse.daemon``) writes one JSON record per m
 mounted -> unmounting`` (``failed`` when the overlay could not be stacked); the file is gone
 when the mount is. Beside it, ``<key>.exec`` names the daemon's exec socket and pid (plain
 text: the CLI's fast path reads it without json), and ``<key>.log`` is the daemon's log.
+``<key>.d/`` (:func:`mount_dir`) holds the files of the mount avfs's host side reads or runs
+(the index stamp and its lock, the wake FIFO, the ack file, the merge marker, git's fsmonitor
+hook and its socket, temp files): never the worktree's git dir, which a confined command can
+write (docs/security.md). The record is the one source of a mount's owner data (daemon pid,
+uid, gid, backend, mount point, hook kind).
 
 Everything that reads or writes those files goes through here: the mount lifecycle
 (``ops/mounts.py``), the daemon (``fuse/daemon.py``), ``doctor``/``stats``
@@ -49,8 +54,12 @@ __all__ = [
     "live_mountpoints",
     "log_path",
     "mount_containing",
+    "mount_dir",
     "mount_key",
+    "mounted_as",
     "mounted_at",
+    "origin_vault",
+    "place",
     "process_start",
     "read_exec",
     "read_record",
@@ -76,6 +85,13 @@ def mount_key(fork: str, revision: str | None) -> str:
 def record_path(state_dir: str, key: str) -> str:
     """``<state_dir>/mounts/<key>.json``: the record of mount ``key`` of a vault."""
     return os.path.join(state_dir, RECORDS, fs_name(key) + ".json")
+
+
+def mount_dir(state_dir: str, key: str) -> str:
+    """``<state_dir>/mounts/<key>.d``: the directory of mount ``key``'s own files, made by
+    its daemon at mount and removed at unmount (doctor and prune remove a dead one's).
+    Inside ``<vault>/avfs``, which a confined command never sees (masked)."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".d")
 
 
 def exec_path(record: str) -> str:
@@ -264,6 +280,62 @@ def mount_containing(home_path: str, path: str, *, revisions: bool = True) -> Mo
     return best
 
 
+def origin_vault(home_path: str, directory: str, *, above: bool = False) -> str | None:
+    """The vault ``avfs up`` made from ``directory`` (a real path): its config's
+    ``origin.dir``; with ``above``, from ``directory`` or the nearest directory above it
+    that a vault was made from. Read from the files alone (a config is parsed only when the
+    directory's name is in it: ``json`` is not loaded for a home whose vaults came from
+    elsewhere)."""
+    try:
+        entries = sorted(d for d in os.listdir(os.path.join(home_path, "vaults")) if d.endswith(".git"))
+    except OSError:
+        return None
+    wanted = [directory]
+    if above:
+        d = directory
+        while os.path.dirname(d) != d:
+            d = os.path.dirname(d)
+            wanted.append(d)
+    found: dict[str, str] = {}
+    for fn in entries:
+        if fn.startswith("."):
+            continue
+        try:
+            with open(os.path.join(home_path, "vaults", fn, "avfs", "config.json"), encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if '"origin"' not in text:
+            continue
+        import json
+
+        try:
+            cfg = json.loads(text)
+        except ValueError:
+            continue
+        origin = cfg.get("origin") if isinstance(cfg, dict) else None
+        where = origin.get("dir") if isinstance(origin, dict) else None
+        if isinstance(where, str) and where in wanted and where not in found:
+            found[where] = fn[: -len(".git")]
+    return next((found[d] for d in wanted if d in found), None)
+
+
+def place(home_path: str, cwd: str) -> str | None:
+    """What a command run in ``cwd`` acts on when it names no vault (no ``--vault``, no
+    ``AVFS_VAULT``): the one rule every command follows, as git finds the repository it runs
+    in. Inside a live mount of a fork (read-write), that fork (``VAULT:FORK``); else in a
+    directory a vault was made from by ``avfs up`` (or below one), that vault (``VAULT``:
+    its default fork); else None (the home's default vault, ``avfs vault use``)."""
+    try:
+        where = os.path.realpath(cwd)
+    except OSError:
+        return None
+    here = mount_containing(home_path, where, revisions=False)
+    if here is not None:
+        return here.spec
+    return origin_vault(home_path, where, above=True)
+
+
 # -- liveness --------------------------------------------------------------------------------
 
 
@@ -279,6 +351,33 @@ def mounted_at(mountpoint: str) -> bool:
                     return True
     except OSError:
         pass
+    return False
+
+
+def mounted_as(mountpoint: str, source: str) -> bool:
+    """Whether the kernel lists a mount of ``source`` (``avfs:VAULT:KEY``) at exactly
+    ``mountpoint`` (a resolved path) in this mount namespace: what a record's mount point
+    is checked against before anything is written through it. Cheaper than
+    :func:`kernel_mounts` (only the lines naming the mount point are parsed): it is asked
+    on every change the CLI makes to a fork with an overlay mount."""
+
+    def esc(text: str) -> bytes:  # mountinfo's octal escapes
+        out = text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+        return out.replace("\n", "\\012").encode("utf-8", "surrogateescape")
+
+    want_mp, want_src = esc(mountpoint), esc(source)
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    for line in data.split(b"\n"):
+        if want_mp not in line:
+            continue
+        head, sep, tail = line.partition(b" - ")
+        parts, rest = head.split(b" "), tail.split(b" ")
+        if sep and len(parts) > 4 and parts[4] == want_mp and len(rest) > 1 and rest[1] == want_src:
+            return True
     return False
 
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import names
 from .errors import InternalError, PathNotFoundError, UsageError
-from .types import MODE_COMMIT, MODE_TREE, NodeKind, kind_of_mode
+from .types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
 from .wsview import Node, Snapshot, View
 
 if TYPE_CHECKING:
@@ -446,6 +446,52 @@ class _Pattern:
     rx: re.Pattern[bytes] | re.Pattern[str]
     text: bool  # match decoded text (a non-ASCII pattern with ignore_case), else bytes
     literal: bytes | None  # a plain substring (fixed, case-sensitive, not a word match)
+    # substrings one of which every matching line holds (ASCII case folded when ``fold``):
+    # what `git grep -F` looks for in the committed tree; None when there is none to name
+    needles: tuple[bytes, ...] | None = None
+    fold: bool = False
+
+
+_BREAK = object()
+
+
+def _needles(parsed: Any) -> list[bytes] | None:
+    """Substrings one of which every match of the parsed pattern holds (the best such set
+    of the pattern's top-level sequence: its longest run of literal characters, or one of
+    a group, a repeat of at least one, or an alternation every branch of which has one);
+    None when the pattern requires none (``\\d+``). Case-insensitive groups and newlines
+    (a match never spans lines) end a run."""
+    best: list[bytes] | None = None
+
+    def better(cand: list[bytes] | None) -> None:
+        nonlocal best
+        if not cand or any(not c for c in cand):
+            return
+        key = (min(len(c) for c in cand), -len(cand))
+        if best is None or key > (min(len(c) for c in best), -len(best)):
+            best = cand
+
+    run = bytearray()
+    for op, av in parsed:
+        if op is _c.LITERAL and av != 10:
+            run += chr(av).encode("utf-8", "surrogateescape")
+            continue
+        better([bytes(run)] if run else None)
+        run = bytearray()
+        if op is _c.SUBPATTERN:
+            if not ((av[1] | av[2]) & re.IGNORECASE):
+                better(_needles(av[3]))
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            if av[0] >= 1:
+                better(_needles(av[2]))
+        elif op is _c.ATOMIC_GROUP:
+            better(_needles(av))
+        elif op is _c.BRANCH:
+            alts = [_needles(b) for b in av[1]]
+            if all(a is not None for a in alts):
+                better([x for a in alts if a is not None for x in a])
+    better([bytes(run)] if run else None)
+    return best
 
 
 def compile_pattern(
@@ -487,7 +533,15 @@ def compile_pattern(
     except re.error as exc:  # pragma: no cover - parse() above accepted it
         raise UsageError(f"invalid regular expression {pattern!r}: {exc}") from exc
     literal = pattern.encode("utf-8", "surrogateescape") if fixed and not ignore_case and not word else None
-    return _Pattern(rx, text, literal)
+    needles: list[bytes] | None = None
+    fold = ignore_case
+    if not text:  # (Unicode case folding, a non-ASCII pattern with -i: no prefilter)
+        parsed_src = _parser.parse(re.escape(pattern) if fixed else pattern, 0)
+        fold = fold or bool(parsed_src.state.flags & re.IGNORECASE)
+        needles = _needles(parsed_src)
+        if needles is not None and fold and not all(n.isascii() for n in needles):
+            needles = None  # git folds ASCII only, as a bytes pattern does: stay exact
+    return _Pattern(rx, text, literal, tuple(needles) if needles else None, fold)
 
 
 class _Timeout(Exception):
@@ -785,6 +839,63 @@ class _Globs:
 
 
 # -- grep ------------------------------------------------------------------------------------
+def _walk_key(path: str) -> list[tuple[int, str]]:
+    """The order :meth:`.wsview.View.files` walks in (a directory's files by name, then its
+    subdirectories, depth first), as a sort key of a path."""
+    parts = path.split("/")
+    return [(1, p) for p in parts[:-1]] + [(0, parts[-1])]
+
+
+def _within(path: str, start: str) -> bool:
+    return not start or path == start or path.startswith(start + "/")
+
+
+def _tree_files(store_path: str, tree: str, starts: Sequence[str]) -> list[str]:
+    """The regular files (not symlinks or submodules) of ``tree`` at or below ``starts``:
+    `git ls-tree -r`, git's own listing."""
+    from .gitrun import run
+
+    args = ["ls-tree", "-r", "-z", "--full-tree", tree]
+    if any(starts):
+        args += ["--", *(f":(literal){p}" for p in starts)]
+    out = run(args, git_dir=store_path).stdout
+    files: list[str] = []
+    for rec in out.split(b"\0"):
+        if not rec:
+            continue
+        meta, _, path = rec.partition(b"\t")
+        if meta.startswith((b"100644", b"100755")):
+            files.append(path.decode("utf-8", "surrogateescape"))
+    return files
+
+
+def _tree_candidates(store_path: str, tree: str, pat: _Pattern, starts: Sequence[str]) -> list[str] | None:
+    """The files of ``tree`` (at or below ``starts``) that hold one of the pattern's needles,
+    as `git grep -F -l` finds them in the object store (git's machinery: no file is read
+    here); None when the pattern names no needle (every file is then a candidate)."""
+    if not pat.needles:
+        return None
+    from .gitrun import git_env, run
+
+    args = ["-c", "grep.patternType=fixed", "grep", "-l", "-z", "-F", "--no-color", "--no-textconv"]
+    if pat.fold:
+        args.append("-i")
+    for n in pat.needles:
+        args += ["-e", n.decode("utf-8", "surrogateescape")]
+    args.append(tree)
+    if any(starts):
+        args += ["--", *(f":(literal){p}" for p in starts)]
+    # bytes, not the locale's characters: -i folds ASCII only, as a bytes pattern does
+    env = {**git_env(), "LC_ALL": "C"}
+    out = run(args, git_dir=store_path, env=env, ok=(0, 1)).stdout
+    prefix = tree.encode() + b":"
+    return [
+        (rec[len(prefix) :] if rec.startswith(prefix) else rec).decode("utf-8", "surrogateescape")
+        for rec in out.split(b"\0")
+        if rec
+    ]
+
+
 def grep(
     ws: Workspace[Vault],
     pattern: str,
@@ -797,10 +908,19 @@ def grep(
     globs: Sequence[str] = (),
     files_only: bool = False,
     count_only: bool = False,
+    include_ignored: bool = False,
     match_timeout_s: float | None = DEFAULT_MATCH_TIMEOUT_S,
 ) -> GrepResult:
     """Search the files of ``ws`` (or of revision ``rev``: a checkpoint, fork or commit)
     for lines matching ``pattern``.
+
+    The committed part is searched with git's own machinery, as `git grep` searches a
+    checkout: `git grep -F` over the base commit's tree in the vault names the files that
+    can match (those holding a substring every match holds, :func:`_needles`), then only
+    those are matched here; the workspace's changes (:meth:`.workspace.Workspace.status`:
+    what differs from the base) are read through its merged view, and what it deleted is
+    left out. Paths git ignores (a venv, ``node_modules``) are skipped, as `git grep`
+    skips them, unless ``include_ignored``.
 
     Args:
         paths: files or directories to search (default: everything).
@@ -809,6 +929,7 @@ def grep(
         globs: file filters (see :class:`_Globs`): ``*.py``, ``src/*``, ``!*.min.js``.
         files_only: stop at each file's first match (``grep -l``).
         count_only: count matching lines, do not collect them (``grep -c``).
+        include_ignored: search the paths git ignores too (`git grep --no-exclude-standard`).
         match_timeout_s: time budget of one file's match (None: unbounded).
 
     Binary files (a NUL in the first 8000 bytes) are skipped, as are symlinks and submodules.
@@ -818,24 +939,85 @@ def grep(
         PathNotFoundError, RevisionNotFoundError.
     """
     pat = compile_pattern(pattern, ignore_case=ignore_case, fixed=fixed, word=word)
-    view = _view(ws, rev)
-    starts = _starts(view, paths)
     flt = _Globs(globs) if globs else None
+    store_path = ws.store.path
+    # what to read here, in the order a walk of the view lists it: (path, view)
+    if rev is None:
+        changes, ignored = ws.status_ignored()
+        live = ws.view
+        base = ws.base
+        starts = [n.path for n in _starts(live, paths)]
+        gone = {c.path for c in changes} | {c.old_path for c in changes if c.old_path}
+        changed = [c.path for c in changes if c.status is not ChangeStatus.DELETED]
+        extra = [(p, live) for p in changed]
+        if include_ignored:
+            for top in sorted(ignored.tops):
+                node = live.lookup(top)
+                if node is None:
+                    continue
+                extra += [(n.path, live) for n in live.files([node])]
+        commit = None
+    else:
+        from .history import resolve
+
+        base = resolve(ws.vault, rev, ws.fork)
+        starts = [n.path for n in _starts(View.of_commit(ws.store, base), paths)]
+        gone, extra, commit = set(), [], base
+    committed = View.of_commit(ws.store, base)
+    tree = ws.store.commit_tree(base)
+    listed = _tree_files(store_path, tree, starts)
+    cands = _tree_candidates(store_path, tree, pat, starts)
+    candidate = set(listed if cands is None else cands)
+    todo: list[tuple[str, View]] = []
+    searched = 0
+    for p in listed:
+        if p in gone or (flt is not None and not flt.match(p)):
+            continue
+        searched += 1
+        if p in candidate:
+            todo.append((p, committed))
+    for p, v in extra:
+        if any(_within(p, st) for st in starts) and (flt is None or flt.match(p)):
+            node = v.lookup(p)
+            if node is not None and node.mode in (MODE_BLOB, MODE_EXEC):
+                searched += 1
+                todo.append((p, v))
+    # per start in the order given, a walk's order below it (as before: a path under two
+    # starts is searched under each)
+    ordered: list[tuple[str, View]] = []
+    for st in starts:
+        ordered += sorted((t for t in todo if _within(t[0], st)), key=lambda t: _walk_key(t[0]))
+    found, binary = _match_files(pat, pattern, ordered, files_only, count_only, match_timeout_s)
+    return GrepResult(commit, found, searched, binary)
+
+
+def _match_files(
+    pat: _Pattern,
+    pattern: str,
+    todo: Sequence[tuple[str, View]],
+    files_only: bool,
+    count_only: bool,
+    match_timeout_s: float | None,
+) -> tuple[list[GrepFile], int]:
+    """Match each of ``todo`` (path, the view to read it from): (the files that matched,
+    how many were skipped as binary)."""
     want_lines = not (files_only or count_only)
     budget = _Budget(None if pat.literal is not None else match_timeout_s)
     found: list[GrepFile] = []
-    searched = binary = 0
+    binary = 0
     literal = pat.literal
     path = ""
     helper: _Helper | None = None
+    # asked before the timer is armed: once armed, its own handler holds SIGVTALRM (asked
+    # inside, every file went to the helper process, ~0.1 s for nothing)
+    in_process = budget.seconds is None or budget.signal_usable()
     try:
         with budget.armed():
-            for node in view.files(starts):
-                path = node.path
-                if flt is not None and not flt.match(path):
+            for path, view in todo:
+                node = view.lookup(path)
+                if node is None or node.mode not in (MODE_BLOB, MODE_EXEC):
                     continue
                 data: Any = view.read_node(node)
-                searched += 1
                 if data.find(b"\0", 0, BINARY_PROBE) >= 0:
                     binary += 1
                     continue
@@ -846,7 +1028,7 @@ def grep(
                         found.append(GrepFile(path, None, []))
                         continue
                 lines: list[tuple[int, Any]]
-                if budget.seconds is not None and not budget.signal_usable():
+                if not in_process and budget.seconds is not None:
                     # off the main thread: no signal reaches the regex engine here
                     if helper is None:
                         helper = _Helper(pat, budget.seconds, want_lines, files_only)
@@ -874,7 +1056,7 @@ def grep(
     finally:
         if helper is not None:
             helper.close()
-    return GrepResult(view.commit, found, searched, binary)
+    return found, binary
 
 
 # -- find ------------------------------------------------------------------------------------

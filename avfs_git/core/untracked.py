@@ -67,14 +67,19 @@ def extension(
     worktree: str,
     git_dir: str,
     gitignores: dict[str, bytes | None] | None = None,
+    *,
+    scratch: str | None = None,
 ) -> bytes | None:
     """The ``UNTR`` extension (signature, size and data) for ``index`` (an index with an
     ``FSMN`` extension last, as :func:`.worktree.index_bytes` writes it) used in
     ``worktree`` (the mount point); ``skeleton``: the index's tree's directories
     ``(path, None)`` and ``.gitignore`` files ``(path, blob id)``, parents first;
     ``gitignores``: the ``.gitignore`` files the worktree shows where they differ from
-    those (None: none). None when git did not make one."""
-    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=git_dir)
+    those (None: none). None when git did not make one. git's scratch tree is made in
+    ``scratch`` (the mount's own directory: never ``git_dir``, where a confined command
+    could swap what is written there for symlinks while it is written), else in the
+    system's temp directory."""
+    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch)
     try:
         root = os.path.join(tmp, "tree")
         os.mkdir(root)

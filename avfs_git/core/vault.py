@@ -35,7 +35,7 @@ from .errors import (
 from .gitstore import GitStore
 from .identity import Identity, Signatures
 from .identity import current as current_identity
-from .locks import file_lock
+from .locks import exec_lock_path, file_lock, remove_unused
 from .mergestate import inherit_state
 from .oplog import OpLog
 from .quota import QuotaTracker, QuotaUsage
@@ -580,6 +580,15 @@ class Vault(Generic[H_co]):
                 refs=changed,
                 workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
             )
+
+        # the fork's lock files go with it (`doctor` would report them as orphans); an undo
+        # that brings the fork back makes them again
+        def gone() -> bool:
+            return refs.read_ref_file(self.path, refs.fork_ref(fork)) is None
+
+        lock_dir = os.path.join(self.state_dir, "locks")
+        remove_unused(os.path.join(lock_dir, names.fs_name(fork) + ".lock"), gone)
+        remove_unused(exec_lock_path(self.state_dir, fork), gone)
         op = self.oplog.get(op_id)
         assert op is not None
         return op

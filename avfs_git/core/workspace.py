@@ -35,7 +35,7 @@ from .mergestate import open_merge, refuse_if_merging
 from .overlay import EMPTY_TREE_ID, Entry, Overlay
 from .packwriter import PackWriter
 from .types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
-from .wsstatus import NO_IGNORED, Changes, Ignored
+from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, settled_now
 from .wswrite import Mutations, VaultQuota
 
@@ -249,13 +249,14 @@ class Workspace(Mutations, Generic[V_co]):
         return None
 
     def mount_git_dir(self) -> str | None:
-        """The git dir of this fork's mount (where its daemon answers for the upper layer's
-        journal), when an overlay mount's upper layer holds anything."""
+        """The own directory of this fork's mount (where its daemon answers for the upper
+        layer's journal, over a socket: core/registry.py ``mount_dir``), when an overlay
+        mount's upper layer holds anything."""
         if self.pinned is not None or not self.overlay.upper_active():
             return None
-        from .worktree import worktree_dir
+        from .worktree import files_dir
 
-        return worktree_dir(self.vault, self.fork)
+        return files_dir(self.vault, self.fork)
 
     def mounted_without_upper(self) -> bool:
         """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
@@ -428,7 +429,7 @@ class Workspace(Mutations, Generic[V_co]):
                 }
                 for c in changes
             ],
-            "ignored": len(ignored.files),
+            "ignored": ignored_count(ignored),
         }
         if list_ignored:
             out["ignored_paths"] = list(ignored.files)

@@ -17,7 +17,7 @@ rewrites the index itself, under the fork lock and before it returns
 right afterwards commit the old tree, undoing the move. The mount daemon also rewrites it
 when it notices a base moved by other hands (its watcher polls). The writers never race:
 
-- they serialize on an ``flock`` of ``avfs-index.lock`` in the worktree's git dir and read
+- they serialize on an ``flock`` of ``avfs-index.lock`` in the mount's own directory and read
   the base only once it is held (whoever writes last writes the newest base), with the
   view time and an open merge in one read transaction (:func:`_read_view`): the index,
   its stat data, its fsmonitor token and its stamp all describe one state; a write
@@ -33,6 +33,17 @@ A move that keeps the view (a checkpoint) patches the index where the bases diff
 that changes it (restore, undo, merge) writes it whole and then waits, bounded, until the
 daemon's watcher (woken through the FIFO ``avfs-wake``) acknowledges in ``avfs-view`` that
 the kernel's caches of the old view are gone: when the move returns, the mount shows it.
+
+**Nothing here trusts the worktree's git dir.** A confined ``proxy exec`` command can write
+that directory (git needs its index and reflog), so avfs's own files of a mount (the stamp,
+its lock, the wake FIFO, the ack file, the merge marker, git's fsmonitor hook and its socket,
+every temp file) live in the mount's own directory (:func:`files_dir`:
+``<vault>/avfs/mounts/<key>.d``, which the sandbox never sees), the mount's owner data
+(daemon pid, uid, gid, backend, mount point) comes from its registry record alone, checked
+against the kernel's mount table, and what avfs still writes into the git dir (the index
+through git's ``index.lock``, ``MERGE_HEAD``, ``MERGE_MSG``) is created ``O_EXCL|O_NOFOLLOW``
+and renamed in: a planted symlink is replaced, never followed. What it reads there (the
+index, ``logs/HEAD``) is read ``O_NOFOLLOW``, bounded, as untrusted data (docs/security.md).
 While a merge with written conflicts is open (:mod:`.mergestate`), the index holds the merged
 tree with the conflicted paths unmerged (stages 1-3) and ``MERGE_HEAD`` is set: git in the
 mount sees its own merge, and ``git commit`` makes the two-parent commit.
@@ -40,9 +51,9 @@ mount sees its own merge, and ``git commit`` makes the two-parent commit.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -55,7 +66,7 @@ from .errors import from_oserror
 from .gitrun import git_env
 from .mergestate import HasState, peek_state
 from .names import fs_name
-from .registry import is_mount_daemon
+from .registry import is_mount_daemon, mount_dir, mounted_as, read_record, record_path
 
 if TYPE_CHECKING:
     from .gitstore import GitStore
@@ -90,13 +101,18 @@ class MountedFork(HasState, Protocol):
     def read(self, path: str) -> bytes: ...
 
 
+# the mount's own files, in files_dir() (never the worktree's git dir: docs/security.md)
 WAKE_FIFO = "avfs-wake"  # a byte written here wakes the daemon's watcher at once
 ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old caches dropped
 ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
 MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
 STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME MERGE": what the index was last written for
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
+HOOK_FILE = "fsmonitor-hook"  # git's fsmonitor hook (config.worktree names it by its path)
+INDEX_ERROR = "avfs-index-error"  # what `git read-tree` said when it could not make the index
 INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
+MAX_READ = 1 << 16  # the most read of a small file (stamp, ack, marker, MERGE_HEAD)
+MAX_INDEX = 1 << 31  # an index larger than this is not patched but written whole
 
 
 def inode_of(path: str) -> int:
@@ -179,9 +195,6 @@ def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -
     return stat_of
 
 
-OWNER_FILE = "avfs-mount"  # in a mount's worktree dir: its daemon's pid, mount point, backend, hook
-
-
 def worktree_name(key: str) -> str:
     """The git worktree name of a mount of ``key`` (a fork, or ``FORK@REV``)."""
     return "avfs-" + fs_name(key, at=True)
@@ -191,25 +204,30 @@ def worktree_dir(vault: MountedVault, key: str) -> str:
     return os.path.join(vault.path, "worktrees", worktree_name(key))
 
 
+def files_dir(vault: MountedVault, key: str) -> str:
+    """The directory of the mount ``key``'s own files (:func:`.registry.mount_dir`)."""
+    return mount_dir(vault.state_dir, key)
+
+
 # git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
-# Unix socket in the worktree's git dir and prints the answer (core/hooksocket.py), which the
+# Unix socket in the mount's own directory and prints the answer (core/hooksocket.py), which the
 # daemon makes from what it alone holds: the kernel's record of an overlay mount's upper
 # layer (core/upperwatch.py), a pure-FUSE mount's journal (core/journalhook.py).
-_SOCKET_HOOK = """#!{python} -SEs
+_SOCKET_HOOK = """#!{python} -IS
 # git's fsmonitor hook (protocol v2) for an avfs mount: the mount daemon answers over a Unix
 # socket in this directory (from the kernel's record of an overlay mount's upper layer, or
 # from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
 # everything may differ.
 import _socket, os, sys
 
-GIT_DIR = {git_dir!r}
+HOME = {files!r}
 SOCKET = {socket!r}
 
 
 def main():
     token = sys.argv[2] if len(sys.argv) > 2 else ""
     try:
-        os.chdir(GIT_DIR)  # a socket's address holds 107 bytes: connect by a relative name
+        os.chdir(HOME)  # a socket's address holds 107 bytes: connect by a relative name
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         s.settimeout({timeout_s})
         s.connect(SOCKET)
@@ -235,7 +253,8 @@ main()
 # every `git status`, and its start-up was most of a warm one. Core built-ins only (`use
 # Socket` alone costs ~9 ms): the socket's constants are this machine's, written in by
 # socket_hook(), and its address is packed by hand (sa_family_t, then the path, relative).
-# -T: taint mode ignores PERL5OPT and PERL5LIB (as Python's -E ignores PYTHON*).
+# -T: taint mode ignores PERL5OPT and PERL5LIB and keeps "." off @INC (as Python's -I ignores
+# PYTHON* and keeps the script's directory off sys.path).
 _SOCKET_HOOK_PERL = r"""#!@PERL@ -T
 # git's fsmonitor hook (protocol v2) for an avfs mount: the mount daemon answers over a Unix
 # socket in this directory (from the kernel's record of an overlay mount's upper layer, or
@@ -247,7 +266,7 @@ my $body = eval {
     local $SIG{PIPE} = "IGNORE";  # a daemon that hung up: an error, not the end of the hook
     alarm @TIMEOUT_S@;
     # a socket's address holds 107 bytes: connect by a relative name
-    chdir @GIT_DIR@ or die "chdir: $!\n";
+    chdir @HOME@ or die "chdir: $!\n";
     socket(my $s, @AF_UNIX@, @SOCK_STREAM@, 0) or die "socket: $!\n";
     connect($s, pack("S a*", @AF_UNIX@, @SOCKET@)) or die "connect: $!\n";
     my $out = "$token\n";
@@ -280,11 +299,11 @@ def _perl_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def socket_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
-    """The fsmonitor hook of the fork's mount whose worktree is ``git_dir`` (either backend:
-    its daemon answers): in Perl run by ``perl`` (an absolute path), or, without one, in
-    Python (this interpreter). A daemon that has not answered within ``timeout_s`` seconds
-    is taken for gone ("/")."""
+def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
+    """The fsmonitor hook of the fork's mount whose own directory is ``files`` (either
+    backend: its daemon answers over the socket there): in Perl run by ``perl`` (an
+    absolute path), or, without one, in Python (this interpreter, isolated: ``-I``). A
+    daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/")."""
     import re
     import socket
     import sys
@@ -293,17 +312,25 @@ def socket_hook(git_dir: str, perl: str | None, timeout_s: int = 60) -> str:
 
     if perl is None:
         return _SOCKET_HOOK.format(
-            python=sys.executable, git_dir=git_dir, socket=SOCKET_NAME, timeout_s=timeout_s
+            python=sys.executable, files=files, socket=SOCKET_NAME, timeout_s=timeout_s
         )
     subs = {
         "@PERL@": perl,
-        "@GIT_DIR@": _perl_str(git_dir),
+        "@HOME@": _perl_str(files),
         "@SOCKET@": _perl_str(SOCKET_NAME),
         "@AF_UNIX@": str(int(socket.AF_UNIX)),
         "@SOCK_STREAM@": str(int(socket.SOCK_STREAM)),
         "@TIMEOUT_S@": str(int(timeout_s)),
     }
     return re.sub("|".join(subs), lambda m: subs[m.group(0)], _SOCKET_HOOK_PERL)
+
+
+class Registered(NamedTuple):
+    """A mount's worktree as :func:`register` made it."""
+
+    git_dir: str  # <vault>/worktrees/avfs-<key>: git's, writable by a confined command
+    files: str  # files_dir(): avfs's own files of the mount, out of the sandbox's view
+    hook: str | None  # the fsmonitor hook's language ("perl", "python"), None without one
 
 
 def register(
@@ -315,29 +342,28 @@ def register(
     *,
     backend: str = "fuse",
     fsmonitor: bool = False,
-) -> str:
+) -> Registered:
     """Register ``mountpoint`` as a worktree whose HEAD is ``head`` (a ref name, or a
-    commit id for a detached, read-only revision); returns the worktree's git dir.
+    commit id for a detached, read-only revision), and make the mount's own directory
+    (:func:`files_dir`).
 
     With ``fsmonitor`` (a fork's mount, whose daemon answers git's fsmonitor hook over
-    :data:`.hooksocket.SOCKET_NAME` in the git dir), git's ``core.fsmonitor`` is set for
-    this worktree only to :func:`socket_hook`, with the untracked cache. The worktree
-    directory is made anew at every mount: one an older avfs left (a daemon killed with -9)
-    gets today's hook.
+    :data:`.hooksocket.SOCKET_NAME` in its own directory), git's ``core.fsmonitor`` is set
+    for this worktree only to :func:`socket_hook` (written in the mount's own directory,
+    named by its absolute path), with the untracked cache. Both directories are made anew
+    at every mount: ones an older avfs left (a daemon killed with -9) get today's hook. The
+    mount's owner data is in the daemon's registry record, nowhere here.
     """
     import subprocess
 
     d = worktree_dir(vault, key)
+    own = files_dir(vault, key)
+    hook_kind: str | None = None
     try:
         shutil.rmtree(d, ignore_errors=True)  # a leftover of a killed mount
+        shutil.rmtree(own, ignore_errors=True)
         os.makedirs(d)
-        owner: dict[str, Any] = {
-            "pid": os.getpid(),
-            "uid": os.getuid(),
-            "gid": os.getgid(),
-            "backend": backend,
-            "mountpoint": mountpoint,
-        }
+        os.makedirs(own)
         files = {
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
@@ -347,22 +373,18 @@ def register(
             perl = shutil.which("perl")
             if perl is not None:
                 perl = os.path.abspath(perl)
-            hook = os.path.join(d, "fsmonitor-hook")
-            files["fsmonitor-hook"] = socket_hook(d, perl)
-            owner["fsmonitor_hook"] = "python" if perl is None else "perl"
+            hook = os.path.join(own, HOOK_FILE)
+            _write_file(own, HOOK_FILE, socket_hook(own, perl).encode(), mode=0o755)
+            hook_kind = "python" if perl is None else "perl"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
             )
-        files[OWNER_FILE] = json.dumps(owner)  # its "fsmonitor_hook" says which hook runs
         for name, text in files.items():
-            with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
-                fh.write(text)
+            _write_file(d, name, text.encode(), via=own)
         if fsmonitor and backend == "fuse":  # the pure-FUSE daemon's watcher reads it
-            os.mkfifo(os.path.join(d, WAKE_FIFO), 0o600)
-        if "fsmonitor-hook" in files:
-            os.chmod(os.path.join(d, "fsmonitor-hook"), 0o755)
+            os.mkfifo(os.path.join(own, WAKE_FIFO), 0o600)
         if "config.worktree" in files:
             enable_worktree_config(vault)
     except OSError as exc:
@@ -371,9 +393,8 @@ def register(
     env["GIT_DIR"] = d
     proc = subprocess.run(["git", "read-tree", index_commit], env=env, capture_output=True, check=False)
     if proc.returncode != 0:  # git still works without an index; status then lists everything
-        with open(os.path.join(d, "avfs-index-error"), "wb") as fh:
-            fh.write(proc.stderr)
-    return d
+        _write_file(own, INDEX_ERROR, proc.stderr)
+    return Registered(d, own, hook_kind)
 
 
 def enable_worktree_config(vault: MountedVault) -> None:
@@ -423,7 +444,7 @@ def write_index(
     under git's own ``index.lock``; when git holds it, nothing is written (returns False).
     """
     try:
-        fd = os.open(os.path.join(git_dir, "index.lock"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = _create_lock(git_dir)
     except FileExistsError:
         return False
     _write_locked(git_dir, fd, index_bytes(vault, commit, stat_of, fsmonitor_token))
@@ -522,8 +543,10 @@ def index_bytes(
 
 
 def _write_locked(git_dir: str, fd: int, data: bytes) -> None:
-    """Write ``data`` through git's ``index.lock`` (``fd``, created by the caller) and
-    rename it over the index: git's own protocol, so git never reads half an index."""
+    """Write ``data`` through git's ``index.lock`` (``fd``, created by the caller
+    ``O_EXCL|O_NOFOLLOW``) and rename it over the index: git's own protocol, so git never
+    reads half an index; the rename replaces whatever ``index`` is (a symlink planted there
+    too), never follows it."""
     index = os.path.join(git_dir, "index")
     lock = index + ".lock"
     try:
@@ -538,11 +561,82 @@ def _write_locked(git_dir: str, fd: int, data: bytes) -> None:
         raise
 
 
-def _read_text(path: str) -> str | None:
+def _create_lock(git_dir: str) -> int:
+    """git's ``index.lock`` of ``git_dir``, created here (FileExistsError: git holds it, or
+    something was planted there: either way it is not ours to write through)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(os.path.join(git_dir, "index.lock"), flags, 0o644)
+
+
+def _write_file(directory: str, name: str, data: bytes, *, via: str | None = None, mode: int = 0o644) -> None:
+    """Replace ``directory/name`` whole: a temp file created ``O_CREAT|O_EXCL|O_NOFOLLOW``
+    under a fresh name in ``via`` (the mount's own directory, which no confined command
+    can write; default ``directory``), written, and renamed over ``name``. A rename
+    replaces what is there (a symlink planted in a worktree's git dir too), never follows
+    it; across file systems (EXDEV) the temp file is made in ``directory`` itself, where
+    ``O_EXCL`` still makes it a new file of this process's."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    where = via or directory
+    while True:
+        tmp = os.path.join(where, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, flags, mode)
+            break
+        except FileExistsError:
+            continue
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            os.fchmod(fh.fileno(), mode)
+        try:
+            os.replace(tmp, os.path.join(directory, name))
+        except OSError as exc:
+            if exc.errno != errno.EXDEV or where == directory:
+                raise
+            os.unlink(tmp)
+            _write_file(directory, name, data, mode=mode)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_bytes(path: str, limit: int = MAX_READ, *, dir_fd: int | None = None) -> bytes | None:
+    """The content of the regular file ``path``, read as untrusted: not through a symlink
+    (``O_NOFOLLOW``), never blocking on a FIFO, None when it is larger than ``limit``
+    bytes, not a regular file, or unreadable."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        chunks = []
+        got = 0
+        while got <= limit:
+            b = os.read(fd, min(1 << 20, limit + 1 - got))
+            if not b:
+                break
+            chunks.append(b)
+            got += len(b)
+        return None if got > limit else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_text(path: str) -> str | None:
+    data = _read_bytes(path)
+    try:
+        return None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
         return None
 
 
@@ -566,26 +660,27 @@ def sync_index(
     differ, O(index entries) in bytes instead of a pass over the tree with an object
     lookup per file; what ``git add`` staged elsewhere stays staged, as after a commit."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
+    own = files_dir(ws.vault, ws.fork)
     try:
-        guard = os.open(os.path.join(git_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        guard = _open_guard(own)
     except (FileNotFoundError, NotADirectoryError):
         return False  # unmounted meanwhile
     except OSError as exc:
-        raise from_oserror(exc, git_dir) from exc
+        raise from_oserror(exc, own) from exc
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
         # read only now, the guard held: a writer after us reads a base at least as new;
         # and in one snapshot: what is written and its stamp describe the same base
         view = _read_view(ws)
         base, stamp, merging = view.base, view.stamp, view.merging
-        stamp_path = os.path.join(git_dir, STAMP_FILE)
+        stamp_path = os.path.join(own, STAMP_FILE)
         if base is None or _read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
         lock = os.path.join(git_dir, "index.lock")
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                fd = _create_lock(git_dir)
                 break
             except FileExistsError:  # git is writing it: its write ends in a moment
                 if time.monotonic() >= deadline:
@@ -611,14 +706,14 @@ def sync_index(
                     skeleton=skeleton,
                 )
                 if merging is None:
-                    data = _with_untracked_cache(ws, git_dir, skeleton, data)
+                    data = _with_untracked_cache(ws, git_dir, own, skeleton, data)
         except BaseException:
             os.close(fd)
             os.unlink(lock)
             raise
-        _merge_head(git_dir, merging)  # before the index: git sees both or neither
+        _merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         _write_locked(git_dir, fd, data)
-        _write_stamp(stamp_path, stamp)
+        _write_file(own, STAMP_FILE, stamp.encode())
         return True
     except OSError as exc:
         raise from_oserror(exc, git_dir) from exc
@@ -627,19 +722,20 @@ def sync_index(
 
 
 def _with_untracked_cache(
-    ws: MountedFork, git_dir: str, skeleton: list[tuple[str, str | None]], data: bytes
+    ws: MountedFork, git_dir: str, own: str, skeleton: list[tuple[str, str | None]], data: bytes
 ) -> bytes:
     """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
     and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
     holds no untracked file (core/untracked.py): the first ``git status`` then lists only
-    the directories the fsmonitor hook names."""
+    the directories the fsmonitor hook names. The mount point is the registry record's,
+    git's scratch files go in the mount's own directory ``own``."""
     from . import untracked
 
-    gitfile = _read_text(os.path.join(git_dir, "gitdir"))
-    if gitfile is None:
+    mountpoint = (_owner(ws.vault, ws.fork) or {}).get("mountpoint")
+    if not isinstance(mountpoint, str) or not mountpoint:
         return data
     ext = untracked.extension(
-        ws.store, skeleton, data, os.path.dirname(gitfile.strip()), git_dir, _gitignores_now(ws, skeleton)
+        ws.store, skeleton, data, mountpoint, git_dir, _gitignores_now(ws, skeleton), scratch=own
     )
     return data if ext is None else untracked.with_extension(data, ext)
 
@@ -681,12 +777,8 @@ def _patched_index(
     from .treediff import diff_trees
     from .types import Change
 
-    try:
-        with open(os.path.join(git_dir, "index"), "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    if len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2":
+    data = _read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
+    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2":
         return None
     store = ws.store
     changes: list[Change] = []
@@ -807,16 +899,17 @@ def _cache_tree_without(index: bytes, off: int, paths: Sequence[str]) -> bytes |
     return b"".join(out) if at == len(data) else None
 
 
-def _merge_head(git_dir: str, merging: dict[str, Any] | None) -> None:
+def _merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:
     """An open avfs merge is git's merge in the mount: ``MERGE_HEAD`` (so ``git commit``
     there makes the two-parent commit, once ``git add`` resolved the unmerged paths) and
-    ``MERGE_MSG``; removed when it ends (only those avfs wrote: the marker file says)."""
-    marker = os.path.join(git_dir, MERGE_MARKER)
+    ``MERGE_MSG``; removed when it ends (only those avfs wrote: the marker file in the
+    mount's own directory ``own`` says)."""
+    marker = os.path.join(own, MERGE_MARKER)
     head = os.path.join(git_dir, "MERGE_HEAD")
     if merging is not None:
-        _write_stamp(os.path.join(git_dir, "MERGE_MSG"), str(merging.get("message") or ""))
-        _write_stamp(head, f"{merging['theirs']}\n")
-        _write_stamp(marker, str(merging["theirs"]))
+        _write_file(git_dir, "MERGE_MSG", str(merging.get("message") or "").encode(), via=own)
+        _write_file(git_dir, "MERGE_HEAD", f"{merging['theirs']}\n".encode(), via=own)
+        _write_file(own, MERGE_MARKER, str(merging["theirs"]).encode())
         return
     ours = _read_text(marker)
     if ours is None:
@@ -830,86 +923,117 @@ def _merge_head(git_dir: str, merging: dict[str, Any] | None) -> None:
     os.unlink(marker)
 
 
-def _write_stamp(path: str, stamp: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(stamp)
-    os.replace(tmp, path)
+def _open_guard(own: str) -> int:
+    """The descriptor of the mount's index lock file (``LOCK_FILE`` in ``own``) to flock."""
+    return os.open(os.path.join(own, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
 
 
-def _live_mount(ws: MountedFork) -> tuple[str, int, int, int] | None:
-    """(git dir, uid, gid, daemon pid) of the live mount of ``ws``'s fork, or None."""
-    from .locks import pid_alive
+class _Live(NamedTuple):
+    """A live mount of a fork, as its registry record says and the kernel confirms."""
 
-    d = worktree_dir(ws.vault, ws.fork)
-    raw = _read_text(os.path.join(d, OWNER_FILE))
-    if raw is None:
+    git_dir: str  # the worktree's git dir (git's; a confined command can write it)
+    files: str  # the mount's own directory (files_dir)
+    uid: int
+    gid: int
+    pid: int  # its daemon
+    overlay: bool  # the overlay backend (else pure FUSE)
+
+
+def _live_mount(ws: MountedFork) -> _Live | None:
+    """The live mount of ``ws``'s fork, or None: from its registry record (which no
+    confined command can write), its daemon running and the kernel listing the mount."""
+    vault = ws.vault
+    rec = _owner(vault, ws.fork)
+    if rec is None:
         return None
     try:
-        owner = json.loads(raw)
-        pid, uid, gid = int(owner["pid"]), int(owner["uid"]), int(owner["gid"])
+        pid, uid, gid = int(rec["pid"]), int(rec["uid"]), int(rec["gid"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not pid_alive(pid) or not is_mount_daemon(pid):
+    if not _live(vault, ws.fork, pid, rec):
         return None  # a daemon killed with -9 left it: nobody runs git there
-    return d, uid, gid, pid
+    return _Live(
+        worktree_dir(vault, ws.fork),
+        files_dir(vault, ws.fork),
+        uid,
+        gid,
+        pid,
+        rec.get("backend") == "overlay",
+    )
+
+
+def _live(vault: MountedVault, key: str, pid: int, rec: dict[str, Any]) -> bool:
+    """Whether the daemon ``pid`` of record ``rec`` (mount ``key`` of ``vault``) serves its
+    mount now: this process (the daemon itself, which asks before its mount is up), or a
+    running mount daemon whose mount point the kernel lists as that mount (its source is
+    ``avfs:VAULT:KEY``): defence in depth beside the record's own safety."""
+    from .locks import pid_alive
+
+    if pid == os.getpid():
+        return True
+    if pid <= 0 or not pid_alive(pid) or not is_mount_daemon(pid):
+        return False
+    mp = rec.get("mountpoint")
+    if not isinstance(mp, str) or not os.path.isabs(mp):
+        return False
+    # the parent resolved, not the mount point itself (a lookup there is a FUSE request)
+    target = os.path.join(os.path.realpath(os.path.dirname(mp)), os.path.basename(mp))
+    return mounted_as(target, f"avfs:{vault.name}:{key}")
 
 
 _owner_cache: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
 
 
-def _owner(d: str) -> dict[str, Any] | None:
-    """The owner file of worktree ``d`` (cached by its inode and time: read on every change
-    the CLI makes to a fork, to know whether it goes through an overlay mount)."""
-    path = os.path.join(d, OWNER_FILE)
+def _owner(vault: MountedVault, key: str) -> dict[str, Any] | None:
+    """The registry record of mount ``key`` of ``vault`` (core/registry.py: its owner data,
+    in ``<vault>/avfs``, never in the worktree's git dir), cached by its inode and time:
+    read on every change the CLI makes to a fork, to know whether it goes through an
+    overlay mount."""
+    path = record_path(vault.state_dir, key)
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        _owner_cache.pop(d, None)
+        _owner_cache.pop(path, None)
         return None
-    key = (st.st_ino, st.st_mtime_ns, st.st_size)
-    hit = _owner_cache.get(d)
-    if hit is not None and hit[0] == key:
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    hit = _owner_cache.get(path)
+    if hit is not None and hit[0] == stamp:
         return hit[1]
-    raw = _read_text(path)
-    try:
-        data = dict(json.loads(raw)) if raw else None
-    except (ValueError, TypeError):
-        data = None
-    _owner_cache[d] = (key, data)
+    data = read_record(path)
+    _owner_cache[path] = (stamp, data)
     return data
 
 
 def overlay_mountpoint(vault: MountedVault, fork: str) -> str | None:
     """The mount point of ``fork``'s live mount when the overlay backend serves it (its
     changes then go through the mount point: core/livedir.py), else None."""
-    from .locks import pid_alive
-
-    owner = _owner(worktree_dir(vault, fork))
+    owner = _owner(vault, fork)
     if not owner or owner.get("backend") != "overlay":
         return None
     try:
         pid = int(owner["pid"])
     except (KeyError, TypeError, ValueError):
         return None
-    if pid != os.getpid() and (not pid_alive(pid) or not is_mount_daemon(pid)):
+    if not _live(vault, fork, pid, owner):
         return None
     mp = owner.get("mountpoint")
     return str(mp) if mp else None
 
 
-def open_wake(git_dir: str) -> int:
-    """The daemon's end of the wake-up FIFO (made by :func:`register`): opened read-write,
-    so it never reads end-of-file when no mover has it open."""
-    return os.open(os.path.join(git_dir, WAKE_FIFO), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+def open_wake(files: str) -> int:
+    """The daemon's end of the wake-up FIFO in its own directory ``files`` (made by
+    :func:`register`): opened read-write, so it never reads end-of-file when no mover has
+    it open."""
+    flags = os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(os.path.join(files, WAKE_FIFO), flags)
 
 
-def acknowledge(git_dir: str, view: tuple[str | None, str | None], seq: int = 0) -> None:
-    """Called by the daemon's watcher: the mount serves ``view`` (base, view time), the
-    kernel no longer caches anything of the previous one, nor anything the journal holds up
-    to position ``seq``."""
+def acknowledge(files: str, view: tuple[str | None, str | None], seq: int = 0) -> None:
+    """Called by the daemon's watcher (``files``: its own directory): the mount serves
+    ``view`` (base, view time), the kernel no longer caches anything of the previous one,
+    nor anything the journal holds up to position ``seq``."""
     try:
-        _write_stamp(os.path.join(git_dir, ACK_FILE), f"{view[0]} {view[1]} {seq}")
+        _write_file(files, ACK_FILE, f"{view[0]} {view[1]} {seq}".encode())
     except OSError:
         pass  # unmounting
 
@@ -917,7 +1041,7 @@ def acknowledge(git_dir: str, view: tuple[str | None, str | None], seq: int = 0)
 def live_fuse_mount(ws: MountedFork) -> bool:
     """Whether ``ws``'s fork has a live pure-FUSE mount (not the overlay backend)."""
     live = _live_mount(ws)
-    return live is not None and (_owner(live[0]) or {}).get("backend") != "overlay"
+    return live is not None and not live.overlay
 
 
 def show_written(ws: MountedFork, seq: int) -> None:
@@ -926,17 +1050,19 @@ def show_written(ws: MountedFork, seq: int) -> None:
     kernel forget what it cached of those paths, so the mount shows the change when the
     call returns, as the overlay backend does (bounded, like a move of the base)."""
     live = _live_mount(ws)
-    if live is None or live[3] == os.getpid():
+    if live is None or live.pid == os.getpid():
         return
-    if (_owner(live[0]) or {}).get("backend") == "overlay":
+    if live.overlay:
         return  # its changes went through the mount: the kernel has them already
-    _wake(live[0])
-    _await_ack(ws, live[0], live[3], seq)
+    _wake(live.files)
+    _await_ack(ws, live.files, live.pid, seq)
 
 
-def _wake(git_dir: str) -> None:
+def _wake(files: str) -> None:
     try:
-        fd = os.open(os.path.join(git_dir, WAKE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(
+            os.path.join(files, WAKE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
     except OSError:
         return  # no daemon reads it (ENXIO), or it is gone: it will poll
     try:
@@ -947,13 +1073,13 @@ def _wake(git_dir: str) -> None:
         os.close(fd)
 
 
-def _await_ack(ws: MountedFork, git_dir: str, pid: int, seq: int | None = None) -> None:
+def _await_ack(ws: MountedFork, files: str, pid: int, seq: int | None = None) -> None:
     """Wait until the mount's watcher says it serves the workspace's current view (and,
     with ``seq``, has handled the journal up to there); bounded: a hung daemon delays a
     change by ``ACK_WAIT_S`` at most, it cannot block it."""
     from .locks import pid_alive
 
-    path = os.path.join(git_dir, ACK_FILE)
+    path = os.path.join(files, ACK_FILE)
     deadline = time.monotonic() + ACK_WAIT_S
     pause = 0.0005
     while True:
@@ -979,16 +1105,15 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     live = _live_mount(ws)
     if live is None:
         return
-    git_dir, uid, gid, pid = live
     # the kernel shows at once what went through an overlay mount: no caches to drop; its
     # index is still written whole when the view changed (a patch of the old one would keep
     # what git staged there, which a restore or undo throws away as `git reset --hard` does)
-    drop_caches = view_changed and (_owner(git_dir) or {}).get("backend") != "overlay"
+    drop_caches = view_changed and not live.overlay
     if drop_caches:
-        _wake(git_dir)  # the watcher drops the caches while the index is written
-    sync_index(ws, git_dir, uid, gid, view_changed=view_changed)
+        _wake(live.files)  # the watcher drops the caches while the index is written
+    sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
     if drop_caches:
-        _await_ack(ws, git_dir, pid)
+        _await_ack(ws, live.files, live.pid)
 
 
 def _read_git_file(path: str, *, tail: bool = False, limit: int = 4096) -> bytes | None:
@@ -1012,9 +1137,32 @@ def _read_git_file(path: str, *, tail: bool = False, limit: int = 4096) -> bytes
 
 
 def _committed_here(git_dir: str, commit: str) -> bool:
-    """Whether the last move of HEAD that git logged in this worktree made ``commit``."""
-    data = _read_git_file(os.path.join(git_dir, "logs", "HEAD"), tail=True)
-    lines = data.splitlines() if data else []
+    """Whether the last move of HEAD that git logged in this worktree made ``commit`` (its
+    ``logs/HEAD`` read as untrusted: no symlink followed, its last 4 KiB)."""
+    import stat
+
+    try:
+        logs = os.open(
+            os.path.join(git_dir, "logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except OSError:
+        return False
+    try:
+        fd = os.open("HEAD", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=logs)
+    except OSError:
+        return False
+    finally:
+        os.close(logs)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        os.lseek(fd, max(0, st.st_size - 4096), os.SEEK_SET)
+        lines = os.read(fd, 4096).splitlines()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     last = lines[-1].split(b" ", 2) if lines else []
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
 
@@ -1026,9 +1174,12 @@ def moved_here(ws: MountedFork, commit: str) -> bool:
     live = _live_mount(ws)
     if live is None:
         return False
-    if _read_git_file(os.path.join(live[0], "HEAD"), limit=1024) != f"ref: refs/heads/{ws.fork}\n".encode():
+    if (
+        _read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
+        != f"ref: refs/heads/{ws.fork}\n".encode()
+    ):
         return False
-    return _committed_here(live[0], commit)
+    return _committed_here(live.git_dir, commit)
 
 
 # git's own operations left open in a worktree's git dir (git's wt-status.c reads the same)
@@ -1052,7 +1203,7 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     live = _live_mount(ws)
     if live is None:
         return None
-    d = live[0]
+    d = live.git_dir
     raw = (_read_git_file(os.path.join(d, "HEAD"), limit=1024) or b"").decode("utf-8", "replace").strip()
     head: str | None = f"refs/heads/{ws.fork}"
     detached: str | None = None
@@ -1065,7 +1216,7 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     for name, what in _GIT_IN_PROGRESS:
         if not os.path.lexists(os.path.join(d, name)):
             continue
-        if name == "MERGE_HEAD" and _read_text(os.path.join(d, MERGE_MARKER)) is not None:
+        if name == "MERGE_HEAD" and _read_text(os.path.join(live.files, MERGE_MARKER)) is not None:
             continue  # avfs's own open merge: core/mergestate.py says what it is
         doing = what
         break
@@ -1081,24 +1232,79 @@ def stamp_current(ws: MountedFork) -> None:
     live = _live_mount(ws)
     if live is None:
         return
-    if not _committed_here(live[0], ws.base):
-        sync_index(ws, live[0], live[1], live[2])
+    if not _committed_here(live.git_dir, ws.base):
+        sync_index(ws, live.git_dir, live.uid, live.gid)
         return
     try:
-        guard = os.open(os.path.join(live[0], LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        guard = _open_guard(live.files)
     except OSError:
         return  # unmounted meanwhile
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
         view = _read_view(ws)
         stamp, merging = view.stamp, view.merging
-        _merge_head(live[0], merging)  # git removed its MERGE_HEAD when it committed
-        _write_stamp(os.path.join(live[0], STAMP_FILE), stamp)
+        _merge_head(live.git_dir, live.files, merging)  # git removed its MERGE_HEAD when it committed
+        _write_file(live.files, STAMP_FILE, stamp.encode())
     except OSError:
         pass
     finally:
         os.close(guard)
 
 
-def unregister(git_dir: str) -> None:
-    shutil.rmtree(git_dir, ignore_errors=True)
+SCRUB_MAX = 100_000  # entries looked at in a worktree's git dir after a command, at most
+
+
+def scrub(vault: MountedVault, key: str) -> list[str]:
+    """After a confined command (which could write the git dir of mount ``key``'s worktree),
+    remove whatever it left there that is neither a regular file nor a directory, at any
+    depth: a symlink (the person's plain git follows one: a ``logs`` link to a host
+    directory would have the next ``git commit`` append its reflog there), a FIFO (git
+    would block on it), a socket or a device node. Walked by directory descriptors, no
+    link followed; the command and its sandbox are gone, so nothing races the walk.
+    Returns the paths removed, relative to the git dir."""
+    import stat
+
+    removed: list[str] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(worktree_dir(vault, key), flags)
+    except OSError:
+        return removed
+    todo: list[tuple[int, str]] = [(top, "")]
+    seen = 0
+    while todo:
+        fd, rel = todo.pop()
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for e in entries:
+                seen += 1
+                if seen > SCRUB_MAX:
+                    break
+                try:
+                    mode = os.lstat(e.name, dir_fd=fd).st_mode
+                except OSError:
+                    continue
+                path = f"{rel}{e.name}"
+                if stat.S_ISDIR(mode):
+                    try:
+                        todo.append((os.open(e.name, flags, dir_fd=fd), path + "/"))
+                    except OSError:
+                        pass
+                elif not stat.S_ISREG(mode):
+                    try:
+                        os.unlink(e.name, dir_fd=fd)
+                        removed.append(path)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def unregister(reg: Registered) -> None:
+    """Remove a mount's worktree and its own directory (at unmount)."""
+    shutil.rmtree(reg.git_dir, ignore_errors=True)
+    shutil.rmtree(reg.files, ignore_errors=True)

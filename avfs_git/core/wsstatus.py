@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from . import gitnames, names, upperjournal
 from .errors import AvfsError
@@ -40,6 +40,25 @@ class Ignored:
 
 
 NO_IGNORED = Ignored()
+
+
+def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
+    """How many paths git ignores: the one count that `status`, `checkpoint save` and `proxy
+    exec` report (``ignored``), and the number of ``!!`` lines `git status --ignored` prints
+    for the same tree: a new directory whose new paths git all ignores (a venv, a
+    node_modules) is one path, as is each other ignored file (:attr:`Ignored.tops`). It
+    does not depend on how much of an ignored directory avfs happened to walk.
+    ``touched``: only those a command wrote (`proxy exec`): a path at or below one of them,
+    or one holding one (pip writing into an ignored venv counts that venv)."""
+    if touched is None:
+        return len(ignored.tops)
+    roots = frozenset(touched)
+    if not roots:
+        return 0
+    if "" in roots:
+        return len(ignored.tops)
+    above = {a for r in roots for a in names.ancestors(r) if a}
+    return sum(1 for p in ignored.tops if p in above or covered(p, roots))
 
 
 def covered(path: str, dirs: frozenset[str]) -> bool:

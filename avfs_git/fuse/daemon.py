@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         "fork": args.fork,
         "mountpoint": args.mountpoint,
         "pid": os.getpid(),
+        # the mount's owner data lives here alone (never in the worktree's git dir, which a
+        # confined command can write): what core/worktree.py writes the index with
+        "uid": os.getuid(),
+        "gid": os.getgid(),
         "state": "mounting",
         "read_only": read_only,
         "revision": args.revision,
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..core import refs, worktree
 
     head = args.revision if read_only else refs.fork_ref(args.fork)
-    wt = worktree.register(
+    made = worktree.register(
         vault,
         key,
         args.mountpoint,
@@ -198,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         backend="overlay" if overlay else "fuse",
         fsmonitor=not read_only,
     )
+    wt, own = made.git_dir, made.files  # git's dir, and the mount's own (out of the sandbox)
+    record["fsmonitor_hook"] = made.hook  # written when the mount is announced
     gitfile = f"gitdir: {wt}\n".encode()
     hook_server = None
     if not read_only and not overlay:
         # git's fsmonitor hook is answered from the workspace's journal, where every change
         # the mount serves is written before the call that made it returns
-        hook_server = _start_journal_hook(ws, wt)
+        hook_server = _start_journal_hook(ws, own)
 
     if overlay:
         from ..core.upper import drop_origins, tidy_for_mount
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         _pin_gitfile(layers["upper"], gitfile)
         # git's fsmonitor hook is answered from the kernel's record of the upper layer's
         # changes: every directory there is watched before the overlay is stacked on it
-        hook_server = _start_upper_watch(ws, served, layers["upper"], wt, warm.pause)
+        hook_server = _start_upper_watch(ws, served, layers["upper"], own, warm.pause)
 
     def write_index() -> bool:
         # the index git starts from: the base tree with the stat data the mount reports,
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_view(view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
         # tell a process that moved the base, or changed paths, that the mount shows it now
         # (it waits for this before it returns: core/worktree.py), then see to the index
-        worktree.acknowledge(wt, view, seq)
+        worktree.acknowledge(own, view, seq)
         if moved:
             refresh_index()
 
@@ -260,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
     # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
     signal.signal(signal.SIGHUP, lambda signum, frame: None)
-    wake_fd = None if read_only or overlay else worktree.open_wake(wt)
+    wake_fd = None if read_only or overlay else worktree.open_wake(own)
     ops = WorkspaceFS(
         served,
         read_only=read_only or overlay,
@@ -320,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         if wake_fd is not None:
             os.close(wake_fd)
-        worktree.unregister(wt)
+        worktree.unregister(made)
         try:
             os.unlink(reg)
         except FileNotFoundError:
@@ -344,7 +350,7 @@ def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
     return "dir" if node.is_dir else "other"
 
 
-def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str, on_ask: Callable[[], None]) -> Any:
+def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None]) -> Any:
     """Watch the upper layer (core/upperwatch.py) and answer git's fsmonitor hook from it
     (calling ``on_ask`` as each query comes in); None when that cannot start (the hook then
     answers "everything": git looks at every file, slower but right)."""
@@ -366,7 +372,7 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str, on_ask
     try:
         watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
         watch.start()
-        server = HookServer(git_dir, watch, on_ask)
+        server = HookServer(own, watch, on_ask)
         server.start()
         return server
     except Exception:
@@ -374,7 +380,7 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, git_dir: str, on_ask
         return None
 
 
-def _start_journal_hook(ws: Any, git_dir: str) -> Any:
+def _start_journal_hook(ws: Any, own: str) -> Any:
     """Answer git's fsmonitor hook of a pure-FUSE mount from the workspace's journal
     (core/journalhook.py); None when the socket cannot be served (the hook then answers
     "everything": git looks at every file, slower but right)."""
@@ -382,7 +388,7 @@ def _start_journal_hook(ws: Any, git_dir: str) -> Any:
     from ..core.journalhook import JournalAnswerer
 
     try:
-        server = HookServer(git_dir, JournalAnswerer(ws.overlay))
+        server = HookServer(own, JournalAnswerer(ws.overlay))
         server.start()
         return server
     except Exception:

@@ -154,7 +154,8 @@ def _pre_answer(
 ) -> HookAnswer:
     """A PreToolUse answer. Codex runs a command on ``allow`` and ``ask`` answers it does not
     support (it fails open), so for Codex allow is silence and ask becomes deny. ``updated``:
-    the tool input to run instead (Claude Code's ``updatedInput``, with ``allow`` only)."""
+    the tool input to run instead (Claude Code's ``updatedInput``, with ``allow`` or ``ask``:
+    an ``ask`` shows the person the input that will run)."""
     if agent == "codex":
         if decision == "allow":
             return HookAnswer(None)  # no answer: Codex's own approval rules apply
@@ -166,7 +167,7 @@ def _pre_answer(
         "permissionDecision": decision,
         "permissionDecisionReason": reason,
     }
-    if updated is not None and decision == "allow":
+    if updated is not None and decision in ("allow", "ask"):
         specific["updatedInput"] = dict(updated)
     return HookAnswer({"hookSpecificOutput": specific})
 
@@ -215,8 +216,59 @@ def self_command(argv0: str, executable: str) -> str:
 # the shell a rewritten command runs in: Claude Code's Bash tool runs bash (or zsh), so a
 # bash-ism (`[[ ]]`, arrays, `source`) keeps working; /bin/sh where there is no bash
 _SHELLS: Final = ("/bin/bash", "/usr/bin/bash", "/bin/sh")
-# `cd`, `cd DIR` with a plain DIR (no expansion, no second command): left as it is
-_LONE_CD: Final = re.compile(r"\s*cd(?:\s+[\w./@%+=:,~-]+)?\s*")
+# the characters of a lone `cd` line: none of them is shell syntax (no newline, quote,
+# `$`, `~`, `;`, `&`, `#`, glob or brace), so a shell reads it as the policy's lexer does
+_PLAIN: Final = re.compile(r"[ \t]*[A-Za-z0-9_./@%+=:,-]+(?:[ \t]+[A-Za-z0-9_./@%+=:,-]+)*[ \t]*")
+
+
+def _lone_cd(raw: str) -> list[str] | None:
+    """The words of ``raw`` when it is one plain ``cd`` and nothing else (``cd``, ``cd -``,
+    ``cd DIR``, ``cd -- DIR``, ``builtin cd DIR``), read with the policy's shell lexer; else
+    None. A newline, ``;``, ``&``, a comment, a quote or an expansion makes it something else."""
+    if not _PLAIN.fullmatch(raw):
+        return None
+    from ..policy.lexer import Lexer, ParseError, TooComplex
+
+    try:
+        lexer = Lexer(raw, 0, 0)
+        lexer.run()
+    except (ParseError, TooComplex):
+        return None
+    words: list[str] = []
+    for tok in lexer.toks:
+        w = tok.word
+        if tok.kind != "w" or w is None or w.dynamic or w.subs or w.glob or w.tilde or w.unknown:
+            return None
+        words.append(w.value)
+    if words[:2] == ["builtin", "cd"]:
+        words = words[1:]
+    if not words or words[0] != "cd":
+        return None
+    args = words[1:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+        if len(args) != 1:
+            return None
+    elif args and args[0].startswith("-") and args[0] != "-":
+        return None
+    if len(args) > 1:
+        return None
+    return args
+
+
+def _cd_after(raw: str, cwd: str, mountpoint: str) -> str:
+    """What the agent's own shell runs after a confined lone ``cd`` succeeded, so that
+    Claude Code's shell moves as the command said (its directory is kept across calls):
+    ``command cd`` to the same place, as an absolute path (no ``CDPATH``, no function
+    named ``cd``). Empty when ``raw`` is not a lone ``cd DIR``, or when DIR (its symlinks
+    resolved) is not in the mount: the agent's shell never leaves the fork that way."""
+    args = _lone_cd(raw)
+    if not args or args == ["-"]:
+        return ""  # not a lone `cd`, or one to $HOME or $OLDPWD: places outside the fork
+    target = os.path.normpath(os.path.join(cwd, args[0]))
+    if not _inside(os.path.realpath(target), os.path.realpath(mountpoint)):
+        return ""
+    return " && command cd -- " + shlex.quote(target)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -246,45 +298,60 @@ def _confined(
     event: HookEvent,
     where: registry.MountedFork | None,
     confine: Confine | None,
-) -> tuple[dict[str, Any] | None, str]:
-    """The tool input that runs an allowed Bash call confined, and what the reason adds.
+) -> tuple[dict[str, Any] | None, str, str | None]:
+    """The tool input that runs an allowed Bash call confined, what the reason adds, and
+    why it must be refused instead (None: it may run).
 
     The command becomes ``AVFS --home H --vault V:F proxy exec --quiet [--cwd DIR]
     [--timeout-ms N] -- /bin/bash -c 'COMMAND'``: it runs through the mount's exec socket in
     avfs's sandbox (docs/proxy.md), prints the command's own stdout and stderr and exits with
-    its status. Only Claude Code takes a rewritten input here; elsewhere (no mounted fork, a
-    read-only one, ``AVFS_HOOK_HOST=writable``) the command runs as it is and the reason says
-    so."""
+    its status. A lone ``cd DIR`` is rewritten the same way, followed by ``&& command cd --
+    /abs/DIR`` so that the agent's shell moves where the confined ``cd`` could go.
+
+    In a mounted fork an allowed command is either rewritten or refused, never run as it
+    is. Outside one (no fork to run in), for Codex (its hooks cannot rewrite yet) and with
+    ``AVFS_HOOK_HOST=writable`` (the person's choice) the command runs as it is and the
+    reason says so."""
     if agent != "claude" or confine is None:
-        return None, ""
+        return None, "", None
     if confine.host == "writable":
-        return None, "; not confined: AVFS_HOOK_HOST=writable, the command runs on the host as it is"
+        return None, "; not confined: AVFS_HOOK_HOST=writable, the command runs on the host as it is", None
     if where is None:
-        return None, (
+        return (
+            None,
             f"; not confined: {event.cwd} is not in a mounted avfs fork, so the command runs on the"
-            " host as it is (mount a fork and start the agent there to confine it)"
+            " host as it is (mount a fork and start the agent there to confine it)",
+            None,
         )
+    fork = f"{where.vault}:{where.fork}"
     if where.read_only:
-        return None, f"; not confined: {where.vault}:{where.fork} is mounted read-only"
+        return (
+            None,
+            "",
+            (
+                f"{fork} is mounted read-only, where `avfs proxy exec` cannot run a command confined;"
+                " avfs never lets a command of a mounted fork run unconfined (mount a fork read-write)"
+            ),
+        )
     if confine.avfs is None:
-        return None, "; not confined: avfs does not know its own path"
+        return None, "", "avfs does not know its own path, so it cannot run the command confined"
     raw = (event.tool_input or {}).get("command")
-    if not isinstance(raw, str):
-        return None, ""
-    if _LONE_CD.fullmatch(raw):
-        # it only moves the agent's shell (Claude Code keeps its directory across calls);
-        # confined, it would move nothing. Where it leads is judged at the next call.
-        return None, "; not confined: a lone `cd` changes only the shell's directory"
+    if not isinstance(raw, str) or not raw.strip():
+        return None, "", "the command is not a shell line avfs can run confined"
+    if "\x00" in raw:
+        return None, "", "the command holds a NUL character, which no shell argument can carry"
     rel = os.path.relpath(os.path.realpath(event.cwd), where.mountpoint)
     rel = "" if rel == "." else rel
+    if rel == ".." or rel.startswith("../"):
+        return None, "", f"{event.cwd} resolves outside the mount of {fork}"
     if rel.split("/", 1)[0] == ".git":
-        return None, f"; not confined: {event.cwd} is inside the fork's .git"
+        return None, "", f"{event.cwd} is inside the fork's .git, where no command runs confined"
     words = [
         confine.avfs,
         "--home",
         shlex.quote(settings.home),
         "--vault",
-        shlex.quote(f"{where.vault}:{where.fork}"),
+        shlex.quote(fork),
         "proxy",
         "exec",
         "--quiet",
@@ -296,8 +363,12 @@ def _confined(
         words += ["--timeout-ms", str(timeout)]
     shell = next((p for p in _SHELLS if os.access(p, os.X_OK)), "/bin/sh")
     words += ["--", shell, "-c", shlex.quote(raw)]
-    updated = {**(event.tool_input or {}), "command": " ".join(words)}
-    return updated, f"; runs confined: `avfs proxy exec` in {where.vault}:{where.fork} (see docs/proxy.md)"
+    after = _cd_after(raw, event.cwd, where.mountpoint)
+    updated = {**(event.tool_input or {}), "command": " ".join(words) + after}
+    note = f"; runs confined: `avfs proxy exec` in {fork} (see docs/proxy.md)"
+    if after:
+        note += "; then the agent's shell moves there (`command cd`)"
+    return updated, note, None
 
 
 def _pre_tool_use(
@@ -339,12 +410,23 @@ def _pre_tool_use(
             " and outside any mounted avfs fork, so a person decides",
         )
     if action == "allow":
-        updated, note = _confined(agent, settings, event, where, confine)
+        updated, note, refuse = _confined(agent, settings, event, where, confine)
+        if refuse is not None:
+            return _pre_answer(agent, "deny", reason + f"; but {refuse}")
         return _pre_answer(agent, "allow", reason + note, updated)
     if action == "deny":
         return _pre_answer(agent, "deny", reason)
     if action == "require_approval":
-        return _pre_answer(agent, "ask", reason)
+        if where is None:
+            return _pre_answer(agent, "ask", reason)
+        # in a mounted fork even an approved command runs confined: the person is asked
+        # about the rewritten command, and `proxy exec` then asks for its own approval token
+        updated, note, refuse = _confined(agent, settings, event, where, confine)
+        if refuse is not None:
+            return _pre_answer(agent, "deny", reason + f"; but {refuse}")
+        if updated is not None:
+            note += "; it needs a person's approval there too: `proxy exec` prints an approval token"
+        return _pre_answer(agent, "ask", reason + note, updated)
     # allow_with_checkpoint
     if where is None:
         return _pre_answer(
@@ -354,12 +436,14 @@ def _pre_tool_use(
         )
     if where.read_only:
         return _pre_answer(agent, "deny", reason + f"; {where.vault}:{where.fork} is mounted read-only")
+    updated, note, refuse = _confined(agent, settings, event, where, confine)
+    if refuse is not None:  # refused before a checkpoint is taken for nothing
+        return _pre_answer(agent, "deny", reason + f"; but {refuse}")
     try:
         commit, created = _checkpoint(settings, where, f"avfs hook: before `{_short(text)}`")
     except AvfsError as exc:
         return _pre_answer(agent, "deny", reason + f"; but the checkpoint first failed: {exc.message}")
     got = "checkpoint" if created else "nothing to checkpoint; fork at"
-    updated, note = _confined(agent, settings, event, where, confine)
     return _pre_answer(
         agent, "allow", reason + f"; {got} {commit[:12]} of {where.vault}:{where.fork}" + note, updated
     )

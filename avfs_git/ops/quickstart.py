@@ -42,6 +42,7 @@ from ..core.errors import (
 from ..core.gitstore import GitStore, blob_id, file_blob_id
 from ..core.merge import MergeResult, merge
 from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, CommitId, NodeKind, to_json
+from ..core.wsstatus import ignored_count
 
 if TYPE_CHECKING:
     from ..core.home import Home
@@ -195,24 +196,9 @@ def origin_commit(vault: Vault) -> CommitId | None:
 
 def find_vault_for(home: Home, directory: str) -> str | None:
     """The name of the vault ``up`` made from ``directory`` (a real path), if any."""
-    import json
+    from ..core.registry import origin_vault
 
-    try:
-        entries = sorted(os.listdir(home.vaults_dir))
-    except FileNotFoundError:
-        return None
-    for fn in entries:
-        if not fn.endswith(".git") or fn.startswith("."):
-            continue
-        try:
-            with open(os.path.join(home.vaults_dir, fn, "avfs", "config.json"), encoding="utf-8") as fh:
-                cfg = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        origin = cfg.get("origin") if isinstance(cfg, dict) else None
-        if isinstance(origin, dict) and origin.get("dir") == directory:
-            return fn[: -len(".git")]
-    return None
+    return origin_vault(home.path, directory)
 
 
 def _vault_name_for(home: Home, directory: str) -> str:
@@ -666,7 +652,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
         files=files,
         symlinks=links,
         dirs=dirs,
-        ignored=len(ignored.files),
+        ignored=ignored_count(ignored),
     )
 
 

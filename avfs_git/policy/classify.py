@@ -6,6 +6,7 @@ follows the working directory. Pure: no process is started, no file is read.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -33,12 +34,15 @@ from .programs import (
     SOURCE,
     WRAPPERS,
     avfs_itself,
+    canonical_args,
     find_execs,
+    git_env_runs,
     inline_code,
     interpreter,
     parallel_text,
     program_cwd,
     reads_stdin_code,
+    script_language,
     shell_mode,
     unwrap,
     with_input,
@@ -50,6 +54,7 @@ _MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is ju
 # runs what was there before
 _METADATA_ONLY: Final = frozenset({"chmod", "chown", "chgrp", "touch", "chattr", "setfacl", "stat", "ls"})
 _EVAL_LIKE: Final = frozenset({"eval"})
+_EXPORTS: Final = frozenset({"export", "declare", "typeset", "readonly", "local"})
 
 
 def _program_name(value: str) -> str:
@@ -176,6 +181,7 @@ class Classifier(Effects):
                 for sub in r.heredoc.subs:
                     parts.extend(self.script_tokens(sub, cwd, depth + 1))
         if not stage.words:
+            self.exported_git_code(stage.assigns, parts)
             return parts + self.redirect_parts(stage.redirs, cwd), None, _SAME
         got, eater, new_cwd = self.command_words(
             stage.words, by_word, stage.redirs, cwd, depth, assigns=stage.assigns
@@ -257,7 +263,7 @@ class Classifier(Effects):
                     continue
             if at:
                 words, at = words[at:], 0
-            args = words[1:]
+            args = canonical_args(name, words[1:])  # `sed -nEi`, `env --split-s`: as read
             if name in SHELLS:
                 kind, script = shell_mode(args)
                 if kind == "c" and script is not None and not script.unknown:
@@ -279,10 +285,16 @@ class Classifier(Effects):
                     parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
             eff_cwd = program_cwd(name, args, cwd)
             rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
-            if rule is not None and "/" in w0.value and not w0.value.startswith(("/", "~")):
-                rule = self.workspace_program(rule)
+            if (
+                rule is not None
+                and "/" in w0.value
+                and (not w0.value.startswith(("/", "~")) or within(posixpath.normpath(w0.value), self.root))
+            ):
+                rule = self.workspace_program(rule)  # `./ls`, and `$PWD/ls` written out
             part = self.part_for(name, words, eff_cwd, rule=rule)
             self.secrets(part, args, redirs, eff_cwd)
+            if name in _EXPORTS:
+                self.exported_git_code(args, [part])
             if interpreter(name) is not None:
                 parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
             itself = avfs_itself(w0.value, args)
@@ -317,6 +329,19 @@ class Classifier(Effects):
                 new_cwd = cd_target(name, args, cwd)
             got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
             return got, eater, new_cwd
+
+    def exported_git_code(self, words: Sequence[Word], parts: list[Part]) -> None:
+        """``export GIT_SSH_COMMAND=CMD`` (or a bare assignment): every later git of the
+        shell runs CMD; judged as git running it (:meth:`git_code`)."""
+        for w in words:
+            var = git_env_runs(w.value)
+            if var is None:
+                continue
+            if not parts or parts[-1].program not in _EXPORTS:
+                self.tick()
+                parts.append(Part((w.value,), "", (), None, "", ""))
+            self.mark_git_code(parts[-1], f"`{show((w.value,), 60)}` sets {var}, which git runs")
+            return
 
     def secrets(self, part: Part, args: list[Word], redirs: list[Redir], cwd: str | None) -> None:
         """A credential store outside the workspace named by an argument (``cat ~/.ssh/id_rsa``,
@@ -363,14 +388,21 @@ class Classifier(Effects):
         if code is None:
             self.opaque(part, f"{who} runs code that is only known at run time")
             return []
-        if name.rstrip("0123456789.") not in ("python", "pypy"):
+        lang = script_language(name)
+        if lang is None and name.rstrip("0123456789.") not in ("python", "pypy"):
             self.checkpointed(part, f"{who} runs {name} code that avfs does not read")
             return []
-        from .pycode import effects  # ast: only when Python code is met
-
         self.budget.spend(len(code) // 16 + 1)
+        if lang is not None:
+            from .scriptcode import effects as script_effects  # only when such code is met
+
+            found_effects = script_effects(code, lang)
+        else:
+            from .pycode import effects  # ast: only when Python code is met
+
+            found_effects = effects(code)
         out: list[Part] = []
-        for kind, detail in effects(code):
+        for kind, detail in found_effects:
             self.budget.spend(1)
             if kind == "shell" and isinstance(detail, str):
                 out.extend(self.script_text(detail, cwd, depth + 1))
@@ -381,6 +413,10 @@ class Classifier(Effects):
                 self.opaque(part, f"{who} {detail}")
             elif kind == "opaque":
                 self.checkpointed(part, f"{who} {detail}: what it does cannot be read")
+            elif kind == "unparsable":
+                outcome = strictest([self.p.unparsable, self.p.outcome_for(self.p.unknown)])
+                text = f"{who}: the {lang} code {detail}: avfs cannot read what it does"
+                part.findings.append(Finding(BUILTIN_UNPARSABLE, self.p.unknown, text, outcome))
             elif isinstance(detail, str):
                 w = literal_path(detail)
                 if kind == "read":

@@ -130,6 +130,7 @@ def combine(layers: list[Layer], cache_dir: str | None = None) -> dict[str, Any]
         network_allow=tuple(defaults["network_allow"]),
         caches=tuple(defaults["caches"]),
         readable=tuple(defaults["readable"]),
+        confine=defaults["confine"],
         sources=tuple(sources),
     )
 
@@ -157,9 +158,14 @@ _DEFAULT_KEYS: Final = frozenset(
         "network_allow",
         "caches",
         "readable",
+        "confine",
     }
 )
 _NETWORKS: Final = ("none", "host", "filtered")
+# what a confined command runs in: bubblewrap's sandbox, or nothing (refused) where it cannot
+# run; "namespace": the hand-made view of proxy/isolate.py there instead (weaker: no network
+# namespace of its own)
+CONFINES: Final = ("bwrap", "namespace")
 _HOST_NAME = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 
 
@@ -353,6 +359,16 @@ class _Validator:
                 if v not in _NETWORKS:
                     raise self.fail(
                         f"[defaults] network must be one of {', '.join(_NETWORKS)}, not {v!r}",
+                        "defaults",
+                        None,
+                        key,
+                    )
+                out[key] = v
+            elif key == "confine":
+                if v not in CONFINES:
+                    raise self.fail(
+                        f'[defaults] confine must be "bwrap" (refuse to run where bubblewrap cannot) or '
+                        f'"namespace" (a weaker hand-made view there), not {v!r}',
                         "defaults",
                         None,
                         key,

@@ -11,6 +11,7 @@ from typing import Final
 
 from .lexer import Budget, Word
 from .model import (
+    BUILTIN_GIT_CODE,
     BUILTIN_OPAQUE,
     BUILTIN_REDIRECT,
     BUILTIN_REDIRECT_OUTSIDE,
@@ -26,7 +27,7 @@ from .model import (
 from .parser import Redir
 from .parts import Finding, Part, cwd_outside, show
 from .paths import HARMLESS_PATHS, VIRTUAL_ROOT, literal_path, outside, path_key
-from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, option_values
+from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, git_runs_code, git_shell_texts, option_values
 
 _WRITE_REDIRS: Final = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
 _AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})
@@ -154,6 +155,9 @@ class Effects:
             extra.extend(self.sed(args, part, cwd, depth, targets))
         elif name == "git":
             self.git_targets(args, env, part, cwd)
+            self.git_code(args, env, part)
+            for text in git_shell_texts([a.value for a in args]):  # `git rebase -x CMD`
+                extra.extend(self.script_text(text, cwd, depth + 1))
         if targets:
             part.findings.extend(self.redirect_findings([Redir(">", "", t, None) for t in targets], cwd))
         return extra
@@ -225,6 +229,26 @@ class Effects:
             if runs_text:
                 self.opaque(part, "the sed script runs text of its input as a command (`e`)")
         return extra
+
+    def git_code(self, args: list[Word], env: list[Word], part: Part) -> None:
+        """git told to run a program the command line chooses (``--upload-pack=CMD``,
+        ``-c core.sshCommand=CMD``, ``ext::CMD``, ``GIT_SSH_COMMAND=CMD``...): whatever rule
+        matched (``git-fetch`` gives the network), it is judged as running that program:
+        ``mutating`` and ``host_escape_risk``, at least ``require_approval``, and it never
+        gets a network (:data:`~.model.NO_NETWORK_RULES`)."""
+        why = git_runs_code([a.value for a in args], [w.value for w in env])
+        if why is None:
+            return
+        self.mark_git_code(part, f"`{show(part.argv, 60)}` {why}")
+
+    def mark_git_code(self, part: Part, text: str) -> None:
+        before = part.finish(self.p).action
+        kept = [c for c in part.all_classes() if c not in (Category.NETWORKED, Category.READ_ONLY)]
+        changes = Category.DESTRUCTIVE if Category.DESTRUCTIVE in kept else Category.MUTATING
+        part.classes = tuple(sorted({*kept, changes, Category.HOST_ESCAPE_RISK}))
+        part.outcome = strictest([before, Outcome.REQUIRE_APPROVAL])
+        part.name = BUILTIN_GIT_CODE
+        part.text = text + ": a program of the command line's choosing, run without a network"
 
     def git_targets(self, args: list[Word], env: list[Word], part: Part, cwd: str | None) -> None:
         """``git --work-tree=/``, ``--git-dir``, ``GIT_WORK_TREE=/``: git working on a tree

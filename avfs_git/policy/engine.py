@@ -63,6 +63,9 @@ class Policy:
     # host paths a confined command also sees, read-only (tools installed under a home:
     # ~/.pyenv, ~/.nvm); ~/ is the caller's home
     readable: tuple[str, ...] = ()
+    # where bubblewrap cannot run: "bwrap" (a confined command is refused) or "namespace"
+    # (proxy/isolate.py's hand-made hidden view runs it: weaker, the host's network)
+    confine: str = "bwrap"
 
     def __hash__(self) -> int:
         return hash(self.hash)
@@ -129,6 +132,7 @@ class Policy:
                 "network_allow": list(self.network_allow),
                 "caches": list(self.caches),
                 "readable": list(self.readable),
+                "confine": self.confine,
             },
             "outcomes": {c.value: self.outcomes[c].value for c in Category},
             "rules": [r.to_dict() for r in self.rules],

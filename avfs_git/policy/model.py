@@ -74,6 +74,12 @@ BUILTIN_UNKNOWN_PATHS: Final = "builtin:unknown-paths"
 BUILTIN_AVFS_ITSELF: Final = "builtin:avfs-itself"
 BUILTIN_SECRET_OUTSIDE: Final = "builtin:secret-outside"
 BUILTIN_INLINE_CODE: Final = "builtin:inline-code"
+BUILTIN_GIT_CODE: Final = "builtin:git-runs-code"
+"""The ``rule`` of a git command told to run a program of the command line's choosing
+(``--upload-pack``, ``-c core.sshCommand``, ``ext::``, ``GIT_SSH_COMMAND=``...): at least
+``require_approval``, and never the host's network, even approved (``proxy/confine.py``)."""
+NO_NETWORK_RULES: Final = frozenset({BUILTIN_GIT_CODE})
+"""Rules whose commands never get a network, whatever else the command line holds."""
 
 POLICY_FILE: Final = "policy.toml"
 VERSION: Final = 1

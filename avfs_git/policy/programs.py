@@ -119,6 +119,146 @@ WRITE_OPTS: Final[dict[str, tuple[tuple[str, ...], str | None]]] = {
 }
 
 
+def _opts(text: str) -> frozenset[str]:
+    return frozenset("--" + o for o in text.split())
+
+
+# The long options of programs that read them with GNU getopt_long (or parse-options),
+# which takes any unambiguous prefix of one (`sed --in-pl`, `env --split-s`, `sort --out=F`):
+# a prefix is read as the option it stands for (:func:`long_option`).
+LONG_OPTS: Final[dict[str, frozenset[str]]] = {
+    "sed": _opts(
+        "debug expression file follow-symlinks help in-place line-length null-data zero-terminated"
+        " posix quiet silent regexp-extended sandbox separate unbuffered version binary"
+    ),
+    "env": _opts(
+        "ignore-environment null unset chdir split-string block-signal default-signal"
+        " ignore-signal list-signal-handling debug help version"
+    ),
+    "sort": _opts(
+        "ignore-leading-blanks dictionary-order ignore-case general-numeric-sort ignore-nonprinting"
+        " month-sort human-numeric-sort numeric-sort random-sort random-source reverse sort"
+        " version-sort batch-size check compress-program debug files0-from key merge output"
+        " stable buffer-size field-separator temporary-directory parallel unique zero-terminated"
+        " help version"
+    ),
+    "shuf": _opts("echo input-range head-count output random-source repeat zero-terminated help version"),
+    "xargs": _opts(
+        "null arg-file delimiter eof replace max-lines max-args open-tty interactive"
+        " no-run-if-empty max-chars show-limits verbose exit max-procs process-slot-var help version"
+    ),
+    "timeout": _opts("foreground kill-after preserve-status signal verbose help version"),
+    "nice": _opts("adjustment help version"),
+    "stdbuf": _opts("input output error help version"),
+    "info": _opts(
+        "all apropos directory debug dribble file help index-search location node output"
+        " raw-escapes no-raw-escapes restore show-options subnodes usage version"
+    ),
+    "cp": _opts(
+        "archive attributes-only backup copy-contents debug force interactive link dereference"
+        " no-clobber no-dereference preserve no-preserve parents recursive reflink"
+        " remove-destination sparse strip-trailing-slashes symbolic-link suffix target-directory"
+        " no-target-directory update verbose one-file-system context keep-directory-symlink help version"
+    ),
+    "mv": _opts(
+        "backup debug exchange force interactive no-clobber no-copy strip-trailing-slashes suffix"
+        " target-directory no-target-directory update verbose context help version"
+    ),
+    "ln": _opts(
+        "backup directory force interactive logical no-dereference physical relative symbolic"
+        " suffix target-directory no-target-directory verbose help version"
+    ),
+    "install": _opts(
+        "backup compare directory group mode owner preserve-timestamps strip strip-program suffix"
+        " target-directory no-target-directory verbose preserve-context context debug help version"
+    ),
+    "make": _opts(
+        "always-make directory debug environment-overrides eval file makefile help ignore-errors"
+        " include-dir jobs keep-going load-average check-symlink-times just-print dry-run recon"
+        " old-file assume-old output-sync print-data-base question no-builtin-rules"
+        " no-builtin-variables shuffle silent quiet no-silent stop no-keep-going touch trace"
+        " version print-directory no-print-directory what-if new-file assume-new"
+        " warn-undefined-variables"
+    ),
+}
+LONG_OPTS["gsed"] = LONG_OPTS["sed"]
+LONG_OPTS["gmake"] = LONG_OPTS["make"]
+
+
+def long_option(v: str, names: frozenset[str]) -> str:
+    """``v`` (``--pre`` or ``--pre=VALUE``) with ``--pre`` spelled out as the one option of
+    ``names`` it is a prefix of, as getopt_long reads it; ``v`` itself when it names an
+    option exactly, none, or several (the program then refuses it)."""
+    key, eq, value = v.partition("=")
+    if key in names or len(key) < 3:
+        return v
+    found = [n for n in names if n.startswith(key)]
+    if len(found) != 1:
+        return v
+    return found[0] + eq + value
+
+
+# short options of sed and perl that are flags (no value): a cluster of them is split
+_SED_FLAGS: Final = frozenset("nrEsuzb")
+_PERL_FLAGS: Final = frozenset("acnpsStTuUvwWX")
+
+
+def canonical_args(name: str, args: list[Word]) -> list[Word]:
+    """``args`` as the program reads them: long options spelled out (:data:`LONG_OPTS`)
+    and the short option clusters of sed and perl split (``-nEi.bak`` is ``-n -E
+    -i.bak``; ``-pi`` is ``-p -i``), so that rules see ``-i`` however it is written. The
+    same list when nothing changes."""
+    names = LONG_OPTS.get(name)
+    flags = _SED_FLAGS if name in ("sed", "gsed") else _PERL_FLAGS if name == "perl" else None
+    if names is None and flags is None:
+        return args
+    out: list[Word] | None = None
+    for k, w in enumerate(args):
+        v = w.value
+        if v == "--":
+            if out is not None:
+                out.extend(args[k:])
+            break
+        pieces: list[str] | None = None
+        if v.startswith("--") and names is not None:
+            full = long_option(v, names)
+            if full != v:
+                pieces = [full]
+        elif flags is not None and len(v) > 2 and v[0] == "-" and v[1] != "-":
+            pieces = _split_cluster(v, flags, perl=name == "perl")
+        if pieces is not None:
+            if out is None:
+                out = list(args[:k])
+            for piece in pieces:
+                nw = Word(piece, None, w.quoted)
+                nw.dynamic, nw.unknown, nw.subs = w.dynamic, w.unknown, w.subs
+                out.append(nw)
+        elif out is not None:
+            out.append(w)
+    return args if out is None else out
+
+
+def _split_cluster(v: str, flags: frozenset[str], *, perl: bool) -> list[str] | None:
+    out: list[str] = []
+    j = 1
+    while j < len(v):
+        ch = v[j]
+        if ch in flags:
+            out.append("-" + ch)
+            j += 1
+            continue
+        if perl and ch in "l0C":  # an optional number follows
+            k = j + 1
+            while k < len(v) and v[k].isdigit():
+                k += 1
+            out.append("-" + v[j:k])
+            j = k
+            continue
+        out.append("-" + v[j:])  # -i[SUFFIX], -e SCRIPT, -f FILE, ...: the rest is its value
+        break
+    return out if len(out) > 1 else None
+
+
 SHELLS: Final = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "rbash", "yash", "posh"}
 )
@@ -130,6 +270,8 @@ _INTERPRETERS: Final = {
     "ruby": ("e", "IrCEF"),
     "node": ("ep", "r"),
     "nodejs": ("ep", "r"),
+    "deno": ("", ""),
+    "bun": ("ep", ""),
     "php": ("rBRFE", "cdz"),
     "lua": ("e", "l"),
 }
@@ -194,7 +336,7 @@ def unwrap(
             i += 1
             continue
         if v.startswith("--") and len(v) > 2:
-            key, eq, value = v.partition("=")
+            key, eq, value = long_option(v, LONG_OPTS.get(name, wrap.value_long)).partition("=")
             if key in wrap.value_long and not eq:
                 value = args[i + 1].value if i + 1 < len(args) else ""
                 i += 1
@@ -562,12 +704,28 @@ _CODE_FLAGS: Final = {
     "lua": "e",
 }
 _CODE_LONG: Final = frozenset({"--eval", "--print"})
+_SCRIPT_LANGS: Final = {
+    "node": "js",
+    "nodejs": "js",
+    "deno": "js",
+    "bun": "js",
+    "perl": "perl",
+    "ruby": "ruby",
+    "php": "php",
+}
+
+
+def script_language(name: str) -> str | None:
+    """The language :mod:`.scriptcode` reads for interpreter ``name`` (None: not one)."""
+    return _SCRIPT_LANGS.get(name.rstrip("0123456789."))
 
 
 def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
     """The code an interpreter runs from its command line (``python -c CODE``, ``node -e``,
     ``perl -e``, ``ruby -e``...): (the option, the code), or None."""
     base = name.rstrip("0123456789.")
+    if base in ("deno", "bun"):
+        return _deno_bun_code(base, args)
     flags = _CODE_FLAGS.get(base)
     spec = _INTERPRETERS.get(base)
     if flags is None or spec is None:
@@ -576,7 +734,9 @@ def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
     k = 0
     while k < len(args):
         v = args[k].value
-        if v in _CODE_LONG and base in ("node", "nodejs"):
+        if base in ("node", "nodejs") and v.partition("=")[0] in _CODE_LONG:
+            if "=" in v:
+                return v.partition("=")[0], Word.literal(v.partition("=")[2])
             return (v, args[k + 1]) if k + 1 < len(args) else None
         if not v.startswith("-") or v in ("-", "--") or v.startswith("--"):
             if v.startswith("--") and v != "--":
@@ -597,3 +757,190 @@ def inline_code(name: str, args: list[Word]) -> tuple[str, Word] | None:
                 break
         k += 1
     return None
+
+
+# -- git options and variables that run a program -------------------------------------------
+
+# `-c KEY=VALUE` keys that run nothing (the rest may: core.*, protocol.*, *.command,
+# credential.*, alias.*, filter.*, include.path, url.*.insteadOf...): a key not listed here
+# is read as one that runs a program
+_GIT_SAFE_KEYS: Final = frozenset(
+    {
+        "init.defaultbranch", "pull.rebase", "pull.ff", "merge.ff", "merge.conflictstyle",
+        "merge.renamelimit", "rebase.autosquash", "rebase.autostash", "rebase.updaterefs",
+        "commit.verbose", "commit.cleanup", "log.date", "log.decorate", "log.abbrevcommit",
+        "log.follow", "format.pretty", "diff.renames", "diff.algorithm", "diff.noprefix",
+        "diff.mnemonicprefix", "diff.context", "diff.interhunkcontext", "diff.colormoved",
+        "diff.relative", "diff.renamelimit", "grep.linenumber", "grep.patterntype",
+        "grep.extendedregexp", "blame.date", "branch.sort", "tag.sort", "fetch.prune",
+        "fetch.prunetags", "gc.auto", "maintenance.auto", "push.default", "push.autosetupremote",
+        "pack.threads", "pack.windowmemory", "pack.indexversion", "repack.usedeltabaseoffset",
+        "checkout.defaultremote", "am.threeway", "apply.whitespace", "transfer.fsckobjects",
+        "fetch.fsckobjects", "receive.fsckobjects", "versionsort.suffix",
+    }
+)  # fmt: skip
+_GIT_SAFE_SECTIONS: Final = ("user.", "color.", "advice.", "i18n.", "column.", "status.")
+# environment variables git runs a program from (or reads configuration from)
+_GIT_CODE_ENV: Final = frozenset(
+    {
+        "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EXEC_PATH", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_PAGER",
+        "PAGER", "GIT_EDITOR", "EDITOR", "VISUAL", "GIT_SEQUENCE_EDITOR", "GIT_EXTERNAL_DIFF",
+        "GIT_PROXY_COMMAND", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_CONFIG",
+        "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL",
+        "GIT_PROTOCOL_FROM_USER", "GIT_SSH_VARIANT",
+    }
+)  # fmt: skip
+# values of the pager and editor variables that run nothing of the command line's
+_HARMLESS_PROGRAM: Final = re.compile(r"(cat|true|false|:|less|more)?( +-[A-Za-z]+)*")
+# subcommand -> its options that name a program to run (parse-options takes prefixes)
+_GIT_CODE_OPTS: Final = {
+    "ls-remote": ("--upload-pack", "--exec", "-u"),
+    "fetch": ("--upload-pack", "-u"),
+    "pull": ("--upload-pack", "-u"),
+    "clone": ("--upload-pack", "-u", "--template", "-c", "--config"),
+    "fetch-pack": ("--upload-pack", "--exec"),
+    "archive": ("--exec", "--remote"),
+    "push": ("--receive-pack", "--exec"),
+    "send-pack": ("--receive-pack", "--exec"),
+    "init": ("--template",),
+}
+
+
+def git_config_runs(setting: str) -> bool:
+    """Whether ``KEY[=VALUE]`` given to ``git -c`` may make git run a program."""
+    key = setting.partition("=")[0].lower()
+    return not (key in _GIT_SAFE_KEYS or key.startswith(_GIT_SAFE_SECTIONS))
+
+
+def git_env_runs(assignment: str) -> str | None:
+    """The variable of ``NAME=VALUE`` when git runs a program it names (or reads
+    configuration from it): ``GIT_SSH_COMMAND``, ``GIT_EXEC_PATH``, ``GIT_CONFIG_*``..."""
+    name, _, value = assignment.partition("=")
+    if name in _GIT_CODE_ENV or name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")):
+        if name in ("GIT_PAGER", "PAGER", "GIT_EDITOR", "EDITOR", "VISUAL") and _HARMLESS_PROGRAM.fullmatch(
+            value
+        ):
+            return None
+        return name
+    return None
+
+
+def git_runs_code(values: list[str], env: list[str]) -> str | None:
+    """Why ``git VALUES`` (with the environment ``env``) runs a program that its command
+    line chooses, or None: ``-c``/``--config-env`` of a key that may run one,
+    ``--exec-path=DIR``, a subcommand's ``--upload-pack``/``-u``/``--exec``/
+    ``--receive-pack``/``--remote``/``--template``, an ``ext::`` URL, ``GIT_SSH_COMMAND=``."""
+    for a in env:
+        var = git_env_runs(a)
+        if var is not None:
+            return f"runs git with {var} set"
+    k = 0
+    sub: str | None = None
+    while k < len(values):
+        v = values[k]
+        nxt = values[k + 1] if k + 1 < len(values) else ""
+        if sub is None:
+            if v in ("-c", "--config-env") or v.startswith(("-c", "--config-env=")):
+                setting = (
+                    nxt
+                    if v in ("-c", "--config-env")
+                    else v.split("=", 1)[1]
+                    if v.startswith("--")
+                    else v[2:]
+                )
+                if git_config_runs(setting):
+                    return f"sets git's {setting.partition('=')[0]} (`{v}`), which may run a program"
+                k += 2 if v in ("-c", "--config-env") else 1
+                continue
+            if v.startswith("--exec-path="):
+                return "runs git's programs from another directory (`--exec-path`)"
+            if v in GLOBAL_VALUE_OPTS["git"]:
+                k += 2
+                continue
+            if v.startswith("-"):
+                k += 1
+                continue
+            sub = v
+            k += 1
+            continue
+        if v == "--":
+            break
+        if v.startswith("ext::") or "::ext::" in v:
+            return f"reaches a remote through `{v.split('::', 1)[0]}::` (a command of its own)"
+        for opt in _GIT_CODE_OPTS.get(sub, ()):
+            if opt.startswith("--"):
+                key = v.partition("=")[0]
+                if len(key) > 3 and opt.startswith(key):
+                    if opt == "--config" and not git_config_runs(v.partition("=")[2] or nxt):
+                        continue
+                    return f"runs a program named by `{opt}`"
+            elif len(v) > 1 and v[0] == "-" and v[1] != "-" and opt[1] in v[1:]:
+                if opt == "-c" and not git_config_runs(v[2:] or nxt):
+                    continue
+                return f"runs a program named by `{opt}`"
+        k += 1
+    return None
+
+
+def _deno_bun_code(base: str, args: list[Word]) -> tuple[str, Word] | None:
+    """``deno eval [OPTIONS] CODE`` and ``bun -e/--eval/-p/--print CODE``."""
+    values = [a.value for a in args]
+    if base == "deno":
+        if not values or values[0] != "eval":
+            return None
+        rest = [a for a in args[1:] if not a.value.startswith("-")]
+        return ("eval", rest[0]) if rest else None
+    for k, v in enumerate(values):
+        key, eq, value = v.partition("=")
+        if key in ("-e", "--eval", "-p", "--print"):
+            if eq:
+                return key, Word.literal(value)
+            return (key, args[k + 1]) if k + 1 < len(args) else None
+        if not v.startswith("-"):
+            return None
+    return None
+
+
+# subcommand -> its options whose value is a shell command git runs (in the same place)
+_GIT_SHELL_OPTS: Final = {
+    "rebase": ("--exec", "-x"),
+    "difftool": ("--extcmd", "-x"),
+    "filter-branch": (
+        "--env-filter", "--tree-filter", "--index-filter", "--parent-filter", "--msg-filter",
+        "--commit-filter", "--tag-name-filter",
+    ),
+}  # fmt: skip
+
+
+def git_shell_texts(values: list[str]) -> list[str]:
+    """The shell commands a git command line runs itself: ``rebase --exec/-x CMD``,
+    ``difftool --extcmd/-x CMD``, ``filter-branch --*-filter CMD``, ``submodule foreach
+    CMD``, ``bisect run CMD ARGS``."""
+    sub = subcommand("git", values)
+    if sub is None:
+        return []
+    k = values.index(sub) + 1
+    rest = values[k:]
+    if sub == "submodule":
+        words = [v for v in rest if v not in ("--recursive", "-q", "--quiet")]
+        return [" ".join(words[1:])] if words[:1] == ["foreach"] and len(words) > 1 else []
+    if sub == "bisect":
+        return [shlex.join(rest[1:])] if rest[:1] == ["run"] and len(rest) > 1 else []
+    opts = _GIT_SHELL_OPTS.get(sub, ())
+    out: list[str] = []
+    for j, v in enumerate(rest):
+        if v == "--":
+            break
+        key, eq, value = v.partition("=")
+        for opt in opts:
+            long_match = opt.startswith("--") and len(key) > 3 and opt.startswith(key)
+            if long_match or key == opt:
+                if eq:
+                    out.append(value)
+                elif j + 1 < len(rest):
+                    out.append(rest[j + 1])
+                break
+            if not opt.startswith("--") and v.startswith(opt) and len(v) > 2:
+                out.append(v[2:])  # -xCMD
+                break
+    return out

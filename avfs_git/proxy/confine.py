@@ -11,10 +11,15 @@
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
-- the vault, read-only but for what ``git`` needs to commit in the fork (as ``--hide-host``
-  keeps it), with avfs's own state in it (``<vault>/avfs``: other forks' overlays, the mount
-  registry and its exec sockets' names, the audit log) replaced by an empty directory (git's
-  fsmonitor hook asks the mount's daemon over a socket in the fork's worktree directory);
+- the vault, read-only but for what ``git`` needs to commit in the fork: the fork's
+  worktree git dir (its index, locks; what git runs or trusts in it pinned read-only) and
+  scratch copies of ``refs/``, ``logs/`` and an object quarantine bound over the vault's
+  own (:mod:`.seal`: only the fork's branch is carried back, validated), with avfs's own
+  state in it (``<vault>/avfs``: other forks' overlays, the mount registry and its exec
+  sockets' names, the audit log) replaced by an empty directory, but for the fork's mount's
+  fsmonitor hook and the daemon's socket it asks (both in the mount's own directory
+  ``<vault>/avfs/mounts/<key>.d``) and the vault's objects (the quarantine's alternate),
+  shown read-only;
 - per vault caches (``<vault>/avfs/caches/pip``...) read-write where the policy names them
   (``[defaults] caches``), with ``PIP_CACHE_DIR``, ``npm_config_cache``, ``CARGO_HOME``
   pointing at them.
@@ -30,9 +35,19 @@ the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
 remount its way out).
 
+bwrap itself runs on the host, as the caller's user (root, often), before anything is
+confined: so it is started with an environment avfs builds (:data:`BWRAP_ENV`), never the
+command's. The command's environment (the caller's ``--env``, MCP's ``env``, the API's) goes
+to bwrap as ``--clearenv`` and ``--setenv NAME VALUE`` read from a descriptor (``--args FD``,
+:func:`env_fd`: not on a command line the host's ``/proc`` shows), and bwrap applies it only
+as it starts the command inside: an ``LD_PRELOAD`` (or any loader variable) given for the
+command never loads into bwrap.
+
 Where ``bwrap`` cannot run (:func:`unavailable` says why: not installed, or user namespaces
-refused), ``proxy exec`` falls back to :mod:`.isolate`'s hand-made hidden view, else runs on
-the host, and the envelope's ``confinement`` says which, and why.
+refused), ``proxy exec`` refuses to run a confined command (one envelope, exit 125, naming
+what is missing and how to install it), unless the policy says ``confine = "namespace"``
+(``[defaults]``): then :mod:`.isolate`'s hand-made hidden view, weaker (the host's
+network), runs it, and the envelope's ``confinement`` says so, and why.
 """
 
 from __future__ import annotations
@@ -43,6 +58,9 @@ import glob
 import os
 import shutil
 import subprocess
+import types
+from collections.abc import Mapping
+from typing import Final
 
 # what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
 # without MKNOD and SETFCAP)
@@ -87,11 +105,22 @@ class Sandbox:
     keep: tuple[str, ...] = ()  # host directories shown read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[tuple[str, str], ...] = ()  # in those: (file shown read-only, from where)
+    # the vault's refs/, logs/, objects/ as the sandbox gets them (.seal): (source, target,
+    # writable), bound in order over the vault's own
+    sealed: tuple[tuple[str, str, bool], ...] = ()
     masked: tuple[str, ...] = ()  # in keep: directories shown empty (avfs's state)
+    shown: tuple[tuple[str, str], ...] = ()  # in masked: (path, host source) shown read-only
     caches: tuple[tuple[str, str], ...] = ()  # (name, directory), read-write
     readable: tuple[str, ...] = ()  # host paths shown read-only (the policy's `readable`)
     root: bool = False  # running as root: drop capabilities
     proxy_socket: str | None = None  # network "filtered": the filtering proxy's socket (host side)
+
+
+# what bwrap itself is started with: nothing of the caller's (no loader variable can reach
+# it); the command's own environment goes in through --args (see env_fd)
+BWRAP_ENV: Final = types.MappingProxyType({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+NOT_INSTALLED: Final = "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
+INSTALL_HINT: Final = "install bubblewrap (`apt-get install bubblewrap`; `dnf install bubblewrap`)"
 
 
 @functools.cache
@@ -104,12 +133,12 @@ def bwrap_path() -> str | None:
 def _probe() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
-        return "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
+        return NOT_INSTALLED
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", true]  # fmt: skip
     try:
-        proc = subprocess.run(args, capture_output=True, timeout=10, check=False)
+        proc = subprocess.run(args, capture_output=True, timeout=10, check=False, env=dict(BWRAP_ENV))
     except (OSError, subprocess.SubprocessError) as exc:
         return f"cannot run bwrap: {exc}"
     if proc.returncode == 0:
@@ -119,8 +148,46 @@ def _probe() -> str | None:
 
 
 def unavailable() -> str | None:
-    """Why no bwrap sandbox can be made here (None: it can). Probed once per process."""
+    """Why no bwrap sandbox can be made here (None: it can). Probed once per process (and
+    looked for again when :func:`bwrap_path`'s cache is cleared)."""
+    if bwrap_path() is None:
+        return NOT_INSTALLED
     return _probe()
+
+
+def env_args(env: Mapping[str, str]) -> bytes:
+    """``env`` as bwrap arguments (``--clearenv``, then ``--setenv NAME VALUE`` for each),
+    NUL-separated as ``--args FD`` reads them. A name bwrap could not set (empty, with ``=``
+    or a NUL) or a value with a NUL (no environment can hold one) is left out."""
+    parts = [b"--clearenv"]
+    for k, v in env.items():
+        if not k or "=" in k or "\0" in k or "\0" in v:
+            continue
+        parts += [b"--setenv", os.fsencode(k), os.fsencode(v)]
+    return b"\0".join(parts) + b"\0"
+
+
+def env_fd(env: Mapping[str, str]) -> int:
+    """A descriptor (not inheritable; the caller passes it on and closes it) that bwrap's
+    ``--args`` reads :func:`env_args` from: an anonymous file in memory, so the values are
+    on no command line (``/proc/PID/cmdline`` is readable by every user) and in no file."""
+    data = env_args(env)
+    try:
+        fd = os.memfd_create("avfs-env", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd here: an unlinked temporary file
+        import tempfile
+
+        with tempfile.TemporaryFile() as tmp:
+            fd = os.dup(tmp.fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def check_path(path: str) -> str | None:
@@ -135,12 +202,24 @@ def check_path(path: str) -> str | None:
     return None
 
 
-def network_for(categories: list[str], action: str, policy_network: str, allow: tuple[str, ...] = ()) -> str:
-    """The network a command gets: the host's when the policy's ``[defaults] network`` is
-    ``host``; when it is classified ``networked`` and the policy lets it run (allowed, or
-    approved), the host's, or ``filtered`` (only the hosts of ``network_allow``) when that
-    list names any; ``filtered`` too when ``[defaults] network`` says so; else none (a
-    network namespace of its own)."""
+def network_for(
+    categories: list[str],
+    action: str,
+    policy_network: str,
+    allow: tuple[str, ...] = (),
+    rules: tuple[str, ...] = (),
+) -> str:
+    """The network a command gets: none when one of its commands was judged by a rule of
+    ``NO_NETWORK_RULES`` (``rules``: the rule of each command; git told to run a program
+    of the command line's choosing, ``--upload-pack=CMD``); the host's when the policy's
+    ``[defaults] network`` is ``host``; when it is classified ``networked`` and the policy
+    lets it run (allowed, or approved), the host's, or ``filtered`` (only the hosts of
+    ``network_allow``) when that list names any; ``filtered`` too when ``[defaults]
+    network`` says so; else none (a network namespace of its own)."""
+    from ..policy.model import NO_NETWORK_RULES
+
+    if NO_NETWORK_RULES.intersection(rules):
+        return "none"
     if policy_network == "host":
         return "host"
     if "networked" in categories and action in ("allow", "allow_with_checkpoint", "require_approval"):
@@ -149,16 +228,20 @@ def network_for(categories: list[str], action: str, policy_network: str, allow: 
     return "filtered" if policy_network == "filtered" else "none"
 
 
-def readable_paths(paths: tuple[str, ...], home: str | None, avfs_home: str) -> tuple[str, ...]:
+def readable_paths(
+    paths: tuple[str, ...], home: str | None, avfs_home: str, also_never: str | None = None
+) -> tuple[str, ...]:
     """The policy's ``readable`` paths, ``~/`` expanded against ``home`` (the caller's
     ``$HOME``; dropped without one), normalized; left out: ``/``, those in a system
     directory (shown anyway), and the avfs home, what is in it and what holds it (the
-    approvals are never shown)."""
+    approvals are never shown); the credential stores of ``home`` and of ``also_never``
+    (the ``$HOME`` the command asked for), and what holds them, neither."""
     never = [os.path.normpath(avfs_home)]
-    if home and os.path.isabs(home):
-        h = os.path.normpath(home)
-        never += [h + "/" + c for c in HOME_SECRETS]
-        never.append(h + "/")  # the home itself (and what holds it), not what is in it
+    for one in (home, also_never):
+        if one and os.path.isabs(one):
+            h = os.path.normpath(one)
+            never += [h + "/" + c for c in HOME_SECRETS]
+            never.append(h + "/")  # the home itself (and what holds it), not what is in it
     out = []
     for p in paths:
         if p.startswith("~/"):
@@ -273,11 +356,16 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
         args += ["--perms", "0700", "--tmpfs", m]
     for _, d in sb.caches:  # under the masked state directory: bound before it is read-only
         args += ["--bind", d, d]
+    for target, source in sb.shown:  # the mount's fsmonitor hook and socket, the vault's objects
+        if os.path.exists(source) and any(target.startswith(m.rstrip("/") + "/") for m in masked):
+            args += ["--ro-bind", source, target]
     for m in masked:
         args += ["--remount-ro", m]
     for w in sb.writable:
         if os.path.isdir(w) and not os.path.islink(w):
             args += ["--bind", w, w]
+    for source, target, rw in sb.sealed:
+        args += ["--bind" if rw else "--ro-bind", source, target]
     for target, source in sb.pinned:
         if os.path.isfile(source) and os.path.isfile(target) and not os.path.islink(target):
             args += ["--ro-bind", source, target]

@@ -41,6 +41,7 @@ from ..core.errors import (
     MountDiedError,
     PolicyDeniedError,
     SandboxFailed,
+    SandboxUnavailableError,
     UsageError,
     WriteBackIncompleteError,
     unexpected,
@@ -140,6 +141,8 @@ class ExecResult:
     commit: dict[str, Any] | None = None
     # paths git refuses (GIT~1, '.git ', a .gitmodules link): left out of the commit
     not_recorded: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    # ref changes the command made in its sandbox that avfs did not apply (proxy/seal.py)
+    refs_refused: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     state: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     exit_code: int = 0
@@ -395,8 +398,8 @@ def _execute(
     mode, live = _choose_mode(vault, fork, req.mode)
     root = live.mountpoint if live is not None else _planned_root(home, vault, fork, mode)
     abs_cwd = os.path.join(root, cwd) if cwd else root
-    res.isolation = _isolation(vault, req)
-    res.confinement = _confinement(req, res.isolation)
+    res.isolation = _isolation(vault, req, pol.confine)
+    res.confinement = _confinement(req, res.isolation, pol.confine)
     if res.isolation is not None and res.isolation["reason"] is None:
         # the command will see the fork at the project's path: judge its paths from there
         root = res.isolation["path"]
@@ -409,7 +412,11 @@ def _execute(
         from . import confine
 
         res.confinement["network"] = confine.network_for(
-            res.decision["categories"], res.decision["action"], pol.network, pol.network_allow
+            res.decision["categories"],
+            res.decision["action"],
+            pol.network,
+            pol.network_allow,
+            tuple(c.rule for c in decision.commands),
         )
         if res.confinement["network"] == "filtered":
             from . import netproxy
@@ -431,6 +438,9 @@ def _execute(
         ).to_dict()
         res.state = _state(ws)
         return
+    if res.confinement["kind"] == "none":  # no sandbox here, and the policy allows no weaker view
+        res.state = _state(ws)
+        raise _no_sandbox(res.confinement["reason"])
     if action is Outcome.REQUIRE_APPROVAL:
         # bound to the bytes on stdin: read first (into a file) when it is a stream
         stdin, stdin_sha = _stdin_digest(req.stdin, cleanup)
@@ -523,11 +533,24 @@ def _execute(
     # where the command sees the fork: the project's path (an isolate view), or where it is
     at = iso["path"] if iso is not None and iso["reason"] is None else root
     at_cwd = os.path.join(at, cwd) if cwd else at
+    sealed: Any = None
     if conf["kind"] == "bwrap":
         from . import confine
 
         env = _env(req, vault.name, fork, at, at_cwd)
-        sandbox = _sandbox(vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path)
+        # the policy's `~/` is the caller's own home, never a HOME the request asks for (which
+        # would move what is shown, and what is never shown, of the host)
+        caller = dict(req.base_env) if req.base_env is not None else os.environ
+        sandbox = _sandbox(
+            vault, fork, root, at, at_cwd, conf, pol, env.get("HOME"), mode, home.path, caller.get("HOME")
+        )
+        if mode == "fuse":
+            from . import seal
+
+            # under the exec lock, right before the command: the scratch the sandbox binds
+            sealed = seal.prepare(vault, fork, _worktree(vault, fork))
+            shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
+            sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown)
         env = confine.environment(env, sandbox)
         abs_cwd = at_cwd
     elif conf["kind"] == "namespace":  # the hand-made view: asked for, or the sandbox's fallback
@@ -537,7 +560,15 @@ def _execute(
         env = _env(req, vault.name, fork, at, at_cwd)
         keep = (vault.path,) if host != "writable" else ()  # so git works in the fork
         writable, pinned = _git_writable(vault, fork) if keep and mode == "fuse" else ((), ())
-        view = isolate.plan(root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned)
+        binds: tuple[tuple[str, str, bool], ...] = ()
+        if keep and mode == "fuse":
+            from . import seal
+
+            sealed = seal.prepare(vault, fork, _worktree(vault, fork))
+            binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
+        view = isolate.plan(
+            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds
+        )
         abs_cwd = view.cwd
     else:
         env = _env(req, vault.name, fork, root, abs_cwd)
@@ -602,11 +633,18 @@ def _execute(
         iso["active"] = True
     res.result = _result_dict(run)
     res.exit_code = run.exit_code
+    # before anything reads what changed: the fork's branch as the command's git moved it
+    gitlinks = _carry_back(vault, fork, sealed, res)
 
     if mode == "fuse":
         from ..ops import mounts
 
         _settle(ws, seq0)
+        if sandbox is not None or view is not None:  # it could write the worktree's git dir
+            from ..core.registry import mount_key
+            from ..core.worktree import scrub
+
+            scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
         alive = mounts.check(vault, fork) is not None
         res.mount["alive_after"] = alive
         if not alive:
@@ -632,6 +670,11 @@ def _execute(
     untouched = not ws.overlay.changes_since(since_seq)[1] and not _upper_changed(
         ws, journal, since_j, since_ns - _CTIME_SLACK_NS
     )
+    if sealed is not None and not untouched:
+        from . import seal
+
+        # a repository the command made at a submodule's path: git would run its config
+        gitlinks += [dataclasses.asdict(n) for n in seal.nested_repos(sealed, root, t0_ns - _CTIME_SLACK_NS)]
     changes: list[Change] = []
     if not untouched:
         changes, ignored = ws.status_ignored()
@@ -643,23 +686,48 @@ def _execute(
                 for c in changes
                 if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
             ]
-        res.ignored = sum(1 for p in ignored.files if _under_any(p, roots))
+        from ..core.wsstatus import ignored_count  # the one count status and checkpoint give
+
+        res.ignored = ignored_count(ignored, roots)
     res.changes = [_change_dict(c) for c in changes]
     if req.commit and changes and not in_merge:
         from ..core import checkpoint
 
         cp = checkpoint.save(vault, fork, message=f"avfs proxy exec: {_short(req.command_text())}")
         res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
+        res.not_recorded += [g for g in gitlinks if g not in res.not_recorded]
         if cp.created:
             res.commit = {
                 "commit": cp.checkpoint.commit,
                 "parent": cp.checkpoint.parent,
                 "message": cp.checkpoint.message,
             }
+    if not res.not_recorded:
+        res.not_recorded = gitlinks
     res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
 
 
-def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
+def _worktree(vault: Vault, fork: str) -> str:
+    from ..core.registry import mount_key
+    from ..core.worktree import worktree_dir
+
+    return worktree_dir(vault, mount_key(fork, None))
+
+
+def _carry_back(vault: Vault, fork: str, sealed: Any, res: ExecResult) -> list[dict[str, str]]:
+    """Right after the command exits (before its changes are read): carry the fork's branch
+    out of the sandbox's scratch refs (:func:`.seal.carry_back`; every other ref change is
+    reported in ``refs_refused``), and drop from the mount's index the gitlinks the command
+    added (returned, for ``not_recorded``)."""
+    if sealed is None:
+        return []
+    from . import seal
+
+    res.refs_refused = seal.carry_back(vault, sealed).refused
+    return [dataclasses.asdict(n) for n in seal.drop_gitlinks(vault, sealed, _worktree(vault, fork))]
+
+
+def _isolation(vault: Vault, req: ExecRequest, fallback: str = "bwrap") -> dict[str, Any] | None:
     """The envelope's ``isolation`` before the run: where the fork will appear and what of
     the host the command sees, ``reason`` saying why it will run without a view (namespaces
     unavailable here: the plain mount is used). None when not asked for."""
@@ -683,7 +751,7 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
         bad = confine.check_path(str(at))
         why = confine.unavailable()
         method = "bwrap"
-        if why is not None:  # the fallback: the hand-made hidden view
+        if why is not None and fallback == "namespace":  # the policy's fallback: the hidden view
             bad = bad or isolate.check_path(str(at), "hidden")
             why = isolate.unavailable()
             method = isolate.method()
@@ -703,14 +771,17 @@ def _isolation(vault: Vault, req: ExecRequest) -> dict[str, Any] | None:
     }
 
 
-def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]:
+def _confinement(req: ExecRequest, iso: dict[str, Any] | None, fallback: str = "bwrap") -> dict[str, Any]:
     """The envelope's ``confinement`` before the run: what the command will run in.
 
     ``kind``: ``bwrap`` (the sandbox, :mod:`.confine`), ``namespace`` (:mod:`.isolate`'s
-    hand-made view: asked for with ``--readonly-host``/``--hide-host``, or the sandbox's
-    fallback where bwrap cannot run) or ``host`` (nothing between the command and the host:
-    ``--host writable``, or neither bwrap nor namespaces work here). ``requested``: what was
-    asked for; ``reason``: why what runs is weaker than that (null when it is not)."""
+    hand-made view: asked for with ``--readonly-host``/``--hide-host``, or, where bwrap
+    cannot run, the fallback a policy's ``confine = "namespace"`` allows), ``host`` (nothing
+    between the command and the host: ``--host writable``, or namespaces unavailable for
+    an explicit ``--readonly-host``/``--hide-host``) or ``none`` (a confined command where no
+    sandbox can be made and the policy allows no weaker one: it is refused, fail closed).
+    ``requested``: what was asked for; ``reason``: why what runs is weaker than that, or why
+    nothing runs (null when neither)."""
     requested = req.isolate if req.isolate is not None else "confined" if req.confine else "writable"
     out: dict[str, Any] = {"kind": "host", "requested": requested, "network": "host", "reason": None}
     if req.isolate is None and requested == "writable":
@@ -727,21 +798,51 @@ def _confinement(req: ExecRequest, iso: dict[str, Any] | None) -> dict[str, Any]
     if why is None:
         out.update(kind="bwrap", network="none")
         return out
+    if fallback != "namespace":
+        out.update(kind="none", network="none", reason=why)
+        return out
     from . import isolate
 
     also = isolate.unavailable()
     if also is None:
-        out.update(kind="namespace", reason=f"{why}: a hand-made hidden view (no network namespace) instead")
+        out.update(
+            kind="namespace",
+            reason=f'{why}: the policy\'s confine = "namespace" fallback, a hand-made hidden view'
+            " (weaker: the host's network) instead",
+        )
     else:
-        out["reason"] = f"{why}; and {also}: the command runs on the host"
+        out.update(kind="none", network="none", reason=f"{why}; and {also}")
     return out
 
 
-def _fsmonitor_hook(vault: Vault, hook: str) -> str:
-    """The fork's fsmonitor hook as the sandbox runs it: its interpreter (the Python avfs
-    runs on, maybe under a home directory the sandbox hides; or a Perl found on ``PATH``)
-    replaced by the system's ``/usr/bin/python3`` or ``/usr/bin/perl``, which the sandbox
-    shows, with the same flags. Written under the vault's state."""
+def _no_sandbox(why: str) -> SandboxUnavailableError:
+    """The error of a confined command refused because no sandbox can be made (fail closed):
+    what is missing and how to install it, or the weaker view a policy may accept instead."""
+    from . import confine
+
+    missing = why.startswith(confine.NOT_INSTALLED)
+    how = (
+        confine.INSTALL_HINT
+        if missing
+        else "let bubblewrap make user namespaces here (see docs/proxy.md, Confinement)"
+    )
+    return SandboxUnavailableError(
+        f"{why}: a confined command cannot run here; the command did not run",
+        hint=(
+            f'{how}; or accept a weaker hand-made view with confine = "namespace" under [defaults]'
+            " in the policy (docs/policy.md), or run it unconfined with --host writable"
+        ),
+        details={"missing": "bwrap" if missing else None, "package": "bubblewrap", "reason": why},
+    )
+
+
+def _fsmonitor_hook(hook: str) -> str:
+    """The fork's fsmonitor hook (``hook``, in the mount's own directory) as the sandbox
+    runs it: its interpreter (the Python avfs runs on, maybe under a home directory the
+    sandbox hides; or a Perl found on ``PATH``) replaced by the system's ``/usr/bin/python3``
+    or ``/usr/bin/perl``, which the sandbox shows, with the same flags. Written beside it,
+    in the mount's own directory (which no confined command can write), and shown
+    read-only at the hook's path inside the sandbox."""
     try:
         with open(hook, encoding="utf-8") as fh:
             text = fh.read()
@@ -754,8 +855,7 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
     system = "/usr/bin/perl" if os.path.basename(interpreter).startswith("perl") else "/usr/bin/python3"
     if interpreter == system or not os.path.exists(system):
         return hook
-    d = os.path.join(vault.state_dir, "sandbox")
-    out = os.path.join(d, os.path.basename(os.path.dirname(hook)) + ".fsmonitor-hook")
+    out = hook + ".sandbox"
     new = f"#!{system} {flags}".rstrip() + "\n" + rest
     try:
         with open(out, encoding="utf-8") as fh:
@@ -763,14 +863,16 @@ def _fsmonitor_hook(vault: Vault, hook: str) -> str:
                 return out
     except OSError:
         pass
+    flags_ = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = f"{out}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}.tmp"
     try:
-        os.makedirs(d, exist_ok=True)
-        tmp = f"{out}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with os.fdopen(os.open(tmp, flags_, 0o755), "w", encoding="utf-8") as fh:
             fh.write(new)
-        os.chmod(tmp, 0o755)
+            os.fchmod(fh.fileno(), 0o755)
         os.replace(tmp, out)
     except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         return hook  # git then says it cannot run the hook, and looks at every path itself
     return out
 
@@ -786,6 +888,7 @@ def _sandbox(
     home_dir: str | None,
     mode: str,
     avfs_home: str,
+    caller_home: str | None = None,
 ) -> Any:
     """The :class:`~.confine.Sandbox` of one command: the fork (``root``) at ``at``, the
     vault as git needs it, avfs's state hidden, the caches the policy names."""
@@ -794,10 +897,11 @@ def _sandbox(
     keep: tuple[str, ...] = (vault.path,)
     writable: tuple[str, ...] = ()
     pinned: list[tuple[str, str]] = []
+    shown: list[tuple[str, str]] = []
     if mode == "fuse":
         writable, pins = _git_writable(vault, fork)
-        for p in pins:
-            pinned.append((p, _fsmonitor_hook(vault, p) if p.endswith("/fsmonitor-hook") else p))
+        pinned.extend((p, p) for p in pins)
+        shown = _mount_files_shown(vault, fork)
     caches = confine.cache_dirs(vault.state_dir, pol.caches)
     conf["path"] = at
     conf["caches"] = [name for name, _ in caches]
@@ -811,32 +915,48 @@ def _sandbox(
         writable=writable,
         pinned=tuple(pinned),
         masked=(vault.state_dir,),
+        shown=tuple(shown),
         caches=caches,
-        readable=confine.readable_paths(pol.readable, home_dir, avfs_home),
+        readable=confine.readable_paths(pol.readable, caller_home, avfs_home, also_never=home_dir),
         root=os.geteuid() == 0,
     )
 
 
-# what of a mounted fork's worktree directory git runs or trusts (hook, config, the way to the
-# common directory): kept read-only in a view, or the directory is not writable at all
-_PINNED = ("fsmonitor-hook", "config.worktree", "commondir", "gitdir", "HEAD")
+# what of a mounted fork's worktree directory git trusts (config, the way to the common
+# directory): kept read-only in a view, or the directory is not writable at all
+_PINNED = ("config.worktree", "commondir", "gitdir", "HEAD")
+
+
+def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
+    """(path, host source) of what of the fork's mount's own directory (in ``<vault>/avfs``,
+    masked) the sandbox shows read-only at its own path, so that ``git status`` there gets
+    fsmonitor answers: the hook ``config.worktree`` names (its sandbox variant) and the
+    daemon's socket (a read-only bind of a socket still takes connections)."""
+    from ..core.hooksocket import SOCKET_NAME
+    from ..core.registry import mount_key
+    from ..core.worktree import HOOK_FILE, files_dir
+
+    own = files_dir(vault, mount_key(fork, None))
+    hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)
+    out = []
+    if os.path.isfile(hook) and not os.path.islink(hook):
+        out.append((hook, _fsmonitor_hook(hook)))
+    if os.path.exists(sock) and not os.path.islink(sock):
+        out.append((sock, sock))
+    return out
 
 
 def _git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """What of the vault a readonly or hidden view leaves writable, so that `git status` and
-    `git commit` work in the mounted fork: ``objects/``, ``refs/``, ``logs/`` and the fork's
-    worktree directory (its index, reflog, locks), with the files of :data:`_PINNED` in it
-    read-only (pinned). Everything else (``hooks/``, ``config``, ``avfs/``, other forks'
-    worktrees) stays read-only: nothing the command writes there runs on the host later."""
-    from ..core.registry import mount_key
-    from ..core.worktree import worktree_dir
-
-    try:
-        os.makedirs(os.path.join(vault.path, "logs"), exist_ok=True)  # git would make it
-    except OSError:
-        pass
-    writable = [os.path.join(vault.path, d) for d in ("objects", "refs", "logs")]
-    wt = worktree_dir(vault, mount_key(fork, None))
+    """What of the vault a sandbox or a readonly or hidden view leaves writable in place, so
+    that `git status` works in the mounted fork: the fork's worktree directory (its index,
+    reflog, locks), with the files of :data:`_PINNED` in it read-only (pinned). Everything
+    else (``objects/``, ``refs/``, ``logs/``, ``hooks/``, ``config``, ``info/``, ``avfs/``,
+    other forks' worktrees) stays read-only: nothing the command writes there runs or is
+    trusted on the host later. The sandbox and a hand-made view get scratch ``refs/``,
+    ``logs/`` and an object quarantine on top (:mod:`.seal`), so `git commit` works there
+    too, and only the fork's branch is carried back."""
+    writable: list[str] = []
+    wt = _worktree(vault, fork)
     pinned = tuple(os.path.join(wt, name) for name in _PINNED)
     if all(os.path.isfile(p) and not os.path.islink(p) for p in pinned):
         writable.append(wt)  # else a file git trusts could be made there: leave it read-only

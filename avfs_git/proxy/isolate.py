@@ -56,6 +56,7 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from ..core.errors import IsolationFailed
 
@@ -114,6 +115,8 @@ class View:
     keep: tuple[str, ...] = ()  # host directories kept visible, read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[str, ...] = ()  # in those: files kept read-only (code and config git runs)
+    # the vault's refs/, logs/, objects/ as git gets them (.seal): (source, target, writable)
+    sealed: tuple[tuple[str, str, bool], ...] = ()
     home: str | None = None  # hidden: a private, empty $HOME here
     userns: bool = False  # not root: a user namespace first
 
@@ -349,6 +352,7 @@ def plan(
     *,
     writable: tuple[str, ...] = (),
     pinned: tuple[str, ...] = (),
+    sealed: tuple[tuple[str, str, bool], ...] = (),
 ) -> View:
     """The view for one command (``cwd_rel``: its working directory in the fork). ``keep``:
     host directories shown read-only (the vault); ``writable``: paths in them left writable;
@@ -361,6 +365,7 @@ def plan(
         keep=tuple(k for k in keep if k),
         writable=tuple(w for w in writable if w),
         pinned=tuple(p for p in pinned if p),
+        sealed=sealed,
         home=home if host == "hidden" else None,
         userns=_use_userns(),
     )
@@ -571,10 +576,11 @@ def _enter(s: _Sys, v: View) -> None:
     elif v.host == "readonly":
         s.readonly("/", recursive=True)
         keep = _open_all(v.keep)  # before /tmp is replaced: the vault may be under it
+        sealed = _open_sealed(v)
         devs = _dev_sources()
         s.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
         _make_dev(s, "/dev", devs)
-        _bind_kept(s, "", keep, v)
+        _bind_kept(s, "", keep, v, sealed)
         os.makedirs(v.path, exist_ok=True)
         # the bind copies the (now read-only) flags of the fork's mount: clear them on it
         s.mount(src, v.path, None, MS_BIND)
@@ -592,9 +598,23 @@ def _open_all(paths: tuple[str, ...]) -> list[tuple[str, int]]:
     return [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in paths if os.path.isdir(p)]
 
 
-def _bind_kept(s: _Sys, root: str, keep: list[tuple[str, int]], v: View) -> None:
+def _open_sealed(v: View) -> list[tuple[int, str, bool]]:
+    """O_PATH descriptors of ``v.sealed``'s sources (opened before /tmp is replaced)."""
+    return [
+        (os.open(src, os.O_PATH | os.O_DIRECTORY), dst, rw) for src, dst, rw in v.sealed if os.path.isdir(src)
+    ]
+
+
+def _bind_kept(
+    s: _Sys,
+    root: str,
+    keep: list[tuple[str, int]],
+    v: View,
+    sealed: Sequence[tuple[int, str, bool]] = (),
+) -> None:
     """The vault at its own path under ``root``: read-only, but for ``v.writable`` (and
-    in those, ``v.pinned`` read-only again: a mounted file cannot be replaced either)."""
+    in those, ``v.pinned`` read-only again: a mounted file cannot be replaced either), with
+    ``v.sealed``'s scratch directories bound over its own ``refs/``, ``logs/``, ``objects/``."""
     for path, kfd in keep:
         os.makedirs(root + path, exist_ok=True)  # under /tmp: in the private one
         s.mount(f"/proc/self/fd/{kfd}", root + path, None, MS_BIND | MS_REC)
@@ -604,6 +624,11 @@ def _bind_kept(s: _Sys, root: str, keep: list[tuple[str, int]], v: View) -> None
         if os.path.isdir(root + path) and not os.path.islink(root + path):
             s.mount(root + path, root + path, None, MS_BIND)
             s.readonly(root + path, recursive=False, clear=True)
+    for fd, target, rw in sealed:
+        if os.path.isdir(root + target) and not os.path.islink(root + target):
+            s.mount(f"/proc/self/fd/{fd}", root + target, None, MS_BIND)
+            s.readonly(root + target, recursive=False, clear=rw)
+        os.close(fd)
     for path in v.pinned:
         if os.path.isfile(root + path) and not os.path.islink(root + path):
             s.mount(root + path, root + path, None, MS_BIND)
@@ -650,6 +675,7 @@ def _make_dev(s: _Sys, dev: str, sources: dict[str, int]) -> None:
 
 def _hide(s: _Sys, v: View, src: str) -> None:
     keep = _open_all(v.keep)
+    sealed = _open_sealed(v)
     devs = _dev_sources()
     new = "/tmp"  # the new root is built on a tmpfs over /tmp (private: the host keeps its own)
     s.mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
@@ -672,7 +698,7 @@ def _hide(s: _Sys, v: View, src: str) -> None:
             s.mount("tmpfs", new + v.home, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
         except OSError:
             pass  # under a read-only system directory: no private $HOME then
-    _bind_kept(s, new, keep, v)
+    _bind_kept(s, new, keep, v, sealed)
     os.makedirs(new + v.path, exist_ok=True)
     s.mount(src, new + v.path, None, MS_BIND)
     # pivot_root(".", "."), then detach the old root (pivot_root(2)): no put_old directory

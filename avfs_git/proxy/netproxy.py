@@ -27,7 +27,8 @@ import shutil
 import socket
 import tempfile
 import threading
-from typing import Final
+import time
+from typing import Any, Final, TypeAlias
 
 from ..policy.config import host_pattern
 
@@ -326,11 +327,13 @@ class FilterProxy:
             await _answer(writer, 403, f"{where} is not in the policy's network_allow (docs/policy.md)")
             return
         try:
-            up_r, up_w = await asyncio.wait_for(_connect(host, port), CONNECT_TIMEOUT_S)
+            up_r, up_w = await asyncio.wait_for(_connect(host, port, self.allow), CONNECT_TIMEOUT_S)
         except _Local as exc:
             self._refuse(where)
             await _answer(
-                writer, 403, f"{where} resolves to {exc}, a local address: name it by address to allow it"
+                writer,
+                403,
+                f"{where} resolves to {exc}: only an address the policy's network_allow names reaches one",
             )
             return
         except (OSError, TimeoutError) as exc:
@@ -355,36 +358,149 @@ class FilterProxy:
 
 
 class _Local(Exception):
-    """A host name that resolves to a loopback, link-local (cloud metadata), unspecified or
-    multicast address."""
+    """A host name that resolves to a local or private address the policy does not name
+    (:func:`local_reason`); its message is the address and why."""
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
+# addresses that embed an IPv4 address a connection may end up at (NAT64's well-known prefix;
+# IPv4-mapped, 6to4 and Teredo are read by ipaddress itself)
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_OWN_TTL_S: Final = 2.0  # how long the host's interface addresses are trusted once read
+_own: tuple[float, frozenset[IPAddress]] = (0.0, frozenset())
+_own_lock = threading.Lock()
+
+
+def _embedded(ip: IPAddress) -> list[IPAddress]:
+    """What a connection to ``ip`` may reach: the IPv4 address an IPv4-mapped
+    (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``) or NAT64 address stands for;
+    else ``ip``, and the IPv4 address a 6to4 or Teredo address carries."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64 or (int(ip) >> 32 == 0 and int(ip) > 1):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    out: list[IPAddress] = [ip]
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    if ip.teredo is not None:
+        out.append(ip.teredo[1])
+    return out
+
+
+def own_addresses() -> frozenset[IPAddress]:
+    """The addresses of this host's own interfaces (where the filtering proxy runs): the
+    kernel's ``LOCAL`` routes (``/proc/net/fib_trie``) and ``/proc/net/if_inet6``; read at
+    most every :data:`_OWN_TTL_S` seconds (an interface's address may come and go)."""
+    global _own
+    with _own_lock:
+        t, addrs = _own
+        now = time.monotonic()
+        if addrs and now - t < _OWN_TTL_S:
+            return addrs
+        found: set[IPAddress] = set()
+        try:
+            with open("/proc/net/fib_trie", encoding="ascii", errors="replace") as fh:
+                last = ""
+                for line in fh:
+                    text = line.strip()
+                    if text.startswith("|-- "):
+                        last = text[4:]
+                    elif text.endswith("host LOCAL") and last:
+                        with contextlib.suppress(ValueError):
+                            found.add(ipaddress.IPv4Address(last))
+        except OSError:
+            pass
+        try:
+            with open("/proc/net/if_inet6", encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    field = line.split(" ", 1)[0]
+                    with contextlib.suppress(ValueError):
+                        found.add(ipaddress.IPv6Address(int(field, 16)))
+        except OSError:
+            pass
+        _own = (now, frozenset(found))
+        return _own[1]
+
+
+def _is_own(ip: IPAddress) -> bool:
+    """Whether ``ip`` is an address of this host: one of :func:`own_addresses`, or (where
+    ``/proc`` says nothing) one a socket can be bound to."""
+    own = own_addresses()
+    if own:
+        return ip in own
+    family = socket.AF_INET6 if isinstance(ip, ipaddress.IPv6Address) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(ip), 0))
+        except OSError:
+            return False
     return True
 
 
-async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to ``host:port``, resolved here once (what is connected to is what was
-    checked). A name that resolves to a local address is refused (:class:`_Local`): an
-    allowed domain's DNS must not lead to the host's own services or a cloud's metadata
-    service; an address the policy names is connected to as it is."""
+def local_reason(ip: IPAddress) -> str | None:
+    """Why a connection to ``ip`` would reach the host or a private network (None: it
+    would not): loopback, unspecified (``0.0.0.0``, ``::``: this host), link-local (a cloud's
+    metadata service), private (RFC 1918, shared, unique-local), reserved, multicast, or an
+    address of this host's own interfaces, itself or carried in an IPv6 form."""
+    for a in _embedded(ip):
+        if a.is_loopback or a.is_unspecified:
+            return f"{a}, a loopback or unspecified address (this host)"
+        if a.is_link_local:
+            return f"{a}, a link-local address"
+        if a.is_multicast or a.is_reserved or not a.is_global or getattr(a, "is_site_local", False):
+            return f"{a}, a private or reserved address"
+        if _is_own(a):
+            return f"{a}, an address of this host"
+    return None
+
+
+def _address_named(patterns: tuple[str, ...], ip: IPAddress, port: int) -> bool:
+    """Whether the policy names ``ip`` itself (in any spelling), on ``port`` or any port."""
+    for p in patterns:
+        name, want = host_pattern(p)
+        if want is not None and want != port:
+            continue
+        try:
+            named = ipaddress.ip_address(name)
+        except ValueError:
+            continue
+        if named == ip or set(_embedded(named)) & set(_embedded(ip)):
+            return True
+    return False
+
+
+async def _connect(
+    host: str, port: int, allow: tuple[str, ...] = ()
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``host:port``, resolved here once: every address is checked, and only
+    the addresses checked are connected to (no second lookup: a name cannot resolve to one
+    address for the check and another for the connection). A name (or an address) that
+    resolves to a local or private address (:func:`local_reason`) is refused
+    (:class:`_Local`) unless that address itself is in ``allow`` (the policy's
+    ``network_allow``): an allowed domain's DNS must not lead to the host's own services, a
+    private network or a cloud's metadata service."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    if not _is_address(host):
-        for *_, addr in infos:
-            ip = ipaddress.ip_address(str(addr[0]).partition("%")[0])
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
-                raise _Local(str(ip))
+    checked: list[tuple[int, Any]] = []  # (family, the address as getaddrinfo gave it)
+    for family, *_, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        why = local_reason(ip)
+        if why is not None and not _address_named(allow, ip, port):
+            raise _Local(why)
+        checked.append((family, sockaddr))
     err: OSError = OSError(f"no address for {host}")
-    for *_, addr in infos:
+    for fam, where in checked:
         try:
-            return await asyncio.open_connection(str(addr[0]), port, limit=CHUNK)
+            sock = socket.socket(fam, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, where)
+            except BaseException:
+                sock.close()
+                raise
+            return await asyncio.open_connection(sock=sock, limit=CHUNK)
         except OSError as exc:
             err = exc
     raise err

@@ -15,6 +15,9 @@
   when its init exits). bwrap reports a command killed by signal N as exit 128+N; its
   status descriptor (``--json-status-fd``) tells a sandbox that could not be set up (no
   exit code: :class:`~avfs_git.core.errors.SandboxFailed`) from a command that ran.
+- bwrap is started with an environment avfs builds (:data:`.confine.BWRAP_ENV`); the
+  command's own (``env``) reaches only the command, through ``--clearenv``/``--setenv`` read
+  from a descriptor (:func:`.confine.env_fd`).
 - With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
   (:mod:`.isolate`) after starting its session and before exec. With a PID namespace too
   (``readonly``, ``hidden``) the child stays outside it, leads the group and exits as the
@@ -276,7 +279,7 @@ def _spawn(
     env: dict[str, str],
     stdin: int | IO[bytes] | None,
     view: View | None,
-    status_fd: int = -1,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[bytes]:
     if view is None:
         return subprocess.Popen(
@@ -288,7 +291,7 @@ def _spawn(
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
-            pass_fds=(status_fd,) if status_fd >= 0 else (),
+            pass_fds=pass_fds,
         )
     import functools
 
@@ -345,7 +348,7 @@ def run(
     ``standby``: that sandbox, already set up (:mod:`.standby`): the command starts in it
     (``stdin`` is then its own, empty)."""
     start = time.monotonic()
-    status_r = status_w = -1
+    status_r = status_w = env_r = -1
     if sandbox is not None and standby is not None:
         try:
             standby.start(argv, sandbox.cwd, env)
@@ -358,17 +361,22 @@ def run(
     elif sandbox is not None:
         from . import confine
 
+        # bwrap runs on the host before anything is confined: it gets an environment of
+        # avfs's, and applies the command's (read from env_r) only as it starts the command
+        env_r = confine.env_fd(env)
         status_r, status_w = os.pipe()
         argv = confine.argv(sandbox, argv)
-        argv[1:1] = ["--json-status-fd", str(status_w)]
+        argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r)]
+        env = dict(confine.BWRAP_ENV)
         cwd = "/"
     if standby is None:
         try:
             try:
-                proc = _spawn(argv, cwd, env, stdin, view, status_w)
+                proc = _spawn(argv, cwd, env, stdin, view, tuple(fd for fd in (status_w, env_r) if fd >= 0))
             finally:
-                if status_w >= 0:
-                    os.close(status_w)
+                for fd in (status_w, env_r):
+                    if fd >= 0:
+                        os.close(fd)
         except OSError as exc:
             if status_r >= 0:
                 os.close(status_r)

@@ -230,7 +230,7 @@ class Standbys:
             proc = subprocess.Popen(
                 args,
                 cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C"},  # the waiter sets the command's own
+                env=dict(confine.BWRAP_ENV),  # nothing of the caller's: the waiter sets the command's own
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -41,8 +42,8 @@ class DoctorResult:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is left to fix."""
-        return all(f.repaired for f in self.findings)
+        """True when nothing is left to fix (warnings are not to fix)."""
+        return all(f.repaired or f.severity == "warning" for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(to_json(self))
@@ -83,15 +84,7 @@ def mount_findings(home: Home, *, repair: bool = False, now: float | None = None
 def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
     proc = git(vault.path, "fsck", "--strict", "--no-dangling", "--no-progress", check=False)
     if proc.returncode != 0 or proc.stdout.strip():
-        text = (proc.stdout + proc.stderr).strip()
-        yield finding(
-            vault,
-            "fsck",
-            "fsck_error",
-            f"git fsck --strict: {text[:2000]}",
-            vault.path,
-            hint="restore the named objects from a clone or remote (`avfs pull`), or ask for help",
-        )
+        yield _fsck_finding(vault, (proc.stdout + proc.stderr).strip())
     yield from _check_objects(vault, repair, now)
     forks = set(vault.fork_names())
     for fork, ws_dir in ws_dirs(vault).items():
@@ -116,6 +109,49 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             fix=lambda: clear_keep_refs(vault),
             repair=repair,
         )
+
+
+# `error in commit 1234...: badTimezone: invalid author/committer line - bad time zone`:
+# git's fsck message ids name the format of an object it holds whole (a bad date or
+# time zone, a zero-padded mode, a missing email): nothing is missing or corrupt
+_FORMAT_LINE = re.compile(
+    r"^(?:error|warning) in (commit|tree|tag|blob) ([0-9a-f]{40,64}): ([a-z][A-Za-z]+): "
+)
+
+
+def _fsck_finding(vault: Vault, text: str) -> Finding:
+    """What `git fsck --strict` said, as a finding: a problem (objects missing or corrupt:
+    restore them), or a warning when every line is one git accepts without ``--strict``
+    (plain `git fsck` passes) or names the format of a whole object of the history (an
+    upstream commit's bad time zone, which git keeps, clones and serves, and which avfs
+    never writes)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("notice:")]
+    formats = [m for m in (_FORMAT_LINE.match(ln) for ln in lines) if m is not None]
+    plain = git(vault.path, "fsck", "--no-dangling", "--no-progress", check=False)
+    plain_ok = plain.returncode == 0 and not plain.stdout.strip()
+    if lines and (plain_ok or len(formats) == len(lines)):
+        named = sorted({f"{m.group(1)} {m.group(2)[:12]} ({m.group(3)})" for m in formats})
+        shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+        return finding(
+            vault,
+            "fsck",
+            "fsck_upstream_format",
+            "objects of the history the vault came from break git's stricter format rules"
+            + (f": {shown}" if shown else f": {text[:500]}")
+            + ("; plain `git fsck` accepts them" if plain_ok else "; nothing is missing or corrupt"),
+            vault.path,
+            hint="nothing to repair: git keeps, clones and pushes them (a server with"
+            " transfer.fsckObjects may refuse a push of them)",
+            severity="warning",
+        )
+    return finding(
+        vault,
+        "fsck",
+        "fsck_error",
+        f"git fsck --strict: {text[:2000]}",
+        vault.path,
+        hint="restore the named objects from a clone or remote (`avfs pull`), or ask for help",
+    )
 
 
 def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:

@@ -23,6 +23,9 @@ class Finding:
     repairable: bool
     repaired: bool
     hint: str | None = None
+    # "problem": something to fix (doctor exits 1 while one is left); "warning": worth
+    # knowing, nothing to fix (malformed objects git itself keeps in the upstream history)
+    severity: str = "problem"
 
 
 def finding(
@@ -35,6 +38,7 @@ def finding(
     fix: Any = None,
     repair: bool = False,
     hint: str | None = None,
+    severity: str = "problem",
 ) -> Finding:
     repaired = False
     if fix is not None and repair:
@@ -49,4 +53,5 @@ def finding(
         repairable=fix is not None,
         repaired=repaired,
         hint=hint,
+        severity=severity,
     )

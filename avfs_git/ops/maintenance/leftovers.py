@@ -1,13 +1,12 @@
 """Doctor's ``mounts`` check, and prune's cleanup of a dead mount: what a crashed mount
 daemon leaves in a vault (registry entries, exec files, temporary registry files,
-worktrees) and the mounts the kernel still lists for it (dead FUSE mount points, orphan
+worktrees, the mounts' own directories) and the mounts the kernel still lists for it (dead FUSE mount points, orphan
 overlay mounts). Unmounting is :mod:`avfs_git.ops.mounts`'s (imported lazily: only the
 commands that repair mounts need it)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from ...core import registry
 from ...core.locks import pid_alive
 from ...core.names import from_fs_name
-from ...core.worktree import OWNER_FILE
 from .common import RegisteredMount, daemon_alive, mtime, names_in, registered_mounts, unlink_quiet
 from .findings import Finding, finding
 
@@ -36,7 +34,9 @@ if TYPE_CHECKING:
 #   dead_mount_registry   <vault>/avfs/mounts/<key>.json    its daemon is gone
 #   stale_exec_socket     <vault>/avfs/mounts/<key>.exec    the daemon's exec server is gone
 #   stale_registry_tmp    <vault>/avfs/mounts/*.tmp         a writer died between write and rename
-#   stale_worktree        <vault>/worktrees/avfs-<key>      git calls it prunable
+#   stale_worktree        <vault>/worktrees/avfs-<key>      git calls it prunable (with the
+#                         <vault>/avfs/mounts/<key>.d       mount's own directory)
+#   stale_mount_dir       <vault>/avfs/mounts/<key>.d       a mount's own directory, no worktree
 #   dead_mountpoint       a FUSE mount of avfs answering "Transport endpoint is not connected"
 #   orphan_overlay_mount  an overlay mount over this home's directories with no live daemon
 #
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # time); a pid the kernel has given to another process since is not the daemon.
 # (core/registry.py: daemon_alive, and why)
 
-YOUNG_S = 60.0  # a worktree without an owner file younger than this may be being written
+YOUNG_S = 60.0  # a worktree without a registry record younger than this may be being written
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,56 +65,81 @@ def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
         path = os.path.join(root, name)
         if not os.path.isdir(path):
             continue
+        key = from_fs_name(name[len("avfs-") :])
         mp = None
         try:
             with open(os.path.join(path, "gitdir"), encoding="utf-8") as fh:
                 mp = os.path.dirname(fh.read().strip()) or None
         except OSError:
             pass
-        owner = os.path.join(path, OWNER_FILE)
-        pid = _owner_pid(owner)
+        pid = _owner_pid(vault, key)
         if pid:
-            alive = daemon_alive(pid, vault, mtime(owner))
+            alive = _owner_alive(vault, key)
         else:
-            # no owner file: one being written (young), or what git calls prunable
+            # no record: one being written (young), or what git calls prunable
             young = now - (mtime(path) or 0.0) < YOUNG_S
             alive = young or (mp is not None and os.path.lexists(os.path.join(mp, ".git")))
-        out.append(_Worktree(path, from_fs_name(name[len("avfs-") :]), mp, pid, alive))
+        out.append(_Worktree(path, key, mp, pid, alive))
     return out
 
 
 def _remove_worktree(vault: Vault, wt: _Worktree) -> None:
-    """Remove a dead daemon's worktree: moved aside first, and put back if, read again
-    there, it belongs to a live daemon (a new mount of the same fork registers the same
-    directory)."""
-    aside = os.path.join(os.path.dirname(wt.path), f".doctor-{os.getpid()}-{time.monotonic_ns()}")
+    """Remove a dead daemon's worktree and the mount's own directory: each moved aside
+    first, and put back if its mount's registry record now names a live daemon (a new
+    mount of the same fork registers the same directories)."""
+    _remove_aside(vault, wt.key, wt.path)
+    _remove_aside(vault, wt.key, registry.mount_dir(vault.state_dir, wt.key))
+
+
+def _remove_aside(vault: Vault, key: str, path: str) -> None:
+    aside = os.path.join(os.path.dirname(path), f".doctor-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        os.rename(wt.path, aside)
+        os.rename(path, aside)
     except FileNotFoundError:
         return
-    if _owner_alive(vault, aside):
+    if _owner_alive(vault, key):
         try:
-            os.rename(aside, wt.path)
+            os.rename(aside, path)
             return
         except OSError:
             pass  # the new daemon made its own meanwhile: this one is nobody's
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _owner_alive(vault: Vault, path: str) -> bool:
-    """Whether the owner file in worktree dir ``path`` names a live daemon of ``vault``."""
-    owner = os.path.join(path, OWNER_FILE)
-    pid = _owner_pid(owner)
-    return pid > 0 and daemon_alive(pid, vault, mtime(owner))
+def _owner_alive(vault: Vault, key: str) -> bool:
+    """Whether the registry record of mount ``key`` names a live daemon of ``vault`` (the
+    record alone: a worktree's git dir is writable by a confined command)."""
+    path = registry.record_path(vault.state_dir, key)
+    pid = _owner_pid(vault, key)
+    return pid > 0 and daemon_alive(pid, vault, mtime(path))
 
 
-def _owner_pid(owner: str) -> int:
-    """The daemon pid a worktree's owner file names; 0 when it has none (unreadable)."""
+def _owner_pid(vault: Vault, key: str) -> int:
+    """The daemon pid the registry record of mount ``key`` names; 0 when there is none."""
+    data = registry.read_record(registry.record_path(vault.state_dir, key))
     try:
-        with open(owner, encoding="utf-8") as fh:
-            return int(json.load(fh).get("pid", 0))
-    except (OSError, ValueError, AttributeError, TypeError):
+        return int((data or {}).get("pid", 0) or 0)
+    except (TypeError, ValueError):
         return 0
+
+
+def _mount_dirs(vault: Vault, now: float) -> list[tuple[str, str]]:
+    """(path, key) of the mounts' own directories (``<vault>/avfs/mounts/<key>.d``) with
+    no worktree (that one's cleanup takes it along) and no live daemon, older than a
+    minute (one being made)."""
+    from ...core.worktree import worktree_dir
+
+    root = os.path.join(vault.state_dir, registry.RECORDS)
+    out = []
+    for fn in (n for n in names_in(root) if n.endswith(".d")):
+        path = os.path.join(root, fn)
+        key = from_fs_name(fn[: -len(".d")])
+        if not os.path.isdir(path) or os.path.islink(path) or os.path.isdir(worktree_dir(vault, key)):
+            continue
+        if _owner_alive(vault, key) or now - (mtime(path) or now) < YOUNG_S:
+            continue
+        out.append((path, key))
+    return out
 
 
 def _exec_files(vault: Vault) -> list[tuple[str, int, bool]]:
@@ -165,6 +190,8 @@ def _remove_dead_registry(vault: Vault, m: RegisteredMount) -> None:
 
 
 def mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
+    # the worktrees' owners are read from the registry: judged before its entries go
+    worktrees, mount_dirs = _worktrees(vault, now), _mount_dirs(vault, now)
     for m in registered_mounts(vault):
         if not m.alive:
             yield finding(
@@ -197,7 +224,7 @@ def mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]
             fix=lambda p=path: unlink_quiet(p),  # type: ignore[misc]
             repair=repair,
         )
-    for wt in _worktrees(vault, now):
+    for wt in worktrees:
         if not wt.alive:
             who = f"its mount daemon (pid {wt.pid}) is gone" if wt.pid else "no mount daemon owns it"
             yield finding(
@@ -210,6 +237,16 @@ def mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]
                 repair=repair,
                 hint="--repair removes this worktree only (not `git worktree prune`, which takes every prunable one)",
             )
+    for path, key in mount_dirs:
+        yield finding(
+            vault,
+            "mounts",
+            "stale_mount_dir",
+            f"the own directory of mount {key}: no worktree and no mount daemon owns it",
+            path,
+            fix=lambda p=path, k=key: _remove_aside(vault, k, p),  # type: ignore[misc]
+            repair=repair,
+        )
 
 
 def clean_dead_mount(vault: Vault, m: RegisteredMount) -> None:
@@ -217,12 +254,17 @@ def clean_dead_mount(vault: Vault, m: RegisteredMount) -> None:
     point when that answers ENOTCONN (each re-checked: never a live daemon's)."""
     from .. import mounts
 
+    now = time.time()
+    # the worktrees' owners are read from the registry: judged before its entry goes
+    worktrees, mount_dirs = _worktrees(vault, now), _mount_dirs(vault, now + YOUNG_S)
     _remove_dead_registry(vault, m)
     _unlink_if_dead(vault, m.registry[: -len(".json")] + ".exec")
-    now = time.time()
-    for wt in _worktrees(vault, now):
+    for wt in worktrees:
         if wt.key == m.key and not wt.alive:
             _remove_worktree(vault, wt)
+    for path, key in mount_dirs:
+        if key == m.key:
+            _remove_aside(vault, key, path)
     if m.mountpoint and registry.mounted_at(m.mountpoint) and registry.dead_mountpoint(m.mountpoint):
         mounts.force_unmount(m.mountpoint)
 

@@ -1,0 +1,792 @@
+"""What a one-liner in JavaScript (``node -e``, ``deno eval``, ``bun -e``), Perl (``perl
+-e``), Ruby (``ruby -e``) or PHP (``php -r``) does to files and processes, read by a small
+hand-written reader (no interpreter is run): the shell commands and programs it runs, the
+paths it deletes, writes and reads when they are written as literals, and what it cannot
+read. Its effects have :mod:`.pycode`'s shapes, plus ``("unparsable", why)``.
+
+The reader is conservative. It tokenizes the code (strings, comments, regular expressions,
+quote-like operators) and looks for the functions of each language that delete, write, read
+or run something; anything it does not follow is ``unparsable``, never ``mutating``:
+
+- text it cannot tokenize (an open string or comment);
+- code built at run time (``eval`` of a string, ``Function``, ``vm``, ``send``, string
+  callbacks such as ``array_map('unlink', ...)``, a function called through a variable, a
+  table or a reference: ``fs[name](...)``, ``&$f(...)``, ``$f(...)``, ``$x->(...)``);
+- one of those functions named where it is not plainly called (``const r = fs.rmSync``,
+  ``fs.rmSync.call(...)``, inside a string or a regular expression it cannot follow):
+  the name occurs in the text more often than the reader saw it called.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# (what, detail), as pycode: ("shell", text) | ("argv", [words]) | ("delete"|"write"|"read",
+# path) | ("opaque", why: a path it computes) | ("dynamic", why: a command it computes) |
+# ("unparsable", why: what it does cannot be read)
+Effect = tuple[str, object]
+
+MAX_CODE: Final = 100_000
+LANGS: Final = ("js", "perl", "ruby", "php")
+
+
+class _Unreadable(Exception):
+    pass
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+# kinds: "id" (a name, or a variable: `$x`, `@x`), "str" (a literal: value, and whether it
+# interpolates), "cmd" (a backquoted command), "re" (a regular expression or pattern), "num",
+# "op" (punctuation)
+_Tok = tuple[str, str, bool]
+_PAIRS: Final = {"(": ")", "[": "]", "{": "}", "<": ">"}
+_HEREDOC: Final = re.compile(r"<<~?[\"'A-Z_]")
+_CLOSE_BRACE: Final = re.compile(r"\s*\}")
+_ANGLE: Final = re.compile(r"<([^<>\s;]*)>")
+_NUMBER: Final = re.compile(r"[0-9][0-9A-Za-z_.]*")
+_NAME: Final = re.compile(r"[A-Za-z_$][\w$]*[?!]?")
+_PERL_NAME: Final = re.compile(r"[A-Za-z_]\w*(?:::\w+)*")
+_VARIABLE: Final = re.compile(r"[$@%&*]+(?:\{\^?\w+\}|\w+(?:::\w+)*|::\w+)?")
+_PERL_QUOTE: Final = re.compile(r"(qq|qx|qw|q|m|s|tr|y)(?=\s*[^\w\s,;=)])")
+_RUBY_PERCENT: Final = re.compile(r"%([qQwWiIxrs]?)([^\w\s])")
+# after these tokens a `/` starts a regular expression, not a division
+_REGEX_AFTER_OPS: Final = frozenset("(,=:;!&|?{}[+-*%<>~^")
+_REGEX_AFTER_WORDS: Final = frozenset(
+    {"return", "typeof", "split", "grep", "map", "if", "unless", "and", "or", "not", "when", "while", "until", "x", "case", "print", "join"}
+)  # fmt: skip
+
+
+def _string(s: str, i: int, close: str, open_: str = "") -> tuple[str, int]:
+    """The text of a string from ``i`` to its closing ``close`` (nesting ``open_``), and
+    the index after it."""
+    depth = 0
+    j = i
+    out: list[str] = []
+    while j < len(s):
+        c = s[j]
+        if c == "\\" and j + 1 < len(s):
+            out.append(s[j : j + 2])
+            j += 2
+            continue
+        if open_ and c == open_:
+            depth += 1
+        elif c == close:
+            if depth == 0:
+                return "".join(out), j + 1
+            depth -= 1
+        out.append(c)
+        j += 1
+    raise _Unreadable("a string or a quoted part does not end")
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def _tokens(code: str, lang: str) -> list[_Tok]:
+    s = code
+    n = len(s)
+    i = 0
+    out: list[_Tok] = []
+
+    def regex_ok() -> bool:
+        if not out:
+            return True
+        kind, text, _ = out[-1]
+        if kind == "op":
+            return text[-1] in _REGEX_AFTER_OPS
+        return kind == "id" and text in _REGEX_AFTER_WORDS
+
+    while i < n:
+        c = s[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if (c == "#" and lang in ("perl", "ruby", "php")) or (
+            s.startswith("//", i) and lang in ("js", "php")
+        ):
+            if lang == "perl" and out and out[-1][1] == "$":
+                out.pop()
+                out.append(("id", "$#", False))
+                i += 1
+                continue
+            j = s.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if s.startswith("/*", i) and lang in ("js", "php"):
+            j = s.find("*/", i + 2)
+            if j < 0:
+                raise _Unreadable("a comment does not end")
+            i = j + 2
+            continue
+        if lang == "ruby" and s.startswith("=begin", i) and (i == 0 or s[i - 1] == "\n"):
+            j = s.find("\n=end", i)
+            if j < 0:
+                raise _Unreadable("a comment does not end")
+            i = j + 5
+            continue
+        if lang == "php" and s.startswith("<<<", i):
+            raise _Unreadable("a here-document")
+        if lang == "perl" and s.startswith("<<", i) and _HEREDOC.match(s, i):
+            raise _Unreadable("a here-document")
+        if lang == "perl" and c.isalpha():
+            m = _PERL_QUOTE.match(s, i)
+            if m and not (out and out[-1][1] in ("->", "{") and _CLOSE_BRACE.match(s, m.end()) is not None):
+                i = _perl_quote(s, m, out)
+                continue
+        if lang == "ruby" and c == "%":
+            m = _RUBY_PERCENT.match(s, i)
+            if m and (m.group(1) or regex_ok()):
+                kind, delim = m.group(1), m.group(2)
+                body, i = _string(s, m.end(), _PAIRS.get(delim, delim), delim if delim in _PAIRS else "")
+                if kind == "x":
+                    out.append(("cmd", body, "#{" in body))
+                elif kind == "r":
+                    out.append(("re", body, True))
+                else:
+                    out.append(("str", _unescape(body), kind in ("", "Q", "W", "I") and "#{" in body))
+                continue
+        if c in "'\"`":
+            body, i = _string(s, i + 1, c)
+            interp = c != "'" and (
+                "${" in body
+                if lang == "js"
+                else "#{" in body
+                if lang == "ruby"
+                else re.search(r"[$@]", body) is not None
+            )
+            if c == "`" and lang != "js":
+                out.append(("cmd", body, interp))
+            else:
+                out.append(("str", _unescape(body) if c == "'" or not interp else body, interp))
+            continue
+        if c == "/" and lang in ("js", "perl", "ruby") and regex_ok():
+            body, i = _string(s, i + 1, "/")
+            while i < n and s[i].isalpha():
+                i += 1
+            out.append(("re", body, True))
+            continue
+        if lang == "perl" and c == "<" and regex_ok():
+            m = _ANGLE.match(s, i)
+            if m:  # <*.txt>: a glob; <STDIN>, <$fh>: a read
+                out.append(("re" if "*" in m.group(1) or "/" in m.group(1) else "op", m.group(1), False))
+                i = m.end()
+                continue
+        if c.isdigit():
+            m = _NUMBER.match(s, i)
+            assert m is not None
+            out.append(("num", m.group(0), False))
+            i = m.end()
+            continue
+        if c.isalpha() or c == "_" or (c == "$" and lang == "js"):
+            m = (_PERL_NAME if lang == "perl" else _NAME).match(s, i)
+            assert m is not None
+            word = m.group(0)
+            if lang == "ruby" and word[-1] in "?!" and s.startswith("=", i + m.end()):
+                word = word[:-1]
+            out.append(("id", word, False))
+            i += len(word)
+            continue
+        if (
+            c in "$@%&*"
+            and lang in ("perl", "php", "ruby")
+            and i + 1 < n
+            and (s[i + 1].isalnum() or s[i + 1] in "_{:")
+        ):
+            m = _VARIABLE.match(s, i)
+            assert m is not None
+            text = m.group(0)
+            if text in ("&", "*", "%", "@", "$"):
+                out.append(("op", text, False))
+                i += 1
+                continue
+            out.append(("id", text, False))
+            i += len(text)
+            continue
+        for op in ("->", "=>", "::", "&&", "||", "==", "!=", "<=", ">=", "**"):
+            if s.startswith(op, i):
+                out.append(("op", op, False))
+                i += len(op)
+                break
+        else:
+            out.append(("op", c, False))
+            i += 1
+    return out
+
+
+def _perl_quote(s: str, m: re.Match[str], out: list[_Tok]) -> int:
+    """A Perl quote-like operator (``q() qq{} qw// qx[] m// s/// tr/// y///``)."""
+    op = m.group(1)
+    i = m.end()
+    while i < len(s) and s[i] in " \t\n":
+        i += 1
+    if i >= len(s):
+        raise _Unreadable("a quote-like operator does not end")
+    d = s[i]
+    close = _PAIRS.get(d, d)
+    nest = d if d in _PAIRS else ""
+    body, i = _string(s, i + 1, close, nest)
+    second = ""
+    if op in ("s", "tr", "y"):
+        if nest:
+            while i < len(s) and s[i] in " \t\n":
+                i += 1
+            if i >= len(s):
+                raise _Unreadable("a substitution does not end")
+            d2 = s[i]
+            second, i = _string(s, i + 1, _PAIRS.get(d2, d2), d2 if d2 in _PAIRS else "")
+        else:
+            second, i = _string(s, i, close)
+    flags_start = i
+    while i < len(s) and s[i].isalpha():
+        i += 1
+    flags = s[flags_start:i]
+    if op == "qx":
+        out.append(("cmd", body, d != "'" and re.search(r"[$@]", body) is not None))
+    elif op in ("q", "qq", "qw"):
+        interp = op == "qq" and re.search(r"[$@]", body) is not None
+        if op == "qw":
+            out.append(("op", "(", False))
+            for k, w in enumerate(body.split()):
+                if k:
+                    out.append(("op", ",", False))
+                out.append(("str", w, False))
+            out.append(("op", ")", False))
+        else:
+            out.append(("str", body, interp))
+    else:
+        out.append(("re", body, True))
+        if op == "s" and "e" in flags:
+            # the replacement is code: read it as such
+            out.append(("op", ";", False))
+            out.extend(_tokens(second, "perl"))
+            out.append(("op", ";", False))
+    return i
+
+
+# -- what each language's functions do ---------------------------------------------------------
+
+# name -> (kind, receivers (None: any or none), which arguments are its paths)
+# kinds: delete | write | read | shell (a shell command line) | argv (a program and its
+# arguments) | run (either: one string is a shell line, a list is argv) | code (code
+# built at run time) | open (perl/ruby/php open: the mode says)
+_Spec = tuple[str, frozenset[str] | None, str]
+_ANY: Final = None
+
+
+def _r(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+_FS_JS: Final = _r("fs", "fsp", "promises", "fse", "Deno", "Bun")
+_JS: Final[dict[str, _Spec]] = {
+    **{
+        n: ("delete", _ANY, "all")
+        for n in ("rmSync", "rmdirSync", "unlinkSync", "removeSync", "emptyDirSync")
+    },
+    **{n: ("delete", _FS_JS, "all") for n in ("rm", "rmdir", "unlink", "remove", "emptyDir")},
+    **{
+        n: ("write", _ANY, "first")
+        for n in (
+            "writeFileSync",
+            "appendFileSync",
+            "mkdirSync",
+            "truncateSync",
+            "utimesSync",
+            "createWriteStream",
+            "writeTextFile",
+            "writeTextFileSync",
+            "mkdirpSync",
+            "outputFileSync",
+            "chmodSync",
+            "chownSync",
+            "lchownSync",
+            "lutimesSync",
+            "ensureDirSync",
+            "ensureFileSync",
+        )
+    },
+    **{
+        n: ("write", _FS_JS, "first")
+        for n in (
+            "writeFile",
+            "appendFile",
+            "mkdir",
+            "truncate",
+            "utimes",
+            "chmod",
+            "chown",
+            "lchown",
+            "create",
+            "createSync",
+            "ensureDir",
+            "ensureFile",
+            "outputFile",
+            "write",
+        )
+    },
+    **{n: ("write", _ANY, "all") for n in ("renameSync", "moveSync")},
+    **{n: ("write", _FS_JS, "all") for n in ("rename", "move")},
+    **{n: ("write", _ANY, "last") for n in ("copyFileSync", "cpSync", "symlinkSync", "linkSync", "copySync")},
+    **{n: ("write", _FS_JS, "last") for n in ("copyFile", "cp", "symlink", "link", "copy")},
+    **{n: ("open", _FS_JS, "first") for n in ("openSync", "open")},
+    **{
+        n: ("read", _ANY, "first")
+        for n in ("readFileSync", "readdirSync", "createReadStream", "readTextFile", "readTextFileSync")
+    },
+    **{n: ("read", _FS_JS, "first") for n in ("readFile", "readdir", "file")},
+    **{n: ("shell", _ANY, "first") for n in ("execSync",)},
+    **{n: ("shell", _r("child_process", "cp", "childProcess", "proc"), "first") for n in ("exec",)},
+    **{
+        n: ("argv", _ANY, "first")
+        for n in ("spawnSync", "execFileSync", "spawn", "execFile", "Command", "run", "fork")
+    },
+    **{
+        n: ("code", _ANY, "")
+        for n in (
+            "eval",
+            "Function",
+            "require",
+            "import",
+            "getBuiltinModule",
+            "createRequire",
+            "setTimeout",
+            "setInterval",
+            "setImmediate",
+            "binding",
+            "dlopen",
+            "runInThisContext",
+            "runInNewContext",
+            "runInContext",
+            "compileFunction",
+            "Script",
+            "WebAssembly",
+            "Worker",
+            "_load",
+            "$",
+        )
+    },
+}
+# functions that load a module by name: a literal name is read, a computed one is not
+_LOADERS: Final = frozenset({"require", "import", "getBuiltinModule", "createRequire"})
+_JS_SPAWN_NEEDS: Final = frozenset({"spawn", "execFile", "fork", "run", "Command"})  # generic names
+
+_PERL: Final[dict[str, _Spec]] = {
+    **{n: ("delete", _ANY, "all") for n in ("unlink", "rmdir", "rmtree", "remove_tree", "File::Path::rmtree", "File::Path::remove_tree")},
+    **{n: ("write", _ANY, "all") for n in ("mkdir", "make_path", "mkpath", "rename", "truncate", "move", "mv", "File::Copy::move")},
+    **{n: ("write", _ANY, "rest") for n in ("chmod", "chown", "utime")},
+    **{n: ("write", _ANY, "last") for n in ("symlink", "link", "copy", "cp", "File::Copy::copy")},
+    **{n: ("open", _ANY, "") for n in ("open", "sysopen")},
+    **{n: ("read", _ANY, "first") for n in ("opendir",)},
+    **{n: ("run", _ANY, "all") for n in ("system", "exec")},
+    **{n: ("code", _ANY, "") for n in ("eval", "do", "require", "syscall", "CORE::GLOBAL", "DynaLoader", "XSLoader", "Inline", "can", "goto", "AUTOLOAD")},
+}  # fmt: skip
+
+_FU: Final = _r("FileUtils", "FU")
+_RUBY: Final[dict[str, _Spec]] = {
+    **{n: ("delete", _r("File", "Dir", "FileUtils", "FU", "Pathname"), "all") for n in ("delete", "unlink")},
+    **{n: ("delete", _ANY, "all") for n in ("rm", "rm_f", "rm_r", "rm_rf", "rmtree", "remove_dir", "remove_entry", "remove_entry_secure", "remove_file", "rmdir", "safe_unlink")},
+    **{n: ("delete", _FU, "all") for n in ("remove",)},
+    **{n: ("write", _r("File", "IO"), "first") for n in ("write", "binwrite", "truncate", "new")},
+    **{n: ("write", _ANY, "all") for n in ("mkdir_p", "makedirs", "mkpath", "touch")},
+    **{n: ("write", _r("Dir", "FileUtils", "FU"), "all") for n in ("mkdir",)},
+    **{n: ("write", _r("File", "FileUtils", "FU"), "all") for n in ("rename", "mv", "move")},
+    **{n: ("write", _r("File", "FileUtils", "FU"), "last") for n in ("cp", "copy", "cp_r", "copy_file", "ln", "ln_s", "ln_sf", "symlink", "link", "install")},
+    **{n: ("write", _r("File", "FileUtils", "FU"), "rest") for n in ("chmod", "chown", "chmod_R", "chown_R")},
+    **{n: ("open", _ANY, "") for n in ("open",)},
+    **{n: ("read", _r("File", "IO", "Dir"), "first") for n in ("read", "readlines", "foreach", "binread", "entries", "children", "each_child")},
+    **{n: ("run", _ANY, "all") for n in ("system", "exec", "spawn")},
+    **{n: ("shell", _r("IO", "Open3"), "first") for n in ("popen", "popen2", "popen3", "popen2e", "capture2", "capture2e", "capture3", "pipeline")},
+    **{n: ("code", _ANY, "") for n in ("eval", "instance_eval", "class_eval", "module_eval", "instance_exec", "class_exec", "send", "__send__", "public_send", "method", "define_method", "const_get", "instance_variable_get", "Fiddle", "DL", "syscall", "load", "require", "require_relative", "binding", "ObjectSpace")},
+}  # fmt: skip
+
+_PHP: Final[dict[str, _Spec]] = {
+    **{n: ("delete", _ANY, "all") for n in ("unlink", "rmdir")},
+    **{n: ("write", _ANY, "first") for n in ("file_put_contents", "mkdir", "touch", "chmod", "chown", "chgrp", "tempnam", "lchown", "lchgrp")},
+    **{n: ("write", _ANY, "all") for n in ("rename",)},
+    **{n: ("write", _ANY, "last") for n in ("copy", "symlink", "link", "move_uploaded_file")},
+    **{n: ("open", _ANY, "") for n in ("fopen", "SplFileObject", "gzopen")},
+    **{n: ("read", _ANY, "first") for n in ("file_get_contents", "file", "readfile", "scandir", "glob", "opendir", "parse_ini_file")},
+    **{n: ("shell", _ANY, "first") for n in ("system", "exec", "shell_exec", "passthru", "popen", "proc_open")},
+    **{n: ("argv", _ANY, "first") for n in ("pcntl_exec",)},
+    **{n: ("code", _ANY, "") for n in ("eval", "assert", "create_function", "call_user_func", "call_user_func_array", "forward_static_call", "forward_static_call_array", "include", "include_once", "require", "require_once", "preg_replace_callback", "array_map", "array_walk", "array_filter", "usort", "uasort", "uksort", "register_shutdown_function", "ReflectionFunction", "dl", "ffi", "FFI", "extract", "parse_str", "putenv", "mail", "mb_send_mail", "ini_set")},
+}  # fmt: skip
+_SPECS: Final = {"js": _JS, "perl": _PERL, "ruby": _RUBY, "php": _PHP}
+# names a module must be mentioned for (JS: a file operation named like any method)
+_JS_FS_MODULES: Final = re.compile(r"""['"](?:node:)?(?:fs|fs/promises|fs-extra|graceful-fs)['"]""")
+_JS_CP_MODULES: Final = re.compile(r"""['"](?:node:)?child_process['"]""")
+# statement ends for a call without parentheses (perl, ruby)
+_STOP_WORDS: Final = frozenset(
+    {"or", "and", "if", "unless", "for", "foreach", "while", "until", "then", "do", "end"}
+)
+
+
+def effects(code: str, lang: str) -> list[Effect]:
+    """The effects of one-liner ``code`` in ``lang`` (``js``, ``perl``, ``ruby``, ``php``)."""
+    if len(code) > MAX_CODE:
+        return [("unparsable", f"is longer than {MAX_CODE} characters")]
+    try:
+        toks = _tokens(code, lang)
+        return _scan(code, toks, lang)
+    except _Unreadable as exc:
+        return [("unparsable", str(exc))]
+    except RecursionError:
+        return [("unparsable", "is nested too deeply")]
+
+
+def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
+    specs = _SPECS[lang]
+    out: list[Effect] = []
+    # the literal texts the reader read as commands or paths: a name in them is not a call
+    consumed = [t[1] for t in toks if t[0] in ("cmd", "re") or (t[0] == "str" and not t[2])]
+    pairs = _pairs(toks)
+    work = [0]
+    seen: dict[str, int] = {}
+    fs_module = lang != "js" or _JS_FS_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
+    cp_module = lang != "js" or _JS_CP_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
+    for k, (kind, text, interp) in enumerate(toks):
+        prev = toks[k - 1] if k else ("op", "", False)
+        nxt = toks[k + 1] if k + 1 < len(toks) else ("op", "", False)
+        if kind == "cmd":
+            out.append(("dynamic", "runs a command it builds") if interp else ("shell", _unescape(text)))
+            continue
+        if kind == "str" and interp and lang == "js" and prev[1] == "$" and k >= 2 and toks[k - 2][1] == ".":
+            raise _Unreadable("runs a shell line it builds (Bun.$)")
+        if (
+            kind == "str"
+            and lang == "php"
+            and text in specs
+            and specs[text][0] in ("shell", "argv", "delete", "write", "code")
+        ):
+            raise _Unreadable(f"names the function {text} in a string (a callback)")
+        if kind != "id":
+            continue
+        # calls through a variable, a table or a reference
+        if lang == "php" and text.startswith("$") and nxt[1] == "(":
+            raise _Unreadable(f"calls the function held by {text}")
+        if (lang == "perl" and text.startswith(("&$", "&{"))) or (
+            lang == "perl" and text == "&" and nxt[1] in ("{", "$")
+        ):
+            raise _Unreadable("calls a function through a reference")
+        name = text.lstrip("&") if lang == "perl" else text
+        if lang == "perl" and name.startswith("CORE::"):
+            name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        what, receivers, which = spec
+        if lang == "js" and name == "exec" and cp_module:
+            receivers = None  # `require('child_process').exec(...)`, `cp.exec(...)`
+        receiver = toks[k - 2][1] if k >= 2 and prev[1] in (".", "::", "->") else None
+        if (
+            prev[1] in (".", "->", "::")
+            and receivers is None
+            and lang in ("ruby", "perl")
+            and what in ("run", "code")
+            and name not in ("eval", "send", "public_send", "__send__", "instance_eval", "class_eval", "can")
+            and receiver not in ("Kernel", "Process", "Object", "self", "CORE", "IO", "Open3")
+        ):
+            continue  # `obj.system`, `$x->exec`: a method of something else
+        if receivers is not None:
+            if receiver is None and not (lang == "ruby" and receivers is _FU):
+                if lang != "js" or what in ("shell",):
+                    continue
+            elif (
+                receiver is not None and receiver not in receivers and not (lang == "js" and what != "shell")
+            ):
+                continue
+        if lang == "js":
+            if (name in _JS_SPAWN_NEEDS or name == "exec") and not cp_module:
+                continue  # `re.exec(s)`, `app.run()`: not child_process
+            if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
+                continue  # `/x/.exec(s)`
+            if receivers is _FS_JS and not fs_module:
+                continue
+            if (
+                receiver is not None
+                and receiver in ("JSON", "console", "Math", "Object", "Array", "String", "Promise", "Reflect")
+                and what != "code"
+            ):
+                continue
+        if prev[1] in ("function", "def", "sub") or (
+            kind == "id" and prev[0] == "id" and prev[1] in ("function", "def", "sub")
+        ):
+            raise _Unreadable(f"defines its own {name}")
+        seen[name] = seen.get(name, 0) + 1
+        if what == "code":
+            if name == "import" and lang == "js" and nxt[1] != "(":
+                continue  # `import {rmSync} from 'fs'`: a declaration
+            if name in _LOADERS or (name == "do" and lang == "perl"):
+                arg = nxt
+                if lang == "perl" and name == "do" and arg[1] == "{":
+                    continue  # do { BLOCK }
+                after = toks[k + 2] if k + 2 < len(toks) else ("op", "", False)
+                if arg[1] == "(" and k + 2 < len(toks):
+                    arg, after = toks[k + 2], (toks[k + 3] if k + 3 < len(toks) else ("op", "", False))
+                    if after[1] != ")":
+                        arg = ("op", "", False)  # more than one literal: a name it computes
+                elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
+                    arg = ("op", "", False)
+                if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
+                    raise _Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
+                if (arg[0] == "str" and not arg[2] and name in _LOADERS) or (
+                    arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
+                ):
+                    continue  # require 'json' / require Foo::Bar
+            if name in ("setTimeout", "setInterval", "setImmediate"):
+                if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
+                    raise _Unreadable(f"runs a string as code ({name})")
+                continue  # a function to call later
+            if name == "eval" and lang == "perl" and nxt[1] == "{":
+                continue  # eval { BLOCK }: an exception catcher
+            if name == "can" and lang == "perl" and prev[1] != "->":
+                continue
+            raise _Unreadable(f"runs code or calls a function it builds at run time ({name})")
+        args = _call_args(toks, k + 1, lang, pairs, work)
+        if work[0] > 20 * len(toks) + 1000:
+            raise _Unreadable("calls more functions than avfs reads")
+        if args is None:
+            if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
+                continue  # `const {rmSync} = require('fs')`: the name is brought in
+            if lang == "js" and nxt[1] == ":" and prev[1] in ("{", ","):
+                raise _Unreadable(f"renames {name}")
+            if lang in ("perl", "ruby") and what in ("delete",) and nxt[1] in (";", "", "}"):
+                out.append(("opaque", f"calls {name} on a path it computes"))
+                continue
+            raise _Unreadable(f"uses {name} in a way avfs cannot read")
+        out.extend(_effect(name, what, which, args, lang))
+    _names_hidden(code, seen, specs, consumed)
+    if lang == "js" and re.search(r"\]\s*\(", code) and _computed_call(toks):
+        raise _Unreadable("calls a function it picks from a table")
+    if lang == "perl" and re.search(r"->\s*\(|->\s*\$|(?<!&)&\s*[$\{]", code):
+        raise _Unreadable("calls a function through a reference")
+    if (
+        lang == "ruby"
+        and re.search(r"\.\s*(call|\[\])\s*\(|\.\(", code)
+        and re.search(r"\b(method|proc|lambda)\b|->", code)
+    ):
+        raise _Unreadable("calls a function it holds in a value")
+    return out
+
+
+def _computed_call(toks: list[_Tok]) -> bool:
+    return any(toks[k][1] == "]" and toks[k + 1][1] == "(" for k in range(len(toks) - 1))
+
+
+def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, _Spec], consumed: list[str]) -> None:
+    """A function of the tables (one that is not only a method of named receivers) named
+    in the text more often than the reader saw it called, outside the literals it read: in
+    a comment or a construct it misread, it cannot say what runs."""
+    literals = "\x00".join(consumed)
+    for name, (what, receivers, _) in specs.items():
+        if what == "read" or receivers is not None or name not in code:
+            continue
+        word = re.compile(r"(?<![\w$])" + re.escape(name) + r"(?![\w$])")
+        count = len(word.findall(code)) - len(word.findall(literals))
+        if count > seen.get(name, 0):
+            raise _Unreadable(f"names {name} where avfs cannot read what it does")
+
+
+def _call_args(
+    toks: list[_Tok], k: int, lang: str, pairs: dict[int, int], work: list[int]
+) -> list[list[_Tok]] | None:
+    """The arguments of a call whose name ends before ``toks[k]``: in parentheses, or (perl,
+    ruby) up to the end of the statement; None when the name is not called."""
+    if k < len(toks) and toks[k][1] == "(":
+        end = pairs.get(k)
+        if end is None:
+            raise _Unreadable("a parenthesis does not close")
+        work[0] += end - k
+        return _split_args(toks[k + 1 : end])
+    if lang not in ("perl", "ruby"):
+        return None
+    if k >= len(toks):
+        return None
+    kind, text, _ = toks[k]
+    if kind == "op" and text not in ("[", "<", "-", "\\"):
+        return None
+    if kind == "id" and text in _STOP_WORDS:
+        return None
+    j = k
+    depth = 0
+    while j < len(toks):
+        work[0] += 1
+        t = toks[j][1]
+        if toks[j][0] == "op":
+            if t in "([{":
+                depth += 1
+            elif t in ")]}":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif t == ";" and depth == 0:
+                break
+        elif toks[j][0] == "id" and t in _STOP_WORDS and depth == 0:
+            break
+        j += 1
+    return _split_args(toks[k:j])
+
+
+def _pairs(toks: list[_Tok]) -> dict[int, int]:
+    """The index of the closing bracket of each opening one (a missing one: not in it)."""
+    out: dict[int, int] = {}
+    stack: list[int] = []
+    for j, t in enumerate(toks):
+        if t[0] != "op":
+            continue
+        if t[1] in "([{":
+            stack.append(j)
+        elif t[1] in ")]}" and stack:
+            out[stack.pop()] = j
+    return out
+
+
+def _split_args(toks: list[_Tok]) -> list[list[_Tok]]:
+    out: list[list[_Tok]] = [[]]
+    depth = 0
+    for t in toks:
+        if t[0] == "op" and t[1] in "([{":
+            depth += 1
+        elif t[0] == "op" and t[1] in ")]}":
+            depth -= 1
+        if t[0] == "op" and t[1] in (",", "=>") and depth == 0:
+            out.append([])
+            continue
+        out[-1].append(t)
+    return [a for a in out if a]
+
+
+def _literal(arg: list[_Tok], lang: str) -> str | None:
+    """The path or text an argument is, when it is a literal (``'x'``, ``glob "x"``,
+    ``<*.txt>``, ``Pathname.new('x')``); else None."""
+    toks = arg
+    while toks and toks[0][1] in ("(", "[") and toks[-1][1] in (")", "]"):
+        toks = toks[1:-1]
+    if len(toks) == 1 and toks[0][0] == "str" and not toks[0][2]:
+        return toks[0][1]
+    if len(toks) == 1 and toks[0][0] == "re" and lang == "perl":
+        return toks[0][1]  # <*.txt>
+    if toks and toks[0][0] == "id" and toks[0][1] in ("glob", "bsd_glob") and len(toks) >= 2:
+        return _literal(toks[1:], lang)
+    return None
+
+
+def _list(arg: list[_Tok], lang: str) -> list[str] | None:
+    """A literal list (``['ls', '-l']``, ``qw(ls -l)``) of strings; else None."""
+    toks = arg
+    if not toks or toks[0][1] not in ("[", "("):
+        return None
+    items = _split_args(toks[1:-1])
+    words = [_literal(a, lang) for a in items]
+    if not words or any(w is None for w in words):
+        return None
+    return [w for w in words if w is not None]
+
+
+def _effect(name: str, what: str, which: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+    if what in ("shell", "run", "argv"):
+        return _run(name, what, args, lang)
+    if what == "open":
+        return _open(name, args, lang)
+    if not args:
+        return [("opaque", f"calls {name} on a path it computes")]
+    chosen = {"first": args[:1], "last": args[-1:], "all": args, "rest": args[1:]}[which]
+    out: list[Effect] = []
+    for a in chosen:
+        path = _literal(a, lang)
+        if path is None:
+            if lang == "js" and a and a[0][1] == "{":
+                continue  # an options object
+            return [("opaque", f"calls {name} on a path it computes")]
+        out.append((what, path))
+    return out
+
+
+def _run(name: str, what: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+    if not args:
+        return [("dynamic", f"runs a command it computes ({name})")]
+    first = _literal(args[0], lang)
+    if what == "shell" or (what == "run" and len(args) == 1 and first is not None):
+        if first is None:
+            return [("dynamic", f"runs a shell command it computes ({name})")]
+        return [("shell", first)]
+    # a program and its arguments: name('ls', ['-l']), system('ls', '-l'), Bun.spawn(['ls'])
+    words: list[str] | None
+    if first is not None:
+        rest = args[1:]
+        words = [first]
+        for a in rest:
+            lit = _literal(a, lang)
+            lst = _list(a, lang)
+            if lit is not None and lang != "js":
+                words.append(lit)
+            elif lst is not None:
+                words.extend(lst)
+            elif a and a[0][1] == "{" and lang in ("js", "ruby"):
+                if any(t[1] == "shell" for t in a):
+                    return [("shell", " ".join(words))]
+                for item in _split_args(a[1:-1]):  # Deno.Command('rm', {args: [...]})
+                    if len(item) > 2 and item[0][1] == "args" and item[1][1] == ":":
+                        listed = _list(item[2:], lang)
+                        if listed is None:
+                            return [("dynamic", f"runs a command it computes ({name})")]
+                        words.extend(listed)
+            else:
+                return [("dynamic", f"runs a command it computes ({name})")]
+    else:
+        words = _list(args[0], lang)
+        if words is None and args[0] and args[0][0][1] == "{":  # Deno.run({cmd: [...]})
+            inner = args[0][1:-1]
+            items = _split_args(inner)
+            words = next((_list(i[2:], lang) for i in items if len(i) > 2 and i[0][1] == "cmd"), None)
+    if not words:
+        return [("dynamic", f"runs a command it computes ({name})")]
+    if name == "fork":
+        words = ["node", *words]
+    return [("argv", words)]
+
+
+def _open(name: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+    """perl ``open(F, MODE, PATH)`` / ``open(F, ">PATH")``, ruby ``File.open(p, 'w')``,
+    php ``fopen(p, 'w')``, JS ``fs.openSync(p, 'w')``."""
+    if lang == "perl":
+        if len(args) < 2:
+            return [("opaque", "opens a file it computes")]
+        if len(args) == 2:
+            spec = _literal(args[1], lang)
+            if spec is None:
+                return [("opaque", "opens a file it computes")]
+            spec = spec.strip()
+            if spec.endswith("|") or spec.startswith("|"):
+                return [("shell", spec.strip("|").strip())]
+            m = re.match(r"(\+?[<>]{0,2}|)\s*(.*)", spec)
+            assert m is not None
+            mode, path = m.group(1), m.group(2)
+        else:
+            mode = (_literal(args[1], lang) or "?").strip()
+            if "|" in mode:
+                rest = [_literal(a, lang) for a in args[2:]]
+                if all(r is not None for r in rest):
+                    return (
+                        [("argv", [r for r in rest if r is not None])]
+                        if len(rest) > 1
+                        else [("shell", rest[0] or "")]
+                    )
+                return [("dynamic", "runs a command it computes (open)")]
+            lit = _literal(args[2], lang)
+            if lit is None:
+                return [("opaque", "opens a file it computes")] if mode != "<" else []
+            path = lit
+        return [("write" if any(c in mode for c in ">+?") else "read", path)]
+    path = _literal(args[0], lang) if args else None
+    mode = _literal(args[1], lang) if len(args) > 1 else "r"
+    if lang == "ruby" and path is not None and path.startswith("|"):
+        return [("shell", path[1:])]
+    if mode is None:
+        return [("opaque", "opens a file in a mode it computes")]
+    writes = any(c in mode for c in "wax+c")
+    if path is None:
+        return [("opaque", "writes a file whose path it computes")] if writes else []
+    return [("write" if writes else "read", path)]

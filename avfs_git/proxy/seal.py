@@ -1,0 +1,626 @@
+"""What a confined command may write of the vault, and what of it avfs carries back.
+
+git in the mounted fork needs to write the vault to commit: objects, its branch, reflogs.
+Letting the sandbox write the vault's own ``objects/``, ``refs/`` and ``logs/`` lets it
+move any ref (another fork's branch, checkpoints and recovery refs, tags, ``refs/replace``:
+review deception for ``git diff`` and ``avfs merge``) and, as root, overwrite existing loose
+objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, bound by
+:mod:`.confine` over the real directories), under ``<vault>/avfs/seal/<fork>/``:
+
+- ``refs/``: a copy of the vault's loose ``refs/heads``; the other directories of
+  ``refs/`` (``tags``, ``avfs``, ``remotes``...) are the vault's own, read-only. A
+  ``refs/stash`` or any other ref the command makes lives and dies with the run;
+- ``logs/``: a copy of the fork's own reflog (git appends to it when it commits);
+- the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): empty,
+  the run's own;
+- ``objects/``: an empty quarantine whose ``info/alternates`` names the vault's objects,
+  shown read-only at ``<vault>/avfs/seal/<fork>/vault-objects`` (the way ``git
+  receive-pack`` quarantines a push): git reads every existing object and writes new ones
+  only here.
+
+Right after the command exits, :func:`carry_back` reads only ``refs/heads/<fork>`` from the
+scratch. When it moved to a commit, the objects it needs (and only those) go from the
+quarantine into the vault through ``git pack-objects``, ``git index-pack --strict`` (every
+object hashed again and checked as ``git fsck --strict`` checks it: a ``.gitmodules`` that
+is a directory, a broken link), its new commits may add no gitlink and no name git refuses,
+and the real branch moves by compare-and-swap from its value before the run. Every other
+ref change is reported (``refs_refused``), never applied. Then :func:`drop_gitlinks` takes
+out of the mount's index any gitlink (a nested repository, mode 160000) that is not in the
+fork's commit: git would run ``git status`` inside it, with its own ``core.fsmonitor``;
+:func:`nested_repos` removes a ``.git`` the command made at a gitlink's path of the fork's
+commit for the same reason, and a ``rebase-merge/`` written by hand (its todo list's
+``exec`` lines run on ``git rebase --continue``) is removed by the carry-back.
+
+The scratch directories are made once per fork and only emptied afterwards: a sandbox kept
+ready (:mod:`.standby`) binds them before its command comes, and :func:`prepare` (under the
+fork's exec lock, right before the command starts) refreshes what is in them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import stat
+from typing import TYPE_CHECKING, Any
+
+from ..core import gitnames, refs
+from ..core.gitrun import git_env, run
+from ..core.names import fs_name
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from ..core.vault import Vault
+
+_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_LOOSE = re.compile(r"[0-9a-f]{2}")
+_MAX_REF = 4096  # a ref file is one line: anything longer is not one
+GITLINK = 0o160000
+GITLINK_KIND = "gitlink"
+STASH = "refs/stash"
+REBASE = "rebase-merge"  # in a worktree's git dir: an interactive rebase under way
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sealed:
+    """One run's scratch: what :mod:`.confine` binds, and what was copied into it."""
+
+    dir: str
+    fork: str
+    # (source, target, writable) in bind order, after the vault is shown read-only
+    binds: tuple[tuple[str, str, bool], ...]
+    # (source, target): read-only, inside avfs's masked state directory
+    state_binds: tuple[tuple[str, str], ...]
+    copied: dict[str, bytes]  # ref name -> its file's bytes, as put into the scratch
+    before: str | None  # the fork's branch before the run
+    index: tuple[int, int, int, int] | None  # the mount's index (ino, size, mtime, ctime) before
+    git_dir: str | None = None  # the mount's worktree git dir
+    rebasing: bool = False  # an interactive rebase's state was there (shown read-only)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Carried:
+    """What :func:`carry_back` did: the fork's branch moved (``moved``: old, new), and the
+    ref changes it did not apply (``refused``: {ref, old, new, reason})."""
+
+    moved: tuple[str | None, str] | None
+    refused: list[dict[str, Any]]
+
+
+def seal_dir(vault: Vault, fork: str) -> str:
+    return os.path.join(vault.state_dir, "seal", fs_name(fork))
+
+
+def _remove(e: os.DirEntry[str]) -> None:
+    """Remove a directory entry (a directory with all below it; never through a link)."""
+    if e.is_dir(follow_symlinks=False):
+        shutil.rmtree(e.path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(e.path)
+        except FileNotFoundError:
+            pass
+
+
+def _empty(d: str, keep: Collection[str] = ()) -> None:
+    """Remove what is in ``d`` but the names in ``keep`` (never follows a symbolic link)."""
+    with os.scandir(d) as it:
+        for e in it:
+            if e.name not in keep:
+                _remove(e)
+
+
+def _read_regular(path: str) -> bytes | None:
+    """The bytes of the regular file ``path`` (never through a symbolic link), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _sync(
+    root: str, want: dict[str, bytes], dirs: Collection[str] = (), mounts: Collection[str] = ()
+) -> None:
+    """Make ``root`` hold exactly the files of ``want`` (path below it -> bytes) and the
+    directories ``dirs`` (top level), touching only what differs: a run that changed
+    nothing costs a walk and reads, no directory made or removed (each is ~1-2 ms on some
+    file systems). ``mounts``: top-level directories never looked into (the vault's own,
+    shown there in a sandbox)."""
+    needed = {""} | set(dirs)
+    for path in want:
+        parts = path.split("/")[:-1]
+        needed.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    done: set[str] = set()
+    for dirpath, subdirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        keep = []
+        for x in subdirs:
+            p = os.path.join(dirpath, x)
+            if rel + x in mounts and not os.path.islink(p):
+                continue
+            if (rel + x) in needed and not os.path.islink(p):
+                keep.append(x)
+            elif os.path.islink(p):
+                os.unlink(p)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+        subdirs[:] = keep
+        for f in files:
+            p, name = os.path.join(dirpath, f), rel + f
+            if name in want and name not in needed and _read_regular(p) == want[name]:
+                done.add(name)
+            else:
+                os.unlink(p)
+    for x in needed:
+        if x and not os.path.isdir(os.path.join(root, x)):
+            os.makedirs(os.path.join(root, x), exist_ok=True)
+    for name, data in want.items():
+        if name not in done:
+            with open(os.path.join(root, name), "wb") as fh:
+                fh.write(data)
+
+
+def _index_stat(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
+    """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
+    worktree git dir (its index is looked at afterwards), when there is one."""
+    d = seal_dir(vault, fork)
+    rebasing = False
+    rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
+    for x in (rd, ld, od):
+        os.makedirs(x, mode=0o755, exist_ok=True)
+    real_refs = os.path.join(vault.path, "refs")
+    real_logs = os.path.join(vault.path, "logs")
+    real_objects = os.path.join(vault.path, "objects")
+    os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
+    subs = sorted(
+        e.name for e in os.scandir(real_refs) if e.name != "heads" and e.is_dir(follow_symlinks=False)
+    )
+    copied: dict[str, bytes] = {}
+    heads = os.path.join(real_refs, "heads")
+    for dirpath, _dirs, files in os.walk(heads):
+        for fn in files:
+            if fn.endswith(".lock"):
+                continue
+            src = os.path.join(dirpath, fn)
+            data = _read_regular(src)
+            if data is not None:
+                copied[os.path.relpath(src, vault.path).replace(os.sep, "/")] = data
+    # the directories shown from the vault are mount points in a sandbox made ready: kept
+    _sync(rd, {k[5:]: v for k, v in copied.items()}, {"heads", *subs}, set(subs))
+    fork_ref = refs.fork_ref(fork)
+    log = _read_regular(os.path.join(real_logs, fork_ref))
+    _sync(ld, {fork_ref: log} if log is not None else {})
+    _empty_quarantine(od)
+    info = os.path.join(od, "info")
+    if not os.path.isdir(info) or os.path.islink(info):
+        _empty(od)
+        os.makedirs(info)
+    _empty(info, {"alternates"})
+    # where the command sees the vault's objects (in the sandbox, under avfs's masked state)
+    inside = os.path.join(d, "vault-objects")
+    os.makedirs(inside, exist_ok=True)
+    alt = os.path.join(info, "alternates")
+    try:
+        with open(alt, "rb") as fh:
+            same = fh.read() == (inside + "\n").encode()
+    except OSError:
+        same = False
+    if not same:
+        _empty(info)
+        with open(alt, "w", encoding="utf-8") as fh:
+            fh.write(inside + "\n")
+    binds: list[tuple[str, str, bool]] = [(rd, real_refs, True)]
+    binds += [(os.path.join(real_refs, s), os.path.join(real_refs, s), False) for s in subs]
+    binds += [(ld, real_logs, True), (od, real_objects, True)]
+    if git_dir and os.path.isdir(git_dir) and not os.path.islink(git_dir):
+        # the worktree's own reflog and refs (HEAD's log, bisect...): the run's, so that
+        # none of them names an object the vault never got (git fsck fails on one)
+        for name in ("logs", "refs"):
+            scratch, real = os.path.join(d, "wt" + name), os.path.join(git_dir, name)
+            os.makedirs(scratch, exist_ok=True)
+            _empty(scratch)
+            if os.path.islink(real) or (os.path.lexists(real) and not os.path.isdir(real)):
+                os.unlink(real)  # a command made it something else: the vault's path again
+            os.makedirs(real, exist_ok=True)
+            binds.append((scratch, real, True))
+        # a person's interactive rebase in the mount: its todo list (whose `exec` lines git
+        # runs on `git rebase --continue`) is read-only in there
+        rebasing = os.path.isdir(os.path.join(git_dir, REBASE)) and not os.path.islink(
+            os.path.join(git_dir, REBASE)
+        )
+        if rebasing:
+            binds.append((os.path.join(git_dir, REBASE), os.path.join(git_dir, REBASE), False))
+    return Sealed(
+        dir=d,
+        fork=fork,
+        binds=tuple(binds),
+        state_binds=((real_objects, inside),),
+        copied=copied,
+        before=refs.read_ref_file(vault.path, fork_ref),
+        index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
+        git_dir=git_dir,
+        rebasing=bool(git_dir) and rebasing,
+    )
+
+
+def _read_small(path: str) -> bytes | None:
+    """A regular file's bytes (never through a symbolic link), None when it is not one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _MAX_REF + 1)
+    finally:
+        os.close(fd)
+
+
+def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
+    """The refs the scratch holds now: name -> bytes (what is not a regular file: b"")."""
+    out: dict[str, bytes] = {}
+    root = os.path.join(sealed.dir, "refs")
+    for dirpath, dirs, files in os.walk(root):  # os.walk never enters a symbolic link
+        for fn in files + [x for x in dirs if os.path.islink(os.path.join(dirpath, x))]:
+            if fn.endswith(".lock"):
+                continue  # a git killed while it held a lock
+            p = os.path.join(dirpath, fn)
+            name = "refs/" + os.path.relpath(p, root).replace(os.sep, "/")
+            data = _read_small(p)
+            out[name] = b"" if data is None else data
+    return out
+
+
+def _show(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    text = value[:200].decode("utf-8", "replace").strip()
+    return text
+
+
+def _clean_quarantine(od: str) -> None:
+    """Leave in the quarantine only what git's object store is made of, as regular files:
+    ``xx/<38 hex>`` and ``pack/pack-*.{pack,idx}`` (no ``info/alternates`` naming another
+    store, no symbolic link to a file of the host)."""
+    with os.scandir(od) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False) and (_LOOSE.fullmatch(e.name) or e.name == "pack"):
+                with os.scandir(e.path) as inner:
+                    for f in inner:
+                        ok = f.is_file(follow_symlinks=False) and (
+                            re.fullmatch(r"[0-9a-f]{38}|[0-9a-f]{62}", f.name)
+                            if e.name != "pack"
+                            else re.fullmatch(r"pack-[0-9a-f]+\.(pack|idx)", f.name)
+                        )
+                        if not ok:
+                            if f.is_dir(follow_symlinks=False):
+                                shutil.rmtree(f.path, ignore_errors=True)
+                            else:
+                                os.unlink(f.path)
+            elif e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+
+
+def _import_objects(vault: Vault, od: str, new: str | None, blobs: Sequence[str] = ()) -> str | None:
+    """Bring the objects ``new`` needs that the vault lacks (or the ``blobs`` named) from the
+    quarantine ``od`` into the vault: packed by git, indexed again by ``git index-pack
+    --strict`` (each object hashed anew and checked as ``git fsck --strict`` does). Returns
+    why not, or None."""
+    _clean_quarantine(od)
+    env = git_env()
+    env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = od
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    if new is not None:
+        listed = run(
+            ["rev-list", "--objects", new, "--not", "--all"], git_dir=vault.path, env=env, check=False
+        )
+        if listed.returncode != 0:
+            return "its objects are not all there: " + listed.stderr.decode(errors="replace").strip()[:300]
+        ids = b"\n".join(line.split(b" ", 1)[0] for line in listed.stdout.splitlines() if line)
+    else:
+        ids = "\n".join(blobs).encode()
+    if not ids:
+        return None  # all in the vault already (a reset to a commit it has)
+    packed = run(
+        ["pack-objects", "--stdout", "-q"], git_dir=vault.path, env=env, input=ids + b"\n", check=False
+    )
+    if packed.returncode != 0:
+        return "its objects cannot be read: " + packed.stderr.decode(errors="replace").strip()[:300]
+    # indexed where the sandbox cannot see, and moved into the vault only when git takes it
+    # (index-pack writes its pack before its last checks: .gitmodules that are not files)
+    incoming = os.path.join(os.path.dirname(od), "incoming")
+    shutil.rmtree(incoming, ignore_errors=True)
+    os.makedirs(incoming)
+    try:
+        pack = os.path.join(incoming, "in.pack")
+        with open(pack, "wb") as fh:
+            fh.write(packed.stdout)
+        env = git_env()
+        env["GIT_NO_REPLACE_OBJECTS"] = "1"
+        indexed = run(["index-pack", "--strict", pack], git_dir=vault.path, env=env, check=False)
+        if indexed.returncode != 0:
+            return "git refuses its objects: " + indexed.stderr.decode(errors="replace").strip()[:300]
+        name = "pack-" + indexed.stdout.decode("ascii", "replace").split()[-1]
+        dest = os.path.join(vault.path, "objects", "pack")
+        for ext in ("pack", "rev", "idx"):  # the index last: git looks for packs by it
+            if os.path.exists(os.path.join(incoming, f"in.{ext}")):
+                os.replace(os.path.join(incoming, f"in.{ext}"), os.path.join(dest, f"{name}.{ext}"))
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    return None
+
+
+def _new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
+    """Why the commits ``new`` brings (those no ref of the vault reaches yet) must not be
+    carried: a gitlink they add (a nested repository: git runs ``git status`` inside it,
+    with its own config) or a name git refuses in a tree; None when they may."""
+    env = git_env()
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    kind = run(["cat-file", "-t", new], git_dir=vault.path, env=env, check=False)
+    if kind.stdout.strip() != b"commit":
+        return f"{new} is not a commit"
+    listed = run(["rev-list", new, "--not", "--all"], git_dir=vault.path, env=env, check=False)
+    if listed.returncode != 0:
+        return "its history cannot be read"
+    if not listed.stdout.strip():
+        return None
+    diff = run(
+        ["diff-tree", "--stdin", "-r", "--root", "-m", "--no-renames", "--no-commit-id", "-z"],
+        git_dir=vault.path,
+        env=env,
+        input=listed.stdout,
+        check=False,
+    )
+    if diff.returncode != 0:
+        return "its commits cannot be read"
+    parts = diff.stdout.split(b"\0")
+    i = 0
+    while i + 1 < len(parts):
+        head, path = parts[i], parts[i + 1]
+        i += 2
+        if not head.startswith(b":"):
+            i -= 1  # not a record (a commit id line): resynchronise
+            continue
+        fields = head[1:].split(b" ")
+        if len(fields) < 5:
+            continue
+        old_mode, new_mode = int(fields[0], 8), int(fields[1], 8)
+        name = path.decode("utf-8", "surrogateescape")
+        if new_mode == GITLINK and old_mode != GITLINK:
+            return f"a commit adds a gitlink (a nested repository) at {name}"
+        if new_mode:
+            got = gitnames.path_refusal(name, new_mode)
+            if got is not None:
+                return f"a commit records {got.path}: {got.reason}"
+    return None
+
+
+def carry_back(vault: Vault, sealed: Sealed) -> Carried:
+    """After the command: move the fork's branch as the command moved it in the scratch
+    (validated, by compare-and-swap from its value before the run), report every other ref
+    change without applying it, and empty the quarantine."""
+    fork_ref = refs.fork_ref(sealed.fork)
+    now = _scratch_refs(sealed)
+    refused: list[dict[str, Any]] = []
+    moved: tuple[str | None, str] | None = None
+    for name in sorted(set(now) | set(sealed.copied)):
+        before, after = sealed.copied.get(name), now.get(name)
+        if before == after:
+            continue
+        if name != fork_ref:
+            other = "only the fork's own branch is carried out of the sandbox"
+            stashed = (after or b"").strip().decode("ascii", "replace")
+            if name == STASH and _HEX.fullmatch(stashed):
+                # its commits are kept (unreferenced, until gc prunes them): the next run
+                # brings the stash back with `git stash apply ID`
+                lost = _import_objects(vault, os.path.join(sealed.dir, "objects"), stashed)
+                other = "a stash lives as long as its run; its commit is kept: `git stash apply ID` brings it back"
+                if lost is not None:
+                    other = f"a stash lives as long as its run; its commit could not be kept ({lost})"
+            refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": other})
+            continue
+        why: str | None = None
+        value = (after or b"").strip().decode("ascii", "replace")
+        if after is None:
+            why = "the command deleted the fork's branch"
+        elif not _HEX.fullmatch(value):
+            why = "not a full commit id"
+        elif value == sealed.before:
+            continue
+        else:
+            why = _import_objects(vault, os.path.join(sealed.dir, "objects"), value)
+            why = why or _new_commits_refusal(vault, sealed.before, value)
+            if why is None:
+                try:
+                    message = f"avfs proxy exec: {sealed.fork} moved by the command's git"
+                    refs.cas_update(vault.store, fork_ref, value, sealed.before, message)
+                    moved = (sealed.before, value)
+                except Exception as exc:  # moved meanwhile, locked: said, not applied
+                    why = str(getattr(exc, "message", exc))
+        if why is not None:
+            refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": why})
+    if sealed.git_dir is not None and not sealed.rebasing:
+        made = os.path.join(sealed.git_dir, REBASE)
+        if os.path.lexists(made):
+            # HEAD is read-only in there: no rebase can have started; what is there is a
+            # todo list written by hand, for the person's `git rebase --continue` to run
+            if os.path.isdir(made) and not os.path.islink(made):
+                shutil.rmtree(made, ignore_errors=True)
+            else:
+                os.unlink(made)
+            why = "an interactive rebase's state made in the sandbox (git runs its exec lines): removed"
+            refused.append({"ref": REBASE, "old": None, "new": None, "reason": why})
+    _keep_staged(vault, sealed)
+    _empty_quarantine(os.path.join(sealed.dir, "objects"))
+    return Carried(moved=moved, refused=refused)
+
+
+def _empty_quarantine(od: str) -> None:
+    """Empty the quarantine but for ``info/`` and git's fan-out directories (kept, empty:
+    removing a directory costs more than the run's git did)."""
+    with os.scandir(od) as it:
+        for e in it:
+            if _LOOSE.fullmatch(e.name) and e.is_dir(follow_symlinks=False):
+                _empty(e.path)
+            elif e.name != "info":
+                _remove(e)
+
+
+def _quarantined(od: str) -> set[str]:
+    """The ids of the loose objects in the quarantine."""
+    out: set[str] = set()
+    try:
+        fans = [e for e in os.scandir(od) if _LOOSE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return out
+    for e in fans:
+        out.update(e.name + f for f in os.listdir(e.path))
+    return out
+
+
+def _keep_staged(vault: Vault, sealed: Sealed) -> None:
+    """The blobs the command's ``git add`` wrote that the mount's index names: into the
+    vault (checked), so that the person's ``git commit`` there finds them."""
+    od = os.path.join(sealed.dir, "objects")
+    if sealed.git_dir is None or _index_stat(os.path.join(sealed.git_dir, "index")) == sealed.index:
+        return
+    held = _quarantined(od)
+    if not held:
+        return
+    env = git_env()
+    env["GIT_DIR"] = sealed.git_dir
+    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-s", "-z"], env=env, check=False)
+    named = {
+        rec.split(b" ", 2)[1].decode("ascii", "replace")
+        for rec in listed.stdout.split(b"\0")
+        if rec.count(b" ") >= 2
+    }
+    staged = sorted(named & held)
+    if staged:
+        _import_objects(vault, od, None, staged)
+
+
+def _index_gitlinks(git_dir: str) -> dict[str, str]:
+    """The gitlinks of the index of ``git_dir``: path -> commit id (a byte search first:
+    an index without one, the common case, costs a read)."""
+    data = _read_regular(os.path.join(git_dir, "index"))
+    if not data or b"\x00\x00\xe0\x00" not in data:  # mode 160000 appears nowhere: no gitlink
+        return {}
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-s", "-z"], env=env, check=False)
+    links: dict[str, str] = {}
+    for rec in listed.stdout.split(b"\0"):
+        meta, _, path = rec.partition(b"\t")
+        f = meta.split(b" ")
+        if len(f) == 3 and f[0] == b"160000":
+            links[path.decode("utf-8", "surrogateescape")] = f[1].decode("ascii", "replace")
+    return links
+
+
+def _open_dir(root: str, path: str) -> int | None:
+    """A descriptor of directory ``root/path``, reached without following a symbolic link
+    below ``root``; None when some part of the way is not a directory."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    for part in path.split("/"):
+        try:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitnames.NotRecorded]:
+    """Remove the ``.git`` the command made at a gitlink's path in the mount (a submodule
+    of the fork's commit): git runs ``git status`` in a submodule it finds checked out,
+    with that repository's config (``core.fsmonitor``), on a person's plain ``git status``.
+    A submodule cannot be checked out from inside (``modules/`` is the vault's, read-only):
+    such a ``.git`` is made by hand, and is never part of the fork's commits anyway."""
+    if sealed.git_dir is None:
+        return []
+    out = []
+    for path in sorted(_index_gitlinks(sealed.git_dir)):
+        fd = _open_dir(mountpoint, path)
+        if fd is None:
+            continue
+        try:
+            st = os.stat(".git", dir_fd=fd, follow_symlinks=False)
+            if st.st_ctime_ns < since_ns:
+                continue  # there before the command: a person's own
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(".git", dir_fd=fd)
+            else:
+                os.unlink(".git", dir_fd=fd)
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+        why = "a repository the command made at a submodule's path (git would run code from its config): its .git removed"
+        out.append(gitnames.NotRecorded(path, GITLINK_KIND, why))
+    return out
+
+
+def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.NotRecorded]:
+    """Take out of the mount's index (``git_dir``) every gitlink the fork's commit does not
+    hold at that path: git would run ``git status`` in that nested repository, with its
+    ``core.fsmonitor``, on a person's plain ``git status`` in the mount. Looked at only
+    when the command changed the index; returns what was dropped."""
+    if _index_stat(os.path.join(git_dir, "index")) == sealed.index:
+        return []
+    links = _index_gitlinks(git_dir)
+    if not links:
+        return []
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
+    tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
+    kept: set[str] = set()
+    if tip is not None:
+        tree = run(
+            ["ls-tree", "-z", "--full-tree", tip, "--", *links],
+            git_dir=vault.path,
+            env=git_env(),
+            check=False,
+        )
+        for rec in tree.stdout.split(b"\0"):
+            meta, _, path = rec.partition(b"\t")
+            f = meta.split(b" ")
+            p = path.decode("utf-8", "surrogateescape")
+            if len(f) == 3 and f[0] == b"160000" and links.get(p) == f[2].decode("ascii", "replace"):
+                kept.add(p)
+    drop = sorted(p for p in links if p not in kept)
+    if not drop:
+        return []
+    stdin = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in drop)
+    run([*cfg, "update-index", "--force-remove", "-z", "--stdin"], env=env, input=stdin, check=False)
+    reason = "a nested repository the command added to git's index: dropped from it (git would run code from its config)"
+    return [gitnames.NotRecorded(p, GITLINK_KIND, reason) for p in drop]

@@ -1,0 +1,526 @@
+"""The vault's git dir, seen from inside a confined `proxy exec`: nothing the command writes
+there (refs, objects, hooks, config, the index, nested repositories) reaches the host.
+
+Every attack runs as a script in the fork through a real confined `proxy exec` (the CLI,
+which a live mount's daemon serves warm, in a sandbox it made ready), on the overlay
+backend and on pure FUSE; then the test acts as the person would (plain `git status`,
+`git commit` in the mount, `git diff`/`cat-file` in the vault, `avfs merge`, the next
+`proxy exec`) and checks that no planted code ran (a canary file it would make stays
+absent), that no ref outside the fork moved, and that the fork lost nothing. The conftest's
+teardown runs `git fsck --strict` on every vault a test leaves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core import checkpoint
+from avfs_git.core.worktree import worktree_dir
+from avfs_git.ops import mounts
+from avfs_git.proxy import seal, standby
+
+from .test_confine import _need_bwrap
+from .test_exec_warm import _wait_for, _waiters
+from .test_fuse import require_fuse
+from .test_overlay import require_overlay
+
+BACKENDS = ["overlay", "fuse"]
+
+
+def _avfs(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--vault", "v:main", *args], capture_output=True, timeout=120
+    )
+
+
+def _exec(*argv: str) -> dict[str, Any]:
+    r = _avfs("--json", "proxy", "exec", "--", *argv)
+    doc = json.loads(r.stdout)
+    assert r.returncode == doc["exit_code"], (r.returncode, doc)
+    assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
+    return dict(doc)
+
+
+def _git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check:
+        assert proc.returncode == 0, (args, proc.stderr)
+    return proc.stdout + proc.stderr
+
+
+def _refs(vault: Any) -> dict[str, str]:
+    """The vault's refs but the fork's own branch (its exec's commits move it)."""
+    out = _git("--git-dir", vault.path, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines() if not line.startswith("refs/heads/main "))
+
+
+def _files(d: str) -> dict[str, str]:
+    """Every file under ``d``: its sha256 (what the sandbox must not have changed)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(d):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as fh:
+                    out[os.path.relpath(p, d)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(params=BACKENDS)
+def live(request: Any, home: Any, vault: Any, tmp_path: Path) -> Any:
+    if request.param == "overlay":
+        require_overlay()
+    else:
+        require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("README", b"the original\n")
+    w.write("lib.py", b"x = 1\n")
+    checkpoint.save(vault, name="base")
+    vault.fork("main", "other")
+    _git("--git-dir", vault.path, "tag", "v1", "main")
+    info = mounts.mount(home, vault, "main", None, backend=request.param)
+    assert info.backend == request.param
+    try:
+        yield info
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def _script(live: Any, name: str, text: str) -> None:
+    with open(os.path.join(live.mountpoint, name), "w") as fh:
+        fh.write(text)
+
+
+def _person_git(live: Any, canary: Path) -> None:
+    """What a person does in the mount afterwards: plain git, nothing planted runs."""
+    mp = live.mountpoint
+    _git("status", cwd=mp)
+    _git("diff", cwd=mp)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qam", "by the person", cwd=mp, check=False)
+    _git("log", "-1", cwd=mp)
+    assert not canary.exists(), f"planted code ran on the host: {canary.read_text()}"
+
+
+def test_a_nested_repository_s_fsmonitor_never_runs_for_the_person(live, vault, tmp_path):
+    """Reproduction 4: a gitlink added to the mount's index, and one left untracked."""
+    canary = tmp_path / "canary-nested"
+    _script(
+        live,
+        "attack.sh",
+        f"""set -e
+for s in sub loose; do
+  git init -q $s
+  git -C $s config core.fsmonitor 'echo ran $s >> {canary}; false'
+  echo inner > $s/f
+  git -C $s add f
+  git -C $s -c user.name=A -c user.email=a@x commit -qm inner
+done
+git add sub
+git ls-files -s sub
+""",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert doc["result"]["stdout"].startswith("160000 "), doc["result"]  # git did add a gitlink
+    kinds = {(n["path"], n["kind"]) for n in doc["not_recorded"]}
+    assert ("sub", "gitlink") in kinds, doc["not_recorded"]
+    mp = live.mountpoint
+    assert "160000" not in _git("ls-files", "-s", cwd=mp)  # dropped from the index
+    tree = _git("--git-dir", vault.path, "ls-tree", "-r", "main")
+    assert "160000" not in tree and "sub/.git" not in tree and "sub/f" in tree  # never committed
+    _person_git(live, canary)
+    # the fork lost nothing: the nested repositories' files are the fork's files
+    ws = vault.workspace("main")
+    assert ws.read("sub/f") == b"inner\n" and ws.read("loose/f") == b"inner\n"
+    # the next proxy exec's git status does not run it either (git in the sandbox)
+    assert _exec("git", "status", "--short")["exit_code"] == 0
+    assert not canary.exists()
+
+
+def test_refs_outside_the_fork_never_move_and_replace_refs_stay_inside(live, vault, home, tmp_path):
+    """Reproduction 11 (refs/replace), another fork's branch, a checkpoint ref, a tag."""
+    other = vault.workspace("other")
+    other.write("lib.py", b"x = 2  # the reviewed change\n")
+    checkpoint.save(vault, "other", message="reviewed")
+    before = _refs(vault)
+    reviewed = _git("--git-dir", vault.path, "rev-parse", "other:lib.py").strip()
+    _script(
+        live,
+        "attack.sh",
+        f"""M=$(printf 'import os; os.system("evil")\\n' | git hash-object -w --stdin)
+git update-ref refs/replace/{reviewed} $M && echo REPLACED
+git update-ref refs/heads/other HEAD~1 && echo MOVED-OTHER
+git update-ref -d refs/avfs/checkpoints/main/-/base && echo DELETED-CHECKPOINT
+git update-ref refs/tags/v1 $M && echo MOVED-TAG
+git update-ref refs/heads/new HEAD && echo NEW-BRANCH
+git update-ref refs/stash HEAD && echo STASH
+exit 0
+""",
+    )
+    for i in range(2):  # the first in a sandbox set up for it, the second in one made ready
+        if i == 1 and standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+        doc = _exec("sh", "attack.sh")
+        assert doc["exit_code"] == 0, doc["result"]
+        assert _refs(vault) == before
+        refused = {r["ref"] for r in doc["refs_refused"]}
+        # what git could write (in the sandbox's scratch) is reported, and not applied
+        said = doc["result"]["stdout"]
+        assert "REPLACED" in said and f"refs/replace/{reviewed}" in refused, (said, refused)
+        assert "MOVED-OTHER" in said and "refs/heads/other" in refused
+        assert "refs/heads/new" in refused and "refs/stash" in refused
+        # the vault's own refs/avfs and refs/tags are read-only in there
+        assert "DELETED-CHECKPOINT" not in said and "MOVED-TAG" not in said
+    # the person reviews `other` against main and merges it: what was reviewed is merged
+    assert _git("--git-dir", vault.path, "replace", "-l").strip() == ""
+    diff = _git("--git-dir", vault.path, "diff", "main", "other", "--", "lib.py")
+    assert "the reviewed change" in diff and "evil" not in diff
+    from avfs_git.core import merge
+
+    merge.merge(vault, "other", "main")
+    assert vault.workspace("main").read("lib.py") == b"x = 2  # the reviewed change\n"
+    assert _git("--git-dir", vault.path, "cat-file", "-p", "main:lib.py") == "x = 2  # the reviewed change\n"
+
+
+def test_existing_objects_and_packs_cannot_be_overwritten_as_root(live, vault, tmp_path):
+    loose = _git("--git-dir", vault.path, "hash-object", "-w", "--stdin", check=True)  # the empty blob
+    assert loose
+    objects = os.path.join(vault.path, "objects")
+    packs = [p for p in os.listdir(os.path.join(objects, "pack")) if p.endswith(".pack")]
+    assert packs, "the test needs a pack in the vault"
+    snap = _files(objects)
+    _script(
+        live,
+        "attack.sh",
+        f"""for base in {objects} {seal.seal_dir(vault, "main")}/vault-objects; do
+  for f in $(find $base -type f); do
+    chmod u+w $f 2>/dev/null
+    if printf 'garbage' > $f 2>/dev/null; then echo "WROTE $f"; fi
+    if printf 'garbage' >> $f 2>/dev/null; then echo "APPENDED $f"; fi
+    rm -f $f 2>/dev/null && echo "REMOVED $f"
+  done
+done
+exit 0
+""",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    # writes into the sandbox's object quarantine may succeed; not one reached the vault
+    # (the exec's own commit adds a pack: only what was there is compared)
+    after = _files(objects)
+    assert {k: after.get(k) for k in snap} == snap
+    assert "WROTE" in doc["result"]["stdout"]  # the script did reach files to write
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+    assert _git("cat-file", "-p", "HEAD:README", cwd=live.mountpoint) == "the original\n"
+
+
+def test_hooks_config_attributes_and_the_worktree_s_files_are_read_only(live, vault, tmp_path):
+    canary = tmp_path / "canary-gitdir"
+    wt = worktree_dir(vault, "main")
+    planted = f"touch {canary}"
+    targets = {
+        "hooks/pre-commit": f"#!/bin/sh\n{planted}\n",
+        "hooks/post-commit": f"#!/bin/sh\n{planted}\n",
+        "config": f"[core]\n\tfsmonitor = {planted}\n\thooksPath = /tmp\n",
+        "info/attributes": "* filter=evil diff=evil\n",
+        "packed-refs": "",
+    }
+    wt_targets = {
+        "config.worktree": f"[core]\n\tfsmonitor = {planted}\n",
+        "config": f"[core]\n\tfsmonitor = {planted}\n",
+        "commondir": "/tmp\n",
+        "gitdir": "/tmp/x\n",
+        "HEAD": "ref: refs/heads/other\n",
+        "hooks/pre-commit": f"#!/bin/sh\n{planted}\n",
+    }
+    lines = []
+    for rel, text in targets.items():
+        lines.append(
+            f"mkdir -p $(dirname {vault.path}/{rel}) 2>/dev/null; printf %s {json.dumps(text)} > {vault.path}/{rel} 2>/dev/null && echo WROTE {rel}"
+        )
+    for rel, text in wt_targets.items():
+        lines.append(f"mkdir -p $(dirname {wt}/{rel}) 2>/dev/null; printf %s {json.dumps(text)} > {wt}/{rel} 2>/dev/null && echo WROTE-WT {rel}")  # fmt: skip
+    _script(live, "attack.sh", "\n".join(lines) + "\nexit 0\n")
+    keep = {rel: _files(vault.path).get(rel) for rel in targets}
+    keep_wt = {rel: _files(wt).get(rel) for rel in ("config.worktree", "commondir", "gitdir", "HEAD")}
+    doc = _exec("sh", "attack.sh")
+    said = doc["result"]["stdout"]
+    assert "WROTE " not in said, said
+    for rel in ("config.worktree", "commondir", "gitdir", "HEAD"):
+        assert f"WROTE-WT {rel}\n" not in said, said
+    assert {rel: _files(vault.path).get(rel) for rel in targets} == keep
+    assert {rel: _files(wt).get(rel) for rel in keep_wt} == keep_wt
+    _person_git(live, canary)
+    assert _exec("git", "-c", "user.name=A", "-c", "user.email=a@x", "commit", "--allow-empty", "-qm", "x")["exit_code"] == 0  # fmt: skip
+    assert not canary.exists()
+
+
+def test_a_gitmodules_directory_is_never_committed(live, vault):
+    """Reproduction 13: a directory named .gitmodules below the root; by the exec's commit
+    and by the command's own `git commit` (git takes it into its index)."""
+    _script(live, "attack.sh", "mkdir -p a/.gitmodules && echo x > a/.gitmodules/f && echo y > a/keep\n")
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0 and doc["commit"] is not None, doc
+    assert {"path": "a/.gitmodules", "kind": "gitmodules_directory"}.items() <= doc["not_recorded"][0].items()
+    assert "a/.gitmodules" not in _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main")
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "commit.sh",
+        "git add -f a/.gitmodules/f && git -c user.name=A -c user.email=a@x commit -qm sneak; exit 0\n",
+    )
+    doc = _exec("sh", "commit.sh")
+    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
+    assert fork_refs and "gitmodules" in fork_refs[0]["reason"], doc["refs_refused"]
+    assert "a/.gitmodules" not in _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main")
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    assert vault.workspace("main").read("a/.gitmodules/f") == b"x\n"  # still in the fork
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+
+
+def test_git_commit_in_the_sandbox_is_the_fork_s_next_commit(live, vault):
+    """The positive path: the command's own commits move the fork, one after the other
+    (the second in a sandbox made ready before it came)."""
+    for i in range(2):
+        tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+        doc = _exec(
+            "sh", "-c",
+            f"echo more{i} >> README && git -c user.name=A -c user.email=a@x commit -qam 'agent commit {i}'",
+        )  # fmt: skip
+        assert doc["exit_code"] == 0, doc["result"]
+        assert doc["refs_refused"] == [], doc["refs_refused"]
+        log = _git("--git-dir", vault.path, "log", "--format=%s", f"{tip}..main")
+        assert f"agent commit {i}" in log.splitlines(), log
+        assert _git("--git-dir", vault.path, "show", "main:README").endswith(f"more{i}\n")
+    _git("status", cwd=live.mountpoint)
+    assert vault.workspace("main").read("README").endswith(b"more0\nmore1\n")
+    # one history: the second commit's parent line holds the first (the scratch was current)
+    subjects = _git("--git-dir", vault.path, "log", "--first-parent", "--format=%s", "main").splitlines()
+    assert subjects.index("agent commit 1") < subjects.index("agent commit 0"), subjects
+
+
+def test_a_stash_lives_as_long_as_its_run(live, vault):
+    """`git stash` in one exec and `git stash pop` in the next: the stash ref is the
+    run's own (reported in refs_refused, its commit kept in the vault), so the next run
+    finds no stash but brings it back with `git stash apply ID`."""
+    _script(
+        live,
+        "stash.sh",
+        "echo wip >> README && git -c user.name=A -c user.email=a@x stash -q && cat README\n",
+    )
+    doc = _exec("sh", "stash.sh")
+    assert doc["exit_code"] == 0 and doc["result"]["stdout"] == "the original\n", doc["result"]
+    stash = [r for r in doc["refs_refused"] if r["ref"] == "refs/stash"]
+    assert stash and stash[0]["new"], doc["refs_refused"]
+    assert "refs/stash" not in _refs(vault)
+    pop = _exec("git", "stash", "pop")
+    assert pop["exit_code"] != 0 and "No stash entries" in pop["result"]["stderr"], pop["result"]
+    back = _exec("git", "stash", "apply", stash[0]["new"])
+    assert back["exit_code"] == 0, back["result"]
+    assert vault.workspace("main").read("README") == b"the original\nwip\n"
+
+
+def test_the_mount_s_git_file_cannot_point_git_elsewhere(live, vault, tmp_path):
+    """The `.git` file at the mount's root names the vault's worktree; a command that
+    rewrites it (pointing git at a repository it made, with a `core.fsmonitor`) would run
+    code at the person's next `git status`."""
+    canary = tmp_path / "canary-gitfile"
+    _script(
+        live,
+        "attack.sh",
+        f"""git init -q x && mv x/.git evil && rmdir x
+git --git-dir=evil config core.fsmonitor 'touch {canary}; false'
+printf 'gitdir: evil\\n' > .git 2>/dev/null && echo WROTE-GITFILE
+rm -f .git 2>/dev/null && echo REMOVED-GITFILE
+mv evil .git 2>/dev/null && echo REPLACED-GITFILE
+exit 0
+""",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    with open(os.path.join(live.mountpoint, ".git")) as fh:
+        assert fh.read() == f"gitdir: {worktree_dir(vault, 'main')}\n", doc["result"]
+    _person_git(live, canary)
+
+
+def test_a_hand_written_rebase_todo_is_removed_before_the_person_continues_it(live, vault, tmp_path):
+    """An interactive rebase's todo list runs its `exec` lines on `git rebase --continue`;
+    HEAD is read-only in the sandbox, so one found there afterwards was written by hand."""
+    canary = tmp_path / "canary-rebase"
+    wt = worktree_dir(vault, "main")
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    files = {
+        "git-rebase-todo": f"exec touch {canary}\n",
+        "head-name": "refs/heads/main\n",
+        "onto": f"{tip}\n",
+        "orig-head": f"{tip}\n",
+        "interactive": "",
+    }
+    _script(
+        live,
+        "attack.sh",
+        f"mkdir -p {wt}/rebase-merge\n"
+        + "".join(f"printf %s {json.dumps(t)} > {wt}/rebase-merge/{n}\n" for n, t in files.items()),
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert any(r["ref"] == "rebase-merge" for r in doc["refs_refused"]), doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "rebase-merge"))
+    assert "rebase" not in _git("status", cwd=live.mountpoint)
+    _git("rebase", "--continue", cwd=live.mountpoint, check=False)
+    _person_git(live, canary)
+
+
+def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, tmp_path):
+    """`--isolate readonly` (the hand-made namespaces, where bwrap cannot run) binds the
+    same scratch refs and quarantine: git commits there, and nothing else moves."""
+    from avfs_git.proxy.execute import ExecRequest, execute
+
+    before = _refs(vault)
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    script = (
+        "git update-ref refs/heads/other HEAD~1; git update-ref refs/replace/$(git rev-parse HEAD:README) HEAD;"
+        " echo more >> README && git -c user.name=A -c user.email=a@x commit -qam 'in the view'"
+    )
+    res = execute(home, vault, "main", ExecRequest(shell=script, isolate="readonly", isolate_at=str(proj)))
+    assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
+    assert res.confinement is not None and res.confinement["kind"] == "namespace"
+    assert _refs(vault) == before
+    assert {"refs/heads/other"} <= {r["ref"] for r in res.refs_refused}
+    assert "in the view" in _git("--git-dir", vault.path, "log", "--format=%s", "main")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("commit", [False, True])
+def test_a_repository_made_at_a_submodule_s_path_never_runs_for_the_person(
+    home, vault, tmp_path, backend, commit
+):
+    """A gitlink of the fork's own commit (an imported project's submodule): the command
+    makes a repository at its path, with a `core.fsmonitor`; git would run `git status`
+    in it on the person's plain `git status` (with `--no-commit`, the gitlink stays)."""
+    require_overlay() if backend == "overlay" else require_fuse()
+    _need_bwrap()
+    vault.workspace("main").write("README", b"x\n")
+    checkpoint.save(vault, name="base")
+    clone = tmp_path / "clone"
+    _git("clone", "-q", vault.path, str(clone))
+    tip = _git("rev-parse", "HEAD", cwd=clone).strip()
+    _git("update-index", "--add", "--cacheinfo", f"160000,{tip},lib/sub", cwd=clone)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "a submodule", cwd=clone)
+    _git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    canary = tmp_path / "canary-submodule"
+    info = mounts.mount(home, vault, "main", None, backend=backend)
+    try:
+        _script(
+            info,
+            "attack.sh",
+            f"rm -rf lib/sub && git init -q lib/sub && git -C lib/sub config core.fsmonitor 'touch {canary}; false'\n",
+        )
+        r = _avfs("--json", "proxy", "exec", *([] if commit else ["--no-commit"]), "--", "sh", "attack.sh")
+        doc = json.loads(r.stdout)
+        assert doc["exit_code"] == 0, doc
+        if not commit:
+            assert ("lib/sub", "gitlink") in {(n["path"], n["kind"]) for n in doc["not_recorded"]}, doc
+            assert not os.path.lexists(os.path.join(info.mountpoint, "lib", "sub", ".git"))
+        _person_git(info, canary)
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_what_the_command_stages_the_person_commits(live, vault):
+    """`git add` in the sandbox writes blobs into its quarantine; those the mount's index
+    names go into the vault, so the person's `git commit` in the mount finds them."""
+    r = _avfs("proxy", "exec", "--no-commit", "--", "sh", "-c", "echo staged > new.txt && git add new.txt")
+    assert r.returncode == 0, r.stderr
+    mp = live.mountpoint
+    assert _git("diff", "--cached", "--name-only", cwd=mp) == "new.txt\n"
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", cwd=mp)
+    assert _git("--git-dir", vault.path, "show", "main:new.txt") == "staged\n"
+    # and the human summary says what the command's git did that was not kept
+    r = _avfs("proxy", "exec", "--", "git", "branch", "elsewhere")
+    assert r.returncode == 0 and b"ref change(s) not kept: refs/heads/elsewhere" in r.stderr, r.stderr
+
+
+def test_links_and_junk_in_the_scratch_are_never_followed(live, vault, tmp_path):
+    """The scratch refs and quarantine are the command's: links to host files, a branch
+    that is a link or a symbolic ref, an `info/alternates` naming another store, junk
+    names. avfs reads none through a link, moves nothing, and the next run starts clean."""
+    host = tmp_path / "host-file"
+    host.write_text("host data\n")
+    other = tmp_path / "other.git"
+    _git("init", "-q", "--bare", str(other))
+    secret = subprocess.run(
+        ["git", "--git-dir", str(other), "hash-object", "-w", "--stdin"], input=b"another store's secret\n",
+        capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    objects = os.path.join(vault.path, "objects")
+    refs = os.path.join(vault.path, "refs")
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "attack.sh",
+        f"""ln -sf {host} {refs}/heads/linked
+ln -sfn {tmp_path} {refs}/heads/dirlink
+echo 'ref: refs/heads/other' > {refs}/heads/main
+echo {other}/objects > {objects}/info/alternates
+mkdir -p {objects}/zz && ln -sf {host} {objects}/zz/junk
+ln -sfn {tmp_path} {objects}/pack2
+git cat-file -e {secret.strip()} && echo SEES-OTHER-STORE
+exit 0
+""",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    refused = {r["ref"]: r for r in doc["refs_refused"]}
+    assert "not a full commit id" in refused["refs/heads/main"]["reason"], refused
+    assert {"refs/heads/linked", "refs/heads/dirlink"} <= set(refused)
+    assert host.read_text() == "host data\n" and os.listdir(tmp_path)
+    # the fork did not move to what the command wrote (its own commit records attack.sh)
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    missing = subprocess.run(["git", "--git-dir", vault.path, "cat-file", "-e", secret.strip()], check=False)
+    assert missing.returncode != 0  # the other store's object never came into the vault
+    # the next run starts from a clean scratch: the vault's refs, no planted alternates
+    doc = _exec(
+        "sh",
+        "-c",
+        f"git symbolic-ref -q HEAD; cat {objects}/info/alternates; ls {objects}; git branch --list",
+    )
+    out = doc["result"]["stdout"]
+    assert "refs/heads/main" in out and str(other) not in out and "linked" not in out and "zz" not in out, out
+
+
+def test_a_fork_whose_name_holds_a_slash_is_carried_back(home, vault):
+    """The carry-back on its own (no mount): a fork `team/a`, its branch moved in the
+    scratch as git would (a lock, a rename), to a commit the vault has; then to one it does
+    not (refused); the real branch follows only the first."""
+    w = vault.workspace("main")
+    w.write("f", b"1\n")
+    first = checkpoint.save(vault, name="one").checkpoint.commit
+    w.write("f", b"2\n")
+    second = checkpoint.save(vault).checkpoint.commit
+    vault.fork("main", "team/a")
+    _git("--git-dir", vault.path, "update-ref", "refs/heads/team/a", first)
+    sealed = seal.prepare(vault, "team/a", None)
+    ref = os.path.join(sealed.dir, "refs", "heads", "team", "a")
+    assert Path(ref).read_text().strip() == first
+    with open(ref + ".lock", "w") as fh:
+        fh.write(second + "\n")
+    os.replace(ref + ".lock", ref)
+    carried = seal.carry_back(vault, sealed)
+    assert carried.moved == (first, second) and carried.refused == []
+    assert _git("--git-dir", vault.path, "rev-parse", "team/a").strip() == second
+    sealed = seal.prepare(vault, "team/a", None)
+    with open(ref, "w") as fh:
+        fh.write("1" * 40 + "\n")
+    carried = seal.carry_back(vault, sealed)
+    assert carried.moved is None and "not all there" in carried.refused[0]["reason"], carried
+    assert _git("--git-dir", vault.path, "rev-parse", "team/a").strip() == second
