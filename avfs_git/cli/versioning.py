@@ -101,6 +101,27 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
                 "[yellow]the fork moved to {} since; checkpoint will stop until you restore or merge[/]",
                 str(tip)[:12],
             )
+        gs = data.get("git")
+        if isinstance(gs, dict):
+            if gs["in_progress"]:
+                o.say(
+                    "[yellow]a git {} is in progress in the mount[/]: checkpoints wait for it",
+                    gs["in_progress"],
+                )
+            if gs["detached"]:
+                o.say(
+                    "[yellow]git's HEAD is detached at {}[/] (not on fork {}): `git switch {}` goes back",
+                    str(gs["detached"])[:12],
+                    fork,
+                    fork,
+                )
+            elif gs["head"] != f"refs/heads/{fork}":
+                o.say(
+                    "[yellow]git's HEAD is on {}[/], not on fork {}: `git switch {}` goes back",
+                    str(gs["head"]),
+                    fork,
+                    fork,
+                )
         mg = data["merge"]
         if isinstance(mg, dict):
             left = mg["unresolved"]

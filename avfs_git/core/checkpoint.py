@@ -137,6 +137,11 @@ def save(
         if not msg.endswith("\n"):
             msg += "\n"
         commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on)
+        if commit is not None and on is None:
+            # what the ref moved from: a `git commit` in the mount may have landed since the
+            # tip was read (the checkpoint then went on top of it): undo goes back to that
+            # (with ``on``, the commit's parent is that record, whose parent is the tip)
+            tip = str(vault.store.commit_fields(commit).parents[0])
         ignored = ignored_count(ws.captured_ignored)
         changed: list[dict[str, str | None]] = []
         if commit is not None:

@@ -284,6 +284,14 @@ class MergeInProgressError(BusyError):
     code = "merge_in_progress"
 
 
+class GitInProgressError(BusyError):
+    """git in the fork's mount left its HEAD off the fork's branch (another branch,
+    detached) or an operation of its own open (a rebase, merge, cherry-pick): what the
+    mount shows is git's work in the middle, not the fork's next commit."""
+
+    code = "git_in_progress"
+
+
 class UnrelatedHistoriesError(UsageError):
     code = "unrelated_histories"
 

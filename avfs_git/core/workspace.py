@@ -180,6 +180,53 @@ class Workspace(Mutations, Generic[V_co]):
 
         worktree.stamp_current(self)
 
+    def moved_here(self, commit: str) -> bool:
+        """Whether git in this fork's live mount made the last move of its HEAD, to
+        ``commit`` (the worktree's HEAD log says so): see :func:`.worktree.moved_here`."""
+        from . import worktree
+
+        return worktree.moved_here(self, commit)
+
+    def git_state(self) -> dict[str, str | None] | None:
+        """Where git in this fork's live mount left HEAD (another branch, detached) or what
+        of its own it left open (a rebase, merge...); None when neither: see
+        :func:`.worktree.git_state`."""
+        if self.pinned is not None:
+            return None
+        from . import worktree
+
+        return worktree.git_state(self)
+
+    def refuse_if_git_busy(self, action: str) -> None:
+        """Raise :class:`.errors.GitInProgressError` when git in the fork's mount is off the
+        fork's branch or in the middle of an operation of its own: ``action`` would record
+        git's half-done work (or another branch's) as the fork's next commit."""
+        st = self.git_state()
+        if st is None:
+            return
+        from .errors import GitInProgressError
+
+        branch = f"refs/heads/{self.fork}"
+        if st["in_progress"] is not None:
+            what = f"a git {st['in_progress']} is in progress in the mount"
+            hint = (
+                f"finish it with `git {st['in_progress']} --continue` (or give it up with"
+                f" `git {st['in_progress']} --abort`), then {action.split(' ', 1)[-1]} again"
+            )
+            if st["in_progress"] == "bisect":
+                hint = "end it with `git bisect reset`"
+        elif st["detached"] is not None:
+            what = f"git's HEAD in the mount is detached at {st['detached'][:12]}, not on fork {self.fork}"
+            hint = f"`git switch {self.fork}` in the mount goes back to the fork (`git switch -c NAME` keeps the commits)"
+        else:
+            what = f"git's HEAD in the mount is on {st['head']}, not on the fork's branch {branch}"
+            hint = f"`git switch {self.fork}` in the mount goes back to the fork; mount the other fork to work on it"
+        raise GitInProgressError(
+            f"{what}: {action} would record it on fork {self.fork}",
+            hint=hint,
+            details={"fork": self.fork, **st},
+        )
+
     def live_mount(self) -> LiveDir | None:
         """:meth:`live_dir` when the fork has a live overlay mount, else None (an upper
         layer left behind is not folded: for callers in the middle of a commit)."""
@@ -376,6 +423,7 @@ class Workspace(Mutations, Generic[V_co]):
             "head": tip,
             "stale": tip != self.base,
             "merge": merging,  # a merge with written conflicts, still open
+            "git": self.git_state(),  # git's HEAD off the fork's branch, or its own work open
             "clean": not changes,
             "changes": [
                 {
@@ -407,7 +455,21 @@ class Workspace(Mutations, Generic[V_co]):
         # an open merge's view holds conflict markers: only `merge --continue` commits it
         # (two parents), never a checkpoint, an exec's commit or any automatic one
         refuse_if_merging(self, "a checkpoint")
-        return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase, on=on)
+        self.refuse_if_git_busy("a checkpoint")
+        from .errors import RefMovedError
+
+        for tries_left in range(2, -1, -1):
+            # a ref git in the mount moved is the base, whatever it did (the view stays):
+            # never rebased, never re-applied; git may move it again until the ref is ours
+            wsbase.follow_git(self, wait_s=None)
+            try:
+                return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase, on=on)
+            except RefMovedError:
+                tip = self.tip()
+                # a record to land on (``on``) was made on the old tip: its caller keeps it
+                if on is not None or not tries_left or tip is None or not self.moved_here(tip):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
         """Write the workspace's files into local directory ``dest``; returns the file count."""

@@ -55,7 +55,9 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -1103,13 +1105,35 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     live = _live_mount(ws)
     if live is None:
         return
-    if live.overlay:
-        view_changed = False  # the kernel shows what went through the mount at once
-    if view_changed:
+    # the kernel shows at once what went through an overlay mount: no caches to drop; its
+    # index is still written whole when the view changed (a patch of the old one would keep
+    # what git staged there, which a restore or undo throws away as `git reset --hard` does)
+    drop_caches = view_changed and not live.overlay
+    if drop_caches:
         _wake(live.files)  # the watcher drops the caches while the index is written
     sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
-    if view_changed:
+    if drop_caches:
         _await_ack(ws, live.files, live.pid)
+
+
+def _read_git_file(path: str, *, tail: bool = False, limit: int = 4096) -> bytes | None:
+    """At most ``limit`` bytes of a file git writes in the worktree's git dir (its first
+    ones, or with ``tail`` its last ones); None when it is not a regular file. Whatever runs
+    in the mount (a confined command too) can write there: never through a symlink (a host
+    file's bytes would reach avfs's output), never blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return os.pread(fd, limit, max(0, st.st_size - limit) if tail else 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _committed_here(git_dir: str, commit: str) -> bool:
@@ -1141,6 +1165,64 @@ def _committed_here(git_dir: str, commit: str) -> bool:
         os.close(fd)
     last = lines[-1].split(b" ", 2) if lines else []
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
+
+
+def moved_here(ws: MountedFork, commit: str) -> bool:
+    """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
+    worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
+    reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there."""
+    live = _live_mount(ws)
+    if live is None:
+        return False
+    if (
+        _read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
+        != f"ref: refs/heads/{ws.fork}\n".encode()
+    ):
+        return False
+    return _committed_here(live.git_dir, commit)
+
+
+# git's own operations left open in a worktree's git dir (git's wt-status.c reads the same)
+_GIT_IN_PROGRESS = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("MERGE_HEAD", "merge"),
+    ("BISECT_LOG", "bisect"),
+)
+
+
+def git_state(ws: MountedFork) -> dict[str, str | None] | None:
+    """Where git in the live mount of ``ws``'s fork left its HEAD, when not on the fork's
+    branch, or what of git's own it left open (a rebase, merge, cherry-pick, revert,
+    bisect): ``{"head": "refs/heads/X" | None (detached) , "detached": COMMIT | None,
+    "in_progress": "rebase" | ... | None}``; None when HEAD names the fork's branch and
+    nothing is open (or no mount is live). An open merge of avfs's own (its ``MERGE_HEAD``,
+    core/mergestate.py) is not git's."""
+    live = _live_mount(ws)
+    if live is None:
+        return None
+    d = live.git_dir
+    raw = (_read_git_file(os.path.join(d, "HEAD"), limit=1024) or b"").decode("utf-8", "replace").strip()
+    head: str | None = f"refs/heads/{ws.fork}"
+    detached: str | None = None
+    if raw.startswith("ref: refs/") and "\n" not in raw:
+        head = raw[5:].strip()
+    else:
+        # a detached HEAD is a commit id; anything else is named as unreadable, not shown
+        head, detached = None, raw if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", raw) else "(unreadable)"
+    doing: str | None = None
+    for name, what in _GIT_IN_PROGRESS:
+        if not os.path.lexists(os.path.join(d, name)):
+            continue
+        if name == "MERGE_HEAD" and _read_text(os.path.join(live.files, MERGE_MARKER)) is not None:
+            continue  # avfs's own open merge: core/mergestate.py says what it is
+        doing = what
+        break
+    if head == f"refs/heads/{ws.fork}" and doing is None:
+        return None
+    return {"head": head, "detached": detached, "in_progress": doing}
 
 
 def stamp_current(ws: MountedFork) -> None:

@@ -16,7 +16,7 @@ from . import names, wscommit
 from .errors import CorruptStateError, InternalError
 from .gitstore import EMPTY_TREE
 from .livedir import LiveDir
-from .overlay import OBJECT, Entry
+from .overlay import DELETED, FILE, OBJECT, Entry
 from .treediff import diff_trees
 from .types import MODE_TREE, Change
 from .wscommit import Fork
@@ -32,6 +32,7 @@ class Based(Fork, Protocol):
     def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def live_dir(self) -> LiveDir | None: ...
     def stamp_index(self) -> None: ...
+    def moved_here(self, commit: str) -> bool: ...
 
 
 def sync_base(ws: Based) -> bool:
@@ -61,6 +62,12 @@ def sync_base(ws: Based) -> bool:
         return False
     if pending is not None:
         _recover_pending(ws)
+    if base is not None and ws.moved_here(tip):
+        # git in the fork's mount moved its branch (commit, amend, reset, rebase, merge...):
+        # the mount's files are the working tree, the ref is what is committed; the base
+        # becomes the ref, the view stays, whatever the two commits' relation
+        follow_git(ws)
+        return True
     if base is not None and ov.has_changes() and ws.changes.is_dirty():
         # the ref moved under uncheckpointed changes: adopt it when that is safe, and
         # never while a checkpoint of this fork runs (it holds the fork lock, and its
@@ -100,6 +107,80 @@ def sync_base(ws: Based) -> bool:
     except _Busy:
         pass
     return True
+
+
+def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
+    """Take the fork's ref as the base, keeping the view, when git in the fork's mount
+    made its last move (:meth:`Based.moved_here`); True when it did (or nothing was to
+    do). Under the fork lock (``wait_s``: how long to wait for it; a checkpoint holding it
+    calls with it held and the lock reentrant), never while a checkpoint's move is
+    pending."""
+    from .errors import BusyError
+
+    ov = ws.overlay
+    try:
+        with ws.fork_lock(wait_s=wait_s):
+            with ov.txn() as db:
+                base, tip = ov.get_meta("base"), ws.tip()
+                if base is None or tip is None or base == tip:
+                    return True
+                if ov.get_meta("pending") is not None or not ws.moved_here(tip):
+                    return False
+                take_tip(ws, db, base, tip)
+            # once the move is committed (see sync_base): git's index is right as it is
+            ws.stamp_index()
+    except BusyError:
+        return False
+    return True
+
+
+def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
+    """In the overlay's transaction ``db``: make ``tip`` the base while the workspace
+    keeps showing what it shows. Where the two commits differ and no entry (the
+    database's or the upper layer's) covers the path, the view showed the old base
+    there: an entry now holds that (a blob or tree of the old base, or a deletion), so
+    the new base changes nothing anyone sees, the lower layer of an overlay mount
+    included. Entries that now show exactly the new base go. Nothing of the old base
+    is put back as a whole: the entries are what the view differs from the new base."""
+    store = ws.store
+    old_tree = store.commit_tree(base)
+    new_tree = store.commit_tree(tip)
+    changed: list[Change] = []
+    diff_trees(store, old_tree, new_tree, "", changed)
+    paths = sorted({p for c in changed for p in (c.path, c.old_path) if p})
+    held: list[str] = []
+    for p in paths:
+        chain = [*names.ancestors(p), p]
+        got, _, _ = ws.overlay.lookup(chain)
+        if got:
+            continue  # an entry at or above it shows what the view has there
+        was = store.tree_lookup(old_tree, p)
+        if was is None:
+            ws.overlay.put(db, Entry(p, DELETED, 0), "git")
+        else:
+            ws.overlay.put(db, Entry(p, OBJECT, was[1], was[0]), "git")
+        held.append(p)
+    with ws.overlay.pruning(ws.changes.prune_ignored):
+        seen = ws.changes.entries()  # (on an overlay mount: O(changes), as a capture reads)
+    wscommit.retire_onto(ws, db, [], tip, seen=seen)
+    _keep_parents(ws, db, held)
+    # the database's entries at the paths git changed that now show the new base
+    with ws.overlay.without_upper():
+        mine = ws.overlay.get_many(paths)
+    same: list[Entry] = []
+    for p, e in mine.items():
+        now = store.tree_lookup(new_tree, p)
+        if e.kind == DELETED:
+            if now is None and not e.origin:
+                same.append(e)
+        elif now is not None and e.kind == OBJECT and (e.oid, e.mode) == now:
+            same.append(e)
+        elif now is not None and e.kind == FILE and e.mode == now[1]:
+            node = ws.view.lookup(p)
+            if node is not None and node.entry == e and ws.view.entry_oid(node) == now[0]:
+                same.append(e)
+    if same:
+        ws.overlay.retire(db, same)
 
 
 def _follow_ref(ws: Based) -> None:
@@ -168,9 +249,9 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
                 return False
         elif node is None or node.is_dir or node.mode != c.new_mode or ws.view.entry_oid(node) != c.new_oid:
             return False
-    if ws.overlay.get("") is None and base_tree != tip_tree:
-        ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, base_tree), "adopt")
-    ws.overlay.set_meta("base", tip)
+    # (never a root entry holding the old base's tree: the changes would then be measured
+    # against it, and a status reading only what changed re-applied the old files)
+    take_tip(ws, db, base, tip)
     if not ws.changes.status():
         # everything uncheckpointed is now in the tip: the overlay has nothing left but
         # what git does not hold (paths it ignores, empty directories)
@@ -239,7 +320,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                 vanishing, _ = wscommit.vanishing_dirs(ws, base)
                 ws.overlay.set_meta("base", base)
                 wscommit.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
-            ws.base_moved(view_changed=False)
+            ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     kept: list[Entry] = []
     pins: list[Entry] = []
