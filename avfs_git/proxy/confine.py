@@ -318,7 +318,15 @@ def _system() -> tuple[str, ...]:
 # (`echo '|/fork/x' > /proc/sys/kernel/core_pattern` ran a fork's file as the host's root at
 # the next crash). Shown from the host's /proc, read-only (`--ro-bind-try`: absent ones, as
 # /proc/sysrq-trigger without CONFIG_MAGIC_SYSRQ, are skipped).
-PROC_HOST_WIDE = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/scsi", "/proc/acpi")
+PROC_HOST_WIDE = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/scsi",
+    "/proc/acpi",
+)
 
 
 def _resolver() -> list[str]:
