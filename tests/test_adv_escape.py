@@ -239,6 +239,10 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "hostname": hostname, "tmp": str(tmp_path),
         }  # fmt: skip
     finally:
+        for key, value in _sysctls().items():  # first: put back what an escape changed
+            if value != sysctls[key]:
+                with contextlib.suppress(OSError):
+                    Path(key).write_text(sysctls[key])
         for m, fork in ((m1, "agent-1"), (m2, "agent-2")):
             if m and os.path.ismount(m):
                 h = _home(ah)
@@ -252,10 +256,6 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         for p in created:
             with contextlib.suppress(OSError):
                 os.unlink(p)
-        for key, value in _sysctls().items():  # put back what an escape changed
-            if value != sysctls[key]:
-                with contextlib.suppress(OSError):
-                    Path(key).write_text(value)
         layers.unmount(ah)
 
 
