@@ -43,6 +43,8 @@ from .conftest import _run_in_process
 from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
 
+pytestmark = pytest.mark.slow  # about 20 s: two mounts, ~300 attempts, the host-side steps
+
 # what a classed-read-only command may leave behind and still have written nothing: none
 KNOWN_READ_ONLY_WRITERS: dict[str, str] = {}
 
