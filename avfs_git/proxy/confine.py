@@ -336,6 +336,23 @@ def _system() -> tuple[str, ...]:
     return tuple(args)
 
 
+# The kernel's machine-wide settings under a fresh /proc: bwrap covers them itself only
+# when its own write check fails, and as root with CAP_DAC_OVERRIDE dropped that check says
+# "already read-only" while the command, uid 0 with the file's own mode, can write them
+# (`echo '|/fork/x' > /proc/sys/kernel/core_pattern` ran a fork's file as the host's root at
+# the next crash). Shown from the host's /proc, read-only (`--ro-bind-try`: absent ones, as
+# /proc/sysrq-trigger without CONFIG_MAGIC_SYSRQ, are skipped).
+PROC_HOST_WIDE = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/scsi",
+    "/proc/acpi",
+)
+
+
 def _resolver() -> list[str]:
     """Where ``/etc/resolv.conf`` is a symlink out of ``/etc`` (systemd-resolved's stub in
     ``/run``, which the sandbox does not show), the file it names, read-only: so names
@@ -363,7 +380,10 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
         for cap in KEPT_CAPS:
             args += ["--cap-add", cap]
     args += _system()
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc"]
+    for d in PROC_HOST_WIDE:  # after --proc: what it would show writable, read-only
+        args += ["--ro-bind-try", d, d]
+    args += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
     if sb.network == "host":
         args += _resolver()
