@@ -524,3 +524,34 @@ def test_a_fork_whose_name_holds_a_slash_is_carried_back(home, vault):
     carried = seal.carry_back(vault, sealed)
     assert carried.moved is None and "not all there" in carried.refused[0]["reason"], carried
     assert _git("--git-dir", vault.path, "rev-parse", "team/a").strip() == second
+
+
+def test_a_command_that_takes_its_git_dir_apart_then_commits_loses_no_file(live, vault):
+    """Found by the escape suite: `rm -rf` of what the sandbox may write of the vault (its
+    scratch refs, the worktree's index), then a commit: git makes an empty root commit,
+    which is carried back as the fork's branch. As git in the mount would, that keeps the
+    files the mount shows (plain git leaves them untracked): the move is logged in the
+    mount's HEAD reflog, so the workspace takes it as git's and keeps its view, and the
+    exec's own commit records them again on top. Nothing outside the fork moves."""
+
+    def outside() -> dict[str, str]:  # the exec's own record of the fork before it is avfs's
+        return {k: v for k, v in _refs(vault).items() if k != "refs/heads/main" and "/recovery/" not in k}
+
+    before = outside()
+    _script(
+        live,
+        "attack.sh",
+        'rm -rf "$(git rev-parse --git-common-dir)" 2>/dev/null; rm -f "$(git rev-parse --git-dir)/index"\n'
+        "git -c user.name=A -c user.email=a@x commit -q --allow-empty -m emptied\nexit 0\n",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["result"] is not None, doc
+    mp = live.mountpoint
+    assert (
+        Path(mp, "README").read_bytes() == b"the original\n" and Path(mp, "lib.py").read_bytes() == b"x = 1\n"
+    )
+    ws = vault.workspace("main")
+    assert ws.read("README") == b"the original\n" and ws.read("lib.py") == b"x = 1\n"
+    tree = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
+    assert {"README", "lib.py", "attack.sh"} <= set(tree), tree
+    assert outside() == before

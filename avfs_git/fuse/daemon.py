@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         opts = (
             f"lowerdir={_escape(layers['lower'])},upperdir={_escape(layers['upper'])},"
             f"workdir={_escape(layers['work'])},xino=auto,redirect_dir=on,index=off,metacopy=off"
+            # a setuid file a confined command makes in the fork (`chmod 4755` of a copy of
+            # /bin/sh) must not run with its owner's rights: not in the mount, for anyone
+            ",nosuid"
         )
         import subprocess
 

@@ -458,6 +458,8 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                     message = f"avfs proxy exec: {sealed.fork} moved by the command's git"
                     refs.cas_update(vault.store, fork_ref, value, sealed.before, message)
                     moved = (sealed.before, value)
+                    if sealed.git_dir is not None:
+                        _log_head(sealed.git_dir, sealed.before, value, message)
                 except Exception as exc:  # moved meanwhile, locked: said, not applied
                     why = str(getattr(exc, "message", exc))
         if why is not None:
@@ -476,6 +478,39 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     _keep_staged(vault, sealed)
     _empty_quarantine(os.path.join(sealed.dir, "objects"))
     return Carried(moved=moved, refused=refused)
+
+
+def _log_head(git_dir: str, old: str | None, new: str, message: str) -> None:
+    """Log the carried-back move in the mount's own HEAD reflog, as git in the mount logs
+    its commits there (the sandbox's git logged it in its scratch ``logs/``): the workspace
+    then takes the move as git's in the mount (:func:`..core.worktree.moved_here`) and
+    keeps what the mount shows, rather than following a foreign move, which would change
+    the view (files the command's commit left out would vanish from the mount). The
+    worktree's ``logs/`` is not the sandbox's to write (it gets a scratch one): opened
+    without following links all the same."""
+    import time
+
+    zero = "0" * len(new)
+    line = f"{old or zero} {new} avfs <avfs@localhost> {int(time.time())} +0000\t{message}\n"
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.makedirs(os.path.join(git_dir, "logs"), exist_ok=True)
+        dfd = os.open(os.path.join(git_dir, "logs"), flags)
+    except OSError:
+        return
+    try:
+        fd = os.open(
+            "HEAD", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+        )
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.write(fd, line.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _empty_quarantine(od: str) -> None:
