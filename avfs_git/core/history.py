@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import names, refs
-from .errors import AvfsError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
+from .errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
 from .gitstore import blob_line_stats, blob_patch, rfc3339
 from .treediff import diff_trees, pair_renames
 from .types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
@@ -249,9 +249,19 @@ def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: 
     if oid is not None and vault.store.has_object(oid):
         return vault.store.blob_data(oid)
     assert ws is not None
-    if mode == MODE_LINK:
-        return ws.read_link(path).encode("utf-8", "surrogateescape")
-    return ws.read(path)
+    try:
+        if mode == MODE_LINK:
+            return ws.read_link(path).encode("utf-8", "surrogateescape")
+        return ws.read(path)
+    except InvalidPathError:
+        # a name avfs's own paths refuse ('.GIT', planted in a mount by a command): the
+        # workspace holds it (a checkpoint leaves it out), the review must still see it
+        node = ws.view.resolve_path(path, False)
+        if node is None or node.is_dir:
+            return None
+        if node.is_link:
+            return ws.view.link_target(node).encode("utf-8", "surrogateescape")
+        return ws.view.read_node(node)
 
 
 def _fix_modes(text: str, c: Change) -> str:
