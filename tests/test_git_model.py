@@ -431,8 +431,10 @@ class GitModel(RuleBasedStateMachine):
 
     @rule(data=st.data(), word=st.sampled_from(WORDS))
     def exec_git(self, data: st.DataObject, word: str) -> None:
-        """`avfs proxy exec -- sh -c 'edit; git add; git commit'` in the mount = a checkpoint
-        of what was uncheckpointed (the exec's own, before the command), then the command."""
+        """`avfs proxy exec -- sh -c 'edit; git add; git commit'` in the mount = the command
+        itself: the agent's commit is the fork's next commit (the exec's record of the fork
+        before it is kept beside the branch, docs/proxy.md "Git inside"), and what it left
+        uncommitted of its own changes goes on top (here: nothing)."""
         path = self.pick(data, self.tracked())
         if path is not None:
             self.exec_edit_commit(path, word)
@@ -453,7 +455,6 @@ class GitModel(RuleBasedStateMachine):
         )
         doc = json.loads(res.stdout)
         assert doc["success"] and doc["result"]["exit_code"] == 0, res.stdout + res.stderr
-        self.plain_checkpoint("before exec")
         subprocess.run(["sh", "-c", cmd], cwd=self.p.root, env=self.p.env, check=True, capture_output=True)
         self.last_checkpoint = False
 
