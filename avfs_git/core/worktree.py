@@ -604,32 +604,11 @@ def _write_file(directory: str, name: str, data: bytes, *, via: str | None = Non
 
 
 def _read_bytes(path: str, limit: int = MAX_READ, *, dir_fd: int | None = None) -> bytes | None:
-    """The content of the regular file ``path``, read as untrusted: not through a symlink
-    (``O_NOFOLLOW``), never blocking on a FIFO, None when it is larger than ``limit``
-    bytes, not a regular file, or unreadable."""
-    import stat
+    """The content of the regular file ``path``, read as untrusted (:mod:`.untrusted`):
+    None when it is larger than ``limit`` bytes, not a regular file, or unreadable."""
+    from .untrusted import read_file
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
-        chunks = []
-        got = 0
-        while got <= limit:
-            b = os.read(fd, min(1 << 20, limit + 1 - got))
-            if not b:
-                break
-            chunks.append(b)
-            got += len(b)
-        return None if got > limit else b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return read_file(path, limit, dir_fd=dir_fd)
 
 
 def _read_text(path: str) -> str | None:

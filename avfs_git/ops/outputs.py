@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import glob
 import os
-import stat
+
+from ..core.untrusted import read_file
 
 __all__ = ["naming"]
 
@@ -49,22 +50,11 @@ def naming(root: str, limit: int = 20) -> list[str]:
 
 def _read(path: str, size: int, top: str) -> bytes | None:
     """The first ``size`` bytes of regular file ``path`` when it is in ``top`` (None
-    otherwise). What a confined command wrote is untrusted: a link out of the fork, a FIFO
-    (which would block the open) or a device is not read."""
+    otherwise). What a confined command wrote is untrusted (:mod:`..core.untrusted`): a link
+    out of the fork, a FIFO (which would block the open) or a device is not read."""
     if not os.path.realpath(path).startswith(top + "/"):
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return read_file(path, size, prefix=True)
 
 
 def _candidates(root: str) -> list[tuple[str, int]]:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import gitnames, refs
 from ..core.gitrun import git_env, run
 from ..core.names import fs_name
+from ..core.untrusted import read_file
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -114,19 +115,7 @@ def _empty(d: str, keep: Collection[str] = ()) -> None:
 
 def _read_regular(path: str) -> bytes | None:
     """The bytes of the regular file ``path`` (never through a symbolic link), or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_file(path)
 
 
 def _sync(
@@ -264,17 +253,8 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
 
 
 def _read_small(path: str) -> bytes | None:
-    """A regular file's bytes (never through a symbolic link), None when it is not one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, _MAX_REF + 1)
-    finally:
-        os.close(fd)
+    """A regular file's first bytes (never through a symbolic link), None when it is not one."""
+    return read_file(path, _MAX_REF + 1, prefix=True)
 
 
 def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
