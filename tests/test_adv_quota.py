@@ -18,6 +18,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,41 @@ def test_what_a_command_writes_outside_the_fork_is_counted(qhome: Path, tmp_path
     ok("--vault", "v", "quota", "set", "--bytes", "none")
     ok("--vault", "v", "write", "more.txt", "room again\n")
     assert fork_files(mp) == before
+
+
+def test_a_command_is_counted_while_the_host_frees_as_much(qhome: Path, tmp_path: Path) -> None:
+    """Something else on the host's file system frees more than the command writes into
+    its git dir during the run (another fork's clean-up, another job): the file system
+    holds less after the run than before, and the command's bytes are counted all the same
+    (a statvfs test once let them pass, and the command's commit with them)."""
+    mp, _first = setup_vault(qhome, tmp_path)
+    ballast = tmp_path / "ballast.bin"
+    ballast.write_bytes(os.urandom(3 * BIG))
+    os.sync()
+    plant(ATTACKS["git_dir"].format(m=BIG // MIB) + "echo new > new.txt\nsleep 2\n")
+    junk = list((qhome / "vaults" / "v.git" / "worktrees").glob("*"))
+    assert junk, "the mount's worktree git dir"
+
+    def free() -> None:  # the other job: once the junk is written, frees three times as much
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            if any((d / "junk").exists() and (d / "junk").stat().st_size >= BIG for d in junk):
+                break
+            time.sleep(0.05)
+        ballast.unlink()
+        os.sync()
+
+    t = threading.Thread(target=free)
+    t.start()
+    try:
+        env = run(mp)
+    finally:
+        t.join()
+    assert not ballast.exists()
+    assert env["error"] is not None and env["error"]["code"] == "quota_exceeded", env
+    assert env["commit"] is None and env["error"]["details"]["git_dirs_bytes"] >= BIG
+    assert (mp / "new.txt").read_bytes() == b"new\n"  # kept uncheckpointed
+    assert "new.txt" in {c["path"] for c in doc("status", cwd=mp)["changes"]}
 
 
 def test_a_command_filling_the_fork_is_stopped_or_counted(qhome: Path, tmp_path: Path) -> None:

@@ -296,21 +296,6 @@ class QuotaTracker:
         """(bytes of the vault's caches, of its worktree git dirs), walked now."""
         return tree_bytes(self.caches_dir), tree_bytes(self.worktrees_dir)
 
-    def host_used(self) -> dict[int, int]:
-        """Bytes used on each file system holding ``objects/``, the caches and the git
-        dirs (two or three ``statvfs``): a command that wrote nothing there leaves them
-        as they were, and its count after the run is then skipped (see :meth:`recount`)."""
-        out: dict[int, int] = {}
-        for d in (self.objects_dir, self.caches_dir, self.worktrees_dir):
-            try:
-                dev = os.stat(d).st_dev
-                if dev not in out:
-                    sv = os.statvfs(d)
-                    out[dev] = (sv.f_blocks - sv.f_bfree) * sv.f_frsize
-            except OSError:
-                continue
-        return out
-
     def outside_bytes(self) -> int:
         """What the quota counts outside the forks' overlays (objects, caches, git dirs),
         as this process knows it now (cheap: see the module's docstring)."""
@@ -325,12 +310,6 @@ class QuotaTracker:
             # the caches as published (only confined commands write them); the git dirs
             # walked (small; avfs itself writes their index and logs between commands)
             return self._objects + self._extra[0] + tree_bytes(self.worktrees_dir)
-
-    def grew_since(self, host0: dict[int, int]) -> bool:
-        """Whether a file system :meth:`host_used` measured holds more now (anyone's
-        writes: a command's into the caches, ``objects/`` or a git dir among them)."""
-        now = self.host_used()
-        return any(now.get(dev, 0) > used for dev, used in host0.items()) or set(now) != set(host0)
 
     def recount(self) -> QuotaUsage:
         """Count everything exactly now, publish what changed (so every process's next

@@ -532,9 +532,8 @@ def _execute(
         mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
         dirty = _dirty(ws, journal)
     dirty_before = dirty
-    # what the quota counts outside the forks (cheap), and the host's file systems under it
-    outside0 = vault.quota.outside_bytes()
-    host0 = vault.quota.host_used()
+    # what the quota counts outside the forks (cheap), when there is a bytes quota
+    outside0 = vault.quota.outside_bytes() if vault.quota.limits()[0] is not None else None
     seq0 = ws.overlay.last_seq()
     t0_ns = time.time_ns()
     j0 = _jseq(journal)
@@ -740,7 +739,7 @@ def _execute(
 
         res.ignored = ignored_count(ignored, roots)
     res.changes = [_change_dict(c) for c in changes]
-    over = _over_quota(vault, outside0, host0, changes)
+    over = _over_quota(vault, outside0, changes)
     if over is not None:
         # what the command wrote stays (uncheckpointed in the fork; in the caches and the
         # vault as it left them): the person reads, checks out and removes what they choose
@@ -869,27 +868,22 @@ def _carry_back(vault: Vault, fork: str, sealed: Any, res: ExecResult) -> list[d
     return [dataclasses.asdict(n) for n in seal.drop_gitlinks(vault, sealed, _worktree(vault, fork))]
 
 
-def _over_quota(
-    vault: Vault, outside0: int, host0: dict[int, int], changes: list[Change]
-) -> QuotaExceededError | None:
+def _over_quota(vault: Vault, outside0: int | None, changes: list[Change]) -> QuotaExceededError | None:
     """After a command ran: count what it could fill outside the fork's own checked writes
-    (the vault's ``objects/``, its caches, its worktree git dirs: each walked now, unless
-    the file systems holding them hold no more than before the run; the fork's upper layer
-    as the kernel counts it) and refuse its commit when the vault is now past its bytes
+    (the vault's ``objects/``, its caches, its worktree git dirs: each walked now, when
+    the vault has a bytes quota; the fork's upper layer as the kernel counts it) and refuse its commit when the vault is now past its bytes
     quota and the command added to it (see docs/maintenance.md "quota"). The numbers are
     published for every process's next check, and a kernel-enforced limit is set again
     from them, so the mount refuses further writes."""
     added = any(c.status in ("added", "modified", "renamed", "type_changed") for c in changes)
-    if vault.quota.grew_since(host0):
-        use = vault.quota.recount()
-        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
-        grew = outside - outside0
-    elif added:
-        use = vault.quota.usage(rescan=False)
-        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
-        grew = 0
-    else:
-        return None  # nothing written outside the fork, nor in it
+    if vault.quota.limits()[0] is None:
+        return None  # no bytes quota: nothing to count
+    # counted exactly, every time a bytes quota is set: a cheaper "did the host's file
+    # systems grow" test (statvfs) missed a command's writes when anything else on the same
+    # file system freed as much meanwhile (another process, the btrfs cleaner)
+    use = vault.quota.recount()
+    outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+    grew = outside - outside0 if outside0 is not None else 0
     qb = use.quota_bytes
     if qb is None or use.used_bytes <= qb or (grew <= 0 and not added):
         return None
