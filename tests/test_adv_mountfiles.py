@@ -245,15 +245,17 @@ def test_symlinks_planted_for_every_file_avfs_writes(scene: Scene) -> None:
 
 
 def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
-    """From inside, the mount's own directory shows the hook and the socket only, both
-    read-only: neither can be replaced, nothing can be added; the daemon's other files are
-    not there at all."""
+    """From inside, the mount's own directory shows the fsmonitor hook, the socket and the
+    hooks directory (git's hooks of the mount: the branch-switch guard, links to the
+    person's) only, all read-only: none can be replaced, nothing can be added; the daemon's
+    other files are not there at all."""
     own = scene.own
     before = scene.host_state()
     hook_before = Path(own, worktree.HOOK_FILE).read_bytes()
+    guard_before = Path(own, worktree.HOOKS_DIR, "post-checkout").read_bytes()
     res = scene.attack(
         f'ls -A "{own}"\n'
-        f"for f in {worktree.HOOK_FILE} {SOCKET_NAME} {worktree.STAMP_FILE} x; do\n"
+        f"for f in {worktree.HOOK_FILE} {SOCKET_NAME} {worktree.STAMP_FILE} x {worktree.HOOKS_DIR}/post-checkout {worktree.HOOKS_DIR}/x; do\n"
         f'  (echo evil > "{own}/$f") 2>/dev/null && echo "WROTE $f"\n'
         f'  (rm -f "{own}/$f" && ln -s /etc/passwd "{own}/$f") 2>/dev/null && echo "LINKED $f"\n'
         "done\n"
@@ -262,8 +264,9 @@ def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
     )
     assert res.result is not None and res.result["exit_code"] == 0, res.result
     out = res.result["stdout"].split()
-    assert out == [*sorted([SOCKET_NAME, worktree.HOOK_FILE]), "done"], res.result
+    assert out == [*sorted([SOCKET_NAME, worktree.HOOK_FILE, worktree.HOOKS_DIR]), "done"], res.result
     assert Path(own, worktree.HOOK_FILE).read_bytes() == hook_before
+    assert Path(own, worktree.HOOKS_DIR, "post-checkout").read_bytes() == guard_before
     scene.person_acts("own")
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
 
@@ -361,16 +364,19 @@ def test_what_git_trusts_in_the_git_dir_stays_pinned(scene: Scene) -> None:
     res = scene.attack(
         'G="$(git rev-parse --absolute-git-dir)"\n'
         f"printf '#!/bin/sh\\necho ran > {evil}\\n' > /tmp/evil-hook; chmod +x /tmp/evil-hook\n"
-        "for f in config.worktree commondir gitdir HEAD; do\n"
+        "for f in config.worktree commondir gitdir; do\n"
         '  (printf "[core]\\n\\tfsmonitor = /tmp/evil-hook\\n" > "$G/$f") 2>/dev/null && echo "WROTE $f"\n'
         '  (rm -f "$G/$f") 2>/dev/null && echo "REMOVED $f"\n'
         "done\n"
+        # HEAD is git's to move in there (a rebase detaches it): put back after the run
+        'printf "[core]\\n\\tfsmonitor = /tmp/evil-hook\\n" > "$G/HEAD"\n'
         f'rm -rf "$G/logs"; ln -s {scene.host} "$G/logs"\n'
         'mkfifo "$G/ORIG_HEAD" "$G/FETCH_HEAD"; mkdir -p "$G/refs"; ln -s /etc "$G/refs/x"\n'
         "echo done\n",
         commit=False,
     )
     assert res.result is not None and res.result["stdout"] == "done\n", res.result
+    assert Path(scene.git_dir, "HEAD").read_text() == "ref: refs/heads/main\n"
     # what the person's git would follow or block on is gone once the command is
     for name in ("ORIG_HEAD", "FETCH_HEAD", "refs/x"):
         assert not os.path.lexists(os.path.join(scene.git_dir, name)), name

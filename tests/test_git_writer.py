@@ -135,7 +135,9 @@ def test_a_head_moved_off_the_fork_is_named_and_checkpoints_refuse(mounted: Any,
     refuse naming the way back, and nothing is lost."""
     mp, avfs = mounted
     (mp / "b.txt").write_text("new\n")
-    _git(mp, "checkout", "-qb", "x")
+    # a switch git makes is switched back (tests/test_git_head.py): moved by hand here
+    _git(mp, "branch", "x")
+    _git(mp, "symbolic-ref", "HEAD", "refs/heads/x")
     doc = _status(avfs)
     assert doc["git"] == {"head": "refs/heads/x", "detached": None, "in_progress": None}, doc
     assert "git's HEAD is on refs/heads/x" in avfs("status").out

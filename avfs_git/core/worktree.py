@@ -376,10 +376,14 @@ def register(
             hook = os.path.join(own, HOOK_FILE)
             _write_file(own, HOOK_FILE, socket_hook(own, perl).encode(), mode=0o755)
             hook_kind = "python" if perl is None else "perl"
+            hooks = ""
+            if head.startswith("refs/heads/"):
+                hooks = f"\thooksPath = {make_hooks(vault, own, d, mountpoint, head[len('refs/heads/') :])}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
                 f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
+                + hooks
             )
         for name, text in files.items():
             _write_file(d, name, text.encode(), via=own)
@@ -395,6 +399,113 @@ def register(
     if proc.returncode != 0:  # git still works without an index; status then lists everything
         _write_file(own, INDEX_ERROR, proc.stderr)
     return Registered(d, own, hook_kind)
+
+
+HOOKS_DIR = "hooks"  # in the mount's own directory: git's hooks there (core.hooksPath)
+
+# every hook name git runs (githooks(5), git 2.39): each is the person's own, reached through
+# a link, but post-checkout, which is avfs's guard and then the person's
+GIT_HOOKS = (
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "update",
+    "proc-receive",
+    "post-receive",
+    "post-update",
+    "reference-transaction",
+    "push-to-checkout",
+    "pre-auto-gc",
+    "post-rewrite",
+    "sendemail-validate",
+    "fsmonitor-watchman",
+    "p4-changelist",
+    "p4-prepare-changelist",
+    "p4-post-changelist",
+    "p4-pre-submit",
+    "post-index-change",
+)
+
+# git's post-checkout hook of a fork's mount: a branch switch there (`git switch X`,
+# `git checkout -b X`) is switched back at once, since the mount is the fork's (its state,
+# its daemon, its registry record), and said why; a detached HEAD and file checkouts pass
+_GUARD = """#!/bin/sh
+# avfs: the post-checkout hook of the mount of fork {fork_q} (vault {vault_q}); made by
+# every mount, in the mount's own directory (a confined command cannot write it)
+fork={fork_sh}
+# only for this mount's worktree (`git worktree add` runs this hook in the new one)
+if [ "$3" = 1 ] && [ "$(git rev-parse --absolute-git-dir 2>/dev/null)" = {git_dir_sh} ]; then
+    head=$(git symbolic-ref -q HEAD 2>/dev/null)
+    if [ -n "$head" ] && [ "$head" != "refs/heads/$fork" ]; then
+        echo "avfs: this mount is fork $fork of vault "{vault_sh}": switching back to $fork" \\
+            "(a mount does not follow a switch to ${{head#refs/heads/}})" >&2
+        if git -c core.hooksPath=/dev/null checkout -q --ignore-other-worktrees "$fork" -- 2>&1 >/dev/null | sed 's/^/avfs: /' >&2 &&
+            [ "$(git symbolic-ref -q HEAD 2>/dev/null)" = "refs/heads/$fork" ]; then
+            echo "avfs: to work on ${{head#refs/heads/}}: avfs mount "{vault_sh}":${{head#refs/heads/}} DIR" >&2
+        else
+            echo "avfs: could not switch back; run: git switch $fork" >&2
+        fi
+        exit 1
+    fi
+fi
+hook={chain_sh}/post-checkout
+if [ -f "$hook" ] && [ -x "$hook" ]; then
+    exec "$hook" "$@"
+fi
+exit 0
+"""
+
+
+def _sh(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _persons_hooks(vault: MountedVault, mountpoint: str) -> str:
+    """The hooks directory git would use in this mount without avfs's: ``core.hooksPath``
+    of the person's config (system, global, the vault's), else the vault's ``hooks/``."""
+    import subprocess
+
+    env = git_env()
+    env["GIT_DIR"] = vault.path
+    proc = subprocess.run(
+        ["git", "config", "--path", "--get", "core.hooksPath"], env=env, capture_output=True, check=False
+    )
+    got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
+    if not got:
+        return os.path.join(vault.path, "hooks")
+    return got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
+
+
+def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, fork: str) -> str:
+    """Make the mount's hooks directory in its own directory ``own`` (its
+    ``core.hooksPath``): the branch-switch guard as ``post-checkout``, and a link to the
+    person's hook of every other name. Returns its path."""
+    d = os.path.join(own, HOOKS_DIR)
+    os.makedirs(d, mode=0o755)
+    chain = _persons_hooks(vault, mountpoint)
+    for name in GIT_HOOKS:
+        os.symlink(os.path.join(chain, name), os.path.join(d, name))
+    guard = _GUARD.format(
+        fork_q=fork,
+        vault_q=vault.name,
+        fork_sh=_sh(fork),
+        vault_sh=_sh(vault.name),
+        chain_sh=_sh(chain),
+        git_dir_sh=_sh(os.path.realpath(git_dir)),
+    )
+    _write_file(d, "post-checkout", guard.encode(), mode=0o755)
+    return d
 
 
 def enable_worktree_config(vault: MountedVault) -> None:
@@ -1231,6 +1342,15 @@ def stamp_current(ws: MountedFork) -> None:
 
 
 SCRUB_MAX = 100_000  # entries looked at in a worktree's git dir after a command, at most
+
+
+def put_head(vault: MountedVault, key: str, head: bytes) -> None:
+    """Write mount ``key``'s worktree ``HEAD`` (a confined command may have made it anything:
+    replaced by a rename from the mount's own directory, never written through)."""
+    try:
+        _write_file(worktree_dir(vault, key), "HEAD", head, via=files_dir(vault, key))
+    except OSError as exc:
+        raise from_oserror(exc, worktree_dir(vault, key)) from exc
 
 
 def scrub(vault: MountedVault, key: str) -> list[str]:

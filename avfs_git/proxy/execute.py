@@ -1104,7 +1104,7 @@ def _sandbox(
 
 # what of a mounted fork's worktree directory git trusts (config, the way to the common
 # directory): kept read-only in a view, or the directory is not writable at all
-_PINNED = ("config.worktree", "commondir", "gitdir", "HEAD")
+_PINNED = ("config.worktree", "commondir", "gitdir")
 
 
 def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
@@ -1114,13 +1114,16 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
     daemon's socket (a read-only bind of a socket still takes connections)."""
     from ..core.hooksocket import SOCKET_NAME
     from ..core.registry import mount_key
-    from ..core.worktree import HOOK_FILE, files_dir
+    from ..core.worktree import HOOK_FILE, HOOKS_DIR, files_dir
 
     own = files_dir(vault, mount_key(fork, None))
     hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)
+    hooks = os.path.join(own, HOOKS_DIR)
     out = []
     if os.path.isfile(hook) and not os.path.islink(hook):
         out.append((hook, _fsmonitor_hook(hook)))
+    if os.path.isdir(hooks) and not os.path.islink(hooks):
+        out.append((hooks, hooks))  # git's hooks there: the branch-switch guard, the person's
     if os.path.exists(sock) and not os.path.islink(sock):
         out.append((sock, sock))
     return out

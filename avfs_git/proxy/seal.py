@@ -79,6 +79,7 @@ class Sealed:
     index: tuple[int, int, int, int] | None  # the mount's index (ino, size, mtime, ctime) before
     git_dir: str | None = None  # the mount's worktree git dir
     rebasing: bool = False  # an interactive rebase's state was there (shown read-only)
+    head: bytes | None = None  # the worktree's HEAD file before the run
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -249,6 +250,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
         git_dir=git_dir,
         rebasing=bool(git_dir) and rebasing,
+        head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
     )
 
 
@@ -403,6 +405,10 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     (validated, by compare-and-swap from its value before the run), report every other ref
     change without applying it, and empty the quarantine."""
     fork_ref = refs.fork_ref(sealed.fork)
+    # the worktree's HEAD as it was, while objects are carried: git's `--all` counts every
+    # worktree's HEAD as reached, and one the command detached at its new commit would make
+    # that commit's objects look present already (:func:`_settle_head` then sets it)
+    head = _head_before(vault, sealed)
     now = _scratch_refs(sealed)
     refused: list[dict[str, Any]] = []
     moved: tuple[str | None, str] | None = None
@@ -447,17 +453,76 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     if sealed.git_dir is not None and not sealed.rebasing:
         made = os.path.join(sealed.git_dir, REBASE)
         if os.path.lexists(made):
-            # HEAD is read-only in there: no rebase can have started; what is there is a
-            # todo list written by hand, for the person's `git rebase --continue` to run
+            # a rebase the command left unfinished, or a todo list written by hand: the
+            # person's `git rebase --continue` would run its exec lines outside
             if os.path.isdir(made) and not os.path.islink(made):
                 shutil.rmtree(made, ignore_errors=True)
             else:
                 os.unlink(made)
-            why = "an interactive rebase's state made in the sandbox (git runs its exec lines): removed"
+            why = (
+                "an interactive rebase the command left unfinished (git runs its todo list's exec lines"
+                " on `git rebase --continue`): its state removed, HEAD left where it was"
+            )
             refused.append({"ref": REBASE, "old": None, "new": None, "reason": why})
+    if head is not None:
+        settled = _settle_head(vault, sealed, head)
+        if settled is not None:
+            refused.append(settled)
     _keep_staged(vault, sealed)
     _empty_quarantine(os.path.join(sealed.dir, "objects"))
     return Carried(moved=moved, refused=refused)
+
+
+def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
+    """When the command changed the worktree's ``HEAD``: put it back as it was before the
+    run (or on the fork's branch) and return what the command left (``b""``: no regular
+    file); None when it did not change it."""
+    from ..core import worktree
+    from ..core.registry import mount_key
+
+    if sealed.git_dir is None:
+        return None
+    now = _read_small(os.path.join(sealed.git_dir, "HEAD"))
+    if now == sealed.head and now is not None:
+        return None
+    fork_ref = refs.fork_ref(sealed.fork)
+    back = sealed.head
+    if back is None or not (
+        back == f"ref: {fork_ref}\n".encode() or _HEX.fullmatch(back.decode("ascii", "replace").strip())
+    ):
+        back = f"ref: {fork_ref}\n".encode()
+    worktree.put_head(vault, mount_key(sealed.fork, None), back)
+    return b"" if now is None else now
+
+
+def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | None:
+    """The worktree's ``HEAD`` the command left (``now``; put back meanwhile by
+    :func:`_head_before`): on the fork's branch, or detached at a commit (its objects
+    carried into the vault, checked as the branch's are: ``avfs status`` then names the
+    detached HEAD, checkpoints refuse until `git switch FORK`), it is set again; anything
+    else (another fork's branch, which the person's next `git commit` would move; a link;
+    not git's) stays put back, and is reported (None: nothing to say)."""
+    from ..core import worktree
+    from ..core.registry import mount_key
+
+    key = mount_key(sealed.fork, None)
+    fork_ref = refs.fork_ref(sealed.fork)
+    if now == f"ref: {fork_ref}\n".encode():
+        worktree.put_head(vault, key, now)
+        return None
+    value = now.decode("ascii", "replace")
+    if _HEX.fullmatch(value.rstrip("\n")) and value.count("\n") <= 1:
+        commit = value.strip()
+        why = _import_objects(vault, os.path.join(sealed.dir, "objects"), commit)
+        why = why or _new_commits_refusal(vault, sealed.before, commit)
+        if why is None:
+            worktree.put_head(vault, key, f"{commit}\n".encode())
+            return None
+    elif value.startswith("ref: "):
+        why = "the mount stays on its fork's branch (a switch there is switched back: docs/fuse.md)"
+    else:
+        why = "not a HEAD git writes"
+    return {"ref": "HEAD", "old": _show(sealed.head), "new": _show(now) if now else None, "reason": why}
 
 
 def _log_head(git_dir: str, old: str | None, new: str, message: str) -> None:
