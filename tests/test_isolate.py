@@ -315,12 +315,14 @@ def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs
     # git works in the fork: status, add, commit (objects, refs, logs, the worktree's index)
     mounts.mount(home, vault, "a", None)  # a live mount: its worktree stays registered
     # the policy judges paths it sees: a script hides the write to what git trusts there, and
-    # to the hook config.worktree names (in the mount's own directory, read-only here)
+    # to the hook config.worktree names (in the mount's own directory, read-only here);
+    # HEAD is git's to move in there (a rebase detaches it): put back after the run
     vault.workspace("a").write(
         "pin.sh",
-        b'for f in config.worktree commondir HEAD "$(git config core.fsmonitor)"; do'
+        b'for f in config.worktree commondir "$(git config core.fsmonitor)"; do'
         b' case $f in /*) ;; *) f="$(git rev-parse --git-dir)/$f";; esac; echo evil > "$f"'
-        b' 2>/dev/null && echo "WRITTEN $f"; done; echo PINNED\n',
+        b' 2>/dev/null && echo "WRITTEN $f"; done; echo PINNED\n'
+        b'printf "ref: refs/heads/main\\n" > "$(git rev-parse --git-dir)/HEAD"\n',
     )
     checkpoint.save(vault, "a")
     wt = Path(vp) / "worktrees" / "avfs-a"
@@ -338,6 +340,7 @@ def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs
     assert "by git in the view" in git("--git-dir", vp, "log", "--format=%s", "a")
     assert hook.read_bytes() == hook_before
     assert (wt / "config.worktree").read_text().count(str(hook)) == 1
+    assert (wt / "HEAD").read_text() == "ref: refs/heads/a\n"  # put back after the run
 
 
 def test_exit_status_signals_and_strays_pass_through_the_views_init(home, forks, proj):
