@@ -391,6 +391,19 @@ class GitModel(RuleBasedStateMachine):
         self.both(*args)
         self.last_checkpoint = False
 
+    @rule(new=st.booleans())
+    def switch(self, new: bool) -> None:
+        """A branch switch in the mount is switched back (the mount is its fork): git exits 1
+        and nothing changes; on the plain side, nothing (``-c X`` leaves branch X made)."""
+        self._tick()
+        self.forks += 1
+        args = ["switch", "-q", "-c", f"sw{self.forks}"] if new else ["switch", "-q", "side"]
+        self.note("git " + " ".join(args) + " (switched back)")
+        got = self.m.git(*args, check=False)
+        assert got.returncode != 0, f"git {' '.join(args)} in the mount: {got.stdout}{got.stderr}"
+        if new:
+            self.p.git("branch", f"sw{self.forks}")
+
     # -- avfs operations, and their git equivalents on the plain side -------------------------
     @rule()
     def avfs_status(self) -> None:
@@ -558,6 +571,8 @@ def _every_command_once(backend: str) -> None:
             lambda: g("restore", "--", "src/attr/_make.py"),
             lambda: g("rm", "-q", "--cached", "--", "NEW.txt") if "NEW.txt" in model.tracked() else None,
             lambda: model.exec_edit_commit("README.md", "from exec\n"),
+            lambda: model.switch(False),
+            lambda: model.switch(True),
             model.fork,
             lambda: model.checkpoint(False),
             model.restore,
