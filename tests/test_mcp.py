@@ -19,6 +19,7 @@ import pytest
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.types import REQUEST_TIMEOUT, CallToolResult, TextContent
 
+from avfs_git.core.gitstore import blob_id
 from avfs_git.core.home import Home
 from avfs_git.core.vault import Vault
 from avfs_git.mcp.tools import TOOLS
@@ -172,7 +173,9 @@ def test_write_status_checkpoint_list_restore(vault: Vault, home: Home) -> None:
         assert restored["kind"] == "restore"
         assert restored["restore"]["commit"] == first["checkpoint"]["commit"]
         content = await ok(s, "read_file", path="src/a.txt")
-        assert content["files"] == [{"path": "src/a.txt", "encoding": "utf-8", "content": "one\n", "size": 4}]
+        assert content["files"] == [
+        {"path": "src/a.txt", "encoding": "utf-8", "content": "one\n", "size": 4, "blob": blob_id(b"one\n")}
+    ]
 
         blob = bytes(range(256))
         await ok(s, "write_file", path="bin/x", content=base64.b64encode(blob).decode(), encoding="base64")

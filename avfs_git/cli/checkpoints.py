@@ -22,8 +22,13 @@ def checkpoint() -> None:
     show_default=True,
     help="When the fork moved under the changes: rebase them onto it (when conflict-free), or stop (exit 75).",
 )
+@click.option(
+    "--expect-head",
+    metavar="REV",
+    help="Only if the fork's branch is at REV now (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
-def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> None:
+def save_cmd(app: App, name: str | None, message: str | None, rebase: bool, expect_head: str | None) -> None:
     """Commit the uncheckpointed changes (optionally under NAME).
 
     When the fork moved since the workspace's base (a push, a merge, a commit made
@@ -31,7 +36,7 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool) -> N
     it (exit 3) with the paths, and nothing is lost.
     """
     vault, fork = app.target()
-    res = cp.save(vault, fork, name, message, rebase=rebase)
+    res = cp.save(vault, fork, name, message, rebase=rebase, expect_head=expect_head)
     c = res.checkpoint
 
     def human() -> None:
@@ -80,11 +85,16 @@ def list_cmd(app: App, all_commits: bool, limit: int) -> None:
 
 @checkpoint.command("restore")
 @click.argument("rev")
+@click.option(
+    "--expect-head",
+    metavar="REV",
+    help="Only if the fork's branch is at REV now (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
-def restore_cmd(app: App, rev: str) -> None:
+def restore_cmd(app: App, rev: str, expect_head: str | None) -> None:
     """Move the fork back to REV. Nothing is lost: `avfs undo` brings the state back."""
     vault, fork = app.target()
-    res = cp.restore(vault, fork, rev)
+    res = cp.restore(vault, fork, rev, expect_head=expect_head)
 
     def human() -> None:
         app.output.say("{}:{} is at {} ({})", vault.name, fork, res.commit[:12], rev)

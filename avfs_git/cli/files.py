@@ -74,7 +74,7 @@ def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
     ws = app.workspace()
     contents = [(p, ws.read(p)) for p in paths]
     if app.json:
-        files = [file_entry(p, data) for p, data in contents]
+        files = [{**file_entry(p, data), "blob": ws.blob_of(p)} for p, data in contents]
         app.output.document("file_content", {**_ws_ref(app), "files": files})
         return
     for _, data in contents:
@@ -115,6 +115,12 @@ def _mode_opt(mode: str | None) -> int | None:
 )
 @click.option("--mode", help="644 or 755 (default: keep, or 644 for new files).")
 @click.option("--no-parents", is_flag=True, help="Fail when the parent directory is missing.")
+@click.option(
+    "--expect",
+    metavar="BLOB|absent",
+    help="Only if PATH holds this blob id now (`stat --json`'s `blob`), or nothing with 'absent'"
+    " (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
 def write_cmd(
     app: App,
@@ -124,6 +130,7 @@ def write_cmd(
     from_stdin: bool,
     mode: str | None,
     no_parents: bool,
+    expect: str | None,
 ) -> None:
     """Write a file: from CONTENT, --file F, or --stdin (binary safe)."""
     sources = sum(
@@ -136,15 +143,16 @@ def write_cmd(
     fmode = _mode_opt(mode)
     if src_file is not None:
         with open(src_file, "rb") as fh:
-            st = ws.write(path, fh, mode=fmode, parents=not no_parents)
+            st = ws.write(path, fh, mode=fmode, parents=not no_parents, expect=expect)
     elif from_stdin or content == "-":
-        st = ws.write(path, sys.stdin.buffer, mode=fmode, parents=not no_parents)
+        st = ws.write(path, sys.stdin.buffer, mode=fmode, parents=not no_parents, expect=expect)
     else:
         assert content is not None
-        st = ws.write(path, content.encode("utf-8", "surrogateescape"), mode=fmode, parents=not no_parents)
+        data = content.encode("utf-8", "surrogateescape")
+        st = ws.write(path, data, mode=fmode, parents=not no_parents, expect=expect)
     app.output.result(
         "file_write",
-        {**_ws_ref(app), "stat": st},
+        {**_ws_ref(app), "stat": st, "blob": ws.blob_of(st.path)},
         lambda: app.output.info("wrote {} ({} bytes)", st.path, st.size),
     )
 
@@ -176,22 +184,34 @@ def _into_dir(ws: object, src: str, dst: str) -> str:
 @click.argument("src")
 @click.argument("dst")
 @click.option("-r", "-R", "--recursive", is_flag=True, help="Copy directories.")
+@click.option(
+    "--expect",
+    metavar="BLOB|absent",
+    help="Only if DST (what the copy replaces) holds this blob id now (`stat --json`'s `blob`), or nothing with 'absent'"
+    " (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
-def cp_cmd(app: App, src: str, dst: str, recursive: bool) -> None:
+def cp_cmd(app: App, src: str, dst: str, recursive: bool, expect: str | None) -> None:
     """Copy SRC to DST inside the workspace (unchanged content is shared, not copied)."""
     ws = app.workspace()
-    out = ws.copy(src, _into_dir(ws, src, dst), recursive=recursive)
+    out = ws.copy(src, _into_dir(ws, src, dst), recursive=recursive, expect=expect)
     _file_op(app, "copy", [names.norm_path(src), out])
 
 
 @click.command("mv")
 @click.argument("src")
 @click.argument("dst")
+@click.option(
+    "--expect",
+    metavar="BLOB|absent",
+    help="Only if DST (what the move replaces) holds this blob id now (`stat --json`'s `blob`), or nothing with 'absent'"
+    " (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
-def mv_cmd(app: App, src: str, dst: str) -> None:
+def mv_cmd(app: App, src: str, dst: str, expect: str | None) -> None:
     """Move or rename SRC to DST (an unchanged directory moves without copying)."""
     ws = app.workspace()
-    out = ws.rename(src, _into_dir(ws, src, dst))
+    out = ws.rename(src, _into_dir(ws, src, dst), expect=expect)
     _file_op(app, "rename", [names.norm_path(src), out])
 
 
@@ -199,16 +219,24 @@ def mv_cmd(app: App, src: str, dst: str) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-r", "-R", "--recursive", is_flag=True, help="Remove directories and their contents.")
 @click.option("-f", "--force", is_flag=True, help="Ignore missing paths.")
+@click.option(
+    "--expect",
+    metavar="BLOB|absent",
+    help="Only if PATH holds this blob id now (`stat --json`'s `blob`), or nothing with 'absent'"
+    " (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
-def rm_cmd(app: App, paths: tuple[str, ...], recursive: bool, force: bool) -> None:
+def rm_cmd(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expect: str | None) -> None:
     """Remove files (and directories with -r)."""
     ws = app.workspace()
     for p in paths:
         names.norm_path(p)
+    if expect is not None and len(paths) != 1:
+        raise UsageError("--expect takes one PATH")
     done = []
     for p in paths:
         try:
-            ws.remove(p, recursive=recursive)
+            ws.remove(p, recursive=recursive, expect=expect)
             done.append(names.norm_path(p))
         except PathNotFoundError:
             if not force:
@@ -280,7 +308,10 @@ def stat_cmd(app: App, path: str, dereference: bool) -> None:
         if st.target is not None:
             o.plain("target: {}", st.target)
 
-    app.output.result("stat", {**_ws_ref(app), "stat": st}, human)
+    doc = {**_ws_ref(app), "stat": st}
+    if st.kind is not NodeKind.DIR:
+        doc["blob"] = ws.blob_of(st.path)  # what --expect compares with
+    app.output.result("stat", doc, human)
 
 
 @click.command("tree")

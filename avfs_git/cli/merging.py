@@ -39,6 +39,11 @@ CONFLICTED = ("conflicts", "conflicts_written", "would_conflict")
 @click.option(
     "--abort", is_flag=True, help="Give up a merge whose conflicts were written (exact pre-merge state)."
 )
+@click.option(
+    "--expect-head",
+    metavar="REV",
+    help="Only if the target's branch is at REV now (else exit 1, expect_mismatch; nothing done).",
+)
 @pass_app
 def merge_cmd(
     app: App,
@@ -53,6 +58,7 @@ def merge_cmd(
     message: str | None,
     cont: bool,
     abort: bool,
+    expect_head: str | None,
 ) -> None:
     """Merge forks into a fork: fast-forward, or a three-way merge commit with two parents.
 
@@ -100,6 +106,7 @@ def merge_cmd(
                     capture=not no_capture,
                     message=message,
                     source_ref=source_ref,
+                    expect_head=expect_head if not results else None,  # the head before the first
                 )
             except AvfsError as err:
                 if not results:

@@ -21,6 +21,7 @@ from .errors import (
     AlreadyExistsError,
     ConflictError,
     DirtyWorkspaceError,
+    ExpectMismatchError,
     NothingToUndoError,
     RefMovedError,
     RevisionNotFoundError,
@@ -92,12 +93,16 @@ def save(
     *,
     rebase: bool = True,
     on: str | None = None,
+    expect_head: str | None = None,
 ) -> CheckpointResult:
     """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
 
     When the fork moved since the workspace's base (a push into the vault, a commit made
     elsewhere, a merge), the changes are rebased onto the new tip with a three-way merge
     (``rebase``, the default, when that is conflict-free).
+
+    ``expect_head``: only if the fork's branch is at that revision now (fork-level
+    compare-and-swap): else ExpectMismatchError, nothing saved.
 
     ``on``: a :func:`snapshot` of this workspace taken earlier (``proxy exec``'s record
     of the fork before its command): it lands on the fork with the checkpoint, between
@@ -124,6 +129,7 @@ def save(
     ws = vault.workspace(fork)
     with _no_exec_running(vault, fork), vault.lock(fork):
         ws.sync_base()
+        check_head(vault, fork, expect_head)
         name_ref = refs.checkpoint_ref(fork, name) if name else None
         if name_ref and refs.read_ref(vault.store, name_ref) is not None:
             raise AlreadyExistsError(
@@ -281,12 +287,29 @@ def delete_checkpoint(vault: Vault, fork: str | None, name: str) -> Operation:
     return op
 
 
-def restore(vault: Vault, fork: str | None, rev: str) -> RestoreResult:
-    """Move the fork back to ``rev``; the discarded state is kept and the move is undoable."""
+def check_head(vault: Vault, fork: str, expect_head: str | None) -> None:
+    """Raise ExpectMismatchError unless fork ``fork``'s branch is at ``expect_head`` (a
+    revision) now; nothing when it is None. Call under the fork lock."""
+    if expect_head is None:
+        return
+    want = resolve(vault, expect_head, fork)
+    now = refs.read_ref(vault.store, refs.fork_ref(fork))
+    if now != want:
+        raise ExpectMismatchError(
+            f"fork {fork} is at {now}, not at {expect_head} ({want}): nothing was done",
+            hint="read the fork again (`avfs log -n 1`, its head) and retry with that --expect-head",
+            details={"fork": fork, "expected": want, "current": now},
+        )
+
+
+def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None = None) -> RestoreResult:
+    """Move the fork back to ``rev``; the discarded state is kept and the move is undoable.
+    ``expect_head``: only if the fork's branch is at that revision now."""
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
     with vault.lock(fork):
         ws.sync_base()
+        check_head(vault, fork, expect_head)
         target = resolve(vault, rev, fork)
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}

@@ -168,6 +168,15 @@ class RefMovedError(AvfsError):
     errno = _errno.EAGAIN
 
 
+class ExpectMismatchError(AvfsError):
+    """A write asked to go ahead only if the path (or the fork's head) still held what the
+    caller last read, and it holds something else: nothing was written. ``details``:
+    ``expected``, ``current`` (the blob or commit id now there; None when absent)."""
+
+    code = "expect_mismatch"
+    errno = _errno.EAGAIN
+
+
 class BusyError(AvfsError):
     """Another process holds the lock; retry later."""
 

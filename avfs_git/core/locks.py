@@ -137,6 +137,12 @@ def remove_unused(path: str, unused: Callable[[], bool]) -> bool:
         os.close(fd)
 
 
+def write_lock_path(state_dir: str, fork: str) -> str:
+    """The lock of ``fork``'s optimistic writes (``expect``: held from the check to the
+    write); named like :func:`exec_lock_path`."""
+    return os.path.join(state_dir, "locks", ".write-" + fs_name(fork) + ".lock")
+
+
 def exec_lock_path(state_dir: str, fork: str) -> str:
     """The lock a ``proxy exec`` holds on ``fork`` from its checkpoint before to its commit
     after; :func:`.checkpoint.save` takes it too, so a checkpoint never splits a command's

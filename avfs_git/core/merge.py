@@ -209,8 +209,12 @@ def merge(
     capture: bool = True,
     message: str | None = None,
     source_ref: str | None = None,
+    expect_head: str | None = None,
 ) -> MergeResult:
     """Merge fork ``source`` into ``target`` (default: the vault's default fork).
+
+    ``expect_head``: only if ``target``'s branch is at that revision now (before its
+    uncheckpointed changes are captured): else ExpectMismatchError, nothing done.
 
     ``source_ref``: merge that ref instead (a remote-tracking branch: ``avfs pull``);
     ``source`` is then only its name in messages and results."""
@@ -240,6 +244,11 @@ def merge(
         # its capture would commit the markers of its own open merge
         refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
     captured: list[dict[str, str]] = []
+    expected: str | None = None  # the target's tip the merge must find (expect_head)
+    if expect_head is not None:
+        with vault.lock(target):
+            checkpoint.check_head(vault, target, expect_head)
+            expected = refs.read_ref(vault.store, refs.fork_ref(target))
     if not dry_run:
         _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
         sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
@@ -252,12 +261,19 @@ def merge(
                         details={"fork": f},
                     )
                 cp = checkpoint.save(
-                    vault, f, message=f"avfs merge: {f}'s changes before merging {source} into {target}"
+                    vault,
+                    f,
+                    message=f"avfs merge: {f}'s changes before merging {source} into {target}",
+                    expect_head=expected if f == target else None,
                 )
                 captured.append({"fork": f, "commit": cp.checkpoint.commit})
+                if f == target and expected is not None:
+                    expected = cp.checkpoint.commit
     repo = vault.store.repo
     with vault.lock(target):
         ws.sync_base()
+        if expected is not None:
+            checkpoint.check_head(vault, target, expected)
         if not dry_run:
             _refuse_open_files(ws, target)
         ours = ws.tip()

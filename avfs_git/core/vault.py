@@ -37,7 +37,7 @@ from .errors import (
 from .gitstore import GitStore
 from .identity import Identity, Signatures
 from .identity import current as current_identity
-from .locks import exec_lock_path, file_lock, remove_unused
+from .locks import exec_lock_path, file_lock, remove_unused, write_lock_path
 from .mergestate import inherit_state
 from .oplog import OpLog
 from .quota import QuotaTracker, QuotaUsage
@@ -711,6 +711,7 @@ class Vault(Generic[H_co]):
         lock_dir = os.path.join(self.state_dir, "locks")
         remove_unused(os.path.join(lock_dir, names.fs_name(fork) + ".lock"), gone)
         remove_unused(exec_lock_path(self.state_dir, fork), gone)
+        remove_unused(write_lock_path(self.state_dir, fork), gone)
         op = self.oplog.get(op_id)
         assert op is not None
         return op

@@ -173,6 +173,18 @@ class Workspace(Mutations, Generic[V_co]):
         """The fork's lock (:meth:`.vault.Vault.lock`)."""
         return self.vault.lock(self.fork, wait_s=wait_s)
 
+    def write_lock(self) -> AbstractContextManager[None]:
+        """The lock of the fork's optimistic writes (``expect``): held from the check to
+        the write by every avfs writer that asks (CLI, API, MCP, any process), so of two
+        writes expecting the same blob exactly one goes ahead. Not the fork lock: a
+        checkpoint holding that does not stall them. A write without ``expect``, or one
+        made through a mount's files, takes no lock: it is not coordinated."""
+        from .locks import file_lock, write_lock_path
+
+        path = write_lock_path(self.vault.state_dir, self.fork)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return file_lock(path, what=f"the writes of fork {self.fork}")
+
     def stamp_index(self) -> None:
         """The git index of the fork's mount is right as it is (git made the commit that
         became the base): see :func:`.worktree.stamp_current`."""

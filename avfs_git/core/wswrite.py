@@ -14,25 +14,45 @@ import os
 import shutil
 import stat as stat_
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any, Protocol
 
 from . import names, upper
 from .errors import (
     AlreadyExistsError,
     DirectoryNotEmptyError,
+    ExpectMismatchError,
     InvalidPathError,
     IsDirectoryError,
     NotDirectoryError,
     PathNotFoundError,
     QuotaExceededError,
     SymlinkLoopError,
+    UsageError,
     from_oserror,
 )
-from .gitstore import EMPTY_TREE, GitStore
+from .gitstore import EMPTY_TREE, GitStore, blob_id, file_blob_id
 from .livedir import LiveDir
 from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
-from .types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
+from .types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, NodeKind, Stat, kind_of_mode
 from .wsview import CHUNK, MAX_SYMLINK_HOPS, Node, View, norm
+
+EXPECT_ABSENT = "absent"  # an ``expect`` that the path holds nothing (create only)
+
+
+def parse_expect(expect: str) -> str | None:
+    """An ``expect`` value: a full blob id (lower-case hex, 40 or 64 digits), or
+    :data:`EXPECT_ABSENT` (None); anything else is a UsageError."""
+    if expect == EXPECT_ABSENT:
+        return None
+    e = expect.strip().lower()
+    if len(e) in (40, 64) and all(c in "0123456789abcdef" for c in e):
+        return e
+    raise UsageError(
+        f"invalid expect {expect!r}: a full blob id (40 or 64 hex digits) or 'absent'",
+        hint="`avfs stat --json PATH` or `avfs cat --json PATH` gives the blob id (as `blob`)",
+        details={"expect": expect},
+    )
 
 
 class Readable(Protocol):
@@ -62,6 +82,49 @@ class Mutations:
     def live_dir(self) -> LiveDir | None:
         """The fork's live overlay mount, that changes go through (see the workspace)."""
         raise NotImplementedError
+
+    def write_lock(self) -> AbstractContextManager[None]:
+        """The lock every write with ``expect`` holds from its check to its write (see
+        the workspace)."""
+        raise NotImplementedError
+
+    # -- optimistic writes: go ahead only if the path still holds what the caller read ------
+    def blob_of(self, path: str) -> str | None:
+        """The git blob id of what ``path`` holds now: a file's bytes, a symlink's target
+        (as git stores a link); None when nothing is there. What ``expect`` is compared
+        with, and what reads report as ``blob``. A directory is IsDirectoryError."""
+        p = norm(path)
+        try:
+            st = self.view.stat(p, follow=False)
+        except PathNotFoundError:
+            return None
+        if st.kind is NodeKind.DIR:
+            raise IsDirectoryError(f"{st.path}: is a directory", details={"path": st.path})
+        if st.kind is NodeKind.SYMLINK:
+            return blob_id(os.fsencode(st.target or ""))
+        if st.oid is not None and not st.materialized:
+            return st.oid
+        live = self.live_dir()
+        if live is not None:
+            try:
+                return file_blob_id(live.real(st.path))
+            except OSError as exc:
+                raise from_oserror(exc, st.path) from exc
+        return blob_id(self.view.read(st.path))
+
+    def _check_expect(self, path: str, expect: str) -> None:
+        """Raise ExpectMismatchError unless ``path`` holds ``expect`` (a blob id, or
+        :data:`EXPECT_ABSENT`); call with :meth:`write_lock` held."""
+        want = parse_expect(expect)
+        now = self.blob_of(path)
+        if now != want:
+            p = norm(path)
+            raise ExpectMismatchError(
+                f"{p} is not what the write expected: it holds {now or 'nothing'}, not {want or 'nothing'};"
+                " nothing was written",
+                hint="read it again (its blob id is details.current) and retry with that --expect",
+                details={"path": p, "expected": want, "current": now},
+            )
 
     def _check_quota_size(self, adding: int) -> None:
         """Refuse content that alone is over the vault's bytes limit, before storing it
@@ -187,6 +250,7 @@ class Mutations:
         *,
         mode: int | None = None,
         parents: bool = True,
+        expect: str | None = None,
     ) -> Stat:
         """Create or replace a file with ``data`` (bytes or a binary stream).
 
@@ -194,7 +258,14 @@ class Mutations:
             mode: 0o100644 or 0o100755 (or 0o644/0o755); by default a replaced file keeps
                 its executable bit.
             parents: create missing parent directories.
+            expect: write only if ``path`` holds this blob id now (:meth:`blob_of`), or
+                nothing (:data:`EXPECT_ABSENT`); else ExpectMismatchError, nothing written.
         """
+        if expect is not None:
+            parse_expect(expect)  # a malformed id is refused before anything is read
+            with self.write_lock():
+                self._check_expect(path, expect)
+                return self.write(path, data, mode=mode, parents=parents)
         p = norm(path)
         live = self.live_dir()
         if live is not None:
@@ -318,8 +389,14 @@ class Mutations:
         if self.view.lookup(p, skip_self=True) is not None:
             self.overlay.put(db, Entry(p, DELETED, 0), op)
 
-    def remove(self, path: str, *, recursive: bool = False) -> None:
-        """Delete a file, symlink or (with ``recursive`` or when empty) a directory."""
+    def remove(self, path: str, *, recursive: bool = False, expect: str | None = None) -> None:
+        """Delete a file, symlink or (with ``recursive`` or when empty) a directory;
+        ``expect``: only if it holds that blob id now (see :meth:`write`)."""
+        if expect is not None:
+            parse_expect(expect)
+            with self.write_lock():
+                self._check_expect(path, expect)
+                return self.remove(path, recursive=recursive)
         p = norm(path)
         if not p:
             raise InvalidPathError("refusing to remove the workspace root")
@@ -435,11 +512,24 @@ class Mutations:
             raise
         return d
 
-    def rename(self, src: str, dst: str) -> str:
-        """POSIX ``rename``: replaces a file or an empty directory at ``dst``."""
+    def rename(self, src: str, dst: str, *, expect: str | None = None) -> str:
+        """POSIX ``rename``: replaces a file or an empty directory at ``dst``; ``expect``:
+        only if ``dst`` (what the move replaces) holds that blob id now, or nothing."""
+        if expect is not None:
+            parse_expect(expect)
+            with self.write_lock():
+                self._check_expect(dst, expect)
+                return self._move_or_copy(src, dst, copy=False)
         return self._move_or_copy(src, dst, copy=False)
 
-    def copy(self, src: str, dst: str, *, recursive: bool = False) -> str:
+    def copy(self, src: str, dst: str, *, recursive: bool = False, expect: str | None = None) -> str:
+        """Copy ``src`` to ``dst``; ``expect``: only if ``dst`` holds that blob id now, or
+        nothing (see :meth:`rename`)."""
+        if expect is not None:
+            parse_expect(expect)
+            with self.write_lock():
+                self._check_expect(dst, expect)
+                return self.copy(src, dst, recursive=recursive)
         node = self.view.resolve(src, follow=False)
         if node.is_dir and not recursive:
             raise IsDirectoryError(f"{node.path}: is a directory (use recursive copy)")

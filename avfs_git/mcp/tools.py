@@ -101,8 +101,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "read_file",
-        "A file's content (`files[0].content`, utf-8 or base64), now or at `rev`."
-        " Fails path_not_found, revision_not_found.",
+        "A file's content (`files[0].content`, utf-8 or base64) and blob id (`blob`: what"
+        " write_file's `expect` takes), now or at `rev`. Fails path_not_found, revision_not_found.",
         "file_content",
         {**_TARGET, "path": _PATH, "rev": _REV},
         required=("path",),
@@ -110,8 +110,9 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "write_file",
-        "Create or replace a file (parents made). Also how to resolve a merge conflict:"
-        " write the file without markers, then merge_continue.",
+        "Create or replace a file (parents made); with `expect` (read_file's `blob`, or"
+        " 'absent'), only if it still holds that, else expect_mismatch with `details.current`."
+        " Also how to resolve a merge conflict: write the file without markers, then merge_continue.",
         "file_write",
         {
             **_TARGET,
@@ -119,6 +120,7 @@ TOOLS: tuple[ToolSpec, ...] = (
             "content": {"type": "string"},
             "encoding": {"enum": ["utf-8", "base64"]},
             "executable": _B,
+            "expect": _S,
         },
         required=("path", "content"),
     ),
@@ -399,10 +401,14 @@ class AvfsTools:
         path = names.norm_path(args["path"])
         if "rev" in args:
             from ..core import history
+            from ..core.gitstore import blob_id
 
             data = history.read_at(vault, fork, args["rev"], path)
+            blob = blob_id(data)
         else:
-            data = vault.workspace(fork).read(path)
+            ws = vault.workspace(fork)
+            data = ws.read(path)
+            blob = ws.blob_of(path)
         try:
             entry = {"path": path, "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)}
         except UnicodeDecodeError:
@@ -412,6 +418,7 @@ class AvfsTools:
                 "content": base64.b64encode(data).decode(),
                 "size": len(data),
             }
+        entry["blob"] = blob
         return {**self._workspace_ref(vault, fork), "files": [entry]}
 
     def _t_write_file(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -436,8 +443,9 @@ class AvfsTools:
                 ) from None
         executable: bool | None = args.get("executable")
         mode = None if executable is None else (0o100755 if executable else 0o100644)
-        st = vault.workspace(fork).write(args["path"], data, mode=mode)
-        return {**self._workspace_ref(vault, fork), "stat": st}
+        ws = vault.workspace(fork)
+        st = ws.write(args["path"], data, mode=mode, expect=args.get("expect"))
+        return {**self._workspace_ref(vault, fork), "stat": st, "blob": ws.blob_of(st.path)}
 
     def _t_list_files(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core import names

@@ -156,10 +156,11 @@ def stale_locks(vault: Vault, *, now: float | None = None) -> list[tuple[str, st
 
 def _lock_forks(name: str) -> set[str]:
     """The fork whose lock file can be ``<name>.lock``: the fork lock (``Vault.lock``) or
-    proxy exec's ``.exec-<fork>`` ('/' and '%' escaped in both; no fork name starts with
-    '.', so the two never meet)."""
-    if name.startswith(".exec-"):
-        name = name[len(".exec-") :]
+    proxy exec's ``.exec-<fork>``, optimistic writes' ``.write-<fork>`` ('/' and '%'
+    escaped in all; no fork name starts with '.', so they never meet)."""
+    for prefix in (".exec-", ".write-"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
     return {from_fs_name(name)}
 
 
