@@ -174,8 +174,14 @@ def test_write_status_checkpoint_list_restore(vault: Vault, home: Home) -> None:
         assert restored["restore"]["commit"] == first["checkpoint"]["commit"]
         content = await ok(s, "read_file", path="src/a.txt")
         assert content["files"] == [
-        {"path": "src/a.txt", "encoding": "utf-8", "content": "one\n", "size": 4, "blob": blob_id(b"one\n")}
-    ]
+            {
+                "path": "src/a.txt",
+                "encoding": "utf-8",
+                "content": "one\n",
+                "size": 4,
+                "blob": blob_id(b"one\n"),
+            }
+        ]
 
         blob = bytes(range(256))
         await ok(s, "write_file", path="bin/x", content=base64.b64encode(blob).decode(), encoding="base64")

@@ -399,6 +399,7 @@ class AvfsTools:
 
         vault, fork = self._target(args)
         path = names.norm_path(args["path"])
+        blob: str | None
         if "rev" in args:
             from ..core import history
             from ..core.gitstore import blob_id
