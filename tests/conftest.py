@@ -51,6 +51,8 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home_dir))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home_dir / ".config"))
     monkeypatch.setenv("AVFS_HOME", str(tmp_path / "avfs-home"))
+    # no warm CLI server per test home (tests/test_warm.py runs with one)
+    monkeypatch.setenv("AVFS_SERVER", "off")
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_AUTHOR_NAME", AUTHOR[0])
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", AUTHOR[1])

@@ -539,6 +539,12 @@ def _maintenance(s: Session) -> None:
     assert s("doctor", kind="doctor")["ok"]
 
 
+def _server(s: Session) -> None:
+    assert not s("server", "status", kind="server")["running"]
+    assert s("server", "start", kind="server")["running"]
+    assert not s("server", "stop", kind="server")["running"]
+
+
 def _grep(s: Session) -> None:
     assert s("grep", "hello", kind="grep")["files"][0]["path"] == "a.txt"
     s("grep", "-l", "-i", "HELLO", "--rev", "base", kind="grep")
@@ -600,6 +606,7 @@ def _quickstart(s: Session) -> None:
 
 KIND_CASES: dict[str, Callable[[Session], None]] = {
     "stats": _maintenance,
+    "server": _server,
     "gc": _maintenance,
     "prune": _maintenance,
     "doctor": _maintenance,

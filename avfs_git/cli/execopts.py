@@ -380,6 +380,94 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
     return res.exit_code
 
 
+def _home_dir(glob: dict[str, Any]) -> str:
+    """The home a call acts on, as :func:`..core.settings.home_path` finds it."""
+    given = glob.get("home") or os.environ.get("AVFS_HOME")
+    if given:
+        return os.path.abspath(given)
+    home = os.environ.get("HOME")
+    if home is None:
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    return os.path.abspath(home.rstrip("/") + "/.avfs")
+
+
+def _recv_msg(sock: Any) -> dict[str, Any] | None:
+    buf = b""
+    want = 8
+    while len(buf) < want:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+        if want == 8 and len(buf) >= 8:
+            want = 8 + int(buf[:8])
+    got = marshal.loads(buf[8:want])
+    return got if isinstance(got, dict) else None
+
+
+def served(args: list[str]) -> int | None:
+    """Run the call in the home's warm server (:mod:`.resident`), importing nothing beyond
+    Python's start-up; None when none answers (the caller runs it, and a server is
+    started for the next call) or it asks to fall back. ``AVFS_SERVER=off``: never."""
+    mode = os.environ.get("AVFS_SERVER", "auto")
+    if mode == "off":
+        return None
+    glob, _rest = _global_options(args)
+    home = _home_dir(glob)
+    import _socket
+
+    path = os.path.join(home, "run", "cli.sock")
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        if os.path.isdir(home):
+            from .resident import start
+
+            start(home)  # for the next call
+        return None
+    try:
+        from .codestamp import stamp
+
+        req = marshal.dumps(
+            {"v": 1, "stamp": stamp(), "argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}
+        )
+        import array
+
+        fds = array.array("i", [0, 1, 2])
+        sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds.tobytes())])
+        first = _recv_msg(sock)
+        if first is None or "started" not in first:
+            return None  # nothing ran: run it here
+        import signal
+
+        def relay(sig: int, _frame: object) -> None:
+            try:
+                sock.send(b"S" + bytes([sig]))
+            except OSError:
+                pass
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, relay)
+        while True:
+            try:
+                done = _recv_msg(sock)
+                break
+            except InterruptedError:
+                continue
+        if done is None or not isinstance(done.get("code"), int):
+            sys.stderr.write(
+                "avfs: the warm server went away while the command ran (AVFS_SERVER=off runs without it)\n"
+            )
+            return 70
+        return int(done["code"])
+    finally:
+        sock.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: the fast path, else the click CLI; returns the exit code.
 
@@ -391,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     code = fast_main(args, exit_now=own)
     if code is not None:
         return code
+    if own:
+        code = served(args)
+        if code is not None:
+            return code
     from .main import main as click_main
 
     return click_main(args)

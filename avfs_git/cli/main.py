@@ -66,6 +66,7 @@ COMMANDS: dict[str, str] = {
     "gc": "maintenance:gc_cmd",
     "prune": "maintenance:prune_cmd",
     "doctor": "maintenance:doctor_cmd",
+    "server": "serving:server",
     "hook": "hooks_cmd:hook",
     "hooks": "hooks_cmd:hooks",
     "mcp": "agent:mcp_cmd",

@@ -1,0 +1,383 @@
+"""The warm CLI server: every command at about Python's own start-up.
+
+An agent calls the CLI once per step, and most of a call is Python importing avfs (click,
+pygit2, the command modules: ~100 ms here against ~11 ms for ``python -S -c pass``). So a
+per-home server process imports all of that once and serves each later call by forking
+itself: the child takes the caller's working directory, environment, arguments and its
+standard input, output and error (passed as file descriptors, ``SCM_RIGHTS``), runs the
+same click CLI a direct call runs, and exits with its code, which the caller exits with.
+The caller (:func:`.execopts.served`) imports nothing beyond what Python loads at
+start-up. Everything a command does is as in a direct call, in a process of its own; only
+the imports are shared.
+
+- **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
+  and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
+  sees the avfs home, so it cannot reach it.
+- **Which code**: the caller sends a stamp of the avfs it would run (the interpreter, the
+  package's files' mtimes and sizes); a server whose own differs answers "fall back"
+  and exits, so an upgrade or an edit is never served by old code.
+- **When**: a call that finds no server runs directly, then starts one in the background
+  (``AVFS_SERVER=off`` turns all of this off; ``avfs server stop`` ends one); a server
+  ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
+  no longer its own, or when its home is gone.
+- **Signals**: Ctrl-C, SIGTERM and SIGHUP of the caller are relayed to the command's
+  process (``S`` and the signal's number on the socket); a caller that goes away has its
+  command stopped (SIGHUP, as a terminal's hang-up would).
+
+The protocol (one connection per call): the request is a ``marshal``-encoded dict preceded
+by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
+"argv": [...], "cwd": ..., "env": {...}}``. The server answers length-prefixed marshal
+dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
+``{"started": PID}`` and, when the command ended, ``{"code": N}``.
+"""
+
+from __future__ import annotations
+
+import io
+import marshal
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+from .codestamp import stamp
+
+RUN_DIR = "run"
+SOCKET = "cli.sock"
+PID_FILE = "cli.pid"
+LOG_FILE = "cli.log"
+IDLE_S = 900.0
+MAX_REQUEST = 8 << 20
+RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def socket_path(home: str) -> str:
+    return os.path.join(home, RUN_DIR, SOCKET)
+
+
+def _send(conn: socket.socket, msg: dict[str, Any]) -> None:
+    data = marshal.dumps(msg)
+    conn.sendall(b"%08d" % len(data) + data)
+
+
+def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    fds: list[int] = []
+    buf = b""
+    want = 8
+    while len(buf) < want:
+        data, anc, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) // 4
+                fds.extend(struct.unpack(f"{n}i", payload[: n * 4]))
+        if not data:
+            raise ConnectionError("the caller went away")
+        buf += data
+        if want == 8 and len(buf) >= 8:
+            size = int(buf[:8])
+            if size > MAX_REQUEST:
+                raise ConnectionError("request too large")
+            want = 8 + size
+    msg = marshal.loads(buf[8:want])
+    if not isinstance(msg, dict):
+        raise ConnectionError("not a request")
+    return msg, fds
+
+
+class Server:
+    """One home's warm server (run by :func:`main`)."""
+
+    def __init__(self, home: str, idle_s: float) -> None:
+        self.home = home
+        self.idle_s = idle_s
+        self.stamp = stamp()
+        self.path = socket_path(home)
+        self.children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (conn, pid)
+        self.served = 0
+        self.last = time.monotonic()
+
+    def bind(self) -> socket.socket | None:
+        """Listen at the home's socket, unless another server does; None then."""
+        d = os.path.dirname(self.path)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.path)
+            return None  # one answers already
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        tmp = f"{self.path}.{os.getpid()}"
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o177)
+        try:
+            lsock.bind(tmp)
+        finally:
+            os.umask(old)
+        lsock.listen(64)
+        os.replace(tmp, self.path)
+        self._ino = os.stat(self.path).st_ino
+        with open(os.path.join(d, PID_FILE), "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return lsock
+
+    def still_mine(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == self._ino and os.path.isdir(self.home)
+        except OSError:
+            return False
+
+    def serve(self, lsock: socket.socket) -> None:
+        poller = select.poll()
+        poller.register(lsock, select.POLLIN)
+        conns: dict[int, int] = {}  # conn fd -> pidfd of its child, while its caller listens
+
+        def drop(fd: int) -> None:
+            try:
+                poller.unregister(fd)
+            except KeyError:
+                pass
+
+        while True:
+            events = poller.poll(1000)
+            done: set[int] = set()  # fds closed or reused in this round: their events are stale
+            for fd, _ev in events:
+                if fd in done:
+                    continue
+                try:
+                    if fd == lsock.fileno():
+                        conn, _ = lsock.accept()
+                        done.add(conn.fileno())  # a number an event of this round may name
+                        pidfd = self._start(conn)
+                        if pidfd is None:
+                            conn.close()
+                            continue
+                        done.add(pidfd)
+                        poller.register(pidfd, select.POLLIN)
+                        poller.register(conn, select.POLLIN)
+                        conns[conn.fileno()] = pidfd
+                    elif fd in self.children:
+                        conn, pid = self.children.pop(fd)
+                        drop(fd)
+                        drop(conn.fileno())
+                        conns.pop(conn.fileno(), None)
+                        done.update((fd, conn.fileno()))
+                        _, status = os.waitpid(pid, 0)
+                        try:
+                            _send(conn, {"code": os.waitstatus_to_exitcode(status)})
+                        except OSError:
+                            pass
+                        conn.close()
+                        os.close(fd)
+                        self.last = time.monotonic()
+                    elif fd in conns:
+                        conn, pid = self.children[conns[fd]]
+                        try:
+                            data = conn.recv(64)
+                        except OSError:
+                            data = b""
+                        if not data:  # the caller went away: hang up its command
+                            drop(fd)
+                            conns.pop(fd, None)
+                            _kill(pid, signal.SIGHUP)
+                            continue
+                        for i in range(0, len(data) - 1, 2):
+                            if data[i : i + 1] == b"S" and data[i + 1] in RELAYED:
+                                _kill(pid, data[i + 1])
+                    else:
+                        drop(fd)
+                except Exception as exc:  # one call's trouble never ends the server
+                    self.log(f"fd {fd}: {type(exc).__name__}: {exc}")
+            if not self.children and (time.monotonic() - self.last > self.idle_s or not self.still_mine()):
+                break
+        if self.still_mine():
+            for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+
+    def log(self, line: str) -> None:
+        """A line in ``<home>/run/cli.log`` (kept under 1 MiB: the old half dropped)."""
+        path = os.path.join(os.path.dirname(self.path), LOG_FILE)
+        try:
+            if os.path.getsize(path) > 1 << 20:
+                os.replace(path, path + ".1")
+        except OSError:
+            pass
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {os.getpid()} {line}\n")
+        except OSError:
+            pass
+
+    def _start(self, conn: socket.socket) -> int | None:
+        """Read a call and fork its command; the child's pidfd, or None."""
+        fds: list[int] = []
+        try:
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            if uid != os.getuid():
+                return None
+            conn.settimeout(10)
+            req, fds = _recv_request(conn)
+            conn.settimeout(None)
+            if req.get("v") != 1 or len(fds) != 3:
+                _send(conn, {"fallback": "protocol"})
+                return None
+            if req.get("stamp") != self.stamp:
+                _send(conn, {"fallback": "another avfs"})
+                self.idle_s = 0  # an upgrade or an edit: end, the next call starts a new one
+                return None
+            pid = os.fork()
+            if pid == 0:
+                _child(conn, req, fds)  # never returns
+            self.served += 1
+            _send(conn, {"started": pid})
+            pidfd = os.pidfd_open(pid)
+            self.children[pidfd] = (conn, pid)
+            return pidfd
+        except (OSError, ValueError, EOFError, ConnectionError):
+            return None
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _text(fd: int, encoding: str, errors: str, *, line: bool) -> io.TextIOWrapper:
+    """A text stream on the caller's ``fd`` (the server's own were made for /dev/null)."""
+    raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+    if fd == 0:
+        return io.TextIOWrapper(io.BufferedReader(raw), encoding=encoding, errors=errors)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding, errors=errors, line_buffering=line)
+
+
+def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: become the caller's process, run the CLI, exit with its code."""
+    code = 70
+    try:
+        conn.close()
+        for sig in (*RELAYED, signal.SIGPIPE, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for i, fd in enumerate(fds):
+            os.dup2(fd, i)
+        os.closerange(3, 1 << 20)  # the server's socket and other calls' (close_range(2))
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        enc, errs = sys.stdout.encoding, sys.stdout.errors or "strict"
+        sys.stdin = _text(0, enc, errs, line=False)
+        sys.stdout = _text(1, enc, errs, line=os.isatty(1))
+        sys.stderr = _text(2, enc, "backslashreplace", line=True)
+        sys.argv = ["avfs", *req["argv"]]
+        from .main import main as click_main
+
+        try:
+            code = click_main(list(req["argv"]))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            code = 130
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _prewarm() -> None:
+    """Import what the commands import, so that a forked child finds it loaded."""
+    import importlib
+    import pkgutil
+
+    from .. import cli, core, ops
+
+    for pkg in (core, ops, cli):
+        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            if mod.name.endswith((".resident", ".docgen")):
+                continue
+            try:
+                importlib.import_module(mod.name)
+            except Exception:  # an optional dependency missing: imported on use
+                pass
+    from ..core.gitstore import blob_id
+
+    blob_id(b"")  # loads libgit2 (through the store, as everything else reaches it)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m avfs_git.cli.resident --home HOME [--idle S] [--foreground]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    home = args[args.index("--home") + 1] if "--home" in args else None
+    if home is None:
+        print("usage: python -m avfs_git.cli.resident --home HOME", file=sys.stderr)
+        return 2
+    idle = float(os.environ.get("AVFS_SERVER_IDLE") or IDLE_S)
+    if "--idle" in args:
+        idle = float(args[args.index("--idle") + 1])
+    os.chdir("/")  # never keep the caller's directory (a mount) busy
+    server = Server(os.path.abspath(home), idle)
+    lsock = server.bind()
+    if lsock is None:
+        return 0
+    _prewarm()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        server.serve(lsock)
+    except SystemExit:
+        if server.still_mine():
+            for name in (server.path, os.path.join(os.path.dirname(server.path), PID_FILE)):
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+    return 0
+
+
+def start(home: str) -> None:
+    """Start a server for ``home`` in the background (a session of its own, no terminal,
+    stdio on /dev/null); returns at once."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "avfs_git.cli.resident", "--home", home],
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, null, 1),
+                (os.POSIX_SPAWN_DUP2, null, 2),
+            ],
+            setsid=True,
+        )
+    except OSError:
+        pass  # no server: calls run directly
+    finally:
+        os.close(null)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""`avfs server`: the home's warm CLI server (:mod:`.resident`): whether one runs, start one,
+stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import click
+
+from .app import App, pass_app
+
+
+def _state(home: str) -> dict[str, object]:
+    """Whether a server answers at the home's socket, and its pid (its pid file)."""
+    import socket
+
+    from .resident import PID_FILE, RUN_DIR, socket_path
+
+    path = socket_path(home)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        running = True
+    except OSError:
+        running = False
+    finally:
+        s.close()
+    pid: int | None = None
+    if running:
+        try:
+            with open(os.path.join(home, RUN_DIR, PID_FILE), encoding="ascii") as fh:
+                pid = int(fh.read().strip())
+        except (OSError, ValueError):
+            pid = None
+    return {"running": running, "pid": pid, "socket": path, "enabled": os.environ.get("AVFS_SERVER") != "off"}
+
+
+@click.group("server")
+def server() -> None:
+    """The warm CLI server: later calls run at about Python's own start-up.
+
+    A call that finds no server runs directly and starts one for the home (AVFS_SERVER=off:
+    never); it ends after AVFS_SERVER_IDLE seconds (900) without a call.
+    """
+
+
+@server.command("status")
+@pass_app
+def status_cmd(app: App) -> None:
+    """Whether the home's server runs."""
+    home = app.home.path
+    st = _state(home)
+    app.output.result(
+        "server",
+        {"action": "status", **st},
+        lambda: (
+            app.output.say("server running (pid {})", st["pid"])
+            if st["running"]
+            else app.output.say("no server running")
+        ),
+    )
+
+
+@server.command("start")
+@pass_app
+def start_cmd(app: App) -> None:
+    """Start the home's server (nothing when one runs); waits until it answers."""
+    from .resident import start
+
+    home = app.home.path
+    os.makedirs(home, exist_ok=True)
+    if not _state(home)["running"]:
+        start(home)
+        deadline = time.monotonic() + 30
+        while not _state(home)["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    st = _state(home)
+    app.output.result(
+        "server", {"action": "start", **st}, lambda: app.output.say("server running (pid {})", st["pid"])
+    )
+
+
+@server.command("stop")
+@pass_app
+def stop_cmd(app: App) -> None:
+    """Stop the home's server (commands it runs finish first); waits until it is gone."""
+    home = app.home.path
+    st = _state(home)
+    pid = st["pid"]
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while _state(home)["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    st = _state(home)
+    app.output.result("server", {"action": "stop", **st}, lambda: app.output.say("no server running"))

@@ -1,0 +1,269 @@
+"""The warm CLI server (avfs_git/cli/resident.py): a call served by it prints, reads and exits
+exactly as a direct call does (JSON and human output, standard input, errors, the place it
+runs in, help); Ctrl-C reaches the command; a caller that goes away takes its command with
+it; an edit of avfs's code is never served by the old code; a confined command cannot
+reach the server; an idle server ends. Real processes, the console script's path
+(`python -m avfs_git`), the server started as a call starts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.cli import resident as warm
+from avfs_git.core.home import Home
+from avfs_git.core.vault import Vault
+from avfs_git.ops import mounts
+
+from .test_confine import _need_bwrap
+from .test_overlay import require_overlay
+
+
+def _run(
+    *args: str, env: dict[str, str], cwd: str | None = None, stdin: bytes = b""
+) -> tuple[int, bytes, bytes]:
+    p = subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return p.returncode, p.stdout, p.stderr
+
+
+def _server_pid(home: str) -> int | None:
+    try:
+        return int(Path(home, warm.RUN_DIR, warm.PID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_for(cond: Any, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def _answers(home: str) -> bool:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(warm.socket_path(home))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def served(home: Home, vault: Vault) -> Any:
+    """(env with the server on, env without it); the server started by a first call."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    ws.write("d/b.txt", b"b\n")
+    on = {**os.environ, "AVFS_SERVER": "auto"}
+    off = {**os.environ, "AVFS_SERVER": "off"}
+    _run("status", env=on)  # direct, and starts a server for the next call
+    _wait_for(lambda: _answers(home.path))
+    try:
+        yield on, off
+    finally:
+        pid = _server_pid(home.path)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            _wait_for(lambda: not _answers(home.path))
+
+
+CALLS: list[tuple[list[str], bytes]] = [
+    (["--json", "status"], b""),
+    (["status"], b""),
+    (["--json", "log", "-n", "3"], b""),
+    (["cat", "a.txt", "d/b.txt"], b""),
+    (["--json", "cat", "a.txt"], b""),
+    (["--json", "stat", "a.txt"], b""),
+    (["ls", "-l"], b""),
+    (["--json", "diff"], b""),
+    (["cat", "nope.txt"], b""),  # an error: its exit code and message
+    (["--json", "cat", "nope.txt"], b""),
+    (["--json", "vault", "info", "v"], b""),
+    (["write", "--help"], b""),
+    (["--json", "--help"], b""),
+    (["no-such-command"], b""),
+    (["--json", "checkout", "--bogus"], b""),
+]
+
+
+def test_a_served_call_is_a_direct_call(served: Any, home: Home, vault: Vault) -> None:
+    on, off = served
+    pid = _server_pid(home.path)
+    for args, stdin in CALLS:
+        assert _run(*args, env=on, stdin=stdin) == _run(*args, env=off, stdin=stdin), args
+        assert _server_pid(home.path) == pid, args
+    # writes: standard input reaches the command, the result is the same
+    assert _run("write", "in.txt", "--stdin", env=on, stdin=b"from stdin\0\xff")[0] == 0
+    assert vault.workspace("main").read("in.txt") == b"from stdin\0\xff"
+    code, out, _ = _run("--json", "checkpoint", "save", "-m", "served", env=on)
+    assert code == 0 and json.loads(out)["created"]
+    assert _run("--json", "vault", "fork", "v", "f2", env=on)[0] == 0
+    assert vault.has_fork("f2")
+    assert _server_pid(home.path) == pid  # all of it by the one server
+
+
+@pytest.mark.parametrize("backend", ["overlay"])
+def test_the_place_a_served_call_runs_in_is_its_own(
+    served: Any, home: Home, vault: Vault, backend: str
+) -> None:
+    """Inside a mount a command acts on that fork (registry.place): the server's child runs
+    in the caller's working directory, with the caller's environment."""
+    require_overlay()
+    on, off = served
+    vault.fork("main", "other")
+    info = mounts.mount(home, vault, "other", None, backend=backend)
+    try:
+        mp = info.mountpoint
+        Path(mp, "here.txt").write_text("here\n")
+        for args in (["--json", "status"], ["status", "-s"], ["--json", "log", "-n", "1"]):
+            got = _run(*args, env=on, cwd=mp)
+            assert got == _run(*args, env=off, cwd=mp), args
+        assert json.loads(_run("--json", "status", env=on, cwd=mp)[1])["fork"] == "other"
+        env = {**on, "AVFS_VAULT": "v:main"}
+        assert json.loads(_run("--json", "status", env=env, cwd=mp)[1])["fork"] == "main"
+    finally:
+        mounts.unmount(home, vault, "other")
+
+
+def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) -> None:
+    on, _off = served
+    # a served write waiting on a standard input that never ends
+    p = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "write", "x.txt", "--stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=on,
+    )
+    time.sleep(1.5)  # connected and started
+    p.send_signal(signal.SIGINT)
+    _out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, (p.returncode, err)
+    # a caller killed outright: its command gets the hang-up, nothing stays behind
+    before = set(_children(_server_pid(home.path)))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "write", "y.txt", "--stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=on,
+    )
+    _wait_for(lambda: set(_children(_server_pid(home.path))) - before)
+    p.kill()
+    p.wait()
+    assert p.stdin is not None
+    p.stdin.close()
+    _wait_for(lambda: not set(_children(_server_pid(home.path))) - before)
+
+
+def _children(pid: int | None) -> list[int]:
+    if pid is None:
+        return []
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _gone(pid: int) -> bool:
+    """Ended (a zombie counts: its parent, the call that started it, is gone too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_an_edit_of_the_code_is_never_served_by_the_old(served: Any, home: Home, tmp_path: Path) -> None:
+    """The stamp changes with any file of the package: the server answers "fall back", the
+    call runs directly (the same output), the old server ends and the next call starts one.
+    On a copy of the package (PYTHONPATH, run from elsewhere than the checkout: `python -m`
+    puts the working directory first), so that no other test's server sees the edit."""
+    import shutil
+
+    _on, off = served
+    pkg = tmp_path / "pkg"
+    shutil.copytree(
+        Path(warm.__file__).parent.parent, pkg / "avfs_git", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    on = {**_on, "PYTHONPATH": str(pkg)}
+    other = tmp_path / "home2"
+    on["AVFS_HOME"] = off["AVFS_HOME"] = str(other)
+    assert _run("vault", "create", "v", env=off, cwd=str(tmp_path))[0] == 0
+    _run("status", env=on, cwd=str(tmp_path))
+    _wait_for(lambda: _answers(str(other)))
+    old = _server_pid(str(other))
+    assert old is not None
+    assert _run("--json", "status", env=on, cwd=str(tmp_path)) == _run(
+        "--json", "status", env=off, cwd=str(tmp_path)
+    )
+    assert _server_pid(str(other)) == old  # served
+    mark = pkg / "avfs_git" / "cli" / "app.py"
+    mark.write_text(mark.read_text() + "\n# edited\n")
+    assert _run("--json", "status", env=on, cwd=str(tmp_path)) == _run(
+        "--json", "status", env=off, cwd=str(tmp_path)
+    )
+    _wait_for(lambda: _gone(old))
+    _run("status", env=on, cwd=str(tmp_path))
+    _wait_for(lambda: _answers(str(other)) and _server_pid(str(other)) not in (None, old))
+    new = _server_pid(str(other))
+    assert new is not None
+    assert _run("--json", "status", env=on, cwd=str(tmp_path)) == _run(
+        "--json", "status", env=off, cwd=str(tmp_path)
+    )
+    os.kill(new, signal.SIGTERM)
+    _wait_for(lambda: _gone(new))
+
+
+def test_an_idle_server_ends_and_off_means_off(home: Home, vault: Vault) -> None:
+    env = {**os.environ, "AVFS_SERVER": "auto", "AVFS_SERVER_IDLE": "1"}
+    _run("status", env=env)
+    _wait_for(lambda: _answers(home.path))
+    _wait_for(lambda: not _answers(home.path))
+    assert not Path(warm.socket_path(home.path)).exists()
+    _run("status", env={**env, "AVFS_SERVER": "off"})
+    time.sleep(1)
+    assert not _answers(home.path)
+
+
+def test_a_confined_command_cannot_reach_the_server(served: Any, home: Home, vault: Vault) -> None:
+    """The server runs any avfs command for whoever connects (proxy approve among them): a
+    command inside `proxy exec` must not find it, at its path or any other."""
+    _need_bwrap()
+    on, _off = served
+    probe = (
+        "import socket, sys\n"
+        f"p = {warm.socket_path(home.path)!r}\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        "    s.connect(p); print('CONNECTED')\n"
+        "except OSError as e:\n"
+        "    print('refused', e.errno)\n"
+    )
+    vault.workspace("main").write("probe.py", probe.encode())
+    _code, out, err = _run("--json", "proxy", "exec", "--", "python3", "probe.py", env=on)
+    doc = json.loads(out)
+    assert doc["confinement"]["kind"] == "bwrap", doc
+    assert doc["result"]["stdout"].startswith("refused"), (doc["result"], err)
