@@ -114,6 +114,10 @@ def test_a_served_call_is_a_direct_call(served: Any, home: Home, vault: Vault) -
     for args, stdin in CALLS:
         assert _run(*args, env=on, stdin=stdin) == _run(*args, env=off, stdin=stdin), args
         assert _server_pid(home.path) == pid, args
+    # quick calls, many: the server's two answers often arrive in one read (the caller
+    # once dropped the second and said the server went away)
+    for _ in range(30):
+        assert _run("cat", "a.txt", env=on) == (0, b"one\n", b"")
     # writes: standard input reaches the command, the result is the same
     assert _run("write", "in.txt", "--stdin", env=on, stdin=b"from stdin\0\xff")[0] == 0
     assert vault.workspace("main").read("in.txt") == b"from stdin\0\xff"
@@ -267,3 +271,23 @@ def test_a_confined_command_cannot_reach_the_server(served: Any, home: Home, vau
     doc = json.loads(out)
     assert doc["confinement"]["kind"] == "bwrap", doc
     assert doc["result"]["stdout"].startswith("refused"), (doc["result"], err)
+
+
+def test_two_answers_in_one_read_are_both_read() -> None:
+    """The framing of the caller: "started" and the exit code sent back to back (a quick
+    command) arrive in one read; the second was once dropped with the rest of the buffer."""
+    import marshal
+
+    from avfs_git.cli.execopts import _recv_msg
+
+    a, b = socket.socketpair()
+    try:
+        msgs = [marshal.dumps({"started": 1}), marshal.dumps({"code": 3})]
+        a.sendall(b"".join(b"%08d" % len(m) + m for m in msgs))
+        a.close()
+        buf = bytearray()
+        assert _recv_msg(b, buf) == {"started": 1}
+        assert _recv_msg(b, buf) == {"code": 3}
+        assert _recv_msg(b, buf) is None
+    finally:
+        b.close()

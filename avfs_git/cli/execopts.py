@@ -393,18 +393,20 @@ def _home_dir(glob: dict[str, Any]) -> str:
     return os.path.abspath(home.rstrip("/") + "/.avfs")
 
 
-def _recv_msg(sock: Any) -> dict[str, Any] | None:
-    buf = b""
-    want = 8
-    while len(buf) < want:
+def _recv_msg(sock: Any, buf: bytearray) -> dict[str, Any] | None:
+    """The next length-prefixed marshal message from ``sock``; ``buf`` keeps what was read
+    past it (the server's two answers may come in one read)."""
+    while True:
+        if len(buf) >= 8:
+            want = 8 + int(buf[:8])
+            if len(buf) >= want:
+                got = marshal.loads(bytes(buf[8:want]))
+                del buf[:want]
+                return got if isinstance(got, dict) else None
         data = sock.recv(65536)
         if not data:
             return None
         buf += data
-        if want == 8 and len(buf) >= 8:
-            want = 8 + int(buf[:8])
-    got = marshal.loads(buf[8:want])
-    return got if isinstance(got, dict) else None
 
 
 def served(args: list[str]) -> int | None:
@@ -439,7 +441,8 @@ def served(args: list[str]) -> int | None:
 
         fds = array.array("i", [0, 1, 2])
         sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds.tobytes())])
-        first = _recv_msg(sock)
+        buf = bytearray()
+        first = _recv_msg(sock, buf)
         if first is None or "started" not in first:
             return None  # nothing ran: run it here
         import signal
@@ -454,7 +457,7 @@ def served(args: list[str]) -> int | None:
             signal.signal(sig, relay)
         while True:
             try:
-                done = _recv_msg(sock)
+                done = _recv_msg(sock, buf)
                 break
             except InterruptedError:
                 continue
