@@ -368,3 +368,54 @@ def test_forking_a_live_fork_whose_outputs_name_its_mount_warns(vault, live):
     assert live in doc["warnings"][0] and "__editable__.pkg-0.1.pth" in doc["warnings"][0]
     assert "warning:" in made.stderr.decode()
     assert vault.has_fork("child")  # a warning, not a refusal
+
+
+def _git_in(mp: str, *args: str) -> str:
+    return git("-C", mp, *args)
+
+
+def test_a_file_git_untracked_stays_untracked_after_a_commit_in_exec(vault, live):
+    """Issue 27 (found by the git model, seed 5): after `git rm --cached x.txt`, a command
+    that commits something else with git left avfs's own commit re-adding x.txt, which
+    plain git leaves untracked. What avfs commits after such a command is what the command
+    changed, not what the view keeps of paths its commit left out."""
+    mp = live
+    for name in ("x.txt", "y.txt"):
+        with open(os.path.join(mp, name), "w") as fh:
+            fh.write(f"{name}\n")
+    _exec("v:main", "--", "git", "add", "x.txt", "y.txt", cwd=mp)
+    _exec("v:main", "--", "git", "commit", "-qm", "x and y", cwd=mp)
+    base = _git_in(mp, "rev-parse", "HEAD").strip()
+    _git_in(mp, "rm", "-q", "--cached", "--", "x.txt")  # the person untracks x.txt
+    doc = _exec(
+        "v:main", "--", "sh", "-c", "echo more >> a.txt && git add a.txt && git commit -qm 'a'", cwd=mp
+    )
+    assert doc["exit_code"] == 0 and doc["branch_moved"] is not None, doc["result"]
+    assert doc["commit"] is None, doc["commit"]  # the command left nothing of its own
+    head = _git_in(mp, "rev-parse", "HEAD").strip()
+    assert _git_in(mp, "rev-parse", "HEAD~1").strip() == base
+    assert "x.txt" not in _git_in(mp, "ls-tree", "--name-only", "HEAD").split()
+    assert _git_in(mp, "status", "--porcelain").splitlines() == ["?? x.txt"]
+    with open(os.path.join(mp, "x.txt")) as fh:
+        assert fh.read() == "x.txt\n"
+    st = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--json", "status"], cwd=mp, capture_output=True, env=_env()
+        ).stdout
+    )
+    assert st["head"] == head and st["changes"] == [{"path": "x.txt", "status": "added"}], st
+    # the command untracks a file itself and commits; and one that commits y.txt's change
+    # but leaves a file of its own uncommitted: that one is committed on top, x.txt is not
+    doc = _exec(
+        "v:main",
+        "--",
+        "sh",
+        "-c",
+        "echo new > z.txt && echo y2 >> y.txt && git rm -q --cached y.txt && git commit -qm 'untrack y'",
+        cwd=mp,
+    )
+    assert doc["exit_code"] == 0, doc["result"]
+    assert [c["path"] for c in doc["changes"]] == ["z.txt"], doc["changes"]
+    tree = _git_in(mp, "ls-tree", "--name-only", "HEAD").split()
+    assert "z.txt" in tree and "y.txt" not in tree and "x.txt" not in tree
+    assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["?? x.txt", "?? y.txt"]

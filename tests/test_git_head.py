@@ -4,7 +4,7 @@ by the mount's post-checkout guard, with the way to work on X said, and nothing 
 mount changes; a detached HEAD is git's own state, which avfs names. The same holds inside
 a confined `proxy exec`, whose HEAD is the mount's (written there, checked after the run).
 The person's own hooks keep running in the mount. Both backends, real mounts, real git,
-real bwrap."""
+real bwrap. (The model check, tests/test_git_model.py, runs switches among its steps.)"""
 
 from __future__ import annotations
 

@@ -268,7 +268,12 @@ class GitModel(RuleBasedStateMachine):
         paths = sorted(p for p, _ in self.p.changes())
         if not paths:
             return False
-        self.p.git("add", "-A", "--", *paths)
+        # (a deletion git has staged already is in neither the index nor the files:
+        # `git add` would refuse its pathspec; `commit --only` takes it from HEAD)
+        indexed = set(self.p.git("ls-files", "--", *paths).stdout.splitlines())
+        present = [p for p in paths if p in indexed or os.path.lexists(os.path.join(self.p.root, p))]
+        if present:
+            self.p.git("add", "-A", "--", *present)
         self.p.git("commit", "-q", "-m", message, "--only", "--", *paths)
         return True
 
@@ -393,16 +398,17 @@ class GitModel(RuleBasedStateMachine):
 
     @rule(new=st.booleans())
     def switch(self, new: bool) -> None:
-        """A branch switch in the mount is switched back (the mount is its fork): git exits 1
-        and nothing changes; on the plain side, nothing (``-c X`` leaves branch X made)."""
+        """A branch switch in the mount is switched back (the mount is its fork): git exits 1;
+        on the plain side, what the guard does: the switch, then `git checkout f` (local
+        changes git carried come back; ``-c X`` leaves branch X made)."""
         self._tick()
         self.forks += 1
         args = ["switch", "-q", "-c", f"sw{self.forks}"] if new else ["switch", "-q", "side"]
         self.note("git " + " ".join(args) + " (switched back)")
         got = self.m.git(*args, check=False)
         assert got.returncode != 0, f"git {' '.join(args)} in the mount: {got.stdout}{got.stderr}"
-        if new:
-            self.p.git("branch", f"sw{self.forks}")
+        if self.p.git(*args, check=False).returncode == 0:
+            self.p.git("checkout", "-q", "--ignore-other-worktrees", "f", "--")
 
     # -- avfs operations, and their git equivalents on the plain side -------------------------
     @rule()

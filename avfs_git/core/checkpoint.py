@@ -36,6 +36,8 @@ from .wscommit import keep_recovery, ws_state
 from .wsstatus import ignored_count
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .vault import Vault
     from .workspace import Workspace
 
@@ -94,12 +96,17 @@ def save(
     rebase: bool = True,
     on: str | None = None,
     expect_head: str | None = None,
+    only: Callable[[str], bool] | None = None,
 ) -> CheckpointResult:
     """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
 
     When the fork moved since the workspace's base (a push into the vault, a commit made
     elsewhere, a merge), the changes are rebased onto the new tip with a three-way merge
     (``rebase``, the default, when that is conflict-free).
+
+    ``only``: the paths to record (``proxy exec`` after its command's own `git commit`:
+    what the command changed, not what the view keeps of the paths git left out); the rest
+    stays uncheckpointed.
 
     ``expect_head``: only if the fork's branch is at that revision now (fork-level
     compare-and-swap): else ExpectMismatchError, nothing saved.
@@ -142,7 +149,7 @@ def save(
         msg = message or (f"checkpoint {name}" if name else "checkpoint")
         if not msg.endswith("\n"):
             msg += "\n"
-        commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on)
+        commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
         if commit is not None and on is None:
             # what the ref moved from: a `git commit` in the mount may have landed since the
             # tip was read (the checkpoint then went on top of it): undo goes back to that

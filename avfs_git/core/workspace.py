@@ -460,7 +460,13 @@ class Workspace(Mutations, Generic[V_co]):
         return wscommit.capture(self, pack, include_ignored=include_ignored)
 
     def commit_overlay(
-        self, message: str, *, allow_empty: bool = False, rebase: bool = True, on: str | None = None
+        self,
+        message: str,
+        *,
+        allow_empty: bool = False,
+        rebase: bool = True,
+        on: str | None = None,
+        only: Callable[[str], bool] | None = None,
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
         See :func:`.wscommit.commit_overlay`."""
@@ -475,7 +481,9 @@ class Workspace(Mutations, Generic[V_co]):
             # never rebased, never re-applied; git may move it again until the ref is ours
             wsbase.follow_git(self, wait_s=None)
             try:
-                return wscommit.commit_overlay(self, message, allow_empty=allow_empty, rebase=rebase, on=on)
+                return wscommit.commit_overlay(
+                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only
+                )
             except RefMovedError:
                 tip = self.tip()
                 # a record to land on (``on``) was made on the old tip: its caller keeps it

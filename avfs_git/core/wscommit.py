@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from . import names, refs, upper
@@ -68,12 +68,17 @@ class Fork(Protocol):
 
 
 def capture(
-    ws: Fork, pack: PackWriter | None = None, *, include_ignored: bool = False
+    ws: Fork,
+    pack: PackWriter | None = None,
+    *,
+    include_ignored: bool = False,
+    only: Callable[[str], bool] | None = None,
 ) -> tuple[str, list[Entry]]:
     """Write blobs and trees for the workspace; returns (root tree id, captured entries).
 
-    Paths git ignores are left out of the tree (``include_ignored``: kept) and their
-    entries are not among the captured ones: a checkpoint, which retires what it
+    ``only``: the entries whose paths it takes (the rest stay out of the tree and the
+    overlay keeps them, on top of the commit). Paths git ignores are left out of the tree
+    (``include_ignored``: kept) and their entries are not among the captured ones: a checkpoint, which retires what it
     captured, leaves them in the overlay (a venv keeps working across checkpoints).
 
     Cost: one blob per materialized file plus the trees on changed paths
@@ -96,6 +101,9 @@ def capture(
                 to_build = entries
                 if not include_ignored:
                     to_build, entries = _leave_out_ignored(ws, entries)
+                if only is not None:
+                    to_build = [e for e in to_build if only(e.path)]
+                    entries = [e for e in entries if only(e.path)]
                 tree = _capture_entries(ws, to_build, pw)
                 break
             except Raced:
@@ -248,7 +256,13 @@ def build(
 
 
 def commit_overlay(
-    ws: Fork, message: str, *, allow_empty: bool = False, rebase: bool = True, on: str | None = None
+    ws: Fork,
+    message: str,
+    *,
+    allow_empty: bool = False,
+    rebase: bool = True,
+    on: str | None = None,
+    only: Callable[[str], bool] | None = None,
 ) -> tuple[str | None, list[Entry]]:
     """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
 
@@ -263,6 +277,10 @@ def commit_overlay(
     from the base to a commit of the workspace on top of it (to ``on`` itself when the
     workspace still shows its tree), so both land at once. Only while the fork has not
     moved since the base (else :class:`RefMovedError`, nothing changed).
+
+    ``only``: commit the entries of those paths alone (:func:`capture`), the rest staying
+    on top of the commit; a fork that moved since the base is then :class:`RefMovedError`,
+    never rebased.
     """
     base = ws.base
     tip = ws.tip()
@@ -273,7 +291,7 @@ def commit_overlay(
                 details={"fork": ws.fork, "expected": base, "current": tip},
             )
         return _commit_on(ws, message, base, on)
-    if tip is not None and tip != base and ws.overlay.has_changes() and rebase:
+    if tip is not None and tip != base and ws.overlay.has_changes() and rebase and only is None:
         return _rebase_commit(ws, message, base, tip)
     if tip != base and ws.overlay.has_changes():
         raise RefMovedError(
@@ -286,7 +304,7 @@ def commit_overlay(
     # blobs, trees and the commit go into one pack (two files, whatever the count)
     pack = ws.store.pack_writer()
     try:
-        tree, captured = capture(ws, pack)
+        tree, captured = capture(ws, pack, only=only)
         if tree == ws.base_tree and not allow_empty:
             pack.abort()
             captured = retirable(ws, captured, tree)

@@ -230,6 +230,18 @@ def _change_dict(c: Change) -> dict[str, Any]:
     return d
 
 
+def _untracked_by(ws: Workspace, old: str | None, new: str | None) -> set[str]:
+    """The paths the branch's move from ``old`` to ``new`` deleted while the workspace
+    still shows them: what the command's git untracked (`git rm --cached`, then commit)."""
+    from ..core.treediff import diff_trees
+
+    if old is None or new is None:
+        return set()
+    out: list[Change] = []
+    diff_trees(ws.store, ws.store.commit_tree(old), ws.store.commit_tree(new), "", out)
+    return {c.path for c in out if c.status == "deleted" and ws.exists(c.path)}
+
+
 def _under_any(path: str, roots: set[str]) -> bool:
     """True when ``path`` is one of ``roots`` or lies below one (O(depth))."""
     if "" in roots or path in roots:
@@ -725,15 +737,24 @@ def _execute(
         # a repository the command made at a submodule's path: git would run its config
         gitlinks += [dataclasses.asdict(n) for n in seal.nested_repos(sealed, root, t0_ns - _CTIME_SLACK_NS)]
     changes: list[Change] = []
+    roots: set[str] = set()
+    untracked: set[str] = set()
     if not untouched:
         changes, ignored = ws.status_ignored()
         _, touched = ws.overlay.changes_since(seq0)
         roots = set(touched) | set(_upper_changed(ws, journal, j0, t0_ns))
-        if dirty_before:
+        # what the command changed: not what was uncheckpointed before it, nor, after its
+        # own `git commit`, what the view keeps of paths that commit left out (a file the
+        # person untracked with `git rm --cached` stays a file, uncommitted, as in git),
+        # nor what the command's commits took out of the branch (it untracked them)
+        if moved:
+            untracked = _untracked_by(ws, tip0, tip1)
+        if dirty_before or moved:
             changes = [
                 c
                 for c in changes
-                if _under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots))
+                if (_under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots)))
+                and not _under_any(c.path, untracked)
             ]
         from ..core.wsstatus import ignored_count  # the one count status and checkpoint give
 
@@ -752,7 +773,12 @@ def _execute(
     elif req.commit and changes and not in_merge and over is None:
         from ..core import checkpoint
 
-        cp = checkpoint.save(vault, fork, message=message)
+        def only(path: str) -> bool:
+            if _under_any(path, untracked):
+                return False
+            return _under_any(path, roots) or any(_under_any(r, {path}) for r in roots)
+
+        cp = checkpoint.save(vault, fork, message=message, only=only if moved else None)
         res.not_recorded = [dataclasses.asdict(n) for n in cp.not_recorded]
         res.not_recorded += [g for g in gitlinks if g not in res.not_recorded]
         if cp.created:
