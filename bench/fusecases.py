@@ -1664,6 +1664,92 @@ def _fuse_changes(ctx: Context, label: str) -> None:
             ctx.fx.done_with(path)
 
 
+# -- fuse_git_commit -------------------------------------------------------------------------------
+def bench_fuse_git_commit(ctx: Context, labels: list[str]) -> None:
+    """git as a writer in the mount (issue 27): each round changes 10 files, commits them
+    with ``git commit -qam`` in the mount, then runs ``avfs --json status`` twice (the first
+    pays the workspace's adoption of git's commit, core/wsbase.py ``follow_git``) and
+    ``avfs checkpoint save`` after one more change; the native checkout does the same with
+    ``git commit -qam``, ``git status --porcelain`` twice and ``git add -A && git commit``.
+    Both backends, a fork each."""
+    for label in labels:
+        _fuse_git_commit(ctx, label)
+
+
+def _fuse_git_commit(ctx: Context, label: str) -> None:
+    files = SIZES[label]
+    co = ctx.fx.checkout(label)
+    changed = pick_paths(files, 10, "fuse-git-commit")
+    home, hdir = ctx.fx.home("fuse-git-commit", label)
+    mps = {b: ctx.fx.new_dir(f"fuse-git-commit-mnt-{b}-{label}") for b in ctx.backends}
+
+    def make(backend: str) -> tuple[Home, Vault, str, Path]:
+        vault = home.vault(VAULT)
+        vault.create_fork("main", f"m-{backend}")
+        return home, vault, f"m-{backend}", mps[backend]
+
+    def timed(argv: list[str], cwd: Path | None = None) -> float:
+        t0 = time.perf_counter()
+        run(argv, cwd=cwd)
+        return (time.perf_counter() - t0) * 1e3
+
+    def touch(root: Path, i: int, paths: list[str]) -> None:
+        for p in paths:
+            (root / p).write_bytes(ctx.fx.content.changed_bytes(p, f"fuse-git-commit-{i}"))
+
+    def native(i: int) -> Phases:
+        touch(co.path, i, changed)
+        out = {"git_commit": timed(["git", "commit", "-qam", f"round {i}"], co.path)}
+        out["status_first"] = timed(["git", "status", "--porcelain"], co.path)
+        out["status_again"] = timed(["git", "status", "--porcelain"], co.path)
+        (co.path / "round.txt").write_text(f"{i}\n")
+        out["checkpoint"] = timed(["sh", "-c", f"git add -A && git commit -qm 'one more {i}'"], co.path)
+        return out
+
+    try:
+        with mounted_each(ctx, make, f"fuse_git_commit-{label}") as ms:
+
+            def side(backend: str) -> Callable[[int], Phases]:
+                m = ms[backend]
+                avfs = [ctx.avfs_bin, "--home", home.path, "--json", "--vault", f"{VAULT}:m-{backend}"]
+
+                def go(i: int) -> Phases:
+                    touch(m.path, i, changed)
+                    out = {"git_commit": timed(["git", "commit", "-qam", f"round {i}"], m.path)}
+                    out["status_first"] = timed([*avfs, "status"])
+                    out["status_again"] = timed([*avfs, "status"])
+                    (m.path / "round.txt").write_text(f"{i}\n")
+                    out["checkpoint"] = timed([*avfs, "checkpoint", "save", "-m", f"one more {i}"])
+                    return out
+
+                return go
+
+            sides: dict[str, Callable[[int], Phases]] = {"native": native}
+            sides.update({b: side(b) for b in ms})
+            r = rounds(sides, ctx.repeats.medium, _budget(ctx, 90.0))
+            for b, m in ms.items():
+                notes = [f"mount ready in {m.ready_ms:.0f} ms"]
+                for phase, doing, base in (
+                    ("git_commit", "git commit -qam of 10 changed files, in the mount", "the same, native"),
+                    (
+                        "status_first",
+                        "the first avfs --json status after that git commit (adopts it)",
+                        "git status --porcelain after git commit, native",
+                    ),
+                    ("status_again", "avfs --json status again", "git status --porcelain again, native"),
+                    (
+                        "checkpoint",
+                        "avfs checkpoint save of one more change after the git commit",
+                        "git add -A && git commit, native",
+                    ),
+                ):
+                    _compare(ctx, r, _fig(b, f"git_commit_{phase}"), label, phase,
+                             f"{doing}; {files:,} files", None, notes, baseline=base, mount=b)  # fmt: skip
+    finally:
+        for path in (hdir, *mps.values()):
+            ctx.fx.done_with(path)
+
+
 FUSE_BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "fuse_ro_walk": bench_fuse_ro_walk,
     "fuse_io": bench_fuse_io,
@@ -1671,6 +1757,7 @@ FUSE_BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "fuse_git_status": bench_fuse_git_status,
     "fuse_git_status_ignored": bench_fuse_git_status_ignored,
     "fuse_changes": bench_fuse_changes,
+    "fuse_git_commit": bench_fuse_git_commit,
     "fuse_build": bench_fuse_build,
     "fuse_npm": bench_fuse_npm,
     "fork_live": bench_fork_live,

@@ -256,3 +256,28 @@ def test_the_mounts_git_file_cannot_be_removed_or_replaced(mounted: Any, backend
     assert avfs("checkpoint", "save", "-m", "kept").code == 0
     assert _git(mp, "show", "HEAD:b.txt").stdout == "kept\n"
     _clean_everywhere(mp, avfs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rename_onto_a_file_git_just_committed(mounted: Any, backend: str) -> None:
+    """Found by the git model (seed 11): a file renamed in the mount, committed with git,
+    then replaced by another rename failed with ESTALE on the overlay backend. Adopting
+    git's commit changed the lower layer under the kernel's overlay where the upper layer
+    held the file (it was new in the commit); the lower layer must not change there."""
+    mp, avfs = mounted
+    os.rename(mp / "a.txt", mp / "d" / "moved.txt")
+    _status(avfs)
+    _git(mp, "add", "-A")
+    _status(avfs)
+    _git(mp, "commit", "-qm", "moved")
+    _status(avfs)
+    os.rename(mp / "d" / "c.txt", mp / "d" / "moved.txt")  # onto the committed file
+    assert (mp / "d" / "moved.txt").read_text() == "c\n" and not (mp / "d" / "c.txt").exists()
+    doc = _status(avfs)
+    assert sorted((c["path"], c["status"]) for c in doc["changes"]) == [
+        ("d/c.txt", "deleted"),
+        ("d/moved.txt", "modified"),
+    ], doc
+    assert avfs("checkpoint", "save", "-m", "again").code == 0
+    _clean_everywhere(mp, avfs)
+    assert _git(mp, "show", "HEAD:d/moved.txt").stdout == "c\n"

@@ -151,7 +151,12 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
     held: list[str] = []
     for p in paths:
         chain = [*names.ancestors(p), p]
-        got, _, _ = ws.overlay.lookup(chain)
+        # the database's entries only: on an overlay mount the kernel caches the lower layer
+        # (the database's view), which must not change under it where the upper layer covers
+        # a path either (a file the upper layer held, new in git's commit, appeared below it:
+        # the next rename onto it failed with ESTALE)
+        with ws.overlay.without_upper():
+            got, _, _ = ws.overlay.lookup(chain)
         if got:
             continue  # an entry at or above it shows what the view has there
         was = store.tree_lookup(old_tree, p)
