@@ -14,6 +14,9 @@ disk it lives on (a directory beside the avfs home, same file system), in the sa
 - ``fuse_changes``: avfs's own ``status``, ``checkpoint save`` and ``proxy exec -- true``
   on an overlay mount whose upper layer holds 25,000 checkpointed files and a 50,000-file
   ignored ``node_modules``, with 10 changes (they cost the changes, not the upper layer);
+- ``fuse_git_commit``: ``git commit -qam`` in the mount, then the first ``avfs status``
+  after it (which adopts git's commit), a second one, and a checkpoint, on both backends
+  vs the same with git in the stock checkout;
 - ``fuse_ro_walk``: warm ``find``, ``os.walk`` + ``lstat``, ``grep -r`` and ``git status`` in
   a read-only revision mount of the synthetic tree (the overlay backend's lower layer) vs
   the stock git checkout;
