@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,9 @@ from avfs_git.core.workspace import Workspace
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LAYERS = os.environ.get("AVFS_TEST_LAYERS", "") == "1"
+# no resident CLI server for the suite's homes, module-scoped fixtures' included (the
+# hermetic fixture below sets it again per test; tests/test_cliserver.py turns it on)
+os.environ["AVFS_SERVER"] = "off"
 
 
 def layers_switch(mp: pytest.MonkeyPatch) -> None:
@@ -121,13 +125,29 @@ def remove_home(path: str) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Layers file systems of homes in module- or session-wide temp dirs (the function-wide
-    ones go with their test)."""
+    ones go with their test), and the resident CLI servers of the suite's homes (tests that
+    run the CLI with an environment of their own, the real projects' and the git model's,
+    use one: it would wait for its idle time)."""
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         try:
             _drop_layers(factory.getbasetemp())
         except OSError:
             pass
+        _stop_servers(factory.getbasetemp())
+
+
+def _stop_servers(tmp_path: Path) -> None:
+    from avfs_git.cli.resident import PID_FILE, RUN_DIR
+
+    for pid_file in tmp_path.glob(f"**/{RUN_DIR}/{PID_FILE}"):
+        try:
+            pid = int(pid_file.read_text())
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"avfs_git.cli.resident" in fh.read():
+                    os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
 
 
 def _drop_layers(tmp_path: Path) -> None:
