@@ -200,6 +200,10 @@ class Server:
                     self.log(f"fd {fd}: {type(exc).__name__}: {exc}")
             if not self.children and (time.monotonic() - self.last > self.idle_s or not self.still_mine()):
                 break
+        self.leave()
+
+    def leave(self) -> None:
+        """Remove the socket and the pid file, when they are still this server's."""
         if self.still_mine():
             for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
                 try:
@@ -347,13 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         server.serve(lsock)
-    except SystemExit:
-        if server.still_mine():
-            for name in (server.path, os.path.join(os.path.dirname(server.path), PID_FILE)):
-                try:
-                    os.unlink(name)
-                except OSError:
-                    pass
+    except SystemExit:  # SIGTERM (avfs server stop)
+        server.leave()
     return 0
 
 
