@@ -138,16 +138,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _stop_servers(tmp_path: Path) -> None:
-    from avfs_git.cli.resident import PID_FILE, RUN_DIR
-
-    for pid_file in tmp_path.glob(f"**/{RUN_DIR}/{PID_FILE}"):
-        try:
-            pid = int(pid_file.read_text())
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if b"avfs_git.cli.resident" in fh.read():
-                    os.kill(pid, signal.SIGTERM)
-        except (OSError, ValueError):
+    """SIGTERM every resident CLI server whose home is under ``tmp_path`` (found in /proc,
+    not by walking the temp dir: some tests leave paths longer than PATH_MAX there)."""
+    root = str(tmp_path) + "/"
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
             continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"avfs_git.cli.resident" in argv and b"--home" in argv:
+            home = argv[argv.index(b"--home") + 1].decode(errors="replace")
+            if home.startswith(root):
+                with contextlib.suppress(OSError):
+                    os.kill(int(d), signal.SIGTERM)
 
 
 def _drop_layers(tmp_path: Path) -> None:
