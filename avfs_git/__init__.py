@@ -22,21 +22,21 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .core import checkpoint, history
     from .core.errors import AvfsError
-    from .core.home import Home, open_home
-    from .core.vault import Vault
-    from .core.workspace import Workspace
+    from .core.operations import checkpoint, history
+    from .core.vaults.home import Home, open_home
+    from .core.vaults.vault import Vault
+    from .core.workspace.workspace import Workspace
     from .proxy.execute import exec_in
 
 _LAZY = {
     "AvfsError": ("avfs_git.core.errors", "AvfsError"),
-    "Home": ("avfs_git.core.home", "Home"),
-    "open_home": ("avfs_git.core.home", "open_home"),
-    "Vault": ("avfs_git.core.vault", "Vault"),
-    "Workspace": ("avfs_git.core.workspace", "Workspace"),
-    "checkpoint": ("avfs_git.core.checkpoint", None),
-    "history": ("avfs_git.core.history", None),
+    "Home": ("avfs_git.core.vaults.home", "Home"),
+    "open_home": ("avfs_git.core.vaults.home", "open_home"),
+    "Vault": ("avfs_git.core.vaults.vault", "Vault"),
+    "Workspace": ("avfs_git.core.workspace.workspace", "Workspace"),
+    "checkpoint": ("avfs_git.core.operations.checkpoint", None),
+    "history": ("avfs_git.core.operations.history", None),
     "exec_in": ("avfs_git.proxy.execute", "exec_in"),
 }
 

@@ -78,8 +78,8 @@ def op_sequence(n: int = OPS, vaults: int = VAULTS, seed: int = SEED) -> list[Op
 # -- set-up --------------------------------------------------------------------------------
 def make_vaults(home_dir: str, vaults: int = VAULTS) -> None:
     """``vaults`` vaults, each with the files checkpointed on fork main."""
-    from avfs_git.core import checkpoint
-    from avfs_git.core.home import Home
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.core.vaults.home import Home
 
     home = Home(home_dir, author=AUTHOR)
     for i in range(vaults):
@@ -103,7 +103,7 @@ def make_dirs(root: str, vaults: int = VAULTS) -> None:
 # -- the two sides ---------------------------------------------------------------------------
 def avfs_runner(home_dir: str, mine: list[int]) -> tuple[Callable[[list[Op]], int], Callable[[], None]]:
     """(run(ops) -> ops done, close) on workspaces of vaults ``mine``, opened now."""
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     home = Home(home_dir, author=AUTHOR)
     wss = {i: home.vault(vault_name(i)).workspace("main") for i in mine}

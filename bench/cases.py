@@ -32,8 +32,8 @@ from .timing import Profiler, Repeats, Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, Fixtures, pick_paths
 
 if TYPE_CHECKING:
-    from avfs_git.core.vault import Vault
-    from avfs_git.core.workspace import Workspace
+    from avfs_git.core.vaults.vault import Vault
+    from avfs_git.core.workspace.workspace import Workspace
 
 
 @dataclasses.dataclass
@@ -224,7 +224,7 @@ def bench_checkpoint(ctx: Context, labels: list[str]) -> None:
 
 
 def _checkpoint(ctx: Context, label: str, n: int) -> None:
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     vault, hdir = _open(ctx, f"checkpoint{n}", label)
     ws = vault.workspace("main")
@@ -311,7 +311,7 @@ def bench_diff(ctx: Context, labels: list[str]) -> None:
 
 
 def _diff(ctx: Context, label: str) -> None:
-    from avfs_git.core import checkpoint, history
+    from avfs_git.core.operations import checkpoint, history
 
     vault, hdir = _open(ctx, "diff", label)
     ws = vault.workspace("main")
@@ -360,7 +360,7 @@ def bench_restore(ctx: Context, labels: list[str]) -> None:
 
 
 def _restore(ctx: Context, label: str) -> None:
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     vault, hdir = _open(ctx, "restore", label)
     ws = vault.workspace("main")
@@ -436,7 +436,7 @@ def bench_import(ctx: Context, labels: list[str]) -> None:
 
 
 def _import(ctx: Context, label: str) -> None:
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     tree = ctx.fx.tree(label)
     _warm(tree)

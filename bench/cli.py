@@ -135,11 +135,11 @@ def _avfs_version() -> dict[str, Any]:
 # Loaded up front so that every in-process figure measures one version of the code, even
 # when someone edits avfs during a (long) run; subprocesses still run what is on disk.
 PRELOAD = (
-    "avfs_git.core.home",
-    "avfs_git.core.vault",
-    "avfs_git.core.workspace",
-    "avfs_git.core.checkpoint",
-    "avfs_git.core.history",
+    "avfs_git.core.vaults.home",
+    "avfs_git.core.vaults.vault",
+    "avfs_git.core.workspace.workspace",
+    "avfs_git.core.operations.checkpoint",
+    "avfs_git.core.operations.history",
 )
 
 

@@ -68,8 +68,8 @@ from .timing import Result, Target, median
 from .trees import SIZES, VAULT, pick_paths
 
 if TYPE_CHECKING:
-    from avfs_git.core.home import Home
-    from avfs_git.core.vault import Vault
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.core.vaults.vault import Vault
 
     from .cases import Context
 
@@ -284,7 +284,7 @@ def mounted(
     """Mount ``fork`` at ``mountpoint`` with the real API and the given ``backend``
     (``overlay`` or ``fuse``; a mount that came up with another one is an error, not a
     figure), or read-only at ``revision`` when given; always unmounted afterwards."""
-    from avfs_git.core.history import resolve
+    from avfs_git.core.operations.history import resolve
     from avfs_git.ops import mounts
 
     why = mounts.fuse_available()
@@ -339,7 +339,7 @@ def mount_backend(backend: str) -> str:
 
 
 def _empty_home(path: Path, backend: str = "overlay") -> tuple[Home, Vault]:
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     home = Home(str(path), author=AUTHOR, layers="off" if backend == "overlay_plain" else None)
     return home, home.create_vault(VAULT)
@@ -447,7 +447,7 @@ def kernel_overlays(ctx: Context, base: Path) -> Iterator[dict[str, Path]]:
     """The reference mounts (module docstring): stock overlayfs with an empty lower layer,
     its upper layer on the host's disk and on a btrfs image tuned as avfs's layers file
     system; none when no overlay backend is benched or they cannot be mounted here."""
-    from avfs_git.core import layers
+    from avfs_git.core.vaults import layers
     from avfs_git.ops import mounts
 
     if not any(b.startswith("overlay") for b in ctx.backends) or mounts.overlay_available() is not None:
@@ -1338,7 +1338,7 @@ def _du_kib(path: Path) -> int:
 
 def _btrfs_du(hdir: Path) -> str | None:
     """``btrfs filesystem du -s`` of the home's layers subvolumes (total, exclusive, shared)."""
-    from avfs_git.core import layers
+    from avfs_git.core.vaults import layers
 
     ws = Path(layers.mount_path(str(hdir)), layers.WS)
     if not layers.mounted(str(hdir)) or not ws.is_dir():
@@ -1384,7 +1384,7 @@ FORK_LIVE_FORKS = 5
 
 
 def _fork_live(ctx: Context, backend: str, files: int) -> None:
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     layers_mode = "off" if backend == "overlay_plain" else "auto"
     base = ctx.fx.new_dir(f"fork-live-{backend}")
@@ -1440,7 +1440,7 @@ def _fork_live(ctx: Context, backend: str, files: int) -> None:
                 notes.append(f"btrfs filesystem du: {bt}")
     finally:
         vault.close()
-        from avfs_git.core import layers
+        from avfs_git.core.vaults import layers
 
         layers.unmount(str(hdir))  # before the home is removed (the image with it)
         ctx.fx.done_with(base)
@@ -1572,7 +1572,7 @@ def bench_fuse_changes(ctx: Context, labels: list[str]) -> None:
     ``--quick``), with 10 changes: ``avfs --json status``, ``avfs --json proxy exec --
     true`` and ``avfs checkpoint save``, each round after the same 10 files changed and a
     new one written, vs ``git status`` / ``git commit -a`` in the native checkout. What it shows: they cost what
-    changed since the last status (core/upperjournal.py), not the upper layer."""
+    changed since the last status (core/workspace/upperjournal.py), not the upper layer."""
     if "overlay" not in ctx.backends:
         return
     for label in labels:
@@ -1671,7 +1671,7 @@ def _fuse_changes(ctx: Context, label: str) -> None:
 def bench_fuse_git_commit(ctx: Context, labels: list[str]) -> None:
     """git as a writer in the mount (issue 27): each round changes 10 files, commits them
     with ``git commit -qam`` in the mount, then runs ``avfs --json status`` twice (the first
-    pays the workspace's adoption of git's commit, core/wsbase.py ``follow_git``) and
+    pays the workspace's adoption of git's commit, core/workspace/wsbase.py ``follow_git``) and
     ``avfs checkpoint save`` after one more change; the native checkout does the same with
     ``git commit -qam``, ``git status --porcelain`` twice and ``git add -A && git commit``.
     Both backends, a fork each."""

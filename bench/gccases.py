@@ -30,7 +30,8 @@ def bench_gc(ctx: Context, labels: list[str]) -> None:
 
 
 def _gc(ctx: Context, label: str) -> None:
-    from avfs_git.core import checkpoint, packwriter
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.core.store import packwriter
 
     from .cases import _open
 

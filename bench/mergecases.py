@@ -30,7 +30,7 @@ def bench_merge(ctx: Context, labels: list[str]) -> None:
 
 
 def _merge(ctx: Context, label: str, conflicts: int) -> None:
-    from avfs_git.core import checkpoint, merge
+    from avfs_git.core.operations import checkpoint, merge
 
     from .cases import _close, _open, _write_ws
 

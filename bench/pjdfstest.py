@@ -123,8 +123,8 @@ def run_prove(pjd: str, cwd: str, dirs: tuple[str, ...]) -> str:
 def _avfs_fork(work: str) -> Iterator[tuple[object, object]]:
     """A fresh avfs home with vault ``pjd`` whose ``main`` has one checkpoint (a file)."""
     os.environ["AVFS_HOME"] = os.path.join(work, "avfs-home")
-    from avfs_git.core import checkpoint
-    from avfs_git.core.home import Home
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.core.vaults.home import Home
 
     home = Home(os.environ["AVFS_HOME"], author=("pjdfstest", "pjdfstest@localhost"))
     vault = home.create_vault("pjd")
@@ -177,7 +177,7 @@ def target(backend: str, work: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _overlay_prototype(mounts: object, home: object, vault: object, work: str, mp: str) -> Iterator[None]:
-    from avfs_git.core.history import resolve
+    from avfs_git.core.operations.history import resolve
 
     m: object = mounts
     commit = resolve(vault, "main", "main")  # type: ignore[arg-type]

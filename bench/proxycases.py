@@ -30,7 +30,7 @@ VAULT_FORK = "main"
 
 
 def _seed(ctx: Context, home_dir: Path) -> tuple[Any, Any]:
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     home, vault = _empty_home(home_dir)
     ws = vault.workspace(VAULT_FORK)

@@ -1,6 +1,6 @@
 """Search benchmarks.
 
-- ``grep``: a fixed string over the whole synthetic tree with ``avfs_git.core.search.grep``
+- ``grep``: a fixed string over the whole synthetic tree with ``avfs_git.core.operations.search.grep``
   (in process: trees walked, every blob read out of the vault's pack) vs ``git grep -F -l``
   in a checkout of the same tree and ``grep -rF -l`` on the plain tree (both read worktree
   files, no inflating), and ``git grep -F -l main`` on the vault itself (the same objects
@@ -34,7 +34,7 @@ def bench_grep(ctx: Context, labels: list[str]) -> None:
 
 
 def _grep(ctx: Context, label: str) -> None:
-    from avfs_git.core import search
+    from avfs_git.core.operations import search
 
     from .cases import _close, _open
 
@@ -133,7 +133,7 @@ def _queries(ctx: Context) -> list[str]:
 
 
 def _search(ctx: Context, label: str) -> None:
-    from avfs_git.core import fts
+    from avfs_git.core.operations import fts
 
     from .cases import _close, _open, _write_ws
 

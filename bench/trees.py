@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .env import AUTHOR, WORK_DIR, flush_disk, git, log, rmtree, run
 
 if TYPE_CHECKING:
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
 GENERATOR_VERSION = 1
 SEED = 20_240_601
@@ -241,7 +241,7 @@ class Fixtures:
         t = self._templates.get(label)
         if t is not None:
             return t
-        from avfs_git.core.home import Home
+        from avfs_git.core.vaults.home import Home
 
         tree = self.tree(label)
         cached = self._cached_template(label)
@@ -287,7 +287,7 @@ class Fixtures:
 
     def home(self, tag: str, label: str) -> tuple[Home, Path]:
         """A fresh avfs home holding a copy of the ``label`` template vault."""
-        from avfs_git.core.home import Home
+        from avfs_git.core.vaults.home import Home
 
         src = self.template(label)
         dest = self.new_dir(f"{tag}-{label}")

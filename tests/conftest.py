@@ -20,10 +20,10 @@ import pygit2
 import pytest
 
 import avfs_git
-from avfs_git.core import layers
-from avfs_git.core.home import Home
-from avfs_git.core.vault import Vault
-from avfs_git.core.workspace import Workspace
+from avfs_git.core.vaults import layers
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.core.workspace.workspace import Workspace
 
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -35,7 +35,7 @@ os.environ["AVFS_SERVER"] = "off"
 
 def layers_switch(mp: pytest.MonkeyPatch) -> None:
     """Where the suite's homes keep their state dirs: without AVFS_TEST_LAYERS=1, plain
-    directories (tests/test_share.py runs the layers file system, core/layers.py, anyway);
+    directories (tests/test_share.py runs the layers file system, core/vaults/layers.py, anyway);
     with it, the product's default, in process and in the CLI and daemons tests start. For
     the hermetic fixture and for module-scoped homes, made before it is active."""
     if LAYERS:
@@ -157,7 +157,7 @@ def _stop_servers(tmp_path: Path) -> None:
 
 
 def _drop_layers(tmp_path: Path) -> None:
-    """Unmount the layers file systems (core/layers.py) the test's homes made, and remove
+    """Unmount the layers file systems (core/vaults/layers.py) the test's homes made, and remove
     their images: each is a loop device and a few MB of metadata."""
     root = str(tmp_path) + "/"
     with open("/proc/self/mounts", encoding="utf-8") as fh:

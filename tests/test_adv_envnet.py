@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 import avfs_git
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import approval, confine, netproxy

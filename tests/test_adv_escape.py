@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import layers
+from avfs_git.core.vaults import layers
 from avfs_git.ops import mounts
 
 from .conftest import _run_in_process
@@ -281,7 +281,7 @@ def _sysctls() -> dict[str, str]:
 
 
 def _home(path: str) -> Any:
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     return Home(path)
 

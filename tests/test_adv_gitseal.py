@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.worktree import worktree_dir
+from avfs_git.core.operations import checkpoint
+from avfs_git.mount.worktree import worktree_dir
 from avfs_git.ops import mounts
 from avfs_git.proxy import seal, standby
 
@@ -183,7 +183,7 @@ exit 0
     assert _git("--git-dir", vault.path, "replace", "-l").strip() == ""
     diff = _git("--git-dir", vault.path, "diff", "main", "other", "--", "lib.py")
     assert "the reviewed change" in diff and "evil" not in diff
-    from avfs_git.core import merge
+    from avfs_git.core.operations import merge
 
     merge.merge(vault, "other", "main")
     assert vault.workspace("main").read("lib.py") == b"x = 2  # the reviewed change\n"

@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, worktree
-from avfs_git.core.hooksocket import SOCKET_NAME
-from avfs_git.core.registry import mount_dir
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.registry import mount_dir
+from avfs_git.mount import worktree
+from avfs_git.mount.hooksocket import SOCKET_NAME
 from avfs_git.ops import mounts
 from avfs_git.proxy import confine
 from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
@@ -396,7 +397,7 @@ def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
     with written conflicts: avfs replaces them with its own files (a rename, never a write
     through the link); git in the mount sees the merge, and aborting it removes only what
     avfs wrote."""
-    from avfs_git.core import merge
+    from avfs_git.core.operations import merge
 
     vault = scene.vault
     vault.create_fork("main", "b")

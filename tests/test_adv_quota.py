@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import layers
+from avfs_git.core.vaults import layers
 
 from .test_fuse import require_fuse
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 from avfs_git.proxy.execute import ExecRequest, execute

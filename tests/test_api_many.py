@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import VaultNotFoundError
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
 
 from .conftest import AUTHOR
 
@@ -167,8 +167,8 @@ def test_many_threads_mixed_ops_on_four_vaults(home: Home) -> None:
 def _open_at_once(path: str, template: str | None, threads: int) -> list[object]:
     """Open the database at ``path`` from ``threads`` threads at once: each one's
     ``user_version``, or what it raised."""
-    from avfs_git.core import overlay
-    from avfs_git.core.sqlite import open_db
+    from avfs_git.core.workspace import overlay
+    from avfs_git.core.workspace.sqlite import open_db
 
     start = threading.Barrier(threads)
     got: list[object] = []
@@ -202,7 +202,7 @@ def test_threads_opening_one_new_database_at_once(tmp_path: Path, template: bool
     (each makes it under a name of its own: one name per process had two threads apply
     the schema to one file, "duplicate column name"). The first use of a new home's
     forks from several threads does this."""
-    from avfs_git.core import overlay
+    from avfs_git.core.workspace import overlay
 
     for rnd in range(5):
         d = tmp_path / f"db{rnd}"

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import AvfsError
+from avfs_git.core.operations import checkpoint
 
 from .conftest import IN_CI, snapshot
 
@@ -222,7 +222,7 @@ def test_read_only_home_with_existing_vault(cli, populated, tmp_path):
             pytest.fail("CI runs as root: the read-only bind mount must be tested")
         pytest.skip("requires root for a read-only bind mount")
     home_dir = os.path.dirname(os.path.dirname(populated.path))
-    # with the mounts in it (the home's layers file system, core/layers.py, when its state
+    # with the mounts in it (the home's layers file system, core/vaults/layers.py, when its state
     # dirs are there), each read-only
     subprocess.run(["mount", "--rbind", home_dir, home_dir], check=True)
     with open("/proc/self/mounts", encoding="utf-8") as fh:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from avfs_git.core import checkpoint, history, refs
 from avfs_git.core.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -15,6 +14,8 @@ from avfs_git.core.errors import (
     RevisionNotFoundError,
     UsageError,
 )
+from avfs_git.core.operations import checkpoint, history
+from avfs_git.core.store import refs
 
 from .conftest import git
 

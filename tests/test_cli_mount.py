@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
 from .conftest import CliResult

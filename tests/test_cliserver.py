@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from avfs_git.cli import resident as warm
-from avfs_git.core.home import Home
-from avfs_git.core.vault import Vault
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
 from .test_confine import _need_bwrap

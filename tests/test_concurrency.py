@@ -8,14 +8,14 @@ import sys
 import textwrap
 import time
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 
 from .conftest import git
 
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
     from avfs_git.core import checkpoint
     from avfs_git.core.errors import BusyError, RefMovedError
     home_path, fork, tag, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -79,7 +79,7 @@ def test_same_fork_lock_times_out_as_busy(cli, home, vault, monkeypatch):
             textwrap.dedent(
                 f"""
                 import sys, time
-                from avfs_git.core.home import Home
+                from avfs_git.core.vaults.home import Home
                 v = Home({home.path!r}).vault("v")
                 with v.lock("main"):
                     print("locked", flush=True)
@@ -119,7 +119,7 @@ def test_killed_holder_leaves_no_stale_lock(home, vault):
         [
             sys.executable,
             "-c",
-            f"from avfs_git.core.home import Home\nimport time\nv=Home({home.path!r}).vault('v')\n"
+            f"from avfs_git.core.vaults.home import Home\nimport time\nv=Home({home.path!r}).vault('v')\n"
             "with v.lock('main'):\n    print('x', flush=True)\n    time.sleep(60)\n",
         ],
         stdout=subprocess.PIPE,
@@ -139,7 +139,7 @@ def test_a_git_pusher_and_avfs_race_on_one_fork_and_both_survive(vault, tmp_path
     checkpoints (rebasing onto the pushed commits). Every change of both survives."""
     import threading
 
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     from .conftest import git
 
@@ -184,13 +184,13 @@ def test_first_mounts_racing_on_the_vault_config_all_succeed(tmp_path):
     """The first mount of a vault turns on extensions.worktreeConfig in its config. Mounts
     started at once all wrote it, and libgit2 refuses a write whose `config.lock` another
     holds: a `proxy exec` failed with 125 in CI (about 1 process in 36 here, before)."""
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     script = textwrap.dedent(
         """
         import sys
-        from avfs_git.core.home import Home
-        from avfs_git.core.worktree import enable_worktree_config
+        from avfs_git.core.vaults.home import Home
+        from avfs_git.mount.worktree import enable_worktree_config
         enable_worktree_config(Home(sys.argv[1]).vault("v"))
         """
     )

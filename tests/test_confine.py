@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import approval, confine
@@ -103,7 +103,7 @@ def test_confined_by_default_and_the_envelope_says_so(home, fork):
     assert validate(doc) == "proxy_exec_result"
     host = _exec(home, fork, ("true",), confine=False)
     assert host.confinement == {"kind": "host", "requested": "writable", "network": "host", "reason": None}
-    from avfs_git.core import audit
+    from avfs_git.core.vaults import audit
 
     assert [r.get("confinement") for r in audit.read(fork.state_dir)][-2:] == ["bwrap/none", "host/host"]
 

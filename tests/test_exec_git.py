@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, git

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import audit, checkpoint
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults import audit
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.home import Home
-from avfs_git.core.vault import Vault
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
 
 from .conftest import CliResult
 from .test_json_schemas import validate
@@ -54,7 +54,8 @@ def not_run(r: CliResult, code: str) -> dict[str, Any]:
 
 def _unchanged(home: Home, vault: Vault) -> tuple[str | None, int]:
     """The fork's head and the audit log's length: a refused request changes neither."""
-    from avfs_git.core import audit, refs
+    from avfs_git.core.store import refs
+    from avfs_git.core.vaults import audit
 
     return refs.read_ref(vault.store, refs.fork_ref("main")), len(audit.read(vault.state_dir))
 

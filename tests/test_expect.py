@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from avfs_git.core.errors import ExpectMismatchError, UsageError
-from avfs_git.core.gitstore import blob_id
-from avfs_git.core.home import Home
-from avfs_git.core.vault import Vault
+from avfs_git.core.store.gitstore import blob_id
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
 from .conftest import snapshot
@@ -177,9 +177,9 @@ _WRITER = textwrap.dedent(
             log.append([blob, doc.get("blob"), (doc.get("error") or {}).get("details", {}).get("current")])
 
     def by_api():
-        from avfs_git.core.home import open_home
+        from avfs_git.core.vaults.home import open_home
         from avfs_git.core.errors import ExpectMismatchError
-        from avfs_git.core.gitstore import blob_id
+        from avfs_git.core.store.gitstore import blob_id
         ws = open_home(None).vault("v").workspace("main")
         for k in range(rounds):
             blob = ws.blob_of("f.txt")

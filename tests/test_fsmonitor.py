@@ -1,5 +1,5 @@
 """git's fsmonitor hook in an overlay mount: answered from the kernel's record of the upper
-layer (core/upperwatch.py), never missing a change.
+layer (core/workspace/upperwatch.py), never missing a change.
 
 git trusts the hook completely (a path it does not name is not looked at), so every test
 here compares `git status` as the hook lets it run with `git status` that looks at every
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from .conftest import IN_CI
@@ -100,7 +100,7 @@ def _agree(mp: str, what: str, *, journaled: bool = True) -> list[str]:
 
 
 def _first_status_lists_no_directory(mp: str) -> None:
-    """The index avfs wrote carries git's untracked cache (core/untracked.py): the first
+    """The index avfs wrote carries git's untracked cache (mount/untracked.py): the first
     `git status` opens only the directories the hook names, not the whole tree."""
     trace = os.path.join(os.path.dirname(mp), "trace2.txt")
     env = dict(os.environ, GIT_TRACE2_PERF=trace, GIT_CEILING_DIRECTORIES=os.path.dirname(mp))
@@ -206,7 +206,7 @@ def test_every_kind_of_change_reaches_git_through_the_hook(home, base, tmp_path,
         os.pwrite(fd, b"I", 0)
         _agree(mp, "a write to a file still open")
         os.close(fd)
-        # from the CLI (through the mount: core/livedir.py)
+        # from the CLI (through the mount: core/workspace/livedir.py)
         assert cli("--vault", "v", "write", "cli.txt", "from the cli\n").code == 0
         assert cli("--vault", "v", "rm", "pre.txt").code == 0
         _agree(mp, "CLI writes and removals")
@@ -303,7 +303,7 @@ def test_the_hook_costs_the_changes_not_the_upper_layer(home, vault, tmp_path):
 
 
 def test_git_varints_round_trip():
-    from avfs_git.core.untracked import _read_varint, _varint
+    from avfs_git.mount.untracked import _read_varint, _varint
 
     for value in (0, 1, 127, 128, 255, 16383, 16384, 16511, 1 << 20, (1 << 35) + 7):
         raw = _varint(value)
@@ -313,7 +313,7 @@ def test_git_varints_round_trip():
 
 def test_an_index_git_did_not_accept_gets_no_untracked_cache(vault, tmp_path):
     """Anything unexpected while git builds the untracked cache: no extension, nothing else."""
-    from avfs_git.core.untracked import extension
+    from avfs_git.mount.untracked import extension
 
     gd = tmp_path / "gitdir"
     gd.mkdir()
@@ -324,7 +324,7 @@ def test_an_index_git_did_not_accept_gets_no_untracked_cache(vault, tmp_path):
 def _watch(tmp_path: Any, lower: dict[str, str] | None = None) -> Any:
     """An UpperWatch over a plain directory standing for an upper layer (what the kernel
     reports of it is the same), ``lower``: what the lower layer has at a path."""
-    from avfs_git.core.upperwatch import UpperWatch
+    from avfs_git.core.workspace.upperwatch import UpperWatch
 
     up_dir = tmp_path / "upper"
     up_dir.mkdir(exist_ok=True)
@@ -388,7 +388,7 @@ def test_the_journal_follows_directories_made_renamed_and_removed(tmp_path):
 
 def _cache_tree(index: bytes) -> dict[str, tuple[int, str]]:
     """The ``TREE`` extension of an index: directory -> (entry count, tree id)."""
-    from avfs_git.core.untracked import _find
+    from avfs_git.mount.untracked import _find
 
     data = _find(index, b"TREE")
     assert data is not None
@@ -450,11 +450,11 @@ def test_the_index_avfs_writes_holds_the_cache_tree_git_makes(home, base, tmp_pa
 
 def test_avfs_status_reads_what_changed_not_the_upper_layer(home, vault, tmp_path, monkeypatch):
     """`avfs status` on an overlay mount reads the upper layer where the last status found
-    changes and where the daemon's journal says something changed since (core/upperjournal.py):
+    changes and where the daemon's journal says something changed since (core/workspace/upperjournal.py):
     files a checkpoint recorded and an ignored node_modules are not read again. Each status
     is checked against a full read of the upper layer, through every kind of writer."""
-    from avfs_git.core import upperjournal
-    from avfs_git.core.overlay import Overlay
+    from avfs_git.core.workspace import upperjournal
+    from avfs_git.core.workspace.overlay import Overlay
 
     mp = _mount_ignoring_node_modules(home, vault, tmp_path)
     reads: list[str] = []
@@ -519,7 +519,7 @@ def _perl() -> str:
 def _crafted_server(git_dir: str, reply: Any) -> tuple[socket.socket, list[bytes], threading.Thread]:
     """A stand-in for the mount daemon on the hook's socket in ``git_dir``: for each
     connection, ``reply(conn, token_line)`` answers (or not); the lines read are recorded."""
-    from avfs_git.core.hooksocket import SOCKET_NAME
+    from avfs_git.mount.hooksocket import SOCKET_NAME
 
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dirfd = os.open(git_dir, os.O_PATH)
@@ -600,7 +600,7 @@ _ANSWERS: dict[str, tuple[Any, Any]] = {
 def two_hooks(tmp_path: Any) -> tuple[str, dict[str, str]]:
     """A worktree directory and its overlay hook written twice, in Perl and in Python,
     outside it (the hooks go to that directory themselves); a 2-second timeout."""
-    from avfs_git.core import worktree
+    from avfs_git.mount import worktree
 
     perl = _perl()
     git_dir = str(tmp_path / "wt")
@@ -639,8 +639,8 @@ def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path)
     """No socket; a socket nobody listens on (a daemon killed with -9); a daemon that hangs
     up; one that
     never answers (the timeout); a worktree directory that is gone; no token at all."""
-    from avfs_git.core import worktree
-    from avfs_git.core.hooksocket import SOCKET_NAME
+    from avfs_git.mount import worktree
+    from avfs_git.mount.hooksocket import SOCKET_NAME
 
     git_dir, hooks = two_hooks
     sock = os.path.join(git_dir, SOCKET_NAME)
@@ -698,7 +698,7 @@ def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path)
 
 def test_a_git_dir_with_quotes_and_backslashes_reaches_the_socket(tmp_path):
     """The Perl hook holds the worktree directory as a string literal of its own."""
-    from avfs_git.core import worktree
+    from avfs_git.mount import worktree
 
     git_dir = str(tmp_path / "it's a \\ dir $HOME @x")
     os.mkdir(git_dir)
@@ -723,7 +723,7 @@ def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind, bac
     and with the Python one it falls back to. A worktree written by an older avfs (the
     Python hook: the socket one, or on the pure-FUSE backend the one that read the journal
     itself) gets the Perl one when the fork is mounted again."""
-    from avfs_git.core import worktree
+    from avfs_git.mount import worktree
 
     perl = _perl()
     mp = _mount_ignoring_node_modules(home, vault, tmp_path, backend)
@@ -803,7 +803,7 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
     avfs's state: the journal too): the hook it shows runs the system's interpreter of its
     language (proxy/execute.py) and still reaches the daemon; a Perl hook is not handed to
     Python."""
-    from avfs_git.core import worktree
+    from avfs_git.mount import worktree
     from avfs_git.proxy import confine
     from avfs_git.proxy.execute import ExecRequest, execute
 
@@ -888,7 +888,7 @@ def test_a_sigpipe_does_not_end_either_hook(two_hooks):
 
 # -- the pure-FUSE mount's answers from the journal ----------------------------------------------
 # The hook a pure-FUSE mount had before its daemon answered over the socket: a Python script
-# reading the workspace's journal itself (core/worktree.py's _HOOK until the socket hook
+# reading the workspace's journal itself (mount/worktree.py's _HOOK until the socket hook
 # replaced it, kept here verbatim as the reference the daemon's answers are compared with;
 # a worktree an older avfs left holds it: see test_a_write_just_before_git_status_is_seen).
 _OLD_HOOK = """#!{python} -S
@@ -939,12 +939,12 @@ main()
 
 
 def test_the_daemon_answers_from_the_journal_as_the_old_hook_did(vault, tmp_path):
-    """core/journalhook.py against the old hook script, on the same journal states: git's
+    """mount/journalhook.py against the old hook script, on the same journal states: git's
     first call, each kind of change (files, directories made, renamed and removed, chmod),
     tokens handed out before, a stale one, a malformed one, a base moved by a checkpoint and
     a restore, an undo's root entry; then the two tokens only the socket hook knows."""
-    from avfs_git.core import worktree
-    from avfs_git.core.journalhook import JournalAnswerer
+    from avfs_git.mount import worktree
+    from avfs_git.mount.journalhook import JournalAnswerer
 
     ws = vault.workspace("main")
     for p, data in {"a.txt": b"a\n", "d/b.txt": b"b\n", "d/sub/c.txt": b"c\n", "e/f.txt": b"f\n"}.items():

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.locks import pid_alive
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store.locks import pid_alive
 from avfs_git.ops import mounts
 
 from .conftest import IN_CI, git
@@ -508,7 +508,7 @@ def test_cli_mount_default_mountpoint(cli, vault):
 
 
 def test_quota_through_the_mount(mounted, cli, home):
-    from avfs_git.core import layers
+    from avfs_git.core.vaults import layers
 
     vault, mp = mounted
     assert cli("--vault", "v", "quota", "set", "64K").code == 0

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.history import resolve
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.operations.history import resolve
 from avfs_git.fuse.ops import WorkspaceFS
 from avfs_git.ops import mounts
 
@@ -296,7 +296,7 @@ def test_lower_children_worked_out_across_a_base_move_are_not_kept(vault):
     holds for good, and overlayfs, asked before a removal whether the lower layer has the
     name, would remove a checkpointed file without a whiteout (the base's copy comes back).
     The race is made here by hand, in the order the FUSE threads can take."""
-    from avfs_git.core.workspace import Workspace
+    from avfs_git.core.workspace.workspace import Workspace
 
     vault.workspace("main").write("a.txt", b"a\n")
     checkpoint.save(vault)
@@ -327,7 +327,7 @@ def test_a_listing_begun_before_a_base_move_keeps_no_old_children(vault):
     directory up before a checkpoint moved the base and worked the children out after: the
     old base's children were kept under the new base, and a removal in the mount right
     after the checkpoint made no whiteout (1 run in ~25 under load)."""
-    from avfs_git.core.workspace import Workspace
+    from avfs_git.core.workspace.workspace import Workspace
 
     vault.workspace("main").write("a.txt", b"a\n")
     checkpoint.save(vault)

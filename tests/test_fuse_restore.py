@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, merge, packwriter
+from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.store import packwriter
 from avfs_git.ops import mounts
 
 from .conftest import git

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from . import kernellog

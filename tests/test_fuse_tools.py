@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from .conftest import IN_CI

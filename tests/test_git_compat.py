@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core import checkpoint, history
+from avfs_git.core.operations import checkpoint, history
 
 from .conftest import git
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core.home import Home
+from avfs_git.core.vaults.home import Home
 
 from .conftest import git, snapshot
 

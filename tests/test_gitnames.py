@@ -2,7 +2,7 @@
 
 The differential half writes one tree per (name, mode) into a bare repository and asks
 `git fsck --strict` (and `git read-tree` with NTFS and HFS+ protection, what a checkout
-runs) about each; :func:`avfs_git.core.gitnames.refusal` must say the same, for a curated
+runs) about each; :func:`avfs_git.core.store.gitnames.refusal` must say the same, for a curated
 list built from git's rules and for hypothesis-generated names.
 """
 
@@ -19,7 +19,7 @@ import pygit2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avfs_git.core import gitnames
+from avfs_git.core.store import gitnames
 
 from .conftest import git
 from .test_fuse import require_fuse

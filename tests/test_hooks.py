@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, registry
+from avfs_git.core.operations import checkpoint
 from avfs_git.core.settings import Settings
+from avfs_git.core.vaults import registry
 from avfs_git.hooks import events, install, prereceive
 from avfs_git.ops import mounts
 

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avfs_git.core import identity
 from avfs_git.core.errors import UsageError
-from avfs_git.core.gitstore import GitStore
-from avfs_git.core.home import Home
+from avfs_git.core.store import identity
+from avfs_git.core.store.gitstore import GitStore
+from avfs_git.core.vaults.home import Home
 
 from .test_fuse import require_fuse
 
@@ -331,7 +331,7 @@ LIBGIT2_DIFFERS = {"GIT_CONFIG_GLOBAL", "git -c"}
 
 @pytest.mark.parametrize(("case", "files", "env"), IDENTITY_CASES, ids=[c[0] for c in IDENTITY_CASES])
 def test_identity_through_git_and_libgit2(tmp_path, monkeypatch, case, files, env):
-    from avfs_git.core import gitstore
+    from avfs_git.core.store import gitstore
 
     for k in identity._ENV.values():
         monkeypatch.delenv(k, raising=False)
@@ -378,7 +378,7 @@ def test_identity_through_git_and_libgit2(tmp_path, monkeypatch, case, files, en
 
 def test_identity_through_git_follows_config_changes(tmp_path, monkeypatch):
     """The git path's cache: a changed file, or an environment naming another, is read again."""
-    from avfs_git.core import gitstore
+    from avfs_git.core.store import gitstore
 
     for k in identity._ENV.values():
         monkeypatch.delenv(k, raising=False)

@@ -1,4 +1,4 @@
-"""Ignore rules as git applies them (``avfs_git.core.ignore``).
+"""Ignore rules as git applies them (``avfs_git.core.workspace.ignore``).
 
 git decides: ``.gitignore`` at every level (also ones only in the overlay), the vault's
 ``info/exclude``, ``core.excludesFile``, with git's precedence, negation, directory patterns,
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 from avfs_git.proxy.execute import exec_in

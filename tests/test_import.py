@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from avfs_git.core import checkpoint, history
+from avfs_git.core.operations import checkpoint, history
 
 from .conftest import git
 

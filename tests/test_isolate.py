@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.proxy import isolate, runner
 from avfs_git.proxy.execute import ExecRequest, ExecResult, execute

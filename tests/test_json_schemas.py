@@ -24,8 +24,8 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from avfs_git.core import layers
 from avfs_git.core.errors import AvfsError
+from avfs_git.core.vaults import layers
 
 from .conftest import CliResult
 
@@ -175,7 +175,7 @@ def s(cli: Callable[..., CliResult], tmp_path: Path, tmp_path_factory: pytest.Te
         sess("ln", "-s", "a.txt", "link", kind="file_op")
         sess("checkpoint", "save", "base", kind="checkpoint")
         if (home / layers.IMAGE).exists():
-            # its state dirs are subvolumes of the home's layers file system (core/layers.py),
+            # its state dirs are subvolumes of the home's layers file system (core/vaults/layers.py),
             # which a copy of the directory does not carry: each test builds its own
             sess.kinds.clear()
             return sess
@@ -854,7 +854,7 @@ def test_json_version_is_one_document(cli: Callable[..., CliResult]) -> None:
 
 
 def test_interrupt_prints_an_error_document(s: Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    from avfs_git.core import history
+    from avfs_git.core.operations import history
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt

@@ -3,7 +3,9 @@ included) goes down or sideways, never up, and no two packages import each other
 
 The layers, lowest first (docs/architecture.md):
 
-    0  core, policy            objects, store, vault, workspace, merge, history; policy model
+    0  core, policy            core in tiers (below); the policy model
+    0.5 mount                  what only a mount needs: the worktree git dir, the fsmonitor hook
+                                and its socket, the untracked cache (ops, fuse and proxy use it)
     1  ops                     workflows over core: up/down/apply, stats/gc/prune/doctor, mounts
     2  proxy                   the execution boundary: classify, confine, run, commit
     2.5 fuse                   the FUSE adapter and the mount daemon. One tier with proxy in
@@ -19,7 +21,16 @@ The layers, lowest first (docs/architecture.md):
                                 fast path, is a front end like the rest of cli/); it starts the MCP server and answers hook events, so
                                 it sits above them: mcp and hooks never import cli, nor each other
 
-An import of a module in a higher layer fails the test; so does any cycle between packages.
+Inside core, the tiers, lowest first (each a package; the three modules at core's root are the
+vocabulary every tier shares):
+
+    0  core/errors.py, core/types.py, core/settings.py
+    1  core/store/             objects, packs, refs, running git, names, transport, tree differ
+    2  core/workspace/         overlay, upper layer, watch, journal, merged view, writes, commits
+    3  core/vaults/            home, vault, registry, op log, audit, quota, layers, importer
+    4  core/operations/        checkpoint, merge, history, remotes, search
+
+An import of a module in a higher layer or tier fails the test; so does any cycle between packages.
 Cycles among the modules of one package (through function-level imports) are debt: the edges
 that close them are listed below, and the test fails if one is added or if one disappears while still listed
 (so the list can only shrink).
@@ -38,6 +49,7 @@ PKG = Path(__file__).resolve().parent.parent / "avfs_git"
 LAYER: dict[str, float] = {
     "core": 0,
     "policy": 0,
+    "mount": 0.5,
     "ops": 1,
     "proxy": 2,
     "fuse": 2.5,
@@ -60,9 +72,9 @@ POLICY_USES_OF_CORE = {"avfs_git.core.errors"}
 FRONT_ENDS = {"cli", "mcp", "hooks", "__main__"}
 ENVIRONMENT_READS = {
     "core/settings.py": "the one reader of avfs's settings (AVFS_HOME, AVFS_LOCK_WAIT, XDG_CACHE_HOME, AVFS_GIT_TOKEN)",
-    "core/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
-    "core/gitrun.py": "the environment a git process is given: the caller's, without GIT_* but for where git's config is",
-    "core/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
+    "core/store/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
+    "core/store/gitrun.py": "the environment a git process is given: the caller's, without GIT_* but for where git's config is",
+    "core/store/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/execute.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
     "ops/mounts.py": "PATH (is fusermount3 there), the environment the mount daemon is started with",
@@ -70,12 +82,12 @@ ENVIRONMENT_READS = {
 }
 
 # The modules that import pygit2 (function-level and TYPE_CHECKING imports included). Every
-# other module reaches libgit2 through core/gitstore.py (GitStore, git_errors(), git_error());
+# other module reaches libgit2 through core/store/gitstore.py (GitStore, git_errors(), git_error());
 # these two use libgit2 where wrapping it would only rename it. A new one fails the test.
 PYGIT2_IMPORTERS = {
-    "core/gitstore.py": "the store: objects, commits, the commit graph, revisions, tree diffs, blob ids and patches",
-    "core/refs.py": "reference transactions: compare-and-swap of refs, libgit2's ref locks",
-    "core/merge.py": "libgit2's merge machinery: merge_trees, its index, conflict entries, merge favour",
+    "core/store/gitstore.py": "the store: objects, commits, the commit graph, revisions, tree diffs, blob ids and patches",
+    "core/store/refs.py": "reference transactions: compare-and-swap of refs, libgit2's ref locks",
+    "core/operations/merge.py": "libgit2's merge machinery: merge_trees, its index, conflict entries, merge favour",
 }
 
 # (importer, imported) edges between modules of one package that lie on an import cycle
@@ -86,13 +98,22 @@ PYGIT2_IMPORTERS = {
 # ``Vault[Home]`` and ``ws.vault.home`` a ``Home`` to a caller's type checker while vault.py
 # and workspace.py never import the module above them. (gitstore, packwriter, treediff,
 # oplog and ignore left the component when running git moved out of home into
-# core/gitrun.py; checkpoint, history, importer, merge, remote and worktree when an open
+# core/store/gitrun.py; checkpoint, history, importer, merge, remote and worktree when an open
 # merge's state, recovery refs and reaching a git server moved down, and the worktree and
 # the importer typed the workspace as a Protocol.) In cli, the console script (execopts.main)
 # runs the fast path and then the click CLI (cli/main), whose command modules take App and
 # pass_app from cli/app.py and render `proxy exec` with cli/execrender.py: none imports
 # main or execopts back.
 KNOWN_MODULE_CYCLE_EDGES: set[tuple[str, str]] = set()
+
+
+CORE_TIER: dict[str, int] = {"": 0, "store": 1, "workspace": 2, "vaults": 3, "operations": 4}
+
+# Upward edges still to be removed (each a debt that can only shrink).
+KNOWN_UPWARD: set[tuple[str, str]] = {
+    ("core.workspace.workspace", "mount.worktree"),
+    ("core.workspace.upperwatch", "mount.hooksocket"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -156,14 +177,20 @@ def full(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
     return {(f"avfs_git.{a}", f"avfs_git.{b}") for a, b in edges}
 
 
+def core_tier(module: str) -> str:
+    parts = module.split(".")
+    return parts[2] if len(parts) >= 3 and parts[2] in CORE_TIER else ""
+
+
 def upward_edges(g: dict[str, set[str]]) -> set[tuple[str, str]]:
     bad = set()
     for src, targets in g.items():
         for dst in targets:
             a, b = package_of(src), package_of(dst)
-            if LAYER[b] > LAYER[a]:
+            up_tier = a == b == "core" and CORE_TIER[core_tier(dst)] > CORE_TIER[core_tier(src)]
+            if LAYER[b] > LAYER[a] or up_tier:
                 bad.add((src, dst))
-    return bad
+    return bad - full(KNOWN_UPWARD)
 
 
 def sccs(g: dict[str, set[str]]) -> list[set[str]]:
@@ -203,9 +230,12 @@ def sccs(g: dict[str, set[str]]) -> list[set[str]]:
 
 def package_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
     pg: dict[str, set[str]] = {}
+    debt = full(KNOWN_UPWARD)
     for src, targets in g.items():
         a = package_of(src)
         for dst in targets:
+            if (src, dst) in debt:
+                continue
             b = package_of(dst)
             if a != b:
                 pg.setdefault(a, set()).add(b)
@@ -234,7 +264,7 @@ def test_every_module_has_a_layer() -> None:
 def test_the_walk_sees_function_level_and_guarded_imports() -> None:
     g = graph()
     # a TYPE_CHECKING-guarded import and one inside a function body
-    assert "avfs_git.core.home" in g["avfs_git.proxy.server"]
+    assert "avfs_git.core.vaults.home" in g["avfs_git.proxy.server"]
     assert "avfs_git.proxy.execute" in g["avfs_git.proxy.server"]
 
 
@@ -257,7 +287,19 @@ def test_the_console_script_loads_only_its_fast_path() -> None:
 
 def test_no_import_goes_up() -> None:
     found = upward_edges(graph())
-    assert short(found) == [], "imports from a lower layer to a higher one"
+    assert short(found) == [], "imports from a lower layer (or core tier) to a higher one"
+
+
+def test_known_upward_edges_only_shrink() -> None:
+    g = graph()
+    gone = {(a, b) for a, b in full(KNOWN_UPWARD) if b not in g.get(a, set())}
+    assert short(gone) == [], "gone: take them off KNOWN_UPWARD"
+
+
+def test_every_core_module_has_a_tier() -> None:
+    # nothing new at core's root: a module there is shared vocabulary, and there are three
+    root = {m for m in modules() if package_of(m) == "core" and core_tier(m) == "" and m.count(".") == 2}
+    assert sorted(root) == ["avfs_git.core.errors", "avfs_git.core.settings", "avfs_git.core.types"]
 
 
 def test_sideways_imports_are_the_known_ones() -> None:

@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, packwriter, refs, registry
 from avfs_git.core.errors import BusyError, QuotaExceededError
-from avfs_git.core.home import Home
-from avfs_git.core.locks import pid_alive
-from avfs_git.core.vault import Vault
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store import packwriter, refs
+from avfs_git.core.store.locks import pid_alive
+from avfs_git.core.vaults import registry
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import maintenance, mounts
 
 from .conftest import IN_CI, git
@@ -409,7 +411,7 @@ def test_a_lock_file_unlinked_while_waited_for_is_not_held_twice(vault: Vault) -
     the same time as C: it notices the path now names another file and waits for C."""
     import fcntl
 
-    from avfs_git.core.locks import file_lock
+    from avfs_git.core.store.locks import file_lock
 
     lock_dir = Path(vault.state_dir) / "locks"
     lock_dir.mkdir(exist_ok=True)

@@ -19,9 +19,9 @@ import pytest
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.types import REQUEST_TIMEOUT, CallToolResult, TextContent
 
-from avfs_git.core.gitstore import blob_id
-from avfs_git.core.home import Home
-from avfs_git.core.vault import Vault
+from avfs_git.core.store.gitstore import blob_id
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.mcp.tools import TOOLS
 
 TOOL_NAMES = {

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from avfs_git.core import checkpoint, merge
 from avfs_git.core.errors import AvfsError, ConflictError, UsageError
+from avfs_git.core.operations import checkpoint, merge
 from avfs_git.proxy.execute import exec_in
 
 from .conftest import git
@@ -228,7 +228,7 @@ def test_cli_merge_json_and_exit_codes(cli, forks):
 
 
 def test_a_dry_run_previews_the_merge_commit(forks):
-    from avfs_git.core import history
+    from avfs_git.core.operations import history
 
     v = forks
     v.workspace("a").write("a-file.txt", b"a\n")
@@ -609,7 +609,7 @@ def test_git_in_the_mount_sees_the_open_merge_as_its_own(home, forks, tmp_path):
 
 
 def test_push_checkpoint_first_refuses_and_a_plain_push_leaves_the_merge_open(forks, tmp_path):
-    from avfs_git.core import remote
+    from avfs_git.core.operations import remote
 
     v = forks
     res = _open_merge(v)

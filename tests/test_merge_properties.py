@@ -12,9 +12,9 @@ from contextlib import contextmanager
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, example, given, settings
 
-from avfs_git.core import checkpoint, merge
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.vaults.home import Home
 
 from .conftest import remove_home, scratch_home
 

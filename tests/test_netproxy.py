@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import PolicyError
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import confine, netproxy
@@ -142,7 +142,7 @@ def test_curl_reaches_an_allowed_host_and_is_refused_another(home, fork, port_a,
     )
     assert "resolves to 127.0.0.1" in _out(local) or "resolves to ::1" in _out(local), local.result
     assert local.confinement["network_refused"] == [f"localhost:{port_a}"]  # type: ignore[index]
-    from avfs_git.core import audit
+    from avfs_git.core.vaults import audit
 
     assert audit.read(fork.state_dir)[-1]["confinement"] == "bwrap/filtered"
 

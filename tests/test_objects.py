@@ -11,8 +11,8 @@ import sys
 import pygit2
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.objects import ObjectReader, apply_delta
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store.objects import ObjectReader, apply_delta
 
 from .conftest import git
 
@@ -137,7 +137,7 @@ def _rewrite_index_with_large_offsets(idx_path: str, bad_entry: bool = False) ->
 
 
 def test_reader_reads_an_index_with_large_offsets(home, tmp_path):
-    from avfs_git.core.objects import ObjectReadError
+    from avfs_git.core.store.objects import ObjectReadError
 
     from .test_objects_real import compare_all
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core import packwriter
-from avfs_git.core.objects import ObjectReader, ObjectReadError
+from avfs_git.core.store import packwriter
+from avfs_git.core.store.objects import ObjectReader, ObjectReadError
 from avfs_git.ops.maintenance import doctor
 
 from . import realdata

@@ -1,6 +1,6 @@
 """Differential test of the pure-Python object reader against libgit2 on real repositories.
 
-Every object of each repository is read through :mod:`avfs_git.core.objects` and through
+Every object of each repository is read through :mod:`avfs_git.core.store.objects` and through
 libgit2 (pygit2) and must agree in type, size and content; header-only reads (``header``)
 and streams (``stream``) too. The repositories are real: a released project's history after
 ``git gc --aggressive`` (deep delta chains), the same repacked with ``--depth=250
@@ -24,8 +24,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from avfs_git.core.home import Home
-from avfs_git.core.objects import ObjectReader
+from avfs_git.core.store.objects import ObjectReader
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops.maintenance import gc
 
 from . import realdata
@@ -199,7 +199,7 @@ def test_vault_from_real_sdist_and_after_gc(home: Home, attrs_sdist, tmp_path):
     counts = compare_all(v.path)
     _record("vault create --from attrs 24.2.0", counts["objects"])
     # a fork with changes and a checkpoint, then gc
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     ws = v.workspace()
     readme = (attrs_sdist / "README.md").read_bytes()

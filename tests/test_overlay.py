@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
+from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from . import kernellog
@@ -238,7 +238,7 @@ def test_a_crashed_daemon_ends_at_once_without_a_core_dump_and_loses_nothing(hom
     dumps allowed (RLIMIT_CORE unlimited, inherited by the daemon)."""
     import resource
 
-    from avfs_git.core import registry
+    from avfs_git.core.vaults import registry
 
     require_overlay()
     ws = vault.workspace("main")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from avfs_git.core import checkpoint, packwriter
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store import packwriter
 
 from .conftest import git
 

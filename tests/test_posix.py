@@ -43,8 +43,8 @@ from typing import Any
 import pygit2
 import pytest
 
-from avfs_git.core import checkpoint
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch

@@ -10,10 +10,11 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from avfs_git.core import checkpoint, names
-from avfs_git.core import merge as merge_mod
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.operations import merge as merge_mod
+from avfs_git.core.store import names
+from avfs_git.core.vaults.home import Home
 
 from .conftest import remove_home, scratch_home
 

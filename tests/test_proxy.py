@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import audit, checkpoint, layers
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults import audit, layers
 from avfs_git.ops import mounts
 from avfs_git.proxy import approval
 from avfs_git.proxy.execute import exec_in
@@ -254,7 +255,7 @@ def test_proxy_approve_shows_the_request_and_asks_a_person(home, ws, cli_proc):
 
 def _files_holding(home_path: str, value: bytes) -> list[str]:
     """The files of the home that hold ``value``; those of its layers file system
-    (core/layers.py) through its mount, not its image read whole."""
+    (core/vaults/layers.py) through its mount, not its image read whole."""
     image = Path(layers.image_path(home_path))
     return [
         str(f) for f in Path(home_path).rglob("*") if f.is_file() and f != image and value in f.read_bytes()

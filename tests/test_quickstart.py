@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import (
     BusyError,
     ConflictError,
@@ -25,7 +24,8 @@ from avfs_git.core.errors import (
     PermissionDeniedError,
     UsageError,
 )
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import QuotaExceededError
-from avfs_git.core.home import Home
-from avfs_git.core.quota import PUBLISH_BYTES, PUBLISH_FILES
-from avfs_git.core.vault import Vault
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.quota import PUBLISH_BYTES, PUBLISH_FILES
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI

@@ -1,4 +1,4 @@
-"""core/refs.py moves refs two ways: through libgit2 when the process has loaded it, else
+"""core/store/refs.py moves refs two ways: through libgit2 when the process has loaded it, else
 through ``git update-ref`` (git's own compare-and-swap) and git's files. Both are run here on
 a real vault, case by case, and must give the same results, the same errors (class and
 code), the same refs and the same reflog entries. And the commands that only move refs
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core import refs
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.vault import Vault
+from avfs_git.core.store import refs
+from avfs_git.core.vaults.vault import Vault
 
 from .conftest import git
 
@@ -60,7 +60,7 @@ def _commits(vault: Vault) -> tuple[str, str]:
     a = ws.tip()
     assert a is not None
     ws.write("x.txt", b"x")
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
 
     b = checkpoint.save(vault, "main").checkpoint.commit
     return a, b
@@ -94,7 +94,7 @@ def _cases(vault: Vault, a: str, b: str) -> list[tuple[str, Callable[[], object]
 
 
 def _run_cases(home_path: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     vault = Home(home_path).create_vault("v")
     a, b = _commits(vault)

@@ -1,4 +1,4 @@
-"""The mount registry (core/registry.py), the fork-name file-name encoding (core/names.py)
+"""The mount registry (core/vaults/registry.py), the fork-name file-name encoding (core/store/names.py)
 and the home default (core/settings.py): each one place, the same answer for every reader.
 
 Mounted cases (a real daemon's record, read by the hook, the fast path's exec lookup, doctor
@@ -17,8 +17,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from avfs_git.core import registry, settings
-from avfs_git.core.names import SHELL_FS_NAME, from_fs_name, fs_name
+from avfs_git.core import settings
+from avfs_git.core.store.names import SHELL_FS_NAME, from_fs_name, fs_name
+from avfs_git.core.vaults import registry
 
 NAMES = st.text(alphabet="ab/%@.-_+9", min_size=1, max_size=20)
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, remote, transport
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.redact import redact, split_credentials
+from avfs_git.core.operations import checkpoint, remote
 from avfs_git.core.settings import Settings
+from avfs_git.core.store import transport
+from avfs_git.core.store.redact import redact, split_credentials
 
 from .conftest import git
 
@@ -269,7 +270,7 @@ def test_pull_fast_forwards_merges_and_reports_conflicts(populated, bare, tmp_pa
 def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git_daemon, tmp_path, cli):
     """The multi-machine workflow: one vault pushed to a server; a second home clones it,
     an agent works in a fork and pushes it; the first home fetches and merges it."""
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     url, served = git_daemon
     v = populated
@@ -413,7 +414,7 @@ def test_vault_clone_with_credentials_in_the_url_never_puts_them_on_a_command_li
     import shutil
     from urllib.parse import quote
 
-    from avfs_git.core.home import Home
+    from avfs_git.core.vaults.home import Home
 
     url, _served, password = http_git
     remote.add(populated, "origin", url)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core.home import Home
+from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
 from . import realdata

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint, fts, history, search
 from avfs_git.core.errors import PathNotFoundError, RevisionNotFoundError, UsageError
-from avfs_git.core.vault import Vault
-from avfs_git.core.workspace import Workspace
+from avfs_git.core.operations import checkpoint, fts, history, search
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.core.workspace.workspace import Workspace
 
 from .conftest import CliResult
 from .test_json_schemas import single_document, validate

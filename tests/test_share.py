@@ -1,4 +1,4 @@
-"""Forks share what git does not hold: the home's layers file system (core/layers.py).
+"""Forks share what git does not hold: the home's layers file system (core/vaults/layers.py).
 
 A workspace's state dir is a btrfs subvolume of ``<home>/layers.img``; ``vault fork`` of
 it is a snapshot: the source's ignored outputs (node_modules) come along copy-on-write,
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core import checkpoint, layers
-from avfs_git.core.home import Home
+from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import IgnoredMode
-from avfs_git.core.vault import OWN_ROOM
+from avfs_git.core.vaults import layers
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import OWN_ROOM
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI
@@ -577,7 +578,7 @@ def test_without_loop_devices_forks_copy_and_say_why(lhome, monkeypatch):
 _NO_FREE_LOOP = r"""
 import json, os, sys
 from avfs_git.core import layers
-from avfs_git.core.home import Home
+from avfs_git.core.vaults.home import Home
 h = Home(sys.argv[1], author=("t", "t@x"))
 v = h.create_vault("v")
 ws = v.workspace("main")

@@ -1,4 +1,4 @@
-from avfs_git.core import checkpoint, history
+from avfs_git.core.operations import checkpoint, history
 
 
 def test_write_checkpoint_log(vault, ws):

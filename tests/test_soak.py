@@ -37,11 +37,11 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import AvfsError
-from avfs_git.core.home import Home
-from avfs_git.core.locks import pid_alive
-from avfs_git.core.vault import Vault
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store.locks import pid_alive
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import maintenance, mounts
 
 from . import kernellog

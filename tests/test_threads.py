@@ -1,4 +1,4 @@
-"""Per-thread state (core/threads.py) under thread-id reuse, with real threads.
+"""Per-thread state (core/store/threads.py) under thread-id reuse, with real threads.
 
 A thread's id is reused once it has ended. A thread that found an ended thread's namespace
 under its (reused) id used to take it over unregistered, so the next thread to make a slot
@@ -13,8 +13,8 @@ import sqlite3
 import threading
 from typing import Any
 
-from avfs_git.core.sqlite import close_conn
-from avfs_git.core.threads import ThreadSlots
+from avfs_git.core.store.threads import ThreadSlots
+from avfs_git.core.workspace.sqlite import close_conn
 
 
 def _in_unregistered_thread(fn: Any) -> Any:

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from avfs_git.core.hooksocket import HookServer, ask
 from avfs_git.fuse import warm
+from avfs_git.mount.hooksocket import HookServer, ask
 
 
 def _tree(root: Path) -> int:

@@ -6,7 +6,6 @@ import io
 
 import pytest
 
-from avfs_git.core import checkpoint
 from avfs_git.core.errors import (
     AlreadyExistsError,
     DirectoryNotEmptyError,
@@ -16,8 +15,9 @@ from avfs_git.core.errors import (
     PathNotFoundError,
     SymlinkEscapeError,
 )
-from avfs_git.core.overlay import FILE, OBJECT
+from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import MODE_EXEC, MODE_LINK, MODE_TREE, ChangeStatus, NodeKind
+from avfs_git.core.workspace.overlay import FILE, OBJECT
 
 
 def statuses(ws):

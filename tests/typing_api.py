@@ -1,16 +1,16 @@
 """What a caller's type checker sees of the public handles: checked by ``make typecheck``
 (mypy's ``files`` in pyproject.toml), never run.
 
-A vault and a workspace name their maker back through a type parameter (core/vault.py,
-core/workspace.py: the lower module knows the higher one by a Protocol only), so the
+A vault and a workspace name their maker back through a type parameter (core/vaults/vault.py,
+core/workspace/workspace.py: the lower module knows the higher one by a Protocol only), so the
 handles the API gives out still carry the concrete classes.
 """
 
 from typing import assert_type
 
 from avfs_git import Home
-from avfs_git.core.vault import Vault, VaultHome
-from avfs_git.core.workspace import Workspace, WsVault
+from avfs_git.core.vaults.vault import Vault, VaultHome
+from avfs_git.core.workspace.workspace import Workspace, WsVault
 
 
 def handles(home: Home) -> None:

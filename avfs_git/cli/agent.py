@@ -41,7 +41,7 @@ def mcp_cmd(app: App, home: str | None, vault: str | None, client_approves: bool
     import logging
     import os
 
-    from ..core.names import parse_address
+    from ..core.store.names import parse_address
     from ..mcp.server import serve
 
     level = getattr(logging, os.environ.get("AVFS_MCP_LOG", "").upper(), None)

@@ -15,9 +15,9 @@ import click
 from .output import Output
 
 if TYPE_CHECKING:
-    from ..core.home import Home
-    from ..core.vault import Vault
-    from ..core.workspace import Workspace
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
+    from ..core.workspace.workspace import Workspace
 
 
 class App:
@@ -37,8 +37,8 @@ class App:
     @property
     def home(self) -> Home:
         if self._home is None:
-            from ..core.home import open_home
             from ..core.settings import Settings
+            from ..core.vaults.home import open_home
 
             # the environment is read here, at the front end, and passed down
             self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))
@@ -54,8 +54,8 @@ class App:
         if self.vault_spec is not None:
             return self.vault_spec
         if self._here is None:
-            from ..core import registry
             from ..core.settings import home_path
+            from ..core.vaults import registry
 
             try:
                 cwd = os.getcwd()

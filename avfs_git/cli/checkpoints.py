@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..core import checkpoint as cp
+from ..core.operations import checkpoint as cp
 from .app import App, pass_app
 
 

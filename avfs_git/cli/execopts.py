@@ -132,8 +132,8 @@ def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str] | None:
     asked for (``--vault VAULT:FORK``; without --vault, the fork whose mount holds the
     current directory, which then becomes ``glob["vault"]``). The daemon writes the three
     beside its registry file, ``<fork>.exec`` (plain text: reading it needs no json)."""
-    from ..core import registry
     from ..core.settings import home_path
+    from ..core.vaults import registry
 
     home = home_path(glob["home"], os.environ)
     spec = glob["vault"]
@@ -351,8 +351,8 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
     except BadUsage as bad:
         return failed(glob, bad.values, argv, UsageError(bad.message, hint=USAGE))
     try:
-        from ..core.home import open_home
         from ..core.types import json_document
+        from ..core.vaults.home import open_home
         from ..proxy.execute import execute
 
         req = request_from(values, argv)

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from ..core import names
 from ..core.errors import AlreadyExistsError, PathNotFoundError, UsageError
+from ..core.store import names
 from ..core.types import DirEntry, NodeKind
 from .app import App, pass_app
 from .output import human_size
@@ -166,7 +166,7 @@ def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | Non
 
 def _into_dir(ws: object, src: str, dst: str) -> str:
     """coreutils semantics: an existing directory as destination receives the source."""
-    from ..core.workspace import Workspace
+    from ..core.workspace.workspace import Workspace
 
     assert isinstance(ws, Workspace)
     d = names.norm_path(dst)

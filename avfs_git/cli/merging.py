@@ -68,7 +68,7 @@ def merge_cmd(
     after the other, stopping at the first conflict. A SOURCE is a fork, or a fetched
     remote branch (`origin/agent2`). Undo with `avfs undo`.
     """
-    from ..core import merge as m
+    from ..core.operations import merge as m
 
     vault, fork = app.target()
     fork = target or fork
@@ -88,7 +88,7 @@ def merge_cmd(
             # not a fork but a remote-tracking branch (`avfs fetch` made it): merge that ref
             source_ref = None
             if not vault.has_fork(src) and "/" in src:
-                from ..core import refs
+                from ..core.store import refs
 
                 candidate = "refs/remotes/" + src
                 if refs.read_ref(vault.store, candidate) is not None:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..core import names
 from ..core.errors import UsageError
+from ..core.store import names
 from .app import App, pass_app
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
         vault, fork = app.resolve(spec or app.spec)
         commit = None
         if rev:
-            from ..core.history import resolve
+            from ..core.operations.history import resolve
 
             commit = resolve(vault, rev, fork)
     info = mounts.unmount(app.home, vault, fork, revision=commit, lazy=lazy)

@@ -171,7 +171,7 @@ class Output:
     @contextmanager
     def git_progress(self) -> Iterator[Callable[[str, int, int], None] | None]:
         """Bars on stderr for git's transfer phases (counting, compressing, writing,
-        receiving, resolving): a callback for :mod:`avfs_git.core.remote`, or None (git then
+        receiving, resolving): a callback for :mod:`avfs_git.core.operations.remote`, or None (git then
         reports nothing) when stderr is not a terminal. ``AVFS_PROGRESS=always`` forces the
         bars (e.g. under a tool that captures stderr), ``never`` turns them off."""
         mode = os.environ.get("AVFS_PROGRESS", "auto")

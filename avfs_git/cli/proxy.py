@@ -52,7 +52,7 @@ def _exec_options(func: Any) -> Any:
 def _cwd_in_mount(app: App, spec: str) -> str:
     """The current directory as a path in fork ``spec`` when it is inside the fork's live
     mount ('' otherwise: the fork's root), as the fast path does (:func:`.execopts.with_cwd`)."""
-    from ..core import registry
+    from ..core.vaults import registry
 
     try:
         here = registry.mount_containing(app.home.path, os.getcwd(), revisions=False)
@@ -313,7 +313,7 @@ def _since(value: str | None) -> datetime | None:
 @pass_app
 def audit_cmd(app: App, since: str | None, limit: int | None) -> None:
     """Show the vault's audit log of proxy execs (oldest first)."""
-    from ..core import audit
+    from ..core.vaults import audit
 
     vault, _ = app.target()
     records = audit.read(vault.state_dir, since=_since(since), limit=limit)

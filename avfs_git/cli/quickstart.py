@@ -12,8 +12,8 @@ from ..core.errors import EXIT_CONFLICT, UsageError
 from .app import App, pass_app
 
 if TYPE_CHECKING:
-    from ..core.home import Home
-    from ..core.vault import Vault
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
 
 
 def _vault_here(app: App) -> Vault[Home] | None:

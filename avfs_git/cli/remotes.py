@@ -21,7 +21,7 @@ def _warn(app: App, warnings: list[str]) -> None:
 @pass_app
 def list_cmd(app: App) -> None:
     """List the vault's remotes."""
-    from ..core import remote as r
+    from ..core.operations import remote as r
 
     vault, _ = app.target()
     found = r.list_remotes(vault)
@@ -47,7 +47,7 @@ def _changed(app: App, info: object, warnings: list[str], action: str, human: st
 @pass_app
 def add_cmd(app: App, name: str, url: str) -> None:
     """Add a remote (a URL's user:password@ is not stored: use a credential helper)."""
-    from ..core import remote as r
+    from ..core.operations import remote as r
 
     info, warnings = r.add(app.target()[0], name, url)
     _changed(app, info, warnings, "added", "added remote {}: {}", info.name, info.url)
@@ -59,7 +59,7 @@ def add_cmd(app: App, name: str, url: str) -> None:
 @pass_app
 def set_url_cmd(app: App, name: str, url: str) -> None:
     """Change a remote's URL."""
-    from ..core import remote as r
+    from ..core.operations import remote as r
 
     info, warnings = r.set_url(app.target()[0], name, url)
     _changed(app, info, warnings, "set_url", "{}: {}", info.name, info.url)
@@ -70,7 +70,7 @@ def set_url_cmd(app: App, name: str, url: str) -> None:
 @pass_app
 def remove_cmd(app: App, name: str) -> None:
     """Remove a remote (and its remote-tracking refs)."""
-    from ..core import remote as r
+    from ..core.operations import remote as r
 
     vault, _ = app.target()
     r.remove(vault, name)
@@ -81,7 +81,7 @@ def remove_cmd(app: App, name: str) -> None:
 
 
 def _transfer_human(app: App, res: object, verb: str) -> None:
-    from ..core.remote import TransferResult
+    from ..core.operations.remote import TransferResult
 
     assert isinstance(res, TransferResult)
     if not res.updates:
@@ -130,7 +130,7 @@ def push_cmd(
     """Push forks as branches (default: the selected fork). Never forces unless
     --force-with-lease; a rejected push (the remote has commits this fork lacks, or a
     stale lease) exits 5 and changes nothing here."""
-    from ..core import remote as r
+    from ..core.operations import remote as r
 
     vault, fork = app.target()
     chosen = list(forks) or ([] if all_forks else [fork])
@@ -156,7 +156,7 @@ def push_cmd(
 @pass_app
 def fetch_cmd(app: App, remote_name: str) -> None:
     """Fetch the remote's branches into refs/remotes/REMOTE/ (forks do not move)."""
-    from ..core import remote as r
+    from ..core.operations import remote as r
 
     vault, _ = app.target()
     with app.output.git_progress() as progress:
@@ -184,8 +184,8 @@ def pull_cmd(
     """Fetch, then merge REMOTE's BRANCH (default: the branch named as the selected fork)
     into the selected fork, as `git pull origin main` does (fast-forward or a merge commit;
     conflicts are data and exit 3, as for `avfs merge`)."""
-    from ..core import remote as r
     from ..core.errors import EXIT_CONFLICT
+    from ..core.operations import remote as r
 
     vault, fork = app.target()
     with app.output.git_progress() as progress:

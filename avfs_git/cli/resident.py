@@ -325,7 +325,7 @@ def _prewarm() -> None:
                 importlib.import_module(mod.name)
             except Exception:  # an optional dependency missing: imported on use
                 pass
-    from ..core.gitstore import blob_id
+    from ..core.store.gitstore import blob_id
 
     blob_id(b"")  # loads libgit2 (through the store, as everything else reaches it)
 

@@ -63,7 +63,7 @@ def grep_cmd(
     symlinks are not followed. Exits 0 when something matched, 1 when nothing did, 2 on a
     usage error.
     """
-    from ..core import search
+    from ..core.operations import search
 
     vault, fork = app.target()
     ws = vault.workspace(fork)
@@ -134,7 +134,7 @@ def find_cmd(
     rev: str | None,
 ) -> None:
     """List entries at and below PATH that pass every filter (symlinks are not followed)."""
-    from ..core import search
+    from ..core.operations import search
 
     vault, fork = app.target()
     res = search.find(vault.workspace(fork), path, rev=rev, name=name, kind=kind, size=size, newer=newer)
@@ -143,7 +143,7 @@ def find_cmd(
         for e in res.entries:
             app.output.plain("{}" + ("/" if e.kind.value == "dir" else ""), e.path)
 
-    from ..core import names
+    from ..core.store import names
 
     app.output.result(
         "find",
@@ -175,8 +175,8 @@ def search_cmd(app: App, query: str | None, limit: int, rebuild: bool, include_i
     NEAR(a b), path:word. The index is per fork and catches up incrementally on each query.
     Paths git ignores are not among the hits unless --ignored.
     """
-    from ..core import fts
     from ..core.errors import UsageError
+    from ..core.operations import fts
 
     vault, fork = app.target()
     if query is None:

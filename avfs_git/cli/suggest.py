@@ -7,7 +7,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not from typing: the fast path imports this module (see .execopts)
 if TYPE_CHECKING:
     from ..core.errors import AvfsError
-    from ..core.home import Home
+    from ..core.vaults.home import Home
 
 
 def with_suggestions(home: Home, err: AvfsError) -> AvfsError:

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..core import names
 from ..core.errors import UsageError
-from ..core.quota import QuotaUsage
+from ..core.store import names
+from ..core.vaults.quota import QuotaUsage
 from .app import App, pass_app
 from .output import human_size
 
 if TYPE_CHECKING:
-    from ..core.vault import Vault
+    from ..core.vaults.vault import Vault
 
 
 @click.group()

@@ -13,7 +13,7 @@ from ..core.types import Change, ChangeStatus, CommitInfo
 from .app import App, pass_app
 
 if TYPE_CHECKING:
-    from ..core.vault import Vault
+    from ..core.vaults.vault import Vault
 
 _LETTER = {
     ChangeStatus.ADDED: "A",
@@ -205,7 +205,7 @@ def _print_stat(app: App, rows: list[tuple[str, int, int, bool]]) -> None:
 def _commit_patch(app: App, vault: Vault, commit: str, context: int, stat: bool = False) -> None:
     """What ``commit`` changed against its first parent: a patch, or with ``stat`` git's
     --stat lines."""
-    from ..core import history
+    from ..core.operations import history
 
     result = history.commit_diff(vault, commit)
     if stat:
@@ -243,8 +243,8 @@ def log_cmd(
     B has and A has not, `A...B` those either has and not both, as `git log` does.
     -p and --graph shape the human output; --json lists the commits (`avfs diff` gives
     their patches)."""
-    from ..core import history
     from ..core.errors import UsageError
+    from ..core.operations import history
 
     if graph and all_forks:
         raise UsageError(
@@ -272,8 +272,8 @@ def log_cmd(
 def show_cmd(app: App, spec: str, stat: bool) -> None:
     """A commit with its patch (REV, default HEAD), or a file as it was (REV:PATH), as
     `git show` does. --json: the commit as a `log` document, or the file as `file_content`."""
-    from ..core import history
     from ..core.errors import RevisionNotFoundError
+    from ..core.operations import history
 
     vault, fork = app.target()
     try:
@@ -330,8 +330,8 @@ def diff_cmd(
     git's forms work: `HEAD~1`, `A..B` (A vs B), `A...B` (their merge base vs B), and
     paths after `--` (`avfs diff HEAD~1 -- src/`). --cached/--staged change nothing: every
     change is in the next checkpoint, so they show what `avfs diff` shows."""
-    from ..core import history
     from ..core.errors import UsageError
+    from ..core.operations import history
 
     del cached
     raw = app.output.argv
@@ -396,8 +396,8 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
     `-b NEW` forks the selected fork first. `avfs checkout REV -- PATH` (REV defaults to
     HEAD: drop the path's uncheckpointed changes) and `avfs checkout PATH --from REV`
     bring PATH back as it was at REV."""
-    from ..core import checkpoint as cp
     from ..core.errors import UsageError
+    from ..core.operations import checkpoint as cp
 
     vault, fork = app.target()
     raw = app.output.argv
@@ -455,7 +455,7 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
 @pass_app
 def revert_cmd(app: App, rev: str, message: str | None) -> None:
     """Make a new checkpoint that undoes the changes REV made."""
-    from ..core import checkpoint as cp
+    from ..core.operations import checkpoint as cp
 
     vault, fork = app.target()
     res = cp.revert(vault, fork, rev, message)

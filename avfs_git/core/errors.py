@@ -263,7 +263,7 @@ class FuseUnavailableError(MountError):
     errno = _errno.ENODEV
 
 
-# -- remotes (core/remote.py) ------------------------------------------------------------------
+# -- remotes (core/operations/remote.py) ------------------------------------------------------------------
 
 
 class RemoteError(AvfsError):
@@ -283,7 +283,7 @@ class RemoteNotFoundError(NotFoundError):
     code = "remote_not_found"
 
 
-# -- merges (core/merge.py) --------------------------------------------------------------------
+# -- merges (core/operations/merge.py) --------------------------------------------------------------------
 
 
 class MergeInProgressError(BusyError):

@@ -11,14 +11,14 @@ Backends (docs/fuse.md):
 - ``fuse``: the writable workspace view at the mount point. Attributes and entries are
   cached for 60 s and negative lookups not at all; a watcher thread invalidates what other
   processes change (ops.WorkspaceFS._watch). git's fsmonitor hook is answered from the
-  workspace's journal (core/journalhook.py).
+  workspace's journal (mount/journalhook.py).
 - ``overlay``: the read-only view of the fork's lower layer (base + the overlay's entries)
   at ``<ws>/lower``, cached by the kernel for good (ops.fuse_options); from FUSE's ``init``
   a thread stacks kernel overlayfs (``<ws>/upper``, ``<ws>/work``) at the mount point, then
   watches the mount table: when the overlay goes (``umount`` by hand), the lower goes too
   and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer.
   git's fsmonitor hook is answered from the kernel's record of the upper layer's changes
-  (core/upperwatch.py).
+  (core/workspace/upperwatch.py).
 - a revision (``--revision``): the read-only view of a commit, cached for good.
 
 Teardown order (each step after the previous has finished): the request loop ends (unmount,
@@ -60,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     core_dumps = _no_core_dumps()
 
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-    from ..core.gitstore import prefer_libgit2
+    from ..core.store.gitstore import prefer_libgit2
 
     prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
 
-    from ..core import registry
-    from ..core.home import Home
-    from ..core.registry import mount_key
-    from ..core.registry import write_record as write_registry
+    from ..core.vaults import registry
+    from ..core.vaults.home import Home
+    from ..core.vaults.registry import mount_key
+    from ..core.vaults.registry import write_record as write_registry
     from ..ops.mounts import detach, registry_path
     from .ops import FastFUSE, WorkspaceFS, fuse_options
     from .warm import Warm
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     fuse_at = args.mountpoint
     layers: dict[str, str] = {}
     if overlay:
-        from ..core.workspace import Workspace
+        from ..core.workspace.workspace import Workspace
 
         served = Workspace(vault, args.fork, vault.ws_dir(args.fork))
         served.overlay.with_upper = False
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "mountpoint": args.mountpoint,
         "pid": os.getpid(),
         # the mount's owner data lives here alone (never in the worktree's git dir, which a
-        # confined command can write): what core/worktree.py writes the index with
+        # confined command can write): what mount/worktree.py writes the index with
         "uid": os.getuid(),
         "gid": os.getgid(),
         "state": "mounting",
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 pass
 
     # the mount is a linked worktree of the vault: git works inside it
-    from ..core import refs, worktree
+    from ..core.store import refs
+    from ..mount import worktree
 
     head = args.revision if read_only else refs.fork_ref(args.fork)
     made = worktree.register(
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         hook_server = _start_journal_hook(ws, own)
 
     if overlay:
-        from ..core.upper import drop_origins, tidy_for_mount
+        from ..core.workspace.upper import drop_origins, tidy_for_mount
 
         drop_origins(layers["upper"])  # the last mount's lower inodes are gone
         tidy_for_mount(
@@ -229,14 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     def write_index() -> bool:
         # the index git starts from: the base tree with the stat data the mount reports,
         # so a first `git status` reads no file. A fork's: written under avfs's index lock
-        # and left alone when whoever moved the base already wrote it (core/worktree.py)
+        # and left alone when whoever moved the base already wrote it (mount/worktree.py)
         if read_only:
             return worktree.write_index(vault, wt, ws.base, ops.index_stat, None)
         return worktree.sync_index(ws, wt, os.getuid(), os.getgid())
 
     def on_view(view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
         # tell a process that moved the base, or changed paths, that the mount shows it now
-        # (it waits for this before it returns: core/worktree.py), then see to the index
+        # (it waits for this before it returns: mount/worktree.py), then see to the index
         worktree.acknowledge(own, view, seq)
         if moved:
             refresh_index()
@@ -354,15 +355,15 @@ def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
 
 
 def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None]) -> Any:
-    """Watch the upper layer (core/upperwatch.py) and answer git's fsmonitor hook from it
+    """Watch the upper layer (core/workspace/upperwatch.py) and answer git's fsmonitor hook from it
     (calling ``on_ask`` as each query comes in); None when that cannot start (the hook then
     answers "everything": git looks at every file, slower but right)."""
     import stat as st
 
-    from ..core import worktree
-    from ..core.hooksocket import HookServer
-    from ..core.overlay import DELETED
-    from ..core.upperwatch import UpperWatch
+    from ..core.workspace.overlay import DELETED
+    from ..core.workspace.upperwatch import UpperWatch
+    from ..mount import worktree
+    from ..mount.hooksocket import HookServer
 
     def entry_paths() -> list[tuple[str, bool]]:
         # the overlay's entries (the lower view's changes over the base): `lower` reads no
@@ -385,10 +386,10 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Ca
 
 def _start_journal_hook(ws: Any, own: str) -> Any:
     """Answer git's fsmonitor hook of a pure-FUSE mount from the workspace's journal
-    (core/journalhook.py); None when the socket cannot be served (the hook then answers
+    (mount/journalhook.py); None when the socket cannot be served (the hook then answers
     "everything": git looks at every file, slower but right)."""
-    from ..core.hooksocket import HookServer
-    from ..core.journalhook import JournalAnswerer
+    from ..mount.hooksocket import HookServer
+    from ..mount.journalhook import JournalAnswerer
 
     try:
         server = HookServer(own, JournalAnswerer(ws.overlay))
@@ -483,7 +484,7 @@ PR_SET_DUMPABLE = 4
 def _upper_on(home_dir: str, upper: str) -> str:
     """Where an overlay mount's upper layer lives: ``layers`` (the home's layers file system)
     or ``host`` (a plain directory, ``layers = off`` or a state dir made before)."""
-    from ..core import layers as layers_fs
+    from ..core.vaults import layers as layers_fs
 
     return "layers" if layers_fs.on_layers(home_dir, upper) else "host"
 
@@ -492,8 +493,8 @@ def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
     """Where the upper layer is on the home's layers file system: no copy-on-write for what
     the mount writes (a state dir made before avfs set it on new ones), and the loop device
     doing direct I/O (an image mounted before avfs set it) -- big files then go at about the
-    host's speed (core/layers.py, "tuning")."""
-    from ..core import layers as layers_fs
+    host's speed (core/vaults/layers.py, "tuning")."""
+    from ..core.vaults import layers as layers_fs
 
     if not layers_fs.on_layers(home_dir, layers["upper"]):
         return

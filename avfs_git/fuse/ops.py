@@ -49,15 +49,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import mfusepy as fuse
 
-from ..core import names
 from ..core.errors import AvfsError, is_no_space
-from ..core.objects import BlobStream
+from ..core.store import names
+from ..core.store.objects import BlobStream
 from ..core.types import MODE_EXEC
-from ..core.workspace import Node, Workspace
-from ..core.worktree import inode_of
+from ..core.workspace.workspace import Node, Workspace
+from ..mount.worktree import inode_of
 
 if TYPE_CHECKING:
-    from ..core.vault import Vault
+    from ..core.vaults.vault import Vault
 
 F = TypeVar("F", bound=Callable[..., Any])
 GITFILE = "/.git"
@@ -395,7 +395,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def _open_rw(self, p: str, node: Node, flags: int) -> int:
         """A writable handle on ``p``'s overlay file (``node``: materialized). The shared
         flock says "in use" to a checkpoint, which then keeps the entry; one retiring the
-        entry holds the file exclusively until it is gone (core/overlay.py, ``retire``), so
+        entry holds the file exclusively until it is gone (core/workspace/overlay.py, ``retire``), so
         a file found retired once the lock is ours is opened again from the new base:
         writes never go to a file the workspace no longer shows."""
         for _ in range(8):

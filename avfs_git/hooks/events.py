@@ -22,9 +22,9 @@ import shlex
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..core import registry
 from ..core.errors import AvfsError, HookEventError
 from ..core.settings import Settings
+from ..core.vaults import registry
 
 __all__ = [
     "AGENTS",
@@ -185,8 +185,8 @@ def _refuse(agent: str, event: str, message: str) -> HookAnswer:
 
 def _checkpoint(settings: Settings, where: registry.MountedFork, message: str) -> tuple[str, bool]:
     """Checkpoint the fork; (commit, created). Imports pygit2: only when there is a fork."""
-    from ..core import checkpoint
-    from ..core.home import open_home
+    from ..core.operations import checkpoint
+    from ..core.vaults.home import open_home
 
     vault = open_home(settings=settings).vault(where.vault)
     res = checkpoint.save(vault, where.fork, message=message)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..core.names import SHELL_FS_NAME
-from ..core.registry import RECORDS
+from ..core.store.names import SHELL_FS_NAME
+from ..core.vaults.registry import RECORDS
 
 __all__ = ["PRE_RECEIVE", "PRE_RECEIVE_MARK"]
 
@@ -58,6 +58,6 @@ while read -r old new ref; do
 done
 exit $status
 """
-# the registry's layout and file names from the modules that define them (core/registry.py,
-# core/names.py), so the script and avfs cannot drift apart
+# the registry's layout and file names from the modules that define them (core/vaults/registry.py,
+# core/store/names.py), so the script and avfs cannot drift apart
 PRE_RECEIVE: Final = _TEMPLATE.replace("@FS_NAME@", SHELL_FS_NAME).replace("@RECORDS@", RECORDS)

@@ -32,9 +32,9 @@ from ..core.errors import InvalidPathError, UsageError
 from ..core.types import json_document
 
 if TYPE_CHECKING:
-    from ..core.home import Home
     from ..core.settings import Settings
-    from ..core.vault import Vault
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
 
 # -- input schemas ---------------------------------------------------------------------------
 # Every byte here is in each agent's context before it does anything (tools/list is sent
@@ -307,7 +307,7 @@ class AvfsTools:
     @property
     def home(self) -> Home:
         if self._home is None:
-            from ..core.home import open_home
+            from ..core.vaults.home import open_home
 
             self._home = open_home(self.home_path, settings=self.settings)
         return self._home
@@ -353,7 +353,7 @@ class AvfsTools:
         """The vault and fork a call acts on: its ``vault`` (``VAULT`` or ``VAULT:FORK``) and
         ``fork``, else the server's ``--vault``, else the home's default vault. The
         ``--vault`` fork stays the default for that vault even when a call names it."""
-        from ..core import names
+        from ..core.store import names
 
         default_vault, default_fork = names.parse_address(self.default) if self.default else (None, None)
         vault_arg: str | None = args.get("vault")
@@ -395,14 +395,14 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), **vault.workspace(fork).status_report()}
 
     def _t_read_file(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import names
+        from ..core.store import names
 
         vault, fork = self._target(args)
         path = names.norm_path(args["path"])
         blob: str | None
         if "rev" in args:
-            from ..core import history
-            from ..core.gitstore import blob_id
+            from ..core.operations import history
+            from ..core.store.gitstore import blob_id
 
             data = history.read_at(vault, fork, args["rev"], path)
             blob = blob_id(data)
@@ -449,7 +449,7 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "stat": st, "blob": ws.blob_of(st.path)}
 
     def _t_list_files(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import names
+        from ..core.store import names
         from ..core.types import DirEntry, NodeKind
 
         vault, fork = self._target(args)
@@ -466,7 +466,7 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "path": shown, "entries": entries}
 
     def _t_grep(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import search
+        from ..core.operations import search
 
         vault, fork = self._target(args)
         files_only = args.get("files_only", False)
@@ -493,7 +493,7 @@ class AvfsTools:
 
     # -- checkpoints and history -------------------------------------------------------------
     def _t_checkpoint_save(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import checkpoint
+        from ..core.operations import checkpoint
 
         vault, fork = self._target(args)
         res = checkpoint.save(
@@ -507,7 +507,7 @@ class AvfsTools:
         }
 
     def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import checkpoint
+        from ..core.operations import checkpoint
 
         vault, fork = self._target(args)
         items = checkpoint.list_checkpoints(
@@ -516,20 +516,20 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "checkpoints": items}
 
     def _t_checkpoint_restore(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import checkpoint
+        from ..core.operations import checkpoint
 
         vault, fork = self._target(args)
         return {"restore": checkpoint.restore(vault, fork, args["rev"])}
 
     def _t_undo(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import checkpoint
+        from ..core.operations import checkpoint
 
         vault, _ = self._target({"vault": args.get("vault")})
         res = checkpoint.undo(vault, args.get("op_id"))
         return {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}
 
     def _t_log(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import history
+        from ..core.operations import history
 
         vault, fork = self._target(args)
         all_forks = args.get("all", False)
@@ -537,7 +537,7 @@ class AvfsTools:
         return {**self._workspace_ref(vault, fork), "all": all_forks, "commits": commits}
 
     def _t_diff(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import history
+        from ..core.operations import history
 
         old, new = args.get("old"), args.get("new")
         if new is not None and old is None:
@@ -561,7 +561,8 @@ class AvfsTools:
         return data
 
     def _t_merge(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import merge, refs
+        from ..core.operations import merge
+        from ..core.store import refs
 
         vault, target = self._target(args)
         source: str = args["source"]
@@ -587,7 +588,7 @@ class AvfsTools:
         return self._merge_document(vault.name, target, res)
 
     def _t_merge_continue(self, args: dict[str, Any]) -> dict[str, Any]:
-        from ..core import merge
+        from ..core.operations import merge
 
         vault, target = self._target(args)
         if args.get("abort", False):
@@ -607,7 +608,7 @@ class AvfsTools:
         import subprocess
         import tempfile
 
-        from ..core import names
+        from ..core.store import names
         from ..proxy.execute import ExecRequest, execute
 
         cwd: str = args.get("cwd", "")

@@ -4,7 +4,7 @@ A mount is a daemon process (``python -m avfs_git.fuse.daemon``) that outlives t
 command. ``mount()`` returns only when the daemon's ``init`` callback ran, i.e. after the
 kernel handshake: the daemon writes one byte to a pipe the parent reads (a readiness gate,
 not a sleep or a log line). The daemon records the mount in the mount registry
-(:mod:`avfs_git.core.registry`: where the records live, reading and writing them,
+(:mod:`avfs_git.core.vaults.registry`: where the records live, reading and writing them,
 liveness).
 
 A daemon killed with -9 leaves nothing mounted (``auto_unmount``: fusermount3 unmounts when
@@ -28,7 +28,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core import names, registry
 from ..core.errors import (
     AlreadyExistsError,
     BusyError,
@@ -37,13 +36,15 @@ from ..core.errors import (
     MountError,
     UsageError,
 )
-from ..core.locks import pid_alive
-from ..core.registry import mount_key, mounted_at
 from ..core.settings import Settings
+from ..core.store import names
+from ..core.store.locks import pid_alive
+from ..core.vaults import registry
+from ..core.vaults.registry import mount_key, mounted_at
 
 if TYPE_CHECKING:
-    from ..core.home import Home
-    from ..core.vault import Vault
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -301,7 +302,7 @@ def mount(
     vault.require_fork(fork)
     commit: str | None = None
     if revision is not None:
-        from ..core.history import resolve
+        from ..core.operations.history import resolve
 
         commit = resolve(vault, revision, fork)
     key = mount_key(fork, commit)
@@ -350,7 +351,7 @@ def mount(
             no_overlay = "the vault has a file-count quota, which the pure-FUSE mount enforces per write"
         elif no_overlay is None and cfg.get("quota_bytes", -1) not in (-1, None):
             # a bytes quota the kernel enforces (the vault's qgroup in the layers file
-            # system, core/layers.py) holds through an overlay mount too
+            # system, core/vaults/layers.py) holds through an overlay mount too
             kernel_why = _kernel_quota_why(vault, fork)
             if kernel_why is not None:
                 no_overlay = (

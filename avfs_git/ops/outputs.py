@@ -19,7 +19,7 @@ from __future__ import annotations
 import glob
 import os
 
-from ..core.untrusted import read_file
+from ..core.workspace.untrusted import read_file
 
 __all__ = ["naming"]
 

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..core import checkpoint, names, refs
 from ..core.errors import (
     AvfsError,
     BusyError,
@@ -39,14 +38,16 @@ from ..core.errors import (
     PermissionDeniedError,
     UsageError,
 )
-from ..core.gitstore import GitStore, blob_id, file_blob_id
-from ..core.merge import MergeResult, merge
+from ..core.operations import checkpoint
+from ..core.operations.merge import MergeResult, merge
+from ..core.store import names, refs
+from ..core.store.gitstore import GitStore, blob_id, file_blob_id
 from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, CommitId, NodeKind, to_json
-from ..core.wsstatus import ignored_count
+from ..core.workspace.wsstatus import ignored_count
 
 if TYPE_CHECKING:
-    from ..core.home import Home
-    from ..core.vault import Vault
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
     from .mounts import MountInfo
 
 # the commit the origin directory's files last matched (avfs' own namespace: clones don't
@@ -196,7 +197,7 @@ def origin_commit(vault: Vault) -> CommitId | None:
 
 def find_vault_for(home: Home, directory: str) -> str | None:
     """The name of the vault ``up`` made from ``directory`` (a real path), if any."""
-    from ..core.registry import origin_vault
+    from ..core.vaults.registry import origin_vault
 
     return origin_vault(home.path, directory)
 
@@ -213,8 +214,8 @@ def _vault_name_for(home: Home, directory: str) -> str:
 
 def _list_dir(src: str, git_dir: str) -> list[str]:
     """The files an import of ``src`` takes (.gitignore honoured, as the import does)."""
-    from ..core import ignore
-    from ..core.importer import git_toplevel
+    from ..core.vaults.importer import git_toplevel
+    from ..core.workspace import ignore
 
     top = git_toplevel(src)
     if top is not None and os.path.realpath(top) == src:
@@ -415,7 +416,7 @@ def nested_warning(vault: Vault, src: str, instead: str = "avfs up") -> str | No
     (git keeps them out of a tree: they are repositories of their own), and when that left
     the vault empty, what to run instead (``instead`` then the repository's path); None when
     there are none."""
-    from ..core.importer import nested_repositories
+    from ..core.vaults.importer import nested_repositories
 
     nested = nested_repositories(src, vault.path)
     if not nested:
@@ -496,7 +497,7 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
     if action not in ("keep", "discard", "leave"):
         raise UsageError(f"action must be keep, discard or leave, not {action!r}")
     vault.require_fork(fork)
-    from ..core.mergestate import refuse_if_merging
+    from ..core.workspace.mergestate import refuse_if_merging
 
     # before the unmount: down checkpoints the fork, which an open merge refuses
     refuse_if_merging(vault.workspace(fork), "avfs down (it checkpoints the fork)")

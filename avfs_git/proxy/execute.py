@@ -29,7 +29,6 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from ..core import audit, names
 from ..core.errors import (
     EXIT_DENIED,
     ApprovalRequiredError,
@@ -47,16 +46,18 @@ from ..core.errors import (
     WriteBackIncompleteError,
     unexpected,
 )
+from ..core.store import names
 from ..core.types import Change
+from ..core.vaults import audit
 from . import approval, runner
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    from ..core.home import Home
-    from ..core.upperwatch import UpperWatch
-    from ..core.vault import Vault
-    from ..core.workspace import Workspace
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
+    from ..core.workspace.upperwatch import UpperWatch
+    from ..core.workspace.workspace import Workspace
     from ..policy import Decision, Policy
     from .standby import Standbys
 
@@ -233,7 +234,7 @@ def _change_dict(c: Change) -> dict[str, Any]:
 def _untracked_by(ws: Workspace, old: str | None, new: str | None) -> set[str]:
     """The paths the branch's move from ``old`` to ``new`` deleted while the workspace
     still shows them: what the command's git untracked (`git rm --cached`, then commit)."""
-    from ..core.treediff import diff_trees
+    from ..core.store.treediff import diff_trees
 
     if old is None or new is None:
         return set()
@@ -316,7 +317,7 @@ def _state(
 ) -> dict[str, Any]:
     """The fork's state for the envelope (``uncheckpointed``: the count of changes when
     it is known without a status)."""
-    from ..core.mergestate import open_merge
+    from ..core.workspace.mergestate import open_merge
 
     n = _count_changes(ws, journal) if uncheckpointed is None else uncheckpointed
     out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": n}
@@ -381,7 +382,7 @@ def _identity(req: ExecRequest) -> Any:
     mount's daemon serving a client) take the caller's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``."""
     if req.base_env is None:
         return contextlib.nullcontext()  # this process' own environment: the home has it
-    from ..core import identity
+    from ..core.store import identity
 
     return identity.using(identity.from_environ(dict(req.base_env)))
 
@@ -506,7 +507,7 @@ def _execute(
         dirty = _dirty(ws, journal)
         if dirty:
             reason = "uncheckpointed_changes"
-    from ..core import merge as merging
+    from ..core.operations import merge as merging
 
     # a merge with written conflicts is open: the command runs in it, and nothing is
     # checkpointed or committed (its changes are part of the merge's resolution, which
@@ -524,7 +525,7 @@ def _execute(
     # the record is kept beside the branch; see docs/proxy.md, Git inside)
     record: str | None = None
     if reason is not None:
-        from ..core import checkpoint  # (loaded only when committing)
+        from ..core.operations import checkpoint  # (loaded only when committing)
 
         record = checkpoint.snapshot(vault, fork, f"avfs proxy exec: before `{_short(req.command_text())}`")
         res.checkpoint = {
@@ -695,8 +696,8 @@ def _execute(
 
         _settle(ws, seq0)
         if sandbox is not None or view is not None:  # it could write the worktree's git dir
-            from ..core.registry import mount_key
-            from ..core.worktree import scrub
+            from ..core.vaults.registry import mount_key
+            from ..mount.worktree import scrub
 
             scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
         alive = mounts.check(vault, fork) is not None
@@ -756,7 +757,7 @@ def _execute(
                 if (_under_any(c.path, roots) or (c.old_path and _under_any(c.old_path, roots)))
                 and not _under_any(c.path, untracked)
             ]
-        from ..core.wsstatus import ignored_count  # the one count status and checkpoint give
+        from ..core.workspace.wsstatus import ignored_count  # the one count status and checkpoint give
 
         res.ignored = ignored_count(ignored, roots)
     res.changes = [_change_dict(c) for c in changes]
@@ -771,7 +772,7 @@ def _execute(
         untouched = False  # the record landed with the commit of what the command changed
         res.not_recorded += [g for g in gitlinks if g not in res.not_recorded]
     elif req.commit and changes and not in_merge and over is None:
-        from ..core import checkpoint
+        from ..core.operations import checkpoint
 
         def only(path: str) -> bool:
             if _under_any(path, untracked):
@@ -827,8 +828,8 @@ def _land(vault: Vault, fork: str, res: ExecResult, record: str, message: str, k
     when it changed nothing); True when it landed. With ``keep`` (the command moved the
     branch itself, or ``--no-commit``), or when the fork moved meanwhile, it is kept
     beside the branch under a recovery ref instead (``checkpoint.ref``), and False."""
-    from ..core import checkpoint
     from ..core.errors import RefMovedError
+    from ..core.operations import checkpoint
 
     assert res.checkpoint is not None
     if not keep:
@@ -855,7 +856,7 @@ def _keep_unlanded(vault: Vault, fork: str, res: ExecResult, record: str) -> Non
     failed between the record and its landing)."""
     cp = res.checkpoint
     if cp is not None and not cp["on_branch"] and cp["ref"] is None:
-        from ..core import checkpoint
+        from ..core.operations import checkpoint
 
         cp["ref"] = checkpoint.keep_snapshot(vault, fork, record)
 
@@ -875,8 +876,8 @@ def _with_identity(env: dict[str, str], ws: Workspace) -> dict[str, str]:
 
 
 def _worktree(vault: Vault, fork: str) -> str:
-    from ..core.registry import mount_key
-    from ..core.worktree import worktree_dir
+    from ..core.vaults.registry import mount_key
+    from ..mount.worktree import worktree_dir
 
     return worktree_dir(vault, mount_key(fork, None))
 
@@ -1138,9 +1139,9 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
     masked) the sandbox shows read-only at its own path, so that ``git status`` there gets
     fsmonitor answers: the hook ``config.worktree`` names (its sandbox variant) and the
     daemon's socket (a read-only bind of a socket still takes connections)."""
-    from ..core.hooksocket import SOCKET_NAME
-    from ..core.registry import mount_key
-    from ..core.worktree import HOOK_FILE, HOOKS_DIR, files_dir
+    from ..core.vaults.registry import mount_key
+    from ..mount.hooksocket import SOCKET_NAME
+    from ..mount.worktree import HOOK_FILE, HOOKS_DIR, files_dir
 
     own = files_dir(vault, mount_key(fork, None))
     hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)
@@ -1181,7 +1182,7 @@ def _settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
     exits the mount may still hold a file it wrote "in use"; a checkpoint then keeps its
     entry in the overlay (to lose nothing written later) and the fork would look changed
     after the commit."""
-    from ..core.overlay import FILE
+    from ..core.workspace.overlay import FILE
 
     if ws.overlay.upper_active():
         return  # an overlay mount: the kernel wrote the files itself, nothing holds them
@@ -1199,7 +1200,7 @@ def _exec_lock(vault: Vault, fork: str) -> Any:
     """Take the fork's exec lock (waiting for a running command); returns its release."""
     import contextlib
 
-    from ..core.locks import exec_lock_path, file_lock
+    from ..core.store.locks import exec_lock_path, file_lock
 
     path = exec_lock_path(vault.state_dir, fork)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -1262,7 +1263,7 @@ def _stdin_digest(
 
 
 def _short(text: str, n: int = 200) -> str:
-    from ..core.redact import redact
+    from ..core.store.redact import redact
 
     # arguments that are not UTF-8 (surrogate escapes) cannot go into a commit message as is;
     # a URL's credentials (`git push https://TOKEN@host/...`) never go into one

@@ -45,15 +45,15 @@ import shutil
 import stat
 from typing import TYPE_CHECKING, Any
 
-from ..core import gitnames, refs
-from ..core.gitrun import git_env, run
-from ..core.names import fs_name
-from ..core.untrusted import read_file
+from ..core.store import gitnames, refs
+from ..core.store.gitrun import git_env, run
+from ..core.store.names import fs_name
+from ..core.workspace.untrusted import read_file
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
-    from ..core.vault import Vault
+    from ..core.vaults.vault import Vault
 
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _LOOSE = re.compile(r"[0-9a-f]{2}")
@@ -477,8 +477,8 @@ def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
     """When the command changed the worktree's ``HEAD``: put it back as it was before the
     run (or on the fork's branch) and return what the command left (``b""``: no regular
     file); None when it did not change it."""
-    from ..core import worktree
-    from ..core.registry import mount_key
+    from ..core.vaults.registry import mount_key
+    from ..mount import worktree
 
     if sealed.git_dir is None:
         return None
@@ -502,8 +502,8 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
     detached HEAD, checkpoints refuse until `git switch FORK`), it is set again; anything
     else (another fork's branch, which the person's next `git commit` would move; a link;
     not git's) stays put back, and is reported (None: nothing to say)."""
-    from ..core import worktree
-    from ..core.registry import mount_key
+    from ..core.vaults.registry import mount_key
+    from ..mount import worktree
 
     key = mount_key(sealed.fork, None)
     fork_ref = refs.fork_ref(sealed.fork)

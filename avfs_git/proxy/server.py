@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..core.home import Home
-    from ..core.vault import Vault
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
     from .runner import Stop
 
 log = logging.getLogger("avfs.proxy")

@@ -272,6 +272,6 @@ def _key(sb: Sandbox) -> tuple[str, ...]:
 
 
 def _mounted(path: str) -> bool:
-    from ..core.registry import mounted_at
+    from ..core.vaults.registry import mounted_at
 
     return mounted_at(path)

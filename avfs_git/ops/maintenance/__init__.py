@@ -19,7 +19,7 @@
   ``<vault>/avfs/lost+found/``.
 
 The mount registry (its records, liveness, the kernel's mount table) is read through
-:mod:`avfs_git.core.registry`; unmounting is :mod:`avfs_git.ops.mounts`'s (imported lazily:
+:mod:`avfs_git.core.vaults.registry`; unmounting is :mod:`avfs_git.ops.mounts`'s (imported lazily:
 only the commands that repair mounts need it).
 
 One module per job (docs/architecture.md): :mod:`.common` (the thresholds, the retention,

@@ -14,10 +14,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ...core import layers, packwriter, refs
 from ...core.errors import ObjectUnreadableError
-from ...core.gitstore import TREE_ENTRY
+from ...core.store import packwriter, refs
+from ...core.store.gitstore import TREE_ENTRY
 from ...core.types import to_json
+from ...core.vaults import layers
 from .collect import clear_keep_refs
 from .common import KEEP, ORPHAN_FILE_S, git, open_overlay_db, overlay_usage, unlink_quiet, ws_dirs
 from .findings import CHECKS, Finding, finding
@@ -26,8 +27,8 @@ from .leftovers import mount_leftovers, mount_owners, stale_kernel_mounts
 from .pruning import is_avfs_lock, remove_lock, stale_locks
 
 if TYPE_CHECKING:
-    from ...core.home import Home
-    from ...core.vault import Vault
+    from ...core.vaults.home import Home
+    from ...core.vaults.vault import Vault
 
 MAX_OBJECT_FINDINGS = 50  # unreadable objects named one by one; the rest as a count
 

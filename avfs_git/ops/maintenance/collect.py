@@ -16,11 +16,12 @@ import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from ...core import layers, packwriter, refs
 from ...core.errors import BusyError, UsageError, from_oserror
-from ...core.gitstore import rfc3339
-from ...core.locks import file_lock
+from ...core.store import packwriter, refs
+from ...core.store.gitstore import rfc3339
+from ...core.store.locks import file_lock
 from ...core.types import to_json
+from ...core.vaults import layers
 from .common import (
     DAY_S,
     KEEP,
@@ -36,8 +37,8 @@ from .common import (
 from .vaultstats import ObjectCounts, count_objects
 
 if TYPE_CHECKING:
-    from ...core.home import Home
-    from ...core.vault import Vault
+    from ...core.vaults.home import Home
+    from ...core.vaults.vault import Vault
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -277,7 +278,7 @@ def _tag_time(ref: str) -> float | None:
 
 
 def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
-    from ...core import gitrun
+    from ...core.store import gitrun
 
     gitrun.run(args, git_dir=vault_path, input=data, text=True)
 

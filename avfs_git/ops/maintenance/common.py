@@ -11,15 +11,16 @@ import sqlite3
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from ...core import layers, refs, registry
 from ...core.errors import AvfsError, UsageError
-from ...core.gitstore import git_errors
-from ...core.names import from_fs_name
+from ...core.store import refs
+from ...core.store.gitstore import git_errors
+from ...core.store.names import from_fs_name
 from ...core.types import to_json
+from ...core.vaults import layers, registry
 
 if TYPE_CHECKING:
-    from ...core.home import Home
-    from ...core.vault import Vault
+    from ...core.vaults.home import Home
+    from ...core.vaults.vault import Vault
 
 DAY_S = 86400.0
 MAINTENANCE_LOCK = ".maintenance"  # one gc at a time per vault (a name no fork can have)
@@ -75,7 +76,7 @@ def retention_for(vault: Vault[Home] | None = None, home: Home | None = None) ->
 
 
 def git(vault_path: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    from ...core import gitrun
+    from ...core.store import gitrun
 
     return gitrun.run(args, git_dir=vault_path, check=check, details={"vault": vault_path}, text=True)
 

@@ -8,7 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ...core.vault import Vault
+    from ...core.vaults.vault import Vault
 
 CHECKS = ("fsck", "objects", "overlays", "mounts", "state_dirs", "locks", "layers")
 

@@ -1,4 +1,4 @@
-"""Doctor's ``layers`` check: the home's layers file system (core/layers.py) mountable,
+"""Doctor's ``layers`` check: the home's layers file system (core/vaults/layers.py) mountable,
 writable, with room on the host, and no subvolume that no state dir link names."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ...core import layers
+from ...core.vaults import layers
 from .common import mtime
 from .findings import Finding, finding
 
 if TYPE_CHECKING:
-    from ...core.home import Home
+    from ...core.vaults.home import Home
 
 ORPHAN_SUBVOLUME_AGE_S = 3600.0  # younger ones may be a fork in the middle of being made
 LAYERS_HOST_LOW = 2 << 30  # host free space under which (or under 5 % of it) doctor warns
@@ -41,7 +41,7 @@ def _layer_links(home: Home) -> set[str]:
 
 
 def check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
-    """The home's layers file system (core/layers.py): mountable, writable, room on the
+    """The home's layers file system (core/vaults/layers.py): mountable, writable, room on the
     host for what it may still take, and no subvolume that no state dir link names."""
     img = layers.image_path(home.path)
     if not os.path.exists(img):

@@ -14,15 +14,15 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...core import registry
-from ...core.locks import pid_alive
-from ...core.names import from_fs_name
+from ...core.store.locks import pid_alive
+from ...core.store.names import from_fs_name
+from ...core.vaults import registry
 from .common import RegisteredMount, daemon_alive, mtime, names_in, registered_mounts, unlink_quiet
 from .findings import Finding, finding
 
 if TYPE_CHECKING:
-    from ...core.home import Home
-    from ...core.vault import Vault
+    from ...core.vaults.home import Home
+    from ...core.vaults.vault import Vault
 
 # -- what a crashed mount daemon leaves -------------------------------------------------------
 #
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # "Gone" is checked against pid reuse: the pid must run the mount daemon for this home and
 # vault (its command line) and must have started before the file was written (its start
 # time); a pid the kernel has given to another process since is not the daemon.
-# (core/registry.py: daemon_alive, and why)
+# (core/vaults/registry.py: daemon_alive, and why)
 
 YOUNG_S = 60.0  # a worktree without a registry record younger than this may be being written
 
@@ -127,7 +127,7 @@ def _mount_dirs(vault: Vault, now: float) -> list[tuple[str, str]]:
     """(path, key) of the mounts' own directories (``<vault>/avfs/mounts/<key>.d``) with
     no worktree (that one's cleanup takes it along) and no live daemon, older than a
     minute (one being made)."""
-    from ...core.worktree import worktree_dir
+    from ...mount.worktree import worktree_dir
 
     root = os.path.join(vault.state_dir, registry.RECORDS)
     out = []

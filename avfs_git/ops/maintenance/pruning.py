@@ -12,10 +12,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...core import refs
 from ...core.errors import BusyError, InvalidNameError, UsageError
-from ...core.locks import flock_held
-from ...core.names import check_fork_name, from_fs_name
+from ...core.store import refs
+from ...core.store.locks import flock_held
+from ...core.store.names import check_fork_name, from_fs_name
 from ...core.types import to_json
 from .common import (
     DAY_S,
@@ -35,8 +35,8 @@ from .common import (
 from .leftovers import clean_dead_mount
 
 if TYPE_CHECKING:
-    from ...core.home import Home
-    from ...core.vault import Vault
+    from ...core.vaults.home import Home
+    from ...core.vaults.vault import Vault
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

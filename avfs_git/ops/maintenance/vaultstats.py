@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ...core import refs
-from ...core.gitstore import rfc3339
+from ...core.store import refs
+from ...core.store.gitstore import rfc3339
 from ...core.types import Operation, to_json
 from .common import git, last_change, overlay_usage, registered_mounts
 
 if TYPE_CHECKING:
-    from ...core.vault import Vault
+    from ...core.vaults.vault import Vault
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

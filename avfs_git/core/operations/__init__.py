@@ -1,0 +1,2 @@
+"""Operations over vaults: checkpoints, merges, history (log, diff, show), remotes, search.
+The top tier of core; nothing in core imports it."""

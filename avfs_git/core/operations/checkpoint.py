@@ -1,0 +1,547 @@
+"""Checkpoints, restore, revert, checkout of a path, and undo.
+
+Every function here that moves a ref or discards a view of a workspace:
+
+1. takes the fork lock(s);
+2. keeps what it would discard (uncheckpointed overlay) as a commit under a recovery ref
+   (``refs/avfs/recovery/<fork>/-/<id>``, parent = the workspace's base);
+3. moves refs by compare-and-swap only (:func:`.refs.cas_update`);
+4. records an operation (:mod:`.oplog`) with refs and workspace states before and after,
+   so :func:`undo` can put them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DirtyWorkspaceError,
+    ExpectMismatchError,
+    NothingToUndoError,
+    RefMovedError,
+    RevisionNotFoundError,
+    UsageError,
+    from_oserror,
+)
+from ..store import locks, names, packwriter, refs
+from ..store.gitnames import NotRecorded
+from ..store.gitstore import git_error, git_errors, prefer_libgit2, rfc3339
+from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
+from ..workspace import wscommit
+from ..workspace.wscommit import keep_recovery, ws_state
+from ..workspace.wsstatus import ignored_count
+from .history import checkpoint_names, resolve
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..vaults.vault import Vault
+    from ..workspace.workspace import Workspace
+
+
+_saves = 0  # checkpoints saved by this process (see save)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointResult:
+    checkpoint: CheckpointInfo
+    created: bool  # False: nothing had changed, no new commit (a name may still be set)
+    op_id: int | None
+    # paths of the workspace git refuses (GIT~1, '.git ', a .gitmodules link...): left out
+    # of the commit, kept in the workspace (see :mod:`.gitnames`)
+    not_recorded: tuple[NotRecorded, ...] = ()
+    ignored: int = 0  # paths git ignores, left out of the commit (they stay in the workspace)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestoreResult:
+    vault: str
+    fork: str
+    commit: CommitId
+    previous: CommitId | None
+    recovery_ref: str | None
+    op_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UndoResult:
+    undone: Operation
+    op_id: int
+    recovery_ref: str | None
+
+
+def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:
+    c = vault.store.commit_fields(commit)  # the raw object: no pygit2 for `checkpoint save`
+    return CheckpointInfo(
+        vault=vault.name,
+        fork=fork,
+        name=name,
+        commit=CommitId(commit),
+        parent=c.parents[0] if c.parents else None,
+        time=rfc3339(c.commit_time),
+        message=c.message,
+        changes=None,
+    )
+
+
+def save(
+    vault: Vault,
+    fork: str | None = None,
+    name: str | None = None,
+    message: str | None = None,
+    *,
+    rebase: bool = True,
+    on: str | None = None,
+    expect_head: str | None = None,
+    only: Callable[[str], bool] | None = None,
+) -> CheckpointResult:
+    """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
+
+    When the fork moved since the workspace's base (a push into the vault, a commit made
+    elsewhere, a merge), the changes are rebased onto the new tip with a three-way merge
+    (``rebase``, the default, when that is conflict-free).
+
+    ``only``: the paths to record (``proxy exec`` after its command's own `git commit`:
+    what the command changed, not what the view keeps of the paths git left out); the rest
+    stays uncheckpointed.
+
+    ``expect_head``: only if the fork's branch is at that revision now (fork-level
+    compare-and-swap): else ExpectMismatchError, nothing saved.
+
+    ``on``: a :func:`snapshot` of this workspace taken earlier (``proxy exec``'s record
+    of the fork before its command): it lands on the fork with the checkpoint, between
+    the base and it (see :func:`.wscommit.commit_overlay`); RefMovedError when the fork
+    moved since.
+
+    Raises:
+        ConflictError: the fork moved and the changes conflict with it (nothing changed).
+        RefMovedError: the fork moved and ``rebase`` is False (nothing changed).
+        AlreadyExistsError: a checkpoint of that name exists on the fork.
+    """
+    fork = fork or vault.default_fork
+    if name is not None:
+        names.check_fork_name(name, "checkpoint")
+        if "/" in name:
+            raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
+    global _saves
+    _saves += 1
+    if _saves == 2:
+        # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips
+        # its ~40-80 ms import: git's update-ref and config, pure reads); one that saves
+        # more is long-lived, where libgit2's ref transactions and reads save ~3 ms each.
+        prefer_libgit2()
+    ws = vault.workspace(fork)
+    with _no_exec_running(vault, fork), vault.lock(fork):
+        ws.sync_base()
+        check_head(vault, fork, expect_head)
+        name_ref = refs.checkpoint_ref(fork, name) if name else None
+        if name_ref and refs.read_ref(vault.store, name_ref) is not None:
+            raise AlreadyExistsError(
+                f"fork {fork} already has a checkpoint named {name!r}",
+                hint="pick another name or delete it with `avfs checkpoint delete`",
+                details={"name": name},
+            )
+        base = ws.base
+        tip = ws.tip()  # differs from base when the fork moved: then the changes are rebased
+        msg = message or (f"checkpoint {name}" if name else "checkpoint")
+        if not msg.endswith("\n"):
+            msg += "\n"
+        commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
+        if commit is not None and on is None:
+            # what the ref moved from: a `git commit` in the mount may have landed since the
+            # tip was read (the checkpoint then went on top of it): undo goes back to that
+            # (with ``on``, the commit's parent is that record, whose parent is the tip)
+            tip = str(vault.store.commit_fields(commit).parents[0])
+        ignored = ignored_count(ws.captured_ignored)
+        changed: list[dict[str, str | None]] = []
+        if commit is not None:
+            changed.append({"ref": ws.ref, "old": tip, "new": commit})
+        target = commit or base
+        if name_ref:
+            refs.cas_update(vault.store, name_ref, target, None, f"avfs: checkpoint {name}")
+            changed.append({"ref": name_ref, "old": None, "new": target})
+        op_id = None
+        if changed:
+            tree = vault.store.commit_tree(target)
+            op_id = vault.oplog.record(
+                "checkpoint",
+                f"checkpoint {name or target[:12]} on {fork}",
+                fork=fork,
+                refs=changed,
+                workspaces=[
+                    {
+                        "fork": fork,
+                        # undoing a rebased checkpoint leaves its changes on the new tip
+                        "before": {"base": tip or base, "tree": tree if commit else None},
+                        "after": {"base": target, "tree": None},
+                        "view_changed": False,
+                    }
+                ],
+                details={"name": name, "captured": len(captured)},
+            )
+    if commit is not None:
+        packwriter.maybe_consolidate(vault.path)
+    info = _info(vault, fork, target, name)
+    # entries committed, directories aside: a file written, deleted or moved counts one; a
+    # moved or deleted directory counts once (counting its files would cost a tree diff)
+    count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
+    if commit is not None and ws.overlay.upper_active():
+        # an overlay mount's upper layer keeps what earlier checkpoints recorded: count the
+        # paths this commit changed (a tree diff, O(changes)) rather than what it captured
+        from ..store.treediff import diff_trees
+
+        diffs: list[Change] = []
+        parents = vault.store.commit_fields(commit).parents
+        diff_trees(
+            vault.store,
+            vault.store.commit_tree(str(parents[0])) if parents else None,
+            vault.store.commit_tree(commit),
+            "",
+            diffs,
+        )
+        count = len(diffs)
+    info = dataclasses.replace(info, changes=count)
+    left = ws.not_recorded()
+    return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
+
+
+def snapshot(vault: Vault, fork: str, message: str) -> str | None:
+    """The fork's workspace as a commit on its base that no ref names and nothing moves to
+    (``proxy exec``'s record of the fork before its command: it lands on the fork only
+    with the commit after the command, :func:`save` ``on=``, or is kept beside it,
+    :func:`keep_snapshot`); None when the workspace shows its base."""
+    if not message.endswith("\n"):
+        message += "\n"
+    ws = vault.workspace(fork)
+    with _no_exec_running(vault, fork), vault.lock(fork):
+        ws.sync_base()
+        return wscommit.snapshot(ws, message)
+
+
+def keep_snapshot(vault: Vault, fork: str, commit: str) -> str:
+    """Name a :func:`snapshot` that did not land on the fork by a recovery ref of the
+    fork (``refs/avfs/recovery/<fork>/-/exec-...``: ``gc`` expires it as the others);
+    returns the ref."""
+    return wscommit.keep_ref(vault.workspace(fork), commit, "exec", "proxy exec: the fork before its command")
+
+
+def _no_exec_running(vault: Vault, fork: str) -> Any:
+    """Wait (``AVFS_LOCK_WAIT``, 10 s by default) for a ``proxy exec`` running on ``fork``,
+    then :class:`.errors.BusyError` (exit 75): its commit holds exactly its command's
+    changes (docs/proxy.md), which a checkpoint taken meanwhile would split. The exec's own
+    checkpoints hold the lock already (it is re-entrant per thread)."""
+    path = locks.exec_lock_path(vault.state_dir, fork)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as exc:
+        raise from_oserror(exc, os.path.dirname(path)) from exc
+    return locks.file_lock(
+        path, what=f"fork {fork} of vault {vault.name} (a `proxy exec` runs there)", wait_s=vault.lock_wait_s
+    )
+
+
+def list_checkpoints(
+    vault: Vault, fork: str | None = None, *, all_commits: bool = False, limit: int = 100
+) -> list[CheckpointInfo]:
+    """Named checkpoints of ``fork`` (newest first); with ``all_commits`` every commit of
+    the fork's first-parent history, named or not."""
+    fork = fork or vault.default_fork
+    vault.require_fork(fork)
+    repo = vault.store.repo
+    if all_commits:
+        from .history import log
+
+        cps = checkpoint_names(vault, fork)
+        out = []
+        for c in log(vault, fork, limit=limit):
+            labels = cps.get(c.id)
+            label = labels[0] if labels else None
+            out.append(_info(vault, fork, c.id, label))
+        return out
+    prefix = refs.checkpoint_prefix(fork)
+    found = []
+    for r in repo.references:
+        if r.startswith(prefix):
+            target = refs.read_ref(vault.store, r)
+            if target:
+                found.append(_info(vault, fork, target, r[len(prefix) :]))
+    found.sort(key=lambda i: (i.time, i.name or ""), reverse=True)
+    return found[:limit]
+
+
+def delete_checkpoint(vault: Vault, fork: str | None, name: str) -> Operation:
+    fork = fork or vault.default_fork
+    vault.require_fork(fork)
+    ref = refs.checkpoint_ref(fork, name)
+    with vault.lock(fork):
+        old = refs.read_ref(vault.store, ref)
+        if old is None:
+            raise RevisionNotFoundError(
+                f"fork {fork} has no checkpoint named {name!r}", details={"name": name}
+            )
+        refs.cas_update(vault.store, ref, None, old, f"avfs: delete checkpoint {name}")
+        op_id = vault.oplog.record(
+            "checkpoint_delete",
+            f"delete checkpoint {name} on {fork}",
+            fork=fork,
+            refs=[{"ref": ref, "old": old, "new": None}],
+        )
+    op = vault.oplog.get(op_id)
+    assert op is not None
+    return op
+
+
+def check_head(vault: Vault, fork: str, expect_head: str | None) -> None:
+    """Raise ExpectMismatchError unless fork ``fork``'s branch is at ``expect_head`` (a
+    revision) now; nothing when it is None. Call under the fork lock."""
+    if expect_head is None:
+        return
+    want = resolve(vault, expect_head, fork)
+    now = refs.read_ref(vault.store, refs.fork_ref(fork))
+    if now != want:
+        raise ExpectMismatchError(
+            f"fork {fork} is at {now}, not at {expect_head} ({want}): nothing was done",
+            hint="read the fork again (`avfs log -n 1`, its head) and retry with that --expect-head",
+            details={"fork": fork, "expected": want, "current": now},
+        )
+
+
+def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None = None) -> RestoreResult:
+    """Move the fork back to ``rev``; the discarded state is kept and the move is undoable.
+    ``expect_head``: only if the fork's branch is at that revision now."""
+    fork = fork or vault.default_fork
+    ws = vault.workspace(fork)
+    with vault.lock(fork):
+        ws.sync_base()
+        check_head(vault, fork, expect_head)
+        target = resolve(vault, rev, fork)
+        tip = ws.tip()
+        before = {"base": ws.base, "tree": None}
+        rec = keep_recovery(ws, f"restore to {rev}")
+        changed: list[dict[str, str | None]] = []
+        if rec is not None:
+            before["tree"] = vault.store.commit_tree(rec[1])
+            changed.append({"ref": rec[0], "old": None, "new": rec[1]})
+        if tip != target:
+            refs.cas_update(vault.store, ws.ref, target, tip, f"avfs: restore {rev}")
+            changed.append({"ref": ws.ref, "old": tip, "new": target})
+        ws.set_base(target, keep_view=False)
+        op_id = vault.oplog.record(
+            "restore",
+            f"restore {fork} to {rev} ({target[:12]})",
+            fork=fork,
+            refs=changed,
+            workspaces=[
+                {
+                    "fork": fork,
+                    "before": before,
+                    "after": {"base": target, "tree": None},
+                    "view_changed": True,
+                }
+            ],
+            details={"revision": rev},
+        )
+    return RestoreResult(
+        vault.name, fork, CommitId(target), CommitId(tip) if tip else None, rec[0] if rec else None, op_id
+    )
+
+
+def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None) -> CheckpointResult:
+    """A new checkpoint on the fork that undoes the changes ``rev`` made."""
+    fork = fork or vault.default_fork
+    ws = vault.workspace(fork)
+    with vault.lock(fork):
+        ws.sync_base()
+        if ws.is_dirty():
+            raise DirtyWorkspaceError(
+                f"fork {fork} has uncheckpointed changes",
+                hint="checkpoint them first (`avfs checkpoint save`), then revert",
+            )
+        repo = vault.store.repo
+        target = vault.store.commit(resolve(vault, rev, fork))
+        tip = ws.tip()
+        assert tip is not None
+        ours = vault.store.commit(tip)
+        mainline = 1 if len(target.parent_ids) > 1 else 0
+        try:
+            index = repo.revert_commit(target, ours, mainline)
+        except git_errors() as exc:
+            raise git_error(exc, f"cannot revert {rev}", UsageError) from exc
+        if index.conflicts is not None:
+            paths = sorted({(c[1] or c[2] or c[0]).path for c in index.conflicts if any(c)})  # type: ignore[union-attr]
+            raise ConflictError(
+                f"reverting {rev} conflicts with later changes in {len(paths)} path(s)",
+                hint="restore or edit the paths by hand, then checkpoint",
+                details={"paths": paths},
+            )
+        tree = str(index.write_tree(repo))
+        summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
+        msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
+        commit = vault.store.create_commit(tree, [tip], msg, vault.author())
+        refs.cas_update(vault.store, ws.ref, commit, tip, f"avfs: revert {rev}")
+        ws.set_base(commit, keep_view=False)
+        op_id = vault.oplog.record(
+            "revert",
+            f"revert {str(target.id)[:12]} on {fork}",
+            fork=fork,
+            refs=[{"ref": ws.ref, "old": tip, "new": commit}],
+            workspaces=[
+                {
+                    "fork": fork,
+                    "before": {"base": tip, "tree": None},
+                    "after": {"base": commit, "tree": None},
+                    "view_changed": True,
+                }
+            ],
+        )
+    return CheckpointResult(_info(vault, fork, commit, None), True, op_id)
+
+
+def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
+    """Bring ``path`` (a file or a directory) back from ``rev`` into the workspace."""
+    fork = fork or vault.default_fork
+    ws = vault.workspace(fork)
+    p = names.norm_path(path)
+    with vault.lock(fork):
+        commit = resolve(vault, rev, fork)
+        before = ws_state(ws)
+        ws.checkout_path(p, vault.store.commit_tree(commit))
+        op_id = vault.oplog.record(
+            "checkout",
+            f"checkout {p or '/'} from {rev} on {fork}",
+            fork=fork,
+            workspaces=[
+                {
+                    "fork": fork,
+                    "before": before,
+                    "after": {"base": ws.base, "tree": None},
+                    "view_changed": True,
+                }
+            ],
+            details={"path": p, "revision": rev, "commit": commit},
+        )
+    op = vault.oplog.get(op_id)
+    assert op is not None
+    return op
+
+
+def undo(vault: Vault, op_id: int | None = None, *, fork: str | None = None) -> UndoResult:
+    """Revert operation ``op_id`` (the newest undoable one when None; with ``fork``, the
+    newest undoable one that touched that fork: ``undo`` inside a fork's mount).
+
+    Refuses with :class:`RefMovedError` when a ref the operation moved has moved again
+    since; keeps any uncheckpointed changes it would hide under a recovery ref.
+    """
+    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable(fork)
+    if op is None:
+        raise NothingToUndoError(
+            (
+                f"no operation {op_id} in vault {vault.name}"
+                if op_id is not None
+                else "nothing to undo" + (f" on fork {fork}" if fork else "")
+            ),
+            hint="`avfs op log` lists the operations",
+        )
+    return _undo(vault, op)
+
+
+def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
+    """Undo the newest undo still in effect (with ``fork``: of that fork's operations),
+    bringing back what it had undone; successive redos walk forward again as successive
+    undos walked back. A redo is an undo of an undo (``undoes`` names the undo)."""
+    op = vault.oplog.last_redoable(fork)
+    if op is None:
+        raise NothingToUndoError(
+            "nothing to redo" + (f" on fork {fork}" if fork else ""),
+            hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
+        )
+    return _undo(vault, op)
+
+
+def _undo(vault: Vault, op: Operation) -> UndoResult:
+    if op.undone_by is not None:
+        raise UsageError(
+            f"operation {op.id} was already undone by operation {op.undone_by}",
+            hint=f"undo operation {op.undone_by} to redo it",
+        )
+    if op.kind == "vault_create":
+        raise UsageError("undoing a vault's creation is `avfs vault delete`")
+    wss = vault.oplog.workspaces(op.id)
+    forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
+    with vault.lock(*forks):
+        moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
+        for r in moves:
+            # an undo that deletes a fork (of its creation) refuses while it is mounted, as
+            # deleting it does: the mount's processes would lose their tree
+            if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
+                vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
+        for w in wss:
+            after = w.get("after")
+            if after is not None and vault.has_fork(w["fork"]):
+                cur_base = vault.workspace(w["fork"]).base
+                if cur_base != after["base"]:
+                    raise RefMovedError(
+                        f"cannot undo operation {op.id}: fork {w['fork']} moved on since"
+                        f" (its base is {cur_base}, not {after['base']})",
+                        hint="restore a checkpoint instead (`avfs checkpoint list`, `avfs log`)",
+                        details={"fork": w["fork"], "expected": after["base"], "current": cur_base},
+                    )
+        for r in moves:
+            cur = refs.read_ref(vault.store, str(r["ref"]))
+            if cur != r["new"]:
+                raise RefMovedError(
+                    f"cannot undo operation {op.id}: {r['ref']} is at {cur}, not {r['new']}",
+                    hint="something changed it since; restore a checkpoint instead",
+                    details={"ref": r["ref"], "expected": r["new"], "current": cur},
+                )
+        new_wss: list[dict[str, Any]] = []
+        recovered: str | None = None
+        rec_refs: list[dict[str, str | None]] = []
+        held: dict[str, Workspace[Vault]] = {}
+        for w in wss:
+            fork = w["fork"]
+            if vault.has_fork(fork):
+                ws = vault.workspace(fork)
+                held[fork] = ws
+                cur_state: dict[str, str | None] | None = ws_state(ws)
+                if w["view_changed"] or w["before"] is None:
+                    rec = keep_recovery(ws, f"undo of operation {op.id}")
+                    if rec is not None:
+                        recovered = rec[0]
+                        rec_refs.append({"ref": rec[0], "old": None, "new": rec[1]})
+            else:
+                cur_state = None
+            new_wss.append(
+                {"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]}
+            )
+        # refs: creations are undone last so a recreated fork's ref exists before its workspace
+        for r in moves:
+            refs.cas_update(vault.store, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}")
+        for w in wss:
+            fork = w["fork"]
+            before = w["before"]
+            if before is None:
+                vault.discard_workspace(fork)
+                continue
+            # the handle taken before the refs moved: vault.workspace() would first let the
+            # workspace follow its moved ref (dropping the view this undo is to keep)
+            ws = held.get(fork) or vault.workspace(fork)
+            if w["view_changed"]:
+                ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
+            else:
+                ws.set_base(before["base"], keep_view=True)
+        new_id = vault.oplog.record(
+            "undo",
+            f"undo operation {op.id} ({op.summary})",
+            fork=op.fork,
+            refs=[{"ref": r["ref"], "old": r["new"], "new": r["old"]} for r in moves] + rec_refs,
+            workspaces=new_wss,
+            undoes=op.id,
+        )
+    undone = vault.oplog.get(op.id)
+    assert undone is not None
+    return UndoResult(undone, new_id, recovered)

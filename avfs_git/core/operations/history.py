@@ -1,0 +1,368 @@
+"""Revisions, log and diff of a vault's forks.
+
+A revision is resolved in this order: a checkpoint name of the fork, a fork name, then
+anything ``git rev-parse`` accepts (a full or abbreviated id, ``main~2``, a tag...), where
+``HEAD`` and ``@`` mean the fork's tip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
+from ..store import names, refs
+from ..store.gitstore import blob_line_stats, blob_patch, rfc3339
+from ..store.treediff import diff_trees, pair_renames
+from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
+
+if TYPE_CHECKING:
+    from ..store.gitstore import Commit
+    from ..vaults.vault import Vault
+    from ..workspace.workspace import Workspace
+
+_HEAD_RE = re.compile(r"^(HEAD(?=$|[~^@])|@(?=$|[~^])|(?=@\{))")  # HEAD, @, or a bare @{N}
+
+
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _parse(vault: Vault, ref_or_id: str, suffix: str) -> str | None:
+    """Resolve ``ref_or_id`` + ``~N``/``^`` suffix; plain refs and full ids skip libgit2."""
+    if not suffix:
+        if ref_or_id.startswith("refs/"):
+            return refs.read_ref_file(vault.path, ref_or_id)
+        if _HEX40.match(ref_or_id):
+            try:
+                vault.store.commit_tree(ref_or_id)
+            except AvfsError:
+                return None
+            return ref_or_id
+    return vault.store.rev_parse(ref_or_id + suffix)
+
+
+def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
+    """The commit id ``rev`` names, in the context of ``fork``.
+
+    In order: ``HEAD``/``@`` (the fork's tip), ``FORK:NAME`` (another fork's checkpoint),
+    a checkpoint of this fork, a fork, a commit id or anything ``git rev-parse`` accepts,
+    and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply;
+    ``@{N}`` (``HEAD@{N}``, ``FORK@{N}``) is the Nth earlier position in the fork's reflog.
+    """
+    fork = fork or vault.default_fork
+    if not rev or "\x00" in rev:
+        raise RevisionNotFoundError(f"invalid revision {rev!r}")
+    base, suffix = rev, ""
+    m = re.match(r"^([^~^]+)([~^].*)?$", rev)
+    if m:
+        base, suffix = m.group(1), m.group(2) or ""
+    found: str | None = None
+    if _HEAD_RE.match(rev):
+        found = _parse(vault, refs.fork_ref(fork), _HEAD_RE.sub("", rev))
+    elif ":" in base:
+        # FORK:NAME names a checkpoint of another fork (':' cannot occur in ref names)
+        other, _, name = base.partition(":")
+        found = _parse(vault, refs.checkpoint_ref(other, name), suffix)
+    else:
+        for ref in (refs.checkpoint_ref(fork, base), refs.fork_ref(base)):
+            if found is None and refs.read_ref_file(vault.path, ref) is not None:
+                found = _parse(vault, ref, suffix)
+        if found is None:
+            found = _parse(vault, base, suffix)
+        if found is None:
+            # a checkpoint name of another fork, when exactly one fork has it
+            others = [
+                r
+                for r in refs.list_refs_file(vault.path, refs.CHECKPOINTS)
+                if r.endswith(refs.SEP + base) and r != refs.checkpoint_ref(fork, base)
+            ]
+            if len(others) == 1:
+                found = _parse(vault, others[0], suffix)
+    if found is not None:
+        return found
+    if "@{" in rev:
+        raise RevisionNotFoundError(
+            f"unknown revision {rev!r}: the fork's reflog has no such entry",
+            hint='`avfs op log` lists what moved the fork; `git --git-dir "$(avfs vault path)" reflog'
+            f" {refs.fork_ref(fork)}` shows the reflog",
+            details={"revision": rev, "fork": fork},
+        )
+    raise RevisionNotFoundError(
+        f"unknown revision {rev!r} in vault {vault.name}",
+        hint="use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
+        " (`avfs log --all` lists them)",
+        details={"revision": rev, "fork": fork},
+    )
+
+
+def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[str]]:
+    """commit id -> names of the checkpoints (of ``fork``, or of every fork) there."""
+    out: dict[str, list[str]] = {}
+    prefix = refs.checkpoint_prefix(fork) if fork else refs.CHECKPOINTS
+    repo = vault.store.repo
+    for r in repo.references:
+        if r.startswith(prefix):
+            target = refs.read_ref(vault.store, r)
+            if target:
+                label = r[len(prefix) :] if fork else r[len(refs.CHECKPOINTS) :].replace(refs.SEP, ":")
+                out.setdefault(target, []).append(label)
+    return out
+
+
+def commit_info(c: Commit, cps: dict[str, list[str]] | None = None) -> CommitInfo:
+    return CommitInfo(
+        id=CommitId(str(c.id)),
+        parents=[str(p) for p in c.parent_ids],
+        tree=str(c.tree_id),  # type: ignore[arg-type]
+        author=c.author.name,
+        author_email=c.author.email,
+        time=rfc3339(c.commit_time),
+        message=c.message,
+        checkpoints=sorted((cps or {}).get(str(c.id), [])),
+    )
+
+
+def split_range(spec: str) -> tuple[str, str, bool] | None:
+    """git's ``A..B`` -> (A, B, False) and ``A...B`` -> (A, B, True); an empty side is
+    ``HEAD``; None when ``spec`` is a single revision (no ref name holds ``..``)."""
+    for sep, symmetric in (("...", True), ("..", False)):
+        if sep in spec:
+            a, _, b = spec.partition(sep)
+            return a or "HEAD", b or "HEAD", symmetric
+    return None
+
+
+def merge_base(vault: Vault, a: str, b: str) -> str:
+    """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``)."""
+    base = vault.store.merge_base(a, b)
+    if base is None:
+        raise RevisionNotFoundError(f"{a[:12]} and {b[:12]} share no history", details={"old": a, "new": b})
+    return base
+
+
+def diff_range(vault: Vault, spec: str, fork: str | None = None) -> tuple[str, str] | None:
+    """The (old, new) commit ids a diff of range ``spec`` compares: ``A..B`` is A with B,
+    ``A...B`` is their merge base with B (as ``git diff``); None when not a range."""
+    parts = split_range(spec)
+    if parts is None:
+        return None
+    a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
+    return (merge_base(vault, a, b) if parts[2] else a), b
+
+
+def log(
+    vault: Vault,
+    fork: str | None = None,
+    *,
+    all_forks: bool = False,
+    limit: int | None = None,
+    rev: str | None = None,
+) -> list[CommitInfo]:
+    """Commits of ``fork`` newest first (first-parent), or of every fork with ``all_forks``.
+
+    ``rev`` starts the walk there; a range ``A..B`` lists what B has and A has not, and
+    ``A...B`` what either has and not both (as ``git log``)."""
+    fork = fork or vault.default_fork
+    parts = split_range(rev) if rev else None
+    push: list[str] = []
+    hide: list[str] = []
+    if all_forks:
+        for f in vault.fork_names():
+            tip = refs.read_ref(vault.store, refs.fork_ref(f))
+            if tip:
+                push.append(tip)
+    elif parts is not None:
+        a, b = resolve(vault, parts[0], fork), resolve(vault, parts[1], fork)
+        push.append(b)
+        if parts[2]:
+            push.append(a)
+            hide.append(merge_base(vault, a, b))
+        else:
+            hide.append(a)
+    else:
+        push.append(resolve(vault, rev or "HEAD", fork))
+    walker = vault.store.walk(push, hide, first_parent=not all_forks and parts is None)
+    cps = checkpoint_names(vault, None if all_forks else fork)
+    out: list[CommitInfo] = []
+    if limit is not None and limit <= 0:
+        return out
+    for c in walker:
+        out.append(commit_info(c, cps))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiffResult:
+    old: str  # a commit id, or "workspace"
+    new: str
+    changes: list[Change]
+
+
+def diff(
+    vault: Vault,
+    fork: str | None = None,
+    old: str | None = None,
+    new: str | None = None,
+    paths: list[str] | None = None,
+) -> DiffResult:
+    """Changes between two revisions, a revision and the workspace, or base and workspace."""
+    fork = fork or vault.default_fork
+    store = vault.store
+    wanted = [names.norm_path(p) for p in paths or []]
+    if old is None and new is None:
+        ws = vault.workspace(fork)
+        changes = ws.status()
+        result = DiffResult(ws.base, "workspace", changes)
+    elif new is None:
+        assert old is not None
+        ws = vault.workspace(fork)
+        a = resolve(vault, old, fork)
+        tree, _ = ws.capture() if ws.is_dirty() else (ws.base_tree, [])
+        out: list[Change] = []
+        diff_trees(store, store.commit_tree(a), tree, "", out)
+        result = DiffResult(a, "workspace", pair_renames(out))
+    else:
+        a = resolve(vault, old or "HEAD", fork)
+        b = resolve(vault, new, fork)
+        out = []
+        diff_trees(store, store.commit_tree(a), store.commit_tree(b), "", out)
+        result = DiffResult(a, b, pair_renames(out))
+    if wanted:
+        keep = [
+            c
+            for c in result.changes
+            if any(
+                names.is_within(c.path, w) or (c.old_path and names.is_within(c.old_path, w)) for w in wanted
+            )
+        ]
+        result = DiffResult(result.old, result.new, keep)
+    return result
+
+
+def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
+    if mode is None:
+        return None
+    if oid is not None and vault.store.has_object(oid):
+        return vault.store.blob_data(oid)
+    assert ws is not None
+    try:
+        if mode == MODE_LINK:
+            return ws.read_link(path).encode("utf-8", "surrogateescape")
+        return ws.read(path)
+    except InvalidPathError:
+        # a name avfs's own paths refuse ('.GIT', planted in a mount by a command): the
+        # workspace holds it (a checkpoint leaves it out), the review must still see it
+        node = ws.view.resolve_path(path, False)
+        if node is None or node.is_dir:
+            return None
+        if node.is_link:
+            return ws.view.link_target(node).encode("utf-8", "surrogateescape")
+        return ws.view.read_node(node)
+
+
+def _fix_modes(text: str, c: Change) -> str:
+    """Put the real file modes into a patch header (libgit2 assumes 100644 for buffers)."""
+    if not text:
+        return text
+    lines = text.split("\n")
+    out: list[str] = []
+    in_header = True
+    for i, line in enumerate(lines):
+        if in_header and (line.startswith(("--- ", "@@", "Binary files", "GIT binary patch"))):
+            in_header = False
+        if in_header and i > 0:
+            if line.startswith("new file mode ") and c.new_mode:
+                line = f"new file mode {c.new_mode:06o}"
+            elif line.startswith("deleted file mode ") and c.old_mode:
+                line = f"deleted file mode {c.old_mode:06o}"
+            elif line.startswith("index ") and c.old_mode and c.new_mode:
+                ids = line.split(" ")[1]
+                if c.old_mode == c.new_mode:
+                    line = f"index {ids} {c.new_mode:06o}"
+                else:
+                    out.append(f"old mode {c.old_mode:06o}")
+                    out.append(f"new mode {c.new_mode:06o}")
+                    line = f"index {ids}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def patch_text(
+    vault: Vault,
+    result: DiffResult,
+    fork: str | None = None,
+    context: int = 3,
+    progress: Callable[[int, int | None, str], None] | None = None,
+) -> str:
+    """A unified diff (git's format) of ``result``; binary files are named, not shown."""
+    ws = vault.workspace(fork) if result.new == "workspace" else None
+    parts: list[str] = []
+    total = len(result.changes)
+    for i, c in enumerate(result.changes):
+        if progress is not None and (i % 50 == 0 or i + 1 == total):
+            progress(i + 1, total, c.path)
+        old_path = c.old_path or c.path
+        a = _side(vault, None, old_path, c.old_oid, c.old_mode)
+        b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
+        text = _fix_modes(blob_patch(a, b, old_path, c.path, context), c)
+        if c.status is ChangeStatus.RENAMED and not text:
+            text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
+        if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
+            text = text or f"diff --git a/{old_path} b/{c.path}\n"
+            text += f"old mode {c.old_mode:06o}\nnew mode {c.new_mode:06o}\n"
+        parts.append(text)
+    return "".join(parts)
+
+
+def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list[tuple[str, int, int, bool]]:
+    """(path, insertions, deletions, binary) per change."""
+    ws = vault.workspace(fork) if result.new == "workspace" else None
+    out = []
+    for c in result.changes:
+        old_path = c.old_path or c.path
+        a = _side(vault, None, old_path, c.old_oid, c.old_mode)
+        b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
+        # the names only label the patch; libgit2 wants UTF-8, and a name from git may not be
+        ins, dels, binary = blob_line_stats(a, b, _label(old_path), _label(c.path))
+        out.append((c.path, ins, dels, binary))
+    return out
+
+
+def _label(path: str) -> str:
+    """``path`` as valid UTF-8 (a non-UTF-8 name read from git carries surrogate escapes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
+    """The bytes of file ``path`` at revision ``rev`` (``git show REV:PATH``); a symlink
+    gives its target, as git stores it."""
+    commit = resolve(vault, rev, fork)
+    p = names.norm_path(path)
+    hit = vault.store.tree_lookup(vault.store.commit_tree(commit), p)
+    if hit is None:
+        raise PathNotFoundError(
+            f"{p}: no such file at {rev} ({commit[:12]})",
+            hint="paths are relative to the workspace root",
+            details={"path": p, "revision": rev, "commit": commit},
+        )
+    oid, mode = hit
+    if mode == MODE_TREE:
+        raise IsDirectoryError(f"{p or '/'}: is a directory at {rev}", details={"path": p, "revision": rev})
+    if mode == MODE_COMMIT:
+        raise PathNotFoundError(f"{p}: is a submodule at {rev}", details={"path": p, "revision": rev})
+    return vault.store.blob_data(oid)
+
+
+def commit_diff(vault: Vault, commit: str) -> DiffResult:
+    """What ``commit`` changed against its first parent (everything, for a root commit):
+    the diff ``git show`` and ``git log -p`` print."""
+    store = vault.store
+    c = store.commit(commit)
+    parent = str(c.parent_ids[0]) if c.parent_ids else None
+    out: list[Change] = []
+    diff_trees(store, store.commit_tree(parent) if parent else None, str(c.tree_id), "", out)
+    return DiffResult(parent or "", commit, pair_renames(out))

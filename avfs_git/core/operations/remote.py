@@ -1,0 +1,437 @@
+"""Remotes: a vault's git remotes, and pushing and fetching forks through the git CLI.
+
+Which refs go where (docs/remotes.md):
+
+- a fork pushes as the branch of the same name (``refs/heads/<fork>``); named checkpoints
+  optionally (``checkpoints=True``) under ``refs/avfs/checkpoints/<fork>/-/<name>``;
+- a push never forces: a rejected (non-fast-forward) push is :class:`RemoteRejectedError`
+  (exit 5) naming both commits, and nothing changes locally;
+- a fetch updates ``refs/remotes/<remote>/<branch>`` (the usual remote-tracking refs);
+  forks are never moved by a fetch.
+
+Transport is the ``git`` CLI (:mod:`.transport`): it reads the user's credential helpers,
+``~/.ssh`` and ``GIT_SSH_COMMAND`` like any git command, and speaks every protocol git does
+(libgit2's transports need credentials wired through callbacks and have no credential helpers).
+Credentials never land in the vault's config, on a command line, in an error message or a
+JSON document: a URL given with a userinfo (``user:password@``, a token as the user name,
+percent-encoded or not) is stored without it (the caller gets a warning), a URL found with
+one in the config is cleaned before git sees it, and every message that quotes a URL or
+git's output goes through :func:`.redact.redact`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from typing import TYPE_CHECKING, NoReturn
+
+from ..errors import RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
+from ..store import names, refs
+from ..store.redact import redact, split_credentials
+from ..store.transport import ProgressFn, transport
+
+if TYPE_CHECKING:
+    from ..vaults.vault import Vault
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def strip_credentials(url: str) -> tuple[str, bool]:
+    """(url without its secret userinfo, whether something was removed); see
+    :func:`.redact.split_credentials`."""
+    clean, creds = split_credentials(url)
+    return clean, creds is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoteInfo:
+    name: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefUpdate:
+    ref: str
+    old: str | None
+    new: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransferResult:
+    vault: str
+    remote: str
+    updates: tuple[RefUpdate, ...]  # what moved (remote refs for a push, tracking refs for a fetch)
+    left_behind: tuple[dict[str, int], ...] = ()  # forks whose uncheckpointed changes were not pushed
+    warnings: tuple[str, ...] = ()
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name) or name.endswith(".lock"):
+        raise UsageError(f"invalid remote name {name!r}: letters, digits, '.', '_', '-'")
+    return name
+
+
+def _git(
+    vault: Vault,
+    *args: str,
+    check: bool = True,
+    progress: ProgressFn | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return transport(
+        vault.path, *args, check=check, progress=progress, credentials=credentials, token=_token(vault)
+    )
+
+
+def _token(vault: Vault) -> str | None:
+    """The git token of the home's settings (``AVFS_GIT_TOKEN``, read by the front end)."""
+    return vault.home.settings.git_token if vault.home is not None else None
+
+
+def _scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` without credentials: URLs' userinfo and ``secrets`` (a token among them)."""
+    return redact(text, secrets)
+
+
+def list_remotes(vault: Vault) -> list[RemoteInfo]:
+    return [
+        RemoteInfo(str(r.name), redact(r.url or ""))
+        for r in sorted(vault.store.repo.remotes, key=lambda r: str(r.name))
+    ]
+
+
+def _require(vault: Vault, name: str) -> str:
+    """The remote's URL. Read with `git config` rather than libgit2: push and fetch need no
+    pygit2 (its import costs ~85 ms of every `avfs push`)."""
+    _check_name(name)
+    proc = _git(vault, "config", "--get", f"remote.{name}.url", check=False)
+    if proc.returncode == 0:
+        return proc.stdout.strip()
+    _not_found(vault, name)
+
+
+def _clean_stored(vault: Vault, name: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+    """Make sure remote ``name``'s stored URLs hold no credentials before git reads them (git
+    would put the URL on its remote helper's command line, world-readable in ``ps``): a
+    URL stored with some (by git itself, or an older avfs) is rewritten without them, and
+    they are used for this one call through the environment. Returns (credentials for this
+    call, warnings)."""
+    _require(vault, name)
+    proc = _git(vault, "config", "--get-all", f"remote.{name}.url", check=False)
+    creds: tuple[str, str] | None = None
+    urls = []
+    for url in proc.stdout.splitlines():
+        clean, found = split_credentials(url.strip())
+        urls.append(clean)
+        creds = creds or found
+    if creds is None:
+        return None, ()
+    # only clean URLs on these command lines (never the old one, as `remote set-url` wants)
+    key = f"remote.{name}.url"
+    if len(urls) == 1:
+        _git(vault, "config", key, urls[0])
+    else:
+        _git(vault, "config", "--unset-all", key)
+        for u in urls:
+            _git(vault, "config", "--add", key, u)
+    return creds, (
+        f"remote {name}'s URL held credentials: they were removed from the vault's config and used"
+        " for this call only (use a git credential helper or AVFS_GIT_TOKEN from now on)",
+    )
+
+
+def _not_found(vault: Vault, name: str) -> NoReturn:
+    raise RemoteNotFoundError(
+        f"vault {vault.name} has no remote {name!r}",
+        hint="`avfs remote list` shows them; `avfs remote add NAME URL` adds one",
+        details={"remote": name},
+    )
+
+
+def add(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
+    """Add a remote; returns it and warnings (credentials stripped from the URL)."""
+    _check_name(name)
+    if not url or any(c in url for c in "\0\n"):
+        raise UsageError("invalid remote URL")
+    if any(r.name == name for r in vault.store.repo.remotes):
+        from ..errors import AlreadyExistsError
+
+        raise AlreadyExistsError(
+            f"vault {vault.name} already has a remote {name!r}", details={"remote": name}
+        )
+    clean, stripped = strip_credentials(url)
+    _git(vault, "remote", "add", name, clean)
+    warnings = [_NOT_STORED] if stripped else []
+    return RemoteInfo(name, clean), warnings
+
+
+_NOT_STORED = "the URL held credentials: they were not stored (use a git credential helper or AVFS_GIT_TOKEN)"
+
+
+def remove(vault: Vault, name: str) -> None:
+    _require(vault, name)
+    _git(vault, "remote", "remove", name)
+
+
+def set_url(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
+    _require(vault, name)
+    if not url or any(c in url for c in "\0\n"):
+        raise UsageError("invalid remote URL")
+    clean, stripped = strip_credentials(url)
+    _git(vault, "remote", "set-url", name, clean)
+    return RemoteInfo(name, clean), ([_NOT_STORED] if stripped else [])
+
+
+def _ls_remote(vault: Vault, remote: str, credentials: tuple[str, str] | None = None) -> dict[str, str]:
+    proc = _git(vault, "ls-remote", remote, credentials=credentials)
+    out: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        oid, _, ref = line.partition("\t")
+        if ref and not ref.endswith("^{}"):
+            out[ref] = oid
+    return out
+
+
+def tag_ref(fork: str, name: str) -> str:
+    """The tag a named checkpoint pushes as with ``tags=True``."""
+    return f"refs/tags/avfs/{fork}/{name}"
+
+
+def push(
+    vault: Vault,
+    remote: str,
+    forks: list[str] | None = None,
+    *,
+    all_forks: bool = False,
+    checkpoints: bool = False,
+    tags: bool = False,
+    checkpoint_first: bool = False,
+    force_with_lease: bool = False,
+    progress: ProgressFn | None = None,
+) -> TransferResult:
+    """Push forks (as branches) and, with ``checkpoints``, their named checkpoints (under
+    ``refs/avfs/checkpoints/``, or as tags ``avfs/<fork>/<name>`` with ``tags``).
+
+    Uncheckpointed changes are not pushed: the result says which forks left some behind,
+    or ``checkpoint_first`` checkpoints them first. Never forces: a non-fast-forward is
+    :class:`RemoteRejectedError` naming both commits. ``force_with_lease`` overwrites a
+    branch only where the remote still has what this vault last saw of it (its
+    remote-tracking ref, from the last fetch or push; no such ref: the branch must not
+    exist there), like ``git push --force-with-lease``."""
+    creds, warnings = _clean_stored(vault, remote)
+    names_ = vault.fork_names() if all_forks or not forks else list(forks)
+    if forks and all_forks:
+        raise UsageError("give forks or --all, not both")
+    if tags and not checkpoints:
+        raise UsageError("--tags says how checkpoints are pushed: give --checkpoints too")
+    for f in names_:
+        names.check_fork_name(f)
+        vault.require_fork(f)
+    left: list[dict[str, int]] = []
+    for f in names_:
+        ws = vault.workspace(f)
+        if ws.is_dirty():
+            if checkpoint_first:
+                from . import checkpoint
+
+                checkpoint.save(vault, f, message="checkpoint before push")
+            else:
+                left.append({"fork": f, "uncheckpointed_changes": len(ws.status())})  # type: ignore[dict-item]
+    specs: list[str] = []
+    leases: list[str] = []
+    expected: dict[str, str] = {}  # ref -> the lease's expected value ("": must not exist)
+    local: dict[str, str] = {}  # remote ref -> the commit pushed there
+    for f in names_:
+        ref = refs.fork_ref(f)
+        tip = refs.read_ref_file(vault.path, ref)
+        if tip is None:
+            continue
+        local[ref] = tip
+        specs.append(f"{ref}:{ref}")
+        if force_with_lease:
+            expected[ref] = refs.read_ref_file(vault.path, _tracking(remote, f)) or ""
+            leases.append(f"--force-with-lease={ref}:{expected[ref]}")
+        if checkpoints:
+            prefix = refs.checkpoint_prefix(f)
+            for r in refs.list_refs_file(vault.path, prefix.rstrip("/")):
+                if r.startswith(prefix) and (target := refs.read_ref_file(vault.path, r)) is not None:
+                    dest = tag_ref(f, r[len(prefix) :]) if tags else r
+                    local[dest] = target
+                    specs.append(f"{r}:{dest}")
+    head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
+    # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
+    atomic = True
+    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
+    if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
+        atomic = False  # an old server: each ref on its own
+        proc = _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds)
+    if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
+        # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
+        # refspec): the next lease is checked against it
+        updates = tuple(
+            RefUpdate(ref, old, local[ref])
+            for ref, old in sorted(_pushed(vault, proc.stdout, expected).items())
+            if ref in local
+        )
+        return TransferResult(vault.name, remote, updates, tuple(left), warnings)
+    _push_failed(vault, remote, proc, local, expected, atomic, creds)
+
+
+# what git's porcelain says of a refused ref -> (reason, why in words, hint)
+_REFUSALS = (
+    ("stale info", "stale_lease", "not what this vault last fetched (the lease is stale)",
+     "fetch (`avfs fetch`), look at what moved, then push again"),
+    ("non-fast-forward", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
+     "fetch and merge (`avfs pull`), then push again"),
+    ("fetch first", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
+     "fetch and merge (`avfs pull`), then push again"),
+    ("already exists", "already_exists", "and a tag is never moved",
+     "the checkpoint's tag exists there with another commit: rename the checkpoint or delete the tag"),
+    ("[remote rejected]", "declined", "and the server declined the update",
+     "the server refused it (a hook or branch protection): see its message; pulling will not help"),
+)  # fmt: skip
+
+
+def _push_failed(
+    vault: Vault,
+    remote: str,
+    proc: subprocess.CompletedProcess[str],
+    local: dict[str, str],
+    expected: dict[str, str],
+    atomic: bool,
+    creds: tuple[str, str] | None = None,
+) -> NoReturn:
+    """Raise the error for a push git did not complete: the first ref the server refused
+    (not the ones --atomic refused along with it), why, and what to do."""
+    secrets = (*(creds or ()), _token(vault) or "")
+    detail = _scrub(proc.stderr.strip(), secrets)
+    refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
+    refused = [f for f in refused if len(f) >= 3 and f[1].split(":")[-1] in local]
+    pushed = [] if atomic else sorted(_pushed(vault, proc.stdout, expected))
+    cause = next((f for f in refused if "atomic push failed" not in f[2]), refused[0] if refused else None)
+    if cause is None:
+        raise RemoteError(
+            f"push to {remote} failed: {detail}", details={"exit": proc.returncode, "pushed": pushed}
+        )
+    ref, summary = cause[1].split(":")[-1], cause[2]
+    there = _ls_remote(vault, remote, creds).get(ref)  # (only on this path: one more round trip)
+    reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
+    for needle, r, w, h in _REFUSALS:
+        if needle in summary:
+            reason, why, hint = r, w.format(local=local[ref]), h
+            break
+    if reason == "declined":
+        why += f" ({_scrub(summary, secrets)}{'; ' + detail if detail else ''})"
+    moved = f"; {len(pushed)} other ref(s) were pushed" if pushed else "; nothing changed here or there"
+    raise RemoteRejectedError(
+        f"{remote} refused {ref}: it is at {there or '(nothing)'}, {why}{moved}",
+        hint=hint,
+        details={
+            "ref": ref,
+            "remote_commit": there,
+            "local_commit": local[ref],
+            "reason": reason,
+            "git": _scrub(summary, secrets),
+            "pushed": pushed,
+        },
+    )
+
+
+def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:
+    """remote ref -> what it was before, for each ref ``git push --porcelain`` moved (no
+    ls-remote round trip before every push). git abbreviates the old id: a fast-forward's
+    old commit is an ancestor of the new one, so it is here to expand (one `git rev-parse`
+    for all); a forced update's is the lease's expected value."""
+    out: dict[str, str | None] = {}
+    short: dict[str, str] = {}
+    for line in porcelain.splitlines():
+        flag, _, rest = line.partition("\t")
+        if flag not in ("*", " ", "+") or "\t" not in rest:
+            continue
+        spec, _, summary = rest.partition("\t")
+        ref = spec.split(":")[-1]
+        old = summary.split(".")[0]
+        lease = expected.get(ref)
+        if flag == "*":
+            out[ref] = None
+        elif lease and lease.startswith(old):
+            out[ref] = lease
+        elif re.fullmatch(r"[0-9a-f]{4,40}", old):  # (hex: never taken for an option)
+            short[ref] = old
+        else:
+            raise RemoteError(f"cannot read git's report of the push: {line!r}")
+    if short:
+        proc = _git(vault, "rev-parse", *short.values(), check=False)
+        full = proc.stdout.split()
+        if proc.returncode != 0 or len(full) != len(short):
+            raise RemoteError(f"the remote's old commits {sorted(short.values())} are not all in this vault")
+        if any(not f.startswith(a) for a, f in zip(short.values(), full, strict=True)):
+            raise RemoteError("a ref of this vault is named like one of the remote's old commits")
+        out.update(zip(short, full, strict=True))
+    return out
+
+
+def _tracking(remote: str, branch: str) -> str:
+    return f"refs/remotes/{remote}/{branch}"
+
+
+def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> TransferResult:
+    """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
+    creds, warnings = _clean_stored(vault, remote)
+    prefix = f"refs/remotes/{remote}/"
+
+    def tracking() -> dict[str, str]:  # (read from git's files: a fetch needs no pygit2)
+        found = {
+            r: refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, prefix.rstrip("/"))
+        }
+        return {r: oid for r, oid in found.items() if oid is not None}
+
+    before = tracking()
+    extra = ["--progress"] if progress else []
+    _git(
+        vault,
+        "fetch",
+        "--prune",
+        *extra,
+        remote,
+        f"+refs/heads/*:{prefix}*",
+        progress=progress,
+        credentials=creds,
+    )
+    after = tracking()
+    updates = tuple(
+        RefUpdate(r, before.get(r), after.get(r))
+        for r in sorted(set(before) | set(after))
+        if before.get(r) != after.get(r)
+    )
+    return TransferResult(vault.name, remote, updates, warnings=warnings)
+
+
+def pull(
+    vault: Vault,
+    remote: str,
+    fork: str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    branch: str | None = None,
+    **merge_options: object,
+) -> tuple[TransferResult, object]:
+    """Fetch, then merge ``<remote>/<branch>`` (default: the branch named as ``fork``) into
+    ``fork`` (fast-forward or a merge commit; conflicts come back as data, as for ``avfs
+    merge``). Returns (fetch result, MergeResult)."""
+    from . import merge
+
+    fork = fork or vault.default_fork
+    vault.require_fork(fork)
+    branch = names.check_fork_name(branch, "branch") if branch else fork
+    fetched = fetch(vault, remote, progress=progress)
+    ref = f"refs/remotes/{remote}/{branch}"
+    if refs.read_ref(vault.store, ref) is None:
+        raise RemoteError(
+            f"{remote} has no branch {branch}",
+            hint=f"push it first (`avfs push {remote} {branch}`)",
+            details={"remote": remote, "branch": branch},
+        )
+    result = merge.merge(vault, f"{remote}/{branch}", fork, source_ref=ref, **merge_options)  # type: ignore[arg-type]
+    return fetched, result

@@ -1,0 +1,195 @@
+"""Running the git command as a subprocess, in one place: the environment it gets (no
+``GIT_*`` of the caller's leaks into vault work, never a terminal prompt), what a missing
+git or a failed command becomes (:class:`InternalError` with git's own message), and the
+three shapes avfs needs: :func:`run` (wait for it; bytes or text), :func:`run_git` (its
+output as text, raising on failure) and :func:`spawn` (a stream: ``fast-import``, a
+transfer's progress).
+
+Remotes add their credentials and ssh settings to the environment (``transport.transport``);
+the mounted worktree's index is rebuilt with an environment of its own (``worktree.py``).
+
+A leaf of core (it imports only ``errors``), so that every module that runs git can import
+it at the top without joining an import cycle through ``home``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Literal, overload
+
+from ..errors import InternalError
+
+if TYPE_CHECKING:
+    import subprocess  # imported where git runs: `avfs status` never starts git
+
+__all__ = ["git_config_env", "git_config_files", "git_env", "run", "run_git", "spawn"]
+
+# options of git itself that take a value (what comes before the subcommand)
+_VALUED = ("-C", "-c", "--git-dir", "--work-tree")
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git subprocesses: no GIT_* from the caller leaks into vault work."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+# what git reads its config from beside the files themselves: where they are and settings
+# given on its command line (``git -c`` passes them on in GIT_CONFIG_PARAMETERS); kept for
+# ``git config`` when the rest of the caller's GIT_* is not (:func:`git_env`)
+_CONFIG_ENV = re.compile(r"GIT_CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|PARAMETERS|COUNT|KEY_\d+|VALUE_\d+)")
+
+
+def git_config_env() -> dict[str, str]:
+    """The caller's GIT_* that say which config git reads (see ``_CONFIG_ENV``)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_") and _CONFIG_ENV.fullmatch(k)}
+
+
+def git_config_files() -> list[str]:
+    """The config files git reads beside a repository's own (config.c): ``$GIT_CONFIG_SYSTEM``
+    or /etc/gitconfig; ``$GIT_CONFIG_GLOBAL``, or ``$XDG_CONFIG_HOME/git/config``
+    (``~/.config/git/config``) and ``~/.gitconfig``. (Not the files those include.)"""
+    env = os.environ
+    home = env.get("HOME", "")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    paths = [env.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"]
+    if env.get("GIT_CONFIG_GLOBAL"):
+        paths.append(env["GIT_CONFIG_GLOBAL"])
+    else:
+        paths += [os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")]
+    return paths
+
+
+def _argv(args: Sequence[str], git_dir: str | None) -> list[str]:
+    return ["git", *(("--git-dir", git_dir) if git_dir is not None else ()), *args]
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """The git command ``args`` runs (``fetch`` in ``-C dir fetch -q``), for messages."""
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in _VALUED:
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return args[0] if args else "git"
+
+
+@overload
+def run(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = ...,
+    cwd: str | None = ...,
+    input: bytes | None = ...,
+    env: Mapping[str, str] | None = ...,
+    check: bool = ...,
+    ok: Sequence[int] = ...,
+    details: Mapping[str, Any] | None = ...,
+    text: Literal[False] = ...,
+) -> subprocess.CompletedProcess[bytes]: ...
+
+
+@overload
+def run(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = ...,
+    cwd: str | None = ...,
+    input: str | None = ...,
+    env: Mapping[str, str] | None = ...,
+    check: bool = ...,
+    ok: Sequence[int] = ...,
+    details: Mapping[str, Any] | None = ...,
+    text: Literal[True],
+) -> subprocess.CompletedProcess[str]: ...
+
+
+def run(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = None,
+    cwd: str | None = None,
+    input: bytes | str | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    ok: Sequence[int] = (0,),
+    details: Mapping[str, Any] | None = None,
+    text: bool = False,
+) -> subprocess.CompletedProcess[Any]:
+    """Run ``git [--git-dir GIT_DIR] ARGS`` and wait for it.
+
+    Args:
+        args: git's arguments.
+        git_dir: the repository (``--git-dir``), when the arguments do not say.
+        cwd: where it runs.
+        input: what it reads on stdin.
+        env: its environment (default :func:`git_env`).
+        check: raise when it exits with a status not in ``ok``.
+        ok: the exit statuses that are not a failure (``check-ignore``'s 1: nothing ignored).
+        details: facts for the error's ``details`` beside ``args``.
+        text: output (and input) as text, not bytes.
+
+    Raises:
+        InternalError: git is not installed; or, with ``check``, it failed (its message).
+    """
+    import subprocess
+
+    argv = _argv(args, git_dir)
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            input=input,
+            capture_output=True,
+            env=dict(env) if env is not None else git_env(),
+            text=text,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise InternalError("the git command is not installed", hint="install git") from exc
+    if check and proc.returncode not in ok:
+        err = proc.stderr if text else proc.stderr.decode(errors="replace")
+        raise InternalError(
+            f"git {_subcommand(args)} failed: {err.strip()}", details={"args": list(args), **(details or {})}
+        )
+    return proc
+
+
+def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:
+    """git's output as text (undecodable bytes kept as surrogates); raises on failure."""
+    return run(args, cwd=cwd, input=input).stdout.decode("utf-8", "surrogateescape")
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    git_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    bufsize: int = -1,
+) -> subprocess.Popen[bytes]:
+    """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out).
+
+    Raises:
+        InternalError: git is not installed.
+    """
+    import subprocess
+
+    try:
+        return subprocess.Popen(
+            _argv(args, git_dir),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=dict(env) if env is not None else git_env(),
+            bufsize=bufsize,
+        )
+    except FileNotFoundError as exc:
+        raise InternalError("the git command is not installed", hint="install git") from exc

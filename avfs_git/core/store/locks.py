@@ -1,0 +1,184 @@
+"""Inter-process locks with a bounded wait.
+
+A lock is ``flock`` on a file under the vault's state dir: the kernel drops it when the
+holder dies, so a killed process never leaves a stale lock behind. Waiting is bounded;
+past the bound the caller gets :class:`BusyError` (exit 75) naming the lock.
+
+Within one process, a lock is re-entrant per thread (a checkpoint taken inside a restore
+does not deadlock on its own fork lock).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ..errors import BusyError, from_oserror
+from ..settings import DEFAULT_LOCK_WAIT_S
+from .names import fs_name
+
+DEFAULT_WAIT_S = DEFAULT_LOCK_WAIT_S
+
+_held = threading.local()
+
+
+@contextmanager
+def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the duration of the ``with`` block.
+
+    Args:
+        path: the lock file (created if missing).
+        what: how to name the locked thing in the busy error ("fork main of vault x").
+        wait_s: how long to wait before giving up (default :data:`DEFAULT_WAIT_S`; a vault's
+            own wait, from ``$AVFS_LOCK_WAIT``, is ``Vault.lock_wait_s``).
+    """
+    held: dict[str, int] = getattr(_held, "locks", None) or {}
+    _held.locks = held
+    if path in held:
+        held[path] += 1
+        try:
+            yield
+        finally:
+            held[path] -= 1
+        return
+    if wait_s is None:
+        wait_s = DEFAULT_WAIT_S
+    deadline = time.monotonic() + wait_s
+    fd = _lock_fd(path, what, wait_s, deadline)
+    try:
+        held[path] = 1
+        try:
+            yield
+        finally:
+            del held[path]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
+    """Open ``path`` and flock it (waiting until ``deadline``); the fd holding the lock.
+
+    The lock counts only when ``path`` still names the file locked: a lock file unlinked
+    (``avfs prune`` of a stale one) between our open and our flock would otherwise let a
+    second process lock a new file of that name at the same time. So after the flock the
+    fd and the path are compared, and on a mismatch the file is opened again.
+    """
+    delay = 0.002
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise from_oserror(exc, path) from exc
+                    if time.monotonic() >= deadline:
+                        raise BusyError(
+                            f"{what} is busy: another avfs process holds its lock",
+                            hint="retry when the other command has finished",
+                            details={"lock": path, "waited_s": wait_s},
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)  # unlinked (or replaced) while we waited: lock the file there now
+
+
+def remove_unused(path: str, unused: Callable[[], bool]) -> bool:
+    """Unlink the lock file ``path`` when nobody holds it and ``unused()`` (asked under its
+    flock) says nothing will take it again (the fork it locked is gone): a deleted fork
+    leaves no lock file behind. Safe against a waiter: :func:`_lock_fd` compares its fd
+    with the path after locking and locks a new file when this one was unlinked. Returns
+    whether it was removed."""
+    held: dict[str, int] = getattr(_held, "locks", None) or {}
+    if path in held:
+        return False  # this thread holds it: its holder releases it
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held elsewhere: in use
+        try:
+            same = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        if (same.st_dev, same.st_ino) != (mine.st_dev, mine.st_ino) or not unused():
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def write_lock_path(state_dir: str, fork: str) -> str:
+    """The lock of ``fork``'s optimistic writes (``expect``: held from the check to the
+    write); named like :func:`exec_lock_path`."""
+    return os.path.join(state_dir, "locks", ".write-" + fs_name(fork) + ".lock")
+
+
+def exec_lock_path(state_dir: str, fork: str) -> str:
+    """The lock a ``proxy exec`` holds on ``fork`` from its checkpoint before to its commit
+    after; :func:`.checkpoint.save` takes it too, so a checkpoint never splits a command's
+    changes between two commits. A leading '.': no fork's own lock file can have this name."""
+    return os.path.join(state_dir, "locks", ".exec-" + fs_name(fork) + ".lock")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not: PID 1 of a container may be slow to
+    reap; another user's process does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def flock_held(path: str) -> bool:
+    """True when some process holds a flock on ``path`` (or it cannot be told); False when
+    the file is gone or free. Used to tell a live writer's files from a killed one's."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our flock
+    return False

@@ -1,0 +1,181 @@
+"""Validation of every name and path a user hands to avfs.
+
+Names end up in git ref names and in directory names under the home, and paths address
+files inside a workspace; both are checked here, once, before anything touches disk.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidNameError, InvalidPathError, NameTooLongError
+
+MAX_NAME = 100
+MAX_COMPONENT_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$"  # compiled on first use (re costs ~2 ms to import)
+_RESERVED = {"HEAD", "FETCH_HEAD", "ORIG_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD", "@"}
+
+
+def _check_segment(kind: str, name: str, seg: str) -> None:
+    if not seg:
+        raise InvalidNameError(f"invalid {kind} name {name!r}: empty component")
+    import re
+
+    if not re.match(_NAME, seg):
+        raise InvalidNameError(
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_', '+', '-'"
+            " and do not start with '.', '-' or '+'",
+            details={"name": name},
+        )
+    if ".." in seg or seg.endswith(".lock") or seg.endswith("."):
+        raise InvalidNameError(
+            f"invalid {kind} name {name!r}: '..', a trailing '.' or '.lock' are not allowed",
+            details={"name": name},
+        )
+    if seg in _RESERVED or seg.upper() == "HEAD":
+        raise InvalidNameError(f"invalid {kind} name {name!r}: {seg!r} is reserved by git")
+
+
+def check_vault_name(name: str) -> str:
+    """Return ``name`` if it is a valid vault name, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError("invalid vault name: empty", hint="name the vault, e.g. 'myproj'")
+    if len(name) > MAX_NAME:
+        raise InvalidNameError(f"invalid vault name: longer than {MAX_NAME} characters")
+    if ":" in name:
+        raise InvalidNameError(f"invalid vault name {name!r}: ':' separates vault and fork (VAULT:FORK)")
+    if "/" in name:
+        raise InvalidNameError(f"invalid vault name {name!r}: '/' is not allowed")
+    if name.endswith(".git"):
+        raise InvalidNameError(f"invalid vault name {name!r}: do not end it with '.git'")
+    _check_segment("vault", name, name)
+    return name
+
+
+def check_fork_name(name: str, kind: str = "fork") -> str:
+    """Return ``name`` if it is a valid fork (or checkpoint) name.
+
+    Fork names become ``refs/heads/<name>``: '/' separates segments like git branch names.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError(f"invalid {kind} name: empty")
+    if len(name) > MAX_NAME:
+        raise InvalidNameError(f"invalid {kind} name: longer than {MAX_NAME} characters")
+    if ":" in name:
+        raise InvalidNameError(f"invalid {kind} name {name!r}: ':' is not allowed")
+    for seg in name.split("/"):
+        _check_segment(kind, name, seg)
+    return name
+
+
+def parse_address(spec: str) -> tuple[str, str | None]:
+    """Split ``VAULT[:FORK]`` into its parts, validating both."""
+    vault, sep, fork = spec.partition(":")
+    check_vault_name(vault)
+    if sep:
+        check_fork_name(fork)
+        return vault, fork
+    return vault, None
+
+
+def norm_path(path: str) -> str:
+    """Normalise a workspace path to git's form ('a/b/c', root is '').
+
+    Refuses absolute paths, '..', NUL and other control bytes in a way that can't be
+    misread, and any '.git' component (git would refuse such a tree).
+    """
+    if not isinstance(path, str):
+        raise InvalidPathError(f"invalid path {path!r}: not a string")
+    if "\x00" in path:
+        raise InvalidPathError(f"invalid path {path!r}: contains a NUL byte")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(
+            f"invalid path {path!r}: not valid UTF-8", hint="avfs paths are UTF-8 text"
+        ) from None
+    if path.startswith("/"):
+        raise InvalidPathError(
+            f"invalid path {path!r}: absolute paths are not allowed",
+            hint="paths are relative to the workspace root, e.g. 'src/main.py'",
+        )
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise NameTooLongError(f"invalid path: longer than {MAX_PATH_BYTES} bytes")
+    parts: list[str] = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            raise InvalidPathError(
+                f"invalid path {path!r}: '..' is not allowed",
+                hint="paths may not leave the workspace",
+            )
+        if comp.lower() == ".git":
+            raise InvalidPathError(f"invalid path {path!r}: '.git' is reserved by git")
+        if len(comp.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
+            raise NameTooLongError(
+                f"invalid path {path!r}: a name is longer than {MAX_COMPONENT_BYTES} bytes"
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in comp):
+            raise InvalidPathError(f"invalid path {path!r}: contains a control character")
+        parts.append(comp)
+    return "/".join(parts)
+
+
+def parent_of(path: str) -> str:
+    """Return the parent of a normalised path ('' for top-level names and the root)."""
+    i = path.rfind("/")
+    return path[:i] if i >= 0 else ""
+
+
+def basename(path: str) -> str:
+    return path[path.rfind("/") + 1 :]
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def ancestors(path: str) -> list[str]:
+    """Return '' and every proper ancestor of ``path``, shallowest first."""
+    out = [""]
+    if not path:
+        return []
+    i = path.find("/")
+    while i >= 0:
+        out.append(path[:i])
+        i = path.find("/", i + 1)
+    return out
+
+
+def is_within(path: str, root: str) -> bool:
+    """True when ``path`` is ``root`` or below it."""
+    return not root or path == root or path.startswith(root + "/")
+
+
+# -- names as file names -------------------------------------------------------------------
+# A fork (or a mount key, ``FORK@REV``) names files and directories under a vault's state
+# dir: its workspace, lock, quota file, mount registry entry, exec file, log, default mount
+# point, worktree. '/' is legal in a fork name, so it is escaped, and '%' with it so the
+# encoding can be undone; a worktree's name escapes '@' too (``at=True``).
+
+_FS_ESCAPES = {"25": "%", "2F": "/", "40": "@"}
+# the same encoding in sh (the vault's git pre-receive hook, hooks/prereceive.py): a filter
+# from stdin to stdout, without ``at``
+SHELL_FS_NAME = "sed -e 's/%/%25/g' -e 's|/|%2F|g'"
+
+
+def fs_name(name: str, *, at: bool = False) -> str:
+    """``name`` (a fork or a mount key) as one file name: '%' -> %25, '/' -> %2F (and, with
+    ``at``, '@' -> %40). :func:`from_fs_name` undoes it."""
+    out = name.replace("%", "%25").replace("/", "%2F")
+    return out.replace("@", "%40") if at else out
+
+
+def from_fs_name(fs: str) -> str:
+    """The name :func:`fs_name` made ``fs`` from (either form)."""
+    if "%" not in fs:
+        return fs
+    import re
+
+    return re.sub(r"%(25|2F|40)", lambda m: _FS_ESCAPES[m.group(1)], fs)  # compiled on first use

@@ -1,0 +1,242 @@
+"""Ref namespaces (the only place they are spelled) and compare-and-swap ref updates.
+
+Refs are moved only by :func:`cas_update`: lock the ref (``<ref>.lock``, which libgit2 and
+git both honour), read it, compare with the value the caller expected, then set or delete.
+A ref someone else moved is never overwritten: the caller gets :class:`RefMovedError` naming
+both commits.
+
+Two ways to do it, with the same results and errors (``tests/test_refs.py`` runs both): through
+libgit2 when this process has loaded it (an API caller, the mount daemon: a transaction costs
+~0.1 ms), else through git (``git update-ref NAME NEW OLD``, git's own compare-and-swap, ~2 ms;
+reads are git's files, :func:`read_ref_file`), so that a short-lived command that moves a ref
+and never needs libgit2 otherwise (``avfs vault fork``, ``avfs checkpoint save``) does not pay
+its ~40-80 ms import. The same choice as the store's reads (:func:`.gitstore.libgit2_loaded`).
+
+Fork names may hold '/', like branch names. A segment '-' can never be part of a fork name
+(segments may not start with '-'), so it separates the fork from what follows in avfs' own
+namespaces without ambiguity.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from ..errors import AlreadyExistsError, AvfsError, InternalError, RefMovedError
+from .gitrun import run
+from .gitstore import git_error, git_errors, libgit2_loaded
+
+if TYPE_CHECKING:
+    from .gitstore import GitStore
+
+HEADS = "refs/heads/"
+CHECKPOINTS = "refs/avfs/checkpoints/"
+RECOVERY = "refs/avfs/recovery/"
+SEP = "/-/"
+ZERO_ID = "0" * 40  # git update-ref's "must not exist" old value
+
+# what git's check_refname_format refuses (and libgit2's name check: a lookup of such a name
+# fails there too): control characters, space, ~ ^ : ? * [ \, "..", "@{", an empty
+# component, a component starting with "." or ending with ".lock", a trailing "." or "/"
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|\.$|(?:^|/)\.|\.lock(?:/|$)")
+
+
+def fork_ref(fork: str) -> str:
+    return HEADS + fork
+
+
+def checkpoint_ref(fork: str, name: str) -> str:
+    return f"{CHECKPOINTS}{fork}{SEP}{name}"
+
+
+def checkpoint_prefix(fork: str) -> str:
+    return f"{CHECKPOINTS}{fork}{SEP}"
+
+
+def recovery_ref(fork: str, tag: str) -> str:
+    return f"{RECOVERY}{fork}{SEP}{tag}"
+
+
+def read_ref_file(git_dir: str, name: str) -> str | None:
+    """Read a direct ref from the files git keeps (loose, then packed-refs), without libgit2.
+
+    The hot read paths (a workspace checking its fork's tip) use this so that a command
+    that never touches objects never imports pygit2 (~85 ms). Writers replace loose refs
+    by rename, so a read sees the old or the new value, never a torn one.
+    """
+    try:
+        with open(os.path.join(git_dir, name), "rb") as fh:
+            value = fh.read().strip().decode("ascii", "replace")
+        if value.startswith("ref: "):
+            return read_ref_file(git_dir, value[5:])
+        return value or None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            target = b" " + name.encode()
+            for line in fh:
+                line = line.rstrip(b"\n")
+                if line.endswith(target) and not line.startswith((b"#", b"^")):
+                    return line[:40].decode("ascii")
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def list_refs_file(git_dir: str, prefix: str) -> list[str]:
+    """Names of the refs under ``prefix`` (loose and packed), without libgit2."""
+    found: set[str] = set()
+    root = os.path.join(git_dir, prefix)
+    for dirpath, _dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, git_dir).replace(os.sep, "/")
+        for fn in files:
+            if not fn.endswith(".lock"):
+                found.add(f"{rel}/{fn}")
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            for line in fh:
+                if line.startswith((b"#", b"^")):
+                    continue
+                parts = line.rstrip(b"\n").split(b" ", 1)
+                if len(parts) == 2 and parts[1].startswith(prefix.encode()):
+                    name = parts[1].decode("utf-8", "replace")
+                    found.add(name)
+    except FileNotFoundError:
+        pass
+    return sorted(found)
+
+
+def has_refs_under(git_dir: str, prefix: str) -> bool:
+    """True when some ref's name starts with ``prefix`` + '/' (loose or packed)."""
+    path = os.path.join(git_dir, prefix)
+    if os.path.isdir(path):
+        for _root, _dirs, files in os.walk(path):
+            if any(not f.endswith(".lock") for f in files):
+                return True
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            needle = b" " + prefix.encode() + b"/"
+            return any(needle in line for line in fh if not line.startswith((b"#", b"^")))
+    except FileNotFoundError:
+        return False
+
+
+def valid_name(name: str) -> bool:
+    """Whether git would accept ``name`` as a ref's name (``git check-ref-format
+    --allow-onelevel``: ``HEAD`` is one)."""
+    return bool(name) and name != "@" and _BAD_REF.search(name) is None
+
+
+def read_ref(store: GitStore, name: str) -> str | None:
+    """Return the commit id a ref points at (a symbolic one followed), or None when it does
+    not exist. Through libgit2 when this process has loaded it, else from git's files."""
+    if not libgit2_loaded():
+        # a malformed name names no ref (libgit2 says so too), and is never a path to open
+        return read_ref_file(store.path, name) if valid_name(name) else None
+    try:
+        ref = store.repo.references.get(name)
+    except git_errors() as exc:  # a malformed name, a corrupt ref file
+        raise git_error(exc, f"cannot read ref {name}") from exc
+    if ref is None:
+        return None
+    target = ref.resolve().target
+    return str(target)
+
+
+def cas_update(store: GitStore, name: str, new: str | None, expected: str | None, message: str) -> None:
+    """Move ref ``name`` from ``expected`` to ``new`` atomically.
+
+    ``expected=None`` means the ref must not exist (create); ``new=None`` deletes it.
+    Through libgit2 when this process has loaded it, else through ``git update-ref``.
+
+    Raises:
+        RefMovedError: the ref does not hold ``expected`` (or another process holds its lock).
+        AlreadyExistsError: creating a ref that exists (expected None).
+        InternalError: the ref cannot be written (a malformed name, a file in the way).
+    """
+    if libgit2_loaded():
+        _cas_libgit2(store, name, new, expected, message)
+    else:
+        _cas_git(store, name, new, expected, message)
+
+
+def _moved(name: str, expected: str | None, current: str | None) -> AvfsError:
+    if expected is None:
+        return AlreadyExistsError(
+            f"{name} already exists (at {current})", details={"ref": name, "current": current}
+        )
+    return RefMovedError(
+        f"{name} moved: expected {expected}, found {current}",
+        hint="someone else changed this fork; look at `avfs log` and retry",
+        details={"ref": name, "expected": expected, "current": current},
+    )
+
+
+def _cas_git(store: GitStore, name: str, new: str | None, expected: str | None, message: str) -> None:
+    """:func:`cas_update` by git: ``update-ref`` locks the ref, compares and writes (or
+    deletes) in one step; a failure is told apart by reading the ref afterwards."""
+    if not valid_name(name):
+        raise InternalError(f"cannot update {name}: invalid reference name {name!r}")
+    if new is None and expected is None:
+        if read_ref_file(store.path, name) is not None:
+            raise _moved(name, None, read_ref_file(store.path, name))
+        raise InternalError(f"cannot update {name}: the reference does not exist")
+    if new is None:
+        args = ["update-ref", "--no-deref", "-m", message, "-d", name, expected or ZERO_ID]
+    else:
+        args = ["update-ref", "--no-deref", "-m", message, name, new, expected or ZERO_ID]
+    proc = run(args, git_dir=store.path, check=False, text=True)
+    if proc.returncode == 0:
+        return
+    said = proc.stderr.strip().removeprefix("fatal: ").removeprefix("error: ")
+    current = read_ref_file(store.path, name)
+    if current != expected:
+        raise _moved(name, expected, current)
+    if ".lock" in said and "File exists" in said:
+        raise RefMovedError(
+            f"{name} is being updated by another process: {said}",
+            hint="retry in a moment",
+            details={"ref": name},
+        )
+    raise InternalError(f"cannot update {name}: {said}")
+
+
+def _cas_libgit2(store: GitStore, name: str, new: str | None, expected: str | None, message: str) -> None:
+    import pygit2
+
+    repo = store.repo
+    if expected is None and new is not None:
+        # creation: libgit2 refuses an existing ref atomically (its lock file), and this
+        # path costs a third of a transaction
+        try:
+            repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
+            return
+        except pygit2.AlreadyExistsError:
+            raise _moved(name, None, read_ref(store, name)) from None
+        except git_errors(OSError) as exc:  # OSError: a file in the ref's way
+            raise _translate(exc, name) from exc
+    try:
+        with repo.transaction() as tx:
+            tx.lock_ref(name)
+            current = read_ref(store, name)
+            if current != expected:
+                raise _moved(name, expected, current)
+            if new is None:
+                tx.remove(name)
+            else:
+                tx.set_target(name, new, message=message)
+    except git_errors(OSError) as exc:
+        raise _translate(exc, name) from exc
+
+
+def _translate(exc: Exception, name: str) -> Exception:
+    text = str(exc)
+    if "lock" in text.replace(name, "").lower():  # not a name's own ".lock" (a bad name)
+        return RefMovedError(
+            f"{name} is being updated by another process: {text}",
+            hint="retry in a moment",
+            details={"ref": name},
+        )
+    return git_error(exc, f"cannot update {name}")

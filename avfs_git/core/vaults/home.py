@@ -1,0 +1,428 @@
+"""The avfs home: config, vaults, and the trash of deleted vaults.
+
+Layout::
+
+    <home>/config.json              default vault, identity
+    <home>/vaults/<name>.git        the vaults (bare git repositories)
+    <home>/trash/<name>.<ts>.git    deleted vaults, until ``gc`` (``vault restore`` brings one back)
+
+Environment variables and ``~`` are read only by :class:`.settings.Settings` (the front ends
+build one and pass it; :func:`open_home` builds one from this process's environment when
+the caller gives none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AlreadyExistsError, AvfsError, UsageError, VaultNotFoundError, from_oserror
+from ..settings import Settings
+from ..store import names, refs
+from ..store.gitrun import git_env, run_git
+from ..store.gitstore import EMPTY_TREE, GitStore
+from ..store.identity import Identity, from_environ
+from ..types import VaultInfo
+from .vault import Vault
+
+if TYPE_CHECKING:
+    from ..store.transport import ProgressFn
+
+Progress = Callable[[int, int | None, str], None]
+
+
+def _move_into_place(tmp: str, final: str, name: str) -> None:
+    """Publish a vault built in ``tmp`` (one rename: a vault exists whole or not at all)."""
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        if os.path.exists(final):
+            raise AlreadyExistsError(f"vault {name!r} already exists") from exc
+        raise
+
+
+def open_home(path: str | None = None, *, settings: Settings | None = None) -> Home:
+    """Open (and create on first write) the avfs home at ``path``, else ``settings.home``;
+    ``settings``: what the front end read from the environment (None: this process's,
+    :meth:`.Settings.from_environ`, with ``path`` as ``--home``). Its commits take git's
+    ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the environment (:mod:`.identity`)."""
+    if settings is None:
+        settings = Settings.from_environ(None, path)
+    return Home(path or settings.home, identity=from_environ(), settings=settings)
+
+
+KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
+
+
+class Home:
+    """An avfs home directory. Cheap to create; one shared handle per vault.
+
+    Handles: :meth:`vault` returns the same :class:`Vault` for a name for as long as
+    anything holds it (a weak map), and keeps the ``keep_open`` most recently used ones
+    alive itself, so that ``home.vault(name)`` in a loop does not reopen a vault each
+    time. A handle neither held nor recent is freed with its git and SQLite handles by the
+    garbage collector; :meth:`close` (or leaving a ``with`` block) releases every vault's
+    handles at once. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        author: tuple[str, str] | None = None,
+        keep_open: int = KEEP_OPEN,
+        identity: Identity | None = None,
+        layers: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        """``layers``: where new workspaces keep their state (``auto``: in the home's layers
+        file system where it can be made, :mod:`.layers`; ``off``: plain directories);
+        None: the home's ``layers`` setting, else ``layers.DEFAULT_MODE``."""
+        self.path = os.path.abspath(path)
+        self._layers = layers
+        # what the front end read from the environment (lock wait, caches, the git token);
+        # none given (the mount daemon, a library caller): this process's
+        self.settings = settings if settings is not None else Settings.from_environ(None, self.path)
+        self.vaults_dir = os.path.join(self.path, "vaults")
+        self.trash_dir = os.path.join(self.path, "trash")
+        self._vaults: weakref.WeakValueDictionary[str, Vault[Home]] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[str, Vault[Home]] = OrderedDict()
+        self._keep_open = keep_open
+        self._lock = threading.Lock()
+        self._author = author
+        self.identity = identity  # GIT_AUTHOR_* and friends (see :mod:`.identity`)
+
+    def __enter__(self) -> Home:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the git and SQLite handles of every open vault (see :meth:`Vault.close`;
+        a vault still held stays usable and reopens what it needs on next use)."""
+        with self._lock:
+            vaults = list(self._vaults.values())
+            self._recent.clear()
+        for v in vaults:
+            v.close()
+
+    def __repr__(self) -> str:
+        return f"Home({self.path!r})"
+
+    # -- config ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.path, "config.json")
+
+    def config(self) -> dict[str, Any]:
+        try:
+            with open(self.config_path, encoding="utf-8") as fh:
+                return dict(json.load(fh))
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise from_oserror(exc, self.config_path) from exc
+        except ValueError as exc:
+            raise UsageError(f"cannot read {self.config_path}: {exc}") from exc
+
+    def set_config(self, **values: Any) -> None:
+        cfg = self.config()
+        cfg.update(values)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(cfg, fh, indent=2, sort_keys=True)
+            os.replace(tmp, self.config_path)
+        except OSError as exc:
+            raise from_oserror(exc, self.config_path) from exc
+
+    @property
+    def layers_mode(self) -> str:
+        """``auto`` or ``off``: see the constructor."""
+        from . import layers
+
+        if self._layers is not None:
+            return self._layers
+        given = self.settings.layers  # $AVFS_LAYERS
+        if given is not None:
+            if given not in layers.MODES:
+                raise UsageError(f"AVFS_LAYERS={given!r} is not one of {', '.join(layers.MODES)}")
+            return given
+        mode = self.config().get("layers")
+        return mode if mode in layers.MODES else layers.DEFAULT_MODE
+
+    @property
+    def default_vault(self) -> str | None:
+        v = self.config().get("default_vault")
+        return str(v) if v else None
+
+    def use(self, spec: str) -> tuple[str, str | None]:
+        """Make ``VAULT[:FORK]`` the default for commands without ``--vault``."""
+        vault_name, fork = names.parse_address(spec)
+        vault = self.vault(vault_name)
+        if fork is not None:
+            vault.set_default_fork(fork)
+        self.set_config(default_vault=vault_name)
+        return vault_name, fork
+
+    def author(self) -> tuple[str, str] | None:
+        if self._author is not None:
+            return self._author
+        ident = self.config().get("identity")
+        if isinstance(ident, dict) and ident.get("name") and ident.get("email"):
+            return str(ident["name"]), str(ident["email"])
+        return None
+
+    # -- vaults ---------------------------------------------------------------------------
+    def vault_path(self, name: str) -> str:
+        return os.path.join(self.vaults_dir, names.check_vault_name(name) + ".git")
+
+    def exists(self, name: str) -> bool:
+        return os.path.isdir(os.path.join(self.vault_path(name), "objects"))
+
+    def vault(self, name: str) -> Vault[Home]:
+        """The handle on vault ``name``: the same object while anything holds it (see
+        :class:`Home` for how long handles stay open)."""
+        path = self.vault_path(name)
+        with self._lock:
+            v = self._vaults.get(name)
+            if v is None or not os.path.isdir(path):
+                if not os.path.isdir(os.path.join(path, "objects")):
+                    raise VaultNotFoundError(
+                        f"no vault named {name!r} in {self.path}",
+                        hint="`avfs vault list` shows the vaults; `avfs vault create NAME` makes one",
+                        details={"vault": name, "home": self.path},
+                    )
+                v = Vault(
+                    name,
+                    path,
+                    author=self._author,
+                    home=self,
+                    identity=self.identity,
+                    fallback_author=self.author(),
+                )
+                self._vaults[name] = v
+            recent = self._recent
+            recent[name] = v
+            recent.move_to_end(name)
+            while len(recent) > self._keep_open:
+                recent.popitem(last=False)
+            return v
+
+    def resolve(self, spec: str | None) -> tuple[Vault[Home], str]:
+        """``VAULT[:FORK]`` (or the default vault) -> (vault, fork)."""
+        if not spec:
+            spec = self.default_vault
+            if not spec:
+                raise UsageError(
+                    "no vault selected",
+                    hint="pass --vault VAULT[:FORK], set AVFS_VAULT, or run `avfs vault use VAULT`",
+                )
+        vault_name, fork = names.parse_address(spec)
+        vault = self.vault(vault_name)
+        fork = fork or vault.default_fork
+        vault.require_fork(fork)
+        return vault, fork
+
+    def list_vaults(self) -> list[VaultInfo]:
+        out = []
+        try:
+            entries = sorted(os.listdir(self.vaults_dir))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise from_oserror(exc, self.vaults_dir) from exc
+        default = self.default_vault
+        for fn in entries:
+            if not fn.endswith(".git") or fn.startswith("."):
+                continue
+            name = fn[:-4]
+            try:
+                out.append(self.info(name, default))
+            except VaultNotFoundError:
+                continue
+        return out
+
+    def info(self, name: str, default: str | None = None) -> VaultInfo:
+        v = self.vault(name)
+        forks = v.fork_names()
+        head = refs.read_ref(v.store, refs.fork_ref(v.default_fork))
+        return VaultInfo(
+            name=name,
+            path=v.path,
+            forks=forks,
+            default_fork=v.default_fork,
+            head=head,  # type: ignore[arg-type]
+            quota_bytes=v.quota_bytes,
+            is_default=name == (default if default is not None else self.default_vault),
+        )
+
+    def _new_vault_dir(self, name: str) -> tuple[str, str]:
+        final = self.vault_path(name)
+        if os.path.exists(final):
+            raise AlreadyExistsError(f"vault {name!r} already exists at {final}", details={"vault": name})
+        try:
+            os.makedirs(self.vaults_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, self.vaults_dir) from exc
+        tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
+        return tmp, final
+
+    def clone_vault(self, url: str, name: str, *, progress: ProgressFn | None = None) -> Vault[Home]:
+        """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
+        its branches become forks, its tags and named checkpoints come along, and it gets
+        ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
+        from ..errors import RemoteError
+        from ..store.redact import redact
+
+        names.check_vault_name(name)
+        tmp, final = self._new_vault_dir(name)
+        from . import importer
+
+        try:
+            os.makedirs(tmp)
+            importer.init_vault(tmp)
+            try:
+                default = importer.clone_into(tmp, url, run_git, progress, token=self.settings.git_token)
+            except AvfsError as exc:
+                if isinstance(exc, UsageError):
+                    raise
+                raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
+            if default is not None:
+                importer.set_default_fork(tmp, default)
+            _move_into_place(tmp, final, name)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        vault = self.vault(name)
+        vault.oplog.record("vault_create", f"clone vault {name} from {redact(url)}", fork=vault.default_fork)
+        if self.default_vault is None:
+            self.set_config(default_vault=name)
+        return vault
+
+    def create_vault(
+        self,
+        name: str,
+        *,
+        from_dir: str | None = None,
+        progress: Progress | None = None,
+        use_gitignore: bool = True,
+    ) -> Vault[Home]:
+        """Create vault ``name``: empty (fork ``main`` with an initial commit), or imported
+        from a directory (a git checkout brings its history and uncommitted changes)."""
+        names.check_vault_name(name)
+        tmp, final = self._new_vault_dir(name)
+        from . import importer
+
+        try:
+            os.makedirs(tmp)
+            importer.init_vault(tmp)
+            # the identity the vault's commits will have (git's order, see :mod:`.identity`)
+            ident = Identity.of(*self._author) if self._author is not None else self.identity
+            author = GitStore(tmp).signature(ident, self.author())
+            if from_dir is None:
+                importer.initial_commit(tmp, name, author)
+                pending = None
+            else:
+                pending = importer.import_dir(
+                    tmp, from_dir, author, progress=progress, use_gitignore=use_gitignore
+                )
+            _move_into_place(tmp, final, name)
+        except OSError as exc:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise from_oserror(exc, tmp) from exc
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        vault = self.vault(name)
+        if pending is not None:
+            fork, items = pending
+            importer.apply_worktree_changes(vault.workspace(fork), from_dir or "", items)
+        vault.oplog.record(
+            "vault_create",
+            f"create vault {name}" + (f" from {from_dir}" if from_dir else ""),
+            fork=vault.default_fork,
+            refs=[
+                {
+                    "ref": refs.fork_ref(vault.default_fork),
+                    "old": None,
+                    "new": refs.read_ref(vault.store, refs.fork_ref(vault.default_fork)),
+                }
+            ],
+        )
+        if self.default_vault is None:
+            self.set_config(default_vault=name)
+        return vault
+
+    def delete_vault(self, name: str, *, force: bool = False) -> str:
+        """Move a vault to the home's trash (:meth:`restore_vault` brings it back)."""
+        path = self.vault_path(name)
+        if not self.exists(name):
+            raise VaultNotFoundError(f"no vault named {name!r}", details={"vault": name})
+        if not force:
+            raise UsageError(
+                f"refusing to delete vault {name!r} without --force",
+                hint=f"`avfs vault delete {name} --force` (`avfs vault restore {name}` brings it back)",
+            )
+        self.vault(name).refuse_if_mounted()
+        with self._lock:
+            v = self._vaults.pop(name, None)
+            self._recent.pop(name, None)
+        if v is not None:
+            v.close()
+        try:
+            os.makedirs(self.trash_dir, exist_ok=True)
+            dest = os.path.join(
+                self.trash_dir,
+                f"{name}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.{time.monotonic_ns() % 10**6:06d}.git",
+            )
+            os.rename(path, dest)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+        if self.default_vault == name:
+            self.set_config(default_vault=None)
+        return dest
+
+    def deleted_vaults(self) -> list[tuple[str, str]]:
+        """(name, trash path) of deleted vaults, newest first."""
+        try:
+            entries = os.listdir(self.trash_dir)
+        except FileNotFoundError:
+            return []
+        out = []
+        for fn in entries:
+            if fn.endswith(".git") and fn.count(".") >= 3:
+                out.append((fn.split(".", 1)[0], os.path.join(self.trash_dir, fn)))
+        out.sort(key=lambda x: x[1], reverse=True)
+        return out
+
+    def restore_vault(self, name: str) -> Vault[Home]:
+        names.check_vault_name(name)
+        if self.exists(name):
+            raise AlreadyExistsError(f"vault {name!r} exists; delete or rename it first")
+        for n, path in self.deleted_vaults():
+            if n == name:
+                try:
+                    os.makedirs(self.vaults_dir, exist_ok=True)
+                    os.rename(path, self.vault_path(name))
+                except OSError as exc:
+                    raise from_oserror(exc, path) from exc
+                return self.vault(name)
+        raise VaultNotFoundError(f"no deleted vault named {name!r} in the trash", details={"vault": name})
+
+
+__all__ = ["EMPTY_TREE", "Home", "git_env", "open_home", "run_git"]

@@ -1,0 +1,399 @@
+"""Making vaults: empty ones, and imports of a directory or a git checkout.
+
+An import streams the files into ``git fast-import``, which writes one pack (no loose
+objects: 100k loose objects alone cost ~20 s here) and deflates in its own process while
+this one reads files, so both cores work. ``.gitignore`` rules are honoured (git's own
+``ls-files --exclude-standard`` decides which files count, through :mod:`.ignore`, the one
+place avfs asks git about ignore rules), unless asked not to.
+
+A git checkout brings its history (a local fetch of its branches and tags); what is not
+committed there (modified, deleted and untracked-not-ignored files) becomes uncheckpointed
+changes of the fork that matches its checked-out branch.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Protocol
+
+from ..errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
+from ..store import names, refs
+from ..store.gitstore import GitStore, init_bare
+from ..store.identity import Signatures, resolve
+from ..workspace import ignore
+
+if TYPE_CHECKING:
+    from ..store.transport import ProgressFn
+    from ..types import Stat
+
+Progress = Callable[[int, int | None, str], None]
+_BIG = 64 << 20
+
+
+def init_vault(path: str) -> None:
+    """Initialise a bare repository with avfs' settings (reflogs on for every ref)."""
+    init_bare(path, initial_head="main", config={"core.logAllRefUpdates": "always"})
+    # avfs keeps its own state beside git's; make sure git never packs or prunes it away
+    os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
+    with open(os.path.join(path, "description"), "w", encoding="utf-8") as fh:
+        fh.write("avfs vault\n")
+
+
+def initial_commit(path: str, vault_name: str, author: Signatures | None) -> str:
+    store = GitStore(path)
+    repo = store.repo
+    tree = str(repo.TreeBuilder().write())
+    commit = store.create_commit(tree, [], f"avfs: create vault {vault_name}\n", author or store.signature())
+    refs.cas_update(store, refs.fork_ref("main"), commit, None, "avfs: create vault")
+    store.close()
+    return commit
+
+
+def _quote(path: str) -> bytes:
+    raw = path.encode("utf-8", "surrogateescape")
+    out = bytearray(b'"')
+    for b in raw:
+        if b in (0x22, 0x5C):
+            out += b"\\" + bytes([b])
+        elif b < 0x20 or b == 0x7F:
+            out += b"\\%03o" % b
+        else:
+            out.append(b)
+    out += b'"'
+    return bytes(out)
+
+
+def _list_files(src: str, use_gitignore: bool, git_dir: str) -> list[str]:
+    if use_gitignore:
+        # git's own matching, as for every ignore decision of avfs (see .ignore)
+        return ignore.list_files(src, git_dir)
+    paths = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        rel = os.path.relpath(root, src)
+        for fn in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            paths.append(fn if rel == "." else f"{rel}/{fn}")
+    return sorted(set(paths))
+
+
+def nested_repositories(src: str, git_dir: str) -> list[str]:
+    """Directories of ``src`` that are git repositories of their own and that git does not
+    ignore: an import leaves their files out, as git does (they are another repository's).
+    git lists such a directory, not its files, with a trailing ``/``."""
+    from ..store.gitrun import run_git
+
+    top = git_toplevel(src)
+    if top is not None and os.path.realpath(top) == os.path.realpath(src):
+        args = ["-C", src, "ls-files", "-o", "--exclude-standard", "-z"]
+    else:
+        args = ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "--exclude-standard", "-z"]
+    out = run_git(args, cwd=src)
+    return sorted(p.rstrip("/") for p in out.split("\0") if p.endswith("/"))
+
+
+def _stream_file(w: IO[bytes], full: str, st: os.stat_result) -> None:
+    with open(full, "rb") as fh:
+        if st.st_size <= _BIG:
+            data = fh.read()
+            w.write(b"data %d\n" % len(data))
+            w.write(data)
+        else:
+            size = os.fstat(fh.fileno()).st_size
+            w.write(b"data %d\n" % size)
+            left = size
+            while left:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:  # the file shrank while read: pad so the stream stays valid
+                    chunk = b"\0" * left
+                w.write(chunk)
+                left -= len(chunk)
+    w.write(b"\n")
+
+
+def fast_import_dir(
+    git_dir: str,
+    src: str,
+    paths: list[str],
+    ref: str,
+    message: str,
+    author: Signatures | None,
+    parent: str | None = None,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Commit the files ``paths`` of ``src`` as one commit on ``ref``; returns skipped paths."""
+    from ..store.gitrun import spawn
+
+    sigs = (author or resolve(None, lambda key: None)).now()
+    proc = spawn(
+        ["fast-import", "--quiet", "--done"],
+        git_dir=git_dir,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        bufsize=1 << 20,
+    )
+    assert proc.stdin is not None
+    w = proc.stdin
+    skipped: list[str] = []
+    try:
+        msg = message.encode()
+        w.write(b"feature done\ncommit " + ref.encode() + b"\n")
+        w.write(f"author {sigs.author.line()}\ncommitter {sigs.committer.line()}\n".encode())
+        w.write(b"data %d\n" % len(msg) + msg + b"\n")
+        if parent:
+            w.write(b"from " + parent.encode() + b"\n")
+        total = len(paths)
+        for i, rel in enumerate(paths):
+            try:
+                names.norm_path(rel)
+            except (InvalidNameError, UsageError, Exception):
+                skipped.append(rel)
+                continue
+            full = os.path.join(src, rel)
+            try:
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.fsencode(os.readlink(full))
+                    w.write(b"M 120000 inline " + _quote(rel) + b"\n")
+                    w.write(b"data %d\n" % len(target) + target + b"\n")
+                elif stat.S_ISREG(st.st_mode):
+                    mode = b"100755" if st.st_mode & 0o111 else b"100644"
+                    w.write(b"M " + mode + b" inline " + _quote(rel) + b"\n")
+                    _stream_file(w, full, st)
+                else:
+                    skipped.append(rel)
+            except (FileNotFoundError, PermissionError):
+                skipped.append(rel)
+            if progress and (i % 500 == 0 or i + 1 == total):
+                progress(i + 1, total, rel)
+        w.write(b"done\n")
+        w.close()
+    except BrokenPipeError:
+        pass
+    err = ""
+    if proc.stderr is not None:
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+    if proc.wait() != 0:
+        raise InternalError(f"git fast-import failed: {err.strip()}")
+    return skipped
+
+
+def git_toplevel(src: str) -> str | None:
+    from ..store.gitrun import run
+
+    try:
+        proc = run(["-C", src, "rev-parse", "--show-toplevel"], check=False)
+    except InternalError:  # no git installed: no checkout either
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip()
+
+
+def import_dir(
+    git_dir: str,
+    src: str,
+    author: Signatures | None,
+    *,
+    progress: Progress | None = None,
+    use_gitignore: bool = True,
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """Fill the new vault at ``git_dir`` from ``src``.
+
+    Returns (fork, worktree changes) to apply once the vault is in place when ``src`` is a
+    git checkout with uncommitted changes, else None.
+    """
+    from ..store.gitrun import run_git
+
+    src = os.path.abspath(src)
+    if not os.path.isdir(src):
+        raise PathNotFoundError(f"{src}: not a directory", details={"path": src})
+    top = git_toplevel(src)
+    checkout = top is not None and os.path.realpath(top) == os.path.realpath(src)
+    if checkout and _has_commits(src):
+        return _import_checkout(git_dir, src, run_git)
+    fork = _unborn_branch(src) if checkout else None
+    paths = _list_files(src, use_gitignore, git_dir)
+    if author is None:
+        # the same identity checkpoints get: git's user.name / user.email, else avfs
+        store = GitStore(git_dir)
+        author = store.signature()
+        store.close()
+    skipped = fast_import_dir(
+        git_dir,
+        src,
+        paths,
+        refs.fork_ref(fork or "main"),
+        f"avfs: import {os.path.basename(src)}\n",
+        author,
+        progress=progress,
+    )
+    del skipped  # special files (sockets, fifos) and unreadable ones are not imported
+    if fork is not None:
+        set_default_fork(git_dir, fork)
+    return None
+
+
+def _unborn_branch(src: str) -> str | None:
+    """The branch a checkout without commits is on (``git init -b master``), when it is not
+    ``main`` and avfs takes its name as a fork's: the import's fork is named after it."""
+    from ..store.gitrun import run
+
+    proc = run(["-C", src, "symbolic-ref", "-q", "--short", "HEAD"], check=False)
+    branch = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+    if not branch or branch == "main":
+        return None
+    try:
+        return names.check_fork_name(branch)
+    except InvalidNameError:
+        return None
+
+
+def _has_commits(src: str) -> bool:
+    from ..store.gitrun import run
+
+    return run(["-C", src, "rev-parse", "--verify", "-q", "HEAD"], check=False).returncode == 0
+
+
+def _import_checkout(
+    git_dir: str, src: str, run_git: Callable[..., str]
+) -> tuple[str, list[tuple[str, str]]] | None:
+    run_git(
+        [
+            "--git-dir",
+            git_dir,
+            "fetch",
+            "-q",
+            "--no-auto-gc",
+            src,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ]
+    )
+    head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
+    branch = run_git(["-C", src, "rev-parse", "--abbrev-ref", "HEAD"]).strip()
+    store = GitStore(git_dir)
+    # the checked-out branch is the default fork (the person's `master` or feature branch,
+    # with the uncommitted changes on it); no `main` is made beside it. A detached HEAD (or
+    # a branch name avfs refuses) gets a fork of its own at HEAD, unless `main` is there.
+    target = "main" if branch == "HEAD" else branch
+    try:
+        names.check_fork_name(target)
+    except InvalidNameError:
+        target = "main"
+    if refs.read_ref(store, refs.fork_ref(target)) is None:
+        refs.cas_update(store, refs.fork_ref(target), head, None, "avfs: import")
+    elif refs.read_ref(store, refs.fork_ref(target)) != head:
+        target = "imported-worktree"
+        refs.cas_update(store, refs.fork_ref(target), head, None, "avfs: import worktree")
+    # branches whose names avfs refuses stay in the vault as plain git branches
+    store.close()
+    out = run_git(
+        [
+            "-C",
+            src,
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--ignore-submodules=all",
+        ]
+    )
+    items: list[tuple[str, str]] = []
+    for rec in out.split("\0"):
+        if len(rec) > 3:
+            items.append((rec[:2], rec[3:]))
+    set_default_fork(git_dir, target)
+    return (target, items) if items else None
+
+
+def set_default_fork(git_dir: str, fork: str) -> None:
+    """Record a new vault's default fork in its config, and point the bare repository's
+    ``HEAD`` at it (what a `git clone` of the vault checks out)."""
+    import json
+
+    from ..store.gitrun import run_git
+
+    with open(os.path.join(git_dir, "avfs", "config.json"), "w", encoding="utf-8") as fh:
+        json.dump({"default_fork": fork}, fh)
+    run_git(["--git-dir", git_dir, "symbolic-ref", "HEAD", refs.fork_ref(fork)])
+
+
+class Target(Protocol):
+    """What :func:`apply_worktree_changes` needs of the new vault's workspace
+    (:class:`.workspace.Workspace` is one): the vault is made here, and used above."""
+
+    def exists(self, path: str) -> bool: ...
+    def remove(self, path: str, *, recursive: bool = False) -> None: ...
+    def symlink(self, target: str, path: str) -> Stat: ...
+    def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat: ...
+
+
+def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -> None:
+    """Make the workspace of the fork that :func:`import_dir` named show what the checkout
+    at ``src`` has not committed (``items``: its ``git status`` entries)."""
+    for _xy, rel in items:
+        full = os.path.join(src, rel)
+        if os.path.islink(full):
+            if ws.exists(rel):
+                ws.remove(rel, recursive=True)
+            ws.symlink(os.readlink(full), rel)
+        elif os.path.isfile(full):
+            mode = 0o100755 if os.stat(full).st_mode & 0o111 else 0o100644
+            ws.write_from_file(rel, full, mode=mode)
+        elif not os.path.lexists(full) and ws.exists(rel):
+            ws.remove(rel, recursive=True)
+
+
+def clone_into(
+    git_dir: str,
+    url: str,
+    run_git: Callable[..., str],
+    progress: ProgressFn | None = None,
+    *,
+    token: str | None = None,
+) -> str | None:
+    """Fill a new vault from the remote at ``url``: its branches become forks, its tags
+    and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
+    (without credentials). Returns the default fork when it is not ``main``. The server is
+    reached as for every remote (:func:`.transport.transport`: ssh settings, credential
+    helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
+    from ..store.redact import redact, split_credentials
+    from ..store.transport import transport
+
+    # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
+    # git gets the URL without it and the pair through the environment
+    clean, creds = split_credentials(url)
+    transport(
+        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", clean,
+        "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+        "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
+        "+refs/heads/*:refs/remotes/origin/*",  # origin's tracking refs (a later lease checks them)
+        progress=progress, credentials=creds, token=token,
+    )  # fmt: skip
+    run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+    store = GitStore(git_dir)
+    try:
+        repo = store.repo
+        heads = [r[len(refs.HEADS) :] for r in repo.references if r.startswith(refs.HEADS)]
+        if not heads:
+            raise UsageError(f"{redact(url)} has no branches to clone")
+        if "main" in heads:
+            return None
+        # the remote's HEAD branch (or its first branch) becomes the default fork
+        out = transport(
+            git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token
+        ).stdout
+        head = next(
+            (ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None
+        )
+        default = head if head in heads else sorted(heads)[0]
+        names.check_fork_name(default)
+        return default
+    finally:
+        store.close()

@@ -1,0 +1,761 @@
+"""The home's layers file system: where workspaces' state lives so that forks share it.
+
+A workspace's state dir (``overlay.db``, ``files/``, and for an overlay mount ``upper/``,
+``work/``, ``lower/``) holds what git does not: uncheckpointed changes, and the paths git
+ignores (``node_modules``, ``.venv``, ``target/``). A fork of a fork must carry the latter
+without copying them and without committing them anywhere. Where root can loop-mount btrfs,
+avfs keeps every new workspace's state dir as a btrfs *subvolume* of one file system per
+home, so that a fork of a fork is a subvolume snapshot: O(1), copy-on-write, atomic even
+while the parent is mounted and written (the kernel's overlay writes its upper layer in
+place; a snapshot sees every write that returned before it, SQLite's WAL included, which
+SQLite opens as after a crash).
+
+Layout::
+
+    <home>/layers.img        a sparse btrfs image (its nominal size: the host's free space
+                             when made, less a margin; mounted with ``discard`` so freed
+                             blocks go back to the host)
+    <home>/layers/           its mount point (loop device, ``mount -o loop``)
+    <home>/layers/ws/<id>    one subvolume per workspace state dir
+    <vault>/avfs/ws/<fork>   a relative symlink to ``<home>/layers/ws/<id>`` (a plain
+                             directory for a workspace made before, or where btrfs is not
+                             available: both keep working)
+
+Why the whole state dir and not only the upper layer: folding an unmounted overlay's upper
+layer into the entries hard-links its files into ``files/`` (EXDEV across file systems),
+and an unmounted fork's ignored outputs live in ``files/``: both are shared only if they
+are on the same file system as the upper layer.
+
+After a reboot the image is not mounted: :func:`ensure` mounts it again, and
+:meth:`Vault.ws_dir` calls it before it resolves a link (never creating a state dir on the
+host through a dangling link).
+
+The subvolume calls are btrfs's own ioctls (``BTRFS_IOC_SUBVOL_CREATE``,
+``BTRFS_IOC_SNAP_CREATE_V2``, ``BTRFS_IOC_SNAP_DESTROY``): a snapshot costs 3-6 ms here,
+the ``btrfs`` command 6 ms plus its start-up. Making and mounting the image uses
+``mkfs.btrfs`` and ``mount`` (btrfs-progs, util-linux).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import struct
+import subprocess
+import threading
+
+from ..errors import CorruptStateError, from_oserror
+
+IMAGE = "layers.img"
+MOUNT = "layers"
+WS = "ws"
+LOCK = ".layers.lock"
+OWNER = ".avfs-owner"  # in a state dir: the link that names it (see _owned)
+MODES = ("auto", "off")  # the home's ``layers`` setting (and $AVFS_LAYERS)
+DEFAULT_MODE = "auto"
+MIN_SIZE = 2 << 30  # smaller hosts keep plain directories
+MARGIN = 1 << 30  # left to the host when the image's nominal size is chosen
+
+# linux/btrfs.h: _IOW(BTRFS_IOCTL_MAGIC, nr, struct); both argument structs are 4096 bytes
+_MAGIC = 0x94
+_ARGS = 4096
+
+
+def _iow(nr: int) -> int:
+    return (1 << 30) | (_ARGS << 16) | (_MAGIC << 8) | nr
+
+
+_SNAP_CREATE_V2 = _iow(23)  # struct btrfs_ioctl_vol_args_v2: fd, transid, flags, 4 x u64, name
+_SUBVOL_CREATE = _iow(14)  # struct btrfs_ioctl_vol_args: fd, name
+_SUBVOL_CREATE_V2 = _iow(24)
+_SNAP_DESTROY = _iow(15)
+_V2_NAME = 56  # offset of name in btrfs_ioctl_vol_args_v2
+_V1_NAME = 8
+_V2_FLAGS = 16  # flags, then (size, qgroup_inherit pointer) of the union
+_QGROUP_INHERIT = 1 << 2  # BTRFS_SUBVOL_QGROUP_INHERIT
+QGROUP_LEVEL = 1  # a vault's qgroup: 1/<n>, its workspaces' subvolumes (0/<id>) its members
+SUBVOL_INO = 256  # every btrfs subvolume's root directory has this inode number
+# linux/fs.h: FS_IOC_GETFLAGS/SETFLAGS (_IOR/_IOW('f', 1/2, long)) and FS_NOCOW_FL (chattr +C)
+_GETFLAGS = 0x80086601
+_SETFLAGS = 0x40086602
+NOCOW_FL = 0x00800000
+_LOOP_SET_DIRECT_IO = 0x4C08  # linux/loop.h
+
+_probe_lock = threading.Lock()
+_probed: str | bool | None = False  # False: not probed yet; None: available; str: why not
+
+
+class LayersUnavailable(Exception):
+    """Why the layers file system cannot be used here (the caller keeps plain dirs)."""
+
+
+def image_path(home: str) -> str:
+    return os.path.join(home, IMAGE)
+
+
+def mount_path(home: str) -> str:
+    return os.path.join(home, MOUNT)
+
+
+def probe() -> str | None:
+    """None when this process can make and mount a btrfs image, else why not (cached)."""
+    global _probed
+    with _probe_lock:
+        if _probed is False:
+            _probed = _probe()
+        return _probed if isinstance(_probed, str) else None
+
+
+def _probe() -> str | None:
+    if os.geteuid() != 0:
+        return "loop-mounting a btrfs image needs root"
+    if not os.path.exists("/dev/loop-control"):
+        return "no loop devices (/dev/loop-control)"
+    try:
+        with open("/proc/filesystems", encoding="ascii") as fh:
+            if not any(ln.split()[-1:] == ["btrfs"] for ln in fh):
+                return "the kernel has no btrfs"
+    except OSError:
+        return "cannot read /proc/filesystems"
+    if shutil.which("mkfs.btrfs") is None:
+        return "mkfs.btrfs is not installed (btrfs-progs)"
+    return None
+
+
+def mounted(home: str) -> bool:
+    """Whether ``<home>/layers`` is a mount point now (two stats)."""
+    return os.path.ismount(mount_path(home))
+
+
+def ensure(home: str, *, create: bool) -> str:
+    """The mounted layers file system of ``home`` (its mount path).
+
+    Mounts the image when it exists but is not mounted (after a reboot); with ``create``,
+    makes it first when there is none. Raises :class:`LayersUnavailable` with the reason
+    when it cannot (not root, no btrfs or loop devices, no image and not ``create``, a
+    small host)."""
+    mp = mount_path(home)
+    if os.path.ismount(mp):
+        return mp
+    img = image_path(home)
+    if not create and not os.path.exists(img):
+        raise LayersUnavailable(f"no layers image at {img}")
+    why = probe()
+    if why is not None:
+        raise LayersUnavailable(why)
+    from ..store.locks import file_lock
+
+    os.makedirs(home, exist_ok=True)
+    failed = _failed.get(home)
+    if failed is not None:
+        raise LayersUnavailable(failed)  # tried in this process already: fail fast
+    with file_lock(os.path.join(home, LOCK), what=f"the layers file system of {home}"):
+        if os.path.ismount(mp):
+            return mp
+        made = not os.path.exists(img)
+        if made:
+            _make_image(home, img)
+        os.makedirs(mp, exist_ok=True)
+        proc = subprocess.run(
+            ["mount", "-t", "btrfs", "-o", "loop,discard,noatime", img, mp],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 and not os.path.ismount(mp):
+            why = f"mounting {img} failed: {proc.stderr.strip() or proc.returncode}"
+            if made:  # nothing is in it: a later process should not take it for a layers fs
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(img)
+            _failed[home] = why
+            raise LayersUnavailable(why)
+        os.makedirs(os.path.join(mp, WS), exist_ok=True)
+        set_direct_io(mp)
+    return mp
+
+
+_failed: dict[str, str] = {}  # home -> why its image could not be mounted (this process)
+
+
+def mount_failure(home: str) -> str | None:
+    """Why this process could not make or mount ``home``'s layers file system (None when
+    it has not tried, or succeeded): a host whose loop devices cannot be set up passes
+    :func:`probe` and fails here."""
+    return _failed.get(home)
+
+
+def _make_image(home: str, img: str) -> None:
+    """A sparse btrfs image as large as the host's free space less a margin: the host is
+    never promised more than it has when the image is made (a loop device whose backing
+    file cannot grow makes btrfs fail writes and turn read-only); ``doctor`` reports when
+    the host's free space has since fallen below what the image may still take."""
+    sv = os.statvfs(home)
+    size = (sv.f_bavail * sv.f_frsize - MARGIN) // (1 << 20) << 20
+    if size < MIN_SIZE:
+        raise LayersUnavailable(f"the host has less than {(MIN_SIZE + MARGIN) >> 30} GiB free")
+    tmp = f"{img}.new-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.truncate(size)
+        proc = subprocess.run(
+            ["mkfs.btrfs", "-q", "-f", "-m", "single", "-L", "avfs-layers", tmp],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise LayersUnavailable(f"mkfs.btrfs failed: {proc.stderr.strip()}")
+        os.replace(tmp, img)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+# -- tuning: the image should cost no more than btrfs itself ----------------------------------------
+# (docs/benchmarks.md, "The layers file system against the host's"). Without direct I/O the
+# image's blocks sit in the page cache twice (btrfs's, and the host's copy of the image file:
+# a 512 MiB write grew it by 1,046 MiB); the loop device's direct I/O drops the second copy.
+# No copy-on-write for the state dirs (and so no data checksums, as on the host's ext4) spares
+# btrfs's per-block checksumming and extent splitting on rewrites. Snapshots still share: the
+# first write to a shared block after a snapshot copies it, once.
+
+
+def loop_device(mp: str) -> str | None:
+    """The block device mounted at ``mp`` when it is a loop device (``/dev/loopN``)."""
+    from .registry import kernel_mounts
+
+    for m in kernel_mounts():
+        if m.mountpoint == mp and os.path.basename(m.source).startswith("loop"):
+            return m.source
+    return None
+
+
+def direct_io(mp: str) -> bool | None:
+    """Whether the loop device under ``mp`` does direct I/O on its image (None: no loop device)."""
+    dev = loop_device(mp)
+    if dev is None:
+        return None
+    try:
+        with open(f"/sys/block/{os.path.basename(dev)}/loop/dio", encoding="ascii") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def set_direct_io(mp: str) -> bool:
+    """Make the loop device under ``mp`` read and write its image with direct I/O, so the
+    image's blocks are not cached a second time by the host; True when it does now. Best
+    effort: a host file system without ``O_DIRECT`` keeps buffered I/O."""
+    dev = loop_device(mp)
+    if dev is None:
+        return False
+    try:
+        fd = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.ioctl(fd, _LOOP_SET_DIRECT_IO, 1)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def nocow(path: str) -> bool:
+    """Whether directory ``path`` has btrfs's no-copy-on-write flag (new files inherit it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        buf = fcntl.ioctl(fd, _GETFLAGS, b"\0" * 8)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(struct.unpack("=q", buf)[0] & NOCOW_FL)
+
+
+def set_nocow(path: str) -> bool:
+    """Give directory ``path`` on the layers file system btrfs's no-copy-on-write flag, which
+    files and directories made in it later inherit (a file's own flag can only change while
+    it is empty); True when it has it now. Callers check the path is on the layers fs:
+    other file systems give the bit other meanings or none."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        flags = struct.unpack("=q", fcntl.ioctl(fd, _GETFLAGS, b"\0" * 8))[0]
+        if not flags & NOCOW_FL:
+            fcntl.ioctl(fd, _SETFLAGS, struct.pack("=q", flags | NOCOW_FL))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def on_layers(home: str, path: str) -> bool:
+    """Whether ``path`` lies inside ``home``'s layers file system (mounted)."""
+    mp = os.path.realpath(mount_path(home))
+    return os.path.realpath(path).startswith(mp + os.sep) and mounted(home)
+
+
+def unmount(home: str) -> bool:
+    """Unmount the layers file system (lazily: a mount still using it keeps it until it
+    goes); True when it was mounted. For tests and for removing a home."""
+    mp = mount_path(home)
+    if not os.path.ismount(mp):
+        return False
+    subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+    return True
+
+
+# -- subvolumes ---------------------------------------------------------------------------------
+
+
+def _name_args(size_offset: int, name: str, fd: int = 0) -> bytearray:
+    raw = os.fsencode(name)
+    if not raw or b"/" in raw or len(raw) > 255:
+        raise ValueError(f"bad subvolume name {name!r}")
+    buf = bytearray(_ARGS)
+    struct.pack_into("=q", buf, 0, fd)
+    buf[size_offset : size_offset + len(raw)] = raw
+    return buf
+
+
+def qgroup_id(n: int) -> int:
+    """The 64-bit id of qgroup ``1/n``."""
+    return (QGROUP_LEVEL << 48) | n
+
+
+def _v2_args(name: str, fd: int, qgroup: int | None) -> tuple[bytearray, object]:
+    """btrfs_ioctl_vol_args_v2 for ``name``; with ``qgroup``, a btrfs_qgroup_inherit that
+    makes the new subvolume a member of qgroup ``1/qgroup`` (returned too: it must stay
+    alive during the call, the kernel reads it through its address)."""
+    buf = _name_args(_V2_NAME, name, fd)
+    if qgroup is None:
+        return buf, None
+    import ctypes  # only here: 3-5 ms to import, and every CLI start imports this module
+
+    # struct btrfs_qgroup_inherit: flags, num_qgroups, num_ref_copies, num_excl_copies,
+    # struct btrfs_qgroup_limit (5 x u64), then the qgroup ids
+    inherit = ctypes.create_string_buffer(80)
+    struct.pack_into("=QQQQ", inherit, 0, 0, 1, 0, 0)
+    struct.pack_into("=Q", inherit, 72, qgroup_id(qgroup))
+    struct.pack_into(
+        "=QQQ", buf, _V2_FLAGS, _QGROUP_INHERIT, ctypes.sizeof(inherit), ctypes.addressof(inherit)
+    )
+    return buf, inherit
+
+
+def create_subvolume(path: str, qgroup: int | None = None) -> None:
+    """Make ``path`` (which must not exist) a new empty subvolume (in qgroup ``1/qgroup``)."""
+    parent, name = os.path.split(path)
+    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if qgroup is None:
+            fcntl.ioctl(dfd, _SUBVOL_CREATE, _name_args(_V1_NAME, name))
+        else:
+            buf, keep = _v2_args(name, 0, qgroup)
+            fcntl.ioctl(dfd, _SUBVOL_CREATE_V2, buf)
+            del keep
+    finally:
+        os.close(dfd)
+
+
+def snapshot(src: str, dst: str, qgroup: int | None = None) -> None:
+    """Make ``dst`` (which must not exist) a writable snapshot of subvolume ``src`` (in
+    qgroup ``1/qgroup``)."""
+    parent, name = os.path.split(dst)
+    sfd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            buf, keep = _v2_args(name, sfd, qgroup)
+            fcntl.ioctl(dfd, _SNAP_CREATE_V2, buf)
+            del keep
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
+def delete_subvolume(path: str) -> None:
+    """Delete subvolume ``path`` and everything in it (one ioctl; space is freed by the
+    kernel in the background)."""
+    parent, name = os.path.split(path)
+    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(dfd, _SNAP_DESTROY, _name_args(_V1_NAME, name))
+    finally:
+        os.close(dfd)
+
+
+def is_subvolume(path: str) -> bool:
+    """Whether ``path`` is the root of a btrfs subvolume (its own device number, inode
+    256); never true of a plain directory."""
+    try:
+        st = os.stat(path)
+        pst = os.stat(os.path.dirname(path))
+    except OSError:
+        return False
+    return st.st_ino == SUBVOL_INO and st.st_dev != pst.st_dev
+
+
+# -- workspace state dirs -------------------------------------------------------------------------
+
+
+def link_target(home: str, link: str) -> str | None:
+    """Where the state dir link ``link`` points, absolute (None when ``link`` is not a link)."""
+    try:
+        raw = os.readlink(link)
+    except (FileNotFoundError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno == errno.EINVAL:
+            return None
+        raise
+    return os.path.normpath(os.path.join(os.path.dirname(link), raw))
+
+
+def resolve(home: str, link: str) -> str:
+    """The state dir a workspace's link names, with the layers file system mounted (a link
+    only exists where it was once); a plain directory is returned as it is."""
+    target = link_target(home, link)
+    if target is None:
+        return link
+    if not target.startswith(mount_path(home) + os.sep):
+        raise CorruptStateError(f"workspace state {link} points outside the layers file system: {target}")
+    if not mounted(home):
+        try:
+            ensure(home, create=False)
+        except LayersUnavailable as exc:
+            raise CorruptStateError(
+                f"workspace state {link} is in the layers file system, which cannot be mounted: {exc}",
+                hint=f"`avfs doctor` checks it; the image is {image_path(home)}",
+            ) from None
+    return _owned(home, link, target)
+
+
+def _owned(home: str, link: str, target: str) -> str:
+    """``target``, once it is sure to be ``link``'s alone. A vault directory copied with
+    its links (``cp -a``) names the same subvolume twice: the copy gets a snapshot of its
+    own (O(1)), so that two workspaces never write one state dir. A moved vault (the link
+    its owner file names is gone or elsewhere) takes the subvolume over."""
+    me = _canon(link)
+    owner_file = os.path.join(target, OWNER)
+    try:
+        with open(owner_file, encoding="utf-8") as fh:
+            owner = fh.read()
+    except FileNotFoundError:
+        owner = ""
+    except OSError as exc:
+        raise from_oserror(exc, owner_file) from exc
+    if owner == me:
+        return target
+    if owner and link_target(home, owner) == target and not _same_file(owner, link):
+        sub = _new_subvol_path(home)
+        snapshot(target, sub)
+        _write_owner(sub, me)
+        tmp = f"{link}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(os.path.relpath(sub, os.path.dirname(link)), tmp)
+        os.replace(tmp, link)
+        return sub
+    _write_owner(target, me)
+    return target
+
+
+def _canon(link: str) -> str:
+    """``link``'s path with its directories' symlinks resolved (not the link itself)."""
+    return os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(link))), os.path.basename(link))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _write_owner(sub: str, link: str) -> None:
+    path = os.path.join(sub, OWNER)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(_canon(link))
+    os.replace(tmp, path)
+
+
+def _publish(home: str, link: str, subvol: str) -> None:
+    """Point ``link`` at ``subvol`` (relative: a home that moves keeps working)."""
+    rel = os.path.relpath(subvol, os.path.dirname(link))
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    os.symlink(rel, link)
+
+
+def _new_subvol_path(home: str) -> str:
+    return os.path.join(mount_path(home), WS, os.urandom(16).hex())
+
+
+def make_state_dir(home: str, link: str, qgroup: int | None = None) -> str:
+    """A new empty state dir for a workspace whose link ``link`` does not exist: a new
+    subvolume (in qgroup ``1/qgroup``), linked. Raises :class:`LayersUnavailable` (the
+    caller makes a plain dir)."""
+    ensure(home, create=True)
+    sub = _new_subvol_path(home)
+    try:
+        create_subvolume(sub, qgroup)
+    except OSError as exc:
+        raise LayersUnavailable(f"cannot create a subvolume: {exc}") from None
+    try:
+        set_nocow(sub)  # before anything is made in it: all of it inherits the flag
+        _write_owner(sub, link)
+        _publish(home, link, sub)
+    except FileExistsError:
+        # another process made this workspace first: use its state dir
+        delete_subvolume(sub)
+        return resolve(home, link)
+    except OSError as exc:
+        delete_subvolume(sub)
+        raise from_oserror(exc, link) from exc
+    return sub
+
+
+def snapshot_state_dir(home: str, src: str, link: str, qgroup: int | None = None) -> str:
+    """Make ``link`` a new workspace's state dir holding a snapshot of state dir ``src``
+    (a subvolume of this home's layers file system). Returns the new state dir.
+
+    Nothing else is written on this path (each write into the new subvolume costs a copy of
+    its root's metadata): what belongs to the source's mount is left for the next mount,
+    which clears it anyway (overlayfs empties its work dir when it mounts; the daemon drops
+    the upper layer's copy-up origins and replaces its pinned ``.git``; the lower layer's
+    mount point is an empty directory in a snapshot), and the owner file still naming the
+    source's link is taken over on first use (:func:`_owned`)."""
+    sub = _new_subvol_path(home)
+    try:
+        snapshot(src, sub, qgroup)
+    except OSError as exc:
+        raise LayersUnavailable(f"cannot snapshot {src}: {exc}") from None
+    try:
+        _publish(home, link, sub)
+    except BaseException:
+        delete_subvolume(sub)
+        raise
+    return sub
+
+
+def remove_state_dir(home: str, path: str) -> None:
+    """Remove a workspace's state dir: its subvolume and link, or a plain directory. A
+    subvolume whose image cannot be mounted now is left to ``gc`` (an orphan there)."""
+    target = link_target(home, path)
+    if target is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    if not mounted(home):
+        _mount_quietly(home)
+    if is_subvolume(target):
+        try:
+            delete_subvolume(target)
+        except OSError as exc:
+            raise from_oserror(exc, target) from exc
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _mount_quietly(home: str) -> bool:
+    try:
+        ensure(home, create=False)
+    except LayersUnavailable:
+        return False
+    return True
+
+
+def subvolumes(home: str) -> list[str]:
+    """The state dirs in the layers file system (mounted), by path."""
+    root = os.path.join(mount_path(home), WS)
+    try:
+        with os.scandir(root) as it:
+            return sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+# -- quota (btrfs qgroups) -------------------------------------------------------------------------
+#
+# A vault with an explicit bytes quota gets a level-1 qgroup holding its workspaces'
+# subvolumes: the kernel then refuses a write past its limit with EDQUOT, whoever writes
+# (overlayfs, a process in the mount, avfs itself), and counts extents that forks share
+# once. Quotas are enabled on the layers file system when the first vault asks for one
+# (qgroup accounting costs every transaction a little). The commands are btrfs-progs'
+# (rare: quota set, a mount); a new subvolume joins its vault's qgroup in its own ioctl.
+
+
+SUBVOL_FLOOR = 64 << 10  # what btrfs's metadata of a near-empty state dir takes (qgroup rfer)
+WAL_ROOM = 8 << 20  # a state dir's SQLite WAL (~1,000 pages before a checkpoint), rewritten copy-on-write
+QUOTA_SLACK = 8 << 20  # btrfs metadata, and extents freed only at the next transaction commit
+
+
+def quota_room(state_dirs: list[str]) -> int:
+    """What a vault's qgroup limit leaves over its quota for what the quota does not
+    count: avfs's own files in those state dirs now, their WAL's growth, btrfs metadata."""
+    own = sum(own_state_bytes(d) for d in state_dirs)
+    return own + len(state_dirs) * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
+
+
+def state_room(forks: int) -> int:
+    """The room a qgroup of ``forks`` state dirs keeps over what it holds, always: their
+    databases' growth and btrfs's metadata (:func:`quota_room` without what they hold)."""
+    return forks * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
+
+
+def own_state_bytes(state_dir: str) -> int:
+    """Bytes of avfs's own files in a state dir (databases, their WAL and shared memory,
+    indexes, small records): everything at its top but ``files/`` and ``upper/``."""
+    total = 0
+    try:
+        with os.scandir(state_dir) as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    total += e.stat(follow_symlinks=False).st_blocks * 512
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def _btrfs(*args: str) -> str:
+    proc = subprocess.run(["btrfs", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LayersUnavailable(f"btrfs {' '.join(args[:3])}: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout
+
+
+def quota_enabled(home: str) -> bool:
+    proc = subprocess.run(["btrfs", "qgroup", "show", mount_path(home)], capture_output=True, check=False)
+    return proc.returncode == 0
+
+
+def qgroups(home: str) -> dict[str, tuple[int, int, int | None]]:
+    """qgroup ("1/7") -> (referenced bytes, exclusive bytes, referenced limit or None)."""
+    out: dict[str, tuple[int, int, int | None]] = {}
+    for ln in _btrfs("qgroup", "show", "--raw", "-r", mount_path(home)).splitlines():
+        parts = ln.split()
+        if len(parts) >= 4 and "/" in parts[0] and parts[1].isdigit():
+            out[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]) if parts[3].isdigit() else None)
+    return out
+
+
+def subvolume_id(path: str) -> int:
+    return int(_btrfs("inspect-internal", "rootid", path).strip())
+
+
+def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
+    """Quotas on, qgroup ``1/n`` made, and every subvolume of ``members`` in it."""
+    mp = mount_path(home)
+    if not quota_enabled(home):
+        _btrfs("quota", "enable", mp)
+        _btrfs("quota", "rescan", "-w", mp)
+    if f"{QGROUP_LEVEL}/{n}" not in qgroups(home):
+        _btrfs("qgroup", "create", f"{QGROUP_LEVEL}/{n}", mp)
+    # each assign leaves the counts inconsistent; letting each one start its own rescan
+    # fails the second ("quota rescan failed: Operation now in progress") while the first
+    # runs, so assign them all without, then rescan once and wait for it
+    assigned = False
+    for sub in members:
+        proc = subprocess.run(
+            ["btrfs", "qgroup", "assign", "--no-rescan", f"0/{subvolume_id(sub)}", f"{QGROUP_LEVEL}/{n}", mp],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 and "exist" not in proc.stderr:
+            raise LayersUnavailable(f"btrfs qgroup assign: {proc.stderr.strip()}")
+        assigned = assigned or proc.returncode == 0
+    if assigned:
+        _btrfs("quota", "rescan", "-w", mp)  # -w waits for one already running too
+
+
+_FS_INFO = (2 << 30) | (1024 << 16) | (_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
+_fsids: dict[str, str] = {}  # mount path -> the file system's uuid (the image's: stable)
+
+
+def _fsid(mp: str) -> str | None:
+    """The uuid of the btrfs file system mounted at ``mp`` (BTRFS_IOC_FS_INFO; cached)."""
+    got = _fsids.get(mp)
+    if got is not None:
+        return got
+    try:
+        fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = fcntl.ioctl(fd, _FS_INFO, b"\0" * 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    import uuid
+
+    got = str(uuid.UUID(bytes=bytes(buf[16:32])))
+    _fsids[mp] = got
+    return got
+
+
+def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:
+    """(bytes qgroup ``1/n`` holds, bytes reserved for writes in progress, its referenced
+    limit or None, the data among those reserved) as the kernel's sysfs shows them (a few
+    small reads, no ``btrfs`` process); None when the layers file system is not mounted or
+    the kernel shows no such qgroup. The kernel refuses a write when held + reserved + its
+    bytes pass the limit."""
+    mp = mount_path(home)
+    fsid = _fsid(mp)
+    if fsid is None:
+        return None
+    d = f"/sys/fs/btrfs/{fsid}/qgroups/{QGROUP_LEVEL}_{n}"
+    vals: dict[str, int] = {}
+    for key in (
+        "referenced",
+        "rsv_data",
+        "rsv_meta_pertrans",
+        "rsv_meta_prealloc",
+        "max_referenced",
+        "limit_flags",
+    ):
+        try:
+            with open(os.path.join(d, key), "rb") as fh:
+                vals[key] = int(fh.read().strip() or b"0")
+        except (OSError, ValueError):
+            if key in ("referenced", "max_referenced", "limit_flags"):
+                return None
+            vals[key] = 0
+    rsv = vals["rsv_data"] + vals["rsv_meta_pertrans"] + vals["rsv_meta_prealloc"]
+    limited = vals["limit_flags"] & 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
+    return vals["referenced"], rsv, vals["max_referenced"] if limited else None, vals["rsv_data"]
+
+
+_QGROUP_LIMIT = (2 << 30) | (48 << 16) | (_MAGIC << 8) | 43  # _IOR: btrfs_ioctl_qgroup_limit_args
+_LIMIT_MAX_RFER = 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
+
+
+def set_limit(home: str, n: int, limit: int | None) -> None:
+    """The referenced-bytes limit of qgroup ``1/n`` (None: none). A number is set with
+    btrfs's ioctl (no ``btrfs`` process: avfs puts a limit back after each use of its
+    room, see ``Vault.own_room``), falling back to the command."""
+    if limit is not None:
+        try:
+            fd = os.open(mount_path(home), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                # qgroupid, then struct btrfs_qgroup_limit: flags, max_rfer, max_excl,
+                # rsv_rfer, rsv_excl
+                args = struct.pack("=QQQQQQ", qgroup_id(n), _LIMIT_MAX_RFER, limit, 0, 0, 0)
+                fcntl.ioctl(fd, _QGROUP_LIMIT, args)
+                return
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    _btrfs(
+        "qgroup", "limit", "none" if limit is None else str(limit), f"{QGROUP_LEVEL}/{n}", mount_path(home)
+    )

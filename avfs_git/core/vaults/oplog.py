@@ -1,0 +1,176 @@
+"""The operation log of a vault: every mutating avfs action, so it can be listed and undone.
+
+Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo needs:
+
+- ``refs``: each ref the operation moved, as ``{ref, old, new}`` (None = absent);
+- ``workspaces``: each workspace it touched, as ``{fork, before, after, view_changed}``
+  where ``before``/``after`` are ``{base, tree}`` (``tree`` is the workspace's tree when
+  it had uncheckpointed changes, else None). ``view_changed`` says whether what the
+  workspace *shows* changed (a restore) or only its base moved (a checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..store.gitstore import rfc3339
+from ..store.threads import ThreadSlots
+from ..types import Operation
+from ..workspace.sqlite import close_conn, open_db
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ops(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    fork TEXT,
+    summary TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    workspaces TEXT NOT NULL,
+    details TEXT NOT NULL,
+    undone_by INTEGER,
+    undoes INTEGER
+);
+"""
+
+
+class OpLog:
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, "oplog.db")
+        self._local = ThreadSlots(on_drop=close_conn)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = open_db(self.path, _SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Release every thread's connection (each reopens on next use)."""
+        self._local.release("conn", sqlite3.Connection.close)
+
+    def record(
+        self,
+        kind: str,
+        summary: str,
+        *,
+        fork: str | None = None,
+        refs: list[dict[str, str | None]] | None = None,
+        workspaces: list[dict[str, Any]] | None = None,
+        details: dict[str, Any] | None = None,
+        undoes: int | None = None,
+    ) -> int:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute(
+                "INSERT INTO ops(ts, kind, fork, summary, refs, workspaces, details, undoes)"
+                " VALUES(?,?,?,?,?,?,?,?)",
+                (
+                    int(time.time()),
+                    kind,
+                    fork,
+                    summary,
+                    json.dumps(refs or []),
+                    json.dumps(workspaces or []),
+                    json.dumps(details or {}),
+                    undoes,
+                ),
+            )
+            op_id = int(cur.lastrowid or 0)
+            if undoes is not None:
+                db.execute("UPDATE ops SET undone_by=? WHERE id=?", (op_id, undoes))
+                # undoing an undo (a redo) makes the operation it had undone current again
+                db.execute(
+                    "UPDATE ops SET undone_by=NULL WHERE id=(SELECT undoes FROM ops WHERE id=? AND kind='undo')",
+                    (undoes,),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return op_id
+
+    def next_id(self) -> int:
+        r = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='ops'").fetchone()
+        return (int(r[0]) if r else 0) + 1
+
+    def _op(self, r: tuple[Any, ...]) -> Operation:
+        return Operation(
+            id=int(r[0]),
+            time=rfc3339(int(r[1])),
+            kind=str(r[2]),
+            fork=r[3],
+            summary=str(r[4]),
+            refs=json.loads(r[5]),
+            undone_by=r[6],
+            undoes=r[7],
+        )
+
+    _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes"
+
+    def recent(self, limit: int = 50, *, fork: str | None = None) -> list[Operation]:
+        """The newest ``limit`` operations; with ``fork``, those that touched that fork
+        (:func:`touches`)."""
+        if fork is None:
+            rows = self.db.execute(
+                f"SELECT {self._COLS} FROM ops ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [self._op(r) for r in rows]
+        out: list[Operation] = []
+        for op in self._newest(fork, ""):
+            out.append(op)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _newest(self, fork: str | None, where: str) -> Iterator[Operation]:
+        """Operations matching the SQL condition ``where`` (may be empty), newest first;
+        with ``fork``, only those that touched it."""
+        cond = f"WHERE {where}" if where else ""
+        cur = self.db.execute(f"SELECT {self._COLS} FROM ops {cond} ORDER BY id DESC")
+        for r in cur:
+            op = self._op(r)
+            if fork is None or touches(op, fork):
+                yield op
+
+    def get(self, op_id: int) -> Operation | None:
+        r = self.db.execute(f"SELECT {self._COLS} FROM ops WHERE id=?", (op_id,)).fetchone()
+        return None if r is None else self._op(r)
+
+    def workspaces(self, op_id: int) -> list[dict[str, Any]]:
+        r = self.db.execute("SELECT workspaces FROM ops WHERE id=?", (op_id,)).fetchone()
+        return [] if r is None else list(json.loads(r[0]))
+
+    def details(self, op_id: int) -> dict[str, Any]:
+        r = self.db.execute("SELECT details FROM ops WHERE id=?", (op_id,)).fetchone()
+        return {} if r is None else dict(json.loads(r[0]))
+
+    def last_undoable(self, fork: str | None = None) -> Operation | None:
+        """The newest operation that is not undone and is not itself an undo of one; with
+        ``fork``, the newest such operation that touched that fork (``undo`` inside a mount:
+        another fork's operations are not that fork's to undo)."""
+        cond = "undone_by IS NULL AND kind != 'undo' AND kind != 'vault_create'"
+        return next(self._newest(fork, cond), None)
+
+    def last_redoable(self, fork: str | None = None) -> Operation | None:
+        """The newest undo that is still in effect (not itself undone, and not a redo: an
+        undo of an undo); ``redo`` undoes it. With ``fork``: of that fork's operations."""
+        cond = "kind = 'undo' AND undone_by IS NULL AND undoes IN (SELECT id FROM ops WHERE kind != 'undo')"
+        return next(self._newest(fork, cond), None)
+
+
+def touches(op: Operation, fork: str) -> bool:
+    """Whether operation ``op`` acted on ``fork``: recorded as its fork, or it moved the
+    fork's branch (a merge into it, its creation or deletion)."""
+    if op.fork == fork:
+        return True
+    ref = "refs/heads/" + fork
+    return any(r.get("ref") == ref for r in op.refs)

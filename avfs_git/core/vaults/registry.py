@@ -1,0 +1,571 @@
+"""The mount registry: which mounts exist, where their records live, whether they live.
+
+A mount daemon (``python -m avfs_git.fuse.daemon``) writes one JSON record per mounted fork
+(or read-only revision), ``<vault>/avfs/mounts/<key>.json`` (the key is the fork, or
+``FORK@REV12``; as a file name, :func:`.names.fs_name`), with its states ``mounting ->
+mounted -> unmounting`` (``failed`` when the overlay could not be stacked); the file is gone
+when the mount is. Beside it, ``<key>.exec`` names the daemon's exec socket and pid (plain
+text: the CLI's fast path reads it without json), and ``<key>.log`` is the daemon's log.
+``<key>.d/`` (:func:`mount_dir`) holds the files of the mount avfs's host side reads or runs
+(the index stamp and its lock, the wake FIFO, the ack file, the merge marker, git's fsmonitor
+hook and its socket, temp files): never the worktree's git dir, which a confined command can
+write (docs/security.md). The record is the one source of a mount's owner data (daemon pid,
+uid, gid, backend, mount point, hook kind).
+
+Everything that reads or writes those files goes through here: the mount lifecycle
+(``ops/mounts.py``), the daemon (``fuse/daemon.py``), ``doctor``/``stats``
+(``ops/maintenance/``), the agent hooks (``hooks/events.py``), ``proxy exec``'s fast path
+(``cli/execopts.py``); the vault's git ``pre-receive`` hook, a shell script, is built from
+:data:`RECORDS` and :data:`.names.SHELL_FS_NAME`. Liveness, which differs by purpose, is
+here too, each rule with its reason: :func:`serving` (a hook: is this mount answering now),
+:func:`registered` (the lifecycle: mounted or on its way), :func:`daemon_alive` (doctor:
+never remove what a live daemon may still own).
+
+Standard library only (and :mod:`.locks`, :mod:`.names`): the hooks and ``proxy exec``'s
+fast path read the registry on every call, so nothing here loads git, and what only some
+callers need (``dataclasses`` is 7 ms, ``json`` 1.4 ms, ``threading``, ``calendar``, ``re``) is
+imported where it is used; records are plain slotted classes (a named tuple costs 0.2 ms to define).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ..store.names import from_fs_name, fs_name
+
+TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
+
+if TYPE_CHECKING:  # typing's names and collections.abc cost ~6 ms to import: annotations only
+    from collections.abc import Iterator
+    from typing import Any
+
+__all__ = [
+    "RECORDS",
+    "KernelMount",
+    "MountedFork",
+    "Record",
+    "daemon_alive",
+    "dead_mountpoint",
+    "exec_path",
+    "home_records",
+    "is_mount_daemon",
+    "kernel_mounts",
+    "live_mountpoints",
+    "log_path",
+    "mount_containing",
+    "mount_dir",
+    "mount_key",
+    "mounted_as",
+    "mounted_at",
+    "origin_vault",
+    "place",
+    "process_start",
+    "read_exec",
+    "read_record",
+    "record_path",
+    "records",
+    "registered",
+    "serving",
+    "started_at",
+    "write_exec",
+    "write_record",
+]
+
+# the registry's directory in a vault's state dir (``<vault>/avfs``)
+RECORDS = "mounts"
+START_SLACK_S = 2.0  # /proc's boot time is whole seconds; a record's start time too
+
+
+def mount_key(fork: str, revision: str | None) -> str:
+    """The registry key of a mount: the fork, or ``FORK@REV12`` for a read-only revision."""
+    return fork if revision is None else f"{fork}@{revision[:12]}"
+
+
+def record_path(state_dir: str, key: str) -> str:
+    """``<state_dir>/mounts/<key>.json``: the record of mount ``key`` of a vault."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".json")
+
+
+def mount_dir(state_dir: str, key: str) -> str:
+    """``<state_dir>/mounts/<key>.d``: the directory of mount ``key``'s own files, made by
+    its daemon at mount and removed at unmount (doctor and prune remove a dead one's).
+    Inside ``<vault>/avfs``, which a confined command never sees (masked)."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".d")
+
+
+def exec_path(record: str) -> str:
+    """The exec file beside a record: the daemon's exec socket name and its pid."""
+    return record[: -len(".json")] + ".exec"
+
+
+def log_path(state_dir: str, key: str) -> str:
+    """The mount daemon's log: ``<state_dir>/mounts/<key>.log``."""
+    return os.path.join(state_dir, RECORDS, fs_name(key) + ".log")
+
+
+def write_record(path: str, data: dict[str, Any]) -> None:
+    """Replace the record at ``path`` whole (a reader never sees half of one)."""
+    import json
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def read_record(path: str) -> dict[str, Any] | None:
+    """The record at ``path``; None when there is none or it is not a JSON object."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Record:
+    """One record as found on disk: its ``key``, file ``path`` and JSON ``data``."""
+
+    __slots__ = ("data", "key", "path")
+
+    def __init__(self, key: str, path: str, data: dict[str, Any]) -> None:
+        self.key = key
+        self.path = path
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Record({self.key!r}, {self.path!r}, {self.data!r})"
+
+    @property
+    def pid(self) -> int:
+        try:
+            return int(self.data.get("pid", 0) or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def mountpoint(self) -> str:
+        return str(self.data.get("mountpoint", ""))
+
+    @property
+    def state(self) -> str:
+        return str(self.data.get("state", "mounted"))
+
+
+def records(state_dir: str) -> list[Record]:
+    """Every readable record of a vault (by key), live or not; changes nothing."""
+    root = os.path.join(state_dir, RECORDS)
+    try:
+        files = sorted(os.listdir(root))
+    except OSError:
+        return []
+    out = []
+    for fn in files:
+        if fn.endswith(".json"):
+            path = os.path.join(root, fn)
+            data = read_record(path)
+            if data is not None:
+                out.append(Record(from_fs_name(fn[: -len(".json")]), path, data))
+    return out
+
+
+def _vault_path(home_path: str, vault: str) -> str:
+    # a home's layout (core/vaults/home.py): <home>/vaults/<name>.git, its state in <vault>/avfs;
+    # spelled out here so that a hook reads the registry without loading the vault code
+    return os.path.join(home_path, "vaults", vault + ".git")
+
+
+def home_records(home_path: str) -> Iterator[tuple[str, str, Record]]:
+    """(vault name, vault path, record) for every record of every vault of a home, read
+    from the files alone (no vault is opened)."""
+    try:
+        names = sorted(
+            d[: -len(".git")] for d in os.listdir(os.path.join(home_path, "vaults")) if d.endswith(".git")
+        )
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = _vault_path(home_path, name)
+        for rec in records(os.path.join(path, "avfs")):
+            yield name, path, rec
+
+
+def write_exec(record: str, name: str, pid: int, mountpoint: str) -> None:
+    """The exec file beside ``record``: the daemon's exec socket ``name``, its ``pid`` (the
+    client checks its peer is that process) and its ``mountpoint`` (a client whose current
+    directory is inside runs its command there). Written whole (rename)."""
+    path = exec_path(record)
+    with open(path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(f"{name}\n{pid}\n{mountpoint}\n")
+    os.replace(path + ".tmp", path)
+
+
+def read_exec(home_path: str, vault: str, key: str) -> tuple[str, int, str] | None:
+    """(exec socket name, daemon pid, mount point: '' when the file predates it) of mount
+    ``key`` of ``vault`` from its exec file; None when there is none (read as plain text,
+    without json)."""
+    path = exec_path(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    name, _, rest = text.partition("\n")
+    pid, _, mountpoint = rest.partition("\n")
+    if not name or not pid.isdigit():
+        return None
+    return name, int(pid), mountpoint[:-1] if mountpoint.endswith("\n") else mountpoint
+
+
+class MountedFork:
+    """A live mount of a fork whose mount point holds a path (:func:`mount_containing`)."""
+
+    __slots__ = ("fork", "mountpoint", "read_only", "vault", "vault_path")
+
+    def __init__(self, vault: str, vault_path: str, fork: str, mountpoint: str, read_only: bool) -> None:
+        self.vault = vault
+        self.vault_path = vault_path
+        self.fork = fork
+        self.mountpoint = mountpoint
+        self.read_only = read_only
+
+    def __repr__(self) -> str:
+        return f"MountedFork({self.vault!r}, {self.fork!r}, {self.mountpoint!r})"
+
+    @property
+    def spec(self) -> str:
+        """``VAULT:FORK``, as ``--vault`` takes it."""
+        return f"{self.vault}:{self.fork}"
+
+    def relpath(self, path: str) -> str:
+        """``path`` (inside the mount point) as a path in the fork: '' at its root."""
+        rel = os.path.relpath(os.path.realpath(path), self.mountpoint)
+        return "" if rel == "." else rel
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def mount_containing(home_path: str, path: str, *, revisions: bool = True) -> MountedFork | None:
+    """The live mount of the home whose mount point contains ``path`` (the innermost one),
+    or None. ``revisions=False``: a read-only revision mount (``VAULT@REV``) does not
+    count.
+
+    What the CLI asks when no vault is selected (a command run inside a mounted fork acts
+    on that fork, as git acts on the repository it runs in) and what the agent hooks ask on
+    every tool call: the records are read from the files alone, no vault is opened. A
+    record counts only while its mount is :func:`serving`."""
+    where = os.path.realpath(path)
+    best: MountedFork | None = None
+    for vault, vault_path, rec in home_records(home_path):
+        if not {"mountpoint", "pid", "fork"} <= rec.data.keys():
+            continue
+        revision = rec.data.get("revision") is not None
+        if revision and not revisions:
+            continue
+        mp = os.path.realpath(rec.mountpoint)
+        if not _inside(where, mp) or (best is not None and len(mp) <= len(best.mountpoint)):
+            continue
+        if not serving(rec):
+            continue
+        read_only = bool(rec.data.get("read_only")) or revision
+        best = MountedFork(vault, vault_path, str(rec.data["fork"]), mp, read_only)
+    return best
+
+
+def origin_vault(home_path: str, directory: str, *, above: bool = False) -> str | None:
+    """The vault ``avfs up`` made from ``directory`` (a real path): its config's
+    ``origin.dir``; with ``above``, from ``directory`` or the nearest directory above it
+    that a vault was made from. Read from the files alone (a config is parsed only when the
+    directory's name is in it: ``json`` is not loaded for a home whose vaults came from
+    elsewhere)."""
+    try:
+        entries = sorted(d for d in os.listdir(os.path.join(home_path, "vaults")) if d.endswith(".git"))
+    except OSError:
+        return None
+    wanted = [directory]
+    if above:
+        d = directory
+        while os.path.dirname(d) != d:
+            d = os.path.dirname(d)
+            wanted.append(d)
+    found: dict[str, str] = {}
+    for fn in entries:
+        if fn.startswith("."):
+            continue
+        try:
+            with open(os.path.join(home_path, "vaults", fn, "avfs", "config.json"), encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if '"origin"' not in text:
+            continue
+        import json
+
+        try:
+            cfg = json.loads(text)
+        except ValueError:
+            continue
+        origin = cfg.get("origin") if isinstance(cfg, dict) else None
+        where = origin.get("dir") if isinstance(origin, dict) else None
+        if isinstance(where, str) and where in wanted and where not in found:
+            found[where] = fn[: -len(".git")]
+    return next((found[d] for d in wanted if d in found), None)
+
+
+def place(home_path: str, cwd: str) -> str | None:
+    """What a command run in ``cwd`` acts on when it names no vault (no ``--vault``, no
+    ``AVFS_VAULT``): the one rule every command follows, as git finds the repository it runs
+    in. Inside a live mount of a fork (read-write), that fork (``VAULT:FORK``); else in a
+    directory a vault was made from by ``avfs up`` (or below one), that vault (``VAULT``:
+    its default fork); else None (the home's default vault, ``avfs vault use``)."""
+    try:
+        where = os.path.realpath(cwd)
+    except OSError:
+        return None
+    here = mount_containing(home_path, where, revisions=False)
+    if here is not None:
+        return here.spec
+    return origin_vault(home_path, where, above=True)
+
+
+# -- liveness --------------------------------------------------------------------------------
+
+
+def mounted_at(mountpoint: str) -> bool:
+    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts; the mount
+    point itself is never touched, so a dead FUSE mount cannot hang the question)."""
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 2 and parts[1].replace("\\040", " ") == target:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def mounted_as(mountpoint: str, source: str) -> bool:
+    """Whether the kernel lists a mount of ``source`` (``avfs:VAULT:KEY``) at exactly
+    ``mountpoint`` (a resolved path) in this mount namespace: what a record's mount point
+    is checked against before anything is written through it. Cheaper than
+    :func:`kernel_mounts` (only the lines naming the mount point are parsed): it is asked
+    on every change the CLI makes to a fork with an overlay mount."""
+
+    def esc(text: str) -> bytes:  # mountinfo's octal escapes
+        out = text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+        return out.replace("\n", "\\012").encode("utf-8", "surrogateescape")
+
+    want_mp, want_src = esc(mountpoint), esc(source)
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    for line in data.split(b"\n"):
+        if want_mp not in line:
+            continue
+        head, sep, tail = line.partition(b" - ")
+        parts, rest = head.split(b" "), tail.split(b" ")
+        if sep and len(parts) > 4 and parts[4] == want_mp and len(rest) > 1 and rest[1] == want_src:
+            return True
+    return False
+
+
+def dead_mountpoint(mountpoint: str) -> bool:
+    """Whether the FUSE mount at ``mountpoint`` has lost its daemon (ENOTCONN). Asked with
+    ``statvfs``, which always reaches the daemon: a ``stat`` of the root is answered from
+    the kernel's attribute cache for as long as the mount's attr_timeout (60 s)."""
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def serving(rec: Record) -> bool:
+    """Whether a mount answers now: mounted (not on its way up or down), its daemon runs
+    and its mount point is a mount point. What a hook asks on every tool call: cheap, and
+    wrong only towards "no" (then the hook does what it does outside a mount)."""
+    from ..store.locks import pid_alive
+
+    if rec.data.get("state") not in (None, "mounted") or rec.pid <= 0 or not pid_alive(rec.pid):
+        return False
+    return os.path.ismount(os.path.realpath(rec.mountpoint))
+
+
+def registered(rec: Record) -> bool:
+    """Whether a record stands for a mount that exists or is being made: its daemon runs
+    and the mount point is mounted, or it runs and is still ``mounting``. What the mount
+    lifecycle asks before it reuses, replaces or cleans up a record."""
+    from ..store.locks import pid_alive
+
+    if rec.pid <= 0 or not pid_alive(rec.pid):
+        return False
+    return mounted_at(rec.mountpoint) or rec.data.get("state") == "mounting"
+
+
+def is_mount_daemon(pid: int) -> bool:
+    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid);
+    whatever /proc does not tell counts as one."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"avfs_git.fuse.daemon" in fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid
+
+
+def live_mountpoints(state_dir: str, key: str | None = None) -> dict[str, str]:
+    """``{key: mount point}`` of a vault's mounts that exist or are being made (see
+    :func:`registered`) and whose daemon is a mount daemon: of ``key`` alone when given
+    (revision mounts ``FORK@REV`` are other keys), else every one. What the vault and the
+    home ask before they delete what a live mount serves; a daemon killed with -9 left a
+    record that is not live."""
+    out = {}
+    for rec in records(state_dir):
+        if (key is None or rec.key == key) and registered(rec) and is_mount_daemon(rec.pid):
+            out[rec.key] = rec.mountpoint
+    return out
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 (starttime): fields after the name start at 3
+        with open("/proc/stat", "rb") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def started_at(data: dict[str, Any]) -> float | None:
+    """When a record's daemon wrote that it started (its ``started``, whole seconds)."""
+    import calendar
+    import time
+
+    try:
+        return float(calendar.timegm(time.strptime(str(data.get("started", "")), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def _arg(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv[:-1]):
+        if a == name:
+            return argv[i + 1]
+    return None
+
+
+def daemon_alive(pid: int, vault: str, home_path: str | None, started: float | None) -> bool:
+    """Whether ``pid`` is a running mount daemon of vault ``vault`` (of the home at
+    ``home_path``, when given) that started no later than ``started`` (when given). Not
+    alive: no such process, a zombie, a process that is no avfs program at all, one whose
+    command line names another vault or home, one that started after ``started`` (the
+    kernel reused the pid). Whatever /proc does not tell (another user's process under
+    ``hidepid``, a daemon started with other arguments) counts as alive: nothing of a live
+    mount is ever removed on a guess. What ``doctor`` asks before it removes anything."""
+    from ..store.locks import pid_alive
+
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0")]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
+        return False
+    name = _arg(argv, "--vault")
+    if name is not None and name != vault:
+        return False
+    home = _arg(argv, "--home")
+    if home is not None and home_path is not None and os.path.realpath(home) != os.path.realpath(home_path):
+        return False
+    if started is not None:
+        began = process_start(pid)
+        if began is not None and began > started + START_SLACK_S:
+            return False  # the pid was given to a new process after the daemon wrote this
+    return True
+
+
+# -- mounts the kernel lists -----------------------------------------------------------------
+
+
+class KernelMount:
+    """One line of /proc/self/mountinfo: ``mountpoint``, ``fstype`` ("fuse.avfs",
+    "overlay", ...), ``source`` ("avfs:VAULT:KEY" for an avfs FUSE mount) and ``dirs`` (an
+    overlay's lowerdir/upperdir/workdir/datadir paths)."""
+
+    __slots__ = ("dirs", "fstype", "mountpoint", "source")
+
+    def __init__(self, mountpoint: str, fstype: str, source: str, dirs: tuple[str, ...]) -> None:
+        self.mountpoint = mountpoint
+        self.fstype = fstype
+        self.source = source
+        self.dirs = dirs
+
+    def __repr__(self) -> str:
+        return f"KernelMount({self.mountpoint!r}, {self.fstype!r}, {self.source!r}, {self.dirs!r})"
+
+    @property
+    def avfs_fuse(self) -> bool:
+        return self.fstype.startswith("fuse") and self.source.startswith("avfs:")
+
+    @property
+    def vault_name(self) -> str | None:
+        return self.source.split(":")[1] if self.avfs_fuse and self.source.count(":") >= 2 else None
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _overlay_dirs(options: str) -> tuple[str, ...]:
+    import re
+
+    dirs: list[str] = []
+    for opt in re.split(r"(?<!\\),", options):
+        key, _, value = opt.partition("=")
+        if key in ("lowerdir", "lowerdir+", "datadir+"):
+            dirs.extend(d.replace("\\:", ":").replace("\\,", ",") for d in re.split(r"(?<!\\):+", value) if d)
+        elif key in ("upperdir", "workdir") and value:
+            dirs.append(value.replace("\\,", ","))
+    return tuple(dirs)
+
+
+def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
+    """The mounts of this mount namespace (changes nothing)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        parts, rest = head.split(" "), tail.split(" ")
+        if not sep or len(parts) < 5 or len(rest) < 3:
+            continue
+        fstype, source, options = rest[0], _unescape(rest[1]), _unescape(rest[2])
+        dirs = _overlay_dirs(options) if fstype == "overlay" else ()
+        out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
+    return out

@@ -1,0 +1,753 @@
+"""A vault: a bare git repository plus avfs' own state under ``<vault>/avfs/``.
+
+``<vault>/avfs/`` holds (git ignores it; clones don't carry it)::
+
+    config.json         default fork, quota (``quota_bytes``, ``quota_files``)
+    oplog.db            the operation log (:mod:`.oplog`)
+    ws/<fork>/          one workspace state dir per fork (:mod:`.overlay`)
+    locks/<fork>.lock   fork locks (:mod:`.locks`)
+    usage/              each fork's published overlay totals, for the quota (:class:`.quota.QuotaTracker`)
+
+Threads: a ``Vault`` may be shared by threads; git and SQLite handles are per thread
+(:class:`.threads.ThreadSlots`), opened on a thread's first use and released by
+:meth:`Vault.close` (all threads) or when their thread has ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+
+from ..errors import (
+    AlreadyExistsError,
+    AvfsError,
+    ForkNotFoundError,
+    InvalidNameError,
+    MountedError,
+    UsageError,
+    from_oserror,
+)
+from ..settings import DEFAULT_LOCK_WAIT_S, Settings
+from ..store import names, refs
+from ..store.gitstore import GitStore
+from ..store.identity import Identity, Signatures
+from ..store.identity import current as current_identity
+from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
+from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
+from ..workspace.mergestate import inherit_state
+from ..workspace.upper import drop_gitfile
+from ..workspace.workspace import Workspace
+from ..workspace.wscommit import keep_recovery, ws_state
+from . import layers, registry
+from .oplog import OpLog
+from .quota import QuotaTracker, QuotaUsage
+
+
+class VaultHome(Protocol):
+    """What a vault needs of the home it was opened from (:class:`.home.Home` is one): the
+    home makes its vaults, so this module knows it by these names only."""
+
+    path: str
+    settings: Settings  # what the front end read from the environment
+
+    @property
+    def layers_mode(self) -> str: ...
+
+
+# The home a vault names back is a type parameter, as a workspace's vault is (see
+# :mod:`.workspace`): ``Home.vault()`` returns a ``Vault[Home]``, so ``vault.home`` and
+# ``ws.vault.home`` are a ``Home`` to a caller's type checker while this module never
+# imports it. A bare ``Vault`` is one of some ``VaultHome``.
+if TYPE_CHECKING:
+    import typing_extensions  # its TypeVar takes a default (PEP 696; typing's own from 3.13)
+
+    H_co = typing_extensions.TypeVar("H_co", bound=VaultHome, covariant=True, default=VaultHome)
+else:
+    H_co = TypeVar("H_co", covariant=True)  # typing's TypeVar takes no default before 3.13
+
+DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
+# avfs's own writes into a layered state dir (its databases) while the kernel's limit of
+# the vault's qgroup is within OWN_ROOM_LOW: the limit is raised to OWN_ROOM over what it
+# holds, for as long as they last (Vault.own_room)
+OWN_ROOM = 16 << 20
+OWN_ROOM_LOW = 4 << 20
+ROOM_PLENTY = 64 << 20  # left under the limit: not checked again for ROOM_RECHECK_S
+ROOM_RECHECK_S = 0.1
+ROOM_LOCK = ".room.lock"  # in usage/ (a dot: not a published total)
+# ``Vault.quota_bytes`` (an int, for VaultInfo and stats) when the vault has no bytes limit
+NO_LIMIT = sys.maxsize
+
+
+class Vault(Generic[H_co]):
+    """One vault. Get it from :meth:`avfs_git.Home.vault`."""
+
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        *,
+        author: tuple[str, str] | None = None,
+        home: H_co | None = None,
+        identity: Identity | None = None,
+        fallback_author: tuple[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.home: H_co | None = home  # the home it was opened from (proxy exec needs its policy and mounts)
+        self.store = GitStore(path)
+        self.state_dir = os.path.join(path, "avfs")
+        self.oplog = OpLog(self.state_dir)
+        # who commits are by (see :mod:`.identity`): an explicit author, else the identity
+        # (the environment), then git config, then the fallback (the home's identity)
+        self._identity = Identity.of(*author) if author is not None else identity
+        self._fallback_author = fallback_author
+        self._ws: dict[str, Workspace[Self]] = {}
+        self._ws_lock = threading.Lock()
+        self._config_cache: dict[str, Any] | None = None
+        self.quota = QuotaTracker(self)
+        self._room_plenty_until = 0.0  # see kernel_quota_full
+
+    def __repr__(self) -> str:
+        return f"Vault({self.name!r}, {self.path!r})"
+
+    def close(self) -> None:
+        """Release the git and SQLite handles (and their file descriptors) of every thread.
+
+        The vault and its workspaces stay usable: each thread reopens what it needs on its
+        next call. Call it when no other thread is in the middle of an operation on it.
+        """
+        with self._ws_lock:
+            wss = list(self._ws.values())
+        for ws in wss:
+            ws.overlay.close()
+        self.oplog.close()
+        self.store.close()
+        self.quota.close()
+
+    # -- config ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.state_dir, "config.json")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        if self._config_cache is None:
+            try:
+                with open(self.config_path, encoding="utf-8") as fh:
+                    self._config_cache = dict(json.load(fh))
+            except FileNotFoundError:
+                self._config_cache = {}
+        return self._config_cache
+
+    def fresh_config(self) -> dict[str, Any]:
+        """The config as on disk now (another process may have changed it)."""
+        self.forget_config()
+        return self.config
+
+    def forget_config(self) -> None:
+        """Read the config from disk again on next use (another process changed it)."""
+        self._config_cache = None
+
+    def set_config(self, **values: Any) -> None:
+        cfg = dict(self.config)
+        cfg.update(values)
+        tmp = self.config_path + ".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(cfg, fh, indent=2, sort_keys=True)
+            os.replace(tmp, self.config_path)
+        except OSError as exc:
+            raise from_oserror(exc, self.config_path) from exc
+        self._config_cache = cfg
+        self.quota.config_changed()
+
+    # -- quota ----------------------------------------------------------------------------
+    def quota_limits(self) -> tuple[int | None, int | None]:
+        """(bytes, files) limits of the vault; None: no limit.
+
+        ``quota_bytes`` absent from the config means :data:`DEFAULT_QUOTA` (a config written
+        before the quota became vault-wide keeps its number, now the vault's bytes limit);
+        ``null`` lifts it. ``quota_files`` absent or ``null``: no file limit.
+        """
+        cfg = self.config
+        b = cfg.get("quota_bytes", DEFAULT_QUOTA)
+        f = cfg.get("quota_files")
+        return (None if b is None else int(b), None if f is None else int(f))
+
+    @property
+    def quota_bytes(self) -> int:
+        """The bytes limit (:data:`NO_LIMIT` when there is none); see :meth:`quota_limits`."""
+        b = self.quota_limits()[0]
+        return NO_LIMIT if b is None else b
+
+    def set_quota(self, **limits: int | None) -> str | None:
+        """Set ``max_bytes`` and/or ``max_files`` (None lifts that limit). Lowering a limit
+        below what the vault uses is allowed: growth is refused until it is back under.
+        Returns why the kernel cannot enforce a new bytes limit on the forks in the home's
+        layers file system (see :meth:`sync_kernel_quota`), None when it does or when
+        the home has no such file system."""
+        keys = {"max_bytes": "quota_bytes", "max_files": "quota_files"}
+        bad = set(limits) - set(keys)
+        if bad:
+            raise UsageError(f"unknown quota limit {sorted(bad)[0]!r}")
+        for k, v in limits.items():
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise UsageError(f"{k} must be a non-negative integer or None, not {v!r}")
+        self.set_config(**{keys[k]: v for k, v in limits.items()})
+        if "max_bytes" not in limits:
+            return None
+        why = self.sync_kernel_quota()
+        if limits["max_bytes"] is None or not os.path.exists(layers.image_path(self.home_dir)):
+            return None
+        return why
+
+    # -- quota the kernel enforces (the layers file system's qgroups) ---------------------
+    def _explicit_bytes_quota(self) -> int | None:
+        cfg = self.fresh_config()
+        qb = cfg.get("quota_bytes", -1)
+        return None if qb in (-1, None) else int(qb)
+
+    def _layered_forks(self) -> dict[str, str]:
+        """fork -> state dir, of the forks whose state is a subvolume of the layers fs."""
+        out = {}
+        for f in self.fork_names():
+            link = self.ws_link(f)
+            if os.path.islink(link):
+                out[f] = self.ws_dir(f)
+        return out
+
+    def kernel_quota(self) -> tuple[int, list[str]] | None:
+        """(bytes of the vault's forks' files in the layers file system, the forks there)
+        when the kernel enforces the vault's bytes quota, else None. The bytes are what the
+        vault's qgroup counts (overlay files and mounts' upper layers, extents forks share
+        once) less avfs's own state (its databases and indexes, which the quota does not
+        count) and btrfs's metadata floor of each subvolume: exact to a few KiB a fork."""
+        n = self.config.get("layers_qgroup")
+        if not isinstance(n, int) or self._explicit_bytes_quota() is None:
+            return None
+        if not layers.mounted(self.home_dir):
+            return None
+        fill = layers.qgroup_fill(self.home_dir, n)  # the kernel's sysfs: no btrfs process
+        if fill is not None:
+            # referenced counts at btrfs's transaction commits: data written since is in the
+            # reservations (with metadata's, which pass; those are left out)
+            held = fill[0] + fill[3]
+        else:
+            try:
+                got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+            except layers.LayersUnavailable:
+                return None
+            if got is None:
+                return None
+            held = got[0]
+        forks = self._layered_forks()
+        own = sum(layers.own_state_bytes(d) for d in forks.values())
+        return max(held - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
+
+    def sync_kernel_quota(self, *, mounting: bool = False) -> str | None:
+        """Make the kernel enforce the vault's explicit bytes quota on its workspaces in the
+        layers file system (a qgroup of them, limited to the quota less the git objects
+        and the plain state dirs' files); lift it when the quota is gone. Returns None when
+        the kernel enforces it now, else why not.
+
+        ``mounting``: a vault already at or past its limit still gets 1 MiB over what it
+        holds, so that overlayfs can make its work directory (else it mounts read-only
+        and nothing could be deleted through the mount to get back under)."""
+        qb = self._explicit_bytes_quota()
+        n = self.config.get("layers_qgroup")
+        if qb is None:
+            if isinstance(n, int) and layers.mounted(self.home_dir):
+                try:
+                    layers.set_limit(self.home_dir, n, None)
+                except layers.LayersUnavailable:
+                    pass
+            return "no explicit bytes quota"
+        if not os.path.exists(layers.image_path(self.home_dir)):
+            return "the home has no layers file system"
+        forks = self._layered_forks()  # mounts the image when needed
+        if not isinstance(n, int):
+            n = int.from_bytes(os.urandom(4), "big") | 1
+        try:
+            layers.ensure_qgroup(self.home_dir, n, list(forks.values()))
+            if self.config.get("layers_qgroup") != n:
+                self.set_config(layers_qgroup=n)
+            limit = self._kernel_limit(qb, n, forks)
+            if mounting:
+                held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+                if held is not None:
+                    limit = max(limit, held[0] + (1 << 20))
+            layers.set_limit(self.home_dir, n, limit)
+        except layers.LayersUnavailable as exc:
+            return str(exc)
+        return None
+
+    def _kernel_limit(self, qb: int, n: int, forks: dict[str, str]) -> int:
+        """The limit of the vault's qgroup ``1/n`` for a bytes quota ``qb``."""
+        use = self.quota.usage()
+        plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
+        # avfs's own state (databases, indexes) is not the quota's: it is left room,
+        # and so is what btrfs's metadata and a database's growth may take; the kernel
+        # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
+        # checks refuse the writes it makes first
+        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+        limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
+        fill = layers.qgroup_fill(self.home_dir, n)
+        if fill is not None:
+            # never less than what the qgroup holds plus room for avfs's own databases:
+            # SQLite maps its WAL index, and a page of it the kernel cannot reserve is a
+            # SIGBUS, not an error (so a vault past its quota lets a mount's writer add at
+            # most this room; avfs refuses its own writes that add bytes, and the commit)
+            limit = max(limit, fill[0] + fill[3] + layers.state_room(len(forks)))
+        return limit
+
+    def _room_qgroup(self) -> int | None:
+        """The vault's qgroup when the kernel limits it (cheap: the cached config)."""
+        cfg = self.config
+        n = cfg.get("layers_qgroup")
+        if not isinstance(n, int) or cfg.get("quota_bytes", -1) in (-1, None):
+            return None
+        return n
+
+    def kernel_quota_full(self) -> bool:
+        """Whether the kernel's limit of this vault's qgroup leaves less than
+        :data:`OWN_ROOM_LOW` (a write into a layered state dir then fails with EDQUOT, or
+        SQLite's "disk I/O error")."""
+        n = self._room_qgroup()
+        if n is None:
+            return False
+        now = time.monotonic()
+        if now < self._room_plenty_until:
+            return False
+        fill = layers.qgroup_fill(self.home_dir, n)
+        if fill is None or fill[2] is None:
+            return False
+        left = fill[2] - fill[0] - fill[1]
+        if left >= ROOM_PLENTY:
+            # a transaction a moment from now will not find it full: not read again
+            # for ROOM_RECHECK_S (a few sysfs reads cost ~0.1-0.5 ms, as much as a write)
+            self._room_plenty_until = now + ROOM_RECHECK_S
+        return left < OWN_ROOM_LOW
+
+    @contextmanager
+    def own_room(self) -> Iterator[None]:
+        """Room for avfs's own writes into its workspaces' state (their databases) while
+        the kernel's limit of the vault's qgroup is (nearly) reached: the limit is raised to
+        :data:`OWN_ROOM` over what the qgroup holds for as long as this lasts, then put
+        back (by the last process using it). So ``status``, ``checkpoint``, ``restore`` and
+        ``rm`` work on a vault at its quota; a writer in an overlay mount meanwhile gets at
+        most that room (see docs/maintenance.md "quota"). Costs a few sysfs reads when the
+        qgroup is not near its limit, nothing without a kernel quota."""
+        n = self._room_qgroup()
+        if n is None or not self.kernel_quota_full():
+            yield
+            return
+        import fcntl
+
+        path = os.path.join(self.state_dir, "usage", ROOM_LOCK)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            yield
+            return
+        raised = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fill = layers.qgroup_fill(self.home_dir, n)
+            if fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW:
+                try:
+                    layers.set_limit(self.home_dir, n, fill[0] + fill[1] + OWN_ROOM)
+                    raised = True
+                except layers.LayersUnavailable:
+                    pass
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            try:
+                if raised:
+                    # put the limit back unless another process is still inside its room
+                    # (it puts it back when it leaves)
+                    self._put_limit_back(fd)
+            finally:
+                os.close(fd)
+
+    def _put_limit_back(self, fd: int) -> None:
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        try:
+            # worked out again: what avfs did in the room may have freed enough (rm,
+            # restore) for the vault to be back under its quota
+            qb = self._explicit_bytes_quota()
+            n = self._room_qgroup()
+            if qb is not None and n is not None:
+                layers.set_limit(self.home_dir, n, self._kernel_limit(qb, n, self._layered_forks()))
+        except (AvfsError, OSError, layers.LayersUnavailable):
+            pass
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def quota_usage(self) -> QuotaUsage:
+        """What the vault uses of its quota, counted exactly now (objects on disk, every
+        overlay's totals, the caches and worktree git dirs walked); O(forks + object files
+        + files of the caches and git dirs), not O(files of the forks)."""
+        return self.quota.recount()
+
+    @property
+    def default_fork(self) -> str:
+        return str(self.config.get("default_fork", "main"))
+
+    def author(self) -> Signatures:
+        """Author and committer of this vault's next commit (git's order, :mod:`.identity`;
+        an identity set with :func:`.identity.using` comes first)."""
+        ident = self._identity
+        over = current_identity()
+        if over is not None:
+            ident = over.over(ident)
+        return self.store.signature(ident, self._fallback_author)
+
+    # -- locks ----------------------------------------------------------------------------
+    @property
+    def lock_wait_s(self) -> float:
+        """How long a lock of this vault is waited for: the home's settings
+        (``$AVFS_LOCK_WAIT``, read by the front end), else 10 s."""
+        return self.home.settings.lock_wait_s() if self.home is not None else DEFAULT_LOCK_WAIT_S
+
+    @contextmanager
+    def lock(self, *forks: str, wait_s: float | None = None) -> Iterator[None]:
+        """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
+        lock_dir = os.path.join(self.state_dir, "locks")
+        try:
+            os.makedirs(lock_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, lock_dir) from exc
+        with ExitStack() as stack:
+            for f in sorted(set(forks)):
+                path = os.path.join(lock_dir, names.fs_name(f) + ".lock")
+                wait = self.lock_wait_s if wait_s is None else wait_s
+                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}", wait_s=wait))
+            yield
+
+    # -- forks ----------------------------------------------------------------------------
+    def fork_names(self) -> list[str]:
+        return [r[len(refs.HEADS) :] for r in refs.list_refs_file(self.path, refs.HEADS)]
+
+    def has_fork(self, fork: str) -> bool:
+        return refs.read_ref_file(self.path, refs.fork_ref(fork)) is not None
+
+    def open_overlay_totals(self, fork: str, state_dir: str) -> tuple[int, int] | None:
+        """The overlay totals of ``fork``'s workspace when this vault has it open on
+        ``state_dir``, else None (the quota then reads them from the overlay's database)."""
+        ws = self._ws.get(fork)
+        if ws is not None and ws.state_dir == state_dir:
+            return ws.overlay.totals()
+        return None
+
+    def discard_workspace(self, fork: str) -> None:
+        """Close the fork's open workspace, if any, and remove its state directory (its
+        overlay, journal and indexes): for a fork whose ref is gone."""
+        ws = self._ws.pop(fork, None)
+        if ws is not None:
+            ws.overlay.close()
+        # a killed overlay daemon leaves the worktree link pinned immutable in the upper
+        # layer, which rmtree cannot remove
+        drop_gitfile(os.path.join(self.ws_dir(fork), "upper"))
+        layers.remove_state_dir(self.home_dir, self.ws_link(fork))
+
+    def require_fork(self, fork: str) -> None:
+        """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""
+        names.check_fork_name(fork)
+        if not self.has_fork(fork):
+            raise ForkNotFoundError(
+                f"vault {self.name} has no fork {fork!r}",
+                hint=f"see `avfs --vault {self.name} vault info` for its forks",
+                details={"vault": self.name, "fork": fork},
+            )
+
+    @property
+    def home_dir(self) -> str:
+        """The avfs home this vault is in (``<home>/vaults/NAME.git``, or its trash)."""
+        if self.home is not None:
+            return self.home.path
+        return os.path.dirname(os.path.dirname(os.path.abspath(self.path)))
+
+    def ws_link(self, fork: str) -> str:
+        """Where the fork's state dir is named: a directory, or a link into the home's
+        layers file system (:mod:`.layers`)."""
+        return os.path.join(self.state_dir, "ws", names.fs_name(fork))
+
+    def ws_dir(self, fork: str) -> str:
+        """The fork's state dir (the layers file system mounted first when it is there)."""
+        return layers.resolve(self.home_dir, self.ws_link(fork))
+
+    def layers_why_not(self) -> str | None:
+        """None when new state dirs of this vault go into the home's layers file system,
+        else why they do not (the home's ``layers`` setting, or what the host lacks)."""
+        mode = self.home.layers_mode if self.home is not None else "off"
+        if mode == "off":
+            return "the home's layers setting is off"
+        if layers.mounted(self.home_dir):
+            return None
+        return layers.mount_failure(self.home_dir) or layers.probe()
+
+    def _new_state_dir(self, fork: str) -> str:
+        """A state dir for a workspace that has none: a subvolume of the layers file system
+        where it can be, else a plain directory (made by the workspace on first use)."""
+        link = self.ws_link(fork)
+        if os.path.lexists(link) or self.layers_why_not() is not None:
+            return self.ws_dir(fork)
+        try:
+            return layers.make_state_dir(self.home_dir, link, self._qgroup())
+        except layers.LayersUnavailable:
+            return link
+
+    def _qgroup(self) -> int | None:
+        """The vault's qgroup (new subvolumes join it), when it has one."""
+        n = self.config.get("layers_qgroup")
+        return n if isinstance(n, int) else None
+
+    def workspace(self, fork: str | None = None) -> Workspace[Self]:
+        """The workspace of ``fork`` (the vault's default fork when None)."""
+        fork = fork or self.default_fork
+        ws = self._ws.get(fork)
+        # an open workspace: settling its base reads the fork's ref once, which also says
+        # whether the fork still exists
+        if ws is not None and ws.sync_base():
+            return ws
+        self.require_fork(fork)
+        with self._ws_lock:
+            ws = self._ws.get(fork)
+            if ws is None:
+                ws = Workspace(self, fork, self._new_state_dir(fork))
+                self._ws[fork] = ws
+                return ws
+        ws.sync_base()
+        return ws
+
+    def revision_view(self, fork: str, commit: str, state_dir: str) -> Workspace[Self]:
+        """A read-only workspace showing ``commit`` (for mounting history); costs nothing
+        to set up: an empty overlay in ``state_dir``."""
+        self.require_fork(fork)
+        self.store.commit_tree(commit)  # exists?
+        return Workspace(self, fork, state_dir, pinned=commit)
+
+    def fork_info(self, fork: str) -> ForkInfo:
+        ws = self.workspace(fork)
+        head = ws.tip() or ws.base
+        return ForkInfo(
+            vault=self.name,
+            name=fork,
+            head=head,  # type: ignore[arg-type]
+            base=ws.base,  # type: ignore[arg-type]
+            dirty=ws.is_dirty(),
+            is_default=fork == self.default_fork,
+        )
+
+    def forks(self) -> list[ForkInfo]:
+        return [self.fork_info(f) for f in self.fork_names()]
+
+    def create_fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkInfo:
+        """:meth:`fork`, returning only the new fork's info."""
+        return self.fork(source, new, ignored=ignored).fork
+
+    def fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkCreated:
+        """Fork ``source`` (default fork when None) as ``new``: O(1) in tree size.
+
+        The new fork starts from the source's *current* state: its ref is the source's base
+        commit and its workspace shows the source's uncheckpointed changes too; the source
+        is not disturbed. What git ignores in the source (``node_modules``, a venv, build
+        outputs) comes along too, unless ``ignored`` is False (a clean fork):
+
+        - ``snapshot``: the source's state dir is a subvolume of the home's layers file
+          system (:mod:`.layers`): the new state dir is a snapshot of it, O(1) and
+          copy-on-write, nothing committed, the source's live mount left as it is;
+        - ``copied``: otherwise the source's changes, ignored paths included, are captured
+          as one tree (git objects no ref names) that the new workspace starts from.
+
+        The result says which (``ignored.mode``) and, when not a snapshot, why.
+        """
+        source = source or self.default_fork
+        names.check_fork_name(new)
+        self.require_fork(source)
+        if self.has_fork(new):
+            raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
+        # git cannot keep refs/heads/a and refs/heads/a/b at once: check the prefixes of the
+        # new name and the names below it (O(depth), not O(forks))
+        parts = new.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        clash = next((p for p in prefixes if self.has_fork(p)), None)
+        if clash is None and refs.has_refs_under(self.path, refs.fork_ref(new)):
+            clash = next(f for f in self.fork_names() if f.startswith(new + "/"))
+        if clash is not None:
+            raise InvalidNameError(
+                f"fork name {new!r} clashes with fork {clash!r}: git cannot keep a branch"
+                " that is also a directory of branches",
+                hint="pick a name that is not a path prefix of another fork's",
+                details={"fork": new, "clashes_with": clash},
+            )
+        with self.lock(source, new):
+            src = self.workspace(source)
+            base = src.base
+            link = self.ws_link(new)
+            if os.path.lexists(link):  # left by a fork of that name deleted before
+                layers.remove_state_dir(self.home_dir, link)
+            self._ws.pop(new, None)
+            tree: str | None = None
+            why = self._snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
+            if why is None:
+                try:
+                    # the whole state (entries, journal, the upper layer of a live mount,
+                    # an open merge) as it is at this instant; the fork lock keeps a
+                    # checkpoint of the source from being half-way
+                    layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup())
+                except layers.LayersUnavailable as exc:
+                    why = str(exc)
+            if why is None:
+                carry = IgnoredCarry(IgnoredMode.SNAPSHOT)
+                dirty = src.overlay.may_have_changes()
+            else:
+                carry = IgnoredCarry(IgnoredMode.COPIED if ignored else IgnoredMode.NONE, why)
+                if src.overlay.has_changes():
+                    # with ``ignored``, paths git ignores too (a venv, node_modules): the
+                    # fork starts as the source shows, and its checkpoints leave them out
+                    # as the source's do
+                    tree, _ = src.capture(include_ignored=ignored)
+                dirty = tree is not None
+                # The new workspace's state is made on first use; all a fork writes now is
+                # its ref, and the captured tree (a "seed") when the source had changes.
+                if tree is not None:
+                    write_seed(self._new_state_dir(new), base, tree)
+                    inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
+            try:
+                refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
+            except BaseException:
+                # the name was taken meanwhile (or the ref could not be written): the state
+                # made for it goes (the source's is untouched)
+                self._ws.pop(new, None)
+                if os.path.lexists(link):
+                    layers.remove_state_dir(self.home_dir, link)
+                raise
+            self.oplog.record(
+                "fork",
+                f"fork {source} -> {new}",
+                fork=new,
+                refs=[{"ref": refs.fork_ref(new), "old": None, "new": base}],
+                workspaces=[
+                    {"fork": new, "before": None, "after": {"base": base, "tree": tree}, "view_changed": True}
+                ],
+                details={"source": source, "ignored": str(carry.mode)},
+            )
+        info = ForkInfo(
+            vault=self.name,
+            name=new,
+            head=base,  # type: ignore[arg-type]
+            base=base,  # type: ignore[arg-type]
+            dirty=dirty,
+            is_default=new == self.default_fork,
+        )
+        return ForkCreated(info, carry)
+
+    def _snapshot_why_not(self, src: Workspace) -> str | None:
+        """None when ``src``'s state dir can be snapshotted into a new fork, else why not."""
+        why = self.layers_why_not()
+        if why is not None:
+            return why
+        mp = layers.mount_path(self.home_dir)
+        if not (src.state_dir.startswith(mp + os.sep) and layers.is_subvolume(src.state_dir)):
+            return (
+                f"the state of fork {src.fork} is a plain directory (made before the layers file"
+                " system, or where it was not available): its ignored paths are copied"
+            )
+        return None
+
+    def delete_fork(self, fork: str) -> Operation:
+        """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
+        with ``avfs undo`` (kept under a recovery ref until ``gc``)."""
+        self.require_fork(fork)
+        if fork == self.default_fork:
+            raise UsageError(
+                f"fork {fork!r} is the vault's default fork",
+                hint="make another fork the default first (`avfs vault use VAULT:FORK`)",
+            )
+        self.refuse_if_mounted(fork)
+        with self.lock(fork):
+            ws = self.workspace(fork)
+            tip = ws.tip()
+            before = ws_state(ws)
+            changed: list[dict[str, str | None]] = []
+            rec = keep_recovery(ws, "delete fork")
+            if rec is not None:
+                changed.append({"ref": rec[0], "old": None, "new": rec[1]})
+            repo = self.store.repo
+            for r in [x for x in repo.references if x.startswith(refs.checkpoint_prefix(fork))]:
+                old = refs.read_ref(self.store, r)
+                refs.cas_update(self.store, r, None, old, f"avfs: delete fork {fork}")
+                changed.append({"ref": r, "old": old, "new": None})
+            refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
+            changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
+            self.discard_workspace(fork)
+            self.quota.forget(fork)
+            op_id = self.oplog.record(
+                "fork_delete",
+                f"delete fork {fork}",
+                fork=fork,
+                refs=changed,
+                workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
+            )
+
+        # the fork's lock files go with it (`doctor` would report them as orphans); an undo
+        # that brings the fork back makes them again
+        def gone() -> bool:
+            return refs.read_ref_file(self.path, refs.fork_ref(fork)) is None
+
+        lock_dir = os.path.join(self.state_dir, "locks")
+        remove_unused(os.path.join(lock_dir, names.fs_name(fork) + ".lock"), gone)
+        remove_unused(exec_lock_path(self.state_dir, fork), gone)
+        remove_unused(write_lock_path(self.state_dir, fork), gone)
+        op = self.oplog.get(op_id)
+        assert op is not None
+        return op
+
+    def refuse_if_mounted(self, fork: str | None = None) -> None:
+        """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
+        deleting what a mount serves would pull its upper layer and state from under the
+        processes working in it (as git refuses to delete a branch checked out somewhere)."""
+        live = registry.live_mountpoints(self.state_dir, fork)
+        if not live:
+            return
+        mps = sorted(live.values())
+        what = f"fork {fork!r} of vault {self.name}" if fork is not None else f"vault {self.name}"
+        raise MountedError(
+            f"{what} is mounted at {', '.join(mps)}",
+            hint=(
+                f"unmount it first: `avfs unmount {self.name}:{fork}`"
+                if fork is not None
+                else "unmount its forks first: `avfs unmount MOUNTPOINT` (`avfs mount --list`)"
+            ),
+            details={"vault": self.name, "fork": fork, "mountpoints": mps},
+        )
+
+    def set_default_fork(self, fork: str) -> None:
+        self.require_fork(fork)
+        self.set_config(default_fork=fork)
+
+
+def write_seed(ws_dir: str, base: str, tree: str) -> None:
+    """Record the state a new workspace starts from (applied by Workspace on first use)."""
+    try:
+        os.makedirs(ws_dir, exist_ok=True)
+        tmp = os.path.join(ws_dir, "seed.tmp")
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{base} {tree}\n")
+        os.replace(tmp, os.path.join(ws_dir, "seed"))
+    except OSError as exc:
+        raise from_oserror(exc, ws_dir) from exc

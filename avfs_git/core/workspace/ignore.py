@@ -1,0 +1,287 @@
+"""Which paths git ignores, decided by git itself (one implementation for every caller).
+
+Status, checkpoints, ``proxy exec``'s changes, ``apply``, ``export`` and imports all ask
+here. The matching is git's own, never a re-implementation: ``git check-ignore --no-index
+--stdin -z`` with ``GIT_DIR`` the vault (so its ``info/exclude`` and ``core.excludesFile``
+apply, and the user's global excludes file, as git reads them) and a scratch work tree that
+holds only the ``.gitignore`` files on the asked paths' directories, copied byte for byte
+from the workspace view (a workspace has no checkout on disk: its base tree is in git
+objects, its changes in the overlay). git therefore applies its precedence, negation,
+directory patterns, invalid lines, CRLF and a UTF-8 BOM exactly as in a checkout. Importing
+a real directory asks ``git ls-files --exclude-standard`` (:func:`list_files`), the same
+matching on files that are on disk.
+
+Cost: only new paths are asked about (a path of the base tree is tracked and never
+ignored, as in git); nothing is run when no ``.gitignore`` lies on their directories and
+neither exclude file has a pattern; otherwise one ``git`` process per question (the
+workspace asks about new top directories, then about the files outside the ignored ones)
+for the paths not already answered. Answers are kept per (``.gitignore`` contents on the path's
+directories, global excludes, path), so a venv's thousands of ignored files are asked
+about once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+
+from ..errors import InternalError
+from ..store.names import ancestors, join, parent_of
+
+GITIGNORE = ".gitignore"
+# a directory's .gitignore as the workspace shows it: (a key that changes with its bytes,
+# how to read them), or None when there is none (or it is not a regular file: git does not
+# follow a symlinked .gitignore inside the tree)
+Source = Callable[[str], tuple[str, Callable[[], bytes]] | None]
+_CACHE_MAX = 500_000
+
+
+def _has_pattern(data: bytes) -> bool:
+    """True when exclude-file bytes hold a line git could match (not blank, not a comment)."""
+    for line in data.splitlines():
+        line = line.strip().removeprefix(b"\xef\xbb\xbf")
+        if line and not line.startswith(b"#"):
+            return True
+    return False
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def git_env() -> dict[str, str]:
+    from ..store.gitrun import git_env as env
+
+    return env()
+
+
+def config_value(git_dir: str, key: str) -> str | None:
+    """``key`` of ``git_dir``'s config as git reads it (the vault's, then the user's and the
+    system's, includes followed), by ``git config``; None when unset or unreadable.
+
+    No git process when no config file git reads names the key or an include (keys are
+    case-insensitive; GIT_CONFIG_* are not passed to avfs's git processes): the common
+    case costs a few small reads instead of ~5 ms."""
+    env = git_env()
+    home = env.get("HOME", "")
+    xdg = env.get("XDG_CONFIG_HOME") or (os.path.join(home, ".config") if home else "")
+    files = [os.path.join(git_dir, "config"), "/etc/gitconfig"]
+    if xdg:
+        files.append(os.path.join(xdg, "git", "config"))
+    if home:
+        files.append(os.path.join(home, ".gitconfig"))
+    name = key.rpartition(".")[2].lower().encode()
+    texts = [_read(f) for f in files]
+    if not any(t is not None and (name in t.lower() or b"include" in t.lower()) for t in texts):
+        return None
+    from ..store.gitrun import run
+
+    try:
+        proc = run(["config", "--get", key], git_dir=git_dir, check=False)
+    except (OSError, InternalError):  # git cannot be run: no value then
+        return None
+    value = proc.stdout.decode("utf-8", "surrogateescape").rstrip("\n")
+    return value if proc.returncode == 0 and value else None
+
+
+def user_excludes_file(config_value: str | None, env: dict[str, str]) -> str | None:
+    """The global excludes file git reads: ``core.excludesFile`` (``~`` expanded), else
+    ``$XDG_CONFIG_HOME/git/ignore`` or ``~/.config/git/ignore`` (git's default)."""
+    home = env.get("HOME", "")
+    if config_value:
+        if config_value == "~" or config_value.startswith("~/"):
+            return home + config_value[1:] if home else None
+        return config_value
+    xdg = env.get("XDG_CONFIG_HOME")
+    if xdg:
+        return os.path.join(xdg, "git", "ignore")
+    return os.path.join(home, ".config", "git", "ignore") if home else None
+
+
+class IgnoreRules:
+    """git's ignore rules for one vault's workspaces (thread-safe; answers are cached).
+
+    Args:
+        git_dir: the vault (its ``info/exclude`` and config apply).
+        excludes_setting: reads ``core.excludesFile`` as git would see it (vault config,
+            then the user's); None when unset.
+    """
+
+    def __init__(self, git_dir: str, excludes_setting: Callable[[], str | None]) -> None:
+        self.git_dir = git_dir
+        self._excludes_setting = excludes_setting
+        self._cache: dict[tuple[object, ...], bool] = {}
+        self._lock = threading.Lock()
+
+    def _globals(self, env: dict[str, str]) -> tuple[str, bool]:
+        """A key for the vault's info/exclude and the user's excludes file, and whether
+        either holds a pattern."""
+        h = hashlib.sha1()
+        active = False
+        data = _read(os.path.join(self.git_dir, "info", "exclude"))
+        if data is not None:
+            h.update(data)
+            active = _has_pattern(data)
+        h.update(b"\0")
+        path = user_excludes_file(self._excludes_setting(), env)
+        if path is not None:
+            data = _read(path)
+            if data is not None:
+                h.update(path.encode("utf-8", "surrogateescape") + b"\0" + data)
+                active = active or _has_pattern(data)
+        return h.hexdigest(), active
+
+    def ignored(self, files: Iterable[str], source: Source, dirs: Iterable[str] = ()) -> set[str]:
+        """Which of ``files`` (files or symlinks) and ``dirs`` (directories) git ignores.
+
+        Paths are normalised workspace paths that are not tracked (not in the base tree):
+        tracked paths are never ignored and must not be asked about. A file below an
+        ignored directory is ignored (git checks every leading directory as a directory);
+        an ignored directory stands for everything below it. ``dirs`` exist as directories
+        in the scratch tree while git is asked (git's answer depends on it, ``build/``).
+        """
+        queries = [(p, False) for p in files] + [(p, True) for p in dirs]
+        if not queries:
+            return set()
+        # the .gitignore files on every asked path's directories, each read once
+        chains: dict[str, tuple[str, ...]] = {}
+        gitignores: dict[str, tuple[str, Callable[[], bytes]]] = {}
+
+        def chain(d: str) -> tuple[str, ...]:
+            got = chains.get(d)
+            if got is not None:
+                return got
+            up = chain(parent_of(d)) if d else ()
+            src = source(d)
+            if src is not None:
+                gitignores[d] = src
+                up = (*up, d, src[0])
+            chains[d] = up
+            return up
+
+        keyed = [(p, is_dir, chain(parent_of(p))) for p, is_dir in queries]
+        env = git_env()
+        gkey, active = self._globals(env)
+        if not gitignores and not active:
+            return set()
+        out: set[str] = set()
+        todo: list[tuple[str, bool, tuple[object, ...]]] = []
+        with self._lock:
+            for p, is_dir, ch in keyed:
+                key = (gkey, ch, p, is_dir)
+                hit = self._cache.get(key)
+                if hit is None:
+                    todo.append((p, is_dir, key))
+                elif hit:
+                    out.add(p)
+        if todo:
+            got = self._ask_git(todo, gitignores, env)
+            with self._lock:
+                if len(self._cache) + len(todo) > _CACHE_MAX:
+                    self._cache.clear()
+                for p, _is_dir, k in todo:
+                    self._cache[k] = p in got
+            out |= got
+        return out
+
+    def _ask_git(
+        self,
+        todo: list[tuple[str, bool, tuple[object, ...]]],
+        gitignores: dict[str, tuple[str, Callable[[], bytes]]],
+        env: dict[str, str],
+    ) -> set[str]:
+        """One ``git check-ignore`` over ``todo`` in a scratch work tree holding the
+        ``.gitignore`` files and the asked directories, nothing else: git reads the
+        ``.gitignore`` files of the paths' directories; a missing path is no directory, as a
+        file is not."""
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="avfs-ignore-")
+        try:
+            made: set[str] = {""}
+
+            def mkdirs(d: str) -> None:
+                if d in made:
+                    return
+                mkdirs(parent_of(d))
+                os.mkdir(_fs(scratch, d))
+                made.add(d)
+
+            needed: set[str] = set()
+            for p, is_dir, _ in todo:
+                needed.update(ancestors(p))
+                if is_dir:
+                    mkdirs(p)
+            for d in sorted(needed):
+                src = gitignores.get(d)
+                if src is None:
+                    continue
+                mkdirs(d)
+                with open(_fs(scratch, join(d, GITIGNORE)), "wb") as fh:
+                    fh.write(src[1]())
+            stdin = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p, _, _ in todo)
+            from ..store.gitrun import run
+
+            proc = run(
+                [
+                    "--work-tree",
+                    scratch,
+                    "check-ignore",
+                    "--no-index",
+                    "--stdin",
+                    "-z",
+                    # every path answered with the pattern that decided it: a path whose
+                    # last match is a negation is not ignored (git before 2.27 printed
+                    # it among the ignored ones without --verbose)
+                    "--verbose",
+                    "--non-matching",
+                ],
+                git_dir=self.git_dir,
+                input=stdin,
+                cwd=scratch,
+                env=env,
+                ok=(0, 1),  # 1: none of them is ignored
+                details={"git_dir": self.git_dir},
+            )
+            fields = proc.stdout.split(b"\0")
+            out: set[str] = set()
+            for k in range(0, len(fields) - 3, 4):
+                source, _line, pattern, path = fields[k : k + 4]
+                if source and not pattern.startswith(b"!"):
+                    out.add(path.decode("utf-8", "surrogateescape"))
+            return out
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fs(root: str, rel: str) -> bytes:
+    return os.path.join(os.fsencode(root), rel.encode("utf-8", "surrogateescape"))
+
+
+def list_files(src: str, git_dir: str) -> list[str]:
+    """The files of directory ``src`` that git does not ignore (``.gitignore`` at every
+    level, ``git_dir``'s ``info/exclude``, ``core.excludesFile``): what an import takes.
+    Tracked files of a checkout at ``src`` count even when ignored, as in git."""
+    from ..store.gitrun import run_git
+
+    out = run_git(
+        ["--git-dir", git_dir, "--work-tree", src, "ls-files", "-o", "-c", "--exclude-standard", "-z"],
+        cwd=src,
+    )
+    return sorted({p for p in out.split("\0") if p and not p.endswith("/")})
+
+
+def list_checkout_files(src: str) -> list[str]:
+    """Like :func:`list_files` for a git checkout at ``src``, with its own repository
+    (tracked files, even ignored ones, and untracked files git does not ignore)."""
+    from ..store.gitrun import run_git
+
+    out = run_git(["-C", src, "ls-files", "-z", "-c", "-o", "--exclude-standard"])
+    return sorted({p for p in out.split("\0") if p and not p.endswith("/")})

@@ -1,0 +1,190 @@
+"""Changes to a fork mounted on kernel overlayfs, made through its mount point.
+
+While the overlay backend mounts a fork, the kernel owns its upper layer and the lower one
+must not change under it (overlayfs.rst: changes to the underlying filesystems of a mounted
+overlay are undefined). So a change from the CLI or the API (write, rm, mv, restore, undo,
+merge) is made the way any program would make it: with system calls on the mount point.
+It shows in the mount at once, to a shell whose cwd is inside too, and a file open for
+writing keeps its descriptor (a restore replaces paths; it never re-stacks the layers).
+
+The workspace decides what to do (its checks and errors are the same for every backend);
+this module only does it on the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat as st_
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
+
+from ..errors import from_oserror
+from ..store.gitstore import GitStore
+from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+_CHUNK = 1 << 20
+
+
+class LiveDir:
+    """The mount point ``root`` of a fork, as a directory to change."""
+
+    def __init__(
+        self, root: str, store: GitStore, room: Callable[[], AbstractContextManager[None]] | None = None
+    ) -> None:
+        self.root = root
+        self.store = store
+        # room for a change that frees or keeps bytes (rm, mv, chmod, restore) while the
+        # kernel's quota of the upper layer is full: a whiteout, a copy-up of metadata
+        # (Vault.own_room); a write that adds bytes was checked against the quota first
+        self._room = room or nullcontext
+
+    def real(self, path: str) -> str:
+        return os.path.join(self.root, path) if path else self.root
+
+    def write(self, path: str, data: bytes | Readable | str, mode: int) -> int:
+        """Create or replace regular file ``path``; returns its size."""
+        dest = self.real(path)
+        try:
+            if os.path.islink(dest) or os.path.isdir(dest):
+                self.remove(path)
+            size = 0
+            if isinstance(data, str):
+                shutil.copyfile(data, dest)
+                size = os.stat(dest).st_size
+            else:
+                with open(dest, "wb") as fh:
+                    if isinstance(data, bytes):
+                        fh.write(data)
+                        size = len(data)
+                    else:
+                        while chunk := data.read(_CHUNK):
+                            fh.write(chunk)
+                            size += len(chunk)
+            os.chmod(dest, 0o755 if mode == MODE_EXEC else 0o644)
+            return size
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+
+    def symlink(self, target: str, path: str) -> None:
+        try:
+            os.symlink(target, self.real(path))
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+
+    def mkdir(self, path: str) -> None:
+        try:
+            os.makedirs(self.real(path), exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+
+    def remove(self, path: str) -> None:
+        """Remove ``path`` whatever it is (a directory with everything below it)."""
+        with self._room():
+            dest = self.real(path)
+            try:
+                s = os.lstat(dest)
+            except (FileNotFoundError, NotADirectoryError):
+                return  # NotADirectoryError: below a file (a restore put back the file first)
+            try:
+                if st_.S_ISDIR(s.st_mode):
+                    shutil.rmtree(dest)
+                else:
+                    os.unlink(dest)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
+
+    def chmod(self, path: str, executable: bool) -> None:
+        with self._room():
+            try:
+                os.chmod(self.real(path), 0o755 if executable else 0o644)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
+
+    def rename(self, src: str, dst: str) -> None:
+        """POSIX rename; a directory the lower layer holds cannot be renamed by overlayfs
+        without redirects (EXDEV): it is copied, then removed, as ``mv`` does."""
+        with self._room():
+            s, d = self.real(src), self.real(dst)
+            try:
+                try:
+                    os.rename(s, d)
+                except OSError as exc:
+                    import errno
+
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    if os.path.isdir(d) and not os.path.islink(d):
+                        os.rmdir(d)
+                    shutil.copytree(s, d, symlinks=True)
+                    shutil.rmtree(s)
+            except OSError as exc:
+                raise from_oserror(exc, src) from exc
+
+    def copy(self, src: str, dst: str) -> None:
+        s, d = self.real(src), self.real(dst)
+        try:
+            if os.path.isdir(s) and not os.path.islink(s):
+                if os.path.isdir(d) and not os.path.islink(d):
+                    os.rmdir(d)
+                shutil.copytree(s, d, symlinks=True)
+            else:
+                shutil.copy2(s, d, follow_symlinks=False)
+        except OSError as exc:
+            raise from_oserror(exc, src) from exc
+
+    def put(self, path: str, hit: tuple[str, int] | None) -> None:
+        """Make ``path`` hold git object ``hit`` (oid, mode) — a subtree written out whole —
+        or nothing (None)."""
+        with self._room():
+            self.remove(path)
+            if hit is None:
+                return
+            oid, mode = hit
+            if mode == MODE_TREE:
+                self.mkdir(path)
+                for name, (sub, sub_mode) in sorted(self.store.tree_items(oid).items()):
+                    self.put(f"{path}/{name}" if path else name, (sub, sub_mode))
+                return
+            parent = os.path.dirname(path)
+            if parent:
+                self.mkdir(parent)
+            if mode == MODE_LINK:
+                self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), path)
+                return
+            self.write(path, self.store.blob_data(oid), mode)
+
+    def reset(self, paths: Iterable[str], tree: str) -> None:
+        """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has
+        nothing); shallow paths first, so a directory replaced by a file goes whole."""
+        with self._room():
+            done: list[str] = []
+            for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
+                if any(p.startswith(d + "/") for d in done):
+                    continue  # written out with a directory above it
+                hit = self.store.tree_lookup(tree, p)
+                if hit is not None and hit[1] == MODE_TREE:
+                    self.put(p, hit)
+                    done.append(p)
+                    continue
+                self.put(p, hit)
+            self._prune_empty(paths, tree)
+
+    def _prune_empty(self, paths: Iterable[str], tree: str) -> None:
+        """Remove directories left empty by removals that ``tree`` does not hold."""
+        for p in sorted({os.path.dirname(q) for q in paths if "/" in q}, key=lambda q: -q.count("/")):
+            while p:
+                dest = self.real(p)
+                if self.store.tree_lookup(tree, p) is not None:
+                    break
+                try:
+                    os.rmdir(dest)
+                except OSError:
+                    break
+                p = os.path.dirname(p)

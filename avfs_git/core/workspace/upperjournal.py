@@ -1,0 +1,139 @@
+"""Which entries of an overlay mount's upper layer a status must read: what the last status
+found different from the base, and what the mount's journal says changed since.
+
+A fork mounted on overlayfs keeps in its upper layer every file written while it was
+mounted, also once a checkpoint recorded it (the layers are never re-stacked under a live
+mount): after a day of agent work that is a ``node_modules``, a venv and every file the
+agent checkpointed. Reading all of it for every status makes ``avfs status``, ``is_dirty``
+and ``proxy exec`` cost the size of the upper layer. They need not: a status remembers
+(:func:`remember`) the journal's position it started from (the mount daemon's inotify
+journal, :mod:`.upperwatch`) and the *tops* of what it found different from the base
+(changes, ignored paths, whiteouts, as the shallowest upper-layer entry holding each). The
+next status (:func:`entries`) reads the upper layer only at those tops, at what the journal
+says changed since, at what the base's own move changed (a checkpoint, a merge: a tree
+diff), and at the overlay database's entries; everything else in the upper layer showed
+the base unchanged then and has not been touched since, so it still does. That is O(what
+changed since the last status), whatever the upper layer holds.
+
+When it cannot tell, it reads everything, as before: no live daemon answers (unmounted, a
+daemon killed), another daemon's journal (a remount), a journal that overflowed or lost a
+watch, a restore or undo (the view time moved: what the lower layer shows changed
+wholesale), no status remembered yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .overlay import Entry, Overlay
+
+__all__ = ["MARK_KEY", "Pending", "entries", "remember"]
+
+MARK_KEY = "upper_mark"  # in the overlay database's meta table (JSON)
+MAX_TOPS = 100_000  # more than this is not remembered: the next status reads everything
+
+
+class Pending:
+    """What a status started from, remembered once it is done (:func:`remember`)."""
+
+    __slots__ = ("base", "instance", "seq", "view_time")
+
+    def __init__(self, instance: str, seq: int, base: str, view_time: float) -> None:
+        self.instance = instance
+        self.seq = seq
+        self.base = base
+        self.view_time = view_time
+
+
+def _stored(overlay: Overlay) -> dict[str, object] | None:
+    raw = overlay.get_meta(MARK_KEY)
+    if not raw:
+        return None
+    import json
+
+    try:
+        got = json.loads(raw)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
+
+
+def entries(
+    overlay: Overlay,
+    *,
+    base: str,
+    view_time: float,
+    git_dir: str | None,
+    base_diff: Callable[[str, str], list[str] | None],
+    pin_diff: Callable[[str, str], list[str] | None] | None = None,
+) -> tuple[list[Entry], Pending | None, bool]:
+    """(the entries a status reads: :meth:`.Overlay.all`'s, or as many of them as can
+    differ from ``base``; what to :func:`remember` once the status is done, None when no
+    journal answered; whether the entries are so restricted: then every directory none of
+    them is in shows the base unchanged, whatever the upper layer holds there).
+    ``git_dir``: the mount's worktree (its daemon's socket); ``base_diff(old, new)``: the
+    paths where two base commits differ (None: unknown); ``pin_diff(tree, base)``: the
+    paths where a tree differs from the base commit's (None: unknown).
+
+    An entry at the root naming a tree other than the base's (a fork's seed, or the old
+    base kept in view when a ``git commit`` in the mount was adopted, core/workspace/wsbase.py) is
+    what shows below it where the upper layer does not: a path the upper layer holds
+    with the base's content there still differs from it, though no status found it
+    different from the base. So the paths where that tree and the base differ are read
+    too (O(that diff))."""
+    if not overlay.upper_active():
+        return overlay.all(), None, False
+    from . import upperwatch  # sockets, select (~15 ms): only with an upper layer to ask about
+
+    stored = _stored(overlay)
+    mark = None
+    if stored is not None and isinstance(stored.get("instance"), str) and isinstance(stored.get("seq"), int):
+        mark = (str(stored["instance"]), int(stored["seq"]))  # type: ignore[call-overload]
+    got = upperwatch.journal(overlay.upper_dir, git_dir, mark)
+    if got is None:
+        return overlay.all(), None, False
+    instance, seq, paths = got
+    pending = Pending(instance, seq, base, view_time)
+    if stored is None or paths is None or stored.get("view_time") != view_time:
+        return overlay.all(), pending, False
+    tops = stored.get("tops")
+    old_base = stored.get("base")
+    if not isinstance(tops, list) or not isinstance(old_base, str):
+        return overlay.all(), pending, False
+    moved = [] if old_base == base else base_diff(old_base, base)
+    if moved is None:
+        return overlay.all(), pending, False
+    root = overlay.get("")
+    if root is not None and root.oid is not None:
+        pinned = pin_diff(root.oid, base) if pin_diff is not None else None
+        if pinned is None:
+            return overlay.all(), pending, False
+        moved = [*moved, *pinned]
+    return overlay.changed_entries([*map(str, tops), *paths, *moved]), pending, True
+
+
+def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -> None:
+    """Remember what a status found (``paths``: every path it found different from the
+    base, ignored ones included) as of ``pending``."""
+    if pending is None or overlay.db.in_transaction:
+        # (inside a caller's own transaction, which may yet roll back: the mark stays as it
+        # was, still right for what it says, and the next status reads a little more)
+        return
+    tops: set[str] = set()
+    for p in paths:
+        t = overlay.upper_top(p.rstrip("/"))
+        if t is not None:
+            tops.add(t)
+            if len(tops) > MAX_TOPS:
+                overlay.set_meta(MARK_KEY, "")
+                return
+    import json
+
+    mark = {
+        "instance": pending.instance,
+        "seq": pending.seq,
+        "base": pending.base,
+        "view_time": pending.view_time,
+        "tops": sorted(tops),
+    }
+    overlay.set_meta(MARK_KEY, json.dumps(mark, separators=(",", ":")))

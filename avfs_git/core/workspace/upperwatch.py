@@ -1,0 +1,396 @@
+"""What changed in an overlay mount, as the kernel reports it: the journal git's fsmonitor
+hook is answered from on the overlay backend.
+
+An overlay mount's writes are the kernel's (overlayfs into the upper layer, ``<ws>/upper``):
+no avfs code sees them happen. The kernel does report them: every change overlayfs makes to
+the upper layer (a file created, written, truncated, chmod-ed, renamed, removed, a whiteout
+or a copy-up moved in from the work directory) is an ``inotify`` event on the upper layer's
+directory that holds it. :class:`UpperWatch` keeps a watch on every directory of the upper
+layer (a directory appearing gets its watch, then is listed, so nothing made in it before
+the watch is missed) and appends each changed path to an in-memory journal: "what changed
+since N" is then the journal's tail, O(changes), whatever the size of the upper layer
+(a 50,000-file ``node_modules`` costs nothing until it changes). inotify works on any local
+file system, so the upper layer may be ext4, btrfs (a subvolume) or tmpfs.
+
+The mount daemon owns the watch and answers git's hook with it over a Unix socket in the
+worktree's git dir (mount/hooksocket.py: :class:`UpperWatch` is the overlay backend's
+:class:`~.hooksocket.Answerer`). An answer is complete: before it is computed, the daemon
+reads every event the kernel has queued, and the kernel queues an event before the system
+call that made the change returns, so a change made before git ran is in the answer. When
+the answer cannot be complete it is ``/`` (everything may have changed; git then looks at
+every file): a token from another daemon (a remount, a daemon killed with -9 and started
+again), a token older than an event-queue overflow or than what the journal still holds,
+a base moved under an index nobody rewrote, a watch the kernel refused. The hook answers
+``/`` itself when the daemon does not answer at all (killed).
+
+Tokens (git stores the last one in the index's ``FSMN`` extension):
+
+- ``avfs-ovl:INSTANCE:BASE:VIEW_TIME:SEQ``, handed out here: the journal of daemon INSTANCE
+  up to SEQ, over base BASE shown at VIEW_TIME;
+- ``avfs:BASE:VIEW_TIME:N``, the token avfs writes into an index it builds
+  (:func:`.worktree.sync_index`: the base's entries with the stat data the mount reports for
+  an unchanged file). What may differ from such an index is what the lower layer holds over
+  the base (the overlay's entries) and what the upper layer holds; the answer lists those,
+  not descending into directories the lower layer does not have (a new ``node_modules`` is
+  one path) and naming a removed, opaque or redirected directory as a prefix (``dir/``).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import stat
+import threading
+from collections.abc import Callable, Iterable
+
+from ...mount.hooksocket import ask
+from . import upper as up
+
+log = logging.getLogger("avfs.upperwatch")
+
+TOKEN_PREFIX = "avfs-ovl"
+SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (see journal())
+INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
+EVERYTHING = "/"
+MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
+
+# inotify (linux/inotify.h)
+BATCH_S = 0.02  # how long the watcher lets events gather before it reads them
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_UNMOUNT = 0x2000
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+IN_DONT_FOLLOW = 0x02000000
+IN_ISDIR = 0x40000000
+WATCH_MASK = (
+    (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE)
+    | IN_ONLYDIR
+    | IN_DONT_FOLLOW
+)
+_GONE = IN_DELETE | IN_MOVED_FROM
+_CAME = IN_CREATE | IN_MOVED_TO
+
+LowerKind = Callable[[str], "str | None"]  # what the lower layer has at a path: None, "dir", "other"
+EntryPaths = Callable[[], Iterable[tuple[str, bool]]]  # the overlay's entries: (path, is a file or link)
+ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
+
+
+_live: dict[str, UpperWatch] = {}  # this process's watches, by their upper layer's real path
+
+
+def live(upper_dir: str) -> UpperWatch | None:
+    """The watch this process keeps on ``upper_dir`` (the mount daemon's, asked by ``proxy
+    exec``'s warm server running in it), None elsewhere."""
+    return _live.get(os.path.realpath(upper_dir))
+
+
+class UpperWatch:
+    """The journal of an overlay mount's upper layer (see the module's docstring).
+
+    ``start()`` before the overlay is stacked (it watches every directory the upper layer
+    holds then); ``answer(token)`` and ``changed_since(seq)`` from any thread; ``close()``
+    at unmount."""
+
+    def __init__(self, upper_dir: str, lower_kind: LowerKind, entry_paths: EntryPaths, view: ViewFn) -> None:
+        from inotify_simple import INotify
+
+        self.upper_dir = upper_dir
+        self._lower_kind = lower_kind
+        self._entry_paths = entry_paths
+        self._view = view
+        self.instance = os.urandom(6).hex()
+        self._ino = INotify(nonblocking=True)
+        self._wds: dict[int, str] = {}  # watch descriptor -> the directory's path ("" = root)
+        self._journal: list[str] = []
+        self._first = 0  # the sequence number of _journal[0]
+        self._valid_from = 0  # a token before this sequence number answers "/" (overflow)
+        self._broken = ""  # why no answer can be complete any more (a watch refused)
+        self._answered = 0  # the sequence number the last answer's token holds
+        self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the journal ----------------------------------------------------------------------
+    @property
+    def seq(self) -> int:
+        return self._first + len(self._journal)
+
+    def start(self) -> None:
+        """Watch every directory of the upper layer, then keep reading the kernel's events
+        in a thread (so its queue does not overflow between two hooks)."""
+        with self._lock:
+            self._watch_tree("", self.upper_dir, record=False)
+        self._thread = threading.Thread(target=self._run, name="avfs-upperwatch", daemon=True)
+        self._thread.start()
+        _live[os.path.realpath(self.upper_dir)] = self
+
+    def close(self) -> None:
+        if live(self.upper_dir) is self:
+            del _live[os.path.realpath(self.upper_dir)]
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        with self._lock:
+            self._ino.close()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._ino.fileno(), select.POLLIN)
+        while not self._stop.is_set():
+            if poller.poll(500):
+                # let a burst gather first: one read of many events, not a wake-up for each
+                # (an unlink of 10,000 files cost the daemon 2x the CPU woken per event).
+                # Answers drain first, so nothing is missed; the kernel's queue holds 16,384
+                self._stop.wait(BATCH_S)
+                with self._lock:
+                    self._drain()
+            if self._broken:
+                return  # every answer is "everything" now: nothing more to read
+
+    def _record(self, path: str) -> None:
+        if self._journal and self._journal[-1] == path and self.seq > self._answered:
+            return  # a file written: created, modified, closed (one path; no token between)
+        self._journal.append(path)
+        if len(self._journal) > MAX_JOURNAL:
+            drop = len(self._journal) // 2
+            del self._journal[:drop]
+            self._first += drop
+
+    def _watch(self, path: str, real: str) -> bool:
+        try:
+            wd = self._ino.add_watch(real, WATCH_MASK)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return False  # gone already: its parent's event says so
+            self._broken = f"inotify refused a watch on {real}: {exc.strerror}"
+            log.warning("%s: git's fsmonitor answers 'everything' from now on", self._broken)
+            return False
+        self._wds[wd] = path
+        return True
+
+    def _watch_tree(self, path: str, real: str, *, record: bool) -> None:
+        """Watch directory ``path`` and every directory below it; with ``record``, journal
+        everything found there (a directory that just appeared: what was made in it before
+        its watch existed is known only from this listing)."""
+        stack = [(path, real)]
+        while stack:
+            p, r = stack.pop()
+            if not self._watch(p, r):
+                continue
+            try:
+                it = os.scandir(r)
+            except OSError:
+                continue
+            with it:
+                for de in it:
+                    if de.name == ".git" and not p:
+                        continue
+                    child = f"{p}/{de.name}" if p else de.name
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        if record:
+                            self._dir_came(child, de.path)
+                        stack.append((child, de.path))
+                    elif record:
+                        self._record(child)
+                        if up.classify(de.path, st) == up.GONE:
+                            self._record(child + "/")
+
+    def _drain(self) -> None:
+        """Journal every event the kernel has queued (the caller holds the lock). An event
+        read and not journaled would be a change no answer names: after any failure here
+        every answer is "everything"."""
+        while not self._broken:
+            try:
+                events = self._ino.read(timeout=0)
+                if not events:
+                    return
+                for ev in events:
+                    self._event(ev.wd, ev.mask, ev.name)
+            except Exception:
+                log.exception("reading the upper layer's events")
+                self._broken = "an event could not be journaled"
+
+    def _event(self, wd: int, mask: int, name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            # events were lost: no token from before is good, and directories made meanwhile
+            # have no watch yet (every directory is watched again: the same inode keeps its wd)
+            self._watch_tree("", self.upper_dir, record=False)
+            self._valid_from = self.seq + 1
+            self._record("")
+            return
+        if mask & IN_IGNORED:
+            self._wds.pop(wd, None)
+            return
+        if mask & IN_UNMOUNT:
+            self._broken = "the upper layer's file system was unmounted"
+            return
+        parent = self._wds.get(wd)
+        if parent is None or not name:
+            return  # a directory's own attributes: git keeps none
+        if not parent and name == ".git":
+            return  # the worktree link avfs pins there
+        path = f"{parent}/{name}" if parent else name
+        if mask & IN_ISDIR:
+            if mask & _GONE:
+                self._record(path)
+                self._record(path + "/")  # everything that was below it
+            elif mask & _CAME:
+                # made, copied up, or renamed here: watch it and what it holds
+                real = os.path.join(self.upper_dir, path)
+                self._dir_came(path, real)
+                self._watch_tree(path, real, record=True)
+            return
+        self._record(path)
+        if mask & _CAME:
+            real = os.path.join(self.upper_dir, path)
+            st = up.lstat(real)
+            if st is None or up.classify(real, st) == up.GONE:
+                self._record(path + "/")  # a whiteout: a directory may be gone
+
+    def _dir_came(self, path: str, real: str) -> None:
+        """Journal a directory that appeared in the upper layer. git takes a path it has no
+        entry for as a directory and looks again at every entry below it, so a directory
+        copied up from the lower layer (what is below it unchanged but for what is journaled
+        on its own) is not named; a new one is (git lists it as untracked), and a renamed
+        or opaque one as a prefix (the lower content below it moved or went)."""
+        redirect, opaque = up.dir_marks(real)
+        lower = self._lower_kind(path)
+        if redirect is not None or (opaque and lower is not None):
+            self._record(path + "/")
+        elif lower != "dir":
+            self._record(path)
+
+    # -- answers ----------------------------------------------------------------------------
+    def changed_since(self, seq: int | None) -> tuple[int, list[str] | None]:
+        """(the journal's sequence number now, the paths of the upper layer changed after
+        ``seq``), complete as :meth:`answer`'s; the paths are None when the journal cannot
+        say (``seq`` None: a first mark; older than what it holds; a watch refused). A
+        directory named ``dir/`` stands for what is below it; ``""``: everything."""
+        with self._lock:
+            self._drain()
+            self._answered = self.seq
+            return self._changed_since(seq)
+
+    def _changed_since(self, seq: int | None) -> tuple[int, list[str] | None]:
+        now = self.seq
+        if self._broken or seq is None or seq < max(self._first, self._valid_from) or seq > now:
+            return now, None
+        changed = list(dict.fromkeys(self._journal[seq - self._first :]))
+        return now, None if "" in changed else changed  # "": the root itself (everything)
+
+    def answer(self, token: str) -> list[str]:
+        """git's fsmonitor answer for ``token``: the new token, then the paths that may
+        have changed since it (``/``: everything)."""
+        parts = token.split(":")
+        # what the index was made over (base, view time), asked before the journal's lock
+        # is taken: finding it may take a status, which asks this journal itself
+        view = "" if parts[0] == SINCE_PREFIX else self._view()
+        with self._lock:
+            self._drain()
+            if len(parts) == 3 and parts[0] == SINCE_PREFIX:  # avfs's own question
+                mine = parts[1] == self.instance and parts[2].isdigit()
+                self._answered = self.seq
+                now, paths = self._changed_since(int(parts[2]) if mine else None)
+                reply = f"{SINCE_PREFIX}:{self.instance}:{now}"
+                return [reply, EVERYTHING] if paths is None else [reply, *paths]
+            seq = self._answered = self.seq
+            new = f"{TOKEN_PREFIX}:{self.instance}:{view}:{seq}"
+            if self._broken:
+                return [new, EVERYTHING]
+            if len(parts) == 5 and parts[0] == TOKEN_PREFIX and parts[1] == self.instance:
+                if f"{parts[2]}:{parts[3]}" != view or not parts[4].isdigit():
+                    return [new, EVERYTHING]  # the base moved and nobody rewrote the index
+                since = int(parts[4])
+                if since < max(self._first, self._valid_from) or since > seq:
+                    return [new, EVERYTHING]
+                changed = self._journal[since - self._first :]
+                if "" in changed:
+                    return [new, EVERYTHING]
+                return [new, *dict.fromkeys(changed)]
+            if len(parts) == 4 and parts[0] == INDEX_TOKEN_PREFIX and f"{parts[1]}:{parts[2]}" == view:
+                return [new, *self._differs_from_base()]
+            return [new, EVERYTHING]
+
+    def _differs_from_base(self) -> list[str]:
+        """What may differ from an index of the base with the mount's stat data for an
+        unchanged file: the overlay's entries, and the upper layer, walked only where it
+        merges with a lower directory."""
+        out: dict[str, None] = {}
+        for path, plain in self._entry_paths():
+            if not path:
+                return [EVERYTHING]  # the whole tree replaced (an undo's entry)
+            out[path] = None
+            if not plain:
+                out[path + "/"] = None  # a removal or a directory: what was below it
+        stack = [("", self.upper_dir)]
+        while stack:
+            p, real = stack.pop()
+            try:
+                it = os.scandir(real)
+            except OSError:
+                continue
+            with it:
+                for de in it:
+                    if de.name == ".git" and not p:
+                        continue
+                    child = f"{p}/{de.name}" if p else de.name
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    kind = up.classify(de.path, st)
+                    if kind not in (up.DIR, up.OPAQUE):
+                        out[child] = None
+                        if kind == up.GONE:
+                            out[child + "/"] = None
+                        continue
+                    # a directory: named only when git must look below it (see _dir_came)
+                    redirect, opaque = up.dir_marks(de.path)
+                    lower = self._lower_kind(child)
+                    if redirect is not None or (opaque and lower is not None):
+                        out[child + "/"] = None
+                    elif lower == "dir":
+                        stack.append((child, de.path))  # merges: what is below may differ
+                    else:
+                        out[child] = None  # new: nothing of the base is below it
+        return list(out)
+
+
+def journal(
+    upper_dir: str, git_dir: str | None, mark: tuple[str, int] | None
+) -> tuple[str, int, list[str] | None] | None:
+    """What changed in an overlay mount's upper layer since ``mark`` (a journal's
+    (instance, seq), from an earlier answer; None: none yet), asked of the journal this
+    process keeps (:func:`live`) or of the mount daemon's over its socket in ``git_dir``
+    (the mount's worktree): (the journal's instance, its seq now, the paths changed since
+    ``mark``, None when it cannot say: another daemon's mark, one too old). None when no
+    journal answers (no live daemon)."""
+    w = live(upper_dir)
+    if w is not None:
+        seq, paths = w.changed_since(mark[1] if mark is not None and mark[0] == w.instance else None)
+        return w.instance, seq, paths
+    if git_dir is None:
+        return None
+    got = ask(git_dir, f"{SINCE_PREFIX}:{mark[0]}:{mark[1]}" if mark is not None else f"{SINCE_PREFIX}:-:0")
+    if not got:
+        return None
+    head = got[0].split(":")
+    if len(head) != 3 or head[0] != SINCE_PREFIX or not head[2].isdigit():
+        return None
+    paths = got[1:]
+    if paths == [EVERYTHING] or mark is None or mark[0] != head[1]:
+        return head[1], int(head[2]), None
+    return head[1], int(head[2]), paths

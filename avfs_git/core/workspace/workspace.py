@@ -1,0 +1,513 @@
+"""A workspace: the live state of one fork, as base commit + overlay + journal.
+
+Reads of paths the overlay does not hold come lazily from the base tree's git objects;
+writes go to the overlay (:mod:`.overlay`). Nothing is copied to fork, mount, or rename a
+directory that was not modified: a renamed directory becomes one OBJECT entry naming its tree.
+
+:class:`Workspace` is the public class; its parts live beside it, one job each (the EdenFS
+split): the merged view that every reader uses (:mod:`.wsview`), status and ignored paths
+(:mod:`.wsstatus`), the mutations and their quota checks (:mod:`.wswrite`), commit building
+shared by checkpoints and merges (:mod:`.wscommit`), and which commit the fork is on
+(:mod:`.wsbase`). This module holds them together and is where they reach the vault and a
+live mount (:mod:`.worktree`), which the parts never import.
+
+Path rules: every path is normalised by :func:`.names.norm_path`. Symlinks inside the
+workspace are followed by file commands when their target stays inside it; a symlink that
+points outside (absolute, or ``..`` past the root) is never followed: reading or writing
+through it raises :class:`SymlinkEscapeError` (``stat``/``ls`` show the link itself).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from ..errors import AvfsError, CorruptStateError
+from ..store import names, refs
+from ..store.gitnames import NotRecorded
+from ..store.gitstore import GitStore
+from ..store.identity import Signatures
+from ..store.packwriter import PackWriter
+from ..types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
+from . import wsbase, wscommit
+from .ignore import IgnoreRules
+from .livedir import LiveDir
+from .mergestate import open_merge, refuse_if_merging
+from .overlay import EMPTY_TREE_ID, Entry, Overlay
+from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
+from .wsview import Node, View, dirty_dirs, settled_now
+from .wswrite import Mutations, VaultQuota
+
+__all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
+
+
+class WsQuota(VaultQuota, Protocol):
+    """The vault's quota as a workspace keeps it (:class:`.quota.QuotaTracker`): checks,
+    and the overlay's totals published after each committed change."""
+
+    def note(self, fork: str, nbytes: int, nfiles: int) -> None: ...
+    def room(self) -> AbstractContextManager[None]: ...
+    def full_error(self, exc: BaseException) -> AvfsError | None: ...
+
+
+class WsVault(Protocol):
+    """What a workspace needs of its vault (:class:`.vault.Vault` is one): the vault makes
+    its workspaces, so this module knows it by these names only. It hands the vault on to
+    :mod:`.worktree` (imported when a mount is reached), so it is a
+    :class:`.worktree.MountedVault` too."""
+
+    name: str
+    path: str
+    state_dir: str
+    store: GitStore
+
+    @property
+    def lock_wait_s(self) -> float: ...
+    @property
+    def quota(self) -> WsQuota: ...
+    def author(self) -> Signatures: ...
+    def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+
+
+# The vault a workspace names back is a type parameter: ``Vault.workspace()`` returns a
+# ``Workspace[Vault]``, so ``ws.vault`` is the concrete vault to a caller's type checker
+# while this module never imports it. A bare ``Workspace`` is one of some ``WsVault``.
+if TYPE_CHECKING:
+    import typing_extensions  # its TypeVar takes a default (PEP 696; typing's own from 3.13)
+
+    V_co = typing_extensions.TypeVar("V_co", bound=WsVault, covariant=True, default=WsVault)
+else:
+    V_co = TypeVar("V_co", covariant=True)  # typing's TypeVar takes no default before 3.13
+
+
+class Workspace(Mutations, Generic[V_co]):
+    """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
+
+    vault: V_co
+
+    def __init__(self, vault: V_co, fork: str, state_dir: str, *, pinned: str | None = None) -> None:
+        """``pinned``: a read-only view of that commit (``state_dir`` then only holds an
+        empty overlay); see :meth:`Vault.revision_view`."""
+        self.vault = vault
+        self.fork = fork
+        self.store: GitStore = vault.store
+        self.overlay = Overlay(state_dir)
+        self.view = View(self.store, self.overlay)
+        self.changes = Changes(
+            self.view, self.overlay, view_time=lambda: self.view_time, mount_git_dir=self.mount_git_dir
+        )
+        self.quota = vault.quota
+        self.vault_name = vault.name
+        self.state_dir = state_dir
+        self.pinned = pinned
+        self._lower_trees: dict[tuple[str, str, int], str] = {}  # see _lower_tree
+        # what the last capture left out (a checkpoint, holding the fork lock, reports it)
+        self.captured_ignored: Ignored = NO_IGNORED
+        self.overlay.lower_is_dir = self._lower_is_dir
+        self.overlay.lower_tree = self._lower_tree
+        if pinned is not None:
+            self.overlay.set_meta("base", pinned)
+        else:
+            # every committed change of the overlay: publish its totals for the vault's quota
+            self.overlay.after_commit = self._note_totals
+            self.overlay.room = self.quota.room
+            self.overlay.full_error = self.quota.full_error
+            self.overlay.after_change = self._show_in_mount
+            self.sync_base()
+
+    # -- base (see .wsbase) ---------------------------------------------------------------
+    @property
+    def ref(self) -> str:
+        return refs.fork_ref(self.fork)
+
+    @property
+    def base(self) -> str:
+        base = self.overlay.get_meta("base")
+        if base is None:  # pragma: no cover - set by sync_base
+            raise CorruptStateError(f"workspace of {self.fork} has no base commit")
+        return base
+
+    @property
+    def base_tree(self) -> str:
+        return self.view.base_tree
+
+    def tip(self) -> str | None:
+        return refs.read_ref_file(self.store.path, self.ref)
+
+    def sync_base(self) -> bool:
+        """Settle the base against the fork's ref (first use, crash recovery, moved refs);
+        False when the fork's ref is gone. See :func:`.wsbase.sync_base`."""
+        return wsbase.sync_base(self)
+
+    def set_base(self, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
+        """Point the workspace at a new base (call with the fork lock held); see
+        :func:`.wsbase.set_base`."""
+        wsbase.set_base(self, base, keep_view=keep_view, view_tree=view_tree)
+
+    @property
+    def stale(self) -> bool:
+        """True when the fork's ref moved away from the base under a non-empty overlay."""
+        tip = self.tip()
+        return tip is not None and tip != self.base
+
+    @property
+    def view_time(self) -> float:
+        """The time unchanged files show as their mtime: when the workspace last changed
+        what it shows wholesale (a restore, an undo, a pull of pushed commits). A checkpoint
+        leaves it alone, so files it commits keep their times; a restore moves it forward,
+        so tools like make see restored files as new."""
+        raw = self.overlay.get_meta("view_time")
+        if raw is None:
+            t = min(self.store.commit_time(self.base), settled_now())
+            self.overlay.set_meta("view_time", repr(float(t)))
+            return float(t)
+        return float(raw)
+
+    # -- what the parts need of the fork: its vault, lock and mounts ------------------------
+    def author(self) -> Signatures:
+        """Author and committer of the fork's next commit (the vault's)."""
+        return self.vault.author()
+
+    def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]:
+        """The fork's lock (:meth:`.vault.Vault.lock`)."""
+        return self.vault.lock(self.fork, wait_s=wait_s)
+
+    def write_lock(self) -> AbstractContextManager[None]:
+        """The lock of the fork's optimistic writes (``expect``): held from the check to
+        the write by every avfs writer that asks (CLI, API, MCP, any process), so of two
+        writes expecting the same blob exactly one goes ahead. Not the fork lock: a
+        checkpoint holding that does not stall them. A write without ``expect``, or one
+        made through a mount's files, takes no lock: it is not coordinated."""
+        from ..store.locks import file_lock, write_lock_path
+
+        path = write_lock_path(self.vault.state_dir, self.fork)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return file_lock(path, what=f"the writes of fork {self.fork}")
+
+    def stamp_index(self) -> None:
+        """The git index of the fork's mount is right as it is (git made the commit that
+        became the base): see :func:`.worktree.stamp_current`."""
+        from ...mount import worktree
+
+        worktree.stamp_current(self)
+
+    def moved_here(self, commit: str) -> bool:
+        """Whether git in this fork's live mount made the last move of its HEAD, to
+        ``commit`` (the worktree's HEAD log says so): see :func:`.worktree.moved_here`."""
+        from ...mount import worktree
+
+        return worktree.moved_here(self, commit)
+
+    def git_state(self) -> dict[str, str | None] | None:
+        """Where git in this fork's live mount left HEAD (another branch, detached) or what
+        of its own it left open (a rebase, merge...); None when neither: see
+        :func:`.worktree.git_state`."""
+        if self.pinned is not None:
+            return None
+        from ...mount import worktree
+
+        return worktree.git_state(self)
+
+    def refuse_if_git_busy(self, action: str) -> None:
+        """Raise :class:`.errors.GitInProgressError` when git in the fork's mount is off the
+        fork's branch or in the middle of an operation of its own: ``action`` would record
+        git's half-done work (or another branch's) as the fork's next commit."""
+        st = self.git_state()
+        if st is None:
+            return
+        from ..errors import GitInProgressError
+
+        branch = f"refs/heads/{self.fork}"
+        if st["in_progress"] is not None:
+            what = f"a git {st['in_progress']} is in progress in the mount"
+            hint = (
+                f"finish it with `git {st['in_progress']} --continue` (or give it up with"
+                f" `git {st['in_progress']} --abort`), then {action.split(' ', 1)[-1]} again"
+            )
+            if st["in_progress"] == "bisect":
+                hint = "end it with `git bisect reset`"
+        elif st["detached"] is not None:
+            what = f"git's HEAD in the mount is detached at {st['detached'][:12]}, not on fork {self.fork}"
+            hint = f"`git switch {self.fork}` in the mount goes back to the fork (`git switch -c NAME` keeps the commits)"
+        else:
+            what = f"git's HEAD in the mount is on {st['head']}, not on the fork's branch {branch}"
+            hint = f"`git switch {self.fork}` in the mount goes back to the fork; mount the other fork to work on it"
+        raise GitInProgressError(
+            f"{what}: {action} would record it on fork {self.fork}",
+            hint=hint,
+            details={"fork": self.fork, **st},
+        )
+
+    def live_mount(self) -> LiveDir | None:
+        """:meth:`live_dir` when the fork has a live overlay mount, else None (an upper
+        layer left behind is not folded: for callers in the middle of a commit)."""
+        if self.pinned is not None or not self.overlay.with_upper:
+            return None  # the mount's own lower view follows the base; it never writes
+        from ...mount.worktree import overlay_mountpoint
+
+        mp = overlay_mountpoint(self.vault, self.fork)
+        return None if mp is None else LiveDir(mp, self.store, self.vault.quota.room)
+
+    def live_dir(self) -> LiveDir | None:
+        """The mount point of this fork's live overlay mount, as a directory that changes go
+        through (None when there is none: then an upper layer a mount left behind is first
+        folded into the overlay's entries, so the change lands on one layer)."""
+        if self.pinned is not None or not self.overlay.with_upper:
+            return None
+        from ...mount.worktree import overlay_mountpoint
+
+        mp = overlay_mountpoint(self.vault, self.fork)
+        if mp is not None:
+            return LiveDir(mp, self.store, self.vault.quota.room)
+        if self.overlay.upper_active():
+            self.fold_upper()
+        return None
+
+    def mount_git_dir(self) -> str | None:
+        """The own directory of this fork's mount (where its daemon answers for the upper
+        layer's journal, over a socket: core/vaults/registry.py ``mount_dir``), when an overlay
+        mount's upper layer holds anything."""
+        if self.pinned is not None or not self.overlay.upper_active():
+            return None
+        from ...mount.worktree import files_dir
+
+        return files_dir(self.vault, self.fork)
+
+    def mounted_without_upper(self) -> bool:
+        """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
+        from ...mount import worktree
+
+        return worktree.live_fuse_mount(self)
+
+    def base_moved(self, *, view_changed: bool) -> None:
+        """After a move of the base by this process: the git index of a live mount of the
+        fork follows before the move returns, and the mount shows the new view when it
+        changed (see :mod:`.worktree`)."""
+        from ...mount import worktree
+
+        worktree.sync_mounted(self, view_changed=view_changed)
+
+    def _show_in_mount(self, seq: int) -> None:
+        """A change this process made (journal position ``seq``) shows in a live pure-FUSE
+        mount of the fork when the call returns (see :func:`.worktree.show_written`)."""
+        from ...mount import worktree
+
+        worktree.show_written(self, seq)
+
+    def _note_totals(self, nbytes: int, nfiles: int) -> None:
+        self.vault.quota.note(self.fork, nbytes, nfiles)
+
+    # -- the upper layer of an overlay mount (core/workspace/upper.py, core/workspace/livedir.py) --------------
+    def _lower_is_dir(self, path: str) -> bool:
+        node = self.view.lookup(path)
+        return node is not None and node.is_dir
+
+    def _lower_tree(self, path: str) -> str | None:
+        """The git tree the view without the upper layer shows at ``path`` (the lower layer
+        of an overlay mount: what a renamed directory's redirect shows): the base's tree
+        with the overlay's entries below ``path`` applied (entries made before the mount),
+        written as objects when there are such entries (kept per base and entries)."""
+        node = self.view.lookup(path)
+        if node is None or not node.is_dir:
+            return None
+        below = self.overlay.under(path)
+        if not below:
+            return node.oid
+        key = (path, self.base, self.overlay.last_seq())
+        hit = self._lower_trees.get(key)
+        if hit is not None:
+            return hit
+        by_parent: dict[str, list[Entry]] = {}
+        for e in below:
+            by_parent.setdefault(names.parent_of(e.path), []).append(e)
+        dirty = {a for a in dirty_dirs(below) if a == path or a.startswith(path + "/")}
+        sub_dirty: dict[str, list[str]] = {}
+        for d in dirty:
+            if d != path:
+                sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
+        pw = self.store.pack_writer()
+        try:
+            tree = wscommit.build(self, path, node.oid, by_parent, dirty, sub_dirty, pw) or EMPTY_TREE_ID
+            pw.finish()
+        except BaseException:
+            pw.abort()
+            raise
+        if len(self._lower_trees) > 64:
+            self._lower_trees.clear()
+        self._lower_trees[key] = tree
+        return tree
+
+    # -- reading (see .wsview) ------------------------------------------------------------
+    def resolve(self, path: str, *, follow: bool = True) -> Node:
+        """The node at ``path``, following in-workspace symlinks (the last one if ``follow``).
+
+        Raises:
+            PathNotFoundError, NotDirectoryError, SymlinkEscapeError, SymlinkLoopError.
+        """
+        return self.view.resolve(path, follow=follow)
+
+    def exists(self, path: str) -> bool:
+        return self.view.exists(path)
+
+    def read(self, path: str) -> bytes:
+        """Return the bytes of a file (following in-workspace symlinks)."""
+        return self.view.read(path)
+
+    def read_link(self, path: str) -> str:
+        return self.view.read_link(path)
+
+    def stat(self, path: str, *, follow: bool = False) -> Stat:
+        return self.view.stat(path, follow=follow)
+
+    def listdir(self, path: str = "", *, sizes: bool = False) -> list[DirEntry]:
+        """The entries of a directory, sorted by name."""
+        return self.view.listdir(path, sizes=sizes)
+
+    def walk(self, path: str = "", *, max_depth: int | None = None) -> Iterator[DirEntry]:
+        """Every entry below ``path``, depth first, directories before their contents."""
+        return self.view.walk(path, max_depth=max_depth)
+
+    # -- for a mount (the FUSE layer calls these; the kernel resolves symlinks itself) --------
+    def node(self, path: str) -> Node | None:
+        """The node at normalised ``path``, symlinks not followed (None when absent)."""
+        return self.view.lookup(path)
+
+    def node_size(self, node: Node) -> int:
+        return self.view.size(node)
+
+    def node_children(self, node: Node) -> dict[str, Node]:
+        return self.view.children(node)
+
+    def file_path(self, node: Node) -> str | None:
+        """Where a materialized file's bytes are (None for content still in git)."""
+        return self.view.file_path(node)
+
+    # -- status (see .wsstatus) -----------------------------------------------------------
+    def is_dirty(self) -> bool:
+        """True when there are uncheckpointed changes: empty new directories and paths git
+        ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
+        the same bytes counts."""
+        return self.changes.is_dirty()
+
+    def status(self) -> list[Change]:
+        """What changed in the workspace since its base commit (O(changes)); paths git
+        ignores are left out (see :meth:`status_ignored`)."""
+        return self.changes.status()
+
+    def status_ignored(self) -> tuple[list[Change], Ignored]:
+        """(what changed since the base commit, the new paths git ignores), O(changes)."""
+        return self.changes.status_ignored()
+
+    def ignored(self) -> Ignored:
+        """The new paths git ignores (without comparing contents: cheaper than a status)."""
+        return self.changes.ignored()
+
+    def not_recorded(self) -> list[NotRecorded]:
+        """What the workspace shows that a checkpoint leaves out (see
+        :meth:`.wsstatus.Changes.not_recorded`)."""
+        return self.changes.not_recorded()
+
+    @property
+    def ignore_rules(self) -> IgnoreRules:
+        return self.changes.ignore_rules
+
+    def status_report(
+        self,
+        changes: list[Change] | None = None,
+        ignored: Ignored | None = None,
+        *,
+        list_ignored: bool = False,
+    ) -> dict[str, object]:
+        """What `avfs status` reports (its JSON document but the vault and fork): the base,
+        the fork's tip (``stale`` when another hand moved it), the merge in progress
+        (:func:`.mergestate.open_merge`, or None), the changes, and how many paths git ignores
+        (``ignored``; listed in ``ignored_paths`` with ``list_ignored``). ``changes`` and
+        ``ignored``: :meth:`status_ignored` already taken."""
+        merging: dict[str, object] | None = None
+        if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)):
+            merging = open_merge(self)
+        if changes is None or ignored is None:
+            changes, ignored = self.changes.status_ignored()
+        tip = self.tip()
+        out: dict[str, object] = {
+            "base": self.base,
+            "head": tip,
+            "stale": tip != self.base,
+            "merge": merging,  # a merge with written conflicts, still open
+            "git": self.git_state(),  # git's HEAD off the fork's branch, or its own work open
+            "clean": not changes,
+            "changes": [
+                {
+                    k: v
+                    for k, v in (("path", c.path), ("status", c.status), ("old_path", c.old_path))
+                    if v is not None
+                }
+                for c in changes
+            ],
+            "ignored": ignored_count(ignored),
+        }
+        if list_ignored:
+            out["ignored_paths"] = list(ignored.files)
+        return out
+
+    # -- checkpoint (see .wscommit) -------------------------------------------------------
+    def capture(
+        self, pack: PackWriter | None = None, *, include_ignored: bool = False
+    ) -> tuple[str, list[Entry]]:
+        """Write blobs and trees for the workspace; returns (root tree id, captured entries).
+        See :func:`.wscommit.capture`."""
+        return wscommit.capture(self, pack, include_ignored=include_ignored)
+
+    def commit_overlay(
+        self,
+        message: str,
+        *,
+        allow_empty: bool = False,
+        rebase: bool = True,
+        on: str | None = None,
+        only: Callable[[str], bool] | None = None,
+    ) -> tuple[str | None, list[Entry]]:
+        """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
+        See :func:`.wscommit.commit_overlay`."""
+        # an open merge's view holds conflict markers: only `merge --continue` commits it
+        # (two parents), never a checkpoint, an exec's commit or any automatic one
+        refuse_if_merging(self, "a checkpoint")
+        self.refuse_if_git_busy("a checkpoint")
+        from ..errors import RefMovedError
+
+        for tries_left in range(2, -1, -1):
+            # a ref git in the mount moved is the base, whatever it did (the view stays):
+            # never rebased, never re-applied; git may move it again until the ref is ours
+            wsbase.follow_git(self, wait_s=None)
+            try:
+                return wscommit.commit_overlay(
+                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only
+                )
+            except RefMovedError:
+                tip = self.tip()
+                # a record to land on (``on``) was made on the old tip: its caller keeps it
+                if on is not None or not tries_left or tip is None or not self.moved_here(tip):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
+        """Write the workspace's files into local directory ``dest``; returns the file count."""
+        count = 0
+        for de in self.walk(""):
+            target = os.path.join(dest, de.path)
+            if de.kind is NodeKind.DIR:
+                os.makedirs(target, exist_ok=True)
+            elif de.kind is NodeKind.SYMLINK:
+                os.symlink(self.read_link(de.path), target)
+            elif de.kind is NodeKind.FILE:
+                n = self.resolve(de.path, follow=False)
+                with open(target, "wb") as fh:
+                    fh.write(self.view.read_node(n))
+                if n.mode == MODE_EXEC:
+                    os.chmod(target, 0o755)
+                count += 1
+                if progress:
+                    progress(count)
+        return count

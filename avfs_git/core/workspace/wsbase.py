@@ -1,0 +1,413 @@
+"""Which commit a workspace is based on, and following its fork's ref: first use, a
+checkpoint's crash finished, a ref moved by another hand (a push, ``git commit`` in the
+mount) adopted when that is safe, and a new base set (restore, undo, pull).
+
+The functions take the workspace as a :class:`Based` (what they need of it), so that this
+module does not import :mod:`.workspace` (which is built on it).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from ..errors import CorruptStateError, InternalError
+from ..store import names
+from ..store.gitstore import EMPTY_TREE
+from ..store.treediff import diff_trees
+from ..types import MODE_TREE, Change
+from . import wscommit
+from .livedir import LiveDir
+from .overlay import DELETED, FILE, OBJECT, Entry
+from .wscommit import Fork
+from .wsview import settled_now
+
+
+class Based(Fork, Protocol):
+    """What base tracking needs of a workspace (:class:`.workspace.Workspace` is one)."""
+
+    state_dir: str
+    pinned: str | None
+
+    def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+    def live_dir(self) -> LiveDir | None: ...
+    def stamp_index(self) -> None: ...
+    def moved_here(self, commit: str) -> bool: ...
+
+
+def sync_base(ws: Based) -> bool:
+    """Settle the base against the fork's ref (first use, crash recovery, moved refs).
+
+    - a checkpoint interrupted after its ref moved is finished (its entries retired);
+    - with an empty overlay the base simply follows the ref (a push or `git commit`
+      into the vault is picked up: there is nothing to lose);
+    - with a non-empty overlay and a moved ref: when the new commits only recorded
+      what the workspace already shows (``git commit`` inside the mount), the new tip
+      becomes the base and the view is kept; otherwise the base stays, and the next
+      checkpoint stops with :class:`RefMovedError`.
+
+    Returns False when the fork's ref is gone (the fork was deleted), else True.
+    """
+    if ws.pinned is not None:
+        return True
+    ov = ws.overlay
+    meta = ov.get_metas("base", "pending")  # one read: every vault.workspace() comes here
+    base, pending = meta.get("base"), meta.get("pending")
+    tip = ws.tip()  # read after base: a tip older than the base is never adopted
+    if pending is None and base is not None and base == tip:
+        return True  # the common case: nothing to settle, no write transaction
+    if tip is None:
+        if base is None:
+            raise CorruptStateError(f"fork {ws.fork} has no commit")
+        return False
+    if pending is not None:
+        _recover_pending(ws)
+    if base is not None and ws.moved_here(tip):
+        # git in the fork's mount moved its branch (commit, amend, reset, rebase, merge...):
+        # the mount's files are the working tree, the ref is what is committed; the base
+        # becomes the ref, the view stays, whatever the two commits' relation
+        follow_git(ws)
+        return True
+    if base is not None and ov.has_changes() and ws.changes.is_dirty():
+        # the ref moved under uncheckpointed changes: adopt it when that is safe, and
+        # never while a checkpoint of this fork runs (it holds the fork lock, and its
+        # ref move is not finished until it retired what it captured)
+        from ..errors import BusyError
+
+        try:
+            with ws.fork_lock(wait_s=0):
+                with ov.txn() as db:
+                    base = ov.get_meta("base")
+                    tip = ws.tip()
+                    adopted = (
+                        ov.get_meta("pending") is None
+                        and base is not None
+                        and tip is not None
+                        and base != tip
+                        and _adopt(ws, db, base, tip)
+                    )
+                if adopted:
+                    # once the move is committed: a stamp naming a base other processes
+                    # cannot see yet makes the mount's daemon, reading the old base,
+                    # rewrite the index git just committed for that old base
+                    ws.stamp_index()  # git's index is right: it made the commit
+        except BusyError:
+            pass
+        return True
+    from ..errors import BusyError as _Busy
+
+    if base is None:
+        _follow_ref(ws)  # first use: nothing to lose, nothing to race with
+        return True
+    try:
+        # under the fork lock, never waiting: an operation that holds it (an undo moving
+        # the ref back before it puts the view back) finishes the job itself
+        with ws.fork_lock(wait_s=0):
+            _follow_ref(ws)
+    except _Busy:
+        pass
+    return True
+
+
+def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
+    """Take the fork's ref as the base, keeping the view, when git in the fork's mount
+    made its last move (:meth:`Based.moved_here`); True when it did (or nothing was to
+    do). Under the fork lock (``wait_s``: how long to wait for it; a checkpoint holding it
+    calls with it held and the lock reentrant), never while a checkpoint's move is
+    pending."""
+    from ..errors import BusyError
+
+    ov = ws.overlay
+    try:
+        with ws.fork_lock(wait_s=wait_s):
+            with ov.txn() as db:
+                base, tip = ov.get_meta("base"), ws.tip()
+                if base is None or tip is None or base == tip:
+                    return True
+                if ov.get_meta("pending") is not None or not ws.moved_here(tip):
+                    return False
+                take_tip(ws, db, base, tip)
+            # once the move is committed (see sync_base): git's index is right as it is
+            ws.stamp_index()
+    except BusyError:
+        return False
+    return True
+
+
+def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
+    """In the overlay's transaction ``db``: make ``tip`` the base while the workspace
+    keeps showing what it shows. Where the two commits differ and no entry (the
+    database's or the upper layer's) covers the path, the view showed the old base
+    there: an entry now holds that (a blob or tree of the old base, or a deletion), so
+    the new base changes nothing anyone sees, the lower layer of an overlay mount
+    included. Entries that now show exactly the new base go. Nothing of the old base
+    is put back as a whole: the entries are what the view differs from the new base."""
+    store = ws.store
+    old_tree = store.commit_tree(base)
+    new_tree = store.commit_tree(tip)
+    changed: list[Change] = []
+    diff_trees(store, old_tree, new_tree, "", changed)
+    paths = sorted({p for c in changed for p in (c.path, c.old_path) if p})
+    held: list[str] = []
+    for p in paths:
+        chain = [*names.ancestors(p), p]
+        # the database's entries only: on an overlay mount the kernel caches the lower layer
+        # (the database's view), which must not change under it where the upper layer covers
+        # a path either (a file the upper layer held, new in git's commit, appeared below it:
+        # the next rename onto it failed with ESTALE)
+        with ws.overlay.without_upper():
+            got, _, _ = ws.overlay.lookup(chain)
+        if got:
+            continue  # an entry at or above it shows what the view has there
+        was = store.tree_lookup(old_tree, p)
+        if was is None:
+            ws.overlay.put(db, Entry(p, DELETED, 0), "git")
+        else:
+            ws.overlay.put(db, Entry(p, OBJECT, was[1], was[0]), "git")
+        held.append(p)
+    with ws.overlay.pruning(ws.changes.prune_ignored):
+        seen = ws.changes.entries()  # (on an overlay mount: O(changes), as a capture reads)
+    wscommit.retire_onto(ws, db, [], tip, seen=seen)
+    _keep_parents(ws, db, held)
+    # the database's entries at the paths git changed that now show the new base
+    with ws.overlay.without_upper():
+        mine = ws.overlay.get_many(paths)
+    same: list[Entry] = []
+    for p, e in mine.items():
+        now = store.tree_lookup(new_tree, p)
+        if e.kind == DELETED:
+            if now is None and not e.origin:
+                same.append(e)
+        elif now is not None and e.kind == OBJECT and (e.oid, e.mode) == now:
+            same.append(e)
+        elif now is not None and e.kind == FILE and e.mode == now[1]:
+            node = ws.view.lookup(p)
+            if node is not None and node.entry == e and ws.view.entry_oid(node) == now[0]:
+                same.append(e)
+    if same:
+        ws.overlay.retire(db, same)
+
+
+def _follow_ref(ws: Based) -> None:
+    ov = ws.overlay
+    if _follow_ref_live(ws):
+        return
+    with ov.txn() as db:
+        base = ov.get_meta("base")
+        tip = ws.tip()
+        if tip is None or base == tip:
+            return
+        if base is None:
+            seed = _read_seed(ws)
+            if seed is not None:
+                # a fork of a workspace with changes starts with them (vault.create_fork)
+                ov.set_meta("base", seed[0])
+                ov.put(db, Entry("", OBJECT, MODE_TREE, seed[1]), "fork")
+            else:
+                ov.set_meta("base", tip)
+        elif not ws.changes.is_dirty():
+            # nothing but empty directories and paths git ignores: follow the ref; where
+            # the new base has something at such a path, the base's version wins
+            tree = ws.store.commit_tree(tip)
+            for e in ov.all():
+                if ws.store.tree_lookup(tree, e.path) is not None:
+                    ov.remove(db, e.path, "follow")
+            ov.set_meta("base", tip)
+            _keep_parents(ws, db, [e.path for e in ov.all()])
+            ov.set_meta("view_time", repr(float(settled_now())))
+
+
+def _follow_ref_live(ws: Based) -> bool:
+    """:func:`_follow_ref` for a fork with a live overlay mount (the fork lock held):
+    the kernel caches the mount's lower layer for good, so a base that simply moved
+    under it would show the old bytes, or the new ones cut to the old size. The new
+    commit is written through the mount instead, as a restore is (an open file keeps
+    what it had), and then becomes the base. True when it did (or nothing was to do)."""
+    if ws.live_mount() is None:
+        return False
+    base, tip = ws.overlay.get_meta("base"), ws.tip()
+    if base is None or tip is None or base == tip:
+        return base is not None
+    if ws.changes.is_dirty():
+        return True  # uncheckpointed changes: the base stays (sync_base's rule)
+    set_base(ws, tip, keep_view=False)
+    return True
+
+
+def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
+    """Take ``tip`` as the base, keeping the view, when its commits (descending from the
+    base) changed nothing the workspace does not already show; True when it did (the
+    caller then stamps the mount's index, the transaction committed)."""
+    try:
+        if not ws.store.descendant_of(tip, base):
+            return False
+    except InternalError:  # libgit2 cannot tell (an id missing or malformed)
+        return False
+    base_tree = ws.store.commit_tree(base)
+    tip_tree = ws.store.commit_tree(tip)
+    changed: list[Change] = []
+    diff_trees(ws.store, base_tree, tip_tree, "", changed)
+    for c in changed:
+        node = ws.view.lookup(c.path)
+        if c.new_oid is None:
+            if node is not None and not node.is_dir:
+                return False
+        elif node is None or node.is_dir or node.mode != c.new_mode or ws.view.entry_oid(node) != c.new_oid:
+            return False
+    # (never a root entry holding the old base's tree: the changes would then be measured
+    # against it, and a status reading only what changed re-applied the old files)
+    take_tip(ws, db, base, tip)
+    if not ws.changes.status():
+        # everything uncheckpointed is now in the tip: the overlay has nothing left but
+        # what git does not hold (paths it ignores, empty directories)
+        entries = ws.overlay.all()
+        wscommit.retire_onto(ws, db, wscommit.retirable(ws, entries, tip_tree), tip, seen=entries)
+    return True
+
+
+def _read_seed(ws: Based) -> tuple[str, str] | None:
+    path = os.path.join(ws.state_dir, "seed")
+    try:
+        with open(path, encoding="ascii") as fh:
+            base, tree = fh.read().split()
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CorruptStateError(f"unreadable fork seed {path}: {exc}") from exc
+    return base, tree
+
+
+def _recover_pending(ws: Based) -> None:
+    """Finish or drop a checkpoint whose process died between its steps.
+
+    Only when the fork lock is free: a live checkpoint holds it, and its pending
+    record is not ours to settle.
+    """
+    from ..errors import BusyError
+
+    ov = ws.overlay
+    try:
+        with ws.fork_lock(wait_s=0), ov.txn():
+            pending = ov.get_meta("pending")
+            if pending is None:
+                return
+            _old, new = pending.split(" ", 1)
+            if ws.tip() == new:
+                # the ref moved: the captured entries are in the commit; entries written
+                # meanwhile have a newer seq than recorded and stay.
+                upto = int(ov.get_meta("pending_seq") or "0")
+                tree = ws.store.commit_tree(new)
+                ov.retire(ov.db, wscommit.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree))
+                ov.set_meta("base", new)
+            ov.set_meta("pending", None)
+            ov.set_meta("pending_seq", None)
+    except BusyError:
+        return
+
+
+def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
+    """Point the workspace at a new base (call with the fork lock held).
+
+    Args:
+        keep_view: keep what the workspace shows now (overlay kept, a root entry added
+            when the base's tree differs); else the overlay is cleared and the workspace
+            shows ``view_tree`` (or the new base's tree when None).
+    """
+    if not keep_view:
+        live = ws.live_dir()
+        if live is not None:
+            # the mount shows the new view by writes through it; the lower layer stays
+            # what the kernel has of it: the upper layer's renamed directories keep the
+            # lower trees they show (pinned where the new base differs)
+            _live_reset(ws, live, view_tree or ws.store.commit_tree(base))
+            with ws.overlay.txn() as db:
+                sources = wscommit.redirect_sources(ws, ws.overlay.all())
+                vanishing, _ = wscommit.vanishing_dirs(ws, base)
+                ws.overlay.set_meta("base", base)
+                wscommit.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
+            ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
+            return
+    kept: list[Entry] = []
+    pins: list[Entry] = []
+    have: set[str] = set()
+    if not keep_view and not ws.overlay.is_empty():
+        # like git's checkout and reset --hard, paths git ignores stay (a venv keeps
+        # working), unless the new view has something at their place
+        entries = ws.overlay.all()
+        ign = ws.changes.ignored_in(entries)
+        kept = [e for e in entries if ign.covers(e.path)]
+        have = {e.path for e in kept}
+        for t in sorted(ign.tops - have):
+            node = ws.view.lookup(t)
+            if node is not None and node.oid is not None and node.entry is None:
+                pins.append(Entry(t, OBJECT, node.mode, node.oid))
+    with ws.overlay.txn() as db:
+        if keep_view:
+            cur_root = ws.overlay.get("")
+            if cur_root is None:
+                old_tree = ws.base_tree
+                new_tree = ws.store.commit_tree(base)
+                if old_tree != new_tree:
+                    ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, old_tree), "rebase")
+        else:
+            if kept or pins:
+                keep = {(e.path, e.seq) for e in kept}
+                for e in ws.overlay.all():
+                    if (e.path, e.seq) not in keep:
+                        ws.overlay.remove(db, e.path, "reset")
+            else:
+                ws.overlay.clear(db, "reset")
+            if view_tree is not None and view_tree != ws.store.commit_tree(base):
+                ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
+            ws.overlay.set_meta("view_time", repr(float(settled_now())))
+        ws.overlay.set_meta("base", base)
+        if kept or pins:
+            for e in pins:
+                if ws.view.lookup(e.path, skip_self=True) is None:
+                    ws.overlay.put(db, e, "reset")
+            tops = sorted(
+                {e.path for e in pins}
+                | {e.path for e in kept if not any(a in have for a in names.ancestors(e.path))}
+            )
+            for t in tops:
+                if ws.view.lookup(t, skip_self=True) is not None:
+                    # the new view has something there: its version wins
+                    ws.overlay.remove_under(db, t, "reset")
+                    ws.overlay.remove(db, t, "reset")
+            _keep_parents(ws, db, tops)
+    ws.base_moved(view_changed=not keep_view)
+
+
+def _keep_parents(ws: Based, db: Any, paths: list[str]) -> None:
+    """Make the directories above each of ``paths`` (entries kept over a new base)
+    exist; where one is a file or symlink there, the kept entries go."""
+    for p in sorted(paths):
+        if ws.overlay.get(p) is None:
+            continue  # gone with an entry above it
+        for a in names.ancestors(p)[1:]:
+            node = ws.view.lookup(a)
+            if node is None:
+                ws.overlay.put(db, Entry(a, OBJECT, MODE_TREE, EMPTY_TREE), "keep")
+            elif not node.is_dir:
+                ws.overlay.remove_under(db, a, "keep")
+                ws.overlay.remove(db, a, "keep")
+                break
+
+
+def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> None:
+    """Make the live mount show ``target_tree`` (paths git ignores stay, as git's
+    checkout keeps them): the paths that differ from it now are rewritten through the
+    mount point; the lower layer is not touched."""
+    paths: set[str] = set()
+    for c in ws.changes.status():
+        paths.add(c.path)
+        if c.old_path:
+            paths.add(c.old_path)
+    out: list[Change] = []
+    diff_trees(ws.store, ws.base_tree, target_tree, "", out)
+    for c in out:
+        paths.add(c.path)
+        if c.old_path:
+            paths.add(c.old_path)
+    live.reset(paths, target_tree)

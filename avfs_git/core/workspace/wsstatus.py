@@ -1,0 +1,498 @@
+"""What changed in a workspace since its base commit, and which of its new paths git ignores.
+
+:class:`Changes` reads a workspace's merged view (:mod:`.wsview`): ``status`` costs the
+changes (the overlay's entries), never the tree; git's own ignore rules (:mod:`.ignore`)
+decide what is ignored, asked once for a new directory that git ignores whole (a venv).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping
+
+from ..errors import AvfsError
+from ..store import gitnames, names
+from ..store.gitnames import NotRecorded
+from ..store.gitstore import EMPTY_TREE, libgit2_loaded
+from ..store.treediff import diff_entry, diff_trees, pair_renames
+from ..types import MODE_TREE, Change, ChangeStatus
+from . import upperjournal
+from .ignore import GITIGNORE, IgnoreRules
+from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, Overlay
+from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ignored:
+    """The new paths of a workspace that git ignores.
+
+    ``files``: every ignored file and symlink (what is counted); ``tops``: the fewest paths
+    that hold them all (a new directory whose new paths are all ignored stands for
+    everything below it).
+    """
+
+    files: tuple[str, ...] = ()
+    tops: frozenset[str] = frozenset()
+
+    def covers(self, path: str) -> bool:
+        """True when ``path`` is an ignored path or lies below an ignored directory."""
+        return bool(self.tops) and covered(path, self.tops)
+
+
+NO_IGNORED = Ignored()
+
+
+def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
+    """How many paths git ignores: the one count that `status`, `checkpoint save` and `proxy
+    exec` report (``ignored``), and the number of ``!!`` lines `git status --ignored` prints
+    for the same tree: a new directory whose new paths git all ignores (a venv, a
+    node_modules) is one path, as is each other ignored file (:attr:`Ignored.tops`). It
+    does not depend on how much of an ignored directory avfs happened to walk.
+    ``touched``: only those a command wrote (`proxy exec`): a path at or below one of them,
+    or one holding one (pip writing into an ignored venv counts that venv)."""
+    if touched is None:
+        return len(ignored.tops)
+    roots = frozenset(touched)
+    if not roots:
+        return 0
+    if "" in roots:
+        return len(ignored.tops)
+    above = {a for r in roots for a in names.ancestors(r) if a}
+    return sum(1 for p in ignored.tops if p in above or covered(p, roots))
+
+
+def covered(path: str, dirs: frozenset[str]) -> bool:
+    """True when ``path`` is one of ``dirs`` or lies below one."""
+    if path in dirs:
+        return True
+    i = path.find("/")
+    while i >= 0:
+        if path[:i] in dirs:
+            return True
+        i = path.find("/", i + 1)
+    return False
+
+
+class Changes:
+    """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
+
+    def __init__(
+        self,
+        view: View,
+        overlay: Overlay,
+        *,
+        view_time: Callable[[], float] | None = None,
+        mount_git_dir: Callable[[], str | None] | None = None,
+    ) -> None:
+        """``view_time`` and ``mount_git_dir`` (the git dir of the fork's overlay mount,
+        where its daemon answers for the upper layer's journal): a live fork's, for a
+        status that reads only what changed (:mod:`.upperjournal`)."""
+        self.view = view
+        self.store = view.store
+        self.overlay = overlay
+        self._view_time = view_time
+        self._mount_git_dir = mount_git_dir
+        self._ignore_rules: IgnoreRules | None = None
+
+    def is_dirty(self) -> bool:
+        """True when there are uncheckpointed changes: empty new directories and paths git
+        ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
+        the same bytes counts."""
+        if self.overlay.upper_active():
+            # the upper layer keeps what checkpoints recorded while it was mounted (a status
+            # walks it once; has_changes would walk it first for nothing)
+            return bool(self.status())
+        if not self.overlay.has_changes():
+            return False
+        entries = self.overlay.all()
+        added, tracked = self._added_paths(entries)
+        if tracked:
+            return True  # a deletion, or a change of a tracked path
+        if added is None:
+            changes = self._changes(entries, hash_files=False)
+            if any(c.status is not ChangeStatus.ADDED for c in changes):
+                return True
+            added = [c.path for c in changes]
+        if not added:
+            return False
+        ignored = set(self._ignored_among(added, entries).files)
+        return any(p not in ignored for p in added)
+
+    def status(self) -> list[Change]:
+        """What changed in the workspace since its base commit (O(changes)); paths git
+        ignores are left out (see :meth:`status_ignored`)."""
+        return self.status_ignored()[0]
+
+    def status_ignored(self) -> tuple[list[Change], Ignored]:
+        """(what changed since the base commit, the new paths git ignores), O(changes)."""
+        for tries_left in range(RACE_TRIES - 1, -1, -1):
+            try:
+                return self._status_ignored()
+            except Raced:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def not_recorded(self) -> list[NotRecorded]:
+        """What the workspace shows that a checkpoint leaves out: names git refuses, and the
+        fifos, sockets and device nodes of an overlay mount's live tree (paths git ignores
+        aside: they are never recorded anyway)."""
+        with self.overlay.pruning(self.prune_ignored):
+            entries = self.overlay.all()
+        left = gitnames.not_recorded((e.path, e.mode) for e in entries if e.kind != DELETED)
+        specials = [
+            NotRecorded(
+                e.path,
+                e.origin[len(SPECIAL_ORIGIN) :],
+                f"git records no {e.origin[len(SPECIAL_ORIGIN) :].replace('_', ' ')}: it stays in the live tree",
+            )
+            for e in entries
+            if e.kind == DELETED and e.origin and e.origin.startswith(SPECIAL_ORIGIN)
+        ]
+        return sorted(left + specials, key=lambda n: n.path)
+
+    def prune_ignored(self, tops: list[str], found: list[Entry]) -> set[str]:
+        """Which of the upper layer's new top directories ``tops`` git ignores (``found``:
+        the upper layer's entries read so far, whose .gitignore files count)."""
+        with self.overlay.without_upper():
+            by_path = {e.path: e for e in self.overlay.all()}
+        by_path.update((e.path, e) for e in found)
+        base = self.view.base
+        return set(
+            self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops))
+        )
+
+    def entries(self) -> list[Entry]:
+        """The overlay's entries as a status reads them (a checkpoint's capture too): on an
+        overlay mount, those that may differ from the base (:mod:`.upperjournal`; what is
+        left out shows the base unchanged), else all of them. Call it with the overlay's
+        pruning of ignored directories on, as a status does."""
+        return self._entries()[0]
+
+    def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
+        """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
+        if self._view_time is None or self._mount_git_dir is None or not self.overlay.upper_active():
+            return self.overlay.all(), None, False
+        return upperjournal.entries(
+            self.overlay,
+            base=self.view.base,
+            view_time=self._view_time(),
+            git_dir=self._mount_git_dir(),
+            base_diff=self._base_diff,
+            pin_diff=self._pin_diff,
+        )
+
+    def _base_diff(self, old: str, new: str) -> list[str] | None:
+        """The paths where two commits' trees differ (None when one is not there)."""
+        try:
+            a, b = self.store.commit_tree(old), self.store.commit_tree(new)
+        except AvfsError:
+            return None
+        out: list[Change] = []
+        diff_trees(self.store, a, b, "", out)
+        return [p for c in out for p in (c.path, c.old_path) if p]
+
+    def _pin_diff(self, tree: str, base: str) -> list[str] | None:
+        """The paths where ``tree`` differs from commit ``base``'s tree (None: unknown)."""
+        try:
+            b = self.store.commit_tree(base)
+        except AvfsError:
+            return None
+        if tree == b:
+            return []
+        out: list[Change] = []
+        try:
+            diff_trees(self.store, tree, b, "", out)
+        except AvfsError:
+            return None
+        return [p for c in out for p in (c.path, c.old_path) if p]
+
+    def _status_ignored(self) -> tuple[list[Change], Ignored]:
+        with self.overlay.pruning(self.prune_ignored):
+            # on an overlay mount, the upper layer is read only where it can differ from
+            # the base (core/workspace/upperjournal.py): O(what changed since the last status)
+            entries, pending, settled = self._entries()
+        if not entries:
+            upperjournal.remember(self.overlay, pending, ())
+            return [], NO_IGNORED
+        # which paths are new needs no file read; ignored ones (a venv's thousands) are then
+        # never hashed: only the rest are, to compare and to pair renames
+        skip = self._ignored_dirs(entries)  # not walked at all: a venv costs one question
+        raw = self._changes(entries, hash_files=False, skip=skip, settled=settled)
+        ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries, skip)
+        gone = set(ignored.files)
+        by_path = {e.path: e for e in entries}
+        out: list[Change] = []
+        for c in raw:
+            if c.path in gone:
+                continue
+            e = by_path.get(c.path) if c.new_oid is None else None
+            if e is None and c.new_oid is None and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+                # a file of the upper layer the entries read left out (unchanged since the
+                # last status, beside one that changed): compared as any other
+                n = self.view.lookup(c.path)
+                e = n.entry if n is not None else None
+            if e is not None and e.kind == FILE and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+                oid = self.view.entry_oid(Node(c.path, e.mode, None, e))
+                old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
+                diff_entry(self.store, c.path, old, (oid, e.mode), out)
+            else:
+                out.append(c)
+        hints: dict[str, str] = {}
+        for c in out:
+            if c.status is ChangeStatus.ADDED:
+                o = self.view.origin(c.path)
+                if o is not None and o != c.path:
+                    hints[c.path] = o
+        found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
+        found += [e.path for e in entries if e.kind == DELETED]  # whiteouts, fifos, sockets
+        # renamed directories (their tree is the lower layer's at their source): kept in
+        # view, so that a base move changing a source is looked at with them
+        found += [e.path for e in entries if e.kind == OBJECT and e.oid != EMPTY_TREE_ID]
+        upperjournal.remember(self.overlay, pending, [*found, *ignored.tops, *skip])
+        return pair_renames(out, hints), ignored
+
+    def ignored(self) -> Ignored:
+        """The new paths git ignores (without comparing contents: cheaper than a status)."""
+        return self.ignored_in(self.overlay.all())
+
+    def ignored_in(self, entries: list[Entry]) -> Ignored:
+        """The new paths of the workspace made of ``entries`` that git ignores."""
+        if not entries:
+            return NO_IGNORED
+        skip = self._ignored_dirs(entries)
+        added = self._added_paths([e for e in entries if not covered(e.path, skip)] if skip else entries)[0]
+        if added is None:
+            added = [
+                c.path
+                for c in self._changes(entries, hash_files=False, skip=skip)
+                if c.status is ChangeStatus.ADDED
+            ]
+        return self._ignored_among(added, entries, skip)
+
+    def _added_paths(self, entries: list[Entry]) -> tuple[list[str] | None, bool]:
+        """(the new paths, absent from the base tree, that ``entries`` show; whether an
+        entry deletes or changes a tracked path), from the entries alone: O(entries), no
+        listing. The paths are None when an entry names a git tree other than the base's
+        there (a renamed or restored directory, a fork's view): only a tree diff tells."""
+        base_tree = self.view.base_tree
+        out: list[str] | None = []
+        tracked = False
+        for e in entries:
+            if e.kind == DELETED:
+                tracked = True
+                continue
+            hit = self.store.tree_lookup(base_tree, e.path)
+            if e.mode == MODE_TREE:
+                if hit == (e.oid, MODE_TREE) or (hit is None and e.oid == EMPTY_TREE):
+                    continue  # the base's own tree, or a new empty directory
+                out = None
+            elif hit is None or hit[1] == MODE_TREE:
+                if out is not None:
+                    out.append(e.path)
+            else:
+                tracked = True
+        return out, tracked
+
+    def _changes(
+        self,
+        entries: list[Entry],
+        *,
+        hash_files: bool = True,
+        skip: frozenset[str] = frozenset(),
+        settled: bool = False,
+    ) -> list[Change]:
+        """The changes since the base made by ``entries`` (the overlay), renames unpaired.
+        Without ``hash_files`` a materialized file over a base file counts as modified
+        unread (what ignore rules and :meth:`is_dirty` need: which paths are new). The new
+        directories ``skip`` (ignored ones) are not walked. ``settled``: ``entries`` are
+        only those that may differ from the base (:mod:`.upperjournal`), so an upper-layer
+        directory none of them is at or in is as the base has it, not compared."""
+        dirty = dirty_dirs([e for e in entries if not covered(e.path, skip)] if skip else entries)
+        out: list[Change] = []
+        root = self.view.lookup("")
+        assert root is not None
+        paths = frozenset(e.path for e in entries) if settled else None
+        self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, paths)
+        return out
+
+    def _status_dir(
+        self,
+        p: str,
+        base_oid: str | None,
+        w: Node,
+        dirty: set[str],
+        out: list[Change],
+        hash_files: bool = True,
+        skip: frozenset[str] = frozenset(),
+        settled: frozenset[str] | None = None,
+    ) -> None:
+        if p not in dirty:
+            if settled is not None and w.entry is not None and p not in settled:
+                # an upper-layer directory the entries left out: it showed the base
+                # unchanged at the last status and nothing in it changed since
+                return
+            diff_trees(self.store, base_oid, w.oid, p, out)
+            return
+        b = self.store.tree_items(base_oid)
+        ws = self.view.children(w)
+        for name in sorted(b.keys() | ws.keys()):
+            child = names.join(p, name)
+            bo = b.get(name)
+            n = ws.get(name)
+            if child in skip:
+                if bo is not None and bo[1] != MODE_TREE:
+                    diff_entry(self.store, child, bo, None, out)  # a tracked file it replaced
+                continue
+            if n is None:
+                diff_entry(self.store, child, bo, None, out)
+            elif n.is_dir:
+                if bo is not None and bo[1] == MODE_TREE:
+                    self._status_dir(child, bo[0], n, dirty, out, hash_files, skip, settled)
+                else:
+                    if bo is not None:
+                        diff_entry(self.store, child, bo, None, out)
+                    self._status_dir(child, None, n, dirty, out, hash_files, skip, settled)
+            elif n.materialized:
+                if hash_files:
+                    self._status_file(child, bo, n, out)
+                elif bo is None or bo[1] == MODE_TREE:
+                    if bo is not None:
+                        diff_entry(self.store, child, bo, None, out)
+                    out.append(Change(child, ChangeStatus.ADDED, new_mode=n.mode))
+                else:  # a new path's content is not needed to know it is new
+                    out.append(
+                        Change(child, ChangeStatus.MODIFIED, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0])
+                    )
+            else:
+                assert n.oid is not None
+                diff_entry(self.store, child, bo, (n.oid, n.mode), out)
+
+    def _status_file(self, child: str, bo: tuple[str, int] | None, n: Node, out: list[Change]) -> None:
+        oid = self.view.entry_oid(n)
+        diff_entry(self.store, child, bo, (oid, n.mode), out)
+
+    @property
+    def ignore_rules(self) -> IgnoreRules:
+        rules = self._ignore_rules
+        if rules is None:
+            rules = self._ignore_rules = IgnoreRules(self.store.path, self._excludes_setting)
+        return rules
+
+    def _excludes_setting(self) -> str | None:
+        if not libgit2_loaded():
+            # read-only commands (status, ls, cat) never import pygit2 (~85 ms): git itself
+            # answers, with its own config rules (vault, global, includes), in ~2 ms
+            from .ignore import config_value
+
+            return config_value(self.store.path, "core.excludesFile")
+        return self.store.config_value("core.excludesFile")
+
+    def _gitignore_source(
+        self, entries: Mapping[str, Entry], base: str, d: str
+    ) -> tuple[str, Callable[[], bytes]] | None:
+        """The ``.gitignore`` of directory ``d`` as the workspace made of ``entries`` (every
+        overlay entry, by path) on ``base`` shows it (see :data:`.ignore.Source`)."""
+        path = names.join(d, GITIGNORE)
+        node = self.view.lookup_in(path, [*names.ancestors(path), path], entries, base=base)
+        if node is None or node.is_dir or node.is_link:
+            return None
+        e = node.entry
+        if e is not None and e.kind == FILE:
+            assert e.fileid is not None
+            fpath = self.overlay.file_path(e.fileid)
+            try:
+                st = os.stat(fpath)
+            except OSError:
+                return None
+
+            def load() -> bytes:
+                with open(fpath, "rb") as fh:
+                    return fh.read()
+
+            return f"f:{e.fileid}:{st.st_size}:{st.st_mtime_ns}", load
+        oid = node.oid
+        assert oid is not None
+        return oid, lambda: self.store.blob_data(oid)
+
+    def _ignored_dirs(self, entries: list[Entry]) -> frozenset[str]:
+        """The new directories (absent from the base tree, their parent not) holding the
+        entries' new content that git ignores as directories: everything below them is
+        ignored, so nothing below needs walking or asking about (one question for a venv)."""
+        base_tree = self.view.base_tree
+        is_tree: dict[str, bool] = {"": True}
+        tops: set[str] = set()
+        for e in entries:
+            if e.kind == DELETED or not e.path:
+                continue
+            parts = e.path.split("/")
+            d = ""
+            for i, comp in enumerate(parts):
+                d = f"{d}/{comp}" if d else comp
+                if i == len(parts) - 1 and e.mode != MODE_TREE:
+                    break
+                got = is_tree.get(d)
+                if got is None:
+                    hit = self.store.tree_lookup(base_tree, d)
+                    got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
+                if not got:
+                    tops.add(d)
+                    break
+        if not tops:
+            return frozenset()
+        by_path = {e.path: e for e in entries}
+        base = self.view.base
+        return frozenset(
+            self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=tops)
+        )
+
+    def _ignored_among(
+        self, added: list[str], entries: list[Entry], skip: frozenset[str] | None = None
+    ) -> Ignored:
+        """Which of the new paths ``added`` (absent from the base tree: tracked paths never
+        are) of the workspace made of ``entries`` git ignores; ``skip``: the ignored new
+        directories (:meth:`_ignored_dirs`, found here when None)."""
+        if skip is None:
+            skip = self._ignored_dirs(entries)
+        under = (
+            [e.path for e in entries if e.kind != DELETED and e.mode != MODE_TREE and covered(e.path, skip)]
+            if skip
+            else []
+        )
+        # an ignored new directory a walk of the upper layer left unread (a node_modules)
+        # counts as one path: what is in it was never looked at
+        under += [d for d in skip if not any(covered(p, frozenset((d,))) for p in under)]
+        added = [p for p in added if not covered(p, skip)] if skip else added
+        if not added:
+            return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
+        base_tree = self.view.base_tree
+        is_tree: dict[str, bool] = {"": True}
+
+        def tracked_dir(d: str) -> bool:
+            got = is_tree.get(d)
+            if got is None:
+                hit = self.store.tree_lookup(base_tree, d) if tracked_dir(names.parent_of(d)) else None
+                got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
+            return got
+
+        by_path = {e.path: e for e in entries}
+        base = self.view.base
+        hit = self.ignore_rules.ignored(added, lambda d: self._gitignore_source(by_path, base, d))
+        if not hit:
+            return Ignored(tuple(sorted(under)), skip) if under or skip else NO_IGNORED
+        # a new directory whose new paths are all ignored goes as one unit (git answers for
+        # files; below an ignored directory every file is ignored)
+        total: dict[str, int] = {}
+        ignored: dict[str, int] = {}
+        for p in added:
+            for a in names.ancestors(p):
+                if a and not tracked_dir(a):
+                    total[a] = total.get(a, 0) + 1
+                    if p in hit:
+                        ignored[a] = ignored.get(a, 0) + 1
+        ign_dirs = {d for d, n in ignored.items() if n == total[d]}
+        tops = {d for d in ign_dirs if not any(a in ign_dirs for a in names.ancestors(d))}
+        files = [p for p in added if p in hit]
+        tops |= {p for p in files if not any(a in ign_dirs for a in names.ancestors(p))}
+        return Ignored(tuple(sorted(files + under)), frozenset(tops | skip))

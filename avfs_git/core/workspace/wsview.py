@@ -1,0 +1,572 @@
+"""The merged view of a workspace: what a fork shows, its base commit's tree with its overlay's
+entries on top, read-only.
+
+One implementation for everyone who reads a fork: :class:`.workspace.Workspace` (file
+commands, the mount), status and commit building (:mod:`.wsstatus`, :mod:`.wscommit`), and
+search and full-text search (:mod:`.search`, :mod:`.fts`). It reads the overlay through its
+lookups (``lookup``, ``children``, ``get``, ``get_many``, ``open_file``, ``file_path``) and the
+base commit from its ``base`` record, so it sees a live overlay (:class:`.overlay.Overlay`,
+each call reads what is there now) or a fixed one (:class:`Snapshot`: the entries a search
+read once, or none at all for a revision).
+
+Path rules: symlinks inside the workspace are followed by :meth:`View.resolve` when their
+target stays inside it; a symlink that points outside (absolute, or ``..`` past the root) is
+never followed: reading or writing through it raises :class:`SymlinkEscapeError` (``stat``
+and ``ls`` show the link itself).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from ..errors import (
+    CorruptStateError,
+    InvalidPathError,
+    IsDirectoryError,
+    NotDirectoryError,
+    PathNotFoundError,
+    SymlinkEscapeError,
+    SymlinkLoopError,
+)
+from ..store import names
+from ..store.gitstore import GitStore
+from ..store.packwriter import file_blob_id
+from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, DirEntry, Stat, kind_of_mode
+from .overlay import DELETED, FILE, OBJECT, UPPER_FILE, Entry, Overlay
+
+MAX_SYMLINK_HOPS = 40
+CHUNK = 1 << 20
+# reads of the overlay a capture makes before it gives up (busy) while writers keep replacing
+# files under it; a retry only re-reads entries (objects already packed stay as duplicates).
+# 5 was too few with 7 threads rewriting one file while the ignore rules are applied (CI)
+RACE_TRIES = 16
+# A path already in normal form whose names are plain ASCII not starting with '.' (so no
+# '.', '..' or '.git'), too short for any name to be too long: what norm_path would return
+# it as, without its checks of every character (a fifth of a stat's time).
+_PLAIN_PATH = re.compile(r"[\w+,=@~-][\w+,=@~.-]*(?:/[\w+,=@~-][\w+,=@~.-]*)*", re.ASCII)
+
+
+def norm(path: str) -> str:
+    """:func:`.names.norm_path`, with a fast way for paths already plain and normal."""
+    if type(path) is str and len(path) <= names.MAX_COMPONENT_BYTES and _PLAIN_PATH.fullmatch(path):
+        return path
+    return names.norm_path(path)
+
+
+class Raced(CorruptStateError):
+    """An entry read a moment ago was replaced, and the file it named unlinked, by a write
+    of another thread or process: read, stat and capture look again (a few times)."""
+
+
+def settled_now() -> int:
+    """Now, in whole seconds, one second back: a file time git's index can trust at once
+    (an entry as new as the index file itself is "racily clean" and gets re-read)."""
+    return int(time.time()) - 1
+
+
+def dirty_dirs(entries: Iterable[Entry]) -> set[str]:
+    """Every directory above an entry of ``entries`` (the root included)."""
+    out: set[str] = set()
+    for e in entries:
+        for a in names.ancestors(e.path):
+            out.add(a)
+    return out
+
+
+class Node:
+    """One path as the workspace shows it."""
+
+    __slots__ = ("entry", "mode", "oid", "path")
+
+    def __init__(self, path: str, mode: int, oid: str | None, entry: Entry | None) -> None:
+        self.path = path
+        self.mode = mode
+        self.oid = oid  # git object id: the blob, or the underlying tree of a directory
+        self.entry = entry  # the overlay entry at this very path, if any
+
+    @property
+    def is_dir(self) -> bool:
+        return self.mode == MODE_TREE
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == MODE_LINK
+
+    @property
+    def materialized(self) -> bool:
+        return self.entry is not None and self.entry.kind == FILE
+
+
+class Entries(Protocol):
+    """What a view reads of an overlay: :class:`.overlay.Overlay` (live) or :class:`Snapshot`."""
+
+    def get_meta(self, key: str) -> str | None: ...
+    def get(self, path: str) -> Entry | None: ...
+    def get_many(self, paths: list[str]) -> dict[str, Entry]: ...
+    def lookup(
+        self, chain: list[str], children_of: str | None = None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]: ...
+    def children(self, parent: str) -> list[Entry]: ...
+    def file_path(self, fileid: str) -> str: ...
+    def open_file(self, fileid: str) -> int: ...
+    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str: ...
+
+
+class Snapshot:
+    """An overlay's entries read once (``entries``, on base commit ``base``), or none (a
+    revision): a view of it shows one state however the overlay changes meanwhile (a search
+    reports, and an index records, what one moment showed). ``overlay``: where the entries'
+    files are."""
+
+    def __init__(self, base: str, entries: Sequence[Entry] = (), overlay: Overlay | None = None) -> None:
+        self.base = base
+        self.overlay = overlay
+        self.by_path = {e.path: e for e in entries}
+        self.by_parent: dict[str, list[Entry]] = {}
+        self.dirty: set[str] = set()  # directories with an entry at or below them
+        for e in entries:
+            if e.path:
+                self.by_parent.setdefault(names.parent_of(e.path), []).append(e)
+                self.dirty.update(names.ancestors(e.path))
+                self.dirty.add(e.path)
+
+    def get_meta(self, key: str) -> str | None:
+        return self.base if key == "base" else None
+
+    def get(self, path: str) -> Entry | None:
+        return self.by_path.get(path)
+
+    def get_many(self, paths: list[str]) -> dict[str, Entry]:
+        got = self.by_path
+        return {p: got[p] for p in paths if p in got}
+
+    def lookup(
+        self, chain: list[str], children_of: str | None = None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]:
+        kids = self.children(children_of) if children_of is not None else []
+        return self.get_many(chain), kids, self.base
+
+    def children(self, parent: str) -> list[Entry]:
+        return self.by_parent.get(parent, [])
+
+    def _files(self) -> Overlay:
+        if self.overlay is None:  # pragma: no cover - a snapshot with entries names its overlay
+            raise CorruptStateError("a snapshot without an overlay holds no files")
+        return self.overlay
+
+    def file_path(self, fileid: str) -> str:
+        return self._files().file_path(fileid)
+
+    def open_file(self, fileid: str) -> int:
+        return self._files().open_file(fileid)
+
+    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
+        return self._files().upper_oid(fileid, hash_file)
+
+
+class View:
+    """What a workspace shows: the tree of its base commit (the ``base`` record of its
+    entries) with the overlay's entries on top, read-only. Over a live :class:`.overlay.Overlay`
+    each call reads the overlay as it is then; over a :class:`Snapshot`, one moment's state
+    (or a revision's tree: :meth:`of_commit`)."""
+
+    def __init__(self, store: GitStore, source: Entries, *, scan: bool = False) -> None:
+        """``scan``: the view is read whole, once, in one thread (a search): blobs are read
+        with :meth:`.gitstore.GitStore.blob_reader`."""
+        self.store = store
+        self.source = source
+        self.scan = scan
+        self._blob_reader: Callable[[str], bytes] | None = None
+        self._base_tree_cache: tuple[str, str] | None = None
+
+    @classmethod
+    def of_commit(cls, store: GitStore, commit: str, *, scan: bool = False) -> View:
+        """The tree of ``commit``, nothing on top."""
+        return cls(store, Snapshot(commit), scan=scan)
+
+    @property
+    def commit(self) -> str | None:
+        """The revision a view of one shows (:meth:`of_commit`), else None."""
+        src = self.source
+        return src.base if isinstance(src, Snapshot) and src.overlay is None else None
+
+    @property
+    def base(self) -> str:
+        base = self.source.get_meta("base")
+        if base is None:  # pragma: no cover - set by sync_base
+            raise CorruptStateError("the workspace has no base commit")
+        return base
+
+    @property
+    def base_tree(self) -> str:
+        return self._tree_of_base(self.base)
+
+    def _node_from_entry(self, e: Entry) -> Node | None:
+        if e.kind == DELETED:
+            return None
+        if e.kind == FILE:
+            return Node(e.path, e.mode, None, e)
+        return Node(e.path, e.mode, e.oid, e)
+
+    def lookup(self, path: str, *, skip_self: bool = False) -> Node | None:
+        """The node at normalised ``path`` without following symlinks (None if absent).
+
+        With ``skip_self`` the entry at ``path`` itself is ignored: the result is what the
+        path would be without it (its *underlying* state).
+        """
+        chain = names.ancestors(path)
+        if path or not skip_self:
+            chain.append(path)
+        if not chain:
+            return self.lookup_in(path, chain, {}, skip_self=skip_self)
+        entries, _, base = self.source.lookup(chain)
+        return self.lookup_in(path, chain, entries, skip_self=skip_self, base=base)
+
+    def lookup_in(
+        self,
+        path: str,
+        chain: list[str],
+        entries: Mapping[str, Entry],
+        *,
+        skip_self: bool = False,
+        base: str | None = None,
+    ) -> Node | None:
+        """:meth:`lookup` from the overlay entries of ``chain`` (``path``'s ancestors and,
+        unless skipped, ``path``) read by the caller (``entries`` may hold more), and the
+        base commit read with them (None: read it when needed)."""
+        deepest: Entry | None = None
+        for p in reversed(chain):
+            e = entries.get(p)
+            if e is not None and not (skip_self and p == path):
+                deepest = e
+                break
+        if deepest is not None and deepest.path == path:
+            return self._node_from_entry(deepest)
+        if deepest is not None:
+            if deepest.kind != OBJECT or deepest.mode != MODE_TREE or deepest.oid is None:
+                return None
+            rest = path[len(deepest.path) + 1 :] if deepest.path else path
+            hit = self.store.tree_lookup(deepest.oid, rest)
+        else:
+            base_tree = self._tree_of_base(base)
+            if not path:
+                return Node("", MODE_TREE, base_tree, None)
+            hit = self.store.tree_lookup(base_tree, path)
+        if hit is None:
+            return None
+        return Node(path, hit[1], hit[0], None)
+
+    def _tree_of_base(self, base: str | None) -> str:
+        """The tree of base commit ``base`` (read with the caller's entries), or of the
+        current base when None."""
+        if base is None:
+            return self.base_tree
+        cached = self._base_tree_cache
+        if cached is not None and cached[0] == base:
+            return cached[1]
+        tree = self.store.commit_tree(base)
+        self._base_tree_cache = (base, tree)
+        return tree
+
+    def link_target(self, node: Node) -> str:
+        return self.read_node(node).decode("utf-8", "surrogateescape")
+
+    def follow(self, link_path: str, target: str) -> str:
+        """Resolve a symlink target relative to its directory, refusing escapes."""
+        if target.startswith("/"):
+            raise SymlinkEscapeError(
+                f"{link_path} is a symlink to an absolute path ({target}); avfs does not follow"
+                " links out of the workspace",
+                hint="use `avfs ls -l` or `stat` to see the link itself",
+                details={"path": link_path, "target": target},
+            )
+        joined = posixpath.normpath(posixpath.join(names.parent_of(link_path), target))
+        if joined == ".":
+            return ""
+        if joined == ".." or joined.startswith("../"):
+            raise SymlinkEscapeError(
+                f"{link_path} is a symlink that points outside the workspace ({target})",
+                hint="use `avfs ls -l` or `stat` to see the link itself",
+                details={"path": link_path, "target": target},
+            )
+        return names.norm_path(joined)
+
+    def resolve(self, path: str, *, follow: bool = True) -> Node:
+        """The node at ``path``, following in-workspace symlinks (the last one if ``follow``).
+
+        Raises:
+            PathNotFoundError, NotDirectoryError, SymlinkEscapeError, SymlinkLoopError.
+        """
+        p = norm(path)
+        node = self.resolve_path(p, follow)
+        if node is None:
+            raise PathNotFoundError(f"{p or '/'}: no such file or directory", details={"path": p})
+        return node
+
+    def resolve_path(self, p: str, follow: bool, hops: int = 0) -> Node | None:
+        if hops > MAX_SYMLINK_HOPS:
+            raise SymlinkLoopError(f"{p}: too many levels of symbolic links")
+        node = self.lookup(p)
+        if node is None and p:
+            # the direct lookup failed: an ancestor may be a symlink or a file. Find the
+            # deepest ancestor that exists by bisection (a path exists only below existing
+            # ones; paths can be 2,000 levels deep, and a missing level is no symlink hop)
+            comps = p.split("/")
+            lo, hi = 0, len(comps)  # comps[:lo] exists (the root), comps[:hi] does not
+            anode: Node | None = None
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                hit = self.lookup("/".join(comps[:mid]))
+                if hit is None:
+                    hi = mid
+                else:
+                    lo, anode = mid, hit
+            if anode is None:
+                return None  # nothing of p exists below the root
+            anc = "/".join(comps[:lo])
+            if anode.is_link:
+                real = self.resolve_path(anc, True, hops + 1)
+                if real is None:
+                    return None
+                if not real.is_dir:
+                    raise NotDirectoryError(f"{anc}: not a directory", details={"path": anc})
+                return self.resolve_path(names.join(real.path, "/".join(comps[lo:])), follow, hops + 1)
+            if not anode.is_dir:
+                raise NotDirectoryError(f"{anc}: not a directory", details={"path": anc})
+            return None
+        if node is not None and follow and node.is_link:
+            target = self.follow(p, self.link_target(node))
+            return self.resolve_path(target, True, hops + 1)
+        return node
+
+    def dir_node(self, p: str) -> Node:
+        node = self.resolve_path(p, True)
+        if node is None:
+            raise PathNotFoundError(f"{p or '/'}: no such directory", details={"path": p})
+        if not node.is_dir:
+            raise NotDirectoryError(f"{p}: not a directory", details={"path": p})
+        return node
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self.resolve_path(norm(path), False) is not None
+        except (NotDirectoryError, SymlinkEscapeError, SymlinkLoopError):
+            return False
+
+    def _raise_if_replaced(self, node: Node) -> None:
+        """Raise :class:`Raced` when the entry ``node`` was looked up from has been
+        replaced since (a write unlinks the file it replaced): the caller looks again."""
+        assert node.entry is not None
+        now = self.source.get(node.path)
+        if now is None or now.seq != node.entry.seq or now.fileid != node.entry.fileid:
+            raise Raced(f"{node.path} was replaced while being read", details={"path": node.path})
+
+    def read_node(self, node: Node) -> bytes:
+        if node.entry is not None and node.entry.kind == FILE:
+            assert node.entry.fileid is not None
+            try:
+                fd = self.source.open_file(node.entry.fileid)
+            except CorruptStateError:
+                self._raise_if_replaced(node)
+                raise
+            try:
+                # sized by the entry (a mount's writes may have changed the file since: read
+                # on to the end), without a file object's fstat and seek calls
+                chunks = []
+                want = max(node.entry.size, 4096) + 1
+                while chunk := os.read(fd, want):
+                    chunks.append(chunk)
+                    want = CHUNK
+            finally:
+                os.close(fd)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        assert node.oid is not None
+        if self.scan:
+            reader = self._blob_reader
+            if reader is None:
+                reader = self._blob_reader = self.store.blob_reader()
+            return reader(node.oid)
+        return self.store.blob_data(node.oid)
+
+    def read(self, path: str) -> bytes:
+        """Return the bytes of a file (following in-workspace symlinks)."""
+        for tries_left in range(RACE_TRIES - 1, -1, -1):
+            node = self.resolve(path)
+            if node.is_dir:
+                raise IsDirectoryError(f"{node.path or '/'}: is a directory", details={"path": node.path})
+            try:
+                return self.read_node(node)
+            except Raced:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
+
+    def read_link(self, path: str) -> str:
+        node = self.resolve(path, follow=False)
+        if not node.is_link:
+            raise InvalidPathError(f"{node.path}: not a symlink", details={"path": node.path})
+        return self.link_target(node)
+
+    def size(self, node: Node) -> int:
+        if node.is_dir:
+            return 0
+        if node.entry is not None and node.entry.kind == FILE:
+            assert node.entry.fileid is not None
+            try:
+                return os.stat(self.source.file_path(node.entry.fileid)).st_size
+            except FileNotFoundError as exc:
+                self._raise_if_replaced(node)
+                raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
+        assert node.oid is not None
+        return self.store.blob_size(node.oid)
+
+    def stat(self, path: str, *, follow: bool = False) -> Stat:
+        for tries_left in range(RACE_TRIES - 1, -1, -1):
+            node = self.resolve(path, follow=follow)
+            try:
+                target = self.link_target(node) if node.is_link else None
+                size = self.size(node)
+            except Raced:
+                if not tries_left:
+                    raise
+                continue
+            return Stat(
+                path=node.path,
+                kind=kind_of_mode(node.mode),
+                mode=node.mode,
+                size=size,
+                oid=None if node.materialized else node.oid,
+                materialized=node.materialized,
+                target=target,
+            )
+        raise AssertionError("unreachable")
+
+    def children(self, d: Node) -> dict[str, Node]:
+        """name -> node of a directory (underlying tree overlaid with overlay entries)."""
+        return self._children_of(d, self.source.children(d.path))
+
+    def _children_of(self, d: Node, entries: Iterable[Entry]) -> dict[str, Node]:
+        """:meth:`children` from the overlay entries whose parent is ``d`` (read already)."""
+        out: dict[str, Node] = {}
+        prefix = d.path + "/" if d.path else ""
+        for name, (oid, mode) in self.store.tree_items(d.oid).items():
+            out[name] = Node(prefix + name, mode, oid, None)
+        for e in entries:
+            name = names.basename(e.path)
+            n = self._node_from_entry(e)
+            if n is None:
+                out.pop(name, None)
+            else:
+                out[name] = n
+        return out
+
+    def listdir(self, path: str = "", *, sizes: bool = False) -> list[DirEntry]:
+        """The entries of a directory, sorted by name."""
+        p = norm(path)
+        # one query for the directory's chain and its children; a directory reached
+        # through a symlink (or not there) takes the general way
+        chain = names.ancestors(p)
+        chain.append(p)
+        entries, kids, base = self.source.lookup(chain, p)
+        d = self.lookup_in(p, chain, entries, base=base)
+        if d is not None and d.is_dir:
+            children = self._children_of(d, kids)
+        else:
+            d = self.dir_node(p)
+            children = self.children(d)
+        out = []
+        for name, n in sorted(children.items()):
+            out.append(
+                DirEntry(
+                    name=name,
+                    path=n.path,
+                    kind=kind_of_mode(n.mode),
+                    mode=n.mode,
+                    size=(self.size(n) if sizes and not n.is_dir else None),
+                )
+            )
+        return out
+
+    def walk(self, path: str = "", *, max_depth: int | None = None) -> Iterator[DirEntry]:
+        """Every entry below ``path``, depth first, directories before their contents."""
+        d = self.dir_node(norm(path))
+
+        def rec(node: Node, depth: int) -> Iterator[DirEntry]:
+            for name, n in sorted(self.children(node).items()):
+                yield DirEntry(name, n.path, kind_of_mode(n.mode), n.mode, None)
+                if n.is_dir and (max_depth is None or depth < max_depth):
+                    yield from rec(n, depth + 1)
+
+        yield from rec(d, 1)
+
+    def nodes_below(self, start: Node, *, prune: Callable[[Node], bool] | None = None) -> Iterator[Node]:
+        """Every node below directory ``start`` (not itself), sorted by name, each
+        directory's entries before those of its subdirectories, depth first (what ``find``
+        lists). ``prune(dir)`` True: not below that directory."""
+        stack = [start]
+        while stack:
+            d = stack.pop()
+            kids = self.children(d)
+            subdirs: list[Node] = []
+            for name in sorted(kids):
+                n = kids[name]
+                yield n
+                if n.mode == MODE_TREE and not (prune is not None and prune(n)):
+                    subdirs.append(n)
+            stack.extend(reversed(subdirs))
+
+    def files(self, starts: Sequence[Node]) -> Iterator[Node]:
+        """Regular files (no symlinks, submodules) at or below the start points."""
+        for st in starts:
+            if st.mode == MODE_TREE:
+                for n in self.nodes_below(st):
+                    if n.mode != MODE_TREE and n.mode != MODE_LINK and n.mode != MODE_COMMIT:
+                        yield n
+            elif st.mode != MODE_LINK and st.mode != MODE_COMMIT:
+                yield st
+
+    def file_path(self, node: Node) -> str | None:
+        """Where a materialized file's bytes are (None for content still in git)."""
+        if node.entry is not None and node.entry.kind == FILE and node.entry.fileid:
+            return self.source.file_path(node.entry.fileid)
+        return None
+
+    def entry_oid(self, n: Node) -> str:
+        """The git id of what a node shows (materialized files are hashed, not stored)."""
+        if n.entry is not None and n.entry.kind == FILE:
+            assert n.entry.fileid is not None
+            try:
+                if n.entry.fileid.startswith(UPPER_FILE):
+                    try:
+                        return self.source.upper_oid(n.entry.fileid, file_blob_id)
+                    except FileNotFoundError:
+                        raise Raced(
+                            f"{n.path} was replaced while being read", details={"path": n.path}
+                        ) from None
+                return file_blob_id(self.source.file_path(n.entry.fileid))
+            except OSError as exc:
+                raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
+        assert n.oid is not None
+        return n.oid
+
+    def origin(self, p: str) -> str | None:
+        """The base path whose content ``p`` shows (None for new content)."""
+        chain = [*names.ancestors(p), p]
+        return self.origin_in(p, chain, self.source.get_many(chain))
+
+    def origin_in(self, p: str, chain: list[str], entries: Mapping[str, Entry]) -> str | None:
+        """:meth:`origin` from the overlay entries of ``chain`` (``p`` and its ancestors)."""
+        for q in reversed(chain):
+            e = entries.get(q)
+            if e is None:
+                continue
+            if e.origin is None:
+                return None
+            rest = p[len(q) :].lstrip("/")
+            return names.join(e.origin, rest) if rest else e.origin
+        return p

@@ -1,0 +1,715 @@
+"""The mutations of a workspace: writes, directories, removals, moves and copies, modes,
+materializing a file, folding an unmounted overlay's upper layer, and the quota checks that
+come with them.
+
+A change goes to the overlay (one transaction each), or, while the fork has a live overlay
+mount, through the mount point (:class:`.livedir.LiveDir`), so that the kernel's caches see
+it. :class:`Mutations` is the part of :class:`.workspace.Workspace` that does this; what it
+needs of the rest is declared at its top.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat as stat_
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import IO, Any, Protocol
+
+from ..errors import (
+    AlreadyExistsError,
+    DirectoryNotEmptyError,
+    ExpectMismatchError,
+    InvalidPathError,
+    IsDirectoryError,
+    NotDirectoryError,
+    PathNotFoundError,
+    QuotaExceededError,
+    SymlinkLoopError,
+    UsageError,
+    from_oserror,
+)
+from ..store import names
+from ..store.gitstore import EMPTY_TREE, GitStore, blob_id, file_blob_id
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, NodeKind, Stat, kind_of_mode
+from . import upper
+from .livedir import LiveDir
+from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
+from .wsview import CHUNK, MAX_SYMLINK_HOPS, Node, View, norm
+
+EXPECT_ABSENT = "absent"  # an ``expect`` that the path holds nothing (create only)
+
+
+def parse_expect(expect: str) -> str | None:
+    """An ``expect`` value: a full blob id (lower-case hex, 40 or 64 digits), or
+    :data:`EXPECT_ABSENT` (None); anything else is a UsageError."""
+    if expect == EXPECT_ABSENT:
+        return None
+    e = expect.strip().lower()
+    if len(e) in (40, 64) and all(c in "0123456789abcdef" for c in e):
+        return e
+    raise UsageError(
+        f"invalid expect {expect!r}: a full blob id (40 or 64 hex digits) or 'absent'",
+        hint="`avfs stat --json PATH` or `avfs cat --json PATH` gives the blob id (as `blob`)",
+        details={"expect": expect},
+    )
+
+
+class Readable(Protocol):
+    """What content streams offer: a file object, or a blob streamed out of git."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class VaultQuota(Protocol):
+    """The vault's quota as a workspace checks it (:class:`.quota.QuotaTracker`)."""
+
+    def limits(self) -> tuple[int | None, int | None]: ...
+    def check(self, fork: str, own_bytes: int, own_files: int, grow_bytes: int, grow_files: int) -> None: ...
+    def bytes_left(self, fork: str, own_bytes: int) -> int: ...
+
+
+class Mutations:
+    """Every change a workspace makes to what it shows (mixed into :class:`.workspace.Workspace`)."""
+
+    fork: str
+    store: GitStore
+    overlay: Overlay
+    view: View
+    quota: VaultQuota
+    vault_name: str
+
+    def live_dir(self) -> LiveDir | None:
+        """The fork's live overlay mount, that changes go through (see the workspace)."""
+        raise NotImplementedError
+
+    def write_lock(self) -> AbstractContextManager[None]:
+        """The lock every write with ``expect`` holds from its check to its write (see
+        the workspace)."""
+        raise NotImplementedError
+
+    # -- optimistic writes: go ahead only if the path still holds what the caller read ------
+    def blob_of(self, path: str) -> str | None:
+        """The git blob id of what ``path`` holds now: a file's bytes, a symlink's target
+        (as git stores a link); None when nothing is there. What ``expect`` is compared
+        with, and what reads report as ``blob``. A directory is IsDirectoryError."""
+        p = norm(path)
+        try:
+            st = self.view.stat(p, follow=False)
+        except PathNotFoundError:
+            return None
+        if st.kind is NodeKind.DIR:
+            raise IsDirectoryError(f"{st.path}: is a directory", details={"path": st.path})
+        if st.kind is NodeKind.SYMLINK:
+            return blob_id(os.fsencode(st.target or ""))
+        if st.oid is not None and not st.materialized:
+            return st.oid
+        live = self.live_dir()
+        if live is not None:
+            try:
+                return file_blob_id(live.real(st.path))
+            except OSError as exc:
+                raise from_oserror(exc, st.path) from exc
+        return blob_id(self.view.read(st.path))
+
+    def _check_expect(self, path: str, expect: str) -> None:
+        """Raise ExpectMismatchError unless ``path`` holds ``expect`` (a blob id, or
+        :data:`EXPECT_ABSENT`); call with :meth:`write_lock` held."""
+        want = parse_expect(expect)
+        now = self.blob_of(path)
+        if now != want:
+            p = norm(path)
+            raise ExpectMismatchError(
+                f"{p} is not what the write expected: it holds {now or 'nothing'}, not {want or 'nothing'};"
+                " nothing was written",
+                hint="read it again (its blob id is details.current) and retry with that --expect",
+                details={"path": p, "expected": want, "current": now},
+            )
+
+    def _check_quota_size(self, adding: int) -> None:
+        """Refuse content that alone is over the vault's bytes limit, before storing it
+        (the check of the whole vault follows with the entry)."""
+        quota = self.quota.limits()[0]
+        if quota is not None and adding > quota:
+            raise QuotaExceededError(
+                f"file of {adding} bytes is over the vault's quota of {quota} bytes",
+                hint="raise it with `avfs quota set --bytes SIZE`",
+                details={"what": "bytes", "used": None, "adding": adding, "quota": quota},
+            )
+
+    def _check_quota(self, adding: int, replacing: int = 0, new_files: int = 0) -> tuple[int, int]:
+        """Refuse a change that adds ``adding`` bytes in place of ``replacing`` and
+        ``new_files`` overlay files when the vault would pass its quota (vault-wide: git
+        objects and every fork's overlay; see :class:`.quota.QuotaTracker`). Inside the
+        overlay's transaction the fork's own totals are exact. Returns the fork's overlay
+        totals (bytes, files) once the change is made."""
+        self._check_quota_size(adding)
+        nbytes, nfiles = self.overlay.totals()
+        after = (nbytes - replacing + adding, nfiles + new_files)
+        self.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
+        return after
+
+    def _parent_dir(self, p: str, parents: bool) -> Node:
+        """The directory ``p`` goes in (symlinks on the way followed), made first with
+        ``parents``; a missing one or a file there is refused."""
+        parent = names.parent_of(p)
+        node = self.view.resolve_path(parent, True)
+        if node is None:
+            if not parents:
+                raise PathNotFoundError(f"{parent}: no such directory", details={"path": parent})
+            self.mkdir(parent, parents=True, exist_ok=True)
+            node = self.view.dir_node(parent)
+        if not node.is_dir:
+            raise NotDirectoryError(f"{node.path}: not a directory", details={"path": node.path})
+        return node
+
+    def _parent_for_write(self, p: str, parents: bool) -> str:
+        """Resolve the directory that will hold ``p``; returns the real path of the target.
+
+        Follows in-workspace symlinks in the parent chain and at the last component, creates
+        missing parents when ``parents``.
+        """
+        if not p:
+            raise IsDirectoryError("the workspace root is a directory")
+        node = self._parent_dir(p, parents)
+        real = names.join(node.path, names.basename(p))
+        last = self.view.lookup(real)
+        hops = 0
+        while last is not None and last.is_link:
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise SymlinkLoopError(f"{p}: too many levels of symbolic links")
+            real = self.view.follow(real, self.view.link_target(last))
+            if not real:
+                raise IsDirectoryError(f"{p}: is a directory")
+            pnode = self.view.resolve_path(names.parent_of(real), True)
+            if pnode is None or not pnode.is_dir:
+                raise PathNotFoundError(f"{p}: symlink target's directory is missing")
+            real = names.join(pnode.path, names.basename(real))
+            last = self.view.lookup(real)
+        return real
+
+    def _store_bytes(
+        self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False, new_file: int = 1
+    ) -> tuple[str, int]:
+        """Write content into a new overlay file; returns (fileid, size).
+
+        ``replacing`` is the size of overlay content this write replaces (not counted twice
+        against the quota); ``new_file``: 1 when the content becomes a file the overlay did
+        not have (the file quota), else 0. ``used_later``: check here only that the content
+        fits the quota at all (streams: while they are read); the caller checks the
+        vault's totals in its transaction.
+        """
+        fid = self.overlay.new_fileid()
+        dest = self.overlay.file_path(fid)
+        try:
+            if isinstance(src, bytes):
+                if used_later:
+                    self._check_quota_size(len(src))
+                else:
+                    self._check_quota(len(src), replacing, new_file)
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    view = memoryview(src)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                return fid, len(src)
+            if isinstance(src, str):
+                self._check_quota(os.stat(src).st_size, replacing, new_file)
+                shutil.copyfile(src, dest)
+                return fid, os.stat(dest).st_size
+            size = 0
+            if not used_later:
+                self._check_quota(0, 0, new_file)
+            quota_left = self.quota_left() + replacing
+            with open(dest, "wb") as fh:
+                while chunk := src.read(CHUNK):
+                    size += len(chunk)
+                    if size > quota_left:
+                        quota = self.quota.limits()[0]
+                        raise QuotaExceededError(
+                            f"content is over what is left of vault {self.vault_name}'s quota of"
+                            f" {quota} bytes ({max(0, quota_left)} bytes)",
+                            hint="checkpoint or rm changes, or raise it with `avfs quota set --bytes SIZE`",
+                            details={"what": "bytes", "used": None, "adding": size, "quota": quota},
+                        )
+                    fh.write(chunk)
+            return fid, size
+        except BaseException as exc:
+            _unlink_quiet(dest)
+            if isinstance(exc, OSError):
+                raise from_oserror(exc, dest) from exc
+            raise
+
+    def write(
+        self,
+        path: str,
+        data: bytes | IO[bytes],
+        *,
+        mode: int | None = None,
+        parents: bool = True,
+        expect: str | None = None,
+    ) -> Stat:
+        """Create or replace a file with ``data`` (bytes or a binary stream).
+
+        Args:
+            mode: 0o100644 or 0o100755 (or 0o644/0o755); by default a replaced file keeps
+                its executable bit.
+            parents: create missing parent directories.
+            expect: write only if ``path`` holds this blob id now (:meth:`blob_of`), or
+                nothing (:data:`EXPECT_ABSENT`); else ExpectMismatchError, nothing written.
+        """
+        if expect is not None:
+            parse_expect(expect)  # a malformed id is refused before anything is read
+            with self.write_lock():
+                self._check_expect(path, expect)
+                return self.write(path, data, mode=mode, parents=parents)
+        p = norm(path)
+        live = self.live_dir()
+        if live is not None:
+            real = self._parent_for_write(p, parents)
+            old = self.view.lookup(real)
+            if old is not None and old.is_dir:
+                raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
+            fmode = _file_mode(mode, old.mode if old is not None else None)
+            adding = _known_size(data)
+            if adding is not None:
+                # the kernel limits the mount's upper layer; what else the quota counts
+                # (objects, caches, other forks) is checked here first (a stream's size
+                # is known only once written: the kernel's limit alone bounds it)
+                try:
+                    replacing = os.lstat(live.real(real)).st_size if old is not None else 0
+                except OSError:
+                    replacing = 0
+                self._check_quota(adding, replacing, 0)
+            size = live.write(real, data, fmode)
+            return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
+        target = self._plain_write_target(p)
+        if target is not None:
+            real, old = p, target[0]
+        else:
+            real = self._parent_for_write(p, parents)
+            old = self.view.lookup(real)
+        if old is not None and old.is_dir:
+            raise IsDirectoryError(f"{real}: is a directory", details={"path": real})
+        fmode = _file_mode(mode, old.mode if old is not None else None)
+        replacing = (
+            old.entry.size if old is not None and old.entry is not None and old.entry.kind == FILE else 0
+        )
+        # the quota (vault-wide totals) is checked with the entry's write, in its transaction
+        fid, size = self._store_bytes(data, replacing, used_later=True)
+        try:
+            with self.overlay.txn() as db:
+                chain = names.ancestors(real)
+                chain.append(real)
+                entries = self.overlay.get_many(chain)
+                prior = entries.get(real)
+                if prior is not None and prior.kind == FILE:
+                    totals = self._check_quota(size, prior.size, 0)
+                else:
+                    totals = self._check_quota(size, 0, 1)
+                origin = self.view.origin_in(real, chain, entries) if old is not None else None
+                e = Entry(real, FILE, fmode, None, fid, origin, size)
+                self.overlay.put(db, e, "write", old=prior)
+                self.overlay.expect_totals(*totals)
+        except BaseException:
+            _unlink_quiet(self.overlay.file_path(fid))
+            raise
+        # what stat() would find, without looking it up again (this is a mount's create path)
+        return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
+
+    def _plain_write_target(self, p: str) -> tuple[Node | None] | None:
+        """``(node at p,)`` when ``p``'s parent is a directory at that very path and ``p``
+        is not a symlink, from one read of the overlay (the common case of a write); None
+        when :meth:`_parent_for_write` must resolve symlinks or create parents."""
+        if not p:
+            return None
+        chain = names.ancestors(p)
+        chain.append(p)
+        entries, _, base = self.overlay.lookup(chain)
+        pnode = self.view.lookup_in(chain[-2], chain[:-1], entries, base=base)
+        if pnode is None or not pnode.is_dir:
+            return None
+        node = self.view.lookup_in(p, chain, entries, base=base)
+        if node is not None and node.is_link:
+            return None
+        return (node,)
+
+    def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat:
+        """Like :meth:`write`, copying the bytes of local file ``src``."""
+        with open(src, "rb") as fh:
+            return self.write(path, fh, mode=mode)
+
+    def symlink(self, target: str, path: str) -> Stat:
+        """Create symlink ``path`` pointing at ``target`` (``ln -s TARGET PATH``)."""
+        if not target or "\x00" in target:
+            raise InvalidPathError(f"invalid symlink target {target!r}")
+        p = norm(path)
+        parent = self.view.dir_node(names.parent_of(p)) if p else None
+        if parent is None:
+            raise IsDirectoryError("the workspace root is a directory")
+        real = names.join(parent.path, names.basename(p))
+        if self.view.lookup(real) is not None:
+            raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
+        live = self.live_dir()
+        if live is not None:
+            live.symlink(target, real)
+            return self.view.stat(real)
+        fid, size = self._store_bytes(target.encode("utf-8", "surrogateescape"))
+        with self.overlay.txn() as db:
+            self.overlay.put(db, Entry(real, FILE, MODE_LINK, None, fid, None, size), "symlink")
+        return self.view.stat(real)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        p = norm(path)
+        if not p:
+            if exist_ok or parents:
+                return
+            raise AlreadyExistsError("the workspace root exists")
+        existing = self.view.resolve_path(p, True) if parents or exist_ok else self.view.lookup(p)
+        if existing is not None:
+            if existing.is_dir and (exist_ok or parents):
+                return
+            raise AlreadyExistsError(f"{p}: already exists", details={"path": p})
+        pnode = self._parent_dir(p, parents)
+        real = names.join(pnode.path, names.basename(p))
+        live = self.live_dir()
+        if live is not None:
+            live.mkdir(real)
+            return
+        with self.overlay.txn() as db:
+            self.overlay.put(db, Entry(real, OBJECT, MODE_TREE, EMPTY_TREE), "mkdir")
+
+    def _discard(self, db: Any, p: str, op: str) -> None:
+        """Make ``p`` absent: drop entries at and under it, whiteout what lies beneath."""
+        self.overlay.remove_under(db, p, op)
+        self.overlay.remove(db, p, op)
+        if self.view.lookup(p, skip_self=True) is not None:
+            self.overlay.put(db, Entry(p, DELETED, 0), op)
+
+    def remove(self, path: str, *, recursive: bool = False, expect: str | None = None) -> None:
+        """Delete a file, symlink or (with ``recursive`` or when empty) a directory;
+        ``expect``: only if it holds that blob id now (see :meth:`write`)."""
+        if expect is not None:
+            parse_expect(expect)
+            with self.write_lock():
+                self._check_expect(path, expect)
+                return self.remove(path, recursive=recursive)
+        p = norm(path)
+        if not p:
+            raise InvalidPathError("refusing to remove the workspace root")
+        node = self.view.resolve(p, follow=False)
+        p = node.path
+        if node.is_dir and not recursive and self.view.children(node):
+            raise DirectoryNotEmptyError(f"{p}: directory not empty", details={"path": p})
+        live = self.live_dir()
+        if live is not None:
+            live.remove(p)
+            return
+        with self.overlay.txn() as db:
+            self._discard(db, p, "remove")
+
+    def rmdir(self, path: str) -> None:
+        node = self.view.resolve(path, follow=False)
+        if not node.is_dir:
+            raise NotDirectoryError(f"{node.path}: not a directory")
+        self.remove(node.path)
+
+    def chmod(self, path: str, executable: bool) -> Stat:
+        """Set or clear the executable bit (the only mode bit git keeps)."""
+        node = self.view.resolve(path)
+        if node.is_dir or node.is_link:
+            raise InvalidPathError(f"{node.path}: only files have an executable bit")
+        mode = MODE_EXEC if executable else MODE_BLOB
+        if mode == node.mode:
+            return self.view.stat(node.path)
+        live = self.live_dir()
+        if live is not None:
+            live.chmod(node.path, executable)
+            return self.view.stat(node.path)
+        with self.overlay.txn() as db:
+            e = node.entry
+            if e is not None:
+                self.overlay.put(db, Entry(e.path, e.kind, mode, e.oid, e.fileid, e.origin, e.size), "chmod")
+            else:
+                origin = self.view.origin(node.path)
+                self.overlay.put(db, Entry(node.path, OBJECT, mode, node.oid, None, origin), "chmod")
+        return self.view.stat(node.path)
+
+    def _move_or_copy(self, src: str, dst: str, *, copy: bool) -> str:
+        s = norm(src)
+        d = norm(dst)
+        if not s:
+            raise InvalidPathError("cannot move or copy the workspace root")
+        node = self.view.resolve(s, follow=False)
+        s = node.path
+        if not d:
+            raise InvalidPathError("the destination is the workspace root")
+        dparent = self.view.dir_node(names.parent_of(d))
+        d = names.join(dparent.path, names.basename(d))
+        if d == s:
+            return d
+        if node.is_dir and names.is_within(d, s):
+            raise InvalidPathError(f"cannot move {s} into itself ({d})")
+        target = self.view.lookup(d)
+        if target is not None:
+            if target.is_dir:
+                if not node.is_dir:
+                    raise IsDirectoryError(f"{d}: is a directory", details={"path": d})
+                if self.view.children(target):
+                    raise DirectoryNotEmptyError(f"{d}: directory not empty", details={"path": d})
+            elif node.is_dir:
+                raise NotDirectoryError(f"{d}: not a directory", details={"path": d})
+        live = self.live_dir()
+        if live is not None:
+            if copy:
+                live.copy(s, d)
+            else:
+                live.rename(s, d)
+            return d
+        op = "copy" if copy else "rename"
+        new_files: list[str] = []
+        try:
+            with self.overlay.txn() as db:
+                origin = None if copy else self.view.origin(s)
+                under = self.overlay.under(s) if node.is_dir else []
+                e = node.entry
+                if e is not None and e.kind == FILE:
+                    fid = e.fileid
+                    if copy:
+                        assert e.fileid is not None
+                        fid, _ = self._store_bytes(self.overlay.file_path(e.fileid))
+                        new_files.append(fid)
+                    top = Entry(d, FILE, e.mode, None, fid, origin, e.size)
+                else:
+                    top = Entry(d, OBJECT, node.mode, node.oid, None, origin)
+                self.overlay.remove_under(db, d, op)
+                self.overlay.remove(db, d, op)
+                self.overlay.put(db, top, op)
+                for sub in under:
+                    rel = sub.path[len(s) + 1 :]
+                    fid = sub.fileid
+                    if copy and sub.kind == FILE:
+                        assert sub.fileid is not None
+                        fid, _ = self._store_bytes(self.overlay.file_path(sub.fileid))
+                        new_files.append(fid)
+                    sub_origin = None if copy else sub.origin
+                    moved = Entry(names.join(d, rel), sub.kind, sub.mode, sub.oid, fid, sub_origin, sub.size)
+                    if not copy:
+                        # keep the file: the old entry goes without unlinking it
+                        self.overlay.forget(db, sub.path, op)
+                    self.overlay.put(db, moved, op)
+                if not copy:
+                    if e is not None:
+                        self.overlay.forget(db, s, op)
+                    if self.view.lookup(s, skip_self=True) is not None:
+                        self.overlay.put(db, Entry(s, DELETED, 0), op)
+        except BaseException:
+            for fid in new_files:
+                _unlink_quiet(self.overlay.file_path(fid))
+            raise
+        return d
+
+    def rename(self, src: str, dst: str, *, expect: str | None = None) -> str:
+        """POSIX ``rename``: replaces a file or an empty directory at ``dst``; ``expect``:
+        only if ``dst`` (what the move replaces) holds that blob id now, or nothing."""
+        if expect is not None:
+            parse_expect(expect)
+            with self.write_lock():
+                self._check_expect(dst, expect)
+                return self._move_or_copy(src, dst, copy=False)
+        return self._move_or_copy(src, dst, copy=False)
+
+    def copy(self, src: str, dst: str, *, recursive: bool = False, expect: str | None = None) -> str:
+        """Copy ``src`` to ``dst``; ``expect``: only if ``dst`` holds that blob id now, or
+        nothing (see :meth:`rename`)."""
+        if expect is not None:
+            parse_expect(expect)
+            with self.write_lock():
+                self._check_expect(dst, expect)
+                return self.copy(src, dst, recursive=recursive)
+        node = self.view.resolve(src, follow=False)
+        if node.is_dir and not recursive:
+            raise IsDirectoryError(f"{node.path}: is a directory (use recursive copy)")
+        return self._move_or_copy(src, dst, copy=True)
+
+    def materialize(self, path: str) -> Node:
+        """Make a file's bytes a real overlay file (copying them out of git once), so
+        writes can go straight to disk; returns the (now materialized) node."""
+        p = norm(path)
+        node = self.view.lookup(p)
+        if node is None:
+            raise PathNotFoundError(f"{p}: no such file", details={"path": p})
+        if node.is_dir:
+            raise IsDirectoryError(f"{p}: is a directory", details={"path": p})
+        if node.materialized:
+            return node
+        assert node.oid is not None
+        stream = self.store.blob_stream(node.oid)
+        if stream is None:
+            fid, size = self._store_bytes(self.store.blob_data(node.oid))
+        else:
+            try:
+                fid, size = self._store_bytes(stream)
+            finally:
+                stream.close()
+        with self.overlay.txn() as db:
+            e = Entry(p, FILE, node.mode, None, fid, self.view.origin(p), size)
+            self.overlay.put(db, e, "materialize")
+        got = self.view.lookup(p)
+        assert got is not None
+        return got
+
+    def _written_sizes(self, paths: Iterable[str]) -> Iterator[tuple[Entry, int]]:
+        """(entry, current size) of each path that is a materialized file of the overlay."""
+        for path in paths:
+            e = self.overlay.get(norm(path))
+            if e is None or e.kind != FILE or not e.fileid:
+                continue
+            try:
+                yield e, os.stat(self.overlay.file_path(e.fileid)).st_size
+            except FileNotFoundError:
+                continue
+
+    def note_written(self, *paths: str) -> None:
+        """Record that materialized files changed through open descriptors: their sizes in
+        the overlay and journal entries (what status, quota and `changes since` read), all
+        in one transaction."""
+        with self.overlay.txn() as db:
+            for e, size in self._written_sizes(paths):
+                self.overlay.put(db, Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, size), "write")
+
+    def record_sizes(self, paths: Iterable[str]) -> None:
+        """Record the sizes of materialized files written through descriptors whose paths
+        are journaled already (what quota reads), in one transaction, without journaling
+        them again (a mount batches these after close())."""
+        with self.overlay.txn() as db:
+            for e, size in self._written_sizes(paths):
+                assert e.fileid is not None
+                self.overlay.set_size(db, e.path, e.fileid, size)
+
+    def quota_left(self) -> int:
+        """Bytes the vault may still grow by (a mount bounds its open files' writes by it):
+        exact when little is left, a lower bound otherwise; negative when over."""
+        return self.quota.bytes_left(self.fork, self.overlay.totals()[0])
+
+    def fold_upper(self) -> int:
+        """Move what an unmounted overlay's upper layer holds into the overlay's entries
+        (files are hard-linked into ``files/`` before the entries commit, and leave the
+        upper layer after: a crash in between folds them again, nothing is lost). What git
+        cannot hold (fifos, sockets, device nodes) stays in the upper layer. Returns the
+        number of paths folded."""
+        up_dir = self.overlay.upper_dir
+        upper.drop_gitfile(up_dir)
+        done: list[tuple[str, bool]] = []  # (upper path, is a directory)
+        folded = 0
+        with self.overlay.without_upper():
+            todo = list(upper.entries(up_dir))
+            todo.sort(key=lambda t: t[0])
+            linked: list[str] = []
+            try:
+                with self.overlay.txn() as db:
+                    for child, real, st in todo:
+                        kind = upper.classify(real, st)
+                        if kind == upper.SPECIAL:
+                            continue
+                        if kind in (upper.DIR, upper.OPAQUE):
+                            got = self.overlay.upper_dir_entry(child, real, st)
+                            if got is not None:  # not merging with the lower directory
+                                self.overlay.remove_under(db, child, "fold")
+                                self.overlay.remove(db, child, "fold")
+                                self.overlay.put(db, got, "fold")
+                            done.append((real, True))
+                        elif kind == upper.GONE:
+                            self._discard(db, child, "fold")
+                            done.append((real, False))
+                        elif kind == upper.LINK:
+                            fid, size = self._store_bytes(os.fsencode(os.readlink(real)))
+                            linked.append(fid)
+                            self.overlay.remove_under(db, child, "fold")
+                            self.overlay.put(db, Entry(child, FILE, MODE_LINK, None, fid, None, size), "fold")
+                            done.append((real, False))
+                        else:
+                            fid = self.overlay.new_fileid()
+                            dest = self.overlay.file_path(fid)
+                            if st.st_nlink > 1:
+                                shutil.copyfile(real, dest)
+                            else:
+                                os.link(real, dest)
+                            linked.append(fid)
+                            mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB
+                            self.overlay.remove_under(db, child, "fold")
+                            self.overlay.put(
+                                db, Entry(child, FILE, mode, None, fid, None, st.st_size), "fold"
+                            )
+                            done.append((real, False))
+                        folded += 1
+            except BaseException:
+                for fid in linked:
+                    _unlink_quiet(self.overlay.file_path(fid))
+                raise
+        for real, is_dir in sorted(done, key=lambda t: -t[0].count("/")):
+            try:
+                if is_dir:
+                    os.rmdir(real)
+                else:
+                    os.unlink(real)
+            except OSError:
+                pass  # a directory still holding what git cannot (a fifo): it stays
+        return folded
+
+    def checkout_path(self, path: str, tree: str) -> None:
+        """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""
+        p = norm(path)
+        hit = self.store.tree_lookup(tree, p)
+        if p and self.view.resolve_path(names.parent_of(p), True) is None and hit is not None:
+            self.mkdir(names.parent_of(p), parents=True)
+        live = self.live_dir()
+        if live is not None:
+            if hit is None and self.view.lookup(p) is None:
+                raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
+            live.put(p, hit)
+            return
+        with self.overlay.txn() as db:
+            if hit is None:
+                if self.view.lookup(p) is None:
+                    raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
+                self._discard(db, p, "checkout")
+                return
+            self.overlay.remove_under(db, p, "checkout")
+            origin = self.view.origin(p) if self.view.lookup(p, skip_self=True) is not None else None
+            self.overlay.put(db, Entry(p, OBJECT, hit[1], hit[0], None, origin), "checkout")
+
+
+def _file_mode(mode: int | None, old: int | None) -> int:
+    if mode is None:
+        return old if old in (MODE_BLOB, MODE_EXEC) else MODE_BLOB
+    if mode in (0o644, MODE_BLOB):
+        return MODE_BLOB
+    if mode in (0o755, MODE_EXEC):
+        return MODE_EXEC
+    raise InvalidPathError(f"invalid file mode {oct(mode)}: use 644 or 755")
+
+
+def _known_size(data: bytes | IO[bytes]) -> int | None:
+    """How many bytes ``data`` holds: bytes, or what is left of a regular file; None for
+    a pipe or another stream."""
+    if isinstance(data, bytes):
+        return len(data)
+    try:
+        st = os.fstat(data.fileno())
+        if not stat_.S_ISREG(st.st_mode):
+            return None
+        return max(st.st_size - data.tell(), 0)
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,91 @@
+"""git's fsmonitor answers of a pure-FUSE mount, from the workspace's journal.
+
+Every change the pure-FUSE mount serves is written by avfs into the workspace's overlay
+and journaled there (the path, under a sequence number) before the system call that made it
+returns, whoever made it: a process in the mount, the CLI, a checkpoint. The mount's daemon
+answers git's hook (mount/hooksocket.py) with :class:`JournalAnswerer`, as the Python hook
+that read the journal itself did before (``_HOOK`` in mount/worktree.py until the hook went
+to the socket, where Perl starts in ~3 ms against Python's ~16; tests/test_fsmonitor.py
+keeps it and compares the two):
+
+- the token is ``avfs:BASE:VIEW_TIME:SEQ``: the journal up to SEQ over base BASE shown at
+  VIEW_TIME (the form of the token avfs writes into the index it builds,
+  :func:`.worktree.fsmonitor_token`, whose SEQ is the oldest overlay entry's, less one);
+- a token of another form (git's first call, its index holding no token of ours): the
+  overlay's entries, each with its parent directory (what may differ from the index avfs
+  wrote: the base with the mount's stat data); ``/`` when one of them is the root (an
+  undo's or a rebase's entry: the whole tree replaced);
+- a token over another base or view time: ``/`` (the base moved and nobody rewrote the
+  index yet);
+- else the paths journaled after the token's SEQ, each with its parent directory (a
+  journaled root, ``""``, answers ``/``).
+
+Two answers are new, for tokens the old hook never saw: the tokens of the overlay backend's
+daemon (``avfs-ovl:...``, among them ``avfs-ovl:none``, the hook's own when no daemon
+answered: git then looked at every file, at a moment this journal cannot place) and avfs's
+own question to that daemon (``avfs-since:...``) answer ``/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core.workspace.overlay import Overlay
+
+TOKEN_PREFIX = "avfs"  # the index token's (worktree.fsmonitor_token), and this answerer's
+EVERYTHING = "/"
+_NOT_OURS = ("avfs-ovl", "avfs-since")  # upperwatch.TOKEN_PREFIX, upperwatch.SINCE_PREFIX
+
+
+class JournalAnswerer:
+    """Answers git's fsmonitor hook of a pure-FUSE mount of the workspace whose overlay is
+    ``overlay`` (see the module's docstring); from any thread (each reads the database on
+    its own connection, in one read transaction: the token and the paths describe one
+    state)."""
+
+    def __init__(self, overlay: Overlay) -> None:
+        self._overlay = overlay
+
+    def answer(self, token: str) -> list[str]:
+        ov = self._overlay
+        db = ov.db
+        own = not db.in_transaction
+        if own:
+            db.execute("BEGIN")  # deferred: the snapshot starts at the first read
+        try:
+            meta = ov.get_metas("base", "view_time")
+            state = f"{meta.get('base')}:{meta.get('view_time')}"
+            out = [f"{TOKEN_PREFIX}:{state}:{ov.last_seq()}"]
+            old = token.split(":")
+            if old[0] in _NOT_OURS:
+                return [*out, EVERYTHING]
+            if len(old) != 4 or old[0] != TOKEN_PREFIX:
+                paths = [str(r[0]) for r in db.execute("SELECT path FROM entries")]
+                if "" in paths:
+                    return [*out, EVERYTHING]
+                return [*out, *_with_parents(paths)]
+            if f"{old[1]}:{old[2]}" != state:
+                return [*out, EVERYTHING]
+            try:
+                since = int(old[3])
+            except ValueError:
+                return [*out, EVERYTHING]  # (the old hook failed on it: git looked at everything)
+            rows = db.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (since,))
+            return [*out, *_with_parents(str(r[0]) for r in rows)]
+        finally:
+            if own:
+                db.execute("COMMIT")
+
+
+def _with_parents(paths: Iterable[str]) -> list[str]:
+    """Each path, the same as a directory (``p/``: what was below it, when it was one), and
+    its parent directory (``d/``: its listing changed), once each; the root as ``/``."""
+    out: dict[str, None] = {}
+    for path in paths:
+        parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+        for p in (path, path + "/", parent):
+            if p:
+                out[p] = None
+    return list(out)

@@ -1,0 +1,214 @@
+"""git's untracked cache (the index's ``UNTR`` extension) for the index avfs writes for a
+mount, so the first ``git status`` there lists no directory.
+
+With ``core.untrackedCache`` and an fsmonitor, git trusts a directory of the untracked cache
+that the hook did not name and never opens it; without the extension, the first status
+after mounting (or after avfs rewrote the index) opens every directory of the tree, and in
+an overlay mount each is a cold listing of the lower layer in Python (100k files: ~3 s).
+
+The extension is git's own work, never written by hand: git runs ``status`` once on a
+*skeleton* of the base tree (its directories and ``.gitignore`` files, no other file) with
+the index avfs wrote and an fsmonitor that reports nothing, so it trusts every entry and
+lists only those empty directories; the ``UNTR`` extension of the index it writes then
+says, for each directory of the tree, "no untracked file here" -- true of the mount for
+every directory the hook does not name, and the hook names every path the mount holds
+over the base (core/workspace/upperwatch.py, mount/journalhook.py), which invalidates those
+directories. The extension names the worktree it was made for (``Location <path>,
+system <sysname>``): that string is rewritten to the mount's. Anything unexpected: no
+extension (git then lists every directory, as before).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from typing import TYPE_CHECKING
+
+from ..core.store.gitrun import git_env
+
+if TYPE_CHECKING:
+    from ..core.store.gitstore import GitStore
+
+_SKELETON_TOKEN = "avfs-skeleton"
+# the index extensions git writes (gitformat-index): what may follow UNTR
+_GIT_EXTENSIONS = {b"TREE", b"REUC", b"link", b"UNTR", b"FSMN", b"EOIE", b"IEOT", b"sdir"}
+
+
+def _varint(value: int) -> bytes:
+    """git's varint (varint.c: big-endian base-128, each continuation adding one)."""
+    out = [value & 127]
+    value >>= 7
+    while value:
+        value -= 1
+        out.append(128 | (value & 127))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    c = data[at]
+    at += 1
+    value = c & 127
+    while c & 128:
+        value += 1
+        c = data[at]
+        at += 1
+        value = (value << 7) + (c & 127)
+    return value, at
+
+
+def extension(
+    store: GitStore,
+    skeleton: list[tuple[str, str | None]],
+    index: bytes,
+    worktree: str,
+    git_dir: str,
+    gitignores: dict[str, bytes | None] | None = None,
+    *,
+    scratch: str | None = None,
+) -> bytes | None:
+    """The ``UNTR`` extension (signature, size and data) for ``index`` (an index with an
+    ``FSMN`` extension last, as :func:`.worktree.index_bytes` writes it) used in
+    ``worktree`` (the mount point); ``skeleton``: the index's tree's directories
+    ``(path, None)`` and ``.gitignore`` files ``(path, blob id)``, parents first;
+    ``gitignores``: the ``.gitignore`` files the worktree shows where they differ from
+    those (None: none). None when git did not make one. git's scratch tree is made in
+    ``scratch`` (the mount's own directory: never ``git_dir``, where a confined command
+    could swap what is written there for symlinks while it is written), else in the
+    system's temp directory."""
+    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch)
+    try:
+        root = os.path.join(tmp, "tree")
+        os.mkdir(root)
+        shown = dict(gitignores or {})
+        for path, oid in skeleton:
+            real = os.path.join(root, path)
+            if oid is None:
+                os.mkdir(real)
+            elif path not in shown:
+                with open(real, "wb") as fh:
+                    fh.write(store.blob_data(oid))
+        for path, content in shown.items():
+            if content is not None and os.path.isdir(os.path.join(root, os.path.dirname(path))):
+                with open(os.path.join(root, path), "wb") as fh:
+                    fh.write(content)
+        hook = os.path.join(tmp, "hook")
+        with open(hook, "w", encoding="utf-8") as fh:
+            fh.write(f"#!/bin/sh\nprintf '{_SKELETON_TOKEN}\\0'\n")
+        os.chmod(hook, 0o755)
+        idx = os.path.join(tmp, "index")
+        with open(idx, "wb") as fh:
+            fh.write(_with_token(index, _SKELETON_TOKEN))
+        env = git_env()
+        env.update(GIT_DIR=git_dir, GIT_WORK_TREE=root, GIT_INDEX_FILE=idx)
+        args = [
+            "git", "-c", f"core.fsmonitor={hook}", "-c", "core.fsmonitorHookVersion=2",
+            "-c", "core.untrackedCache=true", "-c", "status.showUntrackedFiles=normal",
+            "status", "--porcelain",
+        ]  # fmt: skip
+        proc = subprocess.run(args, cwd=root, env=env, capture_output=True, check=False)
+        new = {f"?? {p}".encode("utf-8", "surrogateescape") for p, c in shown.items() if c is not None}
+        if proc.returncode != 0 or not set(proc.stdout.splitlines()) <= new:
+            return None  # the skeleton showed something else: not the tree it should be
+        with open(idx, "rb") as fh:
+            made = fh.read()
+        ext = _find(made, b"UNTR")
+        if ext is None:
+            return None
+        return _relocated(ext, os.path.realpath(root), os.path.realpath(worktree))
+    except (OSError, ValueError, IndexError, struct.error):
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extensions(index: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(offset, signature, data) of each extension of a version 2 index."""
+    count = struct.unpack(">I", index[8:12])[0]
+    off = 12
+    for _ in range(count):
+        flags = struct.unpack(">H", index[off + 60 : off + 62])[0]
+        n = flags & 0xFFF
+        if n == 0xFFF:
+            n = index.index(b"\0", off + 62) - off - 62
+        off += (62 + n + 8) & ~7
+    out = []
+    end = len(index) - 20
+    while off + 8 <= end:
+        sig = index[off : off + 4]
+        size = struct.unpack(">I", index[off + 4 : off + 8])[0]
+        out.append((off, sig, index[off + 8 : off + 8 + size]))
+        off += 8 + size
+    return out
+
+
+def _chain(index: bytes, off: int) -> list[tuple[bytes, bytes]] | None:
+    """The extensions (signature, data) from ``off`` on, when they end exactly where the
+    index's SHA-1 starts."""
+    out = []
+    end = len(index) - 20
+    while off < end:
+        if off + 8 > end:
+            return None
+        size = struct.unpack(">I", index[off + 4 : off + 8])[0]
+        out.append((index[off : off + 4], index[off + 8 : off + 8 + size]))
+        off += 8 + size
+    return out if off == end else None
+
+
+def _find(index: bytes, sig: bytes) -> bytes | None:
+    """The data of extension ``sig`` of ``index``. git writes the extensions after the
+    entries, so a search from the end finds it (checked: from there on the extensions end
+    where the index does); should a path hold those bytes, the entries are read."""
+    at = index.rfind(sig)
+    if at >= 0:
+        chain = _chain(index, at)
+        if chain is not None and all(s in _GIT_EXTENSIONS for s, _ in chain):
+            return chain[0][1]
+    for _off, s, data in _extensions(index):
+        if s == sig:
+            return data
+    return None
+
+
+def _with_token(index: bytes, token: str) -> bytes:
+    """``index`` (its ``FSMN`` extension last, as index_bytes writes it) with that
+    extension's token replaced."""
+    import hashlib
+
+    at = index.rfind(b"FSMN")
+    chain = _chain(index, at) if at >= 0 else None
+    if chain is None or len(chain) != 1:
+        raise ValueError("no FSMN extension at the end of the index")
+    data = chain[0][1]
+    rest = data[4:]
+    rest = rest[rest.index(b"\0") + 1 :]
+    data = data[:4] + token.encode() + b"\0" + rest
+    body = index[:at] + b"FSMN" + struct.pack(">I", len(data)) + data
+    return body + hashlib.sha1(body).digest()
+
+
+def _relocated(data: bytes, made_in: str, worktree: str) -> bytes | None:
+    """The ``UNTR`` extension ``data`` made in worktree ``made_in``, for ``worktree``."""
+    size, at = _read_varint(data, 0)
+    idents = data[at : at + size].split(b"\0")[:-1]
+    old = f"Location {made_in}, ".encode()
+    new = []
+    for ident in idents:
+        if not ident.startswith(old):
+            return None
+        new.append(f"Location {worktree}, ".encode() + ident[len(old) :] + b"\0")
+    ident = b"".join(new)
+    out = _varint(len(ident)) + ident + data[at + size :]
+    return b"UNTR" + struct.pack(">I", len(out)) + out
+
+
+def with_extension(index: bytes, ext: bytes) -> bytes:
+    """``index`` (ending in its SHA-1) with ``ext`` (signature, size, data) added."""
+    import hashlib
+
+    body = index[:-20] + ext
+    return body + hashlib.sha1(body).digest()
