@@ -24,15 +24,16 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .core.errors import AvfsError
     from .core.operations import checkpoint, history
-    from .core.vaults.home import Home, open_home
+    from .core.vaults.home import Home
     from .core.vaults.vault import Vault
     from .core.workspace.workspace import Workspace
+    from .mount.side import open_home
     from .proxy.execute import exec_in
 
 _LAZY = {
     "AvfsError": ("avfs_git.core.errors", "AvfsError"),
     "Home": ("avfs_git.core.vaults.home", "Home"),
-    "open_home": ("avfs_git.core.vaults.home", "open_home"),
+    "open_home": ("avfs_git.mount.side", "open_home"),
     "Vault": ("avfs_git.core.vaults.vault", "Vault"),
     "Workspace": ("avfs_git.core.workspace.workspace", "Workspace"),
     "checkpoint": ("avfs_git.core.operations.checkpoint", None),

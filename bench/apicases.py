@@ -25,6 +25,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avfs_git.mount.side import MOUNT_SIDE
+
 from .env import AUTHOR, flush_disk, log, rmtree
 from .timing import Result, Side, Target, interleave, median
 
@@ -81,7 +83,7 @@ def make_vaults(home_dir: str, vaults: int = VAULTS) -> None:
     from avfs_git.core.operations import checkpoint
     from avfs_git.core.vaults.home import Home
 
-    home = Home(home_dir, author=AUTHOR)
+    home = Home(home_dir, author=AUTHOR, mounts=MOUNT_SIDE)
     for i in range(vaults):
         vault = home.create_vault(vault_name(i))
         ws = vault.workspace("main")
@@ -105,7 +107,7 @@ def avfs_runner(home_dir: str, mine: list[int]) -> tuple[Callable[[list[Op]], in
     """(run(ops) -> ops done, close) on workspaces of vaults ``mine``, opened now."""
     from avfs_git.core.vaults.home import Home
 
-    home = Home(home_dir, author=AUTHOR)
+    home = Home(home_dir, author=AUTHOR, mounts=MOUNT_SIDE)
     wss = {i: home.vault(vault_name(i)).workspace("main") for i in mine}
 
     def run(ops: list[Op]) -> int:

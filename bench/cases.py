@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avfs_git.mount.side import MOUNT_SIDE
+
 from .agentcases import AGENT_BENCHMARKS
 from .apicases import API_BENCHMARKS
 from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
@@ -447,7 +449,7 @@ def _import(ctx: Context, label: str) -> None:
         flush_disk()
 
     def avfs_import(_i: int) -> None:
-        Home(str(dirs["avfs"]), author=AUTHOR).create_vault(VAULT, from_dir=str(tree))
+        Home(str(dirs["avfs"]), author=AUTHOR, mounts=MOUNT_SIDE).create_vault(VAULT, from_dir=str(tree))
 
     def git_import(_i: int) -> None:
         g = ["git", "--git-dir", str(dirs["git"] / ".git"), "--work-tree", str(tree)]

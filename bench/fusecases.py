@@ -63,6 +63,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from avfs_git.mount.side import MOUNT_SIDE
+
 from .env import AUTHOR, PROJECT_DIR, WORK_DIR, git, log, run
 from .timing import Result, Target, median
 from .trees import SIZES, VAULT, pick_paths
@@ -341,7 +343,9 @@ def mount_backend(backend: str) -> str:
 def _empty_home(path: Path, backend: str = "overlay") -> tuple[Home, Vault]:
     from avfs_git.core.vaults.home import Home
 
-    home = Home(str(path), author=AUTHOR, layers="off" if backend == "overlay_plain" else None)
+    home = Home(
+        str(path), author=AUTHOR, layers="off" if backend == "overlay_plain" else None, mounts=MOUNT_SIDE
+    )
     return home, home.create_vault(VAULT)
 
 

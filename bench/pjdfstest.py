@@ -36,6 +36,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from avfs_git.mount.side import MOUNT_SIDE
+
 DIRS = (
     "open",
     "mkdir",
@@ -126,7 +128,7 @@ def _avfs_fork(work: str) -> Iterator[tuple[object, object]]:
     from avfs_git.core.operations import checkpoint
     from avfs_git.core.vaults.home import Home
 
-    home = Home(os.environ["AVFS_HOME"], author=("pjdfstest", "pjdfstest@localhost"))
+    home = Home(os.environ["AVFS_HOME"], author=("pjdfstest", "pjdfstest@localhost"), mounts=MOUNT_SIDE)
     vault = home.create_vault("pjd")
     vault.workspace("main").write("README", b"pjdfstest runs here\n")
     checkpoint.save(vault, name="base")

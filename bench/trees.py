@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from avfs_git.mount.side import MOUNT_SIDE
+
 from .env import AUTHOR, WORK_DIR, flush_disk, git, log, rmtree, run
 
 if TYPE_CHECKING:
@@ -253,7 +255,7 @@ class Fixtures:
         t0 = time.perf_counter()
         # plain state dirs: templates are copied with cp -a (a home with a mounted layers
         # image is not a directory to copy)
-        home = Home(str(tmp), author=AUTHOR, layers="off")
+        home = Home(str(tmp), author=AUTHOR, layers="off", mounts=MOUNT_SIDE)
         home.create_vault(VAULT, from_dir=str(tree))
         home.vault(VAULT).close()
         log(f"imported {label} in {time.perf_counter() - t0:.1f} s")
@@ -295,7 +297,7 @@ class Fixtures:
         run(["cp", "-a", str(src), str(dest)])
         flush_disk()
         self._homes.append(dest)
-        return Home(str(dest), author=AUTHOR, layers="off"), dest
+        return Home(str(dest), author=AUTHOR, layers="off", mounts=MOUNT_SIDE), dest
 
     def done_with(self, path: Path) -> None:
         if not self.keep:

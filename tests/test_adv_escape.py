@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.vaults import layers
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from .conftest import _run_in_process
@@ -283,7 +284,7 @@ def _sysctls() -> dict[str, str]:
 def _home(path: str) -> Any:
     from avfs_git.core.vaults.home import Home
 
-    return Home(path)
+    return Home(path, mounts=MOUNT_SIDE)
 
 
 # -- the cases -----------------------------------------------------------------------------

@@ -30,8 +30,8 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.registry import mount_dir
+from avfs_git.core.workspace.hookwire import SOCKET_NAME
 from avfs_git.mount import worktree
-from avfs_git.mount.hooksocket import SOCKET_NAME
 from avfs_git.ops import mounts
 from avfs_git.proxy import confine
 from avfs_git.proxy.execute import ExecRequest, ExecResult, execute

@@ -24,6 +24,7 @@ import pytest
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 from avfs_git.proxy.execute import ExecRequest, execute
@@ -210,7 +211,7 @@ def test_apply_carries_no_git_dir_and_follows_no_link_into_the_persons_directory
     (host / "a.txt").write_text("HOST-A\n")
     ran = tmp_path / "ran"
     ran.mkdir()
-    home = Home(str(tmp_path / "h"))
+    home = Home(str(tmp_path / "h"), mounts=MOUNT_SIDE)
     try:
         q.up(home, str(proj), agent="a1", mount=False)
         vault = home.vault("proj")

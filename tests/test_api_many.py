@@ -15,6 +15,7 @@ import pytest
 from avfs_git.core.errors import VaultNotFoundError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import AUTHOR
 
@@ -41,7 +42,7 @@ def test_one_shared_handle_per_vault(home: Home) -> None:
     assert home.vault("a") is home.vault("a")
     assert home.resolve("a:main")[0] is created
     assert home.vault("a").workspace("main") is created.workspace("main")
-    other = Home(home.path, author=AUTHOR)  # handles are per home
+    other = Home(home.path, author=AUTHOR, mounts=MOUNT_SIDE)  # handles are per home
     assert other.vault("a") is not created
     with pytest.raises(VaultNotFoundError):
         home.vault("nope")
@@ -49,7 +50,7 @@ def test_one_shared_handle_per_vault(home: Home) -> None:
 
 def test_unreferenced_handles_are_freed_and_the_cache_is_bounded(home: Home, tmp_path: Path) -> None:
     names = _copies(home, 12)
-    small = Home(home.path, author=AUTHOR, keep_open=4)
+    small = Home(home.path, author=AUTHOR, keep_open=4, mounts=MOUNT_SIDE)
     held = small.vault(names[0])
     dropped = weakref.ref(small.vault(names[1]))
     small.vault(names[1]).workspace("main").read("base/kept.txt")
@@ -90,7 +91,7 @@ def test_file_descriptors_do_not_grow_over_200_vaults(home: Home) -> None:
     use(names[5])  # a closed handle reopens on use
     home.close()
     # handles nobody holds go with the garbage (a home keeps the recent few open)
-    small = Home(home.path, author=AUTHOR, keep_open=2)
+    small = Home(home.path, author=AUTHOR, keep_open=2, mounts=MOUNT_SIDE)
     for name in names:
         small.vault(name).workspace("main").read("base/kept.txt")
     gc.collect()

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 from avfs_git.core.operations import checkpoint
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import git
 
@@ -16,10 +17,11 @@ WORKER = textwrap.dedent(
     """
     import sys, time
     from avfs_git.core.vaults.home import Home
-    from avfs_git.core import checkpoint
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.mount.side import MOUNT_SIDE
     from avfs_git.core.errors import BusyError, RefMovedError
     home_path, fork, tag, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    v = Home(home_path, author=("w", "w@x")).vault("v")
+    v = Home(home_path, author=("w", "w@x"), mounts=MOUNT_SIDE).vault("v")
     ws = v.workspace(fork)
     busy = 0
     for i in range(n):
@@ -80,7 +82,8 @@ def test_same_fork_lock_times_out_as_busy(cli, home, vault, monkeypatch):
                 f"""
                 import sys, time
                 from avfs_git.core.vaults.home import Home
-                v = Home({home.path!r}).vault("v")
+                from avfs_git.mount.side import MOUNT_SIDE
+                v = Home({home.path!r}, mounts=MOUNT_SIDE).vault("v")
                 with v.lock("main"):
                     print("locked", flush=True)
                     time.sleep(30)
@@ -119,7 +122,8 @@ def test_killed_holder_leaves_no_stale_lock(home, vault):
         [
             sys.executable,
             "-c",
-            f"from avfs_git.core.vaults.home import Home\nimport time\nv=Home({home.path!r}).vault('v')\n"
+            f"from avfs_git.core.vaults.home import Home\nfrom avfs_git.mount.side import MOUNT_SIDE\nimport time\n"
+            f"v=Home({home.path!r}, mounts=MOUNT_SIDE).vault('v')\n"
             "with v.lock('main'):\n    print('x', flush=True)\n    time.sleep(60)\n",
         ],
         stdout=subprocess.PIPE,
@@ -190,13 +194,14 @@ def test_first_mounts_racing_on_the_vault_config_all_succeed(tmp_path):
         """
         import sys
         from avfs_git.core.vaults.home import Home
+        from avfs_git.mount.side import MOUNT_SIDE
         from avfs_git.mount.worktree import enable_worktree_config
-        enable_worktree_config(Home(sys.argv[1]).vault("v"))
+        enable_worktree_config(Home(sys.argv[1], mounts=MOUNT_SIDE).vault("v"))
         """
     )
     failures = []
     for i in range(12):
-        home = Home(str(tmp_path / f"h{i}"))
+        home = Home(str(tmp_path / f"h{i}"), mounts=MOUNT_SIDE)
         vault = home.create_vault("v")
         procs = [
             subprocess.Popen([sys.executable, "-c", script, home.path], stderr=subprocess.PIPE, text=True)

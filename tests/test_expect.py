@@ -177,7 +177,7 @@ _WRITER = textwrap.dedent(
             log.append([blob, doc.get("blob"), (doc.get("error") or {}).get("details", {}).get("current")])
 
     def by_api():
-        from avfs_git.core.vaults.home import open_home
+        from avfs_git.mount.side import open_home
         from avfs_git.core.errors import ExpectMismatchError
         from avfs_git.core.store.gitstore import blob_id
         ws = open_home(None).vault("v").workspace("main")

@@ -519,7 +519,7 @@ def _perl() -> str:
 def _crafted_server(git_dir: str, reply: Any) -> tuple[socket.socket, list[bytes], threading.Thread]:
     """A stand-in for the mount daemon on the hook's socket in ``git_dir``: for each
     connection, ``reply(conn, token_line)`` answers (or not); the lines read are recorded."""
-    from avfs_git.mount.hooksocket import SOCKET_NAME
+    from avfs_git.core.workspace.hookwire import SOCKET_NAME
 
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dirfd = os.open(git_dir, os.O_PATH)
@@ -639,8 +639,8 @@ def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path)
     """No socket; a socket nobody listens on (a daemon killed with -9); a daemon that hangs
     up; one that
     never answers (the timeout); a worktree directory that is gone; no token at all."""
+    from avfs_git.core.workspace.hookwire import SOCKET_NAME
     from avfs_git.mount import worktree
-    from avfs_git.mount.hooksocket import SOCKET_NAME
 
     git_dir, hooks = two_hooks
     sock = os.path.join(git_dir, SOCKET_NAME)

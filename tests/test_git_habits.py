@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import git, snapshot
 
@@ -34,7 +35,7 @@ def _ids(cli_proc, *args: str) -> list[str]:
 
 
 def test_git_named_commands_answer_with_the_avfs_word(cli_proc, proj: Path) -> None:
-    home = Home(str(proj / "avfs-home"))
+    home = Home(str(proj / "avfs-home"), mounts=MOUNT_SIDE)
     before = snapshot(home.vault("p"))
     r = cli_proc("commit", "-m", "x")
     assert r.code == 2 and r.out == ""
@@ -140,7 +141,7 @@ def test_status_short_and_show(cli_proc, proj: Path) -> None:
 
 
 def test_checkout_switches_forks_and_takes_paths_back(cli_proc, proj: Path) -> None:
-    home = Home(str(proj / "avfs-home"))
+    home = Home(str(proj / "avfs-home"), mounts=MOUNT_SIDE)
     assert cli_proc("write", "a.txt", "dirty\n").code == 0
     r = cli_proc("checkout", "--", "a.txt")  # drop a path's uncheckpointed changes
     assert r.code == 0 and cli_proc("cat", "a.txt").out == "b\n"

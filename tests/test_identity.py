@@ -20,6 +20,7 @@ from avfs_git.core.errors import UsageError
 from avfs_git.core.store import identity
 from avfs_git.core.store.gitstore import GitStore
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .test_fuse import require_fuse
 
@@ -168,12 +169,12 @@ def test_default_when_nothing_is_configured(tmp_path, monkeypatch):
     for k in identity._ENV.values():
         monkeypatch.delenv(k, raising=False)
     (Path(os.environ["HOME"]) / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    home = Home(str(tmp_path / "h"), identity=identity.from_environ())
+    home = Home(str(tmp_path / "h"), identity=identity.from_environ(), mounts=MOUNT_SIDE)
     v = home.create_vault("v")
     sig = v.author()
     assert (sig.author.name, sig.author.email) == identity.DEFAULT
     home.set_config(identity={"name": "Home Person", "email": "home@p.invalid"})
-    home2 = Home(str(tmp_path / "h"), identity=identity.from_environ())
+    home2 = Home(str(tmp_path / "h"), identity=identity.from_environ(), mounts=MOUNT_SIDE)
     sig = home2.vault("v").author()
     assert (sig.committer.name, sig.committer.email) == ("Home Person", "home@p.invalid")
     home.close()

@@ -23,6 +23,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 from avfs_git.proxy.execute import exec_in
@@ -391,9 +392,9 @@ def test_apply_leaves_ignored_paths_out(tmp_path: Path) -> None:
     proj.mkdir()
     (proj / ".gitignore").write_text(".venv/\n__pycache__/\n")
     (proj / "a.txt").write_text("one\n")
-    home = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    home = Home(os.environ["AVFS_HOME"], author=AUTHOR, mounts=MOUNT_SIDE)
     up = q.up(home, str(proj), agent="a1", mount=False)
-    vault = Home(home.path, author=AUTHOR).vault(up.vault)
+    vault = Home(home.path, author=AUTHOR, mounts=MOUNT_SIDE).vault(up.vault)
     ws = vault.workspace("a1")
     ws.write(".venv/bin/python", b"#!/dead/mountpoint/.venv/bin/python3\n", parents=True)
     ws.write("__pycache__/a.pyc", b"\x00", parents=True)

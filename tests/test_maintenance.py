@@ -26,6 +26,7 @@ from avfs_git.core.store.locks import pid_alive
 from avfs_git.core.vaults import registry
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import maintenance, mounts
 
 from .conftest import IN_CI, git
@@ -138,7 +139,7 @@ def test_quota_set_below_use_is_accepted_with_a_warning_and_writes_are_refused(
     assert "over the new quota" in res.err
     with pytest.raises(QuotaExceededError):
         ws.write("more.txt", b"y")  # the handle from before sees the new limit
-    ws = Home(vault.home.path).vault("v").workspace("main")
+    ws = Home(vault.home.path, mounts=MOUNT_SIDE).vault("v").workspace("main")
     with pytest.raises(QuotaExceededError):
         ws.write("more.txt", b"y")  # through the API
     err = _doc(cli("--json", "--vault", "v", "write", "more.txt", "y"), "error", 1)
@@ -442,7 +443,7 @@ def test_a_lock_file_unlinked_while_waited_for_is_not_held_twice(vault: Vault) -
 
 _KILLED_SAVE = """
 import sys, time
-from avfs_git.core import packwriter
+from avfs_git.core.store import packwriter
 from avfs_git.cli.main import main
 
 real_finish = packwriter.PackWriter.finish

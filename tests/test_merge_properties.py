@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.operations import checkpoint, merge
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import remove_home, scratch_home
 
@@ -30,7 +31,7 @@ SETTINGS = settings(
 @contextmanager
 def fresh_vault() -> Iterator[object]:
     d = scratch_home("avfs-mprop-")
-    home = Home(d, author=("p", "p@x"))
+    home = Home(d, author=("p", "p@x"), mounts=MOUNT_SIDE)
     v = home.create_vault("v")
     try:
         yield v

@@ -45,6 +45,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
@@ -1213,7 +1214,7 @@ def backend(
     require(name)
     root = tmp_path_factory.mktemp(f"posix-{name}")
     with _hermetic_module(root):
-        home = Home(str(root / "avfs-home"), author=AUTHOR)
+        home = Home(str(root / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE)
         vault = home.create_vault("posix")
         ws = vault.workspace("main")
         for check_name in CHECKS:

@@ -15,6 +15,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.core.operations import merge as merge_mod
 from avfs_git.core.store import names
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import remove_home, scratch_home
 
@@ -55,7 +56,7 @@ class WorkspaceMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self) -> None:
         self.dir = scratch_home("avfs-prop-")
-        self.home = Home(self.dir, author=("p", "p@x"))
+        self.home = Home(self.dir, author=("p", "p@x"), mounts=MOUNT_SIDE)
         self.vault = self.home.create_vault("v")
         self.models: dict[str, dict[str, bytes]] = {"main": {}}
         for f in ("f1", "f2"):  # divergent forks from the first step: real three-way merges

@@ -26,6 +26,7 @@ from avfs_git.core.errors import (
 )
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 
@@ -42,7 +43,7 @@ def qhome(tmp_path: Path) -> Iterator[Home]:
         if IN_CI:
             pytest.fail(f"FUSE must be available in CI: {WHY}")
         pytest.skip(f"requires FUSE: {WHY}")
-    home = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    home = Home(os.environ["AVFS_HOME"], author=AUTHOR, mounts=MOUNT_SIDE)
     try:
         yield home
     finally:
@@ -69,7 +70,7 @@ def proj(tmp_path: Path) -> Path:
 
 def _fresh(home: Home) -> Home:
     """A new handle on the home (the CLI changed it in this process: no cached vaults)."""
-    return Home(home.path, author=AUTHOR)
+    return Home(home.path, author=AUTHOR, mounts=MOUNT_SIDE)
 
 
 # -- up / down -------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def test_up_refuses_an_unreadable_directory(tmp_path: Path) -> None:
                     os.setgid(user.pw_gid)
                     os.setuid(user.pw_uid)
                 try:
-                    q.up(Home(str(home_dir), author=AUTHOR), str(d))
+                    q.up(Home(str(home_dir), author=AUTHOR, mounts=MOUNT_SIDE), str(d))
                     os.write(w, b"no error")
                 except PermissionDeniedError as exc:
                     os.write(w, b"permission_denied " + str(exc.message).encode())

@@ -19,6 +19,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.quota import PUBLISH_BYTES, PUBLISH_FILES
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI
@@ -35,7 +36,7 @@ def _doc(res: Any, kind: str, code: int = 0) -> dict[str, Any]:
 def _fresh(vault: Vault) -> Vault:
     """Another handle on the vault, as another process would have."""
     assert vault.home is not None
-    return Home(vault.home.path, author=AUTHOR).vault(vault.name)
+    return Home(vault.home.path, author=AUTHOR, mounts=MOUNT_SIDE).vault(vault.name)
 
 
 def _used(vault: Vault) -> int:
@@ -215,7 +216,7 @@ def test_an_old_config_keeps_its_number_as_the_vault_bytes_limit(home: Home, vau
     data = json.loads(cfg.read_text()) if cfg.exists() else {}
     data["quota_bytes"] = 50_000
     cfg.write_text(json.dumps(data))
-    v = Home(home.path, author=AUTHOR).vault("v")
+    v = Home(home.path, author=AUTHOR, mounts=MOUNT_SIDE).vault("v")
     assert v.quota_limits() == (50_000, None) and v.quota_bytes == 50_000
     v.create_fork("main", "a")
     v.workspace("main").write("a.bin", b"a" * 30_000)

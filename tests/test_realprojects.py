@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from . import realdata
@@ -426,7 +427,7 @@ def check_api(proj: Project, fork: str, tree: Tree, subtrees: dict[str, str]) ->
     """The Python API in this process: read, stat, read_link of every path, listdir (with
     sizes) of every directory, and walk of the whole tree."""
     problems: Problems = []
-    with Home(proj.home, author=AUTHOR) as home:
+    with Home(proj.home, author=AUTHOR, mounts=MOUNT_SIDE) as home:
         ws = home.vault(proj.spec.name).workspace(fork)
         for p, n in sorted(tree.items()):
             try:

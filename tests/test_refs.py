@@ -18,6 +18,7 @@ import pytest
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.store import refs
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import git
 
@@ -96,7 +97,7 @@ def _cases(vault: Vault, a: str, b: str) -> list[tuple[str, Callable[[], object]
 def _run_cases(home_path: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> list[object]:
     from avfs_git.core.vaults.home import Home
 
-    vault = Home(home_path).create_vault("v")
+    vault = Home(home_path, mounts=MOUNT_SIDE).create_vault("v")
     a, b = _commits(vault)
     _use(monkeypatch, backend)
     out: list[object] = []

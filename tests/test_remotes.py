@@ -21,6 +21,7 @@ from avfs_git.core.operations import checkpoint, remote
 from avfs_git.core.settings import Settings
 from avfs_git.core.store import transport
 from avfs_git.core.store.redact import redact, split_credentials
+from avfs_git.mount.side import MOUNT_SIDE
 
 from .conftest import git
 
@@ -276,7 +277,7 @@ def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git
     v = populated
     remote.add(v, "origin", url)
     remote.push(v, "origin", ["main"], checkpoints=True)
-    other = Home(str(tmp_path / "home2"), author=("b", "b@x"))
+    other = Home(str(tmp_path / "home2"), author=("b", "b@x"), mounts=MOUNT_SIDE)
     w = other.clone_vault(url, "proj")
     assert w.fork_names() == ["main"] and w.workspace("main").read("README.md") == b"# proj\n"
     assert w.workspace("main").stat("bin/run.sh").mode == 0o100755
@@ -434,7 +435,7 @@ def test_vault_clone_with_credentials_in_the_url_never_puts_them_on_a_command_li
     monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
 
     with_creds = url.replace("http://", f"http://agent:{quote(password)}@")
-    home = Home(str(tmp_path / "home2"), author=("b", "b@x"))
+    home = Home(str(tmp_path / "home2"), author=("b", "b@x"), mounts=MOUNT_SIDE)
     w = home.clone_vault(with_creds, "proj")
     assert w.fork_names() == ["main"] and w.workspace("main").read("README.md") == b"# proj\n"
     argv = log.read_text()

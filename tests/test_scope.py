@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from . import realdata
@@ -48,7 +49,7 @@ def home() -> Iterator[Home]:
     """The home the CLI uses ($AVFS_HOME), with a default vault `elsewhere` that no command
     run in the project should touch; every mount is taken down after."""
     require_fuse()
-    h = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    h = Home(os.environ["AVFS_HOME"], author=AUTHOR, mounts=MOUNT_SIDE)
     h.create_vault("elsewhere")
     h.use("elsewhere")
     try:
@@ -64,7 +65,7 @@ def home() -> Iterator[Home]:
 
 
 def _fresh(home: Home) -> Home:
-    return Home(home.path, author=AUTHOR)
+    return Home(home.path, author=AUTHOR, mounts=MOUNT_SIDE)
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_mount_name_of_a_vault_without_a_directory_mounts_the_vault(home: Home, 
 def test_status_short_prints_what_git_status_short_prints(tmp_path: Path) -> None:
     """The same changes made to a fork and to a plain checkout of its base: `avfs status
     -s` and `git status -s` print the same lines (real git the oracle)."""
-    h = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    h = Home(os.environ["AVFS_HOME"], author=AUTHOR, mounts=MOUNT_SIDE)
     try:
         unpacked = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "sdist")
         v = h.create_vault("s", from_dir=str(unpacked))
@@ -378,7 +379,7 @@ def test_every_command_resolves_the_imported_directorys_vault(
     on the home's default."""
     from avfs_git.ops import quickstart as q
 
-    h = Home(os.environ["AVFS_HOME"], author=AUTHOR)
+    h = Home(os.environ["AVFS_HOME"], author=AUTHOR, mounts=MOUNT_SIDE)
     try:
         h.create_vault("elsewhere")
         h.use("elsewhere")

@@ -25,6 +25,7 @@ from avfs_git.core.types import IgnoredMode
 from avfs_git.core.vaults import layers
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import OWN_ROOM
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from .conftest import AUTHOR, IN_CI
@@ -45,7 +46,7 @@ def lhome(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     require_layers()
     monkeypatch.delenv("AVFS_LAYERS", raising=False)
     monkeypatch.setattr(layers, "DEFAULT_MODE", "auto")
-    return Home(str(tmp_path / "lhome"), author=AUTHOR)
+    return Home(str(tmp_path / "lhome"), author=AUTHOR, mounts=MOUNT_SIDE)
 
 
 def _blob_id(data: bytes) -> str:
@@ -209,7 +210,7 @@ def test_no_ignored_gives_a_clean_fork_and_changes_nothing(lhome, cli_proc, tmp_
     doc = r.json()
     assert r.code == 0, r.err
     assert doc["ignored"] == {"mode": "none", "reason": "--no-ignored: a clean fork"}
-    clean = Home(lhome.path).vault("v").workspace("clean")
+    clean = Home(lhome.path, mounts=MOUNT_SIDE).vault("v").workspace("clean")
     assert clean.read("src/app.js") == b"tracked change\n"
     assert not clean.exists("node_modules")
     assert ws.read("node_modules/x/index.js") == b"ignored\n"
@@ -226,7 +227,7 @@ def test_a_home_made_with_layers_off_keeps_them_off_in_its_mount_daemons(lhome, 
     make the fork's state dir) keeps it off too, with no AVFS_LAYERS in the environment."""
     require_overlay()
     assert "AVFS_LAYERS" not in os.environ and layers.DEFAULT_MODE == "auto"
-    home = Home(str(tmp_path / "plainhome"), author=AUTHOR, layers="off")
+    home = Home(str(tmp_path / "plainhome"), author=AUTHOR, layers="off", mounts=MOUNT_SIDE)
     vault = home.create_vault("v")
     mp = str(tmp_path / "mnt")
     os.mkdir(mp)
@@ -301,7 +302,7 @@ def test_the_image_is_mounted_again_before_a_workspace_is_read(lhome):
     lhome.close()
     assert layers.unmount(lhome.path)  # as after a reboot
     assert not layers.mounted(lhome.path)
-    again = Home(lhome.path)
+    again = Home(lhome.path, mounts=MOUNT_SIDE)
     assert again.vault("v").workspace("main").read("node_modules/a.js") == b"kept\n"
     assert layers.mounted(lhome.path)
 
@@ -312,11 +313,11 @@ def test_a_copied_vault_gets_its_own_state(lhome):
     lhome.close()
     src = lhome.vault_path("v")
     shutil.copytree(src, lhome.vault_path("w"), symlinks=True)  # links copied as links
-    w = Home(lhome.path).vault("w")
+    w = Home(lhome.path, mounts=MOUNT_SIDE).vault("w")
     assert w.workspace("main").read("notes.txt") == b"original\n"
-    assert w.ws_dir("main") != Home(lhome.path).vault("v").ws_dir("main")
+    assert w.ws_dir("main") != Home(lhome.path, mounts=MOUNT_SIDE).vault("v").ws_dir("main")
     w.workspace("main").write("notes.txt", b"copy\n")
-    assert Home(lhome.path).vault("v").workspace("main").read("notes.txt") == b"original\n"
+    assert Home(lhome.path, mounts=MOUNT_SIDE).vault("v").workspace("main").read("notes.txt") == b"original\n"
 
 
 def test_fork_while_the_parent_writes_is_a_consistent_instant(lhome, tmp_path):
@@ -535,7 +536,7 @@ def test_the_host_filling_under_the_image_fails_writes_and_loses_nothing(tmp_pat
     subprocess.run(["mkfs.ext4", "-q", "-F", str(host_img)], check=True)
     subprocess.run(["mount", "-o", "loop", str(host_img), str(host)], check=True)
     try:
-        h = Home(str(host / "home"), author=AUTHOR)
+        h = Home(str(host / "home"), author=AUTHOR, mounts=MOUNT_SIDE)
         vault = h.create_vault("v")
         vault.workspace("main").write("a.txt", b"precious\n")
         assert os.path.islink(vault.ws_link("main"))
@@ -552,7 +553,7 @@ def test_the_host_filling_under_the_image_fails_writes_and_loses_nothing(tmp_pat
         assert err.value.errno == 28  # ENOSPC
         os.unlink(big)
         h.close()
-        assert Home(h.path).vault("v").workspace("main").read("a.txt") == b"precious\n"
+        assert Home(h.path, mounts=MOUNT_SIDE).vault("v").workspace("main").read("a.txt") == b"precious\n"
         with open(os.path.join(vault.ws_dir("main"), "files", "small"), "wb") as fh:
             fh.write(b"room again\n")
     finally:
@@ -577,9 +578,10 @@ def test_without_loop_devices_forks_copy_and_say_why(lhome, monkeypatch):
 
 _NO_FREE_LOOP = r"""
 import json, os, sys
-from avfs_git.core import layers
+from avfs_git.core.vaults import layers
 from avfs_git.core.vaults.home import Home
-h = Home(sys.argv[1], author=("t", "t@x"))
+from avfs_git.mount.side import MOUNT_SIDE
+h = Home(sys.argv[1], author=("t", "t@x"), mounts=MOUNT_SIDE)
 v = h.create_vault("v")
 ws = v.workspace("main")
 ws.write(".gitignore", b"node_modules/\n")

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from avfs_git.core.workspace.hookwire import ask
 from avfs_git.fuse import warm
-from avfs_git.mount.hooksocket import HookServer, ask
+from avfs_git.mount.hooksocket import HookServer
 
 
 def _tree(root: Path) -> int:

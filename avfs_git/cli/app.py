@@ -38,7 +38,7 @@ class App:
     def home(self) -> Home:
         if self._home is None:
             from ..core.settings import Settings
-            from ..core.vaults.home import open_home
+            from ..mount.side import open_home
 
             # the environment is read here, at the front end, and passed down
             self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))

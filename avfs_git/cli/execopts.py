@@ -352,7 +352,7 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
         return failed(glob, bad.values, argv, UsageError(bad.message, hint=USAGE))
     try:
         from ..core.types import json_document
-        from ..core.vaults.home import open_home
+        from ..mount.side import open_home
         from ..proxy.execute import execute
 
         req = request_from(values, argv)

@@ -68,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.vaults.home import Home
     from ..core.vaults.registry import mount_key
     from ..core.vaults.registry import write_record as write_registry
+    from ..mount.side import MOUNT_SIDE
     from ..ops.mounts import detach, registry_path
     from .ops import FastFUSE, WorkspaceFS, fuse_options
     from .warm import Warm
 
-    home = Home(args.home)  # its settings: this process's environment ($AVFS_LAYERS too)
+    home = Home(args.home, mounts=MOUNT_SIDE)  # its settings: this process's environment ($AVFS_LAYERS too)
     vault = home.vault(args.vault)
     read_only = args.revision is not None
     overlay = args.backend == "overlay" and not read_only

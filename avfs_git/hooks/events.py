@@ -186,7 +186,7 @@ def _refuse(agent: str, event: str, message: str) -> HookAnswer:
 def _checkpoint(settings: Settings, where: registry.MountedFork, message: str) -> tuple[str, bool]:
     """Checkpoint the fork; (commit, created). Imports pygit2: only when there is a fork."""
     from ..core.operations import checkpoint
-    from ..core.vaults.home import open_home
+    from ..mount.side import open_home
 
     vault = open_home(settings=settings).vault(where.vault)
     res = checkpoint.save(vault, where.fork, message=message)

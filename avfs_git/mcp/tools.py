@@ -307,7 +307,7 @@ class AvfsTools:
     @property
     def home(self) -> Home:
         if self._home is None:
-            from ..core.vaults.home import open_home
+            from ..mount.side import open_home
 
             self._home = open_home(self.home_path, settings=self.settings)
         return self._home

@@ -12,8 +12,9 @@ mount's journal (mount/journalhook.py). A daemon that is gone answers nothing: t
 prints ``/`` (everything may have changed; git looks at every file), which is slow but
 right, and rare: a mount whose daemon is gone cannot be statused anyway.
 
-The answer is its length in bytes, a newline, and the answer (``token\\0path\\0...``); the
-daemon closes the connection after it, and a reader takes one of another length for none.
+What goes over the socket (the socket's name, the answer's framing, avfs's own client
+:func:`~.hookwire.ask`) is core/workspace/hookwire.py's: a status in any process asks a live
+overlay mount's daemon for its journal the same way.
 """
 
 from __future__ import annotations
@@ -24,49 +25,10 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Protocol
+
+from ..core.workspace.hookwire import SOCKET_NAME, Answerer, frame
 
 log = logging.getLogger("avfs.hooksocket")
-
-SOCKET_NAME = "avfs-fsmonitor.sock"  # in the mount's own directory (registry.mount_dir)
-
-
-class Answerer(Protocol):
-    """What answers git's fsmonitor hook in a mount's daemon."""
-
-    def answer(self, token: str) -> list[str]:
-        """git's fsmonitor answer (protocol v2) for ``token``: the new token, then the paths
-        that may have changed since it (``/``: everything)."""
-        ...
-
-
-def ask(git_dir: str, token: str, timeout_s: float = 10.0) -> list[str] | None:
-    """The answer of the mount daemon whose socket is in ``git_dir`` (the mount's own
-    directory) to ``token`` (its
-    parts: a token, then paths), None when there is no complete one."""
-    dirfd = None
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout_s)
-        dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)  # an address holds 107 bytes
-        s.connect(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
-        s.sendall(token.encode("utf-8", "surrogateescape") + b"\n")
-        chunks = []
-        while True:
-            b = s.recv(1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-    except OSError:
-        return None
-    finally:
-        s.close()
-        if dirfd is not None:
-            os.close(dirfd)
-    head, _, body = b"".join(chunks).partition(b"\n")
-    if not head.isdigit() or int(head) != len(body) or not body.endswith(b"\0"):
-        return None
-    return body[:-1].decode("utf-8", "surrogateescape").split("\0")
 
 
 class HookServer:
@@ -123,7 +85,6 @@ class HookServer:
                     if self.on_ask is not None:
                         self.on_ask()
                     out = self.answerer.answer(token)
-                    body = "\0".join(out).encode("utf-8", "surrogateescape") + b"\0"
-                    conn.sendall(b"%d\n" % len(body) + body)  # the hook checks it got all of it
+                    conn.sendall(frame(out))  # the hook checks it got all of it
                 except Exception:
                     log.exception("answering git's fsmonitor hook")  # the hook then answers "/"

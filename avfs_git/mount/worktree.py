@@ -308,7 +308,7 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
     import socket
     import sys
 
-    from .hooksocket import SOCKET_NAME
+    from ..core.workspace.hookwire import SOCKET_NAME
 
     if perl is None:
         return _SOCKET_HOOK.format(

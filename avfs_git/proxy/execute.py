@@ -1140,7 +1140,7 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
     fsmonitor answers: the hook ``config.worktree`` names (its sandbox variant) and the
     daemon's socket (a read-only bind of a socket still takes connections)."""
     from ..core.vaults.registry import mount_key
-    from ..mount.hooksocket import SOCKET_NAME
+    from ..core.workspace.hookwire import SOCKET_NAME
     from ..mount.worktree import HOOK_FILE, HOOKS_DIR, files_dir
 
     own = files_dir(vault, mount_key(fork, None))

@@ -29,6 +29,7 @@ from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity, from_environ
 from ..types import VaultInfo
+from ..workspace.workspace import MountSide
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -47,14 +48,16 @@ def _move_into_place(tmp: str, final: str, name: str) -> None:
         raise
 
 
-def open_home(path: str | None = None, *, settings: Settings | None = None) -> Home:
+def open_home(path: str | None = None, *, mounts: MountSide, settings: Settings | None = None) -> Home:
     """Open (and create on first write) the avfs home at ``path``, else ``settings.home``;
-    ``settings``: what the front end read from the environment (None: this process's,
-    :meth:`.Settings.from_environ`, with ``path`` as ``--home``). Its commits take git's
-    ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the environment (:mod:`.identity`)."""
+    ``mounts``: what reaches live mounts (see :class:`Home`); ``settings``: what the front
+    end read from the environment (None: this process's, :meth:`.Settings.from_environ`,
+    with ``path`` as ``--home``). Its commits take git's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``
+    from the environment (:mod:`.identity`). ``avfs_git.open_home`` (mount/side.py) passes
+    avfs's mount side."""
     if settings is None:
         settings = Settings.from_environ(None, path)
-    return Home(path or settings.home, identity=from_environ(), settings=settings)
+    return Home(path or settings.home, mounts=mounts, identity=from_environ(), settings=settings)
 
 
 KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
@@ -75,16 +78,21 @@ class Home:
         self,
         path: str,
         *,
+        mounts: MountSide,
         author: tuple[str, str] | None = None,
         keep_open: int = KEEP_OPEN,
         identity: Identity | None = None,
         layers: str | None = None,
         settings: Settings | None = None,
     ) -> None:
-        """``layers``: where new workspaces keep their state (``auto``: in the home's layers
-        file system where it can be made, :mod:`.layers`; ``off``: plain directories);
-        None: the home's ``layers`` setting, else ``layers.DEFAULT_MODE``."""
+        """``mounts``: what reaches a live mount of a fork, given to every vault and
+        workspace of this home (avfs's is ``avfs_git.mount.side.MOUNT_SIDE``: core never
+        imports the mount side). ``layers``: where new workspaces keep their state
+        (``auto``: in the home's layers file system where it can be made, :mod:`.layers`;
+        ``off``: plain directories); None: the home's ``layers`` setting, else
+        ``layers.DEFAULT_MODE``."""
         self.path = os.path.abspath(path)
+        self.mounts = mounts
         self._layers = layers
         # what the front end read from the environment (lock wait, caches, the git token);
         # none given (the mount daemon, a library caller): this process's
@@ -204,6 +212,7 @@ class Home:
                 v = Vault(
                     name,
                     path,
+                    mounts=self.mounts,
                     author=self._author,
                     home=self,
                     identity=self.identity,

@@ -42,7 +42,7 @@ from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_p
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.mergestate import inherit_state
 from ..workspace.upper import drop_gitfile
-from ..workspace.workspace import Workspace
+from ..workspace.workspace import MountSide, Workspace
 from ..workspace.wscommit import keep_recovery, ws_state
 from . import layers, registry
 from .oplog import OpLog
@@ -92,14 +92,18 @@ class Vault(Generic[H_co]):
         name: str,
         path: str,
         *,
+        mounts: MountSide,
         author: tuple[str, str] | None = None,
         home: H_co | None = None,
         identity: Identity | None = None,
         fallback_author: tuple[str, str] | None = None,
     ) -> None:
+        """``mounts``: what reaches a live mount of a fork (its workspaces are given it; the
+        home passes its own)."""
         self.name = name
         self.path = path
         self.home: H_co | None = home  # the home it was opened from (proxy exec needs its policy and mounts)
+        self.mounts = mounts
         self.store = GitStore(path)
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)

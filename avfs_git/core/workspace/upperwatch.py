@@ -45,8 +45,8 @@ import stat
 import threading
 from collections.abc import Callable, Iterable
 
-from ...mount.hooksocket import ask
 from . import upper as up
+from .hookwire import ask
 
 log = logging.getLogger("avfs.upperwatch")
 

@@ -9,7 +9,8 @@ split): the merged view that every reader uses (:mod:`.wsview`), status and igno
 (:mod:`.wsstatus`), the mutations and their quota checks (:mod:`.wswrite`), commit building
 shared by checkpoints and merges (:mod:`.wscommit`), and which commit the fork is on
 (:mod:`.wsbase`). This module holds them together and is where they reach the vault and a
-live mount (:mod:`.worktree`), which the parts never import.
+live mount (through the :class:`MountSide` its vault was given: mount/worktree.py), which
+the parts never reach.
 
 Path rules: every path is normalised by :func:`.names.norm_path`. Symlinks inside the
 workspace are followed by file commands when their target stays inside it; a symlink that
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..errors import AvfsError, CorruptStateError
 from ..store import names, refs
@@ -52,16 +53,56 @@ class WsQuota(VaultQuota, Protocol):
     def full_error(self, exc: BaseException) -> AvfsError | None: ...
 
 
+class MountSide(Protocol):
+    """What a workspace asks of a live mount of its fork: the worktree git dir that makes the
+    mount a linked worktree of the vault, and the mount's daemon. Given to it (through its
+    vault, from the home) by whoever opened the home: avfs's is mount/side.py's
+    ``MOUNT_SIDE``. The workspace never imports the mount side; each call is one function of
+    mount/worktree.py, named there."""
+
+    def overlay_mountpoint(self, ws: Workspace[Any]) -> str | None:
+        """The mount point of the fork's live overlay mount, else None."""
+        ...
+
+    def files_dir(self, ws: Workspace[Any]) -> str:
+        """The directory of the fork's mount's own files (its fsmonitor socket)."""
+        ...
+
+    def live_fuse_mount(self, ws: Workspace[Any]) -> bool:
+        """Whether the fork has a live pure-FUSE mount."""
+        ...
+
+    def show_written(self, ws: Workspace[Any], seq: int) -> None:
+        """A change journaled up to ``seq`` shows in a live pure-FUSE mount on return."""
+        ...
+
+    def sync_mounted(self, ws: Workspace[Any], *, view_changed: bool) -> None:
+        """After a move of the base: the mount's git index follows, the mount shows it."""
+        ...
+
+    def moved_here(self, ws: Workspace[Any], commit: str) -> bool:
+        """Whether git in the fork's mount made the last move of its HEAD, to ``commit``."""
+        ...
+
+    def git_state(self, ws: Workspace[Any]) -> dict[str, str | None] | None:
+        """Where git in the fork's mount left HEAD, or what of its own it left open."""
+        ...
+
+    def stamp_current(self, ws: Workspace[Any]) -> None:
+        """git in the mount made the commit that became the base: its index is current."""
+        ...
+
+
 class WsVault(Protocol):
     """What a workspace needs of its vault (:class:`.vault.Vault` is one): the vault makes
-    its workspaces, so this module knows it by these names only. It hands the vault on to
-    :mod:`.worktree` (imported when a mount is reached), so it is a
-    :class:`.worktree.MountedVault` too."""
+    its workspaces, so this module knows it by these names only. Its ``mounts`` is what
+    reaches a live mount of a fork (:class:`MountSide`)."""
 
     name: str
     path: str
     state_dir: str
     store: GitStore
+    mounts: MountSide
 
     @property
     def lock_wait_s(self) -> float: ...
@@ -188,27 +229,21 @@ class Workspace(Mutations, Generic[V_co]):
 
     def stamp_index(self) -> None:
         """The git index of the fork's mount is right as it is (git made the commit that
-        became the base): see :func:`.worktree.stamp_current`."""
-        from ...mount import worktree
-
-        worktree.stamp_current(self)
+        became the base): see mount/worktree.py ``stamp_current``."""
+        self.vault.mounts.stamp_current(self)
 
     def moved_here(self, commit: str) -> bool:
         """Whether git in this fork's live mount made the last move of its HEAD, to
-        ``commit`` (the worktree's HEAD log says so): see :func:`.worktree.moved_here`."""
-        from ...mount import worktree
-
-        return worktree.moved_here(self, commit)
+        ``commit`` (the worktree's HEAD log says so): see mount/worktree.py ``moved_here``."""
+        return self.vault.mounts.moved_here(self, commit)
 
     def git_state(self) -> dict[str, str | None] | None:
         """Where git in this fork's live mount left HEAD (another branch, detached) or what
         of its own it left open (a rebase, merge...); None when neither: see
-        :func:`.worktree.git_state`."""
+        mount/worktree.py ``git_state``."""
         if self.pinned is not None:
             return None
-        from ...mount import worktree
-
-        return worktree.git_state(self)
+        return self.vault.mounts.git_state(self)
 
     def refuse_if_git_busy(self, action: str) -> None:
         """Raise :class:`.errors.GitInProgressError` when git in the fork's mount is off the
@@ -245,9 +280,7 @@ class Workspace(Mutations, Generic[V_co]):
         layer left behind is not folded: for callers in the middle of a commit)."""
         if self.pinned is not None or not self.overlay.with_upper:
             return None  # the mount's own lower view follows the base; it never writes
-        from ...mount.worktree import overlay_mountpoint
-
-        mp = overlay_mountpoint(self.vault, self.fork)
+        mp = self.vault.mounts.overlay_mountpoint(self)
         return None if mp is None else LiveDir(mp, self.store, self.vault.quota.room)
 
     def live_dir(self) -> LiveDir | None:
@@ -256,9 +289,7 @@ class Workspace(Mutations, Generic[V_co]):
         folded into the overlay's entries, so the change lands on one layer)."""
         if self.pinned is not None or not self.overlay.with_upper:
             return None
-        from ...mount.worktree import overlay_mountpoint
-
-        mp = overlay_mountpoint(self.vault, self.fork)
+        mp = self.vault.mounts.overlay_mountpoint(self)
         if mp is not None:
             return LiveDir(mp, self.store, self.vault.quota.room)
         if self.overlay.upper_active():
@@ -271,30 +302,22 @@ class Workspace(Mutations, Generic[V_co]):
         mount's upper layer holds anything."""
         if self.pinned is not None or not self.overlay.upper_active():
             return None
-        from ...mount.worktree import files_dir
-
-        return files_dir(self.vault, self.fork)
+        return self.vault.mounts.files_dir(self)
 
     def mounted_without_upper(self) -> bool:
         """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
-        from ...mount import worktree
-
-        return worktree.live_fuse_mount(self)
+        return self.vault.mounts.live_fuse_mount(self)
 
     def base_moved(self, *, view_changed: bool) -> None:
         """After a move of the base by this process: the git index of a live mount of the
         fork follows before the move returns, and the mount shows the new view when it
-        changed (see :mod:`.worktree`)."""
-        from ...mount import worktree
-
-        worktree.sync_mounted(self, view_changed=view_changed)
+        changed (mount/worktree.py ``sync_mounted``)."""
+        self.vault.mounts.sync_mounted(self, view_changed=view_changed)
 
     def _show_in_mount(self, seq: int) -> None:
         """A change this process made (journal position ``seq``) shows in a live pure-FUSE
-        mount of the fork when the call returns (see :func:`.worktree.show_written`)."""
-        from ...mount import worktree
-
-        worktree.show_written(self, seq)
+        mount of the fork when the call returns (mount/worktree.py ``show_written``)."""
+        self.vault.mounts.show_written(self, seq)
 
     def _note_totals(self, nbytes: int, nfiles: int) -> None:
         self.vault.quota.note(self.fork, nbytes, nfiles)

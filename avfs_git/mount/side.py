@@ -1,0 +1,58 @@
+"""avfs's mount side, as the workspace is given it (:class:`~.workspace.MountSide`): each
+question a workspace asks of a live mount of its fork, answered by mount/worktree.py. The
+composition root of the Python API: :func:`open_home` is ``avfs_git.open_home``, and every
+front end opens its home with it (core never imports this package: tests/test_layers.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import worktree
+
+if TYPE_CHECKING:
+    from ..core.settings import Settings
+    from ..core.vaults.home import Home
+    from .worktree import MountedFork
+
+
+class WorktreeSide:
+    """A live mount of a workspace's fork, reached through its worktree git dir, the mount
+    registry and the mount's daemon. Holds nothing: one instance serves every home."""
+
+    __slots__ = ()
+
+    def overlay_mountpoint(self, ws: MountedFork) -> str | None:
+        return worktree.overlay_mountpoint(ws.vault, ws.fork)
+
+    def files_dir(self, ws: MountedFork) -> str:
+        return worktree.files_dir(ws.vault, ws.fork)
+
+    def live_fuse_mount(self, ws: MountedFork) -> bool:
+        return worktree.live_fuse_mount(ws)
+
+    def show_written(self, ws: MountedFork, seq: int) -> None:
+        worktree.show_written(ws, seq)
+
+    def sync_mounted(self, ws: MountedFork, *, view_changed: bool) -> None:
+        worktree.sync_mounted(ws, view_changed=view_changed)
+
+    def moved_here(self, ws: MountedFork, commit: str) -> bool:
+        return worktree.moved_here(ws, commit)
+
+    def git_state(self, ws: MountedFork) -> dict[str, str | None] | None:
+        return worktree.git_state(ws)
+
+    def stamp_current(self, ws: MountedFork) -> None:
+        worktree.stamp_current(ws)
+
+
+MOUNT_SIDE = WorktreeSide()
+
+
+def open_home(path: str | None = None, *, settings: Settings | None = None) -> Home:
+    """Open the avfs home at ``path`` (else ``$AVFS_HOME`` or ``~/.avfs``) with avfs's mount
+    side: ``avfs_git.open_home``. ``settings``: what the front end read from the
+    environment (None: this process's)."""
+    from ..core.vaults.home import open_home as open_core_home
+
+    return open_core_home(path, mounts=MOUNT_SIDE, settings=settings)
