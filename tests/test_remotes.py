@@ -292,6 +292,28 @@ def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git
     r = cli("--json", "--home", v.home.path, "--vault", "v:main", "merge", "origin/agent2")
     assert r.code == 0 and json.loads(r.out_bytes)["results"][0]["status"] == "fast_forward"
     assert v.workspace("main").read("from-agent2.txt") == b"hello from machine 2\n"
+    # the same source name through the API and MCP: one function resolves it (merge.remote_branch)
+    from avfs_git.core.operations import merge
+    from avfs_git.mcp.tools import AvfsTools
+
+    for fork in ("agent3", "agent4"):
+        w.create_fork("main", fork)
+        w.workspace(fork).write(f"{fork}.txt", b"from machine 2\n")
+        checkpoint.save(w, fork)
+        remote.push(w, "origin", [fork])
+    remote.fetch(v, "origin")
+    v.create_fork("main", "api")
+    assert merge.merge(v, "origin/agent3", "api").status in ("fast_forward", "merged")
+    assert v.workspace("api").read("agent3.txt") == b"from machine 2\n"
+    doc = json.loads(AvfsTools(v.home.path, "v:main").call("merge", {"source": "origin/agent4"}))
+    assert (
+        doc["results"][0]["status"] in ("fast_forward", "merged")
+        and doc["results"][0]["source"] == "origin/agent4"
+    )
+    assert v.workspace("main").read("agent4.txt") == b"from machine 2\n"
+    with pytest.raises(AvfsError) as exc:  # neither a fork nor a fetched branch: the fork error
+        merge.merge(v, "origin/none", "main")
+    assert exc.value.code in ("fork_not_found", "invalid_name")
     git("--git-dir", str(served), "fsck", "--strict")
     # bad input: a URL that is not a repository, a name taken, credentials never stored
     with pytest.raises(AvfsError) as exc:

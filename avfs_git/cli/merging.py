@@ -85,14 +85,6 @@ def merge_cmd(
             raise UsageError("--write-conflicts takes one source at a time")
         results = []
         for src in sources:
-            # not a fork but a remote-tracking branch (`avfs fetch` made it): merge that ref
-            source_ref = None
-            if not vault.has_fork(src) and "/" in src:
-                from ..core.store import refs
-
-                candidate = "refs/remotes/" + src
-                if refs.read_ref(vault.store, candidate) is not None:
-                    source_ref = candidate
             try:
                 res = m.merge(
                     vault,
@@ -105,7 +97,6 @@ def merge_cmd(
                     allow_unrelated=allow_unrelated,
                     capture=not no_capture,
                     message=message,
-                    source_ref=source_ref,
                     expect_head=expect_head if not results else None,  # the head before the first
                 )
             except AvfsError as err:

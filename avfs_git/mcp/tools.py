@@ -562,16 +562,9 @@ class AvfsTools:
 
     def _t_merge(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.operations import merge
-        from ..core.store import refs
 
         vault, target = self._target(args)
-        source: str = args["source"]
-        source_ref = None
-        if not vault.has_fork(source) and "/" in source:
-            # not a fork but a remote-tracking branch (`avfs fetch` made it), as `avfs merge`
-            candidate = "refs/remotes/" + source
-            if refs.read_ref(vault.store, candidate) is not None:
-                source_ref = candidate
+        source: str = args["source"]  # a fork, or a fetched remote branch (merge.remote_branch)
         res = merge.merge(
             vault,
             source,
@@ -583,7 +576,6 @@ class AvfsTools:
             allow_unrelated=args.get("allow_unrelated", False),
             capture=args.get("capture", True),
             message=args.get("message"),
-            source_ref=source_ref,
         )
         return self._merge_document(vault.name, target, res)
 

@@ -196,6 +196,16 @@ def _changed(store: GitStore, old_tree: str, new_tree: str) -> tuple[str, ...]:
     return tuple(sorted(c.path for c in out))
 
 
+def remote_branch(vault: Vault, source: str) -> str | None:
+    """The remote-tracking ref ``source`` names (``origin/agent2`` ->
+    ``refs/remotes/origin/agent2``, made by `avfs fetch`) when it is not a fork of ``vault``
+    and that ref exists; else None (``source`` is then a fork's name)."""
+    if "/" not in source or vault.has_fork(source):
+        return None
+    candidate = "refs/remotes/" + source
+    return candidate if refs.read_ref(vault.store, candidate) is not None else None
+
+
 def merge(
     vault: Vault,
     source: str,
@@ -211,7 +221,9 @@ def merge(
     source_ref: str | None = None,
     expect_head: str | None = None,
 ) -> MergeResult:
-    """Merge fork ``source`` into ``target`` (default: the vault's default fork).
+    """Merge fork ``source`` into ``target`` (default: the vault's default fork). ``source``
+    may also name a remote-tracking branch that `avfs fetch` made (``origin/agent2``) when no
+    fork has that name (:func:`remote_branch`): the CLI, MCP and the API resolve it here.
 
     ``expect_head``: only if ``target``'s branch is at that revision now (before its
     uncheckpointed changes are captured): else ExpectMismatchError, nothing done.
@@ -223,6 +235,8 @@ def merge(
     from . import checkpoint
 
     target = target or vault.default_fork
+    if source_ref is None:
+        source_ref = remote_branch(vault, source)
     if source_ref is None:
         names.check_fork_name(source)
         if source == target:
