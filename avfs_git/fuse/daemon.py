@@ -23,7 +23,7 @@ Backends (docs/fuse.md):
 
 Teardown order (each step after the previous has finished): the request loop ends (unmount,
 SIGTERM/SIGINT); the watcher is stopped with no ``fuse_invalidate_path`` call left inside
-libfuse (ops.FastFUSE runs libfuse's main steps itself to get this moment: libfuse's own
+libfuse (libfuse.FastFUSE runs libfuse's main steps itself to get this moment: libfuse's own
 ``fuse_main_real`` frees its state before it tells the file system); libfuse unmounts and
 frees its state; an overlay still stacked on it is detached; index writers are waited for;
 the exec server, the worktree link and the registry entry go.
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.vaults.registry import write_record as write_registry
     from ..mount.side import MOUNT_SIDE
     from ..ops.mounts import detach, registry_path
-    from .ops import FastFUSE, WorkspaceFS, fuse_options
+    from .libfuse import FastFUSE
+    from .ops import WorkspaceFS, fuse_options
     from .warm import Warm
 
     home = Home(args.home, mounts=MOUNT_SIDE)  # its settings: this process's environment ($AVFS_LAYERS too)
