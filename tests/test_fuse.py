@@ -1,8 +1,8 @@
 """A fork mounted with FUSE: real mounts, real tools. Each mount is unmounted in `finally`.
 
-The contract tests run twice: against the in-process workspace API and through a real
-mount, so both behave alike. FUSE tests may skip only where FUSE is truly missing, and
-under CI=true that is a failure.
+What every backend must do alike (the in-process API, the overlay mount, the pure-FUSE
+mount) is tests/test_contract.py; this file keeps what only a mount does. FUSE tests may
+skip only where FUSE is truly missing, and under CI=true that is a failure.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core.errors import AvfsError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.store.locks import pid_alive
 from avfs_git.ops import mounts
@@ -93,180 +92,6 @@ def mounted(request, home, vault, tmp_path) -> Iterator[tuple[Any, str]]:
     """A fork mounted by each backend (the contract is the same; docs/fuse.md)."""
     with _mounted(home, vault, tmp_path, request.param) as m:
         yield m
-
-
-# -- the contract: the same tests through the API and through the mount ----------------------
-
-
-class ApiFS:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-
-    def write(self, p: str, data: bytes) -> None:
-        self.ws.write(p, data, parents=False)
-
-    def read(self, p: str) -> bytes:
-        return bytes(self.ws.read(p))
-
-    def append(self, p: str, data: bytes) -> None:
-        self.ws.write(p, self.ws.read(p) + data, parents=False)
-
-    def rename(self, a: str, b: str) -> None:
-        self.ws.rename(a, b)
-
-    def unlink(self, p: str) -> None:
-        self.ws.remove(p)
-
-    def mkdir(self, p: str) -> None:
-        self.ws.mkdir(p)
-
-    def rmdir(self, p: str) -> None:
-        self.ws.rmdir(p)
-
-    def symlink(self, target: str, p: str) -> None:
-        self.ws.symlink(target, p)
-
-    def readlink(self, p: str) -> str:
-        return str(self.ws.read_link(p))
-
-    def set_exec(self, p: str, on: bool) -> None:
-        self.ws.chmod(p, on)
-
-    def is_exec(self, p: str) -> bool:
-        return bool(self.ws.stat(p).mode == 0o100755)
-
-    def exists(self, p: str) -> bool:
-        return bool(self.ws.exists(p))
-
-    def listdir(self, p: str) -> list[str]:
-        return [e.name for e in self.ws.listdir(p)]
-
-    def errno_of(self, fn: Any, *args: Any) -> int:
-        try:
-            fn(*args)
-        except AvfsError as exc:
-            return int(exc.errno)
-        return 0
-
-
-class MountFS:
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def _p(self, p: str) -> str:
-        return os.path.join(self.root, p)
-
-    def write(self, p: str, data: bytes) -> None:
-        with open(self._p(p), "wb") as fh:
-            fh.write(data)
-
-    def read(self, p: str) -> bytes:
-        with open(self._p(p), "rb") as fh:
-            return fh.read()
-
-    def append(self, p: str, data: bytes) -> None:
-        with open(self._p(p), "ab") as fh:
-            fh.write(data)
-
-    def rename(self, a: str, b: str) -> None:
-        os.rename(self._p(a), self._p(b))
-
-    def unlink(self, p: str) -> None:
-        os.unlink(self._p(p))
-
-    def mkdir(self, p: str) -> None:
-        os.mkdir(self._p(p))
-
-    def rmdir(self, p: str) -> None:
-        os.rmdir(self._p(p))
-
-    def symlink(self, target: str, p: str) -> None:
-        os.symlink(target, self._p(p))
-
-    def readlink(self, p: str) -> str:
-        return os.readlink(self._p(p))
-
-    def set_exec(self, p: str, on: bool) -> None:
-        os.chmod(self._p(p), 0o755 if on else 0o644)
-
-    def is_exec(self, p: str) -> bool:
-        return bool(os.stat(self._p(p)).st_mode & 0o100)
-
-    def exists(self, p: str) -> bool:
-        return os.path.lexists(self._p(p))
-
-    def listdir(self, p: str) -> list[str]:
-        return sorted(os.listdir(self._p(p)))
-
-    def errno_of(self, fn: Any, *args: Any) -> int:
-        try:
-            fn(*args)
-        except OSError as exc:
-            return int(exc.errno or 0)
-        return 0
-
-
-@pytest.fixture(params=["api", "overlay", "fuse"])
-def fs(request, home, vault, tmp_path) -> Iterator[Any]:
-    if request.param == "api":
-        ws = vault.workspace("main")
-        ws.write("README.md", b"# hello\n")
-        ws.write("src/app.py", b"print('hi')\n")
-        checkpoint.save(vault)
-        yield ApiFS(ws)
-        return
-    with _mounted(home, vault, tmp_path, request.param) as m:
-        yield MountFS(m[1])
-
-
-def test_contract_write_read_append(fs):
-    fs.write("a.txt", b"one\n")
-    assert fs.read("a.txt") == b"one\n"
-    fs.append("a.txt", b"two\n")
-    assert fs.read("a.txt") == b"one\ntwo\n"
-    fs.write("a.txt", b"x")
-    assert fs.read("a.txt") == b"x"
-    fs.write("empty", b"")
-    assert fs.read("empty") == b""
-    data = bytes(range(256)) * 64
-    fs.write("bin.dat", data)
-    assert fs.read("bin.dat") == data
-
-
-def test_contract_rename_files_and_directories(fs):
-    fs.write("f1", b"1")
-    fs.write("f2", b"2")
-    fs.rename("f1", "f2")  # over an existing file
-    assert fs.read("f2") == b"1" and not fs.exists("f1")
-    fs.mkdir("d")
-    fs.write("d/x", b"x")
-    fs.rename("src", "d/src")  # an unchanged directory, across directories
-    assert fs.read("d/src/app.py") == b"print('hi')\n" and not fs.exists("src")
-    fs.rename("d", "e")
-    assert fs.listdir("e") == ["src", "x"]
-
-
-def test_contract_unlink_mkdir_rmdir(fs):
-    fs.mkdir("d")
-    fs.write("d/f", b"f")
-    assert fs.errno_of(fs.rmdir, "d") == errno.ENOTEMPTY
-    assert fs.errno_of(fs.mkdir, "d") == errno.EEXIST
-    fs.unlink("d/f")
-    fs.rmdir("d")
-    assert not fs.exists("d")
-    assert fs.errno_of(fs.unlink, "nope") == errno.ENOENT
-    assert fs.errno_of(fs.read, "nope") == errno.ENOENT
-
-
-def test_contract_symlinks_and_exec_bit(fs):
-    fs.symlink("README.md", "link")
-    assert fs.readlink("link") == "README.md"
-    assert fs.read("link") == b"# hello\n"
-    fs.write("tool.sh", b"#!/bin/sh\n")
-    fs.set_exec("tool.sh", True)
-    assert fs.is_exec("tool.sh")
-    fs.set_exec("tool.sh", False)
-    assert not fs.is_exec("tool.sh")
 
 
 # -- mount-only behaviour ---------------------------------------------------------------------

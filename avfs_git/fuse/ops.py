@@ -576,10 +576,13 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
                 seq, paths = ov.changes_by_others(seq)
                 now = (ov.get_meta("base"), ov.get_meta("view_time"))
                 moved = now != view
-                if moved:
-                    # the base moved (checkpoint, restore, undo, a push): anything may differ
-                    view = now
-                    self._view_time_ns = None
+                if moved or "" in paths:
+                    # the base moved (checkpoint, restore, undo, a push), or the root's entry
+                    # changed (a restore and its undo within one second onto one base: the
+                    # view time, in whole seconds, cannot tell them apart): anything may differ
+                    if moved:
+                        view = now
+                        self._view_time_ns = None
                     paths = sorted(self._known)
                 for p in paths:
                     if self._stop.is_set():

@@ -1203,7 +1203,9 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
         _wake(live.files)  # the watcher drops the caches while the index is written
     sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
     if drop_caches:
-        _await_ack(ws, live.files, live.pid)
+        # the view and the journal up to the move: two moves within one second onto one base
+        # have one (base, view time), and only the journal tells the second from the first
+        _await_ack(ws, live.files, live.pid, ws.overlay.last_seq())
 
 
 def _read_git_file(path: str, *, tail: bool = False, limit: int = 4096) -> bytes | None:
