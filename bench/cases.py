@@ -109,10 +109,12 @@ FORKS_MANY = 200
 def _fork(ctx: Context, label: str) -> float:
     """Fork at a steady state (each new fork deleted again, untimed, so every repeat sees a
     vault with one fork), then with ``FORKS_MANY`` forks already there."""
+    import pygit2
+
     vault, hdir = _open(ctx, "fork", label)
     co = ctx.fx.checkout(label)
     base = vault.workspace("main").base
-    repo = vault.store.repo
+    repo = pygit2.Repository(vault.path)  # libgit2 itself: the floor
     commit: Any = repo[base]
     s = interleave(
         {
@@ -313,6 +315,8 @@ def bench_diff(ctx: Context, labels: list[str]) -> None:
 
 
 def _diff(ctx: Context, label: str) -> None:
+    import pygit2
+
     from avfs_git.core.operations import checkpoint, history
 
     vault, hdir = _open(ctx, "diff", label)
@@ -321,7 +325,7 @@ def _diff(ctx: Context, label: str) -> None:
     _write_ws(ctx, ws, pick_paths(SIZES[label], 10, "diff"), "diff")
     b = checkpoint.save(vault, "main", name="b").checkpoint.commit
     found = len(history.diff(vault, "main", a, b).changes)
-    repo = vault.store.repo
+    repo = pygit2.Repository(vault.path)  # libgit2 itself: the floor
     s = interleave(
         {
             "avfs": Side(op=lambda i: history.diff(vault, "main", a, b), in_process=True),

@@ -271,9 +271,15 @@ def git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
     return proc.stdout
 
 
+def libgit2_repo(vault: Vault) -> pygit2.Repository:
+    """The vault opened by libgit2 itself, for a test that checks avfs against libgit2 or
+    makes a state avfs would not (avfs's own repository is private to core/store)."""
+    return pygit2.Repository(vault.path)
+
+
 def snapshot(vault: Vault) -> dict[str, object]:
     """Everything a bad-input test checks is unchanged: refs, op log size, overlays."""
-    repo = vault.store.repo
+    repo = libgit2_repo(vault)
     refs = {r: str(repo.references[r].resolve().target) for r in repo.references}
     overlays = {}
     for f in vault.fork_names():
@@ -290,6 +296,7 @@ __all__ = [
     "avfs_git",
     "git",
     "layers_switch",
+    "libgit2_repo",
     "remove_home",
     "scratch_home",
     "snapshot",

@@ -10,7 +10,7 @@ import pytest
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.operations import checkpoint
 
-from .conftest import IN_CI, snapshot
+from .conftest import IN_CI, libgit2_repo, snapshot
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_corrupt_overlay_file(cli, populated):
 
 def test_ref_moved_by_someone_else_cli(cli, populated):
     vault = populated
-    repo = vault.store.repo
+    repo = libgit2_repo(vault)
     # a commit that changes something this workspace does not show (it is not adopted)
     base = vault.workspace().base
     tb = repo.TreeBuilder(repo[vault.store.commit_tree(base)])
@@ -269,7 +269,7 @@ def test_replacing_a_big_file_near_the_quota(cli, populated):
 
 def test_ref_moved_by_someone_else_is_rebased_onto_by_default(cli, populated):
     vault = populated
-    repo = vault.store.repo
+    repo = libgit2_repo(vault)
     base = vault.workspace().base
     tb = repo.TreeBuilder(repo[vault.store.commit_tree(base)])
     tb.insert("theirs.txt", repo.create_blob(b"theirs\n"), 0o100644)

@@ -81,13 +81,15 @@ ENVIRONMENT_READS = {
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
 }
 
-# The modules that import pygit2 (function-level and TYPE_CHECKING imports included). Every
-# other module reaches libgit2 through core/store/gitstore.py (GitStore, git_errors(), git_error());
-# these two use libgit2 where wrapping it would only rename it. A new one fails the test.
+# The modules that import pygit2 (function-level and TYPE_CHECKING imports included): all in
+# core/store, the one door to libgit2. Every module above the store reaches it through the
+# store's methods and functions, which translate pygit2's errors into AvfsError; the
+# repository itself (GitStore._repo) is the store's too (test_the_repository_stays_in_the_store).
+# A new importer fails the test.
 PYGIT2_IMPORTERS = {
     "core/store/gitstore.py": "the store: objects, commits, the commit graph, revisions, tree diffs, blob ids and patches",
     "core/store/refs.py": "reference transactions: compare-and-swap of refs, libgit2's ref locks",
-    "core/operations/merge.py": "libgit2's merge machinery: merge_trees, its index, conflict entries, merge favour",
+    "core/store/mergetrees.py": "libgit2's merge machinery: merge_trees and reverts, their index, conflict entries, merge favour",
 }
 
 # (importer, imported) edges between modules of one package that lie on an import cycle
@@ -345,6 +347,23 @@ def _imports_pygit2(path: Path) -> bool:
 def test_pygit2_is_reached_through_the_store() -> None:
     found = {str(path.relative_to(PKG)) for path in modules().values() if _imports_pygit2(path)}
     assert sorted(found) == sorted(PYGIT2_IMPORTERS), "import pygit2 only in the listed modules"
+    assert all(p.startswith("core/store/") for p in PYGIT2_IMPORTERS), "libgit2 has one door: the store"
+
+
+def _reaches_the_repository(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), str(path))
+    return any(isinstance(node, ast.Attribute) and node.attr == "_repo" for node in ast.walk(tree))
+
+
+def test_the_repository_stays_in_the_store() -> None:
+    # GitStore._repo, the raw pygit2.Repository, is for core/store's modules only: above the
+    # store, libgit2 is reached through what the store's methods and functions say they do
+    found = {
+        str(path.relative_to(PKG))
+        for name, path in modules().items()
+        if not name.startswith("avfs_git.core.store.") and _reaches_the_repository(path)
+    }
+    assert sorted(found) == []
 
 
 def test_no_cycle_between_packages() -> None:

@@ -17,7 +17,7 @@ from avfs_git.core.operations import checkpoint, merge
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 
-from .conftest import remove_home, scratch_home
+from .conftest import libgit2_repo, remove_home, scratch_home
 
 FILES = ["a", "b", "c", "d/x", "d/y", "e/f/g"]  # no path is a prefix directory of another
 DATA = st.binary(max_size=60)
@@ -152,7 +152,7 @@ def _both_merges(v):
     merge (None: it leaves the merge to libgit2) and libgit2's merge_trees."""
     checkpoint.save(v, "a")
     checkpoint.save(v, "b")
-    store, repo = v.store, v.store.repo
+    store, repo = v.store, libgit2_repo(v)
     t_base, t_a, t_b = (store.commit_tree(v.workspace(f).tip()) for f in ("main", "a", "b"))
     return merge._trivial_merge(store, t_base, t_a, t_b), repo.merge_trees(t_base, t_a, t_b), repo
 

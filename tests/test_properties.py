@@ -17,7 +17,7 @@ from avfs_git.core.store import names
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 
-from .conftest import remove_home, scratch_home
+from .conftest import libgit2_repo, remove_home, scratch_home
 
 PATHS = ["a", "b", "d/a", "d/b", "d/e/f", "x/y"]
 DATA = st.binary(max_size=40)
@@ -39,16 +39,17 @@ def git_files(vault, commit: str) -> dict[str, bytes]:
 
 def tree_files(vault, tree_id: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
+    repo = libgit2_repo(vault)
 
     def rec(tree, prefix):
         for e in tree:
             p = names.join(prefix, e.name)
             if e.type_str == "tree":
-                rec(vault.store.repo[e.id], p)
+                rec(repo[e.id], p)
             else:
-                out[p] = vault.store.repo[e.id].data
+                out[p] = repo[e.id].data
 
-    rec(vault.store.repo[tree_id], "")
+    rec(repo[tree_id], "")
     return out
 
 
@@ -176,7 +177,7 @@ class WorkspaceMachine(RuleBasedStateMachine):
             if self.ws(f).is_dirty():
                 checkpoint.save(self.vault, f)
                 assert git_files(self.vault, self.ws(f).tip()) == self.models[f]
-        repo = self.vault.store.repo
+        repo = libgit2_repo(self.vault)
         store = self.vault.store
         ours, theirs = self.ws(dst).tip(), self.ws(src).tip()
         base = str(repo.merge_base(ours, theirs))

@@ -23,7 +23,7 @@ from avfs_git.core.store import transport
 from avfs_git.core.store.redact import redact, split_credentials
 from avfs_git.mount.side import MOUNT_SIDE
 
-from .conftest import git
+from .conftest import git, libgit2_repo
 
 
 def _settings_from_env(vault: Any) -> None:
@@ -282,7 +282,7 @@ def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git
     assert w.fork_names() == ["main"] and w.workspace("main").read("README.md") == b"# proj\n"
     assert w.workspace("main").stat("bin/run.sh").mode == 0o100755
     assert w.workspace("main").read_link("link") == "README.md"
-    assert any(r.startswith("refs/avfs/checkpoints/main/") for r in w.store.repo.references)
+    assert any(r.startswith("refs/avfs/checkpoints/main/") for r in libgit2_repo(w).references)
     w.create_fork("main", "agent2")
     w.workspace("agent2").write("from-agent2.txt", b"hello from machine 2\n")
     checkpoint.save(w, "agent2")
@@ -663,7 +663,7 @@ def test_a_server_killed_mid_push_changes_nothing_and_a_retry_works(populated, t
     port = _free_port()
     daemon = _start_daemon(base, port)
     remote.add(v, "origin", f"git://127.0.0.1:{port}/proj.git")
-    repo = v.store.repo
+    repo = libgit2_repo(v)
     before = {r: str(repo.references[r].resolve().target) for r in repo.references}
 
     def kill_on_first_write(phase: str, done: int, total: int) -> None:

@@ -180,14 +180,10 @@ def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -
     mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
     what the index must hold for git to trust it without reading it (for ``view``'s view
     time when given, else the workspace's current one)."""
-    t = view.view_ns() if view is not None else view_ns(ws)
-    odb = ws.store.repo.odb  # libgit2 reads headers 7x faster than a Python lookup per blob
+    from ..core.store.odbdirect import size_reader
 
-    def size(oid: str) -> int:
-        try:
-            return int(odb.read_header(oid)[1])
-        except Exception:  # pygit2's errors: the store's reader says what is wrong
-            return ws.store.blob_size(oid)
+    t = view.view_ns() if view is not None else view_ns(ws)
+    size = size_reader(ws.store)  # libgit2 reads headers 7x faster than a Python lookup per blob
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         return t, t, inode_of(path), uid, gid, size(oid)
@@ -513,16 +509,11 @@ def enable_worktree_config(vault: MountedVault) -> None:
     starting at once both wrote it, and libgit2 refuses a config whose ``config.lock``
     another writer holds (an exec then failed): avfs's writers take turns on a lock of
     their own, and nothing is written when the setting is there already."""
+    from ..core.store import vaultconfig
     from ..core.store.locks import file_lock
 
     def done() -> bool:
-        cfg = vault.store.repo.config
-        try:
-            return str(cfg["core.repositoryformatversion"]) != "0" and cfg.get_bool(
-                "extensions.worktreeConfig"
-            )
-        except KeyError:
-            return False
+        return vaultconfig.worktree_config_enabled(vault.store)
 
     if done():
         return
@@ -533,10 +524,7 @@ def enable_worktree_config(vault: MountedVault) -> None:
     ):
         if done():  # set meanwhile by the mount that held the lock
             return
-        cfg = vault.store.repo.config
-        if str(cfg["core.repositoryformatversion"]) == "0":
-            cfg["core.repositoryformatversion"] = "1"
-        cfg["extensions.worktreeConfig"] = "true"
+        vaultconfig.enable_worktree_config(vault.store)
 
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]

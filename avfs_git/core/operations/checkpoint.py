@@ -29,7 +29,8 @@ from ..errors import (
 )
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
-from ..store.gitstore import git_error, git_errors, prefer_libgit2, rfc3339
+from ..store.gitstore import prefer_libgit2, rfc3339
+from ..store.mergetrees import revert_commit
 from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 from ..workspace import wscommit
 from ..workspace.wscommit import keep_recovery, ws_state
@@ -251,7 +252,6 @@ def list_checkpoints(
     the fork's first-parent history, named or not."""
     fork = fork or vault.default_fork
     vault.require_fork(fork)
-    repo = vault.store.repo
     if all_commits:
         from .history import log
 
@@ -264,11 +264,10 @@ def list_checkpoints(
         return out
     prefix = refs.checkpoint_prefix(fork)
     found = []
-    for r in repo.references:
-        if r.startswith(prefix):
-            target = refs.read_ref(vault.store, r)
-            if target:
-                found.append(_info(vault, fork, target, r[len(prefix) :]))
+    for r in refs.ref_names(vault.store, prefix):
+        target = refs.read_ref(vault.store, r)
+        if target:
+            found.append(_info(vault, fork, target, r[len(prefix) :]))
     found.sort(key=lambda i: (i.time, i.name or ""), reverse=True)
     return found[:limit]
 
@@ -361,24 +360,20 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
                 f"fork {fork} has uncheckpointed changes",
                 hint="checkpoint them first (`avfs checkpoint save`), then revert",
             )
-        repo = vault.store.repo
         target = vault.store.commit(resolve(vault, rev, fork))
         tip = ws.tip()
         assert tip is not None
-        ours = vault.store.commit(tip)
         mainline = 1 if len(target.parent_ids) > 1 else 0
-        try:
-            index = repo.revert_commit(target, ours, mainline)
-        except git_errors() as exc:
-            raise git_error(exc, f"cannot revert {rev}", UsageError) from exc
-        if index.conflicts is not None:
-            paths = sorted({(c[1] or c[2] or c[0]).path for c in index.conflicts if any(c)})  # type: ignore[union-attr]
+        index = revert_commit(vault.store, str(target.id), tip, mainline, rev)
+        conflicts = index.conflicts
+        if conflicts:
+            paths = sorted({(c[1] or c[2] or c[0]).path for c in conflicts if any(c)})  # type: ignore[union-attr]
             raise ConflictError(
                 f"reverting {rev} conflicts with later changes in {len(paths)} path(s)",
                 hint="restore or edit the paths by hand, then checkpoint",
                 details={"paths": paths},
             )
-        tree = str(index.write_tree(repo))
+        tree = index.write_tree()
         summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
         msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())

@@ -101,13 +101,11 @@ def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[st
     """commit id -> names of the checkpoints (of ``fork``, or of every fork) there."""
     out: dict[str, list[str]] = {}
     prefix = refs.checkpoint_prefix(fork) if fork else refs.CHECKPOINTS
-    repo = vault.store.repo
-    for r in repo.references:
-        if r.startswith(prefix):
-            target = refs.read_ref(vault.store, r)
-            if target:
-                label = r[len(prefix) :] if fork else r[len(refs.CHECKPOINTS) :].replace(refs.SEP, ":")
-                out.setdefault(target, []).append(label)
+    for r in refs.ref_names(vault.store, prefix):
+        target = refs.read_ref(vault.store, r)
+        if target:
+            label = r[len(prefix) :] if fork else r[len(refs.CHECKPOINTS) :].replace(refs.SEP, ":")
+            out.setdefault(target, []).append(label)
     return out
 
 

@@ -5,8 +5,8 @@
 1. both sides' uncheckpointed changes are checkpointed first (so nothing is merged from a
    stale state; ``capture=False`` refuses instead);
 2. under the target's fork lock: up to date (nothing to do), a fast-forward (unless
-   ``no_ff``), or ``Repository.merge_trees`` of the merge base's, the target's and the
-   source's trees (libgit2, renames found; never a checkout);
+   ``no_ff``), or libgit2's ``merge_trees`` of the merge base's, the target's and the
+   source's trees (:mod:`..store.mergetrees`: renames found; never a checkout);
 3. clean: one merge commit with two parents, the target's ref moved by compare-and-swap
    and its workspace pointed at it; with conflicts nothing moves, and the conflicts come
    back as data (path, kind, and the ancestor/ours/theirs ids and modes), unless
@@ -20,8 +20,8 @@ Every merge, continue and abort that changes something is an operation in the op
 (``avfs undo`` reverses it).
 
 libgit2's merge machinery (``merge_trees``, its index and conflict entries, the merge
-favour) is used here through pygit2 directly: wrapping it in :mod:`.gitstore` would only
-rename it. Everything else libgit2 does for a merge goes through the store.
+favour) is the store's (:mod:`..store.mergetrees`), as is everything else libgit2 does for
+a merge: this module never touches pygit2.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, overload
 
 from ..errors import (
     BusyError,
@@ -41,7 +41,9 @@ from ..errors import (
     UsageError,
 )
 from ..store import names, refs
-from ..store.gitstore import EMPTY_TREE, GitStore, git_errors
+from ..store.gitstore import EMPTY_TREE, GitStore
+from ..store.mergetrees import IndexSide, MergedIndex, merge_trees
+from ..store.odbdirect import raw_reader
 from ..store.treediff import diff_trees
 from ..types import MODE_LINK, MODE_TREE, Change, CommitId
 
@@ -56,8 +58,6 @@ from ..workspace.overlay import FILE
 from ..workspace.wscommit import keep_recovery, publish, retirable
 
 if TYPE_CHECKING:
-    import pygit2
-
     from ..vaults.vault import Vault
     from ..workspace.workspace import Workspace
 
@@ -143,14 +143,14 @@ class ChangedPaths(Sequence[str]):
         return repr(self._get())
 
 
-def _side(e: Any) -> ConflictSide | None:
-    return None if e is None else ConflictSide(e.path, str(e.id), int(e.mode))
+def _side(e: IndexSide | None) -> ConflictSide | None:
+    return None if e is None else ConflictSide(e.path, e.oid, e.mode)
 
 
-def _is_binary(repo: pygit2.Repository, side: ConflictSide | None) -> bool:
+def _is_binary(store: GitStore, side: ConflictSide | None) -> bool:
     if side is None or side.mode == MODE_LINK:
         return False
-    return b"\0" in bytes(repo[side.oid].read_raw()[:8000])
+    return b"\0" in store.blob_data(side.oid)[:8000]
 
 
 def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
@@ -158,12 +158,8 @@ def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
     return hit is not None and hit[1] == MODE_TREE
 
 
-def _classify(
-    store: GitStore, repo: pygit2.Repository, index: pygit2.Index, ours_tree: str, theirs_tree: str
-) -> list[Conflict]:
+def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str) -> list[Conflict]:
     out: dict[str, Conflict] = {}
-    if index.conflicts is None:
-        return []
     for anc_e, ours_e, theirs_e in index.conflicts:
         anc, ours, theirs = _side(anc_e), _side(ours_e), _side(theirs_e)
         path = (ours or theirs or anc).path  # type: ignore[union-attr]
@@ -177,12 +173,12 @@ def _classify(
         ):
             kind = "file_directory"
         elif anc is None and ours is not None and theirs is not None:
-            kind = "binary" if _is_binary(repo, ours) or _is_binary(repo, theirs) else "add_add"
+            kind = "binary" if _is_binary(store, ours) or _is_binary(store, theirs) else "add_add"
         elif ours is None or theirs is None:
             kind = "modify_delete"
         elif ours.oid == theirs.oid and ours.mode != theirs.mode:
             kind = "mode"
-        elif _is_binary(repo, ours) or _is_binary(repo, theirs) or _is_binary(repo, anc):
+        elif _is_binary(store, ours) or _is_binary(store, theirs) or _is_binary(store, anc):
             kind = "binary"
         else:
             kind = "content"
@@ -230,8 +226,6 @@ def merge(
 
     ``source_ref``: merge that ref instead (a remote-tracking branch: ``avfs pull``);
     ``source`` is then only its name in messages and results."""
-    import pygit2
-
     from . import checkpoint
 
     target = target or vault.default_fork
@@ -283,7 +277,6 @@ def merge(
                 captured.append({"fork": f, "commit": cp.checkpoint.commit})
                 if f == target and expected is not None:
                     expected = cp.checkpoint.commit
-    repo = vault.store.repo
     with vault.lock(target):
         ws.sync_base()
         if expected is not None:
@@ -297,8 +290,7 @@ def merge(
 
             raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
         assert ours is not None
-        base_oid = repo.merge_base(ours, theirs)
-        base = str(base_oid) if base_oid is not None else None
+        base = vault.store.merge_base(ours, theirs)
         if base is None and not allow_unrelated:
             raise UnrelatedHistoriesError(
                 f"forks {source} and {target} share no history",
@@ -355,13 +347,11 @@ def merge(
             _move_target(ws, commit, ours, f"avfs: merge {source}")
             op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
             return result("merged", commit, changed=changed, op=op)
-        fv = {None: pygit2.enums.MergeFavor.NORMAL, "ours": pygit2.enums.MergeFavor.OURS,
-              "theirs": pygit2.enums.MergeFavor.THEIRS}[favor]  # fmt: skip
-        index = repo.merge_trees(anc_tree, ours_tree, theirs_tree, favor=fv)
-        conflicts = _classify(vault.store, repo, index, ours_tree, theirs_tree)
+        index = merge_trees(vault.store, anc_tree, ours_tree, theirs_tree, favor)
+        conflicts = _classify(vault.store, index, ours_tree, theirs_tree)
         msg = message or f"avfs: merge {source} into {target}\n"
         if not conflicts:
-            tree = str(index.write_tree(repo))
+            tree = index.write_tree()
             changed = ChangedPaths(vault.store, ours_tree, tree)
             commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
             if dry_run:
@@ -375,12 +365,12 @@ def merge(
             return result("conflicts", ours, conflicts)
         # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
         stages = [
-            [e.path, n, str(e.id), int(e.mode)]
-            for sides in (index.conflicts or ())
+            [e.path, n, e.oid, e.mode]
+            for sides in index.conflicts
             for n, e in enumerate(sides, 1)
             if e is not None
         ]
-        view_tree, written = _conflict_tree(repo, index, conflicts, source)
+        view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
         _refuse_changed(ws)
         ws.set_base(ours, keep_view=False, view_tree=view_tree)
         write_state(
@@ -417,37 +407,29 @@ def merge(
 
 
 def _conflict_tree(
-    repo: pygit2.Repository, index: pygit2.Index, conflicts: list[Conflict], source: str
+    store: GitStore, index: MergedIndex, conflicts: list[Conflict], source: str
 ) -> tuple[str, list[str]]:
     """The merged tree with conflicts resolved into markers (or both versions)."""
-    import pygit2
-
     written: list[str] = []
-    entries = list(index.conflicts) if index.conflicts is not None else []
-    for anc_e, ours_e, theirs_e in entries:
-        path = (ours_e or theirs_e or anc_e).path
-        del index.conflicts[path]
+    index.clear_conflicts()
     for c in conflicts:
         for p in {s.path for s in (c.ancestor, c.ours, c.theirs) if s is not None}:
-            try:
-                index.remove(p)
-            except git_errors(OSError):
-                pass
+            index.discard(p)
         if c.kind in ("content", "add_add") and c.ours is not None and c.theirs is not None:
-            data = _diff3(repo, c, source)
-            index.add(pygit2.IndexEntry(c.path, repo.create_blob(data), _fm(c.ours.mode)))
+            data = _diff3(store, c, source)
+            index.add(c.path, store.blob_from_bytes(data), c.ours.mode)
             written.append(c.path)
         elif c.kind in ("binary", "mode", "rename_rename") and c.ours is not None and c.theirs is not None:
-            index.add(pygit2.IndexEntry(c.ours.path, pygit2.Oid(hex=c.ours.oid), _fm(c.ours.mode)))
-            index.add(pygit2.IndexEntry(c.path + "~ours", pygit2.Oid(hex=c.ours.oid), _fm(c.ours.mode)))
-            index.add(pygit2.IndexEntry(c.path + "~theirs", pygit2.Oid(hex=c.theirs.oid), _fm(c.theirs.mode)))
+            index.add(c.ours.path, c.ours.oid, c.ours.mode)
+            index.add(c.path + "~ours", c.ours.oid, c.ours.mode)
+            index.add(c.path + "~theirs", c.theirs.oid, c.theirs.mode)
             written += [c.path + "~ours", c.path + "~theirs"]
         else:
             # one side deleted (or a file met a directory): keep the side that has content
             keep = c.ours or c.theirs
             if keep is not None:
-                index.add(pygit2.IndexEntry(keep.path, pygit2.Oid(hex=keep.oid), _fm(keep.mode)))
-    return str(index.write_tree(repo)), written
+                index.add(keep.path, keep.oid, keep.mode)
+    return index.write_tree(), written
 
 
 _TREE = b"40000"
@@ -475,7 +457,7 @@ def _trivial_merge(
     from ..store.gitstore import TREE_ENTRY
     from ..store.packwriter import OBJ_TREE
 
-    odb = store.repo.odb
+    read = raw_reader(store, "tree")
     parsed: dict[bytes, dict[bytes, _RawEntry]] = {}
     changed: set[bytes] = set()
     pw = store.pack_writer()
@@ -485,7 +467,7 @@ def _trivial_merge(
             return {}
         hit = parsed.get(oid)
         if hit is None:
-            data = odb.read(oid.hex())[1]
+            data = read(oid.hex())
             hit = parsed[oid] = {name: (mode, id_) for mode, name, id_ in TREE_ENTRY.findall(data)}
         return hit
 
@@ -531,7 +513,7 @@ def _trivial_merge(
             return [], frozenset()
         hit = raw_trees.get(oid)
         if hit is None:
-            found: list[_Entry3] = TREE_ENTRY.findall(odb.read(oid.hex())[1])
+            found: list[_Entry3] = TREE_ENTRY.findall(read(oid.hex()))
             hit = raw_trees[oid] = (found, frozenset(found))
         return hit
 
@@ -669,7 +651,7 @@ def _current_tree(ws: Workspace) -> str:
     return tree
 
 
-def _diff3(repo: pygit2.Repository, c: Conflict, source: str) -> bytes:
+def _diff3(store: GitStore, c: Conflict, source: str) -> bytes:
     """The conflicted file with diff3-style markers, as bytes (`git merge-file --diff3`:
     libgit2's merge_file result comes back decoded as UTF-8, which any other encoding
     breaks; hypothesis found it)."""
@@ -682,7 +664,7 @@ def _diff3(repo: pygit2.Repository, c: Conflict, source: str) -> bytes:
         for name, side in (("ours", c.ours), ("base", c.ancestor), ("theirs", c.theirs)):
             path = os.path.join(d, name)
             with open(path, "wb") as fh:
-                fh.write(bytes(repo[side.oid].read_raw()) if side is not None else b"")
+                fh.write(store.blob_data(side.oid) if side is not None else b"")
             files.append(path)
         # its exit status is the number of conflicts (up to 127): not a failure
         proc = run(
@@ -691,12 +673,6 @@ def _diff3(repo: pygit2.Repository, c: Conflict, source: str) -> bytes:
     if proc.returncode < 0 or proc.returncode > 127:
         raise InternalError(f"git merge-file failed on {c.path}: {proc.stderr.decode(errors='replace')}")
     return proc.stdout
-
-
-def _fm(mode: int) -> Any:
-    import pygit2
-
-    return pygit2.enums.FileMode(mode)
 
 
 def _record(vault: Vault, kind: str, summary: str, fork: str, old: str, new: str, ref: str) -> int:

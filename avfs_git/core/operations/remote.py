@@ -30,6 +30,7 @@ from ..errors import RemoteError, RemoteNotFoundError, RemoteRejectedError, Usag
 from ..store import names, refs
 from ..store.redact import redact, split_credentials
 from ..store.transport import ProgressFn, transport
+from ..store.vaultconfig import remotes
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
@@ -95,10 +96,7 @@ def _scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def list_remotes(vault: Vault) -> list[RemoteInfo]:
-    return [
-        RemoteInfo(str(r.name), redact(r.url or ""))
-        for r in sorted(vault.store.repo.remotes, key=lambda r: str(r.name))
-    ]
+    return [RemoteInfo(r.name, redact(r.url)) for r in sorted(remotes(vault.store), key=lambda r: r.name)]
 
 
 def _require(vault: Vault, name: str) -> str:
@@ -154,7 +152,7 @@ def add(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
     _check_name(name)
     if not url or any(c in url for c in "\0\n"):
         raise UsageError("invalid remote URL")
-    if any(r.name == name for r in vault.store.repo.remotes):
+    if any(r.name == name for r in remotes(vault.store)):
         from ..errors import AlreadyExistsError
 
         raise AlreadyExistsError(

@@ -7,10 +7,10 @@ serialized by :mod:`.refs` (ref lock files) and the fork locks of :mod:`.locks`.
 
 The modules that need libgit2 go through this one: objects, commits, the commit graph
 (:meth:`GitStore.descendant_of`, :meth:`GitStore.merge_base`, :meth:`GitStore.walk`),
-revisions, tree diffs, blob ids and blob patches. Only :mod:`.refs` (reference
-transactions) and :mod:`.merge` (libgit2's merge machinery: ``merge_trees``, its index and
-conflict entries) import pygit2 besides this module (``tests/test_layers.py`` keeps it so).
-pygit2 exceptions are translated here and in those two; nothing above catches them.
+revisions, tree diffs, blob ids and blob patches. Its repository (``_repo``) is the
+store's: the other modules that use libgit2 are the store's, one job each (:mod:`.refs`,
+:mod:`.mergetrees`, :mod:`.odbdirect`, :mod:`.vaultconfig`; ``tests/test_layers.py``),
+and pygit2 exceptions are translated in the store; nothing above it catches them.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class GitStore:
         self._reader = ObjectReader(path)
 
     @property
-    def repo(self) -> pygit2.Repository:
+    def _repo(self) -> pygit2.Repository:
         repo: pygit2.Repository | None = getattr(self._local, "repo", None)
         if repo is None:
             import pygit2
@@ -298,7 +298,7 @@ class GitStore:
         tried (libgit2 takes a pack it cannot open for absent: the object is "not found")."""
 
         try:
-            obj = self.repo[oid]
+            obj = self._repo[oid]
             return obj.type_str, bytes(obj.read_raw())
         except git_errors() as exc:
             if not pure_tried:
@@ -316,7 +316,7 @@ class GitStore:
         each blob's bytes straight from libgit2's object database, without the object
         wrapper and the loose-object check of :meth:`read_object` (most of such a scan's
         time). Loads pygit2."""
-        odb = self.repo.odb
+        odb = self._repo.odb
 
         def read(oid: str) -> bytes:
             try:
@@ -361,7 +361,7 @@ class GitStore:
             import pygit2
 
             try:
-                kind, data = self.repo.odb.read(pygit2.Oid(hex=oid))
+                kind, data = self._repo.odb.read(pygit2.Oid(hex=oid))
                 return _KIND_NAMES[int(kind)], bytes(data)
             except git_errors():
                 pass  # the pure reader may read it (a pack libgit2 cannot open)
@@ -437,7 +437,7 @@ class GitStore:
         import pygit2
 
         try:
-            return int(self.repo.odb.read_header(pygit2.Oid(hex=oid))[1])
+            return int(self._repo.odb.read_header(pygit2.Oid(hex=oid))[1])
         except git_errors() as exc:
             raise self._unreadable(oid, "blob", pure_error, exc) from exc
 
@@ -460,12 +460,12 @@ class GitStore:
     def blob_from_file(self, path: str) -> str:
 
         try:
-            return str(self.repo.create_blob_fromdisk(path))
+            return str(self._repo.create_blob_fromdisk(path))
         except git_errors(OSError) as exc:
             raise git_error(exc, f"cannot read overlay file {path}", CorruptStateError) from exc
 
     def blob_from_bytes(self, data: bytes) -> str:
-        return str(self.repo.create_blob(data))
+        return str(self._repo.create_blob(data))
 
     def commit_time(self, commit_oid: str) -> int:
         """The committer time of a commit (seconds since the epoch)."""
@@ -507,7 +507,7 @@ class GitStore:
         if self._reader.has_loose(oid):
             self.read_object(oid, "commit")  # a corrupt loose object would hang libgit2 (1.9)
         try:
-            obj = self.repo[oid]
+            obj = self._repo[oid]
         except git_errors() as exc:
             if len(oid) == 40 and (self._present(oid) or self._reader.skipped):  # there, but unreadable?
                 self.read_object(oid, "commit")  # raises ObjectUnreadableError naming it...
@@ -584,7 +584,7 @@ class GitStore:
 
     def _identity_libgit2(self) -> dict[str, str]:
         try:
-            cfg = self.repo.config.snapshot()
+            cfg = self._repo.config.snapshot()
             return {k: str(cfg[k]) for k in self._IDENT_KEYS if k in cfg}
         except git_errors():
             return {}
@@ -612,12 +612,12 @@ class GitStore:
     def has_object(self, oid: str) -> bool:
         import pygit2
 
-        return bool(self.repo.odb.exists(pygit2.Oid(hex=oid)))
+        return bool(self._repo.odb.exists(pygit2.Oid(hex=oid)))
 
     def config_value(self, key: str) -> str | None:
         """``key`` of the vault's config (and the global ones libgit2 reads); None when it
         is unset, empty or unreadable."""
-        repo = self.repo
+        repo = self._repo
         try:
             value = repo.config[key]
         except git_errors():
@@ -631,7 +631,7 @@ class GitStore:
         or malformed)."""
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         try:
             return bool(repo.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=ancestor)))
         except git_errors() as exc:
@@ -642,7 +642,7 @@ class GitStore:
         None when they share no history."""
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         try:
             base = repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
         except git_errors() as exc:
@@ -654,7 +654,7 @@ class GitStore:
         commit), or None when it names none."""
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         try:
             return str(repo.revparse_single(spec).peel(pygit2.Commit).id)
         except git_errors():
@@ -668,7 +668,7 @@ class GitStore:
         parents only."""
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         try:
             walker = repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
             for oid in push:
@@ -686,7 +686,7 @@ class GitStore:
         """Path -> (blob id, mode) of every file and symlink of ``tree`` (submodules aside)."""
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         out: dict[str, tuple[str, int]] = {}
         stack: list[tuple[str, str]] = [("", tree)]
         while stack:
@@ -704,7 +704,7 @@ class GitStore:
     def _tree_diff(self, old_tree: str, new_tree: str, *, binary: bool = False) -> pygit2.Diff:
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         a, b = repo[old_tree], repo[new_tree]
         assert isinstance(a, pygit2.Tree) and isinstance(b, pygit2.Tree)
         flags = pygit2.enums.DiffOption.SHOW_BINARY if binary else pygit2.enums.DiffOption.NORMAL
@@ -735,7 +735,7 @@ class GitStore:
         Returns (commit, the ids it holds), or None when it would hold nothing."""
         import pygit2
 
-        repo = self.repo
+        repo = self._repo
         parents: list[pygit2.Oid] = []
         tb = repo.TreeBuilder()
         held = []
@@ -792,7 +792,7 @@ class GitStore:
         import pygit2
 
         try:
-            return str(self.repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
+            return str(self._repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
         except git_errors(OSError) as exc:
             raise git_error(exc, "cannot write commit") from exc
 

@@ -123,6 +123,33 @@ def has_refs_under(git_dir: str, prefix: str) -> bool:
         return False
 
 
+def ref_names(store: GitStore, prefix: str = "") -> list[str]:
+    """Names of the refs whose name starts with ``prefix``, through libgit2 (in its order)."""
+    try:
+        return [r for r in store._repo.references if r.startswith(prefix)]
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot list the refs of {store.path}") from exc
+
+
+def last_moved(store: GitStore, name: str) -> float:
+    """When ref ``name`` last moved, as far as libgit2 can tell: the newest of its tip's
+    commit time and its newest reflog entry (0.0 when it does not exist; what cannot be
+    read is not counted)."""
+    newest = 0.0
+    repo = store._repo
+    try:
+        ref = repo.references[name]
+        tip = repo.get(ref.resolve().target)
+        if tip is not None:
+            newest = max(newest, float(tip.commit_time))  # type: ignore[attr-defined]
+        for entry in ref.log():
+            newest = max(newest, float(entry.committer.time))
+            break  # newest first
+    except git_errors():
+        pass
+    return newest
+
+
 def valid_name(name: str) -> bool:
     """Whether git would accept ``name`` as a ref's name (``git check-ref-format
     --allow-onelevel``: ``HEAD`` is one)."""
@@ -136,7 +163,7 @@ def read_ref(store: GitStore, name: str) -> str | None:
         # a malformed name names no ref (libgit2 says so too), and is never a path to open
         return read_ref_file(store.path, name) if valid_name(name) else None
     try:
-        ref = store.repo.references.get(name)
+        ref = store._repo.references.get(name)
     except git_errors() as exc:  # a malformed name, a corrupt ref file
         raise git_error(exc, f"cannot read ref {name}") from exc
     if ref is None:
@@ -206,7 +233,7 @@ def _cas_git(store: GitStore, name: str, new: str | None, expected: str | None, 
 def _cas_libgit2(store: GitStore, name: str, new: str | None, expected: str | None, message: str) -> None:
     import pygit2
 
-    repo = store.repo
+    repo = store._repo
     if expected is None and new is not None:
         # creation: libgit2 refuses an existing ref atomically (its lock file), and this
         # path costs a third of a transaction

@@ -23,6 +23,7 @@ from ..errors import InternalError, InvalidNameError, PathNotFoundError, UsageEr
 from ..store import names, refs
 from ..store.gitstore import GitStore, init_bare
 from ..store.identity import Signatures, resolve
+from ..store.odbdirect import write_empty_tree
 from ..workspace import ignore
 
 if TYPE_CHECKING:
@@ -44,8 +45,7 @@ def init_vault(path: str) -> None:
 
 def initial_commit(path: str, vault_name: str, author: Signatures | None) -> str:
     store = GitStore(path)
-    repo = store.repo
-    tree = str(repo.TreeBuilder().write())
+    tree = write_empty_tree(store)
     commit = store.create_commit(tree, [], f"avfs: create vault {vault_name}\n", author or store.signature())
     refs.cas_update(store, refs.fork_ref("main"), commit, None, "avfs: create vault")
     store.close()
@@ -379,8 +379,7 @@ def clone_into(
     run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
     store = GitStore(git_dir)
     try:
-        repo = store.repo
-        heads = [r[len(refs.HEADS) :] for r in repo.references if r.startswith(refs.HEADS)]
+        heads = [r[len(refs.HEADS) :] for r in refs.ref_names(store, refs.HEADS)]
         if not heads:
             raise UsageError(f"{redact(url)} has no branches to clone")
         if "main" in heads:

@@ -691,8 +691,7 @@ class Vault(Generic[H_co]):
             rec = keep_recovery(ws, "delete fork")
             if rec is not None:
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})
-            repo = self.store.repo
-            for r in [x for x in repo.references if x.startswith(refs.checkpoint_prefix(fork))]:
+            for r in refs.ref_names(self.store, refs.checkpoint_prefix(fork)):
                 old = refs.read_ref(self.store, r)
                 refs.cas_update(self.store, r, None, old, f"avfs: delete fork {fork}")
                 changed.append({"ref": r, "old": old, "new": None})

@@ -35,6 +35,7 @@ from ..store import names, refs
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
+from ..store.mergetrees import merge_trees
 from ..store.packwriter import OBJ_TREE, PackWriter, tree_bytes
 from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
@@ -607,11 +608,11 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
     except BaseException:
         pack.abort()
         raise
-    repo = ws.store.repo
     tip_tree = ws.store.commit_tree(tip)
-    index = repo.merge_trees(ws.base_tree, tip_tree, tree)
-    if index.conflicts is not None:
-        paths = sorted({(a or o or t).path for a, o, t in index.conflicts})
+    index = merge_trees(ws.store, ws.base_tree, tip_tree, tree)
+    conflicts = index.conflicts
+    if conflicts:
+        paths = sorted({(a or o or t).path for a, o, t in conflicts})  # type: ignore[union-attr]
         raise ConflictError(
             f"fork {ws.fork} moved to {tip} since this workspace was based on {base}, and"
             f" your uncheckpointed changes conflict with it in {len(paths)} path(s); they are kept",
@@ -619,7 +620,7 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
             " under a recovery ref), or edit the paths so they no longer conflict",
             details={"fork": ws.fork, "expected": base, "current": tip, "paths": paths},
         )
-    merged = str(index.write_tree(repo))
+    merged = index.write_tree()
     seen = captured
     captured = retirable(ws, captured, tree)
     for e in captured:

@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import BusyError, UsageError, from_oserror
+from ...core.errors import AvfsError, BusyError, UsageError, from_oserror
 from ...core.store import packwriter, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
@@ -176,15 +176,13 @@ def gc(
 
 def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started: float) -> GcResult:
     _refuse_if_mounted(vault, "gc")  # again, under the locks
-    repo = vault.store.repo
     rec_cutoff = now - ret.recovery_days * DAY_S
     expired_refs = []
     for name in refs.list_refs_file(vault.path, refs.RECOVERY):
         t = _tag_time(name)
         if t is None:
             target = refs.read_ref(vault.store, name)
-            obj = repo.get(target) if target else None
-            t = float(getattr(obj, "commit_time", now))
+            t = _commit_time(vault, target, now)
         if t < rec_cutoff:
             expired_refs.append(name)
     op_cutoff = now - ret.oplog_days * DAY_S
@@ -275,6 +273,17 @@ def _tag_time(ref: str) -> float | None:
         return float(calendar.timegm(time.strptime(tag[:15], "%Y%m%dT%H%M%S")))
     except ValueError:
         return None
+
+
+def _commit_time(vault: Vault, target: str | None, default: float) -> float:
+    """The commit time of ``target`` (a recovery ref's commit), or ``default`` when there
+    is none, it is not a commit or it cannot be read (the ref is then kept)."""
+    if not target:
+        return default
+    try:
+        return float(vault.store.commit_time(target))
+    except AvfsError:
+        return default
 
 
 def _git_stdin(vault_path: str, args: list[str], data: str) -> None:

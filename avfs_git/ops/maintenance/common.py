@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import AvfsError, UsageError
 from ...core.store import refs
-from ...core.store.gitstore import git_errors
 from ...core.store.names import from_fs_name
 from ...core.types import to_json
 from ...core.vaults import layers, registry
@@ -172,19 +171,7 @@ def live_mounts(vault: Vault) -> list[RegisteredMount]:
 def last_change(vault: Vault, fork: str) -> float:
     """When fork ``fork`` last changed: its ref's newest reflog entry, its tip's commit
     time, its overlay journal, whichever is newest."""
-    repo = vault.store.repo
-    newest = 0.0
-    name = refs.fork_ref(fork)
-    try:
-        ref = repo.references[name]
-        tip = repo.get(ref.resolve().target)
-        if tip is not None:
-            newest = max(newest, float(tip.commit_time))  # type: ignore[attr-defined]
-        for entry in ref.log():
-            newest = max(newest, float(entry.committer.time))
-            break  # newest first
-    except git_errors():
-        pass
+    newest = refs.last_moved(vault.store, refs.fork_ref(fork))
     _n, _b, ts = overlay_usage(vault.ws_dir(fork))
     if ts is not None:
         newest = max(newest, float(ts))

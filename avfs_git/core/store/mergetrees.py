@@ -1,0 +1,127 @@
+"""libgit2's merge machinery: three-way merges of trees and reverts of commits, each an
+index that holds the merged entries and the conflicts (git's unmerged stages).
+
+What a merge does with the result (a merge commit, conflicts as data, markers written into
+the workspace, a rebase of a workspace's changes) is the caller's; this module is where its
+libgit2 lives, so pygit2's index, entries and errors stay in the store. What libgit2 raises
+becomes an :class:`~.errors.AvfsError` here (:func:`.gitstore.git_error`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..errors import InternalError, UsageError
+from .gitstore import GitStore, git_error, git_errors
+
+if TYPE_CHECKING:
+    import pygit2
+
+
+class IndexSide(NamedTuple):
+    """One side (stage) of a conflicted path: its path on that side, blob id and mode."""
+
+    path: str
+    oid: str
+    mode: int
+
+
+# (ancestor, ours, theirs): git's stages 1, 2 and 3; None where that side has no entry
+ConflictSides = tuple[IndexSide | None, IndexSide | None, IndexSide | None]
+
+
+def _side(e: pygit2.IndexEntry | None) -> IndexSide | None:
+    return None if e is None else IndexSide(str(e.path), str(e.id), int(e.mode))
+
+
+class MergedIndex:
+    """libgit2's in-memory index of a merge: the merged entries and the conflicts. Belongs
+    to the thread that made it (its store's repository is that thread's)."""
+
+    def __init__(self, store: GitStore, index: pygit2.Index) -> None:
+        self._store = store
+        self._index = index
+
+    @property
+    def conflicts(self) -> list[ConflictSides]:
+        """The conflicted paths' (ancestor, ours, theirs), in libgit2's order (none: empty)."""
+        found = self._index.conflicts
+        if found is None:
+            return []
+        try:
+            return [(_side(a), _side(o), _side(t)) for a, o, t in found]
+        except git_errors() as exc:
+            raise git_error(exc, "cannot read the merge's conflicts") from exc
+
+    def clear_conflicts(self) -> None:
+        """Drop every conflict (its stages) from the index."""
+        found = self._index.conflicts
+        entries = list(found) if found is not None else []
+        try:
+            for anc_e, ours_e, theirs_e in entries:
+                path = (ours_e or theirs_e or anc_e).path
+                del self._index.conflicts[path]  # type: ignore[index]
+        except git_errors() as exc:
+            raise git_error(exc, "cannot drop the merge's conflicts") from exc
+
+    def discard(self, path: str) -> None:
+        """Remove ``path``'s entry, if there is one."""
+        try:
+            self._index.remove(path)
+        except git_errors(OSError):
+            pass
+
+    def add(self, path: str, oid: str, mode: int) -> None:
+        """Set ``path``'s entry to blob ``oid`` with ``mode``."""
+        import pygit2
+
+        try:
+            self._index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=oid), pygit2.enums.FileMode(mode)))
+        except git_errors() as exc:
+            raise git_error(exc, f"cannot add {path} to the merge's index") from exc
+
+    def write_tree(self) -> str:
+        """Write the index's entries as trees into the vault; the root tree's id."""
+        try:
+            return str(self._index.write_tree(self._store._repo))
+        except git_errors(OSError) as exc:
+            raise git_error(exc, "cannot write the merged tree") from exc
+
+
+_FAVOR = {None: "NORMAL", "ours": "OURS", "theirs": "THEIRS"}
+
+
+def merge_trees(
+    store: GitStore, ancestor: str, ours: str, theirs: str, favor: str | None = None
+) -> MergedIndex:
+    """libgit2's three-way merge of trees ``ours`` and ``theirs`` over ``ancestor``
+    (renames found; nothing checked out). ``favor``: None (conflicts are kept), ``ours`` or
+    ``theirs`` (a conflicting hunk is taken from that side).
+
+    Raises:
+        InternalError: libgit2 cannot merge them (an id missing or malformed).
+    """
+    import pygit2
+
+    fv = getattr(pygit2.enums.MergeFavor, _FAVOR[favor])
+    try:
+        index = store._repo.merge_trees(ancestor, ours, theirs, favor=fv)
+    except git_errors(OSError) as exc:
+        raise git_error(exc, f"cannot merge tree {theirs} into {ours}", InternalError) from exc
+    return MergedIndex(store, index)
+
+
+def revert_commit(store: GitStore, commit: str, ours: str, mainline: int, label: str) -> MergedIndex:
+    """libgit2's revert of commit ``commit`` onto commit ``ours`` (``mainline``: the parent,
+    from 1, a merge commit is reverted against; 0 for another commit). ``label`` names the
+    reverted revision in the error.
+
+    Raises:
+        UsageError: libgit2 cannot revert it (``cannot revert LABEL: ...``).
+    """
+    target, onto = store.commit(commit), store.commit(ours)
+    try:
+        index = store._repo.revert_commit(target, onto, mainline)
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot revert {label}", UsageError) from exc
+    return MergedIndex(store, index)

@@ -1,0 +1,54 @@
+"""The vault's git config through libgit2, for what avfs reads and sets there besides a
+single value (:meth:`.gitstore.GitStore.config_value`): the remotes it names, and git's
+``extensions.worktreeConfig`` (a mounted fork's worktree has a config of its own).
+
+What libgit2 raises becomes an :class:`~.errors.AvfsError` here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .gitstore import GitStore, git_error, git_errors
+
+
+class Remote(NamedTuple):
+    """A remote the vault's config names: its name and URL (as stored; empty when none)."""
+
+    name: str
+    url: str
+
+
+def remotes(store: GitStore) -> list[Remote]:
+    """The vault's remotes, in the order libgit2 lists them."""
+    try:
+        return [Remote(str(r.name), r.url or "") for r in store._repo.remotes]
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot read the remotes of {store.path}") from exc
+
+
+def worktree_config_enabled(store: GitStore) -> bool:
+    """Whether the vault's config turns on ``extensions.worktreeConfig`` (with the
+    repository format version above 0 that git requires of an extension)."""
+    try:
+        cfg = store._repo.config
+        try:
+            return str(cfg["core.repositoryformatversion"]) != "0" and cfg.get_bool(
+                "extensions.worktreeConfig"
+            )
+        except KeyError:
+            return False
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot read the config of {store.path}") from exc
+
+
+def enable_worktree_config(store: GitStore) -> None:
+    """Turn on ``extensions.worktreeConfig`` in the vault's config (and the repository
+    format version 1 it needs, when it is 0). The caller serializes writers."""
+    try:
+        cfg = store._repo.config
+        if str(cfg["core.repositoryformatversion"]) == "0":
+            cfg["core.repositoryformatversion"] = "1"
+        cfg["extensions.worktreeConfig"] = "true"
+    except git_errors(OSError) as exc:
+        raise git_error(exc, f"cannot turn on extensions.worktreeConfig in {store.path}") from exc
