@@ -46,6 +46,21 @@ INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The daemon process: its arguments, then one :class:`Mount` set up, served until it is
+    unmounted, and torn down. Exits 0, or 1 when the mount never became ready."""
+    args = _arguments(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    core_dumps = _no_core_dumps()
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # before mfusepy loads (fuse/ops.py)
+    from ..core.store.gitstore import prefer_libgit2
+
+    prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
+    mount = Mount(args, core_dumps)  # the workspace, its layers, the registry record
+    mount.link_worktree()  # the mount a linked worktree of the vault; git's fsmonitor answers
+    return mount.serve()  # the index, libfuse's loop; then the teardown
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="avfs-mount-daemon")
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
@@ -55,95 +70,203 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=("fuse", "overlay"), default="fuse")
     ap.add_argument("--ready-fd", type=int)
     ap.add_argument("--foreground", action="store_true")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    core_dumps = _no_core_dumps()
+    return ap.parse_args(argv)
 
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-    from ..core.store.gitstore import prefer_libgit2
 
-    prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
+class Mount:
+    """One mount's life in its daemon: set up (:meth:`__init__`, :meth:`link_worktree`),
+    served (:meth:`serve`: libfuse's loop; :meth:`ready` when the kernel's handshake is done,
+    :meth:`stack` and :meth:`announce`), torn down (:meth:`close`, in the order the module
+    docstring gives)."""
 
-    from ..core.vaults import registry
-    from ..core.vaults.home import Home
-    from ..core.vaults.registry import mount_key
-    from ..core.vaults.registry import write_record as write_registry
-    from ..mount.side import MOUNT_SIDE
-    from ..ops.mounts import detach, registry_path
-    from .libfuse import FastFUSE
-    from .ops import WorkspaceFS, fuse_options
-    from .warm import Warm
+    def __init__(self, args: argparse.Namespace, core_dumps: bool) -> None:
+        from ..core.vaults.home import Home
+        from ..core.vaults.registry import mount_key
+        from ..core.vaults.registry import write_record as write_registry
+        from ..mount.side import MOUNT_SIDE
+        from ..ops.mounts import detach, registry_path
+        from .warm import Warm
 
-    home = Home(args.home, mounts=MOUNT_SIDE)  # its settings: this process's environment ($AVFS_LAYERS too)
-    vault = home.vault(args.vault)
-    read_only = args.revision is not None
-    overlay = args.backend == "overlay" and not read_only
-    tmp_state: str | None = None
-    if read_only:
-        tmp_state = tempfile.mkdtemp(prefix="avfs-rev-")
-        ws = vault.revision_view(args.fork, args.revision, tmp_state)
-    else:
-        ws = vault.workspace(args.fork)
-    served = ws  # what FUSE serves: for the overlay backend, the lower layer only
-    fuse_at = args.mountpoint
-    layers: dict[str, str] = {}
-    if overlay:
-        from ..core.workspace.workspace import Workspace
-
-        served = Workspace(vault, args.fork, vault.ws_dir(args.fork))
-        served.overlay.with_upper = False
-        layers = {name: os.path.join(ws.state_dir, name) for name in ("lower", "upper", "work")}
-        fuse_at = layers["lower"]
-        detach(fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
-        for d in layers.values():
-            os.makedirs(d, exist_ok=True)
-        _tune_layers(vault.home_dir, layers)
-    elif not read_only:
-        ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
-    warm = Warm(fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
-    key = mount_key(args.fork, args.revision)
-    reg = registry_path(vault, key)
-    record = {
-        "vault": vault.name,
-        "fork": args.fork,
-        "mountpoint": args.mountpoint,
-        "pid": os.getpid(),
-        # the mount's owner data lives here alone (never in the worktree's git dir, which a
-        # confined command can write): what mount/worktree.py writes the index with
-        "uid": os.getuid(),
-        "gid": os.getgid(),
-        "state": "mounting",
-        "read_only": read_only,
-        "revision": args.revision,
-        "backend": "overlay" if overlay else "fuse",
-        "lower": layers.get("lower"),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "core_dumps": core_dumps,
-        "upper_on": _upper_on(vault.home_dir, layers["upper"]) if overlay else None,
-    }
-    write_registry(reg, record)
-
-    server = None
-    if not read_only:
-        # proxy exec requests from the CLI's fast path run here, warm (avfs_git/proxy/server.py)
-        from ..proxy.server import ExecServer
-
-        server = ExecServer(home, vault, args.fork)
-        record["exec_socket"] = server.name
-        exec_file = registry.exec_path(reg)
-        # resolved now: once mounted, a lookup of the mount point is a request to this
-        # process, which announce() (on the FUSE thread for the pure-FUSE backend) would wait on
-        real_mountpoint = os.path.realpath(args.mountpoint)
-
-    def ready() -> None:
+        self.args = args
+        home = Home(
+            args.home, mounts=MOUNT_SIDE
+        )  # its settings: this process's environment ($AVFS_LAYERS too)
+        self.home = home
+        self.vault = vault = home.vault(args.vault)
+        self.read_only = read_only = args.revision is not None
+        self.overlay = overlay = args.backend == "overlay" and not read_only
+        self.tmp_state: str | None = None
+        if read_only:
+            self.tmp_state = tempfile.mkdtemp(prefix="avfs-rev-")
+            ws = vault.revision_view(args.fork, args.revision, self.tmp_state)
+        else:
+            ws = vault.workspace(args.fork)
+        self.ws = ws
+        self.served = ws  # what FUSE serves: for the overlay backend, the lower layer only
+        self.fuse_at = args.mountpoint
+        self.layers: dict[str, str] = {}
         if overlay:
+            from ..core.workspace.workspace import Workspace
+
+            self.served = Workspace(vault, args.fork, vault.ws_dir(args.fork))
+            self.served.overlay.with_upper = False
+            self.layers = {name: os.path.join(ws.state_dir, name) for name in ("lower", "upper", "work")}
+            self.fuse_at = self.layers["lower"]
+            detach(self.fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
+            for d in self.layers.values():
+                os.makedirs(d, exist_ok=True)
+            _tune_layers(vault.home_dir, self.layers)
+        elif not read_only:
+            ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
+        self.warm = Warm(self.fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
+        self.key = mount_key(args.fork, args.revision)
+        self.reg = registry_path(vault, self.key)
+        self.record: dict[str, Any] = {
+            "vault": vault.name,
+            "fork": args.fork,
+            "mountpoint": args.mountpoint,
+            "pid": os.getpid(),
+            # the mount's owner data lives here alone (never in the worktree's git dir, which a
+            # confined command can write): what mount/worktree.py writes the index with
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "state": "mounting",
+            "read_only": read_only,
+            "revision": args.revision,
+            "backend": "overlay" if overlay else "fuse",
+            "lower": self.layers.get("lower"),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "core_dumps": core_dumps,
+            "upper_on": _upper_on(vault.home_dir, self.layers["upper"]) if overlay else None,
+        }
+        write_registry(self.reg, self.record)
+
+        self.server: Any = None
+        self.exec_file = ""
+        self.real_mountpoint = ""
+        if not read_only:
+            # proxy exec requests from the CLI's fast path run here, warm (avfs_git/proxy/server.py)
+            from ..core.vaults import registry
+            from ..proxy.server import ExecServer
+
+            self.server = ExecServer(home, vault, args.fork)
+            self.record["exec_socket"] = self.server.name
+            self.exec_file = registry.exec_path(self.reg)
+            # resolved now: once mounted, a lookup of the mount point is a request to this
+            # process, which announce() (on the FUSE thread for the pure-FUSE backend) would wait on
+            self.real_mountpoint = os.path.realpath(args.mountpoint)
+        # index writers still running when the mount goes are waited for before the worktree
+        # they write into is unregistered
+        self.closing = threading.Event()
+        self.index_threads: list[threading.Thread] = []
+        self.hook_server: Any = None
+        self.wake_fd: int | None = None
+        self.ops: Any = None
+
+    def link_worktree(self) -> None:
+        """The mount is a linked worktree of the vault (git works inside it); git's fsmonitor
+        hook is answered from the workspace's journal (pure FUSE) or the kernel's record of
+        the upper layer's changes (overlay)."""
+        from ..core.store import refs
+        from ..mount import worktree
+
+        args, ws = self.args, self.ws
+        head = args.revision if self.read_only else refs.fork_ref(args.fork)
+        self.made = made = worktree.register(
+            self.vault,
+            self.key,
+            args.mountpoint,
+            head,
+            ws.base,
+            backend="overlay" if self.overlay else "fuse",
+            fsmonitor=not self.read_only,
+        )
+        self.wt, self.own = made.git_dir, made.files  # git's dir, and the mount's own (out of the sandbox)
+        self.record["fsmonitor_hook"] = made.hook  # written when the mount is announced
+        self.gitfile = f"gitdir: {self.wt}\n".encode()
+        if not self.read_only and not self.overlay:
+            # git's fsmonitor hook is answered from the workspace's journal, where every change
+            # the mount serves is written before the call that made it returns
+            self.hook_server = _start_journal_hook(ws, self.own)
+        if self.overlay:
+            from ..core.workspace.upper import drop_origins, tidy_for_mount
+
+            upper, served = self.layers["upper"], self.served
+            drop_origins(upper)  # the last mount's lower inodes are gone
+            tidy_for_mount(upper, lambda p: _lower_kind(ws, served, p), lambda p: _forget(ws, served, p))
+            _pin_gitfile(upper, self.gitfile)
+            # git's fsmonitor hook is answered from the kernel's record of the upper layer's
+            # changes: every directory there is watched before the overlay is stacked on it
+            self.hook_server = _start_upper_watch(ws, served, upper, self.own, self.warm.pause)
+
+    def serve(self) -> int:
+        """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""
+        from ..mount import worktree
+        from .libfuse import FastFUSE
+        from .ops import WorkspaceFS, fuse_options
+
+        # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
+        # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
+        signal.signal(signal.SIGHUP, lambda signum, frame: None)
+        read_only, overlay = self.read_only, self.overlay
+        self.wake_fd = None if read_only or overlay else worktree.open_wake(self.own)
+        self.ops = WorkspaceFS(
+            self.served,
+            read_only=read_only or overlay,
+            on_ready=self.ready,
+            gitfile=self.gitfile,
+            on_view=None if overlay else self.on_view,
+            wake_fd=self.wake_fd,
+        )
+        # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
+        # data) would read every file through FUSE once (minutes at 100k files)
+        try:
+            self.write_index()
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("writing the worktree index")
+        code = 0
+        try:
+            FastFUSE(
+                self.ops,
+                self.fuse_at,
+                foreground=True,
+                nothreads=False,
+                # not for an overlay's lower layer: libfuse's helper cannot unmount it while the
+                # overlay uses it and then lingers holding the FUSE connection, so requests there
+                # hang instead of failing; a killed daemon's lower is detached by the next mount,
+                # `mount --list` or doctor (mounts.detach)
+                auto_unmount=not overlay,
+                fsname=f"avfs:{self.vault.name}:{self.key}",
+                subtype="avfs",
+                # kernel caching: 60 s + the watcher's invalidations, or forever when read-only
+                # (a revision, or an overlay's lower layer: its content never changes visibly)
+                **fuse_options(read_only or overlay, lower=overlay),
+            )
+        except RuntimeError as exc:
+            # a SIGTERM-ed loop ends this way too; anything before readiness is a failure
+            if self.record["state"] != "mounted":
+                print(f"avfs mount daemon: {exc}", file=sys.stderr)
+                code = 1
+        finally:
+            self.close()
+        return code
+
+    def ready(self) -> None:
+        """The kernel's handshake is done (FUSE's ``init``)."""
+        if self.overlay:
             # the lower layer answers now: stack the kernel's overlay on it, off the FUSE
             # thread (mounting looks up the lower root, which this process serves)
-            threading.Thread(target=stack, name="avfs-overlay", daemon=True).start()
+            threading.Thread(target=self.stack, name="avfs-overlay", daemon=True).start()
             return
-        announce()
+        self.announce()
 
-    def stack() -> None:
+    def stack(self) -> None:
+        """Stack kernel overlayfs on the lower layer at the mount point, then announce."""
+        import subprocess
+
+        from ..core.vaults.registry import write_record as write_registry
+
+        args, layers = self.args, self.layers
         opts = (
             f"lowerdir={_escape(layers['lower'])},upperdir={_escape(layers['upper'])},"
             f"workdir={_escape(layers['work'])},xino=auto,redirect_dir=on,index=off,metacopy=off"
@@ -151,19 +274,17 @@ def main(argv: list[str] | None = None) -> int:
             # /bin/sh) must not run with its owner's rights: not in the mount, for anyone
             ",nosuid"
         )
-        import subprocess
-
         proc = subprocess.run(
-            ["mount", "-t", "overlay", f"avfs:{vault.name}:{key}", "-o", opts, args.mountpoint],
+            ["mount", "-t", "overlay", f"avfs:{self.vault.name}:{self.key}", "-o", opts, args.mountpoint],
             capture_output=True,
             text=True,
             check=False,
         )
         if proc.returncode != 0:
             print(f"avfs mount daemon: overlayfs refused: {proc.stderr.strip()}", file=sys.stderr)
-            record["state"] = "failed"
-            record["overlay_error"] = proc.stderr.strip()
-            write_registry(reg, record)
+            self.record["state"] = "failed"
+            self.record["overlay_error"] = proc.stderr.strip()
+            write_registry(self.reg, self.record)
             if args.ready_fd is not None:
                 try:
                     os.write(args.ready_fd, b"O")  # no overlay: the caller may fall back
@@ -172,176 +293,105 @@ def main(argv: list[str] | None = None) -> int:
                     pass
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        ws, served = self.ws, self.served
         try:
             # the directories git's first status will list, listed once before it can come
             _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
         except Exception:
             logging.getLogger("avfs.fuse").exception("listing the merged directories")
-        announce()
-        warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
+        self.announce()
+        self.warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
 
-    def announce() -> None:
-        record["state"] = "mounted"
-        write_registry(reg, record)
-        if server is not None:
-            server.start()
-            registry.write_exec(reg, server.name, os.getpid(), real_mountpoint)
-        if args.ready_fd is not None:
+    def announce(self) -> None:
+        """The mount serves: its registry record says so, the exec server starts, the
+        caller waiting on ``--ready-fd`` gets ``R``."""
+        from ..core.vaults import registry
+
+        self.record["state"] = "mounted"
+        registry.write_record(self.reg, self.record)
+        if self.server is not None:
+            self.server.start()
+            registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
+        if self.args.ready_fd is not None:
             try:
-                os.write(args.ready_fd, b"R")
-                os.close(args.ready_fd)
+                os.write(self.args.ready_fd, b"R")
+                os.close(self.args.ready_fd)
             except OSError:
                 pass
 
-    # the mount is a linked worktree of the vault: git works inside it
-    from ..core.store import refs
-    from ..mount import worktree
+    def write_index(self) -> bool:
+        """The index git starts from: the base tree with the stat data the mount reports, so
+        a first `git status` reads no file. A fork's: written under avfs's index lock and
+        left alone when whoever moved the base already wrote it (mount/worktree.py)."""
+        from ..mount import worktree
 
-    head = args.revision if read_only else refs.fork_ref(args.fork)
-    made = worktree.register(
-        vault,
-        key,
-        args.mountpoint,
-        head,
-        ws.base,
-        backend="overlay" if overlay else "fuse",
-        fsmonitor=not read_only,
-    )
-    wt, own = made.git_dir, made.files  # git's dir, and the mount's own (out of the sandbox)
-    record["fsmonitor_hook"] = made.hook  # written when the mount is announced
-    gitfile = f"gitdir: {wt}\n".encode()
-    hook_server = None
-    if not read_only and not overlay:
-        # git's fsmonitor hook is answered from the workspace's journal, where every change
-        # the mount serves is written before the call that made it returns
-        hook_server = _start_journal_hook(ws, own)
+        if self.read_only:
+            return worktree.write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
+        return worktree.sync_index(self.ws, self.wt, os.getuid(), os.getgid())
 
-    if overlay:
-        from ..core.workspace.upper import drop_origins, tidy_for_mount
+    def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
+        """Tell a process that moved the base, or changed paths, that the mount shows it now
+        (it waits for this before it returns: mount/worktree.py), then see to the index."""
+        from ..mount import worktree
 
-        drop_origins(layers["upper"])  # the last mount's lower inodes are gone
-        tidy_for_mount(
-            layers["upper"], lambda p: _lower_kind(ws, served, p), lambda p: _forget(ws, served, p)
-        )
-        _pin_gitfile(layers["upper"], gitfile)
-        # git's fsmonitor hook is answered from the kernel's record of the upper layer's
-        # changes: every directory there is watched before the overlay is stacked on it
-        hook_server = _start_upper_watch(ws, served, layers["upper"], own, warm.pause)
-
-    def write_index() -> bool:
-        # the index git starts from: the base tree with the stat data the mount reports,
-        # so a first `git status` reads no file. A fork's: written under avfs's index lock
-        # and left alone when whoever moved the base already wrote it (mount/worktree.py)
-        if read_only:
-            return worktree.write_index(vault, wt, ws.base, ops.index_stat, None)
-        return worktree.sync_index(ws, wt, os.getuid(), os.getgid())
-
-    def on_view(view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
-        # tell a process that moved the base, or changed paths, that the mount shows it now
-        # (it waits for this before it returns: mount/worktree.py), then see to the index
-        worktree.acknowledge(own, view, seq)
+        worktree.acknowledge(self.own, view, seq)
         if moved:
-            refresh_index()
+            self.refresh_index()
 
-    # index writers still running when the mount goes are waited for before the worktree
-    # they write into is unregistered
-    closing = threading.Event()
-    index_threads: list[threading.Thread] = []
+    def refresh_index(self) -> None:
+        """The base moved under the mount (by another process: it wrote the index already,
+        unless it was a push or a commit made elsewhere): the index, in the background."""
 
-    def refresh_index() -> None:
-        # the base moved under the mount (by another process: it wrote the index already,
-        # unless it was a push or a commit made elsewhere): in the background
         def run() -> None:
             try:
-                if closing.is_set():
+                if self.closing.is_set():
                     return  # unmounting: the worktree goes away
-                if not write_index():
+                if not self.write_index():
                     logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
             except Exception:
                 logging.getLogger("avfs.fuse").exception("writing the worktree index")
 
-        index_threads[:] = [t for t in index_threads if t.is_alive()]
+        self.index_threads[:] = [t for t in self.index_threads if t.is_alive()]
         t = threading.Thread(target=run, name="avfs-index", daemon=True)
-        index_threads.append(t)
+        self.index_threads.append(t)
         t.start()
 
-    def ready_and_index() -> None:
-        ready()
+    def close(self) -> None:
+        """The teardown, after libfuse's loop is over and the watcher stopped (FastFUSE):
+        nothing starts new writers."""
+        from ..mount import worktree
+        from ..ops.mounts import detach
 
-    # SIGTERM: unmount cleanly (libfuse's own handlers end the loop; mfusepy then raises)
-    # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
-    signal.signal(signal.SIGHUP, lambda signum, frame: None)
-    wake_fd = None if read_only or overlay else worktree.open_wake(own)
-    ops = WorkspaceFS(
-        served,
-        read_only=read_only or overlay,
-        on_ready=ready_and_index,
-        gitfile=gitfile,
-        on_view=None if overlay else on_view,
-        wake_fd=wake_fd,
-    )
-    # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
-    # data) would read every file through FUSE once (minutes at 100k files)
-    try:
-        write_index()
-    except Exception:
-        logging.getLogger("avfs.fuse").exception("writing the worktree index")
-    code = 0
-    try:
-        FastFUSE(
-            ops,
-            fuse_at,
-            foreground=True,
-            nothreads=False,
-            # not for an overlay's lower layer: libfuse's helper cannot unmount it while the
-            # overlay uses it and then lingers holding the FUSE connection, so requests there
-            # hang instead of failing; a killed daemon's lower is detached by the next mount,
-            # `mount --list` or doctor (mounts.detach)
-            auto_unmount=not overlay,
-            fsname=f"avfs:{vault.name}:{key}",
-            subtype="avfs",
-            # kernel caching: 60 s + the watcher's invalidations, or forever when read-only
-            # (a revision, or an overlay's lower layer: its content never changes visibly)
-            **fuse_options(read_only or overlay, lower=overlay),
-        )
-    except RuntimeError as exc:
-        # a SIGTERM-ed loop ends this way too; anything before readiness is a failure
-        if record["state"] != "mounted":
-            print(f"avfs mount daemon: {exc}", file=sys.stderr)
-            code = 1
-    finally:
-        # FUSE's loop is over and the watcher stopped (FastFUSE): nothing starts new writers
-        closing.set()
-        warm.close()
-        if overlay:
-            detach(args.mountpoint, fs_type="overlay")  # its lower layer is gone
-            if hook_server is not None:
-                hook_server.close()
-                hook_server.answerer.close()  # the upper layer's watch
-            _pin_gitfile(layers["upper"], None)
-        elif hook_server is not None:
-            hook_server.close()
-        for t in index_threads:
+        self.closing.set()
+        self.warm.close()
+        if self.overlay:
+            detach(self.args.mountpoint, fs_type="overlay")  # its lower layer is gone
+            if self.hook_server is not None:
+                self.hook_server.close()
+                self.hook_server.answerer.close()  # the upper layer's watch
+            _pin_gitfile(self.layers["upper"], None)
+        elif self.hook_server is not None:
+            self.hook_server.close()
+        for t in self.index_threads:
             t.join(INDEX_JOIN_S)
-        if server is not None:
-            server.close()
+        if self.server is not None:
+            self.server.close()
             try:
-                os.unlink(exec_file)
+                os.unlink(self.exec_file)
             except FileNotFoundError:
                 pass
-        if wake_fd is not None:
-            os.close(wake_fd)
-        worktree.unregister(made)
+        if self.wake_fd is not None:
+            os.close(self.wake_fd)
+        worktree.unregister(self.made)
         try:
-            os.unlink(reg)
+            os.unlink(self.reg)
         except FileNotFoundError:
             pass
-        if tmp_state is not None:
+        if self.tmp_state is not None:
             import shutil
 
-            shutil.rmtree(tmp_state, ignore_errors=True)
-    return code
+            shutil.rmtree(self.tmp_state, ignore_errors=True)
 
 
 def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
