@@ -63,7 +63,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..core.errors import from_oserror
-from ..core.store.gitrun import git_env
+from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.vaults.registry import is_mount_daemon, mount_dir, mounted_as, read_record, record_path
 from ..core.workspace.mergestate import HasState, peek_state
@@ -354,7 +354,6 @@ def register(
     at every mount: ones an older avfs left (a daemon killed with -9) get today's hook. The
     mount's owner data is in the daemon's registry record, nowhere here.
     """
-    import subprocess
 
     d = worktree_dir(vault, key)
     own = files_dir(vault, key)
@@ -395,7 +394,7 @@ def register(
         raise from_oserror(exc, d) from exc
     env = git_env()
     env["GIT_DIR"] = d
-    proc = subprocess.run(["git", "read-tree", index_commit], env=env, capture_output=True, check=False)
+    proc = run(["read-tree", index_commit], env=env, check=False)
     if proc.returncode != 0:  # git still works without an index; status then lists everything
         _write_file(own, INDEX_ERROR, proc.stderr)
     return Registered(d, own, hook_kind)
@@ -474,13 +473,9 @@ def _sh(text: str) -> str:
 def _persons_hooks(vault: MountedVault, mountpoint: str) -> str:
     """The hooks directory git would use in this mount without avfs's: ``core.hooksPath``
     of the person's config (system, global, the vault's), else the vault's ``hooks/``."""
-    import subprocess
-
     env = git_env()
     env["GIT_DIR"] = vault.path
-    proc = subprocess.run(
-        ["git", "config", "--path", "--get", "core.hooksPath"], env=env, capture_output=True, check=False
-    )
+    proc = run(["config", "--path", "--get", "core.hooksPath"], env=env, check=False)
     got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
     if not got:
         return os.path.join(vault.path, "hooks")
