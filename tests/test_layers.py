@@ -458,3 +458,52 @@ def test_git_runs_through_gitrun() -> None:
         for line in git_process_calls(path.read_text())
     }
     assert sorted(found) == [], "start git through core/store/gitrun.py (run, run_git, spawn)"
+
+
+# A ref namespace avfs uses is spelled in core/store/refs.py only (HEADS, TAGS, REMOTES,
+# STASH, AVFS and its CHECKPOINTS, RECOVERY, ORIGIN, KEEP; fork_ref, tracking_ref...).
+_REF_STARTS = ("refs/", "+refs/", "ref: refs/")
+
+
+def ref_literals(source: str) -> list[tuple[int, str]]:
+    """The string literals of ``source`` (docstrings aside; an f-string by its first part)
+    that begin with a ref name, a refspec or a symbolic ref's ``ref: refs/``."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+    }
+    in_fstring = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    found = []
+    for node in ast.walk(tree):
+        text = None
+        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            text = node.values[0].value
+        elif isinstance(node, ast.Constant) and id(node) not in docstrings | in_fstring:
+            text = node.value
+        if isinstance(text, str) and text.startswith(_REF_STARTS):
+            found.append((node.lineno, text))
+    return found
+
+
+def test_the_detector_sees_ref_literals() -> None:
+    source = (
+        '"""refs/avfs/ in a docstring is prose"""\n'
+        'KEEP = "refs/avfs/keep"\n'
+        'b = f"refs/heads/{fork}"\n'
+        'spec = "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*"\n'
+        'head = f"ref: refs/heads/{fork}\\n"\n'
+        'msg = f"push the checkpoints (refs/avfs/checkpoints/...) too"\n'
+    )
+    assert [line for line, _ in ref_literals(source)] == [2, 3, 4, 5]
+
+
+def test_ref_namespaces_are_named_in_refs() -> None:
+    found = {
+        f"{path.relative_to(PKG)}:{line}: {text}"
+        for path in modules().values()
+        if path.relative_to(PKG).as_posix() != "core/store/refs.py"
+        for line, text in ref_literals(path.read_text())
+    }
+    assert sorted(found) == [], "name ref namespaces with core/store/refs.py's constants and functions"

@@ -354,6 +354,7 @@ def register(
     at every mount: ones an older avfs left (a daemon killed with -9) get today's hook. The
     mount's owner data is in the daemon's registry record, nowhere here.
     """
+    from ..core.store.refs import HEADS, REFS  # (not at the top: refs loads the store)
 
     d = worktree_dir(vault, key)
     own = files_dir(vault, key)
@@ -366,7 +367,7 @@ def register(
         files = {
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
-            "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
+            "HEAD": (f"ref: {head}\n" if head.startswith(REFS) else f"{head}\n"),
         }
         if fsmonitor:
             perl = shutil.which("perl")
@@ -376,8 +377,8 @@ def register(
             _write_file(own, HOOK_FILE, socket_hook(own, perl).encode(), mode=0o755)
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
-            if head.startswith("refs/heads/"):
-                hooks = f"\thooksPath = {make_hooks(vault, own, d, mountpoint, head[len('refs/heads/') :])}\n"
+            if head.startswith(HEADS):
+                hooks = f"\thooksPath = {make_hooks(vault, own, d, mountpoint, head[len(HEADS) :])}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
@@ -1256,12 +1257,14 @@ def moved_here(ws: MountedFork, commit: str) -> bool:
     """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
     worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
     reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there."""
+    from ..core.store.refs import fork_ref
+
     live = _live_mount(ws)
     if live is None:
         return False
     if (
         _read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
-        != f"ref: refs/heads/{ws.fork}\n".encode()
+        != f"ref: {fork_ref(ws.fork)}\n".encode()
     ):
         return False
     return _committed_here(live.git_dir, commit)
@@ -1285,14 +1288,16 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     "in_progress": "rebase" | ... | None}``; None when HEAD names the fork's branch and
     nothing is open (or no mount is live). An open merge of avfs's own (its ``MERGE_HEAD``,
     core/workspace/mergestate.py) is not git's."""
+    from ..core.store.refs import REFS, fork_ref
+
     live = _live_mount(ws)
     if live is None:
         return None
     d = live.git_dir
     raw = (_read_git_file(os.path.join(d, "HEAD"), limit=1024) or b"").decode("utf-8", "replace").strip()
-    head: str | None = f"refs/heads/{ws.fork}"
+    head: str | None = fork_ref(ws.fork)
     detached: str | None = None
-    if raw.startswith("ref: refs/") and "\n" not in raw:
+    if raw.startswith(f"ref: {REFS}") and "\n" not in raw:
         head = raw[5:].strip()
     else:
         # a detached HEAD is a commit id; anything else is named as unreadable, not shown
@@ -1305,7 +1310,7 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
             continue  # avfs's own open merge: core/workspace/mergestate.py says what it is
         doing = what
         break
-    if head == f"refs/heads/{ws.fork}" and doing is None:
+    if head == fork_ref(ws.fork) and doing is None:
         return None
     return {"head": head, "detached": detached, "in_progress": doing}
 
