@@ -376,3 +376,153 @@ def test_module_cycles_only_shrink() -> None:
     known = full(KNOWN_MODULE_CYCLE_EDGES)
     assert short(found - known) == [], "a new import cycle among the modules of a package"
     assert short(known - found) == [], "gone: take them off KNOWN_MODULE_CYCLE_EDGES"
+
+
+# Starting a process: the functions that do, by module (subprocess's, os's exec/spawn family
+# and shell ones, asyncio's).
+_OS_EXEC = {f"{k}{v}" for k in ("exec", "spawn") for v in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")}
+_PROCESS_FUNCTIONS = {
+    "subprocess": {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"},
+    "os": {"system", "popen", "posix_spawn", "posix_spawnp", *_OS_EXEC},
+    "asyncio": {"create_subprocess_exec", "create_subprocess_shell"},
+}
+
+
+def _names_git(node: ast.AST, bound: dict[str, list[ast.AST]], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether ``node`` (a process call's argument) is, or is a command line starting with, the
+    git program: ``"git"``, ``"git status"``, ``["git", ...]``, ``("git",) + args``,
+    ``shutil.which("git")``, or a name assigned one of those anywhere in the module."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.split(" ")[0] in ("git", "/usr/bin/git")
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return bool(node.elts) and _names_git(node.elts[0], bound, seen)
+    if isinstance(node, ast.Starred):
+        return _names_git(node.value, bound, seen)
+    if isinstance(node, ast.BinOp):  # ["git"] + args
+        return _names_git(node.left, bound, seen)
+    if isinstance(node, ast.Call):  # shutil.which("git"), list(("git", ...))
+        return any(_names_git(a, bound, seen) for a in node.args)
+    if isinstance(node, ast.Name) and node.id not in seen:
+        return any(_names_git(v, bound, seen | {node.id}) for v in bound.get(node.id, ()))
+    return False
+
+
+def git_process_calls(source: str) -> list[int]:
+    """The lines of ``source`` that start a process running git (any scope: a name bound
+    anywhere in the module counts where it is used)."""
+    tree = ast.parse(source)
+    modules_as: dict[str, str] = {}  # local name -> module (import subprocess as sp)
+    functions_as: dict[str, str] = {}  # local name -> module (from subprocess import run)
+    bound: dict[str, list[ast.AST]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in _PROCESS_FUNCTIONS:
+                    modules_as[alias.asname or alias.name] = alias.name
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module in _PROCESS_FUNCTIONS:
+            for alias in node.names:
+                if alias.name in _PROCESS_FUNCTIONS[node.module]:
+                    functions_as[alias.asname or alias.name] = node.module
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bound.setdefault(target.id, []).append(node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            bound.setdefault(node.target.id, []).append(node.value)
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        starts = (
+            isinstance(f, ast.Attribute)
+            and isinstance(f.value, ast.Name)
+            and f.attr in _PROCESS_FUNCTIONS.get(modules_as.get(f.value.id, ""), ())
+        ) or (isinstance(f, ast.Name) and f.id in functions_as)
+        argv = [
+            *node.args,
+            *(k.value for k in node.keywords if k.arg in ("args", "argv", "cmd", "path", "file")),
+        ]
+        if starts and any(_names_git(a, bound) for a in argv):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_detector_sees_git_started_directly() -> None:
+    # the shapes avfs used before every git process went through gitrun
+    cases = [
+        'import subprocess\nsubprocess.run(["git", "read-tree", c], env=env, check=False)',
+        'import subprocess\nargs = [\n    "git", "-c", "x=1", "status"]\nsubprocess.run(args, cwd=root)',
+        'import subprocess as sp\nsp.Popen(("git",) + tuple(a))',
+        'from subprocess import check_output\ncheck_output(["git", *a])',
+        'import os, shutil\ngit = shutil.which("git")\nos.execv(git, [git, "status"])',
+        'import subprocess\nsubprocess.run("git gc", shell=True)',
+    ]
+    assert [bool(git_process_calls(c)) for c in cases] == [True] * len(cases)
+    others = [
+        'import subprocess\nsubprocess.run(["umount", "-l", p])',
+        'import subprocess, sys\nsubprocess.Popen([sys.executable, "-m", "avfs_git.core.store.packwriter"])',
+        'x = ["git", "status"]\nprint(x)',
+    ]
+    assert [bool(git_process_calls(c)) for c in others] == [False] * len(others)
+
+
+def test_git_runs_through_gitrun() -> None:
+    # core/store/gitrun.py is the one place git is started (its environment, what a missing
+    # or failing git becomes); every other module calls run, run_git or spawn
+    found = {
+        f"{path.relative_to(PKG)}:{line}"
+        for path in modules().values()
+        if path.relative_to(PKG).as_posix() != "core/store/gitrun.py"
+        for line in git_process_calls(path.read_text())
+    }
+    assert sorted(found) == [], "start git through core/store/gitrun.py (run, run_git, spawn)"
+
+
+# A ref namespace avfs uses is spelled in core/store/refs.py only (HEADS, TAGS, REMOTES,
+# STASH, AVFS and its CHECKPOINTS, RECOVERY, ORIGIN, KEEP; fork_ref, tracking_ref...).
+_REF_STARTS = ("refs/", "+refs/", "ref: refs/")
+
+
+def ref_literals(source: str) -> list[tuple[int, str]]:
+    """The string literals of ``source`` (docstrings aside; an f-string by its first part)
+    that begin with a ref name, a refspec or a symbolic ref's ``ref: refs/``."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+    }
+    in_fstring = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    found = []
+    for node in ast.walk(tree):
+        text = None
+        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            text = node.values[0].value
+        elif isinstance(node, ast.Constant) and id(node) not in docstrings | in_fstring:
+            text = node.value
+        if isinstance(text, str) and text.startswith(_REF_STARTS):
+            found.append((node.lineno, text))
+    return found
+
+
+def test_the_detector_sees_ref_literals() -> None:
+    source = (
+        '"""refs/avfs/ in a docstring is prose"""\n'
+        'KEEP = "refs/avfs/keep"\n'
+        'b = f"refs/heads/{fork}"\n'
+        'spec = "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*"\n'
+        'head = f"ref: refs/heads/{fork}\\n"\n'
+        'msg = f"push the checkpoints (refs/avfs/checkpoints/...) too"\n'
+    )
+    assert [line for line, _ in ref_literals(source)] == [2, 3, 4, 5]
+
+
+def test_ref_namespaces_are_named_in_refs() -> None:
+    found = {
+        f"{path.relative_to(PKG)}:{line}: {text}"
+        for path in modules().values()
+        if path.relative_to(PKG).as_posix() != "core/store/refs.py"
+        for line, text in ref_literals(path.read_text())
+    }
+    assert sorted(found) == [], "name ref namespaces with core/store/refs.py's constants and functions"

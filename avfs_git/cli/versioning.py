@@ -94,6 +94,8 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
                 app.output.plain("!! {}", p)
 
     def human() -> None:
+        from ..core.store import refs
+
         o = app.output
         o.say("on [bold]{}:{}[/] at {}", vault.name, fork, ws.base[:12])
         if tip != ws.base:
@@ -115,7 +117,7 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
                     fork,
                     fork,
                 )
-            elif gs["head"] != f"refs/heads/{fork}":
+            elif gs["head"] != refs.fork_ref(fork):
                 o.say(
                     "[yellow]git's HEAD is on {}[/], not on fork {}: `git switch {}` goes back",
                     str(gs["head"]),

@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import subprocess
 import tempfile
 from typing import TYPE_CHECKING
 
-from ..core.store.gitrun import git_env
+from ..core.errors import InternalError
+from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
@@ -105,11 +105,11 @@ def extension(
         env = git_env()
         env.update(GIT_DIR=git_dir, GIT_WORK_TREE=root, GIT_INDEX_FILE=idx)
         args = [
-            "git", "-c", f"core.fsmonitor={hook}", "-c", "core.fsmonitorHookVersion=2",
+            "-c", f"core.fsmonitor={hook}", "-c", "core.fsmonitorHookVersion=2",
             "-c", "core.untrackedCache=true", "-c", "status.showUntrackedFiles=normal",
             "status", "--porcelain",
         ]  # fmt: skip
-        proc = subprocess.run(args, cwd=root, env=env, capture_output=True, check=False)
+        proc = run(args, cwd=root, env=env, check=False)
         new = {f"?? {p}".encode("utf-8", "surrogateescape") for p, c in shown.items() if c is not None}
         if proc.returncode != 0 or not set(proc.stdout.splitlines()) <= new:
             return None  # the skeleton showed something else: not the tree it should be
@@ -119,7 +119,7 @@ def extension(
         if ext is None:
             return None
         return _relocated(ext, os.path.realpath(root), os.path.realpath(worktree))
-    except (OSError, ValueError, IndexError, struct.error):
+    except (OSError, ValueError, IndexError, struct.error, InternalError):  # (InternalError: no git)
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

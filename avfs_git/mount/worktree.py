@@ -63,7 +63,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..core.errors import from_oserror
-from ..core.store.gitrun import git_env
+from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.vaults.registry import is_mount_daemon, mount_dir, mounted_as, read_record, record_path
 from ..core.workspace.mergestate import HasState, peek_state
@@ -350,7 +350,7 @@ def register(
     at every mount: ones an older avfs left (a daemon killed with -9) get today's hook. The
     mount's owner data is in the daemon's registry record, nowhere here.
     """
-    import subprocess
+    from ..core.store.refs import HEADS, REFS  # (not at the top: refs loads the store)
 
     d = worktree_dir(vault, key)
     own = files_dir(vault, key)
@@ -363,7 +363,7 @@ def register(
         files = {
             "gitdir": os.path.join(mountpoint, ".git") + "\n",
             "commondir": "../..\n",
-            "HEAD": (f"ref: {head}\n" if head.startswith("refs/") else f"{head}\n"),
+            "HEAD": (f"ref: {head}\n" if head.startswith(REFS) else f"{head}\n"),
         }
         if fsmonitor:
             perl = shutil.which("perl")
@@ -373,8 +373,8 @@ def register(
             _write_file(own, HOOK_FILE, socket_hook(own, perl).encode(), mode=0o755)
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
-            if head.startswith("refs/heads/"):
-                hooks = f"\thooksPath = {make_hooks(vault, own, d, mountpoint, head[len('refs/heads/') :])}\n"
+            if head.startswith(HEADS):
+                hooks = f"\thooksPath = {make_hooks(vault, own, d, mountpoint, head[len(HEADS) :])}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
@@ -391,7 +391,7 @@ def register(
         raise from_oserror(exc, d) from exc
     env = git_env()
     env["GIT_DIR"] = d
-    proc = subprocess.run(["git", "read-tree", index_commit], env=env, capture_output=True, check=False)
+    proc = run(["read-tree", index_commit], env=env, check=False)
     if proc.returncode != 0:  # git still works without an index; status then lists everything
         _write_file(own, INDEX_ERROR, proc.stderr)
     return Registered(d, own, hook_kind)
@@ -470,13 +470,9 @@ def _sh(text: str) -> str:
 def _persons_hooks(vault: MountedVault, mountpoint: str) -> str:
     """The hooks directory git would use in this mount without avfs's: ``core.hooksPath``
     of the person's config (system, global, the vault's), else the vault's ``hooks/``."""
-    import subprocess
-
     env = git_env()
     env["GIT_DIR"] = vault.path
-    proc = subprocess.run(
-        ["git", "config", "--path", "--get", "core.hooksPath"], env=env, capture_output=True, check=False
-    )
+    proc = run(["config", "--path", "--get", "core.hooksPath"], env=env, check=False)
     got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
     if not got:
         return os.path.join(vault.path, "hooks")
@@ -1251,12 +1247,14 @@ def moved_here(ws: MountedFork, commit: str) -> bool:
     """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
     worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
     reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there."""
+    from ..core.store.refs import fork_ref
+
     live = _live_mount(ws)
     if live is None:
         return False
     if (
         _read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
-        != f"ref: refs/heads/{ws.fork}\n".encode()
+        != f"ref: {fork_ref(ws.fork)}\n".encode()
     ):
         return False
     return _committed_here(live.git_dir, commit)
@@ -1280,14 +1278,16 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     "in_progress": "rebase" | ... | None}``; None when HEAD names the fork's branch and
     nothing is open (or no mount is live). An open merge of avfs's own (its ``MERGE_HEAD``,
     core/workspace/mergestate.py) is not git's."""
+    from ..core.store.refs import REFS, fork_ref
+
     live = _live_mount(ws)
     if live is None:
         return None
     d = live.git_dir
     raw = (_read_git_file(os.path.join(d, "HEAD"), limit=1024) or b"").decode("utf-8", "replace").strip()
-    head: str | None = f"refs/heads/{ws.fork}"
+    head: str | None = fork_ref(ws.fork)
     detached: str | None = None
-    if raw.startswith("ref: refs/") and "\n" not in raw:
+    if raw.startswith(f"ref: {REFS}") and "\n" not in raw:
         head = raw[5:].strip()
     else:
         # a detached HEAD is a commit id; anything else is named as unreadable, not shown
@@ -1300,7 +1300,7 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
             continue  # avfs's own open merge: core/workspace/mergestate.py says what it is
         doing = what
         break
-    if head == f"refs/heads/{ws.fork}" and doing is None:
+    if head == fork_ref(ws.fork) and doing is None:
         return None
     return {"head": head, "detached": detached, "in_progress": doing}
 

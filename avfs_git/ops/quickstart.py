@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 # the commit the origin directory's files last matched (avfs' own namespace: clones don't
 # carry it, gc keeps what it points at)
-ORIGIN_REF = "refs/avfs/origin"
+ORIGIN_REF = refs.ORIGIN
 AGENT_PREFIX = "agent-"
 
 Action = Literal["keep", "discard", "leave"]

@@ -60,7 +60,7 @@ _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 GITLINK = 0o160000
 GITLINK_KIND = "gitlink"
-STASH = "refs/stash"
+STASH = refs.STASH
 REBASE = "rebase-merge"  # in a worktree's git dir: an interactive rebase under way
 
 
@@ -268,7 +268,7 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
             if fn.endswith(".lock"):
                 continue  # a git killed while it held a lock
             p = os.path.join(dirpath, fn)
-            name = "refs/" + os.path.relpath(p, root).replace(os.sep, "/")
+            name = refs.REFS + os.path.relpath(p, root).replace(os.sep, "/")
             data = _read_small(p)
             out[name] = b"" if data is None else data
     return out

@@ -44,9 +44,6 @@ if TYPE_CHECKING:
     from ..workspace.workspace import Workspace
 
 
-_saves = 0  # checkpoints saved by this process (see save)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckpointResult:
     checkpoint: CheckpointInfo
@@ -128,12 +125,12 @@ def save(
         names.check_fork_name(name, "checkpoint")
         if "/" in name:
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
-    global _saves
-    _saves += 1
-    if _saves == 2:
+    vault.checkpoints_saved += 1
+    if vault.checkpoints_saved == 2:
         # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips
         # its ~40-80 ms import: git's update-ref and config, pure reads); one that saves
-        # more is long-lived, where libgit2's ref transactions and reads save ~3 ms each.
+        # more through a vault (whose handle its home keeps) is long-lived, where
+        # libgit2's ref transactions and reads save ~3 ms each.
         prefer_libgit2()
     ws = vault.workspace(fork)
     with _no_exec_running(vault, fork), vault.lock(fork):

@@ -32,7 +32,7 @@ _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 def _parse(vault: Vault, ref_or_id: str, suffix: str) -> str | None:
     """Resolve ``ref_or_id`` + ``~N``/``^`` suffix; plain refs and full ids skip libgit2."""
     if not suffix:
-        if ref_or_id.startswith("refs/"):
+        if ref_or_id.startswith(refs.REFS):
             return refs.read_ref_file(vault.path, ref_or_id)
         if _HEX40.match(ref_or_id):
             try:

@@ -198,7 +198,7 @@ def remote_branch(vault: Vault, source: str) -> str | None:
     and that ref exists; else None (``source`` is then a fork's name)."""
     if "/" not in source or vault.has_fork(source):
         return None
-    candidate = "refs/remotes/" + source
+    candidate = refs.REMOTES + source
     return candidate if refs.read_ref(vault.store, candidate) is not None else None
 
 

@@ -191,11 +191,6 @@ def _ls_remote(vault: Vault, remote: str, credentials: tuple[str, str] | None = 
     return out
 
 
-def tag_ref(fork: str, name: str) -> str:
-    """The tag a named checkpoint pushes as with ``tags=True``."""
-    return f"refs/tags/avfs/{fork}/{name}"
-
-
 def push(
     vault: Vault,
     remote: str,
@@ -248,13 +243,13 @@ def push(
         local[ref] = tip
         specs.append(f"{ref}:{ref}")
         if force_with_lease:
-            expected[ref] = refs.read_ref_file(vault.path, _tracking(remote, f)) or ""
+            expected[ref] = refs.read_ref_file(vault.path, refs.tracking_ref(remote, f)) or ""
             leases.append(f"--force-with-lease={ref}:{expected[ref]}")
         if checkpoints:
             prefix = refs.checkpoint_prefix(f)
             for r in refs.list_refs_file(vault.path, prefix.rstrip("/")):
                 if r.startswith(prefix) and (target := refs.read_ref_file(vault.path, r)) is not None:
-                    dest = tag_ref(f, r[len(prefix) :]) if tags else r
+                    dest = refs.checkpoint_tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
     head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
@@ -370,14 +365,10 @@ def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str,
     return out
 
 
-def _tracking(remote: str, branch: str) -> str:
-    return f"refs/remotes/{remote}/{branch}"
-
-
 def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> TransferResult:
     """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
     creds, warnings = _clean_stored(vault, remote)
-    prefix = f"refs/remotes/{remote}/"
+    prefix = refs.remote_prefix(remote)
 
     def tracking() -> dict[str, str]:  # (read from git's files: a fetch needs no pygit2)
         found = {
@@ -393,7 +384,7 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
         "--prune",
         *extra,
         remote,
-        f"+refs/heads/*:{prefix}*",
+        f"+{refs.HEADS}*:{prefix}*",
         progress=progress,
         credentials=creds,
     )
@@ -424,7 +415,7 @@ def pull(
     vault.require_fork(fork)
     branch = names.check_fork_name(branch, "branch") if branch else fork
     fetched = fetch(vault, remote, progress=progress)
-    ref = f"refs/remotes/{remote}/{branch}"
+    ref = refs.tracking_ref(remote, branch)
     if refs.read_ref(vault.store, ref) is None:
         raise RemoteError(
             f"{remote} has no branch {branch}",

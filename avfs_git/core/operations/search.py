@@ -49,9 +49,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import InternalError, PathNotFoundError, UsageError
 from ..store import names
@@ -236,15 +237,17 @@ def _set_atoms(items: Any, fold: bool) -> set[Any]:
     return atoms | codes
 
 
-_CAT_RX: dict[Any, re.Pattern[str]] = {}
+_CAT_RX: Final[Mapping[Any, re.Pattern[str]]] = MappingProxyType(
+    {
+        _c.CATEGORY_DIGIT: re.compile(r"\d"),
+        _c.CATEGORY_WORD: re.compile(r"\w"),
+        _c.CATEGORY_SPACE: re.compile(r"\s"),
+    }
+)
 
 
 def _in_cat(code: int, cat: Any) -> bool:
-    rx = _CAT_RX.get(cat)
-    if rx is None:
-        text = {_c.CATEGORY_DIGIT: r"\d", _c.CATEGORY_WORD: r"\w", _c.CATEGORY_SPACE: r"\s"}[cat]
-        rx = _CAT_RX[cat] = re.compile(text)
-    return rx.fullmatch(chr(code)) is not None
+    return _CAT_RX[cat].fullmatch(chr(code)) is not None
 
 
 def _atoms_meet(a: Any, b: Any) -> bool:

@@ -30,9 +30,16 @@ from .gitstore import git_error, git_errors, libgit2_loaded
 if TYPE_CHECKING:
     from .gitstore import GitStore
 
-HEADS = "refs/heads/"
-CHECKPOINTS = "refs/avfs/checkpoints/"
-RECOVERY = "refs/avfs/recovery/"
+REFS = "refs/"  # every ref: a full ref name starts so
+HEADS = "refs/heads/"  # the forks (git's branches)
+TAGS = "refs/tags/"
+REMOTES = "refs/remotes/"  # a fetch's remote-tracking refs (:func:`remote_prefix`)
+STASH = "refs/stash"  # git stash's (a sandboxed command's lives and dies with the run)
+AVFS = "refs/avfs/"  # avfs's own: clones do not carry it unless asked, gc keeps what it names
+CHECKPOINTS = AVFS + "checkpoints/"
+RECOVERY = AVFS + "recovery/"
+ORIGIN = AVFS + "origin"  # the commit the origin directory's files last matched (quickstart)
+KEEP = AVFS + "keep"  # gc's temporary roots (``keep`` and ``keep/<oid>``) while git runs
 SEP = "/-/"
 ZERO_ID = "0" * 40  # git update-ref's "must not exist" old value
 
@@ -56,6 +63,20 @@ def checkpoint_prefix(fork: str) -> str:
 
 def recovery_ref(fork: str, tag: str) -> str:
     return f"{RECOVERY}{fork}{SEP}{tag}"
+
+
+def checkpoint_tag_ref(fork: str, name: str) -> str:
+    """The tag a named checkpoint pushes as when pushed as tags (``avfs/<fork>/<name>``)."""
+    return f"{TAGS}avfs/{fork}/{name}"
+
+
+def remote_prefix(remote: str) -> str:
+    """Where a fetch from ``remote`` puts the remote's branches."""
+    return f"{REMOTES}{remote}/"
+
+
+def tracking_ref(remote: str, branch: str) -> str:
+    return remote_prefix(remote) + branch
 
 
 def read_ref_file(git_dir: str, name: str) -> str | None:

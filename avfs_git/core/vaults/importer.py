@@ -270,8 +270,8 @@ def _import_checkout(
             "-q",
             "--no-auto-gc",
             src,
-            "+refs/heads/*:refs/heads/*",
-            "+refs/tags/*:refs/tags/*",
+            f"+{refs.HEADS}*:{refs.HEADS}*",
+            f"+{refs.TAGS}*:{refs.TAGS}*",
         ]
     )
     head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
@@ -371,9 +371,9 @@ def clone_into(
     clean, creds = split_credentials(url)
     transport(
         git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", clean,
-        "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
-        "+refs/avfs/checkpoints/*:refs/avfs/checkpoints/*",
-        "+refs/heads/*:refs/remotes/origin/*",  # origin's tracking refs (a later lease checks them)
+        f"+{refs.HEADS}*:{refs.HEADS}*", f"+{refs.TAGS}*:{refs.TAGS}*",
+        f"+{refs.CHECKPOINTS}*:{refs.CHECKPOINTS}*",
+        f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
     run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..store.gitstore import rfc3339
+from ..store.refs import fork_ref
 from ..store.threads import ThreadSlots
 from ..types import Operation
 from ..workspace.sqlite import close_conn, open_db
@@ -172,5 +173,5 @@ def touches(op: Operation, fork: str) -> bool:
     fork's branch (a merge into it, its creation or deletion)."""
     if op.fork == fork:
         return True
-    ref = "refs/heads/" + fork
+    ref = fork_ref(fork)
     return any(r.get("ref") == ref for r in op.refs)

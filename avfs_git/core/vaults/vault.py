@@ -116,6 +116,9 @@ class Vault(Generic[H_co]):
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
         self._room_plenty_until = 0.0  # see kernel_quota_full
+        # checkpoints saved through this handle: at the second, the process is a long-lived
+        # one and prefers libgit2 (checkpoint.save)
+        self.checkpoints_saved = 0
 
     def __repr__(self) -> str:
         return f"Vault({self.name!r}, {self.path!r})"

@@ -254,7 +254,7 @@ class Workspace(Mutations, Generic[V_co]):
             return
         from ..errors import GitInProgressError
 
-        branch = f"refs/heads/{self.fork}"
+        branch = refs.fork_ref(self.fork)
         if st["in_progress"] is not None:
             what = f"a git {st['in_progress']} is in progress in the mount"
             hint = (

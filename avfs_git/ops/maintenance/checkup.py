@@ -161,7 +161,7 @@ def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
     against the id). Returns (objects read, [(oid, why)] of those that cannot be read)."""
     store = vault.store
     todo: list[str] = []
-    for name in refs.list_refs_file(vault.path, "refs/"):
+    for name in refs.list_refs_file(vault.path, refs.REFS):
         oid = refs.read_ref_file(vault.path, name)
         if oid and len(oid) == 40:
             todo.append(oid)

@@ -248,7 +248,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     )
     git(vault.path, "pack-refs", "--all", "--prune")
     # roots for undo: created after pack-refs so they stay loose and go cheaply
-    tips = {refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, "refs/")}
+    tips = {refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, refs.REFS)}
     roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in tips)
     clear_keep_refs(vault)
     try:

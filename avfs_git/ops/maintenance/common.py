@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DAY_S = 86400.0
 MAINTENANCE_LOCK = ".maintenance"  # one gc at a time per vault (a name no fork can have)
 REPACK_LOCK = ".repack"  # packwriter's consolidation lock (locks/.repack.lock; no fork name starts with '.')
-KEEP = "refs/avfs/keep"  # one temporary root while gc runs (an interrupted gc leaves it: doctor)
+KEEP = refs.KEEP  # one temporary root while gc runs (an interrupted gc leaves it: doctor)
 STALE_GIT_LOCK_S = 600.0  # git holds a ref lock for milliseconds; one this old was left by a kill
 RECENT_FORK_S = 3600.0  # prune never touches a fork changed this recently (it may be in use)
 ORPHAN_FILE_S = 3600.0  # an overlay file is written before its entry: only old orphans are garbage
