@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.operations import checkpoint
-from avfs_git.mount.worktree import worktree_dir
+from avfs_git.mount.ownfiles import worktree_dir
 from avfs_git.ops import mounts
 from avfs_git.proxy import seal, standby
 

@@ -31,7 +31,8 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.registry import mount_dir
 from avfs_git.core.workspace.hookwire import SOCKET_NAME
-from avfs_git.mount import worktree
+from avfs_git.mount.hookscripts import HOOKS_DIR, socket_hook
+from avfs_git.mount.ownfiles import HOOK_FILE, STAMP_FILE, worktree_dir
 from avfs_git.ops import mounts
 from avfs_git.proxy import confine
 from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
@@ -66,7 +67,7 @@ class Scene:
     def __init__(self, home: Any, vault: Any, mp: Path, pid: int, host: Path, ran: Path, cli: Any) -> None:
         self.home, self.vault, self.mp, self.pid = home, vault, mp, pid
         self.host, self.ran, self.cli = host, ran, cli
-        self.git_dir = worktree.worktree_dir(vault, "main")
+        self.git_dir = worktree_dir(vault, "main")
         self.own = mount_dir(vault.state_dir, "main")
         self.hooks = Path(vault.path) / "hooks"
 
@@ -123,7 +124,7 @@ class Scene:
         self.git("status", "--porcelain")
         self.git("status", "--porcelain")  # now from the token the first one wrote
         hook = self.git("config", "core.fsmonitor").stdout.strip()
-        assert hook == os.path.join(self.own, worktree.HOOK_FILE), hook
+        assert hook == os.path.join(self.own, HOOK_FILE), hook
         token = _index_token(os.path.join(self.git_dir, "index"))
         out = subprocess.run([hook, "2", token], capture_output=True, check=True, cwd=self.mp).stdout
         answer = out.rstrip(b"\0").decode().split("\0")
@@ -252,11 +253,11 @@ def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
     other files are not there at all."""
     own = scene.own
     before = scene.host_state()
-    hook_before = Path(own, worktree.HOOK_FILE).read_bytes()
-    guard_before = Path(own, worktree.HOOKS_DIR, "post-checkout").read_bytes()
+    hook_before = Path(own, HOOK_FILE).read_bytes()
+    guard_before = Path(own, HOOKS_DIR, "post-checkout").read_bytes()
     res = scene.attack(
         f'ls -A "{own}"\n'
-        f"for f in {worktree.HOOK_FILE} {SOCKET_NAME} {worktree.STAMP_FILE} x {worktree.HOOKS_DIR}/post-checkout {worktree.HOOKS_DIR}/x; do\n"
+        f"for f in {HOOK_FILE} {SOCKET_NAME} {STAMP_FILE} x {HOOKS_DIR}/post-checkout {HOOKS_DIR}/x; do\n"
         f'  (echo evil > "{own}/$f") 2>/dev/null && echo "WROTE $f"\n'
         f'  (rm -f "{own}/$f" && ln -s /etc/passwd "{own}/$f") 2>/dev/null && echo "LINKED $f"\n'
         "done\n"
@@ -265,9 +266,9 @@ def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
     )
     assert res.result is not None and res.result["exit_code"] == 0, res.result
     out = res.result["stdout"].split()
-    assert out == [*sorted([SOCKET_NAME, worktree.HOOK_FILE, worktree.HOOKS_DIR]), "done"], res.result
-    assert Path(own, worktree.HOOK_FILE).read_bytes() == hook_before
-    assert Path(own, worktree.HOOKS_DIR, "post-checkout").read_bytes() == guard_before
+    assert out == [*sorted([SOCKET_NAME, HOOK_FILE, HOOKS_DIR]), "done"], res.result
+    assert Path(own, HOOK_FILE).read_bytes() == hook_before
+    assert Path(own, HOOKS_DIR, "post-checkout").read_bytes() == guard_before
     scene.person_acts("own")
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
 
@@ -336,9 +337,9 @@ def test_the_python_hook_imports_nothing_planted(scene: Scene) -> None:
     not on PATH); a ``_socket.py`` (and ``os.py``, ``sys.py``) dropped in the worktree's git
     dir and at the mount's root: the person's ``git status`` runs none of them (the hook
     runs isolated, ``-I``, from the mount's own directory)."""
-    hook = os.path.join(scene.own, worktree.HOOK_FILE)
+    hook = os.path.join(scene.own, HOOK_FILE)
     with open(hook, "w", encoding="utf-8") as fh:  # what register() writes without perl
-        fh.write(worktree.socket_hook(scene.own, None))
+        fh.write(socket_hook(scene.own, None))
     with open(hook, encoding="utf-8") as fh:
         assert fh.readline().endswith(" -IS\n")
     before = scene.host_state()

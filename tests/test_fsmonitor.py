@@ -600,7 +600,7 @@ _ANSWERS: dict[str, tuple[Any, Any]] = {
 def two_hooks(tmp_path: Any) -> tuple[str, dict[str, str]]:
     """A worktree directory and its overlay hook written twice, in Perl and in Python,
     outside it (the hooks go to that directory themselves); a 2-second timeout."""
-    from avfs_git.mount import worktree
+    from avfs_git.mount.hookscripts import socket_hook
 
     perl = _perl()
     git_dir = str(tmp_path / "wt")
@@ -609,7 +609,7 @@ def two_hooks(tmp_path: Any) -> tuple[str, dict[str, str]]:
     for kind, interpreter in (("perl", perl), ("python", None)):
         path = str(tmp_path / f"hook-{kind}")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(worktree.socket_hook(git_dir, interpreter, timeout_s=2))
+            fh.write(socket_hook(git_dir, interpreter, timeout_s=2))
         os.chmod(path, 0o755)
         hooks[kind] = path
     assert _run_hook(hooks["perl"], b"2", b"t")[1] == NONE  # nothing listens yet
@@ -640,7 +640,7 @@ def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path)
     up; one that
     never answers (the timeout); a worktree directory that is gone; no token at all."""
     from avfs_git.core.workspace.hookwire import SOCKET_NAME
-    from avfs_git.mount import worktree
+    from avfs_git.mount.hookscripts import socket_hook
 
     git_dir, hooks = two_hooks
     sock = os.path.join(git_dir, SOCKET_NAME)
@@ -691,20 +691,20 @@ def test_both_hooks_answer_everything_when_the_daemon_fails(two_hooks, tmp_path)
     for kind, interpreter in (("perl", _perl()), ("python", None)):
         path = str(tmp_path / f"gone-{kind}")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(worktree.socket_hook(gone, interpreter, timeout_s=2))
+            fh.write(socket_hook(gone, interpreter, timeout_s=2))
         os.chmod(path, 0o755)
         assert _run_hook(path, b"2", b"t") == (0, NONE, b""), kind
 
 
 def test_a_git_dir_with_quotes_and_backslashes_reaches_the_socket(tmp_path):
     """The Perl hook holds the worktree directory as a string literal of its own."""
-    from avfs_git.mount import worktree
+    from avfs_git.mount.hookscripts import socket_hook
 
     git_dir = str(tmp_path / "it's a \\ dir $HOME @x")
     os.mkdir(git_dir)
     hook = str(tmp_path / "hook")
     with open(hook, "w", encoding="utf-8") as fh:
-        fh.write(worktree.socket_hook(git_dir, _perl(), timeout_s=2))
+        fh.write(socket_hook(git_dir, _perl(), timeout_s=2))
     os.chmod(hook, 0o755)
     srv, got, t = _crafted_server(git_dir, lambda conn, line: conn.sendall(_framed(_echo(line))))
     try:
@@ -723,7 +723,7 @@ def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind, bac
     and with the Python one it falls back to. A worktree written by an older avfs (the
     Python hook: the socket one, or on the pure-FUSE backend the one that read the journal
     itself) gets the Perl one when the fork is mounted again."""
-    from avfs_git.mount import worktree
+    from avfs_git.mount.hookscripts import socket_hook
 
     perl = _perl()
     mp = _mount_ignoring_node_modules(home, vault, tmp_path, backend)
@@ -736,7 +736,7 @@ def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind, bac
             assert json.load(fh)["fsmonitor_hook"] == "perl"
         if kind == "python":
             with open(hook, "w", encoding="utf-8") as fh:
-                fh.write(worktree.socket_hook(_own(git_dir), None))
+                fh.write(socket_hook(_own(git_dir), None))
         assert _status(mp, monitored=True, untracked="all") == []
         new: list[str] = []
         for i in range(20):
@@ -803,7 +803,7 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
     avfs's state: the journal too): the hook it shows runs the system's interpreter of its
     language (proxy/execute.py) and still reaches the daemon; a Perl hook is not handed to
     Python."""
-    from avfs_git.mount import worktree
+    from avfs_git.mount.hookscripts import socket_hook
     from avfs_git.proxy import confine
     from avfs_git.proxy.execute import ExecRequest, execute
 
@@ -829,7 +829,7 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
                 os.symlink(perl, tmp_path / "bin" / "perl")
                 interpreter = str(tmp_path / "bin" / "perl")
             with open(hook, "w", encoding="utf-8") as fh:
-                fh.write(worktree.socket_hook(_own(git_dir), interpreter))
+                fh.write(socket_hook(_own(git_dir), interpreter))
         assert _answered(_hook(git_dir, "avfs-ovl:junk")[0])
         res = execute(home, vault, "main", ExecRequest(shell="sh ask.sh", commit=False))
         assert res.confinement is not None and res.confinement["kind"] == "bwrap", res.confinement
@@ -943,7 +943,7 @@ def test_the_daemon_answers_from_the_journal_as_the_old_hook_did(vault, tmp_path
     first call, each kind of change (files, directories made, renamed and removed, chmod),
     tokens handed out before, a stale one, a malformed one, a base moved by a checkpoint and
     a restore, an undo's root entry; then the two tokens only the socket hook knows."""
-    from avfs_git.mount import worktree
+    from avfs_git.mount.index import fsmonitor_token
     from avfs_git.mount.journalhook import JournalAnswerer
 
     ws = vault.workspace("main")
@@ -972,7 +972,7 @@ def test_the_daemon_answers_from_the_journal_as_the_old_hook_did(vault, tmp_path
         return new
 
     def states(what: str) -> None:
-        index_token = worktree.fsmonitor_token(ws)
+        index_token = fsmonitor_token(ws)
         base, view, seq = index_token.split(":")[1:]
         tokens = ["", "builtin:fake", "1681234567890", index_token, *handed]
         tokens += [f"avfs:{base}:{view}:0", f"avfs:{base}:{view}:x", f"avfs:{base}:{view}:-1"]

@@ -168,11 +168,11 @@ class Mount:
         hook is answered from the workspace's journal (pure FUSE) or the kernel's record of
         the upper layer's changes (overlay)."""
         from ..core.store import refs
-        from ..mount import worktree
+        from ..mount.worktree import register
 
         args, ws = self.args, self.ws
         head = args.revision if self.read_only else refs.fork_ref(args.fork)
-        self.made = made = worktree.register(
+        self.made = made = register(
             self.vault,
             self.key,
             args.mountpoint,
@@ -201,7 +201,7 @@ class Mount:
 
     def serve(self) -> int:
         """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""
-        from ..mount import worktree
+        from ..mount.live import open_wake
         from .libfuse import FastFUSE
         from .ops import WorkspaceFS, fuse_options
 
@@ -209,7 +209,7 @@ class Mount:
         # not SIG_IGN: an ignored signal stays ignored across exec, in every command run here
         signal.signal(signal.SIGHUP, lambda signum, frame: None)
         read_only, overlay = self.read_only, self.overlay
-        self.wake_fd = None if read_only or overlay else worktree.open_wake(self.own)
+        self.wake_fd = None if read_only or overlay else open_wake(self.own)
         self.ops = WorkspaceFS(
             self.served,
             read_only=read_only or overlay,
@@ -323,19 +323,19 @@ class Mount:
     def write_index(self) -> bool:
         """The index git starts from: the base tree with the stat data the mount reports, so
         a first `git status` reads no file. A fork's: written under avfs's index lock and
-        left alone when whoever moved the base already wrote it (mount/worktree.py)."""
-        from ..mount import worktree
+        left alone when whoever moved the base already wrote it (mount/py)."""
+        from ..mount.index import sync_index, write_index
 
         if self.read_only:
-            return worktree.write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
-        return worktree.sync_index(self.ws, self.wt, os.getuid(), os.getgid())
+            return write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
+        return sync_index(self.ws, self.wt, os.getuid(), os.getgid())
 
     def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
         """Tell a process that moved the base, or changed paths, that the mount shows it now
-        (it waits for this before it returns: mount/worktree.py), then see to the index."""
-        from ..mount import worktree
+        (it waits for this before it returns: mount/py), then see to the index."""
+        from ..mount.live import acknowledge
 
-        worktree.acknowledge(self.own, view, seq)
+        acknowledge(self.own, view, seq)
         if moved:
             self.refresh_index()
 
@@ -360,7 +360,7 @@ class Mount:
     def close(self) -> None:
         """The teardown, after libfuse's loop is over and the watcher stopped (FastFUSE):
         nothing starts new writers."""
-        from ..mount import worktree
+        from ..mount.worktree import unregister
         from ..ops.mounts import detach
 
         self.closing.set()
@@ -383,7 +383,7 @@ class Mount:
                 pass
         if self.wake_fd is not None:
             os.close(self.wake_fd)
-        worktree.unregister(self.made)
+        unregister(self.made)
         try:
             os.unlink(self.reg)
         except FileNotFoundError:
@@ -414,8 +414,8 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Ca
 
     from ..core.workspace.overlay import DELETED
     from ..core.workspace.upperwatch import UpperWatch
-    from ..mount import worktree
     from ..mount.hooksocket import HookServer
+    from ..mount.index import fsmonitor_token
 
     def entry_paths() -> list[tuple[str, bool]]:
         # the overlay's entries (the lower view's changes over the base): `lower` reads no
@@ -423,7 +423,7 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Ca
         return [(e.path, e.kind != DELETED and not st.S_ISDIR(e.mode)) for e in lower.overlay.all()]
 
     def view() -> str:
-        return ":".join(worktree.fsmonitor_token(ws).split(":")[1:3])
+        return ":".join(fsmonitor_token(ws).split(":")[1:3])
 
     try:
         watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)

@@ -52,7 +52,7 @@ from ..core.store import names
 from ..core.store.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace.workspace import Node, Workspace
-from ..mount.worktree import inode_of
+from ..mount.index import inode_of
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -368,7 +368,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
     def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         """(ctime_ns, mtime_ns, ino, uid, gid, size) the mount reports for an unchanged
         file: what the worktree's index must hold for git to trust it without reading it
-        (a fork's mount: :func:`..core.worktree.index_stat` computes the same)."""
+        (a fork's mount: :func:`..core.index.index_stat` computes the same)."""
         t = self._view_ns()
         return t, t, inode_of(path), self.uid, self.gid, self.ws.store.blob_size(oid)
 

@@ -1,6 +1,6 @@
 """The Unix socket over which a mount's daemon answers git's fsmonitor hook.
 
-git runs the hook (mount/worktree.py's :func:`~.worktree.socket_hook`: Perl where the mount
+git runs the hook (mount/worktree.py's :func:`~.hookscripts.socket_hook`: Perl where the mount
 found ``perl``, else Python) on every ``git status`` in a fork's mount, of either backend;
 the hook only relays: it sends git's token and a newline over ``SOCKET_NAME`` in the
 mount's own directory (core/vaults/registry.py :func:`~.registry.mount_dir`, which a confined

@@ -10,7 +10,7 @@ keeps it and compares the two):
 
 - the token is ``avfs:BASE:VIEW_TIME:SEQ``: the journal up to SEQ over base BASE shown at
   VIEW_TIME (the form of the token avfs writes into the index it builds,
-  :func:`.worktree.fsmonitor_token`, whose SEQ is the oldest overlay entry's, less one);
+  :func:`.index.fsmonitor_token`, whose SEQ is the oldest overlay entry's, less one);
 - a token of another form (git's first call, its index holding no token of ours): the
   overlay's entries, each with its parent directory (what may differ from the index avfs
   wrote: the base with the mount's stat data); ``/`` when one of them is the root (an

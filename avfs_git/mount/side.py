@@ -1,5 +1,5 @@
 """avfs's mount side, as the workspace is given it (:class:`~.workspace.MountSide`): each
-question a workspace asks of a live mount of its fork, answered by mount/worktree.py. The
+question a workspace asks of a live mount of its fork, answered by mount/live.py. The
 composition root of the Python API: :func:`open_home` is ``avfs_git.open_home``, and every
 front end opens its home with it (core never imports this package: tests/test_layers.py)."""
 
@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import worktree
+from . import live
+from .ownfiles import files_dir
 
 if TYPE_CHECKING:
     from ..core.settings import Settings
     from ..core.vaults.home import Home
-    from .worktree import MountedFork
+    from .ownfiles import MountedFork
 
 
 class WorktreeSide:
@@ -22,28 +23,28 @@ class WorktreeSide:
     __slots__ = ()
 
     def overlay_mountpoint(self, ws: MountedFork) -> str | None:
-        return worktree.overlay_mountpoint(ws.vault, ws.fork)
+        return live.overlay_mountpoint(ws.vault, ws.fork)
 
     def files_dir(self, ws: MountedFork) -> str:
-        return worktree.files_dir(ws.vault, ws.fork)
+        return files_dir(ws.vault, ws.fork)
 
     def live_fuse_mount(self, ws: MountedFork) -> bool:
-        return worktree.live_fuse_mount(ws)
+        return live.live_fuse_mount(ws)
 
     def show_written(self, ws: MountedFork, seq: int) -> None:
-        worktree.show_written(ws, seq)
+        live.show_written(ws, seq)
 
     def sync_mounted(self, ws: MountedFork, *, view_changed: bool) -> None:
-        worktree.sync_mounted(ws, view_changed=view_changed)
+        live.sync_mounted(ws, view_changed=view_changed)
 
     def moved_here(self, ws: MountedFork, commit: str) -> bool:
-        return worktree.moved_here(ws, commit)
+        return live.moved_here(ws, commit)
 
     def git_state(self, ws: MountedFork) -> dict[str, str | None] | None:
-        return worktree.git_state(ws)
+        return live.git_state(ws)
 
     def stamp_current(self, ws: MountedFork) -> None:
-        worktree.stamp_current(ws)
+        live.stamp_current(ws)
 
 
 MOUNT_SIDE = WorktreeSide()

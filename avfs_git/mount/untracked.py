@@ -71,7 +71,7 @@ def extension(
     scratch: str | None = None,
 ) -> bytes | None:
     """The ``UNTR`` extension (signature, size and data) for ``index`` (an index with an
-    ``FSMN`` extension last, as :func:`.worktree.index_bytes` writes it) used in
+    ``FSMN`` extension last, as :func:`.index.index_bytes` writes it) used in
     ``worktree`` (the mount point); ``skeleton``: the index's tree's directories
     ``(path, None)`` and ``.gitignore`` files ``(path, blob id)``, parents first;
     ``gitignores``: the ``.gitignore`` files the worktree shows where they differ from

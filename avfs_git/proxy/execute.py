@@ -877,7 +877,7 @@ def _with_identity(env: dict[str, str], ws: Workspace) -> dict[str, str]:
 
 def _worktree(vault: Vault, fork: str) -> str:
     from ..core.vaults.registry import mount_key
-    from ..mount.worktree import worktree_dir
+    from ..mount.ownfiles import worktree_dir
 
     return worktree_dir(vault, mount_key(fork, None))
 
@@ -1141,7 +1141,8 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
     daemon's socket (a read-only bind of a socket still takes connections)."""
     from ..core.vaults.registry import mount_key
     from ..core.workspace.hookwire import SOCKET_NAME
-    from ..mount.worktree import HOOK_FILE, HOOKS_DIR, files_dir
+    from ..mount.hookscripts import HOOKS_DIR
+    from ..mount.ownfiles import HOOK_FILE, files_dir
 
     own = files_dir(vault, mount_key(fork, None))
     hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)

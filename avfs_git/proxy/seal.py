@@ -478,7 +478,7 @@ def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
     run (or on the fork's branch) and return what the command left (``b""``: no regular
     file); None when it did not change it."""
     from ..core.vaults.registry import mount_key
-    from ..mount import worktree
+    from ..mount.worktree import put_head
 
     if sealed.git_dir is None:
         return None
@@ -491,7 +491,7 @@ def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
         back == f"ref: {fork_ref}\n".encode() or _HEX.fullmatch(back.decode("ascii", "replace").strip())
     ):
         back = f"ref: {fork_ref}\n".encode()
-    worktree.put_head(vault, mount_key(sealed.fork, None), back)
+    put_head(vault, mount_key(sealed.fork, None), back)
     return b"" if now is None else now
 
 
@@ -503,12 +503,12 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
     else (another fork's branch, which the person's next `git commit` would move; a link;
     not git's) stays put back, and is reported (None: nothing to say)."""
     from ..core.vaults.registry import mount_key
-    from ..mount import worktree
+    from ..mount.worktree import put_head
 
     key = mount_key(sealed.fork, None)
     fork_ref = refs.fork_ref(sealed.fork)
     if now == f"ref: {fork_ref}\n".encode():
-        worktree.put_head(vault, key, now)
+        put_head(vault, key, now)
         return None
     value = now.decode("ascii", "replace")
     if _HEX.fullmatch(value.rstrip("\n")) and value.count("\n") <= 1:
@@ -516,7 +516,7 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
         why = _import_objects(vault, os.path.join(sealed.dir, "objects"), commit)
         why = why or _new_commits_refusal(vault, sealed.before, commit)
         if why is None:
-            worktree.put_head(vault, key, f"{commit}\n".encode())
+            put_head(vault, key, f"{commit}\n".encode())
             return None
     elif value.startswith("ref: "):
         why = "the mount stays on its fork's branch (a switch there is switched back: docs/fuse.md)"
@@ -528,7 +528,7 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
 def _log_head(git_dir: str, old: str | None, new: str, message: str) -> None:
     """Log the carried-back move in the mount's own HEAD reflog, as git in the mount logs
     its commits there (the sandbox's git logged it in its scratch ``logs/``): the workspace
-    then takes the move as git's in the mount (:func:`..core.worktree.moved_here`) and
+    then takes the move as git's in the mount (:func:`..core.live.moved_here`) and
     keeps what the mount shows, rather than following a foreign move, which would change
     the view (files the command's commit left out would vanish from the mount). The
     worktree's ``logs/`` is not the sandbox's to write (it gets a scratch one): opened

@@ -28,7 +28,7 @@ Tokens (git stores the last one in the index's ``FSMN`` extension):
 - ``avfs-ovl:INSTANCE:BASE:VIEW_TIME:SEQ``, handed out here: the journal of daemon INSTANCE
   up to SEQ, over base BASE shown at VIEW_TIME;
 - ``avfs:BASE:VIEW_TIME:N``, the token avfs writes into an index it builds
-  (:func:`.worktree.sync_index`: the base's entries with the stat data the mount reports for
+  (:func:`.index.sync_index`: the base's entries with the stat data the mount reports for
   an unchanged file). What may differ from such an index is what the lower layer holds over
   the base (the overlay's entries) and what the upper layer holds; the answer lists those,
   not descending into directories the lower layer does not have (a new ``node_modules`` is

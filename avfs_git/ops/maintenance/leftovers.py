@@ -127,7 +127,7 @@ def _mount_dirs(vault: Vault, now: float) -> list[tuple[str, str]]:
     """(path, key) of the mounts' own directories (``<vault>/avfs/mounts/<key>.d``) with
     no worktree (that one's cleanup takes it along) and no live daemon, older than a
     minute (one being made)."""
-    from ...mount.worktree import worktree_dir
+    from ...mount.ownfiles import worktree_dir
 
     root = os.path.join(vault.state_dir, registry.RECORDS)
     out = []

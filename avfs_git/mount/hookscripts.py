@@ -1,0 +1,234 @@
+"""The scripts git runs in a mount: the fsmonitor hook (Perl where the mount found ``perl``,
+else Python; it relays git's token to the daemon's socket, :mod:`.hooksocket`) and the git
+hooks directory a mount's ``core.hooksPath`` names (avfs's ``post-checkout`` guard, the
+person's own hooks linked beside it). mount/worktree.py's docstring gives the whole picture.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from ..core.store.gitrun import git_env, run
+
+if TYPE_CHECKING:
+    pass
+from .ownfiles import MountedVault, write_file
+
+# git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
+# Unix socket in the mount's own directory and prints the answer (mount/hooksocket.py), which the
+# daemon makes from what it alone holds: the kernel's record of an overlay mount's upper
+# layer (core/workspace/upperwatch.py), a pure-FUSE mount's journal (mount/journalhook.py).
+_SOCKET_HOOK = """#!{python} -IS
+# git's fsmonitor hook (protocol v2) for an avfs mount: the mount daemon answers over a Unix
+# socket in this directory (from the kernel's record of an overlay mount's upper layer, or
+# from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
+# everything may differ.
+import _socket, os, sys
+
+HOME = {files!r}
+SOCKET = {socket!r}
+
+
+def main():
+    token = sys.argv[2] if len(sys.argv) > 2 else ""
+    try:
+        os.chdir(HOME)  # a socket's address holds 107 bytes: connect by a relative name
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.settimeout({timeout_s})
+        s.connect(SOCKET)
+        s.sendall(token.encode("utf-8", "surrogateescape") + b"\\n")
+        chunks = []
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+        head, _, body = b"".join(chunks).partition(b"\\n")
+        if not head.isdigit() or int(head) != len(body) or not body.endswith(b"\\0"):
+            raise OSError("a partial answer")
+    except OSError:
+        body = b"avfs-ovl:none\\0/\\0"
+    sys.stdout.buffer.write(body)
+
+
+main()
+"""
+
+# The same hook in Perl, which starts in ~2 ms where Python takes ~10 ms: the hook runs on
+# every `git status`, and its start-up was most of a warm one. Core built-ins only (`use
+# Socket` alone costs ~9 ms): the socket's constants are this machine's, written in by
+# socket_hook(), and its address is packed by hand (sa_family_t, then the path, relative).
+# -T: taint mode ignores PERL5OPT and PERL5LIB and keeps "." off @INC (as Python's -I ignores
+# PYTHON* and keeps the script's directory off sys.path).
+_SOCKET_HOOK_PERL = r"""#!@PERL@ -T
+# git's fsmonitor hook (protocol v2) for an avfs mount: the mount daemon answers over a Unix
+# socket in this directory (from the kernel's record of an overlay mount's upper layer, or
+# from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
+# everything may differ.
+my $token = defined $ARGV[1] ? $ARGV[1] : "";
+my $body = eval {
+    local $SIG{ALRM} = sub { die "timed out\n" };
+    local $SIG{PIPE} = "IGNORE";  # a daemon that hung up: an error, not the end of the hook
+    alarm @TIMEOUT_S@;
+    # a socket's address holds 107 bytes: connect by a relative name
+    chdir @HOME@ or die "chdir: $!\n";
+    socket(my $s, @AF_UNIX@, @SOCK_STREAM@, 0) or die "socket: $!\n";
+    connect($s, pack("S a*", @AF_UNIX@, @SOCKET@)) or die "connect: $!\n";
+    my $out = "$token\n";
+    while (length $out) {
+        my $n = syswrite($s, $out);
+        die "write: $!\n" unless $n;
+        substr($out, 0, $n) = "";
+    }
+    my $in = "";
+    while (1) {
+        my $n = sysread($s, $in, 65536, length $in);
+        die "read: $!\n" unless defined $n;
+        last unless $n;
+    }
+    alarm 0;
+    $in =~ /\A([0-9]+)\n/ or die "a partial answer\n";
+    my $got = substr($in, length($1) + 1);
+    die "a partial answer\n" unless $1 == length($got) && $got =~ /\0\z/;
+    $got;
+};
+alarm 0;
+$body = "avfs-ovl:none\0/\0" unless defined $body;
+binmode STDOUT;
+print $body;
+"""
+
+
+def _perl_str(text: str) -> str:
+    """``text`` as a Perl single-quoted string (only ``\\`` and ``'`` are special in one)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
+    """The fsmonitor hook of the fork's mount whose own directory is ``files`` (either
+    backend: its daemon answers over the socket there): in Perl run by ``perl`` (an
+    absolute path), or, without one, in Python (this interpreter, isolated: ``-I``). A
+    daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/")."""
+    import socket
+    import sys
+
+    from ..core.workspace.hookwire import SOCKET_NAME
+
+    if perl is None:
+        return _SOCKET_HOOK.format(
+            python=sys.executable, files=files, socket=SOCKET_NAME, timeout_s=timeout_s
+        )
+    subs = {
+        "@PERL@": perl,
+        "@HOME@": _perl_str(files),
+        "@SOCKET@": _perl_str(SOCKET_NAME),
+        "@AF_UNIX@": str(int(socket.AF_UNIX)),
+        "@SOCK_STREAM@": str(int(socket.SOCK_STREAM)),
+        "@TIMEOUT_S@": str(int(timeout_s)),
+    }
+    return re.sub("|".join(subs), lambda m: subs[m.group(0)], _SOCKET_HOOK_PERL)
+
+
+HOOKS_DIR = "hooks"  # in the mount's own directory: git's hooks there (core.hooksPath)
+
+# every hook name git runs (githooks(5), git 2.39): each is the person's own, reached through
+# a link, but post-checkout, which is avfs's guard and then the person's
+GIT_HOOKS = (
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "update",
+    "proc-receive",
+    "post-receive",
+    "post-update",
+    "reference-transaction",
+    "push-to-checkout",
+    "pre-auto-gc",
+    "post-rewrite",
+    "sendemail-validate",
+    "fsmonitor-watchman",
+    "p4-changelist",
+    "p4-prepare-changelist",
+    "p4-post-changelist",
+    "p4-pre-submit",
+    "post-index-change",
+)
+
+# git's post-checkout hook of a fork's mount: a branch switch there (`git switch X`,
+# `git checkout -b X`) is switched back at once, since the mount is the fork's (its state,
+# its daemon, its registry record), and said why; a detached HEAD and file checkouts pass
+_GUARD = """#!/bin/sh
+# avfs: the post-checkout hook of the mount of fork {fork_q} (vault {vault_q}); made by
+# every mount, in the mount's own directory (a confined command cannot write it)
+fork={fork_sh}
+# only for this mount's worktree (`git worktree add` runs this hook in the new one)
+if [ "$3" = 1 ] && [ "$(git rev-parse --absolute-git-dir 2>/dev/null)" = {git_dir_sh} ]; then
+    head=$(git symbolic-ref -q HEAD 2>/dev/null)
+    if [ -n "$head" ] && [ "$head" != "refs/heads/$fork" ]; then
+        echo "avfs: this mount is fork $fork of vault "{vault_sh}": switching back to $fork" \\
+            "(a mount does not follow a switch to ${{head#refs/heads/}})" >&2
+        if git -c core.hooksPath=/dev/null checkout -q --ignore-other-worktrees "$fork" -- 2>&1 >/dev/null | sed 's/^/avfs: /' >&2 &&
+            [ "$(git symbolic-ref -q HEAD 2>/dev/null)" = "refs/heads/$fork" ]; then
+            echo "avfs: to work on ${{head#refs/heads/}}: avfs mount "{vault_sh}":${{head#refs/heads/}} DIR" >&2
+        else
+            echo "avfs: could not switch back; run: git switch $fork" >&2
+        fi
+        exit 1
+    fi
+fi
+hook={chain_sh}/post-checkout
+if [ -f "$hook" ] && [ -x "$hook" ]; then
+    exec "$hook" "$@"
+fi
+exit 0
+"""
+
+
+def _sh(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _persons_hooks(vault: MountedVault, mountpoint: str) -> str:
+    """The hooks directory git would use in this mount without avfs's: ``core.hooksPath``
+    of the person's config (system, global, the vault's), else the vault's ``hooks/``."""
+    env = git_env()
+    env["GIT_DIR"] = vault.path
+    proc = run(["config", "--path", "--get", "core.hooksPath"], env=env, check=False)
+    got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
+    if not got:
+        return os.path.join(vault.path, "hooks")
+    return got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
+
+
+def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, fork: str) -> str:
+    """Make the mount's hooks directory in its own directory ``own`` (its
+    ``core.hooksPath``): the branch-switch guard as ``post-checkout``, and a link to the
+    person's hook of every other name. Returns its path."""
+    d = os.path.join(own, HOOKS_DIR)
+    os.makedirs(d, mode=0o755)
+    chain = _persons_hooks(vault, mountpoint)
+    for name in GIT_HOOKS:
+        os.symlink(os.path.join(chain, name), os.path.join(d, name))
+    guard = _GUARD.format(
+        fork_q=fork,
+        vault_q=vault.name,
+        fork_sh=_sh(fork),
+        vault_sh=_sh(vault.name),
+        chain_sh=_sh(chain),
+        git_dir_sh=_sh(os.path.realpath(git_dir)),
+    )
+    write_file(d, "post-checkout", guard.encode(), mode=0o755)
+    return d

@@ -1,0 +1,301 @@
+"""A live mount of a fork, as the workspace reaches it (through mount/side.py): is it
+mounted and where, a move of the base shown before the mover returns (the index follows,
+the daemon's watcher acknowledges the view), a write shown in a pure-FUSE mount, and what
+git in the mount did (its last HEAD move, an operation left open). mount/worktree.py's
+docstring gives the whole picture.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+import time
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    pass
+from .index import merge_head, open_guard, read_view, sync_index
+from .ownfiles import (
+    ACK_FILE,
+    ACK_WAIT_S,
+    MERGE_MARKER,
+    STAMP_FILE,
+    WAKE_FIFO,
+    MountedFork,
+    MountedVault,
+    daemon_serves,
+    files_dir,
+    owner_record,
+    read_git_file,
+    read_text,
+    worktree_dir,
+    write_file,
+)
+
+
+class _Live(NamedTuple):
+    """A live mount of a fork, as its registry record says and the kernel confirms."""
+
+    git_dir: str  # the worktree's git dir (git's; a confined command can write it)
+    files: str  # the mount's own directory (files_dir)
+    uid: int
+    gid: int
+    pid: int  # its daemon
+    overlay: bool  # the overlay backend (else pure FUSE)
+
+
+def _live_mount(ws: MountedFork) -> _Live | None:
+    """The live mount of ``ws``'s fork, or None: from its registry record (which no
+    confined command can write), its daemon running and the kernel listing the mount."""
+    vault = ws.vault
+    rec = owner_record(vault, ws.fork)
+    if rec is None:
+        return None
+    try:
+        pid, uid, gid = int(rec["pid"]), int(rec["uid"]), int(rec["gid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not daemon_serves(vault, ws.fork, pid, rec):
+        return None  # a daemon killed with -9 left it: nobody runs git there
+    return _Live(
+        worktree_dir(vault, ws.fork),
+        files_dir(vault, ws.fork),
+        uid,
+        gid,
+        pid,
+        rec.get("backend") == "overlay",
+    )
+
+
+def overlay_mountpoint(vault: MountedVault, fork: str) -> str | None:
+    """The mount point of ``fork``'s live mount when the overlay backend serves it (its
+    changes then go through the mount point: core/workspace/livedir.py), else None."""
+    owner = owner_record(vault, fork)
+    if not owner or owner.get("backend") != "overlay":
+        return None
+    try:
+        pid = int(owner["pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not daemon_serves(vault, fork, pid, owner):
+        return None
+    mp = owner.get("mountpoint")
+    return str(mp) if mp else None
+
+
+def open_wake(files: str) -> int:
+    """The daemon's end of the wake-up FIFO in its own directory ``files`` (made by
+    :func:`register`): opened read-write, so it never reads end-of-file when no mover has
+    it open."""
+    flags = os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(os.path.join(files, WAKE_FIFO), flags)
+
+
+def acknowledge(files: str, view: tuple[str | None, str | None], seq: int = 0) -> None:
+    """Called by the daemon's watcher (``files``: its own directory): the mount serves
+    ``view`` (base, view time), the kernel no longer caches anything of the previous one,
+    nor anything the journal holds up to position ``seq``."""
+    try:
+        write_file(files, ACK_FILE, f"{view[0]} {view[1]} {seq}".encode())
+    except OSError:
+        pass  # unmounting
+
+
+def live_fuse_mount(ws: MountedFork) -> bool:
+    """Whether ``ws``'s fork has a live pure-FUSE mount (not the overlay backend)."""
+    live = _live_mount(ws)
+    return live is not None and not live.overlay
+
+
+def show_written(ws: MountedFork, seq: int) -> None:
+    """After a change this process journaled (up to position ``seq``) in a fork with a live
+    pure-FUSE mount served by another process: wait until the mount's watcher has made the
+    kernel forget what it cached of those paths, so the mount shows the change when the
+    call returns, as the overlay backend does (bounded, like a move of the base)."""
+    live = _live_mount(ws)
+    if live is None or live.pid == os.getpid():
+        return
+    if live.overlay:
+        return  # its changes went through the mount: the kernel has them already
+    _wake(live.files)
+    _await_ack(ws, live.files, live.pid, seq)
+
+
+def _wake(files: str) -> None:
+    try:
+        fd = os.open(
+            os.path.join(files, WAKE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except OSError:
+        return  # no daemon reads it (ENXIO), or it is gone: it will poll
+    try:
+        os.write(fd, b"w")
+    except OSError:
+        pass  # full: a wake-up is pending anyway
+    finally:
+        os.close(fd)
+
+
+def _await_ack(ws: MountedFork, files: str, pid: int, seq: int | None = None) -> None:
+    """Wait until the mount's watcher says it serves the workspace's current view (and,
+    with ``seq``, has handled the journal up to there); bounded: a hung daemon delays a
+    change by ``ACK_WAIT_S`` at most, it cannot block it."""
+    from ..core.store.locks import pid_alive
+
+    path = os.path.join(files, ACK_FILE)
+    deadline = time.monotonic() + ACK_WAIT_S
+    pause = 0.0005
+    while True:
+        got = (read_text(path) or "").split()
+        current = [str(ws.overlay.get_meta("base")), str(ws.overlay.get_meta("view_time"))]
+        if got[:2] == current and (seq is None or (len(got) > 2 and got[2].isdigit() and int(got[2]) >= seq)):
+            return
+        if time.monotonic() >= deadline or not pid_alive(pid):
+            return
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+
+
+def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
+    """After ``ws``'s base moved (called by the mover, the fork lock held): before the move
+    returns, a live mount of its fork shows it: the mount's git index holds the new base
+    (so ``git status`` and ``git commit`` run there right afterwards see what the workspace
+    shows), and, when what the workspace shows changed (``view_changed``: a restore, an
+    undo, a merge; not a checkpoint), the daemon has dropped the kernel's caches of the
+    old view (so a ``cat`` does too)."""
+    if ws.pinned is not None:
+        return
+    live = _live_mount(ws)
+    if live is None:
+        return
+    # the kernel shows at once what went through an overlay mount: no caches to drop; its
+    # index is still written whole when the view changed (a patch of the old one would keep
+    # what git staged there, which a restore or undo throws away as `git reset --hard` does)
+    drop_caches = view_changed and not live.overlay
+    if drop_caches:
+        _wake(live.files)  # the watcher drops the caches while the index is written
+    sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
+    if drop_caches:
+        # the view and the journal up to the move: two moves within one second onto one base
+        # have one (base, view time), and only the journal tells the second from the first
+        _await_ack(ws, live.files, live.pid, ws.overlay.last_seq())
+
+
+def _committed_here(git_dir: str, commit: str) -> bool:
+    """Whether the last move of HEAD that git logged in this worktree made ``commit`` (its
+    ``logs/HEAD`` read as untrusted: no symlink followed, its last 4 KiB)."""
+
+    try:
+        logs = os.open(
+            os.path.join(git_dir, "logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except OSError:
+        return False
+    try:
+        fd = os.open("HEAD", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=logs)
+    except OSError:
+        return False
+    finally:
+        os.close(logs)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        os.lseek(fd, max(0, st.st_size - 4096), os.SEEK_SET)
+        lines = os.read(fd, 4096).splitlines()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    last = lines[-1].split(b" ", 2) if lines else []
+    return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
+
+
+def moved_here(ws: MountedFork, commit: str) -> bool:
+    """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
+    worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
+    reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there."""
+    from ..core.store.refs import fork_ref
+
+    live = _live_mount(ws)
+    if live is None:
+        return False
+    if (
+        read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
+        != f"ref: {fork_ref(ws.fork)}\n".encode()
+    ):
+        return False
+    return _committed_here(live.git_dir, commit)
+
+
+# git's own operations left open in a worktree's git dir (git's wt-status.c reads the same)
+_GIT_IN_PROGRESS = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("MERGE_HEAD", "merge"),
+    ("BISECT_LOG", "bisect"),
+)
+
+
+def git_state(ws: MountedFork) -> dict[str, str | None] | None:
+    """Where git in the live mount of ``ws``'s fork left its HEAD, when not on the fork's
+    branch, or what of git's own it left open (a rebase, merge, cherry-pick, revert,
+    bisect): ``{"head": "refs/heads/X" | None (detached) , "detached": COMMIT | None,
+    "in_progress": "rebase" | ... | None}``; None when HEAD names the fork's branch and
+    nothing is open (or no mount is live). An open merge of avfs's own (its ``MERGE_HEAD``,
+    core/workspace/mergestate.py) is not git's."""
+    from ..core.store.refs import REFS, fork_ref
+
+    live = _live_mount(ws)
+    if live is None:
+        return None
+    d = live.git_dir
+    raw = (read_git_file(os.path.join(d, "HEAD"), limit=1024) or b"").decode("utf-8", "replace").strip()
+    head: str | None = fork_ref(ws.fork)
+    detached: str | None = None
+    if raw.startswith(f"ref: {REFS}") and "\n" not in raw:
+        head = raw[5:].strip()
+    else:
+        # a detached HEAD is a commit id; anything else is named as unreadable, not shown
+        head, detached = None, raw if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", raw) else "(unreadable)"
+    doing: str | None = None
+    for name, what in _GIT_IN_PROGRESS:
+        if not os.path.lexists(os.path.join(d, name)):
+            continue
+        if name == "MERGE_HEAD" and read_text(os.path.join(live.files, MERGE_MARKER)) is not None:
+            continue  # avfs's own open merge: core/workspace/mergestate.py says what it is
+        doing = what
+        break
+    if head == fork_ref(ws.fork) and doing is None:
+        return None
+    return {"head": head, "detached": detached, "in_progress": doing}
+
+
+def stamp_current(ws: MountedFork) -> None:
+    """The base moved to a commit that already recorded what the workspace shows. Made by
+    ``git commit`` in the mount, git's index is right (and may hold what was staged since):
+    it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten."""
+    live = _live_mount(ws)
+    if live is None:
+        return
+    if not _committed_here(live.git_dir, ws.base):
+        sync_index(ws, live.git_dir, live.uid, live.gid)
+        return
+    try:
+        guard = open_guard(live.files)
+    except OSError:
+        return  # unmounted meanwhile
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        view = read_view(ws)
+        stamp, merging = view.stamp, view.merging
+        merge_head(live.git_dir, live.files, merging)  # git removed its MERGE_HEAD when it committed
+        write_file(live.files, STAMP_FILE, stamp.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(guard)
