@@ -136,6 +136,20 @@ class Output:
 
         click.echo(self.text(template, *args, **kwargs), err=err)
 
+    def raw(self, data: str, *, err: bool = False) -> None:
+        """Content printed as it is, with no quoting and no newline added: a file's lines
+        (grep's matches, as ``cat`` shows them), a patch, a document another tool reads."""
+        stream = sys.stderr if err else self.stream
+        try:
+            stream.write(data)
+        except UnicodeEncodeError:  # a file's undecodable bytes (surrogates): the bytes as they are
+            stream.flush()
+            buffer = getattr(stream, "buffer", None)
+            if buffer is None:
+                raise
+            buffer.write(data.encode("utf-8", "surrogateescape"))
+        stream.flush()
+
     def info(self, template: str, /, *args: Any, **kwargs: Any) -> None:
         """A note for a person (stderr; see :meth:`markup`); silent in JSON mode."""
         if not self.json:

@@ -140,7 +140,7 @@ def approve_cmd(app: App, token: str, yes: bool) -> None:
                 "no terminal to ask for approval on",
                 hint=f"run it in a terminal, or `avfs proxy approve {token} --yes`",
             )
-        _show_request(req, rec)
+        _show_request(app.output, req, rec)
         if not click.confirm("Approve this command?", default=False, err=True):
             raise ApprovalError("not approved: declined", details={"token": token})
     rec = approval.approve(app.home.path, token)
@@ -161,7 +161,7 @@ def approve_cmd(app: App, token: str, yes: bool) -> None:
     app.output.result("proxy_approval", data, human)
 
 
-def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
+def _show_request(output: Output, req: dict[str, Any], rec: dict[str, Any]) -> None:
     """The bound request, for the person deciding (on stderr: stdout is the result's)."""
     import shlex
 
@@ -191,8 +191,7 @@ def _show_request(req: dict[str, Any], rec: dict[str, Any]) -> None:
         )
     )
     lines.append(text("expires:  {}", rec["expires_at"]))
-    for line in lines:
-        click.echo(line, err=True)
+    output.raw("".join(line + "\n" for line in lines), err=True)
 
 
 # -- policy -------------------------------------------------------------------------------
@@ -266,7 +265,7 @@ def show_cmd(app: App) -> None:
     def human() -> None:
         import json
 
-        click.echo(json.dumps(data, indent=2))
+        app.output.raw(json.dumps(data, indent=2) + "\n")
 
     app.output.result("policy", {"policy": data}, human)
 

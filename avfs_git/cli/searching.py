@@ -103,10 +103,8 @@ def grep_cmd(
                 o.plain("{}:{}", f.path, f.count)
             else:
                 for ln in f.lines:  # the matched line as it is in the file, like `cat`
-                    click.echo(
-                        o.text("{}:{}:", f.path, ln.line) if line_number else o.text("{}:", f.path), nl=False
-                    )
-                    click.echo(ln.text)
+                    where = o.text("{}:{}:", f.path, ln.line) if line_number else o.text("{}:", f.path)
+                    o.raw(where + ln.text + "\n")
 
     app.output.result("grep", data, human)
     _exit_nothing_found(res.matched)

@@ -213,8 +213,7 @@ def _commit_patch(app: App, vault: Vault, commit: str, context: int, stat: bool 
     if stat:
         _print_stat(app, history.diff_stat(vault, result))
         return
-    sys.stdout.flush()
-    sys.stdout.write(history.patch_text(vault, result, None, context))
+    app.output.raw(history.patch_text(vault, result, None, context))
     sys.stdout.flush()
 
 
@@ -379,11 +378,9 @@ def diff_cmd(
     elif stat:
         _print_stat(app, history.diff_stat(vault, result, fork))
     else:
-        import sys
-
         with app.output.progress("diff") as progress:
             text = history.patch_text(vault, result, fork, context, progress)
-        sys.stdout.write(text)
+        app.output.raw(text)
 
 
 @click.command("checkout")
