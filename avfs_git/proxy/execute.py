@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
-    from ..core.workspace.upperwatch import UpperWatch
     from ..core.workspace.workspace import Workspace
     from ..policy import Decision, Policy
     from .standby import Standbys
@@ -87,10 +86,6 @@ PASSED_ENV = (
     "GIT_COMMITTER_DATE",
 )
 MODES = ("auto", "fuse", "materialized")
-# how much earlier than the clock a file's ctime may read: the kernel stamps inodes from a
-# coarse clock (a tick, 1-10 ms), so a write just after a time.time_ns() can carry a ctime
-# just before it
-_CTIME_SLACK_NS = 50_000_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,76 +245,12 @@ def _under_any(path: str, roots: set[str]) -> bool:
     return any(a in roots for a in names.ancestors(path))
 
 
-# What the last status of a fork found, in this process, and as of when: (fork ref, base,
-# overlay journal seq, upper journal instance, upper journal seq, count of changes). Kept
-# only where this process holds the upper layer's journal (the warm server in an overlay
-# mount's daemon): while the ref, the base and the overlay database stay as they were and the
-# journal says nothing changed in the upper layer since, the count stands, and a command
-# that writes nothing costs no walk of the upper layer (with a 50,000-file node_modules, a
-# status is seconds). What it does not see: git's global excludes or the vault's
-# info/exclude edited meanwhile (a status then counts by the old rules once).
-_counted: dict[str, tuple[str | None, str, int, str, int, int]] = {}
-
-
-def _count_key(ws: Workspace, journal: UpperWatch | None) -> tuple[str | None, str, int, str, int] | None:
-    if journal is None:
-        return None
-    jseq, _ = journal.changed_since(None)
-    return ws.tip(), ws.base, ws.overlay.last_seq(), journal.instance, jseq
-
-
-def _counted_changes(ws: Workspace, journal: UpperWatch | None) -> int | None:
-    """The count of uncheckpointed changes, when the last one counted still stands."""
-    hit = _counted.get(ws.state_dir)
-    if journal is None or hit is None or hit[3] != journal.instance:
-        return None
-    if hit[:3] != (ws.tip(), ws.base, ws.overlay.last_seq()):
-        return None
-    _, changed = journal.changed_since(hit[4])
-    return hit[5] if changed == [] else None
-
-
-def _count_changes(ws: Workspace, journal: UpperWatch | None) -> int:
-    """len(ws.status()), from :data:`_counted` when it stands, else counted and kept."""
-    n = _counted_changes(ws, journal)
-    if n is not None:
-        return n
-    key = _count_key(ws, journal)  # before the status: a change while it runs is newer
-    n = len(ws.status())
-    if key is not None:
-        _counted[ws.state_dir] = (*key, n)
-    return n
-
-
-def _dirty(ws: Workspace, journal: UpperWatch | None) -> bool:
-    """Uncheckpointed changes? (On an overlay mount that is a status: counted, and kept.)"""
-    if journal is None:
-        return ws.is_dirty()
-    return _count_changes(ws, journal) > 0
-
-
-def _upper_changed(ws: Workspace, journal: UpperWatch | None, jseq: int | None, t_ns: int) -> list[str]:
-    """The paths of the upper layer changed since journal seq ``jseq`` (when this process
-    keeps the journal), else since ``t_ns`` (a walk of the upper layer comparing ctimes)."""
-    if journal is not None and jseq is not None:
-        _, paths = journal.changed_since(jseq)
-        if paths is not None:
-            return [p.rstrip("/") for p in paths]  # "dir/" (what is below) is under "dir"
-    return ws.overlay.upper_changed_since(t_ns)
-
-
-def _jseq(journal: UpperWatch | None) -> int | None:
-    return None if journal is None else journal.changed_since(None)[0]
-
-
-def _state(
-    ws: Workspace, uncheckpointed: int | None = None, journal: UpperWatch | None = None
-) -> dict[str, Any]:
+def _state(ws: Workspace, uncheckpointed: int | None = None) -> dict[str, Any]:
     """The fork's state for the envelope (``uncheckpointed``: the count of changes when
     it is known without a status)."""
     from ..core.workspace.mergestate import open_merge
 
-    n = _count_changes(ws, journal) if uncheckpointed is None else uncheckpointed
+    n = ws.since.count() if uncheckpointed is None else uncheckpointed
     out: dict[str, Any] = {"base": ws.base, "uncheckpointed_changes": n}
     st = open_merge(ws)
     if st is not None:
@@ -494,17 +425,16 @@ def _execute(
     # checkpoint first: policy, request, or earlier uncheckpointed changes (so the commit
     # made afterwards holds exactly what the command changed)
     reason = None
-    # the upper layer's journal, when this runs in the overlay mount's daemon: what the
-    # command changed there is then read from it, not from a walk of the upper layer
-    journal = ws.overlay.upper_journal()
-    dirty: bool | None = None  # uncheckpointed changes, as of `mark` (ns, journal seqs)
-    mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
+    # what the command changed is read from the workspace's journals (ws.since): the upper
+    # layer's too when this runs in the overlay mount's daemon, not a walk of the upper layer
+    dirty: bool | None = None  # uncheckpointed changes, as of `mark`
+    mark = ws.since.mark()
     if action is Outcome.ALLOW_WITH_CHECKPOINT:
         reason = "policy"
     elif req.checkpoint == "always":
         reason = "requested"
     elif req.commit:
-        dirty = _dirty(ws, journal)
+        dirty = ws.since.dirty()
         if dirty:
             reason = "uncheckpointed_changes"
     from ..core.operations import merge as merging
@@ -542,14 +472,12 @@ def _execute(
         dirty = None
     tip0 = ws.tip()
     if dirty is None:
-        mark = (time.time_ns(), ws.overlay.last_seq(), _jseq(journal))
-        dirty = _dirty(ws, journal)
+        mark = ws.since.mark()
+        dirty = ws.since.dirty()
     dirty_before = dirty
     # what the quota counts outside the forks (cheap), when there is a bytes quota
     outside0 = vault.quota.outside_bytes() if vault.quota.limits()[0] is not None else None
-    seq0 = ws.overlay.last_seq()
-    t0_ns = time.time_ns()
-    j0 = _jseq(journal)
+    start = ws.since.mark()  # the command's changes are those made since
 
     if mode == "fuse":
         root, reused, backend = _ensure_mount(home, vault, fork, live, req.keep_mount, cleanup)
@@ -694,7 +622,7 @@ def _execute(
     if mode == "fuse":
         from ..ops import mounts
 
-        _settle(ws, seq0)
+        _settle(ws, start.seq)
         if sandbox is not None or view is not None:  # it could write the worktree's git dir
             from ..core.vaults.registry import mount_key
             from ..mount.worktree import scrub
@@ -728,22 +656,21 @@ def _execute(
     # nothing written in the workspace since it was found clean (or, when it was not, since
     # the command started): no changes, and no status to take (a walk of the upper layer
     # with its files' ids: the largest cost of a command that writes nothing)
-    since_ns, since_seq, since_j = (t0_ns, seq0, j0) if dirty_before else mark
-    untouched = not ws.overlay.changes_since(since_seq)[1] and not _upper_changed(
-        ws, journal, since_j, since_ns - _CTIME_SLACK_NS
-    )
+    untouched = ws.since.untouched(start if dirty_before else mark)
     if sealed is not None and not untouched:
+        from ..core.workspace import since
         from . import seal
 
         # a repository the command made at a submodule's path: git would run its config
-        gitlinks += [dataclasses.asdict(n) for n in seal.nested_repos(sealed, root, t0_ns - _CTIME_SLACK_NS)]
+        gitlinks += [
+            dataclasses.asdict(n) for n in seal.nested_repos(sealed, root, start.t_ns - since.CTIME_SLACK_NS)
+        ]
     changes: list[Change] = []
     roots: set[str] = set()
     untracked: set[str] = set()
     if not untouched:
         changes, ignored = ws.status_ignored()
-        _, touched = ws.overlay.changes_since(seq0)
-        roots = set(touched) | set(_upper_changed(ws, journal, j0, t0_ns))
+        roots = ws.since.paths(start)
         # what the command changed: not what was uncheckpointed before it, nor, after its
         # own `git commit`, what the view keeps of paths that commit left out (a file the
         # person untracked with `git rm --cached` stays a file, uncommitted, as in git),
@@ -790,7 +717,7 @@ def _execute(
             }
     if not res.not_recorded:
         res.not_recorded = gitlinks
-    res.state = _state(ws, 0 if untouched and not dirty_before else None, journal)
+    res.state = _state(ws, 0 if untouched and not dirty_before else None)
 
 
 # what ends `avfs proxy exec` while its command runs: passed on to the command instead

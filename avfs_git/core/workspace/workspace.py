@@ -37,6 +37,7 @@ from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
 from .overlay import EMPTY_TREE_ID, Entry, Overlay
+from .since import Since
 from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, settled_now
 from .wswrite import Mutations, VaultQuota
@@ -139,6 +140,7 @@ class Workspace(Mutations, Generic[V_co]):
         self.changes = Changes(
             self.view, self.overlay, view_time=lambda: self.view_time, mount_git_dir=self.mount_git_dir
         )
+        self.since = Since(self)  # what changed since a mark (proxy exec's before and after)
         self.quota = vault.quota
         self.vault_name = vault.name
         self.state_dir = state_dir
