@@ -29,6 +29,7 @@ from avfs_git.proxy import seal, standby
 from .test_confine import _need_bwrap
 from .test_exec_warm import _wait_for, _waiters
 from .test_fuse import require_fuse
+from .test_json_schemas import validate
 from .test_overlay import require_overlay
 
 BACKENDS = ["overlay", "fuse"]
@@ -97,6 +98,11 @@ def live(request: Any, home: Any, vault: Any, tmp_path: Path) -> Any:
 def _script(live: Any, name: str, text: str) -> None:
     with open(os.path.join(live.mountpoint, name), "w") as fh:
         fh.write(text)
+
+
+def _heredoc(path: str, text: str) -> str:
+    """Shell lines that write ``text`` (lines, no quote in them) to ``path``."""
+    return f"cat > {path} <<'EOF'\n{text}EOF\n"
 
 
 def _person_git(live: Any, canary: Path) -> None:
@@ -287,6 +293,61 @@ def test_a_gitmodules_directory_is_never_committed(live, vault):
     assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
     assert vault.workspace("main").read("a/.gitmodules/f") == b"x\n"  # still in the fork
     _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_gitmodules_git_fsck_refuses_is_never_committed_nor_lost(live, vault, tmp_path):
+    """A .gitmodules *file* whose contents git fsck refuses (`update = !cmd`, a url and a
+    path starting with '-', a name with '..'), at the root and below it: the exec's commit
+    leaves both out and its envelope says so; they stay in the mount; the vault passes
+    `git fsck --strict` and a remote with receive.fsckObjects takes a push; the command's
+    own `git commit` of one is not carried back; the next exec records the fixed files."""
+    root = '[submodule "lib"]\n\tpath = lib\n\turl = ./lib\n\tupdate = !sh -c false\n'
+    deep = '[submodule "../../modules/evil"]\n\tpath = -evil\n\turl = --upload-pack=false\n'
+    _script(live, "attack.sh", f"mkdir -p d && echo y > d/keep\n{_heredoc('.gitmodules', root)}{_heredoc('d/.gitmodules', deep)}")  # fmt: skip
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0 and doc["commit"] is not None, doc
+    validate(doc)
+    said = {n["path"]: n for n in doc["not_recorded"]}
+    assert sorted(said) == [".gitmodules", "d/.gitmodules"], doc["not_recorded"]
+    assert {n["kind"] for n in said.values()} == {"gitmodules_content"}
+    assert "gitmodulesUpdate" in said[".gitmodules"]["reason"]
+    assert all(
+        i in said["d/.gitmodules"]["reason"] for i in ("gitmodulesName", "gitmodulesPath", "gitmodulesUrl")
+    )
+    names = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
+    assert "d/keep" in names and ".gitmodules" not in names and "d/.gitmodules" not in names
+    # nothing lost: the mount and the workspace still hold them, as written
+    mp = Path(live.mountpoint)
+    assert (mp / ".gitmodules").read_text() == root and (mp / "d" / ".gitmodules").read_text() == deep
+    assert vault.workspace("main").read("d/.gitmodules") == deep.encode()
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+    remote = tmp_path / "remote.git"
+    _git("init", "-q", "--bare", str(remote))
+    _git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
+    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
+    # the command's own commit of it: refused by the carry-back (index-pack --strict)
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "commit.sh",
+        "git add .gitmodules && git -c user.name=A -c user.email=a@x commit -qm sneak; exit 0\n",
+    )
+    doc = _exec("sh", "commit.sh")
+    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
+    assert fork_refs and "gitmodules" in fork_refs[0]["reason"], doc["refs_refused"]
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    assert ".gitmodules" not in _git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
+    _git("reset", "-q", cwd=mp)  # (the person's index: what the command staged is not theirs)
+    # fixed: the next exec records both, and reports nothing
+    good = '[submodule "lib"]\n\tpath = lib\n\turl = ./lib\n\tupdate = rebase\n'
+    _script(live, "fix.sh", _heredoc(".gitmodules", good) + _heredoc("d/.gitmodules", good))
+    doc = _exec("sh", "fix.sh")
+    assert doc["exit_code"] == 0 and doc["commit"] is not None and doc["not_recorded"] == [], doc
+    for path in (".gitmodules", "d/.gitmodules"):
+        assert _git("--git-dir", vault.path, "cat-file", "blob", f"main:{path}") == good
+    assert (mp / ".gitmodules").read_text() == good
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
 
 
 def test_git_commit_in_the_sandbox_is_the_fork_s_next_commit(live, vault):

@@ -179,14 +179,29 @@ def _is_dot(name: bytes, which: bytes) -> bool:
     return _is_hfs_dot(name, which) or _is_ntfs_dot(name, which, _DOT_FILES[which])
 
 
+def _plain(raw: bytes) -> bool:
+    """``raw`` is none of the names below: every rule needs a leading '.', a '~' (an NTFS
+    short name), a backslash or a non-ASCII character (HFS+ ignores some code points)."""
+    return raw.isascii() and raw[:1] != b"." and b"~" not in raw and b"\\" not in raw
+
+
+def is_gitmodules(name: str | bytes) -> bool:
+    """``name`` is ``.gitmodules`` to git (or an NTFS/HFS+ synonym, also after a
+    backslash): ``git fsck`` reads a blob of that name as git config, wherever it is
+    (see :mod:`.gitmodules`)."""
+    raw = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+    if _plain(raw):
+        return False
+    rests = [raw[i + 1 :] for i, c in enumerate(raw) if c == 0x5C]
+    return _is_dot(raw, b"gitmodules") or any(_is_ntfs_dot(p, b"gitmodules", b"gi7eba") for p in rests)
+
+
 def refusal(name: str | bytes, mode: int) -> tuple[str, str] | None:
     """(kind, reason) when git refuses (or would not read) ``name`` as an entry of ``mode``
     in a tree; None when it takes it."""
     raw = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
-    # most names: every rule needs a leading '.', a '~' (an NTFS short name), a backslash
-    # or a non-ASCII character (HFS+ ignores some code points) somewhere
-    if raw.isascii() and raw[:1] != b"." and b"~" not in raw and b"\\" not in raw:
-        return None
+    if _plain(raw):
+        return None  # most names
     # fsck and verify_path look again after each backslash (a separator on Windows)
     rests = [raw[i + 1 :] for i, c in enumerate(raw) if c == 0x5C]
     if _is_hfs_dot(raw, b"git") or any(_is_ntfs_dotgit(p) for p in [raw, *rests]):

@@ -36,13 +36,13 @@ from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
 from ..store.mergetrees import merge_trees
-from ..store.packwriter import OBJ_TREE, PackWriter, tree_bytes
+from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
 from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import upper
 from .livedir import LiveDir
 from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, UPPER_FILE, Entry, Overlay
-from .wsstatus import NO_IGNORED, Changes, Ignored
+from .wsstatus import NO_IGNORED, Changes, Ignored, gitmodules_check, gitmodules_file
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 
@@ -81,7 +81,9 @@ def capture(
     ``only``: the entries whose paths it takes (the rest stay out of the tree and the
     overlay keeps them, on top of the commit). Paths git ignores are left out of the tree
     (``include_ignored``: kept) and their entries are not among the captured ones: a checkpoint, which retires what it
-    captured, leaves them in the overlay (a venv keeps working across checkpoints).
+    captured, leaves them in the overlay (a venv keeps working across checkpoints). So are
+    the ``.gitmodules`` files whose contents git refuses (:mod:`.gitmodules`): the tree
+    keeps what it held there, and the workspace keeps the file (``not_recorded``).
 
     Cost: one blob per materialized file plus the trees on changed paths
     (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
@@ -106,7 +108,10 @@ def capture(
                 if only is not None:
                     to_build = [e for e in to_build if only(e.path)]
                     entries = [e for e in entries if only(e.path)]
-                tree = _capture_entries(ws, to_build, pw)
+                refused: set[str] = set()
+                tree = _capture_entries(ws, to_build, pw, refused)
+                if refused:
+                    entries = [e for e in entries if e.path not in refused]
                 break
             except Raced:
                 # a file was replaced (and its old bytes unlinked) by a write that came
@@ -178,8 +183,9 @@ def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:
                 ws.overlay.put(db, Entry(t, OBJECT, node.mode, node.oid), "pin")
 
 
-def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter) -> str:
-    """The root tree of the workspace made of ``entries`` (see :func:`capture`)."""
+def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter, refused: set[str]) -> str:
+    """The root tree of the workspace made of ``entries`` (see :func:`capture`; ``refused``
+    gets the paths of the ``.gitmodules`` left out for their contents)."""
     dirty = dirty_dirs(entries)
     by_parent: dict[str, list[Entry]] = {}
     for e in entries:
@@ -191,7 +197,7 @@ def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter) -> str:
             sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
     root_entry = next((e for e in entries if e.path == ""), None)
     root_oid = root_entry.oid if root_entry is not None else ws.base_tree
-    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw)
+    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw, refused)
     assert tree is not None
     return tree
 
@@ -204,8 +210,13 @@ def build(
     dirty: set[str],
     sub_dirty: dict[str, list[str]],
     pw: PackWriter,
+    refused: set[str] | None = None,
 ) -> str | None:
-    """The new tree of directory ``p`` (None when it ends up empty; the root never is)."""
+    """The new tree of directory ``p`` (None when it ends up empty; the root never is).
+
+    Names git refuses (:mod:`.gitnames`) and ``.gitmodules`` files whose contents it
+    refuses (:mod:`.gitmodules`; their paths go into ``refused``) are left out, the tree
+    keeping what it held there."""
     items = dict(ws.store.tree_items(under))
     subdirs: dict[str, str | None] = {}
     for e in by_parent.get(p, []):
@@ -214,20 +225,31 @@ def build(
             items.pop(name, None)
         elif refusal(name, e.mode) is not None:
             continue  # git refuses the name: left out, the entry stays (see retirable)
+        elif gitmodules_file(name, e):
+            # git fsck reads it as config: the bytes checked are the bytes recorded
+            held = items.get(name)
+            try:
+                data, got = gitmodules_check(
+                    ws.store, ws.overlay, e, held[0] if held is not None and held[1] != MODE_TREE else None
+                )
+            except FileNotFoundError as exc:
+                raise _missing(ws, e, exc) from exc
+            if got is not None:
+                if refused is not None:
+                    refused.add(e.path)
+                continue  # left out, the entry stays (not captured: see capture)
+            if e.kind == FILE:
+                assert data is not None
+                items[name] = (pw.add(OBJ_BLOB, data), e.mode)
+            else:
+                assert e.oid is not None
+                items[name] = (e.oid, e.mode)
         elif e.kind == FILE:
             assert e.fileid is not None
             try:
                 oid = pw.add_file(ws.overlay.file_path(e.fileid))
             except FileNotFoundError as exc:
-                now = ws.overlay.get(e.path)
-                if now is None or now.seq != e.seq or e.fileid.startswith(UPPER_FILE):
-                    # replaced since the entries were read (an upper-layer file: the
-                    # kernel renames and unlinks under a capture at any time)
-                    raise Raced(f"{e.path} was replaced while being captured") from exc
-                raise CorruptStateError(
-                    f"overlay file of {e.path} is missing",
-                    hint=f"bring it back with `avfs checkout {e.path} --from HEAD` or remove it",
-                ) from exc
+                raise _missing(ws, e, exc) from exc
             items[name] = (oid, e.mode)
         elif e.mode == MODE_TREE:
             subdirs[name] = e.oid
@@ -246,7 +268,7 @@ def build(
             continue  # a directory git refuses (GIT~1, '.git '...): left out with all below it
         new: str | None
         if child in dirty:
-            new = build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw)
+            new = build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused)
         else:
             new = sub_oid if sub_oid and sub_oid != EMPTY_TREE and ws.store.tree_items(sub_oid) else None
         items.pop(name, None)
@@ -255,6 +277,20 @@ def build(
     if not items and p:
         return None
     return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
+
+
+def _missing(ws: Fork, e: Entry, exc: FileNotFoundError) -> Exception:
+    """What a capture raises for the overlay file of ``e`` found missing."""
+    assert e.fileid is not None
+    now = ws.overlay.get(e.path)
+    if now is None or now.seq != e.seq or e.fileid.startswith(UPPER_FILE):
+        # replaced since the entries were read (an upper-layer file: the kernel renames
+        # and unlinks under a capture at any time)
+        return Raced(f"{e.path} was replaced while being captured")
+    return CorruptStateError(
+        f"overlay file of {e.path} is missing",
+        hint=f"bring it back with `avfs checkout {e.path} --from HEAD` or remove it",
+    )
 
 
 def commit_overlay(
@@ -661,5 +697,7 @@ def _lookup_lower(ws: Fork, path: str) -> Node | None:
 def retirable(ws: Fork, captured: list[Entry], tree: str) -> list[Entry]:
     """The captured entries that ``tree`` (the commit's) now shows: an entry showing
     something at a path the commit does not hold (an empty new directory, a path git
-    ignores, a name git refuses: see :mod:`.gitnames`) stays in the overlay."""
+    ignores, a name git refuses: see :mod:`.gitnames`) stays in the overlay (as does a
+    ``.gitmodules`` left out for its contents, which :func:`capture` does not count as
+    captured: the tree may hold an older one there)."""
     return [e for e in captured if e.kind == DELETED or ws.store.tree_lookup(tree, e.path) is not None]

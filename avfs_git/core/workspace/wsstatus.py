@@ -12,11 +12,11 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 
 from ..errors import AvfsError
-from ..store import gitnames, names
+from ..store import gitmodules, gitnames, names
 from ..store.gitnames import NotRecorded
-from ..store.gitstore import EMPTY_TREE, libgit2_loaded
+from ..store.gitstore import EMPTY_TREE, GitStore, blob_id, libgit2_loaded
 from ..store.treediff import diff_entry, diff_trees, pair_renames
-from ..types import MODE_TREE, Change, ChangeStatus
+from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, Overlay
@@ -41,6 +41,38 @@ class Ignored:
 
 
 NO_IGNORED = Ignored()
+
+
+def gitmodules_file(name: str, e: Entry) -> bool:
+    """``e`` (named ``name``) is a file whose contents ``git fsck`` reads as git config
+    (see :func:`gitmodules_check`)."""
+    return e.kind != DELETED and e.mode in (MODE_BLOB, MODE_EXEC) and gitnames.is_gitmodules(name)
+
+
+def gitmodules_check(
+    store: GitStore, overlay: Overlay, e: Entry, under: str | None
+) -> tuple[bytes | None, tuple[str, str] | None]:
+    """(the bytes entry ``e`` holds, (kind, reason) when ``git fsck`` refuses them as a
+    ``.gitmodules``, see :mod:`.gitmodules`), for an entry :func:`gitmodules_file` takes.
+    Contents equal to ``under`` (the blob the tree holds there without the entry) are
+    taken: nothing new is recorded. The bytes are None when too large to check (refused:
+    fsck's ``gitmodulesLarge``). Raises FileNotFoundError for an overlay file gone since
+    ``e`` was read."""
+    if e.kind == FILE:
+        assert e.fileid is not None
+        with open(overlay.file_path(e.fileid), "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > gitmodules.LARGE:
+                return None, gitmodules.TOO_LARGE
+            data = fh.read()
+    else:
+        assert e.oid is not None
+        if e.oid == under:
+            return None, None
+        data = store.read_object(e.oid, "blob")[1]
+    got = gitmodules.refusal(data)
+    if got is not None and under is not None and blob_id(data) == under:
+        got = None
+    return data, got
 
 
 def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
@@ -135,12 +167,25 @@ class Changes:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def not_recorded(self) -> list[NotRecorded]:
-        """What the workspace shows that a checkpoint leaves out: names git refuses, and the
-        fifos, sockets and device nodes of an overlay mount's live tree (paths git ignores
-        aside: they are never recorded anyway)."""
+        """What the workspace shows that a checkpoint leaves out: names git refuses,
+        ``.gitmodules`` files whose contents it refuses, and the fifos, sockets and device
+        nodes of an overlay mount's live tree (paths git ignores aside: they are never
+        recorded anyway)."""
         with self.overlay.pruning(self.prune_ignored):
             entries = self.overlay.all()
         left = gitnames.not_recorded((e.path, e.mode) for e in entries if e.kind != DELETED)
+        refused = frozenset(n.path for n in left)
+        for e in entries:
+            if gitmodules_file(names.basename(e.path), e) and not (refused and covered(e.path, refused)):
+                under = self.view.lookup(e.path, skip_self=True)
+                try:
+                    got = gitmodules_check(
+                        self.store, self.overlay, e, under.oid if under is not None else None
+                    )[1]
+                except FileNotFoundError:
+                    continue  # replaced since read: what replaced it is checked next time
+                if got is not None:
+                    left.append(NotRecorded(e.path, *got))
         specials = [
             NotRecorded(
                 e.path,
