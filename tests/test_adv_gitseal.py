@@ -350,6 +350,81 @@ def test_a_gitmodules_git_fsck_refuses_is_never_committed_nor_lost(live, vault, 
     _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
 
 
+def test_a_gitattributes_git_fsck_refuses_is_never_committed_nor_lost(live, vault, tmp_path):
+    """A .gitattributes git fsck refuses: a file with a line of 2048 bytes (at the root), one
+    of 2047 bytes and a \r under a case variant (below it), a directory of that name; and a
+    link, which fsck only notes. The exec's commit leaves them out and its envelope says
+    so; they stay in the mount; the vault passes `git fsck --strict` and a remote with
+    receive.fsckObjects takes a push; the command's own `git commit` of one is not carried
+    back; the next exec records the fixed files."""
+    attack = (
+        "mkdir -p d/e x/.gitattributes && echo y > d/keep && echo z > x/.gitattributes/f\n"
+        "printf '*.c %2044s\\n' text > .gitattributes\n"  # 4 + 2044 = 2048 bytes
+        "printf '*.c %2043s\\r\\n' text > d/e/.GitAttributes\n"  # 2047 bytes and a \r
+        "printf '*.c %2043s\\n' text > d/.gitattributes\n"  # 2047 bytes: taken
+        "ln -s ../README d/e/.gitattributes\n"
+    )
+    _script(live, "attack.sh", attack)
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0 and doc["commit"] is not None, doc
+    validate(doc)
+    said = {n["path"]: n["kind"] for n in doc["not_recorded"]}
+    assert said == {
+        ".gitattributes": "gitattributes_content",
+        "d/e/.GitAttributes": "gitattributes_content",
+        "d/e/.gitattributes": "git_file_symlink",
+        "x/.gitattributes": "gitattributes_directory",
+    }, doc["not_recorded"]
+    reasons = {n["path"]: n["reason"] for n in doc["not_recorded"]}
+    assert "gitattributesLineLength" in reasons[".gitattributes"]
+    assert "gitattributesBlob" in reasons["x/.gitattributes"]
+    names = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
+    assert "d/keep" in names and "d/.gitattributes" in names
+    assert not {".gitattributes", "d/e/.GitAttributes", "d/e/.gitattributes", "x/.gitattributes/f"} & set(
+        names
+    )
+    # nothing lost: the mount and the workspace still hold them, as written
+    mp = Path(live.mountpoint)
+    assert len((mp / ".gitattributes").read_bytes()) == 2049
+    assert (mp / "d" / "e" / ".GitAttributes").read_bytes().endswith(b"text\r\n")
+    assert (mp / "x" / ".gitattributes" / "f").read_text() == "z\n"
+    assert os.readlink(mp / "d" / "e" / ".gitattributes") == "../README"
+    assert vault.workspace("main").read(".gitattributes") == (mp / ".gitattributes").read_bytes()
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+    remote = tmp_path / "remote.git"
+    _git("init", "-q", "--bare", str(remote))
+    _git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
+    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
+    # the command's own commit of it: refused by the carry-back (index-pack --strict)
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "commit.sh",
+        "git add .gitattributes && git -c user.name=A -c user.email=a@x commit -qm sneak; exit 0\n",
+    )
+    doc = _exec("sh", "commit.sh")
+    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
+    assert fork_refs and "gitattributes" in fork_refs[0]["reason"], doc["refs_refused"]
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    assert ".gitattributes" not in _git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
+    _git("reset", "-q", cwd=mp)  # (the person's index: what the command staged is not theirs)
+    # fixed: the next exec records them, and reports nothing
+    good = "*.c text eol=lf\n"
+    fix = (
+        "rm -rf x/.gitattributes d/e/.gitattributes\n"
+        + _heredoc(".gitattributes", good)
+        + _heredoc("d/e/.GitAttributes", good)
+    )
+    _script(live, "fix.sh", fix)
+    doc = _exec("sh", "fix.sh")
+    assert doc["exit_code"] == 0 and doc["commit"] is not None and doc["not_recorded"] == [], doc
+    for path in (".gitattributes", "d/e/.GitAttributes"):
+        assert _git("--git-dir", vault.path, "cat-file", "blob", f"main:{path}") == good
+    assert (mp / ".gitattributes").read_text() == good
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
+
+
 def test_git_commit_in_the_sandbox_is_the_fork_s_next_commit(live, vault):
     """The positive path: the command's own commits move the fork, one after the other
     (the second in a sandbox made ready before it came)."""

@@ -36,6 +36,7 @@ FSCK_KINDS = {
     "mailmapSymlink": gitnames.GIT_FILE_SYMLINK,
     # reported on what the entry names (a tree): see _differential
     "gitmodulesBlob": gitnames.GITMODULES_DIRECTORY,
+    "gitattributesBlob": gitnames.GITATTRIBUTES_DIRECTORY,
 }
 HFS_IGNORED = ["\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202e", "\u206a", "\u206f", "\ufeff"]
 
@@ -126,7 +127,9 @@ def test_the_checker_agrees_with_git_fsck_on_git_s_own_rules(tmp_path):
     kinds = [(gitnames.refusal(n, m) or ("",))[0] for n in names for m in MODES]
     assert kinds.count(gitnames.DOTGIT) > 200 and kinds.count("") > 1000
     assert kinds.count(gitnames.GITMODULES_SYMLINK) > 30 and kinds.count(gitnames.GIT_FILE_SYMLINK) > 30
-    assert kinds.count(gitnames.GITMODULES_DIRECTORY) > 30
+    assert (
+        kinds.count(gitnames.GITMODULES_DIRECTORY) > 30 and kinds.count(gitnames.GITATTRIBUTES_DIRECTORY) > 30
+    )
 
 
 def _read_tree_refuses(git_dir: str, tree: str, index: str) -> bool:

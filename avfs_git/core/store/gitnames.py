@@ -12,9 +12,12 @@ git's rules (``fsck.c`` ``fsck_tree``, ``read-cache.c`` ``verify_path``, ``path.
   ``gi7eba~1``...) as a symbolic link;
 - ``gitmodulesBlob``: ``.gitmodules`` (or a synonym) that is not a file: a directory at
   any depth (fsck then fails on the whole vault);
+- ``gitattributesBlob``: the same for ``.gitattributes`` (or an NTFS/HFS+ synonym,
+  ``GITATT~1``, ``gi7d29~1``...; fsck does not look after a backslash for this one);
 - ``.gitattributes``, ``.gitignore`` and ``.mailmap`` as symbolic links: git stores them
-  but never follows them (``fsck`` warns, git ignores their contents), so a checkpoint
-  leaves them out too rather than record a rule file git would not read.
+  but never follows them (``fsck`` warns, ``gitattributesSymlink`` and the like are only
+  infos, even with ``--strict``; git ignores their contents), so a checkpoint leaves them
+  out too rather than record a rule file git would not read.
 
 A differential test builds a tree for each of many names (generated ones included) and
 compares :func:`refusal` with what ``git fsck --strict`` and ``git read-tree`` say.
@@ -32,6 +35,7 @@ DOTGIT = "dotgit"
 GITMODULES_SYMLINK = "gitmodules_symlink"
 GIT_FILE_SYMLINK = "git_file_symlink"
 GITMODULES_DIRECTORY = "gitmodules_directory"
+GITATTRIBUTES_DIRECTORY = "gitattributes_directory"
 
 _IGNORED_BY_HFS = frozenset(
     {
@@ -47,7 +51,8 @@ _IGNORED_BY_HFS = frozenset(
 class NotRecorded:
     """A path of the workspace a checkpoint leaves out, and why (``kind``: one of
     :data:`DOTGIT`, :data:`GITMODULES_SYMLINK`, :data:`GITMODULES_DIRECTORY`,
-    :data:`GIT_FILE_SYMLINK`)."""
+    :data:`GITATTRIBUTES_DIRECTORY`, :data:`GIT_FILE_SYMLINK`, or a content kind:
+    ``gitmodules_content``, ``gitattributes_content``)."""
 
     path: str
     kind: str
@@ -196,6 +201,14 @@ def is_gitmodules(name: str | bytes) -> bool:
     return _is_dot(raw, b"gitmodules") or any(_is_ntfs_dot(p, b"gitmodules", b"gi7eba") for p in rests)
 
 
+def is_gitattributes(name: str | bytes) -> bool:
+    """``name`` is ``.gitattributes`` to git (or an NTFS/HFS+ synonym): ``git fsck``
+    checks the lines of a blob of that name, wherever it is (see :mod:`.gitattributes`).
+    Unlike ``.gitmodules``, fsck does not look again after a backslash."""
+    raw = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+    return not _plain(raw) and _is_dot(raw, b"gitattributes")
+
+
 def refusal(name: str | bytes, mode: int) -> tuple[str, str] | None:
     """(kind, reason) when git refuses (or would not read) ``name`` as an entry of ``mode``
     in a tree; None when it takes it."""
@@ -216,6 +229,11 @@ def refusal(name: str | bytes, mode: int) -> tuple[str, str] | None:
         _is_dot(raw, b"gitmodules") or any(_is_ntfs_dot(p, b"gitmodules", b"gi7eba") for p in rests)
     ):
         return GITMODULES_DIRECTORY, "git refuses a .gitmodules that is not a file (fsck: gitmodulesBlob)"
+    elif mode == MODE_TREE and _is_dot(raw, b"gitattributes"):
+        return (
+            GITATTRIBUTES_DIRECTORY,
+            "git refuses a .gitattributes that is not a file (fsck: gitattributesBlob)",
+        )
     return None
 
 

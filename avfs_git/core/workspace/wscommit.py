@@ -42,7 +42,7 @@ from ..types import MODE_TREE, Change
 from . import upper
 from .livedir import LiveDir
 from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, UPPER_FILE, Entry, Overlay
-from .wsstatus import NO_IGNORED, Changes, Ignored, gitmodules_check, gitmodules_file
+from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 
@@ -82,7 +82,8 @@ def capture(
     overlay keeps them, on top of the commit). Paths git ignores are left out of the tree
     (``include_ignored``: kept) and their entries are not among the captured ones: a checkpoint, which retires what it
     captured, leaves them in the overlay (a venv keeps working across checkpoints). So are
-    the ``.gitmodules`` files whose contents git refuses (:mod:`.gitmodules`): the tree
+    the ``.gitmodules`` and ``.gitattributes`` files whose contents git refuses
+    (:mod:`.gitmodules`, :mod:`.gitattributes`): the tree
     keeps what it held there, and the workspace keeps the file (``not_recorded``).
 
     Cost: one blob per materialized file plus the trees on changed paths
@@ -185,7 +186,8 @@ def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:
 
 def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter, refused: set[str]) -> str:
     """The root tree of the workspace made of ``entries`` (see :func:`capture`; ``refused``
-    gets the paths of the ``.gitmodules`` left out for their contents)."""
+    gets the paths of the ``.gitmodules`` and ``.gitattributes`` left out for their
+    contents)."""
     dirty = dirty_dirs(entries)
     by_parent: dict[str, list[Entry]] = {}
     for e in entries:
@@ -214,9 +216,9 @@ def build(
 ) -> str | None:
     """The new tree of directory ``p`` (None when it ends up empty; the root never is).
 
-    Names git refuses (:mod:`.gitnames`) and ``.gitmodules`` files whose contents it
-    refuses (:mod:`.gitmodules`; their paths go into ``refused``) are left out, the tree
-    keeping what it held there."""
+    Names git refuses (:mod:`.gitnames`) and ``.gitmodules`` and ``.gitattributes`` files
+    whose contents it refuses (:mod:`.gitmodules`, :mod:`.gitattributes`; their paths go
+    into ``refused``) are left out, the tree keeping what it held there."""
     items = dict(ws.store.tree_items(under))
     subdirs: dict[str, str | None] = {}
     for e in by_parent.get(p, []):
@@ -225,12 +227,16 @@ def build(
             items.pop(name, None)
         elif refusal(name, e.mode) is not None:
             continue  # git refuses the name: left out, the entry stays (see retirable)
-        elif gitmodules_file(name, e):
-            # git fsck reads it as config: the bytes checked are the bytes recorded
+        elif (rule := fsck_read(name, e)) is not None:
+            # git fsck checks what it holds: the bytes checked are the bytes recorded
             held = items.get(name)
             try:
-                data, got = gitmodules_check(
-                    ws.store, ws.overlay, e, held[0] if held is not None and held[1] != MODE_TREE else None
+                data, got = content_check(
+                    ws.store,
+                    ws.overlay,
+                    e,
+                    held[0] if held is not None and held[1] != MODE_TREE else None,
+                    rule,
                 )
             except FileNotFoundError as exc:
                 raise _missing(ws, e, exc) from exc
@@ -698,6 +704,6 @@ def retirable(ws: Fork, captured: list[Entry], tree: str) -> list[Entry]:
     """The captured entries that ``tree`` (the commit's) now shows: an entry showing
     something at a path the commit does not hold (an empty new directory, a path git
     ignores, a name git refuses: see :mod:`.gitnames`) stays in the overlay (as does a
-    ``.gitmodules`` left out for its contents, which :func:`capture` does not count as
+    ``.gitmodules`` or ``.gitattributes`` left out for its contents, which :func:`capture` does not count as
     captured: the tree may hold an older one there)."""
     return [e for e in captured if e.kind == DELETED or ws.store.tree_lookup(tree, e.path) is not None]

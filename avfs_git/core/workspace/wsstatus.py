@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 
 from ..errors import AvfsError
-from ..store import gitmodules, gitnames, names
+from ..store import gitattributes, gitmodules, gitnames, names
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE, GitStore, blob_id, libgit2_loaded
 from ..store.treediff import diff_entry, diff_trees, pair_renames
@@ -43,33 +43,57 @@ class Ignored:
 NO_IGNORED = Ignored()
 
 
-def gitmodules_file(name: str, e: Entry) -> bool:
-    """``e`` (named ``name``) is a file whose contents ``git fsck`` reads as git config
-    (see :func:`gitmodules_check`)."""
-    return e.kind != DELETED and e.mode in (MODE_BLOB, MODE_EXEC) and gitnames.is_gitmodules(name)
+@dataclasses.dataclass(frozen=True, slots=True)
+class FsckRead:
+    """A file ``git fsck`` reads and may refuse for its contents, not its name: how large it
+    reads one (past ``large``: refused as ``too_large``) and what it refuses in it."""
+
+    name: str
+    large: int
+    too_large: tuple[str, str]
+    refusal: Callable[[bytes], tuple[str, str] | None]
 
 
-def gitmodules_check(
-    store: GitStore, overlay: Overlay, e: Entry, under: str | None
+GITMODULES = FsckRead(".gitmodules", gitmodules.LARGE, gitmodules.TOO_LARGE, gitmodules.refusal)
+GITATTRIBUTES = FsckRead(
+    ".gitattributes", gitattributes.LARGE, gitattributes.TOO_LARGE, gitattributes.refusal
+)
+
+
+def fsck_read(name: str, e: Entry) -> FsckRead | None:
+    """What ``git fsck`` checks in the contents of ``e`` (named ``name``): a regular file
+    named ``.gitmodules`` (read as git config) or ``.gitattributes`` (its lines), or an
+    NTFS/HFS+ synonym; None for any other entry (see :func:`content_check`)."""
+    if e.kind == DELETED or e.mode not in (MODE_BLOB, MODE_EXEC):
+        return None
+    if gitnames.is_gitmodules(name):
+        return GITMODULES
+    if gitnames.is_gitattributes(name):
+        return GITATTRIBUTES
+    return None
+
+
+def content_check(
+    store: GitStore, overlay: Overlay, e: Entry, under: str | None, rule: FsckRead
 ) -> tuple[bytes | None, tuple[str, str] | None]:
-    """(the bytes entry ``e`` holds, (kind, reason) when ``git fsck`` refuses them as a
-    ``.gitmodules``, see :mod:`.gitmodules`), for an entry :func:`gitmodules_file` takes.
-    Contents equal to ``under`` (the blob the tree holds there without the entry) are
-    taken: nothing new is recorded. The bytes are None when too large to check (refused:
-    fsck's ``gitmodulesLarge``). Raises FileNotFoundError for an overlay file gone since
-    ``e`` was read."""
+    """(the bytes entry ``e`` holds, (kind, reason) when ``git fsck`` refuses them under
+    ``rule``, see :mod:`.gitmodules` and :mod:`.gitattributes`), for an entry
+    :func:`fsck_read` gave ``rule`` for. Contents equal to ``under`` (the blob the tree
+    holds there without the entry) are taken: nothing new is recorded. The bytes are None
+    when too large to check (refused: ``rule.too_large``). Raises FileNotFoundError for an
+    overlay file gone since ``e`` was read."""
     if e.kind == FILE:
         assert e.fileid is not None
         with open(overlay.file_path(e.fileid), "rb") as fh:
-            if os.fstat(fh.fileno()).st_size > gitmodules.LARGE:
-                return None, gitmodules.TOO_LARGE
+            if os.fstat(fh.fileno()).st_size > rule.large:
+                return None, rule.too_large
             data = fh.read()
     else:
         assert e.oid is not None
         if e.oid == under:
             return None, None
         data = store.read_object(e.oid, "blob")[1]
-    got = gitmodules.refusal(data)
+    got = rule.refusal(data)
     if got is not None and under is not None and blob_id(data) == under:
         got = None
     return data, got
@@ -168,7 +192,7 @@ class Changes:
 
     def not_recorded(self) -> list[NotRecorded]:
         """What the workspace shows that a checkpoint leaves out: names git refuses,
-        ``.gitmodules`` files whose contents it refuses, and the fifos, sockets and device
+        ``.gitmodules`` and ``.gitattributes`` files whose contents it refuses, and the fifos, sockets and device
         nodes of an overlay mount's live tree (paths git ignores aside: they are never
         recorded anyway)."""
         with self.overlay.pruning(self.prune_ignored):
@@ -176,11 +200,12 @@ class Changes:
         left = gitnames.not_recorded((e.path, e.mode) for e in entries if e.kind != DELETED)
         refused = frozenset(n.path for n in left)
         for e in entries:
-            if gitmodules_file(names.basename(e.path), e) and not (refused and covered(e.path, refused)):
+            rule = fsck_read(names.basename(e.path), e)
+            if rule is not None and not (refused and covered(e.path, refused)):
                 under = self.view.lookup(e.path, skip_self=True)
                 try:
-                    got = gitmodules_check(
-                        self.store, self.overlay, e, under.oid if under is not None else None
+                    got = content_check(
+                        self.store, self.overlay, e, under.oid if under is not None else None, rule
                     )[1]
                 except FileNotFoundError:
                     continue  # replaced since read: what replaced it is checked next time
