@@ -526,3 +526,15 @@ def test_ref_namespaces_are_named_in_refs() -> None:
         for line, text in ref_literals(path.read_text())
     }
     assert sorted(found) == [], "name ref namespaces with core/store/refs.py's constants and functions"
+
+
+def test_the_fuse_operations_ask_the_workspace_never_the_store() -> None:
+    # fuse/ops.py holds no git logic: an unchanged file's bytes come through the workspace
+    # (Workspace.blob_data/blob_stream/blob_size), never through its GitStore
+    path = PKG / "fuse" / "ops.py"
+    reads = [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr in ("store", "_repo")
+    ]
+    assert reads == [], "fuse/ops.py reaches the object store itself"

@@ -49,12 +49,12 @@ import mfusepy as fuse
 
 from ..core.errors import AvfsError, is_no_space
 from ..core.store import names
-from ..core.store.objects import BlobStream
 from ..core.types import MODE_EXEC
 from ..core.workspace.workspace import Node, Workspace
 from ..mount.index import inode_of
 
 if TYPE_CHECKING:
+    from ..core.store.objects import BlobStream
     from ..core.vaults.vault import Vault
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -370,7 +370,7 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         file: what the worktree's index must hold for git to trust it without reading it
         (a fork's mount: :func:`..core.index.index_stat` computes the same)."""
         t = self._view_ns()
-        return t, t, inode_of(path), self.uid, self.gid, self.ws.store.blob_size(oid)
+        return t, t, inode_of(path), self.uid, self.gid, self.ws.blob_size(oid)
 
     def _new_handle(self, h: Handle) -> int:
         with self._lock:
@@ -930,12 +930,12 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         if real is not None:
             raise fuse.FuseOSError(errno.EAGAIN)
         assert node.oid is not None
-        stream = self.ws.store.blob_stream(node.oid)
+        stream = self.ws.blob_stream(node.oid)
         if stream is not None:
             h = Handle(p, None, None, False)
             h.stream = stream
             return self._new_handle(h)
-        return self._new_handle(Handle(p, None, self.ws.store.blob_data(node.oid), False))
+        return self._new_handle(Handle(p, None, self.ws.blob_data(node.oid), False))
 
     @translated
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
@@ -1090,9 +1090,9 @@ class WorkspaceFS(fuse.Operations):  # type: ignore[misc]
         if data is not None:
             return data[offset : offset + size]
         if stream is None:
-            stream = self.ws.store.blob_stream(oid)
+            stream = self.ws.blob_stream(oid)
             if stream is None:
-                data = self.ws.store.blob_data(oid)
+                data = self.ws.blob_data(oid)
                 with self._lock:
                     if oid not in self._blobs:
                         self._blobs[oid] = data

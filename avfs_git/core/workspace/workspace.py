@@ -30,6 +30,7 @@ from ..store import names, refs
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import GitStore
 from ..store.identity import Signatures
+from ..store.objects import BlobStream
 from ..store.packwriter import PackWriter
 from ..types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
 from . import wsbase, wscommit
@@ -401,6 +402,18 @@ class Workspace(Mutations, Generic[V_co]):
 
     def node_size(self, node: Node) -> int:
         return self.view.size(node)
+
+    # a node's content still in git, by its id (what a mount serves of an unchanged file)
+    def blob_data(self, oid: str) -> bytes:
+        return self.store.blob_data(oid)
+
+    def blob_stream(self, oid: str) -> BlobStream | None:
+        """A big blob as a stream (never held whole in memory); None: read it with
+        :meth:`blob_data`."""
+        return self.store.blob_stream(oid)
+
+    def blob_size(self, oid: str) -> int:
+        return self.store.blob_size(oid)
 
     def node_children(self, node: Node) -> dict[str, Node]:
         return self.view.children(node)
