@@ -320,24 +320,7 @@ def test_a_gitmodules_git_fsck_refuses_is_never_committed_nor_lost(live, vault, 
     mp = Path(live.mountpoint)
     assert (mp / ".gitmodules").read_text() == root and (mp / "d" / ".gitmodules").read_text() == deep
     assert vault.workspace("main").read("d/.gitmodules") == deep.encode()
-    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
-    remote = tmp_path / "remote.git"
-    _git("init", "-q", "--bare", str(remote))
-    _git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
-    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
-    # the command's own commit of it: refused by the carry-back (index-pack --strict)
-    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
-    _script(
-        live,
-        "commit.sh",
-        "git add .gitmodules && git -c user.name=A -c user.email=a@x commit -qm sneak; exit 0\n",
-    )
-    doc = _exec("sh", "commit.sh")
-    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
-    assert fork_refs and "gitmodules" in fork_refs[0]["reason"], doc["refs_refused"]
-    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
-    assert ".gitmodules" not in _git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
-    _git("reset", "-q", cwd=mp)  # (the person's index: what the command staged is not theirs)
+    remote = _fsck_push_and_own_commit_refused(vault, live, mp, tmp_path, _exec, ".gitmodules")
     # fixed: the next exec records both, and reports nothing
     good = '[submodule "lib"]\n\tpath = lib\n\turl = ./lib\n\tupdate = rebase\n'
     _script(live, "fix.sh", _heredoc(".gitmodules", good) + _heredoc("d/.gitmodules", good))
@@ -390,24 +373,7 @@ def test_a_gitattributes_git_fsck_refuses_is_never_committed_nor_lost(live, vaul
     assert (mp / "x" / ".gitattributes" / "f").read_text() == "z\n"
     assert os.readlink(mp / "d" / "e" / ".gitattributes") == "../README"
     assert vault.workspace("main").read(".gitattributes") == (mp / ".gitattributes").read_bytes()
-    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
-    remote = tmp_path / "remote.git"
-    _git("init", "-q", "--bare", str(remote))
-    _git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
-    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
-    # the command's own commit of it: refused by the carry-back (index-pack --strict)
-    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
-    _script(
-        live,
-        "commit.sh",
-        "git add .gitattributes && git -c user.name=A -c user.email=a@x commit -qm sneak; exit 0\n",
-    )
-    doc = _exec("sh", "commit.sh")
-    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
-    assert fork_refs and "gitattributes" in fork_refs[0]["reason"], doc["refs_refused"]
-    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
-    assert ".gitattributes" not in _git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
-    _git("reset", "-q", cwd=mp)  # (the person's index: what the command staged is not theirs)
+    remote = _fsck_push_and_own_commit_refused(vault, live, mp, tmp_path, _exec, ".gitattributes")
     # fixed: the next exec records them, and reports nothing
     good = "*.c text eol=lf\n"
     fix = (
@@ -694,3 +660,30 @@ def test_a_command_that_takes_its_git_dir_apart_then_commits_loses_no_file(live,
     tree = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
     assert {"README", "lib.py", "attack.sh"} <= set(tree), tree
     assert outside() == before
+
+
+def _fsck_push_and_own_commit_refused(
+    vault: Any, live: Any, mp: Path, tmp_path: Path, run: Any, name: str
+) -> None:
+    """The vault passes `git fsck --strict` and a push to a remote that checks objects; the
+    command's own `git commit` of ``name`` is refused by the carry-back (index-pack
+    --strict), the fork's branch stays, and the person's index is put back. Returns the
+    checking remote (a later push goes there too)."""
+    _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
+    remote = tmp_path / f"remote-{name.strip('.')}.git"
+    _git("init", "-q", "--bare", str(remote))
+    _git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
+    _git("--git-dir", vault.path, "push", "-q", str(remote), "main")
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "commit.sh",
+        f"git add {name} && git -c user.name=A -c user.email=a@x commit -qm sneak; exit 0\n",
+    )
+    doc = run("sh", "commit.sh")
+    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
+    assert fork_refs and name.strip(".") in fork_refs[0]["reason"], doc["refs_refused"]
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    assert name not in _git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
+    _git("reset", "-q", cwd=mp)  # (the person's index: what the command staged is not theirs)
+    return remote

@@ -28,7 +28,8 @@ from avfs_git.core.types import MODE_BLOB, MODE_LINK, MODE_TREE
 from avfs_git.core.workspace.overlay import OBJECT, Entry
 from avfs_git.core.workspace.wsstatus import GITATTRIBUTES, fsck_read
 
-from .conftest import git
+from .fsckgit import blob, fsck_and_push
+from .fsckgit import tree as tree_of
 from .test_json_schemas import check
 
 LIMIT = gitattributes.MAX_LINE
@@ -200,23 +201,6 @@ LONG_CRLF = b"*.c " + b"y" * (LIMIT - 5) + b"\r\n"  # 2047 bytes and a \r: refus
 JUST_SHORT = b"*.c " + b"z" * (LIMIT - 5) + b"\n"  # 2047 bytes: taken
 
 
-def _tree(vault, ref: str = "main") -> dict[str, str]:
-    out = git("--git-dir", vault.path, "ls-tree", "-r", ref)
-    return {line.split("\t", 1)[1]: line.split()[2] for line in out.splitlines()}
-
-
-def _blob(vault, oid: str) -> bytes:
-    return subprocess.run(["git", "--git-dir", vault.path, "cat-file", "blob", oid], capture_output=True, check=True).stdout  # fmt: skip
-
-
-def _fsck_and_push(vault, tmp_path: Path) -> None:
-    git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
-    remote = tmp_path / f"remote{len(list(tmp_path.glob('remote*')))}.git"
-    git("init", "-q", "--bare", str(remote))
-    git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
-    git("--git-dir", vault.path, "push", "-q", str(remote), "refs/heads/*:refs/heads/*")
-
-
 def test_a_checkpoint_leaves_refused_gitattributes_out_keeps_them_and_records_the_fix(vault, tmp_path):
     ws = vault.workspace("main")
     ws.write(".gitattributes", GOOD)
@@ -239,7 +223,7 @@ def test_a_checkpoint_leaves_refused_gitattributes_out_keeps_them_and_records_th
     ]
     assert "gitattributesLineLength" in res.not_recorded[0].reason
     assert "gitattributesBlob" in res.not_recorded[3].reason
-    tree = _tree(vault)
+    tree = tree_of(vault)
     assert sorted(tree) == [
         ".gitattributes",
         "notes.txt",
@@ -247,19 +231,19 @@ def test_a_checkpoint_leaves_refused_gitattributes_out_keeps_them_and_records_th
         "sub/ok.attributes",
         "x/keep",
     ]
-    assert _blob(vault, tree[".gitattributes"]) == GOOD
+    assert blob(vault, tree[".gitattributes"]) == GOOD
     # nothing lost: the workspace still shows them, as uncheckpointed changes
     assert ws.read(".gitattributes") == LONG and ws.read("deep/er/.GitAttributes") == LONG_CRLF
     assert ws.read("x/.gitattributes/f") == b"in a directory\n"
     assert {c.path for c in ws.status()} >= {".gitattributes", "deep/er/.GitAttributes", "sub/GITATT~1"}
-    _fsck_and_push(vault, tmp_path)
+    fsck_and_push(vault, tmp_path)
     again = checkpoint.save(vault)
     assert not again.created and again.not_recorded == res.not_recorded
     # a file renamed to .gitattributes (an entry naming a blob of the vault) is checked too
     ws.rename("notes.txt", "short/.gitattributes")
     got = checkpoint.save(vault)
     assert "short/.gitattributes" in [n.path for n in got.not_recorded]
-    assert _blob(vault, _tree(vault)["short/.gitattributes"]) == JUST_SHORT  # the tree keeps the old one
+    assert blob(vault, tree_of(vault)["short/.gitattributes"]) == JUST_SHORT  # the tree keeps the old one
     assert ws.read("short/.gitattributes") == LONG
     # fixed: recorded, and the report is empty
     for p in (".gitattributes", "deep/er/.GitAttributes", "sub/GITATT~1", "short/.gitattributes"):
@@ -267,12 +251,12 @@ def test_a_checkpoint_leaves_refused_gitattributes_out_keeps_them_and_records_th
     ws.remove("x/.gitattributes", recursive=True)
     done = checkpoint.save(vault, name="fixed")
     assert done.created and done.not_recorded == ()
-    tree = _tree(vault)
+    tree = tree_of(vault)
     assert all(
-        _blob(vault, tree[p]) == GOOD for p in (".gitattributes", "deep/er/.GitAttributes", "sub/GITATT~1")
+        blob(vault, tree[p]) == GOOD for p in (".gitattributes", "deep/er/.GitAttributes", "sub/GITATT~1")
     )
     assert ws.status() == []
-    _fsck_and_push(vault, tmp_path)
+    fsck_and_push(vault, tmp_path)
 
 
 def test_contents_the_base_already_holds_are_not_refused_again(vault):

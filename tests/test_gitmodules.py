@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.store import gitmodules, gitnames
 
-from .conftest import git
+from .fsckgit import blob, fsck_and_push
+from .fsckgit import tree as tree_of
 from .test_json_schemas import check
 
 # -- the checker against git fsck -----------------------------------------------------------
@@ -217,24 +218,6 @@ BAD_NAME = b'[submodule "../../modules/evil"]\n\tpath = evil\n\turl = ./evil\n'
 FIXED = GOOD + b"\tupdate = rebase\n"
 
 
-def _tree(vault, ref: str = "main") -> dict[str, str]:
-    out = git("--git-dir", vault.path, "ls-tree", "-r", ref)
-    return {line.split("\t", 1)[1]: line.split()[2] for line in out.splitlines()}
-
-
-def _blob(vault, oid: str) -> bytes:
-    return subprocess.run(["git", "--git-dir", vault.path, "cat-file", "blob", oid], capture_output=True, check=True).stdout  # fmt: skip
-
-
-def _fsck_and_push(vault, tmp_path: Path) -> None:
-    """The vault passes `git fsck --strict`, and a remote that checks objects takes it."""
-    git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
-    remote = tmp_path / f"remote{len(list(tmp_path.glob('remote*')))}.git"
-    git("init", "-q", "--bare", str(remote))
-    git("--git-dir", str(remote), "config", "receive.fsckObjects", "true")
-    git("--git-dir", vault.path, "push", "-q", str(remote), "refs/heads/*:refs/heads/*")
-
-
 def test_a_checkpoint_leaves_refused_gitmodules_out_keeps_them_and_records_the_fix(vault, tmp_path):
     ws = vault.workspace("main")
     ws.write(".gitmodules", GOOD)
@@ -254,13 +237,13 @@ def test_a_checkpoint_leaves_refused_gitmodules_out_keeps_them_and_records_the_f
     reasons = [n.reason for n in res.not_recorded]
     assert "gitmodulesUpdate" in reasons[0] and "!touch /tmp/pwned" in reasons[0]
     assert "gitmodulesUrl" in reasons[1] and "gitmodulesName" in reasons[2]
-    tree = _tree(vault)
+    tree = tree_of(vault)
     assert sorted(tree) == [".gitmodules", "notes.txt", "sub/ok.txt"]
-    assert _blob(vault, tree[".gitmodules"]) == GOOD
+    assert blob(vault, tree[".gitmodules"]) == GOOD
     # nothing lost: the workspace still shows them, as uncheckpointed changes
     assert ws.read(".gitmodules") == BAD_UPDATE and ws.read("deep/er/.gitmodules") == BAD_URL
     assert {c.path for c in ws.status()} == {".gitmodules", "deep/er/.gitmodules", "sub/.GITMODULES"}
-    _fsck_and_push(vault, tmp_path)
+    fsck_and_push(vault, tmp_path)
     # again: nothing to record, the same report
     again = checkpoint.save(vault)
     assert not again.created and again.not_recorded == res.not_recorded
@@ -269,22 +252,22 @@ def test_a_checkpoint_leaves_refused_gitmodules_out_keeps_them_and_records_the_f
     ws.rename("notes.txt", "sub/.gitmodules")
     got = checkpoint.save(vault)
     assert [n.path for n in got.not_recorded] == [".gitmodules", "deep/er/.gitmodules", "sub/.gitmodules"]
-    assert "sub/.gitmodules" not in _tree(vault) and ws.read("sub/.gitmodules") == BAD_NAME
+    assert "sub/.gitmodules" not in tree_of(vault) and ws.read("sub/.gitmodules") == BAD_NAME
     # fixed: recorded, and the report is empty
     ws.write(".gitmodules", FIXED)
     ws.write("deep/er/.gitmodules", GOOD)
     ws.write("sub/.gitmodules", GOOD)
     done = checkpoint.save(vault, name="fixed")
     assert done.created and done.not_recorded == ()
-    tree = _tree(vault)
-    assert _blob(vault, tree[".gitmodules"]) == FIXED and _blob(vault, tree["sub/.gitmodules"]) == GOOD
+    tree = tree_of(vault)
+    assert blob(vault, tree[".gitmodules"]) == FIXED and blob(vault, tree["sub/.gitmodules"]) == GOOD
     assert ws.status() == []
     # a .gitmodules git cannot parse is only an info for fsck (a warning with --strict,
     # taken by receive.fsckObjects): recorded, as git would
     ws.write("sub/.gitmodules", b'[submodule "x"]\n\tpath = x\n[broken\n\turl = -x\n')
     assert checkpoint.save(vault).not_recorded == ()
-    assert "sub/.gitmodules" in _tree(vault)
-    _fsck_and_push(vault, tmp_path)
+    assert "sub/.gitmodules" in tree_of(vault)
+    fsck_and_push(vault, tmp_path)
 
 
 def test_contents_the_base_already_holds_are_not_refused_again(vault):
