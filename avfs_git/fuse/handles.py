@@ -1,0 +1,81 @@
+"""Open files of a writable view: the handle table, a writable handle on the overlay file
+(its shared ``flock`` tells a concurrent checkpoint to keep the entry), and the journaling
+of what a handle wrote (see :mod:`.ops`, "File contents")."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+import mfusepy as fuse
+
+from ..core.workspace.workspace import Node
+from .opsbase import Handle, OpsBase
+
+
+class HandleTable(OpsBase):
+    """The open handles of a view (a read-only view keeps none: see :meth:`.view.ViewOps.open`)."""
+
+    def _new_handle(self, h: Handle) -> int:
+        with self._lock:
+            fh = next(self._ids)
+            self._handles[fh] = h
+        return fh
+
+    def _handle(self, fh: int) -> Handle:
+        h = self._handles.get(fh)
+        if h is None:
+            raise fuse.FuseOSError(errno.EBADF)
+        return h
+
+    def _open_rw(self, p: str, node: Node, flags: int) -> int:
+        """A writable handle on ``p``'s overlay file (``node``: materialized). The shared
+        flock says "in use" to a checkpoint, which then keeps the entry; one retiring the
+        entry holds the file exclusively until it is gone (core/workspace/overlay.py, ``retire``), so
+        a file found retired once the lock is ours is opened again from the new base:
+        writes never go to a file the workspace no longer shows."""
+        for _ in range(8):
+            assert node.entry is not None
+            fileid = node.entry.fileid
+            real = self.ws.file_path(node)
+            assert real is not None
+            try:
+                fd = os.open(real, os.O_RDWR | os.O_CLOEXEC | (flags & os.O_APPEND))
+            except FileNotFoundError:
+                node = self.ws.materialize(p)  # retired meanwhile: the base's copy
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            st = os.fstat(fd)
+            now = self.ws.node(p) if st.st_nlink else None
+            if now is None or now.entry is None or now.entry.fileid != fileid:
+                os.close(fd)
+                node = self.ws.materialize(p)
+                continue
+            h = Handle(p, fd, None, True)
+            h.fileid = fileid
+            h.limit = st.st_size + max(0, self.ws.quota_left())
+            return self._new_handle(h)
+        raise fuse.FuseOSError(errno.EAGAIN)  # retired again and again: let the caller retry
+
+    def _note(self, h: Handle, *, defer: bool = False) -> None:
+        """Record what a handle wrote. ``defer``: at flush and release, the path is already
+        in the journal (its first write or its creation put it there); only its size is
+        left to record, so those are batched into one transaction by the watcher thread
+        (within ``poll_s``) instead of one per close(), and recorded in place (no new
+        journal entry or ``seq``: a checkpoint that captured the entry meanwhile still
+        retires it)."""
+        if not h.dirty:
+            return
+        h.dirty = False
+        if defer and self._inval is not None:
+            with self._lock:
+                self._unsized.add(h.path)
+            return
+        self.ws.note_written(h.path)
+
+    def _record_sizes(self) -> None:
+        with self._lock:
+            paths, self._unsized = self._unsized, set()
+        if paths:
+            self.ws.record_sizes(sorted(paths))

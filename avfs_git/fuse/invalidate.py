@@ -1,0 +1,116 @@
+"""Keeping the kernel's caches true: a writable view lets the kernel cache attributes and
+entries for a long time (:func:`.ops.fuse_options`); when another process (the CLI, a
+checkpoint, a restore) changes the workspace, a watcher thread reads the journal and tells
+the kernel to forget those paths (libfuse 3's ``fuse_invalidate_path``), and tells whoever
+moved the base that the mount shows it now. A read-only view never changes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import threading
+
+import mfusepy as fuse
+
+from ..core.store import names
+from .handles import HandleTable
+
+log = logging.getLogger("avfs.fuse")
+
+
+class Invalidation(HandleTable):
+    """The watcher thread of a writable view, started at FUSE's ``init``."""
+
+    poll_s = 0.02  # how often the journal is checked for changes made by other processes
+
+    def _setup_invalidation(self) -> None:
+        """The kernel caches attributes and entries for a long time (the daemon sets 60 s);
+        when another process (the CLI, a checkpoint, a restore) changes the workspace, a
+        watcher thread reads the journal and tells the kernel to forget those paths
+        (libfuse 3's ``fuse_invalidate_path``). A read-only revision never changes."""
+        if self.read_only:
+            return
+        try:
+            lib = fuse._libfuse
+            self._fuse_ptr = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+            inval = lib.fuse_invalidate_path
+            inval.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            inval.restype = ctypes.c_int
+            self._inval = inval
+        except (AttributeError, ValueError):
+            # the watcher still runs: sizes, the git index, and the movers' acknowledgement
+            log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
+        self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
+        self._watcher.start()
+
+    def invalidate(self, path: str) -> None:
+        with self._inval_lock:
+            if self._inval is not None:
+                self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
+
+    def stop_invalidating(self, timeout: float) -> bool:
+        """Stop the watcher for good; called when FUSE's request loop has ended, before
+        libfuse frees the ``struct fuse`` that ``fuse_invalidate_path`` reads (see
+        :class:`.libfuse.FastFUSE`). Returns once no call is inside libfuse and none can start; False
+        when a call is still in there after ``timeout`` (then the ``struct fuse`` must be
+        left alone). The watcher thread itself is joined, bounded: once it can no longer
+        reach libfuse, a slow journal read there is harmless."""
+        self._stop.set()
+        if not self._inval_lock.acquire(timeout=timeout):
+            return False
+        try:
+            self._inval = None
+        finally:
+            self._inval_lock.release()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout)
+        return True
+
+    def _sleep(self) -> bool:
+        """Wait one poll interval, or less when a process that moved the base wakes the
+        watcher through ``wake_fd``; True once the mount is stopping."""
+        if self.wake_fd is None:
+            return self._stop.wait(self.poll_s)
+        ready, _, _ = select.select([self.wake_fd], [], [], self.poll_s)
+        if ready:
+            try:
+                os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                pass
+        return self._stop.is_set()
+
+    def _watch(self) -> None:
+        ov = self.ws.overlay
+        seq = ov.last_seq()
+        view = (ov.get_meta("base"), ov.get_meta("view_time"))
+        if self.on_view is not None:
+            self.on_view(view, False, seq)
+        while not self._sleep():
+            try:
+                self._record_sizes()
+                before = seq
+                seq, paths = ov.changes_by_others(seq)
+                now = (ov.get_meta("base"), ov.get_meta("view_time"))
+                moved = now != view
+                if moved or "" in paths:
+                    # the base moved (checkpoint, restore, undo, a push), or the root's entry
+                    # changed (a restore and its undo within one second onto one base: the
+                    # view time, in whole seconds, cannot tell them apart): anything may differ
+                    if moved:
+                        view = now
+                        self._view_time_ns = None
+                    paths = sorted(self._known)
+                for p in paths:
+                    if self._stop.is_set():
+                        break  # unmounting: thousands of paths may be left, none matter now
+                    self.invalidate(p)
+                    if p:
+                        self.invalidate(names.parent_of(p))
+                if (moved or seq != before) and self.on_view is not None and not self._stop.is_set():
+                    # the kernel forgot the old view's caches, and those of these paths
+                    self.on_view(view, moved, seq)
+            except Exception:
+                log.exception("invalidation watcher")

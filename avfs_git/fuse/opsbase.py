@@ -1,0 +1,208 @@
+"""What every part of :class:`.ops.WorkspaceFS` stands on: the state of one mounted view
+(made once, in :meth:`OpsBase.__init__`), ``AvfsError`` turned into the errno FUSE expects
+(:func:`translated`), a FUSE path turned into a workspace path (the mount's own ``.git``
+refused), the node at a path (a read-only view keeps its directories' children), and
+what an open file is (:class:`Handle`; the table of them is :mod:`.handles`).
+
+Like the rest of fuse/, it asks the workspace and never reads git itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import mfusepy as fuse
+
+from ..core.errors import AvfsError, is_no_space
+from ..core.store import names
+from ..core.workspace.workspace import Node, Workspace
+
+if TYPE_CHECKING:
+    from ..core.store.objects import BlobStream
+    from ..core.vaults.vault import Vault
+
+F = TypeVar("F", bound=Callable[..., Any])
+GITFILE = "/.git"
+CHILDREN_CACHE = 1024  # read-only view: directories whose children are kept (lookups)
+
+
+# a file the daemon appends the name of each FUSE call it serves in Python to (for tests
+# and diagnosis: which calls reach Python once the kernel caches are warm)
+def _open_trace(path: str | None) -> int | None:
+    if not path:
+        return None
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def translated(func: F) -> F:
+    """Turn AvfsError (and bad paths) into the errno FUSE expects."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AvfsError as exc:
+            raise fuse.FuseOSError(exc.errno) from exc
+        except fuse.FuseOSError:
+            raise  # an errno chosen on purpose (EDQUOT past the quota...)
+        except Exception as exc:
+            # a full disk met anywhere below (the overlay's files, its database, a pack):
+            # ENOSPC, as a local disk says, never EINVAL or EIO
+            if is_no_space(exc):
+                raise fuse.FuseOSError(errno.ENOSPC) from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Handle:
+    __slots__ = (
+        "created",
+        "data",
+        "dirty",
+        "fd",
+        "fileid",
+        "limit",
+        "nested",
+        "path",
+        "stream",
+        "writable",
+    )
+
+    def __init__(
+        self, path: str, fd: int | None, data: bytes | None, writable: bool, nested: bool = False
+    ) -> None:
+        self.nested = nested  # a file of a nested repository: no journal, no quota
+        self.path = path
+        self.fd = fd
+        self.data = data
+        self.writable = writable
+        self.dirty = False
+        self.created = False
+        self.fileid: str | None = None
+        self.limit = 0
+        self.stream: BlobStream | None = None  # a big unchanged file, read from git as it goes
+
+
+class OpsBase(fuse.Operations):  # type: ignore[misc]
+    """The state of one mounted view and the steps every operation takes; the operations
+    themselves are in the mixins :class:`.ops.WorkspaceFS` is made of."""
+
+    def __init__(
+        self,
+        ws: Workspace[Vault],
+        *,
+        read_only: bool = False,
+        on_ready: Callable[[], None] | None = None,
+        gitfile: bytes | None = None,
+        on_view: Callable[[tuple[str | None, str | None], bool, int], None] | None = None,
+        wake_fd: int | None = None,
+    ) -> None:
+        """``gitfile``: the contents of the ``.git`` file the mount shows at its root (it
+        makes the mount a linked worktree of the vault); None shows no ``.git``.
+        ``on_view((base, view_time), moved, seq)``: called by the watcher with the view it
+        serves and the journal position it has handled, at its start, after each move of
+        the base once the kernel's caches of the old view are dropped, and after each batch
+        of changes by others once the kernel forgot those paths. ``wake_fd``: readable when a process that moved the base
+        wants the watcher to look now rather than at its next poll."""
+        self.ws = ws
+        self.gitfile = gitfile
+        self.on_view = on_view
+        self.wake_fd = wake_fd
+        self.read_only = read_only
+        self.on_ready = on_ready
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self._handles: dict[int, Handle] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._known: set[str] = set()  # paths the kernel may hold attributes for
+        self._stop = threading.Event()
+        self._fuse_ptr: Any = None
+        self._inval: Any = None
+        # held around each fuse_invalidate_path call: stop_invalidating() takes it to know no
+        # call is inside libfuse when the `struct fuse` is freed
+        self._inval_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._view_time_ns: int | None = None
+        self._unsized: set[str] = set()  # written and closed: sizes not recorded yet
+        self._nested_root = os.path.join(ws.state_dir, "nested")
+        self._has_nested = os.path.isdir(self._nested_root)
+        # a read-only view keeps no file handles (the kernel opens files itself: see open)
+        self._listings: OrderedDict[str, list[tuple[str, str, Node | None]]] = OrderedDict()
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
+        self._streams: OrderedDict[str, BlobStream] = OrderedDict()
+        self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
+        self._kids_base: str | None = None  # the base commit the kept children are of
+        self._sizes: dict[str, int] = {}  # see _size
+        owner = ws.vault.home
+        self.trace_fd = _open_trace(owner.settings.fuse_trace if owner is not None else None)
+
+    @staticmethod
+    def _p(path: str) -> str:
+        if path == GITFILE:
+            raise fuse.FuseOSError(errno.EPERM)  # the worktree link avfs shows; not a file of the fork
+        return names.norm_path(path.lstrip("/"))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise fuse.FuseOSError(errno.EROFS)
+
+    def _node(self, p: str) -> Node:
+        node = self._ro_node(p) if self.read_only else self.ws.node(p)
+        if node is None:
+            raise fuse.FuseOSError(errno.ENOENT)
+        return node
+
+    def _ro_node(self, p: str) -> Node | None:
+        """A read-only view's node, from its parent's children (kept for the last
+        ``CHILDREN_CACHE`` directories): a cold walk, or git's lstat of every file in
+        index order, looks up many names of one directory in a row, and each lookup from
+        the root costs an overlay query and a tree walk."""
+        if not p:
+            return self.ws.node(p)
+        parent = names.parent_of(p)
+        kids = self._ro_children(parent)
+        return None if kids is None else kids.get(p[len(parent) + 1 :] if parent else p)
+
+    def _ro_children(self, p: str) -> dict[str, Node] | None:
+        # an overlay's lower layer follows the fork's base: a checkpoint of what the upper
+        # layer made adds names below (which overlayfs asks about before a removal)
+        # layer); kept children are of one base, and children worked out while the base
+        # moved are answered from again, never kept: a lookup that started before a
+        # checkpoint and ended after it would otherwise keep the old children for good, and
+        # overlayfs, told the name is not there, removes it without a whiteout
+        for _ in range(8):
+            base = self.ws.overlay.get_meta("base")
+            with self._lock:
+                if base != self._kids_base:
+                    self._kids.clear()
+                    self._kids_base = base
+                kids = self._kids.get(p)
+                if kids is not None:
+                    self._kids.move_to_end(p)
+                    return kids
+            # the directory's node is looked up here, after the base was read: one a caller
+            # found before a move would give the old base's children (a listing that began
+            # before a checkpoint kept them under the new base)
+            here = self._ro_node(p)
+            kids = None if here is None or not here.is_dir else self.ws.node_children(here)
+            if self.ws.overlay.get_meta("base") != base:
+                continue
+            if kids is None:
+                return None
+            with self._lock:
+                if self._kids_base == base:
+                    self._kids[p] = kids
+                    while len(self._kids) > CHILDREN_CACHE:
+                        self._kids.popitem(last=False)
+            return kids
+        raise fuse.FuseOSError(errno.EAGAIN)  # the base kept moving: ask again
