@@ -1,5 +1,5 @@
 """The overlay daemon lists, before it says the mount is ready, the directories where the
-upper layer merges with a lower one (fuse/daemon.py ``_list_merged``): git's first status
+upper layer merges with a lower one (fuse/stacking.py ``_list_merged``): git's first status
 after mounting lists exactly those, and cold each cost a lookup per lower entry in the
 daemon. Here on a real kernel overlay of plain directories."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.fuse.daemon import _list_merged
+from avfs_git.fuse.stacking import _list_merged
 
 from .conftest import IN_CI
 

@@ -1,0 +1,157 @@
+"""The overlay backend's kernel side (see :mod:`.daemon`): kernel overlayfs stacked on the
+lower layer this daemon serves. Its mount options, the upper layer on the home's layers
+file system tuned, the worktree's ``.git`` pinned immutable in the upper layer, what the
+lower layer has under an upper path, the merged directories listed once before git's
+first status, and a hand ``umount`` of the overlay followed by the lower layer's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
+    """What the lower layer (``lower``: the workspace without its upper layer) has where the
+    upper layer's ``path`` is (redirected directories followed): None, "dir" or "other"."""
+    lp = ws.overlay.lower_path(path)
+    if lp is None:
+        return None  # below an opaque directory: the lower layer is hidden there
+    node = lower.node(lp)
+    if node is None:
+        return None
+    return "dir" if node.is_dir else "other"
+
+
+PRELIST_S = 0.5  # at most this long before the mount is announced ready
+
+
+def _list_merged(
+    upper: str, mountpoint: str, lower_kind: Callable[[str], str | None], budget_s: float = PRELIST_S
+) -> list[str]:
+    """List, through the overlay at ``mountpoint``, each directory where the upper layer
+    merges with a lower one (a directory holding a change), for at most ``budget_s``;
+    returns those listed (``""``: the root).
+
+    git's first status after mounting lists exactly these (its fsmonitor hook names them),
+    and overlayfs lists such a directory by looking each lower entry up in this daemon: cold,
+    ~4 ms a directory, most of that status at 10k files (docs/benchmarks.md). Listed once
+    here, the kernel keeps the entries (the lower's for good, the merged listing while the
+    directory is unchanged). A directory new in the upper layer (``node_modules``) has no
+    lower half: it is not listed, nor what is below it."""
+    t0 = time.monotonic()
+    stack = [""]
+    listed: list[str] = []
+    while stack and time.monotonic() - t0 < budget_s:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(upper, rel)) as it:
+                subdirs = [de.name for de in it if de.is_dir(follow_symlinks=False)]
+            with os.scandir(os.path.join(mountpoint, rel)) as it:
+                for _ in it:
+                    pass
+        except OSError:
+            continue
+        listed.append(rel)
+        for name in subdirs:
+            child = f"{rel}/{name}" if rel else name
+            if child != ".git" and lower_kind(child) == "dir":
+                stack.append(child)
+    return listed
+
+
+def _forget(ws: Any, lower: Any, path: str) -> None:
+    """Drop the lower layer's entries below the upper layer's ``path`` (a tidy before the
+    mount found the path hides them: see core/upper.tidy_for_mount)."""
+    lp = ws.overlay.lower_path(path)
+    if lp is None:
+        return
+    with lower.overlay.txn() as db:
+        lower.overlay.remove_under(db, lp, "tidy")
+
+
+def _upper_on(home_dir: str, upper: str) -> str:
+    """Where an overlay mount's upper layer lives: ``layers`` (the home's layers file system)
+    or ``host`` (a plain directory, ``layers = off`` or a state dir made before)."""
+    from ..core.vaults import layers as layers_fs
+
+    return "layers" if layers_fs.on_layers(home_dir, upper) else "host"
+
+
+def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
+    """Where the upper layer is on the home's layers file system: no copy-on-write for what
+    the mount writes (a state dir made before avfs set it on new ones), and the loop device
+    doing direct I/O (an image mounted before avfs set it) -- big files then go at about the
+    host's speed (core/vaults/layers.py, "tuning")."""
+    from ..core.vaults import layers as layers_fs
+
+    if not layers_fs.on_layers(home_dir, layers["upper"]):
+        return
+    for name in ("upper", "work"):
+        layers_fs.set_nocow(layers[name])
+    if layers_fs.direct_io(layers_fs.mount_path(home_dir)) is False:
+        layers_fs.set_direct_io(layers_fs.mount_path(home_dir))
+
+
+def _overlay_at(mountpoint: str) -> bool:
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            return any(
+                (parts := ln.split())[2:3] == ["overlay"] and parts[1].replace("\\040", " ") == target
+                for ln in fh
+            )
+    except OSError:
+        return True
+
+
+def _watch_unmount(mountpoint: str, lower: str) -> None:
+    """Run in the overlay thread once the overlay is mounted: when it goes (``umount`` by
+    hand, not ``avfs unmount``), take the lower layer away too, which ends this daemon's
+    FUSE loop and its teardown. The kernel flags /proc/self/mounts (POLLPRI) on every change
+    of the mount table."""
+    import select
+    import subprocess
+
+    with open("/proc/self/mounts", "rb") as fh:
+        p = select.poll()
+        p.register(fh, select.POLLPRI | select.POLLERR)
+        while True:
+            fh.seek(0)
+            fh.read()
+            if not _overlay_at(mountpoint):
+                break
+            p.poll(1000)
+    subprocess.run(["fusermount3", "-u", "-z", lower], capture_output=True, check=False)
+
+
+def _pin_gitfile(upper: str, text: bytes | None) -> None:
+    """Put the worktree's ``.git`` file in the upper layer, immutable (``chattr +i``): git
+    in the mount finds its worktree, and nothing in the mount can delete or replace it
+    (overlayfs would whiteout the lower layer's copy). ``None``: take it away."""
+    import subprocess
+
+    path = os.path.join(upper, ".git")
+    if os.path.lexists(path):
+        subprocess.run(["chattr", "-i", path], capture_output=True, check=False)
+        try:
+            os.unlink(path)
+        except IsADirectoryError:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    if text is None:
+        return
+    with open(path, "wb") as fh:
+        fh.write(text)
+    os.chmod(path, 0o444)
+    subprocess.run(["chattr", "+i", path], capture_output=True, check=False)
+
+
+def _escape(path: str) -> str:
+    """A path as a mount option value (overlayfs splits on ',' and ':')."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
