@@ -18,7 +18,7 @@ from typing import Any
 
 import mfusepy as fuse
 
-from .lowlevel import _cache_dirs, _fuse_fn, _kernel_opendir, kernel_opendir_possible
+from .lowlevel import SessionHooks, cache_dirs, fuse_fn, install_kernel_opendir, kernel_opendir_possible
 
 log = logging.getLogger("avfs.fuse")
 
@@ -93,39 +93,39 @@ def _fuse_main(
     kept = [prog, *(a for a in opts if a not in (b"-f", b"-s"))]  # -d and -o go to fuse_new
     arr = (c_char_p * (len(kept) + 1))(*kept, None)
     args = _FuseArgs(len(kept), arr, 0)
-    new = _fuse_fn("fuse_new", c_void_p, ctypes.POINTER(_FuseArgs), c_void_p, ctypes.c_size_t, c_void_p)
-    free_args = _fuse_fn("fuse_opt_free_args", None, ctypes.POINTER(_FuseArgs))
+    new = fuse_fn("fuse_new", c_void_p, ctypes.POINTER(_FuseArgs), c_void_p, ctypes.c_size_t, c_void_p)
+    free_args = fuse_fn("fuse_opt_free_args", None, ctypes.POINTER(_FuseArgs))
     f = new(ctypes.byref(args), ops_p, ops_size, user_data)
     if not f:
         free_args(ctypes.byref(args))
         return 3
-    se = _fuse_fn("fuse_get_session", c_void_p, c_void_p)(f)
+    se = fuse_fn("fuse_get_session", c_void_p, c_void_p)(f)
     if session_ready is not None:
         session_ready(se, f)
-    unmount = _fuse_fn("fuse_unmount", None, c_void_p)
+    unmount = fuse_fn("fuse_unmount", None, c_void_p)
     cfg: Any = None
     cfg_destroy: Any = None
     try:
-        if _fuse_fn("fuse_mount", c_int, c_void_p, c_char_p)(f, mountpoint) != 0:
+        if fuse_fn("fuse_mount", c_int, c_void_p, c_char_p)(f, mountpoint) != 0:
             res = 4
-        elif _fuse_fn("fuse_set_signal_handlers", c_int, c_void_p)(se) != 0:
+        elif fuse_fn("fuse_set_signal_handlers", c_int, c_void_p)(se) != 0:
             unmount(f)
             res = 6
         else:
             if single:
-                res = _fuse_fn("fuse_loop", c_int, c_void_p)(f)
+                res = fuse_fn("fuse_loop", c_int, c_void_p)(f)
             elif fuse.fuse_version_minor >= 12:
-                cfg = _fuse_fn("fuse_loop_cfg_create", c_void_p)()
-                cfg_destroy = _fuse_fn("fuse_loop_cfg_destroy", None, c_void_p)
-                res = _fuse_fn("fuse_loop_mt", c_int, c_void_p, c_void_p)(f, cfg)
+                cfg = fuse_fn("fuse_loop_cfg_create", c_void_p)()
+                cfg_destroy = fuse_fn("fuse_loop_cfg_destroy", None, c_void_p)
+                res = fuse_fn("fuse_loop_mt", c_int, c_void_p, c_void_p)(f, cfg)
             else:
                 v1 = _LoopConfigV1(0, 10)  # fuse_main_real's defaults
-                res = _fuse_fn("fuse_loop_mt", c_int, c_void_p, ctypes.POINTER(_LoopConfigV1))(
+                res = fuse_fn("fuse_loop_mt", c_int, c_void_p, ctypes.POINTER(_LoopConfigV1))(
                     f, ctypes.byref(v1)
                 )
             res = 7 if res else 0
             freeable = loop_ended()
-            _fuse_fn("fuse_remove_signal_handlers", None, c_void_p)(se)
+            fuse_fn("fuse_remove_signal_handlers", None, c_void_p)(se)
             unmount(f)
             if not freeable:
                 log.warning("fuse_invalidate_path still running at unmount: libfuse state left allocated")
@@ -133,7 +133,7 @@ def _fuse_main(
     finally:
         if cfg:
             cfg_destroy(cfg)
-    _fuse_fn("fuse_destroy", None, c_void_p)(f)
+    fuse_fn("fuse_destroy", None, c_void_p)(f)
     free_args(ctypes.byref(args))
     return res
 
@@ -168,20 +168,20 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             setattr(self, "_wrapper", traced)  # noqa: B010 - read by mfusepy as it builds the callbacks
         session_ready = None
         # a read-only view's directories: opened by the kernel itself when possible
-        # (_kernel_opendir), else opened here with listings marked cacheable (_cache_dirs,
+        # (install_kernel_opendir), else opened here with listings marked cacheable (cache_dirs,
         # or FastFUSE.opendir where libfuse passes its flags on)
         # (decided in init_fuse_3, once the kernel said what it supports)
         self.kernel_opendir = False
         self._trace = trace
-        self._session = 0
+        self._hooks: SessionHooks | None = None  # what this mount installs in its session
         self._dh_ready = False
         if self.read_only:
             setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
 
             def session_ready(se: int, f: int) -> None:
-                self._session = se
+                self._hooks = SessionHooks(se)
                 if kernel_opendir_possible():
-                    self._dh_ready = _kernel_opendir(se, f, trace)
+                    self._dh_ready = install_kernel_opendir(self._hooks, f)
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -241,7 +241,7 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         fi = fip.contents
         fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
         if self.read_only:
-            fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see _cache_dirs)
+            fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see cache_dirs)
             fi.cache_readdir = 1
         return 0
 
@@ -256,8 +256,8 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             # directories opened by the kernel itself (Linux >= 5.1: before, an ENOSYS to
             # OPENDIR failed the opendir), else listings marked cacheable at each OPENDIR
             self.kernel_opendir = self._dh_ready and bool(c.capable & FUSE_CAP_NO_OPENDIR_SUPPORT)
-            if not self.kernel_opendir and self._session:
-                _cache_dirs(self._session, self._trace)
+            if not self.kernel_opendir and self._hooks is not None and self._hooks.se:
+                cache_dirs(self._hooks, self._trace)
         super().init_fuse_3(conn, config)
 
     def readdir_fuse_3(

@@ -20,7 +20,7 @@ import mfusepy as fuse
 log = logging.getLogger("avfs.fuse")
 
 
-def _fuse_fn(name: str, restype: Any, *argtypes: Any) -> Any:
+def fuse_fn(name: str, restype: Any, *argtypes: Any) -> Any:
     fn = fuse._libfuse[name]  # a new function object: mfusepy's own stay as they are
     fn.restype = restype
     fn.argtypes = list(argtypes)
@@ -30,7 +30,7 @@ def _fuse_fn(name: str, restype: Any, *argtypes: Any) -> Any:
 def libfuse_version() -> tuple[int, ...]:
     """libfuse's own version, patch level included (``fuse_pkgversion``)."""
     try:
-        text = _fuse_fn("fuse_pkgversion", ctypes.c_char_p)().decode()
+        text = fuse_fn("fuse_pkgversion", ctypes.c_char_p)().decode()
         return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
     except (AttributeError, ValueError, UnicodeDecodeError):
         return (fuse.fuse_version_major, fuse.fuse_version_minor, 0)
@@ -38,13 +38,33 @@ def libfuse_version() -> tuple[int, ...]:
 
 # libfuse before 3.16.1 does not pass the keep_cache and cache_readdir a high-level
 # file system sets in opendir on to the kernel (libfuse commit 98eb808): there the
-# low-level opendir of the session is wrapped to set them (see _cache_dirs)
+# low-level opendir of the session is wrapped to set them (see cache_dirs)
 HL_OPENDIR_FLAGS = (3, 16, 1)
 _LL_OPENDIR = 20  # struct fuse_lowlevel_ops: init destroy lookup ... fsync opendir (fuse_lowlevel.h)
 _LL_CHECKED = 42  # slots 0-41 (init ... readdirplus): set by libfuse's high-level layer or NULL
 _OPENDIR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(fuse.fuse_file_info))
-_KEPT: list[Any] = []  # callbacks handed to libfuse: alive as long as the process
-_OURS: set[int] = set()  # their addresses, as installed in the session
+
+
+class SessionHooks:
+    """The low-level operations one mount installs in its libfuse session (``se``).
+
+    Their ctypes callbacks must outlive every call libfuse makes to them: they are kept
+    here, and this object is kept by the :class:`.libfuse.FastFUSE` whose constructor runs
+    the session's request loop (the loop ends before the session is freed or left, and
+    mfusepy keeps its own callbacks for exactly that long). Their addresses tell
+    :func:`_ll_slots` that a slot holding one is ours, not an unknown layout."""
+
+    def __init__(self, se: int) -> None:
+        self.se = se
+        self._kept: list[tuple[Any, Any]] = []  # (libfuse's function, our callback)
+        self.addresses: set[int] = set()
+
+    def install(self, slot: int, lib_fn: Any, cb: Any) -> None:
+        """Put ``cb`` (which calls libfuse's ``lib_fn``) in the session's low-level ``slot``."""
+        self._kept.append((lib_fn, cb))
+        addr = ctypes.cast(cb, ctypes.c_void_p).value
+        self.addresses.add(addr or 0)
+        _ll_slot_array(self.se)[slot] = addr
 
 
 def _ll_ops_offset(version: tuple[int, ...], any_hl: bool = False) -> int | None:
@@ -65,9 +85,11 @@ def _ll_slot_array(se: int) -> Any:
     return (ctypes.c_void_p * _LL_CHECKED).from_address(se + offset)
 
 
-def _ll_slots(se: int) -> list[int] | None:
+def _ll_slots(hooks: SessionHooks) -> list[int] | None:
     """The session's first low-level operations, when its layout is the one known here:
-    each must point into libfuse's code or be NULL, opendir, readdir and readdirplus set."""
+    each must point into libfuse's code (or be one of ``hooks``) or be NULL, opendir,
+    readdir and readdirplus set."""
+    se = hooks.se
     if not se or _ll_ops_offset(libfuse_version(), any_hl=True) is None:
         return None
     try:
@@ -76,7 +98,7 @@ def _ll_slots(se: int) -> list[int] | None:
         return None
     slots = _ll_slot_array(se)
     ptrs = [slots[i] or 0 for i in range(_LL_CHECKED)]
-    in_text = [x in _OURS or any(lo <= x < hi for lo, hi in text) for x in ptrs]
+    in_text = [x in hooks.addresses or any(lo <= x < hi for lo, hi in text) for x in ptrs]
     needed = (_LL_OPENDIR, _LL_READDIR, _LL_RELEASEDIR, _LL_FSYNCDIR, _LL_IOCTL, _LL_READDIRPLUS)
     if not all(in_text[i] for i in needed) or not all(
         ok or x == 0 for ok, x in zip(in_text, ptrs, strict=True)
@@ -97,7 +119,7 @@ def _libfuse_text() -> list[tuple[int, int]]:
     return out
 
 
-def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
+def cache_dirs(hooks: SessionHooks, trace: Callable[[str], None]) -> bool:
     """Make every OPENDIR reply carry ``keep_cache`` and ``cache_readdir`` (the kernel then
     keeps directory listings across opens: FOPEN_CACHE_DIR, Linux >= 4.20) on a libfuse
     that drops them (before 3.16.1), by wrapping the session's low-level ``opendir``
@@ -108,7 +130,7 @@ def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
     False is returned."""
     if _ll_ops_offset(libfuse_version()) is None:
         return False  # libfuse passes them on itself
-    ptrs = _ll_slots(se)
+    ptrs = _ll_slots(hooks)
     if ptrs is None:
         return False
     lib_opendir = _OPENDIR_T(ptrs[_LL_OPENDIR])
@@ -120,11 +142,7 @@ def _cache_dirs(se: int, trace: Callable[[str], None]) -> bool:
         trace("opendir")
         lib_opendir(req, ino, llfi)
 
-    cb = _OPENDIR_T(opendir)
-    _KEPT.append((lib_opendir, cb))
-    addr = ctypes.cast(cb, ctypes.c_void_p).value
-    _OURS.add(addr or 0)
-    _ll_slot_array(se)[_LL_OPENDIR] = addr
+    hooks.install(_LL_OPENDIR, lib_opendir, _OPENDIR_T(opendir))
     return True
 
 
@@ -200,7 +218,7 @@ FUSE_IOCTL_DIR = 1 << 4
 
 
 def kernel_opendir_possible() -> bool:
-    """Whether :func:`_kernel_opendir` can work with this libfuse and machine (decided
+    """Whether :func:`install_kernel_opendir` can work with this libfuse and machine (decided
     before the mount: the file system's ``opendir`` is registered accordingly)."""
     v = libfuse_version()
     return (
@@ -210,7 +228,7 @@ def kernel_opendir_possible() -> bool:
     )
 
 
-def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
+def install_kernel_opendir(hooks: SessionHooks, f: int) -> bool:
     """Let the kernel open directories itself: the file system answers the first OPENDIR
     with ENOSYS (:meth:`FastFUSE.opendir`), after which the kernel sends no OPENDIR or
     RELEASEDIR at all and keeps each listing across opens (its defaults without opendir:
@@ -221,16 +239,16 @@ def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
     handle (fh 0) gets a fresh zeroed ``struct fuse_dh`` for its duration (one per request:
     listings are handed over by offset, nothing is kept in it between requests) and a
     RELEASEDIR without one (never sent then) is answered without libfuse. Checked first as
-    in :func:`_cache_dirs`; False (nothing changed) when anything is unknown."""
+    in :func:`cache_dirs`; False (nothing changed) when anything is unknown."""
     dh_type = _dh_type()
-    ptrs = _ll_slots(se)
+    ptrs = _ll_slots(hooks)
     if dh_type is None or ptrs is None or not f:
         return False
     libc = ctypes.CDLL(None)
     free = libc.free
     free.argtypes = [ctypes.c_void_p]
     free.restype = None
-    reply_err = _fuse_fn("fuse_reply_err", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+    reply_err = fuse_fn("fuse_reply_err", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 
     def with_dh(ino: int, llfi: Any, call: Callable[[], None]) -> None:
         fi = llfi.contents
@@ -252,11 +270,7 @@ def _kernel_opendir(se: int, f: int, trace: Callable[[str], None]) -> bool:
 
     def install(slot: int, proto: Any, make: Callable[[Any], Callable[..., None]]) -> None:
         lib_fn = proto(ptrs[slot])
-        cb = proto(make(lib_fn))
-        _KEPT.append((lib_fn, cb))
-        addr = ctypes.cast(cb, ctypes.c_void_p).value
-        _OURS.add(addr or 0)
-        _ll_slot_array(se)[slot] = addr
+        hooks.install(slot, lib_fn, proto(make(lib_fn)))
 
     def readdir(lib_fn: Any) -> Callable[..., None]:
         def call(req: int, ino: int, size: int, off: int, llfi: Any) -> None:
