@@ -85,29 +85,43 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Mount:
-    """One mount's life in its daemon: set up (:meth:`__init__`, :meth:`link_worktree`),
+    """One mount's life in its daemon: set up (:meth:`__init__` in its steps, :meth:`link_worktree`),
     served (:meth:`serve`: libfuse's loop; :meth:`ready` when the kernel's handshake is done,
     :meth:`stack` and :meth:`announce`), torn down (:meth:`close`, in the order the module
     docstring gives)."""
 
     def __init__(self, args: argparse.Namespace, core_dumps: bool) -> None:
         from ..core.vaults.home import Home
-        from ..core.vaults.registry import mount_key
-        from ..core.vaults.registry import write_record as write_registry
         from ..mount.side import MOUNT_SIDE
-        from ..ops.mounts import detach, registry_path
         from .warm import Warm
 
         self.args = args
-        home = Home(
-            args.home, mounts=MOUNT_SIDE
-        )  # its settings: this process's environment ($AVFS_LAYERS too)
-        self.home = home
-        self.vault = vault = home.vault(args.vault)
-        self.read_only = read_only = args.revision is not None
-        self.overlay = overlay = args.backend == "overlay" and not read_only
+        # its settings: this process's environment ($AVFS_LAYERS too)
+        self.home = Home(args.home, mounts=MOUNT_SIDE)
+        self.vault = self.home.vault(args.vault)
+        self.read_only = args.revision is not None
+        self.overlay = args.backend == "overlay" and not self.read_only
+        self.open_views()  # the workspace, what FUSE serves of it, and where
+        self.warm = Warm(self.fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
+        self.register(core_dumps)  # the registry record: "mounting"
+        self.exec_server()  # proxy exec served warm by this daemon (a fork's mount)
+        # index writers still running when the mount goes are waited for before the worktree
+        # they write into is unregistered
+        self.closing = threading.Event()
+        self.index_threads: list[threading.Thread] = []
+        self.hook_server: Any = None
+        self.wake_fd: int | None = None
+        self.ops: Any = None
+
+    def open_views(self) -> None:
+        """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
+        serves of it (for the overlay backend, the lower layer only) and where (the mount
+        point, or the overlay's ``lower`` directory)."""
+        from ..ops.mounts import detach
+
+        args, vault = self.args, self.vault
         self.tmp_state: str | None = None
-        if read_only:
+        if self.read_only:
             self.tmp_state = tempfile.mkdtemp(prefix="avfs-rev-")
             ws = vault.revision_view(args.fork, args.revision, self.tmp_state)
         else:
@@ -116,7 +130,7 @@ class Mount:
         self.served = ws  # what FUSE serves: for the overlay backend, the lower layer only
         self.fuse_at = args.mountpoint
         self.layers: dict[str, str] = {}
-        if overlay:
+        if self.overlay:
             from ..core.workspace.workspace import Workspace
 
             self.served = Workspace(vault, args.fork, vault.ws_dir(args.fork))
@@ -127,9 +141,16 @@ class Mount:
             for d in self.layers.values():
                 os.makedirs(d, exist_ok=True)
             _tune_layers(vault.home_dir, self.layers)
-        elif not read_only:
+        elif not self.read_only:
             ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
-        self.warm = Warm(self.fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
+
+    def register(self, core_dumps: bool) -> None:
+        """The mount's registry record, written with the state "mounting"."""
+        from ..core.vaults.registry import mount_key
+        from ..core.vaults.registry import write_record as write_registry
+        from ..ops.mounts import registry_path
+
+        args, vault, overlay = self.args, self.vault, self.overlay
         self.key = mount_key(args.fork, args.revision)
         self.reg = registry_path(vault, self.key)
         self.record: dict[str, Any] = {
@@ -142,7 +163,7 @@ class Mount:
             "uid": os.getuid(),
             "gid": os.getgid(),
             "state": "mounting",
-            "read_only": read_only,
+            "read_only": self.read_only,
             "revision": args.revision,
             "backend": "overlay" if overlay else "fuse",
             "lower": self.layers.get("lower"),
@@ -152,27 +173,23 @@ class Mount:
         }
         write_registry(self.reg, self.record)
 
+    def exec_server(self) -> None:
+        """A fork's mount serves ``proxy exec`` requests from the CLI's fast path here, warm
+        (avfs_git/proxy/server.py); started when the mount is announced."""
         self.server: Any = None
         self.exec_file = ""
         self.real_mountpoint = ""
-        if not read_only:
-            # proxy exec requests from the CLI's fast path run here, warm (avfs_git/proxy/server.py)
-            from ..core.vaults import registry
-            from ..proxy.server import ExecServer
+        if self.read_only:
+            return
+        from ..core.vaults import registry
+        from ..proxy.server import ExecServer
 
-            self.server = ExecServer(home, vault, args.fork)
-            self.record["exec_socket"] = self.server.name
-            self.exec_file = registry.exec_path(self.reg)
-            # resolved now: once mounted, a lookup of the mount point is a request to this
-            # process, which announce() (on the FUSE thread for the pure-FUSE backend) would wait on
-            self.real_mountpoint = os.path.realpath(args.mountpoint)
-        # index writers still running when the mount goes are waited for before the worktree
-        # they write into is unregistered
-        self.closing = threading.Event()
-        self.index_threads: list[threading.Thread] = []
-        self.hook_server: Any = None
-        self.wake_fd: int | None = None
-        self.ops: Any = None
+        self.server = ExecServer(self.home, self.vault, self.args.fork)
+        self.record["exec_socket"] = self.server.name
+        self.exec_file = registry.exec_path(self.reg)
+        # resolved now: once mounted, a lookup of the mount point is a request to this
+        # process, which announce() (on the FUSE thread for the pure-FUSE backend) would wait on
+        self.real_mountpoint = os.path.realpath(self.args.mountpoint)
 
     def link_worktree(self) -> None:
         """The mount is a linked worktree of the vault (git works inside it); git's fsmonitor
