@@ -219,7 +219,7 @@ def test_warm_walks_reach_no_python(revision_mount):
     second = traced.take()
     # nothing is fetched again: no listing, attribute, lookup, open or read reaches Python
     # (only statfs, which find asks once and the kernel never caches; and OPENDIR where
-    # the kernel cannot open directories itself: see fuse/libfuse.py _kernel_opendir)
+    # the kernel cannot open directories itself: see fuse/lowlevel.py install_kernel_opendir)
     assert {op: n for op, n in second.items() if op not in ("opendir", "statfs")} == {}
 
 
