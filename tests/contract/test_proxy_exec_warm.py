@@ -19,10 +19,10 @@ from avfs_git.core.vaults import audit
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
-from .conftest import IN_CI
-from .test_confine import _need_bwrap
-from .test_fuse import require_fuse
-from .test_overlay import require_overlay
+from ..conftest import IN_CI
+from ..test_confine import _need_bwrap
+from ..test_fuse import require_fuse
+from ..test_overlay import require_overlay
 
 DENY_TRUE = """\
 version = 1

@@ -48,7 +48,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
-from .conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
+from ..conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
 
 Check = Callable[[str], Any]
 CHECKS: dict[str, Check] = {}
@@ -1263,7 +1263,7 @@ def test_posix_contract(name: str, backend: tuple[str, str], tmp_path: Path) -> 
 def test_known_differences_are_documented() -> None:
     """Each entry of FUSE_KNOWN and OVERLAYFS_ITSELF is a check, with its reason, and
     docs/fuse.md's known-differences section has one table of each, with the same names."""
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "fuse.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fuse.md").read_text(encoding="utf-8")
     section = doc.split("## Known differences from the local disk", 1)[1].split("\n## ", 1)[0]
     tables: list[set[str]] = []
     for line in section.splitlines():
