@@ -4,8 +4,10 @@ it with."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,6 @@ import pytest
 
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
-
-BACKENDS = ["overlay", "fuse"]
 
 
 def _require(backend: str) -> None:
@@ -33,12 +33,11 @@ def _git(mp: str | Path, *args: str, check: bool = True) -> subprocess.Completed
     return proc
 
 
-@pytest.fixture
-def mounted(cli_proc: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
-    """Fork `f` of vault `v` (a.txt = "one\\n", d/c.txt) mounted at tmp_path/m on the
-    backend the test is parametrized with; (mount point, run avfs there)."""
-    backend = request.node.callspec.params["backend"]
-    _require(backend)
+@contextlib.contextmanager
+def mount_fork(cli_proc: Any, tmp_path: Path, backend: str) -> Iterator[tuple[Path, Any]]:
+    """Fork `f` of vault `v` (a.txt = "one\\n", d/c.txt) mounted at tmp_path/m on
+    ``backend`` by the CLI; (mount point, run avfs there). The caller has checked that the
+    backend's facilities are there."""
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     (src / "a.txt").write_text("one\n")
@@ -57,6 +56,17 @@ def mounted(cli_proc: Any, tmp_path: Path, request: pytest.FixtureRequest) -> An
         yield mp, avfs
     finally:
         cli_proc("--vault", "v:f", "unmount", str(mp))
+
+
+@pytest.fixture
+def mounted(cli_proc: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, Any]]:
+    """:func:`mount_fork` on the backend the test is parametrized with (``backend``), for the
+    adversarial files that choose their backends case by case; the contract suite's own
+    fixture is tests/contract/test_git_in_mount.py's."""
+    backend = request.node.callspec.params["backend"]
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend) as m:
+        yield m
 
 
 def _status(avfs: Any) -> dict[str, Any]:

@@ -9,6 +9,9 @@ from typing import Any
 
 from avfs_git.core.errors import AvfsError
 
+ALL = ("api", "overlay", "fuse")  # every backend: a contract test runs on these by default
+MOUNTS = ("overlay", "fuse")  # for what only a mount has: @pytest.mark.backends(*MOUNTS)
+
 
 class ApiFS:
     def __init__(self, ws: Any) -> None:

@@ -19,15 +19,24 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..gitmount import BACKENDS, _clean_everywhere, _git, _status, mounted
+from ..gitmount import _clean_everywhere, _git, _status, mount_fork
 from ..test_confine import _need_bwrap
+from .backends import MOUNTS
 
-__all__ = ["mounted"]
+pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
+
+
+@pytest.fixture
+def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    """Fork `f` of vault `v` mounted by the CLI on each mount backend (tests/gitmount.py)."""
+    with mount_fork(cli_proc, tmp_path, backend) as m:
+        yield m
 
 
 def _exec(mp: Path, script: str) -> dict[str, Any]:
@@ -55,8 +64,7 @@ def _state(mp: Path) -> tuple[str, str, str, dict[str, bytes]]:
     return head, _git(mp, "status", "--porcelain").stdout, _git(mp, "branch", "--list").stdout, files
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_git_commit_is_never_undone_by_a_status_and_a_checkpoint(mounted: Any, backend: str) -> None:
+def test_a_git_commit_is_never_undone_by_a_status_and_a_checkpoint(mounted: Any) -> None:
     """Issue 27 #1: a status between `git commit` and a checkpoint made the checkpoint record
     the committed file back as it was before (the overlay backend's status, reading only
     what changed, re-applied a root entry holding the old base's tree)."""
@@ -82,8 +90,7 @@ def test_a_git_commit_is_never_undone_by_a_status_and_a_checkpoint(mounted: Any,
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_resets_and_amends_in_the_mount_are_the_base_at_once(mounted: Any, backend: str) -> None:
+def test_resets_and_amends_in_the_mount_are_the_base_at_once(mounted: Any) -> None:
     """A ref git moved anywhere (back, sideways) is the base; the view stays what the mount's
     files are, and avfs status lists what they differ from it, as git status does."""
     mp, avfs = mounted
@@ -107,8 +114,7 @@ def test_resets_and_amends_in_the_mount_are_the_base_at_once(mounted: Any, backe
     assert (mp / "a.txt").read_text() == "changed\n"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_head_moved_off_the_fork_is_named_and_checkpoints_refuse(mounted: Any, backend: str) -> None:
+def test_a_head_moved_off_the_fork_is_named_and_checkpoints_refuse(mounted: Any) -> None:
     """Issue 27 #2: `git checkout -b X` in the mount left avfs on the old fork as if nothing
     happened. The mount stays fork f: avfs status says where git's HEAD went, checkpoints
     refuse naming the way back, and nothing is lost."""
@@ -136,8 +142,7 @@ def test_a_head_moved_off_the_fork_is_named_and_checkpoints_refuse(mounted: Any,
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_rebase_left_half_done_is_refused_by_a_checkpoint(mounted: Any, backend: str) -> None:
+def test_a_rebase_left_half_done_is_refused_by_a_checkpoint(mounted: Any) -> None:
     mp, avfs = mounted
     vault = avfs("vault", "path").out.strip()
     # another fork changes a.txt; the mount changes it too and commits
@@ -163,8 +168,7 @@ def test_a_rebase_left_half_done_is_refused_by_a_checkpoint(mounted: Any, backen
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any, backend: str) -> None:
+def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any) -> None:
     """Both land, in some order: every line either wrote is in the fork's history."""
     mp, avfs = mounted
     for i in range(6):
@@ -190,8 +194,7 @@ def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any, backend: s
     assert _git(mp, "show", "HEAD:a.txt").stdout == "one\n" + "".join(f"git {i}\n" for i in range(6))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any, backend: str) -> None:
+def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any) -> None:
     mp, avfs = mounted
     (mp / "a.txt").write_text("committed by git\n")
     _git(mp, "commit", "-qam", "git")
@@ -216,8 +219,7 @@ def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any, backend: str) 
     assert _status(avfs)["clean"]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_the_mounts_git_file_cannot_be_removed_or_replaced(mounted: Any, backend: str) -> None:
+def test_the_mounts_git_file_cannot_be_removed_or_replaced(mounted: Any) -> None:
     mp, avfs = mounted
     (mp / "b.txt").write_text("kept\n")
     gitfile = (mp / ".git").read_text()
@@ -237,8 +239,7 @@ def test_the_mounts_git_file_cannot_be_removed_or_replaced(mounted: Any, backend
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_rename_onto_a_file_git_just_committed(mounted: Any, backend: str) -> None:
+def test_a_rename_onto_a_file_git_just_committed(mounted: Any) -> None:
     """Found by the git model (seed 11): a file renamed in the mount, committed with git,
     then replaced by another rename failed with ESTALE on the overlay backend. Adopting
     git's commit changed the lower layer under the kernel's overlay where the upper layer
@@ -262,8 +263,7 @@ def test_a_rename_onto_a_file_git_just_committed(mounted: Any, backend: str) -> 
     assert _git(mp, "show", "HEAD:d/moved.txt").stdout == "c\n"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, backend: str, cli_proc: Any) -> None:
+def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, cli_proc: Any) -> None:
     mp, avfs = mounted
     assert cli_proc("vault", "fork", "v:main", "g").code == 0
     assert cli_proc("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
@@ -301,10 +301,8 @@ def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, backend: st
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.parametrize("backend", ["overlay"])
-def test_the_persons_hooks_still_run_in_the_mount(
-    mounted: Any, backend: str, cli_proc: Any, tmp_path: Path
-) -> None:
+@pytest.mark.backends("overlay")
+def test_the_persons_hooks_still_run_in_the_mount(mounted: Any, cli_proc: Any, tmp_path: Path) -> None:
     """The mount's own hooks directory (core.hooksPath of its worktree) reaches the vault's
     hooks: pre-commit and post-checkout run as they would without avfs, a hook added after
     mounting too."""
@@ -327,8 +325,7 @@ def test_the_persons_hooks_still_run_in_the_mount(
     assert len(marks.read_text().splitlines()) == 3
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_head_moves_inside_proxy_exec(mounted: Any, backend: str) -> None:
+def test_head_moves_inside_proxy_exec(mounted: Any) -> None:
     """Inside a confined command git's HEAD is the mount's: a branch switch is switched back
     by the same guard (the branch it made is not carried out: refs_refused), a detached
     checkout stays, with no half-done state (HEAD used to be read-only there: git rewrote the
@@ -367,8 +364,8 @@ def test_head_moves_inside_proxy_exec(mounted: Any, backend: str) -> None:
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.parametrize("backend", ["overlay"])
-def test_a_rebase_finished_inside_proxy_exec_moves_the_fork(mounted: Any, backend: str) -> None:
+@pytest.mark.backends("overlay")
+def test_a_rebase_finished_inside_proxy_exec_moves_the_fork(mounted: Any) -> None:
     """A rebase detaches HEAD while it works: inside `proxy exec` it could not start before;
     one that finishes in the command moves the fork's branch like a commit."""
     _need_bwrap()
