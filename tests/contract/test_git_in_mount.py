@@ -301,7 +301,6 @@ def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, cli_proc: A
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.backends("overlay")
 def test_the_persons_hooks_still_run_in_the_mount(mounted: Any, cli_proc: Any, tmp_path: Path) -> None:
     """The mount's own hooks directory (core.hooksPath of its worktree) reaches the vault's
     hooks: pre-commit and post-checkout run as they would without avfs, a hook added after
@@ -364,7 +363,6 @@ def test_head_moves_inside_proxy_exec(mounted: Any) -> None:
     _clean_everywhere(mp, avfs)
 
 
-@pytest.mark.backends("overlay")
 def test_a_rebase_finished_inside_proxy_exec_moves_the_fork(mounted: Any) -> None:
     """A rebase detaches HEAD while it works: inside `proxy exec` it could not start before;
     one that finishes in the command moves the fork's branch like a commit."""
