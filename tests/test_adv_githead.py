@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from .gitmount import _git, _status, mounted
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
-from .test_git_writer import _git, _status, mounted
 from .test_overlay import require_overlay
 
 __all__ = ["mounted"]

@@ -26,8 +26,8 @@ from avfs_git.mount.ownfiles import worktree_dir
 from avfs_git.ops import mounts
 from avfs_git.proxy import seal, standby
 
+from .contract.test_proxy_exec_warm import _wait_for, _waiters
 from .test_confine import _need_bwrap
-from .test_exec_warm import _wait_for, _waiters
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
 from .test_overlay import require_overlay

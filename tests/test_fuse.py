@@ -1,7 +1,7 @@
 """A fork mounted with FUSE: real mounts, real tools. Each mount is unmounted in `finally`.
 
 What every backend must do alike (the in-process API, the overlay mount, the pure-FUSE
-mount) is tests/test_contract.py; this file keeps what only a mount does. FUSE tests may
+mount) is tests/contract/; this file keeps what only a mount does. FUSE tests may
 skip only where FUSE is truly missing, and under CI=true that is a failure.
 """
 

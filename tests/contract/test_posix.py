@@ -48,7 +48,8 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
-from .conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
+from ..conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
+from .backends import MOUNTS
 
 Check = Callable[[str], Any]
 CHECKS: dict[str, Check] = {}
@@ -1116,31 +1117,15 @@ OVERLAYFS_ITSELF: dict[str, str] = {
     "and glibc callers fall back to read and write",
 }
 
-BACKENDS = ("overlay", "fuse")
+pytestmark = pytest.mark.backends(*MOUNTS)  # system calls: a mount's, the API has none
 
 
-def _overlay_unavailable() -> str | None:
-    try:
-        with open("/proc/filesystems", encoding="utf-8") as fh:
-            if not any(line.split()[-1] == "overlay" for line in fh if line.strip()):
-                return "the kernel has no overlay file system"
-    except OSError as exc:
-        return f"cannot read /proc/filesystems: {exc}"
+def require_root() -> None:
     if os.geteuid() != 0:
-        return "mounting overlayfs needs root here"
-    return None
-
-
-def require(backend: str) -> None:
-    why = mounts.fuse_available()
-    if why is None and backend == "overlay":
-        why = _overlay_unavailable()
-    if why is None and os.geteuid() != 0:
         why = "the POSIX contract (owners, device nodes) is checked as root"
-    if why is not None:
         if IN_CI:
-            pytest.fail(f"{backend} must be available in CI: {why}")
-        pytest.skip(f"{backend}: {why}")
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 @contextlib.contextmanager
@@ -1204,14 +1189,12 @@ def _mounted(home: Home, vault: Any, mp: str, **kwargs: Any) -> Iterator[None]:
 # report three different st_dev; avfs's inode numbers are 56-bit so xino has room).
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str]]:
+@pytest.fixture(scope="module")
+def posix_mount(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(backend name, mount point): one mount per backend for the module; each check has its
     own directory there, seeded in the fork's checkpoint."""
-    name: str = request.param
-    require(name)
+    name = backend
+    require_root()
     root = tmp_path_factory.mktemp(f"posix-{name}")
     with _hermetic_module(root):
         home = Home(str(root / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE)
@@ -1240,8 +1223,8 @@ def run_check(fn: Check, d: str) -> Any:
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
-def test_posix_contract(name: str, backend: tuple[str, str], tmp_path: Path) -> None:
-    which, mp = backend
+def test_posix_contract(name: str, posix_mount: tuple[str, str], tmp_path: Path) -> None:
+    which, mp = posix_mount
     ref = tmp_path / "native"
     ref.mkdir()
     seed_native(str(ref), name)
@@ -1263,7 +1246,7 @@ def test_posix_contract(name: str, backend: tuple[str, str], tmp_path: Path) -> 
 def test_known_differences_are_documented() -> None:
     """Each entry of FUSE_KNOWN and OVERLAYFS_ITSELF is a check, with its reason, and
     docs/fuse.md's known-differences section has one table of each, with the same names."""
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "fuse.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fuse.md").read_text(encoding="utf-8")
     section = doc.split("## Known differences from the local disk", 1)[1].split("\n## ", 1)[0]
     tables: list[set[str]] = []
     for line in section.splitlines():

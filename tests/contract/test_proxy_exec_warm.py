@@ -19,10 +19,9 @@ from avfs_git.core.vaults import audit
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
-from .conftest import IN_CI
-from .test_confine import _need_bwrap
-from .test_fuse import require_fuse
-from .test_overlay import require_overlay
+from ..conftest import IN_CI
+from ..test_confine import _need_bwrap
+from .backends import MOUNTS
 
 DENY_TRUE = """\
 version = 1
@@ -34,7 +33,7 @@ classes = ["mutating"]
 outcome = "deny"
 """
 
-BACKENDS = ["overlay", "fuse"]
+pytestmark = pytest.mark.backends(*MOUNTS)  # the warm path is a mount's daemon
 
 
 def _avfs(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -90,12 +89,8 @@ def _wait_for(pred: Any, timeout: float = 10.0) -> Any:
     return pred()
 
 
-@pytest.fixture(params=BACKENDS)
-def live(request, home, vault):
-    if request.param == "overlay":
-        require_overlay()
-    else:
-        require_fuse()
+@pytest.fixture
+def live(backend, home, vault):
     _need_bwrap()
     if not standby.available():
         if IN_CI:
@@ -104,8 +99,8 @@ def live(request, home, vault):
     w = vault.workspace("main")
     w.write("README.md", b"# proj\n")
     checkpoint.save(vault, name="base")
-    info = mounts.mount(home, vault, "main", None, backend=request.param)
-    assert info.backend == request.param
+    info = mounts.mount(home, vault, "main", None, backend=backend)
+    assert info.backend == backend
     yield info
     mounts.unmount(home, vault, "main", lazy=True)
 
