@@ -24,7 +24,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import IgnoredMode
 from avfs_git.core.vaults import layers
 from avfs_git.core.vaults.home import Home
-from avfs_git.core.vaults.vault import OWN_ROOM
+from avfs_git.core.vaults.vaultquota import OWN_ROOM
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
