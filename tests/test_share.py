@@ -22,7 +22,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import IgnoredMode
-from avfs_git.core.vaults import layers
+from avfs_git.core.vaults import layers, qgroups
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vaultquota import OWN_ROOM
 from avfs_git.mount.side import MOUNT_SIDE
@@ -388,7 +388,9 @@ def test_a_bytes_quota_on_many_forks_is_enforced_at_once(lhome):
     assert vault.set_quota(max_bytes=20 << 20) is None
     kq = vault.kernel_quota()
     assert kq is not None and kq[1] == sorted(["main", *(f"f{n}" for n in range(5))])
-    assert layers.qgroups(lhome.path)[f"{layers.QGROUP_LEVEL}/{vault.config['layers_qgroup']}"][2] is not None
+    assert (
+        qgroups.qgroups(lhome.path)[f"{layers.QGROUP_LEVEL}/{vault.config['layers_qgroup']}"][2] is not None
+    )
 
 
 def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path):
@@ -414,12 +416,12 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         )
         assert dd.returncode != 0 and "Disk quota exceeded" in dd.stderr, dd.stderr
         # the limit leaves avfs's own databases and btrfs's metadata some room over the
-        # quota (layers.QUOTA_SLACK): the writer stops within it
-        most = (20 << 20) + layers.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + (1 << 20)
+        # quota (qgroups.QUOTA_SLACK): the writer stops within it
+        most = (20 << 20) + qgroups.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + (1 << 20)
         # ... or within one room more, when avfs wrote its own state at the limit meanwhile
         # (the daemon opening the fork's database at its first lookup: raised by OWN_ROOM,
         # put back at what the qgroup holds plus the databases' room; docs/maintenance.md)
-        room = OWN_ROOM + layers.state_room(2)
+        room = OWN_ROOM + qgroups.state_room(2)
         size = os.path.getsize(os.path.join(mp, "big"))
         assert 19 << 20 <= size < most + room
         # a writer that keeps going is stopped again, within a room

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AvfsError, UsageError
-from . import layers
+from . import layers, qgroups
 from .quota import QuotaTracker, QuotaUsage
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
@@ -119,22 +119,22 @@ class VaultQuota:
             return None
         if not layers.mounted(self.home_dir):
             return None
-        fill = layers.qgroup_fill(self.home_dir, n)  # the kernel's sysfs: no btrfs process
+        fill = qgroups.qgroup_fill(self.home_dir, n)  # the kernel's sysfs: no btrfs process
         if fill is not None:
             # referenced counts at btrfs's transaction commits: data written since is in the
             # reservations (with metadata's, which pass; those are left out)
             held = fill[0] + fill[3]
         else:
             try:
-                got = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+                got = qgroups.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
             except layers.LayersUnavailable:
                 return None
             if got is None:
                 return None
             held = got[0]
         forks = self._layered_forks()
-        own = sum(layers.own_state_bytes(d) for d in forks.values())
-        return max(held - own - layers.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
+        own = sum(qgroups.own_state_bytes(d) for d in forks.values())
+        return max(held - own - qgroups.SUBVOL_FLOOR * len(forks), 0), sorted(forks)
 
     def sync_kernel_quota(self, *, mounting: bool = False) -> str | None:
         """Make the kernel enforce the vault's explicit bytes quota on its workspaces in the
@@ -150,7 +150,7 @@ class VaultQuota:
         if qb is None:
             if isinstance(n, int) and layers.mounted(self.home_dir):
                 try:
-                    layers.set_limit(self.home_dir, n, None)
+                    qgroups.set_limit(self.home_dir, n, None)
                 except layers.LayersUnavailable:
                     pass
             return "no explicit bytes quota"
@@ -160,15 +160,15 @@ class VaultQuota:
         if not isinstance(n, int):
             n = int.from_bytes(os.urandom(4), "big") | 1
         try:
-            layers.ensure_qgroup(self.home_dir, n, list(forks.values()))
+            qgroups.ensure_qgroup(self.home_dir, n, list(forks.values()))
             if self.config.get("layers_qgroup") != n:
                 self.set_config(layers_qgroup=n)
             limit = self._kernel_limit(qb, n, forks)
             if mounting:
-                held = layers.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
+                held = qgroups.qgroups(self.home_dir).get(f"{layers.QGROUP_LEVEL}/{n}")
                 if held is not None:
                     limit = max(limit, held[0] + (1 << 20))
-            layers.set_limit(self.home_dir, n, limit)
+            qgroups.set_limit(self.home_dir, n, limit)
         except layers.LayersUnavailable as exc:
             return str(exc)
         return None
@@ -182,14 +182,14 @@ class VaultQuota:
         # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
         # checks refuse the writes it makes first
         outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
-        limit = max(qb - outside - plain, 0) + layers.quota_room(list(forks.values()))
-        fill = layers.qgroup_fill(self.home_dir, n)
+        limit = max(qb - outside - plain, 0) + qgroups.quota_room(list(forks.values()))
+        fill = qgroups.qgroup_fill(self.home_dir, n)
         if fill is not None:
             # never less than what the qgroup holds plus room for avfs's own databases:
             # SQLite maps its WAL index, and a page of it the kernel cannot reserve is a
             # SIGBUS, not an error (so a vault past its quota lets a mount's writer add at
             # most this room; avfs refuses its own writes that add bytes, and the commit)
-            limit = max(limit, fill[0] + fill[3] + layers.state_room(len(forks)))
+            limit = max(limit, fill[0] + fill[3] + qgroups.state_room(len(forks)))
         return limit
 
     def _room_qgroup(self) -> int | None:
@@ -210,7 +210,7 @@ class VaultQuota:
         now = time.monotonic()
         if now < self._room_plenty_until:
             return False
-        fill = layers.qgroup_fill(self.home_dir, n)
+        fill = qgroups.qgroup_fill(self.home_dir, n)
         if fill is None or fill[2] is None:
             return False
         left = fill[2] - fill[0] - fill[1]
@@ -245,10 +245,10 @@ class VaultQuota:
         raised = False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            fill = layers.qgroup_fill(self.home_dir, n)
+            fill = qgroups.qgroup_fill(self.home_dir, n)
             if fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW:
                 try:
-                    layers.set_limit(self.home_dir, n, fill[0] + fill[1] + OWN_ROOM)
+                    qgroups.set_limit(self.home_dir, n, fill[0] + fill[1] + OWN_ROOM)
                     raised = True
                 except layers.LayersUnavailable:
                     pass
@@ -276,7 +276,7 @@ class VaultQuota:
             qb = self._explicit_bytes_quota()
             n = self._room_qgroup()
             if qb is not None and n is not None:
-                layers.set_limit(self.home_dir, n, self._kernel_limit(qb, n, self._layered_forks()))
+                qgroups.set_limit(self.home_dir, n, self._kernel_limit(qb, n, self._layered_forks()))
         except (AvfsError, OSError, layers.LayersUnavailable):
             pass
         finally:
