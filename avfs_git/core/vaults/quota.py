@@ -62,8 +62,8 @@ REFRESH_S = 2.0  # objects' size and config.json are checked at least this often
 # A loose-object directory changed this recently may change again within the same
 # timestamp tick (mtimes come from the kernel's coarse clock): it is listed again next time.
 RACY_S = 0.02
-_GEN = "gen"  # a counter, one more per publication (see _publish)
-_GEN_FMT = struct.Struct("<Q")
+GEN = "gen"  # a counter, one more per publication (see publish)
+GEN_FMT = struct.Struct("<Q")
 _EXACT_LEFT = 64 << 20  # quota_left() is exact when less than this is left
 _NO_LIMIT_LEFT = 1 << 62
 _FORK_PREFIX = "f."
@@ -131,7 +131,7 @@ class QuotaTracker:
     def __init__(self, vault: QuotaVault) -> None:
         self.vault = vault
         self.dir = os.path.join(vault.state_dir, "usage")
-        self.gen_path = os.path.join(self.dir, _GEN)
+        self.gen_path = os.path.join(self.dir, GEN)
         self.ws_root = os.path.join(vault.state_dir, "ws")
         self.objects_dir = os.path.join(vault.path, "objects")
         self.caches_dir = os.path.join(vault.state_dir, "caches")
@@ -166,7 +166,7 @@ class QuotaTracker:
         if self._gen_map is None or now - self._objects_at > REFRESH_S:
             self._map_gen()
         assert self._gen_map is not None
-        sig = _GEN_FMT.unpack_from(self._gen_map)[0]
+        sig = GEN_FMT.unpack_from(self._gen_map)[0]
         if sig != self._sig:
             if not self._read_dir():
                 self._setup()
@@ -189,11 +189,11 @@ class QuotaTracker:
             st = os.stat(self.gen_path)
         if self._gen_map is not None and st.st_ino == self._gen_ino:
             return
-        if st.st_size < _GEN_FMT.size:  # made by a writer that died before its first count
-            _bump(self.gen_path)
+        if st.st_size < GEN_FMT.size:  # made by a writer that died before its first count
+            bump(self.gen_path)
         fd = os.open(self.gen_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._gen_map = mmap.mmap(fd, _GEN_FMT.size, access=mmap.ACCESS_READ)
+            self._gen_map = mmap.mmap(fd, GEN_FMT.size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
         self._gen_ino = st.st_ino
@@ -208,9 +208,9 @@ class QuotaTracker:
             if name == _MARKER:
                 marker = True
                 continue
-            if name.startswith(".") or name == _GEN:  # a file being written; the counter
+            if name.startswith(".") or name == GEN:  # a file being written; the counter
                 continue
-            data = _read_small(e.path)
+            data = read_small(e.path)
             if data is None:
                 continue
             if name.startswith(_FORK_PREFIX):
@@ -259,7 +259,7 @@ class QuotaTracker:
                     # is, and so is any other temporary file (git's own, or one a confined
                     # command named so)
                     elif not e.name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
-                        total += _size_of(e)
+                        total += size_of(e)
         except FileNotFoundError:
             pass
         now_ns = time.time_ns()
@@ -274,7 +274,7 @@ class QuotaTracker:
             name = e.name
             if not (len(name) == 2 and name in _FANOUT and e.is_dir(follow_symlinks=False)):
                 # objects/info (small), or something git never makes there
-                total += tree_bytes(e.path) if e.is_dir(follow_symlinks=False) else _size_of(e)
+                total += tree_bytes(e.path) if e.is_dir(follow_symlinks=False) else size_of(e)
                 continue
             seen.add(name)
             try:
@@ -382,7 +382,7 @@ class QuotaTracker:
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, name: str, text: str) -> None:
-        _publish(self.dir, name, text)
+        publish(self.dir, name, text)
 
     def note(self, fork: str, nbytes: int, nfiles: int) -> None:
         """A fork's overlay now has these totals (after a committed transaction):
@@ -624,7 +624,7 @@ def tree_bytes(path: str) -> int:
     return total
 
 
-def _read_small(path: str) -> bytes | None:
+def read_small(path: str) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -637,14 +637,14 @@ def _read_small(path: str) -> bytes | None:
         os.close(fd)
 
 
-def _size_of(e: os.DirEntry[str]) -> int:
+def size_of(e: os.DirEntry[str]) -> int:
     try:
         return e.stat(follow_symlinks=False).st_size
     except FileNotFoundError:
         return 0
 
 
-def _publish(usage_dir: str, name: str, text: str) -> None:
+def publish(usage_dir: str, name: str, text: str) -> None:
     """Replace ``usage/<name>`` with ``text``, then count one more in ``usage/gen``.
 
     Readers map ``gen`` in memory and read the directory again only when its counter
@@ -658,18 +658,18 @@ def _publish(usage_dir: str, name: str, text: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, os.path.join(usage_dir, name))
-    _bump(os.path.join(usage_dir, _GEN))
+    bump(os.path.join(usage_dir, GEN))
 
 
-def _bump(gen_path: str) -> None:
+def bump(gen_path: str) -> None:
     import fcntl
 
     fd = os.open(gen_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        raw = os.pread(fd, _GEN_FMT.size, 0)
-        n = _GEN_FMT.unpack(raw)[0] if len(raw) == _GEN_FMT.size else 0
-        os.pwrite(fd, _GEN_FMT.pack(n + 1), 0)
+        raw = os.pread(fd, GEN_FMT.size, 0)
+        n = GEN_FMT.unpack(raw)[0] if len(raw) == GEN_FMT.size else 0
+        os.pwrite(fd, GEN_FMT.pack(n + 1), 0)
     finally:
         os.close(fd)  # drops the lock
 
@@ -681,7 +681,7 @@ def _pack_written(pack_dir: str) -> None:
     if not os.path.isdir(usage):
         return  # not set up yet: the first check scans the objects anyway
     try:
-        _publish(usage, "objects", f"{time.time_ns()} {os.getpid()}\n")
+        publish(usage, "objects", f"{time.time_ns()} {os.getpid()}\n")
     except OSError:
         pass
 
