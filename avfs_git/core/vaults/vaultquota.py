@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AvfsError, UsageError
 from . import layers, qgroups
-from .quota import QuotaTracker, QuotaUsage
+from .quota import QuotaTracker
+from .usage import QuotaUsage
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
 # avfs's own writes into a layered state dir (its databases) while the kernel's limit of
