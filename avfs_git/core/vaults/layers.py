@@ -60,12 +60,12 @@ MIN_SIZE = 2 << 30  # smaller hosts keep plain directories
 MARGIN = 1 << 30  # left to the host when the image's nominal size is chosen
 
 # linux/btrfs.h: _IOW(BTRFS_IOCTL_MAGIC, nr, struct); both argument structs are 4096 bytes
-_MAGIC = 0x94
+IOCTL_MAGIC = 0x94
 _ARGS = 4096
 
 
 def _iow(nr: int) -> int:
-    return (1 << 30) | (_ARGS << 16) | (_MAGIC << 8) | nr
+    return (1 << 30) | (_ARGS << 16) | (IOCTL_MAGIC << 8) | nr
 
 
 _SNAP_CREATE_V2 = _iow(23)  # struct btrfs_ioctl_vol_args_v2: fd, transid, flags, 4 x u64, name

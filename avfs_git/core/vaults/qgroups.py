@@ -15,7 +15,7 @@ import os
 import struct
 import subprocess
 
-from .layers import _MAGIC, QGROUP_LEVEL, LayersUnavailable, mount_path, qgroup_id
+from .layers import IOCTL_MAGIC, QGROUP_LEVEL, LayersUnavailable, mount_path, qgroup_id
 
 SUBVOL_FLOOR = 64 << 10  # what btrfs's metadata of a near-empty state dir takes (qgroup rfer)
 WAL_ROOM = 8 << 20  # a state dir's SQLite WAL (~1,000 pages before a checkpoint), rewritten copy-on-write
@@ -101,7 +101,7 @@ def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
         _btrfs("quota", "rescan", "-w", mp)  # -w waits for one already running too
 
 
-_FS_INFO = (2 << 30) | (1024 << 16) | (_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
+_FS_INFO = (2 << 30) | (1024 << 16) | (IOCTL_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
 _fsids: dict[str, str] = {}  # mount path -> the file system's uuid (the image's: stable)
 
 
@@ -159,7 +159,7 @@ def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:
     return vals["referenced"], rsv, vals["max_referenced"] if limited else None, vals["rsv_data"]
 
 
-_QGROUP_LIMIT = (2 << 30) | (48 << 16) | (_MAGIC << 8) | 43  # _IOR: btrfs_ioctl_qgroup_limit_args
+_QGROUP_LIMIT = (2 << 30) | (48 << 16) | (IOCTL_MAGIC << 8) | 43  # _IOR: btrfs_ioctl_qgroup_limit_args
 _LIMIT_MAX_RFER = 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
 
 
