@@ -80,6 +80,7 @@ class Mount:
     docstring gives)."""
 
     def __init__(self, args: argparse.Namespace, core_dumps: bool) -> None:
+        from ..core.settings import Settings
         from ..core.vaults.home import Home
         from ..core.vaults.registry import mount_key
         from ..core.vaults.registry import write_record as write_registry
@@ -88,9 +89,9 @@ class Mount:
         from .warm import Warm
 
         self.args = args
-        home = Home(
-            args.home, mounts=MOUNT_SIDE
-        )  # its settings: this process's environment ($AVFS_LAYERS too)
+        # the daemon's entry is a front end: its settings are its environment's (ops/mounts.py
+        # starts it with the home's $AVFS_LAYERS and $AVFS_FUSE_TRACE)
+        home = Home(args.home, mounts=MOUNT_SIDE, settings=Settings.from_environ(None, args.home))
         self.home = home
         self.vault = vault = home.vault(args.vault)
         self.read_only = read_only = args.revision is not None

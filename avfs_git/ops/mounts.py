@@ -86,7 +86,8 @@ BACKENDS = ("auto", "overlay", "fuse")
 def overlay_available(settings: Settings | None = None) -> str | None:
     """Why kernel overlayfs cannot serve a mount here (None when it can): it needs the
     overlay file system and, for the trusted.* xattrs of its upper layer, root; and
-    ``settings`` (a home's; None: this process's environment) must not switch it off."""
+    ``settings`` (a home's: ``AVFS_NO_OVERLAY`` as its front end read it) must not switch
+    it off (None: only what the host allows is asked)."""
     try:
         with open("/proc/filesystems", encoding="utf-8") as fh:
             if not any(line.split()[-1:] == ["overlay"] for line in fh):
@@ -95,7 +96,7 @@ def overlay_available(settings: Settings | None = None) -> str | None:
         return "/proc/filesystems is unreadable"
     if os.geteuid() != 0:
         return "mounting overlayfs needs root here (unprivileged overlay mounts are not wired up yet)"
-    if (settings if settings is not None else Settings.from_environ()).no_overlay:
+    if settings is not None and settings.no_overlay:
         return "AVFS_NO_OVERLAY is set"
     return None
 
