@@ -566,7 +566,7 @@ def test_the_host_filling_under_the_image_fails_writes_and_loses_nothing(tmp_pat
 def test_without_loop_devices_forks_copy_and_say_why(lhome, monkeypatch):
     """Where the layers file system cannot be made (no root, btrfs or loop devices:
     simulated), workspaces are plain directories, forks copy as before, and say why."""
-    monkeypatch.setattr(layers, "_probed", "no loop devices (/dev/loop-control)")
+    monkeypatch.setattr(layers, "probe", lambda: "no loop devices (/dev/loop-control)")
     vault = _vault_with_ignore(lhome)
     vault.workspace("main").write("node_modules/a.js", b"a\n")
     made = vault.fork("main", "f")
@@ -626,3 +626,20 @@ def test_without_a_free_loop_device_state_dirs_are_plain_and_forks_say_why(tmp_p
     assert got["mode"] == "copied" and got["reason"].startswith("mounting "), got
     assert got["links"] == [False, False] and got["read"] == "a\n", got
     assert not got["image"] and not got["mounted"], got
+
+
+def test_a_home_does_not_mount_again_what_failed(tmp_path, monkeypatch):
+    """A home whose layers file system could not be mounted remembers why (its
+    ``layers_attempts``, not the process): its vaults make plain state dirs at once and say
+    why; another home of the same path tries again."""
+    monkeypatch.setattr(layers, "probe", lambda: None)
+    h = Home(str(tmp_path / "h"), author=AUTHOR, layers="auto", mounts=MOUNT_SIDE)
+    h.layers_attempts.failed = "mounting layers.img failed: simulated"
+    with pytest.raises(layers.LayersUnavailable, match="simulated"):
+        layers.ensure(h.path, create=True, attempts=h.layers_attempts)
+    vault = h.create_vault("v")
+    assert vault.layers_why_not() == "mounting layers.img failed: simulated"
+    vault.workspace("main").write("a.txt", b"a\n")
+    assert not os.path.islink(vault.ws_link("main")) and not os.path.exists(layers.image_path(h.path))
+    again = Home(h.path, author=AUTHOR, layers="auto", mounts=MOUNT_SIDE)
+    assert again.layers_attempts.failed is None

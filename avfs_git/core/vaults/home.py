@@ -29,6 +29,7 @@ from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity
 from ..types import VaultInfo
 from ..workspace.workspace import MountSide
+from .layers import Attempts
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Home:
         self._lock = threading.Lock()
         self._author = author
         self.identity = identity  # GIT_AUTHOR_* and friends (see :mod:`.identity`)
+        self.layers_attempts = Attempts()  # a failed mount of the layers file system (see layers.py)
 
     def __enter__(self) -> Home:
         return self

@@ -45,7 +45,6 @@ import os
 import shutil
 import struct
 import subprocess
-import threading
 
 from ..errors import CorruptStateError, from_oserror
 
@@ -84,12 +83,22 @@ _SETFLAGS = 0x40086602
 NOCOW_FL = 0x00800000
 _LOOP_SET_DIRECT_IO = 0x4C08  # linux/loop.h
 
-_probe_lock = threading.Lock()
-_probed: str | bool | None = False  # False: not probed yet; None: available; str: why not
-
 
 class LayersUnavailable(Exception):
     """Why the layers file system cannot be used here (the caller keeps plain dirs)."""
+
+
+class Attempts:
+    """What one owner (a home: ``Home.layers_attempts``) learnt trying to mount its layers
+    file system: why it could not (``failed``; None: it has not tried, or it succeeded).
+    :func:`ensure` given it fails fast the next time instead of running ``mount`` again:
+    a host whose loop devices cannot be set up passes :func:`probe` and fails there, and
+    would otherwise try again at every new workspace of a long-lived process."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed: str | None = None
 
 
 def image_path(home: str) -> str:
@@ -101,15 +110,8 @@ def mount_path(home: str) -> str:
 
 
 def probe() -> str | None:
-    """None when this process can make and mount a btrfs image, else why not (cached)."""
-    global _probed
-    with _probe_lock:
-        if _probed is False:
-            _probed = _probe()
-        return _probed if isinstance(_probed, str) else None
-
-
-def _probe() -> str | None:
+    """None when this process can make and mount a btrfs image, else why not. Not cached
+    (~0.2 ms): it is asked only before a state dir is made or the image mounted."""
     if os.geteuid() != 0:
         return "loop-mounting a btrfs image needs root"
     if not os.path.exists("/dev/loop-control"):
@@ -130,13 +132,14 @@ def mounted(home: str) -> bool:
     return os.path.ismount(mount_path(home))
 
 
-def ensure(home: str, *, create: bool) -> str:
+def ensure(home: str, *, create: bool, attempts: Attempts | None = None) -> str:
     """The mounted layers file system of ``home`` (its mount path).
 
     Mounts the image when it exists but is not mounted (after a reboot); with ``create``,
     makes it first when there is none. Raises :class:`LayersUnavailable` with the reason
     when it cannot (not root, no btrfs or loop devices, no image and not ``create``, a
-    small host)."""
+    small host). ``attempts``: the owner's record of a failed mount (see
+    :class:`Attempts`); None: try whatever happened before."""
     mp = mount_path(home)
     if os.path.ismount(mp):
         return mp
@@ -149,9 +152,8 @@ def ensure(home: str, *, create: bool) -> str:
     from ..store.locks import file_lock
 
     os.makedirs(home, exist_ok=True)
-    failed = _failed.get(home)
-    if failed is not None:
-        raise LayersUnavailable(failed)  # tried in this process already: fail fast
+    if attempts is not None and attempts.failed is not None:
+        raise LayersUnavailable(attempts.failed)  # tried already: fail fast
     with file_lock(os.path.join(home, LOCK), what=f"the layers file system of {home}"):
         if os.path.ismount(mp):
             return mp
@@ -170,21 +172,12 @@ def ensure(home: str, *, create: bool) -> str:
             if made:  # nothing is in it: a later process should not take it for a layers fs
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(img)
-            _failed[home] = why
+            if attempts is not None:
+                attempts.failed = why
             raise LayersUnavailable(why)
         os.makedirs(os.path.join(mp, WS), exist_ok=True)
         set_direct_io(mp)
     return mp
-
-
-_failed: dict[str, str] = {}  # home -> why its image could not be mounted (this process)
-
-
-def mount_failure(home: str) -> str | None:
-    """Why this process could not make or mount ``home``'s layers file system (None when
-    it has not tried, or succeeded): a host whose loop devices cannot be set up passes
-    :func:`probe` and fails here."""
-    return _failed.get(home)
 
 
 def _make_image(home: str, img: str) -> None:
@@ -416,9 +409,10 @@ def link_target(home: str, link: str) -> str | None:
     return os.path.normpath(os.path.join(os.path.dirname(link), raw))
 
 
-def resolve(home: str, link: str) -> str:
+def resolve(home: str, link: str, attempts: Attempts | None = None) -> str:
     """The state dir a workspace's link names, with the layers file system mounted (a link
-    only exists where it was once); a plain directory is returned as it is."""
+    only exists where it was once); a plain directory is returned as it is. ``attempts``:
+    see :func:`ensure`."""
     target = link_target(home, link)
     if target is None:
         return link
@@ -426,7 +420,7 @@ def resolve(home: str, link: str) -> str:
         raise CorruptStateError(f"workspace state {link} points outside the layers file system: {target}")
     if not mounted(home):
         try:
-            ensure(home, create=False)
+            ensure(home, create=False, attempts=attempts)
         except LayersUnavailable as exc:
             raise CorruptStateError(
                 f"workspace state {link} is in the layers file system, which cannot be mounted: {exc}",
@@ -497,11 +491,11 @@ def _new_subvol_path(home: str) -> str:
     return os.path.join(mount_path(home), WS, os.urandom(16).hex())
 
 
-def make_state_dir(home: str, link: str, qgroup: int | None = None) -> str:
+def make_state_dir(home: str, link: str, qgroup: int | None = None, attempts: Attempts | None = None) -> str:
     """A new empty state dir for a workspace whose link ``link`` does not exist: a new
     subvolume (in qgroup ``1/qgroup``), linked. Raises :class:`LayersUnavailable` (the
-    caller makes a plain dir)."""
-    ensure(home, create=True)
+    caller makes a plain dir). ``attempts``: see :func:`ensure`."""
+    ensure(home, create=True, attempts=attempts)
     sub = _new_subvol_path(home)
     try:
         create_subvolume(sub, qgroup)
@@ -514,7 +508,7 @@ def make_state_dir(home: str, link: str, qgroup: int | None = None) -> str:
     except FileExistsError:
         # another process made this workspace first: use its state dir
         delete_subvolume(sub)
-        return resolve(home, link)
+        return resolve(home, link, attempts)
     except OSError as exc:
         delete_subvolume(sub)
         raise from_oserror(exc, link) from exc

@@ -102,14 +102,11 @@ def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
 
 
 _FS_INFO = (2 << 30) | (1024 << 16) | (IOCTL_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
-_fsids: dict[str, str] = {}  # mount path -> the file system's uuid (the image's: stable)
 
 
 def _fsid(mp: str) -> str | None:
-    """The uuid of the btrfs file system mounted at ``mp`` (BTRFS_IOC_FS_INFO; cached)."""
-    got = _fsids.get(mp)
-    if got is not None:
-        return got
+    """The uuid of the btrfs file system mounted at ``mp`` (BTRFS_IOC_FS_INFO). Not
+    cached: three system calls, beside the six sysfs files :func:`qgroup_fill` reads."""
     try:
         fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -122,9 +119,7 @@ def _fsid(mp: str) -> str | None:
         os.close(fd)
     import uuid
 
-    got = str(uuid.UUID(bytes=bytes(buf[16:32])))
-    _fsids[mp] = got
-    return got
+    return str(uuid.UUID(bytes=bytes(buf[16:32])))
 
 
 def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:

@@ -53,6 +53,7 @@ class VaultHome(Protocol):
 
     path: str
     settings: Settings  # what the front end read from the environment
+    layers_attempts: layers.Attempts  # a failed mount of its layers file system, not tried again
 
     @property
     def layers_mode(self) -> str: ...
@@ -102,6 +103,9 @@ class Vault(VaultQuota, Generic[H_co]):
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
         self._room_plenty_until = 0.0  # see kernel_quota_full
+        # the home's record of a failed mount of its layers file system (a vault opened
+        # without a home keeps its own)
+        self._layers_attempts = home.layers_attempts if home is not None else layers.Attempts()
         # checkpoints saved through this handle: at the second, the process is a long-lived
         # one and prefers libgit2 (checkpoint.save)
         self.checkpoints_saved = 0
@@ -245,7 +249,7 @@ class Vault(VaultQuota, Generic[H_co]):
 
     def ws_dir(self, fork: str) -> str:
         """The fork's state dir (the layers file system mounted first when it is there)."""
-        return layers.resolve(self.home_dir, self.ws_link(fork))
+        return layers.resolve(self.home_dir, self.ws_link(fork), self._layers_attempts)
 
     def layers_why_not(self) -> str | None:
         """None when new state dirs of this vault go into the home's layers file system,
@@ -255,7 +259,7 @@ class Vault(VaultQuota, Generic[H_co]):
             return "the home's layers setting is off"
         if layers.mounted(self.home_dir):
             return None
-        return layers.mount_failure(self.home_dir) or layers.probe()
+        return self._layers_attempts.failed or layers.probe()
 
     def _new_state_dir(self, fork: str) -> str:
         """A state dir for a workspace that has none: a subvolume of the layers file system
@@ -264,7 +268,7 @@ class Vault(VaultQuota, Generic[H_co]):
         if os.path.lexists(link) or self.layers_why_not() is not None:
             return self.ws_dir(fork)
         try:
-            return layers.make_state_dir(self.home_dir, link, self._qgroup())
+            return layers.make_state_dir(self.home_dir, link, self._qgroup(), self._layers_attempts)
         except layers.LayersUnavailable:
             return link
 
