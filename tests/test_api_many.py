@@ -216,3 +216,23 @@ def test_threads_opening_one_new_database_at_once(tmp_path: Path, template: bool
         sidecars = {"overlay.db-wal", "overlay.db-shm"}
         left = sorted(n for n in os.listdir(d) if n not in sidecars)
         assert left == ["overlay.db"] + (["template.db"] if template else [])
+
+
+def test_only_open_home_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``avfs_git.open_home`` is a front end: it reads avfs's settings (and git's identity)
+    from the environment. ``Home(path)`` below it reads nothing: without settings it has
+    the defaults, whatever the environment says."""
+    from avfs_git import open_home
+    from avfs_git.core.settings import Settings
+
+    monkeypatch.setenv("AVFS_LOCK_WAIT", "3")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", "secret-token")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Env Author")
+    path = str(tmp_path / "h")
+    plain = Home(path, mounts=MOUNT_SIDE)
+    assert plain.settings == Settings(path) and plain.identity is None
+    assert plain.vault_path("v") == open_home(path).vault_path("v")
+    opened = open_home(path)
+    assert opened.settings == Settings.from_environ(None, path)
+    assert opened.settings.lock_wait_s() == 3.0 and opened.settings.git_token == "secret-token"
+    assert opened.identity is not None and opened.identity.author_name == "Env Author"

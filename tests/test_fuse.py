@@ -333,7 +333,7 @@ def test_cli_mount_default_mountpoint(cli, vault):
 
 
 def test_quota_through_the_mount(mounted, cli, home):
-    from avfs_git.core.vaults import layers
+    from avfs_git.core.vaults import qgroups
 
     vault, mp = mounted
     assert cli("--vault", "v", "quota", "set", "64K").code == 0
@@ -349,7 +349,7 @@ def test_quota_through_the_mount(mounted, cli, home):
             assert again.backend == "overlay", again.backend_why
             kq = vault.kernel_quota()
             assert kq is not None
-            size = kq[0] + layers.quota_room([vault.ws_dir("main")]) + (2 << 20)
+            size = kq[0] + qgroups.quota_room([vault.ws_dir("main")]) + (2 << 20)
         else:
             assert again.backend == "fuse" and "quota" in again.backend_why
     with pytest.raises(OSError) as info, open(os.path.join(mp, "big.bin"), "wb") as fh:

@@ -71,7 +71,7 @@ POLICY_USES_OF_CORE = {"avfs_git.core.errors"}
 # other reads are not settings of avfs; each says what it is. A new one fails the test.
 FRONT_ENDS = {"cli", "mcp", "hooks", "__main__"}
 ENVIRONMENT_READS = {
-    "core/settings.py": "the one reader of avfs's settings (AVFS_HOME, AVFS_LOCK_WAIT, XDG_CACHE_HOME, AVFS_GIT_TOKEN)",
+    "core/settings.py": "the one reader of avfs's settings (AVFS_*, XDG_CACHE_HOME, HOME), called by the front ends only (FROM_ENVIRON_CALLS)",
     "core/store/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
     "core/store/gitrun.py": "the environment a git process is given: the caller's, without GIT_* but for where git's config is",
     "core/store/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
@@ -79,6 +79,16 @@ ENVIRONMENT_READS = {
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
     "ops/mounts.py": "PATH (is fusermount3 there), the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
+}
+
+# Below the front ends, nothing calls ``from_environ`` (``Settings.from_environ``: avfs's
+# settings; ``identity.from_environ``: git's GIT_AUTHOR_*/GIT_COMMITTER_*): the front ends do,
+# and pass a Settings (and an Identity) down. These are front ends in all but their package,
+# or read an environment they were handed; each says which. A new caller fails the test.
+FROM_ENVIRON_CALLS = {
+    "mount/side.py": "open_home, the Python API's entry (avfs_git.open_home): a caller need not build Settings",
+    "fuse/daemon.py": "the mount daemon's entry: its command line and environment are a front end's",
+    "proxy/execute.py": "identity.from_environ of the environment a request carries (a client's), not this process's",
 }
 
 # The modules that import pygit2 (function-level and TYPE_CHECKING imports included): all in
@@ -329,6 +339,26 @@ def test_the_environment_is_read_at_the_edges() -> None:
         if package_of(name) not in FRONT_ENDS and _reads_environment(path)
     }
     assert sorted(found) == sorted(ENVIRONMENT_READS)
+
+
+def _calls_from_environ(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (isinstance(f, ast.Attribute) and f.attr == "from_environ") or (
+                isinstance(f, ast.Name) and f.id == "from_environ"
+            ):
+                return True
+    return False
+
+
+def test_settings_are_read_by_the_front_ends() -> None:
+    found = {
+        str(path.relative_to(PKG))
+        for name, path in modules().items()
+        if package_of(name) not in FRONT_ENDS and _calls_from_environ(path)
+    }
+    assert sorted(found) == sorted(FROM_ENVIRON_CALLS)
 
 
 def _imports_pygit2(path: Path) -> bool:

@@ -22,9 +22,9 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import IgnoredMode
-from avfs_git.core.vaults import layers
+from avfs_git.core.vaults import layers, qgroups
 from avfs_git.core.vaults.home import Home
-from avfs_git.core.vaults.vault import OWN_ROOM
+from avfs_git.core.vaults.vaultquota import OWN_ROOM
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
@@ -388,7 +388,9 @@ def test_a_bytes_quota_on_many_forks_is_enforced_at_once(lhome):
     assert vault.set_quota(max_bytes=20 << 20) is None
     kq = vault.kernel_quota()
     assert kq is not None and kq[1] == sorted(["main", *(f"f{n}" for n in range(5))])
-    assert layers.qgroups(lhome.path)[f"{layers.QGROUP_LEVEL}/{vault.config['layers_qgroup']}"][2] is not None
+    assert (
+        qgroups.qgroups(lhome.path)[f"{layers.QGROUP_LEVEL}/{vault.config['layers_qgroup']}"][2] is not None
+    )
 
 
 def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path):
@@ -414,12 +416,12 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         )
         assert dd.returncode != 0 and "Disk quota exceeded" in dd.stderr, dd.stderr
         # the limit leaves avfs's own databases and btrfs's metadata some room over the
-        # quota (layers.QUOTA_SLACK): the writer stops within it
-        most = (20 << 20) + layers.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + (1 << 20)
+        # quota (qgroups.QUOTA_SLACK): the writer stops within it
+        most = (20 << 20) + qgroups.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + (1 << 20)
         # ... or within one room more, when avfs wrote its own state at the limit meanwhile
         # (the daemon opening the fork's database at its first lookup: raised by OWN_ROOM,
         # put back at what the qgroup holds plus the databases' room; docs/maintenance.md)
-        room = OWN_ROOM + layers.state_room(2)
+        room = OWN_ROOM + qgroups.state_room(2)
         size = os.path.getsize(os.path.join(mp, "big"))
         assert 19 << 20 <= size < most + room
         # a writer that keeps going is stopped again, within a room
@@ -564,7 +566,7 @@ def test_the_host_filling_under_the_image_fails_writes_and_loses_nothing(tmp_pat
 def test_without_loop_devices_forks_copy_and_say_why(lhome, monkeypatch):
     """Where the layers file system cannot be made (no root, btrfs or loop devices:
     simulated), workspaces are plain directories, forks copy as before, and say why."""
-    monkeypatch.setattr(layers, "_probed", "no loop devices (/dev/loop-control)")
+    monkeypatch.setattr(layers, "probe", lambda: "no loop devices (/dev/loop-control)")
     vault = _vault_with_ignore(lhome)
     vault.workspace("main").write("node_modules/a.js", b"a\n")
     made = vault.fork("main", "f")
@@ -624,3 +626,20 @@ def test_without_a_free_loop_device_state_dirs_are_plain_and_forks_say_why(tmp_p
     assert got["mode"] == "copied" and got["reason"].startswith("mounting "), got
     assert got["links"] == [False, False] and got["read"] == "a\n", got
     assert not got["image"] and not got["mounted"], got
+
+
+def test_a_home_does_not_mount_again_what_failed(tmp_path, monkeypatch):
+    """A home whose layers file system could not be mounted remembers why (its
+    ``layers_attempts``, not the process): its vaults make plain state dirs at once and say
+    why; another home of the same path tries again."""
+    monkeypatch.setattr(layers, "probe", lambda: None)
+    h = Home(str(tmp_path / "h"), author=AUTHOR, layers="auto", mounts=MOUNT_SIDE)
+    h.layers_attempts.failed = "mounting layers.img failed: simulated"
+    with pytest.raises(layers.LayersUnavailable, match="simulated"):
+        layers.ensure(h.path, create=True, attempts=h.layers_attempts)
+    vault = h.create_vault("v")
+    assert vault.layers_why_not() == "mounting layers.img failed: simulated"
+    vault.workspace("main").write("a.txt", b"a\n")
+    assert not os.path.islink(vault.ws_link("main")) and not os.path.exists(layers.image_path(h.path))
+    again = Home(h.path, author=AUTHOR, layers="auto", mounts=MOUNT_SIDE)
+    assert again.layers_attempts.failed is None

@@ -8,7 +8,7 @@ import click
 
 from ..core.errors import UsageError
 from ..core.store import names
-from ..core.vaults.quota import QuotaUsage
+from ..core.vaults.usage import QuotaUsage
 from .app import App, pass_app
 from .output import human_size
 

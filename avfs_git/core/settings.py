@@ -1,12 +1,14 @@
 """What avfs takes from its environment: one settings object, read in one place.
 
 The front ends (the CLI and its fast path, the MCP server, the hooks, the mount daemon's
-command line) read the process environment here, :meth:`Settings.from_environ`, and hand
-the result down: a :class:`~.home.Home` carries it (``home.settings``), and what is below
-takes its values from there (``Vault.lock_wait_s``, the policy's cache, the git token for
+command line, and ``avfs_git.open_home``: the Python API's entry) read the process
+environment here, :meth:`Settings.from_environ`, and hand the result down: a
+:class:`~.home.Home` carries it (``home.settings``), and what is below takes its values
+from there (``Vault.lock_wait_s``, the policy's cache, the git token for
 remotes). No other module of core, ops, policy or proxy reads ``os.environ`` for one of
 avfs's settings (``tests/test_layers.py`` holds the list of the reads that remain and why:
-git's own variables, the environment a command or a git process is given).
+git's own variables, the environment a command or a git process is given; and the list of
+the modules that call ``from_environ``). ``Settings(home)`` is the defaults: nothing read.
 
 ========================  =====================  ============================================
 variable                  field                  meaning

@@ -91,13 +91,15 @@ class Mount:
     docstring gives)."""
 
     def __init__(self, args: argparse.Namespace, core_dumps: bool) -> None:
+        from ..core.settings import Settings
         from ..core.vaults.home import Home
         from ..mount.side import MOUNT_SIDE
         from .warm import Warm
 
         self.args = args
-        # its settings: this process's environment ($AVFS_LAYERS too)
-        self.home = Home(args.home, mounts=MOUNT_SIDE)
+        # the daemon's entry is a front end: its settings are its environment's (ops/mounts.py
+        # starts it with the home's $AVFS_LAYERS and $AVFS_FUSE_TRACE)
+        self.home = Home(args.home, mounts=MOUNT_SIDE, settings=Settings.from_environ(None, args.home))
         self.vault = self.home.vault(args.vault)
         self.read_only = args.revision is not None
         self.overlay = args.backend == "overlay" and not self.read_only

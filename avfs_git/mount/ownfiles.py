@@ -149,6 +149,13 @@ def daemon_serves(vault: MountedVault, key: str, pid: int, rec: dict[str, Any]) 
     return mounted_as(target, f"avfs:{vault.name}:{key}")
 
 
+# Process-wide on purpose: a cache of registry records' contents keyed by their path and
+# checked against the file's (inode, mtime, size) at every use, so it cannot answer stale
+# for any home, vault or thread that shares it; the objects that could own it are core's
+# (a vault, a workspace), which do not know mount/, and the mount side is one stateless
+# instance. It holds a record per mount key this process has asked about (dropped when the
+# record is gone) and saves a JSON read (~16 us) on each change the CLI or a pure-FUSE
+# daemon makes to a mounted fork. Callers must not mutate the dict it returns.
 _owner_cache: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
 
 

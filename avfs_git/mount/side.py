@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..core.settings import Settings
 from . import live
 from .ownfiles import files_dir
 
 if TYPE_CHECKING:
-    from ..core.settings import Settings
     from ..core.vaults.home import Home
     from .ownfiles import MountedFork
 
@@ -51,9 +51,16 @@ MOUNT_SIDE = WorktreeSide()
 
 
 def open_home(path: str | None = None, *, settings: Settings | None = None) -> Home:
-    """Open the avfs home at ``path`` (else ``$AVFS_HOME`` or ``~/.avfs``) with avfs's mount
-    side: ``avfs_git.open_home``. ``settings``: what the front end read from the
-    environment (None: this process's)."""
-    from ..core.vaults.home import open_home as open_core_home
+    """Open (and create on first write) the avfs home at ``path`` (else ``settings.home``:
+    ``$AVFS_HOME`` or ``~/.avfs``) with avfs's mount side: ``avfs_git.open_home``.
 
-    return open_core_home(path, mounts=MOUNT_SIDE, settings=settings)
+    A front end: ``settings`` is what the caller read from the environment; None reads
+    this process's (:meth:`.Settings.from_environ`, ``path`` as ``--home``), so the Python
+    API works without building one. The home's commits take git's ``GIT_AUTHOR_*`` and
+    ``GIT_COMMITTER_*`` from this process's environment (:mod:`.identity`)."""
+    from ..core.store.identity import from_environ
+    from ..core.vaults.home import Home
+
+    if settings is None:
+        settings = Settings.from_environ(None, path)
+    return Home(path or settings.home, mounts=MOUNT_SIDE, identity=from_environ(), settings=settings)

@@ -86,7 +86,8 @@ BACKENDS = ("auto", "overlay", "fuse")
 def overlay_available(settings: Settings | None = None) -> str | None:
     """Why kernel overlayfs cannot serve a mount here (None when it can): it needs the
     overlay file system and, for the trusted.* xattrs of its upper layer, root; and
-    ``settings`` (a home's; None: this process's environment) must not switch it off."""
+    ``settings`` (a home's: ``AVFS_NO_OVERLAY`` as its front end read it) must not switch
+    it off (None: only what the host allows is asked)."""
     try:
         with open("/proc/filesystems", encoding="utf-8") as fh:
             if not any(line.split()[-1:] == ["overlay"] for line in fh):
@@ -95,7 +96,7 @@ def overlay_available(settings: Settings | None = None) -> str | None:
         return "/proc/filesystems is unreadable"
     if os.geteuid() != 0:
         return "mounting overlayfs needs root here (unprivileged overlay mounts are not wired up yet)"
-    if (settings if settings is not None else Settings.from_environ()).no_overlay:
+    if settings is not None and settings.no_overlay:
         return "AVFS_NO_OVERLAY is set"
     return None
 
@@ -315,98 +316,19 @@ def mount(
             hint="one mount per fork: use that one, or unmount it first",
             details={"mountpoint": existing.mountpoint},
         )
-    created = False
-    if mountpoint is None:
-        mountpoint = default_mountpoint(home, vault.name, key)
-        if mounted_at(mountpoint):
-            force_unmount(mountpoint)
-        os.makedirs(mountpoint, exist_ok=True)
-        created = True
-    mountpoint = os.path.abspath(mountpoint)
-    _check_mountpoint(mountpoint, created=created)
+    mountpoint = _prepare_mountpoint(home, vault, key, mountpoint)
     log_path = registry.log_path(vault.state_dir, key)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "avfs_git.fuse.daemon",
-        "--home",
-        home.path,
-        "--vault",
-        vault.name,
-        "--fork",
-        fork,
-        "--mountpoint",
-        mountpoint,
-    ]
+    cmd = [sys.executable, "-m", "avfs_git.fuse.daemon", "--home", home.path, "--vault", vault.name]
+    cmd += ["--fork", fork, "--mountpoint", mountpoint]
     if commit is not None:
         cmd += ["--revision", commit]
-    chosen, because = "fuse", "a revision is read-only: nothing to write"
-    if commit is None:
-        no_overlay = overlay_available(home.settings)
-        cfg = vault.fresh_config()
-        if no_overlay is None and cfg.get("quota_files") is not None:
-            # the kernel serves an overlay mount's writes: no per-write check could refuse
-            # one past the quota (the pure-FUSE mount checks each write)
-            no_overlay = "the vault has a file-count quota, which the pure-FUSE mount enforces per write"
-        elif no_overlay is None and cfg.get("quota_bytes", -1) not in (-1, None):
-            # a bytes quota the kernel enforces (the vault's qgroup in the layers file
-            # system, core/vaults/layers.py) holds through an overlay mount too
-            kernel_why = _kernel_quota_why(vault, fork)
-            if kernel_why is not None:
-                no_overlay = (
-                    "the vault has a quota set, which the pure-FUSE mount enforces per write"
-                    f" (the kernel cannot here: {kernel_why})"
-                )
-        if backend == "fuse":
-            because = "asked for (--backend fuse)"
-        elif no_overlay is None:
-            chosen, because = "overlay", "overlayfs is available"
-        elif backend == "overlay":
-            raise MountError(
-                f"cannot mount with the overlay backend: {no_overlay}", hint="use --backend fuse"
-            )
-        else:
-            because = no_overlay
+    chosen, because = _choose_backend(home, vault, fork, backend, read_only=commit is not None)
     cmd += ["--backend", chosen]
-    env = dict(os.environ)
-    env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
-    # the daemon reads its settings from its environment (a front end): the home's, which
-    # a Python caller may have made otherwise than this process's environment says
-    # (``Home(path, layers="off")`` included: the daemon may make the state dir)
-    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.layers_mode)):
-        if value:
-            env[var] = value
-        else:
-            env.pop(var, None)
+    env = _daemon_env(home)
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
-    r, w = os.pipe()
-    os.set_inheritable(w, True)
-    cmd += ["--ready-fd", str(w)]
-    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    try:
-        # a detached daemon in its own session: posix_spawn leaves no Popen object behind
-        # (its finaliser would warn about a child still running) and does not fork a
-        # possibly multi-threaded caller
-        pid = os.posix_spawn(
-            cmd[0],
-            cmd,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, logfd, 1),
-                (os.POSIX_SPAWN_DUP2, logfd, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(logfd)
-        os.close(w)
-    try:
-        ready = _wait_ready(r, pid)
-    finally:
-        os.close(r)
+    pid, ready = _start_daemon(cmd, env, log_path)
     if ready == "O":  # the daemon could not stack overlayfs
         _reap(pid, block=True)
         tail = _tail(log_path)
@@ -434,6 +356,98 @@ def mount(
     if info is None:
         raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
     return _note_backend(vault, key, info, because)
+
+
+def _prepare_mountpoint(home: Home, vault: Vault, key: str, mountpoint: str | None) -> str:
+    """The mount point, absolute and checked: the one given, or the home's default for
+    ``key`` (made, and a dead mount there detached)."""
+    created = False
+    if mountpoint is None:
+        mountpoint = default_mountpoint(home, vault.name, key)
+        if mounted_at(mountpoint):
+            force_unmount(mountpoint)
+        os.makedirs(mountpoint, exist_ok=True)
+        created = True
+    mountpoint = os.path.abspath(mountpoint)
+    _check_mountpoint(mountpoint, created=created)
+    return mountpoint
+
+
+def _choose_backend(home: Home, vault: Vault, fork: str, backend: str, *, read_only: bool) -> tuple[str, str]:
+    """(the backend a mount of ``fork`` gets, why): ``backend`` as asked (auto, overlay,
+    fuse), what the host allows and what the vault's quota needs. Raises MountError when
+    the overlay backend is asked for and cannot serve."""
+    if read_only:
+        return "fuse", "a revision is read-only: nothing to write"
+    no_overlay = overlay_available(home.settings)
+    cfg = vault.fresh_config()
+    if no_overlay is None and cfg.get("quota_files") is not None:
+        # the kernel serves an overlay mount's writes: no per-write check could refuse
+        # one past the quota (the pure-FUSE mount checks each write)
+        no_overlay = "the vault has a file-count quota, which the pure-FUSE mount enforces per write"
+    elif no_overlay is None and cfg.get("quota_bytes", -1) not in (-1, None):
+        # a bytes quota the kernel enforces (the vault's qgroup in the layers file
+        # system, core/vaults/layers.py) holds through an overlay mount too
+        kernel_why = _kernel_quota_why(vault, fork)
+        if kernel_why is not None:
+            no_overlay = (
+                "the vault has a quota set, which the pure-FUSE mount enforces per write"
+                f" (the kernel cannot here: {kernel_why})"
+            )
+    if backend == "fuse":
+        return "fuse", "asked for (--backend fuse)"
+    if no_overlay is None:
+        return "overlay", "overlayfs is available"
+    if backend == "overlay":
+        raise MountError(f"cannot mount with the overlay backend: {no_overlay}", hint="use --backend fuse")
+    return "fuse", no_overlay
+
+
+def _daemon_env(home: Home) -> dict[str, str]:
+    """The environment the mount daemon is started with: this process's (a child process
+    inherits it), with the settings of ``home`` it reads there."""
+    env = dict(os.environ)
+    env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
+    # the daemon reads its settings from its environment (a front end): the home's, which
+    # a Python caller may have made otherwise than this process's environment says
+    # (``Home(path, layers="off")`` included: the daemon may make the state dir)
+    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.layers_mode)):
+        if value:
+            env[var] = value
+        else:
+            env.pop(var, None)
+    return env
+
+
+def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, bool | str]:
+    """Start the daemon ``cmd`` detached, its output appended to ``log_path``, and wait
+    for its readiness byte: (its pid, what :func:`_wait_ready` says)."""
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    cmd = [*cmd, "--ready-fd", str(w)]
+    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        # a detached daemon in its own session: posix_spawn leaves no Popen object behind
+        # (its finaliser would warn about a child still running) and does not fork a
+        # possibly multi-threaded caller
+        pid = os.posix_spawn(
+            cmd[0],
+            cmd,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, logfd, 1),
+                (os.POSIX_SPAWN_DUP2, logfd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(logfd)
+        os.close(w)
+    try:
+        return pid, _wait_ready(r, pid)
+    finally:
+        os.close(r)
 
 
 def _kernel_quota_why(vault: Vault, fork: str) -> str | None:

@@ -10,7 +10,7 @@ git takes a commit's author and committer, each on its own, from (``ident.c``):
 
 So avfs' checkpoints, merges and exec commits record the same people as a ``git commit``
 made in the mounted fork. The environment is read in one place, :func:`from_environ`,
-called at the edge (:func:`.home.open_home`, and ``proxy exec`` with its caller's
+called at the edge (``avfs_git.open_home``, and ``proxy exec`` with its caller's
 environment); everything below takes an :class:`Identity`. An exec run for a client by
 another process (a mount's daemon) sets the client's identity for its commits with
 :func:`using`.

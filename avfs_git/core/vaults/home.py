@@ -6,9 +6,8 @@ Layout::
     <home>/vaults/<name>.git        the vaults (bare git repositories)
     <home>/trash/<name>.<ts>.git    deleted vaults, until ``gc`` (``vault restore`` brings one back)
 
-Environment variables and ``~`` are read only by :class:`.settings.Settings` (the front ends
-build one and pass it; :func:`open_home` builds one from this process's environment when
-the caller gives none).
+Nothing here reads the environment or ``~``: the front ends (and ``avfs_git.open_home``,
+the Python API's entry) read them into a :class:`.settings.Settings` and pass it.
 """
 
 from __future__ import annotations
@@ -27,9 +26,10 @@ from ..settings import Settings
 from ..store import names, refs
 from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
-from ..store.identity import Identity, from_environ
+from ..store.identity import Identity
 from ..types import VaultInfo
 from ..workspace.workspace import MountSide
+from .layers import Attempts
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -46,18 +46,6 @@ def _move_into_place(tmp: str, final: str, name: str) -> None:
         if os.path.exists(final):
             raise AlreadyExistsError(f"vault {name!r} already exists") from exc
         raise
-
-
-def open_home(path: str | None = None, *, mounts: MountSide, settings: Settings | None = None) -> Home:
-    """Open (and create on first write) the avfs home at ``path``, else ``settings.home``;
-    ``mounts``: what reaches live mounts (see :class:`Home`); ``settings``: what the front
-    end read from the environment (None: this process's, :meth:`.Settings.from_environ`,
-    with ``path`` as ``--home``). Its commits take git's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``
-    from the environment (:mod:`.identity`). ``avfs_git.open_home`` (mount/side.py) passes
-    avfs's mount side."""
-    if settings is None:
-        settings = Settings.from_environ(None, path)
-    return Home(path or settings.home, mounts=mounts, identity=from_environ(), settings=settings)
 
 
 KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
@@ -90,13 +78,14 @@ class Home:
         imports the mount side). ``layers``: where new workspaces keep their state
         (``auto``: in the home's layers file system where it can be made, :mod:`.layers`;
         ``off``: plain directories); None: the home's ``layers`` setting, else
-        ``layers.DEFAULT_MODE``."""
+        ``layers.DEFAULT_MODE``. ``settings``: what the front end read from the environment
+        (:meth:`.Settings.from_environ`); None: the defaults, nothing read."""
         self.path = os.path.abspath(path)
         self.mounts = mounts
         self._layers = layers
         # what the front end read from the environment (lock wait, caches, the git token);
-        # none given (the mount daemon, a library caller): this process's
-        self.settings = settings if settings is not None else Settings.from_environ(None, self.path)
+        # none given: avfs's defaults (this module never reads the environment itself)
+        self.settings = settings if settings is not None else Settings(self.path)
         self.vaults_dir = os.path.join(self.path, "vaults")
         self.trash_dir = os.path.join(self.path, "trash")
         self._vaults: weakref.WeakValueDictionary[str, Vault[Home]] = weakref.WeakValueDictionary()
@@ -105,6 +94,7 @@ class Home:
         self._lock = threading.Lock()
         self._author = author
         self.identity = identity  # GIT_AUTHOR_* and friends (see :mod:`.identity`)
+        self.layers_attempts = Attempts()  # a failed mount of the layers file system (see layers.py)
 
     def __enter__(self) -> Home:
         return self
@@ -434,4 +424,4 @@ class Home:
         raise VaultNotFoundError(f"no deleted vault named {name!r} in the trash", details={"vault": name})
 
 
-__all__ = ["EMPTY_TREE", "Home", "git_env", "open_home", "run_git"]
+__all__ = ["EMPTY_TREE", "Home", "git_env", "run_git"]

@@ -45,7 +45,6 @@ import os
 import shutil
 import struct
 import subprocess
-import threading
 
 from ..errors import CorruptStateError, from_oserror
 
@@ -60,12 +59,12 @@ MIN_SIZE = 2 << 30  # smaller hosts keep plain directories
 MARGIN = 1 << 30  # left to the host when the image's nominal size is chosen
 
 # linux/btrfs.h: _IOW(BTRFS_IOCTL_MAGIC, nr, struct); both argument structs are 4096 bytes
-_MAGIC = 0x94
+IOCTL_MAGIC = 0x94
 _ARGS = 4096
 
 
 def _iow(nr: int) -> int:
-    return (1 << 30) | (_ARGS << 16) | (_MAGIC << 8) | nr
+    return (1 << 30) | (_ARGS << 16) | (IOCTL_MAGIC << 8) | nr
 
 
 _SNAP_CREATE_V2 = _iow(23)  # struct btrfs_ioctl_vol_args_v2: fd, transid, flags, 4 x u64, name
@@ -84,12 +83,22 @@ _SETFLAGS = 0x40086602
 NOCOW_FL = 0x00800000
 _LOOP_SET_DIRECT_IO = 0x4C08  # linux/loop.h
 
-_probe_lock = threading.Lock()
-_probed: str | bool | None = False  # False: not probed yet; None: available; str: why not
-
 
 class LayersUnavailable(Exception):
     """Why the layers file system cannot be used here (the caller keeps plain dirs)."""
+
+
+class Attempts:
+    """What one owner (a home: ``Home.layers_attempts``) learnt trying to mount its layers
+    file system: why it could not (``failed``; None: it has not tried, or it succeeded).
+    :func:`ensure` given it fails fast the next time instead of running ``mount`` again:
+    a host whose loop devices cannot be set up passes :func:`probe` and fails there, and
+    would otherwise try again at every new workspace of a long-lived process."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed: str | None = None
 
 
 def image_path(home: str) -> str:
@@ -101,15 +110,8 @@ def mount_path(home: str) -> str:
 
 
 def probe() -> str | None:
-    """None when this process can make and mount a btrfs image, else why not (cached)."""
-    global _probed
-    with _probe_lock:
-        if _probed is False:
-            _probed = _probe()
-        return _probed if isinstance(_probed, str) else None
-
-
-def _probe() -> str | None:
+    """None when this process can make and mount a btrfs image, else why not. Not cached
+    (~0.2 ms): it is asked only before a state dir is made or the image mounted."""
     if os.geteuid() != 0:
         return "loop-mounting a btrfs image needs root"
     if not os.path.exists("/dev/loop-control"):
@@ -130,13 +132,14 @@ def mounted(home: str) -> bool:
     return os.path.ismount(mount_path(home))
 
 
-def ensure(home: str, *, create: bool) -> str:
+def ensure(home: str, *, create: bool, attempts: Attempts | None = None) -> str:
     """The mounted layers file system of ``home`` (its mount path).
 
     Mounts the image when it exists but is not mounted (after a reboot); with ``create``,
     makes it first when there is none. Raises :class:`LayersUnavailable` with the reason
     when it cannot (not root, no btrfs or loop devices, no image and not ``create``, a
-    small host)."""
+    small host). ``attempts``: the owner's record of a failed mount (see
+    :class:`Attempts`); None: try whatever happened before."""
     mp = mount_path(home)
     if os.path.ismount(mp):
         return mp
@@ -149,9 +152,8 @@ def ensure(home: str, *, create: bool) -> str:
     from ..store.locks import file_lock
 
     os.makedirs(home, exist_ok=True)
-    failed = _failed.get(home)
-    if failed is not None:
-        raise LayersUnavailable(failed)  # tried in this process already: fail fast
+    if attempts is not None and attempts.failed is not None:
+        raise LayersUnavailable(attempts.failed)  # tried already: fail fast
     with file_lock(os.path.join(home, LOCK), what=f"the layers file system of {home}"):
         if os.path.ismount(mp):
             return mp
@@ -170,21 +172,12 @@ def ensure(home: str, *, create: bool) -> str:
             if made:  # nothing is in it: a later process should not take it for a layers fs
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(img)
-            _failed[home] = why
+            if attempts is not None:
+                attempts.failed = why
             raise LayersUnavailable(why)
         os.makedirs(os.path.join(mp, WS), exist_ok=True)
         set_direct_io(mp)
     return mp
-
-
-_failed: dict[str, str] = {}  # home -> why its image could not be mounted (this process)
-
-
-def mount_failure(home: str) -> str | None:
-    """Why this process could not make or mount ``home``'s layers file system (None when
-    it has not tried, or succeeded): a host whose loop devices cannot be set up passes
-    :func:`probe` and fails here."""
-    return _failed.get(home)
 
 
 def _make_image(home: str, img: str) -> None:
@@ -416,9 +409,10 @@ def link_target(home: str, link: str) -> str | None:
     return os.path.normpath(os.path.join(os.path.dirname(link), raw))
 
 
-def resolve(home: str, link: str) -> str:
+def resolve(home: str, link: str, attempts: Attempts | None = None) -> str:
     """The state dir a workspace's link names, with the layers file system mounted (a link
-    only exists where it was once); a plain directory is returned as it is."""
+    only exists where it was once); a plain directory is returned as it is. ``attempts``:
+    see :func:`ensure`."""
     target = link_target(home, link)
     if target is None:
         return link
@@ -426,7 +420,7 @@ def resolve(home: str, link: str) -> str:
         raise CorruptStateError(f"workspace state {link} points outside the layers file system: {target}")
     if not mounted(home):
         try:
-            ensure(home, create=False)
+            ensure(home, create=False, attempts=attempts)
         except LayersUnavailable as exc:
             raise CorruptStateError(
                 f"workspace state {link} is in the layers file system, which cannot be mounted: {exc}",
@@ -497,11 +491,11 @@ def _new_subvol_path(home: str) -> str:
     return os.path.join(mount_path(home), WS, os.urandom(16).hex())
 
 
-def make_state_dir(home: str, link: str, qgroup: int | None = None) -> str:
+def make_state_dir(home: str, link: str, qgroup: int | None = None, attempts: Attempts | None = None) -> str:
     """A new empty state dir for a workspace whose link ``link`` does not exist: a new
     subvolume (in qgroup ``1/qgroup``), linked. Raises :class:`LayersUnavailable` (the
-    caller makes a plain dir)."""
-    ensure(home, create=True)
+    caller makes a plain dir). ``attempts``: see :func:`ensure`."""
+    ensure(home, create=True, attempts=attempts)
     sub = _new_subvol_path(home)
     try:
         create_subvolume(sub, qgroup)
@@ -514,7 +508,7 @@ def make_state_dir(home: str, link: str, qgroup: int | None = None) -> str:
     except FileExistsError:
         # another process made this workspace first: use its state dir
         delete_subvolume(sub)
-        return resolve(home, link)
+        return resolve(home, link, attempts)
     except OSError as exc:
         delete_subvolume(sub)
         raise from_oserror(exc, link) from exc
@@ -578,184 +572,3 @@ def subvolumes(home: str) -> list[str]:
             return sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return []
-
-
-# -- quota (btrfs qgroups) -------------------------------------------------------------------------
-#
-# A vault with an explicit bytes quota gets a level-1 qgroup holding its workspaces'
-# subvolumes: the kernel then refuses a write past its limit with EDQUOT, whoever writes
-# (overlayfs, a process in the mount, avfs itself), and counts extents that forks share
-# once. Quotas are enabled on the layers file system when the first vault asks for one
-# (qgroup accounting costs every transaction a little). The commands are btrfs-progs'
-# (rare: quota set, a mount); a new subvolume joins its vault's qgroup in its own ioctl.
-
-
-SUBVOL_FLOOR = 64 << 10  # what btrfs's metadata of a near-empty state dir takes (qgroup rfer)
-WAL_ROOM = 8 << 20  # a state dir's SQLite WAL (~1,000 pages before a checkpoint), rewritten copy-on-write
-QUOTA_SLACK = 8 << 20  # btrfs metadata, and extents freed only at the next transaction commit
-
-
-def quota_room(state_dirs: list[str]) -> int:
-    """What a vault's qgroup limit leaves over its quota for what the quota does not
-    count: avfs's own files in those state dirs now, their WAL's growth, btrfs metadata."""
-    own = sum(own_state_bytes(d) for d in state_dirs)
-    return own + len(state_dirs) * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
-
-
-def state_room(forks: int) -> int:
-    """The room a qgroup of ``forks`` state dirs keeps over what it holds, always: their
-    databases' growth and btrfs's metadata (:func:`quota_room` without what they hold)."""
-    return forks * (SUBVOL_FLOOR + WAL_ROOM) + QUOTA_SLACK
-
-
-def own_state_bytes(state_dir: str) -> int:
-    """Bytes of avfs's own files in a state dir (databases, their WAL and shared memory,
-    indexes, small records): everything at its top but ``files/`` and ``upper/``."""
-    total = 0
-    try:
-        with os.scandir(state_dir) as it:
-            for e in it:
-                if e.is_file(follow_symlinks=False):
-                    total += e.stat(follow_symlinks=False).st_blocks * 512
-    except FileNotFoundError:
-        pass
-    return total
-
-
-def _btrfs(*args: str) -> str:
-    proc = subprocess.run(["btrfs", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise LayersUnavailable(f"btrfs {' '.join(args[:3])}: {proc.stderr.strip() or proc.returncode}")
-    return proc.stdout
-
-
-def quota_enabled(home: str) -> bool:
-    proc = subprocess.run(["btrfs", "qgroup", "show", mount_path(home)], capture_output=True, check=False)
-    return proc.returncode == 0
-
-
-def qgroups(home: str) -> dict[str, tuple[int, int, int | None]]:
-    """qgroup ("1/7") -> (referenced bytes, exclusive bytes, referenced limit or None)."""
-    out: dict[str, tuple[int, int, int | None]] = {}
-    for ln in _btrfs("qgroup", "show", "--raw", "-r", mount_path(home)).splitlines():
-        parts = ln.split()
-        if len(parts) >= 4 and "/" in parts[0] and parts[1].isdigit():
-            out[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]) if parts[3].isdigit() else None)
-    return out
-
-
-def subvolume_id(path: str) -> int:
-    return int(_btrfs("inspect-internal", "rootid", path).strip())
-
-
-def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
-    """Quotas on, qgroup ``1/n`` made, and every subvolume of ``members`` in it."""
-    mp = mount_path(home)
-    if not quota_enabled(home):
-        _btrfs("quota", "enable", mp)
-        _btrfs("quota", "rescan", "-w", mp)
-    if f"{QGROUP_LEVEL}/{n}" not in qgroups(home):
-        _btrfs("qgroup", "create", f"{QGROUP_LEVEL}/{n}", mp)
-    # each assign leaves the counts inconsistent; letting each one start its own rescan
-    # fails the second ("quota rescan failed: Operation now in progress") while the first
-    # runs, so assign them all without, then rescan once and wait for it
-    assigned = False
-    for sub in members:
-        proc = subprocess.run(
-            ["btrfs", "qgroup", "assign", "--no-rescan", f"0/{subvolume_id(sub)}", f"{QGROUP_LEVEL}/{n}", mp],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0 and "exist" not in proc.stderr:
-            raise LayersUnavailable(f"btrfs qgroup assign: {proc.stderr.strip()}")
-        assigned = assigned or proc.returncode == 0
-    if assigned:
-        _btrfs("quota", "rescan", "-w", mp)  # -w waits for one already running too
-
-
-_FS_INFO = (2 << 30) | (1024 << 16) | (_MAGIC << 8) | 31  # _IOR: struct btrfs_ioctl_fs_info_args
-_fsids: dict[str, str] = {}  # mount path -> the file system's uuid (the image's: stable)
-
-
-def _fsid(mp: str) -> str | None:
-    """The uuid of the btrfs file system mounted at ``mp`` (BTRFS_IOC_FS_INFO; cached)."""
-    got = _fsids.get(mp)
-    if got is not None:
-        return got
-    try:
-        fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        buf = fcntl.ioctl(fd, _FS_INFO, b"\0" * 1024)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    import uuid
-
-    got = str(uuid.UUID(bytes=bytes(buf[16:32])))
-    _fsids[mp] = got
-    return got
-
-
-def qgroup_fill(home: str, n: int) -> tuple[int, int, int | None, int] | None:
-    """(bytes qgroup ``1/n`` holds, bytes reserved for writes in progress, its referenced
-    limit or None, the data among those reserved) as the kernel's sysfs shows them (a few
-    small reads, no ``btrfs`` process); None when the layers file system is not mounted or
-    the kernel shows no such qgroup. The kernel refuses a write when held + reserved + its
-    bytes pass the limit."""
-    mp = mount_path(home)
-    fsid = _fsid(mp)
-    if fsid is None:
-        return None
-    d = f"/sys/fs/btrfs/{fsid}/qgroups/{QGROUP_LEVEL}_{n}"
-    vals: dict[str, int] = {}
-    for key in (
-        "referenced",
-        "rsv_data",
-        "rsv_meta_pertrans",
-        "rsv_meta_prealloc",
-        "max_referenced",
-        "limit_flags",
-    ):
-        try:
-            with open(os.path.join(d, key), "rb") as fh:
-                vals[key] = int(fh.read().strip() or b"0")
-        except (OSError, ValueError):
-            if key in ("referenced", "max_referenced", "limit_flags"):
-                return None
-            vals[key] = 0
-    rsv = vals["rsv_data"] + vals["rsv_meta_pertrans"] + vals["rsv_meta_prealloc"]
-    limited = vals["limit_flags"] & 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
-    return vals["referenced"], rsv, vals["max_referenced"] if limited else None, vals["rsv_data"]
-
-
-_QGROUP_LIMIT = (2 << 30) | (48 << 16) | (_MAGIC << 8) | 43  # _IOR: btrfs_ioctl_qgroup_limit_args
-_LIMIT_MAX_RFER = 1  # BTRFS_QGROUP_LIMIT_MAX_RFER
-
-
-def set_limit(home: str, n: int, limit: int | None) -> None:
-    """The referenced-bytes limit of qgroup ``1/n`` (None: none). A number is set with
-    btrfs's ioctl (no ``btrfs`` process: avfs puts a limit back after each use of its
-    room, see ``Vault.own_room``), falling back to the command."""
-    if limit is not None:
-        try:
-            fd = os.open(mount_path(home), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                # qgroupid, then struct btrfs_qgroup_limit: flags, max_rfer, max_excl,
-                # rsv_rfer, rsv_excl
-                args = struct.pack("=QQQQQQ", qgroup_id(n), _LIMIT_MAX_RFER, limit, 0, 0, 0)
-                fcntl.ioctl(fd, _QGROUP_LIMIT, args)
-                return
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    _btrfs(
-        "qgroup", "limit", "none" if limit is None else str(limit), f"{QGROUP_LEVEL}/{n}", mount_path(home)
-    )

@@ -23,12 +23,10 @@ module does not import :mod:`.vault` (which holds one tracker per vault).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import mmap
 import os
 import sqlite3
-import struct
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -36,6 +34,7 @@ from typing import Protocol
 
 from ..errors import QuotaExceededError
 from ..store import names, packwriter
+from .usage import GEN, GEN_FMT, ForkUsage, QuotaUsage, bump, publish, read_small, size_of, tree_bytes
 
 
 class QuotaVault(Protocol):
@@ -62,8 +61,6 @@ REFRESH_S = 2.0  # objects' size and config.json are checked at least this often
 # A loose-object directory changed this recently may change again within the same
 # timestamp tick (mtimes come from the kernel's coarse clock): it is listed again next time.
 RACY_S = 0.02
-_GEN = "gen"  # a counter, one more per publication (see _publish)
-_GEN_FMT = struct.Struct("<Q")
 _EXACT_LEFT = 64 << 20  # quota_left() is exact when less than this is left
 _NO_LIMIT_LEFT = 1 << 62
 _FORK_PREFIX = "f."
@@ -72,66 +69,13 @@ _FANOUT = frozenset(f"{i:02x}" for i in range(256))
 _MARKER = ".complete"  # every fork with a non-empty overlay has published (set up once)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ForkUsage:
-    fork: str
-    overlay_bytes: int  # bytes of the fork's uncheckpointed (materialized) files
-    overlay_files: int  # number of those files
-    layered: bool = False  # its state is in the vault's qgroup (counted in layers_bytes)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class QuotaUsage:
-    """A vault's use of its quota (:meth:`.vault.Vault.quota_usage`)."""
-
-    vault: str
-    quota_bytes: int | None  # None: no limit
-    quota_files: int | None
-    objects_bytes: int  # git objects on disk: packs (.pack, .idx, ...) and loose objects
-    forks: tuple[ForkUsage, ...]
-    # with a kernel-enforced quota: what the vault's qgroup counts in the layers file system
-    # (every layered fork's whole state: overlay files, a mount's upper layer, shared once)
-    layers_bytes: int | None = None
-    # what else a confined command can fill: the vault's caches (<vault>/avfs/caches/*,
-    # read-write in the sandbox) and its mounts' worktree git dirs (<vault>/worktrees/*)
-    caches_bytes: int = 0
-    git_dirs_bytes: int = 0
-
-    @property
-    def overlay_bytes(self) -> int:
-        return sum(f.overlay_bytes for f in self.forks)
-
-    @property
-    def used_bytes(self) -> int:
-        other = self.objects_bytes + self.caches_bytes + self.git_dirs_bytes
-        if self.layers_bytes is None or not any(f.layered for f in self.forks):
-            return other + self.overlay_bytes
-        plain = sum(f.overlay_bytes for f in self.forks if not f.layered)
-        layered = sum(f.overlay_bytes for f in self.forks if f.layered)
-        return other + plain + max(layered, self.layers_bytes)
-
-    @property
-    def used_files(self) -> int:
-        return sum(f.overlay_files for f in self.forks)
-
-    @property
-    def over(self) -> list[str]:
-        """The limits the vault is past ("bytes", "files")."""
-        out = []
-        if self.quota_bytes is not None and self.used_bytes > self.quota_bytes:
-            out.append("bytes")
-        if self.quota_files is not None and self.used_files > self.quota_files:
-            out.append("files")
-        return out
-
-
 class QuotaTracker:
     """Cheap, correct checks of a vault's quota (one per :class:`.vault.Vault`; see the module's docstring)."""
 
     def __init__(self, vault: QuotaVault) -> None:
         self.vault = vault
         self.dir = os.path.join(vault.state_dir, "usage")
-        self.gen_path = os.path.join(self.dir, _GEN)
+        self.gen_path = os.path.join(self.dir, GEN)
         self.ws_root = os.path.join(vault.state_dir, "ws")
         self.objects_dir = os.path.join(vault.path, "objects")
         self.caches_dir = os.path.join(vault.state_dir, "caches")
@@ -166,7 +110,7 @@ class QuotaTracker:
         if self._gen_map is None or now - self._objects_at > REFRESH_S:
             self._map_gen()
         assert self._gen_map is not None
-        sig = _GEN_FMT.unpack_from(self._gen_map)[0]
+        sig = GEN_FMT.unpack_from(self._gen_map)[0]
         if sig != self._sig:
             if not self._read_dir():
                 self._setup()
@@ -189,11 +133,11 @@ class QuotaTracker:
             st = os.stat(self.gen_path)
         if self._gen_map is not None and st.st_ino == self._gen_ino:
             return
-        if st.st_size < _GEN_FMT.size:  # made by a writer that died before its first count
-            _bump(self.gen_path)
+        if st.st_size < GEN_FMT.size:  # made by a writer that died before its first count
+            bump(self.gen_path)
         fd = os.open(self.gen_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._gen_map = mmap.mmap(fd, _GEN_FMT.size, access=mmap.ACCESS_READ)
+            self._gen_map = mmap.mmap(fd, GEN_FMT.size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
         self._gen_ino = st.st_ino
@@ -208,9 +152,9 @@ class QuotaTracker:
             if name == _MARKER:
                 marker = True
                 continue
-            if name.startswith(".") or name == _GEN:  # a file being written; the counter
+            if name.startswith(".") or name == GEN:  # a file being written; the counter
                 continue
-            data = _read_small(e.path)
+            data = read_small(e.path)
             if data is None:
                 continue
             if name.startswith(_FORK_PREFIX):
@@ -259,7 +203,7 @@ class QuotaTracker:
                     # is, and so is any other temporary file (git's own, or one a confined
                     # command named so)
                     elif not e.name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
-                        total += _size_of(e)
+                        total += size_of(e)
         except FileNotFoundError:
             pass
         now_ns = time.time_ns()
@@ -274,7 +218,7 @@ class QuotaTracker:
             name = e.name
             if not (len(name) == 2 and name in _FANOUT and e.is_dir(follow_symlinks=False)):
                 # objects/info (small), or something git never makes there
-                total += tree_bytes(e.path) if e.is_dir(follow_symlinks=False) else _size_of(e)
+                total += tree_bytes(e.path) if e.is_dir(follow_symlinks=False) else size_of(e)
                 continue
             seen.add(name)
             try:
@@ -382,7 +326,7 @@ class QuotaTracker:
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, name: str, text: str) -> None:
-        _publish(self.dir, name, text)
+        publish(self.dir, name, text)
 
     def note(self, fork: str, nbytes: int, nfiles: int) -> None:
         """A fork's overlay now has these totals (after a committed transaction):
@@ -599,91 +543,3 @@ def _has_upper(vault: QuotaVault, fork: str) -> bool:
             return any(e.name != ".git" for e in it)
     except (FileNotFoundError, NotADirectoryError):
         return False
-
-
-def tree_bytes(path: str) -> int:
-    """Bytes of the files under directory ``path`` (sizes; symlinks not followed; 0 when
-    it is missing)."""
-    total = 0
-    stack = [path]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        with it:
-            for e in it:
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(e.path)
-                    else:
-                        total += e.stat(follow_symlinks=False).st_size
-                except FileNotFoundError:
-                    pass
-    return total
-
-
-def _read_small(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 256)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _size_of(e: os.DirEntry[str]) -> int:
-    try:
-        return e.stat(follow_symlinks=False).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _publish(usage_dir: str, name: str, text: str) -> None:
-    """Replace ``usage/<name>`` with ``text``, then count one more in ``usage/gen``.
-
-    Readers map ``gen`` in memory and read the directory again only when its counter
-    changed (a counter, unlike a directory's mtime from the kernel's coarse clock, cannot
-    miss a change made within the same tick; and reading it costs no system call).
-    """
-    tmp = os.path.join(usage_dir, f".{name}.{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, text.encode("ascii"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, os.path.join(usage_dir, name))
-    _bump(os.path.join(usage_dir, _GEN))
-
-
-def _bump(gen_path: str) -> None:
-    import fcntl
-
-    fd = os.open(gen_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        raw = os.pread(fd, _GEN_FMT.size, 0)
-        n = _GEN_FMT.unpack(raw)[0] if len(raw) == _GEN_FMT.size else 0
-        os.pwrite(fd, _GEN_FMT.pack(n + 1), 0)
-    finally:
-        os.close(fd)  # drops the lock
-
-
-def _pack_written(pack_dir: str) -> None:
-    """PackWriter.finish's hook: tell every process' QuotaTracker of this vault that the
-    objects grew (they rescan on their next check)."""
-    usage = os.path.join(os.path.dirname(os.path.dirname(pack_dir)), "avfs", "usage")
-    if not os.path.isdir(usage):
-        return  # not set up yet: the first check scans the objects anyway
-    try:
-        _publish(usage, "objects", f"{time.time_ns()} {os.getpid()}\n")
-    except OSError:
-        pass
-
-
-packwriter.FINISH_HOOKS.append(_pack_written)

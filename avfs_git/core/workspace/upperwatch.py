@@ -84,7 +84,14 @@ EntryPaths = Callable[[], Iterable[tuple[str, bool]]]  # the overlay's entries: 
 ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
 
 
-_live: dict[str, UpperWatch] = {}  # this process's watches, by their upper layer's real path
+# this process's watches, by their upper layer's real path. Process-wide on purpose: an
+# inotify watch belongs to the process (the mount daemon starts one, fuse/daemon.py), and a
+# status in that process must find it from whichever workspace object asks (several can
+# hold one state dir: the daemon's, the one it serves the lower view through, a workspace a
+# proxy exec in its warm server opens), by the directory alone; asking the daemon over its
+# socket from inside the daemon would be asking itself. One entry per overlay mount this
+# process serves (a daemon serves one), removed at close().
+_live: dict[str, UpperWatch] = {}
 
 
 def live(upper_dir: str) -> UpperWatch | None:
