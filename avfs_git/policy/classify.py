@@ -12,6 +12,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from .effects import Effects
+from .gitruns import git_env_runs
+from .interpreters import (
+    SHELLS,
+    SOURCE,
+    avfs_itself,
+    inline_code,
+    interpreter,
+    reads_stdin_code,
+    script_language,
+    shell_mode,
+)
 from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
 from .model import (
@@ -29,25 +40,8 @@ from .model import (
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
 from .parts import Finding, Part, cwd_outside, shell_word, show, show_words
 from .paths import HOME_DIR, cd_target, literal_path, outside, path_key, secret_outside, within
-from .programs import (
-    SHELLS,
-    SOURCE,
-    WRAPPERS,
-    avfs_itself,
-    canonical_args,
-    find_execs,
-    git_env_runs,
-    inline_code,
-    interpreter,
-    parallel_text,
-    program_cwd,
-    reads_stdin_code,
-    script_language,
-    shell_mode,
-    unwrap,
-    with_input,
-    xargs_replace,
-)
+from .programs import canonical_args, program_cwd
+from .wrappers import WRAPPERS, find_execs, parallel_text, unwrap, with_input, xargs_replace
 
 _MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is judged once)
 # programs that change a file's metadata, not its content: running the file after them
