@@ -1,0 +1,244 @@
+"""The tokenizer :mod:`.scriptcode` reads a JavaScript, Perl, Ruby or PHP one-liner with:
+strings (and whether they interpolate), comments, regular expressions, Perl's quote-like
+operators and Ruby's ``%`` literals, backquoted commands, names, variables and
+punctuation. Text it cannot tokenize (an open string or comment, a here-document) raises
+``_Unreadable``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+
+class _Unreadable(Exception):
+    pass
+
+
+# kinds: "id" (a name, or a variable: `$x`, `@x`), "str" (a literal: value, and whether it
+# interpolates), "cmd" (a backquoted command), "re" (a regular expression or pattern), "num",
+# "op" (punctuation)
+_Tok = tuple[str, str, bool]
+_PAIRS: Final = {"(": ")", "[": "]", "{": "}", "<": ">"}
+_HEREDOC: Final = re.compile(r"<<~?[\"'A-Z_]")
+_CLOSE_BRACE: Final = re.compile(r"\s*\}")
+_ANGLE: Final = re.compile(r"<([^<>\s;]*)>")
+_NUMBER: Final = re.compile(r"[0-9][0-9A-Za-z_.]*")
+_NAME: Final = re.compile(r"[A-Za-z_$][\w$]*[?!]?")
+_PERL_NAME: Final = re.compile(r"[A-Za-z_]\w*(?:::\w+)*")
+_VARIABLE: Final = re.compile(r"[$@%&*]+(?:\{\^?\w+\}|\w+(?:::\w+)*|::\w+)?")
+_PERL_QUOTE: Final = re.compile(r"(qq|qx|qw|q|m|s|tr|y)(?=\s*[^\w\s,;=)])")
+_RUBY_PERCENT: Final = re.compile(r"%([qQwWiIxrs]?)([^\w\s])")
+# after these tokens a `/` starts a regular expression, not a division
+_REGEX_AFTER_OPS: Final = frozenset("(,=:;!&|?{}[+-*%<>~^")
+_REGEX_AFTER_WORDS: Final = frozenset(
+    {"return", "typeof", "split", "grep", "map", "if", "unless", "and", "or", "not", "when", "while", "until", "x", "case", "print", "join"}
+)  # fmt: skip
+
+
+def _string(s: str, i: int, close: str, open_: str = "") -> tuple[str, int]:
+    """The text of a string from ``i`` to its closing ``close`` (nesting ``open_``), and
+    the index after it."""
+    depth = 0
+    j = i
+    out: list[str] = []
+    while j < len(s):
+        c = s[j]
+        if c == "\\" and j + 1 < len(s):
+            out.append(s[j : j + 2])
+            j += 2
+            continue
+        if open_ and c == open_:
+            depth += 1
+        elif c == close:
+            if depth == 0:
+                return "".join(out), j + 1
+            depth -= 1
+        out.append(c)
+        j += 1
+    raise _Unreadable("a string or a quoted part does not end")
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def _tokens(code: str, lang: str) -> list[_Tok]:
+    s = code
+    n = len(s)
+    i = 0
+    out: list[_Tok] = []
+
+    def regex_ok() -> bool:
+        if not out:
+            return True
+        kind, text, _ = out[-1]
+        if kind == "op":
+            return text[-1] in _REGEX_AFTER_OPS
+        return kind == "id" and text in _REGEX_AFTER_WORDS
+
+    while i < n:
+        c = s[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if (c == "#" and lang in ("perl", "ruby", "php")) or (
+            s.startswith("//", i) and lang in ("js", "php")
+        ):
+            if lang == "perl" and out and out[-1][1] == "$":
+                out.pop()
+                out.append(("id", "$#", False))
+                i += 1
+                continue
+            j = s.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if s.startswith("/*", i) and lang in ("js", "php"):
+            j = s.find("*/", i + 2)
+            if j < 0:
+                raise _Unreadable("a comment does not end")
+            i = j + 2
+            continue
+        if lang == "ruby" and s.startswith("=begin", i) and (i == 0 or s[i - 1] == "\n"):
+            j = s.find("\n=end", i)
+            if j < 0:
+                raise _Unreadable("a comment does not end")
+            i = j + 5
+            continue
+        if lang == "php" and s.startswith("<<<", i):
+            raise _Unreadable("a here-document")
+        if lang == "perl" and s.startswith("<<", i) and _HEREDOC.match(s, i):
+            raise _Unreadable("a here-document")
+        if lang == "perl" and c.isalpha():
+            m = _PERL_QUOTE.match(s, i)
+            if m and not (out and out[-1][1] in ("->", "{") and _CLOSE_BRACE.match(s, m.end()) is not None):
+                i = _perl_quote(s, m, out)
+                continue
+        if lang == "ruby" and c == "%":
+            m = _RUBY_PERCENT.match(s, i)
+            if m and (m.group(1) or regex_ok()):
+                kind, delim = m.group(1), m.group(2)
+                body, i = _string(s, m.end(), _PAIRS.get(delim, delim), delim if delim in _PAIRS else "")
+                if kind == "x":
+                    out.append(("cmd", body, "#{" in body))
+                elif kind == "r":
+                    out.append(("re", body, True))
+                else:
+                    out.append(("str", _unescape(body), kind in ("", "Q", "W", "I") and "#{" in body))
+                continue
+        if c in "'\"`":
+            body, i = _string(s, i + 1, c)
+            interp = c != "'" and (
+                "${" in body
+                if lang == "js"
+                else "#{" in body
+                if lang == "ruby"
+                else re.search(r"[$@]", body) is not None
+            )
+            if c == "`" and lang != "js":
+                out.append(("cmd", body, interp))
+            else:
+                out.append(("str", _unescape(body) if c == "'" or not interp else body, interp))
+            continue
+        if c == "/" and lang in ("js", "perl", "ruby") and regex_ok():
+            body, i = _string(s, i + 1, "/")
+            while i < n and s[i].isalpha():
+                i += 1
+            out.append(("re", body, True))
+            continue
+        if lang == "perl" and c == "<" and regex_ok():
+            m = _ANGLE.match(s, i)
+            if m:  # <*.txt>: a glob; <STDIN>, <$fh>: a read
+                out.append(("re" if "*" in m.group(1) or "/" in m.group(1) else "op", m.group(1), False))
+                i = m.end()
+                continue
+        if c.isdigit():
+            m = _NUMBER.match(s, i)
+            assert m is not None
+            out.append(("num", m.group(0), False))
+            i = m.end()
+            continue
+        if c.isalpha() or c == "_" or (c == "$" and lang == "js"):
+            m = (_PERL_NAME if lang == "perl" else _NAME).match(s, i)
+            assert m is not None
+            word = m.group(0)
+            if lang == "ruby" and word[-1] in "?!" and s.startswith("=", i + m.end()):
+                word = word[:-1]
+            out.append(("id", word, False))
+            i += len(word)
+            continue
+        if (
+            c in "$@%&*"
+            and lang in ("perl", "php", "ruby")
+            and i + 1 < n
+            and (s[i + 1].isalnum() or s[i + 1] in "_{:")
+        ):
+            m = _VARIABLE.match(s, i)
+            assert m is not None
+            text = m.group(0)
+            if text in ("&", "*", "%", "@", "$"):
+                out.append(("op", text, False))
+                i += 1
+                continue
+            out.append(("id", text, False))
+            i += len(text)
+            continue
+        for op in ("->", "=>", "::", "&&", "||", "==", "!=", "<=", ">=", "**"):
+            if s.startswith(op, i):
+                out.append(("op", op, False))
+                i += len(op)
+                break
+        else:
+            out.append(("op", c, False))
+            i += 1
+    return out
+
+
+def _perl_quote(s: str, m: re.Match[str], out: list[_Tok]) -> int:
+    """A Perl quote-like operator (``q() qq{} qw// qx[] m// s/// tr/// y///``)."""
+    op = m.group(1)
+    i = m.end()
+    while i < len(s) and s[i] in " \t\n":
+        i += 1
+    if i >= len(s):
+        raise _Unreadable("a quote-like operator does not end")
+    d = s[i]
+    close = _PAIRS.get(d, d)
+    nest = d if d in _PAIRS else ""
+    body, i = _string(s, i + 1, close, nest)
+    second = ""
+    if op in ("s", "tr", "y"):
+        if nest:
+            while i < len(s) and s[i] in " \t\n":
+                i += 1
+            if i >= len(s):
+                raise _Unreadable("a substitution does not end")
+            d2 = s[i]
+            second, i = _string(s, i + 1, _PAIRS.get(d2, d2), d2 if d2 in _PAIRS else "")
+        else:
+            second, i = _string(s, i, close)
+    flags_start = i
+    while i < len(s) and s[i].isalpha():
+        i += 1
+    flags = s[flags_start:i]
+    if op == "qx":
+        out.append(("cmd", body, d != "'" and re.search(r"[$@]", body) is not None))
+    elif op in ("q", "qq", "qw"):
+        interp = op == "qq" and re.search(r"[$@]", body) is not None
+        if op == "qw":
+            out.append(("op", "(", False))
+            for k, w in enumerate(body.split()):
+                if k:
+                    out.append(("op", ",", False))
+                out.append(("str", w, False))
+            out.append(("op", ")", False))
+        else:
+            out.append(("str", body, interp))
+    else:
+        out.append(("re", body, True))
+        if op == "s" and "e" in flags:
+            # the replacement is code: read it as such
+            out.append(("op", ";", False))
+            out.extend(_tokens(second, "perl"))
+            out.append(("op", ";", False))
+    return i
