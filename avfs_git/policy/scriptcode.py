@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .scriptfuncs import _FS_JS, _FU, _JS_SPAWN_NEEDS, _LOADERS, _SPECS, _Spec
-from .scripttokens import _Tok, _tokens, _unescape, _Unreadable
+from .scriptfuncs import FS_JS, FU, JS_SPAWN_NEEDS, LOADERS, SPECS, Spec
+from .scripttokens import Token, Unreadable, tokens, unescape
 
 # (what, detail), as pycode: ("shell", text) | ("argv", [words]) | ("delete"|"write"|"read",
 # path) | ("opaque", why: a path it computes) | ("dynamic", why: a command it computes) |
@@ -48,16 +48,16 @@ def effects(code: str, lang: str) -> list[Effect]:
     if len(code) > MAX_CODE:
         return [("unparsable", f"is longer than {MAX_CODE} characters")]
     try:
-        toks = _tokens(code, lang)
+        toks = tokens(code, lang)
         return _scan(code, toks, lang)
-    except _Unreadable as exc:
+    except Unreadable as exc:
         return [("unparsable", str(exc))]
     except RecursionError:
         return [("unparsable", "is nested too deeply")]
 
 
-def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
-    specs = _SPECS[lang]
+def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
+    specs = SPECS[lang]
     out: list[Effect] = []
     # the literal texts the reader read as commands or paths: a name in them is not a call
     consumed = [t[1] for t in toks if t[0] in ("cmd", "re") or (t[0] == "str" and not t[2])]
@@ -70,26 +70,26 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         prev = toks[k - 1] if k else ("op", "", False)
         nxt = toks[k + 1] if k + 1 < len(toks) else ("op", "", False)
         if kind == "cmd":
-            out.append(("dynamic", "runs a command it builds") if interp else ("shell", _unescape(text)))
+            out.append(("dynamic", "runs a command it builds") if interp else ("shell", unescape(text)))
             continue
         if kind == "str" and interp and lang == "js" and prev[1] == "$" and k >= 2 and toks[k - 2][1] == ".":
-            raise _Unreadable("runs a shell line it builds (Bun.$)")
+            raise Unreadable("runs a shell line it builds (Bun.$)")
         if (
             kind == "str"
             and lang == "php"
             and text in specs
             and specs[text][0] in ("shell", "argv", "delete", "write", "code")
         ):
-            raise _Unreadable(f"names the function {text} in a string (a callback)")
+            raise Unreadable(f"names the function {text} in a string (a callback)")
         if kind != "id":
             continue
         # calls through a variable, a table or a reference
         if lang == "php" and text.startswith("$") and nxt[1] == "(":
-            raise _Unreadable(f"calls the function held by {text}")
+            raise Unreadable(f"calls the function held by {text}")
         if (lang == "perl" and text.startswith(("&$", "&{"))) or (
             lang == "perl" and text == "&" and nxt[1] in ("{", "$")
         ):
-            raise _Unreadable("calls a function through a reference")
+            raise Unreadable("calls a function through a reference")
         name = text.lstrip("&") if lang == "perl" else text
         if lang == "perl" and name.startswith("CORE::"):
             name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
@@ -110,7 +110,7 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         ):
             continue  # `obj.system`, `$x->exec`: a method of something else
         if receivers is not None:
-            if receiver is None and not (lang == "ruby" and receivers is _FU):
+            if receiver is None and not (lang == "ruby" and receivers is FU):
                 if lang != "js" or what in ("shell",):
                     continue
             elif (
@@ -118,11 +118,11 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
             ):
                 continue
         if lang == "js":
-            if (name in _JS_SPAWN_NEEDS or name == "exec") and not cp_module:
+            if (name in JS_SPAWN_NEEDS or name == "exec") and not cp_module:
                 continue  # `re.exec(s)`, `app.run()`: not child_process
             if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
                 continue  # `/x/.exec(s)`
-            if receivers is _FS_JS and not fs_module:
+            if receivers is FS_JS and not fs_module:
                 continue
             if (
                 receiver is not None
@@ -133,12 +133,12 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         if prev[1] in ("function", "def", "sub") or (
             kind == "id" and prev[0] == "id" and prev[1] in ("function", "def", "sub")
         ):
-            raise _Unreadable(f"defines its own {name}")
+            raise Unreadable(f"defines its own {name}")
         seen[name] = seen.get(name, 0) + 1
         if what == "code":
             if name == "import" and lang == "js" and nxt[1] != "(":
                 continue  # `import {rmSync} from 'fs'`: a declaration
-            if name in _LOADERS or (name == "do" and lang == "perl"):
+            if name in LOADERS or (name == "do" and lang == "perl"):
                 arg = nxt
                 if lang == "perl" and name == "do" and arg[1] == "{":
                     continue  # do { BLOCK }
@@ -150,52 +150,52 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
                 elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
                     arg = ("op", "", False)
                 if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
-                    raise _Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
-                if (arg[0] == "str" and not arg[2] and name in _LOADERS) or (
+                    raise Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
+                if (arg[0] == "str" and not arg[2] and name in LOADERS) or (
                     arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
                 ):
                     continue  # require 'json' / require Foo::Bar
             if name in ("setTimeout", "setInterval", "setImmediate"):
                 if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
-                    raise _Unreadable(f"runs a string as code ({name})")
+                    raise Unreadable(f"runs a string as code ({name})")
                 continue  # a function to call later
             if name == "eval" and lang == "perl" and nxt[1] == "{":
                 continue  # eval { BLOCK }: an exception catcher
             if name == "can" and lang == "perl" and prev[1] != "->":
                 continue
-            raise _Unreadable(f"runs code or calls a function it builds at run time ({name})")
+            raise Unreadable(f"runs code or calls a function it builds at run time ({name})")
         args = _call_args(toks, k + 1, lang, pairs, work)
         if work[0] > 20 * len(toks) + 1000:
-            raise _Unreadable("calls more functions than avfs reads")
+            raise Unreadable("calls more functions than avfs reads")
         if args is None:
             if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
                 continue  # `const {rmSync} = require('fs')`: the name is brought in
             if lang == "js" and nxt[1] == ":" and prev[1] in ("{", ","):
-                raise _Unreadable(f"renames {name}")
+                raise Unreadable(f"renames {name}")
             if lang in ("perl", "ruby") and what in ("delete",) and nxt[1] in (";", "", "}"):
                 out.append(("opaque", f"calls {name} on a path it computes"))
                 continue
-            raise _Unreadable(f"uses {name} in a way avfs cannot read")
+            raise Unreadable(f"uses {name} in a way avfs cannot read")
         out.extend(_effect(name, what, which, args, lang))
     _names_hidden(code, seen, specs, consumed)
     if lang == "js" and re.search(r"\]\s*\(", code) and _computed_call(toks):
-        raise _Unreadable("calls a function it picks from a table")
+        raise Unreadable("calls a function it picks from a table")
     if lang == "perl" and re.search(r"->\s*\(|->\s*\$|(?<!&)&\s*[$\{]", code):
-        raise _Unreadable("calls a function through a reference")
+        raise Unreadable("calls a function through a reference")
     if (
         lang == "ruby"
         and re.search(r"\.\s*(call|\[\])\s*\(|\.\(", code)
         and re.search(r"\b(method|proc|lambda)\b|->", code)
     ):
-        raise _Unreadable("calls a function it holds in a value")
+        raise Unreadable("calls a function it holds in a value")
     return out
 
 
-def _computed_call(toks: list[_Tok]) -> bool:
+def _computed_call(toks: list[Token]) -> bool:
     return any(toks[k][1] == "]" and toks[k + 1][1] == "(" for k in range(len(toks) - 1))
 
 
-def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, _Spec], consumed: list[str]) -> None:
+def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, Spec], consumed: list[str]) -> None:
     """A function of the tables (one that is not only a method of named receivers) named
     in the text more often than the reader saw it called, outside the literals it read: in
     a comment or a construct it misread, it cannot say what runs."""
@@ -206,18 +206,18 @@ def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, _Spec], cons
         word = re.compile(r"(?<![\w$])" + re.escape(name) + r"(?![\w$])")
         count = len(word.findall(code)) - len(word.findall(literals))
         if count > seen.get(name, 0):
-            raise _Unreadable(f"names {name} where avfs cannot read what it does")
+            raise Unreadable(f"names {name} where avfs cannot read what it does")
 
 
 def _call_args(
-    toks: list[_Tok], k: int, lang: str, pairs: dict[int, int], work: list[int]
-) -> list[list[_Tok]] | None:
+    toks: list[Token], k: int, lang: str, pairs: dict[int, int], work: list[int]
+) -> list[list[Token]] | None:
     """The arguments of a call whose name ends before ``toks[k]``: in parentheses, or (perl,
     ruby) up to the end of the statement; None when the name is not called."""
     if k < len(toks) and toks[k][1] == "(":
         end = pairs.get(k)
         if end is None:
-            raise _Unreadable("a parenthesis does not close")
+            raise Unreadable("a parenthesis does not close")
         work[0] += end - k
         return _split_args(toks[k + 1 : end])
     if lang not in ("perl", "ruby"):
@@ -249,7 +249,7 @@ def _call_args(
     return _split_args(toks[k:j])
 
 
-def _pairs(toks: list[_Tok]) -> dict[int, int]:
+def _pairs(toks: list[Token]) -> dict[int, int]:
     """The index of the closing bracket of each opening one (a missing one: not in it)."""
     out: dict[int, int] = {}
     stack: list[int] = []
@@ -263,8 +263,8 @@ def _pairs(toks: list[_Tok]) -> dict[int, int]:
     return out
 
 
-def _split_args(toks: list[_Tok]) -> list[list[_Tok]]:
-    out: list[list[_Tok]] = [[]]
+def _split_args(toks: list[Token]) -> list[list[Token]]:
+    out: list[list[Token]] = [[]]
     depth = 0
     for t in toks:
         if t[0] == "op" and t[1] in "([{":
@@ -278,7 +278,7 @@ def _split_args(toks: list[_Tok]) -> list[list[_Tok]]:
     return [a for a in out if a]
 
 
-def _literal(arg: list[_Tok], lang: str) -> str | None:
+def _literal(arg: list[Token], lang: str) -> str | None:
     """The path or text an argument is, when it is a literal (``'x'``, ``glob "x"``,
     ``<*.txt>``, ``Pathname.new('x')``); else None."""
     toks = arg
@@ -293,7 +293,7 @@ def _literal(arg: list[_Tok], lang: str) -> str | None:
     return None
 
 
-def _list(arg: list[_Tok], lang: str) -> list[str] | None:
+def _list(arg: list[Token], lang: str) -> list[str] | None:
     """A literal list (``['ls', '-l']``, ``qw(ls -l)``) of strings; else None."""
     toks = arg
     if not toks or toks[0][1] not in ("[", "("):
@@ -305,7 +305,7 @@ def _list(arg: list[_Tok], lang: str) -> list[str] | None:
     return [w for w in words if w is not None]
 
 
-def _effect(name: str, what: str, which: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+def _effect(name: str, what: str, which: str, args: list[list[Token]], lang: str) -> list[Effect]:
     if what in ("shell", "run", "argv"):
         return _run(name, what, args, lang)
     if what == "open":
@@ -324,7 +324,7 @@ def _effect(name: str, what: str, which: str, args: list[list[_Tok]], lang: str)
     return out
 
 
-def _run(name: str, what: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+def _run(name: str, what: str, args: list[list[Token]], lang: str) -> list[Effect]:
     if not args:
         return [("dynamic", f"runs a command it computes ({name})")]
     first = _literal(args[0], lang)
@@ -368,7 +368,7 @@ def _run(name: str, what: str, args: list[list[_Tok]], lang: str) -> list[Effect
     return [("argv", words)]
 
 
-def _open(name: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+def _open(name: str, args: list[list[Token]], lang: str) -> list[Effect]:
     """perl ``open(F, MODE, PATH)`` / ``open(F, ">PATH")``, ruby ``File.open(p, 'w')``,
     php ``fopen(p, 'w')``, JS ``fs.openSync(p, 'w')``."""
     if lang == "perl":

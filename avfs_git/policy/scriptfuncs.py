@@ -12,7 +12,7 @@ from typing import Final
 # kinds: delete | write | read | shell (a shell command line) | argv (a program and its
 # arguments) | run (either: one string is a shell line, a list is argv) | code (code
 # built at run time) | open (perl/ruby/php open: the mode says)
-_Spec = tuple[str, frozenset[str] | None, str]
+Spec = tuple[str, frozenset[str] | None, str]
 _ANY: Final = None
 
 
@@ -20,13 +20,13 @@ def _r(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
-_FS_JS: Final = _r("fs", "fsp", "promises", "fse", "Deno", "Bun")
-_JS: Final[dict[str, _Spec]] = {
+FS_JS: Final = _r("fs", "fsp", "promises", "fse", "Deno", "Bun")
+_JS: Final[dict[str, Spec]] = {
     **{
         n: ("delete", _ANY, "all")
         for n in ("rmSync", "rmdirSync", "unlinkSync", "removeSync", "emptyDirSync")
     },
-    **{n: ("delete", _FS_JS, "all") for n in ("rm", "rmdir", "unlink", "remove", "emptyDir")},
+    **{n: ("delete", FS_JS, "all") for n in ("rm", "rmdir", "unlink", "remove", "emptyDir")},
     **{
         n: ("write", _ANY, "first")
         for n in (
@@ -49,7 +49,7 @@ _JS: Final[dict[str, _Spec]] = {
         )
     },
     **{
-        n: ("write", _FS_JS, "first")
+        n: ("write", FS_JS, "first")
         for n in (
             "writeFile",
             "appendFile",
@@ -68,15 +68,15 @@ _JS: Final[dict[str, _Spec]] = {
         )
     },
     **{n: ("write", _ANY, "all") for n in ("renameSync", "moveSync")},
-    **{n: ("write", _FS_JS, "all") for n in ("rename", "move")},
+    **{n: ("write", FS_JS, "all") for n in ("rename", "move")},
     **{n: ("write", _ANY, "last") for n in ("copyFileSync", "cpSync", "symlinkSync", "linkSync", "copySync")},
-    **{n: ("write", _FS_JS, "last") for n in ("copyFile", "cp", "symlink", "link", "copy")},
-    **{n: ("open", _FS_JS, "first") for n in ("openSync", "open")},
+    **{n: ("write", FS_JS, "last") for n in ("copyFile", "cp", "symlink", "link", "copy")},
+    **{n: ("open", FS_JS, "first") for n in ("openSync", "open")},
     **{
         n: ("read", _ANY, "first")
         for n in ("readFileSync", "readdirSync", "createReadStream", "readTextFile", "readTextFileSync")
     },
-    **{n: ("read", _FS_JS, "first") for n in ("readFile", "readdir", "file")},
+    **{n: ("read", FS_JS, "first") for n in ("readFile", "readdir", "file")},
     **{n: ("shell", _ANY, "first") for n in ("execSync",)},
     **{n: ("shell", _r("child_process", "cp", "childProcess", "proc"), "first") for n in ("exec",)},
     **{
@@ -110,10 +110,10 @@ _JS: Final[dict[str, _Spec]] = {
     },
 }
 # functions that load a module by name: a literal name is read, a computed one is not
-_LOADERS: Final = frozenset({"require", "import", "getBuiltinModule", "createRequire"})
-_JS_SPAWN_NEEDS: Final = frozenset({"spawn", "execFile", "fork", "run", "Command"})  # generic names
+LOADERS: Final = frozenset({"require", "import", "getBuiltinModule", "createRequire"})
+JS_SPAWN_NEEDS: Final = frozenset({"spawn", "execFile", "fork", "run", "Command"})  # generic names
 
-_PERL: Final[dict[str, _Spec]] = {
+_PERL: Final[dict[str, Spec]] = {
     **{n: ("delete", _ANY, "all") for n in ("unlink", "rmdir", "rmtree", "remove_tree", "File::Path::rmtree", "File::Path::remove_tree")},
     **{n: ("write", _ANY, "all") for n in ("mkdir", "make_path", "mkpath", "rename", "truncate", "move", "mv", "File::Copy::move")},
     **{n: ("write", _ANY, "rest") for n in ("chmod", "chown", "utime")},
@@ -124,11 +124,11 @@ _PERL: Final[dict[str, _Spec]] = {
     **{n: ("code", _ANY, "") for n in ("eval", "do", "require", "syscall", "CORE::GLOBAL", "DynaLoader", "XSLoader", "Inline", "can", "goto", "AUTOLOAD")},
 }  # fmt: skip
 
-_FU: Final = _r("FileUtils", "FU")
-_RUBY: Final[dict[str, _Spec]] = {
+FU: Final = _r("FileUtils", "FU")
+_RUBY: Final[dict[str, Spec]] = {
     **{n: ("delete", _r("File", "Dir", "FileUtils", "FU", "Pathname"), "all") for n in ("delete", "unlink")},
     **{n: ("delete", _ANY, "all") for n in ("rm", "rm_f", "rm_r", "rm_rf", "rmtree", "remove_dir", "remove_entry", "remove_entry_secure", "remove_file", "rmdir", "safe_unlink")},
-    **{n: ("delete", _FU, "all") for n in ("remove",)},
+    **{n: ("delete", FU, "all") for n in ("remove",)},
     **{n: ("write", _r("File", "IO"), "first") for n in ("write", "binwrite", "truncate", "new")},
     **{n: ("write", _ANY, "all") for n in ("mkdir_p", "makedirs", "mkpath", "touch")},
     **{n: ("write", _r("Dir", "FileUtils", "FU"), "all") for n in ("mkdir",)},
@@ -142,7 +142,7 @@ _RUBY: Final[dict[str, _Spec]] = {
     **{n: ("code", _ANY, "") for n in ("eval", "instance_eval", "class_eval", "module_eval", "instance_exec", "class_exec", "send", "__send__", "public_send", "method", "define_method", "const_get", "instance_variable_get", "Fiddle", "DL", "syscall", "load", "require", "require_relative", "binding", "ObjectSpace")},
 }  # fmt: skip
 
-_PHP: Final[dict[str, _Spec]] = {
+_PHP: Final[dict[str, Spec]] = {
     **{n: ("delete", _ANY, "all") for n in ("unlink", "rmdir")},
     **{n: ("write", _ANY, "first") for n in ("file_put_contents", "mkdir", "touch", "chmod", "chown", "chgrp", "tempnam", "lchown", "lchgrp")},
     **{n: ("write", _ANY, "all") for n in ("rename",)},
@@ -153,4 +153,4 @@ _PHP: Final[dict[str, _Spec]] = {
     **{n: ("argv", _ANY, "first") for n in ("pcntl_exec",)},
     **{n: ("code", _ANY, "") for n in ("eval", "assert", "create_function", "call_user_func", "call_user_func_array", "forward_static_call", "forward_static_call_array", "include", "include_once", "require", "require_once", "preg_replace_callback", "array_map", "array_walk", "array_filter", "usort", "uasort", "uksort", "register_shutdown_function", "ReflectionFunction", "dl", "ffi", "FFI", "extract", "parse_str", "putenv", "mail", "mb_send_mail", "ini_set")},
 }  # fmt: skip
-_SPECS: Final = {"js": _JS, "perl": _PERL, "ruby": _RUBY, "php": _PHP}
+SPECS: Final = {"js": _JS, "perl": _PERL, "ruby": _RUBY, "php": _PHP}

@@ -2,7 +2,7 @@
 strings (and whether they interpolate), comments, regular expressions, Perl's quote-like
 operators and Ruby's ``%`` literals, backquoted commands, names, variables and
 punctuation. Text it cannot tokenize (an open string or comment, a here-document) raises
-``_Unreadable``.
+``Unreadable``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import re
 from typing import Final
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     pass
 
 
 # kinds: "id" (a name, or a variable: `$x`, `@x`), "str" (a literal: value, and whether it
 # interpolates), "cmd" (a backquoted command), "re" (a regular expression or pattern), "num",
 # "op" (punctuation)
-_Tok = tuple[str, str, bool]
+Token = tuple[str, str, bool]
 _PAIRS: Final = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _HEREDOC: Final = re.compile(r"<<~?[\"'A-Z_]")
 _CLOSE_BRACE: Final = re.compile(r"\s*\}")
@@ -56,18 +56,18 @@ def _string(s: str, i: int, close: str, open_: str = "") -> tuple[str, int]:
             depth -= 1
         out.append(c)
         j += 1
-    raise _Unreadable("a string or a quoted part does not end")
+    raise Unreadable("a string or a quoted part does not end")
 
 
-def _unescape(text: str) -> str:
+def unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
 
-def _tokens(code: str, lang: str) -> list[_Tok]:
+def tokens(code: str, lang: str) -> list[Token]:
     s = code
     n = len(s)
     i = 0
-    out: list[_Tok] = []
+    out: list[Token] = []
 
     def regex_ok() -> bool:
         if not out:
@@ -96,19 +96,19 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
         if s.startswith("/*", i) and lang in ("js", "php"):
             j = s.find("*/", i + 2)
             if j < 0:
-                raise _Unreadable("a comment does not end")
+                raise Unreadable("a comment does not end")
             i = j + 2
             continue
         if lang == "ruby" and s.startswith("=begin", i) and (i == 0 or s[i - 1] == "\n"):
             j = s.find("\n=end", i)
             if j < 0:
-                raise _Unreadable("a comment does not end")
+                raise Unreadable("a comment does not end")
             i = j + 5
             continue
         if lang == "php" and s.startswith("<<<", i):
-            raise _Unreadable("a here-document")
+            raise Unreadable("a here-document")
         if lang == "perl" and s.startswith("<<", i) and _HEREDOC.match(s, i):
-            raise _Unreadable("a here-document")
+            raise Unreadable("a here-document")
         if lang == "perl" and c.isalpha():
             m = _PERL_QUOTE.match(s, i)
             if m and not (out and out[-1][1] in ("->", "{") and _CLOSE_BRACE.match(s, m.end()) is not None):
@@ -124,7 +124,7 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
                 elif kind == "r":
                     out.append(("re", body, True))
                 else:
-                    out.append(("str", _unescape(body), kind in ("", "Q", "W", "I") and "#{" in body))
+                    out.append(("str", unescape(body), kind in ("", "Q", "W", "I") and "#{" in body))
                 continue
         if c in "'\"`":
             body, i = _string(s, i + 1, c)
@@ -138,7 +138,7 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
             if c == "`" and lang != "js":
                 out.append(("cmd", body, interp))
             else:
-                out.append(("str", _unescape(body) if c == "'" or not interp else body, interp))
+                out.append(("str", unescape(body) if c == "'" or not interp else body, interp))
             continue
         if c == "/" and lang in ("js", "perl", "ruby") and regex_ok():
             body, i = _string(s, i + 1, "/")
@@ -194,14 +194,14 @@ def _tokens(code: str, lang: str) -> list[_Tok]:
     return out
 
 
-def _perl_quote(s: str, m: re.Match[str], out: list[_Tok]) -> int:
+def _perl_quote(s: str, m: re.Match[str], out: list[Token]) -> int:
     """A Perl quote-like operator (``q() qq{} qw// qx[] m// s/// tr/// y///``)."""
     op = m.group(1)
     i = m.end()
     while i < len(s) and s[i] in " \t\n":
         i += 1
     if i >= len(s):
-        raise _Unreadable("a quote-like operator does not end")
+        raise Unreadable("a quote-like operator does not end")
     d = s[i]
     close = _PAIRS.get(d, d)
     nest = d if d in _PAIRS else ""
@@ -212,7 +212,7 @@ def _perl_quote(s: str, m: re.Match[str], out: list[_Tok]) -> int:
             while i < len(s) and s[i] in " \t\n":
                 i += 1
             if i >= len(s):
-                raise _Unreadable("a substitution does not end")
+                raise Unreadable("a substitution does not end")
             d2 = s[i]
             second, i = _string(s, i + 1, _PAIRS.get(d2, d2), d2 if d2 in _PAIRS else "")
         else:
@@ -239,6 +239,6 @@ def _perl_quote(s: str, m: re.Match[str], out: list[_Tok]) -> int:
         if op == "s" and "e" in flags:
             # the replacement is code: read it as such
             out.append(("op", ";", False))
-            out.extend(_tokens(second, "perl"))
+            out.extend(tokens(second, "perl"))
             out.append(("op", ";", False))
     return i
