@@ -37,6 +37,7 @@ Modules, each depending only on those above it:
 ``match``         the first rule that matches a simple command
 ``parts``         the classifier's records (a command being judged, a finding)
 ``effects``       findings from a command's words: writes, hidden code, git on another tree
+``codeinput``     the code a shell or an interpreter is given: ``-c``, here-documents
 ``classify``      the classifier: a parsed command line to judged simple commands
 ``engine``        ``Policy``: build it (``load``, ``from_text``, ``default``), ``classify``
 ================  ==========================================================================
