@@ -1,7 +1,7 @@
 """Writing a fork's files into a plain directory of the host, for ``export`` and ``apply``
 (:mod:`.quickstart`): what the host holds at a path, a file or symlink put in place by
 rename, which paths a fork changed between two trees, why writing one would lose a change
-made in the directory (:func:`_conflict_reason`), and the copy of those changes, never
+made in the directory (:func:`conflict_reason`), and the copy of those changes, never
 through a symlink of the directory.
 """
 
@@ -42,7 +42,7 @@ class ApplyConflict:
     reason: str
 
 
-def _host_entry(full: str) -> Entry | Literal["dir", "blocked"] | None:
+def host_entry(full: str) -> Entry | Literal["dir", "blocked"] | None:
     """What the host holds at ``full``: a (blob id, mode), None (nothing), "dir", or
     "blocked" (a parent is not a directory)."""
     try:
@@ -60,12 +60,12 @@ def _host_entry(full: str) -> Entry | Literal["dir", "blocked"] | None:
     return "blocked"
 
 
-def _is_empty_dir(path: str) -> bool:
+def is_empty_dir(path: str) -> bool:
     with os.scandir(path) as it:
         return next(it, None) is None
 
 
-def _replace_with_file(full: str, data: bytes, mode: int, keep_perms: bool = False) -> None:
+def replace_with_file(full: str, data: bytes, mode: int, keep_perms: bool = False) -> None:
     """Put ``data`` at ``full`` (a file, or a symlink when ``mode`` is MODE_LINK) by rename."""
     parent = os.path.dirname(full)
     tmp = os.path.join(parent, f".avfs-tmp-{os.getpid()}-{time.monotonic_ns()}")  # short: NAME_MAX
@@ -102,7 +102,7 @@ def _replace_with_file(full: str, data: bytes, mode: int, keep_perms: bool = Fal
         raise
 
 
-def _fork_changes(
+def fork_changes(
     store: GitStore, old_tree: str, new_tree: str
 ) -> dict[str, tuple[Entry | None, Entry | None]]:
     """Path -> (old, new) of every file or symlink that differs (no rename pairing)."""
@@ -122,7 +122,7 @@ def _fork_changes(
     return out
 
 
-def _status(old: Entry | None, new: Entry | None) -> str:
+def change_status(old: Entry | None, new: Entry | None) -> str:
     if old is None:
         return "added"
     if new is None:
@@ -132,7 +132,7 @@ def _status(old: Entry | None, new: Entry | None) -> str:
     return "modified"
 
 
-def _refuse_unsafe_paths(vault: Vault, fork: str, base: str, paths: Iterable[str]) -> None:
+def refuse_unsafe_paths(vault: Vault, fork: str, base: str, paths: Iterable[str]) -> None:
     """Refuse (before anything is written) a change whose path could leave the target or
     reach into its ``.git``: '..', '.git' in any case, control characters, an absolute or
     not normalised path. A fork's tree can hold such entries when they were made with git
@@ -157,7 +157,7 @@ def _refuse_unsafe_paths(vault: Vault, fork: str, base: str, paths: Iterable[str
         )
 
 
-def _parent_problem(target: str, path: str, deleted: set[str]) -> tuple[str | None, bool]:
+def parent_problem(target: str, path: str, deleted: set[str]) -> tuple[str | None, bool]:
     """Check the directories above ``path`` in ``target`` without following a symlink.
 
     Returns (why writing ``path`` would go through something that is not a plain directory
@@ -184,7 +184,7 @@ def _parent_problem(target: str, path: str, deleted: set[str]) -> tuple[str | No
     return None, False
 
 
-def _conflict_reason(
+def conflict_reason(
     target: str, path: str, cur: Entry | str | None, old: Entry | None, deleted: set[str]
 ) -> str | None:
     """Why writing the fork's version of ``path`` would lose a change made in ``target``."""
@@ -240,10 +240,10 @@ def _make_parents(target: str, path: str) -> None:
         os.mkdir(full)
 
 
-def _copy_changes(
+def copy_changes(
     store: GitStore, target: str, todo: list[tuple[str, Entry | None, Entry | None]]
 ) -> list[ApplyChange]:
-    """Write ``todo`` into ``target``. Paths were checked by :func:`_refuse_unsafe_paths`;
+    """Write ``todo`` into ``target``. Paths were checked by :func:`refuse_unsafe_paths`;
     no symlink in the target is followed (a deletion beneath one deletes nothing, a write
     beneath one replaces it by a directory: only reached with ``force``)."""
     import shutil
@@ -259,15 +259,15 @@ def _copy_changes(
                 shutil.rmtree(full)
             elif os.path.lexists(full):
                 os.unlink(full)
-        out.append(ApplyChange(path, _status(old, new), True))
+        out.append(ApplyChange(path, change_status(old, new), True))
         parent = os.path.dirname(path)
-        while parent and _is_plain_dir(target, parent) and _is_empty_dir(os.path.join(target, parent)):
+        while parent and _is_plain_dir(target, parent) and is_empty_dir(os.path.join(target, parent)):
             os.rmdir(os.path.join(target, parent))
             parent = os.path.dirname(parent)
     for path, old, new in sorted(todo, key=lambda t: t[0]):
         if new is None:
             continue
         _make_parents(target, path)
-        _replace_with_file(os.path.join(target, path), store.blob_data(new[0]), new[1], keep_perms=True)
-        out.append(ApplyChange(path, _status(old, new), True))
+        replace_with_file(os.path.join(target, path), store.blob_data(new[0]), new[1], keep_perms=True)
+        out.append(ApplyChange(path, change_status(old, new), True))
     return out

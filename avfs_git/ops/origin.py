@@ -15,7 +15,7 @@ from ..core.errors import AvfsError, PathNotFoundError, PermissionDeniedError, U
 from ..core.operations import checkpoint
 from ..core.store import names, refs
 from ..core.types import MODE_LINK, CommitId, NodeKind
-from .hostwrite import Entry, _host_entry
+from .hostwrite import Entry, host_entry
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -69,7 +69,7 @@ def find_vault_for(home: Home, directory: str) -> str | None:
     return origin_vault(home.path, directory)
 
 
-def _vault_name_for(home: Home, directory: str) -> str:
+def vault_name_for(home: Home, directory: str) -> str:
     base = "".join(c if c.isalnum() or c in "._+-" else "-" for c in os.path.basename(directory))
     base = base.lstrip(".-+").removesuffix(".git")[:80] or "project"
     name, n = base, 1
@@ -97,7 +97,7 @@ def scan_dir(src: str, git_dir: str) -> dict[str, Entry]:
     for rel in _list_dir(src, git_dir):
         try:
             names.norm_path(rel)
-            e = _host_entry(os.path.join(src, rel))
+            e = host_entry(os.path.join(src, rel))
         except (AvfsError, OSError):
             continue  # what the import skips (bad names, unreadable files)
         if isinstance(e, tuple):
@@ -105,11 +105,11 @@ def scan_dir(src: str, git_dir: str) -> dict[str, Entry]:
     return out
 
 
-def _commit_tree(vault: Vault, commit: str) -> str:
+def commit_tree(vault: Vault, commit: str) -> str:
     return vault.store.commit_tree(commit)
 
 
-def _set_origin(vault: Vault, new: str, old: str | None, reason: str) -> None:
+def set_origin(vault: Vault, new: str, old: str | None, reason: str) -> None:
     refs.cas_update(vault.store, ORIGIN_REF, new, old, f"avfs: {reason}")
 
 
@@ -121,7 +121,7 @@ def _current_tree(vault: Vault, fork: str) -> tuple[str, bool]:
     return ws.base_tree, False
 
 
-def _make_origin(vault: Vault) -> str:
+def make_origin(vault: Vault) -> str:
     """The commit of what was just imported: the default fork's tip, or (a checkout with
     uncommitted changes) a commit of its tip plus those changes, on no branch."""
     fork = vault.default_fork
@@ -178,16 +178,14 @@ def nested_warning(vault: Vault, src: str, instead: str = "avfs up") -> str | No
     return f"files not imported: git repositories of their own inside {src} ({shown})"
 
 
-def _check_origin(
-    vault: Vault, src: str, refresh: bool, warnings: list[str]
-) -> tuple[bool, bool, str | None]:
+def check_origin(vault: Vault, src: str, refresh: bool, warnings: list[str]) -> tuple[bool, bool, str | None]:
     """(changed, refreshed, refresh commit): compare ``src`` with the origin commit."""
     origin = origin_commit(vault)
     if origin is None:
         warnings.append(f"vault {vault.name} has no origin commit ({ORIGIN_REF}): {src} not compared")
         return False, False, None
     dir_map = scan_dir(src, vault.path)
-    origin_tree = _commit_tree(vault, origin)
+    origin_tree = commit_tree(vault, origin)
     if vault.store.files_of(origin_tree) == dir_map:
         return False, False, None
     fork = vault.default_fork
@@ -206,5 +204,5 @@ def _check_origin(
         warnings.append(f"{src} changed since the vault last saw it: not refreshed (asked not to)")
         return True, False, None
     commit = _refresh(vault, src, dir_map)
-    _set_origin(vault, commit, origin, f"up: refresh from {src}")
+    set_origin(vault, commit, origin, f"up: refresh from {src}")
     return True, True, commit

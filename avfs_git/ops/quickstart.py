@@ -42,27 +42,27 @@ from .hostwrite import (
     ApplyChange,
     ApplyConflict,
     Entry,
-    _conflict_reason,
-    _copy_changes,
-    _fork_changes,
-    _host_entry,
-    _is_empty_dir,
-    _parent_problem,
-    _refuse_unsafe_paths,
-    _replace_with_file,
-    _status,
+    change_status,
+    conflict_reason,
+    copy_changes,
+    fork_changes,
+    host_entry,
+    is_empty_dir,
+    parent_problem,
+    refuse_unsafe_paths,
+    replace_with_file,
 )
 from .origin import (
-    _check_origin,
-    _commit_tree,
-    _make_origin,
-    _set_origin,
-    _vault_name_for,
+    check_origin,
     check_source_dir,
+    commit_tree,
     find_vault_for,
+    make_origin,
     nested_warning,
     origin_commit,
     origin_dir,
+    set_origin,
+    vault_name_for,
 )
 
 if TYPE_CHECKING:
@@ -215,12 +215,12 @@ def up(
                 hint="omit --vault to use or make the vault of this directory, or pick another name",
                 details={"vault": name, "origin": known, "dir": src},
             )
-        changed, refreshed, refresh_commit = _check_origin(vault, src, refresh, warnings)
+        changed, refreshed, refresh_commit = check_origin(vault, src, refresh, warnings)
     else:
-        name = name or _vault_name_for(home, src)
+        name = name or vault_name_for(home, src)
         vault = home.create_vault(name, from_dir=src, progress=progress)
         vault.set_config(origin={"dir": src})
-        _set_origin(vault, _make_origin(vault), None, f"up: import {src}")
+        set_origin(vault, make_origin(vault), None, f"up: import {src}")
         created = True
         nested = nested_warning(vault, src)
         if nested is not None:
@@ -372,7 +372,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     if os.path.lexists(dest):
         if not os.path.isdir(dest):
             raise UsageError(f"{dest} exists and is not a directory")
-        if not force and not _is_empty_dir(dest):
+        if not force and not is_empty_dir(dest):
             raise UsageError(f"{dest} is not empty", hint="export into a new or empty directory, or --force")
     files = links = dirs = 0
     dirty = ws.is_dirty()
@@ -391,10 +391,10 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
                 os.makedirs(full, exist_ok=True)
                 dirs += 1
             elif de.kind is NodeKind.SYMLINK:
-                _replace_with_file(full, os.fsencode(ws.read_link(de.path)), MODE_LINK)
+                replace_with_file(full, os.fsencode(ws.read_link(de.path)), MODE_LINK)
                 links += 1
             elif de.kind is NodeKind.FILE:
-                _replace_with_file(full, ws.read(de.path), ws.stat(de.path).mode)
+                replace_with_file(full, ws.read(de.path), ws.stat(de.path).mode)
                 files += 1
     except OSError as exc:
         raise UsageError(f"cannot export into {dest}: {exc.strerror or exc}", details={"dir": dest}) from exc
@@ -455,8 +455,8 @@ def apply(
     store = vault.store
     commit = vault.workspace(fork).base
     base = store.merge_base(commit, origin) or origin
-    changes = _fork_changes(store, _commit_tree(vault, base), _commit_tree(vault, commit))
-    _refuse_unsafe_paths(vault, fork, base, changes)
+    changes = fork_changes(store, commit_tree(vault, base), commit_tree(vault, commit))
+    refuse_unsafe_paths(vault, fork, base, changes)
     deleted = {p for p, (_o, n) in changes.items() if n is None}
     conflicts: list[ApplyConflict] = []
     todo: list[tuple[str, Entry | None, Entry | None]] = []
@@ -464,16 +464,16 @@ def apply(
     has_dir = os.path.isdir(target)
     for path in sorted(changes):
         old, new = changes[path]
-        why, absent = _parent_problem(target, path, deleted) if has_dir else (None, False)
+        why, absent = parent_problem(target, path, deleted) if has_dir else (None, False)
         if why is not None:
             conflicts.append(ApplyConflict(path, why))
             todo.append((path, old, new))
             continue
-        cur = None if absent else _host_entry(os.path.join(target, path)) if has_dir else old
+        cur = None if absent else host_entry(os.path.join(target, path)) if has_dir else old
         if cur == new:
-            done.append(ApplyChange(path, _status(old, new), False))
+            done.append(ApplyChange(path, change_status(old, new), False))
             continue
-        why = _conflict_reason(target, path, cur, old, deleted)
+        why = conflict_reason(target, path, cur, old, deleted)
         if why is not None:
             conflicts.append(ApplyConflict(path, why))
         todo.append((path, old, new))
@@ -491,16 +491,16 @@ def apply(
             },
         )
     if patch is not None:
-        text = store.tree_patch(_commit_tree(vault, base), _commit_tree(vault, commit))
+        text = store.tree_patch(commit_tree(vault, base), commit_tree(vault, commit))
         try:
             with open(patch, "w", encoding="utf-8", errors="surrogateescape") as fh:
                 fh.write(text)
         except OSError as exc:
             raise UsageError(f"cannot write {patch}: {exc.strerror or exc}") from exc
-        done += [ApplyChange(p, _status(o, n), False) for p, o, n in todo]
+        done += [ApplyChange(p, change_status(o, n), False) for p, o, n in todo]
     else:
         try:
-            done += _copy_changes(store, target, todo)
+            done += copy_changes(store, target, todo)
         except OSError as exc:
             raise InternalError(
                 f"applying to {target} failed part-way: {exc}",
@@ -508,7 +508,7 @@ def apply(
                 details={"dir": target},
             ) from exc
         if target == known:
-            _set_origin(vault, commit, origin, f"apply {fork} to {target}")
+            set_origin(vault, commit, origin, f"apply {fork} to {target}")
     done.sort(key=lambda c: c.path)
     return ApplyResult(
         vault=vault.name,
