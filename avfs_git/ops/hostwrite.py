@@ -208,6 +208,35 @@ def conflict_reason(
     return "changed in the target"
 
 
+def compare_with_directory(
+    target: str, changes: dict[str, tuple[Entry | None, Entry | None]]
+) -> tuple[list[tuple[str, Entry | None, Entry | None]], list[ApplyChange], list[ApplyConflict]]:
+    """A fork's ``changes`` (path -> (old, new)) against what ``target`` holds: (the changes
+    to write, the ones the directory already holds, the ones it changed too: conflicts,
+    also to write when forced). A missing ``target`` (a patch is written) holds ``old``."""
+    deleted = {p for p, (_o, n) in changes.items() if n is None}
+    conflicts: list[ApplyConflict] = []
+    todo: list[tuple[str, Entry | None, Entry | None]] = []
+    done: list[ApplyChange] = []
+    has_dir = os.path.isdir(target)
+    for path in sorted(changes):
+        old, new = changes[path]
+        why, absent = parent_problem(target, path, deleted) if has_dir else (None, False)
+        if why is not None:
+            conflicts.append(ApplyConflict(path, why))
+            todo.append((path, old, new))
+            continue
+        cur = None if absent else host_entry(os.path.join(target, path)) if has_dir else old
+        if cur == new:
+            done.append(ApplyChange(path, change_status(old, new), False))
+            continue
+        why = conflict_reason(target, path, cur, old, deleted)
+        if why is not None:
+            conflicts.append(ApplyConflict(path, why))
+        todo.append((path, old, new))
+    return todo, done, conflicts
+
+
 def _is_plain_dir(target: str, rel: str) -> bool:
     """True when ``rel`` and every directory above it in ``target`` is a plain directory
     (lstat: no symlink is followed); False when one is missing, a file or a symlink."""

@@ -41,14 +41,11 @@ from ..core.workspace.wsstatus import ignored_count
 from .hostwrite import (
     ApplyChange,
     ApplyConflict,
-    Entry,
     change_status,
-    conflict_reason,
+    compare_with_directory,
     copy_changes,
     fork_changes,
-    host_entry,
     is_empty_dir,
-    parent_problem,
     refuse_unsafe_paths,
     replace_with_file,
 )
@@ -438,18 +435,7 @@ def apply(
     """
     fork = fork or vault.default_fork
     vault.require_fork(fork)
-    origin = origin_commit(vault)
-    known = origin_dir(vault)
-    if origin is None:
-        raise UsageError(
-            f"vault {vault.name} does not know the directory it came from",
-            hint="only vaults made by `avfs up DIR` can be applied; `avfs export` writes any fork",
-        )
-    target = os.path.realpath(os.path.abspath(to)) if to else known
-    if target is None:
-        raise UsageError(f"vault {vault.name} has no origin directory", hint="name one with --to DIR")
-    if patch is None and not os.path.isdir(target):
-        raise PathNotFoundError(f"{target}: not a directory", details={"path": target})
+    origin, known, target = _apply_target(vault, to, patch)
     if vault.workspace(fork).is_dirty():
         checkpoint.save(vault, fork, message=f"avfs apply: {fork}")
     store = vault.store
@@ -457,46 +443,11 @@ def apply(
     base = store.merge_base(commit, origin) or origin
     changes = fork_changes(store, commit_tree(vault, base), commit_tree(vault, commit))
     refuse_unsafe_paths(vault, fork, base, changes)
-    deleted = {p for p, (_o, n) in changes.items() if n is None}
-    conflicts: list[ApplyConflict] = []
-    todo: list[tuple[str, Entry | None, Entry | None]] = []
-    done: list[ApplyChange] = []
-    has_dir = os.path.isdir(target)
-    for path in sorted(changes):
-        old, new = changes[path]
-        why, absent = parent_problem(target, path, deleted) if has_dir else (None, False)
-        if why is not None:
-            conflicts.append(ApplyConflict(path, why))
-            todo.append((path, old, new))
-            continue
-        cur = None if absent else host_entry(os.path.join(target, path)) if has_dir else old
-        if cur == new:
-            done.append(ApplyChange(path, change_status(old, new), False))
-            continue
-        why = conflict_reason(target, path, cur, old, deleted)
-        if why is not None:
-            conflicts.append(ApplyConflict(path, why))
-        todo.append((path, old, new))
+    todo, done, conflicts = compare_with_directory(target, changes)
     if conflicts and not force:
-        listing = "; ".join(f"{c.path} ({c.reason})" for c in conflicts[:10])
-        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
-        raise ConflictError(
-            f"{target} changed where fork {fork} did: {listing}{more}; nothing was applied",
-            hint="bring those changes into the fork first, or --force to overwrite them",
-            details={
-                "dir": target,
-                "fork": fork,
-                "base": base,
-                "conflicts": [dataclasses.asdict(c) for c in conflicts],
-            },
-        )
+        _refuse_conflicts(target, fork, base, conflicts)
     if patch is not None:
-        text = store.tree_patch(commit_tree(vault, base), commit_tree(vault, commit))
-        try:
-            with open(patch, "w", encoding="utf-8", errors="surrogateescape") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UsageError(f"cannot write {patch}: {exc.strerror or exc}") from exc
+        _write_patch(store.tree_patch(commit_tree(vault, base), commit_tree(vault, commit)), patch)
         done += [ApplyChange(p, change_status(o, n), False) for p, o, n in todo]
     else:
         try:
@@ -522,6 +473,49 @@ def apply(
         conflicts=tuple(conflicts),
         forced=force and bool(conflicts),
     )
+
+
+def _apply_target(vault: Vault, to: str | None, patch: str | None) -> tuple[CommitId, str | None, str]:
+    """(the origin commit, the origin directory, the directory apply writes to): refuses a
+    vault ``up`` did not make, and a target that is not a directory (unless a patch is
+    written instead)."""
+    origin = origin_commit(vault)
+    known = origin_dir(vault)
+    if origin is None:
+        raise UsageError(
+            f"vault {vault.name} does not know the directory it came from",
+            hint="only vaults made by `avfs up DIR` can be applied; `avfs export` writes any fork",
+        )
+    target = os.path.realpath(os.path.abspath(to)) if to else known
+    if target is None:
+        raise UsageError(f"vault {vault.name} has no origin directory", hint="name one with --to DIR")
+    if patch is None and not os.path.isdir(target):
+        raise PathNotFoundError(f"{target}: not a directory", details={"path": target})
+    return origin, known, target
+
+
+def _refuse_conflicts(target: str, fork: str, base: str, conflicts: list[ApplyConflict]) -> None:
+    """Stop apply before anything is written: ``target`` changed where the fork did."""
+    listing = "; ".join(f"{c.path} ({c.reason})" for c in conflicts[:10])
+    more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+    raise ConflictError(
+        f"{target} changed where fork {fork} did: {listing}{more}; nothing was applied",
+        hint="bring those changes into the fork first, or --force to overwrite them",
+        details={
+            "dir": target,
+            "fork": fork,
+            "base": base,
+            "conflicts": [dataclasses.asdict(c) for c in conflicts],
+        },
+    )
+
+
+def _write_patch(text: str, patch: str) -> None:
+    try:
+        with open(patch, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {patch}: {exc.strerror or exc}") from exc
 
 
 __all__ = [
