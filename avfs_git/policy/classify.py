@@ -209,7 +209,6 @@ class Classifier(CodeInput):
         parts: list[Part] = []
         via_xargs = False
         env = list(assigns)  # NAME=VALUE the program gets (before it, or through env/sudo)
-        stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
         # wrappers are peeled by moving ``at`` along ``words``, never copying what follows,
         # so a chain of them (`env env ... rm`) costs its length, not its length squared
         at = 0
@@ -217,12 +216,7 @@ class Classifier(CodeInput):
             self.budget.spend(1)
             w0 = words[at]
             if w0.dynamic or w0.unknown or _is_pattern(w0):
-                words = words[at:]
-                part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
-                if any(p.networked() for p in by_word.get(id(w0), ())):
-                    self.remote_code(part, "is a program name computed from a download")
-                self.opaque(part, f"the program `{show((w0.value,), 40)}` is only known at run time")
-                return self.finish(parts, part, redirs, cwd)
+                return self.dynamic_program(words[at:], by_word, parts, redirs, cwd)
             name = _program_name(w0.value)
             wrap = WRAPPERS.get(name)
             if wrap is not None:
@@ -254,72 +248,117 @@ class Classifier(CodeInput):
                     continue
             if at:
                 words, at = words[at:], 0
-            args = canonical_args(name, words[1:])  # `sed -nEi`, `env --split-s`: as read
-            if name in SHELLS:
-                kind, script = shell_mode(args)
-                if kind == "c" and script is not None and not script.unknown:
-                    parts.extend(self.script_text(script.value, cwd, depth + 1))
-                    return parts + self.redirect_parts(redirs, cwd), None, _SAME
-            if name in _EVAL_LIKE and args:
-                parts.extend(self.script_text(" ".join(a.value for a in args), cwd, depth + 1))
-                return parts + self.redirect_parts(redirs, cwd), None, _SAME
-            if name == "trap":
-                operands = [a for a in args if not a.value.startswith("-")]
-                if len(operands) >= 2:
-                    parts.extend(self.script_text(operands[0].value, cwd, depth + 1))
-            if name == "alias":  # the value runs wherever the alias is used
-                for a in args:
-                    if "=" in a.value:
-                        parts.extend(self.script_text(a.value.split("=", 1)[1], cwd, depth + 1))
-            if name == "find":
-                for cmd in find_execs(args):
-                    parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
-            eff_cwd = program_cwd(name, args, cwd)
-            rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
-            if (
-                rule is not None
-                and "/" in w0.value
-                and (not w0.value.startswith(("/", "~")) or within(posixpath.normpath(w0.value), self.root))
-            ):
-                rule = self.workspace_program(rule)  # `./ls`, and `$PWD/ls` written out
-            part = self.part_for(name, words, eff_cwd, rule=rule)
-            self.secrets(part, args, redirs, eff_cwd)
-            if name in _EXPORTS:
-                self.exported_git_code(args, [part])
-            if interpreter(name) is not None:
-                parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
-            itself = avfs_itself(w0.value, args)
-            if itself is not None:  # no rule relaxes it: it could approve its own token
-                why = itself + "; a person runs avfs, in a terminal of their own"
-                part.findings.append(
-                    Finding(BUILTIN_AVFS_ITSELF, (Category.HOST_ESCAPE_RISK,), why, Outcome.DENY)
-                )
-            if skipped is not None:
-                self.unknown_paths(part, skipped)
-            runs_before = len(self.runs)
-            parts.extend(self.effects(name, args, part, eff_cwd, env, depth))
-            shell = name in SHELLS or name in SOURCE
-            executes = shell or interpreter(name) is not None
-            if executes:
-                if any(p.networked() for a in args for p in by_word.get(id(a), ())):
-                    self.remote_code(part, "runs a script produced by a download")
-                part.stdin_code = via_xargs or (not stdin_redirected and reads_stdin_code(name, args))
-                parts.extend(self.stdin_script(name, redirs, cwd, depth))
-            if shell:
-                self.shell_input(name, args, part, redirs, eff_cwd, via_xargs)
-            elif "/" in w0.value:
-                self.runs.append((part, path_key(w0, cwd), False))
-            if name == "parallel":  # no command: it runs the lines of its input
-                self.opaque(part, "runs the commands its input holds")
-            if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
-                own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
-                for a in args:
-                    self.note_touched(a, eff_cwd, own)
-            new_cwd: Any = _SAME
-            if name in ("cd", "pushd", "popd") and not via_xargs:
-                new_cwd = cd_target(name, args, cwd)
-            got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
-            return got, eater, new_cwd
+            return self.program(name, words, by_word, parts, redirs, cwd, depth, env, via_xargs)
+
+    def dynamic_program(
+        self,
+        words: list[Word],
+        by_word: dict[int, list[Part]],
+        parts: list[Part],
+        redirs: list[Redir],
+        cwd: str | None,
+    ) -> tuple[list[Part], Part | None, Any]:
+        """A command whose program is only known at run time (``$CMD``, ``$(which rm)``, a
+        glob): an unknown program running code the line does not show."""
+        w0 = words[0]
+        part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
+        if any(p.networked() for p in by_word.get(id(w0), ())):
+            self.remote_code(part, "is a program name computed from a download")
+        self.opaque(part, f"the program `{show((w0.value,), 40)}` is only known at run time")
+        return self.finish(parts, part, redirs, cwd)
+
+    def program(
+        self,
+        name: str,
+        words: list[Word],
+        by_word: dict[int, list[Part]],
+        parts: list[Part],
+        redirs: list[Redir],
+        cwd: str | None,
+        depth: int,
+        env: list[Word],
+        via_xargs: bool,
+    ) -> tuple[list[Part], Part | None, Any]:
+        """The program of a command once its wrappers are peeled (``words[0]`` names it,
+        ``env`` is its environment): the rule it matches and every finding of its words."""
+        w0 = words[0]
+        stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
+        args = canonical_args(name, words[1:])  # `sed -nEi`, `env --split-s`: as read
+        if self.code_in_words(name, args, parts, cwd, depth):
+            return parts + self.redirect_parts(redirs, cwd), None, _SAME
+        eff_cwd = program_cwd(name, args, cwd)
+        rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
+        if (
+            rule is not None
+            and "/" in w0.value
+            and (not w0.value.startswith(("/", "~")) or within(posixpath.normpath(w0.value), self.root))
+        ):
+            rule = self.workspace_program(rule)  # `./ls`, and `$PWD/ls` written out
+        part = self.part_for(name, words, eff_cwd, rule=rule)
+        self.secrets(part, args, redirs, eff_cwd)
+        if name in _EXPORTS:
+            self.exported_git_code(args, [part])
+        if interpreter(name) is not None:
+            parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
+        itself = avfs_itself(w0.value, args)
+        if itself is not None:  # no rule relaxes it: it could approve its own token
+            why = itself + "; a person runs avfs, in a terminal of their own"
+            part.findings.append(
+                Finding(BUILTIN_AVFS_ITSELF, (Category.HOST_ESCAPE_RISK,), why, Outcome.DENY)
+            )
+        if skipped is not None:
+            self.unknown_paths(part, skipped)
+        runs_before = len(self.runs)
+        parts.extend(self.effects(name, args, part, eff_cwd, env, depth))
+        shell = name in SHELLS or name in SOURCE
+        executes = shell or interpreter(name) is not None
+        if executes:
+            if any(p.networked() for a in args for p in by_word.get(id(a), ())):
+                self.remote_code(part, "runs a script produced by a download")
+            part.stdin_code = via_xargs or (not stdin_redirected and reads_stdin_code(name, args))
+            parts.extend(self.stdin_script(name, redirs, cwd, depth))
+        if shell:
+            self.shell_input(name, args, part, redirs, eff_cwd, via_xargs)
+        elif "/" in w0.value:
+            self.runs.append((part, path_key(w0, cwd), False))
+        if name == "parallel":  # no command: it runs the lines of its input
+            self.opaque(part, "runs the commands its input holds")
+        if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
+            own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
+            for a in args:
+                self.note_touched(a, eff_cwd, own)
+        new_cwd: Any = _SAME
+        if name in ("cd", "pushd", "popd") and not via_xargs:
+            new_cwd = cd_target(name, args, cwd)
+        got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
+        return got, eater, new_cwd
+
+    def code_in_words(
+        self, name: str, args: list[Word], parts: list[Part], cwd: str | None, depth: int
+    ) -> bool:
+        """Add to ``parts`` the code a command's words hold: ``trap CODE SIG``, ``alias
+        n=CODE``, ``find -exec CMD``; True when that code is all the command runs (``sh -c
+        CODE``, ``eval CODE``)."""
+        if name in SHELLS:
+            kind, script = shell_mode(args)
+            if kind == "c" and script is not None and not script.unknown:
+                parts.extend(self.script_text(script.value, cwd, depth + 1))
+                return True
+        if name in _EVAL_LIKE and args:
+            parts.extend(self.script_text(" ".join(a.value for a in args), cwd, depth + 1))
+            return True
+        if name == "trap":
+            operands = [a for a in args if not a.value.startswith("-")]
+            if len(operands) >= 2:
+                parts.extend(self.script_text(operands[0].value, cwd, depth + 1))
+        if name == "alias":  # the value runs wherever the alias is used
+            for a in args:
+                if "=" in a.value:
+                    parts.extend(self.script_text(a.value.split("=", 1)[1], cwd, depth + 1))
+        if name == "find":
+            for cmd in find_execs(args):
+                parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
+        return False
 
     def exported_git_code(self, words: Sequence[Word], parts: list[Part]) -> None:
         """``export GIT_SSH_COMMAND=CMD`` (or a bare assignment): every later git of the
