@@ -57,6 +57,9 @@ def effects(code: str, lang: str) -> list[Effect]:
 
 
 def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
+    """The effects of the calls in ``toks``: for each name of the language's table, whether
+    it is that function (:func:`_calls_the_function`), what it does with its arguments;
+    what the reader cannot follow raises ``Unreadable``."""
     specs = SPECS[lang]
     out: list[Effect] = []
     # the literal texts the reader read as commands or paths: a name in them is not a call
@@ -66,33 +69,13 @@ def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
     seen: dict[str, int] = {}
     fs_module = lang != "js" or _JS_FS_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
     cp_module = lang != "js" or _JS_CP_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
-    for k, (kind, text, interp) in enumerate(toks):
+    for k, (kind, text, _interp) in enumerate(toks):
         prev = toks[k - 1] if k else ("op", "", False)
         nxt = toks[k + 1] if k + 1 < len(toks) else ("op", "", False)
-        if kind == "cmd":
-            out.append(("dynamic", "runs a command it builds") if interp else ("shell", unescape(text)))
-            continue
-        if kind == "str" and interp and lang == "js" and prev[1] == "$" and k >= 2 and toks[k - 2][1] == ".":
-            raise Unreadable("runs a shell line it builds (Bun.$)")
-        if (
-            kind == "str"
-            and lang == "php"
-            and text in specs
-            and specs[text][0] in ("shell", "argv", "delete", "write", "code")
-        ):
-            raise Unreadable(f"names the function {text} in a string (a callback)")
         if kind != "id":
+            out.extend(_literal_effects(toks, k, lang, specs))
             continue
-        # calls through a variable, a table or a reference
-        if lang == "php" and text.startswith("$") and nxt[1] == "(":
-            raise Unreadable(f"calls the function held by {text}")
-        if (lang == "perl" and text.startswith(("&$", "&{"))) or (
-            lang == "perl" and text == "&" and nxt[1] in ("{", "$")
-        ):
-            raise Unreadable("calls a function through a reference")
-        name = text.lstrip("&") if lang == "perl" else text
-        if lang == "perl" and name.startswith("CORE::"):
-            name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
+        name = _called_name(text, nxt, lang)
         spec = specs.get(name)
         if spec is None:
             continue
@@ -100,84 +83,163 @@ def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
         if lang == "js" and name == "exec" and cp_module:
             receivers = None  # `require('child_process').exec(...)`, `cp.exec(...)`
         receiver = toks[k - 2][1] if k >= 2 and prev[1] in (".", "::", "->") else None
-        if (
-            prev[1] in (".", "->", "::")
-            and receivers is None
-            and lang in ("ruby", "perl")
-            and what in ("run", "code")
-            and name not in ("eval", "send", "public_send", "__send__", "instance_eval", "class_eval", "can")
-            and receiver not in ("Kernel", "Process", "Object", "self", "CORE", "IO", "Open3")
+        if not _calls_the_function(
+            toks, k, lang, name, what, receivers, receiver, fs_module=fs_module, cp_module=cp_module
         ):
-            continue  # `obj.system`, `$x->exec`: a method of something else
-        if receivers is not None:
-            if receiver is None and not (lang == "ruby" and receivers is FU):
-                if lang != "js" or what in ("shell",):
-                    continue
-            elif (
-                receiver is not None and receiver not in receivers and not (lang == "js" and what != "shell")
-            ):
-                continue
-        if lang == "js":
-            if (name in JS_SPAWN_NEEDS or name == "exec") and not cp_module:
-                continue  # `re.exec(s)`, `app.run()`: not child_process
-            if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
-                continue  # `/x/.exec(s)`
-            if receivers is FS_JS and not fs_module:
-                continue
-            if (
-                receiver is not None
-                and receiver in ("JSON", "console", "Math", "Object", "Array", "String", "Promise", "Reflect")
-                and what != "code"
-            ):
-                continue
+            continue
         if prev[1] in ("function", "def", "sub") or (
             kind == "id" and prev[0] == "id" and prev[1] in ("function", "def", "sub")
         ):
             raise Unreadable(f"defines its own {name}")
         seen[name] = seen.get(name, 0) + 1
         if what == "code":
-            if name == "import" and lang == "js" and nxt[1] != "(":
-                continue  # `import {rmSync} from 'fs'`: a declaration
-            if name in LOADERS or (name == "do" and lang == "perl"):
-                arg = nxt
-                if lang == "perl" and name == "do" and arg[1] == "{":
-                    continue  # do { BLOCK }
-                after = toks[k + 2] if k + 2 < len(toks) else ("op", "", False)
-                if arg[1] == "(" and k + 2 < len(toks):
-                    arg, after = toks[k + 2], (toks[k + 3] if k + 3 < len(toks) else ("op", "", False))
-                    if after[1] != ")":
-                        arg = ("op", "", False)  # more than one literal: a name it computes
-                elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
-                    arg = ("op", "", False)
-                if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
-                    raise Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
-                if (arg[0] == "str" and not arg[2] and name in LOADERS) or (
-                    arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
-                ):
-                    continue  # require 'json' / require Foo::Bar
-            if name in ("setTimeout", "setInterval", "setImmediate"):
-                if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
-                    raise Unreadable(f"runs a string as code ({name})")
-                continue  # a function to call later
-            if name == "eval" and lang == "perl" and nxt[1] == "{":
-                continue  # eval { BLOCK }: an exception catcher
-            if name == "can" and lang == "perl" and prev[1] != "->":
-                continue
-            raise Unreadable(f"runs code or calls a function it builds at run time ({name})")
+            _code_call(toks, k, lang, name)
+            continue
         args = _call_args(toks, k + 1, lang, pairs, work)
         if work[0] > 20 * len(toks) + 1000:
             raise Unreadable("calls more functions than avfs reads")
         if args is None:
-            if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
-                continue  # `const {rmSync} = require('fs')`: the name is brought in
-            if lang == "js" and nxt[1] == ":" and prev[1] in ("{", ","):
-                raise Unreadable(f"renames {name}")
-            if lang in ("perl", "ruby") and what in ("delete",) and nxt[1] in (";", "", "}"):
-                out.append(("opaque", f"calls {name} on a path it computes"))
-                continue
-            raise Unreadable(f"uses {name} in a way avfs cannot read")
+            out.extend(_not_called(name, what, lang, prev, nxt))
+            continue
         out.extend(_effect(name, what, which, args, lang))
     _names_hidden(code, seen, specs, consumed)
+    _refuse_indirect_calls(code, toks, lang)
+    return out
+
+
+def _literal_effects(toks: list[Token], k: int, lang: str, specs: dict[str, Spec]) -> list[Effect]:
+    """What the token ``toks[k]``, not a name, does: a backquoted command runs; a string
+    that builds a ``Bun.$`` line or names a PHP function as a callback is ``Unreadable``."""
+    kind, text, interp = toks[k]
+    prev = toks[k - 1] if k else ("op", "", False)
+    if kind == "cmd":
+        return [("dynamic", "runs a command it builds") if interp else ("shell", unescape(text))]
+    if kind == "str" and interp and lang == "js" and prev[1] == "$" and k >= 2 and toks[k - 2][1] == ".":
+        raise Unreadable("runs a shell line it builds (Bun.$)")
+    if (
+        kind == "str"
+        and lang == "php"
+        and text in specs
+        and specs[text][0] in ("shell", "argv", "delete", "write", "code")
+    ):
+        raise Unreadable(f"names the function {text} in a string (a callback)")
+    return []
+
+
+def _called_name(text: str, nxt: Token, lang: str) -> str:
+    """The name a table lists for the name token ``text`` (perl's ``&f`` and
+    ``CORE::f`` are ``f``); a call through a variable or a reference is ``Unreadable``."""
+    if lang == "php" and text.startswith("$") and nxt[1] == "(":
+        raise Unreadable(f"calls the function held by {text}")
+    if (lang == "perl" and text.startswith(("&$", "&{"))) or (
+        lang == "perl" and text == "&" and nxt[1] in ("{", "$")
+    ):
+        raise Unreadable("calls a function through a reference")
+    name = text.lstrip("&") if lang == "perl" else text
+    if lang == "perl" and name.startswith("CORE::"):
+        name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
+    return name
+
+
+def _calls_the_function(
+    toks: list[Token],
+    k: int,
+    lang: str,
+    name: str,
+    what: str,
+    receivers: frozenset[str] | None,
+    receiver: str | None,
+    *,
+    fs_module: bool,
+    cp_module: bool,
+) -> bool:
+    """Whether the name at ``toks[k]`` is the table's function, not a method of the same
+    name on something else (``obj.system``, ``re.exec(s)``, ``JSON.parse``)."""
+    prev = toks[k - 1] if k else ("op", "", False)
+    if (
+        prev[1] in (".", "->", "::")
+        and receivers is None
+        and lang in ("ruby", "perl")
+        and what in ("run", "code")
+        and name not in ("eval", "send", "public_send", "__send__", "instance_eval", "class_eval", "can")
+        and receiver not in ("Kernel", "Process", "Object", "self", "CORE", "IO", "Open3")
+    ):
+        return False  # `obj.system`, `$x->exec`: a method of something else
+    if receivers is not None:
+        if receiver is None and not (lang == "ruby" and receivers is FU):
+            if lang != "js" or what in ("shell",):
+                return False
+        elif receiver is not None and receiver not in receivers and not (lang == "js" and what != "shell"):
+            return False
+    if lang == "js":
+        if (name in JS_SPAWN_NEEDS or name == "exec") and not cp_module:
+            return False  # `re.exec(s)`, `app.run()`: not child_process
+        if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
+            return False  # `/x/.exec(s)`
+        if receivers is FS_JS and not fs_module:
+            return False
+        if (
+            receiver is not None
+            and receiver in ("JSON", "console", "Math", "Object", "Array", "String", "Promise", "Reflect")
+            and what != "code"
+        ):
+            return False
+    return True
+
+
+def _code_call(toks: list[Token], k: int, lang: str, name: str) -> None:
+    """A call of a function that runs code (``eval``, ``require``, ``setTimeout``...):
+    returns when what it runs is plain (a literal module name, a block, a function to
+    call later), else raises ``Unreadable``."""
+    prev = toks[k - 1] if k else ("op", "", False)
+    nxt = toks[k + 1] if k + 1 < len(toks) else ("op", "", False)
+    if name == "import" and lang == "js" and nxt[1] != "(":
+        return  # `import {rmSync} from 'fs'`: a declaration
+    if name in LOADERS or (name == "do" and lang == "perl"):
+        arg = nxt
+        if lang == "perl" and name == "do" and arg[1] == "{":
+            return  # do { BLOCK }
+        after = toks[k + 2] if k + 2 < len(toks) else ("op", "", False)
+        if arg[1] == "(" and k + 2 < len(toks):
+            arg, after = toks[k + 2], (toks[k + 3] if k + 3 < len(toks) else ("op", "", False))
+            if after[1] != ")":
+                arg = ("op", "", False)  # more than one literal: a name it computes
+        elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
+            arg = ("op", "", False)
+        if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
+            raise Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
+        if (arg[0] == "str" and not arg[2] and name in LOADERS) or (
+            arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
+        ):
+            return  # require 'json' / require Foo::Bar
+    if name in ("setTimeout", "setInterval", "setImmediate"):
+        if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
+            raise Unreadable(f"runs a string as code ({name})")
+        return  # a function to call later
+    if name == "eval" and lang == "perl" and nxt[1] == "{":
+        return  # eval { BLOCK }: an exception catcher
+    if name == "can" and lang == "perl" and prev[1] != "->":
+        return
+    raise Unreadable(f"runs code or calls a function it builds at run time ({name})")
+
+
+def _not_called(name: str, what: str, lang: str, prev: Token, nxt: Token) -> list[Effect]:
+    """A function of the table named but not called (no arguments follow): brought in by
+    name (``const {rmSync} = require('fs')``: nothing), a perl or ruby delete of a
+    computed path (opaque); anything else is ``Unreadable``."""
+    if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
+        return []  # `const {rmSync} = require('fs')`: the name is brought in
+    if lang == "js" and nxt[1] == ":" and prev[1] in ("{", ","):
+        raise Unreadable(f"renames {name}")
+    if lang in ("perl", "ruby") and what in ("delete",) and nxt[1] in (";", "", "}"):
+        return [("opaque", f"calls {name} on a path it computes")]
+    raise Unreadable(f"uses {name} in a way avfs cannot read")
+
+
+def _refuse_indirect_calls(code: str, toks: list[Token], lang: str) -> None:
+    """A call the token walk cannot see: a function picked from a table (JS ``t[k](``),
+    called through a reference (perl ``->(``, ``&$f``) or held in a value (ruby
+    ``.call``) is ``Unreadable``."""
     if lang == "js" and re.search(r"\]\s*\(", code) and _computed_call(toks):
         raise Unreadable("calls a function it picks from a table")
     if lang == "perl" and re.search(r"->\s*\(|->\s*\$|(?<!&)&\s*[$\{]", code):
@@ -188,7 +250,6 @@ def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
         and re.search(r"\b(method|proc|lambda)\b|->", code)
     ):
         raise Unreadable("calls a function it holds in a value")
-    return out
 
 
 def _computed_call(toks: list[Token]) -> bool:
