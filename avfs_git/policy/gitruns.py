@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from types import MappingProxyType
 from typing import Final
 
 from .programs import GLOBAL_VALUE_OPTS, subcommand
@@ -53,17 +54,19 @@ _HARMLESS_PROGRAM: Final = re.compile(r"(cat|true|false|:|less|more)?( +-[A-Za-z
 
 
 # subcommand -> its options that name a program to run (parse-options takes prefixes)
-_GIT_CODE_OPTS: Final = {
-    "ls-remote": ("--upload-pack", "--exec", "-u"),
-    "fetch": ("--upload-pack", "-u"),
-    "pull": ("--upload-pack", "-u"),
-    "clone": ("--upload-pack", "-u", "--template", "-c", "--config"),
-    "fetch-pack": ("--upload-pack", "--exec"),
-    "archive": ("--exec", "--remote"),
-    "push": ("--receive-pack", "--exec"),
-    "send-pack": ("--receive-pack", "--exec"),
-    "init": ("--template",),
-}
+_GIT_CODE_OPTS: Final = MappingProxyType(
+    {
+        "ls-remote": ("--upload-pack", "--exec", "-u"),
+        "fetch": ("--upload-pack", "-u"),
+        "pull": ("--upload-pack", "-u"),
+        "clone": ("--upload-pack", "-u", "--template", "-c", "--config"),
+        "fetch-pack": ("--upload-pack", "--exec"),
+        "archive": ("--exec", "--remote"),
+        "push": ("--receive-pack", "--exec"),
+        "send-pack": ("--receive-pack", "--exec"),
+        "init": ("--template",),
+    }
+)
 
 
 def git_config_runs(setting: str) -> bool:
@@ -143,14 +146,14 @@ def git_runs_code(values: list[str], env: list[str]) -> str | None:
 
 
 # subcommand -> its options whose value is a shell command git runs (in the same place)
-_GIT_SHELL_OPTS: Final = {
+_GIT_SHELL_OPTS: Final = MappingProxyType({
     "rebase": ("--exec", "-x"),
     "difftool": ("--extcmd", "-x"),
     "filter-branch": (
         "--env-filter", "--tree-filter", "--index-filter", "--parent-filter", "--msg-filter",
         "--commit-filter", "--tag-name-filter",
     ),
-}  # fmt: skip
+})  # fmt: skip
 
 
 def git_shell_texts(values: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from types import MappingProxyType
 from typing import Final
 
 from .lexer import Word
@@ -18,18 +19,20 @@ SHELLS: Final = frozenset(
 
 
 # interpreter -> (flags whose presence means the code is an argument, options taking a value)
-_INTERPRETERS: Final = {
-    "python": ("cm", "WXQ"),
-    "pypy": ("cm", "WX"),
-    "perl": ("eE", "IMml"),
-    "ruby": ("e", "IrCEF"),
-    "node": ("ep", "r"),
-    "nodejs": ("ep", "r"),
-    "deno": ("", ""),
-    "bun": ("ep", ""),
-    "php": ("rBRFE", "cdz"),
-    "lua": ("e", "l"),
-}
+_INTERPRETERS: Final = MappingProxyType(
+    {
+        "python": ("cm", "WXQ"),
+        "pypy": ("cm", "WX"),
+        "perl": ("eE", "IMml"),
+        "ruby": ("e", "IrCEF"),
+        "node": ("ep", "r"),
+        "nodejs": ("ep", "r"),
+        "deno": ("", ""),
+        "bun": ("ep", ""),
+        "php": ("rBRFE", "cdz"),
+        "lua": ("e", "l"),
+    }
+)
 
 
 SOURCE: Final = frozenset({"source", "."})
@@ -179,30 +182,34 @@ def _avfs_subcommand(program: str, values: list[str]) -> str | None:
     return f"`{shown}` runs avfs itself, which only reads ({', '.join(sorted(AVFS_READERS))}) from inside the workspace"
 
 
-_CODE_FLAGS: Final = {
-    "python": "c",
-    "pypy": "c",
-    "perl": "eE",
-    "ruby": "e",
-    "node": "ep",
-    "nodejs": "ep",
-    "php": "r",
-    "lua": "e",
-}
+_CODE_FLAGS: Final = MappingProxyType(
+    {
+        "python": "c",
+        "pypy": "c",
+        "perl": "eE",
+        "ruby": "e",
+        "node": "ep",
+        "nodejs": "ep",
+        "php": "r",
+        "lua": "e",
+    }
+)
 
 
 _CODE_LONG: Final = frozenset({"--eval", "--print"})
 
 
-_SCRIPT_LANGS: Final = {
-    "node": "js",
-    "nodejs": "js",
-    "deno": "js",
-    "bun": "js",
-    "perl": "perl",
-    "ruby": "ruby",
-    "php": "php",
-}
+_SCRIPT_LANGS: Final = MappingProxyType(
+    {
+        "node": "js",
+        "nodejs": "js",
+        "deno": "js",
+        "bun": "js",
+        "perl": "perl",
+        "ruby": "ruby",
+        "php": "php",
+    }
+)
 
 
 def script_language(name: str) -> str | None:

@@ -11,6 +11,8 @@ scripts are read by :mod:`.awk` and :mod:`.sed`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 from .lexer import Word
@@ -18,14 +20,16 @@ from .paths import literal_path, resolve_dir
 
 # Options of a program that is otherwise read-only whose value is a file it writes:
 # (those options, the short options that take a value; None: options are whole words)
-WRITE_OPTS: Final[dict[str, tuple[tuple[str, ...], str | None]]] = {
-    "sort": (("-o", "--output"), "ktoST"),
-    "shuf": (("-o", "--output"), "ino"),
-    "less": (("-o", "-O", "--log-file", "--LOG-FILE"), "bhjkoOpPtTxyz#"),
-    "find": (("-fprint", "-fprint0", "-fprintf", "-fls"), None),
-    "tree": (("-o",), "LPIoHT"),
-    "info": (("-o", "--output"), "odfn"),
-}
+WRITE_OPTS: Final[Mapping[str, tuple[tuple[str, ...], str | None]]] = MappingProxyType(
+    {
+        "sort": (("-o", "--output"), "ktoST"),
+        "shuf": (("-o", "--output"), "ino"),
+        "less": (("-o", "-O", "--log-file", "--LOG-FILE"), "bhjkoOpPtTxyz#"),
+        "find": (("-fprint", "-fprint0", "-fprintf", "-fls"), None),
+        "tree": (("-o",), "LPIoHT"),
+        "info": (("-o", "--output"), "odfn"),
+    }
+)
 
 
 def _opts(text: str) -> frozenset[str]:
@@ -35,63 +39,67 @@ def _opts(text: str) -> frozenset[str]:
 # The long options of programs that read them with GNU getopt_long (or parse-options),
 # which takes any unambiguous prefix of one (`sed --in-pl`, `env --split-s`, `sort --out=F`):
 # a prefix is read as the option it stands for (:func:`long_option`).
-LONG_OPTS: Final[dict[str, frozenset[str]]] = {
-    "sed": _opts(
-        "debug expression file follow-symlinks help in-place line-length null-data zero-terminated"
-        " posix quiet silent regexp-extended sandbox separate unbuffered version binary"
-    ),
-    "env": _opts(
-        "ignore-environment null unset chdir split-string block-signal default-signal"
-        " ignore-signal list-signal-handling debug help version"
-    ),
-    "sort": _opts(
-        "ignore-leading-blanks dictionary-order ignore-case general-numeric-sort ignore-nonprinting"
-        " month-sort human-numeric-sort numeric-sort random-sort random-source reverse sort"
-        " version-sort batch-size check compress-program debug files0-from key merge output"
-        " stable buffer-size field-separator temporary-directory parallel unique zero-terminated"
-        " help version"
-    ),
-    "shuf": _opts("echo input-range head-count output random-source repeat zero-terminated help version"),
-    "xargs": _opts(
-        "null arg-file delimiter eof replace max-lines max-args open-tty interactive"
-        " no-run-if-empty max-chars show-limits verbose exit max-procs process-slot-var help version"
-    ),
-    "timeout": _opts("foreground kill-after preserve-status signal verbose help version"),
-    "nice": _opts("adjustment help version"),
-    "stdbuf": _opts("input output error help version"),
-    "info": _opts(
-        "all apropos directory debug dribble file help index-search location node output"
-        " raw-escapes no-raw-escapes restore show-options subnodes usage version"
-    ),
-    "cp": _opts(
-        "archive attributes-only backup copy-contents debug force interactive link dereference"
-        " no-clobber no-dereference preserve no-preserve parents recursive reflink"
-        " remove-destination sparse strip-trailing-slashes symbolic-link suffix target-directory"
-        " no-target-directory update verbose one-file-system context keep-directory-symlink help version"
-    ),
-    "mv": _opts(
-        "backup debug exchange force interactive no-clobber no-copy strip-trailing-slashes suffix"
-        " target-directory no-target-directory update verbose context help version"
-    ),
-    "ln": _opts(
-        "backup directory force interactive logical no-dereference physical relative symbolic"
-        " suffix target-directory no-target-directory verbose help version"
-    ),
-    "install": _opts(
-        "backup compare directory group mode owner preserve-timestamps strip strip-program suffix"
-        " target-directory no-target-directory verbose preserve-context context debug help version"
-    ),
-    "make": _opts(
-        "always-make directory debug environment-overrides eval file makefile help ignore-errors"
-        " include-dir jobs keep-going load-average check-symlink-times just-print dry-run recon"
-        " old-file assume-old output-sync print-data-base question no-builtin-rules"
-        " no-builtin-variables shuffle silent quiet no-silent stop no-keep-going touch trace"
-        " version print-directory no-print-directory what-if new-file assume-new"
-        " warn-undefined-variables"
-    ),
-}
-LONG_OPTS["gsed"] = LONG_OPTS["sed"]
-LONG_OPTS["gmake"] = LONG_OPTS["make"]
+_SED_LONG: Final = _opts(
+    "debug expression file follow-symlinks help in-place line-length null-data zero-terminated"
+    " posix quiet silent regexp-extended sandbox separate unbuffered version binary"
+)
+_MAKE_LONG: Final = _opts(
+    "always-make directory debug environment-overrides eval file makefile help ignore-errors"
+    " include-dir jobs keep-going load-average check-symlink-times just-print dry-run recon"
+    " old-file assume-old output-sync print-data-base question no-builtin-rules"
+    " no-builtin-variables shuffle silent quiet no-silent stop no-keep-going touch trace"
+    " version print-directory no-print-directory what-if new-file assume-new"
+    " warn-undefined-variables"
+)
+LONG_OPTS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {
+        "sed": _SED_LONG,
+        "gsed": _SED_LONG,
+        "env": _opts(
+            "ignore-environment null unset chdir split-string block-signal default-signal"
+            " ignore-signal list-signal-handling debug help version"
+        ),
+        "sort": _opts(
+            "ignore-leading-blanks dictionary-order ignore-case general-numeric-sort ignore-nonprinting"
+            " month-sort human-numeric-sort numeric-sort random-sort random-source reverse sort"
+            " version-sort batch-size check compress-program debug files0-from key merge output"
+            " stable buffer-size field-separator temporary-directory parallel unique zero-terminated"
+            " help version"
+        ),
+        "shuf": _opts("echo input-range head-count output random-source repeat zero-terminated help version"),
+        "xargs": _opts(
+            "null arg-file delimiter eof replace max-lines max-args open-tty interactive"
+            " no-run-if-empty max-chars show-limits verbose exit max-procs process-slot-var help version"
+        ),
+        "timeout": _opts("foreground kill-after preserve-status signal verbose help version"),
+        "nice": _opts("adjustment help version"),
+        "stdbuf": _opts("input output error help version"),
+        "info": _opts(
+            "all apropos directory debug dribble file help index-search location node output"
+            " raw-escapes no-raw-escapes restore show-options subnodes usage version"
+        ),
+        "cp": _opts(
+            "archive attributes-only backup copy-contents debug force interactive link dereference"
+            " no-clobber no-dereference preserve no-preserve parents recursive reflink"
+            " remove-destination sparse strip-trailing-slashes symbolic-link suffix target-directory"
+            " no-target-directory update verbose one-file-system context keep-directory-symlink help version"
+        ),
+        "mv": _opts(
+            "backup debug exchange force interactive no-clobber no-copy strip-trailing-slashes suffix"
+            " target-directory no-target-directory update verbose context help version"
+        ),
+        "ln": _opts(
+            "backup directory force interactive logical no-dereference physical relative symbolic"
+            " suffix target-directory no-target-directory verbose help version"
+        ),
+        "install": _opts(
+            "backup compare directory group mode owner preserve-timestamps strip strip-program suffix"
+            " target-directory no-target-directory verbose preserve-context context debug help version"
+        ),
+        "make": _MAKE_LONG,
+        "gmake": _MAKE_LONG,
+    }
+)
 
 
 def long_option(v: str, names: frozenset[str]) -> str:
@@ -169,42 +177,46 @@ def _split_cluster(v: str, flags: frozenset[str], *, perl: bool) -> list[str] | 
 
 
 # options taking a value that come before a subcommand
-GLOBAL_VALUE_OPTS: Final = {
-    "git": frozenset(
-        {
-            "-C",
-            "-c",
-            "--git-dir",
-            "--work-tree",
-            "--namespace",
-            "--exec-path",
-            "--config-env",
-            "--super-prefix",
-        }
-    ),
-    "npm": frozenset({"--prefix", "-w", "--workspace"}),
-    "pnpm": frozenset({"-C", "--dir", "--filter", "-F"}),
-    "yarn": frozenset({"--cwd"}),
-    "cargo": frozenset({"-C", "-Z", "--manifest-path", "--config", "--color"}),
-    "uv": frozenset({"--directory", "--project", "-p", "--python", "--cache-dir", "--config-file"}),
-    "poetry": frozenset({"-C", "--directory", "-P", "--project"}),
-    "go": frozenset({"-C"}),
-    "docker": frozenset({"-H", "--host", "-c", "--context", "--config", "-l", "--log-level"}),
-}
+GLOBAL_VALUE_OPTS: Final = MappingProxyType(
+    {
+        "git": frozenset(
+            {
+                "-C",
+                "-c",
+                "--git-dir",
+                "--work-tree",
+                "--namespace",
+                "--exec-path",
+                "--config-env",
+                "--super-prefix",
+            }
+        ),
+        "npm": frozenset({"--prefix", "-w", "--workspace"}),
+        "pnpm": frozenset({"-C", "--dir", "--filter", "-F"}),
+        "yarn": frozenset({"--cwd"}),
+        "cargo": frozenset({"-C", "-Z", "--manifest-path", "--config", "--color"}),
+        "uv": frozenset({"--directory", "--project", "-p", "--python", "--cache-dir", "--config-file"}),
+        "poetry": frozenset({"-C", "--directory", "-P", "--project"}),
+        "go": frozenset({"-C"}),
+        "docker": frozenset({"-H", "--host", "-c", "--context", "--config", "-l", "--log-level"}),
+    }
+)
 # options that make a program work in another directory: (options, only before the subcommand)
-_CHDIR_OPTS: Final = {
-    "git": (("-C",), True),
-    "make": (("-C", "--directory"), False),
-    "gmake": (("-C", "--directory"), False),
-    "tar": (("-C", "--directory"), False),
-    "cargo": (("-C",), True),
-    "npm": (("--prefix",), False),
-    "pnpm": (("-C", "--dir"), True),
-    "yarn": (("--cwd",), True),
-    "uv": (("--directory",), False),
-    "go": (("-C",), True),
-    "poetry": (("-C", "--directory"), True),
-}
+_CHDIR_OPTS: Final = MappingProxyType(
+    {
+        "git": (("-C",), True),
+        "make": (("-C", "--directory"), False),
+        "gmake": (("-C", "--directory"), False),
+        "tar": (("-C", "--directory"), False),
+        "cargo": (("-C",), True),
+        "npm": (("--prefix",), False),
+        "pnpm": (("-C", "--dir"), True),
+        "yarn": (("--cwd",), True),
+        "uv": (("--directory",), False),
+        "go": (("-C",), True),
+        "poetry": (("-C", "--directory"), True),
+    }
+)
 
 
 def program_cwd(name: str, args: list[Word], cwd: str | None) -> str | None:

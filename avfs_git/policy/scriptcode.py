@@ -20,6 +20,7 @@ or run something; anything it does not follow is ``unparsable``, never ``mutatin
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Final
 
 from .scriptfuncs import FS_JS, FU, JS_SPAWN_NEEDS, LOADERS, SPECS, Spec
@@ -107,7 +108,7 @@ def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
     return out
 
 
-def _literal_effects(toks: list[Token], k: int, lang: str, specs: dict[str, Spec]) -> list[Effect]:
+def _literal_effects(toks: list[Token], k: int, lang: str, specs: Mapping[str, Spec]) -> list[Effect]:
     """What the token ``toks[k]``, not a name, does: a backquoted command runs; a string
     that builds a ``Bun.$`` line or names a PHP function as a callback is ``Unreadable``."""
     kind, text, interp = toks[k]
@@ -256,7 +257,7 @@ def _computed_call(toks: list[Token]) -> bool:
     return any(toks[k][1] == "]" and toks[k + 1][1] == "(" for k in range(len(toks) - 1))
 
 
-def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, Spec], consumed: list[str]) -> None:
+def _names_hidden(code: str, seen: dict[str, int], specs: Mapping[str, Spec], consumed: list[str]) -> None:
     """A function of the tables (one that is not only a method of named receivers) named
     in the text more often than the reader saw it called, outside the literals it read: in
     a comment or a construct it misread, it cannot say what runs."""

@@ -8,6 +8,7 @@ punctuation. Text it cannot tokenize (an open string or comment, a here-document
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Final
 
 
@@ -19,7 +20,7 @@ class Unreadable(Exception):
 # interpolates), "cmd" (a backquoted command), "re" (a regular expression or pattern), "num",
 # "op" (punctuation)
 Token = tuple[str, str, bool]
-_PAIRS: Final = {"(": ")", "[": "]", "{": "}", "<": ">"}
+_PAIRS: Final = MappingProxyType({"(": ")", "[": "]", "{": "}", "<": ">"})
 _HEREDOC: Final = re.compile(r"<<~?[\"'A-Z_]")
 _CLOSE_BRACE: Final = re.compile(r"\s*\}")
 _ANGLE: Final = re.compile(r"<([^<>\s;]*)>")

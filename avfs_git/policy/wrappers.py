@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from types import MappingProxyType
 from typing import Final
 
 from .lexer import Word
@@ -51,60 +52,69 @@ class Wrap:
         self.shell = shell  # the command's words are joined and run by a shell (watch)
 
 
-WRAPPERS: Final = {
-    "env": Wrap(
-        "uCSP",
-        frozenset({"--unset", "--chdir", "--split-string"}),
-        assignments=True,
-        chdir=("-C", "--chdir"),
-        split=("-S", "--split-string"),
-    ),
-    "sudo": Wrap(
-        "ugCDprtTUR",
-        frozenset(
-            {"--user", "--group", "--close-from", "--chdir", "--host", "--prompt", "--role", "--type"}
-            | {"--command-timeout", "--other-user", "--chroot"}
+WRAPPERS: Final = MappingProxyType(
+    {
+        "env": Wrap(
+            "uCSP",
+            frozenset({"--unset", "--chdir", "--split-string"}),
+            assignments=True,
+            chdir=("-C", "--chdir"),
+            split=("-S", "--split-string"),
         ),
-        assignments=True,
-        chdir=("-D", "--chdir"),
-        no_command="elvkK",
-    ),
-    "doas": Wrap("uC"),
-    "nice": Wrap("n", frozenset({"--adjustment"})),
-    "timeout": Wrap("sk", frozenset({"--signal", "--kill-after"}), operands=1),
-    "nohup": Wrap(),
-    "time": Wrap("fo", frozenset({"--format", "--output"})),
-    "command": Wrap("", no_command="vV"),
-    "builtin": Wrap(),
-    "exec": Wrap("a"),
-    "stdbuf": Wrap("ioe", frozenset({"--input", "--output", "--error"})),
-    "ionice": Wrap(
-        "cnpPu", frozenset({"--class", "--classdata", "--pid", "--pgid", "--uid"}), no_command="pPu"
-    ),
-    "setsid": Wrap(),
-    "busybox": Wrap(),
-    "xargs": Wrap(
-        "adEILnPs",
-        frozenset(
-            {"--arg-file", "--delimiter", "--max-args", "--max-procs", "--max-chars", "--process-slot-var"}
+        "sudo": Wrap(
+            "ugCDprtTUR",
+            frozenset(
+                {"--user", "--group", "--close-from", "--chdir", "--host", "--prompt", "--role", "--type"}
+                | {"--command-timeout", "--other-user", "--chroot"}
+            ),
+            assignments=True,
+            chdir=("-D", "--chdir"),
+            no_command="elvkK",
         ),
-    ),
-    # `watch CMD ARGS` runs `sh -c "CMD ARGS"` (`-x` runs it directly: parsed the same way)
-    "watch": Wrap("nq", frozenset({"--interval", "--equexit"}), shell=True),
-    # GNU parallel runs its command through a shell, once per input (`:::` lists, stdin)
-    "parallel": Wrap(
-        "jSadEINnLPs",
-        frozenset(
-            {"--jobs", "--sshlogin", "--arg-file", "--delimiter", "--eof", "--max-args", "--max-lines"}
-            | {"--max-replace-args", "--max-procs", "--max-chars", "--results", "--joblog", "--tmpdir"}
-            | {"--workdir", "--wd", "--timeout", "--retries", "--delay", "--colsep", "--env", "--profile"}
-            | {"--tag-string", "--basefile", "--return", "--transferfile", "--rpl", "--memfree"}
+        "doas": Wrap("uC"),
+        "nice": Wrap("n", frozenset({"--adjustment"})),
+        "timeout": Wrap("sk", frozenset({"--signal", "--kill-after"}), operands=1),
+        "nohup": Wrap(),
+        "time": Wrap("fo", frozenset({"--format", "--output"})),
+        "command": Wrap("", no_command="vV"),
+        "builtin": Wrap(),
+        "exec": Wrap("a"),
+        "stdbuf": Wrap("ioe", frozenset({"--input", "--output", "--error"})),
+        "ionice": Wrap(
+            "cnpPu", frozenset({"--class", "--classdata", "--pid", "--pgid", "--uid"}), no_command="pPu"
         ),
-        shell=True,
-    ),
-    "unbuffer": Wrap(),
-    "chronic": Wrap(),
-}
+        "setsid": Wrap(),
+        "busybox": Wrap(),
+        "xargs": Wrap(
+            "adEILnPs",
+            frozenset(
+                {
+                    "--arg-file",
+                    "--delimiter",
+                    "--max-args",
+                    "--max-procs",
+                    "--max-chars",
+                    "--process-slot-var",
+                }
+            ),
+        ),
+        # `watch CMD ARGS` runs `sh -c "CMD ARGS"` (`-x` runs it directly: parsed the same way)
+        "watch": Wrap("nq", frozenset({"--interval", "--equexit"}), shell=True),
+        # GNU parallel runs its command through a shell, once per input (`:::` lists, stdin)
+        "parallel": Wrap(
+            "jSadEINnLPs",
+            frozenset(
+                {"--jobs", "--sshlogin", "--arg-file", "--delimiter", "--eof", "--max-args", "--max-lines"}
+                | {"--max-replace-args", "--max-procs", "--max-chars", "--results", "--joblog", "--tmpdir"}
+                | {"--workdir", "--wd", "--timeout", "--retries", "--delay", "--colsep", "--env", "--profile"}
+                | {"--tag-string", "--basefile", "--return", "--transferfile", "--rpl", "--memfree"}
+            ),
+            shell=True,
+        ),
+        "unbuffer": Wrap(),
+        "chronic": Wrap(),
+    }
+)
 
 
 def unwrap(
