@@ -40,7 +40,7 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
     if from_dir is not None:
         import os
 
-        from ..ops.quickstart import nested_warning
+        from ..ops.origin import nested_warning
 
         nested = nested_warning(v, os.path.abspath(from_dir), f"avfs vault create {name}-2 --from")
         if nested is not None:

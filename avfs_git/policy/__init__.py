@@ -23,20 +23,24 @@ string or an argument vector); ``proxy``, ``hooks`` and ``mcp`` (through ``proxy
 
 Modules, each depending only on those above it:
 
-==============  ==========================================================================
-``model``       classes, outcomes, ``Rule``, ``Decision``, ``CommandInfo``, ``PolicyError``
-``config``      policy files: read, parse (the shipped file through a cache), validate, layer
-``lexer``       the shell lexer: words, quotes, substitutions, here-documents, braces
-``parser``      the shell grammar: pipelines, groups, compound commands; salvaging bad text
-``paths``       which paths lie outside the workspace; ``cd``; a file's key
-``programs``    per-program knowledge: wrappers, shells, interpreters, xargs, find, options
-``awk``/``sed`` what an awk program or a sed script runs or writes
-``match``       the first rule that matches a simple command
-``parts``       the classifier's records (a command being judged, a finding)
-``effects``     findings from a command's words: writes, hidden code, git on another tree
-``classify``    the classifier: a parsed command line to judged simple commands
-``engine``      ``Policy``: build it (``load``, ``from_text``, ``default``), ``classify``
-==============  ==========================================================================
+================  ==========================================================================
+``model``         classes, outcomes, ``Rule``, ``Decision``, ``CommandInfo``, ``PolicyError``
+``config``        policy files: read, parse (the shipped file through a cache), validate, layer
+``lexer``         the shell lexer: words, quotes, substitutions, here-documents, braces
+``parser``        the shell grammar: pipelines, groups, compound commands; salvaging bad text
+``paths``         which paths lie outside the workspace; ``cd``; a file's key
+``programs``      programs' options: long-option prefixes, clusters, values, ``-C``, subcommands
+``wrappers``      programs that run another command (env, sudo, xargs...); ``find -exec``
+``interpreters``  shells and interpreters: where they read code; avfs itself
+``gitruns``       what makes git run a program (``-c`` keys, ``GIT_SSH_COMMAND``...)
+``awk``/``sed``   what an awk program or a sed script runs or writes
+``match``         the first rule that matches a simple command
+``parts``         the classifier's records (a command being judged, a finding)
+``effects``       findings from a command's words: writes, hidden code, git on another tree
+``codeinput``     the code a shell or an interpreter is given: ``-c``, here-documents
+``classify``      the classifier: a parsed command line to judged simple commands
+``engine``        ``Policy``: build it (``load``, ``from_text``, ``default``), ``classify``
+================  ==========================================================================
 
 The shipped default is ``default_policy.toml`` here (package data).
 """

@@ -11,12 +11,20 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from .effects import Effects
+from .codeinput import CodeInput
+from .gitruns import git_env_runs
+from .interpreters import (
+    SHELLS,
+    SOURCE,
+    avfs_itself,
+    interpreter,
+    reads_stdin_code,
+    shell_mode,
+)
 from .lexer import ParseError, Sub, Tok, TooComplex, Word
 from .match import first_match
 from .model import (
     BUILTIN_AVFS_ITSELF,
-    BUILTIN_INLINE_CODE,
     BUILTIN_SECRET_OUTSIDE,
     BUILTIN_UNPARSABLE,
     DEFAULT_RULE,
@@ -28,26 +36,9 @@ from .model import (
 )
 from .parser import ASSIGN, Group, Parser, Pipeline, Redir, Simple, is_assignment, parse, salvage
 from .parts import Finding, Part, cwd_outside, shell_word, show, show_words
-from .paths import HOME_DIR, cd_target, literal_path, outside, path_key, secret_outside, within
-from .programs import (
-    SHELLS,
-    SOURCE,
-    WRAPPERS,
-    avfs_itself,
-    canonical_args,
-    find_execs,
-    git_env_runs,
-    inline_code,
-    interpreter,
-    parallel_text,
-    program_cwd,
-    reads_stdin_code,
-    script_language,
-    shell_mode,
-    unwrap,
-    with_input,
-    xargs_replace,
-)
+from .paths import HOME_DIR, cd_target, path_key, secret_outside, within
+from .programs import canonical_args, program_cwd
+from .wrappers import WRAPPERS, find_execs, parallel_text, unwrap, with_input, xargs_replace
 
 _MAX_PARTS: Final = 4000  # distinct commands (a command repeated in place is judged once)
 # programs that change a file's metadata, not its content: running the file after them
@@ -65,7 +56,7 @@ def _program_name(value: str) -> str:
     return value
 
 
-class Classifier(Effects):
+class Classifier(CodeInput):
     """Classifies one command line; ``Policy.classify`` makes one per call."""
 
     # -- scripts
@@ -218,7 +209,6 @@ class Classifier(Effects):
         parts: list[Part] = []
         via_xargs = False
         env = list(assigns)  # NAME=VALUE the program gets (before it, or through env/sudo)
-        stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
         # wrappers are peeled by moving ``at`` along ``words``, never copying what follows,
         # so a chain of them (`env env ... rm`) costs its length, not its length squared
         at = 0
@@ -226,12 +216,7 @@ class Classifier(Effects):
             self.budget.spend(1)
             w0 = words[at]
             if w0.dynamic or w0.unknown or _is_pattern(w0):
-                words = words[at:]
-                part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
-                if any(p.networked() for p in by_word.get(id(w0), ())):
-                    self.remote_code(part, "is a program name computed from a download")
-                self.opaque(part, f"the program `{show((w0.value,), 40)}` is only known at run time")
-                return self.finish(parts, part, redirs, cwd)
+                return self.dynamic_program(words[at:], by_word, parts, redirs, cwd)
             name = _program_name(w0.value)
             wrap = WRAPPERS.get(name)
             if wrap is not None:
@@ -263,72 +248,117 @@ class Classifier(Effects):
                     continue
             if at:
                 words, at = words[at:], 0
-            args = canonical_args(name, words[1:])  # `sed -nEi`, `env --split-s`: as read
-            if name in SHELLS:
-                kind, script = shell_mode(args)
-                if kind == "c" and script is not None and not script.unknown:
-                    parts.extend(self.script_text(script.value, cwd, depth + 1))
-                    return parts + self.redirect_parts(redirs, cwd), None, _SAME
-            if name in _EVAL_LIKE and args:
-                parts.extend(self.script_text(" ".join(a.value for a in args), cwd, depth + 1))
-                return parts + self.redirect_parts(redirs, cwd), None, _SAME
-            if name == "trap":
-                operands = [a for a in args if not a.value.startswith("-")]
-                if len(operands) >= 2:
-                    parts.extend(self.script_text(operands[0].value, cwd, depth + 1))
-            if name == "alias":  # the value runs wherever the alias is used
-                for a in args:
-                    if "=" in a.value:
-                        parts.extend(self.script_text(a.value.split("=", 1)[1], cwd, depth + 1))
-            if name == "find":
-                for cmd in find_execs(args):
-                    parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
-            eff_cwd = program_cwd(name, args, cwd)
-            rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
-            if (
-                rule is not None
-                and "/" in w0.value
-                and (not w0.value.startswith(("/", "~")) or within(posixpath.normpath(w0.value), self.root))
-            ):
-                rule = self.workspace_program(rule)  # `./ls`, and `$PWD/ls` written out
-            part = self.part_for(name, words, eff_cwd, rule=rule)
-            self.secrets(part, args, redirs, eff_cwd)
-            if name in _EXPORTS:
-                self.exported_git_code(args, [part])
-            if interpreter(name) is not None:
-                parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
-            itself = avfs_itself(w0.value, args)
-            if itself is not None:  # no rule relaxes it: it could approve its own token
-                why = itself + "; a person runs avfs, in a terminal of their own"
-                part.findings.append(
-                    Finding(BUILTIN_AVFS_ITSELF, (Category.HOST_ESCAPE_RISK,), why, Outcome.DENY)
-                )
-            if skipped is not None:
-                self.unknown_paths(part, skipped)
-            runs_before = len(self.runs)
-            parts.extend(self.effects(name, args, part, eff_cwd, env, depth))
-            shell = name in SHELLS or name in SOURCE
-            executes = shell or interpreter(name) is not None
-            if executes:
-                if any(p.networked() for a in args for p in by_word.get(id(a), ())):
-                    self.remote_code(part, "runs a script produced by a download")
-                part.stdin_code = via_xargs or (not stdin_redirected and reads_stdin_code(name, args))
-                parts.extend(self.stdin_script(name, redirs, cwd, depth))
-            if shell:
-                self.shell_input(name, args, part, redirs, eff_cwd, via_xargs)
-            elif "/" in w0.value:
-                self.runs.append((part, path_key(w0, cwd), False))
-            if name == "parallel":  # no command: it runs the lines of its input
-                self.opaque(part, "runs the commands its input holds")
-            if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
-                own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
-                for a in args:
-                    self.note_touched(a, eff_cwd, own)
-            new_cwd: Any = _SAME
-            if name in ("cd", "pushd", "popd") and not via_xargs:
-                new_cwd = cd_target(name, args, cwd)
-            got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
-            return got, eater, new_cwd
+            return self.program(name, words, by_word, parts, redirs, cwd, depth, env, via_xargs)
+
+    def dynamic_program(
+        self,
+        words: list[Word],
+        by_word: dict[int, list[Part]],
+        parts: list[Part],
+        redirs: list[Redir],
+        cwd: str | None,
+    ) -> tuple[list[Part], Part | None, Any]:
+        """A command whose program is only known at run time (``$CMD``, ``$(which rm)``, a
+        glob): an unknown program running code the line does not show."""
+        w0 = words[0]
+        part = self.part_for(w0.value, words, cwd, rule=None, dynamic=True)
+        if any(p.networked() for p in by_word.get(id(w0), ())):
+            self.remote_code(part, "is a program name computed from a download")
+        self.opaque(part, f"the program `{show((w0.value,), 40)}` is only known at run time")
+        return self.finish(parts, part, redirs, cwd)
+
+    def program(
+        self,
+        name: str,
+        words: list[Word],
+        by_word: dict[int, list[Part]],
+        parts: list[Part],
+        redirs: list[Redir],
+        cwd: str | None,
+        depth: int,
+        env: list[Word],
+        via_xargs: bool,
+    ) -> tuple[list[Part], Part | None, Any]:
+        """The program of a command once its wrappers are peeled (``words[0]`` names it,
+        ``env`` is its environment): the rule it matches and every finding of its words."""
+        w0 = words[0]
+        stdin_redirected = any(r.op in ("<", "<<", "<<-", "<<<", "<&", "<>") for r in redirs)
+        args = canonical_args(name, words[1:])  # `sed -nEi`, `env --split-s`: as read
+        if self.code_in_words(name, args, parts, cwd, depth):
+            return parts + self.redirect_parts(redirs, cwd), None, _SAME
+        eff_cwd = program_cwd(name, args, cwd)
+        rule, skipped = first_match(self.p, name, args, eff_cwd, self.root)
+        if (
+            rule is not None
+            and "/" in w0.value
+            and (not w0.value.startswith(("/", "~")) or within(posixpath.normpath(w0.value), self.root))
+        ):
+            rule = self.workspace_program(rule)  # `./ls`, and `$PWD/ls` written out
+        part = self.part_for(name, words, eff_cwd, rule=rule)
+        self.secrets(part, args, redirs, eff_cwd)
+        if name in _EXPORTS:
+            self.exported_git_code(args, [part])
+        if interpreter(name) is not None:
+            parts.extend(self.interpreted(name, args, redirs, part, eff_cwd, depth))
+        itself = avfs_itself(w0.value, args)
+        if itself is not None:  # no rule relaxes it: it could approve its own token
+            why = itself + "; a person runs avfs, in a terminal of their own"
+            part.findings.append(
+                Finding(BUILTIN_AVFS_ITSELF, (Category.HOST_ESCAPE_RISK,), why, Outcome.DENY)
+            )
+        if skipped is not None:
+            self.unknown_paths(part, skipped)
+        runs_before = len(self.runs)
+        parts.extend(self.effects(name, args, part, eff_cwd, env, depth))
+        shell = name in SHELLS or name in SOURCE
+        executes = shell or interpreter(name) is not None
+        if executes:
+            if any(p.networked() for a in args for p in by_word.get(id(a), ())):
+                self.remote_code(part, "runs a script produced by a download")
+            part.stdin_code = via_xargs or (not stdin_redirected and reads_stdin_code(name, args))
+            parts.extend(self.stdin_script(name, redirs, cwd, depth))
+        if shell:
+            self.shell_input(name, args, part, redirs, eff_cwd, via_xargs)
+        elif "/" in w0.value:
+            self.runs.append((part, path_key(w0, cwd), False))
+        if name == "parallel":  # no command: it runs the lines of its input
+            self.opaque(part, "runs the commands its input holds")
+        if not shell and name not in _METADATA_ONLY and part.classes != (Category.READ_ONLY,):
+            own = {key for _, key, _ in self.runs[runs_before:]}  # `awk -f F` does not write F
+            for a in args:
+                self.note_touched(a, eff_cwd, own)
+        new_cwd: Any = _SAME
+        if name in ("cd", "pushd", "popd") and not via_xargs:
+            new_cwd = cd_target(name, args, cwd)
+        got, eater, _ = self.finish(parts, part, redirs, eff_cwd)
+        return got, eater, new_cwd
+
+    def code_in_words(
+        self, name: str, args: list[Word], parts: list[Part], cwd: str | None, depth: int
+    ) -> bool:
+        """Add to ``parts`` the code a command's words hold: ``trap CODE SIG``, ``alias
+        n=CODE``, ``find -exec CMD``; True when that code is all the command runs (``sh -c
+        CODE``, ``eval CODE``)."""
+        if name in SHELLS:
+            kind, script = shell_mode(args)
+            if kind == "c" and script is not None and not script.unknown:
+                parts.extend(self.script_text(script.value, cwd, depth + 1))
+                return True
+        if name in _EVAL_LIKE and args:
+            parts.extend(self.script_text(" ".join(a.value for a in args), cwd, depth + 1))
+            return True
+        if name == "trap":
+            operands = [a for a in args if not a.value.startswith("-")]
+            if len(operands) >= 2:
+                parts.extend(self.script_text(operands[0].value, cwd, depth + 1))
+        if name == "alias":  # the value runs wherever the alias is used
+            for a in args:
+                if "=" in a.value:
+                    parts.extend(self.script_text(a.value.split("=", 1)[1], cwd, depth + 1))
+        if name == "find":
+            for cmd in find_execs(args):
+                parts.extend(self.command_words(cmd, {}, [], cwd, depth + 1)[0])
+        return False
 
     def exported_git_code(self, words: Sequence[Word], parts: list[Part]) -> None:
         """``export GIT_SSH_COMMAND=CMD`` (or a bare assignment): every later git of the
@@ -359,81 +389,6 @@ class Classifier(Effects):
                 )
                 return
 
-    def interpreted(
-        self, name: str, args: list[Word], redirs: list[Redir], part: Part, cwd: str | None, depth: int
-    ) -> list[Part]:
-        """Code given to an interpreter on its command line (``python -c``, ``node -e``...)
-        or in a here-document (``python - <<EOF``). Python is read with ``ast``: the
-        commands it runs are classified like any other, the paths it deletes or writes
-        outside the workspace are a host escape, and what cannot be read is at least
-        ``mutating`` with a checkpoint. Other languages are not read: a checkpoint first."""
-        found = inline_code(name, args)
-        if found is not None:
-            flag, word = found
-            code: str | None = None if word.dynamic or word.unknown else word.value
-        else:
-            flag, code = "-", None
-            operands = [a for a in args if not a.value.startswith("-") or a.value == "-"]
-            if not operands or operands[0].value == "-":
-                for r in redirs:
-                    if r.heredoc is not None:
-                        code = r.heredoc.body if r.heredoc.quoted or not r.heredoc.subs else None
-                    elif r.op == "<<<" and r.target is not None and not r.target.dynamic:
-                        code = r.target.value
-                if code is None:
-                    return []
-            else:
-                return []
-        who = f"`{name} {flag}`"
-        if code is None:
-            self.opaque(part, f"{who} runs code that is only known at run time")
-            return []
-        lang = script_language(name)
-        if lang is None and name.rstrip("0123456789.") not in ("python", "pypy"):
-            self.checkpointed(part, f"{who} runs {name} code that avfs does not read")
-            return []
-        self.budget.spend(len(code) // 16 + 1)
-        if lang is not None:
-            from .scriptcode import effects as script_effects  # only when such code is met
-
-            found_effects = script_effects(code, lang)
-        else:
-            from .pycode import effects  # ast: only when Python code is met
-
-            found_effects = effects(code)
-        out: list[Part] = []
-        for kind, detail in found_effects:
-            self.budget.spend(1)
-            if kind == "shell" and isinstance(detail, str):
-                out.extend(self.script_text(detail, cwd, depth + 1))
-            elif kind == "argv" and isinstance(detail, list):
-                words = [Word.literal(str(a)) for a in detail]
-                out.extend(self.command_words(words, {}, [], cwd, depth + 1)[0])
-            elif kind == "dynamic":
-                self.opaque(part, f"{who} {detail}")
-            elif kind == "opaque":
-                self.checkpointed(part, f"{who} {detail}: what it does cannot be read")
-            elif kind == "unparsable":
-                outcome = strictest([self.p.unparsable, self.p.outcome_for(self.p.unknown)])
-                text = f"{who}: the {lang} code {detail}: avfs cannot read what it does"
-                part.findings.append(Finding(BUILTIN_UNPARSABLE, self.p.unknown, text, outcome))
-            elif isinstance(detail, str):
-                w = literal_path(detail)
-                if kind == "read":
-                    self.secrets(part, [w], [], cwd)
-                    continue
-                cls = Category.DESTRUCTIVE if kind == "delete" else Category.MUTATING
-                verb = "deletes" if kind == "delete" else "writes"
-                if outside(w, cwd, self.root):
-                    text = f"{who} {verb} {shell_word(w)}, outside the workspace"
-                    part.findings.append(Finding(BUILTIN_INLINE_CODE, (cls, Category.HOST_ESCAPE_RISK), text))
-                else:
-                    part.findings.append(
-                        Finding(BUILTIN_INLINE_CODE, (cls,), f"{who} {verb} {shell_word(w)}")
-                    )
-                    self.written.add(path_key(w, cwd))
-        return out
-
     def workspace_program(self, rule: Rule) -> Rule | None:
         """A program of the workspace (``.venv/bin/pip``, ``./ls``) is matched by its file
         name, but only by a rule at least as strict as an unknown program: the agent may
@@ -443,46 +398,6 @@ class Classifier(Effects):
         if outcome.rank < unknown.rank or set(rule.classes) <= {Category.READ_ONLY}:
             return None
         return rule
-
-    def checkpointed(self, part: Part, why: str) -> None:
-        """At least ``mutating``, with a checkpoint first."""
-        part.findings.append(
-            Finding(BUILTIN_INLINE_CODE, (Category.MUTATING,), why, Outcome.ALLOW_WITH_CHECKPOINT)
-        )
-
-    def shell_input(
-        self,
-        name: str,
-        args: list[Word],
-        part: Part,
-        redirs: list[Redir],
-        cwd: str | None,
-        via_xargs: bool,
-    ) -> None:
-        """A shell (or ``source``) running a script: from a file, or from its input."""
-        if via_xargs:
-            self.opaque(part, f"`{name}` runs shell code or a script that its input (xargs) names")
-            return
-        if part.stdin_code:
-            self.opaque(part, f"`{name}` runs the shell code on its standard input")
-            return
-        script: Word | None = None
-        if name in SOURCE:
-            script = args[0] if args else None
-        else:
-            kind, script = shell_mode(args)
-            if kind != "script":
-                script = None
-        if script is None:
-            for r in redirs:
-                if r.op == "<" and r.target is not None:
-                    script = r.target
-        if script is None:
-            return
-        if script.unknown or (script.dynamic and script.value.startswith(("<(", ">("))):
-            self.opaque(part, f"`{name}` runs a script that another command produces")
-            return
-        self.runs.append((part, path_key(script, cwd), True))
 
     def shell_wrapper(
         self,
@@ -537,18 +452,6 @@ class Classifier(Effects):
             part.findings.append(cwd_outside(f"runs in {where}"))
         parts.append(part)
         return parts, (part if part.stdin_code else None), _SAME
-
-    def stdin_script(self, name: str, redirs: list[Redir], cwd: str | None, depth: int) -> list[Part]:
-        """A here-document or here-string given to a shell is a script: classify it."""
-        if name not in SHELLS:
-            return []
-        out: list[Part] = []
-        for r in redirs:
-            if r.heredoc is not None:
-                out.extend(self.script_text(r.heredoc.body, cwd, depth + 1))
-            elif r.op == "<<<" and r.target is not None:
-                out.extend(self.script_text(r.target.value, cwd, depth + 1))
-        return out
 
     def part_for(
         self, name: str, words: list[Word], cwd: str | None, *, rule: Rule | None, dynamic: bool = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import Final
 
+from .gitruns import git_runs_code, git_shell_texts
 from .lexer import Budget, Word
 from .model import (
     BUILTIN_GIT_CODE,
@@ -27,7 +28,7 @@ from .model import (
 from .parser import Redir
 from .parts import Finding, Part, cwd_outside, show
 from .paths import HARMLESS_PATHS, VIRTUAL_ROOT, literal_path, outside, path_key
-from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, git_runs_code, git_shell_texts, option_values
+from .programs import GLOBAL_VALUE_OPTS, WRITE_OPTS, option_values
 
 _WRITE_REDIRS: Final = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
 _AWKS: Final = frozenset({"awk", "gawk", "mawk", "nawk"})

@@ -6,6 +6,7 @@ bash brace expansion. ``parser`` turns the tokens into commands.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Final, TypeVar
 
 
@@ -476,17 +477,19 @@ class Lexer:
         self._expansion(w, chars, mask, s[i : j + 1], "")
         self.i = j + 1
 
-    _C_ESCAPES: Final = {
-        "n": "\n",
-        "t": "\t",
-        "r": "\r",
-        "a": "\a",
-        "b": "\b",
-        "e": "\x1b",
-        "E": "\x1b",
-        "f": "\f",
-        "v": "\v",
-    }
+    _C_ESCAPES: Final = MappingProxyType(
+        {
+            "n": "\n",
+            "t": "\t",
+            "r": "\r",
+            "a": "\a",
+            "b": "\b",
+            "e": "\x1b",
+            "E": "\x1b",
+            "f": "\f",
+            "v": "\v",
+        }
+    )
 
     def _ansi_c(self, chars: list[str], mask: list[bool], start: int) -> None:
         """$'...' with its escapes decoded, so $'\\x72m' is seen as 'rm'."""

@@ -20,7 +20,11 @@ or run something; anything it does not follow is ``unparsable``, never ``mutatin
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Final
+
+from .scriptfuncs import FS_JS, FU, JS_SPAWN_NEEDS, LOADERS, SPECS, Spec
+from .scripttokens import Token, Unreadable, tokens, unescape
 
 # (what, detail), as pycode: ("shell", text) | ("argv", [words]) | ("delete"|"write"|"read",
 # path) | ("opaque", why: a path it computes) | ("dynamic", why: a command it computes) |
@@ -31,389 +35,6 @@ MAX_CODE: Final = 100_000
 LANGS: Final = ("js", "perl", "ruby", "php")
 
 
-class _Unreadable(Exception):
-    pass
-
-
-# -- tokens ------------------------------------------------------------------------------------
-
-# kinds: "id" (a name, or a variable: `$x`, `@x`), "str" (a literal: value, and whether it
-# interpolates), "cmd" (a backquoted command), "re" (a regular expression or pattern), "num",
-# "op" (punctuation)
-_Tok = tuple[str, str, bool]
-_PAIRS: Final = {"(": ")", "[": "]", "{": "}", "<": ">"}
-_HEREDOC: Final = re.compile(r"<<~?[\"'A-Z_]")
-_CLOSE_BRACE: Final = re.compile(r"\s*\}")
-_ANGLE: Final = re.compile(r"<([^<>\s;]*)>")
-_NUMBER: Final = re.compile(r"[0-9][0-9A-Za-z_.]*")
-_NAME: Final = re.compile(r"[A-Za-z_$][\w$]*[?!]?")
-_PERL_NAME: Final = re.compile(r"[A-Za-z_]\w*(?:::\w+)*")
-_VARIABLE: Final = re.compile(r"[$@%&*]+(?:\{\^?\w+\}|\w+(?:::\w+)*|::\w+)?")
-_PERL_QUOTE: Final = re.compile(r"(qq|qx|qw|q|m|s|tr|y)(?=\s*[^\w\s,;=)])")
-_RUBY_PERCENT: Final = re.compile(r"%([qQwWiIxrs]?)([^\w\s])")
-# after these tokens a `/` starts a regular expression, not a division
-_REGEX_AFTER_OPS: Final = frozenset("(,=:;!&|?{}[+-*%<>~^")
-_REGEX_AFTER_WORDS: Final = frozenset(
-    {"return", "typeof", "split", "grep", "map", "if", "unless", "and", "or", "not", "when", "while", "until", "x", "case", "print", "join"}
-)  # fmt: skip
-
-
-def _string(s: str, i: int, close: str, open_: str = "") -> tuple[str, int]:
-    """The text of a string from ``i`` to its closing ``close`` (nesting ``open_``), and
-    the index after it."""
-    depth = 0
-    j = i
-    out: list[str] = []
-    while j < len(s):
-        c = s[j]
-        if c == "\\" and j + 1 < len(s):
-            out.append(s[j : j + 2])
-            j += 2
-            continue
-        if open_ and c == open_:
-            depth += 1
-        elif c == close:
-            if depth == 0:
-                return "".join(out), j + 1
-            depth -= 1
-        out.append(c)
-        j += 1
-    raise _Unreadable("a string or a quoted part does not end")
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def _tokens(code: str, lang: str) -> list[_Tok]:
-    s = code
-    n = len(s)
-    i = 0
-    out: list[_Tok] = []
-
-    def regex_ok() -> bool:
-        if not out:
-            return True
-        kind, text, _ = out[-1]
-        if kind == "op":
-            return text[-1] in _REGEX_AFTER_OPS
-        return kind == "id" and text in _REGEX_AFTER_WORDS
-
-    while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            i += 1
-            continue
-        if (c == "#" and lang in ("perl", "ruby", "php")) or (
-            s.startswith("//", i) and lang in ("js", "php")
-        ):
-            if lang == "perl" and out and out[-1][1] == "$":
-                out.pop()
-                out.append(("id", "$#", False))
-                i += 1
-                continue
-            j = s.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        if s.startswith("/*", i) and lang in ("js", "php"):
-            j = s.find("*/", i + 2)
-            if j < 0:
-                raise _Unreadable("a comment does not end")
-            i = j + 2
-            continue
-        if lang == "ruby" and s.startswith("=begin", i) and (i == 0 or s[i - 1] == "\n"):
-            j = s.find("\n=end", i)
-            if j < 0:
-                raise _Unreadable("a comment does not end")
-            i = j + 5
-            continue
-        if lang == "php" and s.startswith("<<<", i):
-            raise _Unreadable("a here-document")
-        if lang == "perl" and s.startswith("<<", i) and _HEREDOC.match(s, i):
-            raise _Unreadable("a here-document")
-        if lang == "perl" and c.isalpha():
-            m = _PERL_QUOTE.match(s, i)
-            if m and not (out and out[-1][1] in ("->", "{") and _CLOSE_BRACE.match(s, m.end()) is not None):
-                i = _perl_quote(s, m, out)
-                continue
-        if lang == "ruby" and c == "%":
-            m = _RUBY_PERCENT.match(s, i)
-            if m and (m.group(1) or regex_ok()):
-                kind, delim = m.group(1), m.group(2)
-                body, i = _string(s, m.end(), _PAIRS.get(delim, delim), delim if delim in _PAIRS else "")
-                if kind == "x":
-                    out.append(("cmd", body, "#{" in body))
-                elif kind == "r":
-                    out.append(("re", body, True))
-                else:
-                    out.append(("str", _unescape(body), kind in ("", "Q", "W", "I") and "#{" in body))
-                continue
-        if c in "'\"`":
-            body, i = _string(s, i + 1, c)
-            interp = c != "'" and (
-                "${" in body
-                if lang == "js"
-                else "#{" in body
-                if lang == "ruby"
-                else re.search(r"[$@]", body) is not None
-            )
-            if c == "`" and lang != "js":
-                out.append(("cmd", body, interp))
-            else:
-                out.append(("str", _unescape(body) if c == "'" or not interp else body, interp))
-            continue
-        if c == "/" and lang in ("js", "perl", "ruby") and regex_ok():
-            body, i = _string(s, i + 1, "/")
-            while i < n and s[i].isalpha():
-                i += 1
-            out.append(("re", body, True))
-            continue
-        if lang == "perl" and c == "<" and regex_ok():
-            m = _ANGLE.match(s, i)
-            if m:  # <*.txt>: a glob; <STDIN>, <$fh>: a read
-                out.append(("re" if "*" in m.group(1) or "/" in m.group(1) else "op", m.group(1), False))
-                i = m.end()
-                continue
-        if c.isdigit():
-            m = _NUMBER.match(s, i)
-            assert m is not None
-            out.append(("num", m.group(0), False))
-            i = m.end()
-            continue
-        if c.isalpha() or c == "_" or (c == "$" and lang == "js"):
-            m = (_PERL_NAME if lang == "perl" else _NAME).match(s, i)
-            assert m is not None
-            word = m.group(0)
-            if lang == "ruby" and word[-1] in "?!" and s.startswith("=", i + m.end()):
-                word = word[:-1]
-            out.append(("id", word, False))
-            i += len(word)
-            continue
-        if (
-            c in "$@%&*"
-            and lang in ("perl", "php", "ruby")
-            and i + 1 < n
-            and (s[i + 1].isalnum() or s[i + 1] in "_{:")
-        ):
-            m = _VARIABLE.match(s, i)
-            assert m is not None
-            text = m.group(0)
-            if text in ("&", "*", "%", "@", "$"):
-                out.append(("op", text, False))
-                i += 1
-                continue
-            out.append(("id", text, False))
-            i += len(text)
-            continue
-        for op in ("->", "=>", "::", "&&", "||", "==", "!=", "<=", ">=", "**"):
-            if s.startswith(op, i):
-                out.append(("op", op, False))
-                i += len(op)
-                break
-        else:
-            out.append(("op", c, False))
-            i += 1
-    return out
-
-
-def _perl_quote(s: str, m: re.Match[str], out: list[_Tok]) -> int:
-    """A Perl quote-like operator (``q() qq{} qw// qx[] m// s/// tr/// y///``)."""
-    op = m.group(1)
-    i = m.end()
-    while i < len(s) and s[i] in " \t\n":
-        i += 1
-    if i >= len(s):
-        raise _Unreadable("a quote-like operator does not end")
-    d = s[i]
-    close = _PAIRS.get(d, d)
-    nest = d if d in _PAIRS else ""
-    body, i = _string(s, i + 1, close, nest)
-    second = ""
-    if op in ("s", "tr", "y"):
-        if nest:
-            while i < len(s) and s[i] in " \t\n":
-                i += 1
-            if i >= len(s):
-                raise _Unreadable("a substitution does not end")
-            d2 = s[i]
-            second, i = _string(s, i + 1, _PAIRS.get(d2, d2), d2 if d2 in _PAIRS else "")
-        else:
-            second, i = _string(s, i, close)
-    flags_start = i
-    while i < len(s) and s[i].isalpha():
-        i += 1
-    flags = s[flags_start:i]
-    if op == "qx":
-        out.append(("cmd", body, d != "'" and re.search(r"[$@]", body) is not None))
-    elif op in ("q", "qq", "qw"):
-        interp = op == "qq" and re.search(r"[$@]", body) is not None
-        if op == "qw":
-            out.append(("op", "(", False))
-            for k, w in enumerate(body.split()):
-                if k:
-                    out.append(("op", ",", False))
-                out.append(("str", w, False))
-            out.append(("op", ")", False))
-        else:
-            out.append(("str", body, interp))
-    else:
-        out.append(("re", body, True))
-        if op == "s" and "e" in flags:
-            # the replacement is code: read it as such
-            out.append(("op", ";", False))
-            out.extend(_tokens(second, "perl"))
-            out.append(("op", ";", False))
-    return i
-
-
-# -- what each language's functions do ---------------------------------------------------------
-
-# name -> (kind, receivers (None: any or none), which arguments are its paths)
-# kinds: delete | write | read | shell (a shell command line) | argv (a program and its
-# arguments) | run (either: one string is a shell line, a list is argv) | code (code
-# built at run time) | open (perl/ruby/php open: the mode says)
-_Spec = tuple[str, frozenset[str] | None, str]
-_ANY: Final = None
-
-
-def _r(*names: str) -> frozenset[str]:
-    return frozenset(names)
-
-
-_FS_JS: Final = _r("fs", "fsp", "promises", "fse", "Deno", "Bun")
-_JS: Final[dict[str, _Spec]] = {
-    **{
-        n: ("delete", _ANY, "all")
-        for n in ("rmSync", "rmdirSync", "unlinkSync", "removeSync", "emptyDirSync")
-    },
-    **{n: ("delete", _FS_JS, "all") for n in ("rm", "rmdir", "unlink", "remove", "emptyDir")},
-    **{
-        n: ("write", _ANY, "first")
-        for n in (
-            "writeFileSync",
-            "appendFileSync",
-            "mkdirSync",
-            "truncateSync",
-            "utimesSync",
-            "createWriteStream",
-            "writeTextFile",
-            "writeTextFileSync",
-            "mkdirpSync",
-            "outputFileSync",
-            "chmodSync",
-            "chownSync",
-            "lchownSync",
-            "lutimesSync",
-            "ensureDirSync",
-            "ensureFileSync",
-        )
-    },
-    **{
-        n: ("write", _FS_JS, "first")
-        for n in (
-            "writeFile",
-            "appendFile",
-            "mkdir",
-            "truncate",
-            "utimes",
-            "chmod",
-            "chown",
-            "lchown",
-            "create",
-            "createSync",
-            "ensureDir",
-            "ensureFile",
-            "outputFile",
-            "write",
-        )
-    },
-    **{n: ("write", _ANY, "all") for n in ("renameSync", "moveSync")},
-    **{n: ("write", _FS_JS, "all") for n in ("rename", "move")},
-    **{n: ("write", _ANY, "last") for n in ("copyFileSync", "cpSync", "symlinkSync", "linkSync", "copySync")},
-    **{n: ("write", _FS_JS, "last") for n in ("copyFile", "cp", "symlink", "link", "copy")},
-    **{n: ("open", _FS_JS, "first") for n in ("openSync", "open")},
-    **{
-        n: ("read", _ANY, "first")
-        for n in ("readFileSync", "readdirSync", "createReadStream", "readTextFile", "readTextFileSync")
-    },
-    **{n: ("read", _FS_JS, "first") for n in ("readFile", "readdir", "file")},
-    **{n: ("shell", _ANY, "first") for n in ("execSync",)},
-    **{n: ("shell", _r("child_process", "cp", "childProcess", "proc"), "first") for n in ("exec",)},
-    **{
-        n: ("argv", _ANY, "first")
-        for n in ("spawnSync", "execFileSync", "spawn", "execFile", "Command", "run", "fork")
-    },
-    **{
-        n: ("code", _ANY, "")
-        for n in (
-            "eval",
-            "Function",
-            "require",
-            "import",
-            "getBuiltinModule",
-            "createRequire",
-            "setTimeout",
-            "setInterval",
-            "setImmediate",
-            "binding",
-            "dlopen",
-            "runInThisContext",
-            "runInNewContext",
-            "runInContext",
-            "compileFunction",
-            "Script",
-            "WebAssembly",
-            "Worker",
-            "_load",
-            "$",
-        )
-    },
-}
-# functions that load a module by name: a literal name is read, a computed one is not
-_LOADERS: Final = frozenset({"require", "import", "getBuiltinModule", "createRequire"})
-_JS_SPAWN_NEEDS: Final = frozenset({"spawn", "execFile", "fork", "run", "Command"})  # generic names
-
-_PERL: Final[dict[str, _Spec]] = {
-    **{n: ("delete", _ANY, "all") for n in ("unlink", "rmdir", "rmtree", "remove_tree", "File::Path::rmtree", "File::Path::remove_tree")},
-    **{n: ("write", _ANY, "all") for n in ("mkdir", "make_path", "mkpath", "rename", "truncate", "move", "mv", "File::Copy::move")},
-    **{n: ("write", _ANY, "rest") for n in ("chmod", "chown", "utime")},
-    **{n: ("write", _ANY, "last") for n in ("symlink", "link", "copy", "cp", "File::Copy::copy")},
-    **{n: ("open", _ANY, "") for n in ("open", "sysopen")},
-    **{n: ("read", _ANY, "first") for n in ("opendir",)},
-    **{n: ("run", _ANY, "all") for n in ("system", "exec")},
-    **{n: ("code", _ANY, "") for n in ("eval", "do", "require", "syscall", "CORE::GLOBAL", "DynaLoader", "XSLoader", "Inline", "can", "goto", "AUTOLOAD")},
-}  # fmt: skip
-
-_FU: Final = _r("FileUtils", "FU")
-_RUBY: Final[dict[str, _Spec]] = {
-    **{n: ("delete", _r("File", "Dir", "FileUtils", "FU", "Pathname"), "all") for n in ("delete", "unlink")},
-    **{n: ("delete", _ANY, "all") for n in ("rm", "rm_f", "rm_r", "rm_rf", "rmtree", "remove_dir", "remove_entry", "remove_entry_secure", "remove_file", "rmdir", "safe_unlink")},
-    **{n: ("delete", _FU, "all") for n in ("remove",)},
-    **{n: ("write", _r("File", "IO"), "first") for n in ("write", "binwrite", "truncate", "new")},
-    **{n: ("write", _ANY, "all") for n in ("mkdir_p", "makedirs", "mkpath", "touch")},
-    **{n: ("write", _r("Dir", "FileUtils", "FU"), "all") for n in ("mkdir",)},
-    **{n: ("write", _r("File", "FileUtils", "FU"), "all") for n in ("rename", "mv", "move")},
-    **{n: ("write", _r("File", "FileUtils", "FU"), "last") for n in ("cp", "copy", "cp_r", "copy_file", "ln", "ln_s", "ln_sf", "symlink", "link", "install")},
-    **{n: ("write", _r("File", "FileUtils", "FU"), "rest") for n in ("chmod", "chown", "chmod_R", "chown_R")},
-    **{n: ("open", _ANY, "") for n in ("open",)},
-    **{n: ("read", _r("File", "IO", "Dir"), "first") for n in ("read", "readlines", "foreach", "binread", "entries", "children", "each_child")},
-    **{n: ("run", _ANY, "all") for n in ("system", "exec", "spawn")},
-    **{n: ("shell", _r("IO", "Open3"), "first") for n in ("popen", "popen2", "popen3", "popen2e", "capture2", "capture2e", "capture3", "pipeline")},
-    **{n: ("code", _ANY, "") for n in ("eval", "instance_eval", "class_eval", "module_eval", "instance_exec", "class_exec", "send", "__send__", "public_send", "method", "define_method", "const_get", "instance_variable_get", "Fiddle", "DL", "syscall", "load", "require", "require_relative", "binding", "ObjectSpace")},
-}  # fmt: skip
-
-_PHP: Final[dict[str, _Spec]] = {
-    **{n: ("delete", _ANY, "all") for n in ("unlink", "rmdir")},
-    **{n: ("write", _ANY, "first") for n in ("file_put_contents", "mkdir", "touch", "chmod", "chown", "chgrp", "tempnam", "lchown", "lchgrp")},
-    **{n: ("write", _ANY, "all") for n in ("rename",)},
-    **{n: ("write", _ANY, "last") for n in ("copy", "symlink", "link", "move_uploaded_file")},
-    **{n: ("open", _ANY, "") for n in ("fopen", "SplFileObject", "gzopen")},
-    **{n: ("read", _ANY, "first") for n in ("file_get_contents", "file", "readfile", "scandir", "glob", "opendir", "parse_ini_file")},
-    **{n: ("shell", _ANY, "first") for n in ("system", "exec", "shell_exec", "passthru", "popen", "proc_open")},
-    **{n: ("argv", _ANY, "first") for n in ("pcntl_exec",)},
-    **{n: ("code", _ANY, "") for n in ("eval", "assert", "create_function", "call_user_func", "call_user_func_array", "forward_static_call", "forward_static_call_array", "include", "include_once", "require", "require_once", "preg_replace_callback", "array_map", "array_walk", "array_filter", "usort", "uasort", "uksort", "register_shutdown_function", "ReflectionFunction", "dl", "ffi", "FFI", "extract", "parse_str", "putenv", "mail", "mb_send_mail", "ini_set")},
-}  # fmt: skip
-_SPECS: Final = {"js": _JS, "perl": _PERL, "ruby": _RUBY, "php": _PHP}
 # names a module must be mentioned for (JS: a file operation named like any method)
 _JS_FS_MODULES: Final = re.compile(r"""['"](?:node:)?(?:fs|fs/promises|fs-extra|graceful-fs)['"]""")
 _JS_CP_MODULES: Final = re.compile(r"""['"](?:node:)?child_process['"]""")
@@ -428,16 +49,19 @@ def effects(code: str, lang: str) -> list[Effect]:
     if len(code) > MAX_CODE:
         return [("unparsable", f"is longer than {MAX_CODE} characters")]
     try:
-        toks = _tokens(code, lang)
+        toks = tokens(code, lang)
         return _scan(code, toks, lang)
-    except _Unreadable as exc:
+    except Unreadable as exc:
         return [("unparsable", str(exc))]
     except RecursionError:
         return [("unparsable", "is nested too deeply")]
 
 
-def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
-    specs = _SPECS[lang]
+def _scan(code: str, toks: list[Token], lang: str) -> list[Effect]:
+    """The effects of the calls in ``toks``: for each name of the language's table, whether
+    it is that function (:func:`_calls_the_function`), what it does with its arguments;
+    what the reader cannot follow raises ``Unreadable``."""
+    specs = SPECS[lang]
     out: list[Effect] = []
     # the literal texts the reader read as commands or paths: a name in them is not a call
     consumed = [t[1] for t in toks if t[0] in ("cmd", "re") or (t[0] == "str" and not t[2])]
@@ -446,33 +70,13 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
     seen: dict[str, int] = {}
     fs_module = lang != "js" or _JS_FS_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
     cp_module = lang != "js" or _JS_CP_MODULES.search(code) is not None or "Deno." in code or "Bun." in code
-    for k, (kind, text, interp) in enumerate(toks):
+    for k, (kind, text, _interp) in enumerate(toks):
         prev = toks[k - 1] if k else ("op", "", False)
         nxt = toks[k + 1] if k + 1 < len(toks) else ("op", "", False)
-        if kind == "cmd":
-            out.append(("dynamic", "runs a command it builds") if interp else ("shell", _unescape(text)))
-            continue
-        if kind == "str" and interp and lang == "js" and prev[1] == "$" and k >= 2 and toks[k - 2][1] == ".":
-            raise _Unreadable("runs a shell line it builds (Bun.$)")
-        if (
-            kind == "str"
-            and lang == "php"
-            and text in specs
-            and specs[text][0] in ("shell", "argv", "delete", "write", "code")
-        ):
-            raise _Unreadable(f"names the function {text} in a string (a callback)")
         if kind != "id":
+            out.extend(_literal_effects(toks, k, lang, specs))
             continue
-        # calls through a variable, a table or a reference
-        if lang == "php" and text.startswith("$") and nxt[1] == "(":
-            raise _Unreadable(f"calls the function held by {text}")
-        if (lang == "perl" and text.startswith(("&$", "&{"))) or (
-            lang == "perl" and text == "&" and nxt[1] in ("{", "$")
-        ):
-            raise _Unreadable("calls a function through a reference")
-        name = text.lstrip("&") if lang == "perl" else text
-        if lang == "perl" and name.startswith("CORE::"):
-            name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
+        name = _called_name(text, nxt, lang)
         spec = specs.get(name)
         if spec is None:
             continue
@@ -480,102 +84,180 @@ def _scan(code: str, toks: list[_Tok], lang: str) -> list[Effect]:
         if lang == "js" and name == "exec" and cp_module:
             receivers = None  # `require('child_process').exec(...)`, `cp.exec(...)`
         receiver = toks[k - 2][1] if k >= 2 and prev[1] in (".", "::", "->") else None
-        if (
-            prev[1] in (".", "->", "::")
-            and receivers is None
-            and lang in ("ruby", "perl")
-            and what in ("run", "code")
-            and name not in ("eval", "send", "public_send", "__send__", "instance_eval", "class_eval", "can")
-            and receiver not in ("Kernel", "Process", "Object", "self", "CORE", "IO", "Open3")
+        if not _calls_the_function(
+            toks, k, lang, name, what, receivers, receiver, fs_module=fs_module, cp_module=cp_module
         ):
-            continue  # `obj.system`, `$x->exec`: a method of something else
-        if receivers is not None:
-            if receiver is None and not (lang == "ruby" and receivers is _FU):
-                if lang != "js" or what in ("shell",):
-                    continue
-            elif (
-                receiver is not None and receiver not in receivers and not (lang == "js" and what != "shell")
-            ):
-                continue
-        if lang == "js":
-            if (name in _JS_SPAWN_NEEDS or name == "exec") and not cp_module:
-                continue  # `re.exec(s)`, `app.run()`: not child_process
-            if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
-                continue  # `/x/.exec(s)`
-            if receivers is _FS_JS and not fs_module:
-                continue
-            if (
-                receiver is not None
-                and receiver in ("JSON", "console", "Math", "Object", "Array", "String", "Promise", "Reflect")
-                and what != "code"
-            ):
-                continue
+            continue
         if prev[1] in ("function", "def", "sub") or (
             kind == "id" and prev[0] == "id" and prev[1] in ("function", "def", "sub")
         ):
-            raise _Unreadable(f"defines its own {name}")
+            raise Unreadable(f"defines its own {name}")
         seen[name] = seen.get(name, 0) + 1
         if what == "code":
-            if name == "import" and lang == "js" and nxt[1] != "(":
-                continue  # `import {rmSync} from 'fs'`: a declaration
-            if name in _LOADERS or (name == "do" and lang == "perl"):
-                arg = nxt
-                if lang == "perl" and name == "do" and arg[1] == "{":
-                    continue  # do { BLOCK }
-                after = toks[k + 2] if k + 2 < len(toks) else ("op", "", False)
-                if arg[1] == "(" and k + 2 < len(toks):
-                    arg, after = toks[k + 2], (toks[k + 3] if k + 3 < len(toks) else ("op", "", False))
-                    if after[1] != ")":
-                        arg = ("op", "", False)  # more than one literal: a name it computes
-                elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
-                    arg = ("op", "", False)
-                if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
-                    raise _Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
-                if (arg[0] == "str" and not arg[2] and name in _LOADERS) or (
-                    arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
-                ):
-                    continue  # require 'json' / require Foo::Bar
-            if name in ("setTimeout", "setInterval", "setImmediate"):
-                if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
-                    raise _Unreadable(f"runs a string as code ({name})")
-                continue  # a function to call later
-            if name == "eval" and lang == "perl" and nxt[1] == "{":
-                continue  # eval { BLOCK }: an exception catcher
-            if name == "can" and lang == "perl" and prev[1] != "->":
-                continue
-            raise _Unreadable(f"runs code or calls a function it builds at run time ({name})")
+            _code_call(toks, k, lang, name)
+            continue
         args = _call_args(toks, k + 1, lang, pairs, work)
         if work[0] > 20 * len(toks) + 1000:
-            raise _Unreadable("calls more functions than avfs reads")
+            raise Unreadable("calls more functions than avfs reads")
         if args is None:
-            if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
-                continue  # `const {rmSync} = require('fs')`: the name is brought in
-            if lang == "js" and nxt[1] == ":" and prev[1] in ("{", ","):
-                raise _Unreadable(f"renames {name}")
-            if lang in ("perl", "ruby") and what in ("delete",) and nxt[1] in (";", "", "}"):
-                out.append(("opaque", f"calls {name} on a path it computes"))
-                continue
-            raise _Unreadable(f"uses {name} in a way avfs cannot read")
+            out.extend(_not_called(name, what, lang, prev, nxt))
+            continue
         out.extend(_effect(name, what, which, args, lang))
     _names_hidden(code, seen, specs, consumed)
+    _refuse_indirect_calls(code, toks, lang)
+    return out
+
+
+def _literal_effects(toks: list[Token], k: int, lang: str, specs: Mapping[str, Spec]) -> list[Effect]:
+    """What the token ``toks[k]``, not a name, does: a backquoted command runs; a string
+    that builds a ``Bun.$`` line or names a PHP function as a callback is ``Unreadable``."""
+    kind, text, interp = toks[k]
+    prev = toks[k - 1] if k else ("op", "", False)
+    if kind == "cmd":
+        return [("dynamic", "runs a command it builds") if interp else ("shell", unescape(text))]
+    if kind == "str" and interp and lang == "js" and prev[1] == "$" and k >= 2 and toks[k - 2][1] == ".":
+        raise Unreadable("runs a shell line it builds (Bun.$)")
+    if (
+        kind == "str"
+        and lang == "php"
+        and text in specs
+        and specs[text][0] in ("shell", "argv", "delete", "write", "code")
+    ):
+        raise Unreadable(f"names the function {text} in a string (a callback)")
+    return []
+
+
+def _called_name(text: str, nxt: Token, lang: str) -> str:
+    """The name a table lists for the name token ``text`` (perl's ``&f`` and
+    ``CORE::f`` are ``f``); a call through a variable or a reference is ``Unreadable``."""
+    if lang == "php" and text.startswith("$") and nxt[1] == "(":
+        raise Unreadable(f"calls the function held by {text}")
+    if (lang == "perl" and text.startswith(("&$", "&{"))) or (
+        lang == "perl" and text == "&" and nxt[1] in ("{", "$")
+    ):
+        raise Unreadable("calls a function through a reference")
+    name = text.lstrip("&") if lang == "perl" else text
+    if lang == "perl" and name.startswith("CORE::"):
+        name = name.rsplit("::", 1)[1]  # CORE::unlink, CORE::GLOBAL::system
+    return name
+
+
+def _calls_the_function(
+    toks: list[Token],
+    k: int,
+    lang: str,
+    name: str,
+    what: str,
+    receivers: frozenset[str] | None,
+    receiver: str | None,
+    *,
+    fs_module: bool,
+    cp_module: bool,
+) -> bool:
+    """Whether the name at ``toks[k]`` is the table's function, not a method of the same
+    name on something else (``obj.system``, ``re.exec(s)``, ``JSON.parse``)."""
+    prev = toks[k - 1] if k else ("op", "", False)
+    if (
+        prev[1] in (".", "->", "::")
+        and receivers is None
+        and lang in ("ruby", "perl")
+        and what in ("run", "code")
+        and name not in ("eval", "send", "public_send", "__send__", "instance_eval", "class_eval", "can")
+        and receiver not in ("Kernel", "Process", "Object", "self", "CORE", "IO", "Open3")
+    ):
+        return False  # `obj.system`, `$x->exec`: a method of something else
+    if receivers is not None:
+        if receiver is None and not (lang == "ruby" and receivers is FU):
+            if lang != "js" or what in ("shell",):
+                return False
+        elif receiver is not None and receiver not in receivers and not (lang == "js" and what != "shell"):
+            return False
+    if lang == "js":
+        if (name in JS_SPAWN_NEEDS or name == "exec") and not cp_module:
+            return False  # `re.exec(s)`, `app.run()`: not child_process
+        if name == "exec" and k >= 2 and toks[k - 2][0] == "re":
+            return False  # `/x/.exec(s)`
+        if receivers is FS_JS and not fs_module:
+            return False
+        if (
+            receiver is not None
+            and receiver in ("JSON", "console", "Math", "Object", "Array", "String", "Promise", "Reflect")
+            and what != "code"
+        ):
+            return False
+    return True
+
+
+def _code_call(toks: list[Token], k: int, lang: str, name: str) -> None:
+    """A call of a function that runs code (``eval``, ``require``, ``setTimeout``...):
+    returns when what it runs is plain (a literal module name, a block, a function to
+    call later), else raises ``Unreadable``."""
+    prev = toks[k - 1] if k else ("op", "", False)
+    nxt = toks[k + 1] if k + 1 < len(toks) else ("op", "", False)
+    if name == "import" and lang == "js" and nxt[1] != "(":
+        return  # `import {rmSync} from 'fs'`: a declaration
+    if name in LOADERS or (name == "do" and lang == "perl"):
+        arg = nxt
+        if lang == "perl" and name == "do" and arg[1] == "{":
+            return  # do { BLOCK }
+        after = toks[k + 2] if k + 2 < len(toks) else ("op", "", False)
+        if arg[1] == "(" and k + 2 < len(toks):
+            arg, after = toks[k + 2], (toks[k + 3] if k + 3 < len(toks) else ("op", "", False))
+            if after[1] != ")":
+                arg = ("op", "", False)  # more than one literal: a name it computes
+        elif (after[0] == "op" and after[1] in (".", "+", "[", "(")) or after[0] == "str":
+            arg = ("op", "", False)
+        if arg[0] == "str" and ":" in arg[1] and not arg[1].startswith("node:"):
+            raise Unreadable(f"loads code from {arg[1][:40]!r}")  # data:, https:
+        if (arg[0] == "str" and not arg[2] and name in LOADERS) or (
+            arg[0] == "id" and lang == "perl" and name == "require" and not arg[1].startswith("$")
+        ):
+            return  # require 'json' / require Foo::Bar
+    if name in ("setTimeout", "setInterval", "setImmediate"):
+        if nxt[1] == "(" and k + 2 < len(toks) and toks[k + 2][0] == "str":
+            raise Unreadable(f"runs a string as code ({name})")
+        return  # a function to call later
+    if name == "eval" and lang == "perl" and nxt[1] == "{":
+        return  # eval { BLOCK }: an exception catcher
+    if name == "can" and lang == "perl" and prev[1] != "->":
+        return
+    raise Unreadable(f"runs code or calls a function it builds at run time ({name})")
+
+
+def _not_called(name: str, what: str, lang: str, prev: Token, nxt: Token) -> list[Effect]:
+    """A function of the table named but not called (no arguments follow): brought in by
+    name (``const {rmSync} = require('fs')``: nothing), a perl or ruby delete of a
+    computed path (opaque); anything else is ``Unreadable``."""
+    if lang == "js" and nxt[1] in (",", "}") and prev[1] in ("{", ","):
+        return []  # `const {rmSync} = require('fs')`: the name is brought in
+    if lang == "js" and nxt[1] == ":" and prev[1] in ("{", ","):
+        raise Unreadable(f"renames {name}")
+    if lang in ("perl", "ruby") and what in ("delete",) and nxt[1] in (";", "", "}"):
+        return [("opaque", f"calls {name} on a path it computes")]
+    raise Unreadable(f"uses {name} in a way avfs cannot read")
+
+
+def _refuse_indirect_calls(code: str, toks: list[Token], lang: str) -> None:
+    """A call the token walk cannot see: a function picked from a table (JS ``t[k](``),
+    called through a reference (perl ``->(``, ``&$f``) or held in a value (ruby
+    ``.call``) is ``Unreadable``."""
     if lang == "js" and re.search(r"\]\s*\(", code) and _computed_call(toks):
-        raise _Unreadable("calls a function it picks from a table")
+        raise Unreadable("calls a function it picks from a table")
     if lang == "perl" and re.search(r"->\s*\(|->\s*\$|(?<!&)&\s*[$\{]", code):
-        raise _Unreadable("calls a function through a reference")
+        raise Unreadable("calls a function through a reference")
     if (
         lang == "ruby"
         and re.search(r"\.\s*(call|\[\])\s*\(|\.\(", code)
         and re.search(r"\b(method|proc|lambda)\b|->", code)
     ):
-        raise _Unreadable("calls a function it holds in a value")
-    return out
+        raise Unreadable("calls a function it holds in a value")
 
 
-def _computed_call(toks: list[_Tok]) -> bool:
+def _computed_call(toks: list[Token]) -> bool:
     return any(toks[k][1] == "]" and toks[k + 1][1] == "(" for k in range(len(toks) - 1))
 
 
-def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, _Spec], consumed: list[str]) -> None:
+def _names_hidden(code: str, seen: dict[str, int], specs: Mapping[str, Spec], consumed: list[str]) -> None:
     """A function of the tables (one that is not only a method of named receivers) named
     in the text more often than the reader saw it called, outside the literals it read: in
     a comment or a construct it misread, it cannot say what runs."""
@@ -586,18 +268,18 @@ def _names_hidden(code: str, seen: dict[str, int], specs: dict[str, _Spec], cons
         word = re.compile(r"(?<![\w$])" + re.escape(name) + r"(?![\w$])")
         count = len(word.findall(code)) - len(word.findall(literals))
         if count > seen.get(name, 0):
-            raise _Unreadable(f"names {name} where avfs cannot read what it does")
+            raise Unreadable(f"names {name} where avfs cannot read what it does")
 
 
 def _call_args(
-    toks: list[_Tok], k: int, lang: str, pairs: dict[int, int], work: list[int]
-) -> list[list[_Tok]] | None:
+    toks: list[Token], k: int, lang: str, pairs: dict[int, int], work: list[int]
+) -> list[list[Token]] | None:
     """The arguments of a call whose name ends before ``toks[k]``: in parentheses, or (perl,
     ruby) up to the end of the statement; None when the name is not called."""
     if k < len(toks) and toks[k][1] == "(":
         end = pairs.get(k)
         if end is None:
-            raise _Unreadable("a parenthesis does not close")
+            raise Unreadable("a parenthesis does not close")
         work[0] += end - k
         return _split_args(toks[k + 1 : end])
     if lang not in ("perl", "ruby"):
@@ -629,7 +311,7 @@ def _call_args(
     return _split_args(toks[k:j])
 
 
-def _pairs(toks: list[_Tok]) -> dict[int, int]:
+def _pairs(toks: list[Token]) -> dict[int, int]:
     """The index of the closing bracket of each opening one (a missing one: not in it)."""
     out: dict[int, int] = {}
     stack: list[int] = []
@@ -643,8 +325,8 @@ def _pairs(toks: list[_Tok]) -> dict[int, int]:
     return out
 
 
-def _split_args(toks: list[_Tok]) -> list[list[_Tok]]:
-    out: list[list[_Tok]] = [[]]
+def _split_args(toks: list[Token]) -> list[list[Token]]:
+    out: list[list[Token]] = [[]]
     depth = 0
     for t in toks:
         if t[0] == "op" and t[1] in "([{":
@@ -658,7 +340,7 @@ def _split_args(toks: list[_Tok]) -> list[list[_Tok]]:
     return [a for a in out if a]
 
 
-def _literal(arg: list[_Tok], lang: str) -> str | None:
+def _literal(arg: list[Token], lang: str) -> str | None:
     """The path or text an argument is, when it is a literal (``'x'``, ``glob "x"``,
     ``<*.txt>``, ``Pathname.new('x')``); else None."""
     toks = arg
@@ -673,7 +355,7 @@ def _literal(arg: list[_Tok], lang: str) -> str | None:
     return None
 
 
-def _list(arg: list[_Tok], lang: str) -> list[str] | None:
+def _list(arg: list[Token], lang: str) -> list[str] | None:
     """A literal list (``['ls', '-l']``, ``qw(ls -l)``) of strings; else None."""
     toks = arg
     if not toks or toks[0][1] not in ("[", "("):
@@ -685,7 +367,7 @@ def _list(arg: list[_Tok], lang: str) -> list[str] | None:
     return [w for w in words if w is not None]
 
 
-def _effect(name: str, what: str, which: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+def _effect(name: str, what: str, which: str, args: list[list[Token]], lang: str) -> list[Effect]:
     if what in ("shell", "run", "argv"):
         return _run(name, what, args, lang)
     if what == "open":
@@ -704,7 +386,7 @@ def _effect(name: str, what: str, which: str, args: list[list[_Tok]], lang: str)
     return out
 
 
-def _run(name: str, what: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+def _run(name: str, what: str, args: list[list[Token]], lang: str) -> list[Effect]:
     if not args:
         return [("dynamic", f"runs a command it computes ({name})")]
     first = _literal(args[0], lang)
@@ -748,7 +430,7 @@ def _run(name: str, what: str, args: list[list[_Tok]], lang: str) -> list[Effect
     return [("argv", words)]
 
 
-def _open(name: str, args: list[list[_Tok]], lang: str) -> list[Effect]:
+def _open(name: str, args: list[list[Token]], lang: str) -> list[Effect]:
     """perl ``open(F, MODE, PATH)`` / ``open(F, ">PATH")``, ruby ``File.open(p, 'w')``,
     php ``fopen(p, 'w')``, JS ``fs.openSync(p, 'w')``."""
     if lang == "perl":

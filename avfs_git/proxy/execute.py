@@ -871,7 +871,7 @@ def _isolation(vault: Vault, req: ExecRequest, fallback: str = "bwrap") -> dict[
 
     if req.isolate not in (*isolate.HOSTS, "confined"):
         raise UsageError(f"isolate must be one of confined, {', '.join(isolate.HOSTS)}, not {req.isolate!r}")
-    from ..ops.quickstart import origin_dir
+    from ..ops.origin import origin_dir
 
     at = req.isolate_at if req.isolate_at is not None else origin_dir(vault)  # where `avfs up` came from
     if not at:

@@ -1,0 +1,302 @@
+"""Writing a fork's files into a plain directory of the host, for ``export`` and ``apply``
+(:mod:`.quickstart`): what the host holds at a path, a file or symlink put in place by
+rename, which paths a fork changed between two trees, why writing one would lose a change
+made in the directory (:func:`conflict_reason`), and the copy of those changes, never
+through a symlink of the directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+from ..core.errors import AvfsError, InvalidPathError
+from ..core.store import names
+from ..core.store.gitstore import GitStore, blob_id, file_blob_id
+from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE
+
+if TYPE_CHECKING:
+    from ..core.vaults.vault import Vault
+
+
+Entry = tuple[str, int]  # (blob id, git mode) of one file or symlink
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplyChange:
+    """One path the fork changed since ``base``. ``applied``: False when the directory
+    already held the fork's version (or, in patch mode, nothing is written)."""
+
+    path: str
+    status: str  # added | modified | deleted | type_changed
+    applied: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplyConflict:
+    path: str
+    reason: str
+
+
+def host_entry(full: str) -> Entry | Literal["dir", "blocked"] | None:
+    """What the host holds at ``full``: a (blob id, mode), None (nothing), "dir", or
+    "blocked" (a parent is not a directory)."""
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return "blocked"
+    if stat.S_ISLNK(st.st_mode):
+        return blob_id(os.fsencode(os.readlink(full))), MODE_LINK
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISREG(st.st_mode):
+        return file_blob_id(full), MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
+    return "blocked"
+
+
+def is_empty_dir(path: str) -> bool:
+    with os.scandir(path) as it:
+        return next(it, None) is None
+
+
+def replace_with_file(full: str, data: bytes, mode: int, keep_perms: bool = False) -> None:
+    """Put ``data`` at ``full`` (a file, or a symlink when ``mode`` is MODE_LINK) by rename."""
+    parent = os.path.dirname(full)
+    tmp = os.path.join(parent, f".avfs-tmp-{os.getpid()}-{time.monotonic_ns()}")  # short: NAME_MAX
+    if os.path.isdir(full) and not os.path.islink(full):
+        import shutil
+
+        shutil.rmtree(full)
+    if mode == MODE_LINK:
+        os.symlink(os.fsdecode(data), tmp)
+        os.replace(tmp, full)
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    perms = 0o666 & ~umask
+    if keep_perms:
+        try:
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                perms = st.st_mode & 0o666
+        except FileNotFoundError:
+            pass
+    if mode == MODE_EXEC:
+        perms |= (perms & 0o444) >> 2  # x wherever r
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, perms)
+        os.replace(tmp, full)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def fork_changes(
+    store: GitStore, old_tree: str, new_tree: str
+) -> dict[str, tuple[Entry | None, Entry | None]]:
+    """Path -> (old, new) of every file or symlink that differs (no rename pairing)."""
+    out: dict[str, tuple[Entry | None, Entry | None]] = {}
+    for a, b in store.tree_deltas(old_tree, new_tree):
+        old: Entry | None = None
+        new: Entry | None = None
+        if a.mode not in (0, MODE_COMMIT, MODE_TREE) and a.oid is not None:
+            old = (a.oid, a.mode)
+        if b.mode not in (0, MODE_COMMIT, MODE_TREE) and b.oid is not None:
+            new = (b.oid, b.mode)
+        for path, o, n in ((a.path, old, None), (b.path, None, new)):
+            if o is None and n is None:
+                continue
+            prev = out.get(path, (None, None))
+            out[path] = (o or prev[0], n or prev[1])
+    return out
+
+
+def change_status(old: Entry | None, new: Entry | None) -> str:
+    if old is None:
+        return "added"
+    if new is None:
+        return "deleted"
+    if (old[1] == MODE_LINK) != (new[1] == MODE_LINK):
+        return "type_changed"
+    return "modified"
+
+
+def refuse_unsafe_paths(vault: Vault, fork: str, base: str, paths: Iterable[str]) -> None:
+    """Refuse (before anything is written) a change whose path could leave the target or
+    reach into its ``.git``: '..', '.git' in any case, control characters, an absolute or
+    not normalised path. A fork's tree can hold such entries when they were made with git
+    plumbing (a push into the vault, a clone or pull of an untrusted remote)."""
+    bad: list[dict[str, str]] = []
+    for path in sorted(paths):
+        try:
+            why = None if names.norm_path(path) == path else "not a normalised path"
+        except AvfsError as exc:
+            why = exc.message
+        if why is not None:
+            bad.append({"path": path, "reason": why})
+    if bad:
+        listing = "; ".join(repr(b["path"]) for b in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise InvalidPathError(
+            f"fork {fork} of vault {vault.name} changes paths that cannot be written into a"
+            f" directory: {listing}{more}; nothing was applied",
+            hint="such entries ('..', '.git', control characters) come from git plumbing (a push,"
+            " a clone of an untrusted remote): rewrite the fork's commits without them",
+            details={"fork": fork, "base": base, "paths": bad},
+        )
+
+
+def parent_problem(target: str, path: str, deleted: set[str]) -> tuple[str | None, bool]:
+    """Check the directories above ``path`` in ``target`` without following a symlink.
+
+    Returns (why writing ``path`` would go through something that is not a plain directory
+    of the target, or None; whether ``path`` is absent because a parent is missing or is a
+    file or symlink the fork deletes anyway). A symlink is never followed: like git ("beyond
+    a symbolic link"), a parent that is a symlink (``cache -> /elsewhere``) is a conflict.
+    """
+    full = target
+    rel = ""
+    for comp in path.split("/")[:-1]:
+        rel = f"{rel}/{comp}" if rel else comp
+        full = os.path.join(full, comp)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, True
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if rel in deleted:
+            return None, True  # the fork removes it (its own check covers a change there)
+        if stat.S_ISLNK(st.st_mode):
+            return f"beyond the symbolic link {rel} in the target", False
+        return f"{rel} is not a directory in the target", False
+    return None, False
+
+
+def conflict_reason(
+    target: str, path: str, cur: Entry | str | None, old: Entry | None, deleted: set[str]
+) -> str | None:
+    """Why writing the fork's version of ``path`` would lose a change made in ``target``."""
+    if cur == old:
+        return None
+    if cur == "blocked":
+        return "a parent is not a directory in the target"
+    if cur == "dir":
+        # a directory the fork replaced by a file: fine when it holds only files being deleted
+        full = os.path.join(target, path)
+        for root, dirnames, files in os.walk(full):
+            for fn in files + [d for d in dirnames if os.path.islink(os.path.join(root, d))]:
+                rel = os.path.relpath(os.path.join(root, fn), target).replace(os.sep, "/")
+                if rel not in deleted:
+                    return "is a directory in the target holding other files"
+        return None
+    if cur is None:
+        return "deleted in the target"
+    if old is None:
+        return "added in the target"
+    return "changed in the target"
+
+
+def compare_with_directory(
+    target: str, changes: dict[str, tuple[Entry | None, Entry | None]]
+) -> tuple[list[tuple[str, Entry | None, Entry | None]], list[ApplyChange], list[ApplyConflict]]:
+    """A fork's ``changes`` (path -> (old, new)) against what ``target`` holds: (the changes
+    to write, the ones the directory already holds, the ones it changed too: conflicts,
+    also to write when forced). A missing ``target`` (a patch is written) holds ``old``."""
+    deleted = {p for p, (_o, n) in changes.items() if n is None}
+    conflicts: list[ApplyConflict] = []
+    todo: list[tuple[str, Entry | None, Entry | None]] = []
+    done: list[ApplyChange] = []
+    has_dir = os.path.isdir(target)
+    for path in sorted(changes):
+        old, new = changes[path]
+        why, absent = parent_problem(target, path, deleted) if has_dir else (None, False)
+        if why is not None:
+            conflicts.append(ApplyConflict(path, why))
+            todo.append((path, old, new))
+            continue
+        cur = None if absent else host_entry(os.path.join(target, path)) if has_dir else old
+        if cur == new:
+            done.append(ApplyChange(path, change_status(old, new), False))
+            continue
+        why = conflict_reason(target, path, cur, old, deleted)
+        if why is not None:
+            conflicts.append(ApplyConflict(path, why))
+        todo.append((path, old, new))
+    return todo, done, conflicts
+
+
+def _is_plain_dir(target: str, rel: str) -> bool:
+    """True when ``rel`` and every directory above it in ``target`` is a plain directory
+    (lstat: no symlink is followed); False when one is missing, a file or a symlink."""
+    full = target
+    for comp in rel.split("/") if rel else ():
+        full = os.path.join(full, comp)
+        try:
+            if not stat.S_ISDIR(os.lstat(full).st_mode):
+                return False
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+    return True
+
+
+def _make_parents(target: str, path: str) -> None:
+    """Make the directories above ``path`` in ``target``, never through a symlink: a file
+    or symlink in the way (checked as a conflict before, or overridden by ``force``) is
+    replaced by a directory."""
+    full = target
+    for comp in path.split("/")[:-1]:
+        full = os.path.join(full, comp)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            os.mkdir(full)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        os.unlink(full)  # the symlink itself, never what it points at
+        os.mkdir(full)
+
+
+def copy_changes(
+    store: GitStore, target: str, todo: list[tuple[str, Entry | None, Entry | None]]
+) -> list[ApplyChange]:
+    """Write ``todo`` into ``target``. Paths were checked by :func:`refuse_unsafe_paths`;
+    no symlink in the target is followed (a deletion beneath one deletes nothing, a write
+    beneath one replaces it by a directory: only reached with ``force``)."""
+    import shutil
+
+    out: list[ApplyChange] = []
+    # deletions first (deepest first), then empty parent directories, then writes
+    for path, old, new in sorted(todo, key=lambda t: t[0], reverse=True):
+        if new is not None:
+            continue
+        full = os.path.join(target, path)
+        if _is_plain_dir(target, os.path.dirname(path)):
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            elif os.path.lexists(full):
+                os.unlink(full)
+        out.append(ApplyChange(path, change_status(old, new), True))
+        parent = os.path.dirname(path)
+        while parent and _is_plain_dir(target, parent) and is_empty_dir(os.path.join(target, parent)):
+            os.rmdir(os.path.join(target, parent))
+            parent = os.path.dirname(parent)
+    for path, old, new in sorted(todo, key=lambda t: t[0]):
+        if new is None:
+            continue
+        _make_parents(target, path)
+        replace_with_file(os.path.join(target, path), store.blob_data(new[0]), new[1], keep_perms=True)
+        out.append(ApplyChange(path, change_status(old, new), True))
+    return out
