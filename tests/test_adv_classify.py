@@ -598,3 +598,13 @@ def _assert_rewrite(line: str, original: str, cwd: str, home: str) -> None:
     for s in simples[1:]:
         assert isinstance(s, Simple) and [w.value for w in s.words][:3] == ["command", "cd", "--"]
         assert not any(w.dynamic or w.subs for w in s.words)
+
+
+@pytest.mark.parametrize("code", ["a!=b", "x = a!=b", "if x then a!=b end"])
+def test_a_ruby_name_before_an_equals_sign_keeps_its_operator_wherever_it_stands(code: str) -> None:
+    """`a!=b` is `a`, `!=`, `b` in Ruby (a name ending in ? or ! does not take the `=` after
+    it), at the start of the code or anywhere after it."""
+    from avfs_git.policy.scripttokens import tokens
+
+    words = [t[1] for t in tokens(code, "ruby") if t[0] == "id"]
+    assert "a!" not in words and "a" in words

@@ -198,7 +198,7 @@ def _word(s: str, i: int, lang: str, out: list[Token]) -> int | None:
         m = (_PERL_NAME if lang == "perl" else _NAME).match(s, i)
         assert m is not None
         word = m.group(0)
-        if lang == "ruby" and word[-1] in "?!" and s.startswith("=", i + m.end()):
+        if lang == "ruby" and word[-1] in "?!" and s.startswith("=", m.end()):
             word = word[:-1]
         out.append(("id", word, False))
         return i + len(word)
