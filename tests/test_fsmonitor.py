@@ -801,7 +801,7 @@ def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind, bac
 def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, backend):
     """`proxy exec` runs commands in a bubblewrap sandbox that hides the home and /tmp (and
     avfs's state: the journal too): the hook it shows runs the system's interpreter of its
-    language (proxy/execute.py) and still reaches the daemon; a Perl hook is not handed to
+    language (proxy/placement.py) and still reaches the daemon; a Perl hook is not handed to
     Python."""
     from avfs_git.mount.hookscripts import socket_hook
     from avfs_git.proxy import confine

@@ -370,7 +370,7 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
 
 
 def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli: Any) -> None:
-    from avfs_git.proxy.execute import _exec_lock
+    from avfs_git.proxy.admission import _exec_lock
 
     vault.workspace("main").write("a", b"1")
     checkpoint.save(vault, "main")
@@ -914,7 +914,7 @@ def test_doctor_reports_nothing_after_forks_are_used_and_deleted(home: Home, vau
     """Every way a fork goes (`down --discard`/`--keep`'s delete, `vault delete V:F`) takes its
     lock files with it: doctor has nothing to say after normal use, and an undo that brings
     a fork back works with new lock files."""
-    from avfs_git.proxy.execute import _exec_lock
+    from avfs_git.proxy.admission import _exec_lock
 
     vault.workspace("main").write("a", b"1")
     checkpoint.save(vault, "main")
