@@ -601,7 +601,8 @@ class AvfsTools:
         import tempfile
 
         from ..core.store import names
-        from ..proxy.execute import ExecRequest, execute
+        from ..proxy.envelope import ExecRequest
+        from ..proxy.execute import execute
 
         cwd: str = args.get("cwd", "")
         if cwd.startswith("/"):

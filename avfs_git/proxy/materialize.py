@@ -37,7 +37,7 @@ def _scan(root: str) -> Manifest:
     return out
 
 
-class _Copy:
+class Copy:
     """A materialized copy of the workspace: where it is, and what it held before the
     command ran (so that only what the command changed is written back)."""
 
@@ -47,17 +47,17 @@ class _Copy:
         self.keep = False  # kept for the user when writing back failed
 
 
-def _materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> _Copy:
+def materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> Copy:
     base = os.path.join(home.path, "tmp")
     os.makedirs(base, exist_ok=True)
-    copy = _Copy(tempfile.mkdtemp(prefix="exec-", dir=base), {})
+    copy = Copy(tempfile.mkdtemp(prefix="exec-", dir=base), {})
     cleanup.append(lambda: None if copy.keep else shutil.rmtree(copy.root, ignore_errors=True))
     ws.materialize_to(copy.root)
     copy.before = _scan(copy.root)
     return copy
 
 
-def _write_back(ws: Workspace, copy: _Copy) -> list[dict[str, str]]:
+def write_back(ws: Workspace, copy: Copy) -> list[dict[str, str]]:
     """Apply to the workspace what the command changed in the copy (compared with the copy
     before it ran): other changes made to the workspace meanwhile are left alone. Returns
     the paths that could not be written back (with why)."""
