@@ -25,7 +25,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
-from avfs_git.proxy import isolate, runner
+from avfs_git.proxy import isolate, linuxns, runner
 from avfs_git.proxy.envelope import ExecRequest, ExecResult
 from avfs_git.proxy.execute import execute
 from avfs_git.proxy.options import request_from
@@ -489,7 +489,7 @@ def test_a_view_that_fails_to_set_up_runs_nothing(home, vault, proj, tmp_path, m
 def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
     """The real probe passes here as root; as `nobody` the same views are made in a user
     namespace (its own ids mapped, no capabilities left for the command)."""
-    assert isolate._probe.__wrapped__() is None  # type: ignore[attr-defined]
+    assert linuxns._probe.__wrapped__() is None  # type: ignore[attr-defined]
     assert isolate.method() == "mount_namespace"
     base = Path(tempfile.mkdtemp(prefix="avfs-userns-", dir="/var/tmp"))
     try:
@@ -503,10 +503,10 @@ def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
         os.chown(src, 65534, 65534)
         code = (
             "import json, os, sys\n"
-            "from avfs_git.proxy import isolate, runner\n"
-            "isolate._sys()\n"
+            "from avfs_git.proxy import isolate, linuxns, runner\n"
+            "linuxns._sys()\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-            "out = {'why': isolate._probe(), 'method': isolate.method()}\n"
+            "out = {'why': linuxns._probe(), 'method': isolate.method()}\n"
             "for host in isolate.HOSTS:\n"
             f"    v = isolate.plan({str(src)!r}, {str(at)!r}, host, '', (), '/home/nobody')\n"
             "    r = runner.run(['/bin/sh', '-c', 'cat f.txt; id -u; echo n > new.txt; touch /etc/x 2>&1; ls /'],\n"

@@ -183,9 +183,10 @@ def carry_back(
     if sealed is None:
         return (), ()
     from . import seal
+    from .gitlinks import drop_gitlinks
 
     refused = tuple(RefRefused(**r) for r in seal.carry_back(vault, sealed).refused)
-    return refused, _not_recorded(seal.drop_gitlinks(vault, sealed, worktree(vault, fork)))
+    return refused, _not_recorded(drop_gitlinks(vault, sealed, worktree(vault, fork)))
 
 
 def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, ran: Ran) -> Recorded:
@@ -209,11 +210,11 @@ def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, 
     untouched = ws.since.untouched(before.start if before.dirty_before else before.mark)
     if placed.sealed is not None and not untouched:
         from ..core.workspace import since
-        from . import seal
+        from .gitlinks import nested_repos
 
         # a repository the command made at a submodule's path: git would run its config
         since_ns = before.start.t_ns - since.CTIME_SLACK_NS
-        gitlinks += _not_recorded(seal.nested_repos(placed.sealed, placed.root, since_ns))
+        gitlinks += _not_recorded(nested_repos(placed.sealed, placed.root, since_ns))
     changes, roots, untracked, ignored = _what_changed(ws, before, untouched, moved, tip1)
     over = over_quota(vault, before.outside0, changes)
     if over is not None:
