@@ -125,8 +125,13 @@ class _Done:
     error: AvfsError | None = None
     kept_ref: str | None = None  # the recovery ref of a record that never landed
 
-    def kept(self, ref: str) -> None:
-        self.kept_ref = ref
+    def keep_unlanded(self, vault: Vault, fork: str, record: str) -> None:
+        """Name ``record`` (the fork before the command) by a recovery ref when the call
+        ended before the record stage landed or kept it."""
+        if self.recorded is None:
+            from ..core.operations import checkpoint
+
+            self.kept_ref = checkpoint.keep_snapshot(vault, fork, record)
 
 
 def _identity(req: ExecRequest) -> Any:
@@ -155,7 +160,8 @@ def _stages(
     done.plan = plan = admission.plan(home, vault, fork, req, policy, cleanup)
     if plan.refusal is not None:
         return
-    done.before = before = placement.before(vault, fork, plan, cleanup, done.kept)
+    unlanded = functools.partial(done.keep_unlanded, vault, fork)
+    done.before = before = placement.before(vault, fork, plan, cleanup, unlanded)
     done.placed = placed = placement.place(home, vault, fork, plan, cleanup)
     done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals)
     if ran.error is not None:

@@ -340,13 +340,16 @@ def ensure_mount(
     return info.mountpoint, info.reused, info.backend
 
 
-def before(vault: Vault, fork: str, plan: Plan, cleanup: list[Any], kept: Callable[[str], None]) -> Before:
+def before(
+    vault: Vault, fork: str, plan: Plan, cleanup: list[Any], unlanded: Callable[[str], None]
+) -> Before:
     """The second stage, under the fork's exec lock (held until the call ends: a second
     command would commit the first one's files as its own, see docs/proxy.md): the record
     of the fork before the command when the policy or the request wants one, or when
     earlier changes are not checkpointed (so the commit afterwards holds exactly what the
-    command changed), and the marks its changes are read from. ``kept``: called with the
-    record's recovery ref should the call fail before the record lands."""
+    command changed), and the marks its changes are read from. ``unlanded``: called with
+    the record when the call ends (a cleanup): it keeps the record beside the branch when
+    the call failed before the record landed or was kept."""
     from ..core.operations import merge as merging
 
     ws, req = plan.ws, plan.req
@@ -390,7 +393,7 @@ def before(vault: Vault, fork: str, plan: Plan, cleanup: list[Any], kept: Callab
         if record is not None:
             # the call failing before the record landed (the sandbox not set up...): it is
             # kept beside the branch all the same, as its id in the envelope says
-            cleanup.append(functools.partial(_keep_unlanded, vault, fork, record, kept))
+            cleanup.append(functools.partial(unlanded, record))
         dirty = None
     tip0 = ws.tip()
     if dirty is None:
@@ -408,14 +411,6 @@ def before(vault: Vault, fork: str, plan: Plan, cleanup: list[Any], kept: Callab
         dirty_before=dirty,
         outside0=outside0,
     )
-
-
-def _keep_unlanded(vault: Vault, fork: str, record: str, kept: Callable[[str], None]) -> None:
-    """Name ``record`` by a recovery ref when the call ended before it landed or was kept
-    (``kept`` is told the ref; it says whether that is still needed)."""
-    from ..core.operations import checkpoint
-
-    kept(checkpoint.keep_snapshot(vault, fork, record))
 
 
 def place(home: Home, vault: Vault, fork: str, plan: Plan, cleanup: list[Any]) -> Placed:
