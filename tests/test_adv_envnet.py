@@ -37,7 +37,8 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import approval, confine, netproxy
-from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+from avfs_git.proxy.envelope import ExecRequest, ExecResult
+from avfs_git.proxy.execute import execute
 
 from .conftest import IN_CI
 from .test_confine import _need_bwrap
@@ -169,13 +170,13 @@ def test_an_ld_preload_given_through_the_api_runs_only_in_the_command(home, fork
     assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
     if where == "filtered":
         assert doc["confinement"]["network"] == "filtered"
-    assert res.result is not None and res.result["stdout"] == "ran-inside\n", res.result
-    _contained(res.result["stderr"], preload["canary"])
+    assert res.result is not None and res.result.stdout == "ran-inside\n", res.result
+    _contained(res.result.stderr, preload["canary"])
     # the public API's exec_in, as a program embedding avfs calls it
     ws = home.vault("v").workspace("main")
     res = avfs_git.exec_in(ws, shell=SHELL, env={"LD_PRELOAD": so}, commit=False, mode=mode)
-    assert res.result is not None and res.result["stdout"] == "ran-inside\n", res.result
-    _contained(res.result["stderr"], preload["canary"])
+    assert res.result is not None and res.result.stdout == "ran-inside\n", res.result
+    _contained(res.result.stderr, preload["canary"])
 
 
 def _cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -275,8 +276,8 @@ def test_python_and_git_variables_of_the_caller_reach_no_host_process(home, fork
     want = f"{pylib}|core.fsmonitor|{hook}\n"
     # cold: the API mounts the fork for the call (a mount daemon: avfs's Python on the host)
     res = execute(home, fork, "main", ExecRequest(shell=show, env=tuple(env.items())))
-    assert res.result is not None and res.result["stdout"] == want, res.result
-    assert res.changes == [{"path": "out.txt", "status": "added"}] and res.commit is not None
+    assert res.result is not None and res.result.stdout == want, res.result
+    assert res.to_dict()["changes"] == [{"path": "out.txt", "status": "added"}] and res.commit is not None
     assert list(canary.iterdir()) == []
     # warm: the daemon serves it, the variables arriving over its socket
     mounts.mount(home, fork, "main", None)
@@ -301,9 +302,9 @@ def test_the_environment_is_on_no_host_command_line(home, fork, preload):
         ExecRequest(shell='ls /proc/self/fd | wc -l; echo "$TOKEN"; sleep 0.5', env=(("TOKEN", secret),),
                     commit=False),
     )  # fmt: skip
-    assert res.result is not None and res.result["stdout"].split()[1] == secret, res.result
+    assert res.result is not None and res.result.stdout.split()[1] == secret, res.result
     # 0, 1, 2 and the descriptor ls reads the directory with: nothing of bwrap's left open
-    assert int(res.result["stdout"].split()[0]) == 4, res.result
+    assert int(res.result.stdout.split()[0]) == 4, res.result
     args = confine.env_args({"TOKEN": secret, "BAD=NAME": "x", "NUL": "a\0b"})
     assert args.split(b"\0")[:-1] == [b"--clearenv", b"--setenv", b"TOKEN", secret.encode()]
 
@@ -354,7 +355,7 @@ def test_without_bwrap_a_confined_command_is_refused(home, fork, preload, no_bwr
     assert doc["error"]["code"] == "sandbox_unavailable"
     # a command that needs approval gets no token it could never use
     res = execute(home, fork, "main", ExecRequest(argv=("git", "push", "origin", "main")))
-    assert res.exit_code == 125 and res.approval is None and res.error["code"] == "sandbox_unavailable"  # type: ignore[index]
+    assert res.exit_code == 125 and res.approval is None and res.error.code == "sandbox_unavailable"
     # asked for explicitly, the hand-made views still run as documented
     for flag, host in (("--hide-host", "hidden"), ("--readonly-host", "readonly")):
         code, doc = _cli("proxy", "exec", "--no-commit", flag, "--at", str(tmp_path / "proj"), "--env",
@@ -380,8 +381,8 @@ def test_the_policy_may_accept_the_weaker_view_and_the_envelope_says_so(home, fo
         home, fork, "main",
         ExecRequest(shell=SHELL, env=(("LD_PRELOAD", so), ("PATH", "/usr/bin:/bin")), commit=False),
     )  # fmt: skip
-    assert res.confinement["kind"] == "namespace" and res.result is not None, res.to_dict()  # type: ignore[index]
-    _contained(res.result["stderr"], preload["canary"])
+    assert res.confinement.kind == "namespace" and res.result is not None, res.to_dict()
+    _contained(res.result.stderr, preload["canary"])
 
 
 @pytest.mark.parametrize("value", ['"none"', '"host"', "true", '["bwrap"]'])
@@ -621,8 +622,8 @@ def test_dns_from_inside_goes_nowhere_but_the_forwarder(home, fork, preload):
     try:
         fork.workspace("main").write("dns.py", DNS_PROBE.format(host="127.0.0.1", port=port).encode())
         res = execute(home, fork, "main", ExecRequest(argv=("python3", "dns.py"), commit=False))
-        assert res.confinement["network"] == "filtered" and res.result is not None, res.to_dict()  # type: ignore[index]
-        out = res.result["stdout"]
+        assert res.confinement.network == "filtered" and res.result is not None, res.to_dict()
+        out = res.result.stdout
         assert "NO-DNS" in out and "ANSWER" not in out, res.result
         with pytest.raises(OSError):
             udp.recv(100)  # the host's loopback heard nothing (the sandbox's is its own)
@@ -652,5 +653,5 @@ def test_a_home_the_request_asks_for_moves_nothing_the_policy_shows(home, fork, 
             home, fork, "main", ExecRequest(argv=("sh", "h.sh"), env=(("HOME", asked),), commit=False)
         )
         assert res.result is not None, res.to_dict()
-        out = res.result["stdout"]
+        out = res.result.stdout
         assert "CANARY" not in out and "TOOL-RAN" in out and out.endswith(f"{asked}\n"), (asked, res.result)

@@ -487,7 +487,8 @@ def test_a_hand_written_rebase_todo_is_removed_before_the_person_continues_it(li
 def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, tmp_path):
     """`--isolate readonly` (the hand-made namespaces, where bwrap cannot run) binds the
     same scratch refs and quarantine: git commits there, and nothing else moves."""
-    from avfs_git.proxy.execute import ExecRequest, execute
+    from avfs_git.proxy.envelope import ExecRequest
+    from avfs_git.proxy.execute import execute
 
     before = _refs(vault)
     proj = tmp_path / "proj"
@@ -497,10 +498,10 @@ def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, 
         " echo more >> README && git -c user.name=A -c user.email=a@x commit -qam 'in the view'"
     )
     res = execute(home, vault, "main", ExecRequest(shell=script, isolate="readonly", isolate_at=str(proj)))
-    assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
-    assert res.confinement is not None and res.confinement["kind"] == "namespace"
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    assert res.confinement is not None and res.confinement.kind == "namespace"
     assert _refs(vault) == before
-    assert {"refs/heads/other"} <= {r["ref"] for r in res.refs_refused}
+    assert {"refs/heads/other"} <= {r.ref for r in res.refs_refused}
     assert "in the view" in _git("--git-dir", vault.path, "log", "--format=%s", "main")
 
 

@@ -35,7 +35,8 @@ from avfs_git.mount.hookscripts import HOOKS_DIR, socket_hook
 from avfs_git.mount.ownfiles import HOOK_FILE, STAMP_FILE, worktree_dir
 from avfs_git.ops import mounts
 from avfs_git.proxy import confine
-from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+from avfs_git.proxy.envelope import ExecRequest, ExecResult
+from avfs_git.proxy.execute import execute
 
 from .conftest import IN_CI
 from .test_fuse import require_fuse
@@ -90,7 +91,7 @@ class Scene:
         name = f"attack-{hashlib.sha1(script.encode()).hexdigest()[:8]}.sh"
         self.vault.workspace("main").write(name, (IDENTITY + script).encode())
         res = execute(self.home, self.vault, "main", ExecRequest(shell=f"sh {name}", **kw))
-        assert res.confinement is not None and res.confinement["kind"] == "bwrap", res.to_dict()
+        assert res.confinement is not None and res.confinement.kind == "bwrap", res.to_dict()
         assert res.result is not None, res.to_dict()
         return res
 
@@ -200,7 +201,7 @@ def test_a_forged_owner_file_names_no_host_directory(scene: Scene) -> None:
         f"printf '%s' '{forged}' > \"$G/avfs-mount\"\n"
         + _commit_script({"pwn.txt": ("100644", b"pwned\n")}, ("a.txt",))
     )
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    assert res.result is not None and res.result.exit_code == 0, res.result
     scene.person_acts("1")
     assert not (scene.host / "pwn.txt").exists()
     assert (scene.host / "a.txt").read_text() == "HOST-A\n"
@@ -220,7 +221,7 @@ def test_a_forged_owner_file_installs_no_vault_hook(scene: Scene) -> None:
         f"printf '%s' '{forged}' > \"$G/avfs-mount\"\n"
         + _commit_script({"pre-commit": ("100755", f"#!/bin/sh\\necho ran > {canary}\\n".encode())}, ())
     )
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    assert res.result is not None and res.result.exit_code == 0, res.result
     scene.person_acts("hooks")
     assert not (scene.hooks / "pre-commit").exists()
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
@@ -239,7 +240,7 @@ def test_symlinks_planted_for_every_file_avfs_writes(scene: Scene) -> None:
     lines += [f'rm -f "$G/{n}"; ln -s {target} "$G/{n}"' for n in names]
     lines.append("echo changed >> README")
     res = scene.attack("\n".join(lines) + "\n")
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    assert res.result is not None and res.result.exit_code == 0, res.result
     scene.person_acts("2")
     assert target.read_text() == "HOST-CONFIG\n"
     assert not os.path.islink(os.path.join(scene.git_dir, "index"))  # replaced, never followed
@@ -264,8 +265,8 @@ def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
         "echo done\n",
         commit=False,
     )
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
-    out = res.result["stdout"].split()
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    out = res.result.stdout.split()
     assert out == [*sorted([SOCKET_NAME, HOOK_FILE, HOOKS_DIR]), "done"], res.result
     assert Path(own, HOOK_FILE).read_bytes() == hook_before
     assert Path(own, HOOKS_DIR, "post-checkout").read_bytes() == guard_before
@@ -322,7 +323,7 @@ def test_a_chosen_token_and_a_replaced_socket_reach_no_host_socket(scene: Scene,
             "echo done\n",
             commit=False,
         )
-        assert res.result is not None and res.result["stdout"] == "done\n", res.result
+        assert res.result is not None and res.result.stdout == "done\n", res.result
         scene.git("status", "--porcelain")  # the person's git status: the planted token is sent
         scene.person_acts("5")
         assert got == [], got
@@ -350,7 +351,7 @@ def test_the_python_hook_imports_nothing_planted(scene: Scene) -> None:
     res = scene.attack(
         'for D in "$(git rev-parse --absolute-git-dir)" "$(pwd)"; do\n' + planted + "\ndone\n", commit=False
     )
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    assert res.result is not None and res.result.exit_code == 0, res.result
     scene.person_acts("6")
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
 
@@ -377,7 +378,7 @@ def test_what_git_trusts_in_the_git_dir_stays_pinned(scene: Scene) -> None:
         "echo done\n",
         commit=False,
     )
-    assert res.result is not None and res.result["stdout"] == "done\n", res.result
+    assert res.result is not None and res.result.stdout == "done\n", res.result
     assert Path(scene.git_dir, "HEAD").read_text() == "ref: refs/heads/main\n"
     # what the person's git would follow or block on is gone once the command is
     for name in ("ORIG_HEAD", "FETCH_HEAD", "refs/x"):
@@ -430,7 +431,7 @@ def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
             assert not os.path.islink(os.path.join(scene.git_dir, n)), n
     finally:
         running.join(120)
-    assert done and done[0].result is not None and done[0].result["exit_code"] == 0, done
+    assert done and done[0].result is not None and done[0].result.exit_code == 0, done
     assert scene.git("rev-parse", "MERGE_HEAD").stdout.strip() == opened.theirs
     assert "UU a.txt" in scene.git("status", "--porcelain").stdout.splitlines()
     merge.merge_abort(vault, "main")

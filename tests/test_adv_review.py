@@ -27,7 +27,8 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
-from avfs_git.proxy.execute import ExecRequest, execute
+from avfs_git.proxy.envelope import ExecRequest
+from avfs_git.proxy.execute import execute
 
 from .test_adv_mountfiles import IDENTITY, Scene, _need_bwrap
 from .test_overlay import require_overlay
@@ -75,7 +76,7 @@ def test_links_out_of_the_fork_are_never_followed_by_the_host_side(scene: Scene,
 
     before = scene.host_state()
     res = scene.attack(f"ln -s {scene.host}/secret lsecret\nln -s {scene.host} lhost\nln -s /etc letc\n")
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    assert res.result is not None and res.result.exit_code == 0, res.result
     spec = ["--home", scene.home.path, "--vault", "v:main"]
     for args in (("cat", "lsecret"), ("cat", "lhost/secret"), ("cat", "letc/hostname"), ("ls", "lhost")):
         got = scene.cli(*spec, "--json", *args)
@@ -126,7 +127,7 @@ def test_attribute_drivers_planted_in_the_fork_run_nothing(scene: Scene) -> None
         "echo changed >> a.txt\n"
     )
     assert res.result is not None, res.to_dict()
-    assert not {"CONFIG", "WORKTREE", "TEXTCONV", "INFO"} & set(res.result["stdout"].split()), res.result
+    assert not {"CONFIG", "WORKTREE", "TEXTCONV", "INFO"} & set(res.result.stdout.split()), res.result
     (scene.mp / "a.txt").write_text("the person's a\n")
     scene.git("diff")
     scene.git("diff", "HEAD~1")
@@ -156,7 +157,7 @@ def test_git_dirs_planted_below_the_root_reach_nothing(scene: Scene) -> None:
         f"mkdir -p d/.GIT/hooks && printf '{hook}' > d/.GIT/hooks/pre-commit && chmod +x d/.GIT/hooks/pre-commit\n"
         "mkdir -p e/git~1 && echo x > e/git~1/config\n"
     )
-    assert res.result is not None and res.result["exit_code"] == 0, res.result
+    assert res.result is not None and res.result.exit_code == 0, res.result
     spec = ["--home", scene.home.path, "--vault", "v:main"]
     status = json.loads(scene.cli(*spec, "--json", "status").out)
     shown = {c["path"] for c in status["changes"]}
@@ -184,7 +185,7 @@ def test_a_host_file_cannot_be_hard_linked_into_the_fork(scene: Scene) -> None:
         "ln a.txt a-link && echo inside >> a-link\n"
     )
     assert res.result is not None, res.to_dict()
-    assert "LINKED" not in res.result["stdout"], res.result
+    assert "LINKED" not in res.result.stdout, res.result
     assert os.stat("/etc/passwd").st_nlink == 1 and os.stat("/usr/bin/env").st_nlink == 1
     scene.person_acts("hard")
     scene.check(before, {"README": b"a project\n"})
@@ -226,7 +227,7 @@ def test_apply_carries_no_git_dir_and_follows_no_link_into_the_persons_directory
         )
         vault.workspace("a1").write("attack.sh", script.encode())
         res = execute(home, vault, "a1", ExecRequest(shell="sh attack.sh"))
-        assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
+        assert res.result is not None and res.result.exit_code == 0, res.to_dict()
         done = q.apply(vault, "a1")
         applied = {c.path for c in done.changes}
         assert applied == {"a.txt", "attack.sh", "out", "outa"}, applied

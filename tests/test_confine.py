@@ -25,7 +25,8 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import approval, confine
-from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+from avfs_git.proxy.envelope import ExecRequest, ExecResult
+from avfs_git.proxy.execute import execute
 
 from .conftest import IN_CI
 from .test_fuse import require_fuse
@@ -89,20 +90,25 @@ def _exec(home: Any, vault: Any, argv: tuple[str, ...] = (), **kw: Any) -> ExecR
 
 def _out(res: ExecResult) -> str:
     assert res.result is not None, res.error
-    return str(res.result["stdout"])
+    return str(res.result.stdout)
 
 
 def test_confined_by_default_and_the_envelope_says_so(home, fork):
     res = _exec(home, fork, ("true",))
     assert res.success, res.error
-    conf = res.confinement
+    conf = res.to_dict()["confinement"]
     assert conf is not None and conf["kind"] == "bwrap" and conf["requested"] == "confined"
     assert conf["network"] == "none" and conf["reason"] is None
     assert conf["path"] == "/avfs/v"  # every fork of the vault at one path (docs/proxy.md)
     doc = json.loads(json.dumps({"schema_version": 1, "kind": "proxy_exec_result", **res.to_dict()}))
     assert validate(doc) == "proxy_exec_result"
     host = _exec(home, fork, ("true",), confine=False)
-    assert host.confinement == {"kind": "host", "requested": "writable", "network": "host", "reason": None}
+    assert host.to_dict()["confinement"] == {
+        "kind": "host",
+        "requested": "writable",
+        "network": "host",
+        "reason": None,
+    }
     from avfs_git.core.vaults import audit
 
     assert [r.get("confinement") for r in audit.read(fork.state_dir)][-2:] == ["bwrap/none", "host/host"]
@@ -147,7 +153,7 @@ def test_host_secrets_are_not_there(home, fork, canaries):
         assert f"DENIED {p} " in out or f"READ {p} \n" in out + "\n", (p, out)
     _script(home, fork, "probe.sh", "".join(f"cat {p}\n" for p in via))
     res = _exec(home, fork, ("sh", "probe.sh"))
-    assert "CANARY" not in _out(res) + res.result["stderr"]  # type: ignore[index]
+    assert "CANARY" not in _out(res) + res.result.stderr
     # the same probe on the host as it is (--host writable) reads them: the test can fail
     _script(home, fork, "paths", "\n".join(targets))
     host = _exec(home, fork, ("python3", "probe.py", "paths"), confine=False)
@@ -173,14 +179,14 @@ def test_writes_outside_the_fork_fail_and_inside_are_committed(home, fork, canar
     for d in (root, "/usr", "/etc", "/var/tmp", os.environ["AVFS_HOME"]):  # what the host has
         assert not Path(d, "written").exists(), d
     assert not Path("/tmp/t").exists()
-    assert [c["path"] for c in res.changes] == ["inside.txt"] and res.commit is not None
+    assert [c.path for c in res.changes] == ["inside.txt"] and res.commit is not None
     assert fork.workspace("main").read("inside.txt") == b"inside\n"
 
 
 def test_git_works_in_the_confined_fork(home, fork):
     res = _exec(home, fork, shell="echo more >> README && git status --short && git diff --stat")
     assert res.success and " M README" in _out(res), (res.result, res.error)
-    assert "fatal" not in res.result["stderr"], res.result  # type: ignore[index]
+    assert "fatal" not in res.result.stderr, res.result
     # avfs's own state in the vault (mount registry, exec sockets' names, audit) is not shown
     state = fork.state_dir
     assert os.listdir(os.path.join(state, "mounts"))  # the host has it
@@ -223,18 +229,18 @@ def test_network_only_as_the_policy_allows(home, fork, server):
     )
     _script(home, fork, "fetch.py", fetch)
     res = _exec(home, fork, ("python3", "fetch.py"))  # not classified networked: no network
-    assert res.confinement["network"] == "none"  # type: ignore[index]
-    assert res.result["exit_code"] != 0 and "HELLO" not in _out(res)  # type: ignore[index]
+    assert res.confinement.network == "none"
+    assert res.result.exit_code != 0 and "HELLO" not in _out(res)
     # classified networked, and the policy lets it run: the host's network
     pol = Policy.from_text('version = 1\n[outcomes]\nnetworked = "allow"\n')
     res = execute(home, fork, "main", ExecRequest(argv=("curl", "-s", f"http://127.0.0.1:{server}/"), commit=False),
                   policy=pol)  # fmt: skip
     if shutil.which("curl") is not None:
-        assert res.confinement["network"] == "host" and "HELLO-FROM-HOST" in _out(res), res.result  # type: ignore[index]
+        assert res.confinement.network == "host" and "HELLO-FROM-HOST" in _out(res), res.result
     # the policy gives every confined command the network
     pol = Policy.from_text('version = 1\n[defaults]\nnetwork = "host"\n')
     res = execute(home, fork, "main", ExecRequest(argv=("python3", "fetch.py"), commit=False), policy=pol)
-    assert res.confinement["network"] == "host" and "HELLO-FROM-HOST" in _out(res), res.result  # type: ignore[index]
+    assert res.confinement.network == "host" and "HELLO-FROM-HOST" in _out(res), res.result
 
 
 def test_agent_and_docker_sockets_are_absent(home, fork, tmp_path, monkeypatch):
@@ -317,8 +323,8 @@ def test_a_confined_command_reaches_no_exec_socket(home, vault, tmp_path, server
         res = execute(
             home, vault, "main", ExecRequest(argv=("python3", "client.py"), commit=False), policy=pol
         )
-        assert res.confinement["network"] == "host"  # type: ignore[index]
-        assert "REPLY b''" in _out(res) and not marker.exists(), res.result["stderr"]  # type: ignore[index]
+        assert res.confinement.network == "host"
+        assert "REPLY b''" in _out(res) and not marker.exists(), res.result.stderr
         # the same client on the host is served (the test can fail)
         proc = subprocess.run([sys.executable, "-c", client], capture_output=True, text=True, timeout=60)
         assert "REPLY b'" in proc.stdout and "REPLY b''" not in proc.stdout, proc  # answered
@@ -334,7 +340,7 @@ def test_approval_is_impossible_from_inside(home, fork, canaries):
     unapproved and the held request is refused."""
     req = ExecRequest(argv=("git", "push", "origin", "main"), commit=False, require_person_approval=True)
     held = execute(home, fork, "main", req)
-    token = held.approval["token"]  # type: ignore[index]
+    token = held.approval.token
     rec_path = Path(home.path) / "approvals" / f"{token}.json"
     assert stat.S_IMODE(rec_path.stat().st_mode) == 0o600
     shell = (
@@ -351,13 +357,13 @@ def test_approval_is_impossible_from_inside(home, fork, canaries):
     assert approval.load(home.path, token)["approved"] is None
     again = execute(home, fork, "main", ExecRequest(argv=("git", "push", "origin", "main"), commit=False,
                                                     approve=token, require_person_approval=True))  # fmt: skip
-    assert again.result is None and again.error is not None and again.error["code"] == "approval_refused"
+    assert again.result is None and again.error is not None and again.error.code == "approval_refused"
 
 
 def test_env_values_are_not_in_the_approval_record(home, fork):
     req = ExecRequest(argv=("git", "push", "origin", "main"), env=(("TOKEN", "s3cr3t-value"),), commit=False)
     held = execute(home, fork, "main", req)
-    path = Path(home.path) / "approvals" / f"{held.approval['token']}.json"  # type: ignore[index]
+    path = Path(home.path) / "approvals" / f"{held.approval.token}.json"
     text = path.read_text()
     assert "s3cr3t-value" not in text and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(text)["request"]["env"][0][0] == "TOKEN"
@@ -376,7 +382,7 @@ def test_caches_the_policy_names_are_per_vault_and_writable(home, fork):
         out[0] == os.path.join(fork.state_dir, "caches", "pip") and out[1] == "WROTE" and out[2] == "none"
     ), out
     assert Path(out[0], "probe").read_text() == "x\n"
-    assert res.confinement["caches"] == ["pip", "npm"]  # type: ignore[index]
+    assert res.confinement.caches == ("pip", "npm")
     pol = Policy.from_text('version = 1\n[defaults]\ncaches = ["cargo"]\n')
     res = execute(home, fork, "main", ExecRequest(shell='echo "${PIP_CACHE_DIR:-none} $CARGO_HOME"', commit=False),
                   policy=pol)  # fmt: skip
@@ -410,7 +416,7 @@ def test_background_processes_end_with_the_command(home, fork):
 
 def test_missing_program_and_exit_codes_pass_through(home, fork):
     res = _exec(home, fork, ("no-such-program-x",))
-    assert res.result is not None and res.result["exit_code"] == 127 and res.result["spawn_error"], res.result
+    assert res.result is not None and res.result.exit_code == 127 and res.result.spawn_error, res.result
     res = _exec(home, fork, shell="exit 7")
     assert res.exit_code == 7
 
@@ -420,8 +426,8 @@ def test_isolate_at_the_project_path_is_confined_too(home, fork, tmp_path):
     try:
         (proj / "host-only.txt").write_text("the host's\n")
         res = _exec(home, fork, shell="pwd; ls", isolate="confined", isolate_at=str(proj))
-        assert res.confinement["kind"] == "bwrap" and res.confinement["path"] == str(proj)  # type: ignore[index]
-        assert res.isolation["active"] and res.isolation["method"] == "bwrap"  # type: ignore[index]
+        assert res.confinement.kind == "bwrap" and res.confinement.path == str(proj)
+        assert res.isolation.active and res.isolation.method == "bwrap"
         assert _out(res).split() == [str(proj), "README"], _out(res)
         assert sorted(os.listdir(proj)) == ["host-only.txt"]
     finally:
@@ -439,17 +445,17 @@ def test_without_bwrap_it_fails_closed_unless_the_policy_accepts_the_fallback(ho
     Path(os.environ["HOME"], "canary.txt").write_text("HOME-CANARY\n")
     _script(home, fork, "p.sh", 'cat "$HOME/canary.txt"; echo ran\n')
     res = _exec(home, fork, ("sh", "p.sh"))
-    conf = res.confinement
+    conf = res.to_dict()["confinement"]
     assert conf is not None and conf["kind"] == "none" and "not installed" in conf["reason"], conf
-    assert res.exit_code == 125 and res.result is None and res.error["code"] == "sandbox_unavailable"  # type: ignore[index]
+    assert res.exit_code == 125 and res.result is None and res.error.code == "sandbox_unavailable"
     pol = Policy.from_text('version = 1\n[defaults]\nconfine = "namespace"\n')
     res = execute(home, fork, "main", ExecRequest(argv=("sh", "p.sh"), commit=False), policy=pol)
-    conf = res.confinement
+    conf = res.to_dict()["confinement"]
     assert conf is not None and conf["kind"] == "namespace" and "not installed" in conf["reason"], conf
     assert "ran" in _out(res) and "CANARY" not in _out(res), res.result
     monkeypatch.setattr(isolate, "_probe", lambda: "no namespaces here")
     res = execute(home, fork, "main", ExecRequest(argv=("true",), commit=False), policy=pol)
-    conf = res.confinement
+    conf = res.to_dict()["confinement"]
     assert conf is not None and conf["kind"] == "none" and "no namespaces here" in conf["reason"], conf
     assert res.exit_code == 125 and res.result is None
 

@@ -801,11 +801,12 @@ def test_a_write_just_before_git_status_is_seen(home, vault, tmp_path, kind, bac
 def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, backend):
     """`proxy exec` runs commands in a bubblewrap sandbox that hides the home and /tmp (and
     avfs's state: the journal too): the hook it shows runs the system's interpreter of its
-    language (proxy/execute.py) and still reaches the daemon; a Perl hook is not handed to
+    language (proxy/placement.py) and still reaches the daemon; a Perl hook is not handed to
     Python."""
     from avfs_git.mount.hookscripts import socket_hook
     from avfs_git.proxy import confine
-    from avfs_git.proxy.execute import ExecRequest, execute
+    from avfs_git.proxy.envelope import ExecRequest
+    from avfs_git.proxy.execute import execute
 
     why = confine.unavailable()
     if why is not None:
@@ -832,9 +833,9 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
                 fh.write(socket_hook(_own(git_dir), interpreter))
         assert _answered(_hook(git_dir, "avfs-ovl:junk")[0])
         res = execute(home, vault, "main", ExecRequest(shell="sh ask.sh", commit=False))
-        assert res.confinement is not None and res.confinement["kind"] == "bwrap", res.confinement
-        assert res.result is not None and res.result["exit_code"] == 0, res.to_dict()
-        first, token, everything = res.result["stdout"].splitlines()
+        assert res.confinement is not None and res.confinement.kind == "bwrap", res.confinement
+        assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+        first, token, everything = res.result.stdout.splitlines()
         want = {
             "perl": f"#!{perl} -T",
             "perl-elsewhere": "#!/usr/bin/perl -T",
@@ -845,7 +846,7 @@ def test_the_hook_answers_inside_a_confined_exec(home, vault, tmp_path, kind, ba
         # the daemon answered (a token it does not know: everything), not the hook's fallback
         assert _answered(token), res.result
         assert token.startswith("avfs-ovl:" if backend == "overlay" else "avfs:"), res.result
-        assert everything == "/" and res.result["stderr"] == "", res.result
+        assert everything == "/" and res.result.stderr == "", res.result
     finally:
         mounts.unmount(home, vault, "main")
 

@@ -184,7 +184,7 @@ def test_a_dotgit_name_after_any_component_makes_the_path_refused():
     assert gitnames.path_refusal("a/b/GIT~1/hooks/pre-commit", 0o100644) == gitnames.NotRecorded(
         "a/b/GIT~1",
         gitnames.DOTGIT,
-        gitnames.refusal("GIT~1", 0o040000)[1],  # type: ignore[index]
+        gitnames.refusal("GIT~1", 0o040000)[1],
     )
     assert gitnames.path_refusal("a/.gitmodules", 0o100644) is None
     assert gitnames.path_refusal("a/.gitmodules", 0o120000) is not None
@@ -192,7 +192,7 @@ def test_a_dotgit_name_after_any_component_makes_the_path_refused():
     assert gitnames.path_refusal("docs/.gitmodules/x", 0o100644) == gitnames.NotRecorded(
         "docs/.gitmodules",
         gitnames.GITMODULES_DIRECTORY,
-        gitnames.refusal(".gitmodules", 0o040000)[1],  # type: ignore[index]
+        gitnames.refusal(".gitmodules", 0o040000)[1],
     )
     nr = gitnames.not_recorded([("s/GIT~1/a", 0o100644), ("s/GIT~1/b", 0o100644), ("ok", 0o100644)])
     assert [n.path for n in nr] == ["s/GIT~1"]
@@ -232,11 +232,11 @@ def test_a_mount_s_refused_names_are_left_out_and_reported_and_git_clones_the_fo
         doc = json.loads(r.stdout)
         assert doc["created"]
         assert doc["not_recorded"] == [
-            {"path": ".gitignore", "kind": "git_file_symlink", "reason": gitnames.refusal(".gitignore", 0o120000)[1]},  # type: ignore[index]
-            {"path": ".gitmodules", "kind": "gitmodules_symlink", "reason": gitnames.refusal(".gitmodules", 0o120000)[1]},  # type: ignore[index]
-            {"path": "sub3/GIT~1", "kind": "dotgit", "reason": gitnames.refusal("GIT~1", 0o040000)[1]},  # type: ignore[index]
-            {"path": "sub4/.git ", "kind": "dotgit", "reason": gitnames.refusal(".git ", 0o040000)[1]},  # type: ignore[index]
-            {"path": "sub5/.git.", "kind": "dotgit", "reason": gitnames.refusal(".git.", 0o040000)[1]},  # type: ignore[index]
+            {"path": ".gitignore", "kind": "git_file_symlink", "reason": gitnames.refusal(".gitignore", 0o120000)[1]},
+            {"path": ".gitmodules", "kind": "gitmodules_symlink", "reason": gitnames.refusal(".gitmodules", 0o120000)[1]},
+            {"path": "sub3/GIT~1", "kind": "dotgit", "reason": gitnames.refusal("GIT~1", 0o040000)[1]},
+            {"path": "sub4/.git ", "kind": "dotgit", "reason": gitnames.refusal(".git ", 0o040000)[1]},
+            {"path": "sub5/.git.", "kind": "dotgit", "reason": gitnames.refusal(".git.", 0o040000)[1]},
         ]  # fmt: skip
         # they stay in the live tree (uncheckpointed), and a second checkpoint says so again
         assert (mp / "sub3" / "GIT~1" / "hooks" / "post-checkout").read_text().endswith("pwned\n")

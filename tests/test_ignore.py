@@ -554,7 +554,7 @@ def test_venv_through_proxy_exec_stays_out_of_the_commit(home, vault, mode: str)
         assert res.exit_code == 0 and res.error is None, env
         # (through an overlay mount, the ignored .venv is one directory nobody walks)
         # the new .venv git ignores whole is one path (`!! .venv/`), however it was walked
-        assert res.changes == [] and res.commit is None and res.ignored == 1
+        assert res.to_dict()["changes"] == [] and res.commit is None and res.ignored == 1
         assert len(json.dumps(env)) < 4096
         assert not any(".venv" in p for p in _tree_paths(vault))
         # a second command writes a real change: its commit holds only that
@@ -564,7 +564,7 @@ def test_venv_through_proxy_exec_stays_out_of_the_commit(home, vault, mode: str)
             mode=mode,
         )
         assert res.exit_code == 0, res.to_dict()
-        assert res.changes == [{"path": "out.txt", "status": "added"}] and res.commit is not None
+        assert res.to_dict()["changes"] == [{"path": "out.txt", "status": "added"}] and res.commit is not None
         assert res.checkpoint is None  # nothing uncheckpointed but ignored paths before it
         assert _tree_paths(vault) == {".gitignore", "app.py", "out.txt"}
         assert ws.exists(".venv/bin/python") and ws.status() == []

@@ -25,8 +25,9 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
-from avfs_git.proxy import isolate, runner
-from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+from avfs_git.proxy import isolate, linuxns, runner
+from avfs_git.proxy.envelope import ExecRequest, ExecResult
+from avfs_git.proxy.execute import execute
 from avfs_git.proxy.options import request_from
 
 from .conftest import git
@@ -114,7 +115,7 @@ def test_two_forks_at_one_path_each_see_and_change_their_own(home, forks, proj):
     for fork in ("a", "b"):
         res = results[fork]
         assert res.success, res.to_dict()
-        assert res.isolation == {
+        assert res.to_dict()["isolation"] == {
             "requested": True,
             "active": True,
             "path": str(proj),
@@ -122,10 +123,10 @@ def test_two_forks_at_one_path_each_see_and_change_their_own(home, forks, proj):
             "method": "mount_namespace",
             "reason": None,
         }
-        assert res.result is not None and res.result["stdout"] == f"{proj}\n"
-        assert res.mount is not None and res.mount["mountpoint"] != str(proj)
-        assert {c["path"] for c in res.changes} == {"seen.txt", "mine.txt", "listing.txt"}
-        assert res.commit is not None and res.commit["parent"] == heads[fork]
+        assert res.result is not None and res.result.stdout == f"{proj}\n"
+        assert res.mount is not None and res.mount.mountpoint != str(proj)
+        assert {c.path for c in res.changes} == {"seen.txt", "mine.txt", "listing.txt"}
+        assert res.commit is not None and res.commit.parent == heads[fork]
         ws = vault.workspace(fork)
         assert ws.read("seen.txt") == f"fork {fork}\n".encode()
         assert ws.read("mine.txt") == f"v:{fork}\n".encode()
@@ -137,7 +138,7 @@ def test_two_forks_at_one_path_each_see_and_change_their_own(home, forks, proj):
             "shared.txt",
             "who.txt",
         ]
-        assert git("--git-dir", vault.path, "rev-parse", fork).strip() == res.commit["commit"]
+        assert git("--git-dir", vault.path, "rev-parse", fork).strip() == res.commit.commit
     assert _host_files(proj) == {"host.txt"}  # the host's directory is untouched
     assert not vault.workspace("main").exists("mine.txt")
 
@@ -148,8 +149,8 @@ def test_materialized_copy_is_shown_at_the_path_too(home, vault, proj):
         home, vault, "main", f"echo made > {proj}/made.txt", mode="materialized", isolate="writable",
         isolate_at=str(proj),
     )  # fmt: skip
-    assert res.success and res.isolation is not None and res.isolation["active"], res.to_dict()
-    assert res.changes == [{"path": "made.txt", "status": "added"}]
+    assert res.success and res.isolation is not None and res.isolation.active, res.to_dict()
+    assert res.to_dict()["changes"] == [{"path": "made.txt", "status": "added"}]
     assert vault.workspace("main").read("made.txt") == b"made\n"
     assert _host_files(proj) == {"host.txt"}
 
@@ -171,8 +172,8 @@ def test_readonly_host_refuses_writes_outside_with_erofs(home, forks, proj, outs
         home, vault, "a",
         ExecRequest(argv=("python3", "probe.py"), isolate="readonly", isolate_at=str(proj)),
     )  # fmt: skip
-    assert res.result is not None and res.result["stdout"] == "EROFS\n", res.to_dict()
-    assert res.isolation is not None and res.isolation["active"] and res.isolation["host"] == "readonly"
+    assert res.result is not None and res.result.stdout == "EROFS\n", res.to_dict()
+    assert res.isolation is not None and res.isolation.active and res.isolation.host == "readonly"
     assert sorted(os.listdir(outside)) == ["keep.txt"]
     # the fork is writable; /tmp is a private tmpfs; the vault stays writable (git works)
     marker = f"/tmp/avfs-isolate-{os.getpid()}"
@@ -191,8 +192,8 @@ def test_readonly_host_refuses_writes_outside_with_erofs(home, forks, proj, outs
         isolate="readonly", isolate_at=str(proj),
     )  # fmt: skip
     assert res.result is not None, res.to_dict()
-    assert res.result["stdout"] == "?? w.txt\nt\nRead-only file system\n", res.to_dict()
-    assert res.changes == [{"path": "w.txt", "status": "added"}] and res.commit is not None
+    assert res.result.stdout == "?? w.txt\nt\nRead-only file system\n", res.to_dict()
+    assert res.to_dict()["changes"] == [{"path": "w.txt", "status": "added"}] and res.commit is not None
     assert not os.path.exists(marker) and sorted(os.listdir(outside)) == ["keep.txt"]
     assert _host_files(proj) == {"host.txt"}
     # a root command cannot remount its way out
@@ -204,7 +205,7 @@ def test_readonly_host_refuses_writes_outside_with_erofs(home, forks, proj, outs
     )
     res = execute(home, vault, "a", ExecRequest(argv=("python3", "-c", escape), isolate="readonly",
                   isolate_at=str(proj), commit=False))  # fmt: skip
-    assert res.result is not None and res.result["stdout"] == "-1 Operation not permitted\n", res.to_dict()
+    assert res.result is not None and res.result.stdout == "-1 Operation not permitted\n", res.to_dict()
     assert sorted(os.listdir(outside)) == ["keep.txt"]
 
 
@@ -224,21 +225,21 @@ def test_hide_host_shows_only_the_system_and_the_fork(home, forks, proj, outside
         isolate="hidden", isolate_at=str(proj), env=(("HOME", "/home/agent"),),
     )  # fmt: skip
     assert res.success, res.to_dict()
-    assert res.isolation is not None and res.isolation["active"] and res.isolation["host"] == "hidden"
-    out = res.result["stdout"].splitlines() if res.result else []
+    assert res.isolation is not None and res.isolation.active and res.isolation.host == "hidden"
+    out = res.result.stdout.splitlines() if res.result else []
     top = set(out[: out.index("h.txt")])
     assert {"usr", "etc", "dev", "proc", "tmp", "home"} <= top
     assert not {"var", "work", "root", "srv", "opt", "sys"} & top, top
     assert "OUTSIDE" not in out and "SECRET" not in out and "WORK" not in out
     assert out[out.index("h.txt") + 1 :] == ["4", "home=/home/agent", "ETC", "fork b"]
-    assert res.changes == [{"path": "made.txt", "status": "added"}]
+    assert res.to_dict()["changes"] == [{"path": "made.txt", "status": "added"}]
     assert vault.workspace("b").read("made.txt") == b"made\n"
     assert _host_files(proj) == {"host.txt"} and not os.path.exists("/home/agent/h.txt")
     # the root of the view is read-only; /proc is there (a fresh one, of the view's PID namespace)
     res = _run(home, vault, "b", "sh root.sh",
                isolate="hidden", isolate_at=str(proj), commit=False)  # fmt: skip
-    assert res.result is not None and "Read-only file system" in res.result["stdout"]
-    assert "PROC" in res.result["stdout"]
+    assert res.result is not None and "Read-only file system" in res.result.stdout
+    assert "PROC" in res.result.stdout
 
 
 _ESCAPES = (
@@ -267,7 +268,7 @@ def test_the_host_is_not_reachable_through_proc(home, forks, proj, outside, host
     res = _run(home, vault, "a", f"python3 esc.py {target}; echo $$",
                isolate=host, isolate_at=str(proj), commit=False)  # fmt: skip
     assert res.success and res.result is not None, res.to_dict()
-    out = res.result["stdout"].splitlines()
+    out = res.result.stdout.splitlines()
     assert not [line for line in out if line.startswith("ESCAPED")], out
     assert out[-1] == "2" and out[-2] == "pids [1, 2, 3] ppid 2", out  # init, sh, python3
     assert sorted(os.listdir(outside)) == ["keep.txt"]
@@ -298,7 +299,7 @@ def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs
     for host in ("readonly", "hidden"):
         res = _run(home, vault, "a", "python3 probe.py", isolate=host, isolate_at=str(proj), commit=False)
         assert res.success and res.result is not None, res.to_dict()
-        out = res.result["stdout"].splitlines()
+        out = res.result.stdout.splitlines()
         assert out[0] == f"bnd {sorted(isolate.KEPT_CAPS)}" and out[1] == "inh 0 amb 0", (host, out)
         assert not {21, 27, 19, 2, 17, 16} & isolate.KEPT_CAPS  # SYS_ADMIN MKNOD PTRACE ...
         assert out[2:7] == [
@@ -335,8 +336,8 @@ def test_root_in_a_view_keeps_few_capabilities_and_the_vault_only_what_git_needs
         isolate="readonly", isolate_at=str(proj), env=tuple((f"GIT_{w}_{k}", v) for w in ("AUTHOR", "COMMITTER")
                                                      for k, v in (("NAME", "A"), ("EMAIL", "a@b.invalid"))),
     )  # fmt: skip
-    assert res.result is not None and res.result["exit_code"] == 0, res.result["stderr"]
-    assert res.result["stdout"].splitlines() == ["by git in the view", "PINNED"], res.to_dict()
+    assert res.result is not None and res.result.exit_code == 0, res.result.stderr
+    assert res.result.stdout.splitlines() == ["by git in the view", "PINNED"], res.to_dict()
     assert "by git in the view" in git("--git-dir", vp, "log", "--format=%s", "a")
     assert hook.read_bytes() == hook_before
     assert (wt / "config.worktree").read_text().count(str(hook)) == 1
@@ -348,25 +349,23 @@ def test_exit_status_signals_and_strays_pass_through_the_views_init(home, forks,
     secs = f"100.{os.getpid()}1"
     res = _run(home, vault, "a", f"sleep {secs} & exit 3", isolate="readonly", isolate_at=str(proj),
                commit=False, kill_grace_ms=300)  # fmt: skip
-    assert res.result is not None and res.result["exit_code"] == 3, res.to_dict()
-    assert res.result["stray_processes_killed"] and not _running(b"sleep\0" + secs.encode())
+    assert res.result is not None and res.result.exit_code == 3, res.to_dict()
+    assert res.result.stray_processes_killed and not _running(b"sleep\0" + secs.encode())
     # one that left the process group (setsid) is stopped with the namespace too
     res = _run(home, vault, "a", f"setsid sleep {secs} & sleep 0.2; echo out", isolate="hidden",
                isolate_at=str(proj), commit=False, kill_grace_ms=300)  # fmt: skip
-    assert res.result is not None and res.result["exit_code"] == 0 and res.result["stdout"] == "out\n"
-    assert res.result["stray_processes_killed"] and not _running(b"sleep\0" + secs.encode())
+    assert res.result is not None and res.result.exit_code == 0 and res.result.stdout == "out\n"
+    assert res.result.stray_processes_killed and not _running(b"sleep\0" + secs.encode())
     res = execute(home, vault, "a", ExecRequest(argv=("python3", "-c", "import os; os.kill(os.getpid(), 9)"),
                   isolate="hidden", isolate_at=str(proj), commit=False))  # fmt: skip
-    assert res.result is not None and (res.result["exit_code"], res.result["signal"]) == (137, "SIGKILL")
+    assert res.result is not None and (res.result.exit_code, res.result.signal) == (137, "SIGKILL")
     res = _run(home, vault, "a", "echo fine", isolate="readonly", isolate_at=str(proj), commit=False)
-    assert res.success and not res.result["stray_processes_killed"], res.to_dict()  # type: ignore[index]
+    assert res.success and not res.result.stray_processes_killed, res.to_dict()
     res = _run(home, vault, "a", "x", isolate="readonly", isolate_at=str(proj), commit=False)
-    assert res.result is not None and res.result["exit_code"] == 127, res.to_dict()
+    assert res.result is not None and res.result.exit_code == 127, res.to_dict()
     res = execute(home, vault, "a", ExecRequest(argv=("no-such-program-x",), isolate="hidden",
                   isolate_at=str(proj), commit=False))  # fmt: skip
-    assert res.result is not None and res.result["exit_code"] == 127 and res.result["spawn_error"], (
-        res.to_dict()
-    )
+    assert res.result is not None and res.result.exit_code == 127 and res.result.spawn_error, res.to_dict()
 
 
 def test_a_pid_namespace_view_that_fails_to_set_up_runs_nothing(home, vault, proj, tmp_path, monkeypatch):
@@ -384,8 +383,8 @@ def test_a_pid_namespace_view_that_fails_to_set_up_runs_nothing(home, vault, pro
         res = execute(home, vault, "main", ExecRequest(argv=("python3", "probe.py"),
                       isolate=host, isolate_at=str(proj), mode="materialized"))  # fmt: skip
         assert res.exit_code == 125 and res.result is None and not marker.exists(), res.to_dict()
-        assert res.error is not None and res.error["code"] == "isolation_failed", res.to_dict()
-        assert res.isolation is not None and "mount proc: No such file" in res.isolation["reason"]
+        assert res.error is not None and res.error.code == "isolation_failed", res.to_dict()
+        assert res.isolation is not None and "mount proc: No such file" in res.isolation.reason
 
 
 def _running(cmdline: bytes) -> list[int]:
@@ -413,9 +412,9 @@ def test_timeout_inside_an_isolated_command_stops_its_group(home, forks, proj):
         home, vault, "a", f"sleep {secs} & sleep {secs}",
         isolate="readonly", isolate_at=str(proj), timeout_ms=700, commit=False,
     )  # fmt: skip
-    assert res.exit_code == 124 and res.result is not None and res.result["timed_out"], res.to_dict()
-    assert res.isolation is not None and res.isolation["active"]
-    assert res.result["signal"] == "SIGTERM", res.result  # TERM reached the command (no KILL after the grace)
+    assert res.exit_code == 124 and res.result is not None and res.result.timed_out, res.to_dict()
+    assert res.isolation is not None and res.isolation.active
+    assert res.result.signal == "SIGTERM", res.result  # TERM reached the command (no KILL after the grace)
     deadline = time.monotonic() + 5
     while _running(b"sleep\0" + secs.encode()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -428,19 +427,19 @@ def test_origin_dir_is_the_default_path_and_bad_paths_are_refused(home, vault, p
     _need_namespaces()
     res = _run(home, vault, "main", "pwd", isolate="writable", mode="materialized")
     assert res.exit_code == 125 and res.result is None and res.error is not None
-    assert res.error["code"] == "usage" and "--at" in (res.error["hint"] or "")
+    assert res.error.code == "usage" and "--at" in (res.error.hint or "")
     vault.set_config(origin={"dir": str(proj)})  # what `avfs up DIR` records
     res = _run(home, vault, "main", "pwd", isolate="readonly", mode="materialized")
-    assert res.success and res.result is not None and res.result["stdout"] == f"{proj}\n", res.to_dict()
+    assert res.success and res.result is not None and res.result.stdout == f"{proj}\n", res.to_dict()
     for at, host in (("relative/dir", "writable"), ("/", "hidden"), (str(tmp_path / "missing"), "writable"),
                      ("/usr/lib", "hidden")):  # fmt: skip
         bad = _run(home, vault, "main", "true", isolate=host, isolate_at=at, mode="materialized")
-        assert bad.exit_code == 125 and bad.error is not None and bad.error["code"] == "usage", (at, host)
+        assert bad.exit_code == 125 and bad.error is not None and bad.error.code == "usage", (at, host)
     # a path missing on the host is fine where the view makes it
     res = _run(
         home, vault, "main", "pwd", isolate="hidden", isolate_at="/srv/nowhere/proj", mode="materialized"
     )
-    assert res.success and res.result is not None and res.result["stdout"] == "/srv/nowhere/proj\n"
+    assert res.success and res.result is not None and res.result.stdout == "/srv/nowhere/proj\n"
     assert not os.path.exists("/srv/nowhere")
 
 
@@ -450,7 +449,7 @@ def test_unavailable_namespaces_fall_back_to_the_plain_mount(home, vault, proj, 
     res = _run(home, vault, "main", "pwd; echo x > x.txt", isolate="hidden", isolate_at=str(proj),
                mode="materialized")  # fmt: skip
     assert res.success, res.to_dict()
-    assert res.isolation == {
+    assert res.to_dict()["isolation"] == {
         "requested": True,
         "active": False,
         "path": str(proj),
@@ -459,8 +458,8 @@ def test_unavailable_namespaces_fall_back_to_the_plain_mount(home, vault, proj, 
         "reason": "not root, and user namespaces are not available here",
     }
     assert res.result is not None and res.mount is not None
-    assert res.result["stdout"].strip() == res.mount["mountpoint"]  # the plain copy
-    assert res.changes == [{"path": "x.txt", "status": "added"}] and res.commit is not None
+    assert res.result.stdout.strip() == res.mount.mountpoint  # the plain copy
+    assert res.to_dict()["changes"] == [{"path": "x.txt", "status": "added"}] and res.commit is not None
     # the policy judged the command from where it really runs: the project's path is the host
     denied = _run(home, vault, "main", f"rm -rf {proj}/host.txt", isolate="hidden", isolate_at=str(proj),
                   mode="materialized")  # fmt: skip
@@ -482,15 +481,15 @@ def test_a_view_that_fails_to_set_up_runs_nothing(home, vault, proj, tmp_path, m
     res = execute(home, vault, "main", ExecRequest(argv=("python3", "probe.py"),
                   isolate="writable", isolate_at=str(proj), mode="materialized"))  # fmt: skip
     assert res.exit_code == 125 and res.result is None and not marker.exists()
-    assert res.error is not None and res.error["code"] == "isolation_failed", res.to_dict()
-    assert res.isolation is not None and not res.isolation["active"]
-    assert "No such file or directory" in res.isolation["reason"]
+    assert res.error is not None and res.error.code == "isolation_failed", res.to_dict()
+    assert res.isolation is not None and not res.isolation.active
+    assert "No such file or directory" in res.isolation.reason
 
 
 def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
     """The real probe passes here as root; as `nobody` the same views are made in a user
     namespace (its own ids mapped, no capabilities left for the command)."""
-    assert isolate._probe.__wrapped__() is None  # type: ignore[attr-defined]
+    assert linuxns._probe.__wrapped__() is None  # type: ignore[attr-defined]
     assert isolate.method() == "mount_namespace"
     base = Path(tempfile.mkdtemp(prefix="avfs-userns-", dir="/var/tmp"))
     try:
@@ -504,10 +503,10 @@ def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
         os.chown(src, 65534, 65534)
         code = (
             "import json, os, sys\n"
-            "from avfs_git.proxy import isolate, runner\n"
-            "isolate._sys()\n"
+            "from avfs_git.proxy import isolate, linuxns, runner\n"
+            "linuxns._sys()\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-            "out = {'why': isolate._probe(), 'method': isolate.method()}\n"
+            "out = {'why': linuxns._probe(), 'method': isolate.method()}\n"
             "for host in isolate.HOSTS:\n"
             f"    v = isolate.plan({str(src)!r}, {str(at)!r}, host, '', (), '/home/nobody')\n"
             "    r = runner.run(['/bin/sh', '-c', 'cat f.txt; id -u; echo n > new.txt; touch /etc/x 2>&1; ls /'],\n"

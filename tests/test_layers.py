@@ -75,7 +75,7 @@ ENVIRONMENT_READS = {
     "core/store/identity.py": "git's GIT_AUTHOR_*/GIT_COMMITTER_*: git semantics, in one place",
     "core/store/gitrun.py": "the environment a git process is given: the caller's, without GIT_* but for where git's config is",
     "core/store/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
-    "proxy/execute.py": "the environment a command inherits when the request carries none",
+    "proxy/placement.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
     "ops/mounts.py": "PATH (is fusermount3 there), the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",

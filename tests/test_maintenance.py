@@ -370,13 +370,13 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
 
 
 def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli: Any) -> None:
-    from avfs_git.proxy.execute import _exec_lock
+    from avfs_git.proxy.placement import exec_lock
 
     vault.workspace("main").write("a", b"1")
     checkpoint.save(vault, "main")
     vault.create_fork("main", "team/x")
     for fork in ("main", "team/x"):
-        _exec_lock(vault, fork)()  # what `avfs proxy exec` leaves: locks/.exec-<fork>.lock
+        exec_lock(vault, fork)()  # what `avfs proxy exec` leaves: locks/.exec-<fork>.lock
     locks = Path(vault.state_dir) / "locks"
     assert {".exec-main.lock", ".exec-team%2Fx.lock"} <= {p.name for p in locks.iterdir()}
     assert maintenance.stale_locks(vault) == []
@@ -391,7 +391,7 @@ def test_exec_locks_and_held_locks_are_never_stale(home: Home, vault: Vault, cli
     vault.delete_fork("team/x")
     assert not (locks / ".exec-team%2Fx.lock").exists() and not (locks / "team%2Fx.lock").exists()
     # one left after (a late exec of the deleted fork): stale only while nobody holds it
-    release = _exec_lock(vault, "team/x")
+    release = exec_lock(vault, "team/x")
     try:
         assert maintenance.stale_locks(vault) == []
         maintenance.pruning.remove_lock(str(locks / ".exec-team%2Fx.lock"))
@@ -914,7 +914,7 @@ def test_doctor_reports_nothing_after_forks_are_used_and_deleted(home: Home, vau
     """Every way a fork goes (`down --discard`/`--keep`'s delete, `vault delete V:F`) takes its
     lock files with it: doctor has nothing to say after normal use, and an undo that brings
     a fork back works with new lock files."""
-    from avfs_git.proxy.execute import _exec_lock
+    from avfs_git.proxy.placement import exec_lock
 
     vault.workspace("main").write("a", b"1")
     checkpoint.save(vault, "main")
@@ -922,7 +922,7 @@ def test_doctor_reports_nothing_after_forks_are_used_and_deleted(home: Home, vau
         vault.create_fork("main", fork)
         vault.workspace(fork).write(f"{fork.replace('/', '-')}.txt", b"work\n")
         checkpoint.save(vault, fork)  # takes the fork lock and the exec lock
-        _exec_lock(vault, fork)()  # as `avfs proxy exec` leaves it
+        exec_lock(vault, fork)()  # as `avfs proxy exec` leaves it
     locks = Path(vault.state_dir) / "locks"
     assert {"gone.lock", ".exec-gone.lock", "team%2Fgone.lock"} <= {p.name for p in locks.iterdir()}
     op = vault.delete_fork("gone")

@@ -22,7 +22,7 @@ from mcp.types import REQUEST_TIMEOUT, CallToolResult, TextContent
 from avfs_git.core.store.gitstore import blob_id
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
-from avfs_git.mcp.tools import TOOLS
+from avfs_git.mcp.toolspecs import TOOLS
 
 TOOL_NAMES = {
     "vault_list",
@@ -531,7 +531,7 @@ def test_the_exec_output_schema_is_a_part_of_the_documents_schema() -> None:
     """exec's trimmed output schema names only fields of proxy_exec_result.schema.json, and
     only fields that document always has."""
     import avfs_git
-    from avfs_git.mcp.tools import EXEC_OUTPUT_SCHEMA
+    from avfs_git.mcp.toolspecs import EXEC_OUTPUT_SCHEMA
 
     schemas = Path(avfs_git.__file__).parent / "schemas"
     full = json.loads((schemas / "proxy_exec_result.schema.json").read_text())

@@ -477,9 +477,9 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
         )
         assert out.error is None and out.exit_code == 0, out.error
         assert out.checkpoint is None and out.commit is None
-        assert {c["path"] for c in out.changes} >= {"new.txt"}
-        assert out.state is not None and out.state["merge"]["source"] == "b"
-        assert "shared.txt" not in out.state["merge"]["unresolved"]
+        assert {c.path for c in out.changes} >= {"new.txt"}
+        assert out.state is not None and out.state.merge.source == "b"
+        assert "shared.txt" not in out.state.merge.unresolved
         assert main.tip() == res.ours and merge.merge_state(main) is not None
         # a command the policy checkpoints first does not run: one envelope, the merge open
         marker = "ran.txt"
@@ -489,8 +489,8 @@ def test_proxy_exec_runs_in_an_open_merge_without_committing(home, forks, mode):
         ):
             refused = exec_in(main, mode=mode, **kw)
             assert refused.result is None and refused.exit_code == 125, refused
-            assert refused.error is not None and refused.error["code"] == "merge_in_progress"
-            assert "merge --continue" in refused.error["hint"]
+            assert refused.error is not None and refused.error.code == "merge_in_progress"
+            assert "merge --continue" in refused.error.hint
             assert not main.exists(marker) and main.exists("added.txt")
         assert main.tip() == res.ours and merge.merge_state(main) is not None
         done = _still_open_then_continue(v, res, markers=False)

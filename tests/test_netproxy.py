@@ -22,7 +22,8 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import confine, netproxy
-from avfs_git.proxy.execute import ExecRequest, ExecResult, execute
+from avfs_git.proxy.envelope import ExecRequest, ExecResult
+from avfs_git.proxy.execute import execute
 
 from .conftest import IN_CI
 from .test_confine import _need_bwrap
@@ -42,7 +43,7 @@ def fork(home: Any, vault: Any) -> Iterator[Any]:
 
 class _Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = f"HELLO-{self.server.server_address[1]} {self.path}".encode()  # type: ignore[index]
+        body = f"HELLO-{self.server.server_address[1]} {self.path}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -112,14 +113,14 @@ def _run(home: Any, vault: Any, pol: Policy, argv: tuple[str, ...] = (), **kw: A
 
 def _out(res: ExecResult) -> str:
     assert res.result is not None, res.error
-    return str(res.result["stdout"])
+    return str(res.result.stdout)
 
 
 def test_curl_reaches_an_allowed_host_and_is_refused_another(home, fork, port_a, port_b):
     _need_curl()
     pol = _policy(f"127.0.0.1:{port_a}")
     ok = _run(home, fork, pol, ("curl", "-sS", f"http://127.0.0.1:{port_a}/a"))
-    conf = ok.confinement
+    conf = ok.to_dict()["confinement"]
     assert conf is not None and conf["kind"] == "bwrap" and conf["network"] == "filtered", conf
     assert conf["network_allow"] == [f"127.0.0.1:{port_a}"] and conf["network_refused"] == []
     assert _out(ok) == f"HELLO-{port_a} /a", ok.result
@@ -130,7 +131,7 @@ def test_curl_reaches_an_allowed_host_and_is_refused_another(home, fork, port_a,
         ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port_b}/b"),
     )
     assert _out(no) == "403", no.result
-    assert no.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+    assert no.confinement.network_refused == (f"127.0.0.1:{port_b}",)
     # a name the policy allows that resolves to a local address (the host's own services, a
     # cloud's metadata service) is refused: only an address the policy names reaches one
     pol = _policy(f"localhost:{port_a}")
@@ -141,7 +142,7 @@ def test_curl_reaches_an_allowed_host_and_is_refused_another(home, fork, port_a,
         ("curl", "-sS", f"http://localhost:{port_a}/", "-x", netproxy.environment({})["HTTP_PROXY"]),
     )
     assert "resolves to 127.0.0.1" in _out(local) or "resolves to ::1" in _out(local), local.result
-    assert local.confinement["network_refused"] == [f"localhost:{port_a}"]  # type: ignore[index]
+    assert local.confinement.network_refused == (f"localhost:{port_a}",)
     from avfs_git.core.vaults import audit
 
     assert audit.read(fork.state_dir)[-1]["confinement"] == "bwrap/filtered"
@@ -155,7 +156,7 @@ def test_a_direct_connection_has_no_route(home, fork, port_a):
     res = _run(
         home, fork, pol, ("curl", "-sS", "--noproxy", "*", "--max-time", "20", f"http://127.0.0.1:{port_a}/")
     )
-    assert res.result is not None and res.result["exit_code"] != 0 and "HELLO" not in _out(res), res.result
+    assert res.result is not None and res.result.exit_code != 0 and "HELLO" not in _out(res), res.result
     script = (
         "import socket\ns = socket.socket()\n"
         f"try:\n    s.connect(('127.0.0.1', {port_a}))\n    print('CONNECTED')\n"
@@ -183,9 +184,9 @@ def test_python_urllib_honours_the_proxy(home, fork, port_a, port_b):
         pol,
         ("python3", "fetch.py", f"http://127.0.0.1:{port_a}/x", f"http://127.0.0.1:{port_b}/y"),
     )
-    assert res.confinement["network"] == "filtered"  # type: ignore[index]
+    assert res.confinement.network == "filtered"
     assert _out(res).splitlines() == [f"HELLO-{port_a} /x", "HTTP 403"], res.result
-    assert res.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+    assert res.confinement.network_refused == (f"127.0.0.1:{port_b}",)
 
 
 def test_connect_tunnels_only_to_allowed_hosts(home, fork, echo, port_b):
@@ -212,20 +213,20 @@ def test_connect_tunnels_only_to_allowed_hosts(home, fork, echo, port_b):
     pol = _policy(f"127.0.0.1:{echo}", network="filtered")
     res = _run(home, fork, pol, ("python3", "tunnel.py", str(echo), str(port_b)))
     assert _out(res).splitlines() == ["200 ECHO:ping", "403"], res.result
-    assert res.confinement["network_refused"] == [f"127.0.0.1:{port_b}"]  # type: ignore[index]
+    assert res.confinement.network_refused == (f"127.0.0.1:{port_b}",)
 
 
 def test_without_an_allow_list_the_network_is_none_or_the_hosts(home, fork, port_a):
     _need_curl()
     url = f"http://127.0.0.1:{port_a}/"
     res = _run(home, fork, Policy.from_text("version = 1\n"), ("python3", "-c", "print(1)"))
-    assert res.confinement["network"] == "none" and "network_allow" not in res.confinement  # type: ignore[index]
+    assert res.confinement.network == "none" and res.confinement.network_allow is None
     pol = Policy.from_text('version = 1\n[outcomes]\nnetworked = "allow"\n')
     res = _run(home, fork, pol, ("curl", "-sS", url))
-    assert res.confinement["network"] == "host" and _out(res) == f"HELLO-{port_a} /", res.result  # type: ignore[index]
+    assert res.confinement.network == "host" and _out(res) == f"HELLO-{port_a} /", res.result
     # an allow list: the same command gets the filtered network, and the policy's proxy
     res = _run(home, fork, _policy("pypi.org"), ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url))
-    assert res.confinement["network"] == "filtered" and _out(res) == "403", res.result  # type: ignore[index]
+    assert res.confinement.network == "filtered" and _out(res) == "403", res.result
 
 
 def test_the_proxy_stops_with_the_command(home, fork, echo):
@@ -247,8 +248,8 @@ def test_the_proxy_stops_with_the_command(home, fork, echo):
 
 def test_a_missing_program_exits_127_as_in_a_shell(home, fork):
     res = _run(home, fork, _policy("pypi.org", network="filtered"), ("no-such-program-avfs",))
-    assert res.result is not None and res.result["exit_code"] == 127, res.result
-    assert "no-such-program-avfs" in str(res.result["stderr"])
+    assert res.result is not None and res.result.exit_code == 127, res.result
+    assert "no-such-program-avfs" in str(res.result.stderr)
 
 
 @pytest.mark.parametrize(
@@ -296,8 +297,8 @@ def test_a_bad_allow_list_is_refused_with_the_line(vault, home, value):
         fh.write(text)
     before = vault.workspace("main").status()
     res = execute(home, vault, "main", ExecRequest(shell="echo x > ran.txt", commit=False))
-    assert res.result is None and res.error is not None and res.error["code"] == "policy_invalid", res.error
-    assert "network_allow" in res.error["message"] and res.exit_code == 125
+    assert res.result is None and res.error is not None and res.error.code == "policy_invalid", res.error
+    assert "network_allow" in res.error.message and res.exit_code == 125
     assert vault.workspace("main").status() == before and not os.path.exists(
         os.path.join(vault.path, "ran.txt")
     )

@@ -64,39 +64,39 @@ def test_changes_become_one_commit(ws, vault, mode):
         mode=_mode(mode),
     )
     assert res.success, res.to_dict()
-    assert res.exit_code == 0 and res.mount is not None and res.mount["mode"] == mode
-    got = {(c["path"], c["status"], c.get("old_path")) for c in res.changes}
+    assert res.exit_code == 0 and res.mount is not None and res.mount.mode == mode
+    got = {(c.path, c.status, c.old_path) for c in res.changes}
     assert got == {
         ("added.txt", "added", None),
         ("README.md", "modified", None),
         ("old.txt", "deleted", None),
         ("src/main.py", "renamed", "src/app.py"),
     }
-    assert res.commit is not None and res.commit["parent"] == head
+    assert res.commit is not None and res.commit.parent == head
     # `rm` makes the policy checkpoint first; nothing was pending, so no new commit
-    assert res.checkpoint == {
+    assert res.to_dict()["checkpoint"] == {
         "commit": head,
         "created": False,
         "reason": "policy",
         "on_branch": True,
         "ref": None,
     }
-    assert ws.base == res.commit["commit"] and not ws.is_dirty()
-    assert res.state == {"base": res.commit["commit"], "uncheckpointed_changes": 0}
+    assert ws.base == res.commit.commit and not ws.is_dirty()
+    assert res.to_dict()["state"] == {"base": res.commit.commit, "uncheckpointed_changes": 0}
     log = git("--git-dir", vault.path, "log", "--format=%s", "-1", "main")
     assert log.startswith("avfs proxy exec: ") and "added.txt" in log
     assert ws.read("README.md") == b"# proj\nchanged\n"
     # nothing changed: no commit
     again = exec_in(ws, ["cat", "README.md"], mode=mode)
-    assert again.success and again.changes == [] and again.commit is None
-    assert again.result is not None and again.result["stdout"] == "# proj\nchanged\n"
+    assert again.success and again.to_dict()["changes"] == [] and again.commit is None
+    assert again.result is not None and again.result.stdout == "# proj\nchanged\n"
 
 
 def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
     require_fuse()
     res = exec_in(ws, ["true"], mode="fuse")
-    assert res.mount == {
-        "mountpoint": res.mount["mountpoint"],
+    assert res.to_dict()["mount"] == {
+        "mountpoint": res.mount.mountpoint,
         "mode": "fuse",
         "reused": False,
         "backend": "overlay" if mounts.overlay_available() is None else "fuse",
@@ -104,22 +104,22 @@ def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
     }
     assert mounts.check(vault, "main") is None  # unmounted after the call
     kept = exec_in(ws, ["true"], mode="fuse", keep_mount=True)
-    assert kept.mount is not None and not kept.mount["reused"]
+    assert kept.mount is not None and not kept.mount.reused
     assert mounts.check(vault, "main") is not None
     reused = exec_in(ws, ["pwd"], mode="fuse")
-    assert reused.mount is not None and reused.mount["reused"]
+    assert reused.mount is not None and reused.mount.reused
     # (confined: at the vault's one path in the sandbox)
-    assert reused.result is not None and reused.result["stdout"].strip() == "/avfs/v"
+    assert reused.result is not None and reused.result.stdout.strip() == "/avfs/v"
     assert mounts.check(vault, "main") is not None  # a mount it did not make stays
 
 
 def test_uncheckpointed_changes_are_checkpointed_first(ws, vault):
     ws.write("agent-note.txt", b"written before the command\n")
     res = exec_in(ws, shell="echo x > made.txt", mode="materialized")
-    assert res.checkpoint is not None and res.checkpoint["reason"] == "uncheckpointed_changes"
-    assert res.changes == [{"path": "made.txt", "status": "added"}]
-    assert res.commit is not None and res.commit["parent"] == res.checkpoint["commit"]
-    diff = git("--git-dir", vault.path, "diff", "--name-only", res.checkpoint["commit"], res.commit["commit"])
+    assert res.checkpoint is not None and res.checkpoint.reason == "uncheckpointed_changes"
+    assert res.to_dict()["changes"] == [{"path": "made.txt", "status": "added"}]
+    assert res.commit is not None and res.commit.parent == res.checkpoint.commit
+    diff = git("--git-dir", vault.path, "diff", "--name-only", res.checkpoint.commit, res.commit.commit)
     assert diff.split() == ["made.txt"]
 
 
@@ -127,49 +127,53 @@ def test_no_commit_leaves_the_changes_in_the_overlay(ws):
     ws.write("pending.txt", b"p\n")
     res = exec_in(ws, shell="echo y > y.txt", mode="materialized", commit=False)
     assert res.commit is None and res.checkpoint is None
-    assert res.changes == [{"path": "y.txt", "status": "added"}]  # only the command's
+    assert res.to_dict()["changes"] == [{"path": "y.txt", "status": "added"}]  # only the command's
     assert {c.path for c in ws.status()} == {"pending.txt", "y.txt"}
 
 
 def test_policy_checkpoint_first_and_deny_runs_nothing(ws, tmp_path):
     res = exec_in(ws, ["rm", "old.txt"], mode="materialized")
-    assert res.decision is not None and res.decision["action"] == "allow_with_checkpoint"
-    assert res.checkpoint is not None and res.checkpoint["reason"] == "policy"
-    assert res.changes == [{"path": "old.txt", "status": "deleted"}]
+    assert res.decision is not None and res.decision.action == "allow_with_checkpoint"
+    assert res.checkpoint is not None and res.checkpoint.reason == "policy"
+    assert res.to_dict()["changes"] == [{"path": "old.txt", "status": "deleted"}]
     marker = tmp_path / "ran"
     denied = exec_in(ws, shell=f"touch {marker}; rm -rf /", mode="materialized")
     assert denied.exit_code == 126 and denied.result is None and denied.error is not None
-    assert denied.error["code"] == "policy_denied" and denied.decision is not None
-    assert denied.decision["rule"] != "default"
+    assert denied.error.code == "policy_denied" and denied.decision is not None
+    assert denied.decision.rule != "default"
     assert not marker.exists()
 
 
 def test_approval_token_is_bound_to_the_request_and_used_once(home, ws):
     asked = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
     assert asked.exit_code == 126 and asked.result is None and asked.approval is not None
-    token = asked.approval["token"]
+    token = asked.approval.token
     other = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/other"], mode="materialized", approve=token)
-    assert other.exit_code == 126 and other.error is not None and other.error["code"] == "approval_refused"
-    assert "different request" in other.error["message"] and other.result is None
+    assert other.exit_code == 126 and other.error is not None and other.error.code == "approval_refused"
+    assert "different request" in other.error.message and other.result is None
     ran = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
-    assert ran.result is not None and ran.error is None and ran.approval == {"token": token, "used": True}
+    assert (
+        ran.result is not None
+        and ran.error is None
+        and ran.to_dict()["approval"] == {"token": token, "used": True}
+    )
     reused = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=token)
-    assert reused.exit_code == 126 and reused.error is not None and "used already" in reused.error["message"]
+    assert reused.exit_code == 126 and reused.error is not None and "used already" in reused.error.message
     # expired
     asked2 = exec_in(ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized")
     assert asked2.approval is not None
-    rec_path = Path(home.path) / "approvals" / (asked2.approval["token"] + ".json")
+    rec_path = Path(home.path) / "approvals" / (asked2.approval.token + ".json")
     rec = json.loads(rec_path.read_text())
     rec["expires"] = time.time() - 1
     rec_path.write_text(json.dumps(rec))
     late = exec_in(
-        ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=asked2.approval["token"]
+        ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve=asked2.approval.token
     )
-    assert late.exit_code == 126 and late.error is not None and "expired" in late.error["message"]
+    assert late.exit_code == 126 and late.error is not None and "expired" in late.error.message
     forged = exec_in(
         ws, ["curl", "-s", "http://127.0.0.1:9/"], mode="materialized", approve="apv_" + "0" * 32
     )
-    assert forged.exit_code == 126 and forged.error is not None and "unknown" in forged.error["message"]
+    assert forged.exit_code == 126 and forged.error is not None and "unknown" in forged.error.message
     with pytest.raises(approval.ApprovalError):
         approval.consume(home.path, "not-a-token", {"vault": "v", "fork": "main"}, "h")
 
@@ -188,22 +192,20 @@ def test_approval_token_is_bound_to_the_bytes_on_stdin(ws):
     the command on whatever other input came with it (the review's mcp_approval.py)."""
     asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n")
     assert asked.exit_code == 126 and asked.approval is not None
-    assert asked.approval["stdin_sha256"] == _sha(b"harmless\n")
-    token = asked.approval["token"]
+    assert asked.approval.stdin_sha256 == _sha(b"harmless\n")
+    token = asked.approval.token
     for other in (b"EVIL\n", b"harmless\n\n", b"", None):
         evil = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=other, approve=token)
         assert evil.exit_code == 126 and evil.result is None and evil.error is not None, other
-        assert "different request" in evil.error["message"]
-        assert evil.error["details"]["approved_request"]["stdin"] == _sha(b"harmless\n")
+        assert "different request" in evil.error.message
+        assert evil.error.details["approved_request"]["stdin"] == _sha(b"harmless\n")
     assert not ws.exists("got.txt")
     ran = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"harmless\n", approve=token)
     assert ran.success and ws.read("got.txt") == b"harmless\n", ran.to_dict()
     # without stdin, the token is bound to "no stdin" (null)
     asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized")
-    assert asked.approval is not None and asked.approval["stdin_sha256"] is None
-    empty = exec_in(
-        ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"", approve=asked.approval["token"]
-    )
+    assert asked.approval is not None and asked.approval.stdin_sha256 is None
+    empty = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"", approve=asked.approval.token)
     assert empty.exit_code == 126 and empty.result is None
 
 
@@ -224,7 +226,7 @@ def test_a_streamed_stdin_is_read_first_and_bound_too(ws, cli_proc):
 def test_proxy_approve_shows_the_request_and_asks_a_person(home, ws, cli_proc):
     asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n", env={"K": "v"})
     assert asked.approval is not None
-    token = asked.approval["token"]
+    token = asked.approval.token
     no_tty = cli_proc("--json", "proxy", "approve", token)  # nobody to ask: refused
     assert no_tty.code == 2 and "terminal" in json.loads(no_tty.out_bytes)["error"]["message"]
 
@@ -297,9 +299,9 @@ def test_a_command_too_complex_to_analyse_needs_approval(ws, tmp_path):
     marker = tmp_path / "ran"
     res = exec_in(ws, shell="env " * 60000 + f"touch {marker}", mode="materialized")
     assert res.exit_code == 126 and res.result is None and res.error is not None
-    assert res.error["code"] == "approval_required" and res.decision is not None
-    assert res.decision["rule"] == "builtin:too-complex"
-    assert "too long or complex to analyse" in res.error["message"]
+    assert res.error.code == "approval_required" and res.decision is not None
+    assert res.decision.rule == "builtin:too-complex"
+    assert "too long or complex to analyse" in res.error.message
     assert not marker.exists()
 
 
@@ -308,7 +310,7 @@ def test_a_command_cannot_run_avfs_to_approve_its_own_token(home, ws, cli_proc):
     `proxy approve` checks) is denied by the policy before anything runs."""
     asked = exec_in(ws, shell=_NEEDS_APPROVAL, mode="materialized", stdin=b"in\n")
     assert asked.approval is not None
-    token = asked.approval["token"]
+    token = asked.approval.token
     base = ("--json", "--vault", "v", "proxy", "exec", "--mode", "materialized")
     for cmd in (
         ("--shell", f"env -u AVFS_WORKSPACE avfs --home {home.path} proxy approve --yes {token}"),
@@ -325,14 +327,15 @@ def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tm
     """Regression: request_hash copied a fixed list of keys and left out `isolate` (and
     timeout, checkpoint, commit, mode): a token approved for a command confined with
     --hide-host ran it on the plain host (the review's approval_isolate.py)."""
-    from avfs_git.proxy.execute import ExecRequest, execute
+    from avfs_git.proxy.envelope import ExecRequest
+    from avfs_git.proxy.execute import execute
 
     proj = tmp_path / "proj"
     proj.mkdir()
     iso = {"isolate": "hidden", "isolate_at": str(proj)}
     asked = execute(home, vault, "main", ExecRequest(shell=_NEEDS_APPROVAL, mode="materialized", **iso))
     assert asked.exit_code == 126 and asked.approval is not None
-    token = asked.approval["token"]
+    token = asked.approval.token
     for other in (
         {},  # not isolated at all
         {"isolate": "readonly", "isolate_at": str(proj)},
@@ -346,7 +349,7 @@ def test_approval_token_is_bound_to_every_key_of_the_request(home, ws, vault, tm
         req = ExecRequest(shell=_NEEDS_APPROVAL, mode="materialized", approve=token, **other)  # type: ignore[arg-type]
         res = execute(home, vault, "main", req)
         assert res.exit_code == 126 and res.result is None and res.error is not None, other
-        assert "different request" in res.error["message"], other
+        assert "different request" in res.error.message, other
     rec = json.loads((Path(home.path) / "approvals" / f"{token}.json").read_text())
     assert rec["request"]["isolate"] == ["hidden", str(proj)]
     # every key counts, including ones added later
@@ -367,7 +370,7 @@ def test_timeout_stops_the_whole_process_group(ws, mode):
         commit=False,
         confine=False,  # the host's PIDs (test_confine: what is left in a sandbox ends with it)
     )
-    assert res.exit_code == 124 and res.result is not None and res.result["timed_out"]
+    assert res.exit_code == 124 and res.result is not None and res.result.timed_out
     pid = int(ws.read("bg.pid"))
     deadline = time.monotonic() + 5
     while not _pid_gone(pid) and time.monotonic() < deadline:
@@ -383,8 +386,8 @@ def test_processes_left_behind_are_stopped_when_the_command_exits(ws):
         commit=False,
         confine=False,  # the host's PIDs (in a sandbox, its PID namespace ends with the command)
     )
-    assert res.success and res.result is not None and res.result["stray_processes_killed"]
-    assert res.result["stdout"] == "done\n"
+    assert res.success and res.result is not None and res.result.stray_processes_killed
+    assert res.result.stdout == "done\n"
     assert _pid_gone(int(ws.read("bg.pid")))
 
 
@@ -395,33 +398,33 @@ def test_gigabyte_of_output_is_bounded(ws):
     )
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     assert res.success and res.result is not None
-    assert res.result["stdout_bytes"] == 1 << 30 and res.result["stdout_truncated"]
-    assert len(res.result["stdout"]) == 1 << 20 and not res.result["stderr_truncated"]
+    assert res.result.stdout_bytes == 1 << 30 and res.result.stdout_truncated
+    assert len(res.result.stdout) == 1 << 20 and not res.result.stderr_truncated
     assert grew < 128 << 20, f"capturing 1 GiB of output grew this process by {grew} bytes"
 
 
 def test_program_not_found_and_bad_cwd(ws):
     res = exec_in(ws, ["definitely-not-a-program-xyz"], mode="materialized")
-    assert res.exit_code == 127 and res.result is not None and res.result["spawn_error"]
+    assert res.exit_code == 127 and res.result is not None and res.result.spawn_error
     assert not res.success and res.error is None
     for cwd in ("../outside", "/etc", "missing-dir", "README.md", "a\0b"):
         bad = exec_in(ws, ["true"], cwd=cwd, mode="materialized")
         assert bad.exit_code == 125 and bad.result is None and bad.error is not None, cwd
     ok = exec_in(ws, ["pwd"], cwd="src", mode="materialized")
-    assert ok.result is not None and ok.result["stdout"].strip().endswith("/src")
+    assert ok.result is not None and ok.result.stdout.strip().endswith("/src")
     empty = exec_in(ws, [], mode="materialized")
-    assert empty.exit_code == 125 and empty.error is not None and empty.error["code"] == "usage"
+    assert empty.exit_code == 125 and empty.error is not None and empty.error.code == "usage"
 
 
 def test_environment_is_controlled_and_stdin_passes(ws, monkeypatch):
     monkeypatch.setenv("TEST_PROXY_SECRET", "s3cret")
     res = exec_in(ws, ["env"], mode="materialized", env={"EXTRA": "1"})
     assert res.result is not None
-    env = dict(line.split("=", 1) for line in res.result["stdout"].splitlines() if "=" in line)
+    env = dict(line.split("=", 1) for line in res.result.stdout.splitlines() if "=" in line)
     assert "TEST_PROXY_SECRET" not in env and env["EXTRA"] == "1"
     assert env["AVFS_VAULT"] == "v:main" and env["AVFS_WORKSPACE"] == env["PWD"]
     inherited = exec_in(ws, ["env"], mode="materialized", inherit_env=True)
-    assert inherited.result is not None and "TEST_PROXY_SECRET=s3cret" in inherited.result["stdout"]
+    assert inherited.result is not None and "TEST_PROXY_SECRET=s3cret" in inherited.result.stdout
     fed = exec_in(ws, shell="cat > in.txt", mode="materialized", stdin=b"from stdin\n")
     assert fed.success and ws.read("in.txt") == b"from stdin\n"
 
@@ -451,16 +454,16 @@ def test_mount_that_dies_during_the_command_is_reported(home, ws, vault):
         commit=False,
         confine=False,  # a confined command cannot signal the daemon (a PID namespace of its own)
     )
-    assert res.mount is not None and res.mount["alive_after"] is False
-    assert res.error is not None and res.error["code"] == "mount_died"
-    assert res.result is not None and res.result["exit_code"] != 0  # the second write failed
+    assert res.mount is not None and res.mount.alive_after is False
+    assert res.error is not None and res.error.code == "mount_died"
+    assert res.result is not None and res.result.exit_code != 0  # the second write failed
     assert ws.read("before.txt") == b"before\n"  # what was written before is kept
     assert mounts.check(vault, "main") is None
 
 
 def test_every_exec_is_audited_without_its_output(ws, vault):
     ran = exec_in(ws, shell="echo TOP-$((40+2))-SECRET", mode="materialized")
-    assert ran.result is not None and ran.result["stdout"] == "TOP-42-SECRET\n"
+    assert ran.result is not None and ran.result.stdout == "TOP-42-SECRET\n"
     exec_in(ws, ["rm", "-rf", "/"], mode="materialized")
     assert "TOP-42-SECRET" not in Path(audit.path(vault.state_dir)).read_text()
     recs = audit.read(vault.state_dir)
@@ -490,7 +493,7 @@ def test_cli_envelope_exit_codes_and_human_output(cli, vault):
 
 
 def _signal_name(res: Any) -> str | None:
-    return res.result["signal"] if res.result else None
+    return res.result.signal if res.result else None
 
 
 def test_killed_by_a_signal(ws):
@@ -693,7 +696,7 @@ def test_concurrent_execs_on_one_fork_commit_their_own_changes(home, ws, vault):
         t.join()
     for tag in ("first", "second"):
         r = results[tag]
-        assert r.changes == [{"path": f"{tag}.txt", "status": "added"}], (tag, r.to_dict())  # type: ignore[attr-defined]
+        assert r.to_dict()["changes"] == [{"path": f"{tag}.txt", "status": "added"}], (tag, r.to_dict())  # type: ignore[attr-defined]
         assert r.commit is not None  # type: ignore[attr-defined]
 
 

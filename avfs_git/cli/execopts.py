@@ -122,7 +122,7 @@ def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str],
     from ..proxy.options import failed_envelope
     from .execrender import render
 
-    env = failed_envelope(glob["vault"], values, argv, err.to_dict())
+    env = failed_envelope(glob["vault"], values, argv, err)
     render(glob["json"], json_document("proxy_exec_result", env), bool(values and values.get("quiet")))
     return int(env["exit_code"])
 

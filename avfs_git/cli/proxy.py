@@ -102,7 +102,7 @@ def exec_failed(
     from ..core.types import json_document
     from ..proxy.options import failed_envelope
 
-    env = failed_envelope(spec, values, argv, err.to_dict())
+    env = failed_envelope(spec, values, argv, err)
     if out.json:
         out.document("proxy_exec_result", env)
     else:

@@ -10,6 +10,7 @@ This package is not the SDK: inside avfs the SDK is ``mcp`` (an absolute import)
 from __future__ import annotations
 
 from .server import build_server, serve
-from .tools import TOOLS, AvfsTools, ToolSpec, output_schema
+from .tools import AvfsTools
+from .toolspecs import TOOLS, ToolSpec, output_schema
 
 __all__ = ["TOOLS", "AvfsTools", "ToolSpec", "build_server", "output_schema", "serve"]

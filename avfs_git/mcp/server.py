@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import AvfsError, unexpected
 from ..core.types import json_document
-from .tools import TOOLS, AvfsTools, output_schema
+from .tools import AvfsTools
+from .toolspecs import TOOLS, output_schema
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server

@@ -38,7 +38,7 @@ _TOKEN = re.compile(r"^apv_[0-9a-f]{32}$")
 
 
 def request_hash(request: dict[str, Any], policy_hash: str) -> str:
-    """sha256 over every key of the bound request (see ``execute._approved``: vault, fork,
+    """sha256 over every key of the bound request (see ``admission.bound_request``: vault, fork,
     argv or shell, cwd, timeout, checkpoint, commit, mode, env, inherit_env, the sha256 of
     stdin, isolate) and the policy's hash: a key added there is bound without a change here."""
     keyed = {**request, "policy": policy_hash}

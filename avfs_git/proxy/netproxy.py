@@ -179,6 +179,7 @@ class FilterProxy:
 
     def __init__(self, allow: tuple[str, ...]) -> None:
         self.allow = tuple(allow)
+        self._own = OwnAddresses()  # this host's addresses, refused unless allowed
         self.refused: list[str] = []
         self.dir = ""
         self.path = ""
@@ -327,7 +328,9 @@ class FilterProxy:
             await _answer(writer, 403, f"{where} is not in the policy's network_allow (docs/policy.md)")
             return
         try:
-            up_r, up_w = await asyncio.wait_for(_connect(host, port, self.allow), CONNECT_TIMEOUT_S)
+            up_r, up_w = await asyncio.wait_for(
+                _connect(host, port, self.allow, self._own), CONNECT_TIMEOUT_S
+            )
         except _Local as exc:
             self._refuse(where)
             await _answer(
@@ -367,8 +370,6 @@ class _Local(Exception):
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _OWN_TTL_S: Final = 2.0  # how long the host's interface addresses are trusted once read
-_own: tuple[float, frozenset[IPAddress]] = (0.0, frozenset())
-_own_lock = threading.Lock()
 
 
 def _embedded(ip: IPAddress) -> list[IPAddress]:
@@ -389,45 +390,54 @@ def _embedded(ip: IPAddress) -> list[IPAddress]:
     return out
 
 
+class OwnAddresses:
+    """The addresses of this host's own interfaces, as one filtering proxy knows them: read
+    at most every :data:`_OWN_TTL_S` seconds (an interface's address may come and go)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: tuple[float, frozenset[IPAddress]] = (0.0, frozenset())
+
+    def get(self) -> frozenset[IPAddress]:
+        with self._lock:
+            t, addrs = self._read
+            now = time.monotonic()
+            if not addrs or now - t >= _OWN_TTL_S:
+                self._read = (now, own_addresses())
+            return self._read[1]
+
+
 def own_addresses() -> frozenset[IPAddress]:
     """The addresses of this host's own interfaces (where the filtering proxy runs): the
-    kernel's ``LOCAL`` routes (``/proc/net/fib_trie``) and ``/proc/net/if_inet6``; read at
-    most every :data:`_OWN_TTL_S` seconds (an interface's address may come and go)."""
-    global _own
-    with _own_lock:
-        t, addrs = _own
-        now = time.monotonic()
-        if addrs and now - t < _OWN_TTL_S:
-            return addrs
-        found: set[IPAddress] = set()
-        try:
-            with open("/proc/net/fib_trie", encoding="ascii", errors="replace") as fh:
-                last = ""
-                for line in fh:
-                    text = line.strip()
-                    if text.startswith("|-- "):
-                        last = text[4:]
-                    elif text.endswith("host LOCAL") and last:
-                        with contextlib.suppress(ValueError):
-                            found.add(ipaddress.IPv4Address(last))
-        except OSError:
-            pass
-        try:
-            with open("/proc/net/if_inet6", encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    field = line.split(" ", 1)[0]
+    kernel's ``LOCAL`` routes (``/proc/net/fib_trie``) and ``/proc/net/if_inet6``, read now."""
+    found: set[IPAddress] = set()
+    try:
+        with open("/proc/net/fib_trie", encoding="ascii", errors="replace") as fh:
+            last = ""
+            for line in fh:
+                text = line.strip()
+                if text.startswith("|-- "):
+                    last = text[4:]
+                elif text.endswith("host LOCAL") and last:
                     with contextlib.suppress(ValueError):
-                        found.add(ipaddress.IPv6Address(int(field, 16)))
-        except OSError:
-            pass
-        _own = (now, frozenset(found))
-        return _own[1]
+                        found.add(ipaddress.IPv4Address(last))
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                field = line.split(" ", 1)[0]
+                with contextlib.suppress(ValueError):
+                    found.add(ipaddress.IPv6Address(int(field, 16)))
+    except OSError:
+        pass
+    return frozenset(found)
 
 
-def _is_own(ip: IPAddress) -> bool:
-    """Whether ``ip`` is an address of this host: one of :func:`own_addresses`, or (where
-    ``/proc`` says nothing) one a socket can be bound to."""
-    own = own_addresses()
+def _is_own(ip: IPAddress, known: OwnAddresses | None) -> bool:
+    """Whether ``ip`` is an address of this host: one of its interfaces' (``known``'s, else
+    read now), or (where ``/proc`` says nothing) one a socket can be bound to."""
+    own = known.get() if known is not None else own_addresses()
     if own:
         return ip in own
     family = socket.AF_INET6 if isinstance(ip, ipaddress.IPv6Address) else socket.AF_INET
@@ -439,7 +449,7 @@ def _is_own(ip: IPAddress) -> bool:
     return True
 
 
-def local_reason(ip: IPAddress) -> str | None:
+def local_reason(ip: IPAddress, own: OwnAddresses | None = None) -> str | None:
     """Why a connection to ``ip`` would reach the host or a private network (None: it
     would not): loopback, unspecified (``0.0.0.0``, ``::``: this host), link-local (a cloud's
     metadata service), private (RFC 1918, shared, unique-local), reserved, multicast, or an
@@ -451,7 +461,7 @@ def local_reason(ip: IPAddress) -> str | None:
             return f"{a}, a link-local address"
         if a.is_multicast or a.is_reserved or not a.is_global or getattr(a, "is_site_local", False):
             return f"{a}, a private or reserved address"
-        if _is_own(a):
+        if _is_own(a, own):
             return f"{a}, an address of this host"
     return None
 
@@ -472,7 +482,7 @@ def _address_named(patterns: tuple[str, ...], ip: IPAddress, port: int) -> bool:
 
 
 async def _connect(
-    host: str, port: int, allow: tuple[str, ...] = ()
+    host: str, port: int, allow: tuple[str, ...] = (), own: OwnAddresses | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to ``host:port``, resolved here once: every address is checked, and only
     the addresses checked are connected to (no second lookup: a name cannot resolve to one
@@ -486,7 +496,7 @@ async def _connect(
     checked: list[tuple[int, Any]] = []  # (family, the address as getaddrinfo gave it)
     for family, *_, sockaddr in infos:
         ip = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
-        why = local_reason(ip)
+        why = local_reason(ip, own)
         if why is not None and not _address_named(allow, ip, port):
             raise _Local(why)
         checked.append((family, sockaddr))

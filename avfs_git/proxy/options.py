@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from .execute import ExecRequest
+    from ..core.errors import AvfsError
+    from .envelope import ExecRequest
 
 
 class Opt:
@@ -215,7 +216,7 @@ def request_from(
     import subprocess
 
     from ..core.errors import UsageError
-    from .execute import ExecRequest
+    from .envelope import ExecRequest
 
     if argv and values["shell"] is not None:
         raise UsageError("give either a command after `--` or --shell, not both")
@@ -282,43 +283,29 @@ def failed_envelope(
     spec: str | None,
     values: dict[str, Any] | None,
     argv: list[str] | tuple[str, ...],
-    error: dict[str, Any],
-    exit_code: int = 125,
+    error: AvfsError,
 ) -> dict[str, Any]:
     """The ``proxy_exec_result`` envelope (as data, without ``schema_version``/``kind``) of a
     call that failed before :func:`~.execute.execute` could run: the vault or fork does not
     exist, no vault is selected, the arguments are wrong, the mount daemon died. The command
     did not run (``result`` is null). ``spec``: the ``VAULT[:FORK]`` asked for (a part that is
     not a valid name is reported as null); ``values``: the options parsed so far."""
+    from .envelope import EXIT_AVFS_FAILED, ExecResult, Request
+
     vals = defaults()
     vals.update(values or {})
     vault, _, fork = (spec or "").partition(":")
     seg = "[A-Za-z0-9_][A-Za-z0-9._+-]*"
     timeout = vals.get("timeout_ms")
-    return {
-        "success": False,
-        "request": {
-            "vault": _name_or_none(vault, seg),
-            "fork": _name_or_none(fork, f"{seg}(?:/{seg})*"),
-            "argv": list(argv) or None,
-            "shell": vals.get("shell") if isinstance(vals.get("shell"), str) else None,
-            "cwd": vals.get("cwd") if isinstance(vals.get("cwd"), str) else "",
-            "timeout_ms": timeout if isinstance(timeout, int) and timeout >= 0 else 0,
-            "checkpoint": vals.get("checkpoint") if vals.get("checkpoint") in ("auto", "always") else "auto",
-            "commit": not vals.get("no_commit"),
-            "mode": vals.get("mode") if vals.get("mode") in ("auto", "fuse", "materialized") else "auto",
-        },
-        "decision": None,
-        "approval": None,
-        "checkpoint": None,
-        "mount": None,
-        "isolation": None,
-        "confinement": None,
-        "result": None,
-        "changes": [],
-        "commit": None,
-        "state": None,
-        "error": error,
-        "exit_code": exit_code,
-        "duration_ms": 0.0,
-    }
+    request = Request(
+        vault=_name_or_none(vault, seg),
+        fork=_name_or_none(fork, f"{seg}(?:/{seg})*"),
+        argv=tuple(argv) or None,
+        shell=vals.get("shell") if isinstance(vals.get("shell"), str) else None,
+        cwd=vals["cwd"] if isinstance(vals.get("cwd"), str) else "",
+        timeout_ms=timeout if isinstance(timeout, int) and timeout >= 0 else 0,
+        checkpoint=vals["checkpoint"] if vals.get("checkpoint") in ("auto", "always") else "auto",
+        commit=not vals.get("no_commit"),
+        mode=vals["mode"] if vals.get("mode") in ("auto", "fuse", "materialized") else "auto",
+    )
+    return ExecResult(request=request, error=error, exit_code=EXIT_AVFS_FAILED).to_dict()

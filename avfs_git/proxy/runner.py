@@ -370,6 +370,51 @@ def run(
     ``standby``: that sandbox, already set up (:mod:`.standby`): the command starts in it
     (``stdin`` is then its own, empty)."""
     start = time.monotonic()
+    started = _start(argv, cwd, env, stdin, view, sandbox, standby, start)
+    if isinstance(started, RunResult):
+        return started
+    proc, status_r, standby = started
+    assert proc.stdout is not None and proc.stderr is not None
+    drains = [_Drain(proc.stdout, max_output), _Drain(proc.stderr, max_output)]
+    timed_out, strays, ended = _supervise(
+        proc, drains, start + max(timeout_ms, 1) / 1000, cancel, kill_grace_ms
+    )
+    duration_ms = round((ended - start) * 1000, 3)
+    rc = proc.returncode
+    if standby is not None:
+        failed = standby.failure()
+        if failed is not None:
+            os.close(status_r)
+            what, num, msg = failed
+            if what == "chdir":  # as bwrap says it when its --chdir fails
+                from ..core.errors import SandboxFailed
+
+                raise SandboxFailed(f"Can't chdir to {sandbox.cwd if sandbox else '?'}: {msg}")
+            return _spawn_failed(start, argv[0], num, msg)
+    if status_r >= 0:
+        spawn_error = _sandbox_status(status_r, rc, drains[1])
+        if spawn_error is not None:
+            code, msg = spawn_error
+            return RunResult(
+                code, None, False, duration_ms, b"", msg.encode() + b"\n",
+                0, len(msg) + 1, False, False, spawn_error=msg,
+            )  # fmt: skip
+    return _finished(rc, timed_out, strays, duration_ms, drains, cancel)
+
+
+def _start(
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    stdin: int | IO[bytes] | None,
+    view: View | None,
+    sandbox: Sandbox | None,
+    standby: Standby | None,
+    start: float,
+) -> tuple[subprocess.Popen[bytes], int, Standby | None] | RunResult:
+    """The command started (in the standby sandbox, under bwrap, in a view, or as it is):
+    (its process, the read end of bwrap's status pipe or -1, the standby it started in),
+    or the result of a command that could not be started."""
     status_r = status_w = env_r = -1
     if sandbox is not None and standby is not None:
         try:
@@ -378,9 +423,8 @@ def run(
             standby.discard()  # its waiter is gone: set one up as usual
             standby = None
     if standby is not None:
-        proc = standby.proc
-        status_r = standby.status_r
-    elif sandbox is not None:
+        return standby.proc, standby.status_r, standby
+    if sandbox is not None:
         from . import confine
 
         # bwrap runs on the host before anything is confined: it gets an environment of
@@ -391,22 +435,30 @@ def run(
         argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r)]
         env = dict(confine.BWRAP_ENV)
         cwd = "/"
-    if standby is None:
+    try:
         try:
-            try:
-                proc = _spawn(argv, cwd, env, stdin, view, tuple(fd for fd in (status_w, env_r) if fd >= 0))
-            finally:
-                for fd in (status_w, env_r):
-                    if fd >= 0:
-                        os.close(fd)
-        except OSError as exc:
-            if status_r >= 0:
-                os.close(status_r)
-            return _spawn_failed(start, argv[0], exc.errno, exc.strerror or str(exc))
-    assert proc.stdout is not None and proc.stderr is not None
-    drains = [_Drain(proc.stdout, max_output), _Drain(proc.stderr, max_output)]
+            proc = _spawn(argv, cwd, env, stdin, view, tuple(fd for fd in (status_w, env_r) if fd >= 0))
+        finally:
+            for fd in (status_w, env_r):
+                if fd >= 0:
+                    os.close(fd)
+    except OSError as exc:
+        if status_r >= 0:
+            os.close(status_r)
+        return _spawn_failed(start, argv[0], exc.errno, exc.strerror or str(exc))
+    return proc, status_r, None
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    drains: list[_Drain],
+    deadline: float,
+    cancel: threading.Event | None,
+    kill_grace_ms: int,
+) -> tuple[bool, bool, float]:
+    """Wait for the command with its output read, until the deadline or ``cancel``, then
+    for what it left in its group: (timed out, stray processes killed, when it ended)."""
     pgid = proc.pid  # a new session: the child leads its own group
-    deadline = start + max(timeout_ms, 1) / 1000
     pidfd = _pidfd(proc.pid)
     try:
         if pidfd is not None:
@@ -425,7 +477,7 @@ def run(
     finally:
         if pidfd is not None:
             os.close(pidfd)
-    duration_ms = (time.monotonic() - start) * 1000
+    ended = time.monotonic()
     strays = not timed_out and _group_alive(pgid)
     if strays:
         for d in drains:
@@ -433,25 +485,19 @@ def run(
         _stop_group(pgid, min(kill_grace_ms, 500) / 1000, proc)
     # a process that left the group (setsid) may hold a pipe open: do not wait for it
     _drain_rest(drains, 1.0)
-    rc = proc.returncode
-    if standby is not None:
-        failed = standby.failure()
-        if failed is not None:
-            os.close(status_r)
-            what, num, msg = failed
-            if what == "chdir":  # as bwrap says it when its --chdir fails
-                from ..core.errors import SandboxFailed
+    return timed_out, strays, ended
 
-                raise SandboxFailed(f"Can't chdir to {sandbox.cwd if sandbox else '?'}: {msg}")
-            return _spawn_failed(start, argv[0], num, msg)
-    if status_r >= 0:
-        spawn_error = _sandbox_status(status_r, rc, drains[1])
-        if spawn_error is not None:
-            code, msg = spawn_error
-            return RunResult(
-                code, None, False, round(duration_ms, 3), b"", msg.encode() + b"\n",
-                0, len(msg) + 1, False, False, spawn_error=msg,
-            )  # fmt: skip
+
+def _finished(
+    rc: int,
+    timed_out: bool,
+    strays: bool,
+    duration_ms: float,
+    drains: list[_Drain],
+    cancel: threading.Event | None,
+) -> RunResult:
+    """The result of a command that ran: its exit code as a shell reports it (128+N when
+    signal N ended it or interrupted its caller, 124 when it timed out) and its output."""
     sig_name: str | None = None
     if rc < 0:
         try:
@@ -472,7 +518,7 @@ def run(
         exit_code=rc,
         signal=sig_name,
         timed_out=timed_out,
-        duration_ms=round(duration_ms, 3),
+        duration_ms=duration_ms,
         stdout=out.output(),
         stderr=err.output(),
         stdout_bytes=out.total,

@@ -148,7 +148,7 @@ class ExecServer:
                 from .options import failed_envelope
 
                 err = InternalError(f"the mount daemon failed: {type(exc).__name__}: {exc}")
-                env = failed_envelope(f"{self.vault.name}:{self.fork}", None, [], err.to_dict())
+                env = failed_envelope(f"{self.vault.name}:{self.fork}", None, [], err)
                 code, document = env["exit_code"], json_document("proxy_exec_result", env)
                 if req is not None and req.get("v") == 2:
                     reply = {"code": code, "doc": document, "out": document if req.get("json") else None}
@@ -188,7 +188,7 @@ class ExecServer:
             return {"fallback": True}
         except BadUsage as bad:
             err = UsageError(bad.message, hint=USAGE)
-            env = failed_envelope(f"{self.vault.name}:{self.fork}", bad.values, [], err.to_dict())
+            env = failed_envelope(f"{self.vault.name}:{self.fork}", bad.values, [], err)
             document = json_document("proxy_exec_result", env)
             quiet = bool(bad.values.get("quiet"))
             return {"code": env["exit_code"], "doc": document, "out": document if json_mode else None,
@@ -237,7 +237,7 @@ class ExecServer:
             request = request_from(values, req["argv"], stdin=stdin_fd, env=dict(req.get("env") or {}))
         except AvfsError as err:
             spec = f"{self.vault.name}:{self.fork}"
-            env = failed_envelope(spec, values, req["argv"], err.to_dict())
+            env = failed_envelope(spec, values, req["argv"], err)
             return env["exit_code"], json_document("proxy_exec_result", env), None
         from .runner import Stop
 
@@ -246,7 +246,8 @@ class ExecServer:
         res = execute(
             self.home, self.vault, self.fork, request, cancel=cancel, after=after, standbys=self.standbys
         )
-        return res.exit_code, json_document("proxy_exec_result", res.to_dict()), res.result
+        result = res.result.to_dict() if res.result is not None else None
+        return res.exit_code, json_document("proxy_exec_result", res.to_dict()), result
 
     def close(self) -> None:
         try:

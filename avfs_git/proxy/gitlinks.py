@@ -1,0 +1,124 @@
+"""Gitlinks a command added in a mounted fork: taken out of the mount's index, and a
+repository it made at a submodule's path removed, so a person's `git status` never runs a
+nested repository's config. After :func:`.seal.carry_back`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from typing import TYPE_CHECKING
+
+from ..core.store import gitnames, refs
+from ..core.store.gitrun import git_env, run
+from .seal import Sealed, _index_stat, _read_regular
+
+if TYPE_CHECKING:
+    from ..core.vaults.vault import Vault
+
+
+GITLINK_KIND = "gitlink"
+
+
+def _index_gitlinks(git_dir: str) -> dict[str, str]:
+    """The gitlinks of the index of ``git_dir``: path -> commit id (a byte search first:
+    an index without one, the common case, costs a read)."""
+    data = _read_regular(os.path.join(git_dir, "index"))
+    if not data or b"\x00\x00\xe0\x00" not in data:  # mode 160000 appears nowhere: no gitlink
+        return {}
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-s", "-z"], env=env, check=False)
+    links: dict[str, str] = {}
+    for rec in listed.stdout.split(b"\0"):
+        meta, _, path = rec.partition(b"\t")
+        f = meta.split(b" ")
+        if len(f) == 3 and f[0] == b"160000":
+            links[path.decode("utf-8", "surrogateescape")] = f[1].decode("ascii", "replace")
+    return links
+
+
+def _open_dir(root: str, path: str) -> int | None:
+    """A descriptor of directory ``root/path``, reached without following a symbolic link
+    below ``root``; None when some part of the way is not a directory."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    for part in path.split("/"):
+        try:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitnames.NotRecorded]:
+    """Remove the ``.git`` the command made at a gitlink's path in the mount (a submodule
+    of the fork's commit): git runs ``git status`` in a submodule it finds checked out,
+    with that repository's config (``core.fsmonitor``), on a person's plain ``git status``.
+    A submodule cannot be checked out from inside (``modules/`` is the vault's, read-only):
+    such a ``.git`` is made by hand, and is never part of the fork's commits anyway."""
+    if sealed.git_dir is None:
+        return []
+    out = []
+    for path in sorted(_index_gitlinks(sealed.git_dir)):
+        fd = _open_dir(mountpoint, path)
+        if fd is None:
+            continue
+        try:
+            st = os.stat(".git", dir_fd=fd, follow_symlinks=False)
+            if st.st_ctime_ns < since_ns:
+                continue  # there before the command: a person's own
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(".git", dir_fd=fd)
+            else:
+                os.unlink(".git", dir_fd=fd)
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+        why = "a repository the command made at a submodule's path (git would run code from its config): its .git removed"
+        out.append(gitnames.NotRecorded(path, GITLINK_KIND, why))
+    return out
+
+
+def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.NotRecorded]:
+    """Take out of the mount's index (``git_dir``) every gitlink the fork's commit does not
+    hold at that path: git would run ``git status`` in that nested repository, with its
+    ``core.fsmonitor``, on a person's plain ``git status`` in the mount. Looked at only
+    when the command changed the index; returns what was dropped."""
+    if _index_stat(os.path.join(git_dir, "index")) == sealed.index:
+        return []
+    links = _index_gitlinks(git_dir)
+    if not links:
+        return []
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
+    tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
+    kept: set[str] = set()
+    if tip is not None:
+        tree = run(
+            ["ls-tree", "-z", "--full-tree", tip, "--", *links],
+            git_dir=vault.path,
+            env=git_env(),
+            check=False,
+        )
+        for rec in tree.stdout.split(b"\0"):
+            meta, _, path = rec.partition(b"\t")
+            f = meta.split(b" ")
+            p = path.decode("utf-8", "surrogateescape")
+            if len(f) == 3 and f[0] == b"160000" and links.get(p) == f[2].decode("ascii", "replace"):
+                kept.add(p)
+    drop = sorted(p for p in links if p not in kept)
+    if not drop:
+        return []
+    stdin = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in drop)
+    run([*cfg, "update-index", "--force-remove", "-z", "--stdin"], env=env, input=stdin, check=False)
+    reason = "a nested repository the command added to git's index: dropped from it (git would run code from its config)"
+    return [gitnames.NotRecorded(p, GITLINK_KIND, reason) for p in drop]

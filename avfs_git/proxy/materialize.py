@@ -1,0 +1,105 @@
+"""``proxy exec`` without FUSE: the fork copied into a temporary directory, the command run
+there, and what it changed written back to the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import AvfsError
+from ..core.store import names
+
+if TYPE_CHECKING:
+    from ..core.vaults.home import Home
+    from ..core.workspace.workspace import Workspace
+
+Manifest = dict[str, tuple[int, int, int, int, str | None]]
+
+
+def _scan(root: str) -> Manifest:
+    """rel path -> (mode, size, mtime_ns, inode, link target) of everything under root,
+    nested repositories' ``.git`` (directories or files) left out."""
+    out: Manifest = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in dirs + [f for f in files if f != ".git"]:
+            full = os.path.join(dirpath, name)
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            st = os.lstat(full)
+            target = os.readlink(full) if stat.S_ISLNK(st.st_mode) else None
+            out[rel] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, target)
+    return out
+
+
+class Copy:
+    """A materialized copy of the workspace: where it is, and what it held before the
+    command ran (so that only what the command changed is written back)."""
+
+    def __init__(self, root: str, before: Manifest) -> None:
+        self.root = root
+        self.before = before
+        self.keep = False  # kept for the user when writing back failed
+
+
+def materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> Copy:
+    base = os.path.join(home.path, "tmp")
+    os.makedirs(base, exist_ok=True)
+    copy = Copy(tempfile.mkdtemp(prefix="exec-", dir=base), {})
+    cleanup.append(lambda: None if copy.keep else shutil.rmtree(copy.root, ignore_errors=True))
+    ws.materialize_to(copy.root)
+    copy.before = _scan(copy.root)
+    return copy
+
+
+def write_back(ws: Workspace, copy: Copy) -> list[dict[str, str]]:
+    """Apply to the workspace what the command changed in the copy (compared with the copy
+    before it ran): other changes made to the workspace meanwhile are left alone. Returns
+    the paths that could not be written back (with why)."""
+    after = _scan(copy.root)
+    failed: list[dict[str, str]] = []
+    changed = sorted(p for p in after if after[p] != copy.before.get(p))
+    gone = sorted((p for p in copy.before if p not in after), key=lambda p: -p.count("/"))
+
+    def attempt(path: str, fn: Any) -> None:
+        try:
+            fn()
+        except (AvfsError, OSError, UnicodeError) as exc:
+            failed.append({"path": path, "why": str(getattr(exc, "message", exc))})
+
+    for rel in changed:  # parents sort before their children
+        mode, _, _, _, target = after[rel]
+        full = os.path.join(copy.root, rel)
+
+        def apply(rel: str = rel, mode: int = mode, target: str | None = target, full: str = full) -> None:
+            node = ws.node(names.norm_path(rel))
+            if stat.S_ISDIR(mode):
+                if node is not None and not node.is_dir:
+                    ws.remove(rel, recursive=True)
+                if node is None or not node.is_dir:
+                    ws.mkdir(rel, parents=True)
+                return
+            if node is not None and (node.is_dir or node.is_link != (target is not None)):
+                ws.remove(rel, recursive=True)
+            if target is not None:
+                if node is not None and node.is_link:
+                    ws.remove(rel)
+                ws.symlink(target, rel)
+            elif stat.S_ISREG(mode):
+                with open(full, "rb") as fh:
+                    ws.write(rel, fh, mode=0o755 if mode & 0o100 else 0o644)
+
+        attempt(rel, apply)
+    for rel in gone:
+
+        def drop(rel: str = rel) -> None:
+            if ws.node(names.norm_path(rel)) is not None:
+                ws.remove(rel, recursive=True)
+
+        attempt(rel, drop)
+    return failed

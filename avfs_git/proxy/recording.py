@@ -1,0 +1,356 @@
+"""After a ``proxy exec`` command ran: what it changed, carried back and committed (the
+record before it landed with the commit after it), the quota counted, the audit record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import AvfsError, MountDiedError, QuotaExceededError, WriteBackIncompleteError
+from ..core.store import names
+from ..core.vaults import audit
+from .envelope import (
+    BranchMove,
+    Changed,
+    Checkpoint,
+    Commit,
+    ExecResult,
+    Mount,
+    NotRecorded,
+    OpenMerge,
+    RefRefused,
+    State,
+    short,
+)
+from .materialize import write_back
+from .placement import worktree
+from .stages import Before, Placed, Plan, Ran, Recorded
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..core.store import gitnames
+    from ..core.types import Change
+    from ..core.vaults.vault import Vault
+    from ..core.workspace.workspace import Workspace
+
+
+def untracked_by(ws: Workspace, old: str | None, new: str | None) -> set[str]:
+    """The paths the branch's move from ``old`` to ``new`` deleted while the workspace
+    still shows them: what the command's git untracked (`git rm --cached`, then commit)."""
+    from ..core.store.treediff import diff_trees
+
+    if old is None or new is None:
+        return set()
+    out: list[Change] = []
+    diff_trees(ws.store, ws.store.commit_tree(old), ws.store.commit_tree(new), "", out)
+    return {c.path for c in out if c.status == "deleted" and ws.exists(c.path)}
+
+
+def under_any(path: str, roots: set[str]) -> bool:
+    """True when ``path`` is one of ``roots`` or lies below one (O(depth))."""
+    if "" in roots or path in roots:
+        return True
+    return any(a in roots for a in names.ancestors(path))
+
+
+def over_quota(vault: Vault, outside0: int | None, changes: list[Change]) -> QuotaExceededError | None:
+    """After a command ran: count what it could fill outside the fork's own checked writes
+    (the vault's ``objects/``, its caches, its worktree git dirs: each walked now, when
+    the vault has a bytes quota; the fork's upper layer as the kernel counts it) and refuse its commit when the vault is now past its bytes
+    quota and the command added to it (see docs/maintenance.md "quota"). The numbers are
+    published for every process's next check, and a kernel-enforced limit is set again
+    from them, so the mount refuses further writes."""
+    added = any(c.status in ("added", "modified", "renamed", "type_changed") for c in changes)
+    if vault.quota.limits()[0] is None:
+        return None  # no bytes quota: nothing to count
+    # counted exactly, every time a bytes quota is set: a cheaper "did the host's file
+    # systems grow" test (statvfs) missed a command's writes when anything else on the same
+    # file system freed as much meanwhile (another process, the btrfs cleaner)
+    use = vault.quota.recount()
+    outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
+    grew = outside - outside0 if outside0 is not None else 0
+    qb = use.quota_bytes
+    if qb is None or use.used_bytes <= qb or (grew <= 0 and not added):
+        return None
+    if use.layers_bytes is not None or grew > 0:
+        vault.sync_kernel_quota()
+    return QuotaExceededError(
+        f"the command took vault {vault.name} past its quota: it uses {use.used_bytes} of {qb} bytes"
+        f" (git objects {use.objects_bytes}, caches {use.caches_bytes}, worktree git dirs"
+        f" {use.git_dirs_bytes}, forks' files {use.used_bytes - outside}); its changes were not committed",
+        hint="they are kept uncheckpointed in the fork (`avfs status`); rm what is not needed (the caches"
+        f" are {vault.state_dir}/caches), checkpoint, or raise the quota with `avfs quota set --bytes SIZE`",
+        details={
+            "what": "bytes",
+            "used": use.used_bytes,
+            "adding": max(grew, 0),
+            "quota": qb,
+            "objects_bytes": use.objects_bytes,
+            "caches_bytes": use.caches_bytes,
+            "git_dirs_bytes": use.git_dirs_bytes,
+        },
+    )
+
+
+def settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
+    """Wait (bounded) until the mount has released the files the command wrote.
+
+    The kernel sends FUSE's RELEASE after close() has returned, so right after the command
+    exits the mount may still hold a file it wrote "in use"; a checkpoint then keeps its
+    entry in the overlay (to lose nothing written later) and the fork would look changed
+    after the commit."""
+    from ..core.workspace.overlay import FILE
+
+    if ws.overlay.upper_active():
+        return  # an overlay mount: the kernel wrote the files itself, nothing holds them
+    fids = [e.fileid for e in ws.overlay.all() if e.kind == FILE and e.fileid and e.seq > seq0]
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while fids and time.monotonic() < deadline:
+        fids = [f for f in fids if ws.overlay.in_use(f)]
+        if fids:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def fork_state(ws: Workspace[Any], uncheckpointed: int | None = None) -> State:
+    """The fork's state for the envelope (``uncheckpointed``: the count of changes when
+    it is known without a status)."""
+    from ..core.workspace.mergestate import open_merge
+
+    n = ws.since.count() if uncheckpointed is None else uncheckpointed
+    st = open_merge(ws)
+    merge = None
+    if st is not None:
+        merge = OpenMerge(source=st["source"], theirs=st["theirs"], unresolved=tuple(st["unresolved"]))
+    return State(base=ws.base, uncheckpointed_changes=n, merge=merge)
+
+
+def _not_recorded(items: Iterable[gitnames.NotRecorded]) -> tuple[NotRecorded, ...]:
+    return tuple(NotRecorded(path=n.path, kind=n.kind, reason=n.reason) for n in items)
+
+
+def _commit_of(cp: Any) -> Commit:
+    return Commit(commit=cp.checkpoint.commit, parent=cp.checkpoint.parent, message=cp.checkpoint.message)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Landed:
+    """What became of the record taken before the command: on the branch (with the commit
+    of what the command changed on top, when it changed anything) or kept beside it."""
+
+    checkpoint: Checkpoint
+    commit: Commit | None = None
+    not_recorded: tuple[NotRecorded, ...] = ()
+    landed: bool = False
+
+
+def land(vault: Vault, fork: str, cp: Checkpoint, record: str, message: str, keep: bool) -> _Landed:
+    """Land the record of the fork before the command (a :func:`~..core.checkpoint.snapshot`)
+    on the fork's branch, with the commit of what the command changed on top of it (none
+    when it changed nothing). With ``keep`` (the command moved the branch itself, or
+    ``--no-commit``), or when the fork moved meanwhile, it is kept beside the branch under
+    a recovery ref instead (``checkpoint.ref``)."""
+    from ..core.errors import RefMovedError
+    from ..core.operations import checkpoint
+
+    if not keep:
+        try:
+            saved = checkpoint.save(vault, fork, message=message, on=record)
+        except RefMovedError:
+            pass
+        else:
+            return _Landed(
+                checkpoint=dataclasses.replace(cp, on_branch=True),
+                commit=_commit_of(saved) if saved.checkpoint.commit != record else None,
+                not_recorded=_not_recorded(saved.not_recorded),
+                landed=True,
+            )
+    return _Landed(checkpoint=dataclasses.replace(cp, ref=checkpoint.keep_snapshot(vault, fork, record)))
+
+
+def carry_back(
+    vault: Vault, fork: str, sealed: Any
+) -> tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]]:
+    """Right after the command exits (before its changes are read): carry the fork's branch
+    out of the sandbox's scratch refs (:func:`.seal.carry_back`; every other ref change is
+    returned, refused), and drop from the mount's index the gitlinks the command added
+    (returned, for ``not_recorded``)."""
+    if sealed is None:
+        return (), ()
+    from . import seal
+    from .gitlinks import drop_gitlinks
+
+    refused = tuple(RefRefused(**r) for r in seal.carry_back(vault, sealed).refused)
+    return refused, _not_recorded(drop_gitlinks(vault, sealed, worktree(vault, fork)))
+
+
+def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, ran: Ran) -> Recorded:
+    """The fifth stage, after the command ran: the fork's branch carried out of the
+    sandbox, the mount settled (or the copy written back), what the command changed (read
+    from the workspace's journals since ``before.start``), the quota counted, and one commit
+    of those changes, with the record taken before the command landing under it."""
+    ws, req = plan.ws, plan.req
+    # before anything reads what changed: the fork's branch as the command's git moved it
+    refused, gitlinks = carry_back(vault, fork, placed.sealed)
+    mount, error = _after_run(vault, fork, ws, before, placed)
+    # the command moved the fork's branch itself (a `git commit` inside): the workspace
+    # adopts git's commit, and the record taken before the command stays beside the branch
+    tip1 = ws.tip()
+    moved = tip1 != before.tip0
+    if moved:
+        ws.sync_base()
+    # nothing written in the workspace since it was found clean (or, when it was not, since
+    # the command started): no changes, and no status to take (a walk of the upper layer
+    # with its files' ids: the largest cost of a command that writes nothing)
+    untouched = ws.since.untouched(before.start if before.dirty_before else before.mark)
+    if placed.sealed is not None and not untouched:
+        from ..core.workspace import since
+        from .gitlinks import nested_repos
+
+        # a repository the command made at a submodule's path: git would run its config
+        since_ns = before.start.t_ns - since.CTIME_SLACK_NS
+        gitlinks += _not_recorded(nested_repos(placed.sealed, placed.root, since_ns))
+    changes, roots, untracked, ignored = _what_changed(ws, before, untouched, moved, tip1)
+    over = over_quota(vault, before.outside0, changes)
+    if over is not None:
+        # what the command wrote stays (uncheckpointed in the fork; in the caches and the
+        # vault as it left them): the person reads, checks out and removes what they choose
+        error = over
+    message = f"avfs proxy exec: {short(req.command_text())}"
+    keep_record = moved or not req.commit or over is not None  # the record stays beside the branch
+    checkpoint_, commit = before.checkpoint, None
+    not_recorded: tuple[NotRecorded, ...] = ()
+    landed = None
+    if before.record is not None and before.checkpoint is not None:
+        landed = land(vault, fork, before.checkpoint, before.record, message, keep_record)
+        checkpoint_ = landed.checkpoint
+    if landed is not None and landed.landed:
+        untouched = False  # the record landed with the commit of what the command changed
+        commit, not_recorded = landed.commit, _merged(landed.not_recorded, gitlinks)
+    elif req.commit and changes and not before.in_merge and over is None:
+        from ..core.operations import checkpoint
+
+        def only(path: str) -> bool:
+            if under_any(path, untracked):
+                return False
+            return under_any(path, roots) or any(under_any(r, {path}) for r in roots)
+
+        cp = checkpoint.save(vault, fork, message=message, only=only if moved else None)
+        not_recorded = _merged(_not_recorded(cp.not_recorded), gitlinks)
+        commit = _commit_of(cp) if cp.created else None
+    if not not_recorded:
+        not_recorded = gitlinks
+    return Recorded(
+        changes=tuple(Changed(path=c.path, status=str(c.status), old_path=c.old_path) for c in changes),
+        ignored=ignored,
+        checkpoint=checkpoint_,
+        commit=commit,
+        branch_moved=BranchMove(old=before.tip0, new=tip1) if moved else None,
+        not_recorded=not_recorded,
+        refs_refused=refused,
+        mount=mount,
+        state=fork_state(ws, 0 if untouched and not before.dirty_before else None),
+        error=error,
+    )
+
+
+def _merged(first: tuple[NotRecorded, ...], more: tuple[NotRecorded, ...]) -> tuple[NotRecorded, ...]:
+    return first + tuple(g for g in more if g not in first)
+
+
+def _after_run(
+    vault: Vault, fork: str, ws: Workspace[Any], before: Before, placed: Placed
+) -> tuple[Mount, AvfsError | None]:
+    """The mount as the command left it (the files it wrote released, the worktree's git
+    dir scrubbed of what the person's git would follow; whether the daemon is alive), or
+    the copy written back: (the envelope's ``mount``, the error to report)."""
+    if placed.copy is None:
+        from ..ops import mounts
+
+        settle(ws, before.start.seq)
+        if placed.sandbox is not None or placed.view is not None:  # it could write the worktree's git dir
+            from ..core.vaults.registry import mount_key
+            from ..mount.worktree import scrub
+
+            scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
+        alive = mounts.check(vault, fork) is not None
+        mount = dataclasses.replace(placed.mount, alive_after=alive)
+        if alive:
+            return mount, None
+        return mount, MountDiedError(
+            "the mount daemon died while the command ran",
+            hint="what was written before is in the overlay; see `avfs status`",
+            details={"mountpoint": placed.root},
+        )
+    failed = write_back(ws, placed.copy)
+    if not failed:
+        return placed.mount, None
+    placed.copy.keep = True  # the exit code stays the command's: it ran (see docs/proxy.md)
+    return placed.mount, WriteBackIncompleteError(
+        f"{len(failed)} path(s) the command wrote could not be written back to the fork",
+        hint=f"they are still in {placed.root}; the rest was written back",
+        details={"paths": failed[:50], "copy": placed.root},
+    )
+
+
+def _what_changed(
+    ws: Workspace[Any], before: Before, untouched: bool, moved: bool, tip1: str | None
+) -> tuple[list[Change], set[str], set[str], int]:
+    """(the changes the command made, the paths it wrote, the paths its own commits
+    untracked, how many paths it wrote that git ignores)."""
+    if untouched:
+        return [], set(), set(), 0
+    from ..core.workspace.wsstatus import ignored_count  # the one count status and checkpoint give
+
+    changes, ignored = ws.status_ignored()
+    roots = ws.since.paths(before.start)
+    # what the command changed: not what was uncheckpointed before it, nor, after its
+    # own `git commit`, what the view keeps of paths that commit left out (a file the
+    # person untracked with `git rm --cached` stays a file, uncommitted, as in git),
+    # nor what the command's commits took out of the branch (it untracked them)
+    untracked = untracked_by(ws, before.tip0, tip1) if moved else set()
+    if before.dirty_before or moved:
+        changes = [
+            c
+            for c in changes
+            if (under_any(c.path, roots) or (c.old_path and under_any(c.old_path, roots)))
+            and not under_any(c.path, untracked)
+        ]
+    return changes, roots, untracked, ignored_count(ignored, roots)
+
+
+def audit_record(res: ExecResult) -> dict[str, Any]:
+    """The audit log's record of one call."""
+    conf = res.confinement
+    return {
+        "kind": "proxy_exec",
+        "request": res.request.to_dict() if res.request is not None else None,
+        "decision": res.decision.to_dict() if res.decision is not None else None,
+        "approval_token": res.approval.token if res.approval is not None else None,
+        "checkpoint": res.checkpoint.commit if res.checkpoint is not None else None,
+        "checkpoint_ref": res.checkpoint.ref if res.checkpoint is not None else None,
+        "branch_moved": res.branch_moved.to_dict() if res.branch_moved is not None else None,
+        "commit": res.commit.commit if res.commit is not None else None,
+        "exit_code": res.exit_code,
+        "timed_out": bool(res.result and res.result.timed_out),
+        "duration_ms": res.duration_ms,
+        "changed_paths": len(res.changes),
+        "error": res.error.code if res.error is not None else None,
+        "confinement": f"{conf.kind}/{conf.network}" if conf is not None else None,
+    }
+
+
+def write_audit(vault: Vault, res: ExecResult, sync: bool = True) -> bool:
+    """Append the audit record of ``res`` (fsynced unless not ``sync``); False when it
+    could not be written (a warning on stderr: the envelope must still be printed)."""
+    try:
+        audit.append(vault.state_dir, audit_record(res), sync=sync)
+    except Exception as exc:  # the envelope must still be printed
+        print(f"avfs: warning: cannot write the audit log: {exc}", file=sys.stderr)
+        return False
+    return True
