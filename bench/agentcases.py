@@ -30,7 +30,7 @@ from .timing import Result, Side, Target, interleave, median
 from .trees import VAULT
 
 if TYPE_CHECKING:
-    from .cases import Context
+    from .context import Context
 
 CALLS = 101  # per figure (p99 needs ~100 samples)
 

@@ -33,7 +33,7 @@ from .timing import Result, Side, Target, interleave, median
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
 
-    from .cases import Context
+    from .context import Context
 
 VAULTS = 100
 DIRS = 4

@@ -8,13 +8,11 @@ a benchmark measures and reports.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import statistics
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,65 +21,19 @@ from avfs_git.mount.side import MOUNT_SIDE
 
 from .agentcases import AGENT_BENCHMARKS
 from .apicases import API_BENCHMARKS
-from .env import AUTHOR, flush_disk, git, log, rmtree, run, venv_bin
+from .context import Context, _close, _ms, _open, _tag, _write_disk, _write_ws
+from .env import AUTHOR, flush_disk, git, log, rmtree, run
 from .fusecases import FUSE_BENCHMARKS
 from .gccases import GC_BENCHMARKS
 from .mergecases import MERGE_BENCHMARKS
 from .proxycases import PROXY_BENCHMARKS
 from .remotecases import REMOTE_BENCHMARKS
 from .searchcases import SEARCH_BENCHMARKS
-from .timing import Profiler, Repeats, Result, Side, Target, interleave, median
-from .trees import SIZES, VAULT, Fixtures, pick_paths
+from .timing import Result, Side, Target, interleave, median
+from .trees import SIZES, VAULT, pick_paths
 
 if TYPE_CHECKING:
     from avfs_git.core.vaults.vault import Vault
-    from avfs_git.core.workspace.workspace import Workspace
-
-
-@dataclasses.dataclass
-class Context:
-    fx: Fixtures
-    repeats: Repeats
-    profiler: Profiler
-    emit: Callable[[Result], None]
-    results: list[Result] = dataclasses.field(default_factory=list)
-    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
-    avfs_bin: str = dataclasses.field(default_factory=lambda: venv_bin("avfs"))
-    python: str = sys.executable
-    quick: bool = False  # --quick: the FUSE benchmarks scale their sizes down
-    backends: tuple[str, ...] = ("overlay", "fuse")  # the mount backends the FUSE benchmarks time
-
-
-def _tag(i: int) -> str:
-    """A name part for repeat ``i`` (warm-up and profiling runs are negative)."""
-    return f"r{i}" if i >= 0 else f"w{-i}"
-
-
-def _write_ws(ctx: Context, ws: Workspace, paths: list[str], tag: str) -> None:
-    for p in paths:
-        ws.write(p, ctx.fx.content.changed_bytes(p, tag))
-
-
-def _write_disk(ctx: Context, root: Path, paths: list[str], tag: str) -> None:
-    for p in paths:
-        (root / p).write_bytes(ctx.fx.content.changed_bytes(p, tag))
-
-
-def _open(ctx: Context, tag: str, label: str) -> tuple[Vault, Path]:
-    home, hdir = ctx.fx.home(tag, label)
-    vault = home.vault(VAULT)
-    vault.workspace("main")  # open the workspace (and its SQLite) before timing anything
-    return vault, hdir
-
-
-def _close(ctx: Context, vault: Vault, hdir: Path) -> None:
-    vault.close()
-    ctx.fx.done_with(hdir)
-
-
-def _ms(xs: list[float]) -> str:
-    m = median(xs)
-    return f"{m:.3f} ms" if m < 10 else f"{m:.1f} ms"
 
 
 # -- fork ---------------------------------------------------------------------------------

@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     # before anything loads pygit2 (libgit2 reads HOME once)
     make_hermetic(WORK_DIR / "home")
 
-    from .cases import BENCHMARKS, Context
+    from .cases import BENCHMARKS
+    from .context import Context
 
     repeats: Repeats = QUICK if args.quick else FULL
     stamp = utc_stamp()

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from avfs_git.core.vaults.home import Home
     from avfs_git.core.vaults.vault import Vault
 
-    from .cases import Context
+    from .context import Context
 
 MiB = 1 << 20
 NATIVE = "native disk"

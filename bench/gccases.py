@@ -19,7 +19,7 @@ from .timing import Result, Side, interleave, median
 from .trees import SIZES, VAULT, pick_paths
 
 if TYPE_CHECKING:
-    from .cases import Context
+    from .context import Context
 
 CHECKPOINTS = 1000
 
@@ -33,7 +33,7 @@ def _gc(ctx: Context, label: str) -> None:
     from avfs_git.core.operations import checkpoint
     from avfs_git.core.store import packwriter
 
-    from .cases import _open
+    from .context import _open
 
     vault, hdir = _open(ctx, "gc", label)
     ws = vault.workspace("main")

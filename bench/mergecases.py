@@ -17,7 +17,7 @@ from .timing import Result, Side, Target, interleave, median
 from .trees import SIZES, pick_paths
 
 if TYPE_CHECKING:
-    from .cases import Context
+    from .context import Context
 
 CHANGED = 500
 CONFLICTS = 50
@@ -32,7 +32,7 @@ def bench_merge(ctx: Context, labels: list[str]) -> None:
 def _merge(ctx: Context, label: str, conflicts: int) -> None:
     from avfs_git.core.operations import checkpoint, merge
 
-    from .cases import _close, _open, _write_ws
+    from .context import _close, _open, _write_ws
 
     vault, hdir = _open(ctx, f"merge{conflicts}", label)
     paths = pick_paths(SIZES[label], 2 * CHANGED + conflicts, "merge")

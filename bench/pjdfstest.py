@@ -143,6 +143,7 @@ def target(backend: str, work: str) -> Iterator[str]:
         os.mkdir(d)
         yield d
         return
+    from avfs_git.core.vaults.registry import mounted_at
     from avfs_git.ops import mounts
 
     # whether mounts.mount chooses the backend; until it does, pure FUSE is its only mount
@@ -157,7 +158,7 @@ def target(backend: str, work: str) -> Iterator[str]:
                 yield mp
             finally:
                 mounts.unmount(home, vault, "main", lazy=True)  # type: ignore[arg-type]
-                if mounts.mounted_at(mp):
+                if mounted_at(mp):
                     mounts.force_unmount(mp)
             return
         if backend != "overlay":
@@ -173,7 +174,7 @@ def target(backend: str, work: str) -> Iterator[str]:
             yield mp
         finally:
             mounts.unmount(home, vault, "main", lazy=True)  # type: ignore[arg-type]
-            if mounts.mounted_at(mp):
+            if mounted_at(mp):
                 mounts.force_unmount(mp)
 
 

@@ -24,7 +24,7 @@ from .timing import Result, Side, Target, interleave, median
 from .trees import VAULT
 
 if TYPE_CHECKING:
-    from .cases import Context
+    from .context import Context
 
 VAULT_FORK = "main"
 

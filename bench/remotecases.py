@@ -23,7 +23,7 @@ from .timing import Result, Side, Target, interleave, median
 from .trees import VAULT
 
 if TYPE_CHECKING:
-    from .cases import Context
+    from .context import Context
 
 
 def _free_port() -> int:
@@ -57,7 +57,7 @@ def bench_remote(ctx: Context, labels: list[str]) -> None:
 
 
 def _remote(ctx: Context, label: str) -> None:
-    from .cases import _close, _open
+    from .context import _close, _open
 
     vault, hdir = _open(ctx, "remote", label)
     served = ctx.fx.new_dir(f"served-{label}")

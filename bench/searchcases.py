@@ -22,7 +22,7 @@ from .timing import Result, Side, Target, interleave, median
 from .trees import SIZES, file_path, pick_paths
 
 if TYPE_CHECKING:
-    from .cases import Context
+    from .context import Context
 
 QUERIES = 200
 SEARCH_MAX_FILES = 10_000
@@ -36,7 +36,7 @@ def bench_grep(ctx: Context, labels: list[str]) -> None:
 def _grep(ctx: Context, label: str) -> None:
     from avfs_git.core.operations import search
 
-    from .cases import _close, _open
+    from .context import _close, _open
 
     files = SIZES[label]
     needle = file_path(files // 2).rsplit("/", 1)[1]  # "f050000.txt": in that file's header
@@ -135,7 +135,7 @@ def _queries(ctx: Context) -> list[str]:
 def _search(ctx: Context, label: str) -> None:
     from avfs_git.core.operations import fts
 
-    from .cases import _close, _open, _write_ws
+    from .context import _close, _open, _write_ws
 
     vault, hdir = _open(ctx, "search", label)
     ws = vault.workspace("main")
