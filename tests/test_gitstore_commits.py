@@ -15,7 +15,8 @@ import pygit2
 import pytest
 
 from avfs_git.core.errors import RevisionNotFoundError
-from avfs_git.core.store.gitstore import EMPTY_TREE, GitStore, parse_commit
+from avfs_git.core.store.gitformat import parse_commit
+from avfs_git.core.store.gitstore import EMPTY_TREE, GitStore
 
 from . import realdata
 from .conftest import IN_CI, git

@@ -454,7 +454,7 @@ def _trivial_merge(
     only the names where two trees differ are looked at. libgit2's ``merge_trees`` +
     ``write_tree`` rebuilds the whole index and writes every tree of the result (~0.7 s at
     100k files); this costs O(directories both sides touched)."""
-    from ..store.gitstore import TREE_ENTRY
+    from ..store.gitformat import TREE_ENTRY
     from ..store.packwriter import OBJ_TREE
 
     read = raw_reader(store, "tree")

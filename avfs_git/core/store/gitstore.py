@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
 from ..types import MODE_COMMIT, MODE_TREE
+from .gitformat import _KIND_NAMES, _MODES, TREE_ENTRY, CommitFields, _object_id, parse_commit
 from .gitrun import git_config_env, git_config_files, git_env, run
 from .identity import Identity, Signatures, resolve
 from .objects import BlobStream, ObjectReader, ObjectReadError
@@ -37,16 +37,6 @@ if TYPE_CHECKING:
     from .packwriter import PackWriter
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-# a raw tree entry: "<octal mode> <name>\0<20-byte id>"; findall parses a tree in C
-# (3x faster than slicing entry by entry, the hottest line of checkpoints, status and merges)
-TREE_ENTRY = re.compile(rb"(\d+) ([^\0]*)\0(.{20})", re.DOTALL)
-_MODES = {
-    b"40000": 0o040000,
-    b"100644": 0o100644,
-    b"100755": 0o100755,
-    b"120000": 0o120000,
-    b"160000": 0o160000,
-}
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 _configured = False
@@ -130,60 +120,6 @@ def blob_line_stats(
     patch = pygit2.Patch.create_from(old, new, old_label, new_label)
     _, ins, dels = patch.line_stats
     return ins, dels, bool(patch.delta.is_binary)
-
-
-class CommitFields(NamedTuple):
-    """What :func:`parse_commit` reads of a commit."""
-
-    tree: str
-    parents: tuple[str, ...]
-    commit_time: int  # the committer's, seconds since the epoch (0: unreadable)
-    message: str
-
-
-_SIG_TIME = re.compile(rb"\s*(\d+)")
-
-
-def parse_commit(data: bytes) -> CommitFields:
-    """The fields of a raw commit object, as libgit2 reads them (``git_commit_*``, and
-    pygit2's ``Commit.message``): the parents are the ``parent`` lines after ``tree``; the
-    time is the number after the last ``>`` of the first ``committer`` line (0 when there
-    is none); the message is what follows the headers' blank line, leading newlines
-    dropped, up to a NUL, decoded with the ``encoding`` header's codec (UTF-8 by default,
-    undecodable bytes replaced; pygit2 raises for a message its named codec cannot decode,
-    or a codec Python does not know: that is read as UTF-8 with replacements here)."""
-    end = data.find(b"\n\n")
-    head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 2 :])
-    tree = ""
-    parents: list[str] = []
-    when = 0
-    encoding = None
-    seen_committer = False
-    for line in head.split(b"\n"):
-        if line.startswith(b"tree ") and not tree:
-            tree = line[5:45].decode("ascii", "replace")
-        elif line.startswith(b"parent ") and not seen_committer:
-            parents.append(line[7:47].decode("ascii", "replace"))
-        elif line.startswith(b"committer ") and not seen_committer:
-            seen_committer = True
-            gt = line.rfind(b">")
-            m = _SIG_TIME.match(line, gt + 1) if gt >= 0 else None
-            when = int(m.group(1)) if m else 0
-        elif line.startswith(b"encoding ") and seen_committer and encoding is None:
-            encoding = line[9:].decode("ascii", "replace")
-    msg = body.lstrip(b"\n")
-    nul = msg.find(b"\0")
-    if nul >= 0:
-        msg = msg[:nul]
-    text = None
-    if encoding is not None:
-        try:
-            text = msg.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            text = None
-    if text is None:
-        text = msg.decode("utf-8", "replace")
-    return CommitFields(tree, tuple(parents), when, text)
 
 
 class DeltaSide(NamedTuple):
@@ -795,15 +731,6 @@ class GitStore:
             return str(self._repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
         except git_errors(OSError) as exc:
             raise git_error(exc, "cannot write commit") from exc
-
-
-_KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
-
-
-def _object_id(kind: str, data: bytes) -> str:
-    h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
-    h.update(data)
-    return h.hexdigest()
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:

@@ -26,7 +26,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..errors import InternalError, from_oserror
 from .locks import flock_held
@@ -74,17 +74,6 @@ def _header(kind: int, size: int) -> bytes:
         size >>= 7
     out.append(byte)
     return bytes(out)
-
-
-def tree_bytes(entries: Iterable[tuple[str, str, int]]) -> bytes:
-    """Serialise a tree from (name, hex id, mode) in git's entry order (a directory sorts
-    as if its name ended in '/')."""
-    items = []
-    for name, oid, mode in entries:
-        raw = name.encode("utf-8", "surrogateescape")
-        items.append((raw + b"/" if mode == 0o040000 else raw, b"%o %s\0" % (mode, raw) + bytes.fromhex(oid)))
-    items.sort()
-    return b"".join(e for _, e in items)
 
 
 class PackWriter:
