@@ -1,4 +1,4 @@
-"""The raw commit parser (``gitstore.parse_commit``, what ``checkpoint save`` reports without
+"""The raw commit parser (``gitformat.parse_commit``, what ``checkpoint save`` reports without
 loading pygit2) against pygit2's ``Commit`` on real commits: libgit2's own fixture
 repositories (merges, trailers, a long history), this project's history, commits git itself
 makes with a signature (``gpgsig``), a non-UTF-8 ``encoding`` header and several parents, and

@@ -16,17 +16,16 @@ and pygit2 exceptions are translated in the store; nothing above it catches them
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
+from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
 from ..types import MODE_COMMIT, MODE_TREE
 from .gitformat import _KIND_NAMES, _MODES, TREE_ENTRY, CommitFields, _object_id, parse_commit
-from .gitrun import git_config_env, git_config_files, git_env, run
-from .identity import Identity, Signatures, resolve
+from .gitlib import git_error, git_errors
+from .gitwrite import StoreWrites
 from .objects import BlobStream, ObjectReader, ObjectReadError
 from .threads import ThreadSlots
 
@@ -34,34 +33,11 @@ if TYPE_CHECKING:
     import pygit2
     from pygit2 import Commit as Commit  # what commit() and walk() give: read its fields
 
-    from .packwriter import PackWriter
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 _configured = False
-
-
-def git_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
-    """What pygit2 raises when libgit2 cannot find, parse or read something: ``KeyError``
-    (no such object or ref), ``ValueError`` and ``InvalidSpecError`` (a malformed id or
-    revision), ``GitError`` (anything libgit2 reports). The one list: a module that calls
-    pygit2 catches ``git_errors()`` (evaluated only when something was raised) and turns it
-    into an :class:`~.errors.AvfsError` with :func:`git_error`; nothing above core catches
-    pygit2's exceptions. ``also``: more to catch with them (``OSError`` where a file is read)."""
-    import pygit2
-
-    return (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError, *also)
-
-
-def git_error(exc: BaseException, message: str, cls: type[AvfsError] = InternalError) -> AvfsError:
-    """libgit2's failure ``exc`` as ``cls``: ``MESSAGE: <what libgit2 said>``."""
-    return cls(f"{message}: {exc}")
-
-
-def libgit2_loaded() -> bool:
-    """Whether this process has loaded libgit2 (pygit2): until then, reads avoid it."""
-    return "pygit2" in sys.modules
 
 
 def prefer_libgit2() -> None:
@@ -142,7 +118,7 @@ def _configure() -> None:
         _configured = True
 
 
-class GitStore:
+class GitStore(StoreWrites):
     """Thread-local access to one bare repository."""
 
     def __init__(self, path: str) -> None:
@@ -393,16 +369,6 @@ class GitStore:
         except ObjectReadError:
             return None  # blob_data reads it (through libgit2) or names it
 
-    def blob_from_file(self, path: str) -> str:
-
-        try:
-            return str(self._repo.create_blob_fromdisk(path))
-        except git_errors(OSError) as exc:
-            raise git_error(exc, f"cannot read overlay file {path}", CorruptStateError) from exc
-
-    def blob_from_bytes(self, data: bytes) -> str:
-        return str(self._repo.create_blob(data))
-
     def commit_time(self, commit_oid: str) -> int:
         """The committer time of a commit (seconds since the epoch)."""
         return parse_commit(self._raw(commit_oid, "commit")).commit_time
@@ -452,98 +418,6 @@ class GitStore:
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFoundError(f"{oid} is not a commit")
         return obj
-
-    def signature(self, ident: Identity | None = None, fallback: tuple[str, str] | None = None) -> Signatures:
-        """Author and committer of a new commit, in git's order (see :mod:`.identity`):
-        ``ident`` (the environment), then the vault's config and the global ones
-        (``author.name``/``committer.name`` before ``user.name``), then ``fallback``,
-        then avfs' default."""
-        values = self._identity_config()
-        return resolve(ident, values.get, fallback)
-
-    _IDENT_KEYS = (
-        "author.name",
-        "author.email",
-        "committer.name",
-        "committer.email",
-        "user.name",
-        "user.email",
-    )
-
-    def _identity_config(self) -> dict[str, str]:
-        """The identity keys of the vault's config and the global ones, read again only
-        when one of those files (or the environment that names them) changed: reading them
-        costs ~0.3 ms through libgit2 and ~2 ms through git, a stat ~10 µs. Files those
-        include are not watched.
-
-        Through libgit2 when this process has loaded it, else through ``git config`` (so
-        that ``avfs checkpoint save`` does not import pygit2): git's own answer, the right
-        one where the two differ (the vault is git's). ``tests/test_identity.py`` compares
-        them: they agree on the vault's and the global files, includes and conditional
-        includes; libgit2 does not read ``$GIT_CONFIG_GLOBAL``, ``$GIT_CONFIG_SYSTEM`` nor
-        settings given as ``git -c`` (``GIT_CONFIG_PARAMETERS``, ``GIT_CONFIG_COUNT``), so
-        git is asked whenever one is set."""
-        use_libgit2 = libgit2_loaded() and not (git_config_env().keys() - {"GIT_CONFIG_NOSYSTEM"})
-        paths = self._identity_files(use_libgit2)
-        key: list[tuple[str, int, int]] = []
-        for path in paths:
-            try:
-                st = os.stat(path)
-                key.append((path, st.st_mtime_ns, st.st_size))
-            except OSError:
-                key.append((path, -1, -1))
-        if not use_libgit2:
-            key.extend((f"{k}={v}", 0, 0) for k, v in sorted(git_config_env().items()))
-        hit: tuple[list[tuple[str, int, int]], dict[str, str]] | None = getattr(self, "_ident_cfg", None)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        values = self._identity_libgit2() if use_libgit2 else self._identity_git()
-        self._ident_cfg = (key, values)
-        return values
-
-    def _identity_files(self, use_libgit2: bool) -> list[str]:
-        """The config files the identity is read from (the vault's, the global ones)."""
-        paths = [os.path.join(self.path, "config")]
-        if use_libgit2:
-            import pygit2
-
-            levels = pygit2.enums.ConfigLevel
-            sp = pygit2.settings.search_path
-            for level, name in (
-                (levels.GLOBAL, ".gitconfig"),
-                (levels.XDG, "config"),  # its XDG path is $XDG_CONFIG_HOME/git
-                (levels.SYSTEM, "gitconfig"),
-            ):
-                paths += [os.path.join(d, name) for d in (sp[level] or "").split(os.pathsep) if d]
-            return paths
-        return paths + git_config_files()
-
-    def _identity_libgit2(self) -> dict[str, str]:
-        try:
-            cfg = self._repo.config.snapshot()
-            return {k: str(cfg[k]) for k in self._IDENT_KEYS if k in cfg}
-        except git_errors():
-            return {}
-
-    def _identity_git(self) -> dict[str, str]:
-        """``git config`` of the vault: the last value of each key wins, as in git. A
-        config git cannot parse gives nothing (as through libgit2): avfs' default."""
-        env = git_env()
-        env.update(git_config_env())
-        proc = run(
-            ["config", "-z", "--get-regexp", r"^(author|committer|user)\.(name|email)$"],
-            git_dir=self.path,
-            env=env,
-            check=False,
-        )
-        values: dict[str, str] = {}
-        if proc.returncode != 0:  # 1: none set; else unreadable
-            return values
-        for item in proc.stdout.split(b"\0"):
-            k, sep, v = item.partition(b"\n")
-            if sep:  # a key alone ("[user] name" without "="): no value for an identity
-                values[k.decode("ascii", "replace")] = v.decode("utf-8", "surrogateescape")
-        return values
 
     def has_object(self, oid: str) -> bool:
         import pygit2
@@ -661,76 +535,6 @@ class GitStore:
     def tree_patch(self, old_tree: str, new_tree: str) -> str:
         """The diff of two trees as a patch ``git apply`` takes (binary files included)."""
         return self._tree_diff(old_tree, new_tree, binary=True).patch or ""
-
-    def keep_commit(
-        self, oids: Sequence[str], message: str, who: tuple[str, str]
-    ) -> tuple[str, list[str]] | None:
-        """A commit (no ref names it yet) that makes ``oids`` reachable: the commits among
-        them are its parents, the trees and blobs are named in its tree (each under its own
-        id); other kinds and missing ids are left out. By ``who`` (name, email) at time 0.
-        Returns (commit, the ids it holds), or None when it would hold nothing."""
-        import pygit2
-
-        repo = self._repo
-        parents: list[pygit2.Oid] = []
-        tb = repo.TreeBuilder()
-        held = []
-        for oid in oids:
-            obj = repo.get(oid)
-            if obj is None:
-                continue
-            if obj.type == pygit2.enums.ObjectType.COMMIT:
-                parents.append(obj.id)
-            elif obj.type == pygit2.enums.ObjectType.TREE:
-                tb.insert(oid, obj.id, pygit2.enums.FileMode.TREE)
-            elif obj.type == pygit2.enums.ObjectType.BLOB:
-                tb.insert(oid, obj.id, pygit2.enums.FileMode.BLOB)
-            else:
-                continue
-            held.append(oid)
-        if not held:
-            return None
-        sig = pygit2.Signature(who[0], who[1], 0, 0)
-        commit = repo.create_commit(None, sig, sig, message, tb.write(), parents)
-        return str(commit), held
-
-    def pack_writer(self) -> PackWriter:
-        """A pack for the objects of one operation (see :mod:`.packwriter`)."""
-        from .packwriter import PackWriter
-
-        # no existence check per object: it costs ~40 µs a lookup, and a duplicate in a
-        # pack is harmless (a repack drops it)
-        return PackWriter(self.path)
-
-    def create_commit(
-        self,
-        tree: str,
-        parents: list[str],
-        message: str,
-        author: Signatures | None = None,
-        pack: PackWriter | None = None,
-    ) -> str:
-        """Write a commit object without moving any ref (refs move by CAS in :mod:`.refs`).
-
-        ``author``: who the commit is by (author and committer, :meth:`signature` when
-        None). With ``pack`` the commit goes into that pack (the caller finishes it).
-        """
-        sigs = (author or self.signature()).now()
-        # the commit's text is written here for both paths: libgit2's signatures refuse an
-        # empty email, which git (and so GIT_AUTHOR_EMAIL="") records
-        head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
-        text = f"{head}author {sigs.author.line()}\ncommitter {sigs.committer.line()}\n\n{message}"
-        data = text.encode("utf-8")
-        if pack is not None:
-            from .packwriter import OBJ_COMMIT
-
-            return pack.add(OBJ_COMMIT, data)
-        import pygit2
-
-        try:
-            return str(self._repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
-        except git_errors(OSError) as exc:
-            raise git_error(exc, "cannot write commit") from exc
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:
