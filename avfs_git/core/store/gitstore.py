@@ -26,7 +26,8 @@ from ..types import MODE_COMMIT, MODE_TREE
 from .gitformat import _KIND_NAMES, _MODES, TREE_ENTRY, CommitFields, _object_id, parse_commit
 from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
-from .objects import BlobStream, ObjectReader, ObjectReadError
+from .objects import BlobStream, ObjectReadError
+from .objreader import ObjectReader
 from .threads import ThreadSlots
 
 if TYPE_CHECKING:
