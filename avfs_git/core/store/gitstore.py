@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
-from ..types import MODE_COMMIT, MODE_TREE
+from ..types import MODE_COMMIT, MODE_TREE, Change
 from .gitformat import _KIND_NAMES, _MODES, TREE_ENTRY, CommitFields, _object_id, parse_commit
 from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_KIND = 0o170000  # the file type bits of a mode
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 _configured = False
@@ -522,15 +523,24 @@ class GitStore(StoreWrites):
         return a.diff_to_tree(b, flags=flags)
 
     def tree_deltas(self, old_tree: str, new_tree: str) -> list[tuple[DeltaSide, DeltaSide]]:
-        """(old, new) of every path libgit2's diff of two trees lists (no rename pairing;
-        a path whose kind changed comes as a deletion and an addition)."""
+        """(old, new) of every path that differs between two trees, in path order, as
+        libgit2's tree diff lists them (no rename pairing; a path whose kind changed comes as
+        a deletion and an addition). From the one tree differ (:mod:`.treediff`), whose cost
+        follows the changes, not the tree size (``tests/test_treediff.py`` compares)."""
+        from .treediff import diff_trees
+
+        changes: list[Change] = []
+        diff_trees(self, old_tree, new_tree, "", changes)
+        changes.sort(key=lambda c: c.path.encode("utf-8", "surrogateescape"))  # git's order
         out = []
-        for d in self._tree_diff(old_tree, new_tree).deltas:
-            sides = []
-            for f in (d.old_file, d.new_file):
-                oid = str(f.id) if f.id.raw != b"\0" * 20 else None
-                sides.append(DeltaSide(f.path, oid, int(f.mode)))
-            out.append((sides[0], sides[1]))
+        for c in changes:
+            old = DeltaSide(c.path, c.old_oid, c.old_mode or 0)
+            new = DeltaSide(c.path, c.new_oid, c.new_mode or 0)
+            if old.mode and new.mode and old.mode & _KIND != new.mode & _KIND:  # a file became a link...
+                absent = DeltaSide(c.path, None, 0)
+                out += [(old, absent), (absent, new)]
+            else:
+                out.append((old, new))
         return out
 
     def tree_patch(self, old_tree: str, new_tree: str) -> str:
