@@ -7,8 +7,10 @@ path needs libgit2's merge (:mod:`.mergetrees`). A merge of forks asks this firs
 
 from __future__ import annotations
 
+from ..types import Change, ChangeStatus
 from .gitstore import GitStore
 from .odbdirect import raw_reader
+from .treediff import diff_entry
 
 _TREE = b"40000"
 
@@ -21,6 +23,18 @@ _Entry3 = tuple[bytes, bytes, bytes]  # (octal mode, name, 20-byte id): one entr
 
 def _pair(e: _Entry3 | None) -> _RawEntry | None:
     return None if e is None else (e[0], e[2])
+
+
+def _diff(store: GitStore, a: _RawEntry | None, b: _RawEntry | None, path: bytes) -> list[Change]:
+    """The changes from entry ``a`` to entry ``b`` (raw, either may be None) at ``path``:
+    the one tree differ's (:func:`.treediff.diff_entry`)."""
+    out: list[Change] = []
+    diff_entry(store, path.decode("utf-8", "surrogateescape"), _side(a), _side(b), out)
+    return out
+
+
+def _side(e: _RawEntry | None) -> tuple[str, int] | None:
+    return None if e is None else (e[1].hex(), int(e[0], 8))
 
 
 def _trivial_merge(
@@ -40,52 +54,8 @@ def _trivial_merge(
     from .packwriter import OBJ_TREE
 
     read = raw_reader(store, "tree")
-    parsed: dict[bytes, dict[bytes, _RawEntry]] = {}
-    changed: set[bytes] = set()
+    changed: set[str] = set()
     pw = store.pack_writer()
-
-    def items(oid: bytes | None) -> dict[bytes, _RawEntry]:
-        if oid is None:
-            return {}
-        hit = parsed.get(oid)
-        if hit is None:
-            data = read(oid.hex())
-            hit = parsed[oid] = {name: (mode, id_) for mode, name, id_ in TREE_ENTRY.findall(data)}
-        return hit
-
-    def files_below(oid: bytes, prefix: bytes, out: set[bytes]) -> None:
-        for name, (mode, id_) in items(oid).items():
-            if mode == _TREE:
-                files_below(id_, prefix + name + b"/", out)
-            else:
-                out.add(prefix + name)
-
-    def diff(
-        a: _RawEntry | None, b: _RawEntry | None, path: bytes, out: set[bytes], gone: list[bytes]
-    ) -> None:
-        """Paths of the files that differ between entries ``a`` and ``b`` (into ``out``);
-        files of ``a`` that ``b`` lacks also into ``gone``."""
-        ta, tb = a is not None and a[0] == _TREE, b is not None and b[0] == _TREE
-        if ta and tb:
-            ia, ib = items(a[1]), items(b[1])  # type: ignore[index]
-            for name in {name for name, _ in ia.items() ^ ib.items()}:
-                diff(ia.get(name), ib.get(name), path + b"/" + name, out, gone)
-            return
-        if a is not None:
-            if ta:
-                lost: set[bytes] = set()
-                files_below(a[1], path + b"/", lost)
-                out |= lost
-                gone.extend(lost)
-            else:
-                out.add(path)
-                if b is None or tb:
-                    gone.append(path)
-        if b is not None:
-            if tb:
-                files_below(b[1], path + b"/", out)
-            else:
-                out.add(path)
 
     raw_trees: dict[bytes, tuple[list[_Entry3], frozenset[_Entry3]]] = {}
 
@@ -118,9 +88,8 @@ def _trivial_merge(
                 raise _NeedsMerge  # deleted on both sides: maybe renamed on one
             if e[0] == _TREE:
                 # the same change on both sides: a file gone from both may be a rename
-                gone: list[bytes] = []
-                diff((e[0], e[2]), (same[0], same[2]), prefix + name, set(), gone)
-                if gone:
+                diffs = _diff(store, (e[0], e[2]), (same[0], same[2]), prefix + name)
+                if any(c.status is ChangeStatus.DELETED for c in diffs):
                     raise _NeedsMerge
         both = (so & st) - sb  # the very same entry on both sides, not the base's
         if both and {e[1] for e in both} - {e[1] for e in sb}:
@@ -136,7 +105,7 @@ def _trivial_merge(
             new: _Entry3 | None
             if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
                 if list_changed:
-                    diff(_pair(vo), _pair(vt), prefix + name, changed, [])
+                    changed.update(c.path for c in _diff(store, _pair(vo), _pair(vt), prefix + name))
                 new = vt
             elif vb == vt:  # only ours changed it
                 continue
@@ -176,7 +145,7 @@ def _trivial_merge(
     except BaseException:
         pw.abort()
         raise
-    return root_hex, tuple(sorted(p.decode("utf-8", "surrogateescape") for p in changed))
+    return root_hex, tuple(sorted(changed))
 
 
 class _NeedsMerge(Exception):
