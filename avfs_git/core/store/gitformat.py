@@ -2,7 +2,7 @@
 and a tree's is written.
 
 A tree's raw entries (``<octal mode> <name>\\0<20-byte id>``) are parsed by one regex
-(``TREE_ENTRY``), a tree is serialised in git's entry order (:func:`tree_bytes`), a commit's
+(``TREE_ENTRY``: :func:`tree_entries` raw, :func:`parse_tree` decoded), a tree is serialised in git's entry order (:func:`tree_bytes`), a commit's
 fields are read as libgit2 reads them (:func:`parse_commit`), and an object's id is the
 SHA-1 git gives it. Nothing here imports pygit2: a command that only reads trees and
 commits does not load it.
@@ -27,6 +27,23 @@ _MODES = {
     b"120000": 0o120000,
     b"160000": 0o160000,
 }
+
+
+def tree_entries(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """A raw tree's entries in order, as (octal mode, name, 20-byte id), all bytes: the one
+    tree parser (for a caller that works on raw entries, as the trivial merge does)."""
+    entries: list[tuple[bytes, bytes, bytes]] = TREE_ENTRY.findall(data)
+    return entries
+
+
+def parse_tree(data: bytes) -> dict[str, tuple[str, int]]:
+    """name -> (hex id, mode) of a raw tree's entries (names decoded as UTF-8, undecodable
+    bytes kept as surrogates): :func:`tree_entries`, decoded (``GitStore.tree_items``)."""
+    modes = _MODES
+    return {
+        name.decode("utf-8", "surrogateescape"): (oid.hex(), modes.get(mode) or int(mode, 8))
+        for mode, name, oid in tree_entries(data)
+    }
 
 
 class CommitFields(NamedTuple):

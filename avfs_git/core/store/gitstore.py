@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
 from ..types import MODE_COMMIT, MODE_TREE, Change
-from .gitformat import _KIND_NAMES, _MODES, TREE_ENTRY, CommitFields, _object_id, parse_commit
+from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
 from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
 from .objects import BlobStream, ObjectReadError
@@ -155,20 +155,16 @@ class GitStore(StoreWrites):
         """name -> (oid, mode) of a tree's entries (empty for None). Do not mutate the result.
 
         Trees are immutable, so parsed trees are cached (shared by threads; a bounded dict).
-        The raw object is parsed here: pygit2's entry objects convert every mode to an
-        enum, which made this the hottest line of checkpoints and status.
+        The raw object is parsed by :func:`.gitformat.parse_tree`: pygit2's entry objects
+        convert every mode to an enum, which made this the hottest line of checkpoints and
+        status.
         """
         if not tree_oid or tree_oid == EMPTY_TREE:
             return {}
         hit = self._trees.get(tree_oid)
         if hit is not None:
             return hit
-        data = self._raw(tree_oid, "tree")
-        modes = _MODES
-        out = {
-            name.decode("utf-8", "surrogateescape"): (oid.hex(), modes.get(mode) or int(mode, 8))
-            for mode, name, oid in TREE_ENTRY.findall(data)
-        }
+        out = parse_tree(self._raw(tree_oid, "tree"))
         if len(self._trees) > 16384:
             self._trees.clear()
         self._trees[tree_oid] = out

@@ -50,7 +50,7 @@ def _trivial_merge(
     only the names where two trees differ are looked at. libgit2's ``merge_trees`` +
     ``write_tree`` rebuilds the whole index and writes every tree of the result (~0.7 s at
     100k files); this costs O(directories both sides touched)."""
-    from .gitformat import TREE_ENTRY
+    from .gitformat import tree_entries
     from .packwriter import OBJ_TREE
 
     read = raw_reader(store, "tree")
@@ -65,7 +65,7 @@ def _trivial_merge(
             return [], frozenset()
         hit = raw_trees.get(oid)
         if hit is None:
-            found: list[_Entry3] = TREE_ENTRY.findall(read(oid.hex()))
+            found = tree_entries(read(oid.hex()))
             hit = raw_trees[oid] = (found, frozenset(found))
         return hit
 
