@@ -202,6 +202,165 @@ def remote_branch(vault: Vault, source: str) -> str | None:
     return candidate if refs.read_ref(vault.store, candidate) is not None else None
 
 
+def _check_request(vault: Vault, source: str, target: str, source_ref: str | None, favor: str | None) -> None:
+    """Refuse a merge of a fork into itself, of a fork that does not exist, or with an
+    unknown ``favor``."""
+    if source_ref is None:
+        names.check_fork_name(source)
+        if source == target:
+            raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
+        vault.require_fork(source)
+    vault.require_fork(target)
+    if favor not in (None, "ours", "theirs"):
+        raise UsageError(f"favor must be ours or theirs, not {favor!r}")
+
+
+def _refuse_open_merges(
+    ws: Workspace, src_ws: Workspace | None, source: str, target: str, dry_run: bool
+) -> None:
+    """Refuse while a merge into the target is open, or (unless ``dry_run``) one into the
+    source, whose capture would commit the markers of its own open merge."""
+    st = merge_state(ws)
+    if st is not None:
+        raise MergeInProgressError(
+            f"a merge of {st['source']} into {target} is in progress",
+            hint="resolve the conflicts and run `avfs merge --continue`, or `avfs merge --abort`",
+            details={"target": target, "fork": target, "source": st["source"], "theirs": st["theirs"]},
+        )
+    if src_ws is not None and not dry_run:
+        # its capture would commit the markers of its own open merge
+        refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
+
+
+def _capture_sides(
+    vault: Vault,
+    ws: Workspace,
+    src_ws: Workspace | None,
+    source: str,
+    target: str,
+    capture: bool,
+    expected: str | None,
+) -> tuple[list[dict[str, str]], str | None]:
+    """Checkpoint the uncheckpointed changes of the target and the source (UsageError
+    unless ``capture``). Returns the checkpoints taken and the target's tip the merge must
+    find (``expected`` moved to its checkpoint)."""
+    from . import checkpoint
+
+    captured: list[dict[str, str]] = []
+    sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
+    for f, w in sides:
+        if w.is_dirty():
+            if not capture:
+                raise UsageError(
+                    f"fork {f} has uncheckpointed changes",
+                    hint="checkpoint them first, or let merge do it (drop --no-capture)",
+                    details={"fork": f},
+                )
+            cp = checkpoint.save(
+                vault,
+                f,
+                message=f"avfs merge: {f}'s changes before merging {source} into {target}",
+                expect_head=expected if f == target else None,
+            )
+            captured.append({"fork": f, "commit": cp.checkpoint.commit})
+            if f == target and expected is not None:
+                expected = cp.checkpoint.commit
+    return captured, expected
+
+
+def _tips(
+    vault: Vault, ws: Workspace, source: str, target: str, source_ref: str | None, allow_unrelated: bool
+) -> tuple[str, str, str | None]:
+    """(ours, theirs, their merge base) now; refuses a source that is gone, or unrelated
+    histories unless ``allow_unrelated``."""
+    ours = ws.tip()
+    theirs = refs.read_ref(vault.store, source_ref or refs.fork_ref(source))
+    if theirs is None:
+        from ..errors import RevisionNotFoundError
+
+        raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
+    assert ours is not None
+    base = vault.store.merge_base(ours, theirs)
+    if base is None and not allow_unrelated:
+        raise UnrelatedHistoriesError(
+            f"forks {source} and {target} share no history",
+            hint="pass --allow-unrelated to merge them anyway",
+            details={"ours": ours, "theirs": theirs},
+        )
+    return ours, theirs, base
+
+
+def _commit_merge(
+    vault: Vault, ws: Workspace, tree: str, ours: str, theirs: str, source: str, msg: str, dry_run: bool
+) -> tuple[str, int | None]:
+    """The merge commit of ``tree`` (parents ours and theirs); unless ``dry_run`` (then it
+    is a preview: see MergeResult), the target moved to it and the operation recorded.
+    Returns (commit, operation id)."""
+    commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
+    if dry_run:
+        return commit, None
+    _move_target(ws, commit, ours, f"avfs: merge {source}")
+    op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref)
+    return commit, op
+
+
+def _write_conflicts(
+    vault: Vault,
+    ws: Workspace,
+    index: MergedIndex,
+    conflicts: list[Conflict],
+    source: str,
+    sides: tuple[str, str, str | None],
+    msg: str,
+) -> tuple[str, int]:
+    """Show the merge in the target's workspace with the conflicts written into it
+    (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
+    theirs, base). Returns (the tree the workspace shows, operation id)."""
+    ours, theirs, base = sides
+    target = ws.fork
+    # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
+    stages = [
+        [e.path, n, e.oid, e.mode]
+        for sides in index.conflicts
+        for n, e in enumerate(sides, 1)
+        if e is not None
+    ]
+    view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
+    _refuse_changed(ws)
+    ws.set_base(ours, keep_view=False, view_tree=view_tree)
+    write_state(
+        ws,
+        {
+            "source": source,
+            "ours": ours,
+            "theirs": theirs,
+            "base": base,
+            "message": msg,
+            "conflicts": [c.path for c in conflicts],
+            "written": written,
+            "started": time.time(),
+            "view_tree": view_tree,
+            "stages": stages,
+        },
+    )
+    op = vault.oplog.record(
+        "merge",
+        f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
+        fork=target,
+        refs=[],
+        workspaces=[
+            {
+                "fork": target,
+                "before": {"base": ours, "tree": None},
+                "after": {"base": ours, "tree": view_tree},
+                "view_changed": True,
+            }
+        ],
+        details={"source": source, "conflicts": [c.path for c in conflicts]},
+    )
+    return view_tree, op
+
+
 def merge(
     vault: Vault,
     source: str,
@@ -231,72 +390,26 @@ def merge(
     target = target or vault.default_fork
     if source_ref is None:
         source_ref = remote_branch(vault, source)
-    if source_ref is None:
-        names.check_fork_name(source)
-        if source == target:
-            raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
-        vault.require_fork(source)
-    vault.require_fork(target)
-    if favor not in (None, "ours", "theirs"):
-        raise UsageError(f"favor must be ours or theirs, not {favor!r}")
+    _check_request(vault, source, target, source_ref, favor)
     ws = vault.workspace(target)
     src_ws = vault.workspace(source) if source_ref is None else None
-    st = merge_state(ws)
-    if st is not None:
-        raise MergeInProgressError(
-            f"a merge of {st['source']} into {target} is in progress",
-            hint="resolve the conflicts and run `avfs merge --continue`, or `avfs merge --abort`",
-            details={"target": target, "fork": target, "source": st["source"], "theirs": st["theirs"]},
-        )
-    if src_ws is not None and not dry_run:
-        # its capture would commit the markers of its own open merge
-        refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
-    captured: list[dict[str, str]] = []
+    _refuse_open_merges(ws, src_ws, source, target, dry_run)
     expected: str | None = None  # the target's tip the merge must find (expect_head)
     if expect_head is not None:
         with vault.lock(target):
             checkpoint.check_head(vault, target, expect_head)
             expected = refs.read_ref(vault.store, refs.fork_ref(target))
+    captured: list[dict[str, str]] = []
     if not dry_run:
         _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
-        sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
-        for f, w in sides:
-            if w.is_dirty():
-                if not capture:
-                    raise UsageError(
-                        f"fork {f} has uncheckpointed changes",
-                        hint="checkpoint them first, or let merge do it (drop --no-capture)",
-                        details={"fork": f},
-                    )
-                cp = checkpoint.save(
-                    vault,
-                    f,
-                    message=f"avfs merge: {f}'s changes before merging {source} into {target}",
-                    expect_head=expected if f == target else None,
-                )
-                captured.append({"fork": f, "commit": cp.checkpoint.commit})
-                if f == target and expected is not None:
-                    expected = cp.checkpoint.commit
+        captured, expected = _capture_sides(vault, ws, src_ws, source, target, capture, expected)
     with vault.lock(target):
         ws.sync_base()
         if expected is not None:
             checkpoint.check_head(vault, target, expected)
         if not dry_run:
             _refuse_open_files(ws, target)
-        ours = ws.tip()
-        theirs = refs.read_ref(vault.store, source_ref or refs.fork_ref(source))
-        if theirs is None:
-            from ..errors import RevisionNotFoundError
-
-            raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
-        assert ours is not None
-        base = vault.store.merge_base(ours, theirs)
-        if base is None and not allow_unrelated:
-            raise UnrelatedHistoriesError(
-                f"forks {source} and {target} share no history",
-                hint="pass --allow-unrelated to merge them anyway",
-                details={"ours": ours, "theirs": theirs},
-            )
+        ours, theirs, base = _tips(vault, ws, source, target, source_ref, allow_unrelated)
 
         def result(
             status: str,
@@ -336,73 +449,25 @@ def merge(
             if base
             else None
         )
+        msg = message or f"avfs: merge {source} into {target}\n"
         if fast is not None:
             # the sides changed different paths: theirs applied to ours, O(changes)
             tree, _ = fast
+            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run)
             changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
-            msg = message or f"avfs: merge {source} into {target}\n"
-            commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
-            if dry_run:
-                return result("would_merge", commit, changed=changed)  # a preview: see MergeResult
-            _move_target(ws, commit, ours, f"avfs: merge {source}")
-            op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
-            return result("merged", commit, changed=changed, op=op)
+            return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         index = merge_trees(vault.store, anc_tree, ours_tree, theirs_tree, favor)
         conflicts = _classify(vault.store, index, ours_tree, theirs_tree)
-        msg = message or f"avfs: merge {source} into {target}\n"
         if not conflicts:
             tree = index.write_tree()
+            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run)
             changed = ChangedPaths(vault.store, ours_tree, tree)
-            commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
-            if dry_run:
-                return result("would_merge", commit, changed=changed)
-            _move_target(ws, commit, ours, f"avfs: merge {source}")
-            op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
-            return result("merged", commit, changed=changed, op=op)
+            return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         if dry_run:
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
-        # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
-        stages = [
-            [e.path, n, e.oid, e.mode]
-            for sides in index.conflicts
-            for n, e in enumerate(sides, 1)
-            if e is not None
-        ]
-        view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
-        _refuse_changed(ws)
-        ws.set_base(ours, keep_view=False, view_tree=view_tree)
-        write_state(
-            ws,
-            {
-                "source": source,
-                "ours": ours,
-                "theirs": theirs,
-                "base": base,
-                "message": msg,
-                "conflicts": [c.path for c in conflicts],
-                "written": written,
-                "started": time.time(),
-                "view_tree": view_tree,
-                "stages": stages,
-            },
-        )
-        op = vault.oplog.record(
-            "merge",
-            f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
-            fork=target,
-            refs=[],
-            workspaces=[
-                {
-                    "fork": target,
-                    "before": {"base": ours, "tree": None},
-                    "after": {"base": ours, "tree": view_tree},
-                    "view_changed": True,
-                }
-            ],
-            details={"source": source, "conflicts": [c.path for c in conflicts]},
-        )
+        view_tree, op = _write_conflicts(vault, ws, index, conflicts, source, (ours, theirs, base), msg)
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
 
 
