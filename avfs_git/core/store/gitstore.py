@@ -39,8 +39,6 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _KIND = 0o170000  # the file type bits of a mode
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
-_configured = False
-
 
 def prefer_libgit2() -> None:
     """Read objects through libgit2 from now on in this process (see
@@ -109,15 +107,14 @@ class DeltaSide(NamedTuple):
 
 
 def _configure() -> None:
-    """Apply avfs' pygit2 settings once, on first use (importing pygit2 costs ~85 ms)."""
-    global _configured
-    if not _configured:
-        import pygit2
+    """Apply avfs' pygit2 settings (libgit2's, for the whole process) before a repository
+    is opened: idempotent and a few microseconds, so it is done at every open (once per
+    thread and store) rather than remembered in a flag."""
+    import pygit2
 
-        # Object creation is checked by avfs itself (names and modes are validated before
-        # they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint.
-        pygit2.settings.enable_strict_object_creation(False)
-        _configured = True
+    # Object creation is checked by avfs itself (names and modes are validated before
+    # they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint.
+    pygit2.settings.enable_strict_object_creation(False)
 
 
 class GitStore(StoreWrites):

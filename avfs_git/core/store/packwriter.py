@@ -44,6 +44,10 @@ TMP_PREFIX = "tmp_avfs_"
 STALE_TMP_S = 3600.0
 # Called with the pack directory after a pack was put in place (the vault's quota keeps the
 # objects' size cached and rescans it when told; see quota.QuotaTracker). Must not raise.
+# Process-wide on purpose: a pack lands in a vault on disk whichever object wrote it (a
+# vault's store, gc's, doctor's, a mount daemon's, a bare PackWriter), and what listens
+# (quota, one layer up) registers once at import rather than being handed to every writer;
+# a registry kept by one store would miss the writers that store did not make.
 FINISH_HOOKS: list[Callable[[str], None]] = []
 
 
