@@ -177,7 +177,7 @@ class GitStore(StoreWrites):
     def read_object(self, oid: str, what: str = "object") -> tuple[str, bytes]:
         """(type, data) of object ``oid``: the one read path of avfs.
 
-        Until something has imported pygit2, objects are read by :mod:`.objects` (pure
+        Until something has imported pygit2, objects are read by :mod:`.objreader` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
         them otherwise, and whenever the pure reader does not find an object or cannot read
         it (a layout it does not know, corrupt data); the pure reader is asked in turn when
