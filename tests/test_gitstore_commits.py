@@ -1,4 +1,4 @@
-"""The raw commit parser (``gitstore.parse_commit``, what ``checkpoint save`` reports without
+"""The raw commit parser (``gitformat.parse_commit``, what ``checkpoint save`` reports without
 loading pygit2) against pygit2's ``Commit`` on real commits: libgit2's own fixture
 repositories (merges, trailers, a long history), this project's history, commits git itself
 makes with a signature (``gpgsig``), a non-UTF-8 ``encoding`` header and several parents, and
@@ -15,7 +15,8 @@ import pygit2
 import pytest
 
 from avfs_git.core.errors import RevisionNotFoundError
-from avfs_git.core.store.gitstore import EMPTY_TREE, GitStore, parse_commit
+from avfs_git.core.store.gitformat import parse_commit
+from avfs_git.core.store.gitstore import EMPTY_TREE, GitStore
 
 from . import realdata
 from .conftest import IN_CI, git

@@ -332,7 +332,7 @@ LIBGIT2_DIFFERS = {"GIT_CONFIG_GLOBAL", "git -c"}
 
 @pytest.mark.parametrize(("case", "files", "env"), IDENTITY_CASES, ids=[c[0] for c in IDENTITY_CASES])
 def test_identity_through_git_and_libgit2(tmp_path, monkeypatch, case, files, env):
-    from avfs_git.core.store import gitstore
+    from avfs_git.core.store import gitwrite
 
     for k in identity._ENV.values():
         monkeypatch.delenv(k, raising=False)
@@ -353,7 +353,7 @@ def test_identity_through_git_and_libgit2(tmp_path, monkeypatch, case, files, en
         monkeypatch.setenv(k, v.replace("~", str(user_home)))
 
     def who(libgit2: bool) -> tuple[str, ...]:
-        monkeypatch.setattr(gitstore, "libgit2_loaded", lambda: libgit2)
+        monkeypatch.setattr(gitwrite, "libgit2_loaded", lambda: libgit2)
         store = GitStore(vault)  # (its cache is its own)
         try:
             sig = store.signature(identity.from_environ())
@@ -379,11 +379,11 @@ def test_identity_through_git_and_libgit2(tmp_path, monkeypatch, case, files, en
 
 def test_identity_through_git_follows_config_changes(tmp_path, monkeypatch):
     """The git path's cache: a changed file, or an environment naming another, is read again."""
-    from avfs_git.core.store import gitstore
+    from avfs_git.core.store import gitwrite
 
     for k in identity._ENV.values():
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(gitstore, "libgit2_loaded", lambda: False)
+    monkeypatch.setattr(gitwrite, "libgit2_loaded", lambda: False)
     vault = str(tmp_path / "v.git")
     subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
     gitconfig = Path(os.environ["HOME"]) / ".gitconfig"

@@ -98,6 +98,8 @@ FROM_ENVIRON_CALLS = {
 # A new importer fails the test.
 PYGIT2_IMPORTERS = {
     "core/store/gitstore.py": "the store: objects, commits, the commit graph, revisions, tree diffs, blob ids and patches",
+    "core/store/gitwrite.py": "the store's writes (a part of GitStore): blobs, commits, the identity from libgit2's config",
+    "core/store/gitlib.py": "what libgit2 raises (git_errors), the one list every store module catches",
     "core/store/refs.py": "reference transactions: compare-and-swap of refs, libgit2's ref locks",
     "core/store/mergetrees.py": "libgit2's merge machinery: merge_trees and reverts, their index, conflict entries, merge favour",
 }

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 
 from avfs_git.core.errors import AvfsError
 from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.store import trivialmerge
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 
@@ -154,7 +155,7 @@ def _both_merges(v):
     checkpoint.save(v, "b")
     store, repo = v.store, libgit2_repo(v)
     t_base, t_a, t_b = (store.commit_tree(v.workspace(f).tip()) for f in ("main", "a", "b"))
-    return merge._trivial_merge(store, t_base, t_a, t_b), repo.merge_trees(t_base, t_a, t_b), repo
+    return trivialmerge._trivial_merge(store, t_base, t_a, t_b), repo.merge_trees(t_base, t_a, t_b), repo
 
 
 @SETTINGS

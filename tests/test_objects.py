@@ -12,7 +12,8 @@ import pygit2
 import pytest
 
 from avfs_git.core.operations import checkpoint
-from avfs_git.core.store.objects import ObjectReader, apply_delta
+from avfs_git.core.store.objects import apply_delta
+from avfs_git.core.store.objreader import ObjectReader
 
 from .conftest import git
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core.store import packwriter
-from avfs_git.core.store.objects import ObjectReader, ObjectReadError
+from avfs_git.core.store import gitformat, packwriter
+from avfs_git.core.store.objects import ObjectReadError
+from avfs_git.core.store.objreader import ObjectReader
 from avfs_git.ops.maintenance import doctor
 
 from . import realdata
@@ -247,7 +248,7 @@ class _Pack:
 
     def commit_of(self, files: dict[str, str]) -> str:
         tree = self.whole(
-            packwriter.OBJ_TREE, packwriter.tree_bytes((n, o, 0o100644) for n, o in files.items())
+            packwriter.OBJ_TREE, gitformat.tree_bytes((n, o, 0o100644) for n, o in files.items())
         )
         ident = "T <t@example.invalid> 1700000000 +0000"
         text = f"tree {tree}\nauthor {ident}\ncommitter {ident}\n\ncrafted\n"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from avfs_git.core.store.objects import ObjectReader
+from avfs_git.core.store.objreader import ObjectReader
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops.maintenance import gc
 

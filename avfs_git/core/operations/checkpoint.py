@@ -38,9 +38,10 @@ from ..workspace.wsstatus import ignored_count
 from .history import checkpoint_names, resolve
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from ..vaults.vault import Vault
+    from ..workspace.overlay import Entry
     from ..workspace.workspace import Workspace
 
 
@@ -164,47 +165,70 @@ def save(
             changed.append({"ref": name_ref, "old": None, "new": target})
         op_id = None
         if changed:
-            tree = vault.store.commit_tree(target)
-            op_id = vault.oplog.record(
-                "checkpoint",
-                f"checkpoint {name or target[:12]} on {fork}",
-                fork=fork,
-                refs=changed,
-                workspaces=[
-                    {
-                        "fork": fork,
-                        # undoing a rebased checkpoint leaves its changes on the new tip
-                        "before": {"base": tip or base, "tree": tree if commit else None},
-                        "after": {"base": target, "tree": None},
-                        "view_changed": False,
-                    }
-                ],
-                details={"name": name, "captured": len(captured)},
+            before = tip or base  # undoing a rebased checkpoint leaves its changes on the new tip
+            op_id = _record_save(
+                vault, fork, name, changed, before, target, commit is not None, len(captured)
             )
     if commit is not None:
         packwriter.maybe_consolidate(vault.path)
     info = _info(vault, fork, target, name)
-    # entries committed, directories aside: a file written, deleted or moved counts one; a
-    # moved or deleted directory counts once (counting its files would cost a tree diff)
-    count = sum(1 for e in captured if e.mode != MODE_TREE) if commit is not None else 0
-    if commit is not None and ws.overlay.upper_active():
-        # an overlay mount's upper layer keeps what earlier checkpoints recorded: count the
-        # paths this commit changed (a tree diff, O(changes)) rather than what it captured
-        from ..store.treediff import diff_trees
-
-        diffs: list[Change] = []
-        parents = vault.store.commit_fields(commit).parents
-        diff_trees(
-            vault.store,
-            vault.store.commit_tree(str(parents[0])) if parents else None,
-            vault.store.commit_tree(commit),
-            "",
-            diffs,
-        )
-        count = len(diffs)
+    count = _changes_saved(vault, ws, commit, captured) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
     left = ws.not_recorded()
     return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
+
+
+def _record_save(
+    vault: Vault,
+    fork: str,
+    name: str | None,
+    changed: list[dict[str, str | None]],
+    before: str,
+    target: str,
+    created: bool,
+    captured: int,
+) -> int:
+    """The operation of a checkpoint: the refs it moved (``changed``), the fork's base
+    ``before`` and after (``target``); with the tree of the new commit when it made one
+    (``created``), which undo shows again on the old base."""
+    tree = vault.store.commit_tree(target)
+    return vault.oplog.record(
+        "checkpoint",
+        f"checkpoint {name or target[:12]} on {fork}",
+        fork=fork,
+        refs=changed,
+        workspaces=[
+            {
+                "fork": fork,
+                "before": {"base": before, "tree": tree if created else None},
+                "after": {"base": target, "tree": None},
+                "view_changed": False,
+            }
+        ],
+        details={"name": name, "captured": captured},
+    )
+
+
+def _changes_saved(vault: Vault, ws: Workspace, commit: str, captured: Sequence[Entry]) -> int:
+    """How many changes checkpoint ``commit`` holds: the entries it captured, directories
+    aside (a file written, deleted or moved counts one; a moved or deleted directory counts
+    once: counting its files would cost a tree diff)."""
+    if not ws.overlay.upper_active():
+        return sum(1 for e in captured if e.mode != MODE_TREE)
+    # an overlay mount's upper layer keeps what earlier checkpoints recorded: count the
+    # paths this commit changed (a tree diff, O(changes)) rather than what it captured
+    from ..store.treediff import diff_trees
+
+    diffs: list[Change] = []
+    parents = vault.store.commit_fields(commit).parents
+    diff_trees(
+        vault.store,
+        vault.store.commit_tree(str(parents[0])) if parents else None,
+        vault.store.commit_tree(commit),
+        "",
+        diffs,
+    )
+    return len(diffs)
 
 
 def snapshot(vault: Vault, fork: str, message: str) -> str | None:

@@ -27,7 +27,6 @@ a merge: this module never touches pygit2.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
@@ -35,17 +34,16 @@ from typing import TYPE_CHECKING, overload
 from ..errors import (
     BusyError,
     ConflictError,
-    InternalError,
     MergeInProgressError,
     UnrelatedHistoriesError,
     UsageError,
 )
 from ..store import names, refs
 from ..store.gitstore import EMPTY_TREE, GitStore
-from ..store.mergetrees import IndexSide, MergedIndex, merge_trees
-from ..store.odbdirect import raw_reader
+from ..store.mergetrees import MergedIndex, merge_trees
 from ..store.treediff import diff_trees
-from ..types import MODE_LINK, MODE_TREE, Change, CommitId
+from ..store.trivialmerge import _trivial_merge
+from ..types import Change, CommitId
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
 # worktree and the vault ask them without importing this module); merge_state, open_merge
@@ -56,31 +54,13 @@ from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
 from ..workspace.overlay import FILE
 from ..workspace.wscommit import keep_recovery, publish, retirable
+from .mergeconflicts import Conflict, _classify, _conflict_tree
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
     from ..workspace.workspace import Workspace
 
 MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConflictSide:
-    path: str
-    oid: str
-    mode: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Conflict:
-    """One conflicted path. ``kind``: content, add_add, modify_delete, rename_rename,
-    rename_delete, file_directory, mode, binary."""
-
-    path: str
-    kind: str
-    ancestor: ConflictSide | None
-    ours: ConflictSide | None
-    theirs: ConflictSide | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,49 +123,6 @@ class ChangedPaths(Sequence[str]):
         return repr(self._get())
 
 
-def _side(e: IndexSide | None) -> ConflictSide | None:
-    return None if e is None else ConflictSide(e.path, e.oid, e.mode)
-
-
-def _is_binary(store: GitStore, side: ConflictSide | None) -> bool:
-    if side is None or side.mode == MODE_LINK:
-        return False
-    return b"\0" in store.blob_data(side.oid)[:8000]
-
-
-def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
-    hit = store.tree_lookup(tree, path)
-    return hit is not None and hit[1] == MODE_TREE
-
-
-def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str) -> list[Conflict]:
-    out: dict[str, Conflict] = {}
-    for anc_e, ours_e, theirs_e in index.conflicts:
-        anc, ours, theirs = _side(anc_e), _side(ours_e), _side(theirs_e)
-        path = (ours or theirs or anc).path  # type: ignore[union-attr]
-        paths = {s.path for s in (anc, ours, theirs) if s is not None}
-        if ours is not None and theirs is not None and ours.path != theirs.path:
-            kind = "rename_rename"
-        elif anc is not None and (ours is None or theirs is None) and len(paths) > 1:
-            kind = "rename_delete"
-        elif (ours is None and _tree_has_dir(store, ours_tree, path)) or (
-            theirs is None and _tree_has_dir(store, theirs_tree, path)
-        ):
-            kind = "file_directory"
-        elif anc is None and ours is not None and theirs is not None:
-            kind = "binary" if _is_binary(store, ours) or _is_binary(store, theirs) else "add_add"
-        elif ours is None or theirs is None:
-            kind = "modify_delete"
-        elif ours.oid == theirs.oid and ours.mode != theirs.mode:
-            kind = "mode"
-        elif _is_binary(store, ours) or _is_binary(store, theirs) or _is_binary(store, anc):
-            kind = "binary"
-        else:
-            kind = "content"
-        out.setdefault(path, Conflict(path, kind, anc, ours, theirs))
-    return [out[p] for p in sorted(out)]
-
-
 def _changed(store: GitStore, old_tree: str, new_tree: str) -> tuple[str, ...]:
     out: list[Change] = []
     diff_trees(store, old_tree, new_tree, "", out)
@@ -200,6 +137,165 @@ def remote_branch(vault: Vault, source: str) -> str | None:
         return None
     candidate = refs.REMOTES + source
     return candidate if refs.read_ref(vault.store, candidate) is not None else None
+
+
+def _check_request(vault: Vault, source: str, target: str, source_ref: str | None, favor: str | None) -> None:
+    """Refuse a merge of a fork into itself, of a fork that does not exist, or with an
+    unknown ``favor``."""
+    if source_ref is None:
+        names.check_fork_name(source)
+        if source == target:
+            raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
+        vault.require_fork(source)
+    vault.require_fork(target)
+    if favor not in (None, "ours", "theirs"):
+        raise UsageError(f"favor must be ours or theirs, not {favor!r}")
+
+
+def _refuse_open_merges(
+    ws: Workspace, src_ws: Workspace | None, source: str, target: str, dry_run: bool
+) -> None:
+    """Refuse while a merge into the target is open, or (unless ``dry_run``) one into the
+    source, whose capture would commit the markers of its own open merge."""
+    st = merge_state(ws)
+    if st is not None:
+        raise MergeInProgressError(
+            f"a merge of {st['source']} into {target} is in progress",
+            hint="resolve the conflicts and run `avfs merge --continue`, or `avfs merge --abort`",
+            details={"target": target, "fork": target, "source": st["source"], "theirs": st["theirs"]},
+        )
+    if src_ws is not None and not dry_run:
+        # its capture would commit the markers of its own open merge
+        refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
+
+
+def _capture_sides(
+    vault: Vault,
+    ws: Workspace,
+    src_ws: Workspace | None,
+    source: str,
+    target: str,
+    capture: bool,
+    expected: str | None,
+) -> tuple[list[dict[str, str]], str | None]:
+    """Checkpoint the uncheckpointed changes of the target and the source (UsageError
+    unless ``capture``). Returns the checkpoints taken and the target's tip the merge must
+    find (``expected`` moved to its checkpoint)."""
+    from . import checkpoint
+
+    captured: list[dict[str, str]] = []
+    sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
+    for f, w in sides:
+        if w.is_dirty():
+            if not capture:
+                raise UsageError(
+                    f"fork {f} has uncheckpointed changes",
+                    hint="checkpoint them first, or let merge do it (drop --no-capture)",
+                    details={"fork": f},
+                )
+            cp = checkpoint.save(
+                vault,
+                f,
+                message=f"avfs merge: {f}'s changes before merging {source} into {target}",
+                expect_head=expected if f == target else None,
+            )
+            captured.append({"fork": f, "commit": cp.checkpoint.commit})
+            if f == target and expected is not None:
+                expected = cp.checkpoint.commit
+    return captured, expected
+
+
+def _tips(
+    vault: Vault, ws: Workspace, source: str, target: str, source_ref: str | None, allow_unrelated: bool
+) -> tuple[str, str, str | None]:
+    """(ours, theirs, their merge base) now; refuses a source that is gone, or unrelated
+    histories unless ``allow_unrelated``."""
+    ours = ws.tip()
+    theirs = refs.read_ref(vault.store, source_ref or refs.fork_ref(source))
+    if theirs is None:
+        from ..errors import RevisionNotFoundError
+
+        raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
+    assert ours is not None
+    base = vault.store.merge_base(ours, theirs)
+    if base is None and not allow_unrelated:
+        raise UnrelatedHistoriesError(
+            f"forks {source} and {target} share no history",
+            hint="pass --allow-unrelated to merge them anyway",
+            details={"ours": ours, "theirs": theirs},
+        )
+    return ours, theirs, base
+
+
+def _commit_merge(
+    vault: Vault, ws: Workspace, tree: str, ours: str, theirs: str, source: str, msg: str, dry_run: bool
+) -> tuple[str, int | None]:
+    """The merge commit of ``tree`` (parents ours and theirs); unless ``dry_run`` (then it
+    is a preview: see MergeResult), the target moved to it and the operation recorded.
+    Returns (commit, operation id)."""
+    commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
+    if dry_run:
+        return commit, None
+    _move_target(ws, commit, ours, f"avfs: merge {source}")
+    op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref)
+    return commit, op
+
+
+def _write_conflicts(
+    vault: Vault,
+    ws: Workspace,
+    index: MergedIndex,
+    conflicts: list[Conflict],
+    source: str,
+    sides: tuple[str, str, str | None],
+    msg: str,
+) -> tuple[str, int]:
+    """Show the merge in the target's workspace with the conflicts written into it
+    (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
+    theirs, base). Returns (the tree the workspace shows, operation id)."""
+    ours, theirs, base = sides
+    target = ws.fork
+    # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
+    stages = [
+        [e.path, n, e.oid, e.mode]
+        for sides in index.conflicts
+        for n, e in enumerate(sides, 1)
+        if e is not None
+    ]
+    view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
+    _refuse_changed(ws)
+    ws.set_base(ours, keep_view=False, view_tree=view_tree)
+    write_state(
+        ws,
+        {
+            "source": source,
+            "ours": ours,
+            "theirs": theirs,
+            "base": base,
+            "message": msg,
+            "conflicts": [c.path for c in conflicts],
+            "written": written,
+            "started": time.time(),
+            "view_tree": view_tree,
+            "stages": stages,
+        },
+    )
+    op = vault.oplog.record(
+        "merge",
+        f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
+        fork=target,
+        refs=[],
+        workspaces=[
+            {
+                "fork": target,
+                "before": {"base": ours, "tree": None},
+                "after": {"base": ours, "tree": view_tree},
+                "view_changed": True,
+            }
+        ],
+        details={"source": source, "conflicts": [c.path for c in conflicts]},
+    )
+    return view_tree, op
 
 
 def merge(
@@ -231,72 +327,26 @@ def merge(
     target = target or vault.default_fork
     if source_ref is None:
         source_ref = remote_branch(vault, source)
-    if source_ref is None:
-        names.check_fork_name(source)
-        if source == target:
-            raise UsageError(f"cannot merge fork {source} into itself", hint="name another fork to merge")
-        vault.require_fork(source)
-    vault.require_fork(target)
-    if favor not in (None, "ours", "theirs"):
-        raise UsageError(f"favor must be ours or theirs, not {favor!r}")
+    _check_request(vault, source, target, source_ref, favor)
     ws = vault.workspace(target)
     src_ws = vault.workspace(source) if source_ref is None else None
-    st = merge_state(ws)
-    if st is not None:
-        raise MergeInProgressError(
-            f"a merge of {st['source']} into {target} is in progress",
-            hint="resolve the conflicts and run `avfs merge --continue`, or `avfs merge --abort`",
-            details={"target": target, "fork": target, "source": st["source"], "theirs": st["theirs"]},
-        )
-    if src_ws is not None and not dry_run:
-        # its capture would commit the markers of its own open merge
-        refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
-    captured: list[dict[str, str]] = []
+    _refuse_open_merges(ws, src_ws, source, target, dry_run)
     expected: str | None = None  # the target's tip the merge must find (expect_head)
     if expect_head is not None:
         with vault.lock(target):
             checkpoint.check_head(vault, target, expect_head)
             expected = refs.read_ref(vault.store, refs.fork_ref(target))
+    captured: list[dict[str, str]] = []
     if not dry_run:
         _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
-        sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
-        for f, w in sides:
-            if w.is_dirty():
-                if not capture:
-                    raise UsageError(
-                        f"fork {f} has uncheckpointed changes",
-                        hint="checkpoint them first, or let merge do it (drop --no-capture)",
-                        details={"fork": f},
-                    )
-                cp = checkpoint.save(
-                    vault,
-                    f,
-                    message=f"avfs merge: {f}'s changes before merging {source} into {target}",
-                    expect_head=expected if f == target else None,
-                )
-                captured.append({"fork": f, "commit": cp.checkpoint.commit})
-                if f == target and expected is not None:
-                    expected = cp.checkpoint.commit
+        captured, expected = _capture_sides(vault, ws, src_ws, source, target, capture, expected)
     with vault.lock(target):
         ws.sync_base()
         if expected is not None:
             checkpoint.check_head(vault, target, expected)
         if not dry_run:
             _refuse_open_files(ws, target)
-        ours = ws.tip()
-        theirs = refs.read_ref(vault.store, source_ref or refs.fork_ref(source))
-        if theirs is None:
-            from ..errors import RevisionNotFoundError
-
-            raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
-        assert ours is not None
-        base = vault.store.merge_base(ours, theirs)
-        if base is None and not allow_unrelated:
-            raise UnrelatedHistoriesError(
-                f"forks {source} and {target} share no history",
-                hint="pass --allow-unrelated to merge them anyway",
-                details={"ours": ours, "theirs": theirs},
-            )
+        ours, theirs, base = _tips(vault, ws, source, target, source_ref, allow_unrelated)
 
         def result(
             status: str,
@@ -336,269 +386,26 @@ def merge(
             if base
             else None
         )
+        msg = message or f"avfs: merge {source} into {target}\n"
         if fast is not None:
             # the sides changed different paths: theirs applied to ours, O(changes)
             tree, _ = fast
+            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run)
             changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
-            msg = message or f"avfs: merge {source} into {target}\n"
-            commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
-            if dry_run:
-                return result("would_merge", commit, changed=changed)  # a preview: see MergeResult
-            _move_target(ws, commit, ours, f"avfs: merge {source}")
-            op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
-            return result("merged", commit, changed=changed, op=op)
+            return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         index = merge_trees(vault.store, anc_tree, ours_tree, theirs_tree, favor)
         conflicts = _classify(vault.store, index, ours_tree, theirs_tree)
-        msg = message or f"avfs: merge {source} into {target}\n"
         if not conflicts:
             tree = index.write_tree()
+            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run)
             changed = ChangedPaths(vault.store, ours_tree, tree)
-            commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
-            if dry_run:
-                return result("would_merge", commit, changed=changed)
-            _move_target(ws, commit, ours, f"avfs: merge {source}")
-            op = _record(vault, "merge", f"merge {source} into {target}", target, ours, commit, ws.ref)
-            return result("merged", commit, changed=changed, op=op)
+            return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         if dry_run:
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
-        # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
-        stages = [
-            [e.path, n, e.oid, e.mode]
-            for sides in index.conflicts
-            for n, e in enumerate(sides, 1)
-            if e is not None
-        ]
-        view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
-        _refuse_changed(ws)
-        ws.set_base(ours, keep_view=False, view_tree=view_tree)
-        write_state(
-            ws,
-            {
-                "source": source,
-                "ours": ours,
-                "theirs": theirs,
-                "base": base,
-                "message": msg,
-                "conflicts": [c.path for c in conflicts],
-                "written": written,
-                "started": time.time(),
-                "view_tree": view_tree,
-                "stages": stages,
-            },
-        )
-        op = vault.oplog.record(
-            "merge",
-            f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
-            fork=target,
-            refs=[],
-            workspaces=[
-                {
-                    "fork": target,
-                    "before": {"base": ours, "tree": None},
-                    "after": {"base": ours, "tree": view_tree},
-                    "view_changed": True,
-                }
-            ],
-            details={"source": source, "conflicts": [c.path for c in conflicts]},
-        )
+        view_tree, op = _write_conflicts(vault, ws, index, conflicts, source, (ours, theirs, base), msg)
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
-
-
-def _conflict_tree(
-    store: GitStore, index: MergedIndex, conflicts: list[Conflict], source: str
-) -> tuple[str, list[str]]:
-    """The merged tree with conflicts resolved into markers (or both versions)."""
-    written: list[str] = []
-    index.clear_conflicts()
-    for c in conflicts:
-        for p in {s.path for s in (c.ancestor, c.ours, c.theirs) if s is not None}:
-            index.discard(p)
-        if c.kind in ("content", "add_add") and c.ours is not None and c.theirs is not None:
-            data = _diff3(store, c, source)
-            index.add(c.path, store.blob_from_bytes(data), c.ours.mode)
-            written.append(c.path)
-        elif c.kind in ("binary", "mode", "rename_rename") and c.ours is not None and c.theirs is not None:
-            index.add(c.ours.path, c.ours.oid, c.ours.mode)
-            index.add(c.path + "~ours", c.ours.oid, c.ours.mode)
-            index.add(c.path + "~theirs", c.theirs.oid, c.theirs.mode)
-            written += [c.path + "~ours", c.path + "~theirs"]
-        else:
-            # one side deleted (or a file met a directory): keep the side that has content
-            keep = c.ours or c.theirs
-            if keep is not None:
-                index.add(keep.path, keep.oid, keep.mode)
-    return index.write_tree(), written
-
-
-_TREE = b"40000"
-_RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
-_Entry3 = tuple[bytes, bytes, bytes]  # (octal mode, name, 20-byte id): one entry of a raw tree
-
-
-def _pair(e: _Entry3 | None) -> _RawEntry | None:
-    return None if e is None else (e[0], e[2])
-
-
-def _trivial_merge(
-    store: GitStore, base: str, ours: str, theirs: str, *, list_changed: bool = True
-) -> tuple[str, tuple[str, ...]] | None:
-    """The merged tree when no path was changed differently by both sides: git's trivial
-    three-way merge, decided per tree entry from the top, descending only into directories
-    that both sides changed; only the trees on those paths are written (one pack). None when
-    a file needs a real merge (both changed it, or one deleted what the other changed), or
-    both deleted the same file (libgit2 may see a rename there): libgit2 decides then.
-
-    Trees are handled as raw entries (names and ids as bytes, parsed by one regex), and
-    only the names where two trees differ are looked at. libgit2's ``merge_trees`` +
-    ``write_tree`` rebuilds the whole index and writes every tree of the result (~0.7 s at
-    100k files); this costs O(directories both sides touched)."""
-    from ..store.gitstore import TREE_ENTRY
-    from ..store.packwriter import OBJ_TREE
-
-    read = raw_reader(store, "tree")
-    parsed: dict[bytes, dict[bytes, _RawEntry]] = {}
-    changed: set[bytes] = set()
-    pw = store.pack_writer()
-
-    def items(oid: bytes | None) -> dict[bytes, _RawEntry]:
-        if oid is None:
-            return {}
-        hit = parsed.get(oid)
-        if hit is None:
-            data = read(oid.hex())
-            hit = parsed[oid] = {name: (mode, id_) for mode, name, id_ in TREE_ENTRY.findall(data)}
-        return hit
-
-    def files_below(oid: bytes, prefix: bytes, out: set[bytes]) -> None:
-        for name, (mode, id_) in items(oid).items():
-            if mode == _TREE:
-                files_below(id_, prefix + name + b"/", out)
-            else:
-                out.add(prefix + name)
-
-    def diff(
-        a: _RawEntry | None, b: _RawEntry | None, path: bytes, out: set[bytes], gone: list[bytes]
-    ) -> None:
-        """Paths of the files that differ between entries ``a`` and ``b`` (into ``out``);
-        files of ``a`` that ``b`` lacks also into ``gone``."""
-        ta, tb = a is not None and a[0] == _TREE, b is not None and b[0] == _TREE
-        if ta and tb:
-            ia, ib = items(a[1]), items(b[1])  # type: ignore[index]
-            for name in {name for name, _ in ia.items() ^ ib.items()}:
-                diff(ia.get(name), ib.get(name), path + b"/" + name, out, gone)
-            return
-        if a is not None:
-            if ta:
-                lost: set[bytes] = set()
-                files_below(a[1], path + b"/", lost)
-                out |= lost
-                gone.extend(lost)
-            else:
-                out.add(path)
-                if b is None or tb:
-                    gone.append(path)
-        if b is not None:
-            if tb:
-                files_below(b[1], path + b"/", out)
-            else:
-                out.add(path)
-
-    raw_trees: dict[bytes, tuple[list[_Entry3], frozenset[_Entry3]]] = {}
-
-    def raw(oid: bytes | None) -> tuple[list[_Entry3], frozenset[_Entry3]]:
-        """A tree's entries (mode, name, id) in order, and as a set for set operations."""
-        if oid is None:
-            return [], frozenset()
-        hit = raw_trees.get(oid)
-        if hit is None:
-            found: list[_Entry3] = TREE_ENTRY.findall(read(oid.hex()))
-            hit = raw_trees[oid] = (found, frozenset(found))
-        return hit
-
-    def walk(b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
-        # only entries differing somewhere are looked at, by set operations (in C)
-        _, sb = raw(b)
-        lo, so = raw(o)
-        _, st = raw(t)
-        only_o, only_t = so - st, st - so
-        oo = {e[1]: e for e in only_o}  # ours' entry of each name where the sides differ
-        tt = {e[1]: e for e in only_t}
-        differ = oo.keys() | tt.keys()
-        ours_new = {e[1]: e for e in so - sb}  # what ours added or changed against the base
-        for e in sb - so:  # what ours changed or deleted of the base's
-            name = e[1]
-            if name in differ:
-                continue
-            same = ours_new.get(name)  # theirs made the very same change
-            if same is None:
-                raise _NeedsMerge  # deleted on both sides: maybe renamed on one
-            if e[0] == _TREE:
-                # the same change on both sides: a file gone from both may be a rename
-                gone: list[bytes] = []
-                diff((e[0], e[2]), (same[0], same[2]), prefix + name, set(), gone)
-                if gone:
-                    raise _NeedsMerge
-        both = (so & st) - sb  # the very same entry on both sides, not the base's
-        if both and {e[1] for e in both} - {e[1] for e in sb}:
-            # the same thing added on both sides: where one side also deleted something like
-            # it, libgit2 sees a rename meeting an add (rename/add), git maybe a directory
-            # rename: libgit2 decides
-            raise _NeedsMerge
-        bb = {e[1]: e for e in sb if e[1] in differ}
-        replace: dict[bytes, _Entry3 | None] = {}
-        moved = False
-        for name in differ:
-            vo, vt, vb = oo.get(name), tt.get(name), bb.get(name)
-            new: _Entry3 | None
-            if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
-                if list_changed:
-                    diff(_pair(vo), _pair(vt), prefix + name, changed, [])
-                new = vt
-            elif vb == vt:  # only ours changed it
-                continue
-            elif all(v is None or v[0] == _TREE for v in (vb, vo, vt)):
-                # directories both changed (one may have deleted it, or both added it): merge
-                # them entry by entry. (A file both replaced by a directory is not here: it
-                # may be a rename into both, libgit2 decides.)
-                below = [v[2] if v is not None else None for v in (vb, vo, vt)]
-                sub = walk(below[0], below[1], below[2], prefix + name + b"/")
-                new = (_TREE, name, sub) if sub is not None else None
-                if new == vo:
-                    continue
-            else:
-                raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
-            replace[name] = new
-            # a new name, or a file become a directory (or back), moves in git's order
-            moved = moved or (new is not None and (vo is None or (vo[0] == _TREE) != (new[0] == _TREE)))
-        if not replace:
-            return o
-        out = [replace.get(e[1], e) for e in lo]
-        out += [e for name, e in replace.items() if name not in oo]  # names ours lacks
-        entries = [e for e in out if e is not None]
-        if not entries:
-            return None
-        if moved:  # git's order: a directory sorts as if its name ended in "/"
-            entries.sort(key=lambda e: e[1] + b"/" if e[0] == _TREE else e[1])
-        data = b"".join([b"%s %s\0%s" % e for e in entries])
-        return bytes.fromhex(pw.add(OBJ_TREE, data))
-
-    try:
-        root = walk(bytes.fromhex(base), bytes.fromhex(ours), bytes.fromhex(theirs), b"")
-        root_hex = root.hex() if root is not None else pw.add(OBJ_TREE, b"")
-        pw.finish()
-    except _NeedsMerge:
-        pw.abort()
-        return None
-    except BaseException:
-        pw.abort()
-        raise
-    return root_hex, tuple(sorted(p.decode("utf-8", "surrogateescape") for p in changed))
-
-
-class _NeedsMerge(Exception):
-    """A path needs libgit2's merge (see :func:`_trivial_merge`)."""
 
 
 def _refuse_changed(ws: Workspace) -> None:
@@ -649,30 +456,6 @@ def _current_tree(ws: Workspace) -> str:
         pack.abort()
         raise
     return tree
-
-
-def _diff3(store: GitStore, c: Conflict, source: str) -> bytes:
-    """The conflicted file with diff3-style markers, as bytes (`git merge-file --diff3`:
-    libgit2's merge_file result comes back decoded as UTF-8, which any other encoding
-    breaks; hypothesis found it)."""
-    import tempfile
-
-    from ..store.gitrun import run
-
-    with tempfile.TemporaryDirectory(prefix="avfs-merge-") as d:
-        files = []
-        for name, side in (("ours", c.ours), ("base", c.ancestor), ("theirs", c.theirs)):
-            path = os.path.join(d, name)
-            with open(path, "wb") as fh:
-                fh.write(store.blob_data(side.oid) if side is not None else b"")
-            files.append(path)
-        # its exit status is the number of conflicts (up to 127): not a failure
-        proc = run(
-            ["merge-file", "-p", "--diff3", "-L", "ours", "-L", "base", "-L", source, *files], check=False
-        )
-    if proc.returncode < 0 or proc.returncode > 127:
-        raise InternalError(f"git merge-file failed on {c.path}: {proc.stderr.decode(errors='replace')}")
-    return proc.stdout
 
 
 def _record(vault: Vault, kind: str, summary: str, fork: str, old: str, new: str, ref: str) -> int:

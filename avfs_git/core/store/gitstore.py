@@ -16,62 +16,28 @@ and pygit2 exceptions are translated in the store; nothing above it catches them
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import AvfsError, CorruptStateError, InternalError, ObjectUnreadableError, RevisionNotFoundError
-from ..types import MODE_COMMIT, MODE_TREE
-from .gitrun import git_config_env, git_config_files, git_env, run
-from .identity import Identity, Signatures, resolve
-from .objects import BlobStream, ObjectReader, ObjectReadError
+from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
+from ..types import MODE_COMMIT, MODE_TREE, Change
+from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
+from .gitlib import git_error, git_errors
+from .gitwrite import StoreWrites
+from .objects import BlobStream, ObjectReadError
+from .objreader import ObjectReader
 from .threads import ThreadSlots
 
 if TYPE_CHECKING:
     import pygit2
     from pygit2 import Commit as Commit  # what commit() and walk() give: read its fields
 
-    from .packwriter import PackWriter
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-# a raw tree entry: "<octal mode> <name>\0<20-byte id>"; findall parses a tree in C
-# (3x faster than slicing entry by entry, the hottest line of checkpoints, status and merges)
-TREE_ENTRY = re.compile(rb"(\d+) ([^\0]*)\0(.{20})", re.DOTALL)
-_MODES = {
-    b"40000": 0o040000,
-    b"100644": 0o100644,
-    b"100755": 0o100755,
-    b"120000": 0o120000,
-    b"160000": 0o160000,
-}
+_KIND = 0o170000  # the file type bits of a mode
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
-
-_configured = False
-
-
-def git_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
-    """What pygit2 raises when libgit2 cannot find, parse or read something: ``KeyError``
-    (no such object or ref), ``ValueError`` and ``InvalidSpecError`` (a malformed id or
-    revision), ``GitError`` (anything libgit2 reports). The one list: a module that calls
-    pygit2 catches ``git_errors()`` (evaluated only when something was raised) and turns it
-    into an :class:`~.errors.AvfsError` with :func:`git_error`; nothing above core catches
-    pygit2's exceptions. ``also``: more to catch with them (``OSError`` where a file is read)."""
-    import pygit2
-
-    return (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError, *also)
-
-
-def git_error(exc: BaseException, message: str, cls: type[AvfsError] = InternalError) -> AvfsError:
-    """libgit2's failure ``exc`` as ``cls``: ``MESSAGE: <what libgit2 said>``."""
-    return cls(f"{message}: {exc}")
-
-
-def libgit2_loaded() -> bool:
-    """Whether this process has loaded libgit2 (pygit2): until then, reads avoid it."""
-    return "pygit2" in sys.modules
 
 
 def prefer_libgit2() -> None:
@@ -132,60 +98,6 @@ def blob_line_stats(
     return ins, dels, bool(patch.delta.is_binary)
 
 
-class CommitFields(NamedTuple):
-    """What :func:`parse_commit` reads of a commit."""
-
-    tree: str
-    parents: tuple[str, ...]
-    commit_time: int  # the committer's, seconds since the epoch (0: unreadable)
-    message: str
-
-
-_SIG_TIME = re.compile(rb"\s*(\d+)")
-
-
-def parse_commit(data: bytes) -> CommitFields:
-    """The fields of a raw commit object, as libgit2 reads them (``git_commit_*``, and
-    pygit2's ``Commit.message``): the parents are the ``parent`` lines after ``tree``; the
-    time is the number after the last ``>`` of the first ``committer`` line (0 when there
-    is none); the message is what follows the headers' blank line, leading newlines
-    dropped, up to a NUL, decoded with the ``encoding`` header's codec (UTF-8 by default,
-    undecodable bytes replaced; pygit2 raises for a message its named codec cannot decode,
-    or a codec Python does not know: that is read as UTF-8 with replacements here)."""
-    end = data.find(b"\n\n")
-    head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 2 :])
-    tree = ""
-    parents: list[str] = []
-    when = 0
-    encoding = None
-    seen_committer = False
-    for line in head.split(b"\n"):
-        if line.startswith(b"tree ") and not tree:
-            tree = line[5:45].decode("ascii", "replace")
-        elif line.startswith(b"parent ") and not seen_committer:
-            parents.append(line[7:47].decode("ascii", "replace"))
-        elif line.startswith(b"committer ") and not seen_committer:
-            seen_committer = True
-            gt = line.rfind(b">")
-            m = _SIG_TIME.match(line, gt + 1) if gt >= 0 else None
-            when = int(m.group(1)) if m else 0
-        elif line.startswith(b"encoding ") and seen_committer and encoding is None:
-            encoding = line[9:].decode("ascii", "replace")
-    msg = body.lstrip(b"\n")
-    nul = msg.find(b"\0")
-    if nul >= 0:
-        msg = msg[:nul]
-    text = None
-    if encoding is not None:
-        try:
-            text = msg.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            text = None
-    if text is None:
-        text = msg.decode("utf-8", "replace")
-    return CommitFields(tree, tuple(parents), when, text)
-
-
 class DeltaSide(NamedTuple):
     """One side of a changed path in a tree diff (:meth:`GitStore.tree_deltas`)."""
 
@@ -195,18 +107,17 @@ class DeltaSide(NamedTuple):
 
 
 def _configure() -> None:
-    """Apply avfs' pygit2 settings once, on first use (importing pygit2 costs ~85 ms)."""
-    global _configured
-    if not _configured:
-        import pygit2
+    """Apply avfs' pygit2 settings (libgit2's, for the whole process) before a repository
+    is opened: idempotent and a few microseconds, so it is done at every open (once per
+    thread and store) rather than remembered in a flag."""
+    import pygit2
 
-        # Object creation is checked by avfs itself (names and modes are validated before
-        # they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint.
-        pygit2.settings.enable_strict_object_creation(False)
-        _configured = True
+    # Object creation is checked by avfs itself (names and modes are validated before
+    # they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint.
+    pygit2.settings.enable_strict_object_creation(False)
 
 
-class GitStore:
+class GitStore(StoreWrites):
     """Thread-local access to one bare repository."""
 
     def __init__(self, path: str) -> None:
@@ -241,20 +152,16 @@ class GitStore:
         """name -> (oid, mode) of a tree's entries (empty for None). Do not mutate the result.
 
         Trees are immutable, so parsed trees are cached (shared by threads; a bounded dict).
-        The raw object is parsed here: pygit2's entry objects convert every mode to an
-        enum, which made this the hottest line of checkpoints and status.
+        The raw object is parsed by :func:`.gitformat.parse_tree`: pygit2's entry objects
+        convert every mode to an enum, which made this the hottest line of checkpoints and
+        status.
         """
         if not tree_oid or tree_oid == EMPTY_TREE:
             return {}
         hit = self._trees.get(tree_oid)
         if hit is not None:
             return hit
-        data = self._raw(tree_oid, "tree")
-        modes = _MODES
-        out = {
-            name.decode("utf-8", "surrogateescape"): (oid.hex(), modes.get(mode) or int(mode, 8))
-            for mode, name, oid in TREE_ENTRY.findall(data)
-        }
+        out = parse_tree(self._raw(tree_oid, "tree"))
         if len(self._trees) > 16384:
             self._trees.clear()
         self._trees[tree_oid] = out
@@ -270,7 +177,7 @@ class GitStore:
     def read_object(self, oid: str, what: str = "object") -> tuple[str, bytes]:
         """(type, data) of object ``oid``: the one read path of avfs.
 
-        Until something has imported pygit2, objects are read by :mod:`.objects` (pure
+        Until something has imported pygit2, objects are read by :mod:`.objreader` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
         them otherwise, and whenever the pure reader does not find an object or cannot read
         it (a layout it does not know, corrupt data); the pure reader is asked in turn when
@@ -457,16 +364,6 @@ class GitStore:
         except ObjectReadError:
             return None  # blob_data reads it (through libgit2) or names it
 
-    def blob_from_file(self, path: str) -> str:
-
-        try:
-            return str(self._repo.create_blob_fromdisk(path))
-        except git_errors(OSError) as exc:
-            raise git_error(exc, f"cannot read overlay file {path}", CorruptStateError) from exc
-
-    def blob_from_bytes(self, data: bytes) -> str:
-        return str(self._repo.create_blob(data))
-
     def commit_time(self, commit_oid: str) -> int:
         """The committer time of a commit (seconds since the epoch)."""
         return parse_commit(self._raw(commit_oid, "commit")).commit_time
@@ -516,98 +413,6 @@ class GitStore:
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFoundError(f"{oid} is not a commit")
         return obj
-
-    def signature(self, ident: Identity | None = None, fallback: tuple[str, str] | None = None) -> Signatures:
-        """Author and committer of a new commit, in git's order (see :mod:`.identity`):
-        ``ident`` (the environment), then the vault's config and the global ones
-        (``author.name``/``committer.name`` before ``user.name``), then ``fallback``,
-        then avfs' default."""
-        values = self._identity_config()
-        return resolve(ident, values.get, fallback)
-
-    _IDENT_KEYS = (
-        "author.name",
-        "author.email",
-        "committer.name",
-        "committer.email",
-        "user.name",
-        "user.email",
-    )
-
-    def _identity_config(self) -> dict[str, str]:
-        """The identity keys of the vault's config and the global ones, read again only
-        when one of those files (or the environment that names them) changed: reading them
-        costs ~0.3 ms through libgit2 and ~2 ms through git, a stat ~10 µs. Files those
-        include are not watched.
-
-        Through libgit2 when this process has loaded it, else through ``git config`` (so
-        that ``avfs checkpoint save`` does not import pygit2): git's own answer, the right
-        one where the two differ (the vault is git's). ``tests/test_identity.py`` compares
-        them: they agree on the vault's and the global files, includes and conditional
-        includes; libgit2 does not read ``$GIT_CONFIG_GLOBAL``, ``$GIT_CONFIG_SYSTEM`` nor
-        settings given as ``git -c`` (``GIT_CONFIG_PARAMETERS``, ``GIT_CONFIG_COUNT``), so
-        git is asked whenever one is set."""
-        use_libgit2 = libgit2_loaded() and not (git_config_env().keys() - {"GIT_CONFIG_NOSYSTEM"})
-        paths = self._identity_files(use_libgit2)
-        key: list[tuple[str, int, int]] = []
-        for path in paths:
-            try:
-                st = os.stat(path)
-                key.append((path, st.st_mtime_ns, st.st_size))
-            except OSError:
-                key.append((path, -1, -1))
-        if not use_libgit2:
-            key.extend((f"{k}={v}", 0, 0) for k, v in sorted(git_config_env().items()))
-        hit: tuple[list[tuple[str, int, int]], dict[str, str]] | None = getattr(self, "_ident_cfg", None)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        values = self._identity_libgit2() if use_libgit2 else self._identity_git()
-        self._ident_cfg = (key, values)
-        return values
-
-    def _identity_files(self, use_libgit2: bool) -> list[str]:
-        """The config files the identity is read from (the vault's, the global ones)."""
-        paths = [os.path.join(self.path, "config")]
-        if use_libgit2:
-            import pygit2
-
-            levels = pygit2.enums.ConfigLevel
-            sp = pygit2.settings.search_path
-            for level, name in (
-                (levels.GLOBAL, ".gitconfig"),
-                (levels.XDG, "config"),  # its XDG path is $XDG_CONFIG_HOME/git
-                (levels.SYSTEM, "gitconfig"),
-            ):
-                paths += [os.path.join(d, name) for d in (sp[level] or "").split(os.pathsep) if d]
-            return paths
-        return paths + git_config_files()
-
-    def _identity_libgit2(self) -> dict[str, str]:
-        try:
-            cfg = self._repo.config.snapshot()
-            return {k: str(cfg[k]) for k in self._IDENT_KEYS if k in cfg}
-        except git_errors():
-            return {}
-
-    def _identity_git(self) -> dict[str, str]:
-        """``git config`` of the vault: the last value of each key wins, as in git. A
-        config git cannot parse gives nothing (as through libgit2): avfs' default."""
-        env = git_env()
-        env.update(git_config_env())
-        proc = run(
-            ["config", "-z", "--get-regexp", r"^(author|committer|user)\.(name|email)$"],
-            git_dir=self.path,
-            env=env,
-            check=False,
-        )
-        values: dict[str, str] = {}
-        if proc.returncode != 0:  # 1: none set; else unreadable
-            return values
-        for item in proc.stdout.split(b"\0"):
-            k, sep, v = item.partition(b"\n")
-            if sep:  # a key alone ("[user] name" without "="): no value for an identity
-                values[k.decode("ascii", "replace")] = v.decode("utf-8", "surrogateescape")
-        return values
 
     def has_object(self, oid: str) -> bool:
         import pygit2
@@ -711,99 +516,29 @@ class GitStore:
         return a.diff_to_tree(b, flags=flags)
 
     def tree_deltas(self, old_tree: str, new_tree: str) -> list[tuple[DeltaSide, DeltaSide]]:
-        """(old, new) of every path libgit2's diff of two trees lists (no rename pairing;
-        a path whose kind changed comes as a deletion and an addition)."""
+        """(old, new) of every path that differs between two trees, in path order, as
+        libgit2's tree diff lists them (no rename pairing; a path whose kind changed comes as
+        a deletion and an addition). From the one tree differ (:mod:`.treediff`), whose cost
+        follows the changes, not the tree size (``tests/test_treediff.py`` compares)."""
+        from .treediff import diff_trees
+
+        changes: list[Change] = []
+        diff_trees(self, old_tree, new_tree, "", changes)
+        changes.sort(key=lambda c: c.path.encode("utf-8", "surrogateescape"))  # git's order
         out = []
-        for d in self._tree_diff(old_tree, new_tree).deltas:
-            sides = []
-            for f in (d.old_file, d.new_file):
-                oid = str(f.id) if f.id.raw != b"\0" * 20 else None
-                sides.append(DeltaSide(f.path, oid, int(f.mode)))
-            out.append((sides[0], sides[1]))
+        for c in changes:
+            old = DeltaSide(c.path, c.old_oid, c.old_mode or 0)
+            new = DeltaSide(c.path, c.new_oid, c.new_mode or 0)
+            if old.mode and new.mode and old.mode & _KIND != new.mode & _KIND:  # a file became a link...
+                absent = DeltaSide(c.path, None, 0)
+                out += [(old, absent), (absent, new)]
+            else:
+                out.append((old, new))
         return out
 
     def tree_patch(self, old_tree: str, new_tree: str) -> str:
         """The diff of two trees as a patch ``git apply`` takes (binary files included)."""
         return self._tree_diff(old_tree, new_tree, binary=True).patch or ""
-
-    def keep_commit(
-        self, oids: Sequence[str], message: str, who: tuple[str, str]
-    ) -> tuple[str, list[str]] | None:
-        """A commit (no ref names it yet) that makes ``oids`` reachable: the commits among
-        them are its parents, the trees and blobs are named in its tree (each under its own
-        id); other kinds and missing ids are left out. By ``who`` (name, email) at time 0.
-        Returns (commit, the ids it holds), or None when it would hold nothing."""
-        import pygit2
-
-        repo = self._repo
-        parents: list[pygit2.Oid] = []
-        tb = repo.TreeBuilder()
-        held = []
-        for oid in oids:
-            obj = repo.get(oid)
-            if obj is None:
-                continue
-            if obj.type == pygit2.enums.ObjectType.COMMIT:
-                parents.append(obj.id)
-            elif obj.type == pygit2.enums.ObjectType.TREE:
-                tb.insert(oid, obj.id, pygit2.enums.FileMode.TREE)
-            elif obj.type == pygit2.enums.ObjectType.BLOB:
-                tb.insert(oid, obj.id, pygit2.enums.FileMode.BLOB)
-            else:
-                continue
-            held.append(oid)
-        if not held:
-            return None
-        sig = pygit2.Signature(who[0], who[1], 0, 0)
-        commit = repo.create_commit(None, sig, sig, message, tb.write(), parents)
-        return str(commit), held
-
-    def pack_writer(self) -> PackWriter:
-        """A pack for the objects of one operation (see :mod:`.packwriter`)."""
-        from .packwriter import PackWriter
-
-        # no existence check per object: it costs ~40 µs a lookup, and a duplicate in a
-        # pack is harmless (a repack drops it)
-        return PackWriter(self.path)
-
-    def create_commit(
-        self,
-        tree: str,
-        parents: list[str],
-        message: str,
-        author: Signatures | None = None,
-        pack: PackWriter | None = None,
-    ) -> str:
-        """Write a commit object without moving any ref (refs move by CAS in :mod:`.refs`).
-
-        ``author``: who the commit is by (author and committer, :meth:`signature` when
-        None). With ``pack`` the commit goes into that pack (the caller finishes it).
-        """
-        sigs = (author or self.signature()).now()
-        # the commit's text is written here for both paths: libgit2's signatures refuse an
-        # empty email, which git (and so GIT_AUTHOR_EMAIL="") records
-        head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
-        text = f"{head}author {sigs.author.line()}\ncommitter {sigs.committer.line()}\n\n{message}"
-        data = text.encode("utf-8")
-        if pack is not None:
-            from .packwriter import OBJ_COMMIT
-
-            return pack.add(OBJ_COMMIT, data)
-        import pygit2
-
-        try:
-            return str(self._repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
-        except git_errors(OSError) as exc:
-            raise git_error(exc, "cannot write commit") from exc
-
-
-_KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
-
-
-def _object_id(kind: str, data: bytes) -> str:
-    h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
-    h.update(data)
-    return h.hexdigest()
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:

@@ -4,7 +4,7 @@ index that holds the merged entries and the conflicts (git's unmerged stages).
 What a merge does with the result (a merge commit, conflicts as data, markers written into
 the workspace, a rebase of a workspace's changes) is the caller's; this module is where its
 libgit2 lives, so pygit2's index, entries and errors stay in the store. What libgit2 raises
-becomes an :class:`~.errors.AvfsError` here (:func:`.gitstore.git_error`).
+becomes an :class:`~.errors.AvfsError` here (:func:`.gitlib.git_error`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import InternalError, UsageError
-from .gitstore import GitStore, git_error, git_errors
+from .gitlib import git_error, git_errors
+from .gitstore import GitStore
 
 if TYPE_CHECKING:
     import pygit2

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .gitstore import GitStore, git_error, git_errors
+from .gitlib import git_error, git_errors
+from .gitstore import GitStore
 
 
 def raw_reader(store: GitStore, what: str = "object") -> Callable[[str], bytes]:

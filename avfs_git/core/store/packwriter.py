@@ -26,7 +26,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..errors import InternalError, from_oserror
 from .locks import flock_held
@@ -44,6 +44,10 @@ TMP_PREFIX = "tmp_avfs_"
 STALE_TMP_S = 3600.0
 # Called with the pack directory after a pack was put in place (the vault's quota keeps the
 # objects' size cached and rescans it when told; see quota.QuotaTracker). Must not raise.
+# Process-wide on purpose: a pack lands in a vault on disk whichever object wrote it (a
+# vault's store, gc's, doctor's, a mount daemon's, a bare PackWriter), and what listens
+# (quota, one layer up) registers once at import rather than being handed to every writer;
+# a registry kept by one store would miss the writers that store did not make.
 FINISH_HOOKS: list[Callable[[str], None]] = []
 
 
@@ -74,17 +78,6 @@ def _header(kind: int, size: int) -> bytes:
         size >>= 7
     out.append(byte)
     return bytes(out)
-
-
-def tree_bytes(entries: Iterable[tuple[str, str, int]]) -> bytes:
-    """Serialise a tree from (name, hex id, mode) in git's entry order (a directory sorts
-    as if its name ended in '/')."""
-    items = []
-    for name, oid, mode in entries:
-        raw = name.encode("utf-8", "surrogateescape")
-        items.append((raw + b"/" if mode == 0o040000 else raw, b"%o %s\0" % (mode, raw) + bytes.fromhex(oid)))
-    items.sort()
-    return b"".join(e for _, e in items)
 
 
 class PackWriter:

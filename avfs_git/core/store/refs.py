@@ -10,7 +10,7 @@ libgit2 when this process has loaded it (an API caller, the mount daemon: a tran
 ~0.1 ms), else through git (``git update-ref NAME NEW OLD``, git's own compare-and-swap, ~2 ms;
 reads are git's files, :func:`read_ref_file`), so that a short-lived command that moves a ref
 and never needs libgit2 otherwise (``avfs vault fork``, ``avfs checkpoint save``) does not pay
-its ~40-80 ms import. The same choice as the store's reads (:func:`.gitstore.libgit2_loaded`).
+its ~40-80 ms import. The same choice as the store's reads (:func:`.gitlib.libgit2_loaded`).
 
 Fork names may hold '/', like branch names. A segment '-' can never be part of a fork name
 (segments may not start with '-'), so it separates the fork from what follows in avfs' own
@@ -24,8 +24,8 @@ import re
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, AvfsError, InternalError, RefMovedError
+from .gitlib import git_error, git_errors, libgit2_loaded
 from .gitrun import run
-from .gitstore import git_error, git_errors, libgit2_loaded
 
 if TYPE_CHECKING:
     from .gitstore import GitStore

@@ -1,16 +1,27 @@
-"""Tree diffs whose cost follows the changes, not the tree size.
+"""Tree diffs whose cost follows the changes, not the tree size: avfs's one tree differ.
 
 libgit2's tree diff visits every entry (~9 ms on a 100k tree whatever the change); this one
 descends only into subtrees whose ids differ, so two checkpoints 10 files apart cost a few
 directory listings. Renames are paired exactly (same blob id and mode), like git's exact
-rename detection; content-similarity renames are left to `git diff -M` on the vault.
+rename detection; content-similarity renames are left to `git diff -M` on the vault. Every list of changed
+paths between two trees comes from here (status, checkpoints, merges, history, the store's
+``tree_deltas``); ``tests/test_treediff.py`` holds it against libgit2's tree diff on real
+history. Only a patch's text (:meth:`.gitstore.GitStore.tree_patch`) is libgit2's.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ..types import MODE_LINK, MODE_TREE, Change, ChangeStatus
-from .gitstore import GitStore
 from .names import join
+
+
+class Trees(Protocol):
+    """Where the differ reads trees: a tree's entries by name (the store's parsed-tree
+    cache, :meth:`.gitstore.GitStore.tree_items`)."""
+
+    def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]: ...
 
 
 def _is_tree(mode: int) -> bool:
@@ -21,7 +32,7 @@ def _type_changed(a: int, b: int) -> bool:
     return (a == MODE_LINK) != (b == MODE_LINK)
 
 
-def add_all(store: GitStore, tree: str, prefix: str, status: ChangeStatus, out: list[Change]) -> None:
+def add_all(store: Trees, tree: str, prefix: str, status: ChangeStatus, out: list[Change]) -> None:
     """Report every blob under ``tree`` as added (or deleted)."""
     for name, (oid, mode) in sorted(store.tree_items(tree).items()):
         p = join(prefix, name)
@@ -34,7 +45,7 @@ def add_all(store: GitStore, tree: str, prefix: str, status: ChangeStatus, out: 
 
 
 def diff_entry(
-    store: GitStore,
+    store: Trees,
     path: str,
     old: tuple[str, int] | None,
     new: tuple[str, int] | None,
@@ -68,7 +79,7 @@ def diff_entry(
         out.append(Change(path, status, old_mode=old[1], new_mode=new[1], old_oid=old[0], new_oid=new[0]))
 
 
-def diff_trees(store: GitStore, old: str | None, new: str | None, prefix: str, out: list[Change]) -> None:
+def diff_trees(store: Trees, old: str | None, new: str | None, prefix: str, out: list[Change]) -> None:
     """Append the changes from tree ``old`` to tree ``new`` (either may be None) to ``out``."""
     if old == new:
         return

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .gitstore import GitStore, git_error, git_errors
+from .gitlib import git_error, git_errors
+from .gitstore import GitStore
 
 
 class Remote(NamedTuple):

@@ -32,11 +32,12 @@ from typing import Any, Protocol
 
 from ..errors import CorruptStateError, RefMovedError
 from ..store import names, refs
+from ..store.gitformat import tree_bytes
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
 from ..store.mergetrees import merge_trees
-from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
+from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
 from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import upper

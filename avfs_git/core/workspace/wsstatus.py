@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ..errors import AvfsError
 from ..store import gitattributes, gitmodules, gitnames, names
+from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
-from ..store.gitstore import EMPTY_TREE, GitStore, blob_id, libgit2_loaded
+from ..store.gitstore import EMPTY_TREE, GitStore, blob_id
 from ..store.treediff import diff_entry, diff_trees, pair_renames
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import ObjectUnreadableError
 from ...core.store import packwriter, refs
-from ...core.store.gitstore import TREE_ENTRY
+from ...core.store.gitformat import TREE_ENTRY
 from ...core.types import to_json
 from ...core.vaults import layers
 from .collect import clear_keep_refs

@@ -1,0 +1,128 @@
+"""A merge's conflicts: what each conflicted path is (``Conflict``, classified from
+libgit2's conflict entries: content, add_add, modify_delete, rename_rename, rename_delete,
+file_directory, mode, binary) and the merged tree with them written in (diff3-style markers
+by `git merge-file` in text files; both versions kept as ``PATH~ours`` and ``PATH~theirs``
+otherwise), for :mod:`.merge` to show in the target's workspace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ..errors import InternalError
+from ..store.gitstore import GitStore
+from ..store.mergetrees import IndexSide, MergedIndex
+from ..types import MODE_LINK, MODE_TREE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConflictSide:
+    path: str
+    oid: str
+    mode: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Conflict:
+    """One conflicted path. ``kind``: content, add_add, modify_delete, rename_rename,
+    rename_delete, file_directory, mode, binary."""
+
+    path: str
+    kind: str
+    ancestor: ConflictSide | None
+    ours: ConflictSide | None
+    theirs: ConflictSide | None
+
+
+def _side(e: IndexSide | None) -> ConflictSide | None:
+    return None if e is None else ConflictSide(e.path, e.oid, e.mode)
+
+
+def _is_binary(store: GitStore, side: ConflictSide | None) -> bool:
+    if side is None or side.mode == MODE_LINK:
+        return False
+    return b"\0" in store.blob_data(side.oid)[:8000]
+
+
+def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
+    hit = store.tree_lookup(tree, path)
+    return hit is not None and hit[1] == MODE_TREE
+
+
+def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str) -> list[Conflict]:
+    out: dict[str, Conflict] = {}
+    for anc_e, ours_e, theirs_e in index.conflicts:
+        anc, ours, theirs = _side(anc_e), _side(ours_e), _side(theirs_e)
+        path = (ours or theirs or anc).path  # type: ignore[union-attr]
+        paths = {s.path for s in (anc, ours, theirs) if s is not None}
+        if ours is not None and theirs is not None and ours.path != theirs.path:
+            kind = "rename_rename"
+        elif anc is not None and (ours is None or theirs is None) and len(paths) > 1:
+            kind = "rename_delete"
+        elif (ours is None and _tree_has_dir(store, ours_tree, path)) or (
+            theirs is None and _tree_has_dir(store, theirs_tree, path)
+        ):
+            kind = "file_directory"
+        elif anc is None and ours is not None and theirs is not None:
+            kind = "binary" if _is_binary(store, ours) or _is_binary(store, theirs) else "add_add"
+        elif ours is None or theirs is None:
+            kind = "modify_delete"
+        elif ours.oid == theirs.oid and ours.mode != theirs.mode:
+            kind = "mode"
+        elif _is_binary(store, ours) or _is_binary(store, theirs) or _is_binary(store, anc):
+            kind = "binary"
+        else:
+            kind = "content"
+        out.setdefault(path, Conflict(path, kind, anc, ours, theirs))
+    return [out[p] for p in sorted(out)]
+
+
+def _conflict_tree(
+    store: GitStore, index: MergedIndex, conflicts: list[Conflict], source: str
+) -> tuple[str, list[str]]:
+    """The merged tree with conflicts resolved into markers (or both versions)."""
+    written: list[str] = []
+    index.clear_conflicts()
+    for c in conflicts:
+        for p in {s.path for s in (c.ancestor, c.ours, c.theirs) if s is not None}:
+            index.discard(p)
+        if c.kind in ("content", "add_add") and c.ours is not None and c.theirs is not None:
+            data = _diff3(store, c, source)
+            index.add(c.path, store.blob_from_bytes(data), c.ours.mode)
+            written.append(c.path)
+        elif c.kind in ("binary", "mode", "rename_rename") and c.ours is not None and c.theirs is not None:
+            index.add(c.ours.path, c.ours.oid, c.ours.mode)
+            index.add(c.path + "~ours", c.ours.oid, c.ours.mode)
+            index.add(c.path + "~theirs", c.theirs.oid, c.theirs.mode)
+            written += [c.path + "~ours", c.path + "~theirs"]
+        else:
+            # one side deleted (or a file met a directory): keep the side that has content
+            keep = c.ours or c.theirs
+            if keep is not None:
+                index.add(keep.path, keep.oid, keep.mode)
+    return index.write_tree(), written
+
+
+def _diff3(store: GitStore, c: Conflict, source: str) -> bytes:
+    """The conflicted file with diff3-style markers, as bytes (`git merge-file --diff3`:
+    libgit2's merge_file result comes back decoded as UTF-8, which any other encoding
+    breaks; hypothesis found it)."""
+    import tempfile
+
+    from ..store.gitrun import run
+
+    with tempfile.TemporaryDirectory(prefix="avfs-merge-") as d:
+        files = []
+        for name, side in (("ours", c.ours), ("base", c.ancestor), ("theirs", c.theirs)):
+            path = os.path.join(d, name)
+            with open(path, "wb") as fh:
+                fh.write(store.blob_data(side.oid) if side is not None else b"")
+            files.append(path)
+        # its exit status is the number of conflicts (up to 127): not a failure
+        proc = run(
+            ["merge-file", "-p", "--diff3", "-L", "ours", "-L", "base", "-L", source, *files], check=False
+        )
+    if proc.returncode < 0 or proc.returncode > 127:
+        raise InternalError(f"git merge-file failed on {c.path}: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout

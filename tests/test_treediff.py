@@ -1,0 +1,129 @@
+"""Differential test of avfs's one tree differ and one tree parser against libgit2, on real data.
+
+avfs lists the paths that differ between two trees with its own differ
+(:mod:`avfs_git.core.store.treediff`, which descends only into subtrees whose ids differ) and
+reads trees with its own parser (:mod:`avfs_git.core.store.gitformat`, through
+``GitStore.tree_items``), where libgit2 would do both in C. Both stand in for libgit2, so they
+are held against it here, on this repository's own history (every commit against its first
+parent, and commits far apart): ``GitStore.tree_deltas`` must list what pygit2's
+``Tree.diff_to_tree`` lists, in the same order, and every tree of those commits must parse to
+the entries pygit2 reads. Nothing here is generated: real trees, with their renames, moves of
+files into directories and back, and deletions of whole directories.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from avfs_git.core.store.gitstore import DeltaSide, GitStore
+from avfs_git.core.store.treediff import diff_trees
+from avfs_git.core.types import Change, ChangeStatus
+
+HERE = Path(__file__).resolve().parent
+MAX_COMMITS = 400  # the newest commits of the history, each against its first parent
+
+
+def _git_dir() -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.skip("the tests do not run from a git checkout of avfs")
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[GitStore, pygit2.Repository, list[pygit2.Commit]]:
+    git_dir = _git_dir()
+    repo = pygit2.Repository(git_dir)
+    try:
+        head = repo.revparse_single("HEAD").peel(pygit2.Commit)
+    except (KeyError, pygit2.GitError):
+        pytest.skip("no HEAD commit")
+    commits = []
+    for c in repo.walk(head.id, pygit2.enums.SortMode.TOPOLOGICAL):
+        commits.append(c)
+        if len(commits) >= MAX_COMMITS:
+            break
+    if len(commits) < 20:
+        pytest.skip("too little history (a shallow clone?)")
+    return GitStore(git_dir), repo, commits
+
+
+def _libgit2_deltas(repo: pygit2.Repository, a: str, b: str) -> list[tuple[DeltaSide, DeltaSide]]:
+    ta, tb = repo[a], repo[b]
+    assert isinstance(ta, pygit2.Tree) and isinstance(tb, pygit2.Tree)
+    out = []
+    for d in ta.diff_to_tree(tb).deltas:
+        sides = [
+            DeltaSide(f.path, str(f.id) if f.id.raw != b"\0" * 20 else None, int(f.mode))
+            for f in (d.old_file, d.new_file)
+        ]
+        out.append((sides[0], sides[1]))
+    return out
+
+
+def _pairs(commits: list[pygit2.Commit]) -> list[tuple[str, str]]:
+    pairs = [(str(c.parents[0].tree_id), str(c.tree_id)) for c in commits if c.parents]
+    # far apart, both ways: many directories changed at once
+    trees = [str(c.tree_id) for c in commits]
+    pairs += [(trees[-1], trees[0]), (trees[0], trees[-1]), (trees[len(trees) // 2], trees[0])]
+    return pairs
+
+
+def test_tree_deltas_list_what_libgit2_lists(history) -> None:
+    store, repo, commits = history
+    pairs = _pairs(commits)
+    compared = 0
+    for a, b in pairs:
+        assert store.tree_deltas(a, b) == _libgit2_deltas(repo, a, b), (a, b)
+        compared += 1
+    assert compared >= 20
+
+
+def test_diff_trees_statuses_agree_with_libgit2(history) -> None:
+    """diff_trees's own result (statuses, modes, ids; unsorted) against libgit2's deltas."""
+    store, repo, commits = history
+    kinds = {
+        pygit2.enums.DeltaStatus.ADDED: ChangeStatus.ADDED,
+        pygit2.enums.DeltaStatus.DELETED: ChangeStatus.DELETED,
+        pygit2.enums.DeltaStatus.MODIFIED: ChangeStatus.MODIFIED,
+    }
+    for a, b in _pairs(commits):
+        ours: list[Change] = []
+        diff_trees(store, a, b, "", ours)
+        ta, tb = repo[a], repo[b]
+        assert isinstance(ta, pygit2.Tree) and isinstance(tb, pygit2.Tree)
+        theirs = {
+            d.new_file.path if d.status != pygit2.enums.DeltaStatus.DELETED else d.old_file.path: kinds[
+                d.status
+            ]
+            for d in ta.diff_to_tree(tb).deltas
+        }
+        assert {c.path: c.status for c in ours} == theirs, (a, b)
+        assert len(ours) == len(theirs)
+
+
+def test_every_tree_parses_as_libgit2_reads_it(history) -> None:
+    store, repo, commits = history
+    seen: set[str] = set()
+    todo = [str(c.tree_id) for c in commits[:100]]
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        tree = repo[oid]
+        assert isinstance(tree, pygit2.Tree)
+        theirs = {str(e.name): (str(e.id), int(e.filemode)) for e in tree}
+        assert store.tree_items(oid) == theirs, oid
+        todo += [i for i, m in theirs.values() if m == pygit2.enums.FileMode.TREE]
+    assert len(seen) > 100
