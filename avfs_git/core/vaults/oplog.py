@@ -75,7 +75,9 @@ class OpLog:
                 "INSERT INTO ops(ts, kind, fork, summary, refs, workspaces, details, undoes)"
                 " VALUES(?,?,?,?,?,?,?,?)",
                 (
-                    int(time.time()),
+                    # to the millisecond: the change stream (changes.py) orders an operation
+                    # among the file changes around it by this time
+                    round(time.time(), 3),
                     kind,
                     fork,
                     summary,
