@@ -37,7 +37,8 @@ from . import wsbase, wscommit
 from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
-from .overlay import EMPTY_TREE_ID, Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import EMPTY_TREE_ID, Entry
 from .since import Since
 from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, settled_now

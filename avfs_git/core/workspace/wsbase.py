@@ -19,7 +19,7 @@ from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import wscommit
 from .livedir import LiveDir
-from .overlay import DELETED, FILE, OBJECT, Entry
+from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .wscommit import Fork
 from .wsview import settled_now
 

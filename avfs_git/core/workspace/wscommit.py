@@ -42,7 +42,8 @@ from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import upper
 from .livedir import LiveDir
-from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, UPPER_FILE, Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, UPPER_FILE, Entry
 from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 

@@ -35,7 +35,8 @@ from ..store.gitstore import EMPTY_TREE, GitStore, blob_id, file_blob_id
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, NodeKind, Stat, kind_of_mode
 from . import upper
 from .livedir import LiveDir
-from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .wsview import CHUNK, MAX_SYMLINK_HOPS, Node, View, norm
 
 EXPECT_ABSENT = "absent"  # an ``expect`` that the path holds nothing (create only)
