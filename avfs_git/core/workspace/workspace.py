@@ -40,9 +40,10 @@ from .mergestate import open_merge, refuse_if_merging
 from .overlay import Overlay
 from .overlayentry import EMPTY_TREE_ID, Entry
 from .since import Since
+from .wschecks import VaultQuota
 from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, settled_now
-from .wswrite import Mutations, VaultQuota
+from .wswrite import Mutations
 
 __all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
 
