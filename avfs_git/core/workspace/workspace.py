@@ -33,7 +33,7 @@ from ..store.identity import Signatures
 from ..store.objects import BlobStream
 from ..store.packwriter import PackWriter
 from ..types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
-from . import wsbase, wscommit
+from . import wsbase, wscapture, wscommit
 from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
@@ -357,7 +357,7 @@ class Workspace(Mutations, Generic[V_co]):
                 sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
         pw = self.store.pack_writer()
         try:
-            tree = wscommit.build(self, path, node.oid, by_parent, dirty, sub_dirty, pw) or EMPTY_TREE_ID
+            tree = wscapture.build(self, path, node.oid, by_parent, dirty, sub_dirty, pw) or EMPTY_TREE_ID
             pw.finish()
         except BaseException:
             pw.abort()
@@ -497,8 +497,8 @@ class Workspace(Mutations, Generic[V_co]):
         self, pack: PackWriter | None = None, *, include_ignored: bool = False
     ) -> tuple[str, list[Entry]]:
         """Write blobs and trees for the workspace; returns (root tree id, captured entries).
-        See :func:`.wscommit.capture`."""
-        return wscommit.capture(self, pack, include_ignored=include_ignored)
+        See :func:`.wscapture.capture`."""
+        return wscapture.capture(self, pack, include_ignored=include_ignored)
 
     def commit_overlay(
         self,
