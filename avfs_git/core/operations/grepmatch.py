@@ -28,14 +28,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import InternalError
-from .greppattern import _Pattern
+from .greppattern import Pattern
 
 
-class _Timeout(Exception):
-    pass
+class MatchTimeout(Exception):
+    """A file's match went over its CPU time budget (or the helper's wall-clock backstop)."""
 
 
-class _Budget:
+class Budget:
     """Per-file time budget for regex matching (see the module docstring)."""
 
     def __init__(self, seconds: float | None) -> None:
@@ -53,7 +53,7 @@ class _Budget:
     def _tick(self, signum: int, frame: Any) -> None:
         if self.active and self.seconds is not None and time.process_time() - self.started > self.seconds:
             self.active = False
-            raise _Timeout()
+            raise MatchTimeout()
 
     @contextmanager
     def armed(self) -> Iterator[None]:
@@ -73,8 +73,8 @@ class _Budget:
             self.active = False
 
 
-def _match_lines(
-    pat: _Pattern, data: Any, want_lines: bool, first: bool = False
+def match_lines(
+    pat: Pattern, data: Any, want_lines: bool, first: bool = False
 ) -> tuple[int, list[tuple[int, Any]]]:
     """(matching line count, [(line number, line)] when ``want_lines``) of ``data``; with
     ``first``, stop at the first matching line.
@@ -159,7 +159,7 @@ def main():
         try:
             state["started"] = time.process_time()
             state["active"] = True
-            count, lines = _match_lines(pat, data, head["want_lines"], head["first"])
+            count, lines = match_lines(pat, data, head["want_lines"], head["first"])
             state["active"] = False
         except _Over:
             out.write(b"T")
@@ -178,17 +178,17 @@ main()
 """
 
 
-class _Helper:
+class MatchHelper:
     """A regex search run in a helper process (see the module docstring): for a budget that
     holds off the main thread, where no signal can interrupt the regex engine."""
 
-    def __init__(self, pat: _Pattern, seconds: float, want_lines: bool, first: bool) -> None:
+    def __init__(self, pat: Pattern, seconds: float, want_lines: bool, first: bool) -> None:
         import inspect
         import json
 
         self.seconds = seconds
         try:
-            source = "from __future__ import annotations\n" + inspect.getsource(_match_lines)
+            source = "from __future__ import annotations\n" + inspect.getsource(match_lines)
         except (OSError, TypeError) as exc:  # pragma: no cover - avfs ships its sources
             raise InternalError(f"cannot start the grep helper process: {exc}") from exc
         if not sys.executable:  # pragma: no cover - an embedded interpreter
@@ -242,7 +242,7 @@ class _Helper:
         while len(buf) < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.out], [], [], left)[0]:
-                raise _Timeout()
+                raise MatchTimeout()
             chunk = os.read(self.out, n - len(buf))
             if not chunk:
                 raise self._died(f"exit status {self.proc.poll()}")
@@ -250,21 +250,21 @@ class _Helper:
         return bytes(buf)
 
     def match(self, data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
-        """(count, lines) as :func:`_match_lines` gives them (lines as bytes); raises
-        :class:`_Timeout` over budget, or past the wall-clock backstop (the helper is then
+        """(count, lines) as :func:`match_lines` gives them (lines as bytes); raises
+        :class:`MatchTimeout` over budget, or past the wall-clock backstop (the helper is then
         killed)."""
         self._send(struct.pack("<Q", len(data)) + data)
         # the helper measures CPU time; the backstop is for a helper that gets none
         deadline = time.monotonic() + self.seconds * 4 + 10
         try:
             if self._read(1, deadline) == b"T":
-                raise _Timeout()
+                raise MatchTimeout()
             count, nlines = struct.unpack("<QQ", self._read(16, deadline))
             lines: list[tuple[int, bytes]] = []
             for _ in range(nlines):
                 no, size = struct.unpack("<QQ", self._read(16, deadline))
                 lines.append((no, self._read(size, deadline)))
-        except _Timeout:
+        except MatchTimeout:
             self.close()
             raise
         return count, lines
@@ -281,7 +281,7 @@ class _Helper:
                     pass
 
 
-def _decode(line: Any) -> str:
+def decode_line(line: Any) -> str:
     if isinstance(line, str):
         return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return bytes(line).decode("utf-8", "replace")

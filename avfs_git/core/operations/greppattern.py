@@ -326,7 +326,9 @@ _HAZARDS = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Pattern:
+class Pattern:
+    """A compiled grep pattern (:func:`compile_pattern`): what matching needs of it."""
+
     rx: re.Pattern[bytes] | re.Pattern[str]
     text: bool  # match decoded text (a non-ASCII pattern with ignore_case), else bytes
     literal: bytes | None  # a plain substring (fixed, case-sensitive, not a word match)
@@ -380,7 +382,7 @@ def _needles(parsed: Any) -> list[bytes] | None:
 
 def compile_pattern(
     pattern: str, *, ignore_case: bool = False, fixed: bool = False, word: bool = False
-) -> _Pattern:
+) -> Pattern:
     """Compile a grep pattern (Python ``re`` syntax) or refuse it with a :class:`UsageError`."""
     if not pattern:
         raise UsageError("the pattern is empty", hint="give a pattern, e.g. `avfs grep TODO`")
@@ -425,4 +427,4 @@ def compile_pattern(
         needles = _needles(parsed_src)
         if needles is not None and fold and not all(n.isascii() for n in needles):
             needles = None  # git folds ASCII only, as a bytes pattern does: stay exact
-    return _Pattern(rx, text, literal, tuple(needles) if needles else None, fold)
+    return Pattern(rx, text, literal, tuple(needles) if needles else None, fold)

@@ -27,8 +27,8 @@ from ..errors import PathNotFoundError, UsageError
 from ..store import names
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
 from ..workspace.wsview import Node, Snapshot, View
-from .grepmatch import _Budget, _decode, _Helper, _match_lines, _Timeout
-from .greppattern import _Pattern, compile_pattern
+from .grepmatch import Budget, MatchHelper, MatchTimeout, decode_line, match_lines
+from .greppattern import Pattern, compile_pattern
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
@@ -185,7 +185,7 @@ def _tree_files(store_path: str, tree: str, starts: Sequence[str]) -> list[str]:
     return files
 
 
-def _tree_candidates(store_path: str, tree: str, pat: _Pattern, starts: Sequence[str]) -> list[str] | None:
+def _tree_candidates(store_path: str, tree: str, pat: Pattern, starts: Sequence[str]) -> list[str] | None:
     """The files of ``tree`` (at or below ``starts``) that hold one of the pattern's needles,
     as `git grep -F -l` finds them in the object store (git's machinery: no file is read
     here); None when the pattern names no needle (every file is then a candidate)."""
@@ -308,7 +308,7 @@ def grep(
 
 
 def _match_files(
-    pat: _Pattern,
+    pat: Pattern,
     pattern: str,
     todo: Sequence[tuple[str, View]],
     files_only: bool,
@@ -318,12 +318,12 @@ def _match_files(
     """Match each of ``todo`` (path, the view to read it from): (the files that matched,
     how many were skipped as binary)."""
     want_lines = not (files_only or count_only)
-    budget = _Budget(None if pat.literal is not None else match_timeout_s)
+    budget = Budget(None if pat.literal is not None else match_timeout_s)
     found: list[GrepFile] = []
     binary = 0
     literal = pat.literal
     path = ""
-    helper: _Helper | None = None
+    helper: MatchHelper | None = None
     # asked before the timer is armed: once armed, its own handler holds SIGVTALRM (asked
     # inside, every file went to the helper process, ~0.1 s for nothing)
     in_process = budget.seconds is None or budget.signal_usable()
@@ -347,22 +347,22 @@ def _match_files(
                 if not in_process and budget.seconds is not None:
                     # off the main thread: no signal reaches the regex engine here
                     if helper is None:
-                        helper = _Helper(pat, budget.seconds, want_lines, files_only)
+                        helper = MatchHelper(pat, budget.seconds, want_lines, files_only)
                     n, lines = helper.match(data)
                 else:
                     if pat.text:
                         data = data.decode("utf-8", "surrogateescape")
                     budget.started = time.process_time()
                     budget.active = True
-                    n, lines = _match_lines(pat, data, want_lines, files_only)
+                    n, lines = match_lines(pat, data, want_lines, files_only)
                     budget.active = False
                 if files_only:
                     if n:
                         found.append(GrepFile(path, None, []))
                     continue
                 if n:
-                    found.append(GrepFile(path, n, [GrepLine(no, _decode(t)) for no, t in lines]))
-    except _Timeout:
+                    found.append(GrepFile(path, n, [GrepLine(no, decode_line(t)) for no, t in lines]))
+    except MatchTimeout:
         raise UsageError(
             f"pattern {pattern!r} took more than {match_timeout_s:g} s of CPU time on {path}; stopped",
             hint="the pattern backtracks too much: simplify it, make repeats possessive (`a++`),"

@@ -25,9 +25,9 @@ from collections.abc import Iterable
 
 from ..store.names import ancestors, parent_of
 from . import upper as up
-from .overlaydb import _COLS, _row
+from .overlaydb import ENTRY_COLS, entry_of_row
 from .overlayentry import EMPTY_TREE_ID, FILE, OBJECT, Entry
-from .overlayupper import _MERGED, UpperEntries
+from .overlayupper import MERGED, UpperEntries
 
 
 class Overlay(UpperEntries):
@@ -125,7 +125,7 @@ class Overlay(UpperEntries):
                     got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
                 except FileNotFoundError:
                     continue
-                if got != _MERGED:
+                if got != MERGED:
                     assert isinstance(got, Entry)
                     upper.append(got)
                     hides.append(child)
@@ -163,14 +163,14 @@ class Overlay(UpperEntries):
         )
 
     def _db_get(self, path: str) -> Entry | None:
-        r = self.db.execute(f"SELECT {_COLS} FROM entries WHERE path=?", (path,)).fetchone()
-        return None if r is None else _row(r)
+        r = self.db.execute(f"SELECT {ENTRY_COLS} FROM entries WHERE path=?", (path,)).fetchone()
+        return None if r is None else entry_of_row(r)
 
     def _db_get_many(self, paths: list[str]) -> dict[str, Entry]:
         if not paths:
             return {}
-        q = f"SELECT {_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
-        return {e.path: e for e in map(_row, self.db.execute(q, paths))}
+        q = f"SELECT {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
+        return {e.path: e for e in map(entry_of_row, self.db.execute(q, paths))}
 
     def _db_lookup(
         self, chain: list[str], children_of: str | None = None
@@ -179,10 +179,10 @@ class Overlay(UpperEntries):
         round of file locking, more than the query): the entries at the paths of
         ``chain`` (like :meth:`get_many`), the children of ``children_of`` when given (like
         :meth:`children`), and the base commit (meta ``base``)."""
-        q = f"SELECT 0, {_COLS} FROM entries WHERE path IN ({','.join('?' * len(chain))})"
+        q = f"SELECT 0, {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(chain))})"
         args: list[str] = list(chain)
         if children_of is not None:
-            q += f" UNION ALL SELECT 1, {_COLS} FROM entries WHERE parent=? AND path != ''"
+            q += f" UNION ALL SELECT 1, {ENTRY_COLS} FROM entries WHERE parent=? AND path != ''"
             args.append(children_of)
         q += " UNION ALL SELECT 2, value, 0, 0, NULL, NULL, NULL, 0, 0 FROM meta WHERE key='base'"
         got: dict[str, Entry] = {}
@@ -190,28 +190,28 @@ class Overlay(UpperEntries):
         base: str | None = None
         for r in self.db.execute(q, args):
             if r[0] == 0:
-                got[r[1]] = _row(r[1:])
+                got[r[1]] = entry_of_row(r[1:])
             elif r[0] == 1:
-                kids.append(_row(r[1:]))
+                kids.append(entry_of_row(r[1:]))
             else:
                 base = r[1]
         return got, kids, base
 
     def _db_children(self, parent: str) -> list[Entry]:
-        q = f"SELECT {_COLS} FROM entries WHERE parent=? AND path != ''"
-        return [_row(r) for r in self.db.execute(q, (parent,))]
+        q = f"SELECT {ENTRY_COLS} FROM entries WHERE parent=? AND path != ''"
+        return [entry_of_row(r) for r in self.db.execute(q, (parent,))]
 
     def _db_under(self, prefix: str) -> list[Entry]:
         """Entries strictly below directory ``prefix`` ('' means every entry but the root)."""
         if not prefix:
-            q = f"SELECT {_COLS} FROM entries WHERE path != '' ORDER BY path"
-            return [_row(r) for r in self.db.execute(q)]
+            q = f"SELECT {ENTRY_COLS} FROM entries WHERE path != '' ORDER BY path"
+            return [entry_of_row(r) for r in self.db.execute(q)]
         # '0' sorts right after '/', so this range is exactly 'prefix/...'.
-        q = f"SELECT {_COLS} FROM entries WHERE path >= ? AND path < ? ORDER BY path"
-        return [_row(r) for r in self.db.execute(q, (prefix + "/", prefix + "0"))]
+        q = f"SELECT {ENTRY_COLS} FROM entries WHERE path >= ? AND path < ? ORDER BY path"
+        return [entry_of_row(r) for r in self.db.execute(q, (prefix + "/", prefix + "0"))]
 
     def _db_all(self) -> list[Entry]:
-        return [_row(r) for r in self.db.execute(f"SELECT {_COLS} FROM entries ORDER BY path")]
+        return [entry_of_row(r) for r in self.db.execute(f"SELECT {ENTRY_COLS} FROM entries ORDER BY path")]
 
     def _db_has_under(self, prefix: str) -> bool:
         if not prefix:
@@ -306,7 +306,7 @@ class Overlay(UpperEntries):
             )
         else:
             db.execute(
-                f"INSERT OR REPLACE INTO entries({_COLS}, parent) VALUES(?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO entries({ENTRY_COLS}, parent) VALUES(?,?,?,?,?,?,?,?,?)",
                 (e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq, parent_of(e.path)),
             )
         if old_fileid and old_fileid != e.fileid:

@@ -109,12 +109,12 @@ _MIGRATIONS = {
 _TOTALS_Q = "SELECT file_bytes, files FROM totals WHERE id = 1"
 
 
-def _row(r: tuple[object, ...]) -> Entry:
-    # the columns are _COLS in Entry's order, typed by the schema (TEXT, INTEGER)
+def entry_of_row(r: tuple[object, ...]) -> Entry:
+    # the columns are ENTRY_COLS in Entry's order, typed by the schema (TEXT, INTEGER)
     return Entry(*r)  # type: ignore[arg-type]
 
 
-_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
+ENTRY_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
 _LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
 
 

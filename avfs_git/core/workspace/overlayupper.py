@@ -21,7 +21,7 @@ from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, LINK_FILE, OBJECT, SPECI
 if TYPE_CHECKING:
     from .upperwatch import UpperWatch
 
-_MERGED = "merged"  # the upper layer's directory at a path merges with the lower one
+MERGED = "merged"  # the upper layer's directory at a path merges with the lower one
 
 
 class UpperEntries(OverlayDB):
@@ -77,7 +77,7 @@ class UpperEntries(OverlayDB):
             return self.lower_tree(path)
 
     def _u_entry(self, path: str) -> Entry | str | None:
-        """What the upper layer holds at ``path``: an entry, :data:`_MERGED` (a directory
+        """What the upper layer holds at ``path``: an entry, :data:`MERGED` (a directory
         merging with the lower one) or None (nothing: the lower layer shows through)."""
         real = os.path.join(self.upper_dir, path) if path else self.upper_dir
         st = up.lstat(real)
@@ -115,7 +115,7 @@ class UpperEntries(OverlayDB):
             return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
         if kind == up.DIR:
             if not path:
-                return _MERGED
+                return MERGED
             lower = self.lower_path(path)
             if lower is None:  # below an opaque directory: nothing of the lower layer
                 return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
@@ -127,7 +127,7 @@ class UpperEntries(OverlayDB):
                 if lower != path:  # below a renamed directory: its lower content moved too
                     oid = self._lower_tree(lower)
                     return Entry(path, OBJECT, 0o040000, oid or EMPTY_TREE_ID)
-                return _MERGED
+                return MERGED
             return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
         if kind == up.SPECIAL:  # a fifo, socket, device: git has none (origin says which)
             return Entry(path, DELETED, 0, None, None, SPECIAL_ORIGIN + up.special_kind(st))
@@ -143,7 +143,7 @@ class UpperEntries(OverlayDB):
             got = self._u_entry(p)
             if got is None:
                 return None, hidden  # nothing deeper in the upper layer either
-            if got == _MERGED:
+            if got == MERGED:
                 continue
             assert isinstance(got, Entry)
             if i == len(parts):
@@ -191,7 +191,7 @@ class UpperEntries(OverlayDB):
                             got = self._u_classified(child, de.path, st)
                         except FileNotFoundError:
                             continue  # gone since it was listed: the kernel's writes go on
-                        if got != _MERGED:
+                        if got != MERGED:
                             assert isinstance(got, Entry)
                             out.append(got)
                             hides.append(child)
@@ -219,7 +219,7 @@ class UpperEntries(OverlayDB):
             got = self._u_entry("/".join(parts[:i]))
             if got is None:
                 return None
-            if got != _MERGED:
+            if got != MERGED:
                 return "/".join(parts[:i])
         return None
 

@@ -188,7 +188,7 @@ class WriteChecks:
                     fh.write(chunk)
             return fid, size
         except BaseException as exc:
-            _unlink_quiet(dest)
+            unlink_quiet(dest)
             if isinstance(exc, OSError):
                 raise from_oserror(exc, dest) from exc
             raise
@@ -199,7 +199,8 @@ class WriteChecks:
         return self.quota.bytes_left(self.fork, self.overlay.totals()[0])
 
 
-def _unlink_quiet(path: str) -> None:
+def unlink_quiet(path: str) -> None:
+    """Remove an overlay file a failed write made, if it is there."""
     try:
         os.unlink(path)
     except OSError:

@@ -30,7 +30,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
 from . import upper
 from .overlayentry import DELETED, FILE, OBJECT, Entry
-from .wschecks import WriteChecks, _unlink_quiet, parse_expect
+from .wschecks import WriteChecks, parse_expect, unlink_quiet
 from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
 
@@ -149,7 +149,7 @@ class Mutations(WriteChecks):
                 self.overlay.put(db, e, "write", old=prior)
                 self.overlay.expect_totals(*totals)
         except BaseException:
-            _unlink_quiet(self.overlay.file_path(fid))
+            unlink_quiet(self.overlay.file_path(fid))
             raise
         # what stat() would find, without looking it up again (this is a mount's create path)
         return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
@@ -342,7 +342,7 @@ class Mutations(WriteChecks):
                         self.overlay.put(db, Entry(s, DELETED, 0), op)
         except BaseException:
             for fid in new_files:
-                _unlink_quiet(self.overlay.file_path(fid))
+                unlink_quiet(self.overlay.file_path(fid))
             raise
         return d
 
@@ -477,7 +477,7 @@ class Mutations(WriteChecks):
                         folded += 1
             except BaseException:
                 for fid in linked:
-                    _unlink_quiet(self.overlay.file_path(fid))
+                    unlink_quiet(self.overlay.file_path(fid))
                 raise
         for real, is_dir in sorted(done, key=lambda t: -t[0].count("/")):
             try:
