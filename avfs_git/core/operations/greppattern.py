@@ -314,15 +314,17 @@ def _hazard(p: Any, fold: bool) -> str | None:
     return None
 
 
-_HAZARDS = {
-    "nested": "it nests repeats inside an unbounded repeat (like `(a+)+`), which can take exponential time",
-    "alternation": "it repeats, without bound, an alternation whose branches can start with the"
-    " same character or match nothing (like `(a|aa)*`), which can take exponential time",
-    "count": f"it repeats more than {MAX_AMBIGUOUS_COUNT} times content whose unbounded repeat"
-    " overlaps what follows it (like `(.*a){12}`), which takes time polynomial of that degree",
-    "row": f"it has more than {MAX_AMBIGUOUS_COUNT} overlapping unbounded repeats in a row (like"
-    " `a*a*a*a*a*b`), which takes time polynomial of that degree",
-}
+_HAZARDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "nested": "it nests repeats inside an unbounded repeat (like `(a+)+`), which can take exponential time",
+        "alternation": "it repeats, without bound, an alternation whose branches can start with the"
+        " same character or match nothing (like `(a|aa)*`), which can take exponential time",
+        "count": f"it repeats more than {MAX_AMBIGUOUS_COUNT} times content whose unbounded repeat"
+        " overlaps what follows it (like `(.*a){12}`), which takes time polynomial of that degree",
+        "row": f"it has more than {MAX_AMBIGUOUS_COUNT} overlapping unbounded repeats in a row (like"
+        " `a*a*a*a*a*b`), which takes time polynomial of that degree",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -336,9 +338,6 @@ class Pattern:
     # what `git grep -F` looks for in the committed tree; None when there is none to name
     needles: tuple[bytes, ...] | None = None
     fold: bool = False
-
-
-_BREAK = object()
 
 
 def _needles(parsed: Any) -> list[bytes] | None:

@@ -20,8 +20,9 @@ import dataclasses
 import fnmatch
 import re
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import PathNotFoundError, UsageError
 from ..store import names
@@ -377,7 +378,9 @@ def _match_files(
 
 # -- find ------------------------------------------------------------------------------------
 _SIZE = re.compile(r"^([+-]?)(\d+)([kKmMgGcb]?)$")
-_UNITS = {"": 1, "c": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_UNITS: Final[Mapping[str, int]] = MappingProxyType(
+    {"": 1, "c": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+)
 
 
 def parse_size(spec: str) -> tuple[int, int]:
@@ -392,7 +395,9 @@ def parse_size(spec: str) -> tuple[int, int]:
     return sign, int(m.group(2)) * _UNITS[m.group(3).lower()]
 
 
-_TYPES = {"f": NodeKind.FILE, "d": NodeKind.DIR, "l": NodeKind.SYMLINK}
+_TYPES: Final[Mapping[str, NodeKind]] = MappingProxyType(
+    {"f": NodeKind.FILE, "d": NodeKind.DIR, "l": NodeKind.SYMLINK}
+)
 
 
 def find(
