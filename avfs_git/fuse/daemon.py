@@ -457,7 +457,7 @@ def _start_upper_watch(
     slower but right)."""
     import stat as st
 
-    from ..core.workspace.overlay import DELETED
+    from ..core.workspace.overlayentry import DELETED
     from ..core.workspace.upperwatch import UpperWatch
     from ..mount.hooksocket import HookServer
     from ..mount.index import fsmonitor_token
