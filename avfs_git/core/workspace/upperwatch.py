@@ -231,10 +231,13 @@ class UpperWatch:
                 events = self._ino.read(timeout=0)
                 if not events:
                     return
-                for ev in events:
+                # a path's newest event in this read: only it may ask the upper layer what
+                # is there now (an earlier one's file may be renamed or removed since)
+                final = {(ev.wd, ev.name): i for i, ev in enumerate(events)} if self.on_events else {}
+                for i, ev in enumerate(events):
                     self._event(ev.wd, ev.mask, ev.name)
                     if self.on_events is not None:
-                        self._classify(ev.wd, ev.mask, ev.name, ev.cookie)
+                        self._classify(ev.wd, ev.mask, ev.name, ev.cookie, final[(ev.wd, ev.name)] == i)
                 self._flush()
             except Exception:
                 log.exception("reading the upper layer's events")
@@ -278,11 +281,12 @@ class UpperWatch:
                 self._record(path + "/")  # a whiteout: a directory may be gone
 
     # -- the durable log's events ------------------------------------------------------------
-    def _classify(self, wd: int, mask: int, name: str, cookie: int) -> None:
+    def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
         """One kernel event as a change a person would name (created, modified, deleted,
         renamed, mode), added to the batch. overlayfs's own steps are not changes: a copy-up
         (the lower file moved in from the work directory, unchanged) is followed by the
-        write or chmod that caused it, and a whiteout is a deletion."""
+        write or chmod that caused it, and a whiteout is a deletion. ``final``: the path's
+        newest event in this read (what the upper layer holds now is its doing)."""
         now = time.time()
         if mask & IN_Q_OVERFLOW:
             self._batch.append((now, "overflow", "", None))
@@ -297,13 +301,12 @@ class UpperWatch:
             return
         if mask & _CAME:
             real = os.path.join(self.upper_dir, path)
-            st = up.lstat(real)
-            if st is None:
-                return
-            if up.classify(real, st) == up.GONE:
+            st = up.lstat(real) if final else None
+            if st is not None and up.classify(real, st) == up.GONE:
                 self._batch.append((now, "deleted", path, None))
                 return
-            self._modes[path] = st.st_mode
+            if st is not None:
+                self._modes[path] = st.st_mode
             old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
             if old is not None:
                 self._batch.append((now, "renamed", path, old))
@@ -355,10 +358,13 @@ class UpperWatch:
                 continue
             if kind == "renamed" and old is not None:
                 renamed_from.add(old)
+            if kind == "deleted" and path in renamed_from:
+                renamed_from.discard(path)
+                continue  # the whiteout overlayfs leaves where a renamed file was
+            if kind != "deleted":
+                renamed_from.discard(path)  # made again: a removal after this is one
             i = last.get(path)
             prev = out[i][1] if i is not None else None
-            if kind == "deleted" and path in renamed_from and prev is None:
-                continue  # the whiteout overlayfs leaves where a renamed file was
             if prev is not None and (
                 prev == kind
                 or (prev in ("created", "renamed") and kind in ("modified", "copied_up", "mode"))
