@@ -434,6 +434,13 @@ class Mount:
             shutil.rmtree(self.tmp_state, ignore_errors=True)
 
 
+def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
+    """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
+    lp = ws.overlay.lower_path(path)
+    node = lower.node(lp) if lp is not None else None
+    return None if node is None else int(node.mode)
+
+
 def _start_changelog(state_dir: str) -> Any:
     """The fork's change log (core/workspace/changelog.py) with this daemon named in it (its
     pure-FUSE writes are the mount's in `avfs watch`); None when it cannot be written."""
@@ -474,6 +481,7 @@ def _start_upper_watch(
         watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
         if changelog is not None:
             watch.on_events = changelog.append  # from the watcher's thread: no writer waits
+            watch.lower_mode = lambda p: _lower_mode(ws, lower, p)
         watch.start()
         server = HookServer(own, watch, on_ask)
         server.start()

@@ -308,7 +308,7 @@ class _Reader:
         self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
         self._daemons: dict[str, list[tuple[int, float, float | None]]] = {}
         self.cut: float | None = None
-        self._op_times: dict[tuple[str, str], float] = {}  # (fork, new commit) -> its operation's time
+        self._op_times: dict[tuple[str, str], list[float]] = {}  # (fork, new commit) -> its operations' times
 
     def _cut(self, t: float) -> None:
         self.cut = t if self.cut is None else min(self.cut, t)
@@ -384,7 +384,7 @@ class _Reader:
             moved = [r for r in json.loads(ref_json) if r.get("ref") == refs.fork_ref(fork)] if fork else []
             if moved:
                 fields["old"], fields["new"] = moved[0].get("old"), moved[0].get("new")
-                self._op_times[(str(fork), str(fields["new"]))] = float(ts)
+                self._op_times.setdefault((str(fork), str(fields["new"])), []).append(float(ts))
                 if ev_kind == "checkpoint" and fields["new"] and self._by_exec(str(fields["new"])):
                     fields["source"] = "exec"  # the one commit of what a proxy exec changed
             self.items.append((float(ts), 0, fields, ("op", int(op_id))))
@@ -545,9 +545,9 @@ class _Reader:
                 t = 0.0
             zero = "0" * len(old)
             source = "api" if message.startswith("avfs") else "git"
-            t = self._op_times.get(
-                (fork, new), t
-            )  # an operation's move: right by it (git's clock is seconds)
+            times = self._op_times.get((fork, new))
+            if times and message.startswith("avfs"):
+                t = times.pop(0)  # an operation's move: right by it (git's clock is seconds)
             fields = {
                 "kind": "ref_moved",
                 "fork": fork,

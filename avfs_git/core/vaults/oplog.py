@@ -12,6 +12,7 @@ Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo n
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -77,7 +78,7 @@ class OpLog:
                 (
                     # to the millisecond: the change stream (changes.py) orders an operation
                     # among the file changes around it by this time
-                    round(time.time(), 3),
+                    math.floor(time.time() * 1000) / 1000,
                     kind,
                     fork,
                     summary,

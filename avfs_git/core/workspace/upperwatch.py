@@ -132,6 +132,7 @@ class UpperWatch:
         self._batch: list[tuple[float, str, str, str | None]] = []
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
+        self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
 
     # -- the journal ----------------------------------------------------------------------
     @property
@@ -216,11 +217,15 @@ class UpperWatch:
                     if stat.S_ISDIR(st.st_mode):
                         if record:
                             self._dir_came(child, de.path)
+                            if self.on_events is not None and self._lower_kind(child) is None:
+                                self._batch.append((time.time(), "created", child, None))
                         stack.append((child, de.path))
                     elif record:
                         self._record(child)
                         if up.classify(de.path, st) == up.GONE:
                             self._record(child + "/")
+                        if self.on_events is not None:
+                            self._found(child, de.path, st)
 
     def _drain(self) -> None:
         """Journal every event the kernel has queued (the caller holds the lock). An event
@@ -307,6 +312,10 @@ class UpperWatch:
                 return
             if st is not None:
                 self._modes[path] = st.st_mode
+            if not is_dir and self.lower_mode is not None and self._lower_kind(path) is not None:
+                was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
+                if was is not None:
+                    self._modes[path] = was
             old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
             if old is not None:
                 self._batch.append((now, "renamed", path, old))
@@ -334,6 +343,21 @@ class UpperWatch:
                 self._batch.append((now, "mode", path, None))
         if len(self._modes) > 100_000:
             self._modes.clear()
+
+    def _found(self, path: str, real: str, st: os.stat_result) -> None:
+        """A file found in a directory that appeared in the upper layer (copied up, or
+        made, before its watch existed): what it is, against the lower layer."""
+        now = time.time()
+        if up.classify(real, st) == up.GONE:
+            self._batch.append((now, "deleted", path, None))
+            return
+        self._modes[path] = st.st_mode
+        if self._lower_kind(path) is None:
+            self._batch.append((now, "created", path, None))
+            return
+        was = self.lower_mode(path) if self.lower_mode is not None else None
+        changed_mode = was is not None and stat.S_IMODE(was) != stat.S_IMODE(st.st_mode)
+        self._batch.append((now, "mode" if changed_mode else "copied_up", path, None))
 
     def _flush(self) -> None:
         """Hand the batch to ``on_events``, coalesced: per path, a run of one kind is one
