@@ -278,3 +278,23 @@ def test_a_watcher_that_never_reads_does_not_block_writers(mounted: tuple[Any, s
         if not ch.more:
             time.sleep(0.1)
     assert len(made) == 600
+
+
+def test_proxy_exec_events_name_the_exec(vault: Any) -> None:
+    import avfs_git
+
+    ws = vault.workspace("main")
+    ws.write("a", b"a")
+    checkpoint.save(vault, "main", name="b")
+    c = changes_since(vault, "main", None).cursor
+    res = avfs_git.exec_in(ws, ["sh", "-c", "echo hi > out.txt"], timeout_ms=60_000)
+    assert res.exit_code == 0 and res.commit is not None
+    evs = changes_since(vault, "main", c).events
+    got = [(e.kind, e.path, e.source) for e in evs]
+    assert ("created", "out.txt", "mount") in got  # written through the mount it ran in
+    commit = res.commit.commit
+    execs = [e for e in evs if e.kind == "exec"]
+    assert len(execs) == 1 and execs[0].new == commit and execs[0].exec_id
+    for kind in ("checkpoint", "ref_moved"):
+        e = next(e for e in evs if e.kind == kind)
+        assert (e.source, e.new, e.exec_id) == ("exec", commit, execs[0].exec_id), e

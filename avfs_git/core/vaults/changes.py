@@ -328,6 +328,13 @@ class _Reader:
         except _Resync as exc:
             return _resync(self.vault, self.fork, str(exc))
         self.items.sort(key=lambda it: (it[0], it[1]))
+        # an exec's commit (its checkpoint, its ref move) names the exec (its audit record)
+        by_commit = {
+            f["new"]: f["exec_id"] for _, _, f, _ in self.items if f.get("kind") == "exec" and f.get("new")
+        }
+        for _, _, f, _ in self.items:
+            if f.get("source") == "exec" and f.get("kind") != "exec" and f.get("new") in by_commit:
+                f["exec_id"] = by_commit[f["new"]]
         items = self.items
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
@@ -545,6 +552,8 @@ class _Reader:
                 t = 0.0
             zero = "0" * len(old)
             source = "api" if message.startswith("avfs") else "git"
+            if message.startswith("avfs: avfs proxy exec:"):
+                source = "exec"  # the commit of what a proxy exec changed
             times = self._op_times.get((fork, new))
             if times and message.startswith("avfs"):
                 t = times.pop(0)  # an operation's move: right by it (git's clock is seconds)
