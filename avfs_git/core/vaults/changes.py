@@ -329,12 +329,18 @@ class _Reader:
             return _resync(self.vault, self.fork, str(exc))
         self.items.sort(key=lambda it: (it[0], it[1]))
         # an exec's commit (its checkpoint, its ref move) names the exec (its audit record)
-        by_commit = {
-            f["new"]: f["exec_id"] for _, _, f, _ in self.items if f.get("kind") == "exec" and f.get("new")
-        }
-        for _, _, f, _ in self.items:
-            if f.get("source") == "exec" and f.get("kind") != "exec" and f.get("new") in by_commit:
-                f["exec_id"] = by_commit[f["new"]]
+        by_commit: dict[str, str] = {}
+        for it in self.items:
+            if it[2].get("kind") == "exec" and it[2].get("new"):
+                by_commit[it[2]["new"]] = it[2]["exec_id"]
+        for it in self.items:
+            fields = it[2]
+            if (
+                fields.get("source") == "exec"
+                and fields.get("kind") != "exec"
+                and fields.get("new") in by_commit
+            ):
+                fields["exec_id"] = by_commit[fields["new"]]
         items = self.items
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
