@@ -17,7 +17,7 @@ import pytest
 
 from avfs_git.core.errors import CursorInvalidError
 from avfs_git.core.operations import checkpoint, merge
-from avfs_git.core.vaults import changes
+from avfs_git.core.vaults import changes, cursor
 from avfs_git.core.vaults.changes import changes_since
 from avfs_git.ops import mounts
 
@@ -200,17 +200,17 @@ def test_bad_cursors_are_clear_errors_and_change_nothing(vault: Any, cli: Any, h
     ws.write("a", b"a")
     good = changes_since(vault, "main", None).cursor
     before = (vault.oplog.next_id(), ws.overlay.last_seq())
-    for bad in ("garbage", changes.PREFIX + "!!!", changes.PREFIX + "e30"):
+    for bad in ("garbage", cursor.PREFIX + "!!!", cursor.PREFIX + "e30"):
         r = cli("--json", "watch", "v", "--once", "--since", bad)
         assert r.code == 1
         doc = json.loads(r.out)
         assert doc["kind"] == "error" and doc["error"]["code"] == "cursor_invalid"
     # from the future: a position the vault never reached
-    pos = changes._decode(good)
+    pos = cursor.decode(good)
     pos.forks["main"].oseq += 100
     with pytest.raises(CursorInvalidError, match="past its end"):
         changes_since(vault, "main", pos.encode())
-    pos = changes._decode(good)
+    pos = cursor.decode(good)
     pos.op += 5
     with pytest.raises(CursorInvalidError, match="past the vault's last operation"):
         changes_since(vault, "main", pos.encode())
@@ -239,7 +239,7 @@ def test_resync_when_the_fork_was_made_again_or_the_op_log_expired(vault: Any) -
     checkpoint.save(vault, "main", name="x")
     vault.workspace("main").write("r", b"r")
     checkpoint.save(vault, "main", name="y")
-    vault.oplog.db.execute("DELETE FROM ops WHERE id <= ?", (changes._decode(c).op + 1,))
+    vault.oplog.db.execute("DELETE FROM ops WHERE id <= ?", (cursor.decode(c).op + 1,))
     ch = changes_since(vault, "main", c)
     assert [e.kind for e in ch.events] == ["resync_required"]
     assert "op log" in (ch.events[0].reason or "")

@@ -32,8 +32,6 @@ Order: per path, as written; between journals, by time (the op log's to the seco
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import os
@@ -42,18 +40,17 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CursorInvalidError
 from ..store import refs
 from ..workspace.changelog import ChangeLog
 from ..workspace.changelog import exists as changelog_exists
 from ..workspace.changelog import overlay_last as _overlay_last
 from . import audit
+from .cursor import ForkPos, Pos, decode, invalid
+from .cursor import stream_id as _stream_id
 
 if TYPE_CHECKING:
     from .vault import Vault
 
-PREFIX = "avfs-w1."
-ID_FILE = "stream-id"  # <vault>/avfs/stream-id: which vault a cursor is of
 BATCH = 1000  # events read per call at most (the caller asks again with the new cursor)
 
 FILE_KINDS = ("created", "modified", "deleted", "renamed", "mode")
@@ -129,103 +126,6 @@ class Changes:
     more: bool  # a full batch: ask again at once
 
 
-# -- the cursor ------------------------------------------------------------------------------
-@dataclasses.dataclass(slots=True)
-class _ForkPos:
-    ident: str
-    oseq: int  # the overlay journal
-    useq: int  # the change log (the kernel's writes)
-    reflog: int  # the branch's reflog, bytes
-
-
-@dataclasses.dataclass(slots=True)
-class _Pos:
-    stream: str
-    scope: str | None  # a fork, or None: every fork
-    op: int
-    audit: int
-    forks: dict[str, _ForkPos]
-
-    def encode(self) -> str:
-        doc = {
-            "s": self.stream,
-            "f": self.scope,
-            "o": self.op,
-            "a": self.audit,
-            "w": {k: [v.ident, v.oseq, v.useq, v.reflog] for k, v in sorted(self.forks.items())},
-        }
-        raw = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-        return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def copy(self) -> _Pos:
-        return _Pos(
-            self.stream,
-            self.scope,
-            self.op,
-            self.audit,
-            {k: dataclasses.replace(v) for k, v in self.forks.items()},
-        )
-
-
-def _invalid(cursor: str, reason: str) -> CursorInvalidError:
-    return CursorInvalidError(
-        f"not a cursor this vault can continue from: {reason}",
-        hint="pass a cursor `avfs watch` or `changes_since` handed out, or none to start from now",
-        details={"cursor": cursor[:200], "reason": reason},
-    )
-
-
-def _decode(cursor: str) -> _Pos:
-    if not cursor.startswith(PREFIX):
-        raise _invalid(cursor, f"a cursor starts with {PREFIX!r}")
-    body = cursor[len(PREFIX) :]
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (ValueError, binascii.Error) as exc:
-        raise _invalid(cursor, f"it does not decode ({exc})") from None
-    try:
-        forks = {
-            str(k): _ForkPos(str(v[0]), _nat(v[1]), _nat(v[2]), _nat(v[3])) for k, v in dict(doc["w"]).items()
-        }
-        scope = doc["f"]
-        if scope is not None and not isinstance(scope, str):
-            raise TypeError("scope")
-        return _Pos(str(doc["s"]), scope, _nat(doc["o"]), _nat(doc["a"]), forks)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise _invalid(cursor, f"its fields are not a cursor's ({exc})") from None
-
-
-def _nat(v: object) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"{v!r} is not a position")
-    return v
-
-
-def stream_id(vault: Vault) -> str:
-    """The vault's stream id (made on first use: a cursor of a vault deleted and made
-    again under the same name is another vault's)."""
-    path = os.path.join(vault.state_dir, ID_FILE)
-    try:
-        with open(path, encoding="ascii") as fh:
-            got = fh.read().strip()
-        if got:
-            return got
-    except FileNotFoundError:
-        pass
-    new = os.urandom(8).hex()
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(new + "\n")
-    try:
-        os.link(tmp, path)  # a concurrent maker's id wins
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    with open(path, encoding="ascii") as fh:
-        return fh.read().strip()
-
-
 # -- the journals, read ----------------------------------------------------------------------
 def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
     path = os.path.join(state_dir, "overlay.db")
@@ -247,14 +147,16 @@ def _size(path: str) -> int:
         return 0
 
 
-def _now_pos(vault: Vault, scope: str | None) -> _Pos:
+def _now_pos(vault: Vault, scope: str | None) -> Pos:
     forks = [scope] if scope is not None else vault.fork_names()
-    pos = _Pos(stream_id(vault), scope, vault.oplog.next_id() - 1, _size(audit.path(vault.state_dir)), {})
+    pos = Pos(
+        _stream_id(vault.state_dir), scope, vault.oplog.next_id() - 1, _size(audit.path(vault.state_dir)), {}
+    )
     for f in forks:
         ident, _, _ = _fork_ident(vault, f)
         state = vault.ws_dir(f)
         log = ChangeLog(state)
-        pos.forks[f] = _ForkPos(
+        pos.forks[f] = ForkPos(
             ident,
             _overlay_last(state),
             log.last_seq(),
@@ -280,12 +182,12 @@ def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: 
         vault.require_fork(fork)
     if cursor is None:
         return Changes((), _now_pos(vault, fork).encode(), False)
-    pos = _decode(cursor)
+    pos = decode(cursor)
     if pos.scope != fork:
         want = "every fork" if fork is None else f"fork {fork}"
         have = "every fork" if pos.scope is None else f"fork {pos.scope}"
-        raise _invalid(cursor, f"it is a cursor of {have}, not of {want}")
-    sid = stream_id(vault)
+        raise invalid(cursor, f"it is a cursor of {have}, not of {want}")
+    sid = _stream_id(vault.state_dir)
     if pos.stream != sid:
         return _resync(vault, fork, "the cursor is of another vault (or of one deleted and made again)")
     return _Reader(vault, fork, pos, cursor, limit).read()
@@ -302,7 +204,7 @@ class _Resync(Exception):
 
 
 class _Reader:
-    def __init__(self, vault: Vault, fork: str | None, pos: _Pos, cursor: str, limit: int) -> None:
+    def __init__(self, vault: Vault, fork: str | None, pos: Pos, cursor: str, limit: int) -> None:
         self.vault, self.fork, self.pos, self.cursor, self.limit = vault, fork, pos, cursor, limit
         # (time, order, event kind tag, apply-to-position fn, fields)
         self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
@@ -361,11 +263,11 @@ class _Reader:
         pos, vault = self.pos, self.vault
         last_op = vault.oplog.next_id() - 1
         if pos.op > last_op:
-            raise _invalid(
+            raise invalid(
                 self.cursor, f"op log position {pos.op} is past the vault's last operation {last_op}"
             )
         if pos.audit > _size(audit.path(vault.state_dir)):
-            raise _invalid(self.cursor, "its audit log position is past the log's end")
+            raise invalid(self.cursor, "its audit log position is past the log's end")
         self._end = pos.copy()
         self._end.op = last_op
         self._end.audit = _size(audit.path(vault.state_dir))
@@ -458,16 +360,16 @@ class _Reader:
                 raise _Resync(
                     f"fork {fork}'s history was replaced (deleted and made again, or restored by undo)"
                 )
-            have = _ForkPos(ident, start_o, start_u, 0)
+            have = ForkPos(ident, start_o, start_u, 0)
             pos.forks[fork] = dataclasses.replace(have)
         o_last, u_last = _overlay_last(state), log.last_seq()
         if have.oseq > o_last or have.useq > u_last:
-            raise _invalid(self.cursor, f"fork {fork}'s journal position is past its end")
+            raise invalid(self.cursor, f"fork {fork}'s journal position is past its end")
         if have.reflog > _size(reflog):
             raise _Resync(f"fork {fork}'s reflog was expired (gc) past the cursor")
         if have.useq + 1 < log.first_kept() and have.useq < u_last:
             raise _Resync(f"fork {fork}'s change log no longer holds what came after the cursor")
-        self._end.forks[fork] = _ForkPos(ident, o_last, u_last, _size(reflog))
+        self._end.forks[fork] = ForkPos(ident, o_last, u_last, _size(reflog))
         self._journal(fork, state, have.oseq, o_last)
         self._upper(fork, log, have.useq)
         self._reflog(fork, reflog, have.reflog)
@@ -598,7 +500,7 @@ class _Reader:
 COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md)
 
 
-def _advance(pos: _Pos, mark: tuple[Any, ...]) -> None:
+def _advance(pos: Pos, mark: tuple[Any, ...]) -> None:
     if mark[0] == "op":
         pos.op = max(pos.op, mark[1])
     elif mark[0] == "audit":
