@@ -898,9 +898,12 @@ def test_patch_keeps_file_modes(s: Session) -> None:
 
 
 def _emitted_kinds() -> set[str]:
-    """Kinds named in Output.result(...) / Output.document(...) calls of the CLI's source."""
-    pattern = re.compile(r"\.(?:result|document)\(\s*\"([a-z_]+)\"")
-    kinds: set[str] = set()
+    """Kinds named in Output.result(...) / Output.document(...) calls of the CLI's source,
+    in the NDJSON lines `avfs watch` writes (``_doc(...)``), and the MCP tools' kinds."""
+    from avfs_git.mcp.toolspecs import TOOLS
+
+    pattern = re.compile(r"(?:\.(?:result|document)|\b_doc)\(\s*\"([a-z_]+)\"")
+    kinds: set[str] = {t.kind for t in TOOLS}
     for path in CLI_DIR.glob("*.py"):
         kinds |= set(pattern.findall(path.read_text(encoding="utf-8")))
     return kinds

@@ -298,3 +298,36 @@ def test_proxy_exec_events_name_the_exec(vault: Any) -> None:
     for kind in ("checkpoint", "ref_moved"):
         e = next(e for e in evs if e.kind == kind)
         assert (e.source, e.new, e.exec_id) == ("exec", commit, execs[0].exec_id), e
+
+
+def test_push_and_fetch_are_vault_events_that_undo_passes_over(vault: Any, tmp_path: Any) -> None:
+    """A push and a fetch (to and from a real bare repository) are `push`/`fetch` events
+    naming the refs they moved, in the vault's stream and in the pushed fork's; `undo`
+    passes over them to the operation before, and refuses one named by id."""
+    from avfs_git.core.errors import UsageError
+    from avfs_git.core.operations import remote
+
+    server = tmp_path / "server.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(server)], check=True)
+    remote.add(vault, "origin", str(server))
+    ws = vault.workspace("main")
+    ws.write("f", b"1")
+    checkpoint.save(vault, "main", name="one")
+    c0 = changes_since(vault, None, None).cursor
+    f0 = changes_since(vault, "main", None).cursor
+    pushed = remote.push(vault, "origin", ["main"])
+    fetched = remote.fetch(vault, "origin")
+    got = [(e.kind, e.fork, e.source) for e in changes_since(vault, None, c0).events]
+    assert got == [("push", "main", "api"), ("fetch", None, "api")], got
+    push_ev = next(e for e in changes_since(vault, None, c0).events if e.kind == "push")
+    assert push_ev.summary is not None and "origin" in push_ev.summary
+    assert [u.ref for u in pushed.updates] == ["refs/heads/main"]
+    assert fetched.updates == ()  # the push already set the remote-tracking ref
+    # the fork's own stream has its push, not the vault's fetch
+    assert [e.kind for e in changes_since(vault, "main", f0).events] == ["push"]
+    # undo takes back the checkpoint, not the push or the fetch
+    done = checkpoint.undo(vault)
+    assert done.undone.kind == "checkpoint"
+    push_op = next(op for op in vault.oplog.recent() if op.kind == "push")
+    with pytest.raises(UsageError, match="recorded, not undone"):
+        checkpoint.undo(vault, push_op.id)

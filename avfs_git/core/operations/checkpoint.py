@@ -32,6 +32,7 @@ from ..store.gitnames import NotRecorded
 from ..store.gitstore import prefer_libgit2, rfc3339
 from ..store.mergetrees import revert_commit
 from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
+from ..vaults.oplog import RECORDED_ONLY
 from ..workspace import wscommit
 from ..workspace.wscommit import keep_recovery, ws_state
 from ..workspace.wsstatus import ignored_count
@@ -486,6 +487,12 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
         )
     if op.kind == "vault_create":
         raise UsageError("undoing a vault's creation is `avfs vault delete`")
+    if op.kind in RECORDED_ONLY:
+        raise UsageError(
+            f"operation {op.id} is a {op.kind}: it is recorded, not undone",
+            hint="a push is taken back on the server (push the old commit with --force-with-lease);"
+            " a fetch's remote-tracking refs move with the next fetch",
+        )
     wss = vault.oplog.workspaces(op.id)
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
     with vault.lock(*forks):

@@ -267,6 +267,7 @@ def push(
             for ref, old in sorted(_pushed(vault, proc.stdout, expected).items())
             if ref in local
         )
+        _record(vault, "push", remote, updates, names_[0] if len(names_) == 1 else None)
         return TransferResult(vault.name, remote, updates, tuple(left), warnings)
     _push_failed(vault, remote, proc, local, expected, atomic, creds)
 
@@ -365,6 +366,22 @@ def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str,
     return out
 
 
+def _record(
+    vault: Vault, kind: str, remote: str, updates: tuple[RefUpdate, ...], fork: str | None = None
+) -> None:
+    """The push or fetch in the op log, for the change stream's ``push``/``fetch`` events
+    (never undone: :data:`~..vaults.oplog.RECORDED_ONLY`). A push's refs are the remote's
+    (``details.remote`` names it), a fetch's the vault's remote-tracking refs."""
+    moved = [{"ref": u.ref, "old": u.old, "new": u.new} for u in updates]
+    vault.oplog.record(
+        kind,
+        f"{kind} {'to' if kind == 'push' else 'from'} {remote}: {len(moved)} ref(s) moved",
+        fork=fork,
+        refs=moved,  # type: ignore[arg-type]
+        details={"remote": remote},
+    )
+
+
 def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> TransferResult:
     """Fetch the remote's branches into ``refs/remotes/<remote>/``; forks do not move."""
     creds, warnings = _clean_stored(vault, remote)
@@ -394,6 +411,7 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
         for r in sorted(set(before) | set(after))
         if before.get(r) != after.get(r)
     )
+    _record(vault, "fetch", remote, updates)
     return TransferResult(vault.name, remote, updates, warnings=warnings)
 
 

@@ -12,7 +12,8 @@ journal             what it says                                               i
 ``changes.db``      what the kernel wrote in an overlay mount (the daemon's    file
                     inotify journal made durable, :mod:`..workspace.changelog`)
 reflog              every move of a fork's branch, by avfs or by git           ``ref_moved``
-``oplog.db``        checkpoints, restores, merges, undo, forks                 vault
+``oplog.db``        checkpoints, restores, merges, undo, forks, pushes,        vault
+                    fetches
 ``audit.ndjson``    each ``proxy exec``                                        ``exec``
 ==================  =========================================================  ==========
 

@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS ops(
 );
 """
 
+# operations the log records for the change stream (changes.py) that undo never takes back:
+# a push moved the server's refs, a fetch only remote-tracking refs (the next fetch sets them)
+RECORDED_ONLY = ("push", "fetch")
+_RECORDED_ONLY = ", ".join(f"'{k}'" for k in RECORDED_ONLY)
+
 
 class OpLog:
     def __init__(self, state_dir: str) -> None:
@@ -161,13 +166,16 @@ class OpLog:
         """The newest operation that is not undone and is not itself an undo of one; with
         ``fork``, the newest such operation that touched that fork (``undo`` inside a mount:
         another fork's operations are not that fork's to undo)."""
-        cond = "undone_by IS NULL AND kind != 'undo' AND kind != 'vault_create'"
+        cond = f"undone_by IS NULL AND kind NOT IN ('undo', 'vault_create', {_RECORDED_ONLY})"
         return next(self._newest(fork, cond), None)
 
     def last_redoable(self, fork: str | None = None) -> Operation | None:
         """The newest undo that is still in effect (not itself undone, and not a redo: an
         undo of an undo); ``redo`` undoes it. With ``fork``: of that fork's operations."""
-        cond = "kind = 'undo' AND undone_by IS NULL AND undoes IN (SELECT id FROM ops WHERE kind != 'undo')"
+        cond = (
+            "kind = 'undo' AND undone_by IS NULL"
+            f" AND undoes IN (SELECT id FROM ops WHERE kind NOT IN ('undo', {_RECORDED_ONLY}))"
+        )
         return next(self._newest(fork, cond), None)
 
 
