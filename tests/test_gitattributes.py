@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.store import gitattributes, gitnames
 from avfs_git.core.types import MODE_BLOB, MODE_LINK, MODE_TREE
-from avfs_git.core.workspace.overlay import OBJECT, Entry
+from avfs_git.core.workspace.overlayentry import OBJECT, Entry
 from avfs_git.core.workspace.wsstatus import GITATTRIBUTES, fsck_read
 
 from .fsckgit import blob, fsck_and_push

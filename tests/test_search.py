@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.errors import PathNotFoundError, RevisionNotFoundError, UsageError
-from avfs_git.core.operations import checkpoint, fts, history, search
+from avfs_git.core.operations import checkpoint, fts, greppattern, history, search
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.core.workspace.workspace import Workspace
 
@@ -153,7 +153,7 @@ def test_grep_invalid_and_catastrophic_patterns(ws: Workspace) -> None:
 )
 def test_grep_refuses_ambiguous_repeats_up_front(ws: Workspace, pattern: str, reason: str) -> None:
     with pytest.raises(UsageError, match="refusing pattern") as info:
-        search.compile_pattern(pattern)
+        greppattern.compile_pattern(pattern)
     assert info.value.details["reason"] == reason
 
 
@@ -175,7 +175,7 @@ def test_grep_refuses_ambiguous_repeats_up_front(ws: Workspace, pattern: str, re
     ],
 )
 def test_grep_accepts_unambiguous_repeats(ws: Workspace, pattern: str) -> None:
-    search.compile_pattern(pattern)
+    greppattern.compile_pattern(pattern)
 
 
 def test_grep_budget_holds_off_the_main_thread(ws: Workspace) -> None:

@@ -17,7 +17,7 @@ from avfs_git.core.errors import (
 )
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import MODE_EXEC, MODE_LINK, MODE_TREE, ChangeStatus, NodeKind
-from avfs_git.core.workspace.overlay import FILE, OBJECT
+from avfs_git.core.workspace.overlayentry import FILE, OBJECT
 
 
 def statuses(ws):

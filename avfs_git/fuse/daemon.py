@@ -430,7 +430,7 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Ca
     answers "everything": git looks at every file, slower but right)."""
     import stat as st
 
-    from ..core.workspace.overlay import DELETED
+    from ..core.workspace.overlayentry import DELETED
     from ..core.workspace.upperwatch import UpperWatch
     from ..mount.hooksocket import HookServer
     from ..mount.index import fsmonitor_token

@@ -103,7 +103,7 @@ def settle(ws: Workspace, seq0: int, timeout_s: float = 2.0) -> None:
     exits the mount may still hold a file it wrote "in use"; a checkpoint then keeps its
     entry in the overlay (to lose nothing written later) and the fork would look changed
     after the commit."""
-    from ..core.workspace.overlay import FILE
+    from ..core.workspace.overlayentry import FILE
 
     if ws.overlay.upper_active():
         return  # an overlay mount: the kernel wrote the files itself, nothing holds them

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ..vaults.vault import Vault
-    from ..workspace.overlay import Entry
+    from ..workspace.overlayentry import Entry
     from ..workspace.workspace import Workspace
 
 

@@ -39,7 +39,7 @@ from ..errors import UsageError
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
 from ..types import MODE_LINK, Change
-from ..workspace.overlay import FILE, Entry
+from ..workspace.overlayentry import FILE, Entry
 from ..workspace.sqlite import open_db
 from ..workspace.wsview import Node, Snapshot, View
 from .search import BINARY_PROBE

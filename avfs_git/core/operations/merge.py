@@ -52,8 +52,9 @@ from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
-from ..workspace.overlay import FILE
-from ..workspace.wscommit import keep_recovery, publish, retirable
+from ..workspace.overlayentry import FILE
+from ..workspace.wscommit import keep_recovery, publish
+from ..workspace.wsretire import retirable
 from .mergeconflicts import Conflict, _classify, _conflict_tree
 
 if TYPE_CHECKING:

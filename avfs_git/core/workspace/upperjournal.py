@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .overlay import Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import Entry
 
 __all__ = ["MARK_KEY", "Pending", "entries", "remember"]
 

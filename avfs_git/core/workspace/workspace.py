@@ -33,15 +33,17 @@ from ..store.identity import Signatures
 from ..store.objects import BlobStream
 from ..store.packwriter import PackWriter
 from ..types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
-from . import wsbase, wscommit
+from . import wsbase, wscapture, wscommit
 from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
-from .overlay import EMPTY_TREE_ID, Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import EMPTY_TREE_ID, Entry
 from .since import Since
+from .wschecks import VaultQuota
 from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, settled_now
-from .wswrite import Mutations, VaultQuota
+from .wswrite import Mutations
 
 __all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
 
@@ -355,7 +357,7 @@ class Workspace(Mutations, Generic[V_co]):
                 sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
         pw = self.store.pack_writer()
         try:
-            tree = wscommit.build(self, path, node.oid, by_parent, dirty, sub_dirty, pw) or EMPTY_TREE_ID
+            tree = wscapture.build(self, path, node.oid, by_parent, dirty, sub_dirty, pw) or EMPTY_TREE_ID
             pw.finish()
         except BaseException:
             pw.abort()
@@ -495,8 +497,8 @@ class Workspace(Mutations, Generic[V_co]):
         self, pack: PackWriter | None = None, *, include_ignored: bool = False
     ) -> tuple[str, list[Entry]]:
         """Write blobs and trees for the workspace; returns (root tree id, captured entries).
-        See :func:`.wscommit.capture`."""
-        return wscommit.capture(self, pack, include_ignored=include_ignored)
+        See :func:`.wscapture.capture`."""
+        return wscapture.capture(self, pack, include_ignored=include_ignored)
 
     def commit_overlay(
         self,

@@ -17,10 +17,10 @@ from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
-from . import wscommit
+from . import wsretire
 from .livedir import LiveDir
-from .overlay import DELETED, FILE, OBJECT, Entry
-from .wscommit import Fork
+from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .wscapture import Fork
 from .wsview import settled_now
 
 
@@ -168,7 +168,7 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
         held.append(p)
     with ws.overlay.pruning(ws.changes.prune_ignored):
         seen = ws.changes.entries()  # (on an overlay mount: O(changes), as a capture reads)
-    wscommit.retire_onto(ws, db, [], tip, seen=seen)
+    wsretire.retire_onto(ws, db, [], tip, seen=seen)
     _keep_parents(ws, db, held)
     # the database's entries at the paths git changed that now show the new base
     with ws.overlay.without_upper():
@@ -262,7 +262,7 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
         # everything uncheckpointed is now in the tip: the overlay has nothing left but
         # what git does not hold (paths it ignores, empty directories)
         entries = ws.overlay.all()
-        wscommit.retire_onto(ws, db, wscommit.retirable(ws, entries, tip_tree), tip, seen=entries)
+        wsretire.retire_onto(ws, db, wsretire.retirable(ws, entries, tip_tree), tip, seen=entries)
     return True
 
 
@@ -298,7 +298,7 @@ def _recover_pending(ws: Based) -> None:
                 # meanwhile have a newer seq than recorded and stay.
                 upto = int(ov.get_meta("pending_seq") or "0")
                 tree = ws.store.commit_tree(new)
-                ov.retire(ov.db, wscommit.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree))
+                ov.retire(ov.db, wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree))
                 ov.set_meta("base", new)
             ov.set_meta("pending", None)
             ov.set_meta("pending_seq", None)
@@ -322,10 +322,10 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             # lower trees they show (pinned where the new base differs)
             _live_reset(ws, live, view_tree or ws.store.commit_tree(base))
             with ws.overlay.txn() as db:
-                sources = wscommit.redirect_sources(ws, ws.overlay.all())
-                vanishing, _ = wscommit.vanishing_dirs(ws, base)
+                sources = wsretire.redirect_sources(ws, ws.overlay.all())
+                vanishing, _ = wsretire.vanishing_dirs(ws, base)
                 ws.overlay.set_meta("base", base)
-                wscommit.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
+                wsretire.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     kept: list[Entry] = []

@@ -20,7 +20,8 @@ from ..store.treediff import diff_entry, diff_trees, pair_renames
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
-from .overlay import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 

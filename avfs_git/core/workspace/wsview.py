@@ -37,7 +37,8 @@ from ..store import names
 from ..store.gitstore import GitStore
 from ..store.packwriter import file_blob_id
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, DirEntry, Stat, kind_of_mode
-from .overlay import DELETED, FILE, OBJECT, UPPER_FILE, Entry, Overlay
+from .overlay import Overlay
+from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
 
 MAX_SYMLINK_HOPS = 40
 CHUNK = 1 << 20

@@ -1,11 +1,11 @@
 """The mutations of a workspace: writes, directories, removals, moves and copies, modes,
-materializing a file, folding an unmounted overlay's upper layer, and the quota checks that
-come with them.
+materializing a file, folding an unmounted overlay's upper layer.
 
 A change goes to the overlay (one transaction each), or, while the fork has a live overlay
 mount, through the mount point (:class:`.livedir.LiveDir`), so that the kernel's caches see
-it. :class:`Mutations` is the part of :class:`.workspace.Workspace` that does this; what it
-needs of the rest is declared at its top.
+it. :class:`Mutations` is the part of :class:`.workspace.Workspace` that does this; what a
+write checks first (``expect``, the quota) and the storing of new content are its base,
+:class:`.wschecks.WriteChecks`, where what it needs of the rest is declared.
 """
 
 from __future__ import annotations
@@ -14,141 +14,28 @@ import os
 import shutil
 import stat as stat_
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from ..errors import (
     AlreadyExistsError,
     DirectoryNotEmptyError,
-    ExpectMismatchError,
     InvalidPathError,
     IsDirectoryError,
     NotDirectoryError,
     PathNotFoundError,
-    QuotaExceededError,
     SymlinkLoopError,
-    UsageError,
-    from_oserror,
 )
 from ..store import names
-from ..store.gitstore import EMPTY_TREE, GitStore, blob_id, file_blob_id
-from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, NodeKind, Stat, kind_of_mode
+from ..store.gitstore import EMPTY_TREE
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
 from . import upper
-from .livedir import LiveDir
-from .overlay import DELETED, FILE, OBJECT, Entry, Overlay
-from .wsview import CHUNK, MAX_SYMLINK_HOPS, Node, View, norm
-
-EXPECT_ABSENT = "absent"  # an ``expect`` that the path holds nothing (create only)
+from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .wschecks import WriteChecks, parse_expect, unlink_quiet
+from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
 
-def parse_expect(expect: str) -> str | None:
-    """An ``expect`` value: a full blob id (lower-case hex, 40 or 64 digits), or
-    :data:`EXPECT_ABSENT` (None); anything else is a UsageError."""
-    if expect == EXPECT_ABSENT:
-        return None
-    e = expect.strip().lower()
-    if len(e) in (40, 64) and all(c in "0123456789abcdef" for c in e):
-        return e
-    raise UsageError(
-        f"invalid expect {expect!r}: a full blob id (40 or 64 hex digits) or 'absent'",
-        hint="`avfs stat --json PATH` or `avfs cat --json PATH` gives the blob id (as `blob`)",
-        details={"expect": expect},
-    )
-
-
-class Readable(Protocol):
-    """What content streams offer: a file object, or a blob streamed out of git."""
-
-    def read(self, n: int = -1, /) -> bytes: ...
-
-
-class VaultQuota(Protocol):
-    """The vault's quota as a workspace checks it (:class:`.quota.QuotaTracker`)."""
-
-    def limits(self) -> tuple[int | None, int | None]: ...
-    def check(self, fork: str, own_bytes: int, own_files: int, grow_bytes: int, grow_files: int) -> None: ...
-    def bytes_left(self, fork: str, own_bytes: int) -> int: ...
-
-
-class Mutations:
+class Mutations(WriteChecks):
     """Every change a workspace makes to what it shows (mixed into :class:`.workspace.Workspace`)."""
-
-    fork: str
-    store: GitStore
-    overlay: Overlay
-    view: View
-    quota: VaultQuota
-    vault_name: str
-
-    def live_dir(self) -> LiveDir | None:
-        """The fork's live overlay mount, that changes go through (see the workspace)."""
-        raise NotImplementedError
-
-    def write_lock(self) -> AbstractContextManager[None]:
-        """The lock every write with ``expect`` holds from its check to its write (see
-        the workspace)."""
-        raise NotImplementedError
-
-    # -- optimistic writes: go ahead only if the path still holds what the caller read ------
-    def blob_of(self, path: str) -> str | None:
-        """The git blob id of what ``path`` holds now: a file's bytes, a symlink's target
-        (as git stores a link); None when nothing is there. What ``expect`` is compared
-        with, and what reads report as ``blob``. A directory is IsDirectoryError."""
-        p = norm(path)
-        try:
-            st = self.view.stat(p, follow=False)
-        except PathNotFoundError:
-            return None
-        if st.kind is NodeKind.DIR:
-            raise IsDirectoryError(f"{st.path}: is a directory", details={"path": st.path})
-        if st.kind is NodeKind.SYMLINK:
-            return blob_id(os.fsencode(st.target or ""))
-        if st.oid is not None and not st.materialized:
-            return st.oid
-        live = self.live_dir()
-        if live is not None:
-            try:
-                return file_blob_id(live.real(st.path))
-            except OSError as exc:
-                raise from_oserror(exc, st.path) from exc
-        return blob_id(self.view.read(st.path))
-
-    def _check_expect(self, path: str, expect: str) -> None:
-        """Raise ExpectMismatchError unless ``path`` holds ``expect`` (a blob id, or
-        :data:`EXPECT_ABSENT`); call with :meth:`write_lock` held."""
-        want = parse_expect(expect)
-        now = self.blob_of(path)
-        if now != want:
-            p = norm(path)
-            raise ExpectMismatchError(
-                f"{p} is not what the write expected: it holds {now or 'nothing'}, not {want or 'nothing'};"
-                " nothing was written",
-                hint="read it again (its blob id is details.current) and retry with that --expect",
-                details={"path": p, "expected": want, "current": now},
-            )
-
-    def _check_quota_size(self, adding: int) -> None:
-        """Refuse content that alone is over the vault's bytes limit, before storing it
-        (the check of the whole vault follows with the entry)."""
-        quota = self.quota.limits()[0]
-        if quota is not None and adding > quota:
-            raise QuotaExceededError(
-                f"file of {adding} bytes is over the vault's quota of {quota} bytes",
-                hint="raise it with `avfs quota set --bytes SIZE`",
-                details={"what": "bytes", "used": None, "adding": adding, "quota": quota},
-            )
-
-    def _check_quota(self, adding: int, replacing: int = 0, new_files: int = 0) -> tuple[int, int]:
-        """Refuse a change that adds ``adding`` bytes in place of ``replacing`` and
-        ``new_files`` overlay files when the vault would pass its quota (vault-wide: git
-        objects and every fork's overlay; see :class:`.quota.QuotaTracker`). Inside the
-        overlay's transaction the fork's own totals are exact. Returns the fork's overlay
-        totals (bytes, files) once the change is made."""
-        self._check_quota_size(adding)
-        nbytes, nfiles = self.overlay.totals()
-        after = (nbytes - replacing + adding, nfiles + new_files)
-        self.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
-        return after
 
     def _parent_dir(self, p: str, parents: bool) -> Node:
         """The directory ``p`` goes in (symlinks on the way followed), made first with
@@ -189,60 +76,6 @@ class Mutations:
             real = names.join(pnode.path, names.basename(real))
             last = self.view.lookup(real)
         return real
-
-    def _store_bytes(
-        self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False, new_file: int = 1
-    ) -> tuple[str, int]:
-        """Write content into a new overlay file; returns (fileid, size).
-
-        ``replacing`` is the size of overlay content this write replaces (not counted twice
-        against the quota); ``new_file``: 1 when the content becomes a file the overlay did
-        not have (the file quota), else 0. ``used_later``: check here only that the content
-        fits the quota at all (streams: while they are read); the caller checks the
-        vault's totals in its transaction.
-        """
-        fid = self.overlay.new_fileid()
-        dest = self.overlay.file_path(fid)
-        try:
-            if isinstance(src, bytes):
-                if used_later:
-                    self._check_quota_size(len(src))
-                else:
-                    self._check_quota(len(src), replacing, new_file)
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-                try:
-                    view = memoryview(src)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                finally:
-                    os.close(fd)
-                return fid, len(src)
-            if isinstance(src, str):
-                self._check_quota(os.stat(src).st_size, replacing, new_file)
-                shutil.copyfile(src, dest)
-                return fid, os.stat(dest).st_size
-            size = 0
-            if not used_later:
-                self._check_quota(0, 0, new_file)
-            quota_left = self.quota_left() + replacing
-            with open(dest, "wb") as fh:
-                while chunk := src.read(CHUNK):
-                    size += len(chunk)
-                    if size > quota_left:
-                        quota = self.quota.limits()[0]
-                        raise QuotaExceededError(
-                            f"content is over what is left of vault {self.vault_name}'s quota of"
-                            f" {quota} bytes ({max(0, quota_left)} bytes)",
-                            hint="checkpoint or rm changes, or raise it with `avfs quota set --bytes SIZE`",
-                            details={"what": "bytes", "used": None, "adding": size, "quota": quota},
-                        )
-                    fh.write(chunk)
-            return fid, size
-        except BaseException as exc:
-            _unlink_quiet(dest)
-            if isinstance(exc, OSError):
-                raise from_oserror(exc, dest) from exc
-            raise
 
     def write(
         self,
@@ -316,7 +149,7 @@ class Mutations:
                 self.overlay.put(db, e, "write", old=prior)
                 self.overlay.expect_totals(*totals)
         except BaseException:
-            _unlink_quiet(self.overlay.file_path(fid))
+            unlink_quiet(self.overlay.file_path(fid))
             raise
         # what stat() would find, without looking it up again (this is a mount's create path)
         return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
@@ -509,7 +342,7 @@ class Mutations:
                         self.overlay.put(db, Entry(s, DELETED, 0), op)
         except BaseException:
             for fid in new_files:
-                _unlink_quiet(self.overlay.file_path(fid))
+                unlink_quiet(self.overlay.file_path(fid))
             raise
         return d
 
@@ -591,11 +424,6 @@ class Mutations:
                 assert e.fileid is not None
                 self.overlay.set_size(db, e.path, e.fileid, size)
 
-    def quota_left(self) -> int:
-        """Bytes the vault may still grow by (a mount bounds its open files' writes by it):
-        exact when little is left, a lower bound otherwise; negative when over."""
-        return self.quota.bytes_left(self.fork, self.overlay.totals()[0])
-
     def fold_upper(self) -> int:
         """Move what an unmounted overlay's upper layer holds into the overlay's entries
         (files are hard-linked into ``files/`` before the entries commit, and leave the
@@ -649,7 +477,7 @@ class Mutations:
                         folded += 1
             except BaseException:
                 for fid in linked:
-                    _unlink_quiet(self.overlay.file_path(fid))
+                    unlink_quiet(self.overlay.file_path(fid))
                 raise
         for real, is_dir in sorted(done, key=lambda t: -t[0].count("/")):
             try:
@@ -706,10 +534,3 @@ def _known_size(data: bytes | IO[bytes]) -> int | None:
         return max(st.st_size - data.tell(), 0)
     except (OSError, AttributeError, ValueError):
         return None
-
-
-def _unlink_quiet(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

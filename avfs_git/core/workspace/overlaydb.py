@@ -1,0 +1,430 @@
+"""The storage of a workspace's overlay: its SQLite database (the schema and its
+migrations, one connection per thread, write transactions, meta records, the totals the
+quota reads) and its ``files/`` directory (file ids, files unlinked once the removal of
+their entries committed, claims against a mount's writers). :class:`OverlayDB` is the base
+of :class:`.overlay.Overlay`.
+
+Durability: SQLite in WAL mode with ``synchronous=NORMAL`` survives the death of any process
+(``kill -9``) with nothing lost; a power cut may lose the last transactions. File contents
+are written before their entry is committed, so an entry never names a missing file unless
+the disk lost it (then reads fail with ``corrupt_state``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from ..errors import AvfsError, CorruptStateError, from_oserror
+from ..store.threads import ThreadSlots
+from .overlayentry import LINK_FILE, UPPER_FILE, Entry
+from .sqlite import close_conn, open_db
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS entries(
+    path TEXT PRIMARY KEY,
+    parent TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    oid TEXT,
+    fileid TEXT,
+    origin TEXT,
+    size INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent);
+CREATE TABLE IF NOT EXISTS journal(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    op TEXT NOT NULL,
+    ts REAL NOT NULL,
+    pid INTEGER
+);
+"""
+# The bytes of materialized files, kept by triggers (quota checks ran SUM(size) over every
+# entry on each write: O(entries), ~2 ms per created file at 10k entries).
+_TOTALS = """
+CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY CHECK (id = 1), file_bytes INTEGER NOT NULL);
+INSERT OR IGNORE INTO totals(id, file_bytes)
+    SELECT 1, COALESCE(SUM(size), 0) FROM entries WHERE kind = 1;
+CREATE TRIGGER IF NOT EXISTS totals_ins AFTER INSERT ON entries WHEN NEW.kind = 1 BEGIN
+    UPDATE totals SET file_bytes = file_bytes + NEW.size WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS totals_del AFTER DELETE ON entries WHEN OLD.kind = 1 BEGIN
+    UPDATE totals SET file_bytes = file_bytes - OLD.size WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS totals_upd AFTER UPDATE ON entries BEGIN
+    UPDATE totals SET file_bytes = file_bytes
+        - (CASE WHEN OLD.kind = 1 THEN OLD.size ELSE 0 END)
+        + (CASE WHEN NEW.kind = 1 THEN NEW.size ELSE 0 END) WHERE id = 1;
+END;
+"""
+# collect_garbage asks whether a file id is still used: without an index every removal
+# scanned the table (n removals cost n^2; 55% of the daemon's CPU in a 10k unlink run)
+_FILEID_INDEX = "CREATE INDEX IF NOT EXISTS entries_fileid ON entries(fileid);"
+# The number of materialized files (what the vault's file quota counts), in the same row
+# as their bytes (one page written per transaction, not two), kept by the same triggers.
+# Two steps: ADD COLUMN may meet a column another process just added (open_db tolerates
+# that), then one transaction counts and replaces the triggers (idempotent).
+_FILES_COLUMN = "ALTER TABLE totals ADD COLUMN files INTEGER NOT NULL DEFAULT 0;"
+_FILES_TRIGGERS = """
+BEGIN IMMEDIATE;
+UPDATE totals SET files = (SELECT COUNT(*) FROM entries WHERE kind = 1) WHERE id = 1;
+DROP TRIGGER IF EXISTS totals_ins;
+DROP TRIGGER IF EXISTS totals_del;
+DROP TRIGGER IF EXISTS totals_upd;
+CREATE TRIGGER totals_ins AFTER INSERT ON entries WHEN NEW.kind = 1 BEGIN
+    UPDATE totals SET file_bytes = file_bytes + NEW.size, files = files + 1 WHERE id = 1;
+END;
+CREATE TRIGGER totals_del AFTER DELETE ON entries WHEN OLD.kind = 1 BEGIN
+    UPDATE totals SET file_bytes = file_bytes - OLD.size, files = files - 1 WHERE id = 1;
+END;
+CREATE TRIGGER totals_upd AFTER UPDATE ON entries BEGIN
+    UPDATE totals SET file_bytes = file_bytes
+        - (CASE WHEN OLD.kind = 1 THEN OLD.size ELSE 0 END)
+        + (CASE WHEN NEW.kind = 1 THEN NEW.size ELSE 0 END),
+        files = files - (OLD.kind = 1) + (NEW.kind = 1) WHERE id = 1;
+END;
+COMMIT;
+"""
+# the git ids of the upper layer's files by their stat data (what git's index does for a
+# worktree): a status of a mounted overlay hashes only what changed since it last looked
+_UPPER_OIDS = (
+    "CREATE TABLE IF NOT EXISTS upper_oids(path TEXT PRIMARY KEY, sig TEXT NOT NULL, oid TEXT NOT NULL);"
+)
+_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS
+_VERSION = 7
+_MIGRATIONS = {
+    7: _UPPER_OIDS,
+    2: "ALTER TABLE journal ADD COLUMN pid INTEGER",
+    3: _TOTALS,
+    4: _FILEID_INDEX,
+    5: _FILES_COLUMN,
+    6: _FILES_TRIGGERS,
+}
+_TOTALS_Q = "SELECT file_bytes, files FROM totals WHERE id = 1"
+
+
+def entry_of_row(r: tuple[object, ...]) -> Entry:
+    # the columns are ENTRY_COLS in Entry's order, typed by the schema (TEXT, INTEGER)
+    return Entry(*r)  # type: ignore[arg-type]
+
+
+ENTRY_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
+_LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
+
+
+class OverlayDB:
+    """The overlay's database and files directory; one connection per thread."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.dir = state_dir
+        self.files_dir = os.path.join(state_dir, "files")
+        # the upper layer of an overlay mount (core/workspace/upper.py): its paths are entries too,
+        # over the database's, unless with_upper is off (the mount's lower view itself)
+        self.upper_dir = os.path.join(state_dir, "upper")
+        self.links_dir = os.path.join(state_dir, "links")
+        self.with_upper = True
+        # whether the view without the upper layer has a directory at a path (set by the
+        # workspace: a directory of the upper layer is new or merges, by what is below)
+        self.lower_is_dir: Callable[[str], bool] | None = None
+        self.lower_tree: Callable[[str], str | None] | None = None
+        self._no_upper = threading.local()
+        # upper_oids' rows this process has read or written, by path: (sig, oid). A status
+        # in a mount's daemon (proxy exec's, before every command) asks for every upper file
+        # each time; a dict answers in a microsecond where the query costs ~20
+        self._oid_memo: dict[str, tuple[str, str]] = {}
+        self.db_path = os.path.join(state_dir, "overlay.db")
+        self._local = ThreadSlots(on_drop=close_conn)
+        self._write_lock = threading.Lock()
+        # called with the overlay's (bytes, files) after each committed transaction (the
+        # workspace publishes its totals for the vault's quota, see Vault.quota_usage)
+        self.after_commit: Callable[[int, int], None] | None = None
+        # called with the newest journal position after a transaction that journaled
+        # changes committed (the workspace then lets a live pure-FUSE mount show them)
+        self.after_change: Callable[[int], None] | None = None
+        # room for a write transaction while the kernel's quota of the state dir is full
+        # (Vault.own_room), and the error a write that still found it full is (the quota's)
+        self.room: Callable[[], AbstractContextManager[None]] | None = None
+        self.full_error: Callable[[BaseException], AvfsError | None] | None = None
+        try:
+            os.makedirs(self.files_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, self.files_dir) from exc
+
+    # -- connection ---------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        ns = self._local.ns()
+        conn: sqlite3.Connection | None = ns.get("conn")
+        if conn is None:
+            template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
+            # opening writes the WAL index SQLite maps (a page the kernel's full quota
+            # cannot reserve is a SIGBUS): with room, as a transaction is
+            with self._room():
+                conn = open_db(
+                    self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template
+                )
+            # INSERT OR REPLACE deletes the old row: its delete trigger must fire (totals)
+            conn.execute("PRAGMA recursive_triggers=ON")
+            ns["conn"] = conn
+            ns["depth"] = 0
+        return conn
+
+    def close(self) -> None:
+        """Release the SQLite connections of every thread (each thread reopens its own on
+        next use). Not while another thread is inside a transaction of this overlay."""
+        # the last connection's close checkpoints the WAL into the database: with room
+        with self._room():
+            self._local.release("conn", sqlite3.Connection.close)
+
+    @contextmanager
+    def txn(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nests by joining the outer one.
+
+        Threads of this process take turns on an in-process lock first: SQLite's own wait
+        for the write lock sleeps in steps of milliseconds, a thread lock hands over at
+        once. Files of entries the transaction removed are unlinked after it committed.
+        """
+        db = self.db
+        ns = self._local.ns()
+        if ns["depth"]:
+            ns["depth"] += 1
+            try:
+                yield db
+            finally:
+                ns["depth"] -= 1
+            return
+        # never wait forever: past the timeout SQLite's busy wait decides (and reports)
+        held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
+        room = self._room()
+        try:
+            room.__enter__()
+        except BaseException:
+            if held:
+                self._write_lock.release()
+            raise
+        try:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc):
+                    raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+                self._raise_if_full(exc)
+                raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
+            ns["depth"] = 1
+            ns["garbage"] = []
+            ns.pop("journaled", None)
+            totals: tuple[int, int] | None = None
+            try:
+                yield db
+                dead = self._dead_files(db, ns["garbage"])
+                if self.after_commit is not None:
+                    totals = ns.pop("totals", None) or self._totals(db)
+            except BaseException as exc:
+                ns["depth"] = 0
+                ns["garbage"] = []
+                ns.pop("totals", None)
+                if db.in_transaction:  # an I/O error may have rolled it back already
+                    db.execute("ROLLBACK")
+                self._release_claims()
+                ns.pop("journaled", None)
+                self._raise_if_full(exc)
+                raise
+            ns["depth"] = 0
+            ns["garbage"] = []
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._release_claims()
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if "readonly" in str(exc):
+                    raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
+                self._raise_if_full(exc)
+                raise
+        finally:
+            try:
+                room.__exit__(None, None, None)
+            finally:
+                if held:
+                    self._write_lock.release()
+        try:
+            self._unlink_files(dead)
+        finally:
+            self._release_claims()
+        journaled = ns.pop("journaled", None)
+        if journaled is not None and self.after_change is not None:
+            self.after_change(journaled)
+        hook = self.after_commit
+        if hook is not None and totals is not None:
+            hook(*totals)
+
+    @contextmanager
+    def _room(self) -> Iterator[None]:
+        """:attr:`room`, when set; a room that cannot be had (its lock, the kernel's
+        counters unreadable) is no room, never a failure of what it was for."""
+        cm = None
+        if self.room is not None:
+            try:
+                cm = self.room()
+                cm.__enter__()
+            except Exception:
+                cm = None
+        try:
+            yield
+        finally:
+            if cm is not None:
+                cm.__exit__(None, None, None)
+
+    def _raise_if_full(self, exc: BaseException) -> None:
+        """Raise the quota's error for ``exc`` when it is a write that found the kernel's
+        quota of this state dir full (EDQUOT; SQLite says "disk I/O error" or "database or
+        disk is full"): not an internal error, and not the host's disk."""
+        if isinstance(exc, AvfsError) or self.full_error is None:
+            return
+        err = self.full_error(exc)
+        if err is not None:
+            raise err from exc
+
+    # -- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def get_metas(self, *keys: str) -> dict[str, str]:
+        """The meta values of ``keys`` that are set, in one query."""
+        q = f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(keys))})"
+        return {str(k): str(v) for k, v in self.db.execute(q, keys)}
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.txn() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    def file_bytes(self) -> int:
+        r = self.db.execute("SELECT file_bytes FROM totals WHERE id = 1").fetchone()
+        return int(r[0]) if r is not None else 0
+
+    def totals(self) -> tuple[int, int]:
+        """(bytes, count) of the materialized files: what the vault's quota counts of this
+        overlay (kept by triggers: one row read, whatever the number of entries)."""
+        return self._totals(self.db)
+
+    def expect_totals(self, nbytes: int, nfiles: int) -> None:
+        """Inside a transaction, after its last change: what :meth:`totals` will be once it
+        commits (spares :attr:`after_commit` a query; a write knows it already). Ignored
+        in a nested transaction: the outer one may change more."""
+        ns = self._local.ns()
+        if ns.get("depth") == 1:
+            ns["totals"] = (nbytes, nfiles)
+
+    @staticmethod
+    def _totals(db: sqlite3.Connection) -> tuple[int, int]:
+        r = db.execute(_TOTALS_Q).fetchone()
+        return (int(r[0]), int(r[1])) if r is not None else (0, 0)
+
+    # -- garbage: files of removed entries ---------------------------------------------
+    def _garbage(self, db: sqlite3.Connection, fileid: str) -> None:
+        # The file is unlinked once the transaction committed (a rollback would leave an
+        # entry whose file is missing if the unlink ran first): see txn().
+        pending: list[str] | None = self._local.ns().get("garbage")
+        if pending is None:
+            pending = self._local.ns()["garbage"] = []
+        pending.append(fileid)
+
+    def _dead_files(self, db: sqlite3.Connection, pending: list[str]) -> list[str]:
+        """Of the file ids whose entries went in this transaction, those no entry uses
+        (asked before COMMIT, with the write lock held: the answer is the committed one)."""
+        if not pending:
+            return []
+        live: set[str] = set()
+        for i in range(0, len(pending), 500):
+            chunk = pending[i : i + 500]
+            q = f"SELECT fileid FROM entries WHERE fileid IN ({','.join('?' * len(chunk))})"
+            live.update(str(r[0]) for r in db.execute(q, chunk))
+        return [f for f in dict.fromkeys(pending) if f not in live]
+
+    def _unlink_files(self, fileids: list[str]) -> None:
+        for fid in fileids:
+            try:
+                os.unlink(self.file_path(fid))
+            except FileNotFoundError:
+                pass
+
+    def collect_garbage(self) -> None:
+        """Unlink the overlay files of entries removed by committed transactions (txn()
+        does it on commit; this is for a pending list left outside one)."""
+        ns = self._local.ns()
+        pending: list[str] = ns.get("garbage") or []
+        ns["garbage"] = []
+        self._unlink_files(self._dead_files(self.db, pending))
+
+    # -- files --------------------------------------------------------------------------
+    def file_path(self, fileid: str) -> str:
+        if fileid.startswith(UPPER_FILE):
+            return os.path.join(self.upper_dir, fileid[len(UPPER_FILE) :])
+        if fileid.startswith(LINK_FILE):
+            return os.path.join(self.links_dir, fileid[len(LINK_FILE) :])
+        return os.path.join(self.files_dir, fileid)
+
+    def _claim(self, fileid: str) -> bool:
+        """For :meth:`retire`: False when a mount has the file open for writing; else the
+        file is locked (``flock`` exclusive) until the transaction has ended and its dead
+        files are unlinked, so a mount opening it for writing meanwhile waits, then finds
+        it retired and opens the base's copy instead (fuse/ops.py, ``_open_rw``): a probe
+        that let go at once left a window where a write went to a file being retired."""
+        fd = self._exclusive(fileid)
+        if fd is None:
+            return False
+        if fd >= 0:
+            self._local.ns().setdefault("claims", []).append(fd)
+        return True
+
+    def _release_claims(self) -> None:
+        for fd in self._local.ns().pop("claims", []):
+            os.close(fd)
+
+    def in_use(self, fileid: str) -> bool:
+        """True when a mount has the file open for writing (it holds a shared flock on it)."""
+        fd = self._exclusive(fileid)
+        if fd is not None and fd >= 0:
+            os.close(fd)  # closing drops the probe's lock
+        return fd is None
+
+    def _exclusive(self, fileid: str) -> int | None:
+        """The overlay file opened and locked exclusively (its descriptor); -1 when there is
+        nothing to lock (an upper-layer file: the kernel's, never opened by avfs; or gone);
+        None when a mount holds it open for writing (a shared flock)."""
+        import fcntl
+
+        if fileid.startswith((UPPER_FILE, LINK_FILE)):
+            return -1
+        try:
+            fd = os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    def new_fileid(self) -> str:
+        return os.urandom(12).hex()
+
+    def open_file(self, fileid: str) -> int:
+        try:
+            return os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise CorruptStateError(
+                f"overlay file {fileid} is missing from {self.files_dir}",
+                hint="bring the path back with `avfs checkout PATH --from HEAD` (or rm it)",
+            ) from exc

@@ -1,0 +1,302 @@
+"""The upper layer of an overlay mount read as overlay entries (over the database's):
+what it holds at a path (a file, a link, a whiteout, a new or renamed directory, or a
+directory that merges with the lower one), the walks of it, the lower layer's paths under
+its redirects, and the cache of its files' git ids. :class:`UpperEntries` is the base of
+:class:`.overlay.Overlay`, whose reads put it over the database's entries.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from . import upper as up
+from .overlaydb import OverlayDB
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, LINK_FILE, OBJECT, SPECIAL_ORIGIN, UPPER_FILE, Entry
+
+if TYPE_CHECKING:
+    from .upperwatch import UpperWatch
+
+MERGED = "merged"  # the upper layer's directory at a path merges with the lower one
+
+
+class UpperEntries(OverlayDB):
+    """The upper layer of an overlay mount, read as entries."""
+
+    def upper_active(self) -> bool:
+        """Whether the upper layer holds anything this view reads."""
+        if not self.with_upper or int(getattr(self._no_upper, "depth", 0)):
+            return False
+        return not up.is_empty(self.upper_dir)
+
+    @contextmanager
+    def without_upper(self) -> Iterator[None]:
+        """Reads in this thread see the database's entries only (the lower view)."""
+        self._no_upper.depth = int(getattr(self._no_upper, "depth", 0)) + 1
+        try:
+            yield
+        finally:
+            self._no_upper.depth -= 1
+
+    def _lower_dir(self, path: str) -> bool:
+        if self.lower_is_dir is None:
+            return False
+        with self.without_upper():
+            return self.lower_is_dir(path)
+
+    def lower_path(self, path: str) -> str | None:
+        """The lower layer's path under ``path`` once the upper layer's redirects (renamed
+        directories) are followed; ``path`` itself when none is on the way; None when an
+        opaque directory of the upper layer (one made where a removed one was) at or above
+        ``path`` hides the lower layer there."""
+        lp: str | None = ""
+        q = ""
+        for comp in path.split("/"):
+            q = f"{q}/{comp}" if q else comp
+            r, opaque = up.dir_marks(os.path.join(self.upper_dir, q))
+            if r is not None and r.startswith("/"):
+                lp = r.strip("/")  # from the layer's root, whatever is above
+            elif lp is not None:
+                # a name in the same directory (a rename that kept the parent), or the same
+                # name: below the parent's lower path
+                name = r if r is not None else comp
+                lp = f"{lp}/{name}" if lp else name
+            if opaque:
+                lp = None  # it hides the lower layer below it (a redirect below starts over)
+        return lp
+
+    def _lower_tree(self, path: str) -> str | None:
+        """The git tree the lower layer shows at ``path`` (None: no directory there)."""
+        if self.lower_tree is None:
+            return None
+        with self.without_upper():
+            return self.lower_tree(path)
+
+    def _u_entry(self, path: str) -> Entry | str | None:
+        """What the upper layer holds at ``path``: an entry, :data:`MERGED` (a directory
+        merging with the lower one) or None (nothing: the lower layer shows through)."""
+        real = os.path.join(self.upper_dir, path) if path else self.upper_dir
+        st = up.lstat(real)
+        if st is None:
+            return None
+        try:
+            return self._u_classified(path, real, st)
+        except FileNotFoundError:
+            return None
+
+    def upper_dir_entry(self, path: str, real: str, st: os.stat_result) -> Entry | None:
+        """The entry the upper layer's directory at ``path`` makes (None: it merges with the
+        lower one)."""
+        got = self._u_classified(path, real, st)
+        return got if isinstance(got, Entry) else None
+
+    def _u_classified(self, path: str, real: str, st: os.stat_result) -> Entry | str:
+        kind = up.classify(real, st)
+        if kind == up.REG:
+            mode = 0o100755 if st.st_mode & 0o100 else 0o100644
+            return Entry(path, FILE, mode, None, UPPER_FILE + path, None, st.st_size, 0)
+        if kind == up.LINK:
+            target = os.fsencode(os.readlink(real))
+            return Entry(
+                path,
+                FILE,
+                0o120000,
+                None,
+                LINK_FILE + up.link_file(self.links_dir, target),
+                None,
+                len(target),
+                0,
+            )
+        if kind == up.OPAQUE:
+            return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
+        if kind == up.DIR:
+            if not path:
+                return MERGED
+            lower = self.lower_path(path)
+            if lower is None:  # below an opaque directory: nothing of the lower layer
+                return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
+            if up.redirect(real) is not None:
+                oid = self._lower_tree(lower)
+                if oid is not None:
+                    return Entry(path, OBJECT, 0o040000, oid)
+            if self._lower_dir(lower):
+                if lower != path:  # below a renamed directory: its lower content moved too
+                    oid = self._lower_tree(lower)
+                    return Entry(path, OBJECT, 0o040000, oid or EMPTY_TREE_ID)
+                return MERGED
+            return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
+        if kind == up.SPECIAL:  # a fifo, socket, device: git has none (origin says which)
+            return Entry(path, DELETED, 0, None, None, SPECIAL_ORIGIN + up.special_kind(st))
+        return Entry(path, DELETED, 0)  # a whiteout
+
+    def _u_chain(self, path: str) -> tuple[Entry | None, bool]:
+        """(the upper layer's entry at ``path``, whether the upper layer hides the database's
+        entries at and below ``path``: an entry of its own there or above)."""
+        hidden = False
+        parts = path.split("/") if path else []
+        for i in range(len(parts) + 1):
+            p = "/".join(parts[:i])
+            got = self._u_entry(p)
+            if got is None:
+                return None, hidden  # nothing deeper in the upper layer either
+            if got == MERGED:
+                continue
+            assert isinstance(got, Entry)
+            if i == len(parts):
+                return got, True
+            if got.kind != OBJECT:
+                return None, True  # a file or whiteout above: nothing below it
+            hidden = True
+        return None, hidden
+
+    @contextmanager
+    def pruning(self, prune: Callable[[list[str], list[Entry]], set[str]]) -> Iterator[None]:
+        """Walks of the upper layer in this thread leave out the new directories ``prune``
+        names (given the new top directories and the entries found so far): the ones git
+        ignores, whose thousands of files (a node_modules, a venv) a status or checkpoint
+        never reads. Such a directory shows as a new empty one."""
+        self._no_upper.prune = prune
+        try:
+            yield
+        finally:
+            self._no_upper.prune = None
+
+    def _u_walk(self, prefix: str) -> tuple[list[Entry], list[str]]:
+        """(the upper layer's entries strictly below directory ``prefix``, the paths whose
+        database entries it hides: those of its own entries that are not merging dirs)."""
+        out: list[Entry] = []
+        hides: list[str] = []
+        prune = getattr(self._no_upper, "prune", None)
+        deferred: list[tuple[str, str]] = []  # new top directories, walked once asked about
+        top = os.path.join(self.upper_dir, prefix) if prefix else self.upper_dir
+        stack = [(prefix, top, False)]
+        while True:
+            while stack:
+                p, real, inside_new = stack.pop()
+                try:
+                    it = os.scandir(real)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                with it:
+                    for de in it:
+                        if de.name == ".git":
+                            continue  # a nested repository's own (never part of the fork)
+                        child = f"{p}/{de.name}" if p else de.name
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                            got = self._u_classified(child, de.path, st)
+                        except FileNotFoundError:
+                            continue  # gone since it was listed: the kernel's writes go on
+                        if got != MERGED:
+                            assert isinstance(got, Entry)
+                            out.append(got)
+                            hides.append(child)
+                        if de.is_dir(follow_symlinks=False):
+                            new = isinstance(got, Entry) and self._new_dir(child, de.path, st, got)
+                            if prune is not None and new and not inside_new:
+                                deferred.append((child, de.path))
+                            else:
+                                stack.append((child, de.path, inside_new or new))
+            if not deferred:
+                break
+            assert prune is not None
+            skip = prune([d for d, _ in deferred], out)
+            stack = [(d, real, True) for d, real in deferred if d not in skip]
+            deferred = []
+        return out, hides
+
+    def upper_top(self, path: str) -> str | None:
+        """The shallowest of ``path`` and its ancestors that the upper layer holds as an
+        entry of its own (a file, whiteout, or a directory that does not merge with the
+        lower layer's); None when it holds nothing there but merging directories (the
+        lower layer shows through at ``path``)."""
+        parts = path.split("/") if path else []
+        for i in range(1, len(parts) + 1):
+            got = self._u_entry("/".join(parts[:i]))
+            if got is None:
+                return None
+            if got != MERGED:
+                return "/".join(parts[:i])
+        return None
+
+    def _new_dir(self, path: str, real: str, st: os.stat_result, got: Entry) -> bool:
+        """Whether the upper layer's directory ``path`` (its entry ``got``) is new: nothing
+        of the lower layer under it, where the lower layer has no directory either (an
+        opaque one made where none was: overlayfs marks some so, and so does a remount's
+        tidying, core/workspace/upper.py). One that replaced a lower directory is not: what it hides
+        of the base is a change."""
+        if got.kind != OBJECT or got.oid != EMPTY_TREE_ID:
+            return False
+        kind = up.classify(real, st)
+        if kind == up.DIR:
+            return True
+        if kind != up.OPAQUE:
+            return False
+        parent, _, name = path.rpartition("/")
+        lp = self.lower_path(parent) if parent else ""
+        return lp is None or not self._lower_dir(f"{lp}/{name}" if lp else name)
+
+    def _merge(self, db: list[Entry], upper: list[Entry], hides: list[str]) -> list[Entry]:
+        if not upper and not hides:
+            return db
+        hidden = set(hides)
+
+        def shown(path: str) -> bool:
+            if path in hidden:
+                return False
+            i = path.rfind("/")
+            while i > 0:
+                if path[:i] in hidden:
+                    return False
+                i = path.rfind("/", 0, i)
+            return True
+
+        out = [e for e in db if shown(e.path)] + upper
+        out.sort(key=lambda e: e.path)
+        return out
+
+    def upper_journal(self) -> UpperWatch | None:
+        """The journal of this overlay's upper layer when this process keeps it (the mount
+        daemon, and ``proxy exec``'s warm server in it): what changed there, O(changes).
+        A process that never loaded :mod:`.upperwatch` keeps none (and loads nothing)."""
+        watches = sys.modules.get(f"{__package__}.upperwatch")
+        if watches is None or not self.upper_active():
+            return None
+        got: UpperWatch | None = watches.live(self.upper_dir)
+        return got
+
+    def upper_changed_since(self, t_ns: int) -> list[str]:
+        """The paths of the upper layer whose inode changed at or after ``t_ns`` (what a
+        command run in an overlay mount wrote, deleted or renamed: the kernel keeps no
+        journal of ours)."""
+        if not self.upper_active():
+            return []
+        return [p for p, _real, st in up.entries(self.upper_dir) if st.st_ctime_ns >= t_ns]
+
+    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
+        """The git blob id of an upper-layer file, from the cache when its stat data match
+        (``hash_file`` computes it otherwise, and the cache keeps it)."""
+        path = self.file_path(fileid)
+        rel = fileid[len(UPPER_FILE) :]
+        st = os.lstat(path)
+        sig = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_mode}"
+        memo = self._oid_memo.get(rel)
+        if memo is not None and memo[0] == sig:
+            return memo[1]
+        r = self.db.execute("SELECT oid FROM upper_oids WHERE path=? AND sig=?", (rel, sig)).fetchone()
+        if r is not None:
+            self._oid_memo[rel] = (sig, str(r[0]))
+            return str(r[0])
+        oid = hash_file(path)
+        if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
+            # not while the file may still be written within its timestamp's granularity
+            with self.txn() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)", (rel, sig, oid)
+                )
+            self._oid_memo[rel] = (sig, oid)
+        return oid

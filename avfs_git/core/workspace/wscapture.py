@@ -1,0 +1,278 @@
+"""Capture: a workspace's overlay written as git objects, the blobs of its materialized files
+and the trees on changed paths (O(changed paths x depth), never O(tree)), with what git
+cannot hold or refuses left out (paths git ignores, names git refuses, ``.gitmodules`` and
+``.gitattributes`` whose contents ``git fsck`` refuses), and :class:`Fork`, what commit
+building needs of a workspace. The first step of :mod:`.wscommit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import CorruptStateError
+from ..store import names
+from ..store.gitformat import tree_bytes
+from ..store.gitnames import refusal
+from ..store.gitstore import EMPTY_TREE, GitStore
+from ..store.identity import Signatures
+from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
+from ..types import MODE_TREE
+from .livedir import LiveDir
+from .overlay import Overlay
+from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
+from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
+from .wsview import RACE_TRIES, Raced, View, dirty_dirs
+
+
+class Fork(Protocol):
+    """What commit building needs of a workspace (:class:`.workspace.Workspace` is one)."""
+
+    fork: str
+    store: GitStore
+    overlay: Overlay
+    view: View
+    changes: Changes
+    captured_ignored: Ignored  # what the last capture left out
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def base(self) -> str: ...
+    @property
+    def base_tree(self) -> str: ...
+    def tip(self) -> str | None: ...
+    def author(self) -> Signatures: ...
+    def live_mount(self) -> LiveDir | None: ...
+    def mounted_without_upper(self) -> bool: ...
+    def base_moved(self, *, view_changed: bool) -> None: ...
+
+
+def capture(
+    ws: Fork,
+    pack: PackWriter | None = None,
+    *,
+    include_ignored: bool = False,
+    only: Callable[[str], bool] | None = None,
+) -> tuple[str, list[Entry]]:
+    """Write blobs and trees for the workspace; returns (root tree id, captured entries).
+
+    ``only``: the entries whose paths it takes (the rest stay out of the tree and the
+    overlay keeps them, on top of the commit). Paths git ignores are left out of the tree
+    (``include_ignored``: kept) and their entries are not among the captured ones: a checkpoint, which retires what it
+    captured, leaves them in the overlay (a venv keeps working across checkpoints). So are
+    the ``.gitmodules`` and ``.gitattributes`` files whose contents git refuses
+    (:mod:`.gitmodules`, :mod:`.gitattributes`): the tree
+    keeps what it held there, and the workspace keeps the file (``not_recorded``).
+
+    Cost: one blob per materialized file plus the trees on changed paths
+    (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
+    caller finishes), or into a pack of their own.
+    """
+    ws.captured_ignored = NO_IGNORED
+    if include_ignored:
+        entries = ws.overlay.all()
+    else:
+        with ws.overlay.pruning(ws.changes.prune_ignored):
+            entries = ws.changes.entries()  # (on an overlay mount: O(changes), see upperjournal)
+    if not entries:
+        return ws.base_tree, []
+    own = pack is None
+    pw = pack if pack is not None else ws.store.pack_writer()
+    try:
+        for tries_left in range(RACE_TRIES - 1, -1, -1):
+            try:
+                to_build = entries
+                if not include_ignored:
+                    to_build, entries = _leave_out_ignored(ws, entries)
+                if only is not None:
+                    to_build = [e for e in to_build if only(e.path)]
+                    entries = [e for e in entries if only(e.path)]
+                refused: set[str] = set()
+                tree = _capture_entries(ws, to_build, pw, refused)
+                if refused:
+                    entries = [e for e in entries if e.path not in refused]
+                break
+            except Raced:
+                # a file was replaced (and its old bytes unlinked) by a write that came
+                # after the entries were read: read them again (objects already in the
+                # pack are harmless duplicates)
+                if not tries_left:
+                    from ..errors import BusyError
+
+                    raise BusyError(
+                        f"the workspace of fork {ws.fork} kept changing during the checkpoint",
+                        hint="try again",
+                        details={"fork": ws.fork},
+                    ) from None
+                if include_ignored:
+                    entries = ws.overlay.all()
+                else:
+                    with ws.overlay.pruning(ws.changes.prune_ignored):
+                        entries = ws.changes.entries()
+        if own:
+            pw.finish()
+    except BaseException:
+        if own:
+            pw.abort()
+        raise
+    return tree, entries
+
+
+def _leave_out_ignored(ws: Fork, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+    """(the entries to build a tree from, the entries that count as captured), the
+    paths git ignores left out of both: their own entries are dropped, and a deletion
+    of each takes them out of git trees that hold them (a fork's or an undo's view)."""
+    ws.captured_ignored = NO_IGNORED
+    if not any(e.kind != DELETED for e in entries):
+        return entries, entries
+    ign = ws.captured_ignored = ws.changes.ignored_in(entries)
+    if not ign.tops:
+        return entries, entries
+    _pin_ignored(ws, entries, ign)
+    kept = [e for e in entries if not ign.covers(e.path)]
+    return kept + [Entry(t, DELETED, 0) for t in sorted(ign.tops)], kept
+
+
+def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:
+    """Give each ignored path that only a git tree of an ancestor entry holds (a fork's
+    or an undo's view) an entry of its own, as it shows now (the view does not change),
+    so that retiring the ancestor after a checkpoint does not take it away."""
+    have = {e.path for e in entries}
+    todo = sorted(t for t in ign.tops if t not in have)
+    if not todo:
+        return
+    with ws.overlay.txn() as db:
+        for t in todo:
+            chain = [*names.ancestors(t), t]
+            got = ws.overlay.get_many(chain)
+            if t in got:
+                continue
+            deepest = max((i for i, q in enumerate(chain) if q in got), default=None)
+            if deepest is None:
+                continue  # no entry holds it: nothing would take it away
+            ok = True
+            for q in chain[deepest + 1 : -1]:
+                node = ws.view.lookup(q)
+                if node is None or not node.is_dir or node.oid is None:
+                    ok = False
+                    break
+                ws.overlay.put(db, Entry(q, OBJECT, MODE_TREE, node.oid, None, ws.view.origin(q)), "pin")
+            node = ws.view.lookup(t)
+            if ok and node is not None and node.oid is not None and node.entry is None:
+                ws.overlay.put(db, Entry(t, OBJECT, node.mode, node.oid), "pin")
+
+
+def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter, refused: set[str]) -> str:
+    """The root tree of the workspace made of ``entries`` (see :func:`capture`; ``refused``
+    gets the paths of the ``.gitmodules`` and ``.gitattributes`` left out for their
+    contents)."""
+    dirty = dirty_dirs(entries)
+    by_parent: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e.path:
+            by_parent.setdefault(names.parent_of(e.path), []).append(e)
+    sub_dirty: dict[str, list[str]] = {}
+    for d in dirty:
+        if d:
+            sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
+    root_entry = next((e for e in entries if e.path == ""), None)
+    root_oid = root_entry.oid if root_entry is not None else ws.base_tree
+    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw, refused)
+    assert tree is not None
+    return tree
+
+
+def build(
+    ws: Fork,
+    p: str,
+    under: str | None,
+    by_parent: dict[str, list[Entry]],
+    dirty: set[str],
+    sub_dirty: dict[str, list[str]],
+    pw: PackWriter,
+    refused: set[str] | None = None,
+) -> str | None:
+    """The new tree of directory ``p`` (None when it ends up empty; the root never is).
+
+    Names git refuses (:mod:`.gitnames`) and ``.gitmodules`` and ``.gitattributes`` files
+    whose contents it refuses (:mod:`.gitmodules`, :mod:`.gitattributes`; their paths go
+    into ``refused``) are left out, the tree keeping what it held there."""
+    items = dict(ws.store.tree_items(under))
+    subdirs: dict[str, str | None] = {}
+    for e in by_parent.get(p, []):
+        name = names.basename(e.path)
+        if e.kind == DELETED:
+            items.pop(name, None)
+        elif refusal(name, e.mode) is not None:
+            continue  # git refuses the name: left out, the entry stays (see retirable)
+        elif (rule := fsck_read(name, e)) is not None:
+            # git fsck checks what it holds: the bytes checked are the bytes recorded
+            held = items.get(name)
+            try:
+                data, got = content_check(
+                    ws.store,
+                    ws.overlay,
+                    e,
+                    held[0] if held is not None and held[1] != MODE_TREE else None,
+                    rule,
+                )
+            except FileNotFoundError as exc:
+                raise _missing(ws, e, exc) from exc
+            if got is not None:
+                if refused is not None:
+                    refused.add(e.path)
+                continue  # left out, the entry stays (not captured: see capture)
+            if e.kind == FILE:
+                assert data is not None
+                items[name] = (pw.add(OBJ_BLOB, data), e.mode)
+            else:
+                assert e.oid is not None
+                items[name] = (e.oid, e.mode)
+        elif e.kind == FILE:
+            assert e.fileid is not None
+            try:
+                oid = pw.add_file(ws.overlay.file_path(e.fileid))
+            except FileNotFoundError as exc:
+                raise _missing(ws, e, exc) from exc
+            items[name] = (oid, e.mode)
+        elif e.mode == MODE_TREE:
+            subdirs[name] = e.oid
+            items.pop(name, None)
+        else:
+            assert e.oid is not None
+            items[name] = (e.oid, e.mode)
+    # directories with changes below them but no entry of their own
+    for name in sub_dirty.get(p, []):
+        if name not in subdirs:
+            existing = items.get(name)
+            subdirs[name] = existing[0] if existing is not None and existing[1] == MODE_TREE else None
+    for name, sub_oid in subdirs.items():
+        child = names.join(p, name)
+        if refusal(name, MODE_TREE) is not None:
+            continue  # a directory git refuses (GIT~1, '.git '...): left out with all below it
+        new: str | None
+        if child in dirty:
+            new = build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused)
+        else:
+            new = sub_oid if sub_oid and sub_oid != EMPTY_TREE and ws.store.tree_items(sub_oid) else None
+        items.pop(name, None)
+        if new is not None:
+            items[name] = (new, MODE_TREE)
+    if not items and p:
+        return None
+    return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
+
+
+def _missing(ws: Fork, e: Entry, exc: FileNotFoundError) -> Exception:
+    """What a capture raises for the overlay file of ``e`` found missing."""
+    assert e.fileid is not None
+    now = ws.overlay.get(e.path)
+    if now is None or now.seq != e.seq or e.fileid.startswith(UPPER_FILE):
+        # replaced since the entries were read (an upper-layer file: the kernel renames
+        # and unlinks under a capture at any time)
+        return Raced(f"{e.path} was replaced while being captured")
+    return CorruptStateError(
+        f"overlay file of {e.path} is missing",
+        hint=f"bring it back with `avfs checkout {e.path} --from HEAD` or remove it",
+    )

@@ -1,0 +1,207 @@
+"""What a workspace's write checks before it changes anything, and the storing of new
+content: that the path still holds what the caller read (``expect``, optimistic writes),
+that the vault's quota has room, and content written into a new overlay file under it.
+
+:class:`WriteChecks` is the base of :class:`.wswrite.Mutations` (mixed into
+:class:`.workspace.Workspace`); what it needs of the workspace is declared at its top.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from ..errors import (
+    ExpectMismatchError,
+    IsDirectoryError,
+    PathNotFoundError,
+    QuotaExceededError,
+    UsageError,
+    from_oserror,
+)
+from ..store.gitstore import GitStore, blob_id, file_blob_id
+from ..types import NodeKind
+from .livedir import LiveDir
+from .overlay import Overlay
+from .wsview import CHUNK, View, norm
+
+EXPECT_ABSENT = "absent"  # an ``expect`` that the path holds nothing (create only)
+
+
+def parse_expect(expect: str) -> str | None:
+    """An ``expect`` value: a full blob id (lower-case hex, 40 or 64 digits), or
+    :data:`EXPECT_ABSENT` (None); anything else is a UsageError."""
+    if expect == EXPECT_ABSENT:
+        return None
+    e = expect.strip().lower()
+    if len(e) in (40, 64) and all(c in "0123456789abcdef" for c in e):
+        return e
+    raise UsageError(
+        f"invalid expect {expect!r}: a full blob id (40 or 64 hex digits) or 'absent'",
+        hint="`avfs stat --json PATH` or `avfs cat --json PATH` gives the blob id (as `blob`)",
+        details={"expect": expect},
+    )
+
+
+class Readable(Protocol):
+    """What content streams offer: a file object, or a blob streamed out of git."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class VaultQuota(Protocol):
+    """The vault's quota as a workspace checks it (:class:`.quota.QuotaTracker`)."""
+
+    def limits(self) -> tuple[int | None, int | None]: ...
+    def check(self, fork: str, own_bytes: int, own_files: int, grow_bytes: int, grow_files: int) -> None: ...
+    def bytes_left(self, fork: str, own_bytes: int) -> int: ...
+
+
+class WriteChecks:
+    """The checks of a workspace's writes, and content stored under the quota."""
+
+    fork: str
+    store: GitStore
+    overlay: Overlay
+    view: View
+    quota: VaultQuota
+    vault_name: str
+
+    def live_dir(self) -> LiveDir | None:
+        """The fork's live overlay mount, that changes go through (see the workspace)."""
+        raise NotImplementedError
+
+    def write_lock(self) -> AbstractContextManager[None]:
+        """The lock every write with ``expect`` holds from its check to its write (see
+        the workspace)."""
+        raise NotImplementedError
+
+    # -- optimistic writes: go ahead only if the path still holds what the caller read ------
+    def blob_of(self, path: str) -> str | None:
+        """The git blob id of what ``path`` holds now: a file's bytes, a symlink's target
+        (as git stores a link); None when nothing is there. What ``expect`` is compared
+        with, and what reads report as ``blob``. A directory is IsDirectoryError."""
+        p = norm(path)
+        try:
+            st = self.view.stat(p, follow=False)
+        except PathNotFoundError:
+            return None
+        if st.kind is NodeKind.DIR:
+            raise IsDirectoryError(f"{st.path}: is a directory", details={"path": st.path})
+        if st.kind is NodeKind.SYMLINK:
+            return blob_id(os.fsencode(st.target or ""))
+        if st.oid is not None and not st.materialized:
+            return st.oid
+        live = self.live_dir()
+        if live is not None:
+            try:
+                return file_blob_id(live.real(st.path))
+            except OSError as exc:
+                raise from_oserror(exc, st.path) from exc
+        return blob_id(self.view.read(st.path))
+
+    def _check_expect(self, path: str, expect: str) -> None:
+        """Raise ExpectMismatchError unless ``path`` holds ``expect`` (a blob id, or
+        :data:`EXPECT_ABSENT`); call with :meth:`write_lock` held."""
+        want = parse_expect(expect)
+        now = self.blob_of(path)
+        if now != want:
+            p = norm(path)
+            raise ExpectMismatchError(
+                f"{p} is not what the write expected: it holds {now or 'nothing'}, not {want or 'nothing'};"
+                " nothing was written",
+                hint="read it again (its blob id is details.current) and retry with that --expect",
+                details={"path": p, "expected": want, "current": now},
+            )
+
+    def _check_quota_size(self, adding: int) -> None:
+        """Refuse content that alone is over the vault's bytes limit, before storing it
+        (the check of the whole vault follows with the entry)."""
+        quota = self.quota.limits()[0]
+        if quota is not None and adding > quota:
+            raise QuotaExceededError(
+                f"file of {adding} bytes is over the vault's quota of {quota} bytes",
+                hint="raise it with `avfs quota set --bytes SIZE`",
+                details={"what": "bytes", "used": None, "adding": adding, "quota": quota},
+            )
+
+    def _check_quota(self, adding: int, replacing: int = 0, new_files: int = 0) -> tuple[int, int]:
+        """Refuse a change that adds ``adding`` bytes in place of ``replacing`` and
+        ``new_files`` overlay files when the vault would pass its quota (vault-wide: git
+        objects and every fork's overlay; see :class:`.quota.QuotaTracker`). Inside the
+        overlay's transaction the fork's own totals are exact. Returns the fork's overlay
+        totals (bytes, files) once the change is made."""
+        self._check_quota_size(adding)
+        nbytes, nfiles = self.overlay.totals()
+        after = (nbytes - replacing + adding, nfiles + new_files)
+        self.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
+        return after
+
+    def _store_bytes(
+        self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False, new_file: int = 1
+    ) -> tuple[str, int]:
+        """Write content into a new overlay file; returns (fileid, size).
+
+        ``replacing`` is the size of overlay content this write replaces (not counted twice
+        against the quota); ``new_file``: 1 when the content becomes a file the overlay did
+        not have (the file quota), else 0. ``used_later``: check here only that the content
+        fits the quota at all (streams: while they are read); the caller checks the
+        vault's totals in its transaction.
+        """
+        fid = self.overlay.new_fileid()
+        dest = self.overlay.file_path(fid)
+        try:
+            if isinstance(src, bytes):
+                if used_later:
+                    self._check_quota_size(len(src))
+                else:
+                    self._check_quota(len(src), replacing, new_file)
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    view = memoryview(src)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                return fid, len(src)
+            if isinstance(src, str):
+                self._check_quota(os.stat(src).st_size, replacing, new_file)
+                shutil.copyfile(src, dest)
+                return fid, os.stat(dest).st_size
+            size = 0
+            if not used_later:
+                self._check_quota(0, 0, new_file)
+            quota_left = self.quota_left() + replacing
+            with open(dest, "wb") as fh:
+                while chunk := src.read(CHUNK):
+                    size += len(chunk)
+                    if size > quota_left:
+                        quota = self.quota.limits()[0]
+                        raise QuotaExceededError(
+                            f"content is over what is left of vault {self.vault_name}'s quota of"
+                            f" {quota} bytes ({max(0, quota_left)} bytes)",
+                            hint="checkpoint or rm changes, or raise it with `avfs quota set --bytes SIZE`",
+                            details={"what": "bytes", "used": None, "adding": size, "quota": quota},
+                        )
+                    fh.write(chunk)
+            return fid, size
+        except BaseException as exc:
+            unlink_quiet(dest)
+            if isinstance(exc, OSError):
+                raise from_oserror(exc, dest) from exc
+            raise
+
+    def quota_left(self) -> int:
+        """Bytes the vault may still grow by (a mount bounds its open files' writes by it):
+        exact when little is left, a lower bound otherwise; negative when over."""
+        return self.quota.bytes_left(self.fork, self.overlay.totals()[0])
+
+
+def unlink_quiet(path: str) -> None:
+    """Remove an overlay file a failed write made, if it is there."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,181 @@
+"""Retiring what a commit holds: the captured entries dropped from the overlay once the
+fork's ref is on the commit, the commit made the base, and what the workspace shows kept
+as it was: the directories an overlay mount's renamed directories reach in the lower
+layer (overlayfs redirects) and the merge directories pinned, emptied directories kept.
+Used by :func:`.wscommit.publish` and by :mod:`.wsbase` (a crashed checkpoint finished, a
+moved ref adopted).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..store import names
+from ..store.treediff import diff_trees
+from ..types import MODE_TREE, Change
+from . import upper
+from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
+from .wscapture import Fork
+from .wsview import Node
+
+
+def retire_onto(
+    ws: Fork, db: Any, captured: list[Entry], commit: str, *, seen: list[Entry] | None = None
+) -> None:
+    """In the overlay's transaction ``db``: retire the ``captured`` entries (``commit``
+    holds them) and make ``commit`` the base, keeping what the upper layer's renamed
+    directories show (:func:`pin_sources`; ``seen``: every entry the capture read,
+    retirable or not, where those directories are looked for)."""
+    sources = redirect_sources(ws, seen if seen is not None else captured)
+    vanishing, emptied = vanishing_dirs(ws, commit)
+    ws.overlay.retire(db, captured)
+    ws.overlay.set_meta("base", commit)
+    pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
+    for d in emptied:
+        # git keeps no empty directory, the workspace does (as git's checkout leaves one)
+        if ws.view.lookup(d) is None:
+            ws.overlay.put(db, Entry(d, OBJECT, MODE_TREE, EMPTY_TREE_ID), "empty")
+    if seen is not None:
+        _empty_kept_trees(ws, db, seen, captured, commit)
+
+
+def _empty_kept_trees(ws: Fork, db: Any, seen: list[Entry], retired: list[Entry], commit: str) -> None:
+    """A directory entry the commit does not hold (it showed empty: ``mv a/x b/d`` then
+    ``rm b/d/*``) stays, to keep the empty directory, while the deletions below it are
+    retired with the commit: it must then show an empty tree, not the tree it was made
+    from, or the removed files come back."""
+    gone = {e.path for e in retired}
+    tree = ws.store.commit_tree(commit)
+    for e in seen:
+        if (
+            e.seq
+            and e.path
+            and e.path not in gone
+            and e.kind == OBJECT
+            and e.mode == MODE_TREE
+            and e.oid != EMPTY_TREE_ID
+            and ws.store.tree_lookup(tree, e.path) is None
+        ):
+            ws.overlay.put(db, Entry(e.path, OBJECT, MODE_TREE, EMPTY_TREE_ID), "empty")
+
+
+def vanishing_dirs(ws: Fork, commit: str) -> tuple[dict[str, Node], list[str]]:
+    """The directories the move to ``commit`` takes away from the base (all they held
+    was removed, and git keeps no empty directory) while the workspace shows them:
+
+    - those the upper layer holds as merge directories, as the lower layer holds them
+      now: the kernel keeps them as merge directories whose lower half must stay
+      readable (a rename of one records a redirect to it; a removal lists it): see
+      :func:`pin_sources`;
+    - the others, which stay as empty directories while a pure-FUSE mount is live (its
+      kernel has them cached; a mounted tree behaves as a disk: a directory goes when
+      it is removed); with nothing mounted such a directory goes at this checkpoint.
+
+    Cost: the diff of the two trees (the changes), not the upper layer."""
+    out: dict[str, Node] = {}
+    emptied: list[str] = []
+    old_tree, new_tree = ws.base_tree, ws.store.commit_tree(commit)
+    if old_tree == new_tree:
+        return out, emptied
+    active = ws.overlay.upper_active()
+    mounted: bool | None = None
+    changes: list[Change] = []
+    diff_trees(ws.store, old_tree, new_tree, "", changes)
+    candidates: set[str] = set()
+    for c in changes:
+        for p in (c.path, c.old_path):
+            if p:
+                candidates.update(names.ancestors(p))
+                candidates.add(p)
+    for d in sorted(candidates):
+        if not d:
+            continue
+        hit = ws.store.tree_lookup(new_tree, d)
+        if hit is not None and hit[1] == MODE_TREE:
+            continue  # still a directory in the new base
+        real = os.path.join(ws.overlay.upper_dir, d)
+        if not active or not os.path.isdir(real) or os.path.islink(real):
+            if mounted is None:
+                mounted = ws.mounted_without_upper()
+            shown = ws.view.lookup(d) if mounted else None
+            if shown is not None and shown.is_dir:
+                emptied.append(d)
+            continue
+        r, opaque = upper.dir_marks(real)
+        if r is not None or opaque:
+            continue  # a redirect (see redirect_sources) or hiding the lower layer
+        lp = ws.overlay.lower_path(d)
+        if lp is None:
+            continue
+        node = _lookup_lower(ws, lp)
+        if node is not None and node.is_dir and node.oid is not None:
+            out[lp] = node
+    return out, emptied
+
+
+def redirect_sources(ws: Fork, captured: list[Entry]) -> dict[str, tuple[Node, bool]]:
+    """The lower layer's directories that the upper layer's renamed directories show
+    (overlayfs ``redirect_dir``: ``mv d e`` in an overlay mount makes ``upper/e`` with
+    an xattr naming ``d``, and a whiteout at ``d``), as the lower layer holds them now,
+    with the directories on their way (``path -> (node, is a source)``): the kernel
+    reaches a source by its path. Once the base moves (a checkpoint records ``e``, and
+    ``d`` no more), the redirect still names ``d``, in the lower layer of the kernel's
+    caches and of every reader: see :func:`pin_sources`."""
+    out: dict[str, tuple[Node, bool]] = {}
+    if not ws.overlay.upper_active():
+        return out
+    for e in captured:
+        if e.kind != OBJECT or e.mode != MODE_TREE or e.seq:
+            continue  # a redirect is a directory of the upper layer (seq 0)
+        if upper.redirect(os.path.join(ws.overlay.upper_dir, e.path)) is None:
+            continue
+        src = ws.overlay.lower_path(e.path)
+        if src is None:
+            continue
+        node = _lookup_lower(ws, src)
+        if node is None or node.oid is None or not node.is_dir:
+            continue
+        out[src] = (node, True)
+        for a in names.ancestors(src):
+            if a and a not in out:
+                got = _lookup_lower(ws, a)
+                if got is not None and got.oid is not None:
+                    out[a] = (got, False)
+    return out
+
+
+def pin_sources(ws: Fork, db: Any, sources: Mapping[str, tuple[Node, bool]]) -> None:
+    """After the base moved: each redirect source (``is a source``) the new lower layer
+    no longer shows as it was, and each other directory (on a source's way, or a merge
+    directory of the upper layer) the new lower layer lost, is pinned there with what
+    it held (an entry the upper layer's whiteouts hide from the view), so that renamed
+    and emptied directories keep their content in the mount, in status and
+    checkpoints, and after a remount; the fold of the upper layer takes the pins away
+    with the whiteouts. A directory pinned whole covers what is below it."""
+    pinned: list[str] = []
+    for path in sorted(sources):
+        was, is_source = sources[path]
+        if any(path.startswith(p + "/") for p in pinned):
+            continue
+        now = _lookup_lower(ws, path)
+        gone = now is None or not now.is_dir
+        if gone or (is_source and now is not None and (now.oid, now.mode) != (was.oid, was.mode)):
+            ws.overlay.put(db, Entry(path, OBJECT, was.mode, was.oid), "pin")
+            pinned.append(path)
+
+
+def _lookup_lower(ws: Fork, path: str) -> Node | None:
+    """What the view without the upper layer (an overlay mount's lower layer) has."""
+    with ws.overlay.without_upper():
+        return ws.view.lookup(path)
+
+
+def retirable(ws: Fork, captured: list[Entry], tree: str) -> list[Entry]:
+    """The captured entries that ``tree`` (the commit's) now shows: an entry showing
+    something at a path the commit does not hold (an empty new directory, a path git
+    ignores, a name git refuses: see :mod:`.gitnames`) stays in the overlay (as does a
+    ``.gitmodules`` or ``.gitattributes`` left out for its contents, which :func:`capture` does not count as
+    captured: the tree may hold an older one there)."""
+    return [e for e in captured if e.kind == DELETED or ws.store.tree_lookup(tree, e.path) is not None]

@@ -1,0 +1,155 @@
+"""The shape a newcomer can read (docs/architecture.md, "Shape"): no module of the package
+over ~600 lines, no function over ~100, and no state a module keeps for the whole process
+but the few that say why. Each limit has a little slack, so a line of docstring does not
+fail it; a module or function past it is split along a seam it has, not trimmed."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "avfs_git"
+
+MAX_MODULE_LINES = 620
+MAX_FUNCTION_LINES = 110
+
+# Module-level containers that code mutates at run time: process-wide state. Each says why
+# no object can own it; a new one fails the test.
+PROCESS_STATE = {
+    "core/store/locks.py:_held": "the locks this thread holds (fcntl locks are per process, re-entry per thread)",
+    "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
+    "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",
+    "mount/ownfiles.py:_owner_cache": "registry records' contents, checked against the file at every use",
+}
+
+_MUTATORS = {
+    "append",
+    "add",
+    "update",
+    "pop",
+    "popitem",
+    "setdefault",
+    "clear",
+    "extend",
+    "insert",
+    "remove",
+    "discard",
+}
+_CONTAINERS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+_FACTORIES = {
+    "dict",
+    "list",
+    "set",
+    "defaultdict",
+    "OrderedDict",
+    "deque",
+    "local",
+    "WeakValueDictionary",
+    "WeakSet",
+}
+
+
+@functools.cache
+def _sources() -> dict[str, ast.Module]:
+    return {str(p.relative_to(PKG)): ast.parse(p.read_text()) for p in sorted(PKG.rglob("*.py"))}
+
+
+def _module_containers(tree: ast.Module) -> set[str]:
+    out = set()
+    for node in tree.body:
+        target, value = None, None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        if not isinstance(target, ast.Name) or value is None:
+            continue
+        made = (
+            isinstance(value, ast.Call)
+            and getattr(value.func, "id", getattr(value.func, "attr", "")) in _FACTORIES
+        )
+        if isinstance(value, _CONTAINERS) or made:
+            out.add(target.id)
+    return out
+
+
+def _mutated(tree: ast.Module, names: set[str]) -> set[str]:
+    """Which of ``names`` the module changes: an item or attribute stored or deleted, a
+    mutating method called, or rebound through ``global``."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            out.update(node.names)
+        elif isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            base = node.value
+            if isinstance(base, ast.Name) and base.id in names:
+                out.add(base.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            base = node.func.value
+            if isinstance(base, ast.Name) and base.id in names and node.func.attr in _MUTATORS:
+                out.add(base.id)
+    return out
+
+
+def test_no_module_is_over_the_limit() -> None:
+    long = {
+        rel: n
+        for rel, n in ((str(p.relative_to(PKG)), len(p.read_text().splitlines())) for p in PKG.rglob("*.py"))
+    }
+    assert {rel: n for rel, n in long.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_no_function_is_over_the_limit() -> None:
+    over = {}
+    for rel, tree in _sources().items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    over[f"{rel}:{node.name}"] = n
+    assert over == {}
+
+
+def test_process_wide_state_is_only_what_says_why() -> None:
+    sources = _sources()
+    owned = {rel: _module_containers(tree) for rel, tree in sources.items()}
+    found = set()
+    for rel, tree in sources.items():
+        found |= {f"{rel}:{name}" for name in _mutated(tree, owned[rel] | _globals(tree))}
+        # another module's: `module.NAME.append(...)`, `module.NAME[k] = v`
+        for name in _mutated_elsewhere(tree):
+            found |= {f"{home}:{name}" for home, names in owned.items() if name in names}
+    assert sorted(found) == sorted(PROCESS_STATE)
+
+
+def _mutated_elsewhere(tree: ast.Module) -> set[str]:
+    out = set()
+    for node in ast.walk(tree):
+        target = None
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MUTATORS
+        ):
+            target = node.func.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            target = node.value
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            out.add(target.attr)
+    return out
+
+
+def _globals(tree: ast.Module) -> set[str]:
+    return {name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names}
+
+
+def test_the_state_check_sees_each_kind_of_change() -> None:
+    """The check above is not blind: each way of changing a module's container is seen."""
+    code = (
+        "A = {}\nB = []\nC = set()\nD = {}\nE = 0\nF = {}\n"
+        "def f():\n    global E\n    A['k'] = 1\n    B.append(1)\n    C.add(1)\n    E = 1\n    return F.get('k')\n"
+        "del D['x']\n"
+    )
+    tree = ast.parse(code)
+    assert _mutated(tree, _module_containers(tree) | _globals(tree)) == {"A", "B", "C", "D", "E"}
