@@ -94,12 +94,15 @@ class Mount:
         from ..core.settings import Settings
         from ..core.vaults.home import Home
         from ..mount.side import MOUNT_SIDE
+        from ..policy.pathsource import POLICY_PATHS
         from .warm import Warm
 
         self.args = args
         # the daemon's entry is a front end: its settings are its environment's (ops/mounts.py
         # starts it with the home's $AVFS_LAYERS and $AVFS_FUSE_TRACE)
-        self.home = Home(args.home, mounts=MOUNT_SIDE, settings=Settings.from_environ(None, args.home))
+        self.home = Home(
+            args.home, mounts=MOUNT_SIDE, settings=Settings.from_environ(None, args.home), paths=POLICY_PATHS
+        )
         self.vault = self.home.vault(args.vault)
         self.read_only = args.revision is not None
         self.overlay = args.backend == "overlay" and not self.read_only
