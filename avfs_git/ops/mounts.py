@@ -301,6 +301,9 @@ def mount(
     if why is not None:
         raise FuseUnavailableError(f"cannot mount: {why}")
     vault.require_fork(fork)
+    # the fork's path rules, read now: a policy file that does not parse is one clear error
+    # here (PolicyError), never a mount that serves without them (the daemon reads them again)
+    vault.path_guard(fork)
     commit: str | None = None
     if revision is not None:
         from ..core.operations.history import resolve
