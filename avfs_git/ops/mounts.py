@@ -397,6 +397,17 @@ def _choose_backend(home: Home, vault: Vault, fork: str, backend: str, *, read_o
                 "the vault has a quota set, which the pure-FUSE mount enforces per write"
                 f" (the kernel cannot here: {kernel_why})"
             )
+    if no_overlay is None:
+        # the overlay backend holds `read_only` rules in the kernel (read-only binds,
+        # fuse/stacking.py); a create of a hidden name and a rewrite of an append-only file
+        # it cannot refuse, which the pure-FUSE mount does per call (docs/policy.md)
+        guard = vault.path_guard(fork)
+        held = [k for k in ("hidden", "append_only") if guard.has(k)]
+        if held:
+            no_overlay = (
+                f"the fork's path policy has {' and '.join(held)} rules, which the pure-FUSE mount"
+                " enforces per call"
+            )
     if backend == "fuse":
         return "fuse", "asked for (--backend fuse)"
     if no_overlay is None:

@@ -131,6 +131,10 @@ class PathRules:
         """No rule at all: nothing to check (the common case, kept cheap)."""
         return not self._specs
 
+    def has(self, kind: str) -> bool:
+        """Whether a rule of ``kind`` is among them."""
+        return any(k == kind for k, _ in self._specs)
+
     def match(self, path: str, *, is_dir: bool = False) -> PathMatch | None:
         """The strictest rule holding workspace path ``path`` (relative, ``/``-separated;
         ``is_dir``: it names a directory, for patterns ending in ``/``), or None.
@@ -155,23 +159,42 @@ class PathRules:
                 return PathMatch(kind, r.pattern, r.source, r.fork_pattern)
         return None
 
-    def below(self, path: str) -> bool:
-        """Whether a rule could hold something below directory ``path`` without holding
-        ``path`` itself: a pattern that reaches into it. Conservative (True when unsure):
-        for a refusal of a directory's removal or rename, whose contents are then checked
-        one by one."""
-        if not self._specs:
-            return False
+    def reaches(self, path: str, kind: str) -> bool:
+        """Whether a rule of ``kind`` could hold something at or below directory ``path``
+        (``""``: the root). Conservative (True when unsure): it prunes a walk for the paths
+        a kernel mechanism must cover (fuse/stacking.py)."""
+        parts = path.split("/") if path else []
         for r in self.rules:
-            if r.pattern.startswith("!"):
+            if r.kind != kind or r.pattern.startswith("!"):
                 continue
-            pat = r.pattern.lstrip("/")
-            if "/" not in pat.rstrip("/"):
-                return True  # a name anywhere: may be below any directory
-            head = pat.split("/")[0]
-            if fnmatch.fnmatchcase(path.split("/")[0], head) or head == "**":
-                return True
+            if "/" not in r.pattern.rstrip("/"):
+                return True  # a name at any depth
+            segs = r.pattern.strip("/").split("/")
+            for i, part in enumerate(parts):
+                if i >= len(segs) or segs[i] == "**":
+                    return True  # held above, or anything below
+                if not fnmatch.fnmatchcase(part, segs[i]):
+                    break
+            else:
+                return True  # the pattern goes on below ``path``
         return False
+
+    def covers(self, path: str, kind: str) -> bool:
+        """Whether a rule of ``kind`` holds everything below directory ``path`` (and no
+        ``!`` pattern of that kind can take something below back out): a directory a kernel
+        mechanism can cover whole."""
+        held = self.match(path, is_dir=True) if path else None
+        if held is not None and held.kind == kind:
+            return True  # git's walk: nothing below an excluded directory comes back
+        if any(r.kind == kind and r.pattern.startswith("!") for r in self.rules):
+            return False
+        prefix = path + "/" if path else ""
+        probes = (("a", False), (".a", False), ("a.b", False), ("a/b", False), ("a", True))
+        for name, is_dir in probes:
+            m = self.match(prefix + name, is_dir=is_dir)
+            if m is None or m.kind != kind:
+                return False
+        return True
 
     def hides_everything(self) -> bool:
         """Whether the ``hidden`` rules hide every top-level name (``*``, ``**``, ``/*``...):

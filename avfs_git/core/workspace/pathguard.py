@@ -42,6 +42,7 @@ class PathGuard(Protocol):
 
     @property
     def empty(self) -> bool: ...
+    def has(self, kind: str) -> bool: ...
     def match(self, path: str, *, is_dir: bool = False) -> Held | None: ...
 
 
@@ -53,6 +54,9 @@ class GuardSource(Protocol):
 
 class _NoGuard:
     empty = True
+
+    def has(self, kind: str) -> bool:
+        return False
 
     def match(self, path: str, *, is_dir: bool = False) -> Held | None:
         return None
