@@ -408,7 +408,9 @@ def test_proxy_exec_in_the_overlay_mount_meets_read_only_rules(ro_overlay: Any, 
 
 
 # -- per-fork views ------------------------------------------------------------------------------------
-def test_two_forks_with_different_rules_see_different_trees_at_once(home: Any, vault: Any, tmp_path: Path) -> None:
+def test_two_forks_with_different_rules_see_different_trees_at_once(
+    home: Any, vault: Any, tmp_path: Path
+) -> None:
     require_fuse()
     ws = vault.workspace("main")
     for p, data in FILES.items():
