@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .core.errors import AvfsError
     from .core.operations import checkpoint, history
+    from .core.vaults.changes import changes_since
     from .core.vaults.home import Home
     from .core.vaults.vault import Vault
     from .core.workspace.workspace import Workspace
@@ -39,6 +40,7 @@ _LAZY = {
     "checkpoint": ("avfs_git.core.operations.checkpoint", None),
     "history": ("avfs_git.core.operations.history", None),
     "exec_in": ("avfs_git.proxy.execute", "exec_in"),
+    "changes_since": ("avfs_git.core.vaults.changes", "changes_since"),
 }
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "Vault",
     "Workspace",
     "__version__",
+    "changes_since",
     "checkpoint",
     "exec_in",
     "history",

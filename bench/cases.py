@@ -31,6 +31,7 @@ from .remotecases import REMOTE_BENCHMARKS
 from .searchcases import SEARCH_BENCHMARKS
 from .timing import Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, pick_paths
+from .watchcases import WATCH_BENCHMARKS
 
 if TYPE_CHECKING:
     from avfs_git.core.vaults.vault import Vault
@@ -604,6 +605,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **MERGE_BENCHMARKS,
     # a mounted fork vs the native disk (bench/fusecases.py)
     **FUSE_BENCHMARKS,
+    # a write in the mount to its event in a running watch (bench/watchcases.py)
+    **WATCH_BENCHMARKS,
     # proxy exec's overhead (bench/proxycases.py)
     **PROXY_BENCHMARKS,
     # hook latency and MCP round trips (bench/agentcases.py)

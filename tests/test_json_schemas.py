@@ -1035,3 +1035,35 @@ def test_schemas_reject_wrong_node_kind_and_error_shape() -> None:
     del doc["error"]["hint"]
     with pytest.raises(ValidationError):
         _validator("error").validate(doc)
+
+
+def _watch(s: Session) -> None:
+    """`avfs watch --once`: NDJSON, every line a document of its own kind; and MCP
+    `changes_since`, the same events in one `changes` document."""
+    from avfs_git.mcp.tools import AvfsTools
+
+    def lines(*args: str) -> list[Json]:
+        r = s.raw("watch", "--once", *args)
+        assert r.code == 0, r.out
+        docs = [json.loads(line) for line in r.out.splitlines()]
+        for doc in docs:
+            s.kinds.append(validate(doc))
+        return docs
+
+    start = lines()[-1]["cursor"]
+    s("write", "w.txt", "x", kind="file_write")
+    s("mv", "w.txt", "w2.txt")
+    s("checkpoint", "save", "w", kind="checkpoint")
+    docs = lines("--since", start)
+    assert [d["kind"] for d in docs] == ["watch_event"] * 4 + ["watch_cursor"]
+    assert lines("--vault", "v")[-1]["fork"] is None
+    tools = AvfsTools(None)
+    doc = json.loads(tools.call("changes_since", {"vault": "v", "cursor": start}))
+    s.kinds.append(validate(doc))
+    assert [e["kind"] for e in doc["events"]] == [d["event"]["kind"] for d in docs[:-1]]
+    assert doc["cursor"] == docs[-1]["cursor"] and doc["more"] is False
+
+
+KIND_CASES["watch_event"] = _watch
+KIND_CASES["watch_cursor"] = _watch
+KIND_CASES["changes"] = _watch

@@ -32,6 +32,7 @@ TOOL_NAMES = {
     "checkpoint_restore",
     "checkpoint_list",
     "status",
+    "changes_since",
     "diff",
     "log",
     "merge",
@@ -570,5 +571,23 @@ def test_file_tools_refuse_lone_surrogates_and_handle_deep_paths(vault: Vault, h
 
     async def body(s: ClientSession) -> None:  # the same over the wire
         await fails(s, "read_file", {"path": "z/" * 300 + "f"}, "path_not_found")
+
+    serve(home, body)
+
+
+def test_changes_since_answers_events_and_a_new_cursor(vault: Vault, home: Home) -> None:
+    async def body(s: ClientSession) -> None:
+        start = _doc(await s.call_tool("changes_since", {"vault": "v"}))
+        assert start["kind"] == "changes" and start["events"] == [] and start["more"] is False
+        await s.call_tool("write_file", {"vault": "v", "path": "m.txt", "content": "x"})
+        got = _doc(await s.call_tool("changes_since", {"vault": "v", "cursor": start["cursor"]}))
+        assert [(e["kind"], e["path"]) for e in got["events"]] == [("created", "m.txt")]
+        assert got["events"][0]["blob"] == vault.workspace("main").blob_of("m.txt")
+        again = _doc(await s.call_tool("changes_since", {"vault": "v", "cursor": got["cursor"]}))
+        assert again["events"] == []
+        every = _doc(await s.call_tool("changes_since", {"vault": "v", "all": True}))
+        assert every["fork"] is None
+        bad = await s.call_tool("changes_since", {"vault": "v", "cursor": "nonsense"})
+        assert bad.is_error and _doc(bad)["error"]["code"] == "cursor_invalid"
 
     serve(home, body)

@@ -62,6 +62,7 @@ COMMANDS: dict[str, str] = {
     "proxy": "proxy:proxy",
     "policy": "proxy:policy",
     "audit": "proxy:audit_cmd",
+    "watch": "watching:watch_cmd",
     "stats": "maintenance:stats_cmd",
     "gc": "maintenance:gc_cmd",
     "prune": "maintenance:prune_cmd",

@@ -212,6 +212,15 @@ class PathAppendOnlyError(PathProtectedError):
     errno = _errno.EPERM
 
 
+class CursorInvalidError(AvfsError):
+    """A change-stream cursor (``avfs watch --since``, MCP ``changes_since``) that is not
+    one avfs handed out, or that names a position the vault has not reached (a cursor from
+    the future): nothing is read. ``details``: ``cursor``, ``reason``."""
+
+    code = "cursor_invalid"
+    errno = _errno.EINVAL
+
+
 class BusyError(AvfsError):
     """Another process holds the lock; retry later."""
 

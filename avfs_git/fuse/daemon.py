@@ -219,6 +219,9 @@ class Mount:
         self.wt, self.own = made.git_dir, made.files  # git's dir, and the mount's own (out of the sandbox)
         self.record["fsmonitor_hook"] = made.hook  # written when the mount is announced
         self.gitfile = f"gitdir: {self.wt}\n".encode()
+        self.changelog: Any = None
+        if not self.read_only:
+            self.changelog = _start_changelog(ws.state_dir)
         if not self.read_only and not self.overlay:
             # git's fsmonitor hook is answered from the workspace's journal, where every change
             # the mount serves is written before the call that made it returns
@@ -232,7 +235,9 @@ class Mount:
             _pin_gitfile(upper, self.gitfile)
             # git's fsmonitor hook is answered from the kernel's record of the upper layer's
             # changes: every directory there is watched before the overlay is stacked on it
-            self.hook_server = _start_upper_watch(ws, served, upper, self.own, self.warm.pause)
+            self.hook_server = _start_upper_watch(
+                ws, served, upper, self.own, self.warm.pause, self.changelog
+            )
 
     def serve(self) -> int:
         """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""
@@ -439,6 +444,11 @@ class Mount:
                 pass
         if self.wake_fd is not None:
             os.close(self.wake_fd)
+        if getattr(self, "changelog", None) is not None:
+            try:
+                self.changelog.daemon_ended(os.getpid())
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("writing the change log")
         unregister(self.made)
         try:
             os.unlink(self.reg)
@@ -450,10 +460,34 @@ class Mount:
             shutil.rmtree(self.tmp_state, ignore_errors=True)
 
 
-def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None]) -> Any:
+def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
+    """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
+    lp = ws.overlay.lower_path(path)
+    node = lower.node(lp) if lp is not None else None
+    return None if node is None else int(node.mode)
+
+
+def _start_changelog(state_dir: str) -> Any:
+    """The fork's change log (core/workspace/changelog.py) with this daemon named in it (its
+    pure-FUSE writes are the mount's in `avfs watch`); None when it cannot be written."""
+    from ..core.workspace.changelog import ChangeLog
+
+    try:
+        log = ChangeLog(state_dir)
+        log.daemon_started(os.getpid())
+        return log
+    except Exception:
+        logging.getLogger("avfs.fuse").exception("opening the change log")
+        return None
+
+
+def _start_upper_watch(
+    ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None], changelog: Any = None
+) -> Any:
     """Watch the upper layer (core/workspace/upperwatch.py) and answer git's fsmonitor hook from it
-    (calling ``on_ask`` as each query comes in); None when that cannot start (the hook then
-    answers "everything": git looks at every file, slower but right)."""
+    (calling ``on_ask`` as each query comes in), its changes appended to ``changelog``; None
+    when that cannot start (the hook then answers "everything": git looks at every file,
+    slower but right)."""
     import stat as st
 
     from ..core.workspace.overlayentry import DELETED
@@ -471,6 +505,9 @@ def _start_upper_watch(ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Ca
 
     try:
         watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
+        if changelog is not None:
+            watch.on_events = changelog.append  # from the watcher's thread: no writer waits
+            watch.lower_mode = lambda p: _lower_mode(ws, lower, p)
         watch.start()
         server = HookServer(own, watch, on_ask)
         server.start()

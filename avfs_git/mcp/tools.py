@@ -153,6 +153,20 @@ class AvfsTools:
         vault, fork = self._target(args)
         return {**self._workspace_ref(vault, fork), **vault.workspace(fork).status_report()}
 
+    def _t_changes_since(self, args: dict[str, Any]) -> dict[str, Any]:
+        from ..core.vaults.changes import changes_since
+
+        vault, one = self._target(args)
+        fork = None if args.get("all") else one
+        got = changes_since(vault, fork, args.get("cursor"))
+        return {
+            "vault": vault.name,
+            "fork": fork,
+            "events": [e.to_dict() for e in got.events],
+            "cursor": got.cursor,
+            "more": got.more,
+        }
+
     def _t_read_file(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.store import names
 

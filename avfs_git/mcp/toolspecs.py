@@ -73,6 +73,14 @@ TOOLS: tuple[ToolSpec, ...] = (
         read_only=True,
     ),
     ToolSpec(
+        "changes_since",
+        "File and vault events after `cursor` (none: now), oldest first, and the next `cursor`;"
+        " `more`: call again; `all`: every fork. Fails cursor_invalid.",
+        "changes",
+        {**_TARGET, "cursor": _S, "all": _B},
+        read_only=True,
+    ),
+    ToolSpec(
         "read_file",
         "A file's content (`files[0].content`, utf-8 or base64) and blob id (`blob`: what"
         " write_file's `expect` takes), now or at `rev`. Fails path_not_found, revision_not_found.",

@@ -288,3 +288,9 @@ def _translate(exc: Exception, name: str) -> Exception:
             details={"ref": name},
         )
     return git_error(exc, f"cannot update {name}")
+
+
+def reflog_path(git_dir: str, name: str) -> str:
+    """Where git keeps the reflog of ref ``name`` (``core.logAllRefUpdates=always``: every
+    move of a fork's branch, by avfs or by git, is a line there)."""
+    return os.path.join(git_dir, "logs", *name.split("/"))

@@ -12,6 +12,7 @@ Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo n
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -75,7 +76,9 @@ class OpLog:
                 "INSERT INTO ops(ts, kind, fork, summary, refs, workspaces, details, undoes)"
                 " VALUES(?,?,?,?,?,?,?,?)",
                 (
-                    int(time.time()),
+                    # to the millisecond: the change stream (changes.py) orders an operation
+                    # among the file changes around it by this time
+                    math.floor(time.time() * 1000) / 1000,
                     kind,
                     fork,
                     summary,

@@ -37,6 +37,7 @@ from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
 from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
+from ..workspace.changelog import claim_new_fork
 from ..workspace.mergestate import inherit_state
 from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
 from ..workspace.upper import drop_gitfile
@@ -405,6 +406,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 if tree is not None:
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
+            if why is None:
+                claim_new_fork(link, new)  # the snapshot's journals are its source's history
             try:
                 refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:

@@ -43,6 +43,7 @@ import os
 import select
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from . import upper as up
@@ -125,6 +126,13 @@ class UpperWatch:
         self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # what the kernel changed, classified, for a durable log (core/workspace/changelog.py):
+        # set by the mount daemon; each drain hands it one coalesced batch
+        self.on_events: Callable[[list[tuple[float, str, str, str | None]]], None] | None = None
+        self._batch: list[tuple[float, str, str, str | None]] = []
+        self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
+        self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
+        self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
 
     # -- the journal ----------------------------------------------------------------------
     @property
@@ -209,11 +217,15 @@ class UpperWatch:
                     if stat.S_ISDIR(st.st_mode):
                         if record:
                             self._dir_came(child, de.path)
+                            if self.on_events is not None and self._lower_kind(child) is None:
+                                self._batch.append((time.time(), "created", child, None))
                         stack.append((child, de.path))
                     elif record:
                         self._record(child)
                         if up.classify(de.path, st) == up.GONE:
                             self._record(child + "/")
+                        if self.on_events is not None:
+                            self._found(child, de.path, st)
 
     def _drain(self) -> None:
         """Journal every event the kernel has queued (the caller holds the lock). An event
@@ -224,8 +236,14 @@ class UpperWatch:
                 events = self._ino.read(timeout=0)
                 if not events:
                     return
-                for ev in events:
+                # a path's newest event in this read: only it may ask the upper layer what
+                # is there now (an earlier one's file may be renamed or removed since)
+                final = {(ev.wd, ev.name): i for i, ev in enumerate(events)} if self.on_events else {}
+                for i, ev in enumerate(events):
                     self._event(ev.wd, ev.mask, ev.name)
+                    if self.on_events is not None:
+                        self._classify(ev.wd, ev.mask, ev.name, ev.cookie, final[(ev.wd, ev.name)] == i)
+                self._flush()
             except Exception:
                 log.exception("reading the upper layer's events")
                 self._broken = "an event could not be journaled"
@@ -266,6 +284,127 @@ class UpperWatch:
             st = up.lstat(real)
             if st is None or up.classify(real, st) == up.GONE:
                 self._record(path + "/")  # a whiteout: a directory may be gone
+
+    # -- the durable log's events ------------------------------------------------------------
+    def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
+        """One kernel event as a change a person would name (created, modified, deleted,
+        renamed, mode), added to the batch. overlayfs's own steps are not changes: a copy-up
+        (the lower file moved in from the work directory, unchanged) is followed by the
+        write or chmod that caused it, and a whiteout is a deletion. ``final``: the path's
+        newest event in this read (what the upper layer holds now is its doing)."""
+        now = time.time()
+        if mask & IN_Q_OVERFLOW:
+            self._batch.append((now, "overflow", "", None))
+            return
+        parent = self._wds.get(wd)
+        if parent is None or not name or (not parent and name == ".git"):
+            return
+        path = f"{parent}/{name}" if parent else name
+        is_dir = bool(mask & IN_ISDIR)
+        if mask & IN_MOVED_FROM:
+            self._moved[cookie] = path
+            return
+        if mask & _CAME:
+            real = os.path.join(self.upper_dir, path)
+            st = up.lstat(real) if final else None
+            if st is not None and up.classify(real, st) == up.GONE:
+                self._batch.append((now, "deleted", path, None))
+                return
+            if st is not None:
+                self._modes[path] = st.st_mode
+            if not is_dir and self.lower_mode is not None and self._lower_kind(path) is not None:
+                was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
+                if was is not None:
+                    self._modes[path] = was
+            old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
+            if old is not None:
+                self._batch.append((now, "renamed", path, old))
+            elif self._lower_kind(path) is None:
+                self._batch.append((now, "created", path, None))
+            elif not is_dir:
+                self._batch.append((now, "copied_up", path, None))  # settled in _flush
+            return
+        if is_dir:
+            if mask & IN_DELETE:
+                self._batch.append((now, "deleted", path, None))
+            return
+        if mask & IN_DELETE:
+            self._batch.append((now, "deleted", path, None))
+            self._modes.pop(path, None)
+        elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
+            self._batch.append((now, "modified", path, None))
+        elif mask & IN_ATTRIB:
+            st = up.lstat(os.path.join(self.upper_dir, path))
+            if st is None:
+                return
+            was = self._modes.get(path)
+            self._modes[path] = st.st_mode
+            if was is None or stat.S_IMODE(was) != stat.S_IMODE(st.st_mode):
+                self._batch.append((now, "mode", path, None))
+        if len(self._modes) > 100_000:
+            self._modes.clear()
+
+    def _found(self, path: str, real: str, st: os.stat_result) -> None:
+        """A file found in a directory that appeared in the upper layer (copied up, or
+        made, before its watch existed): what it is, against the lower layer."""
+        now = time.time()
+        if up.classify(real, st) == up.GONE:
+            self._batch.append((now, "deleted", path, None))
+            return
+        self._modes[path] = st.st_mode
+        if self._lower_kind(path) is None:
+            self._batch.append((now, "created", path, None))
+            return
+        was = self.lower_mode(path) if self.lower_mode is not None else None
+        changed_mode = was is not None and stat.S_IMODE(was) != stat.S_IMODE(st.st_mode)
+        self._batch.append((now, "mode" if changed_mode else "copied_up", path, None))
+
+    def _flush(self) -> None:
+        """Hand the batch to ``on_events``, coalesced: per path, a run of one kind is one
+        event, a creation absorbs the writes after it, a rename absorbs the whiteout left
+        where it came from, and a copy-up is a modification only when nothing else
+        happened to the path in the batch."""
+        for cookie, gone in self._moved.items():  # left the tree: a removal
+            del cookie
+            self._batch.append((time.time(), "deleted", gone, None))
+        self._moved.clear()
+        if not self._batch or self.on_events is None:
+            self._batch = []
+            return
+        out: list[tuple[float, str, str, str | None]] = []
+        last: dict[str, int] = {}  # path -> index in out of its newest event
+        renamed_from: set[str] = set()
+        for ev in self._batch:
+            t, kind, path, old = ev
+            if kind == "overflow":
+                out.append(ev)
+                last.clear()
+                continue
+            if kind == "renamed" and old is not None:
+                renamed_from.add(old)
+            if kind == "deleted" and path in renamed_from:
+                renamed_from.discard(path)
+                continue  # the whiteout overlayfs leaves where a renamed file was
+            if kind != "deleted":
+                renamed_from.discard(path)  # made again: a removal after this is one
+            i = last.get(path)
+            prev = out[i][1] if i is not None else None
+            if prev is not None and (
+                prev == kind
+                or (prev in ("created", "renamed") and kind in ("modified", "copied_up", "mode"))
+                or (prev == "copied_up" and kind in ("modified", "mode"))
+            ):
+                if prev == "copied_up":
+                    out[i] = (t, kind, path, old)  # type: ignore[index]
+                continue
+            last[path] = len(out)
+            out.append(ev)
+        self._batch = []
+        batch = [(t, "modified" if k == "copied_up" else k, p, o) for t, k, p, o in out]
+        try:
+            self.on_events(batch)
+        except Exception:
+            log.exception("writing the change log")
 
     def _dir_came(self, path: str, real: str) -> None:
         """Journal a directory that appeared in the upper layer. git takes a path it has no

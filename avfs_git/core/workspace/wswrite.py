@@ -149,7 +149,8 @@ class Mutations(GuardChecks, WriteChecks):
                     totals = self._check_quota(size, 0, 1)
                 origin = self.view.origin_in(real, chain, entries) if old is not None else None
                 e = Entry(real, FILE, fmode, None, fid, origin, size)
-                self.overlay.put(db, e, "write", old=prior)
+                # "create" where nothing was: the change stream's created/modified (changes.py)
+                self.overlay.put(db, e, "write" if old is not None else "create", old=prior)
                 self.overlay.expect_totals(*totals)
         except BaseException:
             unlink_quiet(self.overlay.file_path(fid))
@@ -356,7 +357,8 @@ class Mutations(GuardChecks, WriteChecks):
                     top = Entry(d, OBJECT, node.mode, node.oid, None, origin)
                 self.overlay.remove_under(db, d, op)
                 self.overlay.remove(db, d, op)
-                self.overlay.put(db, top, op)
+                # the entry the move made names where it came from: the change stream's rename
+                self.overlay.put(db, top, f"{op}\t{s}")
                 for sub in under:
                     rel = sub.path[len(s) + 1 :]
                     fid = sub.fileid

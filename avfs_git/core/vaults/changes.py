@@ -1,0 +1,558 @@
+"""The change stream of a vault: every change to a fork's files and every vault event, in
+order, from a cursor (``avfs watch``, MCP ``changes_since``, :func:`changes_since`).
+
+Nothing is recorded for it: it reads the journals that exist, and costs nothing when
+nobody reads.
+
+==================  =========================================================  ==========
+journal             what it says                                               its events
+==================  =========================================================  ==========
+``overlay.db``      avfs's own writes to a fork (file commands, the API, MCP,  file
+                    a pure-FUSE mount), per path, sequence-numbered
+``changes.db``      what the kernel wrote in an overlay mount (the daemon's    file
+                    inotify journal made durable, :mod:`..workspace.changelog`)
+reflog              every move of a fork's branch, by avfs or by git           ``ref_moved``
+``oplog.db``        checkpoints, restores, merges, undo, forks                 vault
+``audit.ndjson``    each ``proxy exec``                                        ``exec``
+==================  =========================================================  ==========
+
+A cursor is the position in each of them, as one opaque string (``avfs-w1.`` and
+base64url JSON: the vault's stream id, the scope (one fork, or every fork), the op log's
+id, the audit log's and each reflog's byte offset, each fork's overlay journal and change
+log position with the fork's history id). It survives restarts of the daemon and of the
+reader: it names only what is on disk. A cursor the stream cannot continue exactly gives
+one ``resync_required`` event (and a new cursor), never a silent gap: another vault's, a
+fork's history replaced (deleted and made again), the op log or a reflog expired past it
+(``avfs gc``), the change log's oldest kept event newer than it, the kernel's event queue
+overflowed. A cursor that does not parse, or names a position the vault has not reached
+(from the future), is a :class:`~..errors.CursorInvalidError`.
+
+Order: per path, as written; between journals, by time (the op log's to the second).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..store import refs
+from ..workspace.changelog import ChangeLog
+from ..workspace.changelog import exists as changelog_exists
+from ..workspace.changelog import overlay_last as _overlay_last
+from . import audit
+from .cursor import ForkPos, Pos, decode, invalid
+from .cursor import stream_id as _stream_id
+
+if TYPE_CHECKING:
+    from .vault import Vault
+
+BATCH = 1000  # events read per call at most (the caller asks again with the new cursor)
+
+FILE_KINDS = ("created", "modified", "deleted", "renamed", "mode")
+SOURCES = ("mount", "exec", "api", "mcp", "merge", "restore", "git")
+
+# an overlay journal row's op -> the event kind (None: avfs's own bookkeeping, no change
+# anyone made: a checkpoint's pins, a materialized file, an overlay folded or reset)
+_JOURNAL_KINDS: dict[str, str | None] = {
+    "write": "modified",
+    "create": "created",
+    "symlink": "created",
+    "mkdir": "created",
+    "remove": "deleted",
+    "chmod": "mode",
+    "checkout": "modified",
+}
+# an op log kind -> (the event kind, its source)
+_OP_KINDS: dict[str, tuple[str, str]] = {
+    "fork": ("fork_created", "api"),
+    "fork_delete": ("fork_deleted", "api"),
+    "checkpoint": ("checkpoint", "api"),
+    "checkpoint_delete": ("checkpoint_deleted", "api"),
+    "restore": ("restore", "restore"),
+    "revert": ("revert", "api"),
+    "checkout": ("checkout", "restore"),
+    "merge": ("merge", "merge"),
+    "merge_abort": ("merge_abort", "merge"),
+    "undo": ("undo", "restore"),
+    "vault_create": ("vault_created", "api"),
+    "push": ("push", "api"),
+    "fetch": ("fetch", "api"),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One event. ``cursor``: where to resume after it. File events (``kind`` in
+    :data:`FILE_KINDS`) have ``path`` (and ``old_path`` for a rename); vault events have
+    the op log's ``op`` id, and ``old``/``new`` commit ids where a ref moved."""
+
+    cursor: str
+    time: str
+    kind: str
+    fork: str | None = None
+    path: str | None = None
+    old_path: str | None = None
+    blob: str | None = None
+    source: str | None = None
+    op: int | None = None
+    exec_id: str | None = None
+    ref: str | None = None
+    old: str | None = None
+    new: str | None = None
+    summary: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None or f.name in ("cursor", "time", "kind", "fork"):
+                out[f.name] = v
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Changes:
+    """What :func:`changes_since` read: the events, oldest first, and the cursor after
+    them (to pass next time; equal to the last event's)."""
+
+    events: tuple[ChangeEvent, ...]
+    cursor: str
+    more: bool  # a full batch: ask again at once
+
+
+# -- the journals, read ----------------------------------------------------------------------
+def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
+    path = os.path.join(state_dir, "overlay.db")
+    if not os.path.exists(path):
+        return None
+    return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+
+
+def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
+    state = vault.ws_dir(fork)
+    os.makedirs(state, exist_ok=True)
+    return ChangeLog(state).identity(fork, _overlay_last(state))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _now_pos(vault: Vault, scope: str | None) -> Pos:
+    forks = [scope] if scope is not None else vault.fork_names()
+    pos = Pos(
+        _stream_id(vault.state_dir), scope, vault.oplog.next_id() - 1, _size(audit.path(vault.state_dir)), {}
+    )
+    for f in forks:
+        ident, _, _ = _fork_ident(vault, f)
+        state = vault.ws_dir(f)
+        log = ChangeLog(state)
+        pos.forks[f] = ForkPos(
+            ident,
+            _overlay_last(state),
+            log.last_seq(),
+            _size(refs.reflog_path(vault.path, refs.fork_ref(f))),
+        )
+    return pos
+
+
+def _rfc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: int = BATCH) -> Changes:
+    """The events after ``cursor`` in ``fork`` (None: every fork of the vault, and the
+    vault's events), at most ``limit``; with no cursor, none, and the cursor of now.
+
+    Raises:
+        CursorInvalidError: ``cursor`` does not parse, is of another scope, or is from the
+            future.
+        ForkNotFoundError: ``fork`` does not exist.
+    """
+    if fork is not None:
+        vault.require_fork(fork)
+    if cursor is None:
+        return Changes((), _now_pos(vault, fork).encode(), False)
+    pos = decode(cursor)
+    if pos.scope != fork:
+        want = "every fork" if fork is None else f"fork {fork}"
+        have = "every fork" if pos.scope is None else f"fork {pos.scope}"
+        raise invalid(cursor, f"it is a cursor of {have}, not of {want}")
+    sid = _stream_id(vault.state_dir)
+    if pos.stream != sid:
+        return _resync(vault, fork, "the cursor is of another vault (or of one deleted and made again)")
+    return _Reader(vault, fork, pos, cursor, limit).read()
+
+
+def _resync(vault: Vault, fork: str | None, reason: str) -> Changes:
+    now = _now_pos(vault, fork).encode()
+    ev = ChangeEvent(cursor=now, time=_rfc(time.time()), kind="resync_required", fork=fork, reason=reason)
+    return Changes((ev,), now, False)
+
+
+class _Resync(Exception):
+    pass
+
+
+class _Reader:
+    def __init__(self, vault: Vault, fork: str | None, pos: Pos, cursor: str, limit: int) -> None:
+        self.vault, self.fork, self.pos, self.cursor, self.limit = vault, fork, pos, cursor, limit
+        # (time, order, event kind tag, apply-to-position fn, fields)
+        self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
+        self._daemons: dict[str, list[tuple[int, float, float | None]]] = {}
+        self.cut: float | None = None
+        self._op_times: dict[tuple[str, str], list[float]] = {}  # (fork, new commit) -> its operations' times
+
+    def _cut(self, t: float) -> None:
+        self.cut = t if self.cut is None else min(self.cut, t)
+
+    def read(self) -> Changes:
+        try:
+            self._check_future()
+            self._oplog()
+            self._audit()
+            forks = (
+                [self.fork]
+                if self.fork is not None
+                else sorted(set(self.pos.forks) | set(self.vault.fork_names()))
+            )
+            for f in forks:
+                self._fork(f)
+        except _Resync as exc:
+            return _resync(self.vault, self.fork, str(exc))
+        self.items.sort(key=lambda it: (it[0], it[1]))
+        # an exec's commit (its checkpoint, its ref move) names the exec (its audit record)
+        by_commit: dict[str, str] = {}
+        for it in self.items:
+            if it[2].get("kind") == "exec" and it[2].get("new"):
+                by_commit[it[2]["new"]] = it[2]["exec_id"]
+        for it in self.items:
+            fields = it[2]
+            if (
+                fields.get("source") == "exec"
+                and fields.get("kind") != "exec"
+                and fields.get("new") in by_commit
+            ):
+                fields["exec_id"] = by_commit[fields["new"]]
+        items = self.items
+        if self.cut is not None:  # a journal had more than one batch: up to its last row read
+            items = [it for it in items if it[0] <= self.cut]
+        more = self.cut is not None or len(items) > self.limit
+        items = items[: self.limit]
+        pos = self.pos.copy()
+        events: list[ChangeEvent] = []
+        for t, _, fields, mark in items:
+            _advance(pos, mark)
+            if fields:
+                events.append(ChangeEvent(cursor=pos.encode(), time=_rfc(t), **fields))
+        if not more:
+            pos = self._end  # everything read: the positions at the ends, skipped rows included
+        return Changes(tuple(_blobs(self.vault, events)), pos.encode(), more)
+
+    # -- validation ------------------------------------------------------------------------
+    def _check_future(self) -> None:
+        pos, vault = self.pos, self.vault
+        last_op = vault.oplog.next_id() - 1
+        if pos.op > last_op:
+            raise invalid(
+                self.cursor, f"op log position {pos.op} is past the vault's last operation {last_op}"
+            )
+        if pos.audit > _size(audit.path(vault.state_dir)):
+            raise invalid(self.cursor, "its audit log position is past the log's end")
+        self._end = pos.copy()
+        self._end.op = last_op
+        self._end.audit = _size(audit.path(vault.state_dir))
+        first = vault.oplog.db.execute("SELECT MIN(id) FROM ops").fetchone()[0]
+        if first is not None and int(first) > pos.op + 1 and pos.op < last_op:
+            raise _Resync(f"the op log no longer holds what came after operation {pos.op} (expired by gc)")
+
+    # -- the vault's journals --------------------------------------------------------------
+    def _oplog(self) -> None:
+        rows = self.vault.oplog.db.execute(
+            "SELECT id, ts, kind, fork, summary, refs, details FROM ops WHERE id > ? ORDER BY id",
+            (self.pos.op,),
+        ).fetchall()
+        for op_id, ts, kind, fork, summary, ref_json, _ in rows:
+            touched = {r.get("ref") for r in json.loads(ref_json)}
+            if self.fork is not None and fork != self.fork and refs.fork_ref(self.fork) not in touched:
+                self.items.append((float(ts), 0, {}, ("op", int(op_id))))  # not ours: skipped
+                continue
+            ev_kind, source = _OP_KINDS.get(str(kind), (str(kind), "api"))
+            exec_id = None
+            fields: dict[str, Any] = {
+                "kind": ev_kind,
+                "fork": fork,
+                "source": source,
+                "op": int(op_id),
+                "summary": summary,
+                "exec_id": exec_id,
+            }
+            moved = [r for r in json.loads(ref_json) if r.get("ref") == refs.fork_ref(fork)] if fork else []
+            if moved:
+                fields["old"], fields["new"] = moved[0].get("old"), moved[0].get("new")
+                self._op_times.setdefault((str(fork), str(fields["new"])), []).append(float(ts))
+                if ev_kind == "checkpoint" and fields["new"] and self._by_exec(str(fields["new"])):
+                    fields["source"] = "exec"  # the one commit of what a proxy exec changed
+            self.items.append((float(ts), 0, fields, ("op", int(op_id))))
+
+    def _by_exec(self, commit: str) -> bool:
+        try:
+            return self.vault.store.commit_fields(commit).message.startswith("avfs proxy exec:")
+        except Exception:
+            return False
+
+    def _audit(self) -> None:
+        path = audit.path(self.vault.state_dir)
+        if self.pos.audit >= _size(path):
+            return
+        with open(path, "rb") as fh:
+            fh.seek(self.pos.audit)
+            data = fh.read(self._end.audit - self.pos.audit)
+        off = self.pos.audit
+        for line in data.splitlines(keepends=True):
+            start, off = off, off + len(line)
+            if not line.endswith(b"\n"):
+                self._end.audit = start  # a line being written: next time
+                break
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            req = rec.get("request") if isinstance(rec, dict) else None
+            fork = req.get("fork") if isinstance(req, dict) else None
+            t = _parse_time(rec.get("time") if isinstance(rec, dict) else None)
+            if not isinstance(rec, dict) or (self.fork is not None and fork != self.fork):
+                self.items.append((t, 1, {}, ("audit", off)))
+                continue
+            fields = {
+                "kind": "exec",
+                "fork": fork,
+                "source": "exec",
+                "exec_id": f"audit:{start}",
+                "new": rec.get("commit"),
+                "summary": " ".join(map(str, req.get("argv") or [])) if isinstance(req, dict) else None,
+            }
+            self.items.append((t, 1, fields, ("audit", off)))
+
+    # -- a fork's journals -----------------------------------------------------------------
+    def _fork(self, fork: str) -> None:
+        vault, pos = self.vault, self.pos
+        if not vault.has_fork(fork):
+            pos.forks.pop(fork, None)
+            self._end.forks.pop(fork, None)
+            return  # deleted: its fork_deleted event came from the op log
+        ident, start_o, start_u = _fork_ident(vault, fork)
+        have = pos.forks.get(fork)
+        state = vault.ws_dir(fork)
+        log = ChangeLog(state)
+        reflog = refs.reflog_path(vault.path, refs.fork_ref(fork))
+        if have is None or have.ident != ident:
+            if self.fork is not None or not self._made_after_cursor(fork):
+                raise _Resync(
+                    f"fork {fork}'s history was replaced (deleted and made again, or restored by undo)"
+                )
+            have = ForkPos(ident, start_o, start_u, 0)
+            pos.forks[fork] = dataclasses.replace(have)
+        o_last, u_last = _overlay_last(state), log.last_seq()
+        if have.oseq > o_last or have.useq > u_last:
+            raise invalid(self.cursor, f"fork {fork}'s journal position is past its end")
+        if have.reflog > _size(reflog):
+            raise _Resync(f"fork {fork}'s reflog was expired (gc) past the cursor")
+        if have.useq + 1 < log.first_kept() and have.useq < u_last:
+            raise _Resync(f"fork {fork}'s change log no longer holds what came after the cursor")
+        self._end.forks[fork] = ForkPos(ident, o_last, u_last, _size(reflog))
+        self._journal(fork, state, have.oseq, o_last)
+        self._upper(fork, log, have.useq)
+        self._reflog(fork, reflog, have.reflog)
+
+    def _made_after_cursor(self, fork: str) -> bool:
+        rows = self.vault.oplog.db.execute(
+            "SELECT refs FROM ops WHERE id > ? AND kind IN ('fork', 'undo', 'vault_create')", (self.pos.op,)
+        ).fetchall()
+        ref = refs.fork_ref(fork)
+        return any(r.get("ref") == ref and r.get("old") is None for (j,) in rows for r in json.loads(j))
+
+    def _source_of(self, fork: str, state: str, pid: int | None, ts: float) -> str:
+        daemons = self._daemons.get(fork)
+        if daemons is None:
+            daemons = self._daemons[fork] = ChangeLog(state).daemons() if changelog_exists(state) else []
+        for d_pid, started, ended in daemons:
+            if d_pid == pid and started <= ts and (ended is None or ts <= ended):
+                return "mount"
+        return "api"
+
+    def _journal(self, fork: str, state: str, after: int, upto: int) -> None:
+        if upto <= after:
+            return
+        conn = _overlay_db(state)
+        if conn is None:
+            return
+        try:
+            rows = conn.execute(
+                "SELECT seq, path, op, ts, pid FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, upto, self.limit),
+            ).fetchall()
+        finally:
+            conn.close()
+        if len(rows) >= self.limit:
+            self._cut(float(rows[-1][3]))
+        for seq, path, op, ts, pid in rows:
+            op = str(op)
+            old = None
+            if "\t" in op:  # "rename\tOLD" / "copy\tOLD": the entry a move or copy made
+                op, old = op.split("\t", 1)
+                kind: str | None = "renamed" if op == "rename" else "created"
+                if op != "rename":
+                    old = None
+            else:
+                kind = _JOURNAL_KINDS.get(op)
+            mark = ("o", fork, int(seq))
+            if kind is None or not path:
+                self.items.append((float(ts), 2, {}, mark))
+                continue
+            source = "restore" if op == "checkout" else self._source_of(fork, state, pid, float(ts))
+            fields = {"kind": kind, "fork": fork, "path": path, "old_path": old, "source": source}
+            self.items.append((float(ts), 2, fields, mark))
+        self._coalesce(fork, "o")
+
+    def _upper(self, fork: str, log: ChangeLog, after: int) -> None:
+        rows = log.since(after, self.limit)
+        if len(rows) >= self.limit:
+            self._cut(rows[-1][1])
+        for seq, ts, kind, path, old in rows:
+            mark = ("u", fork, seq)
+            if kind == "overflow":
+                raise _Resync(f"the kernel dropped events of fork {fork}'s mount (its queue overflowed)")
+            fields = {"kind": kind, "fork": fork, "path": path, "old_path": old, "source": "mount"}
+            self.items.append((ts, 2, fields, mark))
+
+    def _reflog(self, fork: str, path: str, after: int) -> None:
+        size = self._end.forks[fork].reflog
+        if size <= after:
+            return
+        with open(path, "rb") as fh:
+            fh.seek(after)
+            data = fh.read(size - after)
+        off = after
+        for line in data.splitlines(keepends=True):
+            start, off = off, off + len(line)
+            if not line.endswith(b"\n"):
+                self._end.forks[fork].reflog = start
+                break
+            head, _, message = line.decode("utf-8", "replace").rstrip("\n").partition("\t")
+            parts = head.split(" ")
+            if len(parts) < 4:
+                self.items.append((0.0, 3, {}, ("r", fork, off)))
+                continue
+            old, new = parts[0], parts[1]
+            try:
+                t = float(parts[-2])
+            except ValueError:
+                t = 0.0
+            zero = "0" * len(old)
+            source = "api" if message.startswith("avfs") else "git"
+            if message.startswith("avfs: avfs proxy exec:"):
+                source = "exec"  # the commit of what a proxy exec changed
+            times = self._op_times.get((fork, new))
+            if times and message.startswith("avfs"):
+                t = times.pop(0)  # an operation's move: right by it (git's clock is seconds)
+            fields = {
+                "kind": "ref_moved",
+                "fork": fork,
+                "ref": refs.fork_ref(fork),
+                "old": None if old == zero else old,
+                "new": None if new == zero else new,
+                "source": source,
+                "summary": message or None,
+            }
+            self.items.append((t, 3, fields, ("r", fork, off)))
+
+    def _coalesce(self, fork: str, tag: str) -> None:
+        """A run of one kind at one path, journaled within a write's few calls (a FUSE
+        write's flush and release), is one event; a creation absorbs the writes after it."""
+        out: list[Any] = []
+        last: dict[str, int] = {}
+        for it in self.items:
+            fields, mark = it[2], it[3]
+            if mark[0] != tag or mark[1] != fork or not fields:
+                out.append(it)
+                continue
+            i = last.get(fields["path"])
+            if i is not None and it[0] - out[i][0] < COALESCE_S:
+                prev = out[i][2]["kind"]
+                if prev == fields["kind"] or (prev == "created" and fields["kind"] == "modified"):
+                    out[i] = (out[i][0], out[i][1], out[i][2], mark)  # resumes after the later row
+                    continue
+            last[fields["path"]] = len(out)
+            out.append(it)
+        self.items = out
+
+
+COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md)
+
+
+def _advance(pos: Pos, mark: tuple[Any, ...]) -> None:
+    if mark[0] == "op":
+        pos.op = max(pos.op, mark[1])
+    elif mark[0] == "audit":
+        pos.audit = max(pos.audit, mark[1])
+    else:
+        fp = pos.forks[mark[1]]
+        if mark[0] == "o":
+            fp.oseq = max(fp.oseq, mark[2])
+        elif mark[0] == "u":
+            fp.useq = max(fp.useq, mark[2])
+        else:
+            fp.reflog = max(fp.reflog, mark[2])
+
+
+def _parse_time(v: object) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _blobs(vault: Vault, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+    """The blob id each file event's path holds now, for its newest event (what to pass as
+    ``--expect``); older events of a path, directories and what is gone have none."""
+    evs = list(events)
+    newest: dict[tuple[str, str], int] = {}
+    for i, ev in enumerate(evs):
+        if ev.path and ev.fork and ev.kind in ("created", "modified", "renamed", "mode"):
+            newest[(ev.fork, ev.path)] = i
+    out = list(evs)
+    for (fork, path), i in newest.items():
+        try:
+            blob = vault.workspace(fork).blob_of(path)
+        except Exception:  # gone meanwhile, a directory: no blob
+            blob = None
+        if blob is not None:
+            out[i] = dataclasses.replace(out[i], blob=blob)
+    return out
+
+
+def wake_paths(vault: Vault, fork: str | None) -> list[str]:
+    """The directories whose files change when an event is journaled (a follower waits on
+    them, with inotify): the vault's state dir (op log, audit log), the reflogs' directory
+    and each watched fork's state dir."""
+    forks = [fork] if fork is not None else vault.fork_names()
+    out = [vault.state_dir, os.path.dirname(refs.reflog_path(vault.path, refs.fork_ref("x")))]
+    for f in forks:
+        state = vault.ws_dir(f)
+        out.append(os.path.realpath(state))
+        d = os.path.dirname(refs.reflog_path(vault.path, refs.fork_ref(f)))
+        if d not in out:
+            out.append(d)
+    return out

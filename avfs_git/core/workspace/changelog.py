@@ -1,0 +1,188 @@
+"""A fork's change log: what the kernel changed in an overlay mount, kept on disk, and who
+the fork's journals belong to.
+
+The overlay journal (``overlay.db``) already records every change avfs itself makes (its
+file commands, the API, MCP, a pure-FUSE mount's writes). What the *kernel* writes in an
+overlay mount reaches no avfs code: the mount daemon sees it through inotify
+(:mod:`.upperwatch`), whose journal is in memory and goes with the daemon. ``changes.db``
+in the workspace's state dir is that journal's durable half, for ``avfs watch``: the
+daemon's watcher thread appends what one drain of the kernel's queue found (coalesced:
+one batch, at least :data:`.upperwatch.BATCH_S` long), classified as created, modified,
+deleted, renamed or mode. A writer never waits for it: the kernel's write returned before
+the daemon read the event.
+
+It also holds:
+
+- ``meta``: the log's identity (``id``, random) and the fork it belongs to. A fork made by
+  snapshotting another's state dir (core/vaults/layers.py) starts with a copy of that
+  fork's databases; :meth:`ChangeLog.claim` gives it an identity of its own and the
+  positions its journals start from, so a cursor never reads another fork's history as
+  this one's, nor a fork deleted and made again under the same name as the same fork.
+- ``daemons``: the mount daemons that served the fork (pid, from, to), so an overlay
+  journal row a daemon wrote (a pure-FUSE mount's write) is told apart from the API's.
+
+Kept: the newest :data:`MAX_EVENTS` events; a cursor older than that is out of date
+(``resync_required``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+
+from ..store.threads import ThreadSlots
+from .sqlite import close_conn, open_db
+
+FILE = "changes.db"
+MAX_EVENTS = 200_000  # events kept; past it the older half goes
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    old_path TEXT
+);
+CREATE TABLE IF NOT EXISTS daemons(pid INTEGER NOT NULL, started REAL NOT NULL, ended REAL);
+"""
+
+# what a row of the upper layer's log says happened (``overflow``: the kernel dropped
+# events; nothing since the last row is known)
+KINDS = ("created", "modified", "deleted", "renamed", "mode", "overflow")
+
+UpperEvent = tuple[float, str, str, str | None]  # (time, kind, path, old path)
+
+
+class ChangeLog:
+    """``<state_dir>/changes.db`` (see the module's docstring); a connection per thread."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, FILE)
+        self._local = ThreadSlots(on_drop=close_conn)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = open_db(self.path, _SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        self._local.release("conn", sqlite3.Connection.close)
+
+    # -- identity ---------------------------------------------------------------------------
+    def identity(self, fork: str, overlay_seq: int) -> tuple[str, int, int]:
+        """(this log's id, the overlay journal position and the upper log position the
+        fork's history starts after). Made on first ask: a log that names no fork belongs
+        to a state dir made for this fork (a fork's state is made on its first use, its
+        journals empty then: its history starts at their beginning); one that names another
+        fork is a snapshot's copy nobody claimed (:func:`claim_new_fork`), whose history
+        starts at ``overlay_seq`` and the upper log's end."""
+        db = self.db
+        got = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('id', 'fork', 'start')").fetchall())
+        if got.get("fork") == fork and got.get("id") and got.get("start"):
+            a, _, b = str(got["start"]).partition(":")
+            return str(got["id"]), int(a), int(b)
+        if not got.get("fork"):
+            return self.claim(fork, 0, fresh=True)
+        return self.claim(fork, overlay_seq)
+
+    def claim(self, fork: str, overlay_seq: int, *, fresh: bool = False) -> tuple[str, int, int]:
+        """Make this log ``fork``'s, its history starting now (at ``overlay_seq`` of the
+        overlay journal and the upper log's last row; from the start when ``fresh``)."""
+        db = self.db
+        ident = os.urandom(8).hex()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            upper = 0 if fresh else self._last(db)
+            db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                [("id", ident), ("fork", fork), ("start", f"{overlay_seq}:{upper}")],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ident, overlay_seq, upper
+
+    # -- the upper layer's events -----------------------------------------------------------
+    @staticmethod
+    def _last(db: sqlite3.Connection) -> int:
+        r = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+        return int(r[0]) if r else 0
+
+    def last_seq(self) -> int:
+        return self._last(self.db)
+
+    def first_kept(self) -> int:
+        """The oldest event's position (the next one's when none is kept)."""
+        r = self.db.execute("SELECT MIN(seq) FROM events").fetchone()
+        return int(r[0]) if r and r[0] is not None else self.last_seq() + 1
+
+    def append(self, events: Iterable[UpperEvent]) -> None:
+        """Append one batch (one transaction), dropping the older half past the bound."""
+        rows = list(events)
+        if not rows:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO events(ts, kind, path, old_path) VALUES(?, ?, ?, ?)", rows)
+            last = self._last(db)
+            first = db.execute("SELECT MIN(seq) FROM events").fetchone()[0]
+            if first is not None and last - int(first) + 1 > MAX_EVENTS:
+                db.execute("DELETE FROM events WHERE seq <= ?", (last - MAX_EVENTS // 2,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def since(self, seq: int, limit: int) -> list[tuple[int, float, str, str, str | None]]:
+        """Up to ``limit`` events after ``seq``, oldest first: (seq, time, kind, path, old)."""
+        rows = self.db.execute(
+            "SELECT seq, ts, kind, path, old_path FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [(int(r[0]), float(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+
+    # -- the daemons that served the fork ---------------------------------------------------
+    def daemon_started(self, pid: int) -> None:
+        self.db.execute("INSERT INTO daemons(pid, started) VALUES(?, ?)", (pid, time.time()))
+
+    def daemon_ended(self, pid: int) -> None:
+        self.db.execute("UPDATE daemons SET ended=? WHERE pid=? AND ended IS NULL", (time.time(), pid))
+
+    def daemons(self) -> list[tuple[int, float, float | None]]:
+        rows = self.db.execute("SELECT pid, started, ended FROM daemons").fetchall()
+        return [(int(r[0]), float(r[1]), None if r[2] is None else float(r[2])) for r in rows]
+
+
+def overlay_last(state_dir: str) -> int:
+    """The overlay journal's newest position in ``state_dir`` (0: none yet), read without
+    opening the workspace."""
+    path = os.path.join(state_dir, "overlay.db")
+    if not os.path.exists(path):
+        return 0
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # made, its schema not yet
+    finally:
+        conn.close()
+
+
+def claim_new_fork(state_dir: str, fork: str) -> None:
+    """A fork just made: its history starts now, where its state dir exists already (a
+    snapshot of its source's, whose journals it carries)."""
+    if os.path.exists(os.path.join(state_dir, "overlay.db")) or exists(state_dir):
+        ChangeLog(state_dir).claim(fork, overlay_last(state_dir))
+
+
+def exists(state_dir: str) -> bool:
+    return os.path.exists(os.path.join(state_dir, FILE))

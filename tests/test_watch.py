@@ -1,0 +1,300 @@
+"""The change stream (core/vaults/changes.py, `avfs watch`, MCP `changes_since`): real
+mounts on both backends with a writer process in the mount while `avfs watch` runs as a
+subprocess; replay after a remount; --once; resync_required; bad cursors."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from avfs_git.core.errors import CursorInvalidError
+from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.vaults import changes, cursor
+from avfs_git.core.vaults.changes import changes_since
+from avfs_git.ops import mounts
+
+from .test_fuse import _mounted
+
+AVFS = [sys.executable, "-m", "avfs_git"]
+
+
+def _events(ch: changes.Changes) -> list[tuple[Any, ...]]:
+    return [(e.kind, e.path, e.old_path, e.source) for e in ch.events if e.path is not None]
+
+
+class _Watch:
+    """`avfs --json watch ...` running as a subprocess, its NDJSON read as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*AVFS, "--json", "watch", *args], stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        self.fd = self.proc.stdout.fileno()
+        self.buf = b""
+
+    def docs(
+        self, want_events: int, timeout: float = 15.0, *, until_cursor: bool = False
+    ) -> list[dict[str, Any]]:
+        """Documents until ``want_events`` watch_events came (or a watch_cursor, or the timeout)."""
+        out: list[dict[str, Any]] = []
+        end = time.time() + timeout
+        while time.time() < end:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                out.append(json.loads(line))
+            if until_cursor and any(d["kind"] == "watch_cursor" for d in out):
+                break
+            if not until_cursor and sum(d["kind"] == "watch_event" for d in out) >= want_events:
+                break
+            r, _, _ = select.select([self.fd], [], [], 0.2)
+            if r:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                self.buf += chunk
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@pytest.fixture(params=["overlay", "fuse"])
+def mounted(
+    request: pytest.FixtureRequest, home: Any, vault: Any, tmp_path: Any
+) -> Iterator[tuple[Any, str, str]]:
+    with _mounted(home, vault, tmp_path, request.param) as (v, mp):
+        yield v, mp, request.param
+
+
+WRITER = """
+import os, sys
+mp = sys.argv[1]
+open(os.path.join(mp, "new.txt"), "w").write("hello")
+with open(os.path.join(mp, "README.md"), "a") as f:
+    f.write("more\\n")
+os.rename(os.path.join(mp, "new.txt"), os.path.join(mp, "renamed.txt"))
+os.chmod(os.path.join(mp, "src/app.py"), 0o755)
+os.unlink(os.path.join(mp, "bin/run.sh"))
+os.mkdir(os.path.join(mp, "d"))
+"""
+EXPECTED = [
+    ("created", "new.txt", None, "mount"),
+    ("modified", "README.md", None, "mount"),
+    ("renamed", "renamed.txt", "new.txt", "mount"),
+    ("mode", "src/app.py", None, "mount"),
+    ("deleted", "bin/run.sh", None, "mount"),
+    ("created", "d", None, "mount"),
+]
+
+
+def test_a_writer_in_the_mount_shows_in_a_running_watch_then_replays_after_a_remount(
+    mounted: tuple[Any, str, str], home: Any
+) -> None:
+    vault, mp, backend = mounted
+    w = _Watch("v:main")
+    try:
+        head = w.docs(0, until_cursor=True)  # following starts with where it stands
+        assert [d["kind"] for d in head] == ["watch_cursor"]
+        start = head[0]["cursor"]
+        subprocess.run([sys.executable, "-c", WRITER, mp], check=True)
+        docs = w.docs(len(EXPECTED))
+    finally:
+        w.stop()
+    evs = [d["event"] for d in docs if d["kind"] == "watch_event"]
+    assert [(e["kind"], e["path"], e.get("old_path"), e["source"]) for e in evs] == EXPECTED, backend
+    assert all(e["fork"] == "main" for e in evs)
+    assert evs[2]["blob"] == vault.workspace("main").blob_of("renamed.txt")
+    # the daemon goes and comes back: the cursor from before replays exactly the same
+    mounts.unmount(home, vault, "main")
+    mounts.mount(home, vault, "main", mp, backend=backend)
+    replay = changes_since(vault, "main", start)
+    assert _events(replay) == EXPECTED
+    assert [e.cursor for e in replay.events] == [e["cursor"] for e in evs]
+    # and from the last event's cursor: nothing, then what comes next
+    assert changes_since(vault, "main", evs[-1]["cursor"]).events == ()
+    with open(os.path.join(mp, "after.txt"), "w") as fh:
+        fh.write("x")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        after = _events(changes_since(vault, "main", evs[-1]["cursor"]))
+        if after:
+            break
+        time.sleep(0.05)
+    assert after == [("created", "after.txt", None, "mount")]
+
+
+def test_once_prints_what_happened_and_the_new_cursor(vault: Any, cli: Any) -> None:
+    r = cli("--json", "watch", "v", "--once")
+    assert r.code == 0
+    docs = [json.loads(line) for line in r.out.splitlines()]
+    assert [d["kind"] for d in docs] == ["watch_cursor"]
+    c0 = docs[0]["cursor"]
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"1")
+    ws.write("a.txt", b"2")
+    ws.rename("a.txt", "b.txt")
+    checkpoint.save(vault, "main", name="s1")
+    r = cli("--json", "watch", "v", "--once", "--since", c0)
+    docs = [json.loads(line) for line in r.out.splitlines()]
+    assert docs[-1]["kind"] == "watch_cursor"
+    evs = [d["event"] for d in docs[:-1]]
+    assert [(e["kind"], e.get("path")) for e in evs] == [
+        ("created", "a.txt"),
+        ("renamed", "b.txt"),
+        ("checkpoint", None),
+        ("ref_moved", None),
+    ]
+    assert evs[2]["op"] and evs[2]["new"] == evs[3]["new"] == vault.workspace("main").base
+    assert all(e["source"] == "api" for e in evs)
+    # the final cursor: nothing more
+    r = cli("--json", "watch", "v", "--once", "--since", docs[-1]["cursor"])
+    assert [json.loads(x)["kind"] for x in r.out.splitlines()] == ["watch_cursor"]
+    # human output: a line per event
+    r = cli("watch", "v", "--once", "--since", c0)
+    assert "renamed  a.txt -> b.txt (api)" in r.out
+
+
+def test_vault_events_restore_undo_merge_fork_with_their_source(vault: Any) -> None:
+    ws = vault.workspace("main")
+    ws.write("f", b"1")
+    checkpoint.save(vault, "main", name="one")
+    c0 = changes_since(vault, None, None).cursor
+    vault.create_fork("main", "side")
+    vault.workspace("side").write("g", b"g")
+    checkpoint.save(vault, "side", name="g")
+    merge.merge(vault, "side", "main")
+    ws.write("f", b"2")
+    checkpoint.restore(vault, "main", "one")
+    checkpoint.undo(vault)
+    ch = changes_since(vault, None, c0)
+    kinds = [(e.kind, e.fork, e.source) for e in ch.events if e.kind != "ref_moved"]
+    assert kinds == [
+        ("fork_created", "side", "api"),
+        ("created", "side", "api"),
+        ("checkpoint", "side", "api"),
+        ("merge", "main", "merge"),
+        ("modified", "main", "api"),
+        ("restore", "main", "restore"),
+        ("undo", "main", "restore"),
+    ], kinds
+    moved = [e for e in ch.events if e.kind == "ref_moved"]
+    assert {e.fork for e in moved} == {"main", "side"}
+    assert all(e.new or e.old for e in moved)
+    # one fork's stream holds only its own
+    one = changes_since(vault, "side", changes_since(vault, "side", None).cursor)
+    assert one.events == ()
+
+
+def test_bad_cursors_are_clear_errors_and_change_nothing(vault: Any, cli: Any, home: Any) -> None:
+    ws = vault.workspace("main")
+    ws.write("a", b"a")
+    good = changes_since(vault, "main", None).cursor
+    before = (vault.oplog.next_id(), ws.overlay.last_seq())
+    for bad in ("garbage", cursor.PREFIX + "!!!", cursor.PREFIX + "e30"):
+        r = cli("--json", "watch", "v", "--once", "--since", bad)
+        assert r.code == 1
+        doc = json.loads(r.out)
+        assert doc["kind"] == "error" and doc["error"]["code"] == "cursor_invalid"
+    # from the future: a position the vault never reached
+    pos = cursor.decode(good)
+    pos.forks["main"].oseq += 100
+    with pytest.raises(CursorInvalidError, match="past its end"):
+        changes_since(vault, "main", pos.encode())
+    pos = cursor.decode(good)
+    pos.op += 5
+    with pytest.raises(CursorInvalidError, match="past the vault's last operation"):
+        changes_since(vault, "main", pos.encode())
+    # another scope's cursor
+    with pytest.raises(CursorInvalidError, match="not of every fork"):
+        changes_since(vault, None, good)
+    assert (vault.oplog.next_id(), ws.overlay.last_seq()) == before
+    # another vault's cursor: resync_required, with a cursor that works
+    other = home.create_vault("w")
+    ch = changes_since(other, "main", changes_since(vault, "main", None).cursor.replace("main", "main"))
+    assert [e.kind for e in ch.events] == ["resync_required"]
+    assert "another vault" in (ch.events[0].reason or "")
+    assert changes_since(other, "main", ch.cursor).events == ()
+
+
+def test_resync_when_the_fork_was_made_again_or_the_op_log_expired(vault: Any) -> None:
+    vault.create_fork("main", "f")
+    c = changes_since(vault, "f", None).cursor
+    vault.delete_fork("f")
+    vault.create_fork("main", "f")
+    ch = changes_since(vault, "f", c)
+    assert [e.kind for e in ch.events] == ["resync_required"]
+    # an op log expired past the cursor (gc)
+    c = changes_since(vault, "main", None).cursor
+    vault.workspace("main").write("q", b"q")
+    checkpoint.save(vault, "main", name="x")
+    vault.workspace("main").write("r", b"r")
+    checkpoint.save(vault, "main", name="y")
+    vault.oplog.db.execute("DELETE FROM ops WHERE id <= ?", (cursor.decode(c).op + 1,))
+    ch = changes_since(vault, "main", c)
+    assert [e.kind for e in ch.events] == ["resync_required"]
+    assert "op log" in (ch.events[0].reason or "")
+
+
+def test_a_watcher_that_never_reads_does_not_block_writers(mounted: tuple[Any, str, str]) -> None:
+    vault, mp, _ = mounted
+    c0 = changes_since(vault, "main", None).cursor
+    proc = subprocess.Popen([*AVFS, "--json", "watch", "v:main"], stdout=subprocess.PIPE)  # never read
+    try:
+        time.sleep(1.0)
+        for i in range(400):  # far more than a pipe holds (~64 KiB of events)
+            with open(os.path.join(mp, f"f{i:04d}-{'x' * 150}.txt"), "w") as fh:
+                fh.write("x")
+        ws = vault.workspace("main")
+        for i in range(200):
+            ws.write(f"api{i}", b"x")
+        assert proc.poll() is None  # stuck on its pipe, still there
+        # the writers were not held: everything is written and journaled
+        assert len([n for n in os.listdir(mp) if n.startswith("f")]) == 400
+    finally:
+        proc.kill()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    # what it missed is all there for the next reader
+    # (the overlay daemon appends the kernel's events from its own thread, after the writes
+    # returned: read until they are all there)
+    made: set[str] = set()
+    cursor = c0
+    deadline = time.time() + 60
+    while len(made) < 600 and time.time() < deadline:
+        ch = changes_since(vault, "main", cursor)
+        made |= {e.path for e in ch.events if e.kind == "created" and e.path}
+        cursor = ch.cursor
+        if not ch.more:
+            time.sleep(0.1)
+    assert len(made) == 600
+
+
+def test_proxy_exec_events_name_the_exec(vault: Any) -> None:
+    import avfs_git
+
+    ws = vault.workspace("main")
+    ws.write("a", b"a")
+    checkpoint.save(vault, "main", name="b")
+    c = changes_since(vault, "main", None).cursor
+    res = avfs_git.exec_in(ws, ["sh", "-c", "echo hi > out.txt"], timeout_ms=60_000)
+    assert res.exit_code == 0 and res.commit is not None
+    evs = changes_since(vault, "main", c).events
+    got = [(e.kind, e.path, e.source) for e in evs]
+    assert ("created", "out.txt", "mount") in got  # written through the mount it ran in
+    commit = res.commit.commit
+    execs = [e for e in evs if e.kind == "exec"]
+    assert len(execs) == 1 and execs[0].new == commit and execs[0].exec_id
+    for kind in ("checkpoint", "ref_moved"):
+        e = next(e for e in evs if e.kind == kind)
+        assert (e.source, e.new, e.exec_id) == ("exec", commit, execs[0].exec_id), e
