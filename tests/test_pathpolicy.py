@@ -294,3 +294,18 @@ def test_a_merge_from_outside_is_not_refused(fork: Vault, tmp_path: Path) -> Non
     with pytest.raises(PathHiddenError):
         fork.workspace("agent").check_shown(".env")
     assert checkpoint.save(fork, "agent", message="nothing").not_recorded == ()
+
+
+def test_a_write_through_a_symlink_meets_the_rule_of_where_it_lands(fork: Vault) -> None:
+    ws = fork.workspace("main")
+    ws.symlink("../migrations/0001.sql", "src/alias.sql")  # the link itself is in src: allowed
+    ws.symlink("../migrations", "src/mdir")
+    ws.symlink("../.env", "src/env-link")
+    before = state(fork)
+    with pytest.raises(PathReadOnlyError):
+        ws.write("src/alias.sql", b"drop table t;\n")
+    with pytest.raises(PathReadOnlyError):
+        ws.write("src/mdir/0003.sql", b"new\n")
+    with pytest.raises(PathHiddenError):
+        ws.write("src/env-link", b"TOKEN=x\n")
+    assert state(fork) == before

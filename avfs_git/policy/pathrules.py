@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 KINDS: Final = ("hidden", "read_only", "append_only")  # strictest first
+MEMO_SIZE: Final = 8192  # answers a PathRules keeps
 """The kinds of path rule, strictest first."""
 
 
@@ -102,13 +103,16 @@ class PathRules:
     """The path rules that hold for one fork (or the home and vault alone): ask
     :meth:`match`. Immutable once made; safe to share between threads."""
 
-    __slots__ = ("_specs", "fork", "rules")
+    __slots__ = ("_memo", "_specs", "fork", "rules")
 
     def __init__(self, rules: Iterable[PathRule], fork: str | None = None) -> None:
         from pathspec import GitIgnoreSpec
 
         self.rules: tuple[PathRule, ...] = tuple(rules)
         self.fork = fork
+        # answers kept (paths a mount or a tool asks about again and again); bounded, and
+        # the rules never change: a new policy is a new PathRules
+        self._memo: dict[tuple[str, bool], PathMatch | None] = {}
         # per kind, its patterns compiled by pathspec, newest last: (rule, include, dir only,
         # regex); see _decides for how git's walk is read from them
         self._specs: list[tuple[str, tuple[_Compiled, ...]]] = []
@@ -143,6 +147,18 @@ class PathRules:
         ignore list); ``""`` (the root) is never held."""
         if not self._specs or not path or path == ".git" or path.startswith(".git/"):
             return None
+        key = (path, is_dir)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        got = self._match(path, is_dir)
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = got
+        return got
+
+    def _match(self, path: str, is_dir: bool) -> PathMatch | None:
         parts = path.split("/")
         for kind, compiled in self._specs:
             # git's walk: a directory it excludes is not entered, so nothing below it can be

@@ -112,11 +112,19 @@ class GuardChecks:
         """(path, is a directory) of everything below directory ``path`` (see the workspace)."""
         raise NotImplementedError
 
-    def guard_change(self, path: str, op: str, *, is_dir: bool = False, append: bool = False) -> None:
+    def guard_change(
+        self,
+        path: str,
+        op: str,
+        *,
+        is_dir: bool = False,
+        append: bool = False,
+        guard: PathGuard | None = None,
+    ) -> None:
         """Refuse ``op`` on ``path`` when a rule holds it: any rule, or (``append``: the
         change only adds bytes at the end of a file, or makes a new one) any but
-        ``append_only``."""
-        guard = self.guard
+        ``append_only``. ``guard``: the rules already fetched (else :attr:`guard`)."""
+        guard = guard if guard is not None else self.guard
         if guard.empty:
             return
         held = guard.match(path, is_dir=is_dir)
@@ -154,9 +162,11 @@ class GuardChecks:
         held = guard.match(path, is_dir=is_dir)
         return held is not None and held.kind == "hidden"
 
-    def check_visible(self, path: str, op: str = "read", *, is_dir: bool = False) -> None:
+    def check_visible(
+        self, path: str, op: str = "read", *, is_dir: bool = False, guard: PathGuard | None = None
+    ) -> None:
         """Refuse to serve ``path`` when it is hidden (``path_hidden``)."""
-        guard = self.guard
+        guard = guard if guard is not None else self.guard
         if guard.empty or not path:
             return
         held = guard.match(path, is_dir=is_dir)

@@ -380,13 +380,16 @@ class Workspace(Mutations, Generic[V_co]):
         """Refuse (``path_hidden``) to serve ``path`` when it, or what it resolves to
         (symlinks followed with ``follow``), is hidden from the fork's users: what the file
         commands, MCP and the API's readers ask before they read."""
-        if self.guard.empty:
+        guard = self.guard
+        if guard.empty:
             return
         p = norm(path)
-        self.check_visible(p, op)
-        node = self.view.resolve_path(p, follow)
-        if node is not None:
-            self.check_visible(node.path, op, is_dir=node.is_dir)
+        self.check_visible(p, op, guard=guard)
+        node = self.view.lookup(p)  # no symlink on the way (the common case): p itself
+        if node is None or (follow and node.is_link):
+            node = self.view.resolve_path(p, follow)
+        if node is not None and (node.path != p or node.is_dir):
+            self.check_visible(node.path, op, is_dir=node.is_dir, guard=guard)
 
     def walk_paths(self, path: str) -> Iterator[tuple[str, bool]]:
         for de in self.view.walk(path):

@@ -30,7 +30,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
 from . import upper
 from .overlayentry import DELETED, FILE, OBJECT, Entry
-from .pathguard import GuardChecks
+from .pathguard import GuardChecks, PathGuard
 from .wschecks import WriteChecks, parse_expect, unlink_quiet
 from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
@@ -102,8 +102,9 @@ class Mutations(GuardChecks, WriteChecks):
                 self._check_expect(path, expect)
                 return self.write(path, data, mode=mode, parents=parents)
         p = norm(path)
-        if not self.guard.empty:
-            data = self._guard_write(p, data, mode)
+        guard = self.guard
+        if not guard.empty:
+            data = self._guard_write(p, data, mode, guard)
         live = self.live_dir()
         if live is not None:
             real = self._parent_for_write(p, parents)
@@ -158,15 +159,23 @@ class Mutations(GuardChecks, WriteChecks):
         # what stat() would find, without looking it up again (this is a mount's create path)
         return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
 
-    def _guard_write(self, p: str, data: bytes | IO[bytes], mode: int | None) -> bytes | IO[bytes]:
+    def _guard_write(
+        self, p: str, data: bytes | IO[bytes], mode: int | None, guard: PathGuard
+    ) -> bytes | IO[bytes]:
         """Refuse a write the path policy forbids (of ``p`` and, through symlinks, of the
         file it lands in); an ``append_only`` file takes new bytes that keep its old ones
         as their start, its mode unchanged. Returns the data (a stream read whole where
         an append had to be checked)."""
-        real = self._parent_for_write(p, False) if self.view.resolve_path(names.parent_of(p), True) else p
-        for target in dict.fromkeys((p, real)):
-            self.guard_change(target, "write", append=True)
-        held = self.guard.match(real)
+        self.guard_change(p, "write", append=True, guard=guard)
+        real = p
+        node = self.view.lookup(p)
+        if node is None or node.is_link:  # a new file, or through symlinks: where it lands
+            parent = self.view.lookup(names.parent_of(p))
+            through = node is not None or parent is None or not parent.is_dir
+            if through and self.view.resolve_path(names.parent_of(p), True) is not None:
+                real = self._parent_for_write(p, False)
+                self.guard_change(real, "write", append=True, guard=guard)
+        held = guard.match(real)
         if held is None:
             return data
         old = self.view.lookup(real)
@@ -178,7 +187,7 @@ class Mutations(GuardChecks, WriteChecks):
         if not bytes(data).startswith(before) or (
             mode is not None and _file_mode(mode, old.mode) != old.mode
         ):
-            self.guard_change(real, "write (not an append)")
+            self.guard_change(real, "write (not an append)", guard=guard)
         return bytes(data)
 
     def _plain_write_target(self, p: str) -> tuple[Node | None] | None:
