@@ -309,3 +309,23 @@ def test_a_write_through_a_symlink_meets_the_rule_of_where_it_lands(fork: Vault)
     with pytest.raises(PathHiddenError):
         ws.write("src/env-link", b"TOKEN=x\n")
     assert state(fork) == before
+
+
+def test_proxy_exec_materialized_copies_no_hidden_file_and_writes_back_no_protected_change(fork: Vault) -> None:
+    """Where FUSE is not used (``--mode materialized``), the copy lacks the hidden files and
+    what the command changed on protected paths is not written back: the envelope names it."""
+    from avfs_git.proxy.execute import exec_in
+
+    ws = fork.workspace("main")
+    script = (
+        "test ! -e .env && test ! -e secrets/key.pem && test -d secrets && "
+        "echo drop > migrations/0001.sql && echo leak > .env && echo ok > src/new.py"
+    )
+    res = exec_in(ws, shell=script, mode="materialized")
+    doc = res.to_dict()
+    assert res.result is not None and res.result.exit_code == 0, doc
+    tree = tree_of(fork)
+    assert tree["migrations/0001.sql"] == FILES["migrations/0001.sql"] and tree[".env"] == FILES[".env"]
+    assert tree["src/new.py"] == b"ok\n"
+    left = {p["path"] for p in doc["error"]["details"]["paths"]} if doc.get("error") else set()
+    assert left == {"migrations/0001.sql", ".env"}, doc.get("error")
