@@ -311,7 +311,9 @@ def test_a_write_through_a_symlink_meets_the_rule_of_where_it_lands(fork: Vault)
     assert state(fork) == before
 
 
-def test_proxy_exec_materialized_copies_no_hidden_file_and_writes_back_no_protected_change(fork: Vault) -> None:
+def test_proxy_exec_materialized_copies_no_hidden_file_and_writes_back_no_protected_change(
+    fork: Vault,
+) -> None:
     """Where FUSE is not used (``--mode materialized``), the copy lacks the hidden files and
     what the command changed on protected paths is not written back: the envelope names it."""
     from avfs_git.proxy.execute import exec_in
