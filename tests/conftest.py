@@ -25,6 +25,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.core.workspace.workspace import Workspace
 from avfs_git.mount.side import MOUNT_SIDE
+from avfs_git.policy.pathsource import POLICY_PATHS
 
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -186,7 +187,7 @@ def _fsck_every_vault(vaults: Path) -> None:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(str(tmp_path / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE)
+    h = Home(str(tmp_path / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
     yield h
     # its SQLite connections go now, not at a later garbage collection (each sits in a
     # reference cycle): a layers file system they hold stays mounted, lazily unmounted,

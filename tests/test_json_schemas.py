@@ -488,6 +488,13 @@ def _policy(s: Session) -> None:
     s("policy", "check", "--shell", "ls | wc -l", kind="policy_check")
     s("policy", "show", kind="policy")
     s("policy", "validate", kind="policy_validate")
+    paths = s.tmp / "paths.toml"
+    paths.write_text(
+        'version = 1\n[paths]\nhidden = [".env"]\n[forks."review-*".paths]\nread_only = ["**"]\n'
+    )
+    s("policy", "validate", str(paths), kind="policy_validate")
+    doc = s("policy", "check", "--path", "a/.env", "--path", "src/x.py", kind="policy_path_check")
+    assert [p["kind"] for p in doc["paths"]] == ["writable", "writable"]  # no rule in this home
     bad = s.tmp / "bad.toml"
     bad.write_text("version = 1\n[[rules]]\nname = 'x'\nprogram = 'y'\nclasses = ['nonsense']\n")
     err = s.error("policy", "validate", str(bad), code="policy_invalid")
@@ -617,6 +624,7 @@ KIND_CASES: dict[str, Callable[[Session], None]] = {
     "merge": _merge,
     "proxy_exec_result": _proxy,
     "policy_check": _policy,
+    "policy_path_check": _policy,
     "policy": _policy,
     "policy_validate": _policy,
     "audit": _audit,

@@ -26,12 +26,15 @@ def _ws_ref(app: App) -> dict[str, str]:
 def ls_cmd(app: App, path: str, long: bool) -> None:
     """List a directory of the workspace."""
     ws = app.workspace()
+    ws.check_shown(path, "ls")
     st = ws.stat(path, follow=True)
     if st.kind is not NodeKind.DIR:
         one = ws.stat(path, follow=False)
         entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
     else:
         entries = ws.listdir(path, sizes=True)
+        if (visible := ws.visible_filter()) is not None:
+            entries = [e for e in entries if visible(e.path, e.kind)]
     shown = st.path if st.kind is NodeKind.DIR else names.norm_path(path)
     data = {**_ws_ref(app), "path": shown, "entries": entries}
 
@@ -72,6 +75,8 @@ def file_entry(path: str, data: bytes) -> dict[str, object]:
 def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
     """Print files (bytes as they are; JSON: utf-8 text or base64)."""
     ws = app.workspace()
+    for p in paths:
+        ws.check_shown(p, "cat")
     contents = [(p, ws.read(p)) for p in paths]
     if app.json:
         files = [{**file_entry(p, data), "blob": ws.blob_of(p)} for p, data in contents]
@@ -298,6 +303,7 @@ def chmod_cmd(app: App, mode: str, paths: tuple[str, ...]) -> None:
 def stat_cmd(app: App, path: str, dereference: bool) -> None:
     """Show what the workspace knows about PATH."""
     ws = app.workspace()
+    ws.check_shown(path, "stat", follow=dereference)
     st = ws.stat(path, follow=dereference)
 
     def human() -> None:
@@ -321,7 +327,10 @@ def stat_cmd(app: App, path: str, dereference: bool) -> None:
 def tree_cmd(app: App, path: str, level: int | None) -> None:
     """Show the directory tree below PATH."""
     ws = app.workspace()
+    ws.check_shown(path, "tree")
     entries = list(ws.walk(path, max_depth=level))
+    if (shown := ws.visible_filter()) is not None:
+        entries = [e for e in entries if shown(e.path, e.kind)]
     root = names.norm_path(path)
 
     def human() -> None:

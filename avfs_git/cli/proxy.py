@@ -217,12 +217,25 @@ def policy() -> None:
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS...]")
 @click.option("--shell", "shell", metavar="STRING", help="Check a shell command line instead of argv.")
 @click.option("--cwd", default="", metavar="DIR", help="Working directory, relative to the workspace root.")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    metavar="PATH",
+    help="Explain which path rule holds PATH in the fork (repeatable) instead of a command.",
+)
 @pass_app
-def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> None:
-    """Explain what the policy decides for a command, without running anything."""
+def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str, paths: tuple[str, ...]) -> None:
+    """Explain what the policy decides for a command, or which path rule holds a path
+    (--path), without running anything."""
+    if paths:
+        if argv or shell is not None:
+            raise UsageError("give either --path PATH or a command, not both")
+        _check_paths(app, paths)
+        return
     _need_dashdash(app, argv)
     if bool(argv) == (shell is not None):
-        raise UsageError("give a command after `--`, or --shell 'STRING'")
+        raise UsageError("give a command after `--`, --shell 'STRING' or --path PATH")
     pol, vault, fork = _policy_target(app)
     root = "/nonexistent-workspace"
     if vault is not None and fork is not None:
@@ -253,6 +266,33 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str) -> N
             o.plain("  - {}: {} ({})", " ".join(cd.get("argv") or []), classes, cd.get("rule"))
 
     app.output.result("policy_check", data, human)
+
+
+def _check_paths(app: App, paths: tuple[str, ...]) -> None:
+    """``policy check --path``: the rule that holds each path in the selected fork."""
+    from ..core.store.names import norm_path
+
+    pol, _vault, fork = _policy_target(app)
+    rules = pol.path_rules(fork)
+    results = []
+    for raw in paths:
+        path = norm_path(raw)
+        m = rules.match(path, is_dir=raw.endswith("/"))
+        results.append(
+            {"path": path, "kind": m.kind if m else "writable", "rule": m.to_dict() if m else None}
+        )
+    data = {
+        "fork": fork,
+        "paths": results,
+        "policy": {"hash": pol.hash, "sources": list(pol.sources)},
+    }
+
+    def human() -> None:
+        for r, raw in zip(results, paths, strict=True):
+            m = rules.match(r["path"], is_dir=raw.endswith("/"))
+            app.output.plain("{}: {}", r["path"], m.describe() if m else "writable (no path rule holds it)")
+
+    app.output.result("policy_path_check", data, human)
 
 
 @policy.command("show")

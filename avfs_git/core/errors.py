@@ -177,6 +177,41 @@ class ExpectMismatchError(AvfsError):
     errno = _errno.EAGAIN
 
 
+class PathProtectedError(AvfsError):
+    """A change the fork's path policy (``[paths]`` of the policy files) forbids: nothing
+    was changed. ``details``: ``path``, ``kind`` (``read_only``, ``hidden``,
+    ``append_only``), ``pattern`` and ``source`` (the rule that matched: the pattern, the
+    file and, for a ``[forks."PAT".paths]`` rule, ``fork_pattern``), ``op``."""
+
+    code = "path_protected"
+    errno = _errno.EACCES
+
+
+class PathReadOnlyError(PathProtectedError):
+    """A write, create, rename, unlink, chmod or truncate of a path a ``read_only`` rule
+    protects. The mount answers ``EROFS``."""
+
+    code = "path_read_only"
+    errno = _errno.EROFS
+
+
+class PathHiddenError(PathProtectedError):
+    """A path a ``hidden`` rule hides: it does not exist for the fork's users (reads answer
+    it; a create there is refused). The mount answers ``ENOENT`` to lookups and
+    ``EACCES`` to a create of the name."""
+
+    code = "path_hidden"
+    errno = _errno.ENOENT
+
+
+class PathAppendOnlyError(PathProtectedError):
+    """A change to an ``append_only`` file other than an append (a rewrite, truncate,
+    rename, unlink, chmod): ``EPERM``, as the kernel answers for ``chattr +a`` files."""
+
+    code = "path_append_only"
+    errno = _errno.EPERM
+
+
 class CursorInvalidError(AvfsError):
     """A change-stream cursor (``avfs watch --since``, MCP ``changes_since``) that is not
     one avfs handed out, or that names a position the vault has not reached (a cursor from

@@ -51,6 +51,8 @@ from .stacking import (
     _tune_layers,
     _upper_on,
     _watch_unmount,
+    protect_read_only,
+    unprotect,
 )
 
 INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S bounds the whole)
@@ -94,12 +96,15 @@ class Mount:
         from ..core.settings import Settings
         from ..core.vaults.home import Home
         from ..mount.side import MOUNT_SIDE
+        from ..policy.pathsource import POLICY_PATHS
         from .warm import Warm
 
         self.args = args
         # the daemon's entry is a front end: its settings are its environment's (ops/mounts.py
         # starts it with the home's $AVFS_LAYERS and $AVFS_FUSE_TRACE)
-        self.home = Home(args.home, mounts=MOUNT_SIDE, settings=Settings.from_environ(None, args.home))
+        self.home = Home(
+            args.home, mounts=MOUNT_SIDE, settings=Settings.from_environ(None, args.home), paths=POLICY_PATHS
+        )
         self.vault = self.home.vault(args.vault)
         self.read_only = args.revision is not None
         self.overlay = args.backend == "overlay" and not self.read_only
@@ -330,6 +335,15 @@ class Mount:
             return
         ws, served = self.ws, self.served
         try:
+            self.protect()
+        except Exception as exc:  # the rules cannot be held: no mount rather than one without them
+            logging.getLogger("avfs.fuse").exception("read-only binds of the path policy")
+            print(f"avfs mount daemon: the path policy's read-only binds failed: {exc}", file=sys.stderr)
+            self.record["state"] = "failed"
+            write_registry(self.reg, self.record)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        try:
             # the directories git's first status will list, listed once before it can come
             _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
         except Exception:
@@ -337,6 +351,17 @@ class Mount:
         self.announce()
         self.warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
+
+    def protect(self) -> None:
+        """The overlay backend's kernel mechanism for the fork's ``read_only`` path rules
+        (stacking.protect_read_only); the record says where avfs's own writes go then."""
+        from ..policy.pathsource import POLICY_PATHS
+
+        rules = POLICY_PATHS.rules(self.home.path, self.vault.path, self.args.fork)
+        writes, bound = protect_read_only(self.ws, rules, self.args.mountpoint)
+        if writes is not None:
+            self.record["writes_at"] = writes
+            self.record["read_only_binds"] = bound
 
     def announce(self) -> None:
         """The mount serves: its registry record says so, the exec server starts, the
@@ -401,6 +426,7 @@ class Mount:
         self.closing.set()
         self.warm.close()
         if self.overlay:
+            unprotect(self.ws)
             detach(self.args.mountpoint, fs_type="overlay")  # its lower layer is gone
             if self.hook_server is not None:
                 self.hook_server.close()

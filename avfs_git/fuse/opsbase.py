@@ -64,6 +64,7 @@ def translated(func: F) -> F:
 
 class Handle:
     __slots__ = (
+        "append_only",
         "created",
         "data",
         "dirty",
@@ -89,6 +90,7 @@ class Handle:
         self.fileid: str | None = None
         self.limit = 0
         self.stream: BlobStream | None = None  # a big unchanged file, read from git as it goes
+        self.append_only = False  # the path policy's: writes only at the end (see writes.write)
 
 
 class OpsBase(fuse.Operations):  # type: ignore[misc]
@@ -143,6 +145,10 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
         self._kids_base: str | None = None  # the base commit the kept children are of
         self._sizes: dict[str, int] = {}  # see _size
+        # the fork's path rules, as the mount started (docs/policy.md "Path policies"): what
+        # it hides is cached by the kernel, so they hold for the mount's life; the writes
+        # the workspace makes check the files' current rules themselves
+        self.guard = ws.guard
         owner = ws.vault.home
         self.trace_fd = _open_trace(owner.settings.fuse_trace if owner is not None else None)
 
@@ -158,9 +164,19 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
 
     def _node(self, p: str) -> Node:
         node = self._ro_node(p) if self.read_only else self.ws.node(p)
-        if node is None:
+        if node is None or (not self.guard.empty and self._hidden(p, node.is_dir)):
             raise fuse.FuseOSError(errno.ENOENT)
         return node
+
+    def _hidden(self, p: str, is_dir: bool = False) -> bool:
+        """Whether the path policy hides ``p``: it does not exist in this mount."""
+        held = self.guard.match(p, is_dir=is_dir) if p else None
+        return held is not None and held.kind == "hidden"
+
+    def _refuse_hidden_create(self, p: str) -> None:
+        """A create of a hidden name: EACCES (the name does not exist, and cannot be made)."""
+        if not self.guard.empty and self._hidden(p):
+            raise fuse.FuseOSError(errno.EACCES)
 
     def _ro_node(self, p: str) -> Node | None:
         """A read-only view's node, from its parent's children (kept for the last

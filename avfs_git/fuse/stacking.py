@@ -155,3 +155,70 @@ def _pin_gitfile(upper: str, text: bytes | None) -> None:
 def _escape(path: str) -> str:
     """A path as a mount option value (overlayfs splits on ',' and ':')."""
     return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+WRITES_DIR = "merged"  # <state dir>/merged: the overlay without its read-only binds (avfs's writes)
+
+
+def protect_read_only(ws: Any, rules: Any, mountpoint: str) -> tuple[str | None, list[str]]:
+    """The overlay backend's mechanism for ``read_only`` path rules (docs/policy.md, "What
+    each backend guarantees"): kernel overlayfs writes never reach avfs, so each held
+    directory (one whose every path a rule holds: ``migrations/**``, ``build/``) and each
+    held file outside one, as the fork shows them now, gets a read-only bind mount of itself
+    on the merged mount point (``**``: the mount point itself is made read-only). First a
+    private bind of the overlay without them (``<state dir>/merged``) is made: avfs's own
+    writes through the mount (a restore, a merge or rebase from outside the fork) go there,
+    and are not refused.
+
+    Returns (that directory, the paths bound); (None, []) when no rule is ``read_only``.
+    """
+    import subprocess
+
+    if not any(r.kind == "read_only" for r in rules.rules):
+        return None, []
+    writes = os.path.join(ws.state_dir, WRITES_DIR)
+    os.makedirs(writes, exist_ok=True)
+
+    def run(*args: str) -> None:
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise OSError(f"{' '.join(args)}: {proc.stderr.strip()}")
+
+    run("mount", "--bind", mountpoint, writes)
+    run("mount", "--make-private", writes)  # the binds below never show through it
+    targets: list[str] = []
+
+    def walk(path: str) -> None:
+        if rules.covers(path, "read_only"):
+            targets.append(path)
+            return
+        node = ws.view.lookup(path)
+        for name, child in sorted(ws.view.children(node).items()):
+            p = f"{path}/{name}" if path else name
+            if p == ".git":
+                continue
+            if child.is_dir:
+                if rules.reaches(p, "read_only"):
+                    walk(p)
+            else:
+                m = rules.match(p)
+                if m is not None and m.kind == "read_only":
+                    targets.append(p)
+
+    walk("")
+    for rel in targets:
+        target = os.path.join(mountpoint, rel) if rel else mountpoint
+        if rel:
+            run("mount", "--bind", target, target)
+        run("mount", "-o", "remount,bind,ro", target)
+    return writes, targets
+
+
+def unprotect(ws: Any) -> None:
+    """Take the private bind of :func:`protect_read_only` away (the read-only binds go with
+    the overlay's lazy unmount)."""
+    import subprocess
+
+    writes = os.path.join(ws.state_dir, WRITES_DIR)
+    if os.path.ismount(writes):
+        subprocess.run(["umount", "-l", writes], capture_output=True, check=False)

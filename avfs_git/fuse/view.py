@@ -160,8 +160,11 @@ class ViewOps(NestedRepos, HandleTable):
         out: list[Any] = [".", ".."]
         if not p and self.gitfile is not None:
             out.append((".git", {"st_ino": inode_of(".git"), "st_mode": stat.S_IFREG}, 0))
+        hides = not self.guard.empty
         for name, child in sorted(self.ws.node_children(node).items()):
             cp = names.join(p, name)
+            if hides and self._hidden(cp, child.is_dir):
+                continue  # the path policy's: not there
             if child.is_dir:
                 mode = stat.S_IFDIR
             elif child.is_link:
@@ -195,7 +198,11 @@ class ViewOps(NestedRepos, HandleTable):
         if not p and self.gitfile is not None:
             out.append((".git", ".git", None))
         kids = self._ro_children(p) or {}
-        out += [(name, names.join(p, name), child) for name, child in sorted(kids.items())]
+        out += [
+            (name, names.join(p, name), child)
+            for name, child in sorted(kids.items())
+            if self.guard.empty or not self._hidden(names.join(p, name), child.is_dir)
+        ]
         with self._lock:
             self._listings[path] = out
             while len(self._listings) > LISTING_CACHE:
@@ -231,7 +238,9 @@ class ViewOps(NestedRepos, HandleTable):
         real = self._nested(path)
         if real is not None:
             return os.readlink(real)
-        return self.ws.read_link(self._p(path))
+        p = self._p(path)
+        self._node(p)  # a hidden one is not there
+        return self.ws.read_link(p)
 
     @translated
     def statfs(self, path: str) -> dict[str, int]:
@@ -289,8 +298,14 @@ class ViewOps(NestedRepos, HandleTable):
         wants_write = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
         if wants_write:
             self._writable()
+            appending = bool(flags & os.O_APPEND) and not flags & os.O_TRUNC
+            self.ws.guard_change(
+                p, "open for writing" if appending else "open for writing without O_APPEND", append=appending
+            )
             node = self.ws.materialize(p)
             fh = self._open_rw(p, node, flags)
+            held = None if self.guard.empty else self.ws.guard.match(p)
+            self._handles[fh].append_only = held is not None and held.kind == "append_only"
             if flags & os.O_TRUNC:
                 h = self._handles[fh]
                 assert h.fd is not None

@@ -37,6 +37,7 @@ class WriteOps(NestedRepos, HandleTable):
             return 0
         p = self._p(path)
         node = self._node(p)
+        self.ws.guard_change(p, "chmod", is_dir=node.is_dir)
         if node.is_dir or node.is_link:
             return 0  # git keeps no directory or symlink modes
         self.ws.chmod(p, bool(mode & 0o111))
@@ -57,6 +58,7 @@ class WriteOps(NestedRepos, HandleTable):
             return 0
         p = self._p(path)
         node = self._node(p)
+        self.ws.guard_change(p, "utimens", is_dir=node.is_dir, append=True)
         if node.is_dir:
             return 0  # directory times are not kept (git has none); see docs/fuse.md
         # files and symlinks keep their times on their overlay file (materialized once)
@@ -77,6 +79,7 @@ class WriteOps(NestedRepos, HandleTable):
             self._nested_parent(real)
             os.mkdir(real, mode & 0o7777)
             return 0
+        self._refuse_hidden_create(self._p(path))
         self.ws.mkdir(self._p(path))
         return 0
 
@@ -121,6 +124,8 @@ class WriteOps(NestedRepos, HandleTable):
         if real_old is not None or real_new is not None:
             raise fuse.FuseOSError(errno.EXDEV)  # in or out of a nested repository: copy
         po, pn = self._p(old), self._p(new)
+        self._node(po)  # a hidden one is not there
+        self._refuse_hidden_create(pn)
         moving = self._nested_under(po)
         if moving is not None:
             target = self.ws.node(pn)
@@ -146,6 +151,7 @@ class WriteOps(NestedRepos, HandleTable):
             self._nested_parent(real)
             os.symlink(source, real)
             return 0
+        self._refuse_hidden_create(self._p(target))
         self.ws.symlink(source, self._p(target))
         return 0
 
@@ -172,6 +178,7 @@ class WriteOps(NestedRepos, HandleTable):
             fd = os.open(real, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, mode & 0o7777)
             return self._new_handle(Handle(path, fd, None, True, nested=True))
         p = self._p(path)
+        self._refuse_hidden_create(p)
         self.ws.write(p, b"", mode=MODE_EXEC if mode & 0o111 else None, parents=False)
         node = self._node(p)
         fh = self._open_rw(p, node, 0)
@@ -185,6 +192,8 @@ class WriteOps(NestedRepos, HandleTable):
             raise fuse.FuseOSError(errno.EBADF)
         if h.nested:
             return os.pwrite(h.fd, data, offset)
+        if h.append_only and offset < os.fstat(h.fd).st_size:
+            raise fuse.FuseOSError(errno.EPERM)  # the path policy's append_only: at the end only
         end = offset + len(data)
         if end > h.limit:
             # cheap bound per handle; recheck against the overlay before refusing. The
@@ -216,6 +225,10 @@ class WriteOps(NestedRepos, HandleTable):
         if real is not None:
             os.truncate(real, length)
             return 0
+        if h is not None and h.append_only:
+            raise fuse.FuseOSError(errno.EPERM)
+        if h is None or not h.writable:
+            self.ws.guard_change(self._p(path), "truncate")
         if h is not None and h.fd is not None and h.writable:
             os.ftruncate(h.fd, length)
             h.dirty = True

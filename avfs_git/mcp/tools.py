@@ -181,6 +181,7 @@ class AvfsTools:
             blob = blob_id(data)
         else:
             ws = vault.workspace(fork)
+            ws.check_shown(path, "read_file")
             data = ws.read(path)
             blob = ws.blob_of(path)
         try:
@@ -228,6 +229,7 @@ class AvfsTools:
         vault, fork = self._target(args)
         ws = vault.workspace(fork)
         path = args.get("path", "")
+        ws.check_shown(path, "list_files")
         st = ws.stat(path, follow=True)
         if st.kind is not NodeKind.DIR:  # a file: list it alone, like `ls FILE`
             one = ws.stat(path, follow=False)
@@ -235,6 +237,8 @@ class AvfsTools:
             shown = names.norm_path(path)
         else:
             entries = ws.listdir(path, sizes=True)
+            if (visible := ws.visible_filter()) is not None:
+                entries = [e for e in entries if visible(e.path, e.kind)]
             shown = st.path
         return {**self._workspace_ref(vault, fork), "path": shown, "entries": entries}
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
+from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ def index_bytes(
     tree: str | None = None,
     unmerged: Sequence[Sequence[Any]] = (),
     skeleton: list[tuple[str, str | None]] | None = None,
+    hidden: Callable[[str], bool] | None = None,
 ) -> bytes:
     """An index holding ``commit``'s tree (or ``tree``) with ``stat_of``'s stat data, and
     the ``unmerged`` entries ``(path, stage, oid, mode)`` in place of those paths' own.
@@ -156,11 +158,17 @@ def index_bytes(
     Without unmerged entries it carries git's cache tree (``TREE``: every directory's tree
     id and entry count, exact since the entries are that tree's), with which ``git status``
     compares the index with ``HEAD`` without reading every tree object (100k files: ~0.1 s).
+
+    ``hidden``: the files the fork's path policy hides (the mount does not show them):
+    their entries get git's ``skip-worktree`` bit (index version 3), so git neither reports
+    them deleted nor writes them out.
     """
     import struct
 
     entry = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
     pad = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
+    pad_ext = [b"\0" * (8 - (64 + n) % 8) for n in range(8)]  # with extended flags
+    skipped = 0
     entries: list[tuple[bytes, bytes]] = []
     add = entries.append
     store = vault.store
@@ -182,9 +190,17 @@ def index_bytes(
             count += 1
             if skeleton is not None and name == ".gitignore" and mode != 0o120000:
                 skeleton.append((path, oid))
-            ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
             raw = path.encode("utf-8", "surrogateescape")
             n = len(raw)
+            if hidden is not None and hidden(path):
+                nonlocal skipped
+                skipped += 1
+                # extended (0x4000) with skip-worktree (0x4000 of the extended flags); no
+                # stat data: git does not look at the file
+                add((raw, entry(0, 0, 0, 0, 0, 0, mode, 0, 0, 0, bytes.fromhex(oid), 0x4000 | min(n, 0xFFF))
+                     + b"\x40\x00" + raw + pad_ext[n % 8]))  # fmt: skip
+                continue
+            ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
             add((raw, entry(
                 ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0,
                 ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
@@ -210,7 +226,7 @@ def index_bytes(
                 )
             )
     entries.sort(key=lambda e: e[0])  # stable: a path's stages stay in order
-    data = b"DIRC" + struct.pack(">II", 2, len(entries)) + b"".join(b for _, b in entries)
+    data = b"DIRC" + struct.pack(">II", 3 if skipped else 2, len(entries)) + b"".join(b for _, b in entries)
     if not unmerged:
         cache_tree = b"".join(
             name.encode("utf-8", "surrogateescape") + b"\0" + b"%d %d\n" % (count, subs) + bytes.fromhex(oid)
@@ -303,7 +319,15 @@ def sync_index(
             stat_of = index_stat(ws, uid, gid, view)
             old = (read_text(stamp_path) or "").split(" ")
             data = None
-            if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
+            shown = ws.visible_filter()
+            hidden = None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
+            if (
+                hidden is None
+                and not view_changed
+                and merging is None
+                and len(old) == 3
+                and old[1:] == stamp.split(" ")[1:]
+            ):
                 data = _patched_index(ws, git_dir, old[0], base, stat_of, view.token)
             if data is None:
                 skeleton: list[tuple[str, str | None]] = []
@@ -315,6 +339,7 @@ def sync_index(
                     tree=merging.get("view_tree") if merging else None,
                     unmerged=merging.get("stages", ()) if merging else (),
                     skeleton=skeleton,
+                    hidden=hidden,
                 )
                 if merging is None:
                     data = _with_untracked_cache(ws, git_dir, own, skeleton, data)

@@ -81,7 +81,9 @@ def overlay_mountpoint(vault: MountedVault, fork: str) -> str | None:
         return None
     if not daemon_serves(vault, fork, pid, owner):
         return None
-    mp = owner.get("mountpoint")
+    # the overlay without the path policy's read-only binds, where the daemon made one
+    # (fuse/stacking.py): avfs's own writes (restores, merges from outside) are not refused
+    mp = owner.get("writes_at") or owner.get("mountpoint")
     return str(mp) if mp else None
 
 

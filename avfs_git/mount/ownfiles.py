@@ -19,7 +19,10 @@ from ..core.vaults.registry import is_mount_daemon, mount_dir, mounted_as, read_
 from ..core.workspace.mergestate import HasState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..core.store.gitstore import GitStore
+    from ..core.types import NodeKind
     from ..core.workspace.overlay import Overlay
 
 
@@ -49,6 +52,7 @@ class MountedFork(HasState, Protocol):
     @property
     def view_time(self) -> float: ...
     def read(self, path: str) -> bytes: ...
+    def visible_filter(self) -> Callable[[str, NodeKind], bool] | None: ...
 
 
 # the mount's own files, in files_dir() (never the worktree's git dir: docs/security.md)

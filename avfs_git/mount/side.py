@@ -60,7 +60,14 @@ def open_home(path: str | None = None, *, settings: Settings | None = None) -> H
     ``GIT_COMMITTER_*`` from this process's environment (:mod:`.identity`)."""
     from ..core.store.identity import from_environ
     from ..core.vaults.home import Home
+    from ..policy.pathsource import POLICY_PATHS
 
     if settings is None:
         settings = Settings.from_environ(None, path)
-    return Home(path or settings.home, mounts=MOUNT_SIDE, identity=from_environ(), settings=settings)
+    return Home(
+        path or settings.home,
+        mounts=MOUNT_SIDE,
+        identity=from_environ(),
+        settings=settings,
+        paths=POLICY_PATHS,
+    )

@@ -301,6 +301,9 @@ def mount(
     if why is not None:
         raise FuseUnavailableError(f"cannot mount: {why}")
     vault.require_fork(fork)
+    # the fork's path rules, read now: a policy file that does not parse is one clear error
+    # here (PolicyError), never a mount that serves without them (the daemon reads them again)
+    vault.path_guard(fork)
     commit: str | None = None
     if revision is not None:
         from ..core.operations.history import resolve
@@ -393,6 +396,17 @@ def _choose_backend(home: Home, vault: Vault, fork: str, backend: str, *, read_o
             no_overlay = (
                 "the vault has a quota set, which the pure-FUSE mount enforces per write"
                 f" (the kernel cannot here: {kernel_why})"
+            )
+    if no_overlay is None:
+        # the overlay backend holds `read_only` rules in the kernel (read-only binds,
+        # fuse/stacking.py); a create of a hidden name and a rewrite of an append-only file
+        # it cannot refuse, which the pure-FUSE mount does per call (docs/policy.md)
+        guard = vault.path_guard(fork)
+        held = [k for k in ("hidden", "append_only") if guard.has(k)]
+        if held:
+            no_overlay = (
+                f"the fork's path policy has {' and '.join(held)} rules, which the pure-FUSE mount"
+                " enforces per call"
             )
     if backend == "fuse":
         return "fuse", "asked for (--backend fuse)"

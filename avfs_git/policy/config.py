@@ -15,12 +15,13 @@ from typing import Any, Final
 
 from ..core.errors import PolicyError, from_oserror
 from .model import DEFAULT_RULE, VERSION, Category, Outcome, Rule
+from .pathrules import KINDS, PathRule, PathRules, pattern_problem
 
 
 class Layer:
     """One policy file, validated."""
 
-    __slots__ = ("defaults", "inherit", "outcomes", "rules", "source")
+    __slots__ = ("defaults", "forks", "inherit", "outcomes", "paths", "rules", "source")
 
     def __init__(
         self,
@@ -29,12 +30,16 @@ class Layer:
         defaults: dict[str, Any],
         outcomes: dict[Category, Outcome],
         rules: tuple[Rule, ...],
+        paths: tuple[PathRule, ...] = (),
+        forks: tuple[tuple[str, tuple[PathRule, ...]], ...] = (),
     ) -> None:
         self.source = source
         self.inherit = inherit
         self.defaults = defaults
         self.outcomes = outcomes
         self.rules = rules
+        self.paths = paths  # [paths]
+        self.forks = forks  # [forks."PAT".paths]: (fork pattern, its rules), in file order
 
 
 DEFAULT_POLICY_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_policy.toml")
@@ -109,8 +114,15 @@ def combine(layers: list[Layer], cache_dir: str | None = None) -> dict[str, Any]
     else:
         active.append(shipped)
     rules: list[Rule] = []
+    paths: list[PathRule] = []
+    forks: list[tuple[str, tuple[PathRule, ...]]] = []
+    # path rules as one gitignore list per kind: the lowest layer first (home, then vault),
+    # so that a vault's `!pattern` can re-include what the home's file holds
     for layer in active:
         rules.extend(layer.rules)
+    for layer in reversed(active):
+        paths.extend(layer.paths)
+        forks.extend(layer.forks)
     defaults = dict(shipped.defaults)
     outcomes = dict(shipped.outcomes)
     for layer in reversed(active):
@@ -132,6 +144,8 @@ def combine(layers: list[Layer], cache_dir: str | None = None) -> dict[str, Any]
         readable=tuple(defaults["readable"]),
         confine=defaults["confine"],
         sources=tuple(sources),
+        paths=tuple(paths),
+        fork_paths=tuple(forks),
     )
 
 
@@ -147,7 +161,7 @@ def _error(source: str, line: int | None, column: int | None, problem: str) -> P
 
 
 _TOML_POS: Final = r"\s*\(at line (\d+), column (\d+)\)\s*$"  # error path only: compiled on use
-_TOP_KEYS: Final = frozenset({"version", "inherit", "defaults", "outcomes", "rules"})
+_TOP_KEYS: Final = frozenset({"version", "inherit", "defaults", "outcomes", "rules", "paths", "forks"})
 _DEFAULT_KEYS: Final = frozenset(
     {
         "unknown",
@@ -240,7 +254,11 @@ class _Locator:
                 idx: int | None = None
                 if m.group(1) == "[[":
                     idx = seen[name] = seen.get(name, -1) + 1
-                in_target = table is not None and name == table and (index is None or idx == index)
+                in_target = (
+                    table is not None
+                    and _unquoted(name) == _unquoted(table)
+                    and (index is None or idx == index)
+                )
                 if in_target:
                     header_line = number
                     if key_re is None:
@@ -252,6 +270,12 @@ class _Locator:
             # an inline table or array of tables: the line of its key at the top level
             return self.line(None, None, table) if key is not None or index is not None else None
         return header_line
+
+
+def _unquoted(table: str) -> str:
+    """A table's dotted name without its quotes and the blanks around its dots
+    (``forks."review-*".paths`` and ``forks.review-*.paths`` are one name here)."""
+    return ".".join(part.strip().strip("\"'") for part in table.split("."))
 
 
 def _toml(text: str, source: str) -> dict[str, Any]:
@@ -323,13 +347,58 @@ class _Validator:
                 )
             seen[rule.name] = i
             rules.append(rule)
+        paths = self.paths(data.get("paths", {}), "paths", None)
+        forks: list[tuple[str, tuple[PathRule, ...]]] = []
+        fork_tables = data.get("forks", {})
+        if not isinstance(fork_tables, dict):
+            raise self.fail(
+                "'forks' must be a table of fork patterns ([forks.\"review-*\".paths])", None, key="forks"
+            )
+        for pat, table in fork_tables.items():
+            where = f'[forks."{pat}"]'
+            if not pat or "\0" in pat:
+                raise self.fail(f"{where}: a fork pattern is a non-empty shell glob", "forks")
+            if not isinstance(table, dict):
+                raise self.fail(f"{where} must be a table", "forks")
+            for key in table:
+                if key != "paths":
+                    raise self.unknown_key(key, ["paths"], where, f"forks.{pat}")
+            forks.append((pat, self.paths(table.get("paths", {}), f"forks.{pat}.paths", pat)))
         if self.shipped:
             missing = (_DEFAULT_KEYS - defaults.keys()) or {c.value for c in Category} - {
                 c.value for c in outcomes
             }
             if missing:
                 raise self.fail(f"the shipped policy must set {sorted(missing)}", None)
-        return Layer(self.source, inherit, defaults, outcomes, tuple(rules))
+        return Layer(self.source, inherit, defaults, outcomes, tuple(rules), paths, tuple(forks))
+
+    def paths(self, value: Any, table: str, fork_pattern: str | None) -> tuple[PathRule, ...]:
+        """A ``[paths]`` table: each kind a list of git patterns (one a string too)."""
+        where = f"[{table}]" if fork_pattern is None else f'[forks."{fork_pattern}".paths]'
+        if not isinstance(value, dict):
+            raise self.fail(f"{where} must be a table", None, key=table)
+        out: list[PathRule] = []
+        for key, v in value.items():
+            if key not in KINDS:
+                raise self.unknown_key(key, KINDS, where, table)
+            items = [v] if isinstance(v, str) else v
+            if not isinstance(items, list):
+                raise self.fail(f"{where} {key} must be a list of git patterns", table, None, key)
+            for item in items:
+                problem = pattern_problem(item)
+                if problem is not None:
+                    raise self.fail(f"{where} {key}: {problem}", table, None, key)
+                out.append(PathRule(key, item, self.source, fork_pattern))
+        rules = tuple(out)
+        if PathRules(rules).hides_everything():
+            raise self.fail(
+                f"{where} hidden hides the whole tree: a fork's users would see nothing "
+                "(hide the paths that hold secrets, or make the tree read_only)",
+                table,
+                None,
+                "hidden",
+            )
+        return rules
 
     def table(self, value: Any, name: str) -> dict[str, Any]:
         if not isinstance(value, dict):

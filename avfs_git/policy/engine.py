@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from ..core.errors import UsageError
+from ..core.errors import PolicyError, UsageError
 from .classify import Classifier
 from .config import Layer, combine, parse_layer, read_policy_file
 from .lexer import OutOfBudget, TooComplex, Word
@@ -31,6 +31,7 @@ from .model import (
     strictest,
 )
 from .parts import Part
+from .pathrules import PathRule, PathRules, fork_rules
 
 _MAX_TEXT: Final = 1_000_000  # characters of a command line
 
@@ -66,6 +67,10 @@ class Policy:
     # where bubblewrap cannot run: "bwrap" (a confined command is refused) or "namespace"
     # (proxy/isolate.py's hand-made hidden view runs it: weaker, the host's network)
     confine: str = "bwrap"
+    # [paths] of every layer, lowest first (home then vault: one gitignore list per kind)
+    paths: tuple[PathRule, ...] = ()
+    # [forks."PAT".paths]: (fork pattern, its rules), lowest layer first
+    fork_paths: tuple[tuple[str, tuple[PathRule, ...]], ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.hash)
@@ -111,6 +116,22 @@ class Policy:
         """What ``[outcomes]`` says about a set of classes: the strictest of theirs."""
         return strictest(self.outcomes[c] for c in categories)
 
+    def path_rules(self, fork: str | None = None) -> PathRules:
+        """The path rules for ``fork``: ``[paths]`` of every layer, then those of each
+        ``[forks."PAT".paths]`` whose pattern matches it (None: ``[paths]`` alone).
+
+        Raises:
+            PolicyError: the fork's rules together hide the whole tree.
+        """
+        rules = fork_rules(self.paths, self.fork_paths, fork)
+        if rules.hides_everything():
+            raise PolicyError(
+                f"the path rules of fork {fork} hide the whole tree: its users would see nothing",
+                hint="hide the paths that hold secrets, or make the tree read_only",
+                details={"fork": fork, "rules": rules.to_dict()},
+            )
+        return rules
+
     def to_dict(self) -> dict[str, Any]:
         """The effective policy as data, for ``avfs policy show``."""
         out = self._canonical()
@@ -118,6 +139,10 @@ class Policy:
         out["sources"] = list(self.sources)
         for rule, entry in zip(self.rules, out["rules"], strict=True):
             entry["source"] = rule.source
+        out["paths"] = [r.to_dict() for r in self.paths]
+        out["forks"] = [
+            {"pattern": pat, "paths": [r.to_dict() for r in rules]} for pat, rules in self.fork_paths
+        ]
         return out
 
     def _canonical(self) -> dict[str, Any]:
@@ -136,6 +161,15 @@ class Policy:
             },
             "outcomes": {c.value: self.outcomes[c].value for c in Category},
             "rules": [r.to_dict() for r in self.rules],
+            # only when set: a policy without path rules keeps the hash it had before them
+            **(
+                {
+                    "paths": [[r.kind, r.pattern] for r in self.paths],
+                    "forks": [[pat, [[r.kind, r.pattern] for r in rs]] for pat, rs in self.fork_paths],
+                }
+                if self.paths or self.fork_paths
+                else {}
+            ),
         }
 
     # -- classification

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
-from ..types import MODE_LINK, Change
+from ..types import MODE_LINK, Change, NodeKind
 from ..workspace.overlayentry import FILE, Entry
 from ..workspace.sqlite import open_db
 from ..workspace.wsview import Node, Snapshot, View
@@ -265,7 +265,10 @@ class SearchIndex:
         return indexed, removed
 
     def _body(self, view: View, node: Node) -> str | None:
-        """The text to index, or None for a binary file or one over the size cap."""
+        """The text to index, or None for a binary file, one over the size cap, or one
+        the fork's path policy hides (its words never reach the index)."""
+        if self.ws.hidden(node.path):
+            return None
         if node.oid is not None and view.store.blob_size(node.oid) > MAX_DOC_BYTES:
             return None
         data = view.read_node(node)
@@ -314,7 +317,11 @@ class SearchIndex:
             f" JOIN docs ON docs.id = fts.rowid WHERE fts MATCH ?{cond} ORDER BY rank LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [SearchHit(str(p), round(-float(r), 6), str(s)) for p, r, s in rows]
+        hits = [SearchHit(str(p), round(-float(r), 6), str(s)) for p, r, s in rows]
+        shown = self.ws.visible_filter()
+        if shown is not None:  # the fork's hidden paths: never a hit, nor a snippet
+            hits = [h for h in hits if shown(h.path, NodeKind.FILE)]
+        return hits
 
     def _count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM docs WHERE indexed=1").fetchone()[0])

@@ -255,6 +255,8 @@ def grep(
         UsageError: an invalid or refused pattern, or a file over the time budget.
         PathNotFoundError, RevisionNotFoundError.
     """
+    for p in paths:
+        ws.check_visible(names.norm_path(p), "grep")
     pat = compile_pattern(pattern, ignore_case=ignore_case, fixed=fixed, word=word)
     flt = _Globs(globs) if globs else None
     store_path = ws.store.path
@@ -304,6 +306,11 @@ def grep(
     ordered: list[tuple[str, View]] = []
     for st in starts:
         ordered += sorted((t for t in todo if _within(t[0], st)), key=lambda t: _walk_key(t[0]))
+    shown = ws.visible_filter()
+    if shown is not None:  # the fork's hidden paths are never read, nor counted
+        kept = [t for t in ordered if shown(t[0], NodeKind.FILE)]
+        searched -= len(ordered) - len(kept)
+        ordered = kept
     found, binary = _match_files(pat, pattern, ordered, files_only, count_only, match_timeout_s)
     return GrepResult(commit, found, searched, binary)
 
@@ -427,6 +434,7 @@ def find(
     want_kind = _TYPES[kind] if kind is not None else None
     size_f = parse_size(size) if size is not None else None
     name_rx = re.compile(fnmatch.translate(name)) if name is not None else None
+    ws.check_visible(names.norm_path(path), "find")
     view = _view(ws, rev)
     start = _starts(view, [path])[0]
     other_root: str | None = None
@@ -492,4 +500,7 @@ def find(
             hit = keep(node)
             if hit is not None:
                 out.append(hit)
+    shown = ws.visible_filter()
+    if shown is not None:  # the fork's hidden paths are not there
+        out = [e for e in out if shown(e.path, e.kind)]
     return FindResult(view.commit, out)

@@ -28,6 +28,7 @@ from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity
 from ..types import VaultInfo
+from ..workspace.pathguard import GuardSource
 from ..workspace.workspace import MountSide
 from .layers import Attempts
 from .vault import Vault
@@ -72,6 +73,7 @@ class Home:
         identity: Identity | None = None,
         layers: str | None = None,
         settings: Settings | None = None,
+        paths: GuardSource | None = None,
     ) -> None:
         """``mounts``: what reaches a live mount of a fork, given to every vault and
         workspace of this home (avfs's is ``avfs_git.mount.side.MOUNT_SIDE``: core never
@@ -79,9 +81,14 @@ class Home:
         (``auto``: in the home's layers file system where it can be made, :mod:`.layers`;
         ``off``: plain directories); None: the home's ``layers`` setting, else
         ``layers.DEFAULT_MODE``. ``settings``: what the front end read from the environment
-        (:meth:`.Settings.from_environ`); None: the defaults, nothing read."""
+        (:meth:`.Settings.from_environ`); None: the defaults, nothing read. ``paths``:
+        where forks' path rules come from (avfs's front ends pass
+        ``avfs_git.policy.pathsource.POLICY_PATHS``); None: no path rules."""
         self.path = os.path.abspath(path)
         self.mounts = mounts
+        # where forks' path rules come from (avfs's front ends give the policy's
+        # POLICY_PATHS; core never imports the policy package); None: no path rules
+        self._paths = paths
         self._layers = layers
         # what the front end read from the environment (lock wait, caches, the git token);
         # none given: avfs's defaults (this module never reads the environment itself)
@@ -113,6 +120,11 @@ class Home:
 
     def __repr__(self) -> str:
         return f"Home({self.path!r})"
+
+    @property
+    def paths(self) -> GuardSource | None:
+        """Where this home's forks get their path rules (``Home(paths=...)``)."""
+        return self._paths
 
     # -- config ---------------------------------------------------------------------------
     @property

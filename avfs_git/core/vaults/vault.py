@@ -39,6 +39,7 @@ from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_p
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import claim_new_fork
 from ..workspace.mergestate import inherit_state
+from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
 from ..workspace.upper import drop_gitfile
 from ..workspace.workspace import MountSide, Workspace
 from ..workspace.wscommit import keep_recovery, ws_state
@@ -58,6 +59,8 @@ class VaultHome(Protocol):
 
     @property
     def layers_mode(self) -> str: ...
+    @property
+    def paths(self) -> GuardSource | None: ...
 
 
 # The home a vault names back is a type parameter, as a workspace's vault is (see
@@ -113,6 +116,19 @@ class Vault(VaultQuota, Generic[H_co]):
 
     def __repr__(self) -> str:
         return f"Vault({self.name!r}, {self.path!r})"
+
+    def path_guard(self, fork: str | None) -> PathGuard:
+        """The path rules of ``fork`` (docs/policy.md "Path policies"): from the home's
+        source of them (``Home(paths=...)``; a home without one, or a vault opened without a
+        home, has none).
+
+        Raises:
+            PolicyError: a policy file is not valid (every write then fails closed).
+        """
+        source = self.home.paths if self.home is not None else None
+        if source is None:
+            return NO_GUARD
+        return source.rules(self.home.path if self.home is not None else "", self.path, fork)
 
     def close(self) -> None:
         """Release the git and SQLite handles (and their file descriptors) of every thread.

@@ -39,10 +39,11 @@ from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
 from .overlay import Overlay
 from .overlayentry import EMPTY_TREE_ID, Entry
+from .pathguard import PathGuard, protected_entries
 from .since import Since
 from .wschecks import VaultQuota
 from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
-from .wsview import Node, View, dirty_dirs, settled_now
+from .wsview import Node, View, dirty_dirs, norm, settled_now
 from .wswrite import Mutations
 
 __all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
@@ -114,6 +115,7 @@ class WsVault(Protocol):
     def quota(self) -> WsQuota: ...
     def author(self) -> Signatures: ...
     def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+    def path_guard(self, fork: str) -> PathGuard: ...
 
 
 # The vault a workspace names back is a type parameter: ``Vault.workspace()`` returns a
@@ -367,6 +369,32 @@ class Workspace(Mutations, Generic[V_co]):
         self._lower_trees[key] = tree
         return tree
 
+    # -- the path policy (see .pathguard) ---------------------------------------------------
+    @property
+    def guard(self) -> PathGuard:
+        """The fork's path rules (the vault's and home's policy files, ``[paths]`` and its
+        ``[forks."PAT".paths]``), asked fresh each time: an edited policy holds at once."""
+        return self.vault.path_guard(self.fork)
+
+    def check_shown(self, path: str, op: str = "read", *, follow: bool = True) -> None:
+        """Refuse (``path_hidden``) to serve ``path`` when it, or what it resolves to
+        (symlinks followed with ``follow``), is hidden from the fork's users: what the file
+        commands, MCP and the API's readers ask before they read."""
+        guard = self.guard
+        if guard.empty:
+            return
+        p = norm(path)
+        self.check_visible(p, op, guard=guard)
+        node = self.view.lookup(p)  # no symlink on the way (the common case): p itself
+        if node is None or (follow and node.is_link):
+            node = self.view.resolve_path(p, follow)
+        if node is not None and (node.path != p or node.is_dir):
+            self.check_visible(node.path, op, is_dir=node.is_dir, guard=guard)
+
+    def walk_paths(self, path: str) -> Iterator[tuple[str, bool]]:
+        for de in self.view.walk(path):
+            yield de.path, de.kind is NodeKind.DIR
+
     # -- reading (see .wsview) ------------------------------------------------------------
     def resolve(self, path: str, *, follow: bool = True) -> Node:
         """The node at ``path``, following in-workspace symlinks (the last one if ``follow``).
@@ -446,8 +474,19 @@ class Workspace(Mutations, Generic[V_co]):
 
     def not_recorded(self) -> list[NotRecorded]:
         """What the workspace shows that a checkpoint leaves out (see
-        :meth:`.wsstatus.Changes.not_recorded`)."""
-        return self.changes.not_recorded()
+        :meth:`.wsstatus.Changes.not_recorded`), and the changes to paths the fork's path
+        policy protects (kind ``path_read_only``, ``path_hidden``, ``path_append_only``)."""
+        left = self.changes.not_recorded()
+        if not self.guard.empty:
+            with self.overlay.pruning(self.changes.prune_ignored):
+                entries = self.changes.entries()
+            held = protected_entries(self, entries)
+            left += [
+                NotRecorded(p, f"path_{h.kind}", f"the fork's path policy protects it ({h.describe()})")
+                for p, h in held.items()
+            ]
+            left.sort(key=lambda n: n.path)
+        return left
 
     @property
     def ignore_rules(self) -> IgnoreRules:
@@ -535,7 +574,10 @@ class Workspace(Mutations, Generic[V_co]):
     def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
         """Write the workspace's files into local directory ``dest``; returns the file count."""
         count = 0
+        shown = self.visible_filter()
         for de in self.walk(""):
+            if shown is not None and not shown(de.path, de.kind):
+                continue  # a hidden path is not copied out (what is below it neither)
             target = os.path.join(dest, de.path)
             if de.kind is NodeKind.DIR:
                 os.makedirs(target, exist_ok=True)

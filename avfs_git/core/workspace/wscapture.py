@@ -21,6 +21,7 @@ from ..types import MODE_TREE
 from .livedir import LiveDir
 from .overlay import Overlay
 from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
+from .pathguard import PathGuard, protected_entries
 from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
@@ -46,6 +47,8 @@ class Fork(Protocol):
     def live_mount(self) -> LiveDir | None: ...
     def mounted_without_upper(self) -> bool: ...
     def base_moved(self, *, view_changed: bool) -> None: ...
+    @property
+    def guard(self) -> PathGuard: ...
 
 
 def capture(
@@ -64,6 +67,9 @@ def capture(
     the ``.gitmodules`` and ``.gitattributes`` files whose contents git refuses
     (:mod:`.gitmodules`, :mod:`.gitattributes`): the tree
     keeps what it held there, and the workspace keeps the file (``not_recorded``).
+    So are changes to paths the fork's path policy protects (:func:`.pathguard.protected_entries`:
+    one that reached the overlay past the checks, a rule made after it), unless
+    ``include_ignored`` (a record of everything: a recovery ref).
 
     Cost: one blob per materialized file plus the trees on changed paths
     (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
@@ -88,6 +94,9 @@ def capture(
                 if only is not None:
                     to_build = [e for e in to_build if only(e.path)]
                     entries = [e for e in entries if only(e.path)]
+                if not include_ignored and (held := protected_entries(ws, entries)):
+                    to_build = [e for e in to_build if e.path not in held]
+                    entries = [e for e in entries if e.path not in held]
                 refused: set[str] = set()
                 tree = _capture_entries(ws, to_build, pw, refused)
                 if refused:

@@ -30,11 +30,12 @@ from ..store.gitstore import EMPTY_TREE
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
 from . import upper
 from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .pathguard import GuardChecks, PathGuard
 from .wschecks import WriteChecks, parse_expect, unlink_quiet
 from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
 
-class Mutations(WriteChecks):
+class Mutations(GuardChecks, WriteChecks):
     """Every change a workspace makes to what it shows (mixed into :class:`.workspace.Workspace`)."""
 
     def _parent_dir(self, p: str, parents: bool) -> Node:
@@ -101,6 +102,9 @@ class Mutations(WriteChecks):
                 self._check_expect(path, expect)
                 return self.write(path, data, mode=mode, parents=parents)
         p = norm(path)
+        guard = self.guard
+        if not guard.empty:
+            data = self._guard_write(p, data, mode, guard)
         live = self.live_dir()
         if live is not None:
             real = self._parent_for_write(p, parents)
@@ -155,6 +159,37 @@ class Mutations(WriteChecks):
         # what stat() would find, without looking it up again (this is a mount's create path)
         return Stat(real, kind_of_mode(fmode), fmode, size, None, True)
 
+    def _guard_write(
+        self, p: str, data: bytes | IO[bytes], mode: int | None, guard: PathGuard
+    ) -> bytes | IO[bytes]:
+        """Refuse a write the path policy forbids (of ``p`` and, through symlinks, of the
+        file it lands in); an ``append_only`` file takes new bytes that keep its old ones
+        as their start, its mode unchanged. Returns the data (a stream read whole where
+        an append had to be checked)."""
+        self.guard_change(p, "write", append=True, guard=guard)
+        real = p
+        node = self.view.lookup(p)
+        if node is None or node.is_link:  # a new file, or through symlinks: where it lands
+            parent = self.view.lookup(names.parent_of(p))
+            through = node is not None or parent is None or not parent.is_dir
+            if through and self.view.resolve_path(names.parent_of(p), True) is not None:
+                real = self._parent_for_write(p, False)
+                self.guard_change(real, "write", append=True, guard=guard)
+        held = guard.match(real)
+        if held is None:
+            return data
+        old = self.view.lookup(real)
+        if old is None:
+            return data  # a new file: its first bytes are an append
+        if not isinstance(data, bytes | bytearray | memoryview):
+            data = data.read()
+        before = self.view.read_node(old) if not old.is_dir else b""
+        if not bytes(data).startswith(before) or (
+            mode is not None and _file_mode(mode, old.mode) != old.mode
+        ):
+            self.guard_change(real, "write (not an append)", guard=guard)
+        return bytes(data)
+
     def _plain_write_target(self, p: str) -> tuple[Node | None] | None:
         """``(node at p,)`` when ``p``'s parent is a directory at that very path and ``p``
         is not a symlink, from one read of the overlay (the common case of a write); None
@@ -186,6 +221,7 @@ class Mutations(WriteChecks):
         if parent is None:
             raise IsDirectoryError("the workspace root is a directory")
         real = names.join(parent.path, names.basename(p))
+        self.guard_change(real, "symlink")
         if self.view.lookup(real) is not None:
             raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
         live = self.live_dir()
@@ -208,8 +244,10 @@ class Mutations(WriteChecks):
             if existing.is_dir and (exist_ok or parents):
                 return
             raise AlreadyExistsError(f"{p}: already exists", details={"path": p})
+        self.guard_change(p, "mkdir", is_dir=True, append=True)
         pnode = self._parent_dir(p, parents)
         real = names.join(pnode.path, names.basename(p))
+        self.guard_change(real, "mkdir", is_dir=True, append=True)
         live = self.live_dir()
         if live is not None:
             live.mkdir(real)
@@ -239,6 +277,7 @@ class Mutations(WriteChecks):
         p = node.path
         if node.is_dir and not recursive and self.view.children(node):
             raise DirectoryNotEmptyError(f"{p}: directory not empty", details={"path": p})
+        self.guard_tree(p, "remove", is_dir=node.is_dir)
         live = self.live_dir()
         if live is not None:
             live.remove(p)
@@ -255,6 +294,8 @@ class Mutations(WriteChecks):
     def chmod(self, path: str, executable: bool) -> Stat:
         """Set or clear the executable bit (the only mode bit git keeps)."""
         node = self.view.resolve(path)
+        self.guard_change(norm(path), "chmod")
+        self.guard_change(node.path, "chmod", is_dir=node.is_dir)
         if node.is_dir or node.is_link:
             raise InvalidPathError(f"{node.path}: only files have an executable bit")
         mode = MODE_EXEC if executable else MODE_BLOB
@@ -288,6 +329,10 @@ class Mutations(WriteChecks):
             return d
         if node.is_dir and names.is_within(d, s):
             raise InvalidPathError(f"cannot move {s} into itself ({d})")
+        op = "copy" if copy else "rename"
+        # out of a protected place (a rename; a copy only of what is hidden), into one
+        self.guard_tree(s, op, is_dir=node.is_dir, kinds=("hidden",) if copy else None)
+        self.guard_moved(s, d, op, node.is_dir)
         target = self.view.lookup(d)
         if target is not None:
             if target.is_dir:
@@ -304,7 +349,6 @@ class Mutations(WriteChecks):
             else:
                 live.rename(s, d)
             return d
-        op = "copy" if copy else "rename"
         new_files: list[str] = []
         try:
             with self.overlay.txn() as db:
@@ -494,6 +538,7 @@ class Mutations(WriteChecks):
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""
         p = norm(path)
+        self.guard_tree(p, "checkout", is_dir=(node := self.view.lookup(p)) is not None and node.is_dir)
         hit = self.store.tree_lookup(tree, p)
         if p and self.view.resolve_path(names.parent_of(p), True) is None and hit is not None:
             self.mkdir(names.parent_of(p), parents=True)

@@ -1,0 +1,259 @@
+"""Path policies: the ``[paths]`` and ``[forks."PAT".paths]`` tables of the policy files,
+as rules a fork's users cannot break (``read_only``, ``hidden``, ``append_only``), matched
+with git's gitignore patterns.
+
+Matching is git's own semantics through the ``pathspec`` package (``GitIgnoreSpec``: last
+matching pattern wins, ``!`` re-includes, a directory's match covers what is below it,
+``**``, anchoring by a leading or inner ``/``), checked against ``git check-ignore
+--no-index`` by a differential test on a real project's file list. A kind's patterns from
+every layer (home file, vault file, then the rules of each ``[forks."PAT"]`` table whose
+pattern matches the fork) are one gitignore list, in that order.
+
+A path matched by several kinds gets the strictest: ``hidden`` over ``read_only`` over
+``append_only``. What enforces the rules is core's (the workspace's writes and readers, a
+checkpoint's capture) and the mount's (docs/policy.md "Path policies"); this module only
+answers "which rule holds this path".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+KINDS: Final = ("hidden", "read_only", "append_only")  # strictest first
+MEMO_SIZE: Final = 8192  # answers a PathRules keeps
+"""The kinds of path rule, strictest first."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathRule:
+    """One pattern of one kind, from one file (and, for a per-fork rule, the fork pattern
+    of its ``[forks."PAT".paths]`` table)."""
+
+    kind: str
+    pattern: str
+    source: str
+    fork_pattern: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "pattern": self.pattern,
+            "source": self.source,
+            "fork_pattern": self.fork_pattern,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathMatch:
+    """Which rule holds a path: its kind, and the pattern that decided (the last matching
+    one of that kind, as git's ignore rules read)."""
+
+    kind: str
+    pattern: str
+    source: str
+    fork_pattern: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "pattern": self.pattern,
+            "source": self.source,
+            "fork_pattern": self.fork_pattern,
+        }
+
+    def describe(self) -> str:
+        where = f'[forks."{self.fork_pattern}".paths]' if self.fork_pattern else "[paths]"
+        return f"{self.kind} by {self.pattern!r} ({where} of {self.source})"
+
+
+def pattern_problem(pattern: object) -> str | None:
+    """Why ``pattern`` is not a usable path pattern, or None when it is one.
+
+    Refused: what is not a non-empty string; NUL or a newline; what git reads as no
+    pattern at all (a comment ``#...``, blank, an unclosed ``[``...), so that matches
+    nothing; and what git refuses (a trailing backslash, a lone ``!``)."""
+    if not isinstance(pattern, str) or not pattern:
+        return f"{pattern!r} is not a pattern (a non-empty string)"
+    if "\0" in pattern or "\n" in pattern or "\r" in pattern:
+        return f"{pattern!r}: a pattern holds no NUL or line break"
+    from pathspec import GitIgnoreSpec
+
+    try:
+        compiled = GitIgnoreSpec.from_lines([pattern]).patterns
+    except Exception as exc:  # the package's own error type differs between its versions
+        return f"{pattern!r} is not a git pattern: {exc}"
+    if not compiled or compiled[0].include is None:
+        return (
+            f"{pattern!r} matches nothing (git reads it as a comment, a blank or a broken "
+            "bracket expression); escape a leading '#' as '\\#'"
+        )
+    return None
+
+
+# one pattern compiled: (its rule, include (False: a `!` pattern), only directories, the
+# regex anchored at the path's end)
+_Compiled = tuple[PathRule, bool, bool, "re.Pattern[str]"]
+
+
+class PathRules:
+    """The path rules that hold for one fork (or the home and vault alone): ask
+    :meth:`match`. Immutable once made; safe to share between threads."""
+
+    __slots__ = ("_memo", "_specs", "fork", "rules")
+
+    def __init__(self, rules: Iterable[PathRule], fork: str | None = None) -> None:
+        from pathspec import GitIgnoreSpec
+
+        self.rules: tuple[PathRule, ...] = tuple(rules)
+        self.fork = fork
+        # answers kept (paths a mount or a tool asks about again and again); bounded, and
+        # the rules never change: a new policy is a new PathRules
+        self._memo: dict[tuple[str, bool], PathMatch | None] = {}
+        # per kind, its patterns compiled by pathspec, newest last: (rule, include, dir only,
+        # regex); see _decides for how git's walk is read from them
+        self._specs: list[tuple[str, tuple[_Compiled, ...]]] = []
+        for kind in KINDS:
+            compiled = []
+            for r in self.rules:
+                if r.kind != kind:
+                    continue
+                (pat,) = GitIgnoreSpec.from_lines([r.pattern]).patterns
+                regex = pat.regex
+                assert regex is not None  # pattern_problem refused the patterns that have none
+                if "ps_d" in regex.groupindex:  # matched at the path's end only (see _decides)
+                    regex = re.compile("(?:" + regex.pattern + r")\Z", regex.flags)
+                compiled.append((r, bool(pat.include), r.pattern.endswith("/"), regex))
+            if compiled:
+                self._specs.append((kind, tuple(compiled)))
+
+    @property
+    def empty(self) -> bool:
+        """No rule at all: nothing to check (the common case, kept cheap)."""
+        return not self._specs
+
+    def has(self, kind: str) -> bool:
+        """Whether a rule of ``kind`` is among them."""
+        return any(k == kind for k, _ in self._specs)
+
+    def match(self, path: str, *, is_dir: bool = False) -> PathMatch | None:
+        """The strictest rule holding workspace path ``path`` (relative, ``/``-separated;
+        ``is_dir``: it names a directory, for patterns ending in ``/``), or None.
+
+        A path is held when it, or a directory above it, matches (git's reading of an
+        ignore list); ``""`` (the root) is never held."""
+        if not self._specs or not path or path == ".git" or path.startswith(".git/"):
+            return None
+        key = (path, is_dir)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        got = self._match(path, is_dir)
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = got
+        return got
+
+    def _match(self, path: str, is_dir: bool) -> PathMatch | None:
+        parts = path.split("/")
+        for kind, compiled in self._specs:
+            # git's walk: a directory it excludes is not entered, so nothing below it can be
+            # re-included; then the path itself, the last matching pattern deciding
+            hit = None
+            for i in range(1, len(parts)):
+                hit = _decides(compiled, "/".join(parts[:i]), True)
+                if hit is not None and hit[1]:
+                    break
+            else:
+                hit = _decides(compiled, path, is_dir)
+            if hit is not None and hit[1]:
+                r = hit[0]
+                return PathMatch(kind, r.pattern, r.source, r.fork_pattern)
+        return None
+
+    def reaches(self, path: str, kind: str) -> bool:
+        """Whether a rule of ``kind`` could hold something at or below directory ``path``
+        (``""``: the root). Conservative (True when unsure): it prunes a walk for the paths
+        a kernel mechanism must cover (fuse/stacking.py)."""
+        parts = path.split("/") if path else []
+        for r in self.rules:
+            if r.kind != kind or r.pattern.startswith("!"):
+                continue
+            if "/" not in r.pattern.rstrip("/"):
+                return True  # a name at any depth
+            segs = r.pattern.strip("/").split("/")
+            for i, part in enumerate(parts):
+                if i >= len(segs) or segs[i] == "**":
+                    return True  # held above, or anything below
+                if not fnmatch.fnmatchcase(part, segs[i]):
+                    break
+            else:
+                return True  # the pattern goes on below ``path``
+        return False
+
+    def covers(self, path: str, kind: str) -> bool:
+        """Whether a rule of ``kind`` holds everything below directory ``path`` (and no
+        ``!`` pattern of that kind can take something below back out): a directory a kernel
+        mechanism can cover whole."""
+        held = self.match(path, is_dir=True) if path else None
+        if held is not None and held.kind == kind:
+            return True  # git's walk: nothing below an excluded directory comes back
+        if any(r.kind == kind and r.pattern.startswith("!") for r in self.rules):
+            return False
+        prefix = path + "/" if path else ""
+        probes = (("a", False), (".a", False), ("a.b", False), ("a/b", False), ("a", True))
+        for name, is_dir in probes:
+            m = self.match(prefix + name, is_dir=is_dir)
+            if m is None or m.kind != kind:
+                return False
+        return True
+
+    def hides_everything(self) -> bool:
+        """Whether the ``hidden`` rules hide every top-level name (``*``, ``**``, ``/*``...):
+        a fork whose users would see nothing at all, which is refused."""
+        probes = ("a", ".a", "a.b", "A1", "_")
+        return all(
+            (m := self.match(p, is_dir=d)) is not None and m.kind == "hidden"
+            for p in probes
+            for d in (False, True)
+        )
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.rules]
+
+
+def _decides(compiled: tuple[_Compiled, ...], path: str, is_dir: bool) -> _Compiled | None:
+    """The last pattern that matches ``path`` itself (not only a directory above it), as
+    git reads an ignore list; None when none does.
+
+    pathspec's regexes match a path *or what is below it* (a group ``ps_d`` marks the
+    slash after the matched part); anchored at the end (``\\Z``, done when compiled) they
+    match the path itself: a pattern ending in ``/`` matches directories alone (``path/``
+    probed), another the name (a ``dir/**`` pattern has no ``ps_d``: everything under it)."""
+    for entry in reversed(compiled):
+        _, _, dir_only, regex = entry
+        if dir_only and not is_dir:
+            continue
+        if regex.search(path + "/" if dir_only else path) is not None:
+            return entry
+    return None
+
+
+NO_RULES: Final = PathRules(())
+
+
+def fork_rules(
+    base: Sequence[PathRule], per_fork: Sequence[tuple[str, tuple[PathRule, ...]]], fork: str | None
+) -> PathRules:
+    """The rules for ``fork``: ``base`` then those of each ``[forks."PAT"]`` whose pattern
+    (a shell glob over the fork's name) matches it; None: ``base`` alone."""
+    rules = list(base)
+    if fork is not None:
+        for pat, extra in per_fork:
+            if fnmatch.fnmatchcase(fork, pat):
+                rules.extend(extra)
+    return PathRules(rules, fork)
