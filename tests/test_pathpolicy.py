@@ -176,6 +176,38 @@ def test_hidden_paths_are_never_served(fork: Vault, home: Home, tmp_path: Path) 
     assert (tmp_path / "copy" / "src" / "app.py").exists() and n >= 4
 
 
+def test_history_serves_no_hidden_content(fork: Vault, cli) -> None:  # type: ignore[no-untyped-def]
+    """A path hidden now is hidden in every revision: `show REV:PATH`, `diff` between
+    revisions, `log -p` and `show` leave it out (its content never appears), and MCP's
+    `read_file` with `rev` refuses it as a read of the fork does."""
+    from avfs_git.core.operations import history
+    from avfs_git.mcp.tools import AvfsTools
+
+    first = fork.workspace("main").tip()
+    ws = fork.workspace("main")
+    ws.write("src/app.py", b"print('two')\n")
+    checkpoint.save(fork, "main", message="two")
+    for path in (".env", "secrets/key.pem", "src/.env"):
+        with pytest.raises(PathHiddenError):
+            history.read_at(fork, "main", "HEAD", path)
+    assert history.read_at(fork, "main", "HEAD", "src/app.py") == b"print('two')\n"
+    whole = history.diff(fork, "main", f"{first}~1", "HEAD")
+    assert {c.path for c in whole.changes} == set(FILES) - {".env", "src/.env", "secrets/key.pem"}
+    home = str(Path(fork.path).parent.parent)
+    for args in (
+        ("log", "-p"),
+        ("show", first or "HEAD"),
+        ("diff", f"{first}~1", "HEAD"),
+    ):
+        r = cli("--home", home, "--vault", "v:main", *args)
+        assert r.code == 0, r.err
+        assert "s3cret" not in r.out and "src/app.py" in r.out, args
+    r = cli("--home", home, "--vault", "v:main", "show", "HEAD:.env")
+    assert r.code != 0 and "s3cret" not in r.out
+    with pytest.raises(PathHiddenError):
+        AvfsTools(home, "v:main").call("read_file", {"path": ".env", "rev": "HEAD"})
+
+
 def test_the_cli_refuses_with_one_code_and_hides(fork: Vault, cli) -> None:  # type: ignore[no-untyped-def]
     home = str(Path(fork.path).parent.parent)
     before = state(fork)

@@ -204,12 +204,14 @@ def _print_stat(app: App, rows: list[tuple[str, int, int, bool]]) -> None:
     app.output.plain(summary, *args)
 
 
-def _commit_patch(app: App, vault: Vault, commit: str, context: int, stat: bool = False) -> None:
+def _commit_patch(
+    app: App, vault: Vault, fork: str | None, commit: str, context: int, stat: bool = False
+) -> None:
     """What ``commit`` changed against its first parent: a patch, or with ``stat`` git's
     --stat lines."""
     from ..core.operations import history
 
-    result = history.commit_diff(vault, commit)
+    result = history.commit_diff(vault, commit, fork)
     if stat:
         _print_stat(app, history.diff_stat(vault, result))
         return
@@ -259,7 +261,7 @@ def log_cmd(
         for c in commits:
             _commit_human(app, c, oneline, graph)
             if patch or stat:
-                _commit_patch(app, vault, c.id, 3, stat=stat and not patch)
+                _commit_patch(app, vault, fork, c.id, 3, stat=stat and not patch)
                 if not oneline:
                     app.output.say()
 
@@ -298,7 +300,7 @@ def show_cmd(app: App, spec: str, stat: bool) -> None:
 
     def human() -> None:
         _commit_human(app, info, False, False)
-        _commit_patch(app, vault, commit, 3, stat=stat)
+        _commit_patch(app, vault, fork, commit, 3, stat=stat)
 
     app.output.result("log", {"vault": vault.name, "fork": fork, "all": False, "commits": [info]}, human)
 

@@ -17,6 +17,7 @@ from ..store import names, refs
 from ..store.gitstore import blob_line_stats, blob_patch, rfc3339
 from ..store.treediff import diff_trees, pair_renames
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
+from ..workspace.pathguard import Held, refusal
 
 if TYPE_CHECKING:
     from ..store.gitstore import Commit
@@ -238,7 +239,29 @@ def diff(
             )
         ]
         result = DiffResult(result.old, result.new, keep)
-    return result
+    return _without_hidden(vault, fork, result)
+
+
+def _hidden(vault: Vault, fork: str | None) -> Callable[[str], Held | None] | None:
+    """The rule hiding a path from ``fork``'s users (None: the fork hides nothing), for the
+    readers of history: a path hidden now is hidden in every revision too."""
+    guard = vault.path_guard(fork)
+    if guard.empty or not guard.has("hidden"):
+        return None
+
+    def hiding(path: str) -> Held | None:
+        held = guard.match(path)
+        return held if held is not None and held.kind == "hidden" else None
+
+    return hiding
+
+
+def _without_hidden(vault: Vault, fork: str | None, result: DiffResult) -> DiffResult:
+    hiding = _hidden(vault, fork)
+    if hiding is None:
+        return result
+    keep = [c for c in result.changes if not hiding(c.path) and not (c.old_path and hiding(c.old_path))]
+    return DiffResult(result.old, result.new, keep)
 
 
 def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
@@ -340,6 +363,10 @@ def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
     gives its target, as git stores it."""
     commit = resolve(vault, rev, fork)
     p = names.norm_path(path)
+    hiding = _hidden(vault, fork)
+    held = hiding(p) if hiding is not None and p else None
+    if held is not None:
+        raise refusal(held, p, "read")
     hit = vault.store.tree_lookup(vault.store.commit_tree(commit), p)
     if hit is None:
         raise PathNotFoundError(
@@ -355,12 +382,12 @@ def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
     return vault.store.blob_data(oid)
 
 
-def commit_diff(vault: Vault, commit: str) -> DiffResult:
+def commit_diff(vault: Vault, commit: str, fork: str | None = None) -> DiffResult:
     """What ``commit`` changed against its first parent (everything, for a root commit):
-    the diff ``git show`` and ``git log -p`` print."""
+    the diff ``git show`` and ``git log -p`` print; what ``fork`` hides left out."""
     store = vault.store
     c = store.commit(commit)
     parent = str(c.parent_ids[0]) if c.parent_ids else None
     out: list[Change] = []
     diff_trees(store, store.commit_tree(parent) if parent else None, str(c.tree_id), "", out)
-    return DiffResult(parent or "", commit, pair_renames(out))
+    return _without_hidden(vault, fork, DiffResult(parent or "", commit, pair_renames(out)))
