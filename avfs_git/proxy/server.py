@@ -98,6 +98,9 @@ class ExecServer:
 
         # sandboxes set up before the command comes (most of a confined command's start)
         self.standbys = standby.Standbys() if standby.available() else None
+        # a mount kept warm: its idle timer (fuse/idle.py), told of each request; while it
+        # releases the mount, requests go back to their client (``fallback``)
+        self.gate: Any = None
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
@@ -137,10 +140,22 @@ class ExecServer:
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
                     return
                 req, fds = recv_request(conn)
-                if req.get("v") == 2:
-                    reply = self._run_args(conn, req, fds, after)
+                gate = self.gate
+                if gate is not None and not gate.enter():
+                    gate = None
+                    if req.get("v") == 2:
+                        reply = {"fallback": True}  # the mount is being released: the client runs it
+                    else:
+                        raise RuntimeError("the mount is being released (idle); call again")
                 else:
-                    code, document, _ = self._run(conn, req, fds, after)
+                    try:
+                        if req.get("v") == 2:
+                            reply = self._run_args(conn, req, fds, after)
+                        else:
+                            code, document, _ = self._run(conn, req, fds, after)
+                    finally:
+                        if gate is not None:
+                            gate.leave()
             except Exception as exc:  # reported to the client, never fatal to the mount
                 log.exception("proxy exec request")
                 from ..core.errors import InternalError
