@@ -350,6 +350,7 @@ class Mount:
         if self.record.get("kept_warm"):
             self.start_idle()
         if self.server is not None:
+            self.server.mountpoint = self.real_mountpoint
             self.server.start()
             registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
         if self.args.ready_fd is not None:

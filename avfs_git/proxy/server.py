@@ -101,6 +101,7 @@ class ExecServer:
         # a mount kept warm: its idle timer (fuse/idle.py), told of each request; while it
         # releases the mount, requests go back to their client (``fallback``)
         self.gate: Any = None
+        self.mountpoint = ""  # where the mount is (set by the daemon once it serves)
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
@@ -141,7 +142,9 @@ class ExecServer:
                     return
                 req, fds = recv_request(conn)
                 gate = self.gate
-                if gate is not None and not gate.enter():
+                if req.get("v") == STANDBY_PROTOCOL:
+                    reply, req = self._standby(req), None
+                elif gate is not None and not gate.enter():
                     gate = None
                     if req.get("v") == 2:
                         reply = {"fallback": True}  # the mount is being released: the client runs it
@@ -187,6 +190,54 @@ class ExecServer:
                 fn()
             except Exception:
                 log.exception("proxy exec: after the answer")
+
+    def _standby(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Protocol 3: a process that mounted this fork for its own call (and keeps it warm)
+        ran its command in a sandbox; one like it is made ready here for the next call,
+        which its client will send to this daemon (fuse/idle.py, docs/fuse.md)."""
+        import dataclasses
+
+        from . import confine
+
+        if self.standbys is None:
+            return {"ok": False}
+        fields = {f.name for f in dataclasses.fields(confine.Sandbox)}
+        given = req.get("sandbox")
+        if not isinstance(given, dict) or not set(given) <= fields:
+            raise ValueError("not a sandbox")
+        sb = confine.Sandbox(**given)
+        if (
+            os.path.realpath(sb.source) != os.path.realpath(self.mountpoint or sb.source)
+            or sb.network == "filtered"
+            or sb.proxy_socket is not None
+        ):
+            return {"ok": False}  # not this mount's, or one never made ready
+        self.standbys.prepare(sb)
+        threading.Thread(target=self._warm_up, name="avfs-exec-warm-up", daemon=True).start()
+        return {"ok": True}
+
+    def _warm_up(self) -> None:
+        """What this daemon's first request would pay once, paid before it comes: the
+        modules a request loads as it goes, and the first status of the fork (the count
+        of its uncheckpointed changes is kept while nothing moves: docs/proxy.md)."""
+        try:
+            import importlib
+
+            for mod in ("recording", "seal", "confine", "gitlinks", "runner", "standby"):
+                importlib.import_module(f"{__package__}.{mod}")
+            from ..core.operations import checkpoint, merge  # noqa: F401
+            from ..core.workspace import since  # noqa: F401
+            from . import confine
+
+            confine.unavailable()  # its probe of bubblewrap, made once per process (~17 ms)
+            from ..core.store.locks import exec_lock_path, file_lock
+
+            # once the call that mounted the fork has ended (it holds the fork's exec lock)
+            path = exec_lock_path(self.vault.state_dir, self.fork)
+            with file_lock(path, what=f"proxy exec on {self.vault.name}:{self.fork}", wait_s=60):
+                self.vault.workspace(self.fork).since.dirty()
+        except Exception:
+            log.exception("warming up the exec server")
 
     def _run_args(
         self, conn: socket.socket, req: dict[str, Any], fds: list[int], after: list[Callable[[], None]]
@@ -271,6 +322,39 @@ class ExecServer:
             pass
         if self.standbys is not None:
             self.standbys.close()
+
+
+STANDBY_PROTOCOL = 3
+
+
+def offer_standby(state_dir: str, fork: str, sandbox: Any) -> None:
+    """Ask the daemon of ``fork``'s mount to make a sandbox like ``sandbox`` ready (protocol
+    3), without waiting for it: the call that mounted the fork ran in its own process, and
+    the next one goes to the daemon. Nothing when there is no daemon to ask."""
+    import dataclasses
+
+    from ..core.vaults import registry
+
+    found = registry.read_exec_at(registry.record_path(state_dir, fork))
+    if found is None:
+        return
+    name, daemon_pid, _mp = found
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(0.5)
+        sock.connect("\0" + name)
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid() or pid != daemon_pid:
+            return  # not the daemon the registry names
+        body = marshal.dumps({"v": STANDBY_PROTOCOL, "sandbox": dataclasses.asdict(sandbox)})
+        sock.sendall(b"%08d" % len(body) + body)
+        # the answer: the daemon checks this process's namespaces, so it must still be here
+        sock.recv(64)
+    except (OSError, ValueError):
+        pass  # the next call makes its own sandbox
+    finally:
+        sock.close()
 
 
 def _same_namespaces(pid: int) -> bool:

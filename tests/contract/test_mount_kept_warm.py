@@ -24,8 +24,10 @@ from avfs_git.core.vaults import registry
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
+from avfs_git.proxy import standby
 
 from .backends import MOUNTS
+from .test_proxy_exec_warm import _waiters
 
 pytestmark = pytest.mark.backends(*MOUNTS)  # what a mount's daemon does
 
@@ -119,6 +121,10 @@ def test_first_call_mounts_and_keeps_it_the_second_goes_to_its_daemon(
         "mounted",
     )
     assert live["idle_expires_at"].endswith("Z") and live["backend"] == backend
+    if standby.available():
+        # the first call ran in the CLI's own process: it asked the daemon to make a sandbox
+        # like its own ready for the next call (protocol 3)
+        assert _until(lambda: len(_waiters(live["pid"])) == 1), "no sandbox made ready"
     human = _avfs(home, backend, "mount", "--list").stdout.decode()
     assert "kept warm: released after 600 s idle" in human, human
     # the second call: the mount is reused, and the CLI handed the call to its daemon (the

@@ -65,6 +65,7 @@ __all__ = [
     "place",
     "process_start",
     "read_exec",
+    "read_exec_at",
     "read_record",
     "record_path",
     "records",
@@ -248,7 +249,12 @@ def read_exec(home_path: str, vault: str, key: str) -> tuple[str, int, str] | No
     """(exec socket name, daemon pid, mount point: '' when the file predates it) of mount
     ``key`` of ``vault`` from its exec file; None when there is none (read as plain text,
     without json)."""
-    path = exec_path(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
+    return read_exec_at(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
+
+
+def read_exec_at(record: str) -> tuple[str, int, str] | None:
+    """:func:`read_exec` of the exec file beside registry record ``record``."""
+    path = exec_path(record)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read()
