@@ -238,7 +238,7 @@ def run(
     ):
         # this call mounted the fork and keeps it warm: the CLI sends the next call to the
         # mount's daemon, which makes a sandbox like this one ready for it meanwhile
-        from .server import offer_standby
+        from .offer import offer_standby
 
         offer_standby(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
     if proxy is not None:

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from .runner import Stop
 
+from .offer import STANDBY_PROTOCOL
+
 log = logging.getLogger("avfs.proxy")
 PROTOCOL = 1
 MAX_REQUEST = 8 << 20
@@ -322,39 +324,6 @@ class ExecServer:
             pass
         if self.standbys is not None:
             self.standbys.close()
-
-
-STANDBY_PROTOCOL = 3
-
-
-def offer_standby(state_dir: str, fork: str, sandbox: Any) -> None:
-    """Ask the daemon of ``fork``'s mount to make a sandbox like ``sandbox`` ready (protocol
-    3), without waiting for it: the call that mounted the fork ran in its own process, and
-    the next one goes to the daemon. Nothing when there is no daemon to ask."""
-    import dataclasses
-
-    from ..core.vaults import registry
-
-    found = registry.read_exec_at(registry.record_path(state_dir, fork))
-    if found is None:
-        return
-    name, daemon_pid, _mp = found
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(0.5)
-        sock.connect("\0" + name)
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _gid = struct.unpack("3i", creds)
-        if uid != os.getuid() or pid != daemon_pid:
-            return  # not the daemon the registry names
-        body = marshal.dumps({"v": STANDBY_PROTOCOL, "sandbox": dataclasses.asdict(sandbox)})
-        sock.sendall(b"%08d" % len(body) + body)
-        # the answer: the daemon checks this process's namespaces, so it must still be here
-        sock.recv(64)
-    except (OSError, ValueError):
-        pass  # the next call makes its own sandbox
-    finally:
-        sock.close()
 
 
 def _same_namespaces(pid: int) -> bool:
