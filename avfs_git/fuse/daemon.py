@@ -351,6 +351,7 @@ class Mount:
             self.start_idle()
         if self.server is not None:
             self.server.mountpoint = self.real_mountpoint
+            self.server.on_request = self.warm.pause
             self.server.start()
             registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
         if self.args.ready_fd is not None:

@@ -104,6 +104,9 @@ class ExecServer:
         # releases the mount, requests go back to their client (``fallback``)
         self.gate: Any = None
         self.mountpoint = ""  # where the mount is (set by the daemon once it serves)
+        # called as each request comes in: an overlay mount's background walk of its lower
+        # layer stands aside while a command runs (fuse/warm.py), as it does for git
+        self.on_request: Callable[[], None] | None = None
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
@@ -143,6 +146,8 @@ class ExecServer:
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
                     return
                 req, fds = recv_request(conn)
+                if self.on_request is not None:
+                    self.on_request()
                 gate = self.gate
                 if req.get("v") == STANDBY_PROTOCOL:
                     reply, req = self._standby(req), None
