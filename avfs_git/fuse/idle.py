@@ -121,16 +121,20 @@ class IdleRelease:
         return out
 
     def _kept_warm(self) -> bool:
+        """False once adopted (``kept_warm`` cleared); a record gone (the home removed
+        under the mount) still counts: the mount goes after its timeout like any other."""
         from ..core.vaults.registry import read_record
 
         data = read_record(self.record)
-        return bool(data and data.get("kept_warm"))
+        return data is None or bool(data.get("kept_warm"))
 
     def _idle_for(self) -> float:
         from ..core.vaults.registry import last_activity
 
         last = last_activity(self.state_dir, self.key)
-        return 0.0 if last is None else time.time() - last
+        if last is None:  # its own directory gone: with the vault, idle for good
+            return 0.0 if os.path.isdir(self.state_dir) else float("inf")
+        return time.time() - last
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick_s):
@@ -164,24 +168,30 @@ class IdleRelease:
             self.releasing = True
         stack = contextlib.ExitStack()
         try:
+            orphan = not os.path.isdir(self.state_dir)  # the vault (or home) removed meanwhile
             try:
                 for path in (
                     mount_lock_path(self.state_dir, self.fork),
                     exec_lock_path(self.state_dir, self.fork),
                 ):
+                    if orphan:
+                        break  # no lock to take, and nothing to make there
                     os.makedirs(os.path.dirname(path), exist_ok=True)
                     stack.enter_context(file_lock(path, what="an idle mount", wait_s=0))
             except BusyError:
                 return False  # a command runs in the mount, or it is being adopted
             data = registry.read_record(self.record)
-            if not data or not data.get("kept_warm") or self._idle_for() < self.timeout_s:
+            if (data is not None and not data.get("kept_warm")) or (
+                not orphan and self._idle_for() < self.timeout_s
+            ):
                 return False
             holders = mount_holders(self.mountpoint)
             if holders:
                 return False  # looked at again at the next tick
-            data["state"] = "unmounting"
-            data["released"] = "idle"
-            registry.write_record(self.record, data)
+            if data is not None:
+                data["state"] = "unmounting"
+                data["released"] = "idle"
+                registry.write_record(self.record, data)
             if self.backend == "overlay":
                 cmd = ["umount", self.mountpoint]
             else:
@@ -189,9 +199,10 @@ class IdleRelease:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 # in use after all (a mapped file, a process that came meanwhile): stays
-                data["state"] = "mounted"
-                data.pop("released", None)
-                registry.write_record(self.record, data)
+                if data is not None:
+                    data["state"] = "mounted"
+                    data.pop("released", None)
+                    registry.write_record(self.record, data)
                 log.info("idle mount still in use, kept: %s", proc.stderr.strip())
                 return False
             log.warning("released after %.0f s without use (kept warm for proxy exec)", self.timeout_s)

@@ -7,8 +7,10 @@ stacked, pure FUSE with AVFS_NO_OVERLAY)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -205,6 +207,34 @@ def test_a_process_in_the_mount_keeps_it(backend: str, home: Home, fork: Vault, 
     assert _until(lambda: _listed(home, backend) == [])
     assert _until(lambda: not os.path.exists(f"/proc/{pid}"))
     _no_leftovers(fork, mp)
+
+
+def test_a_mount_whose_record_was_removed_still_goes(
+    backend: str, home: Home, fork: Vault, cleanup: Any
+) -> None:
+    # the record is the daemon's word that it is kept warm; without it (removed by hand, or
+    # with the vault) the daemon must not stay forever
+    doc = _exec(home, backend, "--", "true", idle=SHORT)
+    mp = doc["mount"]["mountpoint"]
+    pid = _listed(home, backend)[0]["pid"]
+    os.unlink(mounts.registry_path(fork, "main"))
+    try:
+        assert _until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
+        assert not registry.mounted_at(mp)
+    finally:  # (no record: `unmount` would not find it) the mount goes either way
+        if registry.mounted_at(mp):
+            mounts.force_unmount(mp)
+            mounts.detach(os.path.join(fork.ws_dir("main"), "lower"))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
 
 
 @pytest.mark.parametrize("how", ["unmount", "down"])
