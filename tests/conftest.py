@@ -86,8 +86,35 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     for lvl, value in saved.items():
         sp[lvl] = value
+    _release_kept_warm(tmp_path)
     _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
     _drop_layers(tmp_path)
+
+
+def _release_kept_warm(tmp_path: Path) -> None:
+    """Unmount the mounts `proxy exec` made and kept warm (fuse/idle.py) for a test's homes:
+    each would otherwise wait for its idle timeout (a mount daemon started with
+    ``--idle-timeout``, its home under ``tmp_path``)."""
+    from avfs_git.ops import mounts
+
+    root = str(tmp_path) + "/"
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as fh:
+                argv = [a.decode(errors="surrogateescape") for a in fh.read().split(b"\0")]
+        except OSError:
+            continue
+        if "avfs_git.fuse.daemon" not in argv or "--idle-timeout" not in argv:
+            continue
+        opts = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+        if not opts.get("--home", "").startswith(root):
+            continue
+        with contextlib.suppress(Exception):
+            h = Home(opts["--home"], mounts=MOUNT_SIDE)
+            mounts.unmount(h, h.vault(opts["--vault"]), opts["--fork"], lazy=True)
+            h.close()
 
 
 _SCRATCH: list[str] = []  # the session's base temp dir (pytest_sessionstart)

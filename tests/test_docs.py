@@ -158,7 +158,11 @@ def test_readme_python_agent_loop_runs(tmp_path, monkeypatch):
     import avfs_git
 
     vault = avfs_git.open_home().vault("proj")
-    assert mounts.check(vault, "agent1") is None  # the mount made for the call is gone
+    # the mount made for the first call is kept warm for the next ones (docs/fuse.md)
+    info = mounts.check(vault, "agent1")
+    assert info is not None and info.kept_warm and info.idle_timeout_s == mounts.DEFAULT_IDLE_S
+    assert mounts.unmount(avfs_git.open_home(), vault, "agent1") is not None
+    assert mounts.check(vault, "agent1") is None
 
 
 def test_architecture_names_every_module() -> None:

@@ -92,7 +92,7 @@ def test_changes_become_one_commit(ws, vault, mode):
     assert again.result is not None and again.result.stdout == "# proj\nchanged\n"
 
 
-def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
+def test_mount_made_for_the_call_is_kept_warm_and_a_live_one_is_reused(home, ws, vault):
     require_fuse()
     res = exec_in(ws, ["true"], mode="fuse")
     assert res.to_dict()["mount"] == {
@@ -101,11 +101,15 @@ def test_mount_made_for_the_call_goes_and_a_live_one_is_reused(home, ws, vault):
         "reused": False,
         "backend": "overlay" if mounts.overlay_available() is None else "fuse",
         "alive_after": True,
+        "kept_warm": True,
+        "idle_timeout_s": mounts.DEFAULT_IDLE_S,
     }
-    assert mounts.check(vault, "main") is None  # unmounted after the call
-    kept = exec_in(ws, ["true"], mode="fuse", keep_mount=True)
-    assert kept.mount is not None and not kept.mount.reused
-    assert mounts.check(vault, "main") is not None
+    warm = mounts.check(vault, "main")  # kept warm for the next call (docs/fuse.md)
+    assert warm is not None and warm.kept_warm and warm.idle_expires_at is not None
+    kept = exec_in(ws, ["true"], mode="fuse", keep_mount=True)  # adopts it: it stays
+    assert kept.mount is not None and kept.mount.reused and kept.mount.kept_warm is False
+    stays = mounts.check(vault, "main")
+    assert stays is not None and stays.pid == warm.pid and not stays.kept_warm
     reused = exec_in(ws, ["pwd"], mode="fuse")
     assert reused.mount is not None and reused.mount.reused
     # (confined: at the vault's one path in the sandbox)

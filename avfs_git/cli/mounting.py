@@ -113,7 +113,13 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool, ba
                 ro = " (read-only)" if m.read_only else ""
                 # an overlay mount's upper layer: on the layers image or the host's disk
                 upper = f" (upper on {m.upper_on})" if m.upper_on else ""
-                app.output.plain("{}\t{}\t{}" + upper + ro, _label(m), m.mountpoint, m.backend)
+                # a mount proxy exec made: released after its idle timeout without use
+                warm = (
+                    f" (kept warm: released after {m.idle_timeout_s:g} s idle, at {m.idle_expires_at})"
+                    if m.kept_warm and m.idle_timeout_s is not None
+                    else ""
+                )
+                app.output.plain("{}\t{}\t{}" + upper + ro + warm, _label(m), m.mountpoint, m.backend)
 
         app.output.result("mount_list", {"mounts": found}, human_list)
         return

@@ -20,6 +20,7 @@ variable                  field                  meaning
 ``AVFS_LAYERS``           ``layers``             the layers file system: auto, on or off
 ``AVFS_NO_OVERLAY``       ``no_overlay``         (non-empty) mounts never use kernel overlayfs
 ``AVFS_FUSE_TRACE``       ``fuse_trace``         a file the mount daemon appends each FUSE call to
+``AVFS_MOUNT_IDLE``       ``mount_idle``         idle seconds before a mount exec made is released
 ========================  =====================  ============================================
 
 A plain slotted class, not a dataclass or a named tuple: the hooks and ``proxy exec``'s fast
@@ -74,7 +75,16 @@ class Settings:
         git_token: the password or token git gives every HTTP(S) remote (None: none).
     """
 
-    __slots__ = ("cache_dir", "fuse_trace", "git_token", "home", "layers", "lock_wait", "no_overlay")
+    __slots__ = (
+        "cache_dir",
+        "fuse_trace",
+        "git_token",
+        "home",
+        "layers",
+        "lock_wait",
+        "mount_idle",
+        "no_overlay",
+    )
 
     def __init__(
         self,
@@ -85,6 +95,7 @@ class Settings:
         layers: str | None = None,
         no_overlay: bool = False,
         fuse_trace: str | None = None,
+        mount_idle: str = "",
     ) -> None:
         self.home = home
         self.lock_wait = lock_wait
@@ -93,10 +104,13 @@ class Settings:
         self.layers = layers  # $AVFS_LAYERS: overrides the home's ``layers`` setting
         self.no_overlay = no_overlay  # $AVFS_NO_OVERLAY: the overlay backend's off switch
         self.fuse_trace = fuse_trace  # $AVFS_FUSE_TRACE: a debugging trace of FUSE calls
+        # $AVFS_MOUNT_IDLE as given ("": the vault's or home's config, else the default);
+        # checked where a mount is made for proxy exec (ops/mounts.idle_timeout)
+        self.mount_idle = mount_idle
 
     def __repr__(self) -> str:  # never the token
         token = "set" if self.git_token else None
-        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r}, no_overlay={self.no_overlay!r}, fuse_trace={self.fuse_trace!r})"
+        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r}, no_overlay={self.no_overlay!r}, fuse_trace={self.fuse_trace!r}, mount_idle={self.mount_idle!r})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Settings) and all(
@@ -119,6 +133,7 @@ class Settings:
             layers=env.get("AVFS_LAYERS") or None,
             no_overlay=bool(env.get("AVFS_NO_OVERLAY")),
             fuse_trace=env.get("AVFS_FUSE_TRACE") or None,
+            mount_idle=env.get("AVFS_MOUNT_IDLE", ""),
         )
 
     def lock_wait_s(self) -> float:

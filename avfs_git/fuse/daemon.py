@@ -81,6 +81,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--mountpoint", required=True)
     ap.add_argument("--revision")
     ap.add_argument("--backend", choices=("fuse", "overlay"), default="fuse")
+    # kept warm for proxy exec: released after this many seconds without use (fuse/idle.py)
+    ap.add_argument("--idle-timeout", type=float)
     ap.add_argument("--ready-fd", type=int)
     ap.add_argument("--foreground", action="store_true")
     return ap.parse_args(argv)
@@ -119,6 +121,7 @@ class Mount:
         self.hook_server: Any = None
         self.wake_fd: int | None = None
         self.ops: Any = None
+        self.idle: Any = None  # a mount kept warm: its idle timer (started when announced)
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -178,6 +181,8 @@ class Mount:
             "core_dumps": core_dumps,
             "upper_on": _upper_on(vault.home_dir, self.layers["upper"]) if overlay else None,
         }
+        if args.idle_timeout is not None and not self.read_only:
+            self.record.update(kept_warm=True, idle_timeout_s=args.idle_timeout, mounted_by="proxy exec")
         write_registry(self.reg, self.record)
 
     def exec_server(self) -> None:
@@ -258,6 +263,8 @@ class Mount:
             on_view=None if overlay else self.on_view,
             wake_fd=self.wake_fd,
         )
+        if self.record.get("kept_warm"):
+            self.ops.count_calls = True  # its use: the FUSE calls it serves (FastFUSE counts)
         # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
         # data) would read every file through FUSE once (minutes at 100k files)
         try:
@@ -370,7 +377,11 @@ class Mount:
 
         self.record["state"] = "mounted"
         registry.write_record(self.reg, self.record)
+        if self.record.get("kept_warm"):
+            self.start_idle()
         if self.server is not None:
+            self.server.mountpoint = self.real_mountpoint
+            self.server.on_request = self.warm.pause
             self.server.start()
             registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
         if self.args.ready_fd is not None:
@@ -379,6 +390,36 @@ class Mount:
                 os.close(self.args.ready_fd)
             except OSError:
                 pass
+
+    def start_idle(self) -> None:
+        """The idle timer of a mount kept warm for proxy exec (fuse/idle.py): its use is the
+        exec requests served, the FUSE calls served and an overlay's upper-layer changes."""
+        from .idle import IdleRelease
+
+        counters = [lambda: int(getattr(self.ops, "calls", 0))]
+        watch = getattr(self.hook_server, "answerer", None) if self.overlay else None
+        if watch is not None and hasattr(watch, "seq"):
+            counters.append(lambda: int(watch.seq))
+        server = self.server
+
+        def released() -> None:
+            if server is not None and server.standbys is not None:
+                server.standbys.close()  # a ready sandbox's bind of the mount would keep it
+
+        self.idle = IdleRelease(
+            self.vault.state_dir,
+            self.key,
+            self.args.fork,
+            self.reg,
+            self.real_mountpoint or os.path.realpath(self.args.mountpoint),
+            "overlay" if self.overlay else "fuse",
+            float(self.args.idle_timeout),
+            counters,
+            released,
+        )
+        if server is not None:
+            server.gate = self.idle
+        self.idle.start()
 
     def write_index(self) -> bool:
         """The index git starts from: the base tree with the stat data the mount reports, so
@@ -424,6 +465,8 @@ class Mount:
         from ..ops.mounts import detach
 
         self.closing.set()
+        if self.idle is not None:
+            self.idle.close()
         self.warm.close()
         if self.overlay:
             unprotect(self.ws)

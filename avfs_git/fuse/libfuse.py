@@ -166,6 +166,17 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
                 return plain(func, *args, **kw)
 
             setattr(self, "_wrapper", traced)  # noqa: B010 - read by mfusepy as it builds the callbacks
+        if getattr(operations, "count_calls", False):
+            # a mount kept warm (fuse/idle.py): each call served is a use of it. Counted
+            # without a lock (a lost increment does not matter: only a change is looked at)
+            inner = getattr(self, "_wrapper")  # noqa: B009 - the traced one, or mfusepy's own
+            operations.calls = 0
+
+            def counted(func: Any, *args: Any, **kw: Any) -> Any:
+                operations.calls += 1
+                return inner(func, *args, **kw)
+
+            setattr(self, "_wrapper", counted)  # noqa: B010 - read by mfusepy as it builds the callbacks
         session_ready = None
         # a read-only view's directories: opened by the kernel itself when possible
         # (install_kernel_opendir), else opened here with listings marked cacheable (cache_dirs,

@@ -48,6 +48,13 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+# a mount proxy exec makes for a fork that was not mounted is kept warm this long without use
+# (docs/fuse.md, "Mounts kept warm"): the setting's key in the vault's and the home's
+# config.json, its environment variable, its default and its bounds
+IDLE_KEY = "mount_idle_s"
+IDLE_ENV = "AVFS_MOUNT_IDLE"
+DEFAULT_IDLE_S = 600.0
+MAX_IDLE_S = 7 * 86400.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +74,50 @@ class MountInfo:
     # btrfs image: forks share it, big files go at btrfs's speed) or "host" (a directory on
     # the host's file system); None for the pure-FUSE backend and read-only mounts
     upper_on: str | None = None
+    # a mount proxy exec made and keeps warm: released by its daemon after idle_timeout_s
+    # without use (at idle_expires_at, as things stand now); False for a mount someone asked
+    # for (`avfs mount`, --keep-mount), which stays until unmounted
+    kept_warm: bool = False
+    idle_timeout_s: float | None = None
+    idle_expires_at: str | None = None
+
+
+def idle_value(value: object, where: str) -> float:
+    """``value`` (from ``where``) as an idle timeout in seconds: a number from 0 to
+    :data:`MAX_IDLE_S` (0: a mount made for one call is unmounted after it)."""
+    hint = (
+        f"a number of seconds from 0 to {int(MAX_IDLE_S)}, e.g. {IDLE_ENV}=600"
+        " (0: unmount after each call; `avfs mount` keeps a mount for good)"
+    )
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UsageError(f"{where}: {value!r} is not a number of seconds", hint=hint)
+    try:
+        out = float(value)
+    except ValueError:
+        raise UsageError(f"{where}: {value!r} is not a number of seconds", hint=hint) from None
+    if not 0 <= out <= MAX_IDLE_S:  # (NaN fails too)
+        raise UsageError(f"{where}: {value!r} is out of range", hint=hint)
+    return out
+
+
+def idle_timeout(home: Home, vault: Vault) -> float:
+    """How long a mount ``proxy exec`` makes for ``vault`` stays mounted without use
+    (seconds): ``$AVFS_MOUNT_IDLE`` (as the front end read it into the home's settings), else
+    the vault's ``config.json`` key ``mount_idle_s``, else the home's, else
+    :data:`DEFAULT_IDLE_S`.
+
+    Raises:
+        UsageError: the value found is not a number of seconds from 0 to :data:`MAX_IDLE_S`.
+    """
+    if home.settings.mount_idle:
+        return idle_value(home.settings.mount_idle, IDLE_ENV)
+    cfg = vault.fresh_config()
+    if IDLE_KEY in cfg:
+        return idle_value(cfg[IDLE_KEY], f"{vault.config_path}: {IDLE_KEY}")
+    hcfg = home.config()
+    if IDLE_KEY in hcfg:
+        return idle_value(hcfg[IDLE_KEY], f"{home.config_path}: {IDLE_KEY}")
+    return DEFAULT_IDLE_S
 
 
 def fuse_available() -> str | None:
@@ -102,7 +153,8 @@ def overlay_available(settings: Settings | None = None) -> str | None:
 
 
 def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
-    """Processes with their working directory, root or an open file under ``mountpoint``."""
+    """Processes with their working directory, root, executable or an open file under
+    ``mountpoint``."""
     root = os.path.realpath(mountpoint)
     out: list[dict[str, Any]] = []
     try:
@@ -112,7 +164,7 @@ def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
     for pid in pids:
         what: list[str] = []
         base = f"/proc/{pid}"
-        for link in ("cwd", "root"):
+        for link in ("cwd", "root", "exe"):
             try:
                 if names.is_within(os.readlink(f"{base}/{link}"), root):
                     what.append(link)
@@ -198,7 +250,15 @@ def _helpers_of(target: str) -> list[int]:
     return out
 
 
-def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) -> MountInfo:
+def _info(
+    data: dict[str, Any], state: str | None = None, reused: bool = False, last_used: float | None = None
+) -> MountInfo:
+    warm = bool(data.get("kept_warm"))
+    idle = data.get("idle_timeout_s") if warm else None
+    expires = None
+    if warm and isinstance(idle, (int, float)):
+        since = last_used if last_used is not None else time.time()
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since + float(idle)))
     return MountInfo(
         vault=str(data["vault"]),
         fork=str(data["fork"]),
@@ -212,6 +272,9 @@ def _info(data: dict[str, Any], state: str | None = None, reused: bool = False) 
         backend=str(data.get("backend", "fuse")),
         backend_why=str(data.get("backend_why", "")),
         upper_on=data.get("upper_on"),
+        kept_warm=warm,
+        idle_timeout_s=float(idle) if isinstance(idle, (int, float)) else None,
+        idle_expires_at=expires,
     )
 
 
@@ -228,6 +291,15 @@ def check(vault: Vault, key: str) -> MountInfo | None:
         return None
     rec = registry.Record(key, path, data)
     if registry.registered(rec):
+        used = registry.last_activity(vault.state_dir, key) if data.get("kept_warm") else None
+        return _info(data, last_used=used)
+    if (
+        data.get("state") == "unmounting"
+        and rec.pid > 0
+        and pid_alive(rec.pid)
+        and registry.is_mount_daemon(rec.pid)
+    ):
+        # unmounted, its daemon still tearing down (it removes the record last): not dead
         return _info(data)
     # the daemon died (kill -9) or the mount vanished: clean up both (an overlay's lower
     # layer too: its FUSE connection may still be held by libfuse's helper)
@@ -289,12 +361,18 @@ def mount(
     revision: str | None = None,
     foreground: bool = False,
     backend: str = "auto",
+    idle_timeout_s: float | None = None,
 ) -> MountInfo:
     """Mount ``fork`` (or, read-only, a ``revision`` of it) and return once it is ready.
 
     ``backend``: ``overlay`` (kernel overlayfs over avfs's read-only FUSE view: the kernel
     serves every write), ``fuse`` (avfs serves everything), or ``auto``: overlay where it
-    can be mounted, else fuse; the mount's record says which and why."""
+    can be mounted, else fuse; the mount's record says which and why.
+
+    ``idle_timeout_s`` (``proxy exec`` mounting a fork for its call): the mount is *kept
+    warm*, released by its daemon once it has gone that long without use (fuse/idle.py).
+    None (``avfs mount``): it stays until unmounted, and a fork already mounted and kept
+    warm is adopted: it stays too (:func:`adopt`)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown mount backend {backend!r}", hint="one of: auto, overlay, fuse")
     why = fuse_available()
@@ -310,9 +388,14 @@ def mount(
 
         commit = resolve(vault, revision, fork)
     key = mount_key(fork, commit)
-    existing = check(vault, key)
+    existing = _settled(vault, key)
     if existing is not None:
         if mountpoint is None or os.path.realpath(mountpoint) == os.path.realpath(existing.mountpoint):
+            if existing.kept_warm and idle_timeout_s is None:
+                adopted = adopt(vault, key)
+                if adopted is None:  # released meanwhile: mount it anew
+                    return mount(home, vault, fork, mountpoint, revision=revision, backend=backend)
+                existing = adopted
             return dataclasses.replace(existing, reused=True)
         raise AlreadyExistsError(
             f"{vault.name}:{key} is already mounted at {existing.mountpoint}",
@@ -326,6 +409,8 @@ def mount(
     cmd += ["--fork", fork, "--mountpoint", mountpoint]
     if commit is not None:
         cmd += ["--revision", commit]
+    elif idle_timeout_s is not None:
+        cmd += ["--idle-timeout", repr(float(idle_timeout_s))]
     chosen, because = _choose_backend(home, vault, fork, backend, read_only=commit is not None)
     cmd += ["--backend", chosen]
     env = _daemon_env(home)
@@ -336,7 +421,7 @@ def mount(
         _reap(pid, block=True)
         tail = _tail(log_path)
         if backend == "auto":
-            fell = mount(home, vault, fork, mountpoint, backend="fuse")
+            fell = mount(home, vault, fork, mountpoint, backend="fuse", idle_timeout_s=idle_timeout_s)
             reason = f"overlayfs refused the mount: {tail.strip().splitlines()[-1] if tail.strip() else '?'}"
             return _note_backend(vault, key, fell, reason)
         raise MountError(
@@ -359,6 +444,40 @@ def mount(
     if info is None:
         raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
     return _note_backend(vault, key, info, because)
+
+
+def _settled(vault: Vault, key: str) -> MountInfo | None:
+    """The live mount of ``key`` (:func:`check`), after waiting for one being unmounted (its
+    daemon releasing it when idle, or an ``avfs unmount`` in progress) to be gone."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:
+        info = check(vault, key)
+        if info is None or info.state != "unmounting" or time.monotonic() >= deadline:
+            return info
+        time.sleep(0.02)
+
+
+def adopt(vault: Vault, key: str) -> MountInfo | None:
+    """Make mount ``key``, kept warm by ``proxy exec``, a mount that stays until unmounted
+    (``avfs mount`` or ``--keep-mount`` asked for it). Under the fork's mount lock, which
+    its daemon holds while it releases an idle mount: None when it was released meanwhile."""
+    from ..core.store.locks import file_lock, mount_lock_path
+
+    fork = key.split("@", 1)[0]
+    path = mount_lock_path(vault.state_dir, fork)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with file_lock(path, what=f"the mount of {vault.name}:{fork}"):
+        info = check(vault, key)
+        if info is None or not info.kept_warm:
+            return info
+        path = registry_path(vault, key)
+        data = registry.read_record(path)
+        if data is None:
+            return None
+        data["kept_warm"] = False
+        data["idle_timeout_s"] = None
+        registry.write_record(path, data)
+        return dataclasses.replace(info, kept_warm=False, idle_timeout_s=None, idle_expires_at=None)
 
 
 def _prepare_mountpoint(home: Home, vault: Vault, key: str, mountpoint: str | None) -> str:

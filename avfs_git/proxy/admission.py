@@ -160,6 +160,11 @@ def plan(
     request = Request.of(vault.name, fork, req, timeout_ms, cwd)
     mode, live = choose_mode(vault, fork, req.mode)
     root = live.mountpoint if live is not None else planned_root(home, vault, fork, mode)
+    idle_s = None
+    if mode == "fuse" and not req.keep_mount and (live is None or live.kept_warm):
+        from ..ops.mounts import idle_timeout
+
+        idle_s = idle_timeout(home, vault)  # a bad setting: an error before anything is touched
     iso = isolation(vault, req, pol.confine)
     conf = confinement(req, iso, pol.confine)
     if iso is not None and iso.reason is None:
@@ -185,6 +190,7 @@ def plan(
         confinement=conf,
         decision=decision,
         checkpoint_by_policy=action is Outcome.ALLOW_WITH_CHECKPOINT,
+        idle_timeout_s=idle_s,
     )
     if action is Outcome.DENY:
         denied = PolicyDeniedError(

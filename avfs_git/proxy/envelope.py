@@ -175,15 +175,20 @@ class Checkpoint(_Record):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Mount(_Record):
     """Where the command ran (``mount``): the mount point (reused or made for the call) or
-    the materialized copy; whether the mount's daemon was alive afterwards."""
+    the materialized copy; whether the mount's daemon was alive afterwards; whether the
+    mount is kept warm (released after its idle timeout) or stays."""
 
-    OPTIONAL = frozenset({"backend", "alive_after"})
+    OPTIONAL = frozenset({"backend", "alive_after", "kept_warm", "idle_timeout_s"})
 
     mountpoint: str
     mode: str
     reused: bool
     backend: str | None = None
     alive_after: bool | None = None
+    # a mount proxy exec made and keeps warm (docs/fuse.md, "Mounts kept warm"): released
+    # by its daemon after idle_timeout_s without use; False for a mount that stays
+    kept_warm: bool | None = None
+    idle_timeout_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

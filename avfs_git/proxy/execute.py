@@ -229,6 +229,18 @@ def run(
             )
     except (SandboxFailed, IsolationFailed) as exc:
         return _not_started(exc, placed, conf, iso)
+    if (
+        standbys is None
+        and sandbox is not None
+        and proxy is None
+        and placed.mount.kept_warm
+        and not placed.mount.reused
+    ):
+        # this call mounted the fork and keeps it warm: the CLI sends the next call to the
+        # mount's daemon, which makes a sandbox like this one ready for it meanwhile
+        from .offer import offer_standby
+
+        offer_standby(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
     if proxy is not None:
         proxy.stop()  # the command has ended, and its sandbox with it
         conf = dataclasses.replace(conf, network_refused=tuple(proxy.refused))

@@ -70,7 +70,7 @@ EXEC_OPTIONS: tuple[Opt, ...] = (
     Opt(
         "--keep-mount",
         "keep_mount",
-        "Leave a mount made for this call mounted (faster next time).",
+        "Mount the fork to stay (no idle timeout; a mount made for a call is otherwise kept warm for AVFS_MOUNT_IDLE s).",
         None,
         default=False,
     ),

@@ -327,17 +327,63 @@ def planned_root(home: Home, vault: Vault, fork: str, mode: str) -> str:
 
 
 def ensure_mount(
-    home: Home, vault: Vault, fork: str, live: Any, keep: bool, cleanup: list[Any]
-) -> tuple[str, bool, str]:
-    """(mount point, whether a live mount was reused, its backend)."""
+    home: Home,
+    vault: Vault,
+    fork: str,
+    live: Any,
+    keep: bool,
+    cleanup: list[Any],
+    idle_s: float | None = None,
+) -> Mount:
+    """The fork's mount for the command (the envelope's ``mount``), under the exec lock.
+
+    A live mount is reused. One kept warm (made by an earlier call) is looked at again
+    first, since its daemon may have released it after the plan found it (it takes the
+    exec lock this call holds now, so it stays while the call runs), and its use is noted
+    now and when the call ends. Without a live mount the fork is mounted: kept warm for
+    ``idle_s`` seconds without use (fuse/idle.py), unmounted after the call when ``idle_s``
+    is 0, or for good with ``keep`` (``--keep-mount``, which also makes a mount kept warm
+    one that stays)."""
+    from ..core.vaults.registry import touch_activity
     from ..ops import mounts
 
+    def note_use() -> None:
+        touch_activity(vault.state_dir, fork)
+
+    if live is not None and live.kept_warm:
+        live = mounts.check(vault, fork)
+        if live is not None and live.state == "mounted" and keep:
+            live = mounts.adopt(vault, fork)
+        if live is None or live.state != "mounted":
+            live = None
+        elif live.kept_warm:
+            note_use()
+            cleanup.append(note_use)
     if live is not None:
-        return str(live.mountpoint), True, str(getattr(live, "backend", "fuse"))
-    info = mounts.mount(home, vault, fork, None)
-    if not keep and not info.reused:
+        return Mount(
+            mountpoint=str(live.mountpoint),
+            mode="fuse",
+            reused=True,
+            backend=str(live.backend),
+            kept_warm=bool(live.kept_warm),
+            idle_timeout_s=live.idle_timeout_s,
+        )
+    if idle_s is None and not keep:
+        idle_s = mounts.idle_timeout(home, vault)
+    warm = not keep and bool(idle_s)
+    info = mounts.mount(home, vault, fork, None, idle_timeout_s=idle_s if warm else None)
+    if warm and info.kept_warm:
+        cleanup.append(note_use)  # the idle time counts from the call's end
+    elif not keep and not info.reused:
         cleanup.append(lambda: mounts.unmount(home, vault, fork, lazy=True))
-    return info.mountpoint, info.reused, info.backend
+    return Mount(
+        mountpoint=info.mountpoint,
+        mode="fuse",
+        reused=info.reused,
+        backend=info.backend,
+        kept_warm=info.kept_warm,
+        idle_timeout_s=info.idle_timeout_s,
+    )
 
 
 def before(
@@ -421,8 +467,8 @@ def place(home: Home, vault: Vault, fork: str, plan: Plan, cleanup: list[Any]) -
     req, conf, iso, cwd = plan.req, plan.confinement, plan.isolation, plan.cwd
     copy = None
     if plan.mode == "fuse":
-        root, reused, backend = ensure_mount(home, vault, fork, plan.live, req.keep_mount, cleanup)
-        mount = Mount(mountpoint=root, mode="fuse", reused=reused, backend=backend)
+        mount = ensure_mount(home, vault, fork, plan.live, req.keep_mount, cleanup, plan.idle_timeout_s)
+        root = mount.mountpoint
     else:
         copy = materialize(home, plan.ws, cleanup)
         root = copy.root

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from .runner import Stop
 
+from .offer import STANDBY_PROTOCOL
+
 log = logging.getLogger("avfs.proxy")
 PROTOCOL = 1
 MAX_REQUEST = 8 << 20
@@ -98,6 +100,13 @@ class ExecServer:
 
         # sandboxes set up before the command comes (most of a confined command's start)
         self.standbys = standby.Standbys() if standby.available() else None
+        # a mount kept warm: its idle timer (fuse/idle.py), told of each request; while it
+        # releases the mount, requests go back to their client (``fallback``)
+        self.gate: Any = None
+        self.mountpoint = ""  # where the mount is (set by the daemon once it serves)
+        # called as each request comes in: an overlay mount's background walk of its lower
+        # layer stands aside while a command runs (fuse/warm.py), as it does for git
+        self.on_request: Callable[[], None] | None = None
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
@@ -137,10 +146,26 @@ class ExecServer:
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
                     return
                 req, fds = recv_request(conn)
-                if req.get("v") == 2:
-                    reply = self._run_args(conn, req, fds, after)
+                if self.on_request is not None:
+                    self.on_request()
+                gate = self.gate
+                if req.get("v") == STANDBY_PROTOCOL:
+                    reply, req = self._standby(req), None
+                elif gate is not None and not gate.enter():
+                    gate = None
+                    if req.get("v") == 2:
+                        reply = {"fallback": True}  # the mount is being released: the client runs it
+                    else:
+                        raise RuntimeError("the mount is being released (idle); call again")
                 else:
-                    code, document, _ = self._run(conn, req, fds, after)
+                    try:
+                        if req.get("v") == 2:
+                            reply = self._run_args(conn, req, fds, after)
+                        else:
+                            code, document, _ = self._run(conn, req, fds, after)
+                    finally:
+                        if gate is not None:
+                            gate.leave()
             except Exception as exc:  # reported to the client, never fatal to the mount
                 log.exception("proxy exec request")
                 from ..core.errors import InternalError
@@ -172,6 +197,54 @@ class ExecServer:
                 fn()
             except Exception:
                 log.exception("proxy exec: after the answer")
+
+    def _standby(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Protocol 3: a process that mounted this fork for its own call (and keeps it warm)
+        ran its command in a sandbox; one like it is made ready here for the next call,
+        which its client will send to this daemon (fuse/idle.py, docs/fuse.md)."""
+        import dataclasses
+
+        from . import confine
+
+        if self.standbys is None:
+            return {"ok": False}
+        fields = {f.name for f in dataclasses.fields(confine.Sandbox)}
+        given = req.get("sandbox")
+        if not isinstance(given, dict) or not set(given) <= fields:
+            raise ValueError("not a sandbox")
+        sb = confine.Sandbox(**given)
+        if (
+            os.path.realpath(sb.source) != os.path.realpath(self.mountpoint or sb.source)
+            or sb.network == "filtered"
+            or sb.proxy_socket is not None
+        ):
+            return {"ok": False}  # not this mount's, or one never made ready
+        self.standbys.prepare(sb)
+        threading.Thread(target=self._warm_up, name="avfs-exec-warm-up", daemon=True).start()
+        return {"ok": True}
+
+    def _warm_up(self) -> None:
+        """What this daemon's first request would pay once, paid before it comes: the
+        modules a request loads as it goes, and the first status of the fork (the count
+        of its uncheckpointed changes is kept while nothing moves: docs/proxy.md)."""
+        try:
+            import importlib
+
+            for mod in ("recording", "seal", "confine", "gitlinks", "runner", "standby"):
+                importlib.import_module(f"{__package__}.{mod}")
+            from ..core.operations import checkpoint, merge  # noqa: F401
+            from ..core.workspace import since  # noqa: F401
+            from . import confine
+
+            confine.unavailable()  # its probe of bubblewrap, made once per process (~17 ms)
+            from ..core.store.locks import exec_lock_path, file_lock
+
+            # once the call that mounted the fork has ended (it holds the fork's exec lock)
+            path = exec_lock_path(self.vault.state_dir, self.fork)
+            with file_lock(path, what=f"proxy exec on {self.vault.name}:{self.fork}", wait_s=60):
+                self.vault.workspace(self.fork).since.dirty()
+        except Exception:
+            log.exception("warming up the exec server")
 
     def _run_args(
         self, conn: socket.socket, req: dict[str, Any], fds: list[int], after: list[Callable[[], None]]

@@ -66,6 +66,9 @@ class Plan:
     checkpoint_by_policy: bool
     approval: Approval | None = None
     refusal: AvfsError | None = None
+    # a mount made for this call is kept warm this long without use (seconds; 0: unmounted
+    # after the call); None when no mount will be made (a live one, --keep-mount, a copy)
+    idle_timeout_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -170,8 +170,10 @@ class Standbys:
         os.write(self._wake_w, b"w")
 
     def close(self) -> None:
-        """End the ready sandbox and stop making new ones."""
+        """End the ready sandbox and stop making new ones (once: a second call does nothing)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             ready, self._ready = self._ready, None
             started = self._thread is not None

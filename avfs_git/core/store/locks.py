@@ -150,6 +150,13 @@ def exec_lock_path(state_dir: str, fork: str) -> str:
     return os.path.join(state_dir, "locks", ".exec-" + fs_name(fork) + ".lock")
 
 
+def mount_lock_path(state_dir: str, fork: str) -> str:
+    """The lock between a mount daemon releasing its idle mount of ``fork`` (kept warm for
+    ``proxy exec``) and a process adopting that mount as one to keep (``avfs mount``,
+    ``--keep-mount``): held for moments, never while a command runs."""
+    return os.path.join(state_dir, "locks", ".mount-" + fs_name(fork) + ".lock")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie does not: PID 1 of a container may be slow to
     reap; another user's process does)."""

@@ -41,16 +41,19 @@ if TYPE_CHECKING:  # typing's names and collections.abc cost ~6 ms to import: an
     from typing import Any
 
 __all__ = [
+    "ACTIVITY_FILE",
     "RECORDS",
     "KernelMount",
     "MountedFork",
     "Record",
+    "activity_path",
     "daemon_alive",
     "dead_mountpoint",
     "exec_path",
     "home_records",
     "is_mount_daemon",
     "kernel_mounts",
+    "last_activity",
     "live_mountpoints",
     "log_path",
     "mount_containing",
@@ -62,12 +65,14 @@ __all__ = [
     "place",
     "process_start",
     "read_exec",
+    "read_exec_at",
     "read_record",
     "record_path",
     "records",
     "registered",
     "serving",
     "started_at",
+    "touch_activity",
     "write_exec",
     "write_record",
 ]
@@ -92,6 +97,40 @@ def mount_dir(state_dir: str, key: str) -> str:
     its daemon at mount and removed at unmount (doctor and prune remove a dead one's).
     Inside ``<vault>/avfs``, which a confined command never sees (masked)."""
     return os.path.join(state_dir, RECORDS, fs_name(key) + ".d")
+
+
+# in a mount's own directory: its modification time is the last activity of a mount kept
+# warm (a proxy exec served or reused it, the daemon saw calls or writes): see fuse/idle.py
+ACTIVITY_FILE = "activity"
+
+
+def activity_path(state_dir: str, key: str) -> str:
+    """``<state_dir>/mounts/<key>.d/activity``: touched at each use of a mount kept warm."""
+    return os.path.join(mount_dir(state_dir, key), ACTIVITY_FILE)
+
+
+def touch_activity(state_dir: str, key: str) -> None:
+    """Mark mount ``key`` as used now (a mount kept warm is released only after its idle
+    timeout without use). Nothing when the mount's own directory is gone (unmounted)."""
+    path = activity_path(state_dir, key)
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def last_activity(state_dir: str, key: str) -> float | None:
+    """When mount ``key`` was last used (epoch seconds); None when unknown."""
+    try:
+        return os.stat(activity_path(state_dir, key)).st_mtime
+    except OSError:
+        return None
 
 
 def exec_path(record: str) -> str:
@@ -210,7 +249,12 @@ def read_exec(home_path: str, vault: str, key: str) -> tuple[str, int, str] | No
     """(exec socket name, daemon pid, mount point: '' when the file predates it) of mount
     ``key`` of ``vault`` from its exec file; None when there is none (read as plain text,
     without json)."""
-    path = exec_path(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
+    return read_exec_at(record_path(os.path.join(_vault_path(home_path, vault), "avfs"), key))
+
+
+def read_exec_at(record: str) -> tuple[str, int, str] | None:
+    """:func:`read_exec` of the exec file beside registry record ``record``."""
+    path = exec_path(record)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read()

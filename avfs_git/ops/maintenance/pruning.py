@@ -158,7 +158,7 @@ def _lock_forks(name: str) -> set[str]:
     """The fork whose lock file can be ``<name>.lock``: the fork lock (``Vault.lock``) or
     proxy exec's ``.exec-<fork>``, optimistic writes' ``.write-<fork>`` ('/' and '%'
     escaped in all; no fork name starts with '.', so they never meet)."""
-    for prefix in (".exec-", ".write-"):
+    for prefix in (".exec-", ".write-", ".mount-"):
         if name.startswith(prefix):
             name = name[len(prefix) :]
     return {from_fs_name(name)}

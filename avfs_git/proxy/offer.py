@@ -1,0 +1,49 @@
+"""The offer of a sandbox to a mount's daemon (protocol 3 of its exec socket,
+:mod:`.server`): a ``proxy exec`` that mounted its fork for itself, and keeps it warm,
+ran its command in its own process; the next call goes to the mount's daemon, which makes
+a sandbox like this one ready for it meanwhile (docs/fuse.md, "Mounts kept warm").
+
+A module of its own: :mod:`.execute` sends it and :mod:`.server` (which imports
+:mod:`.execute`) answers it.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import struct
+from typing import Any
+
+STANDBY_PROTOCOL = 3
+
+
+def offer_standby(state_dir: str, fork: str, sandbox: Any) -> None:
+    """Ask the daemon of ``fork``'s mount to make a sandbox like ``sandbox`` ready (protocol
+    3), waiting for its answer (at most 0.5 s), not for the sandbox: the call that mounted
+    the fork ran in its own process, and the next one goes to the daemon. Nothing when
+    there is no daemon to ask, or it is not the one the registry names."""
+    import dataclasses
+
+    from ..core.vaults import registry
+
+    found = registry.read_exec_at(registry.record_path(state_dir, fork))
+    if found is None:
+        return
+    name, daemon_pid, _mp = found
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(0.5)
+        sock.connect("\0" + name)
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid() or pid != daemon_pid:
+            return  # not the daemon the registry names
+        body = marshal.dumps({"v": STANDBY_PROTOCOL, "sandbox": dataclasses.asdict(sandbox)})
+        sock.sendall(b"%08d" % len(body) + body)
+        # the answer: the daemon checks this process's namespaces, so it must still be here
+        sock.recv(64)
+    except (OSError, ValueError):
+        pass  # the next call makes its own sandbox
+    finally:
+        sock.close()
