@@ -141,7 +141,7 @@ def test_readme_python_agent_loop_runs(tmp_path, monkeypatch):
     import contextlib
     import io
 
-    from avfs_git.ops import mounts
+    from avfs_git.ops import mountidle, mounts
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split("```python\n", 1)[1].split("```", 1)[0]
@@ -160,7 +160,7 @@ def test_readme_python_agent_loop_runs(tmp_path, monkeypatch):
     vault = avfs_git.open_home().vault("proj")
     # the mount made for the first call is kept warm for the next ones (docs/fuse.md)
     info = mounts.check(vault, "agent1")
-    assert info is not None and info.kept_warm and info.idle_timeout_s == mounts.DEFAULT_IDLE_S
+    assert info is not None and info.kept_warm and info.idle_timeout_s == mountidle.DEFAULT_IDLE_S
     assert mounts.unmount(avfs_git.open_home(), vault, "agent1") is not None
     assert mounts.check(vault, "agent1") is None
 

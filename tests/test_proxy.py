@@ -20,7 +20,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults import audit, layers
-from avfs_git.ops import mounts
+from avfs_git.ops import mountidle, mounts
 from avfs_git.proxy import approval
 from avfs_git.proxy.execute import exec_in
 
@@ -102,7 +102,7 @@ def test_mount_made_for_the_call_is_kept_warm_and_a_live_one_is_reused(home, ws,
         "backend": "overlay" if mounts.overlay_available() is None else "fuse",
         "alive_after": True,
         "kept_warm": True,
-        "idle_timeout_s": mounts.DEFAULT_IDLE_S,
+        "idle_timeout_s": mountidle.DEFAULT_IDLE_S,
     }
     warm = mounts.check(vault, "main")  # kept warm for the next call (docs/fuse.md)
     assert warm is not None and warm.kept_warm and warm.idle_expires_at is not None

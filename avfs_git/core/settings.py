@@ -105,7 +105,7 @@ class Settings:
         self.no_overlay = no_overlay  # $AVFS_NO_OVERLAY: the overlay backend's off switch
         self.fuse_trace = fuse_trace  # $AVFS_FUSE_TRACE: a debugging trace of FUSE calls
         # $AVFS_MOUNT_IDLE as given ("": the vault's or home's config, else the default);
-        # checked where a mount is made for proxy exec (ops/mounts.idle_timeout)
+        # checked where a mount is made for proxy exec (ops/mountidle.idle_timeout)
         self.mount_idle = mount_idle
 
     def __repr__(self) -> str:  # never the token

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -41,20 +40,13 @@ from ..core.store import names
 from ..core.store.locks import pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
+from .daemonstart import _daemon_env, _reap, _start_daemon, _tail
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
 
-READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-# a mount proxy exec makes for a fork that was not mounted is kept warm this long without use
-# (docs/fuse.md, "Mounts kept warm"): the setting's key in the vault's and the home's
-# config.json, its environment variable, its default and its bounds
-IDLE_KEY = "mount_idle_s"
-IDLE_ENV = "AVFS_MOUNT_IDLE"
-DEFAULT_IDLE_S = 600.0
-MAX_IDLE_S = 7 * 86400.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,44 +72,6 @@ class MountInfo:
     kept_warm: bool = False
     idle_timeout_s: float | None = None
     idle_expires_at: str | None = None
-
-
-def idle_value(value: object, where: str) -> float:
-    """``value`` (from ``where``) as an idle timeout in seconds: a number from 0 to
-    :data:`MAX_IDLE_S` (0: a mount made for one call is unmounted after it)."""
-    hint = (
-        f"a number of seconds from 0 to {int(MAX_IDLE_S)}, e.g. {IDLE_ENV}=600"
-        " (0: unmount after each call; `avfs mount` keeps a mount for good)"
-    )
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UsageError(f"{where}: {value!r} is not a number of seconds", hint=hint)
-    try:
-        out = float(value)
-    except ValueError:
-        raise UsageError(f"{where}: {value!r} is not a number of seconds", hint=hint) from None
-    if not 0 <= out <= MAX_IDLE_S:  # (NaN fails too)
-        raise UsageError(f"{where}: {value!r} is out of range", hint=hint)
-    return out
-
-
-def idle_timeout(home: Home, vault: Vault) -> float:
-    """How long a mount ``proxy exec`` makes for ``vault`` stays mounted without use
-    (seconds): ``$AVFS_MOUNT_IDLE`` (as the front end read it into the home's settings), else
-    the vault's ``config.json`` key ``mount_idle_s``, else the home's, else
-    :data:`DEFAULT_IDLE_S`.
-
-    Raises:
-        UsageError: the value found is not a number of seconds from 0 to :data:`MAX_IDLE_S`.
-    """
-    if home.settings.mount_idle:
-        return idle_value(home.settings.mount_idle, IDLE_ENV)
-    cfg = vault.fresh_config()
-    if IDLE_KEY in cfg:
-        return idle_value(cfg[IDLE_KEY], f"{vault.config_path}: {IDLE_KEY}")
-    hcfg = home.config()
-    if IDLE_KEY in hcfg:
-        return idle_value(hcfg[IDLE_KEY], f"{home.config_path}: {IDLE_KEY}")
-    return DEFAULT_IDLE_S
 
 
 def fuse_available() -> str | None:
@@ -536,53 +490,6 @@ def _choose_backend(home: Home, vault: Vault, fork: str, backend: str, *, read_o
     return "fuse", no_overlay
 
 
-def _daemon_env(home: Home) -> dict[str, str]:
-    """The environment the mount daemon is started with: this process's (a child process
-    inherits it), with the settings of ``home`` it reads there."""
-    env = dict(os.environ)
-    env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
-    # the daemon reads its settings from its environment (a front end): the home's, which
-    # a Python caller may have made otherwise than this process's environment says
-    # (``Home(path, layers="off")`` included: the daemon may make the state dir)
-    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.layers_mode)):
-        if value:
-            env[var] = value
-        else:
-            env.pop(var, None)
-    return env
-
-
-def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, bool | str]:
-    """Start the daemon ``cmd`` detached, its output appended to ``log_path``, and wait
-    for its readiness byte: (its pid, what :func:`_wait_ready` says)."""
-    r, w = os.pipe()
-    os.set_inheritable(w, True)
-    cmd = [*cmd, "--ready-fd", str(w)]
-    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    try:
-        # a detached daemon in its own session: posix_spawn leaves no Popen object behind
-        # (its finaliser would warn about a child still running) and does not fork a
-        # possibly multi-threaded caller
-        pid = os.posix_spawn(
-            cmd[0],
-            cmd,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, logfd, 1),
-                (os.POSIX_SPAWN_DUP2, logfd, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(logfd)
-        os.close(w)
-    try:
-        return pid, _wait_ready(r, pid)
-    finally:
-        os.close(r)
-
-
 def _kernel_quota_why(vault: Vault, fork: str) -> str | None:
     """None when the kernel enforces the vault's bytes quota on ``fork``'s state (its
     limit refreshed now, with room for overlayfs's work dir), else why not."""
@@ -605,42 +512,6 @@ def _note_backend(vault: Vault, key: str, info: MountInfo, why: str) -> MountInf
         data["backend_why"] = why
         registry.write_record(path, data)
     return dataclasses.replace(info, backend_why=info.backend_why or why)
-
-
-def _reap(pid: int, *, block: bool = False) -> bool:
-    """Collect a daemon we spawned once it exited; True when it has."""
-    try:
-        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return not pid_alive(pid)  # not our child (another process mounted it)
-    return done == pid
-
-
-def _wait_ready(fd: int, pid: int) -> bool | str:
-    """True once the daemon is ready; False when it died or timed out; "O" when it could
-    not stack the overlay (it exits)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            data = os.read(fd, 1)
-            if data == b"O":
-                return "O"
-            return data == b"R"  # EOF: the daemon exited before it was ready
-        if _reap(pid):
-            return False
-    return False
-
-
-def _tail(path: str, n: int = 2000) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - n))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def unmount(

@@ -162,7 +162,7 @@ def plan(
     root = live.mountpoint if live is not None else planned_root(home, vault, fork, mode)
     idle_s = None
     if mode == "fuse" and not req.keep_mount and (live is None or live.kept_warm):
-        from ..ops.mounts import idle_timeout
+        from ..ops.mountidle import idle_timeout
 
         idle_s = idle_timeout(home, vault)  # a bad setting: an error before anything is touched
     iso = isolation(vault, req, pol.confine)

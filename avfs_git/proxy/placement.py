@@ -369,7 +369,9 @@ def ensure_mount(
             idle_timeout_s=live.idle_timeout_s,
         )
     if idle_s is None and not keep:
-        idle_s = mounts.idle_timeout(home, vault)
+        from ..ops.mountidle import idle_timeout
+
+        idle_s = idle_timeout(home, vault)
     warm = not keep and bool(idle_s)
     info = mounts.mount(home, vault, fork, None, idle_timeout_s=idle_s if warm else None)
     if warm and info.kept_warm:

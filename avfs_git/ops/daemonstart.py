@@ -1,0 +1,101 @@
+"""Starting a mount daemon (`python -m avfs_git.fuse.daemon`): its environment, the process
+started in a session of its own with its log, the wait for its readiness pipe, and reaping
+it; for :func:`.mounts.mount` and :func:`.mounts.unmount`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from typing import TYPE_CHECKING
+
+from ..core.store.locks import pid_alive
+
+if TYPE_CHECKING:
+    from ..core.vaults.home import Home
+
+READY_TIMEOUT_S = 30.0  # how long a new daemon may take to say it is ready
+
+
+def _daemon_env(home: Home) -> dict[str, str]:
+    """The environment the mount daemon is started with: this process's (a child process
+    inherits it), with the settings of ``home`` it reads there."""
+    env = dict(os.environ)
+    env.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
+    # the daemon reads its settings from its environment (a front end): the home's, which
+    # a Python caller may have made otherwise than this process's environment says
+    # (``Home(path, layers="off")`` included: the daemon may make the state dir)
+    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.layers_mode)):
+        if value:
+            env[var] = value
+        else:
+            env.pop(var, None)
+    return env
+
+
+def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, bool | str]:
+    """Start the daemon ``cmd`` detached, its output appended to ``log_path``, and wait
+    for its readiness byte: (its pid, what :func:`_wait_ready` says)."""
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    cmd = [*cmd, "--ready-fd", str(w)]
+    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        # a detached daemon in its own session: posix_spawn leaves no Popen object behind
+        # (its finaliser would warn about a child still running) and does not fork a
+        # possibly multi-threaded caller
+        pid = os.posix_spawn(
+            cmd[0],
+            cmd,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, logfd, 1),
+                (os.POSIX_SPAWN_DUP2, logfd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(logfd)
+        os.close(w)
+    try:
+        return pid, _wait_ready(r, pid)
+    finally:
+        os.close(r)
+
+
+def _reap(pid: int, *, block: bool = False) -> bool:
+    """Collect a daemon we spawned once it exited; True when it has."""
+    try:
+        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return not pid_alive(pid)  # not our child (another process mounted it)
+    return done == pid
+
+
+def _wait_ready(fd: int, pid: int) -> bool | str:
+    """True once the daemon is ready; False when it died or timed out; "O" when it could
+    not stack the overlay (it exits)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            data = os.read(fd, 1)
+            if data == b"O":
+                return "O"
+            return data == b"R"  # EOF: the daemon exited before it was ready
+        if _reap(pid):
+            return False
+    return False
+
+
+def _tail(path: str, n: int = 2000) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - n))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
