@@ -77,7 +77,8 @@ ENVIRONMENT_READS = {
     "core/store/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/placement.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
-    "ops/mounts.py": "PATH (is fusermount3 there), the environment the mount daemon is started with",
+    "ops/mounts.py": "PATH: is fusermount3 there",
+    "ops/daemonstart.py": "the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
 }
 
