@@ -56,6 +56,16 @@ def _state(vault) -> dict[str, object]:
     return {"files": files, **snapshot(vault)}
 
 
+def _put(path: Path, data: bytes) -> None:
+    """Give ``path`` new bytes through a new file renamed over it, never truncated in place:
+    a mapping of the old file (libgit2's pack windows, the pure reader's mmap) made earlier
+    in this process then stays valid instead of faulting (SIGBUS) past the file's new end."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_bytes(data)
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
+
+
 def _verify_pack(vault) -> dict[str, tuple[str, int, int]]:
     """oid -> (type, offset, depth) of the vault's single pack."""
     idx = [str(p) for p in Path(vault.path, "objects", "pack").glob("*.idx")]
@@ -116,15 +126,15 @@ def test_damaged_pack_gives_a_clear_error_and_changes_nothing(home, real_vault, 
     pack = next(Path(v.path, "objects", "pack").glob("*.pack"))
     good = pack.read_bytes()
     off = info[oid][1]
-    os.chmod(pack, 0o644)
+    v.store.close()  # what this process mapped of the pack goes: readers open the damaged one
     if damage == "truncated":
-        pack.write_bytes(good[: off + 3])  # the object's header survives, its data does not
+        _put(pack, good[: off + 3])  # the object's header survives, its data does not
     else:
         bad = bytearray(good)
         nxt = min((o for _, o, _ in info.values() if o > off), default=len(good) - 20)
         for i in range(off + 26, nxt - 1):  # past its header and base id/offset
             bad[i] ^= 0x5A
-        pack.write_bytes(bytes(bad))
+        _put(pack, bytes(bad))
     try:
         before = _state(v)
         for run in (cli_proc, cli):  # a real process (the pure reader first), in process (libgit2)
@@ -138,9 +148,8 @@ def test_damaged_pack_gives_a_clear_error_and_changes_nothing(home, real_vault, 
         assert _state(v) == before
         _doctor_names(home, oid)
     finally:
-        pack.write_bytes(good)
-        os.chmod(pack, 0o444)
         v.store.close()
+        _put(pack, good)
     assert cli_proc("--vault", "bad", "cat", path).out_bytes == (src / path).read_bytes()
     assert not [f for f in doctor(home).findings if f.check == "objects"]
 
@@ -158,11 +167,11 @@ def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
     pack = next(Path(v.path, "objects", "pack").glob("*.pack"))
     good = pack.read_bytes()
     off = info[oid][1]
-    os.chmod(pack, 0o644)
+    v.store.close()
     bad = bytearray(good)
     for i in range(off + 26, off + 60):
         bad[i] ^= 0x5A
-    pack.write_bytes(bytes(bad))
+    _put(pack, bytes(bad))
     mp = tmp_path / "mnt"
     mp.mkdir()
     mounts.mount(home, v, "main", str(mp))
@@ -174,8 +183,8 @@ def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
         assert (mp / other).read_bytes() == (src / other).read_bytes()  # the rest reads
     finally:
         mounts.unmount(home, v, "main", lazy=True)
-        pack.write_bytes(good)
-        os.chmod(pack, 0o444)
+        v.store.close()
+        _put(pack, good)
 
 
 # -- crafted packs: a REF_DELTA whose base is missing, a big deltified blob --------------------
@@ -380,11 +389,10 @@ def test_big_deltified_blob_header_reads_do_not_inflate_it(home, cli_proc):
     # damage the base's compressed data (after its header): sizes still read
     good = pack.read_bytes()
     off = p.offsets[base_oid]
-    os.chmod(pack, 0o644)
     bad = bytearray(good)
     for i in range(off + 200, off + 400):
         bad[i] ^= 0xFF
-    pack.write_bytes(bytes(bad))
+    _put(pack, bytes(bad))
     try:
         fresh = ObjectReader(v.path)
         assert fresh.header(oid) == ("blob", len(target))
@@ -396,8 +404,7 @@ def test_big_deltified_blob_header_reads_do_not_inflate_it(home, cli_proc):
             fresh.read(oid)
         _expect_unreadable(cli_proc("--json", "--vault", "big:crafted", "cat", "big.bin"))
     finally:
-        pack.write_bytes(good)
-        os.chmod(pack, 0o444)
+        _put(pack, good)
     git("--git-dir", v.path, "update-ref", "-d", "refs/heads/crafted")
 
 
