@@ -138,7 +138,8 @@ def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
 def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
     state = vault.ws_dir(fork)
     os.makedirs(state, exist_ok=True)
-    return ChangeLog(state).identity(fork, _overlay_last(state))
+    with ChangeLog(state) as log:
+        return log.identity(fork, _overlay_last(state))
 
 
 def _size(path: str) -> int:
@@ -156,13 +157,13 @@ def _now_pos(vault: Vault, scope: str | None) -> Pos:
     for f in forks:
         ident, _, _ = _fork_ident(vault, f)
         state = vault.ws_dir(f)
-        log = ChangeLog(state)
-        pos.forks[f] = ForkPos(
-            ident,
-            _overlay_last(state),
-            log.last_seq(),
-            _size(refs.reflog_path(vault.path, refs.fork_ref(f))),
-        )
+        with ChangeLog(state) as log:
+            pos.forks[f] = ForkPos(
+                ident,
+                _overlay_last(state),
+                log.last_seq(),
+                _size(refs.reflog_path(vault.path, refs.fork_ref(f))),
+            )
     return pos
 
 
@@ -352,9 +353,15 @@ class _Reader:
             self._end.forks.pop(fork, None)
             return  # deleted: its fork_deleted event came from the op log
         ident, start_o, start_u = _fork_ident(vault, fork)
-        have = pos.forks.get(fork)
         state = vault.ws_dir(fork)
-        log = ChangeLog(state)
+        with ChangeLog(state) as log:
+            self._fork_journals(fork, state, log, ident, start_o, start_u)
+
+    def _fork_journals(
+        self, fork: str, state: str, log: ChangeLog, ident: str, start_o: int, start_u: int
+    ) -> None:
+        pos, vault = self.pos, self.vault
+        have = pos.forks.get(fork)
         reflog = refs.reflog_path(vault.path, refs.fork_ref(fork))
         if have is None or have.ident != ident:
             if self.fork is not None or not self._made_after_cursor(fork):
@@ -385,7 +392,11 @@ class _Reader:
     def _source_of(self, fork: str, state: str, pid: int | None, ts: float) -> str:
         daemons = self._daemons.get(fork)
         if daemons is None:
-            daemons = self._daemons[fork] = ChangeLog(state).daemons() if changelog_exists(state) else []
+            daemons = []
+            if changelog_exists(state):
+                with ChangeLog(state) as log:
+                    daemons = log.daemons()
+            self._daemons[fork] = daemons
         for d_pid, started, ended in daemons:
             if d_pid == pid and started <= ts and (ended is None or ts <= ended):
                 return "mount"

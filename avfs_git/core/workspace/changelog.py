@@ -68,12 +68,21 @@ class ChangeLog:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = open_db(self.path, _SCHEMA)
+            # a rollback journal, not WAL: the overlay daemon appends here while the kernel
+            # fills the fork's quota, and a WAL's shared-memory mapping faults (SIGBUS) on a
+            # btrfs subvolume past its quota, where a write only fails (sqlite.open_db)
+            conn = open_db(self.path, _SCHEMA, journal="DELETE")
             self._local.conn = conn
         return conn
 
     def close(self) -> None:
         self._local.release("conn", sqlite3.Connection.close)
+
+    def __enter__(self) -> ChangeLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- identity ---------------------------------------------------------------------------
     def identity(self, fork: str, overlay_seq: int) -> tuple[str, int, int]:
@@ -181,7 +190,8 @@ def claim_new_fork(state_dir: str, fork: str) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
     snapshot of its source's, whose journals it carries)."""
     if os.path.exists(os.path.join(state_dir, "overlay.db")) or exists(state_dir):
-        ChangeLog(state_dir).claim(fork, overlay_last(state_dir))
+        with ChangeLog(state_dir) as log:
+            log.claim(fork, overlay_last(state_dir))
 
 
 def exists(state_dir: str) -> bool:

@@ -25,14 +25,15 @@ def close_conn(namespace: dict[str, Any]) -> None:
         conn.close()
 
 
-def _create(path: str, schema: str, version: int) -> None:
-    try:  # left by a maker that died, whose pid and thread id are ours now
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+def _create(path: str, schema: str, version: int, journal: str = "WAL") -> None:
+    for left in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:  # left by a maker that died, whose pid and thread id are ours now
+            os.unlink(left)
+        except FileNotFoundError:
+            pass
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA journal_mode={journal}")
         conn.executescript(schema)
         conn.execute(f"PRAGMA user_version={version}")
     finally:
@@ -56,6 +57,7 @@ def open_db(
     version: int = 1,
     migrations: dict[int, str] | None = None,
     template: str | None = None,
+    journal: str = "WAL",
 ) -> sqlite3.Connection:
     """Open (creating when missing) the database at ``path`` with ``schema``.
 
@@ -64,6 +66,11 @@ def open_db(
         migrations: version -> SQL that brings a database from version-1 to version.
         template: a path where a ready-made empty database with this schema is kept (and
             made on first need), copied for new databases.
+        journal: SQLite's journal mode. ``WAL`` maps a shared-memory file (``-shm``); on a
+            file system that allocates on write (btrfs) under a full quota, a store into
+            that mapping is SIGBUS, not an error. ``DELETE`` maps nothing: a full quota is
+            an error (``SQLITE_FULL``), for a database a process writes while what it
+            serves fills the same quota (the overlay daemon's change log).
     """
     try:
         if not os.path.exists(path):
@@ -79,7 +86,7 @@ def open_db(
                     _place(ttmp, template)
                 shutil.copyfile(template, tmp)
             else:
-                _create(tmp, schema, version)
+                _create(tmp, schema, version, journal)
             _place(tmp, path)
         # one connection per thread (threads.ThreadSlots), used by that thread alone; not
         # checked by sqlite3 so that closing a vault (or the end of its thread) can close
@@ -88,7 +95,7 @@ def open_db(
         conn.execute("PRAGMA synchronous=NORMAL")
         have = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if have == 0:
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA journal_mode={journal}")
             conn.executescript(schema)
             conn.execute(f"PRAGMA user_version={version}")
         elif have < version:

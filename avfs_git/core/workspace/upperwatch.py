@@ -130,6 +130,7 @@ class UpperWatch:
         # set by the mount daemon; each drain hands it one coalesced batch
         self.on_events: Callable[[list[tuple[float, str, str, str | None]]], None] | None = None
         self._batch: list[tuple[float, str, str, str | None]] = []
+        self._unlogged = False  # a batch of the change log was lost: the next says so
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
         self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
@@ -401,10 +402,17 @@ class UpperWatch:
             out.append(ev)
         self._batch = []
         batch = [(t, "modified" if k == "copied_up" else k, p, o) for t, k, p, o in out]
+        if self._unlogged:  # a batch before was lost (its write failed): readers must resync
+            batch.insert(0, (time.time(), "overflow", "", None))
         try:
             self.on_events(batch)
         except Exception:
+            # a full quota (the rollback journal cannot grow) or a damaged log: the batch is
+            # lost, and the next one that lands says so (an overflow: `resync_required`)
             log.exception("writing the change log")
+            self._unlogged = True
+        else:
+            self._unlogged = False
 
     def _dir_came(self, path: str, real: str) -> None:
         """Journal a directory that appeared in the upper layer. git takes a path it has no
