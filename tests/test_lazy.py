@@ -5,6 +5,7 @@ offline reads, a server that never answers, a server that does not filter."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -18,10 +19,14 @@ import pytest
 
 from avfs_git.core.errors import BlobNotLocalError
 from avfs_git.core.operations import checkpoint, history, merge, search
+from avfs_git.core.settings import Settings
 from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
 
-from .conftest import git
+from .conftest import IN_CI, git
+from .test_fuse import require_fuse
 from .test_remotes import _free_port, _start_daemon, _stop_daemon
+from .test_remotes import http_git as http_git
 
 PKG = Path(__file__).resolve().parents[1] / "avfs_git"
 
@@ -78,6 +83,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
     git("--git-dir", str(base / "proj.git"), "config", "uploadpack.allowFilter", "true")
     git("--git-dir", str(base / "proj.git"), "config", "uploadpack.allowAnySHA1InWant", "true")
     git("clone", "-q", "--bare", str(base / "proj.git"), str(base / "plain.git"))
+    # sizes are asked with protocol v2's object-info (git 2.39 offers it; later gits when
+    # this is set)
+    git("--git-dir", str(base / "proj.git"), "config", "transfer.advertiseObjectInfo", "true")
     srv = Server(base)
     srv.start()
     try:
@@ -256,3 +264,81 @@ def test_checkpoint_and_merge_on_a_lazy_fork_fetch_only_what_both_sides_changed(
     assert missing(v.path) > 100
     assert objects(v.path) > before
     del main
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_lazy_fork_mounts_and_ls_stat_find_git_status_fetch_nothing(lazy, server, tmp_path, backend):
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    before = objects(v.path)
+    mounts.mount(lazy, v, "main", str(mp), backend=backend)
+    try:
+        at_mount = objects(v.path)
+        assert at_mount - before <= 1  # the tree's .gitignore files at most (git needs them)
+        names = sorted(os.listdir(mp / "avfs_git" / "core" / "store"))
+        assert "gitstore.py" in names
+        # sizes are the true ones, from the size cache the server filled at the clone
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).stat().st_size == len(blob_at(src, "main", rel))
+        found = subprocess.run(
+            ["find", str(mp), "-type", "f", "-size", "+1k"], capture_output=True, check=True
+        )
+        assert len(found.stdout.splitlines()) > 50
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        assert status.returncode == 0 and status.stdout == "", status
+        assert objects(v.path) == at_mount  # ls, stat, find, git status: nothing fetched
+        # a read fetches the file, once
+        assert (mp / rel).read_bytes() == blob_at(src, "main", rel)
+        assert objects(v.path) == at_mount + 1
+        assert (mp / rel).read_bytes() == blob_at(src, "main", rel)
+        assert objects(v.path) == at_mount + 1
+        # offline: a fetched file reads, an unfetched one is EIO (not empty, no hang)
+        server.stop()
+        assert (mp / rel).read_bytes() == blob_at(src, "main", rel)
+        with pytest.raises(OSError) as exc:
+            (mp / "avfs_git" / "cli" / "output.py").read_bytes()
+        assert exc.value.errno == errno.EIO
+        assert (mp / "avfs_git" / "cli" / "output.py").stat().st_size > 0  # its size is still known
+    finally:
+        mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_over_http_with_credentials_a_mount_without_sizes_fetches_the_tree_in_one_batch(
+    home, server, http_git, tmp_path, monkeypatch
+):
+    """Smart HTTP (`git http-backend`, Basic auth): the lazy fetches reach the server with
+    the token as push and fetch do, and the secret is never written into the vault; sizes
+    are not asked over HTTP, so a mount fetches its tree's files in one batch."""
+    require_fuse()
+    url, served, password = http_git
+    git("--git-dir", str(served), "fetch", "-q", str(server.base / "proj.git"), "+refs/heads/*:refs/heads/*")
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        git("--git-dir", str(served), "config", key, "true")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    home.settings = Settings.from_environ(None, home.path)
+    v = home.clone_vault(url, "n", lazy=True)
+    assert v.lazy and not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    packs_before = len([n for n in os.listdir(pack_dir) if n.endswith(".pack")])
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        assert len([n for n in os.listdir(pack_dir) if n.endswith(".pack")]) == packs_before + 1
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        assert missing(v.path) > 0  # the history's other blobs stay on the server
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    for root, _dirs, files in os.walk(v.path):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                assert password.encode() not in fh.read(), f

@@ -381,8 +381,29 @@ class GitStore(StoreWrites):
         except ObjectUnreadableError as exc:
             if not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
+        known = self.promisor.size(oid)  # the server said (docs/lazy.md "Sizes")
+        if known is not None:
+            return known
         self.promisor.fetch([oid], path=path)
         return self._blob_size(oid)
+
+    def ensure_sizes(self, tree: str, *, fetch: bool = True) -> None:
+        """Make the sizes of ``tree``'s files known without reading them one by one (a
+        mount reports every size): in a lazy vault, asked of the server in one request
+        where it can say, else (``fetch``) the missing blobs fetched in one batch. Nothing
+        in a whole vault."""
+        if self.promisor.remote() is None:
+            return
+        blobs: list[str] = []
+        stack = [tree]
+        while stack:
+            for oid, mode in self.tree_items(stack.pop()).values():
+                if mode == MODE_TREE:
+                    stack.append(oid)
+                elif mode != MODE_COMMIT and self.promisor.size(oid) is None:
+                    blobs.append(oid)
+        if blobs and not self.promisor.learn_sizes(blobs) and fetch:
+            self.prefetch(blobs)
 
     def _blob_size(self, oid: str) -> int:
         pure_error: ObjectReadError | None = None

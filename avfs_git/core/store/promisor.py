@@ -18,6 +18,7 @@ reader knows it: never an empty file, never a crash.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Iterable
 
@@ -66,6 +67,34 @@ class Promisor:
         self._read = False  # whether _remote was read from the config
         self._lock = threading.Lock()  # one fetch at a time per vault handle
         self.fetched = 0  # blobs this handle fetched (stats, tests)
+        self._sizes: dict[str, int] | None = None  # the size cache, read on first use
+        self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
+
+    # -- the size cache: what a blob not yet fetched measures ------------------------------
+    def size(self, oid: str) -> int | None:
+        """The size of blob ``oid`` as the server said (:meth:`learn_sizes`), or None."""
+        if self._sizes is None:
+            self._sizes = _read_sizes(self._sizes_path)
+        return self._sizes.get(oid)
+
+    def learn_sizes(self, oids: Iterable[str]) -> bool:
+        """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
+        one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
+        when the server cannot say (it does not offer ``object-info``; only ``git://`` URLs
+        are asked: see docs/lazy.md) or cannot be reached."""
+        unknown = sorted({o for o in oids if self.size(o) is None})
+        if not unknown:
+            return True
+        found = self.remote()
+        if found is None:
+            return False
+        got = remote_sizes(found[1], unknown, self.timeout_s)
+        if got is None:
+            return False
+        assert self._sizes is not None
+        self._sizes.update(got)
+        _append_sizes(self._sizes_path, got)
+        return True
 
     def remote(self) -> tuple[str, str] | None:
         """(name, url without credentials) of the promisor remote, or None for a whole
@@ -164,6 +193,86 @@ class Promisor:
                     "count": len(batch),
                 },
             ) from None
+
+
+_RECORD = struct.Struct(">20sQ")  # a size cache record: the blob id, its size
+
+
+def _read_sizes(path: str) -> dict[str, int]:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return {}
+    end = len(data) - len(data) % _RECORD.size  # a record cut short by a crash: left out
+    return {oid.hex(): size for oid, size in _RECORD.iter_unpack(data[:end])}
+
+
+def _append_sizes(path: str, sizes: dict[str, int]) -> None:
+    """Whole records in one append (O_APPEND: processes adding at once never interleave)."""
+    data = b"".join(_RECORD.pack(bytes.fromhex(o), n) for o, n in sizes.items())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def remote_sizes(url: str, oids: list[str], timeout: float) -> dict[str, int] | None:
+    """The sizes of ``oids`` on the server at ``url``, asked with git's protocol v2
+    ``object-info`` command (gitprotocol-v2; ``git upload-pack`` offers it with
+    ``transfer.advertiseObjectInfo``). Only ``git://`` URLs are asked (no credentials on
+    that transport); None when the server cannot say or cannot be reached."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "git" or not parts.hostname:
+        return None
+    port = parts.port or 9418
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+            fh = sock.makefile("rwb")
+            host = f"{parts.hostname}:{port}".encode()
+            fh.write(_pkt(b"git-upload-pack " + parts.path.encode() + b"\0host=" + host + b"\0\0version=2\0"))
+            fh.flush()
+            caps = []
+            while (line := _read_pkt(fh)) is not None:
+                caps.append(line.strip())
+            if b"object-info" not in caps:
+                return None
+            body = [_pkt(b"command=object-info\n"), b"0001", _pkt(b"size\n")]
+            body += [_pkt(b"oid " + o.encode() + b"\n") for o in oids]
+            fh.write(b"".join(body) + b"0000")
+            fh.flush()
+            out: dict[str, int] = {}
+            while (line := _read_pkt(fh)) is not None:
+                oid, _, size = line.strip().partition(b" ")
+                if size.isdigit() and len(oid) == 40:
+                    out[oid.decode()] = int(size)
+    except (OSError, ValueError, EOFError):
+        return None
+    return out if len(out) == len(oids) else None
+
+
+def _pkt(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _read_pkt(fh: object) -> bytes | None:
+    """One pkt-line's payload; None for a flush or delimiter packet."""
+    read = fh.read  # type: ignore[attr-defined]
+    head = read(4)
+    if len(head) < 4:
+        raise EOFError("the server closed the connection")
+    n = int(head, 16)
+    if n < 4:
+        return None
+    data: bytes = read(n - 4)
+    if len(data) < n - 4:
+        raise EOFError("the server closed the connection")
+    return data
 
 
 def _of(path: str | None) -> str:
