@@ -342,3 +342,23 @@ def test_over_http_with_credentials_a_mount_without_sizes_fetches_the_tree_in_on
         for f in files:
             with open(os.path.join(root, f), "rb") as fh:
                 assert password.encode() not in fh.read(), f
+
+
+def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_damage(lazy, server):
+    from avfs_git.ops import maintenance
+
+    v = lazy.vault("p")
+    rel = "avfs_git/cli/main.py"
+    want = v.workspace("main").read(rel)
+    before, promised = objects(v.path), missing(v.path)
+    report = maintenance.doctor(lazy)
+    assert not [f for f in report.findings if f.vault == "p"], report.findings
+    assert objects(v.path) == before  # doctor fetched nothing
+    maintenance.gc(v)
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    assert any(n.endswith(".promisor") for n in os.listdir(pack_dir))
+    assert git("--git-dir", v.path, "config", "remote.origin.promisor").strip() == "true"
+    assert missing(v.path) == promised  # nothing fetched, nothing lost
+    v.close()
+    server.stop()  # what was fetched before gc reads offline after it
+    assert lazy.vault("p").workspace("main").read(rel) == want
