@@ -67,18 +67,30 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
 @click.argument("url")
 @click.argument("name")
 @click.option("--use/--no-use", "make_default", default=False, help="Make it the default vault.")
+@click.option(
+    "--lazy",
+    is_flag=True,
+    help="A partial clone: commits and trees now, each file's contents from the server when"
+    " first read (docs/lazy.md). A server that cannot filter gives a whole clone and a warning.",
+)
 @pass_app
-def clone(app: App, url: str, name: str, make_default: bool) -> None:
+def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None:
     """Create vault NAME from the git repository at URL: its branches become forks, its
     tags and named checkpoints come along, and `origin` is set (without credentials)."""
+    warnings: list[str] = []
     with app.output.git_progress() as progress:
-        v = app.home.clone_vault(url, name, progress=progress)
+        v = app.home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
+    for w in warnings:
+        app.output.warn("{}", w)
     if make_default:
         app.home.use(name)
     info = app.home.info(name)
+    data: dict[str, object] = {"vault": info, "dirty": False}
+    if lazy:
+        data |= {"lazy": v.lazy, "warnings": warnings}
     app.output.result(
         "vault_create",
-        {"vault": info, "dirty": False},
+        data,
         lambda: app.output.say(
             "cloned vault [bold]{}[/] at {} (forks: {})", name, v.path, ", ".join(v.fork_names())
         ),

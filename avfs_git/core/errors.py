@@ -317,6 +317,15 @@ class RemoteError(AvfsError):
     exit_code = EXIT_REMOTE
 
 
+class BlobNotLocalError(RemoteError):
+    """A lazy vault's file whose contents were never fetched, and the promisor remote did
+    not give them (offline, timed out, the server no longer has them). ``details`` names
+    the remote, the blob and, where the reader knows it, the path; the mount answers EIO."""
+
+    code = "blob_not_local"
+    errno = _errno.EIO
+
+
 class RemoteRejectedError(RemoteError):
     """The remote refused the update (a non-fast-forward, a hook that said no)."""
 

@@ -332,7 +332,7 @@ class ViewOps(NestedRepos, HandleTable):
             h = Handle(p, None, None, False)
             h.stream = stream
             return self._new_handle(h)
-        return self._new_handle(Handle(p, None, self.ws.blob_data(node.oid), False))
+        return self._new_handle(Handle(p, None, self.ws.blob_data(node.oid, p), False))
 
     @translated
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
@@ -399,7 +399,7 @@ class ViewOps(NestedRepos, HandleTable):
         if stream is None:
             stream = self.ws.blob_stream(oid)
             if stream is None:
-                data = self.ws.blob_data(oid)
+                data = self.ws.blob_data(oid, p)
                 with self._lock:
                     if oid not in self._blobs:
                         self._blobs[oid] = data

@@ -163,6 +163,7 @@ def index_bytes(
     their entries get git's ``skip-worktree`` bit (index version 3), so git neither reports
     them deleted nor writes them out.
     """
+    vault.store.ensure_sizes(tree or vault.store.commit_tree(commit))  # a lazy vault: one request
     import struct
 
     entry = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part

@@ -267,8 +267,8 @@ def _without_hidden(vault: Vault, fork: str | None, result: DiffResult) -> DiffR
 def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
     if mode is None:
         return None
-    if oid is not None and vault.store.has_object(oid):
-        return vault.store.blob_data(oid)
+    if oid is not None and (ws is None or vault.store.has_object(oid)):
+        return vault.store.blob_data(oid, path=path)  # (committed: a lazy vault fetches it)
     assert ws is not None
     try:
         if mode == MODE_LINK:
@@ -321,6 +321,7 @@ def patch_text(
 ) -> str:
     """A unified diff (git's format) of ``result``; binary files are named, not shown."""
     ws = vault.workspace(fork) if result.new == "workspace" else None
+    _prefetch(vault, result)
     parts: list[str] = []
     total = len(result.changes)
     for i, c in enumerate(result.changes):
@@ -342,6 +343,7 @@ def patch_text(
 def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list[tuple[str, int, int, bool]]:
     """(path, insertions, deletions, binary) per change."""
     ws = vault.workspace(fork) if result.new == "workspace" else None
+    _prefetch(vault, result)
     out = []
     for c in result.changes:
         old_path = c.old_path or c.path
@@ -351,6 +353,20 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
         ins, dels, binary = blob_line_stats(a, b, _label(old_path), _label(c.path))
         out.append((c.path, ins, dels, binary))
     return out
+
+
+def _prefetch(vault: Vault, result: DiffResult) -> None:
+    """In a lazy vault, the committed sides' blobs of ``result`` fetched in one batch (a
+    workspace's new side is its own files); nothing in a whole vault."""
+    committed_new = result.new != "workspace"
+    vault.store.prefetch(
+        [c.old_oid for c in result.changes if c.old_oid is not None and c.old_mode not in (None, MODE_COMMIT)]
+        + [
+            c.new_oid
+            for c in result.changes
+            if committed_new and c.new_oid is not None and c.new_mode not in (None, MODE_COMMIT)
+        ]
+    )
 
 
 def _label(path: str) -> str:
@@ -379,7 +395,7 @@ def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
         raise IsDirectoryError(f"{p or '/'}: is a directory at {rev}", details={"path": p, "revision": rev})
     if mode == MODE_COMMIT:
         raise PathNotFoundError(f"{p}: is a submodule at {rev}", details={"path": p, "revision": rev})
-    return vault.store.blob_data(oid)
+    return vault.store.blob_data(oid, path=p)
 
 
 def commit_diff(vault: Vault, commit: str, fork: str | None = None) -> DiffResult:

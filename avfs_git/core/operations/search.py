@@ -167,22 +167,22 @@ def _within(path: str, start: str) -> bool:
     return not start or path == start or path.startswith(start + "/")
 
 
-def _tree_files(store_path: str, tree: str, starts: Sequence[str]) -> list[str]:
-    """The regular files (not symlinks or submodules) of ``tree`` at or below ``starts``:
-    `git ls-tree -r`, git's own listing."""
+def _tree_files(store_path: str, tree: str, starts: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, blob id) of the regular files (not symlinks or submodules) of ``tree`` at or
+    below ``starts``: `git ls-tree -r`, git's own listing (trees only: no blob is read)."""
     from ..store.gitrun import run
 
     args = ["ls-tree", "-r", "-z", "--full-tree", tree]
     if any(starts):
         args += ["--", *(f":(literal){p}" for p in starts)]
     out = run(args, git_dir=store_path).stdout
-    files: list[str] = []
+    files: list[tuple[str, str]] = []
     for rec in out.split(b"\0"):
         if not rec:
             continue
         meta, _, path = rec.partition(b"\t")
         if meta.startswith((b"100644", b"100755")):
-            files.append(path.decode("utf-8", "surrogateescape"))
+            files.append((path.decode("utf-8", "surrogateescape"), meta.split()[2].decode("ascii")))
     return files
 
 
@@ -284,7 +284,11 @@ def grep(
         gone, extra, commit = set(), [], base
     committed = View.of_commit(ws.store, base)
     tree = ws.store.commit_tree(base)
-    listed = _tree_files(store_path, tree, starts)
+    files = _tree_files(store_path, tree, starts)
+    listed = [p for p, _ in files]
+    # a lazy vault fetches what the search reads in one batch first (git grep would fetch
+    # blob by blob, without avfs's credentials or timeout); nothing happens in a whole one
+    ws.store.prefetch(oid for p, oid in files if p not in gone and (flt is None or flt.match(p)))
     cands = _tree_candidates(store_path, tree, pat, starts)
     candidate = set(listed if cands is None else cands)
     todo: list[tuple[str, View]] = []

@@ -91,6 +91,7 @@ def run(
     ok: Sequence[int] = ...,
     details: Mapping[str, Any] | None = ...,
     text: Literal[False] = ...,
+    timeout: float | None = ...,
 ) -> subprocess.CompletedProcess[bytes]: ...
 
 
@@ -106,6 +107,7 @@ def run(
     ok: Sequence[int] = ...,
     details: Mapping[str, Any] | None = ...,
     text: Literal[True],
+    timeout: float | None = ...,
 ) -> subprocess.CompletedProcess[str]: ...
 
 
@@ -120,6 +122,7 @@ def run(
     ok: Sequence[int] = (0,),
     details: Mapping[str, Any] | None = None,
     text: bool = False,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[Any]:
     """Run ``git [--git-dir GIT_DIR] ARGS`` and wait for it.
 
@@ -133,13 +136,18 @@ def run(
         ok: the exit statuses that are not a failure (``check-ignore``'s 1: nothing ignored).
         details: facts for the error's ``details`` beside ``args``.
         text: output (and input) as text, not bytes.
+        timeout: seconds git may take; past them git and everything it started (its own
+            session) are killed and :class:`subprocess.TimeoutExpired` is raised.
 
     Raises:
         InternalError: git is not installed; or, with ``check``, it failed (its message).
+        subprocess.TimeoutExpired: ``timeout`` passed (the caller says what timed out).
     """
     import subprocess
 
     argv = _argv(args, git_dir)
+    if timeout is not None:
+        return _run_bounded(argv, cwd, input, env, text, timeout, check, ok, args, details)
     try:
         proc = subprocess.run(
             argv,
@@ -158,6 +166,55 @@ def run(
             f"git {_subcommand(args)} failed: {err.strip()}", details={"args": list(args), **(details or {})}
         )
     return proc
+
+
+def _run_bounded(
+    argv: list[str],
+    cwd: str | None,
+    input: bytes | str | None,
+    env: Mapping[str, str] | None,
+    text: bool,
+    timeout: float,
+    check: bool,
+    ok: Sequence[int],
+    args: Sequence[str],
+    details: Mapping[str, Any] | None,
+) -> subprocess.CompletedProcess[Any]:
+    """:func:`run` with a deadline: git runs in a session of its own, so that on timeout
+    the processes it started (a remote helper, ssh) die with it and nothing keeps its
+    pipes open (``subprocess.run``'s timeout kills git alone, then waits on the pipes)."""
+    import signal
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else git_env(),
+            text=text,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise InternalError("the git command is not installed", hint="install git") from exc
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    if check and proc.returncode not in ok:
+        msg = err if text else err.decode(errors="replace")
+        raise InternalError(
+            f"git {_subcommand(args)} failed: {msg.strip()}", details={"args": list(args), **(details or {})}
+        )
+    return done
 
 
 def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:

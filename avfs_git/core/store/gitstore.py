@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
@@ -28,6 +28,7 @@ from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
 from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
+from .promisor import Promisor
 from .threads import ThreadSlots
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ class GitStore(StoreWrites):
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self._reader = ObjectReader(path)
+        self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
     @property
     def _repo(self) -> pygit2.Repository:
@@ -174,8 +176,12 @@ class GitStore(StoreWrites):
             raise CorruptStateError(f"object {oid} is a {kind}, not a {want}")
         return data
 
-    def read_object(self, oid: str, what: str = "object") -> tuple[str, bytes]:
+    def read_object(self, oid: str, what: str = "object", *, path: str | None = None) -> tuple[str, bytes]:
         """(type, data) of object ``oid``: the one read path of avfs.
+
+        In a lazy vault (:mod:`.promisor`) a blob (``what == "blob"``) that is not local is
+        fetched from the promisor remote first (``path``: the file, for the error that
+        says it could not be), then read as any other; trees and commits are always local.
 
         Until something has imported pygit2, objects are read by :mod:`.objreader` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
@@ -185,6 +191,16 @@ class GitStore(StoreWrites):
         :class:`ObjectUnreadableError` naming it (``what`` names the kind the caller wants
         in the message).
         """
+        try:
+            return self._read_local(oid, what)
+        except ObjectUnreadableError as exc:
+            if what != "blob" or not exc.details.get("missing") or self.promisor.remote() is None:
+                raise
+        self.promisor.fetch([oid], path=path)
+        return self._read_local(oid, what)
+
+    def _read_local(self, oid: str, what: str) -> tuple[str, bytes]:
+        """:meth:`read_object` of what the vault holds."""
         loose = self._reader.has_loose(oid)
         if "pygit2" not in sys.modules or loose:
             try:
@@ -228,10 +244,36 @@ class GitStore(StoreWrites):
         def read(oid: str) -> bytes:
             try:
                 return bytes(odb.read(oid)[1])
-            except git_errors() as exc:
-                raise CorruptStateError(f"blob {oid} of the view is missing from the vault") from exc
+            except git_errors():  # not local (a lazy vault fetches it), or unreadable: named
+                return self.blob_data(oid)
 
         return read
+
+    def is_local(self, oid: str) -> bool:
+        """Whether the vault holds object ``oid`` (in a lazy vault, a blob may be only
+        promised); read from object headers, no pygit2 needed."""
+        try:
+            if self._reader.header(oid) is not None:
+                return True
+        except ObjectReadError:
+            return True  # there, if unreadable (the read says so)
+        if "pygit2" in sys.modules or self._reader.skipped:
+            return self.has_object(oid)
+        return False
+
+    def prefetch(self, oids: Iterable[str]) -> int:
+        """Fetch, in one batch, those of ``oids`` (blobs) a lazy vault does not hold, so a
+        caller that reads many (a search, a diff, a merge, `vault hydrate`) does not fetch
+        them one by one; how many were fetched (0 in a whole vault, at no cost).
+
+        Raises:
+            BlobNotLocalError: the promisor remote did not give them.
+        """
+        if self.promisor.remote() is None:
+            return 0
+        missing = sorted({o for o in oids if not self.is_local(o)})
+        self.promisor.fetch(missing)
+        return len(missing)
 
     def _present(self, oid: str) -> bool:
         """True when an object file holds ``oid`` (readable or not), as the pure reader
@@ -331,7 +373,39 @@ class GitStore(StoreWrites):
             cur = hit
         return cur
 
-    def blob_size(self, oid: str) -> int:
+    def blob_size(self, oid: str, *, path: str | None = None) -> int:
+        """The size of blob ``oid`` from its header (in a lazy vault, fetched first when it
+        is only promised: see :meth:`read_object`)."""
+        try:
+            return self._blob_size(oid)
+        except ObjectUnreadableError as exc:
+            if not exc.details.get("missing") or self.promisor.remote() is None:
+                raise
+        known = self.promisor.size(oid)  # the server said (docs/lazy.md "Sizes")
+        if known is not None:
+            return known
+        self.promisor.fetch([oid], path=path)
+        return self._blob_size(oid)
+
+    def ensure_sizes(self, tree: str, *, fetch: bool = True) -> None:
+        """Make the sizes of ``tree``'s files known without reading them one by one (a
+        mount reports every size): in a lazy vault, asked of the server in one request
+        where it can say, else (``fetch``) the missing blobs fetched in one batch. Nothing
+        in a whole vault."""
+        if self.promisor.remote() is None:
+            return
+        blobs: list[str] = []
+        stack = [tree]
+        while stack:
+            for oid, mode in self.tree_items(stack.pop()).values():
+                if mode == MODE_TREE:
+                    stack.append(oid)
+                elif mode != MODE_COMMIT and self.promisor.size(oid) is None:
+                    blobs.append(oid)
+        if blobs and not self.promisor.learn_sizes(blobs) and fetch:
+            self.prefetch(blobs)
+
+    def _blob_size(self, oid: str) -> int:
         pure_error: ObjectReadError | None = None
         try:
             got = self._reader.header(oid)  # reads headers only: a 2 GiB blob costs nothing
@@ -348,8 +422,12 @@ class GitStore(StoreWrites):
         except git_errors() as exc:
             raise self._unreadable(oid, "blob", pure_error, exc) from exc
 
-    def blob_data(self, oid: str) -> bytes:
-        return self._raw(oid, "blob")
+    def blob_data(self, oid: str, *, path: str | None = None) -> bytes:
+        """Blob ``oid``'s contents (``path``: the file, named if it cannot be read)."""
+        kind, data = self.read_object(oid, "blob", path=path)
+        if kind != "blob":
+            raise CorruptStateError(f"object {oid} is a {kind}, not a blob")
+        return data
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A stream of a big blob (at least ``STREAM_MIN`` bytes, stored whole), so it is

@@ -18,6 +18,8 @@ from .gitstore import GitStore
 if TYPE_CHECKING:
     import pygit2
 
+    from ..types import Change
+
 
 class IndexSide(NamedTuple):
     """One side (stage) of a conflicted path: its path on that side, blob id and mode."""
@@ -104,12 +106,41 @@ def merge_trees(
     """
     import pygit2
 
+    if store.promisor.remote() is not None:  # a lazy vault: what libgit2 will read, in one fetch
+        store.prefetch(merge_blobs(store, ancestor, ours, theirs))
     fv = getattr(pygit2.enums.MergeFavor, _FAVOR[favor])
     try:
         index = store._repo.merge_trees(ancestor, ours, theirs, favor=fv)
     except git_errors(OSError) as exc:
         raise git_error(exc, f"cannot merge tree {theirs} into {ours}", InternalError) from exc
     return MergedIndex(store, index)
+
+
+def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> set[str]:
+    """The blobs a three-way merge of trees reads: those of every path both sides changed
+    (on all three sides), and where a side both deleted and added files, those (libgit2
+    compares them to find renames). A path only one side changed is taken whole, by id."""
+    from .treediff import diff_trees
+
+    sides: list[list[Change]] = [[], []]
+    diff_trees(store, ancestor, ours, "", sides[0])
+    diff_trees(store, ancestor, theirs, "", sides[1])
+    by_path = [{c.path: c for c in side} for side in sides]
+    both = by_path[0].keys() & by_path[1].keys()
+    want: set[str] = set()
+    for side in by_path:
+        for path in both:
+            c = side[path]
+            want.update(o for o in (c.old_oid, c.new_oid) if o is not None)
+        added = [c.new_oid for c in side.values() if c.old_oid is None and c.new_oid is not None]
+        deleted = [c.old_oid for c in side.values() if c.new_oid is None and c.old_oid is not None]
+        if added and deleted:
+            want.update(added + deleted)
+    # only blobs (a tree or submodule id in a change is never fetched); modes tell
+    kinds = {c.old_oid: c.old_mode for side in sides for c in side} | {
+        c.new_oid: c.new_mode for side in sides for c in side
+    }
+    return {o for o in want if kinds.get(o) not in (None, 0o040000, 0o160000)}
 
 
 def revert_commit(store: GitStore, commit: str, ours: str, mainline: int, label: str) -> MergedIndex:

@@ -45,6 +45,9 @@ def transport(
     progress: ProgressFn | None = None,
     credentials: tuple[str, str] | None = None,
     token: str | None = None,
+    config: tuple[str, ...] = (),
+    input: str | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a git command that may reach a server, with the user's ways of reaching it (ssh
     settings, credential helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``) and never a
@@ -77,9 +80,16 @@ def transport(
     for k in ("GIT_SSH_COMMAND", "GIT_SSH", "GIT_SSH_VARIANT"):
         if k in os.environ:
             env[k] = os.environ[k]
+    for setting in config:
+        extra += ["-c", setting]
     argv = [*extra, "--git-dir", git_dir, *args]
     if progress is None:
-        proc = run(argv, env=env, check=False, text=True)
+        try:
+            proc = run(argv, env=env, check=False, text=True, input=input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RemoteError(
+                f"git {args[0]} timed out after {timeout:g} s", details={"timeout_s": timeout}
+            ) from None
     else:
         proc = _run_with_progress(argv, env, progress)
     if check and proc.returncode != 0:

@@ -287,10 +287,22 @@ class Home:
         tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
         return tmp, final
 
-    def clone_vault(self, url: str, name: str, *, progress: ProgressFn | None = None) -> Vault[Home]:
+    def clone_vault(
+        self,
+        url: str,
+        name: str,
+        *,
+        progress: ProgressFn | None = None,
+        lazy: bool = False,
+        warnings: list[str] | None = None,
+    ) -> Vault[Home]:
         """A new vault ``name`` from the git repository at ``url`` (any URL git accepts):
         its branches become forks, its tags and named checkpoints come along, and it gets
-        ``origin`` (without credentials) to push and pull. Nothing is kept on failure."""
+        ``origin`` (without credentials) to push and pull. Nothing is kept on failure.
+
+        ``lazy``: a partial clone, commits and trees only; blobs come from ``origin`` as
+        they are read (docs/lazy.md). A server that cannot filter gives a whole vault and
+        a sentence in ``warnings``."""
         from ..errors import RemoteError
         from ..store.redact import redact
 
@@ -302,7 +314,9 @@ class Home:
             os.makedirs(tmp)
             importer.init_vault(tmp)
             try:
-                default = importer.clone_into(tmp, url, run_git, progress, token=self.settings.git_token)
+                default = importer.clone_into(
+                    tmp, url, run_git, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings
+                )
             except AvfsError as exc:
                 if isinstance(exc, UsageError):
                     raise
@@ -316,7 +330,14 @@ class Home:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         vault = self.vault(name)
-        vault.oplog.record("vault_create", f"clone vault {name} from {redact(url)}", fork=vault.default_fork)
+        if lazy and vault.lazy:  # sizes of the default fork's files, where the server says them
+            head = refs.read_ref(vault.store, refs.fork_ref(vault.default_fork))
+            if head is not None:
+                vault.store.ensure_sizes(vault.store.commit_tree(head), fetch=False)
+        how = "lazily " if lazy and vault.lazy else ""
+        vault.oplog.record(
+            "vault_create", f"clone vault {name} {how}from {redact(url)}", fork=vault.default_fork
+        )
         if self.default_vault is None:
             self.set_config(default_vault=name)
         return vault

@@ -312,6 +312,31 @@ def _import_checkout(
     return (target, items) if items else None
 
 
+def _filtered(git_dir: str) -> bool:
+    """Whether a lazy clone's server honoured the filter: some blob of a branch's tree is
+    missing (a server that ignores ``--filter`` sends every blob: git only warns). True
+    when the branches hold no blob at all (nothing to tell apart)."""
+    from ..store.gitrun import run
+
+    out = run(
+        ["for-each-ref", "--count=1", "--format=%(objectname)", refs.HEADS], git_dir=git_dir, text=True
+    ).stdout.split()
+    if not out:
+        return True
+    store = GitStore(git_dir)
+    try:  # the first blob found, looking at trees only (depth first, a directory at a time)
+        stack = [store.commit_tree(out[0])]
+        while stack:
+            items = store.tree_items(stack.pop())
+            for oid, mode in items.values():
+                if mode & 0o170000 == 0o100000:
+                    return not store.is_local(oid)
+            stack += [oid for oid, mode in items.values() if mode == 0o040000]
+        return True
+    finally:
+        store.close()
+
+
 def set_default_fork(git_dir: str, fork: str) -> None:
     """Record a new vault's default fork in its config, and point the bare repository's
     ``HEAD`` at it (what a `git clone` of the vault checks out)."""
@@ -357,26 +382,48 @@ def clone_into(
     progress: ProgressFn | None = None,
     *,
     token: str | None = None,
+    lazy: bool = False,
+    warnings: list[str] | None = None,
 ) -> str | None:
     """Fill a new vault from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
     (without credentials). Returns the default fork when it is not ``main``. The server is
     reached as for every remote (:func:`.transport.transport`: ssh settings, credential
-    helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress."""
+    helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress.
+
+    ``lazy``: a partial clone (``--filter=blob:none``, ``origin`` the promisor remote: see
+    :mod:`.promisor`), commits and trees only. A server that does not filter
+    (``uploadpack.allowFilter`` unset) sends everything: the vault is then a whole one,
+    and a sentence saying so is appended to ``warnings``."""
+    from ..store import promisor
     from ..store.redact import redact, split_credentials
     from ..store.transport import transport
 
     # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
     # git gets the URL without it and the pair through the environment
     clean, creds = split_credentials(url)
+    source = clean
+    extra: tuple[str, ...] = ()
+    if lazy:  # the promisor is a named remote (git's lazy fetches name it), set up first
+        run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+        promisor.configure(git_dir, "origin")
+        source, extra = "origin", (f"--filter={promisor.FILTER}",)
     transport(
-        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", clean,
+        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", *extra, source,
         f"+{refs.HEADS}*:{refs.HEADS}*", f"+{refs.TAGS}*:{refs.TAGS}*",
         f"+{refs.CHECKPOINTS}*:{refs.CHECKPOINTS}*",
         f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
-    run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+    if not lazy:
+        run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+    elif not _filtered(git_dir):
+        promisor.unconfigure(git_dir, "origin")
+        if warnings is not None:
+            warnings.append(
+                f"{redact(url)} does not filter objects (its git server has no"
+                " uploadpack.allowFilter): the vault was cloned whole, not lazily"
+            )
     store = GitStore(git_dir)
     try:
         heads = [r[len(refs.HEADS) :] for r in refs.ref_names(store, refs.HEADS)]

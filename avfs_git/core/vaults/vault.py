@@ -96,6 +96,8 @@ class Vault(VaultQuota, Generic[H_co]):
         self.home: H_co | None = home  # the home it was opened from (proxy exec needs its policy and mounts)
         self.mounts = mounts
         self.store = GitStore(path)
+        if home is not None:  # a lazy vault's fetches reach the server as push and fetch do
+            self.store.promisor.token = home.settings.git_token
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)
         # who commits are by (see :mod:`.identity`): an explicit author, else the identity
@@ -116,6 +118,12 @@ class Vault(VaultQuota, Generic[H_co]):
 
     def __repr__(self) -> str:
         return f"Vault({self.name!r}, {self.path!r})"
+
+    @property
+    def lazy(self) -> bool:
+        """Whether this is a lazy vault (a partial clone: blobs come from its promisor
+        remote as they are read; docs/lazy.md)."""
+        return self.store.promisor.remote() is not None
 
     def path_guard(self, fork: str | None) -> PathGuard:
         """The path rules of ``fork`` (docs/policy.md "Path policies"): from the home's

@@ -434,16 +434,18 @@ class Workspace(Mutations, Generic[V_co]):
         return self.view.size(node)
 
     # a node's content still in git, by its id (what a mount serves of an unchanged file)
-    def blob_data(self, oid: str) -> bytes:
-        return self.store.blob_data(oid)
+    def blob_data(self, oid: str, path: str | None = None) -> bytes:
+        """Blob ``oid``'s bytes (in a lazy vault fetched once when only promised;
+        ``path``: the file, named in the error when it cannot be)."""
+        return self.store.blob_data(oid, path=path)
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A big blob as a stream (never held whole in memory); None: read it with
         :meth:`blob_data`."""
         return self.store.blob_stream(oid)
 
-    def blob_size(self, oid: str) -> int:
-        return self.store.blob_size(oid)
+    def blob_size(self, oid: str, path: str | None = None) -> int:
+        return self.store.blob_size(oid, path=path)
 
     def node_children(self, node: Node) -> dict[str, Node]:
         return self.view.children(node)

@@ -392,7 +392,7 @@ class View:
             if reader is None:
                 reader = self._blob_reader = self.store.blob_reader()
             return reader(node.oid)
-        return self.store.blob_data(node.oid)
+        return self.store.blob_data(node.oid, path=node.path)
 
     def read(self, path: str) -> bytes:
         """Return the bytes of a file (following in-workspace symlinks)."""
@@ -424,7 +424,7 @@ class View:
                 self._raise_if_replaced(node)
                 raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
         assert node.oid is not None
-        return self.store.blob_size(node.oid)
+        return self.store.blob_size(node.oid, path=node.path)
 
     def stat(self, path: str, *, follow: bool = False) -> Stat:
         for tries_left in range(RACE_TRIES - 1, -1, -1):

@@ -158,8 +158,13 @@ def _fsck_finding(vault: Vault, text: str) -> Finding:
 def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
     """Read every object reachable from the vault's refs through avfs' own read path
     (:meth:`.GitStore.check_object`: the pure reader, then libgit2; contents checked
-    against the id). Returns (objects read, [(oid, why)] of those that cannot be read)."""
+    against the id). Returns (objects read, [(oid, why)] of those that cannot be read).
+
+    In a lazy vault (docs/lazy.md) a blob that is not local is promised by its remote, not
+    damage: it is not read (nothing is fetched) and not reported."""
     store = vault.store
+    lazy = vault.lazy
+    named_blobs: set[str] = set()  # what trees name as files (a lazy vault may lack them)
     todo: list[str] = []
     for name in refs.list_refs_file(vault.path, refs.REFS):
         oid = refs.read_ref_file(vault.path, name)
@@ -172,6 +177,8 @@ def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
         if oid in seen:
             continue
         seen.add(oid)
+        if lazy and oid in named_blobs and not store.is_local(oid):
+            continue  # promised
         try:
             kind, data = store.check_object(oid)
         except ObjectUnreadableError as exc:
@@ -180,7 +187,11 @@ def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
         if data is None or kind == "blob":
             continue
         if kind == "tree":
-            todo.extend(raw.hex() for mode, _name, raw in TREE_ENTRY.findall(data) if mode != b"160000")
+            for mode, _name, raw in TREE_ENTRY.findall(data):
+                if mode != b"160000":
+                    todo.append(raw.hex())
+                    if lazy and mode != b"40000":
+                        named_blobs.add(raw.hex())
             continue
         for line in data.split(b"\n"):  # a commit's or tag's header lines
             if not line:

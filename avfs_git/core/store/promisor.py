@@ -1,0 +1,279 @@
+"""A lazy vault's promised objects: blobs a partial clone did not fetch, got through git.
+
+A lazy vault (``avfs vault clone --lazy``) is a partial clone as git makes one: its remote
+is recorded as the promisor (``remote.<name>.promisor = true``,
+``remote.<name>.partialclonefilter = blob:none``) and the packs fetched from it carry a
+``.promisor`` file. libgit2 (and so pygit2) has no partial-clone support (libgit2 #5564),
+so a blob the vault does not hold is fetched here, through git, and then read as any other
+object: one ``git fetch`` of the wanted ids (``fetch.negotiationAlgorithm=noop``, the ids on
+stdin, as git's own lazy fetch does it), reached as every remote is
+(:func:`.transport.transport`: the user's ssh settings and credential helpers, avfs's token
+through the environment, never written into the vault), within :data:`FETCH_TIMEOUT_S`.
+
+A blob that cannot be fetched (the server is gone, it timed out, it no longer has it) is a
+:class:`~.errors.BlobNotLocalError` naming the remote, the blob and the path where the
+reader knows it: never an empty file, never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Iterable
+
+from ..errors import AvfsError, BlobNotLocalError
+from .redact import redact
+
+FETCH_TIMEOUT_S = 60.0  # one fetch of missing blobs, start to end (docs/lazy.md)
+FILTER = "blob:none"
+BATCH = 50_000  # ids per git process (a whole tree's blobs go in a few)
+
+
+def configure(git_dir: str, remote: str) -> None:
+    """Record ``remote`` as the vault's promisor, as ``git clone --filter`` does."""
+    from .gitrun import run
+
+    run(["config", f"remote.{remote}.promisor", "true"], git_dir=git_dir)
+    run(["config", f"remote.{remote}.partialclonefilter", FILTER], git_dir=git_dir)
+
+
+def unconfigure(git_dir: str, remote: str) -> None:
+    """Make the vault a whole one again (every object is local): ``remote`` no longer a
+    promisor, and its packs' ``.promisor`` marks removed."""
+    from .gitrun import run
+
+    for key in ("promisor", "partialclonefilter"):
+        run(["config", "--unset-all", f"remote.{remote}.{key}"], git_dir=git_dir, check=False)
+    pack_dir = os.path.join(git_dir, "objects", "pack")
+    for name in os.listdir(pack_dir) if os.path.isdir(pack_dir) else ():
+        if name.endswith(".promisor"):
+            os.unlink(os.path.join(pack_dir, name))
+
+
+class Promisor:
+    """The promisor remote of one vault, and the fetch of what it promised.
+
+    ``token`` (the settings' ``AVFS_GIT_TOKEN``) and ``timeout_s`` are set by whoever opens
+    the vault with settings (the home); a vault opened without them reaches the server
+    with the user's own credential helpers only.
+    """
+
+    def __init__(self, git_dir: str) -> None:
+        self.git_dir = git_dir
+        self.token: str | None = None
+        self.timeout_s = FETCH_TIMEOUT_S
+        self._remote: tuple[str, str] | None = None
+        self._read = False  # whether _remote was read from the config
+        self._lock = threading.Lock()  # one fetch at a time per vault handle
+        self.fetched = 0  # blobs this handle fetched (stats, tests)
+        self._sizes: dict[str, int] | None = None  # the size cache, read on first use
+        self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
+
+    # -- the size cache: what a blob not yet fetched measures ------------------------------
+    def size(self, oid: str) -> int | None:
+        """The size of blob ``oid`` as the server said (:meth:`learn_sizes`), or None."""
+        if self._sizes is None:
+            self._sizes = _read_sizes(self._sizes_path)
+        return self._sizes.get(oid)
+
+    def learn_sizes(self, oids: Iterable[str]) -> bool:
+        """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
+        one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
+        when the server cannot say (it does not offer ``object-info``; only ``git://`` URLs
+        are asked: see docs/lazy.md) or cannot be reached."""
+        unknown = sorted({o for o in oids if self.size(o) is None})
+        if not unknown:
+            return True
+        found = self.remote()
+        if found is None:
+            return False
+        got = remote_sizes(found[1], unknown, self.timeout_s)
+        if got is None:
+            return False
+        assert self._sizes is not None
+        self._sizes.update(got)
+        _append_sizes(self._sizes_path, got)
+        return True
+
+    def remote(self) -> tuple[str, str] | None:
+        """(name, url without credentials) of the promisor remote, or None for a whole
+        vault. Read from the vault's config once per handle (:meth:`forget` re-reads)."""
+        if not self._read:
+            from .gitrun import run
+
+            try:  # the common case, a whole vault, costs one small read and no git process
+                with open(os.path.join(self.git_dir, "config"), "rb") as fh:
+                    if b"promisor" not in fh.read().lower():
+                        self._remote, self._read = None, True
+                        return None
+            except OSError:
+                pass
+
+            proc = run(
+                ["config", "--get-regexp", r"^remote\..*\.promisor$"],
+                git_dir=self.git_dir,
+                check=False,
+                text=True,
+            )
+            found: tuple[str, str] | None = None
+            for line in proc.stdout.splitlines():
+                key, _, value = line.partition(" ")
+                if value.strip().lower() in ("true", "yes", "on", "1"):
+                    name = key[len("remote.") : -len(".promisor")]
+                    url = run(
+                        ["config", "--get", f"remote.{name}.url"],
+                        git_dir=self.git_dir,
+                        check=False,
+                        text=True,
+                    ).stdout.strip()
+                    found = (name, url)
+                    break
+            self._remote, self._read = found, True
+        return self._remote
+
+    def forget(self) -> None:
+        """Read the promisor remote again on next use (the config changed)."""
+        self._read = False
+
+    def fetch(self, oids: Iterable[str], *, path: str | None = None) -> None:
+        """Fetch ``oids`` (missing blobs) from the promisor remote, in batches.
+
+        Raises:
+            BlobNotLocalError: the vault has no promisor remote, or it did not give them
+                (``path``: the file the caller reads, for the message).
+        """
+        wanted = sorted(set(oids))
+        if not wanted:
+            return
+        found = self.remote()
+        if found is None:
+            raise BlobNotLocalError(
+                f"blob {wanted[0]}{_of(path)} is not in the vault and the vault has no promisor remote",
+                hint="run `avfs doctor`; restore the object from a clone or remote",
+                details={"oid": wanted[0], "path": path, "remote": None, "count": len(wanted)},
+            )
+        name, url = found
+        with self._lock:
+            for i in range(0, len(wanted), BATCH):
+                self._fetch_batch(name, url, wanted[i : i + BATCH], path)
+            self.fetched += len(wanted)
+
+    def _fetch_batch(self, name: str, url: str, batch: list[str], path: str | None) -> None:
+        from .transport import transport
+
+        try:
+            transport(
+                self.git_dir,
+                "fetch",
+                name,
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--recurse-submodules=no",
+                "--no-auto-gc",
+                f"--filter={FILTER}",
+                "--stdin",
+                config=("fetch.negotiationAlgorithm=noop",),
+                input="".join(o + "\n" for o in batch),
+                timeout=self.timeout_s,
+                token=self.token,
+            )
+        except AvfsError as exc:
+            why = redact(exc.message, (self.token or "",))
+            raise BlobNotLocalError(
+                f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
+                f" give it: {why}",
+                hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
+                " files already fetched read normally",
+                details={
+                    "oid": batch[0],
+                    "path": path,
+                    "remote": name,
+                    "url": redact(url),
+                    "count": len(batch),
+                },
+            ) from None
+
+
+_RECORD = struct.Struct(">20sQ")  # a size cache record: the blob id, its size
+
+
+def _read_sizes(path: str) -> dict[str, int]:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return {}
+    end = len(data) - len(data) % _RECORD.size  # a record cut short by a crash: left out
+    return {oid.hex(): size for oid, size in _RECORD.iter_unpack(data[:end])}
+
+
+def _append_sizes(path: str, sizes: dict[str, int]) -> None:
+    """Whole records in one append (O_APPEND: processes adding at once never interleave)."""
+    data = b"".join(_RECORD.pack(bytes.fromhex(o), n) for o, n in sizes.items())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def remote_sizes(url: str, oids: list[str], timeout: float) -> dict[str, int] | None:
+    """The sizes of ``oids`` on the server at ``url``, asked with git's protocol v2
+    ``object-info`` command (gitprotocol-v2; ``git upload-pack`` offers it with
+    ``transfer.advertiseObjectInfo``). Only ``git://`` URLs are asked (no credentials on
+    that transport); None when the server cannot say or cannot be reached."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "git" or not parts.hostname:
+        return None
+    port = parts.port or 9418
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+            fh = sock.makefile("rwb")
+            host = f"{parts.hostname}:{port}".encode()
+            fh.write(_pkt(b"git-upload-pack " + parts.path.encode() + b"\0host=" + host + b"\0\0version=2\0"))
+            fh.flush()
+            caps = []
+            while (line := _read_pkt(fh)) is not None:
+                caps.append(line.strip())
+            if b"object-info" not in caps:
+                return None
+            body = [_pkt(b"command=object-info\n"), b"0001", _pkt(b"size\n")]
+            body += [_pkt(b"oid " + o.encode() + b"\n") for o in oids]
+            fh.write(b"".join(body) + b"0000")
+            fh.flush()
+            out: dict[str, int] = {}
+            while (line := _read_pkt(fh)) is not None:
+                oid, _, size = line.strip().partition(b" ")
+                if size.isdigit() and len(oid) == 40:
+                    out[oid.decode()] = int(size)
+    except (OSError, ValueError, EOFError):
+        return None
+    return out if len(out) == len(oids) else None
+
+
+def _pkt(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _read_pkt(fh: object) -> bytes | None:
+    """One pkt-line's payload; None for a flush or delimiter packet."""
+    read = fh.read  # type: ignore[attr-defined]
+    head = read(4)
+    if len(head) < 4:
+        raise EOFError("the server closed the connection")
+    n = int(head, 16)
+    if n < 4:
+        return None
+    data: bytes = read(n - 4)
+    if len(data) < n - 4:
+        raise EOFError("the server closed the connection")
+    return data
+
+
+def _of(path: str | None) -> str:
+    return f" (of {path})" if path else ""

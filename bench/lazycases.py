@@ -1,0 +1,135 @@
+"""Lazy vault benchmark (docs/lazy.md): `avfs vault clone --lazy` + `avfs mount` until `ls`
+of the mount answers, vs `git clone --bare` of the same repository from the same
+`git daemon` on 127.0.0.1, in the same run, interleaved; then the first `git status` in the
+lazy mount and the objects it fetched.
+
+The repository is real files: the released packages installed in this checkout's venv
+(pygit2, rich, click, hypothesis, mypy... thousands of files, a few hundred MB), committed in
+three commits (the second and third change a few hundred files), served with
+``uploadpack.allowFilter`` and ``uploadpack.allowAnySHA1InWant``.
+
+Run: ``.venv/bin/python -m bench.lazycases [--repeats N]``; the result goes to
+``bench/results/lazy-<time>.json`` and is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .remotecases import _daemon
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def _build(served: Path, work: Path) -> int:
+    """The served repository; the number of files of its tip."""
+    site = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"))
+    shutil.copytree(site, work, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _git("init", "-q", "-b", "main", str(work))
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    _git("-C", str(work), "add", "-A")
+    _git(*ident, "-C", str(work), "commit", "-q", "-m", "one")
+    pys = sorted(p for p in work.rglob("*.py") if p.is_file())
+    for n, step in ((2, 7), (3, 11)):
+        for p in pys[::step][:300]:
+            with open(p, "a") as fh:
+                fh.write(f"# change {n}\n")
+        _git("-C", str(work), "add", "-A")
+        _git(*ident, "-C", str(work), "commit", "-q", "-m", f"change {n}")
+    _git("clone", "-q", "--bare", str(work), str(served / "big.git"))
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        _git("--git-dir", str(served / "big.git"), "config", key, "true")
+    return len(_git("-C", str(work), "ls-files").splitlines())
+
+
+def _objects(git_dir: Path) -> int:
+    out = _git("--git-dir", str(git_dir), "count-objects", "-v")
+    c = dict(line.split(": ") for line in out.splitlines())
+    return int(c["count"]) + int(c["in-pack"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    avfs = str(ROOT / ".venv" / "bin" / "avfs")
+    with tempfile.TemporaryDirectory(prefix="avfs-bench-lazy-") as tmp:
+        t = Path(tmp)
+        (t / "served").mkdir()
+        files = _build(t / "served", t / "work")
+        daemon, base = _daemon(t / "served")
+        url = f"{base}/big.git"
+        lazy_s: list[float] = []
+        full_s: list[float] = []
+        status_s: list[float] = []
+        fetched: list[int] = []
+        # one home for every repeat (its set-up is not a clone's cost); no layers file
+        # system, so that the temporary directory can be removed
+        home = t / "home"
+        env = {
+            **os.environ, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never", "AVFS_SERVER": "off", "AVFS_LAYERS": "off"
+        }  # fmt: skip
+        try:
+            for i in range(args.repeats):
+                # git clone --bare
+                dest = t / f"full-{i}.git"
+                start = time.perf_counter()
+                subprocess.run(["git", "clone", "-q", "--bare", url, str(dest)], check=True)
+                full_s.append(time.perf_counter() - start)
+                shutil.rmtree(dest)
+                # avfs vault clone --lazy + mount until ls answers
+                mp = t / f"mnt-{i}"
+                mp.mkdir()
+                name = f"big{i}"
+                start = time.perf_counter()
+                subprocess.run(
+                    [avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True
+                )
+                subprocess.run(
+                    [avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True
+                )
+                os.listdir(mp)
+                lazy_s.append(time.perf_counter() - start)
+                vault = home / "vaults" / f"{name}.git"
+                before = _objects(vault)
+                start = time.perf_counter()
+                subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+                status_s.append(time.perf_counter() - start)
+                fetched.append(_objects(vault) - before)
+                subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+        finally:
+            daemon.terminate()
+            daemon.wait(10)
+    result = {
+        "case": "lazy clone + mount until ls answers vs git clone --bare (same git daemon, same run)",
+        "files": files,
+        "repeats": args.repeats,
+        "git_clone_bare_s_median": statistics.median(full_s),
+        "lazy_clone_mount_ls_s_median": statistics.median(lazy_s),
+        "ratio": statistics.median(lazy_s) / statistics.median(full_s),
+        "first_git_status_in_lazy_mount_s_median": statistics.median(status_s),
+        "objects_fetched_by_first_git_status": max(fetched),
+        "git_clone_bare_s": full_s,
+        "lazy_clone_mount_ls_s": lazy_s,
+    }
+    out = ROOT / "bench" / "results" / time.strftime("lazy-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""Lazy vaults (partial clones, docs/lazy.md): `avfs vault clone --lazy` against a real
+`git daemon` on 127.0.0.1 serving a real history (avfs's own source files, committed in the
+fixture), blobs fetched through git as they are read, counted in the vault's object store;
+offline reads, a server that never answers, a server that does not filter."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core.errors import BlobNotLocalError
+from avfs_git.core.operations import checkpoint, history, merge, search
+from avfs_git.core.settings import Settings
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI, git
+from .test_fuse import require_fuse
+from .test_remotes import _free_port, _start_daemon, _stop_daemon
+from .test_remotes import http_git as http_git
+
+PKG = Path(__file__).resolve().parents[1] / "avfs_git"
+
+
+def _commit_tree(work: Path, message: str) -> None:
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", message)
+
+
+def _source_history(repo: Path) -> None:
+    """A bare repository at ``repo`` holding two commits of real files: avfs's own package
+    sources, then the same with a few files changed (a real project's layout and sizes)."""
+    work = repo.parent / "work"
+    git("init", "-q", "-b", "main", str(work))
+    for src in sorted(PKG.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts:
+            dst = work / src.relative_to(PKG.parent)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    _commit_tree(work, "import avfs_git")
+    (work / "avfs_git" / "core" / "errors.py").write_text("# second version\n")
+    (work / "NOTES.md").write_text("notes\n")
+    _commit_tree(work, "second")
+    git("clone", "-q", "--bare", str(work), str(repo))
+
+
+class Server:
+    """A `git daemon` on 127.0.0.1 serving ``base`` (stopped and started again by tests)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = _start_daemon(self.base, self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_daemon(self.proc)
+            self.proc = None
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`git daemon` serving ``proj.git`` (filters allowed, any object may be asked for, as
+    a hosting service allows) and ``plain.git`` (the same history, no filter support)."""
+    base = tmp_path / "daemon"
+    base.mkdir()
+    _source_history(base / "proj.git")
+    git("--git-dir", str(base / "proj.git"), "config", "uploadpack.allowFilter", "true")
+    git("--git-dir", str(base / "proj.git"), "config", "uploadpack.allowAnySHA1InWant", "true")
+    git("clone", "-q", "--bare", str(base / "proj.git"), str(base / "plain.git"))
+    # sizes are asked with protocol v2's object-info (git 2.39 offers it; later gits when
+    # this is set)
+    git("--git-dir", str(base / "proj.git"), "config", "transfer.advertiseObjectInfo", "true")
+    srv = Server(base)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def objects(vault_path: str) -> int:
+    """How many objects the vault holds (loose and packed)."""
+    out = git("--git-dir", vault_path, "count-objects", "-v")
+    counts = dict(line.split(": ") for line in out.splitlines())
+    return int(counts["count"]) + int(counts["in-pack"])
+
+
+def missing(vault_path: str) -> int:
+    """How many objects reachable from the vault's refs it does not hold (promised)."""
+    out = git("--git-dir", vault_path, "rev-list", "--objects", "--all", "--missing=print")
+    return sum(1 for line in out.splitlines() if line.startswith("?"))
+
+
+def blob_at(repo: Path, rev: str, path: str) -> bytes:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), "cat-file", "blob", f"{rev}:{path}"], capture_output=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+def lazy(home: Home, server: Server) -> Home:
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    return home
+
+
+def test_a_lazy_clone_holds_commits_and_trees_and_promises_the_blobs(home, server, cli, tmp_path):
+    r = cli("--json", "--home", home.path, "vault", "clone", server.url("proj.git"), "p", "--lazy")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out_bytes)
+    assert doc["lazy"] is True and doc["warnings"] == [] and doc["vault"]["head"]
+    path = doc["vault"]["path"]
+    files = len(git("--git-dir", path, "ls-tree", "-r", "main").splitlines())
+    assert files > 100
+    # every blob of both commits is promised, none is here; commits and trees are
+    assert missing(path) >= files
+    assert git("--git-dir", path, "config", "remote.origin.promisor").strip() == "true"
+    assert git("--git-dir", path, "config", "remote.origin.partialclonefilter").strip() == "blob:none"
+    assert any(n.endswith(".promisor") for n in os.listdir(os.path.join(path, "objects", "pack")))
+    v = home.vault("p")
+    assert v.lazy and sorted(v.fork_names()) == ["main"]
+    # git itself agrees it is whole as a partial clone (promised objects are not damage)
+    git("--git-dir", path, "fsck", "--connectivity-only")
+
+
+def test_reading_a_file_fetches_it_once_and_nothing_else(lazy, server, cli):
+    v = lazy.vault("p")
+    before = objects(v.path)
+    want = blob_at(server.base / "proj.git", "main", "avfs_git/core/store/gitstore.py")
+    assert v.workspace("main").read("avfs_git/core/store/gitstore.py") == want
+    assert objects(v.path) == before + 1
+    # again, in another process: nothing fetched
+    r = cli("--home", lazy.path, "--vault", "p", "cat", "avfs_git/core/store/gitstore.py")
+    assert r.code == 0 and r.out_bytes == want
+    assert objects(v.path) == before + 1
+    # listing and the size of a file already fetched read nothing from the server
+    assert "gitstore.py" in [e.name for e in v.workspace("main").listdir("avfs_git/core/store")]
+    assert objects(v.path) == before + 1
+
+
+def test_offline_an_unfetched_file_is_blob_not_local_and_a_fetched_one_reads(lazy, server, cli):
+    v = lazy.vault("p")
+    ws = v.workspace("main")
+    got = ws.read("avfs_git/cli/main.py")
+    server.stop()
+    before = objects(v.path)
+    r = cli("--json", "--home", lazy.path, "--vault", "p", "cat", "avfs_git/cli/output.py")
+    assert r.code == 5, r.err
+    err = json.loads(r.out_bytes)["error"]
+    assert err["code"] == "blob_not_local"
+    assert err["details"]["path"] == "avfs_git/cli/output.py" and err["details"]["remote"] == "origin"
+    assert "origin" in err["message"] and "avfs_git/cli/output.py" in err["message"]
+    with pytest.raises(BlobNotLocalError):
+        ws.read("avfs_git/cli/output.py")
+    assert objects(v.path) == before  # nothing written, nothing treated as empty
+    assert ws.read("avfs_git/cli/main.py") == got
+    server.start()  # back: the same read works
+    assert ws.read("avfs_git/cli/output.py") == blob_at(
+        server.base / "proj.git", "main", "avfs_git/cli/output.py"
+    )
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout(home, server, tmp_path):
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    # a listener that accepts and says nothing, where the server was
+    server.stop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", server.port))
+    sock.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        v = home.vault("p")
+        v.store.promisor.timeout_s = 1.5
+        start = time.monotonic()
+        with pytest.raises(BlobNotLocalError) as exc:
+            v.workspace("main").read("avfs_git/cli/output.py")
+        assert time.monotonic() - start < 10
+        assert "timed out" in exc.value.message
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        sock.close()
+
+
+def test_a_server_without_filter_support_gives_a_whole_vault_and_a_warning(home, server, cli):
+    r = cli("--json", "--home", home.path, "vault", "clone", server.url("plain.git"), "w", "--lazy")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out_bytes)
+    assert doc["lazy"] is False and "uploadpack.allowFilter" in doc["warnings"][0]
+    assert "warning" in r.err and "cloned whole" in r.err
+    path = doc["vault"]["path"]
+    assert missing(path) == 0
+    assert git("--git-dir", path, "config", "--get-regexp", "promisor", check=False).strip() == ""
+    assert not any(n.endswith(".promisor") for n in os.listdir(os.path.join(path, "objects", "pack")))
+    assert not home.vault("w").lazy
+
+
+def test_grep_and_diff_fetch_what_they_read_in_one_batch(lazy, server):
+    v = lazy.vault("p")
+    ws = v.workspace("main")
+    packs = lambda: {n for n in os.listdir(os.path.join(v.path, "objects", "pack")) if n.endswith(".pack")}  # noqa: E731
+    before = packs()
+    diff = history.diff(v, "main", "main~1", "main")
+    text = history.patch_text(v, diff)
+    assert "# second version" in text and "notes" in text
+    assert len(packs() - before) == 1  # the changed files' old blobs: one fetch
+    before = packs()
+    found = search.grep(ws, "def prefer_libgit2", ["avfs_git/core/store"])
+    assert [f.path for f in found.files] == ["avfs_git/core/store/gitstore.py"]
+    assert len(packs() - before) == 1  # every file under the path, in one fetch
+    assert missing(v.path) > 0  # and nothing outside it
+
+
+def test_checkpoint_and_merge_on_a_lazy_fork_fetch_only_what_both_sides_changed(lazy, server):
+    v = lazy.vault("p")
+    main = v.workspace("main")
+    v.fork("main", "a")
+    v.fork("main", "b")
+    a, b = v.workspace("a"), v.workspace("b")
+    before = objects(v.path)
+    a.write("NOTES.md", b"notes\nfrom a\n")
+    a.write("avfs_git/new_a.py", b"A = 1\n")
+    checkpoint.save(v, "a", name="a1")
+    b.write("avfs_git/new_b.py", b"B = 1\n")
+    b.write("NOTES.md", b"from b\nnotes\n")
+    checkpoint.save(v, "b", name="b1")
+    fetched_before = v.store.promisor.fetched
+    result = merge.merge(v, "a", "b")
+    assert not result.conflicts, result
+    merged = v.workspace("b").read("NOTES.md")
+    assert b"from a" in merged and b"from b" in merged
+    # only NOTES.md's ancestor blob came from the server (both sides changed it)
+    assert v.store.promisor.fetched - fetched_before == 1
+    assert missing(v.path) > 100
+    assert objects(v.path) > before
+    del main
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_lazy_fork_mounts_and_ls_stat_find_git_status_fetch_nothing(lazy, server, tmp_path, backend):
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    before = objects(v.path)
+    mounts.mount(lazy, v, "main", str(mp), backend=backend)
+    try:
+        at_mount = objects(v.path)
+        assert at_mount - before <= 1  # the tree's .gitignore files at most (git needs them)
+        names = sorted(os.listdir(mp / "avfs_git" / "core" / "store"))
+        assert "gitstore.py" in names
+        # sizes are the true ones, from the size cache the server filled at the clone
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).stat().st_size == len(blob_at(src, "main", rel))
+        found = subprocess.run(
+            ["find", str(mp), "-type", "f", "-size", "+1k"], capture_output=True, check=True
+        )
+        assert len(found.stdout.splitlines()) > 50
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        assert status.returncode == 0 and status.stdout == "", status
+        assert objects(v.path) == at_mount  # ls, stat, find, git status: nothing fetched
+        # a read fetches the file, once
+        assert (mp / rel).read_bytes() == blob_at(src, "main", rel)
+        assert objects(v.path) == at_mount + 1
+        assert (mp / rel).read_bytes() == blob_at(src, "main", rel)
+        assert objects(v.path) == at_mount + 1
+        # offline: a fetched file reads, an unfetched one is EIO (not empty, no hang)
+        server.stop()
+        assert (mp / rel).read_bytes() == blob_at(src, "main", rel)
+        with pytest.raises(OSError) as exc:
+            (mp / "avfs_git" / "cli" / "output.py").read_bytes()
+        assert exc.value.errno == errno.EIO
+        assert (mp / "avfs_git" / "cli" / "output.py").stat().st_size > 0  # its size is still known
+    finally:
+        mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_over_http_with_credentials_a_mount_without_sizes_fetches_the_tree_in_one_batch(
+    home, server, http_git, tmp_path, monkeypatch
+):
+    """Smart HTTP (`git http-backend`, Basic auth): the lazy fetches reach the server with
+    the token as push and fetch do, and the secret is never written into the vault; sizes
+    are not asked over HTTP, so a mount fetches its tree's files in one batch."""
+    require_fuse()
+    url, served, password = http_git
+    git("--git-dir", str(served), "fetch", "-q", str(server.base / "proj.git"), "+refs/heads/*:refs/heads/*")
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        git("--git-dir", str(served), "config", key, "true")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    home.settings = Settings.from_environ(None, home.path)
+    v = home.clone_vault(url, "n", lazy=True)
+    assert v.lazy and not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    packs_before = len([n for n in os.listdir(pack_dir) if n.endswith(".pack")])
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        assert len([n for n in os.listdir(pack_dir) if n.endswith(".pack")]) == packs_before + 1
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        assert missing(v.path) > 0  # the history's other blobs stay on the server
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    for root, _dirs, files in os.walk(v.path):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                assert password.encode() not in fh.read(), f
+
+
+def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_damage(lazy, server):
+    from avfs_git.ops import maintenance
+
+    v = lazy.vault("p")
+    rel = "avfs_git/cli/main.py"
+    want = v.workspace("main").read(rel)
+    before, promised = objects(v.path), missing(v.path)
+    report = maintenance.doctor(lazy)
+    assert not [f for f in report.findings if f.vault == "p"], report.findings
+    assert objects(v.path) == before  # doctor fetched nothing
+    maintenance.gc(v)
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    assert any(n.endswith(".promisor") for n in os.listdir(pack_dir))
+    assert git("--git-dir", v.path, "config", "remote.origin.promisor").strip() == "true"
+    assert missing(v.path) == promised  # nothing fetched, nothing lost
+    v.close()
+    server.stop()  # what was fetched before gc reads offline after it
+    assert lazy.vault("p").workspace("main").read(rel) == want
