@@ -102,6 +102,7 @@ PYGIT2_IMPORTERS = {
     "core/store/gitwrite.py": "the store's writes (a part of GitStore): blobs, commits, the identity from libgit2's config",
     "core/store/gitlib.py": "what libgit2 raises (git_errors), the one list every store module catches",
     "core/store/refs.py": "reference transactions: compare-and-swap of refs, libgit2's ref locks",
+    "core/store/gitpatch.py": "patches and line counts of two blobs' bytes (libgit2's Patch)",
     "core/store/mergetrees.py": "libgit2's merge machinery: merge_trees and reverts, their index, conflict entries, merge favour",
 }
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
 from ..store import names, refs
-from ..store.gitstore import blob_line_stats, blob_patch, rfc3339
+from ..store.gitpatch import blob_line_stats, blob_patch
+from ..store.gitstore import rfc3339
 from ..store.treediff import diff_trees, pair_renames
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo
 from ..workspace.pathguard import Held, refusal
