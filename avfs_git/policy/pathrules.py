@@ -31,26 +31,8 @@ MEMO_SIZE: Final = 8192  # answers a PathRules keeps
 @dataclasses.dataclass(frozen=True, slots=True)
 class PathRule:
     """One pattern of one kind, from one file (and, for a per-fork rule, the fork pattern
-    of its ``[forks."PAT".paths]`` table)."""
-
-    kind: str
-    pattern: str
-    source: str
-    fork_pattern: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "pattern": self.pattern,
-            "source": self.source,
-            "fork_pattern": self.fork_pattern,
-        }
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PathMatch:
-    """Which rule holds a path: its kind, and the pattern that decided (the last matching
-    one of that kind, as git's ignore rules read)."""
+    of its ``[forks."PAT".paths]`` table). As a match (:data:`PathMatch`): the rule that
+    holds a path, the last matching one of its kind, as git's ignore rules read."""
 
     kind: str
     pattern: str
@@ -68,6 +50,9 @@ class PathMatch:
     def describe(self) -> str:
         where = f'[forks."{self.fork_pattern}".paths]' if self.fork_pattern else "[paths]"
         return f"{self.kind} by {self.pattern!r} ({where} of {self.source})"
+
+
+PathMatch = PathRule  # the rule that holds a path (match() answers one)
 
 
 def pattern_problem(pattern: object) -> str | None:
@@ -172,7 +157,7 @@ class PathRules:
                 hit = _decides(compiled, path, is_dir)
             if hit is not None and hit[1]:
                 r = hit[0]
-                return PathMatch(kind, r.pattern, r.source, r.fork_pattern)
+                return PathRule(kind, r.pattern, r.source, r.fork_pattern)
         return None
 
     def reaches(self, path: str, kind: str) -> bool:
