@@ -291,10 +291,11 @@ def test_proxy_exec_events_name_the_exec(vault: Any) -> None:
     assert res.exit_code == 0 and res.commit is not None
     evs = changes_since(vault, "main", c).events
     got = [(e.kind, e.path, e.source) for e in evs]
-    assert ("created", "out.txt", "mount") in got  # written through the mount it ran in
+    assert ("created", "out.txt", "exec") in got  # written through the mount it ran in, by it
     commit = res.commit.commit
     execs = [e for e in evs if e.kind == "exec"]
     assert len(execs) == 1 and execs[0].new == commit and execs[0].exec_id
+    assert next(e for e in evs if e.path == "out.txt").exec_id == execs[0].exec_id
     for kind in ("checkpoint", "ref_moved"):
         e = next(e for e in evs if e.kind == kind)
         assert (e.source, e.new, e.exec_id) == ("exec", commit, execs[0].exec_id), e
@@ -331,3 +332,104 @@ def test_push_and_fetch_are_vault_events_that_undo_passes_over(vault: Any, tmp_p
     push_op = next(op for op in vault.oplog.recent() if op.kind == "push")
     with pytest.raises(UsageError, match="recorded, not undone"):
         checkpoint.undo(vault, push_op.id)
+
+
+def _until(pred: Any, timeout: float = 10.0) -> Any:
+    end = time.time() + timeout
+    while True:
+        got = pred()
+        if got or time.time() > end:
+            return got
+        time.sleep(0.05)
+
+
+def test_what_a_proxy_exec_command_writes_is_its_own_live_and_replayed(
+    mounted: tuple[Any, str, str],
+) -> None:
+    """A person writes in the mount, then a `proxy exec` command (the CLI, served by the
+    mount's daemon) writes and removes, then the person again: a running watch labels the
+    command's changes `exec` and the person's `mount`, and a replay from the same cursor
+    says the same, the command's changes naming its `exec` event's id."""
+    vault, mp, backend = mounted
+    w = _Watch("v:main")
+    try:
+        start = w.docs(0, until_cursor=True)[0]["cursor"]
+        with open(os.path.join(mp, "before.txt"), "w") as fh:
+            fh.write("person\n")
+        cmd = "echo agent > by-exec.txt; rm bin/run.sh"
+        r = subprocess.run(
+            [*AVFS, "--json", "--vault", "v:main", "proxy", "exec", "--", "sh", "-c", cmd],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        env = json.loads(r.stdout)
+        assert env["result"]["exit_code"] == 0 and env["commit"], env
+        with open(os.path.join(mp, "after.txt"), "w") as fh:
+            fh.write("person\n")
+        docs: list[dict[str, Any]] = []
+        end = time.time() + 30
+        while time.time() < end and not any(d.get("event", {}).get("path") == "after.txt" for d in docs):
+            docs += w.docs(1, timeout=1.0)
+    finally:
+        w.stop()
+    live = [d["event"] for d in docs if d["kind"] == "watch_event" and d["event"].get("path")]
+    want = [
+        ("created", "before.txt", "mount"),
+        ("created", "by-exec.txt", "exec"),
+        ("deleted", "bin/run.sh", "exec"),
+        ("created", "after.txt", "mount"),
+    ]
+    assert [(e["kind"], e["path"], e["source"]) for e in live] == want, backend
+    replay = changes_since(vault, "main", start).events
+    assert [(e.kind, e.path, e.source) for e in replay if e.path] == want
+    exec_ev = [e for e in replay if e.kind == "exec"]
+    assert len(exec_ev) == 1 and exec_ev[0].exec_id
+    for e in replay:
+        if e.path:
+            assert e.exec_id == (exec_ev[0].exec_id if e.source == "exec" else None), e
+
+
+def test_a_write_while_no_exec_runs_is_the_mounts_even_after_an_exec_was_killed(
+    mounted: tuple[Any, str, str],
+) -> None:
+    """An exec whose span was left open (its process killed) does not label what comes
+    after it: the next exec, holding the lock, closes it where it starts."""
+    from avfs_git.core.workspace import execspans
+
+    vault, mp, _backend = mounted
+    ws = vault.workspace("main")
+    c0 = changes_since(vault, "main", None).cursor
+    with ws.overlay.txn() as db:  # what a call killed after its span opened leaves
+        execspans.began(db, 0, 1)
+    import avfs_git
+
+    res = avfs_git.exec_in(ws, ["sh", "-c", "echo x > mine.txt"], timeout_ms=60_000)
+    assert res.exit_code == 0
+    with open(os.path.join(mp, "later.txt"), "w") as fh:
+        fh.write("person\n")
+    got = _until(
+        lambda: (
+            [(e.path, e.source) for e in changes_since(vault, "main", c0).events if e.path]
+            if any(e.path == "later.txt" for e in changes_since(vault, "main", c0).events)
+            else None
+        )
+    )
+    assert got == [("mine.txt", "exec"), ("later.txt", "mount")]
+
+
+def test_mcp_writes_are_labelled_mcp_and_the_apis_api(home: Any, vault: Any) -> None:
+    from avfs_git.mcp.tools import AvfsTools
+
+    c0 = changes_since(vault, "main", None).cursor
+    tools = AvfsTools(home.path, "v:main")
+    json.loads(tools.call("write_file", {"path": "from-mcp.txt", "content": "m\n"}))
+    vault.workspace("main").write("from-api.txt", b"a\n")
+    json.loads(tools.call("write_file", {"path": "again-mcp.txt", "content": "m2\n"}))
+    got = [(e.kind, e.path, e.source) for e in changes_since(vault, "main", c0).events if e.path]
+    assert got == [
+        ("created", "from-mcp.txt", "mcp"),
+        ("created", "from-api.txt", "api"),
+        ("created", "again-mcp.txt", "mcp"),
+    ]

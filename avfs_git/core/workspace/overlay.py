@@ -279,7 +279,8 @@ class Overlay(UpperEntries):
     # -- writes (call inside txn()) -----------------------------------------------------
     def _journal(self, db: sqlite3.Connection, path: str, op: str) -> int:
         cur = db.execute(
-            "INSERT INTO journal(path, op, ts, pid) VALUES(?, ?, ?, ?)", (path, op, time.time(), os.getpid())
+            "INSERT INTO journal(path, op, ts, pid, src) VALUES(?, ?, ?, ?, ?)",
+            (path, op, time.time(), os.getpid(), self.writer),
         )
         seq = int(cur.lastrowid or 0)
         self._local.ns()["journaled"] = seq
