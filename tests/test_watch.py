@@ -381,7 +381,7 @@ def test_what_a_proxy_exec_command_writes_is_its_own_live_and_replayed(
         ("deleted", "bin/run.sh", "exec"),
         ("created", "after.txt", "mount"),
     ]
-    assert [(e["kind"], e["path"], e["source"]) for e in live] == want, backend
+    assert [(e["kind"], e["path"], e["source"]) for e in live] == want, (backend, live)
     replay = changes_since(vault, "main", start).events
     assert [(e.kind, e.path, e.source) for e in replay if e.path] == want
     exec_ev = [e for e in replay if e.kind == "exec"]
@@ -433,3 +433,68 @@ def test_mcp_writes_are_labelled_mcp_and_the_apis_api(home: Any, vault: Any) -> 
         ("created", "from-api.txt", "api"),
         ("created", "again-mcp.txt", "mcp"),
     ]
+
+
+def test_the_overlay_journal_is_bounded_and_what_reads_past_it_hears_everything(
+    vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overlay journal keeps about MAX_JOURNAL rows, dropping the oldest in steps: a
+    watch cursor from before the drop is `resync_required`, a journal position before it
+    is "everything" (the root) to every reader, git's fsmonitor token from before it is
+    answered `/`; positions after it read as before."""
+    from avfs_git.core.workspace import overlay as ov_mod
+    from avfs_git.mount.journalhook import JournalAnswerer
+
+    monkeypatch.setattr(ov_mod, "MAX_JOURNAL", 64)
+    monkeypatch.setattr(ov_mod, "TRIM_STEP", 16)
+    ws = vault.workspace("main")
+    ws.write("first.txt", b"0")
+    c0 = changes_since(vault, "main", None).cursor
+    s0 = ws.overlay.last_seq()
+    token = JournalAnswerer(ws.overlay).answer("")[0]
+    for i in range(200):
+        ws.write(f"f{i}.txt", b"x")
+    kept = ws.overlay.db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+    dropped = ws.overlay.journal_from()
+    assert dropped > s0 and kept <= 64 + 16, (dropped, kept)
+    # past what is kept: everything / resync
+    assert ws.overlay.changes_since(s0)[1] == [""]
+    assert ws.overlay.changes_by_others(s0)[1] == [""]
+    assert JournalAnswerer(ws.overlay).answer(token)[1:] == ["/"]
+    ch = changes_since(vault, "main", c0)
+    assert [e.kind for e in ch.events] == ["resync_required"]
+    assert "overlay journal" in (ch.events[0].reason or "")
+    # within what is kept: exactly what came after
+    s1 = ws.overlay.last_seq()
+    c1 = changes_since(vault, "main", None).cursor
+    t1 = JournalAnswerer(ws.overlay).answer("")[0]
+    ws.write("late.txt", b"y")
+    assert ws.overlay.changes_since(s1)[1] == ["late.txt"]
+    assert JournalAnswerer(ws.overlay).answer(t1)[1:] == ["late.txt", "late.txt/"]
+    assert [(e.kind, e.path) for e in changes_since(vault, "main", c1).events] == [("created", "late.txt")]
+
+
+def test_a_batch_appended_while_a_read_runs_comes_once(vault: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon appends to the change log while a watch reads it: a row past the end the
+    read's cursor names is left for the next read, never given twice."""
+    from avfs_git.core.workspace.changelog import ChangeLog
+
+    ws = vault.workspace("main")
+    ws.write("seed", b"s")
+    c0 = changes_since(vault, "main", None).cursor
+    with ChangeLog(ws.overlay.dir) as log:
+        log.append([(time.time(), "created", "one.txt", None)])
+    real = ChangeLog.since
+    appended: list[bool] = []
+
+    def since(self: ChangeLog, seq: int, limit: int) -> list[Any]:
+        if not appended:  # after the read took the log's end: the daemon's next batch
+            appended.append(True)
+            self.append([(time.time(), "created", "two.txt", None)])
+        return real(self, seq, limit)
+
+    monkeypatch.setattr(ChangeLog, "since", since)
+    first = changes_since(vault, "main", c0)
+    second = changes_since(vault, "main", first.cursor)
+    paths = [e.path for e in (*first.events, *second.events)]
+    assert paths == ["one.txt", "two.txt"]

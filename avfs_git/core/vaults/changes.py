@@ -47,6 +47,7 @@ from ..workspace.changelog import exists as changelog_exists
 from ..workspace.changelog import overlay_last as _overlay_last
 from ..workspace.execspans import ExecSpan
 from ..workspace.execspans import spans as exec_spans
+from ..workspace.overlay import JOURNAL_FROM
 from . import audit
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
@@ -135,6 +136,20 @@ def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
     if not os.path.exists(path):
         return None
     return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+
+
+def _journal_from(state_dir: str) -> int:
+    """The newest overlay journal row no longer kept (core/workspace/overlay.py)."""
+    conn = _overlay_db(state_dir)
+    if conn is None:
+        return 0
+    try:
+        r = conn.execute("SELECT value FROM meta WHERE key = ?", (JOURNAL_FROM,)).fetchone()
+    except sqlite3.OperationalError:
+        return 0  # made, its schema not yet
+    finally:
+        conn.close()
+    return int(r[0]) if r else 0
 
 
 def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
@@ -379,10 +394,12 @@ class _Reader:
             raise _Resync(f"fork {fork}'s reflog was expired (gc) past the cursor")
         if have.useq + 1 < log.first_kept() and have.useq < u_last:
             raise _Resync(f"fork {fork}'s change log no longer holds what came after the cursor")
+        if (dropped := _journal_from(state)) > 0 and have.oseq < dropped:
+            raise _Resync(f"fork {fork}'s overlay journal no longer holds what came after the cursor")
         self._end.forks[fork] = ForkPos(ident, o_last, u_last, _size(reflog))
         spans = self._spans(state, have.oseq, have.useq)
         self._journal(fork, state, have.oseq, o_last, spans)
-        self._upper(fork, log, have.useq, spans)
+        self._upper(fork, log, have.useq, u_last, spans)
         self._reflog(fork, reflog, have.reflog)
 
     def _made_after_cursor(self, fork: str) -> bool:
@@ -461,8 +478,10 @@ class _Reader:
             self.items.append((float(ts), 2, fields, mark))
         self._coalesce(fork, "o")
 
-    def _upper(self, fork: str, log: ChangeLog, after: int, spans: list[ExecSpan]) -> None:
-        rows = log.since(after, self.limit)
+    def _upper(self, fork: str, log: ChangeLog, after: int, upto: int, spans: list[ExecSpan]) -> None:
+        # only up to ``upto``, the end this read's cursor names: a batch the daemon appends
+        # meanwhile is the next read's (read here, it came again after that cursor)
+        rows = [r for r in log.since(after, self.limit) if r[0] <= upto]
         if len(rows) >= self.limit:
             self._cut(rows[-1][1])
         for seq, ts, kind, path, old in rows:
