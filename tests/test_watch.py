@@ -291,10 +291,11 @@ def test_proxy_exec_events_name_the_exec(vault: Any) -> None:
     assert res.exit_code == 0 and res.commit is not None
     evs = changes_since(vault, "main", c).events
     got = [(e.kind, e.path, e.source) for e in evs]
-    assert ("created", "out.txt", "mount") in got  # written through the mount it ran in
+    assert ("created", "out.txt", "exec") in got  # written through the mount it ran in, by it
     commit = res.commit.commit
     execs = [e for e in evs if e.kind == "exec"]
     assert len(execs) == 1 and execs[0].new == commit and execs[0].exec_id
+    assert next(e for e in evs if e.path == "out.txt").exec_id == execs[0].exec_id
     for kind in ("checkpoint", "ref_moved"):
         e = next(e for e in evs if e.kind == kind)
         assert (e.source, e.new, e.exec_id) == ("exec", commit, execs[0].exec_id), e
@@ -331,3 +332,169 @@ def test_push_and_fetch_are_vault_events_that_undo_passes_over(vault: Any, tmp_p
     push_op = next(op for op in vault.oplog.recent() if op.kind == "push")
     with pytest.raises(UsageError, match="recorded, not undone"):
         checkpoint.undo(vault, push_op.id)
+
+
+def _until(pred: Any, timeout: float = 10.0) -> Any:
+    end = time.time() + timeout
+    while True:
+        got = pred()
+        if got or time.time() > end:
+            return got
+        time.sleep(0.05)
+
+
+def test_what_a_proxy_exec_command_writes_is_its_own_live_and_replayed(
+    mounted: tuple[Any, str, str],
+) -> None:
+    """A person writes in the mount, then a `proxy exec` command (the CLI, served by the
+    mount's daemon) writes and removes, then the person again: a running watch labels the
+    command's changes `exec` and the person's `mount`, and a replay from the same cursor
+    says the same, the command's changes naming its `exec` event's id."""
+    vault, mp, backend = mounted
+    w = _Watch("v:main")
+    try:
+        start = w.docs(0, until_cursor=True)[0]["cursor"]
+        with open(os.path.join(mp, "before.txt"), "w") as fh:
+            fh.write("person\n")
+        cmd = "echo agent > by-exec.txt; rm bin/run.sh"
+        r = subprocess.run(
+            [*AVFS, "--json", "--vault", "v:main", "proxy", "exec", "--", "sh", "-c", cmd],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        env = json.loads(r.stdout)
+        assert env["result"]["exit_code"] == 0 and env["commit"], env
+        with open(os.path.join(mp, "after.txt"), "w") as fh:
+            fh.write("person\n")
+        docs: list[dict[str, Any]] = []
+        end = time.time() + 30
+        while time.time() < end and not any(d.get("event", {}).get("path") == "after.txt" for d in docs):
+            docs += w.docs(1, timeout=1.0)
+    finally:
+        w.stop()
+    live = [d["event"] for d in docs if d["kind"] == "watch_event" and d["event"].get("path")]
+    want = [
+        ("created", "before.txt", "mount"),
+        ("created", "by-exec.txt", "exec"),
+        ("deleted", "bin/run.sh", "exec"),
+        ("created", "after.txt", "mount"),
+    ]
+    assert [(e["kind"], e["path"], e["source"]) for e in live] == want, (backend, live)
+    replay = changes_since(vault, "main", start).events
+    assert [(e.kind, e.path, e.source) for e in replay if e.path] == want
+    exec_ev = [e for e in replay if e.kind == "exec"]
+    assert len(exec_ev) == 1 and exec_ev[0].exec_id
+    for e in replay:
+        if e.path:
+            assert e.exec_id == (exec_ev[0].exec_id if e.source == "exec" else None), e
+
+
+def test_a_write_while_no_exec_runs_is_the_mounts_even_after_an_exec_was_killed(
+    mounted: tuple[Any, str, str],
+) -> None:
+    """An exec whose span was left open (its process killed) does not label what comes
+    after it: the next exec, holding the lock, closes it where it starts."""
+    from avfs_git.core.workspace import execspans
+
+    vault, mp, _backend = mounted
+    ws = vault.workspace("main")
+    c0 = changes_since(vault, "main", None).cursor
+    with ws.overlay.txn() as db:  # what a call killed after its span opened leaves
+        execspans.began(db, 0, 1)
+    import avfs_git
+
+    res = avfs_git.exec_in(ws, ["sh", "-c", "echo x > mine.txt"], timeout_ms=60_000)
+    assert res.exit_code == 0
+    with open(os.path.join(mp, "later.txt"), "w") as fh:
+        fh.write("person\n")
+    got = _until(
+        lambda: (
+            [(e.path, e.source) for e in changes_since(vault, "main", c0).events if e.path]
+            if any(e.path == "later.txt" for e in changes_since(vault, "main", c0).events)
+            else None
+        )
+    )
+    assert got == [("mine.txt", "exec"), ("later.txt", "mount")]
+
+
+def test_mcp_writes_are_labelled_mcp_and_the_apis_api(home: Any, vault: Any) -> None:
+    from avfs_git.mcp.tools import AvfsTools
+
+    c0 = changes_since(vault, "main", None).cursor
+    tools = AvfsTools(home.path, "v:main")
+    json.loads(tools.call("write_file", {"path": "from-mcp.txt", "content": "m\n"}))
+    vault.workspace("main").write("from-api.txt", b"a\n")
+    json.loads(tools.call("write_file", {"path": "again-mcp.txt", "content": "m2\n"}))
+    got = [(e.kind, e.path, e.source) for e in changes_since(vault, "main", c0).events if e.path]
+    assert got == [
+        ("created", "from-mcp.txt", "mcp"),
+        ("created", "from-api.txt", "api"),
+        ("created", "again-mcp.txt", "mcp"),
+    ]
+
+
+def test_the_overlay_journal_is_bounded_and_what_reads_past_it_hears_everything(
+    vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overlay journal keeps about MAX_JOURNAL rows, dropping the oldest in steps: a
+    watch cursor from before the drop is `resync_required`, a journal position before it
+    is "everything" (the root) to every reader, git's fsmonitor token from before it is
+    answered `/`; positions after it read as before."""
+    from avfs_git.core.workspace import overlay as ov_mod
+    from avfs_git.mount.journalhook import JournalAnswerer
+
+    monkeypatch.setattr(ov_mod, "MAX_JOURNAL", 64)
+    monkeypatch.setattr(ov_mod, "TRIM_STEP", 16)
+    ws = vault.workspace("main")
+    ws.write("first.txt", b"0")
+    c0 = changes_since(vault, "main", None).cursor
+    s0 = ws.overlay.last_seq()
+    token = JournalAnswerer(ws.overlay).answer("")[0]
+    for i in range(200):
+        ws.write(f"f{i}.txt", b"x")
+    kept = ws.overlay.db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+    dropped = ws.overlay.journal_from()
+    assert dropped > s0 and kept <= 64 + 16, (dropped, kept)
+    # past what is kept: everything / resync
+    assert ws.overlay.changes_since(s0)[1] == [""]
+    assert ws.overlay.changes_by_others(s0)[1] == [""]
+    assert JournalAnswerer(ws.overlay).answer(token)[1:] == ["/"]
+    ch = changes_since(vault, "main", c0)
+    assert [e.kind for e in ch.events] == ["resync_required"]
+    assert "overlay journal" in (ch.events[0].reason or "")
+    # within what is kept: exactly what came after
+    s1 = ws.overlay.last_seq()
+    c1 = changes_since(vault, "main", None).cursor
+    t1 = JournalAnswerer(ws.overlay).answer("")[0]
+    ws.write("late.txt", b"y")
+    assert ws.overlay.changes_since(s1)[1] == ["late.txt"]
+    assert JournalAnswerer(ws.overlay).answer(t1)[1:] == ["late.txt", "late.txt/"]
+    assert [(e.kind, e.path) for e in changes_since(vault, "main", c1).events] == [("created", "late.txt")]
+
+
+def test_a_batch_appended_while_a_read_runs_comes_once(vault: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon appends to the change log while a watch reads it: a row past the end the
+    read's cursor names is left for the next read, never given twice."""
+    from avfs_git.core.workspace.changelog import ChangeLog
+
+    ws = vault.workspace("main")
+    ws.write("seed", b"s")
+    c0 = changes_since(vault, "main", None).cursor
+    with ChangeLog(ws.overlay.dir) as log:
+        log.append([(time.time(), "created", "one.txt", None)])
+    real = ChangeLog.since
+    appended: list[bool] = []
+
+    def since(self: ChangeLog, seq: int, limit: int) -> list[Any]:
+        if not appended:  # after the read took the log's end: the daemon's next batch
+            appended.append(True)
+            self.append([(time.time(), "created", "two.txt", None)])
+        return real(self, seq, limit)
+
+    monkeypatch.setattr(ChangeLog, "since", since)
+    first = changes_since(vault, "main", c0)
+    second = changes_since(vault, "main", first.cursor)
+    paths = [e.path for e in (*first.events, *second.events)]
+    assert paths == ["one.txt", "two.txt"]

@@ -68,7 +68,8 @@ class AvfsTools:
         if self._home is None:
             from ..mount.side import open_home
 
-            self._home = open_home(self.home_path, settings=self.settings)
+            # what its tools write is labelled `mcp` in `avfs watch`
+            self._home = open_home(self.home_path, settings=self.settings, writer="mcp")
         return self._home
 
     def call(self, name: str, arguments: dict[str, Any] | None, cancel: threading.Event | None = None) -> str:

@@ -55,7 +55,7 @@ class JournalAnswerer:
         if own:
             db.execute("BEGIN")  # deferred: the snapshot starts at the first read
         try:
-            meta = ov.get_metas("base", "view_time")
+            meta = ov.get_metas("base", "view_time", "journal_from")
             state = f"{meta.get('base')}:{meta.get('view_time')}"
             out = [f"{TOKEN_PREFIX}:{state}:{ov.last_seq()}"]
             old = token.split(":")
@@ -72,6 +72,9 @@ class JournalAnswerer:
                 since = int(old[3])
             except ValueError:
                 return [*out, EVERYTHING]  # (the old hook failed on it: git looked at everything)
+            dropped = int(meta.get("journal_from") or 0)
+            if dropped and since < dropped:
+                return [*out, EVERYTHING]  # older than the journal keeps
             rows = db.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (since,))
             return [*out, *_with_parents(str(r[0]) for r in rows)]
         finally:

@@ -50,14 +50,17 @@ class WorktreeSide:
 MOUNT_SIDE = WorktreeSide()
 
 
-def open_home(path: str | None = None, *, settings: Settings | None = None) -> Home:
+def open_home(
+    path: str | None = None, *, settings: Settings | None = None, writer: str | None = None
+) -> Home:
     """Open (and create on first write) the avfs home at ``path`` (else ``settings.home``:
     ``$AVFS_HOME`` or ``~/.avfs``) with avfs's mount side: ``avfs_git.open_home``.
 
     A front end: ``settings`` is what the caller read from the environment; None reads
     this process's (:meth:`.Settings.from_environ`, ``path`` as ``--home``), so the Python
     API works without building one. The home's commits take git's ``GIT_AUTHOR_*`` and
-    ``GIT_COMMITTER_*`` from this process's environment (:mod:`.identity`)."""
+    ``GIT_COMMITTER_*`` from this process's environment (:mod:`.identity`). ``writer``:
+    who writes through it when not the CLI or the API (``mcp``), for `avfs watch`."""
     from ..core.store.identity import from_environ
     from ..core.vaults.home import Home
     from ..policy.pathsource import POLICY_PATHS
@@ -70,4 +73,5 @@ def open_home(path: str | None = None, *, settings: Settings | None = None) -> H
         identity=from_environ(),
         settings=settings,
         paths=POLICY_PATHS,
+        writer=writer,
     )

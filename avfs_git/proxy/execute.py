@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..policy import Policy
     from .standby import Standbys
 
-from . import admission, placement, recording, runner
+from . import admission, execspan, placement, recording, runner
 from .admission import run_of
 from .envelope import EXIT_AVFS_FAILED, Confinement, ExecRequest, ExecResult, Isolation, Request, State
 from .recording import write_audit
@@ -108,7 +108,10 @@ def execute(
         kept_ref=done.kept_ref,
         duration_ms=round((time.monotonic() - t0) * 1000, 3),
     )
-    if write_audit(vault, res, sync=after is None) and after is not None:
+    at = write_audit(vault, res, sync=after is None)
+    if at is not None and done.before is not None and done.plan is not None:
+        execspan.name_span(done.plan.ws, done.before.span, f"audit:{at}")
+    if at is not None and after is not None:
         after.append(functools.partial(audit.sync, vault.state_dir))
     return res
 
@@ -167,6 +170,9 @@ def _stages(
     if ran.error is not None:
         return
     done.recorded = recording.record(vault, fork, plan, before, placed, ran)
+    # the command's changes are all journaled now (before the mount is let go: its daemon
+    # journals what the kernel still holds)
+    execspan.close_span(plan.ws, before.span)
 
 
 def _state_after_error(plan: Plan) -> State | None:

@@ -16,6 +16,7 @@ from ..core.errors import (
     SandboxUnavailableError,
     UsageError,
 )
+from . import execspan
 from .envelope import PASSED_ENV, Checkpoint, Confinement, ExecRequest, Isolation, Mount, short
 from .materialize import materialize
 from .stages import Before, Placed, Plan
@@ -449,15 +450,21 @@ def before(
         dirty = ws.since.dirty()
     # what the quota counts outside the forks (cheap), when there is a bytes quota
     outside0 = vault.quota.outside_bytes() if vault.quota.limits()[0] is not None else None
+    start = ws.since.mark()  # the command's changes are those made since
+    # what is journaled from now on is the command's in `avfs watch` (closed when the call
+    # has recorded them; here too, for a call that ends early)
+    span = execspan.open_span(ws)
+    cleanup.append(functools.partial(execspan.close_span, ws, span))
     return Before(
         checkpoint=made,
         record=record,
         in_merge=in_merge,
         tip0=tip0,
         mark=mark,
-        start=ws.since.mark(),  # the command's changes are those made since
+        start=start,
         dirty_before=dirty,
         outside0=outside0,
+        span=span,
     )
 
 

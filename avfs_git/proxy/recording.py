@@ -345,12 +345,12 @@ def audit_record(res: ExecResult) -> dict[str, Any]:
     }
 
 
-def write_audit(vault: Vault, res: ExecResult, sync: bool = True) -> bool:
-    """Append the audit record of ``res`` (fsynced unless not ``sync``); False when it
-    could not be written (a warning on stderr: the envelope must still be printed)."""
+def write_audit(vault: Vault, res: ExecResult, sync: bool = True) -> int | None:
+    """Append the audit record of ``res`` (fsynced unless not ``sync``); its offset in the
+    log (the ``exec_id`` ``audit:OFFSET`` names it by), None when it could not be written
+    (a warning on stderr: the envelope must still be printed)."""
     try:
-        audit.append(vault.state_dir, audit_record(res), sync=sync)
+        return audit.append(vault.state_dir, audit_record(res), sync=sync)
     except Exception as exc:  # the envelope must still be printed
         print(f"avfs: warning: cannot write the audit log: {exc}", file=sys.stderr)
-        return False
-    return True
+        return None

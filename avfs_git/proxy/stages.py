@@ -85,6 +85,7 @@ class Before:
     start: Mark  # when the command's changes begin
     dirty_before: bool  # uncheckpointed changes before the command
     outside0: int | None  # what the quota counts outside the forks, when it counts bytes
+    span: int | None = None  # the command's span in the fork's change log (:mod:`.execspan`)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

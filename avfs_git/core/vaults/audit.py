@@ -25,10 +25,10 @@ def path(state_dir: str) -> str:
     return os.path.join(state_dir, FILE)
 
 
-def append(state_dir: str, record: dict[str, Any], *, sync: bool = True) -> None:
-    """Append ``record`` (one line). ``sync=False``: not fsynced yet (readers see it at
-    once): the caller calls :func:`sync` soon after (a mount's daemon, once it has answered
-    the client)."""
+def append(state_dir: str, record: dict[str, Any], *, sync: bool = True) -> int:
+    """Append ``record`` (one line); returns the offset its line starts at. ``sync=False``:
+    not fsynced yet (readers see it at once): the caller calls :func:`sync` soon after (a
+    mount's daemon, once it has answered the client)."""
     rec = {"time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
     rec.update(to_json(record))
     # ASCII escapes: an argument that is not UTF-8 (a surrogate escape) still makes a line
@@ -36,11 +36,13 @@ def append(state_dir: str, record: dict[str, Any], *, sync: bool = True) -> None
     line = (redact(json.dumps(rec, ensure_ascii=True, separators=(",", ":"))) + "\n").encode()
     fd = os.open(path(state_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, line)
+        os.write(fd, line)  # O_APPEND: the line lands whole at the end, where this fd is now
+        end = os.lseek(fd, 0, os.SEEK_CUR)
         if sync:
             os.fsync(fd)
     finally:
         os.close(fd)
+    return end - len(line)
 
 
 def sync(state_dir: str) -> None:

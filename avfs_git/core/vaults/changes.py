@@ -45,6 +45,9 @@ from ..store import refs
 from ..workspace.changelog import ChangeLog
 from ..workspace.changelog import exists as changelog_exists
 from ..workspace.changelog import overlay_last as _overlay_last
+from ..workspace.execspans import ExecSpan
+from ..workspace.execspans import spans as exec_spans
+from ..workspace.overlay import JOURNAL_FROM
 from . import audit
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
@@ -133,6 +136,20 @@ def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
     if not os.path.exists(path):
         return None
     return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+
+
+def _journal_from(state_dir: str) -> int:
+    """The newest overlay journal row no longer kept (core/workspace/overlay.py)."""
+    conn = _overlay_db(state_dir)
+    if conn is None:
+        return 0
+    try:
+        r = conn.execute("SELECT value FROM meta WHERE key = ?", (JOURNAL_FROM,)).fetchone()
+    except sqlite3.OperationalError:
+        return 0  # made, its schema not yet
+    finally:
+        conn.close()
+    return int(r[0]) if r else 0
 
 
 def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
@@ -377,9 +394,12 @@ class _Reader:
             raise _Resync(f"fork {fork}'s reflog was expired (gc) past the cursor")
         if have.useq + 1 < log.first_kept() and have.useq < u_last:
             raise _Resync(f"fork {fork}'s change log no longer holds what came after the cursor")
+        if (dropped := _journal_from(state)) > 0 and have.oseq < dropped:
+            raise _Resync(f"fork {fork}'s overlay journal no longer holds what came after the cursor")
         self._end.forks[fork] = ForkPos(ident, o_last, u_last, _size(reflog))
-        self._journal(fork, state, have.oseq, o_last)
-        self._upper(fork, log, have.useq)
+        spans = self._spans(state, have.oseq, have.useq)
+        self._journal(fork, state, have.oseq, o_last, spans)
+        self._upper(fork, log, have.useq, u_last, spans)
         self._reflog(fork, reflog, have.reflog)
 
     def _made_after_cursor(self, fork: str) -> bool:
@@ -402,22 +422,34 @@ class _Reader:
                 return "mount"
         return "api"
 
-    def _journal(self, fork: str, state: str, after: int, upto: int) -> None:
+    @staticmethod
+    def _spans(state: str, overlay_after: int, upper_after: int) -> list[ExecSpan]:
+        """The proxy execs' spans of the fork's journals after these positions."""
+        conn = _overlay_db(state)
+        if conn is None:
+            return []
+        try:
+            return exec_spans(conn, overlay_after, upper_after)
+        finally:
+            conn.close()
+
+    def _journal(self, fork: str, state: str, after: int, upto: int, spans: list[ExecSpan]) -> None:
         if upto <= after:
             return
         conn = _overlay_db(state)
         if conn is None:
             return
         try:
-            rows = conn.execute(
-                "SELECT seq, path, op, ts, pid FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                (after, upto, self.limit),
-            ).fetchall()
+            q = "SELECT seq, path, op, ts, pid, {} FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+            try:
+                rows = conn.execute(q.format("src"), (after, upto, self.limit)).fetchall()
+            except sqlite3.OperationalError:  # a database nobody opened since `src` came
+                rows = conn.execute(q.format("NULL"), (after, upto, self.limit)).fetchall()
         finally:
             conn.close()
         if len(rows) >= self.limit:
             self._cut(float(rows[-1][3]))
-        for seq, path, op, ts, pid in rows:
+        for seq, path, op, ts, pid, src in rows:
             op = str(op)
             old = None
             if "\t" in op:  # "rename\tOLD" / "copy\tOLD": the entry a move or copy made
@@ -431,13 +463,25 @@ class _Reader:
             if kind is None or not path:
                 self.items.append((float(ts), 2, {}, mark))
                 continue
-            source = "restore" if op == "checkout" else self._source_of(fork, state, pid, float(ts))
-            fields = {"kind": kind, "fork": fork, "path": path, "old_path": old, "source": source}
+            fields = {"kind": kind, "fork": fork, "path": path, "old_path": old}
+            if op == "checkout":
+                fields["source"] = "restore"
+            else:
+                fields["source"] = self._source_of(fork, state, pid, float(ts))
+                # inside an exec's span: what its command wrote through the mount, or the
+                # call itself (a copy's carry-back)
+                span = next((s for s in spans if s.holds_overlay(int(seq))), None)
+                if span is not None and (fields["source"] == "mount" or pid == span.pid):
+                    fields.update(source="exec", exec_id=span.exec_id)
+                elif src is not None and fields["source"] == "api":
+                    fields["source"] = str(src)  # a front end that said who it is (mcp)
             self.items.append((float(ts), 2, fields, mark))
         self._coalesce(fork, "o")
 
-    def _upper(self, fork: str, log: ChangeLog, after: int) -> None:
-        rows = log.since(after, self.limit)
+    def _upper(self, fork: str, log: ChangeLog, after: int, upto: int, spans: list[ExecSpan]) -> None:
+        # only up to ``upto``, the end this read's cursor names: a batch the daemon appends
+        # meanwhile is the next read's (read here, it came again after that cursor)
+        rows = [r for r in log.since(after, self.limit) if r[0] <= upto]
         if len(rows) >= self.limit:
             self._cut(rows[-1][1])
         for seq, ts, kind, path, old in rows:
@@ -445,6 +489,9 @@ class _Reader:
             if kind == "overflow":
                 raise _Resync(f"the kernel dropped events of fork {fork}'s mount (its queue overflowed)")
             fields = {"kind": kind, "fork": fork, "path": path, "old_path": old, "source": "mount"}
+            span = next((s for s in spans if s.holds_upper(seq)), None)
+            if span is not None:
+                fields.update(source="exec", exec_id=span.exec_id)
             self.items.append((ts, 2, fields, mark))
 
     def _reflog(self, fork: str, path: str, after: int) -> None:
@@ -499,7 +546,7 @@ class _Reader:
                 out.append(it)
                 continue
             i = last.get(fields["path"])
-            if i is not None and it[0] - out[i][0] < COALESCE_S:
+            if i is not None and it[0] - out[i][0] < COALESCE_S and out[i][2]["source"] == fields["source"]:
                 prev = out[i][2]["kind"]
                 if prev == fields["kind"] or (prev == "created" and fields["kind"] == "modified"):
                     out[i] = (out[i][0], out[i][1], out[i][2], mark)  # resumes after the later row

@@ -74,6 +74,7 @@ class Home:
         layers: str | None = None,
         settings: Settings | None = None,
         paths: GuardSource | None = None,
+        writer: str | None = None,
     ) -> None:
         """``mounts``: what reaches a live mount of a fork, given to every vault and
         workspace of this home (avfs's is ``avfs_git.mount.side.MOUNT_SIDE``: core never
@@ -83,12 +84,15 @@ class Home:
         ``layers.DEFAULT_MODE``. ``settings``: what the front end read from the environment
         (:meth:`.Settings.from_environ`); None: the defaults, nothing read. ``paths``:
         where forks' path rules come from (avfs's front ends pass
-        ``avfs_git.policy.pathsource.POLICY_PATHS``); None: no path rules."""
+        ``avfs_git.policy.pathsource.POLICY_PATHS``); None: no path rules. ``writer``: who
+        writes through this home's workspaces when not the CLI or the API (``mcp``: the MCP
+        server), kept with each change they journal (`avfs watch`'s ``source``)."""
         self.path = os.path.abspath(path)
         self.mounts = mounts
         # where forks' path rules come from (avfs's front ends give the policy's
         # POLICY_PATHS; core never imports the policy package); None: no path rules
         self._paths = paths
+        self.writer = writer
         self._layers = layers
         # what the front end read from the environment (lock wait, caches, the git token);
         # none given: avfs's defaults (this module never reads the environment itself)

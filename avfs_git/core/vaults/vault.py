@@ -56,6 +56,7 @@ class VaultHome(Protocol):
     path: str
     settings: Settings  # what the front end read from the environment
     layers_attempts: layers.Attempts  # a failed mount of its layers file system, not tried again
+    writer: str | None  # who writes through it when not the API (``mcp``), for `avfs watch`
 
     @property
     def layers_mode(self) -> str: ...
@@ -315,6 +316,7 @@ class Vault(VaultQuota, Generic[H_co]):
             ws = self._ws.get(fork)
             if ws is None:
                 ws = Workspace(self, fork, self._new_state_dir(fork))
+                ws.overlay.writer = self.home.writer if self.home is not None else None
                 self._ws[fork] = ws
                 return ws
         ws.sync_base()

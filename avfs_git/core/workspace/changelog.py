@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable
 
 from ..store.threads import ThreadSlots
+from . import execspans
 from .sqlite import close_conn, open_db
 
 FILE = "changes.db"
@@ -188,10 +189,25 @@ def overlay_last(state_dir: str) -> int:
 
 def claim_new_fork(state_dir: str, fork: str) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
-    snapshot of its source's, whose journals it carries)."""
+    snapshot of its source's, whose journals it carries; an exec running on the source
+    when it was taken is not this fork's)."""
     if os.path.exists(os.path.join(state_dir, "overlay.db")) or exists(state_dir):
         with ChangeLog(state_dir) as log:
-            log.claim(fork, overlay_last(state_dir))
+            _ident, oseq, useq = log.claim(fork, overlay_last(state_dir))
+        _close_spans(state_dir, oseq, useq)
+
+
+def _close_spans(state_dir: str, overlay_seq: int, upper_seq: int) -> None:
+    path = os.path.join(state_dir, "overlay.db")
+    if not os.path.exists(path):
+        return
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        execspans.close_open(conn, overlay_seq, upper_seq)
+    except sqlite3.OperationalError:
+        pass  # a database from before spans were kept: none is open
+    finally:
+        conn.close()
 
 
 def exists(state_dir: str) -> bool:

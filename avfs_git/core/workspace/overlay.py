@@ -29,6 +29,14 @@ from .overlaydb import ENTRY_COLS, entry_of_row
 from .overlayentry import EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .overlayupper import MERGED, UpperEntries
 
+# The journal keeps about this many rows: past it, the oldest go in steps of TRIM_STEP,
+# looked at every TRIM_STEP rows (a write never waits for more than one step's delete).
+# What read further back than is kept is "everything" (the root, ""), or for `avfs watch`
+# ``resync_required``; JOURNAL_FROM (meta) is the newest row dropped.
+MAX_JOURNAL = 1_000_000
+TRIM_STEP = 16_384
+JOURNAL_FROM = "journal_from"
+
 
 class Overlay(UpperEntries):
     """SQLite-backed overlay store of one workspace; one connection per thread."""
@@ -253,6 +261,16 @@ class Overlay(UpperEntries):
         r = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
         return int(r[0])
 
+    def journal_from(self) -> int:
+        """The newest journal row no longer kept (0: all are); a position before it cannot
+        say what changed since."""
+        got = self.get_meta(JOURNAL_FROM)
+        return int(got) if got else 0
+
+    def _before_kept(self, seq: int) -> bool:
+        dropped = self.journal_from()
+        return dropped > 0 and seq < dropped
+
     def changes_by_others(self, seq: int) -> tuple[int, list[str]]:
         """Like :meth:`changes_since`, leaving out this process' own changes (a mount uses
         it to invalidate the kernel's caches for what the CLI and others changed)."""
@@ -260,6 +278,8 @@ class Overlay(UpperEntries):
             "SELECT seq, path, pid FROM journal WHERE seq > ? ORDER BY seq", (seq,)
         ).fetchall()
         last = int(rows[-1][0]) if rows else seq
+        if self._before_kept(seq):
+            return last, [""]
         me = os.getpid()
         seen: dict[str, None] = {}
         for _, p, pid in rows:
@@ -268,9 +288,12 @@ class Overlay(UpperEntries):
         return last, list(seen)
 
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
-        """Paths changed after journal position ``seq``, and the newest position."""
+        """Paths changed after journal position ``seq``, and the newest position (``[""]``,
+        the root: anything may have, when ``seq`` is older than the journal keeps)."""
         rows = self.db.execute("SELECT seq, path FROM journal WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
         last = int(rows[-1][0]) if rows else seq
+        if self._before_kept(seq):
+            return last, [""]
         seen: dict[str, None] = {}
         for _, p in rows:
             seen.setdefault(str(p), None)
@@ -279,11 +302,25 @@ class Overlay(UpperEntries):
     # -- writes (call inside txn()) -----------------------------------------------------
     def _journal(self, db: sqlite3.Connection, path: str, op: str) -> int:
         cur = db.execute(
-            "INSERT INTO journal(path, op, ts, pid) VALUES(?, ?, ?, ?)", (path, op, time.time(), os.getpid())
+            "INSERT INTO journal(path, op, ts, pid, src) VALUES(?, ?, ?, ?, ?)",
+            (path, op, time.time(), os.getpid(), self.writer),
         )
         seq = int(cur.lastrowid or 0)
         self._local.ns()["journaled"] = seq
+        if seq % TRIM_STEP == 0:
+            self._trim_journal(db, seq)
         return seq
+
+    @staticmethod
+    def _trim_journal(db: sqlite3.Connection, seq: int) -> None:
+        """Drop the oldest step of rows when more than :data:`MAX_JOURNAL` are kept."""
+        r = db.execute("SELECT value FROM meta WHERE key = ?", (JOURNAL_FROM,)).fetchone()
+        dropped = int(r[0]) if r else 0
+        if seq - dropped <= MAX_JOURNAL:
+            return
+        upto = min(dropped + TRIM_STEP, seq - MAX_JOURNAL)
+        db.execute("DELETE FROM journal WHERE seq <= ?", (upto,))
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (JOURNAL_FROM, str(upto)))
 
     def put(self, db: sqlite3.Connection, e: Entry, op: str, *, old: Entry | bool | None = True) -> Entry:
         """Insert or replace the entry at ``e.path``; returns it with its new ``seq``.

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import AvfsError, CorruptStateError, from_oserror
 from ..store.threads import ThreadSlots
+from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
 from .sqlite import close_conn, open_db
 
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS journal(
     path TEXT NOT NULL,
     op TEXT NOT NULL,
     ts REAL NOT NULL,
-    pid INTEGER
+    pid INTEGER,
+    src TEXT
 );
 """
 # The bytes of materialized files, kept by triggers (quota checks ran SUM(size) over every
@@ -96,9 +98,11 @@ COMMIT;
 _UPPER_OIDS = (
     "CREATE TABLE IF NOT EXISTS upper_oids(path TEXT PRIMARY KEY, sig TEXT NOT NULL, oid TEXT NOT NULL);"
 )
-_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS
-_VERSION = 7
+_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS + execspans.SCHEMA
+_VERSION = 9
 _MIGRATIONS = {
+    9: execspans.SCHEMA,
+    8: "ALTER TABLE journal ADD COLUMN src TEXT",
     7: _UPPER_OIDS,
     2: "ALTER TABLE journal ADD COLUMN pid INTEGER",
     3: _TOTALS,
@@ -139,6 +143,9 @@ class OverlayDB:
         # each time; a dict answers in a microsecond where the query costs ~20
         self._oid_memo: dict[str, tuple[str, str]] = {}
         self.db_path = os.path.join(state_dir, "overlay.db")
+        # who writes through this handle, kept with each journal row when not the API
+        # itself (``mcp``: the MCP server's tools), for `avfs watch`'s ``source``
+        self.writer: str | None = None
         self._local = ThreadSlots(on_drop=close_conn)
         self._write_lock = threading.Lock()
         # called with the overlay's (bytes, files) after each committed transaction (the
@@ -162,7 +169,11 @@ class OverlayDB:
         ns = self._local.ns()
         conn: sqlite3.Connection | None = ns.get("conn")
         if conn is None:
-            template = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "overlay-template.db")
+            # named by the schema's version: a template of an older one would be migrated
+            # again in every database copied from it
+            template = os.path.join(
+                os.path.dirname(os.path.dirname(self.dir)), f"overlay-template-v{_VERSION}.db"
+            )
             # opening writes the WAL index SQLite maps (a page the kernel's full quota
             # cannot reserve is a SIGBUS): with room, as a transaction is
             with self._room():

@@ -1,0 +1,98 @@
+"""Which of a fork's journaled changes a ``proxy exec`` command made: each call's span of
+the fork's two journals (the overlay journal, ``overlay.db``; the upper layer's change log,
+``changes.db``: core/workspace/changelog.py), kept in the ``execs`` table of the fork's
+``overlay.db``, for ``avfs watch``'s ``source: exec``.
+
+A call opens its span (:func:`began`) when its command is about to run and closes it
+(:func:`ended`) once it has recorded what the command changed, both under the fork's exec
+lock and each after the mount's daemon journaled what the kernel had queued (proxy/execspan.py):
+what the mount journaled inside the span is the command's. It is decided by what was
+written when, so a watch reading live and one replaying later say the same. A write by
+another process in the same mount while the command runs falls inside the span too (the
+kernel does not say who wrote; docs/watch.md). The call's audit record names its span
+once written (:func:`named`). A span left open (a call killed) is closed where the next
+call's opens: that call holds the lock now.
+
+``overlay.db`` is a WAL database written with ``synchronous=NORMAL``: a span costs no
+fsync (the change log's rollback journal would cost two per call).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS execs(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pid INTEGER NOT NULL,
+    oseq_from INTEGER NOT NULL,
+    useq_from INTEGER NOT NULL,
+    oseq_to INTEGER,
+    useq_to INTEGER,
+    exec_id TEXT
+);
+"""
+
+_OSEQ = "(SELECT COALESCE(MAX(seq), 0) FROM journal)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExecSpan:
+    """One call's span: the overlay journal's rows and the upper log's events after
+    ``*_from`` up to ``*_to`` (None: still running) are its command's; ``pid``: the process
+    that ran the call (its own writes, a copy's carry-back, are the command's too);
+    ``exec_id``: the call's audit record, once written."""
+
+    pid: int
+    oseq_from: int
+    useq_from: int
+    oseq_to: int | None
+    useq_to: int | None
+    exec_id: str | None
+
+    def holds_overlay(self, seq: int) -> bool:
+        return self.oseq_from < seq and (self.oseq_to is None or seq <= self.oseq_to)
+
+    def holds_upper(self, seq: int) -> bool:
+        return self.useq_from < seq and (self.useq_to is None or seq <= self.useq_to)
+
+
+def began(db: sqlite3.Connection, upper_seq: int, pid: int) -> int:
+    """Open a span from now (the overlay journal's newest row, the upper log's
+    ``upper_seq``), closing one left open there; its row. Call inside a write transaction."""
+    db.execute(f"UPDATE execs SET oseq_to = {_OSEQ}, useq_to = ? WHERE oseq_to IS NULL", (upper_seq,))
+    cur = db.execute(f"INSERT INTO execs(pid, oseq_from, useq_from) VALUES(?, {_OSEQ}, ?)", (pid, upper_seq))
+    return int(cur.lastrowid or 0)
+
+
+def ended(db: sqlite3.Connection, row: int, upper_seq: int) -> None:
+    """Close span ``row`` now (a closed one stays as it was). Inside a write transaction."""
+    db.execute(
+        f"UPDATE execs SET oseq_to = {_OSEQ}, useq_to = ? WHERE id = ? AND oseq_to IS NULL",
+        (upper_seq, row),
+    )
+
+
+def named(db: sqlite3.Connection, row: int, exec_id: str) -> None:
+    db.execute("UPDATE execs SET exec_id = ? WHERE id = ?", (exec_id, row))
+
+
+def close_open(db: sqlite3.Connection, overlay_seq: int, upper_seq: int) -> None:
+    """Close any open span at these positions (a fork made by snapshotting another's state
+    while a call ran there: that call is not this fork's)."""
+    db.execute("UPDATE execs SET oseq_to = ?, useq_to = ? WHERE oseq_to IS NULL", (overlay_seq, upper_seq))
+
+
+def spans(db: sqlite3.Connection, overlay_after: int, upper_after: int) -> list[ExecSpan]:
+    """The spans that may hold a row after those positions, oldest first ([]: a database
+    from before spans were kept)."""
+    try:
+        rows = db.execute(
+            "SELECT pid, oseq_from, useq_from, oseq_to, useq_to, exec_id FROM execs"
+            " WHERE oseq_to IS NULL OR oseq_to > ? OR useq_to > ? ORDER BY id",
+            (overlay_after, upper_after),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [ExecSpan(*r) for r in rows]

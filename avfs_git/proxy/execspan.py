@@ -1,0 +1,89 @@
+"""Which of a fork's journaled changes a ``proxy exec`` command made: the call's span of the
+fork's journals, kept in its ``overlay.db`` (core/workspace/execspans.py), so that
+``avfs watch`` labels them ``source: exec`` with the call's ``exec_id``.
+
+A span opens when the command is about to run and closes once the call has recorded what
+it changed, both under the fork's exec lock, each after the mount's daemon has journaled
+what the kernel had queued (in this process when it is the daemon, else over the
+daemon's socket): so a write made before the command is not inside, and one the command
+made is. The call's audit record names the span once it is written. Keeping the span is
+best effort: a journal that cannot be written (a full quota) leaves the command's
+changes labelled as the mount's, and the command runs all the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("avfs.proxy")
+
+
+def _drain(ws: Any) -> None:
+    """Have the overlay mount's daemon journal what the kernel has queued (its change log
+    then holds every change made until now). Nothing to do without an upper layer."""
+    overlay = ws.overlay
+    if not overlay.upper_active():
+        return
+    journal = overlay.upper_journal()
+    if journal is not None:  # this process is the mount's daemon
+        journal.changed_since(None)
+        return
+    git_dir = ws.mount_git_dir()
+    if git_dir is not None:
+        from ..core.workspace import upperwatch
+
+        upperwatch.journal(overlay.upper_dir, git_dir, None)
+
+
+def _upper_seq(ws: Any) -> int:
+    """The upper layer's change log's newest position (0: there is none yet)."""
+    from ..core.workspace.changelog import ChangeLog, exists
+
+    if not exists(ws.overlay.dir):
+        return 0
+    with ChangeLog(ws.overlay.dir) as changes:
+        return changes.last_seq()
+
+
+def open_span(ws: Any) -> int | None:
+    """Open the span of the command about to run in ``ws``'s fork; its row (None: not kept)."""
+    from ..core.workspace import execspans
+
+    try:
+        _drain(ws)
+        useq = _upper_seq(ws)
+        with ws.overlay.txn() as db:
+            return execspans.began(db, useq, os.getpid())
+    except Exception:
+        log.warning("cannot note the command's span in the fork's journal", exc_info=True)
+        return None
+
+
+def close_span(ws: Any, row: int | None) -> None:
+    """Close span ``row``: everything the call changed is journaled now."""
+    if row is None:
+        return
+    from ..core.workspace import execspans
+
+    try:
+        _drain(ws)
+        useq = _upper_seq(ws)
+        with ws.overlay.txn() as db:
+            execspans.ended(db, row, useq)
+    except Exception:
+        log.warning("cannot close the command's span in the fork's journal", exc_info=True)
+
+
+def name_span(ws: Any, row: int | None, exec_id: str) -> None:
+    """Name span ``row`` by the call's audit record (``audit:OFFSET``)."""
+    if row is None:
+        return
+    from ..core.workspace import execspans
+
+    try:
+        with ws.overlay.txn() as db:
+            execspans.named(db, row, exec_id)
+    except Exception:
+        log.warning("cannot name the command's span in the fork's journal", exc_info=True)
