@@ -5,10 +5,14 @@ of tests/test_lazy.py, serving a real history; objects counted in the vault befo
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+import pytest
+
+from avfs_git.core.errors import BlobNotLocalError
+from avfs_git.core.operations import hydrate as hydrate_mod
+from avfs_git.core.settings import Settings
 from avfs_git.core.vaults.home import Home
 
 from .conftest import git
@@ -16,6 +20,7 @@ from .test_json_schemas import check
 from .test_lazy import Server, blob_at, missing, objects
 from .test_lazy import lazy as lazy
 from .test_lazy import server as server
+from .test_remotes import http_git as http_git
 
 
 def tree_blobs(repo: Path, rev: str, under: str = "") -> dict[str, int]:
@@ -99,4 +104,118 @@ def test_stats_of_a_bad_path_is_a_clear_error_and_a_whole_vault_has_no_lazy_part
     assert r.code == 0 and check(r)["lazy"] is None
 
 
-__all__ = ["blob_at", "json", "missing", "os"]
+def listing(vault_path: str) -> set[str]:
+    """Every file under the vault's objects/ (what a fetch may write)."""
+    out = set()
+    for root, _dirs, files in os.walk(os.path.join(vault_path, "objects")):
+        out |= {os.path.join(root, f) for f in files}
+    return out
+
+
+def test_hydrate_fetches_the_promised_files_under_paths_in_batches(lazy, server: Server, cli, monkeypatch):
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    under = tree_blobs(src, "main", "avfs_git/core")
+    read = v.workspace("main").read("avfs_git/core/types.py")
+    before, promised = objects(v.path), missing(v.path)
+    monkeypatch.setattr(hydrate_mod, "BATCH_BLOBS", 10)
+    r = cli("--json", "--home", lazy.path, "--vault", "p:main", "vault", "hydrate", "avfs_git/core")
+    assert r.code == 0, r.err
+    doc = check(r)
+    n = len(under) - 1
+    assert (doc["blobs"], doc["already_local"], doc["fetched_blobs"]) == (len(under), 1, n)
+    assert doc["fetched_bytes"] == sum(under.values()) - len(read) and doc["disk_bytes"] > 0
+    assert doc["batches"] == -(-n // 10) and doc["paths"] == ["avfs_git/core"] and doc["lazy"]
+    assert doc["local"]["blobs_promised"] == 0 and doc["local"]["blobs_local"] == len(under)
+    assert objects(v.path) == before + n and missing(v.path) == promised - n
+    # progress on stderr, a line per batch (stderr is no terminal here)
+    assert r.err.count("hydrate: ") == doc["batches"] and f"hydrate: {n}/{n} blobs" in r.err
+    # what was hydrated reads with the server gone; what was not is still promised
+    server.stop()
+    w = lazy.vault("p").workspace("main")
+    assert w.read("avfs_git/core/store/promisor.py") == blob_at(
+        src, "main", "avfs_git/core/store/promisor.py"
+    )
+    r = cli("--home", lazy.path, "--vault", "p", "cat", "avfs_git/cli/output.py")
+    assert (r.code == 5 and "blob_not_local" in r.err) or "not local" in r.err
+    # again: nothing left to fetch, so no server is needed
+    r = cli("--json", "--home", lazy.path, "--vault", "p", "vault", "hydrate", "avfs_git/core")
+    doc = check(r)
+    assert (doc["fetched_blobs"], doc["batches"], doc["already_local"]) == (0, 0, len(under))
+    r = cli("--home", lazy.path, "--vault", "p", "vault", "hydrate", "avfs_git/core")
+    assert r.code == 0 and "fetched 0 blobs" in r.out
+
+
+def test_hydrate_offline_is_blob_not_local_and_writes_nothing(lazy, server: Server, cli):
+    v = lazy.vault("p")
+    server.stop()
+    before, files = objects(v.path), listing(v.path)
+    r = cli("--json", "--home", lazy.path, "--vault", "p", "vault", "hydrate")
+    doc = check(r)
+    assert r.code == 5 and doc["error"]["code"] == "blob_not_local", doc
+    err = doc["error"]
+    assert err["details"]["remote"] == "origin" and err["details"]["fetched_blobs"] == 0
+    assert err["details"]["to_fetch"] == len(tree_blobs(server.base / "proj.git", "main"))
+    assert "origin" in err["message"] and "hydrate stopped after 0 of" in err["message"]
+    assert objects(v.path) == before and listing(v.path) == files
+
+
+def test_hydrate_stopped_midway_keeps_the_whole_batches_before_and_says_how_far(
+    lazy, server: Server, monkeypatch
+):
+    v = lazy.vault("p")
+    monkeypatch.setattr(hydrate_mod, "BATCH_BLOBS", 5)
+    before = objects(v.path)
+    seen: list[int] = []
+
+    def progress(done: int, total: int, size: int) -> None:
+        seen.append(done)
+        server.stop()  # the server goes after the first batch
+
+    with pytest.raises(BlobNotLocalError) as exc:
+        hydrate_mod.hydrate(v, "main", ["avfs_git/core"], progress=progress)
+    assert seen == [5]
+    assert exc.value.details["fetched_blobs"] == 5 and exc.value.details["fetched_bytes"] > 0
+    assert objects(v.path) == before + 5
+    git("--git-dir", v.path, "fsck", "--connectivity-only")
+
+
+def test_hydrate_of_a_bad_path_fetches_nothing(lazy, server: Server, cli):
+    v = lazy.vault("p")
+    before, files = objects(v.path), listing(v.path)
+    for args, code in (
+        (["no/such"], "path_not_found"),
+        (["avfs_git/core", "/abs"], "invalid_path"),
+    ):
+        doc = check(cli("--json", "--home", lazy.path, "--vault", "p", "vault", "hydrate", *args))
+        assert doc["error"]["code"] == code, doc
+    doc = check(cli("--json", "--home", lazy.path, "--vault", "p:nofork", "vault", "hydrate"))
+    assert doc["error"]["code"] == "fork_not_found"
+    assert objects(v.path) == before and listing(v.path) == files
+
+
+def test_hydrate_over_http_uses_the_token_and_never_writes_it(
+    home, server: Server, http_git, cli, monkeypatch
+):
+    url, served, password = http_git
+    git("--git-dir", str(served), "fetch", "-q", str(server.base / "proj.git"), "+refs/heads/*:refs/heads/*")
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        git("--git-dir", str(served), "config", key, "true")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    home.settings = Settings.from_environ(None, home.path)
+    v = home.clone_vault(url, "n", lazy=True)
+    under = tree_blobs(served, "main", "avfs_git/cli")
+    r = cli("--json", "--home", home.path, "--vault", "n", "vault", "hydrate", "avfs_git/cli")
+    doc = check(r)
+    assert doc["fetched_blobs"] == len(under) and doc["local"]["blobs_promised"] == 0, doc
+    # over HTTP the sizes were not known before: they are now, from the fetched blobs
+    assert doc["fetched_bytes"] == sum(under.values())
+    monkeypatch.delenv("AVFS_GIT_TOKEN")
+    r = cli("--json", "--home", home.path, "--vault", "n", "vault", "hydrate", "avfs_git/mcp")
+    assert check(r)["error"]["code"] == "blob_not_local"  # no token: the server refuses
+    assert password not in r.out
+    for root, _dirs, names in os.walk(v.path):
+        for f in names:
+            with open(os.path.join(root, f), "rb") as fh:
+                assert password.encode() not in fh.read(), f
