@@ -5,7 +5,13 @@ of tests/test_lazy.py, serving a real history; objects counted in the vault befo
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -219,3 +225,83 @@ def test_hydrate_over_http_uses_the_token_and_never_writes_it(
         for f in names:
             with open(os.path.join(root, f), "rb") as fh:
                 assert password.encode() not in fh.read(), f
+
+
+@contextlib.contextmanager
+def silent_server(port: int) -> Iterator[None]:
+    """A listener on 127.0.0.1:``port`` that accepts connections and says nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        sock.close()
+
+
+def set_config(path: str, **values: object) -> None:
+    cfg = json.loads(Path(path).read_text()) if os.path.exists(path) else {}
+    cfg.update(values)
+    Path(path).write_text(json.dumps(cfg))
+
+
+def test_the_vault_sets_the_fetch_timeout_else_the_home(lazy, server: Server, cli):
+    v = lazy.vault("p")
+    server.stop()
+    with silent_server(server.port):
+        set_config(v.config_path, fetch_timeout_s=1.5)
+        start = time.monotonic()
+        r = cli("--json", "--home", lazy.path, "--vault", "p", "cat", "avfs_git/cli/output.py")
+        took = time.monotonic() - start
+        err = check(r)["error"]
+        assert err["code"] == "blob_not_local" and "timed out after 1.5 s" in err["message"], err
+        assert took < 30  # not the 60 s default
+        # the home's setting, where the vault has none; read at each fetch (no reopening)
+        set_config(v.config_path, other=1)
+        Path(v.config_path).write_text(
+            json.dumps({k: w for k, w in v.fresh_config().items() if k != "fetch_timeout_s"})
+        )
+        set_config(os.path.join(lazy.path, "config.json"), fetch_timeout_s=1.25)
+        with pytest.raises(BlobNotLocalError) as exc:
+            v.workspace("main").read("avfs_git/cli/output.py")
+        assert "timed out after 1.25 s" in exc.value.message
+        # hydrate goes by the same setting
+        r = cli("--json", "--home", lazy.path, "--vault", "p", "vault", "hydrate", "avfs_git/mcp")
+        assert "timed out after 1.25 s" in check(r)["error"]["message"]
+
+
+def test_a_bad_fetch_timeout_is_a_clear_error_and_fetches_nothing(lazy, server: Server, cli):
+    v = lazy.vault("p")
+    before, files = objects(v.path), listing(v.path)
+    for bad in ("10", 0, -1, True, float("inf")):
+        set_config(v.config_path, fetch_timeout_s=bad)
+        r = cli("--json", "--home", lazy.path, "--vault", "p", "cat", "avfs_git/cli/output.py")
+        err = check(r)["error"]
+        assert (
+            err["code"] == "usage" and "fetch_timeout_s" in err["message"] and v.config_path in err["message"]
+        ), err
+    r = cli("--json", "--home", lazy.path, "--vault", "p", "vault", "hydrate")
+    assert check(r)["error"]["code"] == "usage"
+    assert objects(v.path) == before and listing(v.path) == files
+    set_config(v.config_path, fetch_timeout_s=30)
+    assert v.workspace("main").read("avfs_git/cli/output.py") == blob_at(
+        server.base / "proj.git", "main", "avfs_git/cli/output.py"
+    )
