@@ -16,12 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core.errors import BlobNotLocalError
+from avfs_git.core.errors import BlobNotLocalError, UsageError
 from avfs_git.core.operations import hydrate as hydrate_mod
 from avfs_git.core.settings import Settings
+from avfs_git.core.store import prefetch
+from avfs_git.core.store.prefetch import (
+    Budget,
+    Demand,
+    Filler,
+    object_store_bytes,
+    rank,
+    read_status,
+    status_file,
+)
 from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
 
-from .conftest import git
+from .conftest import IN_CI, git
+from .test_fuse import require_fuse
 from .test_json_schemas import check
 from .test_lazy import Server, blob_at, missing, objects
 from .test_lazy import lazy as lazy
@@ -305,3 +317,280 @@ def test_a_bad_fetch_timeout_is_a_clear_error_and_fetches_nothing(lazy, server: 
     assert v.workspace("main").read("avfs_git/cli/output.py") == blob_at(
         server.base / "proj.git", "main", "avfs_git/cli/output.py"
     )
+
+
+# -- the background prefetch ---------------------------------------------------------------
+
+
+@pytest.fixture
+def rich(home: Home, server: Server, tmp_path: Path) -> Home:
+    """The served history with binaries and a large file on top, cloned lazily as ``p``."""
+    work = tmp_path / "extra"
+    git("clone", "-q", str(server.base / "proj.git"), str(work))
+    (work / "assets").mkdir()
+    (work / "assets" / "big.bin").write_bytes(os.urandom(2 << 20))
+    (work / "assets" / "logo.png").write_bytes(os.urandom(3000))
+    (work / "assets" / "notes.unknown").write_bytes(b"n" * 5000)
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "assets")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    return home
+
+
+def promised_of(v, rev: str = "main") -> set[str]:
+    """The blobs of ``rev``'s tree the vault does not hold."""
+    blobs, _ = hydrate_mod.tree_blobs(v, "main", v.store.commit_tree(v.store.rev_parse(rev)), [], "test")
+    return {o for o in blobs if not v.store.is_local(o)}
+
+
+def run_filler(v, budget: Budget, demand: Demand | None = None, **kw) -> tuple[Filler, list[list[str]]]:
+    batches: list[list[str]] = []
+    demand = demand or Demand()
+    tree = v.store.commit_tree(v.store.rev_parse("main"))
+    f = Filler(v.store, lambda: tree, budget, demand, on_batch=batches.append, **kw)
+    f.start()
+    assert f.thread is not None
+    f.thread.join(300)
+    assert not f.thread.is_alive()
+    return f, batches
+
+
+def test_the_filler_fetches_neighbours_of_reads_then_sources_then_the_rest_and_large_files_last(rich, server):
+    v = rich.vault("p")
+    src = server.base / "proj.git"
+    sizes = tree_blobs(src, "main")
+    paths = {}
+    for line in git("--git-dir", str(src), "ls-tree", "-r", "main").splitlines():
+        meta, path = line.split("\t", 1)
+        paths.setdefault(meta.split()[2], path)
+    demand = Demand()
+    v.store.promisor.demand = demand  # as a mount's daemon sets it
+    v.workspace("main").read("avfs_git/cli/output.py")  # a read: its directory goes first
+    assert demand.dirs() == ["avfs_git/cli"]
+    promised = promised_of(v)
+    before = objects(v.path)
+    f, batches = run_filler(v, Budget(1e12, 1 << 50), demand, batch_blobs=7)
+    assert f.state == "done" and f.error is None, f.status()
+    order = [o for b in batches for o in b]
+    assert len(order) == len(set(order)) and set(order) == promised  # each once, all of them
+    assert objects(v.path) == before + len(promised) and not promised_of(v)
+    assert max(len(b) for b in batches) <= 7
+    neighbours = {o for o in promised if tree_blobs(src, "main", "avfs_git/cli").get(o) is not None}
+    assert neighbours and set(order[: len(neighbours)]) == neighbours
+    ranks = [rank(paths[o], sizes[o]) for o in order[len(neighbours) :]]
+    assert ranks == sorted(ranks), ranks  # sources, then the rest, then large or binary files
+    assert ranks[0] == 1 and ranks[-1] == 3
+    assert paths[order[-1]] == "assets/big.bin"
+    assert {paths[o] for o in order if rank(paths[o], sizes[o]) == 3} == {"assets/big.bin", "assets/logo.png"}
+
+
+def test_the_filler_keeps_to_its_bandwidth(lazy, server):
+    v = lazy.vault("p")
+    total = sum(tree_blobs(server.base / "proj.git", "main").values())
+    bandwidth = total / 3.0  # the whole tree in about three seconds at the budget
+    start = time.monotonic()
+    f, batches = run_filler(v, Budget(bandwidth, 1 << 50))
+    took = time.monotonic() - start
+    assert f.state == "done" and f.fetched_bytes == total
+    assert len(batches) > 1  # a batch is about two seconds of the budget
+    assert took >= 0.95 * total / bandwidth, (took, total / bandwidth)
+
+
+def test_the_filler_stops_at_its_disk_budget_and_waits_out_a_dead_server(lazy, server, monkeypatch):
+    v = lazy.vault("p")
+    start = object_store_bytes(v.path)
+    f, batches = run_filler(v, Budget(1e12, start + 1), batch_blobs=5)
+    assert f.state == "disk_budget" and len(batches) == 1 and f.remaining > 0
+    assert object_store_bytes(v.path) > start
+    # a read goes on past the budget
+    left = promised_of(v)
+    v.workspace("main").read("avfs_git/cli/output.py")
+    assert len(promised_of(v)) == len(left) - 1
+    # the server gone: the filler waits and tries again; back, it goes on
+    monkeypatch.setattr(prefetch, "RETRY_S", 0.3)
+    server.stop()
+    tree = v.store.commit_tree(v.store.rev_parse("main"))
+    f = Filler(v.store, lambda: tree, Budget(1e12, 1 << 50), Demand())
+    f.start()
+    deadline = time.monotonic() + 60
+    while f.state != "offline" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f.state == "offline" and "origin" in (f.error or "")
+    server.start()
+    assert f.thread is not None
+    f.thread.join(120)
+    assert f.state == "done" and not promised_of(v)
+
+
+BACKENDS = pytest.mark.parametrize("backend", ["overlay", "fuse"])
+
+
+@contextlib.contextmanager
+def mounted(home: Home, v, mp: Path, backend: str) -> Iterator[Path]:
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    mp.mkdir(exist_ok=True)
+    mounts.mount(home, v, "main", str(mp), backend=backend)
+    try:
+        yield mp
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+PREFETCH_KEYS = (
+    "state",
+    "fetched_blobs",
+    "fetched_bytes",
+    "remaining_blobs",
+    "bandwidth",
+    "disk_bytes",
+    "error",
+)
+
+
+def wait_state(v, *states: str, timeout: float = 180.0) -> dict:
+    """The mount's prefetch status once its state is one of ``states``."""
+    path = status_file(v.path, "main")
+    deadline = time.monotonic() + timeout
+    got = read_status(path)
+    while (got is None or got["state"] not in states) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        got = read_status(path)
+    assert got is not None and got["state"] in states, got
+    return got
+
+
+@BACKENDS
+def test_a_mounted_lazy_fork_prefetches_everything_within_generous_budgets(
+    lazy, server, tmp_path, cli, backend
+):
+    v = lazy.vault("p")
+    set_config(v.config_path, prefetch=True, prefetch_bandwidth=1e9)
+    promised = promised_of(v)
+    before = objects(v.path)
+    with mounted(lazy, v, tmp_path / "mnt", backend) as mp:
+        got = wait_state(v, "done")
+        assert got["fetched_blobs"] == len(promised) and got["remaining_blobs"] == 0
+        assert objects(v.path) == before + len(promised) and not promised_of(v)
+        # stats: the mount's prefetch, and nothing promised left
+        doc = stats_doc(cli, lazy)
+        assert doc["lazy"]["prefetch"] == [{"key": "main", **{k: got[k] for k in PREFETCH_KEYS}}]
+        assert doc["lazy"]["forks"][0]["local"]["blobs_promised"] == 0
+        server.stop()  # everything reads offline now
+        rel = "avfs_git/mcp/server.py"
+        assert (mp / rel).read_bytes() == blob_at(server.base / "proj.git", "main", rel)
+    assert read_status(status_file(v.path, "main"))["state"] == "done"
+
+
+@BACKENDS
+def test_prefetch_stops_at_the_disk_budget_and_reads_go_on(lazy, server, tmp_path, backend):
+    v = lazy.vault("p")
+    start = object_store_bytes(v.path)
+    set_config(v.config_path, prefetch=True, prefetch_bandwidth=20000, prefetch_disk_bytes=start + 1)
+    promised = promised_of(v)
+    with mounted(lazy, v, tmp_path / "mnt", backend) as mp:
+        got = wait_state(v, "disk_budget")
+        assert 0 < got["fetched_blobs"] < len(promised) and got["remaining_blobs"] > 0
+        assert got["disk_bytes"] == start + 1
+        left = promised_of(v)
+        assert len(left) == len(promised) - got["fetched_blobs"]
+        # reads go on past the budget: each fetches its file
+        rel = sorted(p for p in git("--git-dir", v.path, "ls-tree", "-r", "--name-only", "main").splitlines())
+        unread = next(
+            p
+            for p in rel
+            if v.store.tree_lookup(v.store.commit_tree(v.store.rev_parse("main")), p)[0] in left
+        )
+        assert (mp / unread).read_bytes() == blob_at(server.base / "proj.git", "main", unread)
+        assert len(promised_of(v)) == len(left) - 1
+        assert read_status(status_file(v.path, "main"))["state"] == "disk_budget"
+
+
+def test_a_bad_prefetch_setting_refuses_the_mount_and_changes_nothing(lazy, server, tmp_path):
+    require_fuse()
+    v = lazy.vault("p")
+    before, files = objects(v.path), listing(v.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    for key, bad in (("prefetch", "yes"), ("prefetch_bandwidth", 10), ("prefetch_disk_bytes", -5)):
+        set_config(v.config_path, **{"prefetch": True, key: bad})
+        with pytest.raises(UsageError) as exc:
+            mounts.mount(lazy, v, "main", str(mp), backend="fuse")
+        assert key in exc.value.message and v.config_path in exc.value.message
+        Path(v.config_path).write_text("{}")
+    assert mounts.list_mounts(lazy) == [] and os.listdir(mp) == []
+    assert objects(v.path) == before and listing(v.path) == files
+
+
+class HoldProxy:
+    """A TCP proxy on 127.0.0.1 to ``port``: forwards every connection, except that when
+    :attr:`hold_next` is set the next one is accepted and held, unanswered (a fetch stuck in
+    flight)."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.hold_next = threading.Event()
+        self.held = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                c = self.sock.accept()[0]
+            except OSError:
+                continue
+            self.conns.append(c)
+            if self.hold_next.is_set():
+                self.hold_next.clear()
+                self.held.set()
+                continue
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self.conns.append(up)
+            for a, b in ((c, up), (up, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@BACKENDS
+def test_a_read_never_waits_behind_a_prefetch_in_flight(home, server, tmp_path, backend):
+    proxy = HoldProxy(server.port)
+    try:
+        v = home.clone_vault(f"git://127.0.0.1:{proxy.port}/proj.git", "p", lazy=True)
+        # a read waiting behind the held fetch would wait this long: it must not
+        set_config(v.config_path, prefetch=True, fetch_timeout_s=120)
+        proxy.hold_next.set()  # the first fetch after mounting (the prefetch's) hangs
+        with mounted(home, v, tmp_path / "mnt", backend) as mp:
+            assert proxy.held.wait(60)
+            assert wait_state(v, "fetching")["fetched_blobs"] == 0
+            rel = "avfs_git/core/store/promisor.py"
+            assert (mp / rel).read_bytes() == blob_at(server.base / "proj.git", "main", rel)
+            # read while the prefetch's fetch is still held: it did not wait for it
+            got = read_status(status_file(v.path, "main"))
+            assert got is not None and got["state"] == "fetching" and got["fetched_blobs"] == 0
+    finally:
+        proxy.close()

@@ -84,6 +84,16 @@ def stats_cmd(app: App, paths: tuple[str, ...], operations: int) -> None:
                     human_size(c.bytes_promised),
                     unknown,
                 )
+            for pf in lz.prefetch:
+                p(
+                    "  prefetch in mount {}: {}, {} blobs fetched ({}), {} to go{}",
+                    pf.key,
+                    pf.state,
+                    pf.fetched_blobs,
+                    human_size(pf.fetched_bytes),
+                    pf.remaining_blobs,
+                    f" ({pf.error})" if pf.error else "",
+                )
         for m in res.mounts:
             state = "alive" if m.alive else "dead"
             app.output.say("  mount {} at {} (pid {}, " + state + ")", m.key, m.mountpoint, m.pid)

@@ -19,12 +19,12 @@ it got.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BlobNotLocalError, PathNotFoundError
 from ..store import names, refs
+from ..store.prefetch import object_store_bytes
 from ..types import MODE_COMMIT, MODE_TREE, to_json
 from ..workspace.pathguard import refusal
 
@@ -168,27 +168,6 @@ def forks_locality(vault: Vault, forks: list[str], paths: list[str]) -> list[For
             done[tree] = locality(vault.store, blobs, files)
         out.append(ForkLocality(f, commit, done[tree]))
     return out
-
-
-def object_store_bytes(git_dir: str) -> int:
-    """Bytes of the vault's object files (packs, their indexes, loose objects)."""
-    total = 0
-    top = os.path.join(git_dir, "objects")
-    stack = [top]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for de in it:
-                    try:
-                        if de.is_dir(follow_symlinks=False):
-                            stack.append(de.path)
-                        else:
-                            total += de.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
 
 
 def hydrate(vault: Vault, fork: str, paths: list[str], *, progress: Progress | None = None) -> HydrateResult:

@@ -22,9 +22,18 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
 from .redact import redact
+
+
+class FetchWatcher(Protocol):
+    """Told of each fetch of a :class:`Promisor` (a mount's prefetch, prefetch.Demand)."""
+
+    def begin(self, path: str | None) -> None: ...
+    def end(self) -> None: ...
+
 
 FETCH_TIMEOUT_S = 60.0  # one fetch of missing blobs, start to end, unless the vault sets it (docs/lazy.md)
 FILTER = "blob:none"
@@ -66,6 +75,8 @@ class Promisor:
         self.timeout_s: float | None = None  # set: this, whatever the vault's setting says
         # the vault's setting, read at each fetch (core/vaults/lazyconfig.py): set by the vault
         self.timeout_of: Callable[[], float] | None = None
+        # a mount's prefetch is told of this handle's fetches, which go first (prefetch.py)
+        self.demand: FetchWatcher | None = None
         self._remote: tuple[str, str] | None = None
         self._read = False  # whether _remote was read from the config
         self._lock = threading.Lock()  # one fetch at a time per vault handle
@@ -165,10 +176,17 @@ class Promisor:
             )
         name, url = found
         self.timeout()  # a bad setting fails as itself (a UsageError), before git runs
-        with self._lock:
-            for i in range(0, len(wanted), BATCH):
-                self._fetch_batch(name, url, wanted[i : i + BATCH], path)
-            self.fetched += len(wanted)
+        demand = self.demand
+        if demand is not None:
+            demand.begin(path)
+        try:
+            with self._lock:
+                for i in range(0, len(wanted), BATCH):
+                    self._fetch_batch(name, url, wanted[i : i + BATCH], path)
+                self.fetched += len(wanted)
+        finally:
+            if demand is not None:
+                demand.end()
 
     def _fetch_batch(self, name: str, url: str, batch: list[str], path: str | None) -> None:
         from .transport import transport

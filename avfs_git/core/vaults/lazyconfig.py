@@ -16,10 +16,21 @@ import os
 from typing import Any
 
 from ..errors import UsageError
+from ..store.prefetch import Budget
 from ..store.promisor import FETCH_TIMEOUT_S
 
 FETCH_TIMEOUT_KEY = "fetch_timeout_s"
 MAX_FETCH_TIMEOUT_S = 24 * 3600.0
+
+# the background prefetch of a mounted lazy fork (docs/lazy.md): off unless asked for (the
+# point of a lazy vault is to fetch what is read; a fleet of mounts prefetching by default
+# would multiply what every server sends), modest when on
+PREFETCH_KEY = "prefetch"
+BANDWIDTH_KEY = "prefetch_bandwidth"  # bytes of blob contents per second
+DISK_KEY = "prefetch_disk_bytes"  # the vault's object store: the filler stops at this size
+DEFAULT_BANDWIDTH = float(1 << 20)  # 1 MiB/s per mount
+DEFAULT_DISK_BYTES = 1 << 30  # 1 GiB
+MIN_BANDWIDTH = 1024.0  # below this a batch of one small file takes minutes
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -71,3 +82,37 @@ class FetchTimeout:
         if found is None:
             return FETCH_TIMEOUT_S
         return number(found[0], found[1], 0.0, MAX_FETCH_TIMEOUT_S, "seconds", low_open=True)
+
+
+def _config_files(vault_path: str, home_path: str | None) -> tuple[str, str | None]:
+    return (
+        os.path.join(vault_path, "avfs", "config.json"),
+        os.path.join(home_path, "config.json") if home_path is not None else None,
+    )
+
+
+def prefetch_budget(vault_path: str, home_path: str | None) -> Budget | None:
+    """The budget of a mounted lazy fork's background prefetch (core/store/prefetch.py), or
+    None when it is off: ``prefetch`` (true/false, default false), ``prefetch_bandwidth``
+    (bytes per second, default 1 MiB), ``prefetch_disk_bytes`` (default 1 GiB), each the
+    vault's, else the home's.
+
+    Raises:
+        UsageError: a value that is not one (the file and the key named).
+    """
+    vault_cfg, home_cfg = _config_files(vault_path, home_path)
+    found = lookup(vault_cfg, home_cfg, PREFETCH_KEY)
+    on = False
+    if found is not None:
+        if not isinstance(found[0], bool):
+            raise UsageError(f"{found[1]}: {found[0]!r} is not true or false", hint='e.g. "prefetch": true')
+        on = found[0]
+    found = lookup(vault_cfg, home_cfg, BANDWIDTH_KEY)
+    bandwidth = DEFAULT_BANDWIDTH
+    if found is not None:
+        bandwidth = number(found[0], found[1], MIN_BANDWIDTH, math.inf, "bytes per second")
+    found = lookup(vault_cfg, home_cfg, DISK_KEY)
+    disk = DEFAULT_DISK_BYTES
+    if found is not None:
+        disk = int(number(found[0], found[1], 0, float(1 << 62), "bytes"))
+    return Budget(bandwidth, disk) if on else None

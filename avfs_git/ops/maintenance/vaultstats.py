@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.operations.hydrate import ForkLocality, forks_locality
 from ...core.store import names, refs
 from ...core.store.gitstore import rfc3339
+from ...core.store.prefetch import read_status, status_file
 from ...core.store.redact import redact
 from ...core.types import Operation, to_json
 from .common import git, last_change, overlay_usage, registered_mounts
@@ -83,6 +84,22 @@ class LazyStats:
     url: str  # without credentials
     paths: list[str]  # what the counts are limited to ([]: each fork's whole tree)
     forks: list[ForkLocality]
+    prefetch: list[PrefetchStats]  # of the live mounts that run one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrefetchStats:
+    """The background prefetch of one live mount (core/store/prefetch.py), as its daemon
+    last wrote it."""
+
+    key: str  # the mount's
+    state: str  # fetching, waiting, offline, disk_budget, done, stopped, error
+    fetched_blobs: int
+    fetched_bytes: int
+    remaining_blobs: int
+    bandwidth: float
+    disk_bytes: int
+    error: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,6 +125,30 @@ class StatsResult:
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
+
+
+def _prefetches(vault: Vault, mounts: list[Any]) -> list[PrefetchStats]:
+    out = []
+    for m in mounts:
+        got = read_status(status_file(vault.path, m.key)) if m.alive else None
+        if got is None or got.get("pid") != m.pid:
+            continue  # no prefetch in this mount (or an earlier daemon's)
+        try:
+            out.append(
+                PrefetchStats(
+                    m.key,
+                    str(got["state"]),
+                    int(got["fetched_blobs"]),
+                    int(got["fetched_bytes"]),
+                    int(got["remaining_blobs"]),
+                    float(got["bandwidth"]),
+                    int(got["disk_bytes"]),
+                    None if got.get("error") is None else redact(str(got["error"])),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
 
 
 def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None) -> StatsResult:
@@ -151,7 +192,13 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
     promisor = vault.store.promisor.remote()
     if promisor is not None:
         asked = [names.norm_path(p) for p in paths or ()]
-        lazy = LazyStats(promisor[0], redact(promisor[1]), asked, forks_locality(vault, forks, asked))
+        lazy = LazyStats(
+            promisor[0],
+            redact(promisor[1]),
+            asked,
+            forks_locality(vault, forks, asked),
+            _prefetches(vault, mounts),
+        )
     return StatsResult(
         vault=vault.name,
         path=vault.path,
