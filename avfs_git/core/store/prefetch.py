@@ -330,8 +330,10 @@ class Filler:
         self.thread = threading.Thread(target=self._run, name="avfs-prefetch", daemon=True)
         self.thread.start()
 
-    def close(self, join_s: float = 5.0) -> None:
-        """End the filler (a fetch in flight is left to finish or time out on its own)."""
+    def close(self, join_s: float = 1.0) -> None:
+        """End the filler: no batch starts after this. A fetch in flight is not waited for
+        past ``join_s`` (the unmount does not wait on the network): its git process
+        finishes, or times out, on its own, and what it wrote is whole or nothing."""
         self.stop.set()
         if self.thread is not None:
             self.thread.join(join_s)
