@@ -594,3 +594,24 @@ def test_a_read_never_waits_behind_a_prefetch_in_flight(home, server, tmp_path, 
             assert got is not None and got["state"] == "fetching" and got["fetched_blobs"] == 0
     finally:
         proxy.close()
+
+
+def test_the_filler_reaches_an_http_server_with_the_token_and_never_writes_it(
+    home, server, http_git, monkeypatch
+):
+    url, served, password = http_git
+    git("--git-dir", str(served), "fetch", "-q", str(server.base / "proj.git"), "+refs/heads/*:refs/heads/*")
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        git("--git-dir", str(served), "config", key, "true")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    home.settings = Settings.from_environ(None, home.path)
+    v = home.clone_vault(url, "p", lazy=True)
+    promised = promised_of(v)
+    assert promised
+    f, _batches = run_filler(v, Budget(1e12, 1 << 50))
+    assert f.state == "done" and f.fetched_blobs == len(promised) and not promised_of(v), f.status()
+    for root, _dirs, names in os.walk(v.path):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as fh:
+                assert password.encode() not in fh.read(), name
