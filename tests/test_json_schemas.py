@@ -681,6 +681,16 @@ def _proxy_approval(s: Session) -> None:
 KIND_CASES["proxy_approval"] = _proxy_approval
 
 
+def _hydrate(s: Session) -> None:
+    """A whole vault: nothing to fetch (tests/test_lazy_hydrate.py checks lazy ones against
+    a real server)."""
+    doc = s("vault", "hydrate", kind="hydrate")
+    assert doc["lazy"] is False and doc["fetched_blobs"] == 0
+
+
+KIND_CASES["hydrate"] = _hydrate
+
+
 @pytest.mark.parametrize("kind", SCHEMA_KINDS)
 def test_kind(kind: str, s: Session) -> None:
     """A real document of every kind that has a schema validates against it."""

@@ -11,6 +11,7 @@ from .output import human_size
 
 
 @click.command("stats")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option(
     "-n",
     "operations",
@@ -20,10 +21,12 @@ from .output import human_size
     help="How many recent operations to show.",
 )
 @pass_app
-def stats_cmd(app: App, operations: int) -> None:
-    """What the vault holds: forks, checkpoints, objects, overlays, mounts, recent operations."""
+def stats_cmd(app: App, paths: tuple[str, ...], operations: int) -> None:
+    """What the vault holds: forks, checkpoints, objects, overlays, mounts, recent operations;
+    of a lazy vault, what of each fork is local and what is only promised (PATHs: under these
+    files or directories only)."""
     vault, _fork = app.target()
-    res = mnt.stats(vault, operations=operations)
+    res = mnt.stats(vault, operations=operations, paths=list(paths))
 
     def human() -> None:
         p = app.output.say
@@ -60,6 +63,37 @@ def stats_cmd(app: App, operations: int) -> None:
                 human_size(f.overlay_bytes),
                 f.last_change or "-",
             )
+        if res.lazy is not None:
+            lz = res.lazy
+            p(
+                "  lazy: blobs from {} ({}){}",
+                lz.remote,
+                lz.url,
+                " under " + ", ".join(lz.paths) if lz.paths else "",
+            )
+            for fl in lz.forks:
+                c = fl.local
+                unknown = f" + {c.promised_size_unknown} of unknown size" if c.promised_size_unknown else ""
+                p(
+                    "  fork {}: {} of {} blobs local ({}), {} promised ({}{})",
+                    fl.name,
+                    c.blobs_local,
+                    c.blobs,
+                    human_size(c.bytes_local),
+                    c.blobs_promised,
+                    human_size(c.bytes_promised),
+                    unknown,
+                )
+            for pf in lz.prefetch:
+                p(
+                    "  prefetch in mount {}: {}, {} blobs fetched ({}), {} to go{}",
+                    pf.key,
+                    pf.state,
+                    pf.fetched_blobs,
+                    human_size(pf.fetched_bytes),
+                    pf.remaining_blobs,
+                    f" ({pf.error})" if pf.error else "",
+                )
         for m in res.mounts:
             state = "alive" if m.alive else "dead"
             app.output.say("  mount {} at {} (pid {}, " + state + ")", m.key, m.mountpoint, m.pid)

@@ -97,6 +97,46 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
     )
 
 
+@vault.command("hydrate")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@pass_app
+def hydrate_cmd(app: App, paths: tuple[str, ...]) -> None:
+    """Fetch a lazy fork's files ahead of time, so later reads need no server: the files
+    under PATHs (files or directories; none: the whole tree), in batches, through the
+    promisor remote's credentials and timeout (docs/lazy.md). Progress goes to stderr."""
+    import sys
+
+    from ..core.operations.hydrate import hydrate
+
+    vault, fork = app.target()
+    out = app.output
+    with out.progress(f"hydrating {vault.name}:{fork}") as bar:
+        tty = sys.stderr.isatty()
+
+        def progress(done: int, total: int, size: int) -> None:
+            bar(done, total, "")
+            if not tty:
+                out.plain("hydrate: {}/{} blobs, {}", done, total, human_size(size), err=True)
+
+        res = hydrate(vault, fork, list(paths), progress=progress)
+
+    def human() -> None:
+        if not res.lazy:
+            out.say("vault {} is not lazy: every file is local", res.vault)
+            return
+        out.say(
+            "fetched {} blobs ({}, {} on disk) in {} batches; {} of {} blobs were local already",
+            res.fetched_blobs,
+            human_size(res.fetched_bytes),
+            human_size(res.disk_bytes),
+            res.batches,
+            res.already_local,
+            res.blobs,
+        )
+
+    out.result("hydrate", res.to_json(), human)
+
+
 @vault.command("list")
 @pass_app
 def list_cmd(app: App) -> None:

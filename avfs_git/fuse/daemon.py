@@ -122,6 +122,7 @@ class Mount:
         self.wake_fd: int | None = None
         self.ops: Any = None
         self.idle: Any = None  # a mount kept warm: its idle timer (started when announced)
+        self.filler: Any = None  # a lazy fork's background prefetch (ops/prefetching.py)
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -374,9 +375,11 @@ class Mount:
         """The mount serves: its registry record says so, the exec server starts, the
         caller waiting on ``--ready-fd`` gets ``R``."""
         from ..core.vaults import registry
+        from ..ops import prefetching
 
         self.record["state"] = "mounted"
         registry.write_record(self.reg, self.record)
+        self.filler = prefetching.start(self.vault, lambda: self.served.base, self.key)
         if self.record.get("kept_warm"):
             self.start_idle()
         if self.server is not None:
@@ -465,6 +468,8 @@ class Mount:
         from ..ops.mounts import detach
 
         self.closing.set()
+        if self.filler is not None:
+            self.filler.close()
         if self.idle is not None:
             self.idle.close()
         self.warm.close()

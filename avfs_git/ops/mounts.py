@@ -336,6 +336,10 @@ def mount(
     # the fork's path rules, read now: a policy file that does not parse is one clear error
     # here (PolicyError), never a mount that serves without them (the daemon reads them again)
     vault.path_guard(fork)
+    # a lazy vault's prefetch settings, read now for the same reason (docs/lazy.md, "Settings")
+    from ..core.vaults.lazyconfig import prefetch_budget
+
+    prefetch_budget(vault.path, home.path)
     commit: str | None = None
     if revision is not None:
         from ..core.operations.history import resolve

@@ -8,7 +8,8 @@ so a blob the vault does not hold is fetched here, through git, and then read as
 object: one ``git fetch`` of the wanted ids (``fetch.negotiationAlgorithm=noop``, the ids on
 stdin, as git's own lazy fetch does it), reached as every remote is
 (:func:`.transport.transport`: the user's ssh settings and credential helpers, avfs's token
-through the environment, never written into the vault), within :data:`FETCH_TIMEOUT_S`.
+through the environment, never written into the vault), within :meth:`Promisor.timeout`
+(the vault's ``fetch_timeout_s``, default :data:`FETCH_TIMEOUT_S`).
 
 A blob that cannot be fetched (the server is gone, it timed out, it no longer has it) is a
 :class:`~.errors.BlobNotLocalError` naming the remote, the blob and the path where the
@@ -20,12 +21,21 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
 from .redact import redact
 
-FETCH_TIMEOUT_S = 60.0  # one fetch of missing blobs, start to end (docs/lazy.md)
+
+class FetchWatcher(Protocol):
+    """Told of each fetch of a :class:`Promisor` (a mount's prefetch, prefetch.Demand)."""
+
+    def begin(self, path: str | None) -> None: ...
+    def end(self) -> None: ...
+
+
+FETCH_TIMEOUT_S = 60.0  # one fetch of missing blobs, start to end, unless the vault sets it (docs/lazy.md)
 FILTER = "blob:none"
 BATCH = 50_000  # ids per git process (a whole tree's blobs go in a few)
 
@@ -54,21 +64,32 @@ def unconfigure(git_dir: str, remote: str) -> None:
 class Promisor:
     """The promisor remote of one vault, and the fetch of what it promised.
 
-    ``token`` (the settings' ``AVFS_GIT_TOKEN``) and ``timeout_s`` are set by whoever opens
-    the vault with settings (the home); a vault opened without them reaches the server
-    with the user's own credential helpers only.
+    ``token`` (the settings' ``AVFS_GIT_TOKEN``) and ``timeout_of`` (the vault's setting)
+    are set by whoever opens the vault (the home; the vault); a vault opened without a home
+    reaches the server with the user's own credential helpers only.
     """
 
     def __init__(self, git_dir: str) -> None:
         self.git_dir = git_dir
         self.token: str | None = None
-        self.timeout_s = FETCH_TIMEOUT_S
+        self.timeout_s: float | None = None  # set: this, whatever the vault's setting says
+        # the vault's setting, read at each fetch (core/vaults/lazyconfig.py): set by the vault
+        self.timeout_of: Callable[[], float] | None = None
+        # a mount's prefetch is told of this handle's fetches, which go first (prefetch.py)
+        self.demand: FetchWatcher | None = None
         self._remote: tuple[str, str] | None = None
         self._read = False  # whether _remote was read from the config
         self._lock = threading.Lock()  # one fetch at a time per vault handle
         self.fetched = 0  # blobs this handle fetched (stats, tests)
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
+
+    def timeout(self) -> float:
+        """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
+        else :data:`FETCH_TIMEOUT_S`."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return self.timeout_of() if self.timeout_of is not None else FETCH_TIMEOUT_S
 
     # -- the size cache: what a blob not yet fetched measures ------------------------------
     def size(self, oid: str) -> int | None:
@@ -88,7 +109,7 @@ class Promisor:
         found = self.remote()
         if found is None:
             return False
-        got = remote_sizes(found[1], unknown, self.timeout_s)
+        got = remote_sizes(found[1], unknown, self.timeout())
         if got is None:
             return False
         assert self._sizes is not None
@@ -154,10 +175,18 @@ class Promisor:
                 details={"oid": wanted[0], "path": path, "remote": None, "count": len(wanted)},
             )
         name, url = found
-        with self._lock:
-            for i in range(0, len(wanted), BATCH):
-                self._fetch_batch(name, url, wanted[i : i + BATCH], path)
-            self.fetched += len(wanted)
+        self.timeout()  # a bad setting fails as itself (a UsageError), before git runs
+        demand = self.demand
+        if demand is not None:
+            demand.begin(path)
+        try:
+            with self._lock:
+                for i in range(0, len(wanted), BATCH):
+                    self._fetch_batch(name, url, wanted[i : i + BATCH], path)
+                self.fetched += len(wanted)
+        finally:
+            if demand is not None:
+                demand.end()
 
     def _fetch_batch(self, name: str, url: str, batch: list[str], path: str | None) -> None:
         from .transport import transport
@@ -175,7 +204,7 @@ class Promisor:
                 "--stdin",
                 config=("fetch.negotiationAlgorithm=noop",),
                 input="".join(o + "\n" for o in batch),
-                timeout=self.timeout_s,
+                timeout=self.timeout(),
                 token=self.token,
             )
         except AvfsError as exc:

@@ -44,6 +44,7 @@ from ..workspace.upper import drop_gitfile
 from ..workspace.workspace import MountSide, Workspace
 from ..workspace.wscommit import keep_recovery, ws_state
 from . import layers, registry
+from .lazyconfig import FetchTimeout
 from .oplog import OpLog
 from .quota import QuotaTracker
 from .vaultquota import VaultQuota
@@ -99,6 +100,10 @@ class Vault(VaultQuota, Generic[H_co]):
         self.store = GitStore(path)
         if home is not None:  # a lazy vault's fetches reach the server as push and fetch do
             self.store.promisor.token = home.settings.git_token
+        # ... within the vault's (or the home's) fetch_timeout_s, read at each fetch
+        self.store.promisor.timeout_of = FetchTimeout(
+            os.path.join(path, "avfs", "config.json"), home.path if home is not None else None
+        )
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)
         # who commits are by (see :mod:`.identity`): an explicit author, else the identity

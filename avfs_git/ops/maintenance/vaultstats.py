@@ -1,13 +1,17 @@
 """``avfs stats``: what a vault holds and uses (forks, checkpoints, objects, overlay sizes,
-mounts, recent operations). It changes nothing."""
+mounts, recent operations) and, of a lazy vault, what of each fork is local and what is
+only promised (core/operations/hydrate.py). It changes nothing and fetches nothing."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ...core.store import refs
+from ...core.operations.hydrate import ForkLocality, forks_locality
+from ...core.store import names, refs
 from ...core.store.gitstore import rfc3339
+from ...core.store.prefetch import read_status, status_file
+from ...core.store.redact import redact
 from ...core.types import Operation, to_json
 from .common import git, last_change, overlay_usage, registered_mounts
 
@@ -73,6 +77,32 @@ class MountStats:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LazyStats:
+    """A lazy vault's promisor remote and, per fork, what of its tree is local."""
+
+    remote: str
+    url: str  # without credentials
+    paths: list[str]  # what the counts are limited to ([]: each fork's whole tree)
+    forks: list[ForkLocality]
+    prefetch: list[PrefetchStats]  # of the live mounts that run one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrefetchStats:
+    """The background prefetch of one live mount (core/store/prefetch.py), as its daemon
+    last wrote it."""
+
+    key: str  # the mount's
+    state: str  # fetching, waiting, offline, disk_budget, done, stopped, error
+    fetched_blobs: int
+    fetched_bytes: int
+    remaining_blobs: int
+    bandwidth: float
+    disk_bytes: int
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StatsResult:
     vault: str
     path: str
@@ -91,13 +121,45 @@ class StatsResult:
     overlay_bytes: int
     mounts: list[MountStats]
     operations: list[Operation]  # newest first
+    lazy: LazyStats | None  # None: a whole vault
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
 
 
-def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
-    """What a vault holds and uses. Reads only."""
+def _prefetches(vault: Vault, mounts: list[Any]) -> list[PrefetchStats]:
+    out = []
+    for m in mounts:
+        got = read_status(status_file(vault.path, m.key)) if m.alive else None
+        if got is None or got.get("pid") != m.pid:
+            continue  # no prefetch in this mount (or an earlier daemon's)
+        try:
+            out.append(
+                PrefetchStats(
+                    m.key,
+                    str(got["state"]),
+                    int(got["fetched_blobs"]),
+                    int(got["fetched_bytes"]),
+                    int(got["remaining_blobs"]),
+                    float(got["bandwidth"]),
+                    int(got["disk_bytes"]),
+                    None if got.get("error") is None else redact(str(got["error"])),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None) -> StatsResult:
+    """What a vault holds and uses. Reads only; fetches nothing.
+
+    ``paths`` (files or directories) limit a lazy vault's counts of local and promised
+    blobs (every fork must have them).
+
+    Raises:
+        PathNotFoundError, InvalidPathError, PathProtectedError: one of ``paths``.
+    """
     forks = vault.fork_names()
     cps = refs.list_refs_file(vault.path, refs.CHECKPOINTS)
     recovery = refs.list_refs_file(vault.path, refs.RECOVERY)
@@ -126,6 +188,17 @@ def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
         out = git(vault.path, "rev-list", "--count", "--branches", check=False).stdout.strip()
         commits = int(out) if out.isdigit() else 0
     counts = count_objects(vault.path)
+    lazy = None
+    promisor = vault.store.promisor.remote()
+    if promisor is not None:
+        asked = [names.norm_path(p) for p in paths or ()]
+        lazy = LazyStats(
+            promisor[0],
+            redact(promisor[1]),
+            asked,
+            forks_locality(vault, forks, asked),
+            _prefetches(vault, mounts),
+        )
     return StatsResult(
         vault=vault.name,
         path=vault.path,
@@ -144,4 +217,5 @@ def stats(vault: Vault, *, operations: int = 10) -> StatsResult:
         overlay_bytes=total_overlay,
         mounts=[MountStats(m.fork, m.key, m.mountpoint, m.pid, m.state, m.alive) for m in mounts],
         operations=vault.oplog.recent(operations) if operations > 0 else [],
+        lazy=lazy,
     )
