@@ -363,3 +363,68 @@ def test_proxy_exec_materialized_copies_no_hidden_file_and_writes_back_no_protec
     assert tree["src/new.py"] == b"ok\n"
     left = {p["path"] for p in doc["error"]["details"]["paths"]} if doc.get("error") else set()
     assert left == {"migrations/0001.sql", ".env"}, doc.get("error")
+
+
+def test_a_merge_continued_keeps_what_it_brought_to_protected_paths(vault: Vault) -> None:
+    """A merge with a conflict written, resolved by the agent and continued: the merge
+    commit holds the person's changes to read-only and hidden paths that merged cleanly (a
+    checkpoint leaves out only the fork's own changes to them). A conflict on a read-only
+    path cannot be resolved by hand: `--continue` refuses, naming the rule, and `--abort`
+    leaves the fork as it was."""
+    import subprocess
+
+    ws = vault.workspace("main")
+    for p, data in {"src/a.py": b"a\n", "migrations/0001.sql": b"t\n", ".env": b"T=1\n"}.items():
+        ws.write(p, data)
+    checkpoint.save(vault, "main", message="base")
+    vault.fork("main", "agent")
+    agent = vault.workspace("agent")
+    agent.write("src/a.py", b"agent\n")
+    checkpoint.save(vault, "agent", message="agent")
+    ws.write("src/a.py", b"person\n")
+    ws.write("migrations/0001.sql", b"person's\n")
+    ws.write(".env", b"T=2\n")
+    checkpoint.save(vault, "main", message="person")
+    protect(vault)
+    res = merge.merge(vault, "main", "agent", write_conflicts=True)
+    assert res.status == "conflicts_written" and [c.path for c in res.conflicts] == ["src/a.py"]
+    agent = vault.workspace("agent")
+    assert agent.not_recorded() == []  # what the merge brought is not the fork's own change
+    agent.write("src/a.py", b"resolved\n")
+    done = merge.merge_continue(vault, "agent")
+    assert done.status == "merged"
+
+    def show(path: str) -> bytes:
+        return subprocess.run(
+            ["git", "--git-dir", vault.path, "show", f"agent:{path}"], capture_output=True, check=True
+        ).stdout
+
+    assert (show("src/a.py"), show("migrations/0001.sql"), show(".env")) == (
+        b"resolved\n",
+        b"person's\n",
+        b"T=2\n",
+    )
+    assert vault.workspace("agent").status() == []
+
+    # a conflict on the read-only path itself
+    vault.fork("main", "agent2")
+    Path(vault.path, "avfs", "policy.toml").unlink()
+    a2 = vault.workspace("agent2")
+    a2.write("migrations/0001.sql", b"agent2's\n")
+    checkpoint.save(vault, "agent2", message="before the rule")
+    ws.write("migrations/0001.sql", b"person's again\n")
+    checkpoint.save(vault, "main", message="person again")
+    protect(vault)
+    before = state(vault, "agent2")
+    res = merge.merge(vault, "main", "agent2", write_conflicts=True)
+    assert [c.path for c in res.conflicts] == ["migrations/0001.sql"]
+    with pytest.raises(PathReadOnlyError):
+        vault.workspace("agent2").write("migrations/0001.sql", b"resolved\n")
+    with pytest.raises(AvfsError) as err:
+        merge.merge_continue(vault, "agent2")
+    assert err.value.code == "conflict" and "read_only" in (err.value.hint or "")
+    merge.merge_abort(vault, "agent2")
+    assert state(vault, "agent2") == before
+    # as the hint says: a merge that takes one side is a merge from outside
+    assert merge.merge(vault, "main", "agent2", favor="theirs").status == "merged"
+    assert tree_of(vault, "agent2")["migrations/0001.sql"] == b"person's again\n"

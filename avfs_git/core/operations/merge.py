@@ -485,10 +485,18 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         raise UsageError(f"no merge into {target} is in progress")
     left = unresolved(ws, st)
     if left:
+        hint = "edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue"
+        held = [(p, h) for p in left if (h := ws.guard.match(p, is_dir=False)) is not None]
+        if held:  # the fork cannot write them: resolved only by a merge from outside
+            p, h = held[0]
+            hint = (
+                f"{p} is {h.kind} in this fork ({h.describe()}) and cannot be resolved by hand:"
+                " `avfs merge --abort`, then merge again with --ours or --theirs"
+            )
         raise ConflictError(
             f"{len(left)} path(s) still hold conflict markers or both versions",
-            hint="edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue",
-            details={"paths": left},
+            hint=hint,
+            details={"paths": left, "protected": [p for p, _ in held]},
         )
     with vault.lock(target):
         ours, theirs = st["ours"], st["theirs"]

@@ -13,12 +13,14 @@ committed. Merges and restores move the fork's ref: nothing here sees them.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ..errors import PathAppendOnlyError, PathHiddenError, PathProtectedError, PathReadOnlyError
 from ..store.gitstore import GitStore
-from ..types import MODE_TREE, NodeKind
+from ..types import MERGE_STATE_FILE, MODE_TREE, NodeKind
 from .overlayentry import DELETED, OBJECT, Entry
 from .wsview import View
 
@@ -192,11 +194,29 @@ class Capturing(Protocol):
 
     store: GitStore
     view: View
+    state_dir: str
 
     @property
     def guard(self) -> PathGuard: ...
     @property
+    def base(self) -> str: ...
+    @property
     def base_tree(self) -> str: ...
+
+
+def _from_outside(ws: Capturing) -> str:
+    """The tree the fork's own changes are measured from: the base's, or while a merge with
+    written conflicts is open, the tree that merge showed (what it brought in came from
+    outside the fork: a person's update of a read-only path merges, see docs/policy.md)."""
+    try:
+        with open(os.path.join(ws.state_dir, MERGE_STATE_FILE), encoding="utf-8") as fh:
+            state = json.load(fh)
+    except (OSError, ValueError):
+        return ws.base_tree
+    view = state.get("view_tree") if isinstance(state, dict) else None
+    if isinstance(view, str) and state.get("ours") == ws.base:
+        return view
+    return ws.base_tree
 
 
 def _below(store: GitStore, tree: str | None, prefix: str) -> Iterator[tuple[str, str, int]]:
@@ -217,12 +237,14 @@ def protected_entries(ws: Capturing, entries: list[Entry]) -> dict[str, Held]:
     guard = ws.guard
     if guard.empty or not entries:
         return {}
-    store, base = ws.store, ws.base_tree
+    store, base = ws.store, _from_outside(ws)
     out: dict[str, Held] = {}
     for e in entries:
         is_tree = e.kind == OBJECT and e.mode == MODE_TREE
+        old = (base, MODE_TREE) if not e.path else store.tree_lookup(base, e.path)
+        if e.kind == OBJECT and old == (e.oid, e.mode):
+            continue  # as the base (or the open merge) shows it: not the fork's change
         held = guard.match(e.path, is_dir=is_tree)
-        old = store.tree_lookup(base, e.path)
         if held is not None and not (held.kind == "append_only" and _appended(ws, e, old)):
             out[e.path] = held
             continue

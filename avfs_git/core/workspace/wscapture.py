@@ -35,6 +35,7 @@ class Fork(Protocol):
     view: View
     changes: Changes
     captured_ignored: Ignored  # what the last capture left out
+    state_dir: str
 
     @property
     def ref(self) -> str: ...
