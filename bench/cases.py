@@ -26,6 +26,7 @@ from .env import AUTHOR, flush_disk, git, log, rmtree, run
 from .fusecases import FUSE_BENCHMARKS
 from .gccases import GC_BENCHMARKS
 from .mergecases import MERGE_BENCHMARKS
+from .pathrulecases import PATH_RULE_BENCHMARKS
 from .proxycases import PROXY_BENCHMARKS
 from .remotecases import REMOTE_BENCHMARKS
 from .searchcases import SEARCH_BENCHMARKS
@@ -619,4 +620,6 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **SEARCH_BENCHMARKS,
     # the Python API: mixed file ops over 100 vaults, 1 and 2 processes (bench/apicases.py)
     **API_BENCHMARKS,
+    # what a fork's path policy costs, API and a pure-FUSE walk (bench/pathrulecases.py)
+    **PATH_RULE_BENCHMARKS,
 }
