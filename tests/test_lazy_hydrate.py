@@ -615,3 +615,23 @@ def test_the_filler_reaches_an_http_server_with_the_token_and_never_writes_it(
         for name in names:
             with open(os.path.join(root, name), "rb") as fh:
                 assert password.encode() not in fh.read(), name
+
+
+def test_mcp_hydrate_fetches_under_paths_and_offline_is_blob_not_local(lazy, server: Server):
+    """MCP's `hydrate` tool: the same document as `avfs vault hydrate`, and the same error
+    offline, with nothing written."""
+    from avfs_git.mcp.tools import AvfsTools
+
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    under = tree_blobs(src, "main", "avfs_git/core/store")
+    tools = AvfsTools(lazy.path, "p:main")
+    before = objects(v.path)
+    doc = json.loads(tools.call("hydrate", {"paths": ["avfs_git/core/store"]}))
+    assert doc["kind"] == "hydrate" and doc["fetched_blobs"] == len(under), doc
+    assert objects(v.path) == before + len(under)
+    server.stop()
+    held = listing(v.path)
+    with pytest.raises(BlobNotLocalError):  # the server makes it the error document
+        tools.call("hydrate", {"paths": ["avfs_git/cli"]})
+    assert listing(v.path) == held

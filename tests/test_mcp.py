@@ -41,6 +41,7 @@ TOOL_NAMES = {
     "write_file",
     "list_files",
     "grep",
+    "hydrate",
     "undo",
     "merge_continue",
 }

@@ -243,6 +243,12 @@ class AvfsTools:
             shown = st.path
         return {**self._workspace_ref(vault, fork), "path": shown, "entries": entries}
 
+    def _t_hydrate(self, args: dict[str, Any]) -> dict[str, Any]:
+        from ..core.operations.hydrate import hydrate
+
+        vault, fork = self._target(args)
+        return hydrate(vault, fork, list(args.get("paths") or [])).to_json()
+
     def _t_grep(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.operations import search
 

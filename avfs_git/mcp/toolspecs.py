@@ -113,6 +113,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         read_only=True,
     ),
     ToolSpec(
+        "hydrate",
+        "Lazy vault: fetch the files under `paths` (none: all) now, so later reads and"
+        " commands need no server. Fails blob_not_local.",
+        "hydrate",
+        {**_TARGET, "paths": {"type": "array", "items": {"type": "string"}}},
+    ),
+    ToolSpec(
         "grep",
         "Search file contents (Python regex) now or at `rev`: `files[].lines[]` (line, text)."
         " No match is not an error (`files` empty).",
