@@ -24,7 +24,7 @@ import sys
 import time
 
 import avfs_git
-from avfs_git.core.errors import RemoteError, RemoteRejectedError
+from avfs_git.core.errors import BlobNotLocalError, RemoteError, RemoteRejectedError
 from avfs_git.core.operations import checkpoint, merge, remote
 
 SHARED_LINES = 40
@@ -54,6 +54,9 @@ class Agent:
         self.work = f"work-{self.me}"
         if self.work not in self.vault.fork_names():
             self.vault.create_fork("main", self.work)
+        if merge.merge_state(self.vault.workspace("main")) is not None:
+            # the machine died while resolving a pull's conflicts: start that pull again
+            merge.merge_abort(self.vault, "main")
         self.mount = args.mount
         self.barrier, self.agents = args.barrier, args.agents
 
@@ -75,10 +78,18 @@ class Agent:
 
     # -- writing: through the mount when there is one, else through the API -------------
     def read(self, path: str) -> bytes:
-        if self.mount:
-            with open(os.path.join(self.mount, path), "rb") as fh:
-                return fh.read()
-        return self.vault.workspace(self.work).read(path)
+        """A file of the work fork; one never fetched while the server is away fails
+        (``blob_not_local``, EIO in a mount): wait for the server, as an agent would."""
+        for _ in range(240):
+            try:
+                if self.mount:
+                    with open(os.path.join(self.mount, path), "rb") as fh:
+                        return fh.read()
+                return self.vault.workspace(self.work).read(path)
+            except (BlobNotLocalError, OSError) as exc:
+                self.log("read_failed", path=path, error=str(exc)[:200])
+                time.sleep(0.5)
+        raise SystemExit(f"agent {self.me}: {path} never became readable")
 
     def write(self, path: str, data: bytes) -> None:
         if self.mount:
@@ -123,7 +134,12 @@ class Agent:
             else:
                 self.log("published", round=r, attempt=attempt, commit=self.vault.workspace("main").tip())
                 return
-            _, res = remote.pull(self.vault, "origin", "main", write_conflicts=True)
+            try:
+                _, res = remote.pull(self.vault, "origin", "main", write_conflicts=True)
+            except RemoteError as exc:  # the server went away between the push and the pull
+                self.log("remote_error", round=r, attempt=attempt, code=exc.code, message=exc.message)
+                time.sleep(0.5)
+                continue
             status = res.status  # type: ignore[attr-defined]
             if status == "conflicts_written":
                 paths = [c.path for c in res.conflicts]  # type: ignore[attr-defined]

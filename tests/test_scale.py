@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,11 +29,13 @@ from avfs_git.core.settings import Settings
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
+from avfs_git.ops.maintenance.common import STALE_GIT_LOCK_S
 
 from .conftest import AUTHOR, git
 from .scaleagent import SHARED_LINES, slot
 from .test_fuse import require_fuse
 from .test_lazy import Server, missing, objects
+from .test_remotes import _stop_daemon
 from .test_remotes import http_git as http_git
 
 AGENT = Path(__file__).with_name("scaleagent.py")
@@ -173,7 +176,22 @@ def test_two_machines_publish_in_parallel_through_http_backend(tmp_path, http_gi
                 assert password.encode() not in (Path(root) / f).read_bytes(), f
 
 
-def test_a_machine_killed_mid_round_loses_nothing_it_published_and_the_other_goes_on(server, tmp_path):
+def _come_back(vault: Path, cli: Any) -> None:
+    """What a machine does when it comes back: `avfs doctor --repair`. A process killed in
+    the middle of a ref update leaves git's lock file, and that ref refuses to move until
+    the lock is removed; doctor takes a git lock file older than ten minutes for one a kill
+    left (docs/maintenance.md), so the machine is taken to come back that much later."""
+    for lock in vault.rglob("*.lock"):
+        if "avfs" not in lock.relative_to(vault).parts:
+            old = time.time() - STALE_GIT_LOCK_S - 60
+            os.utime(lock, (old, old))
+    r = cli("--json", "--home", str(vault.parent.parent), "doctor", "--repair")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 0 and doc["ok"], r.out
+    assert not [p for p in vault.rglob("*.lock") if "avfs" not in p.relative_to(vault).parts]
+
+
+def test_a_machine_killed_mid_round_loses_nothing_it_published_and_the_other_goes_on(server, tmp_path, cli):
     url = server.url("proj.git")
     rounds = 5
     victim = _start(tmp_path, url, 0, rounds)
@@ -195,9 +213,41 @@ def test_a_machine_killed_mid_round_loses_nothing_it_published_and_the_other_goe
     for r in published:  # what the dead machine published before it died is there
         assert _show(server.base / "proj.git", f"agents/0/{r}.txt") == f"agent 0 round {r}\n"
     # the machine comes back: the same home opens, and its agent finishes from where it was
-    git("--git-dir", str(tmp_path / "home0" / "vaults" / "p.git"), "fsck", "--connectivity-only")
+    vault = tmp_path / "home0" / "vaults" / "p.git"
+    git("--git-dir", str(vault), "fsck", "--connectivity-only")
+    _come_back(vault, cli)
     _wait(_start(tmp_path, url, 0, rounds, start=max(published) + 1))
     _nothing_lost(server.base / "proj.git", tmp_path, {0: rounds, 1: rounds})
+
+
+def test_the_server_dies_while_both_machines_work_and_comes_back(server, tmp_path):
+    """The server is killed (its whole process group: receive-pack and upload-pack die with
+    it) in the middle of the run, down for two seconds, then back on the same port: the
+    agents' pushes, pulls and reads fail clearly meanwhile (they wait and retry), and at
+    the end nothing any of them published is lost."""
+    url = server.url("proj.git")
+    rounds = 4
+    procs = [_start(tmp_path, url, me, rounds) for me in (0, 1)]
+    deadline = time.monotonic() + 300
+    while sum(1 for me in (0, 1) for e in _events(tmp_path, me) if e["event"] == "published") < 2:
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+        time.sleep(0.02)
+    assert server.proc is not None
+    _stop_daemon(server.proc, signal.SIGKILL)
+    server.proc = None
+    time.sleep(2)
+    server.start()
+    for p in procs:
+        _wait(p)
+    _nothing_lost(server.base / "proj.git", tmp_path, {0: rounds, 1: rounds})
+    failed = [
+        e for me in (0, 1) for e in _events(tmp_path, me) if e["event"] in ("remote_error", "read_failed")
+    ]
+    assert failed, "no agent met the server down"
+    assert {e.get("code") for e in failed if e["event"] == "remote_error"} <= {
+        "remote_failed",
+        "blob_not_local",
+    }
 
 
 def _home(tmp_path: Path, name: str) -> Home:
@@ -365,3 +415,33 @@ def test_a_push_that_loses_the_race_on_the_server_is_a_moved_remote_not_a_declin
     remote.push(v, "origin", ["main"])
     assert git("--git-dir", str(served), "show", "main:theirs.txt") == "theirs\n"
     assert git("--git-dir", str(served), "show", "main:mine.txt") == "mine\n"
+
+
+def test_a_fork_that_lacks_what_it_last_saw_on_the_server_is_refused_before_anything_is_sent(
+    server, tmp_path, cli
+):
+    """The compare-and-swap's other half, checked here: the fork must contain the commit
+    its lease expects (else the lease would let a push drop the server's commits)."""
+    url = server.url("proj.git")
+    served = server.base / "proj.git"
+    h = _home(tmp_path, "h")
+    v = h.clone_vault(url, "p", lazy=True)
+    v.workspace("main").write("one.txt", b"1\n")
+    checkpoint.save(v, "main", name="one")
+    remote.push(v, "origin", ["main"])
+    pushed = git("--git-dir", str(served), "rev-parse", "main").strip()
+    # main goes back before what it pushed, and on in another direction
+    checkpoint.restore(v, "main", git("--git-dir", v.path, "rev-parse", "main~1").strip())
+    v.workspace("main").write("other.txt", b"other\n")
+    mine = checkpoint.save(v, "main").checkpoint.commit  # type: ignore[union-attr]
+    refs_before = git("--git-dir", v.path, "for-each-ref")
+    r = cli("--json", "--home", h.path, "--vault", "p:main", "push")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 5 and doc["error"]["code"] == "remote_rejected", r.out
+    d = doc["error"]["details"]
+    assert d["reason"] == "non_fast_forward" and d["local_commit"] == mine and d["remote_commit"] == pushed
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == pushed
+    assert git("--git-dir", v.path, "for-each-ref") == refs_before
+    # --force-with-lease says: overwrite, but only what this vault last saw (it is)
+    remote.push(v, "origin", ["main"], force_with_lease=True)
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == mine
