@@ -8,7 +8,8 @@ line ``ME:ROUND`` at the top of ``contested.txt`` (every agent writes the same p
 real conflict, which the agent resolves by keeping every side's lines), checkpoints, merges
 the work fork into ``main`` and publishes ``main``: a push the server refuses when another
 machine published first (never forced), then ``pull`` (fetch + merge, conflicts written
-and resolved) and the push again. After the push it merges ``main`` back into its work fork.
+and resolved) and the push again. After the push it merges ``main`` back into its work fork and publishes
+that fork as a branch of its own (``work-ME``).
 
 Each step that matters goes to LOG as one JSON line (``checkpoint``, ``rejected``,
 ``pulled``, ``published``), flushed at once: a test that kills the process knows what it
@@ -116,6 +117,22 @@ class Agent:
         self.publish(r)
         back = merge.merge(self.vault, "main", self.work)
         assert back.status in ("fast_forward", "merged", "up_to_date"), back
+        self.publish_fork(r)
+
+    def publish_fork(self, r: int) -> None:
+        """The work fork as a branch of its own (only this machine moves it: never refused)."""
+        for _ in range(240):
+            try:
+                remote.push(self.vault, "origin", [self.work])
+            except RemoteRejectedError:
+                raise
+            except RemoteError as exc:
+                self.log("remote_error", round=r, code=exc.code, message=exc.message)
+                time.sleep(0.5)
+                continue
+            self.log("fork_published", round=r, commit=self.vault.workspace(self.work).tip())
+            return
+        raise SystemExit(f"agent {self.me}: fork {self.work} not published")
 
     def publish(self, r: int) -> None:
         """Push main; refused (another machine published first): pull, resolve, push again."""

@@ -130,6 +130,9 @@ def _nothing_lost(served: Path, tmp_path: Path, agents: dict[int, int]) -> None:
         assert shared[slot(me)] == f"line of agent {me}: round {rounds - 1}"
         published = [e["commit"] for e in _events(tmp_path, me) if e["event"] == "published"]
         assert len(published) >= rounds
+        # its fork, published as a branch, is where it last pushed it
+        forks = [e["commit"] for e in _events(tmp_path, me) if e["event"] == "fork_published"]
+        assert git("--git-dir", str(served), "rev-parse", f"refs/heads/work-{me}").strip() == forks[-1]
         for commit in published:
             git("--git-dir", str(served), "merge-base", "--is-ancestor", str(commit), "main")
     assert "seed" in contested
@@ -447,3 +450,38 @@ def test_a_fork_that_lacks_what_it_last_saw_on_the_server_is_refused_before_anyt
     # --force-with-lease says: overwrite, but only what this vault last saw (it is)
     remote.push(v, "origin", ["main"], force_with_lease=True)
     assert git("--git-dir", str(served), "rev-parse", "main").strip() == mine
+
+
+def test_a_push_whose_tracking_ref_a_kill_kept_from_moving_goes_through_next_time(server, tmp_path):
+    """Killed after the server took its push and before git moved the remote-tracking ref
+    (seen in the kill test): the lease is stale, but the remote only moved to a commit the
+    fork contains, so the next push is the same compare-and-swap on that commit, not a
+    refusal that no pull would explain."""
+    url = server.url("proj.git")
+    served = server.base / "proj.git"
+    h = _home(tmp_path, "h")
+    v = h.clone_vault(url, "p", lazy=True)
+    before = git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip()
+    v.workspace("main").write("one.txt", b"1\n")
+    checkpoint.save(v, "main")
+    remote.push(v, "origin", ["main"])
+    # the state such a kill leaves: the server has the commit, the tracking ref does not
+    git("--git-dir", v.path, "update-ref", "refs/remotes/origin/main", before)
+    v.workspace("main").write("two.txt", b"2\n")
+    mine = checkpoint.save(v, "main").checkpoint.commit  # type: ignore[union-attr]
+    res = remote.push(v, "origin", ["main"])
+    assert [(u.ref, u.new) for u in res.updates] == [("refs/heads/main", mine)]
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == mine
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == mine
+    # while a remote that moved to a commit this vault lacks is still refused
+    other = tmp_path / "other"
+    git("clone", "-q", url, str(other))
+    (other / "theirs.txt").write_text("theirs\n")
+    git("-C", str(other), "add", "-A")
+    git("-C", str(other), "commit", "-q", "-m", "theirs")
+    git("-C", str(other), "push", "-q", "origin", "main")
+    v.workspace("main").write("three.txt", b"3\n")
+    checkpoint.save(v, "main")
+    with pytest.raises(RemoteRejectedError) as exc:
+        remote.push(v, "origin", ["main"])
+    assert exc.value.details["reason"] == "non_fast_forward"

@@ -264,13 +264,13 @@ def push(
                     dest = refs.checkpoint_tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
-    head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
-    # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
-    atomic = True
-    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
-    if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
-        atomic = False  # an old server: each ref on its own
-        proc = _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds)
+    proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
+    if proc.returncode != 0 and (caught_up := _caught_up(vault, remote, proc, local, implicit, creds)):
+        # the remote moved only to commits this fork already contains (a push of ours whose
+        # remote-tracking ref a kill kept from moving): the same compare-and-swap on them
+        expected.update(caught_up)
+        leases = [f"--force-with-lease={r}:{o}" for r, o in expected.items()]
+        proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
     if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
         # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
         # refspec): the next lease is checked against it
@@ -282,6 +282,53 @@ def push(
         _record(vault, "push", remote, updates, names_[0] if len(names_) == 1 else None)
         return TransferResult(vault.name, remote, updates, tuple(left), warnings)
     _push_failed(vault, remote, proc, local, expected, atomic, creds, implicit)
+
+
+def _run_push(
+    vault: Vault,
+    remote: str,
+    specs: list[str],
+    leases: list[str],
+    progress: ProgressFn | None,
+    creds: tuple[str, str] | None,
+) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """``git push`` of ``specs``; (its result, whether it was atomic)."""
+    head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
+    # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
+    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
+    if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
+        # an old server: each ref on its own
+        return _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds), False
+    return proc, True
+
+
+def _caught_up(
+    vault: Vault,
+    remote: str,
+    proc: subprocess.CompletedProcess[str],
+    local: dict[str, str],
+    implicit: set[str],
+    creds: tuple[str, str] | None,
+) -> dict[str, str]:
+    """ref -> the remote's commit, when every ref git refused was refused only because its
+    default lease was stale and the remote's commit is one the fork already contains (a
+    plain push would have gone through); else nothing."""
+    refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
+    stale = [f[1].split(":")[-1] for f in refused if len(f) >= 3 and "stale info" in f[2]]
+    others = [f for f in refused if len(f) < 3 or not ("stale info" in f[2] or "atomic push failed" in f[2])]
+    if not stale or others or any(ref not in implicit for ref in stale):
+        return {}
+    there = _ls_remote(vault, remote, creds)
+    out = {}
+    for ref in stale:
+        theirs = there.get(ref)
+        # (libgit2 looks the commit up: git would fetch it from the promisor if missing)
+        if theirs is None or not vault.store.has_object(theirs):
+            return {}
+        if theirs != local[ref] and not _contains(vault, local[ref], theirs):
+            return {}
+        out[ref] = theirs
+    return out
 
 
 # Why a plain push is a compare-and-swap on the remote-tracking ref: git's push
