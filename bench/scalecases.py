@@ -16,7 +16,10 @@ Each repeat runs, in turn:
 
 - **full**: ``git clone`` (with its checkout) from the server, then the task in it;
 - **lazy**: ``avfs vault clone --lazy`` + ``avfs mount`` until ``ls`` answers, then the
-  task in the mount, every file it reads fetched then (from cold: a new vault each time).
+  task in the mount, every file it reads fetched then (from cold: a new vault each time);
+- **batched**: the same, but the task's package (``Django/django``, the test package)
+  fetched in one batch first (``avfs grep`` fetches every file under the paths it
+  searches in one fetch): what a prefetch of the files near the ones read does at best.
 
 Bytes are counted on the wire: every connection to the server goes through a small TCP
 relay here that counts what the server sends. The files the task read are the regular
@@ -52,7 +55,15 @@ VENDOR = (("ansible-core", "2.17.5"), ("botocore", "1.35.0"), ("sympy", "1.13.3"
           ("mypy", "1.13.0"), ("networkx", "3.4.2"), ("twisted", "24.10.0"))  # fmt: skip
 DEPS = (("asgiref", "3.8.1"), ("sqlparse", "0.5.1"))
 TASK = ("runtests.py", "--parallel=1", "utils_tests")
-IDENT = ("-c", "user.name=bench", "-c", "user.email=bench@example.com")
+BATCH = ("Django/django", "Django/tests/utils_tests", "Django/tests/runtests.py")  # the task's package
+IDENT = (
+    "-c",
+    "user.name=bench",
+    "-c",
+    "user.email=bench@example.com",
+    "-c",
+    "gc.auto=0",
+)  # (no gc behind rmtree)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -229,6 +240,29 @@ def main() -> None:
                 finally:
                     row["lazy_task_bytes"] = relay.down - down
                     subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+                # lazy, the package's directories fetched in one batch first (what a
+                # prefetch of the files near the ones read would do at best): `avfs grep`
+                # fetches every committed file under the paths it searches, in one fetch
+                mp = t / f"mnt-b{i}"
+                mp.mkdir()
+                name = f"batched{i}"
+                subprocess.run(
+                    [avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True
+                )
+                subprocess.run(
+                    [avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True
+                )
+                down = relay.down
+                try:
+                    start = time.perf_counter()
+                    subprocess.run(
+                        [avfs, "--vault", name, "grep", "-l", "no such text in avfs's bench", *BATCH],
+                        env=env, capture_output=True,
+                    )  # fmt: skip
+                    row["batched_task_s"] = time.perf_counter() - start + _task(mp, deps)
+                finally:
+                    row["batched_task_bytes"] = relay.down - down
+                    subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
                 rows.append(row)
         finally:
             relay.close()
@@ -249,6 +283,8 @@ def main() -> None:
         "bytes_of_files_read": read_bytes,
         "bytes_fetched_by_task": med["lazy_task_bytes"],
         "fetched_vs_read_ratio": med["lazy_task_bytes"] / read_bytes if read_bytes else None,
+        "batched_task_ratio_vs_full": med["batched_task_s"] / med["full_task_s"],
+        "batched_fetched_vs_read_ratio": med["batched_task_bytes"] / read_bytes if read_bytes else None,
         "medians": med,
         "runs": rows,
     }
