@@ -5,7 +5,10 @@ Which refs go where (docs/remotes.md):
 - a fork pushes as the branch of the same name (``refs/heads/<fork>``); named checkpoints
   optionally (``checkpoints=True``) under ``refs/avfs/checkpoints/<fork>/-/<name>``;
 - a push never forces: a rejected (non-fast-forward) push is :class:`RemoteRejectedError`
-  (exit 5) naming both commits, and nothing changes locally;
+  (exit 5) naming both commits, and nothing changes locally; a branch this vault fetched or
+  pushed before is pushed as a compare-and-swap on its remote-tracking ref (git's
+  ``--force-with-lease=<ref>:<expected>``, after checking the fork contains ``<expected>``),
+  which never makes a lazy vault fetch the remote's new commit only to refuse the push;
 - a fetch updates ``refs/remotes/<remote>/<branch>`` (the usual remote-tracking refs);
   forks are never moved by a fetch.
 
@@ -235,6 +238,7 @@ def push(
     leases: list[str] = []
     expected: dict[str, str] = {}  # ref -> the lease's expected value ("": must not exist)
     local: dict[str, str] = {}  # remote ref -> the commit pushed there
+    implicit: set[str] = set()  # refs leased on the remote-tracking ref by default (the note above _contains)
     for f in names_:
         ref = refs.fork_ref(f)
         tip = refs.read_ref_file(vault.path, ref)
@@ -242,9 +246,17 @@ def push(
             continue
         local[ref] = tip
         specs.append(f"{ref}:{ref}")
+        seen = refs.read_ref_file(vault.path, refs.tracking_ref(remote, f))
         if force_with_lease:
-            expected[ref] = refs.read_ref_file(vault.path, refs.tracking_ref(remote, f)) or ""
+            expected[ref] = seen or ""
             leases.append(f"--force-with-lease={ref}:{expected[ref]}")
+        elif seen is not None and seen != tip:
+            # compare-and-swap on what this vault last saw there (see the note above _contains)
+            if not _contains(vault, tip, seen):
+                _behind(vault, remote, ref, tip, seen, creds)
+            expected[ref] = seen
+            leases.append(f"--force-with-lease={ref}:{seen}")
+            implicit.add(ref)
         if checkpoints:
             prefix = refs.checkpoint_prefix(f)
             for r in refs.list_refs_file(vault.path, prefix.rstrip("/")):
@@ -252,13 +264,13 @@ def push(
                     dest = refs.checkpoint_tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
-    head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
-    # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
-    atomic = True
-    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
-    if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
-        atomic = False  # an old server: each ref on its own
-        proc = _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds)
+    proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
+    if proc.returncode != 0 and (caught_up := _caught_up(vault, remote, proc, local, implicit, creds)):
+        # the remote moved only to commits this fork already contains (a push of ours whose
+        # remote-tracking ref a kill kept from moving): the same compare-and-swap on them
+        expected.update(caught_up)
+        leases = [f"--force-with-lease={r}:{o}" for r, o in expected.items()]
+        proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
     if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
         # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
         # refspec): the next lease is checked against it
@@ -269,7 +281,94 @@ def push(
         )
         _record(vault, "push", remote, updates, names_[0] if len(names_) == 1 else None)
         return TransferResult(vault.name, remote, updates, tuple(left), warnings)
-    _push_failed(vault, remote, proc, local, expected, atomic, creds)
+    _push_failed(vault, remote, proc, local, expected, atomic, creds, implicit)
+
+
+def _run_push(
+    vault: Vault,
+    remote: str,
+    specs: list[str],
+    leases: list[str],
+    progress: ProgressFn | None,
+    creds: tuple[str, str] | None,
+) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """``git push`` of ``specs``; (its result, whether it was atomic)."""
+    head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
+    # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
+    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
+    if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
+        # an old server: each ref on its own
+        return _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds), False
+    return proc, True
+
+
+def _caught_up(
+    vault: Vault,
+    remote: str,
+    proc: subprocess.CompletedProcess[str],
+    local: dict[str, str],
+    implicit: set[str],
+    creds: tuple[str, str] | None,
+) -> dict[str, str]:
+    """ref -> the remote's commit, when every ref git refused was refused only because its
+    default lease was stale and the remote's commit is one the fork already contains (a
+    plain push would have gone through); else nothing."""
+    refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
+    stale = [f[1].split(":")[-1] for f in refused if len(f) >= 3 and "stale info" in f[2]]
+    others = [f for f in refused if len(f) < 3 or not ("stale info" in f[2] or "atomic push failed" in f[2])]
+    if not stale or others or any(ref not in implicit for ref in stale):
+        return {}
+    there = _ls_remote(vault, remote, creds)
+    out = {}
+    for ref in stale:
+        theirs = there.get(ref)
+        # (libgit2 looks the commit up: git would fetch it from the promisor if missing)
+        if theirs is None or not vault.store.has_object(theirs):
+            return {}
+        if theirs != local[ref] and not _contains(vault, local[ref], theirs):
+            return {}
+        out[ref] = theirs
+    return out
+
+
+# Why a plain push is a compare-and-swap on the remote-tracking ref: git's push
+# decides "non-fast-forward" by looking the remote's new commit up in the vault, and in a
+# lazy vault (a partial clone) a commit it does not hold is fetched on the spot (git's own
+# lazy fetch: the commit and every tree of it, with no negotiation) only to refuse the
+# push. With ``--force-with-lease=<ref>:<what this vault last saw>`` the server compares
+# and swaps under its ref lock, a moved ref is refused before anything is looked up, and
+# avfs checks the fast-forward itself (the fork must contain what it last saw): the same
+# guarantee as a plain push, nothing fetched. A ref never fetched has no lease: a plain
+# push, as git does it.
+
+
+def _contains(vault: Vault, tip: str, seen: str) -> bool:
+    """Whether ``tip`` contains ``seen`` (both local commits: a lazy vault holds every
+    commit, so git walks no missing object)."""
+    proc = _git(vault, "merge-base", "--is-ancestor", seen, tip, check=False)
+    if proc.returncode not in (0, 1):
+        raise RemoteError(f"cannot tell whether {tip} contains {seen}: {proc.stderr.strip()}")
+    return proc.returncode == 0
+
+
+def _behind(
+    vault: Vault, remote: str, ref: str, tip: str, seen: str, creds: tuple[str, str] | None
+) -> NoReturn:
+    """Refuse, before anything is sent, a push whose fork lacks what the remote last had."""
+    there = _ls_remote(vault, remote, creds).get(ref)
+    raise RemoteRejectedError(
+        f"{remote} has {ref} at {there or seen}, which {tip} does not contain (non-fast-forward):"
+        f" this vault last saw it at {seen}; nothing was pushed",
+        hint="fetch and merge (`avfs pull`), then push again",
+        details={
+            "ref": ref,
+            "remote_commit": there,
+            "local_commit": tip,
+            "reason": "non_fast_forward",
+            "git": None,
+            "pushed": [],
+        },
+    )
 
 
 # what git's porcelain says of a refused ref -> (reason, why in words, hint)
@@ -295,6 +394,7 @@ def _push_failed(
     expected: dict[str, str],
     atomic: bool,
     creds: tuple[str, str] | None = None,
+    implicit: set[str] | frozenset[str] = frozenset(),
 ) -> NoReturn:
     """Raise the error for a push git did not complete: the first ref the server refused
     (not the ones --atomic refused along with it), why, and what to do."""
@@ -308,6 +408,8 @@ def _push_failed(
         raise RemoteError(
             f"push to {remote} failed: {detail}", details={"exit": proc.returncode, "pushed": pushed}
         )
+    # a server-side atomic transaction refuses every ref for the one that moved: name that one
+    cause = next((f for f in refused if _lost_race(detail, f[1].split(":")[-1])), cause)
     ref, summary = cause[1].split(":")[-1], cause[2]
     there = _ls_remote(vault, remote, creds).get(ref)  # (only on this path: one more round trip)
     reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
@@ -315,6 +417,14 @@ def _push_failed(
         if needle in summary:
             reason, why, hint = r, w.format(local=local[ref]), h
             break
+    if reason == "declined" and _lost_race(detail, ref):
+        reason = "stale_lease" if ref in expected and ref not in implicit else "non_fast_forward"
+        why = f"moved while {local[ref]} was being pushed (another push won the race)"
+        hint = "fetch and merge (`avfs pull`), then push again"
+    if (
+        reason == "stale_lease" and ref in implicit
+    ):  # a plain push: the remote moved (the note above _contains)
+        reason, why, hint = "non_fast_forward", _REFUSALS[1][2].format(local=local[ref]), _REFUSALS[1][3]
     if reason == "declined":
         why += f" ({_scrub(summary, secrets)}{'; ' + detail if detail else ''})"
     moved = f"; {len(pushed)} other ref(s) were pushed" if pushed else "; nothing changed here or there"
@@ -330,6 +440,13 @@ def _push_failed(
             "pushed": pushed,
         },
     )
+
+
+def _lost_race(stderr: str, ref: str) -> bool:
+    """Whether the server refused ``ref`` because it moved between its advertisement and
+    the update (receive-pack's compare-and-swap under the ref lock: ``cannot lock ref
+    '<ref>': is at X but expected Y``): another push got there first."""
+    return f"cannot lock ref '{ref}'" in stderr and "but expected" in stderr
 
 
 def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:

@@ -1,0 +1,298 @@
+"""Many machines, one vault (docs/scale.md): a real project's test command in a lazy mount
+from cold, against the same in a full clone, from one `git daemon` on 127.0.0.1, in the
+same run, interleaved; and the bytes the lazy run fetched against the size of the files the
+task read.
+
+The repository is a monorepo of released sdists from PyPI (fetched once through
+tests/realdata.py's cache): Django's last three releases as three commits (``Django/``,
+files changing between versions as they really did), with ansible-core, botocore, sympy,
+mypy, networkx and twisted beside it under ``vendor/`` (about 20,000 files at the tip),
+served with ``uploadpack.allowFilter``, ``uploadpack.allowAnySHA1InWant`` and
+``transfer.advertiseObjectInfo``. The task is Django's own test runner for one package,
+``tests/runtests.py --parallel=1 utils_tests`` (its dependencies asgiref and sqlparse from
+their sdists, outside the repository, on ``PYTHONPATH``).
+
+Each repeat runs, in turn:
+
+- **full**: ``git clone`` (with its checkout) from the server, then the task in it;
+- **lazy**: ``avfs vault clone --lazy`` + ``avfs mount`` until ``ls`` answers, then the
+  task in the mount, every file it reads fetched then (from cold: a new vault each time);
+- **batched**: the same, but the task's package (``Django/django``, the test package)
+  fetched in one batch first (``avfs grep`` fetches every file under the paths it
+  searches in one fetch): what a prefetch of the files near the ones read does at best.
+
+Bytes are counted on the wire: every connection to the server goes through a small TCP
+relay here that counts what the server sends. The files the task read are the regular
+files it opened in the full clone, found once with ``strace -f -e trace=open,openat``
+(not timed); their size is what a perfect fetcher would have to move.
+
+Run: ``.venv/bin/python -m bench.scalecases [--repeats N]``; the result goes to
+``bench/results/scale-<time>.json`` and is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .fusecases import _realdata
+from .remotecases import _daemon
+
+ROOT = Path(__file__).resolve().parents[1]
+DJANGO = ("Django", ("5.0.10", "5.1.3", "5.1.4"))
+VENDOR = (("ansible-core", "2.17.5"), ("botocore", "1.35.0"), ("sympy", "1.13.3"),
+          ("mypy", "1.13.0"), ("networkx", "3.4.2"), ("twisted", "24.10.0"))  # fmt: skip
+DEPS = (("asgiref", "3.8.1"), ("sqlparse", "0.5.1"))
+TASK = ("runtests.py", "--parallel=1", "utils_tests")
+BATCH = ("Django/django", "Django/tests/utils_tests", "Django/tests/runtests.py")  # the task's package
+IDENT = (
+    "-c",
+    "user.name=bench",
+    "-c",
+    "user.email=bench@example.com",
+    "-c",
+    "gc.auto=0",
+)  # (no gc behind rmtree)
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of the server that counts the bytes the server
+    sends (``down``) and receives (``up``)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.down = 0
+        self.up = 0
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, "up"), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, "down"), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, way: str) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    setattr(self, way, getattr(self, way) + len(data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _unpack(rd: object, project: str, version: str, dest: Path) -> Path:
+    return Path(rd.extract(Path(rd.pypi_sdist(project, version)), dest))  # type: ignore[attr-defined]
+
+
+def _build(served: Path, t: Path) -> dict[str, int]:
+    """The served monorepo; its tip's file count and size."""
+    rd = _realdata()
+    work = t / "work"
+    _git("init", "-q", "-b", "main", str(work))
+    for project, version in VENDOR:
+        shutil.copytree(
+            _unpack(rd, project, version, t / "src" / project), work / "vendor" / project, symlinks=True
+        )
+    name, versions = DJANGO
+    for version in versions:
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.copytree(
+            _unpack(rd, name, version, t / "src" / f"{name}-{version}"), work / name, symlinks=True
+        )
+        _git("-C", str(work), "add", "-A", "-f")
+        _git(*IDENT, "-C", str(work), "commit", "-q", "-m", f"{name} {version}")
+    _git("clone", "-q", "--bare", str(work), str(served / "big.git"))
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
+        _git("--git-dir", str(served / "big.git"), "config", key, "true")
+    sizes = [
+        int(x)
+        for x in re.findall(r"blob [0-9a-f]+ +(\d+)\t", _git("-C", str(work), "ls-tree", "-r", "-l", "HEAD"))
+    ]
+    shutil.rmtree(work)
+    return {"files": len(sizes), "bytes": sum(sizes)}
+
+
+def _task_env(tree: Path, deps: list[Path]) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree / DJANGO[0]), *map(str, deps)])}
+
+
+def _task(tree: Path, deps: list[Path], strace: Path | None = None) -> float:
+    cmd = [sys.executable, *TASK]
+    if strace is not None:
+        cmd = ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", str(strace), *cmd]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=tree / DJANGO[0] / "tests", env=_task_env(tree, deps), capture_output=True, text=True
+    )
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"the task failed in {tree}:\n{proc.stderr[-3000:]}")
+    return took
+
+
+def _read_set(trace: Path, tree: Path) -> tuple[int, int]:
+    """(files, bytes) of the regular files under ``tree`` the traced task opened."""
+    opened = set()
+    pat = re.compile(r'open(?:at)?\((?:AT_FDCWD|\d+), "([^"]+)".*\) = \d+')
+    for line in trace.read_text(errors="replace").splitlines():
+        m = pat.search(line) or re.search(r'open\("([^"]+)".*\) = \d+', line)
+        if m:
+            p = Path(m.group(1))
+            if not p.is_absolute():
+                continue  # (runtests opens nothing relative to the tree; a cwd-relative path is not ours)
+            if (
+                p.is_relative_to(tree)
+                and ".git" not in p.parts
+                and "__pycache__" not in p.parts
+                and p.is_file()
+            ):
+                opened.add(p)
+    return len(opened), sum(p.stat().st_size for p in opened)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    avfs = str(ROOT / ".venv" / "bin" / "avfs")
+    rd = _realdata()
+    with tempfile.TemporaryDirectory(prefix="avfs-bench-scale-") as tmp:
+        t = Path(tmp)
+        (t / "served").mkdir()
+        tip = _build(t / "served", t)
+        deps = [_unpack(rd, p, v, t / "deps" / p) for p, v in DEPS]
+        daemon, base = _daemon(t / "served")
+        relay = Relay(int(base.rsplit(":", 1)[1]))
+        url = f"git://127.0.0.1:{relay.port}/big.git"
+        home = t / "home"
+        env = {**os.environ, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never", "AVFS_SERVER": "off",
+               "AVFS_LAYERS": "off"}  # fmt: skip
+        rows: list[dict[str, float]] = []
+        read_files = read_bytes = 0
+        try:
+            for i in range(args.repeats):
+                row: dict[str, float] = {}
+                # full: git clone with its checkout, then the task
+                dest = t / f"full-{i}"
+                down = relay.down
+                start = time.perf_counter()
+                subprocess.run(["git", "clone", "-q", url, str(dest)], check=True)
+                row["full_clone_s"] = time.perf_counter() - start
+                row["full_clone_bytes"] = relay.down - down
+                row["full_task_s"] = _task(dest, deps)
+                if i == 0:  # what the task reads: traced once, not timed
+                    trace = t / "trace.txt"
+                    _task(dest, deps, strace=trace)
+                    read_files, read_bytes = _read_set(trace, dest)
+                shutil.rmtree(dest)
+                # lazy: vault clone --lazy + mount until ls answers, then the task in the mount
+                mp = t / f"mnt-{i}"
+                mp.mkdir()
+                name = f"big{i}"
+                down = relay.down
+                start = time.perf_counter()
+                subprocess.run(
+                    [avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True
+                )
+                subprocess.run(
+                    [avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True
+                )
+                os.listdir(mp)
+                row["lazy_clone_mount_s"] = time.perf_counter() - start
+                row["lazy_clone_mount_bytes"] = relay.down - down
+                down = relay.down
+                try:
+                    row["lazy_task_s"] = _task(mp, deps)
+                finally:
+                    row["lazy_task_bytes"] = relay.down - down
+                    subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+                # lazy, the package's directories fetched in one batch first (what a
+                # prefetch of the files near the ones read would do at best): `avfs grep`
+                # fetches every committed file under the paths it searches, in one fetch
+                mp = t / f"mnt-b{i}"
+                mp.mkdir()
+                name = f"batched{i}"
+                subprocess.run(
+                    [avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True
+                )
+                subprocess.run(
+                    [avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True
+                )
+                down = relay.down
+                try:
+                    start = time.perf_counter()
+                    subprocess.run(
+                        [avfs, "--vault", name, "grep", "-l", "no such text in avfs's bench", *BATCH],
+                        env=env, capture_output=True,
+                    )  # fmt: skip
+                    row["batched_task_s"] = time.perf_counter() - start + _task(mp, deps)
+                finally:
+                    row["batched_task_bytes"] = relay.down - down
+                    subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+                rows.append(row)
+        finally:
+            relay.close()
+            daemon.terminate()
+            daemon.wait(10)
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    result = {
+        "case": "Django's runtests.py utils_tests in a lazy mount from cold vs in a full git clone"
+        " (one git daemon on 127.0.0.1, same run, interleaved)",
+        "tip_files": tip["files"],
+        "tip_bytes": tip["bytes"],
+        "repeats": args.repeats,
+        "load_average": os.getloadavg(),
+        "task_ratio_lazy_vs_full": med["lazy_task_s"] / med["full_task_s"],
+        "end_to_end_ratio_lazy_vs_full": (med["lazy_clone_mount_s"] + med["lazy_task_s"])
+        / (med["full_clone_s"] + med["full_task_s"]),
+        "files_read_by_task": read_files,
+        "bytes_of_files_read": read_bytes,
+        "bytes_fetched_by_task": med["lazy_task_bytes"],
+        "fetched_vs_read_ratio": med["lazy_task_bytes"] / read_bytes if read_bytes else None,
+        "batched_task_ratio_vs_full": med["batched_task_s"] / med["full_task_s"],
+        "batched_fetched_vs_read_ratio": med["batched_task_bytes"] / read_bytes if read_bytes else None,
+        "medians": med,
+        "runs": rows,
+    }
+    out = ROOT / "bench" / "results" / time.strftime("scale-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
