@@ -1,0 +1,257 @@
+"""Work on a lazy fork is normal work (docs/lazy.md "Working on a lazy fork"): `proxy exec`,
+checkpoint, diff, merge, push (to the origin and to another server), revert and undo,
+full-text search, and git typed in the mount, each on a lazy vault cloned from a real
+`git daemon` on 127.0.0.1, counting the blobs each step fetched (the promised objects the
+vault stops missing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI, git
+from .test_fuse import require_fuse
+from .test_lazy import blob_at, missing
+from .test_lazy import lazy as lazy
+from .test_lazy import server as server
+from .test_remotes import _free_port, _start_daemon, _stop_daemon
+
+AVFS = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "avfs")
+
+
+def _avfs(home: Home, *args: str, cwd: str | None = None) -> tuple[int, dict]:
+    """`avfs --json ARGS` as a real process; (exit code, its one JSON document)."""
+    proc = subprocess.run(
+        [AVFS, "--json", "--home", home.path, *args],
+        capture_output=True,
+        cwd=cwd,
+        timeout=180,
+        env={**os.environ, "AVFS_SERVER": "off", "AVFS_PROGRESS": "never"},
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _git_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _changed_blobs(repo: str, a: str, b: str) -> set[str]:
+    """The blob ids on either side of the files commit ``a`` and ``b`` differ in."""
+    out = git("--git-dir", repo, "diff-tree", "-r", "--no-renames", a, b)
+    ids: set[str] = set()
+    for line in out.splitlines():
+        meta = line.split("\t")[0].split()
+        ids.update(o for o in meta[2:4] if set(o) != {"0"})
+    return ids
+
+
+def _local(repo: str, oids: set[str]) -> set[str]:
+    out = subprocess.run(
+        ["git", "--git-dir", repo, "cat-file", "--batch-check"],
+        input="".join(o + "\n" for o in oids),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GIT_NO_LAZY_FETCH": "1"},
+    ).stdout
+    return {line.split()[0] for line in out.splitlines() if not line.endswith("missing")}
+
+
+def test_proxy_exec_fetches_the_file_it_reads_and_its_commit_works(lazy, server):
+    require_fuse()
+    v = lazy.vault("p")
+    rel = "avfs_git/core/store/gitstore.py"
+    before = missing(v.path)
+    code, doc = _avfs(lazy, "--vault", "p:main", "proxy", "exec", "--", "cat", rel)
+    assert code == 0, doc
+    assert doc["result"]["stdout"] == blob_at(server.base / "proj.git", "main", rel).decode()
+    assert missing(v.path) == before - 1  # that file, and nothing else
+    before = missing(v.path)
+    code, doc = _avfs(
+        lazy,
+        "--vault",
+        "p:main",
+        "proxy",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo more >> NOTES.md; echo new > NEW.txt",
+    )
+    assert code == 0, doc
+    assert sorted(c["path"] for c in doc["changes"]) == ["NEW.txt", "NOTES.md"]
+    assert doc["commit"], doc
+    assert missing(v.path) == before - 1  # NOTES.md, appended to
+    head = git("--git-dir", v.path, "rev-parse", "main").strip()
+    assert head == doc["commit"]["commit"]
+    assert git("--git-dir", v.path, "show", "main:NOTES.md") == "notes\nmore\n"
+
+
+def test_checkpoint_diff_revert_and_undo_fetch_only_the_changed_files(lazy, server):
+    v = lazy.vault("p")
+    ws = v.workspace("main")
+    before = missing(v.path)
+    ws.write("avfs_git/new.py", b"X = 1\n")
+    ws.write("avfs_git/new2.py", b"Y = 2\n")
+    code, doc = _avfs(lazy, "--vault", "p:main", "checkpoint", "save", "c1")
+    assert code == 0, doc
+    assert missing(v.path) == before  # a checkpoint reads nothing it did not write
+    # diff of the two server commits: the changed files' blobs, in one fetch
+    wanted = _changed_blobs(v.path, "main~2", "main~1")
+    assert wanted and not _local(v.path, wanted)
+    before = missing(v.path)
+    code, doc = _avfs(lazy, "--vault", "p:main", "diff", "main~2", "main~1")
+    assert code == 0, doc
+    assert "second version" in json.dumps(doc)
+    assert _local(v.path, wanted) == wanted
+    assert missing(v.path) == before - len(wanted)
+    # revert of the server's second commit: a new checkpoint, only what both sides changed
+    before = missing(v.path)
+    code, doc = _avfs(lazy, "--vault", "p:main", "revert", "main~1")
+    assert code == 0, doc
+    reverted = git("--git-dir", v.path, "show", "main:avfs_git/core/errors.py")
+    assert reverted == blob_at(server.base / "proj.git", "main~1", "avfs_git/core/errors.py").decode()
+    assert git("--git-dir", v.path, "ls-tree", "main", "NOTES.md") == ""  # the second commit added it
+    assert git("--git-dir", v.path, "show", "main:avfs_git/new.py") == "X = 1\n"  # c1 kept
+    assert before - missing(v.path) <= len(wanted)
+    # undo: the revert goes, nothing is fetched
+    head = git("--git-dir", v.path, "rev-parse", "main").strip()
+    before = missing(v.path)
+    code, doc = _avfs(lazy, "--vault", "p:main", "undo")
+    assert code == 0, doc
+    assert git("--git-dir", v.path, "rev-parse", "main").strip() != head
+    assert git("--git-dir", v.path, "show", "main:avfs_git/core/errors.py") == "# second version\n"
+    assert missing(v.path) == before
+
+
+def test_merge_with_a_conflict_fetches_only_what_both_sides_changed(lazy, server):
+    v = lazy.vault("p")
+    v.fork("main", "a")
+    v.fork("main", "b")
+    a, b = v.workspace("a"), v.workspace("b")
+    a.write("avfs_git/cli/output.py", b"ours\n")
+    a.write("avfs_git/only_a.py", b"A\n")
+    b.write("avfs_git/cli/output.py", b"theirs\n")
+    b.write("avfs_git/cli/main.py", b"changed by b\n")
+    for f in ("a", "b"):
+        code, doc = _avfs(lazy, "--vault", f"p:{f}", "checkpoint", "save")
+        assert code == 0, doc
+    before = missing(v.path)
+    code, doc = _avfs(lazy, "--vault", "p", "merge", "a", "--into", "b")
+    assert code == 3, doc  # a conflict is data
+    assert [c["path"] for c in doc["results"][0]["conflicts"]] == ["avfs_git/cli/output.py"], doc
+    assert before - missing(v.path) == 1  # output.py's ancestor; cli/main.py taken by id
+    code, doc = _avfs(lazy, "--vault", "p", "merge", "a", "--into", "b", "--theirs")
+    assert code == 0, doc
+    assert before - missing(v.path) == 1
+    assert v.workspace("b").read("avfs_git/only_a.py") == b"A\n"
+
+
+@pytest.fixture
+def second(tmp_path: Path):
+    base = tmp_path / "second"
+    base.mkdir()
+    git("init", "-q", "--bare", str(base / "copy.git"))
+    port = _free_port()
+    proc = _start_daemon(base, port)
+    try:
+        yield f"git://127.0.0.1:{port}/copy.git", base / "copy.git"
+    finally:
+        _stop_daemon(proc)
+
+
+def test_push_to_the_origin_sends_the_new_work_and_to_another_server_everything(lazy, server, second):
+    v = lazy.vault("p")
+    ws = v.workspace("main")
+    ws.write("PUSHED.md", b"pushed\n")
+    code, doc = _avfs(lazy, "--vault", "p:main", "checkpoint", "save")
+    assert code == 0, doc
+    before = missing(v.path)
+    code, doc = _avfs(lazy, "--vault", "p:main", "push")
+    assert code == 0, doc
+    assert missing(v.path) == before  # the origin has every blob but the new one
+    served = str(server.base / "proj.git")
+    assert git("--git-dir", served, "show", "main:PUSHED.md") == "pushed\n"
+    # another server has nothing: every blob of the history goes there, fetched first
+    url, copy = second
+    code, doc = _avfs(lazy, "--vault", "p", "remote", "add", "copy", url)
+    assert code == 0, doc
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    packs = len([n for n in os.listdir(pack_dir) if n.endswith(".pack")])
+    code, doc = _avfs(lazy, "--vault", "p:main", "push", "copy")
+    assert code == 0, doc
+    assert missing(v.path) == 0
+    assert len([n for n in os.listdir(pack_dir) if n.endswith(".pack")]) == packs + 1  # in one fetch
+    git("--git-dir", str(copy), "fsck", "--connectivity-only")  # whole: nothing promised there
+    assert git("--git-dir", str(copy), "rev-parse", "main") == git("--git-dir", v.path, "rev-parse", "main")
+    assert git("--git-dir", str(copy), "show", "main:avfs_git/cli/main.py") == git(
+        "--git-dir", served, "show", "main:avfs_git/cli/main.py"
+    )
+
+
+def test_full_text_search_fetches_the_tree_in_one_batch(lazy, server):
+    v = lazy.vault("p")
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    packs = lambda: {n for n in os.listdir(pack_dir) if n.endswith(".pack")}  # noqa: E731
+    before = packs()
+    code, doc = _avfs(lazy, "--vault", "p:main", "search", "prefer_libgit2")
+    assert code == 0, doc
+    assert "avfs_git/core/store/gitstore.py" in [h["path"] for h in doc["hits"]], doc
+    assert len(packs() - before) == 1  # one fetch, not one per file
+    files = len(git("--git-dir", v.path, "ls-tree", "-r", "main").splitlines())
+    assert missing(v.path) < files  # the tip's files are here now (older versions are not)
+    before = packs()
+    v.workspace("main").write("avfs_git/extra.py", b"def prefer_libgit2_too(): pass\n")
+    code, doc = _avfs(lazy, "--vault", "p:main", "search", "prefer_libgit2_too")
+    assert code == 0 and [h["path"] for h in doc["hits"]] == ["avfs_git/extra.py"], doc
+    assert packs() == before
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_git_typed_in_a_lazy_mount_fetches_through_the_promisor(lazy, server, tmp_path, backend):
+    """git in the mount reads the vault's objects: a blob it lacks comes from the promisor
+    remote through git's own lazy fetch (the vault's config names it); with the server gone
+    it fails clearly, and nothing changes."""
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    v = lazy.vault("p")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(lazy, v, "main", str(mp), backend=backend)
+    try:
+        before = missing(v.path)
+        r = _git_in(mp, "log", "-p", "-1", "--format=%s")
+        assert r.returncode == 0, r.stderr
+        assert "second" in r.stdout and "+# second version" in r.stdout
+        wanted = _changed_blobs(v.path, "main~1", "main")
+        assert before - missing(v.path) == len(wanted)
+        r = _git_in(mp, "diff", "HEAD~1", "--stat")
+        assert r.returncode == 0 and "errors.py" in r.stdout, r
+        assert before - missing(v.path) == len(wanted)
+        r = _git_in(mp, "grep", "-l", "def prefer_libgit2", "--", "avfs_git/core/store")
+        assert r.returncode == 0 and r.stdout.split() == ["avfs_git/core/store/gitstore.py"], r
+        fetched = before - missing(v.path)
+        store_files = len(
+            git("--git-dir", v.path, "ls-tree", "-r", "main", "avfs_git/core/store/").splitlines()
+        )
+        assert fetched <= len(wanted) + store_files
+        # offline: git fails and says so; the vault is as it was
+        server.stop()
+        held = missing(v.path)
+        r = _git_in(mp, "log", "-p", "-1", "--format=%s", "main~1")
+        assert r.returncode != 0
+        assert "could not fetch" in r.stderr or "unable to" in r.stderr, r.stderr
+        assert missing(v.path) == held
+        st = _git_in(mp, "status", "--porcelain")
+        assert st.returncode == 0 and st.stdout == "", st
+    finally:
+        mounts.unmount(lazy, v, "main", lazy=True)
