@@ -162,6 +162,8 @@ class Promisor:
     def _fetch_batch(self, name: str, url: str, batch: list[str], path: str | None) -> None:
         from .transport import transport
 
+        pack_dir = os.path.join(self.git_dir, "objects", "pack")
+        before = _temporary(pack_dir)
         try:
             transport(
                 self.git_dir,
@@ -179,10 +181,11 @@ class Promisor:
                 token=self.token,
             )
         except AvfsError as exc:
+            _drop_leftovers(pack_dir, before)
             why = redact(exc.message, (self.token or "",))
             raise BlobNotLocalError(
                 f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
-                f" give it: {why}",
+                f" give it{_reason(why)}: {why}",
                 hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
                 " files already fetched read normally",
                 details={
@@ -273,6 +276,51 @@ def _read_pkt(fh: object) -> bytes | None:
     if len(data) < n - 4:
         raise EOFError("the server closed the connection")
     return data
+
+
+def _temporary(pack_dir: str) -> set[str]:
+    try:
+        return {n for n in os.listdir(pack_dir) if n.startswith("tmp_")}
+    except OSError:
+        return set()
+
+
+def _drop_leftovers(pack_dir: str, before: set[str]) -> None:
+    """Remove the partial pack a fetch cut short left (git's ``index-pack`` dies without
+    removing its ``tmp_pack_*``): those that appeared since ``before`` and that no process
+    holds open (another git process's fetch may be writing one of its own)."""
+    new = _temporary(pack_dir) - before
+    if not new:
+        return
+    held: set[str] = set()
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(pack_dir):
+                held.add(os.path.basename(target))
+    for name in new - held:
+        try:
+            os.unlink(os.path.join(pack_dir, name))
+        except OSError:
+            pass
+
+
+def _reason(why: str) -> str:
+    """What git's error means, where it is one a person cannot read at a glance."""
+    if "not our ref" in why:  # upload-pack does not hold an object it was asked for by id
+        return " (the server no longer has it: force-pushed away and garbage-collected?)"
+    if "unadvertised object" in why:
+        return " (the server does not give objects by id: it needs uploadpack.allowAnySHA1InWant)"
+    return ""
 
 
 def _of(path: str | None) -> str:
