@@ -362,6 +362,10 @@ def http_git(tmp_path) -> Iterator[tuple[str, Path, str]]:
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
                 "PATH": "/usr/bin:/bin",
             }  # fmt: skip
+            # a web server hands every header to the CGI (git's protocol v2 rides on this
+            # one); a file "v0-only" beside the repository plays a server that does not
+            if not (root / "v0-only").exists():
+                env["HTTP_GIT_PROTOCOL"] = self.headers.get("Git-Protocol", "")
             if self.headers.get("Content-Encoding"):
                 env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
             out = subprocess.run(

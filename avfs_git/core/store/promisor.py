@@ -80,8 +80,8 @@ class Promisor:
     def learn_sizes(self, oids: Iterable[str]) -> bool:
         """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
         one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
-        when the server cannot say (it does not offer ``object-info``; only ``git://`` URLs
-        are asked: see docs/lazy.md) or cannot be reached."""
+        when the server cannot say (it does not offer ``object-info``; ``git://`` and
+        HTTP(S) URLs are asked: see :mod:`.objectinfo`) or cannot be reached."""
         unknown = sorted({o for o in oids if self.size(o) is None})
         if not unknown:
             return True
@@ -90,7 +90,9 @@ class Promisor:
             return False
         from .objectinfo import remote_sizes
 
-        got = remote_sizes(found[1], unknown, self.timeout_s)
+        got = remote_sizes(
+            found[1], unknown, self.timeout_s, git_dir=self.git_dir, remote=found[0], token=self.token
+        )
         if got is None:
             return False
         assert self._sizes is not None
