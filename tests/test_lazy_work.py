@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
@@ -255,3 +256,84 @@ def test_git_typed_in_a_lazy_mount_fetches_through_the_promisor(lazy, server, tm
         assert st.returncode == 0 and st.stdout == "", st
     finally:
         mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_a_mount_fetches_the_trees_gitignore_files_in_one_batch(home, server, tmp_path):
+    """git's untracked cache needs the tree's `.gitignore` files at mount time: a lazy
+    vault gets them in one fetch, not one per file."""
+    require_fuse()
+    repo = server.base / "proj.git"
+    work = server.base / "ignores"
+    git("clone", "-q", str(repo), str(work))
+    for d in ("", "avfs_git/", "avfs_git/core/", "avfs_git/cli/"):
+        (work / f"{d}.gitignore").write_text(f"*.tmp-{len(d)}\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "ignores")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    packs = len([n for n in os.listdir(pack_dir) if n.endswith(".pack")])
+    before = missing(v.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        assert before - missing(v.path) == 4  # the four .gitignore files
+        assert len([n for n in os.listdir(pack_dir) if n.endswith(".pack")]) == packs + 1
+        (mp / "avfs_git" / "core" / "x.tmp-14").write_text("ignored\n")
+        st = _git_in(mp, "status", "--porcelain")
+        assert st.returncode == 0 and st.stdout == "", st
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_a_tree_whose_sizes_are_known_is_not_walked_again(lazy, server):
+    """The clone learned every size of the default fork's tree and recorded the tree: a
+    mount's ensure_sizes then walks none of its trees (it walked all of them before), and a
+    size comes from the cache even with the server gone."""
+    v = lazy.vault("p")
+    store = v.store
+    tree = store.commit_tree(git("--git-dir", v.path, "rev-parse", "main").strip())
+    assert store.promisor.sized(tree)
+    walked: list[str] = []
+    items = store.tree_items
+    store.tree_items = lambda t: (walked.append(t), items(t))[1]  # type: ignore[method-assign]
+    server.stop()
+    store.ensure_sizes(tree)
+    assert walked == []
+    rel = "avfs_git/cli/main.py"
+    oid = git("--git-dir", v.path, "rev-parse", f"main:{rel}").strip()
+    assert store.blob_size(oid) == len(blob_at(server.base / "proj.git", "main", rel))
+    # another fork's tree, one file changed: walked once, then recorded too
+    ws = v.workspace("main")
+    ws.write("NEW.md", b"new\n")
+    v.workspace("main").store.promisor.forget()
+    server.start()
+    checkpoint.save(v, "main")
+    tree2 = store.commit_tree(git("--git-dir", v.path, "rev-parse", "main").strip())
+    store.ensure_sizes(tree2)
+    assert walked and store.promisor.sized(tree2)
+
+
+def test_a_mount_of_an_older_fork_after_a_checkpoint_fetches_nothing(lazy, server, tmp_path):
+    """A fork of an older commit (sizes the clone did not ask) with a checkpointed file the
+    server has never seen: the mount asks the server the sizes it lacks, gets all but the
+    new file's (that one is local), and fetches nothing (an all-or-nothing answer made it
+    fetch every blob it lacked)."""
+    require_fuse()
+    v = lazy.vault("p")
+    git("--git-dir", v.path, "branch", "old", "main~1")
+    v.workspace("old").write("avfs_git/brand_new.py", b"NEW = 1\n")
+    checkpoint.save(v, "old")
+    before = missing(v.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(lazy, v, "old", str(mp), backend="fuse")
+    try:
+        assert missing(v.path) == before
+        assert (mp / "avfs_git" / "brand_new.py").stat().st_size == 8
+        rel = "avfs_git/core/errors.py"  # the first commit's version, not the tip's
+        assert (mp / rel).stat().st_size == len(blob_at(server.base / "proj.git", "main~1", rel))
+        assert missing(v.path) == before
+    finally:
+        mounts.unmount(lazy, v, "old", lazy=True)

@@ -38,8 +38,9 @@ def remote_sizes(
     token: str | None = None,
 ) -> dict[str, int] | None:
     """The sizes of ``oids`` on the server at ``url`` (``remote``: its name in the vault at
-    ``git_dir``, which HTTP needs), within ``timeout`` seconds; None when the server cannot
-    say or cannot be reached. ssh and other transports are not asked (docs/lazy.md)."""
+    ``git_dir``, which HTTP needs), within ``timeout`` seconds: those it has (one it does
+    not have is left out); None when the server cannot say or cannot be reached. ssh and
+    other transports are not asked (docs/lazy.md)."""
     parts = urlsplit(url)
     if parts.scheme == "git" and parts.hostname:
         return _over_git(parts, oids, timeout)
@@ -61,13 +62,15 @@ def _capabilities(fh: _Stream) -> list[bytes]:
     return caps
 
 
-def _answer(fh: _Stream, oids: list[str]) -> dict[str, int] | None:
+def _answer(fh: _Stream) -> dict[str, int]:
+    """The sizes the server gave (``oid SP size``; an object it does not have comes back
+    with no size and is left out)."""
     out: dict[str, int] = {}
     while (line := _read_pkt(fh)) is not None:
         oid, _, size = line.strip().partition(b" ")
         if size.isdigit() and len(oid) == 40:
             out[oid.decode()] = int(size)
-    return out if len(out) == len(oids) else None
+    return out
 
 
 def _over_git(parts: SplitResult, oids: list[str], timeout: float) -> dict[str, int] | None:
@@ -85,7 +88,7 @@ def _over_git(parts: SplitResult, oids: list[str], timeout: float) -> dict[str, 
                 return None
             fh.write(_request(oids))
             fh.flush()
-            return _answer(fh, oids)
+            return _answer(fh)
     except (OSError, ValueError, EOFError):
         return None
 
@@ -116,7 +119,7 @@ def _over_http(
             return None
         proc.stdin.write(_request(oids))
         proc.stdin.close()
-        return _answer(proc.stdout, oids)
+        return _answer(proc.stdout)
     except (OSError, ValueError, EOFError):
         return None
     finally:

@@ -69,6 +69,7 @@ class Promisor:
         self.fetched = 0  # blobs this handle fetched (stats, tests)
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
+        self._sized: set[str] | None = None  # trees whose every blob's size is known
 
     # -- the size cache: what a blob not yet fetched measures ------------------------------
     def size(self, oid: str) -> int | None:
@@ -80,8 +81,9 @@ class Promisor:
     def learn_sizes(self, oids: Iterable[str]) -> bool:
         """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
         one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
-        when the server cannot say (it does not offer ``object-info``; ``git://`` and
-        HTTP(S) URLs are asked: see :mod:`.objectinfo`) or cannot be reached."""
+        when a size is still unknown: the server cannot say (it does not offer
+        ``object-info``; ``git://`` and HTTP(S) URLs are asked: see :mod:`.objectinfo`),
+        cannot be reached, or does not have that blob."""
         unknown = sorted({o for o in oids if self.size(o) is None})
         if not unknown:
             return True
@@ -93,12 +95,33 @@ class Promisor:
         got = remote_sizes(
             found[1], unknown, self.timeout_s, git_dir=self.git_dir, remote=found[0], token=self.token
         )
-        if got is None:
+        if not got:
             return False
         assert self._sizes is not None
         self._sizes.update(got)
         _append_sizes(self._sizes_path, got)
-        return True
+        return len(got) == len(unknown)
+
+    def sized(self, tree: str, *, done: bool = False) -> bool:
+        """Whether every blob under ``tree`` has its size in the cache (``done``: record
+        that it has), so a mount of a tree already sized walks none of it. Kept beside the
+        size cache, in ``avfs/blob-sizes.trees``, one tree id a line."""
+        path = self._sizes_path + ".trees"
+        if self._sized is None:
+            try:
+                with open(path, encoding="ascii") as fh:
+                    self._sized = {line.strip() for line in fh if len(line.strip()) == 40}
+            except (FileNotFoundError, UnicodeDecodeError):
+                self._sized = set()
+        if done and tree not in self._sized:
+            self._sized.add(tree)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, tree.encode() + b"\n")
+            finally:
+                os.close(fd)
+        return tree in self._sized
 
     def remote(self) -> tuple[str, str] | None:
         """(name, url without credentials) of the promisor remote, or None for a whole
