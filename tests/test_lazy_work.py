@@ -337,3 +337,49 @@ def test_a_mount_of_an_older_fork_after_a_checkpoint_fetches_nothing(lazy, serve
         assert missing(v.path) == before
     finally:
         mounts.unmount(lazy, v, "old", lazy=True)
+
+
+def test_up_from_url_lazy_clones_forks_and_mounts_without_fetching_files(lazy, server):
+    """`avfs up --from-url URL --lazy`: a lazy vault, an agent's fork of it mounted, nothing
+    fetched until a file is read; a second `up` of the same URL reuses the vault."""
+    require_fuse()
+    from .test_json_schemas import validate
+
+    home = lazy
+    url = server.url("proj.git")
+    code, doc = _avfs(home, "up", "--from-url", url, "--lazy")
+    assert code == 0, doc
+    validate(doc)
+    assert doc["lazy"] is True and doc["vault_created"] is True and doc["fork"] == "agent-1"
+    assert doc["origin"] == url and doc["vault"] == "proj"
+    v = home.vault("proj")
+    mp = Path(doc["mountpoint"])
+    try:
+        assert v.lazy
+        assert missing(v.path) >= len(git("--git-dir", v.path, "ls-tree", "-r", "main").splitlines())
+        before = missing(v.path)
+        assert "avfs_git" in os.listdir(mp)
+        rel = "avfs_git/cli/main.py"
+        assert (mp / rel).stat().st_size == len(blob_at(server.base / "proj.git", "main", rel))
+        assert missing(v.path) == before  # ls and stat fetch nothing
+        assert (mp / rel).read_bytes() == blob_at(server.base / "proj.git", "main", rel)
+        assert missing(v.path) == before - 1
+        # again: the same vault, another agent
+        code, again = _avfs(home, "up", "--from-url", url, "--lazy", "--agent", "second")
+        assert code == 0, again
+        assert again["vault"] == "proj" and again["vault_created"] is False and again["fork"] == "second"
+        mounts.unmount(home, v, "second", lazy=True)
+    finally:
+        mounts.unmount(home, v, "agent-1", lazy=True)
+
+
+def test_up_refuses_lazy_without_a_url_and_a_dir_with_a_url(lazy, server, tmp_path):
+    url = server.url("proj.git")
+    vaults = sorted(os.listdir(os.path.join(lazy.path, "vaults")))
+    for args in (("--lazy", str(tmp_path)), (str(tmp_path), "--from-url", url), ()):
+        code, doc = _avfs(lazy, "up", *args)
+        assert code == 2 and doc["error"]["code"] == "usage", doc
+    # a vault made otherwise is not taken for the URL's
+    code, doc = _avfs(lazy, "up", "--from-url", url, "--vault", "p")
+    assert code == 2 and "was not made from" in doc["error"]["message"], doc
+    assert sorted(os.listdir(os.path.join(lazy.path, "vaults"))) == vaults  # nothing made
