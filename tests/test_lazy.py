@@ -27,6 +27,7 @@ from .conftest import IN_CI, git
 from .test_fuse import require_fuse
 from .test_remotes import _free_port, _start_daemon, _stop_daemon
 from .test_remotes import http_git as http_git
+from .test_remotes import sshd as sshd
 
 PKG = Path(__file__).resolve().parents[1] / "avfs_git"
 
@@ -394,6 +395,40 @@ def test_over_http_a_server_without_protocol_v2_gives_no_sizes_and_a_mount_fetch
         for f in files:
             with open(os.path.join(root, f), "rb") as fh:
                 assert password.encode() not in fh.read(), f
+
+
+def test_over_ssh_sizes_come_from_object_info_and_a_mount_fetches_nothing(
+    home, server, sshd, tmp_path, monkeypatch
+):
+    """ssh (a real sshd on 127.0.0.1, the user's key through GIT_SSH_COMMAND as for push):
+    the sizes are asked with protocol v2's object-info (GIT_PROTOCOL, which the server
+    accepts), so a mount fetches nothing and a read fetches its file. A server that does not
+    take GIT_PROTOCOL answers in v0: no sizes, and the mount fetches its tree in one batch."""
+    require_fuse()
+    url, served, key = sshd
+    _serve_over_http(server, served)  # (the same set-up: any transport)
+    opts = (
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
+    )
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts}")
+    v = home.clone_vault(url, "s", lazy=True)
+    assert v.lazy and os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0
+    before = missing(v.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).stat().st_size == len(blob_at(served, "main", rel))
+        assert missing(v.path) == before
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        assert missing(v.path) == before - 1
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    # a server that does not take GIT_PROTOCOL: v0, no sizes
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts} -o SetEnv=GIT_PROTOCOL=")
+    w = home.clone_vault(url, "w", lazy=True)
+    assert w.lazy and not os.path.exists(os.path.join(w.path, "avfs", "blob-sizes"))
 
 
 def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_damage(lazy, server):

@@ -513,6 +513,7 @@ def sshd(tmp_path) -> Iterator[tuple[str, Path, Path]]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nPidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "AcceptEnv GIT_PROTOCOL\n"  # git's protocol v2 over ssh, as hosting services take it
     )
     os.makedirs("/run/sshd", exist_ok=True)
     repo = tmp_path / "ssh-served" / "proj.git"

@@ -39,13 +39,15 @@ def remote_sizes(
 ) -> dict[str, int] | None:
     """The sizes of ``oids`` on the server at ``url`` (``remote``: its name in the vault at
     ``git_dir``, which HTTP needs), within ``timeout`` seconds: those it has (one it does
-    not have is left out); None when the server cannot say or cannot be reached. ssh and
-    other transports are not asked (docs/lazy.md)."""
+    not have is left out); None when the server cannot say or cannot be reached. Local
+    paths and other transports are not asked (docs/lazy.md)."""
     parts = urlsplit(url)
     if parts.scheme == "git" and parts.hostname:
         return _over_git(parts, oids, timeout)
     if parts.scheme in ("http", "https") and git_dir is not None and remote is not None:
         return _over_http(parts.scheme, git_dir, remote, url, oids, timeout, token)
+    if git_dir is not None and (where := _ssh_target(url)) is not None:
+        return _over_ssh(git_dir, *where, oids, timeout)
     return None
 
 
@@ -120,6 +122,91 @@ def _over_http(
         proc.stdin.write(_request(oids))
         proc.stdin.close()
         return _answer(proc.stdout)
+    except (OSError, ValueError, EOFError):
+        return None
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+        for fh in (proc.stdin, proc.stdout):
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+
+def _ssh_target(url: str) -> tuple[str, int | None, str] | None:
+    """(``[user@]host``, port, path) of an ssh URL (``ssh://[user@]host[:port]/path``, or
+    git's scp-like ``[user@]host:path``), as git's ssh transport reads it; None for others."""
+    if url.startswith(("ssh://", "git+ssh://", "ssh+git://")):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        host = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+        path = parts.path
+        if path.startswith("/~"):  # ssh://host/~user/x: relative to a home, as git reads it
+            path = path[1:]
+        return host, parts.port, path
+    if "://" in url:
+        return None
+    host, colon, path = url.partition(":")
+    if not colon or not host or "/" in host or not path:  # a local path
+        return None
+    return host, None, path
+
+
+def _over_ssh(
+    git_dir: str, host: str, port: int | None, path: str, oids: list[str], timeout: float
+) -> dict[str, int] | None:
+    """``git-upload-pack`` over ssh as git starts it (``GIT_SSH_COMMAND``, ``GIT_SSH``,
+    ``core.sshCommand`` or ``ssh``; OpenSSH's options only), asking protocol v2 through
+    ``GIT_PROTOCOL`` (the server's sshd must accept it: ``AcceptEnv GIT_PROTOCOL``; one that
+    does not answers in v0, and we give up)."""
+    import threading
+
+    from .gitrun import run
+    from .transport import transport_argv
+
+    _argv, env = transport_argv(git_dir, ())
+    variant = env.get("GIT_SSH_VARIANT", "ssh")
+    if variant not in ("ssh", "auto"):
+        return None
+    quoted = "'" + path.replace("'", "'\\''") + "'"
+    args = [
+        "-o",
+        "SendEnv=GIT_PROTOCOL",
+        *(["-p", str(port)] if port else []),
+        host,
+        f"git-upload-pack {quoted}",
+    ]
+    command = (
+        env.get("GIT_SSH_COMMAND")
+        or run(["config", "--get", "core.sshCommand"], git_dir=git_dir, check=False, text=True).stdout.strip()
+    )
+    if command:
+        argv = ["sh", "-c", command + ' "$@"', command, *args]
+    else:
+        argv = [env.get("GIT_SSH") or "ssh", *args]
+    env["GIT_PROTOCOL"] = "version=2"
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+    except OSError:
+        return None
+    assert proc.stdin is not None and proc.stdout is not None
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        caps = _capabilities(proc.stdout)
+        if not caps or caps[0] != b"version 2" or b"object-info" not in caps:
+            return None  # v0's ref advertisement: the server did not take GIT_PROTOCOL
+        proc.stdin.write(_request(oids))
+        proc.stdin.flush()
+        got = _answer(proc.stdout)
+        proc.stdin.write(b"0000")  # the end of the conversation
+        proc.stdin.close()
+        return got
     except (OSError, ValueError, EOFError):
         return None
     finally:
