@@ -383,12 +383,15 @@ class GitStore(StoreWrites):
             for oid, mode in self.tree_items(stack.pop()).values():
                 if mode == MODE_TREE:
                     stack.append(oid)
-                elif mode != MODE_COMMIT and self.promisor.size(oid) is None and not self.is_local(oid):
+                elif mode != MODE_COMMIT and self.promisor.size(oid) is None:
                     blobs.append(oid)
-        if not blobs or self.promisor.learn_sizes(blobs):
+        # the server sizes what it has; a blob it lacks is one written here (or lost there)
+        rest = blobs if blobs and not self.promisor.learn_sizes(blobs) else []
+        rest = [o for o in rest if self.promisor.size(o) is None and not self.is_local(o)]
+        if not rest:
             self.promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
         elif fetch:
-            self.prefetch(o for o in blobs if self.promisor.size(o) is None)
+            self.prefetch(rest)
 
     def _blob_size(self, oid: str) -> int:
         pure_error: ObjectReadError | None = None
