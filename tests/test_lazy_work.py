@@ -383,3 +383,32 @@ def test_up_refuses_lazy_without_a_url_and_a_dir_with_a_url(lazy, server, tmp_pa
     code, doc = _avfs(lazy, "up", "--from-url", url, "--vault", "p")
     assert code == 2 and "was not made from" in doc["error"]["message"], doc
     assert sorted(os.listdir(os.path.join(lazy.path, "vaults"))) == vaults  # nothing made
+
+
+def test_git_in_proxy_execs_sandbox_cannot_reach_the_server_and_fails_clearly(lazy, server):
+    """`proxy exec -- git log -p` on a lazy fork: the command's sandbox has no network (the
+    default policy), so git's own lazy fetch cannot reach the promisor remote; git fails
+    with its message, nothing is fetched or committed (docs/lazy.md). A file the command
+    reads is fetched by the mount, outside the sandbox, as always."""
+    require_fuse()
+    v = lazy.vault("p")
+    before, head = missing(v.path), git("--git-dir", v.path, "rev-parse", "main")
+    code, doc = _avfs(
+        lazy, "--vault", "p:main", "proxy", "exec", "--", "git", "log", "-p", "-1", "--format=%s"
+    )
+    assert code == 128 and doc["result"]["exit_code"] == 128, doc
+    assert "unable to connect" in doc["result"]["stderr"] or "could not fetch" in doc["result"]["stderr"], doc
+    assert doc["commit"] is None and doc["changes"] == []
+    assert missing(v.path) == before and git("--git-dir", v.path, "rev-parse", "main") == head
+    code, doc = _avfs(lazy, "--vault", "p:main", "proxy", "exec", "--", "cat", "NOTES.md")
+    assert code == 0 and doc["result"]["stdout"] == "notes\n", doc
+    # avfs's own log -p fetches through avfs: the patch, and only its blobs
+    wanted = _changed_blobs(v.path, "main~1", "main")
+    before = missing(v.path)
+    out = subprocess.run(
+        [AVFS, "--home", lazy.path, "--vault", "p:main", "log", "-p", "-n", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "+# second version" in out.stdout, out
+    assert before - missing(v.path) <= len(wanted)
