@@ -304,6 +304,12 @@ def test_a_tree_whose_sizes_are_known_is_not_walked_again(lazy, server):
     rel = "avfs_git/cli/main.py"
     oid = git("--git-dir", v.path, "rev-parse", f"main:{rel}").strip()
     assert store.blob_size(oid) == len(blob_at(server.base / "proj.git", "main", rel))
+    # the size cache removed (by hand): the record of sized trees is not believed
+    os.rename(os.path.join(v.path, "avfs", "blob-sizes"), os.path.join(v.path, "avfs", "kept"))
+    fresh = lazy.vault("p").store.promisor.__class__(v.path)
+    assert not fresh.sized(tree)
+    os.rename(os.path.join(v.path, "avfs", "kept"), os.path.join(v.path, "avfs", "blob-sizes"))
+    assert fresh.__class__(v.path).sized(tree)
     # another fork's tree, one file changed: walked once, then recorded too
     ws = v.workspace("main")
     ws.write("NEW.md", b"new\n")

@@ -109,6 +109,8 @@ class Promisor:
         path = self._sizes_path + ".trees"
         if self._sized is None:
             try:
+                if not os.path.exists(self._sizes_path):  # the sizes went: so does the record
+                    raise FileNotFoundError(self._sizes_path)
                 with open(path, encoding="ascii") as fh:
                     self._sized = {line.strip() for line in fh if len(line.strip()) == 40}
             except (FileNotFoundError, UnicodeDecodeError):
