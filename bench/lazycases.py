@@ -66,16 +66,19 @@ def _objects(git_dir: Path) -> int:
 
 
 def _lazy_round(
-    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, home: Path
+    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, home: Path, phases: list[float]
 ) -> tuple[float, float, int]:
     """`vault clone --lazy` + `mount` + `ls`: (its seconds, the first `git status`'s seconds,
-    the objects that status fetched); unmounted after."""
+    the objects that status fetched); unmounted after. The clone's and the mount's (with
+    `ls`) seconds are appended to ``phases``."""
     mp.mkdir()
     start = time.perf_counter()
     subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True)
+    cloned = time.perf_counter()
     subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
     os.listdir(mp)
     took = time.perf_counter() - start
+    phases += [cloned - start, start + took - cloned]
     vault = home / "vaults" / f"{name}.git"
     before = _objects(vault)
     start = time.perf_counter()
@@ -101,6 +104,7 @@ def main() -> None:
         url = f"{base}/big.git"
         lazy_s: list[float] = []
         base_s: list[float] = []
+        phases: dict[str, list[float]] = {"this": [], "baseline": []}
         full_s: list[float] = []
         status_s: list[float] = []
         fetched: list[int] = []
@@ -124,13 +128,15 @@ def main() -> None:
                 sides = ["this", "baseline"] if args.baseline else ["this"]
                 for side in sides if i % 2 == 0 else sides[::-1]:
                     if side == "this":
-                        took, status, got = _lazy_round(avfs, env, url, f"big{i}", t / f"mnt-{i}", home)
+                        took, status, got = _lazy_round(
+                            avfs, env, url, f"big{i}", t / f"mnt-{i}", home, phases["this"]
+                        )
                         lazy_s.append(took)
                         status_s.append(status)
                         fetched.append(got)
                     else:
                         took, _, _ = _lazy_round(
-                            avfs, base_env, url, f"big{i}", t / f"base-mnt-{i}", base_home
+                            avfs, base_env, url, f"big{i}", t / f"base-mnt-{i}", base_home, phases["baseline"]
                         )
                         base_s.append(took)
         finally:
@@ -148,6 +154,8 @@ def main() -> None:
         "git_clone_bare_s": full_s,
         "lazy_clone_mount_ls_s": lazy_s,
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        "clone_s_median": statistics.median(phases["this"][0::2]),
+        "mount_ls_s_median": statistics.median(phases["this"][1::2]),
     }
     if base_s:
         result |= {
@@ -155,6 +163,8 @@ def main() -> None:
             "baseline_lazy_clone_mount_ls_s_median": statistics.median(base_s),
             "baseline_ratio": statistics.median(base_s) / statistics.median(full_s),
             "baseline_lazy_clone_mount_ls_s": base_s,
+            "baseline_clone_s_median": statistics.median(phases["baseline"][0::2]),
+            "baseline_mount_ls_s_median": statistics.median(phases["baseline"][1::2]),
         }
     out = ROOT / "bench" / "results" / time.strftime("lazy-%Y%m%dT%H%M%SZ.json", time.gmtime())
     out.write_text(json.dumps(result, indent=2) + "\n")
