@@ -53,6 +53,24 @@ def _changed_blobs(repo: str, a: str, b: str) -> set[str]:
     return ids
 
 
+def _diagnosis(vault_path: str, r: subprocess.CompletedProcess[str]) -> str:
+    """The vault's packs (oldest first, with their times and sizes), the mount daemon's log
+    and git's stderr: for an assertion about what was fetched."""
+    pd = os.path.join(vault_path, "objects", "pack")
+    packs = sorted(
+        (os.stat(os.path.join(pd, n)).st_mtime, n, os.path.getsize(os.path.join(pd, n)))
+        for n in os.listdir(pd)
+    )
+    try:
+        with open(
+            os.path.join(vault_path, "avfs", "mounts", "main.log"), encoding="utf-8", errors="replace"
+        ) as fh:
+            log = fh.read()[-3000:]
+    except OSError:
+        log = ""
+    return f"packs: {packs}\nmount log: {log}\ngit stderr: {r.stderr[-2000:]}"
+
+
 def _local(repo: str, oids: set[str]) -> set[str]:
     out = subprocess.run(
         ["git", "--git-dir", repo, "cat-file", "--batch-check"],
@@ -234,7 +252,9 @@ def test_git_typed_in_a_lazy_mount_fetches_through_the_promisor(lazy, server, tm
         assert r.returncode == 0, r.stderr
         assert "second" in r.stdout and "+# second version" in r.stdout
         wanted = _changed_blobs(v.path, "main~1", "main")
-        assert before - missing(v.path) == len(wanted)
+        # (seen twice under load 8, not reproduced since: every blob of the history fetched
+        # here; the message carries what is needed to find out by whom)
+        assert before - missing(v.path) == len(wanted), _diagnosis(v.path, r)
         r = _git_in(mp, "diff", "HEAD~1", "--stat")
         assert r.returncode == 0 and "errors.py" in r.stdout, r
         assert before - missing(v.path) == len(wanted)
