@@ -8,8 +8,12 @@ The repository is real files: the released packages installed in this checkout's
 three commits (the second and third change a few hundred files), served with
 ``uploadpack.allowFilter`` and ``uploadpack.allowAnySHA1InWant``.
 
-Run: ``.venv/bin/python -m bench.lazycases [--repeats N]``; the result goes to
-``bench/results/lazy-<time>.json`` and is printed.
+Run: ``.venv/bin/python -m bench.lazycases [--repeats N] [--baseline SRC]``; the result
+goes to ``bench/results/lazy-<time>.json`` and is printed. ``--baseline SRC``: another avfs
+source tree (``git archive REV avfs_git | tar -x -C SRC``, then ``python -m compileall``),
+timed in the same run, interleaved with this one, through this venv's interpreter with
+``PYTHONPATH=SRC`` (its own home), for a before/after figure. Both run as
+``python -m avfs_git``; the load average before and after goes into the result.
 """
 
 from __future__ import annotations
@@ -61,11 +65,37 @@ def _objects(git_dir: Path) -> int:
     return int(c["count"]) + int(c["in-pack"])
 
 
+def _lazy_round(
+    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, home: Path, phases: list[float]
+) -> tuple[float, float, int]:
+    """`vault clone --lazy` + `mount` + `ls`: (its seconds, the first `git status`'s seconds,
+    the objects that status fetched); unmounted after. The clone's and the mount's (with
+    `ls`) seconds are appended to ``phases``."""
+    mp.mkdir()
+    start = time.perf_counter()
+    subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True)
+    cloned = time.perf_counter()
+    subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
+    os.listdir(mp)
+    took = time.perf_counter() - start
+    phases += [cloned - start, start + took - cloned]
+    vault = home / "vaults" / f"{name}.git"
+    before = _objects(vault)
+    start = time.perf_counter()
+    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+    status = time.perf_counter() - start
+    fetched = _objects(vault) - before
+    subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+    return took, status, fetched
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--baseline", help="another avfs source tree to time in the same run")
     args = ap.parse_args()
-    avfs = str(ROOT / ".venv" / "bin" / "avfs")
+    avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="avfs-bench-lazy-") as tmp:
         t = Path(tmp)
         (t / "served").mkdir()
@@ -73,15 +103,17 @@ def main() -> None:
         daemon, base = _daemon(t / "served")
         url = f"{base}/big.git"
         lazy_s: list[float] = []
+        base_s: list[float] = []
+        phases: dict[str, list[float]] = {"this": [], "baseline": []}
         full_s: list[float] = []
         status_s: list[float] = []
         fetched: list[int] = []
         # one home for every repeat (its set-up is not a clone's cost); no layers file
         # system, so that the temporary directory can be removed
-        home = t / "home"
-        env = {
-            **os.environ, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never", "AVFS_SERVER": "off", "AVFS_LAYERS": "off"
-        }  # fmt: skip
+        home, base_home = t / "home", t / "base-home"
+        common = {"AVFS_PROGRESS": "never", "AVFS_SERVER": "off", "AVFS_LAYERS": "off"}
+        env = {**os.environ, **common, "AVFS_HOME": str(home)}
+        base_env = {**os.environ, **common, "AVFS_HOME": str(base_home), "PYTHONPATH": args.baseline or ""}
         try:
             for i in range(args.repeats):
                 # git clone --bare
@@ -90,26 +122,23 @@ def main() -> None:
                 subprocess.run(["git", "clone", "-q", "--bare", url, str(dest)], check=True)
                 full_s.append(time.perf_counter() - start)
                 shutil.rmtree(dest)
-                # avfs vault clone --lazy + mount until ls answers
-                mp = t / f"mnt-{i}"
-                mp.mkdir()
-                name = f"big{i}"
-                start = time.perf_counter()
-                subprocess.run(
-                    [avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True
-                )
-                subprocess.run(
-                    [avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True
-                )
-                os.listdir(mp)
-                lazy_s.append(time.perf_counter() - start)
-                vault = home / "vaults" / f"{name}.git"
-                before = _objects(vault)
-                start = time.perf_counter()
-                subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
-                status_s.append(time.perf_counter() - start)
-                fetched.append(_objects(vault) - before)
-                subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+                # avfs vault clone --lazy + mount until ls answers: this tree and the baseline,
+                # which goes first in every other round (the one right after the full clone
+                # meets its writeback)
+                sides = ["this", "baseline"] if args.baseline else ["this"]
+                for side in sides if i % 2 == 0 else sides[::-1]:
+                    if side == "this":
+                        took, status, got = _lazy_round(
+                            avfs, env, url, f"big{i}", t / f"mnt-{i}", home, phases["this"]
+                        )
+                        lazy_s.append(took)
+                        status_s.append(status)
+                        fetched.append(got)
+                    else:
+                        took, _, _ = _lazy_round(
+                            avfs, base_env, url, f"big{i}", t / f"base-mnt-{i}", base_home, phases["baseline"]
+                        )
+                        base_s.append(took)
         finally:
             daemon.terminate()
             daemon.wait(10)
@@ -124,7 +153,19 @@ def main() -> None:
         "objects_fetched_by_first_git_status": max(fetched),
         "git_clone_bare_s": full_s,
         "lazy_clone_mount_ls_s": lazy_s,
+        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        "clone_s_median": statistics.median(phases["this"][0::2]),
+        "mount_ls_s_median": statistics.median(phases["this"][1::2]),
     }
+    if base_s:
+        result |= {
+            "baseline": args.baseline,
+            "baseline_lazy_clone_mount_ls_s_median": statistics.median(base_s),
+            "baseline_ratio": statistics.median(base_s) / statistics.median(full_s),
+            "baseline_lazy_clone_mount_ls_s": base_s,
+            "baseline_clone_s_median": statistics.median(phases["baseline"][0::2]),
+            "baseline_mount_ls_s_median": statistics.median(phases["baseline"][1::2]),
+        }
     out = ROOT / "bench" / "results" / time.strftime("lazy-%Y%m%dT%H%M%SZ.json", time.gmtime())
     out.write_text(json.dumps(result, indent=2) + "\n")
     json.dump(result, sys.stdout, indent=2)

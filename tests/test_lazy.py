@@ -27,6 +27,7 @@ from .conftest import IN_CI, git
 from .test_fuse import require_fuse
 from .test_remotes import _free_port, _start_daemon, _stop_daemon
 from .test_remotes import http_git as http_git
+from .test_remotes import sshd as sshd
 
 PKG = Path(__file__).resolve().parents[1] / "avfs_git"
 
@@ -310,29 +311,81 @@ def test_a_lazy_fork_mounts_and_ls_stat_find_git_status_fetch_nothing(lazy, serv
         mounts.unmount(lazy, v, "main", lazy=True)
 
 
-def test_over_http_with_credentials_a_mount_without_sizes_fetches_the_tree_in_one_batch(
+def _serve_over_http(server: Server, served: Path) -> None:
+    git("--git-dir", str(served), "fetch", "-q", str(server.base / "proj.git"), "+refs/heads/*:refs/heads/*")
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
+        git("--git-dir", str(served), "config", key, "true")
+
+
+def _packs(v_path: str) -> int:
+    return len([n for n in os.listdir(os.path.join(v_path, "objects", "pack")) if n.endswith(".pack")])
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_over_http_with_credentials_sizes_come_from_object_info_and_a_mount_fetches_nothing(
+    home, server, http_git, tmp_path, monkeypatch, backend
+):
+    """Smart HTTP (`git http-backend`, Basic auth): the clone asks the sizes with protocol
+    v2's object-info through git's HTTP helper, with the token as push and fetch use it; a
+    mount then fetches nothing, `stat` shows true sizes, a read fetches that file; the
+    secret is never written into the vault."""
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    url, served, password = http_git
+    _serve_over_http(server, served)
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    home.settings = Settings.from_environ(None, home.path)
+    v = home.clone_vault(url, "n", lazy=True)
+    assert v.lazy and os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0
+    before, promised = objects(v.path), missing(v.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend=backend)
+    try:
+        assert objects(v.path) - before <= 1  # the tree's .gitignore files at most
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).stat().st_size == len(blob_at(served, "main", rel))
+        sizes = subprocess.run(
+            ["find", str(mp), "-type", "f", "-size", "+1k"], capture_output=True, check=True
+        )
+        assert len(sizes.stdout.splitlines()) > 50
+        assert missing(v.path) >= promised - 1  # ls, stat, find: nothing fetched
+        at = missing(v.path)
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        assert missing(v.path) == at - 1
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    for root, _dirs, files in os.walk(v.path):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                assert password.encode() not in fh.read(), f
+
+
+def test_over_http_a_server_without_protocol_v2_gives_no_sizes_and_a_mount_fetches_the_tree_once(
     home, server, http_git, tmp_path, monkeypatch
 ):
-    """Smart HTTP (`git http-backend`, Basic auth): the lazy fetches reach the server with
-    the token as push and fetch do, and the secret is never written into the vault; sizes
-    are not asked over HTTP, so a mount fetches its tree's files in one batch."""
+    """A smart HTTP server that speaks only protocol v0 (its web server does not pass
+    `Git-Protocol` on) cannot say sizes: the clone works as before, and a mount fetches its
+    tree's files in one batch (the history's other versions stay on the server)."""
     require_fuse()
     url, served, password = http_git
-    git("--git-dir", str(served), "fetch", "-q", str(server.base / "proj.git"), "+refs/heads/*:refs/heads/*")
-    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
-        git("--git-dir", str(served), "config", key, "true")
+    _serve_over_http(server, served)
+    (served.parent / "v0-only").write_text("")
     monkeypatch.setenv("AVFS_GIT_TOKEN", password)
     monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
     home.settings = Settings.from_environ(None, home.path)
     v = home.clone_vault(url, "n", lazy=True)
     assert v.lazy and not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))
-    pack_dir = os.path.join(v.path, "objects", "pack")
-    packs_before = len([n for n in os.listdir(pack_dir) if n.endswith(".pack")])
+    packs_before = _packs(v.path)
     mp = tmp_path / "mnt"
     mp.mkdir()
     mounts.mount(home, v, "main", str(mp), backend="fuse")
     try:
-        assert len([n for n in os.listdir(pack_dir) if n.endswith(".pack")]) == packs_before + 1
+        assert _packs(v.path) == packs_before + 1
         rel = "avfs_git/core/store/promisor.py"
         assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
         assert missing(v.path) > 0  # the history's other blobs stay on the server
@@ -342,6 +395,40 @@ def test_over_http_with_credentials_a_mount_without_sizes_fetches_the_tree_in_on
         for f in files:
             with open(os.path.join(root, f), "rb") as fh:
                 assert password.encode() not in fh.read(), f
+
+
+def test_over_ssh_sizes_come_from_object_info_and_a_mount_fetches_nothing(
+    home, server, sshd, tmp_path, monkeypatch
+):
+    """ssh (a real sshd on 127.0.0.1, the user's key through GIT_SSH_COMMAND as for push):
+    the sizes are asked with protocol v2's object-info (GIT_PROTOCOL, which the server
+    accepts), so a mount fetches nothing and a read fetches its file. A server that does not
+    take GIT_PROTOCOL answers in v0: no sizes, and the mount fetches its tree in one batch."""
+    require_fuse()
+    url, served, key = sshd
+    _serve_over_http(server, served)  # (the same set-up: any transport)
+    opts = (
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
+    )
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts}")
+    v = home.clone_vault(url, "s", lazy=True)
+    assert v.lazy and os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0
+    before = missing(v.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        rel = "avfs_git/core/store/promisor.py"
+        assert (mp / rel).stat().st_size == len(blob_at(served, "main", rel))
+        assert missing(v.path) == before
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        assert missing(v.path) == before - 1
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    # a server that does not take GIT_PROTOCOL: v0, no sizes
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts} -o SetEnv=GIT_PROTOCOL=")
+    w = home.clone_vault(url, "w", lazy=True)
+    assert w.lazy and not os.path.exists(os.path.join(w.path, "avfs", "blob-sizes"))
 
 
 def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_damage(lazy, server):

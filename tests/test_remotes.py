@@ -362,6 +362,10 @@ def http_git(tmp_path) -> Iterator[tuple[str, Path, str]]:
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
                 "PATH": "/usr/bin:/bin",
             }  # fmt: skip
+            # a web server hands every header to the CGI (git's protocol v2 rides on this
+            # one); a file "v0-only" beside the repository plays a server that does not
+            if not (root / "v0-only").exists():
+                env["HTTP_GIT_PROTOCOL"] = self.headers.get("Git-Protocol", "")
             if self.headers.get("Content-Encoding"):
                 env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
             out = subprocess.run(
@@ -509,6 +513,7 @@ def sshd(tmp_path) -> Iterator[tuple[str, Path, Path]]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nPidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "AcceptEnv GIT_PROTOCOL\n"  # git's protocol v2 over ssh, as hosting services take it
     )
     os.makedirs("/run/sshd", exist_ok=True)
     repo = tmp_path / "ssh-served" / "proj.git"

@@ -46,13 +46,25 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:
 
 
 @click.command("up")
-@click.argument("directory", metavar="DIR")
+@click.argument("directory", metavar="[DIR]", required=False)
+@click.option(
+    "--from-url",
+    "url",
+    metavar="URL",
+    help="Clone the git repository at URL instead of importing a directory (reused by a later"
+    " `up --from-url` of the same URL).",
+)
+@click.option(
+    "--lazy",
+    is_flag=True,
+    help="With --from-url: a partial clone, each file's contents fetched when first read (docs/lazy.md).",
+)
 @click.option("--agent", metavar="NAME", help="The agent's fork (reused if it exists; default agent-<n>).")
 @click.option(
     "--vault",
     "vault_name",
     metavar="NAME",
-    help="The vault's name (default: the vault made from DIR before, else DIR's name).",
+    help="The vault's name (default: the vault made from DIR or URL before, else its name).",
 )
 @click.option("--mountpoint", metavar="PATH", help="Where to mount (default: under the avfs home).")
 @click.option(
@@ -63,37 +75,63 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:
 @pass_app
 def up_cmd(
     app: App,
-    directory: str,
+    directory: str | None,
+    url: str | None,
+    lazy: bool,
     agent: str | None,
     vault_name: str | None,
     mountpoint: str | None,
     no_refresh: bool,
 ) -> None:
-    """Import DIR into a vault, fork it for an agent, and mount the fork.
+    """Import DIR (or clone URL) into a vault, fork it for an agent, and mount the fork.
 
     A second `up` of the same DIR reuses its vault; when DIR changed since, the changes are
     checkpointed into the vault's default fork (only when that fork has no changes of its
     own; otherwise a warning says so). Prints the mount point, and on stderr how to start
     an agent there. Take it down with `avfs down MOUNT --keep` (merge into the default
-    fork: the branch DIR had checked out) or `--discard`.
+    fork: the branch DIR had checked out) or `--discard`. With `--from-url URL [--lazy]`
+    the vault is cloned from a git server instead (lazily: commits and trees now, files
+    as they are read).
     """
+    from ..core.errors import UsageError
     from ..ops.quickstart import up
 
-    with app.output.progress("importing") as progress:
-        res = up(
-            app.home,
-            directory,
-            agent=agent,
-            vault_name=vault_name,
-            mountpoint=mountpoint,
-            refresh=not no_refresh,
-            progress=progress,
+    if (directory is None) == (url is None):
+        raise UsageError(
+            "give a directory or --from-url URL (one of them)", hint="avfs up DIR | avfs up --from-url URL"
         )
+    if lazy and url is None:
+        raise UsageError("--lazy goes with --from-url URL", hint="avfs up --from-url URL --lazy")
+    if url is not None:
+        from ..ops.upremote import up_from_url
+
+        with app.output.git_progress() as git_progress:
+            res = up_from_url(
+                app.home, url, lazy=lazy, agent=agent, vault_name=vault_name, mountpoint=mountpoint,
+                progress=git_progress,
+            )  # fmt: skip
+    else:
+        assert directory is not None
+        with app.output.progress("importing") as progress:
+            res = up(
+                app.home,
+                directory,
+                agent=agent,
+                vault_name=vault_name,
+                mountpoint=mountpoint,
+                refresh=not no_refresh,
+                progress=progress,
+            )
     for w in res.warnings:
         app.output.warn("{}", w)
 
     def human() -> None:
-        what = "imported into new vault" if res.vault_created else "vault"
+        made = (
+            "cloned lazily into new vault"
+            if res.lazy
+            else ("cloned" if url else "imported") + " into new vault"
+        )
+        what = made if res.vault_created else "vault"
         app.output.info("{}: " + what + " {}, fork {}", res.origin, res.vault, res.fork)
         if res.refreshed and res.refresh_commit:
             default = app.home.vault(res.vault).default_fork

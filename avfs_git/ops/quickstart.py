@@ -93,6 +93,7 @@ class UpResult:
     refreshed: bool
     refresh_commit: CommitId | None
     warnings: tuple[str, ...]
+    lazy: bool = False  # a lazy vault (up --from-url --lazy): files come from the server as read
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
@@ -222,23 +223,7 @@ def up(
         nested = nested_warning(vault, src)
         if nested is not None:
             warnings.append(nested)
-    fork = agent or _next_agent(vault)
-    fork_created = not vault.has_fork(fork)
-    if fork_created:
-        vault.create_fork(vault.default_fork, fork)
-    mp: str | None = None
-    reused = False
-    if mount:
-        from . import mounts
-
-        if mountpoint is not None:
-            mountpoint = os.path.abspath(mountpoint)
-            try:
-                os.makedirs(mountpoint, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"cannot create mount point {mountpoint}: {exc.strerror or exc}") from exc
-        info = mounts.mount(home, vault, fork, mountpoint)
-        mp, reused = info.mountpoint, info.reused
+    fork, fork_created, mp, reused = fork_and_mount(home, vault, agent, mountpoint, mount)
     return UpResult(
         vault=vault.name,
         fork=fork,
@@ -253,6 +238,29 @@ def up(
         refresh_commit=CommitId(refresh_commit) if refresh_commit else None,
         warnings=tuple(warnings),
     )
+
+
+def fork_and_mount(
+    home: Home, vault: Vault, agent: str | None, mountpoint: str | None, mount: bool
+) -> tuple[str, bool, str | None, bool]:
+    """The agent's fork of the default fork (made unless it exists), mounted: (fork,
+    whether it was made, mount point, whether that mount was there already)."""
+    fork = agent or _next_agent(vault)
+    fork_created = not vault.has_fork(fork)
+    if fork_created:
+        vault.create_fork(vault.default_fork, fork)
+    if not mount:
+        return fork, fork_created, None, False
+    from . import mounts
+
+    if mountpoint is not None:
+        mountpoint = os.path.abspath(mountpoint)
+        try:
+            os.makedirs(mountpoint, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create mount point {mountpoint}: {exc.strerror or exc}") from exc
+    info = mounts.mount(home, vault, fork, mountpoint)
+    return fork, fork_created, info.mountpoint, info.reused
 
 
 # -- down ------------------------------------------------------------------------------------

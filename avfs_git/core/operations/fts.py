@@ -242,11 +242,11 @@ class SearchIndex:
                 db.execute("DELETE FROM fts WHERE rowid=?", (doc_id,))
                 db.execute("DELETE FROM docs WHERE id=?", (doc_id,))
                 removed += 1
+        todo = {p: fo for p, fo in current.items() if have.get(p, (0, None))[1] != fo[1]}
+        self._prefetch(view, todo)
         indexed = 0
-        for p, (f, oid) in current.items():
+        for p, (f, oid) in todo.items():
             old = have.get(p)
-            if old is not None and old[1] == oid:
-                continue
             body = self._body(view, f)
             if old is not None:
                 doc_id = old[0]
@@ -263,6 +263,20 @@ class SearchIndex:
                 db.execute("INSERT INTO fts(rowid, path, body) VALUES(?, ?, ?)", (doc_id, p, body))
             indexed += 1
         return indexed, removed
+
+    def _prefetch(self, view: View, todo: dict[str, tuple[Node, str]]) -> None:
+        """In a lazy vault, fetch the committed files about to be read in one batch (not one
+        fetch per file); none the size cache knows to be over the cap, none hidden."""
+        store = view.store
+        if store.promisor.remote() is None:
+            return
+        store.prefetch(
+            f.oid
+            for p, (f, _) in todo.items()
+            if f.oid is not None
+            and (store.promisor.size(f.oid) or 0) <= MAX_DOC_BYTES
+            and not self.ws.hidden(p)
+        )
 
     def _body(self, view: View, node: Node) -> str | None:
         """The text to index, or None for a binary file, one over the size cap, or one

@@ -355,7 +355,10 @@ class GitStore(StoreWrites):
 
     def blob_size(self, oid: str, *, path: str | None = None) -> int:
         """The size of blob ``oid`` from its header (in a lazy vault, fetched first when it
-        is only promised: see :meth:`read_object`)."""
+        is only promised: see :meth:`read_object`; the size cache first, a lookup that
+        fails in every pack costs more than the dict)."""
+        if self.promisor.remote() is not None and (known := self.promisor.size(oid)) is not None:
+            return known
         try:
             return self._blob_size(oid)
         except ObjectUnreadableError as exc:
@@ -370,9 +373,9 @@ class GitStore(StoreWrites):
     def ensure_sizes(self, tree: str, *, fetch: bool = True) -> None:
         """Make the sizes of ``tree``'s files known without reading them one by one (a
         mount reports every size): in a lazy vault, asked of the server in one request
-        where it can say, else (``fetch``) the missing blobs fetched in one batch. Nothing
-        in a whole vault."""
-        if self.promisor.remote() is None:
+        where it can say, else (``fetch``) the missing blobs fetched in one batch (a blob
+        the vault holds, written here, is not asked). Nothing in a whole vault."""
+        if self.promisor.remote() is None or self.promisor.sized(tree):
             return
         blobs: list[str] = []
         stack = [tree]
@@ -382,8 +385,13 @@ class GitStore(StoreWrites):
                     stack.append(oid)
                 elif mode != MODE_COMMIT and self.promisor.size(oid) is None:
                     blobs.append(oid)
-        if blobs and not self.promisor.learn_sizes(blobs) and fetch:
-            self.prefetch(blobs)
+        # the server sizes what it has; a blob it lacks is one written here (or lost there)
+        rest = blobs if blobs and not self.promisor.learn_sizes(blobs) else []
+        rest = [o for o in rest if self.promisor.size(o) is None and not self.is_local(o)]
+        if not rest:
+            self.promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
+        elif fetch:
+            self.prefetch(rest)
 
     def _blob_size(self, oid: str) -> int:
         pure_error: ObjectReadError | None = None

@@ -35,8 +35,12 @@ def size_reader(store: GitStore) -> Callable[[str], int]:
     """A reader of many blobs' sizes from their headers (libgit2 reads them 7x faster than a
     Python lookup per blob), for the calling thread only. Loads pygit2."""
     odb = store._repo.odb
+    # a lazy vault: the size cache first (a header not found in any pack costs ~0.2 ms)
+    known = store.promisor.size if store.promisor.remote() is not None else None
 
     def size(oid: str) -> int:
+        if known is not None and (n := known(oid)) is not None:
+            return n
         try:
             return int(odb.read_header(oid)[1])
         except git_errors(OSError):  # the store's reader says what is wrong

@@ -83,6 +83,7 @@ class Promisor:
         self.fetched = 0  # blobs this handle fetched (stats, tests)
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
+        self._sized: set[str] | None = None  # trees whose every blob's size is known
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -101,21 +102,49 @@ class Promisor:
     def learn_sizes(self, oids: Iterable[str]) -> bool:
         """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
         one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
-        when the server cannot say (it does not offer ``object-info``; only ``git://`` URLs
-        are asked: see docs/lazy.md) or cannot be reached."""
+        when a size is still unknown: the server cannot say (it does not offer
+        ``object-info``; ``git://`` and HTTP(S) URLs are asked: see :mod:`.objectinfo`),
+        cannot be reached, or does not have that blob."""
         unknown = sorted({o for o in oids if self.size(o) is None})
         if not unknown:
             return True
         found = self.remote()
         if found is None:
             return False
-        got = remote_sizes(found[1], unknown, self.timeout())
-        if got is None:
+        from .objectinfo import remote_sizes
+
+        got = remote_sizes(
+            found[1], unknown, self.timeout(), git_dir=self.git_dir, remote=found[0], token=self.token
+        )
+        if not got:
             return False
         assert self._sizes is not None
         self._sizes.update(got)
         _append_sizes(self._sizes_path, got)
-        return True
+        return len(got) == len(unknown)
+
+    def sized(self, tree: str, *, done: bool = False) -> bool:
+        """Whether every blob under ``tree`` has its size in the cache (``done``: record
+        that it has), so a mount of a tree already sized walks none of it. Kept beside the
+        size cache, in ``avfs/blob-sizes.trees``, one tree id a line."""
+        path = self._sizes_path + ".trees"
+        if self._sized is None:
+            try:
+                if not os.path.exists(self._sizes_path):  # the sizes went: so does the record
+                    raise FileNotFoundError(self._sizes_path)
+                with open(path, encoding="ascii") as fh:
+                    self._sized = {line.strip() for line in fh if len(line.strip()) == 40}
+            except (FileNotFoundError, UnicodeDecodeError):
+                self._sized = set()
+        if done and tree not in self._sized:
+            self._sized.add(tree)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, tree.encode() + b"\n")
+            finally:
+                os.close(fd)
+        return tree in self._sized
 
     def remote(self) -> tuple[str, str] | None:
         """(name, url without credentials) of the promisor remote, or None for a whole
@@ -191,6 +220,8 @@ class Promisor:
     def _fetch_batch(self, name: str, url: str, batch: list[str], path: str | None) -> None:
         from .transport import transport
 
+        pack_dir = os.path.join(self.git_dir, "objects", "pack")
+        before = _temporary(pack_dir)
         try:
             transport(
                 self.git_dir,
@@ -208,10 +239,11 @@ class Promisor:
                 token=self.token,
             )
         except AvfsError as exc:
+            _drop_leftovers(pack_dir, before)
             why = redact(exc.message, (self.token or "",))
             raise BlobNotLocalError(
                 f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
-                f" give it: {why}",
+                f" give it{_reason(why)}: {why}",
                 hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
                 " files already fetched read normally",
                 details={
@@ -248,60 +280,49 @@ def _append_sizes(path: str, sizes: dict[str, int]) -> None:
         os.close(fd)
 
 
-def remote_sizes(url: str, oids: list[str], timeout: float) -> dict[str, int] | None:
-    """The sizes of ``oids`` on the server at ``url``, asked with git's protocol v2
-    ``object-info`` command (gitprotocol-v2; ``git upload-pack`` offers it with
-    ``transfer.advertiseObjectInfo``). Only ``git://`` URLs are asked (no credentials on
-    that transport); None when the server cannot say or cannot be reached."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "git" or not parts.hostname:
-        return None
-    port = parts.port or 9418
+def _temporary(pack_dir: str) -> set[str]:
     try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
-            fh = sock.makefile("rwb")
-            host = f"{parts.hostname}:{port}".encode()
-            fh.write(_pkt(b"git-upload-pack " + parts.path.encode() + b"\0host=" + host + b"\0\0version=2\0"))
-            fh.flush()
-            caps = []
-            while (line := _read_pkt(fh)) is not None:
-                caps.append(line.strip())
-            if b"object-info" not in caps:
-                return None
-            body = [_pkt(b"command=object-info\n"), b"0001", _pkt(b"size\n")]
-            body += [_pkt(b"oid " + o.encode() + b"\n") for o in oids]
-            fh.write(b"".join(body) + b"0000")
-            fh.flush()
-            out: dict[str, int] = {}
-            while (line := _read_pkt(fh)) is not None:
-                oid, _, size = line.strip().partition(b" ")
-                if size.isdigit() and len(oid) == 40:
-                    out[oid.decode()] = int(size)
-    except (OSError, ValueError, EOFError):
-        return None
-    return out if len(out) == len(oids) else None
+        return {n for n in os.listdir(pack_dir) if n.startswith("tmp_")}
+    except OSError:
+        return set()
 
 
-def _pkt(data: bytes) -> bytes:
-    return b"%04x" % (len(data) + 4) + data
+def _drop_leftovers(pack_dir: str, before: set[str]) -> None:
+    """Remove the partial pack a fetch cut short left (git's ``index-pack`` dies without
+    removing its ``tmp_pack_*``): those that appeared since ``before`` and that no process
+    holds open (another git process's fetch may be writing one of its own)."""
+    new = _temporary(pack_dir) - before
+    if not new:
+        return
+    held: set[str] = set()
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(pack_dir):
+                held.add(os.path.basename(target))
+    for name in new - held:
+        try:
+            os.unlink(os.path.join(pack_dir, name))
+        except OSError:
+            pass
 
 
-def _read_pkt(fh: object) -> bytes | None:
-    """One pkt-line's payload; None for a flush or delimiter packet."""
-    read = fh.read  # type: ignore[attr-defined]
-    head = read(4)
-    if len(head) < 4:
-        raise EOFError("the server closed the connection")
-    n = int(head, 16)
-    if n < 4:
-        return None
-    data: bytes = read(n - 4)
-    if len(data) < n - 4:
-        raise EOFError("the server closed the connection")
-    return data
+def _reason(why: str) -> str:
+    """What git's error means, where it is one a person cannot read at a glance."""
+    if "not our ref" in why:  # upload-pack does not hold an object it was asked for by id
+        return " (the server no longer has it: force-pushed away and garbage-collected?)"
+    if "unadvertised object" in why:
+        return " (the server does not give objects by id: it needs uploadpack.allowAnySHA1InWant)"
+    return ""
 
 
 def _of(path: str | None) -> str:

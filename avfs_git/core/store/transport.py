@@ -59,6 +59,32 @@ def transport(
     taken out of the URL by the caller). They reach git through the environment of this
     one process and the credential helper :data:`_ENV_HELPER`, the only helper asked then:
     never on a command line (``/proc/*/cmdline`` is world-readable) or in a file."""
+    argv, env = transport_argv(git_dir, args, credentials=credentials, token=token, config=config)
+    if progress is None:
+        try:
+            proc = run(argv, env=env, check=False, text=True, input=input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RemoteError(
+                f"git {args[0]} timed out after {timeout:g} s", details={"timeout_s": timeout}
+            ) from None
+    else:
+        proc = _run_with_progress(argv, env, progress)
+    if check and proc.returncode != 0:
+        text = redact(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), token or ""))
+        raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
+    return proc
+
+
+def transport_argv(
+    git_dir: str,
+    args: tuple[str, ...],
+    *,
+    credentials: tuple[str, str] | None = None,
+    token: str | None = None,
+    config: tuple[str, ...] = (),
+) -> tuple[list[str], dict[str, str]]:
+    """The git arguments and environment :func:`transport` runs ``args`` with (for a
+    caller that talks to the git process as it runs: :mod:`.objectinfo`)."""
     import os
 
     env = {**git_env(), "GIT_TERMINAL_PROMPT": "0"}
@@ -82,20 +108,7 @@ def transport(
             env[k] = os.environ[k]
     for setting in config:
         extra += ["-c", setting]
-    argv = [*extra, "--git-dir", git_dir, *args]
-    if progress is None:
-        try:
-            proc = run(argv, env=env, check=False, text=True, input=input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RemoteError(
-                f"git {args[0]} timed out after {timeout:g} s", details={"timeout_s": timeout}
-            ) from None
-    else:
-        proc = _run_with_progress(argv, env, progress)
-    if check and proc.returncode != 0:
-        text = redact(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), token or ""))
-        raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
-    return proc
+    return [*extra, "--git-dir", git_dir, *args], env
 
 
 def _run_with_progress(

@@ -1,0 +1,238 @@
+"""Blob sizes from a git server without fetching the blobs: git's protocol v2
+``object-info`` command (gitprotocol-v2), asked by :mod:`.promisor` for a lazy vault's size
+cache (docs/lazy.md "Mounting a lazy fork: sizes before contents").
+
+Two transports speak it:
+
+- ``git://``: a socket to the daemon, the request in its first packet (no credentials on
+  that transport);
+- smart HTTP(S): git's own HTTP helper (``git remote-https``) in ``stateless-connect``
+  mode, which does the ``info/refs`` discovery and one ``POST .../git-upload-pack`` with
+  ``Git-Protocol: version=2`` for our request, reaching the server as every fetch does
+  (:func:`.transport.transport_argv`: the user's credential helpers, avfs's token through
+  the environment; never a prompt).
+
+``git upload-pack`` offers ``object-info`` (git 2.39 always; later versions with
+``transfer.advertiseObjectInfo = true``). A server that does not advertise it, speaks only
+protocol v0, or cannot be reached gives None: the caller falls back to fetching.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Protocol
+from urllib.parse import SplitResult, urlsplit
+
+
+class _Stream(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+def remote_sizes(
+    url: str,
+    oids: list[str],
+    timeout: float,
+    *,
+    git_dir: str | None = None,
+    remote: str | None = None,
+    token: str | None = None,
+) -> dict[str, int] | None:
+    """The sizes of ``oids`` on the server at ``url`` (``remote``: its name in the vault at
+    ``git_dir``, which HTTP needs), within ``timeout`` seconds: those it has (one it does
+    not have is left out); None when the server cannot say or cannot be reached. Local
+    paths and other transports are not asked (docs/lazy.md)."""
+    parts = urlsplit(url)
+    if parts.scheme == "git" and parts.hostname:
+        return _over_git(parts, oids, timeout)
+    if parts.scheme in ("http", "https") and git_dir is not None and remote is not None:
+        return _over_http(parts.scheme, git_dir, remote, url, oids, timeout, token)
+    if git_dir is not None and (where := _ssh_target(url)) is not None:
+        return _over_ssh(git_dir, *where, oids, timeout)
+    return None
+
+
+def _request(oids: list[str]) -> bytes:
+    body = [_pkt(b"command=object-info\n"), b"0001", _pkt(b"size\n")]
+    body += [_pkt(b"oid " + o.encode() + b"\n") for o in oids]
+    return b"".join(body) + b"0000"
+
+
+def _capabilities(fh: _Stream) -> list[bytes]:
+    caps = []
+    while (line := _read_pkt(fh)) is not None:
+        caps.append(line.strip())
+    return caps
+
+
+def _answer(fh: _Stream) -> dict[str, int]:
+    """The sizes the server gave (``oid SP size``; an object it does not have comes back
+    with no size and is left out)."""
+    out: dict[str, int] = {}
+    while (line := _read_pkt(fh)) is not None:
+        oid, _, size = line.strip().partition(b" ")
+        if size.isdigit() and len(oid) == 40:
+            out[oid.decode()] = int(size)
+    return out
+
+
+def _over_git(parts: SplitResult, oids: list[str], timeout: float) -> dict[str, int] | None:
+    import socket
+
+    assert parts.hostname is not None
+    port = parts.port or 9418
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+            fh = sock.makefile("rwb")
+            host = f"{parts.hostname}:{port}".encode()
+            fh.write(_pkt(b"git-upload-pack " + parts.path.encode() + b"\0host=" + host + b"\0\0version=2\0"))
+            fh.flush()
+            if b"object-info" not in _capabilities(fh):
+                return None
+            fh.write(_request(oids))
+            fh.flush()
+            return _answer(fh)
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _over_http(
+    scheme: str, git_dir: str, remote: str, url: str, oids: list[str], timeout: float, token: str | None
+) -> dict[str, int] | None:
+    """Through ``git remote-http(s)``'s ``stateless-connect`` (gitremote-helpers): it
+    answers an empty line and relays the server's v2 capabilities, then sends each request
+    we write (up to its flush packet) as one POST and relays the response."""
+    import threading
+
+    from .gitrun import spawn
+    from .transport import transport_argv
+
+    argv, env = transport_argv(git_dir, (f"remote-{scheme}", remote, url), token=token)
+    proc = spawn(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    timer = threading.Timer(timeout, proc.kill)  # a read past the deadline then ends at EOF
+    timer.start()
+    try:
+        # the helper reads its command with stdio: the request goes only after its answer
+        proc.stdin.write(b"stateless-connect git-upload-pack\n")
+        proc.stdin.flush()
+        if proc.stdout.readline() != b"\n":  # "fallback": the server does not speak v2
+            return None
+        if b"object-info" not in _capabilities(proc.stdout):
+            return None
+        proc.stdin.write(_request(oids))
+        proc.stdin.close()
+        return _answer(proc.stdout)
+    except (OSError, ValueError, EOFError):
+        return None
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+        for fh in (proc.stdin, proc.stdout):
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+
+def _ssh_target(url: str) -> tuple[str, int | None, str] | None:
+    """(``[user@]host``, port, path) of an ssh URL (``ssh://[user@]host[:port]/path``, or
+    git's scp-like ``[user@]host:path``), as git's ssh transport reads it; None for others."""
+    if url.startswith(("ssh://", "git+ssh://", "ssh+git://")):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        host = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+        path = parts.path
+        if path.startswith("/~"):  # ssh://host/~user/x: relative to a home, as git reads it
+            path = path[1:]
+        return host, parts.port, path
+    if "://" in url:
+        return None
+    host, colon, path = url.partition(":")
+    if not colon or not host or "/" in host or not path:  # a local path
+        return None
+    return host, None, path
+
+
+def _over_ssh(
+    git_dir: str, host: str, port: int | None, path: str, oids: list[str], timeout: float
+) -> dict[str, int] | None:
+    """``git-upload-pack`` over ssh as git starts it (``GIT_SSH_COMMAND``, ``GIT_SSH``,
+    ``core.sshCommand`` or ``ssh``; OpenSSH's options only), asking protocol v2 through
+    ``GIT_PROTOCOL`` (the server's sshd must accept it: ``AcceptEnv GIT_PROTOCOL``; one that
+    does not answers in v0, and we give up)."""
+    import threading
+
+    from .gitrun import run
+    from .transport import transport_argv
+
+    _argv, env = transport_argv(git_dir, ())
+    variant = env.get("GIT_SSH_VARIANT", "ssh")
+    if variant not in ("ssh", "auto"):
+        return None
+    quoted = "'" + path.replace("'", "'\\''") + "'"
+    args = [
+        "-o",
+        "SendEnv=GIT_PROTOCOL",
+        *(["-p", str(port)] if port else []),
+        host,
+        f"git-upload-pack {quoted}",
+    ]
+    command = (
+        env.get("GIT_SSH_COMMAND")
+        or run(["config", "--get", "core.sshCommand"], git_dir=git_dir, check=False, text=True).stdout.strip()
+    )
+    if command:
+        argv = ["sh", "-c", command + ' "$@"', command, *args]
+    else:
+        argv = [env.get("GIT_SSH") or "ssh", *args]
+    env["GIT_PROTOCOL"] = "version=2"
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+    except OSError:
+        return None
+    assert proc.stdin is not None and proc.stdout is not None
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        caps = _capabilities(proc.stdout)
+        if not caps or caps[0] != b"version 2" or b"object-info" not in caps:
+            return None  # v0's ref advertisement: the server did not take GIT_PROTOCOL
+        proc.stdin.write(_request(oids))
+        proc.stdin.flush()
+        got = _answer(proc.stdout)
+        proc.stdin.write(b"0000")  # the end of the conversation
+        proc.stdin.close()
+        return got
+    except (OSError, ValueError, EOFError):
+        return None
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+        for fh in (proc.stdin, proc.stdout):
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+
+def _pkt(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _read_pkt(fh: _Stream) -> bytes | None:
+    """One pkt-line's payload; None for a flush, delimiter or response-end packet."""
+    head = fh.read(4)
+    if len(head) < 4:
+        raise EOFError("the server closed the connection")
+    n = int(head, 16)
+    if n < 4:
+        return None
+    data = fh.read(n - 4)
+    if len(data) < n - 4:
+        raise EOFError("the server closed the connection")
+    return data

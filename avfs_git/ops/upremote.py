@@ -1,0 +1,88 @@
+"""`avfs up --from-url URL [--lazy]`: a vault cloned from a git server (lazily: commits and
+trees only, docs/lazy.md), forked for an agent and mounted, as `avfs up DIR` does for a
+project directory (:mod:`.quickstart`)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+from ..core.errors import UsageError
+from ..core.store import names
+from .origin import vault_name_for
+from .quickstart import UpResult, fork_and_mount
+
+if TYPE_CHECKING:
+    from ..core.store.transport import ProgressFn
+    from ..core.vaults.home import Home
+
+
+def _url_vault(home: Home, url: str) -> str | None:
+    """The vault an earlier ``up --from-url`` made from ``url`` (its config's ``origin.url``)."""
+    for info in home.list_vaults():
+        origin = home.vault(info.name).config.get("origin")
+        if isinstance(origin, dict) and origin.get("url") == url:
+            return info.name
+    return None
+
+
+def up_from_url(
+    home: Home,
+    url: str,
+    *,
+    lazy: bool = False,
+    agent: str | None = None,
+    vault_name: str | None = None,
+    mountpoint: str | None = None,
+    mount: bool = True,
+    progress: ProgressFn | None = None,
+) -> UpResult:
+    """Clone the repository at ``url`` into a vault (``lazy``: a partial clone, docs/lazy.md;
+    or reuse the vault an earlier ``up --from-url`` of that URL made), fork it for an agent,
+    mount it. The vault records the URL without credentials (``origin.url`` in its config);
+    a reused vault is not fetched (``avfs pull`` brings the server's new work).
+
+    Raises:
+        UsageError: ``vault_name`` names a vault made otherwise; ``agent`` is not a fork name.
+        RemoteError: the clone failed (nothing is kept).
+    """
+    from ..core.store.redact import redact, split_credentials
+
+    if agent is not None:
+        names.check_fork_name(agent)
+    clean = split_credentials(url)[0]
+    warnings: list[str] = []
+    name = vault_name or _url_vault(home, clean)
+    created = False
+    if name is not None and home.exists(name):
+        vault = home.vault(name)
+        origin = vault.config.get("origin")
+        known = origin.get("url") if isinstance(origin, dict) else None
+        if known != clean:
+            raise UsageError(
+                f"vault {name} was not made from {redact(clean)}"
+                + (f" (its origin is {redact(str(known))})" if known else " by `avfs up --from-url`"),
+                hint="omit --vault to use or make the vault of this URL, or pick another name",
+                details={"vault": name, "origin": known, "url": redact(clean)},
+            )
+    else:
+        name = name or vault_name_for(home, clean.rstrip("/").rsplit(":", 1)[-1])
+        vault = home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
+        vault.set_config(origin={"url": clean})
+        created = True
+    fork, fork_created, mp, reused = fork_and_mount(home, vault, agent, mountpoint, mount)
+    return UpResult(
+        vault=vault.name,
+        fork=fork,
+        origin=redact(clean),
+        mountpoint=mp,
+        hint=f"cd {shlex.quote(mp)} && claude" if mp else None,
+        vault_created=created,
+        fork_created=fork_created,
+        mount_reused=reused,
+        origin_changed=False,
+        refreshed=False,
+        refresh_commit=None,
+        warnings=tuple(warnings),
+        lazy=vault.lazy,
+    )

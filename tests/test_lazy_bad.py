@@ -1,0 +1,201 @@
+"""Lazy vaults against bad servers (docs/lazy.md "Offline, a dead server, a slow one"): a
+`git daemon` on 127.0.0.1 killed while a large fetch runs, and a blob the server no longer
+has (force-pushed away and collected). Each checks the error says what happened and that
+the vault is as it was: no object, partial or whole, and the next read after the server is
+back works. (A server without filter support and credentials over HTTP are in
+tests/test_lazy.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from avfs_git.core.errors import BlobNotLocalError
+from avfs_git.core.vaults.home import Home
+
+from .conftest import git
+from .test_lazy import Server, blob_at, missing, objects
+from .test_lazy import server as server
+
+BIG = "assets/big.bin"
+
+
+class SlowProxy:
+    """A TCP relay on 127.0.0.1 in front of the daemon that sends the server's bytes on at
+    about 2 MB/s while ``slow`` is set (so a fetch is still running when the test kills the
+    daemon), and counts them."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = int(self.sock.getsockname()[1])
+        self.slow = threading.Event()
+        self.relayed = 0
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client = self.sock.accept()[0]
+            except OSError:
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            self._conns += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
+        try:
+            while data := src.recv(32768):
+                dst.sendall(data)
+                if down:
+                    self.relayed += len(data)
+                    if self.slow.is_set():
+                        time.sleep(0.015)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Drop every connection at once, what is buffered in the relay with it (the
+        server is gone)."""
+        import struct
+
+        for s in self._conns:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.shutdown(socket.SHUT_RDWR)  # wakes the relay blocked on it
+            except OSError:
+                pass
+            finally:
+                s.close()
+        self._conns = []
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in [*self._conns, self.sock]:
+            s.close()
+
+
+@pytest.fixture
+def big_server(server: Server) -> Iterator[tuple[Server, SlowProxy]]:
+    """The test server with a third commit adding an 8 MiB incompressible file, reached
+    through a :class:`SlowProxy`."""
+    repo = server.base / "proj.git"
+    work = server.base / "big-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "assets").mkdir()
+    (work / BIG).write_bytes(os.urandom(8 << 20))
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "big")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    proxy = SlowProxy(server.port)
+    try:
+        yield server, proxy
+    finally:
+        proxy.close()
+
+
+def _leftovers(vault_path: str) -> list[str]:
+    """Files a fetch cut short could leave: git's temporary packs and objects."""
+    out = []
+    for _root, _dirs, files in os.walk(os.path.join(vault_path, "objects")):
+        out += [f for f in files if f.startswith(("tmp_", "incoming-"))]
+    return out
+
+
+def test_a_server_killed_mid_fetch_leaves_no_partial_object_and_the_read_works_after(
+    home: Home, big_server: tuple[Server, SlowProxy]
+) -> None:
+    server, proxy = big_server
+    v = home.clone_vault(f"git://127.0.0.1:{proxy.port}/proj.git", "p", lazy=True)
+    before, promised = objects(v.path), missing(v.path)
+    head = git("--git-dir", v.path, "rev-parse", "main")
+    proxy.slow.set()
+    got: list[BaseException | bytes] = []
+    reader = threading.Thread(target=lambda: got.append(_read(v.workspace("main"), BIG)))
+    start = proxy.relayed
+    reader.start()
+    deadline = time.monotonic() + 30
+    while proxy.relayed - start < (1 << 20):  # the pack is on its way
+        assert time.monotonic() < deadline and reader.is_alive(), got
+        time.sleep(0.01)
+    # the server dies: the daemon and the upload-pack serving this fetch are killed, and
+    # the connection with them (what the kernel still buffered is lost, as with a machine)
+    server.stop()
+    proxy.cut()
+    reader.join(60)
+    assert not reader.is_alive()
+    (err,) = got
+    assert isinstance(err, BlobNotLocalError), err
+    assert err.details["path"] == BIG and err.details["remote"] == "origin"
+    assert "origin" in err.message and BIG in err.message
+    # nothing changed: no object, no partial pack, no temporary file, the same refs
+    assert objects(v.path) == before and missing(v.path) == promised
+    assert _leftovers(v.path) == []
+    assert git("--git-dir", v.path, "rev-parse", "main") == head
+    git("--git-dir", v.path, "fsck", "--connectivity-only")
+    # the server back: the same read works, and gets the whole file
+    proxy.slow.clear()
+    server.start()
+    assert v.workspace("main").read(BIG) == blob_at(server.base / "proj.git", "main", BIG)
+    assert missing(v.path) == promised - 1
+
+
+def _read(ws: object, path: str) -> BaseException | bytes:
+    try:
+        return ws.read(path)  # type: ignore[attr-defined,no-any-return]
+    except BaseException as exc:
+        return exc
+
+
+def test_a_blob_the_server_no_longer_has_is_a_clear_error_naming_the_path(
+    home: Home, server: Server, cli
+) -> None:
+    repo = server.base / "proj.git"
+    work = server.base / "gone-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "SECRET.md").write_text("pushed by mistake\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "oops")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    # the server takes it back: force-pushed away, and collected
+    git("-C", str(work), "push", "-q", "--force", "origin", "HEAD~1:main")
+    git("--git-dir", str(repo), "reflog", "expire", "--expire=now", "--all")
+    git("--git-dir", str(repo), "gc", "-q", "--prune=now")
+    before, promised = objects(v.path), missing(v.path)
+    head = git("--git-dir", v.path, "rev-parse", "main")
+    r = cli("--json", "--home", home.path, "--vault", "p", "cat", "SECRET.md")
+    assert r.code == 5, r.out
+    err = json.loads(r.out_bytes)["error"]
+    assert err["code"] == "blob_not_local"
+    assert err["details"]["path"] == "SECRET.md" and err["details"]["remote"] == "origin"
+    assert "SECRET.md" in err["message"] and "no longer has it" in err["message"], err
+    with pytest.raises(BlobNotLocalError):
+        v.workspace("main").read("SECRET.md")
+    assert objects(v.path) == before and missing(v.path) == promised
+    assert git("--git-dir", v.path, "rev-parse", "main") == head
+    # the rest of the fork reads as before
+    rel = "avfs_git/cli/main.py"
+    assert v.workspace("main").read(rel) == blob_at(repo, "main", rel)
