@@ -291,3 +291,78 @@ def test_two_answers_in_one_read_are_both_read() -> None:
         assert _recv_msg(b, buf) is None
     finally:
         b.close()
+
+
+# what a served call's child runs, after the server's imports: each must import nothing
+# more (a module a child imports is compiled or read, and executed, in every call)
+WARM_CALLS = [
+    ["--json", "status"],
+    ["status"],
+    ["--json", "diff"],
+    ["diff"],
+    ["--json", "log", "-n", "3"],
+    ["log", "-n", "3"],
+    ["cat", "a.txt"],
+    ["--json", "cat", "a.txt"],
+    ["write", "w.txt", "hello"],
+    ["--json", "write", "w2.txt", "hello"],
+    ["--json", "vault", "fork", "v", "f9"],
+    ["vault", "fork", "v", "f10"],
+    ["--json", "checkpoint", "save", "-m", "warm"],
+    ["checkpoint", "save", "-m", "warm2"],
+    ["ls"],
+    ["--json", "stat", "a.txt"],
+    ["--json", "checkpoint", "list"],
+    ["cat", "nope.txt"],
+]
+
+_CHILDREN = """
+import json, os, sys
+from avfs_git.cli import prewarm
+from avfs_git.cli.main import main
+prewarm.load()
+before = set(sys.modules)
+report = {}
+for args in json.loads(sys.argv[1]):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        try:
+            main(args)
+        except SystemExit:
+            pass
+        os.write(w, json.dumps(sorted(set(sys.modules) - before)).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    report[" ".join(args)] = json.loads(data or b"null")
+print(json.dumps(report))
+"""
+
+
+def test_the_server_has_imported_what_a_command_imports(home: Home, vault: Vault) -> None:
+    """A served call runs in a fork of the server: anything its command imports that the
+    server did not (prewarm.py) is paid in every call (the policy package, opened with the
+    home, once cost ~60 ms of a ~90 ms call)."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    p = subprocess.run(
+        [sys.executable, "-c", _CHILDREN, json.dumps(WARM_CALLS)],
+        capture_output=True,
+        env={**os.environ, "AVFS_VAULT": "v:main"},
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(p.stdout)
+    assert list(report) == [" ".join(a) for a in WARM_CALLS]
+    assert {k: v for k, v in report.items() if v} == {}
+    # and they ran: the writes, forks and checkpoints are there
+    assert vault.workspace("main").read("w.txt") == b"hello"
+    assert vault.has_fork("f9") and vault.has_fork("f10")

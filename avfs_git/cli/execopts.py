@@ -442,9 +442,15 @@ def served(args: list[str]) -> int | None:
         fds = array.array("i", [0, 1, 2])
         sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds.tobytes())])
         buf = bytearray()
-        first = _recv_msg(sock, buf)
-        if first is None or "started" not in first:
+        try:
+            first = _recv_msg(sock, buf)
+        except KeyboardInterrupt:  # before the command started (the server still loading)
+            sock.close()  # the server sees the caller gone and does not start it
+            return _interrupted(glob["json"])
+        if first is None or ("started" not in first and not isinstance(first.get("code"), int)):
             return None  # nothing ran: run it here
+        if "started" not in first:  # the command's own answer came first: it has ended
+            return int(first["code"])
         import signal
 
         def relay(sig: int, _frame: object) -> None:
@@ -469,6 +475,17 @@ def served(args: list[str]) -> int | None:
         return int(done["code"])
     finally:
         sock.close()
+
+
+def _interrupted(json_mode: bool) -> int:
+    """Ctrl-C before a served command started: the answer of a direct call so stopped."""
+    from ..core.errors import Interrupted
+    from .main import render_error
+    from .output import Output
+
+    err = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
+    render_error(Output(json_mode, stream=sys.stdout), err)
+    return err.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,11 +28,14 @@ The protocol (one connection per call): the request is a ``marshal``-encoded dic
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
 "argv": [...], "cwd": ..., "env": {...}}``. The server answers length-prefixed marshal
 dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
-``{"started": PID}`` and, when the command ended, ``{"code": N}``.
+``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
+process as it ends, and again from the server when it has reaped it: the caller takes the
+first, which may come before ``started``).
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import marshal
 import os
@@ -44,6 +47,7 @@ import sys
 import time
 from typing import Any
 
+from . import prewarm
 from .codestamp import stamp
 
 RUN_DIR = "run"
@@ -244,9 +248,17 @@ class Server:
                 _send(conn, {"fallback": "another avfs"})
                 self.idle_s = 0  # an upgrade or an edit: end, the next call starts a new one
                 return None
-            pid = os.fork()
-            if pid == 0:
-                _child(conn, req, fds)  # never returns
+            if _gave_up(conn):
+                return None  # interrupted while it waited (this server was still loading)
+            # a signal the caller relays at once must wait for the child's own handlers
+            # (blocked, not ignored as in this process: the kernel keeps it pending)
+            signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _child(conn, req, fds)  # never returns
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
             self.served += 1
             _send(conn, {"started": pid})
             pidfd = os.pidfd_open(pid)
@@ -257,6 +269,14 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _gave_up(conn: socket.socket) -> bool:
+    """The caller went away, or was interrupted, before its command started (it waits for
+    ``started``; a call that came while the server was loading may have waited long)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLRDHUP)
+    return bool(poller.poll(0))
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -275,16 +295,21 @@ def _text(fd: int, encoding: str, errors: str, *, line: bool) -> io.TextIOWrappe
 
 
 def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: become the caller's process, run the CLI, exit with its code."""
+    """In the forked child: become the caller's process, run the CLI, answer with its code
+    and exit. The answer goes from here, before the process ends (the server's own, sent
+    when it reaps the child, comes ~1-2 ms later: a process of this size takes that long to
+    tear down; it is the one that counts when this one dies first)."""
     code = 70
+    answer = -1
     try:
-        conn.close()
         for sig in (*RELAYED, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)  # (blocked across the fork)
         for i, fd in enumerate(fds):
             os.dup2(fd, i)
-        os.closerange(3, 1 << 20)  # the server's socket and other calls' (close_range(2))
+        answer = os.dup2(conn.fileno(), 3, inheritable=False)
+        os.closerange(4, 1 << 20)  # the server's socket and other calls' (close_range(2))
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -306,28 +331,13 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
             sys.stderr.flush()
         except OSError:
             pass
+        data = marshal.dumps({"code": code})
+        try:
+            os.write(answer, b"%08d" % len(data) + data)
+        except OSError:
+            pass  # the caller went away
     finally:
         os._exit(code)
-
-
-def _prewarm() -> None:
-    """Import what the commands import, so that a forked child finds it loaded."""
-    import importlib
-    import pkgutil
-
-    from .. import cli, core, ops
-
-    for pkg in (core, ops, cli):
-        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-            if mod.name.endswith((".resident", ".docgen")):
-                continue
-            try:
-                importlib.import_module(mod.name)
-            except Exception:  # an optional dependency missing: imported on use
-                pass
-    from ..core.store.gitstore import blob_id
-
-    blob_id(b"")  # loads libgit2 (through the store, as everything else reaches it)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     lsock = server.bind()
     if lsock is None:
         return 0
-    _prewarm()
+    prewarm.load()
+    # the imported objects stay where they are: a collection in a child would otherwise
+    # walk (and so copy, page by page) the whole heap it shares with this process
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
