@@ -165,8 +165,9 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
     p.send_signal(signal.SIGINT)
     _out, err = p.communicate(timeout=30)
     assert p.returncode == 130, (p.returncode, err)
-    # a caller killed outright: its command gets the hang-up, nothing stays behind
-    before = set(_children(_server_pid(home.path)))
+    # a caller killed outright: its command gets the hang-up, nothing stays behind (the
+    # command's process is the server's child reading the caller's pipe; the server keeps
+    # a spare child too, forked ahead for the next call)
     p = subprocess.Popen(
         [sys.executable, "-m", "avfs_git", "write", "y.txt", "--stdin"],
         stdin=subprocess.PIPE,
@@ -174,12 +175,26 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
         stderr=subprocess.DEVNULL,
         env=on,
     )
-    _wait_for(lambda: set(_children(_server_pid(home.path))) - before)
+    assert p.stdin is not None
+    pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
+    found: list[int] = []
+
+    def reading_it() -> bool:
+        found[:] = [c for c in _children(_server_pid(home.path)) if _fd0(c) == pipe]
+        return bool(found)
+
+    _wait_for(reading_it)
     p.kill()
     p.wait()
-    assert p.stdin is not None
     p.stdin.close()
-    _wait_for(lambda: not set(_children(_server_pid(home.path))) - before)
+    _wait_for(lambda: _gone(found[0]))
+
+
+def _fd0(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/0")
+    except OSError:
+        return None
 
 
 def _children(pid: int | None) -> list[int]:
@@ -366,3 +381,44 @@ def test_the_server_has_imported_what_a_command_imports(home: Home, vault: Vault
     # and they ran: the writes, forks and checkpoints are there
     assert vault.workspace("main").read("w.txt") == b"hello"
     assert vault.has_fork("f9") and vault.has_fork("f10")
+
+
+def _private_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1])
+    raise AssertionError("no Private_Dirty")
+
+
+def _anon_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssAnon")
+
+
+def test_each_call_takes_the_spare_and_a_new_one_is_forked(served: Any, home: Home) -> None:
+    """The server keeps one child forked ahead, its memory copied (spare.py): a call runs in
+    it, and once the call has ended the next spare is there; a spare that died is replaced
+    by a fork at the call (the call is still served); a spare whose server is gone exits."""
+    on, off = served
+    server = _server_pid(home.path)
+    assert server is not None
+    _wait_for(lambda: len(_children(server)) == 1)
+    (first,) = _children(server)
+    # its memory its own: most of the server's heap copied (MADV_POPULATE_WRITE)
+    _wait_for(lambda: _private_kb(first) > _anon_kb(server) // 2)
+    assert _run("--json", "status", env=on) == _run("--json", "status", env=off)
+    _wait_for(lambda: _gone(first) and len(_children(server)) == 1)
+    (second,) = _children(server)
+    assert second != first
+    # a spare killed from outside: the call is served all the same, by a fork at the call
+    os.kill(second, signal.SIGKILL)
+    _wait_for(lambda: _gone(second))
+    assert _run("cat", "a.txt", env=on) == (0, b"one\n", b"")
+    assert _server_pid(home.path) == server
+    _wait_for(lambda: len([c for c in _children(server) if not _gone(c)]) == 1)
+    (third,) = [c for c in _children(server) if not _gone(c)]
+    # the server killed outright: its spare does not stay behind
+    os.kill(server, signal.SIGKILL)
+    _wait_for(lambda: _gone(third))

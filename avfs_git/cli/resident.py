@@ -47,7 +47,7 @@ import sys
 import time
 from typing import Any
 
-from . import prewarm
+from . import prewarm, spare
 from .codestamp import stamp
 
 RUN_DIR = "run"
@@ -103,6 +103,7 @@ class Server:
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (conn, pid)
         self.served = 0
         self.last = time.monotonic()
+        self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
 
     def bind(self) -> socket.socket | None:
         """Listen at the home's socket, unless another server does; None then."""
@@ -153,6 +154,8 @@ class Server:
                 pass
 
         while True:
+            if self.spare is None and not self.children:  # (never while a command runs)
+                self.spare = spare.fork(_child, RELAYED)
             events = poller.poll(1000)
             done: set[int] = set()  # fds closed or reused in this round: their events are stale
             for fd, _ev in events:
@@ -207,7 +210,11 @@ class Server:
         self.leave()
 
     def leave(self) -> None:
-        """Remove the socket and the pid file, when they are still this server's."""
+        """End the spare; remove the socket and the pid file, when they are still this
+        server's."""
+        if self.spare is not None:
+            self.spare.discard()
+            self.spare = None
         if self.still_mine():
             for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
                 try:
@@ -250,18 +257,16 @@ class Server:
                 return None
             if _gave_up(conn):
                 return None  # interrupted while it waited (this server was still loading)
-            # a signal the caller relays at once must wait for the child's own handlers
-            # (blocked, not ignored as in this process: the kernel keeps it pending)
-            signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
-            try:
-                pid = os.fork()
-                if pid == 0:
-                    _child(conn, req, fds)  # never returns
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+            ready, self.spare = self.spare, None
+            if ready is not None and ready.hand(conn, req, fds):
+                pid, pidfd = ready.pid, ready.pidfd
+            else:
+                if ready is not None:
+                    ready.discard()  # it died
+                pid = _fork(conn, req, fds)
+                pidfd = os.pidfd_open(pid)
             self.served += 1
             _send(conn, {"started": pid})
-            pidfd = os.pidfd_open(pid)
             self.children[pidfd] = (conn, pid)
             return pidfd
         except (OSError, ValueError, EOFError, ConnectionError):
@@ -269,6 +274,20 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _fork(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
+    """Fork the call's process now (no spare ready); its pid."""
+    # a signal the caller relays at once must wait for the child's own handlers
+    # (blocked, not ignored as in this process: the kernel keeps it pending)
+    signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(conn, req, fds)  # never returns
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+    return pid
 
 
 def _gave_up(conn: socket.socket) -> bool:
