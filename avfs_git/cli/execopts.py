@@ -464,7 +464,21 @@ def served(args: list[str]) -> int | None:
             return int(first["code"])
         import _signal  # built in (signal wraps it in enums: ~2 ms)
 
+        # the command's process, signalled from here (at once; the server relays what
+        # this cannot send: its pid cannot be reused before the server has reaped it,
+        # which it does only after sending "started")
+        try:
+            target = [os.pidfd_open(int(first["started"]))]
+        except (OSError, ValueError, TypeError):
+            target = [-1]
+
         def relay(sig: int, _frame: object) -> None:
+            if target[0] >= 0:
+                try:
+                    _signal.pidfd_send_signal(target[0], sig)
+                    return
+                except OSError:
+                    pass  # it has ended
             try:
                 sock.send(b"S" + bytes([sig]))
             except OSError:
@@ -478,6 +492,9 @@ def served(args: list[str]) -> int | None:
                 break
             except InterruptedError:
                 continue
+        if target[0] >= 0:
+            fd, target[0] = target[0], -1
+            os.close(fd)
         if done is None or not isinstance(done.get("code"), int):
             sys.stderr.write(
                 "avfs: the warm server went away while the command ran (AVFS_SERVER=off runs without it)\n"

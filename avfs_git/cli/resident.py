@@ -13,9 +13,11 @@ the imports are shared.
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
   sees the avfs home, so it cannot reach it.
-- **Which code**: the caller sends a stamp of the avfs it would run (the interpreter, the
-  package's files' mtimes and sizes); a server whose own differs answers "fall back"
-  and exits, so an upgrade or an edit is never served by old code.
+- **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
+  the package's directory); a server whose own differs, or whose package files changed
+  since it started watching them (inotify, set up before it imports them:
+  :mod:`.codewatch`), answers "fall back" and exits, so an upgrade or an edit is never
+  served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
   (``AVFS_SERVER=off`` turns all of this off; ``avfs server stop`` ends one); a server
   ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
@@ -49,6 +51,7 @@ from typing import Any
 
 from . import prewarm, spare
 from .codestamp import stamp
+from .codewatch import CodeWatch
 
 RUN_DIR = "run"
 SOCKET = "cli.sock"
@@ -99,6 +102,7 @@ class Server:
         self.home = home
         self.idle_s = idle_s
         self.stamp = stamp()
+        self.code = CodeWatch()  # before anything of avfs beyond this module is imported
         self.path = socket_path(home)
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (conn, pid)
         self.served = 0
@@ -251,7 +255,7 @@ class Server:
             if req.get("v") != 1 or len(fds) != 3:
                 _send(conn, {"fallback": "protocol"})
                 return None
-            if req.get("stamp") != self.stamp:
+            if req.get("stamp") != self.stamp or self.code.changed():
                 _send(conn, {"fallback": "another avfs"})
                 self.idle_s = 0  # an upgrade or an edit: end, the next call starts a new one
                 return None
