@@ -27,6 +27,7 @@ from typing import Any
 
 MADV_POPULATE_WRITE = 23  # linux/mman.h (5.14)
 MAX_REQUEST = 8 << 20
+STEP = 1 << 20  # bytes populated between looks for a call (~0.3 ms here)
 
 
 class Spare:
@@ -80,7 +81,7 @@ def fork(
             code = 70
             try:
                 parent.close()
-                populate()
+                populate(child)
                 got = _receive(child)
                 if got is None:
                     code = 0  # the server went away: nothing to run
@@ -130,11 +131,18 @@ def _receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None
     return fds[0], req, fds[1:]
 
 
-def populate() -> None:
+def populate(ctl: socket.socket | None = None) -> None:
     """Copy this process's private writable memory now (it shares it copy-on-write with
     the server): the heap, malloc's and Python's arenas, the libraries' data. Nothing
     changes but who owns the pages; a kernel without ``MADV_POPULATE_WRITE`` leaves them
-    shared (the call then copies them as it goes, as without a spare)."""
+    shared (the call then copies them as it goes, as without a spare). In steps of
+    :data:`STEP`: a call that comes meanwhile (``ctl`` readable) stops it, and the rest is
+    copied as the call goes, as without a spare."""
+    import select
+
+    waiting = select.poll()
+    if ctl is not None:
+        waiting.register(ctl, select.POLLIN)
     try:
         import ctypes
 
@@ -153,5 +161,8 @@ def populate() -> None:
         if name.startswith("[") and name != "[heap]":
             continue  # the stack grows as it needs; [vvar] and the like are not memory
         lo, hi = (int(x, 16) for x in parts[0].split("-"))
-        if madvise(lo, hi - lo, MADV_POPULATE_WRITE) != 0 and ctypes.get_errno() == 22:
-            return  # EINVAL: this kernel has no MADV_POPULATE_WRITE
+        for at in range(lo, hi, STEP):
+            if ctl is not None and waiting.poll(0):
+                return  # a call came: take it now
+            if madvise(at, min(STEP, hi - at), MADV_POPULATE_WRITE) != 0 and ctypes.get_errno() == 22:
+                return  # EINVAL: this kernel has no MADV_POPULATE_WRITE
