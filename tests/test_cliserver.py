@@ -293,7 +293,7 @@ def test_two_answers_in_one_read_are_both_read() -> None:
     command) arrive in one read; the second was once dropped with the rest of the buffer."""
     import marshal
 
-    from avfs_git.cli.execopts import _recv_msg
+    from avfs_git.cli.client import recv_msg as _recv_msg
 
     a, b = socket.socketpair()
     try:

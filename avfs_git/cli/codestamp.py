@@ -3,15 +3,24 @@ only calls whose stamp is its own, and only while its code is unchanged on disk
 (:mod:`.codewatch`). Imports nothing beyond Python's start-up (the console script computes
 the stamp before it knows whether a server answers)."""
 
-from __future__ import annotations
-
-import os
+import posix
 import sys
 
 
 def package_dir() -> str:
-    """The ``avfs_git`` package directory this module belongs to."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """The ``avfs_git`` package directory this module belongs to, as ``os.path.abspath``
+    would give it (without importing :mod:`os`: the console script's served path does not)."""
+    path = __file__ if __file__.startswith("/") else posix.getcwd() + "/" + __file__
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts[:-2])
 
 
 def stamp() -> str:
@@ -22,10 +31,12 @@ def stamp() -> str:
     return f"{sys.executable} {sys.version_info[:3]} {package_dir()}"
 
 
-def files_stamp(root: str | None = None) -> str:
+def files_stamp(root: "str | None" = None) -> str:
     """The package's ``.py`` files under ``root`` (default: this package) as the sum of
     their mtimes and sizes and their count: any edit, addition or removal changes it. What
     the server compares where it cannot watch the files."""
+    import os
+
     total = count = 0
     todo = [root or package_dir()]
     while todo:

@@ -31,7 +31,7 @@ BODY = """\
 import sys
 
 sys.path.append({root!r})
-from avfs_git.cli.execopts import main
+from avfs_git.cli.client import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,7 +28,9 @@ the imports are shared.
 
 The protocol (one connection per call): the request is a ``marshal``-encoded dict preceded
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
-"argv": [...], "cwd": ..., "env": {...}}``. The server answers length-prefixed marshal
+"argv": [...], "cwd": ..., "env": {bytes: bytes}}`` (the environment as ``posix.environ``
+holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are always the
+same code (the stamp), so the version has not moved with the protocol's details. The server answers length-prefixed marshal
 dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
 ``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
 process as it ends, and again from the server when it has reaped it: the caller takes the
@@ -254,6 +256,7 @@ class Server:
             conn.settimeout(None)
             if req.get("v") != 1 or len(fds) != 3:
                 _send(conn, {"fallback": "protocol"})
+                self.idle_s = 0  # another avfs's caller: end (as for another stamp, below)
                 return None
             if req.get("stamp") != self.stamp or self.code.changed():
                 _send(conn, {"fallback": "another avfs"})
@@ -335,7 +338,7 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
         os.closerange(4, 1 << 20)  # the server's socket and other calls' (close_range(2))
         os.chdir(req["cwd"])
         os.environ.clear()
-        os.environ.update(req["env"])
+        os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
         enc, errs = sys.stdout.encoding, sys.stdout.errors or "strict"
         sys.stdin = _text(0, enc, errs, line=False)
         sys.stdout = _text(1, enc, errs, line=os.isatty(1))
