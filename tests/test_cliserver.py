@@ -161,7 +161,10 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
         stderr=subprocess.PIPE,
         env=on,
     )
-    time.sleep(1.5)  # connected and started
+    # started: the server's child reads the caller's pipe (the server may still be loading
+    # when the call comes; a Ctrl-C before the command starts is another case)
+    assert p.stdin is not None
+    _wait_for(lambda: _reader(home.path, os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")) is not None)
     p.send_signal(signal.SIGINT)
     _out, err = p.communicate(timeout=30)
     assert p.returncode == 130, (p.returncode, err)
@@ -177,24 +180,24 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
     )
     assert p.stdin is not None
     pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
-    found: list[int] = []
-
-    def reading_it() -> bool:
-        found[:] = [c for c in _children(_server_pid(home.path)) if _fd0(c) == pipe]
-        return bool(found)
-
-    _wait_for(reading_it)
+    _wait_for(lambda: _reader(home.path, pipe) is not None)
+    child = _reader(home.path, pipe)
+    assert child is not None
     p.kill()
     p.wait()
     p.stdin.close()
-    _wait_for(lambda: _gone(found[0]))
+    _wait_for(lambda: _gone(child))
 
 
-def _fd0(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/fd/0")
-    except OSError:
-        return None
+def _reader(home: str, pipe: str) -> int | None:
+    """The server's child whose standard input is ``pipe`` (the caller's): the command."""
+    for pid in _children(_server_pid(home)):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/0") == pipe:
+                return pid
+        except OSError:
+            pass
+    return None
 
 
 def _children(pid: int | None) -> list[int]:
@@ -422,3 +425,48 @@ def test_each_call_takes_the_spare_and_a_new_one_is_forked(served: Any, home: Ho
     # the server killed outright: its spare does not stay behind
     os.kill(server, signal.SIGKILL)
     _wait_for(lambda: _gone(third))
+
+
+def test_ctrl_c_before_the_command_started_runs_nothing(home: Home, vault: Vault) -> None:
+    """A call that came while the server was still loading waits for it; Ctrl-C then ends
+    the call as a direct call's Ctrl-C does (130, "interrupted"), and the server, when it
+    gets to the call, does not start the command of a caller that is gone. The server here
+    is bound but not yet serving, as while it imports."""
+    server = warm.Server(home.path, 60)
+    lsock = server.bind()
+    assert lsock is not None
+    try:
+        env = {**os.environ, "AVFS_SERVER": "auto", "AVFS_VAULT": "v:main"}
+        for args, text in (
+            (["write", "x.txt", "--stdin"], b"interrupted"),
+            (["--json", "status"], b'"interrupted"'),
+        ):
+            p = subprocess.Popen(
+                [sys.executable, "-m", "avfs_git", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            conn, _ = lsock.accept()  # connected: its request is on the way
+            _wait_for(lambda c=conn: bool(select_ready(c)))
+            time.sleep(0.2)  # (the caller now waits for "started")
+            p.send_signal(signal.SIGINT)
+            assert p.wait(timeout=60) == 130
+            # the server gets to the call: the caller is gone, nothing is forked (and the
+            # caller's streams it held, in flight on the socket, are closed)
+            assert server._start(conn) is None
+            assert not server.children
+            conn.close()
+            out, err = p.communicate(timeout=60)
+            assert text in out + err, (out, err)
+        assert not vault.workspace("main").exists("x.txt")
+    finally:
+        lsock.close()
+        server.leave()
+
+
+def select_ready(conn: socket.socket) -> list[Any]:
+    import select
+
+    return select.select([conn], [], [], 0)[0]

@@ -81,5 +81,8 @@ class CodeWatch:
         return self._changed
 
     def close(self) -> None:
+        """Stop watching (the server is leaving); :meth:`changed` is true from then on."""
         if self._inotify is not None:
             self._inotify.close()
+            self._inotify = None
+            self._changed = True

@@ -221,6 +221,7 @@ class Server:
         if self.spare is not None:
             self.spare.discard()
             self.spare = None
+        self.code.close()
         if self.still_mine():
             for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
                 try:
