@@ -31,12 +31,18 @@ $(STAMP): pyproject.toml | sysdeps
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
-# Byte-compile explicitly: with PYTHONDONTWRITEBYTECODE set (as on some machines) every
-# `avfs` start would recompile its modules (~40 ms).
+# Byte-compile again (install does it too): with PYTHONDONTWRITEBYTECODE set (as on some
+# machines) every `avfs` start would recompile the modules edited since (~40 ms).
 compile: install
 	@$(BIN)/python -m compileall -q avfs_git
 
+# The console script: pip's, replaced by avfs's launcher (python -S: no site-packages scan
+# and .pth files on a call the resident server answers; avfs_git/cli/launcher.py), and the
+# bytecode compiled (with PYTHONDONTWRITEBYTECODE set, as on some machines, every call
+# would otherwise recompile what it imports).
 install: sysdeps $(STAMP)
+	@$(BIN)/python -m avfs_git.cli.launcher $(BIN)/avfs
+	@$(BIN)/python -m compileall -q avfs_git
 
 # pytest exit code 5 means "no tests ran": that is a failure here, never a pass.
 test: install

@@ -2,7 +2,7 @@
 
 import sys
 
-from avfs_git.cli.execopts import main
+from avfs_git.cli.client import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,6 +21,7 @@ from avfs_git.mount.side import MOUNT_SIDE
 
 from .agentcases import AGENT_BENCHMARKS
 from .apicases import API_BENCHMARKS
+from .clicases import CLI_BENCHMARKS
 from .context import Context, _close, _ms, _open, _tag, _write_disk, _write_ws
 from .env import AUTHOR, flush_disk, git, log, rmtree, run
 from .fusecases import FUSE_BENCHMARKS
@@ -603,6 +604,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     "restore": bench_restore,
     "status": bench_status,
     "startup": bench_startup,
+    # every frequent command end to end vs python -S (bench/clicases.py)
+    **CLI_BENCHMARKS,
     **MERGE_BENCHMARKS,
     # a mounted fork vs the native disk (bench/fusecases.py)
     **FUSE_BENCHMARKS,

@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         "avfs": avfs_at_start,
         "results": [r.to_json() for r in results],
         "importtime": ctx.extras.get("importtime"),
+        # -X importtime of each frequent command through the console script (bench/clicases.py)
+        "importtime_cli": ctx.extras.get("importtime_cli"),
         "errors": errors,
         "warnings": warnings,
         "summary": summary(results),
@@ -275,5 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{it['command'].split(' --home')[0]} --json status: {it['total_import_ms']} ms of imports")
         for t in it["top"]:
             print(f"  {t['cumulative_ms']:8.1f} ms  {t['module']}")
+    for name, cli in (ctx.extras.get("importtime_cli") or {}).items():
+        top = ", ".join(f"{t['module']} {t['cumulative_ms']}" for t in cli["top"])
+        print(f"importtime {name}: {cli['total_import_ms']} ms, {cli['modules']} modules ({top})")
     log(f"wrote {path} and {path.parent / 'latest.md'} ({doc['wall_s']} s)")
     return 0

@@ -161,12 +161,16 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
         stderr=subprocess.PIPE,
         env=on,
     )
-    time.sleep(1.5)  # connected and started
+    # started: the server's child reads the caller's pipe (the server may still be loading
+    # when the call comes; a Ctrl-C before the command starts is another case)
+    assert p.stdin is not None
+    _wait_for(lambda: _reader(home.path, os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")) is not None)
     p.send_signal(signal.SIGINT)
     _out, err = p.communicate(timeout=30)
     assert p.returncode == 130, (p.returncode, err)
-    # a caller killed outright: its command gets the hang-up, nothing stays behind
-    before = set(_children(_server_pid(home.path)))
+    # a caller killed outright: its command gets the hang-up, nothing stays behind (the
+    # command's process is the server's child reading the caller's pipe; the server keeps
+    # a spare child too, forked ahead for the next call)
     p = subprocess.Popen(
         [sys.executable, "-m", "avfs_git", "write", "y.txt", "--stdin"],
         stdin=subprocess.PIPE,
@@ -174,12 +178,26 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
         stderr=subprocess.DEVNULL,
         env=on,
     )
-    _wait_for(lambda: set(_children(_server_pid(home.path))) - before)
+    assert p.stdin is not None
+    pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
+    _wait_for(lambda: _reader(home.path, pipe) is not None)
+    child = _reader(home.path, pipe)
+    assert child is not None
     p.kill()
     p.wait()
-    assert p.stdin is not None
     p.stdin.close()
-    _wait_for(lambda: not set(_children(_server_pid(home.path))) - before)
+    _wait_for(lambda: _gone(child))
+
+
+def _reader(home: str, pipe: str) -> int | None:
+    """The server's child whose standard input is ``pipe`` (the caller's): the command."""
+    for pid in _children(_server_pid(home)):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/0") == pipe:
+                return pid
+        except OSError:
+            pass
+    return None
 
 
 def _children(pid: int | None) -> list[int]:
@@ -278,7 +296,7 @@ def test_two_answers_in_one_read_are_both_read() -> None:
     command) arrive in one read; the second was once dropped with the rest of the buffer."""
     import marshal
 
-    from avfs_git.cli.execopts import _recv_msg
+    from avfs_git.cli.client import recv_msg as _recv_msg
 
     a, b = socket.socketpair()
     try:
@@ -291,3 +309,164 @@ def test_two_answers_in_one_read_are_both_read() -> None:
         assert _recv_msg(b, buf) is None
     finally:
         b.close()
+
+
+# what a served call's child runs, after the server's imports: each must import nothing
+# more (a module a child imports is compiled or read, and executed, in every call)
+WARM_CALLS = [
+    ["--json", "status"],
+    ["status"],
+    ["--json", "diff"],
+    ["diff"],
+    ["--json", "log", "-n", "3"],
+    ["log", "-n", "3"],
+    ["cat", "a.txt"],
+    ["--json", "cat", "a.txt"],
+    ["write", "w.txt", "hello"],
+    ["--json", "write", "w2.txt", "hello"],
+    ["--json", "vault", "fork", "v", "f9"],
+    ["vault", "fork", "v", "f10"],
+    ["--json", "checkpoint", "save", "-m", "warm"],
+    ["checkpoint", "save", "-m", "warm2"],
+    ["ls"],
+    ["--json", "stat", "a.txt"],
+    ["--json", "checkpoint", "list"],
+    ["cat", "nope.txt"],
+]
+
+_CHILDREN = """
+import json, os, sys
+from avfs_git.cli import prewarm
+from avfs_git.cli.main import main
+prewarm.load()
+before = set(sys.modules)
+report = {}
+for args in json.loads(sys.argv[1]):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        try:
+            main(args)
+        except SystemExit:
+            pass
+        os.write(w, json.dumps(sorted(set(sys.modules) - before)).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    report[" ".join(args)] = json.loads(data or b"null")
+print(json.dumps(report))
+"""
+
+
+def test_the_server_has_imported_what_a_command_imports(home: Home, vault: Vault) -> None:
+    """A served call runs in a fork of the server: anything its command imports that the
+    server did not (prewarm.py) is paid in every call (the policy package, opened with the
+    home, once cost ~60 ms of a ~90 ms call)."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    p = subprocess.run(
+        [sys.executable, "-c", _CHILDREN, json.dumps(WARM_CALLS)],
+        capture_output=True,
+        env={**os.environ, "AVFS_VAULT": "v:main"},
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(p.stdout)
+    assert list(report) == [" ".join(a) for a in WARM_CALLS]
+    assert {k: v for k, v in report.items() if v} == {}
+    # and they ran: the writes, forks and checkpoints are there
+    assert vault.workspace("main").read("w.txt") == b"hello"
+    assert vault.has_fork("f9") and vault.has_fork("f10")
+
+
+def _private_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1])
+    raise AssertionError("no Private_Dirty")
+
+
+def _anon_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssAnon")
+
+
+def test_each_call_takes_the_spare_and_a_new_one_is_forked(served: Any, home: Home) -> None:
+    """The server keeps one child forked ahead, its memory copied (spare.py): a call runs in
+    it, and once the call has ended the next spare is there; a spare that died is replaced
+    by a fork at the call (the call is still served); a spare whose server is gone exits."""
+    on, off = served
+    server = _server_pid(home.path)
+    assert server is not None
+    _wait_for(lambda: len(_children(server)) == 1)
+    (first,) = _children(server)
+    # its memory its own: most of the server's heap copied (MADV_POPULATE_WRITE)
+    _wait_for(lambda: _private_kb(first) > _anon_kb(server) // 2)
+    assert _run("--json", "status", env=on) == _run("--json", "status", env=off)
+    _wait_for(lambda: _gone(first) and len(_children(server)) == 1)
+    (second,) = _children(server)
+    assert second != first
+    # a spare killed from outside: the call is served all the same, by a fork at the call
+    os.kill(second, signal.SIGKILL)
+    _wait_for(lambda: _gone(second))
+    assert _run("cat", "a.txt", env=on) == (0, b"one\n", b"")
+    assert _server_pid(home.path) == server
+    _wait_for(lambda: len([c for c in _children(server) if not _gone(c)]) == 1)
+    (third,) = [c for c in _children(server) if not _gone(c)]
+    # the server killed outright: its spare does not stay behind
+    os.kill(server, signal.SIGKILL)
+    _wait_for(lambda: _gone(third))
+
+
+def test_ctrl_c_before_the_command_started_runs_nothing(home: Home, vault: Vault) -> None:
+    """A call that came while the server was still loading waits for it; Ctrl-C then ends
+    the call as a direct call's Ctrl-C does (130, "interrupted"), and the server, when it
+    gets to the call, does not start the command of a caller that is gone. The server here
+    is bound but not yet serving, as while it imports."""
+    server = warm.Server(home.path, 60)
+    lsock = server.bind()
+    assert lsock is not None
+    try:
+        env = {**os.environ, "AVFS_SERVER": "auto", "AVFS_VAULT": "v:main"}
+        for args, text in (
+            (["write", "x.txt", "--stdin"], b"interrupted"),
+            (["--json", "status"], b'"interrupted"'),
+        ):
+            p = subprocess.Popen(
+                [sys.executable, "-m", "avfs_git", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            conn, _ = lsock.accept()  # connected: its request is on the way
+            _wait_for(lambda c=conn: bool(select_ready(c)))
+            time.sleep(0.2)  # (the caller now waits for "started")
+            p.send_signal(signal.SIGINT)
+            assert p.wait(timeout=60) == 130
+            # the server gets to the call: the caller is gone, nothing is forked (and the
+            # caller's streams it held, in flight on the socket, are closed)
+            assert server._start(conn) is None
+            assert not server.children
+            conn.close()
+            out, err = p.communicate(timeout=60)
+            assert text in out + err, (out, err)
+        assert not vault.workspace("main").exists("x.txt")
+    finally:
+        lsock.close()
+        server.leave()
+
+
+def select_ready(conn: socket.socket) -> list[Any]:
+    import select
+
+    return select.select([conn], [], [], 0)[0]

@@ -1,9 +1,9 @@
-"""The console script, and `proxy exec`'s fast path: it runs without loading click.
+"""`proxy exec`'s fast path (it runs without loading click), then the click CLI.
 
 An agent pays the CLI's start-up on every command it runs through ``proxy exec``; click
-and the command modules cost ~40 ms of a ~130 ms call. So :func:`main`, the console script
-(and ``python -m avfs_git``), hands the arguments to :func:`fast_main` before anything else
-is imported, which takes ``[--home DIR] [--vault SPEC] [--json] proxy exec ...`` (and
+and the command modules cost ~40 ms of a ~130 ms call. So :func:`main`, which the console
+script (:func:`.client.main`) calls for every call the resident server does not answer,
+hands the arguments to :func:`fast_main` before anything else is imported, which takes ``[--home DIR] [--vault SPEC] [--json] proxy exec ...`` (and
 ``hook claude|codex EVENT``) itself. Where the fork is mounted, it hands the rest of the
 arguments to the mount's daemon (:mod:`avfs_git.proxy.server`), importing nothing beyond
 what Python loads at start-up; otherwise it parses them by the option table the click
@@ -11,7 +11,7 @@ command is built from (:data:`~avfs_git.proxy.options.EXEC_OPTIONS`) and runs th
 this process. Anything neither recognises (help, other commands) it declines, and
 :func:`main` hands it to the click CLI (:func:`.main.main`), imported only then.
 
-So in cli, imports go one way: ``execopts -> main -> command modules -> app``; the command
+So in cli, imports go one way: ``client -> execopts -> main -> command modules -> app``; the command
 modules never import this module (`proxy exec`'s click command renders with
 :mod:`.execrender`, as this module does).
 """
@@ -25,6 +25,16 @@ import sys
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
     from typing import Any
+
+
+def with_site() -> None:
+    """Under the ``-S`` console script (:mod:`.launcher`): run ``site`` now (site-packages,
+    the ``.pth`` files), before anything outside avfs and the standard library is imported.
+    A served call and `proxy exec` through a mount's daemon never get here."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
 
 
 def _global_options(args: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -74,6 +84,7 @@ def _fast_hook(args: list[str]) -> int | None:
     ):
         return None
     try:
+        with_site()
         from ..hooks.events import answer, confine_from
 
         try:
@@ -118,6 +129,7 @@ def _fast_hook(args: list[str]) -> int | None:
 def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str], err: Any) -> int:
     """Print the envelope of a call that failed before the command could run (an
     :class:`~avfs_git.core.errors.AvfsError` ``err``); returns its exit code, 125."""
+    with_site()
     from ..core.types import json_document
     from ..proxy.options import failed_envelope
     from .execrender import render
@@ -337,6 +349,7 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
         return failed(glob, *_lenient(rest), unexpected(exc))
     if code is not None:
         return code
+    with_site()  # in this process: pygit2, the sandbox
     from ..core.errors import UsageError
     from ..proxy.options import USAGE, BadUsage, NotFast, parse_args, request_from
 
@@ -380,99 +393,21 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
     return res.exit_code
 
 
-def _home_dir(glob: dict[str, Any]) -> str:
-    """The home a call acts on, as :func:`..core.settings.home_path` finds it."""
-    given = glob.get("home") or os.environ.get("AVFS_HOME")
-    if given:
-        return os.path.abspath(given)
-    home = os.environ.get("HOME")
-    if home is None:
-        import pwd
+def interrupted(json_mode: bool) -> int:
+    """Ctrl-C before a served command started: the answer of a direct call so stopped."""
+    with_site()
+    from ..core.errors import Interrupted
+    from .main import render_error
+    from .output import Output
 
-        home = pwd.getpwuid(os.getuid()).pw_dir
-    return os.path.abspath(home.rstrip("/") + "/.avfs")
-
-
-def _recv_msg(sock: Any, buf: bytearray) -> dict[str, Any] | None:
-    """The next length-prefixed marshal message from ``sock``; ``buf`` keeps what was read
-    past it (the server's two answers may come in one read)."""
-    while True:
-        if len(buf) >= 8:
-            want = 8 + int(buf[:8])
-            if len(buf) >= want:
-                got = marshal.loads(bytes(buf[8:want]))
-                del buf[:want]
-                return got if isinstance(got, dict) else None
-        data = sock.recv(65536)
-        if not data:
-            return None
-        buf += data
-
-
-def served(args: list[str]) -> int | None:
-    """Run the call in the home's warm server (:mod:`.resident`), importing nothing beyond
-    Python's start-up; None when none answers (the caller runs it, and a server is
-    started for the next call) or it asks to fall back. ``AVFS_SERVER=off``: never."""
-    mode = os.environ.get("AVFS_SERVER", "auto")
-    if mode == "off":
-        return None
-    glob, _rest = _global_options(args)
-    home = _home_dir(glob)
-    import _socket
-
-    path = os.path.join(home, "run", "cli.sock")
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError:
-        sock.close()
-        if os.path.isdir(home):
-            from .resident import start
-
-            start(home)  # for the next call
-        return None
-    try:
-        from .codestamp import stamp
-
-        req = marshal.dumps(
-            {"v": 1, "stamp": stamp(), "argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}
-        )
-        import array
-
-        fds = array.array("i", [0, 1, 2])
-        sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds.tobytes())])
-        buf = bytearray()
-        first = _recv_msg(sock, buf)
-        if first is None or "started" not in first:
-            return None  # nothing ran: run it here
-        import signal
-
-        def relay(sig: int, _frame: object) -> None:
-            try:
-                sock.send(b"S" + bytes([sig]))
-            except OSError:
-                pass
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, relay)
-        while True:
-            try:
-                done = _recv_msg(sock, buf)
-                break
-            except InterruptedError:
-                continue
-        if done is None or not isinstance(done.get("code"), int):
-            sys.stderr.write(
-                "avfs: the warm server went away while the command ran (AVFS_SERVER=off runs without it)\n"
-            )
-            return 70
-        return int(done["code"])
-    finally:
-        sock.close()
+    err = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
+    render_error(Output(json_mode, stream=sys.stdout), err)
+    return err.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script: the fast path, else the click CLI; returns the exit code.
+    """The fast path, else the click CLI; returns the exit code. The console script
+    (:func:`.client.main`) calls it for what the resident server did not answer.
 
     Without ``argv`` (the console script, ``python -m avfs_git``) the arguments are this
     process' own and so is the process: once a mount's daemon has answered a `proxy exec`,
@@ -482,10 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     code = fast_main(args, exit_now=own)
     if code is not None:
         return code
-    if own:
-        code = served(args)
-        if code is not None:
-            return code
+    with_site()
     from .main import main as click_main
 
     return click_main(args)

@@ -175,7 +175,8 @@ def _is_proxy_exec(argv: list[str]) -> bool:
     return any(head[i : i + 2] == ["proxy", "exec"] for i in range(len(head) - 1))
 
 
-def _render_error(out: Output, err: AvfsError) -> None:
+def render_error(out: Output, err: AvfsError) -> None:
+    """``err`` as one JSON error document (``--json``) or a line on stderr."""
     if out.json:
         if not out.emitted:
             out.document("error", {"error": err.to_dict()})
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from ..core.errors import InternalError
 
-            _render_error(
+            render_error(
                 out, InternalError(f"exited {code} without a result", details={"output": text[-2000:]})
             )
     return code
@@ -236,13 +237,13 @@ def _run(args: list[str], out: Output) -> int:
             cli.invoke(ctx)
         return 0
     except AvfsError as err:
-        _render_error(out, err)
+        render_error(out, err)
         return err.exit_code
     except click.exceptions.Exit as ex:
         return ex.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
-        _render_error(out, stop)
+        render_error(out, stop)
         return stop.exit_code
     except click.ClickException as ex:
         if _is_proxy_exec(out.argv):
@@ -255,7 +256,7 @@ def _run(args: list[str], out: Output) -> int:
             spec = ctx_.find_root().params.get("vault") if ctx_ is not None else None
             return exec_failed(out, spec, None, (), UsageError(ex.format_message()))
         if out.json:
-            _render_error(out, UsageError(ex.format_message()))
+            render_error(out, UsageError(ex.format_message()))
         else:
             setattr(ex, "message", out.text("{}", ex.message))  # noqa: B010 (Final in the stubs): an argument is shown as it is
             ex.show()
@@ -267,7 +268,7 @@ def _run(args: list[str], out: Output) -> int:
         return 0
     except Exception as exc:
         internal = unexpected(exc)
-        _render_error(out, internal)
+        render_error(out, internal)
         if os.environ.get("AVFS_DEBUG"):
             raise
         return internal.exit_code

@@ -13,9 +13,11 @@ the imports are shared.
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
   sees the avfs home, so it cannot reach it.
-- **Which code**: the caller sends a stamp of the avfs it would run (the interpreter, the
-  package's files' mtimes and sizes); a server whose own differs answers "fall back"
-  and exits, so an upgrade or an edit is never served by old code.
+- **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
+  the package's directory); a server whose own differs, or whose package files changed
+  since it started watching them (inotify, set up before it imports them:
+  :mod:`.codewatch`), answers "fall back" and exits, so an upgrade or an edit is never
+  served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
   (``AVFS_SERVER=off`` turns all of this off; ``avfs server stop`` ends one); a server
   ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
@@ -26,13 +28,18 @@ the imports are shared.
 
 The protocol (one connection per call): the request is a ``marshal``-encoded dict preceded
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
-"argv": [...], "cwd": ..., "env": {...}}``. The server answers length-prefixed marshal
+"argv": [...], "cwd": ..., "env": {bytes: bytes}}`` (the environment as ``posix.environ``
+holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are always the
+same code (the stamp), so the version has not moved with the protocol's details. The server answers length-prefixed marshal
 dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
-``{"started": PID}`` and, when the command ended, ``{"code": N}``.
+``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
+process as it ends, and again from the server when it has reaped it: the caller takes the
+first, which may come before ``started``).
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import marshal
 import os
@@ -44,7 +51,9 @@ import sys
 import time
 from typing import Any
 
+from . import prewarm, spare
 from .codestamp import stamp
+from .codewatch import CodeWatch
 
 RUN_DIR = "run"
 SOCKET = "cli.sock"
@@ -95,10 +104,12 @@ class Server:
         self.home = home
         self.idle_s = idle_s
         self.stamp = stamp()
+        self.code = CodeWatch()  # before anything of avfs beyond this module is imported
         self.path = socket_path(home)
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (conn, pid)
         self.served = 0
         self.last = time.monotonic()
+        self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
 
     def bind(self) -> socket.socket | None:
         """Listen at the home's socket, unless another server does; None then."""
@@ -149,6 +160,8 @@ class Server:
                 pass
 
         while True:
+            if self.spare is None and not self.children:  # (never while a command runs)
+                self.spare = spare.fork(_child, RELAYED)
             events = poller.poll(1000)
             done: set[int] = set()  # fds closed or reused in this round: their events are stale
             for fd, _ev in events:
@@ -203,7 +216,12 @@ class Server:
         self.leave()
 
     def leave(self) -> None:
-        """Remove the socket and the pid file, when they are still this server's."""
+        """End the spare; remove the socket and the pid file, when they are still this
+        server's."""
+        if self.spare is not None:
+            self.spare.discard()
+            self.spare = None
+        self.code.close()
         if self.still_mine():
             for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
                 try:
@@ -239,17 +257,24 @@ class Server:
             conn.settimeout(None)
             if req.get("v") != 1 or len(fds) != 3:
                 _send(conn, {"fallback": "protocol"})
+                self.idle_s = 0  # another avfs's caller: end (as for another stamp, below)
                 return None
-            if req.get("stamp") != self.stamp:
+            if req.get("stamp") != self.stamp or self.code.changed():
                 _send(conn, {"fallback": "another avfs"})
                 self.idle_s = 0  # an upgrade or an edit: end, the next call starts a new one
                 return None
-            pid = os.fork()
-            if pid == 0:
-                _child(conn, req, fds)  # never returns
+            if _gave_up(conn):
+                return None  # interrupted while it waited (this server was still loading)
+            ready, self.spare = self.spare, None
+            if ready is not None and ready.hand(conn, req, fds):
+                pid, pidfd = ready.pid, ready.pidfd
+            else:
+                if ready is not None:
+                    ready.discard()  # it died
+                pid = _fork(conn, req, fds)
+                pidfd = os.pidfd_open(pid)
             self.served += 1
             _send(conn, {"started": pid})
-            pidfd = os.pidfd_open(pid)
             self.children[pidfd] = (conn, pid)
             return pidfd
         except (OSError, ValueError, EOFError, ConnectionError):
@@ -257,6 +282,28 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _fork(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
+    """Fork the call's process now (no spare ready); its pid."""
+    # a signal the caller relays at once must wait for the child's own handlers
+    # (blocked, not ignored as in this process: the kernel keeps it pending)
+    signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(conn, req, fds)  # never returns
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+    return pid
+
+
+def _gave_up(conn: socket.socket) -> bool:
+    """The caller went away, or was interrupted, before its command started (it waits for
+    ``started``; a call that came while the server was loading may have waited long)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLRDHUP)
+    return bool(poller.poll(0))
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -275,19 +322,24 @@ def _text(fd: int, encoding: str, errors: str, *, line: bool) -> io.TextIOWrappe
 
 
 def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: become the caller's process, run the CLI, exit with its code."""
+    """In the forked child: become the caller's process, run the CLI, answer with its code
+    and exit. The answer goes from here, before the process ends (the server's own, sent
+    when it reaps the child, comes ~1-2 ms later: a process of this size takes that long to
+    tear down; it is the one that counts when this one dies first)."""
     code = 70
+    answer = -1
     try:
-        conn.close()
         for sig in (*RELAYED, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)  # (blocked across the fork)
         for i, fd in enumerate(fds):
             os.dup2(fd, i)
-        os.closerange(3, 1 << 20)  # the server's socket and other calls' (close_range(2))
+        answer = os.dup2(conn.fileno(), 3, inheritable=False)
+        os.closerange(4, 1 << 20)  # the server's socket and other calls' (close_range(2))
         os.chdir(req["cwd"])
         os.environ.clear()
-        os.environ.update(req["env"])
+        os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
         enc, errs = sys.stdout.encoding, sys.stdout.errors or "strict"
         sys.stdin = _text(0, enc, errs, line=False)
         sys.stdout = _text(1, enc, errs, line=os.isatty(1))
@@ -306,28 +358,13 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
             sys.stderr.flush()
         except OSError:
             pass
+        data = marshal.dumps({"code": code})
+        try:
+            os.write(answer, b"%08d" % len(data) + data)
+        except OSError:
+            pass  # the caller went away
     finally:
         os._exit(code)
-
-
-def _prewarm() -> None:
-    """Import what the commands import, so that a forked child finds it loaded."""
-    import importlib
-    import pkgutil
-
-    from .. import cli, core, ops
-
-    for pkg in (core, ops, cli):
-        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-            if mod.name.endswith((".resident", ".docgen")):
-                continue
-            try:
-                importlib.import_module(mod.name)
-            except Exception:  # an optional dependency missing: imported on use
-                pass
-    from ..core.store.gitstore import blob_id
-
-    blob_id(b"")  # loads libgit2 (through the store, as everything else reaches it)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     lsock = server.bind()
     if lsock is None:
         return 0
-    _prewarm()
+    prewarm.load()
+    # the imported objects stay where they are: a collection in a child would otherwise
+    # walk (and so copy, page by page) the whole heap it shares with this process
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -1,0 +1,201 @@
+"""The console script's first step: hand the call to the home's resident server.
+
+An agent pays this module's start-up on every command, and a served call needs nothing
+but the interpreter's built-in modules: ``posix`` (not :mod:`os`, whose import with
+``collections.abc`` is ~1.2 ms of a ~17 ms budget under ``python -S``), ``_socket``,
+``_signal`` and ``marshal``. So :func:`main`, which the ``-S`` console script
+(:mod:`.launcher`) calls, tries the server (:func:`served`) before anything else is
+imported, and hands whatever it does not answer (`proxy exec` and the agent hooks, which
+have their own fast paths; no server; a server of other code) to :func:`.execopts.main`.
+No ``from __future__`` either: the annotations are strings.
+
+The protocol is :mod:`.resident`'s (the environment is sent as bytes, as
+``posix.environ`` holds it).
+"""
+
+import marshal
+import posix
+import sys
+
+TYPE_CHECKING = False  # not from typing (~5 ms to import): see avfs_git/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
+
+PROTOCOL = 1  # (both ends are the same code: the stamp)
+# `proxy exec` and `hook` have fast paths of their own (execopts.fast_main)
+OWN_PATHS = (("proxy", "exec"), ("hook",))
+
+
+def _rest(args: "list[str]") -> "tuple[str | None, list[str]]":
+    """``--home``'s value and the arguments after the global options."""
+    home = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--json":
+            i += 1
+        elif a in ("--home", "--vault") and i + 1 < len(args):
+            if a == "--home":
+                home = args[i + 1]
+            i += 2
+        elif a.startswith(("--home=", "--vault=")):
+            if a.startswith("--home="):
+                home = a[7:]
+            i += 1
+        else:
+            break
+    return home, args[i:]
+
+
+def _wants_json(args: "list[str]") -> bool:
+    """As the click CLI reads it (cli/main.py): a ``--json`` before any ``--``."""
+    for a in args:
+        if a == "--":
+            return False
+        if a == "--json":
+            return True
+    return False
+
+
+def _decode(b: bytes) -> str:
+    return b.decode(sys.getfilesystemencoding(), "surrogateescape")
+
+
+def home_dir(given: "str | None") -> str:
+    """The home a call acts on, as :func:`..core.settings.home_path` finds it (not
+    normalised: the kernel resolves it)."""
+    env = posix.environ
+    if not given and env.get(b"AVFS_HOME"):
+        given = _decode(env[b"AVFS_HOME"])
+    if not given:
+        home = _decode(env[b"HOME"]) if b"HOME" in env else None
+        if home is None:
+            import pwd
+
+            home = pwd.getpwuid(posix.getuid()).pw_dir
+        given = home.rstrip("/") + "/.avfs"
+    if not given.startswith("/"):
+        given = posix.getcwd() + "/" + given
+    return given
+
+
+def recv_msg(sock: "Any", buf: bytearray) -> "dict[str, Any] | None":
+    """The next length-prefixed marshal message from ``sock``; ``buf`` keeps what was read
+    past it (the server's two answers may come in one read)."""
+    while True:
+        if len(buf) >= 8:
+            want = 8 + int(buf[:8])
+            if len(buf) >= want:
+                got = marshal.loads(bytes(buf[8:want]))
+                del buf[:want]
+                return got if isinstance(got, dict) else None
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+
+
+def served(args: "list[str]") -> "int | None":
+    """Run the call in the home's resident server; its exit code, or None when none
+    answers (the caller runs it, and a server is started for the next call) or it asks to
+    fall back. ``AVFS_SERVER=off``: never."""
+    if posix.environ.get(b"AVFS_SERVER") == b"off":
+        return None
+    given, _rest_args = _rest(args)
+    home = home_dir(given)
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(home + "/run/cli.sock")
+    except OSError:
+        sock.close()
+        try:
+            isdir = posix.stat(home).st_mode & 0o170000 == 0o040000
+        except OSError:
+            isdir = False
+        if isdir:
+            from .resident import start
+
+            start(home)  # for the next call
+        return None
+    try:
+        from .codestamp import stamp
+
+        req = marshal.dumps(
+            {"v": PROTOCOL, "stamp": stamp(), "argv": args, "cwd": posix.getcwd(), "env": dict(posix.environ)}
+        )
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+        sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        buf = bytearray()
+        try:
+            first = recv_msg(sock, buf)
+        except KeyboardInterrupt:  # before the command started (the server still loading)
+            sock.close()  # the server sees the caller gone and does not start it
+            from .execopts import interrupted
+
+            return interrupted(_wants_json(args))
+        if first is None or ("started" not in first and not isinstance(first.get("code"), int)):
+            return None  # nothing ran: run it here
+        if "started" not in first:  # the command's own answer came first: it has ended
+            return int(first["code"])
+        return _wait(sock, buf, first["started"])
+    finally:
+        sock.close()
+
+
+def _wait(sock: "Any", buf: bytearray, started: "Any") -> int:
+    """Wait for the started command's exit code, passing on Ctrl-C, SIGTERM and SIGHUP."""
+    import _signal  # type: ignore[import-not-found]
+
+    # the command's process, signalled from here (at once; the server relays what this
+    # cannot send: its pid cannot be reused before the server has reaped it, which it does
+    # only after sending "started")
+    try:
+        target = [posix.pidfd_open(int(started))]
+    except (OSError, ValueError, TypeError):
+        target = [-1]
+
+    def relay(sig: int, _frame: object) -> None:
+        if target[0] >= 0:
+            try:
+                _signal.pidfd_send_signal(target[0], sig)
+                return
+            except OSError:
+                pass  # it has ended
+        try:
+            sock.send(b"S" + bytes([sig]))
+        except OSError:
+            pass
+
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        _signal.signal(sig, relay)
+    while True:
+        try:
+            done = recv_msg(sock, buf)
+            break
+        except InterruptedError:
+            continue
+    if target[0] >= 0:
+        fd, target[0] = target[0], -1
+        posix.close(fd)
+    if done is None or not isinstance(done.get("code"), int):
+        sys.stderr.write(
+            "avfs: the warm server went away while the command ran (AVFS_SERVER=off runs without it)\n"
+        )
+        return 70
+    return int(done["code"])
+
+
+def main() -> int:
+    """The console script (:mod:`.launcher`, pip's, ``python -m avfs_git``): this
+    process' arguments, served when a server answers, else :func:`.execopts.main`."""
+    args = sys.argv[1:]
+    _home, rest = _rest(args)
+    if not any(tuple(rest[: len(p)]) == p for p in OWN_PATHS):
+        code = served(args)
+        if code is not None:
+            return code
+    from .execopts import main as full
+
+    return full()

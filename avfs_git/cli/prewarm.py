@@ -1,0 +1,82 @@
+"""What the resident CLI server (:mod:`.resident`) loads before it forks a call's process.
+
+A served call costs what its forked child does, and a module the child imports is compiled
+or read, and executed, in every call: the policy package alone (which opening a home
+loads) cost ~60 ms a call this way, pathspec and rich the rest. So the server imports here,
+once, every module a command reaches: each module of the packages below, the third-party
+and standard modules the commands import on use, and rich's lazily read tables (by
+rendering a line into a string). Only imports: nothing here opens a home, reads the
+environment into a cache, or starts a thread (the server forks; a child must not inherit
+a lock held by a thread that is not there).
+
+Not loaded: ``fuse`` and ``mcp`` (they run in processes of their own: the mount daemon,
+``avfs mcp``; a command only starts them), the server itself and the docs generator.
+``tests/test_cliserver.py`` runs the frequent commands in children of a server so warmed
+and requires that none imports anything more.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+# avfs's packages whose modules the commands import (avfs_git.<name>)
+PACKAGES = ("core", "mount", "policy", "ops", "proxy", "hooks", "cli")
+SKIP = ("avfs_git.cli.resident", "avfs_git.cli.docgen")
+# imported by commands on use, outside avfs (rendering for a person, error paths,
+# temporary files, close-name suggestions)
+MODULES = (
+    "rich.console",
+    "rich.markup",
+    "rich.text",
+    "rich.table",
+    "rich.progress",
+    "rich.syntax",
+    "difflib",
+    "tempfile",
+    "pickle",
+    "encodings.ascii",
+)
+
+
+def modules() -> list[str]:
+    """The names of avfs's modules the server loads (:data:`PACKAGES`, less :data:`SKIP`)."""
+    names: list[str] = []
+    for name in PACKAGES:
+        pkg = importlib.import_module(f"avfs_git.{name}")
+        names.append(pkg.__name__)
+        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            if mod.name not in SKIP:
+                names.append(mod.name)
+    return names
+
+
+def load() -> list[str]:
+    """Import everything a command may reach; returns the names that failed to import (an
+    optional dependency missing: a command imports it on use, as a direct call does)."""
+    failed: list[str] = []
+    for name in (*modules(), *MODULES):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            failed.append(name)
+    _rehearse()
+    return failed
+
+
+def _rehearse() -> None:
+    """Load what the modules read on first use: rich's cell-width tables and styles (a line
+    rendered into a string), libgit2 (through the store, as everything else reaches it)."""
+    import io
+
+    try:
+        from rich.console import Console
+
+        Console(file=io.StringIO(), width=80, color_system="standard", force_terminal=True).print(
+            "[bold]avfs[/] é 漢 ✓"
+        )
+    except Exception:
+        pass
+    from ..core.store.gitstore import blob_id
+
+    blob_id(b"")
