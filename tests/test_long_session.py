@@ -180,3 +180,53 @@ def test_a_checkpoint_in_a_mount_patches_git_index_without_libgit2(home, vault, 
         assert git("show", "HEAD:b0/a-new.txt", cwd=mp) == "new\n"
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_changes_below_a_directory_made_in_the_mount_are_read_where_they_are(
+    home, vault, tmp_path, monkeypatch
+):
+    """overlayfs marks a directory made in the mount opaque (it hides the lower layer
+    below it): once checkpointed, a change below it is read where it is, not as the whole
+    directory (which a session keeps adding to), and deletions there (no whiteout: the
+    kernel makes none in an opaque directory) are seen."""
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
+    reads = Reads(monkeypatch)
+    try:
+        for k in range(30):
+            for f in range(20):
+                _w(os.path.join(mp, "made", f"k{k}", f"x{f}.txt"), f"{k} {f}\n")
+            checkpoint.save(vault, message=f"batch {k}")
+        assert _status(vault) == []
+        _w(os.path.join(mp, "made", "k3", "x0.txt"), "edited\n")
+        os.unlink(os.path.join(mp, "made", "k5", "x2.txt"))
+        _w(os.path.join(mp, "made", "k7", "new.txt"), "new\n")
+        for f in range(20):
+            os.unlink(os.path.join(mp, "made", "k9", f"x{f}.txt"))
+        os.rmdir(os.path.join(mp, "made", "k9"))
+        for f in range(20):
+            os.unlink(os.path.join(mp, "made", "k11", f"x{f}.txt"))
+        _w(os.path.join(mp, "made", "k11", "other.txt"), "other\n")  # k11 emptied, a file in it
+        want = sorted(
+            [
+                ("made/k3/x0.txt", "modified"),
+                ("made/k5/x2.txt", "deleted"),
+                ("made/k7/new.txt", "added"),
+                ("made/k11/other.txt", "added"),
+                *((f"made/k9/x{f}.txt", "deleted") for f in range(20)),
+                *((f"made/k11/x{f}.txt", "deleted") for f in range(20)),
+            ]
+        )
+        got, n = reads.of(lambda: _status(vault))
+        assert got == want == _full_status(vault, monkeypatch)
+        assert n < 300, f"status read {n} upper-layer entries (made/ holds 630)"
+        res, n = reads.of(lambda: checkpoint.save(vault, message="changes below made/"))
+        assert res.created and n < 300, n
+        assert _status(vault) == [] == _full_status(vault, monkeypatch)
+        _git_clean(mp)
+        tree = git("ls-tree", "-r", "--name-only", "HEAD", cwd=mp)
+        assert "made/k9/" not in tree and "made/k11/x0.txt" not in tree and "made/k11/other.txt" in tree
+        assert git("show", "HEAD:made/k3/x0.txt", cwd=mp) == "edited\n"
+        _w(os.path.join(mp, "made", "k3", "x0.txt"), "3 0\n")  # back to what batch 3 recorded
+        assert _status(vault) == [("made/k3/x0.txt", "modified")]
+    finally:
+        mounts.unmount(home, vault, "main")

@@ -131,9 +131,9 @@ def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) ->
         return
     tops: set[str] = set()
     for p in paths:
-        t = overlay.upper_top(p.rstrip("/"))
+        t = overlay.change_top(p.rstrip("/"))
         if t is not None:
-            tops.add(t)
+            tops.add(t[0])
             if len(tops) > MAX_TOPS:
                 overlay.set_meta(MARK_KEY, "")
                 return
