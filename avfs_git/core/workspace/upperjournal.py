@@ -18,8 +18,11 @@ changed since the last status), whatever the upper layer holds.
 A checkpoint remembers too (:func:`remember_commit`): what it read of the upper layer is
 in its commit, so once the commit is the base those paths show the base unchanged, and the
 mark it leaves holds only what the commit left out (paths git ignores or refuses, what the
-path policy protects, fifos and sockets) and the journal's position from before the capture
-read anything. Without it, what every checkpoint recorded stayed a top, or was read again
+path policy protects) and what a status keeps in view whatever the base (whiteouts, fifos
+and sockets, renamed directories), with the journal's position from before the capture
+read anything. A directory made in the mount (opaque) that the base now holds is looked
+through (:meth:`.overlayupper.UpperEntries.change_top`): a change below it is read at its
+own path. Without it, what every checkpoint recorded stayed a top, or was read again
 as the base's move, until a status ran: a session of checkpoints without a status between
 them read (and hashed) every file written since the last status at each checkpoint, O(the
 session). With it, status and checkpoints cost the changes since the last of either.
