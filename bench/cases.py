@@ -31,6 +31,7 @@ from .pathrulecases import PATH_RULE_BENCHMARKS
 from .proxycases import PROXY_BENCHMARKS
 from .remotecases import REMOTE_BENCHMARKS
 from .searchcases import SEARCH_BENCHMARKS
+from .sessioncases import SESSION_BENCHMARKS
 from .timing import Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, pick_paths
 from .watchcases import WATCH_BENCHMARKS
@@ -609,6 +610,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **MERGE_BENCHMARKS,
     # a mounted fork vs the native disk (bench/fusecases.py)
     **FUSE_BENCHMARKS,
+    # a long session: status and checkpoints after 1,000 checkpoints in one mount (bench/sessioncases.py)
+    **SESSION_BENCHMARKS,
     # a write in the mount to its event in a running watch (bench/watchcases.py)
     **WATCH_BENCHMARKS,
     # proxy exec's overhead (bench/proxycases.py)

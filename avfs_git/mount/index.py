@@ -10,30 +10,31 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
+from ..core.store.gitlib import libgit2_loaded
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
-
-if TYPE_CHECKING:
-    pass
+from .indexpatch import StatFn, patched_index
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
     LOCK_FILE,
-    MAX_INDEX,
     MERGE_MARKER,
     STAMP_FILE,
     MountedFork,
     MountedVault,
     files_dir,
     owner_record,
-    read_bytes,
     read_text,
     write_file,
 )
+
+if TYPE_CHECKING:
+    from ..core.store.gitstore import GitStore
 
 
 def inode_of(path: str) -> int:
@@ -101,10 +102,8 @@ def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -
     mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
     what the index must hold for git to trust it without reading it (for ``view``'s view
     time when given, else the workspace's current one)."""
-    from ..core.store.odbdirect import size_reader
-
     t = view.view_ns() if view is not None else view_ns(ws)
-    size = size_reader(ws.store)  # libgit2 reads headers 7x faster than a Python lookup per blob
+    size = _sizes(ws.store)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         return t, t, inode_of(path), uid, gid, size(oid)
@@ -112,7 +111,34 @@ def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -
     return stat_of
 
 
-StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
+FEW_SIZES = 256  # read by the store's own reader; past that libgit2 is loaded to read them
+
+
+def _sizes(store: GitStore) -> Callable[[str], int]:
+    """Blob sizes from their headers: libgit2 reads many 7x faster than a Python lookup
+    per blob, but loading it costs a process that has not ~80-150 ms; an index patched
+    after a checkpoint (a few changed files) reads its few through the store's own reader,
+    and an index written whole loads libgit2 once it has asked for :data:`FEW_SIZES`."""
+    if libgit2_loaded():
+        from ..core.store.odbdirect import size_reader
+
+        return size_reader(store)
+    fast: list[Callable[[str], int]] = []
+    asked = 0
+
+    def size(oid: str) -> int:
+        nonlocal asked
+        if fast:
+            return fast[0](oid)
+        asked += 1
+        if asked > FEW_SIZES:
+            from ..core.store.odbdirect import size_reader
+
+            fast.append(size_reader(store))
+            return fast[0](oid)
+        return store.blob_size(oid)
+
+    return size
 
 
 def write_index(
@@ -164,7 +190,6 @@ def index_bytes(
     them deleted nor writes them out.
     """
     vault.store.ensure_sizes(tree or vault.store.commit_tree(commit))  # a lazy vault: one request
-    import struct
 
     entry = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
     pad = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
@@ -329,7 +354,7 @@ def sync_index(
                 and len(old) == 3
                 and old[1:] == stamp.split(" ")[1:]
             ):
-                data = _patched_index(ws, git_dir, old[0], base, stat_of, view.token)
+                data = patched_index(ws, git_dir, old[0], base, stat_of, view.token)
             if data is None:
                 skeleton: list[tuple[str, str | None]] = []
                 data = index_bytes(
@@ -400,140 +425,6 @@ def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> 
         except Exception:  # removed, a directory, unreadable: git reads what is there
             out[path] = None
     return out
-
-
-def _patched_index(
-    ws: MountedFork, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
-) -> bytes | None:
-    """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
-    with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
-    token; None when it is not an index this can patch (another version, unmerged
-    entries, unreadable): then it is written whole."""
-    import struct
-
-    from ..core.store.treediff import diff_trees
-    from ..core.types import Change
-
-    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
-    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2":
-        return None
-    store = ws.store
-    changes: list[Change] = []
-    try:
-        diff_trees(store, store.commit_tree(old_base), store.commit_tree(new_base), "", changes)
-    except Exception:  # the old base is gone (gc): write it whole
-        return None
-    entry = struct.Struct(">IIIIIIIIII20sH").pack
-    repl: dict[bytes, bytes | None] = {}
-    for c in changes:
-        raw = c.path.encode("utf-8", "surrogateescape")
-        if c.new_oid is None or c.new_mode is None:
-            repl.setdefault(raw, None)
-            continue
-        ctime, mtime, ino, uid, gid, size = stat_of(c.path, c.new_mode, c.new_oid)
-        n = len(raw)
-        repl[raw] = (
-            entry(ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0, ino & 0xFFFFFFFF,
-                  c.new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(c.new_oid), min(n, 0xFFF))
-            + raw + b"\0" * (8 - (62 + n) % 8)
-        )  # fmt: skip
-    import bisect
-
-    count = int.from_bytes(data[8:12], "big")
-    out: list[bytes] = []
-    names: list[bytes] = []  # the entries' names, in git's order: where a new path goes
-    keep, named = out.append, names.append
-    off = 12
-    end = len(data) - 20
-    try:
-        for _ in range(count):
-            flags = int.from_bytes(data[off + 60 : off + 62], "big")
-            if flags & 0x3000:
-                return None  # unmerged entries: git is merging
-            nl = flags & 0xFFF
-            if nl == 0xFFF:
-                nl = data.index(b"\0", off + 62) - off - 62
-            size = (62 + nl + 8) & ~7
-            if off + size > end:
-                return None
-            name = data[off + 62 : off + 62 + nl]
-            if name in repl:
-                new = repl.pop(name)
-                if new is not None:
-                    keep(new)
-                    named(name)
-            else:
-                keep(data[off : off + size])
-                named(name)
-            off += size
-    except ValueError:
-        return None
-    for name, new in sorted(repl.items()):  # paths the index did not hold
-        if new is not None:
-            at = bisect.bisect_left(names, name)
-            names.insert(at, name)
-            out.insert(at, new)
-    body = b"DIRC" + struct.pack(">II", 2, len(out)) + b"".join(out)
-    # git's cache tree, which git status never rebuilds: kept, but for the directories on
-    # the changed paths (the untracked cache is left out: git lists every directory once)
-    cache_tree = _cache_tree_without(data, off, [c.path for c in changes])
-    if cache_tree is not None:
-        body += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
-    ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
-    ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
-    body += b"FSMN" + struct.pack(">I", len(ext)) + ext
-    return body + hashlib.sha1(body).digest()
-
-
-def _cache_tree_without(index: bytes, off: int, paths: Sequence[str]) -> bytes | None:
-    """The ``TREE`` extension of ``index`` (its extensions start at ``off``) with the
-    directories holding any of ``paths`` (and the root) invalidated (entry count -1, no
-    tree id: git's own way); None when the index has none or it cannot be read."""
-    import struct
-
-    end = len(index) - 20
-    data = None
-    while off + 8 <= end:
-        size = int.from_bytes(index[off + 4 : off + 8], "big")
-        if index[off : off + 4] == b"TREE":
-            data = index[off + 8 : off + 8 + size]
-            break
-        off += 8 + size
-    if data is None:
-        return None
-    dirs = {""}
-    for p in paths:
-        while "/" in p:
-            p = p.rsplit("/", 1)[0]
-            dirs.add(p)
-    out: list[bytes] = []
-    at = 0
-
-    def one(prefix: str) -> None:
-        nonlocal at
-        nul = data.index(b"\0", at)
-        name = data[at:nul]
-        nl = data.index(b"\n", nul)
-        count, subs = (int(x) for x in data[nul + 1 : nl].split())
-        at = nl + 1
-        text = name.decode("utf-8", "surrogateescape")
-        path = f"{prefix}/{text}" if prefix and text else (text or prefix)
-        oid = b""
-        if count >= 0:
-            oid = data[at : at + 20]
-            at += 20
-        if count < 0 or path in dirs:
-            out.append(name + b"\0" + b"-1 %d\n" % subs)
-        else:
-            out.append(name + b"\0" + b"%d %d\n" % (count, subs) + oid)
-        for _ in range(subs):
-            one(path)
-
-    try:
-        one("")
-    except (ValueError, IndexError, struct.error):
-        return None
-    return b"".join(out) if at == len(data) else None
 
 
 def merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:

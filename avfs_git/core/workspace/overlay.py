@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from ..store.names import ancestors, parent_of
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row
-from .overlayentry import EMPTY_TREE_ID, FILE, OBJECT, Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .overlayupper import MERGED, UpperEntries
 
 # The journal keeps about this many rows: past it, the oldest go in steps of TRIM_STEP,
@@ -50,11 +50,11 @@ class Overlay(UpperEntries):
         db = self._db_all()
         if not self.upper_active():
             return db
-        tops: set[str] = set()
+        tops: dict[str, bool] = {}  # top -> gone below a directory looked through
         for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
-            t = self.upper_top(c) if c else None
-            if t is not None:
-                tops.add(t)
+            top = self.change_top(c) if c else None
+            if top is not None:
+                tops[top[0]] = tops.get(top[0], False) or top[1]
         upper: list[Entry] = []
         hides: list[str] = []
         prune = getattr(self._no_upper, "prune", None)
@@ -62,6 +62,8 @@ class Overlay(UpperEntries):
             if any(a in tops for a in ancestors(t) if a):
                 continue  # below another top: walked with it
             got = self._u_entry(t)
+            if got is None and tops[t]:
+                got = Entry(t, DELETED, 0)  # nothing there below an opaque directory: gone
             if not isinstance(got, Entry):
                 continue  # gone since
             upper.append(got)

@@ -223,6 +223,48 @@ class UpperEntries(OverlayDB):
                 return "/".join(parts[:i])
         return None
 
+    def change_top(self, path: str) -> tuple[str, bool] | None:
+        """Where the upper layer decides what ``path`` shows, for a read of what changed
+        (:meth:`.overlay.Overlay.changed_entries`, :func:`.upperjournal.remember`): as
+        :meth:`upper_top`, but an *opaque* directory above ``path`` (overlayfs marks every
+        directory made in the mount where none was so, and everything below it hides the
+        lower layer) that the lower layer now holds as a directory is looked through (see
+        :meth:`_looks_through`): once a checkpoint recorded it, or a status found it the
+        base's, it shows the base there, and what changed below it is read where it
+        changed, not as the whole directory (which an agent's session keeps adding to).
+        (the top, whether it is a path the upper layer holds nothing at below such a
+        directory: gone, a deletion); None when the lower layer shows through."""
+        parts = path.split("/") if path else []
+        through = False
+        for i in range(1, len(parts) + 1):
+            q = "/".join(parts[:i])
+            got = self._u_entry(q)
+            if got is None:
+                return (q, True) if through else None
+            if got == MERGED:
+                continue
+            assert isinstance(got, Entry)
+            if i < len(parts) and self._looks_through(q, got):
+                through = True
+                continue
+            return q, False
+        return None
+
+    def _looks_through(self, path: str, got: Entry) -> bool:
+        """Whether the upper layer's directory ``path`` (its entry ``got``), opaque or
+        below an opaque one, stands for the lower layer's directory there: the lower layer
+        holds one, and no entry of the overlay database is at or below it (those the
+        opaque directory hides). What it holds differs from the lower directory only where
+        a change since the last status or checkpoint made it differ (the journal names
+        it); a directory made anew there (``rm -r d; mkdir d``) names each removal too."""
+        if got.kind != OBJECT or got.mode != 0o040000 or got.oid != EMPTY_TREE_ID:
+            return False
+        row = self.db.execute(
+            "SELECT 1 FROM entries WHERE path = ? OR (path >= ? AND path < ?) LIMIT 1",
+            (path, path + "/", path + "0"),
+        ).fetchone()
+        return row is None and self._lower_dir(path)
+
     def _new_dir(self, path: str, real: str, st: os.stat_result, got: Entry) -> bool:
         """Whether the upper layer's directory ``path`` (its entry ``got``) is new: nothing
         of the lower layer under it, where the lower layer has no directory either (an

@@ -15,6 +15,18 @@ diff), and at the overlay database's entries; everything else in the upper layer
 the base unchanged then and has not been touched since, so it still does. That is O(what
 changed since the last status), whatever the upper layer holds.
 
+A checkpoint remembers too (:func:`remember_commit`): what it read of the upper layer is
+in its commit, so once the commit is the base those paths show the base unchanged, and the
+mark it leaves holds only what the commit left out (paths git ignores or refuses, what the
+path policy protects) and what a status keeps in view whatever the base (whiteouts, fifos
+and sockets, renamed directories), with the journal's position from before the capture
+read anything. A directory made in the mount (opaque) that the base now holds is looked
+through (:meth:`.overlayupper.UpperEntries.change_top`): a change below it is read at its
+own path. Without it, what every checkpoint recorded stayed a top, or was read again
+as the base's move, until a status ran: a session of checkpoints without a status between
+them read (and hashed) every file written since the last status at each checkpoint, O(the
+session). With it, status and checkpoints cost the changes since the last of either.
+
 When it cannot tell, it reads everything, as before: no live daemon answers (unmounted, a
 daemon killed), another daemon's journal (a remount), a journal that overflowed or lost a
 watch, a restore or undo (the view time moved: what the lower layer shows changed
@@ -26,9 +38,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .overlay import Overlay
-from .overlayentry import Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
 
-__all__ = ["MARK_KEY", "Pending", "entries", "remember"]
+__all__ = ["MARK_KEY", "Pending", "entries", "remember", "remember_commit"]
 
 MARK_KEY = "upper_mark"  # in the overlay database's meta table (JSON)
 MAX_TOPS = 100_000  # more than this is not remembered: the next status reads everything
@@ -122,9 +134,9 @@ def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) ->
         return
     tops: set[str] = set()
     for p in paths:
-        t = overlay.upper_top(p.rstrip("/"))
+        t = overlay.change_top(p.rstrip("/"))
         if t is not None:
-            tops.add(t)
+            tops.add(t[0])
             if len(tops) > MAX_TOPS:
                 overlay.set_meta(MARK_KEY, "")
                 return
@@ -138,3 +150,37 @@ def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) ->
         "tops": sorted(tops),
     }
     overlay.set_meta(MARK_KEY, json.dumps(mark, separators=(",", ":")))
+
+
+def remember_commit(
+    overlay: Overlay,
+    pending: Pending | None,
+    base: str,
+    read: Iterable[Entry],
+    committed: Iterable[Entry],
+    left_out: Iterable[str] = (),
+) -> None:
+    """Remember, once commit ``base`` is the workspace's base, that what a capture ``read``
+    (its entries, read as of ``pending``) shows the base unchanged where the commit holds
+    it (``committed``: the entries it recorded). What stays a top: the entries it did not
+    record (ignored, refused, protected, left out by ``only``, an empty directory), the
+    paths ``left_out`` (the ignored directories it never read), and what a status keeps
+    in view whatever the base (whiteouts, fifos, sockets and devices, renamed
+    directories). Call it outside a transaction, after the base moved."""
+    if pending is None:
+        return
+    done = {e.path for e in committed}
+    paths = [*left_out]
+    for e in read:
+        if not e.path:
+            continue
+        if e.path not in done:
+            paths.append(e.path)
+        elif e.kind == DELETED:
+            # as a status keeps them: a fifo or socket is never recorded (not_recorded lists
+            # it), and a whiteout may hide what the commit's retirement pinned below it (a
+            # renamed directory's source: core/workspace/wsretire.py), which no change names
+            paths.append(e.path)
+        elif e.kind == OBJECT and e.oid != EMPTY_TREE_ID and e.mode == 0o040000:
+            paths.append(e.path)  # a renamed directory: as a status keeps it
+    remember(overlay, Pending(pending.instance, pending.seq, base, pending.view_time), paths)

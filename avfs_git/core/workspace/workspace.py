@@ -41,6 +41,7 @@ from .overlay import Overlay
 from .overlayentry import EMPTY_TREE_ID, Entry
 from .pathguard import PathGuard, protected_entries
 from .since import Since
+from .upperjournal import Pending
 from .wschecks import VaultQuota
 from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
 from .wsview import Node, View, dirty_dirs, norm, settled_now
@@ -153,6 +154,7 @@ class Workspace(Mutations, Generic[V_co]):
         self._lower_trees: dict[tuple[str, str, int], str] = {}  # see _lower_tree
         # what the last capture left out (a checkpoint, holding the fork lock, reports it)
         self.captured_ignored: Ignored = NO_IGNORED
+        self.captured_read: tuple[Pending, list[Entry]] | None = None  # and what it read
         self.overlay.lower_is_dir = self._lower_is_dir
         self.overlay.lower_tree = self._lower_tree
         if pinned is not None:

@@ -22,6 +22,7 @@ from .livedir import LiveDir
 from .overlay import Overlay
 from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
 from .pathguard import PathGuard, protected_entries
+from .upperjournal import Pending
 from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
@@ -36,6 +37,9 @@ class Fork(Protocol):
     changes: Changes
     captured_ignored: Ignored  # what the last capture left out
     state_dir: str
+    # what the last capture read of an overlay mount's upper layer, and the journal's
+    # position then (None: read whole, or no journal answered): see upperjournal
+    captured_read: tuple[Pending, list[Entry]] | None
 
     @property
     def ref(self) -> str: ...
@@ -77,11 +81,9 @@ def capture(
     caller finishes), or into a pack of their own.
     """
     ws.captured_ignored = NO_IGNORED
-    if include_ignored:
-        entries = ws.overlay.all()
-    else:
-        with ws.overlay.pruning(ws.changes.prune_ignored):
-            entries = ws.changes.entries()  # (on an overlay mount: O(changes), see upperjournal)
+    ws.captured_read = None
+    # (on an overlay mount: O(changes), see upperjournal)
+    entries, settled = (ws.overlay.all(), False) if include_ignored else _read(ws)
     if not entries:
         return ws.base_tree, []
     own = pack is None
@@ -91,7 +93,7 @@ def capture(
             try:
                 to_build = entries
                 if not include_ignored:
-                    to_build, entries = _leave_out_ignored(ws, entries)
+                    to_build, entries = _leave_out_ignored(ws, entries, settled)
                 if only is not None:
                     to_build = [e for e in to_build if only(e.path)]
                     entries = [e for e in entries if only(e.path)]
@@ -115,11 +117,7 @@ def capture(
                         hint="try again",
                         details={"fork": ws.fork},
                     ) from None
-                if include_ignored:
-                    entries = ws.overlay.all()
-                else:
-                    with ws.overlay.pruning(ws.changes.prune_ignored):
-                        entries = ws.changes.entries()
+                entries, settled = (ws.overlay.all(), False) if include_ignored else _read(ws)
         if own:
             pw.finish()
     except BaseException:
@@ -129,14 +127,24 @@ def capture(
     return tree, entries
 
 
-def _leave_out_ignored(ws: Fork, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+def _read(ws: Fork) -> tuple[list[Entry], bool]:
+    """The entries a capture reads (a status's: :meth:`.wsstatus.Changes.read_entries`),
+    kept with the journal's position as ``ws.captured_read``; whether they are only those
+    that may differ from the base."""
+    with ws.overlay.pruning(ws.changes.prune_ignored):
+        entries, pending, settled = ws.changes.read_entries()
+    ws.captured_read = None if pending is None else (pending, entries)
+    return entries, settled
+
+
+def _leave_out_ignored(ws: Fork, entries: list[Entry], settled: bool) -> tuple[list[Entry], list[Entry]]:
     """(the entries to build a tree from, the entries that count as captured), the
     paths git ignores left out of both: their own entries are dropped, and a deletion
     of each takes them out of git trees that hold them (a fork's or an undo's view)."""
     ws.captured_ignored = NO_IGNORED
     if not any(e.kind != DELETED for e in entries):
         return entries, entries
-    ign = ws.captured_ignored = ws.changes.ignored_in(entries)
+    ign = ws.captured_ignored = ws.changes.ignored_in(entries, settled=settled)
     if not ign.tops:
         return entries, entries
     _pin_ignored(ws, entries, ign)

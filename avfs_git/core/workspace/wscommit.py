@@ -37,6 +37,7 @@ from ..store.mergetrees import merge_trees
 from ..store.treediff import diff_trees
 from ..types import Change
 from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .upperjournal import remember_commit
 from .wscapture import Fork, capture
 from .wsretire import retirable, retire_onto
 
@@ -97,6 +98,7 @@ def commit_overlay(
             if captured:
                 with ws.overlay.txn() as db:
                     ws.overlay.retire(db, captured)
+            _remember(ws, ws.base, captured)
             return None, captured
         commit = ws.store.create_commit(tree, [base], message, ws.author(), pack=pack)
         pack.finish()
@@ -108,7 +110,19 @@ def commit_overlay(
     seen = captured
     captured = retirable(ws, captured, tree)
     publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
+    _remember(ws, commit, captured)
     return commit, captured
+
+
+def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
+    """Once ``commit`` is the base: what the capture read of an overlay mount's upper
+    layer and the commit holds is remembered as showing the base (the next status and
+    checkpoint read only what changed since: :func:`.upperjournal.remember_commit`)."""
+    if ws.captured_read is None or ws.base != commit:
+        return
+    pending, read = ws.captured_read
+    ws.captured_read = None
+    remember_commit(ws.overlay, pending, commit, read, committed, ws.captured_ignored.tops)
 
 
 def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, list[Entry]]:
@@ -129,6 +143,7 @@ def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, 
     seen = captured
     captured = retirable(ws, captured, tree)
     publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
+    _remember(ws, commit, captured)
     return commit, captured
 
 

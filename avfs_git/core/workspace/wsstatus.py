@@ -198,7 +198,10 @@ class Changes:
         nodes of an overlay mount's live tree (paths git ignores aside: they are never
         recorded anyway)."""
         with self.overlay.pruning(self.prune_ignored):
-            entries = self.overlay.all()
+            # on an overlay mount, what may differ from the base (its upper layer keeps what
+            # checkpoints recorded: a name git refuses, a refused .gitmodules or a fifo is
+            # never recorded, so it stays among them): O(changes), not O(upper layer)
+            entries = self._entries()[0]
         left = gitnames.not_recorded((e.path, e.mode) for e in entries if e.kind != DELETED)
         refused = frozenset(n.path for n in left)
         for e in entries:
@@ -241,6 +244,13 @@ class Changes:
         left out shows the base unchanged), else all of them. Call it with the overlay's
         pruning of ignored directories on, as a status does."""
         return self._entries()[0]
+
+    def read_entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
+        """(:meth:`entries`, the journal's position they were read at: None when no
+        journal answered, whether they are only those that may differ from the base), for
+        a capture whose commit then remembers what it recorded
+        (:func:`.upperjournal.remember_commit`)."""
+        return self._entries()
 
     def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
@@ -329,8 +339,9 @@ class Changes:
         """The new paths git ignores (without comparing contents: cheaper than a status)."""
         return self.ignored_in(self.overlay.all())
 
-    def ignored_in(self, entries: list[Entry]) -> Ignored:
-        """The new paths of the workspace made of ``entries`` that git ignores."""
+    def ignored_in(self, entries: list[Entry], *, settled: bool = False) -> Ignored:
+        """The new paths of the workspace made of ``entries`` that git ignores
+        (``settled``: as :meth:`read_entries` read them, only those that may differ)."""
         if not entries:
             return NO_IGNORED
         skip = self._ignored_dirs(entries)
@@ -338,7 +349,7 @@ class Changes:
         if added is None:
             added = [
                 c.path
-                for c in self._changes(entries, hash_files=False, skip=skip)
+                for c in self._changes(entries, hash_files=False, skip=skip, settled=settled)
                 if c.status is ChangeStatus.ADDED
             ]
         return self._ignored_among(added, entries, skip)
@@ -380,13 +391,23 @@ class Changes:
         unread (what ignore rules and :meth:`is_dirty` need: which paths are new). The new
         directories ``skip`` (ignored ones) are not walked. ``settled``: ``entries`` are
         only those that may differ from the base (:mod:`.upperjournal`), so an upper-layer
-        directory none of them is at or in is as the base has it, not compared."""
+        directory or file none of them is at or in is as the base has it: a directory's
+        children are its base tree's with the entries on top, nothing else is listed."""
         dirty = dirty_dirs([e for e in entries if not covered(e.path, skip)] if skip else entries)
         out: list[Change] = []
         root = self.view.lookup("")
         assert root is not None
-        paths = frozenset(e.path for e in entries) if settled else None
-        self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, paths)
+        kids: dict[str, list[Entry]] | None = None
+        if settled:
+            # a directory's children are its base tree's with these entries on top: an
+            # upper-layer entry not among them shows the base unchanged (a file an earlier
+            # checkpoint recorded), so the directory's upper half is not listed (O(changes),
+            # not O(what the upper layer holds there))
+            kids = {}
+            for e in entries:
+                if e.path:
+                    kids.setdefault(names.parent_of(e.path), []).append(e)
+        self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, kids)
         return out
 
     def _status_dir(
@@ -398,17 +419,16 @@ class Changes:
         out: list[Change],
         hash_files: bool = True,
         skip: frozenset[str] = frozenset(),
-        settled: frozenset[str] | None = None,
+        settled: dict[str, list[Entry]] | None = None,
     ) -> None:
         if p not in dirty:
-            if settled is not None and w.entry is not None and p not in settled:
-                # an upper-layer directory the entries left out: it showed the base
-                # unchanged at the last status and nothing in it changed since
-                return
             diff_trees(self.store, base_oid, w.oid, p, out)
             return
         b = self.store.tree_items(base_oid)
-        ws = self.view.children(w)
+        # settled: the children are the base tree's with the entries read on top (an
+        # upper-layer directory or file they left out showed the base unchanged at the last
+        # status or checkpoint, and nothing in it changed since)
+        ws = self.view.children(w) if settled is None else self.view.children_of(w, settled.get(p, ()))
         for name in sorted(b.keys() | ws.keys()):
             child = names.join(p, name)
             bo = b.get(name)

@@ -449,9 +449,9 @@ class View:
 
     def children(self, d: Node) -> dict[str, Node]:
         """name -> node of a directory (underlying tree overlaid with overlay entries)."""
-        return self._children_of(d, self.source.children(d.path))
+        return self.children_of(d, self.source.children(d.path))
 
-    def _children_of(self, d: Node, entries: Iterable[Entry]) -> dict[str, Node]:
+    def children_of(self, d: Node, entries: Iterable[Entry]) -> dict[str, Node]:
         """:meth:`children` from the overlay entries whose parent is ``d`` (read already)."""
         out: dict[str, Node] = {}
         prefix = d.path + "/" if d.path else ""
@@ -476,7 +476,7 @@ class View:
         entries, kids, base = self.source.lookup(chain, p)
         d = self.lookup_in(p, chain, entries, base=base)
         if d is not None and d.is_dir:
-            children = self._children_of(d, kids)
+            children = self.children_of(d, kids)
         else:
             d = self.dir_node(p)
             children = self.children(d)
