@@ -23,14 +23,6 @@ from ..test_overlay import require_overlay
 from .backends import ALL, ApiFS, MountFS
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "backends(*names): the contract backends a test runs on, when not all of "
-        "api, overlay and fuse (a behaviour only a mount has)",
-    )
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
