@@ -5,6 +5,7 @@ offline reads, a server that never answers, a server that does not filter."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -120,6 +121,36 @@ def lazy(home: Home, server: Server) -> Home:
     return home
 
 
+@contextlib.contextmanager
+def silent_server(port: int) -> Iterator[None]:
+    """A listener on 127.0.0.1:``port`` that accepts connections and says nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        sock.close()
+
+
 def test_a_lazy_clone_holds_commits_and_trees_and_promises_the_blobs(home, server, cli, tmp_path):
     r = cli("--json", "--home", home.path, "vault", "clone", server.url("proj.git"), "p", "--lazy")
     assert r.code == 0, r.err
@@ -178,26 +209,8 @@ def test_offline_an_unfetched_file_is_blob_not_local_and_a_fetched_one_reads(laz
 
 def test_a_server_that_never_answers_fails_within_the_timeout(home, server, tmp_path):
     home.clone_vault(server.url("proj.git"), "p", lazy=True)
-    # a listener that accepts and says nothing, where the server was
     server.stop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", server.port))
-    sock.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
+    with silent_server(server.port):  # a listener that accepts and says nothing, where the server was
         v = home.vault("p")
         v.store.promisor.timeout_s = 1.5
         start = time.monotonic()
@@ -205,12 +218,6 @@ def test_a_server_that_never_answers_fails_within_the_timeout(home, server, tmp_
             v.workspace("main").read("avfs_git/cli/output.py")
         assert time.monotonic() - start < 10
         assert "timed out" in exc.value.message
-    finally:
-        stop.set()
-        t.join()
-        for c in held:
-            c.close()
-        sock.close()
 
 
 def test_a_server_without_filter_support_gives_a_whole_vault_and_a_warning(home, server, cli):

@@ -35,7 +35,7 @@ from avfs_git.ops import mounts
 from .conftest import IN_CI, git
 from .test_fuse import require_fuse
 from .test_json_schemas import check
-from .test_lazy import Server, blob_at, missing, objects
+from .test_lazy import Server, blob_at, missing, objects, silent_server
 from .test_lazy import lazy as lazy
 from .test_lazy import server as server
 from .test_remotes import http_git as http_git
@@ -237,36 +237,6 @@ def test_hydrate_over_http_uses_the_token_and_never_writes_it(
         for f in names:
             with open(os.path.join(root, f), "rb") as fh:
                 assert password.encode() not in fh.read(), f
-
-
-@contextlib.contextmanager
-def silent_server(port: int) -> Iterator[None]:
-    """A listener on 127.0.0.1:``port`` that accepts connections and says nothing."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join()
-        for c in held:
-            c.close()
-        sock.close()
 
 
 def set_config(path: str, **values: object) -> None:

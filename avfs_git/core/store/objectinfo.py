@@ -20,8 +20,11 @@ protocol v0, or cannot be reached gives None: the caller falls back to fetching.
 from __future__ import annotations
 
 import subprocess
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import SplitResult, urlsplit
+
+if TYPE_CHECKING:
+    import threading
 
 
 class _Stream(Protocol):
@@ -125,14 +128,20 @@ def _over_http(
     except (OSError, ValueError, EOFError):
         return None
     finally:
-        timer.cancel()
-        proc.kill()
-        proc.wait()
-        for fh in (proc.stdin, proc.stdout):
-            try:
+        _reap(proc, timer)
+
+
+def _reap(proc: subprocess.Popen[bytes], timer: threading.Timer) -> None:
+    """End a conversation's process (answered, failed or past its deadline) and its pipes."""
+    timer.cancel()
+    proc.kill()
+    proc.wait()
+    for fh in (proc.stdin, proc.stdout):
+        try:
+            if fh is not None:
                 fh.close()
-            except OSError:
-                pass
+        except OSError:
+            pass
 
 
 def _ssh_target(url: str) -> tuple[str, int | None, str] | None:
@@ -210,14 +219,7 @@ def _over_ssh(
     except (OSError, ValueError, EOFError):
         return None
     finally:
-        timer.cancel()
-        proc.kill()
-        proc.wait()
-        for fh in (proc.stdin, proc.stdout):
-            try:
-                fh.close()
-            except OSError:
-                pass
+        _reap(proc, timer)
 
 
 def _pkt(data: bytes) -> bytes:
