@@ -60,7 +60,6 @@ SOCKET = "cli.sock"
 PID_FILE = "cli.pid"
 LOG_FILE = "cli.log"
 IDLE_S = 900.0
-MAX_REQUEST = 8 << 20
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -74,27 +73,13 @@ def _send(conn: socket.socket, msg: dict[str, Any]) -> None:
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    fds: list[int] = []
-    buf = b""
-    want = 8
-    while len(buf) < want:
-        data, anc, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(payload) // 4
-                fds.extend(struct.unpack(f"{n}i", payload[: n * 4]))
-        if not data:
-            raise ConnectionError("the caller went away")
-        buf += data
-        if want == 8 and len(buf) >= 8:
-            size = int(buf[:8])
-            if size > MAX_REQUEST:
-                raise ConnectionError("request too large")
-            want = 8 + size
-    msg = marshal.loads(buf[8:want])
+    got = spare.recv_framed(conn, 16)
+    if got is None:
+        raise ConnectionError("the caller went away, or its request is too large")
+    msg = marshal.loads(got[0])
     if not isinstance(msg, dict):
         raise ConnectionError("not a request")
-    return msg, fds
+    return msg, got[1]
 
 
 class Server:

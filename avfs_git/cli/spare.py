@@ -107,14 +107,15 @@ def fork(
     return Spare(pid, pidfd, parent)
 
 
-def _receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None:
-    """The call the server hands over: (the caller's connection, the request, fds 0-2);
-    None when the server closed the pair instead."""
+def recv_framed(sock: socket.socket, max_fds: int) -> tuple[bytes, list[int]] | None:
+    """One length-prefixed message (8 ASCII digits, then at most :data:`MAX_REQUEST`
+    bytes) and the fds that came with it; None when the peer closed first or the length
+    is too large."""
     fds: list[int] = []
     buf = b""
     want = 8
     while len(buf) < want:
-        data, anc, _flags, _addr = ctl.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+        data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4))
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 n = len(payload) // 4
@@ -123,12 +124,22 @@ def _receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None
             return None
         buf += data
         if want == 8 and len(buf) >= 8:
-            want = 8 + min(int(buf[:8]), MAX_REQUEST)
+            size = int(buf[:8])
+            if size > MAX_REQUEST:
+                return None
+            want = 8 + size
+    return buf[8:want], fds
+
+
+def _receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None:
+    """The call the server hands over: (the caller's connection, the request, fds 0-2);
+    None when the server closed the pair instead."""
+    got = recv_framed(ctl, 4)
     ctl.close()
-    if len(fds) != 4:
+    if got is None or len(got[1]) != 4:
         return None
-    req = marshal.loads(buf[8:want])
-    return fds[0], req, fds[1:]
+    fds = got[1]
+    return fds[0], marshal.loads(got[0]), fds[1:]
 
 
 def populate(ctl: socket.socket | None = None) -> None:
