@@ -73,6 +73,42 @@ def test_three_way_merge_of_disjoint_changes(forks):
     assert graph.splitlines()[0].startswith("*   avfs: merge b into main")
 
 
+def test_a_disjoint_merge_is_gits_tree_written_as_one_pack(forks):
+    """The trivial merge's tree is the one `git merge-tree --write-tree` makes, and its trees
+    and merge commit are written as one pack: no loose object, the vault fsck-clean."""
+    import os
+
+    v = forks
+    wa, wb = v.workspace("a"), v.workspace("b")
+    wa.write("d/x/a.txt", b"a\n")
+    wa.write("keep.txt", b"kept by a\n")
+    wb.write("d/x/b.txt", b"b\n")
+    wb.write("d/y.txt", b"y\n")
+    wb.remove("gone.txt")
+    ca, cb = checkpoint.save(v, "a").checkpoint.commit, checkpoint.save(v, "b").checkpoint.commit
+    objects = os.path.join(v.path, "objects")
+
+    def loose() -> set[str]:
+        return {
+            d + f for d in os.listdir(objects) if len(d) == 2 for f in os.listdir(os.path.join(objects, d))
+        }
+
+    def packs() -> set[str]:
+        return {f for f in os.listdir(os.path.join(objects, "pack")) if f.endswith(".pack")}
+
+    assert merge.merge(v, "a", "main").status == "fast_forward"
+    loose_before, packs_before = loose(), packs()
+    res = merge.merge(v, "b", "main")
+    assert res.status == "merged"
+    expect = git("--git-dir", v.path, "merge-tree", "--write-tree", ca, cb).split()[0]
+    assert git("--git-dir", v.path, "rev-parse", f"{res.commit}^{{tree}}").strip() == expect
+    new_packs = packs() - packs_before
+    assert loose() == loose_before and len(new_packs) == 1
+    listed = git("--git-dir", v.path, "verify-pack", "-v", os.path.join(objects, "pack", new_packs.pop()))
+    assert res.commit in listed
+    git("--git-dir", v.path, "fsck", "--strict")
+
+
 def test_uncheckpointed_changes_are_captured_first(forks):
     v = forks
     v.workspace("a").write("pending.txt", b"not yet checkpointed\n")

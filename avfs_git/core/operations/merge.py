@@ -58,6 +58,7 @@ from ..workspace.wsretire import retirable
 from .mergeconflicts import Conflict, _classify, _conflict_tree
 
 if TYPE_CHECKING:
+    from ..store.packwriter import PackWriter
     from ..vaults.vault import Vault
     from ..workspace.workspace import Workspace
 
@@ -229,12 +230,23 @@ def _tips(
 
 
 def _commit_merge(
-    vault: Vault, ws: Workspace, tree: str, ours: str, theirs: str, source: str, msg: str, dry_run: bool
+    vault: Vault,
+    ws: Workspace,
+    tree: str,
+    ours: str,
+    theirs: str,
+    source: str,
+    msg: str,
+    dry_run: bool,
+    pack: PackWriter | None = None,
 ) -> tuple[str, int | None]:
     """The merge commit of ``tree`` (parents ours and theirs); unless ``dry_run`` (then it
     is a preview: see MergeResult), the target moved to it and the operation recorded.
-    Returns (commit, operation id)."""
-    commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author())
+    ``pack``: the one holding the merged trees; the commit joins them there, and the pack
+    is finished before any ref moves. Returns (commit, operation id)."""
+    commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author(), pack)
+    if pack is not None:
+        pack.finish()
     if dry_run:
         return commit, None
     _move_target(ws, commit, ours, f"avfs: merge {source}")
@@ -382,16 +394,11 @@ def merge(
             )
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
-        fast = (
-            _trivial_merge(vault.store, anc_tree, ours_tree, theirs_tree, list_changed=False)
-            if base
-            else None
-        )
         msg = message or f"avfs: merge {source} into {target}\n"
+        trees = (anc_tree, ours_tree, theirs_tree)
+        fast = _fast_merge(vault, ws, trees, (ours, theirs), source, msg, dry_run) if base else None
         if fast is not None:
-            # the sides changed different paths: theirs applied to ours, O(changes)
-            tree, _ = fast
-            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run)
+            commit, made, tree = fast
             changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
             return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         index = merge_trees(vault.store, anc_tree, ours_tree, theirs_tree, favor)
@@ -407,6 +414,32 @@ def merge(
             return result("conflicts", ours, conflicts)
         view_tree, op = _write_conflicts(vault, ws, index, conflicts, source, (ours, theirs, base), msg)
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
+
+
+def _fast_merge(
+    vault: Vault,
+    ws: Workspace,
+    trees: tuple[str, str, str],
+    tips: tuple[str, str],
+    source: str,
+    msg: str,
+    dry_run: bool,
+) -> tuple[str, int | None, str] | None:
+    """Where the sides changed different paths (:mod:`..store.trivialmerge`): theirs applied
+    to ours, O(changes), the merged trees and the merge commit written as one pack and
+    committed (:func:`_commit_merge`). Returns (commit, operation id, tree); None when a path
+    needs libgit2's merge (nothing written then)."""
+    pack = vault.store.pack_writer()
+    try:
+        fast = _trivial_merge(vault.store, *trees, list_changed=False, pack=pack)
+        if fast is None:
+            pack.abort()
+            return None
+        commit, made = _commit_merge(vault, ws, fast[0], tips[0], tips[1], source, msg, dry_run, pack)
+    except BaseException:
+        pack.abort()
+        raise
+    return commit, made, fast[0]
 
 
 def _refuse_changed(ws: Workspace) -> None:

@@ -8,23 +8,28 @@ path needs libgit2's merge (:mod:`.mergetrees`). A merge of forks asks this firs
 from __future__ import annotations
 
 from ..types import Change, ChangeStatus
-from .gitformat import tree_entries
+from .gitformat import raw_entries, split_entry
 from .gitstore import GitStore
 from .odbdirect import raw_reader
-from .packwriter import OBJ_TREE
+from .packwriter import OBJ_TREE, PackWriter
 from .treediff import diff_entry
 
-_TREE = b"40000"
+_TREE = b"40000 "  # how a directory's raw entry starts
 
 
 _RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
 
 
-_Entry3 = tuple[bytes, bytes, bytes]  # (octal mode, name, 20-byte id): one entry of a raw tree
+def _name(e: bytes) -> bytes:
+    """The name of a raw entry (``<mode> <name>\\0<20-byte id>``)."""
+    return e[e.index(b" ") + 1 : -21]
 
 
-def _pair(e: _Entry3 | None) -> _RawEntry | None:
-    return None if e is None else (e[0], e[2])
+def _pair(e: bytes | None) -> _RawEntry | None:
+    if e is None:
+        return None
+    mode, _, oid = split_entry(e)
+    return mode, oid
 
 
 def _diff(store: GitStore, a: _RawEntry | None, b: _RawEntry | None, path: bytes) -> list[Change]:
@@ -40,7 +45,13 @@ def _side(e: _RawEntry | None) -> tuple[str, int] | None:
 
 
 def _trivial_merge(
-    store: GitStore, base: str, ours: str, theirs: str, *, list_changed: bool = True
+    store: GitStore,
+    base: str,
+    ours: str,
+    theirs: str,
+    *,
+    list_changed: bool = True,
+    pack: PackWriter | None = None,
 ) -> tuple[str, tuple[str, ...]] | None:
     """The merged tree when no path was changed differently by both sides: git's trivial
     three-way merge, decided per tree entry from the top, descending only into directories
@@ -51,42 +62,48 @@ def _trivial_merge(
     Trees are handled as raw entries (names and ids as bytes, parsed by one regex), and
     only the names where two trees differ are looked at. libgit2's ``merge_trees`` +
     ``write_tree`` rebuilds the whole index and writes every tree of the result (~0.7 s at
-    100k files); this costs O(directories both sides touched)."""
-    merger = _Merger(store, list_changed)
+    100k files); this costs O(directories both sides touched).
+
+    ``pack``: write the trees there, and leave finishing it (or, on None, aborting it) to
+    the caller, who adds the merge commit to the same pack: one pack per merge."""
+    merger = _Merger(store, list_changed, pack)
     pw = merger.pw
     try:
         root = merger.walk(bytes.fromhex(base), bytes.fromhex(ours), bytes.fromhex(theirs), b"")
         root_hex = root.hex() if root is not None else pw.add(OBJ_TREE, b"")
-        pw.finish()
+        if pack is None:
+            pw.finish()
     except _NeedsMerge:
-        pw.abort()
+        if pack is None:
+            pw.abort()
         return None
     except BaseException:
-        pw.abort()
+        if pack is None:
+            pw.abort()
         raise
     return root_hex, tuple(sorted(merger.changed))
 
 
 class _Merger:
-    """One trivial merge: the trees it read, the paths theirs changed, the pack it writes."""
+    """One trivial merge: the trees it read, the paths theirs changed, the pack it writes.
 
-    def __init__(self, store: GitStore, list_changed: bool) -> None:
+    A tree is kept as its raw entries (``<mode> <name>\\0<id>``, one bytes object each,
+    found by one regex in C): whole entries are compared by set operations, and only the
+    few where the sides differ are split into their name, mode and id."""
+
+    def __init__(self, store: GitStore, list_changed: bool, pack: PackWriter | None) -> None:
         self.store = store
         self.list_changed = list_changed
         self.read = raw_reader(store, "tree")
         self.changed: set[str] = set()
-        self.pw = store.pack_writer()
-        self.raw_trees: dict[bytes, tuple[list[_Entry3], frozenset[_Entry3]]] = {}
+        self.pw = pack if pack is not None else store.pack_writer()
 
-    def raw(self, oid: bytes | None) -> tuple[list[_Entry3], frozenset[_Entry3]]:
-        """A tree's entries (mode, name, id) in order, and as a set for set operations."""
+    def raw(self, oid: bytes | None) -> tuple[list[bytes], frozenset[bytes]]:
+        """A tree's raw entries in order, and as a set for set operations."""
         if oid is None:
             return [], frozenset()
-        hit = self.raw_trees.get(oid)
-        if hit is None:
-            found = tree_entries(self.read(oid.hex()))
-            hit = self.raw_trees[oid] = (found, frozenset(found))
-        return hit
+        found = raw_entries(self.read(oid.hex()))
+        return found, frozenset(found)
 
     def walk(self, b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
         """The merged tree of base ``b``, ours ``o`` and theirs ``t`` (ids, raw; None:
@@ -95,16 +112,19 @@ class _Merger:
         _, sb = self.raw(b)
         lo, so = self.raw(o)
         _, st = self.raw(t)
-        oo = {e[1]: e for e in so - st}  # ours' entry of each name where the sides differ
-        tt = {e[1]: e for e in st - so}
+        # ours' entry of each name where the sides differ (the name: from the first space to
+        # the NUL before the 20-byte id; written out, not _name(): the walk's hottest line)
+        oo = {e[e.index(b" ") + 1 : -21]: e for e in so - st}
+        tt = {e[e.index(b" ") + 1 : -21]: e for e in st - so}
         differ = oo.keys() | tt.keys()
         self.refuse_same_changes(sb, so, st, differ, prefix)
-        bb = {e[1]: e for e in sb if e[1] in differ}
-        replace: dict[bytes, _Entry3 | None] = {}
+        # a base entry both sides kept names no differing entry: only the others are named
+        bb = {n: e for e in sb - (so & st) if (n := e[e.index(b" ") + 1 : -21]) in differ}
+        replace: dict[bytes, bytes | None] = {}
         moved = False
         for name in differ:
             vo, vt, vb = oo.get(name), tt.get(name), bb.get(name)
-            new: _Entry3 | None
+            new: bytes | None
             if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
                 if self.list_changed:
                     self.changed.update(
@@ -113,68 +133,87 @@ class _Merger:
                 new = vt
             elif vb == vt:  # only ours changed it
                 continue
-            elif all(v is None or v[0] == _TREE for v in (vb, vo, vt)):
+            elif (
+                (vb is None or vb.startswith(_TREE))
+                and (vo is None or vo.startswith(_TREE))
+                and (vt is None or vt.startswith(_TREE))
+            ):
                 # directories both changed (one may have deleted it, or both added it): merge
                 # them entry by entry. (A file both replaced by a directory is not here: it
                 # may be a rename into both, libgit2 decides.)
-                below = [v[2] if v is not None else None for v in (vb, vo, vt)]
-                sub = self.walk(below[0], below[1], below[2], prefix + name + b"/")
-                new = (_TREE, name, sub) if sub is not None else None
+                # (an entry's id: its last 20 bytes)
+                sub = self.walk(
+                    vb[-20:] if vb is not None else None,
+                    vo[-20:] if vo is not None else None,
+                    vt[-20:] if vt is not None else None,
+                    prefix + name + b"/",
+                )
+                new = _TREE + name + b"\0" + sub if sub is not None else None
                 if new == vo:
                     continue
             else:
                 raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
             replace[name] = new
             # a new name, or a file become a directory (or back), moves in git's order
-            moved = moved or (new is not None and (vo is None or (vo[0] == _TREE) != (new[0] == _TREE)))
+            moved = moved or (
+                new is not None and (vo is None or vo.startswith(_TREE) != new.startswith(_TREE))
+            )
         if not replace:
             return o
         return self.write(lo, oo, replace, moved)
 
     def refuse_same_changes(
         self,
-        sb: frozenset[_Entry3],
-        so: frozenset[_Entry3],
-        st: frozenset[_Entry3],
+        sb: frozenset[bytes],
+        so: frozenset[bytes],
+        st: frozenset[bytes],
         differ: set[bytes],
         prefix: bytes,
     ) -> None:
         """Raise :class:`_NeedsMerge` where both sides made the same change that libgit2
         may read as a rename: both deleted a file, or both added the same thing."""
-        ours_new = {e[1]: e for e in so - sb}  # what ours added or changed against the base
-        for e in sb - so:  # what ours changed or deleted of the base's
-            name = e[1]
+        ours_new: dict[bytes, bytes] | None = None  # what ours added or changed against the base
+        # what both sides changed or deleted of the base's (a base entry only ours changed
+        # is theirs', so its name differs between the sides: none of this check's business)
+        for e in sb - so - st:
+            name = _name(e)
             if name in differ:
                 continue
+            if ours_new is None:
+                ours_new = {_name(n): n for n in so - sb}
             same = ours_new.get(name)  # theirs made the very same change
             if same is None:
                 raise _NeedsMerge  # deleted on both sides: maybe renamed on one
-            if e[0] == _TREE:
+            if e.startswith(_TREE):
                 # the same change on both sides: a file gone from both may be a rename
-                diffs = _diff(self.store, (e[0], e[2]), (same[0], same[2]), prefix + name)
+                diffs = _diff(self.store, _pair(e), _pair(same), prefix + name)
                 if any(c.status is ChangeStatus.DELETED for c in diffs):
                     raise _NeedsMerge
         both = (so & st) - sb  # the very same entry on both sides, not the base's
-        if both and {e[1] for e in both} - {e[1] for e in sb}:
+        if both and {_name(e) for e in both} - {_name(e) for e in sb}:
             # the same thing added on both sides: where one side also deleted something like
             # it, libgit2 sees a rename meeting an add (rename/add), git maybe a directory
             # rename: libgit2 decides
             raise _NeedsMerge
 
     def write(
-        self, lo: list[_Entry3], oo: dict[bytes, _Entry3], replace: dict[bytes, _Entry3 | None], moved: bool
+        self, lo: list[bytes], oo: dict[bytes, bytes], replace: dict[bytes, bytes | None], moved: bool
     ) -> bytes | None:
-        """Ours' entries ``lo`` with ``replace`` applied (``oo``: ours' entries where the
-        sides differ), written as a tree into the pack; None when nothing is left."""
-        out = [replace.get(e[1], e) for e in lo]
-        out += [e for name, e in replace.items() if name not in oo]  # names ours lacks
+        """Ours' raw entries ``lo`` with ``replace`` (name -> new raw entry or None)
+        applied (``oo``: ours' entries where the sides differ), written as a tree into the
+        pack; None when nothing is left."""
+        out: list[bytes | None] = list(lo)
+        for name, new in replace.items():
+            if name in oo:  # (list.index: the search in C, not a loop over the entries here)
+                out[out.index(oo[name])] = new
+            else:  # a name ours lacks
+                out.append(new)
         entries = [e for e in out if e is not None]
         if not entries:
             return None
         if moved:  # git's order: a directory sorts as if its name ended in "/"
-            entries.sort(key=lambda e: e[1] + b"/" if e[0] == _TREE else e[1])
-        data = b"".join([b"%s %s\0%s" % e for e in entries])
-        return bytes.fromhex(self.pw.add(OBJ_TREE, data))
+            entries.sort(key=lambda e: _name(e) + b"/" if e.startswith(_TREE) else _name(e))
+        return bytes.fromhex(self.pw.add(OBJ_TREE, b"".join(entries)))
 
 
 class _NeedsMerge(Exception):
