@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core.errors import UsageError
+from avfs_git.core.errors import BlobNotLocalError, UsageError
 from avfs_git.core.store.neighbours import BINARY, MAX_FILE
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
@@ -155,3 +155,27 @@ def test_a_read_in_a_lazy_mount_brings_its_siblings_in_one_fetch(
         assert objects(v.path) == before + 1 + len(siblings)
     finally:
         mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_a_neighbour_the_server_no_longer_has_does_not_fail_the_read(home: Home, server: Server) -> None:
+    """History rewritten on the server and collected: a sibling's blob is gone there, the
+    file read is not; the read fetches it (asked again alone) and the gone one stays
+    promised, its own read a clear `blob_not_local`."""
+    repo = server.base / "proj.git"
+    work = server.base / "gone-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "AAA-SECRET.md").write_text("pushed by mistake\n")  # first in name order
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "oops")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    git("-C", str(work), "push", "-q", "--force", "origin", "HEAD~1:main")
+    git("--git-dir", str(repo), "reflog", "expire", "--expire=now", "--all")
+    git("--git-dir", str(repo), "gc", "-q", "--prune=now")
+    gone = git("--git-dir", v.path, "rev-parse", "main:AAA-SECRET.md").strip()
+    assert v.store.promisor.size(gone) is not None  # sized at the clone: a neighbour candidate
+    assert v.workspace("main").read("NOTES.md") == blob_at(repo, "main", "NOTES.md")
+    assert not _local(v.path, gone)
+    with pytest.raises(BlobNotLocalError) as exc:
+        v.workspace("main").read("AAA-SECRET.md")
+    assert "no longer has it" in exc.value.message and exc.value.details["path"] == "AAA-SECRET.md"

@@ -26,7 +26,7 @@ from ..types import MODE_COMMIT, MODE_TREE, Change
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
 from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
-from .neighbours import Near, neighbours
+from .neighbours import Near, fetch_with
 from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
 from .promisor import Promisor
@@ -181,7 +181,7 @@ class GitStore(StoreWrites):
         except ObjectUnreadableError as exc:
             if what != "blob" or not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
-        self.promisor.fetch([oid, *(neighbours(self, oid, near()) if near else ())], path=path)
+        fetch_with(self, oid, path, near)
         return self._read_local(oid, what)
 
     def _read_local(self, oid: str, what: str) -> tuple[str, bytes]:

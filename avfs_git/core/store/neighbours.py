@@ -9,7 +9,9 @@ package's siblings; a test runner reads its test package), so a miss fetches, in
 subdirectories, in name order, within the vault's ``read_neighbours`` (how many) and
 ``read_neighbours_bytes`` (their total size) settings. Skipped: blobs the vault holds,
 blobs whose size the size cache does not know (nothing is fetched blind), blobs over
-:data:`MAX_FILE` bytes and files whose name says they are binary (:data:`BINARY`).
+:data:`MAX_FILE` bytes and files whose name says they are binary (:data:`BINARY`). A
+read's failure is its own file's: where the server no longer has a neighbour (history
+rewritten and collected there), the read's blob is fetched again alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from ..errors import BlobNotLocalError
 from ..types import MODE_COMMIT, MODE_TREE
 
 if TYPE_CHECKING:
@@ -78,6 +81,24 @@ class _Store(Protocol):
 
     def tree_items(self, oid: str) -> Mapping[str, tuple[str, int]]: ...
     def is_local(self, oid: str) -> bool: ...
+
+
+def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> None:
+    """Fetch promised blob ``oid`` (the file ``path``) and, in the same fetch, its
+    :func:`neighbours` (``near()``: its directory's tree; None: none).
+
+    Raises:
+        BlobNotLocalError: ``oid`` could not be fetched (offline, a timeout, the server
+            no longer has it); a neighbour the server no longer has does not fail the read.
+        UsageError: the vault's bounds are not numbers (nothing fetched).
+    """
+    extra = neighbours(store, oid, near()) if near is not None else []
+    try:
+        store.promisor.fetch([oid, *extra], path=path)
+    except BlobNotLocalError as exc:
+        if not extra or not exc.details.get("server_lacks"):
+            raise  # offline or too slow: asking again alone would only wait as long again
+        store.promisor.fetch([oid], path=path)
 
 
 def _binary(name: str) -> bool:

@@ -263,6 +263,7 @@ class Promisor:
                     "remote": name,
                     "url": redact(url),
                     "count": len(batch),
+                    "server_lacks": "not our ref" in why,  # one of them (neighbours.fetch_with)
                 },
             ) from None
 
