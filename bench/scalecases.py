@@ -26,7 +26,11 @@ relay here that counts what the server sends. The files the task read are the re
 files it opened in the full clone, found once with ``strace -f -e trace=open,openat``
 (not timed); their size is what a perfect fetcher would have to move.
 
-Run: ``.venv/bin/python -m bench.scalecases [--repeats N]``; the result goes to
+``--neighbours COUNT:BYTES`` sets the home's ``read_neighbours`` and ``read_neighbours_bytes``
+(what a read fetches besides its file, docs/lazy.md; ``0:0``: one blob per fetch, as
+before); ``lazy_task_fetches`` counts the connections to the server during the lazy task.
+
+Run: ``.venv/bin/python -m bench.scalecases [--repeats N] [--neighbours COUNT:BYTES]``; the result goes to
 ``bench/results/scale-<time>.json`` and is printed.
 """
 
@@ -78,6 +82,7 @@ class Relay:
         self.target = port
         self.down = 0
         self.up = 0
+        self.connections = 0  # one per git fetch (and per object-info request)
         self._lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -91,6 +96,7 @@ class Relay:
                 client, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             server = socket.create_connection(("127.0.0.1", self.target))
             threading.Thread(target=self._pipe, args=(client, server, "up"), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, "down"), daemon=True).start()
@@ -187,6 +193,8 @@ def _read_set(trace: Path, tree: Path) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--neighbours", metavar="COUNT:BYTES", help="the home's read_neighbours and"
+                    " read_neighbours_bytes (docs/lazy.md); unset: the defaults")  # fmt: skip
     args = ap.parse_args()
     avfs = str(ROOT / ".venv" / "bin" / "avfs")
     rd = _realdata()
@@ -199,6 +207,12 @@ def main() -> None:
         relay = Relay(int(base.rsplit(":", 1)[1]))
         url = f"git://127.0.0.1:{relay.port}/big.git"
         home = t / "home"
+        if args.neighbours:
+            count, size = (int(x) for x in args.neighbours.split(":"))
+            home.mkdir()
+            (home / "config.json").write_text(
+                json.dumps({"read_neighbours": count, "read_neighbours_bytes": size})
+            )
         env = {**os.environ, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never", "AVFS_SERVER": "off",
                "AVFS_LAYERS": "off"}  # fmt: skip
         rows: list[dict[str, float]] = []
@@ -234,11 +248,12 @@ def main() -> None:
                 os.listdir(mp)
                 row["lazy_clone_mount_s"] = time.perf_counter() - start
                 row["lazy_clone_mount_bytes"] = relay.down - down
-                down = relay.down
+                down, conns = relay.down, relay.connections
                 try:
                     row["lazy_task_s"] = _task(mp, deps)
                 finally:
                     row["lazy_task_bytes"] = relay.down - down
+                    row["lazy_task_fetches"] = relay.connections - conns
                     subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
                 # lazy, the package's directories fetched in one batch first (what a
                 # prefetch of the files near the ones read would do at best): `avfs grep`
@@ -275,6 +290,7 @@ def main() -> None:
         "tip_files": tip["files"],
         "tip_bytes": tip["bytes"],
         "repeats": args.repeats,
+        "read_neighbours": args.neighbours or "default",
         "load_average": os.getloadavg(),
         "task_ratio_lazy_vs_full": med["lazy_task_s"] / med["full_task_s"],
         "end_to_end_ratio_lazy_vs_full": (med["lazy_clone_mount_s"] + med["lazy_task_s"])

@@ -41,6 +41,14 @@ from .test_lazy import server as server
 from .test_remotes import http_git as http_git
 
 
+@pytest.fixture(autouse=True)
+def _a_read_fetches_its_file_alone(home: Home) -> None:
+    """These tests count the blobs reads fetched: here a read fetches its own file only
+    (by default its directory's other files come with it: tests/test_lazy_neighbours.py)."""
+    os.makedirs(home.path, exist_ok=True)
+    set_config(os.path.join(home.path, "config.json"), read_neighbours=0)
+
+
 def tree_blobs(repo: Path, rev: str, under: str = "") -> dict[str, int]:
     """blob id -> size of the files of ``rev`` (under ``under``), as the server has them."""
     args = ["--git-dir", str(repo), "ls-tree", "-r", "-l", rev]

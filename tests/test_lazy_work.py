@@ -90,7 +90,8 @@ def test_proxy_exec_fetches_the_file_it_reads_and_its_commit_works(lazy, server)
     code, doc = _avfs(lazy, "--vault", "p:main", "proxy", "exec", "--", "cat", rel)
     assert code == 0, doc
     assert doc["result"]["stdout"] == blob_at(server.base / "proj.git", "main", rel).decode()
-    assert missing(v.path) == before - 1  # that file, and nothing else
+    # that file, and in the same fetch its directory's other files (tests/test_lazy_neighbours.py)
+    assert missing(v.path) < before
     before = missing(v.path)
     code, doc = _avfs(
         lazy,
@@ -106,7 +107,7 @@ def test_proxy_exec_fetches_the_file_it_reads_and_its_commit_works(lazy, server)
     assert code == 0, doc
     assert sorted(c["path"] for c in doc["changes"]) == ["NEW.txt", "NOTES.md"]
     assert doc["commit"], doc
-    assert missing(v.path) == before - 1  # NOTES.md, appended to
+    assert missing(v.path) < before  # NOTES.md, appended to (with its directory's other files)
     head = git("--git-dir", v.path, "rev-parse", "main").strip()
     assert head == doc["commit"]["commit"]
     assert git("--git-dir", v.path, "show", "main:NOTES.md") == "notes\nmore\n"
@@ -389,7 +390,7 @@ def test_up_from_url_lazy_clones_forks_and_mounts_without_fetching_files(lazy, s
         assert (mp / rel).stat().st_size == len(blob_at(server.base / "proj.git", "main", rel))
         assert missing(v.path) == before  # ls and stat fetch nothing
         assert (mp / rel).read_bytes() == blob_at(server.base / "proj.git", "main", rel)
-        assert missing(v.path) == before - 1
+        assert missing(v.path) < before  # it, and its directory's other files in the same fetch
         # again: the same vault, another agent
         code, again = _avfs(home, "up", "--from-url", url, "--lazy", "--agent", "second")
         assert code == 0, again

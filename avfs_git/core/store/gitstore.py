@@ -26,6 +26,7 @@ from ..types import MODE_COMMIT, MODE_TREE, Change
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
 from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
+from .neighbours import Near, fetch_with
 from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
 from .promisor import Promisor
@@ -156,12 +157,16 @@ class GitStore(StoreWrites):
             raise CorruptStateError(f"object {oid} is a {kind}, not a {want}")
         return data
 
-    def read_object(self, oid: str, what: str = "object", *, path: str | None = None) -> tuple[str, bytes]:
+    def read_object(
+        self, oid: str, what: str = "object", *, path: str | None = None, near: Near | None = None
+    ) -> tuple[str, bytes]:
         """(type, data) of object ``oid``: the one read path of avfs.
 
         In a lazy vault (:mod:`.promisor`) a blob (``what == "blob"``) that is not local is
         fetched from the promisor remote first (``path``: the file, for the error that
-        says it could not be), then read as any other; trees and commits are always local.
+        says it could not be; ``near()``: the tree of its directory, whose promised blobs
+        come in the same fetch: :mod:`.neighbours`), then read as any other; trees and
+        commits are always local.
 
         Until something has imported pygit2, objects are read by :mod:`.objreader` (pure
         Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
@@ -176,7 +181,7 @@ class GitStore(StoreWrites):
         except ObjectUnreadableError as exc:
             if what != "blob" or not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
-        self.promisor.fetch([oid], path=path)
+        fetch_with(self, oid, path, near)
         return self._read_local(oid, what)
 
     def _read_local(self, oid: str, what: str) -> tuple[str, bytes]:
@@ -410,9 +415,10 @@ class GitStore(StoreWrites):
         except git_errors() as exc:
             raise self._unreadable(oid, "blob", pure_error, exc) from exc
 
-    def blob_data(self, oid: str, *, path: str | None = None) -> bytes:
-        """Blob ``oid``'s contents (``path``: the file, named if it cannot be read)."""
-        kind, data = self.read_object(oid, "blob", path=path)
+    def blob_data(self, oid: str, *, path: str | None = None, near: Near | None = None) -> bytes:
+        """Blob ``oid``'s contents (``path``: the file, named if it cannot be read;
+        ``near``: see :meth:`read_object`)."""
+        kind, data = self.read_object(oid, "blob", path=path, near=near)
         if kind != "blob":
             raise CorruptStateError(f"object {oid} is a {kind}, not a blob")
         return data

@@ -38,6 +38,9 @@ class FetchWatcher(Protocol):
 FETCH_TIMEOUT_S = 60.0  # one fetch of missing blobs, start to end, unless the vault sets it (docs/lazy.md)
 FILTER = "blob:none"
 BATCH = 50_000  # ids per git process (a whole tree's blobs go in a few)
+# what a demand read fetches besides its blob, unless the vault sets it (neighbours.py)
+NEIGHBOURS = 100  # blobs
+NEIGHBOURS_BYTES = 1 << 20  # their total size
 
 
 def configure(git_dir: str, remote: str) -> None:
@@ -75,6 +78,8 @@ class Promisor:
         self.timeout_s: float | None = None  # set: this, whatever the vault's setting says
         # the vault's setting, read at each fetch (core/vaults/lazyconfig.py): set by the vault
         self.timeout_of: Callable[[], float] | None = None
+        # the vault's read_neighbours and read_neighbours_bytes, read at each miss (lazyconfig.py)
+        self.neighbours_of: Callable[[], tuple[int, int]] | None = None
         # a mount's prefetch is told of this handle's fetches, which go first (prefetch.py)
         self.demand: FetchWatcher | None = None
         self._remote: tuple[str, str] | None = None
@@ -91,6 +96,12 @@ class Promisor:
         if self.timeout_s is not None:
             return self.timeout_s
         return self.timeout_of() if self.timeout_of is not None else FETCH_TIMEOUT_S
+
+    def neighbours(self) -> tuple[int, int]:
+        """How many other promised blobs a demand read fetches with its own, and their
+        total size at most (bytes): the vault's setting, else :data:`NEIGHBOURS`,
+        :data:`NEIGHBOURS_BYTES` (:mod:`.neighbours`)."""
+        return self.neighbours_of() if self.neighbours_of is not None else (NEIGHBOURS, NEIGHBOURS_BYTES)
 
     # -- the size cache: what a blob not yet fetched measures ------------------------------
     def size(self, oid: str) -> int | None:
@@ -252,6 +263,7 @@ class Promisor:
                     "remote": name,
                     "url": redact(url),
                     "count": len(batch),
+                    "server_lacks": "not our ref" in why,  # one of them (neighbours.fetch_with)
                 },
             ) from None
 

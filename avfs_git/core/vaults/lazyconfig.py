@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..store.prefetch import Budget
-from ..store.promisor import FETCH_TIMEOUT_S
+from ..store.promisor import FETCH_TIMEOUT_S, NEIGHBOURS, NEIGHBOURS_BYTES
 
 FETCH_TIMEOUT_KEY = "fetch_timeout_s"
 MAX_FETCH_TIMEOUT_S = 24 * 3600.0
@@ -31,6 +31,10 @@ DISK_KEY = "prefetch_disk_bytes"  # the vault's object store: the filler stops a
 DEFAULT_BANDWIDTH = float(1 << 20)  # 1 MiB/s per mount
 DEFAULT_DISK_BYTES = 1 << 30  # 1 GiB
 MIN_BANDWIDTH = 1024.0  # below this a batch of one small file takes minutes
+# what a demand read fetches besides its own blob (core/store/neighbours.py); 0: only it
+NEIGHBOURS_KEY = "read_neighbours"  # how many other promised blobs, at most
+NEIGHBOURS_BYTES_KEY = "read_neighbours_bytes"  # their total size, at most
+MAX_NEIGHBOURS = 10_000
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -82,6 +86,41 @@ class FetchTimeout:
         if found is None:
             return FETCH_TIMEOUT_S
         return number(found[0], found[1], 0.0, MAX_FETCH_TIMEOUT_S, "seconds", low_open=True)
+
+
+class Neighbours:
+    """What a demand read in a lazy vault fetches besides its own blob: (how many other
+    promised blobs of its directory, their total bytes) from the vault's
+    ``read_neighbours`` and ``read_neighbours_bytes``, else the home's, else
+    :data:`.promisor.NEIGHBOURS` and :data:`.promisor.NEIGHBOURS_BYTES`. Called at each
+    miss (:attr:`.promisor.Promisor.neighbours_of`).
+
+    Raises:
+        UsageError: a value that is not one (the file and the key named): the read fails
+            before anything is fetched.
+    """
+
+    def __init__(self, vault_config: str, home_path: str | None) -> None:
+        self.vault_config = vault_config
+        self.home_config = os.path.join(home_path, "config.json") if home_path is not None else None
+
+    def __call__(self) -> tuple[int, int]:
+        count, size = NEIGHBOURS, NEIGHBOURS_BYTES
+        found = lookup(self.vault_config, self.home_config, NEIGHBOURS_KEY)
+        if found is not None:
+            count = _whole(found, MAX_NEIGHBOURS, "blobs")
+        found = lookup(self.vault_config, self.home_config, NEIGHBOURS_BYTES_KEY)
+        if found is not None:
+            size = _whole(found, float(1 << 40), "bytes")
+        return count, size
+
+
+def _whole(found: tuple[Any, str], high: float, unit: str) -> int:
+    value, where = found
+    out = number(value, where, 0, high, unit)
+    if out != int(out):
+        raise UsageError(f"{where}: {value!r} is not a whole number of {unit}", hint=f"e.g. {int(out)}")
+    return int(out)
 
 
 def _config_files(vault_path: str, home_path: str | None) -> tuple[str, str | None]:

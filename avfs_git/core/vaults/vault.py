@@ -44,7 +44,7 @@ from ..workspace.upper import drop_gitfile
 from ..workspace.workspace import MountSide, Workspace
 from ..workspace.wscommit import keep_recovery, ws_state
 from . import layers, registry
-from .lazyconfig import FetchTimeout
+from .lazyconfig import FetchTimeout, Neighbours
 from .oplog import OpLog
 from .quota import QuotaTracker
 from .vaultquota import VaultQuota
@@ -101,9 +101,10 @@ class Vault(VaultQuota, Generic[H_co]):
         if home is not None:  # a lazy vault's fetches reach the server as push and fetch do
             self.store.promisor.token = home.settings.git_token
         # ... within the vault's (or the home's) fetch_timeout_s, read at each fetch
-        self.store.promisor.timeout_of = FetchTimeout(
-            os.path.join(path, "avfs", "config.json"), home.path if home is not None else None
-        )
+        cfg, home_path = os.path.join(path, "avfs", "config.json"), home.path if home is not None else None
+        self.store.promisor.timeout_of = FetchTimeout(cfg, home_path)
+        # ... and a demand read fetches its directory's other promised blobs with its own
+        self.store.promisor.neighbours_of = Neighbours(cfg, home_path)
         self.state_dir = os.path.join(path, "avfs")
         self.oplog = OpLog(self.state_dir)
         # who commits are by (see :mod:`.identity`): an explicit author, else the identity

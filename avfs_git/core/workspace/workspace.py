@@ -437,9 +437,12 @@ class Workspace(Mutations, Generic[V_co]):
 
     # a node's content still in git, by its id (what a mount serves of an unchanged file)
     def blob_data(self, oid: str, path: str | None = None) -> bytes:
-        """Blob ``oid``'s bytes (in a lazy vault fetched once when only promised;
-        ``path``: the file, named in the error when it cannot be)."""
-        return self.store.blob_data(oid, path=path)
+        """Blob ``oid``'s bytes (in a lazy vault fetched once when only promised, with the
+        other promised blobs of its directory: core/store/neighbours.py; ``path``: the
+        file, named in the error when it cannot be)."""
+        if path is None:
+            return self.store.blob_data(oid)
+        return self.store.blob_data(oid, path=path, near=lambda: self.view.dir_tree(path))
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A big blob as a stream (never held whole in memory); None: read it with

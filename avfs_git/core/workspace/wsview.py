@@ -392,7 +392,13 @@ class View:
             if reader is None:
                 reader = self._blob_reader = self.store.blob_reader()
             return reader(node.oid)
-        return self.store.blob_data(node.oid, path=node.path)
+        return self.store.blob_data(node.oid, path=node.path, near=lambda: self.dir_tree(node.path))
+
+    def dir_tree(self, path: str) -> str | None:
+        """The git tree of the directory holding ``path`` (a lazy vault's read of ``path``
+        fetches its other promised blobs with it: core/store/neighbours.py), or None."""
+        d = self.lookup(path.rpartition("/")[0])
+        return d.oid if d is not None and d.is_dir else None
 
     def read(self, path: str) -> bytes:
         """Return the bytes of a file (following in-workspace symlinks)."""

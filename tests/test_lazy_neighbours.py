@@ -1,0 +1,181 @@
+"""What a demand read in a lazy vault fetches (docs/lazy.md, "What a read fetches"): the
+file and, in the same `git fetch`, the other promised blobs of its directory within the
+vault's ``read_neighbours``/``read_neighbours_bytes``; against a real `git daemon` on
+127.0.0.1 serving avfs's own sources (tests/test_lazy.py's fixture), through the API and
+through a real mount (both backends)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core.errors import BlobNotLocalError, UsageError
+from avfs_git.core.store.neighbours import BINARY, MAX_FILE
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI, git
+from .test_fuse import require_fuse
+from .test_lazy import Server, blob_at, objects
+from .test_lazy import lazy as lazy
+from .test_lazy import server as server
+
+DIR = "avfs_git/core/store"
+FILE = f"{DIR}/gitstore.py"
+
+
+def _files(repo: Path, under: str) -> list[tuple[str, str, int]]:
+    """(name, blob, size) of the files directly in ``under`` at main, in name order."""
+    out = git("--git-dir", str(repo), "ls-tree", "-l", f"main:{under}")
+    rows = []
+    for line in out.splitlines():
+        meta, name = line.split("\t")
+        _, kind, oid, size = meta.split()
+        if kind == "blob":
+            rows.append((name, oid, int(size)))
+    return sorted(rows)
+
+
+def _expected(repo: Path, count: int, budget: int) -> list[tuple[str, str, int]]:
+    """What the rules say a read of FILE brings with it (its directory has no subdirectory)."""
+    want: list[tuple[str, str, int]] = []
+    spent = 0
+    if count <= 0:
+        return want
+    seen = {next(o for n, o, _ in _files(repo, DIR) if f"{DIR}/{n}" == FILE)}
+    for name, oid, size in _files(repo, DIR):
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if os.path.splitext(name)[1] in BINARY or size > MAX_FILE or spent + size > budget:
+            continue
+        want.append((name, oid, size))
+        spent += size
+        if len(want) >= count:
+            break
+    return want
+
+
+def _local(v_path: str, oid: str) -> bool:
+    proc = subprocess.run(
+        ["git", "--git-dir", v_path, "cat-file", "-e", oid],
+        capture_output=True,
+        env={**os.environ, "GIT_NO_LAZY_FETCH": "1"},
+    )
+    return proc.returncode == 0
+
+
+def _packs(v_path: str) -> set[str]:
+    return {n for n in os.listdir(os.path.join(v_path, "objects", "pack")) if n.endswith(".pack")}
+
+
+def _configure(v_path: str, **settings: object) -> None:
+    with open(os.path.join(v_path, "avfs", "config.json"), "w", encoding="utf-8") as fh:
+        json.dump(settings, fh)
+
+
+def test_a_read_fetches_its_directorys_promised_siblings_in_the_same_fetch(
+    lazy: Home, server: Server
+) -> None:
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    siblings = _expected(src, 100, 1 << 20)
+    assert len(siblings) > 10  # the directory has many files: the test means something
+    before, packs = objects(v.path), _packs(v.path)
+    assert v.workspace("main").read(FILE) == blob_at(src, "main", FILE)
+    assert len(_packs(v.path) - packs) == 1  # one git fetch
+    assert objects(v.path) == before + 1 + len(siblings)
+    assert all(_local(v.path, oid) for _, oid, _ in siblings)
+    # a sibling then reads with the server gone: it came with the first read
+    server.stop()
+    name = siblings[0][0]
+    assert v.workspace("main").read(f"{DIR}/{name}") == blob_at(src, "main", f"{DIR}/{name}")
+    assert objects(v.path) == before + 1 + len(siblings)
+
+
+@pytest.mark.parametrize(("count", "budget"), [(3, 1 << 20), (100, 20_000), (0, 1 << 20)])
+def test_the_vaults_bounds_hold(lazy: Home, server: Server, count: int, budget: int) -> None:
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    _configure(v.path, read_neighbours=count, read_neighbours_bytes=budget)
+    want = _expected(src, count, budget)
+    before = objects(v.path)
+    v.workspace("main").read(FILE)
+    assert objects(v.path) == before + 1 + len(want)
+    got = [(n, o, s) for n, o, s in _files(src, DIR) if _local(v.path, o) and f"{DIR}/{n}" != FILE]
+    assert got == want
+    assert len(got) <= count and sum(s for _, _, s in got) <= budget
+
+
+@pytest.mark.parametrize("value", ["lots", -1, 1.5, True])
+def test_a_bad_setting_fails_the_read_clearly_and_fetches_nothing(
+    lazy: Home, server: Server, value: object
+) -> None:
+    v = lazy.vault("p")
+    _configure(v.path, read_neighbours=value)
+    before = objects(v.path)
+    with pytest.raises(UsageError) as exc:
+        v.workspace("main").read(FILE)
+    assert "read_neighbours" in exc.value.message and "config.json" in exc.value.message
+    assert objects(v.path) == before
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_read_in_a_lazy_mount_brings_its_siblings_in_one_fetch(
+    lazy: Home, server: Server, tmp_path: Path, backend: str
+) -> None:
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    siblings = _expected(src, 100, 1 << 20)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(lazy, v, "main", str(mp), backend=backend)
+    try:
+        before, packs = objects(v.path), _packs(v.path)
+        assert (mp / FILE).read_bytes() == blob_at(src, "main", FILE)
+        assert len(_packs(v.path) - packs) == 1
+        assert objects(v.path) == before + 1 + len(siblings)
+        # offline: its siblings read (they came with it); a file elsewhere is EIO
+        server.stop()
+        for name, _, _ in siblings[:5]:
+            assert (mp / DIR / name).read_bytes() == blob_at(src, "main", f"{DIR}/{name}")
+        with pytest.raises(OSError) as exc:
+            (mp / "avfs_git" / "cli" / "output.py").read_bytes()
+        assert exc.value.errno == errno.EIO
+        assert objects(v.path) == before + 1 + len(siblings)
+    finally:
+        mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_a_neighbour_the_server_no_longer_has_does_not_fail_the_read(home: Home, server: Server) -> None:
+    """History rewritten on the server and collected: a sibling's blob is gone there, the
+    file read is not; the read fetches it (asked again alone) and the gone one stays
+    promised, its own read a clear `blob_not_local`."""
+    repo = server.base / "proj.git"
+    work = server.base / "gone-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "AAA-SECRET.md").write_text("pushed by mistake\n")  # first in name order
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "oops")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    git("-C", str(work), "push", "-q", "--force", "origin", "HEAD~1:main")
+    git("--git-dir", str(repo), "reflog", "expire", "--expire=now", "--all")
+    git("--git-dir", str(repo), "gc", "-q", "--prune=now")
+    gone = git("--git-dir", v.path, "rev-parse", "main:AAA-SECRET.md").strip()
+    assert v.store.promisor.size(gone) is not None  # sized at the clone: a neighbour candidate
+    assert v.workspace("main").read("NOTES.md") == blob_at(repo, "main", "NOTES.md")
+    assert not _local(v.path, gone)
+    with pytest.raises(BlobNotLocalError) as exc:
+        v.workspace("main").read("AAA-SECRET.md")
+    assert "no longer has it" in exc.value.message and exc.value.details["path"] == "AAA-SECRET.md"
