@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from avfs_git.cli import resident as warm
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 
+from .test_cliserver import _answers
 from .test_confine import _need_bwrap
 
 
@@ -46,17 +46,6 @@ def _launcher(tmp_path: Path, python: str = sys.executable) -> str:
 def _run(cmd: list[str], env: dict[str, str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     p = subprocess.run(cmd, input=stdin, capture_output=True, env=env, timeout=120)
     return p.returncode, p.stdout, p.stderr
-
-
-def _answers(home: str) -> bool:
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(warm.socket_path(home))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def test_the_script_starts_python_without_site(tmp_path: Path) -> None:
