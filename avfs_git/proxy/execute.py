@@ -213,6 +213,7 @@ def run(
     not run: not a fallback, as bwrap or namespaces were probed here)."""
     req, conf, iso, sandbox = plan.req, placed.confinement, plan.isolation, placed.sandbox
     proxy = None
+    offered = None  # the socket of an offer of this sandbox to the mount's daemon
     try:
         if sandbox is not None and sandbox.network == "filtered":
             from .netproxy import FilterProxy
@@ -228,6 +229,14 @@ def run(
                     details={"network": "filtered"},
                 ) from None
             sandbox = dataclasses.replace(sandbox, proxy_socket=proxy.path)
+        mounted_here = placed.mount.kept_warm and not placed.mount.reused
+        if standbys is None and sandbox is not None and proxy is None and mounted_here:
+            # this call mounted the fork and keeps it warm: the CLI sends the next call to
+            # the mount's daemon, which makes a sandbox like this one ready for it while
+            # this command runs (its answer is read once the command has ended)
+            from .offer import send_offer
+
+            offered = send_offer(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
         ready = None
         if standbys is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
             ready = standbys.take(sandbox)
@@ -249,18 +258,11 @@ def run(
             )
     except (SandboxFailed, IsolationFailed) as exc:
         return _not_started(exc, placed, conf, iso)
-    if (
-        standbys is None
-        and sandbox is not None
-        and proxy is None
-        and placed.mount.kept_warm
-        and not placed.mount.reused
-    ):
-        # this call mounted the fork and keeps it warm: the CLI sends the next call to the
-        # mount's daemon, which makes a sandbox like this one ready for it meanwhile
-        from .offer import offer_standby
+    finally:
+        if offered is not None:
+            from .offer import answered
 
-        offer_standby(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
+            answered(offered)
     if proxy is not None:
         proxy.stop()  # the command has ended, and its sandbox with it
         conf = dataclasses.replace(conf, network_refused=tuple(proxy.refused))

@@ -59,6 +59,7 @@ class Premount:
         if self.error is not None:
             raise self.error
         if self.info is None:
+            _preload()
             try:
                 self.info = self.starting.wait()
             except AvfsError as exc:
@@ -95,6 +96,31 @@ class Premount:
     def release(self) -> None:
         """The last cleanup of the call: the exec lock let go."""
         self.lock.close()
+
+
+# what the stages after the plan import as they go (the record, the sandbox's scratch, the
+# journal of an overlay mount, the offer): loaded while the daemon comes up, not after
+_AFTER_PLAN = (
+    "avfs_git.core.operations.merge",
+    "avfs_git.core.operations.checkpoint",
+    "avfs_git.core.workspace.upperwatch",
+    "avfs_git.mount.worktree",
+    "avfs_git.mount.hookscripts",
+    "avfs_git.proxy.seal",
+    "avfs_git.proxy.gitlinks",
+    "avfs_git.proxy.offer",
+    "avfs_git.proxy.recording",
+)
+
+
+def _preload() -> None:
+    import importlib
+
+    for name in _AFTER_PLAN:
+        try:
+            importlib.import_module(name)
+        except Exception:  # (it fails again where it is needed, and says so there)
+            log.warning("cannot load %s", name, exc_info=True)
 
 
 def begin(home: Home, vault: Vault, fork: str, req: ExecRequest) -> Premount | None:
