@@ -173,7 +173,9 @@ def _stages(
 ) -> None:
     done.plan = plan = admission.plan(home, vault, fork, req, policy, cleanup)
     if plan.refusal is not None:
-        return  # (a mount started for the call is unmounted: Premount.settle)
+        if premount is not None:
+            premount.keep()  # kept warm for the next call (the approved one, say)
+        return
     if premount is not None and plan.mode == "fuse":
         premount.wait()  # the fork is touched only once it is mounted, as on a live mount
     unlanded = functools.partial(done.keep_unlanded, vault, fork)

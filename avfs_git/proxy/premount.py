@@ -9,10 +9,12 @@ and the call plans while it comes up; :meth:`Premount.wait` waits for it after t
 before the fork is touched (the record, the command), so every stage after the plan meets
 a live mount, as a call on a mounted fork does.
 
-Nothing changes for a call that does not get to use the mount: a refused command (denied,
-awaiting approval, no sandbox), a request the plan finds bad, an error before the command
-is placed: :meth:`Premount.settle` (a cleanup of the call) waits for the daemon and
-unmounts it, so the fork is left unmounted as the call found it.
+A call that does not run its command changes nothing of the fork. Refused (denied,
+awaiting approval, no sandbox: a normal answer, and the agent's next call is coming, the
+approved one say), it keeps the mount warm for that call (:meth:`Premount.keep`, once the
+mount is ready). A request the plan finds bad, or an error before the command is placed:
+:meth:`Premount.settle` (a cleanup of the call) waits for the daemon and unmounts it, so
+the fork is left unmounted as the call found it.
 
 The daemon is started under the fork's exec lock, taken without waiting and held until the
 call ends (:func:`.placement.before` takes it again: the lock is reentrant in a thread), so
@@ -73,6 +75,26 @@ class Premount:
         info = self.wait()
         self.used = True
         return info
+
+    def keep(self) -> None:
+        """The call will not run its command, as a normal answer (denied, awaiting
+        approval, no sandbox): the mount stays, kept warm for the fork's next call (its idle
+        time counted from now), once it is ready (the exec lock is held until then, so the
+        next call never meets a mount still starting)."""
+        if self.used:
+            return
+        self.used = True
+        try:
+            info = self.wait()
+        except AvfsError:
+            return  # it never came up: Starting.wait cleaned up after it
+        if info.kept_warm:
+            from ..core.vaults.registry import touch_activity
+
+            touch_activity(self.vault.state_dir, self.fork)
+        else:  # (AVFS_MOUNT_IDLE=0, --keep-mount: as a call that ran would leave it)
+            self.used = False
+            self.settle()
 
     def settle(self) -> None:
         """A cleanup of the call: a mount it did not use is unmounted (after its daemon is

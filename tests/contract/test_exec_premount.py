@@ -1,8 +1,9 @@
 """`proxy exec` on a fork that is not mounted starts the fork's mount daemon before its plan
 (proxy/premount.py), and plans while the daemon comes up: the mount is the one the call
-keeps warm. A call that does not get to run (refused by the policy, a bad request) leaves
-the fork unmounted, as it found it; a daemon killed between calls and a fork deleted while
-kept warm lose nothing. Real mounts, real CLI processes; both backends."""
+keeps warm. A call that does not run changes nothing of the fork: refused by the policy,
+it leaves the mount kept warm for the next call; a request found bad leaves the fork
+unmounted. A daemon killed between calls and a fork deleted while kept warm lose nothing.
+Real mounts, real CLI processes; both backends."""
 
 from __future__ import annotations
 
@@ -68,33 +69,59 @@ def test_the_daemon_starts_before_the_plan(
     assert fork.workspace("main").read("out.txt") == b"hi\n"
 
 
-@pytest.mark.parametrize(
-    ("args", "code"),
-    [
-        (["--", "rm", "-rf", "/"], "policy_denied"),  # refused by the policy
-        (["--timeout-ms", "0", "--", "true"], "usage"),  # a request the plan finds bad
-        (["--cwd", "no/such/dir", "--", "touch", "x"], "usage"),  # found bad by the plan only
-    ],
-)
-def test_a_call_that_does_not_run_leaves_the_fork_unmounted(
-    backend: str, home: Home, fork: Vault, cleanup: Any, args: list[str], code: str
-) -> None:
+def _pending(fork: Vault) -> str | None:
     ws = fork.workspace("main")
     ws.write("pending.txt", b"uncheckpointed\n")
-    tip = ws.tip()
+    return ws.tip()
+
+
+def _untouched(fork: Vault, tip: str | None) -> None:
+    ws = fork.workspace("main")
+    assert ws.tip() == tip and ws.read("pending.txt") == b"uncheckpointed\n"
+    assert not ws.exists("x")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--", "rm", "-rf", "/"],  # denied
+        ["--cwd", "no/such/dir", "--", "touch", "x"],  # a request only the plan finds bad
+    ],
+)
+def test_a_call_that_does_not_run_touches_nothing(
+    backend: str, home: Home, fork: Vault, cleanup: Any, args: list[str]
+) -> None:
+    tip = _pending(fork)
     doc = _exec(home, backend, *args)
-    assert doc["result"] is None and doc["error"]["code"] == code, doc
+    assert doc["result"] is None and doc["error"]["code"] in ("policy_denied", "usage"), doc
     assert doc["checkpoint"] is None and doc["commit"] is None and doc["mount"] is None
-    assert _listed(home, backend) == []
-    assert _until(lambda: _daemons(home) == []), _daemons(home)
-    if os.path.isdir(os.path.join(fork.state_dir, "mounts")):  # (a request found bad at once: none)
+    _untouched(fork, tip)
+    listed = _listed(home, backend)
+    if doc["error"]["code"] == "policy_denied":
+        # refused: a normal answer, and the agent's next call is coming: the mount its call
+        # started is kept warm for it, ready (never one still starting)
+        assert [(m["fork"], m["state"], m["kept_warm"]) for m in listed] == [("main", "mounted", True)]
+        nxt = _exec(home, backend, "--", "true")
+        assert nxt["success"] and nxt["mount"]["reused"] is True and nxt["mount"]["kept_warm"] is True, nxt
+        assert _listed(home, backend)[0]["pid"] == listed[0]["pid"]
+    else:
+        # a request found bad: the mount its call started is unmounted again
+        assert listed == []
+        assert _until(lambda: _daemons(home) == []), _daemons(home)
         _no_leftovers(fork, mounts.default_mountpoint(home, "v", "main"))
-    ws2 = fork.workspace("main")
-    assert ws2.tip() == tip and ws2.read("pending.txt") == b"uncheckpointed\n"
-    assert not ws2.exists("x")
-    # and the next call mounts it and keeps it warm as ever
-    ok = _exec(home, backend, "--", "true")
-    assert ok["success"] and ok["mount"]["kept_warm"] is True and ok["mount"]["reused"] is False, ok
+        nxt = _exec(home, backend, "--", "true")
+        assert nxt["success"] and nxt["mount"]["reused"] is False and nxt["mount"]["kept_warm"] is True, nxt
+
+
+def test_a_request_bad_on_its_face_starts_nothing(
+    backend: str, home: Home, fork: Vault, cleanup: Any
+) -> None:
+    tip = _pending(fork)
+    doc = _exec(home, backend, "--timeout-ms", "0", "--", "true")
+    assert doc["result"] is None and doc["error"]["code"] == "usage", doc
+    assert _listed(home, backend) == [] and _daemons(home) == []
+    assert not os.path.isdir(os.path.join(fork.state_dir, "mounts"))  # not even a log
+    _untouched(fork, tip)
 
 
 def test_a_daemon_killed_between_calls_loses_nothing(
