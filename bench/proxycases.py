@@ -49,6 +49,7 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
     for backend in ctx.backends:
         true_ms, warm[backend] = _warm(ctx, backend)
     _not_mounted(ctx, warm)
+    _not_mounted_api(ctx)
     # cold: no live mount, so each call mounts for itself (backend auto) and unmounts after
     # (AVFS_MOUNT_IDLE=0: the mount is not kept warm)
     top = ctx.fx.new_dir("proxy-cold")
@@ -147,6 +148,60 @@ def _not_mounted(ctx: Context, warm: dict[str, float]) -> None:
                 "proxy_exec_warm in this run (a mount made by `avfs mount`): "
                 + ", ".join(f"{b} {ms:.1f} ms" for b, ms in warm.items()),
             ],
+        )
+    )
+    vault.close()
+    ctx.fx.done_with(top)
+
+
+def _not_mounted_api(ctx: Context) -> None:
+    """The first call of the Python API (``exec_in``; MCP's ``exec`` is the same call in
+    its server's process) on a fork that is not mounted, in this process (avfs loaded),
+    against the API's own mount of the same fork (``ops.mounts.mount``, kept warm the same
+    way); each unmounted after, interleaved, untimed."""
+    from avfs_git.ops import mounts
+
+    top = ctx.fx.new_dir("proxy-first-api")
+    home, vault = _seed(ctx, top / "home")
+    ws = vault.workspace(VAULT_FORK)
+    docs: list[Any] = []
+
+    def unmount(i: int) -> None:
+        mounts.unmount(home, vault, VAULT_FORK)
+
+    log("proxy exec on a fork that is not mounted: the API's first call")
+    s = interleave(
+        {
+            "mount": Side(
+                op=lambda i: mounts.mount(home, vault, VAULT_FORK, idle_timeout_s=600.0),
+                teardown=unmount,
+                in_process=True,
+            ),
+            "first": Side(
+                op=lambda i: docs.append(avfs_git.exec_in(ws, ["true"])), teardown=unmount, in_process=True
+            ),
+        },
+        max(5, ctx.repeats.slow),
+        1,
+    )
+    bad = [
+        d
+        for d in docs
+        if not (d.success and d.mount is not None and d.mount.kept_warm and not d.mount.reused)
+    ]
+    ctx.emit(
+        Result(
+            "proxy_exec_first_api",
+            "-",
+            median(s["first"]),
+            s["first"],
+            what="the first `exec_in(ws, ['true'])` on a fork that is not mounted (in process; MCP's"
+            " `exec` is the same call): it mounts the fork (backend auto) and keeps it warm",
+            baseline="`ops.mounts.mount` of the same fork, kept warm (in process)",
+            baseline_ms=median(s["mount"]),
+            baseline_samples_ms=s["mount"],
+            target=Target(max_ratio=1.0, label="≤ the mount"),
+            notes=[f"unexpected envelope: {bad[-1].to_dict().get('mount')}"] if bad else [],
         )
     )
     vault.close()

@@ -366,14 +366,20 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
     try:
         from ..core.types import json_document
         from ..mount.side import open_home
-        from ..proxy.execute import execute
 
         req = request_from(values, argv)
         from ..core.settings import Settings
 
         home = open_home(glob["home"], settings=Settings.from_environ(os.environ, glob["home"]))
         vault, fork = home.resolve(glob["vault"])
-        res = execute(home, vault, fork, req, signals=True)
+        # a fork that is not mounted: its mount daemon started now, to come up while this
+        # process imports the rest and plans the call (proxy/premount.py)
+        from ..proxy.premount import begin
+
+        premount = begin(home, vault, fork, req)
+        from ..proxy.execute import execute
+
+        res = execute(home, vault, fork, req, signals=True, premount=premount)
     except KeyboardInterrupt:
         from ..core.errors import Interrupted
 

@@ -37,7 +37,24 @@ def _daemon_env(home: Home) -> dict[str, str]:
 def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, bool | str]:
     """Start the daemon ``cmd`` detached, its output appended to ``log_path``, and wait
     for its readiness byte: (its pid, what :func:`_wait_ready` says)."""
+    pid, r = _spawn_daemon(cmd, env, log_path)
+    return pid, _await_ready(pid, r)
+
+
+def _await_ready(pid: int, r: int) -> bool | str:
+    """What :func:`_wait_ready` says of daemon ``pid`` on its readiness pipe ``r`` (closed
+    after)."""
+    try:
+        return _wait_ready(r, pid)
+    finally:
+        os.close(r)
+
+
+def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
+    """Start the daemon ``cmd`` detached, its output appended to ``log_path``: (its pid,
+    the read end of its readiness pipe, for :func:`_await_ready`), without waiting."""
     r, w = os.pipe()
+    os.set_inheritable(r, False)
     os.set_inheritable(w, True)
     cmd = [*cmd, "--ready-fd", str(w)]
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
@@ -56,13 +73,13 @@ def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
             ],
             setsid=True,
         )
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         os.close(logfd)
         os.close(w)
-    try:
-        return pid, _wait_ready(r, pid)
-    finally:
-        os.close(r)
+    return pid, r
 
 
 def _reap(pid: int, *, block: bool = False) -> bool:

@@ -35,12 +35,13 @@ from ..core.errors import (
     MountError,
     UsageError,
 )
-from ..core.settings import Settings
 from ..core.store import names
 from ..core.store.locks import pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
-from .daemonstart import _daemon_env, _reap, _start_daemon, _tail
+from .daemonstart import _await_ready, _daemon_env, _reap, _spawn_daemon, _tail
+from .mountbackend import choose_backend
+from .mountbackend import overlay_available as overlay_available  # re-exported: its callers ask mounts
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -86,24 +87,6 @@ def fuse_available() -> str | None:
 
 
 BACKENDS = ("auto", "overlay", "fuse")
-
-
-def overlay_available(settings: Settings | None = None) -> str | None:
-    """Why kernel overlayfs cannot serve a mount here (None when it can): it needs the
-    overlay file system and, for the trusted.* xattrs of its upper layer, root; and
-    ``settings`` (a home's: ``AVFS_NO_OVERLAY`` as its front end read it) must not switch
-    it off (None: only what the host allows is asked)."""
-    try:
-        with open("/proc/filesystems", encoding="utf-8") as fh:
-            if not any(line.split()[-1:] == ["overlay"] for line in fh):
-                return "the kernel has no overlay file system (modprobe overlay)"
-    except OSError:
-        return "/proc/filesystems is unreadable"
-    if os.geteuid() != 0:
-        return "mounting overlayfs needs root here (unprivileged overlay mounts are not wired up yet)"
-    if settings is not None and settings.no_overlay:
-        return "AVFS_NO_OVERLAY is set"
-    return None
 
 
 def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
@@ -327,6 +310,34 @@ def mount(
     warm*, released by its daemon once it has gone that long without use (fuse/idle.py).
     None (``avfs mount``): it stays until unmounted, and a fork already mounted and kept
     warm is adopted: it stays too (:func:`adopt`)."""
+    got = start(
+        home,
+        vault,
+        fork,
+        mountpoint,
+        revision=revision,
+        foreground=foreground,
+        backend=backend,
+        idle_timeout_s=idle_timeout_s,
+    )
+    return got if isinstance(got, MountInfo) else got.wait()
+
+
+def start(
+    home: Home,
+    vault: Vault,
+    fork: str,
+    mountpoint: str | None = None,
+    *,
+    revision: str | None = None,
+    foreground: bool = False,
+    backend: str = "auto",
+    idle_timeout_s: float | None = None,
+) -> MountInfo | Starting:
+    """:func:`mount`'s first half: everything checked and the daemon started, not waited
+    for (a :class:`Starting`, whose :meth:`~Starting.wait` is the second half), so that a
+    caller can do other work while the daemon comes up (``proxy exec``'s plan); or the
+    :class:`MountInfo` of a mount there already (reused, or adopted)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown mount backend {backend!r}", hint="one of: auto, overlay, fuse")
     why = fuse_available()
@@ -369,39 +380,75 @@ def mount(
         cmd += ["--revision", commit]
     elif idle_timeout_s is not None:
         cmd += ["--idle-timeout", repr(float(idle_timeout_s))]
-    chosen, because = _choose_backend(home, vault, fork, backend, read_only=commit is not None)
+    chosen, because = choose_backend(home, vault, fork, backend, read_only=commit is not None)
     cmd += ["--backend", chosen]
     env = _daemon_env(home)
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
-    pid, ready = _start_daemon(cmd, env, log_path)
-    if ready == "O":  # the daemon could not stack overlayfs
-        _reap(pid, block=True)
-        tail = _tail(log_path)
-        if backend == "auto":
-            fell = mount(home, vault, fork, mountpoint, backend="fuse", idle_timeout_s=idle_timeout_s)
-            reason = f"overlayfs refused the mount: {tail.strip().splitlines()[-1] if tail.strip() else '?'}"
-            return _note_backend(vault, key, fell, reason)
-        raise MountError(
-            f"overlayfs refused to mount {vault.name}:{key}",
-            hint="see the log: " + log_path + " (or use --backend fuse)",
-            details={"log": log_path, "log_tail": tail},
-        )
-    if not ready:
-        tail = _tail(log_path)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    pid, ready_fd = _spawn_daemon(cmd, env, log_path)
+    return Starting(
+        home, vault, fork, key, mountpoint, backend, because, idle_timeout_s, log_path, pid, ready_fd
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class Starting:
+    """A mount daemon started by :func:`start` and not yet ready: :meth:`wait` for it."""
+
+    home: Home
+    vault: Vault
+    fork: str
+    key: str
+    mountpoint: str
+    backend: str  # as asked: auto, overlay, fuse
+    because: str  # why the daemon got the backend it got
+    idle_timeout_s: float | None
+    log_path: str
+    pid: int
+    ready_fd: int  # the read end of its readiness pipe (-1 once waited for)
+
+    def wait(self) -> MountInfo:
+        """The mount once its daemon is ready (an ``auto`` mount that overlayfs refused,
+        mounted anew with the pure-FUSE backend); raises MountError when it did not come up."""
+        vault, key, log_path, pid = self.vault, self.key, self.log_path, self.pid
+        fd, self.ready_fd = self.ready_fd, -1
+        if fd < 0:
+            raise InternalError(f"the mount of {vault.name}:{key} was waited for already")
+        ready = _await_ready(pid, fd)
+        if ready == "O":  # the daemon could not stack overlayfs
             _reap(pid, block=True)
-        force_unmount(mountpoint)
-        raise MountError(
-            f"the mount daemon for {vault.name}:{key} did not come up",
-            hint="see the log: " + log_path,
-            details={"log": log_path, "log_tail": tail},
-        )
-    info = check(vault, key)
-    if info is None:
-        raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
-    return _note_backend(vault, key, info, because)
+            tail = _tail(log_path)
+            if self.backend == "auto":
+                fell = mount(
+                    self.home,
+                    vault,
+                    self.fork,
+                    self.mountpoint,
+                    backend="fuse",
+                    idle_timeout_s=self.idle_timeout_s,
+                )
+                last = tail.strip().splitlines()[-1] if tail.strip() else "?"
+                return _note_backend(vault, key, fell, f"overlayfs refused the mount: {last}")
+            raise MountError(
+                f"overlayfs refused to mount {vault.name}:{key}",
+                hint="see the log: " + log_path + " (or use --backend fuse)",
+                details={"log": log_path, "log_tail": tail},
+            )
+        if not ready:
+            tail = _tail(log_path)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                _reap(pid, block=True)
+            force_unmount(self.mountpoint)
+            raise MountError(
+                f"the mount daemon for {vault.name}:{key} did not come up",
+                hint="see the log: " + log_path,
+                details={"log": log_path, "log_tail": tail},
+            )
+        info = check(vault, key)
+        if info is None:
+            raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
+        return _note_backend(vault, key, info, self.because)
 
 
 def _settled(vault: Vault, key: str) -> MountInfo | None:
@@ -451,61 +498,6 @@ def _prepare_mountpoint(home: Home, vault: Vault, key: str, mountpoint: str | No
     mountpoint = os.path.abspath(mountpoint)
     _check_mountpoint(mountpoint, created=created)
     return mountpoint
-
-
-def _choose_backend(home: Home, vault: Vault, fork: str, backend: str, *, read_only: bool) -> tuple[str, str]:
-    """(the backend a mount of ``fork`` gets, why): ``backend`` as asked (auto, overlay,
-    fuse), what the host allows and what the vault's quota needs. Raises MountError when
-    the overlay backend is asked for and cannot serve."""
-    if read_only:
-        return "fuse", "a revision is read-only: nothing to write"
-    no_overlay = overlay_available(home.settings)
-    cfg = vault.fresh_config()
-    if no_overlay is None and cfg.get("quota_files") is not None:
-        # the kernel serves an overlay mount's writes: no per-write check could refuse
-        # one past the quota (the pure-FUSE mount checks each write)
-        no_overlay = "the vault has a file-count quota, which the pure-FUSE mount enforces per write"
-    elif no_overlay is None and cfg.get("quota_bytes", -1) not in (-1, None):
-        # a bytes quota the kernel enforces (the vault's qgroup in the layers file
-        # system, core/vaults/layers.py) holds through an overlay mount too
-        kernel_why = _kernel_quota_why(vault, fork)
-        if kernel_why is not None:
-            no_overlay = (
-                "the vault has a quota set, which the pure-FUSE mount enforces per write"
-                f" (the kernel cannot here: {kernel_why})"
-            )
-    if no_overlay is None:
-        # the overlay backend holds `read_only` rules in the kernel (read-only binds,
-        # fuse/stacking.py); a create of a hidden name and a rewrite of an append-only file
-        # it cannot refuse, which the pure-FUSE mount does per call (docs/policy.md)
-        guard = vault.path_guard(fork)
-        held = [k for k in ("hidden", "append_only") if guard.has(k)]
-        if held:
-            no_overlay = (
-                f"the fork's path policy has {' and '.join(held)} rules, which the pure-FUSE mount"
-                " enforces per call"
-            )
-    if backend == "fuse":
-        return "fuse", "asked for (--backend fuse)"
-    if no_overlay is None:
-        return "overlay", "overlayfs is available"
-    if backend == "overlay":
-        raise MountError(f"cannot mount with the overlay backend: {no_overlay}", hint="use --backend fuse")
-    return "fuse", no_overlay
-
-
-def _kernel_quota_why(vault: Vault, fork: str) -> str | None:
-    """None when the kernel enforces the vault's bytes quota on ``fork``'s state (its
-    limit refreshed now, with room for overlayfs's work dir), else why not."""
-    if not os.path.islink(vault.ws_link(fork)):
-        return "the fork's state is a plain directory, not in the layers file system"
-    why = vault.sync_kernel_quota(mounting=True)
-    if why is not None:
-        return why
-    kq = vault.kernel_quota()
-    if kq is None or fork not in kq[1]:
-        return "the fork is not in the vault's qgroup"
-    return None
 
 
 def _note_backend(vault: Vault, key: str, info: MountInfo, why: str) -> MountInfo:

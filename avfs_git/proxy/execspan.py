@@ -62,12 +62,17 @@ def open_span(ws: Any) -> int | None:
 
 
 def close_span(ws: Any, row: int | None) -> None:
-    """Close span ``row``: everything the call changed is journaled now."""
+    """Close span ``row``: everything the call changed is journaled now. A span closed
+    already (the call's record stage closes it, its cleanup again) costs no second drain
+    of the mount's journal (a request to its daemon)."""
     if row is None:
         return
     from ..core.workspace import execspans
 
     try:
+        with ws.overlay.txn() as db:
+            if not execspans.is_open(db, row):
+                return
         _drain(ws)
         useq = _upper_seq(ws)
         with ws.overlay.txn() as db:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 from . import admission, execspan, placement, recording, runner
 from .admission import run_of
 from .envelope import EXIT_AVFS_FAILED, Confinement, ExecRequest, ExecResult, Isolation, Request, State
+from .premount import Premount, begin
 from .recording import write_audit
 from .stages import Before, Placed, Plan, Ran, Recorded, envelope
 
@@ -62,6 +63,7 @@ def execute(
     after: list[Callable[[], None]] | None = None,
     standbys: Standbys | None = None,
     signals: bool = False,
+    premount: Premount | None = None,
 ) -> ExecResult:
     """Run one request through the whole lifecycle; never raises (errors are in the result).
     ``cancel``: stop the command when it is set (a client of the exec server went away).
@@ -72,6 +74,9 @@ def execute(
     record's fsync: the record itself is written before this returns). ``standbys``: the
     sandboxes a mount's daemon keeps ready (:mod:`.standby`): the command starts in one when
     it fits, and with ``after``, the next one is made ready once the result is delivered.
+    ``premount``: the fork's mount, started by the caller for this call (:mod:`.premount`:
+    the CLI starts it before its own imports); else, when the fork is not mounted, this
+    starts it before the plan, which runs while the daemon comes up.
 
     The stages (:mod:`.stages`), each a function of the frozen values before it: plan ->
     before -> place -> run -> record; :func:`.stages.envelope` makes the result of those
@@ -81,7 +86,12 @@ def execute(
     cleanup: list[Any] = []
     try:
         with _identity(req):
-            _stages(home, vault, fork, req, policy, cleanup, done, cancel, standbys, after, signals)
+            if premount is None and standbys is None:  # (a daemon serves its own live mount)
+                premount = begin(home, vault, fork, req)
+            if premount is not None:
+                cleanup.append(premount.release)  # the last cleanup
+                cleanup.append(premount.settle)
+            _stages(home, vault, fork, req, policy, cleanup, done, cancel, standbys, after, signals, premount)
     except AvfsError as exc:
         done.error = exc
     except Exception as exc:  # an avfs bug (or a full disk): still one envelope
@@ -159,13 +169,19 @@ def _stages(
     standbys: Standbys | None,
     after: list[Callable[[], None]] | None,
     signals: bool,
+    premount: Premount | None,
 ) -> None:
     done.plan = plan = admission.plan(home, vault, fork, req, policy, cleanup)
     if plan.refusal is not None:
+        if premount is not None:
+            premount.keep()  # kept warm for the next call (the approved one, say)
         return
+    if premount is not None and plan.mode == "fuse":
+        premount.wait()  # the fork is touched only once it is mounted, as on a live mount
     unlanded = functools.partial(done.keep_unlanded, vault, fork)
     done.before = before = placement.before(vault, fork, plan, cleanup, unlanded)
-    done.placed = placed = placement.place(home, vault, fork, plan, cleanup)
+    placed = placement.place(home, vault, fork, plan, cleanup, premount.take if premount else None)
+    done.placed = placed
     done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals)
     if ran.error is not None:
         return
@@ -199,6 +215,7 @@ def run(
     not run: not a fallback, as bwrap or namespaces were probed here)."""
     req, conf, iso, sandbox = plan.req, placed.confinement, plan.isolation, placed.sandbox
     proxy = None
+    offered = None  # the socket of an offer of this sandbox to the mount's daemon
     try:
         if sandbox is not None and sandbox.network == "filtered":
             from .netproxy import FilterProxy
@@ -214,6 +231,14 @@ def run(
                     details={"network": "filtered"},
                 ) from None
             sandbox = dataclasses.replace(sandbox, proxy_socket=proxy.path)
+        mounted_here = placed.mount.kept_warm and not placed.mount.reused
+        if standbys is None and sandbox is not None and proxy is None and mounted_here:
+            # this call mounted the fork and keeps it warm: the CLI sends the next call to
+            # the mount's daemon, which makes a sandbox like this one ready for it while
+            # this command runs (its answer is read once the command has ended)
+            from .offer import send_offer
+
+            offered = send_offer(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
         ready = None
         if standbys is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
             ready = standbys.take(sandbox)
@@ -235,18 +260,11 @@ def run(
             )
     except (SandboxFailed, IsolationFailed) as exc:
         return _not_started(exc, placed, conf, iso)
-    if (
-        standbys is None
-        and sandbox is not None
-        and proxy is None
-        and placed.mount.kept_warm
-        and not placed.mount.reused
-    ):
-        # this call mounted the fork and keeps it warm: the CLI sends the next call to the
-        # mount's daemon, which makes a sandbox like this one ready for it meanwhile
-        from .offer import offer_standby
+    finally:
+        if offered is not None:
+            from .offer import answered
 
-        offer_standby(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
+            answered(offered)
     if proxy is not None:
         proxy.stop()  # the command has ended, and its sandbox with it
         conf = dataclasses.replace(conf, network_refused=tuple(proxy.refused))

@@ -18,18 +18,30 @@ from typing import Any
 STANDBY_PROTOCOL = 3
 
 
-def offer_standby(state_dir: str, fork: str, sandbox: Any) -> None:
+def answered(sock: socket.socket) -> None:
+    """Wait for the answer to an offer :func:`send_offer` sent (at most 0.5 s), and close."""
+    try:
+        sock.recv(64)
+    except OSError:
+        pass  # the next call makes its own sandbox
+    finally:
+        sock.close()
+
+
+def send_offer(state_dir: str, fork: str, sandbox: Any) -> socket.socket | None:
     """Ask the daemon of ``fork``'s mount to make a sandbox like ``sandbox`` ready (protocol
-    3), waiting for its answer (at most 0.5 s), not for the sandbox: the call that mounted
-    the fork ran in its own process, and the next one goes to the daemon. Nothing when
-    there is no daemon to ask, or it is not the one the registry names."""
+    3): the call that mounted the fork runs in its own process, and the next one goes to
+    the daemon. Returns the socket to read the answer from (:func:`answered`: the daemon
+    checks this process's namespaces, so it must stay until then), while this process runs
+    its own command; None when there is no daemon to ask, or it is not the one the registry
+    names."""
     import dataclasses
 
     from ..core.vaults import registry
 
     found = registry.read_exec_at(registry.record_path(state_dir, fork))
     if found is None:
-        return
+        return None
     name, daemon_pid, _mp = found
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -38,12 +50,11 @@ def offer_standby(state_dir: str, fork: str, sandbox: Any) -> None:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, _gid = struct.unpack("3i", creds)
         if uid != os.getuid() or pid != daemon_pid:
-            return  # not the daemon the registry names
+            sock.close()
+            return None  # not the daemon the registry names
         body = marshal.dumps({"v": STANDBY_PROTOCOL, "sandbox": dataclasses.asdict(sandbox)})
         sock.sendall(b"%08d" % len(body) + body)
-        # the answer: the daemon checks this process's namespaces, so it must still be here
-        sock.recv(64)
     except (OSError, ValueError):
-        pass  # the next call makes its own sandbox
-    finally:
         sock.close()
+        return None  # the next call makes its own sandbox
+    return sock

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
     from ..core.workspace.workspace import Workspace
+    from ..ops.mounts import MountInfo
     from ..policy import Policy
 
 
@@ -335,6 +336,7 @@ def ensure_mount(
     keep: bool,
     cleanup: list[Any],
     idle_s: float | None = None,
+    made: Callable[[], MountInfo] | None = None,
 ) -> Mount:
     """The fork's mount for the command (the envelope's ``mount``), under the exec lock.
 
@@ -344,12 +346,16 @@ def ensure_mount(
     now and when the call ends. Without a live mount the fork is mounted: kept warm for
     ``idle_s`` seconds without use (fuse/idle.py), unmounted after the call when ``idle_s``
     is 0, or for good with ``keep`` (``--keep-mount``, which also makes a mount kept warm
-    one that stays)."""
+    one that stays). ``made``: the mount this call started before its plan (premount.py's
+    ``Premount.take``), kept as if it were made here."""
     from ..core.vaults.registry import touch_activity
     from ..ops import mounts
 
     def note_use() -> None:
         touch_activity(vault.state_dir, fork)
+
+    if made is not None:
+        return _made_mount(home, vault, fork, made(), keep, cleanup, note_use)
 
     if live is not None and live.kept_warm:
         live = mounts.check(vault, fork)
@@ -375,7 +381,24 @@ def ensure_mount(
         idle_s = idle_timeout(home, vault)
     warm = not keep and bool(idle_s)
     info = mounts.mount(home, vault, fork, None, idle_timeout_s=idle_s if warm else None)
-    if warm and info.kept_warm:
+    return _made_mount(home, vault, fork, info, keep, cleanup, note_use)
+
+
+def _made_mount(
+    home: Home,
+    vault: Vault,
+    fork: str,
+    info: Any,
+    keep: bool,
+    cleanup: list[Any],
+    note_use: Callable[[], None],
+) -> Mount:
+    """The envelope's ``mount`` of ``info``, mounted for this call (or found mounted by
+    then): kept warm, with its use noted when the call ends; else, unless ``keep``,
+    unmounted after the call."""
+    from ..ops import mounts
+
+    if info.kept_warm:
         cleanup.append(note_use)  # the idle time counts from the call's end
     elif not keep and not info.reused:
         cleanup.append(lambda: mounts.unmount(home, vault, fork, lazy=True))
@@ -468,7 +491,14 @@ def before(
     )
 
 
-def place(home: Home, vault: Vault, fork: str, plan: Plan, cleanup: list[Any]) -> Placed:
+def place(
+    home: Home,
+    vault: Vault,
+    fork: str,
+    plan: Plan,
+    cleanup: list[Any],
+    premount: Callable[[], MountInfo] | None = None,
+) -> Placed:
     """The third stage: the fork mounted (a live mount reused, or one made for the call) or
     copied, and what the command runs in: the sandbox (the fork at the vault's one path,
     the mount's own files it needs, the git scratch of :mod:`.seal`), a hand-made view, or
@@ -476,7 +506,9 @@ def place(home: Home, vault: Vault, fork: str, plan: Plan, cleanup: list[Any]) -
     req, conf, iso, cwd = plan.req, plan.confinement, plan.isolation, plan.cwd
     copy = None
     if plan.mode == "fuse":
-        mount = ensure_mount(home, vault, fork, plan.live, req.keep_mount, cleanup, plan.idle_timeout_s)
+        mount = ensure_mount(
+            home, vault, fork, plan.live, req.keep_mount, cleanup, plan.idle_timeout_s, premount
+        )
         root = mount.mountpoint
     else:
         copy = materialize(home, plan.ws, cleanup)
@@ -575,13 +607,14 @@ def _in_sandbox(
     return placed(cwd=sandbox.cwd, env=tuple(env.items()), confinement=conf, sandbox=sandbox, sealed=sealed)
 
 
-def exec_lock(vault: Vault, fork: str) -> Any:
-    """Take the fork's exec lock (waiting for a running command); returns its release."""
+def exec_lock(vault: Vault, fork: str, wait_s: float = 24 * 3600) -> Any:
+    """Take the fork's exec lock (waiting for a running command up to ``wait_s``: BusyError
+    after); returns its release."""
 
     from ..core.store.locks import exec_lock_path, file_lock
 
     path = exec_lock_path(vault.state_dir, fork)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     stack = contextlib.ExitStack()
-    stack.enter_context(file_lock(path, what=f"proxy exec on {vault.name}:{fork}", wait_s=24 * 3600))
+    stack.enter_context(file_lock(path, what=f"proxy exec on {vault.name}:{fork}", wait_s=wait_s))
     return stack.close

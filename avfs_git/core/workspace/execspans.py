@@ -74,6 +74,12 @@ def ended(db: sqlite3.Connection, row: int, upper_seq: int) -> None:
     )
 
 
+def is_open(db: sqlite3.Connection, row: int) -> bool:
+    """Whether span ``row`` is still open."""
+    got = db.execute("SELECT 1 FROM execs WHERE id = ? AND oseq_to IS NULL", (row,)).fetchone()
+    return got is not None
+
+
 def named(db: sqlite3.Connection, row: int, exec_id: str) -> None:
     db.execute("UPDATE execs SET exec_id = ? WHERE id = ?", (exec_id, row))
 
