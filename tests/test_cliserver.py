@@ -470,3 +470,24 @@ def select_ready(conn: socket.socket) -> list[Any]:
     import select
 
     return select.select([conn], [], [], 0)[0]
+
+
+def test_a_served_call_closes_its_databases_after_answering(served: Any, home: Home, vault: Vault) -> None:
+    """A served command's process closes the databases it opened once its answer is out
+    (the caller gone, it is not hung up): their WALs are written back and removed, as a
+    direct call's exit leaves them. Left behind, every later call that opens one alone
+    reads the whole WAL again to rebuild its index."""
+    on, _off = served
+    ws_dir = Path(vault.state_dir, "ws", "main")
+    assert os.path.isdir(ws_dir)
+    vault.close()  # this process holds no connection: the served command is the last
+    wals = [ws_dir / "overlay.db-wal", Path(vault.state_dir, "oplog.db-wal")]
+
+    def written_back() -> bool:
+        return all(not w.exists() or w.stat().st_size == 0 for w in wals)
+
+    for i in range(3):
+        assert _run("write", f"w{i}.txt", f"text {i}", env=on)[0] == 0
+        assert _run("--json", "checkpoint", "save", "-m", f"c{i}", env=on)[0] == 0
+    _wait_for(written_back)
+    assert _run("cat", "w2.txt", env=on) == (0, b"text 2", b"")
