@@ -60,6 +60,7 @@ SOCKET = "cli.sock"
 PID_FILE = "cli.pid"
 LOG_FILE = "cli.log"
 IDLE_S = 900.0
+WAL_CLOSE_AT = 256 << 10  # a served command closes its databases when a WAL is past this
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -352,18 +353,40 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
             os.write(answer, b"%08d" % len(data) + data)
         except OSError:
             pass  # the caller went away
-        # now that nobody waits: close the databases, so that their WALs are written back
-        # and removed. Left (os._exit closes nothing), each grew with every served write up
-        # to SQLite's checkpoint at ~4 MB, and the next process to open a database alone
-        # (every CLI call but where a mount's daemon holds it) read its whole WAL to
-        # rebuild the index: status 10.5 -> 24 ms with a 1.9 MB overlay WAL (load ~9)
-        for app in opened:
-            try:
-                app.close()
-            except Exception:  # the command's answer is out; its code stands
-                pass
+        if _wal_grown():
+            for app in opened:
+                try:
+                    app.close()
+                except Exception:  # the command's answer is out; its code stands
+                    pass
     finally:
         os._exit(code)
+
+
+def _wal_grown() -> bool:
+    """Whether a database this process has open has a WAL past :data:`WAL_CLOSE_AT`: then
+    its command closes what it opened, once its answer is out (nobody waits), so that the
+    WALs are written back and removed.
+
+    A served command ends with ``os._exit``, which closes nothing: each WAL grew with every
+    served write up to SQLite's own checkpoint at ~4 MB, and the next process to open a
+    database alone (every CLI call but where a mount's daemon holds it) read its whole WAL
+    to rebuild the index: status 10.5 -> 24 ms with a 1.9 MB overlay WAL (in the server's
+    child, load ~9). Closing after every command would cost the next write of each database
+    a sync of its new WAL's header instead (SQLite's ``synchronous=NORMAL``, 0.2-6 ms on a
+    busy disk); past a quarter of a MiB, that is one sync per ~60 pages written."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return True
+    for fd in fds:
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            if path.endswith("-wal") and os.stat(path).st_size > WAL_CLOSE_AT:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
