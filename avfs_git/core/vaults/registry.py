@@ -384,33 +384,20 @@ def place(home_path: str, cwd: str) -> str | None:
 
 
 def mounted_at(mountpoint: str) -> bool:
-    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts; the mount
-    point itself is never touched, so a dead FUSE mount cannot hang the question).
-
-    The table is searched as bytes for the mount point as the kernel writes it (space,
-    tab, newline and backslash as octal escapes), as the second field of a line: a warm
-    `proxy exec` asks this two or three times, and splitting each of a hundred lines into
-    text fields cost twice the kernel's own making of the table (~1 ms of ~1.5)."""
+    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts, searched as
+    bytes for the mount point as the kernel escapes it, as a line's second field; the mount
+    point itself is never touched, so a dead FUSE mount cannot hang the question)."""
     target = os.fsencode(os.path.realpath(mountpoint))
     for raw, esc in ((b"\\", b"\\134"), (b" ", b"\\040"), (b"\t", b"\\011"), (b"\n", b"\\012")):
         target = target.replace(raw, esc)
-    needle = b" " + target + b" "
     try:
-        fd = os.open("/proc/self/mounts", os.O_RDONLY | os.O_CLOEXEC)
+        with open("/proc/self/mounts", "rb") as fh:
+            table = fh.read()
     except OSError:
         return False
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    table = b"".join(chunks)
-    at = table.find(needle)
+    at = table.find(needle := b" " + target + b" ")
     while at >= 0:
-        if b" " not in table[table.rfind(b"\n", 0, at) + 1 : at]:  # the line's second field
+        if b" " not in table[table.rfind(b"\n", 0, at) + 1 : at]:  # the second field
             return True
         at = table.find(needle, at + 1)
     return False
