@@ -470,3 +470,24 @@ def select_ready(conn: socket.socket) -> list[Any]:
     import select
 
     return select.select([conn], [], [], 0)[0]
+
+
+def test_served_calls_keep_the_wal_small(served: Any, home: Home, vault: Vault) -> None:
+    """A served command's process, once its answer is out (the caller gone, it is not hung
+    up), closes the databases it opened when one's WAL has grown past
+    ``resident.WAL_CLOSE_AT``: the WAL is written back and removed. Left to grow, it reached
+    SQLite's own checkpoint at ~4 MB, and every later call that opens the database alone
+    read it whole to rebuild its index."""
+    on, _off = served
+    ws_dir = Path(vault.state_dir, "ws", "main")
+    assert os.path.isdir(ws_dir)
+    vault.close()  # this process holds no connection: the served commands are the last
+    wal = ws_dir / "overlay.db-wal"
+    sizes = []
+    for i in range(25):
+        assert _run("write", f"w{i}.txt", f"text {i}", env=on)[0] == 0
+        assert _run("--json", "checkpoint", "save", "-m", f"c{i}", env=on)[0] == 0
+        sizes.append(wal.stat().st_size if wal.exists() else 0)
+    assert max(sizes) < 2 * warm.WAL_CLOSE_AT, sizes  # (without: ~1.6 MB by the end)
+    assert _run("cat", "w24.txt", env=on) == (0, b"text 24", b"")
+    assert len(json.loads(_run("--json", "log", env=on)[1])["commits"]) >= 25

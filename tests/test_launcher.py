@@ -20,9 +20,11 @@ from avfs_git.cli import launcher
 from avfs_git.cli import resident as warm
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.ops import mounts
 
 from .test_cliserver import _answers
 from .test_confine import _need_bwrap
+from .test_fuse import require_fuse
 
 
 def _imports(stderr: bytes) -> list[str]:
@@ -117,6 +119,64 @@ def test_proxy_exec_in_process_through_the_script(home: Home, vault: Vault, tmp_
     doc = json.loads(out)
     assert code == 0 and doc["kind"] == "proxy_exec_result", (doc, err)
     assert vault.workspace("main").read("e.txt") == b"hi\n"
+
+
+def test_a_warm_proxy_exec_imports_nothing_beyond_the_client(
+    home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """With the fork mounted, `proxy exec` through the script goes to the mount's daemon
+    with built-in modules only (cli/execclient.py: no os, no site, no registry), and
+    answers as the in-process fast path (cli/execopts.py) does for the same daemon: the
+    envelope, the human rendering with the command's exit code, stdin passed on, a
+    request error's envelope."""
+    _need_bwrap()
+    require_fuse()
+    script = _launcher(tmp_path)
+    env = {**os.environ, "AVFS_SERVER": "off", "AVFS_VAULT": "v:main"}
+    in_process = "import sys; from avfs_git.cli.execopts import main; sys.argv[0] = 'avfs'; sys.exit(main(sys.argv[1:]))"
+    info = mounts.mount(home, vault, "main", None)
+    try:
+        code, out, err = _run(
+            [script, "--json", "proxy", "exec", "--", "true"], {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+        )
+        doc = json.loads(out)
+        assert code == 0 and doc["success"] and doc["mount"]["reused"], doc
+        names = _imports(err)
+        assert "avfs_git.cli.execclient" in names, names
+        assert not {"site", "os", "avfs_git.cli.execopts", "avfs_git.core.vaults.registry", "click"} & set(
+            names
+        )
+        for args, stdin in (
+            (["--json", "proxy", "exec", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], b""),
+            (["proxy", "exec", "--", "sh", "-c", "echo out; exit 3"], b""),
+            (["--json", "proxy", "exec", "--stdin", "--", "cat"], b"fed through\n"),
+            (["--json", "proxy", "exec", "--env", "NOEQUALS", "--", "true"], b""),
+        ):
+            a = _run([script, *args], env, stdin)
+            b = _run([sys.executable, "-c", in_process, *args], env, stdin)
+            assert a[0] == b[0], (args, a, b)
+            if args[0] == "--json":
+                da, db = json.loads(a[1]), json.loads(b[1])
+                for d in (da, db):
+                    if d.get("result"):
+                        d["result"].pop("duration_ms")
+                assert (da["success"], da["exit_code"], da.get("result"), da.get("error")) == (
+                    db["success"],
+                    db["exit_code"],
+                    db.get("result"),
+                    db.get("error"),
+                ), args
+            else:
+                assert a[1] == b[1] == b"out\n" and b"exit 3" in a[2] and b"exit 3" in b[2], (a, b)
+        assert (
+            json.loads(_run([script, "--json", "proxy", "exec", "--stdin", "--", "cat"], env, b"x\n")[1])[
+                "result"
+            ]["stdout"]
+            == "x\n"
+        )
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+    assert info.pid > 0
 
 
 def test_a_long_or_spaced_interpreter_path_goes_through_sh(home: Home, vault: Vault, tmp_path: Path) -> None:

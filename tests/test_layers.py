@@ -297,7 +297,7 @@ def test_the_console_script_loads_only_its_fast_path() -> None:
         "print(sorted(m for m in sys.modules if m == 'click' or m.startswith(('click.', 'avfs_git.'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['avfs_git.cli', 'avfs_git.cli.execopts']"
+    assert out.stdout.strip() == "['avfs_git.cli', 'avfs_git.cli.execclient', 'avfs_git.cli.execopts']"
 
 
 def test_no_import_goes_up() -> None:

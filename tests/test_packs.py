@@ -62,3 +62,25 @@ def test_blob_ids_match_git(tmp_path):
     f.write_bytes(b"hello\n")
     assert packwriter.file_blob_id(str(f)) == git("hash-object", str(f)).strip()
     assert packwriter.object_id(packwriter.OBJ_BLOB, b"hello\n") == git("hash-object", str(f)).strip()
+
+
+def _pack_files(vault):
+    d = os.path.join(vault.path, "objects", "pack")
+    return {n: os.stat(os.path.join(d, n)).st_ino for n in os.listdir(d)}
+
+
+def test_the_same_pack_written_again_keeps_the_one_in_place(vault, ws):
+    """A fork of a changed workspace captures its changes into a pack each time; the same
+    changes make the same pack (its name is the hash of its bytes), which stays as it was:
+    not renamed over (ext4 writes a file out when a rename replaces another with it)."""
+    ws.write("a/one.txt", b"one\n")
+    ws.write("b/two.txt", b"two\n")
+    first, _ = ws.capture()
+    before = _pack_files(vault)
+    again, _ = ws.capture()
+    assert again == first
+    after = _pack_files(vault)
+    assert after == before  # the same files, the same inodes, no temporary file left
+    assert not [n for n in after if n.startswith(packwriter.TMP_PREFIX)]
+    assert git("--git-dir", vault.path, "cat-file", "-p", f"{first}:a/one.txt") == "one\n"
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""

@@ -340,3 +340,21 @@ def test_edquot_through_a_mount_for_files(home: Home, vault: Vault, tmp_path: Pa
         os.unlink(os.path.join(mp, "2.txt"))
         Path(mp, "3.txt").write_text("3")
     assert sorted(e.name for e in vault.workspace("main").listdir()) == ["1.txt", "3.txt"]
+
+
+def test_a_pack_signals_the_other_processes_in_place(vault: Vault) -> None:
+    """Every pack written tells the other processes' trackers that the objects grew, by
+    changing ``usage/objects`` in place (a rename over it costs a write-out on ext4); a
+    tracker that read it before sees the change and rescans."""
+    ws = vault.workspace("main")
+    ws.write("warm.txt", b"x")
+    other = _fresh(vault)
+    before = other.quota_usage().objects_bytes
+    checkpoint.save(vault, "main", "c0")
+    sig = os.path.join(vault.path, "avfs", "usage", "objects")
+    ino, first = os.stat(sig).st_ino, Path(sig).read_bytes()
+    ws.write("data.bin", os.urandom(50_000))
+    checkpoint.save(vault, "main", "c1")
+    assert os.stat(sig).st_ino == ino
+    assert Path(sig).read_bytes() != first
+    assert other.quota_usage().objects_bytes >= before + 50_000

@@ -14,12 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from avfs_git.core import settings
 from avfs_git.core.store.names import SHELL_FS_NAME, from_fs_name, fs_name
 from avfs_git.core.vaults import registry
+
+from .conftest import IN_CI
 
 NAMES = st.text(alphabet="ab/%@.-_+9", min_size=1, max_size=20)
 
@@ -191,3 +194,30 @@ def test_mounted_as_agrees_with_the_mount_table(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(odd)], check=True)
     assert not registry.mounted_as(str(odd), "avfs:v:k")
+
+
+def test_mounted_at_reads_the_mount_point_field_as_the_kernel_escapes_it(tmp_path: Path) -> None:
+    """A mount point with a space, a tab, a newline and a backslash in its name is found;
+    its parent, a name it begins with, and a path that is only a mount's source (the
+    table's first field) are not."""
+    from avfs_git.core.vaults.registry import mounted_at
+
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the tests run as root in CI (they mount)")
+        pytest.skip("mounting a tmpfs needs root")
+    odd = tmp_path / "a b\tc\nd\\e"
+    odd.mkdir()
+    (tmp_path / "a b").mkdir()
+    src = tmp_path / "source"
+    src.mkdir()
+    assert not mounted_at(str(odd))
+    subprocess.run(["mount", "-t", "tmpfs", str(src), str(odd)], check=True)
+    try:
+        assert mounted_at(str(odd)) and mounted_at(str(odd) + "/")
+        assert mounted_at(str(tmp_path / "x" / ".." / odd.name))  # resolved first
+        assert not mounted_at(str(tmp_path)) and not mounted_at(str(tmp_path / "a b"))
+        assert not mounted_at(str(src))  # named in the table, as the mount's source only
+    finally:
+        subprocess.run(["umount", str(odd)], check=True)
+    assert not mounted_at(str(odd))

@@ -30,6 +30,14 @@ class App:
         self._home: Home | None = None
         self._here: str | None = None  # the place's selection (registry.place; '' none)
 
+    def close(self) -> None:
+        """Close the home's SQLite and git handles, if it was opened. The last connection
+        to a database that closes writes its WAL into it and removes it; a process that
+        ends without closing leaves the WAL, which the next process to open the database
+        reads whole to rebuild its index (see :func:`.resident._child`)."""
+        if self._home is not None:
+            self._home.close()
+
     @property
     def json(self) -> bool:
         return self.output.json

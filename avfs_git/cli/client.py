@@ -5,8 +5,9 @@ but the interpreter's built-in modules: ``posix`` (not :mod:`os`, whose import w
 ``collections.abc`` is ~1.2 ms of a ~17 ms budget under ``python -S``), ``_socket``,
 ``_signal`` and ``marshal``. So :func:`main`, which the ``-S`` console script
 (:mod:`.launcher`) calls, tries the server (:func:`served`) before anything else is
-imported, and hands whatever it does not answer (`proxy exec` and the agent hooks, which
-have their own fast paths; no server; a server of other code) to :func:`.execopts.main`.
+imported, and hands whatever it does not answer (the agent hooks, which have their own
+fast path; no server; a server of other code) to :func:`.execopts.main`. `proxy exec` goes
+to a live mount's daemon the same way, through :func:`.execclient.fast`.
 No ``from __future__`` either: the annotations are strings.
 
 The protocol is :mod:`.resident`'s (the environment is sent as bytes, as
@@ -192,7 +193,17 @@ def main() -> int:
     process' arguments, served when a server answers, else :func:`.execopts.main`."""
     args = sys.argv[1:]
     _home, rest = _rest(args)
-    if not any(tuple(rest[: len(p)]) == p for p in OWN_PATHS):
+    if rest[:2] == ["proxy", "exec"]:
+        # a live mount's daemon answers it, this process ending there (execclient.fast)
+        from .execclient import fast
+
+        try:
+            fast(args, home_dir)
+        except (Exception, KeyboardInterrupt) as exc:
+            from .execopts import after_remote
+
+            return after_remote(args, exc)
+    elif not any(tuple(rest[: len(p)]) == p for p in OWN_PATHS):
         code = served(args)
         if code is not None:
             return code

@@ -18,9 +18,10 @@ modules never import this module (`proxy exec`'s click command renders with
 
 from __future__ import annotations
 
-import marshal
 import os
 import sys
+
+from .execclient import NoAnswer, print_reply, talk, with_cwd
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
@@ -162,126 +163,27 @@ def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str] | None:
     return registry.read_exec(home, vault, fork)
 
 
-def with_cwd(rest: list[str], mountpoint: str) -> list[str]:
-    """``rest`` (`proxy exec`'s arguments) with ``--cwd`` set to the current directory, as
-    a path in the fork, when it is inside the fork's ``mountpoint`` and no ``--cwd`` was
-    given: a command run from a directory of a mounted fork runs in that directory, as it
-    would without avfs."""
-    head = rest[: rest.index("--")] if "--" in rest else rest
-    if not mountpoint or any(a == "--cwd" or a.startswith("--cwd=") for a in head):
-        return rest
-    try:
-        here = os.getcwd()
-    except OSError:
-        return rest
-    mp = mountpoint.rstrip("/") or "/"
-    if here == mp or not here.startswith(mp.rstrip("/") + "/"):
-        return rest
-    return ["--cwd", here[len(mp.rstrip("/")) + 1 :], *rest]
-
-
 def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
     """Hand the arguments after `proxy exec` to the live mount's daemon, which parses and
     runs them (see :mod:`avfs_git.proxy.server`, protocol 2); None when there is none to
     ask, or it leaves them to this process (help, ``--mode materialized``).
 
-    Nothing here imports more than Python has loaded at start-up (``_socket`` is the C
-    module under :mod:`socket`, whose own import costs ~7 ms): this process' start-up is
-    most of what an agent pays for a command."""
+    The conversation is :func:`.execclient.talk`'s (built-in modules only); the console
+    script asks the daemon through :func:`.execclient.fast` before it gets here, when
+    ``--vault``/``AVFS_VAULT`` names the fork."""
     found = _exec_socket(glob)
     if found is None:
         return None
     name, daemon_pid, mountpoint = found
     glob["mountpoint"] = mountpoint
-    rest = with_cwd(rest, mountpoint)
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock.connect("\0" + name)
-        # an abstract name has no permissions: after a daemon died, anyone could bind it.
-        # Talk only to the daemon the registry names, running as us.
-        cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-        pid, uid = (int.from_bytes(cred[i : i + 4], sys.byteorder, signed=True) for i in (0, 4))
-        if uid != os.getuid() or pid != daemon_pid:
-            raise OSError("not our mount daemon")
-    except OSError:
-        sock.close()
-        return None  # the daemon is gone, going, or an impostor: in process
-    try:
-        # marshal, not json: built in, so this process imports nothing to send it
-        body = marshal.dumps({"v": 2, "args": rest, "json": glob["json"], "env": dict(os.environ)})
-        msg = b"%08d" % len(body) + body
-        head = rest[: rest.index("--")] if "--" in rest else rest
-        if "--stdin" in head:  # (or a value that reads so: the daemon closes what it does not use)
-            fd0 = (0).to_bytes(4, sys.byteorder)
-            sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd0)])
-        else:
-            sock.sendall(msg)
-        saved = _pass_signals_on(sock)
-        buf = b""
-        want = 8
-        try:
-            while len(buf) < want:
-                data = sock.recv(1 << 20)
-                if not data:
-                    break
-                buf += data
-                if want == 8 and len(buf) >= 8 and buf[:8].isdigit():
-                    want = 8 + int(buf[:8])
-        finally:
-            _restore_signals(saved)
-    finally:
-        sock.close()
-    if want == 8 or len(buf) < want:  # no answer, or not one of protocol 2
+        reply = talk(name, daemon_pid, with_cwd(rest, mountpoint), glob["json"], dict(os.environ))
+    except NoAnswer:
         values, argv = _lenient(rest)
         return _daemon_died(glob, values, argv)
-    reply = marshal.loads(buf[8:want])
-    if reply.get("fallback"):
+    if reply is None or reply.get("fallback"):
         return None
-    out, err = reply.get("out"), reply.get("err")
-    if out is None:  # a person's rendering of the document: parsed here
-        from .execrender import render
-
-        render(glob["json"], reply["doc"], bool(reply.get("quiet")))
-    else:
-        if out:
-            sys.stdout.write(out)
-            sys.stdout.flush()
-        if err:
-            sys.stderr.write(err)
-            sys.stderr.flush()
-    return int(reply["code"])
-
-
-def _pass_signals_on(sock: Any) -> dict[int, Any]:
-    """While the daemon runs the command: Ctrl-C (SIGINT), SIGTERM and SIGHUP of this
-    process go to the daemon as one byte (the signal), which passes it on to the command
-    and answers with the run as it was (``result.interrupted``); this process waits for
-    that answer rather than ending. Returns the handlers to restore (none outside the
-    main thread). ``_signal`` is built in: nothing is imported."""
-    import _signal  # type: ignore[import-not-found]
-
-    def pass_on(signum: int, _frame: Any) -> None:
-        try:
-            sock.send(bytes((signum,)))
-        except OSError:
-            pass  # the daemon is gone: its answer (or none) says so
-
-    saved: dict[int, Any] = {}
-    try:
-        for num in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
-            saved[num] = _signal.signal(num, pass_on)
-    except ValueError:  # not the main thread: signals stay as they are
-        pass
-    return saved
-
-
-def _restore_signals(saved: dict[int, Any]) -> None:
-    import _signal  # type: ignore[import-not-found]
-
-    for num, old in saved.items():
-        _signal.signal(num, old)
+    return print_reply(glob["json"], reply)
 
 
 def _exit(code: int) -> None:
@@ -319,6 +221,23 @@ def _daemon_died(glob: dict[str, Any], values: dict[str, Any] | None, argv: list
             hint="what was written before is in the overlay: see `avfs status`",
         ),
     )
+
+
+def after_remote(args: list[str], exc: BaseException) -> int:
+    """The envelope of a `proxy exec` whose conversation with a mount's daemon
+    (:func:`.execclient.fast`) ended in ``exc``: the daemon died before answering, Ctrl-C
+    before the request was sent, or avfs's own failure; as :func:`fast_main` answers each."""
+    glob, rest = _global_options(args)
+    rest = rest[2:]
+    if isinstance(exc, NoAnswer):
+        return _daemon_died(glob, *_lenient(rest))
+    if isinstance(exc, KeyboardInterrupt):
+        from ..core.errors import Interrupted
+
+        return failed(glob, *_lenient(rest), Interrupted("interrupted"))
+    from ..core.errors import unexpected
+
+    return failed(glob, *_lenient(rest), unexpected(exc))
 
 
 def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:

@@ -187,7 +187,7 @@ def render_error(out: Output, err: AvfsError) -> None:
     sys.stderr.write(msg + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> int:
     """Run the click CLI on ``argv`` (None: this process' arguments); returns the exit code.
     `proxy exec` and the agent hooks run here too, by their click commands; the console
     script (:func:`.execopts.main`) reaches this only after their fast path declined.
@@ -195,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     With ``--json`` stdout is exactly one JSON document on every path: while the command
     runs, anything else that would reach stdout (click's own ``--help`` and ``--version``
     text) is captured and wrapped into a ``help``/``version`` document.
+
+    ``opened``: where to leave the command's :class:`.app.App`, for a caller that closes
+    what it opened itself once the answer is out (the resident server's child,
+    :func:`.resident._child`); else it is left to the interpreter's exit.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _wants_json(args)
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if json_mode:
         sys.stdout = captured
     try:
-        code = _run(list(args), out)  # click consumes the list it is given
+        code = _run(list(args), out, opened)  # click consumes the list it is given
     finally:
         if json_mode:
             sys.stdout = out.stream
@@ -229,12 +233,16 @@ def _version() -> str:
     return __version__
 
 
-def _run(args: list[str], out: Output) -> int:
+def _run(args: list[str], out: Output, opened: list[App] | None = None) -> int:
     from ..core.errors import Interrupted, UsageError, unexpected
 
     try:
         with cli.make_context("avfs", args, obj=out) as ctx:
-            cli.invoke(ctx)
+            try:
+                cli.invoke(ctx)
+            finally:
+                if opened is not None and isinstance(ctx.obj, App):
+                    opened.append(ctx.obj)
         return 0
     except AvfsError as err:
         render_error(out, err)

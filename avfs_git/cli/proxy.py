@@ -51,7 +51,7 @@ def _exec_options(func: Any) -> Any:
 
 def _cwd_in_mount(app: App, spec: str) -> str:
     """The current directory as a path in fork ``spec`` when it is inside the fork's live
-    mount ('' otherwise: the fork's root), as the fast path does (:func:`.execopts.with_cwd`)."""
+    mount ('' otherwise: the fork's root), as the fast path does (:func:`.execclient.with_cwd`)."""
     from ..core.vaults import registry
 
     try:

@@ -118,6 +118,14 @@ def _read_regular(path: str) -> bytes | None:
     return read_file(path)
 
 
+def _below(path: str, root: str) -> str:
+    """``path`` (``root`` or a path os.walk of ``root`` gave) relative to ``root``: '' for
+    ``root`` itself. What ``os.path.relpath`` gives for those, without its ``abspath`` and
+    ``commonprefix`` of both: this runs for every branch of the vault on every confined
+    command (~30 µs each under load)."""
+    return "" if path == root else path[len(root) + 1 :]
+
+
 def _sync(
     root: str, want: dict[str, bytes], dirs: Collection[str] = (), mounts: Collection[str] = ()
 ) -> None:
@@ -132,8 +140,8 @@ def _sync(
         needed.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     done: set[str] = set()
     for dirpath, subdirs, files in os.walk(root):
-        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        rel = "" if rel == "." else rel + "/"
+        rel = _below(dirpath, root)
+        rel = rel + "/" if rel else ""
         keep = []
         for x in subdirs:
             p = os.path.join(dirpath, x)
@@ -187,13 +195,14 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     copied: dict[str, bytes] = {}
     heads = os.path.join(real_refs, "heads")
     for dirpath, _dirs, files in os.walk(heads):
+        below = _below(dirpath, heads)
+        prefix = f"{refs.REFS}heads/{below}/" if below else f"{refs.REFS}heads/"
         for fn in files:
             if fn.endswith(".lock"):
                 continue
-            src = os.path.join(dirpath, fn)
-            data = _read_regular(src)
+            data = _read_regular(os.path.join(dirpath, fn))
             if data is not None:
-                copied[os.path.relpath(src, vault.path).replace(os.sep, "/")] = data
+                copied[prefix + fn] = data
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     _sync(rd, {k[5:]: v for k, v in copied.items()}, {"heads", *subs}, set(subs))
     fork_ref = refs.fork_ref(fork)
@@ -267,7 +276,7 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
             if fn.endswith(".lock"):
                 continue  # a git killed while it held a lock
             p = os.path.join(dirpath, fn)
-            name = refs.REFS + os.path.relpath(p, root).replace(os.sep, "/")
+            name = refs.REFS + _below(p, root)
             data = _read_small(p)
             out[name] = b"" if data is None else data
     return out

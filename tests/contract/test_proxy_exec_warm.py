@@ -186,7 +186,8 @@ def test_arguments_the_daemon_leaves_to_the_cli(home, live):
 
 def test_the_warm_call_loads_neither_click_nor_the_click_cli(live):
     """The console script's way (``python -m avfs_git`` enters where it does): a live mount's
-    daemon answers before click or cli/main is imported."""
+    daemon answers before click, cli/main or even cli/execopts is imported (the client's
+    built-in modules only: cli/execclient.py)."""
     r = subprocess.run(
         [
             sys.executable,
@@ -209,8 +210,9 @@ def test_the_warm_call_loads_neither_click_nor_the_click_cli(live):
     assert r.returncode == 0 and doc["success"] and doc["mount"]["reused"], doc
     lines = r.stderr.decode().splitlines()
     loaded = {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time:")}
-    assert "avfs_git.cli.execopts" in loaded
+    assert "avfs_git.cli.execclient" in loaded
     assert sorted(m for m in loaded if m.split(".")[0] == "click" or m == "avfs_git.cli.main") == []
+    assert not {"avfs_git.cli.execopts", "avfs_git.core.vaults.registry"} & loaded
 
 
 def test_a_command_that_writes_nothing_takes_no_status_and_changes_nothing(vault, live):

@@ -34,7 +34,7 @@ from typing import Protocol
 
 from ..errors import QuotaExceededError
 from ..store import names, packwriter
-from .usage import GEN, GEN_FMT, ForkUsage, QuotaUsage, bump, publish, read_small, size_of, tree_bytes
+from .usage import GEN, GEN_FMT, ForkUsage, QuotaUsage, bump, publish, read_small, signal, size_of, tree_bytes
 
 
 class QuotaVault(Protocol):
@@ -364,7 +364,7 @@ class QuotaTracker:
             try:
                 if not os.path.isdir(self.dir):
                     self._setup()
-                self._write("config", f"{time.time_ns()} {os.getpid()}\n")
+                signal(self.dir, "config")
             except OSError:
                 pass
 

@@ -384,17 +384,22 @@ def place(home_path: str, cwd: str) -> str | None:
 
 
 def mounted_at(mountpoint: str) -> bool:
-    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts; the mount
+    """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts, searched as
+    bytes for the mount point as the kernel escapes it, as a line's second field; the mount
     point itself is never touched, so a dead FUSE mount cannot hang the question)."""
-    target = os.path.realpath(mountpoint)
+    target = os.fsencode(os.path.realpath(mountpoint))
+    for raw, esc in ((b"\\", b"\\134"), (b" ", b"\\040"), (b"\t", b"\\011"), (b"\n", b"\\012")):
+        target = target.replace(raw, esc)
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) > 2 and parts[1].replace("\\040", " ") == target:
-                    return True
+        with open("/proc/self/mounts", "rb") as fh:
+            table = fh.read()
     except OSError:
-        pass
+        return False
+    at = table.find(needle := b" " + target + b" ")
+    while at >= 0:
+        if b" " not in table[table.rfind(b"\n", 0, at) + 1 : at]:  # the second field
+            return True
+        at = table.find(needle, at + 1)
     return False
 
 

@@ -137,6 +137,25 @@ def publish(usage_dir: str, name: str, text: str) -> None:
     bump(os.path.join(usage_dir, GEN))
 
 
+def signal(usage_dir: str, name: str) -> None:
+    """Change ``usage/<name>`` (a signal: readers compare its bytes with what they last
+    read, nothing parses it), then count one more in ``usage/gen``.
+
+    Written in place, not replaced as :func:`publish` does: ext4 (``auto_da_alloc``) writes
+    a file's data out when a rename replaces another file with it, and every pack written
+    (a checkpoint, a fork of a changed workspace) signals: 7-30 ms a call on a busy disk
+    against ~30 µs for this. A reader may see a torn value; it differs from the old one as
+    the whole new one does (the objects are stale either way), and the new one comes with
+    the counter.
+    """
+    fd = os.open(os.path.join(usage_dir, name), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.pwrite(fd, b"%020d %10d\n" % (time.time_ns(), os.getpid()), 0)
+    finally:
+        os.close(fd)
+    bump(os.path.join(usage_dir, GEN))
+
+
 def bump(gen_path: str) -> None:
     import fcntl
 
@@ -157,7 +176,7 @@ def _pack_written(pack_dir: str) -> None:
     if not os.path.isdir(usage):
         return  # not set up yet: the first check scans the objects anyway
     try:
-        publish(usage, "objects", f"{time.time_ns()} {os.getpid()}\n")
+        signal(usage, "objects")
     except OSError:
         pass
 
