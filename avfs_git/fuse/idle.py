@@ -42,7 +42,9 @@ from collections.abc import Callable
 log = logging.getLogger("avfs.fuse")
 
 MIN_TICK_S = 0.05
-MAX_TICK_S = 10.0
+# at most this between two looks (at the activity, and at a request to release now:
+# core/vaults/warmrelease.py, which a person's `vault delete` or `gc` waits on)
+MAX_TICK_S = 1.0
 
 
 class IdleRelease:
@@ -146,6 +148,11 @@ class IdleRelease:
                     self._seen = now
                     self.touch()
                     continue
+                if self._asked():
+                    if self.release(asked=True):
+                        return
+                    self._answered()  # kept (in use): the one who asked refuses, naming it
+                    continue
                 with self._lock:
                     busy = self._in_flight > 0
                 if busy or self._idle_for() < self.timeout_s:
@@ -155,8 +162,22 @@ class IdleRelease:
             except Exception:
                 log.exception("the idle timer of a mount kept warm")
 
-    def release(self) -> bool:
-        """Unmount now if the mount is idle and nothing holds it; True when it is gone."""
+    def _asked(self) -> bool:
+        """Whether someone asked for the mount to go now (``vault delete``, ``gc``: see
+        :mod:`~avfs_git.core.vaults.warmrelease`)."""
+        from ..core.vaults.warmrelease import request_path
+
+        return os.path.exists(request_path(self.state_dir, self.key))
+
+    def _answered(self) -> None:
+        from ..core.vaults.warmrelease import request_path
+
+        with contextlib.suppress(OSError):
+            os.unlink(request_path(self.state_dir, self.key))
+
+    def release(self, asked: bool = False) -> bool:
+        """Unmount now if the mount is idle (or ``asked``: someone asked for it to go, the
+        timeout does not count) and nothing holds it; True when it is gone."""
         from ..core.errors import BusyError
         from ..core.store.locks import exec_lock_path, file_lock, mount_lock_path
         from ..core.vaults import registry
@@ -182,7 +203,7 @@ class IdleRelease:
                 return False  # a command runs in the mount, or it is being adopted
             data = registry.read_record(self.record)
             if (data is not None and not data.get("kept_warm")) or (
-                not orphan and self._idle_for() < self.timeout_s
+                not orphan and not asked and self._idle_for() < self.timeout_s
             ):
                 return False
             holders = mount_holders(self.mountpoint)
@@ -190,7 +211,7 @@ class IdleRelease:
                 return False  # looked at again at the next tick
             if data is not None:
                 data["state"] = "unmounting"
-                data["released"] = "idle"
+                data["released"] = "asked" if asked else "idle"
                 registry.write_record(self.record, data)
             if self.backend == "overlay":
                 cmd = ["umount", self.mountpoint]
@@ -205,7 +226,10 @@ class IdleRelease:
                     registry.write_record(self.record, data)
                 log.info("idle mount still in use, kept: %s", proc.stderr.strip())
                 return False
-            log.warning("released after %.0f s without use (kept warm for proxy exec)", self.timeout_s)
+            if asked:
+                log.warning("released on request (kept warm for proxy exec; a fork or vault deleted, gc)")
+            else:
+                log.warning("released after %.0f s without use (kept warm for proxy exec)", self.timeout_s)
             self._held, stack = stack, contextlib.ExitStack()  # held until this process ends
             if self.on_release is not None:
                 self.on_release()

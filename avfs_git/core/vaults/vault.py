@@ -48,6 +48,7 @@ from .lazyconfig import FetchTimeout, Neighbours
 from .oplog import OpLog
 from .quota import QuotaTracker
 from .vaultquota import VaultQuota
+from .warmrelease import release_kept_warm
 
 
 class VaultHome(Protocol):
@@ -516,8 +517,13 @@ class Vault(VaultQuota, Generic[H_co]):
     def refuse_if_mounted(self, fork: str | None = None) -> None:
         """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
         deleting what a mount serves would pull its upper layer and state from under the
-        processes working in it (as git refuses to delete a branch checked out somewhere)."""
+        processes working in it (as git refuses to delete a branch checked out somewhere).
+        A mount kept warm for ``proxy exec`` (nobody asked for it) is asked to go first
+        (:mod:`.warmrelease`); it stays, and so refuses, while a command runs in it."""
         live = registry.live_mountpoints(self.state_dir, fork)
+        if live:
+            release_kept_warm(self.state_dir, fork)
+            live = registry.live_mountpoints(self.state_dir, fork)
         if not live:
             return
         mps = sorted(live.values())

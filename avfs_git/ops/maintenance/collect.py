@@ -22,6 +22,7 @@ from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
 from ...core.types import to_json
 from ...core.vaults import layers
+from ...core.vaults.warmrelease import release_kept_warm
 from .common import (
     DAY_S,
     KEEP,
@@ -112,6 +113,9 @@ def _keep_roots(vault: Vault, cutoff: float) -> set[str]:
 
 def _refuse_if_mounted(vault: Vault, what: str) -> None:
     live = live_mounts(vault)
+    if live:  # mounts kept warm for proxy exec go when asked (core/vaults/warmrelease.py)
+        release_kept_warm(vault.state_dir)
+        live = live_mounts(vault)
     if live:
         where = ", ".join(f"{m.key} at {m.mountpoint}" for m in live)
         raise BusyError(
