@@ -245,13 +245,16 @@ class PackWriter:
         return name
 
     def _index(self, pack_sum: bytes) -> bytes:
-        # each table packed in one call (a loop of struct.pack per object: ~0.4 ms at 300)
-        items = sorted((bytes.fromhex(oid), off, crc) for oid, (off, crc) in self._entries.items())
-        n = len(items)
+        # each table built in one call, not per object (~0.4 ms at 300 objects): the ids
+        # sort as hex as they do as bytes, and become bytes in one call
+        entries = self._entries
+        oids = sorted(entries)
+        n = len(oids)
+        ids = bytes.fromhex("".join(oids))
         fanout = [0] * 256
-        for raw, _, _ in items:
-            fanout[raw[0]] += 1
-        offsets = [off for _, off, _ in items]
+        for first in ids[::20]:
+            fanout[first] += 1
+        offsets = [entries[oid][0] for oid in oids]
         large = [off for off in offsets if off >= 0x80000000]
         if large:  # a pack past 2 GiB: those offsets go to the 64-bit table, in order
             at = iter(range(len(large)))
@@ -261,8 +264,8 @@ class PackWriter:
                 b"\xfftOc",
                 struct.pack(">I", 2),
                 struct.pack(">256I", *itertools.accumulate(fanout)),
-                b"".join(raw for raw, _, _ in items),
-                struct.pack(f">{n}I", *(crc & 0xFFFFFFFF for _, _, crc in items)),
+                ids,
+                struct.pack(f">{n}I", *(entries[oid][1] & 0xFFFFFFFF for oid in oids)),
                 struct.pack(f">{n}I", *offsets),
                 struct.pack(f">{len(large)}Q", *large),
                 pack_sum,
