@@ -340,3 +340,23 @@ def test_edquot_through_a_mount_for_files(home: Home, vault: Vault, tmp_path: Pa
         os.unlink(os.path.join(mp, "2.txt"))
         Path(mp, "3.txt").write_text("3")
     assert sorted(e.name for e in vault.workspace("main").listdir()) == ["1.txt", "3.txt"]
+
+
+def test_a_pack_is_signalled_in_place_and_seen_by_another_handle(vault: Vault) -> None:
+    """Every pack written changes ``usage/objects`` and counts one more in ``usage/gen``;
+    the signal is written in place (a rename over it would start its writeback on ext4,
+    milliseconds on a busy disk), and another handle's cached size of the objects follows."""
+    other = _fresh(vault)
+    ws = vault.workspace("main")
+    ws.write("warm.txt", b"x")
+    checkpoint.save(vault, "main", "c0")
+    seen = other.quota_usage().objects_bytes  # the other handle's cache is warm
+    usage_dir = os.path.join(vault.path, "avfs", "usage")
+    sig = os.path.join(usage_dir, "objects")
+    before = (os.stat(sig).st_ino, Path(sig).read_bytes(), Path(usage_dir, "gen").read_bytes())
+    ws.write("data.bin", os.urandom(100_000))
+    checkpoint.save(vault, "main", "c1")
+    after = (os.stat(sig).st_ino, Path(sig).read_bytes(), Path(usage_dir, "gen").read_bytes())
+    assert after[0] == before[0]  # the same file, written in place
+    assert after[1] != before[1] and after[2] != before[2]
+    assert other.quota_usage().objects_bytes >= seen + 100_000
