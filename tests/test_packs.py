@@ -92,7 +92,9 @@ def test_a_tree_past_one_stored_block_reads_back_in_git(tmp_path):
     raw = bytes.fromhex(blob)
     big = b"".join(b"100644 file-%05d.txt\0" % i + raw for i in range(4000))
     small = b"100644 one.txt\0" + raw
-    big_id, small_id = pw.add(packwriter.OBJ_TREE, big), pw.add(packwriter.OBJ_TREE, small)
+    big_id, small_id = pw.add(packwriter.OBJ_TREE, big), pw.add_tree(small).hex()  # (add_tree: the id raw)
+    assert small_id == packwriter.object_id(packwriter.OBJ_TREE, small)
+    assert pw.add_tree(small).hex() == small_id and len(pw) == 3  # written once
     assert len(big) > 2 * 0xFFFF
     name = pw.finish()
     assert name is not None

@@ -154,6 +154,19 @@ class PackWriter:
         self._write(raw)
         return oid
 
+    def add_tree(self, data: bytes) -> bytes:
+        """:meth:`add` of a tree, its id returned raw (20 bytes, as a tree entry holds it):
+        a merge writes hundreds of trees, each id going straight into its parent."""
+        h = hashlib.sha1(b"tree %d\0" % len(data))
+        h.update(data)
+        raw = h.digest()
+        oid = raw.hex()
+        if not self._known(oid):
+            obj = _header(OBJ_TREE, len(data)) + stored(data)
+            self._entries[oid] = (self._offset, zlib.crc32(obj))
+            self._write(obj)
+        return raw
+
     def add_file(self, path: str) -> str:
         """Add the contents of a file as a blob, streamed (no whole-file buffering)."""
         with open(path, "rb") as fh:

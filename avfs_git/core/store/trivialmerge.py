@@ -214,7 +214,7 @@ class _Merger:
             return None
         if moved:  # git's order: a directory sorts as if its name ended in "/"
             entries.sort(key=lambda e: _name(e) + b"/" if e.startswith(_TREE) else _name(e))
-        return bytes.fromhex(self.pw.add(OBJ_TREE, b"".join(entries)))
+        return self.pw.add_tree(b"".join(entries))
 
 
 class _NeedsMerge(Exception):
