@@ -342,19 +342,21 @@ def test_edquot_through_a_mount_for_files(home: Home, vault: Vault, tmp_path: Pa
     assert sorted(e.name for e in vault.workspace("main").listdir()) == ["1.txt", "3.txt"]
 
 
-def test_a_pack_signals_the_other_processes_in_place(vault: Vault) -> None:
-    """Every pack written tells the other processes' trackers that the objects grew, by
-    changing ``usage/objects`` in place (a rename over it costs a write-out on ext4); a
-    tracker that read it before sees the change and rescans."""
+def test_a_pack_is_signalled_in_place_and_seen_by_another_handle(vault: Vault) -> None:
+    """Every pack written changes ``usage/objects`` and counts one more in ``usage/gen``;
+    the signal is written in place (a rename over it would start its writeback on ext4,
+    milliseconds on a busy disk), and another handle's cached size of the objects follows."""
+    other = _fresh(vault)
     ws = vault.workspace("main")
     ws.write("warm.txt", b"x")
-    other = _fresh(vault)
-    before = other.quota_usage().objects_bytes
     checkpoint.save(vault, "main", "c0")
-    sig = os.path.join(vault.path, "avfs", "usage", "objects")
-    ino, first = os.stat(sig).st_ino, Path(sig).read_bytes()
-    ws.write("data.bin", os.urandom(50_000))
+    seen = other.quota_usage().objects_bytes  # the other handle's cache is warm
+    usage_dir = os.path.join(vault.path, "avfs", "usage")
+    sig = os.path.join(usage_dir, "objects")
+    before = (os.stat(sig).st_ino, Path(sig).read_bytes(), Path(usage_dir, "gen").read_bytes())
+    ws.write("data.bin", os.urandom(100_000))
     checkpoint.save(vault, "main", "c1")
-    assert os.stat(sig).st_ino == ino
-    assert Path(sig).read_bytes() != first
-    assert other.quota_usage().objects_bytes >= before + 50_000
+    after = (os.stat(sig).st_ino, Path(sig).read_bytes(), Path(usage_dir, "gen").read_bytes())
+    assert after[0] == before[0]  # the same file, written in place
+    assert after[1] != before[1] and after[2] != before[2]
+    assert other.quota_usage().objects_bytes >= seen + 100_000

@@ -15,6 +15,7 @@ from .packwriter import OBJ_TREE, PackWriter
 from .treediff import diff_entry
 
 _TREE = b"40000 "  # how a directory's raw entry starts
+_NONE: frozenset[bytes] = frozenset()  # an absent tree's entries
 
 
 _RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
@@ -94,32 +95,44 @@ class _Merger:
     def __init__(self, store: GitStore, list_changed: bool, pack: PackWriter | None) -> None:
         self.store = store
         self.list_changed = list_changed
-        self.read = raw_reader(store, "tree")
+        read = raw_reader(store, "tree")
+
+        def entries(oid: bytes) -> list[bytes]:
+            """A tree's raw entries in order (the walk reads ~900 trees: no more calls
+            per tree than these)."""
+            return raw_entries(read(oid.hex()))
+
+        self.entries = entries
         self.changed: set[str] = set()
         self.pw = pack if pack is not None else store.pack_writer()
-
-    def raw(self, oid: bytes | None) -> tuple[list[bytes], frozenset[bytes]]:
-        """A tree's raw entries in order, and as a set for set operations."""
-        if oid is None:
-            return [], frozenset()
-        found = raw_entries(self.read(oid.hex()))
-        return found, frozenset(found)
 
     def walk(self, b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
         """The merged tree of base ``b``, ours ``o`` and theirs ``t`` (ids, raw; None:
         absent) at ``prefix``: None when empty. Raises :class:`_NeedsMerge`."""
         # only entries differing somewhere are looked at, by set operations (in C)
-        _, sb = self.raw(b)
-        lo, so = self.raw(o)
-        _, st = self.raw(t)
+        entries = self.entries
+        lo = entries(o) if o is not None else []
+        so = frozenset(lo)
+        st = frozenset(entries(t)) if t is not None else _NONE
+        sb = frozenset(entries(b)) if b is not None else _NONE
         # ours' entry of each name where the sides differ (the name: from the first space to
         # the NUL before the 20-byte id; written out, not _name(): the walk's hottest line)
         oo = {e[e.index(b" ") + 1 : -21]: e for e in so - st}
         tt = {e[e.index(b" ") + 1 : -21]: e for e in st - so}
         differ = oo.keys() | tt.keys()
-        self.refuse_same_changes(sb, so, st, differ, prefix)
-        # a base entry both sides kept names no differing entry: only the others are named
-        bb = {n: e for e in sb - (so & st) if (n := e[e.index(b" ") + 1 : -21]) in differ}
+        both = so & st
+        # the base's entries a side did not keep: of a name where the sides differ, the
+        # base's version of it; of another name, the same change made on both sides
+        bb: dict[bytes, bytes] = {}
+        gone = sb - both
+        for e in gone:
+            n = e[e.index(b" ") + 1 : -21]
+            if n in differ:
+                bb[n] = e
+            else:
+                self.refuse_same_change(e, n, so - sb, prefix)
+        if len(both) > len(sb) - len(gone):  # both sides hold entries the base lacks
+            self.refuse_same_additions(both - sb, sb)
         replace: dict[bytes, bytes | None] = {}
         moved = False
         for name in differ:
@@ -162,38 +175,26 @@ class _Merger:
             return o
         return self.write(lo, oo, replace, moved)
 
-    def refuse_same_changes(
-        self,
-        sb: frozenset[bytes],
-        so: frozenset[bytes],
-        st: frozenset[bytes],
-        differ: set[bytes],
-        prefix: bytes,
-    ) -> None:
-        """Raise :class:`_NeedsMerge` where both sides made the same change that libgit2
-        may read as a rename: both deleted a file, or both added the same thing."""
-        ours_new: dict[bytes, bytes] | None = None  # what ours added or changed against the base
-        # what both sides changed or deleted of the base's (a base entry only ours changed
-        # is theirs', so its name differs between the sides: none of this check's business)
-        for e in sb - so - st:
-            name = _name(e)
-            if name in differ:
-                continue
-            if ours_new is None:
-                ours_new = {_name(n): n for n in so - sb}
-            same = ours_new.get(name)  # theirs made the very same change
-            if same is None:
-                raise _NeedsMerge  # deleted on both sides: maybe renamed on one
-            if e.startswith(_TREE):
-                # the same change on both sides: a file gone from both may be a rename
-                diffs = _diff(self.store, _pair(e), _pair(same), prefix + name)
-                if any(c.status is ChangeStatus.DELETED for c in diffs):
-                    raise _NeedsMerge
-        both = (so & st) - sb  # the very same entry on both sides, not the base's
-        if both and {_name(e) for e in both} - {_name(e) for e in sb}:
-            # the same thing added on both sides: where one side also deleted something like
-            # it, libgit2 sees a rename meeting an add (rename/add), git maybe a directory
-            # rename: libgit2 decides
+    def refuse_same_change(self, e: bytes, name: bytes, ours_new: frozenset[bytes], prefix: bytes) -> None:
+        """Raise :class:`_NeedsMerge` where base entry ``e`` (``name``) is gone from both
+        sides, or both made the same change that libgit2 may read as a rename: a file gone
+        from both. ``ours_new``: what ours added or changed against the base."""
+        same = next((n for n in ours_new if _name(n) == name), None)  # theirs made the same change
+        if same is None:
+            raise _NeedsMerge  # deleted on both sides: maybe renamed on one
+        if e.startswith(_TREE):
+            # the same change on both sides: a file gone from both may be a rename
+            diffs = _diff(self.store, _pair(e), _pair(same), prefix + name)
+            if any(c.status is ChangeStatus.DELETED for c in diffs):
+                raise _NeedsMerge
+
+    @staticmethod
+    def refuse_same_additions(added: frozenset[bytes], sb: frozenset[bytes]) -> None:
+        """Raise :class:`_NeedsMerge` where both sides added the very same entry under a
+        name the base lacks (``added``: entries on both sides, not the base's): where one
+        side also deleted something like it, libgit2 sees a rename meeting an add
+        (rename/add), git maybe a directory rename: libgit2 decides."""
+        if added and {_name(e) for e in added} - {_name(e) for e in sb}:
             raise _NeedsMerge
 
     def write(
@@ -213,7 +214,7 @@ class _Merger:
             return None
         if moved:  # git's order: a directory sorts as if its name ended in "/"
             entries.sort(key=lambda e: _name(e) + b"/" if e.startswith(_TREE) else _name(e))
-        return bytes.fromhex(self.pw.add(OBJ_TREE, b"".join(entries)))
+        return self.pw.add_tree(b"".join(entries))
 
 
 class _NeedsMerge(Exception):

@@ -3,8 +3,8 @@
 :class:`QuotaUsage` is the count (git objects on disk, each fork's overlay, the caches and
 worktree git dirs; with a kernel-enforced quota, what the vault's qgroup holds). The
 numbers behind it are measured on disk (:func:`tree_bytes`) and published in
-``<vault>/avfs/usage/``: one small file per fork's totals or signal, replaced whole
-(:func:`publish`), and a counter, ``usage/gen``, one more per publication (:func:`bump`),
+``<vault>/avfs/usage/``: one small file per fork's totals, replaced whole
+(:func:`publish`), or per signal, changed in place (:func:`signal`), and a counter, ``usage/gen``, one more per publication (:func:`bump`),
 which every process's tracker (:class:`.quota.QuotaTracker`) maps in memory to know when
 to read the files again. A pack written by any process is such a signal (the store's
 ``packwriter.FINISH_HOOKS``).
