@@ -102,13 +102,14 @@ def list_remotes(vault: Vault) -> list[RemoteInfo]:
     return [RemoteInfo(r.name, redact(r.url)) for r in sorted(remotes(vault.store), key=lambda r: r.name)]
 
 
-def _require(vault: Vault, name: str) -> str:
-    """The remote's URL. Read with `git config` rather than libgit2: push and fetch need no
-    pygit2 (its import costs ~85 ms of every `avfs push`)."""
+def _require(vault: Vault, name: str) -> list[str]:
+    """The remote's URLs (one, unless the config gives it several), in one read of the
+    config (:meth:`~..store.gitstore.GitStore.config_values`: libgit2 in the warm CLI
+    server, else one ``git config``)."""
     _check_name(name)
-    proc = _git(vault, "config", "--get", f"remote.{name}.url", check=False)
-    if proc.returncode == 0:
-        return proc.stdout.strip()
+    urls = vault.store.config_values(f"remote.{name}.url")
+    if urls:
+        return urls
     _not_found(vault, name)
 
 
@@ -118,11 +119,9 @@ def _clean_stored(vault: Vault, name: str) -> tuple[tuple[str, str] | None, tupl
     URL stored with some (by git itself, or an older avfs) is rewritten without them, and
     they are used for this one call through the environment. Returns (credentials for this
     call, warnings)."""
-    _require(vault, name)
-    proc = _git(vault, "config", "--get-all", f"remote.{name}.url", check=False)
     creds: tuple[str, str] | None = None
     urls = []
-    for url in proc.stdout.splitlines():
+    for url in _require(vault, name):
         clean, found = split_credentials(url.strip())
         urls.append(clean)
         creds = creds or found
