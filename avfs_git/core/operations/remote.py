@@ -249,12 +249,13 @@ def push(
         if force_with_lease:
             expected[ref] = seen or ""
             leases.append(f"--force-with-lease={ref}:{expected[ref]}")
-        elif seen is not None and seen != tip:
-            # compare-and-swap on what this vault last saw there (see the note above _contains)
-            if not _contains(vault, tip, seen):
+        else:
+            # compare-and-swap on what this vault last saw there, or on the branch's absence
+            # when it never saw it (see the note above _contains)
+            if seen is not None and seen != tip and not _contains(vault, tip, seen):
                 _behind(vault, remote, ref, tip, seen, creds)
-            expected[ref] = seen
-            leases.append(f"--force-with-lease={ref}:{seen}")
+            expected[ref] = seen or ""
+            leases.append(f"--force-with-lease={ref}:{expected[ref]}")
             implicit.add(ref)
         if checkpoints:
             prefix = refs.checkpoint_prefix(f)
@@ -337,8 +338,10 @@ def _caught_up(
 # push. With ``--force-with-lease=<ref>:<what this vault last saw>`` the server compares
 # and swaps under its ref lock, a moved ref is refused before anything is looked up, and
 # avfs checks the fast-forward itself (the fork must contain what it last saw): the same
-# guarantee as a plain push, nothing fetched. A ref never fetched has no lease: a plain
-# push, as git does it.
+# guarantee as a plain push, nothing fetched. A branch this vault never saw there is
+# leased on its absence (``--force-with-lease=<ref>:``): two machines' first publish of
+# one new branch is the same compare-and-swap, the second refused as non-fast-forward (or,
+# where the remote has a commit the fork contains, renewed by _caught_up and pushed).
 
 
 def _contains(vault: Vault, tip: str, seen: str) -> bool:
@@ -444,8 +447,9 @@ def _push_failed(
 def _lost_race(stderr: str, ref: str) -> bool:
     """Whether the server refused ``ref`` because it moved between its advertisement and
     the update (receive-pack's compare-and-swap under the ref lock: ``cannot lock ref
-    '<ref>': is at X but expected Y``): another push got there first."""
-    return f"cannot lock ref '{ref}'" in stderr and "but expected" in stderr
+    '<ref>': is at X but expected Y``, or ``...: reference already exists`` for a branch
+    that was absent): another push got there first."""
+    return f"cannot lock ref '{ref}'" in stderr and ("but expected" in stderr or "already exists" in stderr)
 
 
 def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:
