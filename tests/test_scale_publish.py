@@ -8,13 +8,19 @@ Two avfs homes on this machine stand for two machines, as in tests/test_scale.py
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from avfs_git.core.errors import RemoteRejectedError
+from avfs_git.core.errors import RemoteError, RemoteRejectedError
 from avfs_git.core.operations import checkpoint, remote
+from avfs_git.core.store import transferlock
+from avfs_git.core.store.locks import flock_held
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 
@@ -133,3 +139,129 @@ def test_a_first_publish_of_a_branch_the_server_has_at_a_commit_the_fork_contain
     res = remote.push(v, "origin", ["feature"])
     assert [(u.ref, u.old, u.new) for u in res.updates] == [(BRANCH, first, mine)]
     assert git("--git-dir", str(served), "rev-parse", BRANCH).strip() == mine
+
+
+# -- a ref lock a killed push or fetch left -------------------------------------------------
+
+
+def _leave_lock(v: Vault, ref: str = "refs/remotes/origin/main") -> Path:
+    """What a push or fetch killed while git moved ``ref`` leaves: git's lock file beside
+    it, holding the id git was writing."""
+    lock = Path(v.path) / f"{ref}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(git("--git-dir", v.path, "rev-parse", ref).strip() + "\n")
+    return lock
+
+
+def _other_publishes(url: str, tmp_path: Path) -> str:
+    """Another machine publishes a commit on main (plain git); its id."""
+    other = tmp_path / "other"
+    git("clone", "-q", url, str(other))
+    (other / "theirs.txt").write_text("theirs\n")
+    git("-C", str(other), "add", "-A")
+    git("-C", str(other), "commit", "-q", "-m", "theirs")
+    git("-C", str(other), "push", "-q", "origin", "main")
+    return git("-C", str(other), "rev-parse", "HEAD").strip()
+
+
+def _hold_transfer_lock(v: Vault) -> subprocess.Popen[bytes]:
+    """A process holding the vault's transfer lock shared, as a running push's git does
+    (it prints a line once it holds it)."""
+    code = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({transferlock.lock_path(v.state_dir)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_SH)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    os.makedirs(os.path.dirname(transferlock.lock_path(v.state_dir)), exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"held\n"
+    return proc
+
+
+def test_the_next_fetch_and_push_take_back_a_lock_a_killed_transfer_left(server, tmp_path, cli):
+    url = server.url("proj.git")
+    served = server.base / "proj.git"
+    h = _home(tmp_path, "h")
+    v = h.clone_vault(url, "p", lazy=True)
+    theirs = _other_publishes(url, tmp_path)  # so the fetch has a tracking ref to move
+    lock = _leave_lock(v)
+    r = cli("--json", "--home", h.path, "--vault", "p", "fetch")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 0, r.out
+    assert doc["result"]["warnings"] and "refs/remotes/origin/main.lock" in doc["result"]["warnings"][0]
+    assert not lock.exists()
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == theirs
+    # a push: the same, and its tracking ref moves with it
+    _, res = remote.pull(v, "origin", "main")
+    assert res.status == "fast_forward"  # type: ignore[attr-defined]
+    v.workspace("main").write("mine.txt", b"mine\n")
+    mine = checkpoint.save(v, "main").checkpoint.commit  # type: ignore[union-attr]
+    lock = _leave_lock(v)
+    pushed = remote.push(v, "origin", ["main"])
+    assert "refs/remotes/origin/main.lock" in pushed.warnings[0]
+    assert not lock.exists()
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == mine
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == mine
+
+
+def test_a_lock_of_a_transfer_still_running_is_left_alone(server, tmp_path):
+    """While a push or fetch of the vault runs (its git holds the transfer lock), a lock
+    file under the remote's tracking refs may be its own: the next fetch leaves it, fails
+    clearly and changes nothing; once that transfer is gone the same fetch takes it back."""
+    url = server.url("proj.git")
+    v = _home(tmp_path, "h").clone_vault(url, "p", lazy=True)
+    theirs = _other_publishes(url, tmp_path)
+    lock = _leave_lock(v)
+    holder = _hold_transfer_lock(v)
+    try:
+        refs_before = git("--git-dir", v.path, "for-each-ref")
+        with pytest.raises(RemoteError) as exc:
+            remote.fetch(v, "origin")
+        assert exc.value.exit_code == 5 and "main.lock" in exc.value.message
+        assert lock.exists() and git("--git-dir", v.path, "for-each-ref") == refs_before
+    finally:
+        holder.kill()
+        holder.communicate()
+    res = remote.fetch(v, "origin")
+    assert "main.lock" in res.warnings[0] and not lock.exists()
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == theirs
+
+
+def test_git_keeps_the_transfer_lock_when_the_avfs_that_started_it_is_killed(server, tmp_path):
+    """`avfs push` killed while its git push still runs (the server is slow: a hook): git
+    goes on, and holds the transfer lock until it ends, so a fetch meanwhile leaves the
+    lock files alone; after git ends, the next fetch takes back what was left (and git's
+    push, finished without avfs, is caught up with: the tracking ref moves to it)."""
+    url = server.url("proj.git")
+    served = server.base / "proj.git"
+    h = _home(tmp_path, "h")
+    v = h.clone_vault(url, "p", lazy=True)
+    v.workspace("main").write("mine.txt", b"mine\n")
+    mine = checkpoint.save(v, "main").checkpoint.commit  # type: ignore[union-attr]
+    hook = served / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ntouch '{tmp_path}/receiving'\nsleep 3\n")
+    hook.chmod(0o755)
+    env = {**os.environ, "AVFS_HOME": h.path, "AVFS_SERVER": "off", "AVFS_PROGRESS": "never"}
+    avfs = subprocess.Popen([sys.executable, "-m", "avfs_git", "--vault", "p", "push"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "receiving").exists():
+        assert time.monotonic() < deadline and avfs.poll() is None
+        time.sleep(0.02)
+    avfs.kill()  # avfs alone: its git push goes on
+    avfs.wait()
+    assert flock_held(transferlock.lock_path(v.state_dir))  # by the git avfs started
+    lock = _leave_lock(v)  # (one the transfer could own)
+    meanwhile = remote.fetch(v, "origin")  # (the server has nothing new: no ref to lock)
+    assert meanwhile.warnings == () and lock.exists()
+    deadline = time.monotonic() + 60
+    while flock_held(transferlock.lock_path(v.state_dir)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert git("--git-dir", str(served), "rev-parse", "main").strip() == mine  # git finished it
+    res = remote.fetch(v, "origin")
+    assert "main.lock" in res.warnings[0] and not lock.exists()
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == mine
+

@@ -30,10 +30,10 @@ import subprocess
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
-from ..store import names, refs
+from ..store import names, refs, transferlock
 from ..store.redact import redact, split_credentials
 from ..store.transport import ProgressFn, transport
-from ..store.vaultconfig import remotes
+from ..store.vaultconfig import config_values, remotes
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
@@ -82,10 +82,14 @@ def _git(
     check: bool = True,
     progress: ProgressFn | None = None,
     credentials: tuple[str, str] | None = None,
+    hold: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """git on the vault through :func:`.transport.transport`; ``hold``: the transfer lock's
+    descriptor, for git (and what it starts) to hold while it runs (:mod:`.transferlock`)."""
     return transport(
-        vault.path, *args, check=check, progress=progress, credentials=credentials, token=_token(vault)
-    )
+        vault.path, *args, check=check, progress=progress, credentials=credentials, token=_token(vault),
+        pass_fds=() if hold is None else (hold,),
+    )  # fmt: skip
 
 
 def _token(vault: Vault) -> str | None:
@@ -104,10 +108,10 @@ def list_remotes(vault: Vault) -> list[RemoteInfo]:
 
 def _require(vault: Vault, name: str) -> list[str]:
     """The remote's URLs (one, unless the config gives it several), in one read of the
-    config (:meth:`~..store.gitstore.GitStore.config_values`: libgit2 in the warm CLI
+    config (:func:`~..store.vaultconfig.config_values`: libgit2 in the warm CLI
     server, else one ``git config``)."""
     _check_name(name)
-    urls = vault.store.config_values(f"remote.{name}.url")
+    urls = config_values(vault.store, f"remote.{name}.url")
     if urls:
         return urls
     _not_found(vault, name)
@@ -138,6 +142,16 @@ def _clean_stored(vault: Vault, name: str) -> tuple[tuple[str, str] | None, tupl
     return creds, (
         f"remote {name}'s URL held credentials: they were removed from the vault's config and used"
         " for this call only (use a git credential helper or AVFS_GIT_TOKEN from now on)",
+    )
+
+
+def _taken_back(taken: list[str]) -> tuple[str, ...]:
+    """The warning for the lock files of a dead push or fetch removed first."""
+    if not taken:
+        return ()
+    return (
+        f"removed {', '.join(taken)}: git's lock file(s) left by a push or fetch that was killed"
+        " (no push or fetch of this vault was running)",
     )
 
 
@@ -264,13 +278,15 @@ def push(
                     dest = refs.checkpoint_tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
-    proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
-    if proc.returncode != 0 and (caught_up := _caught_up(vault, remote, proc, local, implicit, creds)):
-        # the remote moved only to commits this fork already contains (a push of ours whose
-        # remote-tracking ref a kill kept from moving): the same compare-and-swap on them
-        expected.update(caught_up)
-        leases = [f"--force-with-lease={r}:{o}" for r, o in expected.items()]
-        proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
+    with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
+        warnings += _taken_back(taken)
+        proc, atomic = _run_push(vault, remote, specs, leases, progress, creds, held)
+        if proc.returncode != 0 and (caught_up := _caught_up(vault, remote, proc, local, implicit, creds)):
+            # the remote moved only to commits this fork already contains (a push of ours whose
+            # remote-tracking ref a kill kept from moving): the same compare-and-swap on them
+            expected.update(caught_up)
+            leases = [f"--force-with-lease={r}:{o}" for r, o in expected.items()]
+            proc, atomic = _run_push(vault, remote, specs, leases, progress, creds, held)
     if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
         # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
         # refspec): the next lease is checked against it
@@ -291,14 +307,20 @@ def _run_push(
     leases: list[str],
     progress: ProgressFn | None,
     creds: tuple[str, str] | None,
+    held: int,
 ) -> tuple[subprocess.CompletedProcess[str], bool]:
-    """``git push`` of ``specs``; (its result, whether it was atomic)."""
+    """``git push`` of ``specs`` (git holding the transfer lock ``held``); (its result,
+    whether it was atomic)."""
     head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
+
+    def push(*atomic: str) -> subprocess.CompletedProcess[str]:
+        return _git(vault, *head, *atomic, remote, *specs, check=False, progress=progress,
+                    credentials=creds, hold=held)  # fmt: skip
+
     # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
-    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
+    proc = push("--atomic")
     if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
-        # an old server: each ref on its own
-        return _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds), False
+        return push(), False  # an old server: each ref on its own
     return proc, True
 
 
@@ -513,18 +535,14 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
         }
         return {r: oid for r, oid in found.items() if oid is not None}
 
-    before = tracking()
     extra = ["--progress"] if progress else []
-    _git(
-        vault,
-        "fetch",
-        "--prune",
-        *extra,
-        remote,
-        f"+{refs.HEADS}*:{prefix}*",
-        progress=progress,
-        credentials=creds,
-    )
+    with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
+        warnings += _taken_back(taken)
+        before = tracking()
+        _git(
+            vault, "fetch", "--prune", *extra, remote, f"+{refs.HEADS}*:{prefix}*",
+            progress=progress, credentials=creds, hold=held,
+        )  # fmt: skip
     after = tracking()
     updates = tuple(
         RefUpdate(r, before.get(r), after.get(r))

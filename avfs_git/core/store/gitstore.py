@@ -501,23 +501,6 @@ class GitStore(StoreWrites):
             return None
         return str(value) if value else None
 
-    def config_values(self, key: str) -> list[str]:
-        """Every value of ``key`` (a multivar: a remote's URLs) in the vault's config and
-        the global ones, in git's order; empty when unset. Through libgit2 where this
-        process has it loaded already (the warm CLI server), else one ``git config``: a
-        push or fetch run cold pays no pygit2 import (~85 ms) for one value."""
-        if "pygit2" in sys.modules:
-            try:
-                return [str(v) for v in self._repo.config.get_multivar(key)]
-            except git_errors() as exc:
-                raise git_error(exc, f"cannot read {key} in {self.path}") from exc
-        from .gitrun import run
-
-        proc = run(["config", "--get-all", key], git_dir=self.path, check=False, text=True)
-        if proc.returncode not in (0, 1):  # 1: unset
-            raise CorruptStateError(f"cannot read {key} in {self.path}: {proc.stderr.strip()}")
-        return proc.stdout.splitlines() if proc.returncode == 0 else []
-
     # -- the commit graph and revisions ----------------------------------------------------
     def descendant_of(self, commit: str, ancestor: str) -> bool:
         """Whether ``commit`` descends from ``ancestor`` (a commit is not its own
