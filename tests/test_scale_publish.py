@@ -265,3 +265,20 @@ def test_git_keeps_the_transfer_lock_when_the_avfs_that_started_it_is_killed(ser
     assert "main.lock" in res.warnings[0] and not lock.exists()
     assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == mine
 
+
+def test_a_branch_deleted_on_the_server_since_this_vault_saw_it_is_published_again(server, tmp_path):
+    """The lease expects what this vault last saw, the server has nothing: creating the
+    branch again overwrites nothing (a plain push would), so the lease is renewed on the
+    branch's absence and the push goes through, fork tip or not moved since."""
+    url = server.url("proj.git")
+    served = server.base / "proj.git"
+    v, first = _publish_first(_home(tmp_path, "h"), url, "h", "one.txt", "1\n")
+    remote.push(v, "origin", ["feature"])
+    for more in (False, True):
+        git("--git-dir", str(served), "update-ref", "-d", BRANCH)
+        if more:
+            v.workspace("feature").write("two.txt", b"2\n")
+            first = checkpoint.save(v, "feature").checkpoint.commit  # type: ignore[union-attr]
+        res = remote.push(v, "origin", ["feature"])
+        assert [(u.ref, u.old, u.new) for u in res.updates] == [(BRANCH, None, first)]
+        assert git("--git-dir", str(served), "rev-parse", BRANCH).strip() == first

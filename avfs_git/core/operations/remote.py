@@ -332,9 +332,11 @@ def _caught_up(
     implicit: set[str],
     creds: tuple[str, str] | None,
 ) -> dict[str, str]:
-    """ref -> the remote's commit, when every ref git refused was refused only because its
-    default lease was stale and the remote's commit is one the fork already contains (a
-    plain push would have gone through); else nothing."""
+    """ref -> the remote's commit ("" where the branch is gone there), when every ref git
+    refused was refused only because its default lease was stale and the remote's commit
+    is one the fork already contains, or there is none any more (deleted there since this
+    vault saw it: creating it again overwrites nothing): a plain push would have gone
+    through; else nothing."""
     refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
     stale = [f[1].split(":")[-1] for f in refused if len(f) >= 3 and "stale info" in f[2]]
     others = [f for f in refused if len(f) < 3 or not ("stale info" in f[2] or "atomic push failed" in f[2])]
@@ -344,8 +346,11 @@ def _caught_up(
     out = {}
     for ref in stale:
         theirs = there.get(ref)
+        if theirs is None:
+            out[ref] = ""  # the lease is renewed on its absence
+            continue
         # (libgit2 looks the commit up: git would fetch it from the promisor if missing)
-        if theirs is None or not vault.store.has_object(theirs):
+        if not vault.store.has_object(theirs):
             return {}
         if theirs != local[ref] and not _contains(vault, local[ref], theirs):
             return {}
