@@ -116,7 +116,7 @@ def _gc(ctx: Context, label: str) -> None:
             "avfs_warm": Side(op=run_warm, setup=setup_warm, teardown=lambda i: teardown("avfs_warm")),
             "git": Side(op=run_git, setup=setup_git, teardown=lambda i: teardown("git")),
         },
-        ctx.repeats.slow,
+        ctx.repeats.medium,
         ctx.repeats.warmup,
         ctx.profiler,
         f"gc-{label}",

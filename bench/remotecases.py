@@ -6,6 +6,8 @@ git for writing 100k files avfs never writes).
 
 Both sides run as commands (the way a user or an agent runs them). Each repeat pushes into
 a fresh empty repository and clones into a fresh directory (made and removed untimed).
+Medium repeats (11 at full size): a transfer is a fraction of a second at 10k, and under a
+shared machine's load three samples said little.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _remote(ctx: Context, label: str) -> None:
         log(f"remote {label}: push to git daemon")
         s = interleave(
             {"avfs": Side(op=push_avfs, setup=push_setup), "git": Side(op=push_git)},
-            ctx.repeats.slow,
+            ctx.repeats.medium,
             ctx.repeats.warmup,
         )
         ctx.emit(
@@ -143,7 +145,7 @@ def _remote(ctx: Context, label: str) -> None:
         log(f"remote {label}: fetch from git daemon")
         s = interleave(
             {"avfs": Side(op=fetch_avfs, setup=fetch_setup), "git": Side(op=fetch_git)},
-            ctx.repeats.slow,
+            ctx.repeats.medium,
             ctx.repeats.warmup,
         )
         ctx.emit(
@@ -181,7 +183,7 @@ def _remote(ctx: Context, label: str) -> None:
         log(f"remote {label}: clone from git daemon")
         s = interleave(
             {"avfs": Side(op=clone_avfs, setup=clone_setup), "git": Side(op=clone_git)},
-            ctx.repeats.slow,
+            ctx.repeats.medium,
             ctx.repeats.warmup,
         )
         ctx.emit(
