@@ -48,6 +48,15 @@ def config_values(store: GitStore, key: str) -> list[str]:
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
+def add_remote(store: GitStore, name: str, url: str) -> None:
+    """Add remote ``name`` at ``url`` with git's default fetch refspec, as ``git remote
+    add`` writes it, in process (a new vault's ``origin``: no git process for one entry)."""
+    try:
+        store._repo.remotes.create(name, url)
+    except git_errors() as exc:
+        raise git_error(exc, f"cannot add remote {name} to {store.path}") from exc
+
+
 def worktree_config_enabled(store: GitStore) -> bool:
     """Whether the vault's config turns on ``extensions.worktreeConfig`` (with the
     repository format version above 0 that git requires of an extension)."""
