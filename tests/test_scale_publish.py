@@ -241,7 +241,7 @@ def test_git_keeps_the_transfer_lock_when_the_avfs_that_started_it_is_killed(ser
     v.workspace("main").write("mine.txt", b"mine\n")
     mine = checkpoint.save(v, "main").checkpoint.commit  # type: ignore[union-attr]
     hook = served / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\ntouch '{tmp_path}/receiving'\nsleep 3\n")
+    hook.write_text(f"#!/bin/sh\ntouch '{tmp_path}/receiving'\nsleep 6\n")
     hook.chmod(0o755)
     env = {**os.environ, "AVFS_HOME": h.path, "AVFS_SERVER": "off", "AVFS_PROGRESS": "never"}
     avfs = subprocess.Popen([sys.executable, "-m", "avfs_git", "--vault", "p", "push"], env=env,
