@@ -5,12 +5,15 @@ Which refs go where (docs/remotes.md):
 - a fork pushes as the branch of the same name (``refs/heads/<fork>``); named checkpoints
   optionally (``checkpoints=True``) under ``refs/avfs/checkpoints/<fork>/-/<name>``;
 - a push never forces: a rejected (non-fast-forward) push is :class:`RemoteRejectedError`
-  (exit 5) naming both commits, and nothing changes locally; a branch this vault fetched or
-  pushed before is pushed as a compare-and-swap on its remote-tracking ref (git's
-  ``--force-with-lease=<ref>:<expected>``, after checking the fork contains ``<expected>``),
-  which never makes a lazy vault fetch the remote's new commit only to refuse the push;
+  (exit 5) naming both commits, and nothing changes locally; every fork is pushed as a
+  compare-and-swap on its remote-tracking ref (git's ``--force-with-lease=<ref>:<expected>``,
+  after checking the fork contains ``<expected>``), or on the branch's absence where this
+  vault never saw it there (``<ref>:``), which never makes a lazy vault fetch the remote's
+  new commit only to refuse the push;
 - a fetch updates ``refs/remotes/<remote>/<branch>`` (the usual remote-tracking refs);
-  forks are never moved by a fetch.
+  forks are never moved by a fetch;
+- every push and fetch holds the vault's transfer lock (:mod:`..store.transferlock`),
+  and takes back the ref lock files a killed one left under its remote's tracking refs.
 
 Transport is the ``git`` CLI (:mod:`.transport`): it reads the user's credential helpers,
 ``~/.ssh`` and ``GIT_SSH_COMMAND`` like any git command, and speaks every protocol git does
