@@ -204,6 +204,10 @@ def test_the_next_fetch_and_push_take_back_a_lock_a_killed_transfer_left(server,
     assert not lock.exists()
     assert git("--git-dir", str(served), "rev-parse", "main").strip() == mine
     assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == mine
+    # the transfer lock's own file is no leftover: doctor finds nothing, prune keeps it
+    doc = json.loads(cli("--json", "--home", h.path, "doctor").out_bytes)
+    assert doc["ok"] and not [f for f in doc["findings"] if "lock" in f["code"]], doc
+    assert Path(transferlock.lock_path(v.state_dir)).exists()
 
 
 def test_a_lock_of_a_transfer_still_running_is_left_alone(server, tmp_path):
