@@ -4,10 +4,12 @@ the point is a live daemon). Every mount is unmounted in `finally`."""
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -1007,3 +1009,22 @@ def _pack_has(idx: Path, oid: str) -> bool:
             ["git", "show-index"], stdin=fh, capture_output=True, text=True, check=True
         ).stdout
     return oid in out
+
+
+def test_a_new_vaults_op_log_is_a_copy_of_a_template_beside_the_vaults(home: Home, cli: Any) -> None:
+    """Creating an op log costs its schema's statements and an fsync: a new vault's is a
+    copy of an empty one kept in the home's vaults directory (named by the schema's hash),
+    which lists as no vault, holds no operation, and troubles no doctor."""
+    a = home.create_vault("a")
+    templates = glob.glob(os.path.join(home.vaults_dir, ".oplog-template-*.db"))
+    assert len(templates) == 1
+    b = home.create_vault("b")
+    b.workspace("main").write("x.txt", b"x\n")
+    checkpoint.save(b, "main")
+    assert [op.kind for op in b.oplog.recent()][:2] == ["checkpoint", "vault_create"]
+    assert [op.kind for op in a.oplog.recent()] == ["vault_create"]
+    with sqlite3.connect(templates[0]) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0] == 0
+    assert [v.name for v in home.list_vaults()] == ["a", "b"]
+    doc = _doc(cli("--json", "--home", home.path, "doctor"), "doctor")
+    assert doc["ok"], doc

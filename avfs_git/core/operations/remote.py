@@ -5,12 +5,15 @@ Which refs go where (docs/remotes.md):
 - a fork pushes as the branch of the same name (``refs/heads/<fork>``); named checkpoints
   optionally (``checkpoints=True``) under ``refs/avfs/checkpoints/<fork>/-/<name>``;
 - a push never forces: a rejected (non-fast-forward) push is :class:`RemoteRejectedError`
-  (exit 5) naming both commits, and nothing changes locally; a branch this vault fetched or
-  pushed before is pushed as a compare-and-swap on its remote-tracking ref (git's
-  ``--force-with-lease=<ref>:<expected>``, after checking the fork contains ``<expected>``),
-  which never makes a lazy vault fetch the remote's new commit only to refuse the push;
+  (exit 5) naming both commits, and nothing changes locally; every fork is pushed as a
+  compare-and-swap on its remote-tracking ref (git's ``--force-with-lease=<ref>:<expected>``,
+  after checking the fork contains ``<expected>``), or on the branch's absence where this
+  vault never saw it there (``<ref>:``), which never makes a lazy vault fetch the remote's
+  new commit only to refuse the push;
 - a fetch updates ``refs/remotes/<remote>/<branch>`` (the usual remote-tracking refs);
-  forks are never moved by a fetch.
+  forks are never moved by a fetch;
+- every push and fetch holds the vault's transfer lock (:mod:`..store.transferlock`),
+  and takes back the ref lock files a killed one left under its remote's tracking refs.
 
 Transport is the ``git`` CLI (:mod:`.transport`): it reads the user's credential helpers,
 ``~/.ssh`` and ``GIT_SSH_COMMAND`` like any git command, and speaks every protocol git does
@@ -30,10 +33,10 @@ import subprocess
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
-from ..store import names, refs
+from ..store import names, refs, transferlock
 from ..store.redact import redact, split_credentials
 from ..store.transport import ProgressFn, transport
-from ..store.vaultconfig import remotes
+from ..store.vaultconfig import config_values, remotes
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
@@ -82,10 +85,14 @@ def _git(
     check: bool = True,
     progress: ProgressFn | None = None,
     credentials: tuple[str, str] | None = None,
+    hold: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """git on the vault through :func:`.transport.transport`; ``hold``: the transfer lock's
+    descriptor, for git (and what it starts) to hold while it runs (:mod:`.transferlock`)."""
     return transport(
-        vault.path, *args, check=check, progress=progress, credentials=credentials, token=_token(vault)
-    )
+        vault.path, *args, check=check, progress=progress, credentials=credentials, token=_token(vault),
+        pass_fds=() if hold is None else (hold,),
+    )  # fmt: skip
 
 
 def _token(vault: Vault) -> str | None:
@@ -102,13 +109,14 @@ def list_remotes(vault: Vault) -> list[RemoteInfo]:
     return [RemoteInfo(r.name, redact(r.url)) for r in sorted(remotes(vault.store), key=lambda r: r.name)]
 
 
-def _require(vault: Vault, name: str) -> str:
-    """The remote's URL. Read with `git config` rather than libgit2: push and fetch need no
-    pygit2 (its import costs ~85 ms of every `avfs push`)."""
+def _require(vault: Vault, name: str) -> list[str]:
+    """The remote's URLs (one, unless the config gives it several), in one read of the
+    config (:func:`~..store.vaultconfig.config_values`: libgit2 in the warm CLI
+    server, else one ``git config``)."""
     _check_name(name)
-    proc = _git(vault, "config", "--get", f"remote.{name}.url", check=False)
-    if proc.returncode == 0:
-        return proc.stdout.strip()
+    urls = config_values(vault.store, f"remote.{name}.url")
+    if urls:
+        return urls
     _not_found(vault, name)
 
 
@@ -118,11 +126,9 @@ def _clean_stored(vault: Vault, name: str) -> tuple[tuple[str, str] | None, tupl
     URL stored with some (by git itself, or an older avfs) is rewritten without them, and
     they are used for this one call through the environment. Returns (credentials for this
     call, warnings)."""
-    _require(vault, name)
-    proc = _git(vault, "config", "--get-all", f"remote.{name}.url", check=False)
     creds: tuple[str, str] | None = None
     urls = []
-    for url in proc.stdout.splitlines():
+    for url in _require(vault, name):
         clean, found = split_credentials(url.strip())
         urls.append(clean)
         creds = creds or found
@@ -139,6 +145,16 @@ def _clean_stored(vault: Vault, name: str) -> tuple[tuple[str, str] | None, tupl
     return creds, (
         f"remote {name}'s URL held credentials: they were removed from the vault's config and used"
         " for this call only (use a git credential helper or AVFS_GIT_TOKEN from now on)",
+    )
+
+
+def _taken_back(taken: list[str]) -> tuple[str, ...]:
+    """The warning for the lock files of a dead push or fetch removed first."""
+    if not taken:
+        return ()
+    return (
+        f"removed {', '.join(taken)}: git's lock file(s) left by a push or fetch that was killed"
+        " (no push or fetch of this vault was running)",
     )
 
 
@@ -250,12 +266,13 @@ def push(
         if force_with_lease:
             expected[ref] = seen or ""
             leases.append(f"--force-with-lease={ref}:{expected[ref]}")
-        elif seen is not None and seen != tip:
-            # compare-and-swap on what this vault last saw there (see the note above _contains)
-            if not _contains(vault, tip, seen):
+        else:
+            # compare-and-swap on what this vault last saw there, or on the branch's absence
+            # when it never saw it (see the note above _contains)
+            if seen is not None and seen != tip and not _contains(vault, tip, seen):
                 _behind(vault, remote, ref, tip, seen, creds)
-            expected[ref] = seen
-            leases.append(f"--force-with-lease={ref}:{seen}")
+            expected[ref] = seen or ""
+            leases.append(f"--force-with-lease={ref}:{expected[ref]}")
             implicit.add(ref)
         if checkpoints:
             prefix = refs.checkpoint_prefix(f)
@@ -264,13 +281,15 @@ def push(
                     dest = refs.checkpoint_tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
-    proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
-    if proc.returncode != 0 and (caught_up := _caught_up(vault, remote, proc, local, implicit, creds)):
-        # the remote moved only to commits this fork already contains (a push of ours whose
-        # remote-tracking ref a kill kept from moving): the same compare-and-swap on them
-        expected.update(caught_up)
-        leases = [f"--force-with-lease={r}:{o}" for r, o in expected.items()]
-        proc, atomic = _run_push(vault, remote, specs, leases, progress, creds)
+    with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
+        warnings += _taken_back(taken)
+        proc, atomic = _run_push(vault, remote, specs, leases, progress, creds, held)
+        if proc.returncode != 0 and (caught_up := _caught_up(vault, remote, proc, local, implicit, creds)):
+            # the remote moved only to commits this fork already contains (a push of ours whose
+            # remote-tracking ref a kill kept from moving): the same compare-and-swap on them
+            expected.update(caught_up)
+            leases = [f"--force-with-lease={r}:{o}" for r, o in expected.items()]
+            proc, atomic = _run_push(vault, remote, specs, leases, progress, creds, held)
     if proc.returncode == 0 and not any(line.startswith("!") for line in proc.stdout.splitlines()):
         # git moved refs/remotes/<remote>/<fork> to what was pushed (the remote's fetch
         # refspec): the next lease is checked against it
@@ -291,14 +310,20 @@ def _run_push(
     leases: list[str],
     progress: ProgressFn | None,
     creds: tuple[str, str] | None,
+    held: int,
 ) -> tuple[subprocess.CompletedProcess[str], bool]:
-    """``git push`` of ``specs``; (its result, whether it was atomic)."""
+    """``git push`` of ``specs`` (git holding the transfer lock ``held``); (its result,
+    whether it was atomic)."""
     head = ["push", "--porcelain", *(["--progress"] if progress else []), *leases]
+
+    def push(*atomic: str) -> subprocess.CompletedProcess[str]:
+        return _git(vault, *head, *atomic, remote, *specs, check=False, progress=progress,
+                    credentials=creds, hold=held)  # fmt: skip
+
     # all or nothing (git's --atomic): one refused ref must not leave the others half pushed
-    proc = _git(vault, *head, "--atomic", remote, *specs, check=False, progress=progress, credentials=creds)
+    proc = push("--atomic")
     if proc.returncode != 0 and "does not support --atomic" in proc.stderr:
-        # an old server: each ref on its own
-        return _git(vault, *head, remote, *specs, check=False, progress=progress, credentials=creds), False
+        return push(), False  # an old server: each ref on its own
     return proc, True
 
 
@@ -310,9 +335,11 @@ def _caught_up(
     implicit: set[str],
     creds: tuple[str, str] | None,
 ) -> dict[str, str]:
-    """ref -> the remote's commit, when every ref git refused was refused only because its
-    default lease was stale and the remote's commit is one the fork already contains (a
-    plain push would have gone through); else nothing."""
+    """ref -> the remote's commit ("" where the branch is gone there), when every ref git
+    refused was refused only because its default lease was stale and the remote's commit
+    is one the fork already contains, or there is none any more (deleted there since this
+    vault saw it: creating it again overwrites nothing): a plain push would have gone
+    through; else nothing."""
     refused = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("!")]
     stale = [f[1].split(":")[-1] for f in refused if len(f) >= 3 and "stale info" in f[2]]
     others = [f for f in refused if len(f) < 3 or not ("stale info" in f[2] or "atomic push failed" in f[2])]
@@ -322,8 +349,11 @@ def _caught_up(
     out = {}
     for ref in stale:
         theirs = there.get(ref)
+        if theirs is None:
+            out[ref] = ""  # the lease is renewed on its absence
+            continue
         # (libgit2 looks the commit up: git would fetch it from the promisor if missing)
-        if theirs is None or not vault.store.has_object(theirs):
+        if not vault.store.has_object(theirs):
             return {}
         if theirs != local[ref] and not _contains(vault, local[ref], theirs):
             return {}
@@ -338,8 +368,10 @@ def _caught_up(
 # push. With ``--force-with-lease=<ref>:<what this vault last saw>`` the server compares
 # and swaps under its ref lock, a moved ref is refused before anything is looked up, and
 # avfs checks the fast-forward itself (the fork must contain what it last saw): the same
-# guarantee as a plain push, nothing fetched. A ref never fetched has no lease: a plain
-# push, as git does it.
+# guarantee as a plain push, nothing fetched. A branch this vault never saw there is
+# leased on its absence (``--force-with-lease=<ref>:``): two machines' first publish of
+# one new branch is the same compare-and-swap, the second refused as non-fast-forward (or,
+# where the remote has a commit the fork contains, renewed by _caught_up and pushed).
 
 
 def _contains(vault: Vault, tip: str, seen: str) -> bool:
@@ -445,8 +477,9 @@ def _push_failed(
 def _lost_race(stderr: str, ref: str) -> bool:
     """Whether the server refused ``ref`` because it moved between its advertisement and
     the update (receive-pack's compare-and-swap under the ref lock: ``cannot lock ref
-    '<ref>': is at X but expected Y``): another push got there first."""
-    return f"cannot lock ref '{ref}'" in stderr and "but expected" in stderr
+    '<ref>': is at X but expected Y``, or ``...: reference already exists`` for a branch
+    that was absent): another push got there first."""
+    return f"cannot lock ref '{ref}'" in stderr and ("but expected" in stderr or "already exists" in stderr)
 
 
 def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:
@@ -510,18 +543,14 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
         }
         return {r: oid for r, oid in found.items() if oid is not None}
 
-    before = tracking()
     extra = ["--progress"] if progress else []
-    _git(
-        vault,
-        "fetch",
-        "--prune",
-        *extra,
-        remote,
-        f"+{refs.HEADS}*:{prefix}*",
-        progress=progress,
-        credentials=creds,
-    )
+    with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
+        warnings += _taken_back(taken)
+        before = tracking()
+        _git(
+            vault, "fetch", "--prune", *extra, remote, f"+{refs.HEADS}*:{prefix}*",
+            progress=progress, credentials=creds, hold=held,
+        )  # fmt: skip
     after = tracking()
     updates = tuple(
         RefUpdate(r, before.get(r), after.get(r))

@@ -92,6 +92,7 @@ def run(
     details: Mapping[str, Any] | None = ...,
     text: Literal[False] = ...,
     timeout: float | None = ...,
+    pass_fds: Sequence[int] = ...,
 ) -> subprocess.CompletedProcess[bytes]: ...
 
 
@@ -108,6 +109,7 @@ def run(
     details: Mapping[str, Any] | None = ...,
     text: Literal[True],
     timeout: float | None = ...,
+    pass_fds: Sequence[int] = ...,
 ) -> subprocess.CompletedProcess[str]: ...
 
 
@@ -123,6 +125,7 @@ def run(
     details: Mapping[str, Any] | None = None,
     text: bool = False,
     timeout: float | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[Any]:
     """Run ``git [--git-dir GIT_DIR] ARGS`` and wait for it.
 
@@ -147,7 +150,7 @@ def run(
 
     argv = _argv(args, git_dir)
     if timeout is not None:
-        return _run_bounded(argv, cwd, input, env, text, timeout, check, ok, args, details)
+        return _run_bounded(argv, cwd, input, env, text, timeout, check, ok, args, details, pass_fds)
     try:
         proc = subprocess.run(
             argv,
@@ -157,6 +160,7 @@ def run(
             env=dict(env) if env is not None else git_env(),
             text=text,
             check=False,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc
@@ -179,6 +183,7 @@ def _run_bounded(
     ok: Sequence[int],
     args: Sequence[str],
     details: Mapping[str, Any] | None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[Any]:
     """:func:`run` with a deadline: git runs in a session of its own, so that on timeout
     the processes it started (a remote helper, ssh) die with it and nothing keeps its
@@ -196,6 +201,7 @@ def _run_bounded(
             env=dict(env) if env is not None else git_env(),
             text=text,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc
@@ -231,6 +237,7 @@ def spawn(
     stdout: int | IO[Any] | None = None,
     stderr: int | IO[Any] | None = None,
     bufsize: int = -1,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out).
 
@@ -247,6 +254,7 @@ def spawn(
             stderr=stderr,
             env=dict(env) if env is not None else git_env(),
             bufsize=bufsize,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc

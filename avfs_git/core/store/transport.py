@@ -48,6 +48,7 @@ def transport(
     config: tuple[str, ...] = (),
     input: str | None = None,
     timeout: float | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run a git command that may reach a server, with the user's ways of reaching it (ssh
     settings, credential helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``) and never a
@@ -58,17 +59,19 @@ def transport(
     ``credentials``: a (username, password) for this command only (a URL's ``user:pass@``,
     taken out of the URL by the caller). They reach git through the environment of this
     one process and the credential helper :data:`_ENV_HELPER`, the only helper asked then:
-    never on a command line (``/proc/*/cmdline`` is world-readable) or in a file."""
+    never on a command line (``/proc/*/cmdline`` is world-readable) or in a file.
+
+    ``pass_fds``: descriptors git inherits (the vault's transfer lock, :mod:`.transferlock`)."""
     argv, env = transport_argv(git_dir, args, credentials=credentials, token=token, config=config)
     if progress is None:
         try:
-            proc = run(argv, env=env, check=False, text=True, input=input, timeout=timeout)
+            proc = run(argv, env=env, check=False, text=True, input=input, timeout=timeout, pass_fds=pass_fds)
         except subprocess.TimeoutExpired:
             raise RemoteError(
                 f"git {args[0]} timed out after {timeout:g} s", details={"timeout_s": timeout}
             ) from None
     else:
-        proc = _run_with_progress(argv, env, progress)
+        proc = _run_with_progress(argv, env, progress, pass_fds)
     if check and proc.returncode != 0:
         text = redact(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), token or ""))
         raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
@@ -112,7 +115,7 @@ def transport_argv(
 
 
 def _run_with_progress(
-    argv: list[str], env: dict[str, str], progress: ProgressFn
+    argv: list[str], env: dict[str, str], progress: ProgressFn, pass_fds: tuple[int, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """Run git with ``argv``, handing its progress lines (split on CR and LF) to ``progress``
     as they come; the other stderr lines are kept for the error text."""
@@ -121,7 +124,7 @@ def _run_with_progress(
 
     kept: list[str] = []
     out: list[bytes] = []
-    with spawn(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    with spawn(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         stdout = proc.stdout
         reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)

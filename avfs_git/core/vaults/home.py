@@ -319,7 +319,7 @@ class Home:
             importer.init_vault(tmp)
             try:
                 default = importer.clone_into(
-                    tmp, url, run_git, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings
+                    tmp, url, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings
                 )
             except AvfsError as exc:
                 if isinstance(exc, UsageError):

@@ -375,10 +375,20 @@ def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -
             ws.remove(rel, recursive=True)
 
 
+def _add_origin(git_dir: str, url: str) -> None:
+    """The new vault's ``origin`` (as ``git remote add`` writes it, without its process)."""
+    from ..store.vaultconfig import add_remote
+
+    store = GitStore(git_dir)
+    try:
+        add_remote(store, "origin", url)
+    finally:
+        store.close()
+
+
 def clone_into(
     git_dir: str,
     url: str,
-    run_git: Callable[..., str],
     progress: ProgressFn | None = None,
     *,
     token: str | None = None,
@@ -405,7 +415,7 @@ def clone_into(
     source = clean
     extra: tuple[str, ...] = ()
     if lazy:  # the promisor is a named remote (git's lazy fetches name it), set up first
-        run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+        _add_origin(git_dir, clean)
         promisor.configure(git_dir, "origin")
         source, extra = "origin", (f"--filter={promisor.FILTER}",)
     transport(
@@ -416,7 +426,7 @@ def clone_into(
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
     if not lazy:
-        run_git(["--git-dir", git_dir, "remote", "add", "origin", clean])
+        _add_origin(git_dir, clean)
     elif not _filtered(git_dir):
         promisor.unconfigure(git_dir, "origin")
         if warnings is not None:

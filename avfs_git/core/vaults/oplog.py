@@ -11,6 +11,7 @@ Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -47,15 +48,23 @@ _RECORDED_ONLY = ", ".join(f"'{k}'" for k in RECORDED_ONLY)
 
 
 class OpLog:
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, templates: str | None = None) -> None:
+        """``templates``: a directory where a ready-made empty op log is kept (made on first
+        need) and copied for a new vault's (:func:`.sqlite.open_db`): creating one costs a
+        schema's statements and an fsync, ~20 ms of a `vault clone` here, a copy ~0.5 ms.
+        Named by the schema's hash: a changed schema never gets an old template's copy."""
         self.path = os.path.join(state_dir, "oplog.db")
+        self._template = None
+        if templates is not None:
+            digest = hashlib.sha1(_SCHEMA.encode(), usedforsecurity=False).hexdigest()[:12]
+            self._template = os.path.join(templates, f".oplog-template-{digest}.db")
         self._local = ThreadSlots(on_drop=close_conn)
 
     @property
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = open_db(self.path, _SCHEMA)
+            conn = open_db(self.path, _SCHEMA, template=self._template)
             self._local.conn = conn
         return conn
 

@@ -107,7 +107,9 @@ class Vault(VaultQuota, Generic[H_co]):
         # ... and a demand read fetches its directory's other promised blobs with its own
         self.store.promisor.neighbours_of = Neighbours(cfg, home_path)
         self.state_dir = os.path.join(path, "avfs")
-        self.oplog = OpLog(self.state_dir)
+        # a new vault's op log is a copy of a template beside the home's vaults (not beside
+        # a vault opened on its own: nothing of avfs's goes where nobody asked)
+        self.oplog = OpLog(self.state_dir, os.path.dirname(path) if home is not None else None)
         # who commits are by (see :mod:`.identity`): an explicit author, else the identity
         # (the environment), then git config, then the fallback (the home's identity)
         self._identity = Identity.of(*author) if author is not None else identity

@@ -56,7 +56,7 @@ class GcResult:
     retention: Retention
     expired_recovery_refs: list[str]
     expired_operations: list[int]
-    kept_roots: int  # objects held for undo within the retention (besides the refs)
+    kept_roots: int  # objects held for undo within the retention (besides refs and reflog entries)
     unreachable_loose: int  # loose unreachable objects older than the grace (dropped, or would be)
     objects_before: int
     objects_after: int | None
@@ -251,9 +251,11 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         f"--expire-unreachable={reflog_cut}",
     )
     git(vault.path, "pack-refs", "--all", "--prune")
-    # roots for undo: created after pack-refs so they stay loose and go cheaply
+    # roots for undo: created after pack-refs so they stay loose and go cheaply; what a
+    # ref names, or a reflog entry the expiry above kept, git's repack and prune keep anyway
     tips = {refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, refs.REFS)}
-    roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in tips)
+    held = tips | _reflogged(vault.path)
+    roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in held)
     clear_keep_refs(vault)
     try:
         roots = _hold_roots(vault, roots)
@@ -263,6 +265,30 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         clear_keep_refs(vault)
     vault.store.close()  # packs were replaced: this thread's libgit2 handle reopens them
     return result(len(roots), len(pruned) // 2, count_objects(vault.path), debris)
+
+
+def _reflogged(git_dir: str) -> set[str]:
+    """Every id a reflog entry of the vault names (``<git_dir>/logs/``, read after the
+    expiry): git's repack (``--reflog``) and prune take them as roots, so gc's keep commit
+    need not name them. A checkpoint's old and new commits are there (every ref move is
+    logged: ``core.logAllRefUpdates=always``); a deleted fork's are not (its reflog goes
+    with it), nor a workspace's trees: those stay held. A line that does not read as an
+    entry names nothing (its ids are then held)."""
+    out: set[str] = set()
+    for dirpath, _dirs, files in os.walk(os.path.join(git_dir, "logs")):
+        for fn in files:
+            try:
+                with open(os.path.join(dirpath, fn), "rb") as fh:
+                    for line in fh:
+                        old, _, rest = line.partition(b" ")
+                        new = rest[:40]
+                        if len(old) == 40 and len(new) == 40 and rest[40:41] == b" ":
+                            out.add(old.decode("ascii", "replace"))
+                            out.add(new.decode("ascii", "replace"))
+            except OSError:
+                continue  # unreadable: its ids stay held
+    out.discard("0" * 40)
+    return out
 
 
 def _git_time(t: float) -> str:
