@@ -7,7 +7,6 @@ Real mounts, real CLI processes; both backends."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from typing import Any
@@ -143,29 +142,30 @@ def test_a_daemon_killed_between_calls_loses_nothing(
     assert ws.read("one.txt") == b"one\n"
 
 
-def test_a_fork_kept_warm_is_not_deleted_from_under_its_mount(
+def test_a_fork_kept_warm_is_deleted_with_its_mount_released(
     backend: str, home: Home, fork: Vault, cleanup: Any
 ) -> None:
     fork.create_fork("main", "agent")
     try:
-        _deleted_only_once_unmounted(home, backend, fork)
+        _deleted_with_its_warm_mount(home, backend, fork)
     finally:
         mounts.unmount(home, fork, "agent", lazy=True)
 
 
-def _deleted_only_once_unmounted(home: Home, backend: str, fork: Vault) -> None:
+def _deleted_with_its_warm_mount(home: Home, backend: str, fork: Vault) -> None:
+    # the mount the first call made is kept warm: nobody asked for it, so deleting the fork
+    # releases it (core/vaults/warmrelease.py; a mount someone asked for refuses:
+    # tests/contract/test_warm_release.py)
     doc = _avfs(
         home, backend, "--vault", "v:agent", "--json", "proxy", "exec", "--", "sh", "-c", "echo a > a.txt"
     )
     assert doc.returncode == 0, doc.stdout
-    r = _avfs(home, backend, "--json", "vault", "delete", "v:agent", "--force")
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    err = json.loads(r.stdout)["error"]
-    assert err["code"] == "fork_mounted" and "avfs unmount v:agent" in err["hint"], err
-    assert fork.workspace("agent").read("a.txt") == b"a\n"  # nothing lost
     (live,) = _listed(home, backend)
     assert live["fork"] == "agent" and live["kept_warm"] is True
-    assert _avfs(home, backend, "unmount", "v:agent").returncode == 0
     r = _avfs(home, backend, "--json", "vault", "delete", "v:agent", "--force")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "agent" not in fork.fork_names()
+    assert _listed(home, backend) == []
+    r = _avfs(home, backend, "--vault", "v", "--json", "undo")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert fork.workspace("agent").read("a.txt") == b"a\n"  # nothing lost
