@@ -1,6 +1,7 @@
 """Starting a mount daemon (`python -m avfs_git.fuse.daemon`): its environment, the process
 started in a session of its own with its log, the wait for its readiness pipe, and reaping
-it; for :func:`.mounts.mount` and :func:`.mounts.unmount`.
+it, and the record that stands for it until it writes its own; for :func:`.mounts.mount`
+and :func:`.mounts.unmount`.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import os
 import select
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.store.locks import pid_alive
+from ..core.vaults import registry
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -116,3 +118,40 @@ def _tail(path: str, n: int = 2000) -> str:
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def _placeholder(
+    path: str,
+    vault: str,
+    fork: str,
+    commit: str | None,
+    mountpoint: str,
+    pid: int,
+    backend: str,
+    idle_timeout_s: float | None,
+) -> None:
+    """The record (at ``path``) of a daemon just started, ``mounting``, until the daemon writes its own
+    (it replaces this one whole; ~0.15-0.3 s in, after its imports): the next starter of the
+    fork finds the mount on its way and waits for it (:func:`.mounts._settled`) instead of starting
+    a second one. Made only where no record is (a fast daemon's own is never replaced)."""
+    data: dict[str, Any] = {
+        "vault": vault,
+        "fork": fork,
+        "mountpoint": mountpoint,
+        "pid": pid,
+        "state": "mounting",
+        "read_only": commit is not None,
+        "revision": commit,
+        "backend": backend,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if idle_timeout_s is not None and commit is None:
+        data.update(kept_warm=True, idle_timeout_s=idle_timeout_s, mounted_by="proxy exec")
+    tmp = f"{path}.{os.getpid()}.start"
+    registry.write_record(tmp, data)
+    try:
+        os.link(tmp, path)  # (a rename would replace the daemon's own, were it there already)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import (
@@ -39,7 +40,7 @@ from ..core.store import names
 from ..core.store.locks import pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
-from .daemonstart import _await_ready, _daemon_env, _reap, _spawn_daemon, _tail
+from .daemonstart import READY_TIMEOUT_S, _await_ready, _daemon_env, _placeholder, _reap, _spawn_daemon, _tail
 from .mountbackend import choose_backend
 from .mountbackend import overlay_available as overlay_available  # re-exported: its callers ask mounts
 
@@ -357,13 +358,42 @@ def start(
 
         commit = resolve(vault, revision, fork)
     key = mount_key(fork, commit)
+    # one starter of a fork's mounts at a time, until its daemon is in the registry: two
+    # `avfs mount`s (or one and a first `proxy exec`) at once would otherwise both start a
+    # daemon, the second over the first's mount point
+    with _mount_lock(vault, fork):
+        return _start_locked(home, vault, fork, key, commit, mountpoint, foreground, backend, idle_timeout_s)
+
+
+def _mount_lock(vault: Vault, fork: str) -> AbstractContextManager[None]:
+    """The fork's mount lock (also taken by :func:`adopt` and by a daemon releasing an idle
+    mount), waited for as long as a mount being started or stopped may take."""
+    from ..core.store.locks import file_lock, mount_lock_path
+
+    path = mount_lock_path(vault.state_dir, fork)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return file_lock(path, what=f"the mount of {vault.name}:{fork}", wait_s=READY_TIMEOUT_S + STOP_TIMEOUT_S)
+
+
+def _start_locked(
+    home: Home,
+    vault: Vault,
+    fork: str,
+    key: str,
+    commit: str | None,
+    mountpoint: str | None,
+    foreground: bool,
+    backend: str,
+    idle_timeout_s: float | None,
+) -> MountInfo | Starting:
+    """:func:`start` under the fork's mount lock."""
     existing = _settled(vault, key)
     if existing is not None:
         if mountpoint is None or os.path.realpath(mountpoint) == os.path.realpath(existing.mountpoint):
             if existing.kept_warm and idle_timeout_s is None:
                 adopted = adopt(vault, key)
                 if adopted is None:  # released meanwhile: mount it anew
-                    return mount(home, vault, fork, mountpoint, revision=revision, backend=backend)
+                    return mount(home, vault, fork, mountpoint, revision=commit, backend=backend)
                 existing = adopted
             return dataclasses.replace(existing, reused=True)
         raise AlreadyExistsError(
@@ -386,6 +416,7 @@ def start(
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
     pid, ready_fd = _spawn_daemon(cmd, env, log_path)
+    _placeholder(registry_path(vault, key), vault.name, fork, commit, mountpoint, pid, chosen, idle_timeout_s)
     return Starting(
         home, vault, fork, key, mountpoint, backend, because, idle_timeout_s, log_path, pid, ready_fd
     )
@@ -452,12 +483,13 @@ class Starting:
 
 
 def _settled(vault: Vault, key: str) -> MountInfo | None:
-    """The live mount of ``key`` (:func:`check`), after waiting for one being unmounted (its
-    daemon releasing it when idle, or an ``avfs unmount`` in progress) to be gone."""
-    deadline = time.monotonic() + STOP_TIMEOUT_S
+    """The live mount of ``key`` (:func:`check`), after waiting for one being mounted (a
+    daemon another process started) to be ready, or one being unmounted (its daemon
+    releasing it when idle, or an ``avfs unmount`` in progress) to be gone."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         info = check(vault, key)
-        if info is None or info.state != "unmounting" or time.monotonic() >= deadline:
+        if info is None or info.state not in ("mounting", "unmounting") or time.monotonic() >= deadline:
             return info
         time.sleep(0.02)
 
