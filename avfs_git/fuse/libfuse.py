@@ -177,22 +177,25 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
                 return inner(func, *args, **kw)
 
             setattr(self, "_wrapper", counted)  # noqa: B010 - read by mfusepy as it builds the callbacks
-        session_ready = None
-        # a read-only view's directories: opened by the kernel itself when possible
-        # (install_kernel_opendir), else opened here with listings marked cacheable (cache_dirs,
-        # or FastFUSE.opendir where libfuse passes its flags on)
-        # (decided in init_fuse_3, once the kernel said what it supports)
+        # directory listings are kept by the kernel across opens in every view. A read-only
+        # view's directories are opened by the kernel itself when possible
+        # (install_kernel_opendir); else, and in a writable view, they are opened here with
+        # listings marked cacheable (cache_dirs, or FastFUSE.opendir where libfuse passes its
+        # flags on). A writable view's cached listing is dropped by the kernel when the
+        # directory changes through the mount, and by the watcher (fuse/invalidate.py: the
+        # changed path's parent) when it changes otherwise; a change avfs makes returns once
+        # the watcher did (``show_written``, a restore's acknowledgement). Decided in
+        # init_fuse_3, once the kernel said what it supports
         self.kernel_opendir = False
         self._trace = trace
         self._hooks: SessionHooks | None = None  # what this mount installs in its session
         self._dh_ready = False
-        if self.read_only:
-            setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
+        setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
 
-            def session_ready(se: int, f: int) -> None:
-                self._hooks = SessionHooks(se)
-                if kernel_opendir_possible():
-                    self._dh_ready = install_kernel_opendir(self._hooks, f)
+        def session_ready(se: int, f: int) -> None:
+            self._hooks = SessionHooks(se)
+            if self.read_only and kernel_opendir_possible():
+                self._dh_ready = install_kernel_opendir(self._hooks, f)
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -251,12 +254,13 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             return -errno.ENOSYS  # the kernel opens directories itself from now on
         fi = fip.contents
         fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
-        if self.read_only:
-            fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see cache_dirs)
-            fi.cache_readdir = 1
+        fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see cache_dirs)
+        fi.cache_readdir = 1
         return 0
 
     def init_fuse_3(self, conn: Any, config: Any) -> None:
+        if not self.read_only and self._hooks is not None and self._hooks.se:
+            cache_dirs(self._hooks, self._trace)
         if self.read_only and conn:
             c = conn.contents
             # readdirplus for every chunk of a listing, not only the first (the kernel's
