@@ -1,6 +1,6 @@
-"""A writable pure-FUSE mount keeps directory listings in the kernel (FOPEN_CACHE_DIR with
-``keep_cache`` at each OPENDIR: fuse/libfuse.py), so a warm walk asks the daemon for no
-listing; the kernel drops a listing when the directory changes through the mount, the
+"""A writable pure-FUSE mount keeps directory listings in the kernel (directories opened by
+the kernel itself, else FOPEN_CACHE_DIR with ``keep_cache`` at each OPENDIR:
+fuse/libfuse.py), so a warm walk asks the daemon for no listing; the kernel drops a listing when the directory changes through the mount, the
 watcher when another process changes it (fuse/invalidate.py). That the listings stay true
 is tests/contract/test_listings.py's.
 
