@@ -34,6 +34,7 @@ from .searchcases import SEARCH_BENCHMARKS
 from .sessioncases import SESSION_BENCHMARKS
 from .timing import Result, Side, Target, interleave, median
 from .trees import SIZES, VAULT, pick_paths
+from .walkcases import SDIST_WALK_BENCHMARKS
 from .watchcases import WATCH_BENCHMARKS
 
 if TYPE_CHECKING:
@@ -610,6 +611,8 @@ BENCHMARKS: dict[str, Callable[[Context, list[str]], None]] = {
     **MERGE_BENCHMARKS,
     # a mounted fork vs the native disk (bench/fusecases.py)
     **FUSE_BENCHMARKS,
+    # warm walks over a real sdist written into a mount and checkpointed (bench/walkcases.py)
+    **SDIST_WALK_BENCHMARKS,
     # a long session: status and checkpoints after 1,000 checkpoints in one mount (bench/sessioncases.py)
     **SESSION_BENCHMARKS,
     # a write in the mount to its event in a running watch (bench/watchcases.py)

@@ -177,22 +177,25 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
                 return inner(func, *args, **kw)
 
             setattr(self, "_wrapper", counted)  # noqa: B010 - read by mfusepy as it builds the callbacks
-        session_ready = None
-        # a read-only view's directories: opened by the kernel itself when possible
-        # (install_kernel_opendir), else opened here with listings marked cacheable (cache_dirs,
-        # or FastFUSE.opendir where libfuse passes its flags on)
-        # (decided in init_fuse_3, once the kernel said what it supports)
+        # directory listings are kept by the kernel across opens in every view: directories
+        # are opened by the kernel itself when possible (install_kernel_opendir; listings then
+        # go by offset, readdir_fuse_3), else opened here with listings marked cacheable
+        # (cache_dirs, or FastFUSE.opendir where libfuse passes its flags on). A writable
+        # view's cached listing is dropped by the kernel when the directory changes through
+        # the mount, and by the watcher (fuse/invalidate.py: the changed path's parent) when
+        # it changes otherwise; a change avfs makes returns once the watcher did
+        # (``show_written``, a restore's acknowledgement). Decided in init_fuse_3, once the
+        # kernel said what it supports
         self.kernel_opendir = False
         self._trace = trace
         self._hooks: SessionHooks | None = None  # what this mount installs in its session
         self._dh_ready = False
-        if self.read_only:
-            setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
+        setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
 
-            def session_ready(se: int, f: int) -> None:
-                self._hooks = SessionHooks(se)
-                if kernel_opendir_possible():
-                    self._dh_ready = install_kernel_opendir(self._hooks, f)
+        def session_ready(se: int, f: int) -> None:
+            self._hooks = SessionHooks(se)
+            if kernel_opendir_possible():
+                self._dh_ready = install_kernel_opendir(self._hooks, f)
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -251,12 +254,36 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             return -errno.ENOSYS  # the kernel opens directories itself from now on
         fi = fip.contents
         fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
-        if self.read_only:
-            fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see cache_dirs)
-            fi.cache_readdir = 1
+        fi.keep_cache = 1  # (libfuse >= 3.16.1; before, see cache_dirs)
+        fi.cache_readdir = 1
+        return 0
+
+    def _readdir_by_offset(self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any) -> int:
+        """A writable view's listing (the operations' ``readdir``) from entry ``offset`` on,
+        each entry with its mode and inode number and the offset of the next one."""
+        items = self.operations.readdir(path.decode(self.encoding, self.errors), fip.contents.fh)
+        st = fuse.c_stat()
+        for i in range(offset, len(items)):
+            item = items[i]
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            if isinstance(item, str):
+                name = item
+            else:
+                name, attrs, _ = item
+                for key in ("st_mode", "st_ino"):
+                    if key in attrs:
+                        setattr(st, key, attrs[key])
+            if filler(buf, name.encode(self.encoding, self.errors), st, i + 1, 0):
+                return 0  # the kernel's buffer is full: it asks again from offset i
         return 0
 
     def init_fuse_3(self, conn: Any, config: Any) -> None:
+        if not self.read_only and conn:
+            # directories opened by the kernel itself (as in a read-only view, below), else
+            # listings marked cacheable at each OPENDIR
+            self.kernel_opendir = self._dh_ready and bool(conn.contents.capable & FUSE_CAP_NO_OPENDIR_SUPPORT)
+            if not self.kernel_opendir and self._hooks is not None and self._hooks.se:
+                cache_dirs(self._hooks, self._trace)
         if self.read_only and conn:
             c = conn.contents
             # readdirplus for every chunk of a listing, not only the first (the kernel's
@@ -278,10 +305,13 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         all its attributes when the kernel asks for them (readdirplus), so that the kernel
         caches each entry and its attributes as it caches the listing. (libfuse before
         3.17 drops the attributes of entries handed over at offset 0, as mfusepy does.)
-        A writable view lists as mfusepy does: names, types and inode numbers."""
-        if not self.read_only or path is None:
+        A writable view lists names, types and inode numbers, by offset too (a directory the
+        kernel opened itself has no handle to keep a listing in between chunks)."""
+        if path is None:
             n: int = super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
             return n
+        if not self.read_only:
+            return self._readdir_by_offset(path, buf, filler, offset, fip)
         ops = self.operations
         name = path.decode(self.encoding, self.errors)
         entries = ops.listing(name, offset)
