@@ -47,6 +47,7 @@ from .stacking import (
     _forget,
     _list_merged,
     _lower_kind,
+    _lower_mode,
     _pin_gitfile,
     _tune_layers,
     _upper_on,
@@ -123,6 +124,7 @@ class Mount:
         self.ops: Any = None
         self.idle: Any = None  # a mount kept warm: its idle timer (started when announced)
         self.filler: Any = None  # a lazy fork's background prefetch (ops/prefetching.py)
+        self.settle = _settle(self) if self.vault.lazy else None  # sizes and index after ready
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -209,6 +211,7 @@ class Mount:
         hook is answered from the workspace's journal (pure FUSE) or the kernel's record of
         the upper layer's changes (overlay)."""
         from ..core.store import refs
+        from ..mount.journalhook import start_journal_hook
         from ..mount.worktree import register
 
         args, ws = self.args, self.ws
@@ -231,14 +234,14 @@ class Mount:
         if not self.read_only and not self.overlay:
             # git's fsmonitor hook is answered from the workspace's journal, where every change
             # the mount serves is written before the call that made it returns
-            self.hook_server = _start_journal_hook(ws, self.own)
+            self.hook_server = start_journal_hook(ws, self.own)
         if self.overlay:
             from ..core.workspace.upper import drop_origins, tidy_for_mount
 
             upper, served = self.layers["upper"], self.served
             drop_origins(upper)  # the last mount's lower inodes are gone
             tidy_for_mount(upper, lambda p: _lower_kind(ws, served, p), lambda p: _forget(ws, served, p))
-            _pin_gitfile(upper, self.gitfile)
+            _pin_gitfile(upper, None if self.settle else self.gitfile)  # a lazy fork's: settle.py
             # git's fsmonitor hook is answered from the kernel's record of the upper layer's
             # changes: every directory there is watched before the overlay is stacked on it
             self.hook_server = _start_upper_watch(
@@ -268,8 +271,10 @@ class Mount:
             self.ops.count_calls = True  # its use: the FUSE calls it serves (FastFUSE counts)
         # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
         # data) would read every file through FUSE once (minutes at 100k files)
+        self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
         try:
-            self.write_index()
+            if self.settle is None:
+                self.write_index()
         except Exception:
             logging.getLogger("avfs.fuse").exception("writing the worktree index")
         code = 0
@@ -301,6 +306,8 @@ class Mount:
 
     def ready(self) -> None:
         """The kernel's handshake is done (FUSE's ``init``)."""
+        if self.settle is not None:
+            self.index_threads.append(self.settle.start())
         if self.overlay:
             # the lower layer answers now: stack the kernel's overlay on it, off the FUSE
             # thread (mounting looks up the lower root, which this process serves)
@@ -377,6 +384,8 @@ class Mount:
         from ..core.vaults import registry
         from ..ops import prefetching
 
+        if self.settle is not None:
+            self.settle.stacked.set()
         self.record["state"] = "mounted"
         registry.write_record(self.reg, self.record)
         self.filler = prefetching.start(self.vault, lambda: self.served.base, self.key)
@@ -508,11 +517,14 @@ class Mount:
             shutil.rmtree(self.tmp_state, ignore_errors=True)
 
 
-def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
-    """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
-    lp = ws.overlay.lower_path(path)
-    node = lower.node(lp) if lp is not None else None
-    return None if node is None else int(node.mode)
+def _settle(m: Mount) -> Any:
+    """A lazy fork's mount: sizes and index after it answers (fuse/settle.py)."""
+    from .settle import Settle, pin_through
+
+    settle = Settle(m.vault.store, lambda: m.vault.store.commit_tree(m.ws.base), m.write_index)
+    if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
+        settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
+    return settle
 
 
 def _start_changelog(state_dir: str) -> Any:
@@ -562,22 +574,6 @@ def _start_upper_watch(
         return server
     except Exception:
         logging.getLogger("avfs.fuse").exception("watching the upper layer for git's fsmonitor hook")
-        return None
-
-
-def _start_journal_hook(ws: Any, own: str) -> Any:
-    """Answer git's fsmonitor hook of a pure-FUSE mount from the workspace's journal
-    (mount/journalhook.py); None when the socket cannot be served (the hook then answers
-    "everything": git looks at every file, slower but right)."""
-    from ..mount.hooksocket import HookServer
-    from ..mount.journalhook import JournalAnswerer
-
-    try:
-        server = HookServer(own, JournalAnswerer(ws.overlay))
-        server.start()
-        return server
-    except Exception:
-        logging.getLogger("avfs.fuse").exception("serving git's fsmonitor hook from the journal")
         return None
 
 

@@ -62,6 +62,13 @@ def _list_merged(
     return listed
 
 
+def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
+    """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
+    lp = ws.overlay.lower_path(path)
+    node = lower.node(lp) if lp is not None else None
+    return None if node is None else int(node.mode)
+
+
 def _forget(ws: Any, lower: Any, path: str) -> None:
     """Drop the lower layer's entries below the upper layer's ``path`` (a tidy before the
     mount found the path hides them: see core/upper.tidy_for_mount)."""

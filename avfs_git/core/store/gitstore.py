@@ -370,6 +370,10 @@ class GitStore(StoreWrites):
             if not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
         known = self.promisor.size(oid)  # the server said (docs/lazy.md "Sizes")
+        if known is None and self.promisor.await_sizes():  # a mount is asking them now
+            known = self.promisor.size(oid)
+            if known is None and self.is_local(oid):  # fetched by that mount's fallback
+                return self._blob_size(oid)
         if known is not None:
             return known
         self.promisor.fetch([oid], path=path)

@@ -18,10 +18,11 @@ reader knows it: never an empty file, never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
@@ -89,6 +90,9 @@ class Promisor:
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
         self._sized: set[str] | None = None  # trees whose every blob's size is known
+        # set while a mount asks its tree's sizes in the background (:meth:`asking`): a size
+        # not in the cache waits for that answer rather than fetching the blob
+        self._asking: tuple[threading.Event, int] | None = None
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -133,6 +137,32 @@ class Promisor:
         self._sizes.update(got)
         _append_sizes(self._sizes_path, got)
         return len(got) == len(unknown)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        """Mark a request for sizes in flight on this thread (a mount asks its tree's sizes
+        after it answers, docs/lazy.md): meanwhile :meth:`await_sizes` on another thread
+        waits for it to end."""
+        done = threading.Event()
+        self._asking = (done, threading.get_ident())
+        try:
+            yield
+        finally:
+            self._asking = None
+            done.set()
+
+    def await_sizes(self) -> bool:
+        """Wait (at most :meth:`timeout`) for the sizes being asked in the background, if
+        any and not on this thread; True when it waited."""
+        asking = self._asking
+        if asking is None or asking[1] == threading.get_ident():
+            return False
+        asking[0].wait(self.timeout())
+        return True
+
+    def pending(self) -> bool:
+        """Whether sizes are being asked in the background (:meth:`asking`)."""
+        return self._asking is not None
 
     def sized(self, tree: str, *, done: bool = False) -> bool:
         """Whether every blob under ``tree`` has its size in the cache (``done``: record
