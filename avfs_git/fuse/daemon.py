@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .stacking import (
@@ -47,8 +46,8 @@ from .stacking import (
     _forget,
     _list_merged,
     _lower_kind,
-    _lower_mode,
     _pin_gitfile,
+    _start_upper_watch,
     _tune_layers,
     _upper_on,
     _watch_unmount,
@@ -358,12 +357,19 @@ class Mount:
             write_registry(self.reg, self.record)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        try:
-            # the directories git's first status will list, listed once before it can come
-            _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
-        except Exception:
-            logging.getLogger("avfs.fuse").exception("listing the merged directories")
+
+        def listed() -> None:
+            try:
+                # the directories git's first status will list, listed once before it can come
+                _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("listing the merged directories")
+
+        if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
+            listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
         self.announce()
+        if self.settle is not None:
+            listed()
         self.warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
 
@@ -521,7 +527,7 @@ def _settle(m: Mount) -> Any:
     """A lazy fork's mount: sizes and index after it answers (fuse/settle.py)."""
     from .settle import Settle, pin_through
 
-    settle = Settle(m.vault.store, lambda: m.vault.store.commit_tree(m.ws.base), m.write_index)
+    settle = Settle(m.served, m.write_index)
     if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
         settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
     return settle
@@ -538,42 +544,6 @@ def _start_changelog(state_dir: str) -> Any:
         return log
     except Exception:
         logging.getLogger("avfs.fuse").exception("opening the change log")
-        return None
-
-
-def _start_upper_watch(
-    ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None], changelog: Any = None
-) -> Any:
-    """Watch the upper layer (core/workspace/upperwatch.py) and answer git's fsmonitor hook from it
-    (calling ``on_ask`` as each query comes in), its changes appended to ``changelog``; None
-    when that cannot start (the hook then answers "everything": git looks at every file,
-    slower but right)."""
-    import stat as st
-
-    from ..core.workspace.overlayentry import DELETED
-    from ..core.workspace.upperwatch import UpperWatch
-    from ..mount.hooksocket import HookServer
-    from ..mount.index import fsmonitor_token
-
-    def entry_paths() -> list[tuple[str, bool]]:
-        # the overlay's entries (the lower view's changes over the base): `lower` reads no
-        # upper layer
-        return [(e.path, e.kind != DELETED and not st.S_ISDIR(e.mode)) for e in lower.overlay.all()]
-
-    def view() -> str:
-        return ":".join(fsmonitor_token(ws).split(":")[1:3])
-
-    try:
-        watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
-        if changelog is not None:
-            watch.on_events = changelog.append  # from the watcher's thread: no writer waits
-            watch.lower_mode = lambda p: _lower_mode(ws, lower, p)
-        watch.start()
-        server = HookServer(own, watch, on_ask)
-        server.start()
-        return server
-    except Exception:
-        logging.getLogger("avfs.fuse").exception("watching the upper layer for git's fsmonitor hook")
         return None
 
 

@@ -8,8 +8,9 @@ a whole vault writes its index before it serves; a lazy fork's mount serves firs
 answers at once) and does both here, on a thread of its own started as FUSE's handshake
 is done:
 
-1. the base tree's sizes are asked (:meth:`.Promisor.asking`); meanwhile a ``stat`` of a
-   file whose size is not known yet waits for that answer (:meth:`.GitStore.blob_size`),
+1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), the root directory's
+   files first in a small request of their own (overlayfs looks them up as it lists the
+   root); meanwhile a ``stat`` of a file whose size is not known yet waits for it (:meth:`.GitStore.blob_size`),
    so the mount never shows a size it does not know, and a listing hands the kernel such
    a file's name without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
 2. the index is written (the daemon's :meth:`write_index`);
@@ -38,11 +39,10 @@ GATE_S = 180.0  # how long a git command in a mount waits for its index (a size 
 class Settle:
     """What a lazy fork's mount does after it answers: sizes, index, ``.git``."""
 
-    def __init__(self, store: Any, tree_of: Callable[[], str], write_index: Callable[[], bool]) -> None:
-        """``tree_of()``: the tree the mount shows below its overlay (its base's);
-        ``write_index()``: the daemon's index writer."""
-        self.store = store
-        self.tree_of = tree_of
+    def __init__(self, ws: Any, write_index: Callable[[], bool]) -> None:
+        """``ws``: the workspace the mount serves; ``write_index()``: the daemon's index
+        writer."""
+        self.ws = ws
         self.write_index = write_index
         self.gate = threading.Event()  # set: the index is written (or cannot be)
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
@@ -65,9 +65,7 @@ class Settle:
         log = logging.getLogger("avfs.fuse")
         try:
             try:
-                with self.store.promisor.asking():
-                    asked.set()
-                    self.store.ensure_sizes(self.tree_of())
+                self.ws.ask_sizes(asked.set)
             except Exception:
                 log.exception("asking the sizes of the mount's files")
             try:

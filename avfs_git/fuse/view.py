@@ -218,10 +218,7 @@ class ViewOps(NestedRepos, HandleTable):
         without waiting: not a file whose size a lazy fork's mount is still asking
         (fuse/settle.py); the kernel asks for those later, one by one, when something
         looks at them."""
-        if node is None or node.is_dir or node.oid is None:
-            return True
-        promisor = self.ws.store.promisor
-        return not promisor.pending() or promisor.size(node.oid) is not None
+        return node is None or node.is_dir or node.oid is None or self.ws.size_answers_now(node.oid)
 
     @translated
     def entry_attrs(self, p: str, node: Node | None, full: bool) -> dict[str, Any]:

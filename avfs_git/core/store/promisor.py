@@ -92,7 +92,8 @@ class Promisor:
         self._sized: set[str] | None = None  # trees whose every blob's size is known
         # set while a mount asks its tree's sizes in the background (:meth:`asking`): a size
         # not in the cache waits for that answer rather than fetching the blob
-        self._asking: tuple[threading.Event, int] | None = None
+        self._asking: int | None = None  # the thread asking
+        self._learned = threading.Condition()  # notified as sizes come in and as asking ends
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -134,7 +135,9 @@ class Promisor:
         if not got:
             return False
         assert self._sizes is not None
-        self._sizes.update(got)
+        with self._learned:
+            self._sizes.update(got)
+            self._learned.notify_all()
         _append_sizes(self._sizes_path, got)
         return len(got) == len(unknown)
 
@@ -142,22 +145,24 @@ class Promisor:
     def asking(self) -> Iterator[None]:
         """Mark a request for sizes in flight on this thread (a mount asks its tree's sizes
         after it answers, docs/lazy.md): meanwhile :meth:`await_sizes` on another thread
-        waits for it to end."""
-        done = threading.Event()
-        self._asking = (done, threading.get_ident())
+        waits for the size it wants or for the end of it."""
+        self._asking = threading.get_ident()
         try:
             yield
         finally:
-            self._asking = None
-            done.set()
+            with self._learned:
+                self._asking = None
+                self._learned.notify_all()
 
-    def await_sizes(self) -> bool:
-        """Wait (at most :meth:`timeout`) for the sizes being asked in the background, if
-        any and not on this thread; True when it waited."""
+    def await_sizes(self, oid: str) -> bool:
+        """Wait (at most :meth:`timeout`) for the size of ``oid`` while sizes are being
+        asked in the background (not on this thread), until it is known or the asking
+        ends; True when it waited."""
         asking = self._asking
-        if asking is None or asking[1] == threading.get_ident():
+        if asking is None or asking == threading.get_ident():
             return False
-        asking[0].wait(self.timeout())
+        with self._learned:
+            self._learned.wait_for(lambda: self._asking is None or self.size(oid) is not None, self.timeout())
         return True
 
     def pending(self) -> bool:
