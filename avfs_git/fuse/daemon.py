@@ -16,10 +16,14 @@ Backends (docs/fuse.md):
   at ``<ws>/lower``, cached by the kernel for good (ops.fuse_options); from FUSE's ``init``
   a thread stacks kernel overlayfs (``<ws>/upper``, ``<ws>/work``) at the mount point
   (stacking.py), then watches the mount table: when the overlay goes (``umount`` by hand),
-  the lower goes too and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer.
+  the lower goes too and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer
+  (a lazy fork's once its git index is written: settle.py).
   git's fsmonitor hook is answered from the kernel's record of the upper layer's changes
   (core/workspace/upperwatch.py).
 - a revision (``--revision``): the read-only view of a commit, cached for good.
+
+A lazy fork's mount (any backend) serves before its files' sizes and its git index exist,
+and makes them right after (settle.py).
 
 Teardown order (each step after the previous has finished): the request loop ends (unmount,
 SIGTERM/SIGINT); the watcher is stopped with no ``fuse_invalidate_path`` call left inside
