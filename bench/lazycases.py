@@ -8,7 +8,15 @@ The repository is real files: the released packages installed in this checkout's
 three commits (the second and third change a few hundred files), served with
 ``uploadpack.allowFilter`` and ``uploadpack.allowAnySHA1InWant``.
 
-Run: ``.venv/bin/python -m bench.lazycases [--repeats N] [--baseline SRC]``; the result
+``--generate N``: instead, N generated small files (directories of 50, one commit), to see
+how the figure grows with the number of files (``--generate 10000``, ``--generate 100000``).
+
+Row 2 of issue 30 is measured too: the first `git status` in the lazy mount, right after
+`ls` answered (it waits for the mount's index: fuse/settle.py), against the first `git
+status` in a mount of a whole vault of the same repository (cloned once, not timed;
+mounted, `ls`, `git status`, unmounted in each round).
+
+Run: ``.venv/bin/python -m bench.lazycases [--repeats N] [--baseline SRC] [--generate N]``; the result
 goes to ``bench/results/lazy-<time>.json`` and is printed. ``--baseline SRC``: another avfs
 source tree (``git archive REV avfs_git | tar -x -C SRC``, then ``python -m compileall``),
 timed in the same run, interleaved with this one, through this venv's interpreter with
@@ -59,6 +67,43 @@ def _build(served: Path, work: Path) -> int:
     return len(_git("-C", str(work), "ls-files").splitlines())
 
 
+def _generate(served: Path, n: int) -> int:
+    """A served repository of ``n`` generated files (``git fast-import``); ``n``."""
+    import random
+
+    dest = served / "big.git"
+    _git("init", "-q", "--bare", "-b", "main", str(dest))
+    rnd = random.Random(n)
+    words = [f"w{i}" for i in range(5000)]
+    out = []
+    for i in range(n):
+        lines = "\n".join(" ".join(rnd.choice(words) for _ in range(12)) for _ in range(20))
+        body = (lines + f"\n# {i}\n").encode()
+        out.append(b"blob\nmark :%d\ndata %d\n%s\n" % (i + 1, len(body), body))
+    out.append(b"commit refs/heads/main\ncommitter b <b@e> 1700000000 +0000\ndata 3\none\n")
+    for i in range(n):
+        d = i // 50
+        out.append(b"M 100644 :%d pkg%03d/sub%03d/f%05d.py\n" % (i + 1, d // 100, d % 100, i))
+    subprocess.run(["git", "--git-dir", str(dest), "fast-import", "--quiet"], input=b"".join(out), check=True)
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        _git("--git-dir", str(dest), "config", key, "true")
+    _git("--git-dir", str(dest), "repack", "-adq")
+    return n
+
+
+def _whole_status(avfs: list[str], env: dict[str, str], name: str, mp: Path) -> float:
+    """Mount the whole vault ``name``, `ls`, then the first `git status` (its seconds)."""
+    mp.mkdir(exist_ok=True)
+    subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
+    os.listdir(mp)
+    start = time.perf_counter()
+    # (the previous avfs's status is not reported: it may fail, as it did once at 100k files)
+    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check="base" not in mp.name, capture_output=True)
+    took = time.perf_counter() - start
+    subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+    return took
+
+
 def _objects(git_dir: Path) -> int:
     out = _git("--git-dir", str(git_dir), "count-objects", "-v")
     c = dict(line.split(": ") for line in out.splitlines())
@@ -66,11 +111,20 @@ def _objects(git_dir: Path) -> int:
 
 
 def _lazy_round(
-    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, home: Path, phases: list[float]
+    avfs: list[str],
+    env: dict[str, str],
+    url: str,
+    name: str,
+    mp: Path,
+    home: Path,
+    phases: list[float],
+    settled: bool = False,
 ) -> tuple[float, float, int]:
     """`vault clone --lazy` + `mount` + `ls`: (its seconds, the first `git status`'s seconds,
     the objects that status fetched); unmounted after. The clone's and the mount's (with
-    `ls`) seconds are appended to ``phases``."""
+    `ls`) seconds are appended to ``phases``. ``settled``: `git status` is timed once the
+    mount's index is written (the mount's `.git` opens then: fuse/settle.py), and the wait
+    for that is appended to ``phases`` too."""
     mp.mkdir()
     start = time.perf_counter()
     subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True)
@@ -81,8 +135,13 @@ def _lazy_round(
     phases += [cloned - start, start + took - cloned]
     vault = home / "vaults" / f"{name}.git"
     before = _objects(vault)
+    if settled:
+        start = time.perf_counter()
+        (mp / ".git").read_bytes()
+        phases.append(time.perf_counter() - start)
     start = time.perf_counter()
-    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+    # (the previous avfs's status is not reported: it may fail, as it did once at 100k files)
+    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check="base" not in mp.name, capture_output=True)
     status = time.perf_counter() - start
     fetched = _objects(vault) - before
     subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
@@ -93,13 +152,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--baseline", help="another avfs source tree to time in the same run")
+    ap.add_argument("--generate", type=int, help="N generated files instead of the venv's packages")
     args = ap.parse_args()
     avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="avfs-bench-lazy-") as tmp:
         t = Path(tmp)
+        # not in the checkout: `python -m avfs_git` would import this tree's package from the
+        # working directory, ahead of the baseline's PYTHONPATH
+        os.chdir(t)
         (t / "served").mkdir()
-        files = _build(t / "served", t / "work")
+        files = _generate(t / "served", args.generate) if args.generate else _build(t / "served", t / "work")
         daemon, base = _daemon(t / "served")
         url = f"{base}/big.git"
         lazy_s: list[float] = []
@@ -108,6 +171,9 @@ def main() -> None:
         full_s: list[float] = []
         status_s: list[float] = []
         fetched: list[int] = []
+        whole_status_s: list[float] = []
+        settle_s: list[float] = []  # (clone, mount + ls, wait for the index) per round
+        settled_status_s: list[float] = []
         # one home for every repeat (its set-up is not a clone's cost); no layers file
         # system, so that the temporary directory can be removed
         home, base_home = t / "home", t / "base-home"
@@ -115,7 +181,9 @@ def main() -> None:
         env = {**os.environ, **common, "AVFS_HOME": str(home)}
         base_env = {**os.environ, **common, "AVFS_HOME": str(base_home), "PYTHONPATH": args.baseline or ""}
         try:
+            subprocess.run([*avfs, "vault", "clone", url, "whole"], check=True, env=env, capture_output=True)
             for i in range(args.repeats):
+                whole_status_s.append(_whole_status(avfs, env, "whole", t / "whole-mnt"))
                 # git clone --bare
                 dest = t / f"full-{i}.git"
                 start = time.perf_counter()
@@ -134,6 +202,11 @@ def main() -> None:
                         lazy_s.append(took)
                         status_s.append(status)
                         fetched.append(got)
+                        _, status, got = _lazy_round(
+                            avfs, env, url, f"set{i}", t / f"set-{i}", home, settle_s, settled=True
+                        )
+                        settled_status_s.append(status)
+                        fetched.append(got)
                     else:
                         took, _, _ = _lazy_round(
                             avfs, base_env, url, f"big{i}", t / f"base-mnt-{i}", base_home, phases["baseline"]
@@ -142,6 +215,7 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(10)
+            os.chdir(ROOT)
     result = {
         "case": "lazy clone + mount until ls answers vs git clone --bare (same git daemon, same run)",
         "files": files,
@@ -151,6 +225,13 @@ def main() -> None:
         "ratio": statistics.median(lazy_s) / statistics.median(full_s),
         "first_git_status_in_lazy_mount_s_median": statistics.median(status_s),
         "objects_fetched_by_first_git_status": max(fetched),
+        "first_git_status_in_whole_vault_mount_s_median": statistics.median(whole_status_s),
+        "first_git_status_ratio": statistics.median(status_s) / statistics.median(whole_status_s),
+        "first_git_status_in_lazy_mount_s": status_s,
+        "lazy_mount_index_wait_after_ls_s_median": statistics.median(settle_s[2::3]),
+        "first_git_status_once_index_written_s_median": statistics.median(settled_status_s),
+        "first_git_status_once_index_written_ratio": statistics.median(settled_status_s)
+        / statistics.median(whole_status_s),
         "git_clone_bare_s": full_s,
         "lazy_clone_mount_ls_s": lazy_s,
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],

@@ -298,7 +298,7 @@ def test_a_lazy_fork_mounts_and_ls_stat_find_git_status_fetch_nothing(lazy, serv
         assert at_mount - before <= 1  # the tree's .gitignore files at most (git needs them)
         names = sorted(os.listdir(mp / "avfs_git" / "core" / "store"))
         assert "gitstore.py" in names
-        # sizes are the true ones, from the size cache the server filled at the clone
+        # sizes are the true ones, from the size cache the mount filled as it started
         rel = "avfs_git/core/store/promisor.py"
         assert (mp / rel).stat().st_size == len(blob_at(src, "main", rel))
         found = subprocess.run(
@@ -340,10 +340,10 @@ def _packs(v_path: str) -> int:
 def test_over_http_with_credentials_sizes_come_from_object_info_and_a_mount_fetches_nothing(
     home, server, http_git, tmp_path, monkeypatch, backend
 ):
-    """Smart HTTP (`git http-backend`, Basic auth): the clone asks the sizes with protocol
-    v2's object-info through git's HTTP helper, with the token as push and fetch use it; a
-    mount then fetches nothing, `stat` shows true sizes, a read fetches that file; the
-    secret is never written into the vault."""
+    """Smart HTTP (`git http-backend`, Basic auth): the mount asks the sizes with protocol
+    v2's object-info through git's HTTP helper, with the token as push and fetch use it
+    (the clone asks none: fuse/settle.py); the mount fetches nothing, `stat` shows true
+    sizes, a read fetches that file; the secret is never written into the vault."""
     require_fuse()
     if backend == "overlay" and (why := mounts.overlay_available()) is not None:
         if IN_CI:
@@ -355,7 +355,7 @@ def test_over_http_with_credentials_sizes_come_from_object_info_and_a_mount_fetc
     monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
     home.settings = Settings.from_environ(None, home.path)
     v = home.clone_vault(url, "n", lazy=True)
-    assert v.lazy and os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0
+    assert v.lazy and not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))
     before, promised = objects(v.path), missing(v.path)
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -364,6 +364,7 @@ def test_over_http_with_credentials_sizes_come_from_object_info_and_a_mount_fetc
         assert objects(v.path) - before <= 1  # the tree's .gitignore files at most
         rel = "avfs_git/core/store/promisor.py"
         assert (mp / rel).stat().st_size == len(blob_at(served, "main", rel))
+        assert os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0  # object-info
         sizes = subprocess.run(
             ["find", str(mp), "-type", "f", "-size", "+1k"], capture_output=True, check=True
         )
@@ -400,6 +401,8 @@ def test_over_http_a_server_without_protocol_v2_gives_no_sizes_and_a_mount_fetch
     mp.mkdir()
     mounts.mount(home, v, "main", str(mp), backend="fuse")
     try:
+        # (a stat waits for the mount's fetch of the tree, made once it answers)
+        assert (mp / "NOTES.md").stat().st_size == len(blob_at(served, "main", "NOTES.md"))
         assert _packs(v.path) == packs_before + 1
         rel = "avfs_git/core/store/promisor.py"
         assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
@@ -427,7 +430,7 @@ def test_over_ssh_sizes_come_from_object_info_and_a_mount_fetches_nothing(
     )
     monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts}")
     v = home.clone_vault(url, "s", lazy=True)
-    assert v.lazy and os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0
+    assert v.lazy and not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))  # the mount asks
     before = missing(v.path)
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -435,6 +438,7 @@ def test_over_ssh_sizes_come_from_object_info_and_a_mount_fetches_nothing(
     try:
         rel = "avfs_git/core/store/promisor.py"
         assert (mp / rel).stat().st_size == len(blob_at(served, "main", rel))
+        assert os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0  # object-info
         assert missing(v.path) == before
         assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
         assert missing(v.path) < before  # it (and its directory's other files, in the same fetch)
@@ -443,7 +447,9 @@ def test_over_ssh_sizes_come_from_object_info_and_a_mount_fetches_nothing(
     # a server that does not take GIT_PROTOCOL: v0, no sizes
     monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {opts} -o SetEnv=GIT_PROTOCOL=")
     w = home.clone_vault(url, "w", lazy=True)
-    assert w.lazy and not os.path.exists(os.path.join(w.path, "avfs", "blob-sizes"))
+    assert w.lazy
+    w.workspace("main").stat("NOTES.md")  # a size outside a mount asks the tree's: none given
+    assert not os.path.exists(os.path.join(w.path, "avfs", "blob-sizes"))
 
 
 def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_damage(lazy, server):

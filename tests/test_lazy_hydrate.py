@@ -73,6 +73,7 @@ def test_stats_counts_local_and_promised_blobs_per_fork_and_under_paths(lazy, se
     v = lazy.vault("p")
     src = server.base / "proj.git"
     every = tree_blobs(src, "main")
+    v.workspace("main").view.learn_sizes()  # as a mount does as it starts (the clone asks none)
     doc = stats_doc(cli, lazy)
     lz = doc["lazy"]
     assert lz["remote"] == "origin" and lz["url"] == server.url("proj.git") and lz["paths"] == []
@@ -82,7 +83,7 @@ def test_stats_counts_local_and_promised_blobs_per_fork_and_under_paths(lazy, se
     )
     local = main["local"]
     assert local["blobs"] == len(every) and local["files"] >= len(every)
-    # the clone fetched no blob; the sizes came from the server's object-info at the clone
+    # the clone fetched no blob; the sizes came from the server's object-info
     assert local["blobs_local"] == 0 and local["bytes_local"] == 0
     assert local["blobs_promised"] == len(every) and local["bytes_promised"] == sum(every.values())
     assert local["promised_size_unknown"] == 0
@@ -104,7 +105,7 @@ def test_stats_counts_local_and_promised_blobs_per_fork_and_under_paths(lazy, se
     assert doc["lazy"]["paths"] == ["avfs_git/core/store", "avfs_git/core/store/gitstore.py"]
     assert forks["main"]["blobs"] == len(under) and forks["main"]["blobs_local"] == 1
     assert forks["old"]["blobs"] == len(tree_blobs(src, "main~1", "avfs_git/core/store"))
-    # the older errors.py's size was never asked (the clone asks the default fork's only):
+    # the older errors.py's size was never asked (only main's tree was):
     # counted apart, not guessed
     doc = stats_doc(cli, lazy, "avfs_git/core/errors.py")
     forks = {f["name"]: f["local"] for f in doc["lazy"]["forks"]}
@@ -561,6 +562,7 @@ def test_a_read_never_waits_behind_a_prefetch_in_flight(home, server, tmp_path, 
         v = home.clone_vault(f"git://127.0.0.1:{proxy.port}/proj.git", "p", lazy=True)
         # a read waiting behind the held fetch would wait this long: it must not
         set_config(v.config_path, prefetch=True, fetch_timeout_s=120)
+        v.workspace("main").view.learn_sizes()  # known: the mount asks the server nothing
         proxy.hold_next.set()  # the first fetch after mounting (the prefetch's) hangs
         with mounted(home, v, tmp_path / "mnt", backend) as mp:
             assert proxy.held.wait(60)

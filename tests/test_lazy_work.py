@@ -299,6 +299,8 @@ def test_a_mount_fetches_the_trees_gitignore_files_in_one_batch(home, server, tm
     mp.mkdir()
     mounts.mount(home, v, "main", str(mp), backend="fuse")
     try:
+        first = _git_in(mp, "status", "--porcelain")  # (it waits for the index: fuse/settle.py)
+        assert first.returncode == 0 and first.stdout == "", first
         assert before - missing(v.path) == 4  # the four .gitignore files
         assert len([n for n in os.listdir(pack_dir) if n.endswith(".pack")]) == packs + 1
         (mp / "avfs_git" / "core" / "x.tmp-14").write_text("ignored\n")
@@ -309,12 +311,14 @@ def test_a_mount_fetches_the_trees_gitignore_files_in_one_batch(home, server, tm
 
 
 def test_a_tree_whose_sizes_are_known_is_not_walked_again(lazy, server):
-    """The clone learned every size of the default fork's tree and recorded the tree: a
-    mount's ensure_sizes then walks none of its trees (it walked all of them before), and a
-    size comes from the cache even with the server gone."""
+    """A mount learns every size of its tree and records the tree (the clone asks none): the
+    next mount's ensure_sizes then walks none of its trees (it walked all of them before),
+    and a size comes from the cache even with the server gone."""
     v = lazy.vault("p")
     store = v.store
     tree = store.commit_tree(git("--git-dir", v.path, "rev-parse", "main").strip())
+    assert not store.promisor.sized(tree)
+    store.ensure_sizes(tree)  # as a mount does as it starts (fuse/settle.py)
     assert store.promisor.sized(tree)
     walked: list[str] = []
     items = store.tree_items

@@ -16,10 +16,14 @@ Backends (docs/fuse.md):
   at ``<ws>/lower``, cached by the kernel for good (ops.fuse_options); from FUSE's ``init``
   a thread stacks kernel overlayfs (``<ws>/upper``, ``<ws>/work``) at the mount point
   (stacking.py), then watches the mount table: when the overlay goes (``umount`` by hand),
-  the lower goes too and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer.
+  the lower goes too and the daemon ends. The worktree's ``.git`` is pinned immutable in the upper layer
+  (a lazy fork's once its git index is written: settle.py).
   git's fsmonitor hook is answered from the kernel's record of the upper layer's changes
   (core/workspace/upperwatch.py).
 - a revision (``--revision``): the read-only view of a commit, cached for good.
+
+A lazy fork's mount (any backend) serves before its files' sizes and its git index exist,
+and makes them right after (settle.py).
 
 Teardown order (each step after the previous has finished): the request loop ends (unmount,
 SIGTERM/SIGINT); the watcher is stopped with no ``fuse_invalidate_path`` call left inside
@@ -39,7 +43,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .stacking import (
@@ -48,6 +51,7 @@ from .stacking import (
     _list_merged,
     _lower_kind,
     _pin_gitfile,
+    _start_upper_watch,
     _tune_layers,
     _upper_on,
     _watch_unmount,
@@ -123,6 +127,7 @@ class Mount:
         self.ops: Any = None
         self.idle: Any = None  # a mount kept warm: its idle timer (started when announced)
         self.filler: Any = None  # a lazy fork's background prefetch (ops/prefetching.py)
+        self.settle = _settle(self) if self.vault.lazy else None  # sizes and index after ready
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -209,6 +214,7 @@ class Mount:
         hook is answered from the workspace's journal (pure FUSE) or the kernel's record of
         the upper layer's changes (overlay)."""
         from ..core.store import refs
+        from ..mount.journalhook import start_journal_hook
         from ..mount.worktree import register
 
         args, ws = self.args, self.ws
@@ -231,14 +237,14 @@ class Mount:
         if not self.read_only and not self.overlay:
             # git's fsmonitor hook is answered from the workspace's journal, where every change
             # the mount serves is written before the call that made it returns
-            self.hook_server = _start_journal_hook(ws, self.own)
+            self.hook_server = start_journal_hook(ws, self.own)
         if self.overlay:
             from ..core.workspace.upper import drop_origins, tidy_for_mount
 
             upper, served = self.layers["upper"], self.served
             drop_origins(upper)  # the last mount's lower inodes are gone
             tidy_for_mount(upper, lambda p: _lower_kind(ws, served, p), lambda p: _forget(ws, served, p))
-            _pin_gitfile(upper, self.gitfile)
+            _pin_gitfile(upper, None if self.settle else self.gitfile)  # a lazy fork's: settle.py
             # git's fsmonitor hook is answered from the kernel's record of the upper layer's
             # changes: every directory there is watched before the overlay is stacked on it
             self.hook_server = _start_upper_watch(
@@ -268,8 +274,10 @@ class Mount:
             self.ops.count_calls = True  # its use: the FUSE calls it serves (FastFUSE counts)
         # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
         # data) would read every file through FUSE once (minutes at 100k files)
+        self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
         try:
-            self.write_index()
+            if self.settle is None:
+                self.write_index()
         except Exception:
             logging.getLogger("avfs.fuse").exception("writing the worktree index")
         code = 0
@@ -301,6 +309,8 @@ class Mount:
 
     def ready(self) -> None:
         """The kernel's handshake is done (FUSE's ``init``)."""
+        if self.settle is not None:
+            self.index_threads.append(self.settle.start())
         if self.overlay:
             # the lower layer answers now: stack the kernel's overlay on it, off the FUSE
             # thread (mounting looks up the lower root, which this process serves)
@@ -351,12 +361,19 @@ class Mount:
             write_registry(self.reg, self.record)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        try:
-            # the directories git's first status will list, listed once before it can come
-            _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
-        except Exception:
-            logging.getLogger("avfs.fuse").exception("listing the merged directories")
+
+        def listed() -> None:
+            try:
+                # the directories git's first status will list, listed once before it can come
+                _list_merged(layers["upper"], args.mountpoint, lambda p: _lower_kind(ws, served, p))
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("listing the merged directories")
+
+        if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
+            listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
         self.announce()
+        if self.settle is not None:
+            listed()
         self.warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
 
@@ -377,6 +394,8 @@ class Mount:
         from ..core.vaults import registry
         from ..ops import prefetching
 
+        if self.settle is not None:
+            self.settle.stacked.set()
         self.record["state"] = "mounted"
         registry.write_record(self.reg, self.record)
         self.filler = prefetching.start(self.vault, lambda: self.served.base, self.key)
@@ -508,11 +527,14 @@ class Mount:
             shutil.rmtree(self.tmp_state, ignore_errors=True)
 
 
-def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
-    """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
-    lp = ws.overlay.lower_path(path)
-    node = lower.node(lp) if lp is not None else None
-    return None if node is None else int(node.mode)
+def _settle(m: Mount) -> Any:
+    """A lazy fork's mount: sizes and index after it answers (fuse/settle.py)."""
+    from .settle import Settle, pin_through
+
+    settle = Settle(m.served, m.write_index)
+    if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
+        settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
+    return settle
 
 
 def _start_changelog(state_dir: str) -> Any:
@@ -526,58 +548,6 @@ def _start_changelog(state_dir: str) -> Any:
         return log
     except Exception:
         logging.getLogger("avfs.fuse").exception("opening the change log")
-        return None
-
-
-def _start_upper_watch(
-    ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None], changelog: Any = None
-) -> Any:
-    """Watch the upper layer (core/workspace/upperwatch.py) and answer git's fsmonitor hook from it
-    (calling ``on_ask`` as each query comes in), its changes appended to ``changelog``; None
-    when that cannot start (the hook then answers "everything": git looks at every file,
-    slower but right)."""
-    import stat as st
-
-    from ..core.workspace.overlayentry import DELETED
-    from ..core.workspace.upperwatch import UpperWatch
-    from ..mount.hooksocket import HookServer
-    from ..mount.index import fsmonitor_token
-
-    def entry_paths() -> list[tuple[str, bool]]:
-        # the overlay's entries (the lower view's changes over the base): `lower` reads no
-        # upper layer
-        return [(e.path, e.kind != DELETED and not st.S_ISDIR(e.mode)) for e in lower.overlay.all()]
-
-    def view() -> str:
-        return ":".join(fsmonitor_token(ws).split(":")[1:3])
-
-    try:
-        watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
-        if changelog is not None:
-            watch.on_events = changelog.append  # from the watcher's thread: no writer waits
-            watch.lower_mode = lambda p: _lower_mode(ws, lower, p)
-        watch.start()
-        server = HookServer(own, watch, on_ask)
-        server.start()
-        return server
-    except Exception:
-        logging.getLogger("avfs.fuse").exception("watching the upper layer for git's fsmonitor hook")
-        return None
-
-
-def _start_journal_hook(ws: Any, own: str) -> Any:
-    """Answer git's fsmonitor hook of a pure-FUSE mount from the workspace's journal
-    (mount/journalhook.py); None when the socket cannot be served (the hook then answers
-    "everything": git looks at every file, slower but right)."""
-    from ..mount.hooksocket import HookServer
-    from ..mount.journalhook import JournalAnswerer
-
-    try:
-        server = HookServer(own, JournalAnswerer(ws.overlay))
-        server.start()
-        return server
-    except Exception:
-        logging.getLogger("avfs.fuse").exception("serving git's fsmonitor hook from the journal")
         return None
 
 

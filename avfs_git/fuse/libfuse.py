@@ -319,7 +319,7 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         st = fuse.c_stat()
         for i in range(offset, len(entries)):
             entry, p, node = entries[i]
-            full = plus and entry not in (".", "..")
+            full = plus and entry not in (".", "..") and ops.plus_ok(p, node)
             ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
             fuse.set_st_attrs(st, ops.entry_attrs(p, node, full), use_ns=True)
             if filler(

@@ -116,6 +116,9 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         wants the watcher to look now rather than at its next poll."""
         self.ws = ws
         self.gitfile = gitfile
+        # a lazy fork's mount writes its git index once it answers: .git waits for it
+        # (fuse/settle.py: its wait())
+        self.git_gate: Any = None
         self.on_view = on_view
         self.wake_fd = wake_fd
         self.read_only = read_only
@@ -151,6 +154,12 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self.guard = ws.guard
         owner = ws.vault.home
         self.trace_fd = _open_trace(owner.settings.fuse_trace if owner is not None else None)
+
+    def _git_wait(self) -> None:
+        """git opens ``.git`` first: that waits until the index it must trust is written
+        (its attributes do not: overlayfs's listing of the root looks it up)."""
+        if self.git_gate is not None:
+            self.git_gate.wait()
 
     @staticmethod
     def _p(path: str) -> str:

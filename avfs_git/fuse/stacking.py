@@ -2,11 +2,13 @@
 lower layer this daemon serves. Its mount options, the upper layer on the home's layers
 file system tuned, the worktree's ``.git`` pinned immutable in the upper layer, what the
 lower layer has under an upper path, the merged directories listed once before git's
-first status, and a hand ``umount`` of the overlay followed by the lower layer's.
+first status, the upper layer's watch that answers git's fsmonitor hook, and a hand
+``umount`` of the overlay followed by the lower layer's.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -60,6 +62,49 @@ def _list_merged(
             if child != ".git" and lower_kind(child) == "dir":
                 stack.append(child)
     return listed
+
+
+def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
+    """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
+    lp = ws.overlay.lower_path(path)
+    node = lower.node(lp) if lp is not None else None
+    return None if node is None else int(node.mode)
+
+
+def _start_upper_watch(
+    ws: Any, lower: Any, upper_dir: str, own: str, on_ask: Callable[[], None], changelog: Any = None
+) -> Any:
+    """Watch the upper layer (core/workspace/upperwatch.py) and answer git's fsmonitor hook from it
+    (calling ``on_ask`` as each query comes in), its changes appended to ``changelog``; None
+    when that cannot start (the hook then answers "everything": git looks at every file,
+    slower but right)."""
+    import stat as st
+
+    from ..core.workspace.overlayentry import DELETED
+    from ..core.workspace.upperwatch import UpperWatch
+    from ..mount.hooksocket import HookServer
+    from ..mount.index import fsmonitor_token
+
+    def entry_paths() -> list[tuple[str, bool]]:
+        # the overlay's entries (the lower view's changes over the base): `lower` reads no
+        # upper layer
+        return [(e.path, e.kind != DELETED and not st.S_ISDIR(e.mode)) for e in lower.overlay.all()]
+
+    def view() -> str:
+        return ":".join(fsmonitor_token(ws).split(":")[1:3])
+
+    try:
+        watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
+        if changelog is not None:
+            watch.on_events = changelog.append  # from the watcher's thread: no writer waits
+            watch.lower_mode = lambda p: _lower_mode(ws, lower, p)
+        watch.start()
+        server = HookServer(own, watch, on_ask)
+        server.start()
+        return server
+    except Exception:
+        logging.getLogger("avfs.fuse").exception("watching the upper layer for git's fsmonitor hook")
+        return None
 
 
 def _forget(ws: Any, lower: Any, path: str) -> None:

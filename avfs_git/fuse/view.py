@@ -130,7 +130,7 @@ class ViewOps(NestedRepos, HandleTable):
     @translated
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         if path == GITFILE and self.gitfile is not None:
-            return self._gitfile_attrs()
+            return self._gitfile_attrs()  # (a lookup does not wait: overlayfs's listing makes one)
         real = self._nested(path)
         if real is not None:
             return self._nested_attrs(path, real)
@@ -213,6 +213,13 @@ class ViewOps(NestedRepos, HandleTable):
         with self._lock:
             self._listings.pop(path, None)
 
+    def plus_ok(self, p: str, node: Node | None) -> bool:
+        """Whether a listing may give the kernel this entry's attributes now (readdirplus)
+        without waiting: not a file whose size a lazy fork's mount is still asking
+        (fuse/settle.py); the kernel asks for those later, one by one, when something
+        looks at them."""
+        return node is None or node.is_dir or node.oid is None or self.ws.size_answers_now(node.oid)
+
     @translated
     def entry_attrs(self, p: str, node: Node | None, full: bool) -> dict[str, Any]:
         """The attributes of a :meth:`listing` entry: all of them (what getattr answers)
@@ -279,10 +286,13 @@ class ViewOps(NestedRepos, HandleTable):
             # (read_into). A write was refused by the kernel already (the mount is ro).
             if path != GITFILE or self.gitfile is None:
                 self._node(self._p(path))
+            else:
+                self._git_wait()
             raise fuse.FuseOSError(errno.ENOSYS)
         if path == GITFILE and self.gitfile is not None:
             if (flags & os.O_ACCMODE) != os.O_RDONLY:
                 raise fuse.FuseOSError(errno.EPERM)
+            self._git_wait()
             return self._new_handle(Handle(".git", None, self.gitfile, False))
         real = self._nested(path)
         if real is not None:
@@ -367,6 +377,7 @@ class ViewOps(NestedRepos, HandleTable):
         blob is read from git once: the last ones read stay here (``BLOB_CACHE_BYTES``),
         big ones as open streams (``STREAM_CACHE``)."""
         if path == GITFILE and self.gitfile is not None:
+            self._git_wait()
             return self.gitfile[offset : offset + size]
         p = self._p(path)
         node = self._node(p)

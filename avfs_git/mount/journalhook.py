@@ -29,7 +29,7 @@ own question to that daemon (``avfs-since:...``) answer ``/``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..core.workspace.overlay import Overlay
@@ -92,3 +92,20 @@ def _with_parents(paths: Iterable[str]) -> list[str]:
             if p:
                 out[p] = None
     return list(out)
+
+
+def start_journal_hook(ws: Any, own: str) -> Any:
+    """Answer git's fsmonitor hook of a pure-FUSE mount from the workspace's journal
+    (mount/journalhook.py); None when the socket cannot be served (the hook then answers
+    "everything": git looks at every file, slower but right)."""
+    import logging
+
+    from .hooksocket import HookServer
+
+    try:
+        server = HookServer(own, JournalAnswerer(ws.overlay))
+        server.start()
+        return server
+    except Exception:
+        logging.getLogger("avfs.fuse").exception("serving git's fsmonitor hook from the journal")
+        return None

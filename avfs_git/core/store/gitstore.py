@@ -371,33 +371,20 @@ class GitStore(StoreWrites):
             if not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
         known = self.promisor.size(oid)  # the server said (docs/lazy.md "Sizes")
+        if known is None and self.promisor.await_sizes(oid):  # a mount is asking them now
+            known = self.promisor.size(oid)
+            if known is None and self.is_local(oid):  # fetched by that mount's fallback
+                return self._blob_size(oid)
         if known is not None:
             return known
         self.promisor.fetch([oid], path=path)
         return self._blob_size(oid)
 
     def ensure_sizes(self, tree: str, *, fetch: bool = True) -> None:
-        """Make the sizes of ``tree``'s files known without reading them one by one (a
-        mount reports every size): in a lazy vault, asked of the server in one request
-        where it can say, else (``fetch``) the missing blobs fetched in one batch (a blob
-        the vault holds, written here, is not asked). Nothing in a whole vault."""
-        if self.promisor.remote() is None or self.promisor.sized(tree):
-            return
-        blobs: list[str] = []
-        stack = [tree]
-        while stack:
-            for oid, mode in self.tree_items(stack.pop()).values():
-                if mode == MODE_TREE:
-                    stack.append(oid)
-                elif mode != MODE_COMMIT and self.promisor.size(oid) is None:
-                    blobs.append(oid)
-        # the server sizes what it has; a blob it lacks is one written here (or lost there)
-        rest = blobs if blobs and not self.promisor.learn_sizes(blobs) else []
-        rest = [o for o in rest if self.promisor.size(o) is None and not self.is_local(o)]
-        if not rest:
-            self.promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
-        elif fetch:
-            self.prefetch(rest)
+        """Make the sizes of ``tree``'s files known (:func:`.treesizes.ensure_sizes`)."""
+        from .treesizes import ensure_sizes
+
+        ensure_sizes(self, tree, fetch=fetch)
 
     def _blob_size(self, oid: str) -> int:
         pure_error: ObjectReadError | None = None

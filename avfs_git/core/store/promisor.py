@@ -18,10 +18,11 @@ reader knows it: never an empty file, never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
@@ -89,6 +90,10 @@ class Promisor:
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
         self._sized: set[str] | None = None  # trees whose every blob's size is known
+        # set while a mount asks its tree's sizes in the background (:meth:`asking`): a size
+        # not in the cache waits for that answer rather than fetching the blob
+        self._asking: int | None = None  # the thread asking
+        self._learned = threading.Condition()  # notified as sizes come in and as asking ends
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -130,9 +135,39 @@ class Promisor:
         if not got:
             return False
         assert self._sizes is not None
-        self._sizes.update(got)
+        with self._learned:
+            self._sizes.update(got)
+            self._learned.notify_all()
         _append_sizes(self._sizes_path, got)
         return len(got) == len(unknown)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        """Mark a request for sizes in flight on this thread (a mount asks its tree's sizes
+        after it answers, docs/lazy.md): meanwhile :meth:`await_sizes` on another thread
+        waits for the size it wants or for the end of it."""
+        self._asking = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._learned:
+                self._asking = None
+                self._learned.notify_all()
+
+    def await_sizes(self, oid: str) -> bool:
+        """Wait (at most :meth:`timeout`) for the size of ``oid`` while sizes are being
+        asked in the background (not on this thread), until it is known or the asking
+        ends; True when it waited."""
+        asking = self._asking
+        if asking is None or asking == threading.get_ident():
+            return False
+        with self._learned:
+            self._learned.wait_for(lambda: self._asking is None or self.size(oid) is not None, self.timeout())
+        return True
+
+    def pending(self) -> bool:
+        """Whether sizes are being asked in the background (:meth:`asking`)."""
+        return self._asking is not None
 
     def sized(self, tree: str, *, done: bool = False) -> bool:
         """Whether every blob under ``tree`` has its size in the cache (``done``: record

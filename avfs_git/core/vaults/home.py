@@ -334,10 +334,8 @@ class Home:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         vault = self.vault(name)
-        if lazy and vault.lazy:  # sizes of the default fork's files, where the server says them
-            head = refs.read_ref(vault.store, refs.fork_ref(vault.default_fork))
-            if head is not None:
-                vault.store.ensure_sizes(vault.store.commit_tree(head), fetch=False)
+        # no sizes asked here: they grow with the files, and a mount asks them once it
+        # answers (fuse/settle.py; docs/lazy.md)
         how = "lazily " if lazy and vault.lazy else ""
         vault.oplog.record(
             "vault_create", f"clone vault {name} {how}from {redact(url)}", fork=vault.default_fork

@@ -442,14 +442,29 @@ class Workspace(Mutations, Generic[V_co]):
         file, named in the error when it cannot be)."""
         if path is None:
             return self.store.blob_data(oid)
-        return self.store.blob_data(oid, path=path, near=lambda: self.view.dir_tree(path))
+        return self.store.blob_data(oid, path=path, near=lambda: self.view.near(path))
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A big blob as a stream (never held whole in memory); None: read it with
         :meth:`blob_data`."""
         return self.store.blob_stream(oid)
 
+    def ask_sizes(self, asking: Callable[[], None]) -> None:
+        """A lazy fork's mount, once it answers: the sizes of its base tree's files
+        (:func:`.treesizes.ask`; ``asking()`` is called once they are in flight)."""
+        from ..store.treesizes import ask
+
+        ask(self.store, self.view.base_tree, asking)
+
+    def size_answers_now(self, oid: str) -> bool:
+        """Whether blob ``oid``'s size is given without waiting (:func:`.treesizes.answers_now`)."""
+        from ..store.treesizes import answers_now
+
+        return answers_now(self.store, oid)
+
     def blob_size(self, oid: str, path: str | None = None) -> int:
+        if self.store.promisor.remote() is not None and self.store.promisor.size(oid) is None:
+            self.view.learn_sizes()  # (a lazy vault: once per handle)
         return self.store.blob_size(oid, path=path)
 
     def node_children(self, node: Node) -> dict[str, Node]:

@@ -184,6 +184,20 @@ class View:
         self.scan = scan
         self._blob_reader: Callable[[str], bytes] | None = None
         self._base_tree_cache: tuple[str, str] | None = None
+        self._sizes_asked: str | None = None  # the base tree whose sizes were asked (learn_sizes)
+
+    def learn_sizes(self) -> None:
+        """A lazy vault: ask the server the sizes of the base tree's files, once per tree
+        and handle, before a size or a read that must go to the server (one request; the
+        clone asks none, a mount asks them as it starts: fuse/settle.py). A read's
+        neighbours are picked by size, and a size is not fetched with its blob."""
+        promisor = self.store.promisor
+        if promisor.remote() is None or promisor.pending():  # (pending: a mount is asking)
+            return
+        tree = self.base_tree
+        if self._sizes_asked != tree:
+            self._sizes_asked = tree
+            self.store.ensure_sizes(tree, fetch=False)
 
     @classmethod
     def of_commit(cls, store: GitStore, commit: str, *, scan: bool = False) -> View:
@@ -392,7 +406,13 @@ class View:
             if reader is None:
                 reader = self._blob_reader = self.store.blob_reader()
             return reader(node.oid)
-        return self.store.blob_data(node.oid, path=node.path, near=lambda: self.dir_tree(node.path))
+        return self.store.blob_data(node.oid, path=node.path, near=lambda: self.near(node.path))
+
+    def near(self, path: str) -> str | None:
+        """What a read that must fetch ``path`` brings along: its directory's tree, its
+        sizes known first (:meth:`learn_sizes`)."""
+        self.learn_sizes()
+        return self.dir_tree(path)
 
     def dir_tree(self, path: str) -> str | None:
         """The git tree of the directory holding ``path`` (a lazy vault's read of ``path``
@@ -430,6 +450,8 @@ class View:
                 self._raise_if_replaced(node)
                 raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
         assert node.oid is not None
+        if self.store.promisor.remote() is not None and self.store.promisor.size(node.oid) is None:
+            self.learn_sizes()  # (a lazy vault: once per handle)
         return self.store.blob_size(node.oid, path=node.path)
 
     def stat(self, path: str, *, follow: bool = False) -> Stat:

@@ -1,0 +1,72 @@
+"""A lazy vault's sizes of a whole tree's files, known without their blobs: asked of the
+server in one request (:meth:`.Promisor.learn_sizes`), or, where it cannot say, the missing
+blobs fetched in one batch; and a mount's asking of them after it answers, which a
+``stat`` waits for (:func:`ask`, docs/lazy.md "Mounting a lazy fork: sizes before
+contents").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from ..types import MODE_COMMIT, MODE_TREE
+from .promisor import Promisor
+
+
+class GitStore(Protocol):
+    """What of :class:`.gitstore.GitStore` this reads (which calls in here)."""
+
+    @property
+    def promisor(self) -> Promisor: ...
+    def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]: ...
+    def is_local(self, oid: str) -> bool: ...
+    def prefetch(self, oids: Iterable[str]) -> int: ...
+
+
+def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
+    """Make the sizes of ``tree``'s files known without reading them one by one (a mount
+    reports every size): in a lazy vault, asked of the server in one request where it can
+    say, else (``fetch``) the missing blobs fetched in one batch (a blob the vault holds,
+    written here, is not asked). Nothing in a whole vault, or for a tree already sized."""
+    promisor = store.promisor
+    if promisor.remote() is None or promisor.sized(tree):
+        return
+    blobs: list[str] = []
+    stack = [tree]
+    while stack:
+        for oid, mode in store.tree_items(stack.pop()).values():
+            if mode == MODE_TREE:
+                stack.append(oid)
+            elif mode != MODE_COMMIT and promisor.size(oid) is None:
+                blobs.append(oid)
+    # the server sizes what it has; a blob it lacks is one written here (or lost there)
+    rest = blobs if blobs and not promisor.learn_sizes(blobs) else []
+    rest = [o for o in rest if promisor.size(o) is None and not store.is_local(o)]
+    if not rest:
+        promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
+    elif fetch:
+        store.prefetch(rest)
+
+
+def ask(store: GitStore, tree: str, asking: Callable[[], None]) -> None:
+    """A mount's sizes, asked once it answers: marked in flight (``asking()`` is called
+    then), the root directory's files first in a small request of their own (overlayfs
+    looks each of them up as it lists the root), then the whole tree (:func:`ensure_sizes`).
+    Meanwhile a size not known waits for these (:meth:`.GitStore.blob_size`)."""
+    promisor = store.promisor
+    with promisor.asking():
+        asking()
+        if promisor.remote() is None or promisor.sized(tree):
+            return
+        root = [o for o, mode in store.tree_items(tree).values() if mode not in (MODE_TREE, MODE_COMMIT)]
+        if root:
+            promisor.learn_sizes(root)
+        ensure_sizes(store, tree)
+
+
+def answers_now(store: GitStore, oid: str) -> bool:
+    """Whether the size of blob ``oid`` can be given without waiting for a mount's request
+    (:func:`ask`): none in flight, or this one known already."""
+    promisor = store.promisor
+    return not promisor.pending() or promisor.size(oid) is not None

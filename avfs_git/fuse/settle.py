@@ -1,0 +1,100 @@
+"""A lazy fork's mount answers before its sizes and its git index exist (docs/lazy.md,
+"Mounting a lazy fork: sizes before contents").
+
+Both grow with the number of files: the blobs' sizes (one ``object-info`` request to the
+server, or one fetch of the tree's missing blobs where the server cannot say) and the
+worktree's git index (every file's entry with the stat data the mount reports). A mount of
+a whole vault writes its index before it serves; a lazy fork's mount serves first (``ls``
+answers at once) and does both here, on a thread of its own started as FUSE's handshake
+is done:
+
+1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), the root directory's
+   files first in a small request of their own (overlayfs looks them up as it lists the
+   root); meanwhile a ``stat`` of a file whose size is not known yet waits for it (:meth:`.GitStore.blob_size`),
+   so the mount never shows a size it does not know, and a listing hands the kernel such
+   a file's name without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
+2. the index is written (the daemon's :meth:`write_index`);
+3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
+   in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
+   ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
+4. for the overlay backend, once the overlay is stacked, ``.git`` is pinned immutable in
+   the upper layer through the overlay (it was served by the lower layer, gated, until
+   now; docs/fuse.md).
+
+A failure of 1 or 2 (the server gone) is logged and the gate opens anyway: the mount then
+behaves as an offline one (an unfetched file's read or ``stat`` fails with ``EIO``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+GATE_S = 180.0  # how long a git command in a mount waits for its index (a size request: 60 s)
+
+
+class Settle:
+    """What a lazy fork's mount does after it answers: sizes, index, ``.git``."""
+
+    def __init__(self, ws: Any, write_index: Callable[[], bool]) -> None:
+        """``ws``: the workspace the mount serves; ``write_index()``: the daemon's index
+        writer."""
+        self.ws = ws
+        self.write_index = write_index
+        self.gate = threading.Event()  # set: the index is written (or cannot be)
+        self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
+        self.stacked = threading.Event()  # set: the mount is announced (the overlay stacked)
+
+    def start(self) -> threading.Thread:
+        """Start the work on a thread of its own (returned, for the teardown to join);
+        the sizes are marked as being asked before this returns."""
+        asked = threading.Event()
+        t = threading.Thread(target=self._run, args=(asked,), name="avfs-settle", daemon=True)
+        t.start()
+        asked.wait(GATE_S)
+        return t
+
+    def wait(self) -> None:
+        """Block until the index is written (at most :data:`GATE_S`): for ``.git``."""
+        self.gate.wait(GATE_S)
+
+    def _run(self, asked: threading.Event) -> None:
+        log = logging.getLogger("avfs.fuse")
+        try:
+            try:
+                self.ws.ask_sizes(asked.set)
+            except Exception:
+                log.exception("asking the sizes of the mount's files")
+            try:
+                if not self.write_index():
+                    log.warning("index.lock stayed taken: index not written")
+            except Exception:
+                log.exception("writing the worktree index")
+        finally:
+            asked.set()
+            self.gate.set()
+        if self.pin is not None and self.stacked.wait(GATE_S):
+            try:
+                self.pin()
+            except Exception:
+                log.exception("pinning .git in the upper layer")
+
+
+def pin_through(merged: str, text: bytes) -> None:
+    """Pin the worktree's ``.git`` in an overlay's upper layer through the overlay at
+    ``merged`` (its lower layer shows it): copied up with ``text``, read-only and immutable
+    (``chattr +i``), so nothing in the mount can delete or replace it (stacking._pin_gitfile
+    does the same in the upper directory before an overlay is stacked)."""
+    import subprocess
+
+    path = os.path.join(merged, ".git")
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.write(fd, text)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o444)
+    subprocess.run(["chattr", "+i", path], capture_output=True, check=False)

@@ -1,0 +1,239 @@
+"""A lazy fork's mount answers before its sizes and its git index exist (fuse/settle.py,
+docs/lazy.md "Mounting a lazy fork: sizes before contents"), against a real `git daemon`
+and a real `git http-backend`, on both mount backends.
+
+A relay on 127.0.0.1 in front of the server holds every new connection once armed, until
+the test lets it go: the mount's request for sizes is then certainly in flight while the
+test lists, stats and runs git in the mount. Nothing here waits on a sleep."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core.settings import Settings
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI
+from .test_fuse import require_fuse
+from .test_lazy import Server, _serve_over_http, blob_at, missing, objects
+from .test_lazy import server as server
+from .test_remotes import http_git as http_git
+
+HOLD_S = 60.0  # a held connection goes on by itself after this (a test that failed)
+
+
+class Relay:
+    """A TCP relay to ``port``; while armed, each new connection is held (nothing passes
+    either way) until :meth:`release`."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.armed = False
+        self.held = 0  # connections that were held
+        self.holding = threading.Event()  # set when one is held
+        self.go = threading.Event()
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self) -> None:
+        self.go.clear()
+        self.holding.clear()
+        self.armed = True
+
+    def release(self) -> None:
+        self.armed = False
+        self.go.set()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(client, self.armed), daemon=True).start()
+
+    def _serve(self, client: socket.socket, hold: bool) -> None:
+        if hold:
+            self.held += 1
+            self.holding.set()
+            self.go.wait(HOLD_S)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            client.close()
+            return
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        t.start()
+        pump(client, upstream)
+        t.join()
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.release()
+        self.stop.set()
+        self.sock.close()
+
+
+def _backend_or_skip(backend: str) -> None:
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+
+
+def _in_thread(fn: object) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())  # type: ignore[operator]
+        except BaseException as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _listings(mp: Path) -> None:
+    names = sorted(os.listdir(mp / "avfs_git" / "core" / "store"))
+    assert "promisor.py" in names and "gitstore.py" in names
+    assert "avfs_git" in os.listdir(mp)
+    found = subprocess.run(["find", str(mp / "avfs_git"), "-name", "*.py"], capture_output=True, check=True)
+    assert len(found.stdout.splitlines()) > 50
+
+
+def _mount_before_the_sizes(
+    home: Home, vault_name: str, relay: Relay, served: Path, mp: Path, backend: str
+) -> None:
+    """The checks, on a vault cloned through ``relay``: the mount answers while its request
+    for sizes is held (and, pure FUSE, so do ``ls`` and ``find``); ``stat`` and git wait for
+    it and then are right; nothing is fetched until a file is read, which fetches once."""
+    v = home.vault(vault_name)
+    assert not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))  # the clone asked none
+    before, promised = objects(v.path), missing(v.path)
+    relay.arm()
+    mounts.mount(home, v, "main", str(mp), backend=backend)
+    try:
+        # the mount answered before its sizes (the relay lets nothing through until told);
+        # its request for them comes (a new connection, held)
+        assert not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))
+        assert relay.holding.wait(HOLD_S / 2) and not relay.go.is_set()
+        if backend == "fuse":  # ls and find answer (overlayfs looks each entry up as it lists)
+            _listings(mp)
+        # a stat waits for the sizes; git waits for the index
+        rel = "avfs_git/core/store/promisor.py"
+        st, st_out = _in_thread(lambda: (mp / rel).stat().st_size)
+        status, status_out = _in_thread(
+            lambda: subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        )
+        st.join(0.5)
+        status.join(0.5)
+        assert st.is_alive() and status.is_alive(), (st_out, status_out)  # waiting, not guessing
+        assert relay.armed
+        relay.release()
+        st.join(HOLD_S)
+        status.join(HOLD_S)
+        assert st_out == [len(blob_at(served, "main", rel))]
+        proc = status_out[0]
+        assert isinstance(proc, subprocess.CompletedProcess)
+        assert proc.returncode == 0 and proc.stdout == "", proc
+        _listings(mp)
+        # every size right, known without a blob
+        for p in ("avfs_git/cli/output.py", "NOTES.md", "avfs_git/core/errors.py"):
+            assert (mp / p).stat().st_size == len(blob_at(served, "main", p))
+        assert missing(v.path) >= promised - 1  # nothing fetched (the .gitignore files at most)
+        at = objects(v.path)
+        assert at - before <= 1
+        # a read fetches (once); a second read fetches nothing
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        after = objects(v.path)
+        assert after > at
+        assert (mp / rel).read_bytes() == blob_at(served, "main", rel)
+        assert objects(v.path) == after
+        again = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        assert again.returncode == 0 and again.stdout == "", again
+        # .git stays: nothing in the mount removes it
+        with pytest.raises(OSError):
+            os.unlink(mp / ".git")
+    finally:
+        relay.release()
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_over_git_daemon_the_mount_answers_before_its_sizes(home, server: Server, tmp_path, backend):
+    _backend_or_skip(backend)
+    relay = Relay(server.port)
+    try:
+        url = f"git://127.0.0.1:{relay.port}/proj.git"
+        home.clone_vault(url, "p", lazy=True)
+        mp = tmp_path / "mnt"
+        mp.mkdir()
+        _mount_before_the_sizes(home, "p", relay, server.base / "proj.git", mp, backend)
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_over_http_the_mount_answers_before_its_sizes(home, server, http_git, tmp_path, monkeypatch, backend):
+    _backend_or_skip(backend)
+    url, served, password = http_git
+    _serve_over_http(server, served)
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    home.settings = Settings.from_environ(None, home.path)
+    port = int(url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    relay = Relay(port)
+    try:
+        home.clone_vault(url.replace(f":{port}/", f":{relay.port}/"), "n", lazy=True)
+        mp = tmp_path / "mnt"
+        mp.mkdir()
+        _mount_before_the_sizes(home, "n", relay, served, mp, backend)
+    finally:
+        relay.close()
+
+
+def test_outside_a_mount_a_size_asks_the_tree_once_and_fetches_nothing(home, server, cli):
+    """The clone asks no sizes; `avfs ls -l` then asks them for the whole tree in one
+    request (not a fetch of each file), and `avfs cat` reads a file with its neighbours."""
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v = home.vault("p")
+    assert not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))  # the clone asked none
+    before = objects(v.path)
+    r = cli("--json", "--home", home.path, "--vault", "p", "ls", "-l", "avfs_git/core/store")
+    assert r.code == 0, r.err
+    assert objects(v.path) == before  # sizes, not blobs
+    assert os.path.getsize(os.path.join(v.path, "avfs", "blob-sizes")) > 0
+    rel = "avfs_git/core/store/promisor.py"
+    r = cli("--home", home.path, "--vault", "p", "cat", rel)
+    assert r.code == 0 and r.out_bytes == blob_at(server.base / "proj.git", "main", rel)
+    assert objects(v.path) - before > 1  # its directory's other files came in the same fetch
