@@ -94,6 +94,8 @@ class Promisor:
         self._read = False  # whether _remote was read from the config
         self._lock = threading.Lock()  # one fetch at a time per vault handle
         self.fetched = 0  # blobs this handle fetched (stats, tests)
+        # the directories of this handle's last demand misses, oldest first (neighbours.py)
+        self.recent_misses: list[str] = []
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
         self._sized: set[str] | None = None  # trees whose every blob's size is known

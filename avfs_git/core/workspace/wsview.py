@@ -392,12 +392,17 @@ class View:
             if reader is None:
                 reader = self._blob_reader = self.store.blob_reader()
             return reader(node.oid)
-        return self.store.blob_data(node.oid, path=node.path, near=lambda: self.dir_tree(node.path))
+        return self.store.blob_data(node.oid, path=node.path, near=self.tree_of_dir)
 
     def dir_tree(self, path: str) -> str | None:
         """The git tree of the directory holding ``path`` (a lazy vault's read of ``path``
         fetches its other promised blobs with it: core/store/neighbours.py), or None."""
-        d = self.lookup(path.rpartition("/")[0])
+        return self.tree_of_dir(path.rpartition("/")[0])
+
+    def tree_of_dir(self, path: str) -> str | None:
+        """The git tree of directory ``path`` as this view sees it (None: not a directory,
+        or one git does not hold): where a lazy vault's read looks for neighbours."""
+        d = self.lookup(path)
         return d.oid if d is not None and d.is_dir else None
 
     def read(self, path: str) -> bytes:
