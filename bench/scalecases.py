@@ -33,10 +33,12 @@ before); ``lazy_task_fetches`` counts the fetch requests to the server during th
 and ``lazy_task_connections`` the connections. ``--variant JSON`` (repeatable) adds a lazy
 run per repeat with those home settings on top (e.g. ``'{"keep_connection": false}'``), its
 keys prefixed ``v1_``, ``v2_``…, interleaved with the others: an A/B in the same run;
-``--no-batched`` skips the batched run.
+``--no-batched`` skips the batched run; ``--warm`` runs each lazy task a second time in its
+mount (``warm_task_s``: every file it reads is local then, so what is left over the full
+clone's time is the mount's own cost).
 
 Run: ``.venv/bin/python -m bench.scalecases [--repeats N] [--neighbours COUNT:BYTES]
-[--variant JSON]... [--no-batched]``; the result goes to
+[--variant JSON]... [--no-batched] [--warm]``; the result goes to
 ``bench/results/scale-<time>.json`` and is printed.
 """
 
@@ -224,6 +226,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="JSON", help="another lazy run"
                     " per repeat with these home settings (its keys prefixed v1_, v2_, ...)")  # fmt: skip
     ap.add_argument("--no-batched", action="store_true", help="skip the batched run")
+    ap.add_argument("--warm", action="store_true", help="each lazy task run again in its mount"
+                    " (warm_task_s: the mount's own cost, nothing left to fetch)")  # fmt: skip
     args = ap.parse_args()
     avfs = str(ROOT / ".venv" / "bin" / "avfs")
     rd = _realdata()
@@ -292,10 +296,12 @@ def main() -> None:
                     down, conns, reqs = relay.down, relay.connections, relay.requests
                     try:
                         row[f"{prefix}lazy_task_s"] = _task(mp, deps)
-                    finally:
                         row[f"{prefix}lazy_task_bytes"] = relay.down - down
                         row[f"{prefix}lazy_task_fetches"] = relay.requests - reqs
                         row[f"{prefix}lazy_task_connections"] = relay.connections - conns
+                        if args.warm:  # again in the same mount, every file it reads now local
+                            row[f"{prefix}warm_task_s"] = _task(mp, deps)
+                    finally:
                         subprocess.run([avfs, "unmount", f"{name}:main"], env=venv, capture_output=True)
                 if args.no_batched:
                     rows.append(row)
