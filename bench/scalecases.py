@@ -7,8 +7,8 @@ The repository is a monorepo of released sdists from PyPI (fetched once through
 tests/realdata.py's cache): Django's last three releases as three commits (``Django/``,
 files changing between versions as they really did), with ansible-core, botocore, sympy,
 mypy, networkx and twisted beside it under ``vendor/`` (about 20,000 files at the tip),
-served with ``uploadpack.allowFilter``, ``uploadpack.allowAnySHA1InWant`` and
-``transfer.advertiseObjectInfo``. The task is Django's own test runner for one package,
+served (packed, as a hosting server's repositories are) with ``uploadpack.allowFilter``,
+``uploadpack.allowAnySHA1InWant`` and ``transfer.advertiseObjectInfo``. The task is Django's own test runner for one package,
 ``tests/runtests.py --parallel=1 utils_tests`` (its dependencies asgiref and sqlparse from
 their sdists, outside the repository, on ``PYTHONPATH``).
 
@@ -170,6 +170,9 @@ def _build(served: Path, t: Path) -> dict[str, int]:
         _git("-C", str(work), "add", "-A", "-f")
         _git(*IDENT, "-C", str(work), "commit", "-q", "-m", f"{name} {version}")
     _git("clone", "-q", "--bare", str(work), str(served / "big.git"))
+    # packed, as a hosting server's repositories are (a local clone leaves the objects
+    # loose: every fetch would then compress and delta them anew)
+    _git("--git-dir", str(served / "big.git"), "repack", "-a", "-d", "-q")
     for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
         _git("--git-dir", str(served / "big.git"), "config", key, "true")
     sizes = [
