@@ -9,10 +9,10 @@ times. Here a :class:`Connection` speaks git's protocol v2 (gitprotocol-v2) to t
 itself and keeps the connection: ``upload-pack`` serves one ``fetch`` command after another
 on it (a stateful transport), so a miss costs the server's ``pack-objects`` and one round
 trip. The pack that comes back is read here (:func:`read_pack`: its entries, ``REF_DELTA``
-and ``OFS_DELTA`` resolved, every object's id checked against what was asked) and written
-into the vault as one pack with its index (:class:`.packwriter.PackWriter`) and a
-``.promisor`` mark, as ``git fetch`` from a promisor remote would leave it; nothing is
-written unless the whole pack arrived and checked.
+and ``OFS_DELTA`` resolved, every object's id computed and checked against what was asked)
+and written into the vault as it came, with its index (:func:`.packwriter.index_v2`) and a
+``.promisor`` mark, as ``git fetch`` from a promisor remote (its ``index-pack``) would leave
+it; nothing is written unless the whole pack arrived and checked.
 
 Only ``git://`` URLs are spoken to (no credentials on that transport); a server that does
 not speak protocol v2 or does not offer ``fetch`` makes :meth:`Connection.fetch` return
@@ -39,6 +39,16 @@ IDLE_S = 10.0  # a connection nobody fetched over for this long is closed
 OBJ_OFS_DELTA = 6
 OBJ_REF_DELTA = 7
 _NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+
+
+class Received:
+    """A pack the server sent, checked: its bytes as they came, the blobs in it (id ->
+    contents) and its index entries (id -> (offset, crc32 of the entry))."""
+
+    def __init__(self, data: bytes, blobs: dict[str, bytes], index: dict[str, tuple[int, int]]) -> None:
+        self.data = data
+        self.blobs = blobs
+        self.index = index
 
 
 class WireError(Exception):
@@ -74,9 +84,9 @@ class Connection:
         self.opened = 0  # connections made (stats, tests)
         self.unsupported = False  # the server does not speak v2 fetch: the caller uses git fetch
 
-    def fetch(self, oids: list[str], timeout: float) -> dict[str, bytes] | None:
-        """The blobs ``oids`` from the server (id -> contents), within ``timeout`` seconds;
-        None when the server does not speak protocol v2 ``fetch``.
+    def fetch(self, oids: list[str], timeout: float) -> Received | None:
+        """The pack of the blobs ``oids`` from the server, checked, within ``timeout``
+        seconds; None when the server does not speak protocol v2 ``fetch``.
 
         Raises:
             WireError: the server could not be reached, answered an error (``not our
@@ -144,7 +154,7 @@ class Connection:
         self.opened += 1
         return sock
 
-    def _ask(self, sock: socket.socket, oids: list[str], deadline: float) -> dict[str, bytes]:
+    def _ask(self, sock: socket.socket, oids: list[str], deadline: float) -> Received:
         request = [_pkt(b"command=fetch\n"), b"0001", _pkt(b"no-progress\n"), _pkt(b"ofs-delta\n")]
         request += [_pkt(b"want " + o.encode() + b"\n") for o in oids]
         request += [_pkt(b"done\n"), b"0000"]
@@ -175,11 +185,12 @@ class Connection:
                 pack += data
             elif band == b"\x03":
                 raise WireError(data.decode(errors="replace").strip())
-        got = read_pack(bytes(pack))
-        missing = [o for o in oids if o not in got]
+        data = bytes(pack)
+        blobs, index = _parse(data)
+        missing = [o for o in oids if o not in blobs]
         if missing:
             raise WireError(f"the server's pack lacks {missing[0]}")
-        return got
+        return Received(data, blobs, index)
 
     # -- keeping it -------------------------------------------------------------------------
     def _close(self) -> None:
@@ -268,6 +279,11 @@ def read_pack(pack: bytes) -> dict[str, bytes]:
         WireError: the pack is cut short, its checksum does not match, or a delta's base
             is not in it (a thin pack: never asked for).
     """
+    return _parse(pack)[0]
+
+
+def _parse(pack: bytes) -> tuple[dict[str, bytes], dict[str, tuple[int, int]]]:
+    """(the blobs, the index entries of every object) of ``pack`` (see :func:`read_pack`)."""
     if len(pack) < 32 or pack[:4] != b"PACK" or struct.unpack(">I", pack[4:8])[0] not in (2, 3):
         raise WireError("the server's pack is not one")
     if hashlib.sha1(pack[:-20]).digest() != pack[-20:]:
@@ -277,6 +293,8 @@ def read_pack(pack: bytes) -> dict[str, bytes]:
     end = len(pack) - 20
     by_offset: dict[int, tuple[int, bytes]] = {}  # offset -> (type, contents), resolved
     by_id: dict[str, tuple[int, bytes]] = {}
+    index: dict[str, tuple[int, int]] = {}
+    crcs: dict[int, int] = {}  # offset -> crc32 of the entry's bytes
     pending: list[tuple[int, int, object, bytes]] = []  # (offset, kind, base, delta)
     for _ in range(count):
         start = pos
@@ -291,11 +309,14 @@ def read_pack(pack: bytes) -> dict[str, bytes]:
             base = pack[pos : pos + 20].hex()
             pos += 20
         data, pos = _inflate(pack, pos, end, size)
+        crcs[start] = zlib.crc32(pack[start:pos])
         if base is None:
             if kind not in _NAMES:
                 raise WireError(f"the server's pack holds an object of unknown type {kind}")
             by_offset[start] = (kind, data)
-            by_id[_oid(kind, data)] = (kind, data)
+            oid = _oid(kind, data)
+            by_id[oid] = (kind, data)
+            index[oid] = (start, crcs[start])
         else:
             pending.append((start, kind, base, data))
     while pending:  # a delta's base may itself be a delta: resolve until none is left
@@ -307,11 +328,13 @@ def read_pack(pack: bytes) -> dict[str, bytes]:
                 continue
             data = apply_delta(found[1], delta)
             by_offset[start] = (found[0], data)
-            by_id[_oid(found[0], data)] = (found[0], data)
+            oid = _oid(found[0], data)
+            by_id[oid] = (found[0], data)
+            index[oid] = (start, crcs[start])
         if len(left) == len(pending):
             raise WireError("the server's pack holds a delta whose base is not in it")
         pending = left
-    return {oid: data for oid, (kind, data) in by_id.items() if kind == 3}
+    return {oid: data for oid, (kind, data) in by_id.items() if kind == 3}, index
 
 
 def _oid(kind: int, data: bytes) -> str:
@@ -419,23 +442,44 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
     return bytes(out)
 
 
-def store(git_dir: str, blobs: dict[str, bytes]) -> str | None:
-    """Write ``blobs`` (checked: their ids are their contents') into the vault as one pack
-    with its index, marked ``.promisor`` as ``git fetch`` from the promisor remote marks
-    its packs; the pack's name (None: nothing to write)."""
-    from .packwriter import OBJ_BLOB, PackWriter
+def store(git_dir: str, got: Received) -> str:
+    """Write the pack ``got`` into the vault as it came (its objects' ids checked), with
+    its index, marked ``.promisor`` as ``git fetch`` from the promisor remote marks its
+    packs; the pack's name. Written under a temporary name and renamed into place, the
+    index last, as :class:`.packwriter.PackWriter` does (a temporary file a killed writer
+    left is found by the same rule)."""
+    import fcntl
+    import tempfile
 
-    writer = PackWriter(git_dir)
+    from ..errors import from_oserror
+    from .packwriter import TMP_PREFIX, index_v2
+
+    pack_dir = os.path.join(git_dir, "objects", "pack")
+    name = f"pack-{got.data[-20:].hex()}"
+    base = os.path.join(pack_dir, name)
     try:
-        for data in blobs.values():
-            writer.add(OBJ_BLOB, data)
-    except BaseException:
-        writer.abort()
-        raise
-    name = writer.finish()
-    if name is not None:
-        fd = os.open(
-            os.path.join(git_dir, "objects", "pack", name + ".promisor"), os.O_WRONLY | os.O_CREAT, 0o444
-        )
-        os.close(fd)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}_", dir=pack_dir)
+    except OSError as exc:
+        raise from_oserror(exc, pack_dir) from exc
+    lock = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # held until the pack is in place or gone (packwriter)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(got.data)
+        with open(tmp + ".idx", "wb") as ih:
+            ih.write(index_v2(got.index, got.data[-20:]))
+        os.chmod(tmp, 0o444)
+        os.chmod(tmp + ".idx", 0o444)
+        os.replace(tmp, base + ".pack")
+        os.replace(tmp + ".idx", base + ".idx")
+        os.close(os.open(base + ".promisor", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    except OSError as exc:
+        for path in (tmp, tmp + ".idx"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        raise from_oserror(exc, pack_dir) from exc
+    finally:
+        os.close(lock)
     return name

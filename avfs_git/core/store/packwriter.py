@@ -221,31 +221,37 @@ class PackWriter:
         return name
 
     def _index(self, pack_sum: bytes) -> bytes:
-        items = sorted((bytes.fromhex(oid), off, crc) for oid, (off, crc) in self._entries.items())
-        out = bytearray(b"\xfftOc" + struct.pack(">I", 2))
-        fanout = [0] * 256
-        for raw, _, _ in items:
-            fanout[raw[0]] += 1
-        total = 0
-        for i in range(256):
-            total += fanout[i]
-            out += struct.pack(">I", total)
-        for raw, _, _ in items:
-            out += raw
-        for _, _, crc in items:
-            out += struct.pack(">I", crc & 0xFFFFFFFF)
-        large: list[int] = []
-        for _, off, _ in items:
-            if off < 0x80000000:
-                out += struct.pack(">I", off)
-            else:
-                out += struct.pack(">I", 0x80000000 | len(large))
-                large.append(off)
-        for off in large:
-            out += struct.pack(">Q", off)
-        out += pack_sum
-        out += hashlib.sha1(out).digest()
-        return bytes(out)
+        return index_v2(self._entries, pack_sum)
+
+
+def index_v2(entries: dict[str, tuple[int, int]], pack_sum: bytes) -> bytes:
+    """The index (v2) of a pack whose objects are ``entries`` (id -> (offset, crc32 of the
+    entry's bytes)) and whose trailing checksum is ``pack_sum``."""
+    items = sorted((bytes.fromhex(oid), off, crc) for oid, (off, crc) in entries.items())
+    out = bytearray(b"\xfftOc" + struct.pack(">I", 2))
+    fanout = [0] * 256
+    for raw, _, _ in items:
+        fanout[raw[0]] += 1
+    total = 0
+    for i in range(256):
+        total += fanout[i]
+        out += struct.pack(">I", total)
+    for raw, _, _ in items:
+        out += raw
+    for _, _, crc in items:
+        out += struct.pack(">I", crc & 0xFFFFFFFF)
+    large: list[int] = []
+    for _, off, _ in items:
+        if off < 0x80000000:
+            out += struct.pack(">I", off)
+        else:
+            out += struct.pack(">I", 0x80000000 | len(large))
+            large.append(off)
+    for off in large:
+        out += struct.pack(">Q", off)
+    out += pack_sum
+    out += hashlib.sha1(out).digest()
+    return bytes(out)
 
 
 def _pid_alive(pid: int) -> bool:

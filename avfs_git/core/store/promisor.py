@@ -267,7 +267,7 @@ class Promisor:
             raise self._failed(name, url, wanted, path, str(exc)) from None
         if got is None:
             return False
-        store(self.git_dir, {o: got[o] for o in wanted})
+        store(self.git_dir, got)
         return True
 
     def _failed(self, name: str, url: str, batch: list[str], path: str | None, why: str) -> BlobNotLocalError:
