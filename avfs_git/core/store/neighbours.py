@@ -109,12 +109,11 @@ def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> 
     extra: list[str] = []
     if near is not None and path is not None:
         where = path.rpartition("/")[0]
-        recent = store.promisor.recent_misses
+        promisor = store.promisor
+        with promisor.recent_lock:  # a mount reads in several threads
+            recent = list(promisor.recent_misses)
+            promisor.recent_misses[:] = [*(d for d in recent if d != where), where][-RECENT:]
         extra = neighbours(store, oid, near(where), analogous(store, where, recent, near))
-        if where in recent:
-            recent.remove(where)
-        recent.append(where)
-        del recent[:-RECENT]
     try:
         store.promisor.fetch([oid, *extra], path=path)
     except BlobNotLocalError as exc:

@@ -96,6 +96,7 @@ class Promisor:
         self.fetched = 0  # blobs this handle fetched (stats, tests)
         # the directories of this handle's last demand misses, oldest first (neighbours.py)
         self.recent_misses: list[str] = []
+        self.recent_lock = threading.Lock()
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
         self._sized: set[str] | None = None  # trees whose every blob's size is known
