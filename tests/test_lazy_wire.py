@@ -313,6 +313,24 @@ def test_reads_in_a_lazy_mount_share_one_connection(
         mounts.unmount(home, v, "main", lazy=True)
 
 
+def test_a_forked_process_opens_its_own_connection(home: Home, server: Server, relay: Relay) -> None:
+    """A process forked after a fetch (a warm server's spare child) never talks on its
+    parent's connection: its first fetch opens one of its own, and the parent's goes on."""
+    v = _vault(home, relay)
+    src = server.base / "proj.git"
+    assert v.workspace("main").read(FILES[0]) == blob_at(src, "main", FILES[0])
+    conns = relay.connections
+    pid = os.fork()
+    if pid == 0:  # the child: read another file, and say whether it came right
+        ok = v.workspace("main").read(FILES[1]) == blob_at(src, "main", FILES[1])
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert relay.connections - conns == 1  # the child's own
+    assert v.workspace("main").read(FILES[2]) == blob_at(src, "main", FILES[2])
+    assert relay.connections - conns == 1  # the parent's connection was not disturbed
+
+
 # -- the pack reader, against packs git makes ------------------------------------------------
 def _similar_blobs(repo: Path, n: int) -> list[str]:
     """``n`` blobs of a few KiB that differ by a line (git deltas them against each other)."""

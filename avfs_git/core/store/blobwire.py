@@ -80,6 +80,7 @@ class Connection:
         self.path = parts.path
         self.lock = threading.Lock()
         self._sock: socket.socket | None = None
+        self._pid = os.getpid()  # the process that opened _sock (a forked child opens its own)
         self._timer: threading.Timer | None = None
         self.opened = 0  # connections made (stats, tests)
         self.unsupported = False  # the server does not speak v2 fetch: the caller uses git fetch
@@ -126,6 +127,9 @@ class Connection:
 
     # -- the conversation -------------------------------------------------------------------
     def _open(self, deadline: float) -> socket.socket | None:
+        if self._sock is not None and self._pid != os.getpid():
+            self._sock.close()  # the parent's connection: this copy of it only
+            self._sock = None
         if self._sock is not None:
             return self._sock
         sock = socket.create_connection((self.host, self.port), timeout=_left(deadline))
@@ -150,7 +154,7 @@ class Connection:
             sock.close()
             self.unsupported = True
             return None
-        self._sock = sock
+        self._sock, self._pid = sock, os.getpid()
         self.opened += 1
         return sock
 
