@@ -7,8 +7,8 @@ The repository is a monorepo of released sdists from PyPI (fetched once through
 tests/realdata.py's cache): Django's last three releases as three commits (``Django/``,
 files changing between versions as they really did), with ansible-core, botocore, sympy,
 mypy, networkx and twisted beside it under ``vendor/`` (about 20,000 files at the tip),
-served with ``uploadpack.allowFilter``, ``uploadpack.allowAnySHA1InWant`` and
-``transfer.advertiseObjectInfo``. The task is Django's own test runner for one package,
+served (packed, as a hosting server's repositories are) with ``uploadpack.allowFilter``,
+``uploadpack.allowAnySHA1InWant`` and ``transfer.advertiseObjectInfo``. The task is Django's own test runner for one package,
 ``tests/runtests.py --parallel=1 utils_tests`` (its dependencies asgiref and sqlparse from
 their sdists, outside the repository, on ``PYTHONPATH``).
 
@@ -28,9 +28,17 @@ files it opened in the full clone, found once with ``strace -f -e trace=open,ope
 
 ``--neighbours COUNT:BYTES`` sets the home's ``read_neighbours`` and ``read_neighbours_bytes``
 (what a read fetches besides its file, docs/lazy.md; ``0:0``: one blob per fetch, as
-before); ``lazy_task_fetches`` counts the connections to the server during the lazy task.
+before); ``lazy_task_fetches`` counts the fetch requests to the server during the lazy task
+(protocol v2 ``command=fetch``: one per ``git fetch``, one per fetch over a kept connection)
+and ``lazy_task_connections`` the connections. ``--variant JSON`` (repeatable) adds a lazy
+run per repeat with those home settings on top (e.g. ``'{"keep_connection": false}'``), its
+keys prefixed ``v1_``, ``v2_``…, interleaved with the others: an A/B in the same run;
+``--no-batched`` skips the batched run; ``--warm`` runs each lazy task a second time in its
+mount (``warm_task_s``: every file it reads is local then, so what is left over the full
+clone's time is the mount's own cost).
 
-Run: ``.venv/bin/python -m bench.scalecases [--repeats N] [--neighbours COUNT:BYTES]``; the result goes to
+Run: ``.venv/bin/python -m bench.scalecases [--repeats N] [--neighbours COUNT:BYTES]
+[--variant JSON]... [--no-batched] [--warm]``; the result goes to
 ``bench/results/scale-<time>.json`` and is printed.
 """
 
@@ -76,13 +84,15 @@ def _git(*args: str, cwd: Path | None = None) -> str:
 
 class Relay:
     """A TCP relay on 127.0.0.1 in front of the server that counts the bytes the server
-    sends (``down``) and receives (``up``)."""
+    sends (``down``) and receives (``up``); it forwards at once and acknowledges at once
+    (:func:`_recv`)."""
 
     def __init__(self, port: int) -> None:
         self.target = port
         self.down = 0
         self.up = 0
         self.connections = 0  # one per git fetch (and per object-info request)
+        self.requests = 0  # protocol v2 fetch commands (a kept connection carries many)
         self._lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -98,14 +108,17 @@ class Relay:
                 return
             self.connections += 1
             server = socket.create_connection(("127.0.0.1", self.target))
+            _prompt(client, server)
             threading.Thread(target=self._pipe, args=(client, server, "up"), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, "down"), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, way: str) -> None:
         try:
-            while data := src.recv(65536):
+            while data := _recv(src):
                 with self._lock:
                     setattr(self, way, getattr(self, way) + len(data))
+                    if way == "up":
+                        self.requests += data.count(b"command=fetch")
                 dst.sendall(data)
         except OSError:
             pass
@@ -118,6 +131,21 @@ class Relay:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _prompt(*socks: socket.socket) -> None:
+    """The relay sends at once (no Nagle delay of its own)."""
+    for s in socks:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    """What came on ``sock``, acknowledged at once: the relay adds no delayed-ACK wait
+    between a server's small writes (a ``git fetch`` talking to the server directly sees
+    one, ~40 ms a fetch: its pack's header and first data are separate writes and the
+    server's Nagle waits for the ACK; so the relay favours the ``git fetch`` runs)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    return sock.recv(65536)
 
 
 def _unpack(rd: object, project: str, version: str, dest: Path) -> Path:
@@ -142,6 +170,9 @@ def _build(served: Path, t: Path) -> dict[str, int]:
         _git("-C", str(work), "add", "-A", "-f")
         _git(*IDENT, "-C", str(work), "commit", "-q", "-m", f"{name} {version}")
     _git("clone", "-q", "--bare", str(work), str(served / "big.git"))
+    # packed, as a hosting server's repositories are (a local clone leaves the objects
+    # loose: every fetch would then compress and delta them anew)
+    _git("--git-dir", str(served / "big.git"), "repack", "-a", "-d", "-q")
     for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
         _git("--git-dir", str(served / "big.git"), "config", key, "true")
     sizes = [
@@ -195,6 +226,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--neighbours", metavar="COUNT:BYTES", help="the home's read_neighbours and"
                     " read_neighbours_bytes (docs/lazy.md); unset: the defaults")  # fmt: skip
+    ap.add_argument("--variant", action="append", default=[], metavar="JSON", help="another lazy run"
+                    " per repeat with these home settings (its keys prefixed v1_, v2_, ...)")  # fmt: skip
+    ap.add_argument("--no-batched", action="store_true", help="skip the batched run")
+    ap.add_argument("--warm", action="store_true", help="each lazy task run again in its mount"
+                    " (warm_task_s: the mount's own cost, nothing left to fetch)")  # fmt: skip
     args = ap.parse_args()
     avfs = str(ROOT / ".venv" / "bin" / "avfs")
     rd = _realdata()
@@ -215,6 +251,13 @@ def main() -> None:
             )
         env = {**os.environ, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never", "AVFS_SERVER": "off",
                "AVFS_LAYERS": "off"}  # fmt: skip
+        variants = [(env, "")]
+        for j, extra in enumerate(args.variant, 1):
+            vhome = t / f"home-v{j}"
+            vhome.mkdir()
+            base = json.loads((home / "config.json").read_text()) if (home / "config.json").exists() else {}
+            (vhome / "config.json").write_text(json.dumps({**base, **json.loads(extra)}))
+            variants.append(({**env, "AVFS_HOME": str(vhome)}, f"v{j}_"))
         rows: list[dict[str, float]] = []
         read_files = read_bytes = 0
         try:
@@ -234,27 +277,38 @@ def main() -> None:
                     read_files, read_bytes = _read_set(trace, dest)
                 shutil.rmtree(dest)
                 # lazy: vault clone --lazy + mount until ls answers, then the task in the mount
-                mp = t / f"mnt-{i}"
-                mp.mkdir()
-                name = f"big{i}"
-                down = relay.down
-                start = time.perf_counter()
-                subprocess.run(
-                    [avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True
-                )
-                subprocess.run(
-                    [avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True
-                )
-                os.listdir(mp)
-                row["lazy_clone_mount_s"] = time.perf_counter() - start
-                row["lazy_clone_mount_bytes"] = relay.down - down
-                down, conns = relay.down, relay.connections
-                try:
-                    row["lazy_task_s"] = _task(mp, deps)
-                finally:
-                    row["lazy_task_bytes"] = relay.down - down
-                    row["lazy_task_fetches"] = relay.connections - conns
-                    subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+                # (each variant: its own home, its settings; interleaved with the full run)
+                for j, (venv, prefix) in enumerate(variants):
+                    mp = t / f"mnt-{i}-{j}"
+                    mp.mkdir()
+                    name = f"big{i}v{j}"
+                    down = relay.down
+                    start = time.perf_counter()
+                    subprocess.run(
+                        [avfs, "vault", "clone", "--lazy", url, name],
+                        check=True,
+                        env=venv,
+                        capture_output=True,
+                    )
+                    subprocess.run(
+                        [avfs, "mount", f"{name}:main", str(mp)], check=True, env=venv, capture_output=True
+                    )
+                    os.listdir(mp)
+                    row[f"{prefix}lazy_clone_mount_s"] = time.perf_counter() - start
+                    row[f"{prefix}lazy_clone_mount_bytes"] = relay.down - down
+                    down, conns, reqs = relay.down, relay.connections, relay.requests
+                    try:
+                        row[f"{prefix}lazy_task_s"] = _task(mp, deps)
+                        row[f"{prefix}lazy_task_bytes"] = relay.down - down
+                        row[f"{prefix}lazy_task_fetches"] = relay.requests - reqs
+                        row[f"{prefix}lazy_task_connections"] = relay.connections - conns
+                        if args.warm:  # again in the same mount, every file it reads now local
+                            row[f"{prefix}warm_task_s"] = _task(mp, deps)
+                    finally:
+                        subprocess.run([avfs, "unmount", f"{name}:main"], env=venv, capture_output=True)
+                if args.no_batched:
+                    rows.append(row)
+                    continue
                 # lazy, the package's directories fetched in one batch first (what a
                 # prefetch of the files near the ones read would do at best): `avfs grep`
                 # fetches every committed file under the paths it searches, in one fetch
@@ -299,8 +353,19 @@ def main() -> None:
         "bytes_of_files_read": read_bytes,
         "bytes_fetched_by_task": med["lazy_task_bytes"],
         "fetched_vs_read_ratio": med["lazy_task_bytes"] / read_bytes if read_bytes else None,
-        "batched_task_ratio_vs_full": med["batched_task_s"] / med["full_task_s"],
-        "batched_fetched_vs_read_ratio": med["batched_task_bytes"] / read_bytes if read_bytes else None,
+        "batched_task_ratio_vs_full": med["batched_task_s"] / med["full_task_s"]
+        if "batched_task_s" in med
+        else None,
+        "batched_fetched_vs_read_ratio": med["batched_task_bytes"] / read_bytes
+        if read_bytes and "batched_task_bytes" in med
+        else None,
+        "variants": args.variant,
+        "variant_task_ratios_vs_full": [
+            med[f"v{j}_lazy_task_s"] / med["full_task_s"] for j in range(1, len(variants))
+        ],
+        "variant_fetched_vs_read_ratios": [
+            med[f"v{j}_lazy_task_bytes"] / read_bytes if read_bytes else None for j in range(1, len(variants))
+        ],
         "medians": med,
         "runs": rows,
     }

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -67,8 +68,14 @@ class Server:
         self.proc = _start_daemon(self.base, self.port)
 
     def stop(self) -> None:
+        """The server goes away: the daemon and the processes serving connections it took
+        (a connection's ``upload-pack`` outlives a daemon stopped with SIGTERM, and a vault's
+        kept connection would go on being served: core/store/blobwire.py)."""
         if self.proc is not None:
+            pgid = self.proc.pid
             _stop_daemon(self.proc)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
             self.proc = None
 
     def url(self, name: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core.errors import BlobNotLocalError, UsageError
-from avfs_git.core.store.neighbours import BINARY, MAX_FILE
+from avfs_git.core.store.neighbours import BINARY, MAX_BINARY, MAX_FILE
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
@@ -52,7 +52,8 @@ def _expected(repo: Path, count: int, budget: int) -> list[tuple[str, str, int]]
         if oid in seen:
             continue
         seen.add(oid)
-        if os.path.splitext(name)[1] in BINARY or size > MAX_FILE or spent + size > budget:
+        cap = MAX_BINARY if os.path.splitext(name)[1] in BINARY else MAX_FILE
+        if size > cap or spent + size > budget:
             continue
         want.append((name, oid, size))
         spent += size
@@ -180,3 +181,69 @@ def test_a_neighbour_the_server_no_longer_has_does_not_fail_the_read(home: Home,
     with pytest.raises(BlobNotLocalError) as exc:
         v.workspace("main").read("AAA-SECRET.md")
     assert "no longer has it" in exc.value.message and exc.value.details["path"] == "AAA-SECRET.md"
+
+
+def test_small_binaries_come_along_and_large_ones_wait(home: Home, server: Server) -> None:
+    """A file binary by name is a neighbour up to MAX_BINARY bytes (a translation catalogue,
+    a test's archive), not beyond (an image)."""
+    repo = server.base / "proj.git"
+    work = server.base / "bin-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "assets").mkdir()
+    (work / "assets" / "a.txt").write_text("read first\n")
+    (work / "assets" / "small.mo").write_bytes(os.urandom(2000))
+    (work / "assets" / "fixture.tar.gz").write_bytes(os.urandom(MAX_BINARY))
+    (work / "assets" / "big.png").write_bytes(os.urandom(MAX_BINARY + 1))
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "assets")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    blob = {
+        n: git("--git-dir", v.path, "rev-parse", f"main:assets/{n}").strip()
+        for n in os.listdir(work / "assets")
+    }
+    before = objects(v.path)
+    assert v.workspace("main").read("assets/a.txt") == b"read first\n"
+    assert _local(v.path, blob["small.mo"]) and _local(v.path, blob["fixture.tar.gz"])
+    assert not _local(v.path, blob["big.png"])
+    assert objects(v.path) == before + 3
+
+
+def test_a_miss_in_a_directory_analogous_to_a_recent_one_brings_the_others(
+    home: Home, server: Server
+) -> None:
+    """Two misses at the same relative path under two siblings (``apps/a/locale/cs`` and
+    ``apps/b/locale/cs``): the second brings that path under every other sibling too, and
+    nothing of the siblings' other directories."""
+    repo = server.base / "proj.git"
+    work = server.base / "apps-work"
+    git("clone", "-q", str(repo), str(work))
+    apps = ("a", "b", "c", "d")
+    for app in apps:
+        for lang in ("cs", "fr"):
+            d = work / "apps" / app / "locale" / lang
+            d.mkdir(parents=True)
+            (d / "django.po").write_text(f"{app} {lang} catalogue\n")
+            (d / "django.mo").write_bytes(os.urandom(300))
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "apps")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    ws = v.workspace("main")
+
+    def blob(path: str) -> str:
+        return git("--git-dir", v.path, "rev-parse", f"main:{path}").strip()
+
+    before = objects(v.path)
+    assert ws.read("apps/a/locale/cs/django.po") == b"a cs catalogue\n"
+    assert objects(v.path) == before + 2  # its directory only: nothing to compare with yet
+    assert not _local(v.path, blob("apps/b/locale/cs/django.po"))
+    assert ws.read("apps/b/locale/cs/django.po") == b"b cs catalogue\n"
+    for app in ("c", "d"):
+        for name in ("django.po", "django.mo"):
+            assert _local(v.path, blob(f"apps/{app}/locale/cs/{name}"))
+        assert not _local(v.path, blob(f"apps/{app}/locale/fr/django.po"))
+    assert objects(v.path) == before + 8
+    packs = _packs(v.path)
+    assert ws.read("apps/d/locale/cs/django.po") == b"d cs catalogue\n"
+    assert _packs(v.path) == packs  # local: no fetch

@@ -165,7 +165,7 @@ class GitStore(StoreWrites):
 
         In a lazy vault (:mod:`.promisor`) a blob (``what == "blob"``) that is not local is
         fetched from the promisor remote first (``path``: the file, for the error that
-        says it could not be; ``near()``: the tree of its directory, whose promised blobs
+        says it could not be; ``near(dir)``: the tree of a directory of the read's view, whose promised blobs
         come in the same fetch: :mod:`.neighbours`), then read as any other; trees and
         commits are always local.
 

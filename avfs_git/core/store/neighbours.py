@@ -9,9 +9,20 @@ package's siblings; a test runner reads its test package), so a miss fetches, in
 subdirectories, in name order, within the vault's ``read_neighbours`` (how many) and
 ``read_neighbours_bytes`` (their total size) settings. Skipped: blobs the vault holds,
 blobs whose size the size cache does not know (nothing is fetched blind), blobs over
-:data:`MAX_FILE` bytes and files whose name says they are binary (:data:`BINARY`). A
+:data:`MAX_FILE` bytes, and files whose name says they are binary (:data:`BINARY`) over
+:data:`MAX_BINARY` bytes (a translation catalogue or a test's fixture archive is read with
+its neighbours as often as a source file; an image or a wheel seldom is). A
 read's failure is its own file's: where the server no longer has a neighbour (history
 rewritten and collected there), the read's blob is fetched again alone.
+
+Then, within what is left of the bounds, the files of the directories **analogous** to
+the read's: programs walk the same relative path through sibling packages (a framework
+loads ``<app>/locale/<lang>/LC_MESSAGES/django.mo`` for each installed app, a plugin
+loader ``<plugin>/config.py`` for each plugin). When the read's directory and one of the
+last :data:`RECENT` directories a miss was in have as many components and differ in
+exactly one (``a/admin/locale/cs`` and ``a/sessions/locale/cs``), the same relative path
+under each other sibling of that component (``a/*/locale/cs``, the first
+:data:`MAX_SUBDIRS` in name order) is a neighbour directory too.
 """
 
 from __future__ import annotations
@@ -25,9 +36,11 @@ from ..types import MODE_COMMIT, MODE_TREE
 if TYPE_CHECKING:
     from .promisor import Promisor
 
-Near = Callable[[], "str | None"]  # the tree of a read file's directory, asked at a miss only
+Near = Callable[[str], "str | None"]  # the tree of a directory of the read's view (at a miss only)
 MAX_FILE = 256 << 10  # a neighbour bigger than this waits for its own read
+MAX_BINARY = 64 << 10  # a neighbour binary by name (BINARY) bigger than this waits too
 MAX_SUBDIRS = 32  # subdirectories looked into, in name order (their trees are read)
+RECENT = 8  # directories of the last misses, for the analogous directories
 BINARY = frozenset(
     [
         ".7z",
@@ -85,14 +98,22 @@ class _Store(Protocol):
 
 def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> None:
     """Fetch promised blob ``oid`` (the file ``path``) and, in the same fetch, its
-    :func:`neighbours` (``near()``: its directory's tree; None: none).
+    :func:`neighbours` (``near(dir)``: the tree of a directory of the read's view; None:
+    none).
 
     Raises:
         BlobNotLocalError: ``oid`` could not be fetched (offline, a timeout, the server
             no longer has it); a neighbour the server no longer has does not fail the read.
         UsageError: the vault's bounds are not numbers (nothing fetched).
     """
-    extra = neighbours(store, oid, near()) if near is not None else []
+    extra: list[str] = []
+    if near is not None and path is not None:
+        where = path.rpartition("/")[0]
+        promisor = store.promisor
+        with promisor.recent_lock:  # a mount reads in several threads
+            recent = list(promisor.recent_misses)
+            promisor.recent_misses[:] = [*(d for d in recent if d != where), where][-RECENT:]
+        extra = neighbours(store, oid, near(where), analogous(store, where, recent, near))
     try:
         store.promisor.fetch([oid, *extra], path=path)
     except BlobNotLocalError as exc:
@@ -106,10 +127,37 @@ def _binary(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in BINARY
 
 
-def neighbours(store: _Store, oid: str, tree: str | None) -> list[str]:
+def analogous(store: _Store, where: str, recent: list[str], near: Near) -> list[str]:
+    """The trees of the directories analogous to ``where`` (see the module's text), from
+    the directories of the last misses ``recent``, newest first; each once."""
+    parts = where.split("/") if where else []
+    out: list[str] = []
+    for other in reversed(recent):
+        theirs = other.split("/") if other else []
+        if other == where or len(theirs) != len(parts):
+            continue
+        differ = [i for i, (a, b) in enumerate(zip(parts, theirs, strict=True)) if a != b]
+        if len(differ) != 1:
+            continue
+        k = differ[0]
+        parent = near("/".join(parts[:k]))
+        if parent is None:
+            continue
+        siblings = [n for n, (_, mode) in sorted(store.tree_items(parent).items()) if mode == MODE_TREE]
+        for name in siblings[:MAX_SUBDIRS]:
+            if name in (parts[k], theirs[k]):
+                continue
+            tree = near("/".join([*parts[:k], name, *parts[k + 1 :]]))
+            if tree is not None and tree not in out:
+                out.append(tree)
+    return out
+
+
+def neighbours(store: _Store, oid: str, tree: str | None, analogues: list[str] | None = None) -> list[str]:
     """The promised blobs to fetch with ``oid``, read from the directory whose tree is
     ``tree`` (None: a directory git does not hold, nothing): its files, then its direct
-    subdirectories' files, each in name order, within the vault's bounds."""
+    subdirectories' files, then the files of the directories whose trees are
+    ``analogues``, each in name order, within the vault's bounds."""
     if tree is None:
         return []
     count, budget = store.promisor.neighbours()
@@ -120,22 +168,23 @@ def neighbours(store: _Store, oid: str, tree: str | None) -> list[str]:
     spent = 0
     seen = {oid}
     level = [tree]
-    for depth in (0, 1):
+    for depth in (0, 1, 2):
         subdirs: list[str] = []
         for d in level:
             for name, (o, mode) in sorted(store.tree_items(d).items()):
                 if mode == MODE_TREE:
                     subdirs.append(o)
                     continue
-                if mode == MODE_COMMIT or o in seen or _binary(name):
+                if mode == MODE_COMMIT or o in seen:
                     continue
                 seen.add(o)
                 size = promisor.size(o)
-                if size is None or size > MAX_FILE or spent + size > budget or store.is_local(o):
+                cap = MAX_BINARY if _binary(name) else MAX_FILE
+                if size is None or size > cap or spent + size > budget or store.is_local(o):
                     continue
                 out.append(o)
                 spent += size
                 if len(out) >= count:
                     return out
-        level = subdirs[:MAX_SUBDIRS] if depth == 0 else []
+        level = subdirs[:MAX_SUBDIRS] if depth == 0 else list(analogues or []) if depth == 1 else []
     return out

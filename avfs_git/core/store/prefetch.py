@@ -313,6 +313,7 @@ class Filler:
         self.promisor.token = store.promisor.token
         self.promisor.timeout_s = store.promisor.timeout_s
         self.promisor.timeout_of = store.promisor.timeout_of
+        self.promisor.keep_connection_of = store.promisor.keep_connection_of
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
         self.state = "starting"

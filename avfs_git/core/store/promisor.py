@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
+from .blobwire import Connection, WireError, speaks, store
 from .redact import redact
 
 
@@ -42,6 +43,9 @@ BATCH = 50_000  # ids per git process (a whole tree's blobs go in a few)
 # what a demand read fetches besides its blob, unless the vault sets it (neighbours.py)
 NEIGHBOURS = 100  # blobs
 NEIGHBOURS_BYTES = 1 << 20  # their total size
+# a fetch over the kept connection (blobwire.py) holds its blobs in memory: bigger ones, or
+# blobs whose size is not known, go through git fetch
+WIRE_MAX_BYTES = 32 << 20
 
 
 def configure(git_dir: str, remote: str) -> None:
@@ -81,12 +85,19 @@ class Promisor:
         self.timeout_of: Callable[[], float] | None = None
         # the vault's read_neighbours and read_neighbours_bytes, read at each miss (lazyconfig.py)
         self.neighbours_of: Callable[[], tuple[int, int]] | None = None
+        # the vault's keep_connection, read at each fetch (lazyconfig.py): whether fetches
+        # from a git:// server go over one kept connection (blobwire.py) or one git fetch each
+        self.keep_connection_of: Callable[[], bool] | None = None
+        self._wire: Connection | None = None
         # a mount's prefetch is told of this handle's fetches, which go first (prefetch.py)
         self.demand: FetchWatcher | None = None
         self._remote: tuple[str, str] | None = None
         self._read = False  # whether _remote was read from the config
         self._lock = threading.Lock()  # one fetch at a time per vault handle
         self.fetched = 0  # blobs this handle fetched (stats, tests)
+        # the directories of this handle's last demand misses, oldest first (neighbours.py)
+        self.recent_misses: list[str] = []
+        self.recent_lock = threading.Lock()
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
         self._sized: set[str] | None = None  # trees whose every blob's size is known
@@ -239,7 +250,7 @@ class Promisor:
             BlobNotLocalError: the vault has no promisor remote, or it did not give them
                 (``path``: the file the caller reads, for the message).
         """
-        wanted = sorted(set(oids))
+        wanted = list(dict.fromkeys(oids))  # the caller's order: a read's own blob first
         if not wanted:
             return
         found = self.remote()
@@ -251,17 +262,66 @@ class Promisor:
             )
         name, url = found
         self.timeout()  # a bad setting fails as itself (a UsageError), before git runs
+        wire = self._wire_for(url, wanted)
         demand = self.demand
         if demand is not None:
             demand.begin(path)
         try:
             with self._lock:
-                for i in range(0, len(wanted), BATCH):
-                    self._fetch_batch(name, url, wanted[i : i + BATCH], path)
+                if wire is None or not self._fetch_wire(wire, name, url, wanted, path):
+                    for i in range(0, len(wanted), BATCH):
+                        self._fetch_batch(name, url, wanted[i : i + BATCH], path)
                 self.fetched += len(wanted)
         finally:
             if demand is not None:
                 demand.end()
+
+    def _wire_for(self, url: str, wanted: list[str]) -> Connection | None:
+        """The kept connection to fetch ``wanted`` over (:mod:`.blobwire`), or None: the
+        remote is not ``git://``, the vault's ``keep_connection`` is off, or a blob's size
+        is unknown or they are too big to hold in memory."""
+        if not speaks(url) or (self.keep_connection_of is not None and not self.keep_connection_of()):
+            return None
+        total = 0
+        for oid in wanted:
+            size = self.size(oid)
+            if size is None:
+                return None
+            total += size
+        if total > WIRE_MAX_BYTES:
+            return None
+        if self._wire is None or self._wire.url != url:
+            self._wire = Connection(url)
+        return self._wire
+
+    def _fetch_wire(self, wire: Connection, name: str, url: str, wanted: list[str], path: str | None) -> bool:
+        """Fetch ``wanted`` over ``wire`` and write them into the vault; False when the
+        server does not speak protocol v2 there (the caller runs git fetch)."""
+        try:
+            got = wire.fetch(wanted, self.timeout())
+        except WireError as exc:
+            raise self._failed(name, url, wanted, path, str(exc)) from None
+        if got is None:
+            return False
+        store(self.git_dir, got)
+        return True
+
+    def _failed(self, name: str, url: str, batch: list[str], path: str | None, why: str) -> BlobNotLocalError:
+        why = redact(why, (self.token or "",))
+        return BlobNotLocalError(
+            f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
+            f" give it{_reason(why)}: {why}",
+            hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
+            " files already fetched read normally",
+            details={
+                "oid": batch[0],
+                "path": path,
+                "remote": name,
+                "url": redact(url),
+                "count": len(batch),
+                "server_lacks": "not our ref" in why,  # one of them (neighbours.fetch_with)
+            },
+        )
 
     def _fetch_batch(self, name: str, url: str, batch: list[str], path: str | None) -> None:
         from .transport import transport
@@ -286,21 +346,7 @@ class Promisor:
             )
         except AvfsError as exc:
             _drop_leftovers(pack_dir, before)
-            why = redact(exc.message, (self.token or "",))
-            raise BlobNotLocalError(
-                f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
-                f" give it{_reason(why)}: {why}",
-                hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
-                " files already fetched read normally",
-                details={
-                    "oid": batch[0],
-                    "path": path,
-                    "remote": name,
-                    "url": redact(url),
-                    "count": len(batch),
-                    "server_lacks": "not our ref" in why,  # one of them (neighbours.fetch_with)
-                },
-            ) from None
+            raise self._failed(name, url, batch, path, exc.message) from None
 
 
 _RECORD = struct.Struct(">20sQ")  # a size cache record: the blob id, its size

@@ -35,6 +35,8 @@ MIN_BANDWIDTH = 1024.0  # below this a batch of one small file takes minutes
 NEIGHBOURS_KEY = "read_neighbours"  # how many other promised blobs, at most
 NEIGHBOURS_BYTES_KEY = "read_neighbours_bytes"  # their total size, at most
 MAX_NEIGHBOURS = 10_000
+# whether fetches from a git:// server go over one kept connection (core/store/blobwire.py)
+KEEP_CONNECTION_KEY = "keep_connection"
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -113,6 +115,31 @@ class Neighbours:
         if found is not None:
             size = _whole(found, float(1 << 40), "bytes")
         return count, size
+
+
+class KeepConnection:
+    """Whether a lazy vault's fetches from a ``git://`` server go over one kept protocol-v2
+    connection (:mod:`.blobwire`) rather than one ``git fetch`` each: the vault's
+    ``keep_connection`` (true/false), else the home's, else true. Called at each fetch
+    (:attr:`.promisor.Promisor.keep_connection_of`).
+
+    Raises:
+        UsageError: a value that is not true or false (the file and the key named).
+    """
+
+    def __init__(self, vault_config: str, home_path: str | None) -> None:
+        self.vault_config = vault_config
+        self.home_config = os.path.join(home_path, "config.json") if home_path is not None else None
+
+    def __call__(self) -> bool:
+        found = lookup(self.vault_config, self.home_config, KEEP_CONNECTION_KEY)
+        if found is None:
+            return True
+        if not isinstance(found[0], bool):
+            raise UsageError(
+                f"{found[1]}: {found[0]!r} is not true or false", hint='e.g. "keep_connection": false'
+            )
+        return found[0]
 
 
 def _whole(found: tuple[Any, str], high: float, unit: str) -> int:

@@ -442,7 +442,7 @@ class Workspace(Mutations, Generic[V_co]):
         file, named in the error when it cannot be)."""
         if path is None:
             return self.store.blob_data(oid)
-        return self.store.blob_data(oid, path=path, near=lambda: self.view.near(path))
+        return self.store.blob_data(oid, path=path, near=self.view.near)
 
     def blob_stream(self, oid: str) -> BlobStream | None:
         """A big blob as a stream (never held whole in memory); None: read it with

@@ -406,18 +406,24 @@ class View:
             if reader is None:
                 reader = self._blob_reader = self.store.blob_reader()
             return reader(node.oid)
-        return self.store.blob_data(node.oid, path=node.path, near=lambda: self.near(node.path))
+        return self.store.blob_data(node.oid, path=node.path, near=self.near)
 
     def near(self, path: str) -> str | None:
-        """What a read that must fetch ``path`` brings along: its directory's tree, its
-        sizes known first (:meth:`learn_sizes`)."""
+        """The tree of directory ``path``, for a read that must fetch (what it brings along:
+        core/store/neighbours.py), the sizes of the base tree known first (:meth:`learn_sizes`:
+        neighbours are picked by size)."""
         self.learn_sizes()
-        return self.dir_tree(path)
+        return self.tree_of_dir(path)
 
     def dir_tree(self, path: str) -> str | None:
         """The git tree of the directory holding ``path`` (a lazy vault's read of ``path``
         fetches its other promised blobs with it: core/store/neighbours.py), or None."""
-        d = self.lookup(path.rpartition("/")[0])
+        return self.tree_of_dir(path.rpartition("/")[0])
+
+    def tree_of_dir(self, path: str) -> str | None:
+        """The git tree of directory ``path`` as this view sees it (None: not a directory,
+        or one git does not hold): where a lazy vault's read looks for neighbours."""
+        d = self.lookup(path)
         return d.oid if d is not None and d.is_dir else None
 
     def read(self, path: str) -> bytes:
