@@ -145,7 +145,10 @@ def _vault(home: Home, relay: Relay, **settings: object) -> Vault:
     v = home.clone_vault(relay.url("proj.git"), "p", lazy=True)
     with open(os.path.join(v.path, "avfs", "config.json"), "w", encoding="utf-8") as fh:
         json.dump({"read_neighbours": 0, **settings}, fh)  # one blob a read: the counts are exact
-    relay.requests = 0  # the clone's
+    # the tree's sizes, as a mount asks them as it starts (the clone asks none; a first read
+    # outside a mount would ask them on a connection of their own)
+    v.workspace("main").view.learn_sizes()
+    relay.requests = 0  # the clone's and the sizes'
     return v
 
 
