@@ -127,7 +127,6 @@ def _placeholder(
     commit: str | None,
     mountpoint: str,
     pid: int,
-    backend: str,
     idle_timeout_s: float | None,
 ) -> None:
     """The record (at ``path``) of a daemon just started, ``mounting``, until the daemon writes its own
@@ -142,7 +141,10 @@ def _placeholder(
         "state": "mounting",
         "read_only": commit is not None,
         "revision": commit,
-        "backend": backend,
+        # no backend, uid or gid: the daemon, which asks the registry about its own mount
+        # while it sets up (mount/live.py), must not take this for its own record of a
+        # mount that serves (it would write a moved base through a mount point not mounted)
+        "starting": True,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if idle_timeout_s is not None and commit is None:

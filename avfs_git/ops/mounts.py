@@ -416,7 +416,7 @@ def _start_locked(
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
     pid, ready_fd = _spawn_daemon(cmd, env, log_path)
-    _placeholder(registry_path(vault, key), vault.name, fork, commit, mountpoint, pid, chosen, idle_timeout_s)
+    _placeholder(registry_path(vault, key), vault.name, fork, commit, mountpoint, pid, idle_timeout_s)
     return Starting(
         home, vault, fork, key, mountpoint, backend, because, idle_timeout_s, log_path, pid, ready_fd
     )
