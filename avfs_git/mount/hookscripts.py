@@ -29,6 +29,28 @@ import _socket, os, sys
 
 HOME = {files!r}
 SOCKET = {socket!r}
+ONLY_STATUS = {only_status!r}  # a git whose diff misreads fsmonitor (hookscripts.FIXED_GIT)
+TAKES_VALUE = (b"-c", b"-C", b"--git-dir", b"--work-tree", b"--namespace", b"--config-env", b"--super-prefix")
+
+
+def asked_by_status():
+    # whether the git that runs this hook is a `git status` (its command line)
+    try:
+        with open("/proc/%d/cmdline" % os.getppid(), "rb") as fh:
+            argv = fh.read().split(b"\\0")
+    except OSError:
+        return False
+    if os.path.basename(argv[0]) != b"git":
+        return False
+    i = 1
+    while i < len(argv):
+        if argv[i] in TAKES_VALUE:
+            i += 2
+        elif argv[i].startswith(b"-"):
+            i += 1
+        else:
+            return argv[i] == b"status"
+    return False
 
 
 def main():
@@ -50,6 +72,8 @@ def main():
             raise OSError("a partial answer")
     except OSError:
         body = b"avfs-ovl:none\\0/\\0"
+    if ONLY_STATUS and not asked_by_status():
+        body = body.split(b"\\0", 1)[0] + b"\\0/\\0"  # the daemon's token, everything may differ
     sys.stdout.buffer.write(body)
 
 
@@ -68,6 +92,30 @@ _SOCKET_HOOK_PERL = r"""#!@PERL@ -T
 # from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
 # everything may differ.
 my $token = defined $ARGV[1] ? $ARGV[1] : "";
+my $only_status = @ONLY_STATUS@;  # a git whose diff misreads fsmonitor (hookscripts.FIXED_GIT)
+
+# whether the git that runs this hook is a `git status` (its command line)
+sub asked_by_status {
+    open(my $fh, "<", "/proc/" . getppid() . "/cmdline") or return 0;
+    local $/;
+    my $line = <$fh>;
+    close $fh;
+    return 0 unless defined $line;
+    my @argv = split /\0/, $line;
+    my $zero = shift @argv;
+    return 0 unless defined $zero && $zero =~ m{(?:\A|/)git\z};
+    while (@argv) {
+        my $arg = shift @argv;
+        if ($arg =~ /\A(?:-c|-C|--git-dir|--work-tree|--namespace|--config-env|--super-prefix)\z/) {
+            shift @argv;
+            next;
+        }
+        next if $arg =~ /\A-/;
+        return $arg eq "status" ? 1 : 0;
+    }
+    return 0;
+}
+
 my $body = eval {
     local $SIG{ALRM} = sub { die "timed out\n" };
     local $SIG{PIPE} = "IGNORE";  # a daemon that hung up: an error, not the end of the hook
@@ -96,6 +144,8 @@ my $body = eval {
 };
 alarm 0;
 $body = "avfs-ovl:none\0/\0" unless defined $body;
+# the daemon's token, everything may differ
+$body =~ s/\0.*\z/\0\/\0/s if $only_status && !asked_by_status();
 binmode STDOUT;
 print $body;
 """
@@ -106,11 +156,39 @@ def _perl_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
+# the first git whose diff-index and diff-files lstat an entry that fsmonitor says is unchanged
+# (git's 6a044a2048, "diff-lib: fix check_removed when fsmonitor is on", in 2.42.1 and 2.43)
+FIXED_GIT = (2, 42, 1)
+
+
+def git_trusts_fsmonitor_in_diff() -> bool:
+    """Whether the git on this machine's PATH is :data:`FIXED_GIT` or later. An older git's
+    ``check_removed`` skips the ``lstat`` of an entry fsmonitor marked valid and then reads
+    the ``struct stat`` it never filled: where that stack garbage looks like a directory
+    (about one run in five, with ASLR) ``git diff REV`` (diff-index) takes every such file
+    for a deleted one, shows the whole tree removed, and in a lazy mount reads (so fetches)
+    every blob of REV. False also where git's version cannot be read."""
+    try:
+        out = run(["--version"], env=git_env(), check=False, text=True).stdout
+    except Exception:  # no git at all: the mount's hook is never run by one
+        return False
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    if m is None:
+        return False
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) >= FIXED_GIT
+
+
+def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_status: bool = False) -> str:
     """The fsmonitor hook of the fork's mount whose own directory is ``files`` (either
     backend: its daemon answers over the socket there): in Perl run by ``perl`` (an
     absolute path), or, without one, in Python (this interpreter, isolated: ``-I``). A
-    daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/")."""
+    daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/").
+
+    ``only_status`` (a git older than :data:`FIXED_GIT`): the daemon's answer goes only to a
+    ``git status`` (read from the command line of the hook's parent, git), which refreshes
+    the index before it diffs and so never reaches git's bug; any other git command gets
+    the daemon's token with ``/`` (everything may differ): it ``lstat``s every file, as
+    git without fsmonitor does, and reads none whose stat data the index holds."""
     import socket
     import sys
 
@@ -118,7 +196,11 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
 
     if perl is None:
         return _SOCKET_HOOK.format(
-            python=sys.executable, files=files, socket=SOCKET_NAME, timeout_s=timeout_s
+            python=sys.executable,
+            files=files,
+            socket=SOCKET_NAME,
+            timeout_s=timeout_s,
+            only_status=only_status,
         )
     subs = {
         "@PERL@": perl,
@@ -127,6 +209,7 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
         "@AF_UNIX@": str(int(socket.AF_UNIX)),
         "@SOCK_STREAM@": str(int(socket.SOCK_STREAM)),
         "@TIMEOUT_S@": str(int(timeout_s)),
+        "@ONLY_STATUS@": "1" if only_status else "0",
     }
     return re.sub("|".join(subs), lambda m: subs[m.group(0)], _SOCKET_HOOK_PERL)
 
