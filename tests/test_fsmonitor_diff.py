@@ -46,11 +46,12 @@ def repo(tmp_path: Path) -> Path:
     return r
 
 
+@pytest.mark.parametrize("own_name", ["own", "own=dir"])  # ("=": git runs it with sh -c)
 @pytest.mark.parametrize("kind", ["perl", "python"])
-def test_only_status_gets_the_daemons_answer_where_git_misreads_it_in_diff(repo, tmp_path, kind):
+def test_only_status_gets_the_daemons_answer_where_git_misreads_it_in_diff(repo, tmp_path, kind, own_name):
     """Real git runs the hook (Perl and Python) against a daemon that hides a change: status
     trusts the answer; diff, diff-index and diff-files see the change (each was told "/")."""
-    own = tmp_path / "own"
+    own = tmp_path / own_name
     own.mkdir()
     hook = own / "fsmonitor-hook"
     hook.write_text(socket_hook(str(own), _perl() if kind == "perl" else None, 5, only_status=True))
@@ -75,6 +76,9 @@ def test_only_status_gets_the_daemons_answer_where_git_misreads_it_in_diff(repo,
         assert _git(repo, "diff", "HEAD", "--name-status") == "M\ta.txt\n"
         assert re.fullmatch(r":100644 100644 [0-9a-f]+ 0+ M\ta\.txt\n", _git(repo, "diff-index", "HEAD"))
         assert _git(repo, "diff", "--name-only") == "a.txt\n"
+        # run by no git (by hand): the daemon's answer as it came
+        out = subprocess.run([str(hook), "2", "t"], capture_output=True, check=True, timeout=30).stdout
+        assert re.fullmatch(rb"avfs-test:\d+\0", out)
         assert len(got) >= 5  # the hook asked the daemon every time (its token stays current)
     finally:
         _stop(srv, t)

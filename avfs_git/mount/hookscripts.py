@@ -33,24 +33,37 @@ ONLY_STATUS = {only_status!r}  # a git whose diff misreads fsmonitor (hookscript
 TAKES_VALUE = (b"-c", b"-C", b"--git-dir", b"--work-tree", b"--namespace", b"--config-env", b"--super-prefix")
 
 
-def asked_by_status():
-    # whether the git that runs this hook is a `git status` (its command line)
-    try:
-        with open("/proc/%d/cmdline" % os.getppid(), "rb") as fh:
-            argv = fh.read().split(b"\\0")
-    except OSError:
-        return False
-    if os.path.basename(argv[0]) != b"git":
-        return False
-    i = 1
-    while i < len(argv):
-        if argv[i] in TAKES_VALUE:
-            i += 2
-        elif argv[i].startswith(b"-"):
-            i += 1
-        else:
-            return argv[i] == b"status"
-    return False
+def git_command():
+    # the git command that runs this hook (its parent, or the parent of the shell git ran it
+    # with): b"" where it cannot be read, None where no git runs it (a person, a test)
+    pid = os.getppid()
+    for _ in range(2):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                argv = fh.read().split(b"\\0")
+        except OSError:
+            return b""
+        name = os.path.basename(argv[0])
+        if name.startswith(b"git-"):
+            return name[4:]
+        if name == b"git":
+            i = 1
+            while i < len(argv):
+                if argv[i] in TAKES_VALUE:
+                    i += 2
+                elif argv[i].startswith(b"-"):
+                    i += 1
+                else:
+                    return argv[i]
+            return b""
+        if name not in (b"sh", b"dash", b"bash") or argv[1:2] != [b"-c"]:
+            return None
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as fh:
+                pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return b""
+    return None
 
 
 def main():
@@ -72,7 +85,7 @@ def main():
             raise OSError("a partial answer")
     except OSError:
         body = b"avfs-ovl:none\\0/\\0"
-    if ONLY_STATUS and not asked_by_status():
+    if ONLY_STATUS and git_command() not in (None, b"status"):
         body = body.split(b"\\0", 1)[0] + b"\\0/\\0"  # the daemon's token, everything may differ
     sys.stdout.buffer.write(body)
 
@@ -94,26 +107,41 @@ _SOCKET_HOOK_PERL = r"""#!@PERL@ -T
 my $token = defined $ARGV[1] ? $ARGV[1] : "";
 my $only_status = @ONLY_STATUS@;  # a git whose diff misreads fsmonitor (hookscripts.FIXED_GIT)
 
-# whether the git that runs this hook is a `git status` (its command line)
-sub asked_by_status {
-    open(my $fh, "<", "/proc/" . getppid() . "/cmdline") or return 0;
-    local $/;
-    my $line = <$fh>;
-    close $fh;
-    return 0 unless defined $line;
-    my @argv = split /\0/, $line;
-    my $zero = shift @argv;
-    return 0 unless defined $zero && $zero =~ m{(?:\A|/)git\z};
-    while (@argv) {
-        my $arg = shift @argv;
-        if ($arg =~ /\A(?:-c|-C|--git-dir|--work-tree|--namespace|--config-env|--super-prefix)\z/) {
-            shift @argv;
-            next;
+# the git command that runs this hook (its parent, or the parent of the shell git ran it
+# with): "" where it cannot be read, undef where no git runs it (a person, a test)
+sub git_command {
+    my $pid = getppid();
+    for (1 .. 2) {
+        open(my $fh, "<", "/proc/$pid/cmdline") or return "";
+        local $/;
+        my $line = <$fh>;
+        close $fh;
+        return "" unless defined $line;
+        my @argv = split /\0/, $line;
+        my $name = shift @argv;
+        return "" unless defined $name;
+        $name =~ s{\A.*/}{};
+        return substr($name, 4) if $name =~ /\Agit-/;
+        if ($name eq "git") {
+            while (@argv) {
+                my $arg = shift @argv;
+                if ($arg =~ /\A(?:-c|-C|--git-dir|--work-tree|--namespace|--config-env|--super-prefix)\z/) {
+                    shift @argv;
+                    next;
+                }
+                next if $arg =~ /\A-/;
+                return $arg;
+            }
+            return "";
         }
-        next if $arg =~ /\A-/;
-        return $arg eq "status" ? 1 : 0;
+        return undef unless $name =~ /\A(?:sh|dash|bash)\z/ && @argv && $argv[0] eq "-c";
+        open(my $st, "<", "/proc/$pid/stat") or return "";
+        my $stat = <$st>;
+        close $st;
+        return "" unless defined $stat && $stat =~ /.*\)\s+\S+\s+([0-9]+)/s;
+        $pid = $1;
     }
-    return 0;
+    return undef;
 }
 
 my $body = eval {
@@ -145,7 +173,10 @@ my $body = eval {
 alarm 0;
 $body = "avfs-ovl:none\0/\0" unless defined $body;
 # the daemon's token, everything may differ
-$body =~ s/\0.*\z/\0\/\0/s if $only_status && !asked_by_status();
+if ($only_status) {
+    my $command = git_command();
+    $body =~ s/\0.*\z/\0\/\0/s if defined $command && $command ne "status";
+}
 binmode STDOUT;
 print $body;
 """
@@ -185,10 +216,11 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_statu
     daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/").
 
     ``only_status`` (a git older than :data:`FIXED_GIT`): the daemon's answer goes only to a
-    ``git status`` (read from the command line of the hook's parent, git), which refreshes
-    the index before it diffs and so never reaches git's bug; any other git command gets
-    the daemon's token with ``/`` (everything may differ): it ``lstat``s every file, as
-    git without fsmonitor does, and reads none whose stat data the index holds."""
+    ``git status`` (read from the command line of the hook's parent, git, or of the parent
+    of the shell git ran it with), which refreshes the index before it diffs and so never
+    reaches git's bug; any other git command gets the daemon's token with ``/`` (everything
+    may differ): it ``lstat``s every file, as git without fsmonitor does, and reads none
+    whose stat data the index holds. A hook run by no git (by hand) prints the answer."""
     import socket
     import sys
 
