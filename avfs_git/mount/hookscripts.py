@@ -29,6 +29,41 @@ import _socket, os, sys
 
 HOME = {files!r}
 SOCKET = {socket!r}
+ONLY_STATUS = {only_status!r}  # a git whose diff misreads fsmonitor (hookscripts.FIXED_GIT)
+TAKES_VALUE = (b"-c", b"-C", b"--git-dir", b"--work-tree", b"--namespace", b"--config-env", b"--super-prefix")
+
+
+def git_command():
+    # the git command that runs this hook (its parent, or the parent of the shell git ran it
+    # with): b"" where it cannot be read, None where no git runs it (a person, a test)
+    pid = os.getppid()
+    for _ in range(2):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                argv = fh.read().split(b"\\0")
+        except OSError:
+            return b""
+        name = os.path.basename(argv[0])
+        if name.startswith(b"git-"):
+            return name[4:]
+        if name == b"git":
+            i = 1
+            while i < len(argv):
+                if argv[i] in TAKES_VALUE:
+                    i += 2
+                elif argv[i].startswith(b"-"):
+                    i += 1
+                else:
+                    return argv[i]
+            return b""
+        if name not in (b"sh", b"dash", b"bash") or argv[1:2] != [b"-c"]:
+            return None
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as fh:
+                pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return b""
+    return None
 
 
 def main():
@@ -50,6 +85,8 @@ def main():
             raise OSError("a partial answer")
     except OSError:
         body = b"avfs-ovl:none\\0/\\0"
+    if ONLY_STATUS and git_command() not in (None, b"status"):
+        body = body.split(b"\\0", 1)[0] + b"\\0/\\0"  # the daemon's token, everything may differ
     sys.stdout.buffer.write(body)
 
 
@@ -68,6 +105,45 @@ _SOCKET_HOOK_PERL = r"""#!@PERL@ -T
 # from a pure-FUSE mount's journal). No answer (the daemon is gone), or half of one: "/",
 # everything may differ.
 my $token = defined $ARGV[1] ? $ARGV[1] : "";
+my $only_status = @ONLY_STATUS@;  # a git whose diff misreads fsmonitor (hookscripts.FIXED_GIT)
+
+# the git command that runs this hook (its parent, or the parent of the shell git ran it
+# with): "" where it cannot be read, undef where no git runs it (a person, a test)
+sub git_command {
+    my $pid = getppid();
+    for (1 .. 2) {
+        open(my $fh, "<", "/proc/$pid/cmdline") or return "";
+        local $/;
+        my $line = <$fh>;
+        close $fh;
+        return "" unless defined $line;
+        my @argv = split /\0/, $line;
+        my $name = shift @argv;
+        return "" unless defined $name;
+        $name =~ s{\A.*/}{};
+        return substr($name, 4) if $name =~ /\Agit-/;
+        if ($name eq "git") {
+            while (@argv) {
+                my $arg = shift @argv;
+                if ($arg =~ /\A(?:-c|-C|--git-dir|--work-tree|--namespace|--config-env|--super-prefix)\z/) {
+                    shift @argv;
+                    next;
+                }
+                next if $arg =~ /\A-/;
+                return $arg;
+            }
+            return "";
+        }
+        return undef unless $name =~ /\A(?:sh|dash|bash)\z/ && @argv && $argv[0] eq "-c";
+        open(my $st, "<", "/proc/$pid/stat") or return "";
+        my $stat = <$st>;
+        close $st;
+        return "" unless defined $stat && $stat =~ /.*\)\s+\S+\s+([0-9]+)/s;
+        $pid = $1;
+    }
+    return undef;
+}
+
 my $body = eval {
     local $SIG{ALRM} = sub { die "timed out\n" };
     local $SIG{PIPE} = "IGNORE";  # a daemon that hung up: an error, not the end of the hook
@@ -96,6 +172,11 @@ my $body = eval {
 };
 alarm 0;
 $body = "avfs-ovl:none\0/\0" unless defined $body;
+# the daemon's token, everything may differ
+if ($only_status) {
+    my $command = git_command();
+    $body =~ s/\0.*\z/\0\/\0/s if defined $command && $command ne "status";
+}
 binmode STDOUT;
 print $body;
 """
@@ -106,11 +187,40 @@ def _perl_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
+# the first git whose diff-index and diff-files lstat an entry that fsmonitor says is unchanged
+# (git's 6a044a2048, "diff-lib: fix check_removed when fsmonitor is on", in 2.42.1 and 2.43)
+FIXED_GIT = (2, 42, 1)
+
+
+def git_trusts_fsmonitor_in_diff() -> bool:
+    """Whether the git on this machine's PATH is :data:`FIXED_GIT` or later. An older git's
+    ``check_removed`` skips the ``lstat`` of an entry fsmonitor marked valid and then reads
+    the ``struct stat`` it never filled: where that stack garbage looks like a directory
+    (about one run in five, with ASLR) ``git diff REV`` (diff-index) takes every such file
+    for a deleted one, shows the whole tree removed, and in a lazy mount reads (so fetches)
+    every blob of REV. False also where git's version cannot be read."""
+    try:
+        out = run(["--version"], env=git_env(), check=False, text=True).stdout
+    except Exception:  # no git at all: the mount's hook is never run by one
+        return False
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    if m is None:
+        return False
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) >= FIXED_GIT
+
+
+def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_status: bool = False) -> str:
     """The fsmonitor hook of the fork's mount whose own directory is ``files`` (either
     backend: its daemon answers over the socket there): in Perl run by ``perl`` (an
     absolute path), or, without one, in Python (this interpreter, isolated: ``-I``). A
-    daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/")."""
+    daemon that has not answered within ``timeout_s`` seconds is taken for gone ("/").
+
+    ``only_status`` (a git older than :data:`FIXED_GIT`): the daemon's answer goes only to a
+    ``git status`` (read from the command line of the hook's parent, git, or of the parent
+    of the shell git ran it with), which refreshes the index before it diffs and so never
+    reaches git's bug; any other git command gets the daemon's token with ``/`` (everything
+    may differ): it ``lstat``s every file, as git without fsmonitor does, and reads none
+    whose stat data the index holds. A hook run by no git (by hand) prints the answer."""
     import socket
     import sys
 
@@ -118,7 +228,11 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
 
     if perl is None:
         return _SOCKET_HOOK.format(
-            python=sys.executable, files=files, socket=SOCKET_NAME, timeout_s=timeout_s
+            python=sys.executable,
+            files=files,
+            socket=SOCKET_NAME,
+            timeout_s=timeout_s,
+            only_status=only_status,
         )
     subs = {
         "@PERL@": perl,
@@ -127,6 +241,7 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60) -> str:
         "@AF_UNIX@": str(int(socket.AF_UNIX)),
         "@SOCK_STREAM@": str(int(socket.SOCK_STREAM)),
         "@TIMEOUT_S@": str(int(timeout_s)),
+        "@ONLY_STATUS@": "1" if only_status else "0",
     }
     return re.sub("|".join(subs), lambda m: subs[m.group(0)], _SOCKET_HOOK_PERL)
 

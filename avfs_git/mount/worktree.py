@@ -61,7 +61,7 @@ from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
     pass
-from .hookscripts import make_hooks, socket_hook
+from .hookscripts import git_trusts_fsmonitor_in_diff, make_hooks, socket_hook
 from .ownfiles import HOOK_FILE, INDEX_ERROR, WAKE_FIFO, MountedVault, files_dir, worktree_dir, write_file
 
 
@@ -114,7 +114,8 @@ def register(
             if perl is not None:
                 perl = os.path.abspath(perl)
             hook = os.path.join(own, HOOK_FILE)
-            write_file(own, HOOK_FILE, socket_hook(own, perl).encode(), mode=0o755)
+            only_status = not git_trusts_fsmonitor_in_diff()  # (hookscripts.FIXED_GIT)
+            write_file(own, HOOK_FILE, socket_hook(own, perl, only_status=only_status).encode(), mode=0o755)
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
             if head.startswith(HEADS):
