@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .execclient import NoAnswer, print_reply, talk, with_cwd
+from .execclient import NoAnswer, global_options, print_reply, talk, with_cwd
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
@@ -38,32 +38,8 @@ def with_site() -> None:
         site.main()
 
 
-def _global_options(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    out: dict[str, Any] = {
-        "home": os.environ.get("AVFS_HOME"),
-        "vault": os.environ.get("AVFS_VAULT"),
-        "json": False,
-    }
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--json":
-            out["json"] = True
-            i += 1
-        elif a in ("--home", "--vault") and i + 1 < len(args):
-            out[a[2:]] = args[i + 1]
-            i += 2
-        elif a.startswith(("--home=", "--vault=")):
-            k, _, v = a.partition("=")
-            out[k[2:]] = v
-            i += 1
-        else:
-            break
-    return out, args[i:]
-
-
 def _parse_global(args: list[str]) -> tuple[dict[str, Any], list[str]] | None:
-    out, rest = _global_options(args)
+    out, rest = global_options(args)
     if rest[:2] != ["proxy", "exec"]:
         return None
     return out, rest[2:]
@@ -76,7 +52,7 @@ def _fast_hook(args: list[str]) -> int | None:
     """`avfs hook claude|codex EVENT` without click: an agent runs it before and after every
     tool call (the click CLI's start-up alone is ~50 ms). The same answer as the click
     command (cli/hooks_cmd.py), which handles everything else (--help, Codex's notify)."""
-    glob, rest = _global_options(args)
+    glob, rest = global_options(args)
     if (
         len(rest) != 3
         or rest[0] != "hook"
@@ -227,7 +203,7 @@ def after_remote(args: list[str], exc: BaseException) -> int:
     """The envelope of a `proxy exec` whose conversation with a mount's daemon
     (:func:`.execclient.fast`) ended in ``exc``: the daemon died before answering, Ctrl-C
     before the request was sent, or avfs's own failure; as :func:`fast_main` answers each."""
-    glob, rest = _global_options(args)
+    glob, rest = global_options(args)
     rest = rest[2:]
     if isinstance(exc, NoAnswer):
         return _daemon_died(glob, *_lenient(rest))
