@@ -347,3 +347,17 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
     )
     write_file(d, "post-checkout", guard.encode(), mode=0o755)
     return d
+
+
+# a path the shell reads as one word as it is (git runs core.fsmonitor through `sh -c` when
+# the command holds any of its metacharacters: a space, a quote, `=`, `#`, ...)
+_SHELL_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./,:@+-")
+
+
+def shell_word(path: str) -> str:
+    """``path`` as one shell word: as it is when plain, else single-quoted (git runs
+    ``core.fsmonitor`` through the shell: a home under ``/home/J Doe`` would split it;
+    mount/worktree.py, mount/untracked.py)."""
+    if path and all(c in _SHELL_PLAIN for c in path):
+        return path
+    return "'" + path.replace("'", "'\\''") + "'"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import InternalError
 from ..core.store.gitrun import git_env, run
+from .hookscripts import shell_word
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
@@ -108,7 +109,7 @@ def extension(
         env = git_env()
         env.update(GIT_DIR=git_dir, GIT_WORK_TREE=root, GIT_INDEX_FILE=idx)
         args = [
-            "-c", f"core.fsmonitor={hook}", "-c", "core.fsmonitorHookVersion=2",
+            "-c", f"core.fsmonitor={shell_word(hook)}", "-c", "core.fsmonitorHookVersion=2",
             "-c", "core.untrackedCache=true", "-c", "status.showUntrackedFiles=normal",
             "status", "--porcelain",
         ]  # fmt: skip

@@ -61,7 +61,7 @@ from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
     pass
-from .hookscripts import git_trusts_fsmonitor_in_diff, make_hooks, socket_hook
+from .hookscripts import git_trusts_fsmonitor_in_diff, make_hooks, shell_word, socket_hook
 from .ownfiles import HOOK_FILE, INDEX_ERROR, WAKE_FIFO, MountedVault, files_dir, worktree_dir, write_file
 
 
@@ -119,12 +119,12 @@ def register(
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
             if head.startswith(HEADS):
-                hooks = f"\thooksPath = {make_hooks(vault, own, d, mountpoint, head[len(HEADS) :])}\n"
+                hooks = f"\thooksPath = {_config_value(make_hooks(vault, own, d, mountpoint, head[len(HEADS) :]))}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
-                f"[core]\n\tbare = false\n\tfsmonitor = {hook}\n\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n"
-                + hooks
+                f"[core]\n\tbare = false\n\tfsmonitor = {_config_value(shell_word(hook))}\n"
+                "\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n" + hooks
             )
         for name, text in files.items():
             write_file(d, name, text.encode(), via=own)
@@ -230,3 +230,12 @@ def unregister(reg: Registered) -> None:
     """Remove a mount's worktree and its own directory (at unmount)."""
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
+
+
+def _config_value(value: str) -> str:
+    """``value`` written so git's config parser reads it back whole: as it is when plain,
+    else double-quoted with ``\\`` and ``"`` escaped (``#`` and ``;`` start a comment, and
+    spaces at either end would be dropped)."""
+    if value and not any(c in value for c in '"\\#;\n') and value == value.strip():
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
