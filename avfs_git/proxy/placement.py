@@ -350,12 +350,16 @@ def ensure_mount(
     ``Premount.take``), kept as if it were made here."""
     from ..core.vaults.registry import touch_activity
     from ..ops import mounts
+    from ..ops.mountidle import idle_timeout
 
     def note_use() -> None:
         touch_activity(vault.state_dir, fork)
 
+    if idle_s is None and not keep:
+        idle_s = idle_timeout(home, vault)
+    per_call = not keep and not idle_s  # (kept warm, or adopted by `avfs mount`: stays)
     if made is not None:
-        return _made_mount(home, vault, fork, made(), keep, cleanup, note_use)
+        return _made_mount(home, vault, fork, made(), per_call, cleanup, note_use)
 
     if live is not None and live.kept_warm:
         live = mounts.check(vault, fork)
@@ -375,13 +379,9 @@ def ensure_mount(
             kept_warm=bool(live.kept_warm),
             idle_timeout_s=live.idle_timeout_s,
         )
-    if idle_s is None and not keep:
-        from ..ops.mountidle import idle_timeout
-
-        idle_s = idle_timeout(home, vault)
     warm = not keep and bool(idle_s)
     info = mounts.mount(home, vault, fork, None, idle_timeout_s=idle_s if warm else None)
-    return _made_mount(home, vault, fork, info, keep, cleanup, note_use)
+    return _made_mount(home, vault, fork, info, per_call, cleanup, note_use)
 
 
 def _made_mount(
@@ -389,18 +389,18 @@ def _made_mount(
     vault: Vault,
     fork: str,
     info: Any,
-    keep: bool,
+    per_call: bool,
     cleanup: list[Any],
     note_use: Callable[[], None],
 ) -> Mount:
     """The envelope's ``mount`` of ``info``, mounted for this call (or found mounted by
-    then): kept warm, with its use noted when the call ends; else, unless ``keep``,
-    unmounted after the call."""
+    then): kept warm, its use noted at the call's end; made for the call alone
+    (``per_call``: idle timeout 0), unmounted after it."""
     from ..ops import mounts
 
     if info.kept_warm:
         cleanup.append(note_use)  # the idle time counts from the call's end
-    elif not keep and not info.reused:
+    elif per_call and not info.reused:
         cleanup.append(lambda: mounts.unmount(home, vault, fork, lazy=True))
     return Mount(
         mountpoint=info.mountpoint,
