@@ -72,6 +72,14 @@ def _listed(home: Home, backend: str) -> list[dict[str, Any]]:
     return list(json.loads(r.stdout)["mounts"])
 
 
+def _daemon_pid(fork: Vault) -> int:
+    """The kept-warm mount's daemon, read from its record in process: listing it through the
+    CLI takes longer than the 1 s idle timeout under load, and the mount may be gone by then."""
+    data = registry.read_record(mounts.registry_path(fork, "main"))
+    assert data is not None and data.get("kept_warm"), data
+    return int(data["pid"])
+
+
 def _until(what: Callable[[], bool], timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -169,7 +177,7 @@ def test_the_idle_timeout_releases_it_cleanly(backend: str, home: Home, fork: Va
     doc = _exec(home, backend, "--", "sh", "-c", "echo x > made.txt", idle=SHORT)
     assert doc["mount"]["kept_warm"] is True and doc["mount"]["idle_timeout_s"] == 1.0, doc
     mp = doc["mount"]["mountpoint"]
-    pid = _listed(home, backend)[0]["pid"]
+    pid = _daemon_pid(fork)
     assert _until(lambda: _listed(home, backend) == []), _listed(home, backend)
     assert _until(lambda: not os.path.exists(f"/proc/{pid}"))
     _no_leftovers(fork, mp)
@@ -186,11 +194,13 @@ def test_the_idle_timeout_releases_it_cleanly(backend: str, home: Home, fork: Va
 def test_a_process_in_the_mount_keeps_it(backend: str, home: Home, fork: Vault, cleanup: Any) -> None:
     doc = _exec(home, backend, "--", "true", idle=SHORT)
     mp = doc["mount"]["mountpoint"]
-    pid = _listed(home, backend)[0]["pid"]
+    # the holders first: listing is a whole CLI process, which under load takes longer than
+    # the 1 s timeout, so the mount could be released before anything held it
     with open(os.path.join(mp, "README.md"), "rb") as fh:
         open_file = subprocess.Popen(["sleep", "600"], stdin=fh)
     in_cwd = subprocess.Popen(["sleep", "600"], cwd=mp)
     try:
+        pid = _listed(home, backend)[0]["pid"]
         # well past the timeout (several of the daemon's looks at it): still mounted
         time.sleep(4)
         listed = _listed(home, backend)
@@ -216,7 +226,7 @@ def test_a_mount_whose_record_was_removed_still_goes(
     # with the vault) the daemon must not stay forever
     doc = _exec(home, backend, "--", "true", idle=SHORT)
     mp = doc["mount"]["mountpoint"]
-    pid = _listed(home, backend)[0]["pid"]
+    pid = _daemon_pid(fork)
     os.unlink(mounts.registry_path(fork, "main"))
     try:
         assert _until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
@@ -254,7 +264,14 @@ def test_unmount_and_down_release_it(backend: str, home: Home, fork: Vault, clea
 def test_avfs_mount_and_keep_mount_make_it_stay(backend: str, home: Home, fork: Vault, cleanup: Any) -> None:
     doc = _exec(home, backend, "--", "true", idle=SHORT)
     assert doc["mount"]["kept_warm"] is True
-    r = _avfs(home, backend, "--json", "mount", "v:main", idle=SHORT)
+    # held while `avfs mount` starts (a whole CLI process: under load longer than the 1 s
+    # timeout), so that it adopts this mount rather than finding it released
+    holder = subprocess.Popen(["sleep", "600"], cwd=doc["mount"]["mountpoint"])
+    try:
+        r = _avfs(home, backend, "--json", "mount", "v:main", idle=SHORT)
+    finally:
+        holder.kill()
+        holder.wait()
     m = json.loads(r.stdout)["mount"]
     assert (m["reused"], m["kept_warm"], m["idle_timeout_s"]) == (True, False, None), m
     time.sleep(3)  # past the timeout: it stays
