@@ -446,3 +446,65 @@ def test_two_forks_with_different_rules_see_different_trees_at_once(
         for mp in mps.values():
             if mounts.mounted_at(str(mp)):
                 subprocess.run(["umount", "-l", str(mp)], check=False)
+
+
+def _mounts_under(path: str) -> list[str]:
+    from avfs_git.core.vaults import registry
+
+    top = os.path.realpath(path) + os.sep
+    return sorted(m.mountpoint for m in registry.kernel_mounts() if (m.mountpoint + os.sep).startswith(top))
+
+
+@pytest.mark.parametrize("how", ["unmount", "busy", "killed"])
+def test_unmounting_a_mount_with_read_only_rules_leaves_no_kernel_mount(
+    home: Any, vault: Any, tmp_path: Path, how: str
+) -> None:
+    """The private bind of the overlay that avfs's own writes go through (``<state
+    dir>/merged``) goes with the mount: once its lower layer is gone a stat of it fails, so
+    a look that stats it took it for no mount and left it in the kernel, holding the
+    overlay's upper layer, once per mount and unmount. A daemon killed outright leaves it;
+    the next mount of the fork takes it away before it binds anew."""
+    require_fuse()
+    require_overlay()
+    ws = vault.workspace("main")
+    for p, data in RO_FILES.items():
+        ws.write(p, data)
+    checkpoint.save(vault, "main", message="files")
+    protect(vault, RO_POLICY)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
+    try:
+        assert info.backend == "overlay"
+        assert len(_mounts_under(vault.state_dir)) >= 2  # the lower and the private bind
+        if how == "busy":
+            # a process inside one of the read-only binds: refused, nothing taken away (the
+            # binds are unmounted only once nothing is seen inside)
+            holder = subprocess.Popen(["sleep", "600"], cwd=mp / "migrations")
+            try:
+                with pytest.raises(AvfsError) as busy:
+                    mounts.unmount(home, vault, "main")
+                assert busy.value.code == "busy", busy.value
+                assert mounts.mounted_at(str(mp / "migrations")) and mounts.mounted_at(str(mp))
+                with pytest.raises(OSError) as e:
+                    os.open(mp / "migrations/0001.sql", os.O_WRONLY)
+                assert e.value.errno == errno.EROFS
+            finally:
+                holder.kill()
+                holder.wait()
+        if how == "killed":
+            os.kill(info.pid, 9)
+            mounts.unmount(home, vault, "main", lazy=True)
+            info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
+            writes = _mounts_under(os.path.join(vault.ws_dir("main"), "merged"))
+            assert len(writes) == 1, writes  # bound once, not on top of the dead one's
+            with pytest.raises(OSError) as e:  # and the rules hold in the new mount
+                os.open(mp / "migrations/0001.sql", os.O_WRONLY)
+            assert e.value.errno == errno.EROFS
+        assert mounts.unmount(home, vault, "main") is not None
+        assert _mounts_under(vault.state_dir) == [] and not mounts.mounted_at(str(mp))
+    finally:
+        if mounts.mounted_at(str(mp)):
+            mounts.unmount(home, vault, "main", lazy=True)
+        for m in reversed(_mounts_under(vault.state_dir)):
+            subprocess.run(["umount", "-l", m], check=False)

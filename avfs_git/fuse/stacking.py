@@ -169,6 +169,9 @@ def _watch_unmount(mountpoint: str, lower: str) -> None:
             if not _overlay_at(mountpoint):
                 break
             p.poll(1000)
+    # the private bind of the overlay (read-only path rules) holds it, and with it the lower
+    # layer's FUSE connection, past the lazy unmount below: it goes first
+    unprotect_at(os.path.dirname(lower))
     subprocess.run(["fusermount3", "-u", "-z", lower], capture_output=True, check=False)
 
 
@@ -229,6 +232,7 @@ def protect_read_only(ws: Any, rules: Any, mountpoint: str) -> tuple[str | None,
         if proc.returncode != 0:
             raise OSError(f"{' '.join(args)}: {proc.stderr.strip()}")
 
+    unprotect(ws)  # a bind a daemon killed outright left there
     run("mount", "--bind", mountpoint, writes)
     run("mount", "--make-private", writes)  # the binds below never show through it
     targets: list[str] = []
@@ -262,8 +266,20 @@ def protect_read_only(ws: Any, rules: Any, mountpoint: str) -> tuple[str | None,
 def unprotect(ws: Any) -> None:
     """Take the private bind of :func:`protect_read_only` away (the read-only binds go with
     the overlay's lazy unmount)."""
+    unprotect_at(ws.state_dir)
+
+
+def unprotect_at(state_dir: str) -> None:
+    """:func:`unprotect` of the workspace whose state directory is ``state_dir``. Asked of
+    the kernel's table, not of the directory: once the overlay's lower layer is gone a stat
+    of the bind fails, and ``os.path.ismount`` takes that for no mount (the bind then stayed,
+    holding the overlay and its lower layer's FUSE connection, once per mount)."""
     import subprocess
 
-    writes = os.path.join(ws.state_dir, WRITES_DIR)
-    if os.path.ismount(writes):
+    from ..core.vaults.registry import mounted_at
+
+    writes = os.path.join(state_dir, WRITES_DIR)
+    for _ in range(8):  # stacked binds: one per daemon that never took its own away
+        if not mounted_at(writes):
+            return
         subprocess.run(["umount", "-l", writes], capture_output=True, check=False)

@@ -244,8 +244,7 @@ def check(vault: Vault, key: str) -> MountInfo | None:
     mp = rec.mountpoint
     if mp and mounted_at(mp):
         force_unmount(mp)
-    if data.get("lower"):
-        detach(str(data["lower"]))
+    _detach_layers(data, None, dead=True)
     for p in (path, registry.exec_path(path)):
         try:
             os.unlink(p)
@@ -542,6 +541,21 @@ def _note_backend(vault: Vault, key: str, info: MountInfo, why: str) -> MountInf
     return dataclasses.replace(info, backend_why=info.backend_why or why)
 
 
+def _detach_layers(data: dict[str, Any], lower: str | None, *, dead: bool) -> None:
+    """An overlay mount's parts once the overlay is off its mount point: the private bind
+    of it that read-only path rules made (``writes_at``: it holds the overlay, and so the
+    lower layer's FUSE connection, and the daemon's FUSE loop never ends), then the lower
+    layer (the daemon's loop ends with it)."""
+    while data.get("writes_at") and mounted_at(str(data["writes_at"])):
+        if subprocess.run(["umount", "-l", str(data["writes_at"])], capture_output=True).returncode:
+            break
+    lower = data.get("lower") or lower
+    if lower and dead:
+        detach(str(lower))  # its FUSE connection may still be held by libfuse's helper
+    elif lower:
+        subprocess.run(["fusermount3", "-u", "-z", str(lower)], capture_output=True, check=False)
+
+
 def unmount(
     home: Home, vault: Vault, fork: str, *, revision: str | None = None, lazy: bool = False
 ) -> MountInfo | None:
@@ -558,14 +572,17 @@ def unmount(
     registry.write_record(path, data)
     if info.backend == "overlay":
         # the kernel's overlay first (busy while a process is inside), then its lower layer:
-        # the daemon's FUSE loop ends with it
-        cmd = ["umount"] + (["-l"] if lazy else []) + [info.mountpoint]
+        # the daemon's FUSE loop ends with it. Read-only path rules are bind mounts on it:
+        # those go first (-R), once no process is seen inside, so that a busy mount keeps them
+        cmd = ["umount"] + (["-l"] if lazy else ["-R"]) + [info.mountpoint]
     else:
         cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if info.backend == "overlay" and not lazy and mount_holders(info.mountpoint):
+        proc = subprocess.CompletedProcess(cmd, 32, "", "target is busy")  # nothing unmounted
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if info.backend == "overlay" and (proc.returncode == 0 or not mounted_at(info.mountpoint)):
-        lower = data.get("lower") or os.path.join(vault.ws_dir(fork), "lower")
-        subprocess.run(["fusermount3", "-u", "-z", str(lower)], capture_output=True, check=False)
+        _detach_layers(data, os.path.join(vault.ws_dir(fork), "lower"), dead=False)
     if proc.returncode != 0 and mounted_at(info.mountpoint):
         data["state"] = "mounted"
         registry.write_record(path, data)
