@@ -4,7 +4,7 @@ A fork of a workspace whose state dir cannot be snapshotted (``layers = off``, o
 made before the layers file system) captures the source's changes, ignored paths included,
 as one tree (:func:`.wscapture.capture`): the same tree reads, tree builds and objects on
 every fork while the source does not change. The capture is a pure function of the base
-tree, the overlay's entries and the bytes of its materialized files, so this module keeps
+commit, the overlay's entries and the bytes of its materialized files, so this module keeps
 the last one with a key made of exactly those (the files by their stat data), and a fork of
 an unchanged source takes the kept tree: an entries read, a ``stat`` per materialized file
 and a file read instead of a capture and a pack.
@@ -57,7 +57,7 @@ def capture_for_fork(ws: Fork) -> str:
 def _key(ws: Fork) -> tuple[str, bool] | None:
     """(the digest of what a capture of ``ws`` reads, whether it may be kept), or None
     when it cannot be told (an upper-layer file, a file gone)."""
-    h = hashlib.sha256(ws.base_tree.encode())
+    h = hashlib.sha256(ws.base.encode())  # (its tree: not read, a commit read saved)
     fresh = time.time_ns() - RACY_NS
     keep = True
     for e in sorted(ws.overlay.all(), key=_path):
