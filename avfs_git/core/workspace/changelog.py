@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 from ..store.threads import ThreadSlots
 from . import execspans
-from .sqlite import close_conn, open_db
+from .sqlite import close_conn, create_filled, open_db
 
 FILE = "changes.db"
 MAX_EVENTS = 200_000  # events kept; past it the older half goes
@@ -191,10 +191,21 @@ def claim_new_fork(state_dir: str, fork: str) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
     snapshot of its source's, whose journals it carries; an exec running on the source
     when it was taken is not this fork's)."""
-    if os.path.exists(os.path.join(state_dir, "overlay.db")) or exists(state_dir):
+    if not (os.path.exists(os.path.join(state_dir, "overlay.db")) or exists(state_dir)):
+        return
+    oseq, useq = overlay_last(state_dir), 0
+    rows = [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:{useq}")]
+
+    def fill(conn: sqlite3.Connection) -> None:
+        conn.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
+
+    # a source that was never mounted has no log: the fork's is made with its claim in it
+    # (one sync of the file and one of its directory, not a creation and then a
+    # transaction's three), so it is never there unclaimed
+    if not create_filled(os.path.join(state_dir, FILE), _SCHEMA, fill, journal="DELETE"):
         with ChangeLog(state_dir) as log:
-            _ident, oseq, useq = log.claim(fork, overlay_last(state_dir))
-        _close_spans(state_dir, oseq, useq)
+            _ident, oseq, useq = log.claim(fork, oseq)
+    _close_spans(state_dir, oseq, useq)
 
 
 def _close_spans(state_dir: str, overlay_seq: int, upper_seq: int) -> None:
