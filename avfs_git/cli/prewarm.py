@@ -66,7 +66,8 @@ def load() -> list[str]:
 
 def _rehearse() -> None:
     """Load what the modules read on first use: rich's cell-width tables and styles (a line
-    rendered into a string), libgit2 (through the store, as everything else reaches it)."""
+    rendered into a string), libgit2 (through the store, as everything else reaches it),
+    the name checks' regular expression."""
     import io
 
     try:
@@ -77,6 +78,10 @@ def _rehearse() -> None:
         )
     except Exception:
         pass
+    from ..core.store import names
     from ..core.store.gitstore import blob_id
 
     blob_id(b"")
+    # the name checks' pattern, compiled on first use (a cold start never imports re): in
+    # re's cache here, not compiled again in every call's child
+    names.check_fork_name("main")
