@@ -40,7 +40,9 @@ def _create(
             pass
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute(f"PRAGMA journal_mode={journal}")
+        # (a rollback journal is not kept in the file: while the file is the maker's own,
+        # in memory, not a journal file made and removed for each statement)
+        conn.execute(f"PRAGMA journal_mode={journal if journal == 'WAL' else 'MEMORY'}")
         # a file of the maker's own until it is placed: no sync for each statement of the
         # schema (each its own commit: ~20 ms on btrfs), one of the whole file at the end
         conn.execute("PRAGMA synchronous=OFF")
