@@ -4,6 +4,8 @@ what it shows is what a fresh capture shows, whatever wrote to the source in bet
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,9 +31,10 @@ def captures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def settled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files written a moment ago count as settled (the suite cannot wait out the margin)."""
-    monkeypatch.setattr(forkcapture, "RACY_NS", 0)
+def settled() -> Callable[[], None]:
+    """Let the file system's clock move on past what was just written (a capture is kept
+    only when its files are older than the clock tick it starts in)."""
+    return lambda: time.sleep(0.05)
 
 
 def _kept(vault: Vault, fork: str = "main") -> Path:
@@ -46,6 +49,7 @@ def test_a_fork_of_an_unchanged_source_reuses_the_kept_capture(vault: Vault, cap
     ws = vault.workspace("main")
     ws.write("a.txt", b"one\n")
     ws.write("d/e/b.txt", b"two\n", parents=True)
+    settled()
     vault.create_fork("main", "f1")
     vault.create_fork("main", "f2")
     vault.create_fork("main", "f3")
@@ -58,9 +62,15 @@ def test_a_fork_of_an_unchanged_source_reuses_the_kept_capture(vault: Vault, cap
         assert {c.path for c in w.status()} == {"a.txt", "d/e/b.txt"}
 
 
-def test_files_written_within_the_margin_are_not_trusted(vault: Vault, captures) -> None:
+def test_a_file_not_older_than_the_capture_is_not_trusted(vault: Vault, captures) -> None:
+    """A file whose timestamp is not before the capture began (written in the same clock
+    tick, here dated ahead) may change again without its stat data showing it."""
     ws = vault.workspace("main")
     ws.write("a.txt", b"one\n")
+    e = ws.overlay.get("a.txt")
+    assert e is not None and e.fileid is not None
+    ahead = time.time_ns() + 3_600_000_000_000
+    os.utime(ws.overlay.file_path(e.fileid), ns=(ahead, ahead))
     vault.create_fork("main", "f1")
     vault.create_fork("main", "f2")
     assert captures == ["main", "main"] and not _kept(vault).exists()
@@ -73,19 +83,23 @@ def test_every_write_to_the_source_moves_the_key(vault: Vault, captures, settled
     checkpoint.save(vault)
     ws.write("a.txt", b"one\n")
     ws.write("node_modules/x.js", b"x = 1\n", parents=True)
+    settled()
     vault.create_fork("main", "f1")
     # an ignored path written again
     ws.write("node_modules/x.js", b"x = 2\n")
+    settled()
     vault.create_fork("main", "f2")
     assert vault.workspace("f2").read("node_modules/x.js") == b"x = 2\n"
     # a removal
     ws.remove("a.txt")
+    settled()
     vault.create_fork("main", "f3")
     assert not vault.workspace("f3").exists("a.txt")
     # a checkpoint (the base moves, what it held is retired), then a change on it
     ws.write("c.txt", b"three\n")
     checkpoint.save(vault)
     ws.write("d.txt", b"four\n")
+    settled()
     vault.create_fork("main", "f4")
     f4 = vault.workspace("f4")
     assert f4.base == ws.base and {c.path for c in f4.status()} == {"d.txt"}
@@ -100,6 +114,7 @@ def test_a_write_in_place_to_a_materialized_file_moves_the_key(vault: Vault, cap
     file's stat data is in the key."""
     ws = vault.workspace("main")
     ws.write("a.txt", b"one\n")
+    settled()
     vault.create_fork("main", "f1")
     e = ws.overlay.get("a.txt")
     assert e is not None and e.kind == FILE and e.fileid is not None
@@ -119,6 +134,7 @@ def test_a_kept_capture_that_is_unreadable_or_names_a_missing_tree_is_not_used(
 ) -> None:
     ws = vault.workspace("main")
     ws.write("a.txt", b"one\n")
+    settled()
     vault.create_fork("main", "f1")
     kept = _kept(vault)
     key, tree = kept.read_text().split()
@@ -136,6 +152,7 @@ def test_a_clean_fork_is_captured_without_the_kept_capture(vault: Vault, capture
     ws.write(".gitignore", b"*.log\n")
     ws.write("run.log", b"log\n")
     ws.write("a.txt", b"one\n")
+    settled()
     vault.create_fork("main", "f1")
     vault.fork("main", "clean", ignored=False)
     c = vault.workspace("clean")

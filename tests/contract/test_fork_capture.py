@@ -8,20 +8,14 @@ import time
 
 import pytest
 
-from avfs_git.core.workspace import forkcapture
-
 from .backends import MOUNTS
 
 
-@pytest.fixture(autouse=True)
-def settled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files written a moment ago count as settled (the suite cannot wait out the margin);
-    the test leaves a clock tick between the writes it compares instead."""
-    monkeypatch.setattr(forkcapture, "RACY_NS", 0)
-
-
 def _tick() -> None:
-    time.sleep(0.05)  # past the file system's timestamp granularity (a jiffy), not a wait for readiness
+    """Let the file system's clock move on past what was just written, so that the next
+    fork keeps its capture (a capture is kept only when its files are older than the clock
+    tick it starts in): not a wait for readiness."""
+    time.sleep(0.05)
 
 
 def test_contract_a_fork_shows_the_source_as_it_is_now(fs, vault):
@@ -29,6 +23,7 @@ def test_contract_a_fork_shows_the_source_as_it_is_now(fs, vault):
     fs.write("README.md", b"# one\n")
     fs.mkdir("build")
     fs.write("build/out.bin", b"out-1\n")
+    _tick()
     vault.create_fork("main", "f1")
     vault.create_fork("main", "f2")  # the source did not change: the same view
     for f in ("f1", "f2"):
@@ -57,6 +52,7 @@ def test_contract_a_write_through_a_descriptor_held_open_reaches_the_next_fork(f
     with open(fs._p("data.bin"), "r+b") as fh:
         fh.write(b"BBBB\n")
         fh.flush()
+        _tick()
         vault.create_fork("main", "f1")
         assert vault.workspace("f1").read("data.bin") == b"BBBB\n"
         _tick()

@@ -13,11 +13,12 @@ The key is what the capture reads, not a journal position: every write of an ent
 journaled one, a checkpoint's retiring, an ignored path's pin, a size set in place) changes
 the rows the key is made of, and a write to a materialized file through a mount changes its
 ``mtime``/``ctime``. As git does for its index ("racily clean" entries), a capture is only
-kept when each file's ``ctime`` is older than the moment it was read by a margin far past
-the clock's granularity: a write in the same tick as the capture would leave the stat data
-as it was. The key is read again after the capture and the tree kept only when it did not
-move meanwhile. Not kept at all: a live overlay mount's upper layer (the kernel writes it
-without the database), and a tree no longer in the store (``gc``) is not reused.
+kept when each file's timestamps are older than the file it is kept in, made before the key
+was read (the file system's own clock): a write in the same clock tick as the capture would
+leave the stat data as it was. The key is read again after the capture and the tree kept
+only when it did not move meanwhile. Not kept at all: a live overlay mount's upper layer
+(the kernel writes it without the database); and a tree no longer in the store (``gc``) is
+not reused.
 
 The kept capture is a small file in the workspace's state dir, written by rename; a lost or
 unreadable one is a miss, never an error.
@@ -27,14 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 
 from .overlayentry import FILE, UPPER_FILE, Entry
 from .wscapture import Fork, capture
 
 CACHE_FILE = "fork-capture"
-# a materialized file changed this recently is not trusted to show it in its stat data
-RACY_NS = 2_000_000_000
 
 
 def capture_for_fork(ws: Fork) -> str:
@@ -48,18 +46,24 @@ def capture_for_fork(ws: Fork) -> str:
         kept = _load(ws.state_dir)
         if kept is not None and kept[0] == key[0] and ws.store.has_object(kept[1]):
             return kept[1]
+    # the file the capture will be kept in is made first: its timestamp is the file
+    # system's clock before the key is read, which every file the key names must be older
+    # than (a write in the same tick would leave its stat data as it was)
+    stamp = _start(ws.state_dir)
+    key = _key(ws) if stamp is not None else None
     tree, _ = capture(ws, include_ignored=True)
-    if key is not None and key[1] and (again := _key(ws)) is not None and again[0] == key[0]:
-        _store(ws.state_dir, key[0], tree)
+    if stamp is not None:
+        tmp, made_ns = stamp
+        keep = key is not None and key[1] < made_ns and (again := _key(ws)) is not None and again[0] == key[0]
+        _finish(ws.state_dir, tmp, f"{key[0]} {tree}\n" if keep and key is not None else None)
     return tree
 
 
-def _key(ws: Fork) -> tuple[str, bool] | None:
-    """(the digest of what a capture of ``ws`` reads, whether it may be kept), or None
-    when it cannot be told (an upper-layer file, a file gone)."""
+def _key(ws: Fork) -> tuple[str, int] | None:
+    """(the digest of what a capture of ``ws`` reads, the newest timestamp of the files it
+    names), or None when it cannot be told (an upper-layer file, a file gone)."""
     h = hashlib.sha256(ws.base.encode())  # (its tree: not read, a commit read saved)
-    fresh = time.time_ns() - RACY_NS
-    keep = True
+    newest = 0
     for e in sorted(ws.overlay.all(), key=_path):
         h.update(repr((e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, e.seq)).encode())
         if e.kind != FILE or e.fileid is None:
@@ -71,9 +75,8 @@ def _key(ws: Fork) -> tuple[str, bool] | None:
         except OSError:
             return None
         h.update(repr((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)).encode())
-        if max(st.st_ctime_ns, st.st_mtime_ns) >= fresh:
-            keep = False
-    return h.hexdigest(), keep
+        newest = max(newest, st.st_ctime_ns, st.st_mtime_ns)
+    return h.hexdigest(), newest
 
 
 def _path(e: Entry) -> str:
@@ -95,15 +98,32 @@ def _hex(s: str) -> bool:
     return all(c in "0123456789abcdef" for c in s)
 
 
-def _store(state_dir: str, key: str, tree: str) -> None:
-    path = os.path.join(state_dir, CACHE_FILE)
-    tmp = f"{path}.{os.getpid()}.tmp"
+def _start(state_dir: str) -> tuple[str, int] | None:
+    """A new file for the capture to be kept in, and its timestamp (the file system's
+    clock); None when it cannot be made (nothing is kept then)."""
+    tmp = os.path.join(state_dir, f"{CACHE_FILE}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(f"{key} {tree}\n")
-        os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return tmp, min(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _finish(state_dir: str, tmp: str, text: str | None) -> None:
+    """Keep ``text`` as the capture (by rename), or drop the file (None)."""
+    try:
+        if text is not None:
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(text)
+            os.replace(tmp, os.path.join(state_dir, CACHE_FILE))
+            return
+    except OSError:
+        pass
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
