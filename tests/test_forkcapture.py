@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from avfs_git.core.errors import CorruptStateError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.core.workspace import forkcapture
@@ -158,3 +159,17 @@ def test_a_clean_fork_is_captured_without_the_kept_capture(vault: Vault, capture
     c = vault.workspace("clean")
     assert c.read("a.txt") == b"one\n" and not c.exists("run.log")
     assert captures == ["main"]
+
+
+def test_a_capture_that_fails_leaves_nothing_behind(vault: Vault, captures, settled) -> None:
+    """A materialized file gone from the overlay (a damaged state): the fork fails as a
+    capture does, makes no fork and leaves no file of its own in the source's state."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    e = ws.overlay.get("a.txt")
+    assert e is not None and e.fileid is not None
+    os.unlink(ws.overlay.file_path(e.fileid))
+    with pytest.raises(CorruptStateError):
+        vault.create_fork("main", "f1")
+    assert not vault.has_fork("f1")
+    assert [n for n in os.listdir(ws.state_dir) if n.startswith(forkcapture.CACHE_FILE)] == []

@@ -50,12 +50,17 @@ def capture_for_fork(ws: Fork) -> str:
     # system's clock before the key is read, which every file the key names must be older
     # than (a write in the same tick would leave its stat data as it was)
     stamp = _start(ws.state_dir)
-    key = _key(ws) if stamp is not None else None
-    tree, _ = capture(ws, include_ignored=True)
-    if stamp is not None:
-        tmp, made_ns = stamp
-        keep = key is not None and key[1] < made_ns and (again := _key(ws)) is not None and again[0] == key[0]
-        _finish(ws.state_dir, tmp, f"{key[0]} {tree}\n" if keep and key is not None else None)
+    if stamp is None:
+        return capture(ws, include_ignored=True)[0]
+    tmp, made_ns = stamp
+    text = None
+    try:
+        key = _key(ws)
+        tree, _ = capture(ws, include_ignored=True)
+        if key is not None and key[1] < made_ns and (again := _key(ws)) is not None and again[0] == key[0]:
+            text = f"{key[0]} {tree}\n"
+    finally:
+        _finish(ws.state_dir, tmp, text)  # (a capture that failed leaves no file behind)
     return tree
 
 
