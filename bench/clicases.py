@@ -77,6 +77,7 @@ def bench_cli_commands(ctx: Context, labels: list[str]) -> None:
     a subprocess, vs `python -S -c pass` in the same rounds."""
     for label in labels:
         _commands(ctx, label)
+        _fork_default_home(ctx, label)
 
 
 def _commands(ctx: Context, label: str) -> None:
@@ -124,6 +125,42 @@ def _commands(ctx: Context, label: str) -> None:
         )
     run([*avfs, "server", "stop"])
     vault.close()
+    ctx.fx.done_with(hdir)
+
+
+def _fork_default_home(ctx: Context, label: str) -> None:
+    """`vault fork` in a home as a user gets it: the layers file system on (``layers =
+    auto``), so the source's state is a subvolume and a fork is its snapshot. The bench's
+    other homes keep plain state dirs (``layers = off``), where a fork copies the source's
+    changes instead. Noted when the host cannot mount the layers file system."""
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+
+    from .env import AUTHOR
+
+    _plain, hdir = ctx.fx.home("clilayers", label)
+    _plain.close()
+    home = Home(str(hdir), author=AUTHOR, mounts=MOUNT_SIDE)  # the home's own setting: auto
+    vault = home.vault(VAULT)
+    ws = vault.workspace("main")
+    _write_ws(ctx, ws, pick_paths(SIZES[label], 10, "cli"), "cli")
+    avfs = [ctx.avfs_bin, "--home", str(hdir), "--vault", f"{VAULT}:main"]
+    run([*avfs, "server", "start"])
+    notes = [] if _wait_server(hdir) else ["the resident server did not answer: calls ran on their own"]
+    ignored = json.loads(run([*avfs, "--json", "vault", "fork", "c-probe"]))["ignored"]
+    notes.append(f"fork mode: {ignored['mode']}" + (f" ({ignored['reason']})" if ignored["reason"] else ""))
+    _one(
+        ctx,
+        label,
+        "vault_fork_layers",
+        "avfs --json vault fork NEW in a default home (layers = auto: a snapshot)",
+        Side(op=lambda i: run([*avfs, "--json", "vault", "fork", f"c-{_tag(i)}"])),
+        [ctx.python, "-S", "-c", "pass"],
+        notes,
+    )
+    run([*avfs, "server", "stop"])
+    vault.close()
+    home.close()
     ctx.fx.done_with(hdir)
 
 

@@ -66,7 +66,8 @@ def load() -> list[str]:
 
 def _rehearse() -> None:
     """Load what the modules read on first use: rich's cell-width tables and styles (a line
-    rendered into a string), libgit2 (through the store, as everything else reaches it)."""
+    rendered into a string), libgit2 (through the store, as everything else reaches it),
+    the name checks' regular expression, the commands' help options."""
     import io
 
     try:
@@ -77,6 +78,31 @@ def _rehearse() -> None:
         )
     except Exception:
         pass
+    from ..core.store import names
     from ..core.store.gitstore import blob_id
 
     blob_id(b"")
+    # the name checks' pattern, compiled on first use (a cold start never imports re): in
+    # re's cache here, not compiled again in every call's child
+    names.check_fork_name("main")
+    _help_options()
+
+
+def _help_options() -> None:
+    """Make each command's help option here (click makes it on a command's first parse and
+    keeps it on the command): making it asks ``gettext`` for its text, whose search for a
+    catalogue is done again on every call (~0.2 ms with ``LANG=C.UTF-8``, three times a
+    command: the group, the subgroup, the command)."""
+    import click
+
+    from .main import cli
+
+    def walk(cmd: click.Command, ctx: click.Context) -> None:
+        cmd.get_help_option(ctx)
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub, click.Context(sub, info_name=name, parent=ctx, **sub.context_settings))
+
+    walk(cli, click.Context(cli, info_name="avfs", **cli.context_settings))

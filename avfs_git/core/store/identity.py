@@ -159,9 +159,12 @@ def resolve(
     return Signatures(person("author"), person("committer"))
 
 
+_IDENT_JUNK = re.compile(r"[<>\n]")  # compiled at import: a served call's child starts with it
+
+
 def _clean(value: str) -> str:
     """git's ident cleanup: no ``<``, ``>`` or newlines; surrounding junk trimmed."""
-    value = re.sub(r"[<>\n]", "", value)
+    value = _IDENT_JUNK.sub("", value)
     return value.strip(" .,:;\"'")
 
 

@@ -38,6 +38,7 @@ from ..store.identity import current as current_identity
 from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import claim_new_fork
+from ..workspace.forkcapture import capture_for_fork
 from ..workspace.mergestate import inherit_state
 from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
 from ..workspace.upper import drop_gitfile
@@ -420,7 +421,8 @@ class Vault(VaultQuota, Generic[H_co]):
                     # with ``ignored``, paths git ignores too (a venv, node_modules): the
                     # fork starts as the source shows, and its checkpoints leave them out
                     # as the source's do
-                    tree, _ = src.capture(include_ignored=ignored)
+                    # (an unchanged source's kept capture: see forkcapture)
+                    tree = capture_for_fork(src) if ignored else src.capture()[0]
                 dirty = tree is not None
                 # The new workspace's state is made on first use; all a fork writes now is
                 # its ref, and the captured tree (a "seed") when the source had changes.

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 from ..store.threads import ThreadSlots
 from . import execspans
-from .sqlite import close_conn, open_db
+from .sqlite import close_conn, create_filled, open_db
 
 FILE = "changes.db"
 MAX_EVENTS = 200_000  # events kept; past it the older half goes
@@ -191,21 +191,36 @@ def claim_new_fork(state_dir: str, fork: str) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
     snapshot of its source's, whose journals it carries; an exec running on the source
     when it was taken is not this fork's)."""
-    if os.path.exists(os.path.join(state_dir, "overlay.db")) or exists(state_dir):
-        with ChangeLog(state_dir) as log:
-            _ident, oseq, useq = log.claim(fork, overlay_last(state_dir))
-        _close_spans(state_dir, oseq, useq)
-
-
-def _close_spans(state_dir: str, overlay_seq: int, upper_seq: int) -> None:
-    path = os.path.join(state_dir, "overlay.db")
-    if not os.path.exists(path):
+    overlay = os.path.join(state_dir, "overlay.db")
+    if not os.path.exists(overlay):
+        if exists(state_dir):
+            with ChangeLog(state_dir) as log:
+                log.claim(fork, 0)
         return
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    # one connection to the snapshot's overlay for both its reads and its writes: the last
+    # one closed checkpoints the WAL the snapshot carries (its syncs), once
+    conn = sqlite3.connect(overlay, timeout=30.0, isolation_level=None)
     try:
-        execspans.close_open(conn, overlay_seq, upper_seq)
-    except sqlite3.OperationalError:
-        pass  # a database from before spans were kept: none is open
+        try:
+            oseq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
+        except sqlite3.OperationalError:
+            oseq = 0  # made, its schema not yet
+        useq = 0
+        rows = [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:{useq}")]
+
+        def fill(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
+
+        # a source that was never mounted has no log: the fork's is made with its claim in
+        # it (one sync of the file and one of its directory, not a creation and then a
+        # transaction's three), so it is never there unclaimed
+        if not create_filled(os.path.join(state_dir, FILE), _SCHEMA, fill, journal="DELETE"):
+            with ChangeLog(state_dir) as log:
+                _ident, oseq, useq = log.claim(fork, oseq)
+        try:
+            execspans.close_open(conn, oseq, useq)
+        except sqlite3.OperationalError:
+            pass  # a database from before spans were kept: none is open
     finally:
         conn.close()
 

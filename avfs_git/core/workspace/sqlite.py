@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import CorruptStateError, from_oserror, is_no_space, no_space
@@ -25,7 +26,13 @@ def close_conn(namespace: dict[str, Any]) -> None:
         conn.close()
 
 
-def _create(path: str, schema: str, version: int, journal: str = "WAL") -> None:
+def _create(
+    path: str,
+    schema: str,
+    version: int,
+    journal: str = "WAL",
+    fill: Callable[[sqlite3.Connection], None] | None = None,
+) -> None:
     for left in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
         try:  # left by a maker that died, whose pid and thread id are ours now
             os.unlink(left)
@@ -33,12 +40,16 @@ def _create(path: str, schema: str, version: int, journal: str = "WAL") -> None:
             pass
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute(f"PRAGMA journal_mode={journal}")
+        # (a rollback journal is not kept in the file: while the file is the maker's own,
+        # in memory, not a journal file made and removed for each statement)
+        conn.execute(f"PRAGMA journal_mode={journal if journal == 'WAL' else 'MEMORY'}")
         # a file of the maker's own until it is placed: no sync for each statement of the
         # schema (each its own commit: ~20 ms on btrfs), one of the whole file at the end
         conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(schema)
         conn.execute(f"PRAGMA user_version={version}")
+        if fill is not None:
+            fill(conn)
     finally:
         conn.close()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -56,6 +67,44 @@ def _place(src_maker: str, path: str) -> None:
         pass
     finally:
         os.unlink(src_maker)
+
+
+def create_filled(
+    path: str,
+    schema: str,
+    fill: Callable[[sqlite3.Connection], None],
+    *,
+    version: int = 1,
+    journal: str = "WAL",
+) -> bool:
+    """Make the database at ``path`` whole: ``schema`` and the rows ``fill`` writes, in a
+    file of the maker's own (no sync per statement), synced once, linked into place, its
+    directory synced. False, writing nothing, when a database is there already (the caller
+    then writes its rows the ordinary way).
+
+    A row written into a database just made costs its own transaction otherwise: in a
+    rollback journal, syncs of the journal, its directory and the database (on btrfs, each
+    a commit of the file system's log). Here the file is durable with its rows or absent,
+    never present without them."""
+    try:
+        if os.path.exists(path):
+            return False
+        tmp = f"{path}.new-{os.getpid()}-{threading.get_ident()}"
+        _create(tmp, schema, version, journal, fill)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+    except OSError as exc:
+        raise from_oserror(exc, path) from exc
 
 
 def open_db(
