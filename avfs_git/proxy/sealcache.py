@@ -15,7 +15,7 @@ inode) or in place (a person, a command): either moves its ctime, which no proce
 cannot set). The kernel stamps files with a coarse clock, so a change within the same tick
 as the read could leave every field as it was: a file whose ctime is less than ``RACY_NS``
 older than the moment it was looked at is read again next time (git's "racily clean"
-index entries, the same rule).
+index entries, the same rule); on a file system that keeps whole seconds, 2 s.
 
 :func:`sync` makes a scratch directory hold exactly what it should, reading its files
 through the manifest.
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
 RACY_NS = 50_000_000  # well over a timestamp tick (1-10 ms)
+# a ctime in whole seconds: a file system that keeps seconds only (or, once in 10^9, a
+# coincidence): a change within the same second leaves it as it was
+RACY_COARSE_NS = 2_000_000_000
 NAME = "refs.manifest"
 _VERSION = 1
 
@@ -76,7 +79,7 @@ class RefCache:
         if (
             got is not None
             and got[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            and st.st_ctime_ns < got[4] - RACY_NS
+            and st.st_ctime_ns < got[4] - (RACY_NS if st.st_ctime_ns % 1_000_000_000 else RACY_COARSE_NS)
         ):
             return bytes.fromhex(got[5])
         now = time.time_ns()
