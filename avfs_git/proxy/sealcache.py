@@ -42,6 +42,7 @@ RACY_COARSE_NS = 2_000_000_000
 NAME = "refs.manifest"
 _VERSION = 1
 
+KEPT = 4096  # a ref file is one line: a longer file is read every time (both readers agree below it)
 # key -> (st_ino, st_size, st_mtime_ns, st_ctime_ns, looked at (ns), the bytes as hex)
 _Entry = tuple[int, int, int, int, int, str]
 
@@ -85,8 +86,12 @@ class RefCache:
         now = time.time_ns()
         data = reader(path)
         after = _stat(path)
-        if data is None or after != (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            # changed while it was read (or not a regular file by then): not kept
+        if (
+            data is None
+            or len(data) > KEPT
+            or after != (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        ):
+            # changed while it was read (or not a regular file by then, or not a ref): not kept
             if self.entries.pop(key, None) is not None:
                 self.changed = True
             return data
@@ -140,6 +145,7 @@ def sync(
     root: str,
     want: dict[str, bytes],
     cache: RefCache,
+    key: str,
     dirs: Collection[str] = (),
     mounts: Collection[str] = (),
 ) -> None:
@@ -147,7 +153,7 @@ def sync(
     directories ``dirs`` (top level), touching only what differs: a run that changed
     nothing costs a walk and reads, no directory made or removed (each is ~1-2 ms on some
     file systems). ``mounts``: top-level directories never looked into (the vault's own,
-    shown there in a sandbox). ``cache``: what its files held (:mod:`.sealcache`)."""
+    shown there in a sandbox). ``cache``: what its files held, under ``key`` + their path."""
     needed = {""} | set(dirs)
     for path in want:
         parts = path.split("/")[:-1]
@@ -169,8 +175,8 @@ def sync(
                 shutil.rmtree(p, ignore_errors=True)
         subdirs[:] = keep
         for f in files:
-            p, name = os.path.join(dirpath, f), rel + f
-            if name in want and name not in needed and cache.read("s:" + name, p, read_file) == want[name]:
+            p, name = f"{dirpath}/{f}", rel + f
+            if name in want and name not in needed and cache.read(key + name, p, read_file) == want[name]:
                 done.add(name)
             else:
                 os.unlink(p)
