@@ -209,7 +209,7 @@ def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, 
     ws, req = plan.ws, plan.req
     # before anything reads what changed: the fork's branch as the command's git moved it
     refused, gitlinks = carry_back(vault, fork, placed.sealed)
-    mount, error = _after_run(vault, fork, ws, before, placed)
+    mount, error = _after_run(vault, fork, ws, before, placed, ran.mount_unmoved)
     # the command moved the fork's branch itself (a `git commit` inside): the workspace
     # adopts git's commit, and the record taken before the command stays beside the branch
     tip1 = ws.tip()
@@ -276,11 +276,14 @@ def _merged(first: tuple[NotRecorded, ...], more: tuple[NotRecorded, ...]) -> tu
 
 
 def _after_run(
-    vault: Vault, fork: str, ws: Workspace[Any], before: Before, placed: Placed
+    vault: Vault, fork: str, ws: Workspace[Any], before: Before, placed: Placed, unmoved: bool = False
 ) -> tuple[Mount, AvfsError | None]:
     """The mount as the command left it (the files it wrote released, the worktree's git
     dir scrubbed of what the person's git would follow; whether the daemon is alive), or
-    the copy written back: (the envelope's ``mount``, the error to report)."""
+    the copy written back: (the envelope's ``mount``, the error to report). ``unmoved``:
+    the mount table did not change while the command ran (a mount's daemon serving the
+    call in a ready sandbox: the daemon is this process), so the mount is there without
+    reading the table and the registry again."""
     if placed.copy is None:
         from ..ops import mounts
 
@@ -290,7 +293,7 @@ def _after_run(
             from ..mount.worktree import scrub
 
             scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
-        alive = mounts.check(vault, fork) is not None
+        alive = unmoved or mounts.check(vault, fork) is not None
         mount = dataclasses.replace(placed.mount, alive_after=alive)
         if alive:
             return mount, None
