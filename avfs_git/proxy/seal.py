@@ -49,7 +49,7 @@ from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.workspace.untrusted import read_file
-from .sealcache import RefCache, below, sync
+from .sealcache import LOG, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -152,15 +152,15 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         for fn in files:
             if fn.endswith(".lock"):
                 continue
-            data = cache.read("v:" + prefix + fn, f"{dirpath}/{fn}", _read_regular)
+            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", _read_regular)
             if data is not None:
                 copied[prefix + fn] = data
     # the directories shown from the vault are mount points in a sandbox made ready: kept
-    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, "r:", {"heads", *subs}, set(subs))
+    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
     fork_ref = refs.fork_ref(fork)
     log = _read_regular(os.path.join(real_logs, fork_ref))
-    sync(ld, {fork_ref: log} if log is not None else {}, cache, "l:")
-    cache.save(("v:", "r:", "l:"))
+    sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
+    cache.save((VAULT, SCRATCH, LOG))
     _empty_quarantine(od)
     info = os.path.join(od, "info")
     if not os.path.isdir(info) or os.path.islink(info):
@@ -231,11 +231,13 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
                 continue  # a git killed while it held a lock
             p = f"{dirpath}/{fn}"
             rel = below(p, root)
-            # (the key sync gave the same file before the run: "r:" and its path below root)
-            data = _read_small(p) if sealed.cache is None else sealed.cache.read("r:" + rel, p, _read_small)
+            # (the key sync gave the same file before the run)
+            data = (
+                _read_small(p) if sealed.cache is None else sealed.cache.read(SCRATCH + rel, p, _read_small)
+            )
             out[refs.REFS + rel] = b"" if data is None else data
     if sealed.cache is not None:
-        sealed.cache.save(("r:",))
+        sealed.cache.save((SCRATCH,))
     return out
 
 

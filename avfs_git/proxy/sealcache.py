@@ -41,6 +41,9 @@ RACY_NS = 50_000_000  # well over a timestamp tick (1-10 ms)
 RACY_COARSE_NS = 2_000_000_000
 NAME = "refs.manifest"
 _VERSION = 1
+# the keys' prefixes: the vault's branches, the scratch refs (before and after the run),
+# the scratch reflog; an entry under any other (a manifest an older avfs wrote) is dropped
+VAULT, SCRATCH, LOG = "v:", "r:", "l:"
 
 KEPT = 4096  # a ref file is one line: a longer file is read every time (both readers agree below it)
 # key -> (st_ino, st_size, st_mtime_ns, st_ctime_ns, looked at (ns), the bytes as hex)
@@ -60,7 +63,12 @@ class RefCache:
             with open(self.path, "rb") as fh:
                 doc = json.loads(fh.read())
             if doc.get("v") == _VERSION:
-                self.entries = {k: tuple(v) for k, v in doc["entries"].items()}  # type: ignore[misc]
+                self.entries = {
+                    k: tuple(v)  # type: ignore[misc]
+                    for k, v in doc["entries"].items()
+                    if k.startswith((VAULT, SCRATCH, LOG))
+                }
+                self.changed = len(self.entries) < len(doc["entries"])  # written without them
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self.entries = {}  # none yet, or unreadable: every file is read
 
