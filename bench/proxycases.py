@@ -48,6 +48,7 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
     warm: dict[str, float] = {}
     for backend in ctx.backends:
         true_ms, warm[backend] = _warm(ctx, backend)
+    _many_forks(ctx, ctx.backends[0])
     _not_mounted(ctx, warm)
     _not_mounted_api(ctx)
     # cold: no live mount, so each call mounts for itself (backend auto) and unmounts after
@@ -76,6 +77,61 @@ def bench_proxy_exec(ctx: Context, labels: list[str]) -> None:
         )
     )
     vault.close()
+    ctx.fx.done_with(top)
+
+
+MANY_FORKS = 200
+
+
+def _many_forks(ctx: Context, backend: str) -> None:
+    """The warm call in a vault with 200 other forks against the same call in a vault
+    with none (both mounted, interleaved): what costs per fork of the vault on every call
+    (the quota's count of the forks' overlays, the sandbox's scratch copy of every branch)
+    shows as a ratio over 1; CPU per call of the CLI and of each mount's daemon noted."""
+    top = ctx.fx.new_dir(f"proxy-forks-{backend}")
+    homes = {}
+    for name, n in (("one", 0), ("many", MANY_FORKS)):
+        home, vault = _seed(ctx, top / name / "home")
+        for i in range(n):
+            vault.create_fork(VAULT_FORK, f"f{i}")
+        (top / name / "mnt").mkdir()
+        homes[name] = (home, vault, top / name)
+    log(f"proxy exec with a warm mount: a vault with {MANY_FORKS} forks against one with none")
+    with (
+        mounted(*homes["one"][:2], VAULT_FORK, top / "one" / "mnt", backend) as m1,
+        mounted(*homes["many"][:2], VAULT_FORK, top / "many" / "mnt", backend) as m2,
+    ):
+        tail = ["--vault", f"{VAULT}:{VAULT_FORK}", "--json", "proxy", "exec", "--", "true"]
+        argv = {name: [ctx.avfs_bin, "--home", str(d / "home"), *tail] for name, (_h, _v, d) in homes.items()}
+        docs = {name: json.loads(run(a)) for name, a in argv.items()}
+        notes = [f"unexpected envelope ({n}): {d}" for n, d in docs.items() if not d["mount"]["reused"]]
+        cpu = {"one": _Cpu(m1.pid), "many": _Cpu(m2.pid)}
+        s = interleave(
+            {name: Side(op=cpu[name].timed(name, argv[name])) for name in argv},
+            ctx.repeats.fast,
+            ctx.repeats.warmup,
+        )
+    ctx.emit(
+        Result(
+            "proxy_exec_warm_forks",
+            backend,
+            median(s["many"]),
+            s["many"],
+            what=f"`avfs --json proxy exec -- true`, a live mount reused, in a vault with {MANY_FORKS} other"
+            " forks (subprocess)",
+            baseline="the same call in a vault with no other fork, interleaved",
+            baseline_ms=median(s["one"]),
+            baseline_samples_ms=s["one"],
+            target=Target(max_ratio=1.1, label="≤ 1.1x (flat in the forks)"),
+            notes=[
+                *notes,
+                f"{MANY_FORKS} forks: {cpu['many'].note('many')}",
+                f"no fork: {cpu['one'].note('one')}",
+            ],
+        )
+    )
+    for _h, vault, _d in homes.values():
+        vault.close()
     ctx.fx.done_with(top)
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -688,3 +689,63 @@ def _fsck_push_and_own_commit_refused(
     assert name not in _git("--git-dir", vault.path, "ls-tree", "--name-only", "main").split()
     _git("reset", "-q", cwd=mp)  # (the person's index: what the command staged is not theirs)
     return remote
+
+
+def _rewrite_in_place(path: str, data: str) -> None:
+    """Write a ref file in place (same inode, same size) and put its mtime back: only its
+    ctime, which no process can set, says it changed."""
+    st = os.lstat(path)
+    with open(path, "r+") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def test_scratch_refs_read_only_what_changed_and_miss_no_change(home, vault, monkeypatch):
+    """The scratch refs with 40 forks (no mount): once the manifest of what the vault's
+    branches and the scratch held is written (proxy/sealcache.py), a run that changed
+    nothing reads no ref file again; and a branch rewritten in place with the same size and
+    its mtime put back (by the person in the vault, or by the command in the scratch: its
+    own branch or another fork's) is seen all the same: copied into the next scratch,
+    carried back, refused."""
+    from avfs_git.proxy import sealcache
+
+    w = vault.workspace("main")
+    w.write("f", b"1\n")
+    first = checkpoint.save(vault, name="one").checkpoint.commit
+    w.write("f", b"2\n")
+    second = checkpoint.save(vault).checkpoint.commit
+    for i in range(40):
+        vault.fork("main", f"f{i}")
+    _git("--git-dir", vault.path, "update-ref", "refs/heads/f7", first)
+    reads: list[str] = []
+
+    def counted(path: str, *args: Any, **kw: Any) -> bytes | None:
+        reads.append(path)
+        return real(path, *args, **kw)
+
+    real = seal.read_file
+    monkeypatch.setattr(seal, "read_file", counted)
+    monkeypatch.setattr(sealcache, "read_file", counted)
+    for _ in range(2):  # the vault's ref files, then the scratch's, once not racily clean
+        time.sleep(2 * sealcache.RACY_NS / 1e9)
+        sealed = seal.prepare(vault, "f3", None)
+        assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
+    reads.clear()
+    sealed = seal.prepare(vault, "f3", None)
+    assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
+    assert [r for r in reads if "/refs/heads/" in r and "/logs/" not in r] == [], reads
+    # the person rewrites fork f7's branch in place: the next scratch holds the new value
+    _rewrite_in_place(os.path.join(vault.path, "refs", "heads", "f7"), second + "\n")
+    sealed = seal.prepare(vault, "f3", None)
+    assert sealed.copied["refs/heads/f7"] == (second + "\n").encode()
+    scratch = os.path.join(sealed.dir, "refs", "heads")
+    assert Path(scratch, "f7").read_text() == second + "\n"
+    # the command rewrites another fork's branch and its own in place, mtimes put back
+    _rewrite_in_place(os.path.join(scratch, "f9"), first + "\n")
+    _rewrite_in_place(os.path.join(scratch, "f3"), first + "\n")
+    carried = seal.carry_back(vault, sealed)
+    assert carried.moved == (second, first), carried
+    assert [r["ref"] for r in carried.refused] == ["refs/heads/f9"], carried
+    assert _git("--git-dir", vault.path, "rev-parse", "f3", "f9").split() == [first, second]

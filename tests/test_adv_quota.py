@@ -307,3 +307,32 @@ def test_a_full_fork_keeps_status_checkpoint_restore_and_rm(qhome: Path, tmp_pat
         check=True,
     )
     assert shown.stdout.strip() == blob
+
+
+def test_another_forks_unpublished_bytes_count_against_a_command(qhome: Path, tmp_path: Path) -> None:
+    """After a command, the other forks' overlays are taken at their published totals
+    plus the slack (proxy/recording.py `over_quota`: no read per fork), and read exactly
+    only when that bound is past the quota. Another fork holds 6.5 MiB of which only its
+    first 3 MiB are published (a fork publishes when its totals move by more than 4 MiB);
+    the command's 15 MiB take the vault past the quota only with the 3.5 MiB not published:
+    refused all the same, as the exact count refuses it."""
+    from avfs_git.core.vaults.quota import PUBLISH_BYTES
+
+    mp, _first = setup_vault(qhome, tmp_path)
+    ok("vault", "fork", "v", "other")
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(os.urandom(3 * MIB))
+    second.write_bytes(os.urandom(7 * MIB // 2))
+    ok("--vault", "v:other", "write", "first.bin", "--file", str(first))
+    ok("--vault", "v:other", "write", "second.bin", "--file", str(second))
+    usage = qhome / "vaults" / "v.git" / "avfs" / "usage" / "f.other"
+    published = int(usage.read_text().split()[0])
+    assert published < 4 * MIB < 6 * MIB < published + PUBLISH_BYTES, "the second write is not published"
+    plant(ATTACKS["git_dir"].format(m=15) + "echo new > new.txt\n")
+    env = run(mp)
+    assert env["error"] is not None and env["error"]["code"] == "quota_exceeded", env
+    assert env["commit"] is None and env["error"]["details"]["used"] > QUOTA
+    assert (mp / "new.txt").read_bytes() == b"new\n"  # kept uncheckpointed
+    shown = doc("--vault", "v", "quota", "show")
+    assert shown["over"] == ["bytes"]
+    assert {f["fork"]: f["overlay_bytes"] for f in shown["forks"]}["other"] == 13 * MIB // 2

@@ -360,3 +360,25 @@ def test_a_pack_is_signalled_in_place_and_seen_by_another_handle(vault: Vault) -
     assert after[0] == before[0]  # the same file, written in place
     assert after[1] != before[1] and after[2] != before[2]
     assert other.quota_usage().objects_bytes >= seen + 100_000
+
+
+def test_a_count_bound_for_one_fork_is_at_least_the_exact_one(vault: Vault) -> None:
+    """`recount(bound_for=FORK)` (after a `proxy exec` in FORK) reads FORK's overlay and
+    takes the others at their published totals plus the slack: never below the exact
+    count, even for writes another fork has not published yet."""
+    from avfs_git.core.vaults.quota import PUBLISH_BYTES
+
+    vault.create_fork("main", "a")
+    vault.create_fork("main", "b")
+    a = vault.workspace("a")
+    a.write("x.bin", b"a" * 8000)  # published at once (the fork's first bytes)
+    a.write("y.bin", b"a" * 8000)  # not published: within the slack
+    vault.workspace("b").write("z.bin", b"b" * 3000)
+    exact = vault.quota.recount()
+    bound = vault.quota.recount(bound_for="b")
+    others = [f for f in bound.forks if f.fork != "b"]
+    assert exact.used_bytes < bound.used_bytes <= exact.used_bytes + len(others) * PUBLISH_BYTES
+    assert {f.fork: f.overlay_bytes for f in exact.forks}["a"] == 16000
+    assert {f.fork: f.overlay_bytes for f in bound.forks}["a"] == 8000 + PUBLISH_BYTES
+    assert {f.fork: f.overlay_bytes for f in bound.forks}["b"] == 3000  # its own: exact
+    assert vault.quota.usage(rescan=False) == exact

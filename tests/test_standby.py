@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,72 @@ def test_the_table_unmoved_until_a_mount_comes_or_goes(tmp_path: Path) -> None:
     for s in (sb, later):
         s.close_table()
         assert s.table == -1 and not s.unmoved()  # no table: the caller reads it instead
+
+
+def test_a_served_call_knows_its_mount_is_still_there_from_the_mark(
+    home: Any, vault: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call run in a ready sandbox (as a mount's daemon serves it: ``standbys``) asks the
+    sandbox's mark once the command has ended: the mount table did not change, so the
+    mount is there (``alive_after``) without the registry's check, which reads the table;
+    when a mount came or went while the command ran, the check is made as before."""
+    from avfs_git.ops import mounts
+    from avfs_git.proxy import standby
+    from avfs_git.proxy.envelope import ExecRequest
+    from avfs_git.proxy.execute import execute
+
+    from .test_confine import _need_bwrap
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    _need_bwrap()
+    if not standby.available():
+        pytest.skip("no ready sandboxes here (standby.available)")
+    mounts.mount(home, vault, "main", None)
+    sbs = standby.Standbys()
+    checks: list[str] = []
+    real = mounts.check
+
+    def counted(v: Any, key: str) -> Any:
+        checks.append(key)
+        return real(v, key)
+
+    def call(argv: tuple[str, ...]) -> Any:
+        after: list[Any] = []
+        res = execute(home, vault, "main", ExecRequest(argv=argv), after=after, standbys=sbs)
+        for fn in after:
+            fn()
+        return res
+
+    def ready() -> None:  # the sandbox the last call asked for, made ready
+        for _ in range(500):
+            if sbs._ready is not None:  # (the one made after the call's answer)
+                return
+            time.sleep(0.02)
+        pytest.fail("no sandbox made ready")
+
+    mp = tmp_path / "t"
+    mp.mkdir()
+    try:
+        assert call(("true",)).success  # asks for a ready sandbox like its own
+        ready()
+        monkeypatch.setattr(mounts, "check", counted)
+        res = call(("true",))
+        assert res.success and res.mount is not None and res.mount.alive_after, res.to_dict()
+        assert checks == ["main"], checks  # the plan's only: none after the command
+        ready()
+        checks.clear()
+        # a mount comes while the command runs: the mark says so, and the table is read
+        mounter = threading.Timer(
+            0.3, lambda: subprocess.run(["mount", "-t", "tmpfs", "none", str(mp)], check=True)
+        )
+        mounter.start()
+        res = call(("sleep", "1"))
+        mounter.join()
+        assert res.success and res.mount is not None and res.mount.alive_after, res.to_dict()
+        assert checks == ["main", "main"], checks
+    finally:
+        sbs.close()
+        if os.path.ismount(mp):
+            subprocess.run(["umount", str(mp)], check=False)
+        mounts.unmount(home, vault, "main")

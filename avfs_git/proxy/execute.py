@@ -216,6 +216,8 @@ def run(
     req, conf, iso, sandbox = plan.req, placed.confinement, plan.isolation, placed.sandbox
     proxy = None
     offered = None  # the socket of an offer of this sandbox to the mount's daemon
+    ready = None
+    unmoved = False
     try:
         if sandbox is not None and sandbox.network == "filtered":
             from .netproxy import FilterProxy
@@ -239,7 +241,6 @@ def run(
             from .offer import send_offer
 
             offered = send_offer(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
-        ready = None
         if standbys is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
             ready = standbys.take(sandbox)
             if after is not None:
@@ -258,9 +259,12 @@ def run(
                 sandbox=sandbox,
                 standby=ready,
             )
+        unmoved = ready is not None and ready.unmoved()  # asked once the command has ended
     except (SandboxFailed, IsolationFailed) as exc:
         return _not_started(exc, placed, conf, iso)
     finally:
+        if ready is not None:
+            ready.close_table()
         if offered is not None:
             from .offer import answered
 
@@ -270,7 +274,9 @@ def run(
         conf = dataclasses.replace(conf, network_refused=tuple(proxy.refused))
     if iso is not None and (placed.view is not None or sandbox is not None):
         iso = dataclasses.replace(iso, active=True)
-    return Ran(run=run_of(result), exit_code=result.exit_code, confinement=conf, isolation=iso)
+    return Ran(
+        run=run_of(result), exit_code=result.exit_code, confinement=conf, isolation=iso, mount_unmoved=unmoved
+    )
 
 
 def _not_started(

@@ -57,20 +57,32 @@ def under_any(path: str, roots: set[str]) -> bool:
     return any(a in roots for a in names.ancestors(path))
 
 
-def over_quota(vault: Vault, outside0: int | None, changes: list[Change]) -> QuotaExceededError | None:
+def over_quota(
+    vault: Vault, outside0: int | None, changes: list[Change], fork: str | None = None
+) -> QuotaExceededError | None:
     """After a command ran: count what it could fill outside the fork's own checked writes
     (the vault's ``objects/``, its caches, its worktree git dirs: each walked now, when
     the vault has a bytes quota; the fork's upper layer as the kernel counts it) and refuse its commit when the vault is now past its bytes
     quota and the command added to it (see docs/maintenance.md "quota"). The numbers are
     published for every process's next check, and a kernel-enforced limit is set again
-    from them, so the mount refuses further writes."""
+    from them, so the mount refuses further writes.
+
+    ``fork`` (the command's): the other forks' overlays are first taken at their published
+    totals plus the slack (:meth:`~..core.vaults.quota.QuotaTracker.recount`), an upper
+    bound that costs no read per fork; only when that bound is past the quota are they all
+    read exactly, and the exact use decides, as without it."""
     added = any(c.status in ("added", "modified", "renamed", "type_changed") for c in changes)
     if vault.quota.limits()[0] is None:
         return None  # no bytes quota: nothing to count
-    # counted exactly, every time a bytes quota is set: a cheaper "did the host's file
-    # systems grow" test (statvfs) missed a command's writes when anything else on the same
+    # what the command could write counted exactly, every time a bytes quota is set: a
+    # cheaper "did the host's file systems grow" test (statvfs) missed a command's writes when anything else on the same
     # file system freed as much meanwhile (another process, the btrfs cleaner)
-    use = vault.quota.recount()
+    use = vault.quota.recount(bound_for=fork)
+    qb = use.quota_bytes
+    if fork is not None and (qb is None or use.used_bytes <= qb):
+        return None  # within the quota at most: exactly too
+    if fork is not None:
+        use = vault.quota.usage(rescan=False)  # the outside as counted just now, every overlay read
     outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
     grew = outside - outside0 if outside0 is not None else 0
     qb = use.quota_bytes
@@ -197,7 +209,7 @@ def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, 
     ws, req = plan.ws, plan.req
     # before anything reads what changed: the fork's branch as the command's git moved it
     refused, gitlinks = carry_back(vault, fork, placed.sealed)
-    mount, error = _after_run(vault, fork, ws, before, placed)
+    mount, error = _after_run(vault, fork, ws, before, placed, ran.mount_unmoved)
     # the command moved the fork's branch itself (a `git commit` inside): the workspace
     # adopts git's commit, and the record taken before the command stays beside the branch
     tip1 = ws.tip()
@@ -216,7 +228,7 @@ def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, 
         since_ns = before.start.t_ns - since.CTIME_SLACK_NS
         gitlinks += _not_recorded(nested_repos(placed.sealed, placed.root, since_ns))
     changes, roots, untracked, ignored = _what_changed(ws, before, untouched, moved, tip1)
-    over = over_quota(vault, before.outside0, changes)
+    over = over_quota(vault, before.outside0, changes, fork)
     if over is not None:
         # what the command wrote stays (uncheckpointed in the fork; in the caches and the
         # vault as it left them): the person reads, checks out and removes what they choose
@@ -264,11 +276,14 @@ def _merged(first: tuple[NotRecorded, ...], more: tuple[NotRecorded, ...]) -> tu
 
 
 def _after_run(
-    vault: Vault, fork: str, ws: Workspace[Any], before: Before, placed: Placed
+    vault: Vault, fork: str, ws: Workspace[Any], before: Before, placed: Placed, unmoved: bool = False
 ) -> tuple[Mount, AvfsError | None]:
     """The mount as the command left it (the files it wrote released, the worktree's git
     dir scrubbed of what the person's git would follow; whether the daemon is alive), or
-    the copy written back: (the envelope's ``mount``, the error to report)."""
+    the copy written back: (the envelope's ``mount``, the error to report). ``unmoved``:
+    the mount table did not change while the command ran (a mount's daemon serving the
+    call in a ready sandbox: the daemon is this process), so the mount is there without
+    reading the table and the registry again."""
     if placed.copy is None:
         from ..ops import mounts
 
@@ -278,7 +293,7 @@ def _after_run(
             from ..mount.worktree import scrub
 
             scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
-        alive = mounts.check(vault, fork) is not None
+        alive = unmoved or mounts.check(vault, fork) is not None
         mount = dataclasses.replace(placed.mount, alive_after=alive)
         if alive:
             return mount, None

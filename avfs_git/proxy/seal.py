@@ -49,6 +49,7 @@ from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.workspace.untrusted import read_file
+from .sealcache import LOG, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -79,6 +80,7 @@ class Sealed:
     git_dir: str | None = None  # the mount's worktree git dir
     rebasing: bool = False  # an interactive rebase's state was there (shown read-only)
     head: bytes | None = None  # the worktree's HEAD file before the run
+    cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -118,57 +120,6 @@ def _read_regular(path: str) -> bytes | None:
     return read_file(path)
 
 
-def _below(path: str, root: str) -> str:
-    """``path`` (``root`` or a path os.walk of ``root`` gave) relative to ``root``: '' for
-    ``root`` itself. What ``os.path.relpath`` gives for those, without its ``abspath`` and
-    ``commonprefix`` of both: this runs for every branch of the vault on every confined
-    command (~30 µs each under load)."""
-    return "" if path == root else path[len(root) + 1 :]
-
-
-def _sync(
-    root: str, want: dict[str, bytes], dirs: Collection[str] = (), mounts: Collection[str] = ()
-) -> None:
-    """Make ``root`` hold exactly the files of ``want`` (path below it -> bytes) and the
-    directories ``dirs`` (top level), touching only what differs: a run that changed
-    nothing costs a walk and reads, no directory made or removed (each is ~1-2 ms on some
-    file systems). ``mounts``: top-level directories never looked into (the vault's own,
-    shown there in a sandbox)."""
-    needed = {""} | set(dirs)
-    for path in want:
-        parts = path.split("/")[:-1]
-        needed.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-    done: set[str] = set()
-    for dirpath, subdirs, files in os.walk(root):
-        rel = _below(dirpath, root)
-        rel = rel + "/" if rel else ""
-        keep = []
-        for x in subdirs:
-            p = os.path.join(dirpath, x)
-            if rel + x in mounts and not os.path.islink(p):
-                continue
-            if (rel + x) in needed and not os.path.islink(p):
-                keep.append(x)
-            elif os.path.islink(p):
-                os.unlink(p)
-            else:
-                shutil.rmtree(p, ignore_errors=True)
-        subdirs[:] = keep
-        for f in files:
-            p, name = os.path.join(dirpath, f), rel + f
-            if name in want and name not in needed and _read_regular(p) == want[name]:
-                done.add(name)
-            else:
-                os.unlink(p)
-    for x in needed:
-        if x and not os.path.isdir(os.path.join(root, x)):
-            os.makedirs(os.path.join(root, x), exist_ok=True)
-    for name, data in want.items():
-        if name not in done:
-            with open(os.path.join(root, name), "wb") as fh:
-                fh.write(data)
-
-
 def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     try:
         st = os.lstat(path)
@@ -193,21 +144,23 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         e.name for e in os.scandir(real_refs) if e.name != "heads" and e.is_dir(follow_symlinks=False)
     )
     copied: dict[str, bytes] = {}
+    cache = RefCache(d)
     heads = os.path.join(real_refs, "heads")
     for dirpath, _dirs, files in os.walk(heads):
-        below = _below(dirpath, heads)
-        prefix = f"{refs.REFS}heads/{below}/" if below else f"{refs.REFS}heads/"
+        under = below(dirpath, heads)
+        prefix = f"{refs.REFS}heads/{under}/" if under else f"{refs.REFS}heads/"
         for fn in files:
             if fn.endswith(".lock"):
                 continue
-            data = _read_regular(os.path.join(dirpath, fn))
+            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", _read_regular)
             if data is not None:
                 copied[prefix + fn] = data
     # the directories shown from the vault are mount points in a sandbox made ready: kept
-    _sync(rd, {k[5:]: v for k, v in copied.items()}, {"heads", *subs}, set(subs))
+    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
     fork_ref = refs.fork_ref(fork)
     log = _read_regular(os.path.join(real_logs, fork_ref))
-    _sync(ld, {fork_ref: log} if log is not None else {})
+    sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
+    cache.save((VAULT, SCRATCH, LOG))
     _empty_quarantine(od)
     info = os.path.join(od, "info")
     if not os.path.isdir(info) or os.path.islink(info):
@@ -259,6 +212,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         git_dir=git_dir,
         rebasing=bool(git_dir) and rebasing,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
+        cache=cache,
     )
 
 
@@ -275,10 +229,15 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
         for fn in files + [x for x in dirs if os.path.islink(os.path.join(dirpath, x))]:
             if fn.endswith(".lock"):
                 continue  # a git killed while it held a lock
-            p = os.path.join(dirpath, fn)
-            name = refs.REFS + _below(p, root)
-            data = _read_small(p)
-            out[name] = b"" if data is None else data
+            p = f"{dirpath}/{fn}"
+            rel = below(p, root)
+            # (the key sync gave the same file before the run)
+            data = (
+                _read_small(p) if sealed.cache is None else sealed.cache.read(SCRATCH + rel, p, _read_small)
+            )
+            out[refs.REFS + rel] = b"" if data is None else data
+    if sealed.cache is not None:
+        sealed.cache.save((SCRATCH,))
     return out
 
 

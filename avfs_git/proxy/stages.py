@@ -115,6 +115,9 @@ class Ran:
     confinement: Confinement
     isolation: Isolation | None
     error: AvfsError | None = None
+    # the mount table did not change from before the command until after it (the ready
+    # sandbox's mark, :meth:`.standby.Standby.unmoved`): the mount is still there
+    mount_unmoved: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -183,7 +183,8 @@ class Standbys:
             and time.monotonic() - ready.made < MAX_AGE_S
             and (ready.unmoved() or _mounted(sb.source))
         ):
-            ready.close_table()
+            # its mount table stays open: asked again once the command has ended (is the
+            # mount still there?), then closed by the caller (``close_table``)
             return ready
         ready.discard()
         return None

@@ -255,10 +255,17 @@ class QuotaTracker:
             # walked (small; avfs itself writes their index and logs between commands)
             return self._objects + self._extra[0] + tree_bytes(self.worktrees_dir)
 
-    def recount(self) -> QuotaUsage:
+    def recount(self, *, bound_for: str | None = None) -> QuotaUsage:
         """Count everything exactly now, publish what changed (so every process's next
         check sees it) and return the vault's use: after a confined command ran, which
-        may have written into the caches, the worktree git dir and ``objects/``."""
+        may have written into the caches, the worktree git dir and ``objects/``.
+
+        ``bound_for`` (the fork a command ran in): the objects, caches, git dirs and that
+        fork's overlay are counted exactly all the same, but every other fork's overlay is
+        taken at its published totals plus the slack (``PUBLISH_BYTES``, ``PUBLISH_FILES``)
+        rather than read: an upper bound of the exact use (see the module's docstring), in
+        O(1) reads however many forks the vault has. Within the limits, the exact use is
+        too; past them, the caller counts exactly (:meth:`usage` with ``rescan=False``)."""
         with self._lock:
             try:
                 self._refresh()
@@ -276,7 +283,7 @@ class QuotaTracker:
             self._objects = self._scan_objects(exact=True)
             self._objects_at = time.time()
             self._objects_stale = False
-        return self.usage(rescan=False)
+        return self.usage(rescan=False, bound_for=bound_for)
 
     def _overlay_totals(self, fork: str, ws_dir: str) -> tuple[int, int]:
         """A fork's exact overlay totals (0, 0 when it has no overlay)."""
@@ -313,6 +320,17 @@ class QuotaTracker:
                 fork = names.from_fs_name(e.name)
                 if fork != exclude and e.is_dir():
                     out[fork] = self._overlay_totals(fork, e.path)
+        return out
+
+    def _bounded_overlays(self, fork: str) -> dict[str, tuple[int, int]]:
+        """Every overlay's totals, at most: ``fork``'s exact, every other one's published
+        totals plus the slack (a fork with no published totals has an empty overlay)."""
+        out = {
+            f: (b + PUBLISH_BYTES, n + PUBLISH_FILES) for f, (b, n) in self._published.items() if f != fork
+        }
+        own = os.path.join(self.ws_root, names.fs_name(fork))
+        if os.path.isdir(own):
+            out[fork] = self._overlay_totals(fork, own)
         return out
 
     def _setup(self) -> None:
@@ -491,7 +509,9 @@ class QuotaTracker:
             other_b, _ = self._exact(fork)
             return qb - other_b - own_bytes
 
-    def usage(self, *, rescan: bool = True) -> QuotaUsage:
+    def usage(self, *, rescan: bool = True, bound_for: str | None = None) -> QuotaUsage:
+        """The vault's use: exact, or an upper bound of it with ``bound_for`` (see
+        :meth:`recount`)."""
         with self._lock:
             try:
                 self._refresh()
@@ -502,7 +522,7 @@ class QuotaTracker:
                 self._objects = self._scan_objects()
                 self._objects_at = time.time()
                 self._objects_stale = False
-            forks = self._all_overlays()
+            forks = self._all_overlays() if bound_for is None else self._bounded_overlays(bound_for)
             objects = self._objects
             extra = self._extra
         kq = self.vault.kernel_quota()
