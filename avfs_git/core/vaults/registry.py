@@ -465,14 +465,35 @@ def registered(rec: Record) -> bool:
 
 def is_mount_daemon(pid: int) -> bool:
     """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid);
-    whatever /proc does not tell counts as one."""
+    whatever /proc does not tell counts as one.
+
+    A daemon just started has no command line for a moment: ``posix_spawn`` returns once
+    the child's ``execve`` has let go of the parent's memory, and the kernel sets the new
+    image's arguments a little later (under load, tens of ms: seen empty in 3 reads of 4
+    made right after the spawn). An empty command line of a live process that is not a
+    kernel thread is that moment, and counts as one; a zombie's (also empty) does not."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"avfs_git.fuse.daemon" in fh.read()
+            cmdline = fh.read()
     except FileNotFoundError:
         return False
     except OSError:
         return True  # no /proc to ask: trust the pid
+    if cmdline:
+        return b"avfs_git.fuse.daemon" in cmdline
+    return _execing(pid)
+
+
+def _execing(pid: int) -> bool:
+    """Whether ``pid``, whose command line is empty, is a process in the middle of its
+    ``execve`` (not a zombie, not a kernel thread)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return False  # gone meanwhile
+    state, flags = fields[0], int(fields[6])  # fields 3 and 9 of proc(5)
+    return state not in (b"Z", b"X") and not flags & 0x00200000  # PF_KTHREAD
 
 
 def live_mountpoints(state_dir: str, key: str | None = None) -> dict[str, str]:
@@ -533,11 +554,14 @@ def daemon_alive(pid: int, vault: str, home_path: str | None, started: float | N
         return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0")]
+            raw = fh.read()
     except FileNotFoundError:
         return False
     except OSError:
         return True
+    if not raw:
+        return _execing(pid)  # just started: its arguments not set yet (is_mount_daemon)
+    argv = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
     if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
         return False
     name = _arg(argv, "--vault")
