@@ -109,6 +109,11 @@ def test_daemon_alive_knows_a_reused_pid_and_another_vault(tmp_path: Path) -> No
     assert not registry.daemon_alive(child.pid, "v", str(tmp_path), None)
     other = subprocess.Popen(["sleep", "30"])  # alive, but no avfs program at all
     try:
+        # (once its command line is set: until then it could be a daemon just started)
+        for _ in range(5000):
+            if Path(f"/proc/{other.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.002)
         assert not registry.daemon_alive(other.pid, "v", None, None)
     finally:
         other.kill()

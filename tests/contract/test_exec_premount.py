@@ -47,7 +47,7 @@ def _starting(vault: Vault) -> int | None:
     """The pid of the fork's mount daemon, started and not necessarily ready: the one its
     registry record names (the record written when it was started, ops/daemonstart.py),
     when that process is a mount daemon. Not found by its command line in /proc: a daemon
-    just started has none yet for a moment (core/vaults/registry.py, is_mount_daemon),
+    just started has none yet for a moment (core/vaults/daemonproc.py, is_mount_daemon),
     which made this test fail now and then under load."""
     data = registry.read_record(registry.record_path(vault.state_dir, "main"))
     if data is None:
