@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 PROTOCOL = 1  # (both ends are the same code: the stamp)
-# `proxy exec` and `hook` have fast paths of their own (execopts.fast_main)
+# `proxy exec` and `hook` have fast paths of their own (execopts.fast_main); `proxy exec`
+# on a fork that is not mounted is served (main)
 OWN_PATHS = (("proxy", "exec"), ("hook",))
 
 
@@ -195,7 +196,7 @@ def main() -> int:
     _home, rest = _rest(args)
     if rest[:2] == ["proxy", "exec"]:
         # a live mount's daemon answers it, this process ending there (execclient.fast)
-        from .execclient import fast
+        from .execclient import fast, names_fork
 
         try:
             fast(args, home_dir)
@@ -203,6 +204,14 @@ def main() -> int:
             from .execopts import after_remote
 
             return after_remote(args, exc)
+        if names_fork(args):
+            # the fork it names is not mounted (or its daemon left the call to its caller):
+            # the resident server runs it with avfs loaded, so that the mount daemon the
+            # call starts (proxy/premount.py) is started ~30 ms in, not after this process
+            # has imported avfs (~0.2-0.3 s)
+            code = served(args)
+            if code is not None:
+                return code
     elif not any(tuple(rest[: len(p)]) == p for p in OWN_PATHS):
         code = served(args)
         if code is not None:
