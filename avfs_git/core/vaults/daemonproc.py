@@ -36,14 +36,20 @@ def is_mount_daemon(pid: int) -> bool:
 
 def _execing(pid: int) -> bool:
     """Whether ``pid``, whose command line is empty, is a process in the middle of its
-    ``execve`` (not a zombie, not a kernel thread)."""
+    ``execve``: not a zombie, not a kernel thread, and not a process on its way out (a
+    daemon killed with -9 lets go of its memory, and so of its command line, before it is a
+    zombie: the kernel marks it exiting first)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return False  # gone meanwhile
     state, flags = fields[0], int(fields[6])  # fields 3 and 9 of proc(5)
-    return state not in (b"Z", b"X") and not flags & 0x00200000  # PF_KTHREAD
+    return state not in (b"Z", b"X") and not flags & (PF_EXITING | PF_KTHREAD)
+
+
+PF_EXITING = 0x00000004  # include/linux/sched.h
+PF_KTHREAD = 0x00200000
 
 
 def process_start(pid: int) -> float | None:
