@@ -23,10 +23,13 @@ from avfs_git.cli import resident
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
+from avfs_git.proxy import standby
 
+from ..conftest import IN_CI
 from .backends import MOUNTS
 from .test_exec_premount import _daemons, _pending, _untouched
 from .test_mount_kept_warm import LONG, _env, _listed, _no_leftovers, _until, cleanup, fork
+from .test_proxy_exec_warm import _waiters
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 __all__ = ["cleanup", "fork"]  # fixtures
@@ -115,6 +118,24 @@ def test_the_first_call_is_served_and_keeps_its_mount_warm(
     assert second["success"] and second["mount"]["reused"] is True, second
     assert int(second["result"]["stdout"]) == live["pid"]
     assert fork.workspace("main").read("one.txt") == b"one\n"
+
+
+def test_a_confined_first_call_offers_its_sandbox_once_it_has_answered(
+    backend: str, home: Home, fork: Vault, server: int
+) -> None:
+    if not standby.available():
+        if IN_CI:
+            pytest.fail("no sandbox is made ready here (/usr/bin/perl is missing)")
+        pytest.skip("no sandbox is made ready here (/usr/bin/perl is missing)")
+    first = _exec(home, backend, "--", "sh", "-c", "echo one > one.txt")
+    assert first["success"] and first["mount"]["reused"] is False, first
+    (live,) = _listed(home, backend)
+    # once its answer was out, the served call asked the daemon to make a sandbox like its
+    # own ready for the next call (proxy/offer.py), which that call takes
+    assert _until(lambda: len(_waiters(live["pid"])) == 1), "no sandbox made ready"
+    second = _exec(home, backend, "--", "cat", "one.txt")
+    assert second["success"] and second["mount"]["reused"] is True, second
+    assert second["result"]["stdout"] == "one\n"
 
 
 def test_two_first_calls_at_once_get_one_mount_and_lose_nothing(
