@@ -224,3 +224,23 @@ def test_ctrl_c_reaches_the_command_of_a_served_first_call(
     assert [c["path"] for c in doc["changes"]] == ["started.txt"] and doc["commit"] is not None
     assert fork.workspace("main").read("started.txt") == b"up\n"
     assert [m["kept_warm"] for m in _listed(home, backend)] == [True]
+
+
+def test_the_homes_first_call_runs_itself_and_starts_a_server_after_it(
+    backend: str, home: Home, fork: Vault, cleanup: Any
+) -> None:
+    # no server yet: the call runs in its own process, and the server for the next call is
+    # started once it is done (its start-up would compete with the call's mount daemon)
+    sock = resident.socket_path(home.path)
+    try:
+        doc = _exec(
+            home, backend, "--host", "writable", "--", "sh", "-c", f"test -e '{sock}' && echo up || echo none"
+        )
+        assert doc["success"] and doc["result"]["stdout"] == "none\n", doc
+        assert (doc["mount"]["reused"], doc["mount"]["kept_warm"]) == (False, True), doc["mount"]
+        assert _until(lambda: _answers(home)), "no server after the call"
+    finally:
+        pid = _server_pid(home)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            assert _until(lambda: not _answers(home))
