@@ -163,6 +163,26 @@ def test_the_click_command_answers_with_an_envelope_too(v, capsys):
         assert doc["error"]["code"] == code and doc["result"] is None, doc
 
 
+def test_ctrl_c_before_the_command_is_an_envelope_in_the_click_command(v, capsys, monkeypatch):
+    """Ctrl-C while the click command plans (the resident server runs a first call on a fork
+    that is not mounted there): the envelope the fast path answers with, nothing run."""
+    from avfs_git.cli.main import main
+    from avfs_git.proxy import admission
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(admission, "plan", interrupted)
+    tip = v.workspace("main").tip()
+    rc = main(["--json", "--vault", "v:main", "proxy", "exec", *MAT, "--", "touch", "x"])
+    out = capsys.readouterr().out
+    doc = CliResult(rc, out, "", out.encode()).json()
+    assert validate(doc) == "proxy_exec_result" and rc == doc["exit_code"], doc
+    assert doc["error"]["code"] == "interrupted" and doc["result"] is None, doc
+    assert doc["request"]["vault"] == "v" and doc["request"]["fork"] == "main", doc
+    assert v.workspace("main").tip() == tip and not v.workspace("main").exists("x")
+
+
 # -- exit codes: the child's own whenever it ran --------------------------------------------
 @pytest.mark.parametrize("child", [0, 1, 2, 4, 6, 70, 124, 125, 126, 127])
 def test_the_childs_own_code_is_passed_through(cli_proc, v, child):

@@ -109,10 +109,61 @@ def test_daemon_alive_knows_a_reused_pid_and_another_vault(tmp_path: Path) -> No
     assert not registry.daemon_alive(child.pid, "v", str(tmp_path), None)
     other = subprocess.Popen(["sleep", "30"])  # alive, but no avfs program at all
     try:
+        # (once its command line is set: until then it could be a daemon just started)
+        for _ in range(5000):
+            if Path(f"/proc/{other.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.002)
         assert not registry.daemon_alive(other.pid, "v", None, None)
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_daemon_just_started_is_one_before_its_command_line_is_set(tmp_path: Path) -> None:
+    # posix_spawn returns once the child's execve has let go of our memory; the kernel sets
+    # the new image's arguments a little later, so /proc/PID/cmdline may read empty right
+    # after the spawn (under load, most times). A daemon asked about then is still one
+    # (a placeholder record names it while it starts: ops/daemonstart.py), never taken for
+    # a dead one's pid reused
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "-m", "avfs_git.fuse.daemon"]
+    argv += ["--vault", "v", "--home", str(tmp_path)]
+    for _ in range(40):
+        pid = os.posix_spawn(sys.executable, argv, dict(os.environ))
+        try:
+            assert registry.is_mount_daemon(pid)
+            assert registry.daemon_alive(pid, "v", str(tmp_path), None)
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
+def test_a_zombie_or_a_kernel_thread_is_no_daemon() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass", "avfs_git.fuse.daemon"])
+    for _ in range(5000):  # ended, not reaped: a zombie, whose command line is empty
+        if Path(f"/proc/{child.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z":
+            break
+        time.sleep(0.002)
+    try:
+        assert Path(f"/proc/{child.pid}/cmdline").read_bytes() == b""
+        assert not registry.is_mount_daemon(child.pid)
+        assert not registry.daemon_alive(child.pid, "v", None, None)
+    finally:
+        child.wait()
+    for pid in _kernel_threads()[:3]:  # (none in a PID namespace of its own)
+        assert not registry.is_mount_daemon(pid)
+
+
+def _kernel_threads() -> list[int]:
+    out = []
+    for p in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            flags = int(Path(f"/proc/{p}/stat").read_bytes().rsplit(b")", 1)[1].split()[6])
+        except OSError:
+            continue
+        if flags & 0x00200000:  # PF_KTHREAD
+            out.append(int(p))
+    return out
 
 
 def test_started_at_reads_the_records_time() -> None:

@@ -15,6 +15,8 @@ import click
 from .output import Output
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
     from ..core.workspace.workspace import Workspace
@@ -29,6 +31,9 @@ class App:
         self.output = output
         self._home: Home | None = None
         self._here: str | None = None  # the place's selection (registry.place; '' none)
+        # what may wait until the command's answer is out (an audit record's fsync): run by
+        # the resident server's child once its caller has the answer, else before the exit
+        self.after: list[Callable[[], None]] = []
 
     def close(self) -> None:
         """Close the home's SQLite and git handles, if it was opened. The last connection
@@ -37,6 +42,16 @@ class App:
         reads whole to rebuild its index (see :func:`.resident._child`)."""
         if self._home is not None:
             self._home.close()
+
+    def run_after(self) -> None:
+        """Run what the command left for after its answer (:attr:`after`); a failure there
+        changes no answer given."""
+        todo, self.after = self.after, []
+        for fn in todo:
+            try:
+                fn()
+            except Exception:
+                pass
 
     @property
     def json(self) -> bool:

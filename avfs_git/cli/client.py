@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 PROTOCOL = 1  # (both ends are the same code: the stamp)
-# `proxy exec` and `hook` have fast paths of their own (execopts.fast_main)
+# `proxy exec` and `hook` have fast paths of their own (execopts.fast_main); `proxy exec`
+# on a fork that is not mounted is served (main)
 OWN_PATHS = (("proxy", "exec"), ("hook",))
 
 
@@ -96,10 +97,11 @@ def recv_msg(sock: "Any", buf: bytearray) -> "dict[str, Any] | None":
         buf += data
 
 
-def served(args: "list[str]") -> "int | None":
+def served(args: "list[str]", *, start: bool = True) -> "int | None":
     """Run the call in the home's resident server; its exit code, or None when none
-    answers (the caller runs it, and a server is started for the next call) or it asks to
-    fall back. ``AVFS_SERVER=off``: never."""
+    answers (the caller runs it, and a server is started for the next call, unless not
+    ``start``: see :func:`start_for_next`) or it asks to fall back. ``AVFS_SERVER=off``:
+    never."""
     if posix.environ.get(b"AVFS_SERVER") == b"off":
         return None
     given, _rest_args = _rest(args)
@@ -111,14 +113,8 @@ def served(args: "list[str]") -> "int | None":
         sock.connect(home + "/run/cli.sock")
     except OSError:
         sock.close()
-        try:
-            isdir = posix.stat(home).st_mode & 0o170000 == 0o040000
-        except OSError:
-            isdir = False
-        if isdir:
-            from .resident import start
-
-            start(home)  # for the next call
+        if start:
+            start_for_next(home)
         return None
     try:
         from .codestamp import stamp
@@ -143,6 +139,29 @@ def served(args: "list[str]") -> "int | None":
         return _wait(sock, buf, first["started"])
     finally:
         sock.close()
+
+
+def start_for_next(home: str) -> None:
+    """Start a resident server for ``home`` (in the background) when it is a directory and
+    none answers there."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(home + "/run/cli.sock")
+        return  # one answers (started meanwhile)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    try:
+        isdir = posix.stat(home).st_mode & 0o170000 == 0o040000
+    except OSError:
+        isdir = False
+    if isdir:
+        from .resident import start
+
+        start(home)  # for the next call
 
 
 def _wait(sock: "Any", buf: bytearray, started: "Any") -> int:
@@ -195,7 +214,7 @@ def main() -> int:
     _home, rest = _rest(args)
     if rest[:2] == ["proxy", "exec"]:
         # a live mount's daemon answers it, this process ending there (execclient.fast)
-        from .execclient import fast
+        from .execclient import fast, names_fork
 
         try:
             fast(args, home_dir)
@@ -203,6 +222,22 @@ def main() -> int:
             from .execopts import after_remote
 
             return after_remote(args, exc)
+        if names_fork(args):
+            # the fork it names is not mounted (or its daemon left the call to its caller):
+            # the resident server runs it with avfs loaded, so that the mount daemon the
+            # call starts (proxy/premount.py) is started ~30 ms in, not after this process
+            # has imported avfs (~0.2-0.3 s)
+            code = served(args, start=False)
+            if code is not None:
+                return code
+            from .execopts import main as full
+
+            # run here; a server for the next call only after: its start-up (~0.5 s of CPU
+            # importing avfs) would otherwise compete with this call's mount daemon
+            code = full()
+            if posix.environ.get(b"AVFS_SERVER") != b"off":
+                start_for_next(home_dir(_home))
+            return code
     elif not any(tuple(rest[: len(p)]) == p for p in OWN_PATHS):
         code = served(args)
         if code is not None:

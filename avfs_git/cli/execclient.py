@@ -74,6 +74,12 @@ def fork_of(spec: "str | None") -> "tuple[str, str] | None":
     return vault, fork
 
 
+def names_fork(args: "list[str]") -> bool:
+    """Whether `avfs ... proxy exec` ``args`` name their fork (``--vault VAULT:FORK`` or
+    ``AVFS_VAULT``): the call :func:`fast` looked for a live mount of."""
+    return fork_of(global_options(args)[0]["vault"]) is not None
+
+
 def read_exec(home: str, vault: str, fork: str) -> "tuple[str, int, str] | None":
     """The exec file a live read-write mount of ``vault:fork`` keeps beside its registry
     record (``<vault>/avfs/mounts/<fork>.exec``, see :func:`..core.vaults.registry.read_exec`,

@@ -175,6 +175,22 @@ def _is_proxy_exec(argv: list[str]) -> bool:
     return any(head[i : i + 2] == ["proxy", "exec"] for i in range(len(head) - 1))
 
 
+def _vault_option(argv: list[str]) -> str | None:
+    """The ``--vault`` given before the command (else ``AVFS_VAULT``), as a `proxy exec`
+    envelope names its fork."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("--") and argv[i] != "--":
+        if argv[i] in ("--home", "--vault") and i + 1 < len(argv):
+            if argv[i] == "--vault":
+                return argv[i + 1]
+            i += 2
+        elif argv[i].startswith("--vault="):
+            return argv[i][8:]
+        else:
+            i += 1
+    return os.environ.get("AVFS_VAULT")
+
+
 def render_error(out: Output, err: AvfsError) -> None:
     """``err`` as one JSON error document (``--json``) or a line on stderr."""
     if out.json:
@@ -197,8 +213,9 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
     text) is captured and wrapped into a ``help``/``version`` document.
 
     ``opened``: where to leave the command's :class:`.app.App`, for a caller that closes
-    what it opened itself once the answer is out (the resident server's child,
-    :func:`.resident._child`); else it is left to the interpreter's exit.
+    what it opened itself and runs its :meth:`~.app.App.run_after` once the answer is out
+    (the resident server's child, :func:`.resident._child`); else it is left to the
+    interpreter's exit, and what the command left for after its answer runs here.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _wants_json(args)
@@ -207,8 +224,9 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
     captured = io.StringIO()
     if json_mode:
         sys.stdout = captured
+    apps: list[App] = opened if opened is not None else []
     try:
-        code = _run(list(args), out, opened)  # click consumes the list it is given
+        code = _run(list(args), out, apps)  # click consumes the list it is given
     finally:
         if json_mode:
             sys.stdout = out.stream
@@ -224,6 +242,9 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
             render_error(
                 out, InternalError(f"exited {code} without a result", details={"output": text[-2000:]})
             )
+    if opened is None:  # (the resident server's child runs them once its answer is out)
+        for app in apps:
+            app.run_after()
     return code
 
 
@@ -251,6 +272,12 @@ def _run(args: list[str], out: Output, opened: list[App] | None = None) -> int:
         return ex.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
+        if _is_proxy_exec(out.argv) and not out.emitted:
+            # its envelope, as its fast path answers (the resident server runs a first call
+            # on a fork that is not mounted here: Ctrl-C while it plans or mounts)
+            from .proxy import exec_failed
+
+            return exec_failed(out, _vault_option(out.argv), None, (), stop)
         render_error(out, stop)
         return stop.exit_code
     except click.ClickException as ex:

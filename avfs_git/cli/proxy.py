@@ -85,7 +85,8 @@ def exec_cmd(app: App, /, argv: tuple[str, ...], **values: Any) -> None:
         req = request_from(values, argv)
     except AvfsError as err:
         raise click.exceptions.Exit(exec_failed(app.output, app.spec, values, argv, err)) from None
-    res = execute(app.home, vault, fork, req, signals=True)
+    # the audit record's fsync once the envelope is out (served: after the caller has it)
+    res = execute(app.home, vault, fork, req, signals=True, after=app.after)
     if app.json:
         app.output.document("proxy_exec_result", res.to_dict())
     else:

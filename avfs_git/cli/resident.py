@@ -353,6 +353,8 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
             os.write(answer, b"%08d" % len(data) + data)
         except OSError:
             pass  # the caller went away
+        for app in opened:
+            app.run_after()  # what the command left for after its answer (an audit fsync)
         if _wal_grown():
             for app in opened:
                 try:

@@ -69,7 +69,9 @@ def execute(
     ``cancel``: stop the command when it is set (a client of the exec server went away).
     ``signals`` (the CLI, a process of its own): SIGINT, SIGTERM and SIGHUP while the
     command runs are passed on to it, and the result reports the run (see
-    :func:`_interruptible`); else they reach the caller as they would.
+    :func:`_interruptible`); else they reach the caller as they would. A CLI call that
+    mounted its fork also offers its sandbox to the mount's daemon, which serves the CLI's
+    next call (:mod:`.offer`).
     ``after``: where to leave work that may wait until the result is delivered (the audit
     record's fsync: the record itself is written before this returns). ``standbys``: the
     sandboxes a mount's daemon keeps ready (:mod:`.standby`): the command starts in one when
@@ -234,13 +236,20 @@ def run(
                 ) from None
             sandbox = dataclasses.replace(sandbox, proxy_socket=proxy.path)
         mounted_here = placed.mount.kept_warm and not placed.mount.reused
-        if standbys is None and sandbox is not None and proxy is None and mounted_here:
-            # this call mounted the fork and keeps it warm: the CLI sends the next call to
-            # the mount's daemon, which makes a sandbox like this one ready for it while
-            # this command runs (its answer is read once the command has ended)
-            from .offer import send_offer
+        if signals and standbys is None and sandbox is not None and proxy is None and mounted_here:
+            # this CLI call mounted the fork and keeps it warm: the CLI sends the next call
+            # to the mount's daemon, which makes a sandbox like this one ready for it. Once
+            # the answer is out when the caller delivers it first (the resident server's
+            # child: the daemon's work then takes no CPU from this call); else while this
+            # command runs (its answer is read once the command has ended). Not for
+            # exec_in or MCP: their next calls run in their own process
+            from .offer import offer_now, send_offer
 
-            offered = send_offer(plan.ws.vault.state_dir, plan.ws.fork, sandbox)
+            state_dir = plan.ws.vault.state_dir
+            if after is not None:
+                after.append(functools.partial(offer_now, state_dir, plan.ws.fork, sandbox))
+            else:
+                offered = send_offer(state_dir, plan.ws.fork, sandbox)
         if standbys is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
             ready = standbys.take(sandbox)
             if after is not None:

@@ -1,7 +1,10 @@
 """The offer of a sandbox to a mount's daemon (protocol 3 of its exec socket,
-:mod:`.server`): a ``proxy exec`` that mounted its fork for itself, and keeps it warm,
+:mod:`.server`): a CLI ``proxy exec`` that mounted its fork for itself, and keeps it warm,
 ran its command in its own process; the next call goes to the mount's daemon, which makes
-a sandbox like this one ready for it meanwhile (docs/fuse.md, "Mounts kept warm").
+a sandbox like this one ready for it meanwhile (docs/fuse.md, "Mounts kept warm"). Sent
+while the command runs, or, by a call the resident server's child runs, once its answer is
+out (:func:`offer_now`); ``exec_in`` and MCP, whose next calls run in their own process,
+offer nothing.
 
 A module of its own: :mod:`.execute` sends it and :mod:`.server` (which imports
 :mod:`.execute`) answers it.
@@ -26,6 +29,13 @@ def answered(sock: socket.socket) -> None:
         pass  # the next call makes its own sandbox
     finally:
         sock.close()
+
+
+def offer_now(state_dir: str, fork: str, sandbox: Any) -> None:
+    """:func:`send_offer` and wait for its answer: once a call's answer is out."""
+    sock = send_offer(state_dir, fork, sandbox)
+    if sock is not None:
+        answered(sock)
 
 
 def send_offer(state_dir: str, fork: str, sandbox: Any) -> socket.socket | None:

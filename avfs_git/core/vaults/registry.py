@@ -33,6 +33,9 @@ import errno
 import os
 
 from ..store.names import from_fs_name, fs_name
+from .daemonproc import daemon_alive as daemon_alive  # (moved out, re-exported: callers ask here)
+from .daemonproc import is_mount_daemon as is_mount_daemon
+from .daemonproc import process_start as process_start
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 
@@ -79,7 +82,6 @@ __all__ = [
 
 # the registry's directory in a vault's state dir (``<vault>/avfs``)
 RECORDS = "mounts"
-START_SLACK_S = 2.0  # /proc's boot time is whole seconds; a record's start time too
 
 
 def mount_key(fork: str, revision: str | None) -> str:
@@ -463,18 +465,6 @@ def registered(rec: Record) -> bool:
     return mounted_at(rec.mountpoint) or rec.data.get("state") == "mounting"
 
 
-def is_mount_daemon(pid: int) -> bool:
-    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid);
-    whatever /proc does not tell counts as one."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"avfs_git.fuse.daemon" in fh.read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # no /proc to ask: trust the pid
-
-
 def live_mountpoints(state_dir: str, key: str | None = None) -> dict[str, str]:
     """``{key: mount point}`` of a vault's mounts that exist or are being made (see
     :func:`registered`) and whose daemon is a mount daemon: of ``key`` alone when given
@@ -488,19 +478,6 @@ def live_mountpoints(state_dir: str, key: str | None = None) -> dict[str, str]:
     return out
 
 
-def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), from /proc; None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 (starttime): fields after the name start at 3
-        with open("/proc/stat", "rb") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-    except (OSError, IndexError, ValueError, StopIteration):
-        return None
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
-
-
 def started_at(data: dict[str, Any]) -> float | None:
     """When a record's daemon wrote that it started (its ``started``, whole seconds)."""
     import calendar
@@ -510,47 +487,6 @@ def started_at(data: dict[str, Any]) -> float | None:
         return float(calendar.timegm(time.strptime(str(data.get("started", "")), "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         return None
-
-
-def _arg(argv: list[str], name: str) -> str | None:
-    for i, a in enumerate(argv[:-1]):
-        if a == name:
-            return argv[i + 1]
-    return None
-
-
-def daemon_alive(pid: int, vault: str, home_path: str | None, started: float | None) -> bool:
-    """Whether ``pid`` is a running mount daemon of vault ``vault`` (of the home at
-    ``home_path``, when given) that started no later than ``started`` (when given). Not
-    alive: no such process, a zombie, a process that is no avfs program at all, one whose
-    command line names another vault or home, one that started after ``started`` (the
-    kernel reused the pid). Whatever /proc does not tell (another user's process under
-    ``hidepid``, a daemon started with other arguments) counts as alive: nothing of a live
-    mount is ever removed on a guess. What ``doctor`` asks before it removes anything."""
-    from ..store.locks import pid_alive
-
-    if pid <= 0 or not pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0")]
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
-        return False
-    name = _arg(argv, "--vault")
-    if name is not None and name != vault:
-        return False
-    home = _arg(argv, "--home")
-    if home is not None and home_path is not None and os.path.realpath(home) != os.path.realpath(home_path):
-        return False
-    if started is not None:
-        began = process_start(pid)
-        if began is not None and began > started + START_SLACK_S:
-            return False  # the pid was given to a new process after the daemon wrote this
-    return True
 
 
 # -- mounts the kernel lists -----------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""The first `proxy exec` on a fork that is not mounted, served by the home's resident CLI
+server (cli/client.py hands it over when no mount's daemon answers): the server's child,
+which has avfs loaded, starts the mount daemon ~30 ms into the call (proxy/premount.py), runs
+the call and keeps the mount warm, as a call run in its own process does. Bad input loses
+nothing there either: two first calls at once, a daemon killed between calls, a command
+refused or a request the plan finds bad, Ctrl-C while the command runs. Real CLI
+processes, a real server, real mounts; both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from avfs_git.cli import resident
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.ops import mounts
+from avfs_git.proxy import standby
+
+from ..conftest import IN_CI
+from .backends import MOUNTS
+from .test_exec_premount import _daemons, _pending, _untouched
+from .test_mount_kept_warm import LONG, _env, _listed, _no_leftovers, _until, cleanup, fork
+from .test_proxy_exec_warm import _waiters
+
+pytestmark = pytest.mark.backends(*MOUNTS)
+__all__ = ["cleanup", "fork"]  # fixtures
+
+# the command's grandparent: the process that ran the call (the runner's parent)
+WHO_RAN = "grep ^PPid: /proc/$PPID/status | cut -f2"
+
+
+def _on(backend: str) -> dict[str, str]:
+    return {**_env(backend, LONG), "AVFS_SERVER": "auto"}
+
+
+def _cli(home: Home, backend: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "--home", home.path, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_on(backend),
+    )
+
+
+def _exec(home: Home, backend: str, *args: str) -> dict[str, Any]:
+    p = _cli(home, backend, "--vault", "v:main", "--json", "proxy", "exec", *args)
+    return _doc(p)
+
+
+def _doc(p: subprocess.Popen[bytes]) -> dict[str, Any]:
+    out, err = p.communicate(timeout=120)
+    doc = json.loads(out)  # exactly one document
+    assert p.returncode == doc["exit_code"], (p.returncode, doc, err)
+    return dict(doc)
+
+
+def _server_pid(home: Home) -> int | None:
+    try:
+        with open(os.path.join(home.path, resident.RUN_DIR, resident.PID_FILE), encoding="ascii") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _answers(home: Home) -> bool:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(resident.socket_path(home.path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def server(backend: str, home: Home, fork: Vault, cleanup: Any) -> Iterator[int]:
+    """The home's resident server, started as a call starts it; its pid."""
+    p = _cli(home, backend, "--json", "mount", "--list")  # direct, and starts a server
+    p.communicate(timeout=120)
+    assert _until(lambda: _answers(home)), "no server"
+    pid = _server_pid(home)
+    assert pid is not None
+    try:
+        yield pid
+    finally:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        assert _until(lambda: not _answers(home))
+
+
+def test_the_first_call_is_served_and_keeps_its_mount_warm(
+    backend: str, home: Home, fork: Vault, server: int
+) -> None:
+    first = _exec(home, backend, "--host", "writable", "--", "sh", "-c", f"echo one > one.txt; {WHO_RAN}")
+    assert first["success"], first
+    assert int(first["result"]["stdout"]) == server  # run by the server's child
+    m = first["mount"]
+    assert (m["reused"], m["kept_warm"], m["idle_timeout_s"], m["backend"]) == (False, True, 600.0, backend)
+    (live,) = _listed(home, backend)
+    assert (live["fork"], live["state"], live["kept_warm"]) == ("main", "mounted", True)
+    assert [c["path"] for c in first["changes"]] == ["one.txt"] and first["commit"] is not None
+    # the next call goes to the mount's daemon (the command's parent is the daemon)
+    second = _exec(home, backend, "--host", "writable", "--", "sh", "-c", "echo $PPID")
+    assert second["success"] and second["mount"]["reused"] is True, second
+    assert int(second["result"]["stdout"]) == live["pid"]
+    assert fork.workspace("main").read("one.txt") == b"one\n"
+
+
+def test_a_confined_first_call_offers_its_sandbox_once_it_has_answered(
+    backend: str, home: Home, fork: Vault, server: int
+) -> None:
+    if not standby.available():
+        if IN_CI:
+            pytest.fail("no sandbox is made ready here (/usr/bin/perl is missing)")
+        pytest.skip("no sandbox is made ready here (/usr/bin/perl is missing)")
+    first = _exec(home, backend, "--", "sh", "-c", "echo one > one.txt")
+    assert first["success"] and first["mount"]["reused"] is False, first
+    (live,) = _listed(home, backend)
+    # once its answer was out, the served call asked the daemon to make a sandbox like its
+    # own ready for the next call (proxy/offer.py), which that call takes
+    assert _until(lambda: len(_waiters(live["pid"])) == 1), "no sandbox made ready"
+    second = _exec(home, backend, "--", "cat", "one.txt")
+    assert second["success"] and second["mount"]["reused"] is True, second
+    assert second["result"]["stdout"] == "one\n"
+
+
+def test_two_first_calls_at_once_get_one_mount_and_lose_nothing(
+    backend: str, home: Home, fork: Vault, server: int
+) -> None:
+    exec_ = ["--vault", "v:main", "--json", "proxy", "exec", "--host", "writable", "--", "sh", "-c"]
+    calls = [_cli(home, backend, *exec_, f"echo {n} > {n}.txt; {WHO_RAN}") for n in ("a", "b")]
+    docs = [_doc(p) for p in calls]
+    assert all(d["success"] for d in docs), docs
+    assert sorted(d["mount"]["reused"] for d in docs) == [False, True], [d["mount"] for d in docs]
+    assert [int(d["result"]["stdout"]) for d in docs] == [server, server]  # both served
+    assert len({d["commit"]["commit"] for d in docs}) == 2
+    (live,) = _listed(home, backend)
+    assert _daemons(home) == [live["pid"]]  # one daemon, one mount
+    ws = fork.workspace("main")
+    assert (ws.read("a.txt"), ws.read("b.txt")) == (b"a\n", b"b\n")
+
+
+def test_a_daemon_killed_between_served_calls_loses_nothing(
+    backend: str, home: Home, fork: Vault, server: int
+) -> None:
+    first = _exec(home, backend, "--", "sh", "-c", "echo one > one.txt")
+    assert first["success"] and first["commit"] is not None, first
+    (live,) = _listed(home, backend)
+    os.kill(live["pid"], signal.SIGKILL)
+    assert _until(lambda: live["pid"] not in _daemons(home))
+    fork.workspace("main").write("between.txt", b"written with no mount\n")
+    cmd = f"cat one.txt between.txt > both.txt; {WHO_RAN}"
+    second = _exec(home, backend, "--host", "writable", "--", "sh", "-c", cmd)
+    assert second["success"], second
+    assert int(second["result"]["stdout"]) == server
+    assert (second["mount"]["reused"], second["mount"]["kept_warm"]) == (False, True), second["mount"]
+    (again,) = _listed(home, backend)
+    assert again["pid"] != live["pid"] and again["state"] == "mounted"
+    assert fork.workspace("main").read("both.txt") == b"one\nwritten with no mount\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--", "rm", "-rf", "/"],  # denied
+        ["--cwd", "no/such/dir", "--", "touch", "x"],  # a request only the plan finds bad
+    ],
+)
+def test_a_served_call_that_does_not_run_touches_nothing(
+    backend: str, home: Home, fork: Vault, server: int, args: list[str]
+) -> None:
+    tip = _pending(fork)
+    doc = _exec(home, backend, *args)
+    assert doc["result"] is None and doc["error"]["code"] in ("policy_denied", "usage"), doc
+    assert doc["checkpoint"] is None and doc["commit"] is None and doc["mount"] is None
+    _untouched(fork, tip)
+    listed = _listed(home, backend)
+    if doc["error"]["code"] == "policy_denied":  # kept warm for the agent's next call
+        assert [(m["fork"], m["state"], m["kept_warm"]) for m in listed] == [("main", "mounted", True)]
+    else:  # a request found bad: the mount its call started is unmounted again
+        assert listed == []
+        assert _until(lambda: _daemons(home) == []), _daemons(home)
+        _no_leftovers(fork, mounts.default_mountpoint(home, "v", "main"))
+
+
+def test_ctrl_c_reaches_the_command_of_a_served_first_call(
+    backend: str, home: Home, fork: Vault, server: int
+) -> None:
+    started = os.path.join(mounts.default_mountpoint(home, "v", "main"), "started.txt")
+    p = _cli(
+        home,
+        backend,
+        "--vault",
+        "v:main",
+        "--json",
+        "proxy",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo up > started.txt; sleep 60",
+    )
+    assert _until(lambda: os.path.exists(started)), "the command never started"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    doc = _doc(p)
+    assert time.monotonic() - t0 < 30  # not the sleep's 60 s
+    assert doc["result"]["interrupted"] == "SIGINT" and doc["exit_code"] == 130, doc
+    # what it wrote before is committed, and the mount stays warm
+    assert [c["path"] for c in doc["changes"]] == ["started.txt"] and doc["commit"] is not None
+    assert fork.workspace("main").read("started.txt") == b"up\n"
+    assert [m["kept_warm"] for m in _listed(home, backend)] == [True]
+
+
+def test_the_homes_first_call_runs_itself_and_starts_a_server_after_it(
+    backend: str, home: Home, fork: Vault, cleanup: Any
+) -> None:
+    # no server yet: the call runs in its own process, and the server for the next call is
+    # started once it is done (its start-up would compete with the call's mount daemon)
+    sock = resident.socket_path(home.path)
+    try:
+        doc = _exec(
+            home, backend, "--host", "writable", "--", "sh", "-c", f"test -e '{sock}' && echo up || echo none"
+        )
+        assert doc["success"] and doc["result"]["stdout"] == "none\n", doc
+        assert (doc["mount"]["reused"], doc["mount"]["kept_warm"]) == (False, True), doc["mount"]
+        assert _until(lambda: _answers(home)), "no server after the call"
+    finally:
+        pid = _server_pid(home)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            assert _until(lambda: not _answers(home))
