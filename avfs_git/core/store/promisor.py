@@ -28,6 +28,7 @@ from typing import Protocol
 from ..errors import AvfsError, BlobNotLocalError
 from .blobwire import Connection, WireError, speaks, store
 from .redact import redact
+from .threads import reset_at_fork
 
 
 class FetchWatcher(Protocol):
@@ -105,6 +106,16 @@ class Promisor:
         # not in the cache waits for that answer rather than fetching the blob
         self._asking: int | None = None  # the thread asking
         self._learned = threading.Condition()  # notified as sizes come in and as asking ends
+        reset_at_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the locks, which a thread of the parent may have held at the
+        fork (a fetch waiting on the server), made anew, and no request for sizes in flight
+        (its thread is the parent's); the kept connection resets itself (blobwire.py)."""
+        self._lock = threading.Lock()
+        self.recent_lock = threading.Lock()
+        self._learned = threading.Condition()
+        self._asking = None
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
