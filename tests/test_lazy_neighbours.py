@@ -395,3 +395,36 @@ def test_a_module_read_in_a_lazy_mount_brings_its_package_in_one_fetch(
         assert exc.value.errno == errno.EIO
     finally:
         mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_a_package_module_the_server_no_longer_has_does_not_fail_the_read(home: Home, server: Server) -> None:
+    """History rewritten on the server and collected: one of a package's modules is gone
+    there. The first module read of the package still gets its file (asked again alone);
+    the gone module stays promised, its own read a clear `blob_not_local`."""
+    repo = server.base / "proj.git"
+    work = server.base / "pkg-gone-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "pkg" / "sub").mkdir(parents=True)
+    (work / "pkg" / "__init__.py").write_text("")
+    (work / "pkg" / "a.py").write_text("A = 1\n")
+    (work / "pkg" / "sub" / "__init__.py").write_text("")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "a package")
+    (work / "pkg" / "sub" / "deep").mkdir()  # (below pkg/'s direct subdirectories: the package's rule only)
+    (work / "pkg" / "sub" / "deep" / "__init__.py").write_text("")
+    (work / "pkg" / "sub" / "deep" / "gone.py").write_text("SECRET = 'pushed by mistake'\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "oops")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v.workspace("main").view.learn_sizes()  # asked before the rewrite (as a mount or a read asks them)
+    git("-C", str(work), "push", "-q", "--force", "origin", "HEAD~1:main")
+    git("--git-dir", str(repo), "reflog", "expire", "--expire=now", "--all")
+    git("--git-dir", str(repo), "gc", "-q", "--prune=now")
+    gone = git("--git-dir", v.path, "rev-parse", "main:pkg/sub/deep/gone.py").strip()
+    ws = v.workspace("main")
+    assert ws.read("pkg/a.py") == b"A = 1\n"
+    assert not _local(v.path, gone)
+    with pytest.raises(BlobNotLocalError) as exc:
+        ws.read("pkg/sub/deep/gone.py")
+    assert "no longer has it" in exc.value.message and exc.value.details["path"] == "pkg/sub/deep/gone.py"

@@ -129,7 +129,9 @@ def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> 
     try:
         store.promisor.fetch([oid, *extra], path=path)
     except BlobNotLocalError as exc:
-        if package is not None:  # its sources did not come: the next miss in it asks again
+        if package is not None and not exc.details.get("server_lacks"):
+            # offline or too slow: its modules did not come, the next miss in it asks again
+            # (where the server lacks one of them, asking again would fail the same way)
             with store.promisor.recent_lock:
                 store.promisor.packages.discard(package)
         if not extra or not exc.details.get("server_lacks"):
