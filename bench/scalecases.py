@@ -35,7 +35,10 @@ run per repeat with those home settings on top (e.g. ``'{"keep_connection": fals
 keys prefixed ``v1_``, ``v2_``…, interleaved with the others: an A/B in the same run;
 ``--no-batched`` skips the batched run; ``--warm`` runs each lazy task a second time in its
 mount (``warm_task_s``: every file it reads is local then, so what is left over the full
-clone's time is the mount's own cost).
+clone's time is the mount's own cost); ``--settled`` adds a lazy run per repeat whose task
+starts once the mount has settled (``settled_wait_s``: a ``git status`` in the mount, which
+waits for the mount's sizes and git index, docs/lazy.md; then ``settled_task_s``): the
+misses' cost without the settling running beside the task.
 
 Run: ``.venv/bin/python -m bench.scalecases [--repeats N] [--neighbours COUNT:BYTES]
 [--variant JSON]... [--no-batched] [--warm]``; the result goes to
@@ -221,6 +224,28 @@ def _read_set(trace: Path, tree: Path) -> tuple[int, int]:
     return len(opened), sum(p.stat().st_size for p in opened)
 
 
+def _settled(avfs: str, url: str, mp: Path, name: str, env: dict[str, str], deps: list[Path],
+             relay: Relay) -> dict[str, float]:  # fmt: skip
+    """A lazy clone + mount, a ``git status`` in it (it waits for the mount's sizes and
+    index: the settling), then the task: the task's keys prefixed ``settled_``."""
+    mp.mkdir()
+    subprocess.run([avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True)
+    subprocess.run([avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
+    row: dict[str, float] = {}
+    try:
+        os.listdir(mp)
+        start = time.perf_counter()
+        subprocess.run(["git", "-C", str(mp), "status", "--porcelain"], check=True, capture_output=True)
+        row["settled_wait_s"] = time.perf_counter() - start
+        down, reqs = relay.down, relay.requests
+        row["settled_task_s"] = _task(mp, deps)
+        row["settled_task_bytes"] = relay.down - down
+        row["settled_task_fetches"] = relay.requests - reqs
+    finally:
+        subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -231,6 +256,8 @@ def main() -> None:
     ap.add_argument("--no-batched", action="store_true", help="skip the batched run")
     ap.add_argument("--warm", action="store_true", help="each lazy task run again in its mount"
                     " (warm_task_s: the mount's own cost, nothing left to fetch)")  # fmt: skip
+    ap.add_argument("--settled", action="store_true", help="a lazy run per repeat whose task"
+                    " starts once the mount settled (after a git status in it)")  # fmt: skip
     args = ap.parse_args()
     avfs = str(ROOT / ".venv" / "bin" / "avfs")
     rd = _realdata()
@@ -306,6 +333,8 @@ def main() -> None:
                             row[f"{prefix}warm_task_s"] = _task(mp, deps)
                     finally:
                         subprocess.run([avfs, "unmount", f"{name}:main"], env=venv, capture_output=True)
+                if args.settled:
+                    row.update(_settled(avfs, url, t / f"mnt-s{i}", f"settled{i}", env, deps, relay))
                 if args.no_batched:
                     rows.append(row)
                     continue
@@ -358,6 +387,9 @@ def main() -> None:
         else None,
         "batched_fetched_vs_read_ratio": med["batched_task_bytes"] / read_bytes
         if read_bytes and "batched_task_bytes" in med
+        else None,
+        "settled_task_ratio_vs_full": med["settled_task_s"] / med["full_task_s"]
+        if "settled_task_s" in med
         else None,
         "variants": args.variant,
         "variant_task_ratios_vs_full": [

@@ -84,6 +84,7 @@ def test_a_read_fetches_its_directorys_promised_siblings_in_the_same_fetch(
     lazy: Home, server: Server
 ) -> None:
     v = lazy.vault("p")
+    _configure(v.path, read_package_bytes=0)  # the directory's rule alone (the package's: below)
     src = server.base / "proj.git"
     siblings = _expected(src, 100, 1 << 20)
     assert len(siblings) > 10  # the directory has many files: the test means something
@@ -103,7 +104,7 @@ def test_a_read_fetches_its_directorys_promised_siblings_in_the_same_fetch(
 def test_the_vaults_bounds_hold(lazy: Home, server: Server, count: int, budget: int) -> None:
     v = lazy.vault("p")
     src = server.base / "proj.git"
-    _configure(v.path, read_neighbours=count, read_neighbours_bytes=budget)
+    _configure(v.path, read_neighbours=count, read_neighbours_bytes=budget, read_package_bytes=0)
     want = _expected(src, count, budget)
     before = objects(v.path)
     v.workspace("main").read(FILE)
@@ -136,6 +137,7 @@ def test_a_read_in_a_lazy_mount_brings_its_siblings_in_one_fetch(
             pytest.fail(f"overlayfs must be available in CI: {why}")
         pytest.skip(f"requires overlayfs: {why}")
     v = lazy.vault("p")
+    _configure(v.path, read_package_bytes=0)  # the directory's rule alone (the package's: below)
     src = server.base / "proj.git"
     siblings = _expected(src, 100, 1 << 20)
     mp = tmp_path / "mnt"
@@ -247,3 +249,182 @@ def test_a_miss_in_a_directory_analogous_to_a_recent_one_brings_the_others(
     packs = _packs(v.path)
     assert ws.read("apps/d/locale/cs/django.po") == b"d cs catalogue\n"
     assert _packs(v.path) == packs  # local: no fetch
+
+
+def _sources(repo: Path, top: str) -> dict[str, tuple[str, int]]:
+    """path -> (blob, size) of the Python modules under ``top`` at main."""
+    out = {}
+    for line in git("--git-dir", str(repo), "ls-tree", "-r", "-l", "main", f"{top}/").splitlines():
+        meta, path = line.split("\t")
+        _, kind, oid, size = meta.split()
+        if kind == "blob" and path.endswith(".py"):
+            out[path] = (oid, int(size))
+    return out
+
+
+def test_the_first_miss_in_a_python_package_brings_its_modules(home: Home, server: Server) -> None:
+    """A module read that must fetch, in a package no miss was in yet, brings the package's
+    other modules (its whole tree, from its top ``__init__.py``) in the same fetch; a file
+    of the package that is not a module, and a module of another package, wait for their
+    own reads."""
+    src = server.base / "proj.git"
+    work = server.base / "pkg-work"
+    git("clone", "-q", str(src), str(work))
+    (work / "other").mkdir()
+    (work / "other" / "__init__.py").write_text("")
+    (work / "other" / "mod.py").write_text("X = 1\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "another package")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    modules = _sources(src, "avfs_git")
+    assert len(modules) > 100 and sum(s for _, s in modules.values()) < 8 << 20  # all fit
+    before, packs = objects(v.path), _packs(v.path)
+    assert v.workspace("main").read(FILE) == blob_at(src, "main", FILE)
+    assert len(_packs(v.path) - packs) == 1  # one fetch
+    small = {p for p, (_, s) in modules.items() if s <= MAX_FILE}
+    assert all(_local(v.path, modules[p][0]) for p in small)
+    other = "avfs_git/py.typed"  # of the package, not a module, not in FILE's directory
+    assert not _local(v.path, git("--git-dir", v.path, "rev-parse", f"main:{other}").strip())
+    assert not any(_local(v.path, o) for o, _ in _sources(src, "other").values())
+    # the package's modules read offline now; a module of another package is a clear error
+    server.stop()
+    out = "avfs_git/cli/output.py"
+    assert v.workspace("main").read(out) == blob_at(src, "main", out)
+    fetched = objects(v.path) - before
+    assert fetched >= len(small)
+    with pytest.raises(BlobNotLocalError):
+        v.workspace("main").read("other/mod.py")
+    assert objects(v.path) - before == fetched
+
+
+@pytest.mark.parametrize("settings", [{"read_package_bytes": 0}, {"read_neighbours": 0}])
+def test_a_packages_modules_stay_on_the_server_when_the_vault_says(
+    lazy: Home, server: Server, settings: dict[str, int]
+) -> None:
+    v = lazy.vault("p")
+    _configure(v.path, **settings)
+    src = server.base / "proj.git"
+    modules = _sources(src, "avfs_git")
+    v.workspace("main").read(FILE)
+    assert not _local(v.path, modules["avfs_git/cli/output.py"][0])
+
+
+def test_the_package_bound_holds_and_a_failed_fetch_takes_nothing(lazy: Home, server: Server) -> None:
+    """``read_package_bytes`` bounds what the package's first miss brings (breadth first:
+    the package's top modules before its subpackages'); a miss that fails (the server
+    gone) fetches nothing, and the package's next miss asks for its modules again."""
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    _configure(v.path, read_package_bytes=30_000, read_neighbours_bytes=0)
+    top = {p: o for p, (o, s) in _sources(src, "avfs_git").items() if p.count("/") == 1}
+    v.workspace("main").view.learn_sizes()  # (as a mount asks them as it starts)
+    server.stop()
+    before = objects(v.path)
+    with pytest.raises(BlobNotLocalError):
+        v.workspace("main").read(FILE)
+    assert objects(v.path) == before
+    server.start()
+    v.workspace("main").read(FILE)
+    own = git("--git-dir", str(src), "rev-parse", f"main:{FILE}").strip()
+    got = {o for o, _ in _sources(src, "avfs_git").values() if o != own and _local(v.path, o)}
+    assert got == _breadth_first(src, "avfs_git", 30_000, {own})
+    assert any(o in got for o in top.values())
+
+
+def _breadth_first(repo: Path, top: str, budget: int, seen: set[str]) -> set[str]:
+    """The modules the rule takes under ``top`` within ``budget`` bytes: breadth first,
+    each directory's entries in name order, a blob once, those that do not fit skipped."""
+    out: set[str] = set()
+    spent = 0
+    level = [top]
+    while level:
+        deeper = []
+        for d in level:
+            for line in git("--git-dir", str(repo), "ls-tree", "-l", f"main:{d}").splitlines():
+                meta, name = line.split("\t")
+                _, kind, oid, size = meta.split()
+                if kind == "tree":
+                    deeper.append(f"{d}/{name}")
+                elif kind == "blob" and name.endswith(".py") and oid not in seen:
+                    seen.add(oid)
+                    if int(size) <= MAX_FILE and spent + int(size) <= budget:
+                        out.add(oid)
+                        spent += int(size)
+        level = deeper
+    return out
+
+
+def test_a_bad_package_setting_fails_the_read_clearly_and_fetches_nothing(lazy: Home, server: Server) -> None:
+    v = lazy.vault("p")
+    _configure(v.path, read_package_bytes="lots")
+    before = objects(v.path)
+    with pytest.raises(UsageError) as exc:
+        v.workspace("main").read(FILE)
+    assert "read_package_bytes" in exc.value.message and "config.json" in exc.value.message
+    assert objects(v.path) == before
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_module_read_in_a_lazy_mount_brings_its_package_in_one_fetch(
+    lazy: Home, server: Server, tmp_path: Path, backend: str
+) -> None:
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    v = lazy.vault("p")
+    src = server.base / "proj.git"
+    modules = _sources(src, "avfs_git")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(lazy, v, "main", str(mp), backend=backend)
+    try:
+        packs = _packs(v.path)
+        assert (mp / FILE).read_bytes() == blob_at(src, "main", FILE)
+        assert len(_packs(v.path) - packs) == 1  # one fetch
+        # offline: the package's modules in other directories read (they came with it);
+        # a file outside the package is EIO
+        server.stop()
+        for path in ("avfs_git/cli/output.py", "avfs_git/fuse/view.py", "avfs_git/__init__.py"):
+            assert (mp / path).read_bytes() == blob_at(src, "main", path)
+            assert _local(v.path, modules[path][0])
+        with pytest.raises(OSError) as exc:
+            (mp / "NOTES.md").read_bytes()
+        assert exc.value.errno == errno.EIO
+    finally:
+        mounts.unmount(lazy, v, "main", lazy=True)
+
+
+def test_a_package_module_the_server_no_longer_has_does_not_fail_the_read(home: Home, server: Server) -> None:
+    """History rewritten on the server and collected: one of a package's modules is gone
+    there. The first module read of the package still gets its file (asked again alone);
+    the gone module stays promised, its own read a clear `blob_not_local`."""
+    repo = server.base / "proj.git"
+    work = server.base / "pkg-gone-work"
+    git("clone", "-q", str(repo), str(work))
+    (work / "pkg" / "sub").mkdir(parents=True)
+    (work / "pkg" / "__init__.py").write_text("")
+    (work / "pkg" / "a.py").write_text("A = 1\n")
+    (work / "pkg" / "sub" / "__init__.py").write_text("")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "a package")
+    (work / "pkg" / "sub" / "deep").mkdir()  # (below pkg/'s direct subdirectories: the package's rule only)
+    (work / "pkg" / "sub" / "deep" / "__init__.py").write_text("")
+    (work / "pkg" / "sub" / "deep" / "gone.py").write_text("SECRET = 'pushed by mistake'\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "oops")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v.workspace("main").view.learn_sizes()  # asked before the rewrite (as a mount or a read asks them)
+    git("-C", str(work), "push", "-q", "--force", "origin", "HEAD~1:main")
+    git("--git-dir", str(repo), "reflog", "expire", "--expire=now", "--all")
+    git("--git-dir", str(repo), "gc", "-q", "--prune=now")
+    gone = git("--git-dir", v.path, "rev-parse", "main:pkg/sub/deep/gone.py").strip()
+    ws = v.workspace("main")
+    assert ws.read("pkg/a.py") == b"A = 1\n"
+    assert not _local(v.path, gone)
+    with pytest.raises(BlobNotLocalError) as exc:
+        ws.read("pkg/sub/deep/gone.py")
+    assert "no longer has it" in exc.value.message and exc.value.details["path"] == "pkg/sub/deep/gone.py"

@@ -44,6 +44,7 @@ class Relay:
         self.open = 0
         self.cut = False
         self.strip_v2 = False  # the client's protocol-v2 request removed: the server answers v0
+        self.states: list[dict[str, object]] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -77,9 +78,12 @@ class Relay:
                 with self._lock:
                     self.open -= 1
                 continue
-            state = {"cut": False, "ends": 0}
+            held = threading.Event()
+            held.set()
+            state: dict[str, object] = {"cut": False, "ends": 0, "go": held}
             with self._lock:
                 self.live.extend((client, server))
+                self.states.append(state)
             threading.Thread(target=self._pipe, args=(client, server, True, state), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, False, state), daemon=True).start()
 
@@ -97,6 +101,10 @@ class Relay:
                 elif state["cut"]:
                     dst.sendall(data[:24])  # "0011packfile\n", a few bytes of the pack, and then nothing
                     break
+                else:
+                    go = state["go"]
+                    assert isinstance(go, threading.Event)
+                    go.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -112,6 +120,16 @@ class Relay:
                     self.open -= 1
                     src.close()
                     dst.close()
+
+    def hold(self, on: bool) -> None:
+        """Hold back (or let through) the server's answers on the connections open now:
+        a fetch on one of them waits, holding its locks, until let through."""
+        with self._lock:
+            states = list(self.states)
+        for state in states:
+            go = state["go"]
+            assert isinstance(go, threading.Event)
+            go.clear() if on else go.set()
 
     def drop_all(self) -> None:
         """Close every connection now (the server side of a kept connection going away)."""
@@ -332,6 +350,51 @@ def test_a_forked_process_opens_its_own_connection(home: Home, server: Server, r
     assert relay.connections - conns == 1  # the child's own
     assert v.workspace("main").read(FILES[2]) == blob_at(src, "main", FILES[2])
     assert relay.connections - conns == 1  # the parent's connection was not disturbed
+
+
+def test_a_fork_while_a_fetch_holds_the_connection_does_not_deadlock_the_child(
+    home: Home, server: Server, relay: Relay
+) -> None:
+    """A process forked while another thread of its parent waits on a fetch (the vault
+    handle's fetch lock and the connection's lock held: a warm server forking a call's
+    process meanwhile) fetches in the child on its own connection: the child does not
+    inherit those held locks and wait forever on them; the parent's fetch then finishes."""
+    import signal
+    import time
+
+    v = _vault(home, relay)
+    src = server.base / "proj.git"
+    ws = v.workspace("main")
+    assert ws.read(FILES[0]) == blob_at(src, "main", FILES[0])  # the kept connection is open
+    relay.hold(True)  # its answers wait now
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(ws.read(FILES[1])), daemon=True)
+    requests = relay.requests
+    reader.start()
+    deadline = time.monotonic() + 30
+    while relay.requests == requests:  # the fetch is asked: its locks are held
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pid = os.fork()
+    if pid == 0:  # the child: another file, over a connection of its own
+        ok = False
+        try:
+            ok = ws.read(FILES[2]) == blob_at(src, "main", FILES[2])
+        finally:
+            os._exit(0 if ok else 1)
+    try:
+        deadline = time.monotonic() + 60
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, "the forked child never finished its fetch (deadlocked)"
+            time.sleep(0.05)
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        if not done[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        relay.hold(False)
+        reader.join(60)
+    assert got == [blob_at(src, "main", FILES[1])]  # the parent's fetch went on
 
 
 # -- the pack reader, against packs git makes ------------------------------------------------

@@ -18,6 +18,7 @@ MAX_FUNCTION_LINES = 110
 # no object can own it; a new one fails the test.
 PROCESS_STATE = {
     "core/store/locks.py:_held": "the locks this thread holds (fcntl locks are per process, re-entry per thread)",
+    "core/store/threads.py:_FORKED": "fork() is process-wide: every object whose locks a forked child must make anew",
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
     "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",
     "mount/ownfiles.py:_owner_cache": "registry records' contents, checked against the file at every use",

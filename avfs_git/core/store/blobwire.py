@@ -34,6 +34,7 @@ import zlib
 from urllib.parse import urlsplit
 
 from .objectinfo import _pkt
+from .threads import reset_at_fork
 
 IDLE_S = 10.0  # a connection nobody fetched over for this long is closed
 OBJ_OFS_DELTA = 6
@@ -84,6 +85,21 @@ class Connection:
         self._timer: threading.Timer | None = None
         self.opened = 0  # connections made (stats, tests)
         self.unsupported = False  # the server does not speak v2 fetch: the caller uses git fetch
+        reset_at_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connection is not this process's to talk on (its
+        copy of the socket is closed here only; the parent's goes on), and the lock, which
+        a thread of the parent may have held at the fork, is made anew."""
+        self.lock = threading.Lock()
+        self._timer = None  # (its thread is the parent's)
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+        self._pid = os.getpid()
 
     def fetch(self, oids: list[str], timeout: float) -> Received | None:
         """The pack of the blobs ``oids`` from the server, checked, within ``timeout``

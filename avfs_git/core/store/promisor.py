@@ -28,6 +28,7 @@ from typing import Protocol
 from ..errors import AvfsError, BlobNotLocalError
 from .blobwire import Connection, WireError, speaks, store
 from .redact import redact
+from .threads import reset_at_fork
 
 
 class FetchWatcher(Protocol):
@@ -43,6 +44,8 @@ BATCH = 50_000  # ids per git process (a whole tree's blobs go in a few)
 # what a demand read fetches besides its blob, unless the vault sets it (neighbours.py)
 NEIGHBOURS = 100  # blobs
 NEIGHBOURS_BYTES = 1 << 20  # their total size
+# what the first miss in a Python package brings of its other sources (neighbours.py)
+PACKAGE_BYTES = 8 << 20  # their total size
 # a fetch over the kept connection (blobwire.py) holds its blobs in memory: bigger ones, or
 # blobs whose size is not known, go through git fetch
 WIRE_MAX_BYTES = 32 << 20
@@ -85,6 +88,8 @@ class Promisor:
         self.timeout_of: Callable[[], float] | None = None
         # the vault's read_neighbours and read_neighbours_bytes, read at each miss (lazyconfig.py)
         self.neighbours_of: Callable[[], tuple[int, int]] | None = None
+        # the vault's read_package_bytes, read at each miss (lazyconfig.py)
+        self.package_bytes_of: Callable[[], int] | None = None
         # the vault's keep_connection, read at each fetch (lazyconfig.py): whether fetches
         # from a git:// server go over one kept connection (blobwire.py) or one git fetch each
         self.keep_connection_of: Callable[[], bool] | None = None
@@ -97,6 +102,8 @@ class Promisor:
         self.fetched = 0  # blobs this handle fetched (stats, tests)
         # the directories of this handle's last demand misses, oldest first (neighbours.py)
         self.recent_misses: list[str] = []
+        # the Python packages whose sources a miss brought along already (neighbours.py)
+        self.packages: set[str] = set()
         self.recent_lock = threading.Lock()
         self._sizes: dict[str, int] | None = None  # the size cache, read on first use
         self._sizes_path = os.path.join(git_dir, "avfs", "blob-sizes")
@@ -105,6 +112,16 @@ class Promisor:
         # not in the cache waits for that answer rather than fetching the blob
         self._asking: int | None = None  # the thread asking
         self._learned = threading.Condition()  # notified as sizes come in and as asking ends
+        reset_at_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the locks, which a thread of the parent may have held at the
+        fork (a fetch waiting on the server), made anew, and no request for sizes in flight
+        (its thread is the parent's); the kept connection resets itself (blobwire.py)."""
+        self._lock = threading.Lock()
+        self.recent_lock = threading.Lock()
+        self._learned = threading.Condition()
+        self._asking = None
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -118,6 +135,11 @@ class Promisor:
         total size at most (bytes): the vault's setting, else :data:`NEIGHBOURS`,
         :data:`NEIGHBOURS_BYTES` (:mod:`.neighbours`)."""
         return self.neighbours_of() if self.neighbours_of is not None else (NEIGHBOURS, NEIGHBOURS_BYTES)
+
+    def package_bytes(self) -> int:
+        """How many bytes of a Python package's other sources its first miss brings along:
+        the vault's setting, else :data:`PACKAGE_BYTES` (:mod:`.neighbours`)."""
+        return self.package_bytes_of() if self.package_bytes_of is not None else PACKAGE_BYTES
 
     # -- the size cache: what a blob not yet fetched measures ------------------------------
     def size(self, oid: str) -> int | None:

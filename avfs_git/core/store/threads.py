@@ -21,9 +21,11 @@ slot and are never taken for ended (Python cannot see them end).
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 _get_ident = threading.get_ident
 _current = threading.current_thread
@@ -80,3 +82,30 @@ class ThreadSlots:
 
     def __setattr__(self, name: str, value: Any) -> None:
         self.ns()[name] = value
+
+
+class ForkReset(Protocol):
+    """An object whose locks (and what they guard) a forked child must make anew."""
+
+    def after_fork(self) -> None: ...
+
+
+# Every live object that asked (reset_at_fork). fork() copies a lock held by another
+# thread of the parent as held, and that thread does not exist in the child: the child's
+# first use of the lock would wait forever (a kept connection's fetch lock while a mount's
+# thread waits on the server, and a warm server forking a call's process meanwhile).
+_FORKED: weakref.WeakSet[ForkReset] = weakref.WeakSet()
+
+
+def reset_at_fork(obj: ForkReset) -> None:
+    """Have ``obj.after_fork()`` called in the child of every later ``fork()`` of this
+    process (as long as ``obj`` lives), before anything else runs there."""
+    _FORKED.add(obj)
+
+
+def _after_fork() -> None:
+    for obj in list(_FORKED):
+        obj.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)

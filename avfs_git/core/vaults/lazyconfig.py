@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..store.prefetch import Budget
-from ..store.promisor import FETCH_TIMEOUT_S, NEIGHBOURS, NEIGHBOURS_BYTES
+from ..store.promisor import FETCH_TIMEOUT_S, NEIGHBOURS, NEIGHBOURS_BYTES, PACKAGE_BYTES
 
 FETCH_TIMEOUT_KEY = "fetch_timeout_s"
 MAX_FETCH_TIMEOUT_S = 24 * 3600.0
@@ -36,6 +36,9 @@ NEIGHBOURS_KEY = "read_neighbours"  # how many other promised blobs, at most
 NEIGHBOURS_BYTES_KEY = "read_neighbours_bytes"  # their total size, at most
 MAX_NEIGHBOURS = 10_000
 # whether fetches from a git:// server go over one kept connection (core/store/blobwire.py)
+# what the first read of a Python package's module that must fetch brings of the package's
+# other sources (core/store/neighbours.py): their total size at most; 0: nothing more
+PACKAGE_BYTES_KEY = "read_package_bytes"
 KEEP_CONNECTION_KEY = "keep_connection"
 
 
@@ -115,6 +118,28 @@ class Neighbours:
         if found is not None:
             size = _whole(found, float(1 << 40), "bytes")
         return count, size
+
+
+class PackageBytes:
+    """How many bytes of a Python package's other sources the first read of one of its
+    modules that must fetch brings along (:func:`.neighbours.package_sources`): the vault's
+    ``read_package_bytes``, else the home's, else :data:`.promisor.PACKAGE_BYTES`; 0:
+    none. Called at each miss (:attr:`.promisor.Promisor.package_bytes_of`).
+
+    Raises:
+        UsageError: a value that is not a whole number of bytes (the file and the key
+            named): the read fails before anything is fetched.
+    """
+
+    def __init__(self, vault_config: str, home_path: str | None) -> None:
+        self.vault_config = vault_config
+        self.home_config = os.path.join(home_path, "config.json") if home_path is not None else None
+
+    def __call__(self) -> int:
+        found = lookup(self.vault_config, self.home_config, PACKAGE_BYTES_KEY)
+        if found is None:
+            return PACKAGE_BYTES
+        return _whole(found, float(1 << 40), "bytes")
 
 
 class KeepConnection:

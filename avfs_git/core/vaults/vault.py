@@ -45,7 +45,7 @@ from ..workspace.upper import drop_gitfile
 from ..workspace.workspace import MountSide, Workspace
 from ..workspace.wscommit import keep_recovery, ws_state
 from . import layers, registry
-from .lazyconfig import FetchTimeout, KeepConnection, Neighbours
+from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
 from .oplog import OpLog
 from .quota import QuotaTracker
 from .vaultquota import VaultQuota
@@ -107,6 +107,8 @@ class Vault(VaultQuota, Generic[H_co]):
         self.store.promisor.timeout_of = FetchTimeout(cfg, home_path)
         # ... and a demand read fetches its directory's other promised blobs with its own
         self.store.promisor.neighbours_of = Neighbours(cfg, home_path)
+        # ... and the first miss in a Python package its other small sources
+        self.store.promisor.package_bytes_of = PackageBytes(cfg, home_path)
         # ... over one kept connection to a git:// server, unless the vault says not to
         self.store.promisor.keep_connection_of = KeepConnection(cfg, home_path)
         self.state_dir = os.path.join(path, "avfs")
