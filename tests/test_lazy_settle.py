@@ -131,6 +131,28 @@ def _listings(mp: Path) -> None:
     assert len(found.stdout.splitlines()) > 50
 
 
+def _libgit2_in(pid: int) -> bool:
+    """Whether process ``pid`` has libgit2 (pygit2's) loaded."""
+    with open(f"/proc/{pid}/maps") as fh:
+        return any("libgit2" in line or "_pygit2" in line for line in fh)
+
+
+def _walks(pid: int) -> list[int]:
+    """The children of ``pid`` running the lower layer's walk (fuse/warm.py)."""
+    out = []
+    for child in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{child}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"warm.py" in cmd:
+            out.append(int(child))
+    return out
+
+
 def _mount_before_the_sizes(
     home: Home, vault_name: str, relay: Relay, served: Path, mp: Path, backend: str
 ) -> None:
@@ -141,12 +163,15 @@ def _mount_before_the_sizes(
     assert not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))  # the clone asked none
     before, promised = objects(v.path), missing(v.path)
     relay.arm()
-    mounts.mount(home, v, "main", str(mp), backend=backend)
+    info = mounts.mount(home, v, "main", str(mp), backend=backend)
     try:
         # the mount answered before its sizes (the relay lets nothing through until told);
         # its request for them comes (a new connection, held)
         assert not os.path.exists(os.path.join(v.path, "avfs", "blob-sizes"))
         assert relay.holding.wait(HOLD_S / 2) and not relay.go.is_set()
+        # neither libgit2 nor the lower layer's walk was on the way: the daemon loads the
+        # one and starts the other once its index is written (fuse/settle.py, fuse/warm.py)
+        assert not _libgit2_in(info.pid) and _walks(info.pid) == []
         if backend == "fuse":  # ls and find answer (overlayfs looks each entry up as it lists)
             _listings(mp)
         # a stat waits for the sizes; git waits for the index
@@ -166,6 +191,7 @@ def _mount_before_the_sizes(
         proc = status_out[0]
         assert isinstance(proc, subprocess.CompletedProcess)
         assert proc.returncode == 0 and proc.stdout == "", proc
+        assert _libgit2_in(info.pid)  # the index was written through it
         _listings(mp)
         # every size right, known without a blob
         for p in ("avfs_git/cli/output.py", "NOTES.md", "avfs_git/core/errors.py"):

@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # before mfusepy loads (fuse/ops.py)
     from ..core.store.gitstore import prefer_libgit2
 
-    prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
     mount = Mount(args, core_dumps)  # the workspace, its layers, the registry record
+    if mount.settle is None:  # (a lazy fork's mount: on its settle thread, after it answers)
+        prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
     mount.link_worktree()  # the mount a linked worktree of the vault; git's fsmonitor answers
     return mount.serve()  # the index, libfuse's loop; then the teardown
 
@@ -374,8 +375,19 @@ class Mount:
         self.announce()
         if self.settle is not None:
             listed()
+            # a lazy fork's walk waits for its sizes and index: the walk's listings are this
+            # daemon's Python as much as the index is, and before the sizes it would only
+            # wait on them (20,538 files: git's gate opened 1.4-2.0 s later with the walk on)
+            threading.Thread(target=self._warm_after_settle, name="avfs-warm-wait", daemon=True).start()
+            _watch_unmount(args.mountpoint, layers["lower"])
+            return
         self.warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
+
+    def _warm_after_settle(self) -> None:
+        assert self.settle is not None
+        self.settle.wait()
+        self.warm.start()
 
     def protect(self) -> None:
         """The overlay backend's kernel mechanism for the fork's ``read_only`` path rules

@@ -62,12 +62,17 @@ class Settle:
         self.gate.wait(GATE_S)
 
     def _run(self, asked: threading.Event) -> None:
+        from ..core.store.gitstore import prefer_libgit2
+
         log = logging.getLogger("avfs.fuse")
         try:
             try:
                 self.ws.ask_sizes(asked.set)
             except Exception:
                 log.exception("asking the sizes of the mount's files")
+            # the index reads every tree and size: libgit2 from here on, loaded after the
+            # mount answered (its import, 100-300 ms here, was on the way to `ls`)
+            prefer_libgit2()
             try:
                 if not self.write_index():
                     log.warning("index.lock stayed taken: index not written")

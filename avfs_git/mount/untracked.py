@@ -78,10 +78,10 @@ def extension(
     ``(path, None)`` and ``.gitignore`` files ``(path, blob id)``, parents first;
     ``gitignores``: the ``.gitignore`` files the worktree shows where they differ from
     those (None: none). None when git did not make one. git's scratch tree is made in
-    ``scratch`` (the mount's own directory: never ``git_dir``, where a confined command
-    could swap what is written there for symlinks while it is written), else in the
-    system's temp directory."""
-    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch)
+    memory (:func:`_scratch_parent`), else in ``scratch`` (the mount's own directory:
+    never ``git_dir``, where a confined command could swap what is written there for
+    symlinks while it is written), else in the system's temp directory."""
+    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=_scratch_parent(scratch))
     try:
         root = os.path.join(tmp, "tree")
         os.mkdir(root)
@@ -131,6 +131,29 @@ def extension(
         threading.Thread(
             target=shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True}, name="avfs-untracked-rm"
         ).start()
+
+
+SHM = "/dev/shm"  # a memory file system on Linux: a mkdir there costs ~20 us, on disk here 130-500 us
+SHM_FREE_MIN = 64 << 20  # the skeleton is directories and .gitignore files: far less than this
+
+
+def _scratch_parent(scratch: str | None) -> str | None:
+    """Where git's scratch tree is made: a private directory (``mkdtemp``: mode 0700, this
+    user's) in :data:`SHM` (Linux's memory file system) when it is there with room, else in
+    ``scratch``.
+    The skeleton is a directory per directory of the tree, made and removed for every index
+    written whole: 7,500 of them for a 20,000-file tree took 1.6 s on this machine's disk
+    against 0.15 s in memory, and the first `git status` in a lazy mount waits for them
+    (fuse/settle.py). Neither place is one a confined command can write: the sandbox has a
+    private ``/dev`` (proxy/confine.py, proxy/isolate.py) and never the mount's own
+    directory."""
+    try:
+        st = os.statvfs(SHM)
+    except OSError:
+        return scratch
+    if st.f_bavail * st.f_frsize < SHM_FREE_MIN or not os.access(SHM, os.W_OK | os.X_OK):
+        return scratch
+    return SHM
 
 
 def _extensions(index: bytes) -> list[tuple[int, bytes, bytes]]:

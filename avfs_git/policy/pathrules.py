@@ -91,10 +91,10 @@ class PathRules:
     __slots__ = ("_memo", "_specs", "fork", "rules")
 
     def __init__(self, rules: Iterable[PathRule], fork: str | None = None) -> None:
-        from pathspec import GitIgnoreSpec
-
         self.rules: tuple[PathRule, ...] = tuple(rules)
         self.fork = fork
+        if self.rules:  # (pathspec's import: 30-200 ms here; NO_RULES is made on import)
+            from pathspec import GitIgnoreSpec
         # answers kept (paths a mount or a tool asks about again and again); bounded, and
         # the rules never change: a new policy is a new PathRules
         self._memo: dict[tuple[str, bool], PathMatch | None] = {}

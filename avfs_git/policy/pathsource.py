@@ -9,7 +9,6 @@ import os
 import threading
 from typing import Any, Final
 
-from .engine import Policy
 from .model import POLICY_FILE
 from .pathrules import NO_RULES, PathRules
 
@@ -36,7 +35,12 @@ class PathRulesSource:
             hit = self._cache.get(key)
         if hit is not None and hit[0] == sig:
             return hit[1]
-        got = NO_RULES if not any(sig) else Policy.load(home_dir, vault_dir).path_rules(fork)
+        if any(sig):
+            from .engine import Policy  # (its import, the policy model's: only for a policy file)
+
+            got = Policy.load(home_dir, vault_dir).path_rules(fork)
+        else:
+            got = NO_RULES
         with self._lock:
             if len(self._cache) > 256:
                 self._cache.clear()

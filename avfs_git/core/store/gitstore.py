@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
@@ -47,22 +47,6 @@ def prefer_libgit2() -> None:
     :meth:`GitStore.read_object`): for a long-lived process (the mount daemon), where
     libgit2 reads faster than pure Python and its ~85 ms import is paid once."""
     import pygit2  # noqa: F401 - loaded is what read_object asks
-
-
-def init_bare(path: str, *, initial_head: str, config: Mapping[str, str]) -> None:
-    """Make a bare repository at ``path`` with HEAD on branch ``initial_head`` and
-    ``config`` set in its config file."""
-    import pygit2
-
-    try:
-        repo = pygit2.init_repository(path, bare=True, initial_head=initial_head)
-    except git_errors() as exc:
-        raise git_error(exc, f"cannot create a repository at {path}") from exc
-    try:
-        for key, value in config.items():
-            repo.config[key] = value
-    finally:
-        repo.free()
 
 
 def blob_id(data: bytes) -> str:

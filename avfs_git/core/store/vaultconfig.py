@@ -59,7 +59,22 @@ def add_remote(store: GitStore, name: str, url: str) -> None:
 
 def worktree_config_enabled(store: GitStore) -> bool:
     """Whether the vault's config turns on ``extensions.worktreeConfig`` (with the
-    repository format version above 0 that git requires of an extension)."""
+    repository format version above 0 that git requires of an extension). Through
+    libgit2 where this process has it loaded, else ``git config`` (:func:`config_values`:
+    a lazy fork's mount daemon loads libgit2 only after it answers, fuse/settle.py)."""
+    if "pygit2" not in sys.modules:
+        version = config_values(store, "core.repositoryformatversion")
+        if not version or version[-1].strip() == "0":
+            return False
+        proc = run(
+            ["config", "--type=bool", "--get", "extensions.worktreeConfig"],
+            git_dir=store.path,
+            check=False,
+            text=True,
+        )
+        if proc.returncode not in (0, 1):
+            raise CorruptStateError(f"cannot read the config of {store.path}: {proc.stderr.strip()}")
+        return proc.stdout.strip() == "true"
     try:
         cfg = store._repo.config
         try:
@@ -74,7 +89,13 @@ def worktree_config_enabled(store: GitStore) -> bool:
 
 def enable_worktree_config(store: GitStore) -> None:
     """Turn on ``extensions.worktreeConfig`` in the vault's config (and the repository
-    format version 1 it needs, when it is 0). The caller serializes writers."""
+    format version 1 it needs, when it is 0). The caller serializes writers. By ``git
+    config`` where libgit2 is not loaded (:func:`worktree_config_enabled`)."""
+    if "pygit2" not in sys.modules:
+        if config_values(store, "core.repositoryformatversion")[-1:] in ([], ["0"]):
+            run(["config", "core.repositoryformatversion", "1"], git_dir=store.path)
+        run(["config", "extensions.worktreeConfig", "true"], git_dir=store.path)
+        return
     try:
         cfg = store._repo.config
         if str(cfg["core.repositoryformatversion"]) == "0":

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from ..errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
 from ..store import names, refs
-from ..store.gitstore import GitStore, init_bare
+from ..store.gitstore import GitStore
 from ..store.identity import Signatures, resolve
 from ..store.odbdirect import write_empty_tree
 from ..workspace import ignore
@@ -35,8 +35,22 @@ _BIG = 64 << 20
 
 
 def init_vault(path: str) -> None:
-    """Initialise a bare repository with avfs' settings (reflogs on for every ref)."""
-    init_bare(path, initial_head="main", config={"core.logAllRefUpdates": "always"})
+    """Initialise a bare repository with avfs' settings (reflogs on for every ref).
+
+    Made by ``git init`` (C, ~5 ms), not libgit2: loading pygit2 costs a process that has
+    not 100-200 ms here, and a lazy clone needs it for nothing else (docs/scale.md). No
+    template (a user's ``init.templateDir`` would bring its hooks into every vault), SHA-1
+    whatever the user's default, HEAD on ``main``; the layout libgit2 makes
+    (``hooks/``, ``info/``)."""
+    from ..store.gitrun import run
+
+    cfg = ["-c", "init.defaultObjectFormat=sha1", "-c", "init.templateDir="]
+    run([*cfg, "init", "-q", "--bare", "--template=", path])
+    with open(os.path.join(path, "HEAD"), "w", encoding="utf-8") as fh:
+        fh.write(f"ref: {refs.fork_ref('main')}\n")
+    run(["config", "core.logAllRefUpdates", "always"], git_dir=path)
+    for d in ("hooks", "info"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
     # avfs keeps its own state beside git's; make sure git never packs or prunes it away
     os.makedirs(os.path.join(path, "avfs"), exist_ok=True)
     with open(os.path.join(path, "description"), "w", encoding="utf-8") as fh:
@@ -376,14 +390,11 @@ def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -
 
 
 def _add_origin(git_dir: str, url: str) -> None:
-    """The new vault's ``origin`` (as ``git remote add`` writes it, without its process)."""
-    from ..store.vaultconfig import add_remote
+    """The new vault's ``origin``, by ``git remote add`` (a process of ~5 ms, where
+    libgit2 would cost its import: :func:`init_vault`)."""
+    from ..store.gitrun import run
 
-    store = GitStore(git_dir)
-    try:
-        add_remote(store, "origin", url)
-    finally:
-        store.close()
+    run(["remote", "add", "--", "origin", url], git_dir=git_dir)
 
 
 def clone_into(
@@ -434,22 +445,18 @@ def clone_into(
                 f"{redact(url)} does not filter objects (its git server has no"
                 " uploadpack.allowFilter): the vault was cloned whole, not lazily"
             )
-    store = GitStore(git_dir)
-    try:
-        heads = [r[len(refs.HEADS) :] for r in refs.ref_names(store, refs.HEADS)]
-        if not heads:
-            raise UsageError(f"{redact(url)} has no branches to clone")
-        if "main" in heads:
-            return None
-        # the remote's HEAD branch (or its first branch) becomes the default fork
-        out = transport(
-            git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token
-        ).stdout
-        head = next(
-            (ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None
-        )
-        default = head if head in heads else sorted(heads)[0]
-        names.check_fork_name(default)
-        return default
-    finally:
-        store.close()
+    from ..store.gitrun import run
+
+    # by git, not libgit2 (its import: init_vault); refnames, one a line (none holds one)
+    listed = run(["for-each-ref", "--format=%(refname)", refs.HEADS], git_dir=git_dir, text=True)
+    heads = [r[len(refs.HEADS) :] for r in listed.stdout.splitlines()]
+    if not heads:
+        raise UsageError(f"{redact(url)} has no branches to clone")
+    if "main" in heads:
+        return None
+    # the remote's HEAD branch (or its first branch) becomes the default fork
+    out = transport(git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token).stdout
+    head = next((ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None)
+    default = head if head in heads else sorted(heads)[0]
+    names.check_fork_name(default)
+    return default

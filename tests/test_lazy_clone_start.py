@@ -1,0 +1,81 @@
+"""What a lazy clone and a lazy fork's mount do before they answer (docs/scale.md, "Where a
+lazy clone + mount spends its time"): `vault clone --lazy` makes its vault with git alone
+(no libgit2 import: 100-300 ms here), and the vault is the one libgit2 made before; against
+a real `git daemon` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .test_lazy import git
+from .test_lazy import server as server
+
+# a process whose every import of pygit2 fails: what runs in it must not need libgit2
+NO_PYGIT2 = (
+    "import sys\n"
+    "class NoPygit2:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'pygit2' or name.startswith('pygit2.'):\n"
+    "            raise ImportError('pygit2 imported: ' + name)\n"
+    "sys.meta_path.insert(0, NoPygit2())\n"
+    "from avfs_git.cli.main import main\n"
+    "sys.argv[0] = 'avfs'\n"
+    "main()\n"
+)
+
+
+def _avfs_without_pygit2(home: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", NO_PYGIT2, "--home", home, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AVFS_SERVER": "off", "AVFS_PROGRESS": "never"},
+    )
+
+
+def test_a_lazy_clone_loads_no_libgit2(home, server, tmp_path):
+    proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", server.url("proj.git"), "p")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["lazy"] is True and doc["warnings"] == []
+    # the vault works as any other (here, with libgit2): its fork, its files, its promisor
+    v = home.vault("p")
+    assert v.lazy and v.fork_names() == ["main"]
+    assert v.workspace("main").read("NOTES.md") == b"notes\n"
+
+
+def test_the_vault_a_clone_makes_is_the_one_libgit2_made(home, server, tmp_path, monkeypatch):
+    """HEAD on main, reflogs for every ref, libgit2's layout; and none of the user's git
+    templates (their hooks would run in every vault), whatever `init.templateDir` says."""
+    templates = tmp_path / "templates"
+    (templates / "hooks").mkdir(parents=True)
+    (templates / "hooks" / "pre-receive").write_text("#!/bin/sh\nexit 1\n")
+    (templates / "hooks" / "pre-receive").chmod(0o755)
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text(f"[init]\n\ttemplateDir = {templates}\n\tdefaultBranch = trunk\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    for name, lazy in (("lz", ["--lazy"]), ("whole", [])):
+        proc = _avfs_without_pygit2(
+            home.path, "--json", "vault", "clone", *lazy, server.url("proj.git"), name
+        )
+        assert proc.returncode == 0, proc.stderr
+        path = home.vault(name).path
+        with open(os.path.join(path, "HEAD")) as fh:
+            assert fh.read() == "ref: refs/heads/main\n"
+        assert git("--git-dir", path, "config", "core.logAllRefUpdates").strip() == "always"
+        assert git("--git-dir", path, "config", "core.bare").strip() == "true"
+        assert git("--git-dir", path, "rev-parse", "--show-object-format").strip() == "sha1"
+        for d in ("hooks", "info", "objects/info", "objects/pack", "refs/heads", "refs/tags", "avfs"):
+            assert os.path.isdir(os.path.join(path, d)), d
+        assert os.listdir(os.path.join(path, "hooks")) == []
+        assert git("--git-dir", path, "config", "remote.origin.url").strip() == server.url("proj.git")
+        assert (
+            git("--git-dir", path, "config", "remote.origin.fetch").strip()
+            == "+refs/heads/*:refs/remotes/origin/*"
+        )
+        git("--git-dir", path, "fsck", "--connectivity-only")
+    assert home.vault("lz").lazy and not home.vault("whole").lazy
