@@ -126,6 +126,63 @@ def test_objects_written_by_another_process_are_counted(vault: Vault, cli_proc: 
         ws.write("b.bin", os.urandom(60_000))
 
 
+def test_sealed_pack_files_are_sized_once_and_a_replaced_one_again(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack's files do not change under their names: a later scan of ``objects/pack``
+    sizes only the new ones (each checkpoint adds a pack: a fresh process's checks stat
+    them all twice otherwise); a file replaced under its name (another inode), and any
+    other file there, are sized every time, and so is everything in an exact recount."""
+    from avfs_git.core.vaults import quota
+
+    ws = vault.workspace("main")
+    for i in range(3):
+        ws.write(f"f{i}.txt", os.urandom(1000))
+        checkpoint.save(vault, "main", f"c{i}")
+    tracker = vault.quota
+    pack_dir = Path(vault.path, "objects", "pack")
+    packs = sorted(p.name for p in pack_dir.iterdir() if p.name.endswith(".pack"))
+    assert len(packs) >= 3
+    first = tracker._scan_objects()
+    sized: list[str] = []
+    real = quota.size_of
+
+    def counting(e: os.DirEntry[str]) -> int:
+        sized.append(e.name)
+        return real(e)
+
+    monkeypatch.setattr(quota, "size_of", counting)
+    assert tracker._scan_objects() == first
+    assert not [n for n in sized if n.startswith("pack-")]
+    # another file in the pack dir is sized every time
+    stray = pack_dir / "stray"
+    stray.write_bytes(b"s" * 500)
+    sized.clear()
+    assert tracker._scan_objects() == first + 500
+    assert sized == ["stray"]
+    # a pack file replaced under its name (another inode, other bytes) is sized again
+    victim = pack_dir / packs[0]
+    data = victim.read_bytes()
+    tmp = pack_dir / "tmp_replacing"
+    tmp.write_bytes(data + b"\0" * 4096)
+    os.replace(tmp, victim)
+    sized.clear()
+    assert tracker._scan_objects() == first + 500 + 4096
+    assert packs[0] in sized and len([n for n in sized if n.startswith("pack-")]) == 1
+    # a file grown in place keeps its inode: the exact recount (after a confined command)
+    # sizes every file anew
+    with open(victim, "ab") as fh:
+        fh.write(b"\0" * 100)
+    sized.clear()
+    assert tracker._scan_objects(exact=True) == first + 500 + 4096 + 100
+    assert len([n for n in sized if n.startswith("pack-")]) == len(
+        [p for p in pack_dir.iterdir() if p.name.startswith("pack-")]
+    )
+    stray.unlink()
+    tmp.write_bytes(data)  # the pack as it was (the fixture checks the vault with git fsck)
+    os.replace(tmp, victim)
+
+
 # -- files ------------------------------------------------------------------------------------
 
 

@@ -67,6 +67,9 @@ _FORK_PREFIX = "f."
 _EXTRA = "extra"  # "<caches bytes> <worktree git dirs bytes>", published by recount()
 _FANOUT = frozenset(f"{i:02x}" for i in range(256))
 _MARKER = ".complete"  # every fork with a non-empty overlay has published (set up once)
+# the files of objects/pack whose size never changes under their name (git and avfs write
+# them elsewhere and link or rename them into place; a pack's name is its bytes' hash)
+_SEALED = (".pack", ".idx", ".rev", ".bitmap", ".mtimes")
 
 
 class QuotaTracker:
@@ -91,6 +94,7 @@ class QuotaTracker:
         self._objects_at = -1e18
         self._objects_stale = True
         self._loose: dict[str, tuple[int, int, bool]] = {}  # "ab" -> (mtime_ns, bytes, racy)
+        self._sealed: dict[str, tuple[int, int]] = {}  # "pack-….idx" -> (inode, bytes)
         self._config_stat: tuple[int, int, int] | None = None
 
     def close(self) -> None:
@@ -192,20 +196,7 @@ class QuotaTracker:
         is not listed again (so a rescan costs ~257 stats, ~0.4 ms, however many objects
         there are); ``exact`` lists them all (after a confined command ran: a file it
         grew in place leaves its directory's mtime alone)."""
-        total = 0
-        pack_dir = os.path.join(self.objects_dir, "pack")
-        try:
-            with os.scandir(pack_dir) as it:
-                for e in it:
-                    if e.is_dir(follow_symlinks=False):
-                        total += tree_bytes(e.path)
-                    # a pack avfs is writing is not counted yet; one a killed writer left
-                    # is, and so is any other temporary file (git's own, or one a confined
-                    # command named so)
-                    elif not e.name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
-                        total += size_of(e)
-        except FileNotFoundError:
-            pass
+        total = self._scan_packs(exact)
         now_ns = time.time_ns()
         racy_ns = int(RACY_S * 1e9)
         try:
@@ -234,6 +225,38 @@ class QuotaTracker:
             total += size
         for name in set(self._loose) - seen:
             del self._loose[name]
+        return total
+
+    def _scan_packs(self, exact: bool) -> int:
+        """Bytes of ``objects/pack``. A sealed pack file (:data:`_SEALED`) listed with the
+        inode it had when it was sized is not ``stat``ed again: each checkpoint adds a pack,
+        and every check of a fresh process (each served CLI call) stats every file of
+        every pack twice otherwise (before and after its own pack), O(checkpoints since the
+        last gc). A file replaced under its name is another inode; ``exact`` sizes them all
+        (a confined command may have grown one in place)."""
+        total = 0
+        seen: dict[str, tuple[int, int]] = {}
+        try:
+            with os.scandir(os.path.join(self.objects_dir, "pack")) as it:
+                for e in it:
+                    name = e.name
+                    if e.is_dir(follow_symlinks=False):
+                        total += tree_bytes(e.path)
+                    elif name.startswith("pack-") and name.endswith(_SEALED):
+                        ino = e.inode()
+                        hit = self._sealed.get(name)
+                        size = hit[1] if hit is not None and hit[0] == ino and not exact else size_of(e)
+                        if size:  # (0: it went away meanwhile)
+                            seen[name] = (ino, size)
+                        total += size
+                    # a pack avfs is writing is not counted yet; one a killed writer left
+                    # is, and so is any other temporary file (git's own, or one a confined
+                    # command named so)
+                    elif not name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
+                        total += size_of(e)
+        except FileNotFoundError:
+            pass
+        self._sealed = seen
         return total
 
     def _scan_extra(self) -> tuple[int, int]:
