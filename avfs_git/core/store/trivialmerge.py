@@ -7,6 +7,7 @@ path needs libgit2's merge (:mod:`.mergetrees`). A merge of forks asks this firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import compress
 from operator import ne
 
@@ -100,26 +101,32 @@ class _Merger:
     def __init__(self, store: GitStore, list_changed: bool, pack: PackWriter | None) -> None:
         self.store = store
         self.list_changed = list_changed
-        read = raw_reader(store, "tree")
         findall = RAW_ENTRY.findall
 
-        def entries(oid: bytes) -> list[bytes]:
-            """A tree's raw entries in order (the walk reads ~900 trees: no more calls
-            per tree than these)."""
-            found: list[bytes] = findall(read(oid.hex()))
-            return found
+        def reader(lane: int) -> Callable[[bytes], list[bytes]]:
+            read = raw_reader(store, "tree", lane)
 
-        self.entries = entries
+            def entries(oid: bytes) -> list[bytes]:
+                """A tree's raw entries in order (the walk reads ~900 trees: no more calls
+                per tree than these)."""
+                found: list[bytes] = findall(read(oid.hex()))
+                return found
+
+            return entries
+
+        # each side read through its own database of the packs: their trees are in
+        # different packs, and libgit2 searches the vault's packs from the last one it
+        # found an object in (odbdirect.packs_odb)
+        self.base_entries, self.ours_entries, self.theirs_entries = reader(0), reader(1), reader(2)
         self.changed: set[str] = set()
         self.pw = pack if pack is not None else store.pack_writer()
 
     def walk(self, b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
         """The merged tree of base ``b``, ours ``o`` and theirs ``t`` (ids, raw; None:
         absent) at ``prefix``: None when empty. Raises :class:`_NeedsMerge`."""
-        entries = self.entries
-        lo = entries(o) if o is not None else []
-        lt = entries(t) if t is not None else []
-        lb = entries(b) if b is not None else []
+        lo = self.ours_entries(o) if o is not None else []
+        lt = self.theirs_entries(t) if t is not None else []
+        lb = self.base_entries(b) if b is not None else []
         if len(lo) == len(lt) == len(lb):  # most often: the same names, some changed
             done = self.aligned(lb, lo, lt, o, prefix)
             if done is not _UNALIGNED:
