@@ -183,6 +183,9 @@ class _Merger:
         same = [i for i in compress(range(n), map(ne, lo, lb)) if lo[i] == lt[i]]
         for i in differ + same:  # the same name at each position that differs?
             eo, et, eb = lo[i], lt[i], lb[i]
+            head = eo[:-20]  # "<mode> <name>\0": most often the same on all three sides
+            if et[:-20] == head == eb[:-20]:
+                continue
             key = eo[eo.index(b" ") : -20]  # " <name>\0"
             if et[et.index(b" ") : -20] != key or eb[eb.index(b" ") : -20] != key:
                 return _UNALIGNED
@@ -191,14 +194,22 @@ class _Merger:
             self.refuse_same_change(eb, eb[eb.index(b" ") + 1 : -21], frozenset((lo[i],)), prefix)
         out: list[bytes | None] | None = None
         moved = False
+        list_changed = self.list_changed
         for i in differ:
-            eo = lo[i]
-            new = self.merged(lb[i], eo, lt[i], eo[eo.index(b" ") + 1 : -21], prefix)
-            if new is _KEEP:
+            eo, et, eb = lo[i], lt[i], lb[i]
+            new: bytes | None
+            if eb == eo and not list_changed:  # only theirs changed it (merged(), inlined)
+                new = et
+            elif eb == et:  # only ours changed it
                 continue
+            else:
+                new = self.merged(eb, eo, et, eo[eo.index(b" ") + 1 : -21], prefix)
+                if new is _KEEP:
+                    continue
             if out is None:
                 out = list(lo)
             out[i] = new
+            # a file become a directory or back: it moves in git's order
             moved = moved or (new is not None and eo.startswith(_TREE) != new.startswith(_TREE))
         if out is None:
             return o
