@@ -1028,3 +1028,30 @@ def test_a_new_vaults_op_log_is_a_copy_of_a_template_beside_the_vaults(home: Hom
     assert [v.name for v in home.list_vaults()] == ["a", "b"]
     doc = _doc(cli("--json", "--home", home.path, "doctor"), "doctor")
     assert doc["ok"], doc
+
+
+def test_gc_in_a_new_process_imports_gc_alone() -> None:
+    """`avfs gc` in a new process pays for gc's imports only: the package's names come
+    from their modules when first asked for, and gc's object counts are not stats' module
+    (which reads a lazy vault's locality)."""
+    script = (
+        "import json, sys\n"
+        "from avfs_git.ops import maintenance\n"
+        "maintenance.gc, maintenance.GcResult, maintenance.count_objects\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('avfs_git'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(proc.stdout))
+    assert "avfs_git.ops.maintenance.collect" in loaded
+    for heavy in ("checkup", "pruning", "vaultstats", "leftovers", "findings"):
+        assert f"avfs_git.ops.maintenance.{heavy}" not in loaded
+    assert "avfs_git.core.operations.hydrate" not in loaded
+
+
+def test_every_name_the_package_offers_comes_from_its_module() -> None:
+    offered = set(maintenance.__all__)
+    assert offered <= set(dir(maintenance))
+    for name in offered:
+        assert getattr(maintenance, name) is not None
+    with pytest.raises(AttributeError):
+        maintenance.no_such_name  # noqa: B018
