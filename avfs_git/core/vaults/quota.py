@@ -11,8 +11,8 @@ scan for that, so (see docs/maintenance.md "quota"):
 - every publication counts one more in ``usage/gen``; a writer knows its own fork's totals
   exactly (read in its transaction), reads the others' published totals again only when
   that counter changed (mapped in memory: no system call per write), and knows the objects' size from a
-  scan refreshed when a pack is written (PackWriter.finish's hook publishes
-  ``usage/objects``: any process) and at least every REFRESH_S;
+  scan redone after a pack is written (PackWriter.finish's hook publishes
+  ``usage/objects``: any process) or REFRESH_S passed, when a figure next needs it;
 - a write passes at once when the estimate plus the slack (PUBLISH_* per other fork) is
   within the limits; otherwise every overlay's totals are read exactly (one SQLite row
   each) and the objects rescanned before deciding.
