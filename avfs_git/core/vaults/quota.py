@@ -503,6 +503,8 @@ class QuotaTracker:
         with self._lock:
             try:
                 self._refresh()
+                if not rescan:
+                    self._objects_now()  # (scanned if a pack was written since: the figure below)
             except OSError:
                 pass
             qb, qf = self.vault.quota_limits()
@@ -511,7 +513,7 @@ class QuotaTracker:
                 self._objects_at = time.time()
                 self._objects_stale = False
             forks = self._all_overlays()
-            objects = self._objects_now()
+            objects = self._objects
             extra = self._extra
         kq = self.vault.kernel_quota()
         layered = set() if kq is None else set(kq[1])
