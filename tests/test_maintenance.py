@@ -1031,3 +1031,59 @@ def test_a_new_vaults_op_log_is_a_copy_of_a_template_beside_the_vaults(home: Hom
     assert [v.name for v in home.list_vaults()] == ["a", "b"]
     doc = _doc(cli("--json", "--home", home.path, "doctor"), "doctor")
     assert doc["ok"], doc
+
+
+def test_gc_in_a_new_process_imports_gc_alone() -> None:
+    """`avfs gc` in a new process pays for gc's imports only: the package's names come
+    from their modules when first asked for, and gc's object counts are not stats' module
+    (which reads a lazy vault's locality)."""
+    script = (
+        "import json, sys\n"
+        "from avfs_git.ops import maintenance\n"
+        "maintenance.gc, maintenance.GcResult, maintenance.count_objects\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('avfs_git'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(proc.stdout))
+    assert "avfs_git.ops.maintenance.collect" in loaded
+    for heavy in ("checkup", "pruning", "vaultstats", "leftovers", "findings"):
+        assert f"avfs_git.ops.maintenance.{heavy}" not in loaded
+    assert "avfs_git.core.operations.hydrate" not in loaded
+
+
+def test_every_name_the_package_offers_comes_from_its_module() -> None:
+    offered = set(maintenance.__all__)
+    assert offered <= set(dir(maintenance))
+    for name in offered:
+        assert getattr(maintenance, name) is not None
+    with pytest.raises(AttributeError):
+        maintenance.no_such_name  # noqa: B018
+
+
+def test_the_keep_commit_is_made_without_pygit2(vault: Vault) -> None:
+    """gc's keep commit, made in a process that has not loaded pygit2 (a cold `avfs gc`):
+    the kinds from object headers, the commits its parents, trees and blobs named in its
+    tree, a missing id left out; git reads it all back."""
+    ws = vault.workspace("main")
+    ws.write("d/f.txt", b"kept\n")
+    commit = checkpoint.save(vault, "main").checkpoint.commit
+    tree = git("--git-dir", vault.path, "rev-parse", f"{commit}:d").strip()
+    blob = git("--git-dir", vault.path, "rev-parse", f"{commit}:d/f.txt").strip()
+    missing = "0123456789abcdef0123456789abcdef01234567"
+    script = (
+        "import json, sys\n"
+        "from avfs_git.core.store.gitstore import GitStore\n"
+        f"got = GitStore({vault.path!r}).keep_commit({[blob, missing, tree, commit, blob]!r},"
+        " 'avfs gc: objects undo still needs\\n', ('avfs gc', 'gc@avfs.invalid'))\n"
+        "print(json.dumps({'got': got, 'pygit2': 'pygit2' in sys.modules}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout)
+    assert out["pygit2"] is False
+    keep, held = out["got"]
+    assert held == [blob, tree, commit]
+    body = git("--git-dir", vault.path, "cat-file", "commit", keep)
+    assert f"\nparent {commit}\n" in body and "author avfs gc <gc@avfs.invalid> 0 +0000\n" in body
+    listing = git("--git-dir", vault.path, "ls-tree", f"{keep}^{{tree}}").splitlines()
+    assert sorted(listing) == sorted([f"100644 blob {blob}\t{blob}", f"040000 tree {tree}\t{tree}"])
+    _fsck(vault)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from avfs_git.core.errors import AvfsError
@@ -232,3 +233,75 @@ def test_the_trivial_merge_never_disagrees_with_libgit2(base, ea, eb) -> None:
             )
             assert proc.returncode == 0, proc.stdout
             assert proc.stdout.split()[0] == fast[0]
+
+
+def _trivial_both_ways(v) -> tuple[object, object, int]:
+    """The trivial merge of forks a and b into main's tree as it runs, and again with the
+    walk by position (``_Merger.aligned``) turned off, so that every directory goes through
+    the general walk by names; and how many directories the walk by position merged."""
+    checkpoint.save(v, "a")
+    checkpoint.save(v, "b")
+    store = v.store
+    trees = [store.commit_tree(v.workspace(f).tip()) for f in ("main", "a", "b")]
+    took = 0
+    real = trivialmerge._Merger.aligned
+
+    def counted(self, *args):
+        nonlocal took
+        out = real(self, *args)
+        took += out is not trivialmerge._UNALIGNED
+        return out
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(trivialmerge._Merger, "aligned", counted)
+        fast = trivialmerge._trivial_merge(store, *trees)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(trivialmerge._Merger, "aligned", lambda self, *args: trivialmerge._UNALIGNED)
+        general = trivialmerge._trivial_merge(store, *trees)
+    return fast, general, took
+
+
+@SETTINGS
+@given(
+    st.dictionaries(st.sampled_from(CLASHING), OVERLAP_DATA),
+    st.dictionaries(st.sampled_from(CLASHING), st.one_of(st.none(), OVERLAP_DATA)),
+    st.dictionaries(st.sampled_from(CLASHING), st.one_of(st.none(), OVERLAP_DATA)),
+)
+# the same names on all three sides: the walk by position merges every directory
+@example({"a": b"one\n", "b": b"one\n", "d/x": b"one\n"}, {"a": b"two\n"}, {"b": b"two\n", "d/x": b"two\n"})
+# the same change on both sides to a file beside ones each side changed alone
+@example({"a": b"one\n", "b": b"one\n", "a.txt": b"one\n"}, {"a": b"two\n", "b": b"two\n"}, {"b": b"two\n"})
+# the same deletion inside a directory on both sides (libgit2 may see a rename): refused
+@example({"a": b"one\n", "d/x": b"one\n", "d/y": b"one\n"}, {"a": b"two\n", "d/y": None}, {"d/y": None})
+# as many names on each side, not the same ones: one side deleted a name and added another
+@example({"a": b"one\n", "a-b": b"one\n", "b": b"one\n"}, {"a": None, "a.txt": b"one\n"}, {"a-b": b"two\n"})
+# a file become a directory at the same place in both sides' names
+@example({"a": b"one\n", "b": b"one\n"}, {"b": b"two\n"}, {"a": None, "a/x": b"one\n"})
+def test_the_walk_by_position_agrees_with_the_walk_by_name(base, ea, eb) -> None:
+    """A directory whose three trees hold the same names is merged entry by position; the
+    very same tree, changed paths and refusals (None) come from the walk by names."""
+    with fresh_vault() as v:
+        apply_some(v.workspace("main"), base)
+        checkpoint.save(v)
+        v.create_fork("main", "a")
+        v.create_fork("main", "b")
+        apply_some(v.workspace("a"), ea)
+        apply_some(v.workspace("b"), eb)
+        fast, general, _ = _trivial_both_ways(v)
+        assert fast == general
+
+
+def test_the_walk_by_position_merges_a_directory_both_sides_changed_files_in() -> None:
+    with fresh_vault() as v:
+        _setup(v, {"d/x": b"1", "d/y": b"1", "d/z": b"1", "e": b"1"}, {"d/x": b"2"}, {"d/y": b"3", "e": b"3"})
+        fast, general, took = _trivial_both_ways(v)
+        assert took == 2  # the root and d
+        assert fast == general and fast is not None
+        assert fast[1] == ("d/y", "e")
+        files_ = v.store.files_of(fast[0])
+        assert {p: v.store.blob_data(oid) for p, (oid, _) in files_.items()} == {
+            "d/x": b"2",
+            "d/y": b"3",
+            "d/z": b"1",
+            "e": b"3",
+        }

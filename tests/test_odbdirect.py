@@ -47,7 +47,7 @@ def test_packed_loose_and_newly_packed_objects_read_as_git_reads_them(vault: Vau
     read = odbdirect.raw_reader(vault.store, "tree")
     packed = _tree(vault, "main")
     assert read(packed) == _raw(vault, packed)
-    assert vault.store._local.packs is odbdirect.packs_odb(vault.store)  # kept for the thread
+    assert vault.store._local.packs[0] is odbdirect.packs_odb(vault.store)  # kept for the thread
     # a pack written since the database was made (checkpoints write packs)
     ws.write("a/c/two.txt", b"two\n")
     checkpoint.save(vault, "main", "c2")
@@ -72,7 +72,7 @@ def test_after_enough_misses_the_reader_reads_through_the_whole_database(
             asked.append(oid)
             return odb.read(oid)
 
-    monkeypatch.setattr(odbdirect, "packs_odb", lambda store: Counting())
+    monkeypatch.setattr(odbdirect, "packs_odb", lambda store, lane=0: Counting())
     read = odbdirect.raw_reader(vault.store, "blob")
     assert [read(b) for b in blobs] == [f"loose {i}\n".encode() for i in range(len(blobs))]
     assert asked == blobs[: odbdirect.PACK_MISSES]
@@ -89,3 +89,60 @@ def test_close_drops_the_packs_database(vault: Vault) -> None:
     odbdirect.packs_odb(vault.store)
     vault.store.close()
     assert getattr(vault.store._local, "packs", None) is None
+
+
+def test_each_lane_is_a_database_of_its_own_kept_for_the_thread(vault: Vault, ws: Workspace) -> None:
+    """Readers of objects in different packs each keep libgit2's hint of the pack it last
+    found an object in: one database per lane, the same bytes through each."""
+    ws.write("a/one.txt", b"one\n")
+    checkpoint.save(vault, "main", "c1")
+    first = _tree(vault, "main")
+    ws.write("b/two.txt", b"two\n")
+    checkpoint.save(vault, "main", "c2")  # another pack
+    second = _tree(vault, "main")
+    odbs = [odbdirect.packs_odb(vault.store, lane) for lane in range(3)]
+    assert len({id(o) for o in odbs}) == 3
+    assert odbs == [odbdirect.packs_odb(vault.store, lane) for lane in range(3)]
+    for lane in range(3):
+        read = odbdirect.raw_reader(vault.store, "tree", lane)
+        assert (read(first), read(second)) == (_raw(vault, first), _raw(vault, second))
+
+
+def test_a_merge_reads_base_ours_and_theirs_each_through_its_own_lane(
+    vault: Vault, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from avfs_git.core.operations import merge
+    from avfs_git.core.store import trivialmerge
+
+    ws.write("d/x", b"1")
+    ws.write("d/y", b"1")
+    checkpoint.save(vault, "main")
+    vault.create_fork("main", "other")
+    vault.workspace("other").write("d/y", b"2")
+    ws.write("d/x", b"2")
+    checkpoint.save(vault, "main")
+    checkpoint.save(vault, "other")
+    lanes: dict[int, set[str]] = {}
+    real = odbdirect.raw_reader
+
+    def recording(store, what="object", lane=0):  # type: ignore[no-untyped-def]
+        read = real(store, what, lane)
+
+        def rec(oid: str) -> bytes:
+            lanes.setdefault(lane, set()).add(oid)
+            return read(oid)
+
+        return rec
+
+    monkeypatch.setattr(trivialmerge, "raw_reader", recording)
+    res = merge.merge(vault, "other", "main")
+    assert res.status == "merged"
+    store = vault.store
+    assert lanes == {
+        0: {store.commit_tree(res.base), git("--git-dir", vault.path, "rev-parse", f"{res.base}:d").strip()},
+        1: {store.commit_tree(res.ours), git("--git-dir", vault.path, "rev-parse", f"{res.ours}:d").strip()},
+        2: {
+            store.commit_tree(res.theirs),
+            git("--git-dir", vault.path, "rev-parse", f"{res.theirs}:d").strip(),
+        },
+    }

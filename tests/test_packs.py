@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import zlib
 
 import pytest
@@ -125,6 +126,32 @@ def test_a_tree_past_one_stored_block_reads_back_in_git(tmp_path):
     assert len(listing) == 4000 and listing[1234].endswith("\tfile-01234.txt")
     assert git("--git-dir", str(repo), "ls-tree", "--name-only", small_id) == "one.txt\n"
     assert git("--git-dir", str(repo), "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_trees_of_every_framing_read_back_in_git(tmp_path):
+    """add_tree frames a tree of 16 bytes to 2 KiB in one call, others as add does: trees
+    on both sides of each edge, written into one pack, read back byte for byte by git."""
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", str(repo))
+    pw = packwriter.PackWriter(str(repo))
+    raw = bytes.fromhex(pw.add(packwriter.OBJ_BLOB, b"x\n"))
+    trees = {}
+    # one entry is 28 bytes and its name: the smallest tree, the edges of 2 KiB, and past a
+    # stored block (many entries)
+    for entries in [
+        b"",
+        *(b"100644 " + b"n" * (size - 28) + b"\0" + raw for size in (29, 2047, 2048, 2049)),
+        b"".join(b"100644 file-%05d\0" % i + raw for i in range(2000)),
+    ]:
+        trees[pw.add_tree(entries).hex()] = entries
+    name = pw.finish()
+    assert name is not None
+    git("--git-dir", str(repo), "verify-pack", str(repo / "objects" / "pack" / f"{name}.idx"))
+    for oid, entries in trees.items():
+        got = subprocess.run(
+            ["git", "--git-dir", str(repo), "cat-file", "tree", oid], capture_output=True, check=True
+        ).stdout
+        assert got == entries and oid == packwriter.object_id(packwriter.OBJ_TREE, entries)
 
 
 def test_pack_index_large_offsets_go_to_the_64_bit_table(tmp_path):

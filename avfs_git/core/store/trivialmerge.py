@@ -7,15 +7,21 @@ path needs libgit2's merge (:mod:`.mergetrees`). A merge of forks asks this firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import compress
+from operator import ne
+
 from ..types import Change, ChangeStatus
-from .gitformat import raw_entries, split_entry
+from .gitformat import RAW_ENTRY, split_entry
 from .gitstore import GitStore
 from .odbdirect import raw_reader
 from .packwriter import OBJ_TREE, PackWriter
 from .treediff import diff_entry
 
 _TREE = b"40000 "  # how a directory's raw entry starts
-_NONE: frozenset[bytes] = frozenset()  # an absent tree's entries
+# markers, told apart by identity (`is`) from any entry or id the walk makes:
+_UNALIGNED = b"\0unaligned"  # _Merger.aligned: the names differ, the general walk decides
+_KEEP = b"\0keep"  # _Merger.merged: ours' entry stays
 
 
 _RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
@@ -95,26 +101,40 @@ class _Merger:
     def __init__(self, store: GitStore, list_changed: bool, pack: PackWriter | None) -> None:
         self.store = store
         self.list_changed = list_changed
-        read = raw_reader(store, "tree")
+        findall = RAW_ENTRY.findall
 
-        def entries(oid: bytes) -> list[bytes]:
-            """A tree's raw entries in order (the walk reads ~900 trees: no more calls
-            per tree than these)."""
-            return raw_entries(read(oid.hex()))
+        def reader(lane: int) -> Callable[[bytes], list[bytes]]:
+            read = raw_reader(store, "tree", lane)
 
-        self.entries = entries
+            def entries(oid: bytes) -> list[bytes]:
+                """A tree's raw entries in order (the walk reads ~900 trees: no more calls
+                per tree than these)."""
+                found: list[bytes] = findall(read(oid.hex()))
+                return found
+
+            return entries
+
+        # each side read through its own database of the packs: their trees are in
+        # different packs, and libgit2 searches the vault's packs from the last one it
+        # found an object in (odbdirect.packs_odb)
+        self.base_entries, self.ours_entries, self.theirs_entries = reader(0), reader(1), reader(2)
         self.changed: set[str] = set()
         self.pw = pack if pack is not None else store.pack_writer()
 
     def walk(self, b: bytes | None, o: bytes | None, t: bytes | None, prefix: bytes) -> bytes | None:
         """The merged tree of base ``b``, ours ``o`` and theirs ``t`` (ids, raw; None:
         absent) at ``prefix``: None when empty. Raises :class:`_NeedsMerge`."""
+        lo = self.ours_entries(o) if o is not None else []
+        lt = self.theirs_entries(t) if t is not None else []
+        lb = self.base_entries(b) if b is not None else []
+        if len(lo) == len(lt) == len(lb):  # most often: the same names, some changed
+            done = self.aligned(lb, lo, lt, o, prefix)
+            if done is not _UNALIGNED:
+                return done
         # only entries differing somewhere are looked at, by set operations (in C)
-        entries = self.entries
-        lo = entries(o) if o is not None else []
         so = frozenset(lo)
-        st = frozenset(entries(t)) if t is not None else _NONE
-        sb = frozenset(entries(b)) if b is not None else _NONE
+        st = frozenset(lt)
+        sb = frozenset(lb)
         # ours' entry of each name where the sides differ (the name: from the first space to
         # the NUL before the 20-byte id; written out, not _name(): the walk's hottest line)
         oo = {e[e.index(b" ") + 1 : -21]: e for e in so - st}
@@ -136,36 +156,10 @@ class _Merger:
         replace: dict[bytes, bytes | None] = {}
         moved = False
         for name in differ:
-            vo, vt, vb = oo.get(name), tt.get(name), bb.get(name)
-            new: bytes | None
-            if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
-                if self.list_changed:
-                    self.changed.update(
-                        c.path for c in _diff(self.store, _pair(vo), _pair(vt), prefix + name)
-                    )
-                new = vt
-            elif vb == vt:  # only ours changed it
+            vo = oo.get(name)
+            new = self.merged(bb.get(name), vo, tt.get(name), name, prefix)
+            if new is _KEEP:
                 continue
-            elif (
-                (vb is None or vb.startswith(_TREE))
-                and (vo is None or vo.startswith(_TREE))
-                and (vt is None or vt.startswith(_TREE))
-            ):
-                # directories both changed (one may have deleted it, or both added it): merge
-                # them entry by entry. (A file both replaced by a directory is not here: it
-                # may be a rename into both, libgit2 decides.)
-                # (an entry's id: its last 20 bytes)
-                sub = self.walk(
-                    vb[-20:] if vb is not None else None,
-                    vo[-20:] if vo is not None else None,
-                    vt[-20:] if vt is not None else None,
-                    prefix + name + b"/",
-                )
-                new = _TREE + name + b"\0" + sub if sub is not None else None
-                if new == vo:
-                    continue
-            else:
-                raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
             replace[name] = new
             # a new name, or a file become a directory (or back), moves in git's order
             moved = moved or (
@@ -174,6 +168,83 @@ class _Merger:
         if not replace:
             return o
         return self.write(lo, oo, replace, moved)
+
+    def aligned(
+        self, lb: list[bytes], lo: list[bytes], lt: list[bytes], o: bytes | None, prefix: bytes
+    ) -> bytes | None:
+        """:meth:`walk` of three trees with the same names in the same order (their raw
+        entries ``lb``, ``lo``, ``lt``, of one length), the usual case of a directory both
+        sides changed files in: entries compared by position, in C, and only those that
+        differ named. :data:`_UNALIGNED` when a name differs at a position where the entries
+        do (then the general walk decides; nothing was done here)."""
+        n = len(lo)
+        differ = list(compress(range(n), map(ne, lo, lt)))
+        # the same change on both sides (ours and theirs equal, not the base)
+        same = [i for i in compress(range(n), map(ne, lo, lb)) if lo[i] == lt[i]]
+        for i in differ + same:  # the same name at each position that differs?
+            eo, et, eb = lo[i], lt[i], lb[i]
+            head = eo[:-20]  # "<mode> <name>\0": most often the same on all three sides
+            if et[:-20] == head == eb[:-20]:
+                continue
+            key = eo[eo.index(b" ") : -20]  # " <name>\0"
+            if et[et.index(b" ") : -20] != key or eb[eb.index(b" ") : -20] != key:
+                return _UNALIGNED
+        for i in same:
+            eb = lb[i]
+            self.refuse_same_change(eb, eb[eb.index(b" ") + 1 : -21], frozenset((lo[i],)), prefix)
+        out: list[bytes | None] | None = None
+        moved = False
+        list_changed = self.list_changed
+        for i in differ:
+            eo, et, eb = lo[i], lt[i], lb[i]
+            new: bytes | None
+            if eb == eo and not list_changed:  # only theirs changed it (merged(), inlined)
+                new = et
+            elif eb == et:  # only ours changed it
+                continue
+            else:
+                new = self.merged(eb, eo, et, eo[eo.index(b" ") + 1 : -21], prefix)
+                if new is _KEEP:
+                    continue
+            if out is None:
+                out = list(lo)
+            out[i] = new
+            # a file become a directory or back: it moves in git's order
+            moved = moved or (new is not None and eo.startswith(_TREE) != new.startswith(_TREE))
+        if out is None:
+            return o
+        return self.write_entries(out, moved)
+
+    def merged(
+        self, vb: bytes | None, vo: bytes | None, vt: bytes | None, name: bytes, prefix: bytes
+    ) -> bytes | None:
+        """The merged entry of ``name`` from its base, ours and theirs (raw; None: absent),
+        the three not all equal: :data:`_KEEP` for ours' (ours changed it), None when it is
+        gone. Raises :class:`_NeedsMerge`."""
+        if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
+            if self.list_changed:
+                self.changed.update(c.path for c in _diff(self.store, _pair(vo), _pair(vt), prefix + name))
+            return vt
+        if vb == vt:  # only ours changed it
+            return _KEEP
+        if (
+            (vb is None or vb.startswith(_TREE))
+            and (vo is None or vo.startswith(_TREE))
+            and (vt is None or vt.startswith(_TREE))
+        ):
+            # directories both changed (one may have deleted it, or both added it): merge
+            # them entry by entry. (A file both replaced by a directory is not here: it
+            # may be a rename into both, libgit2 decides.)
+            # (an entry's id: its last 20 bytes)
+            sub = self.walk(
+                vb[-20:] if vb is not None else None,
+                vo[-20:] if vo is not None else None,
+                vt[-20:] if vt is not None else None,
+                prefix + name + b"/",
+            )
+            new = _TREE + name + b"\0" + sub if sub is not None else None
+            return _KEEP if new == vo else new
+        raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
 
     def refuse_same_change(self, e: bytes, name: bytes, ours_new: frozenset[bytes], prefix: bytes) -> None:
         """Raise :class:`_NeedsMerge` where base entry ``e`` (``name``) is gone from both
@@ -209,6 +280,11 @@ class _Merger:
                 out[out.index(oo[name])] = new
             else:  # a name ours lacks
                 out.append(new)
+        return self.write_entries(out, moved)
+
+    def write_entries(self, out: list[bytes | None], moved: bool) -> bytes | None:
+        """The raw entries ``out`` (None: gone) written as a tree into the pack, sorted in
+        git's order if ``moved``; its id raw, None when nothing is left."""
         entries = [e for e in out if e is not None]
         if not entries:
             return None

@@ -35,7 +35,7 @@ from .common import (
     retention_for,
     ws_dirs,
 )
-from .vaultstats import ObjectCounts, count_objects
+from .objcounts import ObjectCounts, count_objects
 
 if TYPE_CHECKING:
     from ...core.vaults.home import Home

@@ -14,44 +14,10 @@ from ...core.store.prefetch import read_status, status_file
 from ...core.store.redact import redact
 from ...core.types import Operation, to_json
 from .common import git, last_change, overlay_usage, registered_mounts
+from .objcounts import count_objects
 
 if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ObjectCounts:
-    """``git count-objects -v``, in bytes."""
-
-    loose_objects: int
-    loose_bytes: int
-    packed_objects: int
-    packs: int
-    packed_bytes: int
-    garbage_files: int
-
-    @property
-    def objects(self) -> int:
-        return self.loose_objects + self.packed_objects
-
-
-def count_objects(vault_path: str) -> ObjectCounts:
-    out = git(vault_path, "count-objects", "-v").stdout
-    kv: dict[str, int] = {}
-    for line in out.splitlines():
-        key, _, value = line.partition(":")
-        try:
-            kv[key.strip()] = int(value.strip())
-        except ValueError:
-            continue
-    return ObjectCounts(
-        loose_objects=kv.get("count", 0),
-        loose_bytes=kv.get("size", 0) * 1024,
-        packed_objects=kv.get("in-pack", 0),
-        packs=kv.get("packs", 0),
-        packed_bytes=kv.get("size-pack", 0) * 1024,
-        garbage_files=kv.get("garbage", 0),
-    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
