@@ -165,7 +165,7 @@ def test_a_daemon_killed_between_served_calls_loses_nothing(
     fork.workspace("main").write("between.txt", b"written with no mount\n")
     cmd = f"cat one.txt between.txt > both.txt; {WHO_RAN}"
     second = _exec(home, backend, "--host", "writable", "--", "sh", "-c", cmd)
-    assert second["success"], second
+    assert second["success"], (second["error"], second["result"], second["mount"])
     assert int(second["result"]["stdout"]) == server
     assert (second["mount"]["reused"], second["mount"]["kept_warm"]) == (False, True), second["mount"]
     (again,) = _listed(home, backend)
