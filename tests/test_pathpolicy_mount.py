@@ -208,8 +208,8 @@ RO_FILES = {
 }
 
 
-@pytest.fixture
-def ro_overlay(home: Any, vault: Any, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+def _mount_ro(home: Any, vault: Any, tmp_path: Path) -> tuple[Any, Path]:
+    """RO_FILES checkpointed, RO_POLICY set, the fork mounted with the overlay backend."""
     require_fuse()
     require_overlay()
     ws = vault.workspace("main")
@@ -221,6 +221,12 @@ def ro_overlay(home: Any, vault: Any, tmp_path: Path) -> Iterator[tuple[Any, Pat
     mp.mkdir()
     info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
     assert info.backend == "overlay"
+    return info, mp
+
+
+@pytest.fixture
+def ro_overlay(home: Any, vault: Any, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    _info, mp = _mount_ro(home, vault, tmp_path)
     try:
         yield vault, mp
     finally:
@@ -464,18 +470,8 @@ def test_unmounting_a_mount_with_read_only_rules_leaves_no_kernel_mount(
     a look that stats it took it for no mount and left it in the kernel, holding the
     overlay's upper layer, once per mount and unmount. A daemon killed outright leaves it;
     the next mount of the fork takes it away before it binds anew."""
-    require_fuse()
-    require_overlay()
-    ws = vault.workspace("main")
-    for p, data in RO_FILES.items():
-        ws.write(p, data)
-    checkpoint.save(vault, "main", message="files")
-    protect(vault, RO_POLICY)
-    mp = tmp_path / "mnt"
-    mp.mkdir()
-    info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
+    info, mp = _mount_ro(home, vault, tmp_path)
     try:
-        assert info.backend == "overlay"
         assert len(_mounts_under(vault.state_dir)) >= 2  # the lower and the private bind
         if how == "busy":
             # a process inside one of the read-only binds: refused, nothing taken away (the
