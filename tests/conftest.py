@@ -164,6 +164,40 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         except OSError:
             pass
         _stop_servers(factory.getbasetemp())
+        # xdist's controller: each worker did its own part of the temp dir
+        if hasattr(session.config, "workerinput") or not getattr(session.config.option, "numprocesses", None):
+            _unpin_gitfiles(str(factory.getbasetemp()))
+
+
+def _unpin_gitfiles(top: str) -> None:
+    """Clear the immutable flag of every ``upper/.git`` under ``top`` (same file system only,
+    never into a mount): a mount daemon a test killed leaves its worktree link pinned
+    (fuse/stacking._pin_gitfile), and pytest, unable to remove the session's temp dir when it
+    rotates it out, renames it ``garbage-*`` and keeps it for good."""
+    try:
+        dev = os.lstat(top).st_dev
+    except OSError:
+        return
+    pinned: list[str] = []
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if not e.is_dir(follow_symlinks=False) or e.stat(follow_symlinks=False).st_dev != dev:
+                    continue
+            except OSError:
+                continue
+            if e.name == "upper" and os.path.isfile(os.path.join(e.path, ".git")):
+                pinned.append(os.path.join(e.path, ".git"))
+            if e.name != "objects":  # a git object store never holds a workspace
+                stack.append(e.path)
+    if pinned:
+        subprocess.run(["chattr", "-i", *pinned], capture_output=True, check=False)
 
 
 def _stop_servers(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from ..core.errors import (
     UsageError,
 )
 from ..core.store import names
-from ..core.store.locks import pid_alive
+from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import READY_TIMEOUT_S, _await_ready, _daemon_env, _placeholder, _reap, _spawn_daemon, _tail
@@ -245,6 +245,8 @@ def check(vault: Vault, key: str) -> MountInfo | None:
     if mp and mounted_at(mp):
         force_unmount(mp)
     _detach_layers(data, None, dead=True)
+    if data.get("lower") and data.get("fork") and not (mp and mounted_at(mp)):
+        registry.unpin_dead(vault.state_dir, str(data["fork"]), path, data)
     for p in (path, registry.exec_path(path)):
         try:
             os.unlink(p)
@@ -367,8 +369,6 @@ def start(
 def _mount_lock(vault: Vault, fork: str) -> AbstractContextManager[None]:
     """The fork's mount lock (also taken by :func:`adopt` and by a daemon releasing an idle
     mount), waited for as long as a mount being started or stopped may take."""
-    from ..core.store.locks import file_lock, mount_lock_path
-
     path = mount_lock_path(vault.state_dir, fork)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return file_lock(path, what=f"the mount of {vault.name}:{fork}", wait_s=READY_TIMEOUT_S + STOP_TIMEOUT_S)
@@ -497,8 +497,6 @@ def adopt(vault: Vault, key: str) -> MountInfo | None:
     """Make mount ``key``, kept warm by ``proxy exec``, a mount that stays until unmounted
     (``avfs mount`` or ``--keep-mount`` asked for it). Under the fork's mount lock, which
     its daemon holds while it releases an idle mount: None when it was released meanwhile."""
-    from ..core.store.locks import file_lock, mount_lock_path
-
     fork = key.split("@", 1)[0]
     path = mount_lock_path(vault.state_dir, fork)
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -47,6 +47,7 @@ import struct
 import subprocess
 
 from ..errors import CorruptStateError, from_oserror
+from ..workspace.upper import drop_gitfile
 
 IMAGE = "layers.img"
 MOUNT = "layers"
@@ -543,6 +544,9 @@ def remove_state_dir(home: str, path: str) -> None:
     subvolume whose image cannot be mounted now is left to ``gc`` (an orphan there)."""
     target = link_target(home, path)
     if target is None:
+        # a killed overlay daemon leaves the worktree link pinned immutable in the upper
+        # layer, which rmtree cannot remove (a subvolume's delete takes it regardless)
+        drop_gitfile(os.path.join(path, "upper"))
         shutil.rmtree(path, ignore_errors=True)
         return
     if not mounted(home):

@@ -76,6 +76,7 @@ __all__ = [
     "serving",
     "started_at",
     "touch_activity",
+    "unpin_dead",
     "write_exec",
     "write_record",
 ]
@@ -554,3 +555,22 @@ def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
         dirs = _overlay_dirs(options) if fstype == "overlay" else ()
         out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
     return out
+
+
+def unpin_dead(state_dir: str, fork: str, record: str, data: dict[str, Any]) -> None:
+    """Take away the worktree link a killed overlay daemon (its ``record``'s ``data``) left
+    pinned immutable in its upper layer, once its overlay is off (nothing in a mount can
+    reach it then): ``rm -rf`` of the home would fail on it. Under the fork's mount lock
+    taken without waiting, while the record is still the dead daemon's (a new mount's
+    daemon has pinned its own by the time its record is written)."""
+    from ..errors import AvfsError
+    from ..store.locks import file_lock, mount_lock_path
+    from ..workspace.upper import drop_gitfile
+
+    try:
+        with file_lock(mount_lock_path(state_dir, fork), what="a mount", wait_s=0):
+            now = read_record(record)
+            if now is not None and now.get("pid") == data.get("pid"):
+                drop_gitfile(os.path.join(os.path.dirname(str(data["lower"])), "upper"))
+    except AvfsError:
+        pass  # a mount being started (busy): the next check

@@ -381,7 +381,8 @@ def expire_deleted_vaults(
 
 def _remove_state_links(home_path: str, vault_path: str) -> None:
     """Delete the layers subvolumes a vault's state dir links name (``rmtree`` removes
-    only the links)."""
+    only the links), and the immutable worktree link a killed overlay daemon left in a
+    plain state dir's upper layer (``rmtree`` would fail on it)."""
     for root in ("ws", "lost+found"):
         d = os.path.join(vault_path, "avfs", root)
         try:
@@ -389,5 +390,4 @@ def _remove_state_links(home_path: str, vault_path: str) -> None:
         except FileNotFoundError:
             continue
         for n in names:
-            if os.path.islink(os.path.join(d, n)):
-                layers.remove_state_dir(home_path, os.path.join(d, n))
+            layers.remove_state_dir(home_path, os.path.join(d, n))
