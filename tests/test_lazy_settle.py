@@ -153,6 +153,17 @@ def _walks(pid: int) -> list[int]:
     return out
 
 
+def _daemon_log(v) -> str:
+    """The mount daemon's log (why it went on without its sizes, if it says)."""
+    from avfs_git.core.vaults import registry
+
+    try:
+        with open(registry.log_path(v.state_dir, "main"), encoding="utf-8", errors="replace") as fh:
+            return "daemon log:\n" + fh.read()[-4000:]
+    except OSError as exc:
+        return f"no daemon log: {exc}"
+
+
 def _mount_before_the_sizes(
     home: Home, vault_name: str, relay: Relay, served: Path, mp: Path, backend: str
 ) -> None:
@@ -171,7 +182,7 @@ def _mount_before_the_sizes(
         assert relay.holding.wait(HOLD_S / 2) and not relay.go.is_set()
         # neither libgit2 nor the lower layer's walk was on the way: the daemon loads the
         # one and starts the other once its index is written (fuse/settle.py, fuse/warm.py)
-        assert not _libgit2_in(info.pid) and _walks(info.pid) == []
+        assert not _libgit2_in(info.pid) and _walks(info.pid) == [], _daemon_log(v)
         if backend == "fuse":  # ls and find answer (overlayfs looks each entry up as it lists)
             _listings(mp)
         # a stat waits for the sizes; git waits for the index

@@ -93,10 +93,20 @@ def test_a_served_call_knows_its_mount_is_still_there_from_the_mark(
         assert call(("true",)).success  # asks for a ready sandbox like its own
         ready()
         monkeypatch.setattr(mounts, "check", counted)
-        res = call(("true",))
-        assert res.success and res.mount is not None and res.mount.alive_after, res.to_dict()
-        assert checks == ["main"], checks  # the plan's only: none after the command
-        ready()
+        # the plan's check only, none after the command: unless something else on the host
+        # mounted or unmounted meanwhile (the suite's other workers do, all the time), which
+        # moves the mark and the table is read; so of a few calls one must have gone by it
+        seen = []
+        for _ in range(8):
+            checks.clear()
+            res = call(("true",))
+            assert res.success and res.mount is not None and res.mount.alive_after, res.to_dict()
+            assert checks in (["main"], ["main", "main"]), checks
+            seen.append(len(checks))
+            ready()
+            if checks == ["main"]:
+                break
+        assert 1 in seen, seen
         checks.clear()
         # a mount comes while the command runs: the mark says so, and the table is read
         mounter = threading.Timer(
