@@ -194,6 +194,8 @@ def _mount_before_the_sizes(
         st.join(0.5)
         status.join(0.5)
         assert st.is_alive() and status.is_alive(), (st_out, status_out)  # waiting, not guessing
+        # the stat waits for the sizes, not loading libgit2 to learn its blob is not here
+        assert not _libgit2_in(info.pid), _daemon_log(v)
         assert relay.armed
         relay.release()
         st.join(HOLD_S)

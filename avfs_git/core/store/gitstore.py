@@ -347,8 +347,19 @@ class GitStore(StoreWrites):
         """The size of blob ``oid`` from its header (in a lazy vault, fetched first when it
         is only promised: see :meth:`read_object`; the size cache first, a lookup that
         fails in every pack costs more than the dict)."""
-        if self.promisor.remote() is not None and (known := self.promisor.size(oid)) is not None:
-            return known
+        if self.promisor.remote() is not None:
+            if (known := self.promisor.size(oid)) is not None:
+                return known
+            if self.promisor.pending():  # a mount is asking the sizes: wait for them rather
+                try:  # than load libgit2 (the mount loads it after them) to learn it is missing
+                    got = self._reader.header(oid)
+                except ObjectReadError:
+                    got = ("unreadable", -1)  # (said below)
+                if got is not None and got[1] >= 0:
+                    return got[1]
+                waited = got is None and self.promisor.await_sizes(oid)
+                if waited and (known := self.promisor.size(oid)) is not None:
+                    return known
         try:
             return self._blob_size(oid)
         except ObjectUnreadableError as exc:
