@@ -31,6 +31,7 @@ from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
 from .promisor import Promisor
 from .threads import ThreadSlots
+from .treelist import Listing, list_tree
 
 if TYPE_CHECKING:
     import pygit2
@@ -90,6 +91,7 @@ class GitStore(StoreWrites):
         self.path = path
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
+        self._listed: tuple[str, Listing] | None = None  # the last tree_listing
         self._reader = ObjectReader(path)
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
@@ -218,6 +220,17 @@ class GitStore(StoreWrites):
                 return self.blob_data(oid)
 
         return read
+
+    def tree_listing(self, tree: str) -> Listing:
+        """Every entry under ``tree``, depth first (:func:`.treelist.list_tree`); do not
+        mutate it. The last one listed is kept: a lazy fork's mount lists its base tree for
+        its sizes, then again for its index."""
+        kept = self._listed
+        if kept is not None and kept[0] == tree:
+            return kept[1]
+        listing = list_tree(self.path, tree, self.tree_items)
+        self._listed = (tree, listing)
+        return listing
 
     def is_local(self, oid: str) -> bool:
         """Whether the vault holds object ``oid`` (in a lazy vault, a blob may be only
