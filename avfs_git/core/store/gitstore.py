@@ -16,6 +16,7 @@ and pygit2 exceptions are translated in the store; nothing above it catches them
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -243,6 +244,18 @@ class GitStore(StoreWrites):
         if "pygit2" in sys.modules or self._reader.skipped:
             return self.has_object(oid)
         return False
+
+    def local_of(self, oids: Iterable[str]) -> set[str]:
+        """Those of ``oids`` the vault holds, for a batch (a read's neighbours): each id
+        looked up once in each pack, the pack directory read once, where :meth:`is_local`
+        reads it again and then asks libgit2 (which reads it again) for every id it does
+        not find. libgit2 is asked here only where the pure reader skipped a pack or the
+        vault borrows objects (``info/alternates``): layouts it does not read."""
+        oids = list(oids)
+        found = self._reader.holds(oids)
+        if self._reader.skipped or os.path.exists(os.path.join(self.path, "objects", "info", "alternates")):
+            found.update(o for o in oids if o not in found and self.has_object(o))
+        return found
 
     def prefetch(self, oids: Iterable[str]) -> int:
         """Fetch, in one batch, those of ``oids`` (blobs) a lazy vault does not hold, so a
