@@ -35,9 +35,9 @@ def list_tree(git_dir: str, tree: str, items: Callable[[str], Mapping[str, tuple
     for record in out.split(b"\0"):
         if not record:
             continue
-        meta, _, path = record.partition(b"\t")
+        meta, _, path = record.partition(b"\t")  # "<mode> <type> <id>\t<path>"
         mode, _, rest = meta.partition(b" ")
-        add((path.decode("utf-8", "surrogateescape"), int(mode, 8), rest[-40:].decode()))
+        add((path.decode("utf-8", "surrogateescape"), int(mode, 8), rest.partition(b" ")[2].decode()))
     return listing
 
 
