@@ -38,10 +38,14 @@ mount (``warm_task_s``: every file it reads is local then, so what is left over 
 clone's time is the mount's own cost); ``--settled`` adds a lazy run per repeat whose task
 starts once the mount has settled (``settled_wait_s``: a ``git status`` in the mount, which
 waits for the mount's sizes and git index, docs/lazy.md; then ``settled_task_s``): the
-misses' cost without the settling running beside the task.
+misses' cost without the settling running beside the task. ``--baseline SRC``: another avfs
+source tree (a worktree of another commit), whose lazy runs (and settled ones with
+``--settled``) go beside this tree's in every repeat, the side going first alternating,
+run as ``python -m avfs_git`` with ``PYTHONPATH=SRC`` and a home of its own (keys prefixed
+``base_``): a before/after of the code in the same run.
 
 Run: ``.venv/bin/python -m bench.scalecases [--repeats N] [--neighbours COUNT:BYTES]
-[--variant JSON]... [--no-batched] [--warm]``; the result goes to
+[--variant JSON]... [--no-batched] [--warm] [--settled] [--baseline SRC]``; the result goes to
 ``bench/results/scale-<time>.json`` and is printed.
 """
 
@@ -224,13 +228,13 @@ def _read_set(trace: Path, tree: Path) -> tuple[int, int]:
     return len(opened), sum(p.stat().st_size for p in opened)
 
 
-def _settled(avfs: str, url: str, mp: Path, name: str, env: dict[str, str], deps: list[Path],
+def _settled(avfs: list[str], url: str, mp: Path, name: str, env: dict[str, str], deps: list[Path],
              relay: Relay) -> dict[str, float]:  # fmt: skip
     """A lazy clone + mount, a ``git status`` in it (it waits for the mount's sizes and
     index: the settling), then the task: the task's keys prefixed ``settled_``."""
     mp.mkdir()
-    subprocess.run([avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True)
-    subprocess.run([avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
+    subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], check=True, env=env, capture_output=True)
+    subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
     row: dict[str, float] = {}
     try:
         os.listdir(mp)
@@ -242,7 +246,7 @@ def _settled(avfs: str, url: str, mp: Path, name: str, env: dict[str, str], deps
         row["settled_task_bytes"] = relay.down - down
         row["settled_task_fetches"] = relay.requests - reqs
     finally:
-        subprocess.run([avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+        subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
     return row
 
 
@@ -258,11 +262,17 @@ def main() -> None:
                     " (warm_task_s: the mount's own cost, nothing left to fetch)")  # fmt: skip
     ap.add_argument("--settled", action="store_true", help="a lazy run per repeat whose task"
                     " starts once the mount settled (after a git status in it)")  # fmt: skip
+    ap.add_argument("--baseline", metavar="SRC", help="another avfs source tree, its lazy runs"
+                    " (and settled ones) interleaved with this one's (prefix base_)")  # fmt: skip
     args = ap.parse_args()
     avfs = str(ROOT / ".venv" / "bin" / "avfs")
+    load_before = os.getloadavg()
     rd = _realdata()
     with tempfile.TemporaryDirectory(prefix="avfs-bench-scale-") as tmp:
         t = Path(tmp)
+        # not in the checkout: `python -m avfs_git` (the baseline, the mount daemons) would
+        # import this tree's package from the working directory, ahead of PYTHONPATH
+        os.chdir(t)
         (t / "served").mkdir()
         tip = _build(t / "served", t)
         deps = [_unpack(rd, p, v, t / "deps" / p) for p, v in DEPS]
@@ -278,13 +288,17 @@ def main() -> None:
             )
         env = {**os.environ, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never", "AVFS_SERVER": "off",
                "AVFS_LAYERS": "off"}  # fmt: skip
-        variants = [(env, "")]
+        variants = [(env, "", [avfs])]
         for j, extra in enumerate(args.variant, 1):
             vhome = t / f"home-v{j}"
             vhome.mkdir()
             base = json.loads((home / "config.json").read_text()) if (home / "config.json").exists() else {}
             (vhome / "config.json").write_text(json.dumps({**base, **json.loads(extra)}))
-            variants.append(({**env, "AVFS_HOME": str(vhome)}, f"v{j}_"))
+            variants.append(({**env, "AVFS_HOME": str(vhome)}, f"v{j}_", [avfs]))
+        python = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
+        base_env = {**env, "AVFS_HOME": str(t / "base-home"), "PYTHONPATH": args.baseline or ""}
+        if args.baseline:
+            variants.append((base_env, "base_", python))
         rows: list[dict[str, float]] = []
         read_files = read_bytes = 0
         try:
@@ -305,20 +319,21 @@ def main() -> None:
                 shutil.rmtree(dest)
                 # lazy: vault clone --lazy + mount until ls answers, then the task in the mount
                 # (each variant: its own home, its settings; interleaved with the full run)
-                for j, (venv, prefix) in enumerate(variants):
+                # (the side right after the full clone meets its writeback: the order alternates)
+                for j, (venv, prefix, cmd) in sorted(enumerate(variants), reverse=i % 2 == 1):
                     mp = t / f"mnt-{i}-{j}"
                     mp.mkdir()
                     name = f"big{i}v{j}"
                     down = relay.down
                     start = time.perf_counter()
                     subprocess.run(
-                        [avfs, "vault", "clone", "--lazy", url, name],
+                        [*cmd, "vault", "clone", "--lazy", url, name],
                         check=True,
                         env=venv,
                         capture_output=True,
                     )
                     subprocess.run(
-                        [avfs, "mount", f"{name}:main", str(mp)], check=True, env=venv, capture_output=True
+                        [*cmd, "mount", f"{name}:main", str(mp)], check=True, env=venv, capture_output=True
                     )
                     os.listdir(mp)
                     row[f"{prefix}lazy_clone_mount_s"] = time.perf_counter() - start
@@ -332,9 +347,14 @@ def main() -> None:
                         if args.warm:  # again in the same mount, every file it reads now local
                             row[f"{prefix}warm_task_s"] = _task(mp, deps)
                     finally:
-                        subprocess.run([avfs, "unmount", f"{name}:main"], env=venv, capture_output=True)
+                        subprocess.run([*cmd, "unmount", f"{name}:main"], env=venv, capture_output=True)
                 if args.settled:
-                    row.update(_settled(avfs, url, t / f"mnt-s{i}", f"settled{i}", env, deps, relay))
+                    sides = [("", [avfs], env)] + ([("base_", python, base_env)] if args.baseline else [])
+                    for prefix, cmd, senv in sides if i % 2 == 0 else sides[::-1]:
+                        got = _settled(
+                            cmd, url, t / f"mnt-{prefix}s{i}", f"{prefix}settled{i}", senv, deps, relay
+                        )
+                        row.update({f"{prefix}{k}": v for k, v in got.items()})
                 if args.no_batched:
                     rows.append(row)
                     continue
@@ -374,6 +394,7 @@ def main() -> None:
         "tip_bytes": tip["bytes"],
         "repeats": args.repeats,
         "read_neighbours": args.neighbours or "default",
+        "load_average_before": load_before,
         "load_average": os.getloadavg(),
         "task_ratio_lazy_vs_full": med["lazy_task_s"] / med["full_task_s"],
         "end_to_end_ratio_lazy_vs_full": (med["lazy_clone_mount_s"] + med["lazy_task_s"])
@@ -391,12 +412,20 @@ def main() -> None:
         "settled_task_ratio_vs_full": med["settled_task_s"] / med["full_task_s"]
         if "settled_task_s" in med
         else None,
+        "baseline": args.baseline,
+        "baseline_task_ratio_vs_full": med["base_lazy_task_s"] / med["full_task_s"]
+        if args.baseline
+        else None,
+        "baseline_settled_task_ratio_vs_full": med["base_settled_task_s"] / med["full_task_s"]
+        if args.baseline and "base_settled_task_s" in med
+        else None,
         "variants": args.variant,
         "variant_task_ratios_vs_full": [
-            med[f"v{j}_lazy_task_s"] / med["full_task_s"] for j in range(1, len(variants))
+            med[f"v{j}_lazy_task_s"] / med["full_task_s"] for j in range(1, len(args.variant) + 1)
         ],
         "variant_fetched_vs_read_ratios": [
-            med[f"v{j}_lazy_task_bytes"] / read_bytes if read_bytes else None for j in range(1, len(variants))
+            med[f"v{j}_lazy_task_bytes"] / read_bytes if read_bytes else None
+            for j in range(1, len(args.variant) + 1)
         ],
         "medians": med,
         "runs": rows,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core.errors import BlobNotLocalError, UsageError
+from avfs_git.core.store.gitstore import GitStore
 from avfs_git.core.store.neighbours import BINARY, MAX_BINARY, MAX_FILE
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
@@ -428,3 +429,47 @@ def test_a_package_module_the_server_no_longer_has_does_not_fail_the_read(home: 
     with pytest.raises(BlobNotLocalError) as exc:
         ws.read("pkg/sub/deep/gone.py")
     assert "no longer has it" in exc.value.message and exc.value.details["path"] == "pkg/sub/deep/gone.py"
+
+
+def test_a_batchs_locality_is_what_each_lookup_says(lazy: Home, server: Server, tmp_path: Path) -> None:
+    """``local_of`` (a read's candidates looked up in one pass over the packs) answers as
+    :meth:`is_local` does one id at a time: for promised blobs, blobs fetched into packs
+    (one written after the first pass: the pack directory is read again), a loose object,
+    an id that is no object, and in a vault that borrows objects through
+    ``info/alternates`` (which only libgit2 reads)."""
+    import pygit2  # noqa: F401 - loaded, is_local asks libgit2 too: the reference answer
+
+    v = lazy.vault("p")
+    store = v.store
+    repo = server.base / "proj.git"
+    here = [oid for _, oid, _ in _files(repo, "avfs_git/schemas")]
+    there = [oid for _, oid, _ in _files(repo, DIR)]
+
+    def hashed(git_dir: str, text: str) -> str:
+        proc = subprocess.run(
+            ["git", "--git-dir", git_dir, "hash-object", "-w", "--stdin"],
+            input=text,
+            capture_output=True,
+            text=True,
+        )
+        return proc.stdout.strip()
+
+    assert not store.local_of(here + there)
+    first_file = "avfs_git/schemas/" + _files(repo, "avfs_git/schemas")[0][0]
+    v.workspace("main").read(first_file)  # a fetch: a pack of it and its neighbours
+    loose = hashed(v.path, "written here, loose\n")
+    ids = [*here, *there, loose, "0" * 40]
+    first = store.local_of(ids)
+    assert first == {o for o in ids if store.is_local(o)}
+    assert loose in first and first & set(here) and not first & set(there)
+    v.workspace("main").read(FILE)  # another pack, written after the first pass
+    again = store.local_of(ids)
+    assert again == {o for o in ids if store.is_local(o)} and again & set(there)
+    # objects another repository lends: only libgit2 sees them
+    lender = tmp_path / "lender.git"
+    git("init", "-q", "--bare", str(lender))
+    lent = hashed(str(lender), "lent\n")
+    with open(os.path.join(v.path, "objects", "info", "alternates"), "w") as fh:
+        fh.write(str(lender / "objects") + "\n")
+    fresh = GitStore(v.path)  # (libgit2 reads the alternates when it opens the vault)
+    assert fresh.local_of([lent, *there]) == {o for o in [lent, *there] if fresh.is_local(o)} >= {lent}

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,12 @@ def _mount_before_the_sizes(
         proc = status_out[0]
         assert isinstance(proc, subprocess.CompletedProcess)
         assert proc.returncode == 0 and proc.stdout == "", proc
-        assert _libgit2_in(info.pid)  # the index was written through it
+        # the index was written from git's listing; libgit2 comes once git may run (for
+        # the lower layer's walk and the reads), on the settle thread right after the gate
+        deadline = time.monotonic() + HOLD_S
+        while not _libgit2_in(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _libgit2_in(info.pid)
         _listings(mp)
         # every size right, known without a blob
         for p in ("avfs_git/cli/output.py", "NOTES.md", "avfs_git/core/errors.py"):

@@ -13,7 +13,9 @@ is done:
    root); meanwhile a ``stat`` of a file whose size is not known yet waits for it (:meth:`.GitStore.blob_size`),
    so the mount never shows a size it does not know, and a listing hands the kernel such
    a file's name without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
-2. the index is written (the daemon's :meth:`write_index`);
+2. the index is written (the daemon's :meth:`write_index`): both list the base tree
+   through ``git ls-tree`` (core/store/treelist.py), so libgit2 is loaded only after the
+   gate opens;
 3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
    in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
    ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
@@ -70,9 +72,6 @@ class Settle:
                 self.ws.ask_sizes(asked.set)
             except Exception:
                 log.exception("asking the sizes of the mount's files")
-            # the index reads every tree and size: libgit2 from here on, loaded after the
-            # mount answered (its import, 100-300 ms here, was on the way to `ls`)
-            prefer_libgit2()
             try:
                 if not self.write_index():
                     log.warning("index.lock stayed taken: index not written")
@@ -81,6 +80,10 @@ class Settle:
         finally:
             asked.set()
             self.gate.set()
+        # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
+        # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
+        # to the first `git status`; the sizes and the index list the tree through git)
+        prefer_libgit2()
         if self.pin is not None and self.stacked.wait(GATE_S):
             try:
                 self.pin()

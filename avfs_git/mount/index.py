@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
 from ..core.store.gitlib import libgit2_loaded
+from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
 from .indexpatch import StatFn, patched_index
@@ -119,6 +120,11 @@ def _sizes(store: GitStore) -> Callable[[str], int]:
     per blob, but loading it costs a process that has not ~80-150 ms; an index patched
     after a checkpoint (a few changed files) reads its few through the store's own reader,
     and an index written whole loads libgit2 once it has asked for :data:`FEW_SIZES`."""
+    if store.promisor.remote() is not None:
+        # a lazy vault: the size cache (its tree's sizes were asked first), read without
+        # libgit2, whose import would stand between the mount and its first `git status`
+        known = store.promisor.size
+        return lambda oid: n if (n := known(oid)) is not None else store.blob_size(oid)
     if libgit2_loaded():
         from ..core.store.odbdirect import size_reader
 
@@ -189,53 +195,17 @@ def index_bytes(
     their entries get git's ``skip-worktree`` bit (index version 3), so git neither reports
     them deleted nor writes them out.
     """
-    vault.store.ensure_sizes(tree or vault.store.commit_tree(commit))  # a lazy vault: one request
-
-    entry = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
-    pad = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
-    pad_ext = [b"\0" * (8 - (64 + n) % 8) for n in range(8)]  # with extended flags
-    skipped = 0
-    entries: list[tuple[bytes, bytes]] = []
-    add = entries.append
     store = vault.store
+    root = tree or store.commit_tree(commit)
+    store.ensure_sizes(root)  # a lazy vault: one request
 
-    nodes: list[list[Any]] = []  # the cache tree, depth first: [name, entries, subtrees, tree id]
-
-    def walk(tree: str, prefix: str, dirname: str) -> int:
-        node: list[Any] = [dirname, 0, 0, tree]
-        nodes.append(node)
-        count = 0
-        for name, (oid, mode) in store.tree_items(tree).items():
-            path = prefix + name
-            if mode == 0o040000:
-                if skeleton is not None:
-                    skeleton.append((path, None))
-                node[2] += 1
-                count += walk(oid, path + "/", name)
-                continue
-            count += 1
-            if skeleton is not None and name == ".gitignore" and mode != 0o120000:
-                skeleton.append((path, oid))
-            raw = path.encode("utf-8", "surrogateescape")
-            n = len(raw)
-            if hidden is not None and hidden(path):
-                nonlocal skipped
-                skipped += 1
-                # extended (0x4000) with skip-worktree (0x4000 of the extended flags); no
-                # stat data: git does not look at the file
-                add((raw, entry(0, 0, 0, 0, 0, 0, mode, 0, 0, 0, bytes.fromhex(oid), 0x4000 | min(n, 0xFFF))
-                     + b"\x40\x00" + raw + pad_ext[n % 8]))  # fmt: skip
-                continue
-            ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
-            add((raw, entry(
-                ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0,
-                ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
-                bytes.fromhex(oid), min(n, 0xFFF),
-            ) + raw + pad[n % 8]))  # fmt: skip
-        node[1] = count
-        return count
-
-    walk(tree or vault.store.commit_tree(commit), "", "")
+    # a lazy vault's trees listed by git (its sizes were asked from the same listing), a
+    # whole vault's walked through libgit2 (loaded by a mount before it serves)
+    lazy = store.promisor.remote() is not None
+    listing = store.tree_listing(root) if lazy else walk_tree(root, store.tree_items)
+    entries, nodes, skipped = _entries(root, listing, stat_of, skeleton, hidden)
+    add = entries.append
+    entry, pad = _ENTRY, _PAD
     if unmerged:
         # git's unmerged entries: the path at stages 1-3, never also at stage 0
         gone = {str(u[0]).encode("utf-8", "surrogateescape") for u in unmerged}
@@ -265,6 +235,67 @@ def index_bytes(
         ext = struct.pack(">I", 2) + fsmonitor_token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
         data += b"FSMN" + struct.pack(">I", len(ext)) + ext
     return data + hashlib.sha1(data).digest()
+
+
+_ENTRY = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
+_PAD = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
+_PAD_EXT = [b"\0" * (8 - (64 + n) % 8) for n in range(8)]  # with extended flags
+
+
+def _entries(
+    root: str,
+    listing: Listing,
+    stat_of: StatFn,
+    skeleton: list[tuple[str, str | None]] | None,
+    hidden: Callable[[str], bool] | None,
+) -> tuple[list[tuple[bytes, bytes]], list[list[Any]], int]:
+    """(the index entries (path, bytes), in the listing's order; the cache tree's nodes,
+    depth first: [name, entries, subtrees, tree id]; how many are skip-worktree) of the
+    tree ``root`` listed as ``listing`` (:func:`index_bytes` says the rest)."""
+    entry, pad, pad_ext = _ENTRY, _PAD, _PAD_EXT
+    skipped = 0
+    entries: list[tuple[bytes, bytes]] = []
+    add = entries.append
+    nodes: list[list[Any]] = [["", 0, 0, root]]
+    # the directories being listed, innermost last: (prefix, node); a node counts its
+    # own files, and hands the count to its parent when the listing leaves it
+    open_dirs: list[tuple[str, list[Any]]] = [("", nodes[0])]
+    for path, mode, oid in listing:
+        while len(open_dirs) > 1 and not path.startswith(open_dirs[-1][0]):
+            done = open_dirs.pop()[1]
+            open_dirs[-1][1][1] += done[1]
+        parent = open_dirs[-1][1]
+        name = path[len(open_dirs[-1][0]) :]
+        if mode == 0o040000:
+            if skeleton is not None:
+                skeleton.append((path, None))
+            parent[2] += 1
+            node: list[Any] = [name, 0, 0, oid]
+            nodes.append(node)
+            open_dirs.append((path + "/", node))
+            continue
+        parent[1] += 1
+        if skeleton is not None and name == ".gitignore" and mode != 0o120000:
+            skeleton.append((path, oid))
+        raw = path.encode("utf-8", "surrogateescape")
+        n = len(raw)
+        if hidden is not None and hidden(path):
+            skipped += 1
+            # extended (0x4000) with skip-worktree (0x4000 of the extended flags); no
+            # stat data: git does not look at the file
+            add((raw, entry(0, 0, 0, 0, 0, 0, mode, 0, 0, 0, bytes.fromhex(oid), 0x4000 | min(n, 0xFFF))
+                 + b"\x40\x00" + raw + pad_ext[n % 8]))  # fmt: skip
+            continue
+        ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
+        add((raw, entry(
+            ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0,
+            ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
+            bytes.fromhex(oid), min(n, 0xFFF),
+        ) + raw + pad[n % 8]))  # fmt: skip
+    while len(open_dirs) > 1:
+        done = open_dirs.pop()[1]
+        open_dirs[-1][1][1] += done[1]
+    return entries, nodes, skipped
 
 
 def _write_locked(git_dir: str, fd: int, data: bytes) -> None:

@@ -16,6 +16,7 @@ and pygit2 exceptions are translated in the store; nothing above it catches them
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,6 +32,7 @@ from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
 from .promisor import Promisor
 from .threads import ThreadSlots
+from .treelist import Listing, list_tree
 
 if TYPE_CHECKING:
     import pygit2
@@ -90,6 +92,7 @@ class GitStore(StoreWrites):
         self.path = path
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
+        self._listed: tuple[str, Listing] | None = None  # the last tree_listing
         self._reader = ObjectReader(path)
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
@@ -219,6 +222,17 @@ class GitStore(StoreWrites):
 
         return read
 
+    def tree_listing(self, tree: str) -> Listing:
+        """Every entry under ``tree``, depth first (:func:`.treelist.list_tree`); do not
+        mutate it. The last one listed is kept: a lazy fork's mount lists its base tree for
+        its sizes, then again for its index."""
+        kept = self._listed
+        if kept is not None and kept[0] == tree:
+            return kept[1]
+        listing = list_tree(self.path, tree, self.tree_items)
+        self._listed = (tree, listing)
+        return listing
+
     def is_local(self, oid: str) -> bool:
         """Whether the vault holds object ``oid`` (in a lazy vault, a blob may be only
         promised); read from object headers, no pygit2 needed."""
@@ -230,6 +244,18 @@ class GitStore(StoreWrites):
         if "pygit2" in sys.modules or self._reader.skipped:
             return self.has_object(oid)
         return False
+
+    def local_of(self, oids: Iterable[str]) -> set[str]:
+        """Those of ``oids`` the vault holds, for a batch (a read's neighbours): each id
+        looked up once in each pack, the pack directory read once, where :meth:`is_local`
+        reads it again and then asks libgit2 (which reads it again) for every id it does
+        not find. libgit2 is asked here only where the pure reader skipped a pack or the
+        vault borrows objects (``info/alternates``): layouts it does not read."""
+        oids = list(oids)
+        found = self._reader.holds(oids)
+        if self._reader.skipped or os.path.exists(os.path.join(self.path, "objects", "info", "alternates")):
+            found.update(o for o in oids if o not in found and self.has_object(o))
+        return found
 
     def prefetch(self, oids: Iterable[str]) -> int:
         """Fetch, in one batch, those of ``oids`` (blobs) a lazy vault does not hold, so a

@@ -26,6 +26,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from .objects import (
     _OFS_DELTA,
@@ -216,6 +217,21 @@ class ObjectReader:
             if rescanned or not self._scan():
                 break
         return None
+
+    def holds(self, oids: Iterable[str]) -> set[str]:
+        """Those of ``oids`` found here, loose or packed, whether readable or not: the pack
+        directory read once for all of them (a lookup per id that misses reads it again, and
+        a batch is mostly misses: a read's promised neighbours)."""
+        self._scan()
+        packs = [p for p in self._packs.values() if p is not None]
+        found: set[str] = set()
+        for oid in oids:
+            if len(oid) != 40:
+                continue
+            key = bytes.fromhex(oid)
+            if any(p.find(key) is not None for p in packs) or os.path.exists(self._loose_path(oid)):
+                found.add(oid)
+        return found
 
     def header(self, oid: str) -> tuple[str, int] | None:
         """(type, size) of an object without reading its data (None when not found): only

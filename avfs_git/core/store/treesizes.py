@@ -12,6 +12,9 @@ from typing import Protocol
 
 from ..types import MODE_COMMIT, MODE_TREE
 from .promisor import Promisor
+from .treelist import Listing
+
+_NOT_BLOBS = (MODE_TREE, MODE_COMMIT)
 
 
 class GitStore(Protocol):
@@ -21,6 +24,7 @@ class GitStore(Protocol):
     def promisor(self) -> Promisor: ...
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]: ...
     def is_local(self, oid: str) -> bool: ...
+    def tree_listing(self, tree: str) -> Listing: ...
     def prefetch(self, oids: Iterable[str]) -> int: ...
 
 
@@ -32,14 +36,9 @@ def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
     promisor = store.promisor
     if promisor.remote() is None or promisor.sized(tree):
         return
-    blobs: list[str] = []
-    stack = [tree]
-    while stack:
-        for oid, mode in store.tree_items(stack.pop()).values():
-            if mode == MODE_TREE:
-                stack.append(oid)
-            elif mode != MODE_COMMIT and promisor.size(oid) is None:
-                blobs.append(oid)
+    known = promisor.size
+    # listed by git (C), not walked tree by tree: the mount's index lists it next
+    blobs = [o for _, mode, o in store.tree_listing(tree) if mode not in _NOT_BLOBS and known(o) is None]
     # the server sizes what it has; a blob it lacks is one written here (or lost there)
     rest = blobs if blobs and not promisor.learn_sizes(blobs) else []
     rest = [o for o in rest if promisor.size(o) is None and not store.is_local(o)]

@@ -1,0 +1,56 @@
+"""Every entry of a whole tree in one list, depth first, directories before what they hold
+(git's own order: ``git ls-tree -r -t``), for the two walks a lazy fork's mount makes of its
+base tree before git may run in it: the sizes asked of the server (core/store/treesizes.py)
+and the worktree's git index (mount/index.py).
+
+Why git lists it: a lazy vault's trees are read by the pure reader until the mount has
+settled (libgit2's import was moved off the way to ``ls``), and a walk of 7,516 trees there
+took 0.15-0.32 s of the 0.5-0.9 s that settling took at 20,538 files, then a second walk
+for the index; ``git ls-tree -r -t -z`` lists the same entries in C (0.02 s) and reads no
+blob (a partial clone's trees are all local). Where git cannot (not installed, a tree it
+does not find), the tree is walked through the store as before, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ..errors import InternalError
+from ..types import MODE_TREE
+from .gitrun import run
+
+Listing = list[tuple[str, int, str]]  # (path, mode, oid), depth first, a directory before its entries
+
+
+def list_tree(git_dir: str, tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) -> Listing:
+    """``tree``'s entries at every depth, as :data:`Listing`: listed by git in the vault
+    ``git_dir``, or walked with ``items(tree id)`` (name -> (oid, mode), in tree order) where
+    git cannot list it."""
+    try:
+        out = run(["ls-tree", "-r", "-t", "-z", "--full-tree", tree], git_dir=git_dir).stdout
+    except InternalError:
+        return walk_tree(tree, items)
+    listing: Listing = []
+    add = listing.append
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")  # "<mode> <type> <id>\t<path>"
+        mode, _, rest = meta.partition(b" ")
+        add((path.decode("utf-8", "surrogateescape"), int(mode, 8), rest.partition(b" ")[2].decode()))
+    return listing
+
+
+def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) -> Listing:
+    """:func:`list_tree`'s listing walked through ``items`` (the store's trees)."""
+    listing: Listing = []
+    add = listing.append
+
+    def walk(oid: str, prefix: str) -> None:
+        for name, (child, mode) in items(oid).items():
+            add((prefix + name, mode, child))
+            if mode == MODE_TREE:
+                walk(child, prefix + name + "/")
+
+    walk(tree, "")
+    return listing

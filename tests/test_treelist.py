@@ -1,0 +1,142 @@
+"""A whole tree listed by git (core/store/treelist.py) against the same tree walked through
+the store, and a lazy fork's mount index made from git's listing against the same index
+made from a walk (mount/index.py), on real git and a real lazy clone."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core.errors import InternalError, ObjectUnreadableError
+from avfs_git.core.store import treelist
+from avfs_git.core.store.gitstore import GitStore
+from avfs_git.core.vaults.home import Home
+from avfs_git.mount import index as mount_index
+
+from .conftest import git
+from .test_lazy import Server
+from .test_lazy import server as server
+
+
+def _awkward_repo(tmp_path: Path) -> tuple[str, str]:
+    """A bare repository whose tree has what a listing can get wrong: names git sorts
+    differently from plain byte order (``a.b`` beside ``a/``), names with tabs, newlines,
+    spaces, quotes and bytes that are not UTF-8, a symlink, an executable, an empty-named
+    deep chain, and a gitlink; (its path, its tree id)."""
+    work = tmp_path / "work"
+    git("init", "-q", "-b", "main", str(work))
+    files = {
+        "a.b": "dot\n",
+        "a/x.py": "x\n",
+        "a/b/c/d/e.txt": "deep\n",
+        "a-b/y": "y\n",
+        "tab\there/f": "t\n",
+        "new\nline": "n\n",
+        'q"uote d/sp ace.txt': "s\n",
+        "pkg/.gitignore": "*.pyc\n",
+        "pkg/__init__.py": "",
+    }
+    for rel, text in files.items():
+        p = work / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    raw = os.fsencode(str(work)) + b"/caf\xe9"  # not UTF-8
+    with open(raw, "wb") as fh:
+        fh.write(b"latin-1 name\n")
+    os.symlink("a/x.py", work / "link")
+    (work / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(work / "run.sh", 0o755)
+    git("-C", str(work), "add", "-A")
+    # a gitlink (a submodule's commit), as a tree holds one
+    git("-C", str(work), "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},sub/module")
+    git("-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "awkward")
+    bare = tmp_path / "awkward.git"
+    git("clone", "-q", "--bare", str(work), str(bare))
+    tree = git("--git-dir", str(bare), "rev-parse", "HEAD^{tree}").strip()
+    return str(bare), tree
+
+
+def test_git_lists_a_tree_as_the_store_walks_it(tmp_path):
+    bare, tree = _awkward_repo(tmp_path)
+    store = GitStore(bare)
+    listed = treelist.list_tree(bare, tree, store.tree_items)
+    walked = treelist.walk_tree(tree, store.tree_items)
+    assert listed == walked
+    paths = {p for p, _, _ in listed}
+    assert {"a.b", "a/b/c/d/e.txt", "tab\there/f", "new\nline", "caf\udce9", "sub/module", "link"} <= paths
+    modes = {p: m for p, m, _ in listed}
+    assert modes["a"] == 0o040000 and modes["link"] == 0o120000 and modes["run.sh"] == 0o100755
+    assert modes["sub/module"] == 0o160000
+    # depth first, a directory before what it holds
+    order = [p for p, _, _ in listed]
+    assert order.index("a") < order.index("a/b") < order.index("a/b/c/d/e.txt")
+    # the store keeps the last listing (the sizes, then the index, list the same tree)
+    assert store.tree_listing(tree) is store.tree_listing(tree)
+    assert store.tree_listing(tree) == walked
+
+
+def test_where_git_cannot_list_the_tree_it_is_walked(tmp_path, monkeypatch):
+    bare, tree = _awkward_repo(tmp_path)
+    store = GitStore(bare)
+
+    def no_git(*args: object, **kwargs: object) -> object:
+        raise InternalError("git is not installed")
+
+    monkeypatch.setattr(treelist, "run", no_git)
+    assert treelist.list_tree(bare, tree, store.tree_items) == treelist.walk_tree(tree, store.tree_items)
+
+
+def test_a_lazy_forks_index_from_gits_listing_is_the_walked_one(home: Home, server: Server, tmp_path):
+    """The index a lazy fork's mount writes (its tree listed by git, its sizes from the
+    server) is byte for byte the one written from a walk of a whole vault of the same
+    commit with the same stat data, skeleton included; and making it loads no libgit2."""
+    lazy = home.clone_vault(server.url("proj.git"), "lz", lazy=True)
+    whole = home.clone_vault(server.url("proj.git"), "wh")
+    ws = lazy.workspace("main")
+    commit = ws.view.base
+    assert commit == whole.workspace("main").view.base
+    stat = mount_index.index_stat(ws, 1000, 1000)
+
+    def made(vault: object) -> tuple[str, list[tuple[str, str | None]]]:
+        skeleton: list[tuple[str, str | None]] = []
+        data = mount_index.index_bytes(vault, commit, stat, "tok", skeleton=skeleton)  # type: ignore[arg-type]
+        return hashlib.sha1(data).hexdigest(), skeleton
+
+    code = (
+        "import sys, json\n"
+        "from avfs_git.mount import index as mi\n"
+        "from avfs_git.mount.side import open_home\n"
+        "h = open_home(sys.argv[1]); v = h.vault('lz'); ws = v.workspace('main')\n"
+        "mi.index_bytes(v, ws.view.base, mi.index_stat(ws, 1000, 1000), 'tok', skeleton=[])\n"
+        "print(json.dumps('pygit2' in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(home.path)], capture_output=True, text=True, check=False
+    )
+    assert out.stdout.strip() == "false", out.stderr
+    lazy_made, whole_made = made(lazy), made(whole)
+    assert lazy_made == whole_made
+    assert ("avfs_git/core/store", None) in lazy_made[1]  # the directories, for the untracked cache
+    # and it is git's own: the cache tree of `git read-tree`, the entries' ids and modes
+    index_file = tmp_path / "index"
+    index_file.write_bytes(mount_index.index_bytes(lazy, commit, stat, "tok"))
+    env = dict(os.environ, GIT_INDEX_FILE=str(index_file), GIT_DIR=lazy.path)
+    listed = subprocess.run(["git", "ls-files", "-s"], env=env, capture_output=True, text=True, check=True)
+    tree = subprocess.run(
+        ["git", "ls-tree", "-r", "--full-tree", commit], env=env, capture_output=True, text=True, check=True
+    )
+    assert len(listed.stdout.splitlines()) == len(tree.stdout.splitlines()) > 50
+    written = subprocess.run(["git", "write-tree"], env=env, capture_output=True, text=True, check=True)
+    assert written.stdout.strip() == git("--git-dir", lazy.path, "rev-parse", f"{commit}^{{tree}}").strip()
+
+
+def test_a_tree_git_does_not_have_is_an_error_not_an_empty_listing(tmp_path):
+    bare, _ = _awkward_repo(tmp_path)
+    store = GitStore(bare)
+    with pytest.raises(ObjectUnreadableError):  # git fails, then the walk names the object
+        treelist.list_tree(bare, "2" * 40, store.tree_items)
