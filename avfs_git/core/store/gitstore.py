@@ -15,7 +15,6 @@ and pygit2 exceptions are translated in the store; nothing above it catches them
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -297,7 +296,7 @@ class GitStore(StoreWrites):
                 head is not None
                 and head[0] == "blob"
                 and head[1] >= STREAM_MIN
-                and self._hash_stream(oid, head[1])
+                and self._reader.hash_stream(oid, head[1])
             ):
                 return "blob", None
         except ObjectReadError:
@@ -322,22 +321,6 @@ class GitStore(StoreWrites):
         if pure_error is not None and self._reader.has_loose(oid):  # see read_object
             raise self._unreadable(oid, "object", pure_error, pure_error)
         return self._libgit2_read(oid, "object", pure_error)  # names it
-
-    def _hash_stream(self, oid: str, size: int) -> bool:
-        """True when the big blob ``oid`` stored whole hashes to its id, read as a stream
-        (False: not stored whole). Raises :class:`ObjectReadError` otherwise."""
-        stream = self._reader.stream(oid)
-        if stream is None:
-            return False
-        h = hashlib.sha1(b"blob %d\0" % size)
-        try:
-            while chunk := stream.read(1 << 20):
-                h.update(chunk)
-        finally:
-            stream.close()
-        if h.hexdigest() != oid:
-            raise ObjectReadError(f"object {oid}: its contents do not match its id")
-        return True
 
     def _unreadable(
         self, oid: str, what: str, pure: ObjectReadError | None, exc: BaseException

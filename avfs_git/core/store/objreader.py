@@ -21,6 +21,7 @@ The contract with the caller:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -307,6 +308,22 @@ class ObjectReader:
             else:
                 raise _bad(f"unknown pack object type {kind}")
         raise _bad(f"delta chain longer than {MAX_CHAIN} (a cycle?)")
+
+    def hash_stream(self, oid: str, size: int) -> bool:
+        """True when the big blob ``oid`` stored whole hashes to its id, read as a stream
+        (False: not stored whole). Raises :class:`ObjectReadError` otherwise."""
+        stream = self.stream(oid)
+        if stream is None:
+            return False
+        h = hashlib.sha1(b"blob %d\0" % size)
+        try:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+        finally:
+            stream.close()
+        if h.hexdigest() != oid:
+            raise ObjectReadError(f"object {oid}: its contents do not match its id")
+        return True
 
     def stream(self, oid: str) -> BlobStream | None:
         """A :class:`BlobStream` of a blob stored whole (loose, or undeltified in a pack,
