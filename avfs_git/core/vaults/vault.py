@@ -405,13 +405,16 @@ class Vault(VaultQuota, Generic[H_co]):
                 layers.remove_state_dir(self.home_dir, link)
             self._ws.pop(new, None)
             tree: str | None = None
+            journal: int | None = None
             why = self._snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
             if why is None:
                 try:
                     # the whole state (entries, journal, the upper layer of a live mount,
                     # an open merge) as it is at this instant; the fork lock keeps a
-                    # checkpoint of the source from being half-way
-                    layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup())
+                    # checkpoint of the source from being half-way, the overlay held
+                    # still a write from landing between the journal's end read and the copy
+                    with src.overlay.still() as journal:
+                        layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup())
                 except layers.LayersUnavailable as exc:
                     why = str(exc)
             if why is None:
@@ -432,7 +435,7 @@ class Vault(VaultQuota, Generic[H_co]):
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
             if why is None:
-                claim_new_fork(link, new)  # the snapshot's journals are its source's history
+                claim_new_fork(link, new, journal)  # the snapshot's journals are its source's history
             try:
                 refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:

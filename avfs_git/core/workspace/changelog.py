@@ -187,11 +187,21 @@ def overlay_last(state_dir: str) -> int:
         conn.close()
 
 
-def claim_new_fork(state_dir: str, fork: str) -> None:
+def claim_new_fork(state_dir: str, fork: str, journal: int | None = None) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
     snapshot of its source's, whose journals it carries; an exec running on the source
-    when it was taken is not this fork's)."""
+    when it was taken is not this fork's).
+
+    ``journal``: the overlay journal's newest position in the snapshot, read from the
+    source while it was held still (``OverlayDB.still``: no exec span open there). Then the
+    snapshot's overlay database is not opened here: opening it recovers the WAL the
+    snapshot carries (a source open in another process has one) and the last connection's
+    close checkpoints it (three syncs); the fork's first user does that instead, as it
+    opens the database anyway."""
     overlay = os.path.join(state_dir, "overlay.db")
+    if journal is not None:
+        _claim_log(state_dir, fork, journal)
+        return
     if not os.path.exists(overlay):
         if exists(state_dir):
             with ChangeLog(state_dir) as log:
@@ -205,24 +215,30 @@ def claim_new_fork(state_dir: str, fork: str) -> None:
             oseq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
         except sqlite3.OperationalError:
             oseq = 0  # made, its schema not yet
-        useq = 0
-        rows = [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:{useq}")]
-
-        def fill(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
-
-        # a source that was never mounted has no log: the fork's is made with its claim in
-        # it (one sync of the file and one of its directory, not a creation and then a
-        # transaction's three), so it is never there unclaimed
-        if not create_filled(os.path.join(state_dir, FILE), _SCHEMA, fill, journal="DELETE"):
-            with ChangeLog(state_dir) as log:
-                _ident, oseq, useq = log.claim(fork, oseq)
+        useq = _claim_log(state_dir, fork, oseq)
         try:
             execspans.close_open(conn, oseq, useq)
         except sqlite3.OperationalError:
             pass  # a database from before spans were kept: none is open
     finally:
         conn.close()
+
+
+def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
+    """Make ``state_dir``'s change log ``fork``'s, its history starting at ``oseq`` of the
+    overlay journal and the log's own end; that end (0 for a log made here)."""
+    rows = [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:0")]
+
+    def fill(db: sqlite3.Connection) -> None:
+        db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
+
+    # a source that was never mounted has no log: the fork's is made with its claim in
+    # it (one sync of the file and one of its directory, not a creation and then a
+    # transaction's three), so it is never there unclaimed
+    if create_filled(os.path.join(state_dir, FILE), _SCHEMA, fill, journal="DELETE"):
+        return 0
+    with ChangeLog(state_dir) as log:
+        return log.claim(fork, oseq)[2]
 
 
 def exists(state_dir: str) -> bool:
