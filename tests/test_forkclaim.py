@@ -65,26 +65,42 @@ def test_a_snapshot_of_a_source_without_a_log_gets_one_made_claimed(
 
 _KILL_AT = """
 import os, signal, sys
+from avfs_git.core.store import refs
+from avfs_git.core.vaults import layers, vault as vault_mod
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 home = Home(sys.argv[1], author=("A", "a@example.invalid"), mounts=MOUNT_SIDE)
 vault = home.vault("v")
 where = sys.argv[2]
-real_link, real_fsync = os.link, os.fsync
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+def after(mod, name, at):
+    real = getattr(mod, name)
+    def call(*a, **k):
+        got = real(*a, **k)
+        if where == at:
+            die()
+        return got
+    setattr(mod, name, call)
+after(vault_mod, "carry_claim", "carried")  # made in the source, not yet snapshotted
+after(layers, "snapshot_state_dir", "snapshot")  # carried into the copy, not yet linked
+real_link = os.link
 def link(src, dst, *a, **k):
     if where == "link" and os.path.basename(str(dst)) == "changes.db":
-        os.kill(os.getpid(), signal.SIGKILL)
+        die()
     return real_link(src, dst, *a, **k)
-def fsync(fd):
-    if where == "dirsync" and os.path.isdir(f"/proc/self/fd/{fd}"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_fsync(fd)
-os.link, os.fsync = link, fsync
+os.link = link
+real_cas = refs.cas_update
+def cas(*a, **k):
+    if where == "ref":
+        die()
+    return real_cas(*a, **k)
+refs.cas_update = cas
 vault.fork("main", "f")
 """
 
 
-@pytest.mark.parametrize("where", ["link", "dirsync"])
+@pytest.mark.parametrize("where", ["carried", "snapshot", "link", "ref"])
 def test_a_fork_killed_while_its_log_is_made_is_made_again_cleanly(
     lhome: Home,  # noqa: F811
     where: str,
@@ -93,6 +109,7 @@ def test_a_fork_killed_while_its_log_is_made_is_made_again_cleanly(
     ws = vault.workspace("main")
     ws.write("a.txt", b"a\n")
     at = ws.overlay.last_seq()
+    src = ws.state_dir
     vault.close()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     p = subprocess.run([sys.executable, "-c", _KILL_AT, lhome.path, where], env=env, capture_output=True)
@@ -101,10 +118,66 @@ def test_a_fork_killed_while_its_log_is_made_is_made_again_cleanly(
     assert not vault.has_fork("f")  # killed before its ref: no fork
     made = vault.fork("main", "f")
     assert made.ignored.mode == IgnoredMode.SNAPSHOT
-    meta = _meta(vault.ws_dir("f"))
+    sd = vault.ws_dir("f")
+    meta = _meta(sd)
     assert meta["fork"] == "f" and meta["start"] == f"{at}:0"
     assert vault.workspace("f").read("a.txt") == b"a\n"
     assert vault.workspace("main").read("a.txt") == b"a\n"
+    # nothing of the killed fork's is left in the source, nor carried into the new fork
+    for d in (src, sd):
+        assert not [n for n in os.listdir(d) if n.startswith(changelog.FILE + ".")], d
+    assert not changelog.exists(src)
+
+
+def test_a_carried_log_whose_link_a_crash_lost_is_linked_by_its_first_reader(
+    lhome: Home,  # noqa: F811
+) -> None:
+    """The snapshot's commit made the carried log durable; the link into place was not
+    synced: a fork whose name survived a crash but not the link still has its claim."""
+    vault = lhome.create_vault("v")
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    at = ws.overlay.last_seq()
+    vault.fork("main", "f")
+    sd = vault.ws_dir("f")
+    meta = _meta(sd)
+    carried = os.path.join(sd, changelog.CARRIED + os.path.basename(os.path.realpath(sd)))
+    os.rename(os.path.join(sd, changelog.FILE), carried)  # as the crash left it
+    assert changelog.exists(sd)
+    with ChangeLog(sd) as log:
+        assert log.identity("f", at + 7) == (meta["id"], at, 0)
+    assert not os.path.exists(carried)
+    # through the fork's link, as the change stream opens it
+    os.rename(os.path.join(sd, changelog.FILE), carried)
+    with ChangeLog(vault.ws_link("f")) as log:
+        assert log.identity("f", at + 7) == (meta["id"], at, 0)
+
+
+def test_a_source_first_mounted_while_it_is_forked_has_its_copy_claimed_in_place(
+    lhome: Home,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log the source got between the carried one's making and the snapshot (its first
+    mount's daemon) comes along too: the copy's is claimed, the carried one dropped."""
+    from avfs_git.core.vaults import layers
+
+    vault = lhome.create_vault("v")
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    at = ws.overlay.last_seq()
+    real = layers.snapshot_state_dir
+
+    def snapshot(home: str, src: str, *a: object, **k: object) -> str:
+        with ChangeLog(src) as log:
+            log.append([(1.0, "created", "x.txt", None)])
+        return real(home, src, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layers, "snapshot_state_dir", snapshot)
+    vault.fork("main", "f")
+    sd = vault.ws_dir("f")
+    meta = _meta(sd)
+    assert meta["fork"] == "f" and meta["start"] == f"{at}:1"
+    assert not [n for n in os.listdir(sd) if n.startswith(changelog.FILE + ".")]
 
 
 def _journal_end(state_dir: str) -> int:

@@ -37,7 +37,7 @@ from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
 from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
-from ..workspace.changelog import claim_new_fork
+from ..workspace.changelog import carry_claim, claim_new_fork
 from ..workspace.forkcapture import capture_for_fork
 from ..workspace.mergestate import inherit_state
 from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
@@ -414,7 +414,13 @@ class Vault(VaultQuota, Generic[H_co]):
                     # checkpoint of the source from being half-way, the overlay held
                     # still a write from landing between the journal's end read and the copy
                     with src.overlay.still() as journal:
-                        layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup())
+                        sub = layers.new_subvol_path(self.home_dir)
+                        carried = None if journal is None else carry_claim(src.state_dir, sub, new, journal)
+                        try:
+                            layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup(), sub)
+                        finally:
+                            if carried is not None:
+                                os.unlink(carried)  # the source's copy: the fork's went with the snapshot
                 except layers.LayersUnavailable as exc:
                     why = str(exc)
             if why is None:
@@ -435,7 +441,8 @@ class Vault(VaultQuota, Generic[H_co]):
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
             if why is None:
-                claim_new_fork(link, new, journal)  # the snapshot's journals are its source's history
+                # the snapshot's journals are its source's history
+                claim_new_fork(sub, new, journal, carried=carried is not None)
             try:
                 refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:

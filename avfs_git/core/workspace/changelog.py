@@ -27,6 +27,7 @@ Kept: the newest :data:`MAX_EVENTS` events; a cursor older than that is out of d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -34,9 +35,12 @@ from collections.abc import Iterable
 
 from ..store.threads import ThreadSlots
 from . import execspans
-from .sqlite import close_conn, create_filled, open_db
+from .sqlite import close_conn, create_filled, make_unsynced, open_db
 
 FILE = "changes.db"
+# + the name of the state dir it is for: a fork's log made in its source's state dir just
+# before the snapshot that carries it into the fork's (:func:`carry_claim`)
+CARRIED = FILE + ".carried-"
 MAX_EVENTS = 200_000  # events kept; past it the older half goes
 
 _SCHEMA = """
@@ -62,6 +66,7 @@ class ChangeLog:
     """``<state_dir>/changes.db`` (see the module's docstring); a connection per thread."""
 
     def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
         self.path = os.path.join(state_dir, FILE)
         self._local = ThreadSlots(on_drop=close_conn)
 
@@ -69,6 +74,8 @@ class ChangeLog:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if not os.path.exists(self.path):
+                _adopt(self.state_dir)
             # a rollback journal, not WAL: the overlay daemon appends here while the kernel
             # fills the fork's quota, and a WAL's shared-memory mapping faults (SIGBUS) on a
             # btrfs subvolume past its quota, where a write only fails (sqlite.open_db)
@@ -187,7 +194,62 @@ def overlay_last(state_dir: str) -> int:
         conn.close()
 
 
-def claim_new_fork(state_dir: str, fork: str, journal: int | None = None) -> None:
+def carry_claim(src_dir: str, new_dir: str, fork: str, journal: int) -> str | None:
+    """Make the change log of ``fork``, about to be snapshotted from state dir ``src_dir``
+    into ``new_dir``, with its claim (its history starting at ``journal`` of the overlay
+    journal), in ``src_dir`` under a name of ``new_dir``'s (:data:`CARRIED`), synced by
+    nothing: the snapshot's own transaction commit makes it durable in the copy, where
+    :func:`claim_new_fork` links it into place (and, should a crash lose that link, the
+    copy's first reader: :func:`_adopt`). Its path, for the caller to remove from the
+    source once the snapshot is taken; None, making nothing, when the source has a log of
+    its own (the copy's is claimed in place) or the file cannot be made (a full quota).
+
+    So a fork of a source never mounted syncs nothing for its log, where making it in the
+    copy cost two syncs (the file and its directory), each a commit of btrfs's log."""
+    if exists(src_dir):
+        return None
+    with os.scandir(src_dir) as it:  # a killed fork's, never carried anywhere
+        for e in it:
+            if e.name.startswith(CARRIED):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+    path = os.path.join(src_dir, CARRIED + os.path.basename(new_dir))
+    rows = _claim_rows(fork, journal)
+    try:
+        make_unsynced(path, _SCHEMA, lambda db: _fill(db, rows), journal="DELETE")
+    except (OSError, sqlite3.Error):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return None
+    return path
+
+
+def _adopt(state_dir: str) -> bool:
+    """Link the log carried into this state dir by its snapshot (:func:`carry_claim`) into
+    place, where a crash lost :func:`claim_new_fork`'s link; True when there was one. A
+    log that is there already is never replaced."""
+    real = os.path.realpath(state_dir) if os.path.islink(state_dir) else os.path.normpath(state_dir)
+    carried = os.path.join(state_dir, CARRIED + os.path.basename(real))
+    try:
+        os.link(carried, os.path.join(state_dir, FILE))
+    except FileNotFoundError:
+        return False
+    except FileExistsError:
+        pass  # another reader linked it first
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(carried)
+    return True
+
+
+def _claim_rows(fork: str, oseq: int) -> list[tuple[str, str]]:
+    return [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:0")]
+
+
+def _fill(db: sqlite3.Connection, rows: list[tuple[str, str]]) -> None:
+    db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
+
+
+def claim_new_fork(state_dir: str, fork: str, journal: int | None = None, *, carried: bool = False) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
     snapshot of its source's, whose journals it carries; an exec running on the source
     when it was taken is not this fork's).
@@ -197,9 +259,22 @@ def claim_new_fork(state_dir: str, fork: str, journal: int | None = None) -> Non
     snapshot's overlay database is not opened here: opening it recovers the WAL the
     snapshot carries (a source open in another process has one) and the last connection's
     close checkpoints it (three syncs); the fork's first user does that instead, as it
-    opens the database anyway."""
+    opens the database anyway. ``carried``: the snapshot brought the fork's log, claimed
+    (:func:`carry_claim`; ``state_dir`` is then the snapshot's own path, not a link): it is
+    linked into place, no sync (unless the source's first mount made the source a log of
+    its own meanwhile: that copy is claimed instead)."""
     overlay = os.path.join(state_dir, "overlay.db")
     if journal is not None:
+        if carried:
+            path = os.path.join(state_dir, CARRIED + os.path.basename(state_dir))
+            try:
+                os.link(path, os.path.join(state_dir, FILE))
+                os.unlink(path)
+                return
+            except FileExistsError:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         _claim_log(state_dir, fork, journal)
         return
     if not os.path.exists(overlay):
@@ -227,10 +302,10 @@ def claim_new_fork(state_dir: str, fork: str, journal: int | None = None) -> Non
 def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
     """Make ``state_dir``'s change log ``fork``'s, its history starting at ``oseq`` of the
     overlay journal and the log's own end; that end (0 for a log made here)."""
-    rows = [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:0")]
+    rows = _claim_rows(fork, oseq)
 
     def fill(db: sqlite3.Connection) -> None:
-        db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
+        _fill(db, rows)
 
     # a source that was never mounted has no log: the fork's is made with its claim in
     # it (one sync of the file and one of its directory, not a creation and then a
@@ -242,4 +317,4 @@ def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
 
 
 def exists(state_dir: str) -> bool:
-    return os.path.exists(os.path.join(state_dir, FILE))
+    return os.path.exists(os.path.join(state_dir, FILE)) or _adopt(state_dir)
