@@ -121,6 +121,7 @@ class Vault(VaultQuota, Generic[H_co]):
         self._fallback_author = fallback_author
         self._ws: dict[str, Workspace[Self]] = {}
         self._ws_lock = threading.Lock()
+        self._lock_dir_made = False
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
         self._room_plenty_until = 0.0  # see kernel_quota_full
@@ -228,10 +229,12 @@ class Vault(VaultQuota, Generic[H_co]):
     def lock(self, *forks: str, wait_s: float | None = None) -> Iterator[None]:
         """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
         lock_dir = os.path.join(self.state_dir, "locks")
-        try:
-            os.makedirs(lock_dir, exist_ok=True)
-        except OSError as exc:
-            raise from_oserror(exc, lock_dir) from exc
+        if not self._lock_dir_made:  # once a handle: a vault's locks dir is never removed
+            try:
+                os.makedirs(lock_dir, exist_ok=True)
+            except OSError as exc:
+                raise from_oserror(exc, lock_dir) from exc
+            self._lock_dir_made = True
         with ExitStack() as stack:
             for f in sorted(set(forks)):
                 path = os.path.join(lock_dir, names.fs_name(f) + ".lock")
@@ -381,8 +384,6 @@ class Vault(VaultQuota, Generic[H_co]):
         source = source or self.default_fork
         names.check_fork_name(new)
         self.require_fork(source)
-        if self.has_fork(new):
-            raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
         # git cannot keep refs/heads/a and refs/heads/a/b at once: check the prefixes of the
         # new name and the names below it (O(depth), not O(forks))
         parts = new.split("/")
@@ -398,6 +399,12 @@ class Vault(VaultQuota, Generic[H_co]):
                 details={"fork": new, "clashes_with": clash},
             )
         with self.lock(source, new):
+            # looked for under the lock: a fork of this name made while this call waited
+            # for it would otherwise lose its state below, before this one's ref failed
+            if self.has_fork(new):
+                raise AlreadyExistsError(
+                    f"vault {self.name} already has a fork {new!r}", details={"fork": new}
+                )
             src = self.workspace(source)
             base = src.base
             link = self.ws_link(new)
