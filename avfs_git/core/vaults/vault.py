@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
@@ -412,22 +412,11 @@ class Vault(VaultQuota, Generic[H_co]):
                 layers.remove_state_dir(self.home_dir, link)
             self._ws.pop(new, None)
             tree: str | None = None
-            journal: int | None = None
+            snap: tuple[str, int | None, bool] | None = None
             why = self._snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
             if why is None:
                 try:
-                    # the whole state (entries, journal, the upper layer of a live mount,
-                    # an open merge) as it is at this instant; the fork lock keeps a
-                    # checkpoint of the source from being half-way, the overlay held
-                    # still a write from landing between the journal's end read and the copy
-                    with src.overlay.still() as journal:
-                        sub = layers.new_subvol_path(self.home_dir)
-                        carried = None if journal is None else carry_claim(src.state_dir, sub, new, journal)
-                        try:
-                            layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup(), sub)
-                        finally:
-                            if carried is not None:
-                                os.unlink(carried)  # the source's copy: the fork's went with the snapshot
+                    snap = self._snapshot_fork(src, link, new)
                 except layers.LayersUnavailable as exc:
                     why = str(exc)
             if why is None:
@@ -447,9 +436,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 if tree is not None:
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
-            if why is None:
-                # the snapshot's journals are its source's history
-                claim_new_fork(sub, new, journal, carried=carried is not None)
+            if snap is not None:  # the snapshot's journals are its source's history
+                claim_new_fork(snap[0], new, snap[1], carried=snap[2])
             try:
                 refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:
@@ -478,6 +466,26 @@ class Vault(VaultQuota, Generic[H_co]):
             is_default=new == self.default_fork,
         )
         return ForkCreated(info, carry)
+
+    def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool]:
+        """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`fork`):
+        the new state dir, the overlay journal's end read while the source was held still
+        (None: the copy must be read), and whether the snapshot carried the new fork's
+        claimed change log. Raises :class:`.layers.LayersUnavailable`."""
+        # the whole state (entries, journal, the upper layer of a live mount, an open
+        # merge) as it is at this instant; the fork lock keeps a checkpoint of the source
+        # from being half-way, the overlay held still a write from landing between the
+        # journal's end read and the copy
+        with src.overlay.still() as journal:
+            sub = layers.new_subvol_path(self.home_dir)
+            carried = None if journal is None else carry_claim(src.state_dir, sub, new, journal)
+            try:
+                layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup(), sub)
+            finally:
+                if carried is not None:  # the source's copy: the fork's went with the snapshot
+                    with suppress(FileNotFoundError):
+                        os.unlink(carried)
+        return sub, journal, carried is not None
 
     def _snapshot_why_not(self, src: Workspace) -> str | None:
         """None when ``src``'s state dir can be snapshotted into a new fork, else why not."""
