@@ -55,12 +55,15 @@ def test_a_snapshot_of_a_source_without_a_log_gets_one_made_claimed(
     assert not [n for n in os.listdir(sd) if n.startswith(changelog.FILE + ".")]  # no leftovers
     with ChangeLog(sd) as log:
         assert log.identity("f", at + 5) == (meta["id"], at, 0)
-    # a source whose log exists (it was claimed or mounted): the fork's copy is claimed
-    # the ordinary way
+    # a source whose log exists (it was claimed or mounted): the fork gets a fresh log of
+    # its own all the same, carried, no transaction
+    fork = vault.workspace("f")
+    fork.write("g.txt", b"g\n")
+    at_f = fork.overlay.last_seq()
     made = vault.fork("f", "g")
-    assert claims == ["g"]
+    assert claims == []
     meta_g = _meta(vault.ws_dir("g"))
-    assert meta_g["fork"] == "g" and meta_g["id"] != meta["id"]
+    assert meta_g["fork"] == "g" and meta_g["id"] != meta["id"] and meta_g["start"] == f"{at_f}:0"
 
 
 _KILL_AT = """
@@ -83,13 +86,13 @@ def after(mod, name, at):
         return got
     setattr(mod, name, call)
 after(vault_mod, "carry_claim", "carried")  # made in the source, not yet snapshotted
-after(layers, "snapshot_state_dir", "snapshot")  # carried into the copy, not yet linked
-real_link = os.link
-def link(src, dst, *a, **k):
-    if where == "link" and os.path.basename(str(dst)) == "changes.db":
+after(layers, "snapshot_state_dir", "snapshot")  # carried into the copy, not yet moved
+real_rename = os.rename
+def rename(src, dst, *a, **k):
+    if where == "move" and os.path.basename(str(dst)) == "changes.db":
         die()
-    return real_link(src, dst, *a, **k)
-os.link = link
+    return real_rename(src, dst, *a, **k)
+os.rename = rename
 real_cas = refs.cas_update
 def cas(*a, **k):
     if where == "ref":
@@ -100,7 +103,7 @@ vault.fork("main", "f")
 """
 
 
-@pytest.mark.parametrize("where", ["carried", "snapshot", "link", "ref"])
+@pytest.mark.parametrize("where", ["carried", "snapshot", "move", "ref"])
 def test_a_fork_killed_while_its_log_is_made_is_made_again_cleanly(
     lhome: Home,  # noqa: F811
     where: str,
@@ -129,11 +132,11 @@ def test_a_fork_killed_while_its_log_is_made_is_made_again_cleanly(
     assert not changelog.exists(src)
 
 
-def test_a_carried_log_whose_link_a_crash_lost_is_linked_by_its_first_reader(
+def test_a_carried_log_whose_move_a_crash_lost_is_moved_by_its_first_reader(
     lhome: Home,  # noqa: F811
 ) -> None:
-    """The snapshot's commit made the carried log durable; the link into place was not
-    synced: a fork whose name survived a crash but not the link still has its claim."""
+    """The snapshot's commit made the carried log durable; its move into place was not
+    synced: a fork whose name survived a crash but not the move still has its claim."""
     vault = lhome.create_vault("v")
     ws = vault.workspace("main")
     ws.write("a.txt", b"a\n")
@@ -151,14 +154,24 @@ def test_a_carried_log_whose_link_a_crash_lost_is_linked_by_its_first_reader(
     os.rename(os.path.join(sd, changelog.FILE), carried)
     with ChangeLog(vault.ws_link("f")) as log:
         assert log.identity("f", at + 7) == (meta["id"], at, 0)
+    # a source with a log of its own: the crash left the copy of the source's in place
+    os.rename(os.path.join(sd, changelog.FILE), carried)
+    stale = sqlite3.connect(os.path.join(sd, changelog.FILE), isolation_level=None)
+    stale.executescript(changelog._SCHEMA)
+    stale.execute("INSERT INTO meta(key, value) VALUES('fork', 'main'), ('id', 'x'), ('start', '0:0')")
+    stale.execute("INSERT INTO events(ts, kind, path) VALUES(1.0, 'created', 'x.txt')")
+    stale.close()
+    with ChangeLog(sd) as log:
+        assert log.identity("f", at + 7) == (meta["id"], at, 0) and log.last_seq() == 0
 
 
-def test_a_source_first_mounted_while_it_is_forked_has_its_copy_claimed_in_place(
+def test_a_source_s_log_mid_append_at_the_snapshot_is_replaced_by_the_fork_s_own(
     lhome: Home,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A log the source got between the carried one's making and the snapshot (its first
-    mount's daemon) comes along too: the copy's is claimed, the carried one dropped."""
+    """A source's log (its mount's daemon appending to it, its rollback journal hot when
+    the snapshot is taken) comes along in the copy: the fork's carried log replaces it, and
+    the hot journal goes first, so it is never rolled into the fork's log."""
     from avfs_git.core.vaults import layers
 
     vault = lhome.create_vault("v")
@@ -167,17 +180,36 @@ def test_a_source_first_mounted_while_it_is_forked_has_its_copy_claimed_in_place
     at = ws.overlay.last_seq()
     real = layers.snapshot_state_dir
 
+    with ChangeLog(ws.state_dir) as log:
+        log.append([(1.0, "created", "x.txt", None)])
+
     def snapshot(home: str, src: str, *a: object, **k: object) -> str:
-        with ChangeLog(src) as log:
-            log.append([(1.0, "created", "x.txt", None)])
-        return real(home, src, *a, **k)  # type: ignore[arg-type]
+        # a daemon's append under way: its transaction open, its journal hot
+        db = sqlite3.connect(os.path.join(src, changelog.FILE), isolation_level=None)
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO events(ts, kind, path) VALUES(2.0, 'created', 'y.txt')")
+        db.execute("INSERT INTO meta(key, value) VALUES('poison', 'rolled in')")
+        db.execute("DELETE FROM meta WHERE key = 'fork'")
+        db.execute("PRAGMA cache_spill=1")
+        for i in range(200):  # past the page cache: pages written, the journal hot
+            db.execute(
+                "INSERT INTO events(ts, kind, path) VALUES(?, 'created', ?)", (3.0, "z" * 500 + str(i))
+            )
+        try:
+            return real(home, src, *a, **k)  # type: ignore[arg-type]
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
 
     monkeypatch.setattr(layers, "snapshot_state_dir", snapshot)
     vault.fork("main", "f")
     sd = vault.ws_dir("f")
     meta = _meta(sd)
-    assert meta["fork"] == "f" and meta["start"] == f"{at}:1"
-    assert not [n for n in os.listdir(sd) if n.startswith(changelog.FILE + ".")]
+    assert meta == {"id": meta["id"], "fork": "f", "start": f"{at}:0"}
+    assert not [n for n in os.listdir(sd) if n.startswith(changelog.FILE + ".") or n.endswith("-journal")]
+    with ChangeLog(sd) as log:
+        assert log.last_seq() == 0 and log.identity("f", at + 3) == (meta["id"], at, 0)
 
 
 def _journal_end(state_dir: str) -> int:

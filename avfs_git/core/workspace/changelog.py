@@ -28,6 +28,7 @@ Kept: the newest :data:`MAX_EVENTS` events; a cursor older than that is out of d
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import time
@@ -74,8 +75,7 @@ class ChangeLog:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if not os.path.exists(self.path):
-                _adopt(self.state_dir)
+            _adopt(self.state_dir)
             # a rollback journal, not WAL: the overlay daemon appends here while the kernel
             # fills the fork's quota, and a WAL's shared-memory mapping faults (SIGBUS) on a
             # btrfs subvolume past its quota, where a write only fails (sqlite.open_db)
@@ -197,17 +197,17 @@ def overlay_last(state_dir: str) -> int:
 def carry_claim(src_dir: str, new_dir: str, fork: str, journal: int) -> str | None:
     """Make the change log of ``fork``, about to be snapshotted from state dir ``src_dir``
     into ``new_dir``, with its claim (its history starting at ``journal`` of the overlay
-    journal), in ``src_dir`` under a name of ``new_dir``'s (:data:`CARRIED`), synced by
-    nothing: the snapshot's own transaction commit makes it durable in the copy, where
-    :func:`claim_new_fork` links it into place (and, should a crash lose that link, the
-    copy's first reader: :func:`_adopt`). Its path, for the caller to remove from the
-    source once the snapshot is taken; None, making nothing, when the source has a log of
-    its own (the copy's is claimed in place) or the file cannot be made (a full quota).
+    journal and at the start of this log), in ``src_dir`` under a name of ``new_dir``'s
+    (:data:`CARRIED`), synced by nothing: the snapshot's own transaction commit makes it
+    durable in the copy, where :func:`claim_new_fork` moves it into place, over the copy
+    of the source's log if it has one (and, should a crash lose that, the copy's first
+    reader: :func:`_adopt`). Its path, for the caller to remove from the source once the
+    snapshot is taken; None, making nothing, when the file cannot be made (a full quota).
 
-    So a fork of a source never mounted syncs nothing for its log, where making it in the
-    copy cost two syncs (the file and its directory), each a commit of btrfs's log."""
-    if exists(src_dir):
-        return None
+    So a fork syncs nothing for its log, where making it in the copy cost two syncs (the
+    file and its directory) and claiming a copied log a rollback-journal transaction's,
+    each a commit of btrfs's log. What the source's log held is the source's history,
+    never the fork's: a fresh log says the same of the fork."""
     with os.scandir(src_dir) as it:  # a killed fork's, never carried anywhere
         for e in it:
             if e.name.startswith(CARRIED):
@@ -224,20 +224,35 @@ def carry_claim(src_dir: str, new_dir: str, fork: str, journal: int) -> str | No
     return path
 
 
+def _put_in_place(state_dir: str, carried: str) -> None:
+    """Move the carried log over the state dir's: the copy of the source's log goes, and
+    its rollback journal first (the source's daemon mid-append when the snapshot was taken
+    left a hot one, which SQLite would otherwise roll into the new file)."""
+    path = os.path.join(state_dir, FILE)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path + "-journal")
+    os.rename(carried, path)
+
+
 def _adopt(state_dir: str) -> bool:
-    """Link the log carried into this state dir by its snapshot (:func:`carry_claim`) into
-    place, where a crash lost :func:`claim_new_fork`'s link; True when there was one. A
-    log that is there already is never replaced."""
+    """Move the log carried into this state dir by its snapshot (:func:`carry_claim`) into
+    place, where a crash lost :func:`claim_new_fork`'s move; True when there was one.
+    Readers doing so at once take turns on the carried file's ``flock``: the first moves
+    it, the others find it gone."""
     real = os.path.realpath(state_dir) if os.path.islink(state_dir) else os.path.normpath(state_dir)
     carried = os.path.join(state_dir, CARRIED + os.path.basename(real))
     try:
-        os.link(carried, os.path.join(state_dir, FILE))
+        fd = os.open(carried, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
-    except FileExistsError:
-        pass  # another reader linked it first
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(carried)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.path.exists(carried):
+            _put_in_place(state_dir, carried)
+    except FileNotFoundError:
+        pass  # another reader moved it first
+    finally:
+        os.close(fd)
     return True
 
 
@@ -261,18 +276,13 @@ def claim_new_fork(state_dir: str, fork: str, journal: int | None = None, *, car
     close checkpoints it (three syncs); the fork's first user does that instead, as it
     opens the database anyway. ``carried``: the snapshot brought the fork's log, claimed
     (:func:`carry_claim`; ``state_dir`` is then the snapshot's own path, not a link): it is
-    linked into place, no sync (unless the source's first mount made the source a log of
-    its own meanwhile: that copy is claimed instead)."""
+    moved into place, over the copy of the source's log if there is one, no sync."""
     overlay = os.path.join(state_dir, "overlay.db")
     if journal is not None:
         if carried:
-            path = os.path.join(state_dir, CARRIED + os.path.basename(state_dir))
             try:
-                os.link(path, os.path.join(state_dir, FILE))
-                os.unlink(path)
+                _put_in_place(state_dir, os.path.join(state_dir, CARRIED + os.path.basename(state_dir)))
                 return
-            except FileExistsError:
-                os.unlink(path)
             except FileNotFoundError:
                 pass
         _claim_log(state_dir, fork, journal)
@@ -317,4 +327,4 @@ def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
 
 
 def exists(state_dir: str) -> bool:
-    return os.path.exists(os.path.join(state_dir, FILE)) or _adopt(state_dir)
+    return _adopt(state_dir) or os.path.exists(os.path.join(state_dir, FILE))
