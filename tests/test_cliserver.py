@@ -475,7 +475,7 @@ def select_ready(conn: socket.socket) -> list[Any]:
 def test_served_calls_keep_the_wal_small(served: Any, home: Home, vault: Vault) -> None:
     """A served command's process, once its answer is out (the caller gone, it is not hung
     up), closes the databases it opened when one's WAL has grown past
-    ``resident.WAL_CLOSE_AT``: the WAL is written back and removed. Left to grow, it reached
+    ``resident.WAL_CLOSE_AT``: the WAL is written back and emptied. Left to grow, it reached
     SQLite's own checkpoint at ~4 MB, and every later call that opens the database alone
     read it whole to rebuild its index."""
     on, _off = served
@@ -491,3 +491,29 @@ def test_served_calls_keep_the_wal_small(served: Any, home: Home, vault: Vault) 
     assert max(sizes) < 2 * warm.WAL_CLOSE_AT, sizes  # (without: ~1.6 MB by the end)
     assert _run("cat", "w24.txt", env=on) == (0, b"text 24", b"")
     assert len(json.loads(_run("--json", "log", env=on)[1])["commits"]) >= 25
+
+
+def test_a_wal_held_large_by_another_process_leaves_the_other_databases_wals_alone(
+    served: Any, home: Home, vault: Vault
+) -> None:
+    """A process holding the fork open (an agent's API process, a mount's daemon) keeps its
+    overlay's WAL past the mark: a served command writes that WAL back, and leaves the op
+    log's as it is, so the next call's write appends to it rather than starting a new one
+    (a sync of its header and one of its directory, on that call's path)."""
+    on, _off = served
+    ws = vault.workspace("main")
+    for i in range(40):  # this process's connection stays open: the WAL grows past the mark
+        ws.write(f"big/{i}.bin", os.urandom(8 << 10))
+    wal = Path(ws.state_dir, "overlay.db-wal")
+    oplog_wal = Path(vault.state_dir, "oplog.db-wal")
+    assert wal.stat().st_size > warm.WAL_CLOSE_AT
+    seen = []
+    for i in range(3):
+        assert _run("--json", "vault", "fork", f"f{i}", env=on)[0] == 0
+        _wait_for(lambda: wal.stat().st_size == 0, 10)  # written back after the answer
+        st = oplog_wal.stat()
+        seen.append((st.st_ino, st.st_size > 0))
+        for j in range(40):
+            ws.write(f"big/{j}.bin", os.urandom(8 << 10))
+    assert seen[0][1] and len({ino for ino, _ in seen}) == 1, seen  # one WAL, kept and appended to
+    assert [f.name for f in vault.forks() if f.name.startswith("f")] == ["f0", "f1", "f2"]

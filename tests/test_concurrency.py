@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from avfs_git.core.operations import checkpoint
 from avfs_git.mount.side import MOUNT_SIDE
 
@@ -256,3 +258,28 @@ def test_a_write_opened_while_a_checkpoint_retires_the_file_is_kept(vault):
     assert vault.workspace("main").read("a.txt") == b"1\n2\n"
     checkpoint.save(vault, message="two")
     assert git("--git-dir", vault.path, "show", "main:a.txt") == "1\n2\n"
+
+
+def test_a_second_fork_of_one_name_made_at_once_leaves_the_first_whole(home, vault, monkeypatch):
+    """Two `vault fork main x` at once: both find no fork `x`, one waits for the other's
+    locks. The second must then find the first's fork and stop, not remove its state (the
+    source's uncheckpointed changes the first fork starts with) before its ref fails."""
+    from avfs_git.core.errors import AlreadyExistsError
+    from avfs_git.core.vaults.home import Home
+
+    vault.workspace("main").write("a.txt", b"uncheckpointed\n")
+    first = Home(home.path, mounts=MOUNT_SIDE).vault("v")  # as another process's
+    real = type(vault).lock
+
+    def lock(self, *forks, **k):
+        if self is vault and "x" in forks and not first.has_fork("x"):
+            first.fork("main", "x")  # made while this call waited for the locks
+        return real(self, *forks, **k)
+
+    monkeypatch.setattr(type(vault), "lock", lock)
+    with pytest.raises(AlreadyExistsError):
+        vault.fork("main", "x")
+    monkeypatch.undo()
+    assert first.workspace("x").read("a.txt") == b"uncheckpointed\n"
+    assert vault.workspace("x").read("a.txt") == b"uncheckpointed\n"
+    first.home.close()

@@ -447,7 +447,7 @@ def _owned(home: str, link: str, target: str) -> str:
     if owner == me:
         return target
     if owner and link_target(home, owner) == target and not _same_file(owner, link):
-        sub = _new_subvol_path(home)
+        sub = new_subvol_path(home)
         snapshot(target, sub)
         _write_owner(sub, me)
         tmp = f"{link}.{os.getpid()}.tmp"
@@ -488,7 +488,8 @@ def _publish(home: str, link: str, subvol: str) -> None:
     os.symlink(rel, link)
 
 
-def _new_subvol_path(home: str) -> str:
+def new_subvol_path(home: str) -> str:
+    """A new subvolume's path in this home's layers file system (not made)."""
     return os.path.join(mount_path(home), WS, os.urandom(16).hex())
 
 
@@ -497,7 +498,7 @@ def make_state_dir(home: str, link: str, qgroup: int | None = None, attempts: At
     subvolume (in qgroup ``1/qgroup``), linked. Raises :class:`LayersUnavailable` (the
     caller makes a plain dir). ``attempts``: see :func:`ensure`."""
     ensure(home, create=True, attempts=attempts)
-    sub = _new_subvol_path(home)
+    sub = new_subvol_path(home)
     try:
         create_subvolume(sub, qgroup)
     except OSError as exc:
@@ -516,7 +517,9 @@ def make_state_dir(home: str, link: str, qgroup: int | None = None, attempts: At
     return sub
 
 
-def snapshot_state_dir(home: str, src: str, link: str, qgroup: int | None = None) -> str:
+def snapshot_state_dir(
+    home: str, src: str, link: str, qgroup: int | None = None, sub: str | None = None
+) -> str:
     """Make ``link`` a new workspace's state dir holding a snapshot of state dir ``src``
     (a subvolume of this home's layers file system). Returns the new state dir.
 
@@ -525,8 +528,9 @@ def snapshot_state_dir(home: str, src: str, link: str, qgroup: int | None = None
     which clears it anyway (overlayfs empties its work dir when it mounts; the daemon drops
     the upper layer's copy-up origins and replaces its pinned ``.git``; the lower layer's
     mount point is an empty directory in a snapshot), and the owner file still naming the
-    source's link is taken over on first use (:func:`_owned`)."""
-    sub = _new_subvol_path(home)
+    source's link is taken over on first use (:func:`_owned`). ``sub``: where (from
+    :func:`new_subvol_path`), when the caller named it first."""
+    sub = sub or new_subvol_path(home)
     try:
         snapshot(src, sub, qgroup)
     except OSError as exc:

@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
@@ -37,7 +37,7 @@ from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
 from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
-from ..workspace.changelog import claim_new_fork
+from ..workspace.changelog import carry_claim, claim_new_fork
 from ..workspace.forkcapture import capture_for_fork
 from ..workspace.mergestate import inherit_state
 from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
@@ -121,6 +121,7 @@ class Vault(VaultQuota, Generic[H_co]):
         self._fallback_author = fallback_author
         self._ws: dict[str, Workspace[Self]] = {}
         self._ws_lock = threading.Lock()
+        self._lock_dir_made = False
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
         self._room_plenty_until = 0.0  # see kernel_quota_full
@@ -228,10 +229,12 @@ class Vault(VaultQuota, Generic[H_co]):
     def lock(self, *forks: str, wait_s: float | None = None) -> Iterator[None]:
         """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
         lock_dir = os.path.join(self.state_dir, "locks")
-        try:
-            os.makedirs(lock_dir, exist_ok=True)
-        except OSError as exc:
-            raise from_oserror(exc, lock_dir) from exc
+        if not self._lock_dir_made:  # once a handle: a vault's locks dir is never removed
+            try:
+                os.makedirs(lock_dir, exist_ok=True)
+            except OSError as exc:
+                raise from_oserror(exc, lock_dir) from exc
+            self._lock_dir_made = True
         with ExitStack() as stack:
             for f in sorted(set(forks)):
                 path = os.path.join(lock_dir, names.fs_name(f) + ".lock")
@@ -381,8 +384,6 @@ class Vault(VaultQuota, Generic[H_co]):
         source = source or self.default_fork
         names.check_fork_name(new)
         self.require_fork(source)
-        if self.has_fork(new):
-            raise AlreadyExistsError(f"vault {self.name} already has a fork {new!r}", details={"fork": new})
         # git cannot keep refs/heads/a and refs/heads/a/b at once: check the prefixes of the
         # new name and the names below it (O(depth), not O(forks))
         parts = new.split("/")
@@ -398,6 +399,12 @@ class Vault(VaultQuota, Generic[H_co]):
                 details={"fork": new, "clashes_with": clash},
             )
         with self.lock(source, new):
+            # looked for under the lock: a fork of this name made while this call waited
+            # for it would otherwise lose its state below, before this one's ref failed
+            if self.has_fork(new):
+                raise AlreadyExistsError(
+                    f"vault {self.name} already has a fork {new!r}", details={"fork": new}
+                )
             src = self.workspace(source)
             base = src.base
             link = self.ws_link(new)
@@ -405,13 +412,11 @@ class Vault(VaultQuota, Generic[H_co]):
                 layers.remove_state_dir(self.home_dir, link)
             self._ws.pop(new, None)
             tree: str | None = None
+            snap: tuple[str, int | None, bool] | None = None
             why = self._snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
             if why is None:
                 try:
-                    # the whole state (entries, journal, the upper layer of a live mount,
-                    # an open merge) as it is at this instant; the fork lock keeps a
-                    # checkpoint of the source from being half-way
-                    layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup())
+                    snap = self._snapshot_fork(src, link, new)
                 except layers.LayersUnavailable as exc:
                     why = str(exc)
             if why is None:
@@ -431,8 +436,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 if tree is not None:
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
-            if why is None:
-                claim_new_fork(link, new)  # the snapshot's journals are its source's history
+            if snap is not None:  # the snapshot's journals are its source's history
+                claim_new_fork(snap[0], new, snap[1], carried=snap[2])
             try:
                 refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:
@@ -461,6 +466,26 @@ class Vault(VaultQuota, Generic[H_co]):
             is_default=new == self.default_fork,
         )
         return ForkCreated(info, carry)
+
+    def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool]:
+        """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`fork`):
+        the new state dir, the overlay journal's end read while the source was held still
+        (None: the copy must be read), and whether the snapshot carried the new fork's
+        claimed change log. Raises :class:`.layers.LayersUnavailable`."""
+        # the whole state (entries, journal, the upper layer of a live mount, an open
+        # merge) as it is at this instant; the fork lock keeps a checkpoint of the source
+        # from being half-way, the overlay held still a write from landing between the
+        # journal's end read and the copy
+        with src.overlay.still() as journal:
+            sub = layers.new_subvol_path(self.home_dir)
+            carried = None if journal is None else carry_claim(src.state_dir, sub, new, journal)
+            try:
+                layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup(), sub)
+            finally:
+                if carried is not None:  # the source's copy: the fork's went with the snapshot
+                    with suppress(FileNotFoundError):
+                        os.unlink(carried)
+        return sub, journal, carried is not None
 
     def _snapshot_why_not(self, src: Workspace) -> str | None:
         """None when ``src``'s state dir can be snapshotted into a new fork, else why not."""

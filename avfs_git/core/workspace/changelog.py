@@ -27,6 +27,8 @@ Kept: the newest :data:`MAX_EVENTS` events; a cursor older than that is out of d
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
 import time
@@ -34,9 +36,12 @@ from collections.abc import Iterable
 
 from ..store.threads import ThreadSlots
 from . import execspans
-from .sqlite import close_conn, create_filled, open_db
+from .sqlite import close_conn, create_filled, make_unsynced, open_db
 
 FILE = "changes.db"
+# + the name of the state dir it is for: a fork's log made in its source's state dir just
+# before the snapshot that carries it into the fork's (:func:`carry_claim`)
+CARRIED = FILE + ".carried-"
 MAX_EVENTS = 200_000  # events kept; past it the older half goes
 
 _SCHEMA = """
@@ -62,6 +67,7 @@ class ChangeLog:
     """``<state_dir>/changes.db`` (see the module's docstring); a connection per thread."""
 
     def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
         self.path = os.path.join(state_dir, FILE)
         self._local = ThreadSlots(on_drop=close_conn)
 
@@ -69,6 +75,7 @@ class ChangeLog:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            _adopt(self.state_dir)
             # a rollback journal, not WAL: the overlay daemon appends here while the kernel
             # fills the fork's quota, and a WAL's shared-memory mapping faults (SIGBUS) on a
             # btrfs subvolume past its quota, where a write only fails (sqlite.open_db)
@@ -187,11 +194,99 @@ def overlay_last(state_dir: str) -> int:
         conn.close()
 
 
-def claim_new_fork(state_dir: str, fork: str) -> None:
+def carry_claim(src_dir: str, new_dir: str, fork: str, journal: int) -> str | None:
+    """Make the change log of ``fork``, about to be snapshotted from state dir ``src_dir``
+    into ``new_dir``, with its claim (its history starting at ``journal`` of the overlay
+    journal and at the start of this log), in ``src_dir`` under a name of ``new_dir``'s
+    (:data:`CARRIED`), synced by nothing: the snapshot's own transaction commit makes it
+    durable in the copy, where :func:`claim_new_fork` moves it into place, over the copy
+    of the source's log if it has one (and, should a crash lose that, the copy's first
+    reader: :func:`_adopt`). Its path, for the caller to remove from the source once the
+    snapshot is taken; None, making nothing, when the file cannot be made (a full quota).
+
+    So a fork syncs nothing for its log, where making it in the copy cost two syncs (the
+    file and its directory) and claiming a copied log a rollback-journal transaction's,
+    each a commit of btrfs's log. What the source's log held is the source's history,
+    never the fork's: a fresh log says the same of the fork."""
+    with os.scandir(src_dir) as it:  # a killed fork's, never carried anywhere
+        for e in it:
+            if e.name.startswith(CARRIED):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+    path = os.path.join(src_dir, CARRIED + os.path.basename(new_dir))
+    rows = _claim_rows(fork, journal)
+    try:
+        make_unsynced(path, _SCHEMA, lambda db: _fill(db, rows), journal="DELETE")
+    except (OSError, sqlite3.Error):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return None
+    return path
+
+
+def _put_in_place(state_dir: str, carried: str) -> None:
+    """Move the carried log over the state dir's: the copy of the source's log goes, and
+    its rollback journal first (the source's daemon mid-append when the snapshot was taken
+    left a hot one, which SQLite would otherwise roll into the new file)."""
+    path = os.path.join(state_dir, FILE)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path + "-journal")
+    os.rename(carried, path)
+
+
+def _adopt(state_dir: str) -> bool:
+    """Move the log carried into this state dir by its snapshot (:func:`carry_claim`) into
+    place, where a crash lost :func:`claim_new_fork`'s move; True when there was one.
+    Readers doing so at once take turns on the carried file's ``flock``: the first moves
+    it, the others find it gone."""
+    real = os.path.realpath(state_dir) if os.path.islink(state_dir) else os.path.normpath(state_dir)
+    carried = os.path.join(state_dir, CARRIED + os.path.basename(real))
+    try:
+        fd = os.open(carried, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.path.exists(carried):
+            _put_in_place(state_dir, carried)
+    except FileNotFoundError:
+        pass  # another reader moved it first
+    finally:
+        os.close(fd)
+    return True
+
+
+def _claim_rows(fork: str, oseq: int) -> list[tuple[str, str]]:
+    return [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:0")]
+
+
+def _fill(db: sqlite3.Connection, rows: list[tuple[str, str]]) -> None:
+    db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
+
+
+def claim_new_fork(state_dir: str, fork: str, journal: int | None = None, *, carried: bool = False) -> None:
     """A fork just made: its history starts now, where its state dir exists already (a
     snapshot of its source's, whose journals it carries; an exec running on the source
-    when it was taken is not this fork's)."""
+    when it was taken is not this fork's).
+
+    ``journal``: the overlay journal's newest position in the snapshot, read from the
+    source while it was held still (``OverlayDB.still``: no exec span open there). Then the
+    snapshot's overlay database is not opened here: opening it recovers the WAL the
+    snapshot carries (a source open in another process has one) and the last connection's
+    close checkpoints it (three syncs); the fork's first user does that instead, as it
+    opens the database anyway. ``carried``: the snapshot brought the fork's log, claimed
+    (:func:`carry_claim`; ``state_dir`` is then the snapshot's own path, not a link): it is
+    moved into place, over the copy of the source's log if there is one, no sync."""
     overlay = os.path.join(state_dir, "overlay.db")
+    if journal is not None:
+        if carried:
+            try:
+                _put_in_place(state_dir, os.path.join(state_dir, CARRIED + os.path.basename(state_dir)))
+                return
+            except FileNotFoundError:
+                pass
+        _claim_log(state_dir, fork, journal)
+        return
     if not os.path.exists(overlay):
         if exists(state_dir):
             with ChangeLog(state_dir) as log:
@@ -205,18 +300,7 @@ def claim_new_fork(state_dir: str, fork: str) -> None:
             oseq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
         except sqlite3.OperationalError:
             oseq = 0  # made, its schema not yet
-        useq = 0
-        rows = [("id", os.urandom(8).hex()), ("fork", fork), ("start", f"{oseq}:{useq}")]
-
-        def fill(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT INTO meta(key, value) VALUES(?, ?)", rows)
-
-        # a source that was never mounted has no log: the fork's is made with its claim in
-        # it (one sync of the file and one of its directory, not a creation and then a
-        # transaction's three), so it is never there unclaimed
-        if not create_filled(os.path.join(state_dir, FILE), _SCHEMA, fill, journal="DELETE"):
-            with ChangeLog(state_dir) as log:
-                _ident, oseq, useq = log.claim(fork, oseq)
+        useq = _claim_log(state_dir, fork, oseq)
         try:
             execspans.close_open(conn, oseq, useq)
         except sqlite3.OperationalError:
@@ -225,5 +309,22 @@ def claim_new_fork(state_dir: str, fork: str) -> None:
         conn.close()
 
 
+def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
+    """Make ``state_dir``'s change log ``fork``'s, its history starting at ``oseq`` of the
+    overlay journal and the log's own end; that end (0 for a log made here)."""
+    rows = _claim_rows(fork, oseq)
+
+    def fill(db: sqlite3.Connection) -> None:
+        _fill(db, rows)
+
+    # a source that was never mounted has no log: the fork's is made with its claim in
+    # it (one sync of the file and one of its directory, not a creation and then a
+    # transaction's three), so it is never there unclaimed
+    if create_filled(os.path.join(state_dir, FILE), _SCHEMA, fill, journal="DELETE"):
+        return 0
+    with ChangeLog(state_dir) as log:
+        return log.claim(fork, oseq)[2]
+
+
 def exists(state_dir: str) -> bool:
-    return os.path.exists(os.path.join(state_dir, FILE))
+    return _adopt(state_dir) or os.path.exists(os.path.join(state_dir, FILE))

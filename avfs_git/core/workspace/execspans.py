@@ -84,6 +84,14 @@ def named(db: sqlite3.Connection, row: int, exec_id: str) -> None:
     db.execute("UPDATE execs SET exec_id = ? WHERE id = ?", (exec_id, row))
 
 
+def any_open(db: sqlite3.Connection) -> bool:
+    """Whether a span is open (a call is running, or was killed and not yet closed)."""
+    try:
+        return db.execute("SELECT 1 FROM execs WHERE oseq_to IS NULL LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:
+        return False  # a database from before spans were kept
+
+
 def close_open(db: sqlite3.Connection, overlay_seq: int, upper_seq: int) -> None:
     """Close any open span at these positions (a fork made by snapshotting another's state
     while a call ran there: that call is not this fork's)."""

@@ -276,6 +276,37 @@ class OverlayDB:
             hook(*totals)
 
     @contextmanager
+    def still(self) -> Iterator[int | None]:
+        """Hold the overlay still while the caller copies its state dir: the database's
+        write lock held and nothing written (``BEGIN IMMEDIATE``, then ``ROLLBACK``: no
+        sync), so no process commits to it meanwhile (an overlay mount's kernel writes to
+        its upper layer are not held). Yields the journal's newest position, which is the
+        copy's too; None when a ``proxy exec`` span is open here (the copy's must be
+        closed in the copy) or the lock cannot be taken (a read-only database, a
+        transaction of this thread's already open): the caller reads the copy instead."""
+        ns = self._local.ns()
+        db = self.db
+        if ns["depth"] or db.in_transaction:
+            yield None
+            return
+        held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
+        try:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                yield None
+                return
+            try:
+                seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
+                yield None if execspans.any_open(db) else seq
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        finally:
+            if held:
+                self._write_lock.release()
+
+    @contextmanager
     def _room(self) -> Iterator[None]:
         """:attr:`room`, when set; a room that cannot be had (its lock, the kernel's
         counters unreadable) is no room, never a failure of what it was for."""

@@ -32,6 +32,7 @@ def _create(
     version: int,
     journal: str = "WAL",
     fill: Callable[[sqlite3.Connection], None] | None = None,
+    sync: bool = True,
 ) -> None:
     for left in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
         try:  # left by a maker that died, whose pid and thread id are ours now
@@ -52,6 +53,8 @@ def _create(
             fill(conn)
     finally:
         conn.close()
+    if not sync:
+        return
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -67,6 +70,15 @@ def _place(src_maker: str, path: str) -> None:
         pass
     finally:
         os.unlink(src_maker)
+
+
+def make_unsynced(
+    path: str, schema: str, fill: Callable[[sqlite3.Connection], None], *, journal: str = "WAL"
+) -> None:
+    """Make the database at ``path`` (replacing what is there) with ``schema`` and the rows
+    ``fill`` writes, synced by nothing: for a file something else makes durable (a btrfs
+    snapshot taken next commits it with the file system's transaction)."""
+    _create(path, schema, 1, journal, fill, sync=False)
 
 
 def create_filled(
