@@ -7,9 +7,11 @@ review deception for ``git diff`` and ``avfs merge``) and, as root, overwrite ex
 objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, bound by
 :mod:`.confine` over the real directories), under ``<vault>/avfs/seal/<fork>/``:
 
-- ``refs/``: a copy of the vault's loose ``refs/heads``; the other directories of
-  ``refs/`` (``tags``, ``avfs``, ``remotes``...) are the vault's own, read-only. A
-  ``refs/stash`` or any other ref the command makes lives and dies with the run;
+- ``refs/``: the fork's own branch (and any loose head git could not read from a
+  ``packed-refs`` line); the other branches are lines of a ``packed-refs`` avfs writes and
+  shows read-only over the vault's (:mod:`.sealpack`); the other directories of ``refs/``
+  (``tags``, ``avfs``, ``remotes``...) are the vault's own, read-only. A ``refs/stash`` or
+  any other ref the command makes lives and dies with the run;
 - ``logs/``: a copy of the fork's own reflog (git appends to it when it commits);
 - the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): empty,
   the run's own;
@@ -49,6 +51,7 @@ from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.workspace.untrusted import read_file
+from . import sealpack
 from .sealcache import LOG, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
@@ -75,6 +78,8 @@ class Sealed:
     # (source, target): read-only, inside avfs's masked state directory
     state_binds: tuple[tuple[str, str], ...]
     copied: dict[str, bytes]  # ref name -> its file's bytes, as put into the scratch
+    # ref name -> its line's id and a newline, as the read-only packed-refs shows it
+    packed: dict[str, bytes]
     before: str | None  # the fork's branch before the run
     index: tuple[int, int, int, int] | None  # the mount's index (ino, size, mtime, ctime) before
     git_dir: str | None = None  # the mount's worktree git dir
@@ -143,7 +148,11 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     subs = sorted(
         e.name for e in os.scandir(real_refs) if e.name != "heads" and e.is_dir(follow_symlinks=False)
     )
+    fork_ref = refs.fork_ref(fork)
+    # the other branches go into the read-only packed-refs the sandbox shows (.sealpack);
+    # the scratch holds the fork's own and any loose head a packed-refs line cannot hold
     copied: dict[str, bytes] = {}
+    entries = sealpack.read_vault(vault.path)
     cache = RefCache(d)
     heads = os.path.join(real_refs, "heads")
     for dirpath, _dirs, files in os.walk(heads):
@@ -152,12 +161,25 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         for fn in files:
             if fn.endswith(".lock"):
                 continue
-            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", _read_regular)
-            if data is not None:
-                copied[prefix + fn] = data
+            name = prefix + fn
+            data = cache.read(VAULT + name, f"{dirpath}/{fn}", _read_regular)
+            if data is None:
+                continue
+            ident = sealpack.packable(name, data) if name != fork_ref else None
+            if ident is not None:
+                entries[name] = (ident, None)
+            else:
+                entries.pop(name, None)  # a loose ref hides a packed one of its name
+                copied[name] = data
+    own = entries.pop(fork_ref, None)
+    if own is not None and fork_ref not in copied:
+        copied[fork_ref] = own[0] + b"\n"  # packed only in the vault: loose in the scratch
+    packed = {name: ident + b"\n" for name, (ident, _peeled) in entries.items()}
+    sealpack.ensure_vault_file(vault.path)
+    snapshot = os.path.join(d, sealpack.NAME)
+    sealpack.write(snapshot, sealpack.render(entries))
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
-    fork_ref = refs.fork_ref(fork)
     log = _read_regular(os.path.join(real_logs, fork_ref))
     sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
     cache.save((VAULT, SCRATCH, LOG))
@@ -183,6 +205,9 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     binds: list[tuple[str, str, bool]] = [(rd, real_refs, True)]
     binds += [(os.path.join(real_refs, s), os.path.join(real_refs, s), False) for s in subs]
     binds += [(ld, real_logs, True), (od, real_objects, True)]
+    shown_packed = os.path.join(vault.path, sealpack.NAME)
+    if os.path.isfile(shown_packed) and not os.path.islink(shown_packed):
+        binds.append((snapshot, shown_packed, False))  # (a file: bound over the vault's own)
     if git_dir and os.path.isdir(git_dir) and not os.path.islink(git_dir):
         # the worktree's own reflog and refs (HEAD's log, bisect...): the run's, so that
         # none of them names an object the vault never got (git fsck fails on one)
@@ -207,6 +232,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         binds=tuple(binds),
         state_binds=((real_objects, inside),),
         copied=copied,
+        packed=packed,
         before=refs.read_ref_file(vault.path, fork_ref),
         index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
         git_dir=git_dir,
@@ -380,7 +406,8 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     refused: list[dict[str, Any]] = []
     moved: tuple[str | None, str] | None = None
     for name in sorted(set(now) | set(sealed.copied)):
-        before, after = sealed.copied.get(name), now.get(name)
+        # a loose file over a packed ref: before the run, git saw the packed line
+        before, after = sealed.copied.get(name, sealed.packed.get(name)), now.get(name)
         if before == after:
             continue
         if name != fork_ref:

@@ -1,13 +1,13 @@
 """The sandbox's scratch refs kept in step with the vault's branches, reading only the ref
 files that changed since the last ``proxy exec`` (:mod:`.seal`).
 
-Every confined command gets a scratch copy of the vault's ``refs/heads`` (:func:`.seal.prepare`),
-and after it :func:`.seal.carry_back` reads the scratch back to see what the command moved.
-Read whole each time, that is three reads per branch of the vault per call (the vault's
-file, the scratch's before, the scratch's after): O(forks), ~6 ms with 200 forks under load.
-This keeps, per fork, each file's bytes with its ``lstat`` (inode, size, mtime, ctime) in a
-manifest in the seal directory (avfs's masked state: the sandbox never sees it), and a file
-whose ``lstat`` is unchanged is not read again: a stat per ref, a read per changed ref.
+Every confined command gets the vault's branches (:func:`.seal.prepare`: the fork's own in a
+scratch directory, the others in a read-only ``packed-refs``, :mod:`.sealpack`), and after
+it :func:`.seal.carry_back` reads the scratch back to see what the command moved. Read whole
+each time, the vault's ref files are a read per branch per call: O(forks). This keeps, per
+fork, each file's bytes with its ``lstat`` (inode, size, mtime, ctime) in a manifest in the
+seal directory (avfs's masked state: the sandbox never sees it), and a file whose ``lstat``
+is unchanged is not read again: a stat per ref, a read per changed ref.
 
 Why the ``lstat`` is enough: a ref file is changed by a rename over it (git, libgit2: a new
 inode) or in place (a person, a command): either moves its ctime, which no process can set
