@@ -820,3 +820,49 @@ print("SEES", subprocess.run(["git", "rev-parse", "other"], capture_output=True,
     listed = _exec("git", "branch", "--list", "--format=%(refname:short) %(objectname)")["result"]["stdout"]
     main = _git("--git-dir", vault.path, "rev-parse", "main").strip()
     assert listed.splitlines() == [f"main {main}", f"other {other}"], listed
+
+
+def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_change(home, vault, monkeypatch):
+    """The vault's branches as a mount's daemon keeps them (proxy/refwatch.py, inotify):
+    with 40 forks, a call after one that changed nothing walks nothing and reads no ref
+    file; a branch rewritten in place with its size and mtime kept, a branch made under a
+    new directory, one deleted, are each in the next scratch's packed-refs; the fork's own
+    branch is read from its file every time, whatever the watch holds."""
+    from avfs_git.proxy import refwatch, sealpack
+
+    w = vault.workspace("main")
+    w.write("f", b"1\n")
+    first = checkpoint.save(vault, name="one").checkpoint.commit
+    w.write("f", b"2\n")
+    second = checkpoint.save(vault).checkpoint.commit
+    for i in range(40):
+        vault.fork("main", f"f{i}")
+    monkeypatch.setattr(refwatch, "MAX_TRUST_S", 3600.0)
+    watch = refwatch.start(vault.path)
+    assert watch is not None and refwatch.live(vault.path) is watch
+    try:
+
+        def shown() -> dict[str, bytes]:
+            sealed = seal.prepare(vault, "f3", None)
+            assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
+            return {n: v[0] for n, v in sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes()).items()}
+
+        assert len(shown()) == 40 and watch.walks == 1
+        reads = watch.reads
+        assert shown()["refs/heads/f7"] == second.encode()
+        assert (watch.walks, watch.reads) == (1, reads)  # nothing walked, nothing read
+        _rewrite_in_place(os.path.join(vault.path, "refs", "heads", "f7"), first + "\n")
+        assert shown()["refs/heads/f7"] == first.encode()
+        assert (watch.walks, watch.reads) == (1, reads + 1)
+        vault.fork("main", "team/a")
+        _git("--git-dir", vault.path, "update-ref", "-d", "refs/heads/f9")
+        got = shown()
+        assert got["refs/heads/team/a"] == second.encode() and "refs/heads/f9" not in got
+        # the fork's own branch: its file, not the watch (held stale here on purpose)
+        _git("--git-dir", vault.path, "update-ref", "refs/heads/f3", first)
+        monkeypatch.setattr(watch, "heads", lambda: {"refs/heads/f3": second.encode() + b"\n"})
+        sealed = seal.prepare(vault, "f3", None)
+        assert sealed.copied["refs/heads/f3"] == (first + "\n").encode() and sealed.before == first
+    finally:
+        watch.close()
+    assert refwatch.live(vault.path) is None

@@ -51,7 +51,7 @@ from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.workspace.untrusted import read_file
-from . import sealpack
+from . import refwatch, sealpack
 from .sealcache import LOG, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
@@ -154,23 +154,22 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     copied: dict[str, bytes] = {}
     entries = sealpack.read_vault(vault.path)
     cache = RefCache(d)
-    heads = os.path.join(real_refs, "heads")
-    for dirpath, _dirs, files in os.walk(heads):
-        under = below(dirpath, heads)
-        prefix = f"{refs.REFS}heads/{under}/" if under else f"{refs.REFS}heads/"
-        for fn in files:
-            if fn.endswith(".lock"):
-                continue
-            name = prefix + fn
-            data = cache.read(VAULT + name, f"{dirpath}/{fn}", _read_regular)
-            if data is None:
-                continue
-            ident = sealpack.packable(name, data) if name != fork_ref else None
-            if ident is not None:
-                entries[name] = (ident, None)
-            else:
-                entries.pop(name, None)  # a loose ref hides a packed one of its name
-                copied[name] = data
+    watch = refwatch.live(vault.path)
+    if watch is not None:  # a mount's daemon: the files events named read again, no walk
+        loose = watch.heads()
+        loose.pop(fork_ref, None)
+        own_now = _read_regular(os.path.join(vault.path, fork_ref))  # the fork's own: always read
+        if own_now is not None:
+            loose[fork_ref] = own_now
+    else:
+        loose = _vault_heads(real_refs, cache)
+    for name, data in loose.items():
+        ident = sealpack.packable(name, data) if name != fork_ref else None
+        if ident is not None:
+            entries[name] = (ident, None)
+        else:
+            entries.pop(name, None)  # a loose ref hides a packed one of its name
+            copied[name] = data
     own = entries.pop(fork_ref, None)
     if own is not None and fork_ref not in copied:
         copied[fork_ref] = own[0] + b"\n"  # packed only in the vault: loose in the scratch
@@ -240,6 +239,23 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         cache=cache,
     )
+
+
+def _vault_heads(real_refs: str, cache: RefCache) -> dict[str, bytes]:
+    """The vault's loose branch files (ref name -> bytes), each read again only when its
+    ``lstat`` moved since the last call (:mod:`.sealcache`)."""
+    out: dict[str, bytes] = {}
+    heads = os.path.join(real_refs, "heads")
+    for dirpath, _dirs, files in os.walk(heads):
+        under = below(dirpath, heads)
+        prefix = f"{refs.REFS}heads/{under}/" if under else f"{refs.REFS}heads/"
+        for fn in files:
+            if fn.endswith(".lock"):
+                continue
+            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", _read_regular)
+            if data is not None:
+                out[prefix + fn] = data
+    return out
 
 
 def _read_small(path: str) -> bytes | None:
