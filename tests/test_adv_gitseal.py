@@ -505,6 +505,15 @@ def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, 
     assert _refs(vault) == before
     assert {"refs/heads/other"} <= {r.ref for r in res.refs_refused}
     assert "in the view" in _git("--git-dir", vault.path, "log", "--format=%s", "main")
+    # the other forks' branches, as the read-only packed-refs shows them (a file bound too)
+    other = _git("--git-dir", vault.path, "rev-parse", "other").strip()
+    packed = os.path.join(vault.path, "packed-refs")
+    _script(live, "w.sh", f"git rev-parse other; (echo x >> {packed}) 2>/dev/null || echo REFUSED\n")
+    seen = execute(
+        home, vault, "main", ExecRequest(argv=("sh", "w.sh"), isolate="readonly", isolate_at=str(proj))
+    )
+    assert seen.result is not None and seen.result.stdout.split() == [other, "REFUSED"], seen.to_dict()
+    assert Path(packed).read_bytes() == b""
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
