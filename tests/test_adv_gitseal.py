@@ -858,11 +858,14 @@ def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_cha
 
         assert len(shown()) == 40 and watch.walks == 1
         reads = watch.reads
+        made: list[str] = []
+        real_split = sealpack.split
+        monkeypatch.setattr(sealpack, "split", lambda *a: made.append(a[1]) or real_split(*a))
         assert shown()["refs/heads/f7"] == second.encode()
-        assert (watch.walks, watch.reads) == (1, reads)  # nothing walked, nothing read
+        assert (watch.walks, watch.reads, made) == (1, reads, [])  # nothing walked, read, or made again
         _rewrite_in_place(os.path.join(vault.path, "refs", "heads", "f7"), first + "\n")
         assert shown()["refs/heads/f7"] == first.encode()
-        assert (watch.walks, watch.reads) == (1, reads + 1)
+        assert (watch.walks, watch.reads, made) == (1, reads + 1, ["refs/heads/f3"])
         vault.fork("main", "team/a")
         _git("--git-dir", vault.path, "update-ref", "-d", "refs/heads/f9")
         got = shown()

@@ -28,10 +28,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from ..core.store import refs
 from ..core.workspace.untrusted import read_file
 
+T = TypeVar("T")
 MAX_TRUST_S = 2.0  # a full walk at least this often (see the module's docstring)
 
 # the watches this process keeps, by the vault's real path (the daemon's exec server
@@ -86,18 +89,39 @@ class HeadsWatch:
         self._lock = threading.Lock()
         self.walks = 0  # full walks made (tests, figures)
         self.reads = 0  # files read
+        self.generation = 0  # moved whenever a branch file's bytes did
+        self._memo: dict[str, tuple[tuple[int, int, tuple[int, ...] | None], object]] = {}
 
     def heads(self) -> dict[str, bytes]:
         """Every loose branch file of the vault and its bytes (links, FIFOs and files that
         are not regular left out, as the walk leaves them), as of now."""
         with self._lock:
-            dirty = self._drain()
-            if self._full or time.monotonic() - self._walked > MAX_TRUST_S:
-                self._walk()
-            else:
-                for rel in dirty:
-                    self._read(rel)
+            self._update()
             return {refs.HEADS + rel: data for rel, data in self._files.items()}
+
+    def shown(self, fork_ref: str, vault_path: str, split: Callable[[str, str, dict[str, bytes]], T]) -> T:
+        """``split(vault_path, fork_ref, branches)`` (the branches but ``fork_ref``), made
+        again only when a branch, the vault's ``packed-refs`` or the last full walk moved
+        since it was last made for ``fork_ref``: a call that changed nothing costs O(1)."""
+        with self._lock:
+            self._update()
+            key = (self.generation, self.walks, _stat(os.path.join(vault_path, "packed-refs")))
+            got = self._memo.get(fork_ref)
+            if got is not None and got[0] == key:
+                return cast("T", got[1])
+            loose = {refs.HEADS + rel: data for rel, data in self._files.items()}
+            loose.pop(fork_ref, None)
+            value = split(vault_path, fork_ref, loose)
+            self._memo[fork_ref] = (key, value)
+            return value
+
+    def _update(self) -> None:
+        dirty = self._drain()
+        if self._full or time.monotonic() - self._walked > MAX_TRUST_S:
+            self._walk()
+        else:
+            for rel in dirty:
+                self._read(rel)
 
     def _drain(self) -> set[str]:
         """The files the queued events name (below refs/heads); a directory's change, an
@@ -121,6 +145,8 @@ class HeadsWatch:
             return
         self.reads += 1
         data = read_file(os.path.join(self.root, rel))
+        if data != self._files.get(rel):
+            self.generation += 1
         if data is None:
             self._files.pop(rel, None)
         else:
@@ -161,6 +187,8 @@ class HeadsWatch:
                         files[name] = data
         for wd in [w for w in self._wds if w not in seen]:
             del self._wds[wd]  # (a directory gone: the kernel dropped its watch)
+        if files != self._files:
+            self.generation += 1
         self._files = files
 
     def close(self) -> None:
@@ -168,3 +196,11 @@ class HeadsWatch:
             del _live[self.key]
         with self._lock:
             self._ino.close()
+
+
+def _stat(path: str) -> tuple[int, ...] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns

@@ -151,32 +151,22 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     fork_ref = refs.fork_ref(fork)
     # the other branches go into the read-only packed-refs the sandbox shows (.sealpack);
     # the scratch holds the fork's own and any loose head a packed-refs line cannot hold
-    copied: dict[str, bytes] = {}
-    entries = sealpack.read_vault(vault.path)
     cache = RefCache(d)
+    sealpack.ensure_vault_file(vault.path)  # (before the memo's key takes its lstat)
     watch = refwatch.live(vault.path)
     if watch is not None:  # a mount's daemon: the files events named read again, no walk
-        loose = watch.heads()
-        loose.pop(fork_ref, None)
+        files, packed, rendered, own_packed = watch.shown(fork_ref, vault.path, sealpack.split)
         own_now = _read_regular(os.path.join(vault.path, fork_ref))  # the fork's own: always read
-        if own_now is not None:
-            loose[fork_ref] = own_now
     else:
         loose = _vault_heads(real_refs, cache)
-    for name, data in loose.items():
-        ident = sealpack.packable(name, data) if name != fork_ref else None
-        if ident is not None:
-            entries[name] = (ident, None)
-        else:
-            entries.pop(name, None)  # a loose ref hides a packed one of its name
-            copied[name] = data
-    own = entries.pop(fork_ref, None)
-    if own is not None and fork_ref not in copied:
-        copied[fork_ref] = own[0] + b"\n"  # packed only in the vault: loose in the scratch
-    packed = {name: ident + b"\n" for name, (ident, _peeled) in entries.items()}
-    sealpack.ensure_vault_file(vault.path)
+        own_now = loose.pop(fork_ref, None)
+        files, packed, rendered, own_packed = sealpack.split(vault.path, fork_ref, loose)
+    copied = dict(files)
+    own = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
+    if own is not None:
+        copied[fork_ref] = own
     snapshot = os.path.join(d, sealpack.NAME)
-    sealpack.write(snapshot, sealpack.render(entries))
+    sealpack.write(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
     log = _read_regular(os.path.join(real_logs, fork_ref))

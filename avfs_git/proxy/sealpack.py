@@ -87,6 +87,29 @@ def render(entries: Mapping[str, tuple[bytes, bytes | None]]) -> bytes:
     return b"".join(out)
 
 
+# what :func:`split` gives: the scratch's files but the fork's own (ref name -> bytes), the
+# packed lines (ref name -> id and newline), the packed-refs file, the fork's own packed line
+Shown = tuple[dict[str, bytes], dict[str, bytes], bytes, "bytes | None"]
+
+
+def split(vault_path: str, fork_ref: str, loose: Mapping[str, bytes]) -> Shown:
+    """The vault's branches as the sandbox gets them: ``loose`` (the vault's loose branch
+    files, the fork's own left out) with the vault's own packed refs into one packed-refs,
+    but a loose file no packed line can hold, which stays a file of the scratch."""
+    entries = read_vault(vault_path)
+    files: dict[str, bytes] = {}
+    for name, data in loose.items():
+        ident = packable(name, data)
+        if ident is not None:
+            entries[name] = (ident, None)
+        else:
+            entries.pop(name, None)  # a loose ref hides a packed one of its name
+            files[name] = data
+    own = entries.pop(fork_ref, None)
+    packed = {name: ident + b"\n" for name, (ident, _peeled) in entries.items()}
+    return files, packed, render(entries), own[0] + b"\n" if own is not None else None
+
+
 def ensure_vault_file(vault_path: str) -> None:
     """A ``packed-refs`` in the vault for the sandbox's bind to cover (an empty one, which git
     and libgit2 read as no packed refs, where the vault has none yet); never replaces one."""
