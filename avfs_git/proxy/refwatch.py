@@ -35,7 +35,7 @@ from ..core.store import refs
 from ..core.workspace.untrusted import read_file
 
 T = TypeVar("T")
-MAX_TRUST_S = 2.0  # a full walk at least this often (see the module's docstring)
+MAX_TRUST_S = 30.0  # a full walk at least this often (see the module's docstring)
 
 # the watches this process keeps, by the vault's real path (the daemon's exec server
 # starts and closes them; :func:`.seal.prepare` finds them by path)
