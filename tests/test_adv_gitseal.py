@@ -878,3 +878,52 @@ def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_cha
     finally:
         watch.close()
     assert refwatch.live(vault.path) is None
+
+
+def test_kept_fan_out_directories_are_listed_only_when_changed_and_miss_no_object(home, vault, monkeypatch):
+    """The quarantine's fan-out directories (`objects/xx`, kept between runs) with 40 of
+    them (no mount): once found empty and unchanged, a run that wrote nothing lists none of
+    them (proxy/sealcache.py); an object the command leaves in one, with the directory's
+    mtime put back, is removed all the same, after the run and before the next."""
+    from avfs_git.proxy import sealcache
+
+    checkpoint.save(vault, name="one")
+    sealed = seal.prepare(vault, "main", None)
+    od = os.path.join(sealed.dir, "objects")
+    for i in range(40):
+        os.makedirs(os.path.join(od, f"{i:02x}"), exist_ok=True)
+    listed: list[str] = []
+    real = seal._empty
+
+    def counted(d: str, *a: Any) -> None:
+        listed.append(d)
+        real(d, *a)
+
+    monkeypatch.setattr(seal, "_empty", counted)
+    for _ in range(2):  # found empty, then found so again once not racily clean
+        time.sleep(2 * sealcache.RACY_NS / 1e9)
+        seal.carry_back(vault, sealed)
+        sealed = seal.prepare(vault, "main", None)
+    time.sleep(2 * sealcache.RACY_NS / 1e9)
+    listed.clear()
+    seal.carry_back(vault, sealed)
+    sealed = seal.prepare(vault, "main", None)
+    assert [d for d in listed if os.path.dirname(d) == od and d != os.path.join(od, "info")] == [], listed
+
+    def plant(name: str) -> str:
+        """An object written in a kept fan-out directory, the directory's mtime put back."""
+        d = os.path.join(od, name[:2])
+        st = os.lstat(d)
+        path = os.path.join(d, name[2:])
+        Path(path).write_bytes(b"planted")
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.lstat(d).st_mtime_ns == st.st_mtime_ns
+        return path
+
+    during = plant("07" + "a" * 38)  # by the command, during its run
+    seal.carry_back(vault, sealed)
+    assert not os.path.exists(during)
+    time.sleep(2 * sealcache.RACY_NS / 1e9)
+    after = plant("0b" + "b" * 38)  # by a process left after it
+    seal.prepare(vault, "main", None)
+    assert not os.path.exists(after)
