@@ -256,6 +256,7 @@ def test_hooks_config_attributes_and_the_worktree_s_files_are_read_only(live, va
     for rel, text in wt_targets.items():
         lines.append(f"mkdir -p $(dirname {wt}/{rel}) 2>/dev/null; printf %s {json.dumps(text)} > {wt}/{rel} 2>/dev/null && echo WROTE-WT {rel}")  # fmt: skip
     _script(live, "attack.sh", "\n".join(lines) + "\nexit 0\n")
+    _exec("true")  # (the vault as avfs leaves it: an empty packed-refs for the sandbox's to cover)
     keep = {rel: _files(vault.path).get(rel) for rel in targets}
     keep_wt = {rel: _files(wt).get(rel) for rel in ("config.worktree", "commondir", "gitdir", "HEAD")}
     doc = _exec("sh", "attack.sh")
@@ -504,6 +505,15 @@ def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, 
     assert _refs(vault) == before
     assert {"refs/heads/other"} <= {r.ref for r in res.refs_refused}
     assert "in the view" in _git("--git-dir", vault.path, "log", "--format=%s", "main")
+    # the other forks' branches, as the read-only packed-refs shows them (a file bound too)
+    other = _git("--git-dir", vault.path, "rev-parse", "other").strip()
+    packed = os.path.join(vault.path, "packed-refs")
+    _script(live, "w.sh", f"git rev-parse other; (echo x >> {packed}) 2>/dev/null || echo REFUSED\n")
+    seen = execute(
+        home, vault, "main", ExecRequest(argv=("sh", "w.sh"), isolate="readonly", isolate_at=str(proj))
+    )
+    assert seen.result is not None and seen.result.stdout.split() == [other, "REFUSED"], seen.to_dict()
+    assert Path(packed).read_bytes() == b""
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -703,13 +713,14 @@ def _rewrite_in_place(path: str, data: str) -> None:
 
 
 def test_scratch_refs_read_only_what_changed_and_miss_no_change(home, vault, monkeypatch):
-    """The scratch refs with 40 forks (no mount): once the manifest of what the vault's
-    branches and the scratch held is written (proxy/sealcache.py), a run that changed
-    nothing reads no ref file again; and a branch rewritten in place with the same size and
-    its mtime put back (by the person in the vault, or by the command in the scratch: its
-    own branch or another fork's) is seen all the same: copied into the next scratch,
-    carried back, refused."""
-    from avfs_git.proxy import sealcache
+    """The scratch refs with 40 forks (no mount): the scratch holds the fork's own branch
+    only, the others are lines of the read-only packed-refs (proxy/sealpack.py); once the
+    manifest of what the vault's branches held is written (proxy/sealcache.py), a run that
+    changed nothing reads no ref file again; and a branch rewritten in place with the same
+    size and its mtime put back by the person in the vault is seen all the same (the next
+    snapshot holds it); the command's own branch rewritten so in the scratch is carried
+    back, and another fork's branch it writes there refused."""
+    from avfs_git.proxy import sealcache, sealpack
 
     w = vault.workspace("main")
     w.write("f", b"1\n")
@@ -736,16 +747,183 @@ def test_scratch_refs_read_only_what_changed_and_miss_no_change(home, vault, mon
     sealed = seal.prepare(vault, "f3", None)
     assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
     assert [r for r in reads if "/refs/heads/" in r and "/logs/" not in r] == [], reads
-    # the person rewrites fork f7's branch in place: the next scratch holds the new value
+    scratch = os.path.join(sealed.dir, "refs", "heads")
+    assert os.listdir(scratch) == ["f3"] and set(sealed.copied) == {"refs/heads/f3"}
+    shown = sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes())
+    assert shown["refs/heads/f7"] == (first.encode(), None) and "refs/heads/f3" not in shown
+    assert len([n for n in shown if n.startswith("refs/heads/")]) == 40  # main and 39 forks
+    # the person rewrites fork f7's branch in place: the next snapshot holds the new value
     _rewrite_in_place(os.path.join(vault.path, "refs", "heads", "f7"), second + "\n")
     sealed = seal.prepare(vault, "f3", None)
-    assert sealed.copied["refs/heads/f7"] == (second + "\n").encode()
-    scratch = os.path.join(sealed.dir, "refs", "heads")
-    assert Path(scratch, "f7").read_text() == second + "\n"
-    # the command rewrites another fork's branch and its own in place, mtimes put back
-    _rewrite_in_place(os.path.join(scratch, "f9"), first + "\n")
+    assert sealed.packed["refs/heads/f7"] == (second + "\n").encode()
+    shown = sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes())
+    assert shown["refs/heads/f7"] == (second.encode(), None)
+    # the command rewrites its own branch in place, mtime put back, and writes another
+    # fork's branch as a loose file over its packed line
     _rewrite_in_place(os.path.join(scratch, "f3"), first + "\n")
+    Path(scratch, "f9").write_text(first + "\n")
+    Path(scratch, "f10").write_text(second + "\n")  # the value it has: nothing moved
     carried = seal.carry_back(vault, sealed)
     assert carried.moved == (second, first), carried
-    assert [r["ref"] for r in carried.refused] == ["refs/heads/f9"], carried
+    assert [(r["ref"], r["old"], r["new"]) for r in carried.refused] == [("refs/heads/f9", second, first)]
     assert _git("--git-dir", vault.path, "rev-parse", "f3", "f9").split() == [first, second]
+    # the next scratch holds the fork's own branch again, and nothing else
+    sealed = seal.prepare(vault, "f3", None)
+    assert os.listdir(scratch) == ["f3"] and Path(scratch, "f3").read_text() == first + "\n"
+
+
+def test_the_other_forks_branches_are_read_only_and_current_in_the_sandbox(live, vault, tmp_path):
+    """The other forks' branches reach the sandbox as lines of one packed-refs, shown
+    read-only over the vault's own (proxy/sealpack.py). A command that writes it (in place,
+    through a shared mmap, by a rename over it) or unmounts it changes nothing; git in the
+    next run (in a sandbox made ready before the person moved a branch) sees every branch
+    at the vault's value, and no value a command planted."""
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    other = _git("--git-dir", vault.path, "rev-parse", "other").strip()
+    packed = os.path.join(vault.path, "packed-refs")
+    _exec("true")  # (avfs leaves an empty packed-refs in the vault, for the sandbox's to cover)
+    vault_packed = Path(packed).read_bytes()
+    _script(
+        live,
+        "attack.py",
+        f"""import mmap, os, subprocess
+p = {packed!r}
+line = ("{tip} refs/heads/other\\n").encode()
+for how in ("write", "mmap", "rename", "umount"):
+    try:
+        if how == "write":
+            with open(p, "r+b") as fh:
+                fh.write(line)
+        elif how == "mmap":
+            with open(p, "r+b") as fh:
+                m = mmap.mmap(fh.fileno(), 0)
+                m[: len(line)] = line
+                m.flush()
+        elif how == "rename":
+            with open(p + ".new", "wb") as fh:
+                fh.write(line)
+            os.rename(p + ".new", p)
+        else:
+            subprocess.run(["umount", p], check=True, capture_output=True)
+        print("WROTE", how)
+    except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+        print("REFUSED", how, type(exc).__name__)
+print("SEES", subprocess.run(["git", "rev-parse", "other"], capture_output=True, text=True).stdout.strip())
+""",
+    )
+    for i in range(2):  # the first in a sandbox set up for it, the second in one made ready
+        if i == 1 and standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+            # the person moves `other` while that sandbox waits: its command sees the move
+            vault.workspace("other").write("lib.py", b"x = 3\n")
+            other = checkpoint.save(vault, "other", message="moved").checkpoint.commit
+            assert other != tip
+        doc = _exec("python3", "attack.py")
+        out = doc["result"]["stdout"]
+        assert doc["exit_code"] == 0, doc["result"]
+        assert "WROTE" not in out and out.count("REFUSED") == 4, out
+        assert f"SEES {other}" in out, out
+        assert _git("--git-dir", vault.path, "rev-parse", "other").strip() == other
+        assert Path(packed).read_bytes() == vault_packed
+        assert [r["ref"] for r in doc["refs_refused"]] == [], doc["refs_refused"]
+    listed = _exec("git", "branch", "--list", "--format=%(refname:short) %(objectname)")["result"]["stdout"]
+    main = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    assert listed.splitlines() == [f"main {main}", f"other {other}"], listed
+
+
+def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_change(home, vault, monkeypatch):
+    """The vault's branches as a mount's daemon keeps them (proxy/refwatch.py, inotify):
+    with 40 forks, a call after one that changed nothing walks nothing and reads no ref
+    file; a branch rewritten in place with its size and mtime kept, a branch made under a
+    new directory, one deleted, are each in the next scratch's packed-refs; the fork's own
+    branch is read from its file every time, whatever the watch holds."""
+    from avfs_git.proxy import refwatch, sealpack
+
+    w = vault.workspace("main")
+    w.write("f", b"1\n")
+    first = checkpoint.save(vault, name="one").checkpoint.commit
+    w.write("f", b"2\n")
+    second = checkpoint.save(vault).checkpoint.commit
+    for i in range(40):
+        vault.fork("main", f"f{i}")
+    monkeypatch.setattr(refwatch, "MAX_TRUST_S", 3600.0)
+    watch = refwatch.start(vault.path)
+    assert watch is not None and refwatch.live(vault.path) is watch
+    try:
+
+        def shown() -> dict[str, bytes]:
+            sealed = seal.prepare(vault, "f3", None)
+            assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
+            return {n: v[0] for n, v in sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes()).items()}
+
+        assert len(shown()) == 40 and watch.walks == 1
+        reads = watch.reads
+        made: list[str] = []
+        real_split = sealpack.split
+        monkeypatch.setattr(sealpack, "split", lambda *a: made.append(a[1]) or real_split(*a))
+        assert shown()["refs/heads/f7"] == second.encode()
+        assert (watch.walks, watch.reads, made) == (1, reads, [])  # nothing walked, read, or made again
+        _rewrite_in_place(os.path.join(vault.path, "refs", "heads", "f7"), first + "\n")
+        assert shown()["refs/heads/f7"] == first.encode()
+        assert (watch.walks, watch.reads, made) == (1, reads + 1, ["refs/heads/f3"])
+        vault.fork("main", "team/a")
+        _git("--git-dir", vault.path, "update-ref", "-d", "refs/heads/f9")
+        got = shown()
+        assert got["refs/heads/team/a"] == second.encode() and "refs/heads/f9" not in got
+        # the fork's own branch: its file, not the watch (held stale here on purpose)
+        _git("--git-dir", vault.path, "update-ref", "refs/heads/f3", first)
+        monkeypatch.setattr(watch, "heads", lambda: {"refs/heads/f3": second.encode() + b"\n"})
+        sealed = seal.prepare(vault, "f3", None)
+        assert sealed.copied["refs/heads/f3"] == (first + "\n").encode() and sealed.before == first
+    finally:
+        watch.close()
+    assert refwatch.live(vault.path) is None
+
+
+def test_kept_fan_out_directories_are_listed_only_when_changed_and_miss_no_object(home, vault, monkeypatch):
+    """The quarantine's fan-out directories (`objects/xx`, kept between runs) with 40 of
+    them (no mount): once found empty and unchanged, a run that wrote nothing lists none of
+    them (proxy/sealcache.py); an object the command leaves in one, with the directory's
+    mtime put back, is removed all the same, after the run and before the next."""
+    from avfs_git.proxy import sealcache
+
+    checkpoint.save(vault, name="one")
+    sealed = seal.prepare(vault, "main", None)
+    od = os.path.join(sealed.dir, "objects")
+    for i in range(40):
+        os.makedirs(os.path.join(od, f"{i:02x}"), exist_ok=True)
+    listed: list[str] = []
+    real = seal._empty
+
+    def counted(d: str, *a: Any) -> None:
+        listed.append(d)
+        real(d, *a)
+
+    monkeypatch.setattr(seal, "_empty", counted)
+    for _ in range(2):  # found empty, then found so again once not racily clean
+        time.sleep(2 * sealcache.RACY_NS / 1e9)
+        seal.carry_back(vault, sealed)
+        sealed = seal.prepare(vault, "main", None)
+    time.sleep(2 * sealcache.RACY_NS / 1e9)
+    listed.clear()
+    seal.carry_back(vault, sealed)
+    sealed = seal.prepare(vault, "main", None)
+    assert [d for d in listed if os.path.dirname(d) == od and d != os.path.join(od, "info")] == [], listed
+
+    def plant(name: str) -> str:
+        """An object written in a kept fan-out directory, the directory's mtime put back."""
+        d = os.path.join(od, name[:2])
+        st = os.lstat(d)
+        path = os.path.join(d, name[2:])
+        Path(path).write_bytes(b"planted")
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.lstat(d).st_mtime_ns == st.st_mtime_ns
+        return path
+
+    during = plant("07" + "a" * 38)  # by the command, during its run
+    seal.carry_back(vault, sealed)
+    assert not os.path.exists(during)
+    time.sleep(2 * sealcache.RACY_NS / 1e9)
+    after = plant("0b" + "b" * 38)  # by a process left after it
+    seal.prepare(vault, "main", None)
+    assert not os.path.exists(after)

@@ -21,6 +21,7 @@ PROCESS_STATE = {
     "core/store/threads.py:_FORKED": "fork() is process-wide: every object whose locks a forked child must make anew",
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
     "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",
+    "proxy/refwatch.py:_live": "the inotify watch of a vault's branches belongs to the daemon serving proxy exec; seal finds it by path",
     "mount/ownfiles.py:_owner_cache": "registry records' contents, checked against the file at every use",
 }
 

@@ -377,10 +377,15 @@ def _open_all(paths: tuple[str, ...]) -> list[tuple[str, int]]:
 
 
 def _open_sealed(v: View) -> list[tuple[int, str, bool]]:
-    """O_PATH descriptors of ``v.sealed``'s sources (opened before /tmp is replaced)."""
-    return [
-        (os.open(src, os.O_PATH | os.O_DIRECTORY), dst, rw) for src, dst, rw in v.sealed if os.path.isdir(src)
-    ]
+    """O_PATH descriptors of ``v.sealed``'s sources, directories and files (the read-only
+    packed-refs), never through a link (opened before /tmp is replaced)."""
+    out = []
+    for src, dst, rw in v.sealed:
+        if os.path.isdir(src):
+            out.append((os.open(src, os.O_PATH | os.O_DIRECTORY), dst, rw))
+        elif os.path.isfile(src) and not os.path.islink(src):
+            out.append((os.open(src, os.O_PATH | os.O_NOFOLLOW), dst, rw))
+    return out
 
 
 def _bind_kept(
@@ -403,7 +408,8 @@ def _bind_kept(
             s.mount(root + path, root + path, None, MS_BIND)
             s.readonly(root + path, recursive=False, clear=True)
     for fd, target, rw in sealed:
-        if os.path.isdir(root + target) and not os.path.islink(root + target):
+        t = root + target
+        if (os.path.isdir(t) or os.path.isfile(t)) and not os.path.islink(t):
             s.mount(f"/proc/self/fd/{fd}", root + target, None, MS_BIND)
             s.readonly(root + target, recursive=False, clear=rw)
         os.close(fd)

@@ -1,13 +1,13 @@
 """The sandbox's scratch refs kept in step with the vault's branches, reading only the ref
 files that changed since the last ``proxy exec`` (:mod:`.seal`).
 
-Every confined command gets a scratch copy of the vault's ``refs/heads`` (:func:`.seal.prepare`),
-and after it :func:`.seal.carry_back` reads the scratch back to see what the command moved.
-Read whole each time, that is three reads per branch of the vault per call (the vault's
-file, the scratch's before, the scratch's after): O(forks), ~6 ms with 200 forks under load.
-This keeps, per fork, each file's bytes with its ``lstat`` (inode, size, mtime, ctime) in a
-manifest in the seal directory (avfs's masked state: the sandbox never sees it), and a file
-whose ``lstat`` is unchanged is not read again: a stat per ref, a read per changed ref.
+Every confined command gets the vault's branches (:func:`.seal.prepare`: the fork's own in a
+scratch directory, the others in a read-only ``packed-refs``, :mod:`.sealpack`), and after
+it :func:`.seal.carry_back` reads the scratch back to see what the command moved. Read whole
+each time, the vault's ref files are a read per branch per call: O(forks). This keeps, per
+fork, each file's bytes with its ``lstat`` (inode, size, mtime, ctime) in a manifest in the
+seal directory (avfs's masked state: the sandbox never sees it), and a file whose ``lstat``
+is unchanged is not read again: a stat per ref, a read per changed ref.
 
 Why the ``lstat`` is enough: a ref file is changed by a rename over it (git, libgit2: a new
 inode) or in place (a person, a command): either moves its ctime, which no process can set
@@ -44,6 +44,7 @@ _VERSION = 1
 # the keys' prefixes: the vault's branches, the scratch refs (before and after the run),
 # the scratch reflog; an entry under any other (a manifest an older avfs wrote) is dropped
 VAULT, SCRATCH, LOG = "v:", "r:", "l:"
+QUARANTINE = "q:"  # the object quarantine's fan-out directories, as last emptied
 
 KEPT = 4096  # a ref file is one line: a longer file is read every time (both readers agree below it)
 # key -> (st_ino, st_size, st_mtime_ns, st_ctime_ns, looked at (ns), the bytes as hex)
@@ -66,7 +67,7 @@ class RefCache:
                 self.entries = {
                     k: tuple(v)  # type: ignore[misc]
                     for k, v in doc["entries"].items()
-                    if k.startswith((VAULT, SCRATCH, LOG))
+                    if k.startswith((VAULT, SCRATCH, LOG, QUARANTINE))
                 }
                 self.changed = len(self.entries) < len(doc["entries"])  # written without them
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -88,7 +89,7 @@ class RefCache:
         if (
             got is not None
             and got[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            and st.st_ctime_ns < got[4] - (RACY_NS if st.st_ctime_ns % 1_000_000_000 else RACY_COARSE_NS)
+            and st.st_ctime_ns < got[4] - _racy(st.st_ctime_ns)
         ):
             return bytes.fromhex(got[5])
         now = time.time_ns()
@@ -106,6 +107,26 @@ class RefCache:
         self.entries[key] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, now, data.hex())
         self.changed = True
         return data
+
+    def emptied(self, key: str, path: str, empty: Callable[[str], None]) -> None:
+        """``empty(path)`` (a directory's entries removed), unless the directory is as it
+        was when it was last found empty: its ``lstat`` (inode, size, mtime, ctime) the same
+        and its ctime more than ``RACY_NS`` older than that moment. An entry made, removed
+        or renamed in a directory moves its ctime, which no process can set back."""
+        self.seen.add(key)
+        st = _stat(path)
+        got = self.entries.get(key)
+        if st is not None and got is not None and got[:4] == st and st[3] < got[4] - _racy(st[3]):
+            return
+        empty(path)
+        now = time.time_ns()
+        after = _stat(path)
+        if after is None:
+            if self.entries.pop(key, None) is not None:
+                self.changed = True
+            return
+        self.entries[key] = (*after, now, "")
+        self.changed = True
 
     def save(self, prefixes: tuple[str, ...]) -> None:
         """Write the manifest when it changed, dropping the entries under ``prefixes`` that
@@ -131,6 +152,10 @@ class RefCache:
         except OSError:
             return
         self.changed = False
+
+
+def _racy(ctime_ns: int) -> int:
+    return RACY_NS if ctime_ns % 1_000_000_000 else RACY_COARSE_NS
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:

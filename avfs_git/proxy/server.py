@@ -107,6 +107,7 @@ class ExecServer:
         # called as each request comes in: an overlay mount's background walk of its lower
         # layer stands aside while a command runs (fuse/warm.py), as it does for git
         self.on_request: Callable[[], None] | None = None
+        self.heads: Any = None  # the vault's branches as inotify keeps them (refwatch.py)
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
@@ -121,6 +122,13 @@ class ExecServer:
         from . import execute  # noqa: F401
 
         policy.Policy.default(self.home.settings.cache_dir)
+        from . import refwatch
+
+        # the vault's branches, kept from inotify events for the sandbox's packed-refs
+        # (refwatch.py): a call reads the branches that changed, not every one
+        self.heads = refwatch.start(self.vault.path)
+        if self.heads is not None:
+            self.heads.heads()
         while True:
             try:
                 conn, _ = self.sock.accept()
@@ -327,6 +335,8 @@ class ExecServer:
             self.sock.close()
         except OSError:
             pass
+        if self.heads is not None:
+            self.heads.close()
         if self.standbys is not None:
             self.standbys.close()
 
