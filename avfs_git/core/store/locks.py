@@ -141,7 +141,8 @@ def wait_free(path: str) -> None:
     """Wait, without a bound, until no process holds the lock ``path``; at once when nobody
     does or the file is missing. Held shared for a moment only: a process that tries to
     take it meanwhile waits as it does for any holder (:func:`_lock_fd`). For work that only
-    matters once a holder is done (a mount daemon's, while the call that mounted it runs)."""
+    matters once a holder is done (a mount daemon's, while the call that mounted it runs).
+    Never from a thread that holds it itself (:func:`file_lock`): it would wait for itself."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
