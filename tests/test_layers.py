@@ -79,7 +79,7 @@ ENVIRONMENT_READS = {
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
     "ops/mounts.py": "PATH: is fusermount3 there",
     "ops/daemonstart.py": "the environment the mount daemon is started with",
-    "fuse/daemon.py": "sets FUSE_LIBRARY_NAME for mfusepy (a write, for the library)",
+    "fuse/daemon.py": "sets FUSE_LIBRARY_NAME/FUSE_LIBRARY_PATH for mfusepy (fuse/libs.py; a write, for the library)",
 }
 
 # Below the front ends, nothing calls ``from_environ`` (``Settings.from_environ``: avfs's

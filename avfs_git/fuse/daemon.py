@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     core_dumps = _no_core_dumps()
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # before mfusepy loads (fuse/ops.py)
+    from .libs import preset
+
+    preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)
     from ..core.store.gitstore import prefer_libgit2
 
     mount = Mount(args, core_dumps)  # the workspace, its layers, the registry record
@@ -129,6 +131,7 @@ class Mount:
         self.idle: Any = None  # a mount kept warm: its idle timer (started when announced)
         self.filler: Any = None  # a lazy fork's background prefetch (ops/prefetching.py)
         self.settle = _settle(self) if self.vault.lazy else None  # sizes and index after ready
+        self.walk_after_call = False  # an overlay's walk of its lower layer (fuse/warm.py), by _after_call
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -372,6 +375,7 @@ class Mount:
 
         if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
             listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
+            self.walk_after_call = True  # in the background, after the lower layer's listings
         self.announce()
         if self.settle is not None:
             listed()
@@ -381,7 +385,6 @@ class Mount:
             threading.Thread(target=self._warm_after_settle, name="avfs-warm-wait", daemon=True).start()
             _watch_unmount(args.mountpoint, layers["lower"])
             return
-        self.warm.start()  # after the lower layer's listings, in the background (fuse/warm.py)
         _watch_unmount(args.mountpoint, layers["lower"])
 
     def _warm_after_settle(self) -> None:
@@ -416,7 +419,7 @@ class Mount:
         if self.server is not None:
             self.server.mountpoint = self.real_mountpoint
             self.server.on_request = self.warm.pause
-            self.server.start()
+            self.server.start(warm=False)  # warmed after the call (_after_call)
             registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
         if self.args.ready_fd is not None:
             try:
@@ -424,6 +427,22 @@ class Mount:
                 os.close(self.args.ready_fd)
             except OSError:
                 pass
+        if self.server is not None or self.walk_after_call:
+            threading.Thread(target=self._after_call, name="avfs-after-call", daemon=True).start()
+
+    def _after_call(self) -> None:
+        """The exec server's warm-up and the walk of the lower layer, once no call holds the
+        fork (a call that started this mount holds its exec lock to its end: docs/fuse.md)."""
+        from ..core.store.locks import exec_lock_path, wait_free
+
+        wait_free(exec_lock_path(self.vault.state_dir, self.args.fork))
+        if self.server is not None:
+            try:
+                self.server.warm_up()
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("warming up the exec server")
+        if self.walk_after_call:
+            self.warm.start()
 
     def start_idle(self) -> None:
         """The idle timer of a mount kept warm for proxy exec (fuse/idle.py): its use is the

@@ -109,15 +109,15 @@ class ExecServer:
         self.on_request: Callable[[], None] | None = None
         self.heads: Any = None  # the vault's branches as inotify keeps them (refwatch.py)
 
-    def start(self) -> None:
-        threading.Thread(target=self._serve, name="avfs-exec-server", daemon=True).start()
+    def start(self, *, warm: bool = True) -> None:
+        """Serve requests from now on; ``warm``: first load what a request needs
+        (:meth:`warm_up`), else the caller does it when the time comes (the mount's daemon:
+        once the call that mounted the fork is over, fuse/daemon.py)."""
+        threading.Thread(target=self._serve, args=(warm,), name="avfs-exec-server", daemon=True).start()
 
-    def _serve(self) -> None:
-        # this thread is started from libfuse's init, in a worker thread that blocks
-        # SIGINT/SIGTERM/SIGHUP/SIGQUIT: commands inherit the mask of the thread that starts
-        # them, and `timeout`, `kill` or Ctrl-C-style cleanup must work in them
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        # warm what a request needs, so the first one is as fast as the rest
+    def warm_up(self) -> None:
+        """Load what a request needs (the proxy's modules, the default policy), so the
+        first one is as fast as the rest (~40-120 ms of the daemon's CPU and GIL)."""
         from .. import policy
         from . import execute  # noqa: F401
 
@@ -129,6 +129,14 @@ class ExecServer:
         self.heads = refwatch.start(self.vault.path)
         if self.heads is not None:
             self.heads.heads()
+
+    def _serve(self, warm: bool) -> None:
+        # this thread is started from libfuse's init, in a worker thread that blocks
+        # SIGINT/SIGTERM/SIGHUP/SIGQUIT: commands inherit the mask of the thread that starts
+        # them, and `timeout`, `kill` or Ctrl-C-style cleanup must work in them
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        if warm:
+            self.warm_up()
         while True:
             try:
                 conn, _ = self.sock.accept()

@@ -137,6 +137,25 @@ def remove_unused(path: str, unused: Callable[[], bool]) -> bool:
         os.close(fd)
 
 
+def wait_free(path: str) -> None:
+    """Wait, without a bound, until no process holds the lock ``path``; at once when nobody
+    does or the file is missing. Held shared for a moment only: a process that tries to
+    take it meanwhile waits as it does for any holder (:func:`_lock_fd`). For work that only
+    matters once a holder is done (a mount daemon's, while the call that mounted it runs).
+    Never from a thread that holds it itself (:func:`file_lock`): it would wait for itself."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_lock_path(state_dir: str, fork: str) -> str:
     """The lock of ``fork``'s optimistic writes (``expect``: held from the check to the
     write); named like :func:`exec_lock_path`."""

@@ -1,0 +1,41 @@
+"""The native libraries the mount daemon loads through ctypes, found by their sonames.
+
+mfusepy looks libfuse up with ``ctypes.util.find_library("fuse3")`` when it is imported, and
+inotify_simple looks libc up the same way when the daemon starts the upper layer's watch
+(core/workspace/upperwatch.py). On Linux each is a run of ``/sbin/ldconfig -p`` and a parse
+of its whole output: two processes, ~10-20 ms each under load, on every mount's start-up,
+before it is ready (what ``avfs mount`` and a first ``proxy exec`` wait for). The dynamic
+loader finds the same libraries by their sonames from the same cache (``ld.so.cache``)
+without a process: libfuse 3's soname has been ``libfuse3.so.3`` since 3.0, and libc is in
+this process already (``CDLL(None)``).
+
+Nothing changes where the soname does not load (libfuse 3 missing, another libfuse asked
+for): mfusepy looks it up its own way and reports what it cannot find, as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import MutableMapping
+
+LIBFUSE3 = "libfuse3.so.3"
+
+
+def preset(environ: MutableMapping[str, str]) -> None:
+    """Before mfusepy is imported: libfuse 3 by its soname (``FUSE_LIBRARY_PATH``, which
+    mfusepy loads as it is), unless ``environ`` names a library itself; and libc for
+    inotify_simple. ``environ``: the daemon's environment, which mfusepy reads."""
+    environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy picks libfuse 2 when both exist
+    if not environ.get("FUSE_LIBRARY_PATH") and environ["FUSE_LIBRARY_NAME"] == "fuse3":
+        try:
+            ctypes.CDLL(LIBFUSE3)
+        except OSError:
+            pass  # mfusepy's own lookup says what is missing
+        else:
+            environ["FUSE_LIBRARY_PATH"] = LIBFUSE3
+    try:
+        import inotify_simple
+    except ImportError:
+        return
+    if getattr(inotify_simple, "_libc", ()) is None:  # (its name for libc, loaded on first use)
+        inotify_simple._libc = ctypes.CDLL(None, use_errno=True)  # type: ignore[attr-defined]
