@@ -19,7 +19,8 @@ the imports are shared.
   :mod:`.codewatch`), answers "fall back" and exits, so an upgrade or an edit is never
   served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
-  (``AVFS_SERVER=off`` turns all of this off; ``avfs server stop`` ends one); a server
+  (:func:`.client.start`; ``AVFS_SERVER=off`` turns all of this off; ``avfs server stop``
+  ends one); a server
   ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
   no longer its own, or when its home is gone.
 - **Signals**: Ctrl-C, SIGTERM and SIGHUP of the caller are relayed to the command's
@@ -477,28 +478,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:  # SIGTERM (avfs server stop)
         server.leave()
     return 0
-
-
-def start(home: str) -> None:
-    """Start a server for ``home`` in the background (a session of its own, no terminal,
-    stdio on /dev/null); returns at once."""
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "avfs_git.cli.resident", "--home", home],
-            dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, null, 0),
-                (os.POSIX_SPAWN_DUP2, null, 1),
-                (os.POSIX_SPAWN_DUP2, null, 2),
-            ],
-            setsid=True,
-        )
-    except OSError:
-        pass  # no server: calls run directly
-    finally:
-        os.close(null)
 
 
 if __name__ == "__main__":
