@@ -498,3 +498,27 @@ def test_served_calls_keep_the_wal_small(served: Any, home: Home, vault: Vault) 
     assert max(sizes) < 2 * warm.WAL_CLOSE_AT, sizes  # (without: ~1.6 MB by the end)
     assert _run("cat", "w24.txt", env=on) == (0, b"text 24", b"")
     assert len(json.loads(_run("--json", "log", env=on)[1])["commits"]) >= 25
+
+
+def test_a_served_callers_process_ends_without_pythons_finalization(served: Any, home: Home) -> None:
+    """Once the command's exit code came, the caller ends at once (client._end): Python's
+    finalization (the modules' teardown, a last collection) was a fifth of a served
+    call's caller, and nothing there needs it. Its streams are flushed first; its exit
+    code is the command's. (A direct call, not served, finalizes as ever.)"""
+    on, off = served
+    probe = (
+        "import atexit, sys; atexit.register(lambda: sys.stderr.write('finalized\\n')); "
+        "sys.stderr.write('before\\n'); sys.argv[1:] = {args!r}; "
+        "from avfs_git.cli.client import main; sys.exit(main())"
+    )
+    for args, code in ((["cat", "a.txt"], 0), (["cat", "nope.txt"], 1)):
+        p = subprocess.run(
+            [sys.executable, "-c", probe.format(args=args)], capture_output=True, env=on, timeout=120
+        )
+        assert p.returncode == code, p
+        assert p.stderr.startswith(b"before\n") and b"finalized" not in p.stderr, p.stderr
+        assert p.stdout == (b"one\n" if code == 0 else b"")
+        q = subprocess.run(
+            [sys.executable, "-c", probe.format(args=args)], capture_output=True, env=off, timeout=120
+        )
+        assert q.returncode == code and q.stderr.endswith(b"finalized\n"), q.stderr
