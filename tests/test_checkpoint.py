@@ -523,3 +523,23 @@ def test_cli_checkpoint_save_does_not_load_libgit2(tmp_path):
     assert docs[1]["checkpoint"]["message"] == "named\n\nwith a body\n"
     assert docs[-1]["checkpoint"]["message"] == "café\n" and docs[-1]["ignored"] == 1
     assert docs[0]["checkpoint"]["time"] == "2023-11-14T22:15:00Z"
+
+
+def test_a_save_writes_the_overlay_in_two_transactions(vault, ws):
+    """A save makes two write transactions on the overlay's database: the pending record
+    before the ref moves and the retiring after (the crash-safety pair, see
+    wscommit.publish). The check that git in a mount did not move the ref first reads the
+    two values without one (it was a third: a lock, BEGIN IMMEDIATE and COMMIT per save);
+    a ref moved by git still takes it (tests/contract/test_git_in_mount.py)."""
+    ws.write("a.txt", b"a")
+    checkpoint.save(vault)
+    ws.write("b.txt", b"b")
+    seen: list[str] = []
+    ws.overlay.db.set_trace_callback(seen.append)
+    try:
+        res = checkpoint.save(vault, message="second")
+    finally:
+        ws.overlay.db.set_trace_callback(None)
+    assert res.created and ws.overlay.is_empty()
+    assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"] * 2
+    assert sum(s == "COMMIT" for s in seen) == 2

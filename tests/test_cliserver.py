@@ -401,20 +401,27 @@ def _anon_kb(pid: int) -> int:
 
 
 def test_each_call_takes_the_spare_and_a_new_one_is_forked(served: Any, home: Home) -> None:
-    """The server keeps one child forked ahead, its memory copied (spare.py): a call runs in
-    it, and once the call has ended the next spare is there; a spare that died is replaced
-    by a fork at the call (the call is still served); a spare whose server is gone exits."""
+    """The server keeps one child forked ahead, the pages calls write copied (spare.py): a
+    call runs in it, and once the call has answered the next spare is there, holding the
+    pages that call wrote and not the rest of the server's memory; a spare that died is
+    replaced by a fork at the call (the call is still served); a spare whose server is
+    gone exits."""
     on, off = served
     server = _server_pid(home.path)
     assert server is not None
     _wait_for(lambda: len(_children(server)) == 1)
     (first,) = _children(server)
-    # its memory its own: most of the server's heap copied (MADV_POPULATE_WRITE)
-    _wait_for(lambda: _private_kb(first) > _anon_kb(server) // 2)
+    time.sleep(0.5)
+    held = _private_kb(first)  # (it learned nothing yet: the first call, direct, was not its)
     assert _run("--json", "status", env=on) == _run("--json", "status", env=off)
     _wait_for(lambda: _gone(first) and len(_children(server)) == 1)
     (second,) = _children(server)
     assert second != first
+    # the pages the served status wrote, copied ahead (MADV_POPULATE_WRITE): MBs more than
+    # the first spare held, and far from all of the server's memory
+    _wait_for(lambda: _private_kb(second) > held + 1024)
+    time.sleep(0.5)
+    assert _private_kb(second) < _anon_kb(server) // 2
     # a spare killed from outside: the call is served all the same, by a fork at the call
     os.kill(second, signal.SIGKILL)
     _wait_for(lambda: _gone(second))
@@ -517,3 +524,27 @@ def test_a_wal_held_large_by_another_process_leaves_the_other_databases_wals_alo
             ws.write(f"big/{j}.bin", os.urandom(8 << 10))
     assert seen[0][1] and len({ino for ino, _ in seen}) == 1, seen  # one WAL, kept and appended to
     assert [f.name for f in vault.forks() if f.name.startswith("f")] == ["f0", "f1", "f2"]
+
+
+def test_a_served_callers_process_ends_without_pythons_finalization(served: Any, home: Home) -> None:
+    """Once the command's exit code came, the caller ends at once (client._end): Python's
+    finalization (the modules' teardown, a last collection) was a fifth of a served
+    call's caller, and nothing there needs it. Its streams are flushed first; its exit
+    code is the command's. (A direct call, not served, finalizes as ever.)"""
+    on, off = served
+    probe = (
+        "import atexit, sys; atexit.register(lambda: sys.stderr.write('finalized\\n')); "
+        "sys.stderr.write('before\\n'); sys.argv[1:] = {args!r}; "
+        "from avfs_git.cli.client import main; sys.exit(main())"
+    )
+    for args, code in ((["cat", "a.txt"], 0), (["cat", "nope.txt"], 1)):
+        p = subprocess.run(
+            [sys.executable, "-c", probe.format(args=args)], capture_output=True, env=on, timeout=120
+        )
+        assert p.returncode == code, p
+        assert p.stderr.startswith(b"before\n") and b"finalized" not in p.stderr, p.stderr
+        assert p.stdout == (b"one\n" if code == 0 else b"")
+        q = subprocess.run(
+            [sys.executable, "-c", probe.format(args=args)], capture_output=True, env=off, timeout=120
+        )
+        assert q.returncode == code and q.stderr.endswith(b"finalized\n"), q.stderr

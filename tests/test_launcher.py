@@ -100,10 +100,19 @@ def test_a_served_call_imports_no_site(home: Home, vault: Vault, tmp_path: Path)
         code, out, err = _run([script, "--json", "status"], {**on, "PYTHONPROFILEIMPORTTIME": "1"})
         assert code == 0 and json.loads(out)["kind"] == "status"
         names = _imports(err)
-        assert "avfs_git.cli.client" in names and "avfs_git.cli.execopts" not in names
+        # the console script's module alone, loaded by its path: not even avfs's packages
+        # (their search on sys.path and their __init__ cost ~0.3 ms a call)
+        assert not {"avfs_git", "avfs_git.cli", "avfs_git.cli.client", "avfs_git.cli.execopts"} & set(names)
         assert not {"site", "os", "click", "pygit2", "signal", "array", "typing", "__future__"} & set(
             names
         ), names
+        # with PYTHONPATH set, the avfs found there is the one that runs: imported as any
+        code, out, err = _run(
+            [script, "--json", "status"],
+            {**on, "PYTHONPROFILEIMPORTTIME": "1", "PYTHONPATH": launcher.package_root()},
+        )
+        assert code == 0 and json.loads(out)["kind"] == "status"
+        assert "avfs_git.cli.client" in _imports(err)
     finally:
         pid = int(Path(home.path, warm.RUN_DIR, warm.PID_FILE).read_text())
         os.kill(pid, signal.SIGTERM)

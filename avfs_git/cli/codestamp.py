@@ -1,34 +1,13 @@
 """What names the avfs code a CLI call runs: the resident server (:mod:`.resident`) serves
 only calls whose stamp is its own, and only while its code is unchanged on disk
-(:mod:`.codewatch`). Imports nothing beyond Python's start-up (the console script computes
-the stamp before it knows whether a server answers)."""
+(:mod:`.codewatch`). The stamp itself is computed by the console script's module,
+:mod:`.client` (:func:`stamp`, :func:`package_dir`: re-exported here), before it knows
+whether a server answers, with nothing imported: a served call loads that one module of
+avfs (see :mod:`.launcher`)."""
 
-import posix
-import sys
+from .client import package_dir, stamp
 
-
-def package_dir() -> str:
-    """The ``avfs_git`` package directory this module belongs to, as ``os.path.abspath``
-    would give it (without importing :mod:`os`: the console script's served path does not)."""
-    path = __file__ if __file__.startswith("/") else posix.getcwd() + "/" + __file__
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-        else:
-            parts.append(part)
-    return "/" + "/".join(parts[:-2])
-
-
-def stamp() -> str:
-    """The code a call runs, as the caller sends it: this interpreter (path and version) and
-    the avfs package's directory. Edits of the files there are the server's to see: it
-    watches them from before it imports them (:class:`.codewatch.CodeWatch`), so the caller
-    stats nothing (a stat of each of ~200 files cost ~1 ms a call)."""
-    return f"{sys.executable} {sys.version_info[:3]} {package_dir()}"
+__all__ = ["files_stamp", "package_dir", "stamp"]
 
 
 def files_stamp(root: "str | None" = None) -> str:

@@ -19,7 +19,8 @@ the imports are shared.
   :mod:`.codewatch`), answers "fall back" and exits, so an upgrade or an edit is never
   served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
-  (``AVFS_SERVER=off`` turns all of this off; ``avfs server stop`` ends one); a server
+  (:func:`.client.start`; ``AVFS_SERVER=off`` turns all of this off; ``avfs server stop``
+  ends one); a server
   ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
   no longer its own, or when its home is gone.
 - **Signals**: Ctrl-C, SIGTERM and SIGHUP of the caller are relayed to the command's
@@ -34,7 +35,10 @@ same code (the stamp), so the version has not moved with the protocol's details.
 dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
 ``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
 process as it ends, and again from the server when it has reaped it: the caller takes the
-first, which may come before ``started``).
+first, which may come before ``started``). The command's process then reports to the
+server on a socket pair of their own (fd 4 in that process): that it has answered, and the
+pages it wrote (:class:`.spare.Report`); the next spare is forked then, not when the
+process has ended (closing its databases and tearing down its memory take a few ms more).
 """
 
 from __future__ import annotations
@@ -92,10 +96,11 @@ class Server:
         self.stamp = stamp()
         self.code = CodeWatch()  # before anything of avfs beyond this module is imported
         self.path = socket_path(home)
-        self.children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (conn, pid)
+        self.children: dict[int, _Call] = {}  # pidfd -> the call its process runs
         self.served = 0
         self.last = time.monotonic()
         self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
+        self.written = spare.Written([])  # the pages calls write, which a spare copies ahead
 
     def bind(self) -> socket.socket | None:
         """Listen at the home's socket, unless another server does; None then."""
@@ -138,6 +143,7 @@ class Server:
         poller = select.poll()
         poller.register(lsock, select.POLLIN)
         conns: dict[int, int] = {}  # conn fd -> pidfd of its child, while its caller listens
+        reports: dict[int, int] = {}  # report fd -> pidfd of its child, until it reported
 
         def drop(fd: int) -> None:
             try:
@@ -146,8 +152,9 @@ class Server:
                 pass
 
         while True:
-            if self.spare is None and not self.children:  # (never while a command runs)
-                self.spare = spare.fork(_child, RELAYED)
+            # never while a command runs: once every call has answered (reported)
+            if self.spare is None and not reports:
+                self.spare = spare.fork(_child, RELAYED, self.written)
             events = poller.poll(1000)
             done: set[int] = set()  # fds closed or reused in this round: their events are stale
             for fd, _ev in events:
@@ -161,16 +168,29 @@ class Server:
                         if pidfd is None:
                             conn.close()
                             continue
-                        done.add(pidfd)
+                        call = self.children[pidfd]
+                        done.update((pidfd, call.ctl.fileno()))
                         poller.register(pidfd, select.POLLIN)
                         poller.register(conn, select.POLLIN)
+                        poller.register(call.ctl, select.POLLIN)
                         conns[conn.fileno()] = pidfd
+                        reports[call.ctl.fileno()] = pidfd
+                    elif fd in reports:  # the call has answered
+                        drop(fd)
+                        done.add(fd)
+                        self._reported(self.children[reports.pop(fd)])
                     elif fd in self.children:
-                        conn, pid = self.children.pop(fd)
+                        call = self.children.pop(fd)
+                        conn, pid = call.conn, call.pid
                         drop(fd)
                         drop(conn.fileno())
                         conns.pop(conn.fileno(), None)
                         done.update((fd, conn.fileno()))
+                        if call.ctl.fileno() >= 0:  # ended without a report (as it read)
+                            drop(call.ctl.fileno())
+                            reports.pop(call.ctl.fileno(), None)
+                            done.add(call.ctl.fileno())
+                            self._reported(call)
                         _, status = os.waitpid(pid, 0)
                         try:
                             _send(conn, {"code": os.waitstatus_to_exitcode(status)})
@@ -180,7 +200,8 @@ class Server:
                         os.close(fd)
                         self.last = time.monotonic()
                     elif fd in conns:
-                        conn, pid = self.children[conns[fd]]
+                        call = self.children[conns[fd]]
+                        conn, pid = call.conn, call.pid
                         try:
                             data = conn.recv(64)
                         except OSError:
@@ -230,6 +251,16 @@ class Server:
         except OSError:
             pass
 
+    def _reported(self, call: _Call) -> None:
+        """Take what a call's process reported (its end of the pair closed): the next
+        call's process looks for new pages again while the last found some, else one in
+        ``spare.SCAN_EVERY``."""
+        learned = spare.read_report(call.ctl)
+        if learned is not None:
+            self.written = learned
+        else:
+            self.written.scan = self.served % spare.SCAN_EVERY == 0
+
     def _start(self, conn: socket.socket) -> int | None:
         """Read a call and fork its command; the child's pidfd, or None."""
         fds: list[int] = []
@@ -253,15 +284,15 @@ class Server:
                 return None  # interrupted while it waited (this server was still loading)
             ready, self.spare = self.spare, None
             if ready is not None and ready.hand(conn, req, fds):
-                pid, pidfd = ready.pid, ready.pidfd
+                pid, pidfd, ctl = ready.pid, ready.pidfd, ready.ctl
             else:
                 if ready is not None:
                     ready.discard()  # it died
-                pid = _fork(conn, req, fds)
+                pid, ctl = _fork(conn, req, fds, self.written)
                 pidfd = os.pidfd_open(pid)
             self.served += 1
             _send(conn, {"started": pid})
-            self.children[pidfd] = (conn, pid)
+            self.children[pidfd] = _Call(conn, pid, ctl)
             return pidfd
         except (OSError, ValueError, EOFError, ConnectionError):
             return None
@@ -270,18 +301,40 @@ class Server:
                 os.close(fd)
 
 
-def _fork(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
-    """Fork the call's process now (no spare ready); its pid."""
+class _Call:
+    """A call being served: the caller's connection, the pid of the process that runs it,
+    and the server's end of the pair that process reports on once it has answered (closed
+    then)."""
+
+    __slots__ = ("conn", "ctl", "pid")
+
+    def __init__(self, conn: socket.socket, pid: int, ctl: socket.socket) -> None:
+        self.conn = conn
+        self.pid = pid
+        self.ctl = ctl
+
+
+def _fork(
+    conn: socket.socket, req: dict[str, Any], fds: list[int], known: spare.Written
+) -> tuple[int, socket.socket]:
+    """Fork the call's process now (no spare ready); its pid and the server's end of the
+    pair it reports on."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     # a signal the caller relays at once must wait for the child's own handlers
     # (blocked, not ignored as in this process: the kernel keeps it pending)
     signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
     try:
         pid = os.fork()
         if pid == 0:
-            _child(conn, req, fds)  # never returns
+            mine.close()
+            _child(conn, req, fds, spare.Report(theirs, known))  # never returns
+    except OSError:
+        mine.close()
+        raise
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
-    return pid
+        theirs.close()
+    return pid, mine
 
 
 def _gave_up(conn: socket.socket) -> bool:
@@ -307,14 +360,17 @@ def _text(fd: int, encoding: str, errors: str, *, line: bool) -> io.TextIOWrappe
     return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding, errors=errors, line_buffering=line)
 
 
-def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
+def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spare.Report) -> None:
     """In the forked child: become the caller's process, run the CLI, answer with its code
     and exit. The answer goes from here, before the process ends (the server's own, sent
     when it reaps the child, comes ~1-2 ms later: a process of this size takes that long to
-    tear down; it is the one that counts when this one dies first)."""
+    tear down; it is the one that counts when this one dies first). Then it ``report``s
+    to the server that it has answered, with the pages it wrote (the next spare is forked
+    then, and copies them ahead)."""
     code = 70
     answer = -1
     try:
+        keep = report.keep()  # (above the descriptors moved below)
         for sig in (*RELAYED, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -322,7 +378,9 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
         for i, fd in enumerate(fds):
             os.dup2(fd, i)
         answer = os.dup2(conn.fileno(), 3, inheritable=False)
-        os.closerange(4, 1 << 20)  # the server's socket and other calls' (close_range(2))
+        os.dup2(keep, spare.REPORT_FD, inheritable=False)
+        # the server's socket and other calls' (close_range(2))
+        os.closerange(spare.REPORT_FD + 1, 1 << 20)
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
@@ -353,6 +411,7 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
             os.write(answer, b"%08d" % len(data) + data)
         except OSError:
             pass  # the caller went away
+        report.send(spare.REPORT_FD)
         for app in opened:
             app.run_after()  # what the command left for after its answer (an audit fsync)
         _write_back(_wal_grown())
@@ -438,28 +497,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:  # SIGTERM (avfs server stop)
         server.leave()
     return 0
-
-
-def start(home: str) -> None:
-    """Start a server for ``home`` in the background (a session of its own, no terminal,
-    stdio on /dev/null); returns at once."""
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "avfs_git.cli.resident", "--home", home],
-            dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, null, 0),
-                (os.POSIX_SPAWN_DUP2, null, 1),
-                (os.POSIX_SPAWN_DUP2, null, 2),
-            ],
-            setsid=True,
-        )
-    except OSError:
-        pass  # no server: calls run directly
-    finally:
-        os.close(null)
 
 
 if __name__ == "__main__":

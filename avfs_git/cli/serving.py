@@ -67,7 +67,7 @@ def status_cmd(app: App) -> None:
 @pass_app
 def start_cmd(app: App) -> None:
     """Start the home's server (nothing when one runs); waits until it answers."""
-    from .resident import start
+    from .client import start
 
     home = app.home.path
     os.makedirs(home, exist_ok=True)

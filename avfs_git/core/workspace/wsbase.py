@@ -119,6 +119,13 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
     from ..errors import BusyError
 
     ov = ws.overlay
+    base, tip = ov.get_meta("base"), ws.tip()
+    if base is None or tip is None or base == tip:
+        # nothing to do, as the transaction below would find: every checkpoint asks first,
+        # and a write transaction (the lock, BEGIN IMMEDIATE, COMMIT) to read two values
+        # was one of three a save made on the overlay. The base is read before the ref,
+        # as there: a ref that moves after the check is what a CAS of the ref catches.
+        return True
     try:
         with ws.fork_lock(wait_s=wait_s):
             with ov.txn() as db:
