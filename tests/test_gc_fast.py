@@ -5,9 +5,11 @@ pack index searched in C. Real vaults, real git."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -185,3 +187,30 @@ def test_gc_counts_match_git_before_and_after_with_loose_garbage(vault: Vault, s
     assert (res.objects_before, res.bytes_before) == before
     assert (res.objects_after, res.bytes_after) == _git_totals(vault)
     assert os.path.exists(os.path.join(vault.path, "objects", old[:2], old[2:])) == (stale_days < 14)
+
+
+def test_opening_a_home_does_not_import_the_policy_engine(tmp_path: Path) -> None:
+    """A cold `avfs gc` (or any command that opens a home and never classifies a command)
+    imports the path rules' source alone, not the policy engine and its config loader; the
+    package's names still come when asked for."""
+    script = (
+        "import json, sys\n"
+        "from avfs_git.mount.side import open_home\n"
+        "open_home(sys.argv[1]).list_vaults()\n"
+        "import avfs_git.policy as policy\n"
+        "before = sorted(m for m in sys.modules if m.startswith('avfs_git.policy'))\n"
+        "names = [policy.Policy.__name__, policy.Outcome.__name__, policy.PolicyError.__name__]\n"
+        "try:\n"
+        "    policy.NoSuchName\n"
+        "except AttributeError:\n"
+        "    names.append('AttributeError')\n"
+        "print(json.dumps([before, names]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "home")], capture_output=True, text=True, check=True
+    )
+    before, names = json.loads(proc.stdout)
+    assert "avfs_git.policy.pathsource" in before and "avfs_git.policy.model" in before
+    for heavy in ("engine", "config", "classify", "parser", "lexer"):
+        assert f"avfs_git.policy.{heavy}" not in before
+    assert names == ["Policy", "Outcome", "PolicyError", "AttributeError"]
