@@ -214,3 +214,43 @@ def test_opening_a_home_does_not_import_the_policy_engine(tmp_path: Path) -> Non
     for heavy in ("engine", "config", "classify", "parser", "lexer"):
         assert f"avfs_git.policy.{heavy}" not in before
     assert names == ["Policy", "Outcome", "PolicyError", "AttributeError"]
+
+
+def _keep_roots_decoded(vault: Vault, cutoff: float) -> set[str]:
+    """What gc's keep roots were when each op log record was decoded (the reference)."""
+    oids: set[str] = set()
+    for refs_json, wss_json in vault.oplog.db.execute(
+        "SELECT refs, workspaces FROM ops WHERE ts >= ?", (int(cutoff),)
+    ):
+        for r in json.loads(refs_json):
+            oids.update(v for v in (r.get("old"), r.get("new")) if v)
+        for w in json.loads(wss_json):
+            for state in (w.get("before"), w.get("after")):
+                if isinstance(state, dict):
+                    oids.update(v for v in (state.get("base"), state.get("tree")) if v)
+    return {o for o in oids if isinstance(o, str) and len(o) == 40}
+
+
+def test_keep_roots_read_from_the_op_log_text_are_the_decoded_ones(vault: Vault) -> None:
+    from avfs_git.core.operations import merge
+    from avfs_git.ops.maintenance import collect
+
+    _history(vault, 3)
+    vault.create_fork("main", "side")
+    vault.workspace("side").write("side.txt", b"side\n")
+    checkpoint.save(vault, "side")
+    vault.workspace("main").write("main.txt", b"main\n")
+    assert merge.merge(vault, "side", "main").status == "merged"  # captures main first
+    fake = "a" * 40
+    vault.create_fork("main", "gone")
+    vault.workspace("gone").write("w.txt", b"w\n")
+    checkpoint.save(vault, "gone", message=f'"old": "{fake}" "tree":"{fake}"')  # text, not a root
+    vault.delete_fork("gone")
+    checkpoint.undo(vault)
+    vault.workspace("main").write("uncommitted.txt", b"u\n")
+    want = _keep_roots_decoded(vault, 0)
+    assert len(want) > 10
+    assert collect._oplog_roots(vault, 0) == want
+    assert fake not in collect._keep_roots(vault, 0) and want <= collect._keep_roots(vault, 0)
+    later = time.time() + 3600  # nothing recorded since: no root
+    assert collect._oplog_roots(vault, later) == _keep_roots_decoded(vault, later) == set()
