@@ -47,7 +47,8 @@ def test_packed_loose_and_newly_packed_objects_read_as_git_reads_them(vault: Vau
     read = odbdirect.raw_reader(vault.store, "tree")
     packed = _tree(vault, "main")
     assert read(packed) == _raw(vault, packed)
-    assert vault.store._local.packs[0] is odbdirect.packs_odb(vault.store)  # kept for the thread
+    # the packs read through the backend kept for the thread (not a database around it)
+    assert vault.store._local.pack_backends[0] is odbdirect.packs_backend(vault.store)
     # a pack written since the database was made (checkpoints write packs)
     ws.write("a/c/two.txt", b"two\n")
     checkpoint.save(vault, "main", "c2")
@@ -65,17 +66,24 @@ def test_after_enough_misses_the_reader_reads_through_the_whole_database(
     every miss: after PACK_MISSES the reader stops asking the packs' database."""
     blobs = [_loose(vault, f"loose {i}\n") for i in range(odbdirect.PACK_MISSES + 3)]
     asked: list[str] = []
-    odb = odbdirect.packs_odb(vault.store)
+    refreshed: list[int] = []
+    backend = odbdirect.packs_backend(vault.store)
 
     class Counting:
-        def read(self, oid: str) -> tuple[int, bytes, int]:
+        def read(self, oid: str) -> tuple[int, bytes]:
             asked.append(oid)
-            return odb.read(oid)
+            return backend.read(oid)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(odbdirect, "packs_odb", lambda store, lane=0: Counting())
+        def refresh(self) -> None:
+            refreshed.append(1)
+            backend.refresh()
+
+    monkeypatch.setattr(odbdirect, "packs_backend", lambda store, lane=0: Counting())
     read = odbdirect.raw_reader(vault.store, "blob")
     assert [read(b) for b in blobs] == [f"loose {i}\n".encode() for i in range(len(blobs))]
-    assert asked == blobs[: odbdirect.PACK_MISSES]
+    # each miss looked again once (a pack written since?), then stopped asking the packs
+    assert asked == [b for b in blobs[: odbdirect.PACK_MISSES] for _ in (0, 1)]
+    assert len(refreshed) == odbdirect.PACK_MISSES
 
 
 def test_an_object_nowhere_is_named(vault: Vault) -> None:
@@ -87,8 +95,10 @@ def test_an_object_nowhere_is_named(vault: Vault) -> None:
 def test_close_drops_the_packs_database(vault: Vault) -> None:
     """A vault's store closed (gc removes packs after it) holds no pack open through it."""
     odbdirect.packs_odb(vault.store)
+    odbdirect.packs_backend(vault.store, 1)
     vault.store.close()
     assert getattr(vault.store._local, "packs", None) is None
+    assert getattr(vault.store._local, "pack_backends", None) is None
 
 
 def test_each_lane_is_a_database_of_its_own_kept_for_the_thread(vault: Vault, ws: Workspace) -> None:
@@ -146,3 +156,41 @@ def test_a_merge_reads_base_ours_and_theirs_each_through_its_own_lane(
             git("--git-dir", vault.path, "rev-parse", f"{res.theirs}:d").strip(),
         },
     }
+
+
+def test_a_corrupt_packed_tree_is_not_read_as_good_bytes(vault: Vault, ws: Workspace) -> None:
+    """The packs are read without libgit2's SHA-1 check of each object: a tree whose bytes
+    changed in its pack still fails (zlib's checksum of the stream), and the error names it."""
+    import os
+
+    ws.write("a/one.txt", b"one\n")
+    checkpoint.save(vault, "main", "c1")
+    tree = _tree(vault, "main")
+    good = _raw(vault, tree)
+    vault.store.close()
+    pack_dir = os.path.join(vault.path, "objects", "pack")
+    kept: dict[str, bytes] = {}
+    for name in os.listdir(pack_dir):
+        if not name.endswith(".pack"):
+            continue
+        path = os.path.join(pack_dir, name)
+        with open(path, "rb") as fh:
+            data = bytearray(fh.read())
+        at = data.find(good)
+        if at < 0:
+            continue
+        kept[path] = bytes(data)
+        data[at + len(good) // 2] ^= 0x01  # a bit of the tree's stored bytes
+        os.chmod(path, 0o644)
+        with open(path, "wb") as fh:
+            fh.write(bytes(data))
+    assert kept
+    try:
+        read = odbdirect.raw_reader(vault.store, "tree")
+        with pytest.raises(AvfsError, match=tree):
+            read(tree)
+    finally:  # the vault whole again (the fixtures check it with git fsck)
+        vault.store.close()
+        for path, data in kept.items():
+            with open(path, "wb") as fh:
+                fh.write(data)

@@ -156,8 +156,10 @@ class StoreWrites:
         parents: list[str] = []
         entries: list[tuple[str, bytes]] = []
         held = []
-        for oid in dict.fromkeys(oids):  # (each once)
-            kind = self._kind(oid)
+        unique = list(dict.fromkeys(oids))  # (each once)
+        known = self._reader.kinds(unique)  # all at once; the rest one by one below
+        for oid in unique:
+            kind = known.get(oid) or self._kind(oid)
             if kind == "commit":
                 parents.append(oid)
             elif kind in modes:

@@ -105,7 +105,10 @@ class _Pack:
     def find(self, raw: bytes) -> int | None:
         lo = self.fanout[raw[0] - 1] if raw[0] else 0
         hi = self.fanout[raw[0]]
-        i = bisect_left(_ShaView(self), raw, lo, hi)
+        if self.version == 2 and len(raw) == 20:
+            i = self._find_v2(raw, lo, hi)
+        else:
+            i = bisect_left(_ShaView(self), raw, lo, hi)
         if i < hi and self._sha(i) == raw:
             if self.version == 1:
                 return int(struct.unpack_from(">I", self.idx, 1024 + 24 * i)[0])
@@ -117,6 +120,22 @@ class _Pack:
                 off = struct.unpack_from(">Q", self.idx, self._big + 8 * j)[0]
             return int(off)
         return None
+
+    def _find_v2(self, raw: bytes, lo: int, hi: int) -> int:
+        """The position of id ``raw`` among ids ``lo``..``hi`` of a v2 index (``hi`` when
+        absent): the table's bytes searched in C (``mmap.find``), where a bisect's steps
+        were Python calls (~5 us a lookup, against ~1 at a few thousand objects a fan-out
+        bucket). A match must start on an entry's boundary: 20 bytes may also occur across
+        two ids."""
+        base = self._ids
+        start, end = base + 20 * lo, base + 20 * hi
+        while True:
+            pos = self.idx.find(raw, start, end)
+            if pos < 0:
+                return hi
+            if not (pos - base) % 20:
+                return (pos - base) // 20
+            start = pos + 1
 
 
 class _ShaView:

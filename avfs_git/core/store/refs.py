@@ -3,7 +3,8 @@
 Refs are moved only by :func:`cas_update`: lock the ref (``<ref>.lock``, which libgit2 and
 git both honour), read it, compare with the value the caller expected, then set or delete.
 A ref someone else moved is never overwritten: the caller gets :class:`RefMovedError` naming
-both commits.
+both commits. (One exception: gc's temporary :data:`KEEP`, which gc alone writes and removes
+as a file while it holds every lock of the vault: ``ops/maintenance/collect.py``.)
 
 Two ways to do it, with the same results and errors (``tests/test_refs.py`` runs both): through
 libgit2 when this process has loaded it (an API caller, the mount daemon: a transaction costs

@@ -1,0 +1,256 @@
+"""gc without the git processes git's own gc does not run: the object totals counted in
+process (held against ``git count-objects -v``), the keep ref written and removed as a
+file, the keep commit's kinds read in one pass (held against ``git cat-file -t``), and the
+pack index searched in C. Real vaults, real git."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store import gitrun, refs
+from avfs_git.core.store.objects import _Pack
+from avfs_git.core.store.objreader import ObjectReader
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.ops import maintenance
+from avfs_git.ops.maintenance.objcounts import object_totals
+
+from .conftest import git
+
+DAY = 86400.0
+
+
+def _git_totals(vault: Vault) -> tuple[int, int]:
+    kv = dict(
+        (k, int(v))
+        for k, _, v in (
+            line.partition(": ") for line in git("--git-dir", vault.path, "count-objects", "-v").splitlines()
+        )
+    )
+    return kv["count"] + kv["in-pack"], (kv["size"] + kv["size-pack"]) * 1024
+
+
+def _loose_blob(vault: Vault, data: bytes) -> str:
+    cmd = ["git", "--git-dir", vault.path, "hash-object", "-w", "--stdin"]
+    return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout.decode().strip()
+
+
+def _history(vault: Vault, n: int) -> None:
+    ws = vault.workspace("main")
+    for i in range(n):
+        ws.write(f"d{i % 3}/f{i}.txt", f"{i}\n".encode() * (i + 1))
+        checkpoint.save(vault, "main", f"c{i}")
+
+
+def test_object_totals_agree_with_git_count_objects(vault: Vault) -> None:
+    _history(vault, 4)  # packs
+    assert object_totals(vault.path) == _git_totals(vault)
+    for i in range(5):  # loose objects beside them
+        _loose_blob(vault, f"loose {i}\n".encode() * 300)
+    objects = Path(vault.path, "objects")
+    # what git does not count: a stray file in a fan-out directory, an index without its
+    # pack, a pack without its index, a directory that is not a fan-out one
+    (objects / "ab").mkdir(exist_ok=True)
+    (objects / "ab" / "tmp_obj_stray").write_bytes(b"x" * 5000)
+    idx = next((objects / "pack").glob("*.idx"))
+    (objects / "pack" / "pack-0000000000000000000000000000000000000000.idx").write_bytes(idx.read_bytes())
+    (objects / "pack" / "pack-1111111111111111111111111111111111111111.pack").write_bytes(
+        b"PACK" + b"\0" * 60
+    )
+    (objects / "AB").mkdir()
+    (objects / "AB" / ("0" * 38)).write_bytes(b"not an object dir git reads")
+    got = object_totals(vault.path)
+    assert got == _git_totals(vault)
+    assert got[0] >= 5 + 4  # the loose blobs and the packed history are both there
+    res = maintenance.gc(vault, grace_days=0)
+    assert (res.objects_after, res.bytes_after) == _git_totals(vault)
+
+
+def test_gc_runs_no_git_process_of_its_own_beside_gits_steps(vault: Vault, monkeypatch: Any) -> None:
+    _history(vault, 3)
+    # a deleted fork's tip: held for undo by the keep commit alone
+    vault.create_fork("main", "gone")
+    vault.workspace("gone").write("only-here.txt", b"unique\n")
+    tip = checkpoint.save(vault, "gone").checkpoint.commit
+    vault.delete_fork("gone")
+    ran: list[str] = []
+    keep_during_repack: list[str | None] = []
+    real = gitrun.run
+
+    def spy(args: Any, **kw: Any) -> Any:
+        sub = next(a for a in args if not a.startswith("-"))
+        ran.append(sub)
+        if sub == "repack":
+            keep_during_repack.append(refs.read_ref_file(vault.path, maintenance.KEEP))
+        return real(args, **kw)
+
+    monkeypatch.setattr(gitrun, "run", spy)
+    before = _git_totals(vault)
+    res = maintenance.gc(vault, grace_days=0)
+    assert ran == ["reflog", "pack-refs", "repack", "prune"]  # no count-objects, no update-ref
+    assert keep_during_repack[0] is not None and res.kept_roots >= 1
+    assert (res.objects_before, res.bytes_before) == before
+    assert refs.read_ref_file(vault.path, maintenance.KEEP) is None
+    assert not os.path.exists(refs.reflog_path(vault.path, maintenance.KEEP))
+    assert git("--git-dir", vault.path, "cat-file", "-t", tip).strip() == "commit"  # held
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling", "--no-progress") == ""
+    checkpoint.undo(vault)  # the fork delete: its tip is still there
+    assert vault.workspace("gone").read("only-here.txt") == b"unique\n"
+
+
+def test_gc_clears_what_a_killed_gc_left_of_its_keep_ref(vault: Vault) -> None:
+    _history(vault, 2)
+    tip = refs.read_ref_file(vault.path, refs.fork_ref("main"))
+    assert tip is not None
+    # a gc killed while git ran, then a `git pack-refs`: the keep ref is in packed-refs
+    git("--git-dir", vault.path, "update-ref", maintenance.KEEP, tip)
+    git("--git-dir", vault.path, "pack-refs", "--all", "--prune")
+    assert "refs/avfs/keep" in Path(vault.path, "packed-refs").read_text()
+    maintenance.gc(vault, grace_days=0)
+    assert refs.read_ref_file(vault.path, maintenance.KEEP) is None
+    assert "refs/avfs/keep" not in Path(vault.path, "packed-refs").read_text()
+    # a gc killed while it wrote the keep ref: its lock file stays; the next gc goes on
+    lock = Path(vault.path, "refs", "avfs", "keep.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("0" * 40 + "\n")
+    vault.create_fork("main", "gone")
+    vault.workspace("gone").write("x.txt", b"x\n")
+    gone_tip = checkpoint.save(vault, "gone").checkpoint.commit
+    vault.delete_fork("gone")
+    res = maintenance.gc(vault, grace_days=0)
+    assert res.kept_roots >= 1 and not lock.exists()
+    assert refs.read_ref_file(vault.path, maintenance.KEEP) is None
+    assert git("--git-dir", vault.path, "cat-file", "-t", gone_tip).strip() == "commit"
+
+
+def test_kinds_of_many_objects_agree_with_git(vault: Vault) -> None:
+    _history(vault, 6)
+    blob = _loose_blob(vault, b"a loose blob\n")
+    listed = git("--git-dir", vault.path, "cat-file", "--batch-all-objects", "--batch-check").split("\n")
+    want = {oid: kind for oid, kind, _ in (line.split() for line in listed if line)}
+    assert want[blob] == "blob"
+    missing = ["f" * 40, "0" * 39 + "1"]
+    got = ObjectReader(vault.path).kinds([*want, *missing, "not-an-id"])
+    assert got == want
+    # after git's aggressive gc most trees and blobs are deltas: their kind is the chain's base's
+    git("--git-dir", vault.path, "gc", "--aggressive", "--prune=now", "--quiet")
+    listed = git("--git-dir", vault.path, "cat-file", "--batch-all-objects", "--batch-check").split("\n")
+    want = {oid: kind for oid, kind, _ in (line.split() for line in listed if line)}
+    assert ObjectReader(vault.path).kinds([*want, *missing]) == want
+
+
+def _index_v2(path: Path, ids: list[bytes]) -> None:
+    """A pack index of version 2 holding ``ids`` (sorted), object i at offset 12 + i."""
+    ids = sorted(ids)
+    fanout = [sum(1 for i in ids if i[0] <= b) for b in range(256)]
+    body = b"\xfftOc" + struct.pack(">I", 2) + struct.pack(">256I", *fanout) + b"".join(ids)
+    body += b"\0\0\0\0" * len(ids) + b"".join(struct.pack(">I", 12 + i) for i in range(len(ids)))
+    path.write_bytes(body + b"\0" * 40)
+
+
+def test_pack_index_search_matches_whole_ids_only(vault: Vault, tmp_path: Path) -> None:
+    _history(vault, 8)
+    git("--git-dir", vault.path, "repack", "-a", "-d", "-q")
+    (idx,) = Path(vault.path, "objects", "pack").glob("*.idx")
+    pack = _Pack(str(idx))
+    ids = [pack._sha(i) for i in range(pack.count)]
+    assert all(pack.find(raw) is not None for raw in ids)
+    assert pack.find(b"\xff" * 20) is None and pack.find(b"\0" * 20) is None
+    # an id whose 20 bytes also occur earlier in the table, across two ids: the end of
+    # the one before it and its own start
+    a = b"\x01" + b"\0" * 9 + b"\x01" * 10
+    c = b"\x01" * 20  # = a[10:] + c[:10]
+    b = b"\x01" * 10 + b"\x05" * 10
+    _index_v2(tmp_path / "t.idx", [a, b, c])
+    synthetic = _Pack(str(tmp_path / "t.idx"))
+    assert [synthetic.find(x) for x in (a, c, b)] == [12, 13, 14]
+    assert synthetic.find(b"\x01" * 10 + b"\0" * 10) is None  # in no id, nor across two
+
+
+@pytest.mark.parametrize("stale_days", [0.0, 30.0])
+def test_gc_counts_match_git_before_and_after_with_loose_garbage(vault: Vault, stale_days: float) -> None:
+    _history(vault, 2)
+    old = _loose_blob(vault, b"unreachable\n")
+    t = time.time() - stale_days * DAY
+    os.utime(os.path.join(vault.path, "objects", old[:2], old[2:]), (t, t))
+    before = _git_totals(vault)
+    res = maintenance.gc(vault, grace_days=14)
+    assert (res.objects_before, res.bytes_before) == before
+    assert (res.objects_after, res.bytes_after) == _git_totals(vault)
+    assert os.path.exists(os.path.join(vault.path, "objects", old[:2], old[2:])) == (stale_days < 14)
+
+
+def test_opening_a_home_does_not_import_the_policy_engine(tmp_path: Path) -> None:
+    """A cold `avfs gc` (or any command that opens a home and never classifies a command)
+    imports the path rules' source alone, not the policy engine and its config loader; the
+    package's names still come when asked for."""
+    script = (
+        "import json, sys\n"
+        "from avfs_git.mount.side import open_home\n"
+        "open_home(sys.argv[1]).list_vaults()\n"
+        "import avfs_git.policy as policy\n"
+        "before = sorted(m for m in sys.modules if m.startswith('avfs_git.policy'))\n"
+        "names = [policy.Policy.__name__, policy.Outcome.__name__, policy.PolicyError.__name__]\n"
+        "try:\n"
+        "    policy.NoSuchName\n"
+        "except AttributeError:\n"
+        "    names.append('AttributeError')\n"
+        "print(json.dumps([before, names]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "home")], capture_output=True, text=True, check=True
+    )
+    before, names = json.loads(proc.stdout)
+    assert "avfs_git.policy.pathsource" in before and "avfs_git.policy.model" in before
+    for heavy in ("engine", "config", "classify", "parser", "lexer"):
+        assert f"avfs_git.policy.{heavy}" not in before
+    assert names == ["Policy", "Outcome", "PolicyError", "AttributeError"]
+
+
+def _keep_roots_decoded(vault: Vault, cutoff: float) -> set[str]:
+    """What gc's keep roots were when each op log record was decoded (the reference)."""
+    oids: set[str] = set()
+    for refs_json, wss_json in vault.oplog.db.execute(
+        "SELECT refs, workspaces FROM ops WHERE ts >= ?", (int(cutoff),)
+    ):
+        for r in json.loads(refs_json):
+            oids.update(v for v in (r.get("old"), r.get("new")) if v)
+        for w in json.loads(wss_json):
+            for state in (w.get("before"), w.get("after")):
+                if isinstance(state, dict):
+                    oids.update(v for v in (state.get("base"), state.get("tree")) if v)
+    return {o for o in oids if isinstance(o, str) and len(o) == 40}
+
+
+def test_keep_roots_read_from_the_op_log_text_are_the_decoded_ones(vault: Vault) -> None:
+    from avfs_git.core.operations import merge
+    from avfs_git.ops.maintenance import collect
+
+    _history(vault, 3)
+    vault.create_fork("main", "side")
+    vault.workspace("side").write("side.txt", b"side\n")
+    checkpoint.save(vault, "side")
+    vault.workspace("main").write("main.txt", b"main\n")
+    assert merge.merge(vault, "side", "main").status == "merged"  # captures main first
+    fake = "a" * 40
+    vault.create_fork("main", "gone")
+    vault.workspace("gone").write("w.txt", b"w\n")
+    checkpoint.save(vault, "gone", message=f'"old": "{fake}" "tree":"{fake}"')  # text, not a root
+    vault.delete_fork("gone")
+    checkpoint.undo(vault)
+    vault.workspace("main").write("uncommitted.txt", b"u\n")
+    want = _keep_roots_decoded(vault, 0)
+    assert len(want) > 10
+    assert collect._oplog_roots(vault, 0) == want
+    assert fake not in collect._keep_roots(vault, 0) and want <= collect._keep_roots(vault, 0)
+    later = time.time() + 3600  # nothing recorded since: no root
+    assert collect._oplog_roots(vault, later) == _keep_roots_decoded(vault, later) == set()
