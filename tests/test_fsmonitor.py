@@ -361,6 +361,35 @@ def test_the_untracked_cache_is_made_in_memory_and_is_the_same_made_on_disk(base
     assert b"Location " + str(mp).encode() in in_memory
 
 
+def test_the_untracked_caches_scratch_tree_is_removed_by_a_child_process(base, tmp_path, monkeypatch):
+    """The skeleton git made the untracked cache in (a directory per directory of the tree:
+    7,516 on the monorepo) is removed by a child ``rm -rf``, not by Python's ``rmtree`` on a
+    thread of the daemon, where it held the interpreter the first ``git status`` in a lazy
+    mount needs; and it is gone once that removal ends."""
+    import shutil
+    import threading
+
+    from avfs_git.mount import untracked
+    from avfs_git.mount.index import index_bytes
+
+    ws = base.workspace("main")
+    skeleton: list[tuple[str, str | None]] = []
+    data = index_bytes(base, ws.base, lambda p, m, o: (1, 1, 1, 0, 0, 1), "tok", skeleton=skeleton)
+    assert sum(1 for _, oid in skeleton if oid is None) >= 2  # directories to remove
+    own, mp = tmp_path / "own", tmp_path / "mnt"
+    for d in (own, mp):
+        d.mkdir()
+    in_python: list[str] = []
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: in_python.append(str(path)))
+    monkeypatch.setattr(untracked, "SHM", str(tmp_path / "no-shm"))  # the scratch in ``own``
+    assert untracked.extension(base.store, skeleton, data, str(mp), base.path, scratch=str(own)) is not None
+    for t in threading.enumerate():
+        if t.name == "avfs-untracked-rm":
+            t.join(30)
+    assert in_python == []
+    assert os.listdir(own) == []
+
+
 def _watch(tmp_path: Any, lower: dict[str, str] | None = None) -> Any:
     """An UpperWatch over a plain directory standing for an upper layer (what the kernel
     reports of it is the same), ``lower``: what the lower layer has at a path."""
