@@ -361,6 +361,56 @@ def test_the_untracked_cache_is_made_in_memory_and_is_the_same_made_on_disk(base
     assert b"Location " + str(mp).encode() in in_memory
 
 
+def test_the_untracked_caches_scratch_tree_is_removed_by_a_child_process(base, tmp_path, monkeypatch):
+    """The skeleton git made the untracked cache in (a directory per directory of the tree:
+    7,516 on the monorepo) is removed by a child ``rm -rf``, not by Python's ``rmtree`` on a
+    thread of the daemon, where it held the interpreter the first ``git status`` in a lazy
+    mount needs; and it is gone once that removal ends."""
+    import shutil
+    import threading
+
+    from avfs_git.mount import untracked
+    from avfs_git.mount.index import index_bytes
+
+    ws = base.workspace("main")
+    skeleton: list[tuple[str, str | None]] = []
+    data = index_bytes(base, ws.base, lambda p, m, o: (1, 1, 1, 0, 0, 1), "tok", skeleton=skeleton)
+    assert sum(1 for _, oid in skeleton if oid is None) >= 2  # directories to remove
+    own, mp = tmp_path / "own", tmp_path / "mnt"
+    for d in (own, mp):
+        d.mkdir()
+    in_python: list[str] = []
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: in_python.append(str(path)))
+    monkeypatch.setattr(untracked, "SHM", str(tmp_path / "no-shm"))  # the scratch in ``own``
+    assert untracked.extension(base.store, skeleton, data, str(mp), base.path, scratch=str(own)) is not None
+    for t in threading.enumerate():
+        if t.name == "avfs-untracked-rm":
+            t.join(30)
+    assert in_python == []
+    assert os.listdir(own) == []
+
+
+def test_the_upper_layers_gitignores_are_found_by_a_walk_kept_to_the_base_directories(tmp_path):
+    """The ``.gitignore`` files the untracked cache must take from the upper layer: those in
+    the root and in the base tree's directories, as a ``stat`` of each base directory's
+    ``.gitignore`` found them, by a walk of the (small) upper layer instead."""
+    from avfs_git.mount.index import _upper_gitignores
+
+    up = tmp_path / "upper"
+    for d in ("d/sub", "new/deep", "e", "link-target"):
+        (up / d).mkdir(parents=True)
+    for f in (".gitignore", "d/.gitignore", "d/sub/.gitignore", "new/.gitignore", "new/deep/.gitignore"):
+        (up / f).write_bytes(b"*.log\n")
+    (up / "e" / "plain.txt").write_bytes(b"x")
+    (up / "link-target" / ".gitignore").write_bytes(b"x")
+    os.symlink("link-target", up / "l")  # the mount shows a link at l, no directory: not looked in
+    os.mkfifo(up / "e" / ".gitignore")  # any kind of entry named so counts (a whiteout too)
+    dirs = {"d", "d/sub", "e", "l", "gone", "gone/deeper"}  # the base's ("new" is not)
+    found = _upper_gitignores(str(up), dirs)
+    assert found == {".gitignore", "d/.gitignore", "d/sub/.gitignore", "e/.gitignore"}
+    assert _upper_gitignores(str(tmp_path / "absent"), dirs) == set()
+
+
 def _watch(tmp_path: Any, lower: dict[str, str] | None = None) -> Any:
     """An UpperWatch over a plain directory standing for an upper layer (what the kernel
     reports of it is the same), ``lower``: what the lower layer has at a path."""

@@ -439,12 +439,7 @@ def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> 
     each directory's ``.gitignore`` against the one the untracked cache was made with: a
     wrong guess here costs a rescan, never a wrong answer; a missed one made the first
     status after mounting list every directory (a new top-level ``.gitignore``)."""
-    upper = ws.overlay.upper_dir
-    found = {
-        f"{d}/.gitignore" if d else ".gitignore"
-        for d in ["", *(p for p, oid in skeleton if oid is None)]
-        if os.path.lexists(os.path.join(upper, d, ".gitignore"))
-    }
+    found = _upper_gitignores(ws.overlay.upper_dir, {p for p, oid in skeleton if oid is None})
     rows = ws.overlay.db.execute(
         "SELECT path FROM entries WHERE path = '.gitignore' OR path LIKE '%/.gitignore'"
     )
@@ -456,6 +451,28 @@ def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> 
         except Exception:  # removed, a directory, unreadable: git reads what is there
             out[path] = None
     return out
+
+
+def _upper_gitignores(upper: str, dirs: set[str]) -> set[str]:
+    """The ``.gitignore`` entries the upper layer ``upper`` holds in the root or one of the
+    base tree's directories ``dirs``: a walk of the upper layer kept to those directories
+    (a fresh mount's upper layer is nearly empty: a ``stat`` per base directory, 7,516 on
+    the monorepo, cost the first `git status` in a lazy mount 0.025 s)."""
+    found: set[str] = set()
+    todo = [""]
+    while todo:
+        d = todo.pop()
+        try:
+            with os.scandir(os.path.join(upper, d)) as it:
+                for e in it:
+                    path = f"{d}/{e.name}" if d else e.name
+                    if e.name == ".gitignore":
+                        found.add(path)
+                    elif path in dirs and e.is_dir(follow_symlinks=False):
+                        todo.append(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
 
 
 def merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
 import tempfile
 import threading
 from typing import TYPE_CHECKING
@@ -126,11 +127,26 @@ def extension(
     except (OSError, ValueError, IndexError, struct.error, InternalError):  # (InternalError: no git)
         return None
     finally:
-        # removed off the caller's path (a mount waits on this before it is ready; 500
-        # directories took 0.5-1 s to remove here): a thread the process waits for at exit
-        threading.Thread(
-            target=shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True}, name="avfs-untracked-rm"
-        ).start()
+        _remove_aside(tmp)
+
+
+def _remove_aside(tmp: str) -> None:
+    """Remove the scratch tree ``tmp`` off the caller's path (a mount waits on this before
+    it is ready; 500 directories took 0.5-1 s to remove here) and off this process's
+    interpreter: a child ``rm -rf`` (its own process: a Python ``rmtree`` of a 7,500
+    directories' skeleton on a thread held the daemon's interpreter while the first
+    ``git status`` in a lazy mount ran), reaped by a thread the process waits for at exit
+    (``wait`` holds no lock). Without ``rm``, the thread removes it itself."""
+
+    def remove() -> None:
+        try:
+            subprocess.run(["rm", "-rf", "--", tmp], check=False, capture_output=True)
+        except OSError:
+            pass
+        if os.path.lexists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    threading.Thread(target=remove, name="avfs-untracked-rm").start()
 
 
 SHM = "/dev/shm"  # a memory file system on Linux: a mkdir there costs ~20 us, on disk here 130-500 us
