@@ -369,3 +369,25 @@ def test_a_fork_killed_while_it_holds_its_source_still_leaves_the_source_writabl
     vault.fork("main", "f")
     assert _meta(vault.ws_dir("f"))["start"] == f"{at}:0"
     assert vault.workspace("f").read("b.txt") == b"b\n"
+
+
+def test_a_fork_of_a_fork_whose_log_move_a_crash_lost_keeps_that_log(
+    lhome: Home,  # noqa: F811
+) -> None:
+    """A fork whose carried log a crash left under its carried name, forked again before
+    anything read its log: the new fork's snapshot must not take that log for a killed
+    fork's leftover and remove it (the fork would keep its source's log and claim)."""
+    vault = lhome.create_vault("v")
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    vault.fork("main", "f")
+    sd = vault.ws_dir("f")
+    meta = _meta(sd)
+    carried = os.path.join(sd, changelog.CARRIED + os.path.basename(os.path.realpath(sd)))
+    os.rename(os.path.join(sd, changelog.FILE), carried)  # as the crash left it
+    vault.close()
+    v2 = lhome.vault("v")
+    v2.fork("f", "g")
+    assert _meta(sd)["id"] == meta["id"] and _meta(sd)["fork"] == "f"
+    assert not os.path.exists(carried)
+    assert _meta(v2.ws_dir("g"))["fork"] == "g"

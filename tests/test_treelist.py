@@ -75,8 +75,10 @@ def test_git_lists_a_tree_as_the_store_walks_it(tmp_path):
     # depth first, a directory before what it holds
     order = [p for p, _, _ in listed]
     assert order.index("a") < order.index("a/b") < order.index("a/b/c/d/e.txt")
-    # the store keeps the last listing (the sizes, then the index, list the same tree)
-    assert store.tree_listing(tree) is store.tree_listing(tree)
+    # the sizes keep their listing for the index, which takes it: not held after that
+    kept = store.tree_listing(tree, keep=True)
+    assert store.tree_listing(tree) is kept
+    assert store.tree_listing(tree) is not kept
     assert store.tree_listing(tree) == walked
 
 

@@ -222,15 +222,18 @@ class GitStore(StoreWrites):
 
         return read
 
-    def tree_listing(self, tree: str) -> Listing:
+    def tree_listing(self, tree: str, *, keep: bool = False) -> Listing:
         """Every entry under ``tree``, depth first (:func:`.treelist.list_tree`); do not
-        mutate it. The last one listed is kept: a lazy fork's mount lists its base tree for
-        its sizes, then again for its index."""
-        kept = self._listed
+        mutate it. ``keep``: kept for the next call, which takes it (a lazy fork's mount
+        lists its base tree for its sizes, then again for its index; a tree of millions of
+        files is hundreds of MB, not held for the daemon's life)."""
+        kept, self._listed = self._listed, None
         if kept is not None and kept[0] == tree:
-            return kept[1]
-        listing = list_tree(self.path, tree, self.tree_items)
-        self._listed = (tree, listing)
+            listing = kept[1]
+        else:
+            listing = list_tree(self.path, tree, self.tree_items)
+        if keep:
+            self._listed = (tree, listing)
         return listing
 
     def is_local(self, oid: str) -> bool:

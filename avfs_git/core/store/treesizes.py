@@ -24,7 +24,7 @@ class GitStore(Protocol):
     def promisor(self) -> Promisor: ...
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]: ...
     def is_local(self, oid: str) -> bool: ...
-    def tree_listing(self, tree: str) -> Listing: ...
+    def tree_listing(self, tree: str, *, keep: bool = False) -> Listing: ...
     def prefetch(self, oids: Iterable[str]) -> int: ...
 
 
@@ -38,7 +38,9 @@ def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
         return
     known = promisor.size
     # listed by git (C), not walked tree by tree: the mount's index lists it next
-    blobs = [o for _, mode, o in store.tree_listing(tree) if mode not in _NOT_BLOBS and known(o) is None]
+    blobs = [
+        o for _, mode, o in store.tree_listing(tree, keep=True) if mode not in _NOT_BLOBS and known(o) is None
+    ]
     # the server sizes what it has; a blob it lacks is one written here (or lost there)
     rest = blobs if blobs and not promisor.learn_sizes(blobs) else []
     rest = [o for o in rest if promisor.size(o) is None and not store.is_local(o)]

@@ -208,8 +208,9 @@ def carry_claim(src_dir: str, new_dir: str, fork: str, journal: int) -> str | No
     file and its directory) and claiming a copied log a rollback-journal transaction's,
     each a commit of btrfs's log. What the source's log held is the source's history,
     never the fork's: a fresh log says the same of the fork."""
-    with os.scandir(src_dir) as it:  # a killed fork's, never carried anywhere
-        for e in it:
+    _adopt(src_dir)  # the source's own, if a crash lost its move: never one to remove
+    with contextlib.suppress(OSError), os.scandir(src_dir) as it:  # a killed fork's, never
+        for e in it:  # carried anywhere (cannot list or remove them: the fork goes on)
             if e.name.startswith(CARRIED):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(e.path)
