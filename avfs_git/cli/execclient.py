@@ -141,10 +141,8 @@ def talk(
         pid, uid = (int.from_bytes(cred[i : i + 4], sys.byteorder, signed=True) for i in (0, 4))
         if uid != posix.getuid() or pid != daemon_pid:
             raise OSError("not our mount daemon")
-    except OSError:
-        sock.close()
-        return None
-    try:
+        if dying(pid):
+            raise OSError("the mount daemon is ending")
         # marshal, not json: built in, so this process imports nothing to send it
         body = marshal.dumps({"v": 2, "args": rest, "json": json_mode, "env": env})
         msg = b"%08d" % len(body) + body
@@ -154,12 +152,21 @@ def talk(
             sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd0)])
         else:
             sock.sendall(msg)
+    except OSError:
+        # nobody can have run a request that did not get through whole (the daemon reads
+        # all of it first): the caller runs the call itself
+        sock.close()
+        return None
+    try:
         saved = pass_signals_on(sock)
         buf = b""
         want = 8
         try:
             while len(buf) < want:
-                data = sock.recv(1 << 20)
+                try:
+                    data = sock.recv(1 << 20)
+                except OSError:  # reset: the daemon died with the request (it may have run)
+                    break
                 if not data:
                     break
                 buf += data
@@ -173,6 +180,25 @@ def talk(
         raise NoAnswer
     reply = marshal.loads(buf[8:want])
     return reply if isinstance(reply, dict) else None
+
+
+def dying(pid: int) -> bool:
+    """Whether process ``pid`` is gone or ending. A killed daemon's main thread is a zombie
+    while another of its threads (one in the middle of a disk write, say) has not ended
+    yet: until then its listening socket still takes connections, which the kernel resets
+    once the last thread is gone, the request unread."""
+    try:
+        fd = posix.open(f"/proc/{pid}/stat", posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        stat = posix.read(fd, 512)
+    except OSError:
+        return True
+    finally:
+        posix.close(fd)
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # after "pid (comm) "
+    return state in (b"Z", b"X", b"x", b"")
 
 
 def pass_signals_on(sock: "Any") -> "dict[int, Any]":
