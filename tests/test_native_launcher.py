@@ -8,6 +8,7 @@ Python instead; then the real server end to end."""
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import signal
 import socket
@@ -364,3 +365,248 @@ def test_c_string_escapes_every_byte_that_could_end_or_change_it() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout == text.encode()
     assert sys.getfilesystemencoding() == "utf-8"
+
+
+class FakeDaemon:
+    """A mount daemon's exec socket, held by this process (so ``SO_PEERCRED`` names it), and
+    the exec file that names it for ``v:main`` in ``home``: records each `proxy exec`
+    request and answers it with ``answer``."""
+
+    def __init__(self, home: Path, mountpoint: Path, answer: Callable[[socket.socket, int], None]) -> None:
+        self.name = f"avfs-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind("\0" + self.name)
+        self.sock.listen(8)
+        exec_file = home / "vaults" / "v.git" / "avfs" / "mounts" / "main.exec"
+        exec_file.parent.mkdir(parents=True, exist_ok=True)
+        exec_file.write_text(f"{self.name}\n{os.getpid()}\n{mountpoint}\n")
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.fds: list[int] = []
+        self.silent = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        from avfs_git.cli import spare
+
+        n = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                got = spare.recv_framed(conn, 1)
+                if got is None:  # a caller that would not talk to this process
+                    self.silent += 1
+                    continue
+                self.requests.append(marshal.loads(got[0]))
+                self.fds.append(len(got[1]))
+                for fd in got[1]:
+                    os.close(fd)
+                self.answer(conn, n)
+                n += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _reply(msg: dict[str, Any]) -> Callable[[socket.socket, int], None]:
+    return lambda conn, _n: warm._send(conn, msg)
+
+
+def _exec_env(home: Path) -> dict[str, str]:
+    return {**_env(home, AVFS_SERVER="off"), "AVFS_VAULT": "v:main", "AVFS_TEST_UTF8": "caf\u00e9"}
+
+
+DOC = '{"kind": "proxy_exec_result", "x": 1}\n'
+
+
+@pytest.mark.parametrize(
+    ("args", "reply"),
+    [
+        # --json: the document alone (one object under two keys: a marshal back-reference)
+        (
+            ["--json", "proxy", "exec", "--", "sh", "-c", "exit 3"],
+            {"code": 3, "doc": DOC, "out": DOC, "err": None},
+        ),
+        (
+            ["proxy", "exec", "--quiet", "--", "true"],
+            {"code": 0, "doc": DOC, "out": "out\u00e9\n", "err": "err\n"},
+        ),
+        (["proxy", "exec", "--", "true"], {"code": 4, "doc": DOC, "out": None, "err": None, "quiet": False}),
+        (
+            ["proxy", "exec", "--quiet", "--", "true"],
+            {"code": 0, "doc": DOC, "out": "bad \udcff\n", "err": None},
+        ),
+        (
+            ["--json", "proxy", "exec", "--stdin", "--", "cat"],
+            {"code": 0, "doc": DOC, "out": DOC, "err": None},
+        ),
+        (["--json", "proxy", "exec", "--", "true"], {"code": "not an int", "out": DOC}),
+    ],
+    ids=["json", "quiet", "person", "surrogate", "stdin", "bad-reply"],
+)
+def test_proxy_exec_asks_the_daemon_as_the_python_client_does(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path, args: list[str], reply: dict[str, Any]
+) -> None:
+    """Run from a directory inside the mount: the request (arguments with `--cwd`, the
+    environment as text, `--json`, stdin passed for `--stdin`) is the Python client's,
+    and what is printed and the exit code are too: the answer written as it is, or
+    rendered by Python (a person's rendering, text Python writes its own way, an answer
+    that is not one)."""
+    mountpoint = tmp_path / "mnt"
+    (mountpoint / "src" / "pkg").mkdir(parents=True)
+    if "out" in reply and "doc" in reply and reply["out"] == reply["doc"]:
+        reply["out"] = reply["doc"]
+    daemon = FakeDaemon(fake_home, mountpoint, _reply(reply))
+    try:
+        runs = [
+            _run([scripts[name], *args], _exec_env(fake_home), cwd=mountpoint / "src" / "pkg")
+            for name in ("native", "script")
+        ]
+        assert (runs[0].returncode, runs[0].stdout, runs[0].stderr) == (
+            runs[1].returncode,
+            runs[1].stdout,
+            runs[1].stderr,
+        )
+        assert len(daemon.requests) == 2 and daemon.requests[0] == daemon.requests[1]
+        req = daemon.requests[0]
+        assert (
+            req["v"] == 2
+            and req["args"][:2] == ["--cwd", "src/pkg"]
+            and req["env"]["AVFS_TEST_UTF8"] == "caf\u00e9"
+        )
+        assert daemon.fds == ([1, 1] if "--stdin" in args else [0, 0])
+    finally:
+        daemon.close()
+
+
+def test_proxy_exec_without_python_when_the_answer_is_printed_as_it_is(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path
+) -> None:
+    daemon = FakeDaemon(fake_home, tmp_path, _reply({"code": 0, "doc": DOC, "out": DOC, "err": None}))
+    try:
+        trace = subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-e",
+                "trace=execve",
+                scripts["native"],
+                "--json",
+                "proxy",
+                "exec",
+                "--",
+                "true",
+            ],
+            capture_output=True,
+            env=_exec_env(fake_home),
+            timeout=60,
+        )
+        assert trace.returncode == 0 and trace.stdout == DOC.encode()
+        assert trace.stderr.count(b"execve(") == 1, trace.stderr
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("case", ["no-answer", "fallback", "another-pid", "signal"])
+def test_proxy_exec_when_the_daemon_does_not_simply_answer(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path, case: str
+) -> None:
+    """A daemon that ends with the request (the envelope that says so), one that hands
+    the call back (Python runs all of it), an exec file naming another process (no
+    request sent), and Ctrl-C while the command runs (one byte to the daemon, whose
+    answer is then printed): as the Python client answers each."""
+    got_signal: list[bytes] = []
+
+    def answer(conn: socket.socket, _n: int) -> None:
+        if case == "fallback":
+            warm._send(conn, {"fallback": True})
+        elif case == "signal":
+            conn.settimeout(30)
+            got_signal.append(conn.recv(1))
+            warm._send(conn, {"code": 130, "doc": DOC, "out": DOC, "err": None})
+        # no-answer: the connection closes
+
+    daemon = FakeDaemon(fake_home, tmp_path, answer)
+    if case == "another-pid":
+        exec_file = fake_home / "vaults" / "v.git" / "avfs" / "mounts" / "main.exec"
+        exec_file.write_text(f"{daemon.name}\n1\n{tmp_path}\n")
+    try:
+        outs = []
+        for name in ("native", "script"):
+            n = len(daemon.requests)
+            args = [scripts[name], "--json", "proxy", "exec", "--", "true"]
+            if case == "signal":
+                p = subprocess.Popen(
+                    args, env=_exec_env(fake_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                )
+                _until(lambda n=n: len(daemon.requests) > n)
+                time.sleep(0.3)
+                p.send_signal(signal.SIGINT)
+                out, _err = p.communicate(timeout=60)
+                outs.append((p.returncode, out))
+            else:
+                r = _run(args, _exec_env(fake_home))
+                outs.append((r.returncode, r.stdout))
+        assert outs[0] == outs[1], outs
+        if case == "no-answer":
+            assert json.loads(outs[0][1])["error"] is not None and len(daemon.requests) == 2
+        elif case == "fallback":  # the native program's, then Python's two, then the script's two
+            assert len(daemon.requests) == 5 and daemon.requests[0] == daemon.requests[3]
+        elif case == "another-pid":  # connected, asked who listens, sent nothing
+            assert daemon.requests == [] and daemon.silent >= 2
+        else:
+            assert got_signal == [bytes([signal.SIGINT])] * 2 and outs[0] == (130, DOC.encode())
+    finally:
+        daemon.close()
+
+
+def test_proxy_exec_on_a_real_mount_answers_as_the_script(
+    scripts: dict[str, str], home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """The fork mounted, its daemon answering: the native program and the Python script
+    give the same envelopes, renderings, exit codes and changes, from the mount's root
+    and from a directory in it, with stdin passed on."""
+    from avfs_git.ops import mounts
+
+    from .test_confine import _need_bwrap
+    from .test_fuse import require_fuse
+
+    _need_bwrap()
+    require_fuse()
+    env = {**os.environ, "AVFS_SERVER": "off", "AVFS_VAULT": "v:main", "AVFS_HOME": home.path}
+    env.pop("PYTHONPATH", None)
+    vault.workspace("main").write("sub/a.txt", b"one\n")
+    info = mounts.mount(home, vault, "main", None)
+    try:
+        for cwd, args, stdin in (
+            (None, ["--json", "proxy", "exec", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], b""),
+            (None, ["proxy", "exec", "--", "sh", "-c", "echo out; exit 3"], b""),
+            (None, ["proxy", "exec", "--quiet", "--", "sh", "-c", "echo out; echo err >&2"], b""),
+            (None, ["--json", "proxy", "exec", "--stdin", "--", "cat"], b"fed through\n"),
+            (None, ["--json", "proxy", "exec", "--env", "NOEQUALS", "--", "true"], b""),
+            ("sub", ["--json", "proxy", "exec", "--", "sh", "-c", "pwd; cat a.txt"], b""),
+        ):
+            where = Path(info.mountpoint, cwd) if cwd else tmp_path
+            got = []
+            for name in ("native", "script"):
+                p = subprocess.run(
+                    [scripts[name], *args], input=stdin, capture_output=True, env=env, cwd=where, timeout=120
+                )
+                out: Any = p.stdout
+                if args[0] == "--json":
+                    out = json.loads(p.stdout)
+                    for d in (out, out.get("result") or {}):
+                        d.pop("duration_ms", None)
+                    out.pop("state", None)
+                    out.pop("checkpoint", None)  # the first call checkpoints what was written before
+                got.append((p.returncode, out, p.stderr))
+            assert got[0] == got[1], (args, got)
+        # the native program wrote and committed as the script's did
+        p = _run([scripts["native"], "--json", "proxy", "exec", "--", "sh", "-c", "echo n > n.txt"], env)
+        assert json.loads(p.stdout)["commit"] is not None
+        assert vault.workspace("main").read("n.txt") == b"n\n"
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

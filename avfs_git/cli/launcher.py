@@ -141,6 +141,7 @@ def _build(out: str, python: str, root: str, self_path: str) -> bool:
         "AVFS_SELF": self_path,
         "AVFS_BODY": body,
         "AVFS_ROOT_REPR": repr(root),
+        "AVFS_SELF_REPR": repr(self_path),
     }
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.c")
     with tempfile.TemporaryDirectory(prefix="avfs-launcher-") as tmp:
