@@ -445,7 +445,15 @@ static int dying(pid_t pid) {
     char *close_paren = strrchr(stat, ')');
     if (close_paren == NULL || close_paren[1] == 0 || close_paren[2] == 0) return 1;
     char state = close_paren[2];
-    return state == 'Z' || state == 'X' || state == 'x';
+    if (state == 'Z' || state == 'X' || state == 'x') return 1;
+    /* its flags (the 7th field after the state): PF_EXITING, as execclient.stat_dying */
+    char *field = close_paren + 2;
+    for (int i = 0; i < 6; i++) {
+        field = strchr(field, ' ');
+        if (field == NULL) return 1;
+        field++;
+    }
+    return (strtoul(field, NULL, 10) & 0x4) != 0;
 }
 
 static int exec_sock = -1;
