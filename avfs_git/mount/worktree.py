@@ -57,6 +57,7 @@ import stat
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..core.errors import from_oserror
+from ..core.store import configtext
 from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
@@ -119,11 +120,11 @@ def register(
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
             if head.startswith(HEADS):
-                hooks = f"\thooksPath = {_config_value(make_hooks(vault, own, d, mountpoint, head[len(HEADS) :]))}\n"
+                hooks = f"\thooksPath = {configtext.value(make_hooks(vault, own, d, mountpoint, head[len(HEADS) :]))}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
-                f"[core]\n\tbare = false\n\tfsmonitor = {_config_value(shell_word(hook))}\n"
+                f"[core]\n\tbare = false\n\tfsmonitor = {configtext.value(shell_word(hook))}\n"
                 "\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n" + hooks
             )
         for name, text in files.items():
@@ -230,12 +231,3 @@ def unregister(reg: Registered) -> None:
     """Remove a mount's worktree and its own directory (at unmount)."""
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
-
-
-def _config_value(value: str) -> str:
-    """``value`` written so git's config parser reads it back whole: as it is when plain,
-    else double-quoted with ``\\`` and ``"`` escaped (``#`` and ``;`` start a comment, and
-    spaces at either end would be dropped)."""
-    if value and not any(c in value for c in '"\\#;\n') and value == value.strip():
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
