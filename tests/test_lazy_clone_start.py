@@ -100,7 +100,8 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
     the clone's cost (docs/scale.md): the new vault's config (reflogs, ``origin`` and its
     promisor settings, the worktree config a mount needs) is written with the vault, not by
     a `git config` a key; the lazy vault's promisor is read in one `git config`; and the
-    first mount of a fork finds its worktree config set and writes nothing to the vault's."""
+    first mount of a fork finds its worktree config set and writes nothing to the vault's,
+    nor an index its daemon writes anew once it answers."""
     from avfs_git.ops import mounts
 
     from .test_fuse import require_fuse
@@ -139,6 +140,9 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
         mounts.unmount(home, home.vault("p"), "main")
     with open(config, "rb") as fh:  # git rewrites a config by a rename: a new inode
         assert (fh.read(), os.stat(config).st_ino) == before
+    # nor does the mount `git read-tree` an index (O(files)) that its daemon replaces
+    # once it answers (fuse/settle.py): git waited for that one
+    assert not [c for c in log.read_text().splitlines()[len(commands) :] if "read-tree" in c.split()]
 
 
 def test_a_url_git_must_read_quoted_is_kept_whole(home, server, tmp_path):

@@ -79,7 +79,7 @@ def register(
     key: str,
     mountpoint: str,
     head: str,
-    index_commit: str,
+    index_commit: str | None,
     *,
     backend: str = "fuse",
     fsmonitor: bool = False,
@@ -94,6 +94,13 @@ def register(
     named by its absolute path), with the untracked cache. Both directories are made anew
     at every mount: ones an older avfs left (a daemon killed with -9) get today's hook. The
     mount's owner data is in the daemon's registry record, nowhere here.
+
+    ``index_commit``: the commit whose tree `git read-tree` puts in the worktree's index
+    (zeroed stat data: the daemon writes the real one), or None for no index yet: a lazy
+    fork's daemon writes its index after the mount answers, and git waits for it
+    (fuse/settle.py), so a `read-tree` there (O(files): 0.03 s at 20,538) would only delay
+    the answer; and should that write fail, git finds no index (it lists the files, reads
+    none) rather than one whose zeroed stat data would make it read, so fetch, every file.
     """
     from ..core.store.refs import HEADS, REFS  # (not at the top: refs loads the store)
 
@@ -135,6 +142,8 @@ def register(
             enable_worktree_config(vault)
     except OSError as exc:
         raise from_oserror(exc, d) from exc
+    if index_commit is None:
+        return Registered(d, own, hook_kind)
     env = git_env()
     env["GIT_DIR"] = d
     proc = run(["read-tree", index_commit], env=env, check=False)
