@@ -160,3 +160,34 @@ def test_a_url_git_must_read_quoted_is_kept_whole(home, server, tmp_path):
     assert git("--git-dir", path, "config", "remote.origin.url").rstrip("\n") == url
     assert home.vault("q").store.promisor.remote() == ("origin", url)
     assert home.vault("q").workspace("main").read("NOTES.md") == b"notes\n"
+
+
+def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, server, tmp_path):
+    """A clone turns the vault's worktree config on (as a fork's first mount did), and with
+    it git would take the vault's ``core.bare = true`` for a linked worktree's own: a
+    revision's read-only mount says otherwise for itself, as a fork's mount does, so git
+    works in it whether it is the vault's first mount or not."""
+    from avfs_git.ops import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", server.url("proj.git"), "p")
+    assert proc.returncode == 0, proc.stderr
+    v = home.vault("p")
+    tip = v.workspace("main").tip()
+    for fork_first in (False, True):
+        if fork_first:
+            fmp = tmp_path / "fork"
+            fmp.mkdir()
+            mounts.mount(home, v, "main", str(fmp))
+            mounts.unmount(home, v, "main")
+        mp = tmp_path / f"rev-{fork_first}"
+        mp.mkdir()
+        mounts.mount(home, v, "main", str(mp), revision=tip)
+        try:
+            out = git("-C", str(mp), "status", "--porcelain")
+            assert out == "", out
+            assert git("-C", str(mp), "rev-parse", "HEAD").strip() == tip
+        finally:
+            mounts.unmount(home, v, "main", revision=tip)

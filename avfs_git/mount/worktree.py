@@ -134,11 +134,14 @@ def register(
                 f"[core]\n\tbare = false\n\tfsmonitor = {configtext.value(shell_word(hook))}\n"
                 "\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n" + hooks
             )
+        else:  # a revision's: where the vault's worktree config is on (a fork's mount, or
+            # a clone, set it), git would take the vault's core.bare=true for this one's
+            files["config.worktree"] = "[core]\n\tbare = false\n"
         for name, text in files.items():
             write_file(d, name, text.encode(), via=own)
         if fsmonitor and backend == "fuse":  # the pure-FUSE daemon's watcher reads it
             os.mkfifo(os.path.join(own, WAKE_FIFO), 0o600)
-        if "config.worktree" in files:
+        if fsmonitor:
             enable_worktree_config(vault)
     except OSError as exc:
         raise from_oserror(exc, d) from exc
