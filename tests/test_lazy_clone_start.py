@@ -136,8 +136,8 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
     try:
         assert (mp / "NOTES.md").read_bytes() == b"notes\n"
         git("-C", str(mp), "status", "--porcelain")
-    finally:
-        mounts.unmount(home, home.vault("p"), "main")
+    finally:  # detached: the daemon may still be walking its lower layer (fuse/warm.py)
+        mounts.unmount(home, home.vault("p"), "main", lazy=True)
     with open(config, "rb") as fh:  # git rewrites a config by a rename: a new inode
         assert (fh.read(), os.stat(config).st_ino) == before
     # nor does the mount `git read-tree` an index (O(files)) that its daemon replaces
@@ -181,7 +181,9 @@ def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, ser
             fmp = tmp_path / "fork"
             fmp.mkdir()
             mounts.mount(home, v, "main", str(fmp))
-            mounts.unmount(home, v, "main")
+            git("-C", str(fmp), "status", "--porcelain")  # (waits for the mount's index)
+            # detached: the daemon may still be walking its lower layer (fuse/warm.py)
+            mounts.unmount(home, v, "main", lazy=True)
         mp = tmp_path / f"rev-{fork_first}"
         mp.mkdir()
         mounts.mount(home, v, "main", str(mp), revision=tip)

@@ -52,14 +52,6 @@ PACKAGE_BYTES = 8 << 20  # their total size
 WIRE_MAX_BYTES = 32 << 20
 
 
-def configure(git_dir: str, remote: str) -> None:
-    """Record ``remote`` as the vault's promisor, as ``git clone --filter`` does."""
-    from .gitrun import run
-
-    run(["config", f"remote.{remote}.promisor", "true"], git_dir=git_dir)
-    run(["config", f"remote.{remote}.partialclonefilter", FILTER], git_dir=git_dir)
-
-
 def unconfigure(git_dir: str, remote: str) -> None:
     """Make the vault a whole one again (every object is local): ``remote`` no longer a
     promisor, and its packs' ``.promisor`` marks removed."""
