@@ -79,3 +79,117 @@ def test_the_vault_a_clone_makes_is_the_one_libgit2_made(home, server, tmp_path,
         )
         git("--git-dir", path, "fsck", "--connectivity-only")
     assert home.vault("lz").lazy and not home.vault("whole").lazy
+
+
+def _recording_git(tmp_path) -> tuple[dict[str, str], object]:
+    """An environment whose ``git`` on ``PATH`` is the real one, each command's arguments
+    recorded first (a line each) in the returned file."""
+    import shutil
+    from pathlib import Path
+
+    real = shutil.which("git")
+    bindir, log = Path(tmp_path) / "recbin", Path(tmp_path) / "git-commands.log"
+    bindir.mkdir()
+    (bindir / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec {real} "$@"\n')
+    (bindir / "git").chmod(0o755)
+    return {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}, log
+
+
+def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, server, tmp_path, monkeypatch):
+    """A `git clone` takes 0.1 s of git here, so the git processes avfs adds around it are
+    the clone's cost (docs/scale.md): the new vault's config (reflogs, ``origin`` and its
+    promisor settings, the worktree config a mount needs) is written with the vault, not by
+    a `git config` a key; the lazy vault's promisor is read in one `git config`; and the
+    first mount of a fork finds its worktree config set and writes nothing to the vault's,
+    nor an index its daemon writes anew once it answers."""
+    from avfs_git.ops import mounts
+
+    from .test_fuse import require_fuse
+
+    env, log = _recording_git(tmp_path)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    url = server.url("proj.git")
+    proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", url, "p")
+    assert proc.returncode == 0, proc.stderr
+    commands = [line.split() for line in log.read_text().splitlines()]
+    # init, the fetch, one listing of the branches, one read of the promisor (`Vault.lazy`):
+    # no `git config` writes, no `git remote add`
+    verbs = [
+        next(w for w in c if w in ("init", "fetch", "for-each-ref", "config", "remote")) for c in commands
+    ]
+    assert verbs == ["init", "fetch", "for-each-ref", "config"], commands
+    assert not any("remote" in c and "add" in c for c in commands)
+    path = home.vault("p").path
+    assert git("--git-dir", path, "config", "remote.origin.promisor").strip() == "true"
+    assert git("--git-dir", path, "config", "remote.origin.partialclonefilter").strip() == "blob:none"
+    assert git("--git-dir", path, "config", "core.repositoryformatversion").strip() == "1"
+    assert git("--git-dir", path, "config", "--bool", "extensions.worktreeConfig").strip() == "true"
+    assert home.vault("p").lazy
+    require_fuse()
+    config = os.path.join(path, "config")
+    with open(config, "rb") as fh:
+        before = fh.read(), os.stat(config).st_ino
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, home.vault("p"), "main", str(mp))
+    try:
+        assert (mp / "NOTES.md").read_bytes() == b"notes\n"
+        git("-C", str(mp), "status", "--porcelain")
+    finally:  # detached: the daemon may still be walking its lower layer (fuse/warm.py)
+        mounts.unmount(home, home.vault("p"), "main", lazy=True)
+    with open(config, "rb") as fh:  # git rewrites a config by a rename: a new inode
+        assert (fh.read(), os.stat(config).st_ino) == before
+    # nor does the mount `git read-tree` an index (O(files)) that its daemon replaces
+    # once it answers (fuse/settle.py): git waited for that one
+    assert not [c for c in log.read_text().splitlines()[len(commands) :] if "read-tree" in c.split()]
+
+
+def test_a_url_git_must_read_quoted_is_kept_whole(home, server, tmp_path):
+    """The clone writes ``origin``'s URL into the config itself: a URL with characters
+    git's config syntax gives a meaning to (``#``, ``;``, a ``"``, spaces) reads back
+    whole, as `git remote add` wrote it."""
+    import shutil
+
+    odd = server.base / 'odd #1; "x" .git'
+    shutil.copytree(server.base / "proj.git", odd)
+    url = server.url(odd.name)
+    proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", url, "q")
+    assert proc.returncode == 0, proc.stderr
+    path = home.vault("q").path
+    assert git("--git-dir", path, "config", "remote.origin.url").rstrip("\n") == url
+    assert home.vault("q").store.promisor.remote() == ("origin", url)
+    assert home.vault("q").workspace("main").read("NOTES.md") == b"notes\n"
+
+
+def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, server, tmp_path):
+    """A clone turns the vault's worktree config on (as a fork's first mount did), and with
+    it git would take the vault's ``core.bare = true`` for a linked worktree's own: a
+    revision's read-only mount says otherwise for itself, as a fork's mount does, so git
+    works in it whether it is the vault's first mount or not."""
+    from avfs_git.ops import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", server.url("proj.git"), "p")
+    assert proc.returncode == 0, proc.stderr
+    v = home.vault("p")
+    tip = v.workspace("main").tip()
+    for fork_first in (False, True):
+        if fork_first:
+            fmp = tmp_path / "fork"
+            fmp.mkdir()
+            mounts.mount(home, v, "main", str(fmp))
+            git("-C", str(fmp), "status", "--porcelain")  # (waits for the mount's index)
+            # detached: the daemon may still be walking its lower layer (fuse/warm.py)
+            mounts.unmount(home, v, "main", lazy=True)
+        mp = tmp_path / f"rev-{fork_first}"
+        mp.mkdir()
+        mounts.mount(home, v, "main", str(mp), revision=tip)
+        try:
+            out = git("-C", str(mp), "status", "--porcelain")
+            assert out == "", out
+            assert git("-C", str(mp), "rev-parse", "HEAD").strip() == tip
+        finally:
+            mounts.unmount(home, v, "main", revision=tip)

@@ -228,7 +228,7 @@ class Mount:
             self.key,
             args.mountpoint,
             head,
-            ws.base,
+            None if self.vault.lazy else ws.base,  # a lazy fork's index: once it answers (settle.py)
             backend="overlay" if self.overlay else "fuse",
             fsmonitor=not self.read_only,
         )

@@ -57,6 +57,7 @@ import stat
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..core.errors import from_oserror
+from ..core.store import configtext
 from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def register(
     key: str,
     mountpoint: str,
     head: str,
-    index_commit: str,
+    index_commit: str | None,
     *,
     backend: str = "fuse",
     fsmonitor: bool = False,
@@ -93,6 +94,13 @@ def register(
     named by its absolute path), with the untracked cache. Both directories are made anew
     at every mount: ones an older avfs left (a daemon killed with -9) get today's hook. The
     mount's owner data is in the daemon's registry record, nowhere here.
+
+    ``index_commit``: the commit whose tree `git read-tree` puts in the worktree's index
+    (zeroed stat data: the daemon writes the real one), or None for no index yet: a lazy
+    fork's daemon writes its index after the mount answers, and git waits for it
+    (fuse/settle.py), so a `read-tree` there (O(files): 0.03 s at 20,538) would only delay
+    the answer; and should that write fail, git finds no index (it lists the files, reads
+    none) rather than one whose zeroed stat data would make it read, so fetch, every file.
     """
     from ..core.store.refs import HEADS, REFS  # (not at the top: refs loads the store)
 
@@ -119,21 +127,26 @@ def register(
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
             if head.startswith(HEADS):
-                hooks = f"\thooksPath = {_config_value(make_hooks(vault, own, d, mountpoint, head[len(HEADS) :]))}\n"
+                hooks = f"\thooksPath = {configtext.value(make_hooks(vault, own, d, mountpoint, head[len(HEADS) :]))}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
-                f"[core]\n\tbare = false\n\tfsmonitor = {_config_value(shell_word(hook))}\n"
+                f"[core]\n\tbare = false\n\tfsmonitor = {configtext.value(shell_word(hook))}\n"
                 "\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n" + hooks
             )
+        else:  # a revision's: where the vault's worktree config is on (a fork's mount, or
+            # a clone, set it), git would take the vault's core.bare=true for this one's
+            files["config.worktree"] = "[core]\n\tbare = false\n"
         for name, text in files.items():
             write_file(d, name, text.encode(), via=own)
         if fsmonitor and backend == "fuse":  # the pure-FUSE daemon's watcher reads it
             os.mkfifo(os.path.join(own, WAKE_FIFO), 0o600)
-        if "config.worktree" in files:
+        if fsmonitor:
             enable_worktree_config(vault)
     except OSError as exc:
         raise from_oserror(exc, d) from exc
+    if index_commit is None:
+        return Registered(d, own, hook_kind)
     env = git_env()
     env["GIT_DIR"] = d
     proc = run(["read-tree", index_commit], env=env, check=False)
@@ -230,12 +243,3 @@ def unregister(reg: Registered) -> None:
     """Remove a mount's worktree and its own directory (at unmount)."""
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
-
-
-def _config_value(value: str) -> str:
-    """``value`` written so git's config parser reads it back whole: as it is when plain,
-    else double-quoted with ``\\`` and ``"`` escaped (``#`` and ``;`` start a comment, and
-    spaces at either end would be dropped)."""
-    if value and not any(c in value for c in '"\\#;\n') and value == value.strip():
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
+from . import configtext
 from .blobwire import Connection, WireError, speaks, store
 from .redact import redact
 from .threads import reset_at_fork
@@ -49,14 +50,6 @@ PACKAGE_BYTES = 8 << 20  # their total size
 # a fetch over the kept connection (blobwire.py) holds its blobs in memory: bigger ones, or
 # blobs whose size is not known, go through git fetch
 WIRE_MAX_BYTES = 32 << 20
-
-
-def configure(git_dir: str, remote: str) -> None:
-    """Record ``remote`` as the vault's promisor, as ``git clone --filter`` does."""
-    from .gitrun import run
-
-    run(["config", f"remote.{remote}.promisor", "true"], git_dir=git_dir)
-    run(["config", f"remote.{remote}.partialclonefilter", FILTER], git_dir=git_dir)
 
 
 def unconfigure(git_dir: str, remote: str) -> None:
@@ -239,24 +232,21 @@ class Promisor:
             except OSError:
                 pass
 
+            # one git process for both the promisor and its URL (a cold command on a lazy
+            # vault, a mount's start: each process is 3-20 ms on a loaded machine)
             proc = run(
-                ["config", "--get-regexp", r"^remote\..*\.promisor$"],
+                ["config", "-z", "--get-regexp", r"^remote\..*\.(promisor|url)$"],
                 git_dir=self.git_dir,
                 check=False,
                 text=True,
             )
+            pairs = configtext.parse_listing(proc.stdout)
             found: tuple[str, str] | None = None
-            for line in proc.stdout.splitlines():
-                key, _, value = line.partition(" ")
-                if value.strip().lower() in ("true", "yes", "on", "1"):
+            for key, value in pairs:
+                if key.endswith(".promisor") and configtext.is_true(value):
                     name = key[len("remote.") : -len(".promisor")]
-                    url = run(
-                        ["config", "--get", f"remote.{name}.url"],
-                        git_dir=self.git_dir,
-                        check=False,
-                        text=True,
-                    ).stdout.strip()
-                    found = (name, url)
+                    urls = [v or "" for k, v in pairs if k == f"remote.{name}.url"]
+                    found = (name, urls[-1].strip() if urls else "")
                     break
             self._remote, self._read = found, True
         return self._remote

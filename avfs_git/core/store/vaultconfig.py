@@ -12,6 +12,7 @@ import sys
 from typing import NamedTuple
 
 from ..errors import CorruptStateError
+from . import configtext
 from .gitlib import git_error, git_errors
 from .gitrun import run
 from .gitstore import GitStore
@@ -62,19 +63,20 @@ def worktree_config_enabled(store: GitStore) -> bool:
     repository format version above 0 that git requires of an extension). Through
     libgit2 where this process has it loaded, else ``git config`` (:func:`config_values`:
     a lazy fork's mount daemon loads libgit2 only after it answers, fuse/settle.py)."""
-    if "pygit2" not in sys.modules:
-        version = config_values(store, "core.repositoryformatversion")
-        if not version or version[-1].strip() == "0":
-            return False
+    if "pygit2" not in sys.modules:  # both keys in one git process (a mount's start waits)
         proc = run(
-            ["config", "--type=bool", "--get", "extensions.worktreeConfig"],
+            ["config", "-z", "--get-regexp", r"^(core\.repositoryformatversion|extensions\.worktreeconfig)$"],
             git_dir=store.path,
             check=False,
             text=True,
         )
-        if proc.returncode not in (0, 1):
+        if proc.returncode not in (0, 1):  # 1: neither is set
             raise CorruptStateError(f"cannot read the config of {store.path}: {proc.stderr.strip()}")
-        return proc.stdout.strip() == "true"
+        last = dict(configtext.parse_listing(proc.stdout))  # git's order: the last value wins
+        version = last.get("core.repositoryformatversion", "0")
+        if version is None or version.strip() == "0":
+            return False
+        return "extensions.worktreeconfig" in last and configtext.is_true(last["extensions.worktreeconfig"])
     try:
         cfg = store._repo.config
         try:

@@ -316,7 +316,8 @@ class Home:
 
         try:
             os.makedirs(tmp)
-            importer.init_vault(tmp)
+            # ``origin`` and the worktree config a mount needs, in the new config's one write
+            importer.init_vault(tmp, config=importer.origin_config(url, lazy=lazy), worktree_config=True)
             try:
                 default = importer.clone_into(
                     tmp, url, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings

@@ -34,21 +34,27 @@ Progress = Callable[[int, int | None, str], None]
 _BIG = 64 << 20
 
 
-def init_vault(path: str) -> None:
-    """Initialise a bare repository with avfs' settings (reflogs on for every ref).
+def init_vault(path: str, *, config: str = "", worktree_config: bool = False) -> None:
+    """Initialise a bare repository with avfs' settings (reflogs on for every ref), and
+    ``config`` (whole sections: a clone's ``origin``) in its config.
 
     Made by ``git init`` (C, ~5 ms), not libgit2: loading pygit2 costs a process that has
     not 100-200 ms here, and a lazy clone needs it for nothing else (docs/scale.md). No
     template (a user's ``init.templateDir`` would bring its hooks into every vault), SHA-1
     whatever the user's default, HEAD on ``main``; the layout libgit2 makes
-    (``hooks/``, ``info/``)."""
+    (``hooks/``, ``info/``). The settings are written into the config `git init` made, in
+    one write (:mod:`.configtext`: no git process a key); ``worktree_config``: with
+    ``extensions.worktreeConfig`` on, as the first mount would set it."""
+    from ..store import configtext
     from ..store.gitrun import run
 
     cfg = ["-c", "init.defaultObjectFormat=sha1", "-c", "init.templateDir="]
     run([*cfg, "init", "-q", "--bare", "--template=", path])
     with open(os.path.join(path, "HEAD"), "w", encoding="utf-8") as fh:
         fh.write(f"ref: {refs.fork_ref('main')}\n")
-    run(["config", "core.logAllRefUpdates", "always"], git_dir=path)
+    configtext.append_new_vault(
+        path, "[core]\n\tlogAllRefUpdates = always\n" + config, worktree_config=worktree_config
+    )
     for d in ("hooks", "info"):
         os.makedirs(os.path.join(path, d), exist_ok=True)
     # avfs keeps its own state beside git's; make sure git never packs or prunes it away
@@ -326,20 +332,16 @@ def _import_checkout(
     return (target, items) if items else None
 
 
-def _filtered(git_dir: str) -> bool:
-    """Whether a lazy clone's server honoured the filter: some blob of a branch's tree is
-    missing (a server that ignores ``--filter`` sends every blob: git only warns). True
-    when the branches hold no blob at all (nothing to tell apart)."""
-    from ..store.gitrun import run
-
-    out = run(
-        ["for-each-ref", "--count=1", "--format=%(objectname)", refs.HEADS], git_dir=git_dir, text=True
-    ).stdout.split()
-    if not out:
+def _filtered(git_dir: str, commit: str | None) -> bool:
+    """Whether a lazy clone's server honoured the filter: some blob of the tree of
+    ``commit`` (a branch's) is missing (a server that ignores ``--filter`` sends every
+    blob: git only warns). True when there is no branch or it holds no blob at all
+    (nothing to tell apart)."""
+    if commit is None:
         return True
     store = GitStore(git_dir)
     try:  # the first blob found, looking at trees only (depth first, a directory at a time)
-        stack = [store.commit_tree(out[0])]
+        stack = [store.commit_tree(commit)]
         while stack:
             items = store.tree_items(stack.pop())
             for oid, mode in items.values():
@@ -389,12 +391,15 @@ def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -
             ws.remove(rel, recursive=True)
 
 
-def _add_origin(git_dir: str, url: str) -> None:
-    """The new vault's ``origin``, by ``git remote add`` (a process of ~5 ms, where
-    libgit2 would cost its import: :func:`init_vault`)."""
-    from ..store.gitrun import run
+def origin_config(url: str, *, lazy: bool) -> str:
+    """The new vault's ``origin`` section for a clone of ``url`` (its userinfo left out),
+    the promisor remote of a lazy vault (git's lazy fetches name it: see :mod:`.promisor`),
+    as `git remote add` and `git clone --filter` write it."""
+    from ..store import configtext, promisor
+    from ..store.redact import split_credentials
 
-    run(["remote", "add", "--", "origin", url], git_dir=git_dir)
+    clean, _creds = split_credentials(url)
+    return configtext.origin_section(clean, promisor_filter=promisor.FILTER if lazy else None)
 
 
 def clone_into(
@@ -406,7 +411,8 @@ def clone_into(
     lazy: bool = False,
     warnings: list[str] | None = None,
 ) -> str | None:
-    """Fill a new vault from the remote at ``url``: its branches become forks, its tags
+    """Fill the new vault ``git_dir`` (made by :func:`init_vault` with
+    :func:`origin_config`) from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
     (without credentials). Returns the default fork when it is not ``main``. The server is
     reached as for every remote (:func:`.transport.transport`: ssh settings, credential
@@ -417,18 +423,14 @@ def clone_into(
     (``uploadpack.allowFilter`` unset) sends everything: the vault is then a whole one,
     and a sentence saying so is appended to ``warnings``."""
     from ..store import promisor
+    from ..store.gitrun import run
     from ..store.redact import redact, split_credentials
     from ..store.transport import transport
 
     # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
     # git gets the URL without it and the pair through the environment
     clean, creds = split_credentials(url)
-    source = clean
-    extra: tuple[str, ...] = ()
-    if lazy:  # the promisor is a named remote (git's lazy fetches name it), set up first
-        _add_origin(git_dir, clean)
-        promisor.configure(git_dir, "origin")
-        source, extra = "origin", (f"--filter={promisor.FILTER}",)
+    source, extra = (clean, ()) if not lazy else ("origin", (f"--filter={promisor.FILTER}",))
     transport(
         git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", *extra, source,
         f"+{refs.HEADS}*:{refs.HEADS}*", f"+{refs.TAGS}*:{refs.TAGS}*",
@@ -436,20 +438,18 @@ def clone_into(
         f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
-    if not lazy:
-        _add_origin(git_dir, clean)
-    elif not _filtered(git_dir):
+    # by git, not libgit2 (its import: init_vault); one line a branch (no refname holds one)
+    listed = run(
+        ["for-each-ref", "--format=%(objectname) %(refname)", refs.HEADS], git_dir=git_dir, text=True
+    ).stdout.splitlines()
+    heads = [line.split(" ", 1)[1][len(refs.HEADS) :] for line in listed]
+    if lazy and not _filtered(git_dir, listed[0].split(" ", 1)[0] if listed else None):
         promisor.unconfigure(git_dir, "origin")
         if warnings is not None:
             warnings.append(
                 f"{redact(url)} does not filter objects (its git server has no"
                 " uploadpack.allowFilter): the vault was cloned whole, not lazily"
             )
-    from ..store.gitrun import run
-
-    # by git, not libgit2 (its import: init_vault); refnames, one a line (none holds one)
-    listed = run(["for-each-ref", "--format=%(refname)", refs.HEADS], git_dir=git_dir, text=True)
-    heads = [r[len(refs.HEADS) :] for r in listed.stdout.splitlines()]
     if not heads:
         raise UsageError(f"{redact(url)} has no branches to clone")
     if "main" in heads:

@@ -1,0 +1,102 @@
+"""Where `avfs vault clone --lazy` + `avfs mount` spend their time until `ls` answers, per
+phase, wall and CPU, this tree against another avfs source tree in the same run (docs/scale.md,
+"A lazy clone's fixed costs"): the clone command (with its git processes), the mount
+command (with its own git processes; not the daemon's), and the mount daemon's CPU from its
+start until `ls` answered (``/proc/PID/stat``). Each round waits for the mount's settling
+(the mount's ``.git`` opens once the index is written) and unmounts before the next, so no
+round's background work lands in another's; the side going first alternates.
+
+Run: ``.venv/bin/python -m bench.lazyphases URL --baseline SRC [--rounds N]`` against a
+served repository (``python -m bench.lazycases --monorepo --served DIR`` builds one and
+serves it while it runs; or ``git daemon --base-path=DIR``); the result goes to
+``bench/results/lazyphases-<time>.json`` and its medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("clone", "mount", "ls", "total", "clone_cpu", "mount_cpu", "daemon_cpu")
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) -> dict[str, float]:
+    mp.mkdir()
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], env=env, check=True, capture_output=True)
+    cpu1, t1 = _children_cpu(), time.perf_counter()
+    subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], env=env, check=True, capture_output=True)
+    cpu2, t2 = _children_cpu(), time.perf_counter()
+    os.listdir(mp)
+    t3 = time.perf_counter()
+    record = Path(env["AVFS_HOME"]) / "vaults" / f"{name}.git" / "avfs" / "mounts" / "main.json"
+    daemon = _cpu_s(json.loads(record.read_text())["pid"])
+    try:
+        (mp / ".git").read_bytes()  # the settling done: none of it lands in the next round
+    finally:
+        subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, check=True, capture_output=True)
+    return dict(
+        zip(KEYS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu1 - cpu0, cpu2 - cpu1, daemon), strict=True)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url", help="the served repository (git://, http://)")
+    ap.add_argument("--baseline", required=True, help="another avfs source tree, timed in the same run")
+    ap.add_argument("--rounds", type=int, default=8)
+    args = ap.parse_args()
+    avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
+    trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
+    rounds: dict[str, list[dict[str, float]]] = {side: [] for side in trees}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="avfs-bench-lazyphases-") as tmp:
+        t = Path(tmp)
+        os.chdir(t)  # (not the checkout: `-m avfs_git` would import it ahead of PYTHONPATH)
+        try:
+            for i in range(args.rounds):
+                for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
+                    env = {
+                        **os.environ, "AVFS_HOME": str(t / f"home-{side}"), "AVFS_PROGRESS": "never",
+                        "AVFS_SERVER": "off", "AVFS_LAYERS": "off", "PYTHONPATH": trees[side],
+                    }  # fmt: skip
+                    rounds[side].append(_round(avfs, env, args.url, f"v{i}", t / f"mnt-{side}-{i}"))
+        finally:
+            os.chdir(ROOT)
+    result = {
+        "case": "lazy clone + mount until ls answers, per phase: wall and CPU (same run, interleaved)",
+        "url": args.url,
+        "baseline": args.baseline,
+        "rounds": args.rounds,
+        "load_average_before_after": [load_before, os.getloadavg()[0]],
+        "median": {s: {k: statistics.median(r[k] for r in rs) for k in KEYS} for s, rs in rounds.items()},
+        "per_round": rounds,
+    }
+    out = ROOT / "bench" / "results" / time.strftime("lazyphases-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    json.dump({"median": result["median"], "load": result["load_average_before_after"]}, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
