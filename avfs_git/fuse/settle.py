@@ -8,14 +8,21 @@ a whole vault writes its index before it serves; a lazy fork's mount serves firs
 answers at once) and does both here, on a thread of its own started as FUSE's handshake
 is done:
 
-1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), the root directory's
-   files first in a small request of their own (overlayfs looks them up as it lists the
-   root); meanwhile a ``stat`` of a file whose size is not known yet waits for it (:meth:`.GitStore.blob_size`),
-   so the mount never shows a size it does not know, and a listing hands the kernel such
-   a file's name without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
-2. the index is written (the daemon's :meth:`write_index`): both list the base tree
-   through ``git ls-tree`` (core/store/treelist.py), so libgit2 is loaded only after the
-   gate opens;
+1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), on a thread of
+   their own, the root directory's files first in a small request of their own
+   (overlayfs looks them up as it lists the root); meanwhile a ``stat`` of a file whose
+   size is not known yet waits for it (:meth:`.GitStore.blob_size`), so the mount never
+   shows a size it does not know, and a listing hands the kernel such a file's name
+   without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
+2. meanwhile the index and its untracked cache are made (the daemon's
+   :meth:`write_index`, mount/index.py ``sync_index``) with the sizes not yet known left
+   0; once the sizes are in, they are filled in and the index is written. Both list the
+   base tree through one ``git ls-tree`` (core/store/treelist.py; kept until both have
+   it), so libgit2 is loaded only after the gate opens. The index is never written with
+   a size left 0: git compares the contents of such an entry's file whenever it looks at
+   it (``ie_modified`` in git's read-cache.c), and a git run without the fsmonitor
+   (``-c core.fsmonitor=false``) looks at every file, so it would read, and fetch,
+   every blob;
 3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
    in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
    ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
@@ -41,11 +48,13 @@ GATE_S = 180.0  # how long a git command in a mount waits for its index (a size 
 class Settle:
     """What a lazy fork's mount does after it answers: sizes, index, ``.git``."""
 
-    def __init__(self, ws: Any, write_index: Callable[[], bool]) -> None:
-        """``ws``: the workspace the mount serves; ``write_index()``: the daemon's index
-        writer."""
+    def __init__(self, ws: Any, write_index: Callable[..., bool], *, beside: bool = True) -> None:
+        """``ws``: the workspace the mount serves; ``write_index(sizes)``: the daemon's index
+        writer (``sizes()`` waits for the sizes); ``beside`` False: it is called with no
+        argument once the sizes are in (a revision's mount: its index is not a fork's)."""
         self.ws = ws
         self.write_index = write_index
+        self.beside = beside
         self.gate = threading.Event()  # set: the index is written (or cannot be)
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
         self.stacked = threading.Event()  # set: the mount is announced (the overlay stacked)
@@ -59,6 +68,18 @@ class Settle:
         asked.wait(GATE_S)
         return t
 
+    def _sizes(self, asked: threading.Event) -> None:
+        try:
+            self.ws.ask_sizes(asked.set)
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("asking the sizes of the mount's files")
+        finally:
+            asked.set()
+
+    def _serial(self, sizes: threading.Thread) -> bool:
+        sizes.join(GATE_S)
+        return self.write_index()
+
     def wait(self) -> None:
         """Block until the index is written (at most :data:`GATE_S`): for ``.git``."""
         self.gate.wait(GATE_S)
@@ -67,19 +88,20 @@ class Settle:
         from ..core.store.gitstore import prefer_libgit2
 
         log = logging.getLogger("avfs.fuse")
+        sizes = threading.Thread(target=self._sizes, args=(asked,), name="avfs-sizes", daemon=True)
         try:
+            sizes.start()
+            asked.wait(GATE_S)  # (the index must find them asked: a size it looks up waits)
             try:
-                self.ws.ask_sizes(asked.set)
-            except Exception:
-                log.exception("asking the sizes of the mount's files")
-            try:
-                if not self.write_index():
+                if not (self.write_index(lambda: sizes.join(GATE_S)) if self.beside else self._serial(sizes)):
                     log.warning("index.lock stayed taken: index not written")
             except Exception:
                 log.exception("writing the worktree index")
         finally:
             asked.set()
             self.gate.set()
+        sizes.join(GATE_S)
+        self.ws.store.listed.drop()  # (the listing both took)
         # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
         # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
         # to the first `git status`; the sizes and the index list the tree through git)

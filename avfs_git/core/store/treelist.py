@@ -13,11 +13,13 @@ does not find), the tree is walked through the store as before, in the same orde
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 
 from ..errors import InternalError
 from ..types import MODE_TREE
 from .gitrun import run
+from .threads import reset_at_fork
 
 Listing = list[tuple[str, int, str]]  # (path, mode, oid), depth first, a directory before its entries
 
@@ -54,3 +56,36 @@ def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) 
 
     walk(tree, "")
     return listing
+
+
+class KeptListing:
+    """A store's last listing, kept for the next caller (:meth:`.GitStore.tree_listing`):
+    a lazy fork's mount lists its base tree for its sizes and for its index, on two
+    threads at once (fuse/settle.py), so the listing is made under a lock, once, and
+    kept until :meth:`drop`; a tree of millions of files is hundreds of MB, not held for
+    the daemon's life."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: tuple[str, Listing] | None = None
+        reset_at_fork(self)
+
+    def after_fork(self) -> None:
+        """A child of a fork while another thread listed: the lock anew (that thread is
+        not in the child), the listing kept."""
+        self._lock = threading.Lock()
+
+    def get(self, tree: str, keep: bool, make: Callable[[], Listing]) -> Listing:
+        """``tree``'s listing: the kept one, else ``make()``'s (on one thread at a time);
+        kept afterwards when ``keep``, else no longer kept."""
+        with self._lock:
+            kept, self._kept = self._kept, None
+            listing = kept[1] if kept is not None and kept[0] == tree else make()
+            if keep:
+                self._kept = (tree, listing)
+            return listing
+
+    def drop(self) -> None:
+        """Keep nothing."""
+        with self._lock:
+            self._kept = None
