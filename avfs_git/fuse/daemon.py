@@ -407,8 +407,6 @@ class Mount:
         from ..core.vaults import registry
         from ..ops import prefetching
 
-        if self.settle is not None:
-            self.settle.stacked.set()
         self.record["state"] = "mounted"
         registry.write_record(self.reg, self.record)
         self.filler = prefetching.start(self.vault, lambda: self.served.base, self.key)
@@ -425,6 +423,8 @@ class Mount:
                 os.close(self.args.ready_fd)
             except OSError:
                 pass
+        if self.settle is not None:  # (its work on the interpreter waited for the R)
+            self.settle.stacked.set()
         if self.server is not None or self.walk_after_call:
             threading.Thread(target=self._after_call, name="avfs-after-call", daemon=True).start()
 
@@ -565,7 +565,7 @@ def _settle(m: Mount) -> Any:
     settle = Settle(m.served, m.write_index, beside=not m.read_only)
     if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
         settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
-    return settle
+    return settle.asking()  # the sizes from now: the daemon's start overlaps the server's answer
 
 
 def _start_changelog(state_dir: str) -> Any:

@@ -39,10 +39,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.store.treelist import git_listing
+
 GATE_S = 180.0  # how long a git command in a mount waits for its index (a size request: 60 s)
+LIBGIT2_AFTER_S = 0.5  # libgit2 is loaded this long after the gate opens
 
 
 class Settle:
@@ -57,24 +61,52 @@ class Settle:
         self.beside = beside
         self.gate = threading.Event()  # set: the index is written (or cannot be)
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
-        self.stacked = threading.Event()  # set: the mount is announced (the overlay stacked)
+        # set: the mount is announced (the overlay stacked, the caller told): the settling's
+        # work on this interpreter waits for it, not to hold up the announcement
+        self.stacked = threading.Event()
+        self._asked = threading.Event()  # set: the sizes are asked (or will not be)
+        self._sizes_thread: threading.Thread | None = None
+
+    def asking(self) -> Settle:
+        """Start asking the sizes now, on a thread of their own (the daemon, as it starts):
+        what is a wait on git and on the server before the mount answers (the root's sizes,
+        the tree's listing by ``git ls-tree``), what takes this interpreter after it (the
+        listing's parse, the whole tree's request), so the mount's start does not wait on
+        it; returns this."""
+        self._sizes_thread = threading.Thread(
+            target=self._sizes, args=(self._asked,), name="avfs-sizes", daemon=True
+        )
+        self._sizes_thread.start()
+        return self
 
     def start(self) -> threading.Thread:
         """Start the work on a thread of its own (returned, for the teardown to join);
         the sizes are marked as being asked before this returns."""
-        asked = threading.Event()
-        t = threading.Thread(target=self._run, args=(asked,), name="avfs-settle", daemon=True)
+        if self._sizes_thread is None:
+            self.asking()
+        assert self._sizes_thread is not None
+        t = threading.Thread(
+            target=self._run, args=(self._asked, self._sizes_thread), name="avfs-settle", daemon=True
+        )
         t.start()
-        asked.wait(GATE_S)
+        self._asked.wait(GATE_S)
         return t
 
     def _sizes(self, asked: threading.Event) -> None:
         try:
-            self.ws.ask_sizes(asked.set)
+            self.ws.ask_sizes(asked.set, self._listed_then_wait)
         except Exception:
             logging.getLogger("avfs.fuse").exception("asking the sizes of the mount's files")
         finally:
             asked.set()
+
+    def _listed_then_wait(self, tree: str) -> None:
+        """Between the root's sizes and the whole tree's: git's listing of ``tree`` made (not
+        parsed), then the wait for the mount's announcement."""
+        store = self.ws.store
+        if not self.stacked.is_set():
+            store.listed.prelist(tree, lambda: git_listing(store.path, tree))
+        self.stacked.wait(GATE_S)
 
     def _serial(self, sizes: threading.Thread) -> bool:
         sizes.join(GATE_S)
@@ -84,13 +116,12 @@ class Settle:
         """Block until the index is written (at most :data:`GATE_S`): for ``.git``."""
         self.gate.wait(GATE_S)
 
-    def _run(self, asked: threading.Event) -> None:
+    def _run(self, asked: threading.Event, sizes: threading.Thread) -> None:
         from ..core.store.gitstore import prefer_libgit2
 
         log = logging.getLogger("avfs.fuse")
-        sizes = threading.Thread(target=self._sizes, args=(asked,), name="avfs-sizes", daemon=True)
         try:
-            sizes.start()
+            self.stacked.wait(GATE_S)
             asked.wait(GATE_S)  # (the index must find them asked: a size it looks up waits)
             try:
                 if not (self.write_index(lambda: sizes.join(GATE_S)) if self.beside else self._serial(sizes)):
@@ -102,15 +133,18 @@ class Settle:
             self.gate.set()
         sizes.join(GATE_S)
         self.ws.store.listed.drop()  # (the listing both took)
-        # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
-        # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
-        # to the first `git status`; the sizes and the index list the tree through git)
-        prefer_libgit2()
-        if self.pin is not None and self.stacked.wait(GATE_S):
+        if self.pin is not None and self.stacked.is_set():
             try:
                 self.pin()
             except Exception:
                 log.exception("pinning .git in the upper layer")
+        # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
+        # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
+        # to the first `git status`; the sizes and the index list the tree through git),
+        # and not at once: the git commands that waited at the gate run first (the import
+        # holds the interpreter ~0.05 s, which the first `git status`'s requests waited for)
+        time.sleep(LIBGIT2_AFTER_S)
+        prefer_libgit2()
 
 
 def pin_through(merged: str, text: bytes) -> None:

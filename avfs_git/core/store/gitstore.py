@@ -227,7 +227,7 @@ class GitStore(StoreWrites):
         mutate it. ``keep``: kept for the next call, which takes it (a lazy fork's mount
         lists its base tree for its sizes and for its index, on two threads: listed once;
         :class:`.treelist.KeptListing`)."""
-        return self.listed.get(tree, keep, lambda: list_tree(self.path, tree, self.tree_items))
+        return self.listed.get(tree, keep, lambda out: list_tree(self.path, tree, self.tree_items, out))
 
     def is_local(self, oid: str) -> bool:
         """Whether the vault holds object ``oid`` (in a lazy vault, a blob may be only
