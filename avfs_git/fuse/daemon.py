@@ -565,7 +565,7 @@ def _settle(m: Mount) -> Any:
     settle = Settle(m.served, m.write_index, beside=not m.read_only)
     if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
         settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
-    return settle.asking()  # the sizes from now: the daemon's start overlaps the server's answer
+    return settle
 
 
 def _start_changelog(state_dir: str) -> Any:

@@ -18,17 +18,23 @@ is done:
    :meth:`write_index`, mount/index.py ``sync_index``) with the sizes not yet known left
    0; once the sizes are in, they are filled in and the index is written. Both list the
    base tree through one ``git ls-tree`` (core/store/treelist.py; kept until both have
-   it), so libgit2 is loaded only after the gate opens. The index is never written with
-   a size left 0: git compares the contents of such an entry's file whenever it looks at
-   it (``ie_modified`` in git's read-cache.c), and a git run without the fsmonitor
-   (``-c core.fsmonitor=false``) looks at every file, so it would read, and fetch,
-   every blob;
+   it), so libgit2 is not needed: it is loaded :data:`LIBGIT2_AFTER_S` after the gate
+   opens (its import holds the interpreter ~0.05 s, which the git commands that waited
+   at the gate would wait for). The index is never written with a size left 0: git
+   compares the contents of such an entry's file whenever it looks at it (``ie_modified``
+   in git's read-cache.c), and a git run without the fsmonitor (``-c
+   core.fsmonitor=false``) looks at every file, so it would read, and fetch, every blob.
+   The waits on git and on the server (the root's sizes, ``git ls-tree``) start at once;
+   the work that holds this interpreter (the listing's parse, the whole tree's request
+   and answer, the index) waits until the mount is announced (``stacked``), so the
+   caller's wait for the mount does not share the interpreter with it;
 3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
    in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
    ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
 4. for the overlay backend, once the overlay is stacked, ``.git`` is pinned immutable in
    the upper layer through the overlay (it was served by the lower layer, gated, until
-   now; docs/fuse.md).
+   now; docs/fuse.md), written over without being truncated first (a git command reading
+   it then must never find it empty).
 
 A failure of 1 or 2 (the server gone) is logged and the gate opens anyway: the mount then
 behaves as an offline one (an unfetched file's read or ``stat`` fails with ``EIO``).
@@ -65,29 +71,16 @@ class Settle:
         # work on this interpreter waits for it, not to hold up the announcement
         self.stacked = threading.Event()
         self._asked = threading.Event()  # set: the sizes are asked (or will not be)
-        self._sizes_thread: threading.Thread | None = None
-
-    def asking(self) -> Settle:
-        """Start asking the sizes now, on a thread of their own (the daemon, as it starts):
-        what is a wait on git and on the server before the mount answers (the root's sizes,
-        the tree's listing by ``git ls-tree``), what takes this interpreter after it (the
-        listing's parse, the whole tree's request), so the mount's start does not wait on
-        it; returns this."""
-        self._sizes_thread = threading.Thread(
-            target=self._sizes, args=(self._asked,), name="avfs-sizes", daemon=True
-        )
-        self._sizes_thread.start()
-        return self
 
     def start(self) -> threading.Thread:
-        """Start the work on a thread of its own (returned, for the teardown to join);
-        the sizes are marked as being asked before this returns."""
-        if self._sizes_thread is None:
-            self.asking()
-        assert self._sizes_thread is not None
-        t = threading.Thread(
-            target=self._run, args=(self._asked, self._sizes_thread), name="avfs-settle", daemon=True
-        )
+        """Start the work (returned: its thread, for the teardown to join), the sizes on a
+        thread of their own, marked as being asked before this returns. Their waits on git
+        and on the server (the root's sizes, the tree's listing by ``git ls-tree``) go on
+        while the mount is announced; what takes this interpreter (the listing's parse, the
+        whole tree's request and answer, the index) waits for the announcement."""
+        sizes = threading.Thread(target=self._sizes, args=(self._asked,), name="avfs-sizes", daemon=True)
+        sizes.start()
+        t = threading.Thread(target=self._run, args=(self._asked, sizes), name="avfs-settle", daemon=True)
         t.start()
         self._asked.wait(GATE_S)
         return t
@@ -155,9 +148,13 @@ def pin_through(merged: str, text: bytes) -> None:
     import subprocess
 
     path = os.path.join(merged, ".git")
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # not truncated first: the lower layer's ``.git`` holds ``text`` already, and a git
+    # command reading it right as the gate opened found it empty in between ("invalid
+    # gitfile format", exit 128)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.write(fd, text)
+        os.ftruncate(fd, len(text))
     finally:
         os.close(fd)
     os.chmod(path, 0o444)
