@@ -2,8 +2,9 @@
 --mountpoint DIR [--revision COMMIT] [--backend fuse|overlay] [--ready-fd N] [--foreground]``.
 
 Started by :func:`avfs_git.ops.mounts.mount`, which waits on ``--ready-fd`` for ``R``, written
-once the mount serves (``O``: overlayfs refused to stack, the caller may fall back). Runs libfuse 3 through mfusepy, multi-threaded (one slow handler must not stall every
-caller), with ``auto_unmount`` so that even ``kill -9`` leaves no dead FUSE mount behind.
+once the mount serves (``O``: overlayfs refused to stack, the caller may fall back). Runs
+libfuse 3 through mfusepy, multi-threaded (one slow handler must not stall every caller),
+with ``auto_unmount`` so that even ``kill -9`` leaves no dead FUSE mount behind.
 
 Backends (docs/fuse.md):
 
@@ -120,8 +121,7 @@ class Mount:
         self.warm = Warm(self.fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
         self.register(core_dumps)  # the registry record: "mounting"
         self.exec_server()  # proxy exec served warm by this daemon (a fork's mount)
-        # index writers still running when the mount goes are waited for before the worktree
-        # they write into is unregistered
+        # index writers running when the mount goes: waited for before their worktree goes
         self.closing = threading.Event()
         self.index_threads: list[threading.Thread] = []
         self.hook_server: Any = None
