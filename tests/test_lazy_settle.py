@@ -21,7 +21,7 @@ from avfs_git.core.settings import Settings
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
-from .conftest import IN_CI
+from .conftest import IN_CI, git
 from .test_fuse import require_fuse
 from .test_lazy import Server, _serve_over_http, blob_at, missing, objects
 from .test_lazy import server as server
@@ -282,3 +282,55 @@ def test_outside_a_mount_a_size_asks_the_tree_once_and_fetches_nothing(home, ser
     r = cli("--home", home.path, "--vault", "p", "cat", rel)
     assert r.code == 0 and r.out_bytes == blob_at(server.base / "proj.git", "main", rel)
     assert objects(v.path) - before > 1  # its directory's other files came in the same fetch
+
+
+def test_the_index_made_while_the_sizes_are_asked_is_written_with_every_size(home, server: Server, tmp_path):
+    """A lazy fork's mount makes its git index (and its untracked cache) while its request
+    for sizes is in flight (fuse/settle.py): git's ``index.lock`` is taken while the relay
+    still holds that request. Nothing is written before the sizes come: a git that does not
+    use the fsmonitor (it looks at every file, and reads the contents of a file whose entry
+    says size 0: git's ``ie_modified``) then finds nothing changed and fetches no file, and
+    every entry's size is its blob's."""
+    require_fuse()
+    relay = Relay(server.port)
+    try:
+        home.clone_vault(f"git://127.0.0.1:{relay.port}/proj.git", "p", lazy=True)
+        v = home.vault("p")
+        mp = tmp_path / "mnt"
+        mp.mkdir()
+        relay.arm()
+        mounts.mount(home, v, "main", str(mp), backend="fuse")
+        try:
+            assert relay.holding.wait(HOLD_S / 2)
+            locks = Path(v.path, "worktrees")
+            deadline = time.monotonic() + HOLD_S / 2
+            while not list(locks.glob("*/index.lock")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert list(locks.glob("*/index.lock")), _daemon_log(v)
+            assert relay.armed and not relay.go.is_set()  # the sizes are still held
+            before = objects(v.path)
+            relay.release()
+            plain = subprocess.run(
+                ["git", "-c", "core.fsmonitor=false", "status", "--porcelain"],
+                cwd=mp,
+                capture_output=True,
+                text=True,
+            )
+            assert plain.returncode == 0 and plain.stdout == "", plain
+            assert objects(v.path) - before <= 1, _daemon_log(v)  # (the .gitignore files at most)
+            # every entry's size is its blob's (as the server's own tree says)
+            listed = subprocess.run(["git", "ls-files", "--debug"], cwd=mp, capture_output=True, text=True)
+            lines = listed.stdout.splitlines()
+            sizes = {
+                lines[i - 5]: int(line.split()[1])
+                for i, line in enumerate(lines)
+                if line.startswith("  size:")
+            }
+            served = git("--git-dir", str(server.base / "proj.git"), "ls-tree", "-r", "-l", "main")
+            want = {r.split("\t", 1)[1]: int(r.split("\t")[0].split()[3]) for r in served.splitlines()}
+            assert len(sizes) == len(want) > 50 and sizes == want
+        finally:
+            relay.release()
+            mounts.unmount(home, v, "main", lazy=True)
+    finally:
+        relay.close()

@@ -142,3 +142,30 @@ def test_a_tree_git_does_not_have_is_an_error_not_an_empty_listing(tmp_path):
     store = GitStore(bare)
     with pytest.raises(ObjectUnreadableError):  # git fails, then the walk names the object
         treelist.list_tree(bare, "2" * 40, store.tree_items)
+
+
+def test_a_lazy_forks_index_made_before_its_sizes_and_filled_is_the_one_made_after(
+    home: Home, server: Server
+):
+    """A lazy fork's mount makes its index while the sizes are asked (fuse/settle.py): the
+    sizes not known yet left 0, filled in afterwards (indexpatch.with_sizes). The result is
+    byte for byte the index made once the sizes are known, skip-worktree entries (index
+    version 3) and empty files included."""
+    from avfs_git.mount.indexpatch import with_sizes
+
+    lazy = home.clone_vault(server.url("proj.git"), "lz", lazy=True)
+    ws = lazy.workspace("main")
+    commit, store = ws.view.base, lazy.store
+    hidden = lambda p: p.startswith("avfs_git/cli/")  # noqa: E731
+    early = mount_index.index_stat(ws, 1000, 1000, unknown_zero=True)
+    made = mount_index.index_bytes(lazy, commit, early, "tok", hidden=hidden, sized=False)
+    assert made[4:8] == b"\0\0\0\3"  # (skip-worktree entries: version 3)
+    blobs = [o for _, m, o in store.tree_listing(ws.view.base_tree) if m not in (0o040000, 0o160000)]
+    assert all(store.promisor.size(o) is None for o in blobs)  # nothing asked yet
+    store.ensure_sizes(ws.view.base_tree)
+    after = mount_index.index_bytes(
+        lazy, commit, mount_index.index_stat(ws, 1000, 1000), "tok", hidden=hidden
+    )
+    assert made != after
+    assert 0 in {store.promisor.size(o) for o in blobs}  # an empty file: its size stays 0
+    assert with_sizes(made, mount_index._sizes(store)) == after

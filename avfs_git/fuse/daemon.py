@@ -1,10 +1,10 @@
 """The mount daemon: ``python -m avfs_git.fuse.daemon --home H --vault V --fork F
 --mountpoint DIR [--revision COMMIT] [--backend fuse|overlay] [--ready-fd N] [--foreground]``.
 
-Started by :func:`avfs_git.ops.mounts.mount`, which waits on ``--ready-fd`` for the byte
-``R`` written once the mount serves (``O``: overlayfs refused to stack, the caller may fall
-back). Runs libfuse 3 through mfusepy, multi-threaded (one slow handler must not stall every
-caller), with ``auto_unmount`` so that even ``kill -9`` leaves no dead FUSE mount behind.
+Started by :func:`avfs_git.ops.mounts.mount`, which waits on ``--ready-fd`` for ``R``, written
+once the mount serves (``O``: overlayfs refused to stack, the caller may fall back). Runs
+libfuse 3 through mfusepy, multi-threaded (one slow handler must not stall every caller),
+with ``auto_unmount`` so that even ``kill -9`` leaves no dead FUSE mount behind.
 
 Backends (docs/fuse.md):
 
@@ -121,8 +121,7 @@ class Mount:
         self.warm = Warm(self.fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
         self.register(core_dumps)  # the registry record: "mounting"
         self.exec_server()  # proxy exec served warm by this daemon (a fork's mount)
-        # index writers still running when the mount goes are waited for before the worktree
-        # they write into is unregistered
+        # index writers running when the mount goes: waited for before their worktree goes
         self.closing = threading.Event()
         self.index_threads: list[threading.Thread] = []
         self.hook_server: Any = None
@@ -276,8 +275,7 @@ class Mount:
         )
         if self.record.get("kept_warm"):
             self.ops.count_calls = True  # its use: the FUSE calls it serves (FastFUSE counts)
-        # before the mount is ready: a `git status` run against read-tree's index (zeroed stat
-        # data) would read every file through FUSE once (minutes at 100k files)
+        # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
         try:
             if self.settle is None:
@@ -409,8 +407,6 @@ class Mount:
         from ..core.vaults import registry
         from ..ops import prefetching
 
-        if self.settle is not None:
-            self.settle.stacked.set()
         self.record["state"] = "mounted"
         registry.write_record(self.reg, self.record)
         self.filler = prefetching.start(self.vault, lambda: self.served.base, self.key)
@@ -427,6 +423,8 @@ class Mount:
                 os.close(self.args.ready_fd)
             except OSError:
                 pass
+        if self.settle is not None:  # (its work on the interpreter waited for the R)
+            self.settle.stacked.set()
         if self.server is not None or self.walk_after_call:
             threading.Thread(target=self._after_call, name="avfs-after-call", daemon=True).start()
 
@@ -474,15 +472,15 @@ class Mount:
             server.gate = self.idle
         self.idle.start()
 
-    def write_index(self) -> bool:
-        """The index git starts from: the base tree with the stat data the mount reports, so
-        a first `git status` reads no file. A fork's: written under avfs's index lock and
-        left alone when whoever moved the base already wrote it (mount/py)."""
+    def write_index(self, sizes: Any = None) -> bool:
+        """The index git starts from: the base tree with the stat data the mount reports, so a
+        first `git status` reads no file. A fork's: mount/index.py's sync_index (``sizes``:
+        see there), under avfs's index lock, left alone when whoever moved the base wrote it."""
         from ..mount.index import sync_index, write_index
 
         if self.read_only:
             return write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
-        return sync_index(self.ws, self.wt, os.getuid(), os.getgid())
+        return sync_index(self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes)
 
     def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
         """Tell a process that moved the base, or changed paths, that the mount shows it now
@@ -494,11 +492,13 @@ class Mount:
             self.refresh_index()
 
     def refresh_index(self) -> None:
-        """The base moved under the mount (by another process: it wrote the index already,
-        unless it was a push or a commit made elsewhere): the index, in the background."""
+        """The base moved under the mount (another process wrote the index, unless a push or a
+        commit made elsewhere moved it), or its view time was set: the index, in the background."""
 
         def run() -> None:
             try:
+                if self.settle is not None:  # a lazy fork's: not before its settling's (settle.py)
+                    self.settle.wait()
                 if self.closing.is_set():
                     return  # unmounting: the worktree goes away
                 if not self.write_index():
@@ -562,7 +562,7 @@ def _settle(m: Mount) -> Any:
     """A lazy fork's mount: sizes and index after it answers (fuse/settle.py)."""
     from .settle import Settle, pin_through
 
-    settle = Settle(m.served, m.write_index)
+    settle = Settle(m.served, m.write_index, beside=not m.read_only)
     if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
         settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
     return settle

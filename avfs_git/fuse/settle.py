@@ -8,20 +8,33 @@ a whole vault writes its index before it serves; a lazy fork's mount serves firs
 answers at once) and does both here, on a thread of its own started as FUSE's handshake
 is done:
 
-1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), the root directory's
-   files first in a small request of their own (overlayfs looks them up as it lists the
-   root); meanwhile a ``stat`` of a file whose size is not known yet waits for it (:meth:`.GitStore.blob_size`),
-   so the mount never shows a size it does not know, and a listing hands the kernel such
-   a file's name without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
-2. the index is written (the daemon's :meth:`write_index`): both list the base tree
-   through ``git ls-tree`` (core/store/treelist.py), so libgit2 is loaded only after the
-   gate opens;
+1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), on a thread of
+   their own, the root directory's files first in a small request of their own
+   (overlayfs looks them up as it lists the root); meanwhile a ``stat`` of a file whose
+   size is not known yet waits for it (:meth:`.GitStore.blob_size`), so the mount never
+   shows a size it does not know, and a listing hands the kernel such a file's name
+   without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
+2. meanwhile the index and its untracked cache are made (the daemon's
+   :meth:`write_index`, mount/index.py ``sync_index``) with the sizes not yet known left
+   0; once the sizes are in, they are filled in and the index is written. Both list the
+   base tree through one ``git ls-tree`` (core/store/treelist.py; kept until both have
+   it), so libgit2 is not needed: it is loaded :data:`LIBGIT2_AFTER_S` after the gate
+   opens (its import holds the interpreter ~0.05 s, which the git commands that waited
+   at the gate would wait for). The index is never written with a size left 0: git
+   compares the contents of such an entry's file whenever it looks at it (``ie_modified``
+   in git's read-cache.c), and a git run without the fsmonitor (``-c
+   core.fsmonitor=false``) looks at every file, so it would read, and fetch, every blob.
+   The waits on git and on the server (the root's sizes, ``git ls-tree``) start at once;
+   the work that holds this interpreter (the listing's parse, the whole tree's request
+   and answer, the index) waits until the mount is announced (``stacked``), so the
+   caller's wait for the mount does not share the interpreter with it;
 3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
    in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
    ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
 4. for the overlay backend, once the overlay is stacked, ``.git`` is pinned immutable in
    the upper layer through the overlay (it was served by the lower layer, gated, until
-   now; docs/fuse.md).
+   now; docs/fuse.md), written over without being truncated first (a git command reading
+   it then must never find it empty).
 
 A failure of 1 or 2 (the server gone) is logged and the gate opens anyway: the mount then
 behaves as an offline one (an unfetched file's read or ``stat`` fails with ``EIO``).
@@ -31,64 +44,110 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.store.treelist import git_listing
+
 GATE_S = 180.0  # how long a git command in a mount waits for its index (a size request: 60 s)
+LIBGIT2_AFTER_S = 0.5  # libgit2 is loaded this long after the gate opens
+# the interpreter's switch interval while the mount settles (CPython's default: 5 ms): the
+# mount's requests (the caller's check, `ls`, overlayfs's lookups) each take the
+# interpreter for a moment, and waited up to the interval for each of those moments
+# behind the two threads of the settling (`avfs mount` 0.45 s against 0.32 s without them)
+SWITCH_S = 0.0005
 
 
 class Settle:
     """What a lazy fork's mount does after it answers: sizes, index, ``.git``."""
 
-    def __init__(self, ws: Any, write_index: Callable[[], bool]) -> None:
-        """``ws``: the workspace the mount serves; ``write_index()``: the daemon's index
-        writer."""
+    def __init__(self, ws: Any, write_index: Callable[..., bool], *, beside: bool = True) -> None:
+        """``ws``: the workspace the mount serves; ``write_index(sizes)``: the daemon's index
+        writer (``sizes()`` waits for the sizes); ``beside`` False: it is called with no
+        argument once the sizes are in (a revision's mount: its index is not a fork's)."""
         self.ws = ws
         self.write_index = write_index
+        self.beside = beside
         self.gate = threading.Event()  # set: the index is written (or cannot be)
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
-        self.stacked = threading.Event()  # set: the mount is announced (the overlay stacked)
+        # set: the mount is announced (the overlay stacked, the caller told): the settling's
+        # work on this interpreter waits for it, not to hold up the announcement
+        self.stacked = threading.Event()
+        self._asked = threading.Event()  # set: the sizes are asked (or will not be)
+        self._switch = sys.getswitchinterval()  # the interpreter's own, put back once settled
 
     def start(self) -> threading.Thread:
-        """Start the work on a thread of its own (returned, for the teardown to join);
-        the sizes are marked as being asked before this returns."""
-        asked = threading.Event()
-        t = threading.Thread(target=self._run, args=(asked,), name="avfs-settle", daemon=True)
+        """Start the work (returned: its thread, for the teardown to join), the sizes on a
+        thread of their own, marked as being asked before this returns. Their waits on git
+        and on the server (the root's sizes, the tree's listing by ``git ls-tree``) go on
+        while the mount is announced; what takes this interpreter (the listing's parse, the
+        whole tree's request and answer, the index) waits for the announcement."""
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_S)
+        sizes = threading.Thread(target=self._sizes, args=(self._asked,), name="avfs-sizes", daemon=True)
+        sizes.start()
+        t = threading.Thread(target=self._run, args=(self._asked, sizes), name="avfs-settle", daemon=True)
         t.start()
-        asked.wait(GATE_S)
+        self._asked.wait(GATE_S)
         return t
+
+    def _sizes(self, asked: threading.Event) -> None:
+        try:
+            self.ws.ask_sizes(asked.set, self._listed_then_wait)
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("asking the sizes of the mount's files")
+        finally:
+            asked.set()
+
+    def _listed_then_wait(self, tree: str) -> None:
+        """Between the root's sizes and the whole tree's: git's listing of ``tree`` made (not
+        parsed), then the wait for the mount's announcement."""
+        store = self.ws.store
+        if not self.stacked.is_set():
+            store.listed.prelist(tree, lambda: git_listing(store.path, tree))
+        self.stacked.wait(GATE_S)
+
+    def _serial(self, sizes: threading.Thread) -> bool:
+        sizes.join(GATE_S)
+        return self.write_index()
 
     def wait(self) -> None:
         """Block until the index is written (at most :data:`GATE_S`): for ``.git``."""
         self.gate.wait(GATE_S)
 
-    def _run(self, asked: threading.Event) -> None:
+    def _run(self, asked: threading.Event, sizes: threading.Thread) -> None:
         from ..core.store.gitstore import prefer_libgit2
 
         log = logging.getLogger("avfs.fuse")
         try:
+            self.stacked.wait(GATE_S)
+            asked.wait(GATE_S)  # (the index must find them asked: a size it looks up waits)
             try:
-                self.ws.ask_sizes(asked.set)
-            except Exception:
-                log.exception("asking the sizes of the mount's files")
-            try:
-                if not self.write_index():
+                if not (self.write_index(lambda: sizes.join(GATE_S)) if self.beside else self._serial(sizes)):
                     log.warning("index.lock stayed taken: index not written")
             except Exception:
                 log.exception("writing the worktree index")
         finally:
             asked.set()
             self.gate.set()
-        # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
-        # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
-        # to the first `git status`; the sizes and the index list the tree through git)
-        prefer_libgit2()
-        if self.pin is not None and self.stacked.wait(GATE_S):
+        sizes.join(GATE_S)
+        sys.setswitchinterval(self._switch)
+        self.ws.store.listed.drop()  # (the listing both took)
+        if self.pin is not None and self.stacked.is_set():
             try:
                 self.pin()
             except Exception:
                 log.exception("pinning .git in the upper layer")
+        # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
+        # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
+        # to the first `git status`; the sizes and the index list the tree through git),
+        # and not at once: the git commands that waited at the gate run first (the import
+        # holds the interpreter ~0.05 s, which the first `git status`'s requests waited for)
+        time.sleep(LIBGIT2_AFTER_S)
+        prefer_libgit2()
 
 
 def pin_through(merged: str, text: bytes) -> None:
@@ -99,9 +158,13 @@ def pin_through(merged: str, text: bytes) -> None:
     import subprocess
 
     path = os.path.join(merged, ".git")
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # not truncated first: the lower layer's ``.git`` holds ``text`` already, and a git
+    # command reading it right as the gate opened found it empty in between ("invalid
+    # gitfile format", exit 128)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.write(fd, text)
+        os.ftruncate(fd, len(text))
     finally:
         os.close(fd)
     os.chmod(path, 0o444)

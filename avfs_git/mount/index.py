@@ -20,7 +20,7 @@ from ..core.store.gitlib import libgit2_loaded
 from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
-from .indexpatch import StatFn, patched_index
+from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
     LOCK_FILE,
@@ -98,13 +98,18 @@ def view_ns(ws: MountedFork) -> int:
     return int(ws.view_time * 1e9)
 
 
-def index_stat(ws: MountedFork, uid: int, gid: int, view: _View | None = None) -> StatFn:
+def index_stat(
+    ws: MountedFork, uid: int, gid: int, view: _View | None = None, *, unknown_zero: bool = False
+) -> StatFn:
     """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a
     mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
     what the index must hold for git to trust it without reading it (for ``view``'s view
-    time when given, else the workspace's current one)."""
+    time when given, else the workspace's current one). ``unknown_zero``: a size the lazy
+    vault's size cache does not have yet is 0 (a provisional index, filled in by
+    :func:`.indexpatch.with_sizes` before it is written: :func:`sync_index`)."""
     t = view.view_ns() if view is not None else view_ns(ws)
-    size = _sizes(ws.store)
+    known = ws.store.promisor.size
+    size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else _sizes(ws.store)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         return t, t, inode_of(path), uid, gid, size(oid)
@@ -177,6 +182,7 @@ def index_bytes(
     unmerged: Sequence[Sequence[Any]] = (),
     skeleton: list[tuple[str, str | None]] | None = None,
     hidden: Callable[[str], bool] | None = None,
+    sized: bool = True,
 ) -> bytes:
     """An index holding ``commit``'s tree (or ``tree``) with ``stat_of``'s stat data, and
     the ``unmerged`` entries ``(path, stage, oid, mode)`` in place of those paths' own.
@@ -194,15 +200,19 @@ def index_bytes(
     ``hidden``: the files the fork's path policy hides (the mount does not show them):
     their entries get git's ``skip-worktree`` bit (index version 3), so git neither reports
     them deleted nor writes them out.
+
+    ``sized`` False: a lazy vault's sizes are not asked here (a mount's settling asks them
+    on another thread meanwhile, from the same listing, which stays kept for it).
     """
     store = vault.store
     root = tree or store.commit_tree(commit)
-    store.ensure_sizes(root)  # a lazy vault: one request
+    if sized:
+        store.ensure_sizes(root)  # a lazy vault: one request
 
     # a lazy vault's trees listed by git (its sizes were asked from the same listing), a
     # whole vault's walked through libgit2 (loaded by a mount before it serves)
     lazy = store.promisor.remote() is not None
-    listing = store.tree_listing(root) if lazy else walk_tree(root, store.tree_items)
+    listing = store.tree_listing(root, keep=not sized) if lazy else walk_tree(root, store.tree_items)
     entries, nodes, skipped = _entries(root, listing, stat_of, skeleton, hidden)
     add = entries.append
     entry, pad = _ENTRY, _PAD
@@ -332,12 +342,18 @@ def sync_index(
     *,
     view_changed: bool = True,
     wait_s: float = INDEX_LOCK_WAIT_S,
+    sizes: Callable[[], object] | None = None,
 ) -> bool:
     """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
     with the stat data and fsmonitor token the mount answers with; left alone when it was
     already written for this base and view time (the stamp), so nothing staged since is
     lost. See the module's docstring for the locking. False when the worktree is gone or
     git held ``index.lock`` for ``wait_s``.
+
+    ``sizes``: waits for a lazy vault's sizes, asked on another thread (a mount's
+    settling): the index and its untracked cache are made meanwhile with the sizes not
+    yet known left 0, then filled in (:func:`.indexpatch.with_sizes`) before the index is
+    written, so git never reads an index whose sizes are unknown (docs/lazy.md).
 
     ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
     unchanged view): the index written for the old base is patched where the two bases
@@ -373,7 +389,10 @@ def sync_index(
             except (FileNotFoundError, NotADirectoryError):
                 return False
         try:
-            stat_of = index_stat(ws, uid, gid, view)
+            later = sizes is not None and merging is None  # (a merge's tree: sizes first)
+            if sizes is not None and not later:
+                sizes()
+            stat_of = index_stat(ws, uid, gid, view, unknown_zero=later)
             old = (read_text(stamp_path) or "").split(" ")
             data = None
             shown = ws.visible_filter()
@@ -397,9 +416,14 @@ def sync_index(
                     unmerged=merging.get("stages", ()) if merging else (),
                     skeleton=skeleton,
                     hidden=hidden,
+                    sized=not later,
                 )
                 if merging is None:
                     data = _with_untracked_cache(ws, git_dir, own, skeleton, data)
+            if later:
+                assert sizes is not None
+                sizes()
+                data = with_sizes(data, _sizes(ws.store))
         except BaseException:
             os.close(fd)
             os.unlink(lock)

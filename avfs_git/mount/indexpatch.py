@@ -182,3 +182,27 @@ def _cache_tree_without(index: bytes, off: int, paths: Sequence[str]) -> bytes |
     except (ValueError, IndexError, struct.error):
         return None
     return b"".join(out) if at == len(data) else None
+
+
+def with_sizes(data: bytes, size_of: Callable[[str], int]) -> bytes:
+    """Index ``data`` (version 2 or 3, as :func:`.index.index_bytes` writes it, perhaps
+    with git's untracked cache after it) with every entry whose size is 0 given
+    ``size_of(its blob id)``: a lazy fork's index made while the sizes were still being
+    asked (mount/index.py ``sync_index``). Skip-worktree entries keep their zeroed stat
+    data (git does not look at their files); an empty file's size stays 0."""
+    out = bytearray(data)
+    count = int.from_bytes(data[8:12], "big")
+    size_at, flags_at = struct.Struct(">I").unpack_from, struct.Struct(">H").unpack_from
+    put = struct.Struct(">I").pack_into
+    off = 12
+    for _ in range(count):
+        (flags,) = flags_at(data, off + 60)
+        nl = flags & 0xFFF
+        fixed = 64 if flags & 0x4000 else 62  # (extended flags: 2 bytes more)
+        if nl == 0xFFF:
+            nl = data.index(b"\0", off + fixed) - off - fixed
+        if not flags & 0x4000 and not size_at(data, off + 36)[0]:
+            put(out, off + 36, size_of(data[off + 40 : off + 60].hex()) & 0xFFFFFFFF)
+        off += (fixed + nl + 8) & ~7
+    body = bytes(out[:-20])
+    return body + hashlib.sha1(body).digest()

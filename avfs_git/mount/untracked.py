@@ -87,8 +87,13 @@ def extension(
         root = os.path.join(tmp, "tree")
         os.mkdir(root)
         shown = dict(gitignores or {})
-        # a lazy vault: the .gitignore files it lacks, in one fetch (nothing in a whole one)
-        store.prefetch(oid for path, oid in skeleton if oid is not None and path not in shown)
+        # a lazy vault: the .gitignore files it lacks, in one fetch (nothing in a whole one);
+        # their sizes asked first where a mount asks its tree's meanwhile (fuse/settle.py),
+        # so that the fetch goes over the kept connection, not through `git fetch`
+        ignores = [oid for path, oid in skeleton if oid is not None and path not in shown]
+        if store.promisor.pending():
+            store.promisor.learn_sizes(o for o in ignores if not store.is_local(o))
+        store.prefetch(ignores)
         for path, oid in skeleton:
             real = os.path.join(root, path)
             if oid is None:

@@ -31,7 +31,7 @@ from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
 from .promisor import Promisor
 from .threads import ThreadSlots
-from .treelist import Listing, list_tree
+from .treelist import KeptListing, Listing, list_tree
 
 if TYPE_CHECKING:
     import pygit2
@@ -91,7 +91,7 @@ class GitStore(StoreWrites):
         self.path = path
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
-        self._listed: tuple[str, Listing] | None = None  # the last tree_listing
+        self.listed = KeptListing()  # the last tree_listing kept
         self._reader = ObjectReader(path)
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
@@ -225,16 +225,9 @@ class GitStore(StoreWrites):
     def tree_listing(self, tree: str, *, keep: bool = False) -> Listing:
         """Every entry under ``tree``, depth first (:func:`.treelist.list_tree`); do not
         mutate it. ``keep``: kept for the next call, which takes it (a lazy fork's mount
-        lists its base tree for its sizes, then again for its index; a tree of millions of
-        files is hundreds of MB, not held for the daemon's life)."""
-        kept, self._listed = self._listed, None
-        if kept is not None and kept[0] == tree:
-            listing = kept[1]
-        else:
-            listing = list_tree(self.path, tree, self.tree_items)
-        if keep:
-            self._listed = (tree, listing)
-        return listing
+        lists its base tree for its sizes and for its index, on two threads: listed once;
+        :class:`.treelist.KeptListing`)."""
+        return self.listed.get(tree, keep, lambda out: list_tree(self.path, tree, self.tree_items, out))
 
     def is_local(self, oid: str) -> bool:
         """Whether the vault holds object ``oid`` (in a lazy vault, a blob may be only

@@ -13,22 +13,35 @@ does not find), the tree is walked through the store as before, in the same orde
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 
 from ..errors import InternalError
 from ..types import MODE_TREE
 from .gitrun import run
+from .threads import reset_at_fork
 
 Listing = list[tuple[str, int, str]]  # (path, mode, oid), depth first, a directory before its entries
 
 
-def list_tree(git_dir: str, tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) -> Listing:
-    """``tree``'s entries at every depth, as :data:`Listing`: listed by git in the vault
-    ``git_dir``, or walked with ``items(tree id)`` (name -> (oid, mode), in tree order) where
-    git cannot list it."""
+def git_listing(git_dir: str, tree: str) -> bytes | None:
+    """git's listing of ``tree`` in the vault ``git_dir`` as git writes it (``ls-tree -r -t
+    -z``), or None where git cannot list it (not installed)."""
     try:
-        out = run(["ls-tree", "-r", "-t", "-z", "--full-tree", tree], git_dir=git_dir).stdout
+        return run(["ls-tree", "-r", "-t", "-z", "--full-tree", tree], git_dir=git_dir).stdout
     except InternalError:
+        return None
+
+
+def list_tree(
+    git_dir: str, tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]], out: bytes | None = None
+) -> Listing:
+    """``tree``'s entries at every depth, as :data:`Listing`: listed by git in the vault
+    ``git_dir`` (``out``: :func:`git_listing`'s, made already), or walked with ``items(tree
+    id)`` (name -> (oid, mode), in tree order) where git cannot list it."""
+    if out is None:
+        out = git_listing(git_dir, tree)
+    if out is None:
         return walk_tree(tree, items)
     listing: Listing = []
     add = listing.append
@@ -54,3 +67,49 @@ def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) 
 
     walk(tree, "")
     return listing
+
+
+class KeptListing:
+    """A store's last listing, kept for the next caller (:meth:`.GitStore.tree_listing`):
+    a lazy fork's mount lists its base tree for its sizes and for its index, on two
+    threads at once (fuse/settle.py), so the listing is made under a lock, once, and
+    kept until :meth:`drop`; a tree of millions of files is hundreds of MB, not held for
+    the daemon's life."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: tuple[str, Listing] | None = None
+        self._raw: tuple[str, bytes] | None = None  # git's output, not parsed yet (:meth:`prelist`)
+        reset_at_fork(self)
+
+    def after_fork(self) -> None:
+        """A child of a fork while another thread listed: the lock anew (that thread is
+        not in the child), the listing kept."""
+        self._lock = threading.Lock()
+
+    def get(self, tree: str, keep: bool, make: Callable[[bytes | None], Listing]) -> Listing:
+        """``tree``'s listing: the kept one, else ``make(git's output of it, if prelisted)``'s
+        (on one thread at a time); kept afterwards when ``keep``, else no longer kept."""
+        with self._lock:
+            kept, self._kept = self._kept, None
+            if kept is not None and kept[0] == tree:
+                listing = kept[1]
+            else:
+                raw, self._raw = self._raw, None
+                listing = make(raw[1] if raw is not None and raw[0] == tree else None)
+            if keep:
+                self._kept = (tree, listing)
+            return listing
+
+    def prelist(self, tree: str, out: Callable[[], bytes | None]) -> None:
+        """Keep ``out()`` (git's output listing ``tree``: :func:`git_listing`) for the next
+        :meth:`get` of it to parse: a lazy fork's mount lists its tree as it starts, a wait
+        on git, and parses it once it answers (fuse/settle.py)."""
+        raw = out()
+        with self._lock:
+            self._raw = (tree, raw) if raw is not None else None
+
+    def drop(self) -> None:
+        """Keep nothing."""
+        with self._lock:
+            self._kept = self._raw = None

@@ -50,11 +50,14 @@ def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
         store.prefetch(rest)
 
 
-def ask(store: GitStore, tree: str, asking: Callable[[], None]) -> None:
-    """A mount's sizes, asked once it answers: marked in flight (``asking()`` is called
-    then), the root directory's files first in a small request of their own (overlayfs
-    looks each of them up as it lists the root), then the whole tree (:func:`ensure_sizes`).
-    Meanwhile a size not known waits for these (:meth:`.GitStore.blob_size`)."""
+def ask(
+    store: GitStore, tree: str, asking: Callable[[], None], then: Callable[[str], None] | None = None
+) -> None:
+    """A mount's sizes: marked in flight (``asking()`` is called then), the root
+    directory's files first in a small request of their own (overlayfs looks each of them
+    up as it lists the root), then (after ``then(tree)``, when given: fuse/settle.py) the
+    whole tree (:func:`ensure_sizes`). Meanwhile a size not known waits for these
+    (:meth:`.GitStore.blob_size`)."""
     promisor = store.promisor
     with promisor.asking():
         asking()
@@ -63,6 +66,8 @@ def ask(store: GitStore, tree: str, asking: Callable[[], None]) -> None:
         root = [o for o, mode in store.tree_items(tree).values() if mode not in (MODE_TREE, MODE_COMMIT)]
         if root:
             promisor.learn_sizes(root)
+        if then is not None:
+            then(tree)
         ensure_sizes(store, tree)
 
 
