@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.store.treelist import git_listing
+from ..mount import baselisting
 
 GATE_S = 180.0  # how long a git command in a mount waits for its index (a size request: 60 s)
 LIBGIT2_AFTER_S = 0.5  # libgit2 is loaded this long after the gate opens
@@ -105,9 +105,8 @@ class Settle:
     def _listed_then_wait(self, tree: str) -> None:
         """Between the root's sizes and the whole tree's: git's listing of ``tree`` made (not
         parsed), then the wait for the mount's announcement."""
-        store = self.ws.store
         if not self.stacked.is_set():
-            store.listed.prelist(tree, lambda: git_listing(store.path, tree))
+            baselisting.prelist(self.ws, tree)
         self.stacked.wait(GATE_S)
 
     def _serial(self, sizes: threading.Thread) -> bool:
@@ -135,7 +134,7 @@ class Settle:
             self.gate.set()
         sizes.join(GATE_S)
         sys.setswitchinterval(self._switch)
-        self.ws.store.listed.drop()  # (the listing both took)
+        baselisting.drop(self.ws)  # (the listing both took)
         if self.pin is not None and self.stacked.is_set():
             try:
                 self.pin()

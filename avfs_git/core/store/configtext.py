@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 
-ORIGIN_FETCH = "+refs/heads/*:refs/remotes/origin/*"  # what `git remote add origin` records
-
 
 def value(text: str) -> str:
     """``text`` written so git's config parser reads it back whole: as it is when plain,
@@ -26,11 +24,11 @@ def value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def origin_section(url: str, *, promisor_filter: str | None = None) -> str:
+def origin_section(url: str, fetch: str, *, promisor_filter: str | None = None) -> str:
     """The ``[remote "origin"]`` section `git remote add origin URL` writes, with
     ``promisor`` and ``partialclonefilter`` as `git clone --filter` adds them when
     ``promisor_filter`` is given (a lazy vault: core/store/promisor.py)."""
-    text = f'[remote "origin"]\n\turl = {value(url)}\n\tfetch = {ORIGIN_FETCH}\n'
+    text = f'[remote "origin"]\n\turl = {value(url)}\n\tfetch = {value(fetch)}\n'
     if promisor_filter is not None:
         text += f"\tpromisor = true\n\tpartialclonefilter = {value(promisor_filter)}\n"
     return text

@@ -399,7 +399,9 @@ def origin_config(url: str, *, lazy: bool) -> str:
     from ..store.redact import split_credentials
 
     clean, _creds = split_credentials(url)
-    return configtext.origin_section(clean, promisor_filter=promisor.FILTER if lazy else None)
+    # what `git remote add origin` records
+    fetch = f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*"
+    return configtext.origin_section(clean, fetch, promisor_filter=promisor.FILTER if lazy else None)
 
 
 def clone_into(
