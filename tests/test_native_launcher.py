@@ -610,3 +610,40 @@ def test_proxy_exec_on_a_real_mount_answers_as_the_script(
         assert vault.workspace("main").read("n.txt") == b"n\n"
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_a_server_that_resets_the_connection_unread_leaves_the_call_to_the_caller(
+    scripts: dict[str, str], fake_home: Path
+) -> None:
+    """A server ending with the call still queued (its code changed, its idle time out)
+    resets the connection, the request unread: nothing ran, so the caller runs the call
+    itself, with no traceback (the Python client raised ConnectionResetError)."""
+    import struct
+
+    (fake_home / warm.RUN_DIR).mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(warm.socket_path(str(fake_home)))
+    sock.listen(8)
+    resets: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            time.sleep(0.05)  # the request arrives, and is never read
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            resets.append(1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        runs = [_run([scripts[name], "--json", "status"], _env(fake_home)) for name in ("native", "script")]
+        assert (runs[0].returncode, runs[0].stdout) == (runs[1].returncode, runs[1].stdout)
+        for r in runs:
+            assert b"Traceback" not in r.stderr, r.stderr
+            assert json.loads(r.stdout)["kind"] == "error"  # (an empty home: the call ran, here)
+        assert len(resets) == 3  # the native program's, Python's after it, the script's
+    finally:
+        sock.close()

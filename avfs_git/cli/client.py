@@ -145,15 +145,21 @@ def served(args: "list[str]", *, start: bool = True) -> "int | None":
             {"v": PROTOCOL, "stamp": stamp(), "argv": args, "cwd": posix.getcwd(), "env": dict(posix.environ)}
         )
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
-        sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         buf = bytearray()
         try:
+            sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             first = recv_msg(sock, buf)
         except KeyboardInterrupt:  # before the command started (the server still loading)
             sock.close()  # the server sees the caller gone and does not start it
             from .execopts import interrupted
 
             return interrupted(_wants_json(args))
+        except OSError:
+            # reset before any answer: a server ending (its code changed, its idle time
+            # out) with this connection still queued, the request unread. It starts a
+            # command only once it has read the whole request, and the command's process
+            # then holds the connection: nothing ran, so run it here
+            return None
         if first is None or ("started" not in first and not isinstance(first.get("code"), int)):
             return None  # nothing ran: run it here
         if "started" not in first:  # the command's own answer came first: it has ended
