@@ -231,6 +231,14 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     v, src = app.resolve(source_spec)
     made = v.fork(src, new, ignored=not no_ignored)
     info = made.fork
+    if made.ignored.mode == "snapshot":
+        # the source's next fork takes a snapshot made now, once this one's answer is out
+        from ..core.vaults import forkspare
+
+        def spare() -> None:
+            forkspare.make(v, src or v.default_fork)
+
+        app.after.append(spare)
     warnings = _shared_outputs(v, src) if not no_ignored else []
     for w in warnings:
         app.output.warn("{}", w)
