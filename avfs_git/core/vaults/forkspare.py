@@ -43,7 +43,8 @@ import hashlib
 import json
 import os
 import time
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store import names
 from ..workspace import changelog
@@ -52,7 +53,23 @@ from . import layers, registry
 
 if TYPE_CHECKING:
     from ..workspace.workspace import Workspace
-    from .vault import Vault
+
+
+class SpareVault(Protocol):
+    """What this module needs of a vault (:class:`.vault.Vault` is one; it imports this
+    module, so this one knows it by these names only)."""
+
+    state_dir: str
+
+    @property
+    def home_dir(self) -> str: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    def has_fork(self, fork: str) -> bool: ...
+    def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+    def workspace(self, fork: str | None = None) -> Workspace[Any]: ...
+    def snapshot_why_not(self, src: Workspace[Any]) -> str | None: ...
+
 
 SPARES = "spares"  # <vault>/avfs/spares/<fork>: the spare of a fork's state dir (a link)
 RECORD = ".avfs-spare"  # in a spare: what its source was when it was taken (JSON)
@@ -63,7 +80,7 @@ _NOT_KEYED_PREFIX = (CACHE_FILE, changelog.CARRIED, RECORD)
 _TICK_S = 0.02  # how long a maker waits for the clock to pass a file's timestamps, once
 
 
-def spare_link(vault: Vault, fork: str) -> str:
+def spare_link(vault: SpareVault, fork: str) -> str:
     return os.path.join(vault.state_dir, SPARES, names.fs_name(fork))
 
 
@@ -106,17 +123,17 @@ def _holds_anything(upper: str) -> bool:
         return True
 
 
-def _mounted(vault: Vault, fork: str) -> bool:
+def _mounted(vault: SpareVault, fork: str) -> bool:
     """Whether ``fork`` has a mount record (live, on its way, or left by a killed daemon)."""
     return os.path.lexists(registry.record_path(vault.state_dir, fork))
 
 
-def usable(vault: Vault) -> bool:
+def usable(vault: SpareVault) -> bool:
     """Whether this vault keeps spares at all: not with a bytes quota (see the module)."""
     return vault.config.get("layers_qgroup") is None
 
 
-def claim(vault: Vault, src: Workspace, link: str, journal: int) -> str | None:
+def claim(vault: SpareVault, src: Workspace, link: str, journal: int) -> str | None:
     """Take ``src``'s spare as the new state dir named ``link`` when the source is what it
     was when the spare was taken (the caller holds both forks' locks and ``src``'s overlay
     still, with its journal ending at ``journal``); the spare's path, else None (the
@@ -147,7 +164,7 @@ def _read_record(sub: str) -> dict[str, object] | None:
     return got if isinstance(got, dict) else None
 
 
-def make(vault: Vault, fork: str) -> str | None:
+def make(vault: SpareVault, fork: str) -> str | None:
     """Give ``fork`` a spare (see the module), replacing one it no longer matches; its path,
     or None when none can be made now (the next fork of ``fork`` then snapshots). Meant for
     after a fork's answer: it costs a snapshot's transaction commit and a few syncs."""
@@ -170,7 +187,7 @@ def make(vault: Vault, fork: str) -> str | None:
     return got if got != "tick" else None
 
 
-def _make(vault: Vault, src: Workspace) -> str | None:
+def _make(vault: SpareVault, src: Workspace) -> str | None:
     """:func:`make`'s work, under the source's lock; "tick" when a file of the source is as
     new as the clock (try again a tick later)."""
     slink = spare_link(vault, src.fork)
@@ -245,7 +262,7 @@ def _delete(sub: str) -> None:
             layers.delete_subvolume(sub)
 
 
-def drop(vault: Vault, fork: str) -> bool:
+def drop(vault: SpareVault, fork: str) -> bool:
     """Remove ``fork``'s spare, if it has one (the fork is deleted, or ``gc``); True if so."""
     slink = spare_link(vault, fork)
     sub = layers.link_target(vault.home_dir, slink)
@@ -258,7 +275,7 @@ def drop(vault: Vault, fork: str) -> bool:
     return True
 
 
-def spares(vault: Vault) -> dict[str, str]:
+def spares(vault: SpareVault) -> dict[str, str]:
     """fork name -> its spare's state dir, for every spare link of the vault."""
     root = os.path.join(vault.state_dir, SPARES)
     try:
