@@ -78,6 +78,7 @@ RECORD = ".avfs-spare"  # in a spare: what its source was when it was taken (JSO
 _NOT_KEYED = ("overlay.db", "overlay.db-wal", "overlay.db-shm", layers.OWNER)
 _NOT_KEYED_PREFIX = (CACHE_FILE, changelog.CARRIED, RECORD)
 _TICK_S = 0.02  # how long a maker waits for the clock to pass a file's timestamps, once
+_PUBLISH_WAIT_S = 5.0  # how long a maker waits for a fork of its source to finish
 
 
 def spare_link(vault: SpareVault, fork: str) -> str:
@@ -167,33 +168,36 @@ def _read_record(sub: str) -> dict[str, object] | None:
 def make(vault: SpareVault, fork: str) -> str | None:
     """Give ``fork`` a spare (see the module), replacing one it no longer matches; its path,
     or None when none can be made now (the next fork of ``fork`` then snapshots). Meant for
-    after a fork's answer: it costs a snapshot's transaction commit and a few syncs."""
+    after a fork's answer: it costs a snapshot's transaction commit and a few syncs, none of
+    them under the fork's lock (only the link's replacement is): a fork that comes
+    meanwhile waits for none of them."""
     from ..errors import AvfsError
 
     if not usable(vault) or not vault.has_fork(fork):
         return None
     try:
-        with vault.lock(fork, wait_s=0):
-            src = vault.workspace(fork)
-            if vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
-                return None
-            for attempt in (0, 1):
-                got = _make(vault, src)
-                if got != "tick" or attempt:
-                    break
-                time.sleep(_TICK_S)
+        src = vault.workspace(fork)
+        if vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
+            return None
+        for attempt in (0, 1):
+            got = _make(vault, src)
+            if got != "tick" or attempt:
+                break
+            time.sleep(_TICK_S)
     except (AvfsError, OSError, layers.LayersUnavailable):
         return None
     return got if got != "tick" else None
 
 
 def _make(vault: SpareVault, src: Workspace) -> str | None:
-    """:func:`make`'s work, under the source's lock; "tick" when a file of the source is as
-    new as the clock (try again a tick later)."""
+    """:func:`make`'s work; "tick" when a file of the source is as new as the clock (try
+    again a tick later)."""
     slink = spare_link(vault, src.fork)
     old = layers.link_target(vault.home_dir, slink)
     stamp = _clock(src.state_dir)
     sub = layers.new_subvol_path(vault.home_dir)
+    # the snapshot with the overlay held still: its key is what it holds (no fork lock: a
+    # checkpoint half-way is a state whose key no later one has)
     with src.overlay.still() as journal:
         if journal is None:
             return None
@@ -207,19 +211,24 @@ def _make(vault: SpareVault, src: Workspace) -> str | None:
         if key[1] >= stamp:
             return "tick"
         layers.snapshot(src.state_dir, sub)
+    tmp = f"{slink}.{os.getpid()}.tmp"
     try:
         if _mounted(vault, src.fork):  # a mount started meanwhile: its writes may be in it
             raise layers.LayersUnavailable("mounted")
+        # whole and synced before anything names it
         changelog.make_for_spare(sub, journal)
         _write_synced(os.path.join(sub, RECORD), json.dumps({"key": key[0], "journal": journal}))
         _sync_dir(sub)
-        tmp = f"{slink}.{os.getpid()}.tmp"
+        os.makedirs(os.path.dirname(slink), exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        os.makedirs(os.path.dirname(slink), exist_ok=True)
         os.symlink(os.path.relpath(sub, os.path.dirname(slink)), tmp)
-        os.replace(tmp, slink)
+        with vault.lock(src.fork, wait_s=_PUBLISH_WAIT_S):  # never while a fork reads it
+            old = layers.link_target(vault.home_dir, slink)
+            os.replace(tmp, slink)
     except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         layers.delete_subvolume(sub)
         raise
     if old is not None:
