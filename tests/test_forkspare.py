@@ -78,10 +78,15 @@ def test_the_next_fork_of_an_unchanged_source_takes_its_spare(
     f = vault.workspace("f")
     assert f.read("a.txt") == b"a\n" and f.read("node_modules/m.js") == b"m\n"
     # the fork's own history starts where the source's journal was, under an id of its own
-    meta = _meta(spare)
+    # (its log carried into the spare, put in place by its first reader)
+    assert [n for n in os.listdir(spare) if n.startswith(changelog.CARRIED)]
     with ChangeLog(vault.ws_link("f")) as log:
-        assert log.identity("f", at + 9) == (meta["id"], at, 0)
-    assert _meta(spare)["fork"] == "f"
+        got = log.identity("f", at + 9)
+    meta = _meta(spare)
+    assert got == (meta["id"], at, 0) and meta["fork"] == "f"
+    assert not [
+        n for n in os.listdir(vault.ws_dir("main")) if n.startswith((forkspare.RECORD, changelog.CARRIED))
+    ]
     with ChangeLog(vault.ws_dir("main")) as log:
         assert log.identity("main", 0)[0] != meta["id"]
     # the two are apart from here on
@@ -243,9 +248,8 @@ def after(mod, name, at):
             die()
         return got
     setattr(mod, name, call)
-after(layers, "snapshot", "snapshot")  # the spare made, nothing in it yet
-after(changelog, "make_for_spare", "log")  # its log made, no record
-after(forkspare, "_write_synced", "record")  # its record written, no link
+after(changelog, "carry_claim", "carried")  # its log made in the source, not yet snapshotted
+after(layers, "snapshot", "snapshot")  # the spare made, its carried files still in the source
 real_replace = os.replace
 def replace(src, dst, *a, **k):
     got = real_replace(src, dst, *a, **k)
@@ -266,7 +270,7 @@ else:
 """
 
 
-@pytest.mark.parametrize("where", ["snapshot", "log", "record", "linked", "claimed"])
+@pytest.mark.parametrize("where", ["carried", "snapshot", "linked", "claimed"])
 def test_a_maker_or_a_fork_killed_at_each_step_loses_nothing(
     lhome: Home,  # noqa: F811
     where: str,
@@ -281,7 +285,7 @@ def test_a_maker_or_a_fork_killed_at_each_step_loses_nothing(
     assert p.returncode == -9, p.stderr.decode()
     vault = lhome.vault("v")
     spares = forkspare.spares(vault)
-    if where in ("snapshot", "log", "record"):
+    if where in ("carried", "snapshot"):
         assert spares == {}  # a half-made spare is never named (an orphan, for doctor)
     elif where == "linked":
         assert spares["main"] != first and os.path.exists(first)  # (left to doctor)
@@ -291,7 +295,9 @@ def test_a_maker_or_a_fork_killed_at_each_step_loses_nothing(
     f = vault.workspace("f")
     assert made.ignored.mode == IgnoredMode.SNAPSHOT and f.read("a.txt") == b"a\n"
     assert _changed(f) == _changed(vault.workspace("main"))
-    assert _meta(vault.ws_dir("f"))["fork"] in ("f", changelog.SPARE_FORK)
+    with ChangeLog(vault.ws_link("f")) as log:
+        log.identity("f", 0)
+    assert _meta(vault.ws_dir("f"))["fork"] == "f"
     f.write("e.txt", b"e\n")
     assert not vault.workspace("main").exists("e.txt")
     # an hour on, doctor's repair removes what no link names; the forks keep theirs
@@ -299,6 +305,12 @@ def test_a_maker_or_a_fork_killed_at_each_step_loses_nothing(
     assert vault.workspace("main").read("a.txt") == b"a\n" and f.read("e.txt") == b"e\n"
     named = {vault.ws_dir("main"), vault.ws_dir("f"), *forkspare.spares(vault).values()}
     assert set(layers.subvolumes(lhome.path)) == named
+    # nothing a killed maker carried is left in the source once the next one has run
+    time.sleep(0.03)
+    assert forkspare.make(vault, "main") is not None
+    assert not [
+        n for n in os.listdir(vault.ws_dir("main")) if n.startswith((forkspare.RECORD, changelog.CARRIED))
+    ]
 
 
 _RACE = """

@@ -5,13 +5,17 @@ A fork of a workspace whose state dir is a subvolume of the home's layers file s
 transaction (3-57 ms under load, more than the rest of a fork). A snapshot cannot be made
 before the fork's instant, but one made earlier is as good when the source has not changed
 since. So after a fork (the CLI's command, once its answer is out) the source gets a
-*spare*: a snapshot of its state dir, with the new fork's change log made in it
-(:func:`.changelog.make_for_spare`) and a record of what the source was when it was taken
-(:data:`RECORD`), all synced, then named by a link ``<vault>/avfs/spares/<fork>`` into the
-layers file system, as a fork's state dir is by ``<vault>/avfs/ws/<fork>``. The next fork of
-that source, holding the source's fork lock and its overlay still (``OverlayDB.still``: no
-write lands meanwhile), reads the same key again and, when it is unchanged, takes the spare
-by renaming its link to the new fork's: no snapshot, no sync.
+*spare*: a snapshot of its state dir, named by a link ``<vault>/avfs/spares/<fork>`` into the
+layers file system, as a fork's state dir is by ``<vault>/avfs/ws/<fork>``. What the spare
+needs of its own is made in the source just before the snapshot and removed from it just
+after, as a fork's carried log is (:func:`.changelog.carry_claim`): the next fork's change
+log, claimed for whichever fork takes it (:data:`.changelog.SPARE_FORK`, its history
+starting at the source's journal end), and a record of what the source was (:data:`RECORD`,
+named for the spare); the snapshot's own transaction commit makes them durable, and nothing
+is written into the spare after it (no sync at all). The next fork of that source, holding
+the source's fork lock and its overlay still (``OverlayDB.still``: no write lands
+meanwhile), reads the key again and, when it is unchanged, takes the spare by renaming its
+link to the new fork's: no snapshot, no sync.
 
 **The key** (:func:`state_key`) is what a snapshot of the source would copy that matters to
 a fork: the overlay's entries, its materialized files by their ``stat`` data and the base
@@ -26,9 +30,10 @@ from before the mount until after it), nor one whose upper layer holds anything,
 a ``proxy exec`` open, nor in a vault with a bytes quota (a qgroup: a spare's blocks the
 source has since rewritten would count against it).
 
-**Crashes**: a spare is named by its link only once it is whole and synced, so a maker
-killed half-way leaves a subvolume no link names (doctor's ``orphan_subvolume``, after an
-hour); a fork killed after the rename and before its ref leaves a state dir that the next
+**Crashes**: a spare is named by its link only once its snapshot is taken (and with it,
+durable), so a maker killed half-way leaves a subvolume no link names (doctor's
+``orphan_subvolume``, after an hour), or its carried files in the source (removed by the
+next maker or fork there; never in a key); a fork killed after the rename and before its ref leaves a state dir that the next
 fork of that name removes, as after a snapshot. The rename and the ref are on one file
 system, the rename first. Two forks of one source take its fork lock in turn, and a rename
 has one winner; the loser snapshots. A spare whose source was deleted, made again under its
@@ -158,7 +163,7 @@ def claim(vault: SpareVault, src: Workspace, link: str, journal: int) -> str | N
 
 def _read_record(sub: str) -> dict[str, object] | None:
     try:
-        with open(os.path.join(sub, RECORD), encoding="utf-8") as fh:
+        with open(_record_path(sub, sub), encoding="utf-8") as fh:
             got = json.loads(fh.read(4096))
     except (OSError, ValueError):
         return None
@@ -194,10 +199,13 @@ def _make(vault: SpareVault, src: Workspace) -> str | None:
     again a tick later)."""
     slink = spare_link(vault, src.fork)
     old = layers.link_target(vault.home_dir, slink)
+    _sweep(src.state_dir)
     stamp = _clock(src.state_dir)
     sub = layers.new_subvol_path(vault.home_dir)
     # the snapshot with the overlay held still: its key is what it holds (no fork lock: a
-    # checkpoint half-way is a state whose key no later one has)
+    # checkpoint half-way is a state whose key no later one has). Its log and its record
+    # are made in the source just before, as a fork's carried log is: the snapshot's own
+    # transaction commit makes them durable in the spare, nothing is written there after
     with src.overlay.still() as journal:
         if journal is None:
             return None
@@ -210,15 +218,22 @@ def _make(vault: SpareVault, src: Workspace) -> str | None:
                 return old  # still the source's
         if key[1] >= stamp:
             return "tick"
-        layers.snapshot(src.state_dir, sub)
+        carried = changelog.carry_claim(src.state_dir, sub, changelog.SPARE_FORK, journal)
+        if carried is None:
+            return None
+        record = _record_path(src.state_dir, sub)
+        try:
+            with open(record, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": key[0], "journal": journal}))
+            layers.snapshot(src.state_dir, sub)
+        finally:
+            for p in (carried, record):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
     tmp = f"{slink}.{os.getpid()}.tmp"
     try:
         if _mounted(vault, src.fork):  # a mount started meanwhile: its writes may be in it
             raise layers.LayersUnavailable("mounted")
-        # whole and synced before anything names it
-        changelog.make_for_spare(sub, journal)
-        _write_synced(os.path.join(sub, RECORD), json.dumps({"key": key[0], "journal": journal}))
-        _sync_dir(sub)
         os.makedirs(os.path.dirname(slink), exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -229,16 +244,32 @@ def _make(vault: SpareVault, src: Workspace) -> str | None:
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        layers.delete_subvolume(sub)
+        _delete(sub)
         raise
     if old is not None:
         _delete(old)
     return sub
 
 
+def _record_path(state_dir: str, sub: str) -> str:
+    """Where spare ``sub``'s record is, in ``state_dir`` (the source's, then the spare's):
+    named for the spare, so that a fork of a fork that took one is no spare itself."""
+    return os.path.join(state_dir, f"{RECORD}.{os.path.basename(sub)}")
+
+
+def _sweep(state_dir: str) -> None:
+    """Remove the records a killed maker left in a source (the killed one's carried log
+    goes with the next carry: :func:`.changelog.carry_claim`)."""
+    with contextlib.suppress(OSError), os.scandir(state_dir) as it:
+        for e in it:
+            if e.name.startswith(RECORD + "."):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+
+
 def _clock(d: str) -> int:
     """The file system's clock now: the timestamp of a new file in ``d`` (removed again)."""
-    path = os.path.join(d, f"{RECORD}.clock.{os.getpid()}")
+    path = os.path.join(d, f"{RECORD}-clock.{os.getpid()}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         st = os.fstat(fd)
@@ -246,23 +277,6 @@ def _clock(d: str) -> int:
         os.close(fd)
         os.unlink(path)
     return min(st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _write_synced(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _sync_dir(d: str) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _delete(sub: str) -> None:

@@ -43,8 +43,9 @@ FILE = "changes.db"
 # before the snapshot that carries it into the fork's (:func:`carry_claim`)
 CARRIED = FILE + ".carried-"
 MAX_EVENTS = 200_000  # events kept; past it the older half goes
-# the fork a spare state dir's log names (:func:`make_for_spare`): whichever fork claims the
-# spare (``:`` cannot occur in a fork's name)
+# the fork a spare state dir's log names (core/vaults/forkspare.py, which carries it into the
+# spare as :func:`carry_claim` does a fork's): whichever fork takes the spare (``:`` cannot
+# occur in a fork's name)
 SPARE_FORK = ":spare"
 
 _SCHEMA = """
@@ -334,23 +335,6 @@ def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
         return 0
     with ChangeLog(state_dir) as log:
         return log.claim(fork, oseq)[2]
-
-
-def make_for_spare(state_dir: str, journal: int) -> None:
-    """Give ``state_dir``, a spare snapshot of a source whose overlay journal ended at
-    ``journal``, a log of its own claimed for whichever fork takes the spare
-    (:data:`SPARE_FORK`, its history starting there), synced: the copy of the source's log
-    (and its rollback journal, and any carried log) goes first. Off a fork's path, so the
-    fork that claims the spare makes no log."""
-    with os.scandir(state_dir) as it:
-        for e in it:
-            if e.name == FILE + "-journal" or e.name == FILE or e.name.startswith(CARRIED):
-                os.unlink(e.path)
-    rows = _claim_rows(SPARE_FORK, journal)
-    if not create_filled(
-        os.path.join(state_dir, FILE), _SCHEMA, lambda db: _fill(db, rows), journal="DELETE"
-    ):
-        raise FileExistsError(os.path.join(state_dir, FILE))
 
 
 def exists(state_dir: str) -> bool:
