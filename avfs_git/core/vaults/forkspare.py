@@ -83,7 +83,6 @@ RECORD = ".avfs-spare"  # in a spare: what its source was when it was taken (JSO
 _NOT_KEYED = ("overlay.db", "overlay.db-wal", "overlay.db-shm", layers.OWNER)
 _NOT_KEYED_PREFIX = (CACHE_FILE, changelog.CARRIED, RECORD)
 _TICK_S = 0.02  # how long a maker waits for the clock to pass a file's timestamps, once
-_PUBLISH_WAIT_S = 5.0  # how long a maker waits for a fork of its source to finish
 
 
 def spare_link(vault: SpareVault, fork: str) -> str:
@@ -173,19 +172,24 @@ def _read_record(sub: str) -> dict[str, object] | None:
 def make(vault: SpareVault, fork: str) -> str | None:
     """Give ``fork`` a spare (see the module), replacing one it no longer matches; its path,
     or None when none can be made now (the next fork of ``fork`` then snapshots). Meant for
-    after a fork's answer: it costs a snapshot's transaction commit and a few syncs, none of
-    them under the fork's lock (only the link's replacement is): a fork that comes
-    meanwhile waits for none of them."""
+    after a fork's answer: it costs a snapshot's transaction commit. It holds the source's
+    fork lock throughout (not waiting for it: a busy source gets no spare), so that a fork
+    that comes meanwhile waits for the spare and takes it, not for the spare's snapshot
+    and then for its own."""
     from ..errors import AvfsError
 
     if not usable(vault) or not vault.has_fork(fork):
         return None
+    got: str | None = None
     try:
-        src = vault.workspace(fork)
-        if vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
-            return None
         for attempt in (0, 1):
-            got = _make(vault, src)
+            with vault.lock(fork, wait_s=0):
+                src = vault.workspace(fork)
+                if vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
+                    return None
+                got, old = _make(vault, src)
+            if old is not None and old != got:
+                _delete(old)
             if got != "tick" or attempt:
                 break
             time.sleep(_TICK_S)
@@ -194,33 +198,34 @@ def make(vault: SpareVault, fork: str) -> str | None:
     return got if got != "tick" else None
 
 
-def _make(vault: SpareVault, src: Workspace) -> str | None:
-    """:func:`make`'s work; "tick" when a file of the source is as new as the clock (try
-    again a tick later)."""
+def _make(vault: SpareVault, src: Workspace) -> tuple[str | None, str | None]:
+    """:func:`make`'s work, under the source's lock: (the spare, or None, or "tick" when a
+    file of the source is as new as the clock: try again a tick later; the spare it
+    replaced, for the caller to delete)."""
     slink = spare_link(vault, src.fork)
     old = layers.link_target(vault.home_dir, slink)
     _sweep(src.state_dir)
     stamp = _clock(src.state_dir)
     sub = layers.new_subvol_path(vault.home_dir)
-    # the snapshot with the overlay held still: its key is what it holds (no fork lock: a
-    # checkpoint half-way is a state whose key no later one has). Its log and its record
+    # the snapshot with the overlay held still (and the fork lock held: no checkpoint is
+    # half-way), so that its key is what it holds. Its log and its record
     # are made in the source just before, as a fork's carried log is: the snapshot's own
     # transaction commit makes them durable in the spare, nothing is written there after
     with src.overlay.still() as journal:
         if journal is None:
-            return None
+            return None, None
         key = state_key(src, journal)
         if key is None:
-            return None
+            return None, None
         if old is not None:
             rec = _read_record(old)
             if rec is not None and rec.get("key") == key[0] and rec.get("journal") == journal:
-                return old  # still the source's
+                return old, None  # still the source's
         if key[1] >= stamp:
-            return "tick"
+            return "tick", None
         carried = changelog.carry_claim(src.state_dir, sub, changelog.SPARE_FORK, journal)
         if carried is None:
-            return None
+            return None, None
         record = _record_path(src.state_dir, sub)
         try:
             with open(record, "w", encoding="utf-8") as fh:
@@ -238,17 +243,13 @@ def _make(vault: SpareVault, src: Workspace) -> str | None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         os.symlink(os.path.relpath(sub, os.path.dirname(slink)), tmp)
-        with vault.lock(src.fork, wait_s=_PUBLISH_WAIT_S):  # never while a fork reads it
-            old = layers.link_target(vault.home_dir, slink)
-            os.replace(tmp, slink)
+        os.replace(tmp, slink)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         _delete(sub)
         raise
-    if old is not None:
-        _delete(old)
-    return sub
+    return sub, old
 
 
 def _record_path(state_dir: str, sub: str) -> str:
