@@ -1,7 +1,7 @@
 """A/B of served CLI calls: two (or more) avfs checkouts, each on a fresh copy of one 10k
 home with its own resident server, interleaved in the same rounds with ``python -S -c pass``.
 
-``python -m bench.servedab [--rounds N] [--cmd save|status|fork] [--served] NAME=WORKTREE ...``
+``python -m bench.servedab [--rounds N] [--cmd save|status|fork] [--served] [--layers] [--pause S] NAME=WORKTREE ...``
 
 Each WORKTREE is an avfs checkout with its own ``make install`` (``WORKTREE/.venv``): the
 console script it wrote is what is timed. The home is the one ``cli_commands`` makes (the
@@ -187,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         "--layers", action="store_true", help="a home of the default setting: its forks are snapshots"
     )
     ap.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds between two commands (an agent's pace; 0: back to back)",
+    )
+    ap.add_argument(
         "--out", type=Path, default=None, help="results file (default bench/results/servedab-*.json)"
     )
     args = ap.parse_args(argv)
@@ -213,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rounds):
             k = i % len(order)
             for who in order[k:] + order[:k]:
+                time.sleep(args.pause)
                 if who is None:
                     w, c = _spawn(python)
                     base_wall.append(w)
@@ -233,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {
         "cmd": args.cmd,
         "layers": args.layers,
+        "pause_s": args.pause,
         "served": args.served,
         "rounds": args.rounds,
         "load": [min(loads), max(loads)],

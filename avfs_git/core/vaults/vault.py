@@ -5,6 +5,7 @@
     config.json         default fork, quota (``quota_bytes``, ``quota_files``)
     oplog.db            the operation log (:mod:`.oplog`)
     ws/<fork>/          one workspace state dir per fork (:mod:`.overlay`)
+    spares/<fork>       a snapshot of the fork's state made ahead for its next fork (:mod:`.forkspare`)
     locks/<fork>.lock   fork locks (:mod:`.locks`)
     usage/              each fork's published overlay totals, for the quota (:class:`.quota.QuotaTracker`)
 
