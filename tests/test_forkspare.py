@@ -164,6 +164,20 @@ def test_no_spare_is_made_or_taken_while_the_source_has_a_mount_record(
     assert vault.ws_dir("f") != spare and len(snapshots) == 1
 
 
+def test_no_spare_is_made_of_a_source_with_a_file_as_new_as_the_clock(
+    lhome: Home,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write in the same clock tick as the snapshot would leave the file's stat data as
+    it was: the maker waits a tick once, then gives up."""
+    vault = _source(lhome)
+    real = forkspare._clock
+    monkeypatch.setattr(forkspare, "_clock", lambda d: 0)  # every timestamp is "now"
+    assert forkspare.make(vault, "main") is None and forkspare.spares(vault) == {}
+    monkeypatch.setattr(forkspare, "_clock", real)
+    assert forkspare.make(vault, "main") is not None
+
+
 def test_a_vault_with_a_bytes_quota_keeps_no_spares(lhome: Home) -> None:  # noqa: F811
     vault = _source(lhome)
     vault.set_config(layers_qgroup=7)  # (as a quota sets it; the qgroup itself is not needed)

@@ -47,6 +47,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -193,7 +194,7 @@ def make(vault: SpareVault, fork: str) -> str | None:
             if got != "tick" or attempt:
                 break
             time.sleep(_TICK_S)
-    except (AvfsError, OSError, layers.LayersUnavailable):
+    except (AvfsError, OSError, sqlite3.Error, layers.LayersUnavailable):
         return None
     return got if got != "tick" else None
 
