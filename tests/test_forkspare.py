@@ -178,6 +178,15 @@ def test_no_spare_is_made_of_a_source_with_a_file_as_new_as_the_clock(
     assert forkspare.make(vault, "main") is not None
 
 
+def test_a_source_with_more_entries_than_a_key_should_read_keeps_snapshotting(
+    lhome: Home,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vault = _source(lhome)
+    monkeypatch.setattr(forkspare, "MAX_ENTRIES", 1)  # (two entries, and their directories)
+    assert forkspare.make(vault, "main") is None and forkspare.spares(vault) == {}
+
+
 def test_a_vault_with_a_bytes_quota_keeps_no_spares(lhome: Home) -> None:  # noqa: F811
     vault = _source(lhome)
     vault.set_config(layers_qgroup=7)  # (as a quota sets it; the qgroup itself is not needed)
