@@ -235,20 +235,33 @@ def test_doctor_counts_a_spare_as_named_and_gc_drops_it(lhome: Home) -> None:  #
     assert vault.workspace("main").read("a.txt") == b"a\n"
 
 
-def test_the_cli_s_fork_leaves_a_spare_for_the_next(
+def test_a_served_fork_leaves_a_spare_for_the_next_and_one_of_its_own_process_does_not(
     lhome: Home,  # noqa: F811
     cli: Any,
 ) -> None:
     vault = _source(lhome)
     vault.close()
-    r = cli("--home", lhome.path, "--json", "vault", "fork", "v:main", "f")
+    # a process of the caller's own: its caller would wait for the snapshot
+    r = cli("--home", lhome.path, "--json", "vault", "fork", "v:main", "e")
     assert r.code == 0, r.out + r.err
-    spare = forkspare.spares(lhome.vault("v"))["main"]
-    r = cli("--home", lhome.path, "--json", "vault", "fork", "v:main", "g")
-    assert r.code == 0, r.out + r.err
-    vault = lhome.vault("v")
-    assert vault.ws_dir("g") == spare and vault.workspace("g").read("a.txt") == b"a\n"
-    assert forkspare.spares(vault)["main"] != spare  # the next one, made after g's answer
+    assert forkspare.spares(lhome.vault("v")) == {}
+    env = {**_ENV, "AVFS_SERVER": "auto"}
+    avfs = [sys.executable, "-m", "avfs_git", "--home", lhome.path]
+    subprocess.run([*avfs, "server", "start"], env=env, check=True, capture_output=True)
+    try:
+        r2 = subprocess.run([*avfs, "--json", "vault", "fork", "v:main", "f"], env=env, capture_output=True)
+        assert r2.returncode == 0, r2.stderr
+        end = time.monotonic() + 30
+        while "main" not in forkspare.spares(lhome.vault("v")):  # made once the answer is out
+            assert time.monotonic() < end, "no spare"
+            time.sleep(0.05)
+        spare = forkspare.spares(lhome.vault("v"))["main"]
+        r2 = subprocess.run([*avfs, "--json", "vault", "fork", "v:main", "g"], env=env, capture_output=True)
+        assert r2.returncode == 0, r2.stderr
+        vault = lhome.vault("v")
+        assert vault.ws_dir("g") == spare and vault.workspace("g").read("a.txt") == b"a\n"
+    finally:
+        subprocess.run([*avfs, "server", "stop"], env=env, capture_output=True)
 
 
 _KILL_AT = """

@@ -414,6 +414,8 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
         report.send(spare.REPORT_FD)
         for app in opened:
             app.run_after()  # what the command left for after its answer (an audit fsync)
+        for app in opened:
+            app.run_ahead()  # work for a later call (a fork's next snapshot)
         _write_back(_wal_grown())
     finally:
         os._exit(code)

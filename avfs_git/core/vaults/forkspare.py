@@ -4,7 +4,8 @@ A fork of a workspace whose state dir is a subvolume of the home's layers file s
 (:mod:`.layers`) snapshots it: ``BTRFS_IOC_SNAP_CREATE_V2`` always commits a btrfs
 transaction (3-57 ms under load, more than the rest of a fork). A snapshot cannot be made
 before the fork's instant, but one made earlier is as good when the source has not changed
-since. So after a fork (the CLI's command, once its answer is out) the source gets a
+since. So after a fork (the CLI's command served by the resident server, once its answer
+is out: ``App.ahead``) the source gets a
 *spare*: a snapshot of its state dir, named by a link ``<vault>/avfs/spares/<fork>`` into the
 layers file system, as a fork's state dir is by ``<vault>/avfs/ws/<fork>``. What the spare
 needs of its own is made in the source just before the snapshot and removed from it just
