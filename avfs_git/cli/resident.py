@@ -403,6 +403,7 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
             sys.stderr.flush()
         except OSError:
             pass
+        release_streams()  # what follows the answer is not the caller's to wait for
         data = marshal.dumps({"code": code})
         # the caller ends once it has the answer, and the server hangs up (SIGHUP) the
         # command of a caller that went away: this one is over, and closes what it opened
@@ -419,6 +420,20 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
         _write_back(_wal_grown())
     finally:
         os._exit(code)
+
+
+def release_streams() -> None:
+    """Point this process's standard streams at ``/dev/null``. They are the caller's (sent
+    with the request): a caller that reads its output to the end (a pipe, as an agent's
+    tool runner or ``subprocess.run(capture_output=True)`` reads it) would otherwise see the
+    end only when this process exits, and so wait for what it does after its answer (the
+    pages it reports, the WALs it writes back, a fork's next snapshot)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _write_back(dbs: list[str]) -> None:
