@@ -1,7 +1,7 @@
 """A/B of served CLI calls: two (or more) avfs checkouts, each on a fresh copy of one 10k
 home with its own resident server, interleaved in the same rounds with ``python -S -c pass``.
 
-``python -m bench.servedab [--rounds N] [--cmd save|status|fork] [--served] NAME=WORKTREE ...``
+``python -m bench.servedab [--rounds N] [--cmd save|status|fork] [--served] [--layers] [--pause S] NAME=WORKTREE ...``
 
 Each WORKTREE is an avfs checkout with its own ``make install`` (``WORKTREE/.venv``): the
 console script it wrote is what is timed. The home is the one ``cli_commands`` makes (the
@@ -41,21 +41,28 @@ WRITER = """
 import sys
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
-home = Home(sys.argv[1], author=("bench", "bench@example.invalid"), layers="off", mounts=MOUNT_SIDE)
+layers = sys.argv[3] if len(sys.argv) > 3 else "off"
+home = Home(sys.argv[1], author=("bench", "bench@example.invalid"), layers=layers, mounts=MOUNT_SIDE)
 ws = home.vault(sys.argv[2]).workspace("main")
+for p in sys.argv[4:]:  # the changes, written by this process (it keeps the vault open)
+    ws.write(p, b"changed\\n")
+print("ready", flush=True)
 for line in sys.stdin:
     ws.write(line.strip(), b"x\\n")
     print("ok", flush=True)
 """
 
 
-def _template(out: Path) -> Path:
-    """The 10k home as ``cli_commands`` makes it (made once per run)."""
+def _template(out: Path, layers: bool = False) -> Path:
+    """The 10k home as ``cli_commands`` makes it (made once per run); with ``layers``, its
+    changes left for each side's writer to make in a home of the default setting (its
+    state dirs in the layers file system: a fork is a snapshot), as ``vault_fork_layers``."""
     fx = Fixtures(out / "run", keep=True)
     home, hdir = fx.home("cli", "10k")
-    ws = home.vault(VAULT).workspace("main")
-    for p in pick_paths(SIZES["10k"], 10, "cli"):
-        ws.write(p, fx.content.changed_bytes(p, "cli"))
+    if not layers:
+        ws = home.vault(VAULT).workspace("main")
+        for p in pick_paths(SIZES["10k"], 10, "cli"):
+            ws.write(p, fx.content.changed_bytes(p, "cli"))
     home.close()
     return hdir
 
@@ -81,20 +88,26 @@ def _spawn(argv: list[str]) -> tuple[float, float]:
 class Side:
     """One checkout: its home, server, writer and samples."""
 
-    def __init__(self, name: str, tree: str, template: Path, out: Path) -> None:
+    def __init__(self, name: str, tree: str, template: Path, out: Path, layers: bool = False) -> None:
         self.name = name
         self.tree = tree
         self.home = out / f"home-{name}"
         subprocess.run(["cp", "-a", str(template), str(self.home)], check=True)
+        changes = []
+        if layers:  # main's state made anew by the writer, in the layers file system
+            rmtree(self.home / "vaults" / f"{VAULT}.git" / "avfs" / "ws" / "main")
+            changes = pick_paths(SIZES["10k"], 10, "cli")
         self.avfs = [f"{tree}/.venv/bin/avfs", "--home", str(self.home), "--vault", f"{VAULT}:main"]
         python = f"{tree}/.venv/bin/python"
         self.writer = subprocess.Popen(
-            [python, "-c", WRITER, str(self.home), VAULT],
+            [python, "-c", WRITER, str(self.home), VAULT, "auto" if layers else "off", *changes],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=tree,
         )
+        assert self.writer.stdout is not None
+        self.writer.stdout.readline()  # its changes written
         self.stamp = subprocess.run(
             [python, "-c", "from avfs_git.cli.codestamp import stamp; print(stamp())"],
             capture_output=True,
@@ -160,6 +173,8 @@ class Side:
         except OSError:
             pass
         self.writer.wait()
+        if (self.home / "layers").is_mount():
+            subprocess.run(["umount", "-l", str(self.home / "layers")], capture_output=True, check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,19 +184,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cmd", choices=("save", "status", "fork"), default="save")
     ap.add_argument("--served", action="store_true", help="time connect -> exit code only")
     ap.add_argument(
+        "--layers", action="store_true", help="a home of the default setting: its forks are snapshots"
+    )
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds between two commands (an agent's pace; 0: back to back)",
+    )
+    ap.add_argument(
         "--out", type=Path, default=None, help="results file (default bench/results/servedab-*.json)"
     )
     args = ap.parse_args(argv)
     out = WORK_DIR / "servedab" / utc_stamp()  # (removed at the end)
     make_hermetic(WORK_DIR / "home")
-    template = _template(out)
+    template = _template(out, args.layers)
     sides: list[Side] = []
     python = [sys.executable, "-S", "-c", "pass"]
     base_wall: list[float] = []
     base_cpu: list[float] = []
     try:
         for name, tree in (s.split("=", 1) for s in args.sides):
-            sides.append(Side(name, tree, template, out))
+            sides.append(Side(name, tree, template, out, args.layers))
         for s in sides:
             for i in range(-2, 0):  # warm-up: the first calls teach each server's spares
                 warm = s.argv(args.cmd, i)
@@ -195,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rounds):
             k = i % len(order)
             for who in order[k:] + order[:k]:
+                time.sleep(args.pause)
                 if who is None:
                     w, c = _spawn(python)
                     base_wall.append(w)
@@ -214,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median
     doc: dict[str, Any] = {
         "cmd": args.cmd,
+        "layers": args.layers,
+        "pause_s": args.pause,
         "served": args.served,
         "rounds": args.rounds,
         "load": [min(loads), max(loads)],
@@ -223,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             for s in sides
         },
     }
-    print(f"{args.cmd}, {args.rounds} rounds, load {min(loads):.2f}-{max(loads):.2f}")
+    print(
+        f"{args.cmd}{' (layers)' if args.layers else ''}, {args.rounds} rounds, load {min(loads):.2f}-{max(loads):.2f}"
+    )
     print(f"python -S -c pass: {med(base_wall):.1f} ms, CPU {med(base_cpu):.1f} ms")
     for s in sides:
         print(

@@ -548,3 +548,45 @@ def test_a_served_callers_process_ends_without_pythons_finalization(served: Any,
             [sys.executable, "-c", probe.format(args=args)], capture_output=True, env=off, timeout=120
         )
         assert q.returncode == code and q.stderr.endswith(b"finalized\n"), q.stderr
+
+
+def test_a_served_call_s_process_lets_go_of_the_caller_s_streams_before_its_after_work(
+    tmp_path: Path,
+) -> None:
+    """A caller reading a served command's output to its end (a pipe) sees the end once it
+    has the answer, not when the command's process exits after its work for later calls;
+    and that process has left the caller's working directory."""
+    from avfs_git.cli.resident import release_caller
+
+    here = str(tmp_path)
+    out_r, out_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the call's process: the caller's stdout as its own, then work after
+        try:
+            for fd in (out_r, ready_r, go_w):
+                os.close(fd)
+            os.dup2(out_w, 1)
+            os.close(out_w)
+            os.chdir(here)  # the caller's working directory (a mount, say)
+            os.write(1, b"answer\n")
+            release_caller()
+            os.write(ready_w, b"r")  # answered; now its work after the answer ...
+            os.read(go_r, 1)  # ... until the test lets it end
+        finally:
+            os._exit(0)
+    for fd in (out_w, ready_w, go_r):
+        os.close(fd)
+    try:
+        assert os.read(ready_r, 1) == b"r"
+        os.set_blocking(out_r, False)  # at the end: b""; a writer still there: BlockingIOError
+        assert os.read(out_r, 4096) == b"answer\n"
+        assert os.read(out_r, 4096) == b""
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # the end came while it still worked
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"  # (an unmount there is not busy)
+    finally:
+        os.write(go_w, b"x")
+        for fd in (go_w, out_r, ready_r):
+            os.close(fd)
+        os.waitpid(pid, 0)

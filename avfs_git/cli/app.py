@@ -34,6 +34,10 @@ class App:
         # what may wait until the command's answer is out (an audit record's fsync): run by
         # the resident server's child once its caller has the answer, else before the exit
         self.after: list[Callable[[], None]] = []
+        # work done ahead for a later call (a fork's next snapshot): run only by the resident
+        # server's child once its caller has the answer; a process of the caller's own drops
+        # it (its caller waits for its exit)
+        self.ahead: list[Callable[[], None]] = []
 
     def close(self) -> None:
         """Close the home's SQLite and git handles, if it was opened. The last connection
@@ -47,6 +51,15 @@ class App:
         """Run what the command left for after its answer (:attr:`after`); a failure there
         changes no answer given."""
         todo, self.after = self.after, []
+        for fn in todo:
+            try:
+                fn()
+            except Exception:
+                pass
+
+    def run_ahead(self) -> None:
+        """Run :attr:`ahead` (a served call, its answer out); a failure changes nothing given."""
+        todo, self.ahead = self.ahead, []
         for fn in todo:
             try:
                 fn()

@@ -403,6 +403,7 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
             sys.stderr.flush()
         except OSError:
             pass
+        release_caller()  # what follows the answer is not the caller's to wait for
         data = marshal.dumps({"code": code})
         # the caller ends once it has the answer, and the server hangs up (SIGHUP) the
         # command of a caller that went away: this one is over, and closes what it opened
@@ -414,9 +415,28 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
         report.send(spare.REPORT_FD)
         for app in opened:
             app.run_after()  # what the command left for after its answer (an audit fsync)
+        for app in opened:
+            app.run_ahead()  # work for a later call (a fork's next snapshot)
         _write_back(_wal_grown())
     finally:
         os._exit(code)
+
+
+def release_caller() -> None:
+    """Let go of what this process holds of its caller's: its standard streams (sent with
+    the request; pointed at ``/dev/null``) and its working directory (left for ``/``). A
+    caller that reads the output to its end through a pipe (as an agent's tool runner or
+    ``subprocess.run(capture_output=True)`` reads it) would otherwise see the end only when
+    this process exits, and so wait for what it does after its answer (the pages it
+    reports, the WALs it writes back, a fork's next snapshot); and a caller in a mount that
+    unmounts it at once would find it busy meanwhile."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+    os.chdir("/")
 
 
 def _write_back(dbs: list[str]) -> None:

@@ -231,6 +231,15 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     v, src = app.resolve(source_spec)
     made = v.fork(src, new, ignored=not no_ignored)
     info = made.fork
+    if made.ignored.mode == "snapshot":
+        # the source's next fork takes a snapshot made now, once this one's answer is out
+        # (served only: a process of its own would keep its caller waiting for it)
+        from ..core.vaults import forkspare
+
+        def spare() -> None:
+            forkspare.make(v, src or v.default_fork)
+
+        app.ahead.append(spare)
     warnings = _shared_outputs(v, src) if not no_ignored else []
     for w in warnings:
         app.output.warn("{}", w)

@@ -20,6 +20,8 @@ Layout::
     <vault>/avfs/ws/<fork>   a relative symlink to ``<home>/layers/ws/<id>`` (a plain
                              directory for a workspace made before, or where btrfs is not
                              available: both keep working)
+    <vault>/avfs/spares/<fork>  the same, to a snapshot of the fork made ahead for its next
+                             fork (:mod:`.forkspare`)
 
 Why the whole state dir and not only the upper layer: folding an unmounted overlay's upper
 layer into the entries hard-links its files into ``files/`` (EXDEV across file systems),

@@ -5,6 +5,7 @@
     config.json         default fork, quota (``quota_bytes``, ``quota_files``)
     oplog.db            the operation log (:mod:`.oplog`)
     ws/<fork>/          one workspace state dir per fork (:mod:`.overlay`)
+    spares/<fork>       a snapshot of the fork's state made ahead for its next fork (:mod:`.forkspare`)
     locks/<fork>.lock   fork locks (:mod:`.locks`)
     usage/              each fork's published overlay totals, for the quota (:class:`.quota.QuotaTracker`)
 
@@ -44,7 +45,7 @@ from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
 from ..workspace.upper import drop_gitfile
 from ..workspace.workspace import MountSide, Workspace
 from ..workspace.wscommit import keep_recovery, ws_state
-from . import layers, registry
+from . import forkspare, layers, registry
 from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
 from .oplog import OpLog
 from .quota import QuotaTracker
@@ -412,8 +413,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 layers.remove_state_dir(self.home_dir, link)
             self._ws.pop(new, None)
             tree: str | None = None
-            snap: tuple[str, int | None, bool] | None = None
-            why = self._snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
+            snap: tuple[str, int | None, bool | None] | None = None
+            why = self.snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
             if why is None:
                 try:
                     snap = self._snapshot_fork(src, link, new)
@@ -436,8 +437,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 if tree is not None:
                     write_seed(self._new_state_dir(new), base, tree)
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
-            if snap is not None:  # the snapshot's journals are its source's history
-                claim_new_fork(snap[0], new, snap[1], carried=snap[2])
+            if snap is not None and snap[2] is not None:  # the snapshot's journals are its
+                claim_new_fork(snap[0], new, snap[1], carried=snap[2])  # source's history
             try:
                 refs.cas_update(self.store, refs.fork_ref(new), base, None, f"avfs: fork {source} -> {new}")
             except BaseException:
@@ -467,16 +468,19 @@ class Vault(VaultQuota, Generic[H_co]):
         )
         return ForkCreated(info, carry)
 
-    def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool]:
+    def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool | None]:
         """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`fork`):
         the new state dir, the overlay journal's end read while the source was held still
         (None: the copy must be read), and whether the snapshot carried the new fork's
-        claimed change log. Raises :class:`.layers.LayersUnavailable`."""
+        claimed change log (None: a spare made ahead was taken, its log made in it:
+        :mod:`.forkspare`). Raises :class:`.layers.LayersUnavailable`."""
         # the whole state (entries, journal, the upper layer of a live mount, an open
         # merge) as it is at this instant; the fork lock keeps a checkpoint of the source
         # from being half-way, the overlay held still a write from landing between the
         # journal's end read and the copy
         with src.overlay.still() as journal:
+            if journal is not None and (spare := forkspare.claim(self, src, link, journal)) is not None:
+                return spare, journal, None
             sub = layers.new_subvol_path(self.home_dir)
             carried = None if journal is None else carry_claim(src.state_dir, sub, new, journal)
             try:
@@ -487,7 +491,7 @@ class Vault(VaultQuota, Generic[H_co]):
                         os.unlink(carried)
         return sub, journal, carried is not None
 
-    def _snapshot_why_not(self, src: Workspace) -> str | None:
+    def snapshot_why_not(self, src: Workspace) -> str | None:
         """None when ``src``'s state dir can be snapshotted into a new fork, else why not."""
         why = self.layers_why_not()
         if why is not None:
@@ -525,6 +529,7 @@ class Vault(VaultQuota, Generic[H_co]):
             refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
             changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
             self.discard_workspace(fork)
+            forkspare.drop(self, fork)
             self.quota.forget(fork)
             op_id = self.oplog.record(
                 "fork_delete",

@@ -43,6 +43,10 @@ FILE = "changes.db"
 # before the snapshot that carries it into the fork's (:func:`carry_claim`)
 CARRIED = FILE + ".carried-"
 MAX_EVENTS = 200_000  # events kept; past it the older half goes
+# the fork a spare state dir's log names (core/vaults/forkspare.py, which carries it into the
+# spare as :func:`carry_claim` does a fork's): whichever fork takes the spare (``:`` cannot
+# occur in a fork's name)
+SPARE_FORK = ":spare"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -107,6 +111,12 @@ class ChangeLog:
             return str(got["id"]), int(a), int(b)
         if not got.get("fork"):
             return self.claim(fork, 0, fresh=True)
+        if got.get("fork") == SPARE_FORK and got.get("id") and got.get("start"):
+            # a spare's log, made with its history's start for whichever fork claims it
+            # (core/vaults/forkspare.py): this fork's, named now
+            db.execute("UPDATE meta SET value=? WHERE key='fork' AND value=?", (fork, SPARE_FORK))
+            a, _, b = str(got["start"]).partition(":")
+            return str(got["id"]), int(a), int(b)
         return self.claim(fork, overlay_seq)
 
     def claim(self, fork: str, overlay_seq: int, *, fresh: bool = False) -> tuple[str, int, int]:

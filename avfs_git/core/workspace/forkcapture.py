@@ -41,7 +41,7 @@ def capture_for_fork(ws: Fork) -> str:
     changed since it was made."""
     if ws.overlay.upper_active():
         return capture(ws, include_ignored=True)[0]
-    key = _key(ws)
+    key = source_key(ws)
     if key is not None:
         kept = _load(ws.state_dir)
         if kept is not None and kept[0] == key[0] and ws.store.has_object(kept[1]):
@@ -55,16 +55,21 @@ def capture_for_fork(ws: Fork) -> str:
     tmp, made_ns = stamp
     text = None
     try:
-        key = _key(ws)
+        key = source_key(ws)
         tree, _ = capture(ws, include_ignored=True)
-        if key is not None and key[1] < made_ns and (again := _key(ws)) is not None and again[0] == key[0]:
+        if (
+            key is not None
+            and key[1] < made_ns
+            and (again := source_key(ws)) is not None
+            and again[0] == key[0]
+        ):
             text = f"{key[0]} {tree}\n"
     finally:
         _finish(ws.state_dir, tmp, text)  # (a capture that failed leaves no file behind)
     return tree
 
 
-def _key(ws: Fork) -> tuple[str, int] | None:
+def source_key(ws: Fork) -> tuple[str, int] | None:
     """(the digest of what a capture of ``ws`` reads, the newest timestamp of the files it
     names), or None when it cannot be told (an upper-layer file, a file gone)."""
     h = hashlib.sha256(ws.base.encode())  # (its tree: not read, a commit read saved)

@@ -18,7 +18,7 @@ from ...core.errors import ObjectUnreadableError
 from ...core.store import packwriter, refs
 from ...core.store.gitformat import TREE_ENTRY
 from ...core.types import to_json
-from ...core.vaults import layers
+from ...core.vaults import forkspare, layers
 from .collect import clear_keep_refs
 from .common import KEEP, ORPHAN_FILE_S, git, open_overlay_db, overlay_usage, unlink_quiet, ws_dirs
 from .findings import CHECKS, Finding, finding
@@ -93,6 +93,17 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             yield _orphan_state_dir(vault, fork, ws_dir, repair, now)
             continue
         yield from _check_overlay(vault, fork, ws_dir, repair, now)
+    for fork, sub in forkspare.spares(vault).items():
+        if fork not in forks:  # (a fork deleted with plain git, or killed while deleted)
+            yield finding(
+                vault,
+                "state_dirs",
+                "stale_spare",
+                f"the spare snapshot of fork {fork!r}, which does not exist",
+                sub,
+                fix=lambda f=fork: forkspare.drop(vault, f),  # type: ignore[misc]
+                repair=repair,
+            )
     yield from mount_leftovers(vault, repair, now)
     for path, reason in stale_locks(vault, now=now):
         code = "orphan_fork_lock" if is_avfs_lock(path) else "stale_git_lock"

@@ -21,7 +21,8 @@ from ...core.store import packwriter, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
 from ...core.types import to_json
-from ...core.vaults import layers
+from ...core.vaults import forkspare, layers
+from ...core.vaults.forkspare import SPARES
 from ...core.vaults.warmrelease import release_kept_warm
 from .common import (
     DAY_S,
@@ -243,6 +244,10 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
         return result(len(dry_roots), len(pending) // 2, None, debris)
     # a killed checkpoint's temporary pack (git's prune only drops those past the grace)
     debris = packwriter.remove_stale_temp_files(vault.path, now=now)
+    # the forks' spare snapshots (core/vaults/forkspare.py): a cache, whose blocks a source
+    # rewritten since are held by it alone; the next fork of each snapshots as before
+    for fork in forkspare.spares(vault):
+        forkspare.drop(vault, fork)
     for name in expired_refs:
         refs.cas_update(
             vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"
@@ -444,7 +449,7 @@ def _remove_state_links(home_path: str, vault_path: str) -> None:
     """Delete the layers subvolumes a vault's state dir links name (``rmtree`` removes
     only the links), and the immutable worktree link a killed overlay daemon left in a
     plain state dir's upper layer (``rmtree`` would fail on it)."""
-    for root in ("ws", "lost+found"):
+    for root in ("ws", "lost+found", SPARES):
         d = os.path.join(vault_path, "avfs", root)
         try:
             names = os.listdir(d)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ...core.vaults import layers
+from ...core.vaults.forkspare import SPARES
 from .common import mtime
 from .findings import Finding, finding
 
@@ -19,7 +20,8 @@ LAYERS_HOST_LOW = 2 << 30  # host free space under which (or under 5 % of it) do
 
 
 def _layer_links(home: Home) -> set[str]:
-    """The subvolumes that state dir links of the home's vaults (and its trash) name."""
+    """The subvolumes that state dir links of the home's vaults (and its trash) name, and
+    their forks' spares (core/vaults/forkspare.py)."""
     out: set[str] = set()
     for top in (home.vaults_dir, home.trash_dir):
         try:
@@ -27,7 +29,7 @@ def _layer_links(home: Home) -> set[str]:
         except FileNotFoundError:
             continue
         for v in vaults:
-            for root in ("ws", "lost+found"):
+            for root in ("ws", "lost+found", SPARES):
                 d = os.path.join(top, v, "avfs", root)
                 try:
                     names = os.listdir(d)

@@ -1,0 +1,324 @@
+"""Spare snapshots: a fork's btrfs snapshot made ahead, off the fork's path.
+
+A fork of a workspace whose state dir is a subvolume of the home's layers file system
+(:mod:`.layers`) snapshots it: ``BTRFS_IOC_SNAP_CREATE_V2`` always commits a btrfs
+transaction (3-57 ms under load, more than the rest of a fork). A snapshot cannot be made
+before the fork's instant, but one made earlier is as good when the source has not changed
+since. So after a fork (the CLI's command served by the resident server, once its answer
+is out: ``App.ahead``) the source gets a
+*spare*: a snapshot of its state dir, named by a link ``<vault>/avfs/spares/<fork>`` into the
+layers file system, as a fork's state dir is by ``<vault>/avfs/ws/<fork>``. What the spare
+needs of its own is made in the source just before the snapshot and removed from it just
+after, as a fork's carried log is (:func:`.changelog.carry_claim`): the next fork's change
+log, claimed for whichever fork takes it (:data:`.changelog.SPARE_FORK`, its history
+starting at the source's journal end), and a record of what the source was (:data:`RECORD`,
+named for the spare); the snapshot's own transaction commit makes them durable, and nothing
+is written into the spare after it (no sync at all). The next fork of that source, holding
+the source's fork lock and its overlay still (``OverlayDB.still``: no write lands
+meanwhile), reads the key again and, when it is unchanged, takes the spare by renaming its
+link to the new fork's: no snapshot, no sync.
+
+**The key** (:func:`state_key`) is what a snapshot of the source would copy that matters to
+a fork: the overlay's entries, its materialized files by their ``stat`` data and the base
+(:func:`.forkcapture.source_key`), the journal's end, the overlay's ``meta`` rows, and the
+``stat`` data of every other file and directory at the top of the state dir (an open merge,
+a seed, the change log a mount's daemon writes to when it starts). As for a kept capture, a
+spare is only made when each of those timestamps is older than a file made before the key
+was read: a write in the same clock tick as the snapshot would leave its ``stat`` data as
+it was. No spare is made or taken for a source that is mounted (the kernel writes its upper
+layer without the database: a mount's record, ``<vault>/avfs/mounts/<fork>.json``, is there
+from before the mount until after it), nor one whose upper layer holds anything, nor one with
+a ``proxy exec`` open, nor one with more than :data:`MAX_ENTRIES` overlay entries (its key
+would cost a fork as much as the snapshot), nor in a vault with a bytes quota (a qgroup: a
+spare's blocks the source has since rewritten would count against it).
+
+**Crashes**: a spare is named by its link only once its snapshot is taken (and with it,
+durable), so a maker killed half-way leaves a subvolume no link names (doctor's
+``orphan_subvolume``, after an hour), or its carried files in the source (removed by the
+next maker or fork there; never in a key); a fork killed after the rename and before its ref leaves a state dir that the next
+fork of that name removes, as after a snapshot. The rename and the ref are on one file
+system, the rename first. Two forks of one source take its fork lock in turn, and a rename
+has one winner; the loser snapshots. A spare whose source was deleted, made again under its
+name or changed is never taken (its record names the source's state dir, and the key); it
+is replaced by the next spare, removed with the fork, by ``gc`` and by doctor's repair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..store import names
+from ..workspace import changelog
+from ..workspace.forkcapture import CACHE_FILE, source_key
+from . import layers, registry
+
+if TYPE_CHECKING:
+    from ..workspace.workspace import Workspace
+
+
+class SpareVault(Protocol):
+    """What this module needs of a vault (:class:`.vault.Vault` is one; it imports this
+    module, so this one knows it by these names only)."""
+
+    state_dir: str
+
+    @property
+    def home_dir(self) -> str: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    def has_fork(self, fork: str) -> bool: ...
+    def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+    def workspace(self, fork: str | None = None) -> Workspace[Any]: ...
+    def snapshot_why_not(self, src: Workspace[Any]) -> str | None: ...
+
+
+SPARES = "spares"  # <vault>/avfs/spares/<fork>: the spare of a fork's state dir (a link)
+RECORD = ".avfs-spare"  # in a spare: what its source was when it was taken (JSON)
+# at the top of a state dir, not in the key: the overlay database's files (its rows are),
+# derived caches, the owner file, a spare's own record, the fork capture's temporaries
+_NOT_KEYED = ("overlay.db", "overlay.db-wal", "overlay.db-shm", layers.OWNER)
+_NOT_KEYED_PREFIX = (CACHE_FILE, changelog.CARRIED, RECORD)
+_TICK_S = 0.02  # how long a maker waits for the clock to pass a file's timestamps, once
+# past this many overlay entries a source gets no spare: its key is read on the fork's path,
+# ~5.5 us an entry (an entry's row and its file's stat data), 2.8 ms here, as much as a
+# snapshot on a quiet disk
+MAX_ENTRIES = 512
+
+
+def spare_link(vault: SpareVault, fork: str) -> str:
+    return os.path.join(vault.state_dir, SPARES, names.fs_name(fork))
+
+
+def state_key(ws: Workspace, journal: int) -> tuple[str, int] | None:
+    """(the digest of what a fork of ``ws`` would copy, the newest timestamp among the
+    files it names), read while ``ws``'s overlay is held still with its journal ending at
+    ``journal``; None when it cannot be told or a spare must not be used (see the module,
+    and :data:`MAX_ENTRIES`)."""
+    if ws.overlay.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] > MAX_ENTRIES:
+        return None
+    got = source_key(ws)
+    if got is None:
+        return None
+    digest, newest = got
+    h = hashlib.sha256(f"{digest} {journal} {ws.state_dir}".encode())
+    for row in ws.overlay.db.execute("SELECT key, value FROM meta ORDER BY key"):
+        h.update(repr(tuple(row)).encode())
+    try:
+        with os.scandir(ws.state_dir) as it:
+            tops = sorted((e.name, e) for e in it)
+    except OSError:
+        return None
+    for name, e in tops:
+        if name in _NOT_KEYED or name.startswith(_NOT_KEYED_PREFIX):
+            continue
+        if name == "upper" and _holds_anything(e.path):
+            return None
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        h.update(repr((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)).encode())
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    return h.hexdigest(), newest
+
+
+def _holds_anything(upper: str) -> bool:
+    """Whether an upper layer holds more than the mount's pinned ``.git``."""
+    try:
+        with os.scandir(upper) as it:
+            return any(e.name != ".git" for e in it)
+    except OSError:
+        return True
+
+
+def _mounted(vault: SpareVault, fork: str) -> bool:
+    """Whether ``fork`` has a mount record (live, on its way, or left by a killed daemon)."""
+    return os.path.lexists(registry.record_path(vault.state_dir, fork))
+
+
+def usable(vault: SpareVault) -> bool:
+    """Whether this vault keeps spares at all: not with a bytes quota (see the module)."""
+    return vault.config.get("layers_qgroup") is None
+
+
+def claim(vault: SpareVault, src: Workspace, link: str, journal: int) -> str | None:
+    """Take ``src``'s spare as the new state dir named ``link`` when the source is what it
+    was when the spare was taken (the caller holds both forks' locks and ``src``'s overlay
+    still, with its journal ending at ``journal``); the spare's path, else None (the
+    caller snapshots)."""
+    slink = spare_link(vault, src.fork)
+    sub = layers.link_target(vault.home_dir, slink)
+    if sub is None or not usable(vault) or _mounted(vault, src.fork):
+        return None
+    record = _read_record(sub)
+    if record is None or record.get("journal") != journal:
+        return None
+    key = state_key(src, journal)
+    if key is None or record.get("key") != key[0]:
+        return None
+    try:
+        os.rename(slink, link)
+    except OSError:
+        return None
+    return sub
+
+
+def _read_record(sub: str) -> dict[str, object] | None:
+    try:
+        with open(_record_path(sub, sub), encoding="utf-8") as fh:
+            got = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) else None
+
+
+def make(vault: SpareVault, fork: str) -> str | None:
+    """Give ``fork`` a spare (see the module), replacing one it no longer matches; its path,
+    or None when none can be made now (the next fork of ``fork`` then snapshots). Meant for
+    after a fork's answer: it costs a snapshot's transaction commit. It holds the source's
+    fork lock throughout (not waiting for it: a busy source gets no spare), so that a fork
+    that comes meanwhile waits for the spare and takes it, not for the spare's snapshot
+    and then for its own."""
+    from ..errors import AvfsError
+
+    if not usable(vault) or not vault.has_fork(fork):
+        return None
+    got: str | None = None
+    try:
+        for attempt in (0, 1):
+            with vault.lock(fork, wait_s=0):
+                src = vault.workspace(fork)
+                if vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
+                    return None
+                got, old = _make(vault, src)
+            if old is not None and old != got:
+                _delete(old)
+            if got != "tick" or attempt:
+                break
+            time.sleep(_TICK_S)
+    except (AvfsError, OSError, sqlite3.Error, layers.LayersUnavailable):
+        return None
+    return got if got != "tick" else None
+
+
+def _make(vault: SpareVault, src: Workspace) -> tuple[str | None, str | None]:
+    """:func:`make`'s work, under the source's lock: (the spare, or None, or "tick" when a
+    file of the source is as new as the clock: try again a tick later; the spare it
+    replaced, for the caller to delete)."""
+    slink = spare_link(vault, src.fork)
+    old = layers.link_target(vault.home_dir, slink)
+    _sweep(src.state_dir)
+    stamp = _clock(src.state_dir)
+    sub = layers.new_subvol_path(vault.home_dir)
+    # the snapshot with the overlay held still (and the fork lock held: no checkpoint is
+    # half-way), so that its key is what it holds. Its log and its record
+    # are made in the source just before, as a fork's carried log is: the snapshot's own
+    # transaction commit makes them durable in the spare, nothing is written there after
+    with src.overlay.still() as journal:
+        if journal is None:
+            return None, None
+        key = state_key(src, journal)
+        if key is None:
+            return None, None
+        if old is not None:
+            rec = _read_record(old)
+            if rec is not None and rec.get("key") == key[0] and rec.get("journal") == journal:
+                return old, None  # still the source's
+        if key[1] >= stamp:
+            return "tick", None
+        carried = changelog.carry_claim(src.state_dir, sub, changelog.SPARE_FORK, journal)
+        if carried is None:
+            return None, None
+        record = _record_path(src.state_dir, sub)
+        try:
+            with open(record, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": key[0], "journal": journal}))
+            layers.snapshot(src.state_dir, sub)
+        finally:
+            for p in (carried, record):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+    tmp = f"{slink}.{os.getpid()}.tmp"
+    try:
+        if _mounted(vault, src.fork):  # a mount started meanwhile: its writes may be in it
+            raise layers.LayersUnavailable("mounted")
+        os.makedirs(os.path.dirname(slink), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(os.path.relpath(sub, os.path.dirname(slink)), tmp)
+        os.replace(tmp, slink)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _delete(sub)
+        raise
+    return sub, old
+
+
+def _record_path(state_dir: str, sub: str) -> str:
+    """Where spare ``sub``'s record is, in ``state_dir`` (the source's, then the spare's):
+    named for the spare, so that a fork of a fork that took one is no spare itself."""
+    return os.path.join(state_dir, f"{RECORD}.{os.path.basename(sub)}")
+
+
+def _sweep(state_dir: str) -> None:
+    """Remove the records a killed maker left in a source (the killed one's carried log
+    goes with the next carry: :func:`.changelog.carry_claim`)."""
+    with contextlib.suppress(OSError), os.scandir(state_dir) as it:
+        for e in it:
+            if e.name.startswith(RECORD + "."):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+
+
+def _clock(d: str) -> int:
+    """The file system's clock now: the timestamp of a new file in ``d`` (removed again)."""
+    path = os.path.join(d, f"{RECORD}-clock.{os.getpid()}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return min(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _delete(sub: str) -> None:
+    with contextlib.suppress(OSError):
+        if layers.is_subvolume(sub):
+            layers.delete_subvolume(sub)
+
+
+def drop(vault: SpareVault, fork: str) -> bool:
+    """Remove ``fork``'s spare, if it has one (the fork is deleted, or ``gc``); True if so."""
+    slink = spare_link(vault, fork)
+    sub = layers.link_target(vault.home_dir, slink)
+    if sub is None:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(slink)
+    if layers.mounted(vault.home_dir):
+        _delete(sub)
+    return True
+
+
+def spares(vault: SpareVault) -> dict[str, str]:
+    """fork name -> its spare's state dir, for every spare link of the vault."""
+    root = os.path.join(vault.state_dir, SPARES)
+    try:
+        listed = sorted(os.listdir(root))
+    except OSError:
+        return {}
+    out = {}
+    for n in listed:
+        target = layers.link_target(vault.home_dir, os.path.join(root, n))
+        if target is not None:
+            out[names.from_fs_name(n)] = target
+    return out
