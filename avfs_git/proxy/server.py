@@ -109,6 +109,11 @@ class ExecServer:
         # layer stands aside while a command runs (fuse/warm.py), as it does for git
         self.on_request: Callable[[], None] | None = None
         self.heads: Any = None  # the vault's branches as inotify keeps them (refwatch.py)
+        from ..core.vaults import mounttable
+
+        # every request asks whether the fork's mount is there: the table is read again
+        # only when the kernel marked it changed
+        mounttable.keep()
         from .workers import Workers
 
         # requests (and the watch of their client) on threads kept between them, so what a
