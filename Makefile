@@ -36,8 +36,10 @@ $(STAMP): pyproject.toml | sysdeps
 compile: install
 	@$(BIN)/python -m compileall -q avfs_git
 
-# The console script: pip's, replaced by avfs's launcher (python -S: no site-packages scan
-# and .pth files on a call the resident server answers; avfs_git/cli/launcher.py), and the
+# The console script: pip's, replaced by avfs's launcher: a native program where a C compiler
+# is there (a call the resident server answers starts no Python; avfs_git/cli/launcher.c),
+# handing every other call to Python with -S (no site-packages scan and .pth files on the
+# calls that do not need them; avfs_git/cli/launcher.py), and the
 # bytecode compiled (with PYTHONDONTWRITEBYTECODE set, as on some machines, every call
 # would otherwise recompile what it imports).
 install: sysdeps $(STAMP)

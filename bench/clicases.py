@@ -1,13 +1,14 @@
 """Every frequent command end to end, against Python's own start-up (issue 31).
 
 An agent runs one ``avfs`` process per step, so what it waits for is the whole process:
-the console script (``make install``'s ``python -S`` launcher), the home's resident
+the console script (``make install``'s launcher: native, or ``python -S``), the home's resident
 server and the forked child that runs the command, or for `proxy exec` the mount's daemon.
 Each command here is timed as a subprocess on a 10k fork with 10 changes, interleaved
 with ``python -S -c pass`` of the same interpreter in the same rounds; the target is
 <= 2x that. The server is started and answering before the first timed round (every call
 after an agent's first is served). Where the figure is over, ``-X importtime`` of the
-call (``PYTHONPROFILEIMPORTTIME``: the launcher takes no flags) is kept in the results.
+call (``PYTHONPROFILEIMPORTTIME``: the launcher takes no flags) is kept in the results: none
+for a call the native launcher hands to the server (no Python starts in the caller).
 """
 
 from __future__ import annotations

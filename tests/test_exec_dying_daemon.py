@@ -84,3 +84,21 @@ def test_a_gone_process_is_dying() -> None:
     p = subprocess.Popen(["true"])
     p.wait()
     assert dying(p.pid) and not dying(os.getpid())
+
+
+def test_a_process_that_has_begun_to_exit_is_dying() -> None:
+    """A killed daemon's command line is empty once its memory is gone, which comes after
+    its task is marked exiting (PF_EXITING) and before its state is a zombie: in that
+    window it still looked alive and its socket still took the request."""
+    from avfs_git.cli.execclient import PF_EXITING, stat_dying
+
+    with open("/proc/self/stat", "rb") as fh:
+        line = fh.read()
+    assert not stat_dying(line)
+    head, _, rest = line.rpartition(b") ")
+    fields = rest.split(b" ")
+    exiting = head + b") " + b" ".join([*fields[:6], str(int(fields[6]) | PF_EXITING).encode(), *fields[7:]])
+    assert stat_dying(exiting)
+    assert stat_dying(head + b") Z " + b" ".join(fields[1:]))
+    assert stat_dying(b"1 (a) b) R")  # (a name with ") " in it, cut short)
+    assert not stat_dying(b"1 (a) b) S 1 2 3 4 5 4194560 7")

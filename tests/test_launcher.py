@@ -41,7 +41,7 @@ def _imports(stderr: bytes) -> list[str]:
 def _launcher(tmp_path: Path, python: str = sys.executable) -> str:
     path = tmp_path / "bin" / "avfs"
     path.parent.mkdir(exist_ok=True)
-    launcher.write(str(path), python=python)
+    launcher.write(str(path), python=python, native=False)
     return str(path)
 
 

@@ -197,8 +197,23 @@ def dying(pid: int) -> bool:
         return True
     finally:
         posix.close(fd)
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # after "pid (comm) "
-    return state in (b"Z", b"X", b"x", b"")
+    return stat_dying(stat)
+
+
+PF_EXITING = 0x4  # (include/linux/sched.h) set as a task starts to exit, before its memory goes
+
+
+def stat_dying(stat: bytes) -> bool:
+    """Whether a ``/proc/PID/stat`` line is of a process gone or ending: its state a zombie
+    or dead, or its flags saying it has begun to exit (the window in which its command line
+    is already empty, as killed, but its state not yet ``Z``)."""
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state, ppid, ... flags
+    if len(fields) < 7 or fields[0] in (b"Z", b"X", b"x"):
+        return True
+    try:
+        return bool(int(fields[6]) & PF_EXITING)
+    except ValueError:
+        return True
 
 
 def pass_signals_on(sock: "Any") -> "dict[int, Any]":

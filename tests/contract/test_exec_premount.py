@@ -148,7 +148,7 @@ def test_a_daemon_killed_between_calls_loses_nothing(
     assert _until(lambda: live["pid"] not in _daemons(home))
     fork.workspace("main").write("between.txt", b"written with no mount\n")
     second = _exec(home, backend, "--", "sh", "-c", "cat one.txt between.txt > both.txt")
-    assert second["success"], second
+    assert second["success"], (second["error"], second["result"], second["mount"])
     assert (second["mount"]["reused"], second["mount"]["kept_warm"]) == (False, True), second["mount"]
     (again,) = _listed(home, backend)
     assert again["pid"] != live["pid"] and again["state"] == "mounted"
