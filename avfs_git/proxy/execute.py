@@ -88,7 +88,7 @@ def execute(
     cleanup: list[Any] = []
     try:
         with _identity(req):
-            if premount is None and standbys is None:  # (a daemon serves its own live mount)
+            if premount is None and (standbys is None or not standbys.daemon):  # (a daemon: its own mount)
                 premount = begin(home, vault, fork, req)
             if premount is not None:
                 cleanup.append(premount.release)  # the last cleanup
@@ -403,4 +403,13 @@ def exec_in(
             stdin=feed,
             confine=confine,
         )
-        return execute(home, ws.vault, ws.fork, req)
+        from .standby import for_api
+
+        # the next call's sandbox made ready (once this one has answered), as a daemon does
+        standbys = for_api(ws.vault.state_dir, ws.fork) if stdin is None else None
+        after: list[Callable[[], None]] = []
+        res = execute(home, ws.vault, ws.fork, req, after=after, standbys=standbys)
+        for fn in after:  # the audit record's fsync, the next sandbox asked for
+            with contextlib.suppress(Exception):
+                fn()
+        return res

@@ -162,7 +162,10 @@ class Standbys:
     sandbox dies with the thread that started it: ``--die-with-parent``) and ends a ready
     one when its mount is unmounted."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, daemon: bool = True) -> None:
+        # a mount's daemon serving its own live mount (else the API's, for a fork mounted by
+        # a daemon: its call still starts the mount when there is none; see :func:`for_api`)
+        self.daemon = daemon
         self._lock = threading.Lock()
         self._ready: Standby | None = None
         self._want: Sandbox | None = None
@@ -315,3 +318,30 @@ def _mounted(path: str) -> bool:
     from ..core.vaults.registry import mounted_at
 
     return mounted_at(path)
+
+
+# the API's ready sandboxes, one set per fork a process ran `exec_in` in (state dir, fork)
+_api: dict[tuple[str, str], Standbys] = {}
+_api_lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    # a forked child has none of their threads: it makes its own
+    _api.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def for_api(state_dir: str, fork: str) -> Standbys | None:
+    """The sandboxes kept ready for this process' next ``exec_in`` in ``fork`` (MCP's
+    ``exec`` is the same call): as a mount's daemon keeps one for the CLI's next call, so an
+    agent driving avfs through the API does not set a sandbox up on every command either.
+    None where no waiter can run (no Perl)."""
+    if not available():
+        return None
+    with _api_lock:
+        got = _api.get((state_dir, fork))
+        if got is None:
+            got = _api[(state_dir, fork)] = Standbys(daemon=False)
+        return got
