@@ -494,12 +494,13 @@ def main(argv: list[str] | None = None) -> int:
     if "--idle" in args:
         idle = float(args[args.index("--idle") + 1])
     os.chdir("/")  # never keep the caller's directory (a mount) busy
+    # before the server is there to find: its children are then its calls' and spares' alone
+    _probe_sandbox()
     server = Server(os.path.abspath(home), idle)
     lsock = server.bind()
     if lsock is None:
         return 0
     prewarm.load()
-    _probe_sandbox()
     # the imported objects stay where they are: a collection in a child would otherwise
     # walk (and so copy, page by page) the whole heap it shares with this process
     gc.collect()
