@@ -328,14 +328,12 @@ def _hidden_bwrap_path(tmp_path: Path) -> str:
 @pytest.fixture
 def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     path = _hidden_bwrap_path(tmp_path)
-    monkeypatch.setenv("PATH", path)
-    confine.bwrap_path.cache_clear()
+    monkeypatch.setenv("PATH", path)  # (bwrap is looked for once per PATH)
     try:
         assert confine.unavailable() == confine.NOT_INSTALLED
         yield path
     finally:
         monkeypatch.undo()
-        confine.bwrap_path.cache_clear()
 
 
 def test_without_bwrap_a_confined_command_is_refused(home, fork, preload, no_bwrap, tmp_path):

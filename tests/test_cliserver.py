@@ -590,3 +590,42 @@ def test_a_served_call_s_process_lets_go_of_the_caller_s_streams_before_its_afte
         for fd in (go_w, out_r, ready_r):
             os.close(fd)
         os.waitpid(pid, 0)
+
+
+_PROBED = """
+import json, os, sys
+from avfs_git.cli import resident
+from avfs_git.proxy import confine
+resident._probe_sandbox()
+server = confine._probe_at.cache_info().misses
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:  # a served call's process: its caller's environment, with the server's PATH
+    os.close(r)
+    why = confine.unavailable()
+    other = os.environ["PATH"] = sys.argv[1]  # a caller whose PATH has no bwrap
+    out = {"why": why, "probes": confine._probe_at.cache_info().misses - server,
+           "other": confine.unavailable()}
+    os.write(w, json.dumps(out).encode())
+    os._exit(0)
+os.close(w)
+data = os.read(r, 65536)
+os.waitpid(pid, 0)
+print(json.dumps({"server": server, **json.loads(data)}))
+"""
+
+
+def test_a_served_call_finds_bubblewrap_probed_by_the_server_for_its_path(tmp_path: Path) -> None:
+    """The resident server probes bubblewrap once (a sandbox of its own) before it forks
+    calls: a call that plans a sandbox (the first `proxy exec` on a fork that is not
+    mounted) runs none of its own. bwrap is looked for on the call's own PATH: one where
+    there is none gets no sandbox, never the server's answer."""
+    _need_bwrap()
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-c", _PROBED, str(empty)], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    got = json.loads(r.stdout)
+    assert got["server"] == 1 and got["why"] is None
+    assert got["probes"] == 0, got  # no bwrap run in the call's process
+    assert got["other"] == "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"

@@ -489,6 +489,20 @@ def _wal_grown() -> list[str]:
     return sorted(grown)
 
 
+def _probe_sandbox() -> None:
+    """bubblewrap's probe (a sandbox of its own: ~15 ms of processes, 50-60 under load),
+    made here once for this server's ``PATH``: the process of a call that plans a sandbox
+    (the first ``proxy exec`` on a fork that is not mounted) is forked from this one and
+    finds the answer made; one whose caller's ``PATH`` finds another ``bwrap`` (or none)
+    looks for itself (:func:`..proxy.confine.bwrap_path`)."""
+    try:
+        from ..proxy import confine
+
+        confine.unavailable()
+    except Exception:
+        pass  # the call's process probes, as without this
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m avfs_git.cli.resident --home HOME [--idle S] [--foreground]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -500,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--idle" in args:
         idle = float(args[args.index("--idle") + 1])
     os.chdir("/")  # never keep the caller's directory (a mount) busy
+    # before the server is there to find: its children are then its calls' and spares' alone
+    _probe_sandbox()
     server = Server(os.path.abspath(home), idle)
     lsock = server.bind()
     if lsock is None:

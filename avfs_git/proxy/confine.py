@@ -139,17 +139,26 @@ NOT_INSTALLED: Final = "bubblewrap is not installed (the `bwrap` program; Debian
 INSTALL_HINT: Final = "install bubblewrap (`apt-get install bubblewrap`; `dnf install bubblewrap`)"
 
 
-@functools.cache
 def bwrap_path() -> str | None:
-    """Where ``bwrap`` is (looked up once per process)."""
-    return shutil.which("bwrap")
+    """Where ``bwrap`` is on this process's ``PATH`` now (looked up once per ``PATH``: the
+    resident CLI server's calls each run with their caller's)."""
+    return _which(os.environ.get("PATH"))
 
 
 @functools.cache
+def _which(path: str | None) -> str | None:
+    return shutil.which("bwrap", path=path)
+
+
 def _probe() -> str | None:
     bwrap = bwrap_path()
-    if bwrap is None:
-        return NOT_INSTALLED
+    return NOT_INSTALLED if bwrap is None else _probe_at(bwrap)
+
+
+@functools.cache
+def _probe_at(bwrap: str) -> str | None:
+    """Whether ``bwrap`` makes a sandbox here: run once per process and program (a process
+    forked after it, a served call's, has the answer: :func:`avfs_git.cli.resident.main`)."""
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", true]  # fmt: skip
@@ -164,8 +173,8 @@ def _probe() -> str | None:
 
 
 def unavailable() -> str | None:
-    """Why no bwrap sandbox can be made here (None: it can). Probed once per process (and
-    looked for again when :func:`bwrap_path`'s cache is cleared)."""
+    """Why no bwrap sandbox can be made here (None: it can). Probed once per process and
+    ``bwrap`` found on the ``PATH``."""
     if bwrap_path() is None:
         return NOT_INSTALLED
     return _probe()

@@ -86,7 +86,8 @@ def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
 
 
 class ExecServer:
-    """Serves ``proxy exec`` requests for one mounted fork, one thread per request."""
+    """Serves ``proxy exec`` requests for one mounted fork, each on a thread of its own
+    (:mod:`.workers`: kept between requests)."""
 
     def __init__(self, home: Home, vault: Vault, fork: str) -> None:
         self.home = home
@@ -108,6 +109,16 @@ class ExecServer:
         # layer stands aside while a command runs (fuse/warm.py), as it does for git
         self.on_request: Callable[[], None] | None = None
         self.heads: Any = None  # the vault's branches as inotify keeps them (refwatch.py)
+        from ..core.vaults import mounttable
+
+        # every request asks whether the fork's mount is there: the table is read again
+        # only when the kernel marked it changed
+        mounttable.keep()
+        from .workers import Workers
+
+        # requests (and the watch of their client) on threads kept between them, so what a
+        # request opens per thread (SQLite connections, the git repository) stays open
+        self.workers = Workers("avfs-exec")
 
     def start(self, *, warm: bool = True) -> None:
         """Serve requests from now on; ``warm``: first load what a request needs
@@ -142,7 +153,7 @@ class ExecServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handle, args=(conn,), name="avfs-exec", daemon=True).start()
+            self.workers.run(self._handle, conn)
 
     def _handle(self, conn: socket.socket) -> None:
         fds: list[int] = []
@@ -331,7 +342,7 @@ class ExecServer:
         from .runner import Stop
 
         cancel = Stop()
-        threading.Thread(target=_watch_client, args=(conn, cancel), daemon=True).start()
+        self.workers.run(_watch_client, conn, cancel)
         res = execute(
             self.home, self.vault, self.fork, request, cancel=cancel, after=after, standbys=self.standbys
         )
@@ -343,6 +354,7 @@ class ExecServer:
             self.sock.close()
         except OSError:
             pass
+        self.workers.close()
         if self.heads is not None:
             self.heads.close()
         if self.standbys is not None:

@@ -270,3 +270,24 @@ def test_the_count_of_changes_follows_every_writer_without_a_walk(vault, live):
     git = ["git", "-C", live.mountpoint, "-c", "user.name=a", "-c", "user.email=a@example.invalid"]
     subprocess.run([*git, "commit", "-qam", "in the mount"], check=True, capture_output=True)
     assert count() == 0
+
+
+def test_warm_calls_are_served_on_threads_kept_between_them(live):
+    """A request, and the watch of its client, runs on a thread an earlier request used
+    when one is idle (proxy/workers.py), so what a thread opened (the overlay's SQLite
+    connection, the git repository) stays open for the next call. Seen from a command run
+    on the host (``--host writable``), which lists the daemon's threads while its request's
+    thread is alive: a thread per request shows a new one in every call."""
+    seen: set[str] = set()
+    new: list[set[str]] = []
+    for _ in range(6):
+        doc = _exec("--host", "writable", "--", "ls", f"/proc/{live.pid}/task")
+        assert doc["exit_code"] == 0, doc
+        tids = set(doc["result"]["stdout"].split())
+        new.append(tids - seen)
+        seen |= tids
+    assert new[0]  # (the first call lists the daemon's threads)
+    assert set() in new[2:], new  # a later call started no thread: it took kept ones
+    # a command run after the mount's threads were kept still gets its own sandbox, as before
+    doc = _exec("--", "sh", "-c", "echo $$")
+    assert doc["confinement"]["kind"] == "bwrap" and int(doc["result"]["stdout"]) <= 3

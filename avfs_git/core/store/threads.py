@@ -7,7 +7,7 @@ FUSE request opened a new SQLite connection and git repository (~1 ms: an uncach
 thread id instead, which stays the same for the life of the thread, and checks that the
 namespace found is the calling thread's own (its :class:`threading.Thread`): an id is
 reused by a later thread once its thread ended (libfuse starts and ends worker threads as
-load comes and goes, the mount daemon a thread per ``proxy exec`` request), and a thread
+load comes and goes, the mount daemon its ``proxy exec`` threads when idle), and a thread
 that took over an ended thread's namespace was never registered, so a third thread took
 it for ended and closed its SQLite connection under it (the daemon segfaulted in
 ``sqlite3_last_insert_rowid``, or in the statement cache's dict).

@@ -386,16 +386,34 @@ def place(home_path: str, cwd: str) -> str | None:
 # -- liveness --------------------------------------------------------------------------------
 
 
+# a table kept open by a process that asks often (:func:`.mounttable.keep`: a mount's daemon)
+_KEPT: list[Any] = [None]
+
+
+def keep_table(table: Any) -> None:
+    """Answer :func:`mounted_at` from ``table.read()`` in this process from now on."""
+    _KEPT[0] = table
+
+
+def kept_table() -> Any:
+    return _KEPT[0]
+
+
 def mounted_at(mountpoint: str) -> bool:
     """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts, searched as
     bytes for the mount point as the kernel escapes it, as a line's second field; the mount
-    point itself is never touched, so a dead FUSE mount cannot hang the question)."""
+    point itself is never touched, so a dead FUSE mount cannot hang the question). Read
+    again only when it changed where this process keeps it open (:mod:`.mounttable`)."""
     target = os.fsencode(os.path.realpath(mountpoint))
     for raw, esc in ((b"\\", b"\\134"), (b" ", b"\\040"), (b"\t", b"\\011"), (b"\n", b"\\012")):
         target = target.replace(raw, esc)
     try:
-        with open("/proc/self/mounts", "rb") as fh:
-            table = fh.read()
+        kept = _KEPT[0]
+        if kept is not None:
+            table = kept.read()
+        else:
+            with open("/proc/self/mounts", "rb") as fh:
+                table = fh.read()
     except OSError:
         return False
     at = table.find(needle := b" " + target + b" ")
