@@ -77,6 +77,7 @@ ENVIRONMENT_READS = {
     "core/store/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/placement.py": "the environment a command inherits when the request carries none",
     "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
+    "proxy/confine.py": "PATH: where bwrap is, looked up per PATH (a call the resident server forks runs with its caller's)",
     "ops/mounts.py": "PATH: is fusermount3 there",
     "ops/daemonstart.py": "the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME/FUSE_LIBRARY_PATH for mfusepy (fuse/libs.py; a write, for the library)",
