@@ -9,8 +9,10 @@ in ``sqlite3_last_insert_rowid`` and in the statement cache's dict.
 from __future__ import annotations
 
 import _thread
+import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from avfs_git.core.store.threads import ThreadSlots
@@ -45,9 +47,6 @@ def _round(slots: ThreadSlots, db: str) -> tuple[bool, bool, dict[str, Any]]:
         ns["conn"] = sqlite3.connect(db, check_same_thread=False)
         first["ident"], first["ns"] = threading.get_ident(), ns
 
-    t = threading.Thread(target=use_and_end)
-    t.start()
-    t.join()
     hold, release = threading.Event(), threading.Event()
     seen: dict[str, Any] = {}
 
@@ -65,8 +64,26 @@ def _round(slots: ThreadSlots, db: str) -> tuple[bool, bool, dict[str, Any]]:
         except sqlite3.ProgrammingError:  # closed under it
             seen["kept"] = False
 
-    waiter = threading.Thread(target=_in_unregistered_thread, args=(later,))
+    # the thread that starts the unregistered one is made first, so that the ended
+    # thread's stack (its id) is the one free when the unregistered thread is made
+    go = threading.Event()
+
+    def start_later() -> None:
+        go.wait(10)
+        _in_unregistered_thread(later)
+
+    waiter = threading.Thread(target=start_later)
     waiter.start()
+    t = threading.Thread(target=use_and_end)
+    t.start()
+    t.join()
+    # join returns once the thread's Python is done, before the kernel has ended the task:
+    # glibc hands its stack (and so its id) to a new thread only once the kernel cleared
+    # the ended task's tid
+    end = time.monotonic() + 10
+    while os.path.exists(f"/proc/self/task/{t.native_id}") and time.monotonic() < end:
+        time.sleep(0.001)
+    go.set()
     assert hold.wait(10)
     other = threading.Thread(target=slots.ns)  # a new thread's first slot drops the ended ones'
     other.start()
