@@ -95,6 +95,33 @@ static int put_sized(buf_t *b, char type, const char *s, size_t n) {
     return put(b, &type, 1) || put_u32(b, (uint32_t)n) || put(b, s, n);
 }
 
+/* ``msg`` whole on ``sock``, the ``n`` descriptors ``fds`` passed with its first part
+ * (SCM_RIGHTS; none when n is 0); -1 when it did not all go (the peer read none of it
+ * whole: nobody ran it) */
+static int send_with_fds(int sock, const buf_t *msg, const int *fds, int n) {
+    char control[CMSG_SPACE(3 * sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct iovec iov = {.iov_base = msg->p, .iov_len = msg->len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n > 0 && n <= 3) {
+        mh.msg_control = control;
+        mh.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
+    }
+    ssize_t sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    size_t off = sent > 0 ? (size_t)sent : 0;
+    while (sent >= 0 && off < msg->len) { /* the rest of a long message */
+        sent = send(sock, msg->p + off, msg->len - off, MSG_NOSIGNAL);
+        if (sent < 0 && errno == EINTR) sent = 0;
+        else if (sent > 0) off += (size_t)sent;
+    }
+    return sent < 0 ? -1 : 0;
+}
+
 /* a str: marshal's 'u' (UTF-8; callers pass ASCII only) */
 static int put_str(buf_t *b, const char *s) { return put_sized(b, 'u', s, strlen(s)); }
 
@@ -605,28 +632,8 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
         close(sock);
         return;
     }
-    int fds[1] = {0};
-    char control[CMSG_SPACE(sizeof fds)];
-    memset(control, 0, sizeof control);
-    struct iovec iov = {.iov_base = msg.p, .iov_len = msg.len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (stdin_fd) {
-        mh.msg_control = control;
-        mh.msg_controllen = sizeof control;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof fds);
-        memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    }
-    ssize_t sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    size_t off = sent > 0 ? (size_t)sent : 0;
-    while (sent >= 0 && off < msg.len) {
-        sent = send(sock, msg.p + off, msg.len - off, MSG_NOSIGNAL);
-        if (sent < 0 && errno == EINTR) sent = 0;
-        else if (sent > 0) off += (size_t)sent;
-    }
-    if (sent < 0) { /* not delivered whole: nobody ran it */
+    int fd0 = 0;
+    if (send_with_fds(sock, &msg, &fd0, stdin_fd ? 1 : 0) != 0) { /* not delivered whole: nobody ran it */
         close(sock);
         return;
     }
@@ -718,27 +725,7 @@ int main(int argc, char **argv) {
         run_python(argc, argv, NULL);
     }
     int fds[3] = {0, 1, 2};
-    char control[CMSG_SPACE(sizeof fds)];
-    memset(control, 0, sizeof control);
-    struct iovec iov = {.iov_base = msg.p, .iov_len = msg.len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    /* the rest of a long request after the first part carried the descriptors */
-    ssize_t sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    size_t off = sent > 0 ? (size_t)sent : 0;
-    while (sent >= 0 && off < msg.len) {
-        sent = send(sock, msg.p + off, msg.len - off, MSG_NOSIGNAL);
-        if (sent < 0 && errno == EINTR) {
-            sent = 0;
-            continue;
-        }
-        if (sent > 0) off += (size_t)sent;
-    }
-    if (sent < 0) {
+    if (send_with_fds(sock, &msg, fds, 3) != 0) {
         close(sock);
         run_python(argc, argv, NULL);
     }
