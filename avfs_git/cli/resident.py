@@ -374,7 +374,6 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
         for sig in (*RELAYED, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)  # (blocked across the fork)
         for i, fd in enumerate(fds):
             os.dup2(fd, i)
         answer = os.dup2(conn.fileno(), 3, inheritable=False)
@@ -393,6 +392,10 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spa
 
         opened: list[Any] = []
         try:
+            # the relayed signals, blocked across the fork, are let in once the command can
+            # answer them: a Ctrl-C in the set-up above (the caller's stdin already this
+            # process's) is the command's interruption, not an exit with no answer
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
             code = click_main(list(req["argv"]), opened=opened)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
