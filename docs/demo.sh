@@ -7,8 +7,9 @@ AVFS="${AVFS_BIN:-avfs}"
 WORK="$(mktemp -d -t avfs-demo.XXXXXX)"
 export AVFS_HOME="$WORK/home"
 # the home's layers file system (a loop-mounted btrfs image, where root can make one) is
-# unmounted before the home is removed
-trap 'umount "$WORK/home/layers" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# unmounted before the home is removed, once the home's warm server has stopped (a command
+# it ran may still be finishing what it does after its answer: a fork's next snapshot)
+trap '"$AVFS" server stop >/dev/null 2>&1 || true; umount "$WORK/home/layers" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # colour only for a terminal, and never under NO_COLOR (https://no-color.org)
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then

@@ -629,3 +629,35 @@ def test_a_served_call_finds_bubblewrap_probed_by_the_server_for_its_path(tmp_pa
     assert got["server"] == 1 and got["why"] is None
     assert got["probes"] == 0, got  # no bwrap run in the call's process
     assert got["other"] == "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
+
+
+def test_server_stop_returns_once_the_commands_it_runs_have_ended(
+    served: Any, home: Home, vault: Vault
+) -> None:
+    """`avfs server stop` says the commands it runs finish first: it returns once nothing
+    of the server holds the home (a script that removes the home right after, as the demo
+    does, found its file system busy while a command still finished its work)."""
+    on, _off = served
+    p = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "write", "late.txt", "--stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=on,
+    )
+    assert p.stdin is not None
+    pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
+    _wait_for(lambda: _reader(home.path, pipe) is not None)  # the served command runs
+    child = _reader(home.path, pipe)
+    assert child is not None
+    stop = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", "server", "stop"], env=on, stdout=subprocess.DEVNULL
+    )
+    time.sleep(1.0)
+    assert stop.poll() is None, "server stop returned while a command it ran was still running"
+    p.stdin.write(b"written before the stop\n")
+    p.stdin.close()
+    assert p.wait(60) == 0
+    assert stop.wait(60) == 0
+    assert _gone(child) and not _answers(home.path)
+    assert vault.workspace("main").read("late.txt") == b"written before the stop\n"

@@ -223,11 +223,24 @@ class Server:
         self.leave()
 
     def leave(self) -> None:
-        """End the spare; remove the socket and the pid file, when they are still this
-        server's."""
+        """End the spare, let the calls' processes finish (what a command does after its
+        answer included: a fork's next snapshot, a WAL written back; at most 30 s), then
+        remove the socket and the pid file, when they are still this server's: `avfs server
+        stop` returns once nothing of the server holds the home."""
         if self.spare is not None:
             self.spare.discard()
             self.spare = None
+        ending = select.poll()
+        # their pidfds, readable once the process has ended (not `avfs server stop`'s own,
+        # which waits for this server to be gone)
+        pending = {pidfd for pidfd, call in self.children.items() if not call.server}
+        for pidfd in pending:
+            ending.register(pidfd, select.POLLIN)
+        deadline = time.monotonic() + 30.0
+        while pending and time.monotonic() < deadline:
+            for pidfd, _ in ending.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                ending.unregister(pidfd)
+                pending.discard(pidfd)
         self.code.close()
         if self.still_mine():
             for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
@@ -292,7 +305,8 @@ class Server:
                 pidfd = os.pidfd_open(pid)
             self.served += 1
             _send(conn, {"started": pid})
-            self.children[pidfd] = _Call(conn, pid, ctl)
+            argv = req.get("argv")
+            self.children[pidfd] = _Call(conn, pid, ctl, _server_call(argv if isinstance(argv, list) else []))
             return pidfd
         except (OSError, ValueError, EOFError, ConnectionError):
             return None
@@ -306,12 +320,20 @@ class _Call:
     and the server's end of the pair that process reports on once it has answered (closed
     then)."""
 
-    __slots__ = ("conn", "ctl", "pid")
+    __slots__ = ("conn", "ctl", "pid", "server")
 
-    def __init__(self, conn: socket.socket, pid: int, ctl: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, pid: int, ctl: socket.socket, server: bool = False) -> None:
         self.conn = conn
         self.pid = pid
         self.ctl = ctl
+        self.server = server  # `avfs server ...`: its stop waits for this server to go
+
+
+def _server_call(argv: list[str]) -> bool:
+    """Whether a call's arguments are `avfs [global options] server ...`."""
+    from .client import _rest
+
+    return _rest([str(a) for a in argv])[1][:1] == ["server"]
 
 
 def _fork(
