@@ -209,7 +209,7 @@ def test_a_process_is_known_by_its_name_or_command_line(tmp_path: Path) -> None:
     """A process named as a mount daemon names itself is one whatever its command line;
     the server, whose command line names avfs and the home, is none."""
     named = subprocess.Popen(
-        [sys.executable, "-c", "from avfs_git.fuse.forked import name_process; name_process(); input()"],
+        [sys.executable, "-c", "from avfs_git.fuse.libs import name_process; name_process(); input()"],
         stdin=subprocess.PIPE,
     )
     server = subprocess.Popen(

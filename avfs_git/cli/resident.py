@@ -327,7 +327,7 @@ class Server:
         if req.get("stamp") != self.stamp or self.code.changed():
             why_not = "another avfs"
             self.idle_s = 0
-        warmdaemon.serve(conn, req, fds, why_not, self.fuse)
+        _send(conn, warmdaemon.serve(req, fds, why_not, self.fuse))
         self.last = time.monotonic()
 
 

@@ -125,13 +125,11 @@ def ask(sock_path: str, args: list[str], env: dict[str, str], log_path: str) -> 
     return pid, r
 
 
-def serve(conn: socket.socket, req: dict[str, Any], fds: list[int], why_not: str | None, fuse: Any) -> None:
-    """Answer a daemon request ``req`` (its fds ``fds``, closed by the caller): fork the
-    daemon, unless ``why_not`` (the server's reason to decline: its code changed) or the
-    request does not fit this server (``fuse``: the libfuse :func:`load` chose, None
+def serve(req: dict[str, Any], fds: list[int], why_not: str | None, fuse: Any) -> dict[str, Any]:
+    """The answer to a daemon request ``req`` (its fds ``fds``, closed by the caller): the
+    daemon forked, unless ``why_not`` (the server's reason to decline: its code changed) or
+    the request does not fit this server (``fuse``: the libfuse :func:`load` chose, None
     when it did not load)."""
-    from .resident import _send
-
     args, env, umask = req.get("daemon"), req.get("env"), req.get("umask")
     if why_not is None and not (
         isinstance(args, list)
@@ -149,7 +147,7 @@ def serve(conn: socket.socket, req: dict[str, Any], fds: list[int], why_not: str
         pid = _fork(list(args), dict(env), int(umask), fds[0], fds[1])  # type: ignore[arg-type]
         if pid is None:
             why_not = "fork"
-    _send(conn, {"pid": pid} if pid is not None else {"fallback": why_not})
+    return {"pid": pid} if pid is not None else {"fallback": why_not}
 
 
 def _fork(args: list[str], env: dict[str, str], umask: int, ready: int, log: int) -> int | None:

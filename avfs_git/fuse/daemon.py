@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     core_dumps = _no_core_dumps()
-    from .forked import name_process
-    from .libs import preset
+    from .libs import name_process, preset
 
     name_process()  # what says it is a mount daemon, whatever its command line
     preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)

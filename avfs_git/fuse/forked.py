@@ -10,7 +10,7 @@ never returns into the server's code.
 
 What the daemon is then is what an exec'd one is, but for its command line (the server's)
 and its imports (made before): its process named :data:`..core.vaults.daemonproc.DAEMON_NAME`
-(what says it is a mount daemon, :func:`name_process`; the exec'd one names itself too),
+(what says it is a mount daemon, :func:`.libs.name_process`; the exec'd one names itself too),
 not a session leader but in a session of its own, fd 0 on ``/dev/null``, 1 and 2 on its
 log, 3 its readiness pipe and nothing else open, the signal dispositions and mask of a new
 Python process, the environment the starter made (``ops/daemonstart._daemon_env``), cwd
@@ -23,28 +23,14 @@ with ``os._exit``), so no finaliser closes a descriptor number the daemon has si
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
 from typing import Any
 
-from ..core.vaults.daemonproc import DAEMON_NAME
+from .libs import name_process
 
-PR_SET_NAME = 15  # linux/prctl.h
 READY_FD = 3  # where the forked daemon has its readiness pipe
-
-
-def name_process() -> None:
-    """Name this process :data:`DAEMON_NAME` (its main thread's name, ``/proc/PID/comm``,
-    which the threads it starts after inherit): how the registry, ``doctor`` and
-    ``mount_holders`` tell a mount daemon whatever its command line."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        prctl.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        prctl(PR_SET_NAME, DAEMON_NAME.encode(), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # no prctl: an exec'd daemon is still known by its command line
 
 
 def _signals_as_new() -> None:
@@ -77,6 +63,21 @@ def _descriptors(ready: int, log: int) -> None:
     os.closerange(READY_FD + 1, 1 << 20)
 
 
+def _ending() -> None:
+    """What an interpreter's own exit does for the daemon once its ``main`` has returned:
+    wait for the threads that are not daemon threads (a removal in the background,
+    mount/untracked.py), then free what the daemon left in reference cycles (its
+    databases' connections close, and with the last, their WALs are written back). Not the
+    rest of the interpreter's finalisation, which would free the server's objects too."""
+    import gc
+    import threading
+
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            t.join()
+    gc.collect()
+
+
 def become(argv: list[str], env: dict[str, str], umask: int, ready: int, log: int, report: int) -> Any:
     """In the fork that is to be the daemon: name it, tell the server its pid on ``report``
     (a pipe), become a clean process (above) and run the daemon's ``main`` with ``argv``
@@ -100,6 +101,7 @@ def become(argv: list[str], env: dict[str, str], umask: int, ready: int, log: in
         from .daemon import main
 
         code = main(sys.argv[1:])
+        _ending()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
