@@ -5,12 +5,13 @@ tree in the same run (docs/benchmarks.md, "Mount daemons forked warm").
 
 Each side has a home of its own (a 50-file fork), its server started before the rounds;
 the rounds alternate which side goes first; each call is timed from the caller (wall), with
-the CPU of the caller's process and of the daemon from its start until the call returned
+the CPU of the caller's process, of the server for the call (its own and its reaped
+children's, the call's process among them), and of the daemon from its start until the call returned
 (``/proc/PID/stat``; a forked daemon's count starts at its fork). Every mount is unmounted
 after, untimed.
 
 Run: ``.venv/bin/python -m bench.warmdaemonab --baseline SRC [--rounds N]``; the result
-goes to ``bench/results/warmdaemon-<time>.json`` and its medians are printed.
+goes to ``bench/results/warmd-ab-<time>.json`` and its medians are printed.
 """
 
 from __future__ import annotations
@@ -49,14 +50,32 @@ def _avfs(py: list[str], env: dict[str, str], *args: str) -> str:
     return subprocess.run([*py, *args], env=env, check=True, capture_output=True, text=True).stdout
 
 
+def _reaped_cpu_s(pid: int) -> float:
+    """The CPU of process ``pid`` and of the children it has reaped (utime + stime + cutime
+    + cstime): for the home's server, its own (a fork of the daemon included) and its
+    calls' processes' (and a forked daemon's first, short-lived parent's)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(py: list[str], env: dict[str, str], vault: str, args: list[str]) -> dict[str, float]:
-    cpu0, t0 = _children_cpu(), time.perf_counter()
+    server = int((Path(env["AVFS_HOME"]) / "run" / "cli.pid").read_text())
+    served0, cpu0, t0 = _reaped_cpu_s(server), _children_cpu(), time.perf_counter()
     _avfs(py, env, *args)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    time.sleep(0.05)  # (the call's process ends, and is reaped, just after its answer)
+    served = _reaped_cpu_s(server) - served0
     record = Path(env["AVFS_HOME"]) / "vaults" / f"{vault}.git" / "avfs" / "mounts" / "f.json"
     pid = json.loads(record.read_text())["pid"]
     forked = b"avfs_git.fuse.daemon" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    return {"wall": wall, "caller_cpu": cpu, "daemon_cpu": _cpu_s(pid), "forked": float(forked)}
+    return {
+        "wall": wall,
+        "caller_cpu": cpu,
+        "served_cpu": served,
+        "daemon_cpu": _cpu_s(pid),
+        "forked": float(forked),
+    }
 
 
 def _setup(py: list[str], env: dict[str, str]) -> None:
@@ -106,8 +125,11 @@ def main() -> None:
                 for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
                     rounds[side].append(_round(py, envs[side]))
         finally:
+            from avfs_git.core.vaults import layers
+
             for side in trees:
                 subprocess.run([*py, "server", "stop"], env=envs[side], capture_output=True)
+                layers.unmount(envs[side]["AVFS_HOME"])  # (its image's file system: the mount test's)
             os.chdir(ROOT)
     median: dict[str, Any] = {
         s: {c: {k: statistics.median(r[c][k] for r in rs) for k in rs[0][c]} for c in CASES}
@@ -121,7 +143,7 @@ def main() -> None:
         "median": median,
         "per_round": rounds,
     }
-    out = ROOT / "bench" / "results" / time.strftime("warmdaemon-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out = ROOT / "bench" / "results" / time.strftime("warmd-ab-%Y%m%dT%H%M%SZ.json", time.gmtime())
     out.write_text(json.dumps(result, indent=2) + "\n")
     json.dump({"median": median, "load": result["load_average_before_after"]}, sys.stdout, indent=2)
     print()
