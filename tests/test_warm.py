@@ -17,6 +17,8 @@ from avfs_git.core.workspace.hookwire import ask
 from avfs_git.fuse import warm
 from avfs_git.mount.hooksocket import HookServer
 
+from .contract.test_daemon_start import _walks
+
 
 def _tree(root: Path) -> int:
     """A tree of directories (and files, and a symbolic link to a directory, not followed);
@@ -159,22 +161,6 @@ def test_another_process_s_request_pauses_the_walk_the_walk_s_own_do_not(tmp_pat
     assert walk.proc.wait(timeout=30) == 0
     with os.fdopen(r) as fh:
         assert int(fh.read()) == 0
-
-
-def _walks(daemon: int) -> list[int]:
-    """The daemon's children that are its walk of the lower layer."""
-    out = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == daemon and any(a.endswith(b"fuse/warm.py") for a in argv):
-            out.append(int(pid))
-    return out
 
 
 def test_a_mount_s_walk_waits_while_another_process_uses_the_mount(home, vault, tmp_path, monkeypatch):
