@@ -273,8 +273,8 @@ class Mount:
             on_view=None if overlay else self.on_view,
             wake_fd=self.wake_fd,
         )
-        if self.record.get("kept_warm"):
-            self.ops.count_calls = True  # its use: the FUSE calls it serves (FastFUSE counts)
+        self.ops.count_calls = bool(self.record.get("kept_warm"))  # its use: the calls served
+        self.ops.walk = self.warm if overlay else None  # stands aside for others' calls (warm.py)
         # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
         try:

@@ -177,6 +177,18 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
                 return inner(func, *args, **kw)
 
             setattr(self, "_wrapper", counted)  # noqa: B010 - read by mfusepy as it builds the callbacks
+        walk = getattr(operations, "walk", None)
+        if walk is not None:
+            # an overlay's walk of its lower layer (fuse/warm.py) stands aside while another
+            # process uses the mount: each request's process is told to it until it is over
+            inner_w = getattr(self, "_wrapper")  # noqa: B009 - the ones above, or mfusepy's own
+
+            def watched(func: Any, *args: Any, **kw: Any) -> Any:
+                if not walk.over:
+                    walk.asked_by(fuse.fuse_get_context()[2])
+                return inner_w(func, *args, **kw)
+
+            setattr(self, "_wrapper", watched)  # noqa: B010 - read by mfusepy as it builds the callbacks
         # directory listings are kept by the kernel across opens in every view: directories
         # are opened by the kernel itself when possible (install_kernel_opendir; listings then
         # go by offset, readdir_fuse_3), else opened here with listings marked cacheable
