@@ -26,6 +26,7 @@ from avfs_git.core.vaults.registry import mounted_at
 from avfs_git.core.vaults.vault import Vault
 
 from .test_cliserver import _answers, _run, _server_pid, _wait_for
+from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
 
 
@@ -189,6 +190,27 @@ def test_a_forked_daemon_killed_is_cleaned_up(server: Any, home: Home, vault: Va
         assert Path(again["mountpoint"], "a.txt").read_bytes() == b"one\n"
         code, _, err = _run("unmount", env=on)
         assert code == 0, err
+
+
+def test_the_first_proxy_exec_on_a_fork_not_mounted_gets_a_forked_daemon(
+    server: Any, home: Home, vault: Vault
+) -> None:
+    """The mount the first served `proxy exec` makes and keeps warm: its daemon forked, the
+    command run in it and committed, the mount listed as kept warm and released by unmount."""
+    _need_bwrap()
+    on = server[0]
+    code, out, err = _run("--json", "proxy", "exec", "--", "sh", "-c", "cat a.txt; echo x > x.txt", env=on)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["result"]["stdout"] == "one\n" and doc["commit"] is not None, doc
+    assert doc["mount"]["reused"] is False
+    (listed,) = json.loads(_run("--json", "mount", "--list", env=on)[1])["mounts"]
+    assert listed["kept_warm"] and Path(f"/proc/{listed['pid']}/comm").read_text().strip() == DAEMON_NAME
+    assert b"avfs_git.fuse.daemon" not in _cmdline(listed["pid"])  # (forked)
+    assert vault.workspace("main").read("x.txt") == b"x\n"
+    code, _, err = _run("unmount", env=on)
+    assert code == 0, err
+    _wait_for(lambda: not os.path.exists(f"/proc/{listed['pid']}"))
 
 
 def test_a_daemon_the_server_cannot_fork_as_asked_is_spawned(server: Any, home: Home, vault: Vault) -> None:
