@@ -96,8 +96,7 @@ def ask(sock_path: str, args: list[str], env: dict[str, str], log_path: str) -> 
     from .client import stamp
     from .spare import recv_framed
 
-    umask = os.umask(0o022)
-    os.umask(umask)
+    umask = _umask()
     r, w = os.pipe()
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     answer: Any = None
@@ -123,6 +122,21 @@ def ask(sock_path: str, args: list[str], env: dict[str, str], log_path: str) -> 
         os.close(r)
         return None
     return pid, r
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (another thread may be creating a
+    file): from /proc (Linux 4.7 on), else set and put back."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def serve(req: dict[str, Any], fds: list[int], why_not: str | None, fuse: Any) -> dict[str, Any]:
