@@ -270,3 +270,54 @@ def test_the_server_has_the_daemon_s_modules_and_its_environment_as_it_was(home:
     choice, same, daemon, mfusepy = json.loads(p.stdout)
     assert choice == ["fuse3", "libfuse3.so.3"] and same and daemon and mfusepy
     assert warm.RUN_DIR  # (the server's module, whose main calls it)
+
+
+def _ask(home: Home, req: dict[str, Any], nfds: int = 2) -> Any:
+    """A daemon request sent to the home's server by hand; its answer."""
+    import array
+    import marshal
+    import socket
+
+    from avfs_git.cli.spare import recv_framed
+
+    r, w = os.pipe()
+    log = os.open(os.devnull, os.O_WRONLY)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(30)
+        s.connect(warm.socket_path(home.path))
+        data = marshal.dumps(req)
+        fds = array.array("i", (w, log)[:nfds])
+        s.sendmsg([b"%08d" % len(data) + data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        got = recv_framed(s, 0)
+        return marshal.loads(got[0]) if got is not None else None
+    finally:
+        s.close()
+        for fd in (r, w, log):
+            os.close(fd)
+
+
+def test_the_server_declines_a_daemon_it_should_not_fork(server: Any, home: Home, vault: Vault) -> None:
+    """Bad requests, a libfuse the server did not load, another avfs's stamp: declined with
+    the reason (the asker spawns the daemon), no daemon forked; the server goes on but for
+    the stamp (its code is not the asker's: it ends, as for a call)."""
+    from avfs_git.cli.client import stamp
+
+    from .daemons import of_home
+
+    spid = server[2]
+    args = ["--home", home.path, "--vault", "v", "--fork", "main", "--mountpoint", "/nonexistent"]
+    good = {"v": 1, "stamp": stamp(), "daemon": args, "env": dict(os.environ), "umask": 0o022}
+    assert _ask(home, {**good, "daemon": "not a list"}) == {"fallback": "protocol"}
+    assert _ask(home, {**good, "env": {"A": 1}}) == {"fallback": "protocol"}
+    assert _ask(home, good, nfds=1) == {"fallback": "protocol"}
+    lib = {**good["env"], "FUSE_LIBRARY_NAME": "fuse"}  # (libfuse 2, not what the server loaded)
+    assert _ask(home, {**good, "env": lib}) == {"fallback": "libfuse"}
+    assert of_home(home.path) == []
+    assert _server_pid(home.path) == spid and _answers(home.path)
+    code, out, _ = _run("--json", "mount", "--list", env=server[0])
+    assert code == 0 and json.loads(out)["mounts"] == []
+    assert _server_pid(home.path) == spid  # (served: the same server)
+    assert _ask(home, {**good, "stamp": "another avfs"}) == {"fallback": "another avfs"}
+    _wait_for(lambda: not _answers(home.path))
+    assert of_home(home.path) == []
