@@ -202,6 +202,9 @@ def main() -> None:
     ap.add_argument("--generate", type=int, help="N generated files instead of the venv's packages")
     ap.add_argument("--monorepo", action="store_true", help="bench/scalecases.py's monorepo instead")
     ap.add_argument("--served", help="keep (or reuse) the served repository in this directory")
+    # the homes' warm CLI servers on (started first): the commands served, the mount daemon
+    # forked from the server where the tree does that
+    ap.add_argument("--warm-server", action="store_true")
     args = ap.parse_args()
     avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
     load_before = os.getloadavg()
@@ -231,9 +234,14 @@ def main() -> None:
         # one home for every repeat (its set-up is not a clone's cost); no layers file
         # system, so that the temporary directory can be removed
         home, base_home = t / "home", t / "base-home"
-        common = {"AVFS_PROGRESS": "never", "AVFS_SERVER": "off", "AVFS_LAYERS": "off"}
+        server = "auto" if args.warm_server else "off"
+        common = {"AVFS_PROGRESS": "never", "AVFS_SERVER": server, "AVFS_LAYERS": "off"}
         env = {**os.environ, **common, "AVFS_HOME": str(home)}
         base_env = {**os.environ, **common, "AVFS_HOME": str(base_home), "PYTHONPATH": args.baseline or ""}
+        if args.warm_server:
+            for e in (env, base_env):
+                Path(e["AVFS_HOME"]).mkdir()
+                subprocess.run([*avfs, "server", "start"], check=True, env=e, capture_output=True)
         try:
             subprocess.run([*avfs, "vault", "clone", url, "whole"], check=True, env=env, capture_output=True)
             for i in range(args.repeats):
@@ -272,6 +280,9 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(10)
+            if args.warm_server:
+                for e in (env, base_env):
+                    subprocess.run([*avfs, "server", "stop"], env=e, capture_output=True)
             os.chdir(ROOT)
     result = {
         "case": "lazy clone + mount until ls answers vs git clone --bare (same git daemon, same run)",
@@ -282,6 +293,7 @@ def main() -> None:
         if args.generate
         else "venv",
         "repeats": args.repeats,
+        "warm_server": args.warm_server,
         "git_clone_bare_s_median": statistics.median(full_s),
         "lazy_clone_mount_ls_s_median": statistics.median(lazy_s),
         "ratio": statistics.median(lazy_s) / statistics.median(full_s),

@@ -6,7 +6,7 @@ start until `ls` answered (``/proc/PID/stat``). Each round waits for the mount's
 (the mount's ``.git`` opens once the index is written) and unmounts before the next, so no
 round's background work lands in another's; the side going first alternates.
 
-Run: ``.venv/bin/python -m bench.lazyphases URL --baseline SRC [--rounds N]`` against a
+Run: ``.venv/bin/python -m bench.lazyphases URL --baseline SRC [--rounds N] [--served]`` against a
 served repository (``python -m bench.lazycases --monorepo --served DIR`` builds one and
 serves it while it runs; or ``git daemon --base-path=DIR``); the result goes to
 ``bench/results/lazyphases-<time>.json`` and its medians are printed.
@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("url", help="the served repository (git://, http://)")
     ap.add_argument("--baseline", required=True, help="another avfs source tree, timed in the same run")
     ap.add_argument("--rounds", type=int, default=8)
+    # the home's warm CLI server on (started before the rounds): the commands are served,
+    # and the mount's daemon forked from the server where the tree does that
+    ap.add_argument("--served", action="store_true")
     args = ap.parse_args()
     avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
     trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
@@ -73,20 +76,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="avfs-bench-lazyphases-") as tmp:
         t = Path(tmp)
         os.chdir(t)  # (not the checkout: `-m avfs_git` would import it ahead of PYTHONPATH)
+        server = "auto" if args.served else "off"
+        envs = {
+            side: {**os.environ, "AVFS_HOME": str(t / f"home-{side}"), "AVFS_PROGRESS": "never",
+                   "AVFS_SERVER": server, "AVFS_LAYERS": "off", "PYTHONPATH": tree}
+            for side, tree in trees.items()
+        }  # fmt: skip
         try:
+            if args.served:
+                for env in envs.values():
+                    Path(env["AVFS_HOME"]).mkdir()
+                    subprocess.run([*avfs, "server", "start"], env=env, check=True, capture_output=True)
             for i in range(args.rounds):
                 for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
-                    env = {
-                        **os.environ, "AVFS_HOME": str(t / f"home-{side}"), "AVFS_PROGRESS": "never",
-                        "AVFS_SERVER": "off", "AVFS_LAYERS": "off", "PYTHONPATH": trees[side],
-                    }  # fmt: skip
-                    rounds[side].append(_round(avfs, env, args.url, f"v{i}", t / f"mnt-{side}-{i}"))
+                    rounds[side].append(_round(avfs, envs[side], args.url, f"v{i}", t / f"mnt-{side}-{i}"))
         finally:
+            if args.served:
+                for env in envs.values():
+                    subprocess.run([*avfs, "server", "stop"], env=env, capture_output=True)
             os.chdir(ROOT)
     result = {
         "case": "lazy clone + mount until ls answers, per phase: wall and CPU (same run, interleaved)",
         "url": args.url,
         "baseline": args.baseline,
+        "served": args.served,
         "rounds": args.rounds,
         "load_average_before_after": [load_before, os.getloadavg()[0]],
         "median": {s: {k: statistics.median(r[k] for r in rs) for k in KEYS} for s, rs in rounds.items()},

@@ -93,28 +93,23 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _release_kept_warm(tmp_path: Path) -> None:
     """Unmount the mounts `proxy exec` made and kept warm (fuse/idle.py) for a test's homes:
-    each would otherwise wait for its idle timeout (a mount daemon started with
-    ``--idle-timeout``, its home under ``tmp_path``)."""
+    each would otherwise wait for its idle timeout (their daemons' homes under ``tmp_path``:
+    tests/daemons.py)."""
     from avfs_git.ops import mounts
 
+    from .daemons import home_of, running
+
     root = str(tmp_path) + "/"
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as fh:
-                argv = [a.decode(errors="surrogateescape") for a in fh.read().split(b"\0")]
-        except OSError:
-            continue
-        if "avfs_git.fuse.daemon" not in argv or "--idle-timeout" not in argv:
-            continue
-        opts = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
-        if not opts.get("--home", "").startswith(root):
-            continue
+    homes = {h for _, argv in running() if (h := home_of(argv)) is not None and h.startswith(root)}
+    for home in homes:
         with contextlib.suppress(Exception):
-            h = Home(opts["--home"], mounts=MOUNT_SIDE)
-            mounts.unmount(h, h.vault(opts["--vault"]), opts["--fork"], lazy=True)
-            h.close()
+            h = Home(home, mounts=MOUNT_SIDE)
+            try:
+                for m in mounts.list_mounts(h):
+                    if m.kept_warm:
+                        mounts.unmount(h, h.vault(m.vault), m.fork, lazy=True)
+            finally:
+                h.close()
 
 
 _SCRATCH: list[str] = []  # the session's base temp dir (pytest_sessionstart)

@@ -81,6 +81,7 @@ ENVIRONMENT_READS = {
     "ops/mounts.py": "PATH: is fusermount3 there",
     "ops/daemonstart.py": "the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME/FUSE_LIBRARY_PATH for mfusepy (fuse/libs.py; a write, for the library)",
+    "fuse/forked.py": "a daemon forked from the warm server takes the environment its starter made (a write)",
 }
 
 # Below the front ends, nothing calls ``from_environ`` (``Settings.from_environ``: avfs's

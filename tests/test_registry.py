@@ -87,7 +87,16 @@ def test_liveness_of_a_record_with_no_mount(tmp_path: Path) -> None:
 
 def test_daemon_alive_knows_a_reused_pid_and_another_vault(tmp_path: Path) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "avfs", "--vault", "v", "--home", str(tmp_path)]
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(30)",
+            "avfs_git.fuse.daemon",
+            "--vault",
+            "v",
+            "--home",
+            str(tmp_path),
+        ]
     )
     try:
         # the child's command line is its own once it has exec'd (before, it is ours)

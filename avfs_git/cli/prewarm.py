@@ -9,8 +9,10 @@ rendering a line into a string). Only imports: nothing here opens a home, reads 
 environment into a cache, or starts a thread (the server forks; a child must not inherit
 a lock held by a thread that is not there).
 
-Not loaded: ``fuse`` and ``mcp`` (they run in processes of their own: the mount daemon,
-``avfs mcp``; a command only starts them), the server itself and the docs generator.
+Not loaded here: ``fuse`` and ``mcp`` (they run in processes of their own: the mount
+daemon, ``avfs mcp``; a command only starts them), the server itself and the docs
+generator. The server loads ``fuse`` after these (cli/warmdaemon.py), for the mount
+daemons it forks: a command's process never runs it.
 ``tests/test_cliserver.py`` runs the frequent commands in children of a server so warmed
 and requires that none imports anything more.
 """
@@ -43,12 +45,24 @@ def modules() -> list[str]:
     """The names of avfs's modules the server loads (:data:`PACKAGES`, less :data:`SKIP`)."""
     names: list[str] = []
     for name in PACKAGES:
-        pkg = importlib.import_module(f"avfs_git.{name}")
-        names.append(pkg.__name__)
-        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-            if mod.name not in SKIP:
-                names.append(mod.name)
+        names += package_modules(f"avfs_git.{name}")
     return names
+
+
+def package_modules(name: str) -> list[str]:
+    """Package ``name`` and the names of its modules (less :data:`SKIP`)."""
+    pkg = importlib.import_module(name)
+    return [
+        pkg.__name__,
+        *(m.name for m in pkgutil.walk_packages(pkg.__path__, name + ".") if m.name not in SKIP),
+    ]
+
+
+def load_package(name: str) -> None:
+    """Import package ``name`` and each of its modules (the mount daemon's, ``fuse``, by
+    cli/warmdaemon.py: with libfuse chosen as the daemon's environment chooses it)."""
+    for mod in package_modules(name):
+        importlib.import_module(mod)
 
 
 def load() -> list[str]:

@@ -101,6 +101,7 @@ class Server:
         self.last = time.monotonic()
         self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
         self.written = spare.Written([])  # the pages calls write, which a spare copies ahead
+        self.fuse: Any = None  # the libfuse the mount daemons it forks have (warmdaemon.load)
 
     def bind(self) -> socket.socket | None:
         """Listen at the home's socket, unless another server does; None then."""
@@ -285,6 +286,9 @@ class Server:
             conn.settimeout(10)
             req, fds = _recv_request(conn)
             conn.settimeout(None)
+            if "daemon" in req and req.get("v") == 1:  # a mount daemon to fork (warmdaemon.py)
+                self._daemon(conn, req, fds)
+                return None
             if req.get("v") != 1 or len(fds) != 3:
                 _send(conn, {"fallback": "protocol"})
                 self.idle_s = 0  # another avfs's caller: end (as for another stamp, below)
@@ -313,6 +317,18 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _daemon(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
+        """Fork the mount daemon a served command asks for (:mod:`.warmdaemon`), unless this
+        server's code is not the asker's or changed on disk (then it ends, as for a call)."""
+        from . import warmdaemon
+
+        why_not = None
+        if req.get("stamp") != self.stamp or self.code.changed():
+            why_not = "another avfs"
+            self.idle_s = 0
+        _send(conn, warmdaemon.serve(req, fds, why_not, self.fuse))
+        self.last = time.monotonic()
 
 
 class _Call:
@@ -546,6 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     if lsock is None:
         return 0
     prewarm.load()
+    from . import warmdaemon
+
+    server.fuse = warmdaemon.load()  # the mount daemon's modules, for the daemons it forks
+    if server.fuse is not None:
+        warmdaemon.install(server.path)  # in the calls' processes: their mounts ask this one
     # the imported objects stay where they are: a collection in a child would otherwise
     # walk (and so copy, page by page) the whole heap it shares with this process
     gc.collect()

@@ -63,13 +63,13 @@ INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The daemon process: its arguments, then one :class:`Mount` set up, served until it is
-    unmounted, and torn down. Exits 0, or 1 when the mount never became ready."""
+    """The daemon: its arguments, one :class:`Mount` set up, served, torn down (1: never ready)."""
     args = _arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     core_dumps = _no_core_dumps()
-    from .libs import preset
+    from .libs import name_process, preset
 
+    name_process()  # what says it is a mount daemon, whatever its command line
     preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)
     from ..core.store.gitstore import prefer_libgit2
 
@@ -612,8 +612,7 @@ def _no_core_dumps() -> bool:
         return True
 
 
-PR_GET_DUMPABLE = 3  # linux/prctl.h
-PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4  # linux/prctl.h
 
 
 if __name__ == "__main__":

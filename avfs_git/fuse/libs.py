@@ -9,6 +9,8 @@ loader finds the same libraries by their sonames from the same cache (``ld.so.ca
 without a process: libfuse 3's soname has been ``libfuse3.so.3`` since 3.0, and libc is in
 this process already (``CDLL(None)``).
 
+And the daemon's name for its process (:func:`name_process`, through libc's ``prctl``).
+
 Nothing changes where the soname does not load (libfuse 3 missing, another libfuse asked
 for): mfusepy looks it up its own way and reports what it cannot find, as before.
 """
@@ -18,7 +20,10 @@ from __future__ import annotations
 import ctypes
 from collections.abc import MutableMapping
 
+from ..core.vaults.daemonproc import DAEMON_NAME
+
 LIBFUSE3 = "libfuse3.so.3"
+PR_SET_NAME = 15  # linux/prctl.h
 
 
 def preset(environ: MutableMapping[str, str]) -> None:
@@ -39,3 +44,15 @@ def preset(environ: MutableMapping[str, str]) -> None:
         return
     if getattr(inotify_simple, "_libc", ()) is None:  # (its name for libc, loaded on first use)
         inotify_simple._libc = ctypes.CDLL(None, use_errno=True)  # type: ignore[attr-defined]
+
+
+def name_process() -> None:
+    """Name this process :data:`DAEMON_NAME` (its main thread's name, ``/proc/PID/comm``,
+    which the threads it starts after inherit): how the registry, ``doctor`` and
+    ``mount_holders`` tell a mount daemon whatever its command line."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl(PR_SET_NAME, DAEMON_NAME.encode(), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: an exec'd daemon is still known by its command line

@@ -2,6 +2,11 @@
 started in a session of its own with its log, the wait for its readiness pipe, and reaping
 it, and the record that stands for it until it writes its own; for :func:`.mounts.mount`
 and :func:`.mounts.unmount`.
+
+A process that has a warm starter to ask (a command served by the warm CLI server:
+cli/warmdaemon.py sets :data:`STARTER` there) gets its daemon forked from that server,
+which has the daemon's modules imported, instead of a new interpreter (fuse/forked.py);
+whenever the starter declines or fails, the daemon is spawned as before (:func:`_launch`).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.store.locks import pid_alive
@@ -18,6 +24,13 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
 
 READY_TIMEOUT_S = 30.0  # how long a new daemon may take to say it is ready
+REAP_WAIT_S = 10.0  # how long a blocking reap waits for a daemon that is not our child
+
+# (daemon arguments after ``-m avfs_git.fuse.daemon``, environment, log path) -> (pid, the
+# read end of its readiness pipe), or None (not started: spawn it); set in a process that
+# has a warm starter to ask (cli/warmdaemon.py), None elsewhere
+Starter = Callable[[list[str], dict[str, str], str], "tuple[int, int] | None"]
+STARTER: Starter | None = None
 
 
 def _daemon_env(home: Home) -> dict[str, str]:
@@ -50,6 +63,21 @@ def _await_ready(pid: int, r: int) -> bool | str:
         return _wait_ready(r, pid)
     finally:
         os.close(r)
+
+
+def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
+    """Start the daemon ``cmd`` (``python -m avfs_git.fuse.daemon ARGS``) as
+    :func:`_spawn_daemon` does: forked by the warm :data:`STARTER` where there is one and
+    it starts it, else spawned."""
+    starter = STARTER
+    if starter is not None and cmd[1:3] == ["-m", "avfs_git.fuse.daemon"]:
+        try:
+            got = starter(cmd[3:], env, log_path)
+        except Exception:
+            got = None  # (its failure costs nothing but the warm start)
+        if got is not None:
+            return got
+    return _spawn_daemon(cmd, env, log_path)
 
 
 def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
@@ -85,11 +113,16 @@ def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
 
 
 def _reap(pid: int, *, block: bool = False) -> bool:
-    """Collect a daemon we spawned once it exited; True when it has."""
+    """Collect a daemon we spawned once it exited; True when it has. One that is not our
+    child (another process mounted it, or a warm starter forked it) is waited for, when
+    ``block``, up to :data:`REAP_WAIT_S`."""
     try:
         done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
-        return not pid_alive(pid)  # not our child (another process mounted it)
+        deadline = time.monotonic() + REAP_WAIT_S
+        while block and pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not pid_alive(pid)
     return done == pid
 
 

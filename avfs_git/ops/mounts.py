@@ -40,7 +40,7 @@ from ..core.store import names
 from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
-from .daemonstart import READY_TIMEOUT_S, _await_ready, _daemon_env, _placeholder, _reap, _spawn_daemon, _tail
+from .daemonstart import READY_TIMEOUT_S, _await_ready, _daemon_env, _launch, _placeholder, _reap, _tail
 from .mountbackend import choose_backend
 from .mountbackend import overlay_available as overlay_available  # re-exported: its callers ask mounts
 
@@ -414,7 +414,7 @@ def _start_locked(
     env = _daemon_env(home)
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
-    pid, ready_fd = _spawn_daemon(cmd, env, log_path)
+    pid, ready_fd = _launch(cmd, env, log_path)  # forked warm where it can be, else spawned
     _placeholder(registry_path(vault, key), vault.name, fork, commit, mountpoint, pid, idle_timeout_s)
     return Starting(
         home, vault, fork, key, mountpoint, backend, because, idle_timeout_s, log_path, pid, ready_fd

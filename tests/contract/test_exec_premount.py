@@ -22,6 +22,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 from avfs_git.proxy import admission
 
+from .. import daemons
 from .backends import MOUNTS
 from .test_mount_kept_warm import LONG, _avfs, _env, _exec, _listed, _no_leftovers, _until, cleanup, fork
 
@@ -30,17 +31,8 @@ __all__ = ["cleanup", "fork"]  # fixtures
 
 
 def _daemons(home: Home) -> list[int]:
-    """The pids of mount daemons of ``home`` (by their command lines)."""
-    out = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if b"avfs_git.fuse.daemon" in argv and os.fsencode(home.path) in argv:
-            out.append(int(pid))
-    return out
+    """The pids of mount daemons of ``home`` (spawned or forked warm)."""
+    return daemons.of_home(home.path)
 
 
 def _starting(vault: Vault) -> int | None:

@@ -20,6 +20,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
+from .. import daemons
 from .backends import MOUNTS
 from .test_mount_kept_warm import LONG, _env
 
@@ -46,18 +47,7 @@ def _doc(p: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 def _daemons(home: Home) -> list[int]:
     """The mount daemons of this home that are running."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if b"avfs_git.fuse.daemon" in argv and home.path.encode() in argv:
-            out.append(int(pid))
-    return out
+    return daemons.of_home(home.path)
 
 
 def _kernel_mounts(mp: str) -> int:

@@ -1,5 +1,5 @@
-"""Which process a mount record's pid names: a mount daemon (by its command line, or the
-moment before the kernel has set it), when it started, whether it is the daemon of a given
+"""Which process a mount record's pid names: a mount daemon (by its command line or its
+process name, or the moment before the kernel has set them), when it started, whether it is the daemon of a given
 vault and home; for :mod:`.registry`'s liveness rules (which re-exports them).
 
 Moved here from :mod:`.registry` unchanged but for the just-started case (the registry was at
@@ -11,11 +11,19 @@ from __future__ import annotations
 import os
 
 START_SLACK_S = 2.0  # /proc's boot time is whole seconds; a record's start time too
+# the name a mount daemon gives its process (``/proc/PID/comm``, ``prctl(PR_SET_NAME)``):
+# a daemon forked from the warm CLI server (cli/warmdaemon.py) carries the server's
+# command line, not ``python -m avfs_git.fuse.daemon ...``; this name is what says it is
+# one (a daemon started with ``exec`` sets it too). 15 bytes at most (the kernel's limit).
+DAEMON_NAME = "avfs-mountd"
+MARKER = b"avfs_git.fuse.daemon"  # in the command line of a daemon started with exec
 
 
 def is_mount_daemon(pid: int) -> bool:
-    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid);
-    whatever /proc does not tell counts as one.
+    """Whether ``pid`` runs a mount daemon (not a process that reused a dead one's pid):
+    its command line runs the daemon's module, or its process is named
+    :data:`DAEMON_NAME` (a daemon forked from a warm process); whatever /proc does not
+    tell counts as one.
 
     A daemon just started has no command line for a moment: ``posix_spawn`` returns once
     the child's ``execve`` has let go of the parent's memory, and the kernel sets the new
@@ -30,8 +38,17 @@ def is_mount_daemon(pid: int) -> bool:
     except OSError:
         return True  # no /proc to ask: trust the pid
     if cmdline:
-        return b"avfs_git.fuse.daemon" in cmdline
+        return MARKER in cmdline or process_name(pid) == DAEMON_NAME
     return _execing(pid)
+
+
+def process_name(pid: int) -> str | None:
+    """The name of process ``pid`` (``/proc/PID/comm``); None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as fh:
+            return fh.read().rstrip(b"\n").decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def _execing(pid: int) -> bool:
@@ -80,8 +97,10 @@ def daemon_alive(pid: int, vault: str, home_path: str | None, started: float | N
     kernel reused the pid). Whatever /proc does not tell (another user's process under
     ``hidepid``, a daemon started with other arguments, any process in the moment after its
     spawn when its command line is not set yet: :func:`is_mount_daemon`) counts as alive:
-    nothing of a live mount is ever removed on a guess. What ``doctor`` asks before it
-    removes anything."""
+    nothing of a live mount is ever removed on a guess. A daemon forked from the warm CLI
+    server (named :data:`DAEMON_NAME`) has the server's command line, which says nothing
+    of its vault: its start time alone decides; the server itself (``avfs_git.cli.resident
+    --home ...``) is no daemon. What ``doctor`` asks before it removes anything."""
     from ..store.locks import pid_alive
 
     if pid <= 0 or not pid_alive(pid):
@@ -96,16 +115,22 @@ def daemon_alive(pid: int, vault: str, home_path: str | None, started: float | N
     if not raw:
         return _execing(pid)  # just started: its arguments not set yet (is_mount_daemon)
     argv = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
-    if not any("avfs" in a for a in argv):  # the daemon runs python -m avfs_git.fuse.daemon
-        return False
+    if MARKER not in raw:  # a daemon forked from a warm process, or no daemon at all
+        return process_name(pid) == DAEMON_NAME and _started_by(pid, started)
     name = _arg(argv, "--vault")
     if name is not None and name != vault:
         return False
     home = _arg(argv, "--home")
     if home is not None and home_path is not None and os.path.realpath(home) != os.path.realpath(home_path):
         return False
+    return _started_by(pid, started)
+
+
+def _started_by(pid: int, started: float | None) -> bool:
+    """Whether ``pid`` started no later than ``started`` (when given and known): else the
+    kernel gave the pid to a new process after the daemon wrote its record."""
     if started is not None:
         began = process_start(pid)
         if began is not None and began > started + START_SLACK_S:
-            return False  # the pid was given to a new process after the daemon wrote this
+            return False
     return True

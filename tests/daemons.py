@@ -1,0 +1,40 @@
+"""The mount daemons running on this machine, as tests look for them in /proc: one started
+with exec by its command line (``python -m avfs_git.fuse.daemon --home H ...``), one forked
+from a home's warm CLI server (cli/warmdaemon.py) by its process name, its command line
+being the server's (``python -m avfs_git.cli.resident --home H``)."""
+
+from __future__ import annotations
+
+import os
+
+from avfs_git.core.vaults.daemonproc import DAEMON_NAME
+
+
+def running() -> list[tuple[int, list[bytes]]]:
+    """(pid, command line) of each mount daemon."""
+    out = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            if b"avfs_git.fuse.daemon" not in argv:
+                with open(f"/proc/{pid}/comm", "rb") as fh:
+                    if fh.read().strip() != DAEMON_NAME.encode():
+                        continue
+        except OSError:
+            continue
+        out.append((int(pid), argv))
+    return out
+
+
+def of_home(home: str) -> list[int]:
+    """The pids of the mount daemons of the home at ``home``."""
+    return [pid for pid, argv in running() if os.fsencode(home) in argv]
+
+
+def home_of(argv: list[bytes]) -> str | None:
+    """The home a daemon's command line (or its server's) names."""
+    for i, a in enumerate(argv[:-1]):
+        if a == b"--home":
+            return os.fsdecode(argv[i + 1])
+    return None
