@@ -138,3 +138,39 @@ def test_removing_a_state_dir_with_a_pinned_link_removes_it(home, vault):
     vault.close()
     layers.remove_state_dir(home.path, state)
     assert not os.path.lexists(state)
+
+
+def test_the_immutable_flag_is_set_and_cleared_as_chattr_does(tmp_path):
+    """upper.set_immutable, as the daemons pin ``.git`` without a ``chattr`` process: the
+    same flag ``chattr +i`` sets (read back by ``lsattr`` and by the ioctl), cleared again;
+    a symbolic link is not followed and a directory is not a file it pins."""
+    import subprocess
+
+    from avfs_git.core.workspace.upper import set_immutable
+
+    f = tmp_path / "pinned"
+    f.write_bytes(b"gitdir: /x\n")
+    other = tmp_path / "by-chattr"
+    other.write_bytes(b"gitdir: /x\n")
+    subprocess.run(["chattr", "+i", str(other)], check=True)
+    try:
+        assert set_immutable(str(f), True)
+        assert _immutable(str(f))
+        attrs = subprocess.run(["lsattr", str(f), str(other)], capture_output=True, text=True, check=True)
+        mine, theirs = (line.split()[0] for line in attrs.stdout.splitlines())
+        assert mine == theirs and "i" in mine
+        try:
+            os.unlink(f)
+        except PermissionError:
+            pass
+        assert f.exists()  # immutable: not even root removes it
+        link = tmp_path / "link"
+        link.symlink_to(other)
+        assert not set_immutable(str(link), False)  # not followed
+        assert _immutable(str(other))
+        assert not set_immutable(str(tmp_path), True)
+        assert set_immutable(str(f), False) and not _immutable(str(f))
+        os.unlink(f)
+    finally:
+        subprocess.run(["chattr", "-i", str(other)], check=False)
+        subprocess.run(["chattr", "-i", str(f)], check=False, capture_output=True)

@@ -544,6 +544,18 @@ def _probe_sandbox() -> None:
         pass  # the call's process probes, as without this
 
 
+def _probe_git() -> None:
+    """The git on this server's ``PATH`` asked its version once (mount/hookscripts.py): a
+    mount daemon forked from this server finds the answer and starts no ``git --version``
+    on its way to the mount's answer."""
+    try:
+        from ..mount import hookscripts
+
+        hookscripts.git_trusts_fsmonitor_in_diff()
+    except Exception:
+        pass  # the daemon asks, as without this
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m avfs_git.cli.resident --home HOME [--idle S] [--foreground]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -557,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir("/")  # never keep the caller's directory (a mount) busy
     # before the server is there to find: its children are then its calls' and spares' alone
     _probe_sandbox()
+    _probe_git()
     server = Server(os.path.abspath(home), idle)
     lsock = server.bind()
     if lsock is None:

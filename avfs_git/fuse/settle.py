@@ -152,9 +152,9 @@ class Settle:
 def pin_through(merged: str, text: bytes) -> None:
     """Pin the worktree's ``.git`` in an overlay's upper layer through the overlay at
     ``merged`` (its lower layer shows it): copied up with ``text``, read-only and immutable
-    (``chattr +i``), so nothing in the mount can delete or replace it (stacking._pin_gitfile
-    does the same in the upper directory before an overlay is stacked)."""
-    import subprocess
+    (``chattr +i``'s flag, set in process), so nothing in the mount can delete or replace it
+    (stacking._pin_gitfile does the same in the upper directory before an overlay is stacked)."""
+    from ..core.workspace.upper import set_immutable
 
     path = os.path.join(merged, ".git")
     # not truncated first: the lower layer's ``.git`` holds ``text`` already, and a git
@@ -167,4 +167,4 @@ def pin_through(merged: str, text: bytes) -> None:
     finally:
         os.close(fd)
     os.chmod(path, 0o444)
-    subprocess.run(["chattr", "+i", path], capture_output=True, check=False)
+    set_immutable(path, True)

@@ -176,14 +176,15 @@ def _watch_unmount(mountpoint: str, lower: str) -> None:
 
 
 def _pin_gitfile(upper: str, text: bytes | None) -> None:
-    """Put the worktree's ``.git`` file in the upper layer, immutable (``chattr +i``): git
-    in the mount finds its worktree, and nothing in the mount can delete or replace it
-    (overlayfs would whiteout the lower layer's copy). ``None``: take it away."""
-    import subprocess
+    """Put the worktree's ``.git`` file in the upper layer, immutable (``chattr +i``: the
+    flag set in process, upper.set_immutable): git in the mount finds its worktree, and
+    nothing in the mount can delete or replace it (overlayfs would whiteout the lower
+    layer's copy). ``None``: take it away."""
+    from ..core.workspace.upper import set_immutable
 
     path = os.path.join(upper, ".git")
     if os.path.lexists(path):
-        subprocess.run(["chattr", "-i", path], capture_output=True, check=False)
+        set_immutable(path, False)
         try:
             os.unlink(path)
         except IsADirectoryError:
@@ -197,7 +198,7 @@ def _pin_gitfile(upper: str, text: bytes | None) -> None:
     with open(path, "wb") as fh:
         fh.write(text)
     os.chmod(path, 0o444)
-    subprocess.run(["chattr", "+i", path], capture_output=True, check=False)
+    set_immutable(path, True)
 
 
 def _escape(path: str) -> str:

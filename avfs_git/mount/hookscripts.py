@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from typing import TYPE_CHECKING
 
 from ..core.store.gitrun import git_env, run
@@ -192,21 +193,46 @@ def _perl_str(text: str) -> str:
 FIXED_GIT = (2, 42, 1)
 
 
+# what git_trusts_fsmonitor_in_diff found, by the git binary's identity (its real path and
+# stat data): a mount's daemon asks at each mount, a daemon forked from the warm CLI server
+# (cli/warmdaemon.py) finds the server's answer (asked once as it starts) and starts no
+# `git --version` on its way to the mount's answer
+_FOUND: dict[tuple[str, int, int, int, int], bool] = {}
+
+
+def _git_binary(env: dict[str, str]) -> tuple[str, int, int, int, int] | None:
+    git = shutil.which("git", path=env.get("PATH", os.defpath))
+    if git is None:
+        return None
+    try:
+        real = os.path.realpath(git)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def git_trusts_fsmonitor_in_diff() -> bool:
     """Whether the git on this machine's PATH is :data:`FIXED_GIT` or later. An older git's
     ``check_removed`` skips the ``lstat`` of an entry fsmonitor marked valid and then reads
     the ``struct stat`` it never filled: where that stack garbage looks like a directory
     (about one run in five, with ASLR) ``git diff REV`` (diff-index) takes every such file
     for a deleted one, shows the whole tree removed, and in a lazy mount reads (so fetches)
-    every blob of REV. False also where git's version cannot be read."""
+    every blob of REV. False also where git's version cannot be read. Asked of a git binary
+    once per process (a changed or another binary is asked again)."""
+    env = git_env()
+    key = _git_binary(env)
+    if key is not None and key in _FOUND:
+        return _FOUND[key]
     try:
-        out = run(["--version"], env=git_env(), check=False, text=True).stdout
+        out = run(["--version"], env=env, check=False, text=True).stdout
     except Exception:  # no git at all: the mount's hook is never run by one
         return False
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
-    if m is None:
-        return False
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) >= FIXED_GIT
+    found = m is not None and (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) >= FIXED_GIT
+    if key is not None:
+        _FOUND[key] = found
+    return found
 
 
 def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_status: bool = False) -> str:

@@ -41,6 +41,8 @@ from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import READY_TIMEOUT_S, _await_ready, _daemon_env, _launch, _placeholder, _reap, _tail
+from .holders import held
+from .holders import mount_holders as mount_holders  # re-exported: its callers ask mounts
 from .mountbackend import choose_backend
 from .mountbackend import overlay_available as overlay_available  # re-exported: its callers ask mounts
 
@@ -88,44 +90,6 @@ def fuse_available() -> str | None:
 
 
 BACKENDS = ("auto", "overlay", "fuse")
-
-
-def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
-    """Processes with their working directory, root, executable or an open file under
-    ``mountpoint``."""
-    root = os.path.realpath(mountpoint)
-    out: list[dict[str, Any]] = []
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return out
-    for pid in pids:
-        what: list[str] = []
-        base = f"/proc/{pid}"
-        for link in ("cwd", "root", "exe"):
-            try:
-                if names.is_within(os.readlink(f"{base}/{link}"), root):
-                    what.append(link)
-            except OSError:
-                pass
-        try:
-            for fd in os.listdir(f"{base}/fd"):
-                try:
-                    if names.is_within(os.readlink(f"{base}/fd/{fd}"), root):
-                        what.append("open file")
-                        break
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        if what:
-            try:
-                with open(f"{base}/comm", encoding="utf-8", errors="replace") as fh:
-                    comm = fh.read().strip()
-            except OSError:
-                comm = "?"
-            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
-    return out
 
 
 def force_unmount(mountpoint: str) -> None:
@@ -575,7 +539,7 @@ def unmount(
         cmd = ["umount"] + (["-l"] if lazy else ["-R"]) + [info.mountpoint]
     else:
         cmd = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [info.mountpoint]
-    if info.backend == "overlay" and not lazy and mount_holders(info.mountpoint):
+    if info.backend == "overlay" and not lazy and held(info.mountpoint, info.pid):
         proc = subprocess.CompletedProcess(cmd, 32, "", "target is busy")  # nothing unmounted
     else:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -29,9 +29,11 @@ moves the layer into the overlay's entries.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterator
 
 WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
@@ -167,15 +169,43 @@ def is_empty(upper_dir: str) -> bool:
         return True
 
 
+# linux/fs.h: FS_IOC_GETFLAGS/SETFLAGS (the kernel reads and writes an int) and
+# FS_IMMUTABLE_FL, what `chattr +i` sets
+_GETFLAGS = 0x80086601
+_SETFLAGS = 0x40086602
+IMMUTABLE_FL = 0x00000010
+
+
+def set_immutable(path: str, on: bool) -> bool:
+    """Set (``on``) or clear the immutable flag of the regular file ``path``, as ``chattr
+    +i`` / ``-i`` do, without their process (a mount's daemon pins ``.git`` on the way to
+    its answer); False, nothing changed, where the file or its file system says no. A
+    symbolic link is not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        flags = struct.unpack("=i", fcntl.ioctl(fd, _GETFLAGS, b"\0" * 4))[0]
+        want = flags | IMMUTABLE_FL if on else flags & ~IMMUTABLE_FL
+        if want != flags:
+            fcntl.ioctl(fd, _SETFLAGS, struct.pack("=i", want))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def drop_gitfile(upper_dir: str) -> None:
     """Take away the immutable ``.git`` file an overlay mount pins in its upper layer (the
     worktree link; fuse/daemon.py), left behind when its daemon was killed."""
     path = os.path.join(upper_dir, ".git")
     if not os.path.lexists(path) or os.path.isdir(path):
         return
-    import subprocess
-
-    subprocess.run(["chattr", "-i", path], capture_output=True, check=False)
+    set_immutable(path, False)
     try:
         os.unlink(path)
     except FileNotFoundError:
