@@ -97,6 +97,11 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subpro
     return subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
 
 
+def _framed(msg: dict[str, Any]) -> bytes:
+    data = marshal.dumps(msg)
+    return b"%08d" % len(data) + data
+
+
 def _code(n: int) -> Answer:
     return lambda conn, _req, _i: warm._send(conn, {"code": n})
 
@@ -184,9 +189,6 @@ def test_a_start_then_a_code_and_a_server_gone_mid_call(scripts: dict[str, str],
     "reply",
     [
         pytest.param(lambda c: warm._send(c, {"fallback": "protocol"}), id="fallback"),
-        pytest.param(lambda c: c.sendall(b"00000003xyz"), id="garbage"),
-        pytest.param(lambda c: c.sendall(b"not a length"), id="no-length"),
-        pytest.param(lambda c: warm._send(c, {"code": "seven"}), id="code-not-int"),
         pytest.param(lambda c: None, id="closed"),
     ],
 )
@@ -207,6 +209,36 @@ def test_an_answer_that_started_nothing_runs_the_call_through_python(
         got = _run([scripts["native"], "--json", "status"], _env(fake_home))
         assert got.returncode == 5, got.stderr
         assert len(server.requests) == 2 and server.requests[0] == server.requests[1]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"00000003xyz", id="garbage"),
+        pytest.param(b"not a length", id="no-length"),
+        pytest.param(b"-0000001{0", id="signed-length"),
+        pytest.param(b"99999999", id="huge-length"),
+        pytest.param(_framed({"code": "seven"}), id="code-not-int"),
+        pytest.param(_framed({"code": True}), id="code-a-bool"),
+        pytest.param(_framed({}), id="none-of-the-three"),
+        pytest.param(_framed({"started": 1})[:17], id="started-cut-short"),
+    ],
+)
+def test_an_answer_not_understood_is_an_error_not_a_second_run(
+    scripts: dict[str, str], fake_home: Path, reply: bytes
+) -> None:
+    """An answer cut short, that is not a length, or does not parse: whether the command
+    started is not known (a ``started`` cut short, say), so neither launcher runs the call
+    again (it could run twice): exit 70 and a message on stderr, nothing on stdout."""
+    server = FakeServer(fake_home, lambda conn, _req, _i: conn.sendall(reply))
+    try:
+        for name in ("native", "script"):
+            got = _run([scripts[name], "--json", "status"], _env(fake_home))
+            assert (got.returncode, got.stdout) == (70, b""), (name, got.stderr)
+            assert b"answer was not understood" in got.stderr and b"Traceback" not in got.stderr
+        assert len(server.requests) == 2  # one each: neither ran it again
     finally:
         server.close()
 
