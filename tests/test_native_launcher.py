@@ -679,3 +679,60 @@ def test_a_server_that_resets_the_connection_unread_leaves_the_call_to_the_calle
         assert len(resets) == 3  # the native program's, Python's after it, the script's
     finally:
         sock.close()
+
+
+def test_proxy_exec_answered_to_a_closed_stdout_exits_as_the_script_does(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path
+) -> None:
+    """The daemon ran the command; the reader of stdout went away (``| head -c0``): the
+    exit is the script's (SIGPIPE ignored, as Python's start-up does, so the write fails
+    instead of ending the program by a signal after the command ran)."""
+    daemon = FakeDaemon(fake_home, tmp_path, _reply({"code": 3, "doc": DOC, "out": DOC * 2000, "err": None}))
+    try:
+        codes = []
+        for name in ("native", "script"):
+            r, w = os.pipe()
+            os.close(r)
+            p = subprocess.run(
+                [scripts[name], "--json", "proxy", "exec", "--", "true"],
+                stdout=w,
+                stderr=subprocess.PIPE,
+                env=_exec_env(fake_home),
+                timeout=60,
+            )
+            os.close(w)
+            codes.append((p.returncode, p.stderr))
+        assert codes == [(3, b""), (3, b"")], codes
+    finally:
+        daemon.close()
+
+
+def test_proxy_exec_from_a_directory_deeper_than_path_max_runs_there(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path
+) -> None:
+    """A working directory in the mount whose path is longer than getcwd reads into 4096
+    bytes: the request still names it (``--cwd``), as the script's does, not the fork's
+    root."""
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    daemon = FakeDaemon(fake_home, mountpoint, _reply({"code": 0, "doc": DOC, "out": DOC, "err": None}))
+    fd = os.open(mountpoint, os.O_RDONLY)
+    try:
+        for _ in range(25):  # (a mkdir of the whole path fails past PATH_MAX)
+            os.mkdir("d" * 200, dir_fd=fd)
+            fd, parent = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        for name in ("native", "script"):
+            p = subprocess.run(
+                [scripts[name], "--json", "proxy", "exec", "--", "true"],
+                capture_output=True,
+                env=_exec_env(fake_home),
+                timeout=60,
+                preexec_fn=lambda: os.fchdir(fd),
+            )
+            assert (p.returncode, p.stdout) == (0, DOC.encode()), p.stderr
+        assert len(daemon.requests) == 2 and daemon.requests[0] == daemon.requests[1]
+        assert daemon.requests[0]["args"][:2] == ["--cwd", "/".join(["d" * 200] * 25)]
+    finally:
+        os.close(fd)
+        daemon.close()

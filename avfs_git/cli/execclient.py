@@ -284,7 +284,10 @@ def fast(args: "list[str]", home_dir: "Callable[[str | None], str]") -> "int | N
     reply = talk(name, daemon_pid, with_cwd(rest[2:], mountpoint), glob["json"], env)
     if reply is None or reply.get("fallback"):
         return None
-    code = print_reply(glob["json"], reply)
+    try:
+        code = print_reply(glob["json"], reply)
+    except BrokenPipeError:  # the reader went away: the command ran, and its code stands
+        code = int(reply["code"])
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -558,6 +558,7 @@ static void python_prints(int argc, char **argv, const unsigned char *reply, siz
                 "try:\n    reply = marshal.loads(b''.join(chunks))\n"
                 "    again = isinstance(reply, dict) and reply.get('fallback')\n"
                 "    code = 0 if again else print_reply(json_mode, reply)\n"
+                "except BrokenPipeError:\n    code = int(reply['code'])\n"
                 "except Exception as exc:\n    from avfs_git.cli.execopts import after_remote\n"
                 "    sys.exit(after_remote(args, exc))\n"
                 "if again:\n    sys.argv[1:] = args\n    from avfs_git.cli.client import main\n    sys.exit(main())\n"
@@ -639,6 +640,8 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     for (int i = 0; i < nargs; i++)
         if (!text_ok(args[i])) return;
     char here[4096], *cwd_arg = NULL;
+    if (*mountpoint && !has_cwd && getcwd(here, sizeof here) == NULL && errno == ERANGE)
+        return; /* deeper than this reads: Python sends it (the command runs there) */
     if (*mountpoint && !has_cwd && getcwd(here, sizeof here) != NULL) {
         if (!text_ok(here)) return; /* Python sends it decoded its own way */
         size_t ml = strlen(mountpoint);
@@ -734,6 +737,7 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     if (parse_reply(body, want - 8, &rep) != 0 || !rep.has_code || !plain_text(&rep.out) ||
         !(rep.err.type == 'N' || rep.err.type == 0 || plain_text(&rep.err)))
         python_prints(argc, argv, body, want - 8, json_mode);
+    signal(SIGPIPE, SIG_IGN); /* a reader gone: the write fails, the command's code stands (as Python's) */
     if (write_all(1, rep.out.s, rep.out.n) != 0 && errno != EPIPE) {
         /* as Python's print would: the code stands */
     }
