@@ -6,16 +6,19 @@
  * hands every other call, unchanged, to the Python launcher (`python -S -c BODY ARGS...`,
  * the same text launcher.py writes as a script): `proxy exec` and `hook` (their own fast
  * paths), PYTHONPATH set (the avfs found there runs), AVFS_SERVER=off, an argument or
- * working directory that is not ASCII (Python decodes those by the locale), no server, a
- * server that answers with anything but "started"/"code" (nothing ran), and Ctrl-C before
- * the command started (Python prints the interrupted answer).
+ * working directory that is not ASCII (Python decodes those by the locale), no server or
+ * one of another user, a server that answers "fallback" or closes before any answer
+ * (nothing ran), and Ctrl-C before the command started (Python prints the interrupted
+ * answer). An answer it cannot read exits 70: it may have followed a start, and running
+ * the call again could run it twice.
  *
  * The protocol is avfs_git/cli/resident.py's: the request is a marshal-encoded dict
  * {"v": 1, "stamp": STAMP, "argv": [...], "cwd": CWD, "env": {bytes: bytes}} after its
  * length as eight decimal digits, with fds 0, 1, 2 passed alongside (SCM_RIGHTS); the
  * answers are length-prefixed marshal dicts. Only the types those use are written and
  * read here; tests/test_native_launcher.py checks the request against Python's own
- * marshal and client, and each fallback.
+ * marshal and client, and each fallback; tests/test_launcher_fuzz.py builds this with
+ * AddressSanitizer and UBSan and drives its readers with answers cut short and mutated.
  *
  * Compiled with AVFS_PYTHON (the interpreter), AVFS_STAMP (client.stamp() as that
  * interpreter gives it for this checkout), AVFS_SELF (this program's installed path) and
