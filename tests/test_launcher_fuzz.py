@@ -675,3 +675,57 @@ def test_a_server_socket_of_another_user_is_never_sent_the_call(
         other.wait()
         if other.stdout is not None:
             other.stdout.close()
+
+
+def test_a_process_given_a_dead_daemons_pid_is_never_sent_the_call(built: str, tmp_path: Path) -> None:
+    """A daemon died and left its exec file; a process of this user that the kernel gave
+    the same pid since binds the same abstract name (a command sharing the host's network
+    can: a sandbox's network `host`, a view). It passes the uid and pid check; it started
+    after the file was written, so neither the native program nor the Python client sends
+    it the request (the environment, stdin): each runs the call without it."""
+    home = tmp_path / "h"
+    name = f"avfs-fuzz-reused-{os.getpid()}-{time.monotonic_ns()}"
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.bind('\\0' + sys.argv[1])\n"
+        "s.listen(4)\n"
+        "print('ready', flush=True)\n"
+        "s.settimeout(60)\n"
+        "while True:\n"
+        "    c, _ = s.accept()\n"
+        "    c.settimeout(5)\n"
+        "    got = b''\n"
+        "    try:\n"
+        "        while data := c.recv(65536):\n"
+        "            got += data\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    print(len(got), flush=True)\n"
+        "    c.close()\n"
+    )
+    squatter = subprocess.Popen([sys.executable, "-c", code, name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline() == "ready\n"
+        exec_file = home / "vaults" / "v.git" / "avfs" / "mounts" / "main.exec"
+        exec_file.parent.mkdir(parents=True)
+        exec_file.write_text(f"{name}\n{squatter.pid}\n{tmp_path}\n")
+        written = time.time() - 600  # the dead daemon wrote it, ten minutes ago
+        os.utime(exec_file, (written, written))
+        args = ["--json", "proxy", "exec", "--", "true"]
+        got = _run([built, *args], _env(home, AVFS_SERVER="off", AVFS_VAULT="v:main"))
+        assert got.stderr.startswith(PY_MARK + b"call"), got.stderr
+        assert squatter.stdout.readline() == "0\n"  # connected, asked who listens, sent nothing
+        env = {**os.environ, "AVFS_HOME": str(home), "AVFS_SERVER": "off", "AVFS_VAULT": "v:main"}
+        env.pop("PYTHONPATH", None)
+        script = tmp_path / "avfs-script"
+        launcher.write(str(script), native=False)
+        p = subprocess.run([str(script), *args], capture_output=True, env=env, timeout=120)
+        assert b"Traceback" not in p.stderr, p.stderr
+        # the console script's first step, then the full CLI's own look at the mount
+        assert [squatter.stdout.readline() for _ in range(2)] == ["0\n", "0\n"]
+    finally:
+        squatter.kill()
+        squatter.wait()
+        if squatter.stdout is not None:
+            squatter.stdout.close()

@@ -33,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -506,7 +508,10 @@ static int text_ok(const char *s) {
     return locale_utf8 && utf8(s);
 }
 
-static int dying(pid_t pid) {
+/* whether process ``pid`` is gone or ending, or started after the exec file naming it was
+ * ``written`` (its mtime): then not the daemon that wrote it but a process given its pid
+ * since, which may have bound the dead daemon's abstract name (execclient.dying) */
+static int dying(pid_t pid, const struct timespec *written) {
     char path[64], stat[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -526,7 +531,20 @@ static int dying(pid_t pid) {
         if (field == NULL) return 1;
         field++;
     }
-    return (strtoul(field, NULL, 10) & 0x4) != 0;
+    if ((strtoul(field, NULL, 10) & 0x4) != 0) return 1;
+    for (int i = 6; i < 19; i++) { /* its start (field 22, after boot in clock ticks) */
+        field = strchr(field, ' ');
+        if (field == NULL) return 1;
+        field++;
+    }
+    char *end;
+    unsigned long long ticks = strtoull(field, &end, 10);
+    long hz = sysconf(_SC_CLK_TCK);
+    struct timespec real, boot;
+    if (end == field || hz <= 0 || clock_gettime(CLOCK_REALTIME, &real) != 0 || clock_gettime(CLOCK_BOOTTIME, &boot) != 0)
+        return 1;
+    double since_boot = (double)(written->tv_sec - real.tv_sec + boot.tv_sec) + (double)(written->tv_nsec - real.tv_nsec + boot.tv_nsec) / 1e9;
+    return (double)ticks / (double)hz > since_boot + 2.0; /* (execclient.START_SLACK_S) */
 }
 
 static int exec_sock = -1;
@@ -612,7 +630,12 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     *q = 0;
     if ((size_t)snprintf(path, sizeof path, "%s/vaults/%s.git/avfs/mounts/%s.exec", home, vault, name) >= sizeof path) return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
     if (fd < 0) return;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return;
+    }
     ssize_t n = 0, got;
     while ((size_t)n < sizeof data - 1 && ((got = read(fd, data + n, sizeof data - 1 - (size_t)n)) > 0 || (got < 0 && errno == EINTR)))
         if (got > 0) n += got;
@@ -684,9 +707,10 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     struct ucred cred;
     socklen_t clen = sizeof cred;
     /* an abstract name has no permissions: talk only to the daemon the exec file names,
-     * running as us, and not while it is ending */
+     * running as us, started before it wrote the file (not a process given a dead
+     * daemon's pid since), and not while it is ending */
     if (connect(sock, (struct sockaddr *)&addr, alen) != 0 || getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
-        cred.uid != getuid() || cred.pid != daemon_pid || dying(cred.pid)) {
+        cred.uid != getuid() || cred.pid != daemon_pid || dying(cred.pid, &st.st_mtim)) {
         close(sock);
         return;
     }
