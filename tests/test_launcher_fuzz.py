@@ -53,6 +53,10 @@ SAN_ENV = {
 SAN_MARKS = (b"Sanitizer", b"runtime error:", b"AddressSanitizer", b"SUMMARY:")
 PY_MARK = b"FAKEPY:"
 CASE_TIMEOUT = 30  # a hang guard per case, not a measure
+# more seeded bit flips for a longer campaign than the suite's (AVFS_FUZZ_FLIPS=20000), and
+# another seed (AVFS_FUZZ_SEED)
+FLIPS = int(os.environ.get("AVFS_FUZZ_FLIPS", "0"))
+SEED = int(os.environ.get("AVFS_FUZZ_SEED", "0"))
 
 # the interpreter the program runs for what it does not serve: says which path it was
 # handed, and hands back the daemon's answer it was given to print
@@ -282,7 +286,7 @@ def test_the_servers_answers_whole_cut_short_and_mutated(built: str, home: Home,
     valid = _server_answers(home)
     kinds = [_read_server(w) for w in valid]
     assert [k[0] for k in kinds[:3]] == ["code"] * 3 and kinds[3] == "fallback", (kinds, valid)
-    cases = _mutants(valid, seed=20261125, flips=800)
+    cases = _mutants(valid, seed=SEED or 20261125, flips=FLIPS or 800)
     fake_home = tmp_path / "h"
     (fake_home / warm.RUN_DIR).mkdir(parents=True)
     server = Replayer(warm.socket_path(str(fake_home)), cases, b"FUZZ_CASE")
@@ -400,7 +404,7 @@ def test_a_daemons_replies_whole_cut_short_and_mutated(
     valid = _daemon_answers(home, vault)
     kinds = [_read_daemon(w) for w in valid]
     assert kinds[0] == "fallback" and all(k != "noanswer" for k in kinds), kinds
-    cases = _mutants(valid, seed=1125, flips=1000, cuts=48)
+    cases = _mutants(valid, seed=SEED or 1125, flips=FLIPS or 1000, cuts=48)
     fake_home = tmp_path / "h"
     name = f"avfs-fuzz-{os.getpid()}-{time.monotonic_ns()}"
     exec_file = fake_home / "vaults" / "v.git" / "avfs" / "mounts" / "main.exec"
