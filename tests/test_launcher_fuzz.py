@@ -181,9 +181,21 @@ def _mutants(valid: list[bytes], seed: int, flips: int, cuts: int = 1 << 30) -> 
     return out
 
 
-def _in_parallel(fn: Callable[[int], Any], n: int) -> list[Any]:
+def _in_parallel(fn: Callable[[int], Any], n: int, cases: list[bytes]) -> list[Any]:
+    """``fn`` of each case, four at a time; any case that failed (a sanitizer report, a
+    signal, a hang) fails the test, with its bytes."""
+
+    def guarded(i: int) -> Any:
+        try:
+            return fn(i)
+        except (AssertionError, subprocess.TimeoutExpired) as exc:
+            return ("failed", i, cases[i], str(exc)[-3000:])
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(fn, range(n)))
+        got = list(pool.map(guarded, range(n)))
+    failed = [g for g in got if isinstance(g, tuple) and g[:1] == ("failed",)]
+    assert not failed, failed[:3]
+    return got
 
 
 # ---- the resident server's answers ----
@@ -296,7 +308,7 @@ def test_the_servers_answers_whole_cut_short_and_mutated(built: str, home: Home,
             got = _run([built, "--json", "status"], _env(fake_home, FUZZ_CASE=str(n)))
             return _outcome_server(got)
 
-        outcomes = _in_parallel(one, len(cases))
+        outcomes = _in_parallel(one, len(cases), cases)
     finally:
         server.close()
     assert server.served == set(range(len(cases)))
@@ -418,7 +430,7 @@ def test_a_daemons_replies_whole_cut_short_and_mutated(
             env = _env(fake_home, FUZZ_CASE=str(n), AVFS_SERVER="off", AVFS_VAULT="v:main")
             return _outcome_daemon(_run([built, *args], env), cases[n])
 
-        outcomes = _in_parallel(one, len(cases))
+        outcomes = _in_parallel(one, len(cases), cases)
     finally:
         daemon.close()
     assert daemon.served == set(range(len(cases)))

@@ -223,6 +223,10 @@ def test_an_answer_that_started_nothing_runs_the_call_through_python(
         pytest.param(_framed({"code": "seven"}), id="code-not-int"),
         pytest.param(_framed({"code": True}), id="code-a-bool"),
         pytest.param(_framed({}), id="none-of-the-three"),
+        pytest.param(_framed({b"code": 5}), id="code-under-a-bytes-key"),
+        pytest.param(
+            b"00000022{\xda\x04code\xe9\x05\x00\x00\x00\xda\x01xu\x01\x00\x00\x00\xff0", id="invalid-utf-8"
+        ),
         pytest.param(_framed({"started": 1})[:17], id="started-cut-short"),
     ],
 )

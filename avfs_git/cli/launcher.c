@@ -223,6 +223,29 @@ static int request(buf_t *b, int argc, char **argv, const char *cwd) {
     return err ? -1 : 0;
 }
 
+/* valid UTF-8 as Python decodes it: with ``surrogates``, an encoded surrogate too (the
+ * "surrogatepass" marshal reads a str with) */
+static int utf8n(const unsigned char *p, size_t n, int surrogates) {
+    const unsigned char *end = p + n;
+    while (p < end) {
+        int extra = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (extra < 0 || (extra == 1 && *p < 0xc2) || end - p <= extra) return 0;
+        unsigned cp = extra ? (*p & (0x3f >> extra)) : *p;
+        for (int k = 1; k <= extra; k++) {
+            if ((p[k] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (p[k] & 0x3f);
+        }
+        if ((extra == 2 && (cp < 0x800 || (!surrogates && cp >= 0xd800 && cp < 0xe000))) ||
+            (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        p += extra + 1;
+    }
+    return 1;
+}
+
+/* valid UTF-8 (Python then decodes it to the same text marshal's 'u' carries) */
+static int utf8(const char *s) { return utf8n((const unsigned char *)s, strlen(s), 0); }
+
 /* ---- the answers: {"started": PID} / {"code": N} / {"fallback": WHY} ---- */
 
 typedef struct {
@@ -265,9 +288,10 @@ static int parse_answer(const unsigned char *p, size_t n, answer_t *a) {
         if (p >= end) return -1;
         unsigned char t = *p++ & 0x7f;
         if (t == '0') return p == end ? 0 : -1;
+        if (t == 's') return -1; /* a bytes key: never "code" to Python */
         const unsigned char *key;
         long klen = str_at(p, end, t, &key);
-        if (klen < 0 || klen > end - key) return -1;
+        if (klen < 0 || klen > end - key || ((t == 'u' || t == 't') && !utf8n(key, (size_t)klen, 1))) return -1;
         p = key + klen;
         if (p >= end) return -1;
         unsigned char vt = *p++ & 0x7f;
@@ -288,7 +312,7 @@ static int parse_answer(const unsigned char *p, size_t n, answer_t *a) {
         } else {
             const unsigned char *s;
             long slen = str_at(p, end, vt, &s);
-            if (slen < 0 || slen > end - s) return -1;
+            if (slen < 0 || slen > end - s || ((vt == 'u' || vt == 't') && !utf8n(s, (size_t)slen, 1))) return -1;
             p = s + slen;
             if (klen == 7 && memcmp(key, "started", 7) == 0) a->has_started = 1; /* not a pid */
         }
@@ -365,29 +389,6 @@ static int home_dir(const char *given, char *out, size_t size) {
     return (n < 0 || (size_t)n >= size || !ascii(out)) ? -1 : 0;
 }
 
-
-/* valid UTF-8 as Python decodes it: with ``surrogates``, an encoded surrogate too (the
- * "surrogatepass" marshal reads a str with) */
-static int utf8n(const unsigned char *p, size_t n, int surrogates) {
-    const unsigned char *end = p + n;
-    while (p < end) {
-        int extra = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
-        if (extra < 0 || (extra == 1 && *p < 0xc2) || end - p <= extra) return 0;
-        unsigned cp = extra ? (*p & (0x3f >> extra)) : *p;
-        for (int k = 1; k <= extra; k++) {
-            if ((p[k] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (p[k] & 0x3f);
-        }
-        if ((extra == 2 && (cp < 0x800 || (!surrogates && cp >= 0xd800 && cp < 0xe000))) ||
-            (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-        p += extra + 1;
-    }
-    return 1;
-}
-
-/* valid UTF-8 (Python then decodes it to the same text marshal's 'u' carries) */
-static int utf8(const char *s) { return utf8n((const unsigned char *)s, strlen(s), 0); }
 
 /* ---- `proxy exec` answered by a live mount's daemon (cli/execclient.py's `fast`) ---- */
 
