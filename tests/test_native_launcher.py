@@ -97,6 +97,11 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subpro
     return subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
 
 
+def _framed(msg: dict[str, Any]) -> bytes:
+    data = marshal.dumps(msg)
+    return b"%08d" % len(data) + data
+
+
 def _code(n: int) -> Answer:
     return lambda conn, _req, _i: warm._send(conn, {"code": n})
 
@@ -184,9 +189,6 @@ def test_a_start_then_a_code_and_a_server_gone_mid_call(scripts: dict[str, str],
     "reply",
     [
         pytest.param(lambda c: warm._send(c, {"fallback": "protocol"}), id="fallback"),
-        pytest.param(lambda c: c.sendall(b"00000003xyz"), id="garbage"),
-        pytest.param(lambda c: c.sendall(b"not a length"), id="no-length"),
-        pytest.param(lambda c: warm._send(c, {"code": "seven"}), id="code-not-int"),
         pytest.param(lambda c: None, id="closed"),
     ],
 )
@@ -207,6 +209,40 @@ def test_an_answer_that_started_nothing_runs_the_call_through_python(
         got = _run([scripts["native"], "--json", "status"], _env(fake_home))
         assert got.returncode == 5, got.stderr
         assert len(server.requests) == 2 and server.requests[0] == server.requests[1]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"00000003xyz", id="garbage"),
+        pytest.param(b"not a length", id="no-length"),
+        pytest.param(b"-0000001{0", id="signed-length"),
+        pytest.param(b"99999999", id="huge-length"),
+        pytest.param(_framed({"code": "seven"}), id="code-not-int"),
+        pytest.param(_framed({"code": True}), id="code-a-bool"),
+        pytest.param(_framed({}), id="none-of-the-three"),
+        pytest.param(_framed({b"code": 5}), id="code-under-a-bytes-key"),
+        pytest.param(
+            b"00000022{\xda\x04code\xe9\x05\x00\x00\x00\xda\x01xu\x01\x00\x00\x00\xff0", id="invalid-utf-8"
+        ),
+        pytest.param(_framed({"started": 1})[:17], id="started-cut-short"),
+    ],
+)
+def test_an_answer_not_understood_is_an_error_not_a_second_run(
+    scripts: dict[str, str], fake_home: Path, reply: bytes
+) -> None:
+    """An answer cut short, that is not a length, or does not parse: whether the command
+    started is not known (a ``started`` cut short, say), so neither launcher runs the call
+    again (it could run twice): exit 70 and a message on stderr, nothing on stdout."""
+    server = FakeServer(fake_home, lambda conn, _req, _i: conn.sendall(reply))
+    try:
+        for name in ("native", "script"):
+            got = _run([scripts[name], "--json", "status"], _env(fake_home))
+            assert (got.returncode, got.stdout) == (70, b""), (name, got.stderr)
+            assert b"answer was not understood" in got.stderr and b"Traceback" not in got.stderr
+        assert len(server.requests) == 2  # one each: neither ran it again
     finally:
         server.close()
 
@@ -647,3 +683,60 @@ def test_a_server_that_resets_the_connection_unread_leaves_the_call_to_the_calle
         assert len(resets) == 3  # the native program's, Python's after it, the script's
     finally:
         sock.close()
+
+
+def test_proxy_exec_answered_to_a_closed_stdout_exits_as_the_script_does(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path
+) -> None:
+    """The daemon ran the command; the reader of stdout went away (``| head -c0``): the
+    exit is the script's (SIGPIPE ignored, as Python's start-up does, so the write fails
+    instead of ending the program by a signal after the command ran)."""
+    daemon = FakeDaemon(fake_home, tmp_path, _reply({"code": 3, "doc": DOC, "out": DOC * 2000, "err": None}))
+    try:
+        codes = []
+        for name in ("native", "script"):
+            r, w = os.pipe()
+            os.close(r)
+            p = subprocess.run(
+                [scripts[name], "--json", "proxy", "exec", "--", "true"],
+                stdout=w,
+                stderr=subprocess.PIPE,
+                env=_exec_env(fake_home),
+                timeout=60,
+            )
+            os.close(w)
+            codes.append((p.returncode, p.stderr))
+        assert codes == [(3, b""), (3, b"")], codes
+    finally:
+        daemon.close()
+
+
+def test_proxy_exec_from_a_directory_deeper_than_path_max_runs_there(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path
+) -> None:
+    """A working directory in the mount whose path is longer than getcwd reads into 4096
+    bytes: the request still names it (``--cwd``), as the script's does, not the fork's
+    root."""
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    daemon = FakeDaemon(fake_home, mountpoint, _reply({"code": 0, "doc": DOC, "out": DOC, "err": None}))
+    fd = os.open(mountpoint, os.O_RDONLY)
+    try:
+        for _ in range(25):  # (a mkdir of the whole path fails past PATH_MAX)
+            os.mkdir("d" * 200, dir_fd=fd)
+            fd, parent = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        for name in ("native", "script"):
+            p = subprocess.run(
+                [scripts[name], "--json", "proxy", "exec", "--", "true"],
+                capture_output=True,
+                env=_exec_env(fake_home),
+                timeout=60,
+                preexec_fn=lambda: os.fchdir(fd),
+            )
+            assert (p.returncode, p.stdout) == (0, DOC.encode()), p.stderr
+        assert len(daemon.requests) == 2 and daemon.requests[0] == daemon.requests[1]
+        assert daemon.requests[0]["args"][:2] == ["--cwd", "/".join(["d" * 200] * 25)]
+    finally:
+        os.close(fd)
+        daemon.close()

@@ -105,20 +105,51 @@ def stamp() -> str:
     return f"{sys.executable} {sys.version_info[:3]} {package_dir()}"
 
 
+ANSWER_MAX = 65536  # the server's answers are a few dozen bytes (as launcher.c reads them)
+
+
+class NotAnswer(ValueError):
+    """What the server sent is not an answer: not a length, cut short, not a dict."""
+
+
 def recv_msg(sock: "Any", buf: bytearray) -> "dict[str, Any] | None":
     """The next length-prefixed marshal message from ``sock``; ``buf`` keeps what was read
-    past it (the server's two answers may come in one read)."""
+    past it (the server's two answers may come in one read). None when the stream ends
+    before any byte of it; raises :class:`NotAnswer` for anything else that is not one."""
     while True:
         if len(buf) >= 8:
+            if not all(48 <= c <= 57 for c in buf[:8]) or int(buf[:8]) > ANSWER_MAX:
+                raise NotAnswer("not a length")
             want = 8 + int(buf[:8])
             if len(buf) >= want:
-                got = marshal.loads(bytes(buf[8:want]))
+                try:
+                    got = marshal.loads(bytes(buf[8:want]))
+                except (ValueError, EOFError, TypeError) as exc:
+                    raise NotAnswer(str(exc)) from None
                 del buf[:want]
-                return got if isinstance(got, dict) else None
-        data = sock.recv(65536)
+                if not isinstance(got, dict):
+                    raise NotAnswer("not a dict")
+                return got
+        try:
+            data = sock.recv(65536)
+        except InterruptedError:
+            raise
+        except OSError:
+            if buf:
+                raise NotAnswer("reset") from None
+            raise
         if not data:
+            if buf:
+                raise NotAnswer("cut short")
             return None
         buf += data
+
+
+def _int(v: "Any") -> bool:
+    return type(v) is int and -(2**31) <= v < 2**31  # (not a bool: marshal's 'i', as launcher.c reads it)
+
+
+NOT_UNDERSTOOD = "avfs: the warm server's answer was not understood; the call may have run (AVFS_SERVER=off runs without it)\n"
 
 
 def served(args: "list[str]", *, start: bool = True) -> "int | None":
@@ -140,6 +171,12 @@ def served(args: "list[str]", *, start: bool = True) -> "int | None":
         if start:
             start_for_next(home)
         return None
+    # the request carries the environment (its secrets) and this process's stdio: only to a
+    # server of this user (a --home another user can write, a socket planted there)
+    cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    if int.from_bytes(cred[4:8], sys.byteorder, signed=True) != posix.getuid():
+        sock.close()
+        return None
     try:
         req = marshal.dumps(
             {"v": PROTOCOL, "stamp": stamp(), "argv": args, "cwd": posix.getcwd(), "env": dict(posix.environ)}
@@ -154,14 +191,24 @@ def served(args: "list[str]", *, start: bool = True) -> "int | None":
             from .execopts import interrupted
 
             return interrupted(_wants_json(args))
+        except NotAnswer:
+            # cut short, or not one: whether the command started is not known, and running
+            # it again could run it twice
+            sys.stderr.write(NOT_UNDERSTOOD)
+            return 70
         except OSError:
             # reset before any answer: a server ending (its code changed, its idle time
             # out) with this connection still queued, the request unread. It starts a
             # command only once it has read the whole request, and the command's process
             # then holds the connection: nothing ran, so run it here
             return None
-        if first is None or ("started" not in first and not isinstance(first.get("code"), int)):
+        if first is None:
             return None  # nothing ran: run it here
+        if "started" not in first and not _int(first.get("code")):
+            if "fallback" in first:
+                return None  # nothing ran: run it here
+            sys.stderr.write(NOT_UNDERSTOOD)
+            return 70
         if "started" not in first:  # the command's own answer came first: it has ended
             return int(first["code"])
         return _wait(sock, buf, first["started"])
@@ -246,10 +293,13 @@ def _wait(sock: "Any", buf: bytearray, started: "Any") -> int:
             break
         except InterruptedError:
             continue
+        except (NotAnswer, OSError):
+            done = None
+            break
     if target[0] >= 0:
         fd, target[0] = target[0], -1
         posix.close(fd)
-    if done is None or not isinstance(done.get("code"), int):
+    if done is None or not _int(done.get("code")):
         sys.stderr.write(
             "avfs: the warm server went away while the command ran (AVFS_SERVER=off runs without it)\n"
         )

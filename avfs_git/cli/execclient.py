@@ -80,11 +80,11 @@ def names_fork(args: "list[str]") -> bool:
     return fork_of(global_options(args)[0]["vault"]) is not None
 
 
-def read_exec(home: str, vault: str, fork: str) -> "tuple[str, int, str] | None":
+def read_exec(home: str, vault: str, fork: str) -> "tuple[str, int, str, float] | None":
     """The exec file a live read-write mount of ``vault:fork`` keeps beside its registry
     record (``<vault>/avfs/mounts/<fork>.exec``, see :func:`..core.vaults.registry.read_exec`,
-    which this reads the same way): (socket name, daemon pid, mount point); None when there
-    is none."""
+    which this reads the same way): (socket name, daemon pid, mount point, when the file was
+    written); None when there is none."""
     name = fork.replace("%", "%25").replace("/", "%2F")  # (registry.fs_name)
     path = f"{home}/vaults/{vault}.git/avfs/mounts/{name}.exec"
     try:
@@ -93,6 +93,7 @@ def read_exec(home: str, vault: str, fork: str) -> "tuple[str, int, str] | None"
         return None
     try:
         data = posix.read(fd, 65536)
+        written = posix.fstat(fd).st_mtime
     except OSError:
         return None
     finally:
@@ -101,7 +102,7 @@ def read_exec(home: str, vault: str, fork: str) -> "tuple[str, int, str] | None"
     pid, _, mountpoint = rest.partition("\n")
     if not sock or not pid.isdigit():
         return None
-    return sock, int(pid), mountpoint[:-1] if mountpoint.endswith("\n") else mountpoint
+    return sock, int(pid), mountpoint[:-1] if mountpoint.endswith("\n") else mountpoint, written
 
 
 def with_cwd(rest: "list[str]", mountpoint: str) -> "list[str]":
@@ -123,13 +124,18 @@ def with_cwd(rest: "list[str]", mountpoint: str) -> "list[str]":
 
 
 def talk(
-    name: str, daemon_pid: int, rest: "list[str]", json_mode: bool, env: "dict[str, str]"
+    name: str,
+    daemon_pid: int,
+    rest: "list[str]",
+    json_mode: bool,
+    env: "dict[str, str]",
+    written: "float | None" = None,
 ) -> "dict[str, Any] | None":
     """Send `proxy exec`'s arguments ``rest`` to the daemon listening at ``name`` and wait
     for its answer (signals of this process passed on meanwhile). None when there is no
-    daemon to ask (gone, going, or not the one the exec file names, running as us): the
-    caller runs the call itself. Raises :class:`NoAnswer` when it took the request and
-    ended without answering."""
+    daemon to ask (gone, going, or not the one the exec file names, running as us, started
+    before the file was ``written``): the caller runs the call itself. Raises
+    :class:`NoAnswer` when it took the request and ended without answering."""
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -141,8 +147,8 @@ def talk(
         pid, uid = (int.from_bytes(cred[i : i + 4], sys.byteorder, signed=True) for i in (0, 4))
         if uid != posix.getuid() or pid != daemon_pid:
             raise OSError("not our mount daemon")
-        if dying(pid):
-            raise OSError("the mount daemon is ending")
+        if dying(pid, written):
+            raise OSError("the mount daemon is ending, or not the one that wrote the exec file")
         # marshal, not json: built in, so this process imports nothing to send it
         body = marshal.dumps({"v": 2, "args": rest, "json": json_mode, "env": env})
         msg = b"%08d" % len(body) + body
@@ -182,11 +188,12 @@ def talk(
     return reply if isinstance(reply, dict) else None
 
 
-def dying(pid: int) -> bool:
+def dying(pid: int, written: "float | None" = None) -> bool:
     """Whether process ``pid`` is gone or ending. A killed daemon's main thread is a zombie
     while another of its threads (one in the middle of a disk write, say) has not ended
     yet: until then its listening socket still takes connections, which the kernel resets
-    once the last thread is gone, the request unread."""
+    once the last thread is gone, the request unread. With ``written`` (the exec file's
+    mtime): also when ``pid`` started after that (:func:`started_after`)."""
     try:
         fd = posix.open(f"/proc/{pid}/stat", posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
@@ -197,7 +204,26 @@ def dying(pid: int) -> bool:
         return True
     finally:
         posix.close(fd)
-    return stat_dying(stat)
+    return stat_dying(stat) or (written is not None and started_after(stat, written))
+
+
+START_SLACK_S = 2.0  # the clocks' adjustments between the file's write and this reading
+
+
+def started_after(stat: bytes, written: float) -> bool:
+    """Whether the process of ``/proc/PID/stat`` line ``stat`` started after ``written``
+    (seconds since the epoch): not the daemon that wrote its exec file then, but a process
+    the kernel gave its pid since, which may have bound the dead daemon's abstract name
+    (anyone can: a command of this user that shares the host's network, in a sandbox or
+    not). Unreadable: True (the caller then runs the call itself)."""
+    import time
+
+    try:
+        ticks = int(stat[stat.rfind(b")") + 2 :].split()[19])  # field 22, starttime
+    except (IndexError, ValueError):
+        return True
+    since_boot = written - time.clock_gettime(time.CLOCK_REALTIME) + time.clock_gettime(time.CLOCK_BOOTTIME)
+    return ticks / posix.sysconf("SC_CLK_TCK") > since_boot + START_SLACK_S
 
 
 PF_EXITING = 0x4  # (include/linux/sched.h) set as a task starts to exit, before its memory goes
@@ -279,12 +305,15 @@ def fast(args: "list[str]", home_dir: "Callable[[str | None], str]") -> "int | N
     found = read_exec(home_dir(glob["home"]), *target)
     if found is None:
         return None
-    name, daemon_pid, mountpoint = found
+    name, daemon_pid, mountpoint, written = found
     env = {_decode(k): _decode(v) for k, v in posix.environ.items()}
-    reply = talk(name, daemon_pid, with_cwd(rest[2:], mountpoint), glob["json"], env)
+    reply = talk(name, daemon_pid, with_cwd(rest[2:], mountpoint), glob["json"], env, written)
     if reply is None or reply.get("fallback"):
         return None
-    code = print_reply(glob["json"], reply)
+    try:
+        code = print_reply(glob["json"], reply)
+    except BrokenPipeError:  # the reader went away: the command ran, and its code stands
+        code = int(reply["code"])
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

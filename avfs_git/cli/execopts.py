@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .execclient import NoAnswer, global_options, print_reply, talk, with_cwd
+from .execclient import NoAnswer, global_options, print_reply, read_exec, talk, with_cwd
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
@@ -116,11 +116,12 @@ def failed(glob: dict[str, Any], values: dict[str, Any] | None, argv: list[str],
     return int(env["exit_code"])
 
 
-def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str] | None:
+def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str, float] | None:
     """The exec socket, daemon pid and mount point of a live read-write mount of the fork
     asked for (``--vault VAULT:FORK``; without --vault, the fork whose mount holds the
-    current directory, which then becomes ``glob["vault"]``). The daemon writes the three
-    beside its registry file, ``<fork>.exec`` (plain text: reading it needs no json)."""
+    current directory, which then becomes ``glob["vault"]``), and when the daemon wrote
+    the three beside its registry file, ``<fork>.exec`` (plain text: reading it needs no
+    json; :func:`.execclient.read_exec`)."""
     from ..core.settings import home_path
     from ..core.vaults import registry
 
@@ -136,7 +137,7 @@ def _exec_socket(glob: dict[str, Any]) -> tuple[str, int, str] | None:
     vault, _, fork = spec.partition(":")
     if not vault or not fork or "@" in fork or "/" in vault or vault.startswith("."):
         return None  # no explicit fork (its default lives in the vault's config): in process
-    return registry.read_exec(home, vault, fork)
+    return read_exec(home, vault, fork)
 
 
 def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
@@ -150,10 +151,10 @@ def _remote(glob: dict[str, Any], rest: list[str]) -> int | None:
     found = _exec_socket(glob)
     if found is None:
         return None
-    name, daemon_pid, mountpoint = found
+    name, daemon_pid, mountpoint, written = found
     glob["mountpoint"] = mountpoint
     try:
-        reply = talk(name, daemon_pid, with_cwd(rest, mountpoint), glob["json"], dict(os.environ))
+        reply = talk(name, daemon_pid, with_cwd(rest, mountpoint), glob["json"], dict(os.environ), written)
     except NoAnswer:
         values, argv = _lenient(rest)
         return _daemon_died(glob, values, argv)

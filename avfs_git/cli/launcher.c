@@ -6,16 +6,19 @@
  * hands every other call, unchanged, to the Python launcher (`python -S -c BODY ARGS...`,
  * the same text launcher.py writes as a script): `proxy exec` and `hook` (their own fast
  * paths), PYTHONPATH set (the avfs found there runs), AVFS_SERVER=off, an argument or
- * working directory that is not ASCII (Python decodes those by the locale), no server, a
- * server that answers with anything but "started"/"code" (nothing ran), and Ctrl-C before
- * the command started (Python prints the interrupted answer).
+ * working directory that is not ASCII (Python decodes those by the locale), no server or
+ * one of another user, a server that answers "fallback" or closes before any answer
+ * (nothing ran), and Ctrl-C before the command started (Python prints the interrupted
+ * answer). An answer it cannot read exits 70: it may have followed a start, and running
+ * the call again could run it twice.
  *
  * The protocol is avfs_git/cli/resident.py's: the request is a marshal-encoded dict
  * {"v": 1, "stamp": STAMP, "argv": [...], "cwd": CWD, "env": {bytes: bytes}} after its
  * length as eight decimal digits, with fds 0, 1, 2 passed alongside (SCM_RIGHTS); the
  * answers are length-prefixed marshal dicts. Only the types those use are written and
  * read here; tests/test_native_launcher.py checks the request against Python's own
- * marshal and client, and each fallback.
+ * marshal and client, and each fallback; tests/test_launcher_fuzz.py builds this with
+ * AddressSanitizer and UBSan and drives its readers with answers cut short and mutated.
  *
  * Compiled with AVFS_PYTHON (the interpreter), AVFS_STAMP (client.stamp() as that
  * interpreter gives it for this checkout), AVFS_SELF (this program's installed path) and
@@ -30,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -112,7 +117,9 @@ static int send_with_fds(int sock, const buf_t *msg, const int *fds, int n) {
         cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
         memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
     }
-    ssize_t sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    ssize_t sent;
+    do sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
     size_t off = sent > 0 ? (size_t)sent : 0;
     while (sent >= 0 && off < msg->len) { /* the rest of a long message */
         sent = send(sock, msg->p + off, msg->len - off, MSG_NOSIGNAL);
@@ -162,13 +169,37 @@ static int wants_json(int argc, char **argv) {
 
 /* ---- the request ---- */
 
-static int env_seen(char **env, int upto, const char *key, size_t klen) {
-    /* os.environ keeps the first of two entries with one name */
-    for (int j = 0; j < upto; j++) {
-        const char *eq = strchr(env[j], '=');
-        if (eq != NULL && (size_t)(eq - env[j]) == klen && memcmp(env[j], key, klen) == 0) return 1;
+/* the names of the environment seen so far: os.environ keeps the first of two entries
+ * with one name. A hash set (open addressing), not a scan of the entries before: an
+ * environment of hundreds of thousands of short entries (ARG_MAX allows ~500k) made that
+ * scan quadratic, minutes of CPU before the call was sent */
+typedef struct {
+    const char **keys;
+    size_t *lens, mask;
+} names_t;
+
+static int names_init(names_t *t) {
+    size_t n = 0, cap = 16;
+    while (environ[n] != NULL) n++;
+    while (cap < 2 * n + 2) cap *= 2;
+    t->keys = calloc(cap, sizeof *t->keys);
+    t->lens = calloc(cap, sizeof *t->lens);
+    t->mask = cap - 1;
+    return t->keys != NULL && t->lens != NULL ? 0 : -1;
+}
+
+/* 1 when ``key`` was seen already, else 0 (and it is now) */
+static int env_seen(names_t *t, const char *key, size_t klen) {
+    size_t h = 1469598103934665603u;
+    for (size_t i = 0; i < klen; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211u;
+    for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        if (t->keys[i] == NULL) {
+            t->keys[i] = key;
+            t->lens[i] = klen;
+            return 0;
+        }
+        if (t->lens[i] == klen && memcmp(t->keys[i], key, klen) == 0) return 1;
     }
-    return 0;
 }
 
 static int request(buf_t *b, int argc, char **argv, const char *cwd) {
@@ -179,23 +210,59 @@ static int request(buf_t *b, int argc, char **argv, const char *cwd) {
     for (int i = 1; i < argc && !err; i++) err = put_str(b, argv[i]);
     err = err || put_str(b, "cwd") || put_str(b, cwd);
     err = err || put_str(b, "env") || put(b, "{", 1);
+    names_t seen;
+    if (names_init(&seen) != 0) return -1;
     for (int i = 0; environ[i] != NULL && !err; i++) {
         const char *eq = strchr(environ[i], '=');
         if (eq == NULL) continue;
         size_t klen = (size_t)(eq - environ[i]);
-        if (env_seen(environ, i, environ[i], klen)) continue;
+        if (env_seen(&seen, environ[i], klen)) continue;
         err = put_sized(b, 's', environ[i], klen) || put_sized(b, 's', eq + 1, strlen(eq + 1));
     }
     err = err || put(b, "0", 1) || put(b, "0", 1);
     return err ? -1 : 0;
 }
 
+/* valid UTF-8 as Python decodes it: with ``surrogates``, an encoded surrogate too (the
+ * "surrogatepass" marshal reads a str with) */
+static int utf8n(const unsigned char *p, size_t n, int surrogates) {
+    const unsigned char *end = p + n;
+    while (p < end) {
+        int extra = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (extra < 0 || (extra == 1 && *p < 0xc2) || end - p <= extra) return 0;
+        unsigned cp = extra ? (*p & (0x3f >> extra)) : *p;
+        for (int k = 1; k <= extra; k++) {
+            if ((p[k] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (p[k] & 0x3f);
+        }
+        if ((extra == 2 && (cp < 0x800 || (!surrogates && cp >= 0xd800 && cp < 0xe000))) ||
+            (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        p += extra + 1;
+    }
+    return 1;
+}
+
+/* valid UTF-8 (Python then decodes it to the same text marshal's 'u' carries) */
+static int utf8(const char *s) { return utf8n((const unsigned char *)s, strlen(s), 0); }
+
 /* ---- the answers: {"started": PID} / {"code": N} / {"fallback": WHY} ---- */
 
 typedef struct {
-    int has_started, has_code;
+    int has_started, has_code, has_fallback;
     long started, code;
 } answer_t;
+
+/* a message's length: its first eight bytes, decimal digits all (not strtol's reading:
+ * no sign, no blank); -1 when they are not */
+static long len8(const char *p) {
+    long n = 0;
+    for (int i = 0; i < 8; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        n = n * 10 + (p[i] - '0');
+    }
+    return n;
+}
 
 /* the length of the string at p (type t), its bytes at *s; -1 when not a string */
 static long str_at(const unsigned char *p, const unsigned char *end, unsigned char t, const unsigned char **s) {
@@ -221,12 +288,14 @@ static int parse_answer(const unsigned char *p, size_t n, answer_t *a) {
         if (p >= end) return -1;
         unsigned char t = *p++ & 0x7f;
         if (t == '0') return p == end ? 0 : -1;
+        if (t == 's') return -1; /* a bytes key: never "code" to Python */
         const unsigned char *key;
         long klen = str_at(p, end, t, &key);
-        if (klen < 0 || key + klen > end) return -1;
+        if (klen < 0 || klen > end - key || ((t == 'u' || t == 't') && !utf8n(key, (size_t)klen, 1))) return -1;
         p = key + klen;
         if (p >= end) return -1;
         unsigned char vt = *p++ & 0x7f;
+        if (klen == 8 && memcmp(key, "fallback", 8) == 0) a->has_fallback = 1;
         if (vt == 'i') {
             if (end - p < 4) return -1;
             int32_t v = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
@@ -243,7 +312,7 @@ static int parse_answer(const unsigned char *p, size_t n, answer_t *a) {
         } else {
             const unsigned char *s;
             long slen = str_at(p, end, vt, &s);
-            if (slen < 0 || s + slen > end) return -1;
+            if (slen < 0 || slen > end - s || ((vt == 'u' || vt == 't') && !utf8n(s, (size_t)slen, 1))) return -1;
             p = s + slen;
             if (klen == 7 && memcmp(key, "started", 7) == 0) a->has_started = 1; /* not a pid */
         }
@@ -253,32 +322,30 @@ static int parse_answer(const unsigned char *p, size_t n, answer_t *a) {
 static volatile sig_atomic_t interrupted;
 static int relay_sock = -1, relay_pidfd = -1;
 
-/* the next message into *a: 1, or 0 at the end of the stream / a message not understood,
- * or -2 when interrupted (before "started") */
+/* the server's answers are a few dozen bytes: a length past this is not one of them */
+#define ANSWER_MAX 65536
+
+/* the next message into *a: 1; 0 when the stream ended (or was reset) before any byte of
+ * it; -1 when what came is not an answer (not a length, a message cut short, one that
+ * does not parse); -2 when interrupted (before "started") */
 static int next_answer(int sock, buf_t *in, answer_t *a, int stop_on_interrupt) {
     for (;;) {
         if (in->len >= 8) {
-            char digits[9];
-            memcpy(digits, in->p, 8);
-            digits[8] = 0;
-            char *tail;
-            long want = strtol(digits, &tail, 10);
-            if (*tail != 0 || want < 0) return 0;
+            long want = len8(in->p);
+            if (want < 0 || want > ANSWER_MAX) return -1;
             if (in->len >= 8 + (size_t)want) {
                 int ok = parse_answer((unsigned char *)in->p + 8, (size_t)want, a) == 0;
                 memmove(in->p, in->p + 8 + want, in->len - 8 - (size_t)want);
                 in->len -= 8 + (size_t)want;
-                return ok ? 1 : 0;
+                return ok ? 1 : -1;
             }
         }
-        char chunk[65536];
+        if (stop_on_interrupt && interrupted) return -2;
+        char chunk[4096];
         ssize_t got = recv(sock, chunk, sizeof chunk, 0);
-        if (got < 0 && errno == EINTR) {
-            if (stop_on_interrupt && interrupted) return -2;
-            continue;
-        }
-        if (got <= 0) return 0;
-        if (put(in, chunk, (size_t)got) != 0) return 0;
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return in->len == 0 ? 0 : -1;
+        if (put(in, chunk, (size_t)got) != 0) return -1;
     }
 }
 
@@ -327,7 +394,7 @@ static int home_dir(const char *given, char *out, size_t size) {
 
 /* marshal objects of the daemon's reply: str, bytes, int, None, bools, back-references */
 typedef struct {
-    char type; /* 's' str (its bytes UTF-8), 'b' bytes, 'i' int, 'N', 'T', 'F' */
+    char type; /* 's' str (its bytes UTF-8), 'L' str of other bytes, 'b' bytes, 'i' int, 'N', 'T', 'F' */
     const unsigned char *s;
     long n;
 } mval_t;
@@ -345,6 +412,7 @@ static int m_read(mreader_t *r, mval_t *v) {
     memset(v, 0, sizeof *v);
     if (t == 'N' || t == 'T' || t == 'F') {
         v->type = (char)t;
+        return 0; /* (never a reference: Python's reader keeps none of these) */
     } else if (t == 'i') {
         if (r->end - r->p < 4) return -1;
         v->type = 'i';
@@ -360,11 +428,15 @@ static int m_read(mreader_t *r, mval_t *v) {
     } else {
         const unsigned char *s;
         long n = str_at(r->p, r->end, t, &s);
-        if (n < 0 || s + n > r->end) return -1;
+        if (n < 0 || n > r->end - s) return -1;
         v->type = t == 's' ? 'b' : 's';
         v->s = s;
         v->n = n;
         r->p = s + n;
+        if ((t == 'u' || t == 't') && !utf8n(s, (size_t)n, 1)) return -1; /* marshal.loads fails */
+        if (t == 'a' || t == 'A' || t == 'z' || t == 'Z')
+            for (long i = 0; i < n; i++)
+                if (s[i] >= 0x80) v->type = 'L'; /* read as Latin-1: written as other bytes */
     }
     if (flag) {
         if (r->nrefs >= 256) return -1;
@@ -394,7 +466,7 @@ static int parse_reply(const unsigned char *p, size_t n, reply_t *rep) {
         if (m_read(&r, &key) != 0 || key.type != 's' || m_read(&r, &val) != 0) return -1;
         if (key.n == 8 && memcmp(key.s, "fallback", 8) == 0) {
             rep->fallback = !(val.type == 'N' || val.type == 'F' || (val.type == 'i' && val.n == 0) ||
-                              ((val.type == 's' || val.type == 'b') && val.n == 0));
+                              ((val.type == 's' || val.type == 'b' || val.type == 'L') && val.n == 0));
         } else if (key.n == 4 && memcmp(key.s, "code", 4) == 0) {
             if (val.type != 'i') return -1;
             rep->has_code = 1;
@@ -409,12 +481,7 @@ static int parse_reply(const unsigned char *p, size_t n, reply_t *rep) {
 
 /* UTF-8 text that Python would write as these same bytes: no encoded surrogate (a string
  * decoded with surrogateescape, which Python's stream writes per its error handler) */
-static int plain_text(const mval_t *v) {
-    if (v->type != 's') return 0;
-    for (long i = 0; i + 1 < v->n; i++)
-        if (v->s[i] == 0xed && v->s[i + 1] >= 0xa0) return 0;
-    return 1;
-}
+static int plain_text(const mval_t *v) { return v->type == 's' && utf8n(v->s, (size_t)v->n, 0); }
 
 static int write_all(int fd, const unsigned char *s, long n) {
     while (n > 0) {
@@ -425,24 +492,6 @@ static int write_all(int fd, const unsigned char *s, long n) {
         n -= w;
     }
     return 0;
-}
-
-/* valid UTF-8 (Python then decodes it to the same text marshal's 'u' carries) */
-static int utf8(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int extra = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
-        if (extra < 0 || (extra == 1 && *p < 0xc2)) return 0;
-        unsigned cp = extra ? (*p & (0x3f >> extra)) : *p;
-        for (int k = 1; k <= extra; k++) {
-            if ((p[k] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (p[k] & 0x3f);
-        }
-        if ((extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000))) || (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-        p += extra + 1;
-    }
-    return 1;
 }
 
 /* text this program may send as the str Python would decode it to: ASCII always; other
@@ -460,7 +509,10 @@ static int text_ok(const char *s) {
     return locale_utf8 && utf8(s);
 }
 
-static int dying(pid_t pid) {
+/* whether process ``pid`` is gone or ending, or started after the exec file naming it was
+ * ``written`` (its mtime): then not the daemon that wrote it but a process given its pid
+ * since, which may have bound the dead daemon's abstract name (execclient.dying) */
+static int dying(pid_t pid, const struct timespec *written) {
     char path[64], stat[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -480,7 +532,20 @@ static int dying(pid_t pid) {
         if (field == NULL) return 1;
         field++;
     }
-    return (strtoul(field, NULL, 10) & 0x4) != 0;
+    if ((strtoul(field, NULL, 10) & 0x4) != 0) return 1;
+    for (int i = 6; i < 19; i++) { /* its start (field 22, after boot in clock ticks) */
+        field = strchr(field, ' ');
+        if (field == NULL) return 1;
+        field++;
+    }
+    char *end;
+    unsigned long long ticks = strtoull(field, &end, 10);
+    long hz = sysconf(_SC_CLK_TCK);
+    struct timespec real, boot;
+    if (end == field || hz <= 0 || clock_gettime(CLOCK_REALTIME, &real) != 0 || clock_gettime(CLOCK_BOOTTIME, &boot) != 0)
+        return 1;
+    double since_boot = (double)(written->tv_sec - real.tv_sec + boot.tv_sec) + (double)(written->tv_nsec - real.tv_nsec + boot.tv_nsec) / 1e9;
+    return (double)ticks / (double)hz > since_boot + 2.0; /* (execclient.START_SLACK_S) */
 }
 
 static int exec_sock = -1;
@@ -512,9 +577,13 @@ static void python_prints(int argc, char **argv, const unsigned char *reply, siz
                 "import marshal, posix\nfrom avfs_git.cli.execclient import print_reply\n"
                 "fd, json_mode, args = int(sys.argv[1]), sys.argv[2] == '1', sys.argv[3:]\nchunks = []\n"
                 "while True:\n    b = posix.read(fd, 1 << 20)\n    if not b:\n        break\n    chunks.append(b)\n"
-                "try:\n    code = print_reply(json_mode, marshal.loads(b''.join(chunks)))\n"
+                "try:\n    reply = marshal.loads(b''.join(chunks))\n"
+                "    again = isinstance(reply, dict) and reply.get('fallback')\n"
+                "    code = 0 if again else print_reply(json_mode, reply)\n"
+                "except BrokenPipeError:\n    code = int(reply['code'])\n"
                 "except Exception as exc:\n    from avfs_git.cli.execopts import after_remote\n"
                 "    sys.exit(after_remote(args, exc))\n"
+                "if again:\n    sys.argv[1:] = args\n    from avfs_git.cli.client import main\n    sys.exit(main())\n"
                 "for s in (sys.stdout, sys.stderr):\n    try:\n        s.flush()\n    except (OSError, ValueError):\n        pass\n"
                 "posix._exit(code)\n";
     args[k++] = fdarg;
@@ -562,10 +631,19 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     *q = 0;
     if ((size_t)snprintf(path, sizeof path, "%s/vaults/%s.git/avfs/mounts/%s.exec", home, vault, name) >= sizeof path) return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
     if (fd < 0) return;
-    ssize_t n = read(fd, data, sizeof data - 1);
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return;
+    }
+    ssize_t n = 0, got;
+    while ((size_t)n < sizeof data - 1 && ((got = read(fd, data + n, sizeof data - 1 - (size_t)n)) > 0 || (got < 0 && errno == EINTR)))
+        if (got > 0) n += got;
     close(fd);
-    if (n <= 0) return;
+    /* none, longer than any this reads whole, or a NUL (a name the kernel reads past):
+     * Python reads it its own way */
+    if (n <= 0 || (size_t)n >= sizeof data - 1 || memchr(data, 0, (size_t)n) != NULL) return;
     data[n] = 0;
     char *nl1 = strchr(data, '\n');
     if (nl1 == NULL || nl1 == data) return;
@@ -589,6 +667,8 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     for (int i = 0; i < nargs; i++)
         if (!text_ok(args[i])) return;
     char here[4096], *cwd_arg = NULL;
+    if (*mountpoint && !has_cwd && getcwd(here, sizeof here) == NULL && errno == ERANGE)
+        return; /* deeper than this reads: Python sends it (the command runs there) */
     if (*mountpoint && !has_cwd && getcwd(here, sizeof here) != NULL) {
         if (!text_ok(here)) return; /* Python sends it decoded its own way */
         size_t ml = strlen(mountpoint);
@@ -604,11 +684,13 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     for (int i = 0; i < nargs && !err; i++) err = put_str(&req, args[i]);
     err = err || put_str(&req, "json") || put(&req, json_mode ? "T" : "F", 1);
     err = err || put_str(&req, "env") || put(&req, "{", 1);
+    names_t seen;
+    if (err || names_init(&seen) != 0) return;
     for (int i = 0; environ[i] != NULL && !err; i++) {
         const char *eq = strchr(environ[i], '=');
         if (eq == NULL) continue;
         size_t klen = (size_t)(eq - environ[i]);
-        if (env_seen(environ, i, environ[i], klen)) continue;
+        if (env_seen(&seen, environ[i], klen)) continue;
         if (!text_ok(environ[i])) return; /* Python decodes it with surrogateescape */
         err = put_sized(&req, 'u', environ[i], klen) || put_str(&req, eq + 1);
     }
@@ -626,9 +708,10 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     struct ucred cred;
     socklen_t clen = sizeof cred;
     /* an abstract name has no permissions: talk only to the daemon the exec file names,
-     * running as us, and not while it is ending */
+     * running as us, started before it wrote the file (not a process given a dead
+     * daemon's pid since), and not while it is ending */
     if (connect(sock, (struct sockaddr *)&addr, alen) != 0 || getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
-        cred.uid != getuid() || cred.pid != daemon_pid || dying(cred.pid)) {
+        cred.uid != getuid() || cred.pid != daemon_pid || dying(cred.pid, &st.st_mtim)) {
         close(sock);
         return;
     }
@@ -652,8 +735,9 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
             char digits[9];
             memcpy(digits, in.p, 8);
             digits[8] = 0;
-            if (strspn(digits, "0123456789") != 8) break;
-            want = 8 + (size_t)strtoul(digits, NULL, 10);
+            long len = len8(digits);
+            if (len <= 0) break; /* not a length, or an empty message: no answer (as Python's) */
+            want = 8 + (size_t)len;
         }
         if (want > 8 && in.len >= want) {
             answered = 1;
@@ -681,6 +765,7 @@ static void proxy_exec(int argc, char **argv, int rest, const char *given) {
     if (parse_reply(body, want - 8, &rep) != 0 || !rep.has_code || !plain_text(&rep.out) ||
         !(rep.err.type == 'N' || rep.err.type == 0 || plain_text(&rep.err)))
         python_prints(argc, argv, body, want - 8, json_mode);
+    signal(SIGPIPE, SIG_IGN); /* a reader gone: the write fails, the command's code stands (as Python's) */
     if (write_all(1, rep.out.s, rep.out.n) != 0 && errno != EPIPE) {
         /* as Python's print would: the code stands */
     }
@@ -711,6 +796,14 @@ int main(int argc, char **argv) {
     if (sock < 0 || connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0) {
         if (sock >= 0) close(sock);
         run_python(argc, argv, NULL); /* it starts a server for the next call */
+    }
+    /* the request carries the environment (its secrets) and this process's stdio: only to
+     * a server of this user (a --home another user can write, a socket planted there) */
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || cred.uid != getuid()) {
+        close(sock);
+        run_python(argc, argv, NULL);
     }
 
     buf_t req = {0}, msg = {0};
@@ -747,9 +840,17 @@ int main(int argc, char **argv) {
                        : "import sys\nsys.path[0:1] = []\nsys.path.append(" AVFS_ROOT_REPR
                          ")\nfrom avfs_git.cli.execopts import interrupted\nsys.exit(interrupted(False))\n");
     }
-    if (got != 1 || (!first.has_started && !first.has_code)) {
+    if (got == 0 || (got == 1 && first.has_fallback && !first.has_started && !first.has_code)) {
         close(sock);
         run_python(argc, argv, NULL); /* nothing ran: run it there */
+    }
+    if (got != 1 || (!first.has_started && !first.has_code)) {
+        /* a length that is none, an answer cut short or that does not parse: whether the
+         * command started is not known, and running it again could run it twice */
+        fputs("avfs: the warm server's answer was not understood; the call may have run (AVFS_SERVER=off runs "
+              "without it)\n",
+              stderr);
+        return 70;
     }
     if (!first.has_started) return (int)first.code;
 

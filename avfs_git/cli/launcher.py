@@ -87,14 +87,22 @@ def script(python: str, root: str) -> str:
     return head + BODY.format(root=root, client=os.path.join(root, "avfs_git", "cli", "client.py"))
 
 
-def write(path: str, python: str | None = None, root: str | None = None, *, native: bool = True) -> bool:
+def write(
+    path: str,
+    python: str | None = None,
+    root: str | None = None,
+    *,
+    native: bool = True,
+    cflags: tuple[str, ...] = (),
+) -> bool:
     """Write the launcher at ``path`` (replacing pip's script there), for ``python``
     (default: this interpreter) and avfs at ``root`` (default: this package's): the native
-    program when ``native`` and it builds, else the script. True when it is native."""
+    program when ``native`` and it builds (with the compiler flags ``cflags`` besides its
+    own: a sanitizer's, say), else the script. True when it is native."""
     python, root = python or sys.executable, root or package_root()
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        if native and _build(tmp, python, root, os.path.abspath(path)):
+        if native and _build(tmp, python, root, os.path.abspath(path), cflags):
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
             return True
@@ -116,7 +124,7 @@ def c_string(text: str) -> str:
     )
 
 
-def _build(out: str, python: str, root: str, self_path: str) -> bool:
+def _build(out: str, python: str, root: str, self_path: str, cflags: tuple[str, ...] = ()) -> bool:
     """Compile ``launcher.c`` into ``out`` for ``python`` and ``root``; False when there is no
     C compiler or the build fails (the script is written instead)."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
@@ -150,7 +158,7 @@ def _build(out: str, python: str, root: str, self_path: str) -> bool:
             fh.write("".join(f"#define {k} {c_string(v)}\n" for k, v in defines.items()))
         try:
             done = subprocess.run(
-                [cc, "-O2", "-Wall", "-include", header, "-o", out, src],
+                [cc, "-O2", "-Wall", *cflags, "-include", header, "-o", out, src],
                 capture_output=True,
                 text=True,
                 timeout=120,

@@ -35,7 +35,11 @@ same code (the stamp), so the version has not moved with the protocol's details.
 dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
 ``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
 process as it ends, and again from the server when it has reaped it: the caller takes the
-first, which may come before ``started``). The command's process then reports to the
+first, which may come before ``started``). Nothing ran only when the connection ends before
+any byte of an answer (the server starts a command once it has read the whole request, and
+the command's process holds the connection until it has answered) or the first answer is a
+whole ``fallback``: any other first answer (cut short, not a length, not one of these) may
+follow a start, and the caller exits 70 rather than run the call a second time. The command's process then reports to the
 server on a socket pair of their own (fd 4 in that process): that it has answered, and the
 pages it wrote (:class:`.spare.Report`); the next spare is forked then, not when the
 process has ended (closing its databases and tearing down its memory take a few ms more).
