@@ -535,7 +535,20 @@ def test_doctor_repairs_temp_packs_but_never_a_live_writers(home: Home, vault: V
     )
     dead_pid = int(dead.stdout)
     killed = left(f"tmp_avfs_{dead_pid}_abc123", 5)  # its writer is gone
-    killed_idx = left(f"tmp_avfs_{dead_pid}_abc123.idx", 5)
+    killed_idx = left(f"tmp_avfs_{dead_pid}_abc123.idx", 5)  # an older avfs's index name
+    killed_idx2 = left(f"tmp_avfs_{dead_pid}_abc456{packwriter.TMP_INDEX}", 5)
+
+    def keep(name: str, text: bytes, age: float) -> str:
+        path = os.path.join(pack_dir, name)
+        with open(path, "wb") as fh:
+            fh.write(text)
+        os.utime(path, (now - age, now - age))
+        return path
+
+    # a .keep avfs makes while it puts a pack in place (packwriter.install): its writer killed
+    killed_keep = keep("pack-" + "1" * 40 + ".keep", b"avfs %d\n" % dead_pid, 5)
+    live_keep = keep("pack-" + "2" * 40 + ".keep", b"avfs %d\n" % os.getpid(), 5)  # still at it
+    persons_keep = keep("pack-" + "3" * 40 + ".keep", b"keep this one\n", 10 * packwriter.STALE_TMP_S)
     old = left("tmp_avfs_q1w2e3", 2 * packwriter.STALE_TMP_S)  # an older avfs's name, long untouched
     # kept: a pid that lives (ours; no lock: the moment before a writer locks it) and recent
     fresh = left(f"tmp_avfs_{os.getpid()}_zzz999", 5)
@@ -546,7 +559,7 @@ def test_doctor_repairs_temp_packs_but_never_a_live_writers(home: Home, vault: V
     try:
         doc = _doc(cli("--json", "doctor"), "doctor", code=1)
         paths = sorted(f["path"] for f in doc["findings"] if f["check"] == "objects")
-        assert paths == sorted([killed, killed_idx, old])
+        assert paths == sorted([killed, killed_idx, killed_idx2, killed_keep, old])
         doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
         assert all(f["repaired"] for f in doc["findings"])
         assert sorted(_temp_packs(vault)) == sorted(
@@ -555,8 +568,11 @@ def test_doctor_repairs_temp_packs_but_never_a_live_writers(home: Home, vault: V
         # (git prune itself drops tmp_* files older than the grace: --grace 0 would take them)
         assert maintenance.gc(vault).stale_temp_files == []
         assert os.path.exists(live_old) and os.path.exists(fresh)
+        assert not os.path.exists(killed_keep) and os.path.exists(live_keep) and os.path.exists(persons_keep)
     finally:
         live.abort()
+        for p in (live_keep, persons_keep):
+            os.unlink(p)
     assert not os.path.exists(live_old)
     for p in (fresh, fresh_old_name):
         os.unlink(p)

@@ -174,3 +174,26 @@ def test_pack_index_large_offsets_go_to_the_64_bit_table(tmp_path):
         assert pack.find(bytes.fromhex(oid)) == off
     data = idx.read_bytes()
     assert data[-20:] == hashlib.sha1(data[:-20]).digest() and data[-40:-20] == b"\1" * 20
+
+
+def test_git_gc_between_a_pack_and_its_index_taking_their_place_loses_nothing(vault, ws, monkeypatch):
+    """git runs ``gc`` by itself (``gc --auto`` after a commit in a mount, once 50 packs
+    pile up), and ``gc`` deletes an index whose pack is not beside it as pack garbage: a
+    temporary index named ``.idx`` was deleted between the pack's rename and its own, and
+    the checkpoint failed (No such file or directory). A real ``git gc`` run right there."""
+    ws.write("a.txt", b"before\n")
+    checkpoint.save(vault)
+    real_put = packwriter._put
+    ran: list[str] = []
+
+    def put_then_gc(tmp: str, dest: str) -> None:
+        real_put(tmp, dest)
+        if dest.endswith(".pack") and not ran:
+            ran.append(git("--git-dir", vault.path, "gc", "--quiet"))
+
+    monkeypatch.setattr(packwriter, "_put", put_then_gc)
+    ws.write("b.txt", b"after\n")
+    cp = checkpoint.save(vault).checkpoint.commit
+    assert ran
+    assert git("--git-dir", vault.path, "show", f"{cp}:b.txt") == "after\n"
+    subprocess.run(["git", "--git-dir", vault.path, "fsck", "--strict"], check=True, capture_output=True)

@@ -472,7 +472,7 @@ def store(git_dir: str, got: Received) -> str:
     import tempfile
 
     from ..errors import from_oserror
-    from .packwriter import TMP_PREFIX, index_v2
+    from .packwriter import TMP_PREFIX, index_v2, install, tmp_index
 
     pack_dir = os.path.join(git_dir, "objects", "pack")
     name = f"pack-{got.data[-20:].hex()}"
@@ -486,15 +486,14 @@ def store(git_dir: str, got: Received) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(got.data)
-        with open(tmp + ".idx", "wb") as ih:
+        with open(tmp_index(tmp), "wb") as ih:
             ih.write(index_v2(got.index, got.data[-20:]))
         os.chmod(tmp, 0o444)
-        os.chmod(tmp + ".idx", 0o444)
-        os.replace(tmp, base + ".pack")
-        os.replace(tmp + ".idx", base + ".idx")
+        os.chmod(tmp_index(tmp), 0o444)
+        install(tmp, tmp_index(tmp), base)
         os.close(os.open(base + ".promisor", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
     except OSError as exc:
-        for path in (tmp, tmp + ".idx"):
+        for path in (tmp, tmp_index(tmp)):
             try:
                 os.unlink(path)
             except OSError:

@@ -13,7 +13,11 @@ is written here (:func:`stored`), as ``zlib.compress(data, 0)`` would make it, w
 ~2 µs of zlib's set-up per call (a merge writes hundreds of small trees).
 
 A pack is written as ``objects/pack/tmp_avfs_<pid>_<random>`` (and its index as that name
-plus ``.idx``) and renamed into place when done. The writer holds a ``flock`` on the
+plus ``_idx``, :func:`tmp_index`) and renamed into place when done. Not ``.idx``: ``git gc``
+(which git runs by itself, ``gc --auto`` after a commit in a mount once 50 packs pile up)
+deletes an ``.idx`` whose ``.pack`` is not beside it as pack garbage, so a checkpoint lost
+its index between the pack's rename and its own; git's own temporary files are
+``tmp_pack_*`` and ``tmp_idx_*`` for the same reason. The writer holds a ``flock`` on the
 temporary pack until then, so a temporary file nobody holds a lock on was left by a killed
 writer: :func:`stale_temp_files` lists those (``avfs gc`` removes them, ``avfs doctor``
 reports them, the quota counts them).
@@ -42,6 +46,14 @@ _TYPE_NAME = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
 _CHUNK = 1 << 20
 PACK_LIMIT = 48  # consolidate when a vault holds more packs than this
 TMP_PREFIX = "tmp_avfs_"
+TMP_INDEX = "_idx"  # a temporary pack's index: its name plus this (never ".idx": see above)
+
+
+def tmp_index(tmp: str) -> str:
+    """The temporary index beside the temporary pack ``tmp``."""
+    return tmp + TMP_INDEX
+
+
 # a temporary file no writer holds is left alone this long when its writer's pid still runs
 # (the moment between creating the file and locking it, or a writer of an older avfs)
 STALE_TMP_S = 3600.0
@@ -91,6 +103,38 @@ def _put(tmp: str, dest: str) -> None:
         os.replace(tmp, dest)  # no hard links here
         return
     os.unlink(tmp)
+
+
+KEEP_MARK = b"avfs "  # a .keep avfs makes while it puts a pack in place: "avfs <pid>"
+
+
+def install(tmp: str, idx_tmp: str, base: str) -> None:
+    """Put a finished temporary pack ``tmp`` and its index ``idx_tmp`` in place as
+    ``base.pack`` and ``base.idx``, the pack first (``git gc`` deletes an index whose pack
+    is not there) and a ``base.keep`` beside them meanwhile: ``git repack -d`` (``gc``, run
+    by git itself after a commit in a mount once packs pile up, or avfs's consolidation)
+    lists every ``*.pack`` in the directory and deletes those it did not write, and a pack
+    whose index is not in place yet holds objects it never saw: a checkpoint's pack was
+    deleted that way (``tests/test_packs.py``). A ``.keep`` there already (git's, or another
+    writer's of the same pack) is left to its maker; one a killed writer left is stale
+    (:func:`stale_temp_files`)."""
+    keep = base + ".keep"
+    try:
+        fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    except FileExistsError:
+        mine = False
+    else:
+        mine = True
+        try:
+            os.write(fd, KEEP_MARK + b"%d\n" % os.getpid())
+        finally:
+            os.close(fd)
+    try:
+        _put(tmp, base + ".pack")
+        _put(idx_tmp, base + ".idx")
+    finally:
+        if mine:
+            os.unlink(keep)
 
 
 _STORED_MAX = 0xFFFF  # the most a stored deflate block holds (RFC 1951, 3.2.4)
@@ -241,7 +285,7 @@ class PackWriter:
                 self._fh.close()  # flushes: fails on a full disk, and the files must go all the same
             except OSError:
                 pass
-            for path in (self._tmp + ".idx", self._tmp):
+            for path in (tmp_index(self._tmp), self._tmp):
                 try:
                     os.unlink(path)
                 except OSError:
@@ -275,13 +319,12 @@ class PackWriter:
             self._done = True
             name = f"pack-{pack_sum.hex()}"
             base = os.path.join(self.pack_dir, name)
-            idx_tmp = self._tmp + ".idx"
+            idx_tmp = tmp_index(self._tmp)
             with open(idx_tmp, "wb") as ih:
                 ih.write(self._index(pack_sum))
             os.chmod(self._tmp, 0o444)
             os.chmod(idx_tmp, 0o444)
-            _put(self._tmp, base + ".pack")
-            _put(idx_tmp, base + ".idx")
+            install(self._tmp, idx_tmp, base)
         except OSError as exc:
             self.abort()
             raise from_oserror(exc, self.pack_dir) from exc
@@ -343,11 +386,13 @@ def temp_file_stale(path: str, *, now: float | None = None) -> str | None:
     A writer holds the temporary pack's flock from just after creating it until the pack is
     in place, so a file whose lock is held is never stale. Otherwise: stale when the pid in
     its name is dead, or when its last write is older than ``STALE_TMP_S`` (a reused pid).
-    An index (``.idx``) goes with its pack (after the pack's rename: by pid and age alone).
+    An index (:data:`TMP_INDEX`, or ``.idx`` as an older avfs named it) goes with its pack
+    (after the pack's rename: by pid and age alone).
     """
     now = time.time() if now is None else now
     name = os.path.basename(path)
-    pack = path[: -len(".idx")] if name.endswith(".idx") else path
+    suffix = next((x for x in (TMP_INDEX, ".idx") if name.endswith(x)), "")
+    pack = path[: -len(suffix)] if suffix else path
     if flock_held(pack):
         return None
     try:
@@ -363,18 +408,47 @@ def temp_file_stale(path: str, *, now: float | None = None) -> str | None:
     return None
 
 
+def keep_stale(path: str, *, now: float | None = None) -> str | None:
+    """Why ``path`` is a ``.keep`` avfs made while it put a pack in place (:func:`install`)
+    and its writer is gone, or None (not avfs's, or its writer may still be at it)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+        age = (time.time() if now is None else now) - os.stat(path).st_mtime
+    except OSError:
+        return None
+    if not head.startswith(KEEP_MARK):
+        return None  # a person's or git's: never avfs's to remove
+    pid = head[len(KEEP_MARK) :].strip()
+    if pid.isdigit() and not _pid_alive(int(pid)):
+        return f"a pack's keep of process {int(pid)}, which is gone (killed while it put the pack in place)"
+    if age > STALE_TMP_S:
+        return f"a pack's keep nobody is writing, made {int(age)} s ago"
+    return None
+
+
+def stale_reason(path: str, now: float | None = None) -> str | None:
+    """Why ``path`` (a temporary pack file or a pack's ``.keep``) was left by a writer that is gone, or None."""
+    return keep_stale(path, now=now) if path.endswith(".keep") else temp_file_stale(path, now=now)
+
+
 def stale_temp_files(git_dir: str, *, now: float | None = None) -> list[tuple[str, int, str]]:
     """(path, size, reason) of each temporary pack file (``objects/pack/tmp_avfs_*``) a
-    killed writer left behind (see :func:`temp_file_stale`)."""
+    killed writer left behind (see :func:`temp_file_stale`), and each ``.keep`` it left
+    (:func:`keep_stale`)."""
     pack_dir = os.path.join(git_dir, "objects", "pack")
     try:
-        names = sorted(n for n in os.listdir(pack_dir) if n.startswith(TMP_PREFIX))
+        names = sorted(
+            n
+            for n in os.listdir(pack_dir)
+            if n.startswith(TMP_PREFIX) or (n.startswith("pack-") and n.endswith(".keep"))
+        )
     except FileNotFoundError:
         return []
     out = []
     for n in names:
         path = os.path.join(pack_dir, n)
-        why = temp_file_stale(path, now=now)
+        why = stale_reason(path, now)
         if why is not None:
             try:
                 out.append((path, os.stat(path).st_size, why))
@@ -388,7 +462,7 @@ def remove_stale_temp_files(git_dir: str, *, now: float | None = None) -> list[t
     what was removed."""
     gone = []
     for path, size, why in stale_temp_files(git_dir, now=now):
-        if temp_file_stale(path, now=now) is None:
+        if stale_reason(path, now) is None:
             continue
         try:
             os.unlink(path)

@@ -246,7 +246,7 @@ def _check_objects(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
 
 
 def _remove_temp_file(git_dir: str, path: str, now: float) -> None:
-    if packwriter.temp_file_stale(path, now=now) is not None:  # re-checked: still nobody's
+    if packwriter.stale_reason(path, now) is not None:  # re-checked: still nobody's
         unlink_quiet(path)
         for hook in packwriter.FINISH_HOOKS:
             hook(os.path.dirname(path))
