@@ -12,7 +12,7 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
@@ -20,6 +20,7 @@ from ..core.store.gitlib import libgit2_loaded
 from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
+from . import keptindex
 from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
@@ -350,15 +351,15 @@ def sync_index(
     lost. See the module's docstring for the locking. False when the worktree is gone or
     git held ``index.lock`` for ``wait_s``.
 
-    ``sizes``: waits for a lazy vault's sizes, asked on another thread (a mount's
-    settling): the index and its untracked cache are made meanwhile with the sizes not
-    yet known left 0, then filled in (:func:`.indexpatch.with_sizes`) before the index is
-    written, so git never reads an index whose sizes are unknown (docs/lazy.md).
+    A lazy vault's index is the one kept for the base (mount/keptindex.py), patched, when
+    it has one. ``sizes``: waits for a lazy vault's sizes, asked on another thread (a
+    mount's settling): else the index is made meanwhile with unknown sizes left 0, filled
+    in (:func:`.indexpatch.with_sizes`) before it is written (docs/lazy.md).
 
     ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
     unchanged view): the index written for the old base is patched where the two bases
-    differ, O(index entries) in bytes instead of a pass over the tree with an object
-    lookup per file; what ``git add`` staged elsewhere stays staged, as after a commit."""
+    differ, O(index entries) in bytes, not a pass over the tree with an object lookup per
+    file; what ``git add`` staged elsewhere stays staged, as after a commit."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     own = files_dir(ws.vault, ws.fork)
     try:
@@ -405,6 +406,10 @@ def sync_index(
                 and old[1:] == stamp.split(" ")[1:]
             ):
                 data = patched_index(ws, git_dir, old[0], base, stat_of, view.token)
+            keeps, lazy = False, ws.store.promisor.remote() is not None
+            if data is None and lazy and hidden is None and merging is None:
+                data = _kept(ws, base, uid, gid, view)  # the index kept for this base, patched
+                later = later and data is None
             if data is None:
                 skeleton: list[tuple[str, str | None]] = []
                 data = index_bytes(
@@ -419,11 +424,15 @@ def sync_index(
                     sized=not later,
                 )
                 if merging is None:
-                    data = _with_untracked_cache(ws, git_dir, own, skeleton, data)
+                    ignores = _gitignores_now(ws, {p for p, oid in skeleton if oid is None})
+                    data = _with_untracked_cache(ws, git_dir, own, skeleton, data, ignores)
+                    keeps = lazy and hidden is None and not ignores
             if later:
                 assert sizes is not None
                 sizes()
                 data = with_sizes(data, _sizes(ws.store))
+            if keeps:  # for the next mount of this base (mount/keptindex.py)
+                keptindex.keep_sized(ws.vault.state_dir, ws.store, base, data)
         except BaseException:
             os.close(fd)
             os.unlink(lock)
@@ -438,8 +447,29 @@ def sync_index(
         os.close(guard)
 
 
+def _kept(ws: MountedFork, base: str, uid: int, gid: int, view: _View) -> bytes | None:
+    """The index kept for ``base``'s tree (mount/keptindex.py), patched for this mount."""
+    store = ws.store
+    tree = store.commit_tree(base)
+    return keptindex.from_kept(
+        ws.vault.state_dir,
+        tree,
+        view.view_ns(),
+        uid,
+        gid,
+        view.token,
+        (owner_record(ws.vault, ws.fork) or {}).get("mountpoint"),
+        lambda: _gitignores_now(ws, keptindex.BaseDirs(store.tree_items, tree)),
+    )
+
+
 def _with_untracked_cache(
-    ws: MountedFork, git_dir: str, own: str, skeleton: list[tuple[str, str | None]], data: bytes
+    ws: MountedFork,
+    git_dir: str,
+    own: str,
+    skeleton: list[tuple[str, str | None]],
+    data: bytes,
+    ignores: dict[str, bytes | None],
 ) -> bytes:
     """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
     and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
@@ -451,19 +481,18 @@ def _with_untracked_cache(
     mountpoint = (owner_record(ws.vault, ws.fork) or {}).get("mountpoint")
     if not isinstance(mountpoint, str) or not mountpoint:
         return data
-    ext = untracked.extension(
-        ws.store, skeleton, data, mountpoint, git_dir, _gitignores_now(ws, skeleton), scratch=own
-    )
+    ext = untracked.extension(ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own)
     return data if ext is None else untracked.with_extension(data, ext)
 
 
-def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> dict[str, bytes | None]:
+def _gitignores_now(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes | None]:
     """The ``.gitignore`` files the fork shows now where they may differ from the base's
-    (in the upper layer or the overlay's entries), by path (None: none there). git checks
+    (in the upper layer or the overlay's entries), by path (None: none there); ``dirs``:
+    the base tree's directories. git checks
     each directory's ``.gitignore`` against the one the untracked cache was made with: a
     wrong guess here costs a rescan, never a wrong answer; a missed one made the first
     status after mounting list every directory (a new top-level ``.gitignore``)."""
-    found = _upper_gitignores(ws.overlay.upper_dir, {p for p, oid in skeleton if oid is None})
+    found = _upper_gitignores(ws.overlay.upper_dir, dirs)
     rows = ws.overlay.db.execute(
         "SELECT path FROM entries WHERE path = '.gitignore' OR path LIKE '%/.gitignore'"
     )
@@ -477,7 +506,7 @@ def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> 
     return out
 
 
-def _upper_gitignores(upper: str, dirs: set[str]) -> set[str]:
+def _upper_gitignores(upper: str, dirs: Container[str]) -> set[str]:
     """The ``.gitignore`` entries the upper layer ``upper`` holds in the root or one of the
     base tree's directories ``dirs``: a walk of the upper layer kept to those directories
     (a fresh mount's upper layer is nearly empty: a ``stat`` per base directory, 7,516 on
