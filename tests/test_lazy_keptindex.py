@@ -233,3 +233,34 @@ def test_a_kept_index_is_patched_only_in_the_mount_s_fields() -> None:
     staged[12 + 60] |= 0x10  # stage 1: an unmerged entry
     staged[-20:] = hashlib.sha1(staged[:-20]).digest()
     assert keptindex.patched(bytes(staged), tree, 0, 1, 2, "t", "/m") is None
+
+
+def test_a_lazy_clone_makes_the_kept_index_after_it_answers(home: Home, server: Server, tmp_path: Path, cli_proc):
+    """`vault clone --lazy` answers, then a process of its own makes the kept index of the
+    default fork's tip (mount/keptmake.py) with the tree's sizes, fetching no blob but the
+    tree's ``.gitignore`` files; a mount started at once waits for it and patches it."""
+    _backend_or_skip("fuse")
+    r = cli_proc("--json", "--home", home.path, "vault", "clone", "--lazy", server.url("proj.git"), "p")
+    assert r.code == 0, r.err
+    v = home.vault("p")
+    tree = git("--git-dir", v.path, "rev-parse", "main^{tree}").strip()
+    before = objects(v.path)
+    keptindex.await_maker(v.state_dir, tree, WAIT_S)
+    assert keptindex.load(v.state_dir, tree) is not None
+    ignores = git("--git-dir", v.path, "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert objects(v.path) - before <= sum(1 for p in ignores if p.rsplit("/", 1)[-1] == ".gitignore")
+    assert v.store.promisor.sized(tree)  # its sizes in the size cache: the mount asks none
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    plain = _plain(server, tmp_path)
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        at = objects(v.path)
+        assert _status(mp).stdout == ""
+        _same_edits(mp, plain)
+        want = _status(plain).stdout
+        assert _status(mp).stdout == want
+        assert _status(mp, "core.fsmonitor=false").stdout == want
+        assert objects(v.path) == at
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)

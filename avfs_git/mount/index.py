@@ -110,7 +110,7 @@ def index_stat(
     :func:`.indexpatch.with_sizes` before it is written: :func:`sync_index`)."""
     t = view.view_ns() if view is not None else view_ns(ws)
     known = ws.store.promisor.size
-    size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else _sizes(ws.store)
+    size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         return t, t, inode_of(path), uid, gid, size(oid)
@@ -121,7 +121,7 @@ def index_stat(
 FEW_SIZES = 256  # read by the store's own reader; past that libgit2 is loaded to read them
 
 
-def _sizes(store: GitStore) -> Callable[[str], int]:
+def sizes_of(store: GitStore) -> Callable[[str], int]:
     """Blob sizes from their headers: libgit2 reads many 7x faster than a Python lookup
     per blob, but loading it costs a process that has not ~80-150 ms; an index patched
     after a checkpoint (a few changed files) reads its few through the store's own reader,
@@ -430,7 +430,7 @@ def sync_index(
             if later:
                 assert sizes is not None
                 sizes()
-                data = with_sizes(data, _sizes(ws.store))
+                data = with_sizes(data, sizes_of(ws.store))
             if keeps:  # for the next mount of this base (mount/keptindex.py)
                 keptindex.keep_sized(ws.vault.state_dir, ws.store, base, data)
         except BaseException:

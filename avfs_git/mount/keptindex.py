@@ -227,26 +227,29 @@ def made(state_dir: str, tree: str, fd: int) -> None:
     os.close(fd)
 
 
-def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S) -> None:
+def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S) -> bool:
     """Wait (at most ``wait_s``) while a process makes the kept index of ``tree``: a mount
     that starts right after ``vault clone --lazy`` answered finds it being made, and
-    patches it once it is there rather than doing the same work beside it."""
+    patches it once it is there rather than doing the same work beside it. Whether one
+    was making it."""
     path = kept_path(state_dir, tree) + _LOCK
     deadline = time.monotonic() + wait_s
+    waited = False
     while time.monotonic() < deadline:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            return  # nobody is making it
+            return waited  # nobody is making it
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return  # free: its maker is done (or died)
+                return waited  # free: its maker is done (or died)
             except OSError:
-                pass
+                waited = True
         finally:
             os.close(fd)
         time.sleep(0.005)
+    return waited
 
 
 class BaseDirs:

@@ -160,12 +160,19 @@ class Promisor:
         )
         if not got:
             return False
-        assert self._sizes is not None
         with self._learned:
+            if self._sizes is None:  # (read again meanwhile: :meth:`reread_sizes`)
+                self._sizes = _read_sizes(self._sizes_path)
             self._sizes.update(got)
             self._learned.notify_all()
         _append_sizes(self._sizes_path, got)
         return len(got) == len(unknown)
+
+    def reread_sizes(self) -> None:
+        """Read the size cache and its record of sized trees again at their next use:
+        another process added to them (a lazy clone's kept index: mount/keptmake.py)."""
+        with self._learned:
+            self._sizes = self._sized = None
 
     @contextlib.contextmanager
     def asking(self) -> Iterator[None]:
