@@ -235,7 +235,9 @@ def test_a_kept_index_is_patched_only_in_the_mount_s_fields() -> None:
     assert keptindex.patched(bytes(staged), tree, 0, 1, 2, "t", "/m") is None
 
 
-def test_a_lazy_clone_makes_the_kept_index_after_it_answers(home: Home, server: Server, tmp_path: Path, cli_proc):
+def test_a_lazy_clone_makes_the_kept_index_after_it_answers(
+    home: Home, server: Server, tmp_path: Path, cli_proc
+):
     """`vault clone --lazy` answers, then a process of its own makes the kept index of the
     default fork's tip (mount/keptmake.py) with the tree's sizes, fetching no blob but the
     tree's ``.gitignore`` files; a mount started at once waits for it and patches it."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from . import keptindex
@@ -30,32 +31,51 @@ TOKEN = "avfs-kept"  # the fsmonitor token of a kept index (a mount writes its o
 
 def make(vault: Vault, commit: str) -> bool:
     """Make and keep the index of ``commit``'s tree in lazy ``vault`` (the caller holds
-    :func:`.keptindex.making`'s lock); True when one is kept."""
+    :func:`.keptindex.making`'s lock); True when one is kept. As a mount's settling does
+    (fuse/settle.py), the sizes are asked on a thread of their own while the entries and
+    the untracked cache are made with the sizes not known yet left 0, filled in after."""
     from . import untracked
     from .index import index_bytes, inode_of, sizes_of
+    from .indexpatch import with_sizes
 
     store = vault.store
-    if store.promisor.remote() is None:
+    promisor = store.promisor
+    if promisor.remote() is None:
         return False
     tree = store.commit_tree(commit)
     state = vault.state_dir
     if keptindex.load(state, tree) is not None:
         return True
-    store.ensure_sizes(tree, fetch=False)  # one request; never the blobs
-    if not store.promisor.sized(tree):
-        return False  # the server cannot say sizes: a mount fetches them its own way
+    asked = threading.Event()
+
+    def ask() -> None:
+        with promisor.asking():  # (the .gitignore files' sizes: asked apart, untracked.py)
+            asked.set()
+            try:
+                store.ensure_sizes(tree, fetch=False)  # one request; never the blobs
+            except Exception:
+                pass  # (not sized: nothing is kept)
+
+    sizes = threading.Thread(target=ask, name="avfs-kept-sizes", daemon=True)
+    sizes.start()
+    asked.wait()
     uid, gid = os.getuid(), os.getgid()
-    size = sizes_of(store)
+    known = promisor.size
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
-        return 0, 0, inode_of(path), uid, gid, size(oid)
+        return 0, 0, inode_of(path), uid, gid, n if (n := known(oid)) is not None else 0
 
     skeleton: list[tuple[str, str | None]] = []
-    data = index_bytes(vault, commit, stat_of, TOKEN, skeleton=skeleton)
-    ext = untracked.extension(store, skeleton, data, vault.path, vault.path, None, scratch=state)
-    if ext is None:
-        return False
-    return keptindex.keep(state, tree, untracked.with_extension(data, ext))
+    try:
+        data = index_bytes(vault, commit, stat_of, TOKEN, skeleton=skeleton, sized=False)
+        ext = untracked.extension(store, skeleton, data, vault.path, vault.path, None, scratch=state)
+    finally:
+        sizes.join()
+        store.listed.drop()
+    if ext is None or not promisor.sized(tree):
+        return False  # (a server that cannot say sizes: a mount fetches them its own way)
+    data = with_sizes(untracked.with_extension(data, ext), sizes_of(store))
+    return keptindex.keep(state, tree, data)
 
 
 def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | None:
