@@ -266,3 +266,26 @@ def test_a_lazy_clone_makes_the_kept_index_after_it_answers(
         assert objects(v.path) == at
     finally:
         mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_gc_drops_the_kept_indexes_of_trees_no_fork_has(home: Home, server: Server, tmp_path: Path) -> None:
+    """``gc`` keeps the kept index of a fork's tip's tree and drops another tree's and what
+    a killed writer left (a temp file, a lock no maker holds)."""
+    from avfs_git.ops import maintenance
+
+    _backend_or_skip("fuse")
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v = home.vault("p")
+    first = tmp_path / "first"
+    first.mkdir()
+    tree = _first_mount(home, first, "fuse")
+    good = Path(keptindex.kept_path(v.state_dir, tree)).read_bytes()
+    other = git("--git-dir", v.path, "rev-parse", "main~1^{tree}").strip()
+    old = Path(keptindex.kept_path(v.state_dir, other))
+    old.write_bytes(_foreign(good, other))
+    leftovers = [Path(f"{old}.123.abc.tmp"), Path(f"{old}.lock")]
+    for p in leftovers:
+        p.write_bytes(b"")
+    maintenance.gc(v, grace_days=1)
+    assert keptindex.load(v.state_dir, tree) == good
+    assert not old.exists() and not any(p.exists() for p in leftovers)

@@ -43,24 +43,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..core.vaults.keptindexes import kept_dir, kept_path
 from .ownfiles import MAX_INDEX, read_bytes
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
 
-KEPT_DIR = "kept-index"  # under the vault's avfs/ directory
 MAKER_WAIT_S = 20.0  # how long a mount waits for the process making its base's kept index
 _LOCK = ".lock"  # <tree>.lock: held (flock) by the process making that tree's kept index
-
-
-def kept_dir(state_dir: str) -> str:
-    """The directory of a vault's kept indexes (``state_dir``: the vault's ``avfs/``)."""
-    return os.path.join(state_dir, KEPT_DIR)
-
-
-def kept_path(state_dir: str, tree: str) -> str:
-    """Where the index kept for base tree ``tree`` is."""
-    return os.path.join(kept_dir(state_dir), tree)
 
 
 def load(state_dir: str, tree: str) -> bytes | None:
