@@ -289,3 +289,42 @@ def test_gc_drops_the_kept_indexes_of_trees_no_fork_has(home: Home, server: Serv
     maintenance.gc(v, grace_days=1)
     assert keptindex.load(v.state_dir, tree) == good
     assert not old.exists() and not any(p.exists() for p in leftovers)
+
+
+def test_a_mount_that_waits_for_the_maker_moves_it_out_of_the_idle_class() -> None:
+    """The maker runs in Linux's idle scheduling class (mount/keptmake.py); a mount whose
+    index waits for it moves every thread of it, and of what it started, to the normal
+    class (:func:`.keptindex.boost`)."""
+    import sys
+
+    code = (
+        "import os, subprocess, sys, threading\n"
+        "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+        "t = threading.Thread(target=lambda: __import__('time').sleep(60), daemon=True)\n"
+        "t.start()\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        "print(child.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+        "child.kill()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+
+        def policies() -> set[int]:
+            return {
+                os.sched_getscheduler(int(t))
+                for p in (proc.pid, child)
+                for t in os.listdir(f"/proc/{p}/task")
+            }
+
+        assert policies() == {os.SCHED_IDLE}
+        keptindex.boost(b"%d\n" % proc.pid)
+        assert policies() == {os.SCHED_OTHER}
+        keptindex.boost(b"not a pid")  # (nothing to do, no error)
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        proc.wait(30)
+        proc.stdout.close()

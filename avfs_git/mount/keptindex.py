@@ -217,11 +217,12 @@ def made(state_dir: str, tree: str, fd: int) -> None:
     os.close(fd)
 
 
-def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S) -> bool:
+def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S, *, boosted: bool = False) -> bool:
     """Wait (at most ``wait_s``) while a process makes the kept index of ``tree``: a mount
     that starts right after ``vault clone --lazy`` answered finds it being made, and
     patches it once it is there rather than doing the same work beside it. Whether one
-    was making it."""
+    was making it. ``boosted``: the maker is moved to the normal scheduling class first
+    (:func:`boost`): what it makes is now what a mount's git waits for."""
     path = kept_path(state_dir, tree) + _LOCK
     deadline = time.monotonic() + wait_s
     waited = False
@@ -235,11 +236,42 @@ def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S) -> bool
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return waited  # free: its maker is done (or died)
             except OSError:
+                if boosted and not waited:
+                    boost(os.pread(fd, 32, 0))
                 waited = True
         finally:
             os.close(fd)
         time.sleep(0.005)
     return waited
+
+
+def boost(pid_text: bytes) -> None:
+    """Move the maker (its pid as written in its lock file: mount/keptmake.py ``spawn``)
+    from Linux's idle scheduling class to the normal one, every thread of it and of the
+    processes it started (git): an unprivileged process may do so for its own user's
+    processes (the kernel's ``can_nice`` at nice 0). Nothing else is touched: only a
+    thread found in the idle class."""
+    try:
+        pid = int(pid_text.strip() or b"0")
+    except ValueError:
+        return
+    todo = [pid] if pid > 1 else []
+    seen = 0
+    while todo and seen < 64:
+        p = todo.pop()
+        seen += 1
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                if os.sched_getscheduler(int(tid)) == os.SCHED_IDLE:
+                    os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+                with open(f"/proc/{p}/task/{tid}/children", "rb") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+            except (OSError, ValueError):
+                continue
 
 
 class BaseDirs:
@@ -280,8 +312,7 @@ def from_kept(
     if not worktree:
         return None
     data = load(state_dir, tree)
-    if data is None:
-        await_maker(state_dir, tree)
+    if data is None and await_maker(state_dir, tree, boosted=True):
         data = load(state_dir, tree)
     if data is None or ignores_now():
         return None

@@ -78,21 +78,52 @@ def make(vault: Vault, commit: str) -> bool:
     return keptindex.keep(state, tree, data)
 
 
+# the maker's first statement, before its imports: the idle scheduling class (it runs only
+# on a CPU nothing else wants), then the module's main
+BOOT = (
+    "import os\n"
+    "try:\n"
+    "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "except (OSError, AttributeError):\n"
+    "    os.nice(19)\n"
+    "from avfs_git.mount.keptmake import main\n"
+    "raise SystemExit(main())\n"
+)
+
+
 def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | None:
-    """Start this module detached for ``commit`` (the default fork's tip) of ``vault`` in
-    home ``home``, with environment ``env`` (the caller's: its settings), holding the lock that says its kept index is being made (taken here,
-    before the caller answers); its pid, or None (made already, being made, or no
-    process could start)."""
+    """Start :func:`main` detached for ``commit`` (the default fork's tip) of ``vault`` in
+    home ``home``, with environment ``env`` (the caller's: its settings), holding the lock
+    that says its kept index is being made (taken here, before the caller answers; the
+    child's pid written in it); its pid, or None (made already, being made, or no process
+    could start).
+
+    It runs in Linux's idle scheduling class: the mount started as the clone answers (a
+    daemon's start, FUSE's handshake, overlayfs's stacking) is on the CPU first, and `avfs
+    mount` + `ls` did not get slower, where the maker at normal priority took the CPU
+    from it on a loaded machine (docs/benchmarks.md). A mount whose index then needs the
+    kept one moves the maker back to the normal class (:func:`.keptindex.boost`)."""
     tree = vault.store.commit_tree(commit)
     if keptindex.load(vault.state_dir, tree) is not None:
         return None
     fd = keptindex.making(vault.state_dir, tree)
     if fd is None:
         return None
-    cmd = [sys.executable, "-m", "avfs_git.mount.keptmake", "--home", home, "--vault", vault.name]
-    cmd += ["--commit", commit, "--lock-fd", "3"]
+    cmd = [
+        sys.executable,
+        "-c",
+        BOOT,
+        "--home",
+        home,
+        "--vault",
+        vault.name,
+        "--commit",
+        commit,
+        "--lock-fd",
+        "3",
+    ]
     try:
-        return os.posix_spawn(
+        pid = os.posix_spawn(
             cmd[0],
             cmd,
             env,
@@ -107,11 +138,16 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     except OSError:
         keptindex.made(vault.state_dir, tree, fd)
         return None
-    os.close(fd)  # (the child's copy holds the lock)
+    try:
+        os.ftruncate(fd, 0)  # (a killed maker's file may hold its pid)
+        os.pwrite(fd, b"%d\n" % pid, 0)  # (for a mount that waits for it: keptindex.boost)
+    finally:
+        os.close(fd)  # (the child's copy holds the lock)
+    return pid
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m avfs_git.mount.keptmake --home H --vault V --commit C --lock-fd N``."""
+    """``python -c BOOT --home H --vault V --commit C --lock-fd N`` (:data:`BOOT`)."""
     ap = argparse.ArgumentParser(prog="avfs_git.mount.keptmake")
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
@@ -126,7 +162,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if make(vault, args.commit) else 1
     finally:
         keptindex.made(vault.state_dir, tree, args.lock_fd)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
