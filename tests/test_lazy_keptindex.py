@@ -240,13 +240,18 @@ def test_a_lazy_clone_makes_the_kept_index_after_it_answers(
 ):
     """`vault clone --lazy` answers, then a process of its own makes the kept index of the
     default fork's tip (mount/keptmake.py) with the tree's sizes, fetching no blob but the
-    tree's ``.gitignore`` files; a mount started at once waits for it and patches it."""
+    tree's ``.gitignore`` files; a mount made afterwards patches it."""
+    import time
+
     _backend_or_skip("fuse")
     r = cli_proc("--json", "--home", home.path, "vault", "clone", "--lazy", server.url("proj.git"), "p")
     assert r.code == 0, r.err
     v = home.vault("p")
     tree = git("--git-dir", v.path, "rev-parse", "main^{tree}").strip()
     before = objects(v.path)
+    deadline = time.monotonic() + WAIT_S  # (the maker waits keptmake.DELAY_S, then works)
+    while keptindex.load(v.state_dir, tree) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     keptindex.await_maker(v.state_dir, tree, WAIT_S)
     assert keptindex.load(v.state_dir, tree) is not None
     ignores = git("--git-dir", v.path, "ls-tree", "-r", "--name-only", "main").splitlines()

@@ -89,7 +89,7 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
     data: dict[str, object] = {"vault": info, "dirty": False}
     if lazy:
         data |= {"lazy": v.lazy, "warnings": warnings}
-        if v.lazy and info.head:  # the first mount's index, made once the answer is out
+        if v.lazy and info.head:  # a later mount's index, made after the answer
             app.after.append(lambda: _keep_index(app, v, str(info.head)))
     app.output.result(
         "vault_create",
@@ -101,9 +101,8 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
 
 
 def _keep_index(app: App, v: Vault[Home], commit: str) -> None:
-    """Start the process that makes the index a mount of ``commit`` patches
-    (mount/keptmake.py, docs/lazy.md "The index kept per base"), detached: its lock is
-    taken here, so a mount started the moment the clone answers waits for it."""
+    """Start the process that makes the index a later mount of ``commit`` patches
+    (mount/keptmake.py, docs/lazy.md "The index kept per base"), detached."""
     import os
 
     from ..mount.keptmake import spawn

@@ -55,12 +55,17 @@ _LOCK = ".lock"  # <tree>.lock: held (flock) by the process making that tree's k
 
 def load(state_dir: str, tree: str) -> bytes | None:
     """The index kept for ``tree``, when there is one that checks (:func:`check`)."""
+    found = _load(state_dir, tree)
+    return None if found is None else found[0]
+
+
+def _load(state_dir: str, tree: str) -> tuple[bytes, list[int], int] | None:
+    """(:func:`load`'s index, :func:`check`'s offsets)."""
     if len(tree) != 40 or any(c not in "0123456789abcdef" for c in tree):
         return None
     data = read_bytes(kept_path(state_dir, tree), MAX_INDEX)
-    if data is None or check(data, tree) is None:
-        return None
-    return data
+    found = None if data is None else check(data, tree)
+    return None if data is None or found is None else (data, *found)
 
 
 def check(data: bytes, tree: str) -> tuple[list[int], int] | None:
@@ -116,12 +121,18 @@ def patched(data: bytes, tree: str, t_ns: int, uid: int, gid: int, token: str, w
     """Kept index ``data`` (of base tree ``tree``) for a mount: every entry's ctime and
     mtime ``t_ns``, uid and gid ``uid``/``gid``, the fsmonitor ``token``, the untracked
     cache's location ``worktree``; None when ``data`` does not check (:func:`check`)."""
-    from .untracked import relocated
-
     found = check(data, tree)
     if found is None:
         return None
-    offs, ext_at = found
+    return _patch(data, *found, t_ns, uid, gid, token, worktree)
+
+
+def _patch(
+    data: bytes, offs: list[int], ext_at: int, t_ns: int, uid: int, gid: int, token: str, worktree: str
+) -> bytes | None:
+    """:func:`patched` of ``data`` already checked (``offs``, ``ext_at``: :func:`check`'s)."""
+    from .untracked import relocated
+
     out = bytearray(data[:ext_at])
     stamp = struct.pack(">IIII", t_ns // 10**9, t_ns % 10**9, t_ns // 10**9, t_ns % 10**9)
     ids = struct.pack(">II", uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
@@ -311,9 +322,9 @@ def from_kept(
     shows a ``.gitignore`` the base does not (``ignores_now()`` not empty)."""
     if not worktree:
         return None
-    data = load(state_dir, tree)
-    if data is None and await_maker(state_dir, tree, boosted=True):
-        data = load(state_dir, tree)
-    if data is None or ignores_now():
+    found = _load(state_dir, tree)
+    if found is None and await_maker(state_dir, tree, boosted=True):
+        found = _load(state_dir, tree)
+    if found is None or ignores_now():
         return None
-    return patched(data, tree, t_ns, uid, gid, token, os.path.realpath(worktree))
+    return _patch(*found, t_ns, uid, gid, token, os.path.realpath(worktree))

@@ -1,16 +1,18 @@
 """The kept index of a lazy vault's default fork (mount/keptindex.py), made by a process of
-its own once `vault clone --lazy` has answered (``python -m avfs_git.mount.keptmake``), so
-that the first mount of the fresh clone patches it instead of making it.
+its own that `vault clone --lazy` starts once it has answered (:func:`spawn`), so that a
+mount of the fresh clone made later patches it instead of making it.
 
-The clone takes the lock that says it is being made (:func:`.keptindex.making`) before it
-answers and hands it to this process (its descriptor, inherited), so a mount started the
-moment the clone answers finds it taken and waits for the kept index rather than doing the
-same work beside it (:func:`.keptindex.await_maker`). What is made here is what a mount
-makes (mount/index.py), with no mount: the tree's sizes asked of the server in one request
-(kept in the size cache, where the mount finds them), the entries with times 0 (a mount
-writes its own), git's untracked cache made on a skeleton of the tree with the vault as
-``GIT_DIR``. No blob is fetched but the tree's ``.gitignore`` files, which a mount fetches
-anyway. A failure leaves nothing: the mount then makes its index as before.
+It waits a moment first (:data:`DELAY_S`), runs in Linux's idle scheduling class, and
+makes nothing when a mount of the vault came first (that mount makes its index, and keeps
+it); :func:`spawn` says why. It holds the kept index's lock while it works, with its pid
+in it (:func:`.keptindex.making`), so a mount that starts meanwhile waits for it rather
+than doing the same work beside it (:func:`.keptindex.await_maker`, which moves it back to
+the normal class). What is made here is what a mount makes (mount/index.py), with no
+mount: the tree's sizes asked of the server in one request (kept in the size cache, where
+a mount finds them) beside the entries (times 0: a mount writes its own) and git's
+untracked cache made on a skeleton of the tree with the vault as ``GIT_DIR``. No blob is
+fetched but the tree's ``.gitignore`` files, which a mount fetches anyway. A failure
+leaves nothing: a mount then makes its index as before.
 """
 
 from __future__ import annotations
@@ -78,14 +80,16 @@ def make(vault: Vault, commit: str) -> bool:
     return keptindex.keep(state, tree, data)
 
 
-# the maker's first statement, before its imports: the idle scheduling class (it runs only
-# on a CPU nothing else wants), then the module's main
+DELAY_S = 2.0  # how long after the clone's answer the maker starts (see :func:`spawn`)
+# the maker's first statements, before its imports: the idle scheduling class (it runs only
+# on a CPU nothing else wants), the delay, then the module's main
 BOOT = (
-    "import os\n"
+    "import os, time\n"
     "try:\n"
     "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
     "except (OSError, AttributeError):\n"
     "    os.nice(19)\n"
+    f"time.sleep({DELAY_S})\n"
     "from avfs_git.mount.keptmake import main\n"
     "raise SystemExit(main())\n"
 )
@@ -93,37 +97,25 @@ BOOT = (
 
 def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | None:
     """Start :func:`main` detached for ``commit`` (the default fork's tip) of ``vault`` in
-    home ``home``, with environment ``env`` (the caller's: its settings), holding the lock
-    that says its kept index is being made (taken here, before the caller answers; the
-    child's pid written in it); its pid, or None (made already, being made, or no process
-    could start).
+    home ``home``, with environment ``env`` (the caller's: its settings); its pid, or None
+    (made already, or no process could start).
 
-    It runs in Linux's idle scheduling class: the mount started as the clone answers (a
-    daemon's start, FUSE's handshake, overlayfs's stacking) is on the CPU first, and `avfs
-    mount` + `ls` did not get slower, where the maker at normal priority took the CPU
-    from it on a loaded machine (docs/benchmarks.md). A mount whose index then needs the
-    kept one moves the maker back to the normal class (:func:`.keptindex.boost`)."""
+    It waits :data:`DELAY_S` before it does anything, then makes the kept index only
+    when no mount of the vault has been made meanwhile (a mount makes its own index and
+    keeps it: mount/index.py), in Linux's idle scheduling class. Measured: started at
+    once, it made the first `git status` after `ls` in a mount started the moment the clone
+    answered 0.55-0.70x of main's, but `avfs mount` slower (0.44 s against 0.26 s, at
+    normal priority and in the idle class alike) on a machine whose two cores were busy,
+    and the two together no faster: the settling's work was moved in front of `ls`, not
+    saved (docs/benchmarks.md). A mount that starts later than the delay finds the
+    kept index made (or being made: it waits for it, and moves the maker back to the
+    normal class, :func:`.keptindex.boost`)."""
     tree = vault.store.commit_tree(commit)
     if keptindex.load(vault.state_dir, tree) is not None:
         return None
-    fd = keptindex.making(vault.state_dir, tree)
-    if fd is None:
-        return None
-    cmd = [
-        sys.executable,
-        "-c",
-        BOOT,
-        "--home",
-        home,
-        "--vault",
-        vault.name,
-        "--commit",
-        commit,
-        "--lock-fd",
-        "3",
-    ]
+    cmd = [sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
     try:
-        pid = os.posix_spawn(
+        return os.posix_spawn(
             cmd[0],
             cmd,
             env,
@@ -131,34 +123,34 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_DUP2, fd, 3),
             ],
             setsid=True,
         )
     except OSError:
-        keptindex.made(vault.state_dir, tree, fd)
         return None
-    try:
-        os.ftruncate(fd, 0)  # (a killed maker's file may hold its pid)
-        os.pwrite(fd, b"%d\n" % pid, 0)  # (for a mount that waits for it: keptindex.boost)
-    finally:
-        os.close(fd)  # (the child's copy holds the lock)
-    return pid
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -c BOOT --home H --vault V --commit C --lock-fd N`` (:data:`BOOT`)."""
+    """``python -c BOOT --home H --vault V --commit C`` (:data:`BOOT`): the kept index made
+    unless one is, its lock is held, or the vault has a mount (which makes its own)."""
     ap = argparse.ArgumentParser(prog="avfs_git.mount.keptmake")
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
     ap.add_argument("--commit", required=True)
-    ap.add_argument("--lock-fd", type=int, required=True)
     args = ap.parse_args(argv)
+    from ..core.vaults import registry
     from .side import open_home
 
     vault = open_home(args.home).vault(args.vault)
     tree = vault.store.commit_tree(args.commit)
+    fd = keptindex.making(vault.state_dir, tree)
+    if fd is None:
+        return 1
     try:
+        if registry.records(vault.state_dir):
+            return 1  # a mount came first: it makes the index, and keeps it
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that waits: keptindex.boost)
         return 0 if make(vault, args.commit) else 1
     finally:
-        keptindex.made(vault.state_dir, tree, args.lock_fd)
+        keptindex.made(vault.state_dir, tree, fd)
