@@ -425,14 +425,12 @@ def sync_index(
                 )
                 if merging is None:
                     ignores = _gitignores_now(ws, {p for p, oid in skeleton if oid is None})
-                    data = _with_untracked_cache(ws, git_dir, own, skeleton, data, ignores)
-                    keeps = lazy and hidden is None and not ignores
+                    made = _with_untracked_cache(ws, git_dir, own, skeleton, data, ignores)
+                    keeps, data = lazy and hidden is None and not ignores and made is not data, made
             if later:
                 assert sizes is not None
                 sizes()
                 data = with_sizes(data, sizes_of(ws.store))
-            if keeps:  # for the next mount of this base (mount/keptindex.py)
-                keptindex.keep_sized(ws.vault.state_dir, ws.store, base, data)
         except BaseException:
             os.close(fd)
             os.unlink(lock)
@@ -440,6 +438,8 @@ def sync_index(
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         _write_locked(git_dir, fd, data)
         write_file(own, STAMP_FILE, stamp.encode())
+        if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
+            keptindex.keep_later(ws.vault.state_dir, ws.store, base, data)
         return True
     except OSError as exc:
         raise from_oserror(exc, git_dir) from exc

@@ -190,12 +190,18 @@ def keep(state_dir: str, tree: str, data: bytes) -> bool:
     return True
 
 
-def keep_sized(state_dir: str, store: GitStore, commit: str, data: bytes) -> None:
-    """:func:`keep` ``data``, the index a mount made whole for ``commit``, when the size
-    cache knows every size of its tree (a size the server did not say is 0 in it)."""
+def keep_later(state_dir: str, store: GitStore, commit: str, data: bytes) -> None:
+    """:func:`keep` ``data``, the index a mount has just written, made whole for
+    ``commit`` with its untracked cache, on a thread of its own (the mount's git goes
+    first: a write of ~160 bytes a file), when the size cache knows every size of its
+    tree (a size the server did not say is 0 in it)."""
+    import threading
+
     tree = store.commit_tree(commit)
     if store.promisor.sized(tree):
-        keep(state_dir, tree, data)
+        threading.Thread(
+            target=keep, args=(state_dir, tree, data), name="avfs-keep-index", daemon=True
+        ).start()
 
 
 def making(state_dir: str, tree: str) -> int | None:
