@@ -23,6 +23,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from ..core.vaults import registry
+from ..core.vaults.keptindexes import kept_path
 from . import keptindex
 
 if TYPE_CHECKING:
@@ -82,14 +84,19 @@ def make(vault: Vault, commit: str) -> bool:
 
 DELAY_S = 2.0  # how long after the clone's answer the maker starts (see :func:`spawn`)
 # the maker's first statements, before its imports: the idle scheduling class (it runs only
-# on a CPU nothing else wants), the delay, then the module's main
+# on a CPU nothing else wants), the delay, then nothing more when the kept index is there
+# or the vault has a mount (the usual case: its first mount made and kept it), else main
 BOOT = (
-    "import os, time\n"
+    "import os, sys, time\n"
     "try:\n"
     "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
     "except (OSError, AttributeError):\n"
     "    os.nice(19)\n"
     f"time.sleep({DELAY_S})\n"
+    "kept, mounts = sys.argv[sys.argv.index('--kept') + 1], sys.argv[sys.argv.index('--mounts') + 1]\n"
+    "if os.path.exists(kept) or (os.path.isdir(mounts) and any(\n"
+    "        n.endswith('.json') for n in os.listdir(mounts))):\n"
+    "    raise SystemExit(1)\n"
     "from avfs_git.mount.keptmake import main\n"
     "raise SystemExit(main())\n"
 )
@@ -114,6 +121,8 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     if keptindex.load(vault.state_dir, tree) is not None:
         return None
     cmd = [sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
+    records = os.path.dirname(registry.record_path(vault.state_dir, "-"))
+    cmd += ["--kept", kept_path(vault.state_dir, tree), "--mounts", records]
     try:
         return os.posix_spawn(
             cmd[0],
@@ -137,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
     ap.add_argument("--commit", required=True)
+    ap.add_argument("--kept")  # (read by BOOT)
+    ap.add_argument("--mounts")
     args = ap.parse_args(argv)
-    from ..core.vaults import registry
     from .side import open_home
 
     vault = open_home(args.home).vault(args.vault)
