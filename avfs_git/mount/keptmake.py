@@ -84,8 +84,9 @@ def make(vault: Vault, commit: str) -> bool:
 
 DELAY_S = 2.0  # how long after the clone's answer the maker starts (see :func:`spawn`)
 # the maker's first statements, before its imports: the idle scheduling class (it runs only
-# on a CPU nothing else wants), the delay, then nothing more when the kept index is there
-# or the vault has a mount (the usual case: its first mount made and kept it), else main
+# on a CPU nothing else wants), the delay, then nothing more when the vault is gone, the
+# kept index is there or the vault has a mount (the usual case: its first mount made and
+# kept it), else main
 BOOT = (
     "import os, sys, time\n"
     "try:\n"
@@ -94,8 +95,8 @@ BOOT = (
     "    os.nice(19)\n"
     f"time.sleep({DELAY_S})\n"
     "kept, mounts = sys.argv[sys.argv.index('--kept') + 1], sys.argv[sys.argv.index('--mounts') + 1]\n"
-    "if os.path.exists(kept) or (os.path.isdir(mounts) and any(\n"
-    "        n.endswith('.json') for n in os.listdir(mounts))):\n"
+    "if not os.path.isdir(os.path.dirname(mounts)) or os.path.exists(kept) or (\n"
+    "        os.path.isdir(mounts) and any(n.endswith('.json') for n in os.listdir(mounts))):\n"
     "    raise SystemExit(1)\n"
     "from avfs_git.mount.keptmake import main\n"
     "raise SystemExit(main())\n"
