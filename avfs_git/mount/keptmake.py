@@ -2,9 +2,9 @@
 its own that `vault clone --lazy` starts once it has answered (:func:`spawn`), so that a
 mount of the fresh clone made later patches it instead of making it.
 
-It waits a moment first (:data:`DELAY_S`), runs in Linux's idle scheduling class, and
-makes nothing when a mount of the vault came first (that mount makes its index, and keeps
-it); :func:`spawn` says why. It holds the kept index's lock while it works, with its pid
+It waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
+scheduling class, and makes nothing when a mount of the vault came first (that mount makes
+its index, and keeps it); :func:`spawn` says why. It holds the kept index's lock while it works, with its pid
 in it (:func:`.keptindex.making`), so a mount that starts meanwhile waits for it rather
 than doing the same work beside it (:func:`.keptindex.await_maker`, which moves it back to
 the normal class). What is made here is what a mount makes (mount/index.py), with no
@@ -82,22 +82,25 @@ def make(vault: Vault, commit: str) -> bool:
     return keptindex.keep(state, tree, data)
 
 
-DELAY_S = 2.0  # how long after the clone's answer the maker starts (see :func:`spawn`)
-# the maker's first statements, before its imports: the idle scheduling class (it runs only
-# on a CPU nothing else wants), the delay, then nothing more when the vault is gone, the
-# kept index is there or the vault has a mount (the usual case: its first mount made and
-# kept it), else main
+DELAY_S = 2  # how long after the clone's answer the maker starts (see :func:`spawn`)
+# run by /bin/sh first ($1 the delay, $2 the vault's avfs/ directory, $3 the kept index's
+# path, $4 where the mount records are, then the maker's command): a shell's start-up and a
+# sleep cost the clone's caller nothing measurable, where the interpreter's start-up (~20
+# ms of CPU) as the clone's process exited made the clone's wall time 0.03-0.1 s longer on
+# a loaded machine; no interpreter at all when there is nothing to make (the vault gone,
+# the kept index there, or a mount up: the usual case, its first mount made and kept it)
+WAIT = (
+    'sleep "$1"; [ -d "$2" ] || exit 1; [ -e "$3" ] && exit 1; '
+    'for f in "$4"/*.json; do [ -e "$f" ] && exit 1; done; shift 4; exec "$@"'
+)
+# the maker's first statements, before its imports: Linux's idle scheduling class (it runs
+# only on a CPU nothing else wants), then the module's main
 BOOT = (
-    "import os, sys, time\n"
+    "import os\n"
     "try:\n"
     "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
     "except (OSError, AttributeError):\n"
     "    os.nice(19)\n"
-    f"time.sleep({DELAY_S})\n"
-    "kept, mounts = sys.argv[sys.argv.index('--kept') + 1], sys.argv[sys.argv.index('--mounts') + 1]\n"
-    "if not os.path.isdir(os.path.dirname(mounts)) or os.path.exists(kept) or (\n"
-    "        os.path.isdir(mounts) and any(n.endswith('.json') for n in os.listdir(mounts))):\n"
-    "    raise SystemExit(1)\n"
     "from avfs_git.mount.keptmake import main\n"
     "raise SystemExit(main())\n"
 )
@@ -108,22 +111,30 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     home ``home``, with environment ``env`` (the caller's: its settings); its pid, or None
     (made already, or no process could start).
 
-    It waits :data:`DELAY_S` before it does anything, then makes the kept index only
-    when no mount of the vault has been made meanwhile (a mount makes its own index and
-    keeps it: mount/index.py), in Linux's idle scheduling class. Measured: started at
+    A shell waits :data:`DELAY_S` (:data:`WAIT`), then the maker makes the kept index
+    only when no mount of the vault has been made meanwhile (a mount makes its own index
+    and keeps it: mount/index.py), in Linux's idle scheduling class. Measured: started at
     once, it made the first `git status` after `ls` in a mount started the moment the clone
-    answered 0.55-0.70x of main's, but `avfs mount` slower (0.44 s against 0.26 s, at
-    normal priority and in the idle class alike) on a machine whose two cores were busy,
-    and the two together no faster: the settling's work was moved in front of `ls`, not
-    saved (docs/benchmarks.md). A mount that starts later than the delay finds the
+    answered 0.28-0.69x of main's, but `vault clone --lazy` + `mount` until `ls` 1.3-1.9x
+    slower (at normal priority and in the idle class alike) on a machine whose two cores
+    were busy, and the two together no faster: the settling's work was moved in front of
+    `ls`, not saved (docs/benchmarks.md). A mount that starts later than the delay finds the
     kept index made (or being made: it waits for it, and moves the maker back to the
     normal class, :func:`.keptindex.boost`)."""
     tree = vault.store.commit_tree(commit)
     if keptindex.load(vault.state_dir, tree) is not None:
         return None
-    cmd = [sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
     records = os.path.dirname(registry.record_path(vault.state_dir, "-"))
-    cmd += ["--kept", kept_path(vault.state_dir, tree), "--mounts", records]
+    cmd = [
+        "/bin/sh",
+        "-c",
+        WAIT,
+        "avfs-keptmake",
+        str(DELAY_S),
+        vault.state_dir,
+        kept_path(vault.state_dir, tree),
+    ]
+    cmd += [records, sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
     try:
         return os.posix_spawn(
             cmd[0],
@@ -141,14 +152,12 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -c BOOT --home H --vault V --commit C`` (:data:`BOOT`): the kept index made
+    """``python -c BOOT --home H --vault V --commit C`` (:data:`BOOT`, after :data:`WAIT`): the kept index made
     unless one is, its lock is held, or the vault has a mount (which makes its own)."""
     ap = argparse.ArgumentParser(prog="avfs_git.mount.keptmake")
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
     ap.add_argument("--commit", required=True)
-    ap.add_argument("--kept")  # (read by BOOT)
-    ap.add_argument("--mounts")
     args = ap.parse_args(argv)
     from .side import open_home
 
