@@ -17,15 +17,12 @@ leaves nothing: a mount then makes its index as before.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
 from typing import TYPE_CHECKING
 
-from ..core.vaults import registry
 from ..core.vaults.keptindexes import kept_path
-from . import keptindex
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -38,7 +35,7 @@ def make(vault: Vault, commit: str) -> bool:
     :func:`.keptindex.making`'s lock); True when one is kept. As a mount's settling does
     (fuse/settle.py), the sizes are asked on a thread of their own while the entries and
     the untracked cache are made with the sizes not known yet left 0, filled in after."""
-    from . import untracked
+    from . import keptindex, untracked
     from .index import index_bytes, inode_of, sizes_of
     from .indexpatch import with_sizes
 
@@ -121,9 +118,11 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     `ls`, not saved (docs/benchmarks.md). A mount that starts later than the delay finds the
     kept index made (or being made: it waits for it, and moves the maker back to the
     normal class, :func:`.keptindex.boost`)."""
+    from ..core.vaults import registry
+
     tree = vault.store.commit_tree(commit)
-    if keptindex.load(vault.state_dir, tree) is not None:
-        return None
+    if os.path.exists(kept_path(vault.state_dir, tree)):
+        return None  # (this process reads nothing more than that: the clone's caller waits)
     records = os.path.dirname(registry.record_path(vault.state_dir, "-"))
     cmd = [
         "/bin/sh",
@@ -154,11 +153,15 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
 def main(argv: list[str] | None = None) -> int:
     """``python -c BOOT --home H --vault V --commit C`` (:data:`BOOT`, after :data:`WAIT`): the kept index made
     unless one is, its lock is held, or the vault has a mount (which makes its own)."""
+    import argparse
+
     ap = argparse.ArgumentParser(prog="avfs_git.mount.keptmake")
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
     ap.add_argument("--commit", required=True)
     args = ap.parse_args(argv)
+    from ..core.vaults import registry
+    from . import keptindex
     from .side import open_home
 
     vault = open_home(args.home).vault(args.vault)
