@@ -172,7 +172,7 @@ def keep(state_dir: str, tree: str, data: bytes) -> bool:
     if os.path.lexists(path) and load(state_dir, tree) is not None:
         return True
     try:
-        os.makedirs(kept_dir(state_dir), mode=0o755, exist_ok=True)
+        _own_dir(state_dir)
         tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
@@ -204,11 +204,21 @@ def keep_later(state_dir: str, store: GitStore, commit: str, data: bytes) -> Non
         ).start()
 
 
+def _own_dir(state_dir: str) -> None:
+    """The kept indexes' directory, made when missing, never its parents: a vault deleted
+    (moved to the trash) while its maker worked must not come back as debris that a new
+    vault of that name would find in its way (FileNotFoundError)."""
+    try:
+        os.mkdir(kept_dir(state_dir), 0o755)
+    except FileExistsError:
+        pass
+
+
 def making(state_dir: str, tree: str) -> int | None:
     """Take the lock that says the kept index of ``tree`` is being made (its descriptor,
     to :func:`made`), or None when another process holds it (or it cannot be made)."""
     try:
-        os.makedirs(kept_dir(state_dir), mode=0o755, exist_ok=True)
+        _own_dir(state_dir)
         fd = os.open(
             kept_path(state_dir, tree) + _LOCK,
             os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,

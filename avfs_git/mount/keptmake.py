@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from ..core.vaults.keptindexes import kept_path
+from ..core.vaults.keptindexes import kept_dir
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -80,15 +80,15 @@ def make(vault: Vault, commit: str) -> bool:
 
 
 DELAY_S = 2  # how long after the clone's answer the maker starts (see :func:`spawn`)
-# run by /bin/sh first ($1 the delay, $2 the vault's avfs/ directory, $3 the kept index's
-# path, $4 where the mount records are, then the maker's command): a shell's start-up and a
+# run by /bin/sh first ($1 the delay, $2 the vault's avfs/ directory, $3 the directory of
+# its kept indexes, $4 where the mount records are, then the maker's command): a shell's start-up and a
 # sleep cost the clone's caller nothing measurable, where the interpreter's start-up (~20
 # ms of CPU) as the clone's process exited made the clone's wall time 0.03-0.1 s longer on
 # a loaded machine; no interpreter at all when there is nothing to make (the vault gone,
-# the kept index there, or a mount up: the usual case, its first mount made and kept it)
+# a kept index there, or a mount up: the usual case, its first mount made and kept it)
 WAIT = (
-    'sleep "$1"; [ -d "$2" ] || exit 1; [ -e "$3" ] && exit 1; '
-    'for f in "$4"/*.json; do [ -e "$f" ] && exit 1; done; shift 4; exec "$@"'
+    'sleep "$1"; [ -d "$2" ] || exit 1; for f in "$3"/* "$4"/*.json; do [ -e "$f" ] && exit 1; done; '
+    'shift 4; exec "$@"'
 )
 # the maker's first statements, before its imports: Linux's idle scheduling class (it runs
 # only on a CPU nothing else wants), then the module's main
@@ -106,7 +106,7 @@ BOOT = (
 def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | None:
     """Start :func:`main` detached for ``commit`` (the default fork's tip) of ``vault`` in
     home ``home``, with environment ``env`` (the caller's: its settings); its pid, or None
-    (made already, or no process could start).
+    (no process could start).
 
     A shell waits :data:`DELAY_S` (:data:`WAIT`), then the maker makes the kept index
     only when no mount of the vault has been made meanwhile (a mount makes its own index
@@ -120,9 +120,8 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     normal class, :func:`.keptindex.boost`)."""
     from ..core.vaults import registry
 
-    tree = vault.store.commit_tree(commit)
-    if os.path.exists(kept_path(vault.state_dir, tree)):
-        return None  # (this process reads nothing more than that: the clone's caller waits)
+    # (no object read here: the clone's caller waits for this process's exit; a new
+    # vault has no kept index, and the shell looks for one)
     records = os.path.dirname(registry.record_path(vault.state_dir, "-"))
     cmd = [
         "/bin/sh",
@@ -131,7 +130,7 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
         "avfs-keptmake",
         str(DELAY_S),
         vault.state_dir,
-        kept_path(vault.state_dir, tree),
+        kept_dir(vault.state_dir),
     ]
     cmd += [records, sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
     try:
