@@ -235,17 +235,29 @@ def test_a_kept_index_is_patched_only_in_the_mount_s_fields() -> None:
     assert keptindex.patched(bytes(staged), tree, 0, 1, 2, "t", "/m") is None
 
 
-def test_a_lazy_clone_makes_the_kept_index_after_it_answers(
-    home: Home, server: Server, tmp_path: Path, cli_proc
-):
-    """`vault clone --lazy` answers, then a process of its own makes the kept index of the
-    default fork's tip (mount/keptmake.py) with the tree's sizes, fetching no blob but the
-    tree's ``.gitignore`` files; a mount made afterwards patches it."""
+def test_a_served_lazy_clone_makes_the_kept_index_after_it_answers(
+    home: Home, server: Server, tmp_path: Path
+) -> None:
+    """`vault clone --lazy` run by the resident server answers, then a process of its own
+    makes the kept index of the default fork's tip (mount/keptmake.py) with the tree's
+    sizes, fetching no blob but the tree's ``.gitignore`` files; a mount made afterwards
+    patches it."""
+    import sys
     import time
 
     _backend_or_skip("fuse")
-    r = cli_proc("--json", "--home", home.path, "vault", "clone", "--lazy", server.url("proj.git"), "p")
-    assert r.code == 0, r.err
+    env = {**os.environ, "AVFS_SERVER": "auto"}
+    avfs = [sys.executable, "-m", "avfs_git", "--home", home.path]
+    subprocess.run([*avfs, "server", "start"], env=env, check=True, capture_output=True)
+    try:
+        r = subprocess.run(
+            [*avfs, "--json", "vault", "clone", "--lazy", server.url("proj.git"), "p"],
+            env=env,
+            capture_output=True,
+        )
+        assert r.returncode == 0, r.stderr
+    finally:
+        subprocess.run([*avfs, "server", "stop"], env=env, capture_output=True)
     v = home.vault("p")
     tree = git("--git-dir", v.path, "rev-parse", "main^{tree}").strip()
     before = objects(v.path)

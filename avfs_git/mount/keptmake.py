@@ -1,6 +1,7 @@
 """The kept index of a lazy vault's default fork (mount/keptindex.py), made by a process of
-its own that `vault clone --lazy` starts once it has answered (:func:`spawn`), so that a
-mount of the fresh clone made later patches it instead of making it.
+its own that a `vault clone --lazy` the resident server ran starts once its caller has the
+answer (:func:`spawn`, cli/vaults.py), so that a mount of the fresh clone made later
+patches it instead of making it.
 
 It waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
 scheduling class, and makes nothing when a mount of the vault came first (that mount makes
