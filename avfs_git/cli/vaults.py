@@ -105,8 +105,7 @@ def _keep_index(app: App, v: Vault[Home], commit: str) -> None:
     (mount/keptmake.py, docs/lazy.md "The index kept per base"), detached: work ahead
     (:attr:`.App.ahead`), so only a clone the resident server ran starts it, once its
     caller has the answer; a process of the caller's own would start it on the caller's
-    wait for its exit (~0.01 s, and ~0.025 s more of the clone's and mount's CPU measured
-    in bench/lazycases.py, not explained)."""
+    wait for its exit (~0.01 s)."""
     import os
 
     from ..mount.keptmake import spawn
