@@ -20,7 +20,6 @@ from ..core.store.gitlib import libgit2_loaded
 from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
-from . import keptindex
 from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
@@ -439,7 +438,7 @@ def sync_index(
         _write_locked(git_dir, fd, data)
         write_file(own, STAMP_FILE, stamp.encode())
         if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
-            keptindex.keep_later(ws.vault.state_dir, ws.store, base, data)
+            _keep_later(ws, base, data)
         return True
     except OSError as exc:
         raise from_oserror(exc, git_dir) from exc
@@ -447,8 +446,16 @@ def sync_index(
         os.close(guard)
 
 
+def _keep_later(ws: MountedFork, base: str, data: bytes) -> None:
+    from . import keptindex  # (here: a command that writes no lazy index never loads it)
+
+    keptindex.keep_later(ws.vault.state_dir, ws.store, base, data)
+
+
 def _kept(ws: MountedFork, base: str, uid: int, gid: int, view: _View) -> bytes | None:
     """The index kept for ``base``'s tree (mount/keptindex.py), patched for this mount."""
+    from . import keptindex
+
     store = ws.store
     tree = store.commit_tree(base)
     return keptindex.from_kept(
