@@ -13,6 +13,7 @@ from .app import App, pass_app
 from .output import human_size
 
 if TYPE_CHECKING:
+    from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
 
 
@@ -88,6 +89,8 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
     data: dict[str, object] = {"vault": info, "dirty": False}
     if lazy:
         data |= {"lazy": v.lazy, "warnings": warnings}
+        if v.lazy and info.head:  # a later mount's index, made once a served call answered
+            app.ahead.append(lambda: _keep_index(app, v, str(info.head)))
     app.output.result(
         "vault_create",
         data,
@@ -95,6 +98,19 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
             "cloned vault [bold]{}[/] at {} (forks: {})", name, v.path, ", ".join(v.fork_names())
         ),
     )
+
+
+def _keep_index(app: App, v: Vault[Home], commit: str) -> None:
+    """Start the process that makes the index a later mount of ``commit`` patches
+    (mount/keptmake.py, docs/lazy.md "The index kept per base"), detached: work ahead
+    (:attr:`.App.ahead`), so only a clone the resident server ran starts it, once its
+    caller has the answer; a process of the caller's own would start it on the caller's
+    wait for its exit (~0.01 s)."""
+    import os
+
+    from ..mount.keptmake import spawn
+
+    spawn(app.home.path, v, commit, dict(os.environ))
 
 
 @vault.command("hydrate")

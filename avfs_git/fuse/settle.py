@@ -105,6 +105,8 @@ class Settle:
     def _listed_then_wait(self, tree: str) -> None:
         """Between the root's sizes and the whole tree's: git's listing of ``tree`` made (not
         parsed), then the wait for the mount's announcement."""
+        if baselisting.await_kept(self.ws, tree):
+            return  # (made with its sizes by a process of its own: the mount's index patches it)
         if not self.stacked.is_set():
             baselisting.prelist(self.ws, tree)
         self.stacked.wait(GATE_S)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.store.treelist import git_listing
+from . import keptindex
 
 if TYPE_CHECKING:
     from ..core.workspace.workspace import Workspace
@@ -22,3 +23,13 @@ def prelist(ws: Workspace, tree: str) -> None:
 def drop(ws: Workspace) -> None:
     """Let go of the kept listing (both threads took it)."""
     ws.store.listed.drop()
+
+
+def await_kept(ws: Workspace, tree: str) -> bool:
+    """Wait while a process makes the kept index of ``tree`` (mount/keptmake.py: it asks
+    the tree's sizes too), then read the size cache again: the mount's own request for
+    them is then not needed. Whether one was making it."""
+    if not keptindex.await_maker(ws.vault.state_dir, tree):
+        return False
+    ws.store.promisor.reread_sizes()
+    return True

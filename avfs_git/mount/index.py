@@ -12,7 +12,7 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
@@ -109,7 +109,7 @@ def index_stat(
     :func:`.indexpatch.with_sizes` before it is written: :func:`sync_index`)."""
     t = view.view_ns() if view is not None else view_ns(ws)
     known = ws.store.promisor.size
-    size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else _sizes(ws.store)
+    size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         return t, t, inode_of(path), uid, gid, size(oid)
@@ -120,7 +120,7 @@ def index_stat(
 FEW_SIZES = 256  # read by the store's own reader; past that libgit2 is loaded to read them
 
 
-def _sizes(store: GitStore) -> Callable[[str], int]:
+def sizes_of(store: GitStore) -> Callable[[str], int]:
     """Blob sizes from their headers: libgit2 reads many 7x faster than a Python lookup
     per blob, but loading it costs a process that has not ~80-150 ms; an index patched
     after a checkpoint (a few changed files) reads its few through the store's own reader,
@@ -350,15 +350,15 @@ def sync_index(
     lost. See the module's docstring for the locking. False when the worktree is gone or
     git held ``index.lock`` for ``wait_s``.
 
-    ``sizes``: waits for a lazy vault's sizes, asked on another thread (a mount's
-    settling): the index and its untracked cache are made meanwhile with the sizes not
-    yet known left 0, then filled in (:func:`.indexpatch.with_sizes`) before the index is
-    written, so git never reads an index whose sizes are unknown (docs/lazy.md).
+    A lazy vault's index is the one kept for the base (mount/keptindex.py), patched, when
+    it has one. ``sizes``: waits for a lazy vault's sizes, asked on another thread (a
+    mount's settling): else the index is made meanwhile with unknown sizes left 0, filled
+    in (:func:`.indexpatch.with_sizes`) before it is written (docs/lazy.md).
 
     ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
     unchanged view): the index written for the old base is patched where the two bases
-    differ, O(index entries) in bytes instead of a pass over the tree with an object
-    lookup per file; what ``git add`` staged elsewhere stays staged, as after a commit."""
+    differ, O(index entries) in bytes, not a pass over the tree with an object lookup per
+    file; what ``git add`` staged elsewhere stays staged, as after a commit."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     own = files_dir(ws.vault, ws.fork)
     try:
@@ -405,6 +405,10 @@ def sync_index(
                 and old[1:] == stamp.split(" ")[1:]
             ):
                 data = patched_index(ws, git_dir, old[0], base, stat_of, view.token)
+            keeps, lazy = False, ws.store.promisor.remote() is not None
+            if data is None and lazy and hidden is None and merging is None:
+                data = _kept(ws, base, uid, gid, view)  # the index kept for this base, patched
+                later = later and data is None
             if data is None:
                 skeleton: list[tuple[str, str | None]] = []
                 data = index_bytes(
@@ -419,11 +423,13 @@ def sync_index(
                     sized=not later,
                 )
                 if merging is None:
-                    data = _with_untracked_cache(ws, git_dir, own, skeleton, data)
+                    ignores = _gitignores_now(ws, {p for p, oid in skeleton if oid is None})
+                    made = _with_untracked_cache(ws, git_dir, own, skeleton, data, ignores)
+                    keeps, data = lazy and hidden is None and not ignores and made is not data, made
             if later:
                 assert sizes is not None
                 sizes()
-                data = with_sizes(data, _sizes(ws.store))
+                data = with_sizes(data, sizes_of(ws.store))
         except BaseException:
             os.close(fd)
             os.unlink(lock)
@@ -431,6 +437,8 @@ def sync_index(
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         _write_locked(git_dir, fd, data)
         write_file(own, STAMP_FILE, stamp.encode())
+        if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
+            _keep_later(ws, base, data)
         return True
     except OSError as exc:
         raise from_oserror(exc, git_dir) from exc
@@ -438,8 +446,37 @@ def sync_index(
         os.close(guard)
 
 
+def _keep_later(ws: MountedFork, base: str, data: bytes) -> None:
+    from . import keptindex  # (here: a command that writes no lazy index never loads it)
+
+    keptindex.keep_later(ws.vault.state_dir, ws.store, base, data)
+
+
+def _kept(ws: MountedFork, base: str, uid: int, gid: int, view: _View) -> bytes | None:
+    """The index kept for ``base``'s tree (mount/keptindex.py), patched for this mount."""
+    from . import keptindex
+
+    store = ws.store
+    tree = store.commit_tree(base)
+    return keptindex.from_kept(
+        ws.vault.state_dir,
+        tree,
+        view.view_ns(),
+        uid,
+        gid,
+        view.token,
+        (owner_record(ws.vault, ws.fork) or {}).get("mountpoint"),
+        lambda: _gitignores_now(ws, keptindex.BaseDirs(store.tree_items, tree)),
+    )
+
+
 def _with_untracked_cache(
-    ws: MountedFork, git_dir: str, own: str, skeleton: list[tuple[str, str | None]], data: bytes
+    ws: MountedFork,
+    git_dir: str,
+    own: str,
+    skeleton: list[tuple[str, str | None]],
+    data: bytes,
+    ignores: dict[str, bytes | None],
 ) -> bytes:
     """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
     and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
@@ -451,19 +488,18 @@ def _with_untracked_cache(
     mountpoint = (owner_record(ws.vault, ws.fork) or {}).get("mountpoint")
     if not isinstance(mountpoint, str) or not mountpoint:
         return data
-    ext = untracked.extension(
-        ws.store, skeleton, data, mountpoint, git_dir, _gitignores_now(ws, skeleton), scratch=own
-    )
+    ext = untracked.extension(ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own)
     return data if ext is None else untracked.with_extension(data, ext)
 
 
-def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> dict[str, bytes | None]:
+def _gitignores_now(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes | None]:
     """The ``.gitignore`` files the fork shows now where they may differ from the base's
-    (in the upper layer or the overlay's entries), by path (None: none there). git checks
+    (in the upper layer or the overlay's entries), by path (None: none there); ``dirs``:
+    the base tree's directories. git checks
     each directory's ``.gitignore`` against the one the untracked cache was made with: a
     wrong guess here costs a rescan, never a wrong answer; a missed one made the first
     status after mounting list every directory (a new top-level ``.gitignore``)."""
-    found = _upper_gitignores(ws.overlay.upper_dir, {p for p, oid in skeleton if oid is None})
+    found = _upper_gitignores(ws.overlay.upper_dir, dirs)
     rows = ws.overlay.db.execute(
         "SELECT path FROM entries WHERE path = '.gitignore' OR path LIKE '%/.gitignore'"
     )
@@ -477,7 +513,7 @@ def _gitignores_now(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> 
     return out
 
 
-def _upper_gitignores(upper: str, dirs: set[str]) -> set[str]:
+def _upper_gitignores(upper: str, dirs: Container[str]) -> set[str]:
     """The ``.gitignore`` entries the upper layer ``upper`` holds in the root or one of the
     base tree's directories ``dirs``: a walk of the upper layer kept to those directories
     (a fresh mount's upper layer is nearly empty: a ``stat`` per base directory, 7,516 on

@@ -258,6 +258,26 @@ def _relocated(data: bytes, made_in: str, worktree: str) -> bytes | None:
     return b"UNTR" + struct.pack(">I", len(out)) + out
 
 
+def relocated(ext: bytes, worktree: str) -> bytes | None:
+    """``ext`` (an ``UNTR`` extension: signature, size, data, made for any worktree) for
+    ``worktree``: each ``Location <path>, system <sysname>`` says ``worktree``; None when
+    it is not one this can read (mount/keptindex.py: an extension kept for a base)."""
+    if ext[:4] != b"UNTR" or len(ext) < 8 or int.from_bytes(ext[4:8], "big") != len(ext) - 8:
+        return None
+    data = ext[8:]
+    try:
+        size, at = _read_varint(data, 0)
+    except IndexError:
+        return None
+    if at + size > len(data):
+        return None
+    idents = data[at : at + size].split(b"\0")[:-1]
+    if not idents or any(not i.startswith(b"Location ") or b", system " not in i for i in idents):
+        return None
+    made_in = idents[0][len(b"Location ") : idents[0].rindex(b", system ")]
+    return _relocated(data, made_in.decode("utf-8", "surrogateescape"), worktree)
+
+
 def with_extension(index: bytes, ext: bytes) -> bytes:
     """``index`` (ending in its SHA-1) with ``ext`` (signature, size, data) added."""
     import hashlib

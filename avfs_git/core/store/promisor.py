@@ -137,9 +137,10 @@ class Promisor:
     # -- the size cache: what a blob not yet fetched measures ------------------------------
     def size(self, oid: str) -> int | None:
         """The size of blob ``oid`` as the server said (:meth:`learn_sizes`), or None."""
-        if self._sizes is None:
-            self._sizes = _read_sizes(self._sizes_path)
-        return self._sizes.get(oid)
+        sizes = self._sizes  # (one read: :meth:`reread_sizes` may drop it meanwhile)
+        if sizes is None:
+            sizes = self._sizes = _read_sizes(self._sizes_path)
+        return sizes.get(oid)
 
     def learn_sizes(self, oids: Iterable[str]) -> bool:
         """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
@@ -160,12 +161,19 @@ class Promisor:
         )
         if not got:
             return False
-        assert self._sizes is not None
         with self._learned:
+            if self._sizes is None:  # (read again meanwhile: :meth:`reread_sizes`)
+                self._sizes = _read_sizes(self._sizes_path)
             self._sizes.update(got)
             self._learned.notify_all()
         _append_sizes(self._sizes_path, got)
         return len(got) == len(unknown)
+
+    def reread_sizes(self) -> None:
+        """Read the size cache and its record of sized trees again at their next use:
+        another process added to them (a lazy clone's kept index: mount/keptmake.py)."""
+        with self._learned:
+            self._sizes = self._sized = None
 
     @contextlib.contextmanager
     def asking(self) -> Iterator[None]:
@@ -200,23 +208,25 @@ class Promisor:
         that it has), so a mount of a tree already sized walks none of it. Kept beside the
         size cache, in ``avfs/blob-sizes.trees``, one tree id a line."""
         path = self._sizes_path + ".trees"
-        if self._sized is None:
+        trees = self._sized  # (one read: :meth:`reread_sizes` may drop it meanwhile)
+        if trees is None:
             try:
                 if not os.path.exists(self._sizes_path):  # the sizes went: so does the record
                     raise FileNotFoundError(self._sizes_path)
                 with open(path, encoding="ascii") as fh:
-                    self._sized = {line.strip() for line in fh if len(line.strip()) == 40}
+                    trees = {line.strip() for line in fh if len(line.strip()) == 40}
             except (FileNotFoundError, UnicodeDecodeError):
-                self._sized = set()
-        if done and tree not in self._sized:
-            self._sized.add(tree)
+                trees = set()
+            self._sized = trees
+        if done and tree not in trees:
+            trees.add(tree)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 os.write(fd, tree.encode() + b"\n")
             finally:
                 os.close(fd)
-        return tree in self._sized
+        return tree in trees
 
     def remote(self) -> tuple[str, str] | None:
         """(name, url without credentials) of the promisor remote, or None for a whole

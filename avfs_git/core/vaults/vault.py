@@ -6,6 +6,7 @@
     oplog.db            the operation log (:mod:`.oplog`)
     ws/<fork>/          one workspace state dir per fork (:mod:`.overlay`)
     spares/<fork>       a snapshot of the fork's state made ahead for its next fork (:mod:`.forkspare`)
+    kept-index/<tree>   a lazy vault's mount index kept per base tree (:mod:`.keptindexes`)
     locks/<fork>.lock   fork locks (:mod:`.locks`)
     usage/              each fork's published overlay totals, for the quota (:class:`.quota.QuotaTracker`)
 

@@ -21,7 +21,7 @@ from ...core.store import packwriter, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
 from ...core.types import to_json
-from ...core.vaults import forkspare, layers
+from ...core.vaults import forkspare, keptindexes, layers
 from ...core.vaults.forkspare import SPARES
 from ...core.vaults.warmrelease import release_kept_warm
 from .common import (
@@ -143,6 +143,10 @@ def _refuse_if_mounted(vault: Vault, what: str) -> None:
         )
 
 
+def _tip(vault: Vault, fork: str) -> str | None:
+    return refs.read_ref(vault.store, refs.fork_ref(fork))
+
+
 def gc(
     vault: Vault[Home],
     *,
@@ -248,6 +252,9 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     # rewritten since are held by it alone; the next fork of each snapshots as before
     for fork in forkspare.spares(vault):
         forkspare.drop(vault, fork)
+    # the kept indexes (mount/keptindex.py, a cache) of trees no fork's tip has now
+    tip_trees = {vault.store.commit_tree(c) for f in vault.fork_names() if (c := _tip(vault, f))}
+    keptindexes.drop_unused(vault.state_dir, tip_trees)
     for name in expired_refs:
         refs.cas_update(
             vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"

@@ -1,0 +1,179 @@
+"""The kept index of a lazy vault's default fork (mount/keptindex.py), made by a process of
+its own that a `vault clone --lazy` the resident server ran starts once its caller has the
+answer (:func:`spawn`, cli/vaults.py), so that a mount of the fresh clone made later
+patches it instead of making it.
+
+It waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
+scheduling class, and makes nothing when a mount of the vault came first (that mount makes
+its index, and keeps it); :func:`spawn` says why. It holds the kept index's lock while it works, with its pid
+in it (:func:`.keptindex.making`), so a mount that starts meanwhile waits for it rather
+than doing the same work beside it (:func:`.keptindex.await_maker`, which moves it back to
+the normal class). What is made here is what a mount makes (mount/index.py), with no
+mount: the tree's sizes asked of the server in one request (kept in the size cache, where
+a mount finds them) beside the entries (times 0: a mount writes its own) and git's
+untracked cache made on a skeleton of the tree with the vault as ``GIT_DIR``. No blob is
+fetched but the tree's ``.gitignore`` files, which a mount fetches anyway. A failure
+leaves nothing: a mount then makes its index as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from ..core.vaults.keptindexes import kept_dir
+
+if TYPE_CHECKING:
+    from ..core.vaults.vault import Vault
+
+TOKEN = "avfs-kept"  # the fsmonitor token of a kept index (a mount writes its own)
+
+
+def make(vault: Vault, commit: str) -> bool:
+    """Make and keep the index of ``commit``'s tree in lazy ``vault`` (the caller holds
+    :func:`.keptindex.making`'s lock); True when one is kept. As a mount's settling does
+    (fuse/settle.py), the sizes are asked on a thread of their own while the entries and
+    the untracked cache are made with the sizes not known yet left 0, filled in after."""
+    from . import keptindex, untracked
+    from .index import index_bytes, inode_of, sizes_of
+    from .indexpatch import with_sizes
+
+    store = vault.store
+    promisor = store.promisor
+    if promisor.remote() is None:
+        return False
+    tree = store.commit_tree(commit)
+    state = vault.state_dir
+    if keptindex.load(state, tree) is not None:
+        return True
+    asked = threading.Event()
+
+    def ask() -> None:
+        with promisor.asking():  # (the .gitignore files' sizes: asked apart, untracked.py)
+            asked.set()
+            try:
+                store.ensure_sizes(tree, fetch=False)  # one request; never the blobs
+            except Exception:
+                pass  # (not sized: nothing is kept)
+
+    sizes = threading.Thread(target=ask, name="avfs-kept-sizes", daemon=True)
+    sizes.start()
+    asked.wait()
+    uid, gid = os.getuid(), os.getgid()
+    known = promisor.size
+
+    def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        return 0, 0, inode_of(path), uid, gid, n if (n := known(oid)) is not None else 0
+
+    skeleton: list[tuple[str, str | None]] = []
+    try:
+        data = index_bytes(vault, commit, stat_of, TOKEN, skeleton=skeleton, sized=False)
+        ext = untracked.extension(store, skeleton, data, vault.path, vault.path, None, scratch=state)
+    finally:
+        sizes.join()
+        store.listed.drop()
+    if ext is None or not promisor.sized(tree):
+        return False  # (a server that cannot say sizes: a mount fetches them its own way)
+    data = with_sizes(untracked.with_extension(data, ext), sizes_of(store))
+    return keptindex.keep(state, tree, data)
+
+
+DELAY_S = 2  # how long after the clone's answer the maker starts (see :func:`spawn`)
+# run by /bin/sh first ($1 the delay, $2 the vault's avfs/ directory, $3 the directory of
+# its kept indexes, $4 where the mount records are, then the maker's command): a shell's start-up and a
+# sleep cost the clone's caller nothing measurable, where the interpreter's start-up (~20
+# ms of CPU) as the clone's process exited made the clone's wall time 0.03-0.1 s longer on
+# a loaded machine; no interpreter at all when there is nothing to make (the vault gone,
+# a kept index there, or a mount up: the usual case, its first mount made and kept it)
+WAIT = (
+    'sleep "$1"; [ -d "$2" ] || exit 1; for f in "$3"/* "$4"/*.json; do [ -e "$f" ] && exit 1; done; '
+    'shift 4; exec "$@"'
+)
+# the maker's first statements, before its imports: Linux's idle scheduling class (it runs
+# only on a CPU nothing else wants), then the module's main
+BOOT = (
+    "import os\n"
+    "try:\n"
+    "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "except (OSError, AttributeError):\n"
+    "    os.nice(19)\n"
+    "from avfs_git.mount.keptmake import main\n"
+    "raise SystemExit(main())\n"
+)
+
+
+def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | None:
+    """Start :func:`main` detached for ``commit`` (the default fork's tip) of ``vault`` in
+    home ``home``, with environment ``env`` (the caller's: its settings); its pid, or None
+    (no process could start).
+
+    A shell waits :data:`DELAY_S` (:data:`WAIT`), then the maker makes the kept index
+    only when no mount of the vault has been made meanwhile (a mount makes its own index
+    and keeps it: mount/index.py), in Linux's idle scheduling class. Measured: started at
+    once, it made the first `git status` after `ls` in a mount started the moment the clone
+    answered 0.28-0.69x of main's, but `vault clone --lazy` + `mount` until `ls` 1.3-1.9x
+    slower (at normal priority and in the idle class alike) on a machine whose two cores
+    were busy, and the two together no faster: the settling's work was moved in front of
+    `ls`, not saved (docs/benchmarks.md). A mount that starts later than the delay finds the
+    kept index made (or being made: it waits for it, and moves the maker back to the
+    normal class, :func:`.keptindex.boost`)."""
+    from ..core.vaults import registry
+
+    # (no object read here: the clone's caller waits for this process's exit; a new
+    # vault has no kept index, and the shell looks for one)
+    records = os.path.dirname(registry.record_path(vault.state_dir, "-"))
+    cmd = [
+        "/bin/sh",
+        "-c",
+        WAIT,
+        "avfs-keptmake",
+        str(DELAY_S),
+        vault.state_dir,
+        kept_dir(vault.state_dir),
+    ]
+    cmd += [records, sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
+    try:
+        return os.posix_spawn(
+            cmd[0],
+            cmd,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,
+        )
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -c BOOT --home H --vault V --commit C`` (:data:`BOOT`, after :data:`WAIT`): the kept index made
+    unless one is, its lock is held, or the vault has a mount (which makes its own)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="avfs_git.mount.keptmake")
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--vault", required=True)
+    ap.add_argument("--commit", required=True)
+    args = ap.parse_args(argv)
+    from ..core.vaults import registry
+    from . import keptindex
+    from .side import open_home
+
+    vault = open_home(args.home).vault(args.vault)
+    tree = vault.store.commit_tree(args.commit)
+    fd = keptindex.making(vault.state_dir, tree)
+    if fd is None:
+        return 1
+    try:
+        if registry.records(vault.state_dir):
+            return 1  # a mount came first: it makes the index, and keeps it
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that waits: keptindex.boost)
+        return 0 if make(vault, args.commit) else 1
+    finally:
+        keptindex.made(vault.state_dir, tree, fd)
