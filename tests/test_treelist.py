@@ -168,4 +168,4 @@ def test_a_lazy_forks_index_made_before_its_sizes_and_filled_is_the_one_made_aft
     )
     assert made != after
     assert 0 in {store.promisor.size(o) for o in blobs}  # an empty file: its size stays 0
-    assert with_sizes(made, mount_index._sizes(store)) == after
+    assert with_sizes(made, mount_index.sizes_of(store)) == after
