@@ -121,6 +121,9 @@ class Agent:
 
     def publish_fork(self, r: int) -> None:
         """The work fork as a branch of its own (only this machine moves it: never refused)."""
+        # (a machine killed after the push reached the server and before it logged it: the
+        # server holds this commit, which the log names here)
+        self.log("fork_publishing", round=r, commit=self.vault.workspace(self.work).tip())
         for _ in range(240):
             try:
                 remote.push(self.vault, "origin", [self.work])

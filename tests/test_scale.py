@@ -130,9 +130,13 @@ def _nothing_lost(served: Path, tmp_path: Path, agents: dict[int, int]) -> None:
         assert shared[slot(me)] == f"line of agent {me}: round {rounds - 1}"
         published = [e["commit"] for e in _events(tmp_path, me) if e["event"] == "published"]
         assert len(published) >= rounds
-        # its fork, published as a branch, is where it last pushed it
-        forks = [e["commit"] for e in _events(tmp_path, me) if e["event"] == "fork_published"]
-        assert git("--git-dir", str(served), "rev-parse", f"refs/heads/work-{me}").strip() == forks[-1]
+        # its fork, published as a branch, is where it last pushed it: its last published
+        # one, or one it was pushing when it was killed (the push may have reached the
+        # server before the log did, in its last round, which the machine back does not redo)
+        pushes = [e for e in _events(tmp_path, me) if e["event"] in ("fork_publishing", "fork_published")]
+        done = max(i for i, e in enumerate(pushes) if e["event"] == "fork_published")
+        where = {pushes[done]["commit"]} | {e["commit"] for e in pushes[done + 1 :]}
+        assert git("--git-dir", str(served), "rev-parse", f"refs/heads/work-{me}").strip() in where
         for commit in published:
             git("--git-dir", str(served), "merge-base", "--is-ancestor", str(commit), "main")
     assert "seed" in contested
