@@ -24,6 +24,7 @@ PROCESS_STATE = {
     "proxy/refwatch.py:_live": "the inotify watch of a vault's branches belongs to the daemon serving proxy exec; seal finds it by path",
     "mount/ownfiles.py:_owner_cache": "registry records' contents, checked against the file at every use",
     "core/vaults/registry.py:_KEPT": "the mount table a process keeps open (a daemon's); the kernel marks it per open file",
+    "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/standby.py:_api": "a sandbox kept ready for exec_in belongs to the process: its thread made it, and it dies with it",
 }

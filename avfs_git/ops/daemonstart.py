@@ -80,9 +80,27 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, in
     return _spawn_daemon(cmd, env, log_path)
 
 
+# the daemons this process spawned and has not collected: one that ends by itself (a mount
+# kept warm, released when idle) stayed a zombie of a long-lived caller (an agent runtime
+# using the API) until that process ended; collected at the next spawn and unmount
+_SPAWNED: set[int] = set()
+
+
+def reap_exited() -> None:
+    """Collect the daemons this process spawned that have exited since."""
+    for pid in list(_SPAWNED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not ours (a forked process's copy of the set) or gone
+            done = pid
+        if done == pid:
+            _SPAWNED.discard(pid)
+
+
 def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
     """Start the daemon ``cmd`` detached, its output appended to ``log_path``: (its pid,
     the read end of its readiness pipe, for :func:`_await_ready`), without waiting."""
+    reap_exited()
     r, w = os.pipe()
     os.set_inheritable(r, False)
     os.set_inheritable(w, True)
@@ -109,6 +127,7 @@ def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
     finally:
         os.close(logfd)
         os.close(w)
+    _SPAWNED.add(pid)
     return pid, r
 
 
@@ -119,10 +138,13 @@ def _reap(pid: int, *, block: bool = False) -> bool:
     try:
         done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
+        _SPAWNED.discard(pid)
         deadline = time.monotonic() + REAP_WAIT_S
         while block and pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.005)
         return not pid_alive(pid)
+    if done == pid:
+        _SPAWNED.discard(pid)
     return done == pid
 
 

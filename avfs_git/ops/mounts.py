@@ -40,7 +40,16 @@ from ..core.store import names
 from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
-from .daemonstart import READY_TIMEOUT_S, _await_ready, _daemon_env, _launch, _placeholder, _reap, _tail
+from .daemonstart import (
+    READY_TIMEOUT_S,
+    _await_ready,
+    _daemon_env,
+    _launch,
+    _placeholder,
+    _reap,
+    _tail,
+    reap_exited,
+)
 from .holders import held
 from .holders import mount_holders as mount_holders  # re-exported: its callers ask mounts
 from .mountbackend import choose_backend
@@ -523,6 +532,7 @@ def unmount(
 ) -> MountInfo | None:
     """Unmount a fork's mount; harmless when it is not mounted (returns None)."""
     del home
+    reap_exited()  # (daemons this process spawned that ended by themselves since)
     names.check_fork_name(fork)
     key = mount_key(fork, None if revision is None else revision)
     info = check(vault, key)

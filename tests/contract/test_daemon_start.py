@@ -131,3 +131,29 @@ def _walks(daemon: int) -> list[int]:
         if ppid == daemon and any(a.endswith(b"fuse/warm.py") for a in argv):
             out.append(int(pid))
     return out
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return None
+
+
+@pytest.mark.backends(*MOUNTS)
+def test_a_daemon_released_when_idle_is_collected_by_the_process_that_spawned_it(
+    backend: str, home: Home, fork: Vault, unmounted: Any
+) -> None:
+    """A long-lived caller (an agent runtime on the Python API) mounts a fork kept warm; its
+    daemon ends by itself once idle. It stayed a zombie of the caller until the caller
+    ended; the caller's next mount (or unmount) collects it."""
+    info = mounts.mount(home, fork, "main", backend=backend, idle_timeout_s=1.0)
+    first = info.pid
+    deadline = time.monotonic() + 120
+    while _state(first) not in ("Z", None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(first) == "Z", "the idle daemon did not end (or was collected already)"
+    again = mounts.mount(home, fork, "main", backend=backend, idle_timeout_s=600.0)
+    assert again.pid != first
+    assert _state(first) is None  # collected
