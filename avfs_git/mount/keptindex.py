@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..core.vaults.keptindexes import kept_dir, kept_path
-from .ownfiles import MAX_INDEX, read_bytes
+from .ownfiles import MAX_INDEX, read_bytes, write_file
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
@@ -173,18 +173,7 @@ def keep(state_dir: str, tree: str, data: bytes) -> bool:
         return True
     try:
         _own_dir(state_dir)
-        tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_file(os.path.dirname(path), os.path.basename(path), data)
     except OSError:
         return False
     return True
