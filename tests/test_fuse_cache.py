@@ -215,12 +215,20 @@ def test_warm_walks_reach_no_python(revision_mount):
     workloads()  # cold: fills the kernel's caches
     first = traced.take()
     assert first["readdir"] > 0 and first["read"] > 0
-    workloads()  # warm
-    second = traced.take()
-    # nothing is fetched again: no listing, attribute, lookup, open or read reaches Python
-    # (only statfs, which find asks once and the kernel never caches; and OPENDIR where
-    # the kernel cannot open directories itself: see fuse/lowlevel.py install_kernel_opendir)
-    assert {op: n for op, n in second.items() if op not in ("opendir", "statfs")} == {}
+    # warm: nothing is fetched again: no listing, attribute, lookup, open or read reaches
+    # Python (only statfs, which find asks once and the kernel never caches; and OPENDIR
+    # where the kernel cannot open directories itself: see fuse/lowlevel.py
+    # install_kernel_opendir). Cached listings and pages are the kernel's to reclaim: under
+    # the full suite's memory pressure one warm pass met 10 listings and a page reclaimed
+    # (twice in CI); a pass that did is run again, at most twice. Were nothing kept by the
+    # kernel, every pass would reach Python.
+    passes = []
+    for _ in range(3):
+        workloads()
+        passes.append({op: n for op, n in traced.take().items() if op not in ("opendir", "statfs")})
+        if not passes[-1]:
+            break
+    assert passes[-1] == {}, passes
 
 
 def test_read_only_view_starts_no_watcher(vault, tmp_path):
