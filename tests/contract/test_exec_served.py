@@ -167,7 +167,10 @@ def test_a_daemon_killed_between_served_calls_loses_nothing(
     second = _exec(home, backend, "--host", "writable", "--", "sh", "-c", cmd)
     assert second["success"], (second["error"], second["result"], second["mount"])
     assert int(second["result"]["stdout"]) == server
-    assert (second["mount"]["reused"], second["mount"]["kept_warm"]) == (False, True), second["mount"]
+    # a new daemon mounted it again: this call's, or one the first call's work after its
+    # answer started once it found its daemon gone (a forked daemon mounts in ~70 ms: seen
+    # in CI as reused=True); either way not the killed one, and nothing lost
+    assert second["mount"]["kept_warm"] is True, second["mount"]
     (again,) = _listed(home, backend)
     assert again["pid"] != live["pid"] and again["state"] == "mounted"
     assert fork.workspace("main").read("both.txt") == b"one\nwritten with no mount\n"
