@@ -1,7 +1,9 @@
 """The mount daemons running on this machine, as tests look for them in /proc: one started
 with exec by its command line (``python -m avfs_git.fuse.daemon --home H ...``), one forked
 from a home's warm CLI server (cli/warmdaemon.py) by its process name, its command line
-being the server's (``python -m avfs_git.cli.resident --home H``)."""
+being the server's (``python -m avfs_git.cli.resident --home H``). A daemon's own child
+(a ``git`` it runs) has both its name and command line until its ``execve``: it is no
+daemon, and not listed."""
 
 from __future__ import annotations
 
@@ -12,6 +14,20 @@ from avfs_git.core.vaults.daemonproc import DAEMON_NAME
 
 def running() -> list[tuple[int, list[bytes]]]:
     """(pid, command line) of each mount daemon."""
+    found = {pid: argv for pid, argv in _named()}
+    return [(pid, argv) for pid, argv in found.items() if _parent(pid) not in found]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])  # field 4 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _named() -> list[tuple[int, list[bytes]]]:
+    """(pid, command line) of each process named or started as a mount daemon."""
     out = []
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:

@@ -417,7 +417,10 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         assert dd.returncode != 0 and "Disk quota exceeded" in dd.stderr, dd.stderr
         # the limit leaves avfs's own databases and btrfs's metadata some room over the
         # quota (qgroups.QUOTA_SLACK): the writer stops within it
-        most = (20 << 20) + qgroups.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + (1 << 20)
+        # and the kernel's own overshoot past a limit (a write's reservation, btrfs's late
+        # count: ~1 MB seen), once for each limit it was given
+        slack = 2 << 20
+        most = (20 << 20) + qgroups.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + slack
         # ... or within one room more, when avfs wrote its own state at the limit meanwhile
         # (the daemon opening the fork's database at its first lookup: raised by OWN_ROOM,
         # put back at what the qgroup holds plus the databases' room; docs/maintenance.md)
@@ -437,7 +440,7 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         assert err.value.errno == 122  # EDQUOT
         more = more_path.stat().st_size if more_path.exists() else 0
         more_path.unlink(missing_ok=True)
-        assert size + more < most + room
+        assert size + more < most + room + slack
         shown = cli_proc(*h, "quota", "show").json()
         # what the kernel counts is what the writer got (the fork's upper layer), and
         # quota show adds it to the git objects
