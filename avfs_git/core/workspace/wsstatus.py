@@ -16,7 +16,7 @@ from ..store import gitattributes, gitmodules, gitnames, names
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE, GitStore, blob_id
-from ..store.treediff import diff_entry, diff_trees, pair_renames
+from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
@@ -454,9 +454,8 @@ class Changes:
                         diff_entry(self.store, child, bo, None, out)
                     out.append(Change(child, ChangeStatus.ADDED, new_mode=n.mode))
                 else:  # a new path's content is not needed to know it is new
-                    out.append(
-                        Change(child, ChangeStatus.MODIFIED, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0])
-                    )
+                    how = ChangeStatus.TYPE_CHANGED if type_changed(bo[1], n.mode) else ChangeStatus.MODIFIED
+                    out.append(Change(child, how, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0]))
             else:
                 assert n.oid is not None
                 diff_entry(self.store, child, bo, (n.oid, n.mode), out)
