@@ -24,6 +24,9 @@ from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
+# what a status reports of a materialized file before reading it (its id then found)
+_UNHASHED = (ChangeStatus.ADDED, ChangeStatus.MODIFIED, ChangeStatus.TYPE_CHANGED)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ignored:
@@ -310,12 +313,12 @@ class Changes:
             if c.path in gone:
                 continue
             e = by_path.get(c.path) if c.new_oid is None else None
-            if e is None and c.new_oid is None and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+            if e is None and c.new_oid is None and c.status in _UNHASHED:
                 # a file of the upper layer the entries read left out (unchanged since the
                 # last status, beside one that changed): compared as any other
                 n = self.view.lookup(c.path)
                 e = n.entry if n is not None else None
-            if e is not None and e.kind == FILE and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+            if e is not None and e.kind == FILE and c.status in _UNHASHED:
                 oid = self.view.entry_oid(Node(c.path, e.mode, None, e))
                 old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
                 diff_entry(self.store, c.path, old, (oid, e.mode), out)
