@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -36,6 +38,7 @@ from avfs_git.ops import mounts
 from . import realdata
 from .conftest import git
 from .gitmount import _git, _require
+from .test_confine import _need_bwrap
 from .test_lazy import Server, missing, objects
 
 SUB = "TestGitRepository"  # the fixture's own submodule
@@ -243,3 +246,33 @@ def test_the_api_names_a_submodule_and_refuses_a_file_below_it_changing_nothing(
     assert [(c.path, c.status.value) for c in ws.status()] == [(DEEP, "deleted")]
     ws.mkdir(DEEP)  # where a submodule was: the submodule again (git's view of an empty dir there)
     assert ws.status() == [] and ws.stat(DEEP).kind is NodeKind.SUBMODULE
+
+
+def test_proxy_exec_reports_what_it_wrote_below_a_submodule_and_commits_the_rest(
+    home: Home, served: Server, tmp_path: Path, backend: str
+) -> None:
+    """The agent is told: files a command wrote below a submodule's path are not recorded
+    (`not_recorded`, kind `submodule`; a pure-FUSE mount refuses them), the rest is its
+    commit, and the gitlink is as it was."""
+    _need_bwrap()
+    vault = home.clone_vault(served.url("super.git"), "s")
+    link = git("--git-dir", vault.path, "rev-parse", f"main:{SUB}").strip()
+    mp = tmp_path / "m"
+    _mount(home, vault, mp, backend)
+    try:
+        script = f"echo x > {SUB}/x.txt; echo changed >> notes.txt"
+        r = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", "s:main",
+             "proxy", "exec", "--", "sh", "-c", script],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        env = json.loads(r.stdout)
+        assert env["error"] is None and env["commit"] is not None, env
+        kinds = {(n["path"], n["kind"]) for n in env["not_recorded"]}
+        assert kinds == ({(SUB, "submodule")} if backend == "overlay" else set()), env
+        assert [c["path"] for c in env["changes"]] == ["notes.txt"], env
+        tip = env["commit"]["commit"] if isinstance(env["commit"], dict) else env["commit"]
+        assert git("--git-dir", vault.path, "rev-parse", f"{tip}:{SUB}").strip() == link
+        assert _git(mp, "status", "--porcelain").stdout == ""
+    finally:
+        mounts.unmount(home, vault, "main")
