@@ -105,7 +105,9 @@ class UpperEntries(OverlayDB):
         got = self._u_classified(path, real, st)
         return got if isinstance(got, Entry) else None
 
-    def _u_classified(self, path: str, real: str, st: os.stat_result) -> Entry | str:
+    def _u_classified(self, path: str, real: str, st: os.stat_result, in_new: bool = False) -> Entry | str:
+        """What the upper layer's ``path`` (``real``, ``st``) is (:meth:`_u_entry`);
+        ``in_new``: its parent is a new directory or below one (no submodule there)."""
         kind = up.classify(real, st)
         if kind == up.REG:
             mode = 0o100755 if st.st_mode & 0o100 else 0o100644
@@ -123,7 +125,7 @@ class UpperEntries(OverlayDB):
                 0,
             )
         if kind == up.OPAQUE:
-            if self._at_submodule(path):
+            if not in_new and self._at_submodule(path):
                 return SUBMODULE
             return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
         if kind == up.DIR:
@@ -218,7 +220,7 @@ class UpperEntries(OverlayDB):
                         child = f"{p}/{de.name}" if p else de.name
                         try:
                             st = de.stat(follow_symlinks=False)
-                            got = self._u_classified(child, de.path, st)
+                            got = self._u_classified(child, de.path, st, inside_new)
                         except FileNotFoundError:
                             continue  # gone since it was listed: the kernel's writes go on
                         if got == SUBMODULE:
