@@ -65,16 +65,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     adds files beside a second gitlink (``vendor/lib/dep``, with its ``.gitmodules`` entry)."""
     tmp = tmp_path_factory.mktemp("submodules")
     fixture = _fixture_repo(tmp)
-    sub_commit = git("-C", str(fixture), "ls-tree", "HEAD", SUB).split()[2]
+    # the deeper submodule's own repository, on this machine (the fixture's names GitHub)
+    dep = tmp / "dep"
+    git("init", "-q", "-b", "main", str(dep))
+    (dep / "dep.txt").write_text("dep\n")
+    git("-C", str(dep), "add", "-A")
+    git("-C", str(dep), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "dep")
+    sub_commit = git("-C", str(dep), "rev-parse", "HEAD").strip()
     work = tmp / "work"
     git("clone", "-q", str(fixture), str(work))
     (work / DEEP).mkdir(parents=True)  # (not checked out: else `add -A` records a removal)
     (work / "vendor" / "lib" / "README").write_text("vendored\n")
     (work / "notes.txt").write_text("notes\n")
     git("-C", str(work), "config", "-f", ".gitmodules", f"submodule.{DEEP}.path", DEEP)
-    git(
-        "-C", str(work), "config", "-f", ".gitmodules", f"submodule.{DEEP}.url", "https://example.org/dep.git"
-    )
+    git("-C", str(work), "config", "-f", ".gitmodules", f"submodule.{DEEP}.url", f"file://{dep}")
     git("-C", str(work), "update-index", "--add", "--cacheinfo", f"160000,{sub_commit},{DEEP}")
     git("-C", str(work), "add", "-A")
     git(
@@ -274,5 +278,41 @@ def test_proxy_exec_reports_what_it_wrote_below_a_submodule_and_commits_the_rest
         tip = env["commit"]["commit"] if isinstance(env["commit"], dict) else env["commit"]
         assert git("--git-dir", vault.path, "rev-parse", f"{tip}:{SUB}").strip() == link
         assert _git(mp, "status", "--porcelain").stdout == ""
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_a_submodule_checked_out_and_moved_by_git_in_the_mount_is_what_avfs_records(
+    home: Home, served: Server, tmp_path: Path
+) -> None:
+    """A person's git in an overlay mount checks the submodule out, commits in it, then
+    `git add sub && git commit` in the superproject, beside a plain clone doing the same:
+    git's status and the fork's tree agree at each step, and avfs's status and checkpoint
+    leave the gitlink git committed (they once pinned the old one: the view kept showing
+    the commit git had moved away from, and the next checkpoint put it back)."""
+    _require("overlay")
+    vault = home.clone_vault(served.url("super.git"), "s")
+    plain = _plain(served, tmp_path / "plain")
+    mp = tmp_path / "m"
+    _mount(home, vault, mp, "overlay")
+    who = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    try:
+        for top in (mp, plain):
+            _git(top, "-c", "protocol.file.allow=always", "submodule", "update", "--init", DEEP)
+            (top / DEEP / "more.txt").write_text("more\n")
+            _git(top / DEEP, "add", "more.txt")
+            _git(top / DEEP, *who, "commit", "-q", "-m", "more")
+        ours = _git(mp, "status", "--porcelain").stdout
+        assert ours == _git(plain, "status", "--porcelain").stdout == f" M {DEEP}\n"
+        # avfs records what git does not take without `git add`: nothing yet
+        assert vault.workspace("main").status() == []
+        for top in (mp, plain):
+            _git(top, "add", DEEP)
+            _git(top, *who, "commit", "-q", "-m", "the submodule moved")
+        assert _git(mp, "status", "--porcelain").stdout == "" == _git(plain, "status", "--porcelain").stdout
+        assert vault.workspace("main").status() == []
+        assert checkpoint.save(vault, "main", message="after").created is False
+        tree = git("--git-dir", vault.path, "rev-parse", "main^{tree}")
+        assert tree == git("-C", str(plain), "rev-parse", "HEAD^{tree}")
     finally:
         mounts.unmount(home, vault, "main")
