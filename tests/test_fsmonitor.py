@@ -550,9 +550,9 @@ def test_avfs_status_reads_what_changed_not_the_upper_layer(home, vault, tmp_pat
     reads: list[str] = []
     classified = Overlay._u_classified
 
-    def counted(self: Overlay, path: str, real: str, st: os.stat_result) -> Any:
+    def counted(self: Overlay, path: str, real: str, st: os.stat_result, in_new: bool = False) -> Any:
         reads.append(path)
-        return classified(self, path, real, st)
+        return classified(self, path, real, st, in_new)
 
     monkeypatch.setattr(Overlay, "_u_classified", counted)
 

@@ -42,10 +42,10 @@ class Reads:
         self.paths: list[str] = []
         classified = Overlay._u_classified
 
-        def counted(ov: Overlay, path: str, real: str, st: os.stat_result) -> Any:
+        def counted(ov: Overlay, path: str, real: str, st: os.stat_result, in_new: bool = False) -> Any:
             self.paths.append(path)
 
-            return classified(ov, path, real, st)
+            return classified(ov, path, real, st, in_new)
 
         monkeypatch.setattr(Overlay, "_u_classified", counted)
 
