@@ -55,6 +55,7 @@ from .stacking import (
     _tune_layers,
     _upper_on,
     _watch_unmount,
+    list_root,
     protect_read_only,
     unprotect,
 )
@@ -374,6 +375,8 @@ class Mount:
         if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
             listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
             self.walk_after_call = True  # in the background, after the lower layer's listings
+        else:  # but its root now, before the settling takes the interpreter (stacking.list_root)
+            list_root(args.mountpoint)
         self.announce()
         if self.settle is not None:
             listed()
@@ -381,8 +384,6 @@ class Mount:
             # daemon's Python as much as the index is, and before the sizes it would only
             # wait on them (20,538 files: git's gate opened 1.4-2.0 s later with the walk on)
             threading.Thread(target=self._warm_after_settle, name="avfs-warm-wait", daemon=True).start()
-            _watch_unmount(args.mountpoint, layers["lower"])
-            return
         _watch_unmount(args.mountpoint, layers["lower"])
 
     def _warm_after_settle(self) -> None:
