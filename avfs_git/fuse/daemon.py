@@ -376,7 +376,7 @@ class Mount:
             listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
             self.walk_after_call = True  # in the background, after the lower layer's listings
         else:  # but its root now, before the settling takes the interpreter (stacking.list_root)
-            list_root(args.mountpoint)
+            list_root(args.mountpoint, self.ops.root_answers_now)
         self.announce()
         if self.settle is not None:
             listed()

@@ -64,15 +64,17 @@ def _list_merged(
     return listed
 
 
-def list_root(mountpoint: str) -> None:
-    """List the overlay's root once, through the overlay at ``mountpoint``: a lazy fork's
-    mount does this before it answers. Its first ``ls`` then finds the kernel's entries
-    (overlayfs keeps a merged directory's listing while it is unchanged, and the lower
-    layer's entries for good) instead of asking this daemon for them while the settling
-    (fuse/settle.py) holds its interpreter: 6-10 ms of that ``ls``'s ``getdents64`` on the
-    20,538-file monorepo, against 2-3 ms here. Only the root: a deeper directory's files
-    would wait for the whole tree's sizes. A root that holds files waits for their small
-    request of their own (settle.py), which that ``ls`` would wait for too."""
+def list_root(mountpoint: str, answers_now: Callable[[], bool]) -> None:
+    """List the overlay's root once, through the overlay at ``mountpoint``, when that waits
+    for nothing (``answers_now``: no file there whose size is still being asked): a lazy
+    fork's mount does this before it answers. Its first ``ls`` then finds the kernel's
+    entries (overlayfs keeps a merged directory's listing while it is unchanged, and the
+    lower layer's entries for good) instead of asking this daemon for them while the
+    settling (fuse/settle.py) holds its interpreter: 6-15 ms of that ``ls``'s
+    ``getdents64`` on the 20,538-file monorepo, against 2-3 ms here. Only the root, and
+    only then: the mount answers before its sizes (a file's size waits for the server)."""
+    if not answers_now():
+        return
     try:
         with os.scandir(mountpoint) as it:
             for _ in it:
