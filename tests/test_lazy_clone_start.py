@@ -113,12 +113,12 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
     proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", url, "p")
     assert proc.returncode == 0, proc.stderr
     commands = [line.split() for line in log.read_text().splitlines()]
-    # init, the fetch, one listing of the branches, one read of the promisor (`Vault.lazy`):
-    # no `git config` writes, no `git remote add`
+    # init and the fetch alone: no `git config` writes, no `git remote add`; the branches
+    # read from the files the fetch wrote, the promisor known as the clone wrote it
     verbs = [
         next(w for w in c if w in ("init", "fetch", "for-each-ref", "config", "remote")) for c in commands
     ]
-    assert verbs == ["init", "fetch", "for-each-ref", "config"], commands
+    assert verbs == ["init", "fetch"], commands
     assert not any("remote" in c and "add" in c for c in commands)
     path = home.vault("p").path
     assert git("--git-dir", path, "config", "remote.origin.promisor").strip() == "true"
@@ -160,6 +160,14 @@ def test_a_url_git_must_read_quoted_is_kept_whole(home, server, tmp_path):
     assert git("--git-dir", path, "config", "remote.origin.url").rstrip("\n") == url
     assert home.vault("q").store.promisor.remote() == ("origin", url)
     assert home.vault("q").workspace("main").read("NOTES.md") == b"notes\n"
+    # in process, with credentials in the URL: the promisor the clone knows without reading
+    # its config back is the one git reads there (the URL without them)
+    port = url.split("://", 1)[1].split("/", 1)[0]
+    v = home.clone_vault(url.replace(f"://{port}", f"://user:secret@{port}"), "r", lazy=True)
+    assert v.lazy and v.store.promisor.remote() == ("origin", url)
+    v.store.promisor.forget()
+    assert v.store.promisor.remote() == ("origin", url)
+    assert git("--git-dir", v.path, "config", "remote.origin.url").rstrip("\n") == url
 
 
 def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, server, tmp_path):

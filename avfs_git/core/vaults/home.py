@@ -308,7 +308,7 @@ class Home:
         they are read (docs/lazy.md). A server that cannot filter gives a whole vault and
         a sentence in ``warnings``."""
         from ..errors import RemoteError
-        from ..store.redact import redact
+        from ..store.redact import redact, split_credentials
 
         names.check_vault_name(name)
         tmp, final = self._new_vault_dir(name)
@@ -319,7 +319,7 @@ class Home:
             # ``origin`` and the worktree config a mount needs, in the new config's one write
             importer.init_vault(tmp, config=importer.origin_config(url, lazy=lazy), worktree_config=True)
             try:
-                default = importer.clone_into(
+                default, lazily = importer.clone_into(
                     tmp, url, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings
                 )
             except AvfsError as exc:
@@ -335,9 +335,11 @@ class Home:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         vault = self.vault(name)
+        if lazily:  # (its promisor as the clone wrote it: no git process to read it back)
+            vault.store.promisor.configured("origin", split_credentials(url)[0])
         # no sizes asked here: they grow with the files, and a mount asks them once it
         # answers (fuse/settle.py; docs/lazy.md)
-        how = "lazily " if lazy and vault.lazy else ""
+        how = "lazily " if lazily else ""
         vault.oplog.record(
             "vault_create", f"clone vault {name} {how}from {redact(url)}", fork=vault.default_fork
         )

@@ -412,11 +412,12 @@ def clone_into(
     token: str | None = None,
     lazy: bool = False,
     warnings: list[str] | None = None,
-) -> str | None:
+) -> tuple[str | None, bool]:
     """Fill the new vault ``git_dir`` (made by :func:`init_vault` with
     :func:`origin_config`) from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
-    (without credentials). Returns the default fork when it is not ``main``. The server is
+    (without credentials). Returns the default fork when it is not ``main`` (else None),
+    and whether the vault is lazy (asked for, and the server filtered). The server is
     reached as for every remote (:func:`.transport.transport`: ssh settings, credential
     helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress.
 
@@ -425,7 +426,6 @@ def clone_into(
     (``uploadpack.allowFilter`` unset) sends everything: the vault is then a whole one,
     and a sentence saying so is appended to ``warnings``."""
     from ..store import promisor
-    from ..store.gitrun import run
     from ..store.redact import redact, split_credentials
     from ..store.transport import transport
 
@@ -440,12 +440,12 @@ def clone_into(
         f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
-    # by git, not libgit2 (its import: init_vault); one line a branch (no refname holds one)
-    listed = run(
-        ["for-each-ref", "--format=%(objectname) %(refname)", refs.HEADS], git_dir=git_dir, text=True
-    ).stdout.splitlines()
-    heads = [line.split(" ", 1)[1][len(refs.HEADS) :] for line in listed]
-    if lazy and not _filtered(git_dir, listed[0].split(" ", 1)[0] if listed else None):
+    # the branches as the fetch wrote them, in `git for-each-ref`'s order (by name), read
+    # from git's files: neither libgit2 (its import: init_vault) nor a git process
+    listed = refs.list_refs_file(git_dir, refs.HEADS)
+    heads = [name[len(refs.HEADS) :] for name in listed]
+    held = lazy and _filtered(git_dir, refs.read_ref_file(git_dir, listed[0]) if listed else None)
+    if lazy and not held:
         promisor.unconfigure(git_dir, "origin")
         if warnings is not None:
             warnings.append(
@@ -455,10 +455,10 @@ def clone_into(
     if not heads:
         raise UsageError(f"{redact(url)} has no branches to clone")
     if "main" in heads:
-        return None
+        return None, held
     # the remote's HEAD branch (or its first branch) becomes the default fork
     out = transport(git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token).stdout
     head = next((ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None)
     default = head if head in heads else sorted(heads)[0]
     names.check_fork_name(default)
-    return default
+    return default, held
