@@ -38,20 +38,18 @@ def init_vault(path: str, *, config: str = "", worktree_config: bool = False) ->
     """Initialise a bare repository with avfs' settings (reflogs on for every ref), and
     ``config`` (whole sections: a clone's ``origin``) in its config.
 
-    Made by ``git init`` (C, ~5 ms), not libgit2: loading pygit2 costs a process that has
-    not 100-200 ms here, and a lazy clone needs it for nothing else (docs/scale.md). No
-    template (a user's ``init.templateDir`` would bring its hooks into every vault), SHA-1
-    whatever the user's default, HEAD on ``main``; the layout libgit2 makes
-    (``hooks/``, ``info/``). The settings are written into the config `git init` made, in
-    one write (:mod:`.configtext`: no git process a key); ``worktree_config``: with
+    Made as ``git init --bare --template=`` makes one (:mod:`.initbare`: its files, no git
+    process; before it `git init` itself, 3-5 ms), not by libgit2: loading pygit2 costs a
+    process that has not 100-200 ms here, and a lazy clone needs it for nothing else
+    (docs/scale.md). No template (a user's ``init.templateDir`` would bring its hooks into
+    every vault), SHA-1 whatever the user's default, HEAD on ``main``; the layout libgit2
+    makes (``hooks/``, ``info/``). The settings are written into that config in one write
+    (:mod:`.configtext`: no git process a key); ``worktree_config``: with
     ``extensions.worktreeConfig`` on, as the first mount would set it."""
     from ..store import configtext
-    from ..store.gitrun import run
+    from ..store.initbare import init_bare
 
-    cfg = ["-c", "init.defaultObjectFormat=sha1", "-c", "init.templateDir="]
-    run([*cfg, "init", "-q", "--bare", "--template=", path])
-    with open(os.path.join(path, "HEAD"), "w", encoding="utf-8") as fh:
-        fh.write(f"ref: {refs.fork_ref('main')}\n")
+    init_bare(path, refs.fork_ref("main"))
     configtext.append_new_vault(
         path, "[core]\n\tlogAllRefUpdates = always\n" + config, worktree_config=worktree_config
     )
