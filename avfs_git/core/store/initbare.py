@@ -18,11 +18,13 @@ import os
 import stat
 import tempfile
 
+from .refs import HEADS, TAGS
+
 
 def init_bare(path: str, head: str) -> None:
     """Make the bare repository at ``path`` (an empty or missing directory) with ``HEAD``
     pointing at ``head`` (a full ref name)."""
-    for d in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+    for d in ("objects/info", "objects/pack", HEADS, TAGS):
         os.makedirs(os.path.join(path, d), exist_ok=True)
     with open(os.path.join(path, "HEAD"), "w", encoding="utf-8") as fh:
         fh.write(f"ref: {head}\n")
