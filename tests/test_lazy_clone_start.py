@@ -202,3 +202,30 @@ def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, ser
             assert git("-C", str(mp), "rev-parse", "HEAD").strip() == tip
         finally:
             mounts.unmount(home, v, "main", revision=tip)
+
+
+def test_a_clone_makes_the_overlay_template_its_first_mount_copies(home, server, monkeypatch):
+    """With the layers file system off, a fork's state dir is in its vault, and the empty
+    overlay database its first use copies is made by the clone, while its fetch waits on
+    the server: that first use (a mount's daemon) makes no database of its own."""
+    import sqlite3
+
+    from avfs_git.core.workspace import overlaydb
+    from avfs_git.core.workspace import sqlite as avfs_sqlite
+
+    assert home.layers_mode == "off"
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    template = overlaydb.template_path(os.path.join(v.path, "avfs"))
+    conn = sqlite3.connect(template)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == overlaydb._VERSION
+    finally:
+        conn.close()
+
+    def made(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a database was made: {args[0]}")
+
+    monkeypatch.setattr(avfs_sqlite, "_create", made)
+    ws = v.workspace("main")
+    assert ws.read("NOTES.md") == b"notes\n"
+    assert os.path.exists(ws.overlay.db_path)
