@@ -9,7 +9,9 @@ round's background work lands in another's; the side going first alternates.
 Run: ``.venv/bin/python -m bench.lazyphases URL --baseline SRC [--rounds N] [--served]`` against a
 served repository (``python -m bench.lazycases --monorepo --served DIR`` builds one and
 serves it while it runs; or ``git daemon --base-path=DIR``); the result goes to
-``bench/results/lazyphases-<time>.json`` and its medians are printed.
+``bench/results/[PREFIX]lazyphases-<time>.json`` (``--prefix``) and its medians are printed.
+``--native``: each tree's own console script (``.venv/bin/avfs``, the native program ``make
+install`` writes; SRC a worktree with its own venv) instead of ``python -m avfs_git``.
 """
 
 from __future__ import annotations
