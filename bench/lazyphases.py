@@ -42,8 +42,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) -> dict[str, float]:
-    """One round: clone, mount, ``ls``, each timed; the settling waited for; unmounted."""
+def _round(
+    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, status: bool
+) -> dict[str, float]:
+    """One round: clone, mount, ``ls``, each timed (``status``: then the first `git status`);
+    the settling waited for; unmounted."""
     mp.mkdir()
     cpu0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], env=env, check=True, capture_output=True)
@@ -54,7 +57,13 @@ def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) 
     t3 = time.perf_counter()
     record = Path(env["AVFS_HOME"]) / "vaults" / f"{name}.git" / "avfs" / "mounts" / "main.json"
     daemon = _cpu_s(json.loads(record.read_text())["pid"])
+    got: dict[str, float] = {}
     try:
+        if status:  # the first `git status` (row 2 of issue 30), timed from ls's answer and
+            # from the mount's (a faster `ls` starts the first clock later in the settling)
+            subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+            t4 = time.perf_counter()
+            got = {"status": t4 - t3, "mount_to_status": t4 - t2}
         (mp / ".git").read_bytes()  # the settling done: none of it lands in the next round
     finally:
         # (an older avfs's unmount could find its own daemon still in the mount: busy)
@@ -62,8 +71,9 @@ def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) 
             subprocess.run(
                 [*avfs, "unmount", "--lazy", f"{name}:main"], env=env, check=True, capture_output=True
             )
-    return dict(
-        zip(KEYS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu1 - cpu0, cpu2 - cpu1, daemon), strict=True)
+    return (
+        dict(zip(KEYS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu1 - cpu0, cpu2 - cpu1, daemon), strict=True))
+        | got
     )
 
 
@@ -79,6 +89,7 @@ def main() -> None:
     # `avfs`), not `python -m avfs_git`: a served call then starts no interpreter of its own
     ap.add_argument("--native", action="store_true")
     ap.add_argument("--prefix", default="", help="put before the result file's name")
+    ap.add_argument("--status", action="store_true", help="time the first `git status` after ls too")
     args = ap.parse_args()
     trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
     avfs = {
@@ -109,7 +120,7 @@ def main() -> None:
             for i in range(args.rounds):
                 for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
                     rounds[side].append(
-                        _round(avfs[side], envs[side], args.url, f"v{i}", t / f"mnt-{side}-{i}")
+                        _round(avfs[side], envs[side], args.url, f"v{i}", t / f"mnt-{side}-{i}", args.status)
                     )
         finally:
             if args.served:
@@ -124,7 +135,7 @@ def main() -> None:
         "native": args.native,
         "rounds": args.rounds,
         "load_average_before_after": [load_before, os.getloadavg()[0]],
-        "median": {s: {k: statistics.median(r[k] for r in rs) for k in KEYS} for s, rs in rounds.items()},
+        "median": {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in rounds.items()},
         "per_round": rounds,
     }
     out = (
