@@ -72,14 +72,15 @@ def list_root(mountpoint: str, answers_now: Callable[[], bool]) -> None:
     lower layer's entries for good) instead of asking this daemon for them while the
     settling (fuse/settle.py) holds its interpreter: 6-15 ms of that ``ls``'s
     ``getdents64`` on the 20,538-file monorepo, against 2-3 ms here. Only the root, and
-    only then: the mount answers before its sizes (a file's size waits for the server)."""
-    if not answers_now():
-        return
+    only then: the mount answers before its sizes (a file's size waits for the server).
+    Nothing it meets stops the answer: a failure is logged, and ``ls`` asks the daemon."""
     try:
+        if not answers_now():
+            return
         with os.scandir(mountpoint) as it:
             for _ in it:
                 pass
-    except OSError:
+    except Exception:
         logging.getLogger("avfs.fuse").exception("listing the mount's root")
 
 
