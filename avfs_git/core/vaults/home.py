@@ -337,11 +337,22 @@ class Home:
             os.makedirs(tmp)
             # ``origin`` and the worktree config a mount needs, in the new config's one write
             importer.init_vault(tmp, config=importer.origin_config(url, lazy=lazy), worktree_config=True)
+
+            def first_commit() -> None:  # (an empty repository: fork main's, as a new vault's)
+                ident = Identity.of(*self._author) if self._author is not None else self.identity
+                importer.initial_commit(tmp, name, GitStore(tmp).signature(ident, self.author()))
+
             # what the first mount would make, made while the fetch waits on the server
             ahead = _overlay_template_ahead(os.path.join(tmp, "avfs")) if self.layers_mode == "off" else None
             try:
                 default, lazily = importer.clone_into(
-                    tmp, url, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings
+                    tmp,
+                    url,
+                    progress,
+                    token=self.settings.git_token,
+                    lazy=lazy,
+                    warnings=warnings,
+                    on_empty=first_commit,
                 )
             except AvfsError as exc:
                 if isinstance(exc, UsageError):
