@@ -26,7 +26,10 @@ goes to ``bench/results/lazy-<time>.json`` and is printed. ``--baseline SRC``: a
 source tree (``git archive REV avfs_git | tar -x -C SRC``, then ``python -m compileall``),
 timed in the same run, interleaved with this one, through this venv's interpreter with
 ``PYTHONPATH=SRC`` (its own home), for a before/after figure. Both run as
-``python -m avfs_git``; the load average before and after goes into the result.
+``python -m avfs_git``, or with ``--native`` as each tree's own console script
+(``.venv/bin/avfs``, the native program ``make install`` writes: a served call starts no
+interpreter; SRC must then be a worktree with its own venv); the load average before and
+after goes into the result. ``--prefix P``: the result file's name starts with P.
 """
 
 from __future__ import annotations
@@ -205,8 +208,16 @@ def main() -> None:
     # the homes' warm CLI servers on (started first): the commands served, the mount daemon
     # forked from the server where the tree does that
     ap.add_argument("--warm-server", action="store_true")
+    # each tree's own console script (`make install`'s native program, as a person types
+    # `avfs`; the baseline a worktree with its own venv), not `python -m avfs_git`
+    ap.add_argument("--native", action="store_true")
+    ap.add_argument("--prefix", default="", help="put before the result file's name")
     args = ap.parse_args()
     avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
+    base_avfs = avfs
+    if args.native:
+        avfs = [str(ROOT / ".venv" / "bin" / "avfs")]
+        base_avfs = [str(Path(args.baseline or ROOT).resolve() / ".venv" / "bin" / "avfs")]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="avfs-bench-lazy-") as tmp:
         t = Path(tmp)
@@ -238,10 +249,12 @@ def main() -> None:
         common = {"AVFS_PROGRESS": "never", "AVFS_SERVER": server, "AVFS_LAYERS": "off"}
         env = {**os.environ, **common, "AVFS_HOME": str(home)}
         base_env = {**os.environ, **common, "AVFS_HOME": str(base_home), "PYTHONPATH": args.baseline or ""}
+        if args.native:  # (a PYTHONPATH would make the native program hand every call to Python)
+            base_env.pop("PYTHONPATH")
         if args.warm_server:
-            for e in (env, base_env):
+            for cmd, e in ((avfs, env), (base_avfs, base_env)):
                 Path(e["AVFS_HOME"]).mkdir()
-                subprocess.run([*avfs, "server", "start"], check=True, env=e, capture_output=True)
+                subprocess.run([*cmd, "server", "start"], check=True, env=e, capture_output=True)
         try:
             subprocess.run([*avfs, "vault", "clone", url, "whole"], check=True, env=env, capture_output=True)
             for i in range(args.repeats):
@@ -272,7 +285,7 @@ def main() -> None:
                         fetched_settled.append(got)
                     else:
                         took, status, _ = _lazy_round(
-                            avfs, base_env, url, f"big{i}", t / f"base-mnt-{i}", base_home,
+                            base_avfs, base_env, url, f"big{i}", t / f"base-mnt-{i}", base_home,
                             phases["baseline"], cpu_s=cpu["baseline"], daemon_cpu_s=daemon_cpu["baseline"],
                         )  # fmt: skip
                         base_s.append(took)
@@ -281,8 +294,8 @@ def main() -> None:
             daemon.terminate()
             daemon.wait(10)
             if args.warm_server:
-                for e in (env, base_env):
-                    subprocess.run([*avfs, "server", "stop"], env=e, capture_output=True)
+                for cmd, e in ((avfs, env), (base_avfs, base_env)):
+                    subprocess.run([*cmd, "server", "stop"], env=e, capture_output=True)
             os.chdir(ROOT)
     result = {
         "case": "lazy clone + mount until ls answers vs git clone --bare (same git daemon, same run)",
@@ -294,6 +307,7 @@ def main() -> None:
         else "venv",
         "repeats": args.repeats,
         "warm_server": args.warm_server,
+        "native": args.native,
         "git_clone_bare_s_median": statistics.median(full_s),
         "lazy_clone_mount_ls_s_median": statistics.median(lazy_s),
         "ratio": statistics.median(lazy_s) / statistics.median(full_s),
@@ -336,7 +350,7 @@ def main() -> None:
                 [a + b for a, b in zip(phases["baseline"][1::3], phases["baseline"][2::3], strict=True)]
             ),
         }
-    out = ROOT / "bench" / "results" / time.strftime("lazy-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out = ROOT / "bench" / "results" / time.strftime(f"{args.prefix}lazy-%Y%m%dT%H%M%SZ.json", time.gmtime())
     out.write_text(json.dumps(result, indent=2) + "\n")
     json.dump(result, sys.stdout, indent=2)
     print()

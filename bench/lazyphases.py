@@ -9,7 +9,9 @@ round's background work lands in another's; the side going first alternates.
 Run: ``.venv/bin/python -m bench.lazyphases URL --baseline SRC [--rounds N] [--served]`` against a
 served repository (``python -m bench.lazycases --monorepo --served DIR`` builds one and
 serves it while it runs; or ``git daemon --base-path=DIR``); the result goes to
-``bench/results/lazyphases-<time>.json`` and its medians are printed.
+``bench/results/[PREFIX]lazyphases-<time>.json`` (``--prefix``) and its medians are printed.
+``--native``: each tree's own console script (``.venv/bin/avfs``, the native program ``make
+install`` writes; SRC a worktree with its own venv) instead of ``python -m avfs_git``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) -> dict[str, float]:
+def _round(
+    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, status: bool
+) -> dict[str, float]:
+    """One round: clone, mount, ``ls``, each timed (``status``: then the first `git status`);
+    the settling waited for; unmounted."""
     mp.mkdir()
     cpu0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run([*avfs, "vault", "clone", "--lazy", url, name], env=env, check=True, capture_output=True)
@@ -51,7 +57,13 @@ def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) 
     t3 = time.perf_counter()
     record = Path(env["AVFS_HOME"]) / "vaults" / f"{name}.git" / "avfs" / "mounts" / "main.json"
     daemon = _cpu_s(json.loads(record.read_text())["pid"])
+    got: dict[str, float] = {}
     try:
+        if status:  # the first `git status` (row 2 of issue 30), timed from ls's answer and
+            # from the mount's (a faster `ls` starts the first clock later in the settling)
+            subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+            t4 = time.perf_counter()
+            got = {"status": t4 - t3, "mount_to_status": t4 - t2}
         (mp / ".git").read_bytes()  # the settling done: none of it lands in the next round
     finally:
         # (an older avfs's unmount could find its own daemon still in the mount: busy)
@@ -59,8 +71,9 @@ def _round(avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path) 
             subprocess.run(
                 [*avfs, "unmount", "--lazy", f"{name}:main"], env=env, check=True, capture_output=True
             )
-    return dict(
-        zip(KEYS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu1 - cpu0, cpu2 - cpu1, daemon), strict=True)
+    return (
+        dict(zip(KEYS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu1 - cpu0, cpu2 - cpu1, daemon), strict=True))
+        | got
     )
 
 
@@ -72,9 +85,19 @@ def main() -> None:
     # the home's warm CLI server on (started before the rounds): the commands are served,
     # and the mount's daemon forked from the server where the tree does that
     ap.add_argument("--served", action="store_true")
+    # each tree's own console script (`make install`'s native program, as a person types
+    # `avfs`), not `python -m avfs_git`: a served call then starts no interpreter of its own
+    ap.add_argument("--native", action="store_true")
+    ap.add_argument("--prefix", default="", help="put before the result file's name")
+    ap.add_argument("--status", action="store_true", help="time the first `git status` after ls too")
     args = ap.parse_args()
-    avfs = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
     trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
+    avfs = {
+        side: [str(Path(tree) / ".venv" / "bin" / "avfs")]
+        if args.native
+        else [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
+        for side, tree in trees.items()
+    }
     rounds: dict[str, list[dict[str, float]]] = {side: [] for side in trees}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="avfs-bench-lazyphases-") as tmp:
@@ -86,30 +109,41 @@ def main() -> None:
                    "AVFS_SERVER": server, "AVFS_LAYERS": "off", "PYTHONPATH": tree}
             for side, tree in trees.items()
         }  # fmt: skip
+        if args.native:  # (a PYTHONPATH would make the native program hand every call to Python)
+            for env in envs.values():
+                env.pop("PYTHONPATH")
         try:
             if args.served:
-                for env in envs.values():
+                for side, env in envs.items():
                     Path(env["AVFS_HOME"]).mkdir()
-                    subprocess.run([*avfs, "server", "start"], env=env, check=True, capture_output=True)
+                    subprocess.run([*avfs[side], "server", "start"], env=env, check=True, capture_output=True)
             for i in range(args.rounds):
                 for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
-                    rounds[side].append(_round(avfs, envs[side], args.url, f"v{i}", t / f"mnt-{side}-{i}"))
+                    rounds[side].append(
+                        _round(avfs[side], envs[side], args.url, f"v{i}", t / f"mnt-{side}-{i}", args.status)
+                    )
         finally:
             if args.served:
-                for env in envs.values():
-                    subprocess.run([*avfs, "server", "stop"], env=env, capture_output=True)
+                for side, env in envs.items():
+                    subprocess.run([*avfs[side], "server", "stop"], env=env, capture_output=True)
             os.chdir(ROOT)
     result = {
         "case": "lazy clone + mount until ls answers, per phase: wall and CPU (same run, interleaved)",
         "url": args.url,
         "baseline": args.baseline,
         "served": args.served,
+        "native": args.native,
         "rounds": args.rounds,
         "load_average_before_after": [load_before, os.getloadavg()[0]],
-        "median": {s: {k: statistics.median(r[k] for r in rs) for k in KEYS} for s, rs in rounds.items()},
+        "median": {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in rounds.items()},
         "per_round": rounds,
     }
-    out = ROOT / "bench" / "results" / time.strftime("lazyphases-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out = (
+        ROOT
+        / "bench"
+        / "results"
+        / time.strftime(f"{args.prefix}lazyphases-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    )
     out.write_text(json.dumps(result, indent=2) + "\n")
     json.dump({"median": result["median"], "load": result["load_average_before_after"]}, sys.stdout, indent=2)
     print()

@@ -113,12 +113,13 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
     proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", url, "p")
     assert proc.returncode == 0, proc.stderr
     commands = [line.split() for line in log.read_text().splitlines()]
-    # init, the fetch, one listing of the branches, one read of the promisor (`Vault.lazy`):
-    # no `git config` writes, no `git remote add`
+    # the fetch alone: the repository made as `git init` makes it (core/store/initbare.py),
+    # no `git config` writes, no `git remote add`; the branches read from the files the
+    # fetch wrote, the promisor known as the clone wrote it
     verbs = [
         next(w for w in c if w in ("init", "fetch", "for-each-ref", "config", "remote")) for c in commands
     ]
-    assert verbs == ["init", "fetch", "for-each-ref", "config"], commands
+    assert verbs == ["fetch"], commands
     assert not any("remote" in c and "add" in c for c in commands)
     path = home.vault("p").path
     assert git("--git-dir", path, "config", "remote.origin.promisor").strip() == "true"
@@ -160,6 +161,14 @@ def test_a_url_git_must_read_quoted_is_kept_whole(home, server, tmp_path):
     assert git("--git-dir", path, "config", "remote.origin.url").rstrip("\n") == url
     assert home.vault("q").store.promisor.remote() == ("origin", url)
     assert home.vault("q").workspace("main").read("NOTES.md") == b"notes\n"
+    # in process, with credentials in the URL: the promisor the clone knows without reading
+    # its config back is the one git reads there (the URL without them)
+    port = url.split("://", 1)[1].split("/", 1)[0]
+    v = home.clone_vault(url.replace(f"://{port}", f"://user:secret@{port}"), "r", lazy=True)
+    assert v.lazy and v.store.promisor.remote() == ("origin", url)
+    v.store.promisor.forget()
+    assert v.store.promisor.remote() == ("origin", url)
+    assert git("--git-dir", v.path, "config", "remote.origin.url").rstrip("\n") == url
 
 
 def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, server, tmp_path):
@@ -193,3 +202,30 @@ def test_git_works_in_a_revisions_mount_once_the_worktree_config_is_on(home, ser
             assert git("-C", str(mp), "rev-parse", "HEAD").strip() == tip
         finally:
             mounts.unmount(home, v, "main", revision=tip)
+
+
+def test_a_clone_makes_the_overlay_template_its_first_mount_copies(home, server, monkeypatch):
+    """With the layers file system off, a fork's state dir is in its vault, and the empty
+    overlay database its first use copies is made by the clone, while its fetch waits on
+    the server: that first use (a mount's daemon) makes no database of its own."""
+    import sqlite3
+
+    from avfs_git.core.workspace import overlaydb
+    from avfs_git.core.workspace import sqlite as avfs_sqlite
+
+    assert home.layers_mode == "off"
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    template = overlaydb.template_path(os.path.join(v.path, "avfs"))
+    conn = sqlite3.connect(template)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == overlaydb._VERSION
+    finally:
+        conn.close()
+
+    def made(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a database was made: {args[0]}")
+
+    monkeypatch.setattr(avfs_sqlite, "_create", made)
+    ws = v.workspace("main")
+    assert ws.read("NOTES.md") == b"notes\n"
+    assert os.path.exists(ws.overlay.db_path)

@@ -55,6 +55,8 @@ from .stacking import (
     _tune_layers,
     _upper_on,
     _watch_unmount,
+    list_root,
+    mount_overlay,
     protect_read_only,
     unprotect,
 )
@@ -322,28 +324,20 @@ class Mount:
 
     def stack(self) -> None:
         """Stack kernel overlayfs on the lower layer at the mount point, then announce."""
-        import subprocess
-
         from ..core.vaults.registry import write_record as write_registry
 
         args, layers = self.args, self.layers
         opts = (
             f"lowerdir={_escape(layers['lower'])},upperdir={_escape(layers['upper'])},"
             f"workdir={_escape(layers['work'])},xino=auto,redirect_dir=on,index=off,metacopy=off"
-            # a setuid file a confined command makes in the fork (`chmod 4755` of a copy of
-            # /bin/sh) must not run with its owner's rights: not in the mount, for anyone
-            ",nosuid"
         )
-        proc = subprocess.run(
-            ["mount", "-t", "overlay", f"avfs:{self.vault.name}:{self.key}", "-o", opts, args.mountpoint],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            print(f"avfs mount daemon: overlayfs refused: {proc.stderr.strip()}", file=sys.stderr)
+        # nosuid: a setuid file a confined command makes in the fork (`chmod 4755` of a copy
+        # of /bin/sh) must not run with its owner's rights: not in the mount, for anyone
+        refused = mount_overlay(f"avfs:{self.vault.name}:{self.key}", args.mountpoint, opts)
+        if refused is not None:
+            print(f"avfs mount daemon: overlayfs refused: {refused}", file=sys.stderr)
             self.record["state"] = "failed"
-            self.record["overlay_error"] = proc.stderr.strip()
+            self.record["overlay_error"] = refused
             write_registry(self.reg, self.record)
             if args.ready_fd is not None:
                 try:
@@ -374,6 +368,8 @@ class Mount:
         if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
             listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
             self.walk_after_call = True  # in the background, after the lower layer's listings
+        else:  # but its root now, before the settling takes the interpreter (stacking.list_root)
+            list_root(args.mountpoint, self.ops.root_answers_now)
         self.announce()
         if self.settle is not None:
             listed()
@@ -381,8 +377,6 @@ class Mount:
             # daemon's Python as much as the index is, and before the sizes it would only
             # wait on them (20,538 files: git's gate opened 1.4-2.0 s later with the walk on)
             threading.Thread(target=self._warm_after_settle, name="avfs-warm-wait", daemon=True).start()
-            _watch_unmount(args.mountpoint, layers["lower"])
-            return
         _watch_unmount(args.mountpoint, layers["lower"])
 
     def _warm_after_settle(self) -> None:

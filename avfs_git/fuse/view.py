@@ -233,6 +233,11 @@ class ViewOps(NestedRepos, HandleTable):
             or self.ws.size_answers_now(node.oid)
         )
 
+    def root_answers_now(self) -> bool:
+        """Whether the root's entries, each looked up (as overlayfs lists a merged
+        directory), wait for nothing: no file there whose size is still being asked."""
+        return all(self.plus_ok(name, node) for name, node in (self._ro_children("") or {}).items())
+
     @translated
     def entry_attrs(self, p: str, node: Node | None, full: bool) -> dict[str, Any]:
         """The attributes of a :meth:`listing` entry: all of them (what getattr answers)

@@ -261,6 +261,11 @@ class Promisor:
             self._remote, self._read = found, True
         return self._remote
 
+    def configured(self, name: str, url: str) -> None:
+        """The promisor remote is ``name`` at ``url``, as the caller has just written it
+        into the vault's config (a lazy clone): what :meth:`remote` would read back."""
+        self._remote, self._read = (name, url), True
+
     def forget(self) -> None:
         """Read the promisor remote again on next use (the config changed)."""
         self._read = False

@@ -39,6 +39,25 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int | None, str], None]
 
 
+def _overlay_template_ahead(avfs_dir: str) -> threading.Thread:
+    """Make the empty overlay database a new vault's forks copy (their state dirs are in
+    the vault: the layers file system is off) on a thread, started now: a clone makes it
+    while its fetch waits on the server, and the first mount copies it instead of making
+    it (with its sync: 4-5 ms of `vault clone --lazy` + `mount` here). A failure only
+    leaves it to that mount."""
+    from ..workspace.overlaydb import make_overlay_template
+
+    def make() -> None:
+        try:
+            make_overlay_template(avfs_dir)
+        except Exception:  # (the mount makes it)
+            pass
+
+    t = threading.Thread(target=make, name="avfs-overlay-template", daemon=True)
+    t.start()
+    return t
+
+
 def _move_into_place(tmp: str, final: str, name: str) -> None:
     """Publish a vault built in ``tmp`` (one rename: a vault exists whole or not at all)."""
     try:
@@ -308,7 +327,7 @@ class Home:
         they are read (docs/lazy.md). A server that cannot filter gives a whole vault and
         a sentence in ``warnings``."""
         from ..errors import RemoteError
-        from ..store.redact import redact
+        from ..store.redact import redact, split_credentials
 
         names.check_vault_name(name)
         tmp, final = self._new_vault_dir(name)
@@ -323,8 +342,10 @@ class Home:
                 ident = Identity.of(*self._author) if self._author is not None else self.identity
                 importer.initial_commit(tmp, name, GitStore(tmp).signature(ident, self.author()))
 
+            # what the first mount would make, made while the fetch waits on the server
+            ahead = _overlay_template_ahead(os.path.join(tmp, "avfs")) if self.layers_mode == "off" else None
             try:
-                default = importer.clone_into(
+                default, lazily = importer.clone_into(
                     tmp,
                     url,
                     progress,
@@ -337,6 +358,9 @@ class Home:
                 if isinstance(exc, UsageError):
                     raise
                 raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
+            finally:
+                if ahead is not None:
+                    ahead.join()
             if default is not None:
                 importer.set_default_fork(tmp, default)
             _move_into_place(tmp, final, name)
@@ -346,9 +370,11 @@ class Home:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         vault = self.vault(name)
+        if lazily:  # (its promisor as the clone wrote it: no git process to read it back)
+            vault.store.promisor.configured("origin", split_credentials(url)[0])
         # no sizes asked here: they grow with the files, and a mount asks them once it
         # answers (fuse/settle.py; docs/lazy.md)
-        how = "lazily " if lazy and vault.lazy else ""
+        how = "lazily " if lazily else ""
         vault.oplog.record(
             "vault_create", f"clone vault {name} {how}from {redact(url)}", fork=vault.default_fork
         )

@@ -38,20 +38,18 @@ def init_vault(path: str, *, config: str = "", worktree_config: bool = False) ->
     """Initialise a bare repository with avfs' settings (reflogs on for every ref), and
     ``config`` (whole sections: a clone's ``origin``) in its config.
 
-    Made by ``git init`` (C, ~5 ms), not libgit2: loading pygit2 costs a process that has
-    not 100-200 ms here, and a lazy clone needs it for nothing else (docs/scale.md). No
-    template (a user's ``init.templateDir`` would bring its hooks into every vault), SHA-1
-    whatever the user's default, HEAD on ``main``; the layout libgit2 makes
-    (``hooks/``, ``info/``). The settings are written into the config `git init` made, in
-    one write (:mod:`.configtext`: no git process a key); ``worktree_config``: with
+    Made as ``git init --bare --template=`` makes one (:mod:`.initbare`: its files, no git
+    process; before it `git init` itself, 3-5 ms), not by libgit2: loading pygit2 costs a
+    process that has not 100-200 ms here, and a lazy clone needs it for nothing else
+    (docs/scale.md). No template (a user's ``init.templateDir`` would bring its hooks into
+    every vault), SHA-1 whatever the user's default, HEAD on ``main``; the layout libgit2
+    makes (``hooks/``, ``info/``). The settings are written into that config in one write
+    (:mod:`.configtext`: no git process a key); ``worktree_config``: with
     ``extensions.worktreeConfig`` on, as the first mount would set it."""
     from ..store import configtext
-    from ..store.gitrun import run
+    from ..store.initbare import init_bare
 
-    cfg = ["-c", "init.defaultObjectFormat=sha1", "-c", "init.templateDir="]
-    run([*cfg, "init", "-q", "--bare", "--template=", path])
-    with open(os.path.join(path, "HEAD"), "w", encoding="utf-8") as fh:
-        fh.write(f"ref: {refs.fork_ref('main')}\n")
+    init_bare(path, refs.fork_ref("main"))
     configtext.append_new_vault(
         path, "[core]\n\tlogAllRefUpdates = always\n" + config, worktree_config=worktree_config
     )
@@ -413,11 +411,12 @@ def clone_into(
     lazy: bool = False,
     warnings: list[str] | None = None,
     on_empty: Callable[[], object] | None = None,
-) -> str | None:
+) -> tuple[str | None, bool]:
     """Fill the new vault ``git_dir`` (made by :func:`init_vault` with
     :func:`origin_config`) from the remote at ``url``: its branches become forks, its tags
     and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
-    (without credentials). Returns the default fork when it is not ``main``. The server is
+    (without credentials). Returns the default fork when it is not ``main`` (else None),
+    and whether the vault is lazy (asked for, and the server filtered). The server is
     reached as for every remote (:func:`.transport.transport`: ssh settings, credential
     helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress.
 
@@ -431,7 +430,6 @@ def clone_into(
     create`'s: :func:`initial_commit`), a vault whose push of ``main`` makes the remote's
     first commit, and ``warnings`` says so; without, a UsageError."""
     from ..store import promisor
-    from ..store.gitrun import run
     from ..store.redact import redact, split_credentials
     from ..store.transport import transport
 
@@ -446,12 +444,12 @@ def clone_into(
         f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
-    # by git, not libgit2 (its import: init_vault); one line a branch (no refname holds one)
-    listed = run(
-        ["for-each-ref", "--format=%(objectname) %(refname)", refs.HEADS], git_dir=git_dir, text=True
-    ).stdout.splitlines()
-    heads = [line.split(" ", 1)[1][len(refs.HEADS) :] for line in listed]
-    if lazy and not _filtered(git_dir, listed[0].split(" ", 1)[0] if listed else None):
+    # the branches as the fetch wrote them, in `git for-each-ref`'s order (by name), read
+    # from git's files: neither libgit2 (its import: init_vault) nor a git process
+    listed = refs.list_refs_file(git_dir, refs.HEADS)
+    heads = [name[len(refs.HEADS) :] for name in listed]
+    held = lazy and _filtered(git_dir, refs.read_ref_file(git_dir, listed[0]) if listed else None)
+    if lazy and not held:
         promisor.unconfigure(git_dir, "origin")
         if warnings is not None:
             warnings.append(
@@ -467,12 +465,12 @@ def clone_into(
                 f"{redact(url)} is an empty repository: fork main starts from an empty commit"
                 " (`avfs push` makes it the remote's first)"
             )
-        return None
+        return None, held
     if "main" in heads:
-        return None
+        return None, held
     # the remote's HEAD branch (or its first branch) becomes the default fork
     out = transport(git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token).stdout
     head = next((ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None)
     default = head if head in heads else sorted(heads)[0]
     names.check_fork_name(default)
-    return default
+    return default, held

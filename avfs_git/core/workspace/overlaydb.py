@@ -22,7 +22,7 @@ from ..errors import AvfsError, CorruptStateError, from_oserror
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
-from .sqlite import close_conn, open_db
+from .sqlite import close_conn, make_template, open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -122,6 +122,20 @@ ENTRY_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
 _LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
 
 
+def template_path(parent: str) -> str:
+    """The empty overlay database the state dirs under ``parent`` copy (a vault's ``avfs/``
+    for plain state dirs), named by the schema's version: a template of an older one would
+    be migrated again in every database copied from it."""
+    return os.path.join(parent, f"overlay-template-v{_VERSION}.db")
+
+
+def make_overlay_template(parent: str) -> None:
+    """Make :func:`template_path` under ``parent`` now, unless it is there (a lazy clone,
+    while its fetch waits on the server: the first mount then copies it, ~2 ms, instead of
+    making it with its sync, 4-5 ms here)."""
+    make_template(template_path(parent), _SCHEMA, _VERSION)
+
+
 class OverlayDB:
     """The overlay's database and files directory; one connection per thread."""
 
@@ -170,11 +184,7 @@ class OverlayDB:
         ns = self._local.ns()
         conn: sqlite3.Connection | None = ns.get("conn")
         if conn is None:
-            # named by the schema's version: a template of an older one would be migrated
-            # again in every database copied from it
-            template = os.path.join(
-                os.path.dirname(os.path.dirname(self.dir)), f"overlay-template-v{_VERSION}.db"
-            )
+            template = template_path(os.path.dirname(os.path.dirname(self.dir)))
             # opening writes the WAL index SQLite maps (a page the kernel's full quota
             # cannot reserve is a SIGBUS): with room, as a transaction is
             with self._room():

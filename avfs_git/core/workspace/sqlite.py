@@ -119,6 +119,17 @@ def create_filled(
         raise from_oserror(exc, path) from exc
 
 
+def make_template(template: str, schema: str, version: int) -> None:
+    """Make the empty database ``template`` with ``schema`` (synced, linked into place; a
+    concurrent maker's wins), unless it is there: what :func:`open_db` copies for a new
+    database."""
+    if os.path.exists(template):
+        return
+    ttmp = f"{template}.new-{os.getpid()}-{threading.get_ident()}"
+    _create(ttmp, schema, version)
+    _place(ttmp, template)
+
+
 def open_db(
     path: str,
     schema: str,
@@ -149,10 +160,7 @@ def open_db(
             maker = f"new-{os.getpid()}-{threading.get_ident()}"
             tmp = f"{path}.{maker}"
             if template is not None:
-                if not os.path.exists(template):
-                    ttmp = f"{template}.{maker}"
-                    _create(ttmp, schema, version)
-                    _place(ttmp, template)
+                make_template(template, schema, version)
                 shutil.copyfile(template, tmp)
             else:
                 _create(tmp, schema, version, journal)
