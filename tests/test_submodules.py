@@ -157,8 +157,10 @@ def test_a_mount_shows_submodules_as_git_leaves_them_and_reads_fetch_nothing(
         assert status == "" == _git(plain, "status", "--porcelain", "-uall").stdout
         assert _git(mp, "ls-files", "-s").stdout == _git(plain, "ls-files", "-s").stdout
         # every tool that walks the tree reads it (tar reads each file too)
+        st0 = os.stat(mp)
         tarred = subprocess.run(["tar", "-cf", "-", "--exclude=.git", "."], cwd=mp, capture_output=True)
-        assert tarred.returncode == 0, tarred.stderr
+        st1 = os.stat(mp)
+        assert tarred.returncode == 0, (tarred.stderr, st0, st1, sorted(os.listdir(mp)))
         with tarfile.open(fileobj=io.BytesIO(tarred.stdout)) as tf:
             names = tf.getnames()
         assert f"./{SUB}" in names and f"./{DEEP}" in names
