@@ -36,6 +36,7 @@ the exec server, the worktree link and the registry entry go.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -345,12 +346,7 @@ class Mount:
             self.record["state"] = "failed"
             self.record["overlay_error"] = proc.stderr.strip()
             write_registry(self.reg, self.record)
-            if args.ready_fd is not None:
-                try:
-                    os.write(args.ready_fd, b"O")  # no overlay: the caller may fall back
-                    os.close(args.ready_fd)
-                except OSError:
-                    pass
+            _say(args.ready_fd, b"O")  # no overlay: the caller may fall back
             os.kill(os.getpid(), signal.SIGTERM)
             return
         ws, served = self.ws, self.served
@@ -363,6 +359,7 @@ class Mount:
             write_registry(self.reg, self.record)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        _say(args.ready_fd, b"S", last=False)  # stacked (ops/daemonstart.py STACKED): see proxy/ahead.py
 
         def listed() -> None:
             try:
@@ -417,12 +414,7 @@ class Mount:
             self.server.on_request = self.warm.pause
             self.server.start(warm=False)  # warmed after the call (_after_call)
             registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
-        if self.args.ready_fd is not None:
-            try:
-                os.write(self.args.ready_fd, b"R")
-                os.close(self.args.ready_fd)
-            except OSError:
-                pass
+        _say(self.args.ready_fd, b"R")
         if self.settle is not None:  # (its work on the interpreter waited for the R)
             self.settle.stacked.set()
         if self.server is not None or self.walk_after_call:
@@ -566,6 +558,15 @@ def _settle(m: Mount) -> Any:
     if m.overlay:  # (through the bind of avfs's own writes, where the path policy made one)
         settle.pin = lambda: pin_through(str(m.record.get("writes_at") or m.args.mountpoint), m.gitfile)
     return settle
+
+
+def _say(fd: int | None, what: bytes, last: bool = True) -> None:
+    """Write ``what`` on the starter's readiness pipe ``fd`` (closed after the ``last``)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(fd, what)
+            if last:
+                os.close(fd)
 
 
 def _start_changelog(state_dir: str) -> Any:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
 
 READY_TIMEOUT_S = 30.0  # how long a new daemon may take to say it is ready
+# what an overlay mount's daemon says on its readiness pipe once the overlay is stacked on
+# the mount point and the path policy's binds are made, before its ``R`` (the mount
+# announced): a first `proxy exec` sets its sandbox up from then on (proxy/ahead.py)
+STACKED = b"S"
 REAP_WAIT_S = 10.0  # how long a blocking reap waits for a daemon that is not our child
 
 # (daemon arguments after ``-m avfs_git.fuse.daemon``, environment, log path) -> (pid, the
@@ -56,13 +60,27 @@ def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
     return pid, _await_ready(pid, r)
 
 
-def _await_ready(pid: int, r: int) -> bool | str:
+def _await_ready(pid: int, r: int, first: bytes | None = None) -> bool | str:
     """What :func:`_wait_ready` says of daemon ``pid`` on its readiness pipe ``r`` (closed
-    after)."""
+    after); ``first``: a byte :func:`first_byte` read from it already."""
     try:
-        return _wait_ready(r, pid)
+        return _wait_ready(r, pid, first)
     finally:
         os.close(r)
+
+
+def first_byte(pid: int, r: int) -> bytes:
+    """The first byte daemon ``pid`` says on its readiness pipe ``r`` (left open), once it
+    says one: :data:`STACKED`, or what :func:`_wait_ready` reads (``R``, ``O``, or ``b""``:
+    it died or timed out), for :func:`_await_ready` to tell."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([r], [], [], 0.2)
+        if ready:
+            return os.read(r, 1)
+        if _reap(pid):
+            return b""
+    return b""
 
 
 def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
@@ -148,20 +166,21 @@ def _reap(pid: int, *, block: bool = False) -> bool:
     return done == pid
 
 
-def _wait_ready(fd: int, pid: int) -> bool | str:
+def _wait_ready(fd: int, pid: int, first: bytes | None = None) -> bool | str:
     """True once the daemon is ready; False when it died or timed out; "O" when it could
-    not stack the overlay (it exits)."""
+    not stack the overlay (it exits). :data:`STACKED` before the answer is passed over."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    data = first if first != STACKED else None
+    while data is None and time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             data = os.read(fd, 1)
-            if data == b"O":
-                return "O"
-            return data == b"R"  # EOF: the daemon exited before it was ready
-        if _reap(pid):
+            data = None if data == STACKED else data
+        elif _reap(pid):
             return False
-    return False
+    if data == b"O":
+        return "O"
+    return data == b"R"  # EOF: the daemon exited before it was ready
 
 
 def _tail(path: str, n: int = 2000) -> str:

@@ -42,12 +42,14 @@ from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import (
     READY_TIMEOUT_S,
+    STACKED,
     _await_ready,
     _daemon_env,
     _launch,
     _placeholder,
     _reap,
     _tail,
+    first_byte,
     reap_exited,
 )
 from .holders import held
@@ -409,6 +411,15 @@ class Starting:
     log_path: str
     pid: int
     ready_fd: int  # the read end of its readiness pipe (-1 once waited for)
+    first: bytes | None = None  # the first byte it said there, read by :meth:`stacked`
+
+    def stacked(self) -> bool:
+        """Wait until the daemon's overlay is stacked on the mount point, with the path
+        policy's binds (its ``S``, before the mount is announced): True then; False once
+        it said anything else (:meth:`wait` tells what)."""
+        if self.first is None and self.ready_fd >= 0:
+            self.first = first_byte(self.pid, self.ready_fd)
+        return self.first == STACKED
 
     def wait(self) -> MountInfo:
         """The mount once its daemon is ready (an ``auto`` mount that overlayfs refused,
@@ -417,7 +428,7 @@ class Starting:
         fd, self.ready_fd = self.ready_fd, -1
         if fd < 0:
             raise InternalError(f"the mount of {vault.name}:{key} was waited for already")
-        ready = _await_ready(pid, fd)
+        ready = _await_ready(pid, fd, self.first)
         if ready == "O":  # the daemon could not stack overlayfs
             _reap(pid, block=True)
             tail = _tail(log_path)

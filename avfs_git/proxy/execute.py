@@ -179,12 +179,14 @@ def _stages(
             premount.keep()  # kept warm for the next call (the approved one, say)
         return
     if premount is not None and plan.mode == "fuse":
+        premount.set_up_ahead(plan, standbys)  # its sandbox, once the overlay is stacked
         premount.wait()  # the fork is touched only once it is mounted, as on a live mount
     unlanded = functools.partial(done.keep_unlanded, vault, fork)
     done.before = before = placement.before(vault, fork, plan, cleanup, unlanded)
     placed = placement.place(home, vault, fork, plan, cleanup, premount.take if premount else None)
     done.placed = placed
-    done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals)
+    ahead = premount.ahead if premount is not None else None
+    done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals, ahead)
     if ran.error is not None:
         return
     done.recorded = recording.record(vault, fork, plan, before, placed, ran)
@@ -210,11 +212,14 @@ def run(
     standbys: Standbys | None = None,
     after: list[Callable[[], None]] | None = None,
     signals: bool = False,
+    ahead: Standbys | None = None,
 ) -> Ran:
     """The fourth stage: the command run where it was placed, with its timeout and output
     bound, through the filtering network proxy when the policy filters its network. A
     sandbox or view that cannot be set up is the ``error`` of the result (the command did
-    not run: not a fallback, as bwrap or namespaces were probed here)."""
+    not run: not a fallback, as bwrap or namespaces were probed here). ``ahead``: the
+    sandbox a first call had made ready while its mount came up (:mod:`.ahead`), taken
+    when it is this command's."""
     req, conf, iso, sandbox = plan.req, placed.confinement, plan.isolation, placed.sandbox
     proxy = None
     offered = None  # the socket of an offer of this sandbox to the mount's daemon
@@ -254,6 +259,8 @@ def run(
             ready = standbys.take(sandbox)
             if after is not None:
                 after.append(functools.partial(standbys.prepare, sandbox))
+        elif ahead is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
+            ready = ahead.take(sandbox)
         with _interruptible(cancel, signals) as stop:
             result = runner.run(
                 list(placed.argv),

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from ..ops.mounts import MountInfo, Starting
     from .envelope import ExecRequest
+    from .stages import Plan
+    from .standby import Standbys
 
 log = logging.getLogger("avfs.proxy")
 
@@ -54,6 +56,21 @@ class Premount:
     info: MountInfo | None = None
     error: AvfsError | None = None
     used: bool = False  # the call placed its command in the mount (it keeps it then)
+    ahead: Standbys | None = None  # the call's own sandbox made ready ahead (:mod:`.ahead`)
+
+    def set_up_ahead(self, plan: Plan, standbys: Standbys | None) -> None:
+        """Once the daemon's overlay is stacked (its ``S``: a few ms before it announces the
+        mount), or it is ready, the sandbox of the call's command made ready by ``standbys``
+        or a set of the call's own (:attr:`ahead`), while the daemon finishes and the call
+        takes its record of the fork (:mod:`.ahead`)."""
+        if (
+            self.info is None
+            and self.error is None
+            and (self.starting.stacked() or self.starting.first == b"R")
+        ):
+            from .ahead import set_up
+
+            self.ahead = set_up(self.home, self.vault, self.fork, plan, self.starting.mountpoint, standbys)
 
     def wait(self) -> MountInfo:
         """The mount, once ready (raises the mount's error, as :func:`..ops.mounts.mount`
@@ -102,6 +119,8 @@ class Premount:
         if self.used:
             return
         self.used = True
+        if self.ahead is not None:
+            self.ahead.close()  # (its bind of the mount would keep it)
         try:
             self.wait()
         except AvfsError:
@@ -116,7 +135,10 @@ class Premount:
             )
 
     def release(self) -> None:
-        """The last cleanup of the call: the exec lock let go."""
+        """The last cleanup of the call: a sandbox made ready and not taken ended, the exec
+        lock let go."""
+        if self.ahead is not None:
+            self.ahead.close()
         self.lock.close()
 
 
