@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -65,8 +65,8 @@ def sandbox_for_plan(home: Home, vault: Vault, fork: str, plan: Plan, root: str)
     def sandbox_of(**kw: Any) -> Any:
         return kw["sandbox"]
 
-    sb: Any = _in_sandbox(home, vault, fork, plan, sandbox_of, root, at, at_cwd)
-    return sb  # (what ``place`` would hand to Placed as its sandbox)
+    # (what ``place`` would hand to its Placed as the sandbox)
+    return cast("Sandbox", _in_sandbox(home, vault, fork, plan, sandbox_of, root, at, at_cwd))
 
 
 def set_up(
