@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     """The daemon: its arguments, one :class:`Mount` set up, served, torn down (1: never ready)."""
     args = _arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    core_dumps = _no_core_dumps()
-    from .libs import name_process, preset
+    from .libs import name_process, no_core_dumps, preset
 
+    core_dumps = no_core_dumps()
     name_process()  # what says it is a mount daemon, whatever its command line
     preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)
     from ..core.store.gitstore import prefer_libgit2
@@ -132,6 +132,7 @@ class Mount:
         self.filler: Any = None  # a lazy fork's background prefetch (ops/prefetching.py)
         self.settle = _settle(self) if self.vault.lazy else None  # sizes and index after ready
         self.walk_after_call = False  # an overlay's walk of its lower layer (fuse/warm.py), by _after_call
+        self.list_after_call: Any = None  # the merged directories' listing, by _after_call
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -368,7 +369,12 @@ class Mount:
             except Exception:
                 logging.getLogger("avfs.fuse").exception("listing the merged directories")
 
-        if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
+        if self.settle is None and self.record.get("kept_warm"):
+            # mounted by a proxy exec call, whose command runs next: listed once the call
+            # ends (a `git status` of its own lists what it needs through the kernel)
+            self.list_after_call = listed
+            self.walk_after_call = True
+        elif self.settle is None:  # a lazy fork's waits for its index: listed after it answers
             listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
             self.walk_after_call = True  # in the background, after the lower layer's listings
         self.announce()
@@ -421,11 +427,14 @@ class Mount:
             threading.Thread(target=self._after_call, name="avfs-after-call", daemon=True).start()
 
     def _after_call(self) -> None:
-        """The exec server's warm-up and the walk of the lower layer, once no call holds the
-        fork (a call that started this mount holds its exec lock to its end: docs/fuse.md)."""
+        """The listing of the merged directories (of a mount a proxy exec call made), the exec
+        server's warm-up and the walk of the lower layer, once no call holds the fork (a call
+        that started this mount holds its exec lock to its end: docs/fuse.md)."""
         from ..core.store.locks import exec_lock_path, wait_free
 
         wait_free(exec_lock_path(self.vault.state_dir, self.args.fork))
+        if self.list_after_call is not None:
+            self.list_after_call()
         if self.server is not None:
             try:
                 self.server.warm_up()
@@ -581,39 +590,6 @@ def _start_changelog(state_dir: str) -> Any:
     except Exception:
         logging.getLogger("avfs.fuse").exception("opening the change log")
         return None
-
-
-def _no_core_dumps() -> bool:
-    """Make a crash of this daemon end it at once, without a core dump; returns whether the
-    kernel would still dump its core (False once this worked).
-
-    A daemon's thread may be waiting on a request to its own mount (the kernel's overlay
-    over its lower layer, a walk of the tree): a core dump of the crashed daemon then waits on
-    that request forever, which no thread is left to answer, so the process never ends, its
-    clients hang and only aborting the FUSE connection frees them (seen: a daemon in ``D`` in
-    the dump for hours). Without a dump the kernel kills every thread, the FUSE connection
-    closes, and the mount answers ``ENOTCONN`` at once; ``doctor`` then cleans it up. What a
-    crash leaves instead: Python's traceback of the crashing thread in the mount's log
-    (faulthandler). Commands the daemon starts get their own dump setting back at exec.
-
-    Only that thread's: faulthandler reads the other threads' frames while they run, and a
-    daemon serving requests faulted inside that dump (about 1 crash in 10 under a walk of the
-    mount): its traceback cut short and a second, real ``segfault`` line in the kernel log,
-    which is what avfs's crash checks look for."""
-    import ctypes
-    import faulthandler
-
-    faulthandler.enable(all_threads=False)  # stderr: the mount's log file
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        return bool(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
-    except (OSError, AttributeError):
-        return True
-
-
-PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4  # linux/prctl.h
 
 
 if __name__ == "__main__":
