@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if mount.settle is None:  # (a lazy fork's mount: on its settle thread, after it answers)
         prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
     mount.link_worktree()  # the mount a linked worktree of the vault; git's fsmonitor answers
+    _say(args.ready_fd, b"L", last=False)  # linked (ops/daemonstart.py LINKED): see proxy/ahead.py
     return mount.serve()  # the index, libfuse's loop; then the teardown
 
 

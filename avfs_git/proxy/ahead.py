@@ -8,14 +8,15 @@ and the command, the record. ``avfs mount`` of the same fork only answers after 
 ``R``, so that work was what the first call cost over the mount.
 
 A sandbox binds the fork's mount, so it cannot be made before the mount exists (the host's
-mounts are private: a mount made after the sandbox would not reach into it). But an
-overlay mount's daemon exists a few ms before it announces: it says ``S``
-(:data:`..ops.daemonstart.STACKED`) once the overlay is stacked on the mount point and the
-path policy's read-only binds are made, then lists the directories git's first status will
-list and writes its records. From that ``S`` on, :func:`set_up` works out the sandbox the
-command will get (the same function :func:`.placement.place` uses, for the mount point the
-daemon was started on) and has it made ready with a waiter, as a mount's daemon keeps the
-next call's sandbox ready (:mod:`.standby`), while the daemon finishes and the call takes
+mounts are private: a mount made after the sandbox would not reach into it). But the daemon
+says how far it got on its readiness pipe before its ``R`` (ops/daemonstart.py): ``L``
+once the mount is a linked worktree of the vault with its own files (git's fsmonitor hook
+and socket, which the sandbox shows), ``S`` once the overlay is stacked on the mount point
+and the path policy's read-only binds are made (then it writes its records and answers).
+At ``L``, while the daemon writes the index and mounts, :func:`sandbox_ahead` works out the
+sandbox the command will get (:func:`.placement.place`'s own function, for the mount point
+the daemon was started on); at ``S``, :func:`set_up` has it made ready with a waiter, as a
+mount's daemon keeps the next call's sandbox ready (:mod:`.standby`), while the call takes
 its record of the fork. The command then starts in it when its own sandbox, worked out
 again after ``before``, is the same: :meth:`.standby.Standbys.take` compares bubblewrap's
 whole command line, so the command runs in exactly the sandbox it would have had; any
@@ -23,7 +24,8 @@ difference, and the ready one is ended and the command's own is set up as before
 
 Not for a command with its own stdin, a filtered network (its proxy's socket is bound),
 an isolated view or no sandbox: those set theirs up after the ``R`` as before. The pure
-FUSE backend says no ``S``: there the set-up starts at ``R`` (overlapped with ``before``).
+FUSE backend says no ``S``: there the sandbox is made ready from ``R`` on (overlapped with
+``before``).
 """
 
 from __future__ import annotations
@@ -69,19 +71,20 @@ def sandbox_for_plan(home: Home, vault: Vault, fork: str, plan: Plan, root: str)
     return cast("Sandbox", _in_sandbox(home, vault, fork, plan, sandbox_of, root, at, at_cwd))
 
 
-def set_up(
-    home: Home, vault: Vault, fork: str, plan: Plan, root: str, standbys: Standbys | None
-) -> Standbys | None:
-    """Have the sandbox of ``plan``'s command in the fork mounted at ``root`` made ready by
-    ``standbys`` (the API's, :func:`.standby.for_api`), or by a set of its own, returned
-    (the caller ends it when the call ends). None when nothing was set up of its own."""
+def sandbox_ahead(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Sandbox | None:
+    """:func:`sandbox_for_plan`, or None when it cannot be worked out (the call's own
+    placement meets the same error, and says so)."""
     try:
-        sb = sandbox_for_plan(home, vault, fork, plan, root)
-    except Exception:  # (the call's own placement meets it again, and says so)
+        return sandbox_for_plan(home, vault, fork, plan, root)
+    except Exception:
         log.debug("the sandbox of a first call, ahead", exc_info=True)
         return None
-    if sb is None:
-        return None
+
+
+def set_up(sb: Sandbox, standbys: Standbys | None) -> Standbys | None:
+    """Have ``sb`` made ready by ``standbys`` (the API's, :func:`.standby.for_api`) or by a
+    set of its own, returned (the caller ends it when the call ends; None when it used
+    ``standbys``, or no sandbox can be kept ready here)."""
     own = None
     if standbys is None:
         from .standby import Standbys, available

@@ -59,18 +59,21 @@ class Premount:
     ahead: Standbys | None = None  # the call's own sandbox made ready ahead (:mod:`.ahead`)
 
     def set_up_ahead(self, plan: Plan, standbys: Standbys | None) -> None:
-        """Once the daemon's overlay is stacked (its ``S``: a few ms before it announces the
-        mount), or it is ready, the sandbox of the call's command made ready by ``standbys``
-        or a set of the call's own (:attr:`ahead`), while the daemon finishes and the call
-        takes its record of the fork (:mod:`.ahead`)."""
-        if (
-            self.info is None
-            and self.error is None
-            and (self.starting.stacked() or self.starting.first == b"R")
-        ):
-            from .ahead import set_up
+        """The sandbox of the call's command worked out once the mount is linked (the
+        daemon's ``L``: its own files made), and made ready by ``standbys`` or a set of the
+        call's own (:attr:`ahead`) once the overlay is stacked (its ``S``, just before it
+        announces the mount) or the mount is ready, while the call takes its record of the
+        fork (:mod:`.ahead`)."""
+        from ..ops.daemonstart import LINKED, STACKED
 
-            self.ahead = set_up(self.home, self.vault, self.fork, plan, self.starting.mountpoint, standbys)
+        st = self.starting
+        if self.info is not None or self.error is not None or not (st.reached(LINKED) or st.answer == b"R"):
+            return
+        from .ahead import sandbox_ahead, set_up
+
+        sb = sandbox_ahead(self.home, self.vault, self.fork, plan, st.mountpoint)
+        if sb is not None and (st.reached(STACKED) or st.answer == b"R"):
+            self.ahead = set_up(sb, standbys)
 
     def wait(self) -> MountInfo:
         """The mount, once ready (raises the mount's error, as :func:`..ops.mounts.mount`
