@@ -185,7 +185,7 @@ def _stages(
     done.before = before = placement.before(vault, fork, plan, cleanup, unlanded)
     placed = placement.place(home, vault, fork, plan, cleanup, premount.take if premount else None)
     done.placed = placed
-    ahead = premount.ahead if premount is not None else None
+    ahead = premount.ahead_by if premount is not None else None
     done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals, ahead)
     if ran.error is not None:
         return
@@ -217,9 +217,9 @@ def run(
     """The fourth stage: the command run where it was placed, with its timeout and output
     bound, through the filtering network proxy when the policy filters its network. A
     sandbox or view that cannot be set up is the ``error`` of the result (the command did
-    not run: not a fallback, as bwrap or namespaces were probed here). ``ahead``: the
-    sandbox a first call had made ready while its mount came up (:mod:`.ahead`), taken
-    when it is this command's."""
+    not run: not a fallback, as bwrap or namespaces were probed here). ``ahead``: what
+    makes the sandbox a first call has made ready while its mount came up (:mod:`.ahead`;
+    waited for, up to :data:`AHEAD_WAIT_S`), taken when it is this command's."""
     req, conf, iso, sandbox = plan.req, placed.confinement, plan.isolation, placed.sandbox
     proxy = None
     offered = None  # the socket of an offer of this sandbox to the mount's daemon
@@ -256,11 +256,11 @@ def run(
             else:
                 offered = send_offer(state_dir, plan.ws.fork, sandbox)
         if standbys is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
-            ready = standbys.take(sandbox)
+            ready = standbys.take(sandbox, wait_s=AHEAD_WAIT_S if ahead is standbys else 0.0)
             if after is not None:
                 after.append(functools.partial(standbys.prepare, sandbox))
         elif ahead is not None and sandbox is not None and proxy is None and req.stdin == subprocess.DEVNULL:
-            ready = ahead.take(sandbox)
+            ready = ahead.take(sandbox, wait_s=AHEAD_WAIT_S)
         with _interruptible(cancel, signals) as stop:
             result = runner.run(
                 list(placed.argv),
@@ -331,6 +331,10 @@ def _not_started(
         error=error,
     )
 
+
+# how long a first call's command waits for the sandbox being made for it (proxy/ahead.py)
+# rather than set one up of its own (~10 ms here; both would compete for the CPUs)
+AHEAD_WAIT_S = 1.0
 
 # what ends `avfs proxy exec` while its command runs: passed on to the command instead
 _INTERRUPTS = ("SIGINT", "SIGTERM", "SIGHUP")

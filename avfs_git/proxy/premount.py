@@ -57,6 +57,7 @@ class Premount:
     error: AvfsError | None = None
     used: bool = False  # the call placed its command in the mount (it keeps it then)
     ahead: Standbys | None = None  # the call's own sandbox made ready ahead (:mod:`.ahead`)
+    ahead_by: Standbys | None = None  # what makes the sandbox ready ahead (``ahead`` or the API's)
 
     def set_up_ahead(self, plan: Plan, standbys: Standbys | None) -> None:
         """The sandbox of the call's command worked out once the mount is linked (the
@@ -74,6 +75,7 @@ class Premount:
         sb = sandbox_ahead(self.home, self.vault, self.fork, plan, st.mountpoint)
         if sb is not None and (st.reached(STACKED) or st.answer == b"R"):
             self.ahead = set_up(sb, standbys)
+            self.ahead_by = self.ahead or standbys
 
     def wait(self) -> MountInfo:
         """The mount, once ready (raises the mount's error, as :func:`..ops.mounts.mount`
