@@ -13,26 +13,34 @@ says how far it got on its readiness pipe before its ``R`` (ops/daemonstart.py):
 once the mount is a linked worktree of the vault with its own files (git's fsmonitor hook
 and socket, which the sandbox shows), ``S`` once the overlay is stacked on the mount point
 and the path policy's read-only binds are made (then it writes its records and answers).
-At ``L``, while the daemon writes the index and mounts, :func:`sandbox_ahead` works out the
-sandbox the command will get (:func:`.placement.place`'s own function, for the mount point
-the daemon was started on); at ``S``, :func:`set_up` has it made ready with a waiter, as a
-mount's daemon keeps the next call's sandbox ready (:mod:`.standby`), while the call takes
-its record of the fork. The command then starts in it when its own sandbox, worked out
-again after ``before``, is the same: :meth:`.standby.Standbys.take` compares bubblewrap's
-whole command line, so the command runs in exactly the sandbox it would have had; any
-difference, and the ready one is ended and the command's own is set up as before.
+At ``L``, while the daemon writes the index and mounts, :func:`planned` works out the
+sandbox, the command line, working directory and environment the command will get
+(:func:`.placement.place`'s own function, for the mount point the daemon was started on);
+at ``S``, :class:`Blocked` starts bubblewrap with all of it and ``--block-fd``: bubblewrap
+sets the whole sandbox up and then waits on that pipe, before it ``exec``\\ s the command
+(after its last mount, ``pivot_root`` and the drop of its privileges), while the daemon
+answers and the call takes its record of the fork (``before``: the command must not run
+before it). The command then goes on (one byte on the pipe) when what the call works out
+again after ``before`` is the same: bubblewrap's whole command line (:func:`.standby._key`),
+the command, its working directory and environment; any difference, and the blocked one is
+killed (it never ran anything) and the command's own sandbox is set up as before. So the
+command runs in exactly the sandbox it would have had, with no process added (a ready
+sandbox of :mod:`.standby` has a waiter: its ~2 ms of CPU cost more than it saved under
+load).
 
 Not for a command with its own stdin, a filtered network (its proxy's socket is bound),
 an isolated view or no sandbox: those set theirs up after the ``R`` as before. The pure
-FUSE backend says no ``S``: there the sandbox is made ready from ``R`` on (overlapped with
+FUSE backend says no ``S``: there the sandbox is started at ``R`` (overlapped with
 ``before``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -40,14 +48,24 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from .confine import Sandbox
     from .stages import Plan
-    from .standby import Standbys
 
 log = logging.getLogger("avfs.proxy")
 
 
-def sandbox_for_plan(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Sandbox | None:
-    """The sandbox :func:`.placement.place` will give ``plan``'s command once the fork is
-    mounted at ``root``; None when it runs in none that can be made ahead."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Planned:
+    """What :func:`.placement.place` will run a first call's command in: the sandbox, the
+    command line, its working directory (the sandbox's) and its environment."""
+
+    sandbox: Sandbox
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+def planned(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Planned | None:
+    """What ``plan``'s command will run in once the fork is mounted at ``root``; None when
+    it is not a sandbox that can be set up ahead, or cannot be worked out (the call's own
+    placement meets the same error, and says so)."""
     req, conf = plan.req, plan.confinement
     if (
         plan.mode != "fuse"
@@ -63,34 +81,127 @@ def sandbox_for_plan(home: Home, vault: Vault, fork: str, plan: Plan, root: str)
 
     at = confine.stable_path(vault.name)
     at_cwd = os.path.join(at, plan.cwd) if plan.cwd else at
+    argv = tuple(req.argv) if req.argv is not None else ("/bin/sh", "-c", req.shell or "")
 
-    def sandbox_of(**kw: Any) -> Any:
-        return kw["sandbox"]
+    def planned_of(**kw: Any) -> Any:  # (in place of the Placed that ``place`` makes)
+        return Planned(sandbox=kw["sandbox"], argv=argv, env=kw["env"])
 
-    # (what ``place`` would hand to its Placed as the sandbox)
-    return cast("Sandbox", _in_sandbox(home, vault, fork, plan, sandbox_of, root, at, at_cwd))
-
-
-def sandbox_ahead(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Sandbox | None:
-    """:func:`sandbox_for_plan`, or None when it cannot be worked out (the call's own
-    placement meets the same error, and says so)."""
     try:
-        return sandbox_for_plan(home, vault, fork, plan, root)
+        got = cast("Planned", _in_sandbox(home, vault, fork, plan, planned_of, root, at, at_cwd))
     except Exception:
         log.debug("the sandbox of a first call, ahead", exc_info=True)
         return None
+    return got
 
 
-def set_up(sb: Sandbox, standbys: Standbys | None) -> Standbys | None:
-    """Have ``sb`` made ready by ``standbys`` (the API's, :func:`.standby.for_api`) or by a
-    set of its own, returned (the caller ends it when the call ends; None when it used
-    ``standbys``, or no sandbox can be kept ready here)."""
-    own = None
-    if standbys is None:
-        from .standby import Standbys, available
+class Blocked:
+    """A first call's command in its sandbox, set up by bubblewrap and blocked before the
+    command is ``exec``\\ ed (``--block-fd``); :meth:`start` lets it go. Used by
+    :func:`.runner.run` as a ready sandbox of :mod:`.standby` is."""
 
-        if not available():
-            return None
-        standbys = own = Standbys(daemon=False)
-    standbys.prepare(sb)
-    return own
+    def __init__(self, p: Planned) -> None:
+        from . import confine
+        from .runner import _spawn
+        from .standby import _key
+
+        self.key = _key(p.sandbox)
+        self.planned = p
+        self.made = time.monotonic()
+        self.started = False
+        self.table = -1  # (no mount table kept: see :meth:`unmoved`)
+        block_r, self.block_w = _gate()
+        env_r = confine.env_fd(dict(p.env))
+        status_r, status_w = os.pipe()
+        argv = confine.argv(p.sandbox, list(p.argv))
+        argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r), "--block-fd", str(block_r)]
+        try:
+            self.proc = _spawn(
+                argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, (status_w, env_r, block_r)
+            )
+        except OSError:
+            for fd in (status_r, self.block_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (status_w, env_r, block_r):
+                os.close(fd)
+        self.status_r = status_r
+
+    def fits(self, sb: Sandbox) -> bool:
+        """Whether it is ``sb`` (bubblewrap's whole command line) and still waiting."""
+        return not self.started and self.proc.poll() is None and _key_of(sb) == self.key
+
+    def start(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        """Let the command go, when it is ``argv`` in ``cwd`` with ``env`` (raises OSError
+        when it is not, or bubblewrap is gone: the caller ends it and sets up its own)."""
+        p = self.planned
+        if (tuple(argv), cwd, tuple(env.items())) != (p.argv, p.sandbox.cwd, p.env):
+            raise OSError("not the command it was set up for")
+        os.write(self.block_w, b"g")
+        self.started = True
+        os.close(self.block_w)
+        self.block_w = -1
+
+    def failure(self) -> tuple[str, int, str] | None:
+        return None  # (bubblewrap says it on its status pipe, as for a sandbox of its own)
+
+    def unmoved(self) -> bool:
+        return False
+
+    def close_table(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        """End it, when the command never went (its process group killed, reaped)."""
+        if self.started:
+            return
+        import signal
+
+        self.started = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        for fd in (self.block_w, self.status_r):
+            if fd >= 0:
+                os.close(fd)
+        self.block_w = self.status_r = -1
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def _gate() -> tuple[int, int]:
+    """The pipe bubblewrap waits on (``--block-fd``: it reads one byte, and goes on at the
+    end of the file too): (its end for bubblewrap, the end this process writes the byte
+    to). Bubblewrap's end is the pipe opened anew for reading and writing, so that it is a
+    writer of its own pipe: if this process dies before its byte, the pipe never ends and
+    bubblewrap waits until its parent's death kills it (``--die-with-parent``), the command
+    never run. Bubblewrap closes it before the command starts. (OSError where the pipe
+    cannot be opened so: nothing is set up ahead.)"""
+    r, w = os.pipe()
+    try:
+        rw = os.open(f"/proc/self/fd/{r}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return rw, w
+
+
+def _key_of(sb: Sandbox) -> tuple[str, ...]:
+    from .standby import _key
+
+    return _key(sb)
+
+
+def set_up(p: Planned) -> Blocked | None:
+    """Start ``p``'s command blocked in its sandbox (None when bubblewrap could not be
+    started: the command's own placement sets one up as before)."""
+    try:
+        return Blocked(p)
+    except OSError:
+        log.debug("a first call's sandbox, ahead", exc_info=True)
+        return None

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
     from ..ops.mounts import MountInfo, Starting
+    from .ahead import Blocked
     from .envelope import ExecRequest
     from .stages import Plan
-    from .standby import Standbys
 
 log = logging.getLogger("avfs.proxy")
 
@@ -56,26 +56,23 @@ class Premount:
     info: MountInfo | None = None
     error: AvfsError | None = None
     used: bool = False  # the call placed its command in the mount (it keeps it then)
-    ahead: Standbys | None = None  # the call's own sandbox made ready ahead (:mod:`.ahead`)
-    ahead_by: Standbys | None = None  # what makes the sandbox ready ahead (``ahead`` or the API's)
+    ahead: Blocked | None = None  # the command's sandbox, set up ahead (:mod:`.ahead`)
 
-    def set_up_ahead(self, plan: Plan, standbys: Standbys | None) -> None:
+    def set_up_ahead(self, plan: Plan) -> None:
         """The sandbox of the call's command worked out once the mount is linked (the
-        daemon's ``L``: its own files made), and made ready by ``standbys`` or a set of the
-        call's own (:attr:`ahead`) once the overlay is stacked (its ``S``, just before it
-        announces the mount) or the mount is ready, while the call takes its record of the
-        fork (:mod:`.ahead`)."""
+        daemon's ``L``: its own files made), and set up with the command blocked in it once
+        the overlay is stacked (its ``S``, just before it announces the mount) or the mount
+        is ready, while the call takes its record of the fork (:mod:`.ahead`)."""
         from ..ops.daemonstart import LINKED, STACKED
 
         st = self.starting
         if self.info is not None or self.error is not None or not (st.reached(LINKED) or st.answer == b"R"):
             return
-        from .ahead import sandbox_ahead, set_up
+        from .ahead import planned, set_up
 
-        sb = sandbox_ahead(self.home, self.vault, self.fork, plan, st.mountpoint)
-        if sb is not None and (st.reached(STACKED) or st.answer == b"R"):
-            self.ahead = set_up(sb, standbys)
-            self.ahead_by = self.ahead or standbys
+        got = planned(self.home, self.vault, self.fork, plan, st.mountpoint)
+        if got is not None and (st.reached(STACKED) or st.answer == b"R"):
+            self.ahead = set_up(got)
 
     def wait(self) -> MountInfo:
         """The mount, once ready (raises the mount's error, as :func:`..ops.mounts.mount`
@@ -125,7 +122,7 @@ class Premount:
             return
         self.used = True
         if self.ahead is not None:
-            self.ahead.close()  # (its bind of the mount would keep it)
+            self.ahead.discard()  # (its bind of the mount would keep it)
         try:
             self.wait()
         except AvfsError:
@@ -140,10 +137,10 @@ class Premount:
             )
 
     def release(self) -> None:
-        """The last cleanup of the call: a sandbox made ready and not taken ended, the exec
+        """The last cleanup of the call: a sandbox set up ahead and not used ended, the exec
         lock let go."""
         if self.ahead is not None:
-            self.ahead.close()
+            self.ahead.discard()
         self.lock.close()
 
 

@@ -172,14 +172,10 @@ class Standbys:
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
-        self._idle = threading.Event()  # no sandbox asked for is being made
-        self._idle.set()
 
-    def take(self, sb: Sandbox, wait_s: float = 0.0) -> Standby | None:
+    def take(self, sb: Sandbox) -> Standby | None:
         """The ready sandbox when it is ``sb``'s (its cwd aside), else None (one that is not
-        is ended). ``wait_s``: how long to wait for one asked for and still being made."""
-        if wait_s > 0:
-            self._idle.wait(wait_s)
+        is ended)."""
         with self._lock:
             ready, self._ready = self._ready, None
         if ready is None:
@@ -202,7 +198,6 @@ class Standbys:
             if self._closed:
                 return
             self._want = sb
-            self._idle.clear()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="avfs-exec-standby", daemon=True)
                 self._thread.start()
@@ -214,7 +209,6 @@ class Standbys:
             if self._closed:
                 return
             self._closed = True
-            self._idle.set()
             ready, self._ready = self._ready, None
             started = self._thread is not None
         if ready is not None:
@@ -259,9 +253,6 @@ class Standbys:
                         self._make(want, table)
                     else:
                         os.close(table)
-                with self._lock:
-                    if self._want is None:
-                        self._idle.set()
         os.close(self._wake_r)
         os.close(self._wake_w)
 

@@ -1,11 +1,14 @@
-"""The first `proxy exec` on a fork that is not mounted has its sandbox made ready while
-the mount comes up (proxy/ahead.py): the daemon says ``L`` (linked) and, for an overlay,
-``S`` (stacked) on its readiness pipe before its ``R``, and the command starts in a
-sandbox made from then on, exactly the one it would have had (bwrap's whole command line
+"""The first `proxy exec` on a fork that is not mounted has its sandbox set up while the
+mount comes up (proxy/ahead.py): the daemon says ``L`` (linked) and, for an overlay,
+``S`` (stacked) on its readiness pipe before its ``R``, and the command goes on in a
+sandbox bubblewrap set up from then on, blocked before the command, exactly the one it
+would have had (bwrap's whole command line, the command, its cwd and environment
 compared), confined as any. Real mounts, real daemons, real bubblewrap; both backends."""
 
 from __future__ import annotations
 
+import os
+import select
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 from avfs_git.ops.daemonstart import LINKED, STACKED
-from avfs_git.proxy import confine, standby
+from avfs_git.proxy import ahead, confine
 
 from .backends import MOUNTS
 from .test_mount_kept_warm import LONG, _env, cleanup, fork
@@ -41,32 +44,48 @@ def test_the_daemon_says_how_far_it_got_before_it_is_ready(
         mounts.unmount(home, fork, "main")
 
 
-def test_the_first_call_runs_in_the_sandbox_made_ahead(
+def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not standby.available() or confine.unavailable() is not None:
-        pytest.skip("no sandbox can be kept ready here (bubblewrap and perl)")
-    taken: list[bool] = []
-    take = standby.Standbys.take
+    if confine.unavailable() is not None:
+        pytest.skip("no bubblewrap sandbox here")
+    went: list[list[str]] = []
+    start = ahead.Blocked.start
 
-    def noted(self: standby.Standbys, sb: Any, wait_s: float = 0.0) -> Any:
-        got = take(self, sb, wait_s) if wait_s else take(self, sb)
-        taken.append(got is not None)
-        return got
+    def noted(self: ahead.Blocked, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        start(self, argv, cwd, env)
+        went.append(argv)
 
-    monkeypatch.setattr(standby.Standbys, "take", noted)
+    monkeypatch.setattr(ahead.Blocked, "start", noted)
     settings = Settings.from_environ(_env(backend, LONG), home.path)
     api_home = avfs_git.open_home(home.path, settings=settings)
+    script = "echo hi > out.txt; test -w /usr && echo host || echo confined; pwd -P"
     try:
         ws = api_home.vault("v").workspace("main")
-        script = "echo hi > out.txt; test -w /usr && echo host || echo confined; pwd -P"
         res = avfs_git.exec_in(ws, ["sh", "-c", script])
+        again = avfs_git.exec_in(ws, ["cat", "out.txt"])  # the mount kept warm: nothing ahead
     finally:
         api_home.close()
     assert res.success and res.mount is not None and res.result is not None, res.to_dict()
     assert (res.mount.reused, res.mount.kept_warm, res.mount.backend) == (False, True, backend)
-    assert taken == [True]  # the first call's command started in the sandbox made ahead
+    assert went == [["sh", "-c", script]]  # the first call's command went on in the sandbox set up ahead
     assert res.confinement.kind == "bwrap"
     assert res.result.stdout.splitlines() == ["confined", confine.stable_path("v")]
     assert [c.path for c in res.changes] == ["out.txt"] and res.commit is not None
     assert fork.workspace("main").read("out.txt") == b"hi\n"
+    assert again.success and again.mount is not None and again.mount.reused, again.to_dict()
+    assert again.result is not None and again.result.stdout == "hi\n"
+
+
+def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
+    """Bubblewrap reads one byte from ``--block-fd`` and goes on at the end of the file too:
+    its end of the gate is a writer of its own pipe, so that the pipe never ends when the
+    call dies before its byte (the command then never runs: --die-with-parent kills it)."""
+    rw, w = ahead._gate()
+    try:
+        os.close(w)  # the call gone
+        assert select.select([rw], [], [], 0) == ([], [], [])  # no end of file: still blocked
+        os.write(rw, b"g")  # (what the call's byte would be)
+        assert select.select([rw], [], [], 0)[0] == [rw] and os.read(rw, 1) == b"g"
+    finally:
+        os.close(rw)
