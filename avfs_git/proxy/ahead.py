@@ -40,6 +40,7 @@ import dataclasses
 import logging
 import os
 import subprocess
+import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -97,11 +98,15 @@ def planned(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Plann
 class Blocked:
     """A first call's command in its sandbox, set up by bubblewrap and blocked before the
     command is ``exec``\\ ed (``--block-fd``); :meth:`start` lets it go. Used by
-    :func:`.runner.run` as a ready sandbox of :mod:`.standby` is."""
+    :func:`.runner.run` as a ready sandbox of :mod:`.standby` is.
+
+    Bubblewrap is started by a thread of its own (a process start from this one takes 4-10
+    ms here, which the call spends on its record of the fork meanwhile), which lives on
+    until :meth:`discard` (the call's end): the sandbox dies with the thread that started
+    it (``--die-with-parent``)."""
 
     def __init__(self, p: Planned) -> None:
         from . import confine
-        from .runner import _spawn
         from .standby import _key
 
         self.key = _key(p.sandbox)
@@ -109,27 +114,47 @@ class Blocked:
         self.made = time.monotonic()
         self.started = False
         self.table = -1  # (no mount table kept: see :meth:`unmoved`)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.spawned = threading.Event()
+        self.over = threading.Event()
+        self.block_w = self.status_r = -1
         block_r, self.block_w = _gate()
-        env_r = confine.env_fd(dict(p.env))
+        try:
+            env_r = confine.env_fd(dict(p.env))
+        except OSError:
+            os.close(block_r)
+            os.close(self.block_w)
+            raise
         status_r, status_w = os.pipe()
+        self.status_r = status_r
         argv = confine.argv(p.sandbox, list(p.argv))
         argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r), "--block-fd", str(block_r)]
+        fds = (status_w, env_r, block_r)
+        threading.Thread(target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True).start()
+
+    def _spawn(self, argv: list[str], fds: tuple[int, ...]) -> None:
+        from . import confine
+        from .runner import _spawn
+
         try:
-            self.proc = _spawn(
-                argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, (status_w, env_r, block_r)
-            )
+            self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, fds)
         except OSError:
-            for fd in (status_r, self.block_w):
-                os.close(fd)
-            raise
+            log.debug("a first call's sandbox, ahead", exc_info=True)
         finally:
-            for fd in (status_w, env_r, block_r):
+            for fd in fds:
                 os.close(fd)
-        self.status_r = status_r
+            self.spawned.set()
+        self.over.wait()
 
     def fits(self, sb: Sandbox) -> bool:
         """Whether it is ``sb`` (bubblewrap's whole command line) and still waiting."""
-        return not self.started and self.proc.poll() is None and _key_of(sb) == self.key
+        self.spawned.wait()
+        return (
+            not self.started
+            and self.proc is not None
+            and self.proc.poll() is None
+            and _key_of(sb) == self.key
+        )
 
     def start(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
         """Let the command go, when it is ``argv`` in ``cwd`` with ``env`` (raises OSError
@@ -152,24 +177,28 @@ class Blocked:
         pass
 
     def discard(self) -> None:
-        """End it, when the command never went (its process group killed, reaped)."""
-        if self.started:
-            return
-        import signal
+        """End it: when the command never went, its process group killed and reaped; its
+        thread let go (once the command has ended, when it went)."""
+        self.spawned.wait()
+        if not self.started:
+            import signal
 
-        self.started = True
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        for fd in (self.block_w, self.status_r):
-            if fd >= 0:
-                os.close(fd)
-        self.block_w = self.status_r = -1
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+            self.started = True
+            proc = self.proc
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+            for fd in (self.block_w, self.status_r):
+                if fd >= 0:
+                    os.close(fd)
+            self.block_w = self.status_r = -1
+        self.over.set()
 
 
 def _gate() -> tuple[int, int]:
