@@ -280,11 +280,11 @@ class Mount:
         self.ops.walk = self.warm if overlay else None  # stands aside for others' calls (warm.py)
         # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
-        try:
-            if self.settle is None:
-                self.write_index()
-        except Exception:
-            logging.getLogger("avfs.fuse").exception("writing the worktree index")
+        # a mount a proxy exec call made: its index once the overlay is stacked, before the R,
+        # while the call's sandbox is set up on the stacked overlay (proxy/ahead.py)
+        self.index_at_stack = overlay and self.settle is None and bool(self.record.get("kept_warm"))
+        if self.settle is None and not self.index_at_stack:
+            self.first_index()
         code = 0
         try:
             FastFUSE(
@@ -362,6 +362,8 @@ class Mount:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         _say(args.ready_fd, b"S", last=False)  # stacked (ops/daemonstart.py STACKED): see proxy/ahead.py
+        if self.index_at_stack:
+            self.first_index()
 
         def listed() -> None:
             try:
@@ -473,6 +475,14 @@ class Mount:
         if server is not None:
             server.gate = self.idle
         self.idle.start()
+
+    def first_index(self) -> None:
+        """:meth:`write_index` before the mount is announced (a failure logged: git then
+        reads the files it cannot trust the stat data of)."""
+        try:
+            self.write_index()
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("writing the worktree index")
 
     def write_index(self, sizes: Any = None) -> bool:
         """The index git starts from: the base tree with the stat data the mount reports, so a

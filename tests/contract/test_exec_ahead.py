@@ -59,7 +59,8 @@ def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     monkeypatch.setattr(ahead.Blocked, "start", noted)
     settings = Settings.from_environ(_env(backend, LONG), home.path)
     api_home = avfs_git.open_home(home.path, settings=settings)
-    script = "echo hi > out.txt; test -w /usr && echo host || echo confined; pwd -P"
+    # (git's index, written by the daemon while the sandbox was set up: clean but for out.txt)
+    script = "echo hi > out.txt; test -w /usr && echo host || echo confined; pwd -P; git status --porcelain"
     try:
         ws = api_home.vault("v").workspace("main")
         res = avfs_git.exec_in(ws, ["sh", "-c", script])
@@ -70,7 +71,7 @@ def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     assert (res.mount.reused, res.mount.kept_warm, res.mount.backend) == (False, True, backend)
     assert went == [["sh", "-c", script]]  # the first call's command went on in the sandbox set up ahead
     assert res.confinement.kind == "bwrap"
-    assert res.result.stdout.splitlines() == ["confined", confine.stable_path("v")]
+    assert res.result.stdout.splitlines() == ["confined", confine.stable_path("v"), "?? out.txt"]
     assert [c.path for c in res.changes] == ["out.txt"] and res.commit is not None
     assert fork.workspace("main").read("out.txt") == b"hi\n"
     assert again.success and again.mount is not None and again.mount.reused, again.to_dict()
