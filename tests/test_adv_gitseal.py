@@ -544,7 +544,7 @@ def test_a_repository_made_at_a_submodule_s_path_never_runs_for_the_person(
         )
         r = _avfs("--json", "proxy", "exec", *([] if commit else ["--no-commit"]), "--", "sh", "attack.sh")
         doc = json.loads(r.stdout)
-        assert doc["exit_code"] == 0, doc
+        assert doc["exit_code"] == 0, json.dumps(doc)[:3000]
         if not commit:
             assert ("lib/sub", "gitlink") in {(n["path"], n["kind"]) for n in doc["not_recorded"]}, doc
             assert not os.path.lexists(os.path.join(info.mountpoint, "lib", "sub", ".git"))

@@ -193,9 +193,11 @@ def test_what_a_command_writes_outside_the_fork_is_counted(qhome: Path, tmp_path
     # databases through an overlay mount: 16 MiB for one fork)
     refused("--vault", "v", "write", "more.txt", "x" * 4096)
     assert written_through(mp / "more.bin", 64 * MIB) <= 17 * MIB
-    # a second command filling the same place again is refused too
-    env2 = run(mp, 2)
+    # a second command filling the same place again is refused too: before it runs (the
+    # vault is past its quota; tests below: a loop of such commands)
+    env2 = json.loads(avfs("--json", "proxy", "exec", "--", "sh", "attack2.sh", cwd=mp).stdout)
     assert env2["error"] is not None and env2["error"]["code"] == "quota_exceeded", env2
+    assert env2["result"] is None, env2
     assert fork_files(mp) == before
     way_out_works(mp, first)
     # the person lifts the quota: writes work again, nothing was lost
@@ -336,3 +338,34 @@ def test_another_forks_unpublished_bytes_count_against_a_command(qhome: Path, tm
     shown = doc("--vault", "v", "quota", "show")
     assert shown["over"] == ["bytes"]
     assert {f["fork"]: f["overlay_bytes"] for f in shown["forks"]}["other"] == 13 * MIB // 2
+
+
+def test_commands_in_a_loop_cannot_ratchet_the_quota_up(qhome: Path, tmp_path: Path) -> None:
+    """An agent looping one command that writes as much as it can: each run was given the
+    room the kernel's limit keeps over the qgroup's fill (for avfs's own databases), and the
+    limit set again over what it wrote gave the next run as much again (a 20 MiB quota
+    passed 120 MiB in six runs). A vault past its quota now runs no command that may add
+    bytes: refused before it runs; read-only commands and removals run (the way out)."""
+    mp, _ = setup_vault(qhome, tmp_path)
+    plant(
+        "n=$(ls fill*.bin 2>/dev/null | wc -l); dd if=/dev/urandom of=fill$n.bin bs=1M count=64 2>&1; true\n"
+    )
+    first_run = run(mp)
+    used = doc("--vault", "v", "quota", "show")["used_bytes"]
+    over = used > QUOTA  # the kernel's room (layers) took it past; avfs's own checks stop at it
+    assert over == (first_run["error"] is not None), first_run
+    for _ in range(4):
+        r = avfs("--json", "proxy", "exec", "--", "sh", "attack1.sh", cwd=mp)
+        env = json.loads(r.stdout)
+        if over:  # refused before it runs (125: proxy exec's own refusal)
+            assert r.returncode == env["exit_code"] == 125 and env["result"] is None, env
+            assert env["error"]["code"] == "quota_exceeded" and env["error"]["hint"], env
+        assert doc("--vault", "v", "quota", "show")["used_bytes"] <= max(used, QUOTA)
+    if over:
+        assert sorted(p.name for p in mp.glob("fill*.bin")) == ["fill0.bin"]
+    # the way out, by the agent's own door: reading and removing run
+    env = json.loads(avfs("--json", "proxy", "exec", "--", "cat", "keep.txt", cwd=mp).stdout)
+    assert env["exit_code"] == 0 and env["result"]["stdout"] == "kept\n", env
+    env = json.loads(avfs("--json", "proxy", "exec", "--", "sh", "-c", "rm -f fill*.bin", cwd=mp).stdout)
+    assert env["exit_code"] == 0 and env["error"] is None and not list(mp.glob("fill*.bin")), env
+    assert fork_files(mp) == {"keep.txt": b"kept\n", "src/app.py": b"print('app')\n"}

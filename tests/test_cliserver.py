@@ -166,7 +166,13 @@ def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) 
     assert p.stdin is not None
     _wait_for(lambda: _reader(home.path, os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")) is not None)
     p.send_signal(signal.SIGINT)
-    _out, err = p.communicate(timeout=30)
+    # waited for with its input still open, as a terminal's Ctrl-C leaves it (communicate()
+    # closes it first: the command could read its end and finish before the interrupt came)
+    p.wait(timeout=30)
+    assert p.stderr is not None and p.stdout is not None
+    err = p.stderr.read()
+    for fh in (p.stdin, p.stdout, p.stderr):
+        fh.close()
     assert p.returncode == 130, (p.returncode, err)
     # a caller killed outright: its command gets the hang-up, nothing stays behind (the
     # command's process is the server's child reading the caller's pipe; the server keeps

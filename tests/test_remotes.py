@@ -268,6 +268,38 @@ def test_pull_fast_forwards_merges_and_reports_conflicts(populated, bare, tmp_pa
     git("--git-dir", str(bare), "fsck", "--strict")
 
 
+@pytest.mark.parametrize("lazy", [False, True], ids=["whole", "lazy"])
+def test_a_clone_of_an_empty_repository_starts_main_whose_push_is_the_remote_s_first(
+    git_daemon, tmp_path, cli, lazy
+):
+    """A project just made on a hosting service has no branch yet: `vault clone` gave
+    `has no branches to clone` (a usage error); as `git clone` does, it now gives a vault
+    to work in: fork main from an empty commit of its own, a warning saying so, and its
+    first push is the remote's first commit."""
+    from avfs_git.core.vaults.home import Home
+
+    url, served = git_daemon
+    home = str(tmp_path / "fresh-home")
+    r = cli("--json", "--home", home, "vault", "clone", *(["--lazy"] if lazy else []), url, "fresh")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out_bytes)
+    assert doc["vault"]["forks"] == ["main"] and doc.get("lazy", False) is lazy
+    assert [w for w in doc["warnings"] if "empty repository" in w], doc
+    v = Home(home, author=("a", "a@x"), mounts=MOUNT_SIDE).vault("fresh")
+    first = git("--git-dir", v.path, "log", "--format=%s", "main").splitlines()
+    assert first == ["avfs: create vault fresh"]
+    assert git("--git-dir", v.path, "ls-tree", "-r", "main") == ""
+    v.workspace("main").write("README.md", b"# fresh\n")
+    checkpoint.save(v, "main", message="the first file")
+    remote.push(v, "origin", ["main"])
+    assert git("--git-dir", str(served), "log", "--format=%s", "main").splitlines() == [
+        "the first file",
+        "avfs: create vault fresh",
+    ]
+    git("clone", "-q", "-b", "main", str(served), str(tmp_path / "plain"))
+    assert (tmp_path / "plain" / "README.md").read_bytes() == b"# fresh\n"
+
+
 def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git_daemon, tmp_path, cli):
     """The multi-machine workflow: one vault pushed to a server; a second home clones it,
     an agent works in a fork and pushes it; the first home fetches and merges it."""

@@ -77,7 +77,8 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
 @pass_app
 def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None:
     """Create vault NAME from the git repository at URL: its branches become forks, its
-    tags and named checkpoints come along, and `origin` is set (without credentials)."""
+    tags and named checkpoints come along, and `origin` is set (without credentials). An
+    empty repository gives fork `main` from an empty commit, which a push makes its first."""
     warnings: list[str] = []
     with app.output.git_progress() as progress:
         v = app.home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
@@ -87,8 +88,10 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
         app.home.use(name)
     info = app.home.info(name)
     data: dict[str, object] = {"vault": info, "dirty": False}
+    if lazy or warnings:  # (a clone of an empty repository warns too)
+        data["warnings"] = warnings
     if lazy:
-        data |= {"lazy": v.lazy, "warnings": warnings}
+        data["lazy"] = v.lazy
         if v.lazy and info.head:  # a later mount's index, made once a served call answered
             app.ahead.append(lambda: _keep_index(app, v, str(info.head)))
     app.output.result(

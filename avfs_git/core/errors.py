@@ -114,6 +114,18 @@ class NotDirectoryError(AvfsError):
     code = "not_a_directory"
     errno = _errno.ENOTDIR
 
+    @classmethod
+    def at(cls, path: str, *, submodule: bool = False) -> NotDirectoryError:
+        """``path`` used as a directory, which it is not; a submodule (a gitlink, which a
+        mount shows as an empty directory) says so: its files are not the fork's."""
+        if submodule:
+            return cls(
+                f"{path}: a submodule, not a directory of the fork",
+                hint="a submodule's files are not part of the fork (git keeps its commit id only)",
+                details={"path": path, "kind": "submodule"},
+            )
+        return cls(f"{path}: not a directory", details={"path": path})
+
 
 class IsDirectoryError(AvfsError):
     code = "is_a_directory"

@@ -14,6 +14,7 @@ from typing import Any
 import mfusepy as fuse
 
 from ..core.store import names
+from ..core.types import MODE_COMMIT
 from ..mount.index import inode_of
 from .opsbase import OpsBase
 
@@ -36,7 +37,7 @@ class NestedRepos(OpsBase):
             # the .git itself: only inside a directory of the workspace
             parent = names.norm_path("/".join(comps[1:i]))
             node = self.ws.node(parent)
-            if node is None or not node.is_dir:
+            if node is None or not (node.is_dir or node.mode == MODE_COMMIT):  # (a submodule's too)
                 raise fuse.FuseOSError(errno.ENOENT)
         return os.path.join(self._nested_root, path[1:])
 

@@ -23,7 +23,7 @@ from typing import Any
 import mfusepy as fuse
 
 from ..core.store import names
-from ..core.types import MODE_EXEC
+from ..core.types import MODE_COMMIT, MODE_EXEC
 from ..core.workspace.workspace import Node
 from ..mount.index import inode_of
 from .handles import HandleTable
@@ -36,6 +36,14 @@ BLOB_CACHE_BYTES = 32 << 20  # read-only view: blobs just read, served to the ne
 STREAM_CACHE = 4  # read-only view: big blobs being streamed (BlobStream) kept open
 LISTING_CACHE = 64  # read-only view: directory listings being handed out in chunks
 SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
+
+
+def _type_of(node: Node) -> int:
+    """The file type a listing gives ``node``: a submodule (a gitlink) is a directory, empty,
+    as git leaves one it has not checked out."""
+    if node.is_dir or node.mode == MODE_COMMIT:
+        return stat.S_IFDIR
+    return stat.S_IFLNK if node.is_link else stat.S_IFREG
 
 
 class ViewOps(NestedRepos, HandleTable):
@@ -95,7 +103,7 @@ class ViewOps(NestedRepos, HandleTable):
             "st_mtime": t,
             "st_ctime": t,
         }
-        if node.is_dir:
+        if node.is_dir or node.mode == MODE_COMMIT:  # a submodule: an empty directory, as git checks one out
             # 1: "not counted" (as btrfs and overlayfs); 2 misled find's leaf optimisation
             st.update(st_mode=stat.S_IFDIR | 0o755, st_nlink=1, st_size=4096, st_blocks=8)
             return st
@@ -124,7 +132,8 @@ class ViewOps(NestedRepos, HandleTable):
         file: what the worktree's index must hold for git to trust it without reading it
         (a fork's mount: :func:`..core.index.index_stat` computes the same)."""
         t = self._view_ns()
-        return t, t, inode_of(path), self.uid, self.gid, self.ws.blob_size(oid)
+        size = 0 if mode == MODE_COMMIT else self.ws.blob_size(oid)  # (git reads no stat of a submodule's)
+        return t, t, inode_of(path), self.uid, self.gid, size
 
     # -- metadata ----------------------------------------------------------------------------
     @translated
@@ -155,22 +164,20 @@ class ViewOps(NestedRepos, HandleTable):
             return out_n
         p = self._p(path)
         node = self._node(p)
-        if not node.is_dir:
+        if not node.is_dir and node.mode != MODE_COMMIT:
             raise fuse.FuseOSError(errno.ENOTDIR)
         out: list[Any] = [".", ".."]
         if not p and self.gitfile is not None:
             out.append((".git", {"st_ino": inode_of(".git"), "st_mode": stat.S_IFREG}, 0))
         hides = not self.guard.empty
-        for name, child in sorted(self.ws.node_children(node).items()):
+        # (a submodule's directory is empty, as git leaves one it has not checked out, but
+        # for a nested repository's .git made there)
+        kids = self.ws.node_children(node) if node.is_dir else {}
+        for name, child in sorted(kids.items()):
             cp = names.join(p, name)
             if hides and self._hidden(cp, child.is_dir):
                 continue  # the path policy's: not there
-            if child.is_dir:
-                mode = stat.S_IFDIR
-            elif child.is_link:
-                mode = stat.S_IFLNK
-            else:
-                mode = stat.S_IFREG
+            mode = _type_of(child)
             # with use_ino, an entry without st_ino reaches the kernel as inode 0 and glibc
             # drops it: directories would look empty
             out.append((name, {"st_ino": inode_of(cp), "st_mode": mode}, 0))
@@ -192,12 +199,12 @@ class ViewOps(NestedRepos, HandleTable):
             return got
         p = self._p(path)
         node = self._node(p)
-        if not node.is_dir:
+        if not node.is_dir and node.mode != MODE_COMMIT:
             raise fuse.FuseOSError(errno.ENOTDIR)
         out: list[tuple[str, str, Node | None]] = [(".", p, None), ("..", names.parent_of(p), None)]
         if not p and self.gitfile is not None:
             out.append((".git", ".git", None))
-        kids = self._ro_children(p) or {}
+        kids = (self._ro_children(p) or {}) if node.is_dir else {}  # (a submodule's: empty)
         out += [
             (name, names.join(p, name), child)
             for name, child in sorted(kids.items())
@@ -218,7 +225,13 @@ class ViewOps(NestedRepos, HandleTable):
         without waiting: not a file whose size a lazy fork's mount is still asking
         (fuse/settle.py); the kernel asks for those later, one by one, when something
         looks at them."""
-        return node is None or node.is_dir or node.oid is None or self.ws.size_answers_now(node.oid)
+        return (
+            node is None
+            or node.is_dir
+            or node.oid is None
+            or node.mode == MODE_COMMIT
+            or self.ws.size_answers_now(node.oid)
+        )
 
     @translated
     def entry_attrs(self, p: str, node: Node | None, full: bool) -> dict[str, Any]:
@@ -232,13 +245,7 @@ class ViewOps(NestedRepos, HandleTable):
             return {"st_ino": inode_of(p), "st_mode": stat.S_IFDIR}  # . and ..
         if full:
             return self._attrs(p, node)
-        if node.is_dir:
-            mode = stat.S_IFDIR
-        elif node.is_link:
-            mode = stat.S_IFLNK
-        else:
-            mode = stat.S_IFREG
-        return {"st_ino": inode_of(p), "st_mode": mode}
+        return {"st_ino": inode_of(p), "st_mode": _type_of(node)}
 
     @translated
     def readlink(self, path: str) -> str:

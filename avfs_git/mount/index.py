@@ -112,7 +112,8 @@ def index_stat(
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
-        return t, t, inode_of(path), uid, gid, size(oid)
+        # a submodule's entry names a commit, not a blob: git reads no stat data of it
+        return t, t, inode_of(path), uid, gid, 0 if mode == 0o160000 else size(oid)
 
     return stat_of
 

@@ -189,7 +189,8 @@ def with_sizes(data: bytes, size_of: Callable[[str], int]) -> bytes:
     with git's untracked cache after it) with every entry whose size is 0 given
     ``size_of(its blob id)``: a lazy fork's index made while the sizes were still being
     asked (mount/index.py ``sync_index``). Skip-worktree entries keep their zeroed stat
-    data (git does not look at their files); an empty file's size stays 0."""
+    data (git does not look at their files), and so do submodules' (no blob); an empty
+    file's size stays 0."""
     out = bytearray(data)
     count = int.from_bytes(data[8:12], "big")
     size_at, flags_at = struct.Struct(">I").unpack_from, struct.Struct(">H").unpack_from
@@ -201,7 +202,7 @@ def with_sizes(data: bytes, size_of: Callable[[str], int]) -> bytes:
         fixed = 64 if flags & 0x4000 else 62  # (extended flags: 2 bytes more)
         if nl == 0xFFF:
             nl = data.index(b"\0", off + fixed) - off - fixed
-        if not flags & 0x4000 and not size_at(data, off + 36)[0]:
+        if not flags & 0x4000 and not size_at(data, off + 36)[0] and size_at(data, off + 24)[0] != 0o160000:
             put(out, off + 36, size_of(data[off + 40 : off + 60].hex()) & 0xFFFFFFFF)
         off += (fixed + nl + 8) & ~7
     body = bytes(out[:-20])

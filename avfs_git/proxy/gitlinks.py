@@ -1,6 +1,7 @@
 """Gitlinks a command added in a mounted fork: taken out of the mount's index, and a
 repository it made at a submodule's path removed, so a person's `git status` never runs a
-nested repository's config. After :func:`.seal.carry_back`.
+nested repository's config; files it wrote below a submodule's path reported (git, and so
+a checkpoint, leaves them out). After :func:`.seal.carry_back`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 
 GITLINK_KIND = "gitlink"
+SUBMODULE_KIND = "submodule"
 
 
 def _index_gitlinks(git_dir: str) -> dict[str, str]:
@@ -62,7 +64,8 @@ def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitname
     of the fork's commit): git runs ``git status`` in a submodule it finds checked out,
     with that repository's config (``core.fsmonitor``), on a person's plain ``git status``.
     A submodule cannot be checked out from inside (``modules/`` is the vault's, read-only):
-    such a ``.git`` is made by hand, and is never part of the fork's commits anyway."""
+    such a ``.git`` is made by hand, and is never part of the fork's commits anyway. Also
+    reported: a submodule's directory the command wrote into (``kind: submodule``)."""
     if sealed.git_dir is None:
         return []
     out = []
@@ -71,20 +74,48 @@ def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitname
         if fd is None:
             continue
         try:
-            st = os.stat(".git", dir_fd=fd, follow_symlinks=False)
-            if st.st_ctime_ns < since_ns:
-                continue  # there before the command: a person's own
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(".git", dir_fd=fd)
-            else:
-                os.unlink(".git", dir_fd=fd)
-        except FileNotFoundError:
-            continue
+            if _made_dotgit(fd, since_ns):
+                why = "a repository the command made at a submodule's path (git would run code from its config): its .git removed"
+                out.append(gitnames.NotRecorded(path, GITLINK_KIND, why))
+            if _wrote_below(fd, since_ns):
+                why = "files the command wrote below a submodule's path: not the fork's (git leaves them out); kept in the mount"
+                out.append(gitnames.NotRecorded(path, SUBMODULE_KIND, why))
         finally:
             os.close(fd)
-        why = "a repository the command made at a submodule's path (git would run code from its config): its .git removed"
-        out.append(gitnames.NotRecorded(path, GITLINK_KIND, why))
     return out
+
+
+def _made_dotgit(fd: int, since_ns: int) -> bool:
+    """Remove the ``.git`` in directory ``fd`` made at or after ``since_ns``; whether there was one."""
+    try:
+        st = os.stat(".git", dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if st.st_ctime_ns < since_ns:
+        return False  # there before the command: a person's own
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(".git", dir_fd=fd)
+    else:
+        os.unlink(".git", dir_fd=fd)
+    return True
+
+
+def _wrote_below(fd: int, since_ns: int) -> bool:
+    """Whether anything below directory ``fd`` (its ``.git`` aside) changed at or after
+    ``since_ns``: a submodule's directory is empty in the mount but for what is written
+    there (git leaves a submodule it has not checked out so)."""
+    for _root, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+        for name in (*dirs, *files):
+            if name == ".git":
+                continue
+            try:
+                if os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ctime_ns >= since_ns:
+                    return True
+            except FileNotFoundError:
+                continue
+        if ".git" in dirs:
+            dirs.remove(".git")
+    return False
 
 
 def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.NotRecorded]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..types import MODE_LINK, MODE_TREE, Change, ChangeStatus
+from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus
 from .names import join
 
 
@@ -28,8 +28,9 @@ def _is_tree(mode: int) -> bool:
     return mode == MODE_TREE
 
 
-def _type_changed(a: int, b: int) -> bool:
-    return (a == MODE_LINK) != (b == MODE_LINK)
+def type_changed(a: int, b: int) -> bool:
+    """Whether a path went between a file, a symlink and a submodule (git's ``T``)."""
+    return (a == MODE_LINK) != (b == MODE_LINK) or (a == MODE_COMMIT) != (b == MODE_COMMIT)
 
 
 def add_all(store: Trees, tree: str, prefix: str, status: ChangeStatus, out: list[Change]) -> None:
@@ -75,7 +76,7 @@ def diff_entry(
         diff_entry(store, path, old, None, out)
         diff_entry(store, path, None, new, out)
     else:
-        status = ChangeStatus.TYPE_CHANGED if _type_changed(old[1], new[1]) else ChangeStatus.MODIFIED
+        status = ChangeStatus.TYPE_CHANGED if type_changed(old[1], new[1]) else ChangeStatus.MODIFIED
         out.append(Change(path, status, old_mode=old[1], new_mode=new[1], old_oid=old[0], new_oid=new[0]))
 
 

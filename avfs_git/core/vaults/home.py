@@ -318,9 +318,20 @@ class Home:
             os.makedirs(tmp)
             # ``origin`` and the worktree config a mount needs, in the new config's one write
             importer.init_vault(tmp, config=importer.origin_config(url, lazy=lazy), worktree_config=True)
+
+            def first_commit() -> None:  # (an empty repository: fork main's, as a new vault's)
+                ident = Identity.of(*self._author) if self._author is not None else self.identity
+                importer.initial_commit(tmp, name, GitStore(tmp).signature(ident, self.author()))
+
             try:
                 default = importer.clone_into(
-                    tmp, url, progress, token=self.settings.git_token, lazy=lazy, warnings=warnings
+                    tmp,
+                    url,
+                    progress,
+                    token=self.settings.git_token,
+                    lazy=lazy,
+                    warnings=warnings,
+                    on_empty=first_commit,
                 )
             except AvfsError as exc:
                 if isinstance(exc, UsageError):

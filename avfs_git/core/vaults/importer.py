@@ -412,6 +412,7 @@ def clone_into(
     token: str | None = None,
     lazy: bool = False,
     warnings: list[str] | None = None,
+    on_empty: Callable[[], object] | None = None,
 ) -> str | None:
     """Fill the new vault ``git_dir`` (made by :func:`init_vault` with
     :func:`origin_config`) from the remote at ``url``: its branches become forks, its tags
@@ -423,7 +424,12 @@ def clone_into(
     ``lazy``: a partial clone (``--filter=blob:none``, ``origin`` the promisor remote: see
     :mod:`.promisor`), commits and trees only. A server that does not filter
     (``uploadpack.allowFilter`` unset) sends everything: the vault is then a whole one,
-    and a sentence saying so is appended to ``warnings``."""
+    and a sentence saying so is appended to ``warnings``.
+
+    A repository with no branch yet (a project just made on a hosting service): with
+    ``on_empty``, which makes fork ``main``'s first commit (an empty one, as `avfs vault
+    create`'s: :func:`initial_commit`), a vault whose push of ``main`` makes the remote's
+    first commit, and ``warnings`` says so; without, a UsageError."""
     from ..store import promisor
     from ..store.gitrun import run
     from ..store.redact import redact, split_credentials
@@ -453,7 +459,15 @@ def clone_into(
                 " uploadpack.allowFilter): the vault was cloned whole, not lazily"
             )
     if not heads:
-        raise UsageError(f"{redact(url)} has no branches to clone")
+        if on_empty is None:
+            raise UsageError(f"{redact(url)} has no branches to clone")
+        on_empty()
+        if warnings is not None:
+            warnings.append(
+                f"{redact(url)} is an empty repository: fork main starts from an empty commit"
+                " (`avfs push` makes it the remote's first)"
+            )
+        return None
     if "main" in heads:
         return None
     # the remote's HEAD branch (or its first branch) becomes the default fork

@@ -27,7 +27,7 @@ from ..store.names import ancestors, parent_of
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
-from .overlayupper import MERGED, UpperEntries
+from .overlayupper import MERGED, SUBMODULE, UpperEntries
 
 # The journal keeps about this many rows: past it, the oldest go in steps of TRIM_STEP,
 # looked at every TRIM_STEP rows (a write never waits for more than one step's delete).
@@ -86,7 +86,7 @@ class Overlay(UpperEntries):
     def get(self, path: str) -> Entry | None:
         if not self.upper_active():
             return self._db_get(path)
-        got, hidden = self._u_chain(path)
+        got, hidden, _ = self._u_chain(path)
         if got is not None:
             return got
         return None if hidden else self._db_get(path)
@@ -115,10 +115,10 @@ class Overlay(UpperEntries):
     def children(self, parent: str) -> list[Entry]:
         if not self.upper_active():
             return self._db_children(parent)
-        here, hidden = self._u_chain(parent)
+        here, hidden, shut = self._u_chain(parent)
         db = [] if hidden else self._db_children(parent)
-        if here is not None and here.kind != OBJECT:
-            return []
+        if shut or (here is not None and here.kind != OBJECT):
+            return [] if here is not None else db
         real = os.path.join(self.upper_dir, parent) if parent else self.upper_dir
         upper: list[Entry] = []
         hides: list[str] = []
@@ -135,6 +135,8 @@ class Overlay(UpperEntries):
                     got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
                 except FileNotFoundError:
                     continue
+                if got == SUBMODULE:
+                    continue  # the lower layer's gitlink shows
                 if got != MERGED:
                     assert isinstance(got, Entry)
                     upper.append(got)
@@ -145,10 +147,10 @@ class Overlay(UpperEntries):
         """Entries strictly below directory ``prefix`` ('' means every entry but the root)."""
         if not self.upper_active():
             return self._db_under(prefix)
-        here, hidden = self._u_chain(prefix) if prefix else (None, False)
+        here, hidden, shut = self._u_chain(prefix) if prefix else (None, False, False)
         db = [] if hidden else self._db_under(prefix)
-        if here is not None and here.kind != OBJECT:
-            return []
+        if shut or (here is not None and here.kind != OBJECT):
+            return [] if here is not None else db
         upper, hides = self._u_walk(prefix)
         return self._merge(db, upper, hides)
 

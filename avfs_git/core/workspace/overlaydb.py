@@ -133,9 +133,10 @@ class OverlayDB:
         self.upper_dir = os.path.join(state_dir, "upper")
         self.links_dir = os.path.join(state_dir, "links")
         self.with_upper = True
-        # whether the view without the upper layer has a directory at a path (set by the
-        # workspace: a directory of the upper layer is new or merges, by what is below)
-        self.lower_is_dir: Callable[[str], bool] | None = None
+        # the git mode of what the view without the upper layer has at a path, None for
+        # nothing (set by the workspace: a directory of the upper layer is new or merges, by
+        # what is below; one at a submodule leaves the gitlink)
+        self.lower_mode: Callable[[str], int | None] | None = None
         self.lower_tree: Callable[[str], str | None] | None = None
         self._no_upper = threading.local()
         # upper_oids' rows this process has read or written, by path: (sig, oid). A status

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ..types import MODE_COMMIT, MODE_TREE
 from . import upper as up
 from .overlaydb import OverlayDB
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, LINK_FILE, OBJECT, SPECIAL_ORIGIN, UPPER_FILE, Entry
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from .upperwatch import UpperWatch
 
 MERGED = "merged"  # the upper layer's directory at a path merges with the lower one
+# the upper layer's directory at a path where the lower layer has a submodule (a gitlink,
+# shown as an empty directory): git keeps the gitlink, and what is below is not the fork's
+# (a plain directory at a submodule's path is a submodule not checked out, to git)
+SUBMODULE = "submodule"
 
 
 class UpperEntries(OverlayDB):
@@ -42,11 +47,15 @@ class UpperEntries(OverlayDB):
         finally:
             self._no_upper.depth -= 1
 
-    def _lower_dir(self, path: str) -> bool:
-        if self.lower_is_dir is None:
-            return False
+    def _lower_mode(self, path: str) -> int | None:
+        """The git mode of what the lower layer shows at ``path`` (None: nothing)."""
+        if self.lower_mode is None:
+            return None
         with self.without_upper():
-            return self.lower_is_dir(path)
+            return self.lower_mode(path)
+
+    def _lower_dir(self, path: str) -> bool:
+        return self._lower_mode(path) == MODE_TREE
 
     def lower_path(self, path: str) -> str | None:
         """The lower layer's path under ``path`` once the upper layer's redirects (renamed
@@ -78,7 +87,9 @@ class UpperEntries(OverlayDB):
 
     def _u_entry(self, path: str) -> Entry | str | None:
         """What the upper layer holds at ``path``: an entry, :data:`MERGED` (a directory
-        merging with the lower one) or None (nothing: the lower layer shows through)."""
+        merging with the lower one), :data:`SUBMODULE` (a directory at a submodule's path:
+        the lower layer's gitlink shows, nothing below counts) or None (nothing: the lower
+        layer shows through)."""
         real = os.path.join(self.upper_dir, path) if path else self.upper_dir
         st = up.lstat(real)
         if st is None:
@@ -94,7 +105,9 @@ class UpperEntries(OverlayDB):
         got = self._u_classified(path, real, st)
         return got if isinstance(got, Entry) else None
 
-    def _u_classified(self, path: str, real: str, st: os.stat_result) -> Entry | str:
+    def _u_classified(self, path: str, real: str, st: os.stat_result, in_new: bool = False) -> Entry | str:
+        """What the upper layer's ``path`` (``real``, ``st``) is (:meth:`_u_entry`);
+        ``in_new``: its parent is a new directory or below one (no submodule there)."""
         kind = up.classify(real, st)
         if kind == up.REG:
             mode = 0o100755 if st.st_mode & 0o100 else 0o100644
@@ -112,6 +125,8 @@ class UpperEntries(OverlayDB):
                 0,
             )
         if kind == up.OPAQUE:
+            if not in_new and self._at_submodule(path):
+                return SUBMODULE
             return Entry(path, OBJECT, 0o040000, EMPTY_TREE_ID)
         if kind == up.DIR:
             if not path:
@@ -123,7 +138,10 @@ class UpperEntries(OverlayDB):
                 oid = self._lower_tree(lower)
                 if oid is not None:
                     return Entry(path, OBJECT, 0o040000, oid)
-            if self._lower_dir(lower):
+            lower_mode = self._lower_mode(lower)
+            if lower_mode == MODE_COMMIT and lower == path:
+                return SUBMODULE
+            if lower_mode == MODE_TREE:
                 if lower != path:  # below a renamed directory: its lower content moved too
                     oid = self._lower_tree(lower)
                     return Entry(path, OBJECT, 0o040000, oid or EMPTY_TREE_ID)
@@ -133,25 +151,39 @@ class UpperEntries(OverlayDB):
             return Entry(path, DELETED, 0, None, None, SPECIAL_ORIGIN + up.special_kind(st))
         return Entry(path, DELETED, 0)  # a whiteout
 
-    def _u_chain(self, path: str) -> tuple[Entry | None, bool]:
+    def _at_submodule(self, path: str) -> bool:
+        """Whether the lower layer has a submodule at ``path`` itself (a directory made there
+        in the mount, opaque: overlayfs marks one made where the lower had no directory
+        so, and so does ``rm -r sub; mkdir sub``): git sees the submodule, not checked out."""
+        if not path:
+            return False
+        parent, _, name = path.rpartition("/")
+        lp = self.lower_path(parent) if parent else ""
+        return lp is not None and self._lower_mode(f"{lp}/{name}" if lp else name) == MODE_COMMIT
+
+    def _u_chain(self, path: str) -> tuple[Entry | None, bool, bool]:
         """(the upper layer's entry at ``path``, whether the upper layer hides the database's
-        entries at and below ``path``: an entry of its own there or above)."""
+        entries at and below ``path``: an entry of its own there or above, whether what the
+        upper layer holds at and below ``path`` does not count: a submodule's directory
+        there or above, :data:`SUBMODULE`)."""
         hidden = False
         parts = path.split("/") if path else []
         for i in range(len(parts) + 1):
             p = "/".join(parts[:i])
             got = self._u_entry(p)
             if got is None:
-                return None, hidden  # nothing deeper in the upper layer either
+                return None, hidden, False  # nothing deeper in the upper layer either
+            if got == SUBMODULE:
+                return None, hidden, True
             if got == MERGED:
                 continue
             assert isinstance(got, Entry)
             if i == len(parts):
-                return got, True
+                return got, True, False
             if got.kind != OBJECT:
-                return None, True  # a file or whiteout above: nothing below it
+                return None, True, False  # a file or whiteout above: nothing below it
             hidden = True
-        return None, hidden
+        return None, hidden, False
 
     @contextmanager
     def pruning(self, prune: Callable[[list[str], list[Entry]], set[str]]) -> Iterator[None]:
@@ -188,9 +220,11 @@ class UpperEntries(OverlayDB):
                         child = f"{p}/{de.name}" if p else de.name
                         try:
                             st = de.stat(follow_symlinks=False)
-                            got = self._u_classified(child, de.path, st)
+                            got = self._u_classified(child, de.path, st, inside_new)
                         except FileNotFoundError:
                             continue  # gone since it was listed: the kernel's writes go on
+                        if got == SUBMODULE:
+                            continue  # the gitlink stays; nothing below is the fork's
                         if got != MERGED:
                             assert isinstance(got, Entry)
                             out.append(got)
@@ -217,7 +251,7 @@ class UpperEntries(OverlayDB):
         parts = path.split("/") if path else []
         for i in range(1, len(parts) + 1):
             got = self._u_entry("/".join(parts[:i]))
-            if got is None:
+            if got is None or got == SUBMODULE:
                 return None
             if got != MERGED:
                 return "/".join(parts[:i])
@@ -239,7 +273,7 @@ class UpperEntries(OverlayDB):
         for i in range(1, len(parts) + 1):
             q = "/".join(parts[:i])
             got = self._u_entry(q)
-            if got is None:
+            if got is None or got == SUBMODULE:
                 return (q, True) if through else None
             if got == MERGED:
                 continue

@@ -155,7 +155,7 @@ class Workspace(Mutations, Generic[V_co]):
         # what the last capture left out (a checkpoint, holding the fork lock, reports it)
         self.captured_ignored: Ignored = NO_IGNORED
         self.captured_read: tuple[Pending, list[Entry]] | None = None  # and what it read
-        self.overlay.lower_is_dir = self._lower_is_dir
+        self.overlay.lower_mode = self._lower_mode
         self.overlay.lower_tree = self._lower_tree
         if pinned is not None:
             self.overlay.set_meta("base", pinned)
@@ -332,9 +332,9 @@ class Workspace(Mutations, Generic[V_co]):
         self.vault.quota.note(self.fork, nbytes, nfiles)
 
     # -- the upper layer of an overlay mount (core/workspace/upper.py, core/workspace/livedir.py) --------------
-    def _lower_is_dir(self, path: str) -> bool:
+    def _lower_mode(self, path: str) -> int | None:
         node = self.view.lookup(path)
-        return node is not None and node.is_dir
+        return None if node is None else node.mode
 
     def _lower_tree(self, path: str) -> str | None:
         """The git tree the view without the upper layer shows at ``path`` (the lower layer

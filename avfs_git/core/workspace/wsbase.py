@@ -16,7 +16,7 @@ from ..errors import CorruptStateError, InternalError
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
-from ..types import MODE_TREE, Change
+from ..types import MODE_COMMIT, MODE_TREE, Change
 from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
@@ -168,6 +168,10 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
         if got:
             continue  # an entry at or above it shows what the view has there
         was = store.tree_lookup(old_tree, p)
+        if was is not None and was[1] == MODE_COMMIT and _gitlink_in(store, new_tree, p):
+            # a submodule git moved to another commit (`git add sub` of its checkout, then a
+            # commit): no file of the view shows its id, the view follows the new base
+            continue
         if was is None:
             ws.overlay.put(db, Entry(p, DELETED, 0), "git")
         else:
@@ -194,6 +198,11 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
                 same.append(e)
     if same:
         ws.overlay.retire(db, same)
+
+
+def _gitlink_in(store: Any, tree: str, path: str) -> bool:
+    now = store.tree_lookup(tree, path)
+    return now is not None and now[1] == MODE_COMMIT
 
 
 def _follow_ref(ws: Based) -> None:

@@ -16,13 +16,16 @@ from ..store import gitattributes, gitmodules, gitnames, names
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE, GitStore, blob_id
-from ..store.treediff import diff_entry, diff_trees, pair_renames
+from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
+
+# what a status reports of a materialized file before reading it (its id then found)
+_UNHASHED = (ChangeStatus.ADDED, ChangeStatus.MODIFIED, ChangeStatus.TYPE_CHANGED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -310,12 +313,12 @@ class Changes:
             if c.path in gone:
                 continue
             e = by_path.get(c.path) if c.new_oid is None else None
-            if e is None and c.new_oid is None and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+            if e is None and c.new_oid is None and c.status in _UNHASHED:
                 # a file of the upper layer the entries read left out (unchanged since the
                 # last status, beside one that changed): compared as any other
                 n = self.view.lookup(c.path)
                 e = n.entry if n is not None else None
-            if e is not None and e.kind == FILE and c.status in (ChangeStatus.ADDED, ChangeStatus.MODIFIED):
+            if e is not None and e.kind == FILE and c.status in _UNHASHED:
                 oid = self.view.entry_oid(Node(c.path, e.mode, None, e))
                 old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
                 diff_entry(self.store, c.path, old, (oid, e.mode), out)
@@ -454,9 +457,8 @@ class Changes:
                         diff_entry(self.store, child, bo, None, out)
                     out.append(Change(child, ChangeStatus.ADDED, new_mode=n.mode))
                 else:  # a new path's content is not needed to know it is new
-                    out.append(
-                        Change(child, ChangeStatus.MODIFIED, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0])
-                    )
+                    how = ChangeStatus.TYPE_CHANGED if type_changed(bo[1], n.mode) else ChangeStatus.MODIFIED
+                    out.append(Change(child, how, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0]))
             else:
                 assert n.oid is not None
                 diff_entry(self.store, child, bo, (n.oid, n.mode), out)

@@ -352,7 +352,7 @@ class View:
                     raise NotDirectoryError(f"{anc}: not a directory", details={"path": anc})
                 return self.resolve_path(names.join(real.path, "/".join(comps[lo:])), follow, hops + 1)
             if not anode.is_dir:
-                raise NotDirectoryError(f"{anc}: not a directory", details={"path": anc})
+                raise NotDirectoryError.at(anc, submodule=anode.mode == MODE_COMMIT)
             return None
         if node is not None and follow and node.is_link:
             target = self.follow(p, self.link_target(node))
@@ -364,7 +364,7 @@ class View:
         if node is None:
             raise PathNotFoundError(f"{p or '/'}: no such directory", details={"path": p})
         if not node.is_dir:
-            raise NotDirectoryError(f"{p}: not a directory", details={"path": p})
+            raise NotDirectoryError.at(p, submodule=node.mode == MODE_COMMIT)
         return node
 
     def exists(self, path: str) -> bool:
@@ -430,8 +430,9 @@ class View:
         """Return the bytes of a file (following in-workspace symlinks)."""
         for tries_left in range(RACE_TRIES - 1, -1, -1):
             node = self.resolve(path)
-            if node.is_dir:
-                raise IsDirectoryError(f"{node.path or '/'}: is a directory", details={"path": node.path})
+            if node.is_dir or node.mode == MODE_COMMIT:  # (a submodule: a directory in a mount)
+                what = "a submodule" if node.mode == MODE_COMMIT else "a directory"
+                raise IsDirectoryError(f"{node.path or '/'}: is {what}", details={"path": node.path})
             try:
                 return self.read_node(node)
             except Raced:
@@ -446,7 +447,7 @@ class View:
         return self.link_target(node)
 
     def size(self, node: Node) -> int:
-        if node.is_dir:
+        if node.is_dir or node.mode == MODE_COMMIT:  # (a submodule names a commit: no bytes here)
             return 0
         if node.entry is not None and node.entry.kind == FILE:
             assert node.entry.fileid is not None

@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
-from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
+from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
 from . import upper
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .pathguard import GuardChecks, PathGuard
@@ -49,7 +49,7 @@ class Mutations(GuardChecks, WriteChecks):
             self.mkdir(parent, parents=True, exist_ok=True)
             node = self.view.dir_node(parent)
         if not node.is_dir:
-            raise NotDirectoryError(f"{node.path}: not a directory", details={"path": node.path})
+            raise NotDirectoryError.at(node.path, submodule=node.mode == MODE_COMMIT)
         return node
 
     def _parent_for_write(self, p: str, parents: bool) -> str:
@@ -253,6 +253,12 @@ class Mutations(GuardChecks, WriteChecks):
             live.mkdir(real)
             return
         with self.overlay.txn() as db:
+            below = self.view.lookup(real, skip_self=True)
+            if below is not None and below.mode == MODE_COMMIT:
+                # a submodule removed, then a directory made at its path: to git that is the
+                # submodule not checked out (the gitlink stays), which the mount shows so
+                self.overlay.remove(db, real, "mkdir")
+                return
             self.overlay.put(db, Entry(real, OBJECT, MODE_TREE, EMPTY_TREE), "mkdir")
 
     def _discard(self, db: Any, p: str, op: str) -> None:
@@ -287,7 +293,7 @@ class Mutations(GuardChecks, WriteChecks):
 
     def rmdir(self, path: str) -> None:
         node = self.view.resolve(path, follow=False)
-        if not node.is_dir:
+        if not node.is_dir and node.mode != MODE_COMMIT:  # (a submodule: an empty directory in a mount)
             raise NotDirectoryError(f"{node.path}: not a directory")
         self.remove(node.path)
 
