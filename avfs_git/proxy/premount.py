@@ -7,7 +7,10 @@ classified, the sandbox probed; in the CLI, most of its imports too) needs no mo
 takes about as long. So :func:`begin` starts the daemon first (:func:`..ops.mounts.start`)
 and the call plans while it comes up; :meth:`Premount.wait` waits for it after the plan,
 before the fork is touched (the record, the command), so every stage after the plan meets
-a live mount, as a call on a mounted fork does.
+a live mount, as a call on a mounted fork does. Meanwhile the command's sandbox is set up
+(:meth:`Premount.set_up_ahead`, :mod:`.ahead`): worked out once the daemon says the mount
+is linked, started by bubblewrap with the command blocked in it once the overlay is
+stacked, both a little before the daemon answers.
 
 A call that does not run its command changes nothing of the fork. Refused (denied,
 awaiting approval, no sandbox: a normal answer, and the agent's next call is coming, the
