@@ -113,6 +113,7 @@ class Blocked:
         self.planned = p
         self.made = time.monotonic()
         self.started = False
+        self.went = False  # its command let go (:meth:`start`)
         self.table = -1  # (no mount table kept: see :meth:`unmoved`)
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawned = threading.Event()
@@ -163,7 +164,7 @@ class Blocked:
         if (tuple(argv), cwd, tuple(env.items())) != (p.argv, p.sandbox.cwd, p.env):
             raise OSError("not the command it was set up for")
         os.write(self.block_w, b"g")
-        self.started = True
+        self.started = self.went = True
         os.close(self.block_w)
         self.block_w = -1
 

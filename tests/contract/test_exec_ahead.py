@@ -7,8 +7,10 @@ compared), confined as any. Real mounts, real daemons, real bubblewrap; both bac
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
+import signal
 from typing import Any
 
 import pytest
@@ -76,6 +78,43 @@ def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     assert fork.workspace("main").read("out.txt") == b"hi\n"
     assert again.success and again.mount is not None and again.mount.reused, again.to_dict()
     assert again.result is not None and again.result.stdout == "hi\n"
+
+
+def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
+    backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the call works out after its record of the fork is what counts: a sandbox set up
+    ahead with anything else (here an environment with one more variable) is killed, its
+    command never run, and the command runs in a sandbox of its own."""
+    if confine.unavailable() is not None:
+        pytest.skip("no bubblewrap sandbox here")
+    made: list[ahead.Blocked] = []
+    planned, blocked = ahead.planned, ahead.set_up
+
+    def other(*args: Any) -> ahead.Planned | None:
+        got = planned(*args)
+        return None if got is None else dataclasses.replace(got, env=(*got.env, ("AHEAD", "yes")))
+
+    def noted(p: ahead.Planned) -> ahead.Blocked | None:
+        b = blocked(p)
+        if b is not None:
+            made.append(b)
+        return b
+
+    monkeypatch.setattr(ahead, "planned", other)
+    monkeypatch.setattr(ahead, "set_up", noted)
+    settings = Settings.from_environ(_env(backend, LONG), home.path)
+    api_home = avfs_git.open_home(home.path, settings=settings)
+    try:
+        ws = api_home.vault("v").workspace("main")
+        res = avfs_git.exec_in(ws, ["sh", "-c", 'echo "${AHEAD:-own}" > who.txt; echo "${AHEAD:-own}"'])
+    finally:
+        api_home.close()
+    assert res.success and res.result is not None, res.to_dict()
+    assert len(made) == 1 and not made[0].went  # set up, never let go
+    assert made[0].proc is not None and made[0].proc.returncode == -signal.SIGKILL
+    assert res.result.stdout == "own\n" and res.confinement.kind == "bwrap"
+    assert fork.workspace("main").read("who.txt") == b"own\n"
 
 
 def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
