@@ -36,6 +36,7 @@ the exec server, the worktree link and the registry entry go.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     """The daemon: its arguments, one :class:`Mount` set up, served, torn down (1: never ready)."""
     args = _arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    core_dumps = _no_core_dumps()
-    from .libs import name_process, preset
+    from .libs import name_process, no_core_dumps, preset
 
+    core_dumps = no_core_dumps()
     name_process()  # what says it is a mount daemon, whatever its command line
     preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)
     from ..core.store.gitstore import prefer_libgit2
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if mount.settle is None:  # (a lazy fork's mount: on its settle thread, after it answers)
         prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
     mount.link_worktree()  # the mount a linked worktree of the vault; git's fsmonitor answers
+    _say(args.ready_fd, b"L", last=False)  # linked (ops/daemonstart.py LINKED): see proxy/ahead.py
     return mount.serve()  # the index, libfuse's loop; then the teardown
 
 
@@ -133,6 +135,7 @@ class Mount:
         self.filler: Any = None  # a lazy fork's background prefetch (ops/prefetching.py)
         self.settle = _settle(self) if self.vault.lazy else None  # sizes and index after ready
         self.walk_after_call = False  # an overlay's walk of its lower layer (fuse/warm.py), by _after_call
+        self.list_after_call: Any = None  # the merged directories' listing, by _after_call
 
     def open_views(self) -> None:
         """The workspace (a fork's, or a revision's in a temporary state dir), what FUSE
@@ -279,11 +282,11 @@ class Mount:
         self.ops.walk = self.warm if overlay else None  # stands aside for others' calls (warm.py)
         # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
-        try:
-            if self.settle is None:
-                self.write_index()
-        except Exception:
-            logging.getLogger("avfs.fuse").exception("writing the worktree index")
+        # a mount a proxy exec call made: its index once the overlay is stacked, before the R,
+        # while the call's sandbox is set up on the stacked overlay (proxy/ahead.py)
+        self.index_at_stack = overlay and self.settle is None and bool(self.record.get("kept_warm"))
+        if self.settle is None and not self.index_at_stack:
+            self.first_index()
         code = 0
         try:
             FastFUSE(
@@ -339,12 +342,7 @@ class Mount:
             self.record["state"] = "failed"
             self.record["overlay_error"] = refused
             write_registry(self.reg, self.record)
-            if args.ready_fd is not None:
-                try:
-                    os.write(args.ready_fd, b"O")  # no overlay: the caller may fall back
-                    os.close(args.ready_fd)
-                except OSError:
-                    pass
+            _say(args.ready_fd, b"O")  # no overlay: the caller may fall back
             os.kill(os.getpid(), signal.SIGTERM)
             return
         ws, served = self.ws, self.served
@@ -357,6 +355,9 @@ class Mount:
             write_registry(self.reg, self.record)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        _say(args.ready_fd, b"S", last=False)  # stacked (ops/daemonstart.py STACKED): see proxy/ahead.py
+        if self.index_at_stack:
+            self.first_index()
 
         def listed() -> None:
             try:
@@ -365,7 +366,12 @@ class Mount:
             except Exception:
                 logging.getLogger("avfs.fuse").exception("listing the merged directories")
 
-        if self.settle is None:  # a lazy fork's waits for its index: listed after it answers
+        if self.settle is None and self.record.get("kept_warm"):
+            # mounted by a proxy exec call, whose command runs next: listed once the call
+            # ends (a `git status` of its own lists what it needs through the kernel)
+            self.list_after_call = listed
+            self.walk_after_call = True
+        elif self.settle is None:  # a lazy fork's waits for its index: listed after it answers
             listed()  # (overlayfs looks up the root's files as it lists it: their sizes)
             self.walk_after_call = True  # in the background, after the lower layer's listings
         else:  # but its root now, before the settling takes the interpreter (stacking.list_root)
@@ -411,23 +417,21 @@ class Mount:
             self.server.on_request = self.warm.pause
             self.server.start(warm=False)  # warmed after the call (_after_call)
             registry.write_exec(self.reg, self.server.name, os.getpid(), self.real_mountpoint)
-        if self.args.ready_fd is not None:
-            try:
-                os.write(self.args.ready_fd, b"R")
-                os.close(self.args.ready_fd)
-            except OSError:
-                pass
+        _say(self.args.ready_fd, b"R")
         if self.settle is not None:  # (its work on the interpreter waited for the R)
             self.settle.stacked.set()
         if self.server is not None or self.walk_after_call:
             threading.Thread(target=self._after_call, name="avfs-after-call", daemon=True).start()
 
     def _after_call(self) -> None:
-        """The exec server's warm-up and the walk of the lower layer, once no call holds the
-        fork (a call that started this mount holds its exec lock to its end: docs/fuse.md)."""
+        """The listing of the merged directories (of a mount a proxy exec call made), the exec
+        server's warm-up and the walk of the lower layer, once no call holds the fork (a call
+        that started this mount holds its exec lock to its end: docs/fuse.md)."""
         from ..core.store.locks import exec_lock_path, wait_free
 
         wait_free(exec_lock_path(self.vault.state_dir, self.args.fork))
+        if self.list_after_call is not None:
+            self.list_after_call()
         if self.server is not None:
             try:
                 self.server.warm_up()
@@ -465,6 +469,14 @@ class Mount:
         if server is not None:
             server.gate = self.idle
         self.idle.start()
+
+    def first_index(self) -> None:
+        """:meth:`write_index` before the mount is announced (a failure logged: git then
+        reads the files it cannot trust the stat data of)."""
+        try:
+            self.write_index()
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("writing the worktree index")
 
     def write_index(self, sizes: Any = None) -> bool:
         """The index git starts from: the base tree with the stat data the mount reports, so a
@@ -562,6 +574,15 @@ def _settle(m: Mount) -> Any:
     return settle
 
 
+def _say(fd: int | None, what: bytes, last: bool = True) -> None:
+    """Write ``what`` on the starter's readiness pipe ``fd`` (closed after the ``last``)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(fd, what)
+            if last:
+                os.close(fd)
+
+
 def _start_changelog(state_dir: str) -> Any:
     """The fork's change log (core/workspace/changelog.py) with this daemon named in it (its
     pure-FUSE writes are the mount's in `avfs watch`); None when it cannot be written."""
@@ -574,39 +595,6 @@ def _start_changelog(state_dir: str) -> Any:
     except Exception:
         logging.getLogger("avfs.fuse").exception("opening the change log")
         return None
-
-
-def _no_core_dumps() -> bool:
-    """Make a crash of this daemon end it at once, without a core dump; returns whether the
-    kernel would still dump its core (False once this worked).
-
-    A daemon's thread may be waiting on a request to its own mount (the kernel's overlay
-    over its lower layer, a walk of the tree): a core dump of the crashed daemon then waits on
-    that request forever, which no thread is left to answer, so the process never ends, its
-    clients hang and only aborting the FUSE connection frees them (seen: a daemon in ``D`` in
-    the dump for hours). Without a dump the kernel kills every thread, the FUSE connection
-    closes, and the mount answers ``ENOTCONN`` at once; ``doctor`` then cleans it up. What a
-    crash leaves instead: Python's traceback of the crashing thread in the mount's log
-    (faulthandler). Commands the daemon starts get their own dump setting back at exec.
-
-    Only that thread's: faulthandler reads the other threads' frames while they run, and a
-    daemon serving requests faulted inside that dump (about 1 crash in 10 under a walk of the
-    mount): its traceback cut short and a second, real ``segfault`` line in the kernel log,
-    which is what avfs's crash checks look for."""
-    import ctypes
-    import faulthandler
-
-    faulthandler.enable(all_threads=False)  # stderr: the mount's log file
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        return bool(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
-    except (OSError, AttributeError):
-        return True
-
-
-PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4  # linux/prctl.h
 
 
 if __name__ == "__main__":

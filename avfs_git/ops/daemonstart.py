@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
 
 READY_TIMEOUT_S = 30.0  # how long a new daemon may take to say it is ready
+# what a daemon says on its readiness pipe before its answer (``R``: the mount announced;
+# ``O``: no overlay), for a first `proxy exec` to set its sandbox up meanwhile
+# (proxy/ahead.py): ``L`` once the mount is a linked worktree of the vault with its own
+# files (git's fsmonitor hook and socket), ``S`` once an overlay mount's overlay is stacked
+# on the mount point and the path policy's binds are made
+LINKED, STACKED = b"L", b"S"
+PROGRESS = (LINKED, STACKED)
 REAP_WAIT_S = 10.0  # how long a blocking reap waits for a daemon that is not our child
 
 # (daemon arguments after ``-m avfs_git.fuse.daemon``, environment, log path) -> (pid, the
@@ -56,13 +63,27 @@ def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
     return pid, _await_ready(pid, r)
 
 
-def _await_ready(pid: int, r: int) -> bool | str:
+def _await_ready(pid: int, r: int, first: bytes | None = None) -> bool | str:
     """What :func:`_wait_ready` says of daemon ``pid`` on its readiness pipe ``r`` (closed
-    after)."""
+    after); ``first``: its answer, when :func:`next_byte` read it already."""
     try:
-        return _wait_ready(r, pid)
+        return _wait_ready(r, pid, first)
     finally:
         os.close(r)
+
+
+def next_byte(pid: int, r: int) -> bytes:
+    """The next byte daemon ``pid`` says on its readiness pipe ``r`` (left open), once it
+    says one: one of :data:`PROGRESS`, or its answer for :func:`_await_ready` to tell
+    (``R``, ``O``, or ``b""``: it died or timed out)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([r], [], [], 0.2)
+        if ready:
+            return os.read(r, 1)
+        if _reap(pid):
+            return b""
+    return b""
 
 
 def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
@@ -148,20 +169,21 @@ def _reap(pid: int, *, block: bool = False) -> bool:
     return done == pid
 
 
-def _wait_ready(fd: int, pid: int) -> bool | str:
+def _wait_ready(fd: int, pid: int, first: bytes | None = None) -> bool | str:
     """True once the daemon is ready; False when it died or timed out; "O" when it could
-    not stack the overlay (it exits)."""
+    not stack the overlay (it exits). What it says before (:data:`PROGRESS`) is passed over."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    data = first
+    while data is None and time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             data = os.read(fd, 1)
-            if data == b"O":
-                return "O"
-            return data == b"R"  # EOF: the daemon exited before it was ready
-        if _reap(pid):
+            data = None if data in PROGRESS else data
+        elif _reap(pid):
             return False
-    return False
+    if data == b"O":
+        return "O"
+    return data == b"R"  # EOF: the daemon exited before it was ready
 
 
 def _tail(path: str, n: int = 2000) -> str:

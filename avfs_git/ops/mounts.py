@@ -41,6 +41,7 @@ from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import (
+    PROGRESS,
     READY_TIMEOUT_S,
     _await_ready,
     _daemon_env,
@@ -48,6 +49,7 @@ from .daemonstart import (
     _placeholder,
     _reap,
     _tail,
+    next_byte,
     reap_exited,
 )
 from .holders import held
@@ -409,6 +411,20 @@ class Starting:
     log_path: str
     pid: int
     ready_fd: int  # the read end of its readiness pipe (-1 once waited for)
+    progress: bytes = b""  # what it said there before its answer, read by :meth:`reached`
+    answer: bytes | None = None  # its answer (R, O; b"": none), when :meth:`reached` read it
+
+    def reached(self, mark: bytes) -> bool:
+        """Wait until the daemon says ``mark`` (``LINKED``, ``STACKED``: ops/daemonstart.py)
+        on its readiness pipe, before its answer: True then; False once it answered without
+        (:meth:`wait` tells what)."""
+        while mark not in self.progress and self.answer is None and self.ready_fd >= 0:
+            got = next_byte(self.pid, self.ready_fd)
+            if got in PROGRESS:
+                self.progress += got
+            else:
+                self.answer = got
+        return mark in self.progress
 
     def wait(self) -> MountInfo:
         """The mount once its daemon is ready (an ``auto`` mount that overlayfs refused,
@@ -417,7 +433,7 @@ class Starting:
         fd, self.ready_fd = self.ready_fd, -1
         if fd < 0:
             raise InternalError(f"the mount of {vault.name}:{key} was waited for already")
-        ready = _await_ready(pid, fd)
+        ready = _await_ready(pid, fd, self.answer)
         if ready == "O":  # the daemon could not stack overlayfs
             _reap(pid, block=True)
             tail = _tail(log_path)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from ..core.workspace.workspace import Workspace
     from ..policy import Policy
+    from .ahead import Blocked
     from .standby import Standbys
 
 from . import admission, execspan, placement, recording, runner
@@ -179,12 +180,14 @@ def _stages(
             premount.keep()  # kept warm for the next call (the approved one, say)
         return
     if premount is not None and plan.mode == "fuse":
+        premount.set_up_ahead(plan)  # its sandbox, once the mount is linked and stacked
         premount.wait()  # the fork is touched only once it is mounted, as on a live mount
     unlanded = functools.partial(done.keep_unlanded, vault, fork)
     done.before = before = placement.before(vault, fork, plan, cleanup, unlanded)
     placed = placement.place(home, vault, fork, plan, cleanup, premount.take if premount else None)
     done.placed = placed
-    done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals)
+    ahead = premount.ahead if premount is not None else None
+    done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals, ahead)
     if ran.error is not None:
         return
     done.recorded = recording.record(vault, fork, plan, before, placed, ran)
@@ -210,15 +213,18 @@ def run(
     standbys: Standbys | None = None,
     after: list[Callable[[], None]] | None = None,
     signals: bool = False,
+    ahead: Blocked | None = None,
 ) -> Ran:
     """The fourth stage: the command run where it was placed, with its timeout and output
     bound, through the filtering network proxy when the policy filters its network. A
     sandbox or view that cannot be set up is the ``error`` of the result (the command did
-    not run: not a fallback, as bwrap or namespaces were probed here)."""
+    not run: not a fallback, as bwrap or namespaces were probed here). ``ahead``: the
+    sandbox a first call set up with its command blocked while its mount came up
+    (:mod:`.ahead`): the command goes on there when it is this command's."""
     req, conf, iso, sandbox = plan.req, placed.confinement, plan.isolation, placed.sandbox
     proxy = None
     offered = None  # the socket of an offer of this sandbox to the mount's daemon
-    ready = None
+    ready: Any = None  # a ready sandbox (proxy/standby.py), or the one set up ahead (proxy/ahead.py)
     unmoved = False
     try:
         if sandbox is not None and sandbox.network == "filtered":
@@ -254,6 +260,14 @@ def run(
             ready = standbys.take(sandbox)
             if after is not None:
                 after.append(functools.partial(standbys.prepare, sandbox))
+        if (
+            ready is None
+            and ahead is not None
+            and sandbox is not None
+            and proxy is None
+            and ahead.fits(sandbox)
+        ):
+            ready = ahead
         with _interruptible(cancel, signals) as stop:
             result = runner.run(
                 list(placed.argv),

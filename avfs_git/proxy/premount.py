@@ -7,7 +7,10 @@ classified, the sandbox probed; in the CLI, most of its imports too) needs no mo
 takes about as long. So :func:`begin` starts the daemon first (:func:`..ops.mounts.start`)
 and the call plans while it comes up; :meth:`Premount.wait` waits for it after the plan,
 before the fork is touched (the record, the command), so every stage after the plan meets
-a live mount, as a call on a mounted fork does.
+a live mount, as a call on a mounted fork does. Meanwhile the command's sandbox is set up
+(:meth:`Premount.set_up_ahead`, :mod:`.ahead`): worked out once the daemon says the mount
+is linked, started by bubblewrap with the command blocked in it once the overlay is
+stacked, both a little before the daemon answers.
 
 A call that does not run its command changes nothing of the fork. Refused (denied,
 awaiting approval, no sandbox: a normal answer, and the agent's next call is coming, the
@@ -37,7 +40,9 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
     from ..ops.mounts import MountInfo, Starting
+    from .ahead import Blocked
     from .envelope import ExecRequest
+    from .stages import Plan
 
 log = logging.getLogger("avfs.proxy")
 
@@ -54,6 +59,23 @@ class Premount:
     info: MountInfo | None = None
     error: AvfsError | None = None
     used: bool = False  # the call placed its command in the mount (it keeps it then)
+    ahead: Blocked | None = None  # the command's sandbox, set up ahead (:mod:`.ahead`)
+
+    def set_up_ahead(self, plan: Plan) -> None:
+        """The sandbox of the call's command worked out once the mount is linked (the
+        daemon's ``L``: its own files made), and set up with the command blocked in it once
+        the overlay is stacked (its ``S``, just before it announces the mount) or the mount
+        is ready, while the call takes its record of the fork (:mod:`.ahead`)."""
+        from ..ops.daemonstart import LINKED, STACKED
+
+        st = self.starting
+        if self.info is not None or self.error is not None or not (st.reached(LINKED) or st.answer == b"R"):
+            return
+        from .ahead import planned, set_up
+
+        got = planned(self.home, self.vault, self.fork, plan, st.mountpoint)
+        if got is not None and (st.reached(STACKED) or st.answer == b"R"):
+            self.ahead = set_up(got)
 
     def wait(self) -> MountInfo:
         """The mount, once ready (raises the mount's error, as :func:`..ops.mounts.mount`
@@ -102,6 +124,8 @@ class Premount:
         if self.used:
             return
         self.used = True
+        if self.ahead is not None:
+            self.ahead.discard()  # (its bind of the mount would keep it)
         try:
             self.wait()
         except AvfsError:
@@ -116,7 +140,10 @@ class Premount:
             )
 
     def release(self) -> None:
-        """The last cleanup of the call: the exec lock let go."""
+        """The last cleanup of the call: a sandbox set up ahead and not used ended, the exec
+        lock let go."""
+        if self.ahead is not None:
+            self.ahead.discard()
         self.lock.close()
 
 

@@ -1,0 +1,237 @@
+"""The first ``proxy exec`` on a fork that is not mounted: its sandbox set up ahead.
+
+The call starts the fork's mount daemon before its plan (:mod:`.premount`) and waits for
+the mount to be announced (the daemon's ``R``); what it did after that was its own work:
+the record of the fork (``before``), the placement, then bubblewrap's set-up of the
+sandbox (namespaces, ~40 mounts, ``pivot_root``: ~7 ms of a confined ``true``'s ~9 here)
+and the command, the record. ``avfs mount`` of the same fork only answers after that
+``R``, so that work was what the first call cost over the mount.
+
+A sandbox binds the fork's mount, so it cannot be made before the mount exists (the host's
+mounts are private: a mount made after the sandbox would not reach into it). But the daemon
+says how far it got on its readiness pipe before its ``R`` (ops/daemonstart.py): ``L``
+once the mount is a linked worktree of the vault with its own files (git's fsmonitor hook
+and socket, which the sandbox shows), ``S`` once the overlay is stacked on the mount point
+and the path policy's read-only binds are made (then it writes its records and answers).
+At ``L``, while the daemon writes the index and mounts, :func:`planned` works out the
+sandbox, the command line, working directory and environment the command will get
+(:func:`.placement.place`'s own function, for the mount point the daemon was started on);
+at ``S``, :class:`Blocked` starts bubblewrap with all of it and ``--block-fd``: bubblewrap
+sets the whole sandbox up and then waits on that pipe, before it ``exec``\\ s the command
+(after its last mount, ``pivot_root`` and the drop of its privileges), while the daemon
+answers and the call takes its record of the fork (``before``: the command must not run
+before it). The command then goes on (one byte on the pipe) when what the call works out
+again after ``before`` is the same: bubblewrap's whole command line (:func:`.standby._key`),
+the command, its working directory and environment; any difference, and the blocked one is
+killed (it never ran anything) and the command's own sandbox is set up as before. So the
+command runs in exactly the sandbox it would have had, with no process added (a ready
+sandbox of :mod:`.standby` has a waiter: its ~2 ms of CPU cost more than it saved under
+load).
+
+Not for a command with its own stdin, a filtered network (its proxy's socket is bound),
+an isolated view or no sandbox: those set theirs up after the ``R`` as before. The pure
+FUSE backend says no ``S``: there the sandbox is started at ``R`` (overlapped with
+``before``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import threading
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
+    from .confine import Sandbox
+    from .stages import Plan
+
+log = logging.getLogger("avfs.proxy")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Planned:
+    """What :func:`.placement.place` will run a first call's command in: the sandbox, the
+    command line, its working directory (the sandbox's) and its environment."""
+
+    sandbox: Sandbox
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+def planned(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Planned | None:
+    """What ``plan``'s command will run in once the fork is mounted at ``root``; None when
+    it is not a sandbox that can be set up ahead, or cannot be worked out (the call's own
+    placement meets the same error, and says so)."""
+    req, conf = plan.req, plan.confinement
+    if (
+        plan.mode != "fuse"
+        or plan.isolation is not None
+        or conf.kind != "bwrap"
+        or conf.network == "filtered"
+    ):
+        return None
+    if req.stdin != subprocess.DEVNULL:
+        return None
+    from . import confine
+    from .placement import _in_sandbox
+
+    at = confine.stable_path(vault.name)
+    at_cwd = os.path.join(at, plan.cwd) if plan.cwd else at
+    argv = tuple(req.argv) if req.argv is not None else ("/bin/sh", "-c", req.shell or "")
+
+    def planned_of(**kw: Any) -> Any:  # (in place of the Placed that ``place`` makes)
+        return Planned(sandbox=kw["sandbox"], argv=argv, env=kw["env"])
+
+    try:
+        got = cast("Planned", _in_sandbox(home, vault, fork, plan, planned_of, root, at, at_cwd))
+    except Exception:
+        log.debug("the sandbox of a first call, ahead", exc_info=True)
+        return None
+    return got
+
+
+class Blocked:
+    """A first call's command in its sandbox, set up by bubblewrap and blocked before the
+    command is ``exec``\\ ed (``--block-fd``); :meth:`start` lets it go. Used by
+    :func:`.runner.run` as a ready sandbox of :mod:`.standby` is.
+
+    Bubblewrap is started by a thread of its own (a process start from this one takes 4-10
+    ms here, which the call spends on its record of the fork meanwhile), which lives on
+    until :meth:`discard` (the call's end): the sandbox dies with the thread that started
+    it (``--die-with-parent``)."""
+
+    def __init__(self, p: Planned) -> None:
+        from . import confine
+        from .standby import _key
+
+        self.key = _key(p.sandbox)
+        self.planned = p
+        self.made = time.monotonic()
+        self.started = False
+        self.went = False  # its command let go (:meth:`start`)
+        self.table = -1  # (no mount table kept: see :meth:`unmoved`)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.spawned = threading.Event()
+        self.over = threading.Event()
+        self.block_w = self.status_r = -1
+        block_r, self.block_w = _gate()
+        try:
+            env_r = confine.env_fd(dict(p.env))
+        except OSError:
+            os.close(block_r)
+            os.close(self.block_w)
+            raise
+        status_r, status_w = os.pipe()
+        self.status_r = status_r
+        argv = confine.argv(p.sandbox, list(p.argv))
+        argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r), "--block-fd", str(block_r)]
+        fds = (status_w, env_r, block_r)
+        threading.Thread(target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True).start()
+
+    def _spawn(self, argv: list[str], fds: tuple[int, ...]) -> None:
+        from . import confine
+        from .runner import _spawn
+
+        try:
+            self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, fds)
+        except OSError:
+            log.debug("a first call's sandbox, ahead", exc_info=True)
+        finally:
+            for fd in fds:
+                os.close(fd)
+            self.spawned.set()
+        self.over.wait()
+
+    def fits(self, sb: Sandbox) -> bool:
+        """Whether it is ``sb`` (bubblewrap's whole command line) and still waiting."""
+        self.spawned.wait()
+        return (
+            not self.started
+            and self.proc is not None
+            and self.proc.poll() is None
+            and _key_of(sb) == self.key
+        )
+
+    def start(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        """Let the command go, when it is ``argv`` in ``cwd`` with ``env`` (raises OSError
+        when it is not, or bubblewrap is gone: the caller ends it and sets up its own)."""
+        p = self.planned
+        if (tuple(argv), cwd, tuple(env.items())) != (p.argv, p.sandbox.cwd, p.env):
+            raise OSError("not the command it was set up for")
+        os.write(self.block_w, b"g")
+        self.started = self.went = True
+        os.close(self.block_w)
+        self.block_w = -1
+
+    def failure(self) -> tuple[str, int, str] | None:
+        return None  # (bubblewrap says it on its status pipe, as for a sandbox of its own)
+
+    def unmoved(self) -> bool:
+        return False
+
+    def close_table(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        """End it: when the command never went, its process group killed and reaped; its
+        thread let go (once the command has ended, when it went)."""
+        self.spawned.wait()
+        if not self.started:
+            import signal
+
+            self.started = True
+            proc = self.proc
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+            for fd in (self.block_w, self.status_r):
+                if fd >= 0:
+                    os.close(fd)
+            self.block_w = self.status_r = -1
+        self.over.set()
+
+
+def _gate() -> tuple[int, int]:
+    """The pipe bubblewrap waits on (``--block-fd``: it reads one byte, and goes on at the
+    end of the file too): (its end for bubblewrap, the end this process writes the byte
+    to). Bubblewrap's end is the pipe opened anew for reading and writing, so that it is a
+    writer of its own pipe: if this process dies before its byte, the pipe never ends and
+    bubblewrap waits until its parent's death kills it (``--die-with-parent``), the command
+    never run. Bubblewrap closes it before the command starts. (OSError where the pipe
+    cannot be opened so: nothing is set up ahead.)"""
+    r, w = os.pipe()
+    try:
+        rw = os.open(f"/proc/self/fd/{r}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return rw, w
+
+
+def _key_of(sb: Sandbox) -> tuple[str, ...]:
+    from .standby import _key
+
+    return _key(sb)
+
+
+def set_up(p: Planned) -> Blocked | None:
+    """Start ``p``'s command blocked in its sandbox (None when bubblewrap could not be
+    started: the command's own placement sets one up as before)."""
+    try:
+        return Blocked(p)
+    except OSError:
+        log.debug("a first call's sandbox, ahead", exc_info=True)
+        return None

@@ -1,0 +1,131 @@
+"""The first `proxy exec` on a fork that is not mounted has its sandbox set up while the
+mount comes up (proxy/ahead.py): the daemon says ``L`` (linked) and, for an overlay,
+``S`` (stacked) on its readiness pipe before its ``R``, and the command goes on in a
+sandbox bubblewrap set up from then on, blocked before the command, exactly the one it
+would have had (bwrap's whole command line, the command, its cwd and environment
+compared), confined as any. Real mounts, real daemons, real bubblewrap; both backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import select
+import signal
+from typing import Any
+
+import pytest
+
+import avfs_git
+from avfs_git.core.settings import Settings
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.ops import mounts
+from avfs_git.ops.daemonstart import LINKED, STACKED
+from avfs_git.proxy import ahead, confine
+
+from .backends import MOUNTS
+from .test_mount_kept_warm import LONG, _env, cleanup, fork
+
+pytestmark = pytest.mark.backends(*MOUNTS)
+__all__ = ["cleanup", "fork"]  # fixtures
+
+
+def test_the_daemon_says_how_far_it_got_before_it_is_ready(
+    backend: str, home: Home, fork: Vault, cleanup: Any
+) -> None:
+    got = mounts.start(home, fork, "main", None, backend=backend)
+    assert isinstance(got, mounts.Starting)
+    try:
+        assert got.reached(LINKED)  # the worktree linked, its own files made
+        assert got.reached(STACKED) == (backend == "overlay")  # the pure-FUSE backend stacks nothing
+        assert got.answer in (None, b"R")
+        info = got.wait()
+        assert info.state == "mounted" and info.backend == backend
+        assert got.progress == (b"LS" if backend == "overlay" else b"L")
+    finally:
+        mounts.unmount(home, fork, "main")
+
+
+def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
+    backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if confine.unavailable() is not None:
+        pytest.skip("no bubblewrap sandbox here")
+    went: list[list[str]] = []
+    start = ahead.Blocked.start
+
+    def noted(self: ahead.Blocked, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        start(self, argv, cwd, env)
+        went.append(argv)
+
+    monkeypatch.setattr(ahead.Blocked, "start", noted)
+    settings = Settings.from_environ(_env(backend, LONG), home.path)
+    api_home = avfs_git.open_home(home.path, settings=settings)
+    # (git's index, written by the daemon while the sandbox was set up: clean but for out.txt)
+    script = "echo hi > out.txt; test -w /usr && echo host || echo confined; pwd -P; git status --porcelain"
+    try:
+        ws = api_home.vault("v").workspace("main")
+        res = avfs_git.exec_in(ws, ["sh", "-c", script])
+        again = avfs_git.exec_in(ws, ["cat", "out.txt"])  # the mount kept warm: nothing ahead
+    finally:
+        api_home.close()
+    assert res.success and res.mount is not None and res.result is not None, res.to_dict()
+    assert (res.mount.reused, res.mount.kept_warm, res.mount.backend) == (False, True, backend)
+    assert went == [["sh", "-c", script]]  # the first call's command went on in the sandbox set up ahead
+    assert res.confinement.kind == "bwrap"
+    assert res.result.stdout.splitlines() == ["confined", confine.stable_path("v"), "?? out.txt"]
+    assert [c.path for c in res.changes] == ["out.txt"] and res.commit is not None
+    assert fork.workspace("main").read("out.txt") == b"hi\n"
+    assert again.success and again.mount is not None and again.mount.reused, again.to_dict()
+    assert again.result is not None and again.result.stdout == "hi\n"
+
+
+def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
+    backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the call works out after its record of the fork is what counts: a sandbox set up
+    ahead with anything else (here an environment with one more variable) is killed, its
+    command never run, and the command runs in a sandbox of its own."""
+    if confine.unavailable() is not None:
+        pytest.skip("no bubblewrap sandbox here")
+    made: list[ahead.Blocked] = []
+    planned, blocked = ahead.planned, ahead.set_up
+
+    def other(*args: Any) -> ahead.Planned | None:
+        got = planned(*args)
+        return None if got is None else dataclasses.replace(got, env=(*got.env, ("AHEAD", "yes")))
+
+    def noted(p: ahead.Planned) -> ahead.Blocked | None:
+        b = blocked(p)
+        if b is not None:
+            made.append(b)
+        return b
+
+    monkeypatch.setattr(ahead, "planned", other)
+    monkeypatch.setattr(ahead, "set_up", noted)
+    settings = Settings.from_environ(_env(backend, LONG), home.path)
+    api_home = avfs_git.open_home(home.path, settings=settings)
+    try:
+        ws = api_home.vault("v").workspace("main")
+        res = avfs_git.exec_in(ws, ["sh", "-c", 'echo "${AHEAD:-own}" > who.txt; echo "${AHEAD:-own}"'])
+    finally:
+        api_home.close()
+    assert res.success and res.result is not None, res.to_dict()
+    assert len(made) == 1 and not made[0].went  # set up, never let go
+    assert made[0].proc is not None and made[0].proc.returncode == -signal.SIGKILL
+    assert res.result.stdout == "own\n" and res.confinement.kind == "bwrap"
+    assert fork.workspace("main").read("who.txt") == b"own\n"
+
+
+def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
+    """Bubblewrap reads one byte from ``--block-fd`` and goes on at the end of the file too:
+    its end of the gate is a writer of its own pipe, so that the pipe never ends when the
+    call dies before its byte (the command then never runs: --die-with-parent kills it)."""
+    rw, w = ahead._gate()
+    try:
+        os.close(w)  # the call gone
+        assert select.select([rw], [], [], 0) == ([], [], [])  # no end of file: still blocked
+        os.write(rw, b"g")  # (what the call's byte would be)
+        assert select.select([rw], [], [], 0)[0] == [rw] and os.read(rw, 1) == b"g"
+    finally:
+        os.close(rw)
