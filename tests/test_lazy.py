@@ -81,6 +81,17 @@ class Server:
     def url(self, name: str) -> str:
         return f"git://127.0.0.1:{self.port}/{name}"
 
+    @classmethod
+    @contextlib.contextmanager
+    def serving(cls, base: Path) -> Iterator[Server]:
+        """A server of ``base``, started, and stopped when the block ends."""
+        srv = cls(base)
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
@@ -95,12 +106,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     # sizes are asked with protocol v2's object-info (git 2.39 offers it; later gits when
     # this is set)
     git("--git-dir", str(base / "proj.git"), "config", "transfer.advertiseObjectInfo", "true")
-    srv = Server(base)
-    srv.start()
-    try:
+    with Server.serving(base) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def objects(vault_path: str) -> int:

@@ -69,12 +69,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     base.mkdir()
     git("init", "-q", "--bare", str(base / "proj.git"))
     _seed(base / "proj.git")
-    srv = Server(base)
-    srv.start()
-    try:
+    with Server.serving(base) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _start(tmp_path: Path, url: str, me: int, rounds: int, *, start: int = 0, mount: bool = False,

@@ -99,12 +99,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     git("clone", "-q", "--bare", str(work), str(base / "super.git"))
     git("--git-dir", str(base / "super.git"), "config", "uploadpack.allowFilter", "true")
     git("--git-dir", str(base / "super.git"), "config", "uploadpack.allowAnySHA1InWant", "true")
-    srv = Server(base)
-    srv.start()
-    try:
+    with Server.serving(base) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _plain(served: Server, dest: Path) -> Path:
@@ -285,7 +281,7 @@ def test_proxy_exec_reports_what_it_wrote_below_a_submodule_and_commits_the_rest
 
 
 def test_a_submodule_checked_out_and_moved_by_git_in_the_mount_is_what_avfs_records(
-    home: Home, served: Server, tmp_path: Path
+    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A person's git in an overlay mount checks the submodule out, commits in it, then
     `git add sub && git commit` in the superproject, beside a plain clone doing the same:
@@ -298,6 +294,8 @@ def test_a_submodule_checked_out_and_moved_by_git_in_the_mount_is_what_avfs_reco
     mp = tmp_path / "m"
     _mount(home, vault, mp, "overlay")
     who = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):  # the same commits on both sides
+        monkeypatch.setenv(var, "2026-01-01T00:00:00Z")
     try:
         for top in (mp, plain):
             _git(top, "-c", "protocol.file.allow=always", "submodule", "update", "--init", DEEP)
