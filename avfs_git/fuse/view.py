@@ -38,6 +38,15 @@ LISTING_CACHE = 64  # read-only view: directory listings being handed out in chu
 SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
 
 
+def _dots(p: str) -> list[Any]:
+    """``.`` and ``..`` of directory ``p``, with inode numbers: with use_ino, an entry
+    without one reaches the kernel as inode 0 and glibc drops it (``ls -a`` showed neither)."""
+    return [
+        (".", {"st_ino": inode_of(p), "st_mode": stat.S_IFDIR}, 0),
+        ("..", {"st_ino": inode_of(names.parent_of(p)), "st_mode": stat.S_IFDIR}, 0),
+    ]
+
+
 def _type_of(node: Node) -> int:
     """The file type a listing gives ``node``: a submodule (a gitlink) is a directory, empty,
     as git leaves one it has not checked out."""
@@ -153,7 +162,7 @@ class ViewOps(NestedRepos, HandleTable):
     def readdir(self, path: str, fh: int) -> list[Any]:
         real = self._nested(path)
         if real is not None:
-            out_n: list[Any] = [".", ".."]
+            out_n: list[Any] = _dots(names.norm_path(path.lstrip("/")))
             with os.scandir(real) as it:
                 for de in it:
                     st = {
@@ -166,7 +175,7 @@ class ViewOps(NestedRepos, HandleTable):
         node = self._node(p)
         if not node.is_dir and node.mode != MODE_COMMIT:
             raise fuse.FuseOSError(errno.ENOTDIR)
-        out: list[Any] = [".", ".."]
+        out: list[Any] = _dots(p)
         if not p and self.gitfile is not None:
             out.append((".git", {"st_ino": inode_of(".git"), "st_mode": stat.S_IFREG}, 0))
         hides = not self.guard.empty

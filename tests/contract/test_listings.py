@@ -6,7 +6,14 @@ listing is a bug)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
+import pytest
+
 from avfs_git.core.operations import checkpoint
+
+from .backends import MOUNTS
 
 
 def _warm(fs, p: str) -> list[str]:
@@ -59,3 +66,18 @@ def test_contract_a_listing_right_after_another_process_writes_shows_it(fs):
             ws.remove(f"src/n{i - 2:02d}.py")
             names.remove(f"n{i - 2:02d}.py")
             assert fs.listdir("src") == names
+
+
+@pytest.mark.backends(*MOUNTS)
+def test_contract_a_listing_holds_dot_and_dot_dot_with_their_inodes(fs, backend):
+    """`ls -a` shows `.` and `..` as on any file system (a writable pure-FUSE mount gave them
+    no inode number, and glibc drops an entry whose inode is 0: neither was listed), and
+    their inode numbers are the directories' own."""
+    for d, parent in (("src", ""), ("", None)):
+        top = os.path.join(fs.root, d) if d else fs.root
+        out = subprocess.run(["ls", "-a1i", top], capture_output=True, text=True, check=True).stdout
+        listed = {line.split()[1]: int(line.split()[0]) for line in out.splitlines()}
+        assert listed["."] == os.stat(top).st_ino, (backend, d, out)
+        assert ".." in listed, (backend, d, out)
+        if parent is not None:
+            assert listed[".."] == os.stat(os.path.join(fs.root, parent) if parent else fs.root).st_ino
