@@ -162,7 +162,7 @@ class ViewOps(NestedRepos, HandleTable):
     def readdir(self, path: str, fh: int) -> list[Any]:
         real = self._nested(path)
         if real is not None:
-            out_n: list[Any] = _dots(names.norm_path(path.lstrip("/")))
+            out_n: list[Any] = _dots(path[1:])  # (a path in a nested .git: no fork path to check)
             with os.scandir(real) as it:
                 for de in it:
                     st = {
