@@ -218,7 +218,7 @@ def _drop_layers(tmp_path: Path) -> None:
     """Unmount the layers file systems (core/vaults/layers.py) the test's homes made, and remove
     their images: each is a loop device and a few MB of metadata."""
     root = str(tmp_path) + "/"
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
+    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
         points = [ln.split()[1].replace("\\040", " ") for ln in fh if ln.split()[2:3] == ["btrfs"]]
     for mp in points:
         if mp.startswith(root) and os.path.basename(mp) == layers.MOUNT:

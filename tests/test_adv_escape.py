@@ -811,7 +811,7 @@ def _host_side(w: dict[str, Any], c: dict[str, str], before: dict[str, Any]) -> 
     subprocess.run(["git", "status", "--porcelain"], cwd=m1, capture_output=True, check=True)
     # the setuid copy the agent made (case setuid-copy) runs with nobody's rights: the overlay
     # mount is nosuid (its upper directory lives on the host, where another user could run it)
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
         opts = [ln.split()[5] for ln in fh if ln.split()[4] == os.path.realpath(m1)]
     assert opts and "nosuid" in opts[-1].split(","), opts
     for args in (["status"], ["checkpoint", "save", "-m", "after the agent"]):

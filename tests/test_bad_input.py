@@ -225,7 +225,7 @@ def test_read_only_home_with_existing_vault(cli, populated, tmp_path):
     # with the mounts in it (the home's layers file system, core/vaults/layers.py, when its state
     # dirs are there), each read-only
     subprocess.run(["mount", "--rbind", home_dir, home_dir], check=True)
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
+    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
         points = [ln.split()[1].replace("\\040", " ") for ln in fh]
     for mp in dict.fromkeys(p for p in points if p == home_dir or p.startswith(home_dir + "/")):
         subprocess.run(["mount", "-o", "remount,bind,ro", mp], check=True)

@@ -50,7 +50,7 @@ def require_fuse() -> None:
 def backend_of(mp: str) -> str:
     """The backend serving mount point ``mp``: overlay or fuse."""
     target = os.path.realpath(mp)
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
+    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             parts = line.split()
             if parts[1] == target:

@@ -39,7 +39,7 @@ def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
             timeout=60,
             check=False,
         )
-        for line in Path("/proc/mounts").read_text().splitlines():
+        for line in Path("/proc/mounts").read_text(errors="surrogateescape").splitlines():
             where = line.split()[1]
             if where.startswith(str(tmp_path)) and where != str(home):
                 subprocess.run(["umount", "-l", where], check=False)
