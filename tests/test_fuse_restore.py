@@ -200,3 +200,31 @@ def test_a_git_add_made_right_after_a_restore_is_not_undone_by_the_daemon(
             **_files(vault, target),
             name: _blob(vault, b"staged\n"),
         }
+
+
+def test_an_index_rewritten_during_a_merge_hashes_an_old_file_of_the_upper_layer(
+    mounted: tuple[Any, str, str, str],
+) -> None:
+    """The mount's index rewritten while a merge is open (its conflicts written into the
+    mounted fork) reads the open merge inside one read snapshot of the overlay's database;
+    the status that asks for must not start a write transaction there to keep the blob id
+    of an upper-layer file older than the hash cache's guard (2 s: a conflicted file
+    written a moment earlier on a loaded machine): "cannot start a transaction within a
+    transaction", seen in CI under load."""
+    vault, mp, _, _ = mounted
+    vault.create_fork("main", "other")
+    vault.workspace("other").write("a.txt", b"theirs\n")
+    checkpoint.save(vault, "other")
+    vault.workspace("main").write("a.txt", b"ours\n")
+    ours = checkpoint.save(vault, "main").checkpoint.commit
+    res = merge.merge(vault, "other", "main", write_conflicts=True)
+    assert res.status == "conflicts_written"
+    path = os.path.join(mp, "a.txt")
+    old = os.stat(path).st_mtime - 3600
+    os.utime(path, (old, old))  # (its stat data changed: not in the hash cache)
+    ws = vault.workspace("main")
+    ws.base_moved(view_changed=False)
+    assert [c.path for c in ws.status()] == ["a.txt"]
+    assert _git_in(mp, "ls-files", "-u").stdout.count("a.txt") == 3
+    merge.merge_abort(vault, "main")
+    _commit_a_new_file(vault, mp, "after-abort.txt", ours)

@@ -204,6 +204,13 @@ class OverlayDB:
         with self._room():
             self._local.release("conn", sqlite3.Connection.close)
 
+    def in_read_snapshot(self) -> bool:
+        """Whether this thread's connection is inside a transaction :meth:`txn` did not
+        begin (a read snapshot a caller holds, :meth:`still`'s): a write transaction cannot
+        start in it, and what is written there would go with the caller's end."""
+        db = self.db
+        return db.in_transaction and not self._local.ns()["depth"]
+
     @contextmanager
     def txn(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``); nests by joining the outer one.

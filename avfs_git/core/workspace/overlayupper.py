@@ -369,10 +369,13 @@ class UpperEntries(OverlayDB):
             return str(r[0])
         oid = hash_file(path)
         if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
-            # not while the file may still be written within its timestamp's granularity
-            with self.txn() as db:
-                db.execute(
-                    "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)", (rel, sig, oid)
-                )
+            # not while the file may still be written within its timestamp's granularity;
+            # and not kept in the database from inside a read snapshot of the caller's
+            # (mount.index.read_view: no write transaction can start in one), only here
+            if not self.in_read_snapshot():
+                with self.txn() as db:
+                    db.execute(
+                        "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)", (rel, sig, oid)
+                    )
             self._oid_memo[rel] = (sig, oid)
         return oid
