@@ -423,7 +423,8 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         most = (20 << 20) + qgroups.quota_room([vault.ws_dir(f) for f in ("main", "agent")]) + slack
         # ... or within one room more, when avfs wrote its own state at the limit meanwhile
         # (the daemon opening the fork's database at its first lookup: raised by OWN_ROOM,
-        # put back at what the qgroup holds plus the databases' room; docs/maintenance.md)
+        # put back at what the qgroup holds plus the databases' room), however many times:
+        # both are bounded by the quota's limit (docs/maintenance.md "quota")
         room = OWN_ROOM + qgroups.state_room(2)
         size = os.path.getsize(os.path.join(mp, "big"))
         assert 19 << 20 <= size < most + room
@@ -473,6 +474,69 @@ def test_a_bytes_quota_holds_through_an_overlay_mount(lhome, cli_proc, tmp_path)
         Path(mp, "big").write_bytes(b"\0" * (30 << 20))
     finally:
         mounts.unmount(lhome, vault, "agent")
+
+
+def _fill(directory: str, name: str, most: int) -> int:
+    """A writer avfs does not see (a process in an overlay mount: its bytes go into the
+    fork's upper layer) writing 1 MiB at a time until EDQUOT or ``most``; returns what it
+    wrote (nothing: it could not even make the file)."""
+    path = os.path.join(directory, name)
+    done = 0
+    try:
+        with open(path, "wb") as fh:
+            while done < most:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+                os.fsync(fh.fileno())
+                done += 1 << 20
+    except OSError as exc:
+        assert exc.errno == 122, exc  # EDQUOT (making the file, too)
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def test_avfs_writing_its_own_state_at_the_limit_gives_a_writer_one_room_in_all(lhome):
+    """Each time avfs wrote its own state at the qgroup's limit (Vault.own_room: a mount's
+    daemon opening a database, a status, an rm), the limit went to 16 MiB over what the
+    qgroup held, and back to the databases' room over it: a writer in the mount writing
+    meanwhile got both each time (a 20 MiB quota let a `dd` write 91 MiB in CI). Now what
+    avfs gives is bounded by the quota's limit, not by what the qgroup holds: five of
+    avfs's own writes, a writer filling the upper layer during and after each, and the
+    writer still stops within one room; avfs's own writes after the writer took the room
+    still work."""
+    vault = _vault_with_ignore(lhome)
+    vault.create_fork("main", "agent")
+    assert vault.set_quota(max_bytes=20 << 20) is None
+    upper = os.path.join(vault.ws_dir("agent"), "upper")  # what an overlay mount writes
+    os.makedirs(upper, exist_ok=True)
+    cap = 400 << 20  # a bound that no longer holds is seen without filling the host
+    written = _fill(upper, "w", cap)
+    assert written >= 19 << 20
+    for i in range(5):
+        with vault.own_room():
+            written += _fill(upper, f"in{i}", cap - written)
+        written += _fill(upper, f"after{i}", cap - written)
+        if i == 0:
+            # the writer took the room: avfs's own write (a removal: a row in the fork's
+            # overlay database) still gets some
+            vault.workspace("agent").remove("src/app.js")
+    # one room past the quota's limit (docs/maintenance.md "quota"), and the kernel's
+    # overshoot past a limit (a write's reservation: under 1 MiB) for the limits it set
+    room = OWN_ROOM + qgroups.state_room(2)
+    dirs = [vault.ws_dir(f) for f in ("main", "agent")]
+    most = (20 << 20) + qgroups.quota_room(dirs) + room + (4 << 20)
+    assert written < most, f"the writer got {written >> 20} MiB, {(written - most) >> 20} MiB past one room"
+    # the way out: removing what the writer wrote (an unlink needs no room: btrfs lets it
+    # past the limit); what was in the upper layer at avfs's first write is the fork's
+    # (folded into its overlay, as after an unmount): avfs removes it, with room again
+    for name in os.listdir(upper):
+        os.unlink(os.path.join(upper, name))
+    os.sync()
+    ws = vault.workspace("agent")
+    folded = sorted(c.path for c in ws.status() if c.path != "src/app.js")
+    assert folded and set(folded) <= {"w", "in0", "after0"}
+    for path in folded:
+        ws.remove(path)
+    assert sorted(c.path for c in ws.status()) == ["src/app.js"]
 
 
 def test_doctor_checks_the_layers_file_system_and_gc_empties_the_trash(lhome):

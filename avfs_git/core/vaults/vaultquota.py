@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,17 +21,22 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AvfsError, UsageError
 from . import layers, qgroups
 from .quota import QuotaTracker
-from .usage import QuotaUsage
+from .usage import QuotaUsage, read_small
 
 DEFAULT_QUOTA = 10 * 1024**3  # 10 GiB for the whole vault (objects + overlays), unless set
 # avfs's own writes into a layered state dir (its databases) while the kernel's limit of
 # the vault's qgroup is within OWN_ROOM_LOW: the limit is raised to OWN_ROOM over what it
-# holds, for as long as they last (Vault.own_room)
+# holds, for as long as they last, within one room past the quota's limit (Vault.own_room,
+# room_bounded)
 OWN_ROOM = 16 << 20
 OWN_ROOM_LOW = 4 << 20
 ROOM_PLENTY = 64 << 20  # left under the limit: not checked again for ROOM_RECHECK_S
 ROOM_RECHECK_S = 0.1
 ROOM_LOCK = ".room.lock"  # in usage/ (a dot: not a published total)
+# in usage/: what the quota counted outside the qgroup when its limit was last worked out
+# (objects, caches, git dirs, plain state dirs' overlays), for when the forks' databases
+# cannot be read (the qgroup full: their mapped WAL index would take a SIGBUS)
+ROOM_OUTSIDE = ".room-outside"
 # ``Vault.quota_bytes`` (an int, for VaultInfo and stats) when the vault has no bytes limit
 NO_LIMIT = sys.maxsize
 
@@ -175,23 +181,72 @@ class VaultQuota:
         return None
 
     def _kernel_limit(self, qb: int, n: int, forks: dict[str, str]) -> int:
-        """The limit of the vault's qgroup ``1/n`` for a bytes quota ``qb``."""
-        use = self.quota.usage()
-        plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
-        # avfs's own state (databases, indexes) is not the quota's: it is left room,
-        # and so is what btrfs's metadata and a database's growth may take; the kernel
-        # is the backstop for writes avfs does not see (an overlay mount's), avfs's own
-        # checks refuse the writes it makes first
-        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes
-        limit = max(qb - outside - plain, 0) + qgroups.quota_room(list(forks.values()))
+        """The limit of the vault's qgroup ``1/n`` for a bytes quota ``qb``: the quota's
+        limit (:meth:`_quota_limit`), and never less than what the qgroup holds plus room
+        for avfs's own databases, within one room past the quota's limit
+        (:func:`room_bounded`)."""
         fill = qgroups.qgroup_fill(self.home_dir, n)
+        outside = None
+        if fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW:
+            # full (a writer in a mount took the room avfs had): reading the forks'
+            # databases would map their WAL index with no room for it, a SIGBUS; what
+            # the quota counted outside the qgroup is taken as it was last counted
+            outside = self._outside_noted()
+        if outside is None:
+            outside = self._outside_now(forks)
+        limit = self._quota_limit(qb, forks, outside)
         if fill is not None:
             # never less than what the qgroup holds plus room for avfs's own databases:
             # SQLite maps its WAL index, and a page of it the kernel cannot reserve is a
-            # SIGBUS, not an error (so a vault past its quota lets a mount's writer add at
-            # most this room; avfs refuses its own writes that add bytes, and the commit)
-            limit = max(limit, fill[0] + fill[3] + qgroups.state_room(len(forks)))
+            # SIGBUS, not an error; but not past one room over the quota's limit, however
+            # often it is set again (avfs refuses its own writes that add bytes, and the
+            # commit, past the quota)
+            held = fill[0] + fill[3]
+            room = qgroups.state_room(len(forks))
+            limit = max(limit, room_bounded(held + room, held, limit + room))
         return limit
+
+    def _quota_limit(self, qb: int, forks: dict[str, str], outside: int) -> int:
+        """What the vault's qgroup may hold by its bytes quota ``qb`` alone, whatever it
+        holds now: the quota less what it counts outside the qgroup (``outside``: objects,
+        caches, worktree git dirs, the plain state dirs' overlays), plus room for what it
+        does not count (avfs's own state in the layered state dirs, their WAL's growth,
+        btrfs's metadata). The kernel is the backstop for writes avfs does not see (an
+        overlay mount's); avfs's own checks refuse the writes it makes first."""
+        return max(qb - outside, 0) + qgroups.quota_room(list(forks.values()))
+
+    def _outside_now(self, forks: dict[str, str]) -> int:
+        """What the quota counts outside the vault's qgroup, counted now (every fork's
+        overlay database read), and noted for :meth:`_outside_noted`."""
+        use = self.quota.usage()
+        plain = sum(f.overlay_bytes for f in use.forks if f.fork not in forks)
+        outside = use.objects_bytes + use.caches_bytes + use.git_dirs_bytes + plain
+        path = os.path.join(self.state_dir, "usage", ROOM_OUTSIDE)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"  # a dot: not a published total
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(f"{outside}\n")
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return outside
+
+    def _outside_noted(self) -> int | None:
+        """What the quota counted outside the vault's qgroup when its limit was last
+        worked out (a small file read: no database); None when never."""
+        data = read_small(os.path.join(self.state_dir, "usage", ROOM_OUTSIDE))
+        return int(data) if data is not None and data.strip().isdigit() else None
+
+    def _room_ceiling(self, limit: int) -> int:
+        """The quota's limit plus the databases' room (the ``ceiling`` of
+        :func:`room_bounded`) by the count noted last (no database read); ``limit`` (the
+        qgroup's limit now) when there is none."""
+        qb = self._explicit_bytes_quota()
+        outside = self._outside_noted()
+        if qb is None or outside is None:
+            return limit
+        forks = self._layered_forks()
+        return self._quota_limit(qb, forks, outside) + qgroups.state_room(len(forks))
 
     def _room_qgroup(self) -> int | None:
         """The vault's qgroup when the kernel limits it (cheap: the cached config)."""
@@ -227,9 +282,14 @@ class VaultQuota:
         the kernel's limit of the vault's qgroup is (nearly) reached: the limit is raised to
         :data:`OWN_ROOM` over what the qgroup holds for as long as this lasts, then put
         back (by the last process using it). So ``status``, ``checkpoint``, ``restore`` and
-        ``rm`` work on a vault at its quota; a writer in an overlay mount meanwhile gets at
-        most that room (see docs/maintenance.md "quota"). Costs a few sysfs reads when the
-        qgroup is not near its limit, nothing without a kernel quota."""
+        ``rm`` work on a vault at its quota. A writer in an overlay mount meanwhile takes
+        what it can of that room, so the raise is bounded by the quota's limit, not by
+        what the qgroup holds (:func:`room_bounded`): however many times avfs writes at the
+        limit, such a writer gets at most one room (:data:`OWN_ROOM` and the databases'
+        room) past the quota's limit; one that took it all, writing during avfs's own
+        writes, leaves them refused with ``quota_exceeded`` until something is removed (an
+        unlink needs no room). See docs/maintenance.md "quota". Costs a few sysfs reads
+        when the qgroup is not near its limit, nothing without a kernel quota."""
         n = self._room_qgroup()
         if n is None or not self.kernel_quota_full():
             yield
@@ -248,11 +308,15 @@ class VaultQuota:
             fcntl.flock(fd, fcntl.LOCK_SH)
             fill = qgroups.qgroup_fill(self.home_dir, n)
             if fill is not None and fill[2] is not None and fill[2] - fill[0] - fill[1] < OWN_ROOM_LOW:
-                try:
-                    qgroups.set_limit(self.home_dir, n, fill[0] + fill[1] + OWN_ROOM)
-                    raised = True
-                except layers.LayersUnavailable:
-                    pass
+                held = fill[0] + fill[1]
+                # no database read here (the qgroup is full): the ceiling as last counted
+                want = room_bounded(held + OWN_ROOM, held, self._room_ceiling(fill[2]))
+                if want > fill[2]:
+                    try:
+                        qgroups.set_limit(self.home_dir, n, want)
+                        raised = True
+                    except layers.LayersUnavailable:
+                        pass
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -288,3 +352,13 @@ class VaultQuota:
         overlay's totals, the caches and worktree git dirs walked); O(forks + object files
         + files of the caches and git dirs), not O(files of the forks)."""
         return self.quota.recount()
+
+
+def room_bounded(want: int, held: int, ceiling: int) -> int:
+    """The limit ``want`` for a vault's qgroup that holds ``held``, bounded: never past
+    ``ceiling`` (the quota's limit plus the databases' room), except to leave
+    :data:`OWN_ROOM_LOW` over what it holds for avfs's own writes, and never past
+    ``ceiling`` + :data:`OWN_ROOM`. So each time the limit is set again or raised for
+    avfs's own writes, a writer in an overlay mount writing meanwhile gets what is left
+    of one room past the quota's limit, not a room more each time."""
+    return max(min(want, ceiling), min(held + OWN_ROOM_LOW, ceiling + OWN_ROOM))
