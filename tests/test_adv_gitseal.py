@@ -927,3 +927,56 @@ def test_kept_fan_out_directories_are_listed_only_when_changed_and_miss_no_objec
     after = plant("0b" + "b" * 38)  # by a process left after it
     seal.prepare(vault, "main", None)
     assert not os.path.exists(after)
+
+
+def test_a_gitlink_path_out_of_the_mount_in_the_index_reaches_nothing_of_the_host(live, vault, tmp_path):
+    """The mount's index is the command's to write: a gitlink there whose path climbs out of
+    the mount (``../..``, which git itself never writes, nor can take out again: `git
+    update-index --force-remove` refuses a path outside the repository) names a directory
+    of the host. The host side looks at gitlinks' directories after the run (a ``.git``
+    the command made there is removed): never at one out of the mount, here a person's
+    repository whose git is busy while the command runs."""
+    import threading
+
+    victim = tmp_path / "persons-project"
+    (victim / ".git").mkdir(parents=True)
+    (victim / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    rel = os.path.relpath(victim, live.mountpoint)
+    assert rel.startswith("../")
+    _script(
+        live,
+        "attack.py",
+        f"""import hashlib, subprocess
+def git(*a):
+    return subprocess.run(["git", *a], check=True, capture_output=True, text=True).stdout.strip()
+sha = git("rev-parse", "HEAD")
+git("update-index", "--add", "--cacheinfo", "160000," + sha + ",{"A" * len(rel)}")
+index = git("rev-parse", "--git-path", "index")
+data = open(index, "rb").read()[:-20].replace(b"{"A" * len(rel)}", {os.fsencode(rel)!r})
+open(index, "wb").write(data + hashlib.sha1(data).digest())
+print(git("ls-files", "-s"))
+open("touched.txt", "w").write("x")
+""",
+    )
+    stop = threading.Event()
+
+    def persons_git() -> None:  # (the directory's ctime moves on, as a person's git moves it)
+        lock = victim / ".git" / "index.lock"
+        while not stop.is_set():
+            try:
+                lock.write_text("")
+                lock.unlink()
+            except FileNotFoundError:
+                return  # (its .git removed)
+            stop.wait(0.01)
+
+    t = threading.Thread(target=persons_git)
+    t.start()
+    try:
+        doc = _exec("sh", "-c", "python3 attack.py && sleep 0.3")
+    finally:
+        stop.set()
+        t.join()
+    assert doc["exit_code"] == 0, doc["result"]
+    assert rel in doc["result"]["stdout"], doc["result"]  # the index did hold it
+    assert (victim / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"

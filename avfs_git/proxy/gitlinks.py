@@ -43,12 +43,17 @@ def _index_gitlinks(git_dir: str) -> dict[str, str]:
 
 def _open_dir(root: str, path: str) -> int | None:
     """A descriptor of directory ``root/path``, reached without following a symbolic link
-    below ``root``; None when some part of the way is not a directory."""
+    below ``root`` and without leaving it; None when some part of the way is not a
+    directory, or not a name of one below ``root`` (``path`` comes from the mount's index,
+    which the command may have written: a ``..`` there would name the host's directories)."""
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
-    for part in path.split("/"):
+    for part in parts:
         try:
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
         except OSError:
