@@ -980,3 +980,48 @@ open("touched.txt", "w").write("x")
     assert doc["exit_code"] == 0, doc["result"]
     assert rel in doc["result"]["stdout"], doc["result"]  # the index did hold it
     assert (victim / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+
+
+def test_an_index_path_git_refuses_is_never_left_for_the_person_s_git(live, vault, tmp_path):
+    """Paths git never writes into an index, written there by the command: a file at
+    ``../outside/evil.txt`` (the person's `git checkout -- .` in the mount would write it
+    out of the mount, wherever the person may write) and a gitlink at ``../x`` (git cannot
+    take it out: `update-index --force-remove` dies on it, and on every gitlink after it
+    with it, here a nested repository whose fsmonitor would run on the person's `git
+    status`). The index is made again from the fork's commit."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    canary = tmp_path / "canary-index"
+    evil = os.path.relpath(outside / "evil.txt", live.mountpoint)
+    _script(
+        live,
+        "attack.py",
+        f"""import hashlib, subprocess
+def git(*a, cwd=None):
+    return subprocess.run(["git", *a], check=True, capture_output=True, text=True, cwd=cwd).stdout.strip()
+git("init", "-q", "sub")
+git("config", "core.fsmonitor", "echo ran >> {canary}; false", cwd="sub")
+open("sub/f", "w").write("inner")
+git("add", "f", cwd="sub")
+git("-c", "user.name=A", "-c", "user.email=a@x", "commit", "-qm", "inner", cwd="sub")
+git("add", "sub")
+blob = git("rev-parse", "HEAD:README")
+git("update-index", "--add", "--cacheinfo", "100644," + blob + ",{"B" * len(evil)}")
+git("update-index", "--add", "--cacheinfo", "160000," + git("rev-parse", "HEAD") + ",CCCC")
+index = git("rev-parse", "--git-path", "index")
+data = open(index, "rb").read()[:-20]
+data = data.replace(b"{"B" * len(evil)}", {os.fsencode(evil)!r}).replace(b"CCCC", b"../x")
+open(index, "wb").write(data + hashlib.sha1(data).digest())
+print(git("ls-files", "-s"))
+""",
+    )
+    doc = _exec("python3", "attack.py")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert evil in doc["result"]["stdout"] and "../x" in doc["result"]["stdout"], doc["result"]
+    mp = live.mountpoint
+    listed = _git("ls-files", "-s", cwd=mp)
+    assert ".." not in listed and "160000" not in listed, listed
+    _person_git(live, canary)
+    _git("checkout", "--", ".", cwd=mp, check=False)
+    assert not (outside / "evil.txt").exists()
+    assert vault.workspace("main").read("sub/f") == b"inner"  # the fork lost nothing

@@ -6,7 +6,9 @@ a checkpoint, leaves them out). After :func:`.seal.carry_back`.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import stat
 from typing import TYPE_CHECKING
@@ -21,6 +23,13 @@ if TYPE_CHECKING:
 
 GITLINK_KIND = "gitlink"
 SUBMODULE_KIND = "submodule"
+
+log = logging.getLogger("avfs.proxy")
+
+# what an index holding a path git never writes there has somewhere in its bytes (a '..' or
+# '.git' component, any case), as index versions 2 and 3 keep their paths whole (version 4
+# compresses them: looked at whatever its bytes)
+_SUSPECT = re.compile(rb"\.\.|(?i:\.git)[/\x00]")
 
 
 def _index_gitlinks(git_dir: str) -> dict[str, str]:
@@ -130,6 +139,8 @@ def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.N
     when the command changed the index; returns what was dropped."""
     if _index_stat(os.path.join(git_dir, "index")) == sealed.index:
         return []
+    if _refuse_index(vault, sealed, git_dir):
+        return []  # (made again from the fork's commit: its gitlinks are all the commit's)
     links = _index_gitlinks(git_dir)
     if not links:
         return []
@@ -158,3 +169,46 @@ def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.N
     run([*cfg, "update-index", "--force-remove", "-z", "--stdin"], env=env, input=stdin, check=False)
     reason = "a nested repository the command added to git's index: dropped from it (git would run code from its config)"
     return [gitnames.NotRecorded(p, GITLINK_KIND, reason) for p in drop]
+
+
+def _unsafe_path(path: bytes) -> bool:
+    """Whether git would refuse ``path`` in an index (``verify_path``): a component that is
+    empty, ``.``, ``..`` or ``.git`` (any case), which git checks out where it says, out of
+    the work tree or into a repository's own files."""
+    return any(c in (b"", b".", b"..") or c.lower() == b".git" for c in path.split(b"/"))
+
+
+def _refuse_index(vault: Vault, sealed: Sealed, git_dir: str) -> bool:
+    """Make the mount's index (``git_dir``, which the command could write) again from the
+    fork's commit when it holds a path git never writes there, or is no regular file: the
+    person's `git checkout -- .` in the mount would write such a file out of the mount
+    (``../``), and `git update-index` cannot take one out. Whether it did."""
+    index = os.path.join(git_dir, "index")
+    data = _read_regular(index)
+    if data is None:
+        if not os.path.lexists(index):
+            return False
+    elif data[4:8] in (b"\0\0\0\x02", b"\0\0\0\x03") and _SUSPECT.search(data) is None:
+        return False
+    else:
+        env = git_env()
+        env["GIT_DIR"] = git_dir
+        listed = run(["-c", "core.fsmonitor=false", "ls-files", "-z"], env=env, check=False)
+        if listed.returncode == 0 and not any(_unsafe_path(p) for p in listed.stdout.split(b"\0") if p):
+            return False
+    tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
+    if os.path.islink(index) or (os.path.lexists(index) and not os.path.isfile(index)):
+        if os.path.isdir(index) and not os.path.islink(index):
+            shutil.rmtree(index)
+        else:
+            os.unlink(index)
+    run([*cfg, "read-tree", *([tip] if tip is not None else ["--empty"])], env=env, check=False)
+    log.warning(
+        "the index of %s:%s held paths git refuses: made again from the fork's commit",
+        vault.name,
+        sealed.fork,
+    )
+    return True
