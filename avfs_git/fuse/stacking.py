@@ -239,7 +239,7 @@ def mount_overlay(source: str, target: str, options: str) -> str | None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     got = libc.mount(
-        source.encode(), os.fsencode(target), b"overlay", ctypes.c_ulong(MS_NOSUID), options.encode()
+        os.fsencode(source), os.fsencode(target), b"overlay", ctypes.c_ulong(MS_NOSUID), os.fsencode(options)
     )
     if got == 0:
         return None
