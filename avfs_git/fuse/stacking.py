@@ -163,7 +163,7 @@ def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
 def _overlay_at(mountpoint: str) -> bool:
     target = os.path.realpath(mountpoint)
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
             return any(
                 (parts := ln.split())[2:3] == ["overlay"] and parts[1].replace("\\040", " ") == target
                 for ln in fh
