@@ -1025,3 +1025,30 @@ print(git("ls-files", "-s"))
     _git("checkout", "--", ".", cwd=mp, check=False)
     assert not (outside / "evil.txt").exists()
     assert vault.workspace("main").read("sub/f") == b"inner"  # the fork lost nothing
+
+
+def test_a_split_index_hides_no_gitlink_from_the_host(live, vault, tmp_path):
+    """`git update-index --split-index` moves the index's entries into a shared index file
+    beside it: a nested repository's gitlink there is one all the same, and is dropped."""
+    canary = tmp_path / "canary-split"
+    _script(
+        live,
+        "attack.sh",
+        f"""set -e
+git init -q sub
+git -C sub config core.fsmonitor 'echo ran >> {canary}; false'
+echo inner > sub/f
+git -C sub add f
+git -C sub -c user.name=A -c user.email=a@x commit -qm inner
+git add sub
+git update-index --split-index
+git ls-files -s sub
+""",
+    )
+    r = _avfs("--json", "proxy", "exec", "--no-commit", "--", "sh", "attack.sh")
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 0, doc["result"]
+    assert doc["result"]["stdout"].startswith("160000 "), doc["result"]  # git did add a gitlink
+    mp = live.mountpoint
+    assert "160000" not in _git("ls-files", "-s", cwd=mp)
+    _person_git(live, canary)

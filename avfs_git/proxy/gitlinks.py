@@ -6,6 +6,7 @@ a checkpoint, leaves them out). After :func:`.seal.carry_back`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -29,7 +30,7 @@ log = logging.getLogger("avfs.proxy")
 # what an index holding a path git never writes there has somewhere in its bytes (a '..' or
 # '.git' component, any case), as index versions 2 and 3 keep their paths whole (version 4
 # compresses them: looked at whatever its bytes)
-_SUSPECT = re.compile(rb"\.\.|(?i:\.git)[/\x00]")
+_SUSPECT = re.compile(rb"\.\.[/\x00]|(?i:\.git)[/\x00]")
 
 
 def _index_gitlinks(git_dir: str) -> dict[str, str]:
@@ -172,39 +173,53 @@ def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.N
 
 
 def _unsafe_path(path: bytes) -> bool:
-    """Whether git would refuse ``path`` in an index (``verify_path``): a component that is
-    empty, ``.``, ``..`` or ``.git`` (any case), which git checks out where it says, out of
-    the work tree or into a repository's own files."""
-    return any(c in (b"", b".", b"..") or c.lower() == b".git" for c in path.split(b"/"))
+    """Whether ``path`` has a ``..`` or ``.git`` (any case) component, which git never
+    writes into an index (``verify_path``) and checks out where it says: out of the work
+    tree, or into a repository's own files."""
+    return any(c == b".." or c.lower() == b".git" for c in path.split(b"/"))
+
+
+def _holds_unsafe(index: str, env: dict[str, str]) -> bool:
+    """Whether the index file ``index`` (of ``env``'s git dir) is no regular file, or holds
+    a path :func:`_unsafe_path` (found in its bytes, then by git)."""
+    data = _read_regular(index)
+    if data is None:
+        return os.path.lexists(index)
+    if data[4:8] in (b"\0\0\0\x02", b"\0\0\0\x03") and _SUSPECT.search(data) is None:
+        return False
+    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-z"], env=env, check=False)
+    return listed.returncode != 0 or any(_unsafe_path(p) for p in listed.stdout.split(b"\0") if p)
 
 
 def _refuse_index(vault: Vault, sealed: Sealed, git_dir: str) -> bool:
     """Make the mount's index (``git_dir``, which the command could write) again from the
     fork's commit when it holds a path git never writes there, or is no regular file: the
     person's `git checkout -- .` in the mount would write such a file out of the mount
-    (``../``), and `git update-index` cannot take one out. Whether it did."""
+    (``../``), and `git update-index` cannot take one out. A split index (its entries in a
+    ``sharedindex.*`` file beside it, where the reads of the index here never look) is
+    made whole first. Whether the index was made again."""
     index = os.path.join(git_dir, "index")
-    data = _read_regular(index)
-    if data is None:
-        if not os.path.lexists(index):
-            return False
-    elif data[4:8] in (b"\0\0\0\x02", b"\0\0\0\x03") and _SUSPECT.search(data) is None:
-        return False
-    else:
-        env = git_env()
-        env["GIT_DIR"] = git_dir
-        listed = run(["-c", "core.fsmonitor=false", "ls-files", "-z"], env=env, check=False)
-        if listed.returncode == 0 and not any(_unsafe_path(p) for p in listed.stdout.split(b"\0") if p):
-            return False
-    tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
     env = git_env()
     env["GIT_DIR"] = git_dir
     cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
-    if os.path.islink(index) or (os.path.lexists(index) and not os.path.isfile(index)):
+    try:
+        shared = [n for n in os.listdir(git_dir) if n.startswith("sharedindex.")]
+    except OSError:
+        shared = []
+    whole = True
+    if shared:
+        whole = run([*cfg, "update-index", "--no-split-index"], env=env, check=False).returncode == 0
+        for name in shared:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(git_dir, name))
+    if whole and not _holds_unsafe(index, env):
+        return False
+    if os.path.lexists(index) and (os.path.islink(index) or not os.path.isfile(index)):
         if os.path.isdir(index) and not os.path.islink(index):
             shutil.rmtree(index)
         else:
             os.unlink(index)
+    tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
     run([*cfg, "read-tree", *([tip] if tip is not None else ["--empty"])], env=env, check=False)
     log.warning(
         "the index of %s:%s held paths git refuses: made again from the fork's commit",
