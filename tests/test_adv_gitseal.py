@@ -927,3 +927,128 @@ def test_kept_fan_out_directories_are_listed_only_when_changed_and_miss_no_objec
     after = plant("0b" + "b" * 38)  # by a process left after it
     seal.prepare(vault, "main", None)
     assert not os.path.exists(after)
+
+
+def test_a_gitlink_path_out_of_the_mount_in_the_index_reaches_nothing_of_the_host(live, vault, tmp_path):
+    """The mount's index is the command's to write: a gitlink there whose path climbs out of
+    the mount (``../..``, which git itself never writes, nor can take out again: `git
+    update-index --force-remove` refuses a path outside the repository) names a directory
+    of the host. The host side looks at gitlinks' directories after the run (a ``.git``
+    the command made there is removed): never at one out of the mount, here a person's
+    repository whose git is busy while the command runs."""
+    import threading
+
+    victim = tmp_path / "persons-project"
+    (victim / ".git").mkdir(parents=True)
+    (victim / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    rel = os.path.relpath(victim, live.mountpoint)
+    assert rel.startswith("../")
+    _script(
+        live,
+        "attack.py",
+        f"""import hashlib, subprocess
+def git(*a):
+    return subprocess.run(["git", *a], check=True, capture_output=True, text=True).stdout.strip()
+sha = git("rev-parse", "HEAD")
+git("update-index", "--add", "--cacheinfo", "160000," + sha + ",{"A" * len(rel)}")
+index = git("rev-parse", "--git-path", "index")
+data = open(index, "rb").read()[:-20].replace(b"{"A" * len(rel)}", {os.fsencode(rel)!r})
+open(index, "wb").write(data + hashlib.sha1(data).digest())
+print(git("ls-files", "-s"))
+open("touched.txt", "w").write("x")
+""",
+    )
+    stop = threading.Event()
+
+    def persons_git() -> None:  # (the directory's ctime moves on, as a person's git moves it)
+        lock = victim / ".git" / "index.lock"
+        while not stop.is_set():
+            try:
+                lock.write_text("")
+                lock.unlink()
+            except FileNotFoundError:
+                return  # (its .git removed)
+            stop.wait(0.01)
+
+    t = threading.Thread(target=persons_git)
+    t.start()
+    try:
+        doc = _exec("sh", "-c", "python3 attack.py && sleep 0.3")
+    finally:
+        stop.set()
+        t.join()
+    assert doc["exit_code"] == 0, doc["result"]
+    assert rel in doc["result"]["stdout"], doc["result"]  # the index did hold it
+    assert (victim / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+
+
+def test_an_index_path_git_refuses_is_never_left_for_the_person_s_git(live, vault, tmp_path):
+    """Paths git never writes into an index, written there by the command: a file at
+    ``../outside/evil.txt`` (the person's `git checkout -- .` in the mount would write it
+    out of the mount, wherever the person may write) and a gitlink at ``../x`` (git cannot
+    take it out: `update-index --force-remove` dies on it, and on every gitlink after it
+    with it, here a nested repository whose fsmonitor would run on the person's `git
+    status`). The index is made again from the fork's commit."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    canary = tmp_path / "canary-index"
+    evil = os.path.relpath(outside / "evil.txt", live.mountpoint)
+    _script(
+        live,
+        "attack.py",
+        f"""import hashlib, subprocess
+def git(*a, cwd=None):
+    return subprocess.run(["git", *a], check=True, capture_output=True, text=True, cwd=cwd).stdout.strip()
+git("init", "-q", "sub")
+git("config", "core.fsmonitor", "echo ran >> {canary}; false", cwd="sub")
+open("sub/f", "w").write("inner")
+git("add", "f", cwd="sub")
+git("-c", "user.name=A", "-c", "user.email=a@x", "commit", "-qm", "inner", cwd="sub")
+git("add", "sub")
+blob = git("rev-parse", "HEAD:README")
+git("update-index", "--add", "--cacheinfo", "100644," + blob + ",{"B" * len(evil)}")
+git("update-index", "--add", "--cacheinfo", "160000," + git("rev-parse", "HEAD") + ",CCCC")
+index = git("rev-parse", "--git-path", "index")
+data = open(index, "rb").read()[:-20]
+data = data.replace(b"{"B" * len(evil)}", {os.fsencode(evil)!r}).replace(b"CCCC", b"../x")
+open(index, "wb").write(data + hashlib.sha1(data).digest())
+print(git("ls-files", "-s"))
+""",
+    )
+    doc = _exec("python3", "attack.py")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert evil in doc["result"]["stdout"] and "../x" in doc["result"]["stdout"], doc["result"]
+    mp = live.mountpoint
+    listed = _git("ls-files", "-s", cwd=mp)
+    assert ".." not in listed and "160000" not in listed, listed
+    _person_git(live, canary)
+    _git("checkout", "--", ".", cwd=mp, check=False)
+    assert not (outside / "evil.txt").exists()
+    assert vault.workspace("main").read("sub/f") == b"inner"  # the fork lost nothing
+
+
+def test_a_split_index_hides_no_gitlink_from_the_host(live, vault, tmp_path):
+    """`git update-index --split-index` moves the index's entries into a shared index file
+    beside it: a nested repository's gitlink there is one all the same, and is dropped."""
+    canary = tmp_path / "canary-split"
+    _script(
+        live,
+        "attack.sh",
+        f"""set -e
+git init -q sub
+git -C sub config core.fsmonitor 'echo ran >> {canary}; false'
+echo inner > sub/f
+git -C sub add f
+git -C sub -c user.name=A -c user.email=a@x commit -qm inner
+git add sub
+git update-index --split-index
+git ls-files -s sub
+""",
+    )
+    r = _avfs("--json", "proxy", "exec", "--no-commit", "--", "sh", "attack.sh")
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 0, doc["result"]
+    assert doc["result"]["stdout"].startswith("160000 "), doc["result"]  # git did add a gitlink
+    mp = live.mountpoint
+    assert "160000" not in _git("ls-files", "-s", cwd=mp)
+    _person_git(live, canary)

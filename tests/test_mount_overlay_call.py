@@ -84,3 +84,26 @@ def test_a_mount_starts_no_mount_program(home: Home, tmp_path: Path, monkeypatch
         mounts.unmount(home, v, "main")
     calls = log.read_text().splitlines() if log.exists() else []
     assert not [c for c in calls if "overlay" in c.split()], calls
+
+
+def test_layers_whose_paths_need_escaping_or_are_not_utf8_are_mounted(tmp_path: Path) -> None:
+    """The options reach the kernel as the file system's bytes (a path need not be UTF-8,
+    as the `mount` program took it), with ``,``, ``:`` and ``\\`` escaped as overlayfs
+    reads them (stacking._escape)."""
+    from avfs_git.fuse.stacking import _escape
+
+    _overlay_or_skip()
+    for i, name in enumerate(["a,b:c\\d", os.fsdecode(b"caf\xe9")]):
+        root = tmp_path / str(i) / name
+        d = {k: root / k for k in ("lower", "upper", "work", "merged")}
+        for p in d.values():
+            p.mkdir(parents=True)
+        (d["lower"] / "a.txt").write_text("from below\n")
+        opts = ",".join(f"{k}dir={_escape(str(d[k]))}" for k in ("lower", "upper", "work"))
+        assert mount_overlay("avfs:test:main", str(d["merged"]), opts) is None, name
+        try:
+            assert (d["merged"] / "a.txt").read_text() == "from below\n"
+            (d["merged"] / "b.txt").write_text("written\n")
+            assert (d["upper"] / "b.txt").read_text() == "written\n"
+        finally:
+            subprocess.run(["umount", os.fsencode(d["merged"])], check=True)

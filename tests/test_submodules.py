@@ -39,6 +39,7 @@ from . import realdata
 from .conftest import git
 from .gitmount import _git, _require
 from .test_confine import _need_bwrap
+from .test_json_schemas import validate
 from .test_lazy import Server, missing, objects
 
 SUB = "TestGitRepository"  # the fixture's own submodule
@@ -270,6 +271,7 @@ def test_proxy_exec_reports_what_it_wrote_below_a_submodule_and_commits_the_rest
         )  # fmt: skip
         env = json.loads(r.stdout)
         assert env["error"] is None and env["commit"] is not None, env
+        validate(env)  # (the kind `submodule` is one the envelope's schema knows)
         kinds = {(n["path"], n["kind"]) for n in env["not_recorded"]}
         assert kinds == ({(SUB, "submodule")} if backend == "overlay" else set()), env
         assert [c["path"] for c in env["changes"]] == ["notes.txt"], env

@@ -163,7 +163,7 @@ def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
 def _overlay_at(mountpoint: str) -> bool:
     target = os.path.realpath(mountpoint)
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
             return any(
                 (parts := ln.split())[2:3] == ["overlay"] and parts[1].replace("\\040", " ") == target
                 for ln in fh
@@ -239,7 +239,7 @@ def mount_overlay(source: str, target: str, options: str) -> str | None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     got = libc.mount(
-        source.encode(), os.fsencode(target), b"overlay", ctypes.c_ulong(MS_NOSUID), options.encode()
+        os.fsencode(source), os.fsencode(target), b"overlay", ctypes.c_ulong(MS_NOSUID), os.fsencode(options)
     )
     if got == 0:
         return None

@@ -126,7 +126,7 @@ def detach(mountpoint: str, fs_type: str | None = None) -> None:
 
     target = os.path.join(os.path.realpath(os.path.dirname(mountpoint)), os.path.basename(mountpoint))
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as fh:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
             hits = [ln.split() for ln in fh]
     except OSError:
         return

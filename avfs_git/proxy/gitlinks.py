@@ -6,7 +6,10 @@ a checkpoint, leaves them out). After :func:`.seal.carry_back`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import shutil
 import stat
 from typing import TYPE_CHECKING
@@ -21,6 +24,13 @@ if TYPE_CHECKING:
 
 GITLINK_KIND = "gitlink"
 SUBMODULE_KIND = "submodule"
+
+log = logging.getLogger("avfs.proxy")
+
+# what an index holding a path git never writes there has somewhere in its bytes (a '..' or
+# '.git' component, any case), as index versions 2 and 3 keep their paths whole (version 4
+# compresses them: looked at whatever its bytes)
+_SUSPECT = re.compile(rb"\.\.[/\x00]|(?i:\.git)[/\x00]")
 
 
 def _index_gitlinks(git_dir: str) -> dict[str, str]:
@@ -43,12 +53,17 @@ def _index_gitlinks(git_dir: str) -> dict[str, str]:
 
 def _open_dir(root: str, path: str) -> int | None:
     """A descriptor of directory ``root/path``, reached without following a symbolic link
-    below ``root``; None when some part of the way is not a directory."""
+    below ``root`` and without leaving it; None when some part of the way is not a
+    directory, or not a name of one below ``root`` (``path`` comes from the mount's index,
+    which the command may have written: a ``..`` there would name the host's directories)."""
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
-    for part in path.split("/"):
+    for part in parts:
         try:
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
         except OSError:
@@ -125,6 +140,8 @@ def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.N
     when the command changed the index; returns what was dropped."""
     if _index_stat(os.path.join(git_dir, "index")) == sealed.index:
         return []
+    if _refuse_index(vault, sealed, git_dir):
+        return []  # (made again from the fork's commit: its gitlinks are all the commit's)
     links = _index_gitlinks(git_dir)
     if not links:
         return []
@@ -153,3 +170,60 @@ def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.N
     run([*cfg, "update-index", "--force-remove", "-z", "--stdin"], env=env, input=stdin, check=False)
     reason = "a nested repository the command added to git's index: dropped from it (git would run code from its config)"
     return [gitnames.NotRecorded(p, GITLINK_KIND, reason) for p in drop]
+
+
+def _unsafe_path(path: bytes) -> bool:
+    """Whether ``path`` has a ``..`` or ``.git`` (any case) component, which git never
+    writes into an index (``verify_path``) and checks out where it says: out of the work
+    tree, or into a repository's own files."""
+    return any(c == b".." or c.lower() == b".git" for c in path.split(b"/"))
+
+
+def _holds_unsafe(index: str, env: dict[str, str]) -> bool:
+    """Whether the index file ``index`` (of ``env``'s git dir) is no regular file, or holds
+    a path :func:`_unsafe_path` (found in its bytes, then by git)."""
+    data = _read_regular(index)
+    if data is None:
+        return os.path.lexists(index)
+    if data[4:8] in (b"\0\0\0\x02", b"\0\0\0\x03") and _SUSPECT.search(data) is None:
+        return False
+    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-z"], env=env, check=False)
+    return listed.returncode != 0 or any(_unsafe_path(p) for p in listed.stdout.split(b"\0") if p)
+
+
+def _refuse_index(vault: Vault, sealed: Sealed, git_dir: str) -> bool:
+    """Make the mount's index (``git_dir``, which the command could write) again from the
+    fork's commit when it holds a path git never writes there, or is no regular file: the
+    person's `git checkout -- .` in the mount would write such a file out of the mount
+    (``../``), and `git update-index` cannot take one out. A split index (its entries in a
+    ``sharedindex.*`` file beside it, where the reads of the index here never look) is
+    made whole first. Whether the index was made again."""
+    index = os.path.join(git_dir, "index")
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    cfg = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
+    try:
+        shared = [n for n in os.listdir(git_dir) if n.startswith("sharedindex.")]
+    except OSError:
+        shared = []
+    whole = True
+    if shared:
+        whole = run([*cfg, "update-index", "--no-split-index"], env=env, check=False).returncode == 0
+        for name in shared:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(git_dir, name))
+    if whole and not _holds_unsafe(index, env):
+        return False
+    if os.path.lexists(index) and (os.path.islink(index) or not os.path.isfile(index)):
+        if os.path.isdir(index) and not os.path.islink(index):
+            shutil.rmtree(index)
+        else:
+            os.unlink(index)
+    tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))
+    run([*cfg, "read-tree", *([tip] if tip is not None else ["--empty"])], env=env, check=False)
+    log.warning(
+        "the index of %s:%s held paths git refuses: made again from the fork's commit",
+        vault.name,
+        sealed.fork,
+    )
+    return True

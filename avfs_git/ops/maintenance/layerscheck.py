@@ -62,7 +62,7 @@ def check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
                 hint="run as root on a kernel with btrfs and loop devices; `btrfs check` the image",
             )
             return
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
+    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
         ro = any(ln.split()[1:2] == [mp] and "ro" in ln.split()[3].split(",") for ln in fh)
     if ro:
         yield finding(
