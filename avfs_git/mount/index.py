@@ -286,7 +286,7 @@ def _entries(
             open_dirs.append((path + "/", node))
             continue
         parent[1] += 1
-        if skeleton is not None and name == ".gitignore" and mode != 0o120000:
+        if skeleton is not None and name == ".gitignore" and mode in (0o100644, 0o100755):
             skeleton.append((path, oid))
         raw = path.encode("utf-8", "surrogateescape")
         n = len(raw)
