@@ -92,6 +92,7 @@ def extension(
     gitignores: dict[str, bytes | None] | None = None,
     *,
     scratch: str | None = None,
+    fetched: bool = False,
 ) -> bytes | None:
     """The ``UNTR`` extension (signature, size and data) for ``index`` (an index with an
     ``FSMN`` extension last, as :func:`.index.index_bytes` writes it) used in
@@ -103,21 +104,26 @@ def extension(
     git's scratch tree is made in memory (:func:`_scratch_parent`), else in ``scratch``
     (the mount's own directory: never ``git_dir``, where a confined command could swap
     what is written there for symlinks while it is written), else in the system's temp
-    directory."""
-    _fetch_gitignores(
-        store, [oid for path, oid in skeleton if oid is not None and path not in (gitignores or {})]
-    )
+    directory. ``fetched``: the caller fetches the tree's ``.gitignore`` files
+    (:func:`fetch_gitignores`) before git may run in ``worktree``, which is all this would
+    fetch them for without ``gitignores``."""
+    if gitignores or not fetched:
+        fetch_gitignores(store, skeleton, gitignores)
     if not gitignores:
         return _from_tree(skeleton, worktree, git_dir, scratch=scratch)
     return on_skeleton(store, skeleton, index, worktree, git_dir, gitignores, scratch=scratch)
 
 
-def _fetch_gitignores(store: GitStore, ignores: list[str]) -> None:
-    """A lazy vault's ``.gitignore`` files ``ignores`` that it lacks, in one fetch (nothing
-    in a whole one): git reads each of them in its first status (its untracked cache names
-    their ids, and git checks them). Their sizes are asked first where a mount asks its
-    tree's meanwhile (fuse/settle.py), so that the fetch goes over the kept connection, not
-    through `git fetch`."""
+def fetch_gitignores(
+    store: GitStore, skeleton: list[tuple[str, str | None]], gitignores: dict[str, bytes | None] | None = None
+) -> None:
+    """A lazy vault's ``.gitignore`` files of ``skeleton`` (:func:`extension`'s; but those
+    ``gitignores`` holds) that it lacks, in one fetch (nothing in a whole one): git reads
+    each of them in its first status (its untracked cache names their ids, and git checks
+    them). Their sizes are asked first where a mount asks its tree's meanwhile
+    (fuse/settle.py), so that the fetch goes over the kept connection, not through `git
+    fetch`."""
+    ignores = [oid for path, oid in skeleton if oid is not None and path not in (gitignores or {})]
     if store.promisor.pending():
         store.promisor.learn_sizes(o for o in ignores if not store.is_local(o))
     store.prefetch(ignores)
