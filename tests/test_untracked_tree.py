@@ -6,6 +6,7 @@ such a tree `git status` (with and without the fsmonitor) says what a plain clon
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import struct
 import subprocess
@@ -281,3 +282,38 @@ def test_git_status_in_a_lazy_mount_of_a_tree_with_ignored_tracked_directories_i
             assert objects(v.path) == before
         finally:
             mounts.unmount(home, v, "main", lazy=True)
+
+
+def _excludes_file_id(head: bytes) -> str:
+    """The ``core.excludesFile`` id in an ``UNTR`` head (after the ident: two stat data,
+    the flags, ``info/exclude``'s id)."""
+    n, at = _varint(head, 0)
+    at += n + 36 + 36 + 4 + 20
+    return head[at : at + 20].hex()
+
+
+def test_the_head_git_writes_reads_the_worktree_config_but_never_through_a_link(tmp_path: Path) -> None:
+    """The head of the extension comes from git run with the mount's git dir's own config
+    (``config.worktree``: a ``core.excludesFile`` set there is in it, as git in the mount
+    sees it) and its common directory, both read as untrusted: a ``config.worktree`` that
+    is a symbolic link (a confined command may write a mount's git dir) is not followed."""
+    bare = tmp_path / "v.git"
+    git("init", "-q", "--bare", str(bare))
+    for key, value in (("core.repositoryformatversion", "1"), ("extensions.worktreeConfig", "true")):
+        git("--git-dir", str(bare), "config", key, value)  # (as a vault's first mount sets them)
+    wt = bare / "worktrees" / "m"
+    wt.mkdir(parents=True)
+    (wt / "commondir").write_text("../..\n")
+    excludes = tmp_path / "excludes"
+    excludes.write_text("*.log\n")
+    # git hashes what it read with a newline added (dir.c add_patterns)
+    wanted = hashlib.sha1(b"blob 7\0*.log\n\n").hexdigest()
+    (wt / "config.worktree").write_text(f"[core]\n\texcludesFile = {excludes}\n")
+    head = untracked._head(str(wt), None)
+    assert head is not None and _excludes_file_id(head[0]) == wanted
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(f"[core]\n\texcludesFile = {excludes}\n")
+    (wt / "config.worktree").unlink()
+    (wt / "config.worktree").symlink_to(elsewhere)
+    head = untracked._head(str(wt), None)
+    assert head is not None and _excludes_file_id(head[0]) == "0" * 40

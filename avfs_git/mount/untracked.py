@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import InternalError
 from ..core.store.gitrun import git_env, run
 from .hookscripts import shell_word
+from .ownfiles import read_bytes, read_text
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
@@ -266,15 +267,16 @@ def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
         os.mkdir(own)
         with open(os.path.join(own, "HEAD"), "w", encoding="utf-8") as fh:
             fh.write("ref: refs/heads/.avfs-unborn\n")
-        try:
-            shutil.copyfile(os.path.join(git_dir, "config.worktree"), os.path.join(own, "config.worktree"))
-        except FileNotFoundError:
-            pass
-        try:
-            with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as fh:
-                common = os.path.normpath(os.path.join(git_dir, fh.read().strip()))
-        except FileNotFoundError:
-            common = git_dir  # (the vault itself)
+        # git_dir's own files, which git read itself when it ran there: read as untrusted
+        # (a confined command may write a mount's git dir), never through a link
+        config = read_bytes(os.path.join(git_dir, "config.worktree"))
+        if config is not None:
+            with open(os.path.join(own, "config.worktree"), "wb") as fh:
+                fh.write(config)
+        common_file = read_text(os.path.join(git_dir, "commondir"))
+        common = (
+            git_dir if common_file is None else os.path.normpath(os.path.join(git_dir, common_file.strip()))
+        )
         idx = os.path.join(tmp, "index")
         with open(idx, "wb") as fh:
             empty = b"DIRC" + struct.pack(">II", 2, 0)
