@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import InternalError
 from ..core.store.gitrun import git_env, run
+from ..core.store.refs import UNBORN
 from .hookscripts import shell_word
 from .ownfiles import read_bytes, read_text
 
@@ -266,7 +267,7 @@ def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
         os.mkdir(root)
         os.mkdir(own)
         with open(os.path.join(own, "HEAD"), "w", encoding="utf-8") as fh:
-            fh.write("ref: refs/heads/.avfs-unborn\n")
+            fh.write(f"ref: {UNBORN}\n")
         # git_dir's own files, which git read itself when it ran there: read as untrusted
         # (a confined command may write a mount's git dir), never through a link
         config = read_bytes(os.path.join(git_dir, "config.worktree"))
