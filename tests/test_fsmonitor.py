@@ -322,7 +322,8 @@ def test_an_index_git_did_not_accept_gets_no_untracked_cache(vault, tmp_path):
 
 
 def test_the_untracked_cache_is_made_in_memory_and_is_the_same_made_on_disk(base, tmp_path, monkeypatch):
-    """git's scratch tree for the untracked cache (a directory per directory of the tree) is
+    """git's scratch tree for the untracked cache made on a skeleton (a directory per
+    directory of the tree: where the fork shows other .gitignore files than the base) is
     made in /dev/shm where there is one (a mkdir on this disk: 130-500 us; the first `git
     status` in a lazy mount waits for them), and git makes the same extension there as in
     the mount's own directory (but for the skeleton directories' stat data, which git does
@@ -348,9 +349,9 @@ def test_the_untracked_cache_is_made_in_memory_and_is_the_same_made_on_disk(base
         return mkdtemp(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkdtemp", spy)
-    in_memory = untracked.extension(base.store, skeleton, data, str(mp), base.path, scratch=str(own))
+    in_memory = untracked.on_skeleton(base.store, skeleton, data, str(mp), base.path, scratch=str(own))
     monkeypatch.setattr(untracked, "SHM", str(tmp_path / "no-shm"))
-    on_disk = untracked.extension(base.store, skeleton, data, str(mp), base.path, scratch=str(own))
+    on_disk = untracked.on_skeleton(base.store, skeleton, data, str(mp), base.path, scratch=str(own))
     assert made_in == ["/dev/shm", str(own)]
     assert in_memory is not None and on_disk is not None
     # the same extension but for the scratch directories' own stat data
@@ -382,7 +383,7 @@ def test_the_untracked_caches_scratch_tree_is_removed_by_a_child_process(base, t
     in_python: list[str] = []
     monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: in_python.append(str(path)))
     monkeypatch.setattr(untracked, "SHM", str(tmp_path / "no-shm"))  # the scratch in ``own``
-    assert untracked.extension(base.store, skeleton, data, str(mp), base.path, scratch=str(own)) is not None
+    assert untracked.on_skeleton(base.store, skeleton, data, str(mp), base.path, scratch=str(own)) is not None
     for t in threading.enumerate():
         if t.name == "avfs-untracked-rm":
             t.join(30)

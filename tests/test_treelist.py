@@ -169,3 +169,39 @@ def test_a_lazy_forks_index_made_before_its_sizes_and_filled_is_the_one_made_aft
     assert made != after
     assert 0 in {store.promisor.size(o) for o in blobs}  # an empty file: its size stays 0
     assert with_sizes(made, mount_index.sizes_of(store)) == after
+
+
+def test_a_listing_git_is_making_for_the_sizes_is_waited_for_not_made_again(tmp_path, monkeypatch):
+    """A lazy mount's index asks for the base tree's listing while git still lists it for
+    the sizes (fuse/settle.py): it waits for that listing and parses it, rather than
+    starting a second `git ls-tree` of the whole tree beside the first."""
+    import threading
+    import time
+
+    bare, tree = _awkward_repo(tmp_path)
+    store = GitStore(bare)
+    real = treelist.git_listing
+    listed: list[str] = []
+    go = threading.Event()
+
+    def slow(git_dir: str, t: str) -> bytes | None:
+        listed.append(t)
+        go.wait(10)
+        return real(git_dir, t)
+
+    monkeypatch.setattr(treelist, "git_listing", slow)
+    pre = threading.Thread(target=store.listed.prelist, args=(tree, lambda: treelist.git_listing(bare, tree)))
+    pre.start()
+    got: list[treelist.Listing] = []
+    user = threading.Thread(target=lambda: got.append(store.tree_listing(tree, keep=True)))
+    deadline = time.monotonic() + 5
+    while not listed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    user.start()
+    user.join(0.3)
+    assert user.is_alive() and not got  # waiting for git's listing, not making its own
+    go.set()
+    pre.join(10)
+    user.join(10)
+    assert listed == [tree]  # one `git ls-tree`
+    assert got == [treelist.walk_tree(tree, store.tree_items)]

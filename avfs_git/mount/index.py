@@ -286,7 +286,7 @@ def _entries(
             open_dirs.append((path + "/", node))
             continue
         parent[1] += 1
-        if skeleton is not None and name == ".gitignore" and mode != 0o120000:
+        if skeleton is not None and name == ".gitignore" and mode in (0o100644, 0o100755):
             skeleton.append((path, oid))
         raw = path.encode("utf-8", "surrogateescape")
         n = len(raw)
@@ -407,6 +407,7 @@ def sync_index(
             ):
                 data = patched_index(ws, git_dir, old[0], base, stat_of, view.token)
             keeps, lazy = False, ws.store.promisor.remote() is not None
+            fetching: Callable[[], None] | None = None
             if data is None and lazy and hidden is None and merging is None:
                 data = _kept(ws, base, uid, gid, view)  # the index kept for this base, patched
                 later = later and data is None
@@ -425,12 +426,18 @@ def sync_index(
                 )
                 if merging is None:
                     ignores = _gitignores_now(ws, {p for p, oid in skeleton if oid is None})
-                    made = _with_untracked_cache(ws, git_dir, own, skeleton, data, ignores)
+                    if later and not ignores:  # (the untracked cache needs only their ids)
+                        fetching = _aside(_fetch_gitignores, ws, skeleton)
+                    made = _with_untracked_cache(
+                        ws, git_dir, own, skeleton, data, ignores, fetching is not None
+                    )
                     keeps, data = lazy and hidden is None and not ignores and made is not data, made
             if later:
                 assert sizes is not None
                 sizes()
                 data = with_sizes(data, sizes_of(ws.store))
+            if fetching is not None:
+                fetching()  # git's first status reads them: fetched before it may run
         except BaseException:
             os.close(fd)
             os.unlink(lock)
@@ -445,6 +452,37 @@ def sync_index(
         raise from_oserror(exc, git_dir) from exc
     finally:
         os.close(guard)
+
+
+def _aside(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
+    """``fn(*args)`` on a thread of its own; returned: what waits for it to end and raises
+    what it raised (a lazy mount's ``.gitignore`` files fetched while its index waits for
+    the tree's sizes and fills them in)."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:
+            failed.append(exc)
+
+    t = threading.Thread(target=run, name="avfs-gitignores", daemon=True)
+    t.start()
+
+    def join() -> None:
+        t.join()
+        if failed:
+            raise failed[0]
+
+    return join
+
+
+def _fetch_gitignores(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -> None:
+    from . import untracked
+
+    untracked.fetch_gitignores(ws.store, skeleton)
 
 
 def _keep_later(ws: MountedFork, base: str, data: bytes) -> None:
@@ -478,18 +516,22 @@ def _with_untracked_cache(
     skeleton: list[tuple[str, str | None]],
     data: bytes,
     ignores: dict[str, bytes | None],
+    fetched: bool = False,
 ) -> bytes:
     """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
     and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
     holds no untracked file (mount/untracked.py): the first ``git status`` then lists only
     the directories the fsmonitor hook names. The mount point is the registry record's,
-    git's scratch files go in the mount's own directory ``own``."""
+    git's scratch files go in the mount's own directory ``own``. ``fetched``: the caller
+    fetches the tree's ``.gitignore`` files itself (:func:`.untracked.extension`)."""
     from . import untracked
 
     mountpoint = (owner_record(ws.vault, ws.fork) or {}).get("mountpoint")
     if not isinstance(mountpoint, str) or not mountpoint:
         return data
-    ext = untracked.extension(ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own)
+    ext = untracked.extension(
+        ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own, fetched=fetched
+    )
     return data if ext is None else untracked.with_extension(data, ext)
 
 

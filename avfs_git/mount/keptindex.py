@@ -12,8 +12,8 @@ waited for. Of all that, only this depends on the mount rather than on the tree:
   8 bytes at fixed offsets of each entry (the inode number is :func:`.index.inode_of` of
   the path, the same in every mount; dev is 0; the size is the blob's);
 - the ``FSMN`` extension's token (the fork's journal);
-- the ``UNTR`` extension's ``Location`` (the mount point); the rest of it (the skeleton's
-  directories' stat data, which git does not look at under an fsmonitor, the ``.gitignore``
+- the ``UNTR`` extension's ``Location`` (the mount point); the rest of it (the directories'
+  stat data, 0, which git does not look at under an fsmonitor, the ``.gitignore``
   files' ids, ``info/exclude``'s and ``core.excludesFile``'s stat data, which git checks
   itself and, changed, rescans for) is the tree's.
 

@@ -11,7 +11,7 @@ than doing the same work beside it (:func:`.keptindex.await_maker`, which moves 
 the normal class). What is made here is what a mount makes (mount/index.py), with no
 mount: the tree's sizes asked of the server in one request (kept in the size cache, where
 a mount finds them) beside the entries (times 0: a mount writes its own) and git's
-untracked cache made on a skeleton of the tree with the vault as ``GIT_DIR``. No blob is
+untracked cache, written from the tree (mount/untracked.py) with the vault as ``GIT_DIR``. No blob is
 fetched but the tree's ``.gitignore`` files, which a mount fetches anyway. A failure
 leaves nothing: a mount then makes its index as before.
 """

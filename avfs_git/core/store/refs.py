@@ -43,6 +43,9 @@ ORIGIN = AVFS + "origin"  # the commit the origin directory's files last matched
 KEEP = AVFS + "keep"  # gc's temporary roots (``keep`` and ``keep/<oid>``) while git runs
 SEP = "/-/"
 ZERO_ID = "0" * 40  # git update-ref's "must not exist" old value
+# a branch no repository can have ("." may not start a component): the HEAD of a git run
+# that must compare nothing with a commit (mount/untracked.py)
+UNBORN = HEADS + ".avfs-unborn"
 
 # what git's check_refname_format refuses (and libgit2's name check: a lookup of such a name
 # fails there too): control characters, space, ~ ^ : ? * [ \, "..", "@{", an empty

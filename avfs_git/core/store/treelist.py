@@ -80,16 +80,26 @@ class KeptListing:
         self._lock = threading.Lock()
         self._kept: tuple[str, Listing] | None = None
         self._raw: tuple[str, bytes] | None = None  # git's output, not parsed yet (:meth:`prelist`)
+        # the tree git is listing now for :meth:`prelist`, and set once its output is kept
+        self._listing: tuple[str, threading.Event] | None = None
         reset_at_fork(self)
 
     def after_fork(self) -> None:
         """A child of a fork while another thread listed: the lock anew (that thread is
-        not in the child), the listing kept."""
+        not in the child), the listing kept; a listing that thread was making is not
+        waited for."""
         self._lock = threading.Lock()
+        self._listing = None
 
     def get(self, tree: str, keep: bool, make: Callable[[bytes | None], Listing]) -> Listing:
         """``tree``'s listing: the kept one, else ``make(git's output of it, if prelisted)``'s
-        (on one thread at a time); kept afterwards when ``keep``, else no longer kept."""
+        (on one thread at a time); kept afterwards when ``keep``, else no longer kept. A
+        listing of ``tree`` that :meth:`prelist` is making is waited for, not made again
+        (a lazy mount's index asked for it while git listed it for the sizes: two `git
+        ls-tree` of 20,538 files at once, on a machine whose cores the settling shares)."""
+        making = self._listing
+        if making is not None and making[0] == tree:
+            making[1].wait()
         with self._lock:
             kept, self._kept = self._kept, None
             if kept is not None and kept[0] == tree:
@@ -104,10 +114,17 @@ class KeptListing:
     def prelist(self, tree: str, out: Callable[[], bytes | None]) -> None:
         """Keep ``out()`` (git's output listing ``tree``: :func:`git_listing`) for the next
         :meth:`get` of it to parse: a lazy fork's mount lists its tree as it starts, a wait
-        on git, and parses it once it answers (fuse/settle.py)."""
-        raw = out()
-        with self._lock:
-            self._raw = (tree, raw) if raw is not None else None
+        on git, and parses it once it answers (fuse/settle.py). Meanwhile a :meth:`get`
+        of ``tree`` waits for it."""
+        done = threading.Event()
+        self._listing = (tree, done)
+        try:
+            raw = out()
+            with self._lock:
+                self._raw = (tree, raw) if raw is not None else None
+        finally:
+            self._listing = None
+            done.set()
 
     def drop(self) -> None:
         """Keep nothing."""
