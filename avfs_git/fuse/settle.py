@@ -27,14 +27,15 @@ is done:
    The waits on git and on the server (the root's sizes, ``git ls-tree``) start at once;
    the work that holds this interpreter (the listing's parse, the whole tree's request
    and answer, the index) waits until the mount is announced (``stacked``), so the
-   caller's wait for the mount does not share the interpreter with it;
-   Steps 2 and what follows it (the tree's ``.gitignore`` files fetched for the untracked
+   caller's wait for the mount does not share the interpreter with it. This step and
+   what follows it (the tree's ``.gitignore`` files fetched for the untracked
    cache, the index kept per base, the skeleton's removal, the lower layer's walk) wait
    while another process uses the mount (:meth:`Settle.asked_by`, told of every FUSE
    request by :class:`.libfuse.FastFUSE`) until it has been quiet for :data:`QUIET_S`, unless
    a git command waits at the gate (:meth:`Settle.wait`): none of it is for anyone but git,
    and a program run the moment ``ls`` answered (a test run) shared the daemon's
-   interpreter and the machine's cores with it (docs/scale.md);
+   interpreter and the machine's cores with it (docs/lazy.md, "The index waits while the
+   mount is used"); a mount closing meanwhile makes no index;
 3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
    in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
    ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
