@@ -473,3 +473,50 @@ def test_a_batchs_locality_is_what_each_lookup_says(lazy: Home, server: Server, 
         fh.write(str(lender / "objects") + "\n")
     fresh = GitStore(v.path)  # (libgit2 reads the alternates when it opens the vault)
     assert fresh.local_of([lent, *there]) == {o for o in [lent, *there] if fresh.is_local(o)} >= {lent}
+
+
+def test_a_change_between_two_misses_is_made_in_the_other_recent_ones(home: Home, server: Server) -> None:
+    """Misses in ``conf/locale/cs``, ``contrib/admin/locale/cs`` (not analogous: their
+    lengths differ) and ``contrib/sessions/locale/cs`` (analogous to admin's: it brings
+    ``contrib/*/locale/cs``), then in ``conf/locale/fr`` (``cs`` → ``fr`` against the
+    first): the last brings, in the same fetch, ``fr`` of the packages a miss was in
+    (admin, sessions) and of those the analogy brought (sites): a program that walked one
+    language through its packages walks the next one through the same packages; and
+    nothing of a package neither reached (``lib``)."""
+    repo = server.base / "proj.git"
+    work = server.base / "locale-work"
+    git("clone", "-q", str(repo), str(work))
+    dirs = ("p/conf", "p/contrib/admin", "p/contrib/sessions", "p/contrib/sites", "p/lib")
+    for d in dirs:
+        for lang in ("cs", "fr"):
+            at = work / d / "locale" / lang / "LC_MESSAGES"
+            at.mkdir(parents=True)
+            (at / "django.po").write_text(f"{d} {lang} catalogue\n")
+            (at / "django.mo").write_bytes(os.urandom(300))
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "catalogues")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    ws = v.workspace("main")
+
+    def blob(d: str, lang: str, name: str = "django.mo") -> str:
+        return git("--git-dir", v.path, "rev-parse", f"main:{d}/locale/{lang}/LC_MESSAGES/{name}").strip()
+
+    def read(d: str, lang: str) -> bytes:
+        return ws.read(f"{d}/locale/{lang}/LC_MESSAGES/django.po")
+
+    for d in ("p/conf", "p/contrib/admin", "p/contrib/sessions"):
+        assert read(d, "cs") == f"{d} cs catalogue\n".encode()
+    assert _local(v.path, blob("p/contrib/sites", "cs"))  # (the analogy of sessions's and admin's)
+    assert not any(_local(v.path, blob(d, "fr")) for d in dirs)
+    before = objects(v.path)
+    assert read("p/conf", "fr") == b"p/conf fr catalogue\n"
+    for d in ("p/contrib/admin", "p/contrib/sessions", "p/contrib/sites"):
+        for name in ("django.po", "django.mo"):
+            assert _local(v.path, blob(d, "fr", name)), d
+    assert not _local(v.path, blob("p/lib", "fr"))
+    assert objects(v.path) == before + 8
+    packs = _packs(v.path)
+    for d in ("p/contrib/admin", "p/contrib/sessions", "p/contrib/sites"):
+        assert read(d, "fr") == f"{d} fr catalogue\n".encode()
+    assert _packs(v.path) == packs  # local: no fetch

@@ -334,3 +334,102 @@ def test_the_index_made_while_the_sizes_are_asked_is_written_with_every_size(hom
             mounts.unmount(home, v, "main", lazy=True)
     finally:
         relay.close()
+
+
+class _Use:
+    """A process using the mount: requests that reach the daemon every 20 ms, until
+    :meth:`close`: an extended attribute's (the kernel keeps none; the pure-FUSE view has
+    the kernel answer them), and an open (the pure-FUSE view's; the overlay's lower layer
+    has the kernel open its files)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stop = threading.Event()
+        self.asked = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.02):
+            try:
+                os.getxattr(self.path, "user.avfs-test")
+            except OSError:
+                pass  # (none: ENODATA, as on the disk)
+            os.close(os.open(self.path, os.O_RDONLY))
+            self.asked += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _indexes(v) -> list[Path]:
+    return list(Path(v.path, "worktrees").glob("*/index"))
+
+
+def _used_for(use: _Use, seconds: float) -> None:
+    """Let ``use`` go on for ``seconds`` (longer than the settling's quiet, QUIET_S)."""
+    start = use.asked
+    time.sleep(seconds)
+    assert use.asked - start >= 10  # (it was asking all along)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_the_index_waits_while_the_mount_is_used_and_comes_when_git_asks(
+    home, server: Server, tmp_path, backend
+):
+    """A lazy fork's index (fuse/settle.py) is not made while another process uses the
+    mount (a test run started the moment ``ls`` answered: the index is for git alone), and
+    a git command that asks for it gets it at once, the mount still in use, and right."""
+    _backend_or_skip(backend)
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v = home.vault("p")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend=backend)
+    use = None
+    try:
+        use = _Use(mp / "NOTES.md")
+        _used_for(use, 4.0)
+        assert _indexes(v) == [], _daemon_log(v)
+        before = objects(v.path)
+        plain = subprocess.run(
+            ["git", "-c", "core.fsmonitor=false", "status", "--porcelain"],
+            cwd=mp,
+            capture_output=True,
+            text=True,
+        )
+        assert plain.returncode == 0 and plain.stdout == "", plain
+        assert len(_indexes(v)) == 1
+        assert objects(v.path) - before <= 1, _daemon_log(v)  # (the .gitignore files at most)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        assert status.returncode == 0 and status.stdout == "", status
+    finally:
+        if use is not None:
+            use.close()
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_the_index_comes_once_the_mount_is_quiet(home, server: Server, tmp_path):
+    """Nobody asked for it: the index is made once the mount has been quiet a while."""
+    _backend_or_skip("fuse")
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v = home.vault("p")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        use = _Use(mp / "NOTES.md")
+        try:
+            _used_for(use, 4.0)
+            assert _indexes(v) == [], _daemon_log(v)
+        finally:
+            use.close()
+        deadline = time.monotonic() + HOLD_S
+        while not _indexes(v) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_indexes(v)) == 1, _daemon_log(v)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        assert status.returncode == 0 and status.stdout == "", status
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)

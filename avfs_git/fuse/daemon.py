@@ -282,6 +282,7 @@ class Mount:
         self.ops.walk = self.warm if overlay else None  # stands aside for others' calls (warm.py)
         # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
+        self.ops.settling = self.settle  # which waits while others use the mount (settle.py)
         # a mount a proxy exec call made: its index once the overlay is stacked, before the R,
         # while the call's sandbox is set up on the stacked overlay (proxy/ahead.py)
         self.index_at_stack = overlay and self.settle is None and bool(self.record.get("kept_warm"))
@@ -387,7 +388,7 @@ class Mount:
 
     def _warm_after_settle(self) -> None:
         assert self.settle is not None
-        self.settle.wait()
+        self.settle.settled()
         self.warm.start()
 
     def protect(self) -> None:
@@ -504,7 +505,7 @@ class Mount:
         def run() -> None:
             try:
                 if self.settle is not None:  # a lazy fork's: not before its settling's (settle.py)
-                    self.settle.wait()
+                    self.settle.settled()
                 if self.closing.is_set():
                     return  # unmounting: the worktree goes away
                 if not self.write_index():
@@ -524,6 +525,8 @@ class Mount:
         from ..ops.mounts import detach
 
         self.closing.set()
+        if self.settle is not None:
+            self.settle.close()  # (its index made now, if it was waiting for quiet)
         if self.filler is not None:
             self.filler.close()
         if self.idle is not None:

@@ -177,15 +177,20 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
                 return inner(func, *args, **kw)
 
             setattr(self, "_wrapper", counted)  # noqa: B010 - read by mfusepy as it builds the callbacks
-        walk = getattr(operations, "walk", None)
-        if walk is not None:
-            # an overlay's walk of its lower layer (fuse/warm.py) stands aside while another
-            # process uses the mount: each request's process is told to it until it is over
+        aside = [w for w in (getattr(operations, "walk", None), getattr(operations, "settling", None)) if w]
+        if aside:
+            # an overlay's walk of its lower layer (fuse/warm.py) and a lazy fork's index
+            # (fuse/settle.py) stand aside while another process uses the mount: each
+            # request's process is told to them until they are over
             inner_w = getattr(self, "_wrapper")  # noqa: B009 - the ones above, or mfusepy's own
 
             def watched(func: Any, *args: Any, **kw: Any) -> Any:
-                if not walk.over:
-                    walk.asked_by(fuse.fuse_get_context()[2])
+                pid = -1
+                for w in aside:
+                    if not w.over:
+                        if pid < 0:
+                            pid = fuse.fuse_get_context()[2]
+                        w.asked_by(pid)
                 return inner_w(func, *args, **kw)
 
             setattr(self, "_wrapper", watched)  # noqa: B010 - read by mfusepy as it builds the callbacks

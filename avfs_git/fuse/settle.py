@@ -27,7 +27,15 @@ is done:
    The waits on git and on the server (the root's sizes, ``git ls-tree``) start at once;
    the work that holds this interpreter (the listing's parse, the whole tree's request
    and answer, the index) waits until the mount is announced (``stacked``), so the
-   caller's wait for the mount does not share the interpreter with it;
+   caller's wait for the mount does not share the interpreter with it. This step and
+   what follows it (the tree's ``.gitignore`` files fetched for the untracked
+   cache, the index kept per base, the skeleton's removal, the lower layer's walk) wait
+   while another process uses the mount (:meth:`Settle.asked_by`, told of every FUSE
+   request by :class:`.libfuse.FastFUSE`) until it has been quiet for :data:`QUIET_S`, unless
+   a git command waits at the gate (:meth:`Settle.wait`): none of it is for anyone but git,
+   and a program run the moment ``ls`` answered (a test run) shared the daemon's
+   interpreter and the machine's cores with it (docs/lazy.md, "The index waits while the
+   mount is used"); a mount closing meanwhile makes no index;
 3. the gate on the mount's ``.git`` opens: git reads ``.git`` first, so every git command
    in the mount waits in its ``open`` (a ``stat`` of it does not) (at most :data:`GATE_S`) for the index it must trust, never finding
    ``git read-tree``'s (zeroed stat data: git would read, and so fetch, every file);
@@ -59,16 +67,27 @@ LIBGIT2_AFTER_S = 0.5  # libgit2 is loaded this long after the gate opens
 # interpreter for a moment, and waited up to the interval for each of those moments
 # behind the two threads of the settling (`avfs mount` 0.45 s against 0.32 s without them)
 SWITCH_S = 0.0005
+# the index waits until the mount has been this long without a request from another process
+# (or until a git command waits for it): a test run's requests come milliseconds apart
+QUIET_S = 2.0
 
 
 class Settle:
     """What a lazy fork's mount does after it answers: sizes, index, ``.git``."""
 
-    def __init__(self, ws: Any, write_index: Callable[..., bool], *, beside: bool = True) -> None:
+    def __init__(
+        self, ws: Any, write_index: Callable[..., bool], *, beside: bool = True, quiet_s: float = QUIET_S
+    ) -> None:
         """``ws``: the workspace the mount serves; ``write_index(sizes)``: the daemon's index
         writer (``sizes()`` waits for the sizes); ``beside`` False: it is called with no
-        argument once the sizes are in (a revision's mount: its index is not a fork's)."""
+        argument once the sizes are in (a revision's mount: its index is not a fork's);
+        ``quiet_s``: how long the mount must be quiet before the index is made unasked."""
         self.ws = ws
+        self.quiet_s = quiet_s
+        self._own = os.getpid()  # the daemon's own requests (the merged listings) are no one's use
+        self._asked_at = time.monotonic() - quiet_s  # another process's last request
+        self._wanted = threading.Event()  # set: a git command waits at the gate, or the mount closes
+        self._closing = False
         self.write_index = write_index
         self.beside = beside
         self.gate = threading.Event()  # set: the index is written (or cannot be)
@@ -115,9 +134,41 @@ class Settle:
         sizes.join(GATE_S)
         return self.write_index()
 
+    @property
+    def over(self) -> bool:
+        """The index is written (or cannot be): no request needs telling any more."""
+        return self.gate.is_set()
+
+    def asked_by(self, pid: int) -> None:
+        """A FUSE request from thread ``pid`` (0: the kernel's own) is being served: unless it
+        is one of the daemon's own (its listing of the merged directories, the ``.git`` pin),
+        the index waits for the mount to be quiet again."""
+        if pid != 0 and pid != self._own and not os.path.exists(f"/proc/{self._own}/task/{pid}"):
+            self._asked_at = time.monotonic()
+
     def wait(self) -> None:
-        """Block until the index is written (at most :data:`GATE_S`): for ``.git``."""
+        """Block until the index is written (at most :data:`GATE_S`), made now if it was
+        waiting for quiet: for a git command at ``.git``."""
+        self._wanted.set()
         self.gate.wait(GATE_S)
+
+    def settled(self) -> None:
+        """Block until the index is written (at most :data:`GATE_S`), without asking for it:
+        for what comes after it in the background (the lower layer's walk, a later index)."""
+        self.gate.wait(GATE_S)
+
+    def close(self) -> None:
+        """The mount is closing: an index still waiting for quiet is not made (the gate opens)."""
+        self._closing = True
+        self._wanted.set()
+
+    def _stand_aside(self) -> None:
+        """Wait until the mount has been quiet for ``quiet_s`` or the index is wanted."""
+        while not self._wanted.is_set():
+            quiet = time.monotonic() - self._asked_at
+            if quiet >= self.quiet_s:
+                return
+            self._wanted.wait(self.quiet_s - quiet)
 
     def _run(self, asked: threading.Event, sizes: threading.Thread) -> None:
         from ..core.store.gitstore import prefer_libgit2
@@ -125,7 +176,12 @@ class Settle:
         log = logging.getLogger("avfs.fuse")
         try:
             self.stacked.wait(GATE_S)
+            # whoever mounted it uses it next (an `ls`, a test run): counted as a request
+            self._asked_at = max(self._asked_at, time.monotonic())
             asked.wait(GATE_S)  # (the index must find them asked: a size it looks up waits)
+            self._stand_aside()
+            if self._closing:
+                return  # (nobody will run git here: the mount goes away)
             try:
                 if not (self.write_index(lambda: sizes.join(GATE_S)) if self.beside else self._serial(sizes)):
                     log.warning("index.lock stayed taken: index not written")

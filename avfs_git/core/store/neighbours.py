@@ -22,7 +22,11 @@ loader ``<plugin>/config.py`` for each plugin). When the read's directory and on
 last :data:`RECENT` directories a miss was in have as many components and differ in
 exactly one (``a/admin/locale/cs`` and ``a/sessions/locale/cs``), the same relative path
 under each other sibling of that component (``a/*/locale/cs``, the first
-:data:`MAX_SUBDIRS` in name order) is a neighbour directory too.
+:data:`MAX_SUBDIRS` in name order) is a neighbour directory too; and, ahead of those, the
+same change made in the other recent misses' directories (:func:`substituted`): after
+misses in ``conf/locale/cs``, ``admin/locale/cs`` and ``sessions/locale/cs``, a miss in
+``conf/locale/fr`` brings ``admin/locale/fr`` and ``sessions/locale/fr`` (a program that
+walked one language through its packages walks the next one through the same packages).
 
 And the first miss of a Python module in a package (:func:`package_sources`) brings the
 package's other modules, its whole tree breadth first, within the vault's
@@ -124,8 +128,14 @@ def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> 
         promisor = store.promisor
         with promisor.recent_lock:  # a mount reads in several threads
             recent = list(promisor.recent_misses)
+            patterns = list(promisor.recent_patterns)
             promisor.recent_misses[:] = [*(d for d in recent if d != where), where][-RECENT:]
-        extra = neighbours(store, oid, near(where), analogous(store, where, recent, near))
+        held: list[tuple[str, int]] = []
+        extra = neighbours(store, oid, near(where), analogous(store, where, recent, near, patterns, held))
+        if held:
+            with promisor.recent_lock:
+                kept = promisor.recent_patterns
+                promisor.recent_patterns[:] = [*(p for p in kept if p not in held), *held][-RECENT:]
         package, more = package_sources(store, path, near, {oid, *extra})
         extra += more
     try:
@@ -200,11 +210,21 @@ def _binary(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in BINARY
 
 
-def analogous(store: _Store, where: str, recent: list[str], near: Near) -> list[str]:
+def analogous(
+    store: _Store,
+    where: str,
+    recent: list[str],
+    near: Near,
+    patterns: list[tuple[str, int]] | None = None,
+    held: list[tuple[str, int]] | None = None,
+) -> list[str]:
     """The trees of the directories analogous to ``where`` (see the module's text), from
-    the directories of the last misses ``recent``, newest first; each once."""
+    the directories of the last misses ``recent`` and the last analogies that held
+    ``patterns`` (a directory, the component its siblings vary in), newest first; each
+    once. The analogies that hold for ``where`` are added to ``held``."""
     parts = where.split("/") if where else []
-    out: list[str] = []
+    out: list[str] = []  # the substituted ones first: a narrower guess than every sibling
+    siblings_of: list[str] = []
     for other in reversed(recent):
         theirs = other.split("/") if other else []
         if other == where or len(theirs) != len(parts):
@@ -213,6 +233,12 @@ def analogous(store: _Store, where: str, recent: list[str], near: Near) -> list[
         if len(differ) != 1:
             continue
         k = differ[0]
+        if held is not None and (where, k) not in held:
+            held.append((where, k))
+        changed = substituted(
+            store, theirs[k], parts[k], len(parts) - k, {where, other}, recent, near, patterns
+        )
+        out += [t for t in dict.fromkeys(changed) if t not in out]
         parent = near("/".join(parts[:k]))
         if parent is None:
             continue
@@ -221,9 +247,49 @@ def analogous(store: _Store, where: str, recent: list[str], near: Near) -> list[
             if name in (parts[k], theirs[k]):
                 continue
             tree = near("/".join([*parts[:k], name, *parts[k + 1 :]]))
-            if tree is not None and tree not in out:
-                out.append(tree)
+            if tree is not None:
+                siblings_of.append(tree)
+    out += [t for t in dict.fromkeys(siblings_of) if t not in out]
     return out
+
+
+def substituted(
+    store: _Store,
+    old: str,
+    new: str,
+    from_end: int,
+    skip: set[str],
+    recent: list[str],
+    near: Near,
+    patterns: list[tuple[str, int]] | None = None,
+) -> Iterator[str]:
+    """The trees of the directories of the misses ``recent`` (newest first; not those in
+    ``skip``) whose component ``from_end`` places from their end is ``old``, with that
+    component ``new``, where such a directory exists in the read's view; then the same for
+    the analogies that held ``patterns``, each under every sibling of its varying
+    component (the first :data:`MAX_SUBDIRS` in name order)."""
+    for seen in reversed(recent):
+        names = seen.split("/") if seen else []
+        i = len(names) - from_end
+        if seen in skip or i < 0 or names[i] != old:
+            continue
+        tree = near("/".join([*names[:i], new, *names[i + 1 :]]))
+        if tree is not None:
+            yield tree
+    for seen, k in reversed(patterns or []):
+        names = seen.split("/") if seen else []
+        i = len(names) - from_end
+        if i < 0 or i == k or names[i] != old:
+            continue
+        names[i] = new
+        parent = near("/".join(names[:k]))
+        if parent is None:
+            continue
+        subdirs = [n for n, (_, mode) in sorted(store.tree_items(parent).items()) if mode == MODE_TREE]
+        for name in subdirs[:MAX_SUBDIRS]:
+            tree = near("/".join([*names[:k], name, *names[k + 1 :]]))
+            if tree is not None:
+                yield tree
 
 
 def neighbours(store: _Store, oid: str, tree: str | None, analogues: list[str] | None = None) -> list[str]:

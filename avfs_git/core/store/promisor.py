@@ -95,6 +95,8 @@ class Promisor:
         self.fetched = 0  # blobs this handle fetched (stats, tests)
         # the directories of this handle's last demand misses, oldest first (neighbours.py)
         self.recent_misses: list[str] = []
+        # the last analogies that held (a directory, the component its siblings vary in)
+        self.recent_patterns: list[tuple[str, int]] = []
         # the Python packages whose sources a miss brought along already (neighbours.py)
         self.packages: set[str] = set()
         self.recent_lock = threading.Lock()
