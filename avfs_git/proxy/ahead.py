@@ -120,18 +120,26 @@ class Blocked:
         self.over = threading.Event()
         self.block_w = self.status_r = -1
         block_r, self.block_w = _gate()
+        opened = [block_r, self.block_w]
         try:
             env_r = confine.env_fd(dict(p.env))
-        except OSError:
-            os.close(block_r)
-            os.close(self.block_w)
+            opened.append(env_r)
+            status_r, status_w = os.pipe()
+            opened += [status_r, status_w]
+            self.status_r = status_r
+            argv = confine.argv(p.sandbox, list(p.argv))
+            argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r), "--block-fd", str(block_r)]
+            fds = (status_w, env_r, block_r)
+            threading.Thread(
+                target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True
+            ).start()
+        except BaseException:
+            # nothing started: every descriptor made here closed (a call's first exec that
+            # falls back to its own sandbox must leave none behind in a long-lived process)
+            for fd in opened:
+                os.close(fd)
+            self.block_w = self.status_r = -1
             raise
-        status_r, status_w = os.pipe()
-        self.status_r = status_r
-        argv = confine.argv(p.sandbox, list(p.argv))
-        argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r), "--block-fd", str(block_r)]
-        fds = (status_w, env_r, block_r)
-        threading.Thread(target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True).start()
 
     def _spawn(self, argv: list[str], fds: tuple[int, ...]) -> None:
         from . import confine
@@ -229,9 +237,10 @@ def _key_of(sb: Sandbox) -> tuple[str, ...]:
 
 def set_up(p: Planned) -> Blocked | None:
     """Start ``p``'s command blocked in its sandbox (None when bubblewrap could not be
-    started: the command's own placement sets one up as before)."""
+    started, or anything else failed on the way: the command's own placement sets one up
+    as before, and nothing of this one is left open)."""
     try:
         return Blocked(p)
-    except OSError:
+    except Exception:  # (an OSError, or a thread that cannot be started: set up as before)
         log.debug("a first call's sandbox, ahead", exc_info=True)
         return None

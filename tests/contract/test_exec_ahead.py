@@ -129,3 +129,28 @@ def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
         assert select.select([rw], [], [], 0)[0] == [rw] and os.read(rw, 1) == b"g"
     finally:
         os.close(rw)
+
+
+@pytest.mark.parametrize("fails", ["env_fd", "thread"])
+def test_a_sandbox_that_cannot_be_set_up_ahead_leaves_nothing_open(
+    fails: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setting up ahead is a shortcut: any failure on the way (the environment's file, a
+    thread that cannot be started) means the call sets its own sandbox up as before, and
+    no descriptor of the attempt stays open in the (long-lived) calling process."""
+    planned = ahead.Planned(
+        sandbox=confine.Sandbox(source=str(tmp_path), path="/avfs/v", cwd="/avfs/v", network="none"),
+        argv=("true",),
+        env=(("PATH", "/usr/bin"),),
+    )
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    if fails == "env_fd":
+        monkeypatch.setattr(confine, "env_fd", boom)
+    else:
+        monkeypatch.setattr(ahead.threading.Thread, "start", boom)
+    before = sorted(os.listdir("/proc/self/fd"))
+    assert ahead.set_up(planned) is None
+    assert sorted(os.listdir("/proc/self/fd")) == before
