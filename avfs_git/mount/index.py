@@ -378,17 +378,9 @@ def sync_index(
         if base is None or read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
         lock = os.path.join(git_dir, "index.lock")
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fd = _create_lock(git_dir)
-                break
-            except FileExistsError:  # git is writing it: its write ends in a moment
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.002)
-            except (FileNotFoundError, NotADirectoryError):
-                return False
+        fd = _take_lock(git_dir, wait_s)
+        if fd is None:
+            return False
         try:
             later = sizes is not None and merging is None  # (a merge's tree: sizes first)
             if sizes is not None and not later:
@@ -452,6 +444,21 @@ def sync_index(
         raise from_oserror(exc, git_dir) from exc
     finally:
         os.close(guard)
+
+
+def _take_lock(git_dir: str, wait_s: float) -> int | None:
+    """git's ``index.lock`` of ``git_dir``, made (its descriptor); None when git held it
+    for ``wait_s`` or the worktree is gone."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _create_lock(git_dir)
+        except FileExistsError:  # git is writing it: its write ends in a moment
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.002)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
 
 def _aside(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
