@@ -11,7 +11,8 @@ is done:
 1. the base tree's sizes are asked (core/store/treesizes.py ``ask``), on a thread of
    their own, the root directory's files first in a small request of their own
    (overlayfs looks them up as it lists the root); meanwhile a ``stat`` of a file whose
-   size is not known yet waits for it (:meth:`.GitStore.blob_size`), so the mount never
+   size is not known yet waits for it (:meth:`.GitStore.blob_size`; its directory's sizes
+   asked meanwhile in a small request of their own: treesizes.py ``ask_dir``), so the mount never
    shows a size it does not know, and a listing hands the kernel such a file's name
    without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
 2. meanwhile the index and its untracked cache are made (the daemon's

@@ -107,6 +107,9 @@ class Promisor:
         # not in the cache waits for that answer rather than fetching the blob
         self._asking: int | None = None  # the thread asking
         self._learned = threading.Condition()  # notified as sizes come in and as asking ends
+        # the directories (trees) whose own files' sizes were asked in a small request while
+        # the whole tree's are asked (:meth:`claim_dir`): each once
+        self._dirs_asked: set[str] = set()
         reset_at_fork(self)
 
     def after_fork(self) -> None:
@@ -117,6 +120,7 @@ class Promisor:
         self.recent_lock = threading.Lock()
         self._learned = threading.Condition()
         self._asking = None
+        self._dirs_asked = set()
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -200,6 +204,16 @@ class Promisor:
         with self._learned:
             self._learned.wait_for(lambda: self._asking is None or self.size(oid) is not None, self.timeout())
         return True
+
+    def claim_dir(self, tree: str) -> bool:
+        """Whether the sizes of directory ``tree``'s own files are to be asked now (True
+        once per tree: whoever gets it asks them, :func:`.treesizes.ask_dir`; another
+        ``stat`` there waits for that answer in :meth:`await_sizes`)."""
+        with self._learned:
+            if tree in self._dirs_asked:
+                return False
+            self._dirs_asked.add(tree)
+            return True
 
     def pending(self) -> bool:
         """Whether sizes are being asked in the background (:meth:`asking`)."""

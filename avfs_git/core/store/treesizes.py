@@ -63,12 +63,31 @@ def ask(
         asking()
         if promisor.remote() is None or promisor.sized(tree):
             return
+        promisor.claim_dir(tree)  # (a stat of a root file waits for this request, not one of its own)
         root = [o for o, mode in store.tree_items(tree).values() if mode not in (MODE_TREE, MODE_COMMIT)]
         if root:
             promisor.learn_sizes(root)
         if then is not None:
             then(tree)
         ensure_sizes(store, tree)
+
+
+def ask_dir(store: GitStore, tree: str | None) -> None:
+    """While a mount asks its whole tree's sizes (:func:`ask`): the sizes of directory
+    ``tree``'s own files in a small request of their own, once per directory, so a ``stat``
+    there answers without waiting for the whole tree's (20,538 files: 0.3-0.6 s). Sizes come
+    from the server only, by blob id: one never known is never guessed. Nothing when no
+    request is in flight or the directory's sizes are known or asked already."""
+    promisor = store.promisor
+    if tree is None or not promisor.pending():
+        return
+    blobs = [
+        o
+        for o, mode in store.tree_items(tree).values()
+        if mode not in _NOT_BLOBS and promisor.size(o) is None
+    ]
+    if blobs and promisor.claim_dir(tree):
+        promisor.learn_sizes(blobs)  # (failing: the stat waits for the whole tree's, as before)
 
 
 def answers_now(store: GitStore, oid: str) -> bool:

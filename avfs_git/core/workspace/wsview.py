@@ -457,7 +457,12 @@ class View:
                 self._raise_if_replaced(node)
                 raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
         assert node.oid is not None
-        if self.store.promisor.remote() is not None and self.store.promisor.size(node.oid) is None:
+        promisor = self.store.promisor
+        if promisor.remote() is not None and promisor.size(node.oid) is None:
+            if promisor.pending():  # a mount asks the whole tree's: its directory's come first
+                from ..store.treesizes import ask_dir
+
+                ask_dir(self.store, self.tree_of_dir(node.path.rpartition("/")[0]))
             self.learn_sizes()  # (a lazy vault: once per handle)
         return self.store.blob_size(node.oid, path=node.path)
 
