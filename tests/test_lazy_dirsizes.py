@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from avfs_git.core.store.promisor import DIRS_ASKED_MAX, Promisor
 from avfs_git.core.vaults.home import Home
 from avfs_git.ops import mounts
 
@@ -133,3 +134,13 @@ def test_a_deep_stat_answers_before_the_whole_trees_sizes(home: Home, tmp_path: 
     finally:
         relay.close()
         server.stop()
+
+
+def test_a_handle_asks_its_directories_sizes_a_bounded_number_of_times(tmp_path: Path) -> None:
+    """A walk of thousands of directories while the whole tree's sizes are asked must not
+    send the server a request (a process there) for each: each directory is claimed once,
+    and no more than DIRS_ASKED_MAX of them in all; then a stat waits for the whole."""
+    p = Promisor(str(tmp_path))
+    got = [p.claim_dir(f"{i:040x}") for i in range(DIRS_ASKED_MAX + 5)]
+    assert got == [True] * DIRS_ASKED_MAX + [False] * 5
+    assert not p.claim_dir(f"{0:040x}")  # (once each)
