@@ -155,13 +155,19 @@ def test_checkpoint_then_git_commit_back_to_back(mounted: tuple[Any, str, str, s
         _commit_a_new_file(vault, mp, f"k{i}-git.txt", cp)
 
 
-def test_merge_continue_and_abort_leave_the_index_at_the_new_base(mounted: tuple[Any, str, str, str]) -> None:
-    vault, mp, _, _ = mounted
+def _conflicting_other(vault: Any) -> str:
+    """Fork ``other`` and ``main`` each checkpoint their own ``a.txt`` (a merge of the one
+    into the other conflicts); returns main's checkpoint."""
     vault.create_fork("main", "other")
     vault.workspace("other").write("a.txt", b"theirs\n")
     checkpoint.save(vault, "other")
     vault.workspace("main").write("a.txt", b"ours\n")
-    ours = checkpoint.save(vault, "main").checkpoint.commit
+    return str(checkpoint.save(vault, "main").checkpoint.commit)
+
+
+def test_merge_continue_and_abort_leave_the_index_at_the_new_base(mounted: tuple[Any, str, str, str]) -> None:
+    vault, mp, _, _ = mounted
+    ours = _conflicting_other(vault)
     for i in range(5):
         res = merge.merge(vault, "other", "main", write_conflicts=True)
         assert res.status == "conflicts_written"
@@ -212,11 +218,7 @@ def test_an_index_rewritten_during_a_merge_hashes_an_old_file_of_the_upper_layer
     written a moment earlier on a loaded machine): "cannot start a transaction within a
     transaction", seen in CI under load."""
     vault, mp, _, _ = mounted
-    vault.create_fork("main", "other")
-    vault.workspace("other").write("a.txt", b"theirs\n")
-    checkpoint.save(vault, "other")
-    vault.workspace("main").write("a.txt", b"ours\n")
-    ours = checkpoint.save(vault, "main").checkpoint.commit
+    ours = _conflicting_other(vault)
     res = merge.merge(vault, "other", "main", write_conflicts=True)
     assert res.status == "conflicts_written"
     path = os.path.join(mp, "a.txt")
