@@ -262,7 +262,7 @@ def over_quota_before(vault: Vault, fork: str, decision: Decision) -> QuotaExcee
     return QuotaExceededError(
         f"vault {vault.name} is past its quota ({use.used_bytes} of {qb} bytes): a command that may"
         " add bytes does not run until it is back under it",
-        hint="read-only commands and removals still run; free space (`avfs rm`, `avfs checkpoint"
+        hint="read-only commands, removals and `git checkout -- .` or `git reset --hard` still run; free space (`avfs rm`, `avfs checkpoint"
         " restore`, the caches), or raise the quota with `avfs quota set --bytes SIZE`",
         details={
             "what": "bytes",
