@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -211,6 +212,61 @@ def test_the_objects_are_rescanned_only_for_a_figure_that_needs_them(
     assert scans
     with pytest.raises(QuotaExceededError):  # the 60 KB pack counted: 30 + 80 > 100 KB left
         ws.write("e.bin", os.urandom(80_000))
+
+
+def _loose(vault: Vault, data: bytes) -> None:
+    subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"], cwd=vault.path, input=data, check=True, capture_output=True
+    )
+
+
+def test_warm_lists_the_objects_ahead_so_the_next_count_lists_only_what_changed(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:meth:`~avfs_git.core.vaults.quota.QuotaTracker.warm` (a first ``proxy exec`` while
+    its mount comes up) lists the object store as a count would: a fresh handle's next
+    :meth:`outside_bytes` then lists no pack file and no loose fan-out directory that did
+    not change, counts the same figure as an unwarmed handle, and sees a new one. Without a
+    bytes quota it lists nothing."""
+    from avfs_git.core.vaults import quota
+
+    ws = vault.workspace("main")
+    ws.write("a.txt", os.urandom(1000))
+    checkpoint.save(vault, "main", "c")
+    _loose(vault, b"loose")  # a loose object: a fan-out directory
+    time.sleep(quota.RACY_S * 3)  # (a directory changed within the clock's tick is listed again)
+    expected = _fresh(vault).quota.outside_bytes()
+    tracker = _fresh(vault).quota
+    listed: list[str] = []
+    sized: list[str] = []
+    tree, size = quota.tree_bytes, quota.size_of
+
+    def listing(path: str) -> int:
+        listed.append(os.path.relpath(path, vault.path))
+        return int(tree(path))
+
+    def sizing(e: os.DirEntry[str]) -> int:
+        sized.append(e.name)
+        return int(size(e))
+
+    monkeypatch.setattr(quota, "tree_bytes", listing)
+    monkeypatch.setattr(quota, "size_of", sizing)
+    tracker.warm()
+    assert any(len(p) == len("objects/ab") and p.startswith("objects/") for p in listed)
+    assert any(n.startswith("pack-") for n in sized)
+    listed.clear()
+    sized.clear()
+    assert tracker.outside_bytes() == expected
+    assert [p for p in listed if p.startswith("objects") and p != "objects/info"] == []  # not again
+    assert not [n for n in sized if n.startswith("pack-")]
+    _loose(vault, b"another")
+    assert tracker.outside_bytes() > expected  # a new object is counted
+    none = _fresh(vault)
+    none.set_quota(max_bytes=None, max_files=None)
+    listed.clear()
+    sized.clear()
+    _fresh(none).quota.warm()
+    assert listed == [] and sized == []
 
 
 # -- files ------------------------------------------------------------------------------------

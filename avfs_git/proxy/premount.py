@@ -84,6 +84,9 @@ class Premount:
             raise self.error
         if self.info is None:
             _preload()
+            # the vault's object store listed for the quota's count before the command
+            # (placement.before), while the daemon comes up rather than after its answer
+            self.vault.quota.warm()
             try:
                 self.info = self.starting.wait()
             except AvfsError as exc:

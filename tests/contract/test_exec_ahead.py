@@ -80,6 +80,37 @@ def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     assert again.result is not None and again.result.stdout == "hi\n"
 
 
+def test_the_first_call_lists_the_vaults_objects_while_its_mount_comes_up(
+    backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quota's listing of the object store (its count before the command) is made
+    while the daemon comes up, before the call's record of the fork (proxy/premount.py)."""
+    from avfs_git.core.vaults.quota import QuotaTracker
+    from avfs_git.proxy import placement
+
+    order: list[str] = []
+    warm, before = QuotaTracker.warm, placement.before
+
+    def warmed(self: QuotaTracker) -> None:
+        order.append("warm")
+        warm(self)
+
+    def recorded(*args: Any, **kw: Any) -> Any:
+        order.append("before")
+        return before(*args, **kw)
+
+    monkeypatch.setattr(QuotaTracker, "warm", warmed)
+    monkeypatch.setattr(placement, "before", recorded)
+    settings = Settings.from_environ(_env(backend, LONG), home.path)
+    api_home = avfs_git.open_home(home.path, settings=settings)
+    try:
+        res = avfs_git.exec_in(api_home.vault("v").workspace("main"), ["true"])
+    finally:
+        api_home.close()
+    assert res.success and res.mount is not None and not res.mount.reused, res.to_dict()
+    assert order == ["warm", "before"]
+
+
 def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
     backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -271,6 +271,20 @@ class QuotaTracker:
         """(bytes of the vault's caches, of its worktree git dirs), walked now."""
         return tree_bytes(self.caches_dir), tree_bytes(self.worktrees_dir)
 
+    def warm(self) -> None:
+        """List the object store now as :meth:`outside_bytes` would, keeping what each
+        pack file and fan-out directory holds, so that the next figure lists only what
+        changed since (a first ``proxy exec`` in a fresh process, while its mount comes
+        up: its count before the command is then that of a process that counted before).
+        Nothing is published or kept as a figure; nothing at all without a bytes quota."""
+        with self._lock:
+            try:
+                self._refresh()
+            except OSError:
+                pass
+            if self.vault.quota_limits()[0] is not None:
+                self._scan_objects()
+
     def outside_bytes(self) -> int:
         """What the quota counts outside the forks' overlays (objects, caches, git dirs),
         as this process knows it now (cheap: see the module's docstring)."""
