@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -879,6 +880,31 @@ def test_wrappers_never_make_it_laxer(command: str, wrapper: str) -> None:
     before = p.classify_shell(command, workspace_root=WS).action
     after = p.classify_shell(wrapper + command, workspace_root=WS).action
     assert after.rank >= before.rank, (wrapper + command, before, after)
+
+
+def test_the_shipped_layer_made_ahead_is_found_whatever_the_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resident CLI server makes the shipped policy's layer before it forks a call's
+    process (cli/prewarm.py): the call, whose cache directory is its caller's, finds it
+    made (by the file's text) and parses and builds nothing."""
+    from avfs_git.cli import prewarm
+    from avfs_git.policy import config as pmod
+
+    monkeypatch.setattr(pmod, "_SHIPPED", {})
+    pmod._shipped_layer.cache_clear()
+    try:
+        prewarm._rehearse()
+        assert len(pmod._SHIPPED) == 1
+        made = next(iter(pmod._SHIPPED.values()))
+
+        def parsed(*_: Any) -> Any:
+            raise AssertionError("the shipped file parsed again")
+
+        monkeypatch.setattr(pmod, "_shipped_data", parsed)
+        assert pmod._shipped_layer(str(tmp_path / "the-callers-cache")) is made
+    finally:
+        pmod._shipped_layer.cache_clear()
 
 
 def test_shipped_regexes_compile_and_the_parse_cache_is_only_a_cache(

@@ -27,6 +27,7 @@ PROCESS_STATE = {
     "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/standby.py:_api": "a sandbox kept ready for exec_in belongs to the process: its thread made it, and it dies with it",
+    "policy/config.py:_SHIPPED": "the shipped policy's rules: package data, the same for every home; made once by the CLI server before it forks",
 }
 
 _MUTATORS = {

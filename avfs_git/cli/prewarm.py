@@ -4,8 +4,9 @@ A served call costs what its forked child does, and a module the child imports i
 or read, and executed, in every call: the policy package alone (which opening a home
 loads) cost ~60 ms a call this way, pathspec and rich the rest. So the server imports here,
 once, every module a command reaches: each module of the packages below, the third-party
-and standard modules the commands import on use, and rich's lazily read tables (by
-rendering a line into a string). Only imports: nothing here opens a home, reads the
+and standard modules the commands import on use, rich's lazily read tables (by
+rendering a line into a string) and the shipped policy's rules (policy/config.py
+:func:`~..policy.config.load_shipped`: from the package's own file). Only imports: nothing here opens a home, reads the
 environment into a cache, or starts a thread (the server forks; a child must not inherit
 a lock held by a thread that is not there).
 
@@ -81,7 +82,7 @@ def load() -> list[str]:
 def _rehearse() -> None:
     """Load what the modules read on first use: rich's cell-width tables and styles (a line
     rendered into a string), libgit2 (through the store, as everything else reaches it),
-    the name checks' regular expression, the commands' help options."""
+    the name checks' regular expression, the commands' help options, the shipped policy."""
     import io
 
     try:
@@ -100,6 +101,9 @@ def _rehearse() -> None:
     # re's cache here, not compiled again in every call's child
     names.check_fork_name("main")
     _help_options()
+    from ..policy.config import load_shipped
+
+    load_shipped()  # the shipped policy's rules, which every `proxy exec` loads
 
 
 def _help_options() -> None:
