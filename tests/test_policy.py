@@ -885,18 +885,26 @@ def test_wrappers_never_make_it_laxer(command: str, wrapper: str) -> None:
 def test_the_shipped_layer_made_ahead_is_found_whatever_the_cache_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The resident CLI server makes the shipped policy's layer before it forks a call's
-    process (cli/prewarm.py): the call, whose cache directory is its caller's, finds it
-    made (by the file's text) and parses and builds nothing."""
+    """The resident CLI server makes the shipped policy's layer, and its programs'
+    patterns, before it forks a call's process (cli/prewarm.py): the call, whose cache
+    directory is its caller's, finds it made (by the file's text) and parses, builds and
+    compiles nothing."""
     from avfs_git.cli import prewarm
     from avfs_git.policy import config as pmod
+    from avfs_git.policy.model import glob_re
 
     monkeypatch.setattr(pmod, "_SHIPPED", {})
     pmod._shipped_layer.cache_clear()
+    glob_re.cache_clear()
     try:
         prewarm._rehearse()
         assert len(pmod._SHIPPED) == 1
         made = next(iter(pmod._SHIPPED.values()))
+        compiled = glob_re.cache_info()
+        assert compiled.currsize > 0
+        for rule in made.rules:  # a command matched against every rule: no pattern compiled
+            rule.matches_program("some-program")
+        assert glob_re.cache_info().misses == compiled.misses
 
         def parsed(*_: Any) -> Any:
             raise AssertionError("the shipped file parsed again")

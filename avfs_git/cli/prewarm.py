@@ -103,7 +103,10 @@ def _rehearse() -> None:
     _help_options()
     from ..policy.config import load_shipped
 
-    load_shipped()  # the shipped policy's rules, which every `proxy exec` loads
+    # the shipped policy's rules, which every `proxy exec` loads, and their programs'
+    # patterns, which it matches the command against (policy/model.py glob_re's cache)
+    for rule in load_shipped().rules:
+        rule.matches_program("")
 
 
 def _help_options() -> None:

@@ -58,10 +58,10 @@ def _shipped_layer(cache_dir: str | None) -> Layer:
     return _SHIPPED[text]
 
 
-def load_shipped() -> None:
+def load_shipped() -> Layer:
     """Make the shipped policy's layer here: the resident CLI server, before it forks a
     call's process (each `proxy exec` there then finds it: ~5 ms of its CPU less)."""
-    _shipped_layer(None)
+    return _shipped_layer(None)
 
 
 def _shipped_data(text: str, cache_dir: str | None) -> dict[str, Any]:
