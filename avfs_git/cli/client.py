@@ -29,9 +29,10 @@ OWN_PATHS = (("proxy", "exec"), ("hook",))
 # commands whose own work is git's long, CPU-bound part (gc's repack): with no server to
 # answer, the call runs here and a server for the next call starts only after it (its
 # start-up, ~0.5 s of CPU importing avfs, took a core from the repack: a cold `avfs gc`
-# of the bench's vault 1.65x `git gc` with AVFS_SERVER=off, 2.43x as a user's first
-# call); and the process ends once its answer is out and its handles are closed
-# (:func:`_end_alone`), without Python's finalization (~50-80 ms of a gc's process)
+# of the bench's vault was 1.56-1.67x `git gc` with AVFS_SERVER=off, 1.83-2.28x as a
+# user's first call); and the process ends once its answer is out and its handles are
+# closed (:func:`_end_alone`), without Python's finalization (67-108 ms of a gc's
+# process after its answer). docs/benchmarks.md, "Cold gc" in the ninth round
 LATE_START = (("gc",),)
 
 
