@@ -27,6 +27,8 @@ TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
     from typing import Any
 
+    from .app import App
+
 
 def with_site() -> None:
     """Under the ``-S`` console script (:mod:`.launcher`): run ``site`` now (site-packages,
@@ -305,6 +307,27 @@ def interrupted(json_mode: bool) -> int:
     err = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
     render_error(Output(json_mode, stream=sys.stdout), err)
     return err.exit_code
+
+
+def run_closed(args: list[str]) -> int:
+    """The click CLI on ``args`` (a direct call of a :data:`.client.LATE_START` command),
+    then what the command left for after its answer, then its home closed: the SQLite
+    databases it opened write their WAL back and go, as at Python's exit, so that the
+    process may end without Python's finalization (:func:`.client._end_alone`)."""
+    with_site()
+    from .main import main as click_main
+
+    apps: list[App] = []
+    try:
+        return click_main(args, opened=apps)
+    finally:
+        for app in apps:
+            app.run_after()
+        for app in apps:
+            try:
+                app.close()
+            except Exception:  # the answer is out; a WAL left is read by the next open
+                pass
 
 
 def main(argv: list[str] | None = None) -> int:
