@@ -54,6 +54,22 @@ def list_tree(
     return listing
 
 
+def blob_ids(out: bytes) -> list[str]:
+    """The ids of the blobs (files and symbolic links) in git's listing ``out``
+    (:func:`git_listing`'s), one per entry, in its order: read in bulk, not parsed entry by
+    entry (a lazy mount's sizes need only these: 20,538 entries parsed took 0.05-0.06 s of
+    the mount's interpreter, this ~0.01 s)."""
+    records = out.split(b"\0")
+    # "<mode> <type> <id>\t<path>": a blob's mode has 6 digits; the id's length is the
+    # repository's (40 digits for SHA-1)
+    first = next((r for r in records if r[7:12] == b"blob "), None)
+    if first is None:
+        return []
+    end = first.index(b"\t")
+    ids = [r[12:end] for r in records if r[7:12] == b"blob "]
+    return b"\n".join(ids).decode("ascii").split("\n")
+
+
 def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) -> Listing:
     """:func:`list_tree`'s listing walked through ``items`` (the store's trees)."""
     listing: Listing = []
@@ -110,6 +126,22 @@ class KeptListing:
             if keep:
                 self._kept = (tree, listing)
             return listing
+
+    def raw(self, tree: str, out: Callable[[], bytes | None]) -> bytes | None:
+        """git's output listing ``tree`` (the one :meth:`prelist` made, waited for, else
+        ``out()``'s), kept for the next :meth:`get` to parse; None where git cannot list it
+        or ``tree``'s listing is kept parsed already (the caller then gets it parsed)."""
+        making = self._listing
+        if making is not None and making[0] == tree:
+            making[1].wait()
+        with self._lock:
+            if self._raw is not None and self._raw[0] == tree:
+                return self._raw[1]
+            if self._kept is not None and self._kept[0] == tree:
+                return None
+            made = out()
+            self._raw = (tree, made) if made is not None else None
+            return made
 
     def prelist(self, tree: str, out: Callable[[], bytes | None]) -> None:
         """Keep ``out()`` (git's output listing ``tree``: :func:`git_listing`) for the next

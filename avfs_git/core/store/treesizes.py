@@ -12,7 +12,6 @@ from typing import Protocol
 
 from ..types import MODE_COMMIT, MODE_TREE
 from .promisor import Promisor
-from .treelist import Listing
 
 _NOT_BLOBS = (MODE_TREE, MODE_COMMIT)
 
@@ -24,7 +23,7 @@ class GitStore(Protocol):
     def promisor(self) -> Promisor: ...
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]: ...
     def is_local(self, oid: str) -> bool: ...
-    def tree_listing(self, tree: str, *, keep: bool = False) -> Listing: ...
+    def tree_blobs(self, tree: str) -> list[str]: ...
     def prefetch(self, oids: Iterable[str]) -> int: ...
 
 
@@ -36,13 +35,12 @@ def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
     promisor = store.promisor
     if promisor.remote() is None or promisor.sized(tree):
         return
-    known = promisor.size
-    # listed by git (C), not walked tree by tree: the mount's index lists it next
-    blobs = [
-        o for _, mode, o in store.tree_listing(tree, keep=True) if mode not in _NOT_BLOBS and known(o) is None
-    ]
+    # listed by git (C), not walked tree by tree, and read in bulk (the listing stays kept
+    # for the index of a mount that makes it from the listing); those not known yet are
+    # asked (learn_sizes keeps to them)
+    blobs = store.tree_blobs(tree)
     # the server sizes what it has; a blob it lacks is one written here (or lost there)
-    rest = blobs if blobs and not promisor.learn_sizes(blobs) else []
+    rest = promisor.unknown(blobs) if blobs and not promisor.learn_sizes(blobs) else []
     rest = [o for o in rest if promisor.size(o) is None and not store.is_local(o)]
     if not rest:
         promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
