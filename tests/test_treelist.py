@@ -222,7 +222,9 @@ def test_the_blob_ids_read_in_bulk_are_the_listing_s(tmp_path):
 
 def test_the_raw_listing_taken_for_the_sizes_stays_for_the_index(tmp_path):
     """A store's ``tree_blobs`` (the sizes) takes git's listing raw and leaves it kept: the
-    next ``tree_listing`` parses that one, git is not run again."""
+    next ``tree_listing`` parses that one, git is not run again; what was kept beside it
+    (``keep_beside``) is taken once, dropped when the listing is, and dropped when asked
+    for another tree."""
     bare, tree = _awkward_repo(tmp_path)
     store = GitStore(bare)
     runs = []
@@ -244,3 +246,19 @@ def test_the_raw_listing_taken_for_the_sizes_stays_for_the_index(tmp_path):
         mp.undo()
     assert runs == [tree]
     assert blobs == [o for _, mode, o in listing if mode not in (0o040000, 0o160000)]
+
+    class Thing:
+        dropped = 0
+
+        def drop(self) -> None:
+            self.dropped += 1
+
+    kept = store.listed
+    one, two, three = Thing(), Thing(), Thing()
+    kept.keep_beside(tree, one)
+    assert kept.take_beside(tree) is one and kept.take_beside(tree) is None and not one.dropped
+    kept.keep_beside(tree, two)
+    kept.drop()
+    assert two.dropped == 1 and kept.take_beside(tree) is None
+    kept.keep_beside(tree, three)
+    assert kept.take_beside("0" * 40) is None and three.dropped == 1

@@ -17,9 +17,11 @@ is done:
    without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
 2. meanwhile the index and its untracked cache are made (the daemon's
    :meth:`write_index`, mount/index.py ``sync_index``) with the sizes not yet known left
-   0; once the sizes are in, they are filled in and the index is written. Both list the
-   base tree through one ``git ls-tree`` (core/store/treelist.py; kept until both have
-   it), so libgit2 is not needed: it is loaded :data:`LIBGIT2_AFTER_S` after the gate
+   0; once the sizes are in, they are filled in and the index is written. The sizes take
+   the base tree's blobs from one ``git ls-tree`` (core/store/treelist.py, read in bulk),
+   a fork's index is git's ``read-tree`` of it (mount/readtree.py), both git processes
+   started as the mount starts; so libgit2 is not needed: it is loaded
+   :data:`LIBGIT2_AFTER_S` after the gate
    opens (its import holds the interpreter ~0.05 s, which the git commands that waited
    at the gate would wait for). The index is never written with a size left 0: git
    compares the contents of such an entry's file whenever it looks at it (``ie_modified``
@@ -127,6 +129,8 @@ class Settle:
         parsed), then the wait for the mount's announcement."""
         if baselisting.await_kept(self.ws, tree):
             return  # (made with its sizes by a process of its own: the mount's index patches it)
+        if self.beside:  # a fork's index: git's read-tree of the tree, read once git asks
+            baselisting.read_tree_ahead(self.ws, tree)
         if not self.stacked.is_set():
             baselisting.prelist(self.ws, tree)
         self.stacked.wait(GATE_S)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from ..errors import InternalError
 from ..types import MODE_TREE
@@ -85,6 +86,12 @@ def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) 
     return listing
 
 
+class Droppable(Protocol):
+    """What :meth:`KeptListing.keep_beside` keeps: let go of by :meth:`drop`."""
+
+    def drop(self) -> None: ...
+
+
 class KeptListing:
     """A store's last listing, kept for the next caller (:meth:`.GitStore.tree_listing`):
     a lazy fork's mount lists its base tree for its sizes and for its index, on two
@@ -98,6 +105,9 @@ class KeptListing:
         self._raw: tuple[str, bytes] | None = None  # git's output, not parsed yet (:meth:`prelist`)
         # the tree git is listing now for :meth:`prelist`, and set once its output is kept
         self._listing: tuple[str, threading.Event] | None = None
+        # made from the tree beside its listing, for the same mount (its git index being
+        # made by git: mount/baselisting.py), until taken or dropped with the listing
+        self._beside: tuple[str, Droppable] | None = None
         reset_at_fork(self)
 
     def after_fork(self) -> None:
@@ -106,6 +116,7 @@ class KeptListing:
         waited for."""
         self._lock = threading.Lock()
         self._listing = None
+        self._beside = None  # (the parent's)
 
     def get(self, tree: str, keep: bool, make: Callable[[bytes | None], Listing]) -> Listing:
         """``tree``'s listing: the kept one, else ``make(git's output of it, if prelisted)``'s
@@ -158,7 +169,28 @@ class KeptListing:
             self._listing = None
             done.set()
 
+    def keep_beside(self, tree: str, thing: Droppable) -> None:
+        """Keep ``thing`` (made from ``tree``) for :meth:`take_beside` (what was kept is
+        dropped)."""
+        with self._lock:
+            old, self._beside = self._beside, (tree, thing)
+        if old is not None:
+            old[1].drop()
+
+    def take_beside(self, tree: str) -> Droppable | None:
+        """What :meth:`keep_beside` kept for ``tree``, no longer kept; None when nothing is
+        (what was kept for another tree is dropped)."""
+        with self._lock:
+            kept, self._beside = self._beside, None
+        if kept is not None and kept[0] != tree:
+            kept[1].drop()
+            return None
+        return None if kept is None else kept[1]
+
     def drop(self) -> None:
         """Keep nothing."""
         with self._lock:
             self._kept = self._raw = None
+            beside, self._beside = self._beside, None
+        if beside is not None:
+            beside[1].drop()
