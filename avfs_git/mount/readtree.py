@@ -3,8 +3,8 @@ scratch index file (C; in a partial clone it reads trees only, never a blob), th
 the mount reports written into git's entries in one pass over the bytes while the sizes are
 still asked (:func:`made_by_git`), and the sizes once they come (:func:`sizes_filled`).
 mount/index.py's ``sync_index`` writes a fresh lazy mount's index so; git's process is
-started as the mount starts (:class:`Ahead`, fuse/settle.py), so the index does not wait
-for it once git asks (docs/lazy.md, "Mounting a lazy fork: sizes before contents").
+started once the mount is announced (:class:`Ahead`, fuse/settle.py), so the index does
+not wait for all of it once git asks (docs/lazy.md, "Mounting a lazy fork: sizes before contents").
 
 Why: the settling's index had been built entry by entry in Python (the listing parsed, each
 entry packed, its sizes filled in by a second pass: 0.25-0.3 s of the daemon's interpreter
@@ -89,8 +89,8 @@ def made_by_git(
 
 class Ahead:
     """``git read-tree`` of a tree (:func:`made_by_git`) started now and read later: a lazy
-    fork's mount starts it as it starts (fuse/settle.py), while it waits on git and on the
-    server anyway, so its index does not wait for git's process once git asks for it."""
+    fork's mount starts it once it is announced (fuse/settle.py), while it waits on the
+    server anyway, so its index does not wait for all of git's process once git asks."""
 
     def __init__(self, git_dir: str, tree: str, scratch: str | None = None) -> None:
         self.tree = tree
