@@ -395,7 +395,7 @@ def test_the_upper_layers_gitignores_are_found_by_a_walk_kept_to_the_base_direct
     """The ``.gitignore`` files the untracked cache must take from the upper layer: those in
     the root and in the base tree's directories, as a ``stat`` of each base directory's
     ``.gitignore`` found them, by a walk of the (small) upper layer instead."""
-    from avfs_git.mount.index import _upper_gitignores
+    from avfs_git.mount.untracked import upper_gitignores
 
     up = tmp_path / "upper"
     for d in ("d/sub", "new/deep", "e", "link-target"):
@@ -407,9 +407,9 @@ def test_the_upper_layers_gitignores_are_found_by_a_walk_kept_to_the_base_direct
     os.symlink("link-target", up / "l")  # the mount shows a link at l, no directory: not looked in
     os.mkfifo(up / "e" / ".gitignore")  # any kind of entry named so counts (a whiteout too)
     dirs = {"d", "d/sub", "e", "l", "gone", "gone/deeper"}  # the base's ("new" is not)
-    found = _upper_gitignores(str(up), dirs)
+    found = upper_gitignores(str(up), dirs)
     assert found == {".gitignore", "d/.gitignore", "d/sub/.gitignore", "e/.gitignore"}
-    assert _upper_gitignores(str(tmp_path / "absent"), dirs) == set()
+    assert upper_gitignores(str(tmp_path / "absent"), dirs) == set()
 
 
 def _watch(tmp_path: Any, lower: dict[str, str] | None = None) -> Any:

@@ -205,3 +205,60 @@ def test_a_listing_git_is_making_for_the_sizes_is_waited_for_not_made_again(tmp_
     user.join(10)
     assert listed == [tree]  # one `git ls-tree`
     assert got == [treelist.walk_tree(tree, store.tree_items)]
+
+
+def test_the_blob_ids_read_in_bulk_are_the_listing_s(tmp_path):
+    """``blob_ids`` (git's listing read without parsing every entry, for a lazy mount's
+    sizes) gives the blobs the parsed listing has, in its order, repeats kept: no tree, no
+    gitlink, on a tree of awkward names; nothing for an empty listing."""
+    bare, tree = _awkward_repo(tmp_path)
+    out = treelist.git_listing(bare, tree)
+    assert out is not None
+    listing = treelist.list_tree(bare, tree, GitStore(bare).tree_items, out)
+    want = [o for _, mode, o in listing if mode not in (0o040000, 0o160000)]
+    assert treelist.blob_ids(out) == want and len(want) > 8
+    assert treelist.blob_ids(b"") == []
+
+
+def test_the_raw_listing_taken_for_the_sizes_stays_for_the_index(tmp_path):
+    """A store's ``tree_blobs`` (the sizes) takes git's listing raw and leaves it kept: the
+    next ``tree_listing`` parses that one, git is not run again; what was kept beside it
+    (``keep_beside``) is taken once, dropped when the listing is, and dropped when asked
+    for another tree."""
+    bare, tree = _awkward_repo(tmp_path)
+    store = GitStore(bare)
+    runs = []
+    real = treelist.git_listing
+
+    def counted(git_dir: str, t: str) -> bytes | None:
+        runs.append(t)
+        return real(git_dir, t)
+
+    import avfs_git.core.store.gitstore as gitstore_module
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(gitstore_module, "git_listing", counted)
+    mp.setattr(treelist, "git_listing", counted)
+    try:
+        blobs = store.tree_blobs(tree)
+        listing = store.tree_listing(tree)
+    finally:
+        mp.undo()
+    assert runs == [tree]
+    assert blobs == [o for _, mode, o in listing if mode not in (0o040000, 0o160000)]
+
+    class Thing:
+        dropped = 0
+
+        def drop(self) -> None:
+            self.dropped += 1
+
+    kept = store.listed
+    one, two, three = Thing(), Thing(), Thing()
+    kept.keep_beside(tree, one)
+    assert kept.take_beside(tree) is one and kept.take_beside(tree) is None and not one.dropped
+    kept.keep_beside(tree, two)
+    kept.drop()
+    assert two.dropped == 1 and kept.take_beside(tree) is None
+    kept.keep_beside(tree, three)
+    assert kept.take_beside("0" * 40) is None and three.dropped == 1

@@ -5,6 +5,7 @@ Here, so that fuse/ asks the workspace's side of the mount and never the store i
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from ..core.store.treelist import git_listing
@@ -12,6 +13,8 @@ from . import keptindex
 
 if TYPE_CHECKING:
     from ..core.workspace.workspace import Workspace
+    from .ownfiles import MountedFork
+    from .readtree import Ahead
 
 
 def prelist(ws: Workspace, tree: str) -> None:
@@ -20,8 +23,30 @@ def prelist(ws: Workspace, tree: str) -> None:
     store.listed.prelist(tree, lambda: git_listing(store.path, tree))
 
 
+def read_tree_ahead(ws: MountedFork, tree: str) -> None:
+    """Have git make the index of ``tree`` for the mount's index (mount/readtree.py
+    :class:`~.readtree.Ahead`), unless one is kept for it (mount/keptindex.py)."""
+    from ..core.vaults.keptindexes import kept_path
+    from .ownfiles import files_dir
+    from .readtree import Ahead
+    from .untracked import scratch_parent
+
+    if os.path.exists(kept_path(ws.vault.state_dir, tree)):
+        return
+    store = ws.store
+    store.listed.keep_beside(tree, Ahead(store.path, tree, scratch_parent(files_dir(ws.vault, ws.fork))))
+
+
+def index_ahead(ws: MountedFork, tree: str) -> Ahead | None:
+    """The index of ``tree`` git was set to make by :func:`read_tree_ahead`, or None."""
+    from .readtree import Ahead
+
+    thing = ws.store.listed.take_beside(tree)
+    return thing if isinstance(thing, Ahead) else None
+
+
 def drop(ws: Workspace) -> None:
-    """Let go of the kept listing (both threads took it)."""
+    """Let go of the kept listing (both threads took it) and of what was made beside it."""
     ws.store.listed.drop()
 
 

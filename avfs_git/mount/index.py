@@ -353,8 +353,8 @@ def sync_index(
 
     A lazy vault's index is the one kept for the base (mount/keptindex.py), patched, when
     it has one. ``sizes``: waits for a lazy vault's sizes, asked on another thread (a
-    mount's settling): else the index is made meanwhile with unknown sizes left 0, filled
-    in (:func:`.indexpatch.with_sizes`) before it is written (docs/lazy.md).
+    mount's settling): else the index is made meanwhile with unknown sizes left 0 (by
+    git where it can: mount/readtree.py), filled in before it is written (docs/lazy.md).
 
     ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
     unchanged view): the index written for the old base is patched where the two bases
@@ -403,19 +403,10 @@ def sync_index(
             if data is None and lazy and hidden is None and merging is None:
                 data = _kept(ws, base, uid, gid, view)  # the index kept for this base, patched
                 later = later and data is None
+            sized_at = None  # (an index made by git: where its sizes go)
             if data is None:
-                skeleton: list[tuple[str, str | None]] = []
-                data = index_bytes(
-                    ws.vault,
-                    base,
-                    stat_of,
-                    view.token,
-                    tree=merging.get("view_tree") if merging else None,
-                    unmerged=merging.get("stages", ()) if merging else (),
-                    skeleton=skeleton,
-                    hidden=hidden,
-                    sized=not later,
-                )
+                owner = (uid, gid) if later else None
+                data, skeleton, sized_at = _whole(ws, base, stat_of, view, merging, hidden, owner, own)
                 if merging is None:
                     ignores = _gitignores_now(ws, {p for p, oid in skeleton if oid is None})
                     if later and not ignores:  # (the untracked cache needs only their ids)
@@ -427,7 +418,8 @@ def sync_index(
             if later:
                 assert sizes is not None
                 sizes()
-                data = with_sizes(data, sizes_of(ws.store))
+                size_of = sizes_of(ws.store)
+                data = with_sizes(data, size_of) if sized_at is None else _sized(data, sized_at, size_of)
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
         except BaseException:
@@ -444,6 +436,49 @@ def sync_index(
         raise from_oserror(exc, git_dir) from exc
     finally:
         os.close(guard)
+
+
+def _whole(
+    ws: MountedFork,
+    base: str,
+    stat_of: StatFn,
+    view: _View,
+    merging: dict[str, Any] | None,
+    hidden: Callable[[str], bool] | None,
+    owner: tuple[int, int] | None,
+    scratch: str,
+) -> tuple[bytes, list[tuple[str, str | None]], list[tuple[int, str]] | None]:
+    """:func:`sync_index`'s index written whole, its tree's skeleton, and where its sizes
+    go when git made it. ``owner``: (uid, gid) of a lazy fork's mount whose sizes come
+    later: its index (none hidden, no merge) made by ``git read-tree`` (mount/readtree.py;
+    its scratch file in memory or in ``scratch``), its stat data filled in now and its
+    sizes once they come; else, or where git cannot, by :func:`index_bytes` (None: with
+    its sizes)."""
+    later = owner is not None
+    if owner is not None and hidden is None and merging is None:
+        from . import baselisting, readtree, untracked
+
+        store = ws.store
+        tree = store.commit_tree(base)  # (git may have made it as the mount started)
+        ahead = baselisting.index_ahead(ws, tree)
+        if ahead is None:
+            ahead = readtree.Ahead(store.path, tree, untracked.scratch_parent(scratch))
+        made = ahead.made(view.token, view.view_ns(), owner)
+        if made is not None:
+            return made.data, made.skeleton, made.sized_at
+    skeleton: list[tuple[str, str | None]] = []
+    data = index_bytes(
+        ws.vault,
+        base,
+        stat_of,
+        view.token,
+        tree=merging.get("view_tree") if merging else None,
+        unmerged=merging.get("stages", ()) if merging else (),
+        skeleton=skeleton,
+        hidden=hidden,
+        sized=not later,
+    )
+    return data, skeleton, None
 
 
 def _take_lock(git_dir: str, wait_s: float) -> int | None:
@@ -516,6 +551,18 @@ def _kept(ws: MountedFork, base: str, uid: int, gid: int, view: _View) -> bytes 
     )
 
 
+def _sized(data: bytes, sized_at: list[tuple[int, str]], size_of: Callable[[str], int]) -> bytes:
+    from .readtree import sizes_filled
+
+    return sizes_filled(data, sized_at, size_of)
+
+
+def _gitignores_now(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes | None]:
+    from . import untracked  # (here: a command that writes no index whole never loads it)
+
+    return untracked.gitignores_shown(ws, dirs)
+
+
 def _with_untracked_cache(
     ws: MountedFork,
     git_dir: str,
@@ -540,49 +587,6 @@ def _with_untracked_cache(
         ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own, fetched=fetched
     )
     return data if ext is None else untracked.with_extension(data, ext)
-
-
-def _gitignores_now(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes | None]:
-    """The ``.gitignore`` files the fork shows now where they may differ from the base's
-    (in the upper layer or the overlay's entries), by path (None: none there); ``dirs``:
-    the base tree's directories. git checks
-    each directory's ``.gitignore`` against the one the untracked cache was made with: a
-    wrong guess here costs a rescan, never a wrong answer; a missed one made the first
-    status after mounting list every directory (a new top-level ``.gitignore``)."""
-    found = _upper_gitignores(ws.overlay.upper_dir, dirs)
-    rows = ws.overlay.db.execute(
-        "SELECT path FROM entries WHERE path = '.gitignore' OR path LIKE '%/.gitignore'"
-    )
-    found.update(str(r[0]) for r in rows)
-    out: dict[str, bytes | None] = {}
-    for path in found:
-        try:
-            out[path] = ws.read(path)
-        except Exception:  # removed, a directory, unreadable: git reads what is there
-            out[path] = None
-    return out
-
-
-def _upper_gitignores(upper: str, dirs: Container[str]) -> set[str]:
-    """The ``.gitignore`` entries the upper layer ``upper`` holds in the root or one of the
-    base tree's directories ``dirs``: a walk of the upper layer kept to those directories
-    (a fresh mount's upper layer is nearly empty: a ``stat`` per base directory, 7,516 on
-    the monorepo, cost the first `git status` in a lazy mount 0.025 s)."""
-    found: set[str] = set()
-    todo = [""]
-    while todo:
-        d = todo.pop()
-        try:
-            with os.scandir(os.path.join(upper, d)) as it:
-                for e in it:
-                    path = f"{d}/{e.name}" if d else e.name
-                    if e.name == ".gitignore":
-                        found.add(path)
-                    elif path in dirs and e.is_dir(follow_symlinks=False):
-                        todo.append(path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-    return found
 
 
 def merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:

@@ -293,7 +293,7 @@ def boost(pid_text: bytes) -> None:
 class BaseDirs:
     """The base tree's directories, as a container of paths looked up in the tree as
     asked (a kept index's mount lists no tree: it asks this only of the few directories
-    its upper layer holds, mount/index.py ``_upper_gitignores``)."""
+    its upper layer holds, mount/untracked.py ``upper_gitignores``)."""
 
     def __init__(self, items: Callable[[str], dict[str, tuple[str, int]]], tree: str) -> None:
         self.items = items

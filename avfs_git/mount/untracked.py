@@ -55,7 +55,10 @@ from .hookscripts import shell_word
 from .ownfiles import read_bytes, read_text
 
 if TYPE_CHECKING:
+    from collections.abc import Container
+
     from ..core.store.gitstore import GitStore
+    from .ownfiles import MountedFork
 
 _SKELETON_TOKEN = "avfs-skeleton"
 # the index extensions git writes (gitformat-index): what may follow UNTR
@@ -103,7 +106,7 @@ def extension(
     ``gitignores``: the ``.gitignore`` files the worktree shows where they differ from
     those (None: none). None when git did not make one. Without ``gitignores``, made from
     the tree (:func:`_from_tree`), else by git on a skeleton of it (:func:`on_skeleton`).
-    git's scratch tree is made in memory (:func:`_scratch_parent`), else in ``scratch``
+    git's scratch tree is made in memory (:func:`scratch_parent`), else in ``scratch``
     (the mount's own directory: never ``git_dir``, where a confined command could swap
     what is written there for symlinks while it is written), else in the system's temp
     directory. ``fetched``: the caller fetches the tree's ``.gitignore`` files
@@ -114,6 +117,49 @@ def extension(
     if not gitignores:
         return _from_tree(skeleton, worktree, git_dir, scratch=scratch)
     return on_skeleton(store, skeleton, index, worktree, git_dir, gitignores, scratch=scratch)
+
+
+def gitignores_shown(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes | None]:
+    """The ``.gitignore`` files the fork shows now where they may differ from the base's
+    (in the upper layer or the overlay's entries), by path (None: none there); ``dirs``:
+    the base tree's directories. git checks
+    each directory's ``.gitignore`` against the one the untracked cache was made with: a
+    wrong guess here costs a rescan, never a wrong answer; a missed one made the first
+    status after mounting list every directory (a new top-level ``.gitignore``)."""
+    found = upper_gitignores(ws.overlay.upper_dir, dirs)
+    rows = ws.overlay.db.execute(
+        "SELECT path FROM entries WHERE path = '.gitignore' OR path LIKE '%/.gitignore'"
+    )
+    found.update(str(r[0]) for r in rows)
+    out: dict[str, bytes | None] = {}
+    for path in found:
+        try:
+            out[path] = ws.read(path)
+        except Exception:  # removed, a directory, unreadable: git reads what is there
+            out[path] = None
+    return out
+
+
+def upper_gitignores(upper: str, dirs: Container[str]) -> set[str]:
+    """The ``.gitignore`` entries the upper layer ``upper`` holds in the root or one of the
+    base tree's directories ``dirs``: a walk of the upper layer kept to those directories
+    (a fresh mount's upper layer is nearly empty: a ``stat`` per base directory, 7,516 on
+    the monorepo, cost the first `git status` in a lazy mount 0.025 s)."""
+    found: set[str] = set()
+    todo = [""]
+    while todo:
+        d = todo.pop()
+        try:
+            with os.scandir(os.path.join(upper, d)) as it:
+                for e in it:
+                    path = f"{d}/{e.name}" if d else e.name
+                    if e.name == ".gitignore":
+                        found.add(path)
+                    elif path in dirs and e.is_dir(follow_symlinks=False):
+                        todo.append(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
 
 
 def fetch_gitignores(
@@ -144,7 +190,7 @@ def on_skeleton(
     """:func:`extension` made by git's ``status`` on a skeleton of the tree (its
     directories and ``.gitignore`` files, ``gitignores`` in place of the tree's); the
     ``.gitignore`` files are read from the store (fetched already: :func:`extension`)."""
-    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=_scratch_parent(scratch))
+    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch_parent(scratch))
     try:
         root = os.path.join(tmp, "tree")
         os.mkdir(root)
@@ -232,9 +278,7 @@ def _from_tree(
         count += 1
         prefix = path + "/" if path else ""
         todo.extend((prefix + k.decode("utf-8", "surrogateescape"), k) for k in reversed(kids))
-    valid, check_only = _Ewah(), _Ewah()
-    for i in range(count):
-        valid.set(i)
+    valid, check_only = _Ewah.ones(count), _Ewah()
     body = (
         data
         + _varint(count)
@@ -261,7 +305,7 @@ def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
     (``.`` may not start a ref's name), so it compares nothing with a commit; everything
     else it reads is ``git_dir``'s: its common directory (``info/exclude``, the config)
     and its own config (``config.worktree``)."""
-    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=_scratch_parent(scratch))
+    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch_parent(scratch))
     try:
         root, own = os.path.join(tmp, "tree"), os.path.join(tmp, "git")
         os.mkdir(root)
@@ -321,6 +365,20 @@ class _Ewah:
         self.words = [0]
         self.rlw = 0  # the marker word's index
         self.bits = 0
+
+    @classmethod
+    def ones(cls, n: int) -> _Ewah:
+        """The bitmap of bits 0 to ``n - 1`` all set, as ``ewah_set`` builds it one bit at
+        a time (a word filled becomes a run of ones: one marker word, then the partial
+        word's literal), without the ``n`` calls (7,516 directories: ~0.01 s)."""
+        out = cls()
+        out.bits = n
+        if n:
+            k, r = divmod(n, 64)
+            out.words = [(1 if k else 0) | (k << 1) | ((1 if r else 0) << 33)]
+            if r:
+                out.words.append((1 << r) - 1)
+        return out
 
     def _run_len(self) -> int:
         return (self.words[self.rlw] >> 1) & self._RUN_MAX
@@ -430,7 +488,7 @@ SHM = "/dev/shm"  # a memory file system on Linux: a mkdir there costs ~20 us, o
 SHM_FREE_MIN = 64 << 20  # the skeleton is directories and .gitignore files: far less than this
 
 
-def _scratch_parent(scratch: str | None) -> str | None:
+def scratch_parent(scratch: str | None) -> str | None:
     """Where git's scratch tree is made: a private directory (``mkdtemp``: mode 0700, this
     user's) in :data:`SHM` (Linux's memory file system) when it is there with room, else in
     ``scratch``.

@@ -31,7 +31,7 @@ from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
 from .promisor import Promisor
 from .threads import ThreadSlots
-from .treelist import KeptListing, Listing, list_tree
+from .treelist import KeptListing, Listing, blob_ids, git_listing, list_tree
 
 if TYPE_CHECKING:
     import pygit2
@@ -228,6 +228,16 @@ class GitStore(StoreWrites):
         lists its base tree for its sizes and for its index, on two threads: listed once;
         :class:`.treelist.KeptListing`)."""
         return self.listed.get(tree, keep, lambda out: list_tree(self.path, tree, self.tree_items, out))
+
+    def tree_blobs(self, tree: str) -> list[str]:
+        """The blob id of every file under ``tree`` (one per entry: an id may repeat), from
+        git's listing read in bulk (:func:`.treelist.blob_ids`), which stays kept for the
+        next :meth:`tree_listing` of ``keep``'s kind; walked where git cannot list it."""
+        out = self.listed.raw(tree, lambda: git_listing(self.path, tree))
+        if out is None:
+            listing = self.tree_listing(tree, keep=True)
+            return [o for _, mode, o in listing if mode not in (MODE_TREE, MODE_COMMIT)]
+        return blob_ids(out)
 
     def is_local(self, oid: str) -> bool:
         """Whether the vault holds object ``oid`` (in a lazy vault, a blob may be only

@@ -153,13 +153,21 @@ class Promisor:
             sizes = self._sizes = _read_sizes(self._sizes_path)
         return sizes.get(oid)
 
+    def unknown(self, oids: Iterable[str]) -> list[str]:
+        """Those of ``oids`` whose size is not in the cache, each once, sorted (a set
+        difference: a whole tree's 20,538 ids one by one through :meth:`size` cost the
+        mount's interpreter ~0.01 s twice)."""
+        self.size("")  # (the cache read, on first use)
+        sizes = self._sizes
+        return sorted(set(oids).difference(sizes if sizes is not None else ()))
+
     def learn_sizes(self, oids: Iterable[str]) -> bool:
         """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
         one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
         when a size is still unknown: the server cannot say (it does not offer
         ``object-info``; ``git://`` and HTTP(S) URLs are asked: see :mod:`.objectinfo`),
         cannot be reached, or does not have that blob."""
-        unknown = sorted({o for o in oids if self.size(o) is None})
+        unknown = self.unknown(oids)
         if not unknown:
             return True
         found = self.remote()

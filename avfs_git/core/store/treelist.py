@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from ..errors import InternalError
 from ..types import MODE_TREE
@@ -54,6 +55,22 @@ def list_tree(
     return listing
 
 
+def blob_ids(out: bytes) -> list[str]:
+    """The ids of the blobs (files and symbolic links) in git's listing ``out``
+    (:func:`git_listing`'s), one per entry, in its order: read in bulk, not parsed entry by
+    entry (a lazy mount's sizes need only these: 20,538 entries parsed took 0.05-0.06 s of
+    the mount's interpreter, this ~0.01 s)."""
+    records = out.split(b"\0")
+    # "<mode> <type> <id>\t<path>": a blob's mode has 6 digits; the id's length is the
+    # repository's (40 digits for SHA-1)
+    first = next((r for r in records if r[7:12] == b"blob "), None)
+    if first is None:
+        return []
+    end = first.index(b"\t")
+    ids = [r[12:end] for r in records if r[7:12] == b"blob "]
+    return b"\n".join(ids).decode("ascii").split("\n")
+
+
 def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) -> Listing:
     """:func:`list_tree`'s listing walked through ``items`` (the store's trees)."""
     listing: Listing = []
@@ -69,6 +86,12 @@ def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) 
     return listing
 
 
+class Droppable(Protocol):
+    """What :meth:`KeptListing.keep_beside` keeps: let go of by :meth:`drop`."""
+
+    def drop(self) -> None: ...
+
+
 class KeptListing:
     """A store's last listing, kept for the next caller (:meth:`.GitStore.tree_listing`):
     a lazy fork's mount lists its base tree for its sizes and for its index, on two
@@ -82,6 +105,9 @@ class KeptListing:
         self._raw: tuple[str, bytes] | None = None  # git's output, not parsed yet (:meth:`prelist`)
         # the tree git is listing now for :meth:`prelist`, and set once its output is kept
         self._listing: tuple[str, threading.Event] | None = None
+        # made from the tree beside its listing, for the same mount (its git index being
+        # made by git: mount/baselisting.py), until taken or dropped with the listing
+        self._beside: tuple[str, Droppable] | None = None
         reset_at_fork(self)
 
     def after_fork(self) -> None:
@@ -90,6 +116,7 @@ class KeptListing:
         waited for."""
         self._lock = threading.Lock()
         self._listing = None
+        self._beside = None  # (the parent's)
 
     def get(self, tree: str, keep: bool, make: Callable[[bytes | None], Listing]) -> Listing:
         """``tree``'s listing: the kept one, else ``make(git's output of it, if prelisted)``'s
@@ -111,6 +138,22 @@ class KeptListing:
                 self._kept = (tree, listing)
             return listing
 
+    def raw(self, tree: str, out: Callable[[], bytes | None]) -> bytes | None:
+        """git's output listing ``tree`` (the one :meth:`prelist` made, waited for, else
+        ``out()``'s), kept for the next :meth:`get` to parse; None where git cannot list it
+        or ``tree``'s listing is kept parsed already (the caller then gets it parsed)."""
+        making = self._listing
+        if making is not None and making[0] == tree:
+            making[1].wait()
+        with self._lock:
+            if self._raw is not None and self._raw[0] == tree:
+                return self._raw[1]
+            if self._kept is not None and self._kept[0] == tree:
+                return None
+            made = out()
+            self._raw = (tree, made) if made is not None else None
+            return made
+
     def prelist(self, tree: str, out: Callable[[], bytes | None]) -> None:
         """Keep ``out()`` (git's output listing ``tree``: :func:`git_listing`) for the next
         :meth:`get` of it to parse: a lazy fork's mount lists its tree as it starts, a wait
@@ -126,7 +169,28 @@ class KeptListing:
             self._listing = None
             done.set()
 
+    def keep_beside(self, tree: str, thing: Droppable) -> None:
+        """Keep ``thing`` (made from ``tree``) for :meth:`take_beside` (what was kept is
+        dropped)."""
+        with self._lock:
+            old, self._beside = self._beside, (tree, thing)
+        if old is not None:
+            old[1].drop()
+
+    def take_beside(self, tree: str) -> Droppable | None:
+        """What :meth:`keep_beside` kept for ``tree``, no longer kept; None when nothing is
+        (what was kept for another tree is dropped)."""
+        with self._lock:
+            kept, self._beside = self._beside, None
+        if kept is not None and kept[0] != tree:
+            kept[1].drop()
+            return None
+        return None if kept is None else kept[1]
+
     def drop(self) -> None:
         """Keep nothing."""
         with self._lock:
             self._kept = self._raw = None
+            beside, self._beside = self._beside, None
+        if beside is not None:
+            beside[1].drop()

@@ -12,7 +12,6 @@ from typing import Protocol
 
 from ..types import MODE_COMMIT, MODE_TREE
 from .promisor import Promisor
-from .treelist import Listing
 
 _NOT_BLOBS = (MODE_TREE, MODE_COMMIT)
 
@@ -24,25 +23,29 @@ class GitStore(Protocol):
     def promisor(self) -> Promisor: ...
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]: ...
     def is_local(self, oid: str) -> bool: ...
-    def tree_listing(self, tree: str, *, keep: bool = False) -> Listing: ...
+    def tree_blobs(self, tree: str) -> list[str]: ...
     def prefetch(self, oids: Iterable[str]) -> int: ...
 
 
-def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
+def ensure_sizes(
+    store: GitStore, tree: str, *, fetch: bool = True, sending: Callable[[], None] | None = None
+) -> None:
     """Make the sizes of ``tree``'s files known without reading them one by one (a mount
     reports every size): in a lazy vault, asked of the server in one request where it can
     say, else (``fetch``) the missing blobs fetched in one batch (a blob the vault holds,
-    written here, is not asked). Nothing in a whole vault, or for a tree already sized."""
+    written here, is not asked). Nothing in a whole vault, or for a tree already sized.
+    ``sending()`` is called as the request goes out (its ids ready)."""
     promisor = store.promisor
     if promisor.remote() is None or promisor.sized(tree):
         return
-    known = promisor.size
-    # listed by git (C), not walked tree by tree: the mount's index lists it next
-    blobs = [
-        o for _, mode, o in store.tree_listing(tree, keep=True) if mode not in _NOT_BLOBS and known(o) is None
-    ]
+    # listed by git (C), not walked tree by tree, and read in bulk (the listing stays kept
+    # for the index of a mount that makes it from the listing); those not known yet are
+    # asked (learn_sizes keeps to them)
+    blobs = store.tree_blobs(tree)
+    if sending is not None:
+        sending()
     # the server sizes what it has; a blob it lacks is one written here (or lost there)
-    rest = blobs if blobs and not promisor.learn_sizes(blobs) else []
+    rest = promisor.unknown(blobs) if blobs and not promisor.learn_sizes(blobs) else []
     rest = [o for o in rest if promisor.size(o) is None and not store.is_local(o)]
     if not rest:
         promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
@@ -51,25 +54,34 @@ def ensure_sizes(store: GitStore, tree: str, *, fetch: bool = True) -> None:
 
 
 def ask(
-    store: GitStore, tree: str, asking: Callable[[], None], then: Callable[[str], None] | None = None
+    store: GitStore,
+    tree: str,
+    asking: Callable[[], None],
+    then: Callable[[str], None] | None = None,
+    sending: Callable[[], None] | None = None,
 ) -> None:
     """A mount's sizes: marked in flight (``asking()`` is called then), the root
     directory's files first in a small request of their own (overlayfs looks each of them
     up as it lists the root), then (after ``then(tree)``, when given: fuse/settle.py) the
-    whole tree (:func:`ensure_sizes`). Meanwhile a size not known waits for these
+    whole tree (:func:`ensure_sizes`; ``sending()`` is called as its request goes out, or
+    once none will). Meanwhile a size not known waits for these
     (:meth:`.GitStore.blob_size`)."""
     promisor = store.promisor
-    with promisor.asking():
-        asking()
-        if promisor.remote() is None or promisor.sized(tree):
-            return
-        promisor.claim_dir(tree)  # (a stat of a root file waits for this request, not one of its own)
-        root = [o for o, mode in store.tree_items(tree).values() if mode not in (MODE_TREE, MODE_COMMIT)]
-        if root:
-            promisor.learn_sizes(root)
-        if then is not None:
-            then(tree)
-        ensure_sizes(store, tree)
+    try:
+        with promisor.asking():
+            asking()
+            if promisor.remote() is None or promisor.sized(tree):
+                return
+            promisor.claim_dir(tree)  # (a stat of a root file waits for this request, not one of its own)
+            root = [o for o, mode in store.tree_items(tree).values() if mode not in (MODE_TREE, MODE_COMMIT)]
+            if root:
+                promisor.learn_sizes(root)
+            if then is not None:
+                then(tree)
+            ensure_sizes(store, tree, sending=sending)
+    finally:
+        if sending is not None:
+            sending()
 
 
 def ask_dir(store: GitStore, tree: str | None) -> None:

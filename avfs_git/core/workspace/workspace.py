@@ -449,12 +449,12 @@ class Workspace(Mutations, Generic[V_co]):
         :meth:`blob_data`."""
         return self.store.blob_stream(oid)
 
-    def ask_sizes(self, asking: Callable[[], None], then: Callable[[str], None] | None = None) -> None:
-        """A lazy fork's mount: the sizes of its base tree's files (:func:`.treesizes.ask`;
-        ``asking()`` is called once they are in flight, ``then(tree)`` between the root's)."""
+    def ask_sizes(self, asking: Callable[[], None], **hooks: Callable[..., None] | None) -> None:
+        """A lazy fork's mount: the sizes of its base tree's files (:func:`.treesizes.ask`, which
+        takes ``hooks``: ``then``, ``sending``); ``asking()`` is called once they are in flight."""
         from ..store.treesizes import ask
 
-        ask(self.store, self.view.base_tree, asking, then)
+        ask(self.store, self.view.base_tree, asking, **hooks)
 
     def size_answers_now(self, oid: str) -> bool:
         """Whether blob ``oid``'s size is given without waiting (:func:`.treesizes.answers_now`)."""
