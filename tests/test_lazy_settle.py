@@ -154,6 +154,21 @@ def _walks(pid: int) -> list[int]:
     return out
 
 
+def _heads_watched(pid: int, vault_path: str) -> bool:
+    """Whether process ``pid`` watches the vault's ``refs/heads`` with inotify: the exec
+    server's warm-up starts that watch (proxy/server.py ``warm_up``, proxy/refwatch.py)."""
+    ino = f" ino:{os.stat(os.path.join(vault_path, 'refs', 'heads')).st_ino:x} "
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        if any(line.startswith("inotify") and ino in line for line in lines):
+            return True
+    return False
+
+
 def _daemon_log(v) -> str:
     """The mount daemon's log (why it went on without its sizes, if it says)."""
     from avfs_git.core.vaults import registry
@@ -431,5 +446,31 @@ def test_the_index_comes_once_the_mount_is_quiet(home, server: Server, tmp_path)
         assert len(_indexes(v)) == 1, _daemon_log(v)
         status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
         assert status.returncode == 0 and status.stdout == "", status
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_the_exec_server_warms_up_once_the_mount_is_quiet(home, server: Server, tmp_path):
+    """A lazy fork's mount warms its exec server (the proxy's modules, the policy, the watch
+    of the vault's branches) with its index, once the mount is quiet, as the lower layer's
+    walk: not beside a program started the moment ``ls`` answered."""
+    _backend_or_skip("fuse")
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v = home.vault("p")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    info = mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        use = _Use(mp / "NOTES.md")
+        try:
+            _used_for(use, 4.0)
+            assert _indexes(v) == [] and not _heads_watched(info.pid, v.path), _daemon_log(v)
+        finally:
+            use.close()
+        deadline = time.monotonic() + HOLD_S
+        while not _heads_watched(info.pid, v.path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _heads_watched(info.pid, v.path), _daemon_log(v)
+        assert len(_indexes(v)) == 1
     finally:
         mounts.unmount(home, v, "main", lazy=True)

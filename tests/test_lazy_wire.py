@@ -193,6 +193,43 @@ def test_reads_that_miss_share_one_kept_connection(home: Home, server: Server, r
         git("--git-dir", v.path, "verify-pack", os.path.join(v.path, "objects", "pack", pack))
 
 
+def test_a_fetchs_blobs_are_read_once_from_what_it_checked(
+    home: Home, server: Server, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contents a fetch over the kept connection checked answer the first read of each
+    of its blobs (core/store/freshblobs.py): a neighbour's read is right, fetches nothing
+    and reads no pack; a second read of it reads the vault as any read does."""
+    v = _vault(home, relay, read_neighbours=100)
+    src = server.base / "proj.git"
+    ws = v.workspace("main")
+    store = v.store
+    read_packs: list[str] = []  # the objects read from the vault's files
+    pure, libgit2 = store._reader.read, store._libgit2_read
+
+    def read_pure(oid: str) -> object:
+        got = pure(oid)
+        if got is not None:
+            read_packs.append(oid)
+        return got
+
+    def read_libgit2(oid: str, *args: object, **kw: object) -> object:
+        got = libgit2(oid, *args, **kw)
+        read_packs.append(oid)
+        return got
+
+    monkeypatch.setattr(store._reader, "read", read_pure)
+    monkeypatch.setattr(store, "_libgit2_read", read_libgit2)
+    first, neighbour = "avfs_git/core/store/gitstore.py", "avfs_git/core/store/promisor.py"
+    blobs = {git("--git-dir", str(src), "rev-parse", f"main:{p}").strip() for p in (first, neighbour)}
+    assert ws.read(first) == blob_at(src, "main", first)
+    assert relay.requests == 1 and blobs.isdisjoint(read_packs)  # (the read's own: from the fetch too)
+    assert ws.read(neighbour) == blob_at(src, "main", neighbour)
+    assert relay.requests == 1 and blobs.isdisjoint(read_packs)
+    assert store.promisor.fresh.taken == 2
+    assert ws.read(neighbour) == blob_at(src, "main", neighbour)
+    assert len(blobs.intersection(read_packs)) == 1 and relay.requests == 1
+
+
 def test_keep_connection_false_is_one_git_fetch_a_read(home: Home, server: Server, relay: Relay) -> None:
     v = _vault(home, relay, keep_connection=False)
     src = server.base / "proj.git"

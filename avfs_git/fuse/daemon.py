@@ -427,12 +427,20 @@ class Mount:
     def _after_call(self) -> None:
         """The listing of the merged directories (of a mount a proxy exec call made), the exec
         server's warm-up and the walk of the lower layer, once no call holds the fork (a call
-        that started this mount holds its exec lock to its end: docs/fuse.md)."""
+        that started this mount holds its exec lock to its end: docs/fuse.md). A lazy fork's
+        warm-up waits for its index as the walk does: once the mount has been quiet, or git
+        asked (fuse/settle.py); its imports (~0.1-0.2 s of this interpreter) otherwise ran
+        beside a program started the moment ``ls`` answered. A request that comes first is
+        served cold, as one that comes before any warm-up is."""
         from ..core.store.locks import exec_lock_path, wait_free
 
         wait_free(exec_lock_path(self.vault.state_dir, self.args.fork))
         if self.list_after_call is not None:
             self.list_after_call()
+        if self.settle is not None:
+            self.settle.settled()
+            if self.settle.closing:
+                return  # (unmounted before its index: nothing left to warm)
         if self.server is not None:
             try:
                 self.server.warm_up()

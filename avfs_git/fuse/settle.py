@@ -172,6 +172,11 @@ class Settle:
         for what comes after it in the background (the lower layer's walk, a later index)."""
         self.gate.wait(GATE_S)
 
+    @property
+    def closing(self) -> bool:
+        """The mount is closing (:meth:`close`)."""
+        return self._closing
+
     def close(self) -> None:
         """The mount is closing: an index still waiting for quiet is not made (the gate opens)."""
         self._closing = True

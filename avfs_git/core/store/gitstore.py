@@ -173,7 +173,12 @@ class GitStore(StoreWrites):
         return self._read_local(oid, what)
 
     def _read_local(self, oid: str, what: str) -> tuple[str, bytes]:
-        """:meth:`read_object` of what the vault holds."""
+        """:meth:`read_object` of what the vault holds: a blob a lazy vault's fetch brought
+        and nothing read yet from the contents that fetch checked (:mod:`.freshblobs`)."""
+        if what == "blob":
+            fresh = self.promisor.fresh.take(oid)
+            if fresh is not None:
+                return "blob", fresh
         loose = self._reader.has_loose(oid)
         if "pygit2" not in sys.modules or loose:
             try:

@@ -28,6 +28,7 @@ from typing import Protocol
 from ..errors import AvfsError, BlobNotLocalError
 from . import configtext
 from .blobwire import Connection, WireError, speaks, store
+from .freshblobs import FreshBlobs
 from .redact import redact
 from .threads import reset_at_fork
 
@@ -115,6 +116,8 @@ class Promisor:
         # the directories (trees) whose own files' sizes were asked in a small request while
         # the whole tree's are asked (:meth:`claim_dir`): each once
         self._dirs_asked: set[str] = set()
+        # the contents the kept connection's fetches checked, until each is read (freshblobs.py)
+        self.fresh = FreshBlobs()
         reset_at_fork(self)
 
     def after_fork(self) -> None:
@@ -126,6 +129,7 @@ class Promisor:
         self._learned = threading.Condition()
         self._asking = None
         self._dirs_asked = set()
+        self.fresh.after_fork()
 
     def timeout(self) -> float:
         """How long one fetch may take (s): :attr:`timeout_s`, else the vault's setting,
@@ -363,6 +367,7 @@ class Promisor:
         if got is None:
             return False
         store(self.git_dir, got)
+        self.fresh.keep(got.blobs)  # (once in the vault: a read may find them either way)
         return True
 
     def _failed(self, name: str, url: str, batch: list[str], path: str | None, why: str) -> BlobNotLocalError:
