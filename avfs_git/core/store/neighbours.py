@@ -32,7 +32,9 @@ And the first miss of a Python module in a package (:func:`package_sources`) bri
 package's other modules, its whole tree breadth first, within the vault's
 ``read_package_bytes``: an import of one module of a package is followed by imports of
 many others, each in a directory of its own (Django's test runner on one package: 37
-fetches without this, 14 with it, docs/scale.md).
+fetches without this, 14 with it, docs/scale.md). While a mount still asks its whole
+tree's sizes, that first miss asks the sizes of what it brings along first
+(:func:`sizes_first`).
 """
 
 from __future__ import annotations
