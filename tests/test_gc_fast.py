@@ -385,16 +385,18 @@ def test_gc_without_click_answers_as_the_click_command(vault: Vault, capsys: Any
     assert _gc_answer(clicked, [*h, "--json", "--vault", "nope", "gc"], capsys)[0] != 0
 
 
-def test_a_direct_gc_does_not_import_click(vault: Vault) -> None:
+def test_a_direct_gc_imports_neither_click_nor_a_mounts_code(vault: Vault) -> None:
     """The process of a direct `avfs gc` (no server) loads neither click nor the click CLI
-    (~50-95 ms of imports before gc's first git process)."""
+    (~50-95 ms of imports before gc's first git process), nor a live mount's code (gc opens
+    no workspace: mount/side.py imports mount/live.py on a workspace's first question)."""
     home = os.path.dirname(os.path.dirname(vault.path))
     vault.close()
     probe = (
         "import sys; from avfs_git.cli.execopts import run_closed; "
         "code = run_closed(['--home', sys.argv[1], '--json', 'gc', '--dry-run']); "
         "sys.stderr.write(repr(sorted(m for m in sys.modules if m == 'click' or m.startswith("
-        "('click.', 'avfs_git.cli.main', 'avfs_git.cli.maintenance'))))); sys.exit(code)"
+        "('click.', 'avfs_git.cli.main', 'avfs_git.cli.maintenance', 'avfs_git.mount.live', "
+        "'avfs_git.mount.index'))))); sys.exit(code)"
     )
     p = subprocess.run([sys.executable, "-c", probe, home], capture_output=True, timeout=120)
     assert p.returncode == 0, p.stderr
