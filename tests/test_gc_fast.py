@@ -305,3 +305,100 @@ def test_a_direct_gc_closes_its_databases_and_skips_pythons_finalization(vault: 
     assert doc["kind"] == "gc" and doc["vaults"][0]["vault"] == "v"
     assert not os.path.exists(wal)
     git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling", "--no-progress")
+
+
+def _gc_answer(run: Any, args: list[str], capsys: Any) -> tuple[int, str, str]:
+    """One call's exit code, stdout and stderr, the times in them masked (a run's duration,
+    the expiry times git was given)."""
+    import re
+
+    code = run(list(args))
+    out, err = capsys.readouterr()
+    mask = [(r'"duration_ms": \d+', '"duration_ms": 0'), (r"@\d+", "@T"), (r"in \d+ ms", "in N ms")]
+    for pat, to in mask:
+        out = re.sub(pat, to, out)
+    return code, out, err
+
+
+def test_gc_without_click_answers_as_the_click_command(vault: Vault, capsys: Any) -> None:
+    """A direct `avfs gc` runs without click (cli/gccmd.py) for exactly gc's own options and
+    answers as the click command does: each argument list run both ways, the same exit
+    code, stdout and stderr; what the fast path does not take (help, bad values, unknown
+    options) is declined and the click CLI answers it."""
+    from avfs_git.cli import execopts, gccmd
+    from avfs_git.cli.app import App
+    from avfs_git.cli.main import main as click_main
+
+    _history(vault, 2)
+    vault.create_fork("main", "gone")
+    vault.delete_fork("gone")  # a recovery ref for gc to count
+    home = os.path.dirname(os.path.dirname(vault.path))
+    vault.close()
+    h = ["--home", home]
+
+    def clicked(args: list[str]) -> int:
+        apps: list[App] = []
+        try:
+            return click_main(args, opened=apps)
+        finally:
+            for app in apps:
+                app.close()
+
+    clicked([*h, "gc"])  # compacted once: the next gcs find the same objects
+    capsys.readouterr()
+    taken = [
+        [*h, "--json", "gc"],
+        [*h, "gc"],
+        [*h, "--json", "gc", "--dry-run"],
+        [*h, "gc", "--dry-run", "--grace", "3"],
+        [f"--home={home}", "--vault", "v", "--json", "gc", "--grace=0.5", "--dry-run", "--all"],
+        [*h, "--vault=v:main", "gc", "--all", "--dry-run", "--dry-run", "--grace", "1", "--grace", "2."],
+        [*h, "--json", "--vault", "nope", "gc", "--dry-run"],
+        [*h, "--vault", "nope", "gc", "--dry-run"],
+        [*h, "--vault", "v:nope", "gc", "--dry-run"],
+    ]
+    declined = [
+        [*h, "--json", "gc", "--grace", "-1"],
+        [*h, "gc", "--grace", "abc"],
+        [*h, "--json", "gc", "--grace"],
+        [*h, "--json", "gc", "--grace", "1e1", "--dry-run"],
+        [*h, "--json", "gc", "--bogus"],
+        [*h, "gc", "--bogus"],
+        [*h, "--json", "gc", "--help"],
+        [*h, "gc", "-h"],
+        [*h, "--json", "gc", "extra"],
+        [*h, "--json", "gc", "--json"],
+        [*h, "--json", "gc", "--", "--dry-run"],
+        [*h, "--vault", "", "--json", "gc", "--dry-run"],
+        ["--home", "--json", "gc"],
+        ["--json"],
+        [*h, "--json", "--version", "gc"],
+    ]
+    for args in taken + declined:
+        assert (gccmd.parse(args) is not None) == (args in taken), args
+        want = _gc_answer(clicked, args, capsys)
+        got = _gc_answer(execopts.run_closed, args, capsys)
+        assert got == want, args
+        if args in taken and "--json" in args:
+            json.loads(got[1])  # exactly one document
+    assert _gc_answer(clicked, [*h, "--json", "gc", "--dry-run"], capsys)[0] == 0
+    assert _gc_answer(clicked, [*h, "--json", "--vault", "nope", "gc"], capsys)[0] != 0
+
+
+def test_a_direct_gc_imports_neither_click_nor_a_mounts_code(vault: Vault) -> None:
+    """The process of a direct `avfs gc` (no server) loads neither click nor the click CLI
+    (~50-95 ms of imports before gc's first git process), nor a live mount's code (gc opens
+    no workspace: mount/side.py imports mount/live.py on a workspace's first question)."""
+    home = os.path.dirname(os.path.dirname(vault.path))
+    vault.close()
+    probe = (
+        "import sys; from avfs_git.cli.execopts import run_closed; "
+        "code = run_closed(['--home', sys.argv[1], '--json', 'gc', '--dry-run']); "
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m == 'click' or m.startswith("
+        "('click.', 'avfs_git.cli.main', 'avfs_git.cli.maintenance', 'avfs_git.mount.live', "
+        "'avfs_git.mount.index'))))); sys.exit(code)"
+    )
+    p = subprocess.run([sys.executable, "-c", probe, home], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["kind"] == "gc"
+    assert p.stderr.decode() == "[]"

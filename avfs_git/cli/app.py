@@ -2,21 +2,21 @@
 the output) and ``pass_app``, the decorator that hands it to a command.
 
 Command modules import this module, never :mod:`.main` (the click group, which loads them):
-in cli, imports go one way, ``execopts -> main -> command modules -> app``.
+in cli, imports go one way, ``execopts -> main -> command modules -> app``. It does not
+import click itself (``pass_app`` loads it when a command runs): `gc`'s path without click
+(:mod:`.gccmd`) builds an :class:`App` too.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
-
-import click
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from .output import Output
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
     from ..core.workspace.workspace import Workspace
@@ -122,4 +122,21 @@ class App:
         return vault.workspace(fork)
 
 
-pass_app = click.make_pass_decorator(App)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
+    """A command's decorator: the :class:`App` of the click context is its first argument
+    (``click.make_pass_decorator(App)``, with click imported when the command runs)."""
+
+    def new_func(*args: P.args, **kwargs: P.kwargs) -> R:
+        import click
+
+        ctx = click.get_current_context()
+        obj = ctx.find_object(App)
+        if obj is None:
+            raise RuntimeError("no App in the click context")
+        return ctx.invoke(f, obj, *args, **kwargs)
+
+    return update_wrapper(new_func, f)

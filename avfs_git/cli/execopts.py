@@ -301,8 +301,7 @@ def interrupted(json_mode: bool) -> int:
     """Ctrl-C before a served command started: the answer of a direct call so stopped."""
     with_site()
     from ..core.errors import Interrupted
-    from .main import render_error
-    from .output import Output
+    from .output import Output, render_error
 
     err = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
     render_error(Output(json_mode, stream=sys.stdout), err)
@@ -313,12 +312,18 @@ def run_closed(args: list[str]) -> int:
     """The click CLI on ``args`` (a direct call of a :data:`.client.LATE_START` command),
     then what the command left for after its answer, then its home closed: the SQLite
     databases it opened write their WAL back and go, as at Python's exit, so that the
-    process may end without Python's finalization (:func:`.client._end_alone`)."""
+    process may end without Python's finalization (:func:`.client._end_alone`). `gc`'s
+    own arguments run without click (:func:`.gccmd.fast`, the same answer)."""
     with_site()
-    from .main import main as click_main
+    from .gccmd import fast
 
     apps: list[App] = []
     try:
+        code = fast(args, apps)
+        if code is not None:
+            return code
+        from .main import main as click_main
+
         return click_main(args, opened=apps)
     finally:
         for app in apps:

@@ -22,7 +22,7 @@ import click
 
 from ..core.errors import EXIT_USAGE, AvfsError
 from .app import App
-from .output import Output
+from .output import Output, render_error
 
 # command name -> "module:attribute" (relative to avfs_git.cli)
 COMMANDS: dict[str, str] = {
@@ -189,18 +189,6 @@ def _vault_option(argv: list[str]) -> str | None:
         else:
             i += 1
     return os.environ.get("AVFS_VAULT")
-
-
-def render_error(out: Output, err: AvfsError) -> None:
-    """``err`` as one JSON error document (``--json``) or a line on stderr."""
-    if out.json:
-        if not out.emitted:
-            out.document("error", {"error": err.to_dict()})
-        return
-    msg = out.text("avfs: error: {}", err.message)
-    if err.hint:
-        msg += out.text("\n  hint: {}", err.hint)
-    sys.stderr.write(msg + "\n")
 
 
 def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> int:

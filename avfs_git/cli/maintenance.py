@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..core.types import to_json
 from ..ops import maintenance as mnt
 from .app import App, pass_app
+from .gccmd import run as run_gc
 from .output import human_size
 
 
@@ -120,51 +120,7 @@ def gc_cmd(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> No
     Refuses (exit 75, nothing changed) while an operation holds the vault or one of its
     forks is mounted.
     """
-    home = app.home
-    vaults = [home.vault(v.name) for v in home.list_vaults()] if all_vaults else [app.target()[0]]
-    results = [mnt.gc(v, grace_days=grace, dry_run=dry_run) for v in vaults]
-    expired = mnt.expire_deleted_vaults(home, dry_run=dry_run)
-    data = {
-        "dry_run": dry_run,
-        "vaults": [r.to_json() for r in results],
-        "deleted_vaults_expired": [to_json(e) for e in expired],
-    }
-
-    def human() -> None:
-        p = app.output.say
-        verb = "would " if dry_run else ""
-        for r in results:
-            after = (
-                ""
-                if r.objects_after is None
-                else app.output.text(
-                    " -> {} ({}) in {} ms", r.objects_after, human_size(r.bytes_after), r.duration_ms
-                )
-            )
-            p(
-                "{}: {verb}expire {} recovery refs and {} operations; {verb}drop {} unreachable loose"
-                " objects; {} objects ({}){}",
-                r.vault,
-                len(r.expired_recovery_refs),
-                len(r.expired_operations),
-                r.unreachable_loose,
-                r.objects_before,
-                human_size(r.bytes_before),
-                after,
-                verb=verb,
-            )
-            if r.stale_temp_files:
-                p(
-                    "{}: {}remove {} temporary pack files a killed writer left ({})",
-                    r.vault,
-                    verb,
-                    len(r.stale_temp_files),
-                    human_size(r.stale_temp_bytes),
-                )
-        for e in expired:
-            p("{}remove deleted vault {} (deleted {})", verb, e.name, e.deleted)
-
-    app.output.result("gc", data, human)
+    run_gc(app, grace, dry_run, all_vaults)  # (also its path without click: gccmd.fast)
 
 
 @click.command("prune")

@@ -26,7 +26,9 @@ from .text import shown
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["SCHEMA_VERSION", "Output", "human_size", "shown"]
+    from ..core.errors import AvfsError
+
+__all__ = ["SCHEMA_VERSION", "Output", "human_size", "render_error", "shown"]
 
 
 _PARSER = string.Formatter()
@@ -212,6 +214,18 @@ class Output:
                 bar.update(task, completed=done, total=total)
 
             yield update
+
+
+def render_error(out: Output, err: AvfsError) -> None:
+    """``err`` as one JSON error document (``--json``) or a line on stderr."""
+    if out.json:
+        if not out.emitted:
+            out.document("error", {"error": err.to_dict()})
+        return
+    msg = out.text("avfs: error: {}", err.message)
+    if err.hint:
+        msg += out.text("\n  hint: {}", err.hint)
+    sys.stderr.write(msg + "\n")
 
 
 def human_size(n: int | None) -> str:

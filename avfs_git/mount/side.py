@@ -1,15 +1,16 @@
 """avfs's mount side, as the workspace is given it (:class:`~.workspace.MountSide`): each
 question a workspace asks of a live mount of its fork, answered by mount/live.py. The
 composition root of the Python API: :func:`open_home` is ``avfs_git.open_home``, and every
-front end opens its home with it (core never imports this package: tests/test_layers.py)."""
+front end opens its home with it (core never imports this package: tests/test_layers.py).
+
+mount/live.py (and the index code under it) is imported on a workspace's first question:
+a command that never opens a workspace (`avfs gc`) does not load it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ..core.settings import Settings
-from . import live
-from .ownfiles import files_dir
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -23,27 +24,43 @@ class WorktreeSide:
     __slots__ = ()
 
     def overlay_mountpoint(self, ws: MountedFork) -> str | None:
+        from . import live
+
         return live.overlay_mountpoint(ws.vault, ws.fork)
 
     def files_dir(self, ws: MountedFork) -> str:
+        from .ownfiles import files_dir
+
         return files_dir(ws.vault, ws.fork)
 
     def live_fuse_mount(self, ws: MountedFork) -> bool:
+        from . import live
+
         return live.live_fuse_mount(ws)
 
     def show_written(self, ws: MountedFork, seq: int) -> None:
+        from . import live
+
         live.show_written(ws, seq)
 
     def sync_mounted(self, ws: MountedFork, *, view_changed: bool) -> None:
+        from . import live
+
         live.sync_mounted(ws, view_changed=view_changed)
 
     def moved_here(self, ws: MountedFork, commit: str) -> bool:
+        from . import live
+
         return live.moved_here(ws, commit)
 
     def git_state(self, ws: MountedFork) -> dict[str, str | None] | None:
+        from . import live
+
         return live.git_state(ws)
 
     def stamp_current(self, ws: MountedFork) -> None:
+        from . import live
+
         live.stamp_current(ws)
 
 
