@@ -271,7 +271,8 @@ def test_a_direct_gc_starts_the_next_calls_server_after_it(monkeypatch: Any) -> 
     monkeypatch.setattr(client, "served", served)
     monkeypatch.setattr(client, "start_for_next", lambda home: calls.append("start"))
     monkeypatch.setattr(execopts, "run_closed", lambda args: calls.append(f"run {args}") or 0)
-    monkeypatch.setattr(client, "_end", lambda code: calls.append(f"end {code}") or code)
+    # (_end_alone: the ordinary exit where another thread runs, as under pytest-xdist)
+    monkeypatch.setattr(client, "_end_alone", lambda code: calls.append(f"end {code}") or code)
     monkeypatch.setenv("AVFS_SERVER", "auto")
     monkeypatch.setattr(sys, "argv", ["avfs", "--home", "/nowhere", "--json", "gc", "--dry-run"])
     assert client.main() == 0

@@ -175,10 +175,8 @@ class GitStore(StoreWrites):
     def _read_local(self, oid: str, what: str) -> tuple[str, bytes]:
         """:meth:`read_object` of what the vault holds: a blob a lazy vault's fetch brought
         and nothing read yet from the contents that fetch checked (:mod:`.freshblobs`)."""
-        if what == "blob":
-            fresh = self.promisor.fresh.take(oid)
-            if fresh is not None:
-                return "blob", fresh
+        if what == "blob" and (fresh := self.promisor.fresh.take(oid)) is not None:
+            return "blob", fresh
         loose = self._reader.has_loose(oid)
         if "pygit2" not in sys.modules or loose:
             try:
@@ -235,9 +233,8 @@ class GitStore(StoreWrites):
         return self.listed.get(tree, keep, lambda out: list_tree(self.path, tree, self.tree_items, out))
 
     def tree_blobs(self, tree: str) -> list[str]:
-        """The blob id of every file under ``tree`` (one per entry: an id may repeat), from
-        git's listing read in bulk (:func:`.treelist.blob_ids`), which stays kept for the
-        next :meth:`tree_listing` of ``keep``'s kind; walked where git cannot list it."""
+        """The blob id of every file under ``tree`` (an id may repeat), from git's listing read
+        in bulk (:func:`.treelist.blob_ids`, kept for the next :meth:`tree_listing`), else walked."""
         out = self.listed.raw(tree, lambda: git_listing(self.path, tree))
         if out is None:
             listing = self.tree_listing(tree, keep=True)
