@@ -403,3 +403,33 @@ def test_a_direct_gc_imports_neither_click_nor_a_mounts_code(vault: Vault) -> No
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["kind"] == "gc"
     assert p.stderr.decode() == "[]"
+
+
+def test_a_failure_not_avfss_is_answered_alike_by_the_click_cli_and_gcs_own_path(
+    monkeypatch: Any,
+) -> None:
+    """cli/output.render_failure, which both paths call for what is not an AvfsError: an
+    internal error as one JSON document (raised again with AVFS_DEBUG); a reader that went
+    away (BrokenPipeError) exits 0 with stdout sent to /dev/null (in a child: it replaces
+    this process' fd 1)."""
+    import io
+    import subprocess
+
+    from avfs_git.cli.output import Output, render_failure
+
+    monkeypatch.delenv("AVFS_DEBUG", raising=False)
+    buf = io.StringIO()
+    out = Output(True, buf)
+    code = render_failure(out, ValueError("boom"))
+    doc = json.loads(buf.getvalue())
+    assert code != 0 and doc["kind"] == "error" and doc["error"]["code"] == "internal", doc
+    monkeypatch.setenv("AVFS_DEBUG", "1")
+    with pytest.raises(ValueError, match="boom"):
+        render_failure(Output(True, io.StringIO()), ValueError("boom"))
+    child = (
+        "import sys\nfrom avfs_git.cli.output import Output, render_failure\n"
+        "code = render_failure(Output(True), BrokenPipeError())\n"
+        "print('after'); sys.stdout.flush(); sys.stderr.write(f'code={code}')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert r.stdout == "" and r.stderr == "code=0", r

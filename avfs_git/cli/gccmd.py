@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from .app import App
-from .output import Output, human_size, render_error
+from .output import Output, human_size, render_error, render_failure
 
 
 def run(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
@@ -174,7 +174,7 @@ def fast(args: list[str], opened: list[App]) -> int | None:
 
 def _call(app: App, opts: dict[str, Any]) -> int:
     """:func:`run`, its failures answered as the click CLI answers them (cli/main.py's ``_run``)."""
-    from ..core.errors import AvfsError, Interrupted, unexpected
+    from ..core.errors import AvfsError, Interrupted
 
     out = app.output
     try:
@@ -187,13 +187,5 @@ def _call(app: App, opts: dict[str, Any]) -> int:
         stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
         render_error(out, stop)
         return stop.exit_code
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except Exception as exc:
-        internal = unexpected(exc)
-        render_error(out, internal)
-        if os.environ.get("AVFS_DEBUG"):
-            raise
-        return internal.exit_code
+    except Exception as exc:  # (a reader gone away among them: render_failure)
+        return render_failure(out, exc)

@@ -22,7 +22,7 @@ import click
 
 from ..core.errors import EXIT_USAGE, AvfsError
 from .app import App
-from .output import Output, render_error
+from .output import Output, render_error, render_failure
 
 # command name -> "module:attribute" (relative to avfs_git.cli)
 COMMANDS: dict[str, str] = {
@@ -243,7 +243,7 @@ def _version() -> str:
 
 
 def _run(args: list[str], out: Output, opened: list[App] | None = None) -> int:
-    from ..core.errors import Interrupted, UsageError, unexpected
+    from ..core.errors import Interrupted, UsageError
 
     try:
         with cli.make_context("avfs", args, obj=out) as ctx:
@@ -284,14 +284,5 @@ def _run(args: list[str], out: Output, opened: list[App] | None = None) -> int:
             setattr(ex, "message", out.text("{}", ex.message))  # noqa: B010 (Final in the stubs): an argument is shown as it is
             ex.show()
         return EXIT_USAGE if isinstance(ex, click.UsageError) else ex.exit_code
-    except BrokenPipeError:
-        # the reader went away (`avfs cat big | head`): not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except Exception as exc:
-        internal = unexpected(exc)
-        render_error(out, internal)
-        if os.environ.get("AVFS_DEBUG"):
-            raise
-        return internal.exit_code
+    except Exception as exc:  # (a reader gone away among them: render_failure)
+        return render_failure(out, exc)

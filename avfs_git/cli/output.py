@@ -228,6 +228,25 @@ def render_error(out: Output, err: AvfsError) -> None:
     sys.stderr.write(msg + "\n")
 
 
+def render_failure(out: Output, exc: Exception) -> int:
+    """The answer of a command that raised ``exc``, something not an avfs error (called in
+    its ``except``; the click CLI's and gc's path without click share it): a reader that
+    went away (``BrokenPipeError``: `avfs cat big | head`) is not an error of ours, stdout
+    goes to /dev/null and the exit is 0; anything else is an internal error, rendered
+    (raised again with ``AVFS_DEBUG``)."""
+    if isinstance(exc, BrokenPipeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    from ..core.errors import unexpected
+
+    internal = unexpected(exc)
+    render_error(out, internal)
+    if os.environ.get("AVFS_DEBUG"):
+        raise exc
+    return internal.exit_code
+
+
 def human_size(n: int | None) -> str:
     if n is None:
         return "-"
