@@ -120,10 +120,11 @@ def _both(
     return ours, built, made, skeleton
 
 
-def _same(bare: Path, commit: str, tmp: Path) -> readtree.GitIndex:
+def _same(bare: Path, commit: str, tmp: Path) -> tuple[readtree.GitIndex, str]:
     """The two indexes of ``commit`` hold the same entries byte for byte, the same cache
     tree (git orders a directory's subtrees its own way: compared by path), the same
-    fsmonitor extension, and git reads the same from both; the same skeleton."""
+    fsmonitor extension, and git reads the same from both; the same skeleton. Returns
+    git's index as made and what ``git ls-files -s --debug`` reads from it filled in."""
     ours, built, made, skeleton = _both(bare, commit, tmp)
     entries, exts = _split(ours)
     built_entries, built_exts = _split(built)
@@ -131,7 +132,8 @@ def _same(bare: Path, commit: str, tmp: Path) -> readtree.GitIndex:
     assert list(exts) == [b"TREE", b"FSMN"] == list(built_exts)
     assert _cache_tree(exts[b"TREE"]) == _cache_tree(built_exts[b"TREE"])
     assert exts[b"FSMN"] == built_exts[b"FSMN"]
-    assert _debug(bare, ours, tmp) == _debug(bare, built, tmp)
+    read = _debug(bare, ours, tmp)
+    assert read == _debug(bare, built, tmp)
     assert {p for p, o in made.skeleton if o is None} == {p for p, o in skeleton if o is None}
     assert sorted(p for p in made.skeleton if p[1] is not None) == sorted(
         p for p in skeleton if p[1] is not None
@@ -141,7 +143,7 @@ def _same(bare: Path, commit: str, tmp: Path) -> readtree.GitIndex:
         assert path.rpartition("/")[0] in seen, path
         if oid is None:
             seen.add(path)
-    return made
+    return made, read
 
 
 @pytest.mark.parametrize(("project", "version"), SDISTS)
@@ -154,15 +156,14 @@ def test_git_s_index_filled_in_is_the_one_built_entry_by_entry(
     owner, the blob's size as git says."""
     tree = realdata.extract(realdata.pypi_sdist(project, version), tmp_path / "sdist")
     bare, _, commit = _repo(tmp_path, tree, None)
-    _same(bare, commit, tmp_path)
-    ours, _, _, _ = _both(bare, commit, tmp_path)
+    _, read = _same(bare, commit, tmp_path)
     sizes = {}
     for line in git(
         "--git-dir", str(bare), "-c", "core.quotePath=false", "ls-tree", "-r", "-l", commit
     ).splitlines():
         meta, path = line.split("\t", 1)
         sizes[path] = int(meta.split()[3])
-    lines = _debug(bare, ours, tmp_path).splitlines()
+    lines = read.splitlines()
     read = 0
     for i in range(0, len(lines), 6):
         path = lines[i].split("\t", 1)[1]
@@ -219,7 +220,7 @@ def test_names_and_modes_git_s_index_and_the_one_built_entry_by_entry_agree_on(t
     files are the regular files of that name, not the link, the directory or ``x.gitignore``;
     the submodule's size is 0)."""
     bare, commit = _edge_tree(tmp_path)
-    made = _same(bare, commit, tmp_path)
+    made, _ = _same(bare, commit, tmp_path)
     deep = "/".join(f"{i:02d}" + "d" * 200 for i in range(21))
     assert sorted(p for p, o in made.skeleton if o is not None) == sorted(
         [".gitignore", "a/.gitignore", "a/b/c/.gitignore", f"{deep}/.gitignore"]

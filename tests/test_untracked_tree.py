@@ -128,7 +128,9 @@ def _repo(tmp_path: Path, tree: Path, gitignore: str | None) -> tuple[Path, Path
     """A bare repository of ``tree`` (a root ``.gitignore`` added when given), its checkout,
     and its commit."""
     work = tmp_path / "work"
-    shutil.copytree(tree, work, symlinks=True)
+    # (shutil's copytree took 3 s on Django; owned by this process, as copytree's copy:
+    # git refuses a repository another user owns)
+    subprocess.run(["cp", "-a", "--no-preserve=ownership", "--", str(tree), str(work)], check=True)
     if gitignore is not None:
         (work / ".gitignore").write_text(gitignore)
     git("init", "-q", "-b", "main", str(work))
