@@ -859,3 +859,57 @@ def test_a_token_as_the_user_name_is_never_stored_shown_or_on_a_command_line(
     assert doc["commit"], r.out
     assert token not in (Path(v.state_dir) / "audit.ndjson").read_text()
     assert token not in git("--git-dir", v.path, "log", "-1", "--format=%B", "main")
+
+
+def test_a_push_tells_the_fast_forward_with_libgit2_where_it_is_loaded(
+    populated, bare, tmp_path, monkeypatch
+):
+    """A push of a fork that moved since the last push checks that the fork contains what
+    the vault last saw there: in a process with libgit2 loaded (the warm CLI server) by
+    libgit2, with no `git merge-base` process; cold, by git. Both give git's answer, a
+    fast-forward pushed and a rewritten remote refused alike."""
+    import pygit2  # (loaded, as in the warm server)
+
+    assert pygit2
+    v = populated
+    ran: list[str] = []
+    real = remote.transport
+
+    def spy(git_dir: str, *args: str, **kw: Any) -> Any:
+        ran.append(next(a for a in args if not a.startswith("-")))
+        return real(git_dir, *args, **kw)
+
+    monkeypatch.setattr(remote, "transport", spy)
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    seen = v.workspace("main").tip()
+    for cold in (False, True):
+        monkeypatch.setattr(remote, "libgit2_loaded", lambda cold=cold: not cold)
+        v.workspace("main").write(f"more-{cold}.txt", b"more\n")
+        checkpoint.save(v)
+        tip = v.workspace("main").tip()
+        assert (
+            subprocess.run(["git", "--git-dir", v.path, "merge-base", "--is-ancestor", seen, tip]).returncode
+            == 0
+        )
+        ran.clear()
+        remote.push(v, "origin", ["main"])  # a fast-forward of what it last saw
+        assert git("--git-dir", str(bare), "rev-parse", "main").strip() == tip
+        assert ("merge-base" in ran) == cold, ran
+        seen = tip
+    # the remote rewritten (its main no longer in the fork): refused, by either way
+    clone = tmp_path / "rewriter"
+    git("clone", "-q", str(bare), str(clone))
+    git("-c", "user.name=o", "-c", "user.email=o@x", "commit", "-q", "--amend", "-m", "rewritten", cwd=clone)
+    git("push", "-q", "--force", "origin", "main", cwd=clone)
+    remote.fetch(v, "origin")  # the vault sees the rewritten main: not in the fork
+    rewritten = git("--git-dir", str(bare), "rev-parse", "main").strip()
+    for cold in (False, True):
+        monkeypatch.setattr(remote, "libgit2_loaded", lambda cold=cold: not cold)
+        v.workspace("main").write(f"mine-{cold}.txt", b"mine\n")
+        checkpoint.save(v)
+        ran.clear()
+        with pytest.raises(remote.RemoteRejectedError):
+            remote.push(v, "origin", ["main"])
+        assert ("merge-base" in ran) == cold, ran
+        assert git("--git-dir", str(bare), "rev-parse", "main").strip() == rewritten
