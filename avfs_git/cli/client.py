@@ -257,7 +257,10 @@ def start(home: str) -> None:
     try:
         os.posix_spawn(
             sys.executable,
-            [sys.executable, "-m", "avfs_git.cli.resident", "--home", home],
+            # -P: the working directory (the caller's: a mount a confined command wrote, a
+            # checkout of another avfs) is not put first on sys.path, where `-m` puts it: a
+            # package `avfs_git` there would be what the server imports and runs
+            [sys.executable, "-P", "-m", "avfs_git.cli.resident", "--home", home],
             dict(os.environ),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, null, 0),
