@@ -667,3 +667,40 @@ def test_server_stop_returns_once_the_commands_it_runs_have_ended(
     assert stop.wait(60) == 0
     assert _gone(child) and not _answers(home.path)
     assert vault.workspace("main").read("late.txt") == b"written before the stop\n"
+
+
+def test_a_server_started_from_a_directory_holding_a_package_named_avfs_git_runs_avfs(
+    home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """The server a first call starts in the background is started in the caller's working
+    directory; `python -m` would put that directory first on sys.path, so a package named
+    `avfs_git` there (a file a confined command wrote in a mount, a checkout of another avfs)
+    was imported and run by the server, outside any sandbox. It is not: the server runs this
+    avfs and answers the next call."""
+    planted = tmp_path / "cwd" / "avfs_git"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (planted / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('planted code ran')\n")
+    on = {**os.environ, "AVFS_SERVER": "auto"}
+    # the console script, as a user runs it (`python -m avfs_git` there would itself import
+    # the planted package: Python's own rule for -m, not avfs's)
+    avfs = os.path.join(os.path.dirname(sys.executable), "avfs")
+
+    def call(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([avfs, *args], capture_output=True, env=on, cwd=planted.parent, timeout=120)
+
+    call("status")  # direct, and starts a server for the next call
+    try:
+        _wait_for(lambda: _answers(home.path))
+        p = call("--json", "vault", "info", "v")
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["kind"] == "vault_info"
+        assert not marker.exists()
+    finally:
+        pid = _server_pid(home.path)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            _wait_for(lambda: not _answers(home.path))

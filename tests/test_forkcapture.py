@@ -13,21 +13,24 @@ import pytest
 from avfs_git.core.errors import CorruptStateError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.vault import Vault
-from avfs_git.core.workspace import forkcapture
+from avfs_git.core.workspace import forkcapture, wscapture
 from avfs_git.core.workspace.overlayentry import FILE
 
 
 @pytest.fixture
 def captures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The forks' real captures, counted (the function itself runs unchanged)."""
+    """The forks' real captures with their ignored paths (forkcapture's: a clean fork's
+    capture leaves them out), counted; the function itself runs unchanged (forkcapture
+    takes it from its module when it runs)."""
     calls: list[str] = []
-    real = forkcapture.capture
+    real = wscapture.capture
 
     def counted(ws, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(ws.fork)
+        if kwargs.get("include_ignored"):
+            calls.append(ws.fork)
         return real(ws, *args, **kwargs)
 
-    monkeypatch.setattr(forkcapture, "capture", counted)
+    monkeypatch.setattr(wscapture, "capture", counted)
     return calls
 
 

@@ -210,7 +210,8 @@ def test_opening_a_home_does_not_import_the_policy_engine(tmp_path: Path) -> Non
         [sys.executable, "-c", script, str(tmp_path / "home")], capture_output=True, text=True, check=True
     )
     before, names = json.loads(proc.stdout)
-    assert "avfs_git.policy.pathsource" in before and "avfs_git.policy.model" in before
+    # the source alone: the policy's model and rules come with the first ask (a fork's write)
+    assert before == ["avfs_git.policy", "avfs_git.policy.pathsource"]
     for heavy in ("engine", "config", "classify", "parser", "lexer"):
         assert f"avfs_git.policy.{heavy}" not in before
     assert names == ["Policy", "Outcome", "PolicyError", "AttributeError"]
@@ -403,6 +404,60 @@ def test_a_direct_gc_imports_neither_click_nor_a_mounts_code(vault: Vault) -> No
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["kind"] == "gc"
     assert p.stderr.decode() == "[]"
+
+
+# what a direct gc's process does not load: a workspace (the home and the vault import it
+# on the first workspace asked for), the lazy-vault wire with socket and urllib (a fetch's),
+# the policy's model (the first path rule's)
+NOT_ON_GCS_PATH = (
+    "avfs_git.core.workspace.workspace",
+    "avfs_git.core.workspace.wsview",
+    "avfs_git.core.workspace.overlay",
+    "avfs_git.core.workspace.overlaydb",
+    "avfs_git.core.workspace.pathguard",
+    "avfs_git.core.workspace.wscapture",
+    "avfs_git.core.workspace.wscommit",
+    "avfs_git.core.store.blobwire",
+    "avfs_git.policy.model",
+    "avfs_git.policy.pathrules",
+    "socket",
+    "urllib.parse",
+)
+
+
+def direct_gc_modules(home: str, *args: str) -> tuple[dict[str, Any], list[str]]:
+    """A direct `avfs --home HOME --json ARGS gc` (``run_closed``) in a process of its own:
+    (its answer, which of :data:`NOT_ON_GCS_PATH` it loaded)."""
+    probe = (
+        "import sys; from avfs_git.cli.execopts import run_closed; "
+        "code = run_closed(['--home', sys.argv[1], '--json', *sys.argv[3:], 'gc']); "
+        "sys.stderr.write(repr(sorted(m for m in sys.argv[2].split() if m in sys.modules))); sys.exit(code)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", probe, home, " ".join(NOT_ON_GCS_PATH), *args],
+        capture_output=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout), eval(p.stderr.decode())  # (a list of names: repr above)
+
+
+def test_a_direct_gc_opens_no_workspace_and_loads_no_transport(vault: Vault) -> None:
+    """gc reads the workspaces' overlays and seeds as files (``ws_dirs``): its process loads
+    neither the workspace's modules, the lazy-vault wire, nor the policy's model (~8 ms of
+    CPU of a cold gc's imports), and keeps what a fork's overlay names."""
+    ws = vault.workspace()
+    ws.write("a.txt", b"one\n")
+    checkpoint.save(vault, message="one")
+    ws.write("b.txt", b"uncheckpointed\n")  # the overlay gc leaves as it is
+    home = os.path.dirname(os.path.dirname(vault.path))
+    vault.close()
+    answer, loaded = direct_gc_modules(home)
+    assert answer["kind"] == "gc" and answer["vaults"][0]["kept_roots"] >= 1
+    assert loaded == []
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
+    assert vault.workspace().read("b.txt") == b"uncheckpointed\n"
+    assert vault.workspace().read("a.txt") == b"one\n"
 
 
 def test_a_failure_not_avfss_is_answered_alike_by_the_click_cli_and_gcs_own_path(

@@ -483,3 +483,29 @@ def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_dam
     v.close()
     server.stop()  # what was fetched before gc reads offline after it
     assert lazy.vault("p").workspace("main").read(rel) == want
+
+
+def test_a_direct_gc_of_a_lazy_vault_keeps_its_promisor_setup_without_loading_the_wire(lazy, server):
+    """A cold `avfs gc` (its own process, run_closed) of a lazy vault: the promisor remote and
+    the packs' ``.promisor`` marks stay, nothing is fetched or lost, and the process loads
+    neither the lazy-vault wire (blobwire, socket, urllib) nor a workspace: the promisor
+    handle the vault opens still is there for a read (docs/lazy.md on gc)."""
+    from .test_gc_fast import direct_gc_modules
+
+    v = lazy.vault("p")
+    rel = "avfs_git/cli/main.py"
+    want = v.workspace("main").read(rel)  # fetched before gc
+    promised = missing(v.path)
+    v.close()
+    answer, loaded = direct_gc_modules(lazy.path, "--vault", "p")
+    assert answer["vaults"][0]["vault"] == "p" and answer["vaults"][0]["objects_after"] is not None
+    assert loaded == []
+    pack_dir = os.path.join(v.path, "objects", "pack")
+    assert any(n.endswith(".promisor") for n in os.listdir(pack_dir))
+    assert git("--git-dir", v.path, "config", "remote.origin.promisor").strip() == "true"
+    assert missing(v.path) == promised  # nothing fetched, nothing lost
+    w = lazy.vault("p")
+    assert w.lazy
+    assert w.workspace("main").read(rel) == want
+    other = "avfs_git/core/types.py"  # still promised: read through the promisor
+    assert w.workspace("main").read(other) == blob_at(server.base / "proj.git", "main", other)

@@ -859,3 +859,128 @@ def test_a_token_as_the_user_name_is_never_stored_shown_or_on_a_command_line(
     assert doc["commit"], r.out
     assert token not in (Path(v.state_dir) / "audit.ndjson").read_text()
     assert token not in git("--git-dir", v.path, "log", "-1", "--format=%B", "main")
+
+
+def test_a_push_tells_the_fast_forward_with_libgit2_where_it_is_loaded(
+    populated, bare, tmp_path, monkeypatch
+):
+    """A push of a fork that moved since the last push checks that the fork contains what
+    the vault last saw there: in a process with libgit2 loaded (the warm CLI server) by
+    libgit2, with no `git merge-base` process; cold, by git. Both give git's answer, a
+    fast-forward pushed and a rewritten remote refused alike."""
+    import pygit2  # (loaded, as in the warm server)
+
+    assert pygit2
+    v = populated
+    ran: list[str] = []
+    real = remote.transport
+
+    def spy(git_dir: str, *args: str, **kw: Any) -> Any:
+        ran.append(next(a for a in args if not a.startswith("-")))
+        return real(git_dir, *args, **kw)
+
+    monkeypatch.setattr(remote, "transport", spy)
+    remote.add(v, "origin", str(bare))
+    remote.push(v, "origin", ["main"])
+    seen = v.workspace("main").tip()
+    for cold in (False, True):
+        monkeypatch.setattr(remote, "libgit2_loaded", lambda cold=cold: not cold)
+        v.workspace("main").write(f"more-{cold}.txt", b"more\n")
+        checkpoint.save(v)
+        tip = v.workspace("main").tip()
+        assert (
+            subprocess.run(["git", "--git-dir", v.path, "merge-base", "--is-ancestor", seen, tip]).returncode
+            == 0
+        )
+        ran.clear()
+        remote.push(v, "origin", ["main"])  # a fast-forward of what it last saw
+        assert git("--git-dir", str(bare), "rev-parse", "main").strip() == tip
+        assert ("merge-base" in ran) == cold, ran
+        seen = tip
+    # the remote rewritten (its main no longer in the fork): refused, by either way
+    clone = tmp_path / "rewriter"
+    git("clone", "-q", str(bare), str(clone))
+    git("-c", "user.name=o", "-c", "user.email=o@x", "commit", "-q", "--amend", "-m", "rewritten", cwd=clone)
+    git("push", "-q", "--force", "origin", "main", cwd=clone)
+    remote.fetch(v, "origin")  # the vault sees the rewritten main: not in the fork
+    rewritten = git("--git-dir", str(bare), "rev-parse", "main").strip()
+    for cold in (False, True):
+        monkeypatch.setattr(remote, "libgit2_loaded", lambda cold=cold: not cold)
+        v.workspace("main").write(f"mine-{cold}.txt", b"mine\n")
+        checkpoint.save(v)
+        ran.clear()
+        with pytest.raises(remote.RemoteRejectedError):
+            remote.push(v, "origin", ["main"])
+        assert ("merge-base" in ran) == cold, ran
+        assert git("--git-dir", str(bare), "rev-parse", "main").strip() == rewritten
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["push", "origin", "main"], ["fetch", "origin"], ["vault", "clone", "git://127.0.0.1:9/x.git", "c"]],
+)
+def test_a_direct_transfer_starts_the_next_calls_server_after_it(monkeypatch, argv):
+    """With no server to answer, a push, fetch or clone runs in its own process and only
+    then starts a server for the next call (its start-up, ~0.5 s of CPU, took a core from
+    git's pack-objects or index-pack), as gc does; with AVFS_SERVER=off none starts."""
+    import sys
+
+    from avfs_git.cli import client, execopts
+
+    calls: list[str] = []
+    monkeypatch.setattr(client, "served", lambda args, *, start=True: calls.append(f"served start={start}"))
+    monkeypatch.setattr(client, "start_for_next", lambda home: calls.append("start"))
+    monkeypatch.setattr(execopts, "run_closed", lambda args: calls.append(f"run {args}") or 0)
+    # (_end_alone: the ordinary exit where another thread runs, as under pytest-xdist)
+    monkeypatch.setattr(client, "_end_alone", lambda code: calls.append(f"end {code}") or code)
+    args = ["--home", "/nowhere", "--json", *argv]
+    monkeypatch.setattr(sys, "argv", ["avfs", *args])
+    monkeypatch.setenv("AVFS_SERVER", "auto")
+    assert client.main() == 0
+    assert calls == ["served start=False", f"run {args}", "start", "end 0"]
+    calls.clear()
+    monkeypatch.setenv("AVFS_SERVER", "off")
+    assert client.main() == 0
+    assert calls == ["served start=False", f"run {args}", "end 0"]
+
+
+def test_a_direct_push_fetch_and_clone_close_their_databases_and_skip_pythons_finalization(
+    populated, bare, tmp_path
+):
+    """A direct push, fetch and vault clone (no server) end once the answer is out, without
+    Python's finalization, after closing what they opened: the op log's WAL is written back
+    and removed, as at an ordinary exit, each answer is whole, and what they did is there."""
+    import sys
+
+    v = populated
+    remote.add(v, "origin", str(bare))
+    v.workspace("main").write("more.txt", b"more\n")
+    checkpoint.save(v)
+    tip = v.workspace("main").tip()
+    home = os.path.dirname(os.path.dirname(v.path))
+    v.close()  # the op log's last connection is then the command's
+    wal = os.path.join(v.state_dir, "oplog.db-wal")
+    probe = (
+        "import atexit, sys; atexit.register(lambda: sys.stderr.write('finalized\\n')); "
+        "sys.argv[1:] = ['--home', sys.argv[1], '--json', *sys.argv[2:]]; "
+        "from avfs_git.cli.client import main; sys.exit(main())"
+    )
+    env = {**os.environ, "AVFS_SERVER": "off"}
+    for argv, kind in (
+        (["--vault", v.name, "push", "origin", "main"], "transfer"),
+        (["--vault", v.name, "fetch", "origin"], "transfer"),
+        (["vault", "clone", str(bare), "copy"], "vault"),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-c", probe, home, *argv], capture_output=True, env=env, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        assert b"finalized" not in p.stderr, argv
+        assert json.loads(p.stdout)["kind"].startswith(kind), p.stdout
+        assert not os.path.exists(wal), argv
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == tip
+    assert git("--git-dir", v.path, "rev-parse", "refs/remotes/origin/main").strip() == tip
+    copy = os.path.join(home, "vaults", "copy.git")
+    assert git("--git-dir", copy, "rev-parse", "main").strip() == tip
+    assert not os.path.exists(os.path.join(copy, "avfs", "oplog.db-wal"))
+    git("--git-dir", copy, "fsck", "--strict", "--no-dangling", "--no-progress")

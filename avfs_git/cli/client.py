@@ -32,8 +32,11 @@ OWN_PATHS = (("proxy", "exec"), ("hook",))
 # of the bench's vault was 1.56-1.67x `git gc` with AVFS_SERVER=off, 1.83-2.28x as a
 # user's first call); and the process ends once its answer is out and its handles are
 # closed (:func:`_end_alone`), without Python's finalization (67-108 ms of a gc's
-# process after its answer). docs/benchmarks.md, "Cold gc" in the ninth round
-LATE_START = (("gc",),)
+# process after its answer). docs/benchmarks.md, "Cold gc" in the ninth round. The same
+# for the transfers, whose long part is git's too (index-pack, pack-objects): a user's
+# first push, fetch or clone in a home no server answers ("Cold gc's imports, and a push's
+# ancestry check in process" in the tenth round)
+LATE_START = (("gc",), ("push",), ("fetch",), ("vault", "clone"))
 
 
 def _rest(args: "list[str]") -> "tuple[str | None, list[str]]":
@@ -254,7 +257,10 @@ def start(home: str) -> None:
     try:
         os.posix_spawn(
             sys.executable,
-            [sys.executable, "-m", "avfs_git.cli.resident", "--home", home],
+            # -P: the working directory (the caller's: a mount a confined command wrote, a
+            # checkout of another avfs) is not put first on sys.path, where `-m` puts it: a
+            # package `avfs_git` there would be what the server imports and runs
+            [sys.executable, "-P", "-m", "avfs_git.cli.resident", "--home", home],
             dict(os.environ),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, null, 0),

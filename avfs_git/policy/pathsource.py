@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from .model import POLICY_FILE
-from .pathrules import NO_RULES, PathRules
+if TYPE_CHECKING:
+    from .pathrules import PathRules
 
 
 class PathRulesSource:
@@ -26,6 +26,11 @@ class PathRulesSource:
         self._cache: dict[tuple[str, str | None, str | None], tuple[tuple[Any, ...], PathRules]] = {}
 
     def rules(self, home_dir: str, vault_dir: str | None, fork: str | None) -> PathRules:
+        # (the policy's model and rules on the first ask: a home is opened by commands that
+        # never ask, a cold `avfs gc` among them)
+        from .model import POLICY_FILE
+        from .pathrules import NO_RULES
+
         files = [os.path.join(home_dir, POLICY_FILE)]
         if vault_dir is not None:
             files.append(os.path.join(vault_dir, "avfs", POLICY_FILE))

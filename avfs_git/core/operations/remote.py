@@ -32,8 +32,9 @@ import re
 import subprocess
 from typing import TYPE_CHECKING, NoReturn
 
-from ..errors import RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
+from ..errors import AvfsError, RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
 from ..store import names, refs, transferlock
+from ..store.gitlib import libgit2_loaded
 from ..store.redact import redact, split_credentials
 from ..store.transport import ProgressFn, transport
 from ..store.vaultconfig import config_values, remotes
@@ -376,7 +377,17 @@ def _caught_up(
 
 def _contains(vault: Vault, tip: str, seen: str) -> bool:
     """Whether ``tip`` contains ``seen`` (both local commits: a lazy vault holds every
-    commit, so git walks no missing object)."""
+    commit, so git walks no missing object). Through libgit2 where this process has it
+    loaded already (the warm CLI server: no ``git merge-base`` process, ~5-15 ms of every
+    push of a fork that moved since the last one), else ``git merge-base --is-ancestor`` (a
+    cold push pays no pygit2 import); where libgit2 cannot tell, git answers."""
+    if tip == seen:
+        return True
+    if libgit2_loaded():
+        try:
+            return vault.store.descendant_of(tip, seen)
+        except AvfsError:
+            pass  # (git says why, below)
     proc = _git(vault, "merge-base", "--is-ancestor", seen, tip, check=False)
     if proc.returncode not in (0, 1):
         raise RemoteError(f"cannot tell whether {tip} contains {seen}: {proc.stderr.strip()}")

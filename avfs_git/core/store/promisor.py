@@ -23,14 +23,16 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
 from . import configtext
-from .blobwire import Connection, WireError, speaks, store
 from .freshblobs import FreshBlobs
 from .redact import redact
 from .threads import reset_at_fork
+
+if TYPE_CHECKING:
+    from .blobwire import Connection
 
 
 class FetchWatcher(Protocol):
@@ -343,6 +345,8 @@ class Promisor:
         """The kept connection to fetch ``wanted`` over (:mod:`.blobwire`), or None: the
         remote is not ``git://``, the vault's ``keep_connection`` is off, or a blob's size
         is unknown or they are too big to hold in memory."""
+        from .blobwire import Connection, speaks  # (socket and urllib: a fetch's, not a vault's)
+
         if not speaks(url) or (self.keep_connection_of is not None and not self.keep_connection_of()):
             return None
         total = 0
@@ -360,6 +364,8 @@ class Promisor:
     def _fetch_wire(self, wire: Connection, name: str, url: str, wanted: list[str], path: str | None) -> bool:
         """Fetch ``wanted`` over ``wire`` and write them into the vault; False when the
         server does not speak protocol v2 there (the caller runs git fetch)."""
+        from .blobwire import WireError, store
+
         try:
             got = wire.fetch(wanted, self.timeout())
         except WireError as exc:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote
 
 MASK = "***"
 # scheme://userinfo@ -- the userinfo runs to the last '@' before the host's '/' (a raw '@'
@@ -52,6 +51,8 @@ def _keep(scheme: str, cred: str) -> bool:
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     """(``url`` without its secret userinfo, the (user, password) it held, decoded; the
     password is ``""`` for a user-only form). ``(url, None)`` when it holds none."""
+    from urllib.parse import unquote  # (with ipaddress: what a remote's URL needs, not a vault's)
+
     m = _URL_CREDS.match(url)
     if m is None:
         s = _SCP.match(url)  # scp-like ssh: user@host:path; only a token is taken out

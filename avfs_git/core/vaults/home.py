@@ -28,13 +28,13 @@ from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity
 from ..types import VaultInfo
-from ..workspace.pathguard import GuardSource
-from ..workspace.workspace import MountSide
 from .layers import Attempts
 from .vault import Vault
 
 if TYPE_CHECKING:
     from ..store.transport import ProgressFn
+    from ..workspace.pathguard import GuardSource
+    from ..workspace.workspace import MountSide
 
 Progress = Callable[[int, int | None, str], None]
 

@@ -40,12 +40,7 @@ from ..store.identity import current as current_identity
 from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import carry_claim, claim_new_fork
-from ..workspace.forkcapture import capture_for_fork
-from ..workspace.mergestate import inherit_state
-from ..workspace.pathguard import NO_GUARD, GuardSource, PathGuard
 from ..workspace.upper import drop_gitfile
-from ..workspace.workspace import MountSide, Workspace
-from ..workspace.wscommit import keep_recovery, ws_state
 from . import forkspare, layers, registry
 from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
 from .oplog import OpLog
@@ -75,6 +70,9 @@ class VaultHome(Protocol):
 # imports it. A bare ``Vault`` is one of some ``VaultHome``.
 if TYPE_CHECKING:
     import typing_extensions  # its TypeVar takes a default (PEP 696; typing's own from 3.13)
+
+    from ..workspace.pathguard import GuardSource, PathGuard
+    from ..workspace.workspace import MountSide, Workspace
 
     H_co = typing_extensions.TypeVar("H_co", bound=VaultHome, covariant=True, default=VaultHome)
 else:
@@ -153,6 +151,8 @@ class Vault(VaultQuota, Generic[H_co]):
         """
         source = self.home.paths if self.home is not None else None
         if source is None:
+            from ..workspace.pathguard import NO_GUARD
+
             return NO_GUARD
         return source.rules(self.home.path if self.home is not None else "", self.path, fork)
 
@@ -331,6 +331,8 @@ class Vault(VaultQuota, Generic[H_co]):
         if ws is not None and ws.sync_base():
             return ws
         self.require_fork(fork)
+        from ..workspace.workspace import Workspace
+
         with self._ws_lock:
             ws = self._ws.get(fork)
             if ws is None:
@@ -344,6 +346,8 @@ class Vault(VaultQuota, Generic[H_co]):
     def revision_view(self, fork: str, commit: str, state_dir: str) -> Workspace[Self]:
         """A read-only workspace showing ``commit`` (for mounting history); costs nothing
         to set up: an empty overlay in ``state_dir``."""
+        from ..workspace.workspace import Workspace
+
         self.require_fork(fork)
         self.store.commit_tree(commit)  # exists?
         return Workspace(self, fork, state_dir, pinned=commit)
@@ -431,12 +435,16 @@ class Vault(VaultQuota, Generic[H_co]):
                     # fork starts as the source shows, and its checkpoints leave them out
                     # as the source's do
                     # (an unchanged source's kept capture: see forkcapture)
+                    from ..workspace.forkcapture import capture_for_fork
+
                     tree = capture_for_fork(src) if ignored else src.capture()[0]
                 dirty = tree is not None
                 # The new workspace's state is made on first use; all a fork writes now is
                 # its ref, and the captured tree (a "seed") when the source had changes.
                 if tree is not None:
                     write_seed(self._new_state_dir(new), base, tree)
+                    from ..workspace.mergestate import inherit_state
+
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
             if snap is not None and snap[2] is not None:  # the snapshot's journals are its
                 claim_new_fork(snap[0], new, snap[1], carried=snap[2])  # source's history
@@ -515,6 +523,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 hint="make another fork the default first (`avfs vault use VAULT:FORK`)",
             )
         self.refuse_if_mounted(fork)
+        from ..workspace.wscommit import keep_recovery, ws_state
+
         with self.lock(fork):
             ws = self.workspace(fork)
             tip = ws.tip()

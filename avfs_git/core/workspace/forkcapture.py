@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import TYPE_CHECKING
 
 from .overlayentry import FILE, UPPER_FILE, Entry
-from .wscapture import Fork, capture
+
+if TYPE_CHECKING:
+    from .wscapture import Fork
 
 CACHE_FILE = "fork-capture"
 
@@ -39,6 +42,8 @@ def capture_for_fork(ws: Fork) -> str:
     """The root tree of ``ws`` with its changes and ignored paths (what ``capture(ws,
     include_ignored=True)`` returns), taken from the kept capture when the source has not
     changed since it was made."""
+    from .wscapture import capture  # (the module alone is read by forkspare, on gc's path)
+
     if ws.overlay.upper_active():
         return capture(ws, include_ignored=True)[0]
     key = source_key(ws)
