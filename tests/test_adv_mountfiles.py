@@ -20,6 +20,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.registry import mount_dir
 from avfs_git.core.workspace.hookwire import SOCKET_NAME
+from avfs_git.hooks.events import self_command
 from avfs_git.mount.hookscripts import HOOKS_DIR, socket_hook
 from avfs_git.mount.ownfiles import HOOK_FILE, STAMP_FILE, worktree_dir
 from avfs_git.ops import mounts
@@ -439,3 +441,47 @@ def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
     assert not os.path.lexists(os.path.join(scene.git_dir, "MERGE_MODE"))  # unlinked, not followed
     scene.person_acts("merge")
     scene.check(before, {"README": b"a project\n", "a.txt": b"main's a\n"})
+
+
+def test_a_package_named_avfs_git_at_the_mount_s_root_is_never_run(scene: Scene, tmp_path: Path) -> None:
+    """A package ``avfs_git`` planted at the mount's root (``__init__.py``, ``__main__.py``
+    and the modules avfs starts as processes of their own): the person, working in the
+    mount, mounts another fork (its daemon spawned with the mount as working directory,
+    where ``python -m`` would put it first on ``sys.path``), runs the console script, and
+    an installed hook's command line; none of the planted code runs on the host."""
+    before = scene.host_state()
+    mods = ("__init__", "__main__", "fuse/__init__", "fuse/daemon", "cli/__init__", "cli/resident")
+    planted = "\n".join(
+        f"mkdir -p \"$(dirname avfs_git/{m}.py)\"\ncat > avfs_git/{m}.py <<'EOF'\n"
+        f"open('{scene.ran}/{m.replace('/', '.')}-ran', 'w').write('ran')\nEOF"
+        for m in mods
+    )
+    res = scene.attack(planted + "\n", commit=False)
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    assert (scene.mp / "avfs_git" / "fuse" / "daemon.py").is_file()
+    scene.vault.fork("main", "other")
+    other = tmp_path / "other-mnt"
+    other.mkdir()
+    avfs = str(Path(sys.executable).with_name("avfs"))
+    for server in ("off", "auto"):
+        env = {**os.environ, "AVFS_HOME": scene.home.path, "AVFS_SERVER": server}
+        for args in (
+            ["mount", "v:other", str(other)],
+            ["--vault", "v:other", "--json", "status"],
+            ["unmount", "v:other"],
+        ):
+            p = subprocess.run([avfs, *args], cwd=scene.mp, env=env, capture_output=True, timeout=120)
+            assert p.returncode == 0, (server, args, p.stderr)
+        subprocess.run([avfs, "server", "stop"], cwd=scene.mp, env=env, capture_output=True, timeout=60)
+    # the command line a hook runs when no console script is found (hooks/events.py)
+    line = self_command("", sys.executable)
+    p = subprocess.run(
+        f"{line} --home {scene.home.path} --json vault list",
+        shell=True,
+        cwd=scene.mp,
+        capture_output=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(scene.ran)) == [], "planted code ran on the host"
+    assert scene.host_state() == before

@@ -931,6 +931,7 @@ def test_is_ours_matches_only_what_avfs_writes() -> None:
     assert install._is_ours("avfs hook claude stop")
     assert install._is_ours("/opt/venv/bin/avfs --home /x/.avfs hook codex pre-tool-use")
     assert install._is_ours("'/usr/bin/python3' -m avfs_git hook claude post-tool-use")
+    assert install._is_ours("'/usr/bin/python3' -P -m avfs_git hook claude post-tool-use")
     assert install._is_ours("uvx avfs hook claude stop", "uvx avfs")
     for cmd in (
         "notify-send avfs hook claude stop",

@@ -124,7 +124,7 @@ def _avfs_prefix(app: App, command: str | None) -> str:
     if exe and os.path.isfile(exe):
         prefix = shlex.quote(os.path.abspath(exe))
     else:
-        prefix = f"{shlex.quote(sys.executable)} -m avfs_git"
+        prefix = f"{shlex.quote(sys.executable)} -P -m avfs_git"  # (-P: no avfs_git from the cwd)
     if app.home_path:
         prefix += f" --home {shlex.quote(os.path.abspath(app.home_path))}"
     return prefix

@@ -207,10 +207,12 @@ def _command_of(agent: str, event: HookEvent) -> str | list[str]:
 def self_command(argv0: str, executable: str) -> str:
     """The shell words that run this avfs (for a command the hook rewrites): the console
     script by absolute path when that is what runs (``argv0`` named ``avfs``), else
-    ``PYTHON -m avfs_git``."""
+    ``PYTHON -P -m avfs_git`` (``-P``: the command runs in the agent's working directory, a
+    mount it writes, which ``-m`` would put first on ``sys.path``: a package ``avfs_git``
+    there would be what runs)."""
     if os.path.basename(argv0) == "avfs" and os.path.isfile(argv0):
         return shlex.quote(os.path.abspath(argv0))
-    return f"{shlex.quote(executable)} -m avfs_git"
+    return f"{shlex.quote(executable)} -P -m avfs_git"
 
 
 # the shell a rewritten command runs in: Claude Code's Bash tool runs bash (or zsh), so a

@@ -105,7 +105,9 @@ def _is_ours(command: Any, prefix: str | None = None) -> bool:
     if os.path.basename(head[0]) == "avfs":
         rest = head[1:]
     elif os.path.basename(head[0]).startswith("python") and head[1:3] == ["-m", "avfs_git"]:
-        rest = head[3:]
+        rest = head[3:]  # (as installed before -P)
+    elif os.path.basename(head[0]).startswith("python") and head[1:4] == ["-P", "-m", "avfs_git"]:
+        rest = head[4:]
     else:
         return False
     while rest[:1] == ["--home"] and len(rest) >= 2:

@@ -133,7 +133,19 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
         vault.state_dir,
         kept_dir(vault.state_dir),
     ]
-    cmd += [records, sys.executable, "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
+    cmd += [
+        records,
+        sys.executable,
+        "-P",
+        "-c",
+        BOOT,
+        "--home",
+        home,
+        "--vault",
+        vault.name,
+        "--commit",
+        commit,
+    ]
     try:
         return os.posix_spawn(
             cmd[0],

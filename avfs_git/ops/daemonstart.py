@@ -32,6 +32,10 @@ READY_TIMEOUT_S = 30.0  # how long a new daemon may take to say it is ready
 LINKED, STACKED = b"L", b"S"
 PROGRESS = (LINKED, STACKED)
 REAP_WAIT_S = 10.0  # how long a blocking reap waits for a daemon that is not our child
+# how a daemon is started after the interpreter's path: -P, so that the caller's working
+# directory (a mount a confined command wrote into) is not put first on sys.path, where
+# -m puts it: a package `avfs_git` there would be what the daemon imports and runs
+DAEMON_MODULE = ["-P", "-m", "avfs_git.fuse.daemon"]
 
 # (daemon arguments after ``-m avfs_git.fuse.daemon``, environment, log path) -> (pid, the
 # read end of its readiness pipe), or None (not started: spawn it); set in a process that
@@ -91,9 +95,10 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, in
     :func:`_spawn_daemon` does: forked by the warm :data:`STARTER` where there is one and
     it starts it, else spawned."""
     starter = STARTER
-    if starter is not None and cmd[1:3] == ["-m", "avfs_git.fuse.daemon"]:
+    at = len(DAEMON_MODULE) + 1
+    if starter is not None and cmd[1:at] == DAEMON_MODULE:
         try:
-            got = starter(cmd[3:], env, log_path)
+            got = starter(cmd[at:], env, log_path)
         except Exception:
             got = None  # (its failure costs nothing but the warm start)
         if got is not None:

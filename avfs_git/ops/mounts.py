@@ -41,6 +41,7 @@ from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import (
+    DAEMON_MODULE,
     PROGRESS,
     READY_TIMEOUT_S,
     _await_ready,
@@ -378,7 +379,7 @@ def _start_locked(
     mountpoint = _prepare_mountpoint(home, vault, key, mountpoint)
     log_path = registry.log_path(vault.state_dir, key)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    cmd = [sys.executable, "-m", "avfs_git.fuse.daemon", "--home", home.path, "--vault", vault.name]
+    cmd = [sys.executable, *DAEMON_MODULE, "--home", home.path, "--vault", vault.name]
     cmd += ["--fork", fork, "--mountpoint", mountpoint]
     if commit is not None:
         cmd += ["--revision", commit]

@@ -495,7 +495,11 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "avfs_git.core.store.packwriter", git_dir] + (["--wait"] if wait else [])
+    # -P: the caller's working directory (a mount a confined command wrote) not first on
+    # sys.path, where -m puts it: a package `avfs_git` there would be what runs
+    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packwriter", git_dir] + (
+        ["--wait"] if wait else []
+    )
     if wait:
         subprocess.run(cmd, check=False, capture_output=True)
     else:
