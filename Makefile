@@ -9,10 +9,11 @@ DEBS := git fuse3 rsync openssh-server bubblewrap btrfs-progs
 # installed another way must not be replaced): command:package
 TOOLS := gcc:gcc make:make npm:npm tar:tar
 PYTEST_ARGS ?=
-# test processes: the suite mostly waits (mounts, git, fsync), so two on two cores take half
-# the time; at most 4 (each test mounts, and each process holds its own module fixtures).
-# One file's tests stay in one process (--dist loadfile). TEST_JOBS=0: one process.
-TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+# test processes: the suite mostly waits (mounts, git, fsync, daemons' answers): two a CPU,
+# at most 4 (each test mounts, and each process holds its own module fixtures); on two
+# cores four took 0.56-0.79x the time of two (docs/testing.md). One file's tests stay in one
+# process (--dist loadfile). TEST_JOBS=0: one process.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n * 2)); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: install sysdeps compile test lint typecheck check bench demo clean
 
