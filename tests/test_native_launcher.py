@@ -46,6 +46,21 @@ def scripts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"native": _built(d, True), "script": _built(d, False)}
 
 
+def _stop(sock: socket.socket, conn: socket.socket | None, thread: threading.Thread) -> None:
+    """Stop a fake listener's thread before the test ends: a close alone leaves it blocked
+    in ``accept`` or in a connection's ``recvmsg``, and a thread left so once read a later
+    test's HTTP request in the same process (a descriptor's number reused)."""
+    for s in (sock, conn):
+        if s is not None:
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # (wakes a blocked accept or recvmsg)
+            except OSError:
+                pass
+    thread.join(timeout=30)
+    sock.close()
+    assert not thread.is_alive(), "the fake listener's thread did not end"
+
+
 class FakeServer:
     """A listener at a home's socket that records each request (read by the resident
     server's own receiver) and answers it with ``answer``."""
@@ -58,6 +73,7 @@ class FakeServer:
         self.answer = answer
         self.requests: list[dict[str, Any]] = []
         self.stdio: list[list[tuple[int, int]]] = []
+        self.conn: socket.socket | None = None
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -68,6 +84,7 @@ class FakeServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.conn = conn
             with conn:
                 req, fds = warm._recv_request(conn)
                 self.requests.append(req)
@@ -78,7 +95,7 @@ class FakeServer:
                 n += 1
 
     def close(self) -> None:
-        self.sock.close()
+        _stop(self.sock, self.conn, self.thread)
 
 
 @pytest.fixture
@@ -420,7 +437,9 @@ class FakeDaemon:
         self.requests: list[dict[str, Any]] = []
         self.fds: list[int] = []
         self.silent = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.conn: socket.socket | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         from avfs_git.cli import spare
@@ -431,6 +450,7 @@ class FakeDaemon:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.conn = conn
             with conn:
                 got = spare.recv_framed(conn, 1)
                 if got is None:  # a caller that would not talk to this process
@@ -444,7 +464,7 @@ class FakeDaemon:
                 n += 1
 
     def close(self) -> None:
-        self.sock.close()
+        _stop(self.sock, self.conn, self.thread)
 
 
 def _reply(msg: dict[str, Any]) -> Callable[[socket.socket, int], None]:
@@ -673,7 +693,8 @@ def test_a_server_that_resets_the_connection_unread_leaves_the_call_to_the_calle
             conn.close()
             resets.append(1)
 
-    threading.Thread(target=serve, daemon=True).start()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     try:
         runs = [_run([scripts[name], "--json", "status"], _env(fake_home)) for name in ("native", "script")]
         assert (runs[0].returncode, runs[0].stdout) == (runs[1].returncode, runs[1].stdout)
@@ -682,7 +703,7 @@ def test_a_server_that_resets_the_connection_unread_leaves_the_call_to_the_calle
             assert json.loads(r.stdout)["kind"] == "error"  # (an empty home: the call ran, here)
         assert len(resets) == 3  # the native program's, Python's after it, the script's
     finally:
-        sock.close()
+        _stop(sock, None, thread)
 
 
 def test_proxy_exec_answered_to_a_closed_stdout_exits_as_the_script_does(
