@@ -520,3 +520,52 @@ def test_a_change_between_two_misses_is_made_in_the_other_recent_ones(home: Home
     for d in ("p/contrib/admin", "p/contrib/sessions", "p/contrib/sites"):
         assert read(d, "fr") == f"{d} fr catalogue\n".encode()
     assert _packs(v.path) == packs  # local: no fetch
+
+
+def test_a_catalogues_miss_brings_the_languages_catalogues_of_the_packages_other_locale_dirs(
+    home: Home, server: Server
+) -> None:
+    """A miss of ``p/conf/locale/cs/LC_MESSAGES/django.mo`` (gettext's layout, in package
+    ``p``) brings in the same fetch ``django.mo`` of ``cs`` from every other locale
+    directory of ``p`` (``p/contrib/admin``, ``p/contrib/sessions``): a program that
+    translates reads them one after another, each a miss (the analogies found them only
+    once two were misses). Not another language, not another domain of those directories
+    (``djangojs.mo``), nothing outside the package (``other``)."""
+    repo = server.base / "proj.git"
+    work = server.base / "catalogue-work"
+    git("clone", "-q", str(repo), str(work))
+    dirs = ("p/conf", "p/contrib/admin", "p/contrib/sessions", "other")
+    for pkg in ("p", "p/conf", "p/contrib", "p/contrib/admin", "p/contrib/sessions"):
+        (work / pkg).mkdir(parents=True, exist_ok=True)
+        (work / pkg / "__init__.py").write_text("")
+    for d in dirs:
+        for lang in ("cs", "fr"):
+            at = work / d / "locale" / lang / "LC_MESSAGES"
+            at.mkdir(parents=True)
+            for domain in ("django", "djangojs"):
+                (at / f"{domain}.mo").write_bytes(f"{d} {lang} {domain}\n".encode() + os.urandom(300))
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "catalogues")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    ws = v.workspace("main")
+
+    def path(d: str, lang: str, domain: str = "django") -> str:
+        return f"{d}/locale/{lang}/LC_MESSAGES/{domain}.mo"
+
+    def blob(p: str) -> str:
+        return git("--git-dir", v.path, "rev-parse", f"main:{p}").strip()
+
+    before = objects(v.path)
+    assert ws.read(path("p/conf", "cs")).startswith(b"p/conf cs django\n")
+    for d in ("p/contrib/admin", "p/contrib/sessions"):
+        assert _local(v.path, blob(path(d, "cs"))), d
+        assert not _local(v.path, blob(path(d, "cs", "djangojs"))), d
+        assert not _local(v.path, blob(path(d, "fr"))), d
+    assert not _local(v.path, blob(path("other", "cs")))
+    # the read's own directory's files come as they did (djangojs.mo)
+    assert objects(v.path) == before + 4
+    packs = _packs(v.path)
+    for d in ("p/contrib/admin", "p/contrib/sessions"):
+        assert ws.read(path(d, "cs")).startswith(f"{d} cs django\n".encode())
+    assert _packs(v.path) == packs  # local: no fetch

@@ -27,6 +27,10 @@ same change made in the other recent misses' directories (:func:`substituted`): 
 misses in ``conf/locale/cs``, ``admin/locale/cs`` and ``sessions/locale/cs``, a miss in
 ``conf/locale/fr`` brings ``admin/locale/fr`` and ``sessions/locale/fr`` (a program that
 walked one language through its packages walks the next one through the same packages).
+Ahead of all of those, a compiled translation catalogue's miss
+(``<dir>/locale/<lang>/LC_MESSAGES/<domain>.mo``) brings the same language's catalogue of
+that domain from each other locale directory of its package (:func:`catalogues`): a
+program that translates reads them in turn, a miss each, before any analogy holds.
 
 And the first miss of a Python module in a package (:func:`package_sources`) brings the
 package's other modules, its whole tree breadth first, within the vault's
@@ -57,6 +61,9 @@ RECENT = 8  # directories of the last misses, for the analogous directories
 PACKAGE_MARK = "__init__.py"  # a directory holding one is a Python package
 SOURCES = (".py",)  # a package's modules: what its first miss brings along
 MAX_PACKAGE = 4000  # blobs a package's first miss brings along, at most
+CATALOGUE_DIR = "LC_MESSAGES"  # gettext's layout: <locale dir>/<language>/LC_MESSAGES/<domain>.mo
+CATALOGUE = ".mo"  # a compiled catalogue: what a program reads at run time
+MAX_CATALOGUE_DIRS = 512  # directories a catalogue's miss looks through for the other locale directories
 CHUNK = 64  # candidates whose locality is asked at once
 BINARY = frozenset(
     [
@@ -135,7 +142,8 @@ def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> 
         if promisor.pending():  # (a mount asks its whole tree's sizes: fuse/settle.py)
             sizes_first(store, path, near)
         held: list[tuple[str, int]] = []
-        extra = neighbours(store, oid, near(where), analogous(store, where, recent, near, patterns, held))
+        analogues = analogous(store, where, recent, near, patterns, held)
+        extra = neighbours(store, oid, near(where), analogues, catalogues(store, path, near))
         if held:
             with promisor.recent_lock:
                 kept = promisor.recent_patterns
@@ -255,6 +263,58 @@ def package_sources(store: _Store, path: str, near: Near, seen: set[str]) -> tup
     return top, _take(store, candidates(), MAX_PACKAGE, budget)
 
 
+def catalogues(store: _Store, path: str, near: Near) -> list[tuple[str, str]]:
+    """(blob, name) of the same language's compiled catalogues as ``path`` in the other
+    locale directories of its package, when ``path`` is one
+    (``<dir>/locale/<language>/LC_MESSAGES/<domain>.mo``, gettext's layout): each
+    ``<other>/locale/<language>/LC_MESSAGES/<domain>.mo`` below the top of the Python
+    package holding ``<dir>`` (:func:`package_of`; ``<dir>`` itself when it is none),
+    breadth first, each directory's in name order, looking through at most
+    :data:`MAX_CATALOGUE_DIRS` directories and never into a locale directory's languages.
+    A program that translates reads one language's catalogue from each of its packages'
+    locale directories in turn (Django: the framework's, then each installed app's), one
+    miss each; the analogies (:func:`analogous`) find them only once two of them were
+    misses."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[-2] != CATALOGUE_DIR or not parts[-1].endswith(CATALOGUE):
+        return []
+    name, lang, localedir = parts[-1], parts[-3], parts[-4]
+    holder = "/".join(parts[:-4])
+    top = package_of(store, holder, near) if holder else None
+    level = [t for t in (near(top if top is not None else holder),) if t is not None]
+    out: list[tuple[str, str]] = []
+    looked = 0
+    while level and looked < MAX_CATALOGUE_DIRS:
+        subdirs: list[str] = []
+        for d in level:
+            looked += 1
+            for n, (o, mode) in sorted(store.tree_items(d).items()):
+                if mode != MODE_TREE:
+                    continue
+                if n != localedir:
+                    subdirs.append(o)
+                    continue
+                blob = _entry(store, o, (lang, CATALOGUE_DIR, name))
+                if blob is not None:
+                    out.append((blob, name))
+            if looked >= MAX_CATALOGUE_DIRS:
+                break
+        level = subdirs
+    return out
+
+
+def _entry(store: _Store, tree: str, names: tuple[str, ...]) -> str | None:
+    """The blob at the relative path ``names`` below ``tree``, or None."""
+    for i, n in enumerate(names):
+        got = store.tree_items(tree).get(n)
+        if got is None:
+            return None
+        tree, mode = got
+        if (mode == MODE_TREE) != (i < len(names) - 1) or mode == MODE_COMMIT:
+            return None
+    return tree
+
+
 def _binary(name: str) -> bool:
     dot = name.rfind(".")
     return dot > 0 and name[dot:].lower() in BINARY
@@ -342,11 +402,18 @@ def substituted(
                 yield tree
 
 
-def neighbours(store: _Store, oid: str, tree: str | None, analogues: list[str] | None = None) -> list[str]:
+def neighbours(
+    store: _Store,
+    oid: str,
+    tree: str | None,
+    analogues: list[str] | None = None,
+    first: list[tuple[str, str]] | None = None,
+) -> list[str]:
     """The promised blobs to fetch with ``oid``, read from the directory whose tree is
-    ``tree`` (None: a directory git does not hold, nothing): its files, then its direct
-    subdirectories' files, then the files of the directories whose trees are
-    ``analogues``, each in name order, within the vault's bounds."""
+    ``tree`` (None: a directory git does not hold, nothing): the blobs ``first`` ((blob,
+    file name): the same language's catalogues, :func:`catalogues`), then the directory's
+    files, then its direct subdirectories' files, then the files of the directories whose
+    trees are ``analogues``, each in name order, within the vault's bounds."""
     if tree is None:
         return []
     count, budget = store.promisor.neighbours()
@@ -357,6 +424,12 @@ def neighbours(store: _Store, oid: str, tree: str | None, analogues: list[str] |
     seen = {oid}
 
     def candidates() -> Iterator[tuple[str, int]]:
+        for o, name in first or []:
+            if o not in seen:
+                seen.add(o)
+                size = promisor.size(o)
+                if size is not None and size <= (MAX_BINARY if _binary(name) else MAX_FILE):
+                    yield o, size
         level = [tree]
         for depth in (0, 1, 2):
             subdirs: list[str] = []
