@@ -1,5 +1,5 @@
 """What a fork costs, counted (issue 31: a fork in process ≤ 0.5 ms): the op log's row in
-one statement, the source's overlay read once after its base is settled, loose refs read
+one statement, the source's overlay read once (its base settled, its changes), loose refs read
 through a descriptor, the fork's two locks taken without a generator or an ``ExitStack``.
 Each count is what the change made; the behaviour around it is checked beside it."""
 
@@ -22,6 +22,8 @@ from avfs_git.core.errors import AlreadyExistsError, BusyError
 from avfs_git.core.store import refs
 from avfs_git.core.store.locks import FileLocks, file_lock
 from avfs_git.core.vaults.vault import Vault
+
+from .conftest import git
 
 
 @contextmanager
@@ -57,23 +59,41 @@ def test_a_fork_s_op_log_row_is_one_statement_and_an_undo_still_one_transaction(
     assert vault.oplog.get(op.id) is not None and vault.oplog.get(op.id).undone_by == undo  # type: ignore[union-attr]
 
 
-def test_a_fork_reads_its_source_s_overlay_in_two_queries(vault: Vault) -> None:
-    """The source's base sync reads its meta rows; the fork then reads the base and whether
-    there are changes in one query (it read the base and the changes apart: three)."""
+def test_a_fork_reads_its_source_s_overlay_once(vault: Vault) -> None:
+    """The source's settled base, its pending move and whether it has changes in one
+    query (the base sync's read, then the base and the changes apart: three)."""
     src = vault.workspace("main")
     vault.create_fork("main", "warm")
     with _statements(src.overlay.db) as seen:
         vault.create_fork("main", "clean")
-    assert len(seen) == 2, seen
+    assert len(seen) == 1, seen
+    assert not vault.workspace("clean").overlay.has_changes()
     src.write("dirty.txt", b"uncheckpointed")
     src.mkdir("empty-dir")
     info = vault.create_fork("main", "dirty")
     assert info.dirty and vault.workspace("dirty").read("dirty.txt") == b"uncheckpointed"
-    # the one query agrees with the two it replaced, with and without changes
-    assert src.overlay.base_and_changes() == (src.base, src.overlay.has_changes()) == (src.base, True)
+    # the one query agrees with the reads it replaced, with and without changes
+    assert (
+        src.overlay.settled_state() == (src.base, None, src.overlay.has_changes()) == (src.base, None, True)
+    )
     empty = vault.workspace("clean")
     empty.mkdir("only-an-empty-dir")  # git cannot see it: not a change
-    assert empty.overlay.base_and_changes() == (empty.base, False)
+    assert empty.overlay.settled_state() == (empty.base, None, False)
+
+
+def test_a_fork_of_a_source_whose_ref_moved_elsewhere_starts_at_the_new_tip(vault: Vault) -> None:
+    """Where the source's base is not at its ref (git moved it), the fork settles it as
+    before (sync_base follows the ref of an empty overlay) and starts from the new tip."""
+    src = vault.workspace("main")
+    vault.create_fork("main", "warm")
+    base = src.base
+    tip = git("-C", vault.path, "commit-tree", f"{base}^{{tree}}", "-p", base, "-m", "by git").strip()
+    git("-C", vault.path, "update-ref", "refs/heads/main", tip, base)
+    assert src.overlay.get_meta("base") == base != tip
+    info = vault.create_fork("main", "after")
+    assert info.base == tip and not info.dirty
+    assert src.overlay.get_meta("base") == tip
+    assert vault.workspace("after").base == tip
 
 
 def test_loose_refs_are_read_through_a_descriptor(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -405,7 +405,7 @@ class Vault(VaultQuota, Generic[H_co]):
                 raise AlreadyExistsError(
                     f"vault {self.name} already has a fork {new!r}", details={"fork": new}
                 )
-            src = self.workspace(source)
+            src, base, db_changed = self._settled_source(source)
             link = self.ws_link(new)
             if os.path.lexists(link):  # left by a fork of that name deleted before
                 layers.remove_state_dir(self.home_dir, link)
@@ -413,9 +413,7 @@ class Vault(VaultQuota, Generic[H_co]):
             tree: str | None = None
             snap: tuple[str, int | None, bool | None] | None = None
             why = self.snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
-            base, changed = "", False
             if why is None:
-                base = src.base
                 try:
                     snap = self._snapshot_fork(src, link, new)
                 except layers.LayersUnavailable as exc:
@@ -425,11 +423,11 @@ class Vault(VaultQuota, Generic[H_co]):
                 dirty = src.overlay.may_have_changes()
             else:
                 carry = IgnoredCarry(IgnoredMode.COPIED if ignored else IgnoredMode.NONE, why)
-                # the base and whether there are changes in one read (the source is locked:
-                # its base moves only under its lock)
-                got, changed = src.overlay.base_and_changes()
-                base = got or src.base  # src.base names the missing base in its error
-                if changed:
+                if (
+                    src.overlay.has_changes()
+                    if db_changed is None or src.overlay.upper_active()
+                    else db_changed
+                ):
                     # with ``ignored``, paths git ignores too (a venv, node_modules): the
                     # fork starts as the source shows, and its checkpoints leave them out
                     # as the source's do
@@ -471,6 +469,20 @@ class Vault(VaultQuota, Generic[H_co]):
             is_default=new == self.default_fork,
         )
         return ForkCreated(info, carry)
+
+    def _settled_source(self, source: str) -> tuple[Workspace[Self], str, bool | None]:
+        """Fork ``source``'s workspace with its base settled (called under its lock), its
+        base, and whether its overlay's database holds changes (None: not read). Where the
+        workspace is open and :meth:`.Workspace.sync_base` would find nothing to settle
+        (no pending move, the base at the ref), that is one read of its overlay, the same
+        read and comparison sync_base makes, with the changes read along."""
+        ws = self._ws.get(source)
+        if ws is not None and ws.pinned is None:
+            base, pending, changed = ws.overlay.settled_state()
+            if pending is None and base is not None and base == ws.tip():  # the ref after the base
+                return ws, base, changed
+        ws = self.workspace(source)
+        return ws, ws.base, None
 
     def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool | None]:
         """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`fork`):
