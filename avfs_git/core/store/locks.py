@@ -37,28 +37,60 @@ def file_lock(path: str, *, what: str, wait_s: float | None = None) -> Iterator[
         wait_s: how long to wait before giving up (default :data:`DEFAULT_WAIT_S`; a vault's
             own wait, from ``$AVFS_LOCK_WAIT``, is ``Vault.lock_wait_s``).
     """
-    held: dict[str, int] = getattr(_held, "locks", None) or {}
-    _held.locks = held
-    if path in held:
-        held[path] += 1
+    with FileLocks(((path, what),), wait_s):
+        yield
+
+
+class FileLocks:
+    """:func:`file_lock` of several files, taken in the order given and released in the
+    reverse order, as one context manager: a fork holds two (its source's and its new
+    name's), and a generator and an ``ExitStack`` a lock cost as much as its system calls.
+    Re-entrant per thread as :func:`file_lock` is (a path this thread holds is counted,
+    not locked again). Not re-entrant itself: one ``with`` an instance."""
+
+    __slots__ = ("_held", "_items", "_taken", "_wait_s")
+
+    def __init__(
+        self, items: tuple[tuple[str, str], ...] | list[tuple[str, str]], wait_s: float | None
+    ) -> None:
+        self._items = items
+        self._wait_s = DEFAULT_WAIT_S if wait_s is None else wait_s
+        self._taken: list[tuple[str, int | None]] = []
+        self._held: dict[str, int] = {}
+
+    def __enter__(self) -> None:
+        held: dict[str, int] | None = getattr(_held, "locks", None)
+        if held is None:
+            held = _held.locks = {}
+        self._held = held
         try:
-            yield
-        finally:
-            held[path] -= 1
-        return
-    if wait_s is None:
-        wait_s = DEFAULT_WAIT_S
-    deadline = time.monotonic() + wait_s
-    fd = _lock_fd(path, what, wait_s, deadline)
-    try:
-        held[path] = 1
-        try:
-            yield
-        finally:
+            for path, what in self._items:
+                if path in held:
+                    held[path] += 1
+                    self._taken.append((path, None))
+                    continue
+                fd = _lock_fd(path, what, self._wait_s, time.monotonic() + self._wait_s)
+                held[path] = 1
+                self._taken.append((path, fd))
+        except BaseException:
+            self._release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        held, taken = self._held, self._taken
+        while taken:
+            path, fd = taken.pop()
+            if fd is None:
+                held[path] -= 1
+                continue
             del held[path]
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
 
 def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:

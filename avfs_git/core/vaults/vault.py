@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
@@ -37,7 +36,7 @@ from ..store import names, refs
 from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
-from ..store.locks import exec_lock_path, file_lock, remove_unused, write_lock_path
+from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_path
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import carry_claim, claim_new_fork
 from ..workspace.upper import drop_gitfile
@@ -227,9 +226,9 @@ class Vault(VaultQuota, Generic[H_co]):
         (``$AVFS_LOCK_WAIT``, read by the front end), else 10 s."""
         return self.home.settings.lock_wait_s() if self.home is not None else DEFAULT_LOCK_WAIT_S
 
-    @contextmanager
-    def lock(self, *forks: str, wait_s: float | None = None) -> Iterator[None]:
-        """Hold the locks of ``forks`` (taken in sorted order: no deadlock between callers)."""
+    def lock(self, *forks: str, wait_s: float | None = None) -> FileLocks:
+        """The locks of ``forks``, held in a ``with`` block (taken in sorted order: no
+        deadlock between callers)."""
         lock_dir = os.path.join(self.state_dir, "locks")
         if not self._lock_dir_made:  # once a handle: a vault's locks dir is never removed
             try:
@@ -237,12 +236,11 @@ class Vault(VaultQuota, Generic[H_co]):
             except OSError as exc:
                 raise from_oserror(exc, lock_dir) from exc
             self._lock_dir_made = True
-        with ExitStack() as stack:
-            for f in sorted(set(forks)):
-                path = os.path.join(lock_dir, names.fs_name(f) + ".lock")
-                wait = self.lock_wait_s if wait_s is None else wait_s
-                stack.enter_context(file_lock(path, what=f"fork {f} of vault {self.name}", wait_s=wait))
-            yield
+        items = [
+            (os.path.join(lock_dir, names.fs_name(f) + ".lock"), f"fork {f} of vault {self.name}")
+            for f in sorted(set(forks))
+        ]
+        return FileLocks(items, self.lock_wait_s if wait_s is None else wait_s)
 
     # -- forks ----------------------------------------------------------------------------
     def fork_names(self) -> list[str]:
@@ -411,8 +409,7 @@ class Vault(VaultQuota, Generic[H_co]):
                 raise AlreadyExistsError(
                     f"vault {self.name} already has a fork {new!r}", details={"fork": new}
                 )
-            src = self.workspace(source)
-            base = src.base
+            src, base, db_changed = self._settled_source(source)
             link = self.ws_link(new)
             if os.path.lexists(link):  # left by a fork of that name deleted before
                 layers.remove_state_dir(self.home_dir, link)
@@ -430,7 +427,11 @@ class Vault(VaultQuota, Generic[H_co]):
                 dirty = src.overlay.may_have_changes()
             else:
                 carry = IgnoredCarry(IgnoredMode.COPIED if ignored else IgnoredMode.NONE, why)
-                if src.overlay.has_changes():
+                if (
+                    src.overlay.has_changes()
+                    if db_changed is None or src.overlay.upper_active()
+                    else db_changed
+                ):
                     # with ``ignored``, paths git ignores too (a venv, node_modules): the
                     # fork starts as the source shows, and its checkpoints leave them out
                     # as the source's do
@@ -476,6 +477,20 @@ class Vault(VaultQuota, Generic[H_co]):
             is_default=new == self.default_fork,
         )
         return ForkCreated(info, carry)
+
+    def _settled_source(self, source: str) -> tuple[Workspace[Self], str, bool | None]:
+        """Fork ``source``'s workspace with its base settled (called under its lock), its
+        base, and whether its overlay's database holds changes (None: not read). Where the
+        workspace is open and :meth:`.Workspace.sync_base` would find nothing to settle
+        (no pending move, the base at the ref), that is one read of its overlay, the same
+        read and comparison sync_base makes, with the changes read along."""
+        ws = self._ws.get(source)
+        if ws is not None and ws.pinned is None:
+            base, pending, changed = ws.overlay.settled_state()
+            if pending is None and base is not None and base == ws.tip():  # the ref after the base
+                return ws, base, changed
+        ws = self.workspace(source)
+        return ws, ws.base, None
 
     def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool | None]:
         """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`fork`):

@@ -242,6 +242,18 @@ class Overlay(UpperEntries):
         ).fetchone()
         return r is not None
 
+    def settled_state(self) -> tuple[str | None, str | None, bool]:
+        """The base commit (meta ``base``), a checkpoint's pending move (meta ``pending``)
+        and whether the database holds a change (:meth:`has_changes` without the upper
+        layer), in one query: one read transaction where a fork asked two (the base
+        sync's, then the base and the changes)."""
+        r = self.db.execute(
+            "SELECT (SELECT value FROM meta WHERE key='base'), (SELECT value FROM meta WHERE key='pending'),"
+            " EXISTS(SELECT 1 FROM entries WHERE NOT (kind=? AND mode=? AND oid=?))",
+            (OBJECT, 0o040000, EMPTY_TREE_ID),
+        ).fetchone()
+        return (None if r[0] is None else str(r[0])), (None if r[1] is None else str(r[1])), bool(r[2])
+
     def may_have_changes(self) -> bool:
         """:meth:`has_changes` without reading the upper layer's tree: its top level holds
         anything but the pinned ``.git`` (a mount's own directories count as changes)."""
