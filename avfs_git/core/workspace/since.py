@@ -38,6 +38,9 @@ class Mark:
     t_ns: int
     seq: int
     jseq: int | None
+    # the names in the upper layer's root (for when no journal answers): a removal there
+    # that left no whiteout changes no inode the walk by times reads
+    upper_root: frozenset[str] = frozenset()
 
 
 class Watched(Protocol):
@@ -67,7 +70,7 @@ class Since:
         """Now, as a :class:`Mark`."""
         journal = self._journal()
         jseq = None if journal is None else journal.changed_since(None)[0]
-        return Mark(time.time_ns(), self.ws.overlay.last_seq(), jseq)
+        return Mark(time.time_ns(), self.ws.overlay.last_seq(), jseq, self.ws.overlay.upper_root_names())
 
     def upper_paths(self, mark: Mark, slack_ns: int = 0) -> list[str]:
         """The paths of the upper layer changed since ``mark``: from the journal when this
@@ -86,8 +89,20 @@ class Since:
         return set(touched) | set(self.upper_paths(mark))
 
     def untouched(self, mark: Mark) -> bool:
-        """Whether nothing was written in the workspace since ``mark`` (no status taken)."""
-        return not self.ws.overlay.changes_since(mark.seq)[1] and not self.upper_paths(mark, CTIME_SLACK_NS)
+        """Whether nothing was written in the workspace since ``mark`` (no status taken):
+        the overlay's journal, then the upper layer's journal where this process keeps it,
+        else the upper layer's inode times and the names in its root (a removal at the
+        root that left no whiteout moves no inode the walk reads)."""
+        if self.ws.overlay.changes_since(mark.seq)[1]:
+            return False
+        journal = self._journal()
+        if journal is not None and mark.jseq is not None:
+            _, paths = journal.changed_since(mark.jseq)
+            if paths is not None:
+                return not paths
+        if mark.upper_root and not mark.upper_root <= self.ws.overlay.upper_root_names():
+            return False
+        return not self.ws.overlay.upper_changed_since(mark.t_ns - CTIME_SLACK_NS)
 
     def count(self) -> int:
         """How many uncheckpointed changes (``len(status())``), kept while it stands."""
