@@ -125,6 +125,35 @@ def test_a_directory_made_by_one_call_and_removed_by_the_next_is_committed_remov
     run.holds(BASE)
 
 
+def test_a_file_left_uncommitted_and_deleted_by_the_next_call_is_reported_as_its_commit_has_it(
+    run: Run,
+) -> None:
+    kept = run("echo new > new.txt", "--no-commit")
+    assert kept["commit"] is None and kept["state"]["uncheckpointed_changes"] == 1
+    gone = run("rm new.txt")
+    # the fork was not clean: the record taken before the command (it holds new.txt) lands
+    # on the branch, and the command's commit on top of it deletes new.txt; the envelope's
+    # changes are that commit's
+    record = gone["checkpoint"]
+    assert record["created"] and record["on_branch"], gone
+    assert gone["commit"]["parent"] == record["commit"], gone
+    assert "new.txt" in git("--git-dir", run.vault.path, "ls-tree", "--name-only", record["commit"])
+    assert _changes(gone) == {("new.txt", "deleted")}, gone
+    run.holds(BASE)
+    assert gone["state"]["uncheckpointed_changes"] == 0
+
+
+def test_changes_left_uncommitted_and_redone_by_the_next_call_are_reported_as_its_commit_has_them(
+    run: Run,
+) -> None:
+    run("echo changed > README.md && echo a > added.txt", "--no-commit")
+    doc = run("echo '# hello' > README.md && echo b > added.txt")
+    # on the record (README.md changed, added.txt added): README.md back, added.txt changed
+    assert _changes(doc) == {("README.md", "modified"), ("added.txt", "modified")}, doc
+    run.holds(BASE | {"added.txt"})
+    assert git("--git-dir", run.vault.path, "show", "refs/heads/main:README.md") == "# hello\n"
+
+
 def test_a_file_made_and_deleted_in_one_command_changes_nothing(run: Run) -> None:
     doc = run("echo x > t && rm t && mkdir e && rmdir e && echo y > sub/t && rm sub/t")
     assert doc["changes"] == [] and doc["commit"] is None, doc
@@ -193,6 +222,10 @@ def test_exec_in_reports_and_commits_the_same_deletions(backend: str, home: Home
     assert _changes(made) == {("new.txt", "added"), ("sub/new.txt", "added")}
     gone = run("rm new.txt sub/new.txt")
     assert _changes(gone) == {("new.txt", "deleted"), ("sub/new.txt", "deleted")}
+    r.holds(BASE)
+    run("echo left > left.txt", commit=False)
+    gone = run("rm left.txt")
+    assert _changes(gone) == {("left.txt", "deleted")} and gone["checkpoint"]["on_branch"], gone
     r.holds(BASE)
     # a path of the commit removed while not mounted, made again in the mount, then deleted
     mounts.unmount(home, fork, "main")
