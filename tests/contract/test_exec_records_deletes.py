@@ -186,6 +186,23 @@ def test_a_file_removed_by_avfs_rm_made_again_then_deleted_by_a_call_is_committe
     run.holds(BASE - {"README.md"})
 
 
+def test_that_deletion_is_listed_by_a_call_that_does_not_commit_in_a_fork_with_other_changes(
+    run: Run,
+) -> None:
+    """As above, with ``--no-commit`` in a fork that has other uncheckpointed changes: its
+    ``changes`` are the paths the command wrote (filtered from a status), the root's
+    removal among them."""
+    r = _avfs(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
+    assert r.returncode == 0, r.stderr
+    run("echo '# hello' > README.md && echo o > other.txt", "--no-commit")
+    gone = run("rm README.md", "--no-commit")
+    assert _changes(gone) == {("README.md", "deleted")} and gone["commit"] is None, gone
+    assert {(c["path"], c["status"]) for c in run.status()} == {
+        ("README.md", "deleted"),
+        ("other.txt", "added"),
+    }
+
+
 def test_renames_at_the_root_and_below_are_committed(run: Run) -> None:
     made = run("echo new > new.txt && echo n2 > sub/n2.txt")
     assert made["commit"]

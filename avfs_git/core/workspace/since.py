@@ -75,13 +75,15 @@ class Since:
     def upper_paths(self, mark: Mark, slack_ns: int = 0) -> list[str]:
         """The paths of the upper layer changed since ``mark``: from the journal when this
         process keeps it, else a walk of the upper layer comparing ctimes (``slack_ns``
-        earlier than the mark)."""
+        earlier than the mark) and the names gone from its root since (a removal there
+        that left no whiteout moves no inode the walk reads)."""
         journal = self._journal()
         if journal is not None and mark.jseq is not None:
             _, paths = journal.changed_since(mark.jseq)
             if paths is not None:
                 return [p.rstrip("/") for p in paths]  # "dir/" (what is below) is under "dir"
-        return self.ws.overlay.upper_changed_since(mark.t_ns - slack_ns)
+        gone = sorted(mark.upper_root - self.ws.overlay.upper_root_names()) if mark.upper_root else []
+        return gone + self.ws.overlay.upper_changed_since(mark.t_ns - slack_ns)
 
     def paths(self, mark: Mark) -> set[str]:
         """Every path changed since ``mark``: the overlay journal's and the upper layer's."""
@@ -89,20 +91,8 @@ class Since:
         return set(touched) | set(self.upper_paths(mark))
 
     def untouched(self, mark: Mark) -> bool:
-        """Whether nothing was written in the workspace since ``mark`` (no status taken):
-        the overlay's journal, then the upper layer's journal where this process keeps it,
-        else the upper layer's inode times and the names in its root (a removal at the
-        root that left no whiteout moves no inode the walk reads)."""
-        if self.ws.overlay.changes_since(mark.seq)[1]:
-            return False
-        journal = self._journal()
-        if journal is not None and mark.jseq is not None:
-            _, paths = journal.changed_since(mark.jseq)
-            if paths is not None:
-                return not paths
-        if mark.upper_root and not mark.upper_root <= self.ws.overlay.upper_root_names():
-            return False
-        return not self.ws.overlay.upper_changed_since(mark.t_ns - CTIME_SLACK_NS)
+        """Whether nothing was written in the workspace since ``mark`` (no status taken)."""
+        return not self.ws.overlay.changes_since(mark.seq)[1] and not self.upper_paths(mark, CTIME_SLACK_NS)
 
     def count(self) -> int:
         """How many uncheckpointed changes (``len(status())``), kept while it stands."""
