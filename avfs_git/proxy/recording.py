@@ -50,6 +50,18 @@ def untracked_by(ws: Workspace, old: str | None, new: str | None) -> set[str]:
     return {c.path for c in out if c.status == "deleted" and ws.exists(c.path)}
 
 
+def committed(ws: Workspace, record: str | None, commit: str | None) -> list[Change]:
+    """The changes ``commit`` makes on its parent ``record`` (none without a commit):
+    renames paired as a status pairs them. O(changes): a diff of two trees."""
+    from ..core.store.treediff import diff_trees, pair_renames
+
+    if record is None or commit is None:
+        return []
+    out: list[Change] = []
+    diff_trees(ws.store, ws.store.commit_tree(record), ws.store.commit_tree(commit), "", out)
+    return pair_renames(out)
+
+
 def under_any(path: str, roots: set[str]) -> bool:
     """True when ``path`` is one of ``roots`` or lies below one (O(depth))."""
     if "" in roots or path in roots:
@@ -244,6 +256,10 @@ def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, 
     if landed is not None and landed.landed:
         untouched = False  # the record landed with the commit of what the command changed
         commit, not_recorded = landed.commit, _merged(landed.not_recorded, gitlinks)
+        # what the command changed is that commit, on the record: not the workspace against
+        # the base before the record (a file left uncheckpointed and deleted by the command
+        # is no change from there, but the commit deletes it)
+        changes = committed(ws, before.record, commit.commit if commit is not None else None)
     elif req.commit and changes and not before.in_merge and over is None:
         from ..core.operations import checkpoint
 

@@ -353,6 +353,21 @@ class UpperEntries(OverlayDB):
             return []
         return [p for p, _real, st in up.entries(self.upper_dir) if st.st_ctime_ns >= t_ns]
 
+    def upper_root_names(self) -> frozenset[str]:
+        """The names in the upper layer's root directory (``.git``, the mount's own, left
+        out). A removal there that leaves no whiteout (the lower view has no such name)
+        changes no entry's inode, only the root's own times, which the mount moves too
+        (it writes ``.git``); so :class:`.since.Since` compares these names instead.
+        Such a removal is a deletion where the overlay's entries delete a path of the base
+        that the upper layer made again (``avfs rm`` while not mounted, then the file
+        written in an overlay mount)."""
+        if not self.with_upper:
+            return frozenset()
+        try:
+            return frozenset(n for n in os.listdir(self.upper_dir) if n != ".git")
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         """The git blob id of an upper-layer file, from the cache when its stat data match
         (``hash_file`` computes it otherwise, and the cache keeps it)."""

@@ -38,6 +38,9 @@ class Mark:
     t_ns: int
     seq: int
     jseq: int | None
+    # the names in the upper layer's root (for when no journal answers): a removal there
+    # that left no whiteout changes no inode the walk by times reads
+    upper_root: frozenset[str] = frozenset()
 
 
 class Watched(Protocol):
@@ -67,18 +70,20 @@ class Since:
         """Now, as a :class:`Mark`."""
         journal = self._journal()
         jseq = None if journal is None else journal.changed_since(None)[0]
-        return Mark(time.time_ns(), self.ws.overlay.last_seq(), jseq)
+        return Mark(time.time_ns(), self.ws.overlay.last_seq(), jseq, self.ws.overlay.upper_root_names())
 
     def upper_paths(self, mark: Mark, slack_ns: int = 0) -> list[str]:
         """The paths of the upper layer changed since ``mark``: from the journal when this
         process keeps it, else a walk of the upper layer comparing ctimes (``slack_ns``
-        earlier than the mark)."""
+        earlier than the mark) and the names gone from its root since (a removal there
+        that left no whiteout moves no inode the walk reads)."""
         journal = self._journal()
         if journal is not None and mark.jseq is not None:
             _, paths = journal.changed_since(mark.jseq)
             if paths is not None:
                 return [p.rstrip("/") for p in paths]  # "dir/" (what is below) is under "dir"
-        return self.ws.overlay.upper_changed_since(mark.t_ns - slack_ns)
+        gone = sorted(mark.upper_root - self.ws.overlay.upper_root_names()) if mark.upper_root else []
+        return gone + self.ws.overlay.upper_changed_since(mark.t_ns - slack_ns)
 
     def paths(self, mark: Mark) -> set[str]:
         """Every path changed since ``mark``: the overlay journal's and the upper layer's."""
