@@ -7,9 +7,10 @@ not a sleep or a log line). The daemon records the mount in the mount registry
 (:mod:`avfs_git.core.vaults.registry`: where the records live, reading and writing them,
 liveness).
 
-A daemon killed with -9 leaves nothing mounted (``auto_unmount``: fusermount3 unmounts when
-the daemon's /dev/fuse descriptor closes); a mountpoint left dead anyway (ENOTCONN) is
-detected and lazily unmounted by the next ``mount``, ``unmount`` or ``mount --list``.
+A daemon killed with -9 leaves nothing mounted, as a rule (``auto_unmount``: fusermount3
+unmounts once the daemon is gone, unless it looked before the kernel aborted the
+connection: docs/fuse.md, "Crashes"); a mountpoint left dead (ENOTCONN) is detected and
+lazily unmounted by the next ``mount``, ``unmount`` or ``mount --list``.
 
 This module sits in ops, below fuse and proxy: it starts the daemon as a process and loads
 no FUSE code, so up/down (quickstart), stats/prune/doctor (maintenance) and ``proxy exec``
