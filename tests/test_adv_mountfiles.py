@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -518,3 +519,28 @@ def test_a_repository_planted_in_the_fork_runs_nothing_when_the_person_imports_i
     finally:
         mounts.unmount(scene.home, scene.home.vault("planted"), "a1", lazy=True)
     scene.check(before, {"README": b"a project\n", "sub/f": b"x\ny\n"})
+
+
+def test_a_setuid_copy_in_the_fork_is_reachable_by_no_other_user(scene: Scene) -> None:
+    """A confined command is the person (root in its namespace, its files theirs): ``cp
+    /bin/sh rootsh; chmod 4755 rootsh`` in the fork is a setuid-person program. The mount is
+    ``nosuid``, but the overlay's upper layer is a host directory under the avfs home
+    (0755 there before, all the way down): another local user ran the copy by that path, as
+    the person. The fork's state dir (lower, upper, work) is now 0700, made so at every
+    mount; the pure-FUSE backend keeps no setuid bit at all."""
+    res = scene.attack("cp /bin/sh rootsh && chmod 4755 rootsh && cp /bin/sh gidsh && chmod 2755 gidsh\n")
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    home = os.path.realpath(scene.home.path)
+    found = []
+    for root, _dirs, files in os.walk(home):
+        for name in files:
+            p = os.path.join(root, name)
+            if os.lstat(p).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                found.append(p)
+    for p in found:
+        steps, d = [], os.path.dirname(p)
+        while d != home and d != "/":
+            steps.append(os.stat(d).st_mode & 0o001)
+            d = os.path.dirname(d)
+        assert 0 in steps, f"{p} (setuid or setgid) is reachable by every user"
+    scene.check(scene.host_state(), {"README": b"a project\n"})
