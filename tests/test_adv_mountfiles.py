@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -485,3 +486,61 @@ def test_a_package_named_avfs_git_at_the_mount_s_root_is_never_run(scene: Scene,
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(scene.ran)) == [], "planted code ran on the host"
     assert scene.host_state() == before
+
+
+def test_a_repository_planted_in_the_fork_runs_nothing_when_the_person_imports_it(scene: Scene) -> None:
+    """A confined command makes ``sub/`` a git repository whose config names a
+    ``core.fsmonitor`` hook and a ``clean`` filter (a tracked file left stat-dirty, so a
+    ``git status`` there runs the filter); the person then runs ``avfs up MOUNT/sub`` (a
+    sub-project to give another agent). Before, the import ran ``git ls-files`` and
+    ``git status`` in that repository, on the host: both planted commands ran as the
+    person. A directory in a mounted fork is now imported as a plain directory: its files
+    as they are on disk, no git run with its repository."""
+    before = scene.host_state()
+    ran = scene.ran
+    res = scene.attack(
+        f"mkdir sub && cd sub && git init -q . && git config core.fsmonitor 'touch {ran}/fsmonitor; false'\n"
+        f"git config filter.evil.clean 'touch {ran}/clean; cat'\n"
+        "echo '* filter=evil' > .gitattributes && echo x > f\n"
+        "git -c core.fsmonitor=false add f .gitattributes && git -c core.fsmonitor=false commit -qm x\n"
+        "echo y >> f && touch -d 2001-01-01 f\n"
+    )
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    assert sorted(os.listdir(ran)) == []
+    spec = ["--home", scene.home.path]
+    got = scene.cli(*spec, "--json", "up", str(scene.mp / "sub"), "--vault", "planted", "--agent", "a1")
+    try:
+        assert got.code == 0, got.out
+        assert sorted(os.listdir(ran)) == [], "the planted repository's commands ran on the host"
+        planted = scene.home.vault("planted")
+        ws = planted.workspace("a1")
+        assert ws.read("f") == b"x\ny\n" and ws.read(".gitattributes") == b"* filter=evil\n"
+        assert sorted(e.name for e in ws.listdir("")) == [".gitattributes", "f"]  # nothing of sub/.git
+    finally:
+        mounts.unmount(scene.home, scene.home.vault("planted"), "a1", lazy=True)
+    scene.check(before, {"README": b"a project\n", "sub/f": b"x\ny\n"})
+
+
+def test_a_setuid_copy_in_the_fork_is_reachable_by_no_other_user(scene: Scene) -> None:
+    """A confined command is the person (root in its namespace, its files theirs): ``cp
+    /bin/sh rootsh; chmod 4755 rootsh`` in the fork is a setuid-person program. The mount is
+    ``nosuid``, but the overlay's upper layer is a host directory under the avfs home
+    (0755 there before, all the way down): another local user ran the copy by that path, as
+    the person. The fork's state dir (lower, upper, work) is now 0700, made so at every
+    mount; the pure-FUSE backend keeps no setuid bit at all."""
+    res = scene.attack("cp /bin/sh rootsh && chmod 4755 rootsh && cp /bin/sh gidsh && chmod 2755 gidsh\n")
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    home = os.path.realpath(scene.home.path)
+    found = []
+    for root, _dirs, files in os.walk(home):
+        for name in files:
+            p = os.path.join(root, name)
+            if os.lstat(p).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                found.append(p)
+    for p in found:
+        steps, d = [], os.path.dirname(p)
+        while d != home and d != "/":
+            steps.append(os.stat(d).st_mode & 0o001)
+            d = os.path.dirname(d)
+        assert 0 in steps, f"{p} (setuid or setgid) is reachable by every user"
+    scene.check(scene.host_state(), {"README": b"a project\n"})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -369,3 +370,20 @@ def test_commands_in_a_loop_cannot_ratchet_the_quota_up(qhome: Path, tmp_path: P
     env = json.loads(avfs("--json", "proxy", "exec", "--", "sh", "-c", "rm -f fill*.bin", cwd=mp).stdout)
     assert env["exit_code"] == 0 and env["error"] is None and not list(mp.glob("fill*.bin")), env
     assert fork_files(mp) == {"keep.txt": b"kept\n", "src/app.py": b"print('app')\n"}
+
+
+def test_the_layers_file_system_honours_no_setuid_bit_a_command_made(qhome: Path, tmp_path: Path) -> None:
+    """A setuid copy made in the fork by a confined command lands in the upper layer; on the
+    layers file system (a loop-mounted btrfs under the avfs home) that mount is ``nosuid``
+    and ``nodev`` too (defence in depth beside the state dir's 0700, see docs/security.md)."""
+    mp, _ = setup_vault(qhome, tmp_path)
+    if not os.path.ismount(layers.mount_path(str(qhome))):
+        pytest.skip("the forks' state is in plain directories here")
+    (mp / "suid.sh").write_text("cp /bin/sh rootsh && chmod 4755 rootsh\n")
+    r = avfs("--vault", "v", "proxy", "exec", "--", "sh", "suid.sh", cwd=mp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.stat(mp / "rootsh").st_mode & stat.S_ISUID  # the fork keeps what it was given
+    target = os.path.realpath(layers.mount_path(str(qhome)))
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        opts = [ln.split()[3].split(",") for ln in fh if ln.split()[1] == target]
+    assert opts and "nosuid" in opts[-1] and "nodev" in opts[-1], opts

@@ -245,3 +245,32 @@ def test_apply_carries_no_git_dir_and_follows_no_link_into_the_persons_directory
         assert not list(ran.iterdir())
     finally:
         home.close()
+
+
+def test_a_search_hit_shows_planted_escape_sequences_escaped(scene: Scene) -> None:
+    """A file the command wrote holding terminal escape sequences (set the window title,
+    clear the screen, OSC 52 that writes the person's clipboard): ``avfs search``'s human
+    output shows the hit's excerpt with each control character as a C escape, never raw
+    (its excerpt is avfs's own rendering, not a file's bytes as ``avfs cat``/``grep``
+    give them); ``--json`` keeps the text as it is."""
+    before = scene.host_state()
+    res = scene.attack(
+        "printf 'needle \\033]0;PWNED\\007 \\033]52;c;cm0gLXJmIH4=\\007 \\033[2J tail\\n' > esc.txt\n"
+    )
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    spec = ["--home", scene.home.path, "--vault", "v:main"]
+    got = scene.cli(*spec, "search", "needle")
+    assert got.code == 0 and "esc.txt" in got.out, got.out
+    assert "\x1b" not in got.out + got.err and "\x07" not in got.out + got.err, repr(got.out)
+    assert "\\033]0;PWNED" in got.out and "\\033[2J" in got.out, repr(got.out)
+    got = scene.cli(*spec, "--json", "search", "needle")
+    hits = json.loads(got.out)["hits"]
+    assert "\x1b]0;PWNED" in hits[0]["snippet"], hits
+    scene.person_acts("escapes")
+    scene.check(
+        before,
+        {
+            "README": b"a project\n",
+            "esc.txt": b"needle \x1b]0;PWNED\x07 \x1b]52;c;cm0gLXJmIH4=\x07 \x1b[2J tail\n",
+        },
+    )

@@ -259,3 +259,10 @@ def test_no_value_is_formatted_into_a_template() -> None:
                     found.append(f"{path.name}:{node.lineno}")
                     break
     assert not found, f"values formatted into printed text (pass them as arguments): {found}"
+
+
+def test_an_excerpt_keeps_its_text_and_escapes_only_control_characters() -> None:
+    from avfs_git.cli.text import escaped
+
+    assert escaped('plain [b] \\ "q"') == 'plain [b] \\ "q"'
+    assert escaped("a\x1b]0;t\x07b\x9b2J\udcff") == "a\\033]0;t\\ab\\302\\2332J\\377"

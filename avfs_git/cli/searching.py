@@ -211,8 +211,11 @@ def search_cmd(app: App, query: str | None, limit: int, rebuild: bool, include_i
 
 
 def _highlight(snippet: str) -> str:
-    """rich markup for a snippet: the text between ** markers in bold, the rest escaped."""
+    """rich markup for a snippet: the text between ** markers in bold, the rest escaped;
+    control characters (a file's ESC sequences) written as C escapes, never sent raw."""
     from rich.markup import escape
 
-    parts = snippet.split("**")
+    from .text import escaped
+
+    parts = escaped(snippet).split("**")
     return "".join(f"[bold yellow]{escape(p)}[/]" if i % 2 else escape(p) for i, p in enumerate(parts))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["shown"]
+__all__ = ["escaped", "shown"]
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMED = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
@@ -42,3 +42,12 @@ def shown(text: str) -> str:
     if not _UNSAFE.search(text) and not text.startswith('"'):
         return text
     return '"' + "".join(_quoted_char(ch) for ch in text) + '"'
+
+
+def escaped(text: str) -> str:
+    """``text`` with each control character and non-UTF-8 byte written as its C escape
+    (``\\033``), nothing else changed and no quotes added: for an excerpt of a file shown
+    inside a line of avfs's own (a search hit), where the terminal must not act on it."""
+    if not _UNSAFE.search(text):
+        return text
+    return _UNSAFE.sub(lambda m: _quoted_char(m.group()), text)

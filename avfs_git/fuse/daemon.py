@@ -164,6 +164,9 @@ class Mount:
             detach(self.fuse_at)  # a killed daemon's (dead: ENOTCONN, before anything looks at it)
             for d in self.layers.values():
                 os.makedirs(d, exist_ok=True)
+            # the upper layer is a host directory holding what the sandbox wrote, modes kept: a
+            # setuid copy made there (nosuid only on the mount) is reachable by no other user
+            os.chmod(ws.state_dir, 0o700)
             _tune_layers(vault.home_dir, self.layers)
         elif not self.read_only:
             ws.live_dir()  # an upper layer an overlay mount left: folded into the entries

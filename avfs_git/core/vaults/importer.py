@@ -201,8 +201,19 @@ def fast_import_dir(
 
 
 def git_toplevel(src: str) -> str | None:
+    """The top of the git checkout holding ``src``, or None: not in one, or below the root
+    of a mounted fork. A repository in a fork (``.git`` dirs or files below its root) is
+    the fork's content, which a confined command writes: its config (``core.fsmonitor``,
+    filter drivers) is never given to a git avfs runs on the host, and such a directory is
+    imported as a plain one (docs/security.md, "Fork content read by the host side"). The
+    mount's root is its fork's checkout (its ``.git`` file and the worktree's config are
+    avfs's, out of the command's reach)."""
     from ..store.gitrun import run
+    from .mounttable import avfs_mount_of
 
+    mount = avfs_mount_of(src)
+    if mount is not None and os.path.realpath(src) != mount:
+        return None
     try:
         proc = run(["-C", src, "rev-parse", "--show-toplevel"], check=False)
     except InternalError:  # no git installed: no checkout either

@@ -55,6 +55,7 @@ IMAGE = "layers.img"
 MOUNT = "layers"
 WS = "ws"
 LOCK = ".layers.lock"
+MOUNT_OPTIONS = "loop,discard,noatime,nosuid,nodev"  # it holds forks' state only: no setuid bit or device a sandbox made acts there
 OWNER = ".avfs-owner"  # in a state dir: the link that names it (see _owned)
 MODES = ("auto", "off")  # the home's ``layers`` setting (and $AVFS_LAYERS)
 DEFAULT_MODE = "auto"
@@ -165,7 +166,7 @@ def ensure(home: str, *, create: bool, attempts: Attempts | None = None) -> str:
             _make_image(home, img)
         os.makedirs(mp, exist_ok=True)
         proc = subprocess.run(
-            ["mount", "-t", "btrfs", "-o", "loop,discard,noatime", img, mp],
+            ["mount", "-t", "btrfs", "-o", MOUNT_OPTIONS, img, mp],
             capture_output=True,
             text=True,
             check=False,

@@ -79,3 +79,31 @@ def keep() -> MountTable:
     table = MountTable()
     registry.keep_table(table)
     return table
+
+
+def _unescape(field: str) -> str:
+    """A field of the table as the kernel escapes it (space, tab, newline, backslash)."""
+    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, ch)
+    return field
+
+
+def avfs_mount_of(path: str) -> str | None:
+    """The mount point of the mounted fork ``path`` (symlinks resolved) lies in: the
+    innermost mount holding it has the source ``avfs:VAULT:KEY``; else None. Reads the
+    table once, for a caller that asks once."""
+    real = os.path.realpath(path)
+    try:
+        with open(PATH, encoding="utf-8", errors="surrogateescape") as fh:
+            rows = [ln.split() for ln in fh]
+    except OSError:
+        return None
+    best, source = "", ""
+    for parts in rows:
+        if len(parts) < 2:
+            continue
+        point = _unescape(parts[1])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, source = point, _unescape(parts[0])
+    return best if source.startswith("avfs:") else None
