@@ -49,6 +49,17 @@ def _server_pid(home: str) -> int | None:
         return None
 
 
+def _stop_server(home: str) -> None:
+    """SIGTERM the home's resident server, if one runs, and wait until it answers no more."""
+    pid = _server_pid(home)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        _wait_for(lambda: not _answers(home))
+
+
 def _wait_for(cond: Any, timeout: float = 30) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -80,13 +91,7 @@ def served(home: Home, vault: Vault) -> Any:
     try:
         yield on, off
     finally:
-        pid = _server_pid(home.path)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            _wait_for(lambda: not _answers(home.path))
+        _stop_server(home.path)
 
 
 CALLS: list[tuple[list[str], bytes]] = [
@@ -697,10 +702,4 @@ def test_a_server_started_from_a_directory_holding_a_package_named_avfs_git_runs
         assert json.loads(p.stdout)["kind"] == "vault_info"
         assert not marker.exists()
     finally:
-        pid = _server_pid(home.path)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            _wait_for(lambda: not _answers(home.path))
+        _stop_server(home.path)
