@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -703,3 +704,51 @@ def test_a_server_started_from_a_directory_holding_a_package_named_avfs_git_runs
         assert not marker.exists()
     finally:
         _stop_server(home.path)
+
+
+def test_server_stop_finds_the_server_by_its_socket_not_its_pid_file(served: Any, home: Home) -> None:
+    """`avfs server stop` asks the socket which process listens there (SO_PEERCRED): a
+    socket that answered before its server had written the pid file (CI: `server start`
+    returned, `server stop` right after found no pid and stopped nothing) or a pid file a
+    second server overwrote is not what it goes by."""
+    on, _off = served
+    pid = _server_pid(home.path)
+    assert pid is not None
+    Path(home.path, warm.RUN_DIR, warm.PID_FILE).unlink()
+    p = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "server", "stop"],
+        capture_output=True,
+        env=on,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["running"] is False
+    assert _gone(pid) and not _answers(home.path)
+
+
+def test_servers_started_together_leave_one_named_by_the_pid_file(home: Home, tmp_path: Path) -> None:
+    """A direct call starts a server for the next call and `avfs server start` another at
+    once: one of them binds the socket (the other finds it and ends), and the pid file
+    names the one listening."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-P", "-m", "avfs_git.cli.resident", "--home", home.path, "--idle", "60"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(6)
+    ]
+    try:
+        _wait_for(lambda: _answers(home.path))
+        _wait_for(lambda: sum(p.poll() is None for p in procs) == 1)
+        (alive,) = [p.pid for p in procs if p.poll() is None]
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(warm.socket_path(home.path))
+        listener = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+        s.close()
+        assert listener == alive == _server_pid(home.path)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait(60)

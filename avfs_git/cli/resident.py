@@ -47,6 +47,7 @@ process has ended (closing its databases and tearing down its memory take a few 
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import io
 import marshal
@@ -66,6 +67,7 @@ from .codewatch import CodeWatch
 RUN_DIR = "run"
 SOCKET = "cli.sock"
 PID_FILE = "cli.pid"
+LOCK_FILE = "cli.lock"  # held while a server binds
 LOG_FILE = "cli.log"
 IDLE_S = 900.0
 WAL_CLOSE_AT = 256 << 10  # a served command closes its databases when a WAL is past this
@@ -108,35 +110,47 @@ class Server:
         self.fuse: Any = None  # the libfuse the mount daemons it forks have (warmdaemon.load)
 
     def bind(self) -> socket.socket | None:
-        """Listen at the home's socket, unless another server does; None then."""
+        """Listen at the home's socket, unless another server does; None then.
+
+        Under a lock on ``run/cli.lock`` (two servers started at once, as a direct call's
+        next-call server and `avfs server start` can be: one binds, the other finds it), and
+        the pid file written before the socket is in place: a socket that answers always has
+        its server's pid beside it."""
         d = os.path.dirname(self.path)
         os.makedirs(d, mode=0o700, exist_ok=True)
         os.chmod(d, 0o700)
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lock = os.open(os.path.join(d, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            probe.connect(self.path)
-            return None  # one answers already
-        except OSError:
-            pass
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.path)
+                return None  # one answers already
+            except OSError:
+                pass
+            finally:
+                probe.close()
+            tmp = f"{self.path}.{os.getpid()}"
+            lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            old = os.umask(0o177)
+            try:
+                lsock.bind(tmp)
+            finally:
+                os.umask(old)
+            lsock.listen(64)
+            pid_tmp = os.path.join(d, f"{PID_FILE}.{os.getpid()}")
+            with open(pid_tmp, "w", encoding="ascii") as fh:
+                fh.write(f"{os.getpid()}\n")
+            os.replace(pid_tmp, os.path.join(d, PID_FILE))
+            os.replace(tmp, self.path)
+            self._ino = os.stat(self.path).st_ino
+            return lsock
         finally:
-            probe.close()
-        tmp = f"{self.path}.{os.getpid()}"
-        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        old = os.umask(0o177)
-        try:
-            lsock.bind(tmp)
-        finally:
-            os.umask(old)
-        lsock.listen(64)
-        os.replace(tmp, self.path)
-        self._ino = os.stat(self.path).st_ino
-        with open(os.path.join(d, PID_FILE), "w", encoding="ascii") as fh:
-            fh.write(f"{os.getpid()}\n")
-        return lsock
+            os.close(lock)  # never held by the children it forks (a mount daemon outlives it)
 
     def still_mine(self) -> bool:
         try:

@@ -13,27 +13,26 @@ from .app import App, pass_app
 
 
 def _state(home: str) -> dict[str, object]:
-    """Whether a server answers at the home's socket, and its pid (its pid file)."""
+    """Whether a server answers at the home's socket, and its pid: the process listening
+    there (``SO_PEERCRED``), not what a pid file says."""
     import socket
+    import struct
 
-    from .resident import PID_FILE, RUN_DIR, socket_path
+    from .resident import socket_path
 
     path = socket_path(home)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid: int | None = None
     try:
         s.connect(path)
         running = True
+        pid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[
+            0
+        ]
     except OSError:
         running = False
     finally:
         s.close()
-    pid: int | None = None
-    if running:
-        try:
-            with open(os.path.join(home, RUN_DIR, PID_FILE), encoding="ascii") as fh:
-                pid = int(fh.read().strip())
-        except (OSError, ValueError):
-            pid = None
     return {"running": running, "pid": pid, "socket": path, "enabled": os.environ.get("AVFS_SERVER") != "off"}
 
 
