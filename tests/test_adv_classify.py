@@ -503,6 +503,47 @@ def test_a_lone_cd_never_moves_the_agents_shell_out_of_the_fork(
     assert out["updatedInput"]["command"].endswith(f" && command cd -- {mp / 'inside'}"), out
 
 
+def test_a_cwd_the_confined_command_turned_into_a_link_out_never_runs_unconfined(
+    mounted: tuple[Any, Path], tmp_path: Path
+) -> None:
+    """The agent's shell is in `MOUNT/build` (a lone `cd build` moved it); a confined command
+    then replaces `build` with a link to a host directory. Claude Code starts its next
+    command in `MOUNT/build`, so in that directory of the host, and the hook found no mount
+    there (it resolved the link first): the command ran on the host as it was, read-only
+    ones with no project, anything the policy allows inside a project holding both
+    (found in the eleventh round). A `cwd` whose path passes through a mount is that
+    mount's, and one resolving out of it is refused."""
+    _, mp = mounted
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret").write_text("HOST-SECRET\n")
+    _, out = pre("cd build", str(mp))
+    assert out["updatedInput"]["command"].endswith(f" && command cd -- {mp / 'build'}"), out
+    res = run_hook(
+        "claude",
+        "pre-tool-use",
+        stdin=json.dumps(_event(f"rm -rf build && ln -s {host} build", str(mp))).encode(),
+    )
+    line = json.loads(res.out)["hookSpecificOutput"]["updatedInput"]["command"]
+    got = _sh(line, mp)
+    assert got.returncode == 0 and os.readlink(mp / "build") == str(host), got
+    cwd = str(mp / "build")
+    for command, env in (
+        ("cat secret", {"CLAUDE_PROJECT_DIR": ""}),
+        ("cat secret", {"CLAUDE_PROJECT_DIR": str(mp)}),
+        ("echo pwned > made && cat secret", {"CLAUDE_PROJECT_DIR": str(tmp_path)}),
+        ("cat ../build/secret", {"CLAUDE_PROJECT_DIR": str(tmp_path)}),
+    ):
+        _, out = pre(command, cwd, **env)
+        assert out["permissionDecision"] == "deny" and "updatedInput" not in out, (command, env, out)
+        why = out["permissionDecisionReason"]
+        assert "resolves outside the mount" in why or "outside the workspace" in why, out
+    for sub in (f"{cwd}/..", f"{cwd}/../build", f"{mp}/./build"):
+        _, out = pre("cat secret", sub, CLAUDE_PROJECT_DIR="")
+        assert "updatedInput" in out or out["permissionDecision"] == "deny", (sub, out)
+    assert not (host / "made").exists()
+
+
 def test_a_nul_in_a_mounted_fork_is_refused(mounted: tuple[Any, Path]) -> None:
     _, mp = mounted
     _, out = pre("ls\x00x", str(mp))

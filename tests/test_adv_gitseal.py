@@ -486,6 +486,79 @@ def test_a_hand_written_rebase_todo_is_removed_before_the_person_continues_it(li
     _person_git(live, canary)
 
 
+def test_a_hand_written_cherry_pick_is_removed_before_the_person_continues_it(live, vault, tmp_path):
+    """A cherry-pick's `sequencer/opts` names its merge strategy, and git runs `git
+    merge-<strategy>` for each pick left: `d/x` runs the work tree's `git-merge-d/x` on the
+    person's `git cherry-pick --continue` (found in the eleventh round: it ran on the host)."""
+    canary = tmp_path / "canary-sequencer"
+    wt = worktree_dir(vault, "main")
+    _script(
+        live,
+        "attack.sh",
+        f"mkdir -p git-merge-d && printf '#!/bin/sh\\ntouch {canary}\\nexit 1\\n' > git-merge-d/x\n"
+        "chmod +x git-merge-d/x\n"
+        f"T=$(git rev-parse HEAD) && mkdir -p {wt}/sequencer && echo $T > {wt}/sequencer/head\n"
+        f"printf 'pick %s a\\npick %s b\\n' $T $T > {wt}/sequencer/todo\n"
+        f"printf '[options]\\n\\tstrategy = d/x\\n' > {wt}/sequencer/opts\n",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert any(r["ref"] == "sequencer" for r in doc["refs_refused"]), doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "sequencer"))
+    assert "cherry-pick" not in _git("status", cwd=live.mountpoint)
+    _git(
+        "-c",
+        "user.name=P",
+        "-c",
+        "user.email=p@x",
+        "cherry-pick",
+        "--continue",
+        cwd=live.mountpoint,
+        check=False,
+    )
+    _git(
+        "-c", "user.name=P", "-c", "user.email=p@x", "cherry-pick", "--skip", cwd=live.mountpoint, check=False
+    )
+    _person_git(live, canary)
+    assert os.access(os.path.join(live.mountpoint, "git-merge-d", "x"), os.X_OK)  # the fork keeps its files
+
+
+def test_a_git_am_the_command_left_is_removed_before_the_person_continues_it(live, vault, tmp_path):
+    """`git am` keeps the options it passes to `git apply` in `rebase-apply/apply-opt`:
+    `--build-fake-ancestor=FILE` made the person's `git am --skip` write an index file
+    over a host file (found in the eleventh round). A genuine `git am` stopped on a
+    conflict, in a scratch repository of the sandbox, its state copied into the mount's."""
+    canary = tmp_path / "canary-am"
+    wt = worktree_dir(vault, "main")
+    commits = "".join(
+        f"{change} && git commit -qm {name}\n"
+        for change, name in (
+            ("echo a > f && git add f", "base"),
+            ("echo b > f && git add f", "b"),
+            ("echo c > f && git add f", "c"),
+            ("echo g > g && git add g", "g"),
+        )
+    )
+    _script(
+        live,
+        "attack.sh",
+        "here=$PWD && git init -q /tmp/am && cd /tmp/am\n"
+        + commits
+        + "git format-patch -q -2 -o /tmp/p HEAD && git reset -q --hard HEAD~3\n"
+        "git am /tmp/p/* >/dev/null 2>&1; cd $here\n"
+        f"cp -r /tmp/am/.git/rebase-apply {wt}/rebase-apply\n"
+        f"printf %s \"'--build-fake-ancestor={canary}'\" > {wt}/rebase-apply/apply-opt\n",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert any(r["ref"] == "rebase-apply" for r in doc["refs_refused"]), doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "rebase-apply"))
+    person = ("-c", "user.name=P", "-c", "user.email=p@x")
+    for resume in (("am", "--skip"), ("am", "--continue"), ("rebase", "--continue")):
+        _git(*person, *resume, cwd=live.mountpoint, check=False)
+    _person_git(live, canary)
+
+
 def test_a_readonly_view_carries_back_only_the_fork_s_branch(live, vault, home, tmp_path):
     """`--isolate readonly` (the hand-made namespaces, where bwrap cannot run) binds the
     same scratch refs and quarantine: git commits there, and nothing else moves."""
@@ -549,6 +622,60 @@ def test_a_repository_made_at_a_submodule_s_path_never_runs_for_the_person(
             assert ("lib/sub", "gitlink") in {(n["path"], n["kind"]) for n in doc["not_recorded"]}, doc
             assert not os.path.lexists(os.path.join(info.mountpoint, "lib", "sub", ".git"))
         _person_git(info, canary)
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_submodule_git_dir_the_command_plants_never_runs_for_the_person(home, vault, tmp_path, backend):
+    """git keeps a linked worktree's submodule git dirs in its own git dir (`modules/`, not
+    the vault's), which the sandbox writes: a repository planted at `modules/<name>` with a
+    `post-checkout` hook and a `core.fsmonitor` is what the person's `git submodule update`
+    takes for the submodule's, and it ran both on the host (found in the eleventh round)."""
+    require_overlay() if backend == "overlay" else require_fuse()
+    _need_bwrap()
+    vault.workspace("main").write("README", b"x\n")
+    checkpoint.save(vault, name="base")
+    clone = tmp_path / "clone"
+    _git("clone", "-q", vault.path, str(clone))
+    tip = _git("rev-parse", "HEAD", cwd=clone).strip()
+    (clone / ".gitmodules").write_text(f'[submodule "sub"]\n\tpath = lib/sub\n\turl = {vault.path}\n')
+    _git("add", ".gitmodules", cwd=clone)
+    _git("update-index", "--add", "--cacheinfo", f"160000,{tip},lib/sub", cwd=clone)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "a submodule", cwd=clone)
+    _git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    canary = tmp_path / "canary-modules"
+    info = mounts.mount(home, vault, "main", None, backend=backend)
+    try:
+        wt = worktree_dir(vault, "main")
+        hook = f"#!/bin/sh\\ntouch {canary}-hook\\n"
+        _script(
+            info,
+            "attack.sh",
+            f"git init -q /tmp/m && mkdir -p {wt}/modules && mv /tmp/m/.git {wt}/modules/sub\n"
+            f"echo {vault.path}/objects > {wt}/modules/sub/objects/info/alternates\n"
+            f"git config -f {wt}/modules/sub/config core.fsmonitor 'touch {canary}-fsmonitor; false'\n"
+            f"printf '{hook}' > {wt}/modules/sub/hooks/post-checkout && chmod +x {wt}/modules/sub/hooks/post-checkout\n",
+        )
+        doc = json.loads(_avfs("--json", "proxy", "exec", "--", "sh", "attack.sh").stdout)
+        assert doc["exit_code"] == 0, json.dumps(doc)[:3000]
+        assert any(r["ref"] == "modules" for r in doc["refs_refused"]), doc["refs_refused"]
+        assert not os.path.lexists(os.path.join(wt, "modules"))
+        mp = info.mountpoint
+        _git("-c", "protocol.file.allow=always", "submodule", "update", "--init", cwd=mp, check=False)
+        _git("status", cwd=mp)
+        _person_git(info, Path(f"{canary}-hook"))
+        assert not Path(f"{canary}-fsmonitor").exists()
+        # the person's own submodule git dir (cloned by their `git submodule update`; pure
+        # FUSE cannot check it out: its gitlink's path is no directory there): read-only inside
+        assert os.path.isfile(os.path.join(wt, "modules", "sub", "config"))
+        if backend == "overlay":
+            assert (Path(mp) / "lib" / "sub" / "README").read_text() == "x\n"
+        _script(info, "again.sh", f"(echo x >> {wt}/modules/sub/config) 2>/dev/null || echo REFUSED\n")
+        doc = json.loads(_avfs("--json", "proxy", "exec", "--", "sh", "again.sh").stdout)
+        assert doc["result"]["stdout"] == "REFUSED\n", doc["result"]
+        assert os.path.isdir(os.path.join(wt, "modules", "sub"))
+        _git("submodule", "status", cwd=mp)
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
 

@@ -544,3 +544,68 @@ def test_a_setuid_copy_in_the_fork_is_reachable_by_no_other_user(scene: Scene) -
             d = os.path.dirname(d)
         assert 0 in steps, f"{p} (setuid or setgid) is reachable by every user"
     scene.check(scene.host_state(), {"README": b"a project\n"})
+
+
+# the host side as a person who is not root runs it: root without the capabilities that
+# let it write what it does not own the mode of (this machine's tests run as root)
+NOT_ROOT = (
+    ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"] if os.geteuid() == 0 else []
+)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_git_dir_the_command_made_read_only_keeps_no_link_for_the_person_s_git(
+    backend: str, tmp_path: Path
+) -> None:
+    """A confined command owns the worktree's git dir it writes: it plants ``FETCH_HEAD``
+    as a link to a host file, then ``chmod 555`` the git dir. For a person who is not root
+    avfs could then remove nothing there (the scrub failed), and the person's ``git fetch``
+    in the mount wrote its FETCH_HEAD lines over the host file (found in the eleventh
+    round). The whole host side runs here as such a person: the CLI, the mount's daemon,
+    git."""
+    require_overlay() if backend == "overlay" else require_fuse()
+    _need_bwrap()
+    if NOT_ROOT and subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv is needed to run the host side without root's capabilities")
+    victim = tmp_path / "victim"
+    victim.write_text("the person's file\n")
+    other = tmp_path / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run([*GIT, "-C", str(other), "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+
+    def avfs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*NOT_ROOT, sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True, timeout=120
+        )
+
+    assert avfs("vault", "create", "nr").returncode == 0
+    assert avfs("--vault", "nr:main", "write", "README", "hi\n").returncode == 0
+    got = avfs("mount", "nr:main", str(mp), "--backend", backend)
+    if got.returncode != 0 and backend == "overlay" and NOT_ROOT and "overlayfs refused" in got.stderr:
+        pytest.skip("overlayfs does not mount for root without its file capabilities")
+    assert got.returncode == 0, got.stderr
+    try:
+        (mp / "attack.sh").write_text(
+            "G=$(git rev-parse --git-dir)\n"
+            f'ln -s {victim} "$G/FETCH_HEAD" && echo LINKED\n'
+            'chmod 555 "$G" && echo CHMOD\n'
+        )
+        got = avfs("--json", "--vault", "nr:main", "proxy", "exec", "--", "sh", "attack.sh")
+        doc = json.loads(got.stdout)
+        assert doc["result"]["stdout"] == "LINKED\nCHMOD\n" and doc["error"] is None, doc
+        env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+        git_dir = subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"], cwd=mp, env=env, capture_output=True, text=True
+        )
+        assert not os.path.lexists(os.path.join(git_dir.stdout.strip(), "FETCH_HEAD"))
+        assert os.stat(git_dir.stdout.strip()).st_mode & 0o700 == 0o700
+        fetch = subprocess.run(
+            [*NOT_ROOT, "git", "fetch", "-q", str(other)], cwd=mp, env=env, capture_output=True
+        )
+        assert fetch.returncode == 0, fetch.stderr
+        assert victim.read_text() == "the person's file\n"
+        assert avfs("--vault", "nr:main", "status").returncode == 0
+    finally:
+        avfs("unmount", "nr:main")

@@ -385,7 +385,7 @@ def _pre_tool_use(
     # agent's `cwd` (after `cd /` everything would be inside): the mount point of the fork
     # `cwd` is in, else the project directory, else a root nothing is inside.
     cwd = os.path.realpath(event.cwd)
-    where = registry.mount_containing(settings.home, event.cwd)
+    where = registry.mount_containing(settings.home, event.cwd, as_written=True)
     outside_project: str | None = None
     if where is not None:
         root = where.mountpoint
@@ -453,7 +453,7 @@ def _pre_tool_use(
 
 def _after(settings: Settings, event: HookEvent) -> HookAnswer:
     """PostToolUse and Stop: checkpoint the fork the working directory is mounted from."""
-    where = registry.mount_containing(settings.home, event.cwd)
+    where = registry.mount_containing(settings.home, event.cwd, as_written=True)
     if where is None:
         msg = f"avfs: {event.cwd} is not in a mounted avfs fork; nothing to checkpoint"
         return HookAnswer({"systemMessage": msg, "suppressOutput": True})

@@ -190,6 +190,51 @@ def put_head(vault: MountedVault, key: str, head: bytes) -> None:
         raise from_oserror(exc, worktree_dir(vault, key)) from exc
 
 
+def writable_again(top: str) -> int:
+    """Give the owner's read, write and search bits back to ``top`` and every directory
+    below it (no link followed) that lacks one: a confined command owns what it writes, so
+    it can ``chmod 555`` the worktree's git dir or the seal's scratch, and for a person who
+    is not root that kept avfs from removing what it left there (a ``FETCH_HEAD`` link to a
+    host file outlived :func:`scrub`, and the person's ``git fetch`` in the mount wrote
+    through it). Walked by directory descriptors; the command and its sandbox are gone,
+    so nothing races the walk. Returns how many modes were changed."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        mode = os.lstat(top).st_mode
+        if not stat.S_ISDIR(mode):
+            return 0
+        changed = 0
+        if mode & 0o700 != 0o700:
+            os.chmod(top, stat.S_IMODE(mode) | 0o700)
+            changed = 1
+        todo = [os.open(top, flags)]
+    except OSError:
+        return 0
+    seen = 0
+    while todo:
+        fd = todo.pop()
+        try:
+            with os.scandir(fd) as it:
+                dirs = [e for e in it if e.is_dir(follow_symlinks=False)]
+            for e in dirs:
+                seen += 1
+                if seen > SCRUB_MAX:
+                    break
+                try:
+                    mode = e.stat(follow_symlinks=False).st_mode
+                    if mode & 0o700 != 0o700:
+                        os.chmod(e.name, stat.S_IMODE(mode) | 0o700, dir_fd=fd)
+                        changed += 1
+                    todo.append(os.open(e.name, flags, dir_fd=fd))
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return changed
+
+
 def scrub(vault: MountedVault, key: str) -> list[str]:
     """After a confined command (which could write the git dir of mount ``key``'s worktree),
     remove whatever it left there that is neither a regular file nor a directory, at any

@@ -78,8 +78,9 @@ def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitname
     """Remove the ``.git`` the command made at a gitlink's path in the mount (a submodule
     of the fork's commit): git runs ``git status`` in a submodule it finds checked out,
     with that repository's config (``core.fsmonitor``), on a person's plain ``git status``.
-    A submodule cannot be checked out from inside (``modules/`` is the vault's, read-only):
-    such a ``.git`` is made by hand, and is never part of the fork's commits anyway. Also
+    A submodule's git dir is in the worktree's own ``modules/``: the person's are read-only
+    inside, and one the command made is removed after the run (:mod:`.gitstate`), so such
+    a ``.git`` is the run's own, and is never part of the fork's commits anyway. Also
     reported: a submodule's directory the command wrote into (``kind: submodule``)."""
     if sealed.git_dir is None:
         return []

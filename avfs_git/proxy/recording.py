@@ -206,9 +206,16 @@ def carry_back(
     (returned, for ``not_recorded``)."""
     if sealed is None:
         return (), ()
+    from ..mount.worktree import writable_again
     from . import seal
     from .gitlinks import drop_gitlinks
 
+    # what the command could write, its directories writable by their owner again before
+    # anything there is removed or replaced (a `chmod 555` kept a person who is not root
+    # from it)
+    for top in (sealed.git_dir, sealed.dir):
+        if top is not None:
+            writable_again(top)
     refused = tuple(RefRefused(**r) for r in seal.carry_back(vault, sealed).refused)
     return refused, _not_recorded(drop_gitlinks(vault, sealed, worktree(vault, fork)))
 

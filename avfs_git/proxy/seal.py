@@ -30,8 +30,9 @@ ref change is reported (``refs_refused``), never applied. Then :func:`drop_gitli
 out of the mount's index any gitlink (a nested repository, mode 160000) that is not in the
 fork's commit: git would run ``git status`` inside it, with its own ``core.fsmonitor``;
 :func:`nested_repos` removes a ``.git`` the command made at a gitlink's path of the fork's
-commit for the same reason, and a ``rebase-merge/`` written by hand (its todo list's
-``exec`` lines run on ``git rebase --continue``) is removed by the carry-back.
+commit for the same reason, and git state the command left whose resumption runs
+programs (a ``rebase-merge/`` todo list's ``exec`` lines, a cherry-pick's strategy, ``git
+am``'s options, submodule git dirs: :mod:`.gitstate`) is removed by the carry-back.
 
 The scratch directories are made once per fork and only emptied afterwards: a sandbox kept
 ready (:mod:`.standby`) binds them before its command comes, and :func:`prepare` (under the
@@ -51,7 +52,7 @@ from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.workspace.untrusted import read_file
-from . import refwatch, sealpack
+from . import gitstate, refwatch, sealpack
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 GITLINK = 0o160000
 STASH = refs.STASH
-REBASE = "rebase-merge"  # in a worktree's git dir: an interactive rebase under way
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,7 +83,9 @@ class Sealed:
     before: str | None  # the fork's branch before the run
     index: tuple[int, int, int, int] | None  # the mount's index (ino, size, mtime, ctime) before
     git_dir: str | None = None  # the mount's worktree git dir
-    rebasing: bool = False  # an interactive rebase's state was there (shown read-only)
+    # git's state there that runs programs when resumed (.gitstate), the person's own:
+    # shown read-only
+    kept: tuple[str, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
 
@@ -137,7 +139,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
     worktree git dir (its index is looked at afterwards), when there is one."""
     d = seal_dir(vault, fork)
-    rebasing = False
+    kept: tuple[str, ...] = ()
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
     for x in (rd, ld, od):
         os.makedirs(x, mode=0o755, exist_ok=True)
@@ -208,13 +210,10 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
                 os.unlink(real)  # a command made it something else: the vault's path again
             os.makedirs(real, exist_ok=True)
             binds.append((scratch, real, True))
-        # a person's interactive rebase in the mount: its todo list (whose `exec` lines git
-        # runs on `git rebase --continue`) is read-only in there
-        rebasing = os.path.isdir(os.path.join(git_dir, REBASE)) and not os.path.islink(
-            os.path.join(git_dir, REBASE)
-        )
-        if rebasing:
-            binds.append((os.path.join(git_dir, REBASE), os.path.join(git_dir, REBASE), False))
+        # a person's rebase, cherry-pick, am, submodules in the mount: their state (which
+        # runs programs when git resumes it) is read-only in there
+        kept = gitstate.kept(git_dir)
+        binds += [(os.path.join(git_dir, n), os.path.join(git_dir, n), False) for n in kept]
     return Sealed(
         dir=d,
         fork=fork,
@@ -225,7 +224,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         before=refs.read_ref_file(vault.path, fork_ref),
         index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
         git_dir=git_dir,
-        rebasing=bool(git_dir) and rebasing,
+        kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         cache=cache,
     )
@@ -450,20 +449,10 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                     why = str(getattr(exc, "message", exc))
         if why is not None:
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": why})
-    if sealed.git_dir is not None and not sealed.rebasing:
-        made = os.path.join(sealed.git_dir, REBASE)
-        if os.path.lexists(made):
-            # a rebase the command left unfinished, or a todo list written by hand: the
-            # person's `git rebase --continue` would run its exec lines outside
-            if os.path.isdir(made) and not os.path.islink(made):
-                shutil.rmtree(made, ignore_errors=True)
-            else:
-                os.unlink(made)
-            why = (
-                "an interactive rebase the command left unfinished (git runs its todo list's exec lines"
-                " on `git rebase --continue`): its state removed, HEAD left where it was"
-            )
-            refused.append({"ref": REBASE, "old": None, "new": None, "reason": why})
+    if sealed.git_dir is not None:
+        # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
+        # made: the person's git would run programs they name, outside
+        refused += gitstate.remove_made(sealed.git_dir, sealed.kept)
     if head is not None:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:

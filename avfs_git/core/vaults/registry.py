@@ -300,17 +300,25 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def mount_containing(home_path: str, path: str, *, revisions: bool = True) -> MountedFork | None:
+def mount_containing(
+    home_path: str, path: str, *, revisions: bool = True, as_written: bool = False
+) -> MountedFork | None:
     """The live mount of the home whose mount point contains ``path`` (the innermost one),
     or None. ``revisions=False``: a read-only revision mount (``VAULT@REV``) does not
-    count.
+    count. ``as_written``: ``path`` as a shell reaches it (an agent's working directory),
+    each directory above it resolved on its own too: when one of them is in a mount that
+    does not hold the whole path (a link in a fork leads out of it, or into another
+    mount), that mount, whose caller then finds ``path`` resolving outside it.
 
     What the CLI asks when no vault is selected (a command run inside a mounted fork acts
     on that fork, as git acts on the repository it runs in) and what the agent hooks ask on
     every tool call: the records are read from the files alone, no vault is opened. A
     record counts only while its mount is :func:`serving`."""
-    where = os.path.realpath(path)
-    best: MountedFork | None = None
+    wheres = [os.path.realpath(path)]
+    while as_written and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        wheres.append(os.path.realpath(path))
+    found: list[MountedFork | None] = [None] * len(wheres)
     for vault, vault_path, rec in home_records(home_path):
         if not {"mountpoint", "pid", "fork"} <= rec.data.keys():
             continue
@@ -318,13 +326,18 @@ def mount_containing(home_path: str, path: str, *, revisions: bool = True) -> Mo
         if revision and not revisions:
             continue
         mp = os.path.realpath(rec.mountpoint)
-        if not _inside(where, mp) or (best is not None and len(mp) <= len(best.mountpoint)):
-            continue
-        if not serving(rec):
+        hits = [
+            i
+            for i, w in enumerate(wheres)
+            if _inside(w, mp) and len(mp) > len(getattr(found[i], "mountpoint", ""))
+        ]
+        if not hits or not serving(rec):
             continue
         read_only = bool(rec.data.get("read_only")) or revision
-        best = MountedFork(vault, vault_path, str(rec.data["fork"]), mp, read_only)
-    return best
+        for i in hits:
+            found[i] = MountedFork(vault, vault_path, str(rec.data["fork"]), mp, read_only)
+    best = found[0]
+    return next((f for f in found[1:] if f and not (best and _inside(best.mountpoint, f.mountpoint))), best)
 
 
 def origin_vault(home_path: str, directory: str, *, above: bool = False) -> str | None:
