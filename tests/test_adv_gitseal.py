@@ -958,6 +958,22 @@ print("SEES", subprocess.run(["git", "rev-parse", "other"], capture_output=True,
     assert listed.splitlines() == [f"main {main}", f"other {other}"], listed
 
 
+def test_a_sandbox_made_ready_sees_the_vault_s_config_as_it_is_now(live, vault):
+    """The vault's top directory is a private tmpfs in the sandbox, its entries bound in one
+    by one (so git can take ``packed-refs.lock`` there: proxy/confine.py ``_kept``). A
+    sandbox made ready before its command holds the files it bound: one git replaced since
+    (``git config`` writes ``config`` by a rename) is not the one to show."""
+    _exec("true")
+    if standby.available():
+        assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+    for value in ("one", "two"):
+        _git("--git-dir", vault.path, "config", "avfstest.value", value)
+        doc = _exec("git", "config", "--get", "avfstest.value")
+        assert doc["exit_code"] == 0 and doc["result"]["stdout"] == f"{value}\n", doc["result"]
+        if standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the command"
+
+
 def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_change(home, vault, monkeypatch):
     """The vault's branches as a mount's daemon keeps them (proxy/refwatch.py, inotify):
     with 40 forks, a call after one that changed nothing walks nothing and reads no ref

@@ -11,7 +11,9 @@
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
-- the vault, read-only but for what ``git`` needs to commit in the fork: the fork's
+- the vault, read-only (its entries bound into a private tmpfs at its path, where git can
+  take ``packed-refs.lock`` to delete a ref: :func:`_kept`) but for what ``git`` needs to
+  commit in the fork: the fork's
   worktree git dir (its index, locks; what git runs or trusts in it pinned read-only) and
   scratch copies of ``refs/``, ``logs/`` and an object quarantine bound over the vault's
   own (:mod:`.seal`: only the fork's branch is carried back, validated), with avfs's own
@@ -377,6 +379,48 @@ def _resolver() -> list[str]:
     return ["--ro-bind", target, target]
 
 
+def _kept(path: str) -> list[str]:
+    """``path`` (the vault) read-only, as bwrap arguments: each of its entries bound
+    read-only into a private, writable directory at ``path``, not the directory itself.
+
+    git takes ``<vault>/packed-refs.lock`` for every ref it deletes (git 2.39's files
+    backend locks the common directory's packed refs for each deletion, a worktree's own
+    refs included), so in a read-only vault ``git bisect``, ``git stash pop`` and
+    ``git branch -D`` of the run's own branch all failed (EROFS). The lock, and whatever
+    else the command makes at the vault's top, lands in a tmpfs of the sandbox's own that
+    goes with it: nothing reaches the vault, and the entries stay read-only mount points
+    (neither removed nor renamed over: rewriting the read-only ``packed-refs`` the
+    sandbox shows still fails, as deleting another fork's branch must)."""
+    args = ["--perms", "0755", "--tmpfs", path]
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return ["--ro-bind", path, path]
+    for e in entries:
+        if e.is_symlink():
+            args += ["--symlink", os.readlink(e.path), e.path]
+        elif e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False):
+            args += ["--ro-bind-try", e.path, e.path]  # (one gone since: not an error)
+    return args
+
+
+def kept_files(keep: tuple[str, ...]) -> tuple[str, ...]:
+    """Which files :func:`_kept` binds, by inode: a sandbox made ready before its command
+    (:mod:`.standby`) holds the very files it bound, so one replaced since (git writes
+    ``config`` and ``HEAD`` by a rename over them) must make its key differ."""
+    out = []
+    for k in keep:
+        try:
+            with os.scandir(k) as it:
+                for e in it:
+                    if e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        out.append(f"{e.path}:{st.st_dev}:{st.st_ino}")
+        except OSError:
+            continue
+    return tuple(sorted(out))
+
+
 def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``. Order matters: bwrap
     mounts in argument order, so what is shown inside a masked directory comes after it."""
@@ -403,7 +447,7 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             args += ["--ro-bind", r, r]
     for k in sb.keep:
         if os.path.isdir(k):
-            args += ["--ro-bind", k, k]
+            args += _kept(k)
     masked = [m for m in sb.masked if os.path.isdir(m)]
     for m in masked:
         args += ["--perms", "0700", "--tmpfs", m]

@@ -1,0 +1,229 @@
+"""Real projects' own tools in a mounted fork, on both backends and through ``proxy exec``.
+
+tests/test_realprojects.py reads every file of released projects back; this module runs
+what a person runs on one, each time in a plain directory beside the mount too, and
+compares: git over a real history (MarkupSafe's releases 2.1.2 to 2.1.5, one commit each:
+``git log -p``, ``git blame``, ``git bisect run``, ``git stash``), and a C extension's
+build and its own test suite (MarkupSafe 2.1.5: ``setup.py build_ext --inplace``, then
+``pytest``). Through ``proxy exec`` the envelope's ``changes`` and the commit it made are
+held against what the same command changed in the plain copy. What the trials found, and
+what differs by design: docs/testing.md ("Real projects' own tools").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import realdata
+from .test_confine import _need_bwrap
+from .test_fuse import require_fuse
+from .test_fuse_tools import require_tool
+from .test_overlay import require_overlay
+from .test_realprojects import Project, Spec, git_run, make_env
+
+pytestmark = pytest.mark.slow
+
+BACKENDS = ["overlay", "fuse"]
+RELEASES = ["2.1.2", "2.1.3", "2.1.4", "2.1.5"]
+INIT = "src/markupsafe/__init__.py"
+# bisect's test: good while __init__.py says 2.1.2 or 2.1.3, bad from 2.1.4 on
+BISECT_TEST = "! grep -q '__version__ = \"2.1.[45]\"' " + INIT
+HISTORY_TOOLS = [
+    ["git", "log", "-p", "--stat", "--format=fuller", "--no-color"],
+    ["git", "blame", "-w", INIT],
+    ["git", "log", "--follow", "--oneline", "--", "src/markupsafe/_speedups.c"],
+    ["sh", "-c", 'git bisect start v2.1.5 v2.1.2 >/dev/null && exec git bisect run sh -c "$0"', BISECT_TEST],
+    ["sh", "-c", "git bisect reset >/dev/null 2>&1"],  # (a clone's says how it is to origin)
+    ["git", "status", "--porcelain", "--untracked-files=all"],
+]
+
+
+def _require(backend: str) -> None:
+    require_overlay() if backend == "overlay" else require_fuse()
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, bytes]:
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """MarkupSafe's four releases as a git history (realdata.history), imported with
+    ``avfs vault create hist --from`` (the history comes along)."""
+    root = tmp_path_factory.mktemp("realtools-hist")
+    spec = Spec("hist", lambda: root, "MarkupSafe's releases as a history")
+    proj = Project(spec, root, root, make_env(root), {}, "", {}, root)
+    work = realdata.history("MarkupSafe", RELEASES, root, window=10)
+    proj.avfs("vault", "create", "hist", "--from", str(work))
+    yield proj
+
+
+def _mount(proj: Project, fork: str, backend: str, mp: Path) -> None:
+    proj.avfs("vault", "fork", f"{proj.spec.name}:main", fork)
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, f"{proj.spec.name}:{fork}", str(mp))
+
+
+def _unmount(proj: Project, fork: str) -> None:
+    proj.avfs("unmount", "--lazy", f"{proj.spec.name}:{fork}", check=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_git_over_a_real_history_in_a_mount_is_git_in_a_clone(
+    history: Project, backend: str, tmp_path: Path
+) -> None:
+    """``git log -p``, ``blame``, ``log --follow`` and a ``bisect run`` (HEAD detached and
+    moved four times, files rewritten under the mount) print in a mount what they print
+    in a clone; afterwards the mount is the fork again, clean for git and for avfs."""
+    _require(backend)
+    proj, env = history, history.env
+    plain = tmp_path / "clone"
+    git_run("clone", "-q", str(proj.src / "MarkupSafe-history"), str(plain), env=env)
+    want = [_run(argv, plain, env) for argv in HISTORY_TOOLS]
+    assert b"first bad commit" in want[3][1] and b"MarkupSafe 2.1.4" in want[3][1], want[3]
+    fork, mp = f"tools-{backend}", tmp_path / "mnt"
+    _mount(proj, fork, backend, mp)
+    try:
+        got = [_run(argv, mp, env) for argv in HISTORY_TOOLS]
+        head = git_run("rev-parse", "--abbrev-ref", "HEAD", env=env, cwd=mp).strip()
+    finally:
+        _unmount(proj, fork)
+    for argv, g, w in zip(HISTORY_TOOLS, got, want, strict=True):
+        assert g == w, f"{' '.join(argv)[:80]}: mount {g[0]} {g[1][-400:]!r}, clone {w[0]} {w[1][-400:]!r}"
+    assert head == fork
+    status = json.loads(proj.avfs("--json", "--vault", f"hist:{fork}", "status").stdout)
+    assert status["clean"] and status["git"] is None, status
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_git_deletes_refs_in_proxy_exec(history: Project, backend: str, tmp_path: Path) -> None:
+    """``git stash && ... && git stash pop`` in one command, and ``git update-ref -d`` of a
+    ref the command made, on the real history through ``proxy exec``: git deletes a ref
+    under ``<vault>/packed-refs.lock``, which the read-only vault refused (EROFS: the pop
+    applied the stash and kept it, ``update-ref -d`` failed). The command's change is the
+    exec's commit, and no ref is left behind."""
+    _require(backend)
+    _need_bwrap()
+    proj = history
+    fork, mp = f"stash-{backend}", tmp_path / "mnt"
+    _mount(proj, fork, backend, mp)
+    try:
+        line = "edited in the sandbox"
+        script = (
+            f"echo '{line}' >> README.rst && git stash -q && git diff --quiet && git stash pop -q"
+            " && git update-ref refs/run/own HEAD && git update-ref -d refs/run/own"
+            " && git stash list | wc -l"
+        )
+        proc = proj.avfs("--json", "--vault", f"hist:{fork}", "proxy", "exec", "--shell", script, check=False)
+        doc = json.loads(proc.stdout)
+        res = doc["result"] or {}
+        assert res.get("exit_code") == 0 and res["stdout"].strip() == "0", (res, doc["error"])
+        assert "packed-refs.lock" not in res["stderr"], res["stderr"]
+        assert doc["refs_refused"] == [], doc["refs_refused"]
+        assert [(c["path"], c["status"]) for c in doc["changes"]] == [("README.rst", "modified")]
+        assert (mp / "README.rst").read_text().endswith(line + "\n")
+    finally:
+        _unmount(proj, fork)
+    vault = proj.vault_path
+    shown = git_run("--git-dir", vault, "show", f"{fork}:README.rst", env=proj.env)
+    assert (
+        shown.endswith(line + "\n")
+        and doc["commit"]["commit"] == git_run("--git-dir", vault, "rev-parse", fork, env=proj.env).strip()
+    )
+    assert git_run("--git-dir", vault, "for-each-ref", "refs/stash", "refs/run", env=proj.env) == ""
+
+
+# -- a C extension built and tested: MarkupSafe 2.1.5 --------------------------------------------
+
+# what a build writes that holds the directory it ran in (debug info, code objects' file
+# names): compared by path and mode, not bytes, between the plain copy and the mount
+_PATH_BOUND = (".so", ".o", ".pyc")
+
+
+def _tree(root: Path) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not (d == ".git" and dirpath == str(root)))
+        for name in files:
+            p = Path(dirpath, name)
+            rel = str(p.relative_to(root))
+            if rel == ".git":
+                continue
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            else:
+                kind = "file+x" if st.st_mode & 0o100 else "file"
+                out[rel] = (
+                    kind,
+                    "" if rel.endswith(_PATH_BOUND) else hashlib.sha256(p.read_bytes()).hexdigest(),
+                )
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
+    backend: str, tmp_path: Path, record_property: Any
+) -> None:
+    """MarkupSafe 2.1.5's ``setup.py build_ext --inplace`` (gcc) and its own ``pytest``,
+    in a plain copy and through ``proxy exec`` in a mount: the same exit codes and files
+    made; the envelope's ``changes`` are exactly the paths the plain run changed that git
+    does not ignore, and the exec's commit holds exactly the mount's files."""
+    _require(backend)
+    _need_bwrap()
+    require_tool("gcc")
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment")
+    spec = Spec("markupsafe", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
+    env = make_env(tmp_path)
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    plain = tmp_path / "plain"
+    subprocess.run(["cp", "-a", str(src), str(plain)], check=True)
+    before = _tree(plain)
+    py = sys.executable
+    build = f"{py} setup.py -q build_ext --inplace && PYTHONPATH=src {py} -m pytest -q tests"
+    native_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    native = subprocess.run(["sh", "-c", build], cwd=plain, env=native_env, capture_output=True, check=False)
+    assert native.returncode == 0, native.stdout.decode()[-2000:] + native.stderr.decode()[-2000:]
+    after = _tree(plain)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "markupsafe", "--from", str(src))
+    Path(proj.home, "policy.toml").write_text(
+        f"version = 1\n[defaults]\nreadable = {json.dumps([sys.prefix, sys.base_prefix])}\n"
+    )
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "markupsafe:main", str(mp))
+    try:
+        proc = proj.avfs(
+            "--json", "--vault", "markupsafe:main", "proxy", "exec", "--shell", build, check=False
+        )
+        doc = json.loads(proc.stdout)
+        res = doc["result"] or {}
+        assert res.get("exit_code") == 0, (res.get("stdout", "")[-2000:], res.get("stderr", "")[-2000:])
+        assert " passed" in res["stdout"], res["stdout"][-1000:]
+        in_mount = _tree(mp)
+    finally:
+        _unmount(proj, "main")
+    assert in_mount == after, {p for p in set(in_mount) | set(after) if in_mount.get(p) != after.get(p)}
+    ignored = {p for p in changed if p.startswith(".pytest_cache/")}  # its own .gitignore: "*"
+    assert {c["path"] for c in doc["changes"]} == changed - ignored
+    assert all(c["status"] == "added" for c in doc["changes"]), doc["changes"]
+    co = tmp_path / "checkout"
+    git_run("clone", "-q", "-b", "main", proj.vault_path, str(co), env=env)
+    committed = _tree(co)
+    assert committed == {p: v for p, v in in_mount.items() if p not in ignored}
+    record_property("exec_changes", len(doc["changes"]))
