@@ -379,7 +379,7 @@ def _resolver() -> list[str]:
     return ["--ro-bind", target, target]
 
 
-def _kept(path: str) -> list[str]:
+def _kept(path: str, covered: frozenset[str] = frozenset()) -> list[str]:
     """``path`` (the vault) read-only, as bwrap arguments: each of its entries bound
     read-only into a private, writable directory at ``path``, not the directory itself.
 
@@ -390,13 +390,18 @@ def _kept(path: str) -> list[str]:
     else the command makes at the vault's top, lands in a tmpfs of the sandbox's own that
     goes with it: nothing reaches the vault, and the entries stay read-only mount points
     (neither removed nor renamed over: rewriting the read-only ``packed-refs`` the
-    sandbox shows still fails, as deleting another fork's branch must)."""
+    sandbox shows still fails, as deleting another fork's branch must). An entry at one of
+    ``covered`` (what the sandbox mounts over it later: the seal's scratch ``refs/``,
+    ``logs/``, ``objects/`` and ``packed-refs``, the masked state) is not bound first: each
+    mount is set-up time (bwrap made the point for it)."""
     args = ["--perms", "0755", "--tmpfs", path]
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
     except OSError:
         return ["--ro-bind", path, path]
     for e in entries:
+        if e.path in covered:
+            continue
         if e.is_symlink():
             args += ["--symlink", os.readlink(e.path), e.path]
         elif e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False):
@@ -445,9 +450,10 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
     for r in sb.readable:
         if os.path.exists(r):
             args += ["--ro-bind", r, r]
+    covered = frozenset((*(t for _s, t, _w in sb.sealed), *sb.masked))
     for k in sb.keep:
         if os.path.isdir(k):
-            args += _kept(k)
+            args += _kept(k, covered)
     masked = [m for m in sb.masked if os.path.isdir(m)]
     for m in masked:
         args += ["--perms", "0700", "--tmpfs", m]
