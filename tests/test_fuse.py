@@ -359,6 +359,34 @@ def test_quota_through_the_mount(mounted, cli, home):
     assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
 
 
+def test_fallocate_past_the_quota_is_refused_on_the_pure_fuse_mount(home, vault, cli, tmp_path):
+    """fallocate(2) reaches the overlay's file on the pure-FUSE mount (the backend a quota
+    chooses): blocks it would allocate past the quota are refused, ``FALLOC_FL_KEEP_SIZE``
+    (allocated, not counted in the size) included; within it, it allocates."""
+    from avfs_git.fuse.writes import FALLOC_FL_KEEP_SIZE, fallocate
+
+    require_fuse()
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    assert cli("--vault", "v", "quota", "set", "256K").code == 0
+    info = mounts.mount(home, vault, "main", mp, backend="fuse")
+    try:
+        assert info.backend == "fuse"
+        fd = os.open(os.path.join(mp, "alloc"), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fallocate(fd, 0, 0, 64 << 10)
+            assert os.fstat(fd).st_size == 64 << 10
+            for mode in (0, FALLOC_FL_KEEP_SIZE):
+                with pytest.raises(OSError) as err:
+                    fallocate(fd, mode, 0, 64 << 20)
+                assert err.value.errno == errno.EDQUOT, mode
+            assert os.fstat(fd).st_size == 64 << 10
+        finally:
+            os.close(fd)
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
 def test_two_forks_mounted_at_once_are_isolated(home, vault, tmp_path):
     require_fuse()
     vault.create_fork("main", "a")

@@ -11,6 +11,8 @@ flushed, fsynced or released, so status, quota and "what changed since" stay tru
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import shutil
@@ -22,6 +24,17 @@ from ..core.types import MODE_EXEC
 from .handles import HandleTable
 from .nested import NestedRepos
 from .opsbase import Handle, translated
+
+FALLOC_FL_KEEP_SIZE = 0x01  # (linux/falloc.h) the size stays, whatever is allocated
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) with its mode (Python's ``os.posix_fallocate`` has none)."""
+    if _libc.fallocate(fd, mode, offset, length) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
 
 
 class WriteOps(NestedRepos, HandleTable):
@@ -239,6 +252,32 @@ class WriteOps(NestedRepos, HandleTable):
         assert real is not None
         os.truncate(real, length)
         self.ws.note_written(p)
+        return 0
+
+    @translated
+    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fh: int) -> int:
+        """fallocate(2) of an open file, done on its overlay file: the local disk's answer
+        (allocate, extend unless ``FALLOC_FL_KEEP_SIZE``, punch a hole, zero a range; or
+        its ``EOPNOTSUPP``). Without it every caller got ``EOPNOTSUPP``: util-linux's
+        ``fallocate``, and programs that do not fall back to writing zeros as glibc's
+        ``posix_fallocate`` does."""
+        h = self._handle(fh)
+        if not h.writable or h.fd is None:
+            raise fuse.FuseOSError(errno.EBADF)
+        if h.nested:
+            fallocate(h.fd, mode, offset, size)
+            return 0
+        if h.append_only and (mode & ~FALLOC_FL_KEEP_SIZE or offset < os.fstat(h.fd).st_size):
+            raise fuse.FuseOSError(errno.EPERM)  # the path policy's append_only: add, never change
+        end = offset + size
+        if end > h.limit:  # the quota, as write does (blocks kept past the size count too)
+            self.ws.record_sizes([h.path])
+            h.limit = os.fstat(h.fd).st_size + max(0, self.ws.quota_left())
+            if end > h.limit:
+                raise fuse.FuseOSError(errno.EDQUOT)
+        fallocate(h.fd, mode, offset, size)
+        h.dirty = True
+        self._note(h)
         return 0
 
     @translated

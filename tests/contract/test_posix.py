@@ -700,6 +700,35 @@ def check_fallocate(d: str) -> Any:
     return out
 
 
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> str:
+    """``"ok"`` or the errno name fallocate(2) (with ``mode``) failed with."""
+    r = _libc.fallocate(fd, ctypes.c_int(mode), ctypes.c_longlong(offset), ctypes.c_longlong(length))
+    return "ok" if r == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+
+
+@check
+def check_fallocate_modes(d: str) -> Any:
+    """fallocate(2) itself, as util-linux's ``fallocate`` calls it (glibc's
+    ``posix_fallocate`` above writes zeros where the file system has none): extend, keep
+    the size, punch a hole; on a new file and on one of the base."""
+    fd = os.open(f"{d}/falloc", os.O_CREAT | os.O_RDWR, 0o644)
+    out: list[Any] = [fallocate(fd, 0, 0, 1 << 20), os.fstat(fd).st_size]
+    out += [fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 2 << 20), os.fstat(fd).st_size]
+    os.pwrite(fd, b"x" * 8192, 0)
+    hole = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    out += [fallocate(fd, hole, 4096, 4096), os.fstat(fd).st_size]
+    out.append(os.pread(fd, 8192, 0) == b"x" * 4096 + bytes(4096))
+    os.close(fd)
+    fd = os.open(f"{d}/base.txt", os.O_RDWR)
+    out += [fallocate(fd, 0, 0, 100_000), os.fstat(fd).st_size, os.pread(fd, 16, 0)]
+    os.close(fd)
+    out.append(get(f"{d}/falloc")[4090:4100])
+    return out
+
+
 @check
 def check_mmap(d: str) -> Any:
     out: list[Any] = []
