@@ -13,6 +13,7 @@ import errno
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
 FUSE_CAP_NO_OPENDIR_SUPPORT = 1 << 24
+UTIME_NOW = (1 << 30) - 1  # (linux/stat.h) what libfuse puts in a timespec's tv_nsec
+UTIME_OMIT = (1 << 30) - 2
 
 
 def _direct_for_writers(fi: Any) -> None:
@@ -240,6 +243,24 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         if flags:
             raise fuse.FuseOSError(errno.EINVAL)
         return int(super().rename_fuse_3(old, new, flags))
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        # mfusepy folds each timespec into one number of nanoseconds, so ``UTIME_NOW`` and
+        # ``UTIME_OMIT`` (libfuse puts them in tv_nsec) reached the operations as times 1.07 s
+        # after the epoch: ``touch -m`` set the file's mtime to 1970 (make then thinks it
+        # older than everything). Here: None keeps a time, "now" is the current time
+        times: tuple[int | None, int | None] | None = None
+        if buf:
+            now = time.time_ns()
+
+            def ns(t: Any) -> int | None:
+                if t.tv_nsec == UTIME_OMIT:
+                    return None
+                return now if t.tv_nsec == UTIME_NOW else int(t.tv_sec) * 10**9 + int(t.tv_nsec)
+
+            times = (ns(buf.contents.actime), ns(buf.contents.modtime))
+        name = None if path is None else path.decode(self.encoding, self.errors)
+        return int(self.operations.utimens(name, times))
 
     def create(self, path: bytes, mode: int, fip: Any) -> int:
         fi = fip.contents

@@ -1,6 +1,7 @@
 """The writing side of the operations: modes and times, the namespace (mkdir, rmdir,
 unlink, rename, symlink; no hard links or device files), creating, writing, truncating,
-flushing, syncing and releasing files. A read-only view refuses them (EROFS).
+flushing, syncing and releasing files, and allocating space in them (``fallocate``). A read-only
+view refuses them (EROFS).
 
 A descriptor open for writing holds a shared ``flock`` on its overlay file, which tells a
 concurrent checkpoint (any process) to keep the entry: nothing written before or after a
@@ -28,6 +29,17 @@ from .opsbase import Handle, translated
 FALLOC_FL_KEEP_SIZE = 0x01  # (linux/falloc.h) the size stays, whatever is allocated
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+
+
+def _kept_times(real: str, times: tuple[int | None, int | None]) -> tuple[int, int]:
+    """``times`` (access, modification) with each None replaced by the time ``real`` has."""
+    if times[0] is None or times[1] is None:
+        st = os.lstat(real)
+        return (
+            st.st_atime_ns if times[0] is None else int(times[0]),
+            st.st_mtime_ns if times[1] is None else int(times[1]),
+        )
+    return int(times[0]), int(times[1])
 
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
@@ -60,14 +72,16 @@ class WriteOps(NestedRepos, HandleTable):
         return 0  # git keeps no owners: accepted and ignored
 
     @translated
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+    def utimens(self, path: str, times: tuple[int | None, int | None] | None = None) -> int:
+        """Set a file's times (None: now); a time given as None is kept as it is
+        (``UTIME_OMIT``: :meth:`.libfuse.FastFUSE.utimens_fuse_3`)."""
         self._writable()
         real = self._nested(path)
         if real is not None:
             if times is None:
                 os.utime(real, follow_symlinks=False)
             else:
-                os.utime(real, ns=(int(times[0]), int(times[1])), follow_symlinks=False)
+                os.utime(real, ns=_kept_times(real, times), follow_symlinks=False)
             return 0
         p = self._p(path)
         node = self._node(p)
@@ -80,7 +94,7 @@ class WriteOps(NestedRepos, HandleTable):
         if times is None:
             os.utime(real)
         else:
-            os.utime(real, ns=(int(times[0]), int(times[1])))
+            os.utime(real, ns=_kept_times(real, times))
         return 0
 
     # -- namespace ---------------------------------------------------------------------------

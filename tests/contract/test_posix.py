@@ -1113,8 +1113,6 @@ FUSE_KNOWN: dict[str, str] = {
     "set-group-ID directories hand down no group",
     "dir_times": "directory times are not kept (git has none): utimensat on a directory is accepted and "
     "ignored, a directory shows the time the view last changed",
-    "utime_omit_now": "bug: UTIME_OMIT and UTIME_NOW reach the daemon as literal nanosecond values (mfusepy "
-    "folds tv_sec and tv_nsec into one number) and are stored as times 1.07 s after the epoch",
     "renameat2": "renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE) answer EINVAL: mfusepy does not pass "
     "them on (RENAME_EXCHANGE used to rename over the target and lose its data)",
     "sparse_files": "no lseek operation: SEEK_DATA and SEEK_HOLE answer as if a file had no holes (data "
