@@ -19,6 +19,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,42 @@ def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
     committed = _tree(co)
     assert committed == {p: v for p, v in in_mount.items() if p not in ignored}
     record_property("exec_changes", len(doc["changes"]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5 built in a mount, its C source then ``touch -m``-ed (``UTIME_OMIT``
+    for the access time): ``build_ext`` compares times as make does and builds again, as
+    on disk. On the pure-FUSE mount the source's mtime became 1970 (mfusepy folded
+    ``UTIME_OMIT``/``UTIME_NOW`` into times 1.07 s after the epoch) and the build was
+    "up to date"."""
+    _require(backend)
+    require_tool("gcc")
+    require_tool("touch")
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment")
+    spec = Spec("mstouch", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
+    env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "mstouch", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "mstouch:main", str(mp))
+    build = [sys.executable, "setup.py", "build_ext", "--inplace"]
+    source = mp / "src" / "markupsafe" / "_speedups.c"
+    try:
+        first = subprocess.run(build, cwd=mp, env=env, capture_output=True, text=True, check=False)
+        assert first.returncode == 0 and "building 'markupsafe._speedups'" in first.stdout, first.stderr
+        # what the build made, a year old (both times given: no UTIME_OMIT), then the source
+        # touched now
+        made = [*(mp / "build").rglob("*.so"), *(mp / "build").rglob("*.o"), *mp.glob("src/markupsafe/*.so")]
+        for p in made:
+            os.utime(p, ns=(time.time_ns() - 365 * 86400 * 10**9,) * 2)
+        before = time.time_ns()
+        subprocess.run(["touch", "-m", str(source)], check=True)
+        assert source.stat().st_mtime_ns >= before - 1_000_000_000
+        again = subprocess.run(build, cwd=mp, env=env, capture_output=True, text=True, check=False)
+    finally:
+        _unmount(proj, "main")
+    assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
