@@ -266,3 +266,29 @@ def test_an_excerpt_keeps_its_text_and_escapes_only_control_characters() -> None
 
     assert escaped('plain [b] \\ "q"') == 'plain [b] \\ "q"'
     assert escaped("a\x1b]0;t\x07b\x9b2J\udcff") == "a\\033]0;t\\ab\\302\\2332J\\377"
+
+
+# a string with an escape sequence, a newline and a carriage return, as every argument
+EVERY_ARG = "esc\x1b[31mred\nline2\rcr"
+
+
+def test_every_command_escapes_control_characters_of_its_arguments(cli, tmp_path, monkeypatch):
+    """Every command of the CLI (listed from the click group, as tests/test_json_everypath.py
+    does), in human mode, with a string holding ESC, a newline and CR as each argument and as
+    --vault: nothing it prints carries a raw control character, and no line of it starts
+    where the string's newline would have put one. (`proxy exec` hands the command's own
+    output through unchanged, as it ran: its arguments go to a command, not to avfs's text.)"""
+    from .test_json_everypath import LEAVES, _fill, _within
+
+    monkeypatch.chdir(tmp_path)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "f.txt", "hi").code == 0
+    for path, cmd in LEAVES:
+        if path in (("proxy", "exec"), ("mcp",)):
+            continue
+        for args in (
+            ["--vault", "v", *path, *_fill(cmd, EVERY_ARG)],
+            ["--vault", EVERY_ARG, *path, *_fill(cmd, EVERY_ARG)],
+        ):
+            r = _raw_free(_within(60, cli, *args))
+            assert not any(ln.startswith("line2") for ln in (r.out + r.err).splitlines()), (args, r)
