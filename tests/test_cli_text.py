@@ -292,3 +292,12 @@ def test_every_command_escapes_control_characters_of_its_arguments(cli, tmp_path
         ):
             r = _raw_free(_within(60, cli, *args))
             assert not any(ln.startswith("line2") for ln in (r.out + r.err).splitlines()), (args, r)
+
+
+def test_a_move_and_a_copy_say_which_path_went_where(cli):
+    """`rename: a b c` could be `a b` -> `c` or `a` -> `b c`: an arrow says which."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a b", "x").code == 0
+    assert cli("--vault", "v", "mv", "a b", "c").err == "renamed a b -> c\n"
+    assert cli("--vault", "v", "cp", "c", "d e").err == "copied c -> d e\n"
+    assert cli("--vault", "v", "rm", "c").err == "remove: c\n"
