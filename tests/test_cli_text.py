@@ -301,3 +301,13 @@ def test_a_move_and_a_copy_say_which_path_went_where(cli):
     assert cli("--vault", "v", "mv", "a b", "c").err == "renamed a b -> c\n"
     assert cli("--vault", "v", "cp", "c", "d e").err == "copied c -> d e\n"
     assert cli("--vault", "v", "rm", "c").err == "remove: c\n"
+
+
+def test_policy_check_says_its_verdict_once(cli):
+    """`policy check` printed `deny: denied: ...`: the reason already says the verdict."""
+    assert cli("vault", "create", "v").code == 0
+    out = cli("--vault", "v", "policy", "check", "--", "rm", "-rf", "/").out.splitlines()
+    assert out[0].startswith("denied: `rm -rf /` matches rule 'delete-outside-workspace'"), out
+    assert (
+        out[1] == "  action: deny; rule: delete-outside-workspace; classes: destructive, host_escape_risk"
+    ), out
