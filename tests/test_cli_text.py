@@ -311,3 +311,24 @@ def test_policy_check_says_its_verdict_once(cli):
     assert (
         out[1] == "  action: deny; rule: delete-outside-workspace; classes: destructive, host_escape_risk"
     ), out
+
+
+def test_diff_stat_names_a_rename_as_git_does(cli):
+    """`diff --stat` of a rename showed only the new name (`README.txt | 0`); git's line names
+    both. The same in `show --stat` and `log --stat`; --json's stat rows are unchanged."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "README.md", "r").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "one").code == 0
+    assert cli("--vault", "v", "mv", "README.md", "README.txt").code == 0
+    assert cli("--vault", "v", "write", "new.txt", "n\n").code == 0
+    want = [
+        " README.md => README.txt | 0 ",
+        " new.txt                 | 1 +",
+        " 2 files changed, 1 insertion(+)",
+    ]
+    assert cli("--vault", "v", "diff", "--stat").out.splitlines() == want
+    assert cli("--vault", "v", "checkpoint", "save", "two").code == 0
+    assert cli("--vault", "v", "show", "--stat", "two").out.rstrip("\n").splitlines()[-3:] == want
+    assert cli("--vault", "v", "log", "--stat", "-n", "1").out.rstrip("\n").splitlines()[-3:] == want
+    rows = cli("--json", "--vault", "v", "diff", "one", "two", "--stat").json()["stat"]
+    assert [r["path"] for r in rows] == ["README.txt", "new.txt"], rows
