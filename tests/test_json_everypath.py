@@ -41,10 +41,8 @@ OTHER_PROTOCOL = {
 # a non-zero exit that is an answer, not an error: (command, exit code) -> the kind it prints
 ANSWERS = {
     (("grep",), 1): "grep",  # no match, as grep(1)
-    (("find",), 1): "find",
-    (("doctor",), 1): "doctor",
-    (("merge",), 3): "merge",  # conflicts are data  # findings (a dead mount among them), docs/maintenance.md
-    (("policy", "check"), 126): "policy_decision",  # the policy refuses it, as proxy exec
+    (("doctor",), 1): "doctor",  # findings (a dead mount among them), docs/maintenance.md
+    (("merge",), 3): "merge",  # conflicts are data
 }
 # commands whose stdout is a stream, a JSON document a line (NDJSON; none when nothing came)
 STREAMS = {("watch",): "watch", ("mcp",): "the MCP protocol's messages (docs/mcp.md)"}
