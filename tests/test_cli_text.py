@@ -332,3 +332,13 @@ def test_diff_stat_names_a_rename_as_git_does(cli):
     assert cli("--vault", "v", "log", "--stat", "-n", "1").out.rstrip("\n").splitlines()[-3:] == want
     rows = cli("--json", "--vault", "v", "diff", "one", "two", "--stat").json()["stat"]
     assert [r["path"] for r in rows] == ["README.txt", "new.txt"], rows
+
+
+@pytest.mark.parametrize("group", [[], ["vault"], ["checkpoint"]], ids=lambda g: " ".join(["avfs", *g]))
+def test_a_group_alone_prints_its_help_as_written(cli, group):
+    """`avfs` or `avfs vault` alone printed the group's help quoted as one string:
+    `"Usage: avfs vault [OPTIONS] COMMAND [ARGS]...\\n\\n  Create, ...`."""
+    r = cli(*group)
+    assert r.code == 2 and r.out == "", r
+    assert r.err.startswith(f"Usage: {' '.join(['avfs', *group])} [OPTIONS] COMMAND [ARGS]...\n\n"), r.err
+    assert "\\n" not in r.err and "Commands:\n" in r.err, r.err

@@ -63,6 +63,15 @@ def _leaves(
         yield path, cmd
 
 
+def _groups(cmd: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if isinstance(cmd, click.Group):
+        yield path
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _groups(cmd.get_command(ctx, name) or cmd, (*path, name))
+
+
+GROUPS = list(_groups(root))
 LEAVES = [(p, c) for p, c in _leaves(root) if p not in OTHER_PROTOCOL]
 IDS = [" ".join(p) for p, _ in LEAVES]
 
@@ -209,6 +218,14 @@ def test_every_command_answers_one_document_in_bad_situations(
     for option, value in _typed_options(cmd):
         doc = check(cli, jhome, path, "--vault", "v", *path, option, value, *_fill(cmd, "x"))
         assert doc["kind"] in ("error", "proxy_exec_result") and doc["error"]["code"] == "usage", doc
+
+
+def test_a_group_alone_is_a_usage_error(cli: Cli, jhome: str) -> None:
+    """`avfs --json vault` (a group with no command): one usage error, as `avfs --json`."""
+    assert ("vault",) in GROUPS and () in GROUPS
+    for path in GROUPS:
+        doc = check(cli, jhome, path, *path)
+        assert doc["error"]["code"] == "usage" and doc["error"]["message"] == "Missing command.", (path, doc)
 
 
 def test_the_commands_are_all_here() -> None:
