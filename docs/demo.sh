@@ -18,7 +18,20 @@ else
     C_HEAD='' DIM='' OFF=''
 fi
 say() { printf '\n%s== %s%s\n' "$C_HEAD" "$*" "$OFF"; }
-run() { printf '%s$ %s%s\n' "$DIM" "$*" "$OFF"; "$@"; }
+# each command is shown as a shell would take it back: an argument with a space, a quote or
+# a newline in single quotes (`-m 'a message'`, `sh -c 'cd … && …'`), so a line can be copied
+quoted() {
+    local a out=""
+    for a in "$@"; do
+        if [[ -n "$a" && "$a" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            out+="$a "
+        else
+            out+="'${a//\'/\'\\\'\'}' "
+        fi
+    done
+    printf '%s' "${out% }"
+}
+run() { printf '%s$ %s%s\n' "$DIM" "$(quoted "$@")" "$OFF"; "$@"; }
 
 say "A sample project (a git checkout with one uncommitted change)"
 mkdir -p "$WORK/proj/src"
@@ -95,6 +108,7 @@ say "proxy exec: an agent's command under the policy, in the mount, committed as
 run "$AVFS" proxy exec -- python3 -c "from src.app import greet; open('GREETING.txt', 'w').write(greet('proxy'))"
 run "$AVFS" log --oneline -n 2
 run "$AVFS" policy check -- rm -rf /
+printf '%s$ %s%s\n' "$DIM" "$(quoted "$AVFS" --json proxy exec -- rm -rf /) | (its decision and exit code)" "$OFF"
 "$AVFS" --json proxy exec -- rm -rf / | python3 -c 'import json,sys; d=json.load(sys.stdin); print("denied:", d["decision"]["reason"], "| exit", d["exit_code"])' || true
 run "$AVFS" audit --limit 2
 run "$AVFS" unmount proj:agent1

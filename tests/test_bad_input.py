@@ -318,3 +318,27 @@ def test_a_home_whose_vaults_is_a_file_is_named_not_crashed_on(tmp_path):
         assert doc["kind"] == kind and doc["error"]["code"] == "unusable_path", proc.stdout
         assert "Traceback" not in proc.stderr, proc.stderr
     assert home.read_bytes() == b"a file\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("vault", "info", ""),
+        ("vault", "path", ""),
+        ("vault", "fork", "", "new"),
+        ("watch", ""),
+        ("watch", "--once", ""),
+        ("mount", "", "mnt"),
+        ("unmount", ""),
+        ("apply", ""),
+        ("export", "", "out"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_an_empty_vault_argument_is_refused_not_the_default(cli, populated, args):
+    """`avfs vault info "$V"` with V unset: an invalid name, not the selected vault (which
+    `vault info` and `vault path` answered for, `vault fork` forked and `watch` followed)."""
+    before = snapshot(populated)
+    r = cli("--json", "--vault", "v", *args)
+    assert r.code == 1 and r.json()["error"]["code"] == "invalid_name", (r.code, r.out)
+    assert snapshot(populated) == before

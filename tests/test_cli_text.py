@@ -266,3 +266,79 @@ def test_an_excerpt_keeps_its_text_and_escapes_only_control_characters() -> None
 
     assert escaped('plain [b] \\ "q"') == 'plain [b] \\ "q"'
     assert escaped("a\x1b]0;t\x07b\x9b2J\udcff") == "a\\033]0;t\\ab\\302\\2332J\\377"
+
+
+# a string with an escape sequence, a newline and a carriage return, as every argument
+EVERY_ARG = "esc\x1b[31mred\nline2\rcr"
+
+
+def test_every_command_escapes_control_characters_of_its_arguments(cli, tmp_path, monkeypatch):
+    """Every command of the CLI (listed from the click group, as tests/test_json_everypath.py
+    does), in human mode, with a string holding ESC, a newline and CR as each argument and as
+    --vault: nothing it prints carries a raw control character, and no line of it starts
+    where the string's newline would have put one. (`proxy exec` hands the command's own
+    output through unchanged, as it ran: its arguments go to a command, not to avfs's text.)"""
+    from .test_json_everypath import LEAVES, _fill, _within
+
+    monkeypatch.chdir(tmp_path)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "f.txt", "hi").code == 0
+    for path, cmd in LEAVES:
+        if path in (("proxy", "exec"), ("mcp",)):
+            continue
+        for args in (
+            ["--vault", "v", *path, *_fill(cmd, EVERY_ARG)],
+            ["--vault", EVERY_ARG, *path, *_fill(cmd, EVERY_ARG)],
+        ):
+            r = _raw_free(_within(60, cli, *args))
+            assert not any(ln.startswith("line2") for ln in (r.out + r.err).splitlines()), (args, r)
+
+
+def test_a_move_and_a_copy_say_which_path_went_where(cli):
+    """`rename: a b c` could be `a b` -> `c` or `a` -> `b c`: an arrow says which."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a b", "x").code == 0
+    assert cli("--vault", "v", "mv", "a b", "c").err == "renamed a b -> c\n"
+    assert cli("--vault", "v", "cp", "c", "d e").err == "copied c -> d e\n"
+    assert cli("--vault", "v", "rm", "c").err == "remove: c\n"
+
+
+def test_policy_check_says_its_verdict_once(cli):
+    """`policy check` printed `deny: denied: ...`: the reason already says the verdict."""
+    assert cli("vault", "create", "v").code == 0
+    out = cli("--vault", "v", "policy", "check", "--", "rm", "-rf", "/").out.splitlines()
+    assert out[0].startswith("denied: `rm -rf /` matches rule 'delete-outside-workspace'"), out
+    assert (
+        out[1] == "  action: deny; rule: delete-outside-workspace; classes: destructive, host_escape_risk"
+    ), out
+
+
+def test_diff_stat_names_a_rename_as_git_does(cli):
+    """`diff --stat` of a rename showed only the new name (`README.txt | 0`); git's line names
+    both. The same in `show --stat` and `log --stat`; --json's stat rows are unchanged."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "README.md", "r").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "one").code == 0
+    assert cli("--vault", "v", "mv", "README.md", "README.txt").code == 0
+    assert cli("--vault", "v", "write", "new.txt", "n\n").code == 0
+    want = [
+        " README.md => README.txt | 0 ",
+        " new.txt                 | 1 +",
+        " 2 files changed, 1 insertion(+)",
+    ]
+    assert cli("--vault", "v", "diff", "--stat").out.splitlines() == want
+    assert cli("--vault", "v", "checkpoint", "save", "two").code == 0
+    assert cli("--vault", "v", "show", "--stat", "two").out.rstrip("\n").splitlines()[-3:] == want
+    assert cli("--vault", "v", "log", "--stat", "-n", "1").out.rstrip("\n").splitlines()[-3:] == want
+    rows = cli("--json", "--vault", "v", "diff", "one", "two", "--stat").json()["stat"]
+    assert [r["path"] for r in rows] == ["README.txt", "new.txt"], rows
+
+
+@pytest.mark.parametrize("group", [[], ["vault"], ["checkpoint"]], ids=lambda g: " ".join(["avfs", *g]))
+def test_a_group_alone_prints_its_help_as_written(cli, group):
+    """`avfs` or `avfs vault` alone printed the group's help quoted as one string:
+    `"Usage: avfs vault [OPTIONS] COMMAND [ARGS]...\\n\\n  Create, ...`."""
+    r = cli(*group)
+    assert r.code == 2 and r.out == "", r
+    assert r.err.startswith(f"Usage: {' '.join(['avfs', *group])} [OPTIONS] COMMAND [ARGS]...\n\n"), r.err
+    assert "\\n" not in r.err and "Commands:\n" in r.err, r.err

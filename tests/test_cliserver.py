@@ -752,3 +752,22 @@ def test_servers_started_together_leave_one_named_by_the_pid_file(home: Home, tm
             if p.poll() is None:
                 p.terminate()
             p.wait(60)
+
+
+def test_server_status_and_stop_start_no_server(home: Home, vault: Vault) -> None:
+    """Every call that finds no server starts one for the next call, but `server status`
+    and `server stop` did too: after a stop, `server status` answered "running" (the server
+    it had just started itself), and a stop that found none left one behind."""
+    env = {**os.environ, "AVFS_SERVER": "auto"}
+    for args in (("server", "status"), ("server", "stop"), ("--json", "server", "status")):
+        code, out, err = _run(*args, env=env)
+        assert code == 0, err
+        if args[0] == "--json":
+            assert json.loads(out)["running"] is False, out
+        time.sleep(1)  # a server spawned in the background would be listening by now
+        assert not _answers(home.path), args
+    _run("status", env=env)  # any other call starts one, as before
+    try:
+        _wait_for(lambda: _answers(home.path))
+    finally:
+        _stop_server(home.path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,11 @@ def test_the_demo_script_piped_has_no_escape_bytes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert b"== Done." in proc.stdout
     assert b"\x1b" not in proc.stdout and b"\x1b" not in proc.stderr
+    # every command it shows is one a shell takes back as it ran (it showed `$*`: `-m take
+    # the working tree as it was`, `sh -c cd '/mnt' && ...`), the denied exec among them
+    shown = [ln[2:] for ln in proc.stdout.decode().splitlines() if ln.startswith("$ ")]
+    saved = next(shlex.split(c) for c in shown if "checkpoint save imported" in c)
+    assert saved[-3:] == ["imported", "-m", "take the working tree as it was"], saved
+    in_mount = [shlex.split(c) for c in shown if c.startswith("sh -c ")]
+    assert in_mount and all(len(a) == 3 and a[2].startswith("cd ") for a in in_mount), in_mount
+    assert any("proxy exec -- rm -rf /" in c for c in shown), shown

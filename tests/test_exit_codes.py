@@ -277,3 +277,14 @@ def test_a_bad_global_option_before_proxy_exec_gives_an_envelope(cli_proc, v):
     # not proxy exec: avfs's own usage error
     r = cli_proc("--json", "--bogus", "ls", "--", "proxy", "exec")
     assert r.code == 2 and r.json()["kind"] == "error"
+
+
+def test_a_mistyped_option_names_the_close_ones(cli: Any, v: Vault) -> None:
+    """`--timeout 5` (timeout(1)'s word): the envelope's usage error names `--timeout-ms`, as
+    click's own parser does for the other commands (the fast path's parser said only
+    `no such option: --timeout`)."""
+    for args in (("--timeout", "5"), ("--timeout=5",)):
+        doc = not_run(cli("--json", "--vault", "v", "proxy", "exec", *args, "--", "true"), "usage")
+        assert doc["error"]["message"] == "no such option: --timeout (did you mean --timeout-ms?)", doc
+    doc = not_run(cli("--json", "--vault", "v", "proxy", "exec", "--zzz", "--", "true"), "usage")
+    assert doc["error"]["message"] == "no such option: --zzz", doc

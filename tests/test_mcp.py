@@ -592,3 +592,27 @@ def test_changes_since_answers_events_and_a_new_cursor(vault: Vault, home: Home)
         assert bad.is_error and _doc(bad)["error"]["code"] == "cursor_invalid"
 
     serve(home, body)
+
+
+def test_the_json_flag_serves_the_protocol_on_stdout(home: Home) -> None:
+    """`avfs --json mcp` (an agent's config that puts --json on every call): the protocol on
+    stdout, one JSON message a line, as without it (it was an internal error: --json's capture
+    of stdout has no binary buffer for the SDK's transport)."""
+    init = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    }
+    message = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}) + "\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--home", home.path, "mcp"],
+        input=message,
+        capture_output=True,
+        env=_server_env(),
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["id"] for r in replies] == [1] and replies[0]["result"]["serverInfo"]["name"] == "avfs", replies

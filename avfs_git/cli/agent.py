@@ -56,4 +56,12 @@ def mcp_cmd(app: App, home: str | None, vault: str | None, client_approves: bool
 
     home_path = home if home is not None else app.home_path
     settings = Settings.from_environ(os.environ, home_path)
+    if app.json:
+        # `avfs --json mcp` (an agent's config that puts --json on every call): the protocol
+        # is the stream on stdout, one JSON message a line, as `watch --json` writes NDJSON;
+        # the real stdout, not the capture that --json puts in its place for one document
+        import sys
+
+        sys.stdout = app.output.stream
+        app.output.emitted = True
     serve(home_path, spec, client_approves=client_approves, settings=settings)

@@ -117,6 +117,17 @@ class App:
 
             raise with_suggestions(self.home, err) from None
 
+    def resolve_given(self, spec: str | None) -> tuple[Vault[Home], str]:
+        """A command's ``VAULT[:FORK]`` argument (None: not given, the selected fork). One
+        given empty is refused, never taken for the default: `avfs vault info "$V"` with
+        ``V`` unset must not answer for (or `mount`, `unmount`, `watch`, `fork` act on)
+        another vault than the one meant."""
+        if spec == "":
+            from ..core.errors import InvalidNameError
+
+            raise InvalidNameError("invalid vault name: empty", hint="name the vault, e.g. 'myproj'")
+        return self.resolve(spec if spec is not None else self.spec)
+
     def workspace(self) -> Workspace:
         vault, fork = self.target()
         return vault.workspace(fork)

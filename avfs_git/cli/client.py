@@ -390,7 +390,9 @@ def main() -> int:
             start_for_next(home_dir(_home))
         return _end_alone(code)
     elif not any(tuple(rest[: len(p)]) == p for p in OWN_PATHS):
-        code = served(args)
+        # `avfs server status|stop` that finds none starts none: status then said "running"
+        # (the one this call started), and a stop left a server behind it
+        code = served(args, start=rest[:1] != ["server"])
         if code is not None:
             return _end(code)
     from .execopts import main as full

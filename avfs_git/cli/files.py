@@ -164,9 +164,17 @@ def write_cmd(
 
 def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
     data = {**_ws_ref(app), "op": op, "paths": paths, **(extra or {})}
-    app.output.result(
-        "file_op", data, lambda: app.output.info(op + ":" + " {}" * len(paths), *paths) if paths else None
+    # a move or copy names its two paths with an arrow: `rename: a b c` did not say which of
+    # `a b` and `c` (or `a` and `b c`) was moved where
+    fmt = (
+        f"{TWO_PATHS[op]} {{}} -> {{}}"
+        if op in TWO_PATHS and len(paths) == 2
+        else op + ":" + " {}" * len(paths)
     )
+    app.output.result("file_op", data, lambda: app.output.info(fmt, *paths) if paths else None)
+
+
+TWO_PATHS = {"rename": "renamed", "copy": "copied"}
 
 
 def _into_dir(ws: object, src: str, dst: str) -> str:

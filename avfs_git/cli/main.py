@@ -236,6 +236,20 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
     return code
 
 
+def _missing_command(out: Output, ctx: click.Context) -> int:
+    """`avfs` or `avfs vault` alone: the group's help on stderr as written (it is avfs's own
+    text: quoted as a message, it came out as one line of ``\\n`` escapes), exit 2; with
+    --json a usage error that says what is missing, as ``avfs --json`` alone does."""
+    from ..core.errors import UsageError
+
+    if out.json:
+        err = UsageError("Missing command.", hint=f"`{ctx.command_path} --help` lists its commands")
+        render_error(out, err)
+    else:
+        click.echo(ctx.get_help(), err=True)
+    return EXIT_USAGE
+
+
 def _version() -> str:
     from .. import __version__
 
@@ -278,6 +292,9 @@ def _run(args: list[str], out: Output, opened: list[App] | None = None) -> int:
             ctx_ = getattr(ex, "ctx", None)
             spec = ctx_.find_root().params.get("vault") if ctx_ is not None else None
             return exec_failed(out, spec, None, (), UsageError(ex.format_message()))
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)  # (click >= 8.2)
+        if no_args is not None and isinstance(ex, no_args) and ex.ctx is not None:
+            return _missing_command(out, ex.ctx)
         if out.json:
             render_error(out, UsageError(ex.format_message()))
         else:

@@ -124,7 +124,7 @@ def mount_cmd(app: App, args: tuple[str, ...], list_: bool, foreground: bool, ba
         app.output.result("mount_list", {"mounts": found}, human_list)
         return
     spec, rev, mdir = _split_spec(app, args)
-    vault, fork = app.resolve(spec or app.spec)
+    vault, fork = app.resolve_given(spec)
     info = mounts.mount(app.home, vault, fork, mdir, revision=rev, foreground=foreground, backend=backend)
 
     def human() -> None:
@@ -173,7 +173,7 @@ def unmount_cmd(app: App, target: str | None, lazy: bool) -> None:
         spec, rev = target, None
         if spec is not None and "@" in spec:
             spec, rev = spec.split("@", 1)
-        vault, fork = app.resolve(spec or app.spec)
+        vault, fork = app.resolve_given(spec)
         commit = None
         if rev:
             from ..core.operations.history import resolve

@@ -259,8 +259,15 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str, path
 
     def human() -> None:
         o = app.output
-        o.plain("{}: {}", str(d.action), d.reason)
-        o.plain("  rule: {}; classes: {}", d.rule, ", ".join(str(c) for c in d.categories) or "-")
+        # the reason says the verdict in words ("denied: `rm -rf /` matches rule ..."): the
+        # action's own name goes on the next line, not before it ("deny: denied: ...")
+        o.plain("{}", d.reason)
+        o.plain(
+            "  action: {}; rule: {}; classes: {}",
+            str(d.action),
+            d.rule,
+            ", ".join(str(c) for c in d.categories) or "-",
+        )
         for c in d.commands:
             cd = c.to_dict()
             classes = ", ".join(cd.get("categories") or []) or "-"

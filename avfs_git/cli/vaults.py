@@ -184,7 +184,7 @@ def list_cmd(app: App) -> None:
 @pass_app
 def info_cmd(app: App, spec: str | None) -> None:
     """Show a vault: path, forks (with state), quota."""
-    v, _ = app.resolve(spec or app.spec)
+    v, _ = app.resolve_given(spec)
     info = app.home.info(v.name)
     forks = v.forks()
 
@@ -219,7 +219,7 @@ def use_cmd(app: App, spec: str) -> None:
 @pass_app
 def path_cmd(app: App, spec: str | None) -> None:
     """Print the vault's git directory (for `git --git-dir`, `git clone`)."""
-    v, fork = app.resolve(spec or app.spec)
+    v, fork = app.resolve_given(spec)
     app.output.result(
         "vault_path", {"vault": v.name, "fork": fork, "path": v.path}, lambda: app.output.plain("{}", v.path)
     )
@@ -241,13 +241,14 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     copy-on-write where the home's layers file system holds the source's state
     (`ignored.mode: snapshot`), else copied (`copied`, with the reason); never committed.
     """
+    source_spec: str | None
     if len(args) == 1:
-        source_spec, new = app.spec, args[0]
+        source_spec, new = None, args[0]
     elif len(args) == 2:
         source_spec, new = args
     else:
         raise UsageError("usage: avfs vault fork [VAULT[:FORK]] NEW")
-    v, src = app.resolve(source_spec)
+    v, src = app.resolve_given(source_spec)
     made = v.fork(src, new, ignored=not no_ignored)
     info = made.fork
     if made.ignored.mode == "snapshot":

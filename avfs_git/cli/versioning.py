@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -181,17 +181,19 @@ def _commit_human(app: App, c: CommitInfo, oneline: bool, graph: bool) -> None:
     o.say(bar.rstrip())
 
 
-def _print_stat(app: App, rows: list[tuple[str, int, int, bool]]) -> None:
-    """git's --stat: a line per file, then the totals."""
+def _print_stat(app: App, rows: list[tuple[str, int, int, bool]], changes: Sequence[Change]) -> None:
+    """git's --stat: a line per file (a rename as ``OLD => NEW``, as git names it; it showed
+    only the new name), then the totals. ``changes``: the diff's, in the order of ``rows``."""
     from .output import shown
 
-    width = max((len(shown(p)) for p, *_ in rows), default=0)
+    labels = [f"{c.old_path} => {p}" if c.old_path else p for c, (p, *_) in zip(changes, rows, strict=True)]
+    width = max((len(shown(label)) for label in labels), default=0)
     ti = td = 0
-    for p, i, d, b in rows:
+    for label, (_, i, d, b) in zip(labels, rows, strict=True):
         ti += i
         td += d
         bar = "Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)
-        app.output.plain(" {:<{width}} | {}", p, bar, width=width)
+        app.output.plain(" {:<{width}} | {}", label, bar, width=width)
     # git's summary: singular for one, and a zero count left out (both, when only modes changed)
     summary = " {} file changed" if len(rows) == 1 else " {} files changed"
     args: list[int] = [len(rows)]
@@ -213,7 +215,7 @@ def _commit_patch(
 
     result = history.commit_diff(vault, commit, fork)
     if stat:
-        _print_stat(app, history.diff_stat(vault, result))
+        _print_stat(app, history.diff_stat(vault, result), result.changes)
         return
     app.output.raw(history.patch_text(vault, result, None, context))
     sys.stdout.flush()
@@ -378,7 +380,7 @@ def diff_cmd(
             else:
                 app.output.plain(letter + "\t{}", c.path)
     elif stat:
-        _print_stat(app, history.diff_stat(vault, result, fork))
+        _print_stat(app, history.diff_stat(vault, result, fork), result.changes)
     else:
         with app.output.progress("diff") as progress:
             text = history.patch_text(vault, result, fork, context, progress)

@@ -59,7 +59,7 @@ def watch_cmd(app: App, target: str | None, whole: str | None, since: str | None
             raise UsageError("--vault takes a vault (every fork of it): drop the :FORK")
         vault, fork = app.resolve(whole)[0], None
     else:
-        vault, fork = app.resolve(target if target is not None else app.spec)
+        vault, fork = app.resolve_given(target)
     ch = changes_since(vault, fork, since)
     cursor = ch.cursor
     try:

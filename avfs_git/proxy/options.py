@@ -7,7 +7,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from ..core.errors import AvfsError
@@ -157,6 +157,15 @@ class BadUsage(Exception):
         self.values = values
 
 
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """The options close to a mistyped one, as click's own parser names them (`--timeout`:
+    did you mean --timeout-ms?); loaded only for the mistake."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.75)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
 def parse_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     """(option values, command argv) from the arguments after `proxy exec`, by
     :data:`EXEC_OPTIONS` (the fast path and the exec server parse with this); raises
@@ -174,7 +183,7 @@ def parse_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
         opt = by_name.get(name)
         if opt is None:
             if a.startswith("-"):
-                raise BadUsage(f"no such option: {name}", values)
+                raise BadUsage(f"no such option: {name}{_did_you_mean(name, by_name)}", values)
             raise BadUsage("put `--` before the command", values)
         if opt.kind is None:
             if eq:

@@ -1,0 +1,279 @@
+"""`--json` on every path of every command (docs/cli.md, "--json"): stdout holds exactly one
+JSON document with a ``kind``, an error's ``error.code`` and a non-zero exit, and a command
+that failed changed nothing in the home.
+
+The commands come from the click group itself, so a command added later is covered without
+touching this file; each runs in the situations a caller gets wrong: a missing vault, a
+missing fork, bad names (``../x``, a newline, empty, very long) as ``--vault`` and as every
+argument, a missing file, an unknown option, a value of the wrong type for each typed option,
+``--help``, and (one mount for all of them) a fork whose mount daemon was killed with -9.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from avfs_git.cli.main import cli as root
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import AUTHOR, MOUNT_SIDE, POLICY_PATHS, CliResult
+
+Cli = Callable[..., CliResult]
+
+# commands whose stdout is another program's protocol, which --json does not change
+OTHER_PROTOCOL = {
+    ("hook", "claude"): "answers in Claude Code's hook protocol (docs/hooks.md)",
+    ("hook", "codex"): "answers in Codex's hook protocol (docs/hooks.md)",
+}
+# a non-zero exit that is an answer, not an error: (command, exit code) -> the kind it prints
+ANSWERS = {
+    (("grep",), 1): "grep",  # no match, as grep(1)
+    (("doctor",), 1): "doctor",  # findings (a dead mount among them), docs/maintenance.md
+    (("merge",), 3): "merge",  # conflicts are data
+}
+# commands whose stdout is a stream, a JSON document a line (NDJSON; none when nothing came)
+STREAMS = {("watch",): "watch", ("mcp",): "the MCP protocol's messages (docs/mcp.md)"}
+BAD_NAMES = {"dotdot": "../x", "newline": "a\nb", "empty": "", "long": "x" * 300}
+MISSING_FILE = "nosuch/file.txt"
+
+
+def _leaves(
+    cmd: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    if isinstance(cmd, click.Group):
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, name
+            yield from _leaves(sub, (*path, name))
+    else:
+        yield path, cmd
+
+
+def _groups(cmd: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if isinstance(cmd, click.Group):
+        yield path
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _groups(cmd.get_command(ctx, name) or cmd, (*path, name))
+
+
+GROUPS = list(_groups(root))
+LEAVES = [(p, c) for p, c in _leaves(root) if p not in OTHER_PROTOCOL]
+IDS = [" ".join(p) for p, _ in LEAVES]
+
+
+def _fill(cmd: click.Command, value: str) -> list[str]:
+    """``value`` for every positional argument (a choice: its first choice)."""
+    args: list[str] = []
+    for p in cmd.params:
+        if isinstance(p, click.Argument):
+            choices = getattr(p.type, "choices", None)
+            args.append(str(choices[0]) if choices else value)
+    return args
+
+
+def _typed_options(cmd: click.Command) -> list[tuple[str, str]]:
+    """(option, a value of the wrong type) for each option that takes a number or a choice."""
+    out = []
+    for p in cmd.params:
+        if not isinstance(p, click.Option) or p.is_flag or p.count or not p.opts:
+            continue
+        if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType, click.Choice)):
+            out.append((p.opts[0], "not-a-number"))
+    return out
+
+
+def _mounted(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError:
+        return True
+    return os.path.ismount(path)
+
+
+def _home_state(home: str) -> dict[str, object]:
+    """Every file of the home by content (SQLite databases by their rows, not their pages or
+    WAL), every directory, and the refs of every vault as git lists them."""
+    state: dict[str, object] = {}
+    for top, dirs, files in os.walk(home):
+        # not into a mount (a fork's live tree, the layers file system; a dead one: ENOTCONN)
+        dirs[:] = [d for d in dirs if not _mounted(os.path.join(top, d))]
+        for d in dirs:
+            state[os.path.join(top, d) + "/"] = "dir"
+        for f in files:
+            p = os.path.join(top, f)
+            if f.endswith(("-shm", "-wal", "-journal")) or (top == home and f.endswith(".img")):
+                continue  # SQLite's own bookkeeping; the layers file system's image
+            if os.path.basename(top) == "locks" and os.path.getsize(p) == 0:
+                continue  # an flock's file, made on first use and kept (removing it would race)
+            if f.endswith(".db"):
+                con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+                try:
+                    state[p] = list(con.iterdump())
+                finally:
+                    con.close()
+            elif os.path.isfile(p) and not os.path.islink(p):
+                state[p] = hashlib.sha1(Path(p).read_bytes()).hexdigest()
+            else:
+                state[p] = "special"
+    vaults = Path(home, "vaults")
+    for v in sorted(vaults.glob("*.git")) if vaults.is_dir() else []:
+        state[f"refs {v}"] = subprocess.run(
+            ["git", "--git-dir", str(v), "for-each-ref"], capture_output=True, text=True, check=False
+        ).stdout
+    return state
+
+
+def _changed(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+class Hung(BaseException):
+    """Raised by the alarm: not an Exception, so no handler of the CLI's takes it for its own."""
+
+
+def _within(seconds: int, cli: Cli, *args: str) -> CliResult:
+    """A command that never returns (one that serves or follows) fails the test, not the run."""
+
+    def ring(signum: int, frame: object) -> None:
+        raise Hung(f"avfs {' '.join(map(repr, args))} still running after {seconds} s")
+
+    saved = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        return cli(*args)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, saved)
+
+
+def check(
+    cli: Cli, home: str, path: tuple[str, ...], *args: str, reaped: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run ``avfs --json ARGS``: one document with a kind; an error's code and a non-zero exit;
+    a failure leaves the home as it was. Returns the document."""
+    before = _home_state(home)
+    r = _within(60, cli, "--json", *args)
+    where = f"avfs --json {' '.join(map(repr, args))}: exit {r.code}, stdout {r.out[:300]!r}, stderr {r.err[-300:]!r}"
+    if path in STREAMS and r.code == 0 and "--help" not in args:
+        assert all(isinstance(json.loads(line), dict) for line in r.out.splitlines()), where
+        return {}
+    try:
+        doc = json.loads(r.out)  # the whole of stdout: one document, nothing around it
+    except ValueError:
+        raise AssertionError(f"not one JSON document: {where}") from None
+    assert isinstance(doc, dict) and doc.get("schema_version") == 1 and doc.get("kind"), where
+    assert r.out.endswith("}\n") and r.out.count("\n") == 1, where
+    if doc["kind"] == "error":
+        assert r.code != 0 and doc["error"]["code"], where
+    if r.code != 0:
+        allowed = ANSWERS.get((path, r.code))
+        assert doc["kind"] in ("error", "proxy_exec_result", allowed), where
+        changed = [p for p in _changed(before, _home_state(home)) if not any(r in p for r in reaped)]
+        assert not changed, f"the home changed ({changed[:5]}): {where}"
+    return dict(doc)
+
+
+@pytest.fixture
+def jhome(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A home with vault `v` (fork main, a checkpoint `c1` holding f.txt); the current
+    directory an empty project, so a command that reads it (`up`) reads nothing else."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "f.txt", "hi").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0
+    return os.environ["AVFS_HOME"]
+
+
+@pytest.mark.parametrize(("path", "cmd"), LEAVES, ids=IDS)
+def test_every_command_answers_one_document_in_bad_situations(
+    cli: Cli, jhome: str, path: tuple[str, ...], cmd: click.Command
+) -> None:
+    """Each run's stdin is empty (a command that reads it: `write`, `mcp`, sees end of file)."""
+    assert check(cli, jhome, path, *path, "--help")["kind"] == "help"
+    check(cli, jhome, path, "--vault", "nosuch", *path, *_fill(cmd, "x"))
+    check(cli, jhome, path, "--vault", "v:nosuch", *path, *_fill(cmd, "x"))
+    for bad in BAD_NAMES.values():
+        check(cli, jhome, path, "--vault", bad, *path, *_fill(cmd, "x"))
+        check(cli, jhome, path, "--vault", "v", *path, *_fill(cmd, bad))
+    check(cli, jhome, path, "--vault", "v", *path, *_fill(cmd, MISSING_FILE))
+    doc = check(cli, jhome, path, "--vault", "v", *path, "--no-such-option")
+    assert doc["kind"] in ("error", "proxy_exec_result") and doc["error"]["code"] == "usage", doc
+    for option, value in _typed_options(cmd):
+        doc = check(cli, jhome, path, "--vault", "v", *path, option, value, *_fill(cmd, "x"))
+        assert doc["kind"] in ("error", "proxy_exec_result") and doc["error"]["code"] == "usage", doc
+
+
+def test_a_group_alone_is_a_usage_error(cli: Cli, jhome: str) -> None:
+    """`avfs --json vault` (a group with no command): one usage error, as `avfs --json`."""
+    assert ("vault",) in GROUPS and () in GROUPS
+    for path in GROUPS:
+        doc = check(cli, jhome, path, *path)
+        assert doc["error"]["code"] == "usage" and doc["error"]["message"] == "Missing command.", (path, doc)
+
+
+def test_the_commands_are_all_here() -> None:
+    """The enumeration sees nested groups (a command added under one is covered)."""
+    assert {"status", "vault create", "checkpoint restore", "proxy exec", "remote set-url"} <= set(IDS)
+    assert len(IDS) > 60
+
+
+# what the first command to meet a dead mount clears away (ops/mounts.py): its record, the
+# mount point of its lower layer (unmounted), the mount's .git link in the upper layer
+REAPED = ("/avfs/mounts/main.", "/avfs/ws/main/lower/", "/avfs/ws/main/upper/.git")
+
+
+def _dead_mount(home: Home, mp: Path) -> None:
+    """Mount fork main of `v` on ``mp`` and kill its daemon with -9 (unless a dead mount's
+    record is still there from the last command)."""
+    if Path(home.vault("v").state_dir, "mounts", "main.json").exists():
+        return
+    _unmount_under(mp.parent)
+    mp.mkdir(exist_ok=True)
+    info = mounts.mount(home, home.vault("v"), "main", str(mp))
+    os.kill(info.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{info.pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _unmount_under(root: Path) -> None:
+    """Lazily unmount what is mounted under ``root``, deepest first (the overlay backend's
+    lower FUSE mount stays behind its dead daemon)."""
+    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
+        points = [ln.split()[1].replace("\\040", " ") for ln in fh]
+    for mp in sorted((p for p in points if p.startswith(f"{root}/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+
+
+def test_a_killed_mount_daemon(cli: Cli, jhome: str, tmp_path: Path) -> None:
+    """Every command on a fork whose mount daemon was killed with -9 (the mount left behind,
+    or taken away by the kernel's auto_unmount, and the registry's record of it stale). A
+    failing command may clear the dead mount's record away, and nothing else; the next
+    command then gets a dead mount of its own."""
+    home = Home(jhome, author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+    try:
+        for path, cmd in LEAVES:
+            if path in (("watch",), ("mcp",), ("server", "start")):
+                continue  # they serve until stopped: covered above, where they cannot start
+            _dead_mount(home, tmp_path / "mnt")
+            check(cli, jhome, path, "--vault", "v", *path, *_fill(cmd, "x"), reaped=REAPED)
+    finally:
+        _unmount_under(tmp_path)
+        home.close()
