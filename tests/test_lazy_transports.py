@@ -245,6 +245,48 @@ def test_a_server_that_stops_answering_is_eio_in_the_mount_and_blob_not_local_wi
     _intact(v.path)
 
 
+def _other_key(tmp_path: Path) -> Path:
+    import subprocess
+
+    key = tmp_path / "other-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+@pytest.mark.parametrize("served", ["http", "ssh"], indirect=True)
+def test_credentials_that_expired_since_the_clone_are_a_clear_error_that_says_what_to_do(
+    home: Home, served: Served, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The credentials that cloned the vault no longer work when a file is first read (a
+    token expired, a key revoked): `blob_not_local` naming the remote and the path, saying
+    the server refused the credentials and how to give them; no secret in it."""
+    s = served
+    v = _lazy_clone(home, s)
+    if s.transport == "http":
+        monkeypatch.setenv("AVFS_GIT_TOKEN", "expired-t0ken-4711")
+        secrets = [s.secret, "expired-t0ken-4711"]
+    else:
+        monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {_other_key(tmp_path)} {SSH_OPTS}")
+        secrets = []
+    promised = missing(v.path)
+    r = cli("--json", "--home", home.path, "--vault", "p", "cat", "NOTES.md")
+    assert r.code == 5, r.out
+    err = json.loads(r.out_bytes)["error"]
+    assert err["code"] == "blob_not_local" and err["details"]["remote"] == "origin"
+    assert err["details"]["path"] == "NOTES.md" and err["details"]["auth_failed"] is True
+    assert "origin" in err["message"] and "refused the credentials" in err["message"]
+    assert ("AVFS_GIT_TOKEN" if s.transport == "http" else "ssh key") in err["hint"]
+    for secret in secrets:
+        assert secret not in r.out + r.err
+    assert missing(v.path) == promised
+    # the credentials given again: the same read works
+    monkeypatch.setenv("AVFS_GIT_TOKEN", s.secret) if s.transport == "http" else monkeypatch.setenv(
+        "GIT_SSH_COMMAND", f"ssh -i {s.secret} {SSH_OPTS}"
+    )
+    r = cli("--home", home.path, "--vault", "p", "cat", "NOTES.md")
+    assert r.code == 0 and r.out_bytes == blob_at(s.repo, "main", "NOTES.md")
+
+
 def _cmdlines_with(secret: bytes) -> list[str]:
     """The command lines (world-readable in /proc) of the processes that show ``secret``."""
     found = []

@@ -378,11 +378,11 @@ class Promisor:
 
     def _failed(self, name: str, url: str, batch: list[str], path: str | None, why: str) -> BlobNotLocalError:
         why = redact(why, (self.token or "",))
+        refused = refused_credentials(why)
         return BlobNotLocalError(
             f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
             f" give it{_reason(why)}: {why}",
-            hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
-            " files already fetched read normally",
+            hint=_AUTH_HINT if refused else _HINT,
             details={
                 "oid": batch[0],
                 "path": path,
@@ -390,6 +390,7 @@ class Promisor:
                 "url": redact(url),
                 "count": len(batch),
                 "server_lacks": "not our ref" in why,  # one of them (neighbours.fetch_with)
+                "auth_failed": refused,
             },
         )
 
@@ -479,8 +480,36 @@ def _drop_leftovers(pack_dir: str, before: set[str]) -> None:
             pass
 
 
+_HINT = "reconnect to the server (`avfs vault hydrate` fetches files ahead of time); files already fetched read normally"
+# credentials reach a lazy fetch as they reach push and fetch (transport.py); a mount's
+# daemon has the token its environment had when it started (ops/daemonstart.py)
+_AUTH_HINT = (
+    "give the credentials as for push and fetch: for HTTP(S) AVFS_GIT_TOKEN (and AVFS_GIT_USERNAME)"
+    " or a git credential helper, for ssh your ssh key (ssh-agent, ~/.ssh, GIT_SSH_COMMAND); then read"
+    " again. A mount keeps the AVFS_GIT_TOKEN it was started with: unmount and mount it again for a new one"
+)
+# what git and ssh say when the server refused the credentials or none were given
+_REFUSED = (
+    "Authentication failed for",  # HTTP: git's credential was refused (401)
+    "could not read Username",  # HTTP: none given (GIT_TERMINAL_PROMPT=0)
+    "could not read Password",
+    "The requested URL returned error: 401",
+    "The requested URL returned error: 403",
+    "Permission denied (",  # ssh: "Permission denied (publickey)." and its kin
+    "Permission denied, please try again",
+)
+
+
+def refused_credentials(why: str) -> bool:
+    """Whether git's error ``why`` says the server refused the credentials (or that none
+    were given where it asked for them)."""
+    return any(s in why for s in _REFUSED)
+
+
 def _reason(why: str) -> str:
     """What git's error means, where it is one a person cannot read at a glance."""
+    if refused_credentials(why):
+        return " (the server refused the credentials)"
     if "not our ref" in why:  # upload-pack does not hold an object it was asked for by id
         return " (the server no longer has it: force-pushed away and garbage-collected?)"
     if "unadvertised object" in why:
