@@ -199,3 +199,55 @@ def test_a_blob_the_server_no_longer_has_is_a_clear_error_naming_the_path(
     # the rest of the fork reads as before
     rel = "avfs_git/cli/main.py"
     assert v.workspace("main").read(rel) == blob_at(repo, "main", rel)
+
+
+def _paths_of_blob(vault_path: str, oid: str) -> set[str]:
+    """The paths at which any commit of the vault has blob ``oid``."""
+    out = set()
+    for commit in git("--git-dir", vault_path, "rev-list", "--all").split():
+        for line in git("--git-dir", vault_path, "ls-tree", "-r", commit).splitlines():
+            meta, path = line.split("\t", 1)
+            if meta.split()[2] == oid:
+                out.add(path)
+    return out
+
+
+def test_offline_a_reader_of_many_files_names_the_path_of_the_blob_it_could_not_fetch(
+    home: Home, server: Server, cli
+) -> None:
+    """`diff`, `grep`, `search`, `merge` and `vault hydrate` fetch what they read in one
+    batch: offline, their `blob_not_local` names the remote and a path of the blob it
+    names (not only its id), in the CLI and in MCP's tools, as a single read does."""
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.mcp.tools import AvfsTools
+
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v.fork("main", "b")
+    for fork, text in (("b", b"b = 1\n"), ("main", b"m = 2\n")):  # both change it: the merge reads it
+        v.workspace(fork).write("avfs_git/core/errors.py", text)
+        checkpoint.save(v, fork, name=f"{fork}1")
+    server.stop()
+    promised = missing(v.path)
+    for args in (
+        ["diff", "main~2", "main"],
+        ["grep", "def", "avfs_git/cli"],
+        ["search", "prefer_libgit2"],
+        ["merge", "b"],
+        ["vault", "hydrate", "avfs_git/cli"],
+    ):
+        r = cli("--json", "--home", home.path, "--vault", "p", *args)
+        assert r.code == 5, (args, r.out)
+        err = json.loads(r.out_bytes)["error"]
+        assert err["code"] == "blob_not_local" and err["details"]["remote"] == "origin", err
+        path = err["details"]["path"]
+        assert path in _paths_of_blob(v.path, err["details"]["oid"]), (args, err)
+        assert f"(of {path})" in err["message"], err
+    tools = AvfsTools(home.path, "p:main")
+    for tool, targs in (("grep", {"pattern": "def", "paths": ["avfs_git/cli"]}), ("merge", {"source": "b"})):
+        with pytest.raises(BlobNotLocalError) as exc:  # (the MCP server makes it the error document)
+            tools.call(tool, targs)
+        assert exc.value.details["path"] in _paths_of_blob(v.path, exc.value.details["oid"]), (
+            tool,
+            exc.value,
+        )
+    assert missing(v.path) == promised

@@ -22,7 +22,7 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
@@ -308,12 +308,16 @@ class Promisor:
         """Read the promisor remote again on next use (the config changed)."""
         self._read = False
 
-    def fetch(self, oids: Iterable[str], *, path: str | None = None) -> None:
+    def fetch(
+        self, oids: Iterable[str], *, path: str | None = None, paths: Mapping[str, str] | None = None
+    ) -> None:
         """Fetch ``oids`` (missing blobs) from the promisor remote, in batches.
 
         Raises:
             BlobNotLocalError: the vault has no promisor remote, or it did not give them
-                (``path``: the file the caller reads, for the message).
+                (``path``: the file the caller reads, for the message; else ``paths``, a
+                path of each blob a reader of many files knows, names the failed batch's
+                first blob's).
         """
         wanted = list(dict.fromkeys(oids))  # the caller's order: a read's own blob first
         if not wanted:
@@ -323,7 +327,12 @@ class Promisor:
             raise BlobNotLocalError(
                 f"blob {wanted[0]}{_of(path)} is not in the vault and the vault has no promisor remote",
                 hint="run `avfs doctor`; restore the object from a clone or remote",
-                details={"oid": wanted[0], "path": path, "remote": None, "count": len(wanted)},
+                details={
+                    "oid": wanted[0],
+                    "path": _path_of(wanted, path, paths),
+                    "remote": None,
+                    "count": len(wanted),
+                },
             )
         name, url = found
         self.timeout()  # a bad setting fails as itself (a UsageError), before git runs
@@ -333,9 +342,12 @@ class Promisor:
             demand.begin(path)
         try:
             with self._lock:
-                if wire is None or not self._fetch_wire(wire, name, url, wanted, path):
+                if wire is None or not self._fetch_wire(
+                    wire, name, url, wanted, _path_of(wanted, path, paths)
+                ):
                     for i in range(0, len(wanted), BATCH):
-                        self._fetch_batch(name, url, wanted[i : i + BATCH], path)
+                        batch = wanted[i : i + BATCH]
+                        self._fetch_batch(name, url, batch, _path_of(batch, path, paths))
                 self.fetched += len(wanted)
         finally:
             if demand is not None:
@@ -515,6 +527,12 @@ def _reason(why: str) -> str:
     if "unadvertised object" in why:
         return " (the server does not give objects by id: it needs uploadpack.allowAnySHA1InWant)"
     return ""
+
+
+def _path_of(batch: list[str], path: str | None, paths: Mapping[str, str] | None) -> str | None:
+    """The path a failed fetch of ``batch`` names: the caller's file, else the path of the
+    batch's first blob where the caller knows it."""
+    return path if path is not None or not paths else paths.get(batch[0])
 
 
 def _of(path: str | None) -> str:
