@@ -192,6 +192,7 @@ def test_a_blob_the_server_no_longer_has_is_a_clear_error_naming_the_path(
     assert err["code"] == "blob_not_local"
     assert err["details"]["path"] == "SECRET.md" and err["details"]["remote"] == "origin"
     assert "SECRET.md" in err["message"] and "no longer has it" in err["message"], err
+    assert "no fetch will bring them" in err["hint"] and err["details"]["server_lacks"] is True, err
     with pytest.raises(BlobNotLocalError):
         v.workspace("main").read("SECRET.md")
     assert objects(v.path) == before and missing(v.path) == promised

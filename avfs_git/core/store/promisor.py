@@ -394,7 +394,7 @@ class Promisor:
         return BlobNotLocalError(
             f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
             f" give it{_reason(why)}: {why}",
-            hint=_AUTH_HINT if refused else _HINT,
+            hint=_AUTH_HINT if refused else _GONE_HINT if "not our ref" in why else _HINT,
             details={
                 "oid": batch[0],
                 "path": path,
@@ -493,6 +493,10 @@ def _drop_leftovers(pack_dir: str, before: set[str]) -> None:
 
 
 _HINT = "reconnect to the server (`avfs vault hydrate` fetches files ahead of time); files already fetched read normally"
+_GONE_HINT = (
+    "the server no longer has these contents (its history was rewritten and collected): no fetch will"
+    " bring them; read the path at another revision (`avfs show REV:PATH`) or ask the server's owner"
+)
 # credentials reach a lazy fetch as they reach push and fetch (transport.py); a mount's
 # daemon has the token its environment had when it started (ops/daemonstart.py)
 _AUTH_HINT = (
