@@ -252,3 +252,57 @@ def test_offline_a_reader_of_many_files_names_the_path_of_the_blob_it_could_not_
             exc.value,
         )
     assert missing(v.path) == promised
+
+
+def test_a_confined_command_cannot_change_the_promisor_remote_a_lazy_read_follows(
+    home: Home, server: Server, cli
+) -> None:
+    """`proxy exec` of commands that point the promisor remote elsewhere (git's own
+    commands, and a plain write into the worktree's git directory): the vault's config
+    and the worktree's stay as they were, the next lazy read in the mount fetches from the
+    vault's server, and a person's git in the mount sees the vault's URL."""
+    import subprocess
+
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    url = server.url("proj.git")
+    evil = "git://127.0.0.1:1/evil.git"
+    script = (
+        "import subprocess, sys\n"
+        "d = subprocess.run(['git', 'rev-parse', '--git-dir'], capture_output=True, text=True).stdout.strip()\n"
+        "for f in (d + '/config.worktree', d + '/config'):\n"
+        "    try:\n"
+        f"        open(f, 'a').write('[remote \"origin\"]\\n\\turl = {evil}\\n')\n"
+        "    except OSError as e:\n"
+        "        print(e, file=sys.stderr)\n"
+    )
+    attempts = (
+        ["git", "remote", "set-url", "origin", evil],
+        ["git", "config", "--worktree", "remote.origin.url", evil],
+        ["python3", "-c", script],
+    )
+    for argv in attempts:
+        r = cli("--json", "--home", home.path, "--vault", "p", "proxy", "exec", "--", *argv)
+        assert r.out and json.loads(r.out_bytes)["kind"] == "proxy_exec_result", r.out
+    mp = json.loads(r.out_bytes)["mount"]["mountpoint"]
+    assert git("--git-dir", v.path, "config", "--get-all", "remote.origin.url").strip() == url
+    # what git reads in the mount (the vault's config, the worktree's config.worktree; a
+    # `config` the command wrote into the worktree's git directory is not git's to read)
+    seen = subprocess.run(
+        ["git", "config", "--show-origin", "--get-all", "remote.origin.url"],
+        cwd=mp,
+        capture_output=True,
+        text=True,
+    )
+    assert seen.stdout.strip() == f"file:{v.path}/config\t{url}", seen
+    wt = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=mp, capture_output=True, text=True)
+    assert wt.stdout.startswith(os.path.join(v.path, "worktrees", "")), wt
+    for name in ("config.worktree", "HEAD", "commondir", "gitdir"):
+        with open(os.path.join(wt.stdout.strip(), name), "rb") as fh:
+            assert b"evil" not in fh.read(), name
+    # a lazy read in the mount fetches from the vault's own server
+    rel = "NOTES.md"
+    r = cli("--json", "--home", home.path, "--vault", "p", "proxy", "exec", "--", "cat", rel)
+    doc = json.loads(r.out_bytes)
+    assert doc["result"]["stdout"] == blob_at(server.base / "proj.git", "main", rel).decode(), doc["result"]
+    r = cli("--home", home.path, "--vault", "p", "unmount")
+    assert r.code == 0, r.err
