@@ -244,7 +244,12 @@ def test_offline_a_reader_of_many_files_names_the_path_of_the_blob_it_could_not_
         assert path in _paths_of_blob(v.path, err["details"]["oid"]), (args, err)
         assert f"(of {path})" in err["message"], err
     tools = AvfsTools(home.path, "p:main")
-    for tool, targs in (("grep", {"pattern": "def", "paths": ["avfs_git/cli"]}), ("merge", {"source": "b"})):
+    for tool, targs in (
+        ("read_file", {"path": "NOTES.md"}),
+        ("grep", {"pattern": "def", "paths": ["avfs_git/cli"]}),
+        ("diff", {"old": "main~2", "new": "main"}),
+        ("merge", {"source": "b"}),
+    ):
         with pytest.raises(BlobNotLocalError) as exc:  # (the MCP server makes it the error document)
             tools.call(tool, targs)
         assert exc.value.details["path"] in _paths_of_blob(v.path, exc.value.details["oid"]), (
@@ -306,3 +311,34 @@ def test_a_confined_command_cannot_change_the_promisor_remote_a_lazy_read_follow
     assert doc["result"]["stdout"] == blob_at(server.base / "proj.git", "main", rel).decode(), doc["result"]
     r = cli("--home", home.path, "--vault", "p", "unmount")
     assert r.code == 0, r.err
+
+
+def test_offline_proxy_exec_of_a_command_reading_an_unfetched_file_sees_eio_in_one_envelope(
+    home: Home, server: Server, cli
+) -> None:
+    """The server gone, `proxy exec -- cat FILE` of a file never fetched: the command runs
+    and gets `EIO` from the mount (its own exit code and message in the envelope), one
+    already fetched reads, nothing is committed; materialized (a copy of the whole tree,
+    which needs every file) it does not run, and the envelope's error is the
+    `blob_not_local` naming the remote and the path."""
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    ws = v.workspace("main")
+    rel = "avfs_git/cli/main.py"
+    want = ws.read(rel)  # fetched (with its package: the file read offline is outside it)
+    head = ws.tip()
+    server.stop()
+    run = ["--json", "--home", home.path, "--vault", "p", "proxy", "exec", "--"]
+    r = cli(*run, "cat", "NOTES.md")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 1 and doc["result"]["exit_code"] == 1, doc
+    assert "Input/output error" in doc["result"]["stderr"] and doc["commit"] is None, doc["result"]
+    r = cli(*run, "cat", rel)
+    doc = json.loads(r.out_bytes)
+    assert r.code == 0 and doc["result"]["stdout"] == want.decode(), doc["result"]
+    r = cli(*run[:-1], "--mode", "materialized", "--", "cat", "NOTES.md")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 125 and doc["result"] is None, doc
+    assert doc["error"]["code"] == "blob_not_local" and doc["error"]["details"]["remote"] == "origin", doc
+    assert doc["error"]["details"]["path"], doc["error"]
+    assert v.workspace("main").tip() == head
+    assert cli("--home", home.path, "--vault", "p", "unmount").code == 0
