@@ -339,3 +339,44 @@ def test_the_homes_token_reaches_its_mounts_reads_and_never_a_command_line_or_a_
         for f in files:
             with open(os.path.join(root, f), "rb") as fh:
                 assert s.secret.encode() not in fh.read(), os.path.join(root, f)
+
+
+def _processes_with(needle: str) -> list[str]:
+    """The command lines of live processes that hold ``needle`` (a zombie has none)."""
+    return [c for c in _cmdlines_with(needle.encode()) if "pytest" not in c.split(" ", 3)[:3]]
+
+
+@pytest.mark.parametrize("served", ["http", "ssh"], indirect=True)
+def test_a_first_read_of_a_fresh_clone_from_a_server_that_stopped_answering_ends_and_leaves_no_process(
+    home: Home, served: Served
+) -> None:
+    """A read outside a mount first asks its tree's sizes (one `object-info` request,
+    through git's HTTP helper or an ssh started as git starts it, here through a shell:
+    `GIT_SSH_COMMAND`), then fetches: with the server silent, each gives up at the fetch
+    timeout, the read is `blob_not_local` naming the path, and none of the processes they
+    started is left waiting on the server (the helper or the ssh beneath what was killed)."""
+    s = served
+    v = _lazy_clone(home, s, fetch_timeout_s=2)
+    s.relay.mode = "silent"
+    got: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            got.append(v.workspace("main").read("NOTES.md"))
+        except BaseException as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(60)  # (a size request and a fetch, 2 s each, on a loaded machine)
+    assert not thread.is_alive(), "the read waits on a server that does not answer"
+    (err,) = got
+    assert isinstance(err, BlobNotLocalError) and err.details["path"] == "NOTES.md", err
+    assert "timed out" in err.message, err
+    needle = f"127.0.0.1:{s.relay.port}" if s.transport == "http" else f"-p {s.relay.port}"
+    deadline = time.monotonic() + 10
+    while (left := _processes_with(needle)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []
+    s.relay.mode = "pass"
+    assert v.workspace("main").read("NOTES.md") == blob_at(s.repo, "main", "NOTES.md")
