@@ -179,8 +179,10 @@ def _over_http(
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a conversation's process and every process it started (its session's group: a
-    helper git runs, the ssh a shell runs, holding the pipes), so a read on them ends."""
+    """Past the deadline: kill a conversation's process and every process it started (its
+    session's group: a helper git runs, the ssh a shell runs, holding the pipes), so a read
+    on them ends. (A conversation that ended otherwise closes its pipes and kills its own
+    process only: an ssh master a ``ControlPersist`` left outlives it, as after git.)"""
     import os
     import signal
 
@@ -191,9 +193,9 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _reap(proc: subprocess.Popen[bytes], timer: threading.Timer) -> None:
-    """End a conversation's processes (answered, failed or past its deadline) and its pipes."""
+    """End a conversation's process (answered, failed or past its deadline) and its pipes."""
     timer.cancel()
-    _kill(proc)
+    proc.kill()
     proc.wait()
     for fh in (proc.stdin, proc.stdout):
         try:
