@@ -380,3 +380,37 @@ def test_a_first_read_of_a_fresh_clone_from_a_server_that_stopped_answering_ends
     assert left == []
     s.relay.mode = "pass"
     assert v.workspace("main").read("NOTES.md") == blob_at(s.repo, "main", "NOTES.md")
+
+
+@pytest.mark.parametrize("served", ["http"], indirect=True)
+def test_a_read_the_server_refused_is_eio_in_the_mount_and_its_log_says_why(
+    home: Home, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mount whose daemon has a token the server no longer takes (it expired since the
+    mount started; here: refused from the start): a read is `EIO`, all a reader sees, and
+    the mount's log says why (the remote, the path, the refused credentials and what to
+    do), once, without the token or the password."""
+    from avfs_git.core.vaults import registry
+
+    s = served
+    assert s.secret is not None
+    _require_backend("fuse")
+    v = _lazy_clone(home, s)
+    monkeypatch.setenv("AVFS_GIT_TOKEN", "expired-t0ken-4711")
+    home.settings = Settings.from_environ(None, home.path)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    try:
+        for _ in range(2):
+            with pytest.raises(OSError) as exc:
+                (mp / "NOTES.md").read_bytes()
+            assert exc.value.errno == 5
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    with open(registry.log_path(v.state_dir, "main"), encoding="utf-8") as fh:
+        log = fh.read()
+    told = [line for line in log.splitlines() if "NOTES.md" in line]
+    assert len(told) == 1, log
+    assert "remote origin" in told[0] and "refused the credentials" in told[0] and "AVFS_GIT_TOKEN" in told[0]
+    assert "expired-t0ken-4711" not in log and s.secret not in log
