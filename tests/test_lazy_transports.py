@@ -114,9 +114,10 @@ def _read(reader: str, v: object, mp: Path) -> bytes:
 
 
 def _local(v_path: str, oid: str) -> bool:
-    return git("--git-dir", v_path, "cat-file", "-e", oid, check=False) == "" and (
-        git("--git-dir", v_path, "cat-file", "-t", oid, check=False).strip() == "blob"
-    )
+    """Whether the vault holds ``oid`` (its objects listed: asking git for a promised
+    object by id would fetch it from the promisor remote)."""
+    listing = git("--git-dir", v_path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    return oid in listing.split()
 
 
 def _intact(v_path: str) -> None:
