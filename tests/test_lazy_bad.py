@@ -192,6 +192,7 @@ def test_a_blob_the_server_no_longer_has_is_a_clear_error_naming_the_path(
     assert err["code"] == "blob_not_local"
     assert err["details"]["path"] == "SECRET.md" and err["details"]["remote"] == "origin"
     assert "SECRET.md" in err["message"] and "no longer has it" in err["message"], err
+    assert "no fetch will bring them" in err["hint"] and err["details"]["server_lacks"] is True, err
     with pytest.raises(BlobNotLocalError):
         v.workspace("main").read("SECRET.md")
     assert objects(v.path) == before and missing(v.path) == promised
@@ -199,3 +200,145 @@ def test_a_blob_the_server_no_longer_has_is_a_clear_error_naming_the_path(
     # the rest of the fork reads as before
     rel = "avfs_git/cli/main.py"
     assert v.workspace("main").read(rel) == blob_at(repo, "main", rel)
+
+
+def _paths_of_blob(vault_path: str, oid: str) -> set[str]:
+    """The paths at which any commit of the vault has blob ``oid``."""
+    out = set()
+    for commit in git("--git-dir", vault_path, "rev-list", "--all").split():
+        for line in git("--git-dir", vault_path, "ls-tree", "-r", commit).splitlines():
+            meta, path = line.split("\t", 1)
+            if meta.split()[2] == oid:
+                out.add(path)
+    return out
+
+
+def test_offline_a_reader_of_many_files_names_the_path_of_the_blob_it_could_not_fetch(
+    home: Home, server: Server, cli
+) -> None:
+    """`diff`, `grep`, `search`, `merge` and `vault hydrate` fetch what they read in one
+    batch: offline, their `blob_not_local` names the remote and a path of the blob it
+    names (not only its id), in the CLI and in MCP's tools, as a single read does."""
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.mcp.tools import AvfsTools
+
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v.fork("main", "b")
+    for fork, text in (("b", b"b = 1\n"), ("main", b"m = 2\n")):  # both change it: the merge reads it
+        v.workspace(fork).write("avfs_git/core/errors.py", text)
+        checkpoint.save(v, fork, name=f"{fork}1")
+    server.stop()
+    promised = missing(v.path)
+    for args in (
+        ["diff", "main~2", "main"],
+        ["grep", "def", "avfs_git/cli"],
+        ["search", "prefer_libgit2"],
+        ["merge", "b"],
+        ["vault", "hydrate", "avfs_git/cli"],
+    ):
+        r = cli("--json", "--home", home.path, "--vault", "p", *args)
+        assert r.code == 5, (args, r.out)
+        err = json.loads(r.out_bytes)["error"]
+        assert err["code"] == "blob_not_local" and err["details"]["remote"] == "origin", err
+        path = err["details"]["path"]
+        assert path in _paths_of_blob(v.path, err["details"]["oid"]), (args, err)
+        assert f"(of {path})" in err["message"], err
+    tools = AvfsTools(home.path, "p:main")
+    for tool, targs in (
+        ("read_file", {"path": "NOTES.md"}),
+        ("grep", {"pattern": "def", "paths": ["avfs_git/cli"]}),
+        ("diff", {"old": "main~2", "new": "main"}),
+        ("merge", {"source": "b"}),
+    ):
+        with pytest.raises(BlobNotLocalError) as exc:  # (the MCP server makes it the error document)
+            tools.call(tool, targs)
+        assert exc.value.details["path"] in _paths_of_blob(v.path, exc.value.details["oid"]), (
+            tool,
+            exc.value,
+        )
+    assert missing(v.path) == promised
+
+
+def test_a_confined_command_cannot_change_the_promisor_remote_a_lazy_read_follows(
+    home: Home, server: Server, cli
+) -> None:
+    """`proxy exec` of commands that point the promisor remote elsewhere (git's own
+    commands, and a plain write into the worktree's git directory): the vault's config
+    and the worktree's stay as they were, the next lazy read in the mount fetches from the
+    vault's server, and a person's git in the mount sees the vault's URL."""
+    import subprocess
+
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    url = server.url("proj.git")
+    evil = "git://127.0.0.1:1/evil.git"
+    script = (
+        "import subprocess, sys\n"
+        "d = subprocess.run(['git', 'rev-parse', '--git-dir'], capture_output=True, text=True).stdout.strip()\n"
+        "for f in (d + '/config.worktree', d + '/config'):\n"
+        "    try:\n"
+        f"        open(f, 'a').write('[remote \"origin\"]\\n\\turl = {evil}\\n')\n"
+        "    except OSError as e:\n"
+        "        print(e, file=sys.stderr)\n"
+    )
+    attempts = (
+        ["git", "remote", "set-url", "origin", evil],
+        ["git", "config", "--worktree", "remote.origin.url", evil],
+        ["python3", "-c", script],
+    )
+    for argv in attempts:
+        r = cli("--json", "--home", home.path, "--vault", "p", "proxy", "exec", "--", *argv)
+        assert r.out and json.loads(r.out_bytes)["kind"] == "proxy_exec_result", r.out
+    mp = json.loads(r.out_bytes)["mount"]["mountpoint"]
+    assert git("--git-dir", v.path, "config", "--get-all", "remote.origin.url").strip() == url
+    # what git reads in the mount (the vault's config, the worktree's config.worktree; a
+    # `config` the command wrote into the worktree's git directory is not git's to read)
+    seen = subprocess.run(
+        ["git", "config", "--show-origin", "--get-all", "remote.origin.url"],
+        cwd=mp,
+        capture_output=True,
+        text=True,
+    )
+    assert seen.stdout.strip() == f"file:{v.path}/config\t{url}", seen
+    wt = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=mp, capture_output=True, text=True)
+    assert wt.stdout.startswith(os.path.join(v.path, "worktrees", "")), wt
+    for name in ("config.worktree", "HEAD", "commondir", "gitdir"):
+        with open(os.path.join(wt.stdout.strip(), name), "rb") as fh:
+            assert b"evil" not in fh.read(), name
+    # a lazy read in the mount fetches from the vault's own server
+    rel = "NOTES.md"
+    r = cli("--json", "--home", home.path, "--vault", "p", "proxy", "exec", "--", "cat", rel)
+    doc = json.loads(r.out_bytes)
+    assert doc["result"]["stdout"] == blob_at(server.base / "proj.git", "main", rel).decode(), doc["result"]
+    r = cli("--home", home.path, "--vault", "p", "unmount")
+    assert r.code == 0, r.err
+
+
+def test_offline_proxy_exec_of_a_command_reading_an_unfetched_file_sees_eio_in_one_envelope(
+    home: Home, server: Server, cli
+) -> None:
+    """The server gone, `proxy exec -- cat FILE` of a file never fetched: the command runs
+    and gets `EIO` from the mount (its own exit code and message in the envelope), one
+    already fetched reads, nothing is committed; materialized (a copy of the whole tree,
+    which needs every file) it does not run, and the envelope's error is the
+    `blob_not_local` naming the remote and the path."""
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    ws = v.workspace("main")
+    rel = "avfs_git/cli/main.py"
+    want = ws.read(rel)  # fetched (with its package: the file read offline is outside it)
+    head = ws.tip()
+    server.stop()
+    run = ["--json", "--home", home.path, "--vault", "p", "proxy", "exec", "--"]
+    r = cli(*run, "cat", "NOTES.md")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 1 and doc["result"]["exit_code"] == 1, doc
+    assert "Input/output error" in doc["result"]["stderr"] and doc["commit"] is None, doc["result"]
+    r = cli(*run, "cat", rel)
+    doc = json.loads(r.out_bytes)
+    assert r.code == 0 and doc["result"]["stdout"] == want.decode(), doc["result"]
+    r = cli(*run[:-1], "--mode", "materialized", "--", "cat", "NOTES.md")
+    doc = json.loads(r.out_bytes)
+    assert r.code == 125 and doc["result"] is None, doc
+    assert doc["error"]["code"] == "blob_not_local" and doc["error"]["details"]["remote"] == "origin", doc
+    assert doc["error"]["details"]["path"], doc["error"]
+    assert v.workspace("main").tip() == head
+    assert cli("--home", home.path, "--vault", "p", "unmount").code == 0

@@ -1,7 +1,7 @@
 """Publishing from many machines, the leftovers of issue 30 (docs/scale.md, docs/remotes.md):
 the first push of a branch the vault never saw there is a compare-and-swap on its absence,
 so two machines' first publish of one new branch cannot overwrite each other, over `git
-daemon` and over `git http-backend` behind Basic auth; and a ref lock a killed push or fetch
+daemon`, over `git http-backend` behind Basic auth and over sshd; and a ref lock a killed push or fetch
 left in the vault is taken back by the next push or fetch once its owner is provably gone.
 Two avfs homes on this machine stand for two machines, as in tests/test_scale.py."""
 
@@ -26,7 +26,9 @@ from avfs_git.core.vaults.vault import Vault
 
 from .conftest import git
 from .test_lazy import objects
+from .test_lazy_transports import SSH_OPTS
 from .test_remotes import http_git as http_git
+from .test_remotes import sshd as sshd
 from .test_scale import _home, _seed
 from .test_scale import server as server
 
@@ -82,6 +84,13 @@ def test_the_same_first_publish_race_over_http_backend(http_git, tmp_path, cli, 
     _seed(served)
     monkeypatch.setenv("AVFS_GIT_TOKEN", password)
     monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    _first_publish_race(url, served, tmp_path, cli)
+
+
+def test_the_same_first_publish_race_over_ssh(sshd, tmp_path, cli, monkeypatch):
+    url, served, key = sshd
+    _seed(served)
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {SSH_OPTS}")
     _first_publish_race(url, served, tmp_path, cli)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import mfusepy as fuse
 
-from ..core.errors import AvfsError, is_no_space
+from ..core.errors import AvfsError, BlobNotLocalError, is_no_space
 from ..core.store import names
 from ..core.workspace.workspace import Node, Workspace
 
@@ -49,6 +50,8 @@ def translated(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AvfsError as exc:
+            if isinstance(exc, BlobNotLocalError) and args:
+                _say_why(args[0], exc)
             raise fuse.FuseOSError(exc.errno) from exc
         except fuse.FuseOSError:
             raise  # an errno chosen on purpose (EDQUOT past the quota...)
@@ -60,6 +63,20 @@ def translated(func: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _say_why(ops: Any, exc: BlobNotLocalError) -> None:
+    """A file the server did not give is ``EIO`` to its reader, who learns nothing else:
+    the mount's log says why (the server gone, its credentials refused, the blob no longer
+    there: the error's message and hint, credentials redacted), once per blob and reason."""
+    told: dict[str, str] | None = getattr(ops, "unserved", None)
+    oid = str(exc.details.get("oid"))
+    if told is None or told.get(oid) == exc.message:
+        return
+    if len(told) >= 1024:  # (a bound: a walk of an offline tree)
+        told.clear()
+    told[oid] = exc.message
+    logging.getLogger("avfs.fuse").warning("%s (%s)", exc.message, exc.hint)
 
 
 class Handle:
@@ -138,6 +155,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._watcher: threading.Thread | None = None
         self._view_time_ns: int | None = None
         self._unsized: set[str] = set()  # written and closed: sizes not recorded yet
+        self.unserved: dict[str, str] = {}  # blobs a read could not fetch, and why (_say_why)
         self._nested_root = os.path.join(ws.state_dir, "nested")
         self._has_nested = os.path.isdir(self._nested_root)
         # a read-only view keeps no file handles (the kernel opens files itself: see open)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.settings import TOKEN_ENV
 from ..core.store.locks import pid_alive
 from ..core.vaults import registry
 
@@ -52,7 +53,14 @@ def _daemon_env(home: Home) -> dict[str, str]:
     # the daemon reads its settings from its environment (a front end): the home's, which
     # a Python caller may have made otherwise than this process's environment says
     # (``Home(path, layers="off")`` included: the daemon may make the state dir)
-    for var, value in (("AVFS_FUSE_TRACE", home.settings.fuse_trace), ("AVFS_LAYERS", home.layers_mode)):
+    # (``AVFS_GIT_TOKEN`` too: the token a lazy vault's reads in the mount fetch with, as
+    # the home's own fetches do; through the environment, never on the command line)
+    settings = home.settings
+    for var, value in (
+        ("AVFS_FUSE_TRACE", settings.fuse_trace),
+        ("AVFS_LAYERS", home.layers_mode),
+        (TOKEN_ENV, settings.git_token),
+    ):
         if value:
             env[var] = value
         else:

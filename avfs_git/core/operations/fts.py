@@ -271,11 +271,13 @@ class SearchIndex:
         if store.promisor.remote() is None:
             return
         store.prefetch(
-            f.oid
-            for p, (f, _) in todo.items()
-            if f.oid is not None
-            and (store.promisor.size(f.oid) or 0) <= MAX_DOC_BYTES
-            and not self.ws.hidden(p)
+            {
+                f.oid: p
+                for p, (f, _) in todo.items()
+                if f.oid is not None
+                and (store.promisor.size(f.oid) or 0) <= MAX_DOC_BYTES
+                and not self.ws.hidden(p)
+            }
         )
 
     def _body(self, view: View, node: Node) -> str | None:

@@ -360,14 +360,13 @@ def _prefetch(vault: Vault, result: DiffResult) -> None:
     """In a lazy vault, the committed sides' blobs of ``result`` fetched in one batch (a
     workspace's new side is its own files); nothing in a whole vault."""
     committed_new = result.new != "workspace"
-    vault.store.prefetch(
-        [c.old_oid for c in result.changes if c.old_oid is not None and c.old_mode not in (None, MODE_COMMIT)]
-        + [
-            c.new_oid
-            for c in result.changes
-            if committed_new and c.new_oid is not None and c.new_mode not in (None, MODE_COMMIT)
-        ]
-    )
+    wanted: dict[str, str] = {}  # each blob and a path of it (a failed fetch names it)
+    for c in result.changes:
+        if c.old_oid is not None and c.old_mode not in (None, MODE_COMMIT):
+            wanted.setdefault(c.old_oid, c.old_path or c.path)
+        if committed_new and c.new_oid is not None and c.new_mode not in (None, MODE_COMMIT):
+            wanted.setdefault(c.new_oid, c.path)
+    vault.store.prefetch(wanted)
 
 
 def _label(path: str) -> str:

@@ -196,7 +196,7 @@ def hydrate(vault: Vault, fork: str, paths: list[str], *, progress: Progress | N
             known += store.promisor.size(todo[i][1]) or 0
             i += 1
         try:
-            store.promisor.fetch([o for _, o in batch], path=batch[0][0] if len(batch) == 1 else None)
+            store.promisor.fetch([o for _, o in batch], paths={o: p for p, o in batch})
         except BlobNotLocalError as exc:
             raise BlobNotLocalError(
                 f"{exc.message} (hydrate stopped after {fetched} of {total} blobs)",

@@ -288,7 +288,7 @@ def grep(
     listed = [p for p, _ in files]
     # a lazy vault fetches what the search reads in one batch first (git grep would fetch
     # blob by blob, without avfs's credentials or timeout); nothing happens in a whole one
-    ws.store.prefetch(oid for p, oid in files if p not in gone and (flt is None or flt.match(p)))
+    ws.store.prefetch({oid: p for p, oid in files if p not in gone and (flt is None or flt.match(p))})
     cands = _tree_candidates(store_path, tree, pat, starts)
     candidate = set(listed if cands is None else cands)
     todo: list[tuple[str, View]] = []

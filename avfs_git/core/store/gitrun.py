@@ -238,8 +238,11 @@ def spawn(
     stderr: int | IO[Any] | None = None,
     bufsize: int = -1,
     pass_fds: Sequence[int] = (),
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out).
+    """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out);
+    ``new_session``: in a session of its own, so that the processes it starts can be
+    killed with it (its process group).
 
     Raises:
         InternalError: git is not installed.
@@ -255,6 +258,7 @@ def spawn(
             env=dict(env) if env is not None else git_env(),
             bufsize=bufsize,
             pass_fds=tuple(pass_fds),
+            start_new_session=new_session,
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
@@ -265,18 +265,18 @@ class GitStore(StoreWrites):
             found.update(o for o in oids if o not in found and self.has_object(o))
         return found
 
-    def prefetch(self, oids: Iterable[str]) -> int:
+    def prefetch(self, oids: Iterable[str] | Mapping[str, str]) -> int:
         """Fetch, in one batch, those of ``oids`` (blobs) a lazy vault does not hold, so a
         caller that reads many (a search, a diff, a merge, `vault hydrate`) does not fetch
         them one by one; how many were fetched (0 in a whole vault, at no cost).
 
         Raises:
-            BlobNotLocalError: the promisor remote did not give them.
+            BlobNotLocalError: the promisor remote did not give them (``oids`` may map each to a path to name).
         """
         if self.promisor.remote() is None:
             return 0
         missing = sorted({o for o in oids if not self.is_local(o)})
-        self.promisor.fetch(missing)
+        self.promisor.fetch(missing, paths=oids if isinstance(oids, Mapping) else None)
         return len(missing)
 
     def _present(self, oid: str) -> bool:

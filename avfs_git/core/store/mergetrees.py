@@ -116,10 +116,11 @@ def merge_trees(
     return MergedIndex(store, index)
 
 
-def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> set[str]:
-    """The blobs a three-way merge of trees reads: those of every path both sides changed
-    (on all three sides), and where a side both deleted and added files, those (libgit2
-    compares them to find renames). A path only one side changed is taken whole, by id."""
+def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> dict[str, str]:
+    """The blobs a three-way merge of trees reads, each with a path of it: those of every
+    path both sides changed (on all three sides), and where a side both deleted and added
+    files, those (libgit2 compares them to find renames). A path only one side changed is
+    taken whole, by id."""
     from .treediff import diff_trees
 
     sides: list[list[Change]] = [[], []]
@@ -127,20 +128,20 @@ def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> set[s
     diff_trees(store, ancestor, theirs, "", sides[1])
     by_path = [{c.path: c for c in side} for side in sides]
     both = by_path[0].keys() & by_path[1].keys()
-    want: set[str] = set()
+    want: dict[str, str] = {}
     for side in by_path:
-        for path in both:
+        for path in sorted(both):
             c = side[path]
-            want.update(o for o in (c.old_oid, c.new_oid) if o is not None)
-        added = [c.new_oid for c in side.values() if c.old_oid is None and c.new_oid is not None]
-        deleted = [c.old_oid for c in side.values() if c.new_oid is None and c.old_oid is not None]
+            want.update((o, path) for o in (c.old_oid, c.new_oid) if o is not None and o not in want)
+        added = [(c.new_oid, c.path) for c in side.values() if c.old_oid is None and c.new_oid is not None]
+        deleted = [(c.old_oid, c.path) for c in side.values() if c.new_oid is None and c.old_oid is not None]
         if added and deleted:
-            want.update(added + deleted)
+            want.update((o, p) for o, p in added + deleted if o not in want)
     # only blobs (a tree or submodule id in a change is never fetched); modes tell
     kinds = {c.old_oid: c.old_mode for side in sides for c in side} | {
         c.new_oid: c.new_mode for side in sides for c in side
     }
-    return {o for o in want if kinds.get(o) not in (None, 0o040000, 0o160000)}
+    return {o: p for o, p in want.items() if kinds.get(o) not in (None, 0o040000, 0o160000)}
 
 
 def revert_commit(store: GitStore, commit: str, ours: str, mainline: int, label: str) -> MergedIndex:

@@ -148,9 +148,18 @@ def _over_http(
     from .transport import transport_argv
 
     argv, env = transport_argv(git_dir, (f"remote-{scheme}", remote, url), token=token)
-    proc = spawn(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = spawn(
+        argv,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        new_session=True,
+    )
     assert proc.stdin is not None and proc.stdout is not None
-    timer = threading.Timer(timeout, proc.kill)  # a read past the deadline then ends at EOF
+    # a read past the deadline then ends at EOF: git, and the helper it runs
+    # (git-remote-http, which holds the pipes), killed as a group
+    timer = threading.Timer(timeout, _kill, (proc,))
     timer.start()
     try:
         # the helper reads its command with stdio: the request goes only after its answer
@@ -167,6 +176,20 @@ def _over_http(
         return None
     finally:
         _reap(proc, timer)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Past the deadline: kill a conversation's process and every process it started (its
+    session's group: a helper git runs, the ssh a shell runs, holding the pipes), so a read
+    on them ends. (A conversation that ended otherwise closes its pipes and kills its own
+    process only: an ssh master a ``ControlPersist`` left outlives it, as after git.)"""
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _reap(proc: subprocess.Popen[bytes], timer: threading.Timer) -> None:
@@ -237,12 +260,17 @@ def _over_ssh(
     env["GIT_PROTOCOL"] = "version=2"
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # (killed as a group: the ssh a GIT_SSH_COMMAND's shell runs)
         )
     except OSError:
         return None
     assert proc.stdin is not None and proc.stdout is not None
-    timer = threading.Timer(timeout, proc.kill)
+    timer = threading.Timer(timeout, _kill, (proc,))
     timer.start()
     try:
         caps = _capabilities(proc.stdout)

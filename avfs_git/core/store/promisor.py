@@ -22,7 +22,7 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import AvfsError, BlobNotLocalError
@@ -308,12 +308,16 @@ class Promisor:
         """Read the promisor remote again on next use (the config changed)."""
         self._read = False
 
-    def fetch(self, oids: Iterable[str], *, path: str | None = None) -> None:
+    def fetch(
+        self, oids: Iterable[str], *, path: str | None = None, paths: Mapping[str, str] | None = None
+    ) -> None:
         """Fetch ``oids`` (missing blobs) from the promisor remote, in batches.
 
         Raises:
             BlobNotLocalError: the vault has no promisor remote, or it did not give them
-                (``path``: the file the caller reads, for the message).
+                (``path``: the file the caller reads, for the message; else ``paths``, a
+                path of each blob a reader of many files knows, names the failed batch's
+                first blob's).
         """
         wanted = list(dict.fromkeys(oids))  # the caller's order: a read's own blob first
         if not wanted:
@@ -323,7 +327,12 @@ class Promisor:
             raise BlobNotLocalError(
                 f"blob {wanted[0]}{_of(path)} is not in the vault and the vault has no promisor remote",
                 hint="run `avfs doctor`; restore the object from a clone or remote",
-                details={"oid": wanted[0], "path": path, "remote": None, "count": len(wanted)},
+                details={
+                    "oid": wanted[0],
+                    "path": _path_of(wanted, path, paths),
+                    "remote": None,
+                    "count": len(wanted),
+                },
             )
         name, url = found
         self.timeout()  # a bad setting fails as itself (a UsageError), before git runs
@@ -333,9 +342,12 @@ class Promisor:
             demand.begin(path)
         try:
             with self._lock:
-                if wire is None or not self._fetch_wire(wire, name, url, wanted, path):
+                if wire is None or not self._fetch_wire(
+                    wire, name, url, wanted, _path_of(wanted, path, paths)
+                ):
                     for i in range(0, len(wanted), BATCH):
-                        self._fetch_batch(name, url, wanted[i : i + BATCH], path)
+                        batch = wanted[i : i + BATCH]
+                        self._fetch_batch(name, url, batch, _path_of(batch, path, paths))
                 self.fetched += len(wanted)
         finally:
             if demand is not None:
@@ -378,11 +390,11 @@ class Promisor:
 
     def _failed(self, name: str, url: str, batch: list[str], path: str | None, why: str) -> BlobNotLocalError:
         why = redact(why, (self.token or "",))
+        refused = refused_credentials(why)
         return BlobNotLocalError(
             f"blob {batch[0]}{_of(path)} is not local and remote {name} ({redact(url)}) did not"
             f" give it{_reason(why)}: {why}",
-            hint="reconnect to the server (`avfs vault hydrate` fetches files ahead of time);"
-            " files already fetched read normally",
+            hint=_AUTH_HINT if refused else _GONE_HINT if "not our ref" in why else _HINT,
             details={
                 "oid": batch[0],
                 "path": path,
@@ -390,6 +402,7 @@ class Promisor:
                 "url": redact(url),
                 "count": len(batch),
                 "server_lacks": "not our ref" in why,  # one of them (neighbours.fetch_with)
+                "auth_failed": refused,
             },
         )
 
@@ -479,13 +492,51 @@ def _drop_leftovers(pack_dir: str, before: set[str]) -> None:
             pass
 
 
+_HINT = "reconnect to the server (`avfs vault hydrate` fetches files ahead of time); files already fetched read normally"
+_GONE_HINT = (
+    "the server no longer has these contents (its history was rewritten and collected): no fetch will"
+    " bring them; read the path at another revision (`avfs show REV:PATH`) or ask the server's owner"
+)
+# credentials reach a lazy fetch as they reach push and fetch (transport.py); a mount's
+# daemon has the token its environment had when it started (ops/daemonstart.py)
+_AUTH_HINT = (
+    "give the credentials as for push and fetch: for HTTP(S) AVFS_GIT_TOKEN (and AVFS_GIT_USERNAME)"
+    " or a git credential helper, for ssh your ssh key (ssh-agent, ~/.ssh, GIT_SSH_COMMAND); then read"
+    " again. A mount keeps the AVFS_GIT_TOKEN it was started with: unmount and mount it again for a new one"
+)
+# what git and ssh say when the server refused the credentials or none were given
+_REFUSED = (
+    "Authentication failed for",  # HTTP: git's credential was refused (401)
+    "could not read Username",  # HTTP: none given (GIT_TERMINAL_PROMPT=0)
+    "could not read Password",
+    "The requested URL returned error: 401",
+    "The requested URL returned error: 403",
+    "Permission denied (",  # ssh: "Permission denied (publickey)." and its kin
+    "Permission denied, please try again",
+)
+
+
+def refused_credentials(why: str) -> bool:
+    """Whether git's error ``why`` says the server refused the credentials (or that none
+    were given where it asked for them)."""
+    return any(s in why for s in _REFUSED)
+
+
 def _reason(why: str) -> str:
     """What git's error means, where it is one a person cannot read at a glance."""
+    if refused_credentials(why):
+        return " (the server refused the credentials)"
     if "not our ref" in why:  # upload-pack does not hold an object it was asked for by id
         return " (the server no longer has it: force-pushed away and garbage-collected?)"
     if "unadvertised object" in why:
         return " (the server does not give objects by id: it needs uploadpack.allowAnySHA1InWant)"
     return ""
+
+
+def _path_of(batch: list[str], path: str | None, paths: Mapping[str, str] | None) -> str | None:
+    """The path a failed fetch of ``batch`` names: the caller's file, else the path of the
+    batch's first blob where the caller knows it."""
+    return path if path is not None or not paths else paths.get(batch[0])
 
 
 def _of(path: str | None) -> str:
