@@ -415,3 +415,41 @@ def test_a_read_the_server_refused_is_eio_in_the_mount_and_its_log_says_why(
     assert len(told) == 1, log
     assert "remote origin" in told[0] and "refused the credentials" in told[0] and "AVFS_GIT_TOKEN" in told[0]
     assert "expired-t0ken-4711" not in log and s.secret not in log
+
+
+@pytest.mark.parametrize(("served", "backend"), [("git", "overlay"), ("git", "fuse")], indirect=["served"])
+def test_git_in_a_fresh_mount_whose_index_could_not_be_made_fails_and_commits_nothing(
+    home: Home, served: Served, tmp_path: Path, backend: str
+) -> None:
+    """A fresh lazy clone mounted while the server does not answer gets no index (its files'
+    sizes never came). git there found no index and listed every file as deleted and
+    untracked, so a `git commit` committed the deletion of the whole tree. git now fails
+    at its `.git` (EIO) until an index can be made, and works once the server answers."""
+    import subprocess
+
+    s = served
+    _require_backend(backend)
+    v = _lazy_clone(home, s, fetch_timeout_s=2)
+    tip = git("--git-dir", v.path, "rev-parse", "refs/heads/main").strip()
+    s.relay.mode = "silent"
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend=backend)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+
+    def in_mount(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=mp, env=env, capture_output=True, text=True, timeout=120)
+
+    try:
+        st = in_mount("status", "--porcelain")
+        assert st.returncode != 0 and "deleted" not in st.stdout and not st.stdout.strip(), st
+        c = in_mount("commit", "-q", "-m", "everything gone")
+        assert c.returncode != 0, c
+        assert git("--git-dir", v.path, "rev-parse", "refs/heads/main").strip() == tip
+        s.relay.mode = "pass"
+        st = in_mount("status", "--porcelain")
+        assert st.returncode == 0 and st.stdout == "", st
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    assert git("--git-dir", v.path, "rev-parse", "refs/heads/main").strip() == tip

@@ -175,9 +175,10 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
 
     def _git_wait(self) -> None:
         """git opens ``.git`` first: that waits until the index it must trust is written
-        (its attributes do not: overlayfs's listing of the root looks it up)."""
-        if self.git_gate is not None:
-            self.git_gate.wait()
+        (its attributes do not: overlayfs's listing of the root looks it up); ``EIO`` while
+        none can be made (fuse/settle.py: git would take every file for deleted)."""
+        if self.git_gate is not None and not self.git_gate.wait():
+            raise fuse.FuseOSError(errno.EIO)
 
     @staticmethod
     def _p(path: str) -> str:

@@ -49,7 +49,10 @@ is done:
    it then must never find it empty).
 
 A failure of 1 or 2 (the server gone) is logged and the gate opens anyway: the mount then
-behaves as an offline one (an unfetched file's read or ``stat`` fails with ``EIO``).
+behaves as an offline one (an unfetched file's read or ``stat`` fails with ``EIO``), except
+that git's ``open`` of ``.git`` fails with ``EIO`` while no index is written (each git
+command tries to make it once more): git finding no index would take every file for
+deleted, and a ``git commit`` would commit the tree's deletion.
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ class Settle:
         self.write_index = write_index
         self.beside = beside
         self.gate = threading.Event()  # set: the index is written (or cannot be)
+        self.indexed = False  # the index is written: git may run (see :meth:`wait`)
+        self._again = threading.Lock()  # one try again at a time (:meth:`wait`)
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
         # set: the mount is announced (the overlay stacked, the caller told): the settling's
         # work on this interpreter waits for it, not to hold up the announcement
@@ -161,11 +166,36 @@ class Settle:
         if pid != 0 and pid != self._own and not os.path.exists(f"/proc/{self._own}/task/{pid}"):
             self._asked_at = time.monotonic()
 
-    def wait(self) -> None:
+    def wait(self) -> bool:
         """Block until the index is written (at most :data:`GATE_S`), made now if it was
-        waiting for quiet: for a git command at ``.git``."""
+        waiting for quiet: for a git command at ``.git``. False when there is none (the
+        server did not answer the sizes): git must not run then, or it finds no index and
+        takes every file for deleted (a `git commit` commits the tree's deletion). Each git
+        command tries again once (the server may be back), one at a time."""
         self._wanted.set()
-        self.gate.wait(GATE_S)
+        if not self.gate.wait(GATE_S):
+            return False
+        if self.indexed or self._closing:
+            return self.indexed
+        with self._again:
+            if not self.indexed and not self._closing:
+                try:
+                    self.indexed = bool(self.write_index())
+                except Exception as exc:
+                    logging.getLogger("avfs.fuse").warning(
+                        "git in this mount is refused (EIO) until its index can be made: %s", exc
+                    )
+                if self.indexed and self.pin is not None and self.stacked.is_set():
+                    # (not on this request's thread: the pin's copy-up reads .git here)
+                    threading.Thread(target=self._pin, name="avfs-pin", daemon=True).start()
+        return self.indexed
+
+    def _pin(self) -> None:
+        assert self.pin is not None
+        try:
+            self.pin()
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("pinning .git in the upper layer")
 
     def settled(self) -> None:
         """Block until the index is written (at most :data:`GATE_S`), without asking for it:
@@ -207,7 +237,10 @@ class Settle:
             # ids are read on (0.1 s later on the wire at 20,538 files)
             self._sending.wait(SENDING_S)
             try:
-                if not (self.write_index(lambda: sizes.join(GATE_S)) if self.beside else self._serial(sizes)):
+                self.indexed = bool(
+                    self.write_index(lambda: sizes.join(GATE_S)) if self.beside else self._serial(sizes)
+                )
+                if not self.indexed:
                     log.warning("index.lock stayed taken: index not written")
             except Exception:
                 log.exception("writing the worktree index")
@@ -217,11 +250,8 @@ class Settle:
         sizes.join(GATE_S)
         sys.setswitchinterval(self._switch)
         baselisting.drop(self.ws)  # (the listing both took)
-        if self.pin is not None and self.stacked.is_set():
-            try:
-                self.pin()
-            except Exception:
-                log.exception("pinning .git in the upper layer")
+        if self.pin is not None and self.stacked.is_set() and self.indexed:
+            self._pin()  # (not without an index: .git stays the lower layer's, gated)
         # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
         # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
         # to the first `git status`; the sizes and the index list the tree through git),
