@@ -1179,3 +1179,29 @@ git ls-files -s sub
     mp = live.mountpoint
     assert "160000" not in _git("ls-files", "-s", cwd=mp)
     _person_git(live, canary)
+
+
+def test_a_rebase_the_person_starts_while_a_command_runs_is_reported(live, vault, tmp_path):
+    """The person's own git state made in the mount while a confined command ran looks to
+    the carry-back like the command's, and is taken out of the worktree's git dir: the
+    envelope says so even when the record stage then fails (the rebase detached HEAD, so
+    the run's commit refuses: before, its ``refs_refused`` came out empty)."""
+    mp = live.mountpoint
+    wt = worktree_dir(vault, "main")
+    started = Path(mp) / "started"  # the sandbox's /tmp is its own
+    cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--"]
+    run = subprocess.Popen([*cmd, "sh", "-c", "touch started; sleep 3"], stdout=subprocess.PIPE)
+    try:
+        assert _wait_for(started.exists), "the command did not start"
+        env = dict(os.environ, GIT_SEQUENCE_EDITOR="sed -i 1ibreak")
+        proc = subprocess.run(
+            ["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True
+        )
+        assert os.path.isdir(os.path.join(wt, "rebase-merge")), proc.stderr
+    finally:
+        out, _ = run.communicate(timeout=120)
+    doc = json.loads(out)
+    validate(doc)
+    assert doc["result"]["exit_code"] == 0 and doc["error"]["code"] == "git_in_progress", doc
+    assert [r["ref"] for r in doc["refs_refused"]] == ["rebase-merge"], doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "rebase-merge"))  # nothing the person's git resumes
