@@ -789,7 +789,7 @@ def test_a_command_that_takes_its_git_dir_apart_then_commits_loses_no_file(live,
         "git -c user.name=A -c user.email=a@x commit -q --allow-empty -m emptied\nexit 0\n",
     )
     doc = _exec("sh", "attack.sh")
-    assert doc["result"] is not None, doc
+    assert doc["result"] is not None, doc["error"]
     mp = live.mountpoint
     assert (
         Path(mp, "README").read_bytes() == b"the original\n" and Path(mp, "lib.py").read_bytes() == b"x = 1\n"
@@ -1181,11 +1181,12 @@ git ls-files -s sub
     _person_git(live, canary)
 
 
-def test_a_rebase_the_person_starts_while_a_command_runs_is_reported(live, vault, tmp_path):
+def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(live, vault, tmp_path):
     """The person's own git state made in the mount while a confined command ran looks to
-    the carry-back like the command's, and is taken out of the worktree's git dir: the
-    envelope says so even when the record stage then fails (the rebase detached HEAD, so
-    the run's commit refuses: before, its ``refs_refused`` came out empty)."""
+    the carry-back like the command's, and is taken out of the worktree's git dir: kept
+    in the vault's avfs state, where the next command cannot write (before, it was
+    destroyed), and the envelope says where even when the record stage then fails (the
+    rebase detached HEAD, so the run's commit refuses: before, ``refs_refused`` was empty)."""
     mp = live.mountpoint
     wt = worktree_dir(vault, "main")
     started = Path(mp) / "started"  # the sandbox's /tmp is its own
@@ -1198,6 +1199,8 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_reported(live, vault
             ["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True
         )
         assert os.path.isdir(os.path.join(wt, "rebase-merge")), proc.stderr
+        with open(os.path.join(wt, "rebase-merge", "git-rebase-todo")) as fh:
+            todo = fh.read()
     finally:
         out, _ = run.communicate(timeout=120)
     doc = json.loads(out)
@@ -1205,3 +1208,16 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_reported(live, vault
     assert doc["result"]["exit_code"] == 0 and doc["error"]["code"] == "git_in_progress", doc
     assert [r["ref"] for r in doc["refs_refused"]] == ["rebase-merge"], doc["refs_refused"]
     assert not os.path.lexists(os.path.join(wt, "rebase-merge"))  # nothing the person's git resumes
+    kept = os.path.join(vault.state_dir, "gitstate", "main", "rebase-merge")
+    assert kept in doc["refs_refused"][0]["reason"], doc["refs_refused"]
+    with open(os.path.join(kept, "git-rebase-todo")) as fh:
+        assert fh.read() == todo  # the person's, kept
+    # the fork's commits go on once HEAD is back on its branch (the vault's HEAD names
+    # main too, so git asks for --ignore-other-worktrees)
+    _git("switch", "--ignore-other-worktrees", "main", cwd=mp)
+    _script(live, "attack.sh", f"echo 'exec touch x' >> {kept}/git-rebase-todo || echo REFUSED\n")
+    doc = _exec("sh", "attack.sh")
+    assert doc["result"] is not None, doc["error"]
+    assert doc["result"]["stdout"].endswith("REFUSED\n") and doc["error"] is None, doc
+    with open(os.path.join(kept, "git-rebase-todo")) as fh:
+        assert fh.read() == todo
