@@ -11,6 +11,7 @@ teardown runs `git fsck --strict` on every vault a test leaves."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -1208,7 +1209,7 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(li
     assert doc["result"]["exit_code"] == 0 and doc["error"]["code"] == "git_in_progress", doc
     assert [r["ref"] for r in doc["refs_refused"]] == ["rebase-merge"], doc["refs_refused"]
     assert not os.path.lexists(os.path.join(wt, "rebase-merge"))  # nothing the person's git resumes
-    kept = os.path.join(vault.state_dir, "gitstate", "main", "rebase-merge")
+    (kept,) = glob.glob(os.path.join(vault.state_dir, "gitstate", "main", "rebase-merge-*"))
     assert kept in doc["refs_refused"][0]["reason"], doc["refs_refused"]
     with open(os.path.join(kept, "git-rebase-todo")) as fh:
         assert fh.read() == todo  # the person's, kept
@@ -1221,3 +1222,27 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(li
     assert doc["result"]["stdout"].endswith("REFUSED\n") and doc["error"] is None, doc
     with open(os.path.join(kept, "git-rebase-todo")) as fh:
         assert fh.read() == todo
+
+
+def test_state_taken_out_is_kept_for_the_last_runs_only(tmp_path):
+    """Each run's state is kept under its own name, the last :data:`gitstate.KEEP` of a
+    kind (a command leaving a large `modules/` each run does not fill the disk); a link is
+    unlinked, and the person's own (``before``) stays."""
+    from avfs_git.proxy import gitstate
+
+    git_dir, keep = tmp_path / "wt", tmp_path / "keep"
+    git_dir.mkdir()
+    for i in range(gitstate.KEEP + 2):
+        (git_dir / "sequencer" / "inner").mkdir(parents=True)
+        (git_dir / "sequencer" / "todo").write_text(f"run {i}\n")
+        (git_dir / "sequencer" / "inner").chmod(0o555)  # as a command may leave it
+        os.symlink("/", git_dir / "rebase-apply")
+        (git_dir / "modules").mkdir(exist_ok=True)
+        got = gitstate.remove_made(str(git_dir), ("modules",), str(keep))
+        assert [r["ref"] for r in got] == ["rebase-apply", "sequencer"], got
+        assert sorted(os.listdir(git_dir)) == ["modules"]
+    kept = sorted(os.listdir(keep))
+    assert len(kept) == gitstate.KEEP and all(k.startswith("sequencer-") for k in kept)
+    assert [(keep / k / "todo").read_text() for k in kept] == [
+        f"run {i}\n" for i in range(2, gitstate.KEEP + 2)
+    ]

@@ -30,11 +30,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from typing import Any
 
 __all__ = ["NAMES", "kept", "remove_made"]
 
-# name -> why one the command left is removed
+KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
+
+# name -> why one the command left is taken out
 NAMES: dict[str, str] = {
     "rebase-merge": (
         "an interactive rebase the command left unfinished (git runs its todo list's exec lines"
@@ -70,8 +73,8 @@ def kept(git_dir: str) -> tuple[str, ...]:
 def remove_made(git_dir: str, before: tuple[str, ...], keep_dir: str) -> list[dict[str, Any]]:
     """Take each of :data:`NAMES` that is in ``git_dir`` after a run but was not among
     ``before`` out of it (a link is unlinked, never followed); a ``refs_refused`` entry for
-    each. A directory is moved to ``keep_dir/<name>`` (replacing the one an earlier run
-    left there), not destroyed: avfs cannot tell it from a rebase, cherry-pick or submodule
+    each. A directory is moved to ``keep_dir/<name>-<ns>`` (the last :data:`KEEP` of each
+    name kept), not destroyed: avfs cannot tell it from a rebase, cherry-pick or submodule
     the person started in the mount while the command ran, and nothing of git reads it
     there. Its ``reason`` names where it went, or says it could not be taken out."""
     refused: list[dict[str, Any]] = []
@@ -81,16 +84,18 @@ def remove_made(git_dir: str, before: tuple[str, ...], keep_dir: str) -> list[di
             continue
         reason = why
         if os.path.isdir(made) and not os.path.islink(made):
-            reason = why + _move_aside(made, os.path.join(keep_dir, name))
+            reason = why + _move_aside(made, keep_dir, name)
         else:
             os.unlink(made)
         refused.append({"ref": name, "old": None, "new": None, "reason": reason})
     return refused
 
 
-def _move_aside(made: str, kept: str) -> str:
-    """Move the directory ``made`` to ``kept`` (same file system: the vault's), else remove
-    it; what became of it, for the reason."""
+def _move_aside(made: str, keep_dir: str, name: str) -> str:
+    """Move the directory ``made`` into ``keep_dir`` (same file system: the vault's) and
+    drop the oldest of ``name`` past :data:`KEEP`, else remove it; what became of it, for
+    the reason."""
+    kept = os.path.join(keep_dir, f"{name}-{time.time_ns()}")
     try:
         # a directory moved to another parent needs its own write bit (its ``..``): the
         # command owns it and may have taken it off; opened without following a link
@@ -99,17 +104,17 @@ def _move_aside(made: str, kept: str) -> str:
             os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o700)
         finally:
             os.close(fd)
-        os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
-        if os.path.lexists(kept):
-            from ..mount.worktree import writable_again
-
-            writable_again(kept)
-            shutil.rmtree(kept, ignore_errors=True)
+        os.makedirs(keep_dir, mode=0o700, exist_ok=True)
         os.rename(made, kept)
-        return f"; kept at {kept} (git resumes nothing there: read it before you move it back)"
     except OSError as exc:
-        moved = exc
-    shutil.rmtree(made, ignore_errors=True)
-    if os.path.lexists(made):
-        return f"; it could NOT be taken out ({moved}): do not resume it, remove {made}"
-    return f"; removed (it could not be kept: {moved})"
+        shutil.rmtree(made, ignore_errors=True)
+        if os.path.lexists(made):
+            return f"; it could NOT be taken out ({exc}): do not resume it, remove {made}"
+        return f"; removed (it could not be kept: {exc})"
+    older = sorted(e for e in os.listdir(keep_dir) if e.rpartition("-")[0] == name)[:-KEEP]
+    for old in older:
+        from ..mount.worktree import writable_again
+
+        writable_again(os.path.join(keep_dir, old))  # what the command made read-only
+        shutil.rmtree(os.path.join(keep_dir, old), ignore_errors=True)
+    return f"; kept at {kept} (git resumes nothing there: read it before you move it back)"
