@@ -11,6 +11,7 @@ teardown runs `git fsck --strict` on every vault a test leaves."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -789,7 +790,7 @@ def test_a_command_that_takes_its_git_dir_apart_then_commits_loses_no_file(live,
         "git -c user.name=A -c user.email=a@x commit -q --allow-empty -m emptied\nexit 0\n",
     )
     doc = _exec("sh", "attack.sh")
-    assert doc["result"] is not None, doc
+    assert doc["result"] is not None, doc["error"]
     mp = live.mountpoint
     assert (
         Path(mp, "README").read_bytes() == b"the original\n" and Path(mp, "lib.py").read_bytes() == b"x = 1\n"
@@ -1195,3 +1196,69 @@ git ls-files -s sub
     mp = live.mountpoint
     assert "160000" not in _git("ls-files", "-s", cwd=mp)
     _person_git(live, canary)
+
+
+def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(live, vault, tmp_path):
+    """The person's own git state made in the mount while a confined command ran looks to
+    the carry-back like the command's, and is taken out of the worktree's git dir: kept
+    in the vault's avfs state, where the next command cannot write (before, it was
+    destroyed), and the envelope says where even when the record stage then fails (the
+    rebase detached HEAD, so the run's commit refuses: before, ``refs_refused`` was empty)."""
+    mp = live.mountpoint
+    wt = worktree_dir(vault, "main")
+    started = Path(mp) / "started"  # the sandbox's /tmp is its own
+    cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--"]
+    run = subprocess.Popen([*cmd, "sh", "-c", "touch started; sleep 3"], stdout=subprocess.PIPE)
+    try:
+        assert _wait_for(started.exists), "the command did not start"
+        env = dict(os.environ, GIT_SEQUENCE_EDITOR="sed -i 1ibreak")
+        proc = subprocess.run(
+            ["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True
+        )
+        assert os.path.isdir(os.path.join(wt, "rebase-merge")), proc.stderr
+        with open(os.path.join(wt, "rebase-merge", "git-rebase-todo")) as fh:
+            todo = fh.read()
+    finally:
+        out, _ = run.communicate(timeout=120)
+    doc = json.loads(out)
+    validate(doc)
+    assert doc["result"]["exit_code"] == 0 and doc["error"]["code"] == "git_in_progress", doc
+    assert [r["ref"] for r in doc["refs_refused"]] == ["rebase-merge"], doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "rebase-merge"))  # nothing the person's git resumes
+    (kept,) = glob.glob(os.path.join(vault.state_dir, "gitstate", "main", "rebase-merge-*"))
+    assert kept in doc["refs_refused"][0]["reason"], doc["refs_refused"]
+    with open(os.path.join(kept, "git-rebase-todo")) as fh:
+        assert fh.read() == todo  # the person's, kept
+    # the fork's commits go on once HEAD is back on its branch (the vault's HEAD names
+    # main too, so git asks for --ignore-other-worktrees)
+    _git("switch", "--ignore-other-worktrees", "main", cwd=mp)
+    _script(live, "attack.sh", f"echo 'exec touch x' >> {kept}/git-rebase-todo || echo REFUSED\n")
+    doc = _exec("sh", "attack.sh")
+    assert doc["result"] is not None, doc["error"]
+    assert doc["result"]["stdout"].endswith("REFUSED\n") and doc["error"] is None, doc
+    with open(os.path.join(kept, "git-rebase-todo")) as fh:
+        assert fh.read() == todo
+
+
+def test_state_taken_out_is_kept_for_the_last_runs_only(tmp_path):
+    """Each run's state is kept under its own name, the last :data:`gitstate.KEEP` of a
+    kind (a command leaving a large `modules/` each run does not fill the disk); a link is
+    unlinked, and the person's own (``before``) stays."""
+    from avfs_git.proxy import gitstate
+
+    git_dir, keep = tmp_path / "wt", tmp_path / "keep"
+    git_dir.mkdir()
+    for i in range(gitstate.KEEP + 2):
+        (git_dir / "sequencer" / "inner").mkdir(parents=True)
+        (git_dir / "sequencer" / "todo").write_text(f"run {i}\n")
+        (git_dir / "sequencer" / "inner").chmod(0o555)  # as a command may leave it
+        os.symlink("/", git_dir / "rebase-apply")
+        (git_dir / "modules").mkdir(exist_ok=True)
+        got = gitstate.remove_made(str(git_dir), ("modules",), str(keep))
+        assert [r["ref"] for r in got] == ["rebase-apply", "sequencer"], got
+        assert sorted(os.listdir(git_dir)) == ["modules"]
+    kept = sorted(os.listdir(keep))
+    assert len(kept) == gitstate.KEEP and all(k.startswith("sequencer-") for k in kept)
+    assert [(keep / k / "todo").read_text() for k in kept] == [
+        f"run {i}\n" for i in range(2, gitstate.KEEP + 2)
+    ]

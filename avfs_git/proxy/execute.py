@@ -47,7 +47,17 @@ if TYPE_CHECKING:
 
 from . import admission, execspan, placement, recording, runner
 from .admission import run_of
-from .envelope import EXIT_AVFS_FAILED, Confinement, ExecRequest, ExecResult, Isolation, Request, State
+from .envelope import (
+    EXIT_AVFS_FAILED,
+    Confinement,
+    ExecRequest,
+    ExecResult,
+    Isolation,
+    NotRecorded,
+    RefRefused,
+    Request,
+    State,
+)
 from .premount import Premount, begin
 from .recording import write_audit
 from .stages import Before, Placed, Plan, Ran, Recorded, envelope
@@ -119,6 +129,7 @@ def execute(
         error=done.error,
         state=state,
         kept_ref=done.kept_ref,
+        carried=done.carried,
         duration_ms=round((time.monotonic() - t0) * 1000, 3),
     )
     at = write_audit(vault, res, sync=after is None)
@@ -140,6 +151,8 @@ class _Done:
     recorded: Recorded | None = None
     error: AvfsError | None = None
     kept_ref: str | None = None  # the recovery ref of a record that never landed
+    # what the carry-back refused and dropped (refs_refused, not_recorded), once it ran
+    carried: tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]] = ((), ())
 
     def keep_unlanded(self, vault: Vault, fork: str, record: str) -> None:
         """Name ``record`` (the fork before the command) by a recovery ref when the call
@@ -190,7 +203,10 @@ def _stages(
     done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals, ahead)
     if ran.error is not None:
         return
-    done.recorded = recording.record(vault, fork, plan, before, placed, ran)
+    # before anything reads what changed: the fork's branch as the command's git moved it;
+    # what it refused and removed is in the envelope even when the record stage then fails
+    done.carried = carried = recording.carry_back(vault, fork, placed.sealed)
+    done.recorded = recording.record(vault, fork, plan, before, placed, ran, carried)
     # the command's changes are all journaled now (before the mount is let go: its daemon
     # journals what the kernel still holds)
     execspan.close_span(plan.ws, before.span)

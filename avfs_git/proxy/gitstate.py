@@ -18,8 +18,9 @@ runs programs when the person resumes it in the mount, on the host:
   submodule's, and runs its hooks and its config's programs (``core.fsmonitor``...).
 
 One the person had before the run is shown read-only in the sandbox (:func:`kept`, bound
-by :mod:`.seal`); one the command left is removed after it (:func:`remove_made`) and
-reported in the envelope's ``refs_refused``. git's other state there (``MERGE_HEAD``,
+by :mod:`.seal`); one the command left is taken out of the git dir after it and kept in the
+vault's avfs state (:func:`remove_made`: it may be the person's own, started in the mount
+while the command ran), and reported in the envelope's ``refs_refused``. git's other state there (``MERGE_HEAD``,
 ``MERGE_MSG``, ``CHERRY_PICK_HEAD``, ``BISECT_*``) names commits, paths and messages,
 and runs nothing (git 2.39's ``sequencer.c``, ``builtin/am.c``, ``bisect.c``).
 """
@@ -28,20 +29,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import time
 from typing import Any
 
 __all__ = ["NAMES", "kept", "remove_made"]
 
-# name -> why one the command left is removed
+KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
+
+# name -> why one the command left is taken out
 NAMES: dict[str, str] = {
     "rebase-merge": (
         "an interactive rebase the command left unfinished (git runs its todo list's exec lines"
-        " on `git rebase --continue`): its state removed, HEAD left where it was"
+        " on `git rebase --continue`): its state taken out of the worktree's git dir, HEAD left where it was"
     ),
     "rebase-apply": (
         "a `git am` or rebase the command left unfinished (git passes the options its apply-opt"
         " names to `git apply` on `git am --continue`, which may write any file of the person's):"
-        " its state removed, HEAD left where it was"
+        " its state taken out of the worktree's git dir, HEAD left where it was"
     ),
     "sequencer": (
         "a cherry-pick or revert the command left unfinished (git runs the merge strategy its"
@@ -50,7 +55,7 @@ NAMES: dict[str, str] = {
     ),
     "modules": (
         "submodule git dirs the command made in the worktree's git dir (`git submodule update`"
-        " would take them for the submodules' and run their hooks and config): removed"
+        " would take them for the submodules' and run their hooks and config): taken out of the worktree's git dir"
     ),
 }
 
@@ -65,17 +70,51 @@ def kept(git_dir: str) -> tuple[str, ...]:
     )
 
 
-def remove_made(git_dir: str, before: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Remove each of :data:`NAMES` that is in ``git_dir`` after a run but was not among
-    ``before`` (a link is unlinked, never followed); a ``refs_refused`` entry for each."""
+def remove_made(git_dir: str, before: tuple[str, ...], keep_dir: str) -> list[dict[str, Any]]:
+    """Take each of :data:`NAMES` that is in ``git_dir`` after a run but was not among
+    ``before`` out of it (a link is unlinked, never followed); a ``refs_refused`` entry for
+    each. A directory is moved to ``keep_dir/<name>-<ns>`` (the last :data:`KEEP` of each
+    name kept), not destroyed: avfs cannot tell it from a rebase, cherry-pick or submodule
+    the person started in the mount while the command ran, and nothing of git reads it
+    there. Its ``reason`` names where it went, or says it could not be taken out."""
     refused: list[dict[str, Any]] = []
     for name, why in NAMES.items():
         made = os.path.join(git_dir, name)
         if name in before or not os.path.lexists(made):
             continue
+        reason = why
         if os.path.isdir(made) and not os.path.islink(made):
-            shutil.rmtree(made, ignore_errors=True)
+            reason = why + _move_aside(made, keep_dir, name)
         else:
             os.unlink(made)
-        refused.append({"ref": name, "old": None, "new": None, "reason": why})
+        refused.append({"ref": name, "old": None, "new": None, "reason": reason})
     return refused
+
+
+def _move_aside(made: str, keep_dir: str, name: str) -> str:
+    """Move the directory ``made`` into ``keep_dir`` (same file system: the vault's) and
+    drop the oldest of ``name`` past :data:`KEEP`, else remove it; what became of it, for
+    the reason."""
+    kept = os.path.join(keep_dir, f"{name}-{time.time_ns()}")
+    try:
+        # a directory moved to another parent needs its own write bit (its ``..``): the
+        # command owns it and may have taken it off; opened without following a link
+        fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o700)
+        finally:
+            os.close(fd)
+        os.makedirs(keep_dir, mode=0o700, exist_ok=True)
+        os.rename(made, kept)
+    except OSError as exc:
+        shutil.rmtree(made, ignore_errors=True)
+        if os.path.lexists(made):
+            return f"; it could NOT be taken out ({exc}): do not resume it, remove {made}"
+        return f"; removed (it could not be kept: {exc})"
+    older = sorted(e for e in os.listdir(keep_dir) if e.rpartition("-")[0] == name)[:-KEEP]
+    for old in older:
+        from ..mount.worktree import writable_again
+
+        writable_again(os.path.join(keep_dir, old))  # what the command made read-only
+        shutil.rmtree(os.path.join(keep_dir, old), ignore_errors=True)
+    return f"; kept at {kept} (git resumes nothing there: read it before you move it back)"

@@ -220,14 +220,22 @@ def carry_back(
     return refused, _not_recorded(drop_gitlinks(vault, sealed, worktree(vault, fork)))
 
 
-def record(vault: Vault, fork: str, plan: Plan, before: Before, placed: Placed, ran: Ran) -> Recorded:
-    """The fifth stage, after the command ran: the fork's branch carried out of the
-    sandbox, the mount settled (or the copy written back), what the command changed (read
-    from the workspace's journals since ``before.start``), the quota counted, and one commit
-    of those changes, with the record taken before the command landing under it."""
+def record(
+    vault: Vault,
+    fork: str,
+    plan: Plan,
+    before: Before,
+    placed: Placed,
+    ran: Ran,
+    carried: tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]],
+) -> Recorded:
+    """The fifth stage, after the command ran and :func:`carry_back` (``carried``: what it
+    refused and the gitlinks it dropped): the mount settled (or the copy written back),
+    what the command changed (read from the workspace's journals since ``before.start``),
+    the quota counted, and one commit of those changes, with the record taken before the
+    command landing under it."""
     ws, req = plan.ws, plan.req
-    # before anything reads what changed: the fork's branch as the command's git moved it
-    refused, gitlinks = carry_back(vault, fork, placed.sealed)
+    refused, gitlinks = carried
     mount, error = _after_run(vault, fork, ws, before, placed, ran.mount_unmoved)
     # the command moved the fork's branch itself (a `git commit` inside): the workspace
     # adopts git's commit, and the record taken before the command stays beside the branch

@@ -452,7 +452,8 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     if sealed.git_dir is not None:
         # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
         # made: the person's git would run programs they name, outside
-        refused += gitstate.remove_made(sealed.git_dir, sealed.kept)
+        keep_dir = os.path.join(vault.state_dir, "gitstate", fs_name(sealed.fork))
+        refused += gitstate.remove_made(sealed.git_dir, sealed.kept, keep_dir)
     if head is not None:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:

@@ -4,7 +4,7 @@ plan (:func:`.admission.plan`: the decision, the confinement, where) -> :class:`
 before (:func:`.placement.before`: the exec lock, the checkpoint first) -> :class:`Before`;
 place (:func:`.placement.place`: the mount or the copy, the sandbox or the view) -> :class:`Placed`;
 run (:func:`.execute.run`) -> :class:`Ran`;
-record (:func:`.recording.record`: carry-back, changes, commit) -> :class:`Recorded`;
+record (:func:`.recording.carry_back`, then :func:`.recording.record`: changes, commit) -> :class:`Recorded`;
 and :func:`envelope`, the one place an :class:`~.envelope.ExecResult` is made of them.
 """
 
@@ -148,10 +148,12 @@ def envelope(
     state: State | None,
     kept_ref: str | None,
     duration_ms: float,
+    carried: tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]] = ((), ()),
 ) -> ExecResult:
     """The envelope of a call, from the stages it went through (``error``: the one that
     ended it; ``state``: the fork's, when no stage reached it; ``kept_ref``: the recovery
-    ref of a record that never landed)."""
+    ref of a record that never landed; ``carried``: what the carry-back refused and
+    dropped, said when the record stage then failed)."""
     checkpoint = recorded.checkpoint if recorded is not None else before.checkpoint if before else None
     if kept_ref is not None and checkpoint is not None:
         checkpoint = dataclasses.replace(checkpoint, ref=kept_ref)
@@ -193,8 +195,8 @@ def envelope(
         ignored=recorded.ignored if recorded is not None else 0,
         commit=recorded.commit if recorded is not None else None,
         branch_moved=recorded.branch_moved if recorded is not None else None,
-        not_recorded=recorded.not_recorded if recorded is not None else (),
-        refs_refused=recorded.refs_refused if recorded is not None else (),
+        not_recorded=recorded.not_recorded if recorded is not None else carried[1],
+        refs_refused=recorded.refs_refused if recorded is not None else carried[0],
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,
