@@ -112,17 +112,17 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
                 )
             if gs["detached"]:
                 o.say(
-                    "[yellow]git's HEAD is detached at {}[/] (not on fork {}): `git switch {}` goes back",
+                    "[yellow]git's HEAD is detached at {}[/] (not on fork {}): `{}` goes back",
                     str(gs["detached"])[:12],
                     fork,
-                    fork,
+                    refs.switch_back(vault.path, fork),
                 )
             elif gs["head"] != refs.fork_ref(fork):
                 o.say(
-                    "[yellow]git's HEAD is on {}[/], not on fork {}: `git switch {}` goes back",
+                    "[yellow]git's HEAD is on {}[/], not on fork {}: `{}` goes back",
                     str(gs["head"]),
                     fork,
-                    fork,
+                    refs.switch_back(vault.path, fork),
                 )
         mg = data["merge"]
         if isinstance(mg, dict):

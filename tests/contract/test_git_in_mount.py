@@ -380,3 +380,31 @@ def test_a_rebase_finished_inside_proxy_exec_moves_the_fork(mounted: Any) -> Non
     assert _git(mp, "rev-parse", "HEAD~1").stdout.strip() == base
     assert not (mp / "n1.txt").exists() and (mp / "n2.txt").read_text() == "2"
     _clean_everywhere(mp, avfs)
+
+
+def test_the_way_back_named_for_the_vaults_own_head_branch_works(
+    backend: str, cli_proc: Any, tmp_path: Path, mounted: Any
+) -> None:
+    """The vault's own HEAD branch (`main`) is taken by git 2.39 for checked out in the bare
+    vault, so `git switch main` in its mount fails ("already checked out"): the way back
+    avfs names there is one that works (`--ignore-other-worktrees`), and for another fork
+    the plain one."""
+    mp = tmp_path / "main-m"
+    mp.mkdir()
+    assert cli_proc("--vault", "v:main", "mount", "--backend", backend, str(mp)).code == 0
+    try:
+        _git(mp, "checkout", "-q", "--detach")
+        res = cli_proc("--json", "checkpoint", "save", cwd=str(mp))
+        assert res.code != 0 and res.json()["error"]["code"] == "git_in_progress", res.out
+        hint = res.json()["error"]["hint"]
+        way_back = hint.split("`")[1]
+        assert way_back == "git switch --ignore-other-worktrees main", hint
+        assert way_back in cli_proc("status", cwd=str(mp)).out
+        assert _git(mp, "switch", "-q", "main", check=False).returncode != 0  # (git's limit)
+        _git(mp, *way_back.split()[1:])
+        assert _status(lambda *a: cli_proc(*a, cwd=str(mp)))["git"] is None
+    finally:
+        cli_proc("--vault", "v:main", "unmount", str(mp))
+    other_mp, avfs = mounted
+    _git(other_mp, "checkout", "-q", "--detach")
+    assert avfs("--json", "checkpoint", "save").json()["error"]["hint"].split("`")[1] == "git switch f"

@@ -57,6 +57,20 @@ def fork_ref(fork: str) -> str:
     return HEADS + fork
 
 
+def switch_back(vault_path: str, fork: str) -> str:
+    """The git command that puts a mount's HEAD back on ``fork``: with
+    ``--ignore-other-worktrees`` when the fork is the vault's own ``HEAD`` branch, which git
+    (2.39) takes for checked out in the bare vault and refuses to switch to from a mount
+    (docs/fuse.md, "Known limit")."""
+    try:
+        with open(os.path.join(vault_path, "HEAD"), encoding="utf-8") as fh:
+            head = fh.read().strip()
+    except OSError:
+        head = ""
+    flag = " --ignore-other-worktrees" if head == f"ref: {fork_ref(fork)}" else ""
+    return f"git switch{flag} {fork}"
+
+
 def checkpoint_ref(fork: str, name: str) -> str:
     return f"{CHECKPOINTS}{fork}{SEP}{name}"
 

@@ -264,6 +264,7 @@ class Workspace(Mutations, Generic[V_co]):
         from ..errors import GitInProgressError
 
         branch = refs.fork_ref(self.fork)
+        back = refs.switch_back(self.vault.path, self.fork)
         if st["in_progress"] is not None:
             what = f"a git {st['in_progress']} is in progress in the mount"
             hint = (
@@ -274,10 +275,10 @@ class Workspace(Mutations, Generic[V_co]):
                 hint = "end it with `git bisect reset`"
         elif st["detached"] is not None:
             what = f"git's HEAD in the mount is detached at {st['detached'][:12]}, not on fork {self.fork}"
-            hint = f"`git switch {self.fork}` in the mount goes back to the fork (`git switch -c NAME` keeps the commits)"
+            hint = f"`{back}` in the mount goes back to the fork (`git switch -c NAME` keeps the commits)"
         else:
             what = f"git's HEAD in the mount is on {st['head']}, not on the fork's branch {branch}"
-            hint = f"`git switch {self.fork}` in the mount goes back to the fork; mount the other fork to work on it"
+            hint = f"`{back}` in the mount goes back to the fork; mount the other fork to work on it"
         raise GitInProgressError(
             f"{what}: {action} would record it on fork {self.fork}",
             hint=hint,
