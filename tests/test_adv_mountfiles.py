@@ -609,3 +609,20 @@ def test_a_git_dir_the_command_made_read_only_keeps_no_link_for_the_person_s_git
         assert avfs("--vault", "nr:main", "status").returncode == 0
     finally:
         avfs("unmount", "nr:main")
+
+
+def test_what_a_command_planted_is_scrubbed_when_its_run_is_then_refused(scene: Scene) -> None:
+    """A command that leaves git's HEAD detached has its run's commit refused
+    (`git_in_progress`); the links and FIFOs it planted in the worktree's git dir are
+    removed all the same (the scrub was part of the record, which the refusal cut short)."""
+    res = scene.attack(
+        'G="$(git rev-parse --absolute-git-dir)"\n'
+        "echo changed > a.txt\n"
+        f'mkfifo "$G/FETCH_HEAD"; mkdir -p "$G/refs"; ln -s {scene.host} "$G/refs/x"\n'
+        "git checkout -q --detach\n"
+        "echo done\n",
+    )
+    assert res.result is not None and res.result.stdout == "done\n", res.result
+    assert not res.success and res.error is not None and res.error.code == "git_in_progress", res.to_dict()
+    for name in ("FETCH_HEAD", "refs/x"):
+        assert not os.path.lexists(os.path.join(scene.git_dir, name)), name

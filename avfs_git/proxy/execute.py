@@ -205,8 +205,15 @@ def _stages(
         return
     # before anything reads what changed: the fork's branch as the command's git moved it;
     # what it refused and removed is in the envelope even when the record stage then fails
-    done.carried = carried = recording.carry_back(vault, fork, placed.sealed)
-    done.recorded = recording.record(vault, fork, plan, before, placed, ran, carried)
+    try:
+        done.carried = carried = recording.carry_back(vault, fork, placed.sealed)
+        done.recorded = recording.record(vault, fork, plan, before, placed, ran, carried)
+    except BaseException:
+        # (the record's own scrub may not have come: what the command planted for the
+        # person's git must not stay because the carry-back or the record failed)
+        with contextlib.suppress(Exception):
+            recording.scrub_after(vault, fork, placed)
+        raise
     # the command's changes are all journaled now (before the mount is let go: its daemon
     # journals what the kernel still holds)
     execspan.close_span(plan.ws, before.span)

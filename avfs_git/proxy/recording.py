@@ -306,6 +306,16 @@ def _merged(first: tuple[NotRecorded, ...], more: tuple[NotRecorded, ...]) -> tu
     return first + tuple(g for g in more if g not in first)
 
 
+def scrub_after(vault: Vault, fork: str, placed: Placed) -> None:
+    """The worktree's git dir scrubbed of the links and FIFOs the person's git would follow,
+    when the command could write it (a sandbox or a view over the live mount)."""
+    if placed.copy is None and (placed.sandbox is not None or placed.view is not None):
+        from ..core.vaults.registry import mount_key
+        from ..mount.worktree import scrub
+
+        scrub(vault, mount_key(fork, None))
+
+
 def _after_run(
     vault: Vault, fork: str, ws: Workspace[Any], before: Before, placed: Placed, unmoved: bool = False
 ) -> tuple[Mount, AvfsError | None]:
@@ -319,11 +329,7 @@ def _after_run(
         from ..ops import mounts
 
         settle(ws, before.start.seq)
-        if placed.sandbox is not None or placed.view is not None:  # it could write the worktree's git dir
-            from ..core.vaults.registry import mount_key
-            from ..mount.worktree import scrub
-
-            scrub(vault, mount_key(fork, None))  # links and FIFOs the person's git would follow
+        scrub_after(vault, fork, placed)
         alive = unmoved or mounts.check(vault, fork) is not None
         mount = dataclasses.replace(placed.mount, alive_after=alive)
         if alive:
