@@ -374,6 +374,13 @@ def _git_in(mp: str, *args: str) -> str:
     return git("-C", mp, *args)
 
 
+def _plumb(vault: Any, *args: str, data: str = "") -> str:
+    """git plumbing on the vault itself, ``data`` on its stdin: the output, stripped."""
+    return subprocess.run(
+        ["git", "--git-dir", vault.path, *args], input=data, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_a_file_git_untracked_stays_untracked_after_a_commit_in_exec(vault, live):
     """Issue 27 (found by the git model, seed 5): after `git rm --cached x.txt`, a command
     that commits something else with git left avfs's own commit re-adding x.txt, which
@@ -419,3 +426,55 @@ def test_a_file_git_untracked_stays_untracked_after_a_commit_in_exec(vault, live
     tree = _git_in(mp, "ls-tree", "--name-only", "HEAD").split()
     assert "z.txt" in tree and "y.txt" not in tree and "x.txt" not in tree
     assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["?? x.txt", "?? y.txt"]
+
+
+def test_a_cherry_pick_or_rebase_given_up_in_exec_leaves_nothing_open(vault, live):
+    """Found by the git model (gitmodel2, overlay, seed 3): a rebase or cherry-pick that
+    conflicted and was given up inside `proxy exec` left its CHERRY_PICK_HEAD and
+    REBASE_HEAD in the mount's git dir: git deletes any ref, those included, under
+    `packed-refs.lock` in the vault's root, which was read-only in the sandbox. Afterwards
+    `git status` in the mount said a cherry-pick was in progress, avfs refused every
+    checkpoint (`git_in_progress`), and the person's next `git commit` took the picked
+    commit's author. The vault's root is now a scratch directory of read-only entries in
+    there: git can take the lock, and still replaces none of them (`packed-refs`, with
+    another fork's branch)."""
+    mp = live
+    _git_in(mp, "branch", "side")
+    blob = _plumb(vault, "hash-object", "-w", "--stdin", data="a\nside\n")
+    tree = _plumb(vault, "mktree", data=f"100644 blob {blob}\ta.txt\n")
+    tip = _plumb(vault, "commit-tree", "-p", "side", "-m", "side", tree)
+    _plumb(vault, "update-ref", "refs/heads/side", tip)
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("main's\n")
+    _git_in(mp, "commit", "-qam", "main's")  # a.txt's last line changed on both
+    for cmd in (
+        "git cherry-pick side || git cherry-pick --abort",
+        "git rebase -q side || git rebase --abort",
+        "git revert --no-edit side || git revert --abort",
+    ):
+        doc = _exec("v:main", "--", "sh", "-c", cmd, cwd=mp)
+        assert doc["exit_code"] == 0 and "CONFLICT" in doc["result"]["stdout"], doc["result"]
+        git_dir = _git_in(mp, "rev-parse", "--absolute-git-dir").strip()
+        left = {
+            n
+            for n in ("CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD")
+            if os.path.lexists(os.path.join(git_dir, n))
+        }
+        assert left == set(), (cmd, left, doc["result"]["stderr"])
+        assert "currently" not in _git_in(mp, "status"), cmd
+        st = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "avfs_git", "--json", "status"],
+                cwd=mp,
+                capture_output=True,
+                env=_env(),
+            ).stdout
+        )
+        assert st["git"] is None, (cmd, st["git"])
+    # still: the vault's config and another fork's branch are not the command's to change
+    doc = _exec(
+        "v:main", "--", "sh", "-c", "git branch -D side; git update-ref -d refs/heads/side; true", cwd=mp
+    )
+    assert "Device or resource busy" in doc["result"]["stderr"], doc["result"]
+    assert _plumb(vault, "rev-parse", "refs/heads/side") == tip
+

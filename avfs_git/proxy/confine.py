@@ -57,6 +57,7 @@ import functools
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import types
 from collections.abc import Mapping
@@ -377,6 +378,33 @@ def _resolver() -> list[str]:
     return ["--ro-bind", target, target]
 
 
+def _lockable(d: str) -> list[str]:
+    """``d`` (the vault) as a fresh tmpfs holding each of its entries bound back read-only:
+    git can make and remove a lock file beside them, and can replace or remove none of
+    them (a rename over, or an unlink of, a mount point fails). git deletes any ref, a
+    worktree's ``CHERRY_PICK_HEAD``, ``REVERT_HEAD`` or ``REBASE_HEAD`` included, under
+    ``packed-refs.lock`` in the common directory: with the vault's root read-only, every
+    such deletion failed in the sandbox, so a cherry-pick, revert or rebase finished or
+    given up there left its ``CHERRY_PICK_HEAD`` behind (the mount's `git status` and
+    avfs then saw a cherry-pick in progress, and git's next commit took its author).
+    What the command writes there goes with the sandbox."""
+    try:
+        mode = stat.S_IMODE(os.stat(d).st_mode)
+        entries = sorted(os.scandir(d), key=lambda e: e.name)
+    except OSError:
+        return ["--ro-bind", d, d]
+    args = ["--perms", f"{mode:04o}", "--tmpfs", d]
+    for e in entries:
+        if e.is_symlink():
+            try:
+                args += ["--symlink", os.readlink(e.path), e.path]
+            except OSError:
+                continue
+        elif e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False):
+            args += ["--ro-bind", e.path, e.path]
+    return args
+
+
 def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``. Order matters: bwrap
     mounts in argument order, so what is shown inside a masked directory comes after it."""
@@ -403,7 +431,8 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             args += ["--ro-bind", r, r]
     for k in sb.keep:
         if os.path.isdir(k):
-            args += ["--ro-bind", k, k]
+            # where git writes in it (a mounted fork's worktree): see _lockable
+            args += _lockable(k) if sb.writable else ["--ro-bind", k, k]
     masked = [m for m in sb.masked if os.path.isdir(m)]
     for m in masked:
         args += ["--perms", "0700", "--tmpfs", m]
