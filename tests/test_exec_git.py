@@ -478,3 +478,35 @@ def test_a_cherry_pick_or_rebase_given_up_in_exec_leaves_nothing_open(vault, liv
     assert "Device or resource busy" in doc["result"]["stderr"], doc["result"]
     assert _plumb(vault, "rev-parse", "refs/heads/side") == tip
 
+
+def test_avfs_status_after_a_soft_reset_keeps_what_git_staged_on_pure_fuse(home, vault):
+    """Found by the git model (gitmodel2, fuse, seed 1, shrunk to three steps): a commit
+    in `proxy exec`, `git reset --soft HEAD~1` in the mount, `avfs status`: about one
+    time in two the reset's staged change came back unstaged. The status took git's
+    commit as the base, and stamped the mount's index as current only after that move had
+    committed; the pure-FUSE daemon, seeing the base move in between, rewrote the index
+    whole. The move and the stamp are now made under the index's guard. (Several rounds:
+    it was a race.)"""
+    require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("a.txt", b"a\n")
+    checkpoint.save(vault, message="init")
+    mp = mounts.mount(home, vault, "main", None, backend="fuse").mountpoint
+    try:
+        for i in range(6):
+            doc = _exec("v:main", "--", "sh", "-c", f"echo {i} >> a.txt && git commit -qam {i}", cwd=mp)
+            assert doc["branch_moved"] is not None, doc["result"]
+            _git_in(mp, "reset", "-q", "--soft", "HEAD~1")
+            assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"]
+            r = subprocess.run(
+                [sys.executable, "-m", "avfs_git", "--json", "status"],
+                cwd=mp,
+                capture_output=True,
+                env=_env(),
+            )
+            assert json.loads(r.stdout)["changes"] == [{"path": "a.txt", "status": "modified"}], r.stdout
+            assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"], f"round {i}"
+            _git_in(mp, "commit", "-qm", f"again {i}")
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

@@ -32,7 +32,8 @@ class Based(Fork, Protocol):
 
     def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def live_dir(self) -> LiveDir | None: ...
-    def stamp_index(self) -> None: ...
+    def stamp_index(self, *, held: bool = False) -> None: ...
+    def index_guard(self) -> AbstractContextManager[None]: ...
     def moved_here(self, commit: str) -> bool: ...
 
 
@@ -127,7 +128,9 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
         # as there: a ref that moves after the check is what a CAS of the ref catches.
         return True
     try:
-        with ws.fork_lock(wait_s=wait_s):
+        # the index guard held from the move to its stamp: a pure-FUSE daemon's refresh of
+        # the index (on seeing the base move) finds it stamped, and leaves what git staged
+        with ws.fork_lock(wait_s=wait_s), ws.index_guard():
             with ov.txn() as db:
                 base, tip = ov.get_meta("base"), ws.tip()
                 if base is None or tip is None or base == tip:
@@ -136,7 +139,7 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
                     return False
                 take_tip(ws, db, base, tip)
             # once the move is committed (see sync_base): git's index is right as it is
-            ws.stamp_index()
+            ws.stamp_index(held=True)
     except BusyError:
         return False
     return True
