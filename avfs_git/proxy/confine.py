@@ -11,7 +11,8 @@
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
-- the vault, read-only but for what ``git`` needs to commit in the fork: the fork's
+- the vault, read-only but for what ``git`` needs to commit in the fork (its root a
+  scratch of entries bound read-only, where git takes ``packed-refs.lock``: :func:`_lockable`): the fork's
   worktree git dir (its index, locks; what git runs or trusts in it pinned read-only) and
   scratch copies of ``refs/``, ``logs/`` and an object quarantine bound over the vault's
   own (:mod:`.seal`: only the fork's branch is carried back, validated), with avfs's own
