@@ -380,3 +380,35 @@ def test_a_rebase_finished_inside_proxy_exec_moves_the_fork(mounted: Any) -> Non
     assert _git(mp, "rev-parse", "HEAD~1").stdout.strip() == base
     assert not (mp / "n1.txt").exists() and (mp / "n2.txt").read_text() == "2"
     _clean_everywhere(mp, avfs)
+
+
+def test_a_directory_git_removed_then_brought_back_by_a_reset_stays(mounted: Any) -> None:
+    """Found by the git model (gitmodel2): `git rm -r DIR`, a commit, `git reset --hard
+    HEAD~1` (git makes DIR again, and its files), then `avfs status`: on pure FUSE the
+    files were gone from the mount (`cat` failed, git and avfs listed them deleted, a
+    checkpoint would have recorded their removal). The directory git made while the base
+    had none is an entry of an empty tree; taking git's commit as the base retired the
+    file entries below it (each the new base's file) and left that empty tree hiding them."""
+    mp, avfs = mounted
+    (mp / "gh" / "wf").mkdir(parents=True)
+    (mp / "gh" / "c.md").write_text("c\n")
+    (mp / "gh" / "wf" / "ci.yml").write_text("w\n")
+    _git(mp, "add", "-A")
+    _git(mp, "commit", "-qm", "gh")
+    for rm in (["rm", "-r", "-q", "--", "gh"], ["rm", "-r", "-q", "--cached", "--", "gh"]):
+        _git(mp, *rm)
+        assert avfs("status").code == 0
+        _git(mp, "commit", "-qm", "without gh")
+        assert avfs("status").code == 0
+        _git(mp, "reset", "-q", "--hard", "HEAD~1")
+        doc = _status(avfs)
+        assert doc["changes"] == [] and doc["head"] == _git(mp, "rev-parse", "HEAD").stdout.strip(), (rm, doc)
+        assert (mp / "gh" / "c.md").read_text() == "c\n" and (
+            mp / "gh" / "wf" / "ci.yml"
+        ).read_text() == "w\n"
+        assert _git(mp, "status", "--porcelain").stdout == "", rm
+        assert avfs("checkpoint", "save", "-m", "nothing").code == 0
+        assert _git(mp, "ls-tree", "-r", "--name-only", "HEAD", "gh").stdout.split() == [
+            "gh/c.md",
+            "gh/wf/ci.yml",
+        ]

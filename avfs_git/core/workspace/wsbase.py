@@ -199,8 +199,29 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
             node = ws.view.lookup(p)
             if node is not None and node.entry == e and ws.view.entry_oid(node) == now[0]:
                 same.append(e)
+    same = [e for e in same if _shown_without(ws, e.path, new_tree) == store.tree_lookup(new_tree, e.path)]
     if same:
         ws.overlay.retire(db, same)
+
+
+def _shown_without(ws: Based, path: str, new_tree: str) -> Any:
+    """What the view shows at ``path`` once its own entry goes: the new base's, unless a
+    database entry above it says otherwise (a tree: what that tree holds there; anything
+    else: False). A directory git made while the old base had none (`git reset --hard` to
+    a commit that has it) is an entry of an empty tree: when the files git wrote in it,
+    each the new base's, went, the new base's files there went with them (the git model,
+    gitmodel2: `git rm -r DIR`, a commit, `git reset --hard HEAD~1` on pure FUSE)."""
+    chain = names.ancestors(path)
+    with ws.overlay.without_upper():
+        above = ws.overlay.get_many(chain)
+    for a in reversed(chain):
+        e = above.get(a)
+        if e is None:
+            continue
+        if e.kind != OBJECT or e.mode != MODE_TREE or e.oid is None:
+            return False
+        return ws.store.tree_lookup(e.oid, path[len(a) + 1 :] if a else path)
+    return ws.store.tree_lookup(new_tree, path)
 
 
 def _gitlink_in(store: Any, tree: str, path: str) -> bool:
