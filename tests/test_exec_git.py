@@ -510,3 +510,35 @@ def test_avfs_status_after_a_soft_reset_keeps_what_git_staged_on_pure_fuse(home,
             _git_in(mp, "commit", "-qm", f"again {i}")
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_a_soft_reset_in_exec_commits_nothing_of_its_own_on_pure_fuse(home, vault):
+    """Found by the git model (gitmodel2, fuse, CI's seed 27): `git merge side` (a fast
+    forward) in one exec, `git reset --soft HEAD~1` in the next: on pure FUSE avfs then
+    committed a.txt, which the reset had left staged, as if the command had written it.
+    Taking git's commit as the base journals entries that keep the view (`git`, `keep`,
+    `empty`, `pin`); they were counted among the paths the command wrote."""
+    require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("a.txt", b"a\n")
+    checkpoint.save(vault, message="init")
+    mp = mounts.mount(home, vault, "main", None, backend="fuse").mountpoint
+    try:
+        _git_in(mp, "branch", "side")
+        blob = _plumb(vault, "hash-object", "-w", "--stdin", data="a\nside\n")
+        new = _plumb(vault, "hash-object", "-w", "--stdin", data="s\n")
+        tree = _plumb(vault, "mktree", data=f"100644 blob {blob}\ta.txt\n100644 blob {new}\tS.txt\n")
+        _plumb(
+            vault,
+            "update-ref",
+            "refs/heads/side",
+            _plumb(vault, "commit-tree", "-p", "side", "-m", "s", tree),
+        )
+        doc = _exec("v:main", "--", "git", "merge", "-q", "--no-edit", "side", cwd=mp)
+        assert doc["branch_moved"] is not None and doc["commit"] is None, doc
+        doc = _exec("v:main", "--", "git", "reset", "-q", "--soft", "HEAD~1", cwd=mp)
+        assert doc["branch_moved"] is not None and doc["commit"] is None, doc
+        assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["A  S.txt", "M  a.txt"]
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

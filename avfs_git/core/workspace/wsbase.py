@@ -111,6 +111,13 @@ def sync_base(ws: Based) -> bool:
     return True
 
 
+# the journal's operations of a base move that keeps the view (take_tip and what it calls):
+# entries that keep showing what was shown, written by no one (an exec's "what the command
+# wrote" leaves them out: on pure FUSE, `git reset --soft` in an exec got a commit of the
+# files the reset left staged, as if the command had written them; the git model, gitmodel2)
+BASE_MOVE_OPS = frozenset({"git", "keep", "empty", "pin"})
+
+
 def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
     """Take the fork's ref as the base, keeping the view, when git in the fork's mount
     made its last move (:meth:`Based.moved_here`); True when it did (or nothing was to
