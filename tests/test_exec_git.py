@@ -374,6 +374,13 @@ def _git_in(mp: str, *args: str) -> str:
     return git("-C", mp, *args)
 
 
+def _plumb(vault: Any, *args: str, data: str = "") -> str:
+    """git plumbing on the vault itself, ``data`` on its stdin: the output, stripped."""
+    return subprocess.run(
+        ["git", "--git-dir", vault.path, *args], input=data, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_a_file_git_untracked_stays_untracked_after_a_commit_in_exec(vault, live):
     """Issue 27 (found by the git model, seed 5): after `git rm --cached x.txt`, a command
     that commits something else with git left avfs's own commit re-adding x.txt, which
@@ -419,3 +426,119 @@ def test_a_file_git_untracked_stays_untracked_after_a_commit_in_exec(vault, live
     tree = _git_in(mp, "ls-tree", "--name-only", "HEAD").split()
     assert "z.txt" in tree and "y.txt" not in tree and "x.txt" not in tree
     assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["?? x.txt", "?? y.txt"]
+
+
+def test_a_cherry_pick_or_rebase_given_up_in_exec_leaves_nothing_open(vault, live):
+    """Found by the git model (gitmodel2, overlay, seed 3): a rebase or cherry-pick that
+    conflicted and was given up inside `proxy exec` left its CHERRY_PICK_HEAD and
+    REBASE_HEAD in the mount's git dir: git deletes any ref, those included, under
+    `packed-refs.lock` in the vault's root, which was read-only in the sandbox. Afterwards
+    `git status` in the mount said a cherry-pick was in progress, avfs refused every
+    checkpoint (`git_in_progress`), and the person's next `git commit` took the picked
+    commit's author. The vault's root is now a scratch directory of read-only entries in
+    there: git can take the lock, and still replaces none of them (`packed-refs`, with
+    another fork's branch)."""
+    mp = live
+    _git_in(mp, "branch", "side")
+    blob = _plumb(vault, "hash-object", "-w", "--stdin", data="a\nside\n")
+    tree = _plumb(vault, "mktree", data=f"100644 blob {blob}\ta.txt\n")
+    tip = _plumb(vault, "commit-tree", "-p", "side", "-m", "side", tree)
+    _plumb(vault, "update-ref", "refs/heads/side", tip)
+    with open(os.path.join(mp, "a.txt"), "a") as fh:
+        fh.write("main's\n")
+    _git_in(mp, "commit", "-qam", "main's")  # a.txt's last line changed on both
+    for cmd in (
+        "git cherry-pick side || git cherry-pick --abort",
+        "git rebase -q side || git rebase --abort",
+        "git revert --no-edit side || git revert --abort",
+    ):
+        doc = _exec("v:main", "--", "sh", "-c", cmd, cwd=mp)
+        assert doc["exit_code"] == 0 and "CONFLICT" in doc["result"]["stdout"], doc["result"]
+        git_dir = _git_in(mp, "rev-parse", "--absolute-git-dir").strip()
+        left = {
+            n
+            for n in ("CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD")
+            if os.path.lexists(os.path.join(git_dir, n))
+        }
+        assert left == set(), (cmd, left, doc["result"]["stderr"])
+        assert "currently" not in _git_in(mp, "status"), cmd
+        st = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "avfs_git", "--json", "status"],
+                cwd=mp,
+                capture_output=True,
+                env=_env(),
+            ).stdout
+        )
+        assert st["git"] is None, (cmd, st["git"])
+    # still: the vault's config and another fork's branch are not the command's to change
+    doc = _exec(
+        "v:main", "--", "sh", "-c", "git branch -D side; git update-ref -d refs/heads/side; true", cwd=mp
+    )
+    assert "Device or resource busy" in doc["result"]["stderr"], doc["result"]
+    assert _plumb(vault, "rev-parse", "refs/heads/side") == tip
+
+
+def test_avfs_status_after_a_soft_reset_keeps_what_git_staged_on_pure_fuse(home, vault):
+    """Found by the git model (gitmodel2, fuse, seed 1, shrunk to three steps): a commit
+    in `proxy exec`, `git reset --soft HEAD~1` in the mount, `avfs status`: about one
+    time in two the reset's staged change came back unstaged. The status took git's
+    commit as the base, and stamped the mount's index as current only after that move had
+    committed; the pure-FUSE daemon, seeing the base move in between, rewrote the index
+    whole. The move and the stamp are now made under the index's guard. (Several rounds:
+    it was a race.)"""
+    require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("a.txt", b"a\n")
+    checkpoint.save(vault, message="init")
+    mp = mounts.mount(home, vault, "main", None, backend="fuse").mountpoint
+    try:
+        for i in range(6):
+            doc = _exec("v:main", "--", "sh", "-c", f"echo {i} >> a.txt && git commit -qam {i}", cwd=mp)
+            assert doc["branch_moved"] is not None, doc["result"]
+            _git_in(mp, "reset", "-q", "--soft", "HEAD~1")
+            assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"]
+            r = subprocess.run(
+                [sys.executable, "-m", "avfs_git", "--json", "status"],
+                cwd=mp,
+                capture_output=True,
+                env=_env(),
+            )
+            assert json.loads(r.stdout)["changes"] == [{"path": "a.txt", "status": "modified"}], r.stdout
+            assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"], f"round {i}"
+            _git_in(mp, "commit", "-qm", f"again {i}")
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_a_soft_reset_in_exec_commits_nothing_of_its_own_on_pure_fuse(home, vault):
+    """Found by the git model (gitmodel2, fuse, CI's seed 27): `git merge side` (a fast
+    forward) in one exec, `git reset --soft HEAD~1` in the next: on pure FUSE avfs then
+    committed a.txt, which the reset had left staged, as if the command had written it.
+    Taking git's commit as the base journals entries that keep the view (`git`, `keep`,
+    `empty`, `pin`); they were counted among the paths the command wrote."""
+    require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("a.txt", b"a\n")
+    checkpoint.save(vault, message="init")
+    mp = mounts.mount(home, vault, "main", None, backend="fuse").mountpoint
+    try:
+        _git_in(mp, "branch", "side")
+        blob = _plumb(vault, "hash-object", "-w", "--stdin", data="a\nside\n")
+        new = _plumb(vault, "hash-object", "-w", "--stdin", data="s\n")
+        tree = _plumb(vault, "mktree", data=f"100644 blob {blob}\ta.txt\n100644 blob {new}\tS.txt\n")
+        _plumb(
+            vault,
+            "update-ref",
+            "refs/heads/side",
+            _plumb(vault, "commit-tree", "-p", "side", "-m", "s", tree),
+        )
+        doc = _exec("v:main", "--", "git", "merge", "-q", "--no-edit", "side", cwd=mp)
+        assert doc["branch_moved"] is not None and doc["commit"] is None, doc
+        doc = _exec("v:main", "--", "git", "reset", "-q", "--soft", "HEAD~1", cwd=mp)
+        assert doc["branch_moved"] is not None and doc["commit"] is None, doc
+        assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["A  S.txt", "M  a.txt"]
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

@@ -1,15 +1,21 @@
 """git in the mount is a first-class writer, proved against plain git (docs/fuse.md, "git
 inside the mount"): a hypothesis state machine runs the same random sequence of git commands
-and file changes in a mounted fork and in a plain clone of the vault, with avfs's own
-operations in between (status, checkpoint save, restore, undo, fork) each modelled on the
-plain side by its git equivalent, and after every step requires the same state on both:
-the files, `git status --porcelain=v2`, the history's trees (`git log --format='%T %P'`, each
-parent named by its tree: avfs's checkpoints are commits of avfs's own author and time),
-and `avfs --json status` against what the plain clone differs from its HEAD.
+(commits, resets to older commits, merges, picks, reverts and rebases, `rebase -i`,
+conflicts left open and settled, a detached HEAD, stashes, directory moves, cleans, gc,
+tags) and file changes (bytes, the exec bit, symlinks, a file made a directory and back,
+ignored files) in a mounted fork and in a plain clone of the vault, with avfs's own
+operations in between (status, checkpoint save, restore, undo, fork, and git commands run
+through `proxy exec`) each modelled on the plain side by its git equivalent, and after
+every step requires the same state on both: the files, `git status --porcelain=v2`, the
+history (`git log --format='%T %P'`, each parent named by its tree, and HEAD the same
+commit: the plain clone reads the vault's objects, so avfs's own commits are its too), the
+tags, and `avfs --json status` against what the plain clone differs from the fork's branch
+(and what git has open).
 
 On a real project's files (attrs 24.2.0, tests/realdata.py), both backends. CI runs a small,
 derandomized number of examples; scale it by hand (docs/testing.md):
-``AVFS_MODEL_EXAMPLES=20 AVFS_MODEL_STEPS=60 pytest tests/test_git_model.py``.
+``AVFS_MODEL_EXAMPLES=30 AVFS_MODEL_STEPS=80 pytest tests/test_git_model.py``; replay a
+logged failure with ``python -m tests.replay_gitmodel BACKEND LOG``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -39,14 +46,44 @@ from .conftest import remove_home, scratch_home
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
-EXAMPLES = int(os.environ.get("AVFS_MODEL_EXAMPLES", "3"))  # the first is hypothesis's simplest
+EXAMPLES = int(os.environ.get("AVFS_MODEL_EXAMPLES", "2"))  # the first is hypothesis's simplest
 SEED = int(os.environ.get("AVFS_MODEL_SEED", "27"))  # the same sequences on every run
-STEPS = int(os.environ.get("AVFS_MODEL_STEPS", "12"))
+STEPS = int(os.environ.get("AVFS_MODEL_STEPS", "10"))
 BACKEND = "overlay"  # set per test below (a state machine class per backend)
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
 
 NEW_NAMES = ["new.txt", "src/attr/added.py", "docs/notes.md", "deep/er/x.txt"]
 WORDS = ["one\n", "two\n", "three\n", "changed line\n", "import os\n"]
+# `git rebase -i`'s todo list edited by a script (git runs it as `sh -c 'SCRIPT "$@"'`)
+REBASE_SCRIPTS = {
+    "squash": "sed -i -e '2,$s/^pick/squash/'",
+    "fixup": "sed -i -e '2,$s/^pick/fixup/'",
+    "drop": "sed -i -e '1s/^pick/drop/'",
+    "reorder": 'f() { grep ^pick "$1" | tac > "$1.new" && mv "$1.new" "$1"; }; f',
+    "edit": "sed -i -e '1s/^pick/edit/'",
+}
+# the plain side's identity, for git in `proxy exec` (the sandbox gets the fork's otherwise)
+_IDENTITY = (
+    "GIT_AUTHOR_NAME=Model GIT_AUTHOR_EMAIL=model@example.invalid"
+    " GIT_COMMITTER_NAME=Model GIT_COMMITTER_EMAIL=model@example.invalid"
+)
+# git commands run through `avfs proxy exec -- sh -c CMD`: what an agent's tool call does
+EXEC_COMMANDS = {
+    "add": "git add -A",
+    "amend": "git commit -q --amend --no-edit",
+    "cherry-pick": "git cherry-pick side || git cherry-pick --abort",
+    "commit-a": "git commit -qam 'in exec'",
+    "merge": "git merge -q --no-edit side || git merge --abort",
+    "rebase": "git rebase -q side || git rebase --abort",
+    "rebase-i": "git -c sequence.editor=\"sed -i -e '2,\\$s/^pick/squash/'\" rebase -q -i HEAD~2 || git rebase --abort",
+    "reset-hard": "git reset -q --hard HEAD~1",
+    "reset-soft": "git reset -q --soft HEAD~1",
+    "revert": "git revert --no-edit HEAD || git revert --abort",
+    "rm-cached": "git rm -q --cached README.md",
+    "checkout": "git checkout -q -- README.md",
+    "stash-pop": "git stash -q && git stash pop -q",
+    "mv-dir": "git mv -k docs documentation",
+}
 
 
 def _tree(root: str) -> dict[str, Any]:
@@ -89,27 +126,58 @@ class Side:
             raise AssertionError(f"git {' '.join(args)} in {self.root}: {proc.stdout}{proc.stderr}")
         return proc
 
-    def history(self) -> list[str]:
+    def history(self, rev: str = "HEAD") -> list[str]:
         """`git log --format='%T %P'`, each parent named by its tree."""
-        rows = [ln.split() for ln in self.git("log", "--format=%H %T %P", "HEAD").stdout.splitlines() if ln]
+        rows = [ln.split() for ln in self.git("log", "--format=%H %T %P", rev).stdout.splitlines() if ln]
         tree_of = {r[0]: r[1] for r in rows}
         return [" ".join([r[1], *(tree_of[p] for p in r[2:])]) for r in rows]
 
     def porcelain(self) -> list[str]:
         return sorted(self.git("status", "--porcelain=v2", "--untracked-files=all").stdout.splitlines())
 
-    def changes(self) -> set[tuple[str, str]]:
-        """What the working tree differs from HEAD: (path, added|modified|deleted), the
+    def worktree_tree(self, paths: list[str] | None = None) -> str:
+        """The tree of the files as `git add -A` over HEAD sees them (in another index),
+        or of HEAD with only ``paths`` taken from the files."""
+        idx = os.path.abspath(os.path.join(self.root, "..", f"model-tree-index-{os.getpid()}"))
+        env = {**self.env, "GIT_INDEX_FILE": idx}
+
+        def g(*args: str) -> str:
+            return subprocess.run(
+                ["git", *args], cwd=self.root, env=env, check=True, capture_output=True, text=True
+            ).stdout
+
+        try:
+            g("read-tree", "HEAD")
+            if paths is None:
+                g("add", "-A")
+            else:
+                # (a path neither HEAD nor the files hold: `git add` would refuse its pathspec)
+                known = set(g("ls-files", "-z", "--", *paths).split("\0"))
+                present = [p for p in paths if p in known or os.path.lexists(os.path.join(self.root, p))]
+                if present:
+                    g("add", "-A", "--", *present)
+            return g("write-tree").strip()
+        finally:
+            if os.path.exists(idx):
+                os.unlink(idx)
+
+    def tags(self) -> dict[str, str]:
+        """Each tag's name -> its commit's tree."""
+        rows = self.git("for-each-ref", "--format=%(refname:short)", "refs/tags").stdout.split()
+        return {t: self.git("rev-parse", f"refs/tags/{t}^{{tree}}").stdout.strip() for t in rows}
+
+    def changes(self, rev: str = "HEAD") -> set[tuple[str, str]]:
+        """What the working tree differs from ``rev``: (path, added|modified|deleted), the
         untracked files git does not ignore included (what `avfs status` lists)."""
         out: set[tuple[str, str]] = set()
         self.git("update-index", "-q", "--refresh", check=False)
         tmp_index = os.path.join(self.root, "..", f"model-index-{os.getpid()}")
         env = {**self.env, "GIT_INDEX_FILE": os.path.abspath(tmp_index)}
         try:
-            for args in (["read-tree", "HEAD"], ["add", "-A"]):
+            for args in (["read-tree", rev], ["add", "-A"]):
                 subprocess.run(["git", *args], cwd=self.root, env=env, check=True, capture_output=True)
             diff = subprocess.run(
-                ["git", "diff", "--cached", "--no-renames", "--name-status", "-z", "HEAD"],
+                ["git", "diff", "--cached", "--no-renames", "--name-status", "-z", rev],
                 cwd=self.root,
                 env=env,
                 check=True,
@@ -201,6 +269,11 @@ class GitModel(RuleBasedStateMachine):
         subprocess.run(
             ["git", "clone", "-q", "-b", "f", vault, plain], env=env, check=True, capture_output=True
         )
+        # the plain clone reads the vault's objects: the commits avfs makes (checkpoints, an
+        # exec's records) are the plain side's too, so every commit after them is the same
+        # object on both sides (a conflict marker names a commit by its id)
+        with open(os.path.join(plain, ".git", "objects", "info", "alternates"), "w") as fh:
+            fh.write(os.path.join(vault, "objects") + "\n")
         self.m = Side(mp, env)
         self.p = Side(plain, env)
         self.p.git("branch", "side", "origin/side")
@@ -258,23 +331,53 @@ class GitModel(RuleBasedStateMachine):
         return not self.p.git("status", "--porcelain", "--untracked-files=no").stdout.strip()
 
     def has_parent(self) -> bool:
-        return self.p.git("rev-parse", "-q", "--verify", "HEAD~1", check=False).returncode == 0
+        return self.has("HEAD~1")
 
-    def plain_checkpoint(self, message: str) -> bool:
-        """A checkpoint on the plain side: the paths the working tree differs from HEAD in,
-        committed as they are (`git commit --only`): what git staged elsewhere stays staged,
-        as the mount's index keeps it (avfs has no index of its own: a checkpoint records
-        the files). True when it made a commit."""
-        paths = sorted(p for p, _ in self.p.changes())
+    def has(self, rev: str) -> bool:
+        return self.p.git("rev-parse", "-q", "--verify", rev, check=False).returncode == 0
+
+    def busy(self) -> str | None:
+        """What git has open on the plain side: ``merge``, ``cherry-pick``, ``revert``,
+        ``rebase``, ``detached`` (HEAD off branch f), or None."""
+        gd = os.path.join(self.p.root, ".git")
+        for name, op in (
+            ("MERGE_HEAD", "merge"),
+            ("CHERRY_PICK_HEAD", "cherry-pick"),
+            ("REVERT_HEAD", "revert"),
+        ):
+            if os.path.exists(os.path.join(gd, name)):
+                return op
+        if os.path.isdir(os.path.join(gd, "rebase-merge")) or os.path.isdir(os.path.join(gd, "rebase-apply")):
+            return "rebase"
+        if os.path.exists(os.path.join(gd, "sequencer")):
+            return "cherry-pick"  # a multi-commit pick stopped (never in this model)
+        head = self.p.git("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
+        return None if head == "refs/heads/f" else "detached"
+
+    def plain_checkpoint(
+        self, message: str, only: list[str] | None = None, commit: str | None = None
+    ) -> bool:
+        """A checkpoint on the plain side: the paths the working tree differs from HEAD in
+        (or ``only`` those), committed as they are, and the index's entries of those paths
+        set to the commit's (as `git commit --only` does, and avfs patches the mount's
+        index): what git staged elsewhere stays staged (avfs has no index of its own: a
+        checkpoint records the files). ``commit``: the one avfs made (its tree and parent
+        must be these), taken as it is. True when it made a commit."""
+        paths = sorted(p for p, _ in self.p.changes()) if only is None else only
         if not paths:
             return False
-        # (a deletion git has staged already is in neither the index nor the files:
-        # `git add` would refuse its pathspec; `commit --only` takes it from HEAD)
-        indexed = set(self.p.git("ls-files", "--", *paths).stdout.splitlines())
-        present = [p for p in paths if p in indexed or os.path.lexists(os.path.join(self.p.root, p))]
-        if present:
-            self.p.git("add", "-A", "--", *present)
-        self.p.git("commit", "-q", "-m", message, "--only", "--", *paths)
+        head = self.p.git("rev-parse", "HEAD").stdout.strip()
+        tree = self.p.worktree_tree(paths)
+        if commit is None:
+            new = self.p.git("commit-tree", tree, "-p", head, "-m", message).stdout.strip()
+        else:
+            got = self.p.git("log", "-1", "--format=%T %P", commit).stdout.split()
+            assert got[:2] == [tree, head], (
+                f"avfs's commit {commit} is {got}, the plain side's {tree} on {head}"
+            )
+            new = commit
+        self.p.git("update-ref", "-m", "checkpoint", "HEAD", new, head)
+        self.p.git("reset", "-q", new, "--", *paths)
         return True
 
     def on_both(self, fn: Any) -> None:
@@ -320,6 +423,66 @@ class GitModel(RuleBasedStateMachine):
         self.on_both(mv)
         self.last_checkpoint = False
 
+    # -- file changes git tracks besides bytes ----------------------------------------------
+    @rule(data=st.data())
+    def chmod(self, data: st.DataObject) -> None:
+        path = self.pick(data, [f for f in self.files() if not os.path.islink(os.path.join(self.p.root, f))])
+        if path is None:
+            return
+        mode = 0o644 if os.stat(os.path.join(self.p.root, path)).st_mode & 0o100 else 0o755
+        self.note(f"chmod {mode:o} {path}")
+        self.on_both(lambda root: os.chmod(os.path.join(root, path), mode))
+        self.last_checkpoint = False
+
+    @rule(data=st.data(), dangling=st.booleans())
+    def symlink(self, data: st.DataObject, dangling: bool) -> None:
+        """A link (relative, to a file or to nothing) made at a new name or over a file."""
+        at = self.pick(data, [*self.files(), "link.txt", "src/attr/link.py"])
+        to = self.pick(data, self.files())
+        assert at is not None
+        if to is None or to == at:
+            return
+        target = "missing.txt" if dangling else os.path.relpath(to, os.path.dirname(at) or ".")
+        self.note(f"ln -sf {target} {at}")
+
+        def ln(root: str) -> None:
+            p = os.path.join(root, at)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            if os.path.lexists(p):
+                os.unlink(p)
+            os.symlink(target, p)
+
+        self.on_both(ln)
+        self.last_checkpoint = False
+
+    @rule(data=st.data(), to_dir=st.booleans())
+    def file_and_dir(self, data: st.DataObject, to_dir: bool) -> None:
+        """A file replaced by a directory of the same name, or a directory by a file."""
+        if to_dir:
+            path = self.pick(data, self.files())
+        else:
+            path = self.pick(data, sorted({os.path.dirname(f) for f in self.files()} - {""}))
+        if path is None:
+            return
+        _swap_both(self, path, to_dir)
+        self.last_checkpoint = False
+
+    @rule(data=st.data())
+    def ignored(self, data: st.DataObject) -> None:
+        """A `.gitignore` (build/, *.log) and a file it ignores."""
+        path = str(data.draw(st.sampled_from(["build/out.o", "run.log", "src/attr/cache.log"])))
+        self.note(f".gitignore, write {path}")
+
+        def w(root: str) -> None:
+            with open(os.path.join(root, ".gitignore"), "w") as fh:
+                fh.write("build/\n*.log\n")
+            os.makedirs(os.path.dirname(os.path.join(root, path)) or root, exist_ok=True)
+            with open(os.path.join(root, path), "a") as fh:
+                fh.write("ignored\n")
+
+        self.on_both(w)
+        self.last_checkpoint = False
+
     # -- git commands -----------------------------------------------------------------------
     @rule(data=st.data(), everything=st.booleans())
     def add(self, data: st.DataObject, everything: bool) -> None:
@@ -331,58 +494,160 @@ class GitModel(RuleBasedStateMachine):
                 self.both("add", "--", path)
         self.last_checkpoint = False
 
-    @rule(amend=st.booleans(), all_=st.booleans())
-    def commit(self, amend: bool, all_: bool) -> None:
-        args = ["commit", "-q", "-m", "made with git"]
-        if all_:
-            args.append("-a")
-        if amend:
-            args += ["--amend", "--no-edit"]
+    @rule(data=st.data(), how=st.sampled_from(["", "-a", "--amend", "-a --amend", "--only", "--allow-empty"]))
+    def commit(self, data: st.DataObject, how: str) -> None:
+        args = ["commit", "-q", "-m", "made with git", *how.split()]
+        if "--amend" in args:
+            args.append("--no-edit")
+        if how == "--only":  # `git commit -- PATH`: that path as it is, the rest of the index stays
+            path = self.pick(data, self.tracked())
+            if path is None:
+                return
+            args += ["--", path]
         self.both(*args)
         self.last_checkpoint = False
 
     @precondition(lambda self: self.has_parent())
-    @rule(how=st.sampled_from(["--soft", "--mixed", "--hard"]))
-    def reset(self, how: str) -> None:
-        self.both("reset", "-q", how, "HEAD~1")
+    @rule(how=st.sampled_from(["--soft", "--mixed", "--hard", "--keep"]), back=st.integers(1, 4))
+    def reset(self, how: str, back: int) -> None:
+        """`git reset` to an older commit (HEAD~1..3, as deep as the history goes) or to
+        `side`. (Not ORIG_HEAD: the plain side's stand-ins for avfs's operations set it.)"""
+        target = f"HEAD~{back}"
+        if back == 4:
+            target = "side"
+        elif not self.has(target):
+            target = "HEAD~1"
+        self.both("reset", "-q", how, target)
         self.last_checkpoint = False
 
-    @rule()
-    def revert(self) -> None:
-        if self.clean() and self.has_parent() and not self.both("revert", "--no-edit", "HEAD"):
-            self.both("revert", "--abort")
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data())
+    def revert(self, data: st.DataObject) -> None:
+        if self.clean() and self.has_parent():
+            self.conflicted(data, "revert", "revert", "--no-edit", "HEAD")
         self.last_checkpoint = False
 
-    @rule()
-    def cherry_pick(self) -> None:
-        if self.clean() and not self.both("cherry-pick", "side"):
-            self.both("cherry-pick", "--abort")
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data())
+    def cherry_pick(self, data: st.DataObject) -> None:
+        if self.clean():
+            self.conflicted(data, "cherry-pick", "cherry-pick", "side")
         self.last_checkpoint = False
 
-    @rule()
-    def merge(self) -> None:
-        if self.clean() and not self.both("merge", "--no-edit", "side"):
-            self.both("merge", "--abort")
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data(), squash=st.booleans())
+    def merge(self, data: st.DataObject, squash: bool) -> None:
+        """`git merge side` (a merge commit, or `--squash` then a commit of it)."""
+        if not self.clean():
+            return
+        if squash:
+            if self.both("merge", "-q", "--squash", "side"):
+                self.both("commit", "-q", "--no-edit")
+            else:
+                self.both("reset", "-q", "--merge")
+        else:
+            self.conflicted(data, "merge", "merge", "--no-edit", "side")
         self.last_checkpoint = False
 
+    @precondition(lambda self: self.busy() is None)
     @rule()
-    def rebase(self) -> None:
+    def diverge(self) -> None:
+        """A commit of README.md's last line, which `side` changes too: the next merge,
+        cherry-pick or rebase of `side` conflicts."""
+        if not self.clean():
+            return
+        _write_both(self, "README.md", "a line from f\n")
+        self.both("commit", "-q", "-m", "diverge", "--", "README.md")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data())
+    def rebase(self, data: st.DataObject) -> None:
         dirty = self.p.git("status", "--porcelain").stdout.strip()
-        if not dirty and not self.both("rebase", "-q", "side"):
-            self.both("rebase", "--abort")
+        if not dirty:
+            self.conflicted(data, "rebase", "rebase", "-q", "side")
         self.last_checkpoint = False
 
-    @rule(pop=st.booleans())
-    def stash(self, pop: bool) -> None:
-        if pop:
-            if self.p.git("stash", "list").stdout.strip() and not self.both("stash", "pop", "-q"):
+    @precondition(lambda self: self.busy() is None and self.has("HEAD~2"))
+    @rule(data=st.data(), script=st.sampled_from(sorted(REBASE_SCRIPTS)), back=st.integers(2, 3))
+    def rebase_i(self, data: st.DataObject, script: str, back: int) -> None:
+        """`git rebase -i HEAD~N` with a scripted todo list (GIT_SEQUENCE_EDITOR's job):
+        squash, fixup, drop, reorder, or stop at the first commit to edit it."""
+        if self.p.git("status", "--porcelain", "--untracked-files=no").stdout.strip():
+            return
+        base = f"HEAD~{back}" if self.has(f"HEAD~{back}") else "HEAD~2"
+        editor = f"sequence.editor={REBASE_SCRIPTS[script]}"
+        self.conflicted(data, "rebase", "-c", editor, "rebase", "-q", "-i", base)
+        self.last_checkpoint = False
+
+    def conflicted(self, data: st.DataObject, op: str, *args: str) -> None:
+        """Run ``args`` on both sides; where it stops (a conflict, an `edit`), either
+        `git OP --abort` at once or leave it open for the steps that follow (:meth:`settle`)."""
+        if not self.both(*args) and self.busy() is not None and data.draw(st.booleans()):
+            self.both(op, "--abort")
+
+    @precondition(lambda self: self.busy() is not None)
+    @rule(how=st.sampled_from(["abort", "ours", "theirs", "as-is", "quit"]))
+    def settle(self, how: str) -> None:
+        """An open merge, cherry-pick, revert or rebase (or a detached HEAD) settled: given
+        up, or each conflict taken from one side (or as it is, markers and all) and continued."""
+        op = self.busy()
+        assert op is not None
+        if op == "detached":
+            self.both("switch", "-q", "f")
+            return
+        if how == "abort":
+            self.both(op, "--abort")
+            return
+        if how == "quit" and op in ("cherry-pick", "revert", "rebase"):
+            self.both(op, "--quit")
+            return
+        if how in ("ours", "theirs"):
+            for path in self.p.git("diff", "--name-only", "--diff-filter=U").stdout.split():
+                if not self.both("checkout", f"--{how}", "--", path):
+                    self.both("rm", "-q", "--", path)
+        self.both("add", "-A")
+        if op == "merge":
+            self.both("commit", "-q", "--no-edit")
+        else:
+            self.both(op, "--continue")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None and self.has_parent())
+    @rule(back=st.integers(1, 2))
+    def detach(self, back: int) -> None:
+        """`git checkout --detach HEAD~N`: git's own state in the mount (avfs refuses to
+        record on the fork until `git switch f`); commits made there are left behind."""
+        self.both("checkout", "-q", "--detach", f"HEAD~{back}" if self.has(f"HEAD~{back}") else "HEAD~1")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data(), how=st.sampled_from(["", "-u", "--keep-index", "apply", "pop", "path"]))
+    def stash(self, data: st.DataObject, how: str) -> None:
+        """`git stash` (`-u`, `--keep-index`, `push -- PATH`), `stash pop`, `stash apply`
+        then `stash drop`."""
+        if how in ("pop", "apply"):
+            if not self.p.git("stash", "list").stdout.strip():
+                return
+            if not self.both("stash", how, "-q"):
                 # a conflicting pop keeps the stash and leaves the conflict: undo alike
                 self.both("reset", "-q", "--hard")
+            elif how == "apply":
+                self.both("stash", "drop", "-q")
+        elif how == "path":
+            path = self.pick(data, self.tracked())
+            if path is not None:
+                self.both("stash", "push", "-q", "--", path)
         else:
-            self.both("stash", "-q")
+            self.both("stash", "-q", *how.split())
         self.last_checkpoint = False
 
-    @rule(data=st.data(), how=st.sampled_from(["checkout", "restore", "restore-staged", "rm-cached"]))
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(
+            ["checkout", "restore", "restore-staged", "rm-cached", "rm", "from-side", "from-old"]
+        ),
+    )
     def path_command(self, data: st.DataObject, how: str) -> None:
         path = self.pick(data, self.tracked())
         if path is None:
@@ -392,9 +657,57 @@ class GitModel(RuleBasedStateMachine):
             "restore": ["restore", "--", path],
             "restore-staged": ["restore", "--staged", "--", path],
             "rm-cached": ["rm", "-q", "--cached", "--", path],
+            "rm": ["rm", "-q", "-f", "--", path],
+            "from-side": ["checkout", "-q", "side", "--", "SIDE.txt", "README.md"],
+            "from-old": ["restore", "-s", "HEAD~1", "-SW", "--", path],
         }[how]
         self.both(*args)
         self.last_checkpoint = False
+
+    @rule(
+        data=st.data(),
+        to=st.sampled_from(["moved-dir", "src/moved-dir"]),
+        how=st.sampled_from(["mv", "rm", "rm-cached"]),
+    )
+    def directory_command(self, data: st.DataObject, to: str, how: str) -> None:
+        """`git mv DIR NEW` (a directory renamed: many paths at once), `git rm -r [--cached] DIR`."""
+        path = self.pick(data, sorted({os.path.dirname(f) for f in self.tracked()} - {""}))
+        if path is None:
+            return
+        if how == "mv":
+            self.both("mv", "-k", path, to)
+        else:
+            self.both("rm", "-r", "-q", "-f", *(["--cached"] if how == "rm-cached" else []), "--", path)
+        self.last_checkpoint = False
+
+    @rule(how=st.sampled_from(["-fd", "-fdx", "-fX", "-f"]))
+    def clean_untracked(self, how: str) -> None:
+        self.both("clean", "-q", how)
+        self.last_checkpoint = False
+
+    @rule(how=st.sampled_from(["gc -q", "gc -q --prune=now", "repack -adq", "pack-refs --all", "prune"]))
+    def housekeeping(self, how: str) -> None:
+        """git's own housekeeping: in the mount it packs and prunes the vault itself."""
+        self.both(*how.split())
+
+    @rule(
+        data=st.data(),
+        name=st.sampled_from(["t1", "t2"]),
+        how=st.sampled_from(["light", "annotated", "delete", "reset"]),
+    )
+    def tag(self, data: st.DataObject, name: str, how: str) -> None:
+        """Tags (the vault's, in the mount) at HEAD or HEAD~1, deleted, or reset to."""
+        back = "HEAD~1" if data.draw(st.booleans()) and self.has_parent() else "HEAD"
+        if how == "light":
+            self.both("tag", "-f", name, back)
+        elif how == "annotated":
+            self.both("tag", "-f", "-a", "-m", "a tag", name, back)
+        elif self.has(f"refs/tags/{name}"):
+            if how == "delete":
+                self.both("tag", "-d", name)
+            else:
+                self.both("reset", "-q", "--hard", name)
+                self.last_checkpoint = False
 
     @rule(new=st.booleans())
     def switch(self, new: bool) -> None:
@@ -416,6 +729,7 @@ class GitModel(RuleBasedStateMachine):
         self.note("avfs status")
         _avfs(self.avfs_home, "status", cwd=self.mp)
 
+    @precondition(lambda self: self.busy() is None)
     @rule(name_it=st.booleans())
     def checkpoint(self, name_it: bool) -> None:
         """`avfs checkpoint save` = `git commit --only` of what the files differ from HEAD in."""
@@ -424,9 +738,35 @@ class GitModel(RuleBasedStateMachine):
         before = self.m.git("rev-parse", "HEAD").stdout.strip()
         _avfs(self.avfs_home, "checkpoint", "save", "-m", "checkpoint", cwd=self.mp)
         after = self.m.git("rev-parse", "HEAD").stdout.strip()
-        made = self.plain_checkpoint("checkpoint")
+        made = self.plain_checkpoint("checkpoint", commit=after if after != before else None)
         assert made == (before != after), f"checkpoint made a commit: mount {before != after}, plain {made}"
         self.last_checkpoint = made
+
+    @precondition(lambda self: self.busy() is not None)
+    @rule(how=st.sampled_from(["checkpoint", "exec"]))
+    def refused_while_busy(self, how: str) -> None:
+        """While git has something open in the mount (a conflicted merge, a rebase, a
+        detached HEAD), a checkpoint refuses with `git_in_progress` (exit 75) and changes
+        nothing; `proxy exec` runs its command (exit: the command's) and refuses to record
+        what is uncheckpointed (`git_in_progress`, `success: false`; with nothing to
+        record, nothing is refused). The plain side does nothing."""
+        self._tick()
+        op = self.busy()
+        if how == "checkpoint":
+            self.note(f"avfs checkpoint save (refused: {op})")
+            res = _avfs(self.avfs_home, "--json", "checkpoint", "save", "-m", "x", cwd=self.mp, check=False)
+            doc = json.loads(res.stdout)
+            assert res.returncode == 75 and doc["kind"] == "error", res.stdout + res.stderr
+        else:
+            self.note(f"avfs proxy exec -- true (refused: {op})")
+            dirty = bool(self.p.changes("refs/heads/f"))
+            res = _avfs(self.avfs_home, "--json", "proxy", "exec", "--", "true", cwd=self.mp, check=False)
+            doc = json.loads(res.stdout)
+            assert res.returncode == 0 and doc["commit"] is None, res.stdout + res.stderr
+            if not dirty:  # nothing to record: nothing refused
+                assert doc["success"] and doc["error"] is None, res.stdout + res.stderr
+                return
+        assert not doc.get("success") and doc["error"]["code"] == "git_in_progress", res.stdout + res.stderr
 
     @precondition(lambda self: self.last_checkpoint)
     @rule()
@@ -437,7 +777,7 @@ class GitModel(RuleBasedStateMachine):
         self.p.git("reset", "-q", "--mixed", "HEAD~1")
         self.last_checkpoint = False
 
-    @precondition(lambda self: self.has_parent())
+    @precondition(lambda self: self.busy() is None and self.has_parent())
     @rule()
     def restore(self) -> None:
         """`avfs checkpoint restore HEAD~1` = `git reset --hard HEAD~1 && git clean -fd`."""
@@ -448,6 +788,7 @@ class GitModel(RuleBasedStateMachine):
         self.p.git("clean", "-qfd")
         self.last_checkpoint = False
 
+    @precondition(lambda self: self.busy() is None)
     @rule(data=st.data(), word=st.sampled_from(WORDS))
     def exec_git(self, data: st.DataObject, word: str) -> None:
         """`avfs proxy exec -- sh -c 'edit; git add; git commit'` in the mount = the command
@@ -461,12 +802,11 @@ class GitModel(RuleBasedStateMachine):
     def exec_edit_commit(self, path: str, word: str) -> None:
         self._tick()
         date = self.env["GIT_AUTHOR_DATE"]
-        # (git's identity as options: the sandbox's git has no user of its own here)
+        # (git's identity and dates as the plain side's: the commit is the same object there)
         cmd = (
             f"printf %s {shlex.quote(word)} >> {shlex.quote(path)} &&"
-            f" git -c user.name=Model -c user.email=model@example.invalid add -- {shlex.quote(path)} &&"
-            f" GIT_AUTHOR_DATE='{date}' GIT_COMMITTER_DATE='{date}'"
-            " git -c user.name=Model -c user.email=model@example.invalid commit -qm 'made in exec'"
+            f" git add -- {shlex.quote(path)} && {_IDENTITY}"
+            f" GIT_AUTHOR_DATE='{date}' GIT_COMMITTER_DATE='{date}' git commit -qm 'made in exec'"
         )
         self.note(f"avfs proxy exec -- sh -c {cmd!r}")
         res = _avfs(
@@ -477,6 +817,56 @@ class GitModel(RuleBasedStateMachine):
         subprocess.run(["sh", "-c", cmd], cwd=self.p.root, env=self.p.env, check=True, capture_output=True)
         self.last_checkpoint = False
 
+    @precondition(lambda self: self.busy() is None)
+    @rule(cmd=st.sampled_from(sorted(EXEC_COMMANDS)))
+    def exec_git_command(self, cmd: str) -> None:
+        """`avfs proxy exec -- sh -c 'git ...'` (the confined path) = the same git command
+        on the plain side, with avfs's records around it (docs/proxy.md "Git inside"):
+        what was uncheckpointed before is recorded first, below the command's changes when
+        the command did not move the branch (a commit of that tree, then the exec's commit
+        of what the command changed), beside the branch when it did (then only what the
+        command left uncommitted of its own changes is committed on top)."""
+        self._tick()
+        date = self.env["GIT_AUTHOR_DATE"]
+        script = (
+            f"export {_IDENTITY} GIT_AUTHOR_DATE='{date}' GIT_COMMITTER_DATE='{date}' GIT_EDITOR=true; "
+            + EXEC_COMMANDS[cmd]
+        )
+        self.note(f"avfs proxy exec -- sh -c {EXEC_COMMANDS[cmd]!r}")
+        p = self.p
+        head0 = p.git("rev-parse", "HEAD").stdout.strip()
+        record = p.worktree_tree()
+        files0 = _tree(p.root)
+        res = _avfs(
+            self.avfs_home, "--json", "proxy", "exec", "--", "sh", "-c", script, cwd=self.mp, check=False
+        )
+        doc = json.loads(res.stdout)
+        assert doc["result"] is not None and doc["error"] is None, res.stdout + res.stderr
+        code = subprocess.run(["sh", "-c", script], cwd=p.root, env=p.env, capture_output=True).returncode
+        assert doc["result"]["exit_code"] == code, (
+            f"exit {doc['result']['exit_code']}, plain {code}: {res.stdout}"
+        )
+        head1 = p.git("rev-parse", "HEAD").stdout.strip()
+        assert (doc["branch_moved"] is not None) == (head1 != head0), (
+            f"branch moved: plain {head0}->{head1}: {res.stdout}"
+        )
+        if head1 == head0:
+            rec = doc["checkpoint"]
+            if record != p.git("rev-parse", "HEAD^{tree}").stdout.strip():
+                assert rec is not None and rec["on_branch"], f"no record below the command: {res.stdout}"
+                assert p.git("log", "-1", "--format=%T %P", rec["commit"]).stdout.split() == [record, head0]
+                gone = p.git("diff", "--name-only", "--no-renames", head0, rec["commit"]).stdout.split()
+                p.git("update-ref", "refs/heads/f", rec["commit"], head0)
+                p.git("reset", "-q", rec["commit"], "--", *gone)  # the index follows the base there
+            self.plain_checkpoint("exec", commit=doc["commit"] and doc["commit"]["commit"])
+        else:
+            files1 = _tree(p.root)
+            own = {f for f in set(files0) | set(files1) if files0.get(f) != files1.get(f)}
+            left = sorted(path for path, _ in p.changes() if path in own)
+            self.plain_checkpoint("exec", left, commit=doc["commit"] and doc["commit"]["commit"])
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
     @rule()
     def fork(self) -> None:
         """`avfs vault fork` starts from what the fork shows: its checkpoint's tree is the
@@ -512,18 +902,31 @@ class GitModel(RuleBasedStateMachine):
             f"git status differs {where}\nmount: {self.m.porcelain()}\nplain: {self.p.porcelain()}"
         )
         assert self.m.history() == self.p.history(), f"history differs {where}"
+        # (the same objects, avfs's own commits included: see __init__)
+        assert self.m.git("rev-parse", "HEAD").stdout == self.p.git("rev-parse", "HEAD").stdout, where
+        assert self.m.tags() == self.p.tags(), f"tags differ {where}"
+        op = self.busy()
+        if op is not None:  # the fork's branch is where git left it (a rebase moves HEAD only)
+            assert self.m.history("refs/heads/f") == self.p.history("refs/heads/f"), f"branch differs {where}"
         doc = json.loads(_avfs(self.avfs_home, "--json", "status", cwd=self.mp).stdout)
-        head = self.m.git("rev-parse", "HEAD").stdout.strip()
+        head = self.m.git("rev-parse", "refs/heads/f").stdout.strip()
         assert doc["fork"] == "f" and doc["head"] == head and doc["base"] == head and not doc["stale"], (
-            f"avfs status is not on git's HEAD {head} {where}: {doc}"
+            f"avfs status is not on the fork's branch {head} {where}: {doc}"
         )
+        git = doc.get("git")
+        if op is None:
+            assert git is None, f"avfs status names git's state {git} {where}"
+        else:
+            assert git is not None and (git["in_progress"] == op or (op == "detached" and git["detached"])), (
+                f"avfs status does not name git's {op} {where}: {git}"
+            )
         got: set[tuple[str, str]] = set()
         for c in doc["changes"]:
             if c["status"] == "renamed":
                 got |= {(c["path"], "added"), (c["old_path"], "deleted")}
-            else:
-                got.add((c["path"], c["status"]))
-        want = self.p.changes()
+            else:  # (git's T, a file made a link or back, is a modification to the model)
+                got.add((c["path"], "modified" if c["status"] == "type_changed" else c["status"]))
+        want = self.p.changes("refs/heads/f")
         assert got == want, f"avfs status differs from git {where}\navfs: {sorted(got)}\ngit: {sorted(want)}"
 
 
@@ -533,6 +936,31 @@ def _write_both(model: GitModel, path: str, text: str) -> None:
         os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
         with open(os.path.join(root, path), "a") as fh:
             fh.write(text)
+
+
+def _swap_both(model: GitModel, path: str, to_dir: bool) -> None:
+    """A file made a directory of the same name (with a file in it), or the reverse."""
+    model.note(f"{'file' if to_dir else 'dir'} {path} -> {'dir' if to_dir else 'file'}")
+    for root in (model.p.root, model.m.root):
+        p = os.path.join(root, path)
+        if to_dir:
+            os.unlink(p)
+            os.mkdir(p)
+            p = os.path.join(p, "inner.txt")
+        else:
+            shutil.rmtree(p)
+        with open(p, "w") as fh:
+            fh.write("was the other kind\n")
+
+
+class _Draw:
+    """A stand-in for hypothesis's ``data`` that draws ``value``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def draw(self, _strategy: Any) -> Any:
+        return self.value
 
 
 def _every_command_once(backend: str) -> None:
@@ -583,6 +1011,41 @@ def _every_command_once(backend: str) -> None:
             lambda: model.checkpoint(False),
             model.restore,
             model.avfs_status,
+            # what git tracks besides bytes, and git's own housekeeping
+            lambda: model.on_both(lambda r: os.chmod(os.path.join(r, "tox.ini"), 0o755)),
+            lambda: model.on_both(lambda r: os.symlink("README.md", os.path.join(r, "link.md"))),
+            lambda: _swap_both(model, "conftest.py", to_dir=True),
+            lambda: _swap_both(model, "bench", to_dir=False),
+            lambda: g("add", "-A"),
+            lambda: model.checkpoint(False),
+            lambda: _swap_both(model, "conftest.py", to_dir=False),
+            lambda: model.ignored(_Draw("build/out.o")),
+            lambda: g("mv", "-k", "changelog.d", "src/moved-dir"),
+            lambda: g("rm", "-r", "-q", "--cached", "--", ".github"),
+            lambda: g("commit", "-q", "-m", "dirs"),
+            lambda: g("clean", "-q", "-fdx"),
+            lambda: g("gc", "-q", "--prune=now"),
+            lambda: g("tag", "-a", "-m", "a tag", "t1", "HEAD~1"),
+            lambda: g("reset", "-q", "--hard", "t1"),
+            lambda: _write_both(model, "README.md", "two\n"),
+            lambda: g("commit", "-q", "-a", "-m", "two"),
+            lambda: g("-c", f"sequence.editor={REBASE_SCRIPTS['squash']}", "rebase", "-q", "-i", "HEAD~2"),
+            # a conflicted merge left open: avfs refuses to record until git settles it
+            model.diverge,
+            lambda: _write_both(model, "README.md", "next to it\n"),
+            lambda: g("commit", "-q", "-a", "-m", "next to it"),
+            lambda: g("revert", "--no-edit", "HEAD~1"),  # the line after it changed since
+            lambda: model.refused_while_busy("checkpoint"),
+            lambda: model.settle("theirs"),
+            lambda: model.detach(1),
+            lambda: model.refused_while_busy("exec"),
+            lambda: model.settle("abort"),
+            # git commands through proxy exec
+            lambda: _write_both(model, "README.md", "three\n"),
+            lambda: model.exec_git_command("stash-pop"),
+            lambda: model.exec_git_command("reset-soft"),
+            lambda: model.exec_git_command("cherry-pick"),
+            lambda: model.exec_git_command("commit-a"),
         ]
         model.check()
         for step in steps:

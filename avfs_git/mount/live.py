@@ -7,11 +7,13 @@ docstring gives the whole picture.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -277,22 +279,54 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     return {"head": head, "detached": detached, "in_progress": doing}
 
 
-def stamp_current(ws: MountedFork) -> None:
+@contextlib.contextmanager
+def index_guard(ws: MountedFork) -> Iterator[None]:
+    """Hold the live mount's index guard (the flock every writer of its git index takes,
+    mount/index.py): a move of the base made inside, with its index stamped inside too
+    (:func:`stamp_current` with ``held``), is never seen by the pure-FUSE daemon's index
+    refresh half done. Nothing to hold without a live mount."""
+    live = _live_mount(ws)
+    guard = None
+    if live is not None:
+        try:
+            guard = open_guard(live.files)
+        except OSError:
+            guard = None  # unmounted meanwhile
+    try:
+        if guard is not None:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+        yield
+    finally:
+        if guard is not None:
+            os.close(guard)
+
+
+def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
     """The base moved to a commit that already recorded what the workspace shows. Made by
     ``git commit`` in the mount, git's index is right (and may hold what was staged since):
-    it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten."""
+    it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten
+    (unless ``held``: the caller holds :func:`index_guard`; git, which has moved HEAD since,
+    wrote its index itself).
+
+    Why ``held``: a pure-FUSE mount's daemon rewrites the index whole when it sees the
+    base move (fuse/daemon.py ``refresh_index``) unless it finds it stamped for the new
+    base. With the stamp written after the move had committed, the daemon could come in
+    between: `avfs status` after `git reset --soft` lost what the reset had left staged
+    (the git model, gitmodel2: fuse, seed 1)."""
     live = _live_mount(ws)
     if live is None:
         return
     if not _committed_here(live.git_dir, ws.base):
-        sync_index(ws, live.git_dir, live.uid, live.gid)
+        if not held:
+            sync_index(ws, live.git_dir, live.uid, live.gid)
         return
     try:
-        guard = open_guard(live.files)
+        guard = None if held else open_guard(live.files)
     except OSError:
         return  # unmounted meanwhile
     try:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+        if guard is not None:
+            fcntl.flock(guard, fcntl.LOCK_EX)
         view = read_view(ws)
         stamp, merging = view.stamp, view.merging
         merge_head(live.git_dir, live.files, merging)  # git removed its MERGE_HEAD when it committed
@@ -300,4 +334,5 @@ def stamp_current(ws: MountedFork) -> None:
     except OSError:
         pass
     finally:
-        os.close(guard)
+        if guard is not None:
+            os.close(guard)

@@ -8,6 +8,7 @@ a command that never opens a workspace (`avfs gc`) does not load it."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from ..core.settings import Settings
@@ -58,10 +59,15 @@ class WorktreeSide:
 
         return live.git_state(ws)
 
-    def stamp_current(self, ws: MountedFork) -> None:
+    def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live
 
-        live.stamp_current(ws)
+        live.stamp_current(ws, held=held)
+
+    def index_guard(self, ws: MountedFork) -> AbstractContextManager[None]:
+        from . import live
+
+        return live.index_guard(ws)
 
 
 MOUNT_SIDE = WorktreeSide()

@@ -59,6 +59,7 @@ import functools
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import types
 from collections.abc import Mapping

@@ -357,10 +357,11 @@ def _what_changed(
     untracked, how many paths it wrote that git ignores)."""
     if untouched:
         return [], set(), set(), 0
+    from ..core.workspace.wsbase import BASE_MOVE_OPS
     from ..core.workspace.wsstatus import ignored_count  # the one count status and checkpoint give
 
     changes, ignored = ws.status_ignored()
-    roots = ws.since.paths(before.start)
+    roots = ws.since.paths(before.start, but=BASE_MOVE_OPS if moved else frozenset())
     # what the command changed: not what was uncheckpointed before it, nor, after its
     # own `git commit`, what the view keeps of paths that commit left out (a file the
     # person untracked with `git rm --cached` stays a file, uncommitted, as in git),

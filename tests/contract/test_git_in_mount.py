@@ -408,3 +408,56 @@ def test_the_way_back_named_for_the_vaults_own_head_branch_works(
     other_mp, avfs = mounted
     _git(other_mp, "checkout", "-q", "--detach")
     assert avfs("--json", "checkpoint", "save").json()["error"]["hint"].split("`")[1] == "git switch f"
+
+
+def test_a_directory_git_removed_then_brought_back_by_a_reset_stays(mounted: Any) -> None:
+    """Found by the git model (gitmodel2): `git rm -r DIR`, a commit, `git reset --hard
+    HEAD~1` (git makes DIR again, and its files), then `avfs status`: on pure FUSE the
+    files were gone from the mount (`cat` failed, git and avfs listed them deleted, a
+    checkpoint would have recorded their removal). The directory git made while the base
+    had none is an entry of an empty tree; taking git's commit as the base retired the
+    file entries below it (each the new base's file) and left that empty tree hiding them."""
+    mp, avfs = mounted
+    (mp / "gh" / "wf").mkdir(parents=True)
+    (mp / "gh" / "c.md").write_text("c\n")
+    (mp / "gh" / "wf" / "ci.yml").write_text("w\n")
+    _git(mp, "add", "-A")
+    _git(mp, "commit", "-qm", "gh")
+    for rm in (["rm", "-r", "-q", "--", "gh"], ["rm", "-r", "-q", "--cached", "--", "gh"]):
+        _git(mp, *rm)
+        assert avfs("status").code == 0
+        _git(mp, "commit", "-qm", "without gh")
+        assert avfs("status").code == 0
+        _git(mp, "reset", "-q", "--hard", "HEAD~1")
+        doc = _status(avfs)
+        assert doc["changes"] == [] and doc["head"] == _git(mp, "rev-parse", "HEAD").stdout.strip(), (rm, doc)
+        assert (mp / "gh" / "c.md").read_text() == "c\n" and (
+            mp / "gh" / "wf" / "ci.yml"
+        ).read_text() == "w\n"
+        assert _git(mp, "status", "--porcelain").stdout == "", rm
+        assert avfs("checkpoint", "save", "-m", "nothing").code == 0
+        assert _git(mp, "ls-tree", "-r", "--name-only", "HEAD", "gh").stdout.split() == [
+            "gh/c.md",
+            "gh/wf/ci.yml",
+        ]
+
+
+def test_a_file_a_restore_took_away_can_be_made_again(mounted: Any, backend: str) -> None:
+    """Found by the git model (gitmodel2: every command once, fuse; shrunk to four steps):
+    write NEW.txt, `avfs checkpoint save`, `avfs checkpoint restore HEAD~1`, then any
+    create of NEW.txt in the mount (`>>`, `>`, `touch`) fails with ENOENT on pure FUSE
+    (another name works; `avfs write NEW.txt` works, and after it the mount's writes do).
+    Not fixed yet (docs/fuse.md, "git inside the mount"): on pure FUSE this test holds the
+    bug as it stands, and fails once it is fixed (then drop that branch)."""
+    mp, avfs = mounted
+    (mp / "NEW.txt").write_text("new\n")
+    assert avfs("checkpoint", "save", "-m", "new").code == 0
+    assert avfs("checkpoint", "restore", _git(mp, "rev-parse", "HEAD~1").stdout.strip()).code == 0
+    assert not (mp / "NEW.txt").exists()
+    if backend == "fuse":
+        with pytest.raises(FileNotFoundError):
+            open(mp / "NEW.txt", "a").close()
+        pytest.xfail("pure FUSE: a file a restore took away cannot be made again (not fixed yet)")
+    with open(mp / "NEW.txt", "a") as fh:
+        fh.write("again\n")
+    assert (mp / "NEW.txt").read_text() == "again\n"

@@ -303,16 +303,20 @@ class Overlay(UpperEntries):
                 seen.setdefault(str(p), None)
         return last, list(seen)
 
-    def changes_since(self, seq: int) -> tuple[int, list[str]]:
+    def changes_since(self, seq: int, *, but: frozenset[str] = frozenset()) -> tuple[int, list[str]]:
         """Paths changed after journal position ``seq``, and the newest position (``[""]``,
-        the root: anything may have, when ``seq`` is older than the journal keeps)."""
-        rows = self.db.execute("SELECT seq, path FROM journal WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+        the root: anything may have, when ``seq`` is older than the journal keeps);
+        ``but``: leave out the records of these operations."""
+        rows = self.db.execute(
+            "SELECT seq, path, op FROM journal WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
         last = int(rows[-1][0]) if rows else seq
         if self._before_kept(seq):
             return last, [""]
         seen: dict[str, None] = {}
-        for _, p in rows:
-            seen.setdefault(str(p), None)
+        for _, p, op in rows:
+            if op not in but:
+                seen.setdefault(str(p), None)
         return last, list(seen)
 
     # -- writes (call inside txn()) -----------------------------------------------------

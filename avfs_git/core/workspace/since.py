@@ -85,9 +85,10 @@ class Since:
         gone = sorted(mark.upper_root - self.ws.overlay.upper_root_names()) if mark.upper_root else []
         return gone + self.ws.overlay.upper_changed_since(mark.t_ns - slack_ns)
 
-    def paths(self, mark: Mark) -> set[str]:
-        """Every path changed since ``mark``: the overlay journal's and the upper layer's."""
-        _, touched = self.ws.overlay.changes_since(mark.seq)
+    def paths(self, mark: Mark, *, but: frozenset[str] = frozenset()) -> set[str]:
+        """Every path changed since ``mark``: the overlay journal's (``but``: not by these
+        operations) and the upper layer's."""
+        _, touched = self.ws.overlay.changes_since(mark.seq, but=but)
         return set(touched) | set(self.upper_paths(mark))
 
     def untouched(self, mark: Mark) -> bool:

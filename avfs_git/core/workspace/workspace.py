@@ -94,8 +94,12 @@ class MountSide(Protocol):
         """Where git in the fork's mount left HEAD, or what of its own it left open."""
         ...
 
-    def stamp_current(self, ws: Workspace[Any]) -> None:
+    def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
         """git in the mount made the commit that became the base: its index is current."""
+        ...
+
+    def index_guard(self, ws: Workspace[Any]) -> AbstractContextManager[None]:
+        """Held around a move of the base and its stamp of the mount's git index."""
         ...
 
 
@@ -236,28 +240,27 @@ class Workspace(Mutations, Generic[V_co]):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return file_lock(path, what=f"the writes of fork {self.fork}")
 
-    def stamp_index(self) -> None:
-        """The git index of the fork's mount is right as it is (git made the commit that
-        became the base): see mount/worktree.py ``stamp_current``."""
-        self.vault.mounts.stamp_current(self)
+    def stamp_index(self, *, held: bool = False) -> None:
+        """git made the base: its index in the mount is current (mount/live.py ``stamp_current``)."""
+        self.vault.mounts.stamp_current(self, held=held)
+
+    def index_guard(self) -> AbstractContextManager[None]:
+        """The live mount's index guard, held: mount/live.py ``index_guard``."""
+        return self.vault.mounts.index_guard(self)
 
     def moved_here(self, commit: str) -> bool:
-        """Whether git in this fork's live mount made the last move of its HEAD, to
-        ``commit`` (the worktree's HEAD log says so): see mount/worktree.py ``moved_here``."""
+        """Whether git in the live mount last moved HEAD, to ``commit``: mount/live.py ``moved_here``."""
         return self.vault.mounts.moved_here(self, commit)
 
     def git_state(self) -> dict[str, str | None] | None:
-        """Where git in this fork's live mount left HEAD (another branch, detached) or what
-        of its own it left open (a rebase, merge...); None when neither: see
-        mount/worktree.py ``git_state``."""
+        """Where git in the live mount left HEAD, or what it left open: mount/live.py ``git_state``."""
         if self.pinned is not None:
             return None
         return self.vault.mounts.git_state(self)
 
     def refuse_if_git_busy(self, action: str) -> None:
-        """Raise :class:`.errors.GitInProgressError` when git in the fork's mount is off the
-        fork's branch or in the middle of an operation of its own: ``action`` would record
-        git's half-done work (or another branch's) as the fork's next commit."""
+        """Raise :class:`.errors.GitInProgressError` when git in the fork's mount is off its
+        branch or mid-operation: ``action`` would record git's half-done work on the fork."""
         st = self.git_state()
         if st is None:
             return

@@ -32,7 +32,8 @@ class Based(Fork, Protocol):
 
     def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def live_dir(self) -> LiveDir | None: ...
-    def stamp_index(self) -> None: ...
+    def stamp_index(self, *, held: bool = False) -> None: ...
+    def index_guard(self) -> AbstractContextManager[None]: ...
     def moved_here(self, commit: str) -> bool: ...
 
 
@@ -110,6 +111,13 @@ def sync_base(ws: Based) -> bool:
     return True
 
 
+# the journal's operations of a base move that keeps the view (take_tip and what it calls):
+# entries that keep showing what was shown, written by no one (an exec's "what the command
+# wrote" leaves them out: on pure FUSE, `git reset --soft` in an exec got a commit of the
+# files the reset left staged, as if the command had written them; the git model, gitmodel2)
+BASE_MOVE_OPS = frozenset({"git", "keep", "empty", "pin"})
+
+
 def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
     """Take the fork's ref as the base, keeping the view, when git in the fork's mount
     made its last move (:meth:`Based.moved_here`); True when it did (or nothing was to
@@ -127,7 +135,9 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
         # as there: a ref that moves after the check is what a CAS of the ref catches.
         return True
     try:
-        with ws.fork_lock(wait_s=wait_s):
+        # the index guard held from the move to its stamp: a pure-FUSE daemon's refresh of
+        # the index (on seeing the base move) finds it stamped, and leaves what git staged
+        with ws.fork_lock(wait_s=wait_s), ws.index_guard():
             with ov.txn() as db:
                 base, tip = ov.get_meta("base"), ws.tip()
                 if base is None or tip is None or base == tip:
@@ -136,7 +146,7 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
                     return False
                 take_tip(ws, db, base, tip)
             # once the move is committed (see sync_base): git's index is right as it is
-            ws.stamp_index()
+            ws.stamp_index(held=True)
     except BusyError:
         return False
     return True
@@ -196,8 +206,29 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
             node = ws.view.lookup(p)
             if node is not None and node.entry == e and ws.view.entry_oid(node) == now[0]:
                 same.append(e)
+    same = [e for e in same if _shown_without(ws, e.path, new_tree) == store.tree_lookup(new_tree, e.path)]
     if same:
         ws.overlay.retire(db, same)
+
+
+def _shown_without(ws: Based, path: str, new_tree: str) -> Any:
+    """What the view shows at ``path`` once its own entry goes: the new base's, unless a
+    database entry above it says otherwise (a tree: what that tree holds there; anything
+    else: False). A directory git made while the old base had none (`git reset --hard` to
+    a commit that has it) is an entry of an empty tree: when the files git wrote in it,
+    each the new base's, went, the new base's files there went with them (the git model,
+    gitmodel2: `git rm -r DIR`, a commit, `git reset --hard HEAD~1` on pure FUSE)."""
+    chain = names.ancestors(path)
+    with ws.overlay.without_upper():
+        above = ws.overlay.get_many(chain)
+    for a in reversed(chain):
+        e = above.get(a)
+        if e is None:
+            continue
+        if e.kind != OBJECT or e.mode != MODE_TREE or e.oid is None:
+            return False
+        return ws.store.tree_lookup(e.oid, path[len(a) + 1 :] if a else path)
+    return ws.store.tree_lookup(new_tree, path)
 
 
 def _gitlink_in(store: Any, tree: str, path: str) -> bool:

@@ -1,0 +1,142 @@
+"""Replay a git model's logged steps (AVFS_MODEL_LOG) on a fresh model, checked after each:
+``python -m tests.replay_gitmodel BACKEND LOGFILE [FIRST-LINE]`` (the last example of the
+log, from its ``--- new example`` line on). A failing soak's steps, re-run by hand."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import shutil
+import sys
+
+from . import test_git_model as tgm
+
+
+def _step(m: tgm.GitModel, line: str) -> None:
+    if line.startswith("write "):
+        mt = re.fullmatch(r"write (\S+) ('.*?')(?: append=(True|False))?", line)
+        assert mt, line
+        path, word, append = mt.group(1), ast.literal_eval(mt.group(2)), mt.group(3) != "False"
+        for root in (m.p.root, m.m.root):
+            p = os.path.join(root, path)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "a" if append else "w") as fh:
+                fh.write(word)
+        m.note(line)
+    elif line.startswith("rm "):
+        m.on_both(lambda r: os.unlink(os.path.join(r, line[3:])))
+        m.note(line)
+    elif line.startswith("mv "):
+        a, b = line[3:].split()
+
+        def mv(root: str) -> None:
+            os.makedirs(os.path.dirname(os.path.join(root, b)) or root, exist_ok=True)
+            os.replace(os.path.join(root, a), os.path.join(root, b))
+
+        m.on_both(mv)
+        m.note(line)
+    elif line.startswith("chmod "):
+        mode, path = line.split()[1:]
+        m.on_both(lambda r: os.chmod(os.path.join(r, path), int(mode, 8)))
+        m.note(line)
+    elif line.startswith("ln -sf "):
+        target, at = line[7:].split()
+
+        def ln(root: str) -> None:
+            p = os.path.join(root, at)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            if os.path.lexists(p):
+                os.unlink(p)
+            os.symlink(target, p)
+
+        m.on_both(ln)
+        m.note(line)
+    elif line.startswith(("file ", "dir ")):
+        kind, path = line.split()[:2]
+
+        def swap(root: str) -> None:
+            p = os.path.join(root, path)
+            if kind == "file":
+                os.unlink(p)
+                os.mkdir(p)
+                p = os.path.join(p, "inner.txt")
+            else:
+                shutil.rmtree(p)
+            with open(p, "w") as fh:
+                fh.write("was the other kind\n")
+
+        m.on_both(swap)
+        m.note(line)
+    elif line.startswith(".gitignore, write "):
+        path = line.split()[-1]
+
+        def w(root: str) -> None:
+            with open(os.path.join(root, ".gitignore"), "w") as fh:
+                fh.write("build/\n*.log\n")
+            os.makedirs(os.path.dirname(os.path.join(root, path)) or root, exist_ok=True)
+            with open(os.path.join(root, path), "a") as fh:
+                fh.write("ignored\n")
+
+        m.on_both(w)
+        m.note(line)
+    elif line.endswith("(switched back)"):
+        m.switch("-c" in line)
+    elif line.startswith("git "):
+        line = line.replace("-m made with git", "-m 'made with git'")
+        line = re.sub(
+            r"sequence\.editor=(.*?) rebase",
+            lambda x: shlex.quote("sequence.editor=" + x.group(1)) + " rebase",
+            line,
+        )
+        m.both(*shlex.split(line)[1:])
+    elif line.startswith("avfs vault fork"):
+        m.fork()
+    elif line == "avfs status":
+        m.avfs_status()
+    elif line == "avfs checkpoint save":
+        m.checkpoint(False)
+    elif line == "avfs undo":
+        m.undo()
+    elif line.startswith("avfs checkpoint restore"):
+        m.restore()
+    elif line.startswith("avfs checkpoint save (refused") or line.startswith(
+        "avfs proxy exec -- true (refused"
+    ):
+        m.refused_while_busy("checkpoint" if "checkpoint" in line else "exec")
+    elif line.startswith("avfs proxy exec -- sh -c "):
+        cmd = ast.literal_eval(line[len("avfs proxy exec -- sh -c ") :])
+        mt = re.search(r"printf %s (.+?) >> (\S+) &&", cmd, re.S)
+        if mt:
+            m.exec_edit_commit(shlex.split(mt.group(2))[0], shlex.split(mt.group(1))[0])
+        else:
+            (name,) = [k for k, v in tgm.EXEC_COMMANDS.items() if v == cmd]
+            m.exec_git_command(name)
+    else:
+        raise SystemExit(f"cannot replay: {line}")
+
+
+def main() -> None:
+    backend, log = sys.argv[1], sys.argv[2]
+    with open(log) as fh:
+        lines = fh.read().splitlines()
+    start = max(i for i, ln in enumerate(lines) if ln.startswith("--- new example"))
+    steps = [ln for ln in lines[start + 1 :] if ln]
+    tgm.BACKEND = backend
+    m = tgm.GitModel()
+    try:
+        m.check()
+        for i, ln in enumerate(steps):
+            print(f"{i}: {ln}", flush=True)
+            _step(m, ln)
+            m.check()
+        print("replayed without a difference")
+    finally:
+        if os.environ.get("KEEP"):
+            input(f"mount {m.mp}, plain {m.p.root}; enter to tear down")
+        m.teardown()
+
+
+if __name__ == "__main__":
+    main()
