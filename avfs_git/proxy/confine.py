@@ -59,7 +59,6 @@ import functools
 import glob
 import os
 import shutil
-import stat
 import subprocess
 import types
 from collections.abc import Mapping

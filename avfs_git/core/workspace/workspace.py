@@ -266,8 +266,7 @@ class Workspace(Mutations, Generic[V_co]):
             return
         from ..errors import GitInProgressError
 
-        branch = refs.fork_ref(self.fork)
-        back = refs.switch_back(self.vault.path, self.fork)
+        branch, back = refs.fork_ref(self.fork), refs.switch_back(self.vault.path, self.fork)
         if st["in_progress"] is not None:
             what = f"a git {st['in_progress']} is in progress in the mount"
             hint = (
