@@ -323,7 +323,16 @@ class ViewOps(NestedRepos, HandleTable):
             fd = os.open(real, (flags & keep) | os.O_CLOEXEC)
             return self._new_handle(Handle(path, fd, None, True, nested=True))
         p = self._p(path)
-        node = self._node(p)
+        try:
+            node = self._node(p)
+        except fuse.FuseOSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            # the kernel holds the name as it was (another process removed it: a restore,
+            # `avfs rm`), and its `libfuse` invalidation forgets attributes, not names: an
+            # O_CREAT open then came here, not to create, and failed. ESTALE makes the
+            # kernel look the name up again and retry the open (creating it for O_CREAT)
+            raise fuse.FuseOSError(errno.ESTALE) from None
         if node.is_dir:
             raise fuse.FuseOSError(errno.EISDIR)
         wants_write = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
