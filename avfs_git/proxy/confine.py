@@ -33,7 +33,10 @@ unless the policy gives the command the host's network (:func:`network_for`); a
 the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 (the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
-remount its way out).
+remount its way out). The command runs under a Landlock domain (:mod:`.landlock`, applied
+inside by bwrap's command) that lets it make links and special files only beneath the fork
+and the sandbox's own writable places: never in the vault (the worktree's git dir, which
+the person's git in the mount uses while the command runs, and the seal's scratch).
 
 bwrap itself runs on the host, as the caller's user (root, often), before anything is
 confined: so it is started with an environment avfs builds (:data:`BWRAP_ENV`), never the
@@ -429,6 +432,9 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             raise ValueError("a filtered network needs the filtering proxy's socket")
         args += ["--ro-bind", sb.proxy_socket, netproxy.SOCKET_IN_SANDBOX]
         command = netproxy.wrap(command)
+    from . import landlock
+
+    command = landlock.wrap(sb, command)  # no link nor special file made in the vault
     args += ["--bind", sb.source, sb.path]
     for alias in sb.aliases:
         if can_alias(sb, alias):

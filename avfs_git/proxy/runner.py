@@ -560,10 +560,13 @@ def _sandbox_status(status_r: int, rc: int, err: _Drain) -> tuple[int, str] | No
             chunks.append(data)
     finally:
         os.close(status_r)
-    if b'"exit-code"' in b"".join(chunks) or rc < 0:
+    ran = b'"exit-code"' in b"".join(chunks)
+    if rc < 0 or (ran and rc not in (126, 127)):
         return None
     text = err.output().decode("utf-8", "replace").strip()
     last = text.splitlines()[-1] if text else ""
+    if ran and not last.startswith("bwrap: execvp "):  # (what applies Landlock inside says it so: .landlock)
+        return None
     if last.startswith("bwrap: execvp "):
         what = last[len("bwrap: execvp ") :]
         return (127 if "No such file" in what or "Not a directory" in what else 126), what
