@@ -122,3 +122,47 @@ def test_links_the_running_command_plants_in_its_git_dir_are_never_followed(live
         with open(os.path.join(mp, f"made-{tag}")) as fh:
             assert fh.read() == "", f"the command planted in its git dir: {said}"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_the_environment_asked_for_the_command_runs_nothing_before_the_domain(home, vault, warm):
+    """What applies the domain inside the sandbox is a Perl program bwrap starts: an
+    environment asked for the command (``PERL5OPT``/``PERL5LIB`` here; ``LD_PRELOAD`` alike)
+    must not run code in it before the domain is applied (that code could make a link in
+    the git dir). The command is ``sh``: only that program could load the planted module."""
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("README", b"the original\n")
+    checkpoint.save(vault, name="base")
+    if warm:
+        mounts.mount(home, vault, "main", None)
+    try:
+        module = (
+            "package Early; my $g = `git rev-parse --absolute-git-dir`; chomp $g;\n"
+            'if (symlink("/etc/hostname", "$g/FETCH_HEAD")) { print STDERR "EARLY-LINK\\n" }\n'
+            'print STDERR "EARLY-RAN\\n"; 1;\n'
+        )
+        w.write("Early.pm", module.encode())
+        checkpoint.save(vault, name="module")
+        cmd = [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--vault",
+            "v:main",
+            "--json",
+            "proxy",
+            "exec",
+            "--no-commit",
+        ]
+        env = ["--env", "PERL5OPT=-MEarly", "--env", "PERL5LIB=."]
+        got = subprocess.run(
+            [*cmd, *env, "--", "sh", "-c", "echo ran-inside"], capture_output=True, text=True, timeout=120
+        )
+        doc = json.loads(got.stdout)
+        assert doc["confinement"]["kind"] == "bwrap" and doc["exit_code"] == 0, doc
+        assert doc["result"]["stdout"] == "ran-inside\n", doc["result"]
+        assert "EARLY" not in doc["result"]["stderr"], doc["result"]
+    finally:
+        if warm:
+            mounts.unmount(home, vault, "main", lazy=True)

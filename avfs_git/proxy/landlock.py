@@ -41,14 +41,17 @@ MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM, REFER = (
     1 << 13,
 )
 MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
-# argv: MADE REFER PROTECTED... -- GRANT... -- COMMAND... REFER is granted on /; MADE|REFER on
+# argv: MADE REFER ENV_FD PROTECTED... -- GRANT... -- COMMAND... ENV_FD (-1: none) holds the
+# command's environment as bwrap's --args reads it (confine.env_args), applied after the
+# domain: the program starts with bwrap's own (a loader or Perl variable asked for the
+# command would run code in it before the domain). REFER is granted on /; MADE|REFER on
 # each GRANT directory, or, where a PROTECTED path (the vault) is at or beneath it, on each of
 # its children that neither is nor holds one (their children, down to it: a rule covers all
 # that is beneath its directory, and no rule can take a part of that back).
 # landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
 # numbers on every architecture); bwrap has set no_new_privs already.
 APPLY = r"""
-my ($m, $r) = (0 + shift, 0 + shift); my (@p, @g);
+my ($m, $r, $ef) = (0 + shift, 0 + shift, 0 + shift); my (@p, @g);
 while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
 sub fail { print STDERR "avfs: cannot apply Landlock: $_[0]\n"; exit 125 }
@@ -78,6 +81,13 @@ if (syscall(444, 0, 0, 1) >= 2) {
   grant($_) for @g;
   syscall(446, $rs, 0) < 0 and fail($!);
 }
+if ($ef >= 0) {
+  open(my $in, "<&=", $ef) or fail("the environment: $!");
+  binmode $in; my $d = do { local $/; <$in> }; close $in;
+  my @f = split /\0/, $d, -1; pop @f; shift @f;
+  %ENV = ();
+  while (@f >= 3) { shift @f; my $k = shift @f; $ENV{$k} = shift @f }
+}
 { no warnings; exec { $ARGV[0] } @ARGV; }
 my $e = $! + 0; print STDERR "bwrap: execvp $ARGV[0]: $!\n"; exit($e == 2 || $e == 20 ? 127 : 126);
 """
@@ -100,9 +110,11 @@ def grants(sb: Sandbox) -> list[str]:
     return out
 
 
-def wrap(sb: Sandbox, command: list[str]) -> list[str]:
-    """``command`` run under the domain (as it is where no Perl is there)."""
+def wrap(sb: Sandbox, command: list[str], env_fd: int = -1) -> list[str]:
+    """``command`` run under the domain, with the environment read from ``env_fd`` (as it
+    is where no Perl is there)."""
     if not available():
         return command
     protected = [*sb.keep, *sb.writable, *(target for _, target, _ in sb.sealed)]
-    return [PERL, "-e", APPLY, str(MADE), str(REFER), *protected, "--", *grants(sb), "--", *command]
+    head = [PERL, "-e", APPLY, str(MADE), str(REFER), str(env_fd)]
+    return [*head, *protected, "--", *grants(sb), "--", *command]

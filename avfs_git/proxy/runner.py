@@ -17,7 +17,8 @@
   exit code: :class:`~avfs_git.core.errors.SandboxFailed`) from a command that ran.
 - bwrap is started with an environment avfs builds (:data:`.confine.BWRAP_ENV`); the
   command's own (``env``) reaches only the command, through ``--clearenv``/``--setenv`` read
-  from a descriptor (:func:`.confine.env_fd`).
+  from a descriptor (:func:`.confine.env_fd`) inside the sandbox, after the Landlock domain
+  (:mod:`.landlock`).
 - With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
   (:mod:`.isolate`) after starting its session and before exec. With a PID namespace too
   (``readonly``, ``hidden``) the child stays outside it, leads the group and exits as the
@@ -431,8 +432,8 @@ def _start(
         # avfs's, and applies the command's (read from env_r) only as it starts the command
         env_r = confine.env_fd(env)
         status_r, status_w = os.pipe()
-        argv = confine.argv(sandbox, argv)
-        argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r)]
+        argv = confine.argv(sandbox, argv, env_from=env_r)
+        argv[1:1] = ["--json-status-fd", str(status_w)]
         env = dict(confine.BWRAP_ENV)
         cwd = "/"
     try:
