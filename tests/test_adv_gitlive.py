@@ -58,6 +58,7 @@ def _attack(victim: Path, victim_dir: Path, tag: str) -> str:
     for name in LINKED_DIRS:
         lines.append(f'rm -rf "$G/{name}"; ln -s {victim_dir} "$G/{name}" && echo dir:{name} >> made-{tag}')
     lines.append(f'mkfifo "$G/ORIG_HEAD.fifo" && echo fifo >> made-{tag}')
+    lines.append(f"ln -s README link-{tag} && mkfifo /dev/shm/f-{tag} && echo links-elsewhere")
     lines.append(f": > planted-{tag}; sleep 8; exit 0")
     return "\n".join(lines) + "\n"
 
@@ -116,6 +117,7 @@ def test_links_the_running_command_plants_in_its_git_dir_are_never_followed(live
         doc = json.loads(out)
         assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
         assert doc["exit_code"] == 0, (doc["result"], err)
+        assert doc["result"]["stdout"] == "links-elsewhere\n", doc["result"]  # (the fork, /dev/shm)
         assert victim.read_text() == "host data\n", (tag, said)
         assert os.listdir(victim_dir) == [], (tag, said)
         assert all("hung" not in s for s in said), said
