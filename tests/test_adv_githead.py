@@ -55,12 +55,13 @@ def test_a_planted_head_symlink_and_fifo_leak_nothing_and_block_nothing(
     try:
         (mp / "b.txt").write_text("kept\n")
         # (a script of the workspace: the policy refuses a link to outside on the command line)
-        (mp / "plant.sh").write_text(
-            "gd=$(git rev-parse --absolute-git-dir) || exit 1\n"
-            f'ln -sf {canary} "$gd/HEAD.new" && mv -f "$gd/HEAD.new" "$gd/HEAD"\n'
-            'mkdir -p "$gd/logs"; rm -f "$gd/logs/HEAD"; mkfifo "$gd/logs/HEAD"\n'
-            'mkdir -p "$gd/rebase-merge"\n'
-        )
+        plant = [
+            "gd=$(git rev-parse --absolute-git-dir) || exit 1",
+            f'ln -sf {canary} "$gd/HEAD.new" && mv -f "$gd/HEAD.new" "$gd/HEAD"',
+            'mkdir -p "$gd/logs"; rm -f "$gd/logs/HEAD"; mkfifo "$gd/logs/HEAD"',
+            'mkdir -p "$gd/rebase-merge"',
+        ]
+        (mp / "plant.sh").write_text("\n".join(plant) + "\n")
         res = _avfs(mp, "--json", "proxy", "exec", "--", "sh", "plant.sh")
         assert res.returncode == 0, res.stdout
         vault = cli_proc("--vault", "v", "vault", "path").out.strip()
@@ -68,7 +69,10 @@ def test_a_planted_head_symlink_and_fifo_leak_nothing_and_block_nothing(
         if not ((wt / "logs" / "HEAD").is_fifo() and (wt / "rebase-merge").is_dir()):
             # the sandbox keeps the worktree's git dir read-only (docs/security.md, "Sealing the
             # vault's git dir"): an agent that runs in the mount unconfined plants them
-            subprocess.run(["sh", "plant.sh"], cwd=mp, check=False, capture_output=True)
+            # (no HEAD link: nothing after it would scrub it; Landlock refused the FIFO)
+            subprocess.run(
+                ["sh", "-c", "; ".join([plant[0], *plant[2:]])], cwd=mp, check=False, capture_output=True
+            )
         assert (wt / "logs" / "HEAD").is_fifo() and (wt / "rebase-merge").is_dir()  # planted
         # another hand moves the fork (a push): avfs then asks the worktree's HEAD log
         # whether git in the mount moved it

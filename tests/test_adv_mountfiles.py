@@ -415,18 +415,29 @@ def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
     # and the temp names the merge's writer (this process) once wrote them through
     plant += [f"{n}.{os.getpid()}.tmp" for n in ("MERGE_HEAD", "MERGE_MSG", "avfs-merge-head")]
     links = "".join(f'rm -f "$G/{n}"; ln -s {target} "$G/{n}"\n' for n in plant)
+    marker = os.path.join(scene.git_dir, "avfs-test-planted")
     done: list[ExecResult] = []
     running = threading.Thread(
         target=lambda: done.append(
-            scene.attack('G="$(git rev-parse --absolute-git-dir)"\n' + links + "sleep 5\n", commit=False)
+            scene.attack(
+                'G="$(git rev-parse --absolute-git-dir)"\n' + links + ': > "$G/avfs-test-planted"\nsleep 5\n',
+                commit=False,
+            )
         )
     )
     running.start()
     try:
         deadline = time.monotonic() + 60
-        while not all(os.path.islink(os.path.join(scene.git_dir, n)) for n in plant):
+        while not os.path.exists(marker):
             assert time.monotonic() < deadline and running.is_alive(), done
             time.sleep(0.05)
+        os.unlink(marker)
+        if not any(os.path.islink(os.path.join(scene.git_dir, n)) for n in plant):
+            # the sandbox refused every link (Landlock: docs/security.md, "The git dir while
+            # the command runs"); another hand (an unconfined agent) plants them meanwhile
+            for n in plant:
+                os.symlink(target, os.path.join(scene.git_dir, n))
+        assert all(os.path.islink(os.path.join(scene.git_dir, n)) for n in plant)
         opened = merge.merge(vault, "b", "main", write_conflicts=True)  # while the command runs
         assert opened.status == "conflicts_written"
         assert target.read_text() == "HOST-CONFIG\n"
@@ -594,7 +605,9 @@ def test_a_git_dir_the_command_made_read_only_keeps_no_link_for_the_person_s_git
         )
         got = avfs("--json", "--vault", "nr:main", "proxy", "exec", "--", "sh", "attack.sh")
         doc = json.loads(got.stdout)
-        assert doc["result"]["stdout"] == "LINKED\nCHMOD\n" and doc["error"] is None, doc
+        assert doc["result"]["stdout"] in ("LINKED\nCHMOD\n", "CHMOD\n") and doc["error"] is None, doc
+        if doc["result"]["stdout"] == "CHMOD\n":  # the sandbox refused the link (Landlock)
+            assert "Permission denied" in doc["result"]["stderr"], doc
         env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
         git_dir = subprocess.run(
             ["git", "rev-parse", "--absolute-git-dir"], cwd=mp, env=env, capture_output=True, text=True

@@ -127,8 +127,8 @@ class Blocked:
             status_r, status_w = os.pipe()
             opened += [status_r, status_w]
             self.status_r = status_r
-            argv = confine.argv(p.sandbox, list(p.argv))
-            argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r), "--block-fd", str(block_r)]
+            argv = confine.argv(p.sandbox, list(p.argv), env_from=env_r)
+            argv[1:1] = ["--json-status-fd", str(status_w), "--block-fd", str(block_r)]
             fds = (status_w, env_r, block_r)
             threading.Thread(
                 target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True

@@ -35,15 +35,20 @@ unless the policy gives the command the host's network (:func:`network_for`); a
 the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 (the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
-remount its way out).
+remount its way out). The command runs under a Landlock domain (:mod:`.landlock`, applied
+inside by bwrap's command) that lets it make links and special files only beneath the fork
+and the sandbox's own writable places: never in the vault (the worktree's git dir, which
+the person's git in the mount uses while the command runs, and the seal's scratch).
 
 bwrap itself runs on the host, as the caller's user (root, often), before anything is
 confined: so it is started with an environment avfs builds (:data:`BWRAP_ENV`), never the
-command's. The command's environment (the caller's ``--env``, MCP's ``env``, the API's) goes
-to bwrap as ``--clearenv`` and ``--setenv NAME VALUE`` read from a descriptor (``--args FD``,
-:func:`env_fd`: not on a command line the host's ``/proc`` shows), and bwrap applies it only
-as it starts the command inside: an ``LD_PRELOAD`` (or any loader variable) given for the
-command never loads into bwrap.
+command's. The command's environment (the caller's ``--env``, MCP's ``env``, the API's) is
+written as ``--clearenv`` and ``--setenv NAME VALUE`` to a descriptor (:func:`env_fd`: not on
+a command line the host's ``/proc`` shows) that the program applying the Landlock domain
+inside reads, applying it only after the domain, as it starts the command (where no Perl
+is there, bwrap reads it as ``--args FD`` and applies it as it starts the command): an
+``LD_PRELOAD`` (or any loader variable) given for the command never loads into bwrap, nor
+into what runs before the domain.
 
 Where ``bwrap`` cannot run (:func:`unavailable` says why: not installed, or user namespaces
 refused), ``proxy exec`` refuses to run a confined command (one envelope, exit 125, naming
@@ -426,9 +431,11 @@ def kept_files(keep: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]:
-    """The ``bwrap`` command line that runs ``command`` in ``sb``. Order matters: bwrap
-    mounts in argument order, so what is shown inside a masked directory comes after it."""
+def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: int = -1) -> list[str]:
+    """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
+    read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
+    starts). Order matters: bwrap mounts in argument order, so what is shown inside a
+    masked directory comes after it."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if sb.network != "host":
@@ -479,6 +486,12 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None) -> list[str]
             raise ValueError("a filtered network needs the filtering proxy's socket")
         args += ["--ro-bind", sb.proxy_socket, netproxy.SOCKET_IN_SANDBOX]
         command = netproxy.wrap(command)
+    from . import landlock
+
+    wrapped = landlock.wrap(sb, command, env_from)  # no link nor special file made in the vault
+    if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
+        args[1:1] = ["--args", str(env_from)]
+    command = wrapped
     args += ["--bind", sb.source, sb.path]
     for alias in sb.aliases:
         if can_alias(sb, alias):

@@ -17,7 +17,8 @@
   exit code: :class:`~avfs_git.core.errors.SandboxFailed`) from a command that ran.
 - bwrap is started with an environment avfs builds (:data:`.confine.BWRAP_ENV`); the
   command's own (``env``) reaches only the command, through ``--clearenv``/``--setenv`` read
-  from a descriptor (:func:`.confine.env_fd`).
+  from a descriptor (:func:`.confine.env_fd`) inside the sandbox, after the Landlock domain
+  (:mod:`.landlock`).
 - With a ``view`` (``proxy exec --isolate``), the child sets up its mount namespace
   (:mod:`.isolate`) after starting its session and before exec. With a PID namespace too
   (``readonly``, ``hidden``) the child stays outside it, leads the group and exits as the
@@ -431,8 +432,8 @@ def _start(
         # avfs's, and applies the command's (read from env_r) only as it starts the command
         env_r = confine.env_fd(env)
         status_r, status_w = os.pipe()
-        argv = confine.argv(sandbox, argv)
-        argv[1:1] = ["--json-status-fd", str(status_w), "--args", str(env_r)]
+        argv = confine.argv(sandbox, argv, env_from=env_r)
+        argv[1:1] = ["--json-status-fd", str(status_w)]
         env = dict(confine.BWRAP_ENV)
         cwd = "/"
     try:
@@ -560,10 +561,13 @@ def _sandbox_status(status_r: int, rc: int, err: _Drain) -> tuple[int, str] | No
             chunks.append(data)
     finally:
         os.close(status_r)
-    if b'"exit-code"' in b"".join(chunks) or rc < 0:
+    ran = b'"exit-code"' in b"".join(chunks)
+    if rc < 0 or (ran and rc not in (126, 127)):
         return None
     text = err.output().decode("utf-8", "replace").strip()
     last = text.splitlines()[-1] if text else ""
+    if ran and not last.startswith("bwrap: execvp "):  # (what applies Landlock inside says it so: .landlock)
+        return None
     if last.startswith("bwrap: execvp "):
         what = last[len("bwrap: execvp ") :]
         return (127 if "No such file" in what or "Not a directory" in what else 126), what

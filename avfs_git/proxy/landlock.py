@@ -1,0 +1,120 @@
+"""No links nor special files made by a confined command in the worktree's git dir.
+
+The person's own git in a mount reads and writes the fork's worktree git dir while a
+confined command runs there (its scrub comes only after the command: :mod:`.seal`). A link
+the command planted as a file git writes through (``FETCH_HEAD``, ``COMMIT_EDITMSG``...) or
+as a directory git makes files in (``rebase-merge``, ``sequencer``, ``modules``) would have
+the person's ``git fetch``/``git commit`` write a host file; a FIFO planted there would
+hang it. So the sandbox's command runs under a `Landlock
+<https://docs.kernel.org/userspace-api/landlock.html>`_ domain that handles making links
+and special files (``MAKE_SYM``, ``MAKE_FIFO``, ``MAKE_SOCK``, ``MAKE_CHAR``,
+``MAKE_BLOCK``) and grants them only beneath the sandbox's other writable places (the
+fork, ``/tmp``, ``/var/tmp``, ``/dev``, the private ``$HOME``, the caches: :func:`grants`):
+not in the vault, so neither in the worktree's git dir nor in the seal's scratch bound over
+the vault's ``refs/``, ``logs/`` and objects. ``REFER`` (moving a file from one directory to
+another), which any domain denies unless granted, is granted everywhere.
+
+bwrap cannot apply it (its own set-up makes links on a fresh tmpfs no rule can name), so
+its command is a small Perl program (:data:`APPLY`; Perl as :mod:`.standby`'s waiter: ~2 ms
+where Python takes ~8) that applies the domain inside the sandbox and ``exec``\\ s the
+command; a ready sandbox's waiter runs under it, so the command it starts does too. Where
+the kernel has no Landlock of ABI 2 or later, or no Perl is there, the command runs
+without it (docs/security.md says what is then open); where Landlock is there but cannot be
+applied, the command does not run (exit 125)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .confine import Sandbox
+
+PERL = "/usr/bin/perl"
+# Landlock's filesystem access rights (linux/landlock.h)
+MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM, REFER = (
+    1 << 6,
+    1 << 9,
+    1 << 10,
+    1 << 11,
+    1 << 12,
+    1 << 13,
+)
+MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
+# argv: MADE REFER ENV_FD PROTECTED... -- GRANT... -- COMMAND... ENV_FD (-1: none) holds the
+# command's environment as bwrap's --args reads it (confine.env_args), applied after the
+# domain: the program starts with bwrap's own (a loader or Perl variable asked for the
+# command would run code in it before the domain). REFER is granted on /; MADE|REFER on
+# each GRANT directory, or, where a PROTECTED path (the vault) is at or beneath it, on each of
+# its children that neither is nor holds one (their children, down to it: a rule covers all
+# that is beneath its directory, and no rule can take a part of that back).
+# landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
+# numbers on every architecture); bwrap has set no_new_privs already.
+APPLY = r"""
+my ($m, $r, $ef) = (0 + shift, 0 + shift, 0 + shift); my (@p, @g);
+while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
+while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
+sub fail { print STDERR "avfs: cannot apply Landlock: $_[0]\n"; exit 125 }
+my $rs;
+sub rule {
+  my ($d, $a) = @_;
+  sysopen(my $h, $d, 0) or return;
+  syscall(445, $rs, 1, pack("Qi", $a, fileno($h)), 0) < 0 and fail("$d: $!");
+  close $h;
+}
+sub holds { my $d = shift; return 2 if grep { $_ eq $d } @p; return 1 if grep { index($_, "$d/") == 0 } @p; 0 }
+sub grant {
+  my $d = shift; my $h = holds($d);
+  return if $h == 2;
+  return rule($d, $m | $r) unless $h;
+  opendir(my $dh, $d) or return;
+  for my $c (readdir $dh) {
+    next if $c eq "." || $c eq "..";
+    my $f = $d eq "/" ? "/$c" : "$d/$c";
+    grant($f) if -d $f && ! -l $f;
+  }
+}
+if (syscall(444, 0, 0, 1) >= 2) {
+  $rs = syscall(444, pack("Q", $m | $r), 8, 0);
+  fail($!) if $rs < 0;
+  rule("/", $r);
+  grant($_) for @g;
+  syscall(446, $rs, 0) < 0 and fail($!);
+}
+if ($ef >= 0) {
+  open(my $in, "<&=", $ef) or fail("the environment: $!");
+  binmode $in; my $d = do { local $/; <$in> }; close $in;
+  my @f = split /\0/, $d, -1; pop @f; shift @f;
+  %ENV = ();
+  while (@f >= 3) { shift @f; my $k = shift @f; $ENV{$k} = shift @f }
+}
+{ no warnings; exec { $ARGV[0] } @ARGV; }
+my $e = $! + 0; print STDERR "bwrap: execvp $ARGV[0]: $!\n"; exit($e == 2 || $e == 20 ? 127 : 126);
+"""
+
+
+def available() -> bool:
+    return os.path.exists(PERL)
+
+
+def grants(sb: Sandbox) -> list[str]:
+    """Where, in ``sb``, links and special files may be made: the fork and the sandbox's
+    own writable places (none of them holds the vault, nor is held by it: the caches are
+    directories of their own below its masked state)."""
+    from . import confine
+
+    out = ["/tmp", "/var/tmp", "/dev", sb.path]
+    if sb.home and os.path.isabs(sb.home) and confine.check_path(sb.home) is None and sb.home != "/tmp":
+        out.append(sb.home)
+    out += [d for _, d in sb.caches]
+    return out
+
+
+def wrap(sb: Sandbox, command: list[str], env_fd: int = -1) -> list[str]:
+    """``command`` run under the domain, with the environment read from ``env_fd`` (as it
+    is where no Perl is there)."""
+    if not available():
+        return command
+    protected = [*sb.keep, *sb.writable, *(target for _, target, _ in sb.sealed)]
+    head = [PERL, "-e", APPLY, str(MADE), str(REFER), str(env_fd)]
+    return [*head, *protected, "--", *grants(sb), "--", *command]

@@ -1,0 +1,170 @@
+"""The worktree's git dir while a confined command still runs (docs/security.md, "the git
+dir while the command runs"), from the attacker's side.
+
+The scrub of what a command left in the mount's worktree git dir comes after it ends; while
+it runs, the person's own git in the mount reads and writes that directory. A real confined
+``proxy exec`` (the CLI: the mount's daemon serves it, first warm, then in a sandbox it made
+ready) plants links to host files and directories and special files in place of what git
+writes through (``FETCH_HEAD``, ``COMMIT_EDITMSG``, ``rebase-merge``...) and sleeps; the
+test meanwhile acts as the person (plain ``git fetch`` from a local remote, ``git commit``
+in the mount) and checks that no host file was written and that nothing was planted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.ops import mounts
+
+from .contract.test_proxy_exec_warm import _wait_for, _waiters
+from .test_confine import _need_bwrap
+from .test_fuse import require_fuse
+from .test_overlay import require_overlay
+
+PERSON = ["git", "-c", "user.name=P", "-c", "user.email=p@x.invalid"]
+# what git opens following links (files) or makes files in (directories) in a git dir
+LINKED_FILES = ("FETCH_HEAD", "COMMIT_EDITMSG", "MERGE_MSG", "SQUASH_MSG", "BISECT_LOG")
+LINKED_DIRS = ("rebase-merge", "sequencer", "modules")
+
+
+@pytest.fixture(params=["overlay", "fuse"])
+def live(request: Any, home: Any, vault: Any) -> Any:
+    require_overlay() if request.param == "overlay" else require_fuse()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("README", b"the original\n")
+    checkpoint.save(vault, name="base")
+    info = mounts.mount(home, vault, "main", None, backend=request.param)
+    try:
+        yield info
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)
+
+
+def _attack(victim: Path, victim_dir: Path, tag: str) -> str:
+    """The confined command: plant links (and a FIFO, a socket) in its git dir, say what it
+    made in ``made-<tag>``, signal ``planted-<tag>``, and stay running."""
+    lines = ["G=$(git rev-parse --absolute-git-dir)", f": > made-{tag}"]
+    for name in LINKED_FILES:
+        lines.append(f'rm -f "$G/{name}"; ln -s {victim} "$G/{name}" && echo link:{name} >> made-{tag}')
+    for name in LINKED_DIRS:
+        lines.append(f'rm -rf "$G/{name}"; ln -s {victim_dir} "$G/{name}" && echo dir:{name} >> made-{tag}')
+    lines.append(f'mkfifo "$G/ORIG_HEAD.fifo" && echo fifo >> made-{tag}')
+    lines.append(f"ln -s README link-{tag} && mkfifo /dev/shm/f-{tag} && echo links-elsewhere")
+    lines.append(f": > planted-{tag}; sleep 8; exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def _person(mp: str, remote: Path) -> list[str]:
+    """What the person does in the mount meanwhile (each bounded: a FIFO would hang it)."""
+    out = []
+    for args in (
+        ["fetch", "-q", str(remote), "main"],
+        ["commit", "-q", "--allow-empty", "-m", "by the person"],
+        ["merge", "-q", "--no-edit", "FETCH_HEAD"],
+    ):
+        try:
+            p = subprocess.run([*PERSON, *args], cwd=mp, capture_output=True, text=True, timeout=30)
+            out.append(f"{args[0]}: {p.returncode} {p.stderr.strip()}")
+        except subprocess.TimeoutExpired:
+            out.append(f"{args[0]}: hung")
+    return out
+
+
+def test_links_the_running_command_plants_in_its_git_dir_are_never_followed(live, vault, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("host data\n")
+    victim_dir = tmp_path / "victim-dir"
+    victim_dir.mkdir()
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    src = tmp_path / "src"
+    subprocess.run(["git", "clone", "-q", str(remote), str(src)], check=True, capture_output=True)
+    (src / "theirs").write_text("theirs\n")
+    subprocess.run(["git", "-C", str(src), "add", "theirs"], check=True)
+    subprocess.run([*PERSON, "-C", str(src), "commit", "-qm", "theirs"], check=True)
+    subprocess.run(
+        ["git", "-C", str(src), "push", "-q", "origin", "HEAD:main"], check=True, capture_output=True
+    )
+    mp = live.mountpoint
+    for tag in ("warm", "ready"):  # the daemon's first command, then one in a sandbox it made ready
+        if tag == "ready":
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+        with open(os.path.join(mp, f"attack-{tag}.sh"), "w") as fh:
+            fh.write(_attack(victim, victim_dir, tag))
+        cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--"]
+        proc = subprocess.Popen(
+            [*cmd, "sh", f"attack-{tag}.sh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            assert _wait_for(lambda t=tag: os.path.exists(os.path.join(mp, f"planted-{t}")), 60), (
+                "never planted"
+            )
+            said = _person(mp, remote)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        doc = json.loads(out)
+        assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
+        assert doc["exit_code"] == 0, (doc["result"], err)
+        assert doc["result"]["stdout"] == "links-elsewhere\n", doc["result"]  # (the fork, /dev/shm)
+        assert victim.read_text() == "host data\n", (tag, said)
+        assert os.listdir(victim_dir) == [], (tag, said)
+        assert all("hung" not in s for s in said), said
+        with open(os.path.join(mp, f"made-{tag}")) as fh:
+            assert fh.read() == "", f"the command planted in its git dir: {said}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_the_environment_asked_for_the_command_runs_nothing_before_the_domain(home, vault, warm):
+    """What applies the domain inside the sandbox is a Perl program bwrap starts: an
+    environment asked for the command (``PERL5OPT``/``PERL5LIB`` here; ``LD_PRELOAD`` alike)
+    must not run code in it before the domain is applied (that code could make a link in
+    the git dir). The command is ``sh``: only that program could load the planted module."""
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("README", b"the original\n")
+    checkpoint.save(vault, name="base")
+    if warm:
+        mounts.mount(home, vault, "main", None)
+    try:
+        module = (
+            "package Early; my $g = `git rev-parse --absolute-git-dir`; chomp $g;\n"
+            'if (symlink("/etc/hostname", "$g/FETCH_HEAD")) { print STDERR "EARLY-LINK\\n" }\n'
+            'print STDERR "EARLY-RAN\\n"; 1;\n'
+        )
+        w.write("Early.pm", module.encode())
+        checkpoint.save(vault, name="module")
+        cmd = [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--vault",
+            "v:main",
+            "--json",
+            "proxy",
+            "exec",
+            "--no-commit",
+        ]
+        env = ["--env", "PERL5OPT=-MEarly", "--env", "PERL5LIB=."]
+        got = subprocess.run(
+            [*cmd, *env, "--", "sh", "-c", "echo ran-inside"], capture_output=True, text=True, timeout=120
+        )
+        doc = json.loads(got.stdout)
+        assert doc["confinement"]["kind"] == "bwrap" and doc["exit_code"] == 0, doc
+        assert doc["result"]["stdout"] == "ran-inside\n", doc["result"]
+        assert "EARLY" not in doc["result"]["stderr"], doc["result"]
+    finally:
+        if warm:
+            mounts.unmount(home, vault, "main", lazy=True)
