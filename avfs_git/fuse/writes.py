@@ -13,7 +13,6 @@ flushed, fsynced or released, so status, quota and "what changed since" stay tru
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
@@ -27,7 +26,7 @@ from .nested import NestedRepos
 from .opsbase import Handle, translated
 
 FALLOC_FL_KEEP_SIZE = 0x01  # (linux/falloc.h) the size stays, whatever is allocated
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # (libc is in the process: no ldconfig run, fuse/libs.py)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
 
 
