@@ -452,8 +452,13 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: in
     args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
     if sb.network == "host":
         args += _resolver()
-    if sb.home and os.path.isabs(sb.home) and check_path(sb.home) is None and sb.home != "/tmp":
-        args += ["--perms", "0700", "--tmpfs", sb.home]
+    private_home = (
+        sb.home
+        if sb.home and os.path.isabs(sb.home) and check_path(sb.home) is None and sb.home != "/tmp"
+        else None
+    )
+    if private_home is not None:
+        args += ["--perms", "0700", "--tmpfs", private_home]
     for r in sb.readable:
         if os.path.exists(r):
             args += ["--ro-bind", r, r]
@@ -488,7 +493,7 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: in
         command = netproxy.wrap(command)
     from . import landlock
 
-    wrapped = landlock.wrap(sb, command, env_from)  # no link nor special file made in the vault
+    wrapped = landlock.wrap(sb, command, env_from, private_home)  # no link nor special file made in the vault
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
     command = wrapped

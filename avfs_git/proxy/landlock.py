@@ -25,10 +25,24 @@ applied, the command does not run (exit 125)."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .confine import Sandbox
+
+class Sandbox(Protocol):
+    """What of a :class:`.confine.Sandbox` the domain is made from (not imported: confine
+    imports this module)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def keep(self) -> tuple[str, ...]: ...
+    @property
+    def writable(self) -> tuple[str, ...]: ...
+    @property
+    def sealed(self) -> tuple[tuple[str, str, bool], ...]: ...
+    @property
+    def caches(self) -> tuple[tuple[str, str], ...]: ...
+
 
 PERL = "/usr/bin/perl"
 # Landlock's filesystem access rights (linux/landlock.h)
@@ -97,24 +111,23 @@ def available() -> bool:
     return os.path.exists(PERL)
 
 
-def grants(sb: Sandbox) -> list[str]:
+def grants(sb: Sandbox, home: str | None) -> list[str]:
     """Where, in ``sb``, links and special files may be made: the fork and the sandbox's
     own writable places (none of them holds the vault, nor is held by it: the caches are
-    directories of their own below its masked state)."""
-    from . import confine
-
+    directories of their own below its masked state); ``home``: the sandbox's private
+    ``$HOME``, when it has one (:func:`.confine.argv` decides)."""
     out = ["/tmp", "/var/tmp", "/dev", sb.path]
-    if sb.home and os.path.isabs(sb.home) and confine.check_path(sb.home) is None and sb.home != "/tmp":
-        out.append(sb.home)
+    if home is not None:
+        out.append(home)
     out += [d for _, d in sb.caches]
     return out
 
 
-def wrap(sb: Sandbox, command: list[str], env_fd: int = -1) -> list[str]:
+def wrap(sb: Sandbox, command: list[str], env_fd: int = -1, home: str | None = None) -> list[str]:
     """``command`` run under the domain, with the environment read from ``env_fd`` (as it
-    is where no Perl is there)."""
+    is where no Perl is there); ``home``: the sandbox's private ``$HOME`` (:func:`grants`)."""
     if not available():
         return command
     protected = [*sb.keep, *sb.writable, *(target for _, target, _ in sb.sealed)]
     head = [PERL, "-e", APPLY, str(MADE), str(REFER), str(env_fd)]
-    return [*head, *protected, "--", *grants(sb), "--", *command]
+    return [*head, *protected, "--", *grants(sb, home), "--", *command]
