@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,87 +19,17 @@ from avfs_git.core.errors import BlobNotLocalError
 from avfs_git.core.vaults.home import Home
 
 from .conftest import git
+from .lazyrelay import Relay
 from .test_lazy import Server, blob_at, missing, objects
 from .test_lazy import server as server
 
 BIG = "assets/big.bin"
 
 
-class SlowProxy:
-    """A TCP relay on 127.0.0.1 in front of the daemon that sends the server's bytes on at
-    about 2 MB/s while ``slow`` is set (so a fetch is still running when the test kills the
-    daemon), and counts them."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = int(self.sock.getsockname()[1])
-        self.slow = threading.Event()
-        self.relayed = 0
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                client = self.sock.accept()[0]
-            except OSError:
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            self._conns += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
-        try:
-            while data := src.recv(32768):
-                dst.sendall(data)
-                if down:
-                    self.relayed += len(data)
-                    if self.slow.is_set():
-                        time.sleep(0.015)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        """Drop every connection at once, what is buffered in the relay with it (the
-        server is gone)."""
-        import struct
-
-        for s in self._conns:
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                s.shutdown(socket.SHUT_RDWR)  # wakes the relay blocked on it
-            except OSError:
-                pass
-            finally:
-                s.close()
-        self._conns = []
-
-    def close(self) -> None:
-        self._stop.set()
-        for s in [*self._conns, self.sock]:
-            s.close()
-
-
 @pytest.fixture
-def big_server(server: Server) -> Iterator[tuple[Server, SlowProxy]]:
+def big_server(server: Server) -> Iterator[tuple[Server, Relay]]:
     """The test server with a third commit adding an 8 MiB incompressible file, reached
-    through a :class:`SlowProxy`."""
+    through a :class:`Relay`."""
     repo = server.base / "proj.git"
     work = server.base / "big-work"
     git("clone", "-q", str(repo), str(work))
@@ -109,7 +38,7 @@ def big_server(server: Server) -> Iterator[tuple[Server, SlowProxy]]:
     git("-C", str(work), "add", "-A")
     git("-C", str(work), "commit", "-q", "-m", "big")
     git("-C", str(work), "push", "-q", "origin", "main")
-    proxy = SlowProxy(server.port)
+    proxy = Relay(server.port)
     try:
         yield server, proxy
     finally:
@@ -125,7 +54,7 @@ def _leftovers(vault_path: str) -> list[str]:
 
 
 def test_a_server_killed_mid_fetch_leaves_no_partial_object_and_the_read_works_after(
-    home: Home, big_server: tuple[Server, SlowProxy]
+    home: Home, big_server: tuple[Server, Relay]
 ) -> None:
     server, proxy = big_server
     v = home.clone_vault(f"git://127.0.0.1:{proxy.port}/proj.git", "p", lazy=True)
