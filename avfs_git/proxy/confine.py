@@ -431,11 +431,14 @@ def kept_files(keep: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: int = -1) -> list[str]:
+def argv(
+    sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: int = -1, *, own: bool = False
+) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
-    starts). Order matters: bwrap mounts in argument order, so what is shown inside a
-    masked directory comes after it."""
+    starts); ``own``: ``command`` is a Perl program of avfs's own, run by the Perl that
+    applies the Landlock domain (:func:`.landlock.wrap`). Order matters: bwrap mounts in
+    argument order, so what is shown inside a masked directory comes after it."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if sb.network != "host":
@@ -493,7 +496,8 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: in
         command = netproxy.wrap(command)
     from . import landlock
 
-    wrapped = landlock.wrap(sb, command, env_from, private_home)  # no link nor special file made in the vault
+    # no link nor special file made in the vault
+    wrapped = landlock.wrap(sb, command, env_from, private_home, own=own)
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
     command = wrapped

@@ -267,7 +267,8 @@ class Standbys:
         status_r, status_w = os.pipe()
         for fd in (go_w, report_r, status_r):
             os.set_inheritable(fd, False)
-        args = confine.argv(_at_root(sb), [PERL, "-e", WAITER, str(go_r), str(report_w)])
+        # (own: the Perl that applies the Landlock domain runs the waiter: one Perl start)
+        args = confine.argv(_at_root(sb), [PERL, "-e", WAITER, str(go_r), str(report_w)], own=True)
         args[1:1] = ["--json-status-fd", str(status_w)]
         try:
             proc = subprocess.Popen(
