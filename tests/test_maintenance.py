@@ -125,6 +125,17 @@ def test_stats(vault: Vault, cli: Any) -> None:
     assert human.code == 0 and "fork f:" in human.out
 
 
+def test_stats_of_a_fork_whose_name_has_a_slash(vault: Vault) -> None:
+    """Its state dir is ``a%2Fb``: opened as a SQLite URI unquoted, that named ``a/b``
+    (stats failed: "unable to open database file")."""
+    vault.create_fork("main", "a/b")
+    vault.workspace("a/b").write("b.txt", b"12345")
+    res = maintenance.stats(vault)
+    assert [(f.name, f.overlay_entries, f.overlay_bytes) for f in res.forks if f.name == "a/b"] == [
+        ("a/b", 1, 5)
+    ]
+
+
 # -- quota ------------------------------------------------------------------------------------
 
 

@@ -111,7 +111,10 @@ def open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
     path = os.path.join(ws_dir, "overlay.db")
     if not os.path.isfile(path):
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    # quoted (a fork named a/b has its state in a%2Fb, which a URI would read as a/b; '?'
+    # and '#' would end its path): not by urllib, which a cold gc does not load
+    quoted = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, timeout=5.0)
     return conn
 
 
