@@ -71,6 +71,13 @@ def run(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
                     len(r.stale_temp_files),
                     human_size(r.stale_temp_bytes),
                 )
+            if r.expired_git_state:
+                p(
+                    "{}: {}remove {} kept git states past the retention",
+                    r.vault,
+                    verb,
+                    len(r.expired_git_state),
+                )
         for e in expired:
             p("{}remove deleted vault {} (deleted {})", verb, e.name, e.deleted)
 

@@ -94,6 +94,10 @@ def stats_cmd(app: App, paths: tuple[str, ...], operations: int) -> None:
                     pf.remaining_blobs,
                     f" ({pf.error})" if pf.error else "",
                 )
+        for k in res.kept_git_state:
+            gone = f", its fork deleted {k.deleted} (op {k.deleted_by})" if k.deleted else ""
+            p("  kept git state {} of fork {} at {} ({}), kept {}{}", k.name, k.fork, k.path,
+              human_size(k.bytes), k.kept, gone)  # fmt: skip
         for m in res.mounts:
             state = "alive" if m.alive else "dead"
             app.output.say("  mount {} at {} (pid {}, " + state + ")", m.key, m.mountpoint, m.pid)

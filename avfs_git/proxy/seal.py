@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
+from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
 from . import gitstate, refwatch, sealpack
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync
@@ -452,7 +453,7 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     if sealed.git_dir is not None:
         # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
         # made: the person's git would run programs they name, outside
-        keep_dir = os.path.join(vault.state_dir, "gitstate", fs_name(sealed.fork))
+        keep_dir = keptstate.fork_dir(vault.state_dir, sealed.fork)
         refused += gitstate.remove_made(sealed.git_dir, sealed.kept, keep_dir)
     if head is not None:
         settled = _settle_head(vault, sealed, head)

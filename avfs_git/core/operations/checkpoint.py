@@ -32,6 +32,7 @@ from ..store.gitnames import NotRecorded
 from ..store.gitstore import prefer_libgit2, rfc3339
 from ..store.mergetrees import revert_commit
 from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
+from ..vaults import keptstate
 from ..vaults.oplog import RECORDED_ONLY
 from ..workspace import wscommit
 from ..workspace.wscommit import keep_recovery, ws_state
@@ -565,6 +566,11 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
             workspaces=new_wss,
             undoes=op.id,
         )
+        for w in wss:  # git's state commands left, kept aside (core/vaults/keptstate.py): with its fork
+            if w["before"] is None:  # this undo takes the fork away
+                keptstate.set_aside(vault.state_dir, w["fork"], new_id)
+            elif w["after"] is None:  # it brings back a fork the operation had taken away
+                keptstate.bring_back(vault.state_dir, w["fork"], op.id)
     undone = vault.oplog.get(op.id)
     assert undone is not None
     return UndoResult(undone, new_id, recovered)

@@ -40,7 +40,7 @@ from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_p
 from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import carry_claim, claim_new_fork
 from ..workspace.upper import drop_gitfile
-from . import forkspare, layers, registry
+from . import forkspare, keptstate, layers, registry
 from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
 from .oplog import OpLog
 from .quota import QuotaTracker
@@ -564,16 +564,16 @@ class Vault(VaultQuota, Generic[H_co]):
                 refs=changed,
                 workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
             )
+            keptstate.set_aside(self.state_dir, fork, op_id)  # (git state commands left: undo brings it back)
 
         # the fork's lock files go with it (`doctor` would report them as orphans); an undo
         # that brings the fork back makes them again
         def gone() -> bool:
             return refs.read_ref_file(self.path, refs.fork_ref(fork)) is None
 
-        lock_dir = os.path.join(self.state_dir, "locks")
-        remove_unused(os.path.join(lock_dir, names.fs_name(fork) + ".lock"), gone)
-        remove_unused(exec_lock_path(self.state_dir, fork), gone)
-        remove_unused(write_lock_path(self.state_dir, fork), gone)
+        fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
+        for lock in (fork_lock, exec_lock_path(self.state_dir, fork), write_lock_path(self.state_dir, fork)):
+            remove_unused(lock, gone)
         op = self.oplog.get(op_id)
         assert op is not None
         return op

@@ -21,7 +21,7 @@ from ...core.store import packwriter, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
 from ...core.types import to_json
-from ...core.vaults import forkspare, keptindexes, layers
+from ...core.vaults import forkspare, keptindexes, keptstate, layers
 from ...core.vaults.forkspare import SPARES
 from ...core.vaults.warmrelease import release_kept_warm
 from .common import (
@@ -68,6 +68,8 @@ class GcResult:
     # temporary pack files a killed writer left in objects/pack (removed, or would be)
     stale_temp_files: list[str] = dataclasses.field(default_factory=list)
     stale_temp_bytes: int = 0
+    # git state commands left, kept past the recovery retention (core/vaults/keptstate.py)
+    expired_git_state: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
@@ -210,6 +212,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
             expired_refs.append(name)
     op_cutoff = now - ret.oplog_days * DAY_S
     expired_ops = _oplog_expired(vault, op_cutoff)
+    expired_kept = keptstate.expire(vault.state_dir, rec_cutoff, dry_run=True)
     grace = _git_time(now - ret.grace_days * DAY_S)
     reflog_cut = _git_time(op_cutoff)
     commands = [
@@ -239,6 +242,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
             duration_ms=int((time.monotonic() - started) * 1000),
             stale_temp_files=[p for p, _, _ in debris],
             stale_temp_bytes=sum(n for _, n, _ in debris),
+            expired_git_state=[k.path for k in expired_kept],
         )
 
     if dry_run:
@@ -255,6 +259,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     # the kept indexes (mount/keptindex.py, a cache) of trees no fork's tip has now
     tip_trees = {vault.store.commit_tree(c) for f in vault.fork_names() if (c := _tip(vault, f))}
     keptindexes.drop_unused(vault.state_dir, tip_trees)
+    expired_kept = keptstate.expire(vault.state_dir, rec_cutoff)
     for name in expired_refs:
         refs.cas_update(
             vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"

@@ -13,6 +13,7 @@ from ...core.store.gitstore import rfc3339
 from ...core.store.prefetch import read_status, status_file
 from ...core.store.redact import redact
 from ...core.types import Operation, to_json
+from ...core.vaults import keptstate
 from .common import git, last_change, overlay_usage, registered_mounts
 from .objcounts import count_objects
 
@@ -69,6 +70,21 @@ class PrefetchStats:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class KeptGitState:
+    """git state a command left in a fork's worktree git dir, kept aside
+    (core/vaults/keptstate.py): gc removes it ``recovery_days`` after ``kept`` (or, set
+    aside with its deleted fork, after ``deleted``)."""
+
+    fork: str
+    name: str  # rebase-merge, rebase-apply, sequencer, modules
+    path: str
+    kept: str
+    bytes: int
+    deleted: str | None  # its fork deleted (by operation ``deleted_by``; undo brings it back)
+    deleted_by: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StatsResult:
     vault: str
     path: str
@@ -88,6 +104,7 @@ class StatsResult:
     mounts: list[MountStats]
     operations: list[Operation]  # newest first
     lazy: LazyStats | None  # None: a whole vault
+    kept_git_state: list[KeptGitState] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(to_json(self))
@@ -184,4 +201,16 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
         mounts=[MountStats(m.fork, m.key, m.mountpoint, m.pid, m.state, m.alive) for m in mounts],
         operations=vault.oplog.recent(operations) if operations > 0 else [],
         lazy=lazy,
+        kept_git_state=[
+            KeptGitState(
+                k.fork,
+                k.name,
+                k.path,
+                rfc3339(k.kept_ns // 10**9),
+                k.bytes,
+                None if k.deleted_ns is None else rfc3339(k.deleted_ns // 10**9),
+                k.deleted_by,
+            )
+            for k in keptstate.entries(vault.state_dir)
+        ],
     )
