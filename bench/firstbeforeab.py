@@ -16,18 +16,13 @@ goes to ``bench/results/first-before-ab-<time>.json`` and its medians are printe
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import abkit as ab
 
+# what a worker's answer that is not ok means
+REFUSED = "not a first call"
 WORKER = r"""
 import json, sys, time
 import avfs_git
@@ -61,75 +56,32 @@ for line in sys.stdin:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", required=True, help="another avfs source tree, timed in the same run")
-    ap.add_argument("--rounds", type=int, default=11)
+    ab.baseline_args(ap, 11)
     args = ap.parse_args()
-    trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
+    trees = ab.this_and_baseline(args.baseline)
     rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in trees}
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="avfs-bench-firstapi-") as tmp:
-        workers = {}
-        for side, tree in trees.items():
-            home = Path(tmp) / f"home-{side}"
-            env = {**os.environ, "PYTHONPATH": tree, "AVFS_HOME": str(home), "AVFS_PROGRESS": "never"}
-            subprocess.run(
-                [str(Path(tree) / ".venv/bin/python"), "-m", "avfs_git", "vault", "create", "v", "--from",
-                 _seed(Path(tmp) / f"src-{side}")],
-                env=env, check=True, capture_output=True, cwd=tmp,
-            )  # fmt: skip
-            workers[side] = subprocess.Popen(
-                [str(Path(tree) / ".venv/bin/python"), "-c", WORKER, str(home)],
-                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp,
-            )  # fmt: skip
-            assert workers[side].stdout is not None and workers[side].stdout.readline().strip() == "ready"
-        try:
-            for side in trees:  # (warm-up, untimed)
-                _ask(workers[side], "exec")
-            for i in range(args.rounds):
-                for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
-                    rounds[side].append(_ask(workers[side], "exec"))
-        finally:
-            from avfs_git.core.vaults import layers
-
-            for w in workers.values():
-                assert w.stdin is not None
-                w.stdin.close()
-                w.wait()
-            for side in trees:
-                layers.unmount(str(Path(tmp) / f"home-{side}"))  # (its image's file system)
+    load_before = ab.load()
+    with (
+        ab.scratch("avfs-bench-firstapi-", chdir=False) as tmp,
+        ab.api_workers(tmp, trees, WORKER) as workers,
+    ):
+        for side in trees:  # (warm-up, untimed)
+            workers[side].ask("exec", REFUSED)
+        for i in range(args.rounds):
+            for side in ab.order(list(trees), i):
+                rounds[side].append(workers[side].ask("exec", REFUSED))
     median = {
         s: {k: statistics.median(r[k] for r in rs) * 1000 for k in ("wall", "before_wall", "before_cpu")}
         for s, rs in rounds.items()
     }
-    result = {
-        "case": "exec_in's first call on a fork not mounted, in process: the whole call and placement.before (ms)",
-        "baseline": args.baseline,
-        "rounds": args.rounds,
-        "load_average_before_after": [load_before, os.getloadavg()[0]],
-        "median": median,
-        "per_round": rounds,
-    }
-    out = ROOT / "bench" / "results" / time.strftime("first-before-ab-%Y%m%dT%H%M%SZ.json", time.gmtime())
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    json.dump({"median": median, "load": result["load_average_before_after"]}, sys.stdout, indent=2)
-    print()
-
-
-def _seed(src: Path) -> str:
-    for i in range(50):
-        (src / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
-        (src / f"d{i % 5}" / f"f{i}.txt").write_text(f"file {i}\n" * 20)
-    return str(src)
-
-
-def _ask(worker: subprocess.Popen[str], what: str) -> dict[str, Any]:
-    assert worker.stdin is not None and worker.stdout is not None
-    worker.stdin.write(what + "\n")
-    worker.stdin.flush()
-    got: dict[str, Any] = json.loads(worker.stdout.readline())
-    if not got["ok"]:
-        raise RuntimeError(f"{what}: not a first call")
-    return got
+    ab.baseline_result(
+        "first-before-ab",
+        "exec_in's first call on a fork not mounted, in process: the whole call and placement.before (ms)",
+        args,
+        load_before,
+        median,
+        rounds,
+    )
 
 
 if __name__ == "__main__":

@@ -17,48 +17,33 @@ ratios against git; JSON to ``--out`` (by default ``bench/results/firstxfer-<sta
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
+from . import abkit as ab
 from .env import rmtree
-
-
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    p = subprocess.run(cmd, capture_output=True, env=env, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{cmd}: {p.returncode}\n{p.stdout}{p.stderr}")
-
-
-def _timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    t0 = time.perf_counter()
-    _run(cmd, env)
-    return (time.perf_counter() - t0) * 1000
 
 
 def _side(name: str, avfs: str | None, url: str, work: Path, base_env: dict[str, str]) -> tuple[float, float]:
     rmtree(work)
     work.mkdir()
     if avfs is None:
-        clone = _timed(["git", "clone", "-q", "--bare", url, str(work / "c.git")])
-        _run(["git", "init", "-q", "--bare", str(work / "f.git")])
-        _run(["git", "--git-dir", str(work / "f.git"), "remote", "add", "origin", url])
-        fetch = _timed(["git", "--git-dir", str(work / "f.git"), "fetch", "-q", "--prune", "origin"])
+        clone = ab.timed_ms(["git", "clone", "-q", "--bare", url, str(work / "c.git")])
+        ab.run(["git", "init", "-q", "--bare", str(work / "f.git")])
+        ab.run(["git", "--git-dir", str(work / "f.git"), "remote", "add", "origin", url])
+        fetch = ab.timed_ms(["git", "--git-dir", str(work / "f.git"), "fetch", "-q", "--prune", "origin"])
         return clone, fetch
     env = {**base_env, "AVFS_HOME": str(work / "home")}
     off = {**env, "AVFS_SERVER": "off"}
-    clone = _timed([avfs, "vault", "clone", url, "c"], env)
+    clone = ab.timed_ms([avfs, "vault", "clone", url, "c"], env)
     time.sleep(2.0)  # the server the call started: up, then stopped (untimed)
-    _run([avfs, "server", "stop"], off)
-    _run([avfs, "vault", "create", "f"], off)
-    _run([avfs, "--vault", "f", "remote", "add", "origin", url], off)
-    fetch = _timed([avfs, "--vault", "f", "fetch", "origin"], env)
+    ab.run([avfs, "server", "stop"], off)
+    ab.run([avfs, "vault", "create", "f"], off)
+    ab.run([avfs, "--vault", "f", "remote", "add", "origin", url], off)
+    fetch = ab.timed_ms([avfs, "--vault", "f", "fetch", "origin"], env)
     time.sleep(2.0)
-    _run([avfs, "server", "stop"], off)
+    ab.run([avfs, "server", "stop"], off)
     return clone, fetch
 
 
@@ -70,45 +55,23 @@ def main() -> None:
     ap.add_argument("sides", nargs="+", metavar="NAME=WORKTREE")
     args = ap.parse_args()
     bins: dict[str, str | None] = {"git": None}
-    bins.update({n: str(Path(w, ".venv", "bin", "avfs")) for n, w in (s.split("=", 1) for s in args.sides)})
+    bins.update({n: ab.avfs_bin(w) for n, w in ab.worktrees(args.sides).items()})
     names = list(bins)
     url = "file://" + str(args.repo.resolve())
     base_env = {k: v for k, v in os.environ.items() if k != "AVFS_SERVER"}
     base_env["AVFS_PROGRESS"] = "never"
     wall: dict[str, dict[str, list[float]]] = {op: {n: [] for n in names} for op in ("clone", "fetch")}
     loads: list[float] = []
-    tmp = Path(tempfile.mkdtemp(prefix="avfs-firstxfer-"))
-    here = os.getcwd()
-    os.chdir(tmp)  # (a server started in an avfs checkout would import that checkout's package)
-    try:
-        for i in range(args.rounds + 1):  # round 0 warms the caches, untimed
-            loads.append(os.getloadavg()[0])
-            k = i % len(names)
-            for n in names[k:] + names[:k]:
-                clone, fetch = _side(n, bins[n], url, tmp / n, base_env)
-                if i:
-                    wall["clone"][n].append(clone)
-                    wall["fetch"][n].append(fetch)
-        loads.append(os.getloadavg()[0])
-    finally:
-        os.chdir(here)
-        rmtree(tmp)
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for op, sides in wall.items():
-        summary[op] = {}
-        for n in names:
-            ratios = [a / b for a, b in zip(sides[n], sides["git"], strict=True)]
-            summary[op][n] = {
-                "wall_ms": statistics.median(sides[n]),
-                "median_of_ratios": statistics.median(ratios),
-            }
-            print(
-                f"{op:6} {n:8} wall {summary[op][n]['wall_ms']:7.1f} ms  / git (median of ratios)"
-                f" {summary[op][n]['median_of_ratios']:.2f}x"
-            )
-    print(f"load (1 min) {min(loads):.1f}-{max(loads):.1f}")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = args.out or Path(__file__).parent / "results" / f"firstxfer-{stamp}.json"
+    # (a server started in an avfs checkout would import that checkout's package)
+    with ab.scratch("avfs-firstxfer-") as tmp:
+        for i, n in ab.warm_rounds(names, args.rounds, loads):  # round 0 untimed
+            clone, fetch = _side(n, bins[n], url, tmp / n, base_env)
+            if i:
+                wall["clone"][n].append(clone)
+                wall["fetch"][n].append(fetch)
+    summary = ab.summary_vs_git(wall, names)
+    ab.print_loads(loads)
+    out = args.out or ab.stamped("firstxfer")
     doc = {
         "sides": args.sides,
         "rounds": args.rounds,
@@ -116,8 +79,7 @@ def main() -> None:
         "wall_ms": wall,
         "load_1min": loads,
     }
-    out.write_text(json.dumps({**doc, "summary": summary}, indent=1) + "\n")
-    print(f"wrote {out}")
+    ab.write_json(out, {**doc, "summary": summary}, indent=1, announce=True)
 
 
 if __name__ == "__main__":

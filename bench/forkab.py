@@ -108,27 +108,28 @@ def _stop(w: subprocess.Popen[str]) -> None:
 
 
 def paired(trees: dict[str, str], template: str, n: int, cmd: str) -> dict[str, object]:
+    # (here, not at the top: the workers run this file as a script, with no package)
+    from .abkit import load, median_of_ratios, order
+
     ws = {k: _start(t, template) for k, t in trees.items()}
     got: dict[str, list[tuple[float, float]]] = {k: [] for k in ws}
-    load = [os.getloadavg()[0]]
+    loads = [load()]
     for i in range(n):
-        for k in sorted(ws, reverse=i % 2 == 1):
+        for k in order(sorted(ws), i):
             got[k].append(_ask(ws[k], cmd))
-    load.append(os.getloadavg()[0])
+    loads.append(load())
     for w in ws.values():
         _stop(w)
-    out: dict[str, object] = {"n": n, "gc": cmd == "g", "load": load}
+    out: dict[str, object] = {"n": n, "gc": cmd == "g", "load": loads}
     for k, xs in got.items():
         out[k] = {
             "wall_ms": statistics.median(x[0] for x in xs),
             "cpu_ms": statistics.median(x[1] for x in xs),
         }
-    out["pair_ratio_wall"] = statistics.median(
-        t[0] / o[0] for t, o in zip(got["this"], got["other"], strict=True)
-    )
-    out["pair_ratio_cpu"] = statistics.median(
-        t[1] / o[1] for t, o in zip(got["this"], got["other"], strict=True)
-    )
+    for j, what in enumerate(("wall", "cpu")):
+        out[f"pair_ratio_{what}"] = median_of_ratios(
+            [t[j] for t in got["this"]], [o[j] for o in got["other"]]
+        )
     return out
 
 

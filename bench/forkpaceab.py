@@ -13,18 +13,18 @@ named first was seen to come out ~25 % slower in an A/A run: run both orders.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
 from typing import Any
 
 from . import servedab as sa
+from .abkit import load, order, worktrees
 from .env import WORK_DIR, make_hermetic, rmtree, utc_stamp
 
 
 def main(argv: list[str]) -> int:
-    trees = dict(a.split("=", 1) for a in argv[0:2])
+    trees = worktrees(argv[0:2])
     blocks, rounds, outp = int(argv[2]), int(argv[3]), argv[4]
     out = WORK_DIR / "servedab" / ("ab-" + utc_stamp())
     make_hermetic(WORK_DIR / "home")
@@ -39,13 +39,13 @@ def main(argv: list[str]) -> int:
                 sa._spawn(s.argv("fork", i))
         k = 0
         for b in range(blocks):
-            for n in list(sides) if b % 2 == 0 else list(sides)[::-1]:
+            for n in order(list(sides), b):
                 for _ in range(rounds):
                     res[n]["py"].append(sa._spawn(py)[0])
                     res[n]["fork"].append(sa._spawn(sides[n].argv("fork", k))[0])
                     k += 1
                 time.sleep(0.1)
-            loads.append(os.getloadavg()[0])
+            loads.append(load())
     finally:
         for s in sides.values():
             s.close()

@@ -24,28 +24,25 @@ among them), and the median of the per-round ratios against ``git``. Results as 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
+
+from . import abkit as ab
 
 VAULT = "bench"
 
 
 def _once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
+    c0, t0 = ab.children_cpu_s(), time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, env=env)
-    wall = (time.perf_counter() - t0) * 1000
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, cpu = (time.perf_counter() - t0) * 1000, (ab.children_cpu_s() - c0) * 1000
     if p.returncode != 0:
         raise RuntimeError(f"{cmd}: {p.returncode}\n{p.stdout.decode()}{p.stderr.decode()}")
-    return wall, (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000
+    return wall, cpu
 
 
 def _side(name: str, home: Path, bins: dict[str, str], work: Path) -> tuple[float, float]:
@@ -75,41 +72,32 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("sides", nargs="+", metavar="NAME=WORKTREE")
     args = ap.parse_args()
-    bins = {n: str(Path(w, ".venv", "bin", "avfs")) for n, w in (s.split("=", 1) for s in args.sides)}
+    bins = {n: ab.avfs_bin(w) for n, w in ab.worktrees(args.sides).items()}
     names = ["git", *(f"{n}_{how}" for how in ("off", "user") for n in bins)]
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     loads: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="avfs-gccold-") as tmp:
-        for i in range(args.rounds + 1):  # round 0 warms the caches, untimed
-            loads.append(os.getloadavg()[0])
-            k = i % len(names)
-            for name in names[k:] + names[:k]:
-                w, c = _side(name, args.home, bins, Path(tmp))
-                if i:
-                    wall[name].append(w)
-                    cpu[name].append(c)
-        loads.append(os.getloadavg()[0])
+    with ab.scratch("avfs-gccold-", chdir=False) as tmp:
+        for i, name in ab.warm_rounds(names, args.rounds, loads):  # round 0 untimed
+            w, c = _side(name, args.home, bins, tmp)
+            if i:
+                wall[name].append(w)
+                cpu[name].append(c)
     summary = {}
     for n in names:
-        ratios = [a / b for a, b in zip(wall[n], wall["git"], strict=True)]
         summary[n] = {
             "wall_ms": statistics.median(wall[n]),
             "cpu_ms": statistics.median(cpu[n]),
-            "median_of_ratios": statistics.median(ratios),
+            "median_of_ratios": ab.median_of_ratios(wall[n], wall["git"]),
         }
         print(
             f"{n:14} wall {summary[n]['wall_ms']:7.1f} ms  cpu {summary[n]['cpu_ms']:7.1f} ms"
             f"  / git (median of ratios) {summary[n]['median_of_ratios']:.2f}x"
         )
-    print(f"load (1 min) {min(loads):.1f}-{max(loads):.1f}")
-    out = (
-        args.out
-        or Path(__file__).parent / "results" / f"gccold-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    )
+    ab.print_loads(loads)
+    out = args.out or ab.stamped("gccold")
     doc = {"sides": args.sides, "rounds": args.rounds, "wall_ms": wall, "cpu_ms": cpu, "load_1min": loads}
-    out.write_text(json.dumps({**doc, "summary": summary}, indent=1) + "\n")
-    print(f"wrote {out}")
+    ab.write_json(out, {**doc, "summary": summary}, indent=1, announce=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .abkit import load, order, proc_cpu_s, worktrees
 from .env import WORK_DIR, make_hermetic, rmtree, utc_stamp
 from .trees import SIZES, VAULT, Fixtures, pick_paths
 
@@ -68,8 +69,7 @@ def _template(out: Path, layers: bool = False) -> Path:
 
 
 def _cpu_ms(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    return proc_cpu_s(pid) * 1000.0
 
 
 def _spawn(argv: list[str]) -> tuple[float, float]:
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     base_wall: list[float] = []
     base_cpu: list[float] = []
     try:
-        for name, tree in (s.split("=", 1) for s in args.sides):
+        for name, tree in worktrees(args.sides).items():
             sides.append(Side(name, tree, template, out, args.layers))
         for s in sides:
             for i in range(-2, 0):  # warm-up: the first calls teach each server's spares
@@ -214,11 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     _spawn(warm)
         cpu0 = {s.name: _cpu_ms(s.server) for s in sides}
-        loads = [os.getloadavg()[0]]
-        order: list[Side | None] = [None, *sides]
+        loads = [load()]
+        turns: list[Side | None] = [None, *sides]
         for i in range(args.rounds):
-            k = i % len(order)
-            for who in order[k:] + order[:k]:
+            for who in order(turns, i):
                 time.sleep(args.pause)
                 if who is None:
                     w, c = _spawn(python)
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     w, c = who.served(a) if args.served else _spawn(a)
                     who.wall.append(w)
                     who.cpu.append(c)
-            loads.append(os.getloadavg()[0])
+            loads.append(load())
         time.sleep(0.3)  # (the last spares)
         server_cpu = {s.name: (_cpu_ms(s.server) - cpu0[s.name]) / args.rounds for s in sides}
     finally:

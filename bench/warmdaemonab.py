@@ -18,54 +18,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import abkit as ab
+
 CASES = ("mount_layers_off", "mount_layers_on", "first_exec")
-
-
-def _children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def _cpu_s(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
+        return ab.proc_cpu_s(pid, reaped=False)
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _avfs(py: list[str], env: dict[str, str], *args: str) -> str:
-    return subprocess.run([*py, *args], env=env, check=True, capture_output=True, text=True).stdout
-
-
-def _reaped_cpu_s(pid: int) -> float:
-    """The CPU of process ``pid`` and of the children it has reaped (utime + stime + cutime
-    + cstime): for the home's server, its own (a fork of the daemon included) and its
-    calls' processes' (and a forked daemon's first, short-lived parent's)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _timed(py: list[str], env: dict[str, str], vault: str, args: list[str]) -> dict[str, float]:
+    # the server's CPU: its own (a fork of the daemon included) and its reaped children's
+    # (its calls' processes, a forked daemon's first, short-lived parent)
     server = int((Path(env["AVFS_HOME"]) / "run" / "cli.pid").read_text())
-    served0, cpu0, t0 = _reaped_cpu_s(server), _children_cpu(), time.perf_counter()
-    _avfs(py, env, *args)
-    wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    served0, cpu0, t0 = ab.proc_cpu_s(server), ab.children_cpu_s(), time.perf_counter()
+    ab.call(py, env, *args)
+    wall, cpu = time.perf_counter() - t0, ab.children_cpu_s() - cpu0
     time.sleep(0.05)  # (the call's process ends, and is reaped, just after its answer)
-    served = _reaped_cpu_s(server) - served0
+    served = ab.proc_cpu_s(server) - served0
     record = Path(env["AVFS_HOME"]) / "vaults" / f"{vault}.git" / "avfs" / "mounts" / "f.json"
     pid = json.loads(record.read_text())["pid"]
     forked = b"avfs_git.fuse.daemon" not in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -79,13 +58,10 @@ def _timed(py: list[str], env: dict[str, str], vault: str, args: list[str]) -> d
 
 
 def _setup(py: list[str], env: dict[str, str]) -> None:
-    src = Path(env["AVFS_HOME"]).parent / f"src-{Path(env['AVFS_HOME']).name}"
-    for i in range(50):
-        (src / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
-        (src / f"d{i % 5}" / f"f{i}.txt").write_text(f"file {i}\n" * 20)
-    _avfs(py, env, "vault", "create", "v", "--from", str(src))
-    _avfs(py, env, "vault", "fork", "v", "f")
-    _avfs(py, env, "server", "start")
+    src = ab.seed_tree(Path(env["AVFS_HOME"]).parent / f"src-{Path(env['AVFS_HOME']).name}")
+    ab.call(py, env, "vault", "create", "v", "--from", src)
+    ab.call(py, env, "vault", "fork", "v", "f")
+    ab.call(py, env, "server", "start")
 
 
 def _round(py: list[str], env: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -96,33 +72,26 @@ def _round(py: list[str], env: dict[str, str]) -> dict[str, dict[str, float]]:
             e["AVFS_LAYERS"] = "off"
         args = ["--json", "mount"] if case.startswith("mount") else ["--json", "proxy", "exec", "--", "true"]
         out[case] = _timed(py, e, "v", args)
-        _avfs(py, e, "unmount")
+        ab.call(py, e, "unmount")
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", required=True, help="another avfs source tree, timed in the same run")
-    ap.add_argument("--rounds", type=int, default=9)
+    ab.baseline_args(ap, 9)
     args = ap.parse_args()
-    py = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
-    trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
+    py = [str(ab.ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
+    trees = ab.this_and_baseline(args.baseline)
     rounds: dict[str, list[dict[str, dict[str, float]]]] = {side: [] for side in trees}
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="avfs-bench-warmdaemon-") as tmp:
-        t = Path(tmp)
-        os.chdir(t)  # (not the checkout: `-m avfs_git` would import it ahead of PYTHONPATH)
-        envs = {
-            side: {**os.environ, "AVFS_HOME": str(t / f"home-{side}"), "AVFS_PROGRESS": "never",
-                   "AVFS_SERVER": "auto", "PYTHONPATH": tree}
-            for side, tree in trees.items()
-        }  # fmt: skip
+    load_before = ab.load()
+    with ab.scratch("avfs-bench-warmdaemon-") as t:
+        envs = ab.side_envs(t, trees)
         try:
             for side in trees:
                 _setup(py, envs[side])
                 _round(py, envs[side])  # (warm-up, untimed: the server's spare, the caches)
             for i in range(args.rounds):
-                for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
+                for side in ab.order(list(trees), i):
                     rounds[side].append(_round(py, envs[side]))
         finally:
             from avfs_git.core.vaults import layers
@@ -130,23 +99,18 @@ def main() -> None:
             for side in trees:
                 subprocess.run([*py, "server", "stop"], env=envs[side], capture_output=True)
                 layers.unmount(envs[side]["AVFS_HOME"])  # (its image's file system: the mount test's)
-            os.chdir(ROOT)
     median: dict[str, Any] = {
         s: {c: {k: statistics.median(r[c][k] for r in rs) for k in rs[0][c]} for c in CASES}
         for s, rs in rounds.items()
     }
-    result = {
-        "case": "avfs mount (layers off, on) and the first proxy exec, served; daemon forked warm vs spawned",
-        "baseline": args.baseline,
-        "rounds": args.rounds,
-        "load_average_before_after": [load_before, os.getloadavg()[0]],
-        "median": median,
-        "per_round": rounds,
-    }
-    out = ROOT / "bench" / "results" / time.strftime("warmd-ab-%Y%m%dT%H%M%SZ.json", time.gmtime())
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    json.dump({"median": median, "load": result["load_average_before_after"]}, sys.stdout, indent=2)
-    print()
+    ab.baseline_result(
+        "warmd-ab",
+        "avfs mount (layers off, on) and the first proxy exec, served; daemon forked warm vs spawned",
+        args,
+        load_before,
+        median,
+        rounds,
+    )
 
 
 if __name__ == "__main__":
