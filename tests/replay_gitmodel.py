@@ -43,15 +43,7 @@ def _step(m: tgm.GitModel, line: str) -> None:
         m.note(line)
     elif line.startswith("ln -sf "):
         target, at = line[7:].split()
-
-        def ln(root: str) -> None:
-            p = os.path.join(root, at)
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            if os.path.lexists(p):
-                os.unlink(p)
-            os.symlink(target, p)
-
-        m.on_both(ln)
+        tgm._link_both(m, target, at)
         m.note(line)
     elif line.startswith(("file ", "dir ")):
         kind, path = line.split()[:2]

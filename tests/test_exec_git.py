@@ -51,18 +51,30 @@ def _exec(spec: str, *args: str, cwd: str | None = None, env: dict[str, str] | N
     return dict(doc)
 
 
-@pytest.fixture
-def live(home: Any, vault: Any) -> Iterator[str]:
+def _mounted(home: Any, vault: Any, backend: str = "auto") -> Iterator[str]:
+    """Fork main holding ``a.txt`` (checkpointed), mounted on ``backend``; its mount
+    point."""
     require_fuse()
     _need_bwrap()
     w = vault.workspace("main")
     w.write("a.txt", b"a\n")
     checkpoint.save(vault, message="init")
-    info = mounts.mount(home, vault, "main", None)
+    info = mounts.mount(home, vault, "main", None, backend=backend)
     try:
         yield info.mountpoint
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+@pytest.fixture
+def live(home: Any, vault: Any) -> Iterator[str]:
+    yield from _mounted(home, vault)
+
+
+@pytest.fixture
+def live_fuse(home: Any, vault: Any) -> Iterator[str]:
+    """As :func:`live`, on the pure-FUSE backend."""
+    yield from _mounted(home, vault, "fuse")
 
 
 def _log(vault: Any, rev: str = "main", n: int = 5) -> list[str]:
@@ -479,7 +491,7 @@ def test_a_cherry_pick_or_rebase_given_up_in_exec_leaves_nothing_open(vault, liv
     assert _plumb(vault, "rev-parse", "refs/heads/side") == tip
 
 
-def test_avfs_status_after_a_soft_reset_keeps_what_git_staged_on_pure_fuse(home, vault):
+def test_avfs_status_after_a_soft_reset_keeps_what_git_staged_on_pure_fuse(vault, live_fuse):
     """Found by the git model (gitmodel2, fuse, seed 1, shrunk to three steps): a commit
     in `proxy exec`, `git reset --soft HEAD~1` in the mount, `avfs status`: about one
     time in two the reset's staged change came back unstaged. The status took git's
@@ -487,58 +499,42 @@ def test_avfs_status_after_a_soft_reset_keeps_what_git_staged_on_pure_fuse(home,
     committed; the pure-FUSE daemon, seeing the base move in between, rewrote the index
     whole. The move and the stamp are now made under the index's guard. (Several rounds:
     it was a race.)"""
-    require_fuse()
-    _need_bwrap()
-    w = vault.workspace("main")
-    w.write("a.txt", b"a\n")
-    checkpoint.save(vault, message="init")
-    mp = mounts.mount(home, vault, "main", None, backend="fuse").mountpoint
-    try:
-        for i in range(6):
-            doc = _exec("v:main", "--", "sh", "-c", f"echo {i} >> a.txt && git commit -qam {i}", cwd=mp)
-            assert doc["branch_moved"] is not None, doc["result"]
-            _git_in(mp, "reset", "-q", "--soft", "HEAD~1")
-            assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"]
-            r = subprocess.run(
-                [sys.executable, "-m", "avfs_git", "--json", "status"],
-                cwd=mp,
-                capture_output=True,
-                env=_env(),
-            )
-            assert json.loads(r.stdout)["changes"] == [{"path": "a.txt", "status": "modified"}], r.stdout
-            assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"], f"round {i}"
-            _git_in(mp, "commit", "-qm", f"again {i}")
-    finally:
-        mounts.unmount(home, vault, "main", lazy=True)
+    mp = live_fuse
+    for i in range(6):
+        doc = _exec("v:main", "--", "sh", "-c", f"echo {i} >> a.txt && git commit -qam {i}", cwd=mp)
+        assert doc["branch_moved"] is not None, doc["result"]
+        _git_in(mp, "reset", "-q", "--soft", "HEAD~1")
+        assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"]
+        r = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--json", "status"],
+            cwd=mp,
+            capture_output=True,
+            env=_env(),
+        )
+        assert json.loads(r.stdout)["changes"] == [{"path": "a.txt", "status": "modified"}], r.stdout
+        assert _git_in(mp, "status", "--porcelain").splitlines() == ["M  a.txt"], f"round {i}"
+        _git_in(mp, "commit", "-qm", f"again {i}")
 
 
-def test_a_soft_reset_in_exec_commits_nothing_of_its_own_on_pure_fuse(home, vault):
+def test_a_soft_reset_in_exec_commits_nothing_of_its_own_on_pure_fuse(vault, live_fuse):
     """Found by the git model (gitmodel2, fuse, CI's seed 27): `git merge side` (a fast
     forward) in one exec, `git reset --soft HEAD~1` in the next: on pure FUSE avfs then
     committed a.txt, which the reset had left staged, as if the command had written it.
     Taking git's commit as the base journals entries that keep the view (`git`, `keep`,
     `empty`, `pin`); they were counted among the paths the command wrote."""
-    require_fuse()
-    _need_bwrap()
-    w = vault.workspace("main")
-    w.write("a.txt", b"a\n")
-    checkpoint.save(vault, message="init")
-    mp = mounts.mount(home, vault, "main", None, backend="fuse").mountpoint
-    try:
-        _git_in(mp, "branch", "side")
-        blob = _plumb(vault, "hash-object", "-w", "--stdin", data="a\nside\n")
-        new = _plumb(vault, "hash-object", "-w", "--stdin", data="s\n")
-        tree = _plumb(vault, "mktree", data=f"100644 blob {blob}\ta.txt\n100644 blob {new}\tS.txt\n")
-        _plumb(
-            vault,
-            "update-ref",
-            "refs/heads/side",
-            _plumb(vault, "commit-tree", "-p", "side", "-m", "s", tree),
-        )
-        doc = _exec("v:main", "--", "git", "merge", "-q", "--no-edit", "side", cwd=mp)
-        assert doc["branch_moved"] is not None and doc["commit"] is None, doc
-        doc = _exec("v:main", "--", "git", "reset", "-q", "--soft", "HEAD~1", cwd=mp)
-        assert doc["branch_moved"] is not None and doc["commit"] is None, doc
-        assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["A  S.txt", "M  a.txt"]
-    finally:
-        mounts.unmount(home, vault, "main", lazy=True)
+    mp = live_fuse
+    _git_in(mp, "branch", "side")
+    blob = _plumb(vault, "hash-object", "-w", "--stdin", data="a\nside\n")
+    new = _plumb(vault, "hash-object", "-w", "--stdin", data="s\n")
+    tree = _plumb(vault, "mktree", data=f"100644 blob {blob}\ta.txt\n100644 blob {new}\tS.txt\n")
+    _plumb(
+        vault,
+        "update-ref",
+        "refs/heads/side",
+        _plumb(vault, "commit-tree", "-p", "side", "-m", "s", tree),
+    )
+    doc = _exec("v:main", "--", "git", "merge", "-q", "--no-edit", "side", cwd=mp)
+    assert doc["branch_moved"] is not None and doc["commit"] is None, doc
+    doc = _exec("v:main", "--", "git", "reset", "-q", "--soft", "HEAD~1", cwd=mp)
+    assert doc["branch_moved"] is not None and doc["commit"] is None, doc
+    assert sorted(_git_in(mp, "status", "--porcelain").splitlines()) == ["A  S.txt", "M  a.txt"]

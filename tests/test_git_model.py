@@ -444,15 +444,7 @@ class GitModel(RuleBasedStateMachine):
             return
         target = "missing.txt" if dangling else os.path.relpath(to, os.path.dirname(at) or ".")
         self.note(f"ln -sf {target} {at}")
-
-        def ln(root: str) -> None:
-            p = os.path.join(root, at)
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            if os.path.lexists(p):
-                os.unlink(p)
-            os.symlink(target, p)
-
-        self.on_both(ln)
+        _link_both(self, target, at)
         self.last_checkpoint = False
 
     @rule(data=st.data(), to_dir=st.booleans())
@@ -936,6 +928,19 @@ def _write_both(model: GitModel, path: str, text: str) -> None:
         os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
         with open(os.path.join(root, path), "a") as fh:
             fh.write(text)
+
+
+def _link_both(model: GitModel, target: str, at: str) -> None:
+    """``ln -sf TARGET AT`` on both sides (AT's directory made first)."""
+
+    def ln(root: str) -> None:
+        p = os.path.join(root, at)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if os.path.lexists(p):
+            os.unlink(p)
+        os.symlink(target, p)
+
+    model.on_both(ln)
 
 
 def _swap_both(model: GitModel, path: str, to_dir: bool) -> None:

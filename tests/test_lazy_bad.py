@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,19 +31,23 @@ BIG = "assets/big.bin"
 def big_server(server: Server) -> Iterator[tuple[Server, Relay]]:
     """The test server with a third commit adding an 8 MiB incompressible file, reached
     through a :class:`Relay`."""
-    repo = server.base / "proj.git"
-    work = server.base / "big-work"
+    add_big_file(server.base / "proj.git")
+    proxy = Relay(server.port)
+    try:
+        yield server, proxy
+    finally:
+        proxy.close()
+
+
+def add_big_file(repo: Path) -> None:
+    """A commit adding :data:`BIG` (8 MiB, incompressible) pushed to ``repo``."""
+    work = repo.parent / "big-work"
     git("clone", "-q", str(repo), str(work))
     (work / "assets").mkdir()
     (work / BIG).write_bytes(os.urandom(8 << 20))
     git("-C", str(work), "add", "-A")
     git("-C", str(work), "commit", "-q", "-m", "big")
     git("-C", str(work), "push", "-q", "origin", "main")
-    proxy = Relay(server.port)
-    try:
-        yield server, proxy
-    finally:
-        proxy.close()
 
 
 def _leftovers(vault_path: str) -> list[str]:

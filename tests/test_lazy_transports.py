@@ -29,7 +29,7 @@ from .lazyrelay import Relay
 from .test_fuse import require_fuse
 from .test_lazy import Server, _serve_over_http, blob_at, missing, objects
 from .test_lazy import server as server
-from .test_lazy_bad import BIG, _leftovers
+from .test_lazy_bad import BIG, _leftovers, add_big_file
 from .test_remotes import http_git as http_git
 from .test_remotes import sshd as sshd
 
@@ -70,23 +70,13 @@ def served(
         _serve_over_http(server, repo)
         secret = str(key)
         monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {SSH_OPTS}")
-    _add_big_file(repo)
+    add_big_file(repo)
     port = int(url.split("127.0.0.1:", 1)[1].split("/", 1)[0])
     relay = Relay(port)
     try:
         yield Served(transport, relay.url(url), repo, relay, secret)
     finally:
         relay.close()
-
-
-def _add_big_file(repo: Path) -> None:
-    work = repo.parent / "big-work"
-    git("clone", "-q", str(repo), str(work))
-    (work / "assets").mkdir()
-    (work / BIG).write_bytes(os.urandom(8 << 20))
-    git("-C", str(work), "add", "-A")
-    git("-C", str(work), "commit", "-q", "-m", "big")
-    git("-C", str(work), "push", "-q", "origin", "main")
 
 
 def _lazy_clone(home: Home, s: Served, **config: object) -> object:

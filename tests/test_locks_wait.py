@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,22 @@ fcntl.flock(fd, fcntl.LOCK_UN)
 """
 
 
-def test_it_returns_only_once_the_holder_let_go(tmp_path: Path) -> None:
+@pytest.fixture
+def held(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A lock file another process holds for 0.5 s, and the file it makes just before it
+    lets go; the process waited for at the end."""
     lock, done = tmp_path / "x.lock", tmp_path / "released"
     with subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(lock), str(done)], stdout=subprocess.PIPE, text=True
     ) as holder:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        wait_free(str(lock))
-        assert done.exists()  # the holder had finished what it did under the lock
+        yield lock, done
+
+
+def test_it_returns_only_once_the_holder_let_go(held: tuple[Path, Path]) -> None:
+    lock, done = held
+    wait_free(str(lock))
+    assert done.exists()  # the holder had finished what it did under the lock
     with file_lock(str(lock), what="the lock", wait_s=0):  # nothing of the wait is held
         pass
 
@@ -83,13 +92,9 @@ def test_a_long_wait_backs_off() -> None:
     assert len(wakes) < locks.QUICK_S / locks.POLL_S + 10.0 / locks.SLOW_POLL_S + 10
 
 
-def test_a_waiter_gets_the_lock_its_holder_let_go_and_gives_up_at_its_bound(tmp_path: Path) -> None:
-    lock, done = tmp_path / "x.lock", tmp_path / "released"
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock), str(done)], stdout=subprocess.PIPE, text=True
-    ) as holder:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        with pytest.raises(BusyError), file_lock(str(lock), what="the lock", wait_s=0.15):
-            pass
-        with file_lock(str(lock), what="the lock", wait_s=30):
-            assert done.exists()  # got only once the holder was done
+def test_a_waiter_gets_the_lock_its_holder_let_go_and_gives_up_at_its_bound(held: tuple[Path, Path]) -> None:
+    lock, done = held
+    with pytest.raises(BusyError), file_lock(str(lock), what="the lock", wait_s=0.15):
+        pass
+    with file_lock(str(lock), what="the lock", wait_s=30):
+        assert done.exists()  # got only once the holder was done
