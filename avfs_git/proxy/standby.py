@@ -210,14 +210,16 @@ class Standbys:
                 return
             self._closed = True
             ready, self._ready = self._ready, None
-            started = self._thread is not None
+            if self._thread is not None:
+                # under the lock: its thread, woken meanwhile by a change of the mount table,
+                # sees _closed only after this and closes the pipe itself (written after the
+                # lock, the byte could go to a closed descriptor or one reused since)
+                os.write(self._wake_w, b"c")
+            else:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
         if ready is not None:
             ready.discard()
-        if started:
-            os.write(self._wake_w, b"c")  # its thread closes the pipe
-        else:
-            os.close(self._wake_r)
-            os.close(self._wake_w)
 
     def _loop(self) -> None:
         # commands must get an empty signal mask (see ExecServer._serve); a thread starts
