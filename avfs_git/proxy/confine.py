@@ -431,11 +431,16 @@ def kept_files(keep: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: int = -1) -> list[str]:
+def argv(
+    sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: int = -1, block_fd: int = -1
+) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
     starts). Order matters: bwrap mounts in argument order, so what is shown inside a
-    masked directory comes after it."""
+    masked directory comes after it. ``block_fd`` (-1: none): the command waits for one
+    byte there before it is ``exec``\\ ed (a first call's sandbox, :mod:`.ahead`): in the
+    Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
+    is done by then too; where there is none, bubblewrap's ``--block-fd``."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if sb.network != "host":
@@ -493,9 +498,12 @@ def argv(sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: in
         command = netproxy.wrap(command)
     from . import landlock
 
-    wrapped = landlock.wrap(sb, command, env_from, private_home)  # no link nor special file made in the vault
+    # no link nor special file made in the vault
+    wrapped = landlock.wrap(sb, command, env_from, private_home, block_fd)
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
+    if block_fd >= 0 and wrapped is command:  # (no Perl: bwrap waits, before it execs the command)
+        args[1:1] = ["--block-fd", str(block_fd)]
     command = wrapped
     args += ["--bind", sb.source, sb.path]
     for alias in sb.aliases:
