@@ -27,7 +27,7 @@ there is no Perl, bubblewrap waits itself, ``--block-fd``, before it ``exec``\\ 
 command). The command then goes on (one byte on the pipe) when what the call works out
 again after ``before`` is the same: bubblewrap's whole command line (:func:`.standby._key`),
 the command, its working directory and environment; any difference, and the blocked one is
-killed (it never ran anything) and the command's own sandbox is set up as before. So the
+killed (its command never ran) and the command's own sandbox is set up as before. So the
 command runs in exactly the sandbox it would have had, with no process added (a ready
 sandbox of :mod:`.standby` has a waiter: its ~2 ms of CPU cost more than it saved under
 load).
