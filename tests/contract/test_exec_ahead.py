@@ -152,9 +152,10 @@ def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
 
 
 def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
-    """Bubblewrap reads one byte from ``--block-fd`` and goes on at the end of the file too:
-    its end of the gate is a writer of its own pipe, so that the pipe never ends when the
-    call dies before its byte (the command then never runs: --die-with-parent kills it)."""
+    """The sandbox's end of the gate (read by the Landlock program; by bubblewrap's
+    ``--block-fd``, which goes on at the end of the file too, where there is no Perl) is a
+    writer of its own pipe, so that the pipe never ends when the call dies before its byte
+    (the command then never runs: --die-with-parent kills it)."""
     rw, w = ahead._gate()
     try:
         os.close(w)  # the call gone
