@@ -16,14 +16,18 @@ and the path policy's read-only binds are made (then it writes its records and a
 At ``L``, while the daemon writes the index and mounts, :func:`planned` works out the
 sandbox, the command line, working directory and environment the command will get
 (:func:`.placement.place`'s own function, for the mount point the daemon was started on);
-at ``S``, :class:`Blocked` starts bubblewrap with all of it and ``--block-fd``: bubblewrap
-sets the whole sandbox up and then waits on that pipe, before it ``exec``\\ s the command
-(after its last mount, ``pivot_root`` and the drop of its privileges), while the daemon
-answers and the call takes its record of the fork (``before``: the command must not run
-before it). The command then goes on (one byte on the pipe) when what the call works out
+at ``S``, :class:`Blocked` starts bubblewrap with all of it and a pipe to wait on:
+bubblewrap sets the whole sandbox up (its last mount, ``pivot_root``, the drop of its
+privileges), starts the command's program, the Perl program that applies the sandbox's
+Landlock domain and the command's environment (:mod:`.landlock`), and that program waits on
+the pipe before it ``exec``\\ s the command, while the daemon answers and the call takes its
+record of the fork (``before``: the command must not run before it). So bubblewrap's
+namespace init, its child and Perl's start are done ahead too, not after the byte (where
+there is no Perl, bubblewrap waits itself, ``--block-fd``, before it ``exec``\\ s the
+command). The command then goes on (one byte on the pipe) when what the call works out
 again after ``before`` is the same: bubblewrap's whole command line (:func:`.standby._key`),
 the command, its working directory and environment; any difference, and the blocked one is
-killed (it never ran anything) and the command's own sandbox is set up as before. So the
+killed (its command never ran) and the command's own sandbox is set up as before. So the
 command runs in exactly the sandbox it would have had, with no process added (a ready
 sandbox of :mod:`.standby` has a waiter: its ~2 ms of CPU cost more than it saved under
 load).
@@ -97,7 +101,8 @@ def planned(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Plann
 
 class Blocked:
     """A first call's command in its sandbox, set up by bubblewrap and blocked before the
-    command is ``exec``\\ ed (``--block-fd``); :meth:`start` lets it go. Used by
+    command is ``exec``\\ ed (in the Landlock program once its domain is applied, else by
+    ``--block-fd``); :meth:`start` lets it go. Used by
     :func:`.runner.run` as a ready sandbox of :mod:`.standby` is.
 
     Bubblewrap is started by a thread of its own (a process start from this one takes 4-10
@@ -127,8 +132,8 @@ class Blocked:
             status_r, status_w = os.pipe()
             opened += [status_r, status_w]
             self.status_r = status_r
-            argv = confine.argv(p.sandbox, list(p.argv), env_from=env_r)
-            argv[1:1] = ["--json-status-fd", str(status_w), "--block-fd", str(block_r)]
+            argv = confine.argv(p.sandbox, list(p.argv), env_from=env_r, block_fd=block_r)
+            argv[1:1] = ["--json-status-fd", str(status_w)]
             fds = (status_w, env_r, block_r)
             threading.Thread(
                 target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True
@@ -211,12 +216,13 @@ class Blocked:
 
 
 def _gate() -> tuple[int, int]:
-    """The pipe bubblewrap waits on (``--block-fd``: it reads one byte, and goes on at the
-    end of the file too): (its end for bubblewrap, the end this process writes the byte
-    to). Bubblewrap's end is the pipe opened anew for reading and writing, so that it is a
-    writer of its own pipe: if this process dies before its byte, the pipe never ends and
-    bubblewrap waits until its parent's death kills it (``--die-with-parent``), the command
-    never run. Bubblewrap closes it before the command starts. (OSError where the pipe
+    """The pipe the command waits on in its sandbox (the Landlock program reads one byte
+    and runs nothing at the end of the file; bubblewrap's ``--block-fd``, where there is no
+    Perl, goes on at the end of the file too): (its end for the sandbox, the end this
+    process writes the byte to). The sandbox's end is the pipe opened anew for reading and
+    writing, so that it is a writer of its own pipe: if this process dies before its byte,
+    the pipe never ends and the sandbox waits until its parent's death kills it
+    (``--die-with-parent``), the command never run. It is closed before the command starts. (OSError where the pipe
     cannot be opened so: nothing is set up ahead.)"""
     r, w = os.pipe()
     try:

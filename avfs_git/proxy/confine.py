@@ -432,13 +432,23 @@ def kept_files(keep: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def argv(
-    sb: Sandbox, command: list[str], bwrap: str | None = None, env_from: int = -1, *, own: bool = False
+    sb: Sandbox,
+    command: list[str],
+    bwrap: str | None = None,
+    env_from: int = -1,
+    block_fd: int = -1,
+    *,
+    own: bool = False,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
-    starts); ``own``: ``command`` is a Perl program of avfs's own, run by the Perl that
-    applies the Landlock domain (:func:`.landlock.wrap`). Order matters: bwrap mounts in
-    argument order, so what is shown inside a masked directory comes after it."""
+    starts). Order matters: bwrap mounts in argument order, so what is shown inside a
+    masked directory comes after it. ``block_fd`` (-1: none): the command waits for one
+    byte there before it is ``exec``\\ ed (a first call's sandbox, :mod:`.ahead`): in the
+    Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
+    is done by then too; where there is none, bubblewrap's ``--block-fd``. ``own``:
+    ``command`` is a Perl program of avfs's own, run by the Perl that applies the Landlock
+    domain (:func:`.landlock.wrap`)."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if sb.network != "host":
@@ -497,9 +507,11 @@ def argv(
     from . import landlock
 
     # no link nor special file made in the vault
-    wrapped = landlock.wrap(sb, command, env_from, private_home, own=own)
+    wrapped = landlock.wrap(sb, command, env_from, private_home, block_fd, own=own)
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
+    if block_fd >= 0 and wrapped is command:  # (no Perl: bwrap waits, before it execs the command)
+        args[1:1] = ["--block-fd", str(block_fd)]
     command = wrapped
     args += ["--bind", sb.source, sb.path]
     for alias in sb.aliases:

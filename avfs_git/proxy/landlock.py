@@ -56,17 +56,21 @@ MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM, REFER = (
     1 << 13,
 )
 MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
-# argv: MADE REFER ENV_FD PROTECTED... -- GRANT... -- COMMAND... ENV_FD (-1: none) holds the
-# command's environment as bwrap's --args reads it (confine.env_args), applied after the
-# domain: the program starts with bwrap's own (a loader or Perl variable asked for the
-# command would run code in it before the domain). REFER is granted on /; MADE|REFER on
-# each GRANT directory, or, where a PROTECTED path (the vault) is at or beneath it, on each of
+# argv: MADE REFER ENV_FD GATE_FD PROTECTED... -- GRANT... -- COMMAND... ENV_FD (-1: none)
+# holds the command's environment as bwrap's --args reads it (confine.env_args), applied after
+# the domain: the program starts with bwrap's own (a loader or Perl variable asked for the
+# command would run code in it before the domain). GATE_FD (-1: none): the command is
+# ``exec``ed only once one byte is read from it (a first call's sandbox set up ahead,
+# proxy/ahead.py: the domain applied while the call takes its record); the end of the file
+# or an error there and it does not run (exit 125); closed before the command starts (a
+# program of avfs's own, wrap's ``own``, has a gate of its own). REFER is granted on /;
+# MADE|REFER on each GRANT directory, or, where a PROTECTED path (the vault) is at or beneath it, on each of
 # its children that neither is nor holds one (their children, down to it: a rule covers all
 # that is beneath its directory, and no rule can take a part of that back).
 # landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
 # numbers on every architecture); bwrap has set no_new_privs already.
 APPLY = r"""
-my ($m, $r, $ef) = (0 + shift, 0 + shift, 0 + shift); my (@p, @g);
+my ($m, $r, $ef, $gf) = (0 + shift, 0 + shift, 0 + shift, 0 + shift); my (@p, @g);
 while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
 sub fail { print STDERR "avfs: cannot apply Landlock: $_[0]\n"; exit 125 }
@@ -104,8 +108,15 @@ if ($ef >= 0) {
   while (@f >= 3) { shift @f; my $k = shift @f; $ENV{$k} = shift @f }
 }
 """
-# what APPLY does next: exec the command (bwrap's messages when it cannot)
+# what APPLY does next for a command of the caller's: wait at the gate (GATE_FD), then exec
+# the command (bwrap's messages when it cannot)
 EXEC = r"""
+if ($gf >= 0) {
+  open(my $gh, "<&=", $gf) or fail("the gate: $!");
+  my $n; do { $n = sysread($gh, my $x, 1) } while (!defined($n) && $!{EINTR});
+  close $gh;
+  exit 125 unless $n;
+}
 { no warnings; exec { $ARGV[0] } @ARGV; }
 my $e = $! + 0; print STDERR "bwrap: execvp $ARGV[0]: $!\n"; exit($e == 2 || $e == 20 ? 127 : 126);
 """
@@ -128,20 +139,28 @@ def grants(sb: Sandbox, home: str | None) -> list[str]:
 
 
 def wrap(
-    sb: Sandbox, command: list[str], env_fd: int = -1, home: str | None = None, *, own: bool = False
+    sb: Sandbox,
+    command: list[str],
+    env_fd: int = -1,
+    home: str | None = None,
+    gate_fd: int = -1,
+    *,
+    own: bool = False,
 ) -> list[str]:
     """``command`` run under the domain, with the environment read from ``env_fd`` (as it
-    is where no Perl is there); ``home``: the sandbox's private ``$HOME`` (:func:`grants`).
+    is where no Perl is there); ``home``: the sandbox's private ``$HOME`` (:func:`grants`);
+    ``gate_fd``: the command starts once a byte is read there (:data:`EXEC`).
     ``own``: ``command`` may be a Perl program of avfs's own (``PERL -e CODE ARGS...``: a
-    ready sandbox's waiter, :mod:`.standby`), then run by the same Perl once the domain is
-    applied, with ``ARGS`` as its ``@ARGV``, instead of a second Perl started by ``exec``
-    (~2 ms of CPU on every sandbox made ready); a command of the caller's never is (its
-    Perl reads its own environment, ``PERL5OPT`` and ``@INC`` as it starts)."""
+    ready sandbox's waiter, :mod:`.standby`, which has its own gate), then run by the same
+    Perl once the domain is applied, with ``ARGS`` as its ``@ARGV``, instead of a second
+    Perl started by ``exec`` (~2 ms of CPU on every sandbox made ready); a command of the
+    caller's never is (its Perl reads its own environment, ``PERL5OPT`` and ``@INC`` as it
+    starts)."""
     if not available():
         return command
     protected = [*sb.keep, *sb.writable, *(target for _, target, _ in sb.sealed)]
     program, args = APPLY + EXEC, command
     if own and len(command) >= 3 and command[:2] == [PERL, "-e"]:
         program, args = APPLY + "{\n" + command[2] + "\n}\n", command[3:]
-    head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd)]
+    head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd), str(gate_fd)]
     return [*head, *protected, "--", *grants(sb, home), "--", *args]

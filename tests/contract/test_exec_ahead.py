@@ -11,6 +11,7 @@ import dataclasses
 import os
 import select
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -151,9 +152,10 @@ def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
 
 
 def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
-    """Bubblewrap reads one byte from ``--block-fd`` and goes on at the end of the file too:
-    its end of the gate is a writer of its own pipe, so that the pipe never ends when the
-    call dies before its byte (the command then never runs: --die-with-parent kills it)."""
+    """The sandbox's end of the gate (read by the Landlock program; by bubblewrap's
+    ``--block-fd``, which goes on at the end of the file too, where there is no Perl) is a
+    writer of its own pipe, so that the pipe never ends when the call dies before its byte
+    (the command then never runs: --die-with-parent kills it)."""
     rw, w = ahead._gate()
     try:
         os.close(w)  # the call gone
@@ -162,6 +164,83 @@ def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
         assert select.select([rw], [], [], 0)[0] == [rw] and os.read(rw, 1) == b"g"
     finally:
         os.close(rw)
+
+
+def _in_sandbox(pid: int) -> list[int]:
+    """The processes below ``pid`` (bubblewrap's: its namespace's init, the command's)."""
+    out, todo = [], [pid]
+    while todo:
+        at = todo.pop()
+        try:
+            with open(f"/proc/{at}/task/{at}/children") as fh:
+                kids = [int(k) for k in fh.read().split()]
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def _landlock_abi() -> int:
+    import ctypes
+
+    return int(ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1))  # landlock_create_ruleset
+
+
+def test_a_sandbox_set_up_ahead_waits_in_its_landlock_program(tmp_path: Any) -> None:
+    """Its command waits in the program that applies the Landlock domain, once that has
+    started and applied it (bubblewrap's init and child and Perl's start are ahead too, not
+    after the call's byte); on the byte the command runs, under the domain (no FIFO made
+    in a writable directory the domain protects), and not before."""
+    from avfs_git.proxy import landlock
+
+    if confine.unavailable() is not None or not landlock.available():
+        pytest.skip("no bubblewrap sandbox or no Perl here")
+    fork_dir, kept = tmp_path / "fork", tmp_path / "kept"
+    fork_dir.mkdir()
+    kept.mkdir()
+    script = f"echo ran > out; mkfifo {kept}/fifo 2>/dev/null && echo made > how || echo refused > how"
+    planned = ahead.Planned(
+        sandbox=confine.Sandbox(
+            source=str(fork_dir), path="/avfs/v", cwd="/avfs/v", network="none", writable=(str(kept),)
+        ),
+        argv=("sh", "-c", script),
+        env=(("PATH", "/usr/bin:/bin"),),
+    )
+    blocked = ahead.set_up(planned)
+    assert blocked is not None
+    try:
+        assert blocked.spawned.wait(10) and blocked.proc is not None
+        deadline = time.monotonic() + 30
+        waiting: list[int] = []
+        while not waiting and time.monotonic() < deadline and blocked.proc.poll() is None:
+            waiting = [p for p in _in_sandbox(blocked.proc.pid) if _exe(p) == landlock.PERL]
+            time.sleep(0.01)
+        assert waiting, "the Landlock program is not waiting in the sandbox set up ahead"
+        time.sleep(0.2)
+        assert not (fork_dir / "out").exists()  # (it waits for the byte)
+        blocked.start(list(planned.argv), "/avfs/v", dict(planned.env))
+        assert blocked.proc.wait(30) == 0
+    finally:
+        blocked.discard()
+        if blocked.proc is not None:
+            for pipe in (blocked.proc.stdout, blocked.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        if blocked.status_r >= 0:
+            os.close(blocked.status_r)
+            blocked.status_r = -1
+    assert (fork_dir / "out").read_text() == "ran\n"
+    applied = _landlock_abi() >= 2
+    assert (fork_dir / "how").read_text() == ("refused\n" if applied else "made\n")
+    assert (kept / "fifo").exists() != applied
 
 
 @pytest.mark.parametrize("fails", ["env_fd", "thread"])
