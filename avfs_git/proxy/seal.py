@@ -13,8 +13,10 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
   (``tags``, ``avfs``, ``remotes``...) are the vault's own, read-only. A ``refs/stash`` or
   any other ref the command makes lives and dies with the run;
 - ``logs/``: a copy of the fork's own reflog (git appends to it when it commits);
-- the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): empty,
-  the run's own;
+- the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): the
+  run's own, empty but for a bisect's refs, which go on from run to run (:mod:`.bisectrefs`);
+- the vault's top directory: ``<seal dir>/top``, its entries bound read-only into it by
+  :mod:`.confine`, and the ``packed-refs`` of :mod:`.sealpack`, the sandbox's to rewrite;
 - ``objects/``: an empty quarantine whose ``info/alternates`` names the vault's objects,
   shown read-only at ``<vault>/avfs/seal/<fork>/vault-objects`` (the way ``git
   receive-pack`` quarantines a push): git reads every existing object and writes new ones
@@ -26,7 +28,8 @@ quarantine into the vault through ``git pack-objects``, ``git index-pack --stric
 object hashed again and checked as ``git fsck --strict`` checks it: a ``.gitmodules`` that
 is a directory, a broken link), its new commits may add no gitlink and no name git refuses,
 and the real branch moves by compare-and-swap from its value before the run. Every other
-ref change is reported (``refs_refused``), never applied. Then :func:`drop_gitlinks` takes
+ref change (a line of the sandbox's ``packed-refs`` too) is reported (``refs_refused``),
+never applied. Then :func:`drop_gitlinks` takes
 out of the mount's index any gitlink (a nested repository, mode 160000) that is not in the
 fork's commit: git would run ``git status`` inside it, with its own ``core.fsmonitor``;
 :func:`nested_repos` removes a ``.git`` the command made at a gitlink's path of the fork's
