@@ -1023,6 +1023,29 @@ git branch --list --format='%(refname:short)' && git tag --list
     assert _refs(vault) == before
 
 
+def test_what_a_command_leaves_at_the_vault_s_top_is_gone_at_the_next_run(live, vault):
+    """The vault's top directory in the sandbox is the seal's own (``<seal>/top``, kept on
+    the host between runs, proxy/confine.py ``_kept``): a file, a lock and a directory the
+    command makes there never reach the vault and are gone at the next run, also where
+    the vault has since made an entry of that name (a directory there, left, would have
+    kept the sandbox's bind of the vault's file from being made: no command would run)."""
+    top = vault.path
+    made = f"mkdir {top}/ORIG_HEAD {top}/junk-dir && echo x > {top}/junk && echo x > {top}/packed-refs.lock && echo MADE"
+    _script(live, "junk.sh", made + "\n")
+    for i in range(2):  # the first in a sandbox set up for it, the second in one made ready
+        if i == 1 and standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+        doc = _exec("sh", "junk.sh")
+        assert "MADE" in doc["result"]["stdout"], doc["result"]
+        for name in ("ORIG_HEAD", "junk-dir", "junk", "packed-refs.lock"):
+            assert not os.path.lexists(os.path.join(top, name)), name
+        Path(top, "ORIG_HEAD").write_text(_git("--git-dir", top, "rev-parse", "main"))  # the person's git
+        seen = _exec("sh", "-c", f"ls -a {top}; git rev-parse ORIG_HEAD; git branch -D other >/dev/null")
+        out = seen["result"]["stdout"]
+        assert seen["exit_code"] == 0 and "junk" not in out and "packed-refs.lock" not in out, seen["result"]
+        os.unlink(os.path.join(top, "ORIG_HEAD"))
+
+
 def test_bisect_refs_go_on_to_the_next_run_only_when_they_name_the_vault_s_objects(live, vault):
     """A bisect's refs (``refs/bisect/*``, the worktree's own) are kept from one run to the
     next (``git bisect good`` in the next exec goes on with the bisect), in the worktree's

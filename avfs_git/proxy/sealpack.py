@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from typing import TYPE_CHECKING
 
 from ..core.store import refs
@@ -187,11 +188,35 @@ def _loose_in(vault_path: str, name: str) -> bool:
     return ".." not in name.split("/") and os.path.lexists(os.path.join(vault_path, name))
 
 
+# top directory -> the (mtime, ctime) of it and of the vault's top when last tidied: a run
+# that made or removed nothing there (the common one) moved neither, and is not listed
+_tidied: dict[str, tuple[int, ...]] = {}
+RACY_NS = 50_000_000  # a directory changed this recently may change again within its tick
+
+
+def _dir_key(*paths: str) -> tuple[int, ...] | None:
+    out: list[int] = []
+    for p in paths:
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return None
+        if time.time_ns() - st.st_ctime_ns < RACY_NS:
+            return None  # within a timestamp tick of now: a change may not show (sealcache's rule)
+        out += (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return tuple(out)
+
+
 def tidy_top(top: str, vault_path: str) -> None:
     """Leave in ``top`` (the vault's top directory as the sandbox shows it) only avfs's
     packed-refs and the points the sandbox's binds of the vault's entries are made on (each
     of its entry's kind): what the last command made there (a lock, a file, a directory
-    where the vault now has a file, on which the next bind could not be made) goes."""
+    where the vault now has a file, on which the next bind could not be made) goes. Not
+    listed again while neither directory's ``lstat`` moved (a ctime no process can set)."""
+    key = _dir_key(top, vault_path)
+    if key is not None and _tidied.get(top) == key:
+        return
+    _tidied.pop(top, None)
     try:
         with os.scandir(vault_path) as it:
             kinds = {e.name: _kind(e) for e in it}
@@ -204,6 +229,9 @@ def tidy_top(top: str, vault_path: str) -> None:
                         os.unlink(e.path)
     except OSError:
         return
+    key = _dir_key(top, vault_path)
+    if key is not None:
+        _tidied[top] = key
 
 
 def _kind(e: os.DirEntry[str]) -> str:
