@@ -239,7 +239,6 @@ def test_hooks_config_attributes_and_the_worktree_s_files_are_read_only(live, va
         "hooks/post-commit": f"#!/bin/sh\n{planted}\n",
         "config": f"[core]\n\tfsmonitor = {planted}\n\thooksPath = /tmp\n",
         "info/attributes": "* filter=evil diff=evil\n",
-        "packed-refs": "",
     }
     wt_targets = {
         "config.worktree": f"[core]\n\tfsmonitor = {planted}\n",
@@ -256,16 +255,23 @@ def test_hooks_config_attributes_and_the_worktree_s_files_are_read_only(live, va
         )
     for rel, text in wt_targets.items():
         lines.append(f"mkdir -p $(dirname {wt}/{rel}) 2>/dev/null; printf %s {json.dumps(text)} > {wt}/{rel} 2>/dev/null && echo WROTE-WT {rel}")  # fmt: skip
+    # the packed-refs there is the sandbox's own (proxy/sealpack.py): emptied in there (every
+    # other fork's branch gone, in there only: reported), never the vault's
+    lines.append(f"printf '' > {vault.path}/packed-refs && echo EMPTIED packed-refs")
     _script(live, "attack.sh", "\n".join(lines) + "\nexit 0\n")
-    _exec("true")  # (the vault as avfs leaves it: an empty packed-refs for the sandbox's to cover)
-    keep = {rel: _files(vault.path).get(rel) for rel in targets}
+    _exec("true")  # (the vault as avfs leaves it: an empty packed-refs for a --isolate view to cover)
+    keep = {rel: _files(vault.path).get(rel) for rel in (*targets, "packed-refs")}
     keep_wt = {rel: _files(wt).get(rel) for rel in ("config.worktree", "commondir", "gitdir", "HEAD")}
     doc = _exec("sh", "attack.sh")
     said = doc["result"]["stdout"]
     assert "WROTE " not in said, said
     for rel in ("config.worktree", "commondir", "gitdir"):
         assert f"WROTE-WT {rel}\n" not in said, said
-    assert {rel: _files(vault.path).get(rel) for rel in targets} == keep
+    assert {rel: _files(vault.path).get(rel) for rel in (*targets, "packed-refs")} == keep
+    assert "EMPTIED packed-refs" in said, said
+    assert [(r["ref"], r["new"]) for r in doc["refs_refused"] if r["ref"].startswith("refs/heads/")] == [
+        ("refs/heads/other", None)
+    ], doc["refs_refused"]
     # HEAD is git's to move in there (a rebase detaches it): one naming another branch is
     # put back after the run, and said
     assert {rel: _files(wt).get(rel) for rel in keep_wt} == keep_wt
@@ -881,14 +887,14 @@ def test_scratch_refs_read_only_what_changed_and_miss_no_change(home, vault, mon
     assert [r for r in reads if "/refs/heads/" in r and "/logs/" not in r] == [], reads
     scratch = os.path.join(sealed.dir, "refs", "heads")
     assert os.listdir(scratch) == ["f3"] and set(sealed.copied) == {"refs/heads/f3"}
-    shown = sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes())
+    shown = sealpack.parse(Path(sealed.top, sealpack.NAME).read_bytes())
     assert shown["refs/heads/f7"] == (first.encode(), None) and "refs/heads/f3" not in shown
     assert len([n for n in shown if n.startswith("refs/heads/")]) == 40  # main and 39 forks
     # the person rewrites fork f7's branch in place: the next snapshot holds the new value
     _rewrite_in_place(os.path.join(vault.path, "refs", "heads", "f7"), second + "\n")
     sealed = seal.prepare(vault, "f3", None)
     assert sealed.packed["refs/heads/f7"] == (second + "\n").encode()
-    shown = sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes())
+    shown = sealpack.parse(Path(sealed.top, sealpack.NAME).read_bytes())
     assert shown["refs/heads/f7"] == (second.encode(), None)
     # the command rewrites its own branch in place, mtime put back, and writes another
     # fork's branch as a loose file over its packed line
@@ -904,16 +910,19 @@ def test_scratch_refs_read_only_what_changed_and_miss_no_change(home, vault, mon
     assert os.listdir(scratch) == ["f3"] and Path(scratch, "f3").read_text() == first + "\n"
 
 
-def test_the_other_forks_branches_are_read_only_and_current_in_the_sandbox(live, vault, tmp_path):
-    """The other forks' branches reach the sandbox as lines of one packed-refs, shown
-    read-only over the vault's own (proxy/sealpack.py). A command that writes it (in place,
-    through a shared mmap, by a rename over it) or unmounts it changes nothing; git in the
-    next run (in a sandbox made ready before the person moved a branch) sees every branch
-    at the vault's value, and no value a command planted."""
+def test_the_other_forks_branches_in_the_sandbox_are_its_own_and_current(live, vault, tmp_path):
+    """The other forks' branches reach the sandbox as lines of one packed-refs that avfs
+    writes for each run, the sandbox's own file (proxy/sealpack.py), never the vault's: git
+    deletes refs in bulk by renaming a new one over it. A command that writes it (in place,
+    through a shared mmap, by a rename over it) changes it in there only: the vault's
+    branches and its packed-refs stay as they are, the change is reported in
+    ``refs_refused``, and git in the next run (in a sandbox made ready before the person
+    moved a branch) sees every branch at the vault's value, no value a command planted."""
+    _exec("sh", "-c", "echo more >> README")  # main moves on: `other` stays behind
     tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
     other = _git("--git-dir", vault.path, "rev-parse", "other").strip()
+    assert tip != other
     packed = os.path.join(vault.path, "packed-refs")
-    _exec("true")  # (avfs leaves an empty packed-refs in the vault, for the sandbox's to cover)
     vault_packed = Path(packed).read_bytes()
     _script(
         live,
@@ -953,14 +962,124 @@ print("SEES", subprocess.run(["git", "rev-parse", "other"], capture_output=True,
         doc = _exec("python3", "attack.py")
         out = doc["result"]["stdout"]
         assert doc["exit_code"] == 0, doc["result"]
-        assert "WROTE" not in out and out.count("REFUSED") == 4, out
-        assert f"SEES {other}" in out, out
+        assert out.count("WROTE") == 3 and "REFUSED umount" in out, out
+        assert f"SEES {tip}" in out, out  # (the sandbox's own file: its own run sees it)
         assert _git("--git-dir", vault.path, "rev-parse", "other").strip() == other
         assert Path(packed).read_bytes() == vault_packed
-        assert [r["ref"] for r in doc["refs_refused"]] == [], doc["refs_refused"]
-    listed = _exec("git", "branch", "--list", "--format=%(refname:short) %(objectname)")["result"]["stdout"]
-    main = _git("--git-dir", vault.path, "rev-parse", "main").strip()
-    assert listed.splitlines() == [f"main {main}", f"other {other}"], listed
+        said = [(r["ref"], r["old"], r["new"]) for r in doc["refs_refused"]]
+        assert said == [("refs/heads/other", other, tip)], doc["refs_refused"]
+        listed = _exec("git", "branch", "--list", "--format=%(refname:short) %(objectname)")
+        main = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+        assert listed["result"]["stdout"].splitlines() == [f"main {main}", f"other {other}"], listed["result"]
+        assert listed["refs_refused"] == []
+
+
+def test_git_deletes_refs_in_bulk_in_the_sandbox_and_the_vault_keeps_its_own(live, vault):
+    """git deletes refs in bulk by renaming a new packed-refs over the old one (``git
+    branch -D``, ``git tag -d``, ``git stash clear``, ``git bisect start``): over the
+    read-only one the sandbox showed, every one failed (EBUSY), the run's own refs too.
+    In the sandbox's own packed-refs they work; another fork's branch and a tag of the
+    vault deleted so are gone in there only (reported in ``refs_refused``, ``new: null``;
+    ``git tag -d`` fails all the same: ``refs/tags`` is read-only in there):
+    the vault, its packed-refs and the next run (in a sandbox made ready) keep them. ``git
+    pack-refs --all`` in there (a copy of every ref it reads) reports nothing."""
+    _git("--git-dir", vault.path, "pack-refs", "--all")  # `other` and `v1` as the vault's packed lines
+    before = _refs(vault)
+    packed = Path(vault.path, "packed-refs")
+    vault_packed = packed.read_bytes()
+    other, v1 = before["refs/heads/other"], before["refs/tags/v1"]
+    _script(
+        live,
+        "bulk.sh",
+        """set -e
+git branch run-own && git branch -D run-own 2>/dev/null && echo OWN-BRANCH-DELETED
+echo wip >> README && git -c user.name=A -c user.email=a@x stash -q && git stash clear
+test -z "$(git stash list)" && echo STASH-CLEARED
+git bisect start HEAD HEAD~1 >/dev/null && echo BISECT-STARTED
+git bisect reset HEAD >/dev/null 2>&1  # (its first bad commit found at once: HEAD stayed on main)
+git pack-refs --all 2>/dev/null || true
+git branch -D other 2>/dev/null && echo OTHER-DELETED
+git tag -d v1 2>/dev/null || echo TAG-REFUSED
+git branch --list --format='%(refname:short)' && git tag --list
+""",
+    )
+    for i in range(2):  # the first in a sandbox set up for it, the second in one made ready
+        if i == 1 and standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+        doc = _exec("sh", "bulk.sh")
+        out = doc["result"]["stdout"]
+        assert doc["exit_code"] == 0, doc["result"]
+        # (a tag of the vault: git takes its loose ref's lock in the read-only refs/tags too,
+        # and fails, its packed line gone in there)
+        for said in ("OWN-BRANCH-DELETED", "STASH-CLEARED", "BISECT-STARTED", "OTHER-DELETED", "TAG-REFUSED"):
+            assert said in out, (said, doc["result"])
+        assert out.endswith("main\n"), out  # (no other branch, no tag, in there)
+        refused = sorted((r["ref"], r["old"], r["new"]) for r in doc["refs_refused"])
+        assert refused == [("refs/heads/other", other, None), ("refs/tags/v1", v1, None)], doc["refs_refused"]
+        assert _refs(vault) == before and packed.read_bytes() == vault_packed
+        listed = _exec("sh", "-c", "git rev-parse other v1; git stash list")
+        assert listed["result"]["stdout"].split() == [other, v1], listed["result"]
+        assert listed["refs_refused"] == [], listed["refs_refused"]
+    assert _refs(vault) == before
+
+
+def test_what_a_command_leaves_at_the_vault_s_top_is_gone_at_the_next_run(live, vault):
+    """The vault's top directory in the sandbox is the seal's own (``<seal>/top``, kept on
+    the host between runs, proxy/confine.py ``_kept``): a file, a lock and a directory the
+    command makes there never reach the vault and are gone at the next run, also where
+    the vault has since made an entry of that name (a directory there, left, would have
+    kept the sandbox's bind of the vault's file from being made: no command would run)."""
+    top = vault.path
+    made = f"mkdir {top}/ORIG_HEAD {top}/junk-dir && echo x > {top}/junk && echo x > {top}/packed-refs.lock && echo MADE"
+    _script(live, "junk.sh", made + "\n")
+    for i in range(2):  # the first in a sandbox set up for it, the second in one made ready
+        if i == 1 and standby.available():
+            assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
+        doc = _exec("sh", "junk.sh")
+        assert "MADE" in doc["result"]["stdout"], doc["result"]
+        for name in ("ORIG_HEAD", "junk-dir", "junk", "packed-refs.lock"):
+            assert not os.path.lexists(os.path.join(top, name)), name
+        Path(top, "ORIG_HEAD").write_text(_git("--git-dir", top, "rev-parse", "main"))  # the person's git
+        seen = _exec("sh", "-c", f"ls -a {top}; git rev-parse ORIG_HEAD; git branch -D other >/dev/null")
+        out = seen["result"]["stdout"]
+        assert seen["exit_code"] == 0 and "junk" not in out and "packed-refs.lock" not in out, seen["result"]
+        os.unlink(os.path.join(top, "ORIG_HEAD"))
+
+
+def test_bisect_refs_go_on_to_the_next_run_only_when_they_name_the_vault_s_objects(live, vault):
+    """A bisect's refs (``refs/bisect/*``, the worktree's own) are kept from one run to the
+    next (``git bisect good`` in the next exec goes on with the bisect), in the worktree's
+    git dir where the person's git in the mount finds them too; one that names an object
+    the vault does not hold (the quarantine's, dropped with it: ``git fsck`` of the vault
+    would fail on it) or no object id is reported and dropped, as everything in there but
+    the fork's branch is."""
+    first = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _exec("sh", "-c", "echo more >> README")  # a second commit: bad; the first: good
+    bad = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    assert bad != first
+    _script(
+        live,
+        "plant.sh",
+        """git bisect start >/dev/null && git bisect bad HEAD >/dev/null && echo STARTED
+B=$(echo only-in-the-quarantine | git hash-object -w --stdin)
+git update-ref refs/bisect/skip-planted $B && echo PLANTED
+printf 'not an id\\n' > "$(git rev-parse --git-path refs/bisect/junk)"
+""",
+    )
+    doc = _exec("sh", "plant.sh")
+    assert "STARTED" in doc["result"]["stdout"] and "PLANTED" in doc["result"]["stdout"], doc["result"]
+    refused = {r["ref"]: r["reason"] for r in doc["refs_refused"]}
+    assert set(refused) == {"refs/bisect/skip-planted", "refs/bisect/junk"}, doc["refs_refused"]
+    kept = Path(worktree_dir(vault, "main"), "refs", "bisect")
+    assert sorted(os.listdir(kept)) == ["bad"] and (kept / "bad").read_text() == bad + "\n"
+    # the person's git in the mount sees the bisect; the next exec goes on with it
+    assert "You are currently bisecting" in _git("status", cwd=live.mountpoint)
+    step = _exec("git", "bisect", "good", first)
+    assert step["exit_code"] == 0 and f"{bad} is the first bad commit" in step["result"]["stdout"], step[
+        "result"
+    ]
+    assert step["refs_refused"] == [], step["refs_refused"]
+    assert sorted(os.listdir(kept)) == ["bad", f"good-{first}"]
 
 
 def test_a_sandbox_made_ready_sees_the_vault_s_config_as_it_is_now(live, vault):
@@ -1002,7 +1121,7 @@ def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_cha
         def shown() -> dict[str, bytes]:
             sealed = seal.prepare(vault, "f3", None)
             assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
-            return {n: v[0] for n, v in sealpack.parse(Path(sealed.dir, sealpack.NAME).read_bytes()).items()}
+            return {n: v[0] for n, v in sealpack.parse(Path(sealed.top, sealpack.NAME).read_bytes()).items()}
 
         assert len(shown()) == 40 and watch.walks == 1
         reads = watch.reads

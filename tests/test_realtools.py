@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -144,6 +145,90 @@ def test_git_deletes_refs_in_proxy_exec(history: Project, backend: str, tmp_path
         and doc["commit"]["commit"] == git_run("--git-dir", vault, "rev-parse", fork, env=proj.env).strip()
     )
     assert git_run("--git-dir", vault, "for-each-ref", "refs/stash", "refs/run", env=proj.env) == ""
+
+
+def _exec(proj: Project, fork: str, *argv: str) -> dict[str, Any]:
+    proc = proj.avfs("--json", "--vault", f"hist:{fork}", "proxy", "exec", "--", *argv, check=False)
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    assert doc["result"] is not None and doc["confinement"]["kind"] == "bwrap", (
+        doc["error"],
+        doc["confinement"],
+    )
+    return doc
+
+
+def _first_bad(out: str) -> str:
+    lines = [line.split()[0] for line in out.splitlines() if line.endswith(" is the first bad commit")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_git_bisect_in_proxy_exec_finds_what_a_clone_finds(
+    history: Project, backend: str, tmp_path: Path
+) -> None:
+    """``git bisect start``/``run``/``reset`` in one ``proxy exec``, then a bisect stepped
+    through one exec per step (``start``; the test and ``git bisect good``/``bad`` each in
+    an exec of its own, as an agent runs them; ``reset``), on MarkupSafe's real history:
+    each finds the first bad commit ``git bisect run`` finds in a plain clone. git deletes
+    the bisect's refs by rewriting ``packed-refs``, which the sandbox showed read-only
+    (``EBUSY``: "could not delete reference BISECT_HEAD"); its ``refs/bisect/*`` are the
+    worktree's own between the execs. While it is open, ``avfs status`` says so, as git's
+    own ``git status`` does, and a checkpoint refuses (``git_in_progress``); after the
+    reset the fork is clean for git and avfs, no ref of the vault moved."""
+    _require(backend)
+    _need_bwrap()
+    proj, env = history, history.env
+    plain = tmp_path / "clone"
+    git_run("clone", "-q", str(proj.src / "MarkupSafe-history"), str(plain), env=env)
+    want = _first_bad(_run(HISTORY_TOOLS[3], plain, env)[1].decode())
+    fork, mp = f"bisect-{backend}", tmp_path / "mnt"
+    _mount(proj, fork, backend, mp)
+    vault = proj.vault_path
+    refs_before = git_run("--git-dir", vault, "for-each-ref", "refs/heads", "refs/tags", env=env)
+    try:
+        # (the policy reads `sh -c SCRIPT` through; a script given as `$0` it cannot read)
+        run = f"git bisect start v2.1.5 v2.1.2 && git bisect run sh -c {shlex.quote(BISECT_TEST)}"
+        one = _exec(proj, fork, "sh", "-c", run)
+        assert one["exit_code"] == 0 and _first_bad(one["result"]["stdout"]) == want, one["result"]
+        assert one["refs_refused"] == [], one["refs_refused"]
+        reset = _exec(proj, fork, "git", "bisect", "reset")
+        assert reset["exit_code"] == 0, reset["result"]
+        # the same, one exec a step
+        start = _exec(proj, fork, "git", "bisect", "start", "v2.1.5", "v2.1.2")
+        assert start["exit_code"] == 0 and start["refs_refused"] == [], (
+            start["result"],
+            start["refs_refused"],
+        )
+        found, steps = None, 0
+        while found is None:
+            steps += 1
+            assert steps < 10, "the bisect does not end"
+            status = json.loads(proj.avfs("--json", "--vault", f"hist:{fork}", "status").stdout)
+            assert status["git"]["in_progress"] == "bisect", status["git"]
+            said = git_run("status", env=env, cwd=mp)
+            assert "You are currently bisecting" in said, said
+            saved = proj.avfs("--json", "--vault", f"hist:{fork}", "checkpoint", "save", check=False)
+            assert json.loads(saved.stdout)["error"]["code"] == "git_in_progress", saved.stdout
+            verdict = _exec(proj, fork, "sh", "-c", BISECT_TEST)["exit_code"]
+            step = _exec(proj, fork, "git", "bisect", "good" if verdict == 0 else "bad")
+            assert step["exit_code"] == 0 and step["refs_refused"] == [], (
+                step["result"],
+                step["refs_refused"],
+            )
+            if "is the first bad commit" in step["result"]["stdout"]:
+                found = _first_bad(step["result"]["stdout"])
+        assert found == want
+        reset = _exec(proj, fork, "git", "bisect", "reset")
+        assert reset["exit_code"] == 0 and reset["success"], (reset["result"], reset["error"])
+        head = git_run("rev-parse", "--abbrev-ref", "HEAD", env=env, cwd=mp).strip()
+    finally:
+        _unmount(proj, fork)
+    assert head == fork
+    status = json.loads(proj.avfs("--json", "--vault", f"hist:{fork}", "status").stdout)
+    assert status["clean"] and status["git"] is None, status
+    assert git_run("--git-dir", vault, "for-each-ref", "refs/heads", "refs/tags", env=env) == refs_before
+    assert not Path(vault, "worktrees", f"avfs-{fork}", "refs", "bisect").exists()
 
 
 # -- a C extension built and tested: MarkupSafe 2.1.5 --------------------------------------------

@@ -26,6 +26,7 @@ PROCESS_STATE = {
     "core/vaults/registry.py:_KEPT": "the mount table a process keeps open (a daemon's); the kernel marks it per open file",
     "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
+    "proxy/sealpack.py:_tidied": "the lstat of the sandbox's top directory (and the vault's) when avfs last tidied it, per process: a mount's daemon serves the fork's execs one at a time (the exec lock), and another process only tidies once more",
     "proxy/standby.py:_api": "a sandbox kept ready for exec_in belongs to the process: its thread made it, and it dies with it",
     "policy/config.py:_SHIPPED": "the shipped policy's rules: package data, the same for every home; made once by the CLI server before it forks",
 }

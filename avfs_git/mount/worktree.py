@@ -54,6 +54,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..core.errors import from_oserror
@@ -288,3 +289,35 @@ def unregister(reg: Registered) -> None:
     """Remove a mount's worktree and its own directory (at unmount)."""
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
+
+
+def log_head(git_dir: str, old: str | None, new: str, message: str) -> None:
+    """Log a move of the fork's branch a confined command's git made (carried back by
+    proxy/seal.py) in the mount's own HEAD reflog in ``git_dir``, as git in the mount logs
+    its commits there (the sandbox's git logged it in its scratch ``logs/``): the workspace
+    then takes the move as git's in the mount (:func:`..core.live.moved_here`) and
+    keeps what the mount shows, rather than following a foreign move, which would change
+    the view (files the command's commit left out would vanish from the mount). The
+    worktree's ``logs/`` is not the sandbox's to write (it gets a scratch one): opened
+    without following links all the same."""
+    zero = "0" * len(new)
+    line = f"{old or zero} {new} avfs <avfs@localhost> {int(time.time())} +0000\t{message}\n"
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.makedirs(os.path.join(git_dir, "logs"), exist_ok=True)
+        dfd = os.open(os.path.join(git_dir, "logs"), flags)
+    except OSError:
+        return
+    try:
+        fd = os.open(
+            "HEAD", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+        )
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.write(fd, line.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)

@@ -145,7 +145,8 @@ def plan(
     comes back as the plan's ``refusal``."""
     from ..policy import Outcome
     from ..policy import Policy as PolicyCls
-    from .placement import choose_mode, confinement, isolation, no_sandbox, planned_root
+    from .confine import no_sandbox
+    from .placement import choose_mode, confinement, isolation, planned_root
 
     validate(req)
     ws = vault.workspace(fork)

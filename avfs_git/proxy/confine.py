@@ -11,8 +11,9 @@
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
-- the vault, read-only (its entries bound into a private tmpfs at its path, where git can
-  take ``packed-refs.lock`` to delete a ref: :func:`_kept`) but for what ``git`` needs to
+- the vault, read-only (its entries bound into a private directory at its path, where git can
+  take ``packed-refs.lock`` and rewrite the sandbox's own ``packed-refs`` to delete a ref:
+  :func:`_kept`) but for what ``git`` needs to
   commit in the fork: the fork's
   worktree git dir (its index, locks; what git runs or trusts in it pinned read-only) and
   scratch copies of ``refs/``, ``logs/`` and an object quarantine bound over the vault's
@@ -69,6 +70,8 @@ import types
 from collections.abc import Mapping
 from typing import Final
 
+from ..core.errors import SandboxUnavailableError
+
 # what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
 # without MKNOD and SETFCAP)
 KEPT_CAPS = (
@@ -122,6 +125,9 @@ class Sandbox:
     root: bool = False  # running as root: drop capabilities
     proxy_socket: str | None = None  # network "filtered": the filtering proxy's socket (host side)
     aliases: tuple[str, ...] = ()  # paths shown as symlinks to ``path`` (the fork's mount point)
+    # (a path of keep, a host directory): shown writable as that path's top directory in
+    # place of a tmpfs (.seal's, holding the packed-refs avfs wrote: see _kept)
+    top: tuple[str, str] | None = None
 
 
 # where every fork of a vault appears in the sandbox (see :func:`stable_path`)
@@ -144,6 +150,25 @@ def stable_path(vault: str) -> str:
 BWRAP_ENV: Final = types.MappingProxyType({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
 NOT_INSTALLED: Final = "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
 INSTALL_HINT: Final = "install bubblewrap (`apt-get install bubblewrap`; `dnf install bubblewrap`)"
+
+
+def no_sandbox(why: str) -> SandboxUnavailableError:
+    """The error of a confined command refused because no sandbox can be made (fail closed):
+    what is missing and how to install it, or the weaker view a policy may accept instead."""
+    missing = why.startswith(NOT_INSTALLED)
+    how = (
+        INSTALL_HINT
+        if missing
+        else "let bubblewrap make user namespaces here (see docs/proxy.md, Confinement)"
+    )
+    return SandboxUnavailableError(
+        f"{why}: a confined command cannot run here; the command did not run",
+        hint=(
+            f'{how}; or accept a weaker hand-made view with confine = "namespace" under [defaults]'
+            " in the policy (docs/policy.md), or run it unconfined with --host writable"
+        ),
+        details={"missing": "bwrap" if missing else None, "package": "bubblewrap", "reason": why},
+    )
 
 
 def bwrap_path() -> str | None:
@@ -384,28 +409,32 @@ def _resolver() -> list[str]:
     return ["--ro-bind", target, target]
 
 
-def _kept(path: str, covered: frozenset[str] = frozenset()) -> list[str]:
+def _kept(path: str, covered: frozenset[str] = frozenset(), top: str | None = None) -> list[str]:
     """``path`` (the vault) read-only, as bwrap arguments: each of its entries bound
     read-only into a private, writable directory at ``path``, not the directory itself.
 
     git takes ``<vault>/packed-refs.lock`` for every ref it deletes (git 2.39's files
     backend locks the common directory's packed refs for each deletion, a worktree's own
-    refs included), so in a read-only vault ``git bisect``, ``git stash pop`` and
-    ``git branch -D`` of the run's own branch all failed (EROFS). The lock, and whatever
-    else the command makes at the vault's top, lands in a tmpfs of the sandbox's own that
-    goes with it: nothing reaches the vault, and the entries stay read-only mount points
-    (neither removed nor renamed over: rewriting the read-only ``packed-refs`` the
-    sandbox shows still fails, as deleting another fork's branch must). An entry at one of
-    ``covered`` (what the sandbox mounts over it later: the seal's scratch ``refs/``,
-    ``logs/``, ``objects/`` and ``packed-refs``, the masked state) is not bound first: each
-    mount is set-up time (bwrap made the point for it)."""
-    args = ["--perms", "0755", "--tmpfs", path]
+    refs included), and what it deletes in bulk (``git bisect start``/``reset``, ``git
+    branch -D``, ``git tag -d``, ``git stash clear``) it deletes by writing a new
+    ``packed-refs`` and renaming it over the old one. So in a read-only vault all of them
+    failed (EROFS), and with a read-only ``packed-refs`` shown in a tmpfs, the bulk ones
+    still did (EBUSY: a mount point is not renamed over). The lock, and whatever else the
+    command makes at the vault's top, lands in a directory of the sandbox's own: ``top``
+    (the seal's, on the host: :mod:`.seal`), else a tmpfs that goes with it; nothing
+    reaches the vault, and the entries stay read-only mount points (neither removed nor
+    renamed over). In ``top``, ``packed-refs`` is avfs's own regular file, which git may
+    rewrite there (read back and reported after the run, written anew before the next:
+    :mod:`.sealpack`), not the vault's. An entry at one of ``covered`` (what the sandbox
+    mounts over it later: the seal's scratch ``refs/``, ``logs/``, ``objects/``, the masked
+    state) is not bound first: each mount is set-up time (bwrap made the point for it)."""
+    args = ["--perms", "0755", "--tmpfs", path] if top is None else ["--bind", top, path]
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
     except OSError:
         return ["--ro-bind", path, path]
     for e in entries:
-        if e.path in covered:
+        if e.path in covered or (top is not None and e.name == "packed-refs"):
             continue
         if e.is_symlink():
             args += ["--symlink", os.readlink(e.path), e.path]
@@ -478,7 +507,7 @@ def argv(
     covered = frozenset((*(t for _s, t, _w in sb.sealed), *sb.masked))
     for k in sb.keep:
         if os.path.isdir(k):
-            args += _kept(k, covered)
+            args += _kept(k, covered, sb.top[1] if sb.top is not None and sb.top[0] == k else None)
     masked = [m for m in sb.masked if os.path.isdir(m)]
     for m in masked:
         args += ["--perms", "0700", "--tmpfs", m]

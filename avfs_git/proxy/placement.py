@@ -11,11 +11,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import (
-    FuseUnavailableError,
-    SandboxUnavailableError,
-    UsageError,
-)
+from ..core.errors import FuseUnavailableError, UsageError
 from . import execspan
 from .envelope import PASSED_ENV, Checkpoint, Confinement, ExecRequest, Isolation, Mount, short
 from .materialize import materialize
@@ -147,27 +143,6 @@ def confinement(req: ExecRequest, iso: Isolation | None, fallback: str = "bwrap"
             " (weaker: the host's network) instead",
         )
     return dataclasses.replace(out, kind="none", network="none", reason=f"{why}; and {also}")
-
-
-def no_sandbox(why: str) -> SandboxUnavailableError:
-    """The error of a confined command refused because no sandbox can be made (fail closed):
-    what is missing and how to install it, or the weaker view a policy may accept instead."""
-    from . import confine
-
-    missing = why.startswith(confine.NOT_INSTALLED)
-    how = (
-        confine.INSTALL_HINT
-        if missing
-        else "let bubblewrap make user namespaces here (see docs/proxy.md, Confinement)"
-    )
-    return SandboxUnavailableError(
-        f"{why}: a confined command cannot run here; the command did not run",
-        hint=(
-            f'{how}; or accept a weaker hand-made view with confine = "namespace" under [defaults]'
-            " in the policy (docs/policy.md), or run it unconfined with --host writable"
-        ),
-        details={"missing": "bwrap" if missing else None, "package": "bubblewrap", "reason": why},
-    )
 
 
 def _fsmonitor_hook(hook: str) -> str:
@@ -448,6 +423,13 @@ def before(
         if reason in ("policy", "requested"):
             merging.refuse_if_merging(ws, f"the checkpoint this command needs first ({reason})")
         reason = None
+    # git in the mount off the branch or mid-operation (a bisect between its steps): what is
+    # "uncheckpointed" is git's checkout of another commit, which a record landing with the
+    # command's commit would put on the branch: none is taken for it, and one the policy or
+    # the request wants stays beside the branch (see docs/proxy.md, git in the sandbox)
+    git_busy = reason is not None and ws.git_state() is not None
+    if git_busy and reason == "uncheckpointed_changes":
+        reason = None
     # the record of the fork before the command: a commit of the workspace on its base that
     # lands on the fork's branch with the commit after the command, unless the command
     # moved the branch itself (a `git commit` inside: git's commit takes precedence, and
@@ -488,6 +470,7 @@ def before(
         dirty_before=dirty,
         outside0=outside0,
         span=span,
+        git_busy=git_busy,
     )
 
 
@@ -547,6 +530,8 @@ def place(
 
             sealed = seal.prepare(vault, fork, worktree(vault, fork))
             binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
+            if sealed.shown_packed is not None:  # (the vault's top is not the view's own here)
+                binds += ((*sealed.shown_packed, False),)
         view = isolate.plan(
             root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds
         )
@@ -602,7 +587,8 @@ def _in_sandbox(
         # under the exec lock, right before the command: the scratch the sandbox binds
         sealed = seal.prepare(vault, fork, worktree(vault, fork))
         shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
-        sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown)
+        top = (vault.path, sealed.top) if sealed.top is not None and vault.path in sandbox.keep else None
+        sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown, top=top)
     env = confine.environment(with_identity(env, plan.ws), sandbox)
     return placed(cwd=sandbox.cwd, env=tuple(env.items()), confinement=conf, sandbox=sandbox, sealed=sealed)
 

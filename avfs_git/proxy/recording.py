@@ -261,7 +261,8 @@ def record(
         # vault as it left them): the person reads, checks out and removes what they choose
         error = over
     message = f"avfs proxy exec: {short(req.command_text())}"
-    keep_record = moved or not req.commit or over is not None  # the record stays beside the branch
+    # the record stays beside the branch
+    keep_record = moved or not req.commit or over is not None or before.git_busy
     checkpoint_, commit = before.checkpoint, None
     not_recorded: tuple[NotRecorded, ...] = ()
     landed = None

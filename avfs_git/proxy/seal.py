@@ -13,8 +13,10 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
   (``tags``, ``avfs``, ``remotes``...) are the vault's own, read-only. A ``refs/stash`` or
   any other ref the command makes lives and dies with the run;
 - ``logs/``: a copy of the fork's own reflog (git appends to it when it commits);
-- the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): empty,
-  the run's own;
+- the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): the
+  run's own, empty but for a bisect's refs, which go on from run to run (:mod:`.bisectrefs`);
+- the vault's top directory: ``<seal dir>/top``, its entries bound read-only into it by
+  :mod:`.confine`, and the ``packed-refs`` of :mod:`.sealpack`, the sandbox's to rewrite;
 - ``objects/``: an empty quarantine whose ``info/alternates`` names the vault's objects,
   shown read-only at ``<vault>/avfs/seal/<fork>/vault-objects`` (the way ``git
   receive-pack`` quarantines a push): git reads every existing object and writes new ones
@@ -26,7 +28,8 @@ quarantine into the vault through ``git pack-objects``, ``git index-pack --stric
 object hashed again and checked as ``git fsck --strict`` checks it: a ``.gitmodules`` that
 is a directory, a broken link), its new commits may add no gitlink and no name git refuses,
 and the real branch moves by compare-and-swap from its value before the run. Every other
-ref change is reported (``refs_refused``), never applied. Then :func:`drop_gitlinks` takes
+ref change (a line of the sandbox's ``packed-refs`` too) is reported (``refs_refused``),
+never applied. Then :func:`drop_gitlinks` takes
 out of the mount's index any gitlink (a nested repository, mode 160000) that is not in the
 fork's commit: git would run ``git status`` inside it, with its own ``core.fsmonitor``;
 :func:`nested_repos` removes a ``.git`` the command made at a gitlink's path of the fork's
@@ -45,7 +48,6 @@ import dataclasses
 import os
 import re
 import shutil
-import stat
 from typing import TYPE_CHECKING, Any
 
 from ..core.store import gitnames, refs
@@ -53,7 +55,7 @@ from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
-from . import gitstate, refwatch, sealpack
+from . import bisectrefs, gitstate, refwatch, sealpack
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 GITLINK = 0o160000
 STASH = refs.STASH
+TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +92,13 @@ class Sealed:
     kept: tuple[str, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
+    # the vault's top directory as the sandbox shows it, writable (its entries bound
+    # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
+    # lstat as written; (that file, the vault's packed-refs) for a view that binds it
+    top: str | None = None
+    shown: bytes = b""
+    shown_stat: tuple[int, int, int, int] | None = None
+    shown_packed: tuple[str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -168,8 +178,13 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     own = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
     if own is not None:
         copied[fork_ref] = own
-    snapshot = os.path.join(d, sealpack.NAME)
-    sealpack.write(snapshot, rendered)
+    # the vault's top directory as the sandbox shows it (.confine._kept): its entries bound
+    # read-only into it, and the packed-refs avfs writes, the sandbox's to rewrite
+    top = os.path.join(d, TOP)
+    os.makedirs(top, mode=0o755, exist_ok=True)
+    sealpack.tidy_top(top, vault.path)
+    snapshot = os.path.join(top, sealpack.NAME)
+    shown_stat = sealpack.fresh(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
     log = _read_regular(os.path.join(real_logs, fork_ref))
@@ -197,9 +212,12 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     binds: list[tuple[str, str, bool]] = [(rd, real_refs, True)]
     binds += [(os.path.join(real_refs, s), os.path.join(real_refs, s), False) for s in subs]
     binds += [(ld, real_logs, True), (od, real_objects, True)]
-    shown_packed = os.path.join(vault.path, sealpack.NAME)
-    if os.path.isfile(shown_packed) and not os.path.islink(shown_packed):
-        binds.append((snapshot, shown_packed, False))  # (a file: bound over the vault's own)
+    # where the vault's top is not the sandbox's own (a --isolate view): bound over the
+    # vault's own packed-refs, read-only
+    shown_packed: tuple[str, str] | None = None
+    vault_packed = os.path.join(vault.path, sealpack.NAME)
+    if os.path.isfile(vault_packed) and not os.path.islink(vault_packed):
+        shown_packed = (snapshot, vault_packed)
     if git_dir and os.path.isdir(git_dir) and not os.path.islink(git_dir):
         # the worktree's own reflog and refs (HEAD's log, bisect...): the run's, so that
         # none of them names an object the vault never got (git fsck fails on one)
@@ -210,6 +228,8 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
             if os.path.islink(real) or (os.path.lexists(real) and not os.path.isdir(real)):
                 os.unlink(real)  # a command made it something else: the vault's path again
             os.makedirs(real, exist_ok=True)
+            if name == "refs":
+                bisectrefs.seed(real, scratch)  # a bisect of the fork's earlier runs goes on
             binds.append((scratch, real, True))
         # a person's rebase, cherry-pick, am, submodules in the mount: their state (which
         # runs programs when git resumes it) is read-only in there
@@ -222,6 +242,10 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         state_binds=((real_objects, inside),),
         copied=copied,
         packed=packed,
+        top=top,
+        shown=rendered,
+        shown_stat=shown_stat,
+        shown_packed=shown_packed,
         before=refs.read_ref_file(vault.path, fork_ref),
         index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
         git_dir=git_dir,
@@ -411,9 +435,12 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     now = _scratch_refs(sealed)
     refused: list[dict[str, Any]] = []
     moved: tuple[str | None, str] | None = None
-    for name in sorted(set(now) | set(sealed.copied)):
-        # a loose file over a packed ref: before the run, git saw the packed line
-        before, after = sealed.copied.get(name, sealed.packed.get(name)), now.get(name)
+    names, packed_after = _packed_after(vault.path, sealed, now)
+    for name in sorted(names):
+        # a loose file over a packed ref: before the run, git saw the packed line; after
+        # it, a ref with no loose file is its packed line (git pack-refs), or gone
+        before = sealed.copied.get(name, sealed.packed.get(name))
+        after = now.get(name, packed_after.get(name))
         if before == after:
             continue
         if name != fork_ref:
@@ -445,7 +472,9 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                     refs.cas_update(vault.store, fork_ref, value, sealed.before, message)
                     moved = (sealed.before, value)
                     if sealed.git_dir is not None:
-                        _log_head(sealed.git_dir, sealed.before, value, message)
+                        from ..mount.worktree import log_head
+
+                        log_head(sealed.git_dir, sealed.before, value, message)
                 except Exception as exc:  # moved meanwhile, locked: said, not applied
                     why = str(getattr(exc, "message", exc))
         if why is not None:
@@ -459,11 +488,28 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:
             refused.append(settled)
+    if sealed.git_dir is not None:
+        refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
     _keep_staged(vault, sealed)
     _empty_quarantine(os.path.join(sealed.dir, "objects"), sealed.cache)
     if sealed.cache is not None:
         sealed.cache.save((QUARANTINE,))
     return Carried(moved=moved, refused=refused)
+
+
+def _packed_after(
+    vault_path: str, sealed: Sealed, now: dict[str, bytes]
+) -> tuple[set[str], dict[str, bytes]]:
+    """The refs to compare after the run (the scratch's and those whose line the command
+    changed in the sandbox's packed-refs), and that file's lines as it left them:
+    :func:`.sealpack.read_back`."""
+    names = set(now) | set(sealed.copied)
+    if sealed.top is None:
+        return names, sealed.packed
+    after = sealpack.read_back(vault_path, sealed.top, sealed.shown, sealed.shown_stat, sealed.packed)
+    if after is None:
+        return names, sealed.packed
+    return names | after[0], after[1]
 
 
 def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
@@ -516,39 +562,6 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
     else:
         why = "not a HEAD git writes"
     return {"ref": "HEAD", "old": _show(sealed.head), "new": _show(now) if now else None, "reason": why}
-
-
-def _log_head(git_dir: str, old: str | None, new: str, message: str) -> None:
-    """Log the carried-back move in the mount's own HEAD reflog, as git in the mount logs
-    its commits there (the sandbox's git logged it in its scratch ``logs/``): the workspace
-    then takes the move as git's in the mount (:func:`..core.live.moved_here`) and
-    keeps what the mount shows, rather than following a foreign move, which would change
-    the view (files the command's commit left out would vanish from the mount). The
-    worktree's ``logs/`` is not the sandbox's to write (it gets a scratch one): opened
-    without following links all the same."""
-    import time
-
-    zero = "0" * len(new)
-    line = f"{old or zero} {new} avfs <avfs@localhost> {int(time.time())} +0000\t{message}\n"
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        os.makedirs(os.path.join(git_dir, "logs"), exist_ok=True)
-        dfd = os.open(os.path.join(git_dir, "logs"), flags)
-    except OSError:
-        return
-    try:
-        fd = os.open(
-            "HEAD", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
-        )
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                os.write(fd, line.encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def _empty_quarantine(od: str, cache: RefCache | None = None) -> None:

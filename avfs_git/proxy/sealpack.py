@@ -1,4 +1,4 @@
-"""The other forks' branches as the sandbox's git sees them: one read-only ``packed-refs``.
+"""The other forks' branches as the sandbox's git sees them: one ``packed-refs`` of its own.
 
 A confined command's git needs every branch of the vault (``git log other``, ``git merge
 other``), but may move only its own fork's (:mod:`.seal`). Copied as loose files into the
@@ -7,22 +7,30 @@ in place, so after every run every one of them had to be looked at again, and be
 next, the scratch walked once more to put them back: three walks of every branch per call,
 O(forks). Here the scratch holds only the fork's own branch (and any loose head git cannot
 pack: a symbolic ref, junk), and the other branches, with the vault's own ``packed-refs``
-entries, are written by avfs into one file, ``<seal dir>/packed-refs``, which the sandbox
-shows read-only in place of the vault's ``packed-refs`` (a bind: the command, without
-``CAP_SYS_ADMIN``, can neither write nor unmount it). git and libgit2 read a loose ref
-before a packed one, so what the command writes to a branch in its scratch still shows
-(and is reported, never applied); deleting another fork's branch, which would rewrite
-``packed-refs``, fails in there as it did when the vault's own was read-only. After the
-run only the scratch's own few files are read: O(what the command wrote).
+entries, are written by avfs into one file, which the sandbox shows as the vault's
+``packed-refs``: a regular file of the sandbox's private top directory of the vault
+(``<seal dir>/top``, :func:`.confine._kept`), never the vault's own. git and libgit2 read a
+loose ref before a packed one, so what the command writes to a branch in its scratch still
+shows (and is reported, never applied).
 
-The snapshot is rewritten only when it would differ, and in place (same inode): a sandbox
-made ready before its command (:mod:`.standby`) holds a bind of this very file.
+git's files backend rewrites ``packed-refs`` (a rename over it) for every ref it deletes in
+bulk: ``git bisect start``/``reset``, ``git branch -D``, ``git tag -d``, ``git stash
+clear``. Shown read-only (a bind), the file made each of them fail (``EBUSY``), the run's
+own refs included. Being the sandbox's own file, it can be rewritten there: what the
+command did to it is read back after the run (:func:`parse`, untrusted) and compared with
+what avfs wrote, and a change to any ref but the fork's branch is reported, never applied;
+:func:`fresh` writes it again before every run, so the next run sees the vault's branches
+as they are. After the run only the scratch's own few files are read, and this file only
+when its ``lstat`` moved: O(what the command wrote).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
+import time
 from typing import TYPE_CHECKING
 
 from ..core.store import refs
@@ -110,6 +118,135 @@ def split(vault_path: str, fork_ref: str, loose: Mapping[str, bytes]) -> Shown:
     return files, packed, render(entries), own[0] + b"\n" if own is not None else None
 
 
+def fresh(path: str, data: bytes) -> tuple[int, int, int, int]:
+    """Make ``path`` (the sandbox's ``packed-refs``, which the last command could replace by
+    anything: a directory, a hard link to another of its files) a regular file of avfs's
+    own holding ``data``, and return its ``lstat`` (ino, size, mtime, ctime) as written. The
+    file is kept when it already is one holding ``data``, with no other link to it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    same = st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == len(data)
+    if st is not None and same and read_file(path, len(data)) == data:
+        return _key(st)
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return _key(os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
+def stat_key(path: str) -> tuple[int, int, int, int] | None:
+    """``path``'s ``lstat`` as :func:`fresh` returns it (None: nothing there). A command
+    can set a file's mtime but not its ctime, which any write moves."""
+    try:
+        return _key(os.lstat(path))
+    except OSError:
+        return None
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def read_back(
+    vault_path: str,
+    top: str,
+    shown: bytes,
+    shown_stat: tuple[int, int, int, int] | None,
+    packed: Mapping[str, bytes],
+) -> tuple[set[str], dict[str, bytes]] | None:
+    """The sandbox's packed-refs in ``top`` as the command left it: None when its ``lstat``
+    or its bytes are as avfs wrote them (``shown_stat``, ``shown``: nothing changed, and
+    nothing but an ``lstat`` was spent), else the names of the refs whose line changed
+    (``packed``: name -> id and newline, before) and its lines (untrusted: parsed, only ever
+    reported). A line for a ref the vault holds as a loose file of a directory shown
+    read-only (``refs/avfs``, ``refs/tags``: git reads the file first, and ``git
+    pack-refs`` copies it into a line it cannot then delete the file of) changed nothing
+    git sees."""
+    path = os.path.join(top, NAME)
+    if stat_key(path) == shown_stat:
+        return None
+    data = read_file(path, MAX_PACKED)
+    if data == shown:
+        return None
+    after = {name: ident + b"\n" for name, (ident, _peeled) in parse(data or b"").items()}
+    moved = {n for n in set(packed) | set(after) if packed.get(n) != after.get(n)}
+    return {n for n in moved if n.startswith(refs.HEADS) or not _loose_in(vault_path, n)}, after
+
+
+def _loose_in(vault_path: str, name: str) -> bool:
+    return ".." not in name.split("/") and os.path.lexists(os.path.join(vault_path, name))
+
+
+# top directory -> the (mtime, ctime) of it and of the vault's top when last tidied: a run
+# that made or removed nothing there (the common one) moved neither, and is not listed
+_tidied: dict[str, tuple[int, ...]] = {}
+RACY_NS = 50_000_000  # a directory changed this recently may change again within its tick
+
+
+def _dir_key(*paths: str) -> tuple[int, ...] | None:
+    out: list[int] = []
+    for p in paths:
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return None
+        if time.time_ns() - st.st_ctime_ns < RACY_NS:
+            return None  # within a timestamp tick of now: a change may not show (sealcache's rule)
+        out += (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return tuple(out)
+
+
+def tidy_top(top: str, vault_path: str) -> None:
+    """Leave in ``top`` (the vault's top directory as the sandbox shows it) only avfs's
+    packed-refs and the points the sandbox's binds of the vault's entries are made on (each
+    of its entry's kind): what the last command made there (a lock, a file, a directory
+    where the vault now has a file, on which the next bind could not be made) goes. Not
+    listed again while neither directory's ``lstat`` moved (a ctime no process can set)."""
+    key = _dir_key(top, vault_path)
+    if key is not None and _tidied.get(top) == key:
+        return
+    _tidied.pop(top, None)
+    try:
+        with os.scandir(vault_path) as it:
+            kinds = {e.name: _kind(e) for e in it}
+        with os.scandir(top) as it:
+            for e in it:
+                if e.name != NAME and kinds.get(e.name) != _kind(e):
+                    if e.is_dir(follow_symlinks=False):
+                        shutil.rmtree(e.path, ignore_errors=True)
+                    else:
+                        os.unlink(e.path)
+    except OSError:
+        return
+    key = _dir_key(top, vault_path)
+    if key is not None:
+        _tidied[top] = key
+
+
+def _kind(e: os.DirEntry[str]) -> str:
+    """A directory entry's kind as a bind point: a directory, a file, a link (with its
+    target: bwrap makes the vault's own links again)."""
+    if e.is_symlink():
+        try:
+            return "link:" + os.readlink(e.path)
+        except OSError:
+            return "link"
+    return (
+        "dir" if e.is_dir(follow_symlinks=False) else "file" if e.is_file(follow_symlinks=False) else "other"
+    )
+
+
 def ensure_vault_file(vault_path: str) -> None:
     """A ``packed-refs`` in the vault for the sandbox's bind to cover (an empty one, which git
     and libgit2 read as no packed refs, where the vault has none yet); never replaces one."""
@@ -121,17 +258,3 @@ def ensure_vault_file(vault_path: str) -> None:
     except FileExistsError:
         return
     os.close(fd)
-
-
-def write(path: str, data: bytes) -> None:
-    """Make the regular file ``path`` (avfs's, never a link) hold ``data``, in place (its
-    inode kept: a ready sandbox binds it), writing only when it differs."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size == len(data) and os.pread(fd, size + 1, 0) == data:
-            return
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)

@@ -86,6 +86,9 @@ class Before:
     dirty_before: bool  # uncheckpointed changes before the command
     outside0: int | None  # what the quota counts outside the forks, when it counts bytes
     span: int | None = None  # the command's span in the fork's change log (:mod:`.execspan`)
+    # git in the mount was off the fork's branch or mid-operation (a bisect): the record,
+    # when one was taken, stays beside the branch (its tree is git's checkout, not the fork's)
+    git_busy: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
