@@ -47,10 +47,21 @@ ATTACKS = {
     'dd if=/dev/urandom of="$(git rev-parse --git-path objects)/pack/tmp_junk" bs=1M count=4 2>&1\n',
     "cache": 'dd if=/dev/urandom of="$PIP_CACHE_DIR/wheel.bin" bs=1M count={m} 2>&1\n',
     "git_dir": 'dd if=/dev/urandom of="$(git rev-parse --git-dir)/junk" bs=1M count={m} 2>&1\n',
+    # git's state a command leaves is moved out of the git dir after the run (proxy/gitstate.py):
+    # found in the twelfth round (NAME=attack3), it was counted nowhere once moved, so each
+    # run could park what the disk took there, and the next runs were let through
+    "git_state": 'G=$(git rev-parse --git-dir); mkdir -p "$G/rebase-merge" "$G/modules"\n'
+    'dd if=/dev/urandom of="$G/rebase-merge/junk" bs=1M count={m} 2>&1\n'
+    'dd if=/dev/urandom of="$G/modules/junk" bs=1M count=1 2>&1\n',
     "fork": "dd if=/dev/urandom of=big.bin bs=1M count={m} 2>&1\n",
 }
 # where quota show and the refusal's details count each
-AREA = {"objects": "objects_bytes", "cache": "caches_bytes", "git_dir": "git_dirs_bytes"}
+AREA = {
+    "objects": "objects_bytes",
+    "cache": "caches_bytes",
+    "git_dir": "git_dirs_bytes",
+    "git_state": "git_dirs_bytes",
+}
 
 
 @pytest.fixture(params=["plain", "layers"])
@@ -173,7 +184,7 @@ def way_out_works(mp: Path, first: str) -> None:
     assert not (mp / "big.bin").exists()
 
 
-@pytest.mark.parametrize("area", ["objects", "cache", "git_dir"])
+@pytest.mark.parametrize("area", ["objects", "cache", "git_dir", "git_state"])
 def test_what_a_command_writes_outside_the_fork_is_counted(qhome: Path, tmp_path: Path, area: str) -> None:
     mp, first = setup_vault(qhome, tmp_path)
     before = fork_files(mp)

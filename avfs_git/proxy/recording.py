@@ -107,7 +107,7 @@ def over_quota(
         f" (git objects {use.objects_bytes}, caches {use.caches_bytes}, worktree git dirs"
         f" {use.git_dirs_bytes}, forks' files {use.used_bytes - outside}); its changes were not committed",
         hint="they are kept uncheckpointed in the fork (`avfs status`); rm what is not needed (the caches"
-        f" are {vault.state_dir}/caches), checkpoint, or raise the quota with `avfs quota set --bytes SIZE`",
+        f" are {vault.state_dir}/caches, git's state taken out of the git dirs {vault.state_dir}/gitstate), checkpoint, or raise the quota with `avfs quota set --bytes SIZE`",
         details={
             "what": "bytes",
             "used": use.used_bytes,
