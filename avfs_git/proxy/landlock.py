@@ -78,18 +78,23 @@ while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
 sub fail { print STDERR "avfs: cannot apply Landlock: $_[0]\n"; exit 125 }
 sub id { my @s = stat($_[0]); @s ? "$s[0]:$s[1]" : "" }
-sub up { my ($x, $f) = @_; my $i = id($x);
-  for (1 .. 1000) { $x .= "/.."; my $u = id($x); return if $u eq "" || $u eq $i; $f->($u) and return 1; $i = $u } }
-my ($rs, %at, %above, %inside);
-for my $q (@k, @p) {
-  sysopen(my $h, $q, 0) or next; my $x = "/proc/self/fd/" . fileno($h);
-  $at{id($x)} = 1; up($x, sub { $above{$_[0]} = 1; 0 });
+my ($rs, %at, %above, %inside, %clean);
+for my $q (@p) { my $i = id($q); $inside{$i} = 1 if $i ne "" }
+for my $q (@k, @p) {  # (avfs's own paths: nothing of the command's has run yet)
+  my $x = $q; my $i = id($x); my $p0 = $i;
+  next if $i eq ""; $at{$i} = 1; my (@c, $top);
+  for (1 .. 1000) { $x .= "/.."; my $u = id($x); last if $u eq "" || $u eq $i; $above{$u} = 1;
+    if (exists $clean{$u}) { $top = $u; last } push @c, $u; $i = $u }
+  my $in = defined $top ? !$clean{$top} : 0;
+  for my $j (reverse(@c), $p0) { $in ||= $inside{$j}; $clean{$j} = $in ? 0 : 1 }
 }
-for my $q (@p) { sysopen(my $h, $q, 0) or next; $inside{id("/proc/self/fd/" . fileno($h))} = 1 }
+sub beneath { my ($x, $i) = @_;
+  for (1 .. 1000) { return 1 if $inside{$i}; return !$clean{$i} if exists $clean{$i}; $x .= "/..";
+    my $u = id($x); return 0 if $u eq "" || $u eq $i; $i = $u } 1 }
 sub grant {
   my $d = shift;
   sysopen(my $h, $d, 0) or return; my $x = "/proc/self/fd/" . fileno($h); my $i = id($x);
-  return if $i eq "" || $at{$i} || up($x, sub { $inside{$_[0]} });
+  return if $i eq "" || $at{$i} || beneath($x, $i);
   unless ($above{$i}) {
     syscall(445, $rs, 1, pack("Qi", $m | $r, fileno($h)), 0) < 0 and fail("$d: $!");
     return;
