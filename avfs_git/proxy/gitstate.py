@@ -33,7 +33,7 @@ import stat
 import time
 from typing import Any
 
-__all__ = ["NAMES", "kept", "remove_made"]
+__all__ = ["NAMES", "Kept", "kept", "remove_made"]
 
 KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
 
@@ -60,31 +60,54 @@ NAMES: dict[str, str] = {
 }
 
 
-def kept(git_dir: str) -> tuple[str, ...]:
-    """The names of :data:`NAMES` that are directories (not links) in ``git_dir`` now:
-    the person's, shown read-only to the command."""
-    return tuple(
-        name
-        for name in NAMES
-        if os.path.isdir(os.path.join(git_dir, name)) and not os.path.islink(os.path.join(git_dir, name))
-    )
+# one of :data:`NAMES` that is the person's before a run: its name, and what it is (device,
+# inode, ctime): a directory of that name after the run that is not this one is the command's
+Kept = tuple[str, int, int, int]
 
 
-def remove_made(git_dir: str, before: tuple[str, ...], keep_dir: str) -> list[dict[str, Any]]:
-    """Take each of :data:`NAMES` that is in ``git_dir`` after a run but was not among
-    ``before`` out of it (a link is unlinked, never followed); a ``refs_refused`` entry for
-    each. A directory is moved to ``keep_dir/<name>-<ns>`` (the last :data:`KEEP` of each
-    name kept), not destroyed: avfs cannot tell it from a rebase, cherry-pick or submodule
-    the person started in the mount while the command ran, and nothing of git reads it
-    there. Its ``reason`` names where it went, or says it could not be taken out."""
+def kept(git_dir: str) -> tuple[Kept, ...]:
+    """The names of :data:`NAMES` that are directories (not links) in ``git_dir`` now,
+    each with what it is: the person's, shown read-only to the command."""
+    out: list[Kept] = []
+    for name in NAMES:
+        try:
+            st = os.lstat(os.path.join(git_dir, name))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out.append((name, st.st_dev, st.st_ino, st.st_ctime_ns))
+    return tuple(out)
+
+
+def remove_made(git_dir: str, before: tuple[Kept, ...], keep_dir: str) -> list[dict[str, Any]]:
+    """Take each of :data:`NAMES` that is in ``git_dir`` after a run but is not the very
+    directory of ``before`` (:func:`kept`) out of it (a link is unlinked, never followed);
+    a ``refs_refused`` entry for each. A directory is moved to ``keep_dir/<name>-<ns>``
+    (the last :data:`KEEP` of each name kept), not destroyed: avfs cannot tell it from a
+    rebase, cherry-pick or submodule the person started in the mount while the command
+    ran, and nothing of git reads it there. Its ``reason`` names where it went, or says it
+    could not be taken out.
+
+    The person's own from before the run is read-only in the sandbox, but when their git
+    removes it meanwhile (their rebase finished), the kernel drops that bind, and the
+    command can make one of the same name at once: a name alone does not make it theirs
+    (found in the twelfth round: the command's todo list then ran on the person's `git
+    rebase --continue`). The one from before is known by its inode (which the person's
+    git keeps while it works in it) and its ctime (a directory made anew in a freed inode
+    has another); one the person's git changed during the run is taken out too, and said."""
+    was = {k[0]: k[1:] for k in before}
     refused: list[dict[str, Any]] = []
     for name, why in NAMES.items():
         made = os.path.join(git_dir, name)
-        if name in before or not os.path.lexists(made):
+        try:
+            st = os.lstat(made)
+        except FileNotFoundError:
             continue
-        reason = why
-        if os.path.isdir(made) and not os.path.islink(made):
-            reason = why + _move_aside(made, keep_dir, name)
+        if stat.S_ISDIR(st.st_mode) and was.get(name) == (st.st_dev, st.st_ino, st.st_ctime_ns):
+            continue  # the person's, as it was
+        reason = why if name not in was else why + " (the one from before the run was gone or changed)"
+        if stat.S_ISDIR(st.st_mode):
+            reason += _move_aside(made, keep_dir, name)
         else:
             os.unlink(made)
         refused.append({"ref": name, "old": None, "new": None, "reason": reason})

@@ -85,7 +85,7 @@ class Sealed:
     git_dir: str | None = None  # the mount's worktree git dir
     # git's state there that runs programs when resumed (.gitstate), the person's own:
     # shown read-only
-    kept: tuple[str, ...] = ()
+    kept: tuple[gitstate.Kept, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
 
@@ -139,7 +139,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
     worktree git dir (its index is looked at afterwards), when there is one."""
     d = seal_dir(vault, fork)
-    kept: tuple[str, ...] = ()
+    kept: tuple[gitstate.Kept, ...] = ()
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
     for x in (rd, ld, od):
         os.makedirs(x, mode=0o755, exist_ok=True)
@@ -213,7 +213,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         # a person's rebase, cherry-pick, am, submodules in the mount: their state (which
         # runs programs when git resumes it) is read-only in there
         kept = gitstate.kept(git_dir)
-        binds += [(os.path.join(git_dir, n), os.path.join(git_dir, n), False) for n in kept]
+        binds += [(os.path.join(git_dir, n), os.path.join(git_dir, n), False) for n, *_ in kept]
     return Sealed(
         dir=d,
         fork=fork,
