@@ -181,11 +181,12 @@ def enable_worktree_config(vault: MountedVault) -> None:
 SCRUB_MAX = 100_000  # entries looked at in a worktree's git dir after a command, at most
 
 
-def put_head(vault: MountedVault, key: str, head: bytes) -> None:
-    """Write mount ``key``'s worktree ``HEAD`` (a confined command may have made it anything:
-    replaced by a rename from the mount's own directory, never written through)."""
+def put_head(vault: MountedVault, key: str, head: bytes, name: str = "HEAD") -> None:
+    """Write mount ``key``'s worktree ``HEAD`` (or the file ``name`` there: a confined
+    command may have made it anything), replaced by a rename from the mount's own
+    directory, never written through."""
     try:
-        write_file(worktree_dir(vault, key), "HEAD", head, via=files_dir(vault, key))
+        write_file(worktree_dir(vault, key), name, head, via=files_dir(vault, key))
     except OSError as exc:
         raise from_oserror(exc, worktree_dir(vault, key)) from exc
 

@@ -31,9 +31,12 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["NAMES", "Kept", "kept", "remove_made"]
+from ..core.workspace.untrusted import read_file
+
+__all__ = ["NAMES", "PINNED", "Kept", "Pinned", "kept", "pinned", "pinned_back", "remove_made"]
 
 KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
 
@@ -111,6 +114,55 @@ def remove_made(git_dir: str, before: tuple[Kept, ...], keep_dir: str) -> list[d
         else:
             os.unlink(made)
         refused.append({"ref": name, "old": None, "new": None, "reason": reason})
+    return refused
+
+
+# what of the worktree's git dir git trusts, bound read-only over itself in the sandbox
+# (proxy/placement.py: the fsmonitor hook and the hooks are named in config.worktree)
+PINNED = ("config.worktree", "commondir", "gitdir")
+Pinned = tuple[str, int, int, int, bytes]  # name, device, inode, ctime, bytes before a run
+_PINNED_MAX = 1 << 16
+
+
+def pinned(git_dir: str) -> tuple[Pinned, ...]:
+    """The files of :data:`PINNED` in ``git_dir`` before a run: what they are and hold."""
+    out: list[Pinned] = []
+    for name in PINNED:
+        path = os.path.join(git_dir, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        data = read_file(path, _PINNED_MAX)
+        if data is not None and stat.S_ISREG(st.st_mode):
+            out.append((name, st.st_dev, st.st_ino, st.st_ctime_ns, data))
+    return tuple(out)
+
+
+def pinned_back(
+    git_dir: str, before: tuple[Pinned, ...], put: Callable[[str, bytes], None]
+) -> list[dict[str, Any]]:
+    """After a run: each file of ``before`` that is not that very file any more is put
+    back as it was (``put(name, bytes)``, by a rename), and said. The sandbox's read-only
+    bind of it ends when the person's git replaces it on the host (``git config
+    --worktree`` writes ``config.worktree`` by a rename), and the command could then write
+    what the new one holds (a ``core.fsmonitor`` the person's next ``git status`` runs):
+    found in the twelfth round. A change the person made there during the run goes too."""
+    refused: list[dict[str, Any]] = []
+    for name, dev, ino, ctime, data in before:
+        try:
+            st = os.lstat(os.path.join(git_dir, name))
+            same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_ctime_ns) == (dev, ino, ctime)
+        except OSError:
+            same = False
+        if same:
+            continue
+        put(name, data)
+        why = (
+            "replaced while the command ran (the sandbox could then write it): put back as it was"
+            " before the run; a change of yours made there meanwhile is to be made again"
+        )
+        refused.append({"ref": name, "old": None, "new": None, "reason": why})
     return refused
 
 

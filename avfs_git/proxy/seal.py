@@ -87,6 +87,7 @@ class Sealed:
     # shown read-only
     kept: tuple[gitstate.Kept, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
+    pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
 
 
@@ -226,6 +227,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         git_dir=git_dir,
         kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
+        pinned=gitstate.pinned(git_dir) if git_dir else (),
         cache=cache,
     )
 
@@ -454,6 +456,7 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
         # made: the person's git would run programs they name, outside
         keep_dir = os.path.join(vault.state_dir, "gitstate", fs_name(sealed.fork))
         refused += gitstate.remove_made(sealed.git_dir, sealed.kept, keep_dir)
+        refused += gitstate.pinned_back(sealed.git_dir, sealed.pinned, _putter(vault, sealed.fork))
     if head is not None:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:
@@ -463,6 +466,14 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     if sealed.cache is not None:
         sealed.cache.save((QUARANTINE,))
     return Carried(moved=moved, refused=refused)
+
+
+def _putter(vault: Vault, fork: str) -> Any:
+    """Write a file of the fork's worktree git dir by a rename (:func:`~..mount.worktree.put_head`)."""
+    from ..core.vaults.registry import mount_key
+    from ..mount.worktree import put_head
+
+    return lambda name, data: put_head(vault, mount_key(fork, None), data, name)
 
 
 def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
