@@ -1,21 +1,18 @@
-"""Warm ``proxy exec -- true`` in a mounted fork, this tree against another avfs source tree
-in the same run (docs/benchmarks.md, "Landlock in the sandbox").
+"""A/B of the Landlock applier alone (proxy/landlock.py ``APPLY``): this tree's against the
+one at a git revision, interleaved, on a sandbox-like layout (the vault beneath the private
+home, the worktree's git dir and the seal's scratch protected, a cache beneath the vault).
 
-Each side has a home of its own (a 50-file fork, mounted, its CLI server started); the
-rounds alternate which side goes first. Per round and side: ``true`` alone, then
-``avfs --json proxy exec -- true`` after a pause (the daemon's next sandbox made ready: the
-warm path a mount's agent takes), then a second one at once (back to back: the next sandbox
-may still be in the making). Each call is timed from the caller (wall), with its process's
-CPU and the mount daemon's (its own and its reaped children's: the sandboxes and their
-commands; ``/proc`` ticks of 10 ms) from the call's start until 0.3 s after it returned.
+    python -m bench.landlockab [--rev REV] [-n N] [--dir DIR] [--out FILE]
 
-Run: ``.venv/bin/python -m bench.landlockab --baseline SRC [--rounds N] [--backend B]``;
-the result goes to ``bench/results/landlock-ab-<time>.json`` and its medians are printed.
-"""
+Run outside bwrap: each run is ``perl -e APPLY ... -- /bin/true`` (it applies the domain to
+itself and execs ``true``). ``--dir``: where the layout is made (not under ``/tmp`` or
+``/var/tmp``, which the applier grants whole: in the sandbox they are fresh tmpfs)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import json
 import os
 import resource
@@ -24,122 +21,91 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-CASES = ("true", "exec_ready", "exec_back_to_back")
+import types
 
 
-def _children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
+@dataclasses.dataclass
+class _Sandbox:
+    path: str
+    keep: tuple[str, ...]
+    writable: tuple[str, ...]
+    sealed: tuple[tuple[str, str, bool], ...]
+    caches: tuple[tuple[str, str], ...]
 
 
-def _reaped_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+def _module(source: str, name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    exec(compile(source, name, "exec"), mod.__dict__)  # (this repository's own file)
+    return mod
 
 
-def _avfs(py: list[str], env: dict[str, str], *args: str) -> str:
-    return subprocess.run([*py, *args], env=env, check=True, capture_output=True, text=True).stdout
+def _layout(root: str) -> tuple[_Sandbox, str]:
+    home = os.path.join(root, "home")
+    vault = os.path.join(home, ".avfs", "vaults", "v.git")
+    wt = os.path.join(vault, "worktrees", "avfs-main")
+    seal = os.path.join(vault, "avfs", "seal", "main")
+    cache = os.path.join(vault, "avfs", "caches", "pip")
+    for d in (wt, cache, os.path.join(home, "work"), os.path.join(root, "fork")):
+        os.makedirs(d, exist_ok=True)
+    sealed = []
+    for x in ("refs", "logs", "objects"):
+        os.makedirs(os.path.join(seal, x), exist_ok=True)
+        os.makedirs(os.path.join(vault, x), exist_ok=True)
+        sealed.append((os.path.join(seal, x), os.path.join(vault, x), True))
+    sb = _Sandbox(os.path.join(root, "fork"), (vault,), (wt,), tuple(sealed), (("pip", cache),))
+    return sb, home
 
 
-def _timed(argv: list[str], env: dict[str, str], daemon: int) -> dict[str, float]:
-    d0, cpu0, t0 = _reaped_cpu_s(daemon), _children_cpu(), time.perf_counter()
-    subprocess.run(argv, env=env, check=True, capture_output=True)
-    wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
-    return {"wall_ms": wall * 1000, "caller_cpu_ms": cpu * 1000, "d0": d0}
-
-
-def _round(py: list[str], env: dict[str, str], daemon: int) -> dict[str, dict[str, float]]:
-    exec_ = [*py, "--json", "proxy", "exec", "--", "true"]
-    out = {"true": _timed(["true"], env, daemon)}
-    time.sleep(0.3)
-    out["exec_ready"] = _timed(exec_, env, daemon)
-    out["exec_back_to_back"] = _timed(exec_, env, daemon)
-    time.sleep(0.3)
-    end = _reaped_cpu_s(daemon)
-    out["exec_ready"]["daemon_cpu_ms"] = (out["exec_back_to_back"]["d0"] - out["exec_ready"]["d0"]) * 1000
-    out["exec_back_to_back"]["daemon_cpu_ms"] = (end - out["exec_back_to_back"]["d0"]) * 1000
-    out["true"]["daemon_cpu_ms"] = 0.0
-    for r in out.values():
-        del r["d0"]
-    return out
-
-
-def _setup(py: list[str], env: dict[str, str], backend: str) -> int:
-    src = Path(env["AVFS_HOME"]).parent / f"src-{Path(env['AVFS_HOME']).name}"
-    for i in range(50):
-        (src / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
-        (src / f"d{i % 5}" / f"f{i}.txt").write_text(f"file {i}\n" * 20)
-    _avfs(py, env, "vault", "create", "v", "--from", str(src))
-    _avfs(py, env, "vault", "fork", "v", "f")
-    _avfs(py, env, "server", "start")
-    _avfs(py, env, "--json", "mount", "--backend", backend)
-    record = Path(env["AVFS_HOME"]) / "vaults" / "v.git" / "avfs" / "mounts" / "f.json"
-    return int(json.loads(record.read_text())["pid"])
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", required=True, help="another avfs source tree, timed in the same run")
-    ap.add_argument("--rounds", type=int, default=21)
-    ap.add_argument("--backend", default="overlay")
-    args = ap.parse_args()
-    py = [str(ROOT / ".venv" / "bin" / "python"), "-m", "avfs_git"]
-    trees = {"this": str(ROOT), "baseline": str(Path(args.baseline).resolve())}
-    rounds: dict[str, list[dict[str, dict[str, float]]]] = {side: [] for side in trees}
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="avfs-bench-landlock-") as tmp:
-        t = Path(tmp)
-        os.chdir(t)  # (not the checkout: `-m avfs_git` would import it ahead of PYTHONPATH)
-        envs = {
-            side: {**os.environ, "AVFS_HOME": str(t / f"home-{side}"), "AVFS_PROGRESS": "never",
-                   "AVFS_SERVER": "auto", "PYTHONPATH": tree, "AVFS_VAULT": "v:f"}
-            for side, tree in trees.items()
-        }  # fmt: skip
-        daemons: dict[str, int] = {}
-        try:
-            for side in trees:
-                daemons[side] = _setup(py, envs[side], args.backend)
-                _round(py, envs[side], daemons[side])  # (warm-up, untimed)
-            for i in range(args.rounds):
-                for side in list(trees) if i % 2 == 0 else list(trees)[::-1]:
-                    rounds[side].append(_round(py, envs[side], daemons[side]))
-        finally:
-            for side in trees:
-                subprocess.run([*py, "unmount"], env=envs[side], capture_output=True)
-                subprocess.run([*py, "server", "stop"], env=envs[side], capture_output=True)
-                from avfs_git.core.vaults import layers
-
-                layers.unmount(envs[side]["AVFS_HOME"])  # (its image's file system)
-            os.chdir(ROOT)
-    median: dict[str, Any] = {
-        s: {c: {k: round(statistics.median(r[c][k] for r in rs), 2) for k in rs[0][c]} for c in CASES}
-        for s, rs in rounds.items()
+    ap.add_argument("--rev", default="HEAD~1")
+    ap.add_argument("-n", type=int, default=400)
+    ap.add_argument("--dir", default=os.getcwd())
+    ap.add_argument("--out")
+    a = ap.parse_args(argv)
+    here = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "avfs_git", "proxy", "landlock.py"
+    )
+    old_src = subprocess.run(
+        ["git", "show", f"{a.rev}:avfs_git/proxy/landlock.py"], capture_output=True, text=True, check=True
+    ).stdout
+    with open(here, encoding="utf-8") as fh:
+        new_src = fh.read()
+    root = tempfile.mkdtemp(prefix="landlockab-", dir=a.dir)
+    sb, home = _layout(root)
+    cmds = {
+        k: _module(src, f"landlock_{k}").wrap(sb, ["/bin/true"], -1, home)
+        for k, src in (("base", old_src), ("branch", new_src))
     }
-    mean_daemon = {
-        s: {c: round(statistics.mean(r[c]["daemon_cpu_ms"] for r in rs), 2) for c in CASES}
-        for s, rs in rounds.items()
+    wall: dict[str, list[float]] = {k: [] for k in cmds}
+    cpu = dict.fromkeys(cmds, 0.0)
+    for i in range(a.n):
+        for k in ("base", "branch") if i % 2 else ("branch", "base"):
+            r0, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+            subprocess.run(cmds[k], check=True)
+            wall[k].append(time.perf_counter() - t)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[k] += r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    out = {
+        "what": "landlock applier alone (perl -e APPLY ... /bin/true), interleaved",
+        "rev": a.rev,
+        "n": a.n,
+        "load": os.getloadavg(),
+        "median_ms": {k: round(statistics.median(v) * 1e3, 3) for k, v in wall.items()},
+        "cpu_ms_per_run": {k: round(cpu[k] / a.n * 1e3, 3) for k in cpu},
     }
-    result = {
-        "case": f"warm proxy exec -- true in a mounted fork ({args.backend}): Landlock in the sandbox vs baseline",
-        "baseline": args.baseline,
-        "backend": args.backend,
-        "rounds": args.rounds,
-        "load_average_before_after": [load_before, os.getloadavg()[0]],
-        "median": median,
-        "mean_daemon_cpu_ms": mean_daemon,
-        "per_round": rounds,
-    }
-    out = ROOT / "bench" / "results" / time.strftime("landlock-ab-%Y%m%dT%H%M%SZ.json", time.gmtime())
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    json.dump({"median": median, "mean_daemon_cpu_ms": mean_daemon, "load": result["load_average_before_after"]},
-              sys.stdout, indent=2)  # fmt: skip
-    print()
+    out["ratio_median"] = round(out["median_ms"]["branch"] / out["median_ms"]["base"], 3)
+    out["ratio_cpu"] = round(out["cpu_ms_per_run"]["branch"] / out["cpu_ms_per_run"]["base"], 3)
+    text = json.dumps(out, indent=1)
+    print(text)
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    subprocess.run(["rm", "-rf", root], check=False)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
