@@ -168,3 +168,80 @@ def test_the_environment_asked_for_the_command_runs_nothing_before_the_domain(ho
     finally:
         if warm:
             mounts.unmount(home, vault, "main", lazy=True)
+
+
+def _homes(vault: Any, gitdir: str) -> dict[str, str | None]:
+    """``$HOME`` values a request may ask for (the sandbox makes its private home there and
+    grants links beneath it), each naming the worktree's git dir or what holds it another
+    way than avfs does; ``None``: the caller's own (a control: links work in it)."""
+    return {
+        "own": None,
+        "vault-slash": vault.path + "/",
+        "git-dir-dot": gitdir + "/.",
+        "git-dir-dotdot": os.path.join(vault.path, "worktrees", "..", "worktrees", "avfs-main"),
+        "link-in-the-fork": "/avfs/v/to-git-dir",
+        "below-the-git-dir": gitdir + "/sub",
+        "holding-the-vault": os.path.dirname(os.path.dirname(os.path.dirname(vault.path))),
+    }
+
+
+def test_a_home_the_request_asks_for_opens_no_way_into_the_git_dir(live, vault, tmp_path):
+    """The sandbox grants links and special files beneath its private ``$HOME``, a path the
+    request chooses (``--env HOME=``, MCP ``env``). Found in the twelfth round (NAME=attack3):
+    the domain told the vault's paths from the grants by their names, so a ``$HOME`` naming
+    the git dir differently (``<vault>/``, ``<git dir>/.``, ``..``, a link the fork holds)
+    granted links in the git dir itself, and the person's ``git fetch`` in the mount,
+    meanwhile, wrote its line over the host file a planted ``FETCH_HEAD`` named."""
+    victim = tmp_path / "victim"
+    victim.write_text("host data\n")
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    src = tmp_path / "src"
+    subprocess.run(["git", "clone", "-q", str(remote), str(src)], check=True, capture_output=True)
+    subprocess.run([*PERSON, "-C", str(src), "commit", "-q", "--allow-empty", "-m", "r"], check=True)
+    subprocess.run(
+        ["git", "-C", str(src), "push", "-q", "origin", "HEAD:main"], check=True, capture_output=True
+    )
+    mp = live.mountpoint
+    gitdir = os.path.join(vault.path, "worktrees", "avfs-main")
+    os.symlink(gitdir, os.path.join(mp, "to-git-dir"))
+    os.makedirs(os.path.join(gitdir, "sub"), exist_ok=True)  # (as a command before may leave one)
+    cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--no-commit"]
+    for tag, home in _homes(vault, gitdir).items():
+        script = (
+            f"G=$(git rev-parse --absolute-git-dir); : > made-{tag}\n"
+            f'rm -f "$G/FETCH_HEAD"; ln -s {victim} "$G/FETCH_HEAD" && echo link >> made-{tag}\n'
+            f'mkfifo "$G/fifo" && echo fifo >> made-{tag}\n'
+            f'ln -s {victim} "$G/sub/l" && echo sub >> made-{tag}\n'
+            f'ln -s x "$HOME/l" 2>/dev/null && echo home-link\n'
+            f"ln -s README link-{tag} && echo fork-link\n"
+            f'ln -s x "$PIP_CACHE_DIR/l-{tag}" && echo cache-link\n'
+            f": > planted-{tag}; i=0; while [ ! -e go-{tag} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n"
+        )
+        with open(os.path.join(mp, f"attack-{tag}.sh"), "w") as fh:
+            fh.write(script)
+        env = [] if home is None else ["--env", f"HOME={home}"]
+        proc = subprocess.Popen([*cmd, *env, "--", "sh", f"attack-{tag}.sh"], stdout=subprocess.PIPE)
+        try:
+            assert _wait_for(lambda t=tag: os.path.exists(os.path.join(mp, f"planted-{t}")), 60), tag
+            fetched = subprocess.run(
+                [*PERSON, "fetch", "-q", str(remote), "main"],
+                cwd=mp,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            open(os.path.join(mp, f"go-{tag}"), "w").close()
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        doc = json.loads(out)
+        assert doc["confinement"]["kind"] == "bwrap" and doc["exit_code"] == 0, (tag, doc["result"])
+        assert victim.read_text() == "host data\n", (tag, fetched.stderr)
+        with open(os.path.join(mp, f"made-{tag}")) as fh:
+            assert fh.read() == "", f"HOME={home}: the command planted in its git dir"
+        # links still work where they should: the fork, a cache, and the home when it is one
+        want = ("home-link\n" if home is None else "") + "fork-link\ncache-link\n"
+        assert doc["result"]["stdout"] == want, (tag, doc["result"])

@@ -1372,12 +1372,13 @@ def test_state_taken_out_is_kept_for_the_last_runs_only(tmp_path):
     git_dir, keep = tmp_path / "wt", tmp_path / "keep"
     git_dir.mkdir()
     for i in range(gitstate.KEEP + 2):
+        (git_dir / "modules").mkdir(exist_ok=True)
+        before = gitstate.kept(str(git_dir))  # the person's modules/, before the run
         (git_dir / "sequencer" / "inner").mkdir(parents=True)
         (git_dir / "sequencer" / "todo").write_text(f"run {i}\n")
         (git_dir / "sequencer" / "inner").chmod(0o555)  # as a command may leave it
         os.symlink("/", git_dir / "rebase-apply")
-        (git_dir / "modules").mkdir(exist_ok=True)
-        got = gitstate.remove_made(str(git_dir), ("modules",), str(keep))
+        got = gitstate.remove_made(str(git_dir), before, str(keep))
         assert [r["ref"] for r in got] == ["rebase-apply", "sequencer"], got
         assert sorted(os.listdir(git_dir)) == ["modules"]
     kept = sorted(os.listdir(keep))
@@ -1385,3 +1386,130 @@ def test_state_taken_out_is_kept_for_the_last_runs_only(tmp_path):
     assert [(keep / k / "todo").read_text() for k in kept] == [
         f"run {i}\n" for i in range(2, gitstate.KEEP + 2)
     ]
+
+
+def test_a_person_s_rebase_finished_while_a_command_runs_cannot_be_planted_again(live, vault, tmp_path):
+    """The person's own rebase from before the run is read-only in the sandbox, and the
+    carry-back leaves it where it is. Found in the twelfth round (NAME=attack3): when the
+    person finished it in the mount while the command ran, their git removed the directory
+    (the kernel then drops the sandbox's read-only bind of it), the command made its own
+    ``rebase-merge/`` at once (a todo list with an ``exec`` line), and as the name was
+    there before the run, the carry-back left it: the person's ``git rebase --continue``
+    after git said a rebase was in progress ran the line on the host. A directory of that
+    name that is not the one from before the run is the command's, and is taken out."""
+    mp = live.mountpoint
+    wt = worktree_dir(vault, "main")
+    canary = tmp_path / "canary-rebase"
+    env = dict(os.environ, GIT_SEQUENCE_EDITOR="sed -i 1ibreak", GIT_EDITOR="true")
+    proc = subprocess.run(["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True)
+    assert os.path.isdir(os.path.join(wt, "rebase-merge")), proc.stderr
+    _script(
+        live,
+        "attack.sh",
+        'G=$(git rev-parse --absolute-git-dir); cp -r "$G/rebase-merge" /tmp/rm; : > started\n'
+        'i=0; while [ -e "$G/rebase-merge" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n'
+        f'cp -r /tmp/rm "$G/rebase-merge" && echo "exec touch {canary}" > "$G/rebase-merge/git-rebase-todo"'
+        " && echo PLANTED\n",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "avfs_git",
+        "--vault",
+        "v:main",
+        "--json",
+        "proxy",
+        "exec",
+        "--no-commit",
+        "--",
+    ]
+    run = subprocess.Popen([*cmd, "sh", "attack.sh"], stdout=subprocess.PIPE)
+    try:
+        assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
+        done = subprocess.run(
+            ["git", "rebase", "--continue"], cwd=mp, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr  # the person's rebase is over
+    finally:
+        out, _ = run.communicate(timeout=120)
+    doc = json.loads(out)
+    assert doc["result"]["exit_code"] == 0, doc
+    # what the person does when git says a rebase is in progress
+    status = _git("status", cwd=mp)
+    if "rebas" in status:  # ("You are currently editing a commit while rebasing...")
+        subprocess.run(["git", "rebase", "--continue"], cwd=mp, env=env, capture_output=True, text=True)
+    assert not canary.exists(), f"the command's todo list ran on the host ({doc['result']['stdout']!r})"
+    if doc["result"]["stdout"] == "PLANTED\n":  # (planted: taken out, and said)
+        assert "rebase-merge" in [r["ref"] for r in doc["refs_refused"]], doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(wt, "rebase-merge"))
+
+
+def test_a_ready_sandbox_made_before_the_person_rewrote_a_pinned_file_is_not_used(live, vault, tmp_path):
+    """``config.worktree`` (which names git's fsmonitor hook) is bound read-only over
+    itself in the sandbox. Found in the twelfth round (NAME=attack3): the person's ``git
+    config --worktree`` in the mount writes it by a rename, which drops that bind in a
+    sandbox made ready before it; the sandbox was still taken for the agent's next command
+    (its key named the file by path only), which then wrote a ``core.fsmonitor`` there that
+    the person's next ``git status`` ran on the host."""
+    mp = live.mountpoint
+    canary = tmp_path / "canary-config"
+    _script(live, "first.sh", "true\n")
+    assert _exec("sh", "first.sh")["exit_code"] == 0
+    assert _wait_for(lambda: _waiters(live.pid), 60), "no sandbox made ready"
+    _git("config", "--worktree", "person.setting", "mine", cwd=mp)
+    _script(
+        live,
+        "attack.sh",
+        "G=$(git rev-parse --absolute-git-dir)\n"
+        f'printf \'[core]\\n\\tfsmonitor = "touch {canary}; false"\\n\' >> "$G/config.worktree"'
+        " 2>/dev/null && echo WROTE\ntrue\n",
+    )
+    doc = _exec("sh", "attack.sh")
+    assert doc["result"]["exit_code"] == 0, doc["result"]
+    _git("status", cwd=mp)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-q", "--allow-empty", "-m", "p", cwd=mp)
+    assert not canary.exists(), "the command's fsmonitor ran for the person"
+    assert doc["result"]["stdout"] == "", doc["result"]  # the file stayed read-only
+    assert _git("config", "--worktree", "person.setting", cwd=mp).strip() == "mine"
+
+
+def test_a_pinned_file_the_person_rewrites_while_a_command_runs_is_put_back(live, vault, tmp_path):
+    """The same as the person's ``git config --worktree`` during the run: the bind goes
+    then too, and the command writes the new ``config.worktree``; after the run it is put
+    back as it was before (``refs_refused`` says so), so nothing the command wrote there
+    runs for the person (found in the twelfth round, NAME=attack3)."""
+    mp = live.mountpoint
+    canary = tmp_path / "canary-config-live"
+    _script(
+        live,
+        "attack.sh",
+        "G=$(git rev-parse --absolute-git-dir); : > started; i=0\n"
+        f"line='[core]\\n\\tfsmonitor = \"touch {canary}; false\"\\n'\n"
+        'while [ $i -lt 400 ]; do printf "$line" >> "$G/config.worktree" 2>/dev/null && echo WROTE && break\n'
+        "  sleep 0.05; i=$((i+1)); done\ntrue\n",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "avfs_git",
+        "--vault",
+        "v:main",
+        "--json",
+        "proxy",
+        "exec",
+        "--no-commit",
+        "--",
+    ]
+    run = subprocess.Popen([*cmd, "sh", "attack.sh"], stdout=subprocess.PIPE)
+    try:
+        assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
+        _git("config", "--worktree", "person.setting", "mine", cwd=mp)
+    finally:
+        out, _ = run.communicate(timeout=120)
+    doc = json.loads(out)
+    assert doc["result"]["exit_code"] == 0, doc
+    _git("status", cwd=mp)
+    assert not canary.exists(), "the command's fsmonitor ran for the person"
+    if doc["result"]["stdout"] == "WROTE\n":  # (the bind went: what it wrote was put back)
+        assert "config.worktree" in [r["ref"] for r in doc["refs_refused"]], doc["refs_refused"]
+    _git("status", cwd=mp)  # git works in the mount as before

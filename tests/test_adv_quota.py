@@ -47,10 +47,21 @@ ATTACKS = {
     'dd if=/dev/urandom of="$(git rev-parse --git-path objects)/pack/tmp_junk" bs=1M count=4 2>&1\n',
     "cache": 'dd if=/dev/urandom of="$PIP_CACHE_DIR/wheel.bin" bs=1M count={m} 2>&1\n',
     "git_dir": 'dd if=/dev/urandom of="$(git rev-parse --git-dir)/junk" bs=1M count={m} 2>&1\n',
+    # git's state a command leaves is moved out of the git dir after the run (proxy/gitstate.py):
+    # found in the twelfth round (NAME=attack3), it was counted nowhere once moved, so each
+    # run could park what the disk took there, and the next runs were let through
+    "git_state": 'G=$(git rev-parse --git-dir); mkdir -p "$G/rebase-merge" "$G/modules"\n'
+    'dd if=/dev/urandom of="$G/rebase-merge/junk" bs=1M count={m} 2>&1\n'
+    'dd if=/dev/urandom of="$G/modules/junk" bs=1M count=1 2>&1\n',
     "fork": "dd if=/dev/urandom of=big.bin bs=1M count={m} 2>&1\n",
 }
 # where quota show and the refusal's details count each
-AREA = {"objects": "objects_bytes", "cache": "caches_bytes", "git_dir": "git_dirs_bytes"}
+AREA = {
+    "objects": "objects_bytes",
+    "cache": "caches_bytes",
+    "git_dir": "git_dirs_bytes",
+    "git_state": "git_dirs_bytes",
+}
 
 
 @pytest.fixture(params=["plain", "layers"])
@@ -173,7 +184,7 @@ def way_out_works(mp: Path, first: str) -> None:
     assert not (mp / "big.bin").exists()
 
 
-@pytest.mark.parametrize("area", ["objects", "cache", "git_dir"])
+@pytest.mark.parametrize("area", ["objects", "cache", "git_dir", "git_state"])
 def test_what_a_command_writes_outside_the_fork_is_counted(qhome: Path, tmp_path: Path, area: str) -> None:
     mp, first = setup_vault(qhome, tmp_path)
     before = fork_files(mp)
@@ -387,3 +398,54 @@ def test_the_layers_file_system_honours_no_setuid_bit_a_command_made(qhome: Path
     with open("/proc/self/mounts", encoding="utf-8") as fh:
         opts = [ln.split()[3].split(",") for ln in fh if ln.split()[1] == target]
     assert opts and "nosuid" in opts[-1] and "nodev" in opts[-1], opts
+
+
+def test_a_directory_a_command_hides_in_a_cache_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A confined command owns what it writes in the caches: it writes 24 MiB into a
+    directory of the pip cache, then ``chmod 000`` that directory. For a person who is not
+    root the quota's walk could not list it, so none of it was counted (found in the
+    twelfth round, NAME=attack3: three runs parked 72 MiB under a 20 MiB quota, none
+    refused). The whole host side runs here as such a person (root without
+    ``CAP_DAC_OVERRIDE``/``CAP_DAC_READ_SEARCH``/``CAP_FOWNER``, as
+    tests/test_adv_mountfiles.py does)."""
+    from .test_adv_mountfiles import NOT_ROOT
+
+    require_fuse()
+    if NOT_ROOT and subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv is needed to run the host side without root's capabilities")
+    monkeypatch.setenv("AVFS_HOME", str(tmp_path / "qhome"))
+
+    def as_person(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*NOT_ROOT, sys.executable, "-m", "avfs_git", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=cwd,
+        )
+
+    assert as_person("vault", "create", "v").returncode == 0
+    hide = 'mkdir -p "$PIP_CACHE_DIR/d$1" && dd if=/dev/urandom of="$PIP_CACHE_DIR/d$1/w" bs=1M count=24 2>/dev/null'
+    assert (
+        as_person(
+            "--vault", "v", "write", "hide.sh", hide + ' && chmod 000 "$PIP_CACHE_DIR/d$1" && echo HID\n'
+        ).returncode
+        == 0
+    )
+    assert as_person("--vault", "v", "checkpoint", "save", "-m", "script").returncode == 0
+    assert as_person("--vault", "v", "quota", "set", "--bytes", str(QUOTA)).returncode == 0
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    assert as_person("mount", "v:main", str(mp), "--backend", "fuse").returncode == 0
+    try:
+        first = json.loads(as_person("--json", "proxy", "exec", "--", "sh", "hide.sh", "1", cwd=mp).stdout)
+        assert first["result"]["stdout"] == "HID\n", first["result"]
+        assert first["error"] is not None and first["error"]["code"] == "quota_exceeded", first
+        second = json.loads(as_person("--json", "proxy", "exec", "--", "sh", "hide.sh", "2", cwd=mp).stdout)
+        assert second["result"] is None and second["error"]["code"] == "quota_exceeded", second
+        shown = json.loads(as_person("--json", "--vault", "v", "quota", "show").stdout)
+        assert shown["over"] == ["bytes"] and shown["caches_bytes"] >= BIG, shown
+    finally:
+        as_person("unmount", str(mp))

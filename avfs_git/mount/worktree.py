@@ -182,11 +182,12 @@ def enable_worktree_config(vault: MountedVault) -> None:
 SCRUB_MAX = 100_000  # entries looked at in a worktree's git dir after a command, at most
 
 
-def put_head(vault: MountedVault, key: str, head: bytes) -> None:
-    """Write mount ``key``'s worktree ``HEAD`` (a confined command may have made it anything:
-    replaced by a rename from the mount's own directory, never written through)."""
+def put_head(vault: MountedVault, key: str, head: bytes, name: str = "HEAD") -> None:
+    """Write mount ``key``'s worktree ``HEAD`` (or the file ``name`` there: a confined
+    command may have made it anything), replaced by a rename from the mount's own
+    directory, never written through."""
     try:
-        write_file(worktree_dir(vault, key), "HEAD", head, via=files_dir(vault, key))
+        write_file(worktree_dir(vault, key), name, head, via=files_dir(vault, key))
     except OSError as exc:
         raise from_oserror(exc, worktree_dir(vault, key)) from exc
 
@@ -197,8 +198,11 @@ def writable_again(top: str) -> int:
     it can ``chmod 555`` the worktree's git dir or the seal's scratch, and for a person who
     is not root that kept avfs from removing what it left there (a ``FETCH_HEAD`` link to a
     host file outlived :func:`scrub`, and the person's ``git fetch`` in the mount wrote
-    through it). Walked by directory descriptors; the command and its sandbox are gone,
-    so nothing races the walk. Returns how many modes were changed."""
+    through it). Walked by directory descriptors, each mode changed through a descriptor
+    of the directory opened without following a link: the command and its sandbox are
+    gone, but the vault's caches (:func:`~..proxy.recording._caches_readable`) are shared
+    by its forks, whose commands may swap a directory there for a link meanwhile. Returns
+    how many modes were changed."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         mode = os.lstat(top).st_mode
@@ -223,8 +227,7 @@ def writable_again(top: str) -> int:
                     break
                 try:
                     mode = e.stat(follow_symlinks=False).st_mode
-                    if mode & 0o700 != 0o700:
-                        os.chmod(e.name, stat.S_IMODE(mode) | 0o700, dir_fd=fd)
+                    if mode & 0o700 != 0o700 and _owner_bits(e.name, fd):
                         changed += 1
                     todo.append(os.open(e.name, flags, dir_fd=fd))
                 except OSError:
@@ -234,6 +237,21 @@ def writable_again(top: str) -> int:
         finally:
             os.close(fd)
     return changed
+
+
+def _owner_bits(name: str, dir_fd: int) -> bool:
+    """Give the directory ``name`` in ``dir_fd`` its owner's ``rwx`` (True: changed), by an
+    ``O_PATH`` descriptor opened without following a link (no read permission needed), so
+    what is changed is what was opened, a directory, whatever stands at the name since."""
+    pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        mode = os.fstat(pfd).st_mode
+        if mode & 0o700 == 0o700:
+            return False
+        os.chmod(f"/proc/self/fd/{pfd}", stat.S_IMODE(mode) | 0o700)
+        return True
+    finally:
+        os.close(pfd)
 
 
 def scrub(vault: MountedVault, key: str) -> list[str]:

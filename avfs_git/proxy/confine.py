@@ -460,6 +460,27 @@ def kept_files(keep: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def bound_in_writable(sb: Sandbox) -> tuple[str, ...]:
+    """What is bound read-only over a path of a directory the sandbox writes (the
+    worktree's ``config.worktree``, ``commondir``, ``gitdir``, the person's git state: a
+    host file or directory is the mount point), by inode. The person's git replacing one
+    on the host (``git config --worktree`` writes ``config.worktree`` by a rename; a
+    rebase they finish removes ``rebase-merge/``) drops that bind in every sandbox made
+    before, where the path then names the new, writable one: a sandbox made ready before
+    must not be taken (:func:`.standby._key`; found in the twelfth round)."""
+    inside = tuple(w.rstrip("/") + "/" for w in sb.writable)
+    targets = [t for t, _ in sb.pinned] + [t for _, t, rw in sb.sealed if not rw]
+    out = []
+    for t in targets:
+        if t.startswith(inside):
+            try:
+                st = os.lstat(t)
+            except OSError:
+                continue
+            out.append(f"{t}:{st.st_dev}:{st.st_ino}")
+    return tuple(out)
+
+
 def argv(
     sb: Sandbox,
     command: list[str],

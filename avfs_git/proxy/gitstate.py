@@ -31,9 +31,12 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["NAMES", "kept", "remove_made"]
+from ..core.workspace.untrusted import read_file
+
+__all__ = ["NAMES", "PINNED", "Kept", "Pinned", "kept", "pinned", "pinned_back", "remove_made"]
 
 KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
 
@@ -60,34 +63,115 @@ NAMES: dict[str, str] = {
 }
 
 
-def kept(git_dir: str) -> tuple[str, ...]:
-    """The names of :data:`NAMES` that are directories (not links) in ``git_dir`` now:
-    the person's, shown read-only to the command."""
-    return tuple(
-        name
-        for name in NAMES
-        if os.path.isdir(os.path.join(git_dir, name)) and not os.path.islink(os.path.join(git_dir, name))
-    )
+# one of :data:`NAMES` that is the person's before a run: its name, and what it is (device,
+# inode, ctime): a directory of that name after the run that is not this one is the command's
+Kept = tuple[str, int, int, int]
 
 
-def remove_made(git_dir: str, before: tuple[str, ...], keep_dir: str) -> list[dict[str, Any]]:
-    """Take each of :data:`NAMES` that is in ``git_dir`` after a run but was not among
-    ``before`` out of it (a link is unlinked, never followed); a ``refs_refused`` entry for
-    each. A directory is moved to ``keep_dir/<name>-<ns>`` (the last :data:`KEEP` of each
-    name kept), not destroyed: avfs cannot tell it from a rebase, cherry-pick or submodule
-    the person started in the mount while the command ran, and nothing of git reads it
-    there. Its ``reason`` names where it went, or says it could not be taken out."""
+def kept(git_dir: str) -> tuple[Kept, ...]:
+    """The names of :data:`NAMES` that are directories (not links) in ``git_dir`` now,
+    each with what it is: the person's, shown read-only to the command."""
+    out: list[Kept] = []
+    for name in NAMES:
+        try:
+            st = os.lstat(os.path.join(git_dir, name))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out.append((name, st.st_dev, st.st_ino, st.st_ctime_ns))
+    return tuple(out)
+
+
+def remove_made(git_dir: str, before: tuple[Kept, ...], keep_dir: str) -> list[dict[str, Any]]:
+    """Take each of :data:`NAMES` that is in ``git_dir`` after a run but is not the very
+    directory of ``before`` (:func:`kept`) out of it (a link is unlinked, never followed);
+    a ``refs_refused`` entry for each. A directory is moved to ``keep_dir/<name>-<ns>``
+    (the last :data:`KEEP` of each name kept), not destroyed: avfs cannot tell it from a
+    rebase, cherry-pick or submodule the person started in the mount while the command
+    ran, and nothing of git reads it there. Its ``reason`` names where it went, or says it
+    could not be taken out.
+
+    The person's own from before the run is read-only in the sandbox, but when their git
+    removes it meanwhile (their rebase finished), the kernel drops that bind, and the
+    command can make one of the same name at once: a name alone does not make it theirs
+    (found in the twelfth round: the command's todo list then ran on the person's `git
+    rebase --continue`). The one from before is known by its inode (which the person's
+    git keeps while it works in it) and its ctime (a directory made anew in a freed inode
+    has another); one the person's git changed during the run is taken out too, and said."""
+    was = {k[0]: k[1:] for k in before}
     refused: list[dict[str, Any]] = []
     for name, why in NAMES.items():
         made = os.path.join(git_dir, name)
-        if name in before or not os.path.lexists(made):
+        try:
+            st = os.lstat(made)
+        except FileNotFoundError:
             continue
-        reason = why
-        if os.path.isdir(made) and not os.path.islink(made):
-            reason = why + _move_aside(made, keep_dir, name)
+        if stat.S_ISDIR(st.st_mode) and was.get(name) == (st.st_dev, st.st_ino, st.st_ctime_ns):
+            continue  # the person's, as it was
+        reason = why if name not in was else why + " (the one from before the run was gone or changed)"
+        if stat.S_ISDIR(st.st_mode):
+            reason += _move_aside(made, keep_dir, name)
         else:
             os.unlink(made)
         refused.append({"ref": name, "old": None, "new": None, "reason": reason})
+    return refused
+
+
+# what of the worktree's git dir git trusts, bound read-only over itself in the sandbox
+# (proxy/placement.py: the fsmonitor hook and the hooks are named in config.worktree)
+PINNED = ("config.worktree", "commondir", "gitdir")
+Pinned = tuple[str, int, int, int, bytes]  # name, device, inode, ctime, bytes before a run
+_PINNED_MAX = 1 << 16
+
+
+def pinned(git_dir: str) -> tuple[Pinned, ...]:
+    """The files of :data:`PINNED` in ``git_dir`` before a run: what they are and hold."""
+    out: list[Pinned] = []
+    for name in PINNED:
+        path = os.path.join(git_dir, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        data = read_file(path, _PINNED_MAX)
+        if data is not None and stat.S_ISREG(st.st_mode):
+            out.append((name, st.st_dev, st.st_ino, st.st_ctime_ns, data))
+    return tuple(out)
+
+
+def putter(vault: Any, fork: str) -> Callable[[str, bytes], None]:
+    """Write a file of ``fork``'s worktree git dir by a rename (for :func:`pinned_back`;
+    :func:`~..mount.worktree.put_head`); ``vault``: the mounted vault."""
+    from ..core.vaults.registry import mount_key
+    from ..mount.worktree import put_head
+
+    return lambda name, data: put_head(vault, mount_key(fork, None), data, name)
+
+
+def pinned_back(
+    git_dir: str, before: tuple[Pinned, ...], put: Callable[[str, bytes], None]
+) -> list[dict[str, Any]]:
+    """After a run: each file of ``before`` that is not that very file any more is put
+    back as it was (``put(name, bytes)``, by a rename), and said. The sandbox's read-only
+    bind of it ends when the person's git replaces it on the host (``git config
+    --worktree`` writes ``config.worktree`` by a rename), and the command could then write
+    what the new one holds (a ``core.fsmonitor`` the person's next ``git status`` runs):
+    found in the twelfth round. A change the person made there during the run goes too."""
+    refused: list[dict[str, Any]] = []
+    for name, dev, ino, ctime, data in before:
+        try:
+            st = os.lstat(os.path.join(git_dir, name))
+            same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_ctime_ns) == (dev, ino, ctime)
+        except OSError:
+            same = False
+        if same:
+            continue
+        put(name, data)
+        why = (
+            "replaced while the command ran (the sandbox could then write it): put back as it was"
+            " before the run; a change of yours made there meanwhile is to be made again"
+        )
+        refused.append({"ref": name, "old": None, "new": None, "reason": why})
     return refused
 
 

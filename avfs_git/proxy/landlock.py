@@ -9,7 +9,8 @@ hang it. So the sandbox's command runs under a `Landlock
 <https://docs.kernel.org/userspace-api/landlock.html>`_ domain that handles making links
 and special files (``MAKE_SYM``, ``MAKE_FIFO``, ``MAKE_SOCK``, ``MAKE_CHAR``,
 ``MAKE_BLOCK``) and grants them only beneath the sandbox's other writable places (the
-fork, ``/tmp``, ``/var/tmp``, ``/dev``, the private ``$HOME``, the caches: :func:`grants`):
+fork, ``/tmp``, ``/var/tmp``, ``/dev``, the private ``$HOME``, the caches: :func:`grants`;
+told from the vault by device and inode, never by name: the ``$HOME`` is the request's):
 not in the vault, so neither in the worktree's git dir nor in the seal's scratch bound over
 the vault's ``refs/``, ``logs/`` and objects. ``REFER`` (moving a file from one directory to
 another), which any domain denies unless granted, is granted everywhere.
@@ -56,47 +57,64 @@ MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM, REFER = (
     1 << 13,
 )
 MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
-# argv: MADE REFER ENV_FD GATE_FD PROTECTED... -- GRANT... -- COMMAND... ENV_FD (-1: none)
-# holds the command's environment as bwrap's --args reads it (confine.env_args), applied after
-# the domain: the program starts with bwrap's own (a loader or Perl variable asked for the
-# command would run code in it before the domain). GATE_FD (-1: none): the command is
-# ``exec``ed only once one byte is read from it (a first call's sandbox set up ahead,
-# proxy/ahead.py: the domain applied while the call takes its record); the end of the file
-# or an error there and it does not run (exit 125); closed before the command starts (a
+# argv: MADE REFER ENV_FD GATE_FD KEPT... -- PROTECTED... -- GRANT... -- COMMAND... ENV_FD
+# (-1: none) holds the command's environment as bwrap's --args reads it (confine.env_args),
+# applied after the domain: the program starts with bwrap's own (a loader or Perl variable
+# asked for the command would run code in it before the domain). GATE_FD (-1: none): the
+# command is ``exec``ed only once one byte is read from it (a first call's sandbox set up
+# ahead, proxy/ahead.py: the domain applied while the call takes its record); the end of the
+# file or an error there and it does not run (exit 125); closed before the command starts (a
 # program of avfs's own, wrap's ``own``, has a gate of its own). REFER is granted on /;
-# MADE|REFER on each GRANT directory, or, where a PROTECTED path (the vault) is at or beneath it, on each of
-# its children that neither is nor holds one (their children, down to it: a rule covers all
-# that is beneath its directory, and no rule can take a part of that back).
+# MADE|REFER on each GRANT directory, or, where a KEPT or PROTECTED directory (the vault;
+# what of it is writable: the worktree's git dir, the seal's scratch) is at or beneath it, on
+# each of its children that neither is nor holds one (their children, down to it: a rule
+# covers all that is beneath its directory, and no rule can take a part of that back); never
+# on one at or beneath a PROTECTED directory. Directories are told apart by what they are
+# (device and inode, as Landlock's rules hold them), never by how they are named: a GRANT is
+# a name the request chose (its $HOME: `<vault>/`, `<git dir>/.`, a link in the fork to the
+# git dir all named the git dir), opened once, and everything after goes through that
+# descriptor (/proc/self/fd/N, `..` of it: the directory above as the kernel walks it).
 # landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
 # numbers on every architecture); bwrap has set no_new_privs already.
 APPLY = r"""
-my ($m, $r, $ef, $gf) = (0 + shift, 0 + shift, 0 + shift, 0 + shift); my (@p, @g);
+my ($m, $r, $ef, $gf) = (0 + shift, 0 + shift, 0 + shift, 0 + shift); my (@k, @p, @g);
+while (@ARGV && $ARGV[0] ne "--") { push @k, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
 sub fail { print STDERR "avfs: cannot apply Landlock: $_[0]\n"; exit 125 }
-my $rs;
-sub rule {
-  my ($d, $a) = @_;
-  sysopen(my $h, $d, 0) or return;
-  syscall(445, $rs, 1, pack("Qi", $a, fileno($h)), 0) < 0 and fail("$d: $!");
-  close $h;
+sub id { my @s = stat($_[0]); @s ? "$s[0]:$s[1]" : "" }
+my ($rs, %at, %above, %inside, %clean);
+for my $q (@p) { my $i = id($q); $inside{$i} = 1 if $i ne "" }
+for my $q (@k, @p) {  # (avfs's own paths: nothing of the command's has run yet)
+  my $x = $q; my $i = id($x); my $p0 = $i;
+  next if $i eq ""; $at{$i} = 1; my (@c, $top);
+  for (1 .. 1000) { $x .= "/.."; my $u = id($x); last if $u eq "" || $u eq $i; $above{$u} = 1;
+    if (exists $clean{$u}) { $top = $u; last } push @c, $u; $i = $u }
+  my $in = defined $top ? !$clean{$top} : 0;
+  for my $j (reverse(@c), $p0) { $in ||= $inside{$j}; $clean{$j} = $in ? 0 : 1 }
 }
-sub holds { my $d = shift; return 2 if grep { $_ eq $d } @p; return 1 if grep { index($_, "$d/") == 0 } @p; 0 }
+sub beneath { my ($x, $i) = @_;
+  for (1 .. 1000) { return 1 if $inside{$i}; return !$clean{$i} if exists $clean{$i}; $x .= "/..";
+    my $u = id($x); return 0 if $u eq "" || $u eq $i; $i = $u } 1 }
 sub grant {
-  my $d = shift; my $h = holds($d);
-  return if $h == 2;
-  return rule($d, $m | $r) unless $h;
-  opendir(my $dh, $d) or return;
+  my $d = shift;
+  sysopen(my $h, $d, 0) or return; my $x = "/proc/self/fd/" . fileno($h); my $i = id($x);
+  return if $i eq "" || $at{$i} || beneath($x, $i);
+  unless ($above{$i}) {
+    syscall(445, $rs, 1, pack("Qi", $m | $r, fileno($h)), 0) < 0 and fail("$d: $!");
+    return;
+  }
+  opendir(my $dh, $x) or return;
   for my $c (readdir $dh) {
     next if $c eq "." || $c eq "..";
-    my $f = $d eq "/" ? "/$c" : "$d/$c";
-    grant($f) if -d $f && ! -l $f;
+    grant("$x/$c") if -d "$x/$c" && ! -l "$x/$c";
   }
 }
 if (syscall(444, 0, 0, 1) >= 2) {
   $rs = syscall(444, pack("Q", $m | $r), 8, 0);
   fail($!) if $rs < 0;
-  rule("/", $r);
+  sysopen(my $root, "/", 0) or fail("/: $!");
+  syscall(445, $rs, 1, pack("Qi", $r, fileno($root)), 0) < 0 and fail("/: $!");
   grant($_) for @g;
   syscall(446, $rs, 0) < 0 and fail($!);
 }
@@ -158,9 +176,9 @@ def wrap(
     starts)."""
     if not available():
         return command
-    protected = [*sb.keep, *sb.writable, *(target for _, target, _ in sb.sealed)]
+    protected = [*sb.writable, *(target for _, target, _ in sb.sealed)]
     program, args = APPLY + EXEC, command
     if own and len(command) >= 3 and command[:2] == [PERL, "-e"]:
         program, args = APPLY + "{\n" + command[2] + "\n}\n", command[3:]
     head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd), str(gate_fd)]
-    return [*head, *protected, "--", *grants(sb, home), "--", *args]
+    return [*head, *sb.keep, "--", *protected, "--", *grants(sb, home), "--", *args]

@@ -89,8 +89,9 @@ class Sealed:
     git_dir: str | None = None  # the mount's worktree git dir
     # git's state there that runs programs when resumed (.gitstate), the person's own:
     # shown read-only
-    kept: tuple[str, ...] = ()
+    kept: tuple[gitstate.Kept, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
+    pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
     # the vault's top directory as the sandbox shows it, writable (its entries bound
     # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
@@ -150,7 +151,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
     worktree git dir (its index is looked at afterwards), when there is one."""
     d = seal_dir(vault, fork)
-    kept: tuple[str, ...] = ()
+    kept: tuple[gitstate.Kept, ...] = ()
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
     for x in (rd, ld, od):
         os.makedirs(x, mode=0o755, exist_ok=True)
@@ -234,7 +235,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         # a person's rebase, cherry-pick, am, submodules in the mount: their state (which
         # runs programs when git resumes it) is read-only in there
         kept = gitstate.kept(git_dir)
-        binds += [(os.path.join(git_dir, n), os.path.join(git_dir, n), False) for n in kept]
+        binds += [(os.path.join(git_dir, n), os.path.join(git_dir, n), False) for n, *_ in kept]
     return Sealed(
         dir=d,
         fork=fork,
@@ -251,6 +252,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         git_dir=git_dir,
         kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
+        pinned=gitstate.pinned(git_dir) if git_dir else (),
         cache=cache,
     )
 
@@ -484,6 +486,7 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
         # made: the person's git would run programs they name, outside
         keep_dir = keptstate.fork_dir(vault.state_dir, sealed.fork)
         refused += gitstate.remove_made(sealed.git_dir, sealed.kept, keep_dir)
+        refused += gitstate.pinned_back(sealed.git_dir, sealed.pinned, gitstate.putter(vault, sealed.fork))
     if head is not None:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:

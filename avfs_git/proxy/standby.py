@@ -311,12 +311,13 @@ def _key(sb: Sandbox) -> tuple[str, ...]:
     """What makes two sandboxes the same: their bwrap arguments, the command aside (built
     now, so a file that appeared or went since makes a different key), and the vault's
     files they bind by inode (:func:`.confine.kept_files`: one replaced since makes another
-    key). Its last element is the fork's mount (``--bind SOURCE PATH --chdir PATH --``: see
+    key), and so what is bound read-only in the worktree's git dir
+    (:func:`.confine.bound_in_writable`). Its last element is the fork's mount (``--bind SOURCE PATH --chdir PATH --``: see
     :func:`.confine.argv`)."""
     from . import confine
 
     args = confine.argv(_at_root(sb), [])
-    return (*args, *confine.kept_files(sb.keep), sb.source)
+    return (*args, *confine.kept_files(sb.keep), *confine.bound_in_writable(sb), sb.source)
 
 
 def _mounted(path: str) -> bool:

@@ -83,6 +83,9 @@ class QuotaTracker:
         self.objects_dir = os.path.join(vault.path, "objects")
         self.caches_dir = os.path.join(vault.state_dir, "caches")
         self.worktrees_dir = os.path.join(vault.path, "worktrees")
+        # git's state a confined command left in a worktree git dir, moved out of it after
+        # the run (proxy/gitstate.py): still the command's bytes, counted with the git dirs
+        self.gitstate_dir = os.path.join(vault.state_dir, "gitstate")
         self._extra = (0, 0)  # (caches, worktree git dirs) bytes as published in usage/extra
         self._lock = threading.RLock()
         self._gen_map: mmap.mmap | None = None
@@ -269,7 +272,11 @@ class QuotaTracker:
 
     def _scan_extra(self) -> tuple[int, int]:
         """(bytes of the vault's caches, of its worktree git dirs), walked now."""
-        return tree_bytes(self.caches_dir), tree_bytes(self.worktrees_dir)
+        return tree_bytes(self.caches_dir), self._git_dirs()
+
+    def _git_dirs(self) -> int:
+        """Bytes of the worktree git dirs and of git's state taken out of them."""
+        return tree_bytes(self.worktrees_dir) + tree_bytes(self.gitstate_dir)
 
     def warm(self) -> None:
         """List the object store now as :meth:`outside_bytes` would, keeping what each
@@ -298,7 +305,7 @@ class QuotaTracker:
             self._objects_stale = False
             # the caches as published (only confined commands write them); the git dirs
             # walked (small; avfs itself writes their index and logs between commands)
-            return self._objects + self._extra[0] + tree_bytes(self.worktrees_dir)
+            return self._objects + self._extra[0] + self._git_dirs()
 
     def recount(self, *, bound_for: str | None = None) -> QuotaUsage:
         """Count everything exactly now, publish what changed (so every process's next

@@ -45,7 +45,8 @@ class QuotaUsage:
     # (every layered fork's whole state: overlay files, a mount's upper layer, shared once)
     layers_bytes: int | None = None
     # what else a confined command can fill: the vault's caches (<vault>/avfs/caches/*,
-    # read-write in the sandbox) and its mounts' worktree git dirs (<vault>/worktrees/*)
+    # read-write in the sandbox) and its mounts' worktree git dirs (<vault>/worktrees/*, and
+    # git's state taken out of them after a run: <vault>/avfs/gitstate/*)
     caches_bytes: int = 0
     git_dirs_bytes: int = 0
 
