@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -267,3 +268,69 @@ def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: 
     finally:
         _unmount(proj, "main")
     assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
+
+
+# -- SQLite: a database of the fork's checkpoint, read while another process writes it ---------
+
+
+_COUNT = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from files').fetchone()[0])"
+_INSERT = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA busy_timeout=20000');"
+    " c.execute('INSERT INTO files VALUES (?, ?)', (sys.argv[2], b'added')); c.commit()"
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sqlite_reader_opened_first_sees_another_processs_writes(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5's files in a SQLite database (path, bytes) checkpointed in the fork,
+    opened read-only (``mode=ro``) in the mount, then written by another process: the
+    reader, a new process and the checkpoint all see the new rows, and a later writer keeps
+    them. On the pure-FUSE mount the reader went on reading the database's blob from git
+    and filled the kernel's page cache with it: the reader, every later connection and
+    ``sqlite3``'s own count saw the old rows until the mount ended (``avfs cat`` the new),
+    and the next writer built its pages on the stale ones."""
+    _require(backend)
+    spec = Spec("sqlreal", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a database of real files")
+    env = make_env(tmp_path)
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    db = sqlite3.connect(src / "files.db")
+    db.execute("CREATE TABLE files (path TEXT PRIMARY KEY, data BLOB)")
+    rows = [(str(p.relative_to(src)), p.read_bytes()) for p in sorted(src.rglob("*")) if p.is_file()]
+    db.executemany("INSERT INTO files VALUES (?, ?)", rows)
+    db.commit()
+    db.close()
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "sqlreal", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "sqlreal:main", str(mp))
+    path = str(mp / "files.db")
+
+    def count() -> int:
+        return int(
+            subprocess.run([sys.executable, "-c", _COUNT, path], capture_output=True, check=True).stdout
+        )
+
+    try:
+        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            assert reader.execute("SELECT count(*) FROM files").fetchone()[0] == len(rows)
+            subprocess.run([sys.executable, "-c", _INSERT, path, "first"], check=True)
+            seen = [reader.execute("SELECT count(*) FROM files").fetchone()[0], count()]
+        finally:
+            reader.close()
+        subprocess.run([sys.executable, "-c", _INSERT, path, "second"], check=True)
+        seen.append(count())
+        check = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+             "'PRAGMA integrity_check').fetchone()[0])", path],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        proj.avfs("--vault", "sqlreal:main", "checkpoint", "save", "-m", "two rows")
+    finally:
+        _unmount(proj, "main")
+    assert seen == [len(rows) + 1, len(rows) + 1, len(rows) + 2] and check == "ok", (seen, len(rows), check)
+    saved = tmp_path / "saved.db"
+    saved.write_bytes(proj.avfs("--vault", "sqlreal:main", "cat", "files.db").stdout)
+    got = sqlite3.connect(saved).execute("SELECT path FROM files WHERE data = ?", (b"added",)).fetchall()
+    assert sorted(got) == [("first",), ("second",)]

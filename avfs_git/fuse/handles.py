@@ -58,6 +58,33 @@ class HandleTable(OpsBase):
             return self._new_handle(h)
         raise fuse.FuseOSError(errno.EAGAIN)  # retired again and again: let the caller retry
 
+    def _materialize(self, p: str) -> Node:
+        """``ws.materialize(p)`` (the overlay file, a copy of ``p``'s blob), and the read
+        handles open on that blob follow it there: on disk a descriptor opened before another
+        one writes reads the same file, the new bytes. Left on the blob, such a reader read
+        the old bytes, and its reads filled the kernel's page cache of the file with them,
+        which every later open was served from (``kernel_cache``): a read-only SQLite
+        connection opened first hid another process's inserts from every connection until
+        the mount ended (docs/fuse.md, ``open_before_change``). Only handles on the very blob
+        the copy was made from follow (a file renamed over ``p`` since is another file)."""
+        with self._lock:
+            waiting = any(h.path == p and h.oid is not None and h.fd is None for h in self._handles.values())
+        before = self.ws.node(p) if waiting else None
+        node = self.ws.materialize(p)
+        if before is None or before.oid is None or self.ws.file_path(before) is not None:
+            return node
+        real = self.ws.file_path(node)
+        if real is None:
+            return node
+        with self._lock:  # release() pops a handle under this lock: none is closed meanwhile
+            for h in self._handles.values():
+                if h.path == p and h.oid == before.oid and h.fd is None:
+                    try:
+                        h.fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+                    except FileNotFoundError:  # retired at once by a checkpoint: the blob is right
+                        break
+        return node
+
     def _note(self, h: Handle, *, defer: bool = False) -> None:
         """Record what a handle wrote. ``defer``: at flush and release, the path is already
         in the journal (its first write or its creation put it there); only its size is

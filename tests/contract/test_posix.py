@@ -1121,10 +1121,6 @@ FUSE_KNOWN: dict[str, str] = {
     "exec": "access(X_OK) says yes to root for a file with no x bit (the daemon has no access operation), "
     "though running it fails with EACCES as on disk",
     "identity": "inode numbers are a hash of the path: a renamed file gets its new path's number",
-    "open_before_change": "bug: a descriptor opened on a file of the checkpoint before another one writes "
-    "or truncates it goes on reading the old blob (the writer works on a copy in the overlay), and every "
-    "later open of the mount reads the old bytes too, after all are closed, while avfs cat shows the new",
-    "mmap_before_change": "the same bug seen through a shared map made before the change: the old bytes",
     "permissions_for_others": "the mount is neither allow_other nor default_permissions: another user "
     "gets EACCES for everything, even a file that is 0644",
 }
