@@ -284,12 +284,13 @@ _INSERT = (
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_sqlite_reader_opened_first_sees_another_processs_writes(backend: str, tmp_path: Path) -> None:
     """MarkupSafe 2.1.5's files in a SQLite database (path, bytes) checkpointed in the fork,
-    opened read-only (``mode=ro``) in the mount, then written by another process: the
-    reader, a new process and the checkpoint all see the new rows, and a later writer keeps
-    them. On the pure-FUSE mount the reader went on reading the database's blob from git
+    opened read-only (``mode=ro``) in the mount, then written by another process, before and
+    after a checkpoint: the reader, a new process and the checkpoint all see the new rows,
+    and a later writer keeps them. On the pure-FUSE mount the reader went on reading the database's blob from git
     and filled the kernel's page cache with it: the reader, every later connection and
     ``sqlite3``'s own count saw the old rows until the mount ended (``avfs cat`` the new),
-    and the next writer built its pages on the stale ones."""
+    and the next writer built its pages on the stale ones; after a checkpoint, a reader of
+    the copy it retired did the same."""
     _require(backend)
     spec = Spec("sqlreal", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a database of real files")
     env = make_env(tmp_path)
@@ -312,29 +313,38 @@ def test_a_sqlite_reader_opened_first_sees_another_processs_writes(backend: str,
             subprocess.run([sys.executable, "-c", _COUNT, path], capture_output=True, check=True).stdout
         )
 
+    def insert(name: str) -> None:
+        subprocess.run([sys.executable, "-c", _INSERT, path, name], check=True)
+
+    n = len(rows)
     try:
         reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            assert reader.execute("SELECT count(*) FROM files").fetchone()[0] == len(rows)
-            subprocess.run([sys.executable, "-c", _INSERT, path, "first"], check=True)
+            assert reader.execute("SELECT count(*) FROM files").fetchone()[0] == n
+            insert("first")  # the reader was on the blob; the insert writes its overlay copy
             seen = [reader.execute("SELECT count(*) FROM files").fetchone()[0], count()]
+            # the checkpoint retires that copy (the reader's file is unlinked); the next
+            # insert writes a new copy of the new base
+            proj.avfs("--vault", "sqlreal:main", "checkpoint", "save", "-m", "one row")
+            insert("second")
+            seen += [reader.execute("SELECT count(*) FROM files").fetchone()[0], count()]
         finally:
             reader.close()
-        subprocess.run([sys.executable, "-c", _INSERT, path, "second"], check=True)
+        insert("third")
         seen.append(count())
         check = subprocess.run(
             [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
              "'PRAGMA integrity_check').fetchone()[0])", path],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
-        proj.avfs("--vault", "sqlreal:main", "checkpoint", "save", "-m", "two rows")
+        proj.avfs("--vault", "sqlreal:main", "checkpoint", "save", "-m", "three rows")
     finally:
         _unmount(proj, "main")
-    assert seen == [len(rows) + 1, len(rows) + 1, len(rows) + 2] and check == "ok", (seen, len(rows), check)
+    assert seen == [n + 1, n + 1, n + 2, n + 2, n + 3] and check == "ok", (seen, n, check)
     saved = tmp_path / "saved.db"
     saved.write_bytes(proj.avfs("--vault", "sqlreal:main", "cat", "files.db").stdout)
     got = sqlite3.connect(saved).execute("SELECT path FROM files WHERE data = ?", (b"added",)).fetchall()
-    assert sorted(got) == [("first",), ("second",)]
+    assert sorted(got) == [("first",), ("second",), ("third",)]
 
 
 # -- the same build over a lazy vault's mount, from cold -----------------------------------------
