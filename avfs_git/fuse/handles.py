@@ -100,6 +100,20 @@ class HandleTable(OpsBase):
                 h.oid = None
         return node
 
+    def _readers_moved(self, old: str, new: str) -> None:
+        """The read handles open at or below ``old`` are at ``new`` after a rename: a write
+        there then reaches them as it reaches a descriptor on disk (:meth:`_materialize`
+        finds readers by path)."""
+        below = old + "/"
+        with self._lock:
+            for h in self._handles.values():
+                if h.writable or h.nested:
+                    continue
+                if h.path == old:
+                    h.path = new
+                elif h.path.startswith(below):
+                    h.path = new + h.path[len(old) :]
+
     def _note(self, h: Handle, *, defer: bool = False) -> None:
         """Record what a handle wrote. ``defer``: at flush and release, the path is already
         in the journal (its first write or its creation put it there); only its size is

@@ -158,6 +158,7 @@ class WriteOps(NestedRepos, HandleTable):
             if target is not None and self._nested_under(pn) is not None:
                 raise fuse.FuseOSError(errno.ENOTEMPTY)
         self.ws.rename(po, pn)
+        self._readers_moved(po, pn)
         if moving is not None:
             # a directory holding nested repositories: they move with it
             dest = os.path.join(self._nested_root, pn)
