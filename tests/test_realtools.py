@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import shlex
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from . import realdata
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_fuse_tools import require_tool
+from .test_lazy import Server, missing
 from .test_overlay import require_overlay
 from .test_realprojects import Project, Spec, git_run, make_env
 
@@ -352,3 +354,168 @@ def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: 
     finally:
         _unmount(proj, "main")
     assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
+
+
+# -- SQLite: a database of the fork's checkpoint, read while another process writes it ---------
+
+
+_COUNT = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from files').fetchone()[0])"
+_INSERT = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA busy_timeout=20000');"
+    " c.execute('INSERT INTO files VALUES (?, ?)', (sys.argv[2], b'added')); c.commit()"
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sqlite_reader_opened_first_sees_another_processs_writes(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5's files in a SQLite database (path, bytes) checkpointed in the fork,
+    opened read-only (``mode=ro``) in the mount, then written by another process, before and
+    after a checkpoint: the reader, a new process and the checkpoint all see the new rows,
+    and a later writer keeps them. On the pure-FUSE mount the reader went on reading the database's blob from git
+    and filled the kernel's page cache with it: the reader, every later connection and
+    ``sqlite3``'s own count saw the old rows until the mount ended (``avfs cat`` the new),
+    and the next writer built its pages on the stale ones; after a checkpoint, a reader of
+    the copy it retired did the same."""
+    _require(backend)
+    spec = Spec("sqlreal", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a database of real files")
+    env = make_env(tmp_path)
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    db = sqlite3.connect(src / "files.db")
+    db.execute("CREATE TABLE files (path TEXT PRIMARY KEY, data BLOB)")
+    rows = [(str(p.relative_to(src)), p.read_bytes()) for p in sorted(src.rglob("*")) if p.is_file()]
+    db.executemany("INSERT INTO files VALUES (?, ?)", rows)
+    db.commit()
+    db.close()
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "sqlreal", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "sqlreal:main", str(mp))
+    path = str(mp / "files.db")
+
+    def count() -> int:
+        return int(
+            subprocess.run([sys.executable, "-c", _COUNT, path], capture_output=True, check=True).stdout
+        )
+
+    def insert(name: str) -> None:
+        subprocess.run([sys.executable, "-c", _INSERT, path, name], check=True)
+
+    n = len(rows)
+    try:
+        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            assert reader.execute("SELECT count(*) FROM files").fetchone()[0] == n
+            insert("first")  # the reader was on the blob; the insert writes its overlay copy
+            seen = [reader.execute("SELECT count(*) FROM files").fetchone()[0], count()]
+            # the checkpoint retires that copy (the reader's file is unlinked); the next
+            # insert writes a new copy of the new base
+            proj.avfs("--vault", "sqlreal:main", "checkpoint", "save", "-m", "one row")
+            insert("second")
+            seen += [reader.execute("SELECT count(*) FROM files").fetchone()[0], count()]
+        finally:
+            reader.close()
+        insert("third")
+        seen.append(count())
+        check = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+             "'PRAGMA integrity_check').fetchone()[0])", path],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        proj.avfs("--vault", "sqlreal:main", "checkpoint", "save", "-m", "three rows")
+    finally:
+        _unmount(proj, "main")
+    assert seen == [n + 1, n + 1, n + 2, n + 2, n + 3] and check == "ok", (seen, n, check)
+    saved = tmp_path / "saved.db"
+    saved.write_bytes(proj.avfs("--vault", "sqlreal:main", "cat", "files.db").stdout)
+    got = sqlite3.connect(saved).execute("SELECT path FROM files WHERE data = ?", (b"added",)).fetchall()
+    assert sorted(got) == [("first",), ("second",), ("third",)]
+
+
+# -- the same build over a lazy vault's mount, from cold -----------------------------------------
+
+
+_LAZY_BUILD = (
+    f"{sys.executable} setup.py -q build_ext --inplace"
+    f" && PYTHONPATH=src {sys.executable} -m pytest -q -p no:cacheprovider tests"
+)
+
+
+@pytest.fixture(scope="module")
+def built_plain(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, tuple[str, str]], set[str]]:
+    """MarkupSafe's release history (realdata.history), and what the build and its tests
+    make in a plain clone of it: (the history's work tree, the clone's files after, the
+    paths the run changed)."""
+    require_tool("gcc")
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment")
+    root = tmp_path_factory.mktemp("realtools-lazy")
+    env = make_env(root)
+    work = realdata.history("MarkupSafe", RELEASES, root, window=10)
+    plain = root / "plain"
+    git_run("clone", "-q", str(work), str(plain), env=env)
+    before = _tree(plain)
+    native_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    native = subprocess.run(
+        ["sh", "-c", _LAZY_BUILD], cwd=plain, env=native_env, capture_output=True, check=False
+    )
+    assert native.returncode == 0, native.stdout.decode()[-2000:] + native.stderr.decode()[-2000:]
+    after = _tree(plain)
+    return work, after, {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_build_and_its_tests_over_a_cold_lazy_mount_through_proxy_exec(
+    backend: str,
+    built_plain: tuple[Path, dict[str, tuple[str, str]], set[str]],
+    tmp_path: Path,
+    record_property: Any,
+) -> None:
+    """MarkupSafe's release history (2.1.2 to 2.1.5) served by ``git daemon`` on 127.0.0.1,
+    cloned ``--lazy`` (no file's blob local), its fork mounted cold, and the C build and the
+    release's own ``pytest`` through ``proxy exec``: the same exit code and files as the same
+    command in a plain clone, ``changes`` exactly what changed there, the commit exactly the
+    mount's files. The mount fetched what the build read, not the older releases' files."""
+    _require(backend)
+    _need_bwrap()
+    work, after, changed = built_plain
+    spec = Spec("lazyms", lambda: tmp_path, "MarkupSafe's releases, lazily cloned")
+    env = make_env(tmp_path)
+    proj = Project(spec, tmp_path, tmp_path, env, {}, "", {}, tmp_path)
+    base = tmp_path / "daemon"
+    base.mkdir()
+    git_run("clone", "-q", "--bare", str(work), str(base / "ms.git"), env=env)
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
+        git_run("--git-dir", str(base / "ms.git"), "config", key, "true", env=env)
+    with Server.serving(base) as srv:
+        proj.avfs("vault", "clone", srv.url("ms.git"), "lazyms", "--lazy")
+        promised = missing(proj.vault_path)
+        Path(proj.home, "policy.toml").write_text(
+            f"version = 1\n[defaults]\nreadable = {json.dumps([sys.prefix, sys.base_prefix])}\n"
+        )
+        mp = tmp_path / "mnt"
+        mp.mkdir()
+        proj.avfs("mount", "--backend", backend, "lazyms:main", str(mp))
+        try:
+            proc = proj.avfs(
+                "--json", "--vault", "lazyms:main", "proxy", "exec", "--shell", _LAZY_BUILD, check=False
+            )
+            doc = json.loads(proc.stdout)
+            res = doc["result"] or {}
+            assert res.get("exit_code") == 0, (res.get("stdout", "")[-2000:], res.get("stderr", "")[-2000:])
+            assert " passed" in res["stdout"], res["stdout"][-1000:]
+            in_mount = _tree(mp)
+        finally:
+            _unmount(proj, "main")
+        left = missing(proj.vault_path)
+    assert in_mount == after, {p for p in set(in_mount) | set(after) if in_mount.get(p) != after.get(p)}
+    assert changed and {c["path"] for c in doc["changes"]} == changed
+    assert all(c["status"] == "added" for c in doc["changes"]), doc["changes"]
+    co = tmp_path / "checkout"
+    git_run("clone", "-q", "-b", "main", proj.vault_path, str(co), env=env)
+    assert _tree(co) == in_mount
+    # the build read 2.1.5's files; the blobs only 2.1.2 to 2.1.4 have stay on the server
+    assert 0 < left < promised, (promised, left)
+    record_property("promised_before_after", (promised, left))

@@ -10,6 +10,7 @@ import os
 
 import mfusepy as fuse
 
+from ..core.store.gitstore import file_blob_id
 from ..core.workspace.workspace import Node
 from .opsbase import Handle, OpsBase
 
@@ -58,6 +59,61 @@ class HandleTable(OpsBase):
             return self._new_handle(h)
         raise fuse.FuseOSError(errno.EAGAIN)  # retired again and again: let the caller retry
 
+    def _materialize(self, p: str) -> Node:
+        """``ws.materialize(p)`` (the overlay file, a copy of ``p``'s blob), and the read
+        handles still on that blob follow it there: on disk a descriptor opened before another
+        one writes reads the same file, the new bytes. Left behind, such a reader read the old
+        bytes, and its reads filled the kernel's page cache of the file with them, which every
+        later open was served from (``kernel_cache``): a read-only SQLite connection opened
+        first hid another process's inserts from every connection until the mount ended, and
+        the next writer corrupted the database (docs/fuse.md, "read handles"). A reader is on
+        the blob when it reads it from git (``oid``), or when it reads an overlay file a
+        checkpoint has retired since (unlinked) and its bytes are that blob's; a file renamed
+        over ``p`` is another file, and its readers keep their bytes."""
+        with self._lock:
+            behind = [(fh, h) for fh, h in self._handles.items() if h.path == p and _behind(h)]
+        before = self.ws.node(p) if behind else None
+        node = self.ws.materialize(p)
+        if before is None or before.oid is None or self.ws.file_path(before) is not None:
+            return node
+        real = self.ws.file_path(node)
+        follow = [
+            (fh, h)
+            for fh, h in behind
+            if h.oid == before.oid or (h.oid is None and h.fd is not None and _bytes_are(h.fd, before.oid))
+        ]
+        if real is None or not follow:
+            return node
+        with self._lock:  # release() pops a handle under this lock: none is closed meanwhile
+            for fh, h in follow:
+                if self._handles.get(fh) is not h:
+                    continue
+                try:
+                    fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:  # retired at once by a checkpoint: the blob is right
+                    break
+                if h.fd is None:
+                    h.fd = fd
+                else:  # in place: a read running in another thread uses one file or the other
+                    os.dup2(fd, h.fd)
+                    os.close(fd)
+                h.oid = None
+        return node
+
+    def _readers_moved(self, old: str, new: str) -> None:
+        """The read handles open at or below ``old`` are at ``new`` after a rename: a write
+        there then reaches them as it reaches a descriptor on disk (:meth:`_materialize`
+        finds readers by path)."""
+        below = old + "/"
+        with self._lock:
+            for h in self._handles.values():
+                if h.writable or h.nested:
+                    continue
+                if h.path == old:
+                    h.path = new
+                elif h.path.startswith(below):
+                    h.path = new + h.path[len(old) :]
+
     def _note(self, h: Handle, *, defer: bool = False) -> None:
         """Record what a handle wrote. ``defer``: at flush and release, the path is already
         in the journal (its first write or its creation put it there); only its size is
@@ -79,3 +135,24 @@ class HandleTable(OpsBase):
             paths, self._unsized = self._unsized, set()
         if paths:
             self.ws.record_sizes(sorted(paths))
+
+
+def _behind(h: Handle) -> bool:
+    """A read handle that may be on a blob a write is about to copy: reading it from git, or
+    an overlay file no longer in the overlay (a checkpoint retired it)."""
+    if h.writable or h.nested:
+        return False
+    if h.fd is None:
+        return h.oid is not None
+    try:
+        return os.fstat(h.fd).st_nlink == 0
+    except OSError:
+        return False
+
+
+def _bytes_are(fd: int, oid: str) -> bool:
+    """Whether the file open at ``fd`` holds exactly blob ``oid``'s bytes."""
+    try:
+        return file_blob_id(f"/proc/self/fd/{fd}") == oid
+    except (OSError, ValueError):
+        return False

@@ -89,6 +89,7 @@ class Handle:
         "fileid",
         "limit",
         "nested",
+        "oid",
         "path",
         "stream",
         "writable",
@@ -108,6 +109,7 @@ class Handle:
         self.limit = 0
         self.stream: BlobStream | None = None  # a big unchanged file, read from git as it goes
         self.append_only = False  # the path policy's: writes only at the end (see writes.write)
+        self.oid: str | None = None  # the blob a read handle reads from git (no overlay file yet)
 
 
 class OpsBase(fuse.Operations):  # type: ignore[misc]

@@ -342,7 +342,7 @@ class ViewOps(NestedRepos, HandleTable):
             self.ws.guard_change(
                 p, "open for writing" if appending else "open for writing without O_APPEND", append=appending
             )
-            node = self.ws.materialize(p)
+            node = self._materialize(p)
             fh = self._open_rw(p, node, flags)
             held = None if self.guard.empty else self.ws.guard.match(p)
             self._handles[fh].append_only = held is not None and held.kind == "append_only"
@@ -368,11 +368,10 @@ class ViewOps(NestedRepos, HandleTable):
             raise fuse.FuseOSError(errno.EAGAIN)
         assert node.oid is not None
         stream = self.ws.blob_stream(node.oid)
-        if stream is not None:
-            h = Handle(p, None, None, False)
-            h.stream = stream
-            return self._new_handle(h)
-        return self._new_handle(Handle(p, None, self.ws.blob_data(node.oid, p), False))
+        h = Handle(p, None, None if stream is not None else self.ws.blob_data(node.oid, p), False)
+        h.stream = stream
+        h.oid = node.oid  # a write's copy of this blob takes it over (HandleTable._materialize)
+        return self._new_handle(h)
 
     @translated
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:

@@ -88,7 +88,7 @@ class WriteOps(NestedRepos, HandleTable):
         if node.is_dir:
             return 0  # directory times are not kept (git has none); see docs/fuse.md
         # files and symlinks keep their times on their overlay file (materialized once)
-        real = self.ws.file_path(self.ws.materialize(p))
+        real = self.ws.file_path(self._materialize(p))
         assert real is not None
         if times is None:
             os.utime(real)
@@ -158,6 +158,7 @@ class WriteOps(NestedRepos, HandleTable):
             if target is not None and self._nested_under(pn) is not None:
                 raise fuse.FuseOSError(errno.ENOTEMPTY)
         self.ws.rename(po, pn)
+        self._readers_moved(po, pn)
         if moving is not None:
             # a directory holding nested repositories: they move with it
             dest = os.path.join(self._nested_root, pn)
@@ -261,7 +262,7 @@ class WriteOps(NestedRepos, HandleTable):
             self._note(h)
             return 0
         p = self._p(path)
-        real = self.ws.file_path(self.ws.materialize(p))
+        real = self.ws.file_path(self._materialize(p))
         assert real is not None
         os.truncate(real, length)
         self.ws.note_written(p)

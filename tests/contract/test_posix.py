@@ -970,6 +970,23 @@ def check_open_before_change(d: str) -> Any:
 
 
 @check
+def check_open_before_rename(d: str) -> Any:
+    """A descriptor opened for reading follows its file through a rename (of the file, of its
+    directory): a write at the new name shows through it, and in a new open."""
+    out: list[Any] = []
+    for src, dst, written in (("base.txt", "moved.txt", "moved.txt"), ("sub", "sub2", "sub2/inner.txt")):
+        opened = "base.txt" if src == "base.txt" else "sub/inner.txt"
+        r = os.open(f"{d}/{opened}", os.O_RDONLY)
+        os.rename(f"{d}/{src}", f"{d}/{dst}")
+        with open(f"{d}/{written}", "r+b") as fh:
+            fh.write(b"MOVED")
+        out.append((src, os.pread(r, 100, 0), os.fstat(r).st_size))
+        os.close(r)
+        out.append((src, "reopened", get(f"{d}/{written}")))
+    return out
+
+
+@check
 def check_exec(d: str) -> Any:
     """Running files: the x bits decide, for root too (it needs one of them)."""
     put(f"{d}/new.sh", b"#!/bin/sh\necho new $1\n")
@@ -1121,10 +1138,6 @@ FUSE_KNOWN: dict[str, str] = {
     "exec": "access(X_OK) says yes to root for a file with no x bit (the daemon has no access operation), "
     "though running it fails with EACCES as on disk",
     "identity": "inode numbers are a hash of the path: a renamed file gets its new path's number",
-    "open_before_change": "bug: a descriptor opened on a file of the checkpoint before another one writes "
-    "or truncates it goes on reading the old blob (the writer works on a copy in the overlay), and every "
-    "later open of the mount reads the old bytes too, after all are closed, while avfs cat shows the new",
-    "mmap_before_change": "the same bug seen through a shared map made before the change: the old bytes",
     "permissions_for_others": "the mount is neither allow_other nor default_permissions: another user "
     "gets EACCES for everything, even a file that is 0644",
 }
