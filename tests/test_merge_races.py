@@ -6,7 +6,9 @@ was swept away with the old view (kept under a recovery ref when it came before 
 ref was made, lost without trace after; an orchestrator of six agents lost 8 writes of
 30). Now the check, the move and the new view are one overlay transaction: the write
 waits for it and lands on the merged view. Real git, a real write from another thread;
-the write is started right after the ref moved (by wrapping the real compare-and-swap)."""
+the write is started right after the ref moved (by wrapping the real compare-and-swap).
+And a write's parent directory made while another writer's checkpoint moved that
+directory into the base."""
 
 from __future__ import annotations
 
@@ -63,3 +65,31 @@ def test_a_write_in_the_moment_of_the_move_lands_on_the_merged_view(
         "--git-dir", vault.path, "for-each-ref", "--format=%(contents:subject)", "refs/avfs/recovery/main"
     )
     assert "written during a merge" not in kept
+
+
+def test_a_parent_made_by_another_writers_checkpoint_meanwhile_is_not_hidden(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``write("notes/b")`` finds no ``notes`` and makes it; meanwhile another writer wrote
+    ``notes/a`` and checkpointed (``notes`` is now in the base). The made directory used
+    to be an empty tree put over the base's, hiding ``notes/a`` (the next checkpoint
+    deleted it: a merge's capture in an agent runtime). Real checkpoint, run in the
+    moment between the look and the write's transaction."""
+    ws = vault.workspace("main")
+    real_txn = ws.overlay.txn
+    state = {"done": False}
+
+    def txn() -> object:
+        if not state["done"]:
+            state["done"] = True
+            ws.write("notes/a.txt", b"a\n")  # the other writer, then its checkpoint
+            checkpoint.save(vault, "main")
+        return real_txn()
+
+    monkeypatch.setattr(ws.overlay, "txn", txn)
+    ws.write("notes/b.txt", b"b\n")
+    monkeypatch.undo()
+    assert ws.read("notes/a.txt") == b"a\n"
+    checkpoint.save(vault, "main")
+    files = set(git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split())
+    assert {"notes/a.txt", "notes/b.txt"} <= files
