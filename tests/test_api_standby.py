@@ -7,6 +7,7 @@ real bubblewrap; the ready sandbox is found as this process' child."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,6 +101,47 @@ def test_an_unmount_ends_the_ready_sandbox(home: Home, mounted: Vault) -> None:
     mounts.unmount(home, mounted, "main")
     _until(lambda: not _ready_pids())  # its bind would have kept the mount's file system alive
     assert mounts.check(mounted, "main") is None
+
+
+def _standby_threads() -> int:
+    return sum(t.name == "avfs-exec-standby" for t in threading.enumerate())
+
+
+def _mount_tables() -> int:
+    """This process' descriptors open on its mount table (a standby thread holds one)."""
+    table = os.path.realpath("/proc/self/mounts")
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == table
+        except OSError:
+            pass
+    return n
+
+
+def test_the_apis_standby_ends_with_its_mount(home: Home, mounted: Vault) -> None:
+    """An agent runtime runs commands in fork after fork, each mount released when done
+    (idle, deleted, unmounted): no thread, pipe or mount table is kept for a fork whose
+    mount went (one thread and three descriptors per fork ever used, before), and the
+    fork's next call gets a ready sandbox again."""
+    ws = mounted.workspace("main")
+    threads, tables = _standby_threads(), _mount_tables()
+    assert avfs_git.exec_in(ws, ["true"]).success
+    _until(lambda: len(_ready_pids()) == 1)
+    assert _standby_threads() == threads + 1
+    kept = standby.for_api(mounted.state_dir, "main")
+    mounts.unmount(home, mounted, "main")
+    _until(lambda: not _ready_pids())
+    _until(lambda: _standby_threads() == threads)
+    assert _mount_tables() == tables
+    assert kept is not None and kept.closed
+    assert (mounted.state_dir, "main") not in standby._api
+    # the next call mounts the fork again (kept warm) and keeps a sandbox ready anew
+    assert avfs_git.exec_in(ws, ["true"]).success
+    _until(lambda: len(_ready_pids()) == 1)
+    assert standby.for_api(mounted.state_dir, "main") is not kept
+    mounts.unmount(home, mounted, "main")
+    _until(lambda: _standby_threads() == threads)
 
 
 def test_forks_keep_their_own_and_a_forked_child_none(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ database of the vault's packs alone, then the whole one, with the same bytes eit
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 
 import pytest
@@ -47,8 +49,11 @@ def test_packed_loose_and_newly_packed_objects_read_as_git_reads_them(vault: Vau
     read = odbdirect.raw_reader(vault.store, "tree")
     packed = _tree(vault, "main")
     assert read(packed) == _raw(vault, packed)
-    # the packs read through the backend kept for the thread (not a database around it)
-    assert vault.store._local.pack_backends[0] is odbdirect.packs_backend(vault.store)
+    # the packs read through the backend kept for the thread (the database around it owns it)
+    assert vault.store._local.packs[0] == (
+        odbdirect.packs_odb(vault.store),
+        odbdirect.packs_backend(vault.store),
+    )
     # a pack written since the database was made (checkpoints write packs)
     ws.write("a/c/two.txt", b"two\n")
     checkpoint.save(vault, "main", "c2")
@@ -98,7 +103,40 @@ def test_close_drops_the_packs_database(vault: Vault) -> None:
     odbdirect.packs_backend(vault.store, 1)
     vault.store.close()
     assert getattr(vault.store._local, "packs", None) is None
-    assert getattr(vault.store._local, "pack_backends", None) is None
+
+
+def _open_packs(vault: Vault) -> list[str]:
+    """The vault's pack files this process holds open."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(os.path.join(vault.path, "objects", "pack") + os.sep):
+            out.append(target)
+    return out
+
+
+def test_readers_keep_no_pack_open_once_the_store_is_closed(vault: Vault, ws: Workspace) -> None:
+    """Every merge reads its trees through :func:`raw_reader` in three lanes: once the
+    store is closed and the readers are gone, no pack stays open (pygit2 never frees a
+    pack backend that is in no database: each one read alone held its packs, a pack gc
+    deleted included, for the life of the process)."""
+    trees = []
+    for i in range(3):
+        ws.write(f"d{i}/f.txt", f"{i}\n".encode())
+        checkpoint.save(vault, "main", f"c{i}")  # a pack each
+        trees.append(_tree(vault, "main"))
+    vault.store.close()
+    readers = [odbdirect.raw_reader(vault.store, "tree", lane) for lane in range(3)]
+    for read in readers:
+        assert [read(t) for t in trees] == [_raw(vault, t) for t in trees]
+    assert _open_packs(vault)
+    del read, readers
+    vault.store.close()
+    gc.collect()
+    assert _open_packs(vault) == []
 
 
 def test_each_lane_is_a_database_of_its_own_kept_for_the_thread(vault: Vault, ws: Workspace) -> None:

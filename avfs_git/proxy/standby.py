@@ -160,7 +160,7 @@ class Standby:
 class Standbys:
     """At most one sandbox kept ready for a mount's next command. Its thread makes them (a
     sandbox dies with the thread that started it: ``--die-with-parent``) and ends a ready
-    one when its mount is unmounted."""
+    one when its mount is unmounted; the API's (:func:`for_api`) then ends itself too."""
 
     def __init__(self, *, daemon: bool = True) -> None:
         # a mount's daemon serving its own live mount (else the API's, for a fork mounted by
@@ -170,8 +170,14 @@ class Standbys:
         self._ready: Standby | None = None
         self._want: Sandbox | None = None
         self._closed = False
-        self._wake_r, self._wake_w = os.pipe()
+        self._source: str | None = None  # the fork's mount (the last sandbox asked for)
+        self._wake_r = self._wake_w = -1  # made with the thread (an unused one holds nothing)
         self._thread: threading.Thread | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether it makes no more sandboxes (closed, or the API's whose mount went)."""
+        return self._closed
 
     def take(self, sb: Sandbox) -> Standby | None:
         """The ready sandbox when it is ``sb``'s (its cwd aside), else None (one that is not
@@ -198,10 +204,12 @@ class Standbys:
             if self._closed:
                 return
             self._want = sb
+            self._source = sb.source
             if self._thread is None:
+                self._wake_r, self._wake_w = os.pipe()
                 self._thread = threading.Thread(target=self._loop, name="avfs-exec-standby", daemon=True)
                 self._thread.start()
-        os.write(self._wake_w, b"w")
+            os.write(self._wake_w, b"w")  # (under the lock: the thread closes the pipe once closed)
 
     def close(self) -> None:
         """End the ready sandbox and stop making new ones (once: a second call does nothing)."""
@@ -215,9 +223,7 @@ class Standbys:
                 # sees _closed only after this and closes the pipe itself (written after the
                 # lock, the byte could go to a closed descriptor or one reused since)
                 os.write(self._wake_w, b"c")
-            else:
-                os.close(self._wake_r)
-                os.close(self._wake_w)
+            # (no thread: no pipe either, it is made with the thread)
         if ready is not None:
             ready.discard()
 
@@ -236,14 +242,7 @@ class Standbys:
                     else:  # the mount table changed: is the ready sandbox's mount still there?
                         mounts.seek(0)
                         mounts.read()
-                        with self._lock:
-                            ready = self._ready
-                            if ready is not None and not _mounted(ready.key[-1]):
-                                self._ready = None
-                            else:
-                                ready = None
-                        if ready is not None:
-                            ready.discard()
+                        self._mount_changed()
                 with self._lock:
                     if self._closed:
                         break
@@ -253,10 +252,32 @@ class Standbys:
                     table = os.open("/proc/self/mounts", os.O_RDONLY | os.O_CLOEXEC)
                     if _mounted(want.source):
                         self._make(want, table)
-                    else:
+                    else:  # (a mount released with its call: the API's has nothing to keep)
                         os.close(table)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+                        self._mount_changed()
+        with self._lock:  # (prepare writes to the pipe under it, while not closed)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        if not self.daemon:
+            _forget(self)
+
+    def _mount_changed(self) -> None:
+        """After a change of the mount table: a ready sandbox whose mount went is ended; the
+        API's ends too, thread and all, once its fork's mount went (a process that runs
+        commands in fork after fork, each mounted then released, would otherwise keep a
+        thread and its descriptors for every fork it ever ran one in). A call that comes
+        later gets a new one from :func:`for_api`."""
+        with self._lock:
+            ready = self._ready
+            if ready is not None and not _mounted(ready.key[-1]):
+                self._ready = None
+            else:
+                ready = None
+            if not self.daemon and self._source is not None and not _mounted(self._source):
+                self._closed = True  # (a ready one is of this mount: ended above)
+                ready, self._ready = self._ready or ready, None
+        if ready is not None:
+            ready.discard()
 
     def _make(self, sb: Sandbox, table: int = -1) -> None:
         """Set up a sandbox like ``sb``; ``table``: the open mount table it keeps (closed
@@ -331,6 +352,14 @@ _api: dict[tuple[str, str], Standbys] = {}
 _api_lock = threading.Lock()
 
 
+def _forget(got: Standbys) -> None:
+    """Drop ``got`` from the API's sets once it has ended (when it is still the one kept)."""
+    with _api_lock:
+        for key, kept in list(_api.items()):
+            if kept is got:
+                del _api[key]
+
+
 def _forget_in_child() -> None:
     # a forked child has none of their threads: it makes its own
     _api.clear()
@@ -348,6 +377,6 @@ def for_api(state_dir: str, fork: str) -> Standbys | None:
         return None
     with _api_lock:
         got = _api.get((state_dir, fork))
-        if got is None:
+        if got is None or got.closed:  # (one whose mount went, its thread ending)
             got = _api[(state_dir, fork)] = Standbys(daemon=False)
         return got

@@ -26,6 +26,7 @@ a merge: this module never touches pygit2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -454,13 +455,23 @@ def _refuse_changed(ws: Workspace) -> None:
 
 
 def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
-    """Move the target's ref (CAS) and point its (clean) workspace at ``new``; whatever was
-    written in the moment between the last check and the move is kept under a recovery
-    ref rather than lost."""
-    _refuse_changed(ws)
-    refs.cas_update(ws.store, ws.ref, new, old, reason)
-    keep_recovery(ws, "written during a merge")
-    ws.set_base(new, keep_view=False)
+    """Move the target's ref (CAS) and point its (clean) workspace at ``new``.
+
+    Unmounted, the check, the move and the new view are one overlay transaction: a write
+    through the API or the CLI (which commits its entry in such a transaction) waits for
+    it and lands on the merged view. It used to land in the moment between the check and
+    the new view and be swept away with the old one (kept under a recovery ref when it
+    came before that ref was made, lost without trace after: an agent runtime merging
+    forks into main while main was written lost 1 write in 30). Mounted, writes go
+    through the mount, not the overlay's transactions: what was written in that moment
+    is kept under a recovery ref rather than lost."""
+    live = ws.live_dir() is not None
+    with contextlib.nullcontext() if live else ws.overlay.txn():
+        _refuse_changed(ws)
+        refs.cas_update(ws.store, ws.ref, new, old, reason)
+        if live:
+            keep_recovery(ws, "written during a merge")
+        ws.set_base(new, keep_view=False)
 
 
 def _refuse_open_files(ws: Workspace, target: str) -> None:

@@ -114,8 +114,7 @@ class GitStore(StoreWrites):
         reopened on next use)."""
         # other threads' repositories are dropped, not freed: one may be in use right now
         self._local.release("repo", lambda repo: repo.free(), others=False)
-        self._local.release("packs", lambda odb: None)  # (odbdirect.packs_odb's: dropped)
-        self._local.release("pack_backends", lambda backend: None)  # (odbdirect.packs_backend's)
+        self._local.release("packs", lambda odbs: None)  # (odbdirect's: freed with their packs)
         self._reader = ObjectReader(self.path)  # readers busy with the old one finish with it
 
     # -- objects ------------------------------------------------------------------------

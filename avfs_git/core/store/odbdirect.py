@@ -49,11 +49,13 @@ def raw_reader(store: GitStore, what: str = "object", lane: int = 0) -> Callable
     checked, as before. The backend keeps no cache of its own: for readers that read each
     object about once (a merge's walk)."""
     odb = store._repo.odb
+    owner = packs_odb(store, lane)  # (held while reading: its backend lives as long as it)
     packs = packs_backend(store, lane)
     misses = 0
 
     def read(oid: str) -> bytes:
         nonlocal misses
+        assert owner is not None  # (held by this closure: the backend is the database's)
         if misses < PACK_MISSES:
             for rescan in (False, True):
                 try:
@@ -83,17 +85,7 @@ def packs_odb(store: GitStore, lane: int = 0) -> pygit2.Odb:
     trees in its own checkpoints' packs) searched half of the vault's packs on most reads
     (up to :data:`.packwriter.PACK_LIMIT` before they are consolidated; ~3 µs a read at
     40 packs, 2.5x the read itself at 100). One database per such reader keeps its hint."""
-    odbs: dict[int, pygit2.Odb] | None = getattr(store._local, "packs", None)
-    if odbs is None:
-        odbs = store._local.packs = {}
-    odb = odbs.get(lane)
-    if odb is None:
-        import pygit2
-
-        odb = pygit2.Odb()
-        odb.add_backend(packs_backend(store, lane), 1)
-        odbs[lane] = odb
-    return odb
+    return _packs(store, lane)[0]
 
 
 def packs_backend(store: GitStore, lane: int = 0) -> pygit2.OdbBackendPack:
@@ -101,18 +93,33 @@ def packs_backend(store: GitStore, lane: int = 0) -> pygit2.OdbBackendPack:
     :func:`packs_odb`'s database, kept with the repository (:meth:`.gitstore.GitStore.close`
     drops it). It keeps libgit2's hint of the pack it last found an object in; read
     directly, it checks no object's SHA-1 and finds a pack written since only when asked
-    to look again (``refresh``)."""
-    backends: dict[int, pygit2.OdbBackendPack] | None = getattr(store._local, "pack_backends", None)
-    if backends is None:
-        backends = store._local.pack_backends = {}
-    backend = backends.get(lane)
-    if backend is None:
+    to look again (``refresh``).
+
+    The database owns it: hold :func:`packs_odb`'s database for as long as it is read
+    (libgit2 frees the backend with its database)."""
+    return _packs(store, lane)[1]
+
+
+def _packs(store: GitStore, lane: int) -> tuple[pygit2.Odb, pygit2.OdbBackendPack]:
+    """The database of ``lane`` and its one backend. The backend is always added to its
+    database, which frees it (its packs closed, their maps unmapped) when it goes: pygit2
+    never frees a backend of libgit2's own that is in no database, so a backend read
+    alone kept every pack it had opened open for the life of the process, a pack gc had
+    deleted included (each merge's, through :func:`raw_reader`, in every thread; an agent
+    runtime's process held 20 after ``Home.close``)."""
+    odbs: dict[int, tuple[pygit2.Odb, pygit2.OdbBackendPack]] | None = getattr(store._local, "packs", None)
+    if odbs is None:
+        odbs = store._local.packs = {}
+    got = odbs.get(lane)
+    if got is None:
         import pygit2
 
         store._repo  # noqa: B018  (pygit2 configured as the store configures it)
         backend = pygit2.OdbBackendPack(os.path.join(store.path, "objects"))
-        backends[lane] = backend
-    return backend
+        odb = pygit2.Odb()
+        odb.add_backend(backend, 1)
+        got = odbs[lane] = (odb, backend)
+    return got
 
 
 def size_reader(store: GitStore) -> Callable[[str], int]:

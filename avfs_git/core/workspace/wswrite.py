@@ -253,6 +253,11 @@ class Mutations(GuardChecks, WriteChecks):
             live.mkdir(real)
             return
         with self.overlay.txn() as db:
+            now = self.view.lookup(real)
+            if now is not None and now.is_dir and (exist_ok or parents):
+                # made since the look above (another writer's checkpoint moved it into the
+                # base): an empty tree put here would hide what it holds
+                return
             below = self.view.lookup(real, skip_self=True)
             if below is not None and below.mode == MODE_COMMIT:
                 # a submodule removed, then a directory made at its path: to git that is the

@@ -1,0 +1,95 @@
+"""A write into the merge's target in the moment the merge moves it (an agent runtime:
+agents merge their forks into main as each finishes while main is worked on). The merge
+captures the target's changes, checks it is still clean, moves its ref and points its
+workspace at the merged commit; a write that came between the check and the new view
+was swept away with the old view (kept under a recovery ref when it came before that
+ref was made, lost without trace after; an orchestrator of six agents lost 8 writes of
+30). Now the check, the move and the new view are one overlay transaction: the write
+waits for it and lands on the merged view. Real git, a real write from another thread;
+the write is started right after the ref moved (by wrapping the real compare-and-swap).
+And a write's parent directory made while another writer's checkpoint moved that
+directory into the base."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.vaults.vault import Vault
+
+from .conftest import git
+
+
+@pytest.mark.parametrize("kind", ["fast_forward", "merged"])
+def test_a_write_in_the_moment_of_the_move_lands_on_the_merged_view(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    main = vault.workspace("main")
+    main.write("base.txt", b"base\n")
+    checkpoint.save(vault, "main")
+    vault.create_fork("main", "a")
+    vault.workspace("a").write("agents/a.txt", b"done\n")
+    checkpoint.save(vault, "a")
+    if kind == "merged":
+        main.write("main.txt", b"main's own\n")
+        checkpoint.save(vault, "main")
+    real = merge.refs.cas_update
+    writers: list[threading.Thread] = []
+    landed = threading.Event()
+
+    def late_write() -> None:
+        main.write("late.txt", b"written as the merge moved main\n")
+        landed.set()
+
+    def cas_then_write(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        if args[1] == "refs/heads/main" and not writers:
+            t = threading.Thread(target=late_write)
+            writers.append(t)
+            t.start()
+            landed.wait(1.0)  # the write goes ahead now, or waits for the move to end
+
+    monkeypatch.setattr(merge.refs, "cas_update", cas_then_write)
+    got = merge.merge(vault, "a", "main")
+    assert writers, "the merge moved no ref"
+    writers[0].join(timeout=60)
+    assert got.status == kind
+    assert main.read("late.txt") == b"written as the merge moved main\n"
+    assert main.read("agents/a.txt") == b"done\n"  # on the merged view
+    checkpoint.save(vault, "main")
+    files = set(git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split())
+    assert {"late.txt", "agents/a.txt", "base.txt"} <= files
+    kept = git(
+        "--git-dir", vault.path, "for-each-ref", "--format=%(contents:subject)", "refs/avfs/recovery/main"
+    )
+    assert "written during a merge" not in kept
+
+
+def test_a_parent_made_by_another_writers_checkpoint_meanwhile_is_not_hidden(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``write("notes/b")`` finds no ``notes`` and makes it; meanwhile another writer wrote
+    ``notes/a`` and checkpointed (``notes`` is now in the base). The made directory used
+    to be an empty tree put over the base's, hiding ``notes/a`` (the next checkpoint
+    deleted it: a merge's capture in an agent runtime). Real checkpoint, run in the
+    moment between the look and the write's transaction."""
+    ws = vault.workspace("main")
+    real_txn = ws.overlay.txn
+    state = {"done": False}
+
+    def txn() -> object:
+        if not state["done"]:
+            state["done"] = True
+            ws.write("notes/a.txt", b"a\n")  # the other writer, then its checkpoint
+            checkpoint.save(vault, "main")
+        return real_txn()
+
+    monkeypatch.setattr(ws.overlay, "txn", txn)
+    ws.write("notes/b.txt", b"b\n")
+    monkeypatch.undo()
+    assert ws.read("notes/a.txt") == b"a\n"
+    checkpoint.save(vault, "main")
+    files = set(git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split())
+    assert {"notes/a.txt", "notes/b.txt"} <= files
