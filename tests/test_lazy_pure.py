@@ -59,6 +59,30 @@ def test_a_miss_in_a_vault_that_borrows_objects_still_asks_libgit2(home: Home, s
     assert imported == "True"
 
 
+def test_a_packed_read_does_not_open_a_loose_file_it_just_found_absent(home: Home, server: Server) -> None:
+    """The read checked for a loose file (``has_loose``) before the pure reader's read:
+    the reader then looks only in the packs (one failed ``open`` and its exception less a
+    read; a lazy mount's daemon reads ~2,700 objects in a cold task)."""
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    script = (
+        "import io, sys\n"
+        "from avfs_git.cli.main import main\n"
+        "from avfs_git.core.store import objreader\n"
+        "assert main(['--vault', 'p', 'cat', sys.argv[2]]) == 0\n"  # a miss: fetched, read from what the fetch checked
+        "opened = []\n"
+        "real = objreader._read_loose\n"
+        "objreader._read_loose = lambda path: (opened.append(path), real(path))[1]\n"
+        "assert main(['--vault', 'p', 'cat', sys.argv[2]]) == 0\n"  # from the fetch's pack now
+        "assert 'pygit2' not in sys.modules\n"
+        "print('opened', len(opened))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, home.path, FILES[0]], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "opened 0"
+
+
 def blob_at_oid(repo: Path, path: str) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(repo), "rev-parse", f"main:{path}"],

@@ -178,7 +178,7 @@ class GitStore(StoreWrites):
         loose = self._reader.has_loose(oid)
         if "pygit2" not in sys.modules or loose:
             try:
-                got = self._reader.read(oid)
+                got = self._reader.read(oid, loose=loose)
             except ObjectReadError as exc:
                 if loose:  # libgit2 (1.9) loops forever on a truncated loose object: not asked
                     raise self._unreadable(oid, what, exc, exc) from exc
