@@ -150,28 +150,26 @@ class GitStore(StoreWrites):
         """(type, data) of object ``oid``: the one read path of avfs.
 
         In a lazy vault (:mod:`.promisor`) a blob (``what == "blob"``) that is not local is
-        fetched from the promisor remote first (``path``: the file, for the error that
-        says it could not be; ``near(dir)``: the tree of a directory of the read's view, whose promised blobs
-        come in the same fetch: :mod:`.neighbours`), then read as any other; trees and
-        commits are always local.
-
-        Until something has imported pygit2, objects are read by :mod:`.objreader` (pure
-        Python) so that read-only CLI commands skip pygit2's ~85 ms import; libgit2 reads
-        them otherwise, and whenever the pure reader does not find an object or cannot read
-        it (a layout it does not know, corrupt data); the pure reader is asked in turn when
-        libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
-        :class:`ObjectUnreadableError` naming it (``what`` names the kind the caller wants
-        in the message).
+        fetched from the promisor remote first (``path``: the file, for the error that says
+        it could not be; ``near(dir)``: the tree of a directory of the read's view, whose
+        promised blobs come in the same fetch: :mod:`.neighbours`), then read as any other;
+        trees and commits are always local. Until something has imported pygit2, objects
+        are read by :mod:`.objreader` (pure Python: read-only CLI commands skip pygit2's
+        ~85 ms import); libgit2 reads them otherwise, and whenever the pure reader does not
+        find an object (unless it vouches for a lazy vault's blob's absence: ``absent``) or
+        cannot read it (a layout it does not know, corrupt data); the pure reader is asked
+        in turn when libgit2 fails (it takes a pack it cannot open for absent). An object
+        neither can read raises :class:`ObjectUnreadableError` (``what``: the kind wanted).
         """
         try:
-            return self._read_local(oid, what)
+            return self._read_local(oid, what, before_fetch=True)
         except ObjectUnreadableError as exc:
             if what != "blob" or not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
         fetch_with(self, oid, path, near)
         return self._read_local(oid, what)
 
-    def _read_local(self, oid: str, what: str) -> tuple[str, bytes]:
+    def _read_local(self, oid: str, what: str, *, before_fetch: bool = False) -> tuple[str, bytes]:
         """:meth:`read_object` of what the vault holds: a blob a lazy vault's fetch brought
         and nothing read yet from the contents that fetch checked (:mod:`.freshblobs`)."""
         if what == "blob" and (fresh := self.promisor.fresh.take(oid)) is not None:
@@ -179,13 +177,15 @@ class GitStore(StoreWrites):
         loose = self._reader.has_loose(oid)
         if "pygit2" not in sys.modules or loose:
             try:
-                got = self._reader.read(oid)
+                got = self._reader.read(oid, loose=loose)
             except ObjectReadError as exc:
                 if loose:  # libgit2 (1.9) loops forever on a truncated loose object: not asked
                     raise self._unreadable(oid, what, exc, exc) from exc
                 return self._libgit2_read(oid, what, exc)
             if got is not None:
                 return got
+            if before_fetch and what == "blob" and self.promisor.remote() and self._reader.absent(oid):
+                raise self._unreadable(oid, what, None, KeyError(oid))  # fetched without loading pygit2
             return self._libgit2_read(oid, what, None)
         return self._libgit2_read(oid, what, None, pure_tried=False)
 
