@@ -626,7 +626,7 @@ class GitModel(RuleBasedStateMachine):
 
     @precondition(lambda self: self.busy() is None and self.has_parent())
     @rule(back=st.integers(1, 2), switch=st.booleans())
-    def detach(self, back: int, switch: bool) -> None:
+    def detach(self, back: int, switch: bool = False) -> None:
         """`git checkout --detach HEAD~N` or `git switch --detach HEAD~N`: git's own state in
         the mount (avfs refuses to record on the fork until `git switch f`); commits made
         there are left behind."""
@@ -1182,6 +1182,14 @@ def _every_command_once(backend: str) -> None:
             lambda: model.exec_git_command("reset-soft"),
             lambda: model.exec_git_command("cherry-pick"),
             lambda: model.exec_git_command("commit-a"),
+            # (gitmodel3's rules, once each)
+            lambda: model.notes(_Draw(None), "add"),
+            lambda: model.path_command(_Draw("README.md"), "source-side"),
+            lambda: model.index_flag(_Draw("tox.ini"), "--skip-worktree"),
+            lambda: model.checkpoint(False),
+            lambda: model.patch("am"),
+            lambda: model.detach(1, switch=True),
+            lambda: model.settle("abort"),
         ]
         model.check()
         for step in steps:
