@@ -25,7 +25,7 @@ def _step(m: tgm.GitModel, line: str) -> None:
             with open(p, "a" if append else "w") as fh:
                 fh.write(word)
         m.note(line)
-    elif line.startswith("rm "):
+    elif line.startswith("rm ") and not line.startswith("rm -r "):
         m.on_both(lambda r: os.unlink(os.path.join(r, line[3:])))
         m.note(line)
     elif line.startswith("mv "):
@@ -73,10 +73,21 @@ def _step(m: tgm.GitModel, line: str) -> None:
 
         m.on_both(w)
         m.note(line)
+    elif line == "mkdir empty/dir":
+        m.on_both(lambda r: os.makedirs(os.path.join(r, "empty", "dir"), exist_ok=True))
+        m.note(line)
+    elif line.startswith("rm -r "):
+        m.on_both(lambda r: shutil.rmtree(os.path.join(r, line[6:])))
+        m.note(line)
+    elif line.startswith("format-patch "):
+        m.format_patch(line.split()[1])
     elif line.endswith("(switched back)"):
         m.switch("-c" in line)
     elif line.startswith("git "):
+        line = re.sub(r"\S*/side\.patch", os.path.join(m.home, "side.patch"), line)
         line = line.replace("-m made with git", "-m 'made with git'")
+        line = line.replace("-m without a directory", "-m 'without a directory'")
+        line = line.replace("-m a note", "-m 'a note'")
         line = re.sub(
             r"sequence\.editor=(.*?) rebase",
             lambda x: shlex.quote("sequence.editor=" + x.group(1)) + " rebase",

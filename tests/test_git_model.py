@@ -52,7 +52,14 @@ STEPS = int(os.environ.get("AVFS_MODEL_STEPS", "10"))
 BACKEND = "overlay"  # set per test below (a state machine class per backend)
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
 
-NEW_NAMES = ["new.txt", "src/attr/added.py", "docs/notes.md", "deep/er/x.txt"]
+# (a name of 200 bytes in a directory of 100: long names through the mount and its index)
+NEW_NAMES = [
+    "new.txt",
+    "src/attr/added.py",
+    "docs/notes.md",
+    "deep/er/x.txt",
+    "l" * 100 + "/" + "n" * 196 + ".txt",
+]
 WORDS = ["one\n", "two\n", "three\n", "changed line\n", "import os\n"]
 # `git rebase -i`'s todo list edited by a script (git runs it as `sh -c 'SCRIPT "$@"'`)
 REBASE_SCRIPTS = {
@@ -165,6 +172,10 @@ class Side:
         """Each tag's name -> its commit's tree."""
         rows = self.git("for-each-ref", "--format=%(refname:short)", "refs/tags").stdout.split()
         return {t: self.git("rev-parse", f"refs/tags/{t}^{{tree}}").stdout.strip() for t in rows}
+
+    def notes(self) -> list[str]:
+        """`git notes list`: each note's blob and the commit it annotates."""
+        return sorted(self.git("notes", "list", check=False).stdout.splitlines())
 
     def changes(self, rev: str = "HEAD") -> set[tuple[str, str]]:
         """What the working tree differs from ``rev``: (path, added|modified|deleted), the
@@ -606,11 +617,117 @@ class GitModel(RuleBasedStateMachine):
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None and self.has_parent())
-    @rule(back=st.integers(1, 2))
-    def detach(self, back: int) -> None:
-        """`git checkout --detach HEAD~N`: git's own state in the mount (avfs refuses to
-        record on the fork until `git switch f`); commits made there are left behind."""
-        self.both("checkout", "-q", "--detach", f"HEAD~{back}" if self.has(f"HEAD~{back}") else "HEAD~1")
+    @rule(back=st.integers(1, 2), switch=st.booleans())
+    def detach(self, back: int, switch: bool = False) -> None:
+        """`git checkout --detach HEAD~N` or `git switch --detach HEAD~N`: git's own state in
+        the mount (avfs refuses to record on the fork until `git switch f`); commits made
+        there are left behind."""
+        rev = f"HEAD~{back}" if self.has(f"HEAD~{back}") else "HEAD~1"
+        self.both("switch" if switch else "checkout", "-q", "--detach", rev)
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None and self.has("HEAD~2"))
+    @rule(data=st.data(), word=st.sampled_from(WORDS))
+    def fixup(self, data: st.DataObject, word: str) -> None:
+        """`git commit --fixup=HEAD~1` of a change, then `git rebase -i --autosquash` (the
+        todo list as git makes it): the fixup folded into the commit it names."""
+        path = self.pick(data, self.tracked())
+        if path is None or not self.clean():
+            return
+        _write_both(self, path, word)
+        if self.both("commit", "-q", "-a", "--fixup=HEAD~1"):
+            self.conflicted(
+                data,
+                "rebase",
+                "-c",
+                "sequence.editor=true",
+                "rebase",
+                "-q",
+                "-i",
+                "--autosquash",
+                "HEAD~3" if self.has("HEAD~3") else "HEAD~2",
+            )
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(how=st.sampled_from(["am", "apply", "apply-index", "apply-reverse"]))
+    def patch(self, how: str) -> None:
+        """`git format-patch -1 side` applied: `git am` (a commit), `git apply` (the files),
+        `git apply --index` (and the index), or `git apply -R` of HEAD's own patch; one
+        that does not apply is given up alike (`git am --abort`)."""
+        rev = "HEAD" if how == "apply-reverse" else "side"
+        if not self.has(rev):
+            return
+        path = self.format_patch(rev)
+        args = {
+            "am": ["am", "-q", path],
+            "apply": ["apply", path],
+            "apply-index": ["apply", "--index", path],
+            "apply-reverse": ["apply", "-R", path],
+        }[how]
+        if not self.both(*args) and how == "am":
+            self.both("am", "--abort")
+        self.last_checkpoint = False
+
+    def format_patch(self, rev: str) -> str:
+        """`git format-patch -1 --stdout REV` of the plain side, in a file beside both."""
+        self.note(f"format-patch {rev}")
+        path = os.path.join(self.home, "side.patch")
+        with open(path, "w") as fh:
+            fh.write(self.p.git("format-patch", "-1", "--stdout", rev).stdout)
+        return path
+
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(
+            ["--skip-worktree", "--no-skip-worktree", "--assume-unchanged", "--no-assume-unchanged"]
+        ),
+    )
+    def index_flag(self, data: st.DataObject, how: str) -> None:
+        """`git update-index --skip-worktree` / `--assume-unchanged` (and back) of a path: a
+        bit of git's index entry, which avfs's own writes of the mount's index keep."""
+        path = self.pick(data, self.tracked())
+        if path is not None:
+            self.both("update-index", how, "--", path)
+        self.last_checkpoint = False
+
+    @rule(data=st.data(), how=st.sampled_from(["add", "append", "remove"]))
+    def notes(self, data: st.DataObject, how: str) -> None:
+        """`git notes add -f` / `append` / `remove` on HEAD (refs/notes/commits: the vault's,
+        in the mount)."""
+        args = {
+            "add": ["add", "-f", "-m", "a note"],
+            "append": ["append", "-m", "more"],
+            "remove": ["remove", "--ignore-missing"],
+        }[how]
+        self.both("notes", *args, "HEAD")
+
+    @rule(data=st.data(), upper=st.booleans())
+    def case_rename(self, data: st.DataObject, upper: bool) -> None:
+        """`git mv PATH Path` (a case-only rename: two names on Linux, one on a folding disk)."""
+        path = self.pick(data, self.tracked())
+        if path is None:
+            return
+        d, name = os.path.split(path)
+        new = os.path.join(d, name.upper() if upper else name.lower())
+        if new != path and not os.path.lexists(os.path.join(self.p.root, new)):
+            self.both("mv", "-k", path, new)
+        self.last_checkpoint = False
+
+    @rule(data=st.data(), remove=st.booleans())
+    def empty_dir(self, data: st.DataObject, remove: bool) -> None:
+        """An empty directory made (git sees nothing) or every file of a directory removed
+        and the directory too (`rm -r`, then a `git commit -a` records the removal)."""
+        if not remove:
+            self.note("mkdir empty/dir")
+            self.on_both(lambda r: os.makedirs(os.path.join(r, "empty", "dir"), exist_ok=True))
+            return
+        path = self.pick(data, sorted({os.path.dirname(f) for f in self.tracked()} - {""}))
+        if path is None or not self.clean():
+            return
+        self.note(f"rm -r {path}")
+        self.on_both(lambda r: shutil.rmtree(os.path.join(r, path)))
+        self.both("commit", "-q", "-a", "-m", "without a directory")
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None)
@@ -637,7 +754,17 @@ class GitModel(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         how=st.sampled_from(
-            ["checkout", "restore", "restore-staged", "rm-cached", "rm", "from-side", "from-old"]
+            [
+                "checkout",
+                "restore",
+                "restore-staged",
+                "rm-cached",
+                "rm",
+                "from-side",
+                "from-old",
+                "source-side",
+                "checkout-old",
+            ]
         ),
     )
     def path_command(self, data: st.DataObject, how: str) -> None:
@@ -652,6 +779,8 @@ class GitModel(RuleBasedStateMachine):
             "rm": ["rm", "-q", "-f", "--", path],
             "from-side": ["checkout", "-q", "side", "--", "SIDE.txt", "README.md"],
             "from-old": ["restore", "-s", "HEAD~1", "-SW", "--", path],
+            "source-side": ["restore", "--source=side", "--", path],
+            "checkout-old": ["checkout", "-q", "HEAD~1", "--", path],
         }[how]
         self.both(*args)
         self.last_checkpoint = False
@@ -713,7 +842,9 @@ class GitModel(RuleBasedStateMachine):
         got = self.m.git(*args, check=False)
         assert got.returncode != 0, f"git {' '.join(args)} in the mount: {got.stdout}{got.stderr}"
         if self.p.git(*args, check=False).returncode == 0:
-            self.p.git("checkout", "-q", "--ignore-other-worktrees", "f", "--")
+            # (from a detached HEAD, git may refuse the way back for local changes: the
+            # guard then leaves HEAD on X and says so, in the mount as here)
+            self.p.git("checkout", "-q", "--ignore-other-worktrees", "f", "--", check=False)
 
     # -- avfs operations, and their git equivalents on the plain side -------------------------
     @rule()
@@ -897,6 +1028,7 @@ class GitModel(RuleBasedStateMachine):
         # (the same objects, avfs's own commits included: see __init__)
         assert self.m.git("rev-parse", "HEAD").stdout == self.p.git("rev-parse", "HEAD").stdout, where
         assert self.m.tags() == self.p.tags(), f"tags differ {where}"
+        assert self.m.notes() == self.p.notes(), f"notes differ {where}"
         op = self.busy()
         if op is not None:  # the fork's branch is where git left it (a rebase moves HEAD only)
             assert self.m.history("refs/heads/f") == self.p.history("refs/heads/f"), f"branch differs {where}"
@@ -909,7 +1041,8 @@ class GitModel(RuleBasedStateMachine):
         if op is None:
             assert git is None, f"avfs status names git's state {git} {where}"
         else:
-            assert git is not None and (git["in_progress"] == op or (op == "detached" and git["detached"])), (
+            off = op == "detached" and (git or {}).get("head") != "refs/heads/f"  # detached, or on a branch X
+            assert git is not None and (git["in_progress"] == op or off), (
                 f"avfs status does not name git's {op} {where}: {git}"
             )
         got: set[tuple[str, str]] = set()
@@ -1016,6 +1149,9 @@ def _every_command_once(backend: str) -> None:
             lambda: model.checkpoint(False),
             model.restore,
             model.avfs_status,
+            # a file the restore took away, made again (`>>`: an O_CREAT open without O_EXCL,
+            # ENOENT on pure FUSE until the open of a gone name answered ESTALE)
+            lambda: _write_both(model, "NEW.txt", "made again\n"),
             # what git tracks besides bytes, and git's own housekeeping
             lambda: model.on_both(lambda r: os.chmod(os.path.join(r, "tox.ini"), 0o755)),
             lambda: model.on_both(lambda r: os.symlink("README.md", os.path.join(r, "link.md"))),
@@ -1051,6 +1187,14 @@ def _every_command_once(backend: str) -> None:
             lambda: model.exec_git_command("reset-soft"),
             lambda: model.exec_git_command("cherry-pick"),
             lambda: model.exec_git_command("commit-a"),
+            # (gitmodel3's rules, once each)
+            lambda: model.notes(_Draw(None), "add"),
+            lambda: model.path_command(_Draw("README.md"), "source-side"),
+            lambda: model.index_flag(_Draw("tox.ini"), "--skip-worktree"),
+            lambda: model.checkpoint(False),
+            lambda: model.patch("am"),
+            lambda: model.detach(1, switch=True),
+            lambda: model.settle("abort"),
         ]
         model.check()
         for step in steps:

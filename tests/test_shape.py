@@ -22,6 +22,7 @@ PROCESS_STATE = {
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
     "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",
     "proxy/refwatch.py:_live": "the inotify watch of a vault's branches belongs to the daemon serving proxy exec; seal finds it by path",
+    "mount/indexguard.py:_held": "the index guards this thread holds (flock locks are per open file: a writer in the same thread takes the held one)",
     "mount/ownfiles.py:_owner_cache": "registry records' contents, checked against the file at every use",
     "core/vaults/registry.py:_KEPT": "the mount table a process keeps open (a daemon's); the kernel marks it per open file",
     "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",

@@ -11,7 +11,6 @@ import fcntl
 import hashlib
 import os
 import struct
-import time
 from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -20,10 +19,10 @@ from ..core.store.gitlib import libgit2_loaded
 from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
+from .indexguard import create_lock, held, open_guard, take_lock
 from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
-    LOCK_FILE,
     MERGE_MARKER,
     STAMP_FILE,
     MountedFork,
@@ -166,7 +165,7 @@ def write_index(
     under git's own ``index.lock``; when git holds it, nothing is written (returns False).
     """
     try:
-        fd = _create_lock(git_dir)
+        fd = create_lock(git_dir)
     except FileExistsError:
         return False
     _write_locked(git_dir, fd, index_bytes(vault, commit, stat_of, fsmonitor_token))
@@ -328,13 +327,6 @@ def _write_locked(git_dir: str, fd: int, data: bytes) -> None:
         raise
 
 
-def _create_lock(git_dir: str) -> int:
-    """git's ``index.lock`` of ``git_dir``, created here (FileExistsError: git holds it, or
-    something was planted there: either way it is not ours to write through)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(os.path.join(git_dir, "index.lock"), flags, 0o644)
-
-
 def sync_index(
     ws: MountedFork,
     git_dir: str,
@@ -362,14 +354,16 @@ def sync_index(
     file; what ``git add`` staged elsewhere stays staged, as after a commit."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     own = files_dir(ws.vault, ws.fork)
+    slot = held(own)  # (this thread moved the base under the guard: mount/indexguard.py)
     try:
-        guard = open_guard(own)
+        guard = open_guard(own) if slot is None else None
     except (FileNotFoundError, NotADirectoryError):
         return False  # unmounted meanwhile
     except OSError as exc:
         raise from_oserror(exc, own) from exc
     try:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+        if guard is not None:
+            fcntl.flock(guard, fcntl.LOCK_EX)
         # read only now, the guard held: a writer after us reads a base at least as new;
         # and in one snapshot: what is written and its stamp describe the same base
         view = read_view(ws)
@@ -378,7 +372,9 @@ def sync_index(
         if base is None or read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
         lock = os.path.join(git_dir, "index.lock")
-        fd = _take_lock(git_dir, wait_s)
+        fd = take_lock(git_dir, wait_s) if slot is None else slot.take_lock(git_dir)
+        if fd is None and slot is not None:
+            fd = take_lock(git_dir, 0)  # (git kept it while the guard was taken)
         if fd is None:
             return False
         try:
@@ -435,7 +431,8 @@ def sync_index(
     except OSError as exc:
         raise from_oserror(exc, git_dir) from exc
     finally:
-        os.close(guard)
+        if guard is not None:
+            os.close(guard)
 
 
 def _whole(
@@ -479,21 +476,6 @@ def _whole(
         sized=not later,
     )
     return data, skeleton, None
-
-
-def _take_lock(git_dir: str, wait_s: float) -> int | None:
-    """git's ``index.lock`` of ``git_dir``, made (its descriptor); None when git held it
-    for ``wait_s`` or the worktree is gone."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return _create_lock(git_dir)
-        except FileExistsError:  # git is writing it: its write ends in a moment
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.002)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
 
 
 def _aside(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
@@ -611,8 +593,3 @@ def merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:
             except FileNotFoundError:
                 pass
     os.unlink(marker)
-
-
-def open_guard(own: str) -> int:
-    """The descriptor of the mount's index lock file (``LOCK_FILE`` in ``own``) to flock."""
-    return os.open(os.path.join(own, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     pass
-from .index import merge_head, open_guard, read_view, sync_index
+from .index import merge_head, read_view, sync_index
+from .indexguard import guarded, open_guard
+from .indexguard import held as guard_held
 from .ownfiles import (
     ACK_FILE,
     ACK_WAIT_S,
@@ -280,25 +282,22 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
 
 
 @contextlib.contextmanager
-def index_guard(ws: MountedFork) -> Iterator[None]:
+def index_guard(ws: MountedFork, *, git: bool = False) -> Iterator[None]:
     """Hold the live mount's index guard (the flock every writer of its git index takes,
-    mount/index.py): a move of the base made inside, with its index stamped inside too
-    (:func:`stamp_current` with ``held``), is never seen by the pure-FUSE daemon's index
-    refresh half done. Nothing to hold without a live mount."""
+    mount/indexguard.py): a move of the base made inside, with its index written or stamped
+    inside too (:func:`sync_mounted`, :func:`stamp_current` with ``held``), is never seen
+    by the pure-FUSE daemon's index refresh half done. ``git``: git's ``index.lock`` too,
+    so git in the mount writes no index (``git commit``, ``git add``) between the move and
+    the index's (a checkpoint, restore, undo: avfs is the mover). Nothing to hold without
+    a live mount."""
     live = _live_mount(ws)
-    guard = None
-    if live is not None:
-        try:
-            guard = open_guard(live.files)
-        except OSError:
-            guard = None  # unmounted meanwhile
-    try:
-        if guard is not None:
-            fcntl.flock(guard, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as stack:
+        if live is not None:
+            try:
+                stack.enter_context(guarded(live.files, live.git_dir if git else None))
+            except OSError:
+                pass  # unmounted meanwhile
         yield
-    finally:
-        if guard is not None:
-            os.close(guard)
 
 
 def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
@@ -321,7 +320,7 @@ def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
             sync_index(ws, live.git_dir, live.uid, live.gid)
         return
     try:
-        guard = None if held else open_guard(live.files)
+        guard = None if held or guard_held(live.files) else open_guard(live.files)
     except OSError:
         return  # unmounted meanwhile
     try:

@@ -64,10 +64,10 @@ class WorktreeSide:
 
         live.stamp_current(ws, held=held)
 
-    def index_guard(self, ws: MountedFork) -> AbstractContextManager[None]:
+    def index_guard(self, ws: MountedFork, *, git: bool = False) -> AbstractContextManager[None]:
         from . import live
 
-        return live.index_guard(ws)
+        return live.index_guard(ws, git=git)
 
 
 MOUNT_SIDE = WorktreeSide()

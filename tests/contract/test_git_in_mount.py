@@ -466,3 +466,60 @@ def test_a_file_a_restore_took_away_can_be_made_again(mounted: Any, backend: str
         assert (mp / rel).read_text() == "truncated\n"
         assert _status(avfs)["changes"] == [{"path": rel, "status": "added"}]
         (mp / rel).unlink()
+
+
+@pytest.mark.parametrize("move", ["checkpoint", "undo"])
+def test_what_git_staged_stays_staged_across_avfs_moving_the_base(mounted: Any, move: str) -> None:
+    """`avfs checkpoint save` and `avfs undo` of one move the fork's branch, then patch the
+    mount's git index for the new base (what git staged elsewhere stays staged, as after
+    a commit). On pure FUSE the daemon, seeing the base move with the index not yet
+    stamped for it, could write the index whole in between: a `git rm --cached` was
+    unstaged. The move and the index's patch are made under the index guard and git's
+    `index.lock` (mount/indexguard.py), as git's own commit updates its ref and then
+    its index under `index.lock`."""
+    mp, avfs = mounted
+    for i in range(8):
+        (mp / f"k{i}.txt").write_text(f"kept {i}\n")
+        _git(mp, "add", f"k{i}.txt")
+        assert avfs("checkpoint", "save", "-m", f"k{i}").code == 0
+        _git(mp, "rm", "-q", "--cached", f"k{i}.txt")  # staged: k's deletion
+        with open(mp / "a.txt", "a") as fh:
+            fh.write(f"line {i}\n")
+        if move == "undo":
+            assert avfs("checkpoint", "save", "-m", f"a {i}").code == 0
+            res = avfs("undo")
+        else:
+            res = avfs("checkpoint", "save", "-m", f"a {i}")
+        assert res.code == 0, res.err
+        assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+        want = {f"D  k{i}.txt", f"?? k{i}.txt"} | ({" M a.txt"} if move == "undo" else set())
+        assert set(_git(mp, "status", "--porcelain").stdout.splitlines()) == want, i
+        _git(mp, "add", "-A")
+        _git(mp, "commit", "-q", "--allow-empty", "-m", f"round {i}")
+        assert avfs("status").code == 0
+
+
+def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(mounted: Any) -> None:
+    """Found by the git model (gitmodel2's soak, fuse, seed 11; shrunk by hand): `git mv`
+    of a directory, then `git reset --mixed HEAD~1` (git moves the base under the view):
+    on pure FUSE `avfs status` lost the moved files (`git status` listed them new). The
+    renamed directory is an entry of the tree it was made from; taking git's commit as the
+    base emptied every such entry the new base does not hold, a rule meant for a checkpoint
+    that retires the deletions below one (wsretire ``_empty_kept_trees``): now only there."""
+    mp, avfs = mounted
+    (mp / "a.txt").unlink()
+    assert avfs("checkpoint", "save", "-m", "without a").code == 0
+    (mp / "b.txt").write_text("b\n")
+    assert avfs("checkpoint", "save", "-m", "with b").code == 0
+    _git(mp, "mv", "-k", "d", "moved-dir")
+    _git(mp, "reset", "-q", "--mixed", "HEAD~1")
+    got = {(c["path"], c["status"], c.get("old_path")) for c in _status(avfs)["changes"]}
+    assert got == {("moved-dir/c.txt", "renamed", "d/c.txt"), ("b.txt", "added", None)}, got
+    assert (mp / "moved-dir" / "c.txt").read_text() == "c\n"
+    assert _git(mp, "status", "--porcelain", "--untracked-files=all").stdout.splitlines() == [
+        " D d/c.txt",
+        "?? b.txt",
+        "?? moved-dir/c.txt",
+    ]
+    assert avfs("checkpoint", "save", "-m", "moved").code == 0
+    assert _git(mp, "ls-tree", "-r", "--name-only", "HEAD").stdout.split() == ["b.txt", "moved-dir/c.txt"]

@@ -12,6 +12,7 @@ Every function here that moves a ref or discards a view of a workspace:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
@@ -348,10 +349,13 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         if rec is not None:
             before["tree"] = vault.store.commit_tree(rec[1])
             changed.append({"ref": rec[0], "old": None, "new": rec[1]})
-        if tip != target:
-            refs.cas_update(vault.store, ws.ref, target, tip, f"avfs: restore {rev}")
-            changed.append({"ref": ws.ref, "old": tip, "new": target})
-        ws.set_base(target, keep_view=False)
+        # the ref's move and the mount's index under the index guard and git's index.lock:
+        # git in the mount commits no index of the old base on the new HEAD meanwhile
+        with ws.index_guard(git=True):
+            if tip != target:
+                refs.cas_update(vault.store, ws.ref, target, tip, f"avfs: restore {rev}")
+                changed.append({"ref": ws.ref, "old": tip, "new": target})
+            ws.set_base(target, keep_view=False)
         op_id = vault.oplog.record(
             "restore",
             f"restore {fork} to {rev} ({target[:12]})",
@@ -400,8 +404,9 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
         msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())
-        refs.cas_update(vault.store, ws.ref, commit, tip, f"avfs: revert {rev}")
-        ws.set_base(commit, keep_view=False)
+        with ws.index_guard(git=True):  # (as restore's)
+            refs.cas_update(vault.store, ws.ref, commit, tip, f"avfs: revert {rev}")
+            ws.set_base(commit, keep_view=False)
         op_id = vault.oplog.record(
             "revert",
             f"revert {str(target.id)[:12]} on {fork}",
@@ -542,22 +547,27 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
             new_wss.append(
                 {"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]}
             )
-        # refs: creations are undone last so a recreated fork's ref exists before its workspace
-        for r in moves:
-            refs.cas_update(vault.store, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}")
-        for w in wss:
-            fork = w["fork"]
-            before = w["before"]
-            if before is None:
-                vault.discard_workspace(fork)
-                continue
-            # the handle taken before the refs moved: vault.workspace() would first let the
-            # workspace follow its moved ref (dropping the view this undo is to keep)
-            ws = held.get(fork) or vault.workspace(fork)
-            if w["view_changed"]:
-                ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
-            else:
-                ws.set_base(before["base"], keep_view=True)
+        with contextlib.ExitStack() as guards:
+            for ws in held.values():  # (as restore's: the moves and the mounts' indexes)
+                guards.enter_context(ws.index_guard(git=True))
+            # refs: creations are undone last so a recreated fork's ref exists before its workspace
+            for r in moves:
+                refs.cas_update(
+                    vault.store, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}"
+                )
+            for w in wss:
+                fork = w["fork"]
+                before = w["before"]
+                if before is None:
+                    vault.discard_workspace(fork)
+                    continue
+                # the handle taken before the refs moved: vault.workspace() would first let the
+                # workspace follow its moved ref (dropping the view this undo is to keep)
+                ws = held.get(fork) or vault.workspace(fork)
+                if w["view_changed"]:
+                    ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
+                else:
+                    ws.set_base(before["base"], keep_view=True)
         new_id = vault.oplog.record(
             "undo",
             f"undo operation {op.id} ({op.summary})",

@@ -98,8 +98,8 @@ class MountSide(Protocol):
         """git in the mount made the commit that became the base: its index is current."""
         ...
 
-    def index_guard(self, ws: Workspace[Any]) -> AbstractContextManager[None]:
-        """Held around a move of the base and its stamp of the mount's git index."""
+    def index_guard(self, ws: Workspace[Any], *, git: bool = False) -> AbstractContextManager[None]:
+        """Held around a move of the base and its mount's index (``git``: git's lock too)."""
         ...
 
 
@@ -244,9 +244,9 @@ class Workspace(Mutations, Generic[V_co]):
         """git made the base: its index in the mount is current (mount/live.py ``stamp_current``)."""
         self.vault.mounts.stamp_current(self, held=held)
 
-    def index_guard(self) -> AbstractContextManager[None]:
+    def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]:
         """The live mount's index guard, held: mount/live.py ``index_guard``."""
-        return self.vault.mounts.index_guard(self)
+        return self.vault.mounts.index_guard(self, git=git)
 
     def moved_here(self, commit: str) -> bool:
         """Whether git in the live mount last moved HEAD, to ``commit``: mount/live.py ``moved_here``."""

@@ -216,37 +216,40 @@ def publish(
     the next :func:`.wsbase.sync_base`. Entries the commit did not retire (in use, or written
     since) stay, on top of the new base."""
     upto = max((e.seq for e in captured), default=0)
-    with ws.overlay.txn():
-        ws.overlay.set_meta("pending", f"{expected} {commit}")
-        ws.overlay.set_meta("pending_seq", str(upto))
-    try:
-        refs.cas_update(ws.store, ws.ref, commit, expected, reason)
-    except BaseException:
+    # the index guard and git's index.lock held from the ref's move to the index's: git in
+    # the mount never commits the old base's index on the new commit (mount/indexguard.py)
+    with ws.index_guard(git=True):
         with ws.overlay.txn():
+            ws.overlay.set_meta("pending", f"{expected} {commit}")
+            ws.overlay.set_meta("pending_seq", str(upto))
+        try:
+            refs.cas_update(ws.store, ws.ref, commit, expected, reason)
+        except BaseException:
+            with ws.overlay.txn():
+                ws.overlay.set_meta("pending", None)
+                ws.overlay.set_meta("pending_seq", None)
+            raise
+        with ws.overlay.txn() as db:
+            # a captured entry whose row went since (a rename or rm after the capture read
+            # it) leaves its path showing the old base there: the new base must not show
+            # the committed content in its place (the renamed file's old name came back)
+            gone = [e.path for e in captured if e.seq > 0]
+            have = ws.overlay.get_many(gone) if gone else {}
+            gone = [p for p in gone if p not in have]
+            before = {p: ws.view.lookup(p) for p in gone}
+            retire_onto(ws, db, captured, commit, seen=seen)
+            for p, was in before.items():
+                now = ws.view.lookup(p)
+                if (was is None) != (now is None) or (
+                    was is not None and now is not None and (was.oid, was.mode) != (now.oid, now.mode)
+                ):
+                    if was is None:
+                        ws.overlay.put(db, Entry(p, DELETED, 0), "keep")
+                    elif was.oid is not None:
+                        ws.overlay.put(db, Entry(p, OBJECT, was.mode, was.oid), "keep")
             ws.overlay.set_meta("pending", None)
             ws.overlay.set_meta("pending_seq", None)
-        raise
-    with ws.overlay.txn() as db:
-        # a captured entry whose row went since (a rename or rm after the capture read
-        # it) leaves its path showing the old base there: the new base must not show
-        # the committed content in its place (the renamed file's old name came back)
-        gone = [e.path for e in captured if e.seq > 0]
-        have = ws.overlay.get_many(gone) if gone else {}
-        gone = [p for p in gone if p not in have]
-        before = {p: ws.view.lookup(p) for p in gone}
-        retire_onto(ws, db, captured, commit, seen=seen)
-        for p, was in before.items():
-            now = ws.view.lookup(p)
-            if (was is None) != (now is None) or (
-                was is not None and now is not None and (was.oid, was.mode) != (now.oid, now.mode)
-            ):
-                if was is None:
-                    ws.overlay.put(db, Entry(p, DELETED, 0), "keep")
-                elif was.oid is not None:
-                    ws.overlay.put(db, Entry(p, OBJECT, was.mode, was.oid), "keep")
-        ws.overlay.set_meta("pending", None)
-        ws.overlay.set_meta("pending_seq", None)
-    ws.base_moved(view_changed=False)
+        ws.base_moved(view_changed=False)
 
 
 def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:

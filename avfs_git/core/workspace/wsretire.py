@@ -45,14 +45,18 @@ def _empty_kept_trees(ws: Fork, db: Any, seen: list[Entry], retired: list[Entry]
     """A directory entry the commit does not hold (it showed empty: ``mv a/x b/d`` then
     ``rm b/d/*``) stays, to keep the empty directory, while the deletions below it are
     retired with the commit: it must then show an empty tree, not the tree it was made
-    from, or the removed files come back."""
+    from, or the removed files come back. Only such a directory: one with nothing retired
+    below it still shows what it was made from (git moved the base under a directory
+    `git mv` had renamed: ``retired`` is empty, and the files it holds are the view's)."""
     gone = {e.path for e in retired}
+    above = {a for p in gone for a in names.ancestors(p)}
     tree = ws.store.commit_tree(commit)
     for e in seen:
         if (
             e.seq
             and e.path
             and e.path not in gone
+            and e.path in above
             and e.kind == OBJECT
             and e.mode == MODE_TREE
             and e.oid != EMPTY_TREE_ID
