@@ -870,9 +870,11 @@ class GitModel(RuleBasedStateMachine):
     def refused_while_busy(self, how: str) -> None:
         """While git has something open in the mount (a conflicted merge, a rebase, a
         detached HEAD), a checkpoint refuses with `git_in_progress` (exit 75) and changes
-        nothing; `proxy exec` runs its command (exit: the command's) and refuses to record
-        what is uncheckpointed (`git_in_progress`, `success: false`; with nothing to
-        record, nothing is refused). The plain side does nothing."""
+        nothing; `proxy exec` runs its command (exit: the command's) and takes no record
+        of what was uncheckpointed before it (git's checkout of another commit, in a bisect:
+        docs/proxy.md), so a command that changes nothing records nothing, refuses nothing,
+        and its envelope's state still counts what is uncheckpointed. The plain side does
+        nothing."""
         self._tick()
         op = self.busy()
         if how == "checkpoint":
@@ -886,9 +888,9 @@ class GitModel(RuleBasedStateMachine):
             res = _avfs(self.avfs_home, "--json", "proxy", "exec", "--", "true", cwd=self.mp, check=False)
             doc = json.loads(res.stdout)
             assert res.returncode == 0 and doc["commit"] is None, res.stdout + res.stderr
-            if not dirty:  # nothing to record: nothing refused
-                assert doc["success"] and doc["error"] is None, res.stdout + res.stderr
-                return
+            assert doc["success"] and doc["error"] is None and not doc["changes"], res.stdout + res.stderr
+            assert bool(doc["state"]["uncheckpointed_changes"]) == dirty, res.stdout + res.stderr
+            return
         assert not doc.get("success") and doc["error"]["code"] == "git_in_progress", res.stdout + res.stderr
 
     @precondition(lambda self: self.last_checkpoint)
