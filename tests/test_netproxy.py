@@ -14,6 +14,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -302,6 +303,49 @@ def test_the_sandbox_ends_with_its_command_when_the_outer_bwrap_was_killed():
             for pid in _alive_with(marker):  # (only when the assertion failed)
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def _none_left(marker: str, within_s: float = 15.0) -> None:
+    deadline = time.monotonic() + within_s
+    while (left := _alive_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:  # (only when the assertion below fails)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"still alive: {left}"
+
+
+def test_nothing_of_a_filtered_sandbox_stays_after_its_command(home, fork):
+    """Neither the forwarder's relay nor bubblewrap's init outlives the command."""
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    res = _run(home, fork, _policy("127.0.0.1:9", network="filtered"), ("sh", "-c", "sleep 0.1", marker))
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    _none_left(marker)
+
+
+def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork):
+    """SIGKILL of ``avfs proxy exec`` while its filtered command runs: the sandbox, the
+    relay and the command go with it (``--die-with-parent``)."""
+    with open(os.path.join(home.path, "policy.toml"), "w") as f:
+        f.write('version = 1\n[defaults]\nnetwork_allow = ["127.0.0.1:9"]\nnetwork = "filtered"\n'
+                '[outcomes]\nnetworked = "allow"\n')  # fmt: skip
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    cmd = ["--home", home.path, "--vault", "v", "--json", "proxy", "exec", "--timeout-ms", "60000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", *cmd, "--", "sh", "-c", "sleep 30", marker],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_alive_with(marker)) < 4 and time.monotonic() < deadline:  # bwrap x2, relay, sh
+            assert proc.poll() is None, "the command ended before it was killed"
+            time.sleep(0.02)
+        assert len(_alive_with(marker)) >= 4
+    finally:
+        proc.kill()
+        proc.wait()
+    _none_left(marker)
 
 
 def test_a_missing_program_exits_127_as_in_a_shell(home, fork):
