@@ -323,28 +323,72 @@ def test_nothing_of_a_filtered_sandbox_stays_after_its_command(home, fork):
     _none_left(marker)
 
 
-def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork):
-    """SIGKILL of ``avfs proxy exec`` while its filtered command runs: the sandbox, the
-    relay and the command go with it (``--die-with-parent``)."""
+def _filtered_cli(home: Any, marker: str, seconds: int) -> subprocess.Popen[bytes]:
+    """``avfs proxy exec`` of a filtered ``sleep``, once its sandbox runs (bwrap twice, the
+    relay and the command's shell)."""
     with open(os.path.join(home.path, "policy.toml"), "w") as f:
         f.write('version = 1\n[defaults]\nnetwork_allow = ["127.0.0.1:9"]\nnetwork = "filtered"\n'
                 '[outcomes]\nnetworked = "allow"\n')  # fmt: skip
-    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
     cmd = ["--home", home.path, "--vault", "v", "--json", "proxy", "exec", "--timeout-ms", "60000"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "avfs_git", *cmd, "--", "sh", "-c", "sleep 30", marker],
+        [sys.executable, "-m", "avfs_git", *cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while len(_alive_with(marker)) < 4 and time.monotonic() < deadline:  # bwrap x2, relay, sh
-            assert proc.poll() is None, "the command ended before it was killed"
-            time.sleep(0.02)
-        assert len(_alive_with(marker)) >= 4
-    finally:
+    deadline = time.monotonic() + 60
+    while len(_alive_with(marker)) < 4 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    if len(_alive_with(marker)) < 4:
         proc.kill()
         proc.wait()
+        pytest.fail("the filtered command's sandbox did not start")
+    return proc
+
+
+def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork):
+    """SIGKILL of ``avfs proxy exec`` while its filtered command runs: the sandbox, the
+    relay and the command go with it (``--die-with-parent``)."""
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    proc = _filtered_cli(home, marker, 30)
+    proc.kill()
+    proc.wait()
+    _none_left(marker)
+
+
+def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fork):
+    """SIGKILL of the mount's daemon while a filtered command runs (the CLI runs it, not the
+    daemon): the command runs to its end, then nothing of its sandbox stays."""
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    subprocess.run(  # the mount and its daemon, kept warm
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--home",
+            home.path,
+            "--vault",
+            "v",
+            "proxy",
+            "exec",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    proc = _filtered_cli(home, marker, 2)
+    try:
+        daemons = [p for p in _alive_with("avfs_git.fuse.daemon") if p in _alive_with(home.path)]
+        assert daemons
+        for pid in daemons:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     _none_left(marker)
 
 
