@@ -5,13 +5,18 @@ Python clients inside the sandbox)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -244,6 +249,147 @@ def test_the_proxy_stops_with_the_command(home, fork, echo):
     res = _run(home, fork, _policy(f"127.0.0.1:{echo}", network="filtered"), ("python3", "leave.py"))
     assert _out(res).strip() == "200", res.result
     assert not {d for d in set(os.listdir("/tmp")) - before if d.startswith("avfs-net-")}
+
+
+def _alive_with(marker: str) -> list[int]:
+    """Live processes (zombies aside) whose command line holds ``marker``."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] != "Z":
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def test_the_sandbox_ends_with_its_command_when_the_outer_bwrap_was_killed():
+    """bubblewrap sets ``--die-with-parent``'s signal on its init only once its set-up is done:
+    an outer bwrap killed before then (here while the set-up waits at ``--block-fd``, as a
+    SIGKILL of a test run or a daemon can catch it) leaves the init, parent 1, living as long
+    as any process of the sandbox does. The forwarder's relay ends with the command's process,
+    so the sandbox ends with its command (it lived on, the relay its only child, before)."""
+    _need_bwrap()
+    bwrap = confine.bwrap_path() or "bwrap"
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    with netproxy.FilterProxy(()) as proxy:
+        gate_r, gate_w = os.pipe()
+        argv = [bwrap, "--block-fd", str(gate_r), "--die-with-parent", "--unshare-pid", "--unshare-net",
+                "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run",
+                "--ro-bind", proxy.path, netproxy.SOCKET_IN_SANDBOX,
+                "--", *netproxy.wrap(["sh", "-c", "sleep 0.2", marker])]  # fmt: skip
+        outer = subprocess.Popen(
+            argv, pass_fds=(gate_r,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        os.close(gate_r)
+        left: list[int] = []
+        try:
+            deadline = time.monotonic() + 10
+            while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:  # outer + set-up
+                time.sleep(0.01)
+            outer.send_signal(signal.SIGKILL)
+            outer.wait()
+            os.write(gate_w, b"x")  # the set-up goes on: init, the forwarder, the command
+            deadline = time.monotonic() + 15
+            while (left := _alive_with(marker)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not left, f"still alive after the command ended: {left}"
+        finally:
+            os.close(gate_w)
+            for pid in _alive_with(marker):  # (only when the assertion failed)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _none_left(marker: str, within_s: float = 15.0) -> None:
+    deadline = time.monotonic() + within_s
+    while (left := _alive_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:  # (only when the assertion below fails)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"still alive: {left}"
+
+
+def test_nothing_of_a_filtered_sandbox_stays_after_its_command(home, fork):
+    """Neither the forwarder's relay nor bubblewrap's init outlives the command."""
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    res = _run(home, fork, _policy("127.0.0.1:9", network="filtered"), ("sh", "-c", "sleep 0.1", marker))
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    _none_left(marker)
+
+
+def _filtered_cli(home: Any, marker: str, seconds: int) -> subprocess.Popen[bytes]:
+    """``avfs proxy exec`` of a filtered ``sleep``, once its sandbox runs (bwrap twice, the
+    relay and the command's shell)."""
+    with open(os.path.join(home.path, "policy.toml"), "w") as f:
+        f.write('version = 1\n[defaults]\nnetwork_allow = ["127.0.0.1:9"]\nnetwork = "filtered"\n'
+                '[outcomes]\nnetworked = "allow"\n')  # fmt: skip
+    cmd = ["--home", home.path, "--vault", "v", "--json", "proxy", "exec", "--timeout-ms", "60000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avfs_git", *cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(_alive_with(marker)) < 4 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    if len(_alive_with(marker)) < 4:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the filtered command's sandbox did not start")
+    return proc
+
+
+def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork):
+    """SIGKILL of ``avfs proxy exec`` while its filtered command runs: the sandbox, the
+    relay and the command go with it (``--die-with-parent``)."""
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    proc = _filtered_cli(home, marker, 30)
+    proc.kill()
+    proc.wait()
+    _none_left(marker)
+
+
+def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fork):
+    """SIGKILL of the mount's daemon while a filtered command runs (the CLI runs it, not the
+    daemon): the command runs to its end, then nothing of its sandbox stays."""
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    subprocess.run(  # the mount and its daemon, kept warm
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--home",
+            home.path,
+            "--vault",
+            "v",
+            "proxy",
+            "exec",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    proc = _filtered_cli(home, marker, 2)
+    try:
+        daemons = [p for p in _alive_with("avfs_git.fuse.daemon") if p in _alive_with(home.path)]
+        assert daemons
+        for pid in daemons:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _none_left(marker)
 
 
 def test_a_missing_program_exits_127_as_in_a_shell(home, fork):

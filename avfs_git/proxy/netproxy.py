@@ -46,10 +46,14 @@ CONNECT_TIMEOUT_S: Final = 15.0
 
 # The forwarder, run in the sandbox as ``python3 -S -I -c FORWARDER SOCKET PORT CMD...``: it
 # listens first (so the command never finds the port closed), then a grandchild (adopted by
-# the sandbox's init, so no program of the command's ever waits on it; it dies with the
-# sandbox) relays each connection to the socket while the process itself becomes the command.
+# the sandbox's init, so no program of the command's ever waits on it) relays each connection
+# to the socket while the process itself becomes the command. The relay ends when that process
+# ends (a pidfd of it, opened while it waits for the middle child: it cannot have ended yet;
+# where the kernel has none, asked each second): bubblewrap's init lives while any process of
+# the sandbox does, and an init whose outer bwrap was killed before it set ``--die-with-parent``'s
+# signal (that bwrap's set-up, ``--block-fd``) would otherwise live on, parent 1, with the relay.
 FORWARDER: Final = r"""
-import os, socket, sys, threading
+import os, select, socket, sys, threading
 path, port, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 lsn = socket.socket()
 lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -65,6 +69,11 @@ if pid:
         sys.stderr.write("%s: %s\n" % (cmd[0], e.strerror))
         sys.stderr.flush()
         os._exit(127 if e.errno == 2 else 126)
+cmd_pid = os.getppid()
+try:
+    watch = [os.pidfd_open(cmd_pid)]
+except (AttributeError, OSError):
+    watch = []
 if os.fork():
     os._exit(0)
 null = os.open(os.devnull, os.O_RDWR)
@@ -97,7 +106,23 @@ def serve(c):
     t.join()
     c.close()
     u.close()
+def gone():
+    try:
+        os.kill(cmd_pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
 while True:
+    try:
+        ready = select.select([lsn, *watch], [], [], None if watch else 1.0)[0]
+    except InterruptedError:
+        continue
+    if (watch and watch[0] in ready) or (not watch and gone()):
+        os._exit(0)
+    if lsn not in ready:
+        continue
     try:
         c, _ = lsn.accept()
     except OSError:
