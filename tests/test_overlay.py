@@ -583,3 +583,65 @@ def test_a_directory_renamed_and_committed_by_git_in_the_mount_keeps_its_content
         assert _tree(mp) == want
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vault, tmp_path, cli_proc):
+    """overlay, git model seed 31: ``mv t/__init__.py moved.txt`` in the mount, a ``proxy
+    exec`` (its record of that rename moves the base: ``t/__init__.py`` leaves the lower
+    layer), then a rename onto ``moved.txt`` failed with ``ESTALE``. The kernel's inode of
+    ``moved.txt`` keeps the lower dentry of its copy-up origin, ``t/__init__.py``, and a
+    rename's target is looked up again in the lower layer (FUSE revalidates a rename
+    target always): a name the lower layer had lost made overlayfs answer ``ESTALE``. The
+    lower layer keeps such a name (pinned, hidden by the upper layer's whiteout)."""
+    require_overlay()
+    ws = vault.workspace("main")
+    for p in ("t/__init__.py", "t/other.py", "docs/a.md", "docs/b.md", "README.md"):
+        ws.write(p, p.encode() + b"\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        os.replace(os.path.join(mp, "t", "__init__.py"), os.path.join(mp, "moved.txt"))
+        res = cli_proc(
+            "--home",
+            home.path,
+            "--json",
+            "proxy",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "git mv -k docs documentation",
+            cwd=mp,
+        )
+        assert res.code == 0, res.out
+        os.replace(os.path.join(mp, "documentation", "b.md"), os.path.join(mp, "moved.txt"))
+        os.replace(os.path.join(mp, "README.md"), os.path.join(mp, "moved.txt"))
+        assert _tree(mp) == {
+            "documentation/a.md": ("file", b"docs/a.md\n", False),
+            "moved.txt": ("file", b"README.md\n", False),
+            "t/other.py": ("file", b"t/other.py\n", False),
+        }
+        assert git("-C", mp, "status", "--porcelain") == (
+            " D README.md\n D documentation/b.md\n M moved.txt\n"
+        )
+        # the pinned name stays hidden: no reader sees it
+        assert sorted(c.path for c in vault.workspace("main").status()) == [
+            "README.md",
+            "documentation/b.md",
+            "moved.txt",
+        ]
+        want = _tree(mp)
+    finally:
+        mounts.unmount(home, vault, "main")
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _tree(mp) == want
+        assert sorted(c.path for c in vault.workspace("main").status()) == [
+            "README.md",
+            "documentation/b.md",
+            "moved.txt",
+        ]
+    finally:
+        mounts.unmount(home, vault, "main")

@@ -1,7 +1,8 @@
 """Retiring what a commit holds: the captured entries dropped from the overlay once the
 fork's ref is on the commit, the commit made the base, and what the workspace shows kept
 as it was: the directories an overlay mount's renamed directories reach in the lower
-layer (overlayfs redirects) and the merge directories pinned, emptied directories kept.
+layer (overlayfs redirects), the files its whiteouts hide (copy-up origins) and the merge
+directories pinned, emptied directories kept.
 Used by :func:`.wscommit.publish` and by :mod:`.wsbase` (a crashed checkpoint finished, a
 moved ref adopted).
 """
@@ -126,21 +127,35 @@ def redirect_sources(ws: Fork, captured: list[Entry]) -> dict[str, tuple[Node, b
     with the directories on their way (``path -> (node, is a source)``): the kernel
     reaches a source by its path. Once the base moves (a checkpoint records ``e``, and
     ``d`` no more), the redirect still names ``d``, in the lower layer of the kernel's
-    caches and of every reader: see :func:`pin_sources`."""
+    caches and of every reader: see :func:`pin_sources`. Also the lower files the upper
+    layer's whiteouts hide (``mv d/x y`` leaves one at ``d/x``): the kernel's inode of
+    ``y`` keeps ``d/x``'s lower dentry as its copy-up origin and looks it up again."""
     out: dict[str, tuple[Node, bool]] = {}
     if not ws.overlay.upper_active():
         return out
     for e in captured:
-        if e.kind != OBJECT or e.mode != MODE_TREE or e.seq:
-            continue  # a redirect is a directory of the upper layer (seq 0)
-        if upper.redirect(os.path.join(ws.overlay.upper_dir, e.path)) is None:
+        if e.seq:
+            continue  # a redirect and a whiteout are the upper layer's (seq 0)
+        if e.kind == DELETED and e.oid is None and not e.origin:
+            # a whiteout (not a special file): the lower file it hides may be the copy-up
+            # origin of a file renamed in the mount, whose kernel inode keeps the lower
+            # dentry and looks it up again (a rename onto it): see :func:`pin_sources`
+            src = ws.overlay.lower_path(e.path)
+            node = _lookup_lower(ws, src) if src is not None else None
+            if node is None or node.oid is None or node.is_dir:
+                continue
+        elif e.kind == OBJECT and e.mode == MODE_TREE:
+            if upper.redirect(os.path.join(ws.overlay.upper_dir, e.path)) is None:
+                continue
+            src = ws.overlay.lower_path(e.path)
+            if src is None:
+                continue
+            node = _lookup_lower(ws, src)
+            if node is None or node.oid is None or not node.is_dir:
+                continue
+        else:
             continue
-        src = ws.overlay.lower_path(e.path)
-        if src is None:
-            continue
-        node = _lookup_lower(ws, src)
-        if node is None or node.oid is None or not node.is_dir:
-            continue
+        assert src is not None
         out[src] = (node, True)
         for a in names.ancestors(src):
             if a and a not in out:
@@ -157,15 +172,25 @@ def pin_sources(ws: Fork, db: Any, sources: Mapping[str, tuple[Node, bool]]) -> 
     it held (an entry the upper layer's whiteouts hide from the view), so that renamed
     and emptied directories keep their content in the mount, in status and
     checkpoints, and after a remount; the fold of the upper layer takes the pins away
-    with the whiteouts. A directory pinned whole covers what is below it."""
+    with the whiteouts. A directory pinned whole covers what is below it. A file (a
+    whiteout's, ``is a source``) is pinned only when the new lower layer has nothing
+    there: the name is what the kernel looks up (docs/fuse.md, "ESTALE")."""
     pinned: list[str] = []
     for path in sorted(sources):
         was, is_source = sources[path]
         if any(path.startswith(p + "/") for p in pinned):
             continue
         now = _lookup_lower(ws, path)
-        gone = now is None or not now.is_dir
-        if gone or (is_source and now is not None and (now.oid, now.mode) != (was.oid, was.mode)):
+        if not was.is_dir:
+            # a file a whiteout hides: the kernel's inode of the file renamed from it (its
+            # copy-up origin) keeps its lower dentry, which FUSE looks up again for a
+            # rename onto that file; a name the lower layer lost makes overlayfs answer
+            # ESTALE. A file there now (any) keeps the name found.
+            stale = now is None
+        else:
+            gone = now is None or not now.is_dir
+            stale = gone or (is_source and now is not None and (now.oid, now.mode) != (was.oid, was.mode))
+        if stale:
             ws.overlay.put(db, Entry(path, OBJECT, was.mode, was.oid), "pin")
             pinned.append(path)
 
