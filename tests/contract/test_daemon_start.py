@@ -118,18 +118,30 @@ def _environ_of(pid: int) -> dict[bytes, bytes]:
 
 
 def _walks(daemon: int) -> list[int]:
-    """The daemon's children that are its walk of the lower layer (``fuse/warm.py``)."""
-    out = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+    """The daemon's children that are its walk of the lower layer (``fuse/warm.py``), read
+    from its threads' ``children`` lists: a look at every process of the machine took
+    seconds at load 30 (CI), and the walk of this small fork (~2 s: it waits out the
+    hook's pause) could start and end between two looks."""
+    kids: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{daemon}/task")
+    except OSError:
+        return []
+    for tid in tids:
         try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{daemon}/task/{tid}/children", "rb") as fh:
+                kids += [int(p) for p in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+    out = []
+    for pid in kids:
+        try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 argv = fh.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
-        if ppid == daemon and any(a.endswith(b"fuse/warm.py") for a in argv):
-            out.append(int(pid))
+        if any(a.endswith(b"fuse/warm.py") for a in argv):
+            out.append(pid)
     return out
 
 
