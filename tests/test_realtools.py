@@ -289,23 +289,8 @@ def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "markupsafe", "--from", str(src))
-    Path(proj.home, "policy.toml").write_text(
-        f"version = 1\n[defaults]\nreadable = {json.dumps([sys.prefix, sys.base_prefix])}\n"
-    )
     mp = tmp_path / "mnt"
-    mp.mkdir()
-    proj.avfs("mount", "--backend", backend, "markupsafe:main", str(mp))
-    try:
-        proc = proj.avfs(
-            "--json", "--vault", "markupsafe:main", "proxy", "exec", "--shell", build, check=False
-        )
-        doc = json.loads(proc.stdout)
-        res = doc["result"] or {}
-        assert res.get("exit_code") == 0, (res.get("stdout", "")[-2000:], res.get("stderr", "")[-2000:])
-        assert " passed" in res["stdout"], res["stdout"][-1000:]
-        in_mount = _tree(mp)
-    finally:
-        _unmount(proj, "main")
+    doc, in_mount = _build_through_exec(proj, "markupsafe", backend, mp, build)
     assert in_mount == after, {p for p in set(in_mount) | set(after) if in_mount.get(p) != after.get(p)}
     ignored = {p for p in changed if p.startswith(".pytest_cache/")}  # its own .gitignore: "*"
     assert {c["path"] for c in doc["changes"]} == changed - ignored
@@ -492,23 +477,8 @@ def test_a_build_and_its_tests_over_a_cold_lazy_mount_through_proxy_exec(
     with Server.serving(base) as srv:
         proj.avfs("vault", "clone", srv.url("ms.git"), "lazyms", "--lazy")
         promised = missing(proj.vault_path)
-        Path(proj.home, "policy.toml").write_text(
-            f"version = 1\n[defaults]\nreadable = {json.dumps([sys.prefix, sys.base_prefix])}\n"
-        )
         mp = tmp_path / "mnt"
-        mp.mkdir()
-        proj.avfs("mount", "--backend", backend, "lazyms:main", str(mp))
-        try:
-            proc = proj.avfs(
-                "--json", "--vault", "lazyms:main", "proxy", "exec", "--shell", _LAZY_BUILD, check=False
-            )
-            doc = json.loads(proc.stdout)
-            res = doc["result"] or {}
-            assert res.get("exit_code") == 0, (res.get("stdout", "")[-2000:], res.get("stderr", "")[-2000:])
-            assert " passed" in res["stdout"], res["stdout"][-1000:]
-            in_mount = _tree(mp)
-        finally:
-            _unmount(proj, "main")
+        doc, in_mount = _build_through_exec(proj, "lazyms", backend, mp, _LAZY_BUILD)
         left = missing(proj.vault_path)
     assert in_mount == after, {p for p in set(in_mount) | set(after) if in_mount.get(p) != after.get(p)}
     assert changed and {c["path"] for c in doc["changes"]} == changed
@@ -519,3 +489,27 @@ def test_a_build_and_its_tests_over_a_cold_lazy_mount_through_proxy_exec(
     # the build read 2.1.5's files; the blobs only 2.1.2 to 2.1.4 have stay on the server
     assert 0 < left < promised, (promised, left)
     record_property("promised_before_after", (promised, left))
+
+
+def _build_through_exec(
+    proj: Any, vault: str, backend: str, mp: Path, script: str
+) -> tuple[dict[str, Any], Any]:
+    """Mount ``vault:main`` at ``mp`` and run ``script`` (a build and its tests, which must
+    pass) through ``proxy exec`` there, the interpreter's prefixes readable by policy: the
+    envelope and the mount's tree (:func:`_tree`) before the unmount."""
+    Path(proj.home, "policy.toml").write_text(
+        f"version = 1\n[defaults]\nreadable = {json.dumps([sys.prefix, sys.base_prefix])}\n"
+    )
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, f"{vault}:main", str(mp))
+    try:
+        proc = proj.avfs(
+            "--json", "--vault", f"{vault}:main", "proxy", "exec", "--shell", script, check=False
+        )
+        doc = json.loads(proc.stdout)
+        res = doc["result"] or {}
+        assert res.get("exit_code") == 0, (res.get("stdout", "")[-2000:], res.get("stderr", "")[-2000:])
+        assert " passed" in res["stdout"], res["stdout"][-1000:]
+        return doc, _tree(mp)
+    finally:
+        _unmount(proj, "main")
