@@ -254,3 +254,40 @@ def test_racing_writers_one_winner_per_version(where: str, vault: Vault, tmp_pat
     assert blob_id(final) == at and len(final.split()) == 4000 and len(set(final.split()[::2])) == 1
     assert all(c in made | {start} for c in losses), losses
     assert wins and losses
+
+
+def test_a_write_reports_the_blob_it_wrote_not_a_racing_writers(
+    vault: Vault, home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob a write answers with (`write`, MCP `write_file`) is what its writer's next
+    `expect` compares with: read after the write lock was let go, it was another writer's
+    version whenever one wrote in between (the racing-writers test caught it once in CI),
+    and a writer that went on from it overwrote a version it never saw."""
+    import contextlib
+
+    from avfs_git.core.workspace.workspace import Workspace
+    from avfs_git.mcp.tools import AvfsTools
+
+    ws = vault.workspace("main")
+    ws.write("f.txt", b"start\n")
+    real_lock = Workspace.write_lock
+    raced: list[bool] = []
+
+    @contextlib.contextmanager
+    def lock_then_race(self: Any) -> Any:
+        with real_lock(self):
+            yield
+        if not raced:  # another writer, the moment the lock is free
+            raced.append(True)
+            vault.workspace("main").write("f.txt", b"theirs\n")
+
+    monkeypatch.setattr(Workspace, "write_lock", lock_then_race)
+    tools = AvfsTools(home.path, "v:main")
+    doc = json.loads(
+        tools.call("write_file", {"path": "f.txt", "content": "mine\n", "expect": blob_id(b"start\n")})
+    )
+    assert raced and doc["blob"] == blob_id(b"mine\n"), doc
+    # the next write that expects it is refused: the file is theirs now
+    with pytest.raises(ExpectMismatchError):
+        ws.write("f.txt", b"after\n", expect=doc["blob"])
+    assert ws.read("f.txt") == b"theirs\n"

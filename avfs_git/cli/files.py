@@ -148,16 +148,16 @@ def write_cmd(
     fmode = _mode_opt(mode)
     if src_file is not None:
         with open(src_file, "rb") as fh:
-            st = ws.write(path, fh, mode=fmode, parents=not no_parents, expect=expect)
+            st, blob = ws.write_blob(path, fh, mode=fmode, parents=not no_parents, expect=expect)
     elif from_stdin or content == "-":
-        st = ws.write(path, sys.stdin.buffer, mode=fmode, parents=not no_parents, expect=expect)
+        st, blob = ws.write_blob(path, sys.stdin.buffer, mode=fmode, parents=not no_parents, expect=expect)
     else:
         assert content is not None
         data = content.encode("utf-8", "surrogateescape")
-        st = ws.write(path, data, mode=fmode, parents=not no_parents, expect=expect)
+        st, blob = ws.write_blob(path, data, mode=fmode, parents=not no_parents, expect=expect)
     app.output.result(
         "file_write",
-        {**_ws_ref(app), "stat": st, "blob": ws.blob_of(st.path)},
+        {**_ws_ref(app), "stat": st, "blob": blob},
         lambda: app.output.info("wrote {} ({} bytes)", st.path, st.size),
     )
 

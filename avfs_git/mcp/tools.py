@@ -220,8 +220,8 @@ class AvfsTools:
         executable: bool | None = args.get("executable")
         mode = None if executable is None else (0o100755 if executable else 0o100644)
         ws = vault.workspace(fork)
-        st = ws.write(args["path"], data, mode=mode, expect=args.get("expect"))
-        return {**self._workspace_ref(vault, fork), "stat": st, "blob": ws.blob_of(st.path)}
+        st, blob = ws.write_blob(args["path"], data, mode=mode, expect=args.get("expect"))
+        return {**self._workspace_ref(vault, fork), "stat": st, "blob": blob}
 
     def _t_list_files(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.store import names
