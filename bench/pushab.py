@@ -13,13 +13,21 @@ to a bare repository on disk, then ``avfs --vault v fetch origin`` against ``git
 --prune origin`` of one new commit pushed there by another clone. Medians of wall time and
 the median of per-round ratios against git. Results as JSON (``--out``, by default
 ``bench/results/pushab-<stamp>.json``).
+
+CPU as well, where wall time at a load of 10-40 says little: git's side, the processes the
+command ran (user + system of the reaped children); an avfs side, the caller's and what
+its home's server reaped meanwhile (the served call's process, with the git processes it
+ran), from ``/proc/<server>/stat`` after a pause for the reap (10 ms ticks: read the means
+over the rounds more than the medians).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 from . import abkit as ab
@@ -39,6 +47,17 @@ def _bump(bare: str, n: int, work: Path) -> None:
     ab.run(["git", "update-ref", "refs/heads/main", commit], env)
 
 
+def _timed(cmd: list[str], env: dict[str, str] | None, server: int | None) -> tuple[float, float]:
+    """(wall ms, CPU ms) of ``cmd``: its own and its children's, and with ``server`` (a
+    resident server's pid) what that server reaped by 200 ms after the call (untimed)."""
+    c0, s0 = ab.children_cpu_s(), ab.proc_cpu_s(server) if server else 0.0
+    wall = ab.timed_ms(cmd, env)
+    if server:
+        time.sleep(0.2)
+    cpu = ab.children_cpu_s() - c0 + ((ab.proc_cpu_s(server) - s0) if server else 0.0)
+    return wall, cpu * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=11)
@@ -49,6 +68,8 @@ def main() -> None:
     bins = {n: ab.avfs_bin(w) for n, w in ab.worktrees(args.sides).items()}
     names = ["git", *bins]
     wall: dict[str, dict[str, list[float]]] = {op: {n: [] for n in names} for op in ("push", "fetch")}
+    cpu: dict[str, dict[str, list[float]]] = {op: {n: [] for n in names} for op in ("push", "fetch")}
+    servers: dict[str, int] = {}
     loads: list[float] = []
     # every call from there: a server started with its working directory in an avfs checkout
     # would import that checkout's package (another stamp: each call would fall back); each
@@ -80,25 +101,34 @@ def main() -> None:
         for n, avfs in bins.items():  # each home's server up and answering before the rounds
             ab.run([avfs, "server", "start"], envs[n])
             ab.run([avfs, "--vault", "v", "remote", "list"], envs[n])
+            servers[n] = int(Path(envs[n]["AVFS_HOME"], "run", "cli.pid").read_text().split()[0])
         for i, n in ab.warm_rounds(names, args.rounds, loads):  # round 0 untimed
             if n == "git":
                 _bump(g, i, tmp)
-                push = ab.timed_ms(["git", "--git-dir", g, "push", "-q", "origin", "main"])
+                push = _timed(["git", "--git-dir", g, "push", "-q", "origin", "main"], None, None)
                 _bump(str(tmp / "up-git.git"), i, tmp)
-                fetch = ab.timed_ms(["git", "--git-dir", g, "fetch", "-q", "--prune", "up"])
+                fetch = _timed(["git", "--git-dir", g, "fetch", "-q", "--prune", "up"], None, None)
             else:
                 avfs, env = bins[n], envs[n]
                 ab.run([avfs, "--vault", "v", "write", f"round-{i}.txt", str(i)], env)
                 ab.run([avfs, "--vault", "v", "checkpoint", "save", "-m", f"round {i}"], env)
-                push = ab.timed_ms([avfs, "--vault", "v", "push", "origin", "main"], env)
+                push = _timed([avfs, "--vault", "v", "push", "origin", "main"], env, servers[n])
                 _bump(str(tmp / f"up-{n}.git"), i, tmp)
-                fetch = ab.timed_ms([avfs, "--vault", "v", "fetch", "up"], env)
+                fetch = _timed([avfs, "--vault", "v", "fetch", "up"], env, servers[n])
             if i:
-                wall["push"][n].append(push)
-                wall["fetch"][n].append(fetch)
+                for op, (w, c) in (("push", push), ("fetch", fetch)):
+                    wall[op][n].append(w)
+                    cpu[op][n].append(c)
         for n, avfs in bins.items():
             ab.run([avfs, "server", "stop"], envs[n])
     summary = ab.summary_vs_git(wall, names)
+    for op, sides in cpu.items():
+        git_mean = statistics.mean(sides["git"])
+        for n in names:
+            mean = statistics.mean(sides[n])
+            summary[op][n].update(cpu_ms_median=statistics.median(sides[n]), cpu_ms_mean=mean)
+            print(f"{op:6} {n:8} cpu median {statistics.median(sides[n]):6.1f} ms, mean {mean:6.1f} ms"
+                  f" ({mean / git_mean:.2f}x git's mean)")  # fmt: skip
     ab.print_loads(loads)
     out = args.out or ab.stamped("pushab")
     doc = {
@@ -106,6 +136,7 @@ def main() -> None:
         "rounds": args.rounds,
         "files": args.files,
         "wall_ms": wall,
+        "cpu_ms": cpu,
         "load_1min": loads,
     }
     ab.write_json(out, {**doc, "summary": summary}, indent=1, announce=True)
