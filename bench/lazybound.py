@@ -19,7 +19,11 @@ interleaved, against the first `git status` in a whole vault's mount:
 Each round also times the first `git status` in a whole vault's mount (as
 ``bench.lazycases``) and counts the objects each lazy status fetched.
 
-Run: ``.venv/bin/python -m bench.lazybound --served DIR [--repeats N]`` (DIR as
+``--trace2``: each status runs with ``GIT_TRACE2_PERF``, and its time is split at the gate:
+from git's ``cmd_ancestry`` event to its ``def_repo`` (git's setup reading the mount's
+``.git``, where the gate holds it: fuse/settle.py), and git's own work after it.
+
+Run: ``.venv/bin/python -m bench.lazybound --served DIR [--repeats N] [--trace2]`` (DIR as
 ``bench.lazycases --monorepo --served DIR`` keeps it); ``--native --warm-server`` as there.
 The result goes to ``bench/results/[PREFIX]lazybound-<time>.json`` and is printed.
 """
@@ -74,8 +78,34 @@ def _blobs_of(ref: Path, vault: Path) -> None:
                 shutil.copyfile(Path(d) / f, dest)
 
 
+def _at(line: str) -> float:
+    h, m, sec = line.split()[0].split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def _gate(trace: Path) -> tuple[float, float]:
+    """(the gate's seconds, git's own after it) from a status's ``GIT_TRACE2_PERF`` file."""
+    at: dict[str, float] = {}
+    for line in trace.read_text().splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) > 3 and parts[2] == "main":
+            at.setdefault(parts[3], _at(parts[0]))
+            if parts[3] == "atexit":
+                at["atexit"] = _at(parts[0])
+    trace.unlink()
+    return at["def_repo"] - at["cmd_ancestry"], at["atexit"] - at["def_repo"]
+
+
 def _round(
-    avfs: list[str], env: dict[str, str], url: str, name: str, mp: Path, home: Path, ref: Path, side: str
+    avfs: list[str],
+    env: dict[str, str],
+    url: str,
+    name: str,
+    mp: Path,
+    home: Path,
+    ref: Path,
+    side: str,
+    trace: Path | None = None,
 ) -> tuple[float, float, int]:
     """clone, (copy what ``side`` takes from ``ref``), mount, `ls`, `git status`: (clone +
     mount + `ls` seconds, the status's seconds, the objects it fetched); unmounted after."""
@@ -97,7 +127,8 @@ def _round(
     took = time.perf_counter() - start - (copied - cloned)
     before = _objects(own.parent)
     start = time.perf_counter()
-    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+    traced = {**os.environ, "GIT_TRACE2_PERF": str(trace)} if trace else None
+    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True, env=traced)
     status = time.perf_counter() - start
     fetched = _objects(own.parent) - before
     subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
@@ -111,6 +142,7 @@ def main() -> None:
     ap.add_argument("--warm-server", action="store_true")
     ap.add_argument("--native", action="store_true")
     ap.add_argument("--prefix", default="")
+    ap.add_argument("--trace2", action="store_true", help="split each status at the gate (GIT_TRACE2_PERF)")
     args = ap.parse_args()
     avfs = [str(ROOT / ".venv" / "bin" / ("avfs" if args.native else "python"))]
     if not args.native:
@@ -120,6 +152,7 @@ def main() -> None:
     row1: dict[str, list[float]] = {s: [] for s in SIDES}
     fetched: dict[str, list[int]] = {s: [] for s in SIDES}
     whole: list[float] = []
+    gates: dict[str, list[tuple[float, float]]] = {s: [] for s in (*SIDES, "whole")}
     with tempfile.TemporaryDirectory(prefix="avfs-bench-bound-") as tmp:
         t = Path(tmp)
         os.chdir(t)
@@ -140,15 +173,31 @@ def main() -> None:
             subprocess.run([*avfs, "vault", "clone", url, "whole"], check=True, env=env, capture_output=True)
             ref = _reference(avfs, env, url, home, t / "ref-mnt")
             for i in range(args.repeats):
+                trace = t / "status.trace2"
+                if args.trace2:  # (the whole vault's status inherits this process's environment)
+                    os.environ["GIT_TRACE2_PERF"] = str(trace)
                 whole.append(_whole_status(avfs, env, "whole", t / "whole-mnt"))
+                if args.trace2:
+                    os.environ.pop("GIT_TRACE2_PERF")
+                    gates["whole"].append(_gate(trace))
                 order = SIDES if i % 2 == 0 else SIDES[::-1]
                 for side in order:
                     took, status, got = _round(
-                        avfs, env, url, f"{side}{i}", t / f"{side}-{i}", home, ref, side
+                        avfs,
+                        env,
+                        url,
+                        f"{side}{i}",
+                        t / f"{side}-{i}",
+                        home,
+                        ref,
+                        side,
+                        trace if args.trace2 else None,
                     )
                     row1[side].append(took)
                     times[side].append(status)
                     fetched[side].append(got)
+                    if args.trace2:
+                        gates[side].append(_gate(trace))
                 load.append(os.getloadavg()[0])
         finally:
             daemon.terminate()
@@ -175,6 +224,12 @@ def main() -> None:
             "clone_mount_ls_s_median": statistics.median(row1[side]),
             "objects_fetched_by_first_git_status": max(fetched[side]),
         }
+    if args.trace2:
+        result["trace2_gate_s_median"] = {k: statistics.median(g for g, _ in v) for k, v in gates.items()}
+        result["trace2_after_gate_s_median"] = {
+            k: statistics.median(a for _, a in v) for k, v in gates.items()
+        }
+        result["trace2_gate_and_after_s"] = gates
     out = (
         ROOT
         / "bench"
