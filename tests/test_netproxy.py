@@ -30,7 +30,7 @@ from avfs_git.proxy import confine, netproxy
 from avfs_git.proxy.envelope import ExecRequest, ExecResult
 from avfs_git.proxy.execute import execute
 
-from .conftest import IN_CI
+from .conftest import skip_outside_ci
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
@@ -94,9 +94,7 @@ def echo() -> Iterator[int]:
 def _need_curl() -> str:
     curl = shutil.which("curl")
     if curl is None:
-        if IN_CI:
-            pytest.fail("curl must be installed for these tests in CI")
-        pytest.skip("curl is not installed")
+        skip_outside_ci("curl is not installed", "curl must be installed for these tests in CI")
     return curl
 
 

@@ -25,7 +25,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
-from ..conftest import IN_CI
+from ..conftest import skip_outside_ci
 from .backends import MOUNTS
 from .test_exec_premount import _daemons, _pending, _untouched
 from .test_mount_kept_warm import LONG, _env, _listed, _no_leftovers, _until, cleanup, fork
@@ -124,9 +124,7 @@ def test_a_confined_first_call_offers_its_sandbox_once_it_has_answered(
     backend: str, home: Home, fork: Vault, server: int
 ) -> None:
     if not standby.available():
-        if IN_CI:
-            pytest.fail("no sandbox is made ready here (/usr/bin/perl is missing)")
-        pytest.skip("no sandbox is made ready here (/usr/bin/perl is missing)")
+        skip_outside_ci("no sandbox is made ready here (/usr/bin/perl is missing)")
     first = _exec(home, backend, "--", "sh", "-c", "echo one > one.txt")
     assert first["success"] and first["mount"]["reused"] is False, first
     (live,) = _listed(home, backend)
