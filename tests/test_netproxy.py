@@ -14,7 +14,6 @@ import signal
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from .conftest import skip_outside_ci
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
+from .waitingexec import exec_argv
 
 
 @pytest.fixture
@@ -327,9 +327,9 @@ def _filtered_cli(home: Any, marker: str, seconds: int) -> subprocess.Popen[byte
     with open(os.path.join(home.path, "policy.toml"), "w") as f:
         f.write('version = 1\n[defaults]\nnetwork_allow = ["127.0.0.1:9"]\nnetwork = "filtered"\n'
                 '[outcomes]\nnetworked = "allow"\n')  # fmt: skip
-    cmd = ["--home", home.path, "--vault", "v", "--json", "proxy", "exec", "--timeout-ms", "60000"]
+    cmd = exec_argv("--timeout-ms", "60000", home=home.path, vault="v")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "avfs_git", *cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
+        [*cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -360,21 +360,7 @@ def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fo
     daemon): the command runs to its end, then nothing of its sandbox stays."""
     marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
     subprocess.run(  # the mount and its daemon, kept warm
-        [
-            sys.executable,
-            "-m",
-            "avfs_git",
-            "--home",
-            home.path,
-            "--vault",
-            "v",
-            "proxy",
-            "exec",
-            "--",
-            "true",
-        ],
-        capture_output=True,
-        timeout=120,
+        [*exec_argv(home=home.path, vault="v"), "--", "true"], capture_output=True, timeout=120
     )
     proc = _filtered_cli(home, marker, 2)
     try:

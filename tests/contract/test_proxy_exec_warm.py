@@ -21,6 +21,7 @@ from avfs_git.proxy import standby
 
 from ..conftest import skip_outside_ci
 from ..test_confine import _need_bwrap
+from ..waitingexec import exec_argv
 from .backends import MOUNTS
 
 DENY_TRUE = """\
@@ -236,22 +237,7 @@ def test_the_warm_call_loads_neither_click_nor_the_click_cli(live):
     daemon answers before click, cli/main or even cli/execopts is imported (the client's
     built-in modules only: cli/execclient.py)."""
     r = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-m",
-            "avfs_git",
-            "--vault",
-            "v:main",
-            "--json",
-            "proxy",
-            "exec",
-            "--",
-            "true",
-        ],
-        capture_output=True,
-        timeout=120,
+        [*exec_argv(python=["-X", "importtime"]), "--", "true"], capture_output=True, timeout=120
     )
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["success"] and doc["mount"]["reused"], doc
