@@ -645,3 +645,46 @@ def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vau
         ]
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_only_a_rename_s_whiteout_keeps_its_lower_file_once_the_base_drops_it(home, vault, tmp_path):
+    """The lower file a rename's whiteout hides is the renamed copy-up's origin, which the
+    kernel keeps (the test above): it stays in the lower layer, pinned, once a checkpoint
+    drops it from the base. A plain removal's whiteout hides a file no upper file came
+    from: nothing is pinned for it (an entry every later read of all entries would pay
+    for until the fold), and the mount, status and a remount show the same either way."""
+    require_overlay()
+    ws = vault.workspace("main")
+    for p in ("d/renamed.txt", "d/removed.txt", "d/edited.txt", "README.md", "other.md"):
+        ws.write(p, p.encode() + b"\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        os.replace(os.path.join(mp, "d", "renamed.txt"), os.path.join(mp, "moved.txt"))
+        os.unlink(os.path.join(mp, "d", "removed.txt"))
+        with open(os.path.join(mp, "d", "edited.txt"), "a") as fh:  # a copy-up in place
+            fh.write("more\n")
+        os.unlink(os.path.join(mp, "other.md"))
+        checkpoint.save(vault)
+        ws = vault.workspace("main")
+        with ws.overlay.without_upper():  # the lower layer's own entries: the pins
+            kept = sorted(e.path for e in ws.overlay.all())
+        assert kept == ["d/renamed.txt"]
+        os.replace(os.path.join(mp, "README.md"), os.path.join(mp, "moved.txt"))  # (ESTALE unpinned)
+        want = {
+            "d/edited.txt": ("file", b"d/edited.txt\nmore\n", False),
+            "moved.txt": ("file", b"README.md\n", False),
+        }
+        assert _tree(mp) == want
+        assert git("-C", mp, "status", "--porcelain") == " D README.md\n M moved.txt\n"
+        assert sorted(c.path for c in ws.status()) == ["README.md", "moved.txt"]
+    finally:
+        mounts.unmount(home, vault, "main")
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _tree(mp) == want
+        assert sorted(c.path for c in vault.workspace("main").status()) == ["README.md", "moved.txt"]
+    finally:
+        mounts.unmount(home, vault, "main")
