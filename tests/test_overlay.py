@@ -585,6 +585,20 @@ def test_a_directory_renamed_and_committed_by_git_in_the_mount_keeps_its_content
         mounts.unmount(home, vault, "main")
 
 
+def _mounted_with(home: Any, vault: Any, tmp_path: Any, paths: tuple[str, ...]) -> str:
+    """Fork main holding ``paths`` (each file its own path and a newline), checkpointed and
+    mounted on overlay at a mount point of its own, returned."""
+    require_overlay()
+    ws = vault.workspace("main")
+    for p in paths:
+        ws.write(p, p.encode() + b"\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    return mp
+
+
 def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vault, tmp_path, cli_proc):
     """overlay, git model seed 31: ``mv t/__init__.py moved.txt`` in the mount, a ``proxy
     exec`` (its record of that rename moves the base: ``t/__init__.py`` leaves the lower
@@ -593,14 +607,9 @@ def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vau
     rename's target is looked up again in the lower layer (FUSE revalidates a rename
     target always): a name the lower layer had lost made overlayfs answer ``ESTALE``. The
     lower layer keeps such a name (pinned, hidden by the upper layer's whiteout)."""
-    require_overlay()
-    ws = vault.workspace("main")
-    for p in ("t/__init__.py", "t/other.py", "docs/a.md", "docs/b.md", "README.md"):
-        ws.write(p, p.encode() + b"\n")
-    checkpoint.save(vault)
-    mp = str(tmp_path / "mnt")
-    os.mkdir(mp)
-    mounts.mount(home, vault, "main", mp, backend="overlay")
+    mp = _mounted_with(
+        home, vault, tmp_path, ("t/__init__.py", "t/other.py", "docs/a.md", "docs/b.md", "README.md")
+    )
     try:
         os.replace(os.path.join(mp, "t", "__init__.py"), os.path.join(mp, "moved.txt"))
         res = cli_proc(
@@ -653,14 +662,9 @@ def test_only_a_rename_s_whiteout_keeps_its_lower_file_once_the_base_drops_it(ho
     drops it from the base. A plain removal's whiteout hides a file no upper file came
     from: nothing is pinned for it (an entry every later read of all entries would pay
     for until the fold), and the mount, status and a remount show the same either way."""
-    require_overlay()
-    ws = vault.workspace("main")
-    for p in ("d/renamed.txt", "d/removed.txt", "d/edited.txt", "README.md", "other.md"):
-        ws.write(p, p.encode() + b"\n")
-    checkpoint.save(vault)
-    mp = str(tmp_path / "mnt")
-    os.mkdir(mp)
-    mounts.mount(home, vault, "main", mp, backend="overlay")
+    mp = _mounted_with(
+        home, vault, tmp_path, ("d/renamed.txt", "d/removed.txt", "d/edited.txt", "README.md", "other.md")
+    )
     try:
         os.replace(os.path.join(mp, "d", "renamed.txt"), os.path.join(mp, "moved.txt"))
         os.unlink(os.path.join(mp, "d", "removed.txt"))
