@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -246,6 +246,28 @@ def api_workers(tmp: Path, trees: dict[str, str], code: str) -> Iterator[dict[st
             w.close()
         for side in trees:
             layers.unmount(str(tmp / f"home-{side}"))  # (its image's file system)
+
+
+def api_rounds(
+    code: str, one: Callable[[Worker], dict[str, Any]], rounds: int
+) -> tuple[argparse.Namespace, float, dict[str, list[dict[str, Any]]]]:
+    """A ``--baseline`` script over the Python API: its arguments (:func:`baseline_args`,
+    ``rounds`` by default), a worker per side running ``code`` (:func:`api_workers`), ``one``
+    of each worker once untimed (the warm-up), then ``--rounds`` rounds in :func:`order`.
+    Returns the arguments, the load before, and each side's answers of ``one`` by round."""
+    ap = argparse.ArgumentParser()
+    baseline_args(ap, rounds)
+    args = ap.parse_args()
+    trees = this_and_baseline(args.baseline)
+    answers: dict[str, list[dict[str, Any]]] = {side: [] for side in trees}
+    load_before = load()
+    with scratch("avfs-bench-api-", chdir=False) as tmp, api_workers(tmp, trees, code) as workers:
+        for side in trees:
+            one(workers[side])
+        for i in range(args.rounds):
+            for side in order(list(trees), i):
+                answers[side].append(one(workers[side]))
+    return args, load_before, answers
 
 
 class Worker:

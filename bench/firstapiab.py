@@ -14,7 +14,6 @@ to ``bench/results/first-api-ab-<time>.json`` and its medians are printed.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from typing import Any
 
@@ -52,23 +51,10 @@ for line in sys.stdin:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ab.baseline_args(ap, 11)
-    args = ap.parse_args()
-    trees = ab.this_and_baseline(args.baseline)
-    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in trees}
-    load_before = ab.load()
-    with (
-        ab.scratch("avfs-bench-firstapi-", chdir=False) as tmp,
-        ab.api_workers(tmp, trees, WORKER) as workers,
-    ):
-        for side in trees:  # (warm-up, untimed)
-            workers[side].ask("exec", REFUSED)
-            workers[side].ask("mount", REFUSED)
-        for i in range(args.rounds):
-            for side in ab.order(list(trees), i):
-                first, mount = workers[side].ask("exec", REFUSED), workers[side].ask("mount", REFUSED)
-                rounds[side].append({"first": first, "mount": mount})
+    def one(worker: ab.Worker) -> dict[str, Any]:
+        return {"first": worker.ask("exec", REFUSED), "mount": worker.ask("mount", REFUSED)}
+
+    args, load_before, rounds = ab.api_rounds(WORKER, one, 11)
     median = {
         s: {
             "first_ms": statistics.median(r["first"]["wall"] for r in rs) * 1000,

@@ -15,9 +15,7 @@ goes to ``bench/results/first-before-ab-<time>.json`` and its medians are printe
 
 from __future__ import annotations
 
-import argparse
 import statistics
-from typing import Any
 
 from . import abkit as ab
 
@@ -55,21 +53,7 @@ for line in sys.stdin:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ab.baseline_args(ap, 11)
-    args = ap.parse_args()
-    trees = ab.this_and_baseline(args.baseline)
-    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in trees}
-    load_before = ab.load()
-    with (
-        ab.scratch("avfs-bench-firstapi-", chdir=False) as tmp,
-        ab.api_workers(tmp, trees, WORKER) as workers,
-    ):
-        for side in trees:  # (warm-up, untimed)
-            workers[side].ask("exec", REFUSED)
-        for i in range(args.rounds):
-            for side in ab.order(list(trees), i):
-                rounds[side].append(workers[side].ask("exec", REFUSED))
+    args, load_before, rounds = ab.api_rounds(WORKER, lambda worker: worker.ask("exec", REFUSED), 11)
     median = {
         s: {k: statistics.median(r[k] for r in rs) * 1000 for k in ("wall", "before_wall", "before_cpu")}
         for s, rs in rounds.items()

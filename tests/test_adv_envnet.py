@@ -40,7 +40,7 @@ from avfs_git.proxy import approval, confine, netproxy
 from avfs_git.proxy.envelope import ExecRequest, ExecResult
 from avfs_git.proxy.execute import execute
 
-from .conftest import IN_CI
+from .conftest import skip_outside_ci
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
@@ -95,9 +95,7 @@ def preload(tmp_path: Path) -> dict[str, Path]:
     sandbox does not show: under the host's /tmp) and says where it ran on stderr."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        if IN_CI:
-            pytest.fail("a C compiler must be installed for these tests in CI")
-        pytest.skip("no C compiler here")
+        skip_outside_ci("no C compiler here", "a C compiler must be installed for these tests in CI")
     lib, canary = tmp_path / "lib", tmp_path / "host-canary"
     lib.mkdir()
     canary.mkdir()
@@ -515,9 +513,10 @@ print(json.dumps(out))
 
 def _unshare(*flags: str) -> list[str]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        if IN_CI:
-            pytest.fail("CI runs as root with util-linux: the own-address checks must run")
-        pytest.skip("needs root and unshare(1) to give the check a name resolving where it says")
+        skip_outside_ci(
+            "needs root and unshare(1) to give the check a name resolving where it says",
+            "CI runs as root with util-linux: the own-address checks must run",
+        )
     return ["unshare", *flags]
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from .contract.test_proxy_exec_warm import _wait_for, _waiters
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
+from .waitingexec import exec_argv, running
 
 PERSON = ["git", "-c", "user.name=P", "-c", "user.email=p@x.invalid"]
 # what git opens following links (files) or makes files in (directories) in a git dir
@@ -100,20 +100,10 @@ def test_links_the_running_command_plants_in_its_git_dir_are_never_followed(live
             assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
         with open(os.path.join(mp, f"attack-{tag}.sh"), "w") as fh:
             fh.write(_attack(victim, victim_dir, tag))
-        cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--"]
-        proc = subprocess.Popen(
-            [*cmd, "sh", f"attack-{tag}.sh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
-            assert _wait_for(lambda t=tag: os.path.exists(os.path.join(mp, f"planted-{t}")), 60), (
-                "never planted"
-            )
+        planted = os.path.join(mp, f"planted-{tag}")
+        with running([*exec_argv("--"), "sh", f"attack-{tag}.sh"], planted) as proc:
             said = _person(mp, remote)
             out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         doc = json.loads(out)
         assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
         assert doc["exit_code"] == 0, (doc["result"], err)
@@ -146,20 +136,12 @@ def test_the_environment_asked_for_the_command_runs_nothing_before_the_domain(ho
         )
         w.write("Early.pm", module.encode())
         checkpoint.save(vault, name="module")
-        cmd = [
-            sys.executable,
-            "-m",
-            "avfs_git",
-            "--vault",
-            "v:main",
-            "--json",
-            "proxy",
-            "exec",
-            "--no-commit",
-        ]
         env = ["--env", "PERL5OPT=-MEarly", "--env", "PERL5LIB=."]
         got = subprocess.run(
-            [*cmd, *env, "--", "sh", "-c", "echo ran-inside"], capture_output=True, text=True, timeout=120
+            [*exec_argv("--no-commit", *env, "--"), "sh", "-c", "echo ran-inside"],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         doc = json.loads(got.stdout)
         assert doc["confinement"]["kind"] == "bwrap" and doc["exit_code"] == 0, doc
@@ -206,7 +188,6 @@ def test_a_home_the_request_asks_for_opens_no_way_into_the_git_dir(live, vault, 
     gitdir = os.path.join(vault.path, "worktrees", "avfs-main")
     os.symlink(gitdir, os.path.join(mp, "to-git-dir"))
     os.makedirs(os.path.join(gitdir, "sub"), exist_ok=True)  # (as a command before may leave one)
-    cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--no-commit"]
     for tag, home in _homes(vault, gitdir).items():
         script = (
             f"G=$(git rev-parse --absolute-git-dir); : > made-{tag}\n"
@@ -221,9 +202,8 @@ def test_a_home_the_request_asks_for_opens_no_way_into_the_git_dir(live, vault, 
         with open(os.path.join(mp, f"attack-{tag}.sh"), "w") as fh:
             fh.write(script)
         env = [] if home is None else ["--env", f"HOME={home}"]
-        proc = subprocess.Popen([*cmd, *env, "--", "sh", f"attack-{tag}.sh"], stdout=subprocess.PIPE)
-        try:
-            assert _wait_for(lambda t=tag: os.path.exists(os.path.join(mp, f"planted-{t}")), 60), tag
+        call = [*exec_argv("--no-commit", *env, "--"), "sh", f"attack-{tag}.sh"]
+        with running(call, os.path.join(mp, f"planted-{tag}")) as proc:
             fetched = subprocess.run(
                 [*PERSON, "fetch", "-q", str(remote), "main"],
                 cwd=mp,
@@ -233,10 +213,6 @@ def test_a_home_the_request_asks_for_opens_no_way_into_the_git_dir(live, vault, 
             )
             open(os.path.join(mp, f"go-{tag}"), "w").close()
             out, _ = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         doc = json.loads(out)
         assert doc["confinement"]["kind"] == "bwrap" and doc["exit_code"] == 0, (tag, doc["result"])
         assert victim.read_text() == "host data\n", (tag, fetched.stderr)

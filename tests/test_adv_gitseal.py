@@ -33,6 +33,7 @@ from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
 from .test_overlay import require_overlay
+from .waitingexec import exec_argv, running
 
 BACKENDS = ["overlay", "fuse"]
 
@@ -1330,10 +1331,7 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(li
     mp = live.mountpoint
     wt = worktree_dir(vault, "main")
     started = Path(mp) / "started"  # the sandbox's /tmp is its own
-    cmd = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--"]
-    run = subprocess.Popen([*cmd, "sh", "-c", "touch started; sleep 3"], stdout=subprocess.PIPE)
-    try:
-        assert _wait_for(started.exists), "the command did not start"
+    with running([*exec_argv("--"), "sh", "-c", "touch started; sleep 3"], started) as run:
         env = dict(os.environ, GIT_SEQUENCE_EDITOR="sed -i 1ibreak")
         proc = subprocess.run(
             ["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True
@@ -1341,7 +1339,6 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(li
         assert os.path.isdir(os.path.join(wt, "rebase-merge")), proc.stderr
         with open(os.path.join(wt, "rebase-merge", "git-rebase-todo")) as fh:
             todo = fh.read()
-    finally:
         out, _ = run.communicate(timeout=120)
     doc = json.loads(out)
     validate(doc)
@@ -1411,26 +1408,11 @@ def test_a_person_s_rebase_finished_while_a_command_runs_cannot_be_planted_again
         f'cp -r /tmp/rm "$G/rebase-merge" && echo "exec touch {canary}" > "$G/rebase-merge/git-rebase-todo"'
         " && echo PLANTED\n",
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "avfs_git",
-        "--vault",
-        "v:main",
-        "--json",
-        "proxy",
-        "exec",
-        "--no-commit",
-        "--",
-    ]
-    run = subprocess.Popen([*cmd, "sh", "attack.sh"], stdout=subprocess.PIPE)
-    try:
-        assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
+    with running([*exec_argv("--no-commit", "--"), "sh", "attack.sh"], os.path.join(mp, "started")) as run:
         done = subprocess.run(
             ["git", "rebase", "--continue"], cwd=mp, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr  # the person's rebase is over
-    finally:
         out, _ = run.communicate(timeout=120)
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0, doc
@@ -1488,23 +1470,8 @@ def test_a_pinned_file_the_person_rewrites_while_a_command_runs_is_put_back(live
         'while [ $i -lt 400 ]; do printf "$line" >> "$G/config.worktree" 2>/dev/null && echo WROTE && break\n'
         "  sleep 0.05; i=$((i+1)); done\ntrue\n",
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "avfs_git",
-        "--vault",
-        "v:main",
-        "--json",
-        "proxy",
-        "exec",
-        "--no-commit",
-        "--",
-    ]
-    run = subprocess.Popen([*cmd, "sh", "attack.sh"], stdout=subprocess.PIPE)
-    try:
-        assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
+    with running([*exec_argv("--no-commit", "--"), "sh", "attack.sh"], os.path.join(mp, "started")) as run:
         _git("config", "--worktree", "person.setting", "mine", cwd=mp)
-    finally:
         out, _ = run.communicate(timeout=120)
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0, doc

@@ -41,7 +41,7 @@ from avfs_git.proxy import confine
 from avfs_git.proxy.envelope import ExecRequest, ExecResult
 from avfs_git.proxy.execute import execute
 
-from .conftest import IN_CI
+from .conftest import skip_outside_ci
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -60,9 +60,9 @@ def _need_bwrap() -> None:
     why = confine.unavailable()
     if why is None:
         return
-    if IN_CI:
-        pytest.fail(f"bubblewrap must work for these tests in CI: {why}")
-    pytest.skip(f"bubblewrap unavailable here: {why}")
+    skip_outside_ci(
+        f"bubblewrap unavailable here: {why}", f"bubblewrap must work for these tests in CI: {why}"
+    )
 
 
 class Scene:

@@ -19,13 +19,11 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from . import kernellog
-from .conftest import IN_CI
+from .conftest import skip_outside_ci
 
 FILES = 5000  # > 4096 nodes: libfuse's name table (8 B a slot, 2 slots a node) is mmap-ed
 DIRS = 50
@@ -37,9 +35,7 @@ DELAYS = (0.0, 0.01, 0.03, 0.06, 0.0, 0.02)
 def require_fuse() -> None:
     why = mounts.fuse_available()
     if why is not None:
-        if IN_CI:
-            pytest.fail(f"FUSE must be available in CI: {why}")
-        pytest.skip(f"requires FUSE: {why}")
+        skip_outside_ci(f"requires FUSE: {why}", f"FUSE must be available in CI: {why}")
 
 
 def threads_of(pid: int) -> set[int]:
@@ -85,8 +81,9 @@ def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_pa
 
     after, _ = kernellog.read()
     if before is None or after is None:
-        if IN_CI:
-            pytest.fail("the kernel log (dmesg) must be readable in CI")
-        pytest.skip("dmesg is not readable here: exit statuses checked, the kernel log not")
+        skip_outside_ci(
+            "dmesg is not readable here: exit statuses checked, the kernel log not",
+            "the kernel log (dmesg) must be readable in CI",
+        )
     mine = kernellog.of(kernellog.new_faults(before, after), ours)
     assert mine == [], "mount daemons faulted:\n" + "\n".join(mine)

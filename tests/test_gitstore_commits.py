@@ -19,7 +19,7 @@ from avfs_git.core.store.gitformat import parse_commit
 from avfs_git.core.store.gitstore import EMPTY_TREE, GitStore
 
 from . import realdata
-from .conftest import IN_CI, git
+from .conftest import git, skip_outside_ci
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,9 +77,7 @@ def test_this_projects_history() -> None:
         check=False,
     )
     if proc.returncode != 0:
-        if IN_CI:
-            pytest.fail(f"CI runs in a git checkout: {proc.stderr}")
-        pytest.skip("not a git checkout")
+        skip_outside_ci("not a git checkout", f"CI runs in a git checkout: {proc.stderr}")
     seen = _compare(proc.stdout.strip())
     assert seen["commits"] > 10 and seen["multi-line"] > 0, seen
 
@@ -120,9 +118,10 @@ def _made_by_git(git_dir: str, tmp_path: Path) -> None:
     commit_tree("-p", a, message="日本語\n".encode("shift_jis"), config=("i18n.commitEncoding=Shift_JIS",))
     commit_tree(message=b"no newline at the end")
     if shutil.which("ssh-keygen") is None:
-        if IN_CI:
-            pytest.fail("ssh-keygen is not installed (openssh-server is one of the Makefile's DEBS)")
-        pytest.skip("ssh-keygen is not installed")
+        skip_outside_ci(
+            "ssh-keygen is not installed",
+            "ssh-keygen is not installed (openssh-server is one of the Makefile's DEBS)",
+        )
     key = tmp_path / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     signing = ("gpg.format=ssh", f"user.signingkey={key}.pub")

@@ -32,7 +32,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import maintenance, mounts
 
-from .conftest import IN_CI, git
+from .conftest import git, skip_outside_ci
 from .test_json_schemas import single_document, validate
 
 DAY = 86400.0
@@ -52,9 +52,7 @@ def _fsck(vault: Vault) -> None:
 def _require_fuse() -> None:
     why = mounts.fuse_available()
     if why is not None:
-        if IN_CI:
-            pytest.fail(f"FUSE must be available in CI: {why}")
-        pytest.skip(f"requires FUSE: {why}")
+        skip_outside_ci(f"requires FUSE: {why}", f"FUSE must be available in CI: {why}")
 
 
 @contextmanager
@@ -823,9 +821,7 @@ def test_doctor_detaches_an_overlay_left_without_its_daemon(
     overlay of another home, and a live mount of another fork, are left alone."""
     why = _overlay_why()
     if why is not None:
-        if IN_CI:
-            pytest.fail(f"overlayfs must be mountable in CI: {why}")
-        pytest.skip(why)
+        skip_outside_ci(why, f"overlayfs must be mountable in CI: {why}")
     _require_fuse()
     vault.create_fork("main", "other")
     state = Path(vault.state_dir) / "crashed-overlay"

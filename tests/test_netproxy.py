@@ -14,7 +14,6 @@ import signal
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,10 +29,11 @@ from avfs_git.proxy import confine, netproxy
 from avfs_git.proxy.envelope import ExecRequest, ExecResult
 from avfs_git.proxy.execute import execute
 
-from .conftest import IN_CI
+from .conftest import skip_outside_ci
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
+from .waitingexec import exec_argv
 
 
 @pytest.fixture
@@ -94,9 +94,7 @@ def echo() -> Iterator[int]:
 def _need_curl() -> str:
     curl = shutil.which("curl")
     if curl is None:
-        if IN_CI:
-            pytest.fail("curl must be installed for these tests in CI")
-        pytest.skip("curl is not installed")
+        skip_outside_ci("curl is not installed", "curl must be installed for these tests in CI")
     return curl
 
 
@@ -305,6 +303,73 @@ def test_the_sandbox_ends_with_its_command_when_the_outer_bwrap_was_killed():
                     os.kill(pid, signal.SIGKILL)
 
 
+def _outer_killed_in_the_set_up(tmp_path: Any, kill: bool) -> tuple[bool, list[int]]:
+    """A command of avfs's sandbox (no network, the Landlock program in front:
+    ``confine.argv`` with the outer bwrap's status pipe, as the runner starts it), its
+    set-up held at bwrap's ``--block-fd``; with ``kill``, the outer bwrap SIGKILLed there.
+    Returns (whether the command ran, what of it is still alive once it would have
+    ended)."""
+    src = tmp_path / "fork"
+    src.mkdir(exist_ok=True)
+    ran = src / "ran"
+    with contextlib.suppress(FileNotFoundError):
+        ran.unlink()
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    sb = confine.Sandbox(source=str(src), path=str(src), cwd=str(src), network="none", root=os.geteuid() == 0)
+    status_r, status_w = os.pipe()
+    gate_r, gate_w = os.pipe()
+    outer_fd = confine.outer_fd(status_r)
+    argv = confine.argv(sb, ["sh", "-c", "touch ran; sleep 1", marker], outer_fd=outer_fd)
+    argv[1:1] = ["--json-status-fd", str(status_w), "--block-fd", str(gate_r)]
+    fds = (status_w, gate_r, *([outer_fd] if outer_fd >= 0 else []))
+    outer = subprocess.Popen(
+        argv,
+        pass_fds=fds,
+        env=confine.BWRAP_ENV,
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(status_w)
+    os.close(gate_r)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:  # outer + set-up
+            time.sleep(0.01)
+        if kill:
+            outer.send_signal(signal.SIGKILL)
+        os.write(gate_w, b"x")
+        outer.wait(timeout=60)
+        deadline = time.monotonic() + 15  # (the command's own second, and then some)
+        while (left := _alive_with(marker)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return ran.exists(), left
+    finally:
+        os.close(gate_w)
+        os.close(status_r)
+        for pid in _alive_with(marker):  # (only when the test fails)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_command_does_not_start_once_its_outer_bwrap_was_killed_in_the_set_up(tmp_path):
+    """The same set-up window without a filtered network (no relay: the command is the
+    sandbox's only process): an outer bwrap killed before the sandbox's init set
+    ``--die-with-parent``'s signal left the command running to its own end, parent 1,
+    with avfs's timeout gone. The Landlock program in front of the command sees that
+    bwrap gone (no writer left on its status pipe) and does not start it."""
+    _need_bwrap()
+    from avfs_git.proxy import landlock
+
+    if not landlock.available() or landlock.PPOLL <= 0:
+        skip_outside_ci(f"no {landlock.PERL}, or no ppoll number known for this machine")
+    ran, left = _outer_killed_in_the_set_up(tmp_path, kill=False)
+    assert ran and not left  # (the control: a bwrap that stays, a command that runs)
+    ran, left = _outer_killed_in_the_set_up(tmp_path, kill=True)
+    assert not ran, "the command ran after the bwrap that started it was killed"
+    assert not left, f"still alive: {left}"
+
+
 def _none_left(marker: str, within_s: float = 15.0) -> None:
     deadline = time.monotonic() + within_s
     while (left := _alive_with(marker)) and time.monotonic() < deadline:
@@ -329,9 +394,9 @@ def _filtered_cli(home: Any, marker: str, seconds: int) -> subprocess.Popen[byte
     with open(os.path.join(home.path, "policy.toml"), "w") as f:
         f.write('version = 1\n[defaults]\nnetwork_allow = ["127.0.0.1:9"]\nnetwork = "filtered"\n'
                 '[outcomes]\nnetworked = "allow"\n')  # fmt: skip
-    cmd = ["--home", home.path, "--vault", "v", "--json", "proxy", "exec", "--timeout-ms", "60000"]
+    cmd = exec_argv("--timeout-ms", "60000", home=home.path, vault="v")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "avfs_git", *cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
+        [*cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -362,21 +427,7 @@ def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fo
     daemon): the command runs to its end, then nothing of its sandbox stays."""
     marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
     subprocess.run(  # the mount and its daemon, kept warm
-        [
-            sys.executable,
-            "-m",
-            "avfs_git",
-            "--home",
-            home.path,
-            "--vault",
-            "v",
-            "proxy",
-            "exec",
-            "--",
-            "true",
-        ],
-        capture_output=True,
-        timeout=120,
+        [*exec_argv(home=home.path, vault="v"), "--", "true"], capture_output=True, timeout=120
     )
     proc = _filtered_cli(home, marker, 2)
     try:

@@ -585,6 +585,20 @@ def test_a_directory_renamed_and_committed_by_git_in_the_mount_keeps_its_content
         mounts.unmount(home, vault, "main")
 
 
+def _mounted_with(home: Any, vault: Any, tmp_path: Any, paths: tuple[str, ...]) -> str:
+    """Fork main holding ``paths`` (each file its own path and a newline), checkpointed and
+    mounted on overlay at a mount point of its own, returned."""
+    require_overlay()
+    ws = vault.workspace("main")
+    for p in paths:
+        ws.write(p, p.encode() + b"\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    return mp
+
+
 def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vault, tmp_path, cli_proc):
     """overlay, git model seed 31: ``mv t/__init__.py moved.txt`` in the mount, a ``proxy
     exec`` (its record of that rename moves the base: ``t/__init__.py`` leaves the lower
@@ -593,14 +607,9 @@ def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vau
     rename's target is looked up again in the lower layer (FUSE revalidates a rename
     target always): a name the lower layer had lost made overlayfs answer ``ESTALE``. The
     lower layer keeps such a name (pinned, hidden by the upper layer's whiteout)."""
-    require_overlay()
-    ws = vault.workspace("main")
-    for p in ("t/__init__.py", "t/other.py", "docs/a.md", "docs/b.md", "README.md"):
-        ws.write(p, p.encode() + b"\n")
-    checkpoint.save(vault)
-    mp = str(tmp_path / "mnt")
-    os.mkdir(mp)
-    mounts.mount(home, vault, "main", mp, backend="overlay")
+    mp = _mounted_with(
+        home, vault, tmp_path, ("t/__init__.py", "t/other.py", "docs/a.md", "docs/b.md", "README.md")
+    )
     try:
         os.replace(os.path.join(mp, "t", "__init__.py"), os.path.join(mp, "moved.txt"))
         res = cli_proc(
@@ -643,5 +652,43 @@ def test_a_rename_onto_a_copied_up_file_after_its_origin_left_the_base(home, vau
             "documentation/b.md",
             "moved.txt",
         ]
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_only_a_rename_s_whiteout_keeps_its_lower_file_once_the_base_drops_it(home, vault, tmp_path):
+    """The lower file a rename's whiteout hides is the renamed copy-up's origin, which the
+    kernel keeps (the test above): it stays in the lower layer, pinned, once a checkpoint
+    drops it from the base. A plain removal's whiteout hides a file no upper file came
+    from: nothing is pinned for it (an entry every later read of all entries would pay
+    for until the fold), and the mount, status and a remount show the same either way."""
+    mp = _mounted_with(
+        home, vault, tmp_path, ("d/renamed.txt", "d/removed.txt", "d/edited.txt", "README.md", "other.md")
+    )
+    try:
+        os.replace(os.path.join(mp, "d", "renamed.txt"), os.path.join(mp, "moved.txt"))
+        os.unlink(os.path.join(mp, "d", "removed.txt"))
+        with open(os.path.join(mp, "d", "edited.txt"), "a") as fh:  # a copy-up in place
+            fh.write("more\n")
+        os.unlink(os.path.join(mp, "other.md"))
+        checkpoint.save(vault)
+        ws = vault.workspace("main")
+        with ws.overlay.without_upper():  # the lower layer's own entries: the pins
+            kept = sorted(e.path for e in ws.overlay.all())
+        assert kept == ["d/renamed.txt"]
+        os.replace(os.path.join(mp, "README.md"), os.path.join(mp, "moved.txt"))  # (ESTALE unpinned)
+        want = {
+            "d/edited.txt": ("file", b"d/edited.txt\nmore\n", False),
+            "moved.txt": ("file", b"README.md\n", False),
+        }
+        assert _tree(mp) == want
+        assert git("-C", mp, "status", "--porcelain") == " D README.md\n M moved.txt\n"
+        assert sorted(c.path for c in ws.status()) == ["README.md", "moved.txt"]
+    finally:
+        mounts.unmount(home, vault, "main")
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        assert _tree(mp) == want
+        assert sorted(c.path for c in vault.workspace("main").status()) == ["README.md", "moved.txt"]
     finally:
         mounts.unmount(home, vault, "main")

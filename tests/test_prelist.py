@@ -10,18 +10,14 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from avfs_git.fuse.stacking import _list_merged
 
-from .conftest import IN_CI
+from .conftest import skip_outside_ci
 
 
 def _overlay(tmp_path: Path) -> tuple[Path, Path, Path]:
     if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI runs as root: overlayfs must be mountable")
-        pytest.skip("mounting overlayfs needs root here")
+        skip_outside_ci("mounting overlayfs needs root here", "CI runs as root: overlayfs must be mountable")
     lower, upper, work, mnt = (tmp_path / n for n in ("lower", "upper", "work", "mnt"))
     for d in (lower, upper, work, mnt):
         d.mkdir()

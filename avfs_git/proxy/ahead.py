@@ -132,11 +132,13 @@ class Blocked:
             status_r, status_w = os.pipe()
             opened += [status_r, status_w]
             self.status_r = status_r
-            argv = confine.argv(p.sandbox, list(p.argv), env_from=env_r, block_fd=block_r)
+            outer = confine.outer_fd(status_r)
+            argv = confine.argv(p.sandbox, list(p.argv), env_from=env_r, block_fd=block_r, outer_fd=outer)
             argv[1:1] = ["--json-status-fd", str(status_w)]
             fds = (status_w, env_r, block_r)
+            passed = (*fds, outer) if outer >= 0 else fds  # (status_r: kept here too)
             threading.Thread(
-                target=self._spawn, args=(argv, fds), name="avfs-exec-ahead", daemon=True
+                target=self._spawn, args=(argv, fds, passed), name="avfs-exec-ahead", daemon=True
             ).start()
         except BaseException:
             # nothing started: every descriptor made here closed (a call's first exec that
@@ -146,12 +148,13 @@ class Blocked:
             self.block_w = self.status_r = -1
             raise
 
-    def _spawn(self, argv: list[str], fds: tuple[int, ...]) -> None:
+    def _spawn(self, argv: list[str], fds: tuple[int, ...], passed: tuple[int, ...]) -> None:
+        """bubblewrap started with ``passed``; ``fds``, bubblewrap's alone, closed here."""
         from . import confine
         from .runner import _spawn
 
         try:
-            self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, fds)
+            self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, passed)
         except OSError:
             log.debug("a first call's sandbox, ahead", exc_info=True)
         finally:

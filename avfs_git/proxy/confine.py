@@ -255,6 +255,18 @@ def env_fd(env: Mapping[str, str]) -> int:
     return fd
 
 
+def outer_fd(status_r: int) -> int:
+    """``status_r``, the read end of the pipe of bwrap's ``--json-status-fd`` (whose write
+    end only the outer bwrap keeps), to be passed into the sandbox: the Landlock program
+    starts the command only while that bwrap is there (:data:`.landlock.EXEC`: one
+    killed before the sandbox's init set ``--die-with-parent``'s signal would leave the
+    command running, parent 1, with no timeout). -1 where no such program runs (the
+    command itself would inherit the descriptor)."""
+    from . import landlock
+
+    return status_r if landlock.available() and landlock.PPOLL > 0 else -1
+
+
 def check_path(path: str) -> str | None:
     """Why ``path`` cannot be where the fork appears in a sandbox (None: it can)."""
     if not os.path.isabs(path):
@@ -489,6 +501,7 @@ def argv(
     block_fd: int = -1,
     *,
     own: bool = False,
+    outer_fd: int = -1,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
@@ -498,7 +511,7 @@ def argv(
     Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
     is done by then too; where there is none, bubblewrap's ``--block-fd``. ``own``:
     ``command`` is a Perl program of avfs's own, run by the Perl that applies the Landlock
-    domain (:func:`.landlock.wrap`)."""
+    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if sb.network != "host":
@@ -557,7 +570,7 @@ def argv(
     from . import landlock
 
     # no link nor special file made in the vault
-    wrapped = landlock.wrap(sb, command, env_from, private_home, block_fd, own=own)
+    wrapped = landlock.wrap(sb, command, env_from, private_home, block_fd, own=own, outer_fd=outer_fd)
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
     if block_fd >= 0 and wrapped is command:  # (no Perl: bwrap waits, before it execs the command)

@@ -57,7 +57,8 @@ MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM, REFER = (
     1 << 13,
 )
 MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
-# argv: MADE REFER ENV_FD GATE_FD KEPT... -- PROTECTED... -- GRANT... -- COMMAND... ENV_FD
+# argv: MADE REFER ENV_FD GATE_FD OUTER_FD PPOLL KEPT... -- PROTECTED... -- GRANT... --
+# COMMAND... OUTER_FD, PPOLL: see EXEC. ENV_FD
 # (-1: none) holds the command's environment as bwrap's --args reads it (confine.env_args),
 # applied after the domain: the program starts with bwrap's own (a loader or Perl variable
 # asked for the command would run code in it before the domain). GATE_FD (-1: none): the
@@ -77,7 +78,7 @@ MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
 # landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
 # numbers on every architecture); bwrap has set no_new_privs already.
 APPLY = r"""
-my ($m, $r, $ef, $gf) = (0 + shift, 0 + shift, 0 + shift, 0 + shift); my (@k, @p, @g);
+my ($m, $r, $ef, $gf, $of, $pp) = map { 0 + shift } 1 .. 6; my (@k, @p, @g);
 while (@ARGV && $ARGV[0] ne "--") { push @k, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
@@ -126,8 +127,17 @@ if ($ef >= 0) {
   while (@f >= 3) { shift @f; my $k = shift @f; $ENV{$k} = shift @f }
 }
 """
-# what APPLY does next for a command of the caller's: wait at the gate (GATE_FD), then exec
-# the command (bwrap's messages when it cannot)
+# what APPLY does next for a command of the caller's: wait at the gate (GATE_FD), make sure
+# the bwrap outside the sandbox is still there (OUTER_FD), then exec the command (bwrap's
+# messages when it cannot). OUTER_FD (-1: none) is a read end of the pipe whose write end
+# only that bwrap holds (its --json-status-fd: its child closes it; docs/benchmarks.md,
+# h-tidy2's section): no writer left (POLLHUP, asked with the ppoll syscall, number PPOLL
+# for this machine) and it is gone, killed before the
+# sandbox's init set --die-with-parent's signal (its set-up goes on without it, and
+# nothing would end the command): the command does not run (exit 125). Asked once the
+# init (pid 1 here) sleeps in its wait for children, which it starts only after that
+# signal is set: gone then, it was gone before, and there after, its death ends the
+# sandbox. The descriptor is closed before the command starts.
 EXEC = r"""
 if ($gf >= 0) {
   open(my $gh, "<&=", $gf) or fail("the gate: $!");
@@ -135,9 +145,24 @@ if ($gf >= 0) {
   close $gh;
   exit 125 unless $n;
 }
+if ($of >= 0 && $pp > 0) {
+  for (1 .. 2000) {  # (the init is at its wait within microseconds of starting the command)
+    open(my $sh, "<", "/proc/1/stat") or last; my $st = <$sh>; close $sh;
+    last unless defined $st && $st =~ /\) R /; select(undef, undef, undef, 0.001);
+  }
+  my ($fds, $now) = (pack("iss", $of, 1, 0), pack("qq", 0, 0));  # POLLIN; POLLHUP comes back
+  my $rev = syscall($pp, $fds, 1, $now, 0, 8) >= 0 ? (unpack("iss", $fds))[2] : 0;
+  if ($rev & 0x10) { print STDERR "avfs: the sandbox's bwrap is gone: the command does not run\n"; exit 125 }
+}
+if ($of >= 0) { open(my $oh, "<&=", $of) and close $oh }
 { no warnings; exec { $ARGV[0] } @ARGV; }
 my $e = $! + 0; print STDERR "bwrap: execvp $ARGV[0]: $!\n"; exit($e == 2 || $e == 20 ? 127 : 126);
 """
+
+
+# the ppoll system call's number on this machine's architecture (-1: not known here, and
+# the check of EXEC is not made)
+PPOLL = {"x86_64": 271, "aarch64": 73, "riscv64": 73, "loongarch64": 73}.get(os.uname().machine, -1)
 
 
 def available() -> bool:
@@ -164,10 +189,13 @@ def wrap(
     gate_fd: int = -1,
     *,
     own: bool = False,
+    outer_fd: int = -1,
 ) -> list[str]:
     """``command`` run under the domain, with the environment read from ``env_fd`` (as it
     is where no Perl is there); ``home``: the sandbox's private ``$HOME`` (:func:`grants`);
-    ``gate_fd``: the command starts once a byte is read there (:data:`EXEC`).
+    ``gate_fd``: the command starts once a byte is read there; ``outer_fd``: the read end
+    of the outer bwrap's status pipe, the command starts only while that bwrap is there
+    (:data:`EXEC`).
     ``own``: ``command`` may be a Perl program of avfs's own (``PERL -e CODE ARGS...``: a
     ready sandbox's waiter, :mod:`.standby`, which has its own gate), then run by the same
     Perl once the domain is applied, with ``ARGS`` as its ``@ARGV``, instead of a second
@@ -180,5 +208,6 @@ def wrap(
     program, args = APPLY + EXEC, command
     if own and len(command) >= 3 and command[:2] == [PERL, "-e"]:
         program, args = APPLY + "{\n" + command[2] + "\n}\n", command[3:]
-    head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd), str(gate_fd)]
+    outer = -1 if own else outer_fd
+    head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd), str(gate_fd), str(outer), str(PPOLL)]
     return [*head, *sb.keep, "--", *protected, "--", *grants(sb, home), "--", *args]

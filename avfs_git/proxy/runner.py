@@ -416,7 +416,7 @@ def _start(
     """The command started (in the standby sandbox, under bwrap, in a view, or as it is):
     (its process, the read end of bwrap's status pipe or -1, the standby it started in),
     or the result of a command that could not be started."""
-    status_r = status_w = env_r = -1
+    status_r = status_w = env_r = outer = -1
     if sandbox is not None and standby is not None:
         try:
             standby.start(argv, sandbox.cwd, env)
@@ -432,13 +432,15 @@ def _start(
         # avfs's, and applies the command's (read from env_r) only as it starts the command
         env_r = confine.env_fd(env)
         status_r, status_w = os.pipe()
-        argv = confine.argv(sandbox, argv, env_from=env_r)
+        outer = confine.outer_fd(status_r)
+        argv = confine.argv(sandbox, argv, env_from=env_r, outer_fd=outer)
         argv[1:1] = ["--json-status-fd", str(status_w)]
         env = dict(confine.BWRAP_ENV)
         cwd = "/"
     try:
         try:
-            proc = _spawn(argv, cwd, env, stdin, view, tuple(fd for fd in (status_w, env_r) if fd >= 0))
+            fds = tuple(fd for fd in (status_w, env_r, outer) if fd >= 0)
+            proc = _spawn(argv, cwd, env, stdin, view, fds)
         finally:
             for fd in (status_w, env_r):
                 if fd >= 0:

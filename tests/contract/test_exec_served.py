@@ -25,7 +25,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
-from ..conftest import IN_CI
+from ..conftest import skip_outside_ci
 from .backends import MOUNTS
 from .test_exec_premount import _daemons, _pending, _untouched
 from .test_mount_kept_warm import LONG, _env, _listed, _no_leftovers, _until, cleanup, fork
@@ -52,8 +52,12 @@ def _cli(home: Home, backend: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _exec(home: Home, backend: str, *args: str) -> dict[str, Any]:
-    p = _cli(home, backend, "--vault", "v:main", "--json", "proxy", "exec", *args)
-    return _doc(p)
+    return _doc(_started(home, backend, *args))
+
+
+def _started(home: Home, backend: str, *args: str) -> subprocess.Popen[bytes]:
+    """``avfs --json proxy exec ARGS`` on ``v:main``, started."""
+    return _cli(home, backend, "--vault", "v:main", "--json", "proxy", "exec", *args)
 
 
 def _doc(p: subprocess.Popen[bytes]) -> dict[str, Any]:
@@ -124,9 +128,7 @@ def test_a_confined_first_call_offers_its_sandbox_once_it_has_answered(
     backend: str, home: Home, fork: Vault, server: int
 ) -> None:
     if not standby.available():
-        if IN_CI:
-            pytest.fail("no sandbox is made ready here (/usr/bin/perl is missing)")
-        pytest.skip("no sandbox is made ready here (/usr/bin/perl is missing)")
+        skip_outside_ci("no sandbox is made ready here (/usr/bin/perl is missing)")
     first = _exec(home, backend, "--", "sh", "-c", "echo one > one.txt")
     assert first["success"] and first["mount"]["reused"] is False, first
     (live,) = _listed(home, backend)
@@ -141,8 +143,8 @@ def test_a_confined_first_call_offers_its_sandbox_once_it_has_answered(
 def test_two_first_calls_at_once_get_one_mount_and_lose_nothing(
     backend: str, home: Home, fork: Vault, server: int
 ) -> None:
-    exec_ = ["--vault", "v:main", "--json", "proxy", "exec", "--host", "writable", "--", "sh", "-c"]
-    calls = [_cli(home, backend, *exec_, f"echo {n} > {n}.txt; {WHO_RAN}") for n in ("a", "b")]
+    exec_ = ["--host", "writable", "--", "sh", "-c"]
+    calls = [_started(home, backend, *exec_, f"echo {n} > {n}.txt; {WHO_RAN}") for n in ("a", "b")]
     docs = [_doc(p) for p in calls]
     assert all(d["success"] for d in docs), docs
     assert sorted(d["mount"]["reused"] for d in docs) == [False, True], [d["mount"] for d in docs]
@@ -204,19 +206,7 @@ def test_ctrl_c_reaches_the_command_of_a_served_first_call(
     backend: str, home: Home, fork: Vault, server: int
 ) -> None:
     started = os.path.join(mounts.default_mountpoint(home, "v", "main"), "started.txt")
-    p = _cli(
-        home,
-        backend,
-        "--vault",
-        "v:main",
-        "--json",
-        "proxy",
-        "exec",
-        "--",
-        "sh",
-        "-c",
-        "echo up > started.txt; sleep 60",
-    )
+    p = _started(home, backend, "--", "sh", "-c", "echo up > started.txt; sleep 60")
     assert _until(lambda: os.path.exists(started)), "the command never started"
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)

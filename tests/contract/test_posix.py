@@ -48,7 +48,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
-from ..conftest import AUTHOR, IN_CI, _fsck_every_vault, layers_switch
+from ..conftest import AUTHOR, _fsck_every_vault, layers_switch, skip_outside_ci
 from .backends import MOUNTS
 
 Check = Callable[[str], Any]
@@ -1163,9 +1163,7 @@ pytestmark = pytest.mark.backends(*MOUNTS)  # system calls: a mount's, the API h
 def require_root() -> None:
     if os.geteuid() != 0:
         why = "the POSIX contract (owners, device nodes) is checked as root"
-        if IN_CI:
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_outside_ci(why)
 
 
 @contextlib.contextmanager

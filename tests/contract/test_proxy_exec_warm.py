@@ -19,8 +19,9 @@ from avfs_git.core.vaults import audit
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
-from ..conftest import IN_CI
+from ..conftest import skip_outside_ci
 from ..test_confine import _need_bwrap
+from ..waitingexec import exec_argv
 from .backends import MOUNTS
 
 DENY_TRUE = """\
@@ -93,9 +94,10 @@ def _wait_for(pred: Any, timeout: float = 10.0) -> Any:
 def live(backend, home, vault):
     _need_bwrap()
     if not standby.available():
-        if IN_CI:
-            pytest.fail(f"{standby.PERL} (Debian's perl-base, essential) must be there in CI")
-        pytest.skip(f"no {standby.PERL}: no sandbox is kept ready")
+        skip_outside_ci(
+            f"no {standby.PERL}: no sandbox is kept ready",
+            f"{standby.PERL} (Debian's perl-base, essential) must be there in CI",
+        )
     w = vault.workspace("main")
     w.write("README.md", b"# proj\n")
     checkpoint.save(vault, name="base")
@@ -235,22 +237,7 @@ def test_the_warm_call_loads_neither_click_nor_the_click_cli(live):
     daemon answers before click, cli/main or even cli/execopts is imported (the client's
     built-in modules only: cli/execclient.py)."""
     r = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-m",
-            "avfs_git",
-            "--vault",
-            "v:main",
-            "--json",
-            "proxy",
-            "exec",
-            "--",
-            "true",
-        ],
-        capture_output=True,
-        timeout=120,
+        [*exec_argv(python=["-X", "importtime"]), "--", "true"], capture_output=True, timeout=120
     )
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["success"] and doc["mount"]["reused"], doc

@@ -145,6 +145,8 @@ class OverlayDB:
         # the upper layer of an overlay mount (core/workspace/upper.py): its paths are entries too,
         # over the database's, unless with_upper is off (the mount's lower view itself)
         self.upper_dir = os.path.join(state_dir, "upper")
+        # where its mount's daemon mounts the lower view (fuse/daemon.py: lower, upper, work)
+        self.lower_dir = os.path.join(state_dir, "lower")
         self.links_dir = os.path.join(state_dir, "links")
         self.with_upper = True
         # the git mode of what the view without the upper layer has at a path, None for

@@ -10,14 +10,14 @@ moved ref adopted).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..store import names
 from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
-from . import upper
-from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
+from . import origins, upper
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .wscapture import Fork
 from .wsview import Node
 
@@ -129,10 +129,13 @@ def redirect_sources(ws: Fork, captured: list[Entry]) -> dict[str, tuple[Node, b
     ``d`` no more), the redirect still names ``d``, in the lower layer of the kernel's
     caches and of every reader: see :func:`pin_sources`. Also the lower files the upper
     layer's whiteouts hide (``mv d/x y`` leaves one at ``d/x``): the kernel's inode of
-    ``y`` keeps ``d/x``'s lower dentry as its copy-up origin and looks it up again."""
+    ``y`` keeps ``d/x``'s lower dentry as its copy-up origin and looks it up again. Only
+    a rename's: a whiteout of a plain removal (``rm d/x``) hides a lower file no upper
+    file came from (:func:`_copied_up_from`)."""
     out: dict[str, tuple[Node, bool]] = {}
     if not ws.overlay.upper_active():
         return out
+    renamed = _copied_up_from(ws, captured)
     for e in captured:
         if e.seq:
             continue  # a redirect and a whiteout are the upper layer's (seq 0)
@@ -141,7 +144,9 @@ def redirect_sources(ws: Fork, captured: list[Entry]) -> dict[str, tuple[Node, b
             # origin of a file renamed in the mount, whose kernel inode keeps the lower
             # dentry and looks it up again (a rename onto it): see :func:`pin_sources`
             src = ws.overlay.lower_path(e.path)
-            node = _lookup_lower(ws, src) if src is not None else None
+            if src is None or not renamed(src):
+                continue  # a removal's: no inode keeps that lower file
+            node = _lookup_lower(ws, src)
             if node is None or node.oid is None or node.is_dir:
                 continue
         elif e.kind == OBJECT and e.mode == MODE_TREE:
@@ -163,6 +168,39 @@ def redirect_sources(ws: Fork, captured: list[Entry]) -> dict[str, tuple[Node, b
                 if got is not None and got.oid is not None:
                     out[a] = (got, False)
     return out
+
+
+def _copied_up_from(ws: Fork, captured: list[Entry]) -> Callable[[str], bool]:
+    """Whether the lower layer's file at a path is the copy-up origin of one of the upper
+    layer's files among ``captured`` (overlayfs keeps that origin on a renamed file, a
+    removal copies nothing up: :mod:`.origins`), compared by file handle: the upper
+    files' ``overlay.origin`` against the lower mount's handle of the path. True too
+    when either cannot be read (as before this check: the lower file is kept), so only
+    a whiteout known to be a removal's goes without a pin. The origins are read once,
+    at the first whiteout asked about; none (nothing renamed or copied up): False."""
+    held: set[origins.Handle] | None = None
+    known = True
+
+    def renamed(lower: str) -> bool:
+        nonlocal held, known
+        if held is None:
+            held = set()
+            for e in captured:
+                if e.seq or e.kind != FILE:
+                    continue  # the upper layer's own files only
+                try:
+                    h = origins.origin_of(os.path.join(ws.overlay.upper_dir, e.path))
+                except OSError:
+                    known = False  # (unreadable: say renamed)
+                    continue
+                if h is not None:
+                    held.add(h)
+        if not held:
+            return not known
+        h = origins.handle_of(os.path.join(ws.overlay.lower_dir, lower))
+        return h is None or h in held or not known
+
+    return renamed
 
 
 def pin_sources(ws: Fork, db: Any, sources: Mapping[str, tuple[Node, bool]]) -> None:
