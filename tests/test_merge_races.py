@@ -93,3 +93,72 @@ def test_a_parent_made_by_another_writers_checkpoint_meanwhile_is_not_hidden(
     checkpoint.save(vault, "main")
     files = set(git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split())
     assert {"notes/a.txt", "notes/b.txt"} <= files
+
+
+_PROCESS_WRITER = """
+import sys, time
+from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
+ws = Home(sys.argv[1], mounts=MOUNT_SIDE).vault("v").workspace("main")
+print("ready", flush=True)
+for i in range(int(sys.argv[2])):
+    ws.write(f"p/{i % 20}.txt", str(i).encode())
+    time.sleep(0.003)
+"""
+
+
+def test_a_merge_into_a_fork_written_every_few_milliseconds_goes_through(vault: Vault) -> None:
+    """main is written every ~3 ms by a thread and by another process (API writes: its
+    overlay's transactions) while four forks are merged into it. Each merge used to be
+    refused ``busy`` ("changed while it was being merged into") on every try: a write
+    landed between the capture of main and its move each time. The merge now holds main's
+    writers off from its capture to main's new view: each goes through, and every write
+    lands (none swept away, none kept aside under a recovery ref)."""
+    import subprocess
+    import sys
+    import time
+
+    main = vault.workspace("main")
+    main.write("base.txt", b"base\n")
+    checkpoint.save(vault, "main")
+    for k in range(4):
+        vault.create_fork("main", f"a{k}")
+        vault.workspace(f"a{k}").write(f"agents/{k}.txt", f"agent {k}\n".encode())
+        checkpoint.save(vault, f"a{k}")
+    n_proc = 400
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PROCESS_WRITER, vault.home.path, str(n_proc)],  # type: ignore[union-attr]
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    stop = threading.Event()
+    last: dict[str, bytes] = {}
+
+    def writer() -> None:
+        w, i = vault.workspace("main"), 0
+        while not stop.is_set():
+            path, data = f"t/{i % 20}.txt", str(i).encode()
+            w.write(path, data)
+            last[path] = data
+            i += 1
+            time.sleep(0.003)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.2)
+        statuses = [merge.merge(vault, f"a{k}", "main").status for k in range(4)]
+    finally:
+        stop.set()
+        t.join(timeout=60)
+        proc.wait(timeout=120)
+        proc.stdout.close()
+    assert statuses == ["merged"] * 4, statuses
+    for k in range(4):
+        assert main.read(f"agents/{k}.txt") == f"agent {k}\n".encode()
+    assert last and all(main.read(p) == data for p, data in last.items())
+    for k in range(20):  # the process's last write of each of its paths
+        assert main.read(f"p/{k}.txt") == str(max(i for i in range(n_proc) if i % 20 == k)).encode()
+    assert git("--git-dir", vault.path, "for-each-ref", "refs/avfs/recovery") == ""
+    checkpoint.save(vault, "main")
+    assert git("--git-dir", vault.path, "show", "main:t/0.txt") == last["t/0.txt"].decode()

@@ -172,40 +172,37 @@ def _refuse_open_merges(
         refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
 
 
-def _capture_sides(
-    vault: Vault,
-    ws: Workspace,
-    src_ws: Workspace | None,
-    source: str,
-    target: str,
-    capture: bool,
-    expected: str | None,
-) -> tuple[list[dict[str, str]], str | None]:
-    """Checkpoint the uncheckpointed changes of the target and the source (UsageError
-    unless ``capture``). Returns the checkpoints taken and the target's tip the merge must
-    find (``expected`` moved to its checkpoint)."""
+def _capture(vault: Vault, w: Workspace, source: str, target: str, capture: bool) -> list[dict[str, str]]:
+    """Checkpoint the uncheckpointed changes of ``w`` (UsageError unless ``capture``): the
+    source with its own locks, the target under the locks the merge holds."""
     from . import checkpoint
 
-    captured: list[dict[str, str]] = []
-    sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
-    for f, w in sides:
-        if w.is_dirty():
-            if not capture:
-                raise UsageError(
-                    f"fork {f} has uncheckpointed changes",
-                    hint="checkpoint them first, or let merge do it (drop --no-capture)",
-                    details={"fork": f},
-                )
-            cp = checkpoint.save(
-                vault,
-                f,
-                message=f"avfs merge: {f}'s changes before merging {source} into {target}",
-                expect_head=expected if f == target else None,
-            )
-            captured.append({"fork": f, "commit": cp.checkpoint.commit})
-            if f == target and expected is not None:
-                expected = cp.checkpoint.commit
-    return captured, expected
+    if not w.is_dirty():
+        return []
+    if not capture:
+        raise UsageError(
+            f"fork {w.fork} has uncheckpointed changes",
+            hint="checkpoint them first, or let merge do it (drop --no-capture)",
+            details={"fork": w.fork},
+        )
+    msg = f"avfs merge: {w.fork}'s changes before merging {source} into {target}"
+    if w.fork == target:
+        commit, *_ = checkpoint.save_locked(vault, w, None, msg)
+    else:
+        commit = checkpoint.save(vault, w.fork, message=msg).checkpoint.commit
+    return [{"fork": w.fork, "commit": commit}] if commit else []
+
+
+def _writers_held(ws: Workspace, dry_run: bool) -> contextlib.AbstractContextManager[object]:
+    """What keeps the target's writers off from its capture to its new view: a fork that is
+    not mounted is written through its overlay's transactions (API, CLI, MCP), and the
+    merge holds one; a write then waits for the merge and lands on the merged view. A merge
+    into a fork written every few milliseconds was refused ``busy`` on every try (a write
+    landed between the capture and the move each time). Writes through a mount take no
+    such transaction: there a write in that moment still refuses the merge."""
+    if dry_run or ws.live_dir() is not None:
+        return contextlib.nullcontext()
+    return ws.overlay.txn()
 
 
 def _tips(
@@ -345,20 +342,20 @@ def merge(
     ws = vault.workspace(target)
     src_ws = vault.workspace(source) if source_ref is None else None
     _refuse_open_merges(ws, src_ws, source, target, dry_run)
-    expected: str | None = None  # the target's tip the merge must find (expect_head)
-    if expect_head is not None:
+    if expect_head is not None:  # before anything is captured: a refused merge changes nothing
         with vault.lock(target):
             checkpoint.check_head(vault, target, expect_head)
-            expected = refs.read_ref(vault.store, refs.fork_ref(target))
     captured: list[dict[str, str]] = []
     if not dry_run:
         _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
-        captured, expected = _capture_sides(vault, ws, src_ws, source, target, capture, expected)
-    with vault.lock(target):
+        if src_ws is not None:
+            captured = _capture(vault, src_ws, source, target, capture)
+    exec_lock = contextlib.nullcontext() if dry_run else checkpoint.no_exec_running(vault, target)
+    with exec_lock, vault.lock(target), _writers_held(ws, dry_run):
         ws.sync_base()
-        if expected is not None:
-            checkpoint.check_head(vault, target, expected)
+        checkpoint.check_head(vault, target, expect_head)
         if not dry_run:
+            captured = _capture(vault, ws, source, target, capture) + captured
             _refuse_open_files(ws, target)
         ours, theirs, base = _tips(vault, ws, source, target, source_ref, allow_unrelated)
 
